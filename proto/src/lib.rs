@@ -1,0 +1,18 @@
+//! Wire formats both sides of metaboot share: the OpenStack and EC2 version lists, the header
+//! names of the proxy → agent → API protocol, the instance-id signature, and the documents a
+//! guest reads (`meta_data.json`, `network_data.json`, vendor data).
+
+pub mod headers;
+pub mod meta_data;
+pub mod network_data;
+pub mod signature;
+pub mod vendor_data;
+pub mod versions;
+
+pub use meta_data::{Device, KeyPair, MetaData};
+pub use network_data::{Link, Network, NetworkData, Route, Service};
+pub use signature::{sign, verify};
+pub use versions::{Ec2Version, OpenStackVersion};
+
+/// The well-known IPv4 address of the metadata service.
+pub const METADATA_ADDRESS: &str = "169.254.169.254";

@@ -1,0 +1,137 @@
+//! `meta_data.json` (spec 1.4): what nova's `_metadata_as_json` renders and what a guest reads.
+//!
+//! The API serialises it; the guest agent deserialises it leniently (every field but `uuid` may
+//! be missing, unknown fields are ignored), as cloud-init does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The document served at `/openstack/<version>/meta_data.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetaData {
+    /// The instance UUID (cloud-init's instance-id). Required.
+    pub uuid: String,
+    /// Server metadata (`--property k=v`); absent when the server has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<BTreeMap<String, String>>,
+    /// `{ key pair name: public key text }`; absent without a key pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_keys: Option<BTreeMap<String, String>>,
+    /// The same key pairs with their type; absent without a key pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<KeyPair>>,
+    /// `<hostname>.<dhcp_domain>` (nova's default domain is `novalocal`).
+    #[serde(default)]
+    pub hostname: String,
+    /// The display name.
+    #[serde(default)]
+    pub name: String,
+    /// Index within a multi-create request.
+    #[serde(default)]
+    pub launch_index: u32,
+    /// Always present; `null` when unset.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    /// Base64 of 512 fresh random bytes, new on every request (>= 2013-04-04).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_seed: Option<String>,
+    /// The owning project (>= 2015-10-15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Tagged devices (>= 2016-06-30); an empty list when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<Device>>,
+    /// Pinned host CPUs (>= 2020-10-14); an empty list when not pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_cpus: Option<Vec<u32>>,
+    /// The admin password: on a config drive only, never from the metadata service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_pass: Option<String>,
+    /// Injected files (config drive only): `content_path` points under `/openstack/content/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<InjectedFile>>,
+}
+
+/// One entry of `keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPair {
+    pub name: String,
+    /// `ssh` or `x509`.
+    #[serde(rename = "type", default = "KeyPair::default_type")]
+    pub kind: String,
+    pub data: String,
+}
+
+impl KeyPair {
+    fn default_type() -> String {
+        "ssh".to_owned()
+    }
+}
+
+/// One entry of `devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// `nic`, `disk` or `share`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub bus: String,
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+/// One entry of `files`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectedFile {
+    pub path: String,
+    pub content_path: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_optional_fields_are_omitted_and_az_is_null() {
+        let md = MetaData {
+            uuid: "u".into(),
+            hostname: "h.novalocal".into(),
+            name: "h".into(),
+            ..MetaData::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&md).unwrap(),
+            r#"{"uuid":"u","hostname":"h.novalocal","name":"h","launch_index":0,"availability_zone":null}"#
+        );
+    }
+
+    #[test]
+    fn reads_a_nova_document_and_ignores_unknown_fields() {
+        let doc = r#"{"uuid": "d8e02d56-2648-49a3-bf97-6be8f1204f38", "meta": {"role": "web"},
+            "public_keys": {"mykey": "ssh-ed25519 AAAA user@host"},
+            "keys": [{"name": "mykey", "type": "ssh", "data": "ssh-ed25519 AAAA user@host"}],
+            "hostname": "test.novalocal", "name": "test", "launch_index": 0,
+            "availability_zone": "nova", "random_seed": "cmFuZG9t", "project_id": "p1",
+            "devices": [], "dedicated_cpus": [], "something_new": {"x": 1}}"#;
+        let md: MetaData = serde_json::from_str(doc).unwrap();
+        assert_eq!(md.uuid, "d8e02d56-2648-49a3-bf97-6be8f1204f38");
+        assert_eq!(
+            md.public_keys.unwrap()["mykey"],
+            "ssh-ed25519 AAAA user@host"
+        );
+        assert_eq!(md.availability_zone.as_deref(), Some("nova"));
+        assert_eq!(md.keys.unwrap()[0].kind, "ssh");
+    }
+
+    #[test]
+    fn uuid_is_required() {
+        assert!(serde_json::from_str::<MetaData>(r#"{"hostname": "x"}"#).is_err());
+    }
+}

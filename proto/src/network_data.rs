@@ -1,0 +1,67 @@
+//! `network_data.json` (spec 1.5): links, networks and services of the instance's ports.
+
+use serde::{Deserialize, Serialize};
+
+/// The document served at `/openstack/<version>/network_data.json` (>= 2015-10-15).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkData {
+    #[serde(default)]
+    pub links: Vec<Link>,
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+/// A layer-2 link: one per port (VIF).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The tap device name (`tap` + the first 11 characters of the port id).
+    pub id: String,
+    /// The port id.
+    pub vif_id: String,
+    /// `bridge`, `ovs`, `tap`, …, or `phy`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Network MTU, or null.
+    pub mtu: Option<u32>,
+    pub ethernet_mac_address: String,
+}
+
+/// A layer-3 network on a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// `network<N>`, counted across all links.
+    pub id: String,
+    /// The link id.
+    pub link: String,
+    /// The registry's network id.
+    pub network_id: String,
+    /// `ipv4`, `ipv4_dhcp`, `ipv6`, `ipv6_dhcp`, `ipv6_slaac`, ….
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netmask: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<Route>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<Service>>,
+}
+
+/// A route of a static network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub network: String,
+    pub netmask: String,
+    pub gateway: String,
+}
+
+/// A network service (DNS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub address: String,
+}

@@ -1,0 +1,177 @@
+//! The registry CLI: `network`, `router`, `port` and `instance` commands.
+//!
+//! TODO(store helper): implement; the argument shapes below are the user-facing interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use thiserror::Error;
+
+/// Input the CLI refuses before it reaches the store (unreadable file, bad `K=V`, …): exit 2.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network with one subnet.
+    Create {
+        name: String,
+        /// The subnet, e.g. 198.18.0.0/24.
+        #[arg(long)]
+        cidr: String,
+        /// The router's address on it (default: the first host address).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The DHCP port's address (default: the second host address).
+        #[arg(long = "dhcp-ip")]
+        dhcp_ip: Option<String>,
+        #[arg(long, default_value = "admin")]
+        project: String,
+        /// No router: metadata is served from the DHCP namespace.
+        #[arg(long)]
+        isolated: bool,
+        #[arg(long)]
+        mtu: Option<u32>,
+        #[command(flatten)]
+        output: Output,
+    },
+    List(Output),
+    Show {
+        network: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    Delete {
+        network: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouterCommand {
+    Create {
+        name: String,
+        /// Attach a network (id or name); repeatable.
+        #[arg(long = "network")]
+        networks: Vec<String>,
+        #[arg(long, default_value = "admin")]
+        project: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Attach a network to a router.
+    AddNetwork {
+        router: String,
+        network: String,
+    },
+    List(Output),
+    Show {
+        router: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    Delete {
+        router: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortCommand {
+    Create {
+        /// Network id or name.
+        #[arg(long)]
+        network: String,
+        /// Instance uuid or name.
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        mac: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    List(Output),
+    Show {
+        port: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    Delete {
+        port: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Create an instance with one port on a network.
+    Create(Box<InstanceCreate>),
+    List(Output),
+    Show {
+        instance: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    Delete {
+        instance: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceCreate {
+    pub name: String,
+    /// Network id or name for the instance's port.
+    #[arg(long)]
+    pub network: String,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Host name (default: derived from the name, as nova does).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    #[arg(long, default_value = "admin")]
+    pub project: String,
+    #[arg(long = "availability-zone")]
+    pub availability_zone: Option<String>,
+    #[arg(long = "launch-index", default_value_t = 0)]
+    pub launch_index: u32,
+    /// An SSH public key file; repeatable. The key pair is named after the file.
+    #[arg(long = "key-file")]
+    pub key_files: Vec<PathBuf>,
+    /// The user data file (at most 65535 bytes).
+    #[arg(long = "user-data")]
+    pub user_data: Option<PathBuf>,
+    /// Server metadata `K=V`; repeatable.
+    #[arg(long = "meta")]
+    pub meta: Vec<String>,
+    /// Admin password (served on config drives only).
+    #[arg(long = "admin-pass")]
+    pub admin_pass: Option<String>,
+    /// Instance uuid (default: a new random one).
+    #[arg(long)]
+    pub uuid: Option<String>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `--json` for scripts.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn network(_db: &str, _cmd: NetworkCommand) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
+pub fn router(_db: &str, _cmd: RouterCommand) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
+pub fn port(_db: &str, _cmd: PortCommand) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
+pub fn instance(_db: &str, _cmd: InstanceCommand) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}

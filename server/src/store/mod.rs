@@ -1,0 +1,74 @@
+//! The registry store: one `Store` trait, two backends (SQLite embedded, PostgreSQL shared).
+//!
+//! The trait is synchronous; async callers run it on `tokio::task::spawn_blocking`. Every write
+//! is one transaction that also appends to the change log, so running servers can drop caches
+//! and follow routers and isolated networks as they come and go.
+
+mod error;
+mod model;
+
+pub use error::{StoreError, StoreResult};
+pub use model::{
+    Change, ChangeKind, Instance, KeyPair, Network, NewInstance, NewNetwork, NewPort, NewRouter,
+    PasswordSet, Port, Router,
+};
+
+use std::net::IpAddr;
+
+/// Largest user data the registry stores, in bytes (nova's API limit).
+pub const MAX_USER_DATA_BYTES: usize = 65_535;
+/// Largest password the password endpoint stores, in bytes (nova: 4 × 255).
+pub const MAX_PASSWORD_BYTES: usize = 1_020;
+
+/// The registry of networks, routers, ports and instances.
+pub trait Store: Send + Sync {
+    // --- networks
+    fn create_network(&self, new: &NewNetwork) -> StoreResult<Network>;
+    fn networks(&self) -> StoreResult<Vec<Network>>;
+    /// By id, or by name when the name is unique.
+    fn network(&self, id_or_name: &str) -> StoreResult<Network>;
+    /// Refused (Conflict) while ports are on it.
+    fn delete_network(&self, id: &str) -> StoreResult<()>;
+
+    // --- routers
+    fn create_router(&self, new: &NewRouter) -> StoreResult<Router>;
+    fn routers(&self) -> StoreResult<Vec<Router>>;
+    fn router(&self, id_or_name: &str) -> StoreResult<Router>;
+    fn add_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()>;
+    fn delete_router(&self, id: &str) -> StoreResult<()>;
+
+    // --- instances
+    /// Creates the instance and its first port in one transaction; allocates the port's IP
+    /// (lowest free host address, skipping gateway and DHCP address) and MAC (`fa:16:3e:…`)
+    /// when not given.
+    fn create_instance(&self, new: &NewInstance, port: &NewPort) -> StoreResult<(Instance, Port)>;
+    fn instances(&self) -> StoreResult<Vec<Instance>>;
+    /// By uuid, or by name when the name is unique.
+    fn instance(&self, id_or_name: &str) -> StoreResult<Instance>;
+    /// By uuid only; `None` when absent. The API's hot path.
+    fn instance_by_uuid(&self, uuid: &str) -> StoreResult<Option<Instance>>;
+    /// Deletes the instance and its ports.
+    fn delete_instance(&self, uuid: &str) -> StoreResult<()>;
+    /// Write-once: exactly one of any number of concurrent calls gets `Stored`.
+    fn set_password(&self, uuid: &str, password: &str) -> StoreResult<PasswordSet>;
+
+    // --- ports
+    fn create_port(&self, new: &NewPort) -> StoreResult<Port>;
+    fn ports(&self) -> StoreResult<Vec<Port>>;
+    fn port(&self, id: &str) -> StoreResult<Port>;
+    fn delete_port(&self, id: &str) -> StoreResult<()>;
+    /// The instance's ports with their networks, oldest port first (network_data.json).
+    fn instance_ports(&self, uuid: &str) -> StoreResult<Vec<(Port, Network)>>;
+
+    // --- the agent's hot path
+    /// Ports with this IP on any of these networks (indexed; zero, one or several).
+    fn find_ports(&self, ip: IpAddr, network_ids: &[String]) -> StoreResult<Vec<Port>>;
+    /// Ports with this IP on any network (the API's source-IP mode).
+    fn find_ports_by_ip(&self, ip: IpAddr) -> StoreResult<Vec<Port>>;
+
+    // --- change log
+    /// The newest change's sequence number (0 when none).
+    fn last_change(&self) -> StoreResult<i64>;
+    /// Changes after `seq`, oldest first.
+    fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>>;
+}
