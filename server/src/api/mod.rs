@@ -1,10 +1,301 @@
-//! The metadata REST API (the role of nova-api-metadata).
+//! The metadata REST API (the role of nova-api-metadata, spec section 1): identifies the
+//! instance behind a request, then answers from the OpenStack or the EC2 tree.
 
-use clap::Args;
+mod cache;
+mod ec2;
+pub mod identify;
+mod listener;
+mod network_data;
+pub mod openstack;
+mod password;
+pub mod path;
+pub mod tree;
+pub mod vendor;
+mod view;
 
-#[derive(Debug, Args)]
-pub struct ApiArgs {}
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub fn serve(_db: &str, _args: ApiArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use metaboot_proto::{Ec2Version, headers};
+
+pub use cache::{DEFAULT_TTL, MAX_CACHED_INSTANCES, ViewCache};
+pub use identify::Identify;
+pub use listener::{ApiArgs, ApiHandler, serve};
+pub use vendor::VendorDocs;
+pub use view::{InstanceView, RANDOM_SEED_BYTES};
+
+pub use crate::http::Answer;
+use crate::http::Body;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, StoreResult};
+
+/// nova's `[api] dhcp_domain` default.
+pub const DEFAULT_DHCP_DOMAIN: &str = "novalocal";
+
+/// How documents are rendered (deployment settings, not per instance).
+#[derive(Debug, Clone)]
+pub struct Rendering {
+    /// Appended to the instance's host name; empty means none.
+    pub dhcp_domain: String,
+    pub vendor: VendorDocs,
+}
+
+impl Default for Rendering {
+    fn default() -> Self {
+        Self {
+            dhcp_domain: DEFAULT_DHCP_DOMAIN.to_owned(),
+            vendor: VendorDocs::default(),
+        }
+    }
+}
+
+impl Rendering {
+    /// `<hostname>.<dhcp_domain>`, or the bare host name when the domain is empty.
+    pub fn hostname(&self, short: &str) -> String {
+        if self.dhcp_domain.is_empty() {
+            short.to_owned()
+        } else {
+            format!("{short}.{}", self.dhcp_domain)
+        }
+    }
+}
+
+/// A request as the API sees it, whatever carried it (HTTP, or `all`'s in-process hop).
+#[derive(Debug, Clone)]
+pub struct MetadataRequest {
+    pub method: Method,
+    /// The raw path, without the query (which is ignored).
+    pub path: String,
+    pub headers: HeaderMap,
+    /// The TCP peer (source-IP mode only).
+    pub peer: Option<IpAddr>,
+    pub body: Bytes,
+}
+
+/// The metadata API.
+pub struct Api {
+    store: Arc<dyn Store>,
+    identify: Identify,
+    rendering: Rendering,
+    cache: Arc<ViewCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl Api {
+    pub fn new(
+        store: Arc<dyn Store>,
+        identify: Identify,
+        rendering: Rendering,
+        cache_ttl: Duration,
+    ) -> Self {
+        Self {
+            store,
+            identify,
+            rendering,
+            cache: Arc::new(ViewCache::new(cache_ttl)),
+            metrics: Metrics::new("api"),
+        }
+    }
+
+    /// The cache, to be told of registry changes.
+    pub fn cache(&self) -> Arc<ViewCache> {
+        self.cache.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Answers one request; never panics, never a 500 for anything a client sends.
+    pub async fn answer(&self, request: &MetadataRequest) -> Response<Body> {
+        let answer = self.route(request).await;
+        self.metrics.request(answer.status);
+        match answer.rejection() {
+            Some(label) => {
+                self.metrics.reject(label);
+                tracing::info!(
+                    status = answer.status.as_u16(),
+                    reason = answer.reason(),
+                    method = %request.method,
+                    path = %request.path,
+                    instance = header_text(&request.headers, headers::INSTANCE_ID),
+                    tenant = header_text(&request.headers, headers::TENANT_ID),
+                    forwarded_for = header_text(&request.headers, headers::FORWARDED_FOR),
+                    peer = ?request.peer,
+                    "refused"
+                );
+            }
+            None => tracing::debug!(
+                status = answer.status.as_u16(),
+                method = %request.method,
+                path = %request.path,
+                instance = header_text(&request.headers, headers::INSTANCE_ID),
+                forwarded_for = header_text(&request.headers, headers::FORWARDED_FOR),
+                "answered"
+            ),
+        }
+        answer.into_response()
+    }
+
+    async fn route(&self, request: &MetadataRequest) -> Answer {
+        let segments = match path::segments(&request.path) {
+            Ok(segments) => segments,
+            Err(err) => {
+                return Answer::refused(
+                    StatusCode::BAD_REQUEST,
+                    err.reason().to_owned(),
+                    "bad_path",
+                );
+            }
+        };
+        // `GET /` is answered before identification (nova does the same).
+        if segments.is_empty() {
+            return Answer::text(Bytes::from(Ec2Version::listing()));
+        }
+        let (uuid, tenant, address) = match self.identify(request).await {
+            Ok(found) => found,
+            Err(refusal) => return refusal,
+        };
+        let view = match self.view(&uuid).await {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                return Answer::refused(
+                    StatusCode::NOT_FOUND,
+                    "Instance not found.".to_owned(),
+                    "unknown_instance",
+                );
+            }
+            Err(refusal) => return refusal,
+        };
+        if tenant.is_some_and(|tenant| tenant != view.instance.project) {
+            // Same answer as an unknown instance: a mismatch must not reveal that it exists.
+            return Answer::refused(
+                StatusCode::NOT_FOUND,
+                "Instance not found.".to_owned(),
+                "tenant_mismatch",
+            );
+        }
+        match segments[0].as_str() {
+            "openstack" => match openstack::route(&segments[1..]) {
+                Some(openstack::Target::Password) => {
+                    self.password(request, &view.instance.uuid).await
+                }
+                Some(target) => openstack::answer(target, &view, &self.rendering),
+                None => Answer::refuse(StatusCode::NOT_FOUND, "not found"),
+            },
+            "ec2" => self.ec2(&view, &segments[1..], &address),
+            _ => self.ec2(&view, &segments, &address),
+        }
+    }
+
+    fn ec2(&self, view: &InstanceView, rest: &[String], address: &str) -> Answer {
+        let Some((version, path)) = rest.split_first() else {
+            return Answer::text(Bytes::from(Ec2Version::listing()));
+        };
+        let Some(version) = Ec2Version::parse(version) else {
+            return Answer::refuse(StatusCode::NOT_FOUND, "not found");
+        };
+        let tree = view.ec2(version, &self.rendering, address);
+        match tree.find(path) {
+            Some(node) => Answer::text(node.render()),
+            None => Answer::refuse(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// (instance uuid, tenant to check, request address).
+    async fn identify(
+        &self,
+        request: &MetadataRequest,
+    ) -> Result<(String, Option<String>, String), Answer> {
+        match &self.identify {
+            Identify::Proxy { secret } => {
+                let claim = identify::claim(&request.headers, secret)?;
+                Ok((claim.instance_id, Some(claim.tenant_id), claim.address))
+            }
+            Identify::SourceIp => {
+                let Some(ip) = request.peer else {
+                    return Err(Answer::refused(
+                        StatusCode::BAD_REQUEST,
+                        "source-IP identification needs a TCP client".to_owned(),
+                        "no_address",
+                    ));
+                };
+                let ports = self
+                    .blocking(move |store| store.find_ports_by_ip(ip))
+                    .await?;
+                match ports.as_slice() {
+                    [port] => Ok((port.instance_id.clone(), None, ip.to_string())),
+                    [] => Err(Answer::refused(
+                        StatusCode::NOT_FOUND,
+                        format!("No instance has the address {ip}."),
+                        "no_port",
+                    )),
+                    _ => Err(Answer::refused(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "Several instances have the address {ip}: serve them through the agent (proxy mode)."
+                        ),
+                        "ambiguous_port",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The instance's view, from the cache or the store.
+    async fn view(&self, uuid: &str) -> Result<Option<Arc<InstanceView>>, Answer> {
+        let generation = match self.cache.get(uuid) {
+            Ok(view) => {
+                self.metrics.cache_hit();
+                return Ok(Some(view));
+            }
+            Err(generation) => generation,
+        };
+        self.metrics.cache_miss();
+        let key = uuid.to_owned();
+        let loaded = self
+            .blocking(move |store| {
+                let Some(instance) = store.instance_by_uuid(&key)? else {
+                    return Ok(None);
+                };
+                let ports = store.instance_ports(&key)?;
+                Ok(Some((instance, ports)))
+            })
+            .await?;
+        Ok(loaded.map(|(instance, ports)| {
+            let view = Arc::new(InstanceView::new(instance, ports));
+            self.cache.insert(uuid, view.clone(), generation);
+            view
+        }))
+    }
+
+    /// Runs a store call off the async threads; a failing store is 503, never 500.
+    async fn blocking<T, F>(&self, call: F) -> Result<T, Answer>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || call(store.as_ref()))
+            .await
+            .unwrap_or_else(|err| Err(StoreError::Backend(format!("store task failed: {err}"))));
+        result.map_err(|err| {
+            tracing::warn!(error = %err, "registry call failed");
+            Answer::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The registry is unavailable; retry shortly.".to_owned(),
+                "store_unavailable",
+            )
+        })
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
 }

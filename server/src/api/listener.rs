@@ -1,0 +1,168 @@
+//! `metaboot-server api`: the API on TCP (and optionally a Unix socket).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::{Api, Identify, MetadataRequest, Rendering, VendorDocs};
+use crate::http::{Body, Handler, Peer, Reply, ServerLimits, read_body};
+use crate::watch::ChangeListener;
+
+/// Default TCP address (nova's metadata port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8775";
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// TCP address to serve on; repeatable.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: Vec<SocketAddr>,
+    /// Also serve on this Unix socket (agents on the same host can use `--api unix:PATH`).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Mode of the Unix socket, octal.
+    #[arg(long, default_value = "660", value_parser = crate::cli::parse_mode)]
+    pub socket_mode: u32,
+    /// File holding the secret shared with the agents (required unless --identify-by-source-ip).
+    #[arg(long, required_unless_present = "identify_by_source_ip")]
+    pub shared_secret_file: Option<PathBuf>,
+    /// Identify instances by the TCP peer address instead of the agent's signed headers
+    /// (only when guests reach the API directly, without proxy and agent).
+    #[arg(long)]
+    pub identify_by_source_ip: bool,
+    /// Domain appended to host names (`<hostname>.<domain>`); empty for none.
+    #[arg(long, default_value = super::DEFAULT_DHCP_DOMAIN)]
+    pub dhcp_domain: String,
+    /// A JSON file served as vendor_data.json and under "static" in vendor_data2.json.
+    #[arg(long)]
+    pub vendor_data: Option<PathBuf>,
+    /// Seconds a rendered instance is cached (0 disables; registry changes drop it at once).
+    #[arg(long, default_value_t = super::DEFAULT_TTL.as_secs())]
+    pub cache_ttl: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl ApiArgs {
+    /// The identification mode these flags ask for.
+    pub fn identify(&self) -> anyhow::Result<Identify> {
+        if self.identify_by_source_ip {
+            return Ok(Identify::SourceIp);
+        }
+        let file = self
+            .shared_secret_file
+            .as_ref()
+            .context("--shared-secret-file is required in proxy mode")?;
+        Ok(Identify::Proxy {
+            secret: crate::secret::read_secret(file)?,
+        })
+    }
+
+    /// The rendering settings these flags ask for.
+    pub fn rendering(&self) -> anyhow::Result<Rendering> {
+        let vendor = match &self.vendor_data {
+            Some(path) => VendorDocs::load(path)?,
+            None => VendorDocs::default(),
+        };
+        Ok(Rendering {
+            dhcp_domain: self.dhcp_domain.clone(),
+            vendor,
+        })
+    }
+}
+
+/// Serves the API over HTTP: reads the body (bounded), then asks the API.
+#[derive(Clone)]
+pub struct ApiHandler {
+    api: Arc<Api>,
+    limits: ServerLimits,
+}
+
+impl ApiHandler {
+    pub fn new(api: Arc<Api>, limits: ServerLimits) -> Self {
+        Self { api, limits }
+    }
+}
+
+impl Handler for ApiHandler {
+    async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let body = match read_body(
+            &parts.headers,
+            body,
+            self.limits.max_body_bytes,
+            self.limits.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(err) => {
+                self.api.metrics.request(err.status());
+                self.api.metrics.reject("bad_body");
+                return Reply::refuse(err.status(), err.reason());
+            }
+        };
+        let request = MetadataRequest {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            peer: peer.ip(),
+            body,
+        };
+        self.api.answer(&request).await
+    }
+}
+
+/// `metaboot-server api`.
+pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
+    let identify = args.identify()?;
+    let rendering = args.rendering()?;
+    let store =
+        crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
+    let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
+    crate::runtime::run_service(threads, async move {
+        let api = Arc::new(Api::new(
+            store.clone(),
+            identify,
+            rendering,
+            Duration::from_secs(args.cache_ttl),
+        ));
+        let cache: Arc<dyn ChangeListener> = api.cache();
+        tokio::spawn(crate::watch::follow(store, vec![cache]));
+        crate::metrics::serve_metrics(args.metrics_listen, vec![api.metrics()]).await?;
+        let handler = ApiHandler::new(api, ServerLimits::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        for addr in &args.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("failed to listen on {addr}"))?;
+            tracing::info!(listen = %addr, "api listening");
+            tasks.spawn(crate::http::serve(
+                listener,
+                ServerLimits::default(),
+                handler.clone(),
+            ));
+        }
+        if let Some(path) = &args.socket {
+            let listener = crate::http::bind_unix(path, args.socket_mode)
+                .with_context(|| format!("failed to listen on {}", path.display()))?;
+            tracing::info!(socket = %path.display(), "api listening");
+            tasks.spawn(crate::http::serve(
+                listener,
+                ServerLimits::default(),
+                handler.clone(),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    })
+}

@@ -1,0 +1,79 @@
+//! The password endpoint (spec 1.7): GET reads, POST stores once. Unlike nova, the write-once
+//! rule is enforced by the store, so two concurrent POSTs can never both succeed.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+
+use super::{Answer, Api};
+use crate::http::response::TEXT_PLAIN;
+use crate::store::{MAX_PASSWORD_BYTES, PasswordSet};
+
+impl Api {
+    pub(super) async fn password(&self, request: &super::MetadataRequest, uuid: &str) -> Answer {
+        let key = uuid.to_owned();
+        match request.method {
+            Method::GET | Method::HEAD => {
+                // Read through: a password posted a moment ago must be visible at once.
+                match self
+                    .blocking(move |store| store.instance_by_uuid(&key))
+                    .await
+                {
+                    Ok(Some(instance)) => Answer::ok(
+                        TEXT_PLAIN,
+                        Bytes::from(instance.password.unwrap_or_default()),
+                    ),
+                    Ok(None) => Answer::refused(
+                        StatusCode::NOT_FOUND,
+                        "Instance not found.".to_owned(),
+                        "unknown_instance",
+                    ),
+                    Err(refusal) => refusal,
+                }
+            }
+            Method::POST => {
+                if request.body.len() > MAX_PASSWORD_BYTES {
+                    return Answer::refused(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "Request is too large: a password is at most {MAX_PASSWORD_BYTES} bytes."
+                        ),
+                        "password_too_large",
+                    );
+                }
+                let Ok(password) = std::str::from_utf8(&request.body) else {
+                    return Answer::refused(
+                        StatusCode::BAD_REQUEST,
+                        "The password must be text (base64 of the encrypted password).".to_owned(),
+                        "password_not_text",
+                    );
+                };
+                let password = password.to_owned();
+                match self
+                    .blocking(move |store| store.set_password(&key, &password))
+                    .await
+                {
+                    Ok(PasswordSet::Stored) => {
+                        self.cache.evict(uuid);
+                        Answer::text(Bytes::new())
+                    }
+                    Ok(PasswordSet::AlreadySet) => Answer::refused(
+                        StatusCode::CONFLICT,
+                        "The password is already set; it can be set once.".to_owned(),
+                        "password_already_set",
+                    ),
+                    Ok(PasswordSet::NoInstance) => Answer::refused(
+                        StatusCode::BAD_REQUEST,
+                        "The instance no longer exists.".to_owned(),
+                        "unknown_instance",
+                    ),
+                    Err(refusal) => refusal,
+                }
+            }
+            _ => Answer::refused(
+                StatusCode::BAD_REQUEST,
+                "GET and POST only are supported.".to_owned(),
+                "bad_method",
+            ),
+        }
+    }
+}

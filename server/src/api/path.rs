@@ -1,0 +1,128 @@
+//! Request path normalisation (spec 1.1): percent-decoding, then POSIX `normpath` — `//`
+//! collapses, `.` and `..` resolve (never above the root), trailing slashes do not matter.
+
+/// Longest path accepted after decoding, in bytes.
+pub const MAX_PATH_BYTES: usize = 2048;
+
+/// Why a path was refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotUtf8,
+    NulByte,
+    TooLong,
+}
+
+impl PathError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NotUtf8 => "request path is not valid UTF-8 once percent-decoded",
+            Self::NulByte => "request path contains a NUL byte",
+            Self::TooLong => "request path is too long",
+        }
+    }
+}
+
+/// Splits a raw request path (without the query) into its normalised segments: `/` gives none.
+pub fn segments(raw: &str) -> Result<Vec<String>, PathError> {
+    if raw.len() > MAX_PATH_BYTES * 3 {
+        return Err(PathError::TooLong);
+    }
+    let decoded = percent_decode(raw.as_bytes());
+    if decoded.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    if decoded.contains(&0) {
+        return Err(PathError::NulByte);
+    }
+    let text = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    let mut out: Vec<String> = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other.to_owned()),
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is (like Python's
+/// `unquote`).
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%'
+            && i + 2 < input.len()
+            && let (Some(hi), Some(lo)) = (hex_value(input[i + 1]), hex_value(input[i + 2]))
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seg(raw: &str) -> Vec<String> {
+        segments(raw).unwrap()
+    }
+
+    #[test]
+    fn normalises_like_posix_normpath() {
+        assert!(seg("/").is_empty());
+        assert!(seg("").is_empty());
+        assert!(seg("//").is_empty());
+        assert_eq!(seg("/openstack/"), ["openstack"]);
+        assert_eq!(seg("//openstack//latest/"), ["openstack", "latest"]);
+        assert_eq!(
+            seg("/openstack/latest/../2012-08-10/./meta_data.json"),
+            ["openstack", "2012-08-10", "meta_data.json"]
+        );
+        assert_eq!(seg("/../../etc/passwd"), ["etc", "passwd"]);
+        assert_eq!(seg("/%2e%2e/%2E%2E/openstack"), ["openstack"]);
+        assert_eq!(seg("/open%73tack"), ["openstack"]);
+        assert_eq!(seg("/a%2fb"), ["a", "b"]);
+        assert_eq!(seg("/100%"), ["100%"]);
+        assert_eq!(seg("/%zz"), ["%zz"]);
+    }
+
+    #[test]
+    fn refuses_bad_bytes_and_long_paths() {
+        assert_eq!(segments("/%ff%fe"), Err(PathError::NotUtf8));
+        assert_eq!(segments("/a%00b"), Err(PathError::NulByte));
+        let long = format!("/{}", "a".repeat(MAX_PATH_BYTES + 1));
+        assert_eq!(segments(&long), Err(PathError::TooLong));
+        let ok = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
+        assert!(segments(&ok).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn never_yields_dot_segments_or_empty_ones(raw in "[/a-z.%0-9]{0,64}") {
+            if let Ok(parts) = segments(&raw) {
+                for part in parts {
+                    prop_assert!(part != "." && part != ".." && !part.is_empty() && !part.contains('/'));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The EC2-style metadata tree and its text rendering (nova's `ec2_md_print` and
+//! `find_path_in_tree`), byte for byte: sorted keys one per line, sub-directories as `key/`
+//! (or their special name), lists one item per line, no trailing newline.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+/// A node of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A directory; `name` replaces `key/` in its parent's listing (the public-keys quirk:
+    /// `0=<keyname>`).
+    Dir {
+        entries: BTreeMap<String, Node>,
+        name: Option<String>,
+    },
+    /// A list, rendered one item per line.
+    List(Vec<String>),
+    /// A value, rendered as it is.
+    Leaf(Bytes),
+}
+
+impl Node {
+    pub fn dir(entries: BTreeMap<String, Node>) -> Self {
+        Self::Dir {
+            entries,
+            name: None,
+        }
+    }
+
+    pub fn leaf(text: impl Into<String>) -> Self {
+        Self::Leaf(Bytes::from(text.into()))
+    }
+
+    /// Follows `path` down the tree. Going below a leaf or a list is "not found" (nova answers
+    /// 500 there; the spec asks for 404).
+    pub fn find(&self, path: &[String]) -> Option<&Node> {
+        let mut node = self;
+        for segment in path {
+            match node {
+                Self::Dir { entries, .. } => node = entries.get(segment)?,
+                Self::List(_) | Self::Leaf(_) => return None,
+            }
+        }
+        Some(node)
+    }
+
+    /// The body nova renders for this node.
+    pub fn render(&self) -> Bytes {
+        match self {
+            Self::Dir { entries, .. } => {
+                let lines: Vec<String> = entries
+                    .iter()
+                    .map(|(key, child)| match child {
+                        Self::Dir {
+                            name: Some(name), ..
+                        } => name.clone(),
+                        Self::Dir { name: None, .. } => format!("{key}/"),
+                        _ => key.clone(),
+                    })
+                    .collect();
+                Bytes::from(lines.join("\n"))
+            }
+            Self::List(items) => Bytes::from(items.join("\n")),
+            Self::Leaf(value) => value.clone(),
+        }
+    }
+}
+
+/// Renders a listing of plain names (the version lists and `/openstack/<v>`).
+pub fn listing<S: AsRef<str>>(items: &[S]) -> Bytes {
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(item.as_ref());
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Node {
+        let key = Node::Dir {
+            entries: BTreeMap::from([("openssh-key".to_owned(), Node::leaf("ssh-ed25519 AAAA"))]),
+            name: Some("0=mykey".to_owned()),
+        };
+        Node::dir(BTreeMap::from([
+            ("hostname".to_owned(), Node::leaf("h.novalocal")),
+            ("ami-launch-index".to_owned(), Node::leaf("0")),
+            (
+                "public-keys".to_owned(),
+                Node::dir(BTreeMap::from([("0".to_owned(), key)])),
+            ),
+            (
+                "placement".to_owned(),
+                Node::dir(BTreeMap::from([(
+                    "availability-zone".to_owned(),
+                    Node::leaf("nova"),
+                )])),
+            ),
+            (
+                "security-groups".to_owned(),
+                Node::List(vec!["default".into(), "web".into()]),
+            ),
+        ]))
+    }
+
+    #[test]
+    fn renders_like_ec2_md_print() {
+        let tree = sample();
+        assert_eq!(
+            tree.render(),
+            "ami-launch-index\nhostname\nplacement/\npublic-keys/\nsecurity-groups"
+        );
+        let keys = tree.find(&["public-keys".into()]).unwrap();
+        assert_eq!(keys.render(), "0=mykey");
+        let key = tree.find(&["public-keys".into(), "0".into()]).unwrap();
+        assert_eq!(key.render(), "openssh-key");
+        let groups = tree.find(&["security-groups".into()]).unwrap();
+        assert_eq!(groups.render(), "default\nweb");
+    }
+
+    #[test]
+    fn below_a_leaf_or_list_is_not_found() {
+        let tree = sample();
+        assert!(tree.find(&["hostname".into(), "x".into()]).is_none());
+        assert!(
+            tree.find(&["security-groups".into(), "default".into()])
+                .is_none()
+        );
+        assert!(tree.find(&["nothing".into()]).is_none());
+    }
+
+    #[test]
+    fn listing_has_no_trailing_newline() {
+        assert_eq!(listing(&["a", "b"]), "a\nb");
+        assert_eq!(listing::<&str>(&[]), "");
+    }
+}

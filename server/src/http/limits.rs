@@ -1,0 +1,61 @@
+//! The limits every listener enforces on what a client may send (DESIGN: limits everywhere a
+//! guest can send bytes). Each role starts from these defaults; `all` and the flags may lower
+//! or raise them.
+
+use std::time::Duration;
+
+/// Largest request head (request line + headers) a listener buffers, in bytes. Past it the
+/// client gets 431. hyper's minimum is 8192.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header lines in one request; past it the client gets 431.
+pub const MAX_HEADERS: usize = 64;
+/// Time a client has to send a complete request head, also between keep-alive requests
+/// (slowloris defence).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body, in bytes (the password endpoint needs 1020).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Time a client has to send the whole body once its head arrived.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections one listener serves at once; further connections are closed at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Largest response body relayed from an upstream, in bytes (user data is at most 64 KiB).
+pub const MAX_UPSTREAM_BODY_BYTES: usize = 1024 * 1024;
+/// Time an upstream has to answer before the client gets 504.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to open a connection to an upstream before the client gets 503.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle pooled upstream connections kept per upstream.
+pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
+/// How long an idle pooled upstream connection is kept.
+pub const UPSTREAM_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The limits of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_read_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_headers: MAX_HEADERS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_body_bytes: MAX_BODY_BYTES,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ServerLimits {
+    /// hyper refuses a read buffer under 8 KiB; keep configured values above it.
+    pub fn header_buffer(&self) -> usize {
+        self.max_header_bytes.max(8192)
+    }
+}

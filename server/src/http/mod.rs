@@ -1,0 +1,16 @@
+//! HTTP plumbing shared by the three roles: the accept loop with its limits, bounded body
+//! reads, small response builders and the pooled upstream client (TCP or Unix socket).
+
+pub mod answer;
+pub mod body;
+pub mod client;
+pub mod limits;
+pub mod response;
+pub mod serve;
+
+pub use answer::Answer;
+pub use body::{BodyError, read_body};
+pub use client::{Upstream, UpstreamError};
+pub use limits::ServerLimits;
+pub use response::{Body, Reply};
+pub use serve::{Acceptor, Handler, Peer, bind_unix, serve};

@@ -1,0 +1,150 @@
+//! The accept loop every listener runs: HTTP/1.1 with keep-alive, bounded heads, a head read
+//! timeout (also between keep-alive requests) and a connection cap.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+
+use super::limits::ServerLimits;
+use super::response::Body;
+
+/// Pause after an accept error such as EMFILE, so a full file table does not spin the loop.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix,
+}
+
+impl Peer {
+    /// The peer's IP address, IPv4-mapped IPv6 turned into IPv4.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Self::Tcp(addr) => Some(addr.ip().to_canonical()),
+            Self::Unix => None,
+        }
+    }
+}
+
+/// Answers one request. Implemented by each role.
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// A listener: TCP (the proxy, the API) or a Unix socket (the agent, the API).
+pub trait Acceptor: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_peer(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+}
+
+impl Acceptor for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept_peer(&self) -> io::Result<(Self::Stream, Peer)> {
+        let (stream, addr) = self.accept().await?;
+        // Metadata requests are tiny: send each response at once.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, Peer::Tcp(addr)))
+    }
+}
+
+impl Acceptor for UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept_peer(&self) -> io::Result<(Self::Stream, Peer)> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, Peer::Unix))
+    }
+}
+
+/// Serves a listener until the task is dropped.
+pub async fn serve<A: Acceptor, H: Handler>(listener: A, limits: ServerLimits, handler: H) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, peer) = match listener.accept_peer().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                ?peer,
+                limit = limits.max_connections,
+                "connection refused: too many connections"
+            );
+            continue;
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, limits, handler).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection<S, H>(stream: S, peer: Peer, limits: ServerLimits, handler: H)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let service = service_fn(move |request| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.header_buffer())
+        .max_headers(limits.max_headers)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = connection.await {
+        tracing::debug!(?peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// Binds a Unix socket: removes a stale socket file first and sets the socket's mode.
+pub fn bind_unix(path: &std::path::Path, mode: u32) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket: remove it or pick another path",
+                    path.display()
+                ),
+            ));
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}

@@ -1,0 +1,232 @@
+//! Prometheus metrics every role keeps: requests by status, rejections by reason, cache hits
+//! and misses, upstream latency. Served as text on an optional listen address.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::http::{Body, Handler, Peer, Reply};
+
+/// Upper bounds of the upstream latency histogram, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000, 10_000_000,
+];
+/// Status codes are counted in one slot each up to this bound.
+const STATUS_SLOTS: usize = 600;
+
+/// The metrics of one role (`api`, `agent` or `proxy`).
+pub struct Metrics {
+    role: &'static str,
+    statuses: Box<[AtomicU64]>,
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(role: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            role,
+            statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            rejections: Mutex::new(BTreeMap::new()),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency_count: AtomicU64::new(0),
+            latency_sum_us: AtomicU64::new(0),
+        })
+    }
+
+    pub fn role(&self) -> &'static str {
+        self.role
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, status: StatusCode) {
+        let slot = usize::from(status.as_u16()).min(STATUS_SLOTS - 1);
+        self.statuses[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one refused request, by a short fixed reason.
+    pub fn reject(&self, reason: &'static str) {
+        let mut rejections = self
+            .rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *rejections.entry(reason).or_default() += 1;
+    }
+
+    pub fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cache_miss(&self) {
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how long an upstream took to answer.
+    pub fn upstream_latency(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if let Some(bucket) = LATENCY_BUCKETS_US.iter().position(|bound| us <= *bound) {
+            self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Requests answered with this status so far.
+    pub fn requests_with(&self, status: StatusCode) -> u64 {
+        let slot = usize::from(status.as_u16()).min(STATUS_SLOTS - 1);
+        self.statuses[slot].load(Ordering::Relaxed)
+    }
+
+    /// Requests refused for this reason so far.
+    pub fn rejections_for(&self, reason: &str) -> u64 {
+        let rejections = self
+            .rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        rejections.get(reason).copied().unwrap_or(0)
+    }
+
+    fn render_into(&self, out: &mut String) {
+        let role = self.role;
+        for (code, count) in self.statuses.iter().enumerate() {
+            let count = count.load(Ordering::Relaxed);
+            if count > 0 {
+                let _ = writeln!(
+                    out,
+                    "metaboot_requests_total{{role=\"{role}\",status=\"{code}\"}} {count}"
+                );
+            }
+        }
+        let rejections = self
+            .rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (reason, count) in rejections {
+            let _ = writeln!(
+                out,
+                "metaboot_rejections_total{{role=\"{role}\",reason=\"{reason}\"}} {count}"
+            );
+        }
+        let hits = self.cache_hits.load(Ordering::Relaxed);
+        let misses = self.cache_misses.load(Ordering::Relaxed);
+        let _ = writeln!(out, "metaboot_cache_hits_total{{role=\"{role}\"}} {hits}");
+        let _ = writeln!(
+            out,
+            "metaboot_cache_misses_total{{role=\"{role}\"}} {misses}"
+        );
+        let mut cumulative = 0;
+        for (bound, count) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "metaboot_upstream_latency_seconds_bucket{{role=\"{role}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "metaboot_upstream_latency_seconds_bucket{{role=\"{role}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "metaboot_upstream_latency_seconds_sum{{role=\"{role}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "metaboot_upstream_latency_seconds_count{{role=\"{role}\"}} {count}"
+        );
+    }
+}
+
+/// Renders the metrics of several roles in the Prometheus text format.
+pub fn render(all: &[Arc<Metrics>]) -> String {
+    let mut out = String::new();
+    out.push_str("# TYPE metaboot_requests_total counter\n");
+    out.push_str("# TYPE metaboot_rejections_total counter\n");
+    out.push_str("# TYPE metaboot_cache_hits_total counter\n");
+    out.push_str("# TYPE metaboot_cache_misses_total counter\n");
+    out.push_str("# TYPE metaboot_upstream_latency_seconds histogram\n");
+    for metrics in all {
+        metrics.render_into(&mut out);
+    }
+    out
+}
+
+/// Serves `GET /metrics`.
+#[derive(Clone)]
+pub struct MetricsHandler(pub Arc<Vec<Arc<Metrics>>>);
+
+impl Handler for MetricsHandler {
+    async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
+        if request.uri().path() != "/metrics" {
+            return Reply::refuse(StatusCode::NOT_FOUND, "metrics are served at /metrics");
+        }
+        Reply::with(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(render(&self.0)),
+        )
+    }
+}
+
+/// Starts the metrics listener when an address is given.
+pub async fn serve_metrics(
+    listen: Option<std::net::SocketAddr>,
+    all: Vec<Arc<Metrics>>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let Some(listen) = listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind the metrics listener on {listen}"))?;
+    tracing::info!(%listen, "metrics at /metrics");
+    tokio::spawn(crate::http::serve(
+        listener,
+        crate::http::ServerLimits::default(),
+        MetricsHandler(Arc::new(all)),
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let metrics = Metrics::new("agent");
+        metrics.request(StatusCode::OK);
+        metrics.request(StatusCode::OK);
+        metrics.request(StatusCode::NOT_FOUND);
+        metrics.reject("no_port");
+        metrics.cache_hit();
+        metrics.cache_miss();
+        metrics.upstream_latency(Duration::from_micros(80));
+        let text = render(&[metrics]);
+        assert!(text.contains("metaboot_requests_total{role=\"agent\",status=\"200\"} 2\n"));
+        assert!(text.contains("metaboot_requests_total{role=\"agent\",status=\"404\"} 1\n"));
+        assert!(text.contains("metaboot_rejections_total{role=\"agent\",reason=\"no_port\"} 1\n"));
+        assert!(text.contains("metaboot_cache_hits_total{role=\"agent\"} 1\n"));
+        assert!(text.contains(
+            "metaboot_upstream_latency_seconds_bucket{role=\"agent\",le=\"0.0001\"} 1\n"
+        ));
+        assert!(text.contains("metaboot_upstream_latency_seconds_count{role=\"agent\"} 1\n"));
+    }
+}
