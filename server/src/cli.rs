@@ -59,7 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Port(cmd) => admin::port(&cli.db, cmd),
         Command::Instance(cmd) => admin::instance(&cli.db, cmd),
         Command::Api(args) => api::serve(&cli.db, args),
-        Command::Agent(args) => agent::serve(args),
+        Command::Agent(args) => agent::serve(&cli.db, args),
         Command::NsProxy(args) => proxy::serve(args),
     }
 }
@@ -97,6 +97,14 @@ pub fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
             path.display()
         )))
     })
+}
+
+/// Parses an octal file mode such as `660` or `0660`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| format!("{text:?} is not an octal file mode such as 660"))
 }
 
 #[cfg(test)]

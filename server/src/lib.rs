@@ -5,7 +5,12 @@ pub mod admin;
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod http;
+pub mod metrics;
 pub mod proxy;
+pub mod runtime;
+pub mod secret;
 pub mod store;
+pub mod watch;
 
 pub use cli::{Cli, run};

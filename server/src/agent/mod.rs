@@ -1,10 +1,221 @@
-//! The metadata agent (the role of neutron-metadata-agent).
+//! The metadata agent (the role of neutron-metadata-agent, spec 2.3–2.4): finds the guest's
+//! port from the proxy's headers, then asks the API with signed instance headers.
 
-use clap::Args;
+mod forwarded;
+mod listener;
+pub mod lookup;
 
-#[derive(Debug, Args)]
-pub struct AgentArgs {}
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub fn serve(_args: AgentArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use http::{HeaderMap, HeaderValue, StatusCode};
+use metaboot_proto::headers;
+
+pub use forwarded::{ForwardedError, guest_address};
+pub use listener::{AgentArgs, AgentHandler, serve};
+pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
+
+use crate::http::Answer;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// A guest resolved to its instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub ip: IpAddr,
+    pub scope: Scope,
+    pub owner: Owner,
+    /// Came from the cache (so a 404 from the API is worth one uncached retry).
+    pub cached: bool,
+}
+
+/// The agent: lookup, cache and signature.
+pub struct Agent {
+    store: Arc<dyn Store>,
+    secret: Arc<[u8]>,
+    cache: Arc<LookupCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl Agent {
+    pub fn new(store: Arc<dyn Store>, secret: Arc<[u8]>, lookup_ttl: Duration) -> Self {
+        Self {
+            store,
+            secret,
+            cache: Arc::new(LookupCache::new(lookup_ttl)),
+            metrics: Metrics::new("agent"),
+        }
+    }
+
+    pub fn cache(&self) -> Arc<LookupCache> {
+        self.cache.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Finds the instance behind the proxy's headers. Refusals: 400 for missing, repeated or
+    /// contradictory proxy headers, 404 when no single port matches, 503 when the registry is
+    /// unreachable.
+    pub async fn resolve(&self, headers: &HeaderMap, use_cache: bool) -> Result<Resolved, Answer> {
+        let scope = scope(headers)?;
+        let ip = guest_address(headers).map_err(|err| {
+            let reason = match err {
+                ForwardedError::Missing => {
+                    "X-Forwarded-For is missing: only the namespace proxy may call the agent"
+                }
+                ForwardedError::NotAnAddress => "X-Forwarded-For does not end with an IP address",
+            };
+            Answer::refused(
+                StatusCode::BAD_REQUEST,
+                reason.to_owned(),
+                "bad_forwarded_for",
+            )
+        })?;
+        if use_cache {
+            match self.cache.get(ip, &scope) {
+                Ok(owner) => {
+                    self.metrics.cache_hit();
+                    return Ok(Resolved {
+                        ip,
+                        scope,
+                        owner,
+                        cached: true,
+                    });
+                }
+                Err(_) => self.metrics.cache_miss(),
+            }
+        }
+        let generation = self.cache.get(ip, &scope).err().unwrap_or_default();
+        let owner = self.lookup(ip, &scope).await?;
+        self.cache
+            .insert(ip, scope.clone(), owner.clone(), generation);
+        Ok(Resolved {
+            ip,
+            scope,
+            owner,
+            cached: false,
+        })
+    }
+
+    /// Forgets a cached lookup the API did not agree with.
+    pub fn forget(&self, resolved: &Resolved) {
+        self.cache.forget(resolved.ip, &resolved.scope);
+    }
+
+    /// Exactly the headers the API gets (spec 2.4): nothing else the guest sent.
+    pub fn signed_headers(&self, resolved: &Resolved) -> HeaderMap {
+        let mut out = HeaderMap::with_capacity(4);
+        let text = |value: &str| {
+            // Instance ids, projects and addresses from the registry are plain text; a value
+            // that is not a valid header gets an empty one and fails verification at the API.
+            HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        out.insert(headers::FORWARDED_FOR, text(&resolved.ip.to_string()));
+        out.insert(headers::INSTANCE_ID, text(&resolved.owner.instance_id));
+        out.insert(headers::TENANT_ID, text(&resolved.owner.project));
+        out.insert(
+            headers::INSTANCE_ID_SIGNATURE,
+            text(&metaboot_proto::sign(
+                &self.secret,
+                &resolved.owner.instance_id,
+            )),
+        );
+        out
+    }
+
+    async fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
+        let store = self.store.clone();
+        let wanted = scope.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let networks = match &wanted {
+                Scope::Router(id) => match store.router(id) {
+                    Ok(router) => router.networks,
+                    Err(StoreError::NotFound { .. }) => Vec::new(),
+                    Err(err) => return Err(err),
+                },
+                Scope::Network(id) => vec![id.clone()],
+            };
+            if networks.is_empty() {
+                return Ok(Vec::new());
+            }
+            store.find_ports(ip, &networks)
+        })
+        .await
+        .unwrap_or_else(|err| Err(StoreError::Backend(format!("lookup task failed: {err}"))));
+        let ports = found.map_err(|err| {
+            tracing::warn!(error = %err, "registry lookup failed");
+            Answer::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The registry is unavailable; retry shortly.".to_owned(),
+                "store_unavailable",
+            )
+        })?;
+        match ports.as_slice() {
+            [port] => Ok(Owner {
+                instance_id: port.instance_id.clone(),
+                project: port.project.clone(),
+            }),
+            [] => Err(Answer::refused(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Instance was not found on {} for address {ip}.",
+                    scope.describe()
+                ),
+                "no_port",
+            )),
+            several => Err(Answer::refused(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{} ports have address {ip} on {}: refusing to guess.",
+                    several.len(),
+                    scope.describe()
+                ),
+                "ambiguous_port",
+            )),
+        }
+    }
+}
+
+/// Exactly one of `X-Neutron-Router-ID` / `X-Neutron-Network-ID`, once.
+fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
+    let one = |name: &'static str, shown: &str| -> Result<Option<String>, Answer> {
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(Answer::refused(
+                StatusCode::BAD_REQUEST,
+                format!("Multiple {shown} headers found within request."),
+                "repeated_header",
+            ));
+        }
+        match value.to_str().map(str::trim) {
+            Ok(text) if !text.is_empty() => Ok(Some(text.to_owned())),
+            _ => Err(Answer::refused(
+                StatusCode::BAD_REQUEST,
+                format!("{shown} is empty or not text."),
+                "bad_header",
+            )),
+        }
+    };
+    let router = one(headers::ROUTER_ID, "X-Neutron-Router-ID")?;
+    let network = one(headers::NETWORK_ID, "X-Neutron-Network-ID")?;
+    match (router, network) {
+        (Some(router), Some(network)) => Err(Answer::refused(
+            StatusCode::BAD_REQUEST,
+            format!("Both network {network} and router {router} defined."),
+            "both_scopes",
+        )),
+        (Some(router), None) => Ok(Scope::Router(router)),
+        (None, Some(network)) => Ok(Scope::Network(network)),
+        (None, None) => Err(Answer::refused(
+            StatusCode::BAD_REQUEST,
+            "Neither X-Neutron-Router-ID nor X-Neutron-Network-ID is set: only the namespace proxy may call the agent.".to_owned(),
+            "no_scope",
+        )),
+    }
 }

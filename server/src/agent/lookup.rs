@@ -1,0 +1,154 @@
+//! Port lookups, cached for a few seconds (spec 2.8): (guest IP, router or network) →
+//! (instance, project). Dropped at once when the registry changes ports, routers or networks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::store::Change;
+use crate::watch::ChangeListener;
+
+/// How long a lookup is trusted (neutron's old `default_ttl=5`).
+pub const DEFAULT_LOOKUP_TTL: Duration = Duration::from_secs(5);
+/// Most lookups kept at once; past it expired entries go, then everything.
+pub const MAX_CACHED_LOOKUPS: usize = 65_536;
+
+/// Where the guest's port is searched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The networks attached to this router.
+    Router(String),
+    /// This network.
+    Network(String),
+}
+
+impl Scope {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Router(id) => format!("router {id}"),
+            Self::Network(id) => format!("network {id}"),
+        }
+    }
+}
+
+/// The instance behind a guest address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub instance_id: String,
+    pub project: String,
+}
+
+struct Entry {
+    at: Instant,
+    owner: Owner,
+}
+
+#[derive(Default)]
+struct Inner {
+    generation: u64,
+    entries: HashMap<(IpAddr, Scope), Entry>,
+}
+
+/// The lookup cache.
+pub struct LookupCache {
+    ttl: Duration,
+    inner: RwLock<Inner>,
+}
+
+impl LookupCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            inner: RwLock::new(Inner::default()),
+        }
+    }
+
+    /// A fresh lookup, or the generation to pass to `insert` after a miss.
+    pub fn get(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, u64> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        match inner.entries.get(&(ip, scope.clone())) {
+            Some(entry) if entry.at.elapsed() < self.ttl => Ok(entry.owner.clone()),
+            _ => Err(inner.generation),
+        }
+    }
+
+    pub fn insert(&self, ip: IpAddr, scope: Scope, owner: Owner, generation: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if inner.generation != generation {
+            return;
+        }
+        if inner.entries.len() >= MAX_CACHED_LOOKUPS {
+            let ttl = self.ttl;
+            inner.entries.retain(|_, entry| entry.at.elapsed() < ttl);
+            if inner.entries.len() >= MAX_CACHED_LOOKUPS {
+                inner.entries.clear();
+            }
+        }
+        inner.entries.insert(
+            (ip, scope),
+            Entry {
+                at: Instant::now(),
+                owner,
+            },
+        );
+    }
+
+    /// Forgets one lookup (the API did not know its instance).
+    pub fn forget(&self, ip: IpAddr, scope: &Scope) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.generation += 1;
+        inner.entries.remove(&(ip, scope.clone()));
+    }
+
+    pub fn clear(&self) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.generation += 1;
+        inner.entries.clear();
+    }
+}
+
+impl ChangeListener for LookupCache {
+    fn changed(&self, _: &[Change]) {
+        // Any port, router, network or instance change may move an address: start over.
+        self.clear();
+    }
+
+    fn lagged(&self) {
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(id: &str) -> Owner {
+        Owner {
+            instance_id: id.into(),
+            project: "p".into(),
+        }
+    }
+
+    #[test]
+    fn entries_expire_and_invalidation_wins_races() {
+        let ip: IpAddr = "198.18.0.10".parse().unwrap();
+        let scope = Scope::Router("r1".into());
+        let cache = LookupCache::new(Duration::from_millis(50));
+        let generation = cache.get(ip, &scope).unwrap_err();
+        cache.insert(ip, scope.clone(), owner("a"), generation);
+        assert_eq!(cache.get(ip, &scope), Ok(owner("a")));
+        // Same address behind another router is another entry.
+        assert!(cache.get(ip, &Scope::Router("r2".into())).is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get(ip, &scope).is_err());
+        // A lookup that started before a change is not stored after it.
+        let generation = cache.get(ip, &scope).unwrap_err();
+        cache.clear();
+        cache.insert(ip, scope.clone(), owner("stale"), generation);
+        assert!(cache.get(ip, &scope).is_err());
+    }
+}
