@@ -1,0 +1,86 @@
+//! Guest images: recipes under `images/`, built from Debian packages, cached by input hash.
+
+pub mod cache;
+pub mod cpio;
+pub mod modules;
+pub mod packages;
+pub mod tiny;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// The kernel's file name in an image directory.
+pub const KERNEL: &str = "vmlinuz";
+/// The initramfs's file name in an image directory.
+pub const INITRD: &str = "initrd.img";
+/// The manifest's file name; written last, so its presence marks a complete image.
+pub const MANIFEST: &str = "manifest.json";
+
+/// What an image was built from, stored next to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The recipe (`tiny`).
+    pub kind: String,
+    /// The input hash the directory is named after.
+    pub key: String,
+    /// Every input with a short digest.
+    pub inputs: Vec<String>,
+    /// The Debian packages, `name=version`.
+    pub packages: Vec<String>,
+    /// Kernel modules in load order.
+    pub modules: Vec<String>,
+    /// The kernel file the package shipped (`vmlinuz-6.1.0-…-cloud-amd64`).
+    pub kernel_file: String,
+    /// Size of the gzipped initramfs.
+    pub initrd_bytes: u64,
+    /// Size of the files inside it.
+    pub content_bytes: u64,
+    /// How long the build took.
+    pub build_seconds: f64,
+}
+
+/// A built image: a kernel and an initramfs for QEMU's direct kernel boot.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The image directory.
+    pub dir: PathBuf,
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// What it was built from.
+    pub manifest: Manifest,
+    /// True when an existing image was reused instead of built.
+    pub cached: bool,
+}
+
+impl Image {
+    /// Opens a complete image directory.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let manifest_path = dir.join(MANIFEST);
+        let text = fs::read_to_string(&manifest_path)
+            .with_context(|| format!("failed to read {}", manifest_path.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("failed to parse {}", manifest_path.display()))?;
+        let image = Self {
+            dir: dir.to_owned(),
+            kernel: dir.join(KERNEL),
+            initrd: dir.join(INITRD),
+            manifest,
+            cached: false,
+        };
+        for file in [&image.kernel, &image.initrd] {
+            if !file.is_file() {
+                anyhow::bail!(
+                    "image {} is incomplete: {} is missing",
+                    dir.display(),
+                    file.display()
+                );
+            }
+        }
+        Ok(image)
+    }
+}

@@ -1,0 +1,213 @@
+//! Debian packages for guest images: resolved from apt's lists, fetched with `apt-get download`
+//! and unpacked with `dpkg -x` into a cache, so a rebuild needs no network.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::process::{check, check_timeout};
+
+/// Deadline for one `apt-get download` (the kernel package is about 27 MB).
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One binary package at the version apt would install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// Package name.
+    pub name: String,
+    /// Version, with its epoch if any.
+    pub version: String,
+    /// Architecture (`amd64`, `all`).
+    pub arch: String,
+}
+
+impl Package {
+    /// The file name `apt-get download` gives the package (the epoch's colon is written `%3a`).
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}_{}_{}.deb",
+            self.name,
+            self.version.replace(':', "%3a"),
+            self.arch
+        )
+    }
+
+    /// `name=version`, as apt-get takes it.
+    pub fn spec(&self) -> String {
+        format!("{}={}", self.name, self.version)
+    }
+}
+
+/// The package cache: `debs/` holds downloaded packages, `root/` one unpacked tree per package.
+#[derive(Debug, Clone)]
+pub struct PackageCache {
+    dir: PathBuf,
+}
+
+impl PackageCache {
+    /// A cache rooted at `dir` (created on first use).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Resolves each name to the candidate version apt would install, from the local package
+    /// lists (one `apt-cache` call: each takes about half a second).
+    pub fn resolve(&self, names: &[&str]) -> anyhow::Result<Vec<Package>> {
+        let out = apt_cache_show(names)?;
+        let found: Vec<Package> = stanzas(&out)
+            .map(|stanza| parse_show(stanza).context("failed to read `apt-cache show` output"))
+            .collect::<anyhow::Result<_>>()?;
+        names
+            .iter()
+            .map(|name| {
+                found.iter().find(|p| p.name == *name).cloned().with_context(|| {
+                    format!("apt does not know the package {name}: run `apt-get update` (scripts/install-lab-deps does)")
+                })
+            })
+            .collect()
+    }
+
+    /// The package a metapackage (e.g. `linux-image-cloud-amd64`) depends on first, by name.
+    pub fn resolve_meta(&self, name: &str) -> anyhow::Result<String> {
+        let out = apt_cache_show(&[name])?;
+        let depends = field(&out, "Depends")
+            .with_context(|| format!("metapackage {name} has no Depends field"))?;
+        first_dependency(depends)
+            .map(str::to_owned)
+            .with_context(|| format!("failed to read the Depends field of {name}: {depends}"))
+    }
+
+    /// The package file, downloaded with `apt-get download` unless already cached.
+    pub fn fetch(&self, package: &Package) -> anyhow::Result<PathBuf> {
+        let debs = self.dir.join("debs");
+        let path = debs.join(package.file_name());
+        if path.is_file() {
+            return Ok(path);
+        }
+        // Download into a private directory, then rename: a concurrent build or an interrupted
+        // download never leaves a torn .deb under its final name.
+        let tmp = debs.join(format!(".download-{}", std::process::id()));
+        fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+        let result = check_timeout(
+            Command::new("apt-get")
+                .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
+                .arg(package.spec())
+                .current_dir(&tmp),
+            DOWNLOAD_TIMEOUT,
+        )
+        .with_context(|| format!("failed to download {}", package.spec()))
+        .and_then(|_| {
+            let got = tmp.join(package.file_name());
+            fs::rename(&got, &path)
+                .with_context(|| format!("failed to move {} into the cache", got.display()))
+        });
+        let _ = fs::remove_dir_all(&tmp);
+        result.map(|()| path)
+    }
+
+    /// The package's files unpacked with `dpkg -x` (cached, keyed by the package file name).
+    pub fn unpack(&self, package: &Package) -> anyhow::Result<PathBuf> {
+        let root = self
+            .dir
+            .join("root")
+            .join(package.file_name().trim_end_matches(".deb"));
+        if root.is_dir() {
+            return Ok(root);
+        }
+        let deb = self.fetch(package)?;
+        let parent = root.parent().context("a cache path has a parent")?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+        let tmp = parent.join(format!(".unpack-{}-{}", std::process::id(), package.name));
+        let _ = fs::remove_dir_all(&tmp);
+        check(Command::new("dpkg").arg("-x").arg(&deb).arg(&tmp))
+            .with_context(|| format!("failed to unpack {}", deb.display()))?;
+        if let Err(err) = fs::rename(&tmp, &root) {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another build unpacked the same package meanwhile: theirs is as good as ours.
+            if !root.is_dir() {
+                return Err(err).with_context(|| format!("failed to move into {}", root.display()));
+            }
+        }
+        Ok(root)
+    }
+}
+
+fn apt_cache_show(names: &[&str]) -> anyhow::Result<String> {
+    let out = check(
+        Command::new("apt-cache")
+            .args(["show", "--no-all-versions"])
+            .args(names),
+    );
+    match out {
+        Ok(text) if !text.trim().is_empty() => Ok(text),
+        Ok(_) | Err(_) => bail!(
+            "apt does not know all of {names:?}: run `apt-get update` (scripts/install-lab-deps does)"
+        ),
+    }
+}
+
+/// The stanzas of `apt-cache show` output (blank-line separated).
+fn stanzas(text: &str) -> impl Iterator<Item = &str> {
+    text.split("\n\n").filter(|s| !s.trim().is_empty())
+}
+
+/// The value of `key` in the first stanza of `apt-cache show` output.
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+fn parse_show(text: &str) -> anyhow::Result<Package> {
+    let get = |key| field(text, key).with_context(|| format!("no {key} field"));
+    Ok(Package {
+        name: get("Package")?.to_owned(),
+        version: get("Version")?.to_owned(),
+        arch: get("Architecture")?.to_owned(),
+    })
+}
+
+/// The first package name of a Depends field (`a (= 1) | b, c` → `a`).
+fn first_dependency(depends: &str) -> Option<&str> {
+    let first = depends.split([',', '|']).next()?.trim();
+    let name = first.split([' ', '(']).next()?.trim();
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOW: &str = "Package: busybox-static\nVersion: 1:1.35.0-4+deb12u1+b1\n\
+        Architecture: amd64\nDepends: libc6 (>= 2.34)\n\nPackage: busybox-static\nVersion: 0\n";
+
+    #[test]
+    fn parses_the_first_stanza_and_names_the_file_like_apt() {
+        let package = parse_show(SHOW).unwrap();
+        assert_eq!(package.version, "1:1.35.0-4+deb12u1+b1");
+        assert_eq!(
+            package.file_name(),
+            "busybox-static_1%3a1.35.0-4+deb12u1+b1_amd64.deb"
+        );
+        assert_eq!(package.spec(), "busybox-static=1:1.35.0-4+deb12u1+b1");
+        assert!(parse_show("Package: x\n").is_err());
+        assert_eq!(stanzas(SHOW).count(), 2);
+    }
+
+    #[test]
+    fn first_dependency_takes_the_first_alternative() {
+        assert_eq!(
+            first_dependency("linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2), x"),
+            Some("linux-image-6.1.0-56-cloud-amd64")
+        );
+        assert_eq!(first_dependency("a | b"), Some("a"));
+        assert_eq!(first_dependency(""), None);
+    }
+}

@@ -1,0 +1,495 @@
+//! The tiny image: a busybox initramfs with the Debian cloud kernel, the virtio modules,
+//! dropbear and the static guest agent, built from the recipe in `images/tiny/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::cache::InputHash;
+use super::cpio::{Archive, Entry};
+use super::packages::{Package, PackageCache};
+use super::{Image, Manifest, modules};
+use crate::process::check;
+
+/// A file of the recipe, placed into the image as is.
+struct RecipeFile {
+    /// Its name in `images/tiny/`.
+    name: &'static str,
+    /// Where it goes in the image.
+    path: &'static str,
+    mode: u32,
+    content: &'static str,
+}
+
+macro_rules! recipe {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../images/tiny/",
+            $name
+        ))
+    };
+}
+
+/// The recipe's files (every one is an input of the cache key).
+const FILES: &[RecipeFile] = &[
+    RecipeFile {
+        name: "init",
+        path: "init",
+        mode: 0o755,
+        content: recipe!("init"),
+    },
+    RecipeFile {
+        name: "udhcpc.script",
+        path: "etc/udhcpc.script",
+        mode: 0o755,
+        content: recipe!("udhcpc.script"),
+    },
+    RecipeFile {
+        name: "metaboot.yaml",
+        path: "etc/metaboot/metaboot.yaml",
+        mode: 0o644,
+        content: recipe!("metaboot.yaml"),
+    },
+    RecipeFile {
+        name: "passwd",
+        path: "etc/passwd",
+        mode: 0o644,
+        content: recipe!("passwd"),
+    },
+    RecipeFile {
+        name: "group",
+        path: "etc/group",
+        mode: 0o644,
+        content: recipe!("group"),
+    },
+    RecipeFile {
+        name: "shadow",
+        path: "etc/shadow",
+        mode: 0o600,
+        content: recipe!("shadow"),
+    },
+    RecipeFile {
+        name: "shells",
+        path: "etc/shells",
+        mode: 0o644,
+        content: recipe!("shells"),
+    },
+    RecipeFile {
+        name: "nsswitch.conf",
+        path: "etc/nsswitch.conf",
+        mode: 0o644,
+        content: recipe!("nsswitch.conf"),
+    },
+];
+
+/// `ROLE PACKAGE` lines: which Debian packages the image is made of.
+const PACKAGES: &str = recipe!("packages");
+
+/// The kernel modules the init loads (dependencies are added).
+const MODULES: &str = recipe!("modules");
+
+/// The ELF interpreter of Debian's amd64 binaries, as they name it.
+const LOADER: &str = "lib64/ld-linux-x86-64.so.2";
+
+/// Where the loader finds libraries without ld.so.cache (glibc's built-in slibdir on Debian).
+const LIB_DIR: &str = "lib/x86_64-linux-gnu";
+
+/// What a line of `images/tiny/packages` is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Kernel,
+    Busybox,
+    Dropbear,
+    Lib,
+}
+
+fn recipe_packages() -> anyhow::Result<Vec<(Role, &'static str)>> {
+    lines(PACKAGES)
+        .map(|line| {
+            let (role, name) = line
+                .split_once(char::is_whitespace)
+                .with_context(|| format!("images/tiny/packages: `{line}` is not `ROLE PACKAGE`"))?;
+            let role = match role {
+                "kernel" => Role::Kernel,
+                "busybox" => Role::Busybox,
+                "dropbear" => Role::Dropbear,
+                "lib" => Role::Lib,
+                other => bail!("images/tiny/packages: unknown role {other}"),
+            };
+            Ok((role, name.trim()))
+        })
+        .collect()
+}
+
+/// Non-empty lines without `#` comments.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// Inputs of a tiny image build.
+#[derive(Debug, Clone)]
+pub struct TinyBuild {
+    /// Directory the image goes to (`tiny-<key>/` inside it, and a `tiny` symlink to the newest).
+    pub out: PathBuf,
+    /// Package cache directory.
+    pub package_cache: PathBuf,
+    /// The static guest agent binary.
+    pub agent: PathBuf,
+}
+
+/// Builds the tiny image unless an image with the same input key exists.
+pub fn build(spec: &TinyBuild) -> anyhow::Result<Image> {
+    let started = Instant::now();
+    let cache = PackageCache::new(&spec.package_cache);
+    let resolved = resolve(&cache)?;
+    let agent = fs::read(&spec.agent)
+        .with_context(|| format!("failed to read the guest agent {}", spec.agent.display()))?;
+
+    let mut key = InputHash::new("tiny");
+    for file in FILES {
+        key.add(
+            &format!("recipe:{} mode {:o}", file.name, file.mode),
+            file.content.as_bytes(),
+        );
+    }
+    key.add("recipe:packages", PACKAGES.as_bytes());
+    key.add("recipe:modules", MODULES.as_bytes());
+    for (_, package) in &resolved {
+        key.add(
+            &format!("package:{}", package.spec()),
+            package.file_name().as_bytes(),
+        );
+    }
+    key.add("agent:metaboot", &agent);
+    let key_hex = key.key();
+    let dir = spec.out.join(format!("tiny-{key_hex}"));
+    if let Ok(image) = Image::open(&dir) {
+        link_latest(&spec.out, &dir)?;
+        return Ok(Image {
+            cached: true,
+            ..image
+        });
+    }
+
+    let mut archive = Archive::new();
+    base_layout(&mut archive);
+    for file in FILES {
+        archive.file(file.path, file.mode, file.content.as_bytes().to_vec());
+    }
+    archive.file("usr/bin/metaboot", 0o755, agent);
+
+    let unpacked = |role: Role| -> anyhow::Result<Vec<PathBuf>> {
+        resolved
+            .iter()
+            .filter(|(r, _)| *r == role)
+            .map(|(_, p)| cache.unpack(p))
+            .collect()
+    };
+    let kernel_root = one(unpacked(Role::Kernel)?, "kernel")?;
+    let busybox_root = one(unpacked(Role::Busybox)?, "busybox")?;
+    let dropbear_root = one(unpacked(Role::Dropbear)?, "dropbear")?;
+    let lib_roots = unpacked(Role::Lib)?;
+
+    add_busybox(&mut archive, &busybox_root)?;
+    add_dropbear(&mut archive, &dropbear_root, &lib_roots)?;
+    let (vmlinuz, module_order) = add_kernel_modules(&mut archive, &kernel_root)?;
+
+    let tmp = spec
+        .out
+        .join(format!(".tiny-{key_hex}.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+    let result = write_image(&tmp, &archive, &vmlinuz).and_then(|initrd_bytes| {
+        let manifest = Manifest {
+            kind: "tiny".into(),
+            key: key_hex.clone(),
+            inputs: key.inputs().to_vec(),
+            packages: resolved.iter().map(|(_, p)| p.spec()).collect(),
+            modules: module_order,
+            kernel_file: vmlinuz
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            initrd_bytes,
+            content_bytes: archive.content_len() as u64,
+            build_seconds: started.elapsed().as_secs_f64(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).context("failed to encode the manifest")?;
+        fs::write(tmp.join(super::MANIFEST), json).context("failed to write the manifest")
+    });
+    if let Err(err) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    if let Err(err) = fs::rename(&tmp, &dir) {
+        let _ = fs::remove_dir_all(&tmp);
+        // A concurrent build finished the same key first: use theirs.
+        if !dir.is_dir() {
+            return Err(err)
+                .with_context(|| format!("failed to move the image to {}", dir.display()));
+        }
+    }
+    link_latest(&spec.out, &dir)?;
+    Image::open(&dir)
+}
+
+fn one(mut roots: Vec<PathBuf>, role: &str) -> anyhow::Result<PathBuf> {
+    if roots.len() != 1 {
+        bail!(
+            "images/tiny/packages must name exactly one {role} package, not {}",
+            roots.len()
+        );
+    }
+    roots.pop().context("one element")
+}
+
+fn base_layout(archive: &mut Archive) {
+    for dir in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "root",
+    ] {
+        archive.dir(dir, if dir == "root" { 0o700 } else { 0o755 });
+    }
+    for dir in ["tmp", "var/tmp"] {
+        archive.dir(dir, 0o1777);
+    }
+    for dir in [
+        "var/lib/metaboot",
+        "persist",
+        "etc/dropbear",
+        "lib/modules",
+        LIB_DIR,
+    ] {
+        archive.dir(dir, 0o755);
+    }
+    // The kernel opens /dev/console for /init before anything can mount devtmpfs.
+    archive.add(
+        "dev/console",
+        Entry::CharDev {
+            mode: 0o600,
+            major: 5,
+            minor: 1,
+        },
+    );
+    archive.add(
+        "dev/null",
+        Entry::CharDev {
+            mode: 0o666,
+            major: 1,
+            minor: 3,
+        },
+    );
+    archive.file("etc/hostname", 0o644, b"tiny\n".to_vec());
+}
+
+fn add_busybox(archive: &mut Archive, root: &Path) -> anyhow::Result<()> {
+    let busybox = root.join("bin/busybox");
+    let data =
+        fs::read(&busybox).with_context(|| format!("failed to read {}", busybox.display()))?;
+    archive.file("bin/busybox", 0o755, data);
+    // busybox-static is static: it runs on the host to list its own applets.
+    let list = check(Command::new(&busybox).arg("--list-full"))
+        .context("failed to list the busybox applets")?;
+    for applet in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        // A symlink named busybox would replace the binary itself.
+        if applet.rsplit('/').next() == Some("busybox") || archive.contains(applet) {
+            continue;
+        }
+        archive.symlink(applet, "/bin/busybox");
+    }
+    Ok(())
+}
+
+fn add_dropbear(archive: &mut Archive, root: &Path, lib_roots: &[PathBuf]) -> anyhow::Result<()> {
+    let dropbear = root.join("usr/sbin/dropbear");
+    archive.file("usr/sbin/dropbear", 0o755, read(&dropbear)?);
+    if root.join("usr/bin/dropbearkey").is_file() {
+        archive.file(
+            "usr/bin/dropbearkey",
+            0o755,
+            read(&root.join("usr/bin/dropbearkey"))?,
+        );
+    }
+    // Ask the packaged loader which libraries dropbear needs, searching only the packages.
+    let loader = lib_roots
+        .iter()
+        .map(|r| r.join(LIB_DIR).join("ld-linux-x86-64.so.2"))
+        .find(|p| p.is_file())
+        .context("no package in images/tiny/packages provides the ELF loader (libc6)")?;
+    let search: Vec<String> = lib_roots
+        .iter()
+        .flat_map(|r| [r.join(LIB_DIR), r.join("usr").join(LIB_DIR)])
+        .filter(|d| d.is_dir())
+        .map(|d| d.display().to_string())
+        .collect();
+    let listing = check(
+        Command::new(&loader)
+            .arg("--list")
+            .arg("--library-path")
+            .arg(search.join(":"))
+            .arg(&dropbear),
+    )
+    .context("failed to list dropbear's libraries")?;
+    for (soname, path) in parse_loader_list(&listing)? {
+        archive.file(&format!("{LIB_DIR}/{soname}"), 0o755, read(&path)?);
+    }
+    archive.file(LOADER, 0o755, read(&loader)?);
+    Ok(())
+}
+
+/// `(soname, path)` pairs from `ld.so --list`; fails on a library it could not find.
+fn parse_loader_list(listing: &str) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut libs = Vec::new();
+    for line in listing.lines() {
+        let Some((name, rest)) = line.trim().split_once(" => ") else {
+            continue;
+        };
+        if name.starts_with('/') {
+            continue; // the loader itself
+        }
+        if rest.starts_with("not found") {
+            bail!("dropbear needs {name}, which no package in images/tiny/packages provides");
+        }
+        let path = rest.rsplit_once(" (").map_or(rest, |(p, _)| p);
+        libs.push((name.to_owned(), PathBuf::from(path)));
+    }
+    Ok(libs)
+}
+
+fn add_kernel_modules(
+    archive: &mut Archive,
+    root: &Path,
+) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let boot = root.join("boot");
+    let vmlinuz = fs::read_dir(&boot)
+        .with_context(|| format!("failed to list {}", boot.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("the kernel package has no /boot/vmlinuz-*")?;
+    let modules_dir = root.join("lib/modules");
+    let version_dir = fs::read_dir(&modules_dir)
+        .with_context(|| format!("failed to list {}", modules_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .context("the kernel package has no /lib/modules/<version>")?;
+    let index = modules::index(&version_dir)?;
+    let roots: Vec<String> = lines(MODULES).map(str::to_owned).collect();
+    let order = modules::load_order(&roots, |name| {
+        let path = index
+            .get(name)
+            .with_context(|| format!("the kernel has no module {name}"))?;
+        Ok(modules::depends(&read(path)?))
+    })?;
+    for name in &order {
+        let path = index
+            .get(name)
+            .with_context(|| format!("the kernel has no module {name}"))?;
+        archive.file(&format!("lib/modules/{name}.ko"), 0o644, read(path)?);
+    }
+    archive.file(
+        "etc/modules.order",
+        0o644,
+        format!("{}\n", order.join("\n")).into_bytes(),
+    );
+    Ok((vmlinuz, order))
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("failed to read {}", path.display()))
+}
+
+/// Writes `vmlinuz` and the gzipped `initrd.img` into `dir`; returns the initrd's size.
+fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Result<u64> {
+    fs::copy(vmlinuz, dir.join(super::KERNEL)).context("failed to copy the kernel")?;
+    let initrd = dir.join(super::INITRD);
+    let file = fs::File::create(&initrd).context("failed to create the initrd")?;
+    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
+    archive
+        .write_to(&mut gz)
+        .context("failed to write the initrd")?;
+    let file = gz
+        .finish()
+        .context("failed to write the initrd")?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("failed to write the initrd")?;
+    file.sync_all().context("failed to sync the initrd")?;
+    Ok(file.metadata().context("failed to stat the initrd")?.len())
+}
+
+/// Points `<out>/tiny` at `dir` (atomically: a new symlink renamed over the old one).
+fn link_latest(out: &Path, dir: &Path) -> anyhow::Result<()> {
+    let name = dir.file_name().context("an image directory has a name")?;
+    let tmp = out.join(format!(".tiny-link.{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp).context("failed to link the newest image")?;
+    fs::rename(&tmp, out.join("tiny")).context("failed to link the newest image")
+}
+
+/// The recipe's packages at the versions apt would install, with their roles.
+fn resolve(cache: &PackageCache) -> anyhow::Result<Vec<(Role, Package)>> {
+    let recipe = recipe_packages()?;
+    let mut names = Vec::new();
+    for (role, name) in &recipe {
+        names.push(match role {
+            Role::Kernel => cache.resolve_meta(name)?,
+            _ => (*name).to_owned(),
+        });
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let packages = cache.resolve(&refs)?;
+    Ok(recipe
+        .into_iter()
+        .map(|(role, _)| role)
+        .zip(packages)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recipe_parses() {
+        let packages = recipe_packages().unwrap();
+        assert_eq!(
+            packages.iter().filter(|(r, _)| *r == Role::Kernel).count(),
+            1
+        );
+        assert!(packages.contains(&(Role::Dropbear, "dropbear-bin")));
+        assert!(lines(MODULES).any(|m| m == "virtio_net"));
+        assert!(
+            FILES
+                .iter()
+                .any(|f| f.path == "init" && f.content.starts_with("#!/bin/sh"))
+        );
+    }
+
+    #[test]
+    fn parses_the_loader_listing() {
+        let listing = "\tlinux-vdso.so.1 (0x00007fd4)\n\
+            \tlibz.so.1 => /c/zlib1g/lib/x86_64-linux-gnu/libz.so.1 (0x00007f)\n\
+            \t/lib64/ld-linux-x86-64.so.2 => /c/libc6/ld.so (0x7f)\n";
+        assert_eq!(
+            parse_loader_list(listing).unwrap(),
+            [(
+                "libz.so.1".to_owned(),
+                PathBuf::from("/c/zlib1g/lib/x86_64-linux-gnu/libz.so.1")
+            )]
+        );
+        let err = parse_loader_list("\tlibgmp.so.10 => not found\n").unwrap_err();
+        assert!(err.to_string().contains("libgmp.so.10"), "{err}");
+    }
+}

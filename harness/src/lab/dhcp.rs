@@ -1,0 +1,196 @@
+//! `qdhcp-<network id>`: the network's DHCP port (plus 169.254.169.254/32 for isolated
+//! networks) and dnsmasq handing out the ports' fixed addresses, with option 121 on isolated
+//! networks (spec section 2.1).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+
+use crate::atomic;
+use crate::lab::router::METADATA_IP;
+use crate::lab::{bridge, netns};
+use crate::process::Daemon;
+
+/// Lease time dnsmasq gives (long: guests never renew during a test).
+pub const LEASE_TIME: &str = "12h";
+
+/// The network's DHCP namespace.
+pub fn namespace(network_id: &str) -> String {
+    format!("qdhcp-{network_id}")
+}
+
+/// The DHCP port's interface inside it (`tap` + 11, as Neutron names it).
+pub fn interface(network_id: &str) -> String {
+    bridge::ifname("tap", network_id)
+}
+
+/// The bridge end of its veth.
+pub fn bridge_end(network_id: &str) -> String {
+    bridge::ifname("dhc-", network_id)
+}
+
+/// What dnsmasq needs to know about a network.
+#[derive(Debug, Clone)]
+pub struct DhcpNetwork {
+    /// The network's registry id.
+    pub id: String,
+    /// The subnet.
+    pub cidr: Ipv4Net,
+    /// The router's address (option 3; last hop of the default route in option 121).
+    pub gateway: Ipv4Addr,
+    /// The DHCP port's address.
+    pub dhcp_ip: Ipv4Addr,
+    /// No router: push the metadata route to the DHCP port with option 121.
+    pub isolated: bool,
+}
+
+/// Files dnsmasq uses, all absolute (it changes directory to `/`).
+#[derive(Debug, Clone)]
+pub struct DnsmasqFiles {
+    /// One file per port with `mac,ip` (dnsmasq watches the directory).
+    pub hosts_dir: PathBuf,
+    /// Its lease file.
+    pub leases: PathBuf,
+    /// Its PID file.
+    pub pid: PathBuf,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+impl DnsmasqFiles {
+    /// The files of network `id` under the lab's state directory.
+    pub fn under(dir: &Path, id: &str) -> Self {
+        let base = dir.join(format!("dhcp-{id}"));
+        Self {
+            hosts_dir: base.join("hosts"),
+            leases: base.join("leases"),
+            pid: base.join("dnsmasq.pid"),
+            log: base.join("dnsmasq.log"),
+        }
+    }
+}
+
+/// dnsmasq's arguments: DHCP only, fixed addresses only, option 121 on isolated networks.
+pub fn dnsmasq_args(net: &DhcpNetwork, files: &DnsmasqFiles) -> Vec<String> {
+    let mut args = vec![
+        "--keep-in-foreground".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        "--port=0".to_owned(),
+        "--no-hosts".to_owned(),
+        "--no-resolv".to_owned(),
+        "--bind-interfaces".to_owned(),
+        format!("--interface={}", interface(&net.id)),
+        "--except-interface=lo".to_owned(),
+        "--user=root".to_owned(),
+        "--dhcp-authoritative".to_owned(),
+        "--log-dhcp".to_owned(),
+        format!(
+            "--dhcp-range={},static,{},{LEASE_TIME}",
+            net.cidr.network(),
+            net.cidr.netmask()
+        ),
+        format!("--dhcp-hostsdir={}", files.hosts_dir.display()),
+        format!("--dhcp-leasefile={}", files.leases.display()),
+        format!("--pid-file={}", files.pid.display()),
+        format!("--log-facility={}", files.log.display()),
+        format!("--dhcp-option=3,{}", net.gateway),
+    ];
+    if net.isolated {
+        // RFC 3442 clients ignore option 3 when 121 is present: the default route goes in too.
+        args.push(format!(
+            "--dhcp-option=121,{METADATA_IP}/32,{},0.0.0.0/0,{}",
+            net.dhcp_ip, net.gateway
+        ));
+    }
+    args
+}
+
+/// Creates the DHCP namespace with its port on the network's bridge.
+pub fn create(bridge_ns: &str, bridge: &str, ns: &str, net: &DhcpNetwork) -> anyhow::Result<()> {
+    netns::create(ns)?;
+    let inside = interface(&net.id);
+    bridge::add_veth(bridge_ns, bridge, &bridge_end(&net.id), ns, &inside)?;
+    let addr = Ipv4Net::new(net.dhcp_ip, net.cidr.prefix_len())?;
+    netns::ip(ns, &["addr", "add", &addr.to_string(), "dev", &inside])?;
+    if net.isolated {
+        netns::ip(
+            ns,
+            &["addr", "add", &format!("{METADATA_IP}/32"), "dev", &inside],
+        )?;
+    }
+    netns::ip(ns, &["link", "set", &inside, "up"])?;
+    Ok(())
+}
+
+/// Starts dnsmasq in the DHCP namespace.
+pub fn start(ns: &str, net: &DhcpNetwork, files: &DnsmasqFiles) -> anyhow::Result<Daemon> {
+    std::fs::create_dir_all(&files.hosts_dir)?;
+    let mut cmd = netns::exec(ns, "dnsmasq");
+    cmd.args(dnsmasq_args(net, files));
+    let log = files.log.with_extension("stderr");
+    Daemon::spawn(&format!("dnsmasq in {ns}"), &mut cmd, &log)
+}
+
+/// Gives a port its fixed address (dnsmasq reads new files in the hosts directory by itself).
+pub fn add_host(
+    files: &DnsmasqFiles,
+    port_id: &str,
+    mac: &str,
+    ip: Ipv4Addr,
+) -> anyhow::Result<()> {
+    atomic::write(
+        &files.hosts_dir.join(port_id),
+        format!("{mac},{ip}\n").as_bytes(),
+        0o644,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(isolated: bool) -> DhcpNetwork {
+        DhcpNetwork {
+            id: "0123456789abcdef".into(),
+            cidr: "198.18.20.0/24".parse().unwrap(),
+            gateway: "198.18.20.1".parse().unwrap(),
+            dhcp_ip: "198.18.20.2".parse().unwrap(),
+            isolated,
+        }
+    }
+
+    #[test]
+    fn option_121_only_on_isolated_networks_with_the_default_route() {
+        let files = DnsmasqFiles::under(Path::new("/run/x"), "n1");
+        let isolated = dnsmasq_args(&net(true), &files);
+        assert!(isolated.contains(
+            &"--dhcp-option=121,169.254.169.254/32,198.18.20.2,0.0.0.0/0,198.18.20.1".to_owned()
+        ));
+        let routed = dnsmasq_args(&net(false), &files);
+        assert!(!routed.iter().any(|a| a.starts_with("--dhcp-option=121")));
+        for args in [isolated, routed] {
+            assert!(args.contains(&"--dhcp-option=3,198.18.20.1".to_owned()));
+            assert!(args.contains(&"--dhcp-range=198.18.20.0,static,255.255.255.0,12h".to_owned()));
+            assert!(args.contains(&"--port=0".to_owned()));
+            assert!(args.contains(&"--interface=tap0123456789a".to_owned()));
+            assert!(args.contains(&"--pid-file=/run/x/dhcp-n1/dnsmasq.pid".to_owned()));
+        }
+    }
+
+    #[test]
+    fn hosts_are_one_file_per_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = DnsmasqFiles::under(dir.path(), "n1");
+        std::fs::create_dir_all(&files.hosts_dir).unwrap();
+        add_host(
+            &files,
+            "port-1",
+            "fa:16:3e:00:00:01",
+            "198.18.20.5".parse().unwrap(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(files.hosts_dir.join("port-1")).unwrap();
+        assert_eq!(text, "fa:16:3e:00:00:01,198.18.20.5\n");
+    }
+}

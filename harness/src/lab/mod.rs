@@ -1,0 +1,484 @@
+//! The namespace lab: a Neutron-like network on one machine (bridge namespace with the tenant
+//! bridges and guest taps, `qrouter-*` and `qdhcp-*` namespaces, dnsmasq, the registry and
+//! `metaboot-server all`), brought up from a lab file and taken down completely.
+
+pub mod bridge;
+pub mod config;
+pub mod dhcp;
+pub mod netns;
+pub mod registry;
+pub mod router;
+pub mod state;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ipnet::Ipv4Net;
+
+use crate::atomic;
+use crate::process::Daemon;
+use crate::wait::wait_until_ok;
+use config::LabConfig;
+use registry::{InstanceRecord, InstanceSpec, NetworkRecord, Registry};
+use state::LabState;
+
+/// How long `lab up` waits for `metaboot-server all` to listen in every namespace.
+pub const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a stopped daemon gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Length of the HMAC secret the lab generates for the agent and the API.
+pub const SECRET_BYTES: usize = 32;
+
+/// Options of `lab up`.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Root of the labs' state directories.
+    pub state_root: PathBuf,
+    /// The `metaboot-server` binary.
+    pub server_bin: PathBuf,
+}
+
+/// A lab that is up.
+#[derive(Debug)]
+pub struct Lab {
+    state: LabState,
+    registry: Registry,
+    /// Serialises registry writes and state saves from parallel guests.
+    lock: Mutex<()>,
+}
+
+/// Fails unless the process runs as root (namespaces, taps and iptables need it).
+pub fn require_root() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab needs root (network namespaces, taps, iptables): run as root");
+    }
+    Ok(())
+}
+
+impl Lab {
+    /// Brings a lab up; on failure removes whatever it made and returns the error.
+    pub fn up(config: &LabConfig, opts: &LabOptions) -> anyhow::Result<Self> {
+        require_root()?;
+        config.validate()?;
+        let dir = state::lab_dir(&opts.state_root, &config.id);
+        if let Some(old) = LabState::load(&opts.state_root, &config.id)? {
+            bail!(
+                "lab {} is already up (state in {}): run `metaboot-harness lab down --id {}` first",
+                config.id,
+                old.dir.display(),
+                config.id
+            );
+        }
+        let bridge_ns = bridge::namespace(&config.id);
+        if netns::exists(&bridge_ns) {
+            bail!(
+                "namespace {bridge_ns} exists without a lab state: run `metaboot-harness lab down --id {}`",
+                config.id
+            );
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        let db = dir.join("registry.sqlite");
+        let state = LabState {
+            config: config.clone(),
+            dir: dir.clone(),
+            bridge_ns,
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            server_bin: opts.server_bin.clone(),
+            db: db.clone(),
+            networks: Vec::new(),
+            routers: Vec::new(),
+            guests: Vec::new(),
+            complete: false,
+        };
+        state.save()?;
+        let registry = Registry {
+            bin: opts.server_bin.clone(),
+            db,
+        };
+        let mut lab = Self {
+            state,
+            registry,
+            lock: Mutex::new(()),
+        };
+        match lab.build() {
+            Ok(()) => Ok(lab),
+            Err(err) => {
+                if let Err(down_err) = teardown(&lab.state) {
+                    tracing::warn!("cleanup after a failed `lab up` failed too: {down_err:#}");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Opens a lab that is up (from its state).
+    pub fn open(state_root: &Path, id: &str) -> anyhow::Result<Self> {
+        let state = LabState::load(state_root, id)?.with_context(|| {
+            format!(
+                "lab {id} is not up (no state under {})",
+                state_root.display()
+            )
+        })?;
+        let registry = Registry {
+            bin: state.server_bin.clone(),
+            db: state.db.clone(),
+        };
+        Ok(Self {
+            state,
+            registry,
+            lock: Mutex::new(()),
+        })
+    }
+
+    fn record_namespace(&mut self, ns: &str) -> anyhow::Result<()> {
+        self.state.namespaces.push(ns.to_owned());
+        self.state.save()
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
+        let config = self.state.config.clone();
+        if !self.registry.has_all() {
+            bail!(
+                "{} has no `all` command (the single-host daemon the lab runs)",
+                self.registry.bin.display()
+            );
+        }
+        // The registry first: namespaces are named after its ids.
+        for net in &config.networks {
+            let record =
+                self.registry
+                    .create_network(&net.name, net.cidr, config.is_isolated(&net.name))?;
+            self.state.networks.push(record);
+        }
+        for router in &config.routers {
+            let ids: Vec<String> = router
+                .networks
+                .iter()
+                .map(|n| self.network(n).map(|r| r.id.clone()))
+                .collect::<anyhow::Result<_>>()?;
+            let record = self.registry.create_router(&router.name, &ids)?;
+            self.state.routers.push(record);
+        }
+        self.state.save()?;
+
+        let bridge_ns = self.state.bridge_ns.clone();
+        self.record_namespace(&bridge_ns)?;
+        netns::create(&bridge_ns)?;
+        for net in &self.state.networks {
+            bridge::add_bridge(&bridge_ns, &bridge::bridge_name(&net.id))?;
+        }
+
+        for router in self.state.routers.clone() {
+            let ns = router::namespace(&router.id);
+            self.record_namespace(&ns)?;
+            router::create(&ns)?;
+            for net_id in &router.network_ids {
+                let net = self.network_by_id(net_id)?.clone();
+                let gateway = Ipv4Net::new(net.gateway, net.cidr.prefix_len())?;
+                router::attach(
+                    &bridge_ns,
+                    &bridge::bridge_name(&net.id),
+                    &ns,
+                    &net.id,
+                    &gateway,
+                )?;
+            }
+        }
+
+        for net in self.state.networks.clone() {
+            let ns = dhcp::namespace(&net.id);
+            self.record_namespace(&ns)?;
+            let dhcp_net = dhcp_network(&net);
+            dhcp::create(&bridge_ns, &bridge::bridge_name(&net.id), &ns, &dhcp_net)?;
+            if !net.isolated {
+                // As Neutron's DHCP agent does: the DHCP namespace routes through the router,
+                // which is also how the harness reaches the metadata service from the tenant side.
+                netns::ip(
+                    &ns,
+                    &["route", "add", "default", "via", &net.gateway.to_string()],
+                )?;
+            }
+            let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
+            let daemon = dhcp::start(&ns, &dhcp_net, &files)?;
+            self.state.daemons.push(daemon);
+            self.state.save()?;
+        }
+
+        self.start_server()?;
+        self.wait_for_proxies()?;
+
+        for guest in &config.guests {
+            let spec = InstanceSpec {
+                name: guest.name.clone(),
+                network: self.network(&guest.network)?.id.clone(),
+                hostname: guest.hostname.clone(),
+                key_files: guest.key_files.clone(),
+                user_data: guest.user_data.clone(),
+                ..InstanceSpec::default()
+            };
+            let record = self.register_instance(&spec)?;
+            self.state.guests.push(record);
+        }
+        self.state.complete = true;
+        self.state.save()
+    }
+
+    fn start_server(&mut self) -> anyhow::Result<()> {
+        let dir = &self.state.dir;
+        let secret_file = dir.join("shared-secret");
+        let mut secret = [0u8; SECRET_BYTES];
+        getrandom::fill(&mut secret)
+            .map_err(|e| anyhow::anyhow!("failed to make the shared secret: {e}"))?;
+        atomic::write(&secret_file, hex::encode(secret).as_bytes(), 0o600)?;
+        let config_file = dir.join("metaboot.toml");
+        let config = format!(
+            "# metaboot-server all, for lab {}\ndb = {}\nshared_secret_file = {}\n",
+            self.state.config.id,
+            toml_string(&self.state.db),
+            toml_string(&secret_file),
+        );
+        atomic::write(&config_file, config.as_bytes(), 0o600)?;
+        let mut cmd = Command::new(&self.registry.bin);
+        cmd.arg("--db")
+            .arg(&self.registry.db)
+            .arg("all")
+            .arg("--config")
+            .arg(&config_file);
+        let daemon = Daemon::spawn("metaboot-server all", &mut cmd, &self.server_log())?;
+        self.state.daemons.push(daemon);
+        self.state.save()
+    }
+
+    /// The server's log file.
+    pub fn server_log(&self) -> PathBuf {
+        self.state.dir.join("metaboot-server.log")
+    }
+
+    /// Waits until the metadata address answers TCP from each network's DHCP namespace: through
+    /// the router's REDIRECT for routed networks, on the DHCP port for isolated ones.
+    fn wait_for_proxies(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + PROXY_READY_TIMEOUT;
+        let metadata = SocketAddr::from((Ipv4Addr::new(169, 254, 169, 254), 80));
+        for net in &self.state.networks {
+            let ns = dhcp::namespace(&net.id);
+            wait_until_ok(deadline, Duration::from_millis(100), || {
+                if let Some(server) = self.state.daemons.iter().find(|d| d.name == "metaboot-server all")
+                    && !server.is_running()
+                {
+                    bail!("metaboot-server all exited:\n{}", tail(&self.server_log(), 30));
+                }
+                netns::tcp_probe(&ns, metadata, Duration::from_millis(500))
+            })
+            .with_context(|| {
+                format!(
+                    "the metadata service did not answer on network {} within {PROXY_READY_TIMEOUT:?}; server log:\n{}",
+                    net.name,
+                    tail(&self.server_log(), 30)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The lab's state.
+    pub fn state(&self) -> &LabState {
+        &self.state
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A network by name.
+    pub fn network(&self, name: &str) -> anyhow::Result<&NetworkRecord> {
+        self.state
+            .networks
+            .iter()
+            .find(|n| n.name == name)
+            .with_context(|| format!("lab {} has no network {name}", self.state.config.id))
+    }
+
+    fn network_by_id(&self, id: &str) -> anyhow::Result<&NetworkRecord> {
+        self.state
+            .networks
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("lab {} has no network {id}", self.state.config.id))
+    }
+
+    /// Registers an instance and gives its port a fixed DHCP address.
+    pub fn register_instance(&self, spec: &InstanceSpec) -> anyhow::Result<InstanceRecord> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let record = self.registry.create_instance(spec)?;
+        let files = dhcp::DnsmasqFiles::under(&self.state.dir, &record.network_id);
+        dhcp::add_host(&files, &record.port_id, &record.mac, record.ip)?;
+        Ok(record)
+    }
+
+    /// Deletes an instance from the registry (its DHCP host entry stays: same MAC, same address).
+    pub fn delete_instance(&self, uuid: &str) -> anyhow::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.registry.delete_instance(uuid)
+    }
+
+    /// Creates the tap of a port on its network's bridge; returns the tap's name.
+    pub fn add_tap(&self, record: &InstanceRecord) -> anyhow::Result<String> {
+        let tap = bridge::ifname("tap", &record.port_id);
+        bridge::add_tap(
+            &self.state.bridge_ns,
+            &bridge::bridge_name(&record.network_id),
+            &tap,
+        )?;
+        Ok(tap)
+    }
+
+    /// Removes a port's tap.
+    pub fn delete_tap(&self, tap: &str) {
+        bridge::delete_tap(&self.state.bridge_ns, tap);
+    }
+
+    /// The namespace on a network's tenant side the checks run from (its DHCP namespace, where
+    /// an operator would run `ip netns exec qdhcp-… ssh`).
+    pub fn client_namespace(&self, network_id: &str) -> String {
+        dhcp::namespace(network_id)
+    }
+
+    /// A summary for the terminal.
+    pub fn describe(&self) -> String {
+        let s = &self.state;
+        let mut out = format!("lab {} is up (state in {})\n", s.config.id, s.dir.display());
+        let _ = writeln!(out, "  bridge namespace {}", s.bridge_ns);
+        for net in &s.networks {
+            let _ = writeln!(
+                out,
+                "  network {} {} ({}) gateway {} dhcp {} {}",
+                net.name,
+                net.cidr,
+                net.id,
+                net.gateway,
+                net.dhcp_ip,
+                if net.isolated {
+                    "isolated: metadata in qdhcp, option 121"
+                } else {
+                    "routed"
+                }
+            );
+            let _ = writeln!(out, "    qdhcp-{}", net.id);
+        }
+        for router in &s.routers {
+            let _ = writeln!(
+                out,
+                "  router {} qrouter-{} (REDIRECT 169.254.169.254:80 → 9697)",
+                router.name, router.id
+            );
+        }
+        for g in &s.guests {
+            let _ = writeln!(out, "  guest {} {} {} {}", g.name, g.uuid, g.ip, g.mac);
+        }
+        let _ = write!(
+            out,
+            "  registry {} (metaboot-server --db {})",
+            s.db.display(),
+            s.db.display()
+        );
+        out
+    }
+
+    /// Takes the lab down.
+    pub fn down(self) -> anyhow::Result<()> {
+        teardown(&self.state)
+    }
+}
+
+/// Takes lab `id` down from its state; without state, removes its bridge namespace if present.
+pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
+    require_root()?;
+    config::validate_id(id)?;
+    match LabState::load(state_root, id)? {
+        Some(state) => teardown(&state).map(|()| true),
+        None => {
+            let ns = bridge::namespace(id);
+            let existed = netns::exists(&ns);
+            netns::delete(&ns)?;
+            let _ = fs::remove_dir_all(state::lab_dir(state_root, id));
+            Ok(existed)
+        }
+    }
+}
+
+/// Stops the daemons, deletes the namespaces (newest first) and removes the state directory.
+/// Keeps going after an error so as much as possible is removed, then reports the first one.
+fn teardown(state: &LabState) -> anyhow::Result<()> {
+    let mut first_error = None;
+    for daemon in state.daemons.iter().rev() {
+        if let Err(err) = daemon.stop(STOP_GRACE) {
+            first_error.get_or_insert(err);
+        }
+    }
+    for ns in state.namespaces.iter().rev() {
+        if let Err(err) = netns::delete(ns) {
+            first_error.get_or_insert(err);
+        }
+    }
+    match first_error {
+        Some(err) => Err(err.context(format!(
+            "lab {} was not removed completely",
+            state.config.id
+        ))),
+        None => fs::remove_dir_all(&state.dir)
+            .with_context(|| format!("failed to remove {}", state.dir.display())),
+    }
+}
+
+fn dhcp_network(net: &NetworkRecord) -> dhcp::DhcpNetwork {
+    dhcp::DhcpNetwork {
+        id: net.id.clone(),
+        cidr: net.cidr,
+        gateway: net.gateway,
+        dhcp_ip: net.dhcp_ip,
+        isolated: net.isolated,
+    }
+}
+
+/// A TOML basic string for a path.
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_strings_are_quoted_and_escaped() {
+        let path = "/run/a b/\"x\"";
+        let doc: toml::Table = toml::from_str(&format!("db = {}", toml_string(Path::new(path)))).unwrap();
+        assert_eq!(doc["db"].as_str(), Some(path));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        fs::write(&path, "1\n2\n3\n").unwrap();
+        assert_eq!(tail(&path, 2), "2\n3");
+        assert_eq!(tail(&dir.path().join("none"), 2), "");
+    }
+}

@@ -1,0 +1,73 @@
+//! Named network namespaces (`ip netns`), commands inside them, and TCP probes from inside them.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sched::{CloneFlags, setns};
+
+use crate::process::check;
+
+/// Where `ip netns` keeps its named namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Whether the named namespace exists.
+pub fn exists(name: &str) -> bool {
+    Path::new(NETNS_DIR).join(name).exists()
+}
+
+/// Creates a namespace with its loopback up.
+pub fn create(name: &str) -> anyhow::Result<()> {
+    if exists(name) {
+        bail!("network namespace {name} already exists (a lab that was not taken down?)");
+    }
+    check(Command::new("ip").args(["netns", "add", name]))?;
+    ip(name, &["link", "set", "lo", "up"])?;
+    Ok(())
+}
+
+/// Deletes a namespace (and with it every interface inside it); absent is fine.
+pub fn delete(name: &str) -> anyhow::Result<()> {
+    if !exists(name) {
+        return Ok(());
+    }
+    check(Command::new("ip").args(["netns", "del", name]))
+        .with_context(|| format!("failed to delete network namespace {name}"))?;
+    Ok(())
+}
+
+/// Runs `ip -n NS ARGS…`.
+pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    check(Command::new("ip").args(["-n", ns]).args(args))
+}
+
+/// A command that runs `program` inside the namespace (`ip netns exec` execs in place, so the
+/// child's PID is the program's own).
+pub fn exec(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(program);
+    cmd
+}
+
+/// Connects to `addr` from inside the namespace; Ok when something accepted the connection.
+///
+/// Runs on a short-lived thread that enters the namespace, so the caller's threads stay put.
+pub fn tcp_probe(ns: &str, addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let path = Path::new(NETNS_DIR).join(ns);
+    let file = File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> anyhow::Result<()> {
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("failed to enter network namespace {ns}"))?;
+                TcpStream::connect_timeout(&addr, timeout)
+                    .with_context(|| format!("nothing accepts connections on {addr} in {ns}"))?;
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| bail!("the probe thread for {ns} panicked"))
+    })
+}

@@ -1,0 +1,236 @@
+//! The lab's registry, filled through the `metaboot-server` CLI (as a user would), parsed from
+//! its `--json` output.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::process::check;
+
+/// The `metaboot-server` binary and the lab's database.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// The server binary.
+    pub bin: PathBuf,
+    /// The registry database (a SQLite file).
+    pub db: PathBuf,
+}
+
+/// A network as the registry created it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkRecord {
+    /// Registry id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Subnet.
+    pub cidr: Ipv4Net,
+    /// The router's address.
+    pub gateway: Ipv4Addr,
+    /// The DHCP port's address.
+    pub dhcp_ip: Ipv4Addr,
+    /// No router.
+    pub isolated: bool,
+}
+
+/// A router as the registry created it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouterRecord {
+    /// Registry id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Ids of the networks behind it.
+    pub network_ids: Vec<String>,
+}
+
+/// What `instance create --json` prints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// Instance uuid.
+    pub uuid: String,
+    /// Name.
+    pub name: String,
+    /// The port's address.
+    pub ip: Ipv4Addr,
+    /// The port's MAC.
+    pub mac: String,
+    /// The port id.
+    pub port_id: String,
+    /// The network id.
+    pub network_id: String,
+}
+
+/// An instance to register.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceSpec {
+    /// Name.
+    pub name: String,
+    /// Network name or id.
+    pub network: String,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Public key files.
+    pub key_files: Vec<PathBuf>,
+    /// User data file.
+    pub user_data: Option<PathBuf>,
+    /// A fixed uuid.
+    pub uuid: Option<String>,
+    /// A fixed address.
+    pub ip: Option<Ipv4Addr>,
+    /// A fixed MAC.
+    pub mac: Option<String>,
+}
+
+impl Registry {
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--db").arg(&self.db);
+        cmd
+    }
+
+    fn json(&self, args: &[String], what: &str) -> anyhow::Result<serde_json::Value> {
+        let out = check(self.cmd().args(args)).with_context(|| format!("failed to {what}"))?;
+        serde_json::from_str(out.trim())
+            .with_context(|| format!("failed to {what}: metaboot-server printed no JSON: {out}"))
+    }
+
+    /// Creates a network (gateway and DHCP address: the server's defaults).
+    pub fn create_network(
+        &self,
+        name: &str,
+        cidr: Ipv4Net,
+        isolated: bool,
+    ) -> anyhow::Result<NetworkRecord> {
+        let mut args = vec![
+            "network".into(),
+            "create".into(),
+            name.into(),
+            "--cidr".into(),
+            cidr.to_string(),
+        ];
+        if isolated {
+            args.push("--isolated".into());
+        }
+        args.push("--json".into());
+        let v = self.json(&args, &format!("create network {name}"))?;
+        let hosts = || cidr.hosts();
+        let gateway = ip_field(&v, &["gateway", "gateway_ip"])
+            .or_else(|| hosts().next())
+            .context("network has no gateway")?;
+        let dhcp_ip = ip_field(&v, &["dhcp_ip", "dhcp_address"])
+            .or_else(|| hosts().nth(1))
+            .context("network has no DHCP address")?;
+        Ok(NetworkRecord {
+            id: str_field(&v, "id")
+                .with_context(|| format!("network create printed no id: {v}"))?,
+            name: name.to_owned(),
+            cidr,
+            gateway,
+            dhcp_ip,
+            isolated,
+        })
+    }
+
+    /// Creates a router with interfaces on `networks` (ids).
+    pub fn create_router(&self, name: &str, networks: &[String]) -> anyhow::Result<RouterRecord> {
+        let mut args = vec!["router".into(), "create".into(), name.into()];
+        for net in networks {
+            args.push("--network".into());
+            args.push(net.clone());
+        }
+        args.push("--json".into());
+        let v = self.json(&args, &format!("create router {name}"))?;
+        Ok(RouterRecord {
+            id: str_field(&v, "id").with_context(|| format!("router create printed no id: {v}"))?,
+            name: name.to_owned(),
+            network_ids: networks.to_vec(),
+        })
+    }
+
+    /// Registers an instance with one port.
+    pub fn create_instance(&self, spec: &InstanceSpec) -> anyhow::Result<InstanceRecord> {
+        let mut cmd = self.cmd();
+        cmd.args(["instance", "create", &spec.name, "--network", &spec.network]);
+        if let Some(h) = &spec.hostname {
+            cmd.args(["--hostname", h]);
+        }
+        for key in &spec.key_files {
+            cmd.arg("--key-file").arg(key);
+        }
+        if let Some(user_data) = &spec.user_data {
+            cmd.arg("--user-data").arg(user_data);
+        }
+        if let Some(uuid) = &spec.uuid {
+            cmd.args(["--uuid", uuid]);
+        }
+        if let Some(ip) = spec.ip {
+            cmd.args(["--ip", &ip.to_string()]);
+        }
+        if let Some(mac) = &spec.mac {
+            cmd.args(["--mac", mac]);
+        }
+        cmd.arg("--json");
+        let out =
+            check(&mut cmd).with_context(|| format!("failed to create instance {}", spec.name))?;
+        serde_json::from_str(out.trim())
+            .with_context(|| format!("failed to read `instance create --json` output: {out}"))
+    }
+
+    /// Deletes an instance (and its port).
+    pub fn delete_instance(&self, uuid: &str) -> anyhow::Result<()> {
+        check(self.cmd().args(["instance", "delete", uuid]))
+            .with_context(|| format!("failed to delete instance {uuid}"))?;
+        Ok(())
+    }
+
+    /// Whether the server binary has the `all` command (the single-host daemon).
+    pub fn has_all(&self) -> bool {
+        check(Command::new(&self.bin).args(["all", "--help"])).is_ok()
+    }
+
+    /// Checks that the binary runs at all.
+    pub fn check_binary(bin: &Path) -> anyhow::Result<()> {
+        if !bin.is_file() {
+            bail!("metaboot-server not found at {}", bin.display());
+        }
+        Ok(())
+    }
+}
+
+fn str_field(v: &serde_json::Value, key: &str) -> Option<String> {
+    v.get(key)?.as_str().map(str::to_owned)
+}
+
+fn ip_field(v: &serde_json::Value, keys: &[&str]) -> Option<Ipv4Addr> {
+    keys.iter()
+        .find_map(|k| v.get(*k)?.as_str()?.split('/').next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_instance_json_and_address_fields() {
+        let rec: InstanceRecord = serde_json::from_str(
+            r#"{"uuid":"u","name":"n","ip":"198.18.10.5","mac":"fa:16:3e:01:02:03","port_id":"p","network_id":"w","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(rec.ip, Ipv4Addr::new(198, 18, 10, 5));
+        let v = serde_json::json!({"gateway_ip": "198.18.10.1", "dhcp_ip": "198.18.10.2/24"});
+        assert_eq!(
+            ip_field(&v, &["gateway", "gateway_ip"]),
+            Some(Ipv4Addr::new(198, 18, 10, 1))
+        );
+        assert_eq!(
+            ip_field(&v, &["dhcp_ip"]),
+            Some(Ipv4Addr::new(198, 18, 10, 2))
+        );
+        assert_eq!(ip_field(&v, &["nope"]), None);
+    }
+}

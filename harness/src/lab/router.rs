@@ -1,0 +1,147 @@
+//! `qrouter-<router id>`: the router's namespace, its interface on each network (the gateway
+//! address) and Neutron's metadata iptables rules (spec section 2.1).
+
+use std::process::Command;
+
+use ipnet::Ipv4Net;
+
+use crate::lab::{bridge, netns};
+use crate::process::check;
+
+/// The port the namespace proxy listens on behind the REDIRECT (Neutron's `metadata_port`).
+pub const METADATA_PORT: u16 = 9697;
+
+/// The packet mark of metadata traffic (Neutron's `metadata_access_mark` and its mask).
+pub const METADATA_MARK: &str = "0x1/0xffff";
+
+/// The metadata address guests ask.
+pub const METADATA_IP: &str = "169.254.169.254";
+
+/// The router's namespace.
+pub fn namespace(router_id: &str) -> String {
+    format!("qrouter-{router_id}")
+}
+
+/// The router's interface on a network, inside its namespace (`qr-` + 11, as Neutron names it).
+pub fn interface(network_id: &str) -> String {
+    bridge::ifname("qr-", network_id)
+}
+
+/// The bridge end of that interface's veth, inside the bridge namespace.
+pub fn bridge_end(network_id: &str) -> String {
+    bridge::ifname("rtr-", network_id)
+}
+
+/// Neutron's L3-agent metadata rules, as `iptables` argument lists (`-t TABLE -A CHAIN …`).
+pub fn metadata_rules() -> Vec<Vec<String>> {
+    let port = METADATA_PORT.to_string();
+    let dst = format!("{METADATA_IP}/32");
+    let metadata_in = [
+        "-d",
+        dst.as_str(),
+        "-i",
+        "qr-+",
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "--dport",
+        "80",
+    ];
+    let rule = |table: &str, chain: &str, matches: &[&str], target: &[&str]| {
+        ["-t", table, "-A", chain]
+            .iter()
+            .chain(matches)
+            .chain(target)
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>()
+    };
+    vec![
+        // Mark metadata requests arriving on a router interface…
+        rule(
+            "mangle",
+            "PREROUTING",
+            &metadata_in,
+            &["-j", "MARK", "--set-xmark", METADATA_MARK],
+        ),
+        // …send them to the proxy…
+        rule(
+            "nat",
+            "PREROUTING",
+            &metadata_in,
+            &["-j", "REDIRECT", "--to-ports", &port],
+        ),
+        // …let only marked packets reach it…
+        rule(
+            "filter",
+            "INPUT",
+            &["-m", "mark", "--mark", METADATA_MARK],
+            &["-j", "ACCEPT"],
+        ),
+        rule(
+            "filter",
+            "INPUT",
+            &["-p", "tcp", "-m", "tcp", "--dport", &port],
+            &["-j", "DROP"],
+        ),
+        // …and never forward a marked packet.
+        rule(
+            "filter",
+            "FORWARD",
+            &["-m", "mark", "--mark", METADATA_MARK],
+            &["-j", "DROP"],
+        ),
+    ]
+}
+
+/// Creates the router namespace with forwarding on and the metadata rules installed.
+pub fn create(ns: &str) -> anyhow::Result<()> {
+    netns::create(ns)?;
+    check(netns::exec(ns, "sysctl").args(["-q", "-w", "net.ipv4.ip_forward=1"]))?;
+    for rule in metadata_rules() {
+        check(netns::exec(ns, "iptables").arg("-w").args(&rule))?;
+    }
+    Ok(())
+}
+
+/// Gives the router an interface on a network: a veth from the network's bridge, with the gateway
+/// address.
+pub fn attach(
+    bridge_ns: &str,
+    bridge: &str,
+    ns: &str,
+    network_id: &str,
+    gateway: &Ipv4Net,
+) -> anyhow::Result<()> {
+    let inside = interface(network_id);
+    bridge::add_veth(bridge_ns, bridge, &bridge_end(network_id), ns, &inside)?;
+    netns::ip(ns, &["addr", "add", &gateway.to_string(), "dev", &inside])?;
+    netns::ip(ns, &["link", "set", &inside, "up"])?;
+    Ok(())
+}
+
+/// The router's nat table as `iptables -S` prints it (for the lab's status display and tests).
+pub fn nat_rules(ns: &str) -> anyhow::Result<String> {
+    check(Command::new("ip").args(["netns", "exec", ns, "iptables", "-w", "-t", "nat", "-S"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_match_neutrons_l3_agent() {
+        let rules: Vec<String> = metadata_rules().iter().map(|r| r.join(" ")).collect();
+        assert_eq!(
+            rules,
+            [
+                "-t mangle -A PREROUTING -d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x1/0xffff",
+                "-t nat -A PREROUTING -d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697",
+                "-t filter -A INPUT -m mark --mark 0x1/0xffff -j ACCEPT",
+                "-t filter -A INPUT -p tcp -m tcp --dport 9697 -j DROP",
+                "-t filter -A FORWARD -m mark --mark 0x1/0xffff -j DROP",
+            ]
+        );
+        assert_eq!(interface("0123456789abcdef"), "qr-0123456789a");
+    }
+}

@@ -1,0 +1,388 @@
+//! Child processes in their own process groups: killed with their whole group, waited with deadlines.
+//!
+//! Every process the harness starts (QEMU, dnsmasq, `metaboot-server all`, ssh, helpers) gets its
+//! own process group, so killing it also kills whatever it forked, and nothing the harness did not
+//! start is ever signalled. Short-lived children are [`ProcessGroup`]s, killed on drop. The lab's
+//! daemons outlive the `lab up` command: they are [`Daemon`]s, recorded by PID and start time so a
+//! later `lab down` signals only the very process that was started (never a reused PID).
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::wait::wait_until;
+
+/// How long a killed process group may take to disappear before the harness reports it.
+pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default deadline for a helper command (ip, iptables, mkfs, …) that should finish at once.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A child process leading its own process group; the group is killed when this is dropped.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    name: String,
+    child: Child,
+    exited: Option<ExitStatus>,
+}
+
+impl ProcessGroup {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Self> {
+        // SAFETY: the closure runs in the forked child before exec and only calls setpgid(2),
+        // which is async-signal-safe; it touches no memory shared with the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(io::Error::from)
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start {name} ({})", describe(cmd)))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            exited: None,
+        })
+    }
+
+    /// The leader's PID (also the process group id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The name given at spawn, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The child, to take its pipes.
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// The exit status if the leader has exited, without blocking.
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        if self.exited.is_none() {
+            self.exited = self
+                .child
+                .try_wait()
+                .with_context(|| format!("failed to poll {}", self.name))?;
+        }
+        Ok(self.exited)
+    }
+
+    /// Waits for the leader to exit until `timeout` passes; `None` when it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        let mut failure = None;
+        wait_until(deadline, || match self.try_wait() {
+            Ok(status) => status.is_some(),
+            Err(err) => {
+                failure = Some(err);
+                true
+            }
+        });
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(self.exited),
+        }
+    }
+
+    /// Kills the whole process group with SIGKILL and reaps the leader.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let pgid = pid_of(self.child.id());
+        // The group may already be gone (ESRCH): that is the state we want.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        match self.wait_timeout(KILL_TIMEOUT)? {
+            Some(_) => Ok(()),
+            None => bail!(
+                "{} (pid {}) survived SIGKILL for {KILL_TIMEOUT:?}",
+                self.name,
+                pgid
+            ),
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Err(err) = self.kill() {
+            tracing::warn!("{err:#}");
+        }
+    }
+}
+
+/// Runs `cmd` to completion with its output captured, killing its group after `timeout`.
+///
+/// Fails when the command cannot start or outlives the deadline; the exit status is returned, not
+/// judged (see [`check`] for that).
+pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let what = describe(cmd);
+    let mut group = ProcessGroup::spawn(&what, cmd)?;
+    let stdout = group.child_mut().stdout.take().map(read_in_background);
+    let stderr = group.child_mut().stderr.take().map(read_in_background);
+    let status = group.wait_timeout(timeout)?;
+    // Kill the group either way: a finished leader may have left children holding the pipes.
+    group.kill()?;
+    let stdout = stdout.map(join_reader).unwrap_or_default();
+    let stderr = stderr.map(join_reader).unwrap_or_default();
+    match status {
+        Some(status) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => bail!(
+            "{what} did not finish within {timeout:?}; its output so far:\n{}{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// Runs `cmd` with [`COMMAND_TIMEOUT`] and fails with its stderr unless it exits 0; returns stdout.
+pub fn check(cmd: &mut Command) -> anyhow::Result<String> {
+    check_timeout(cmd, COMMAND_TIMEOUT)
+}
+
+/// Like [`check`] with an explicit deadline.
+pub fn check_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<String> {
+    let out = output_with_timeout(cmd, timeout)?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A command line as one string, for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        // A read error only truncates what we show; the exit status still decides.
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+fn join_reader(handle: thread::JoinHandle<Vec<u8>>) -> Vec<u8> {
+    handle.join().unwrap_or_default()
+}
+
+fn pid_of(pid: u32) -> Pid {
+    // PIDs fit in i32 on Linux (pid_max ≤ 2^22).
+    Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
+}
+
+/// A long-running process of a lab (dnsmasq, `metaboot-server all`), detached into its own session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Daemon {
+    /// What it is, for messages ("dnsmasq for net1").
+    pub name: String,
+    /// Its PID, which is also its process group and session id.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22): tells it apart from a
+    /// later process that reuses the PID.
+    pub start_ticks: u64,
+}
+
+impl Daemon {
+    /// Starts `cmd` in a new session with stdin from /dev/null and stdout+stderr appended to `log`.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Self> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("failed to open {}", log.display()))?;
+        let err = file
+            .try_clone()
+            .context("failed to duplicate a log file handle")?;
+        cmd.stdin(Stdio::null()).stdout(file).stderr(err);
+        // SAFETY: runs in the forked child before exec and only calls setsid(2), which is
+        // async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start {name} ({})", describe(cmd)))?;
+        let pid = child.id();
+        // The daemon must outlive this process: drop the handle without killing it. A zombie left
+        // behind is reaped when it is stopped (see `stop`) or when the harness exits.
+        drop(child);
+        let start_ticks = start_ticks(pid)
+            .with_context(|| format!("{name} (pid {pid}) exited at once; see {}", log.display()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            pid,
+            start_ticks,
+        })
+    }
+
+    /// Whether this very process is still alive (same PID and start time, not a zombie).
+    pub fn is_running(&self) -> bool {
+        match fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => parse_stat(&stat)
+                .is_some_and(|(state, ticks)| ticks == self.start_ticks && state != 'Z'),
+            Err(_) => false,
+        }
+    }
+
+    /// Stops the daemon's whole process group: SIGTERM, then SIGKILL after `grace`.
+    ///
+    /// Does nothing when the PID now belongs to another process.
+    pub fn stop(&self, grace: Duration) -> anyhow::Result<()> {
+        if !self.is_running() {
+            reap(self.pid);
+            return Ok(());
+        }
+        let pgid = pid_of(self.pid);
+        let _ = killpg(pgid, Signal::SIGTERM);
+        if !wait_until(Instant::now() + grace, || {
+            reap(self.pid);
+            !self.is_running()
+        }) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            if !wait_until(Instant::now() + KILL_TIMEOUT, || {
+                reap(self.pid);
+                !self.is_running()
+            }) {
+                bail!("{} (pid {}) survived SIGKILL", self.name, self.pid);
+            }
+        }
+        reap(self.pid);
+        Ok(())
+    }
+
+    /// Sends `signal` to the daemon (for dnsmasq's SIGHUP) if it is still the same process.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        if !self.is_running() {
+            bail!("{} (pid {}) is not running", self.name, self.pid);
+        }
+        nix::sys::signal::kill(pid_of(self.pid), signal)
+            .with_context(|| format!("failed to signal {}", self.name))
+    }
+}
+
+/// Reaps `pid` if it is an exited child of this process; harmless otherwise (ECHILD).
+fn reap(pid: u32) {
+    let _ = nix::sys::wait::waitpid(pid_of(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+}
+
+/// The start time of `pid` in clock ticks since boot, if it is alive.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, ticks)| ticks)
+}
+
+/// (state, starttime) from a `/proc/PID/stat` line; the command name may contain spaces and ')'.
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state come fields 4..; starttime is field 22, i.e. the 19th after the state.
+    let ticks = fields.nth(18)?.parse().ok()?;
+    Some((state, ticks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_handles_names_with_spaces_and_parens() {
+        let line =
+            "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_stat(line), Some(('S', 987654)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn output_with_timeout_kills_a_command_that_hangs() {
+        let start = Instant::now();
+        let err = output_with_timeout(
+            Command::new("sh").args(["-c", "echo partial; sleep 30"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let msg = format!("{err:#}");
+        assert!(msg.contains("did not finish"), "{msg}");
+        assert!(msg.contains("partial"), "{msg}");
+    }
+
+    #[test]
+    fn check_reports_stderr_of_a_failed_command() {
+        let err = check(Command::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("boom") && msg.contains('3'), "{msg}");
+        assert_eq!(check(Command::new("echo").arg("hi")).unwrap(), "hi\n");
+    }
+
+    #[test]
+    fn dropping_a_process_group_kills_its_children_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let group = ProcessGroup::spawn("sh", Command::new("sh").args(["-c", &script])).unwrap();
+        assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
+            fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+        }));
+        let grandchild: u32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        drop(group);
+        assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
+            fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .map_or(true, |s| parse_stat(&s).is_some_and(|(st, _)| st == 'Z'))
+        }));
+    }
+
+    #[test]
+    fn a_daemon_is_stopped_by_pid_and_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let daemon = Daemon::spawn("sleeper", Command::new("sleep").arg("60"), &log).unwrap();
+        assert!(daemon.is_running());
+        let impostor = Daemon {
+            start_ticks: daemon.start_ticks + 1,
+            ..daemon.clone()
+        };
+        assert!(!impostor.is_running());
+        impostor.stop(Duration::from_millis(100)).unwrap();
+        assert!(
+            daemon.is_running(),
+            "a record with another start time must not stop the daemon"
+        );
+        daemon.stop(Duration::from_secs(2)).unwrap();
+        assert!(!daemon.is_running());
+    }
+}

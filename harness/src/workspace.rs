@@ -1,0 +1,120 @@
+//! Binaries of this workspace the harness needs (the static guest agent, `metaboot-server`),
+//! built with cargo on demand unless given explicitly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The workspace root (the harness crate's parent directory).
+pub fn root() -> &'static Path {
+    // The harness always lives in `<workspace>/harness`.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+}
+
+/// What to build.
+#[derive(Debug, Clone, Copy)]
+pub struct CargoBinary<'a> {
+    /// The package (`-p`).
+    pub package: &'a str,
+    /// The binary target (`--bin`).
+    pub bin: &'a str,
+    /// A profile (`--profile`), or the default dev profile.
+    pub profile: Option<&'a str>,
+    /// A target triple (`--target`), which also keeps build scripts dynamic when `static_crt`.
+    pub target: Option<&'a str>,
+    /// Link the C runtime statically (`-C target-feature=+crt-static`).
+    pub static_crt: bool,
+}
+
+/// The guest agent as the tiny image needs it: static, guest profile.
+pub const GUEST_AGENT: CargoBinary<'static> = CargoBinary {
+    package: "metaboot",
+    bin: "metaboot",
+    profile: Some("guest"),
+    target: Some("x86_64-unknown-linux-gnu"),
+    static_crt: true,
+};
+
+/// The server (registry CLI and `all`).
+pub const SERVER: CargoBinary<'static> = CargoBinary {
+    package: "metaboot-server",
+    bin: "metaboot-server",
+    profile: None,
+    target: None,
+    static_crt: false,
+};
+
+/// Builds `binary` with cargo (a no-op when up to date) and returns the executable's path.
+///
+/// cargo's own progress goes to stderr; the artifact path is read from its JSON messages.
+pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root())
+        .args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "-p",
+            binary.package,
+        ])
+        .args(["--bin", binary.bin]);
+    if let Some(profile) = binary.profile {
+        cmd.args(["--profile", profile]);
+    }
+    if let Some(target) = binary.target {
+        cmd.args(["--target", target]);
+    }
+    if binary.static_crt {
+        cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("failed to run cargo to build {}", binary.bin))?;
+    if !out.status.success() {
+        bail!(
+            "failed to build {} (cargo exited with {})",
+            binary.bin,
+            out.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    executable_from_messages(&stdout, binary.bin)
+        .with_context(|| format!("cargo did not report an executable for {}", binary.bin))
+}
+
+fn executable_from_messages(messages: &str, bin: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin)
+        .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_executable_in_cargo_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"dep"},"executable":null}
+not json
+{"reason":"compiler-artifact","target":{"name":"metaboot"},"executable":"/t/guest/metaboot"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            executable_from_messages(messages, "metaboot"),
+            Some(PathBuf::from("/t/guest/metaboot"))
+        );
+        assert_eq!(executable_from_messages(messages, "other"), None);
+    }
+
+    #[test]
+    fn the_workspace_root_holds_the_images() {
+        assert!(root().join("images/tiny/init").is_file());
+    }
+}
