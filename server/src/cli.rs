@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::store::StoreError;
-use crate::{admin, agent, api, proxy};
+use crate::{admin, agent, all, api, proxy};
 
 /// Where the registry lives when `--db` and `METABOOT_DB` are not given.
 pub const DEFAULT_DB: &str = "/var/lib/metaboot/registry.sqlite";
@@ -18,8 +18,9 @@ pub const DEFAULT_DB: &str = "/var/lib/metaboot/registry.sqlite";
 )]
 pub struct Cli {
     /// The registry: a SQLite file path (or sqlite:PATH) or a postgres:// URL.
-    #[arg(long, global = true, env = "METABOOT_DB", default_value = DEFAULT_DB)]
-    pub db: String,
+    /// [default: /var/lib/metaboot/registry.sqlite]
+    #[arg(long, global = true, env = "METABOOT_DB")]
+    pub db: Option<String>,
 
     /// Log more (repeat for even more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -49,18 +50,23 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Serve the namespace proxy (the role of neutron-ns-metadata-proxy / haproxy).
     NsProxy(proxy::ProxyArgs),
+    /// Serve every role in one process: API, agent and a proxy per router and isolated network.
+    All(Box<all::AllArgs>),
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let db = cli.db.as_deref().unwrap_or(DEFAULT_DB);
     match cli.command {
-        Command::Network(cmd) => admin::network(&cli.db, cmd),
-        Command::Router(cmd) => admin::router(&cli.db, cmd),
-        Command::Port(cmd) => admin::port(&cli.db, cmd),
-        Command::Instance(cmd) => admin::instance(&cli.db, cmd),
-        Command::Api(args) => api::serve(&cli.db, args),
-        Command::Agent(args) => agent::serve(&cli.db, args),
+        Command::Network(cmd) => admin::network(db, cmd),
+        Command::Router(cmd) => admin::router(db, cmd),
+        Command::Port(cmd) => admin::port(db, cmd),
+        Command::Instance(cmd) => admin::instance(db, cmd),
+        Command::Api(args) => api::serve(db, args),
+        Command::Agent(args) => agent::serve(db, args),
         Command::NsProxy(args) => proxy::serve(args),
+        // `all` may take the registry from its configuration file: only an explicit --db wins.
+        Command::All(args) => all::serve(cli.db.as_deref(), &args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod all;
 pub mod api;
 pub mod cli;
 pub mod http;

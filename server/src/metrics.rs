@@ -193,8 +193,8 @@ pub async fn serve_metrics(
     let Some(listen) = listen else {
         return Ok(());
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = crate::http::listen::tcp_listener(listen)
+        .and_then(tokio::net::TcpListener::from_std)
         .with_context(|| format!("failed to bind the metrics listener on {listen}"))?;
     tracing::info!(%listen, "metrics at /metrics");
     tokio::spawn(crate::http::serve(

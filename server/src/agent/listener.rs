@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-
+use bytes::Bytes;
 use clap::Args;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::{Agent, DEFAULT_LOOKUP_TTL};
+use crate::api::{Api, MetadataRequest};
 use crate::http::limits::UPSTREAM_TIMEOUT;
 use crate::http::{Answer, Body, Handler, Peer, Reply, ServerLimits, Upstream, read_body};
 use crate::watch::ChangeListener;
@@ -45,85 +46,104 @@ pub struct AgentArgs {
     pub threads: Option<usize>,
 }
 
+/// Where the agent sends its signed questions.
+#[derive(Clone)]
+pub enum ApiTarget {
+    /// Another process, over pooled HTTP (TCP or a Unix socket).
+    Http {
+        upstream: Upstream,
+        timeout: Duration,
+    },
+    /// The API in this process (`all`): no HTTP, the signature is still checked.
+    InProcess(Arc<Api>),
+}
+
+impl ApiTarget {
+    /// Asks the API: `path` with its query, the guest's method and body, the signed headers.
+    pub async fn ask(
+        &self,
+        agent: &Agent,
+        method: Method,
+        path: &str,
+        signed: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Answer> {
+        match self {
+            Self::Http { upstream, timeout } => {
+                let mut request = Request::new(Full::new(body));
+                *request.method_mut() = method;
+                *request.uri_mut() = upstream.uri(path).map_err(|err| {
+                    Answer::refused(StatusCode::BAD_REQUEST, err.to_string(), "bad_path")
+                })?;
+                *request.headers_mut() = signed;
+                let started = Instant::now();
+                let answered = upstream.send(request, *timeout).await;
+                agent.metrics.upstream_latency(started.elapsed());
+                answered.map(Reply::relay).map_err(|err| {
+                    tracing::warn!(api = upstream.describe(), error = %err, "metadata API call failed");
+                    Answer::refused(err.status(), err.to_string(), err.label())
+                })
+            }
+            Self::InProcess(api) => {
+                let request = MetadataRequest {
+                    method,
+                    path: path.split('?').next().unwrap_or("/").to_owned(),
+                    headers: signed,
+                    peer: None,
+                    body,
+                };
+                Ok(api.answer(&request).await)
+            }
+        }
+    }
+}
+
 /// Serves the agent over HTTP: resolve, sign, ask the API, relay.
 #[derive(Clone)]
 pub struct AgentHandler {
     agent: Arc<Agent>,
-    api: Upstream,
-    api_timeout: Duration,
+    api: ApiTarget,
     limits: ServerLimits,
 }
 
 impl AgentHandler {
-    pub fn new(
-        agent: Arc<Agent>,
-        api: Upstream,
-        api_timeout: Duration,
-        limits: ServerLimits,
-    ) -> Self {
-        Self {
-            agent,
-            api,
-            api_timeout,
-            limits,
-        }
+    pub fn new(agent: Arc<Agent>, api: ApiTarget, limits: ServerLimits) -> Self {
+        Self { agent, api, limits }
     }
+}
 
-    async fn answer(&self, request: Request<Incoming>) -> Result<Response<Body>, Answer> {
+impl Handler for AgentHandler {
+    async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
         let (parts, body) = request.into_parts();
-        let body = read_body(
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let body = match read_body(
             &parts.headers,
             body,
             self.limits.max_body_bytes,
             self.limits.body_read_timeout,
         )
         .await
-        .map_err(|err| Answer::refused(err.status(), err.reason().to_owned(), "bad_body"))?;
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut use_cache = true;
-        loop {
-            let resolved = self.agent.resolve(&parts.headers, use_cache).await?;
-            let mut upstream = Request::new(Full::new(body.clone()));
-            *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = self.api.uri(path).map_err(|err| {
-                Answer::refused(StatusCode::BAD_REQUEST, err.to_string(), "bad_path")
-            })?;
-            *upstream.headers_mut() = self.agent.signed_headers(&resolved);
-            let started = Instant::now();
-            let answered = self.api.send(upstream, self.api_timeout).await;
-            self.agent.metrics.upstream_latency(started.elapsed());
-            match answered {
-                Ok(response) if response.status() == StatusCode::NOT_FOUND && resolved.cached => {
-                    // The cached owner may be stale: ask once more with a fresh lookup.
-                    self.agent.forget(&resolved);
-                    use_cache = false;
-                }
-                Ok(response) => return Ok(Reply::relay(response)),
-                Err(err) => {
-                    tracing::warn!(api = self.api.describe(), error = %err, "metadata API call failed");
-                    return Err(Answer::refused(err.status(), err.to_string(), err.label()));
-                }
-            }
-        }
-    }
-}
-
-impl Handler for AgentHandler {
-    async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let response = match self.answer(request).await {
-            Ok(response) => response,
-            Err(refusal) => {
-                if let Some(label) = refusal.rejection() {
-                    self.agent.metrics.reject(label);
-                }
-                tracing::info!(status = refusal.status.as_u16(), reason = refusal.reason(), %method, %path, "refused");
-                refusal.into_response()
+        {
+            Ok(body) => body,
+            Err(err) => {
+                let refusal = Answer::refused(err.status(), err.reason().to_owned(), "bad_body");
+                let response = self.agent.refused(refusal, &parts.method, path);
+                self.agent.metrics.request(response.status());
+                return response;
             }
         };
-        self.agent.metrics.request(response.status());
-        response
+        let ask_api = |signed: HeaderMap| {
+            self.api.ask(
+                &self.agent,
+                parts.method.clone(),
+                path,
+                signed,
+                body.clone(),
+            )
+        };
+        self.agent
+            .relay(&parts.method, path, &parts.headers, ask_api)
+            .await
     }
 }
 
@@ -149,12 +169,11 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         let listener = crate::http::bind_unix(&args.socket, args.socket_mode)
             .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
         tracing::info!(socket = %args.socket.display(), api = api.describe(), "agent listening");
-        let handler = AgentHandler::new(
-            agent,
-            api,
-            Duration::from_secs_f64(args.api_timeout),
-            ServerLimits::default(),
-        );
+        let api = ApiTarget::Http {
+            upstream: api,
+            timeout: Duration::from_secs_f64(args.api_timeout),
+        };
+        let handler = AgentHandler::new(agent, api, ServerLimits::default());
         crate::http::serve(listener, ServerLimits::default(), handler).await;
         Ok(())
     })

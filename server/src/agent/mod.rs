@@ -5,18 +5,19 @@ mod forwarded;
 mod listener;
 pub mod lookup;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use metaboot_proto::headers;
 
 pub use forwarded::{ForwardedError, guest_address};
-pub use listener::{AgentArgs, AgentHandler, serve};
+pub use listener::{AgentArgs, AgentHandler, ApiTarget, serve};
 pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
 
-use crate::http::Answer;
+use crate::http::{Answer, Body};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -98,6 +99,54 @@ impl Agent {
             owner,
             cached: false,
         })
+    }
+
+    /// Resolves the guest, then lets `ask_api` put the question to the API with the signed
+    /// headers; a 404 for a cached owner is retried once with a fresh lookup (the port may have
+    /// moved). Counts and logs the outcome.
+    pub async fn relay<F, Fut>(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        ask_api: F,
+    ) -> Response<Body>
+    where
+        F: Fn(HeaderMap) -> Fut,
+        Fut: Future<Output = Result<Response<Body>, Answer>>,
+    {
+        let mut use_cache = true;
+        let outcome = loop {
+            let resolved = match self.resolve(headers, use_cache).await {
+                Ok(resolved) => resolved,
+                Err(refusal) => break Err(refusal),
+            };
+            match ask_api(self.signed_headers(&resolved)).await {
+                Ok(response) if response.status() == StatusCode::NOT_FOUND && resolved.cached => {
+                    self.forget(&resolved);
+                    use_cache = false;
+                }
+                other => break other,
+            }
+        };
+        let response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
+        self.metrics.request(response.status());
+        response
+    }
+
+    /// Counts and logs a refusal, and turns it into the response.
+    pub fn refused(&self, refusal: Answer, method: &Method, path: &str) -> Response<Body> {
+        if let Some(label) = refusal.rejection() {
+            self.metrics.reject(label);
+        }
+        tracing::info!(
+            status = refusal.status.as_u16(),
+            reason = refusal.reason(),
+            %method,
+            %path,
+            "refused"
+        );
+        refusal.into_response()
     }
 
     /// Forgets a cached lookup the API did not agree with.

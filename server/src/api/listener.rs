@@ -142,8 +142,8 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         let handler = ApiHandler::new(api, ServerLimits::default());
         let mut tasks = tokio::task::JoinSet::new();
         for addr in &args.listen {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+            let listener = crate::http::listen::tcp_listener(*addr)
+                .and_then(tokio::net::TcpListener::from_std)
                 .with_context(|| format!("failed to listen on {addr}"))?;
             tracing::info!(listen = %addr, "api listening");
             tasks.spawn(crate::http::serve(

@@ -5,6 +5,7 @@ pub mod answer;
 pub mod body;
 pub mod client;
 pub mod limits;
+pub mod listen;
 pub mod response;
 pub mod serve;
 

@@ -1,10 +1,11 @@
-//! The namespace proxy (the role of neutron-ns-metadata-proxy / haproxy).
+//! The namespace proxy (the role of neutron-ns-metadata-proxy / haproxy, spec 2.2 and 3):
+//! takes guests' requests inside a router or DHCP namespace, strips what they must not send,
+//! adds who they are and where they came from, and forwards to the agent.
 
-use clap::Args;
+mod listener;
+pub mod rate_limit;
+pub mod sanitize;
 
-#[derive(Debug, Args)]
-pub struct ProxyArgs {}
-
-pub fn serve(_args: ProxyArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
-}
+pub use listener::{Forward, ProxyArgs, ProxyHandler, ToAgent, serve};
+pub use rate_limit::RateLimit;
+pub use sanitize::{ProxyScope, upstream_headers};

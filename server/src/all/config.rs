@@ -1,0 +1,125 @@
+//! The `all` configuration file (TOML). Every key also has a flag; a flag wins over the file,
+//! the file over the built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// Largest configuration file read, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// The file's contents; every key optional.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The registry: a SQLite path or a postgres:// URL.
+    pub db: Option<String>,
+    pub shared_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub proxy: ProxySection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// Worker threads.
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Also serve the API over TCP (for agents on other hosts).
+    pub listen: Option<Vec<SocketAddr>>,
+    pub dhcp_domain: Option<String>,
+    pub vendor_data: Option<PathBuf>,
+    pub cache_ttl: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Also serve the agent on this Unix socket (for proxies in other processes, e.g. haproxy).
+    pub socket: Option<PathBuf>,
+    pub cache_ttl: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// Port the router proxies listen on (behind the REDIRECT of 169.254.169.254:80).
+    pub router_port: Option<u16>,
+    /// Address the DHCP-namespace proxies listen on.
+    pub isolated_listen: Option<SocketAddr>,
+    pub rate_limit: Option<u32>,
+    pub rate_window: Option<u64>,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: Option<SocketAddr>,
+}
+
+impl ConfigFile {
+    /// Reads and checks the file; the error names the file and the bad key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read(path)
+            .with_context(|| format!("failed to read the configuration file {}", path.display()))?;
+        if text.len() > MAX_CONFIG_BYTES {
+            anyhow::bail!(
+                "the configuration file {} is larger than {MAX_CONFIG_BYTES} bytes",
+                path.display()
+            );
+        }
+        let text = String::from_utf8(text)
+            .with_context(|| format!("the configuration file {} is not UTF-8", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("the configuration file {} is not valid", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_example_and_refuses_typos() {
+        let example = r#"
+db = "/var/lib/metaboot/registry.sqlite"
+shared_secret_file = "/etc/metaboot/secret"
+threads = 2
+
+[api]
+listen = ["127.0.0.1:8775"]
+dhcp_domain = "novalocal"
+cache_ttl = 15
+
+[agent]
+socket = "/run/metaboot/agent.sock"
+cache_ttl = 5
+
+[proxy]
+router_port = 9697
+isolated_listen = "169.254.169.254:80"
+rate_limit = 100
+rate_window = 10
+max_connections = 4096
+
+[metrics]
+listen = "127.0.0.1:9100"
+"#;
+        let config: ConfigFile = toml::from_str(example).unwrap();
+        assert_eq!(config.proxy.router_port, Some(9697));
+        assert_eq!(
+            config.api.listen.as_deref(),
+            Some(&["127.0.0.1:8775".parse().unwrap()][..])
+        );
+        let typo = toml::from_str::<ConfigFile>("[proxy]\nrouter_prot = 1\n").unwrap_err();
+        assert!(typo.to_string().contains("router_prot"), "{typo}");
+    }
+}

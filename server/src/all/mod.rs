@@ -1,0 +1,282 @@
+//! `metaboot-server all`: every role in one process — the API, the agent, and one namespace
+//! proxy per router and per isolated network, following the registry.
+
+mod chain;
+pub mod config;
+pub mod supervisor;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+pub use chain::InProcess;
+pub use config::ConfigFile;
+
+use crate::agent::{Agent, AgentHandler, ApiTarget, DEFAULT_LOOKUP_TTL};
+use crate::api::{Api, ApiHandler, DEFAULT_TTL, Identify, Rendering, VendorDocs};
+use crate::http::ServerLimits;
+use crate::metrics::Metrics;
+use crate::proxy::rate_limit::DEFAULT_WINDOW;
+use crate::proxy::{ProxyHandler, RateLimit};
+use crate::watch::ChangeListener;
+use supervisor::{Supervisor, Wake};
+
+/// Port of the router proxies (Neutron's `metadata_port`).
+pub const DEFAULT_ROUTER_PORT: u16 = 9697;
+/// Address of the DHCP-namespace proxies.
+pub const DEFAULT_ISOLATED_LISTEN: &str = "169.254.169.254:80";
+
+/// Flags of `all`; each overrides the same key of `--config`.
+#[derive(Debug, Args, Default)]
+pub struct AllArgs {
+    /// The configuration file (TOML; see the README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// File holding the shared secret (`shared_secret_file`).
+    #[arg(long)]
+    pub shared_secret_file: Option<PathBuf>,
+    /// Also serve the API over TCP; repeatable (`api.listen`).
+    #[arg(long)]
+    pub api_listen: Vec<SocketAddr>,
+    /// `api.dhcp_domain` (default novalocal; empty for none).
+    #[arg(long)]
+    pub dhcp_domain: Option<String>,
+    /// `api.vendor_data`: a JSON file.
+    #[arg(long)]
+    pub vendor_data: Option<PathBuf>,
+    /// `api.cache_ttl`, seconds.
+    #[arg(long)]
+    pub api_cache_ttl: Option<u64>,
+    /// Also serve the agent on this Unix socket (`agent.socket`).
+    #[arg(long)]
+    pub agent_socket: Option<PathBuf>,
+    /// `agent.cache_ttl`, seconds.
+    #[arg(long)]
+    pub lookup_cache_ttl: Option<u64>,
+    /// `proxy.router_port`.
+    #[arg(long)]
+    pub router_port: Option<u16>,
+    /// `proxy.isolated_listen`.
+    #[arg(long)]
+    pub isolated_listen: Option<SocketAddr>,
+    /// `proxy.rate_limit`: requests per guest per window (default: none).
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// `proxy.rate_window`, seconds.
+    #[arg(long)]
+    pub rate_window: Option<u64>,
+    /// `proxy.max_connections` per listener.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// `metrics.listen`.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// `threads`.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The settings in force: flag, else file, else default.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: String,
+    pub shared_secret_file: PathBuf,
+    pub api_listen: Vec<SocketAddr>,
+    pub dhcp_domain: String,
+    pub vendor_data: Option<PathBuf>,
+    pub api_cache_ttl: Duration,
+    pub agent_socket: Option<PathBuf>,
+    pub lookup_cache_ttl: Duration,
+    pub router_listen: SocketAddr,
+    pub isolated_listen: SocketAddr,
+    pub rate_limit: Option<(u32, Duration)>,
+    pub max_connections: usize,
+    pub metrics_listen: Option<SocketAddr>,
+    pub threads: usize,
+}
+
+impl Settings {
+    pub fn resolve(
+        db_flag: Option<&str>,
+        args: &AllArgs,
+        file: &ConfigFile,
+    ) -> anyhow::Result<Self> {
+        let shared_secret_file = args
+            .shared_secret_file
+            .clone()
+            .or_else(|| file.shared_secret_file.clone())
+            .context("no shared secret: set shared_secret_file in the config file or pass --shared-secret-file")?;
+        let router_port = args
+            .router_port
+            .or(file.proxy.router_port)
+            .unwrap_or(DEFAULT_ROUTER_PORT);
+        let isolated_listen = match args.isolated_listen.or(file.proxy.isolated_listen) {
+            Some(addr) => addr,
+            None => DEFAULT_ISOLATED_LISTEN.parse()?,
+        };
+        let rate_window = args
+            .rate_window
+            .or(file.proxy.rate_window)
+            .unwrap_or(DEFAULT_WINDOW.as_secs());
+        let rate_limit = args.rate_limit.or(file.proxy.rate_limit);
+        if rate_limit == Some(0) || rate_window == 0 {
+            anyhow::bail!(
+                "rate_limit and rate_window must be at least 1 (leave rate_limit out for no limit)"
+            );
+        }
+        Ok(Self {
+            db: db_flag
+                .map(str::to_owned)
+                .or_else(|| file.db.clone())
+                .unwrap_or_else(|| crate::cli::DEFAULT_DB.to_owned()),
+            shared_secret_file,
+            api_listen: if args.api_listen.is_empty() {
+                file.api.listen.clone().unwrap_or_default()
+            } else {
+                args.api_listen.clone()
+            },
+            dhcp_domain: args
+                .dhcp_domain
+                .clone()
+                .or_else(|| file.api.dhcp_domain.clone())
+                .unwrap_or_else(|| crate::api::DEFAULT_DHCP_DOMAIN.to_owned()),
+            vendor_data: args
+                .vendor_data
+                .clone()
+                .or_else(|| file.api.vendor_data.clone()),
+            api_cache_ttl: Duration::from_secs(
+                args.api_cache_ttl
+                    .or(file.api.cache_ttl)
+                    .unwrap_or(DEFAULT_TTL.as_secs()),
+            ),
+            agent_socket: args
+                .agent_socket
+                .clone()
+                .or_else(|| file.agent.socket.clone()),
+            lookup_cache_ttl: Duration::from_secs(
+                args.lookup_cache_ttl
+                    .or(file.agent.cache_ttl)
+                    .unwrap_or(DEFAULT_LOOKUP_TTL.as_secs()),
+            ),
+            router_listen: SocketAddr::from(([0, 0, 0, 0], router_port)),
+            isolated_listen,
+            rate_limit: rate_limit.map(|limit| (limit, Duration::from_secs(rate_window))),
+            max_connections: args
+                .max_connections
+                .or(file.proxy.max_connections)
+                .unwrap_or(crate::http::limits::MAX_CONNECTIONS),
+            metrics_listen: args.metrics_listen.or(file.metrics.listen),
+            threads: args
+                .threads
+                .or(file.threads)
+                .unwrap_or_else(crate::runtime::default_threads),
+        })
+    }
+}
+
+/// `metaboot-server all`.
+pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let settings = Settings::resolve(db_flag, args, &file)?;
+    let secret = crate::secret::read_secret(&settings.shared_secret_file)?;
+    let vendor = match &settings.vendor_data {
+        Some(path) => VendorDocs::load(path)?,
+        None => VendorDocs::default(),
+    };
+    let store = crate::store::open(&settings.db)
+        .with_context(|| format!("failed to open the registry {}", settings.db))?;
+    crate::runtime::run_service(settings.threads, async move {
+        let rendering = Rendering {
+            dhcp_domain: settings.dhcp_domain.clone(),
+            vendor,
+        };
+        let api = Arc::new(Api::new(
+            store.clone(),
+            Identify::Proxy {
+                secret: secret.clone(),
+            },
+            rendering,
+            settings.api_cache_ttl,
+        ));
+        let agent = Arc::new(Agent::new(store.clone(), secret, settings.lookup_cache_ttl));
+        let proxy_metrics = Metrics::new("proxy");
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let listeners: Vec<Arc<dyn ChangeListener>> =
+            vec![api.cache(), agent.cache(), Arc::new(Wake(wake.clone()))];
+        tokio::spawn(crate::watch::follow(store.clone(), listeners));
+        crate::metrics::serve_metrics(
+            settings.metrics_listen,
+            vec![api.metrics(), agent.metrics(), proxy_metrics.clone()],
+        )
+        .await?;
+
+        let limits = ServerLimits::default();
+        for addr in &settings.api_listen {
+            let listener = crate::http::listen::tcp_listener(*addr)
+                .and_then(tokio::net::TcpListener::from_std)
+                .with_context(|| format!("failed to listen on {addr}"))?;
+            tracing::info!(listen = %addr, "api listening");
+            tokio::spawn(crate::http::serve(
+                listener,
+                limits,
+                ApiHandler::new(api.clone(), limits),
+            ));
+        }
+        let in_process = ApiTarget::InProcess(api.clone());
+        if let Some(path) = &settings.agent_socket {
+            let listener = crate::http::bind_unix(path, 0o660)
+                .with_context(|| format!("failed to listen on {}", path.display()))?;
+            tracing::info!(socket = %path.display(), "agent listening");
+            let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
+            tokio::spawn(crate::http::serve(listener, limits, handler));
+        }
+
+        let proxy_limits = ServerLimits {
+            max_connections: settings.max_connections,
+            ..limits
+        };
+        let rate_limit = settings
+            .rate_limit
+            .map(|(limit, window)| Arc::new(RateLimit::new(limit, window)));
+        let make_handler = {
+            let metrics = proxy_metrics.clone();
+            Box::new(move |scope, forward| {
+                ProxyHandler::new(
+                    scope,
+                    forward,
+                    proxy_limits,
+                    rate_limit.clone(),
+                    metrics.clone(),
+                )
+            })
+        };
+        tracing::info!(
+            registry = %settings.db,
+            router_listen = %settings.router_listen,
+            isolated_listen = %settings.isolated_listen,
+            "serving every router and isolated network of the registry"
+        );
+        Supervisor {
+            store,
+            forward: InProcess {
+                agent,
+                api: in_process,
+            },
+            make_handler,
+            limits: proxy_limits,
+            router_listen: settings.router_listen,
+            isolated_listen: settings.isolated_listen,
+            wake,
+        }
+        .run()
+        .await;
+        Ok(())
+    })
+}

@@ -1,0 +1,187 @@
+//! Keeping one proxy listener per router namespace (`qrouter-<id>`, 0.0.0.0:9697) and per
+//! isolated network's DHCP namespace (`qdhcp-<id>`, 169.254.169.254:80), following the
+//! registry. A missing namespace is logged once and retried; a namespace that was deleted and
+//! made again is noticed (its inode changes) and served anew.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::http::ServerLimits;
+use crate::http::listen::{netns_path, tcp_listener_in};
+use crate::proxy::{Forward, ProxyHandler, ProxyScope};
+use crate::store::{Change, ChangeKind, Store};
+use crate::watch::ChangeListener;
+
+/// How often missing namespaces are retried and replaced ones noticed.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
+/// Prefix of router namespaces (Neutron's L3 agent).
+pub const ROUTER_NETNS_PREFIX: &str = "qrouter-";
+/// Prefix of DHCP namespaces (Neutron's DHCP agent).
+pub const DHCP_NETNS_PREFIX: &str = "qdhcp-";
+
+/// Where one proxy listener lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Placement {
+    pub netns: String,
+    pub listen: SocketAddr,
+    pub scope: ProxyScope,
+}
+
+/// The listeners the registry asks for.
+pub fn placements(
+    store: &dyn Store,
+    router_listen: SocketAddr,
+    isolated_listen: SocketAddr,
+) -> crate::store::StoreResult<HashSet<Placement>> {
+    let mut wanted = HashSet::new();
+    for router in store.routers()? {
+        wanted.insert(Placement {
+            netns: format!("{ROUTER_NETNS_PREFIX}{}", router.id),
+            listen: router_listen,
+            scope: ProxyScope::Router(router.id),
+        });
+    }
+    for network in store.networks()? {
+        if network.isolated {
+            wanted.insert(Placement {
+                netns: format!("{DHCP_NETNS_PREFIX}{}", network.id),
+                listen: isolated_listen,
+                scope: ProxyScope::Network(network.id),
+            });
+        }
+    }
+    Ok(wanted)
+}
+
+struct Running {
+    task: JoinHandle<()>,
+    inode: Option<u64>,
+}
+
+fn netns_inode(name: &str) -> Option<u64> {
+    let path = netns_path(name).ok()?;
+    std::fs::metadata(path).ok().map(|meta| meta.ino())
+}
+
+/// Wakes the supervisor when routers or networks change.
+pub struct Wake(pub Arc<Notify>);
+
+impl ChangeListener for Wake {
+    fn changed(&self, changes: &[Change]) {
+        if changes
+            .iter()
+            .any(|c| matches!(c.kind, ChangeKind::Router | ChangeKind::Network))
+        {
+            self.0.notify_one();
+        }
+    }
+
+    fn lagged(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// The supervisor of the proxy listeners.
+pub struct Supervisor<F: Forward> {
+    pub store: Arc<dyn Store>,
+    pub forward: F,
+    pub make_handler: Box<dyn Fn(ProxyScope, F) -> ProxyHandler<F> + Send + Sync>,
+    pub limits: ServerLimits,
+    pub router_listen: SocketAddr,
+    pub isolated_listen: SocketAddr,
+    pub wake: Arc<Notify>,
+}
+
+impl<F: Forward> Supervisor<F> {
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        let mut running: HashMap<Placement, Running> = HashMap::new();
+        let mut failing: HashMap<Placement, String> = HashMap::new();
+        let mut registry_failing = false;
+        loop {
+            let store = self.store.clone();
+            let (router_listen, isolated_listen) = (self.router_listen, self.isolated_listen);
+            let wanted = tokio::task::spawn_blocking(move || {
+                placements(store.as_ref(), router_listen, isolated_listen)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|err| Err(err.to_string()));
+            match wanted {
+                Ok(wanted) => {
+                    registry_failing = false;
+                    self.reconcile(&wanted, &mut running, &mut failing).await;
+                }
+                Err(err) => {
+                    if !registry_failing {
+                        tracing::warn!(error = %err, "cannot read routers and networks; keeping the current listeners");
+                        registry_failing = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+            }
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        wanted: &HashSet<Placement>,
+        running: &mut HashMap<Placement, Running>,
+        failing: &mut HashMap<Placement, String>,
+    ) {
+        running.retain(|placement, listener| {
+            let current = netns_inode(&placement.netns);
+            let keep = wanted.contains(placement) && current.is_some() && current == listener.inode;
+            if !keep {
+                listener.task.abort();
+                tracing::info!(netns = %placement.netns, listen = %placement.listen, "stopped serving");
+            }
+            keep
+        });
+        failing.retain(|placement, _| wanted.contains(placement));
+        for placement in wanted {
+            if running.contains_key(placement) {
+                continue;
+            }
+            let inode = netns_inode(&placement.netns);
+            let (netns, listen) = (placement.netns.clone(), placement.listen);
+            let bound = tokio::task::spawn_blocking(move || tcp_listener_in(Some(&netns), listen))
+                .await
+                .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())))
+                .and_then(tokio::net::TcpListener::from_std);
+            match bound {
+                Ok(listener) => {
+                    failing.remove(placement);
+                    tracing::info!(netns = %placement.netns, listen = %placement.listen, scope = ?placement.scope, "serving");
+                    let handler =
+                        (self.make_handler)(placement.scope.clone(), self.forward.clone());
+                    let task = tokio::spawn(crate::http::serve(listener, self.limits, handler));
+                    running.insert(placement.clone(), Running { task, inode });
+                }
+                Err(err) => {
+                    let text = err.to_string();
+                    if failing.get(placement) != Some(&text) {
+                        tracing::warn!(
+                            netns = %placement.netns,
+                            listen = %placement.listen,
+                            error = %text,
+                            "cannot serve this namespace yet (create it, e.g. `ip netns add {}`, and its address); retrying every {:?}",
+                            placement.netns,
+                            RECONCILE_INTERVAL
+                        );
+                        failing.insert(placement.clone(), text);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `metaboot-server ns-proxy`: one listener (optionally inside a named namespace) forwarding to
+//! the agent's Unix socket over pooled connections.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::{ArgGroup, Args};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
+use super::sanitize::{ProxyScope, upstream_headers};
+use crate::http::limits::{MAX_CONNECTIONS, UPSTREAM_TIMEOUT};
+use crate::http::{Answer, Body, Handler, Peer, Reply, ServerLimits, Upstream, read_body};
+use crate::metrics::Metrics;
+
+/// Where a guest's sanitised request goes next.
+pub trait Forward: Clone + Send + Sync + 'static {
+    fn forward(&self, request: Request<Full<Bytes>>)
+    -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Forwarding to the agent's Unix socket (the three-process chain).
+#[derive(Clone)]
+pub struct ToAgent {
+    agent: Upstream,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl ToAgent {
+    pub fn new(agent: Upstream, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            agent,
+            timeout,
+            metrics,
+        }
+    }
+}
+
+impl Forward for ToAgent {
+    async fn forward(&self, mut request: Request<Full<Bytes>>) -> Response<Body> {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        match self.agent.uri(path) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(err) => {
+                self.metrics.reject("bad_path");
+                return Reply::refuse(StatusCode::BAD_REQUEST, &err.to_string());
+            }
+        }
+        let started = Instant::now();
+        let answered = self.agent.send(request, self.timeout).await;
+        self.metrics.upstream_latency(started.elapsed());
+        match answered {
+            Ok(response) => Reply::relay(response),
+            Err(err) => {
+                tracing::warn!(agent = self.agent.describe(), error = %err, "agent call failed");
+                self.metrics.reject(err.label());
+                Answer::refused(err.status(), err.to_string(), err.label()).into_response()
+            }
+        }
+    }
+}
+
+/// Serves guests: rate limit, bounded body, sanitised headers, then forward.
+#[derive(Clone)]
+pub struct ProxyHandler<F: Forward> {
+    scope: Arc<ProxyScope>,
+    forward: F,
+    limits: ServerLimits,
+    rate_limit: Option<Arc<RateLimit>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<F: Forward> ProxyHandler<F> {
+    pub fn new(
+        scope: ProxyScope,
+        forward: F,
+        limits: ServerLimits,
+        rate_limit: Option<Arc<RateLimit>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            scope: Arc::new(scope),
+            forward,
+            limits,
+            rate_limit,
+            metrics,
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, reason: &str, label: &'static str) -> Response<Body> {
+        self.metrics.reject(label);
+        tracing::info!(status = status.as_u16(), reason, scope = ?self.scope, "refused");
+        Reply::refuse(status, reason)
+    }
+
+    async fn answer(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let Some(guest) = peer.ip() else {
+            return self.refuse(
+                StatusCode::BAD_REQUEST,
+                "the proxy serves TCP clients only",
+                "no_address",
+            );
+        };
+        if let Some(limit) = &self.rate_limit
+            && !limit.allow(guest)
+        {
+            return self.refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many metadata requests: slow down.",
+                "rate_limited",
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let body = match read_body(
+            &parts.headers,
+            body,
+            self.limits.max_body_bytes,
+            self.limits.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(err) => return self.refuse(err.status(), err.reason(), "bad_body"),
+        };
+        let mut upstream = Request::new(Full::new(body));
+        *upstream.method_mut() = parts.method;
+        *upstream.uri_mut() = parts.uri.path_and_query().map_or_else(
+            || http::Uri::from_static("/"),
+            |p| http::Uri::try_from(p.as_str()).unwrap_or_else(|_| http::Uri::from_static("/")),
+        );
+        *upstream.headers_mut() = upstream_headers(&parts.headers, guest, &self.scope);
+        self.forward.forward(upstream).await
+    }
+}
+
+impl<F: Forward> Handler for ProxyHandler<F> {
+    async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let response = self.answer(request, peer).await;
+        self.metrics.request(response.status());
+        response
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["router_id", "network_id"])))]
+pub struct ProxyArgs {
+    /// The agent's Unix socket.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// Address to take guests' requests on (a router namespace: 0.0.0.0:9697 behind the
+    /// iptables REDIRECT; a DHCP namespace: 169.254.169.254:80).
+    #[arg(long, default_value = "0.0.0.0:9697")]
+    pub listen: SocketAddr,
+    /// Serve a router namespace: guests are searched on this router's networks.
+    #[arg(long)]
+    pub router_id: Option<String>,
+    /// Serve a DHCP namespace: guests are searched on this network.
+    #[arg(long)]
+    pub network_id: Option<String>,
+    /// Bind the listener inside this named network namespace (/run/netns/NAME).
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Most requests per guest address per --rate-window; past it, 429 (default: no limit).
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Seconds of the rate limit window.
+    #[arg(long, default_value_t = DEFAULT_WINDOW.as_secs())]
+    pub rate_window: u64,
+    /// Most guest connections at once.
+    #[arg(long, default_value_t = MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds the agent has to answer before the guest gets 504.
+    #[arg(long, default_value_t = UPSTREAM_TIMEOUT.as_secs_f64())]
+    pub agent_timeout: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (in this process's namespace).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl ProxyArgs {
+    pub fn scope(&self) -> ProxyScope {
+        match (&self.router_id, &self.network_id) {
+            (Some(router), _) => ProxyScope::Router(router.clone()),
+            (None, Some(network)) => ProxyScope::Network(network.clone()),
+            // clap's group makes one of them required.
+            (None, None) => ProxyScope::Network(String::new()),
+        }
+    }
+}
+
+/// `metaboot-server ns-proxy`.
+pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
+    if !(args.agent_timeout > 0.0 && args.agent_timeout.is_finite()) {
+        anyhow::bail!("--agent-timeout must be a positive number of seconds");
+    }
+    if args.rate_limit == Some(0) || args.rate_window == 0 {
+        anyhow::bail!("--rate-limit and --rate-window must be at least 1");
+    }
+    let listener = crate::http::listen::tcp_listener_in(args.netns.as_deref(), args.listen)
+        .with_context(|| match &args.netns {
+            Some(netns) => format!("failed to listen on {} in namespace {netns}", args.listen),
+            None => format!("failed to listen on {}", args.listen),
+        })?;
+    // One proxy per namespace: a single thread keeps it small.
+    crate::runtime::run_service(1, async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let metrics = Metrics::new("proxy");
+        crate::metrics::serve_metrics(args.metrics_listen, vec![metrics.clone()]).await?;
+        let forward = ToAgent::new(
+            Upstream::unix(args.socket.clone()),
+            Duration::from_secs_f64(args.agent_timeout),
+            metrics.clone(),
+        );
+        let limits = ServerLimits {
+            max_connections: args.max_connections,
+            ..ServerLimits::default()
+        };
+        let rate_limit = args
+            .rate_limit
+            .map(|limit| Arc::new(RateLimit::new(limit, Duration::from_secs(args.rate_window))));
+        let scope = args.scope();
+        tracing::info!(listen = %args.listen, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
+        let handler = ProxyHandler::new(scope, forward, limits, rate_limit, metrics);
+        crate::http::serve(listener, limits, handler).await;
+        Ok(())
+    })
+}

@@ -1,0 +1,148 @@
+//! What the namespace proxy passes on (spec 2.2): the guest's request minus every identity
+//! header it could forge and every hop-by-hop header, plus `X-Forwarded-For` (replaced, never
+//! appended) and the router or network id.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use metaboot_proto::headers;
+
+/// Which namespace the proxy serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProxyScope {
+    /// `qrouter-<id>`: the agent searches the networks behind this router.
+    Router(String),
+    /// `qdhcp-<id>`: the agent searches this network.
+    Network(String),
+}
+
+impl ProxyScope {
+    fn header(&self) -> (&'static str, &str) {
+        match self {
+            Self::Router(id) => (headers::ROUTER_ID, id),
+            Self::Network(id) => (headers::NETWORK_ID, id),
+        }
+    }
+}
+
+/// The headers to send upstream for a guest request.
+pub fn upstream_headers(guest: &HeaderMap, peer: IpAddr, scope: &ProxyScope) -> HeaderMap {
+    // Headers the guest named in `Connection` are hop-by-hop too.
+    let connection_named: Vec<HeaderName> = guest
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let mut out = HeaderMap::with_capacity(guest.len() + 2);
+    for (name, value) in guest {
+        let text = name.as_str();
+        if headers::is_guest_forbidden(text)
+            || headers::HOP_BY_HOP.contains(&text)
+            || name == header::CONTENT_LENGTH
+            || connection_named.contains(name)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    let peer = peer.to_canonical().to_string();
+    // An IP address is always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&peer) {
+        out.insert(headers::FORWARDED_FOR, value);
+    }
+    let (name, id) = scope.header();
+    if let Ok(value) = HeaderValue::from_str(id) {
+        out.insert(name, value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn guest(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn forged_identity_headers_never_pass() {
+        let forged = guest(&[
+            ("X-Instance-ID", "other"),
+            ("x-instance-id-signature", "abc"),
+            ("X-TENANT-ID", "p2"),
+            ("X-Neutron-Router-ID", "r2"),
+            ("X-Neutron-Network-ID", "n2"),
+            ("X-Forwarded-For", "198.18.0.99"),
+            ("X-Forwarded-Host", "evil"),
+            ("Forwarded", "for=198.18.0.99"),
+            ("X-OVN-Network-ID", "n2"),
+            ("X-Metadata-Provider", "lb"),
+            ("X-Metadata-Provider-Signature", "sig"),
+            ("Connection", "keep-alive, X-Custom"),
+            ("X-Custom", "hop"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Length", "12"),
+            ("User-Agent", "Cloud-Init/22.4"),
+            ("Accept", "*/*"),
+        ]);
+        let out = upstream_headers(
+            &forged,
+            "198.18.0.10".parse().unwrap(),
+            &ProxyScope::Router("r1".into()),
+        );
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "user-agent",
+                "x-forwarded-for",
+                "x-neutron-router-id"
+            ]
+        );
+        assert_eq!(out.get_all(headers::FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(out[headers::FORWARDED_FOR], "198.18.0.10");
+        assert_eq!(out[headers::ROUTER_ID], "r1");
+    }
+
+    #[test]
+    fn network_scope_and_mapped_addresses() {
+        let out = upstream_headers(
+            &guest(&[("X-Neutron-Router-ID", "r2")]),
+            "::ffff:198.18.0.10".parse().unwrap(),
+            &ProxyScope::Network("n1".into()),
+        );
+        assert_eq!(out[headers::FORWARDED_FOR], "198.18.0.10");
+        assert_eq!(out[headers::NETWORK_ID], "n1");
+        assert!(out.get(headers::ROUTER_ID).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_proxy_sets_identity(name in "[A-Za-z-]{1,24}", value in "[ -~]{0,40}") {
+            let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else { return Ok(()) };
+            let Ok(header_value) = HeaderValue::from_str(&value) else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.append(header_name, header_value);
+            let out = upstream_headers(&h, "198.18.0.10".parse().unwrap(), &ProxyScope::Router("r1".into()));
+            prop_assert_eq!(out.get_all(headers::FORWARDED_FOR).iter().count(), 1);
+            prop_assert_eq!(&out[headers::FORWARDED_FOR], "198.18.0.10");
+            prop_assert_eq!(&out[headers::ROUTER_ID], "r1");
+            prop_assert!(out.get(headers::INSTANCE_ID).is_none() && out.get(headers::TENANT_ID).is_none());
+            prop_assert!(out.get(headers::INSTANCE_ID_SIGNATURE).is_none() && out.get(headers::NETWORK_ID).is_none());
+        }
+    }
+}
