@@ -1,1 +1,31 @@
-//! Placeholder.
+//! The metaboot guest agent: fetches OpenStack instance metadata (metadata service or config
+//! drive), decodes user data the way cloud-init does, and applies it under a `--root`.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod log;
+pub mod query;
+pub mod retry;
+pub mod root;
+pub mod run;
+pub mod source;
+pub mod state;
+pub mod userdata;
+
+#[cfg(test)]
+mod testutil;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+
+/// Runs one subcommand and maps its result to the process exit code.
+pub fn main_with(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => run::main(&args, cli.verbose),
+        Command::Status(args) => state::status::main(&args),
+        Command::Query(args) => query::main(&args),
+    }
+}

@@ -1,0 +1,382 @@
+//! Passwords (spec 5.3, `cc_set_passwords`): `$6$` hashes with a 16-character salt that glibc's
+//! crypt verifies, random passwords, and the plan of which user gets what from `chpasswd`,
+//! `password` and the config drive's `admin_pass`.
+
+use sha_crypt::{PasswordHasher, ShaCrypt};
+
+use crate::apply::users::Accounts;
+use crate::userdata::cloud_config::{CloudConfig, OneOrMany};
+
+/// Salt bytes drawn per hash: 12 bytes encode to exactly the 16 salt characters glibc uses
+/// (sha-crypt's default of 16 bytes gives 22, which glibc truncates, so `crypt(pw, stored)`
+/// would not reproduce the stored string).
+pub const SALT_BYTES: usize = 12;
+/// Length of a generated random password (cloud-init's `rand_user_password`).
+pub const RANDOM_PASSWORD_LEN: usize = 20;
+/// Longest clear-text password hashed (nova's admin password limit is 1020 bytes; longer input
+/// only makes sha-crypt slower).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Password handling failures.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("Password is longer than {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+    #[error("Password contains a newline or NUL")]
+    BadCharacter,
+    #[error("No randomness available")]
+    Random(#[source] getrandom::Error),
+    #[error("Hashing failed: {0}")]
+    Hash(String),
+}
+
+/// `$6$rounds=5000$<16 chars>$<86 chars>` for `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    let mut salt = [0u8; SALT_BYTES];
+    getrandom::fill(&mut salt).map_err(PasswordError::Random)?;
+    hash_with_salt(password, &salt)
+}
+
+/// The hash of `password` with these salt bytes (base64-encoded by sha-crypt before use).
+pub fn hash_with_salt(password: &str, salt: &[u8]) -> Result<String, PasswordError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(PasswordError::TooLong);
+    }
+    if password.contains(['\n', '\r', '\0']) {
+        return Err(PasswordError::BadCharacter);
+    }
+    ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), salt)
+        .map(|hash| hash.to_string())
+        .map_err(|err| PasswordError::Hash(err.to_string()))
+}
+
+/// True for a crypt hash cloud-init recognises: `$1$`, `$2a$`, `$2y$`, `$5$`, `$6$`, each followed
+/// by at least a salt and a digest.
+pub fn is_hash(value: &str) -> bool {
+    ["$1$", "$2a$", "$2y$", "$5$", "$6$"].iter().any(|prefix| {
+        value
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.split('$').filter(|p| !p.is_empty()).count() >= 2)
+    })
+}
+
+/// A random password of [`RANDOM_PASSWORD_LEN`] characters with at least one digit, one lower,
+/// one upper case letter and one punctuation character.
+pub fn random_password() -> Result<String, PasswordError> {
+    const CLASSES: [&[u8]; 4] = [
+        b"0123456789",
+        b"abcdefghijklmnopqrstuvwxyz",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        b"!#$%&()*+,-./;<=>?@[]^_{|}~",
+    ];
+    let all: Vec<u8> = CLASSES.concat();
+    loop {
+        let mut bytes = [0u8; RANDOM_PASSWORD_LEN * 2];
+        getrandom::fill(&mut bytes).map_err(PasswordError::Random)?;
+        // Rejection sampling keeps the choice uniform.
+        let limit = 256 - 256 % all.len();
+        let chars: Vec<u8> = bytes
+            .iter()
+            .filter(|&&b| usize::from(b) < limit)
+            .map(|&b| all[usize::from(b) % all.len()])
+            .take(RANDOM_PASSWORD_LEN)
+            .collect();
+        if chars.len() == RANDOM_PASSWORD_LEN
+            && CLASSES
+                .iter()
+                .all(|class| chars.iter().any(|c| class.contains(c)))
+        {
+            return Ok(String::from_utf8_lossy(&chars).into_owned());
+        }
+    }
+}
+
+/// What a user's password becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewPassword {
+    /// Clear text, hashed before it is stored.
+    Text(String),
+    /// A crypt hash stored as given.
+    Hash(String),
+    /// Generated, printed on the console, never stored in clear.
+    Random,
+}
+
+/// The password changes `chpasswd` and `password` ask for, in order, plus warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<(String, NewPassword)>,
+    /// Force a change at first login (`chpasswd.expire`, default true).
+    pub expire: bool,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// True when the plan sets `user`'s password.
+    pub fn sets(&self, user: &str) -> bool {
+        self.changes.iter().any(|(name, _)| name == user)
+    }
+}
+
+fn classify(value: &str) -> NewPassword {
+    if value == "R" || value == "RANDOM" {
+        NewPassword::Random
+    } else if is_hash(value) {
+        NewPassword::Hash(value.to_owned())
+    } else {
+        NewPassword::Text(value.to_owned())
+    }
+}
+
+/// Builds the plan from the config; `default_user` receives `password`.
+pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
+    let mut plan = Plan {
+        expire: config
+            .chpasswd
+            .as_ref()
+            .and_then(|c| c.expire)
+            .unwrap_or(true),
+        ..Plan::default()
+    };
+    let chpasswd = config.chpasswd.clone().unwrap_or_default();
+    if let Some(users) = &chpasswd.users {
+        for user in users {
+            let kind = user.kind.as_deref().map(str::to_ascii_lowercase);
+            let change = match (&user.password, kind.as_deref()) {
+                (None, _) | (_, Some("random")) => NewPassword::Random,
+                (Some(pw), Some("text")) => NewPassword::Text(pw.0.clone()),
+                (Some(pw), Some("hash")) => NewPassword::Hash(pw.0.clone()),
+                (Some(pw), None) if is_hash(pw) => NewPassword::Hash(pw.0.clone()),
+                (Some(pw), None) => {
+                    plan.warnings.push(format!(
+                        "chpasswd: password of {} has no type and is not a hash; used as text",
+                        user.name
+                    ));
+                    NewPassword::Text(pw.0.clone())
+                }
+                (Some(_), Some(other)) => {
+                    plan.warnings.push(format!(
+                        "chpasswd: unknown type {other:?} for {}; skipped",
+                        user.name
+                    ));
+                    continue;
+                }
+            };
+            plan.changes.push((user.name.clone(), change));
+        }
+    }
+    if let Some(list) = &chpasswd.list {
+        let lines: Vec<String> = match list {
+            OneOrMany::One(text) => text.lines().map(str::to_owned).collect(),
+            OneOrMany::Many(items) => items.clone(),
+        };
+        for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+            match line.split_once(':') {
+                Some((user, value)) => plan.changes.push((user.to_owned(), classify(value))),
+                None => plan.warnings.push(format!(
+                    "chpasswd.list: {line:?} is not user:password; skipped"
+                )),
+            }
+        }
+    }
+    if let Some(password) = &config.password
+        && chpasswd.users.is_none()
+        && chpasswd.list.is_none()
+    {
+        match default_user {
+            Some(user) => plan.changes.push((user.to_owned(), classify(password))),
+            None => plan
+                .warnings
+                .push("password: no default user configured; ignored".to_owned()),
+        }
+    }
+    plan
+}
+
+/// The outcome of applying a plan.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Users whose password was set.
+    pub users: Vec<String>,
+    /// `(user, password)` for generated passwords: for the console only, never for a file.
+    pub random: Vec<(String, String)>,
+    /// One line per user that could not be changed.
+    pub errors: Vec<String>,
+}
+
+/// Sets the passwords of `changes` in `accounts` (saved by the caller).
+pub fn apply(accounts: &mut Accounts, changes: &[(String, NewPassword)], expire: bool) -> Applied {
+    let mut applied = Applied::default();
+    for (user, change) in changes {
+        let hash = match change {
+            NewPassword::Hash(hash) => Ok(hash.clone()),
+            NewPassword::Text(text) => hash_password(text),
+            NewPassword::Random => random_password().and_then(|pw| {
+                let hash = hash_password(&pw)?;
+                applied.random.push((user.clone(), pw));
+                Ok(hash)
+            }),
+        };
+        let result = hash.map_err(|e| e.to_string()).and_then(|hash| {
+            accounts
+                .set_password_hash(user, &hash, expire)
+                .map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => applied.users.push(user.clone()),
+            Err(err) => {
+                applied.random.retain(|(u, _)| u != user);
+                applied.errors.push(format!("{user}: {err}"));
+            }
+        }
+    }
+    applied
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::userdata::yaml::parse_map;
+
+    fn cfg(text: &str) -> CloudConfig {
+        let (config, errors) = CloudConfig::from_map(&parse_map(text).unwrap());
+        assert!(errors.is_empty(), "{errors:?}");
+        config
+    }
+
+    #[test]
+    fn hashes_have_a_sixteen_character_salt() {
+        let hash = hash_password("passw0rd").unwrap();
+        let parts: Vec<&str> = hash.split('$').collect();
+        assert_eq!(parts[1], "6");
+        assert_eq!(parts[2], "rounds=5000");
+        assert_eq!(parts[3].len(), 16, "{hash}");
+        assert_eq!(parts[4].len(), 86, "{hash}");
+        assert_ne!(hash, hash_password("passw0rd").unwrap(), "salts differ");
+    }
+
+    /// glibc's crypt(3), through perl, must reproduce our hash exactly (what PAM and busybox
+    /// login do to check a password).
+    #[test]
+    fn glibc_crypt_verifies_our_hash() {
+        for password in ["passw0rd", "with space and ünïcode", "x"] {
+            let hash = hash_password(password).unwrap();
+            let out = Command::new("perl")
+                .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password, &hash])
+                .output()
+                .expect("perl is needed to check hashes against glibc");
+            assert!(out.status.success());
+            assert_eq!(String::from_utf8_lossy(&out.stdout), hash, "{password}");
+        }
+    }
+
+    /// `openssl passwd -6 -salt` gives the same digest for the same salt.
+    #[test]
+    fn openssl_agrees_for_the_same_salt() {
+        let hash = hash_with_salt("s3cret!", b"twelve bytes").unwrap();
+        let salt = hash.split('$').nth(3).unwrap().to_owned();
+        let out = Command::new("openssl")
+            .args(["passwd", "-6", "-salt", &salt, "s3cret!"])
+            .output()
+            .expect("openssl is needed to check hashes");
+        assert!(out.status.success());
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(theirs, hash.replace("$rounds=5000", ""));
+    }
+
+    #[test]
+    fn limits_and_bad_characters() {
+        assert!(hash_with_salt(&"x".repeat(MAX_PASSWORD_BYTES), b"123456789012").is_ok());
+        assert!(matches!(
+            hash_with_salt(&"x".repeat(MAX_PASSWORD_BYTES + 1), b"123456789012"),
+            Err(PasswordError::TooLong)
+        ));
+        assert!(matches!(
+            hash_with_salt("a\nb", b"123456789012"),
+            Err(PasswordError::BadCharacter)
+        ));
+    }
+
+    #[test]
+    fn recognises_hashes() {
+        assert!(is_hash("$6$salt$digest"));
+        assert!(is_hash("$6$rounds=5000$salt$digest"));
+        assert!(is_hash("$1$abc$def"));
+        assert!(is_hash("$2y$10$abcdefghijklmnopqrstuv"));
+        assert!(!is_hash("$6$onlysalt"));
+        assert!(!is_hash("password"));
+        assert!(!is_hash("$7$a$b"));
+    }
+
+    #[test]
+    fn random_passwords_have_every_class() {
+        for _ in 0..50 {
+            let pw = random_password().unwrap();
+            assert_eq!(pw.len(), RANDOM_PASSWORD_LEN);
+            assert!(pw.chars().any(|c| c.is_ascii_digit()));
+            assert!(pw.chars().any(|c| c.is_ascii_lowercase()));
+            assert!(pw.chars().any(|c| c.is_ascii_uppercase()));
+            assert!(pw.chars().any(|c| c.is_ascii_punctuation()));
+            assert!(!pw.contains(':'));
+        }
+    }
+
+    #[test]
+    fn chpasswd_users_form() {
+        let plan = plan(
+            &cfg(
+                "chpasswd:\n  expire: false\n  users:\n  - {name: root, password: pw, type: text}\n  \
+                  - {name: bob, password: $6$s$h}\n  - {name: carol, type: RANDOM}\n  - {name: dave}\n",
+            ),
+            None,
+        );
+        assert!(!plan.expire);
+        assert_eq!(
+            plan.changes,
+            [
+                ("root".to_owned(), NewPassword::Text("pw".into())),
+                ("bob".to_owned(), NewPassword::Hash("$6$s$h".into())),
+                ("carol".to_owned(), NewPassword::Random),
+                ("dave".to_owned(), NewPassword::Random),
+            ]
+        );
+    }
+
+    #[test]
+    fn chpasswd_list_form_and_default_expire() {
+        let plan = plan(
+            &cfg("chpasswd:\n  list: |\n    root:pw\n    bob:R\n    carol:$6$a$b\n"),
+            None,
+        );
+        assert!(plan.expire);
+        assert_eq!(plan.changes[1], ("bob".to_owned(), NewPassword::Random));
+        assert_eq!(
+            plan.changes[2],
+            ("carol".to_owned(), NewPassword::Hash("$6$a$b".into()))
+        );
+        let plan2 = plan_of("chpasswd:\n  list:\n  - root:pw\n  - broken\n");
+        assert_eq!(plan2.changes.len(), 1);
+        assert_eq!(plan2.warnings.len(), 1);
+    }
+
+    fn plan_of(text: &str) -> Plan {
+        plan(&cfg(text), Some("debian"))
+    }
+
+    #[test]
+    fn password_goes_to_the_default_user_unless_chpasswd_lists_users() {
+        let p = plan_of("password: pw\n");
+        assert_eq!(
+            p.changes,
+            [("debian".to_owned(), NewPassword::Text("pw".into()))]
+        );
+        let p = plan_of("password: pw\nchpasswd: {users: [{name: root, type: RANDOM}]}\n");
+        assert_eq!(p.changes, [("root".to_owned(), NewPassword::Random)]);
+        let p = plan(&cfg("password: pw\n"), None);
+        assert!(p.changes.is_empty());
+        assert_eq!(p.warnings.len(), 1);
+    }
+}

@@ -1,0 +1,303 @@
+//! Scripts: `bootcmd` / `runcmd` turned into shell scripts (spec 5.6), user-data scripts, and
+//! the per-boot / per-instance / per-once directories, run in name order (run-parts), output
+//! logged line by line, exit codes recorded.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::fsutil::{AtomicWriteError, WriteOptions, write_atomic};
+use crate::state::result::ScriptResult;
+use crate::userdata::cloud_config::Command;
+
+/// Interpreter of `bootcmd` / `runcmd` and of scripts without a `#!` line.
+pub const SHELL: &str = "/bin/sh";
+/// Output logged per script; the rest is read and dropped.
+pub const MAX_LOGGED_OUTPUT: usize = 64 * 1024;
+/// How long to wait for a script's output to end after the script exits (a background child
+/// may keep the pipe open; then the run goes on without it).
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Quotes one argv item for `/bin/sh` (cloud-init's `shlex.quote` equivalent).
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
+        return arg.to_owned();
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// The `#!/bin/sh` script of a `bootcmd` / `runcmd` list: text items as they are, argv items
+/// quoted and joined, null items skipped.
+pub fn commands_to_script(commands: &[Option<Command>]) -> String {
+    let mut script = String::from("#!/bin/sh\n");
+    for command in commands.iter().flatten() {
+        match command {
+            Command::Shell(text) => script.push_str(text),
+            Command::Argv(argv) => {
+                let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+                script.push_str(&quoted.join(" "));
+            }
+        }
+        script.push('\n');
+    }
+    script
+}
+
+/// Writes a script, mode 0700 (atomically, so a half-written script never runs).
+pub fn write_script(path: &Path, body: &[u8]) -> Result<(), AtomicWriteError> {
+    write_atomic(path, body, &WriteOptions::exact(0o700, None))
+}
+
+/// What every script sees.
+#[derive(Debug, Clone)]
+pub struct ScriptEnv {
+    /// `INSTANCE_ID`, as cloud-init sets it.
+    pub instance_id: String,
+    /// `METABOOT_ROOT` and the working directory: the root the run applies to.
+    pub root: PathBuf,
+}
+
+/// Runs one script and logs its output; never fails, the outcome is in the result.
+pub fn run_script(path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
+    let start = Instant::now();
+    let result = |exit_code, error: Option<String>| ScriptResult {
+        name: name.to_owned(),
+        exit_code,
+        duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error,
+    };
+    let has_shebang = fs::read(path)
+        .map(|b| b.starts_with(b"#!"))
+        .unwrap_or(false);
+    let mut process = if has_shebang {
+        Process::new(path)
+    } else {
+        let mut sh = Process::new(SHELL);
+        sh.arg(path);
+        sh
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(pair) => pair,
+        Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
+    };
+    let stderr = match writer.try_clone() {
+        Ok(w) => w,
+        Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
+    };
+    process
+        .env("INSTANCE_ID", &env.instance_id)
+        .env("METABOOT_ROOT", &env.root)
+        .current_dir(&env.root)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(stderr);
+    tracing::info!(script = name, "running {}", path.display());
+    let spawned = process.spawn();
+    // The Command holds the write ends; drop them so the reader sees EOF when the script ends.
+    drop(process);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => return result(None, Some(format!("cannot start: {err}"))),
+    };
+    let (done_tx, done_rx) = mpsc::channel();
+    let script = name.to_owned();
+    std::thread::spawn(move || {
+        let mut logged = 0usize;
+        for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
+            if logged < MAX_LOGGED_OUTPUT {
+                logged += line.len() + 1;
+                tracing::info!(script = %script, "| {}", String::from_utf8_lossy(&line));
+                if logged >= MAX_LOGGED_OUTPUT {
+                    tracing::warn!(script = %script, "output over {MAX_LOGGED_OUTPUT} bytes; the rest is not logged");
+                }
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    let status = match child.wait() {
+        Ok(status) => status,
+        Err(err) => return result(None, Some(format!("cannot wait: {err}"))),
+    };
+    if done_rx.recv_timeout(OUTPUT_GRACE).is_err() {
+        tracing::warn!(
+            script = name,
+            "a background process still holds the output; not waiting for it"
+        );
+    }
+    match status.code() {
+        Some(0) => result(Some(0), None),
+        Some(code) => result(Some(code), Some(format!("exited with status {code}"))),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            let signal = status.signal().unwrap_or(0);
+            result(None, Some(format!("killed by signal {signal}")))
+        }
+    }
+}
+
+/// Runs every executable regular file of `dir` in name order (a missing dir runs nothing).
+pub fn run_dir(dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    files.sort();
+    let mut results = Vec::new();
+    for (name, path) in files {
+        let executable = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        if executable {
+            results.push(run_script(&path, &name, env));
+        } else {
+            tracing::warn!(script = name, "not executable; skipped");
+        }
+    }
+    results
+}
+
+/// A one-line summary and whether every script succeeded.
+pub fn summarize(results: &[ScriptResult]) -> (bool, String) {
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r.exit_code != Some(0))
+        .map(|r| format!("{} {}", r.name, r.error.as_deref().unwrap_or("failed")))
+        .collect();
+    if failed.is_empty() {
+        (true, format!("{} script(s) ran", results.len()))
+    } else {
+        (
+            false,
+            format!(
+                "{} of {} script(s) failed: {}",
+                failed.len(),
+                results.len(),
+                failed.join("; ")
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::userdata::cloud_config::StrLike;
+
+    fn env(dir: &Path) -> ScriptEnv {
+        ScriptEnv {
+            instance_id: "i-123".into(),
+            root: dir.to_owned(),
+        }
+    }
+
+    #[test]
+    fn quoting_matches_shlex() {
+        assert_eq!(shell_quote("ls"), "ls");
+        assert_eq!(shell_quote("/etc/x.conf"), "/etc/x.conf");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn commands_become_a_shell_script() {
+        let cmds = vec![
+            Some(Command::Shell("echo hi > /tmp/x".into())),
+            None,
+            Some(Command::Argv(vec![
+                StrLike("ls".into()),
+                StrLike("-l".into()),
+                StrLike("a dir".into()),
+            ])),
+        ];
+        assert_eq!(
+            commands_to_script(&cmds),
+            "#!/bin/sh\necho hi > /tmp/x\nls -l 'a dir'\n"
+        );
+    }
+
+    #[test]
+    fn runs_with_env_cwd_and_records_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let scripts = dir.path().join("scripts");
+        write_script(
+            &scripts.join("10-ok"),
+            b"#!/bin/sh\necho \"$INSTANCE_ID\" > out\necho logged\n",
+        )
+        .unwrap();
+        write_script(&scripts.join("20-fail"), b"echo no shebang >&2\nexit 3\n").unwrap();
+        write_script(
+            &scripts.join("30-bash"),
+            b"#!/usr/bin/env perl\nopen(F, '>', 'perl-out'); print F \"perl\";\n",
+        )
+        .unwrap();
+        std::fs::write(scripts.join("40-not-exec"), "#!/bin/sh\ntouch nope\n").unwrap();
+        let results = run_dir(&scripts, &env(dir.path()));
+        let codes: Vec<(&str, Option<i32>)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.exit_code))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("10-ok", Some(0)),
+                ("20-fail", Some(3)),
+                ("30-bash", Some(0))
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "i-123\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("perl-out")).unwrap(),
+            "perl"
+        );
+        assert!(!dir.path().join("nope").exists());
+        let (ok, summary) = summarize(&results);
+        assert!(!ok);
+        assert_eq!(
+            summary,
+            "1 of 3 script(s) failed: 20-fail exited with status 3"
+        );
+    }
+
+    #[test]
+    fn a_background_child_holding_the_pipe_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bg");
+        write_script(&path, b"#!/bin/sh\nsleep 30 &\necho started\n").unwrap();
+        let start = Instant::now();
+        let result = run_script(&path, "bg", &env(dir.path()));
+        assert_eq!(result.exit_code, Some(0));
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn signals_and_missing_interpreters_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let killed = dir.path().join("killed");
+        write_script(&killed, b"#!/bin/sh\nkill -9 $$\n").unwrap();
+        let r = run_script(&killed, "killed", &env(dir.path()));
+        assert_eq!(
+            (r.exit_code, r.error.as_deref()),
+            (None, Some("killed by signal 9"))
+        );
+        let bad = dir.path().join("bad");
+        write_script(&bad, b"#!/nonexistent/interpreter\n").unwrap();
+        let r = run_script(&bad, "bad", &env(dir.path()));
+        assert!(r.error.unwrap().starts_with("cannot start"));
+    }
+}

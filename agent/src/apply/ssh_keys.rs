@@ -1,0 +1,272 @@
+//! SSH authorized keys (spec 5.2): merge by key blob (an entry whose base64 matches a new key is
+//! replaced, so options and comments update without duplicates), `~/.ssh` 0700, the file 0600,
+//! both owned by the user; root's keys prefixed when `disable_root` is on.
+
+use std::path::PathBuf;
+
+use crate::apply::users::User;
+use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::root::Root;
+
+/// cloud-init's `disable_root_opts`: root's keys only print where to log in instead.
+pub const DISABLE_ROOT_OPTS: &str = r#"no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo 'Please login as the user \"$USER\" rather than the user \"$DISABLE_USER\".';echo;sleep 10;exit 142""#;
+/// Most keys written for one user (a bound on what metadata and user data can add).
+pub const MAX_KEYS: usize = 1024;
+
+/// Failures writing keys.
+#[derive(Debug, thiserror::Error)]
+pub enum SshKeysError {
+    #[error("Failed to create {}", path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Failed to read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
+    #[error("More than {MAX_KEYS} keys for {0}")]
+    TooMany(String),
+}
+
+/// Splits a line into whitespace-separated tokens; double quotes (in options such as
+/// `command="…"`) protect spaces, and `\"` inside them does not end the quote.
+fn tokens(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (None, false, false);
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    out.push(&line[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&line[s..]);
+    }
+    out
+}
+
+fn is_key_type(token: &str) -> bool {
+    ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-"]
+        .iter()
+        .any(|prefix| token.starts_with(prefix))
+}
+
+/// The base64 blob of an authorized_keys line (`[options] type blob [comment]`); `None` for
+/// comments, blank lines and lines without a recognised key type.
+pub fn key_blob(line: &str) -> Option<&str> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let tokens = tokens(line);
+    let at = tokens.iter().take(2).position(|t| is_key_type(t))?;
+    tokens.get(at + 1).copied()
+}
+
+/// Merges `keys` into the text of an authorized_keys file: every existing line is kept except
+/// that a line with the same blob as a new key becomes that key (and later lines with the same
+/// blob are dropped); keys not present are appended. New keys are de-duplicated by blob (the
+/// first wins).
+pub fn merge(existing: &str, keys: &[String]) -> String {
+    let mut lines: Vec<String> = existing.lines().map(str::to_owned).collect();
+    let mut seen: Vec<String> = Vec::new();
+    for key in keys
+        .iter()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('#'))
+    {
+        let Some(blob) = key_blob(key) else {
+            if !lines.iter().any(|line| line.trim() == key) {
+                lines.push(key.to_owned());
+            }
+            continue;
+        };
+        if seen.iter().any(|b| b == blob) {
+            continue;
+        }
+        seen.push(blob.to_owned());
+        let mut replaced = false;
+        lines.retain_mut(|line| {
+            if key_blob(line) != Some(blob) {
+                return true;
+            }
+            if replaced {
+                return false;
+            }
+            replaced = true;
+            *line = key.to_owned();
+            true
+        });
+        if !replaced {
+            lines.push(key.to_owned());
+        }
+    }
+    let mut out = lines.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// The keys of a metadata or user-data value: one per non-empty line.
+pub fn split_keys<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `disable_root_opts` with `$USER` (the default user or `NONE`) and `$DISABLE_USER` (`root`)
+/// filled in.
+pub fn root_prefix(opts: &str, default_user: Option<&str>) -> String {
+    opts.replace("$USER", default_user.unwrap_or("NONE"))
+        .replace("$DISABLE_USER", "root")
+}
+
+/// Writes `keys` into `user`'s `~/.ssh/authorized_keys` under `root`, merged with what is
+/// there. Returns the file written.
+pub fn write_user_keys(root: &Root, user: &User, keys: &[String]) -> Result<PathBuf, SshKeysError> {
+    if keys.len() > MAX_KEYS {
+        return Err(SshKeysError::TooMany(user.name.clone()));
+    }
+    let ssh_dir = root.join(&user.home).join(".ssh");
+    fsutil::ensure_dir(&ssh_dir, 0o700, Some(user.owner())).map_err(|source| {
+        SshKeysError::Dir {
+            path: ssh_dir.clone(),
+            source,
+        }
+    })?;
+    let path = ssh_dir.join("authorized_keys");
+    let existing = fsutil::read_optional_string(&path)
+        .map_err(|source| SshKeysError::Read {
+            path: path.clone(),
+            source,
+        })?
+        .unwrap_or_default();
+    let merged = merge(&existing, keys);
+    write_atomic(
+        &path,
+        merged.as_bytes(),
+        &WriteOptions::exact(0o600, Some(user.owner())),
+    )?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    const K1: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey1 one@host";
+    const K2: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABKey2 two@host";
+
+    #[test]
+    fn blob_of_plain_and_optioned_keys() {
+        assert_eq!(key_blob(K1), Some("AAAAC3NzaC1lZDI1NTE5AAAAIKey1"));
+        let opt = format!("{} {K2}", root_prefix(DISABLE_ROOT_OPTS, Some("debian")));
+        assert_eq!(key_blob(&opt), Some("AAAAB3NzaC1yc2EAAAADAQABAAABKey2"));
+        assert_eq!(
+            key_blob("no-pty ecdsa-sha2-nistp256 AAAAE2 c"),
+            Some("AAAAE2")
+        );
+        assert_eq!(key_blob("# comment ssh-rsa AAAA"), None);
+        assert_eq!(key_blob(""), None);
+        assert_eq!(key_blob("garbage"), None);
+    }
+
+    #[test]
+    fn merge_appends_new_keys_and_keeps_foreign_lines() {
+        let existing = "# managed by hand\nssh-rsa AAAAforeign me@laptop\n";
+        let merged = merge(existing, &[K1.to_owned()]);
+        assert_eq!(merged, format!("{existing}{K1}\n"));
+    }
+
+    #[test]
+    fn same_blob_replaces_in_place_and_never_duplicates() {
+        let existing = format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey1 old-comment\n{K2}\n");
+        let merged = merge(&existing, &[K1.to_owned(), K1.to_owned()]);
+        assert_eq!(merged, format!("{K1}\n{K2}\n"));
+        // A second merge of the same keys changes nothing.
+        assert_eq!(merge(&merged, &[K1.to_owned(), K2.to_owned()]), merged);
+        // Duplicates already in the file collapse to one when the key is written.
+        let doubled = format!("{K1}\n{K1}\n");
+        assert_eq!(merge(&doubled, &[K1.to_owned()]), format!("{K1}\n"));
+    }
+
+    #[test]
+    fn options_change_replaces_the_line() {
+        let prefixed = format!("no-pty {K1}");
+        assert_eq!(
+            merge(&format!("{K1}\n"), std::slice::from_ref(&prefixed)),
+            format!("{prefixed}\n")
+        );
+    }
+
+    #[test]
+    fn root_prefix_names_the_default_user() {
+        let prefix = root_prefix(DISABLE_ROOT_OPTS, Some("debian"));
+        assert!(
+            prefix
+                .contains(r#"Please login as the user \"debian\" rather than the user \"root\"."#)
+        );
+        assert!(root_prefix(DISABLE_ROOT_OPTS, None).contains(r#"\"NONE\""#));
+    }
+
+    #[test]
+    fn writes_with_modes_and_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let user = User {
+            name: "bob".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/bob".into(),
+            shell: "/bin/sh".into(),
+        };
+        let path = write_user_keys(&root, &user, &[K1.to_owned()]).unwrap();
+        write_user_keys(&root, &user, &[K1.to_owned(), K2.to_owned()]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{K1}\n{K2}\n")
+        );
+        let file = std::fs::metadata(&path).unwrap();
+        let ssh = std::fs::metadata(path.parent().unwrap()).unwrap();
+        assert_eq!((file.mode() & 0o777, ssh.mode() & 0o777), (0o600, 0o700));
+        if fsutil::can_chown() {
+            assert_eq!((file.uid(), file.gid(), ssh.uid()), (1000, 1000, 1000));
+        }
+        let too_many: Vec<String> = (0..=MAX_KEYS)
+            .map(|i| format!("ssh-ed25519 AAAA{i}"))
+            .collect();
+        assert!(matches!(
+            write_user_keys(&root, &user, &too_many),
+            Err(SshKeysError::TooMany(_))
+        ));
+    }
+
+    #[test]
+    fn split_keys_handles_multi_line_values() {
+        assert_eq!(split_keys([format!("{K1}\n\n{K2}\n").as_str()]), [K1, K2]);
+    }
+}

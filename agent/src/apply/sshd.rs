@@ -1,0 +1,175 @@
+//! `ssh_pwauth`: `PasswordAuthentication yes|no` in an sshd drop-in (when `sshd_config.d` exists)
+//! or in `sshd_config` itself (other lines kept), plus a one-word file for dropbear images.
+
+use std::path::PathBuf;
+
+use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::root::Root;
+use crate::state::State;
+
+/// The sshd drop-in directory, under the root.
+pub const SSHD_DROPIN_DIR: &str = "/etc/ssh/sshd_config.d";
+/// metaboot's drop-in (cloud-init writes `50-cloud-init.conf`).
+pub const SSHD_DROPIN_NAME: &str = "50-metaboot.conf";
+/// The main sshd configuration, under the root.
+pub const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+/// The option `ssh_pwauth` sets.
+pub const PASSWORD_AUTHENTICATION: &str = "PasswordAuthentication";
+
+/// Failures writing sshd settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SshdError {
+    #[error("Failed to read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
+}
+
+/// Sets `key value` in the global part of an sshd_config text: the first global occurrence is
+/// replaced, later global ones dropped, `Match` blocks untouched; with none, the line goes just
+/// before the first `Match` (or at the end).
+pub fn set_option(text: &str, key: &str, value: &str) -> String {
+    let wanted = format!("{key} {value}");
+    let mut out: Vec<String> = Vec::new();
+    let mut in_match = false;
+    let mut done = false;
+    for line in text.lines() {
+        let word = line
+            .trim_start()
+            .split(|c: char| c.is_whitespace() || c == '=')
+            .next()
+            .unwrap_or("");
+        if word.eq_ignore_ascii_case("match") {
+            if !done && !in_match {
+                out.push(wanted.clone());
+                done = true;
+            }
+            in_match = true;
+        }
+        if !in_match && word.eq_ignore_ascii_case(key) {
+            if !done {
+                out.push(wanted.clone());
+                done = true;
+            }
+            continue;
+        }
+        out.push(line.to_owned());
+    }
+    if !done {
+        out.push(wanted);
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+/// Applies `ssh_pwauth`; returns the files written.
+pub fn set_password_auth(
+    root: &Root,
+    state: &State,
+    allow: bool,
+) -> Result<Vec<PathBuf>, SshdError> {
+    let value = if allow { "yes" } else { "no" };
+    let mut written = Vec::new();
+    let dropin_dir = root.join(SSHD_DROPIN_DIR);
+    let config = root.join(SSHD_CONFIG);
+    if dropin_dir.is_dir() {
+        let path = dropin_dir.join(SSHD_DROPIN_NAME);
+        let text =
+            format!("# Written by metaboot from ssh_pwauth.\n{PASSWORD_AUTHENTICATION} {value}\n");
+        write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644))?;
+        written.push(path);
+    } else if let Some(old) =
+        fsutil::read_optional_string(&config).map_err(|source| SshdError::Read {
+            path: config.clone(),
+            source,
+        })?
+    {
+        let new = set_option(&old, PASSWORD_AUTHENTICATION, value);
+        if new != old {
+            write_atomic(&config, new.as_bytes(), &WriteOptions::keep_or(0o644))?;
+        }
+        written.push(config);
+    }
+    let marker = state.sshd_password_auth_path();
+    write_atomic(
+        &marker,
+        format!("{value}\n").as_bytes(),
+        &WriteOptions::exact(0o644, None),
+    )?;
+    written.push(marker);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_global_setting_and_keeps_the_rest() {
+        let text = "Port 22\n#PasswordAuthentication yes\nPasswordAuthentication yes\nUsePAM yes\n\
+                    passwordauthentication=yes\nMatch User bob\n  PasswordAuthentication yes\n";
+        assert_eq!(
+            set_option(text, PASSWORD_AUTHENTICATION, "no"),
+            "Port 22\n#PasswordAuthentication yes\nPasswordAuthentication no\nUsePAM yes\n\
+             Match User bob\n  PasswordAuthentication yes\n"
+        );
+    }
+
+    #[test]
+    fn inserts_before_the_first_match_or_at_the_end() {
+        assert_eq!(
+            set_option(
+                "Port 22\nMatch all\n  X11Forwarding no\n",
+                PASSWORD_AUTHENTICATION,
+                "yes"
+            ),
+            "Port 22\nPasswordAuthentication yes\nMatch all\n  X11Forwarding no\n"
+        );
+        assert_eq!(
+            set_option("Port 22", PASSWORD_AUTHENTICATION, "yes"),
+            "Port 22\nPasswordAuthentication yes\n"
+        );
+        let once = set_option("Port 22\n", PASSWORD_AUTHENTICATION, "yes");
+        assert_eq!(set_option(&once, PASSWORD_AUTHENTICATION, "yes"), once);
+    }
+
+    #[test]
+    fn drop_in_when_the_directory_exists_else_sshd_config_and_always_the_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let state = State::new(&root);
+        // Neither: only the marker for dropbear images.
+        let written = set_password_auth(&root, &state, false).unwrap();
+        assert_eq!(written, [state.sshd_password_auth_path()]);
+        assert_eq!(
+            std::fs::read_to_string(state.sshd_password_auth_path()).unwrap(),
+            "no\n"
+        );
+
+        std::fs::create_dir_all(root.join("/etc/ssh")).unwrap();
+        std::fs::write(root.join(SSHD_CONFIG), "Port 22\n").unwrap();
+        set_password_auth(&root, &state, true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join(SSHD_CONFIG)).unwrap(),
+            "Port 22\nPasswordAuthentication yes\n"
+        );
+
+        std::fs::create_dir_all(root.join(SSHD_DROPIN_DIR)).unwrap();
+        set_password_auth(&root, &state, false).unwrap();
+        let dropin = root.join(SSHD_DROPIN_DIR).join(SSHD_DROPIN_NAME);
+        assert!(
+            std::fs::read_to_string(dropin)
+                .unwrap()
+                .ends_with("PasswordAuthentication no\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(state.sshd_password_auth_path()).unwrap(),
+            "no\n"
+        );
+    }
+}

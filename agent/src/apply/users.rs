@@ -1,0 +1,614 @@
+//! passwd / group / shadow / gshadow editing (the tiny image has no useradd): entries are
+//! changed in place, lines metaboot does not touch are kept byte for byte, and each file is
+//! replaced atomically with its mode and owner.
+
+use std::path::PathBuf;
+
+use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::root::Root;
+use crate::state::result::unix_now;
+
+/// The account files, under the root.
+pub const PASSWD: &str = "/etc/passwd";
+pub const GROUP: &str = "/etc/group";
+pub const SHADOW: &str = "/etc/shadow";
+pub const GSHADOW: &str = "/etc/gshadow";
+
+/// First uid/gid of a normal user (Debian's UID_MIN).
+pub const UID_MIN: u32 = 1000;
+/// Last uid/gid of a normal user (Debian's UID_MAX).
+pub const UID_MAX: u32 = 59999;
+/// First uid/gid of a system account.
+pub const SYS_UID_MIN: u32 = 100;
+/// Last uid/gid of a system account.
+pub const SYS_UID_MAX: u32 = 999;
+
+/// Account database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("Failed to read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
+    #[error("{0} is missing; cannot manage accounts")]
+    NoPasswd(String),
+    #[error("No free {0} id left in range {1}-{2}")]
+    NoFreeId(&'static str, u32, u32),
+    #[error("Invalid account name {0:?} (want letters, digits, . _ -; not starting with -)")]
+    BadName(String),
+    #[error("Invalid value for {0}: must not contain ':' or a newline")]
+    BadField(&'static str),
+    #[error("No such user {0:?} in {PASSWD}")]
+    NoSuchUser(String),
+}
+
+/// A colon-separated account file: entries addressed by their first field, every other line
+/// (comments, blank or malformed lines, NIS `+` lines) kept as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColonFile {
+    lines: Vec<String>,
+    /// Fields of a new entry (7 for passwd, 4 for group, 9 for shadow).
+    width: usize,
+    changed: bool,
+}
+
+impl ColonFile {
+    /// Parses `text`.
+    pub fn parse(text: &str, width: usize) -> Self {
+        ColonFile {
+            lines: text.lines().map(str::to_owned).collect(),
+            width,
+            changed: false,
+        }
+    }
+
+    /// The file's text (always newline-terminated).
+    pub fn render(&self) -> String {
+        let mut out = self.lines.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.lines
+            .iter()
+            .position(|line| line.split(':').next() == Some(name) && line.contains(':'))
+    }
+
+    /// The fields of `name`'s entry.
+    pub fn get(&self, name: &str) -> Option<Vec<String>> {
+        self.index(name)
+            .map(|i| self.lines[i].split(':').map(str::to_owned).collect())
+    }
+
+    /// Every entry's fields, in order.
+    pub fn entries(&self) -> impl Iterator<Item = Vec<&str>> {
+        self.lines
+            .iter()
+            .filter(|l| l.contains(':') && !l.starts_with('#') && !l.starts_with('+'))
+            .map(|l| l.split(':').collect())
+    }
+
+    /// Sets field `field` of `name`'s entry (padding short entries); false when absent.
+    pub fn set(&mut self, name: &str, field: usize, value: &str) -> bool {
+        let Some(i) = self.index(name) else {
+            return false;
+        };
+        let mut fields: Vec<String> = self.lines[i].split(':').map(str::to_owned).collect();
+        if fields.len() <= field {
+            fields.resize(field + 1, String::new());
+        }
+        if fields[field] != value {
+            fields[field] = value.to_owned();
+            self.lines[i] = fields.join(":");
+            self.changed = true;
+        }
+        true
+    }
+
+    /// Appends an entry (padded to the file's width).
+    pub fn push(&mut self, mut fields: Vec<String>) {
+        if fields.len() < self.width {
+            fields.resize(self.width, String::new());
+        }
+        self.lines.push(fields.join(":"));
+        self.changed = true;
+    }
+
+    /// True when an edit changed the text.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+}
+
+/// A user as passwd knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+impl User {
+    /// The owner for this user's files.
+    pub fn owner(&self) -> fsutil::Owner {
+        fsutil::Owner {
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+}
+
+/// Checks a user or group name as useradd would (`[A-Za-z0-9._-]`, optional trailing `$`, not
+/// starting with `-`, at most 32 characters).
+pub fn check_name(name: &str) -> Result<(), UsersError> {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    let ok = !body.is_empty()
+        && name.len() <= 32
+        && !body.starts_with('-')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(UsersError::BadName(name.to_owned()))
+    }
+}
+
+/// Checks a value written into a colon-separated field.
+pub fn check_field(what: &'static str, value: &str) -> Result<(), UsersError> {
+    if value.contains([':', '\n', '\r']) {
+        Err(UsersError::BadField(what))
+    } else {
+        Ok(())
+    }
+}
+
+/// Days since the epoch: shadow's "last change" field.
+pub fn today() -> u64 {
+    unix_now() / 86_400
+}
+
+/// passwd, group, shadow and gshadow of one root, edited together.
+#[derive(Debug)]
+pub struct Accounts {
+    root: Root,
+    pub passwd: ColonFile,
+    pub group: ColonFile,
+    /// `None` when the image has no shadow file (created on the first password set).
+    pub shadow: Option<ColonFile>,
+    pub gshadow: Option<ColonFile>,
+}
+
+impl Accounts {
+    /// Loads the account files of `root`; passwd must exist.
+    pub fn load(root: &Root) -> Result<Self, UsersError> {
+        let read = |path: &str| {
+            let full = root.join(path);
+            fsutil::read_optional_string(&full)
+                .map_err(|source| UsersError::Read { path: full, source })
+        };
+        let passwd = read(PASSWD)?.ok_or_else(|| UsersError::NoPasswd(PASSWD.to_owned()))?;
+        Ok(Accounts {
+            root: root.clone(),
+            passwd: ColonFile::parse(&passwd, 7),
+            group: ColonFile::parse(&read(GROUP)?.unwrap_or_default(), 4),
+            shadow: read(SHADOW)?.map(|t| ColonFile::parse(&t, 9)),
+            gshadow: read(GSHADOW)?.map(|t| ColonFile::parse(&t, 4)),
+        })
+    }
+
+    /// Writes every changed file atomically (shadow files new: 0640 as on Debian).
+    pub fn save(&self) -> Result<(), UsersError> {
+        let files = [
+            (PASSWD, Some(&self.passwd), 0o644),
+            (GROUP, Some(&self.group), 0o644),
+            (SHADOW, self.shadow.as_ref(), 0o640),
+            (GSHADOW, self.gshadow.as_ref(), 0o640),
+        ];
+        for (path, file, mode) in files {
+            if let Some(file) = file
+                && file.changed()
+            {
+                write_atomic(
+                    &self.root.join(path),
+                    file.render().as_bytes(),
+                    &WriteOptions::keep_or(mode),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The user `name`, if passwd has it.
+    pub fn user(&self, name: &str) -> Option<User> {
+        let f = self.passwd.get(name)?;
+        Some(User {
+            name: name.to_owned(),
+            uid: f.get(2)?.parse().ok()?,
+            gid: f.get(3)?.parse().ok()?,
+            home: f.get(5).cloned().unwrap_or_else(|| "/".to_owned()),
+            shell: f.get(6).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// The gid of group `name`.
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        self.group.get(name)?.get(2)?.parse().ok()
+    }
+
+    fn used_ids(file: &ColonFile) -> Vec<u32> {
+        file.entries()
+            .filter_map(|f| f.get(2).and_then(|id| id.parse().ok()))
+            .collect()
+    }
+
+    /// A free id: normal ids count up from the highest used, system ids down from the top.
+    fn free_id(used: &[u32], system: bool, prefer: Option<u32>) -> Result<u32, UsersError> {
+        if let Some(id) = prefer.filter(|id| !used.contains(id)) {
+            return Ok(id);
+        }
+        let (lo, hi, kind) = if system {
+            (SYS_UID_MIN, SYS_UID_MAX, "system")
+        } else {
+            (UID_MIN, UID_MAX, "user")
+        };
+        let found = if system {
+            (lo..=hi).rev().find(|id| !used.contains(id))
+        } else {
+            let next = used
+                .iter()
+                .filter(|id| (lo..=hi).contains(*id))
+                .max()
+                .map_or(lo, |m| m + 1);
+            (next..=hi).chain(lo..next).find(|id| !used.contains(id))
+        };
+        found.ok_or(UsersError::NoFreeId(kind, lo, hi))
+    }
+
+    /// Creates group `name` if missing; returns its gid. `prefer` is used when free.
+    pub fn ensure_group(
+        &mut self,
+        name: &str,
+        system: bool,
+        prefer: Option<u32>,
+    ) -> Result<u32, UsersError> {
+        check_name(name)?;
+        if let Some(gid) = self.gid(name) {
+            return Ok(gid);
+        }
+        let gid = Self::free_id(&Self::used_ids(&self.group), system, prefer)?;
+        self.group.push(vec![
+            name.into(),
+            "x".into(),
+            gid.to_string(),
+            String::new(),
+        ]);
+        if let Some(gshadow) = &mut self.gshadow {
+            gshadow.push(vec![name.into(), "!".into(), String::new(), String::new()]);
+        }
+        Ok(gid)
+    }
+
+    /// Adds `user` to the member list of `group` (which must exist).
+    pub fn add_member(&mut self, group: &str, user: &str) {
+        let add = |file: &mut ColonFile, field: usize| {
+            if let Some(fields) = file.get(group) {
+                let current = fields.get(field).cloned().unwrap_or_default();
+                let mut members: Vec<&str> = current.split(',').filter(|m| !m.is_empty()).collect();
+                if !members.contains(&user) {
+                    members.push(user);
+                    file.set(group, field, &members.join(","));
+                }
+            }
+        };
+        add(&mut self.group, 3);
+        if let Some(gshadow) = &mut self.gshadow {
+            add(gshadow, 3);
+        }
+    }
+
+    /// Creates a user entry (passwd + locked shadow entry). The caller creates the home.
+    pub fn create_user(&mut self, new: &NewUser) -> Result<User, UsersError> {
+        check_name(&new.name)?;
+        for (what, value) in [
+            ("gecos", &new.gecos),
+            ("home", &new.home),
+            ("shell", &new.shell),
+        ] {
+            check_field(what, value)?;
+        }
+        let uid = Self::free_id(&Self::used_ids(&self.passwd), new.system, new.uid)?;
+        self.passwd.push(vec![
+            new.name.clone(),
+            "x".into(),
+            uid.to_string(),
+            new.gid.to_string(),
+            new.gecos.clone(),
+            new.home.clone(),
+            new.shell.clone(),
+        ]);
+        self.shadow_entry(&new.name);
+        self.user(&new.name)
+            .ok_or_else(|| UsersError::NoSuchUser(new.name.clone()))
+    }
+
+    /// A uid for a new user: `prefer` if free, else the next free one.
+    pub fn next_uid(&self, system: bool, prefer: Option<u32>) -> Result<u32, UsersError> {
+        Self::free_id(&Self::used_ids(&self.passwd), system, prefer)
+    }
+
+    /// Makes sure `name` has a shadow entry (creating the shadow file if needed) and that its
+    /// passwd password field points there (`x`).
+    fn shadow_entry(&mut self, name: &str) -> &mut ColonFile {
+        // A hash that passwd held inline, if any, moves to shadow.
+        let inline = self
+            .passwd
+            .get(name)
+            .and_then(|f| f.get(1).cloned())
+            .filter(|p| p != "x")
+            .unwrap_or_else(|| "!".to_owned());
+        self.passwd.set(name, 1, "x");
+        let shadow = self.shadow.get_or_insert_with(|| ColonFile {
+            lines: Vec::new(),
+            width: 9,
+            changed: true,
+        });
+        if shadow.get(name).is_none() {
+            shadow.push(vec![
+                name.into(),
+                inline,
+                today().to_string(),
+                "0".into(),
+                "99999".into(),
+                "7".into(),
+            ]);
+        }
+        shadow
+    }
+
+    /// The password field of `name` in shadow (or passwd without shadow).
+    pub fn password_field(&self, name: &str) -> Option<String> {
+        self.shadow
+            .as_ref()
+            .and_then(|s| s.get(name))
+            .or_else(|| self.passwd.get(name))
+            .and_then(|f| f.get(1).cloned())
+    }
+
+    /// Sets `name`'s password hash; `expire` forces a change at next login (last change 0).
+    pub fn set_password_hash(
+        &mut self,
+        name: &str,
+        hash: &str,
+        expire: bool,
+    ) -> Result<(), UsersError> {
+        check_field("password hash", hash)?;
+        if self.passwd.get(name).is_none() {
+            return Err(UsersError::NoSuchUser(name.to_owned()));
+        }
+        let last_change = if expire {
+            "0".to_owned()
+        } else {
+            today().to_string()
+        };
+        let shadow = self.shadow_entry(name);
+        shadow.set(name, 1, hash);
+        shadow.set(name, 2, &last_change);
+        Ok(())
+    }
+
+    /// Locks `name`'s password (`!` prefix), as `passwd -l`.
+    pub fn lock(&mut self, name: &str) -> Result<(), UsersError> {
+        let current = self
+            .password_field(name)
+            .ok_or_else(|| UsersError::NoSuchUser(name.to_owned()))?;
+        if !current.starts_with('!') {
+            self.shadow_entry(name).set(name, 1, &format!("!{current}"));
+        }
+        Ok(())
+    }
+
+    /// Unlocks `name`'s password, as `passwd -u`: only when a password remains afterwards.
+    pub fn unlock(&mut self, name: &str) -> Result<bool, UsersError> {
+        let current = self
+            .password_field(name)
+            .ok_or_else(|| UsersError::NoSuchUser(name.to_owned()))?;
+        let rest = current.trim_start_matches('!');
+        if current.starts_with('!') && !rest.is_empty() && rest != "*" {
+            self.shadow_entry(name).set(name, 1, rest);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// What `create_user` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub name: String,
+    pub uid: Option<u32>,
+    pub gid: u32,
+    pub gecos: String,
+    pub home: String,
+    pub shell: String,
+    pub system: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD_TEXT: &str = "root:x:0:0:root:/root:/bin/sh\n# comment kept\n\
+        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbob:x:1000:1000:Bob:/home/bob:/bin/sh\n";
+    const SHADOW_TEXT: &str = "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n\
+        bob:!:19000:0:99999:7:::\n";
+    const GROUP_TEXT: &str = "root:x:0:\nsudo:x:27:\nbob:x:1000:\n";
+
+    fn root_with(shadow: bool) -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.join("/etc")).unwrap();
+        std::fs::write(root.join(PASSWD), PASSWD_TEXT).unwrap();
+        std::fs::write(root.join(GROUP), GROUP_TEXT).unwrap();
+        if shadow {
+            std::fs::write(root.join(SHADOW), SHADOW_TEXT).unwrap();
+        }
+        (dir, root)
+    }
+
+    #[test]
+    fn colon_file_edits_in_place_and_keeps_other_lines() {
+        let mut file = ColonFile::parse(PASSWD_TEXT, 7);
+        assert!(file.set("daemon", 6, "/bin/false"));
+        assert!(!file.set("nobody", 6, "/bin/false"));
+        assert_eq!(
+            file.render(),
+            PASSWD_TEXT.replace(
+                "daemon:/usr/sbin:/usr/sbin/nologin",
+                "daemon:/usr/sbin:/bin/false"
+            )
+        );
+        let mut same = ColonFile::parse(PASSWD_TEXT, 7);
+        same.set("root", 6, "/bin/sh");
+        assert!(!same.changed());
+    }
+
+    #[test]
+    fn sets_password_and_expiry_in_shadow() {
+        let (_dir, root) = root_with(true);
+        let mut accounts = Accounts::load(&root).unwrap();
+        accounts
+            .set_password_hash("root", "$6$salt$hash", true)
+            .unwrap();
+        accounts.save().unwrap();
+        let shadow = std::fs::read_to_string(root.join(SHADOW)).unwrap();
+        assert!(
+            shadow.starts_with("root:$6$salt$hash:0:0:99999:7:::\n"),
+            "{shadow}"
+        );
+        assert!(shadow.contains("daemon:*:19000:0:99999:7:::\n"));
+
+        let mut accounts = Accounts::load(&root).unwrap();
+        accounts.set_password_hash("bob", "$6$a$b", false).unwrap();
+        let bob = accounts.shadow.as_ref().unwrap().get("bob").unwrap();
+        assert_eq!(bob[2], today().to_string());
+        assert!(accounts.set_password_hash("bob", "a:b", false).is_err());
+        assert!(matches!(
+            accounts.set_password_hash("nobody", "x", false),
+            Err(UsersError::NoSuchUser(_))
+        ));
+    }
+
+    #[test]
+    fn without_shadow_a_shadow_file_is_created() {
+        let (_dir, root) = root_with(false);
+        let mut accounts = Accounts::load(&root).unwrap();
+        accounts.set_password_hash("root", "$6$s$h", false).unwrap();
+        accounts.save().unwrap();
+        let shadow = std::fs::read_to_string(root.join(SHADOW)).unwrap();
+        assert!(shadow.starts_with("root:$6$s$h:"), "{shadow}");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(root.join(SHADOW)).unwrap().mode() & 0o777,
+            0o640
+        );
+        assert!(
+            std::fs::read_to_string(root.join(PASSWD))
+                .unwrap()
+                .starts_with("root:x:0:0:")
+        );
+    }
+
+    #[test]
+    fn inline_passwd_hash_moves_to_shadow() {
+        let (_dir, root) = root_with(false);
+        std::fs::write(root.join(PASSWD), "root:$6$old$h:0:0:root:/root:/bin/sh\n").unwrap();
+        let mut accounts = Accounts::load(&root).unwrap();
+        accounts.lock("root").unwrap();
+        assert_eq!(
+            accounts.password_field("root").as_deref(),
+            Some("!$6$old$h")
+        );
+        assert_eq!(accounts.passwd.get("root").unwrap()[1], "x");
+    }
+
+    #[test]
+    fn lock_and_unlock_like_passwd() {
+        let (_dir, root) = root_with(true);
+        let mut accounts = Accounts::load(&root).unwrap();
+        accounts.set_password_hash("bob", "$6$a$b", false).unwrap();
+        accounts.lock("bob").unwrap();
+        accounts.lock("bob").unwrap();
+        assert_eq!(accounts.password_field("bob").as_deref(), Some("!$6$a$b"));
+        assert!(accounts.unlock("bob").unwrap());
+        assert_eq!(accounts.password_field("bob").as_deref(), Some("$6$a$b"));
+        // `!` alone and `*` are not unlocked to an empty or no password.
+        accounts.set_password_hash("bob", "!", false).unwrap();
+        assert!(!accounts.unlock("bob").unwrap());
+        assert!(!accounts.unlock("root").unwrap());
+    }
+
+    #[test]
+    fn creates_users_and_groups_with_free_ids() {
+        let (_dir, root) = root_with(true);
+        let mut accounts = Accounts::load(&root).unwrap();
+        let gid = accounts.ensure_group("alice", false, None).unwrap();
+        assert_eq!(gid, 1001);
+        let uid_pref = accounts.next_uid(false, Some(gid)).unwrap();
+        let alice = accounts
+            .create_user(&NewUser {
+                name: "alice".into(),
+                uid: Some(uid_pref),
+                gid,
+                gecos: "Alice".into(),
+                home: "/home/alice".into(),
+                shell: "/bin/sh".into(),
+                system: false,
+            })
+            .unwrap();
+        assert_eq!((alice.uid, alice.gid), (1001, 1001));
+        assert_eq!(accounts.ensure_group("sudo", false, None).unwrap(), 27);
+        accounts.add_member("sudo", "alice");
+        accounts.add_member("sudo", "bob");
+        accounts.add_member("sudo", "alice");
+        assert_eq!(
+            accounts.ensure_group("svc", true, None).unwrap(),
+            SYS_UID_MAX
+        );
+        accounts.save().unwrap();
+        let group = std::fs::read_to_string(root.join(GROUP)).unwrap();
+        assert!(group.contains("\nsudo:x:27:alice,bob\n"), "{group}");
+        assert!(group.contains("\nalice:x:1001:\n"));
+        let passwd = std::fs::read_to_string(root.join(PASSWD)).unwrap();
+        assert!(
+            passwd.ends_with("alice:x:1001:1001:Alice:/home/alice:/bin/sh\n"),
+            "{passwd}"
+        );
+        assert!(passwd.contains("# comment kept\n"));
+        let shadow = std::fs::read_to_string(root.join(SHADOW)).unwrap();
+        assert!(
+            shadow.contains(&format!("alice:!:{}:0:99999:7:::", today())),
+            "{shadow}"
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["bob", "a.b_c-d", "machine$"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a:b", "a b", "a\nb", &"x".repeat(33)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

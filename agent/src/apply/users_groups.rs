@@ -1,0 +1,308 @@
+//! The `users-groups` step (spec 5.4, `cc_users_groups`): groups, users created or updated from
+//! `users` (default: the configured default user), their passwords, locks, sudo rules and keys.
+
+use std::fs;
+use std::path::Path;
+
+use crate::apply::passwords;
+use crate::apply::ssh_keys;
+use crate::apply::users::{Accounts, NewUser, User, check_field};
+use crate::fsutil::{self, WriteOptions, write_atomic};
+use crate::root::Root;
+use crate::userdata::cloud_config::{CloudConfig, UserConfig, UserEntry, UserMapValue, Users};
+
+/// Login shell of created users when none is given (Debian's useradd default).
+pub const DEFAULT_SHELL: &str = "/bin/sh";
+/// Where sudo rules go, under the root (cloud-init: `90-cloud-init-users`).
+pub const SUDOERS_FILE: &str = "/etc/sudoers.d/90-metaboot-users";
+/// Skeleton files copied into new homes, under the root.
+pub const SKEL_DIR: &str = "/etc/skel";
+
+/// What the step did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub groups: Vec<String>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// The user list to apply: `users` (default `[default]`) with `default` replaced by the
+/// configured default user.
+pub fn user_list(
+    config: &CloudConfig,
+    default_user: Option<&UserConfig>,
+    warnings: &mut Vec<String>,
+) -> Vec<UserConfig> {
+    let named = |name: &str| UserConfig {
+        name: name.to_owned(),
+        ..UserConfig::default()
+    };
+    let mut wanted: Vec<Option<UserConfig>> = Vec::new();
+    let push_names = |text: &str, wanted: &mut Vec<Option<UserConfig>>| {
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            wanted.push(if name == "default" {
+                None
+            } else {
+                Some(named(name))
+            });
+        }
+    };
+    match &config.users {
+        None => wanted.push(None),
+        Some(Users::Text(text)) => push_names(text, &mut wanted),
+        Some(Users::List(list)) => {
+            for entry in list {
+                match entry {
+                    UserEntry::Name(text) => push_names(text, &mut wanted),
+                    UserEntry::Config(cfg) => wanted.push(Some((**cfg).clone())),
+                }
+            }
+        }
+        Some(Users::Map(map)) => {
+            for (name, value) in map {
+                match value {
+                    UserMapValue::Enabled(false) => {}
+                    UserMapValue::Enabled(true) => push_names(name, &mut wanted),
+                    UserMapValue::Config(cfg) => wanted.push(Some(UserConfig {
+                        name: name.clone(),
+                        ..(**cfg).clone()
+                    })),
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for item in wanted {
+        match item {
+            Some(cfg) => out.push(cfg),
+            None => match default_user {
+                Some(default) => out.push(default.clone()),
+                None if config.users.is_some() => {
+                    warnings.push(
+                        "users: `default` given but metaboot.yaml has no default_user".to_owned(),
+                    );
+                }
+                None => {}
+            },
+        }
+    }
+    out
+}
+
+fn copy_skel(from: &Path, to: &Path, user: &User) -> std::io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            fsutil::ensure_dir(&target, 0o755, Some(user.owner()))?;
+            copy_skel(&entry.path(), &target, user)?;
+        } else if kind.is_file() && !target.exists() {
+            fs::copy(entry.path(), &target)?;
+            if fsutil::can_chown() {
+                std::os::unix::fs::chown(&target, Some(user.uid), Some(user.gid))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates or updates one user; returns its keys and sudo rules for the caller to write.
+fn apply_user(
+    root: &Root,
+    accounts: &mut Accounts,
+    cfg: &UserConfig,
+    summary: &mut Summary,
+) -> Result<(), String> {
+    let name = cfg.name.trim();
+    let system = cfg.system == Some(true);
+    let created = accounts.user(name).is_none();
+    if created {
+        let uid_wanted = match &cfg.uid {
+            Some(uid) => Some(
+                uid.parse::<u32>()
+                    .map_err(|_| format!("{name}: uid {:?} is not a number", uid.0))?,
+            ),
+            None => None,
+        };
+        let uid = accounts
+            .next_uid(system, uid_wanted)
+            .map_err(|e| format!("{name}: {e}"))?;
+        let gid = if let Some(group) = &cfg.primary_group {
+            accounts
+                .ensure_group(group, system, None)
+                .map_err(|e| format!("{name}: {e}"))?
+        } else if cfg.no_user_group == Some(true) {
+            accounts.gid("users").unwrap_or(100)
+        } else {
+            accounts
+                .ensure_group(name, system, Some(uid))
+                .map_err(|e| format!("{name}: {e}"))?
+        };
+        let home = cfg
+            .homedir
+            .clone()
+            .unwrap_or_else(|| format!("/home/{name}"));
+        let user = accounts
+            .create_user(&NewUser {
+                name: name.to_owned(),
+                uid: Some(uid),
+                gid,
+                gecos: cfg.gecos.as_ref().map(|g| g.0.clone()).unwrap_or_default(),
+                home: home.clone(),
+                shell: cfg
+                    .shell
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SHELL.to_owned()),
+                system,
+            })
+            .map_err(|e| format!("{name}: {e}"))?;
+        if !system && cfg.no_create_home != Some(true) {
+            let home_dir = root.join(&home);
+            let fresh = !home_dir.exists();
+            fsutil::ensure_dir(&home_dir, 0o755, Some(user.owner()))
+                .map_err(|e| format!("{name}: home {home}: {e}"))?;
+            let skel = root.join(SKEL_DIR);
+            if fresh && skel.is_dir() {
+                copy_skel(&skel, &home_dir, &user)
+                    .map_err(|e| format!("{name}: copying {SKEL_DIR}: {e}"))?;
+            }
+        }
+        if let Some(hash) = &cfg.passwd {
+            check_field("passwd", hash).map_err(|e| format!("{name}: {e}"))?;
+            accounts
+                .set_password_hash(name, hash, false)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        summary.created.push(name.to_owned());
+    } else {
+        if cfg.passwd.is_some() {
+            summary.warnings.push(format!(
+                "{name}: `passwd` is only used when the user is created; ignored"
+            ));
+        }
+        summary.updated.push(name.to_owned());
+    }
+    for group in cfg.groups.as_ref().map(|g| g.items()).unwrap_or_default() {
+        accounts
+            .ensure_group(&group, false, None)
+            .map_err(|e| format!("{name}: {e}"))?;
+        accounts.add_member(&group, name);
+    }
+    if let Some(hash) = &cfg.hashed_passwd {
+        accounts
+            .set_password_hash(name, hash, false)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    if let Some(text) = &cfg.plain_text_passwd {
+        let hash = passwords::hash_password(text).map_err(|e| format!("{name}: {e}"))?;
+        accounts
+            .set_password_hash(name, &hash, false)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    if cfg.lock_passwd.unwrap_or(true) {
+        accounts.lock(name).map_err(|e| format!("{name}: {e}"))?;
+    } else {
+        accounts.unlock(name).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Applies `groups` and the user list. Account files are saved once, then keys and sudo rules
+/// are written for the users that exist.
+pub fn apply(
+    root: &Root,
+    config: &CloudConfig,
+    default_user: Option<&UserConfig>,
+) -> Result<Summary, String> {
+    let mut summary = Summary::default();
+    let mut accounts = Accounts::load(root).map_err(|e| crate::state::result::chain(&e))?;
+    for (group, members) in config
+        .groups
+        .as_ref()
+        .map(|g| g.entries())
+        .unwrap_or_default()
+    {
+        match accounts.ensure_group(&group, false, None) {
+            Ok(_) => summary.groups.push(group.clone()),
+            Err(err) => summary.errors.push(format!("group {group}: {err}")),
+        }
+        for member in members {
+            if accounts.user(&member).is_some() {
+                accounts.add_member(&group, &member);
+            } else {
+                summary
+                    .warnings
+                    .push(format!("group {group}: no user {member}; not added"));
+            }
+        }
+    }
+    let users = user_list(config, default_user, &mut summary.warnings);
+    let mut errored = Vec::new();
+    for cfg in &users {
+        if let Err(err) = crate::apply::users::check_name(cfg.name.trim()) {
+            summary.errors.push(err.to_string());
+            errored.push(cfg.name.clone());
+            continue;
+        }
+        if let Err(err) = apply_user(root, &mut accounts, cfg, &mut summary) {
+            summary.errors.push(err);
+            errored.push(cfg.name.clone());
+        }
+    }
+    accounts
+        .save()
+        .map_err(|e| crate::state::result::chain(&e))?;
+
+    let mut sudo = String::new();
+    for cfg in users.iter().filter(|c| !errored.contains(&c.name)) {
+        let name = cfg.name.trim();
+        for rule in cfg.sudo.as_ref().map(|s| s.rules()).unwrap_or_default() {
+            sudo.push_str(&format!("{name} {rule}\n"));
+        }
+        let keys = cfg
+            .ssh_authorized_keys
+            .as_ref()
+            .map(|k| k.to_vec())
+            .unwrap_or_default();
+        if keys.is_empty() {
+            continue;
+        }
+        if let Some(user) = accounts.user(name) {
+            let keys = ssh_keys::split_keys(keys.iter().map(String::as_str));
+            if let Err(err) = ssh_keys::write_user_keys(root, &user, &keys) {
+                summary
+                    .errors
+                    .push(format!("{name}: {}", crate::state::result::chain(&err)));
+            }
+        }
+    }
+    if !sudo.is_empty() {
+        write_sudoers(root, &sudo, &mut summary);
+    }
+    Ok(summary)
+}
+
+fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
+    let path = root.join(SUDOERS_FILE);
+    if !path.parent().is_some_and(Path::is_dir) {
+        summary.warnings.push(
+            "sudo rules not written: /etc/sudoers.d does not exist (no sudo on this image?)"
+                .to_owned(),
+        );
+        return;
+    }
+    let text = format!("# Created by metaboot from the users of user data.\n{rules}");
+    if let Err(err) = write_atomic(
+        &path,
+        text.as_bytes(),
+        &WriteOptions::exact(0o440, Some(fsutil::Owner { uid: 0, gid: 0 })),
+    ) {
+        summary.errors.push(crate::state::result::chain(&err));
+    }
+}
+
+#[cfg(test)]
+mod tests;

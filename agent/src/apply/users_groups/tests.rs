@@ -1,0 +1,182 @@
+//! Tests of the users-groups step on a temporary root.
+
+use std::os::unix::fs::MetadataExt;
+
+use super::*;
+use crate::userdata::yaml::parse_map;
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000:Bob:/home/bob:/bin/sh\n";
+const GROUP: &str = "root:x:0:\nsudo:x:27:\nbob:x:1000:\nusers:x:100:\n";
+const SHADOW: &str = "root:*:19000:0:99999:7:::\nbob:!:19000:0:99999:7:::\n";
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIalice alice@host";
+
+fn setup() -> (tempfile::TempDir, Root) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    fs::create_dir_all(root.join("/etc/skel")).unwrap();
+    fs::create_dir_all(root.join("/etc/sudoers.d")).unwrap();
+    fs::write(root.join("/etc/passwd"), PASSWD).unwrap();
+    fs::write(root.join("/etc/group"), GROUP).unwrap();
+    fs::write(root.join("/etc/shadow"), SHADOW).unwrap();
+    fs::write(root.join("/etc/skel/.profile"), "# profile\n").unwrap();
+    (dir, root)
+}
+
+fn config(text: &str) -> CloudConfig {
+    let (cfg, errors) = CloudConfig::from_map(&parse_map(text).unwrap());
+    assert!(errors.is_empty(), "{errors:?}");
+    cfg
+}
+
+fn read(root: &Root, path: &str) -> String {
+    fs::read_to_string(root.join(path)).unwrap()
+}
+
+#[test]
+fn creates_a_user_with_group_home_skel_keys_sudo_and_password() {
+    let (_dir, root) = setup();
+    let cfg = config(&format!(
+        "users:\n- name: alice\n  gecos: Alice A\n  groups: [sudo, docker]\n  shell: /bin/bash\n  \
+         sudo: ALL=(ALL) NOPASSWD:ALL\n  lock_passwd: false\n  plain_text_passwd: secret\n  \
+         ssh_authorized_keys: ['{KEY}']\n"
+    ));
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.created, ["alice"]);
+    assert!(
+        read(&root, "/etc/passwd").ends_with("alice:x:1001:1001:Alice A:/home/alice:/bin/bash\n")
+    );
+    let group = read(&root, "/etc/group");
+    assert!(group.contains("sudo:x:27:alice\n"), "{group}");
+    assert!(group.contains("alice:x:1001:\n"));
+    assert!(group.contains("docker:x:1002:alice\n"), "{group}");
+    let shadow = read(&root, "/etc/shadow");
+    let hash = shadow
+        .lines()
+        .find(|l| l.starts_with("alice:"))
+        .unwrap()
+        .split(':')
+        .nth(1)
+        .unwrap();
+    assert!(hash.starts_with("$6$"), "unlocked hash: {hash}");
+    assert_eq!(read(&root, "/home/alice/.profile"), "# profile\n");
+    assert_eq!(
+        read(&root, "/home/alice/.ssh/authorized_keys"),
+        format!("{KEY}\n")
+    );
+    assert_eq!(
+        read(&root, SUDOERS_FILE).lines().last(),
+        Some("alice ALL=(ALL) NOPASSWD:ALL")
+    );
+    let meta = fs::metadata(root.join(SUDOERS_FILE)).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o440);
+    if fsutil::can_chown() {
+        let home = fs::metadata(root.join("/home/alice")).unwrap();
+        assert_eq!((home.uid(), home.gid()), (1001, 1001));
+        let keys = fs::metadata(root.join("/home/alice/.ssh/authorized_keys")).unwrap();
+        assert_eq!(keys.uid(), 1001);
+    }
+}
+
+#[test]
+fn lock_passwd_defaults_to_true_and_passwd_is_for_new_users_only() {
+    let (_dir, root) = setup();
+    let cfg =
+        config("users:\n- name: carol\n  passwd: $6$salt$hash\n- name: bob\n  passwd: $6$x$y\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert_eq!(summary.created, ["carol"]);
+    assert_eq!(summary.updated, ["bob"]);
+    assert_eq!(summary.warnings.len(), 1, "{:?}", summary.warnings);
+    let shadow = read(&root, "/etc/shadow");
+    assert!(shadow.contains("carol:!$6$salt$hash:"), "{shadow}");
+    assert!(shadow.contains("bob:!:19000:"), "bob unchanged: {shadow}");
+}
+
+#[test]
+fn hashed_passwd_applies_to_existing_users_and_unlocks() {
+    let (_dir, root) = setup();
+    let cfg = config("users:\n- {name: bob, hashed_passwd: $6$s$h, lock_passwd: false}\n");
+    apply(&root, &cfg, None).unwrap();
+    assert!(read(&root, "/etc/shadow").contains("\nbob:$6$s$h:"));
+}
+
+#[test]
+fn default_user_comes_from_the_agent_config() {
+    let (_dir, root) = setup();
+    let default = UserConfig {
+        name: "debian".into(),
+        shell: Some("/bin/bash".into()),
+        ..UserConfig::default()
+    };
+    // No `users` key: [default].
+    let summary = apply(&root, &config("hostname: x\n"), Some(&default)).unwrap();
+    assert_eq!(summary.created, ["debian"]);
+    // Without a default user, nothing happens and `default` in users only warns.
+    let (_dir2, root2) = setup();
+    let summary = apply(&root2, &config("hostname: x\n"), None).unwrap();
+    assert!(summary.created.is_empty() && summary.warnings.is_empty());
+    let summary = apply(&root2, &config("users: [default, dave]\n"), None).unwrap();
+    assert_eq!(summary.created, ["dave"]);
+    assert_eq!(summary.warnings.len(), 1);
+}
+
+#[test]
+fn system_users_get_system_ids_and_no_home() {
+    let (_dir, root) = setup();
+    let summary = apply(
+        &root,
+        &config("users:\n- {name: svc, system: true}\n"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(summary.created, ["svc"]);
+    assert!(read(&root, "/etc/passwd").contains("svc:x:999:999::/home/svc:/bin/sh"));
+    assert!(!root.join("/home/svc").exists());
+}
+
+#[test]
+fn groups_and_bad_names() {
+    let (_dir, root) = setup();
+    let cfg = config(
+        "groups:\n- admins: [bob, ghost]\n- plain\nusers:\n- name: 'bad:name'\n- name: ok\n",
+    );
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert_eq!(summary.groups, ["admins", "plain"]);
+    assert_eq!(
+        summary.created,
+        ["ok"],
+        "a bad user does not stop the others"
+    );
+    assert_eq!(summary.errors.len(), 1);
+    assert_eq!(summary.warnings.len(), 1, "{:?}", summary.warnings);
+    assert!(read(&root, "/etc/group").contains("admins:x:1001:bob\n"));
+}
+
+#[test]
+fn a_second_run_changes_nothing() {
+    let (_dir, root) = setup();
+    let cfg = config(&format!(
+        "users:\n- {{name: alice, groups: sudo, ssh_authorized_keys: ['{KEY}']}}\n"
+    ));
+    apply(&root, &cfg, None).unwrap();
+    let before: Vec<String> = [
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/shadow",
+        "/home/alice/.ssh/authorized_keys",
+    ]
+    .iter()
+    .map(|p| read(&root, p))
+    .collect();
+    apply(&root, &cfg, None).unwrap();
+    let after: Vec<String> = [
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/shadow",
+        "/home/alice/.ssh/authorized_keys",
+    ]
+    .iter()
+    .map(|p| read(&root, p))
+    .collect();
+    assert_eq!(before, after);
+}

@@ -1,0 +1,323 @@
+//! `write_files` (spec 5.5): encodings b64 / gz / gz+b64, octal permissions, `user:group`
+//! owners looked up in the root's passwd and group, append, and deferred entries.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+
+use crate::apply::users::Accounts;
+use crate::fsutil::{self, AtomicWriteError, Owner, WriteOptions, write_atomic};
+use crate::root::Root;
+use crate::userdata::cloud_config::WriteFile;
+use crate::userdata::gzip::{self, GzipError};
+
+/// Mode of a written file when `permissions` is absent.
+pub const DEFAULT_PERMISSIONS: u32 = 0o644;
+/// Largest file content written (after decoding), as for decompressed user data.
+pub const MAX_CONTENT_BYTES: usize = gzip::MAX_DECOMPRESSED_BYTES;
+
+/// One entry that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteFilesError {
+    #[error("write_files entry without a path")]
+    NoPath,
+    #[error("{path}: content is not valid base64")]
+    Base64 { path: String },
+    #[error("{path}: content")]
+    Gzip {
+        path: String,
+        #[source]
+        source: GzipError,
+    },
+    #[error("{path}: content is larger than {MAX_CONTENT_BYTES} bytes")]
+    TooLarge { path: String },
+    #[error("{path}: owner {owner:?}: no such {what} in the root's /etc/{file}")]
+    Owner {
+        path: String,
+        owner: String,
+        what: &'static str,
+        file: &'static str,
+    },
+    #[error("{path}: cannot read the file to append to")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
+}
+
+/// How `content` is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Plain,
+    Base64,
+    Gzip,
+    GzipBase64,
+}
+
+/// Parses `encoding` as cloud-init does; unknown values are plain text (with a warning).
+pub fn parse_encoding(encoding: Option<&str>) -> (Encoding, Option<String>) {
+    match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("text/plain") => (Encoding::Plain, None),
+        Some("b64" | "base64") => (Encoding::Base64, None),
+        Some("gz" | "gzip") => (Encoding::Gzip, None),
+        Some("gz+b64" | "gz+base64" | "gzip+b64" | "gzip+base64") => (Encoding::GzipBase64, None),
+        Some(other) => (
+            Encoding::Plain,
+            Some(format!("unknown encoding {other:?}; written as plain text")),
+        ),
+    }
+}
+
+fn base64_decode(path: &str, text: &str) -> Result<Vec<u8>, WriteFilesError> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    engines
+        .iter()
+        .find_map(|engine| engine.decode(&compact).ok())
+        .ok_or_else(|| WriteFilesError::Base64 {
+            path: path.to_owned(),
+        })
+}
+
+/// Decodes `content` given its encoding.
+pub fn decode(path: &str, content: &str, encoding: Encoding) -> Result<Vec<u8>, WriteFilesError> {
+    let gunzip = |data: &[u8]| {
+        gzip::gunzip(data, MAX_CONTENT_BYTES).map_err(|source| WriteFilesError::Gzip {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let data = match encoding {
+        Encoding::Plain => content.as_bytes().to_vec(),
+        Encoding::Base64 => base64_decode(path, content)?,
+        Encoding::Gzip => gunzip(content.as_bytes())?,
+        Encoding::GzipBase64 => gunzip(&base64_decode(path, content)?)?,
+    };
+    if data.len() > MAX_CONTENT_BYTES {
+        return Err(WriteFilesError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(data)
+}
+
+/// Resolves `user[:group]` in the root's account files; a missing group keeps the user's
+/// primary group.
+pub fn resolve_owner(
+    accounts: &Accounts,
+    path: &str,
+    owner: &str,
+) -> Result<Owner, WriteFilesError> {
+    let (user, group) = match owner.split_once(':') {
+        Some((user, group)) => (user.trim(), Some(group.trim())),
+        None => (owner.trim(), None),
+    };
+    let err = |what, file| WriteFilesError::Owner {
+        path: path.to_owned(),
+        owner: owner.to_owned(),
+        what,
+        file,
+    };
+    let (uid, primary_gid) = match user.parse::<u32>() {
+        Ok(uid) => {
+            let primary = accounts
+                .passwd
+                .entries()
+                .find(|f| f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
+                .and_then(|f| f.get(3)?.parse().ok())
+                .unwrap_or(0);
+            (uid, primary)
+        }
+        Err(_) => {
+            let found = accounts.user(user).ok_or_else(|| err("user", "passwd"))?;
+            (found.uid, found.gid)
+        }
+    };
+    let gid = match group.filter(|g| !g.is_empty()) {
+        None => primary_gid,
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => accounts.gid(group).ok_or_else(|| err("group", "group"))?,
+        },
+    };
+    Ok(Owner { uid, gid })
+}
+
+/// Writes one entry; returns the file written and any warnings.
+pub fn write_entry(
+    root: &Root,
+    accounts: Option<&Accounts>,
+    entry: &WriteFile,
+) -> Result<(PathBuf, Vec<String>), WriteFilesError> {
+    let path = entry.path.trim();
+    if path.is_empty() {
+        return Err(WriteFilesError::NoPath);
+    }
+    let mut warnings = Vec::new();
+    if entry.source.is_some() {
+        warnings.push(format!(
+            "{path}: `source` is not supported; `content` is written"
+        ));
+    }
+    let (encoding, warning) = parse_encoding(entry.encoding.as_deref());
+    warnings.extend(warning.map(|w| format!("{path}: {w}")));
+    let content = entry.content.as_ref().map(|c| c.0.as_str()).unwrap_or("");
+    let mut data = decode(path, content, encoding)?;
+    let owner_spec = entry.owner.as_deref().unwrap_or("root:root");
+    let owner = match accounts {
+        Some(accounts) => Some(resolve_owner(accounts, path, owner_spec)?),
+        // Without passwd there is nobody but root.
+        None => Some(Owner { uid: 0, gid: 0 }),
+    };
+    let target = root.join(path);
+    if entry.append == Some(true)
+        && let Some(mut old) =
+            fsutil::read_optional(&target).map_err(|source| WriteFilesError::Read {
+                path: path.to_owned(),
+                source,
+            })?
+    {
+        old.extend_from_slice(&data);
+        data = old;
+    }
+    let mode = entry.permissions.map_or(DEFAULT_PERMISSIONS, |p| p.0);
+    write_atomic(&target, &data, &WriteOptions::exact(mode, owner))?;
+    Ok((target, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::userdata::cloud_config::CloudConfig;
+    use crate::userdata::gzip::tests::gz;
+    use crate::userdata::yaml::parse_map;
+
+    fn entries(text: &str) -> Vec<WriteFile> {
+        let (cfg, errors) = CloudConfig::from_map(&parse_map(text).unwrap());
+        assert!(errors.is_empty(), "{errors:?}");
+        cfg.write_files.unwrap()
+    }
+
+    fn root() -> (tempfile::TempDir, Root, Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.join("/etc")).unwrap();
+        std::fs::write(
+            root.join("/etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("/etc/group"),
+            "root:x:0:\nbob:x:1000:\nadm:x:4:\n",
+        )
+        .unwrap();
+        let accounts = Accounts::load(&root).unwrap();
+        (dir, root, accounts)
+    }
+
+    #[test]
+    fn every_encoding() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let gzb64 = b64.encode(gz(b"zipped\n"));
+        let text = format!(
+            "write_files:\n- {{path: /a, content: plain}}\n- {{path: /b, encoding: b64, content: {}}}\n\
+             - {{path: /c, encoding: gz+b64, content: {gzb64}}}\n- {{path: /d, encoding: gzip+base64, content: {gzb64}}}\n\
+             - {{path: /e, encoding: base64, content: \"aGVs\\nbG8=\"}}\n",
+            b64.encode("decoded")
+        );
+        let (_dir, root, accounts) = root();
+        for entry in entries(&text) {
+            write_entry(&root, Some(&accounts), &entry).unwrap();
+        }
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        assert_eq!(read("/a"), "plain");
+        assert_eq!(read("/b"), "decoded");
+        assert_eq!(read("/c"), "zipped\n");
+        assert_eq!(read("/d"), "zipped\n");
+        assert_eq!(read("/e"), "hello");
+    }
+
+    #[test]
+    fn permissions_owner_and_append() {
+        let (_dir, root, accounts) = root();
+        let text = "write_files:\n- path: /etc/app/conf\n  content: |\n    line1\n  permissions: 0640\n  owner: bob:adm\n\
+                    - path: /etc/app/conf\n  content: line2\n  append: true\n  permissions: '0600'\n  owner: bob\n";
+        let list = entries(text);
+        write_entry(&root, Some(&accounts), &list[0]).unwrap();
+        let meta = std::fs::metadata(root.join("/etc/app/conf")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        if fsutil::can_chown() {
+            assert_eq!((meta.uid(), meta.gid()), (1000, 4));
+        }
+        write_entry(&root, Some(&accounts), &list[1]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("/etc/app/conf")).unwrap(),
+            "line1\nline2"
+        );
+        let meta = std::fs::metadata(root.join("/etc/app/conf")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        if fsutil::can_chown() {
+            assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
+        }
+    }
+
+    #[test]
+    fn bad_entries_are_clear_errors_and_write_nothing() {
+        let (_dir, root, accounts) = root();
+        let text = "write_files:\n- {path: /x, owner: nobody}\n- {path: /y, encoding: b64, content: '!!!'}\n\
+                    - {path: /z, encoding: gz, content: notgzip}\n- {path: '', content: x}\n";
+        let errs: Vec<String> = entries(text)
+            .iter()
+            .map(|e| {
+                crate::state::result::chain(&write_entry(&root, Some(&accounts), e).unwrap_err())
+            })
+            .collect();
+        assert_eq!(
+            errs[0],
+            "/x: owner \"nobody\": no such user in the root's /etc/passwd"
+        );
+        assert_eq!(errs[1], "/y: content is not valid base64");
+        assert!(
+            errs[2].starts_with("/z: content: Corrupt gzip data"),
+            "{}",
+            errs[2]
+        );
+        assert_eq!(errs[3], "write_files entry without a path");
+        for p in ["/x", "/y", "/z"] {
+            assert!(!root.join(p).exists());
+        }
+    }
+
+    #[test]
+    fn gzip_bombs_in_content_are_refused() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let bomb = b64.encode(gz(&vec![0u8; MAX_CONTENT_BYTES + 1]));
+        assert!(matches!(
+            decode("/bomb", &bomb, Encoding::GzipBase64),
+            Err(WriteFilesError::Gzip {
+                source: GzipError::TooLarge { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_encoding_is_plain_with_a_warning_and_source_warns() {
+        let (_dir, root, accounts) = root();
+        let list = entries(
+            "write_files:\n- {path: /w, content: x, encoding: rot13, source: {uri: 'http://1.2.3.4/'}}\n",
+        );
+        let (_, warnings) = write_entry(&root, Some(&accounts), &list[0]).unwrap();
+        assert_eq!(warnings.len(), 2);
+        assert_eq!(std::fs::read_to_string(root.join("/w")).unwrap(), "x");
+    }
+}

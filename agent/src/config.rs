@@ -1,0 +1,297 @@
+//! The guest agent's own configuration: `<root>/etc/metaboot/metaboot.yaml` (the role of
+//! cloud.cfg) and `metaboot.url=` on the kernel command line.
+//!
+//! metaboot.yaml holds the agent's keys (below) and may hold any cloud-config key as a default
+//! (`disable_root`, `ssh_pwauth`, `manage_etc_hosts`, …): vendor data and user data override it,
+//! as they override cloud.cfg.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::apply::STEPS;
+use crate::retry::DEFAULT_DEADLINE;
+use crate::root::Root;
+use crate::source::http::DEFAULT_REQUEST_TIMEOUT;
+use crate::userdata::cloud_config::UserConfig;
+use crate::userdata::yaml::{self, ConfigMap};
+
+/// Default configuration file, under the root.
+pub const CONFIG_PATH: &str = "/etc/metaboot/metaboot.yaml";
+/// The kernel command line, under the root.
+pub const CMDLINE_PATH: &str = "/proc/cmdline";
+/// Kernel command-line parameter naming the metadata service URL.
+pub const CMDLINE_URL_KEY: &str = "metaboot.url";
+/// The metadata service of OpenStack.
+pub const DEFAULT_METADATA_URL: &str = "http://169.254.169.254";
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+/// Longest deadline accepted from the configuration (one hour).
+pub const MAX_DEADLINE_SECS: u64 = 3600;
+
+/// The agent's own keys in metaboot.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AgentConfig {
+    /// Metadata service base URL (an IP literal).
+    pub metadata_url: String,
+    /// How long to keep retrying the metadata service, in seconds.
+    pub deadline_secs: u64,
+    /// Bound of one HTTP request, in seconds.
+    pub request_timeout_secs: u64,
+    /// Look for a `config-2` config drive before the metadata service.
+    pub config_drive: bool,
+    /// The distro's default user (cloud.cfg `system_info.default_user`); none by default.
+    pub default_user: Option<UserConfig>,
+    /// Set root's password from the config drive's `admin_pass` when nothing else sets it.
+    pub apply_admin_pass: bool,
+    /// The steps that run (default: all of them).
+    pub steps: Option<Vec<String>>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            metadata_url: DEFAULT_METADATA_URL.to_owned(),
+            deadline_secs: DEFAULT_DEADLINE.as_secs(),
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT.as_secs(),
+            config_drive: true,
+            default_user: None,
+            apply_admin_pass: true,
+            steps: None,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The retry deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_secs(self.deadline_secs)
+    }
+
+    /// The per-request timeout (at least one second).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// True when `step` is enabled.
+    pub fn step_enabled(&self, step: &str) -> bool {
+        self.steps
+            .as_ref()
+            .is_none_or(|steps| steps.iter().any(|s| s == step))
+    }
+}
+
+/// The loaded configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub agent: AgentConfig,
+    /// The whole file, as the lowest layer of the cloud-config.
+    pub base: ConfigMap,
+    /// The metadata URL to use and where it came from.
+    pub url: String,
+    pub url_origin: &'static str,
+    /// Problems found; the defaults were used for the affected keys.
+    pub errors: Vec<String>,
+}
+
+/// Loads metaboot.yaml (`config_path` as given, else under the root), then the kernel command
+/// line, then `cli_url`, each overriding the previous for the URL.
+pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> Settings {
+    let mut settings = Settings::default();
+    let (path, explicit): (PathBuf, bool) = match config_path {
+        Some(path) => (path.to_owned(), true),
+        None => (root.join(CONFIG_PATH), false),
+    };
+    match read_config(&path, explicit) {
+        Ok(Some(map)) => {
+            match serde_json::from_value::<AgentConfig>(serde_json::Value::Object(map.clone())) {
+                Ok(agent) => settings.agent = agent,
+                Err(err) => settings
+                    .errors
+                    .push(format!("{}: {err}; using defaults", path.display())),
+            }
+            settings.base = map;
+        }
+        Ok(None) => {}
+        Err(err) => settings.errors.push(err),
+    }
+    check(&mut settings);
+    settings.url = settings.agent.metadata_url.clone();
+    settings.url_origin = if config_path.is_some() || path.exists() {
+        "metaboot.yaml"
+    } else {
+        "default"
+    };
+    if let Some(url) = cmdline_url(root) {
+        settings.url = url;
+        settings.url_origin = "kernel command line";
+    }
+    if let Some(url) = cli_url {
+        settings.url = url.to_owned();
+        settings.url_origin = "--url";
+    }
+    settings.url = settings.url.trim_end_matches('/').to_owned();
+    settings
+}
+
+fn read_config(path: &Path, explicit: bool) -> Result<Option<ConfigMap>, String> {
+    let bytes = match crate::fsutil::read_optional(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) if explicit => return Err(format!("{}: no such file", path.display())),
+        Ok(None) => return Ok(None),
+        Err(err) => return Err(format!("{}: {err}", path.display())),
+    };
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{}: larger than {MAX_CONFIG_BYTES} bytes; using defaults",
+            path.display()
+        ));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    yaml::parse_map(&text)
+        .map(Some)
+        .map_err(|err| format!("{}: {err}; using defaults", path.display()))
+}
+
+fn check(settings: &mut Settings) {
+    let agent = &mut settings.agent;
+    if agent.deadline_secs > MAX_DEADLINE_SECS {
+        settings.errors.push(format!(
+            "deadline_secs {} is above {MAX_DEADLINE_SECS}; using {MAX_DEADLINE_SECS}",
+            agent.deadline_secs
+        ));
+        agent.deadline_secs = MAX_DEADLINE_SECS;
+    }
+    if let Some(steps) = &agent.steps {
+        let unknown: Vec<&String> = steps
+            .iter()
+            .filter(|s| !STEPS.contains(&s.as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            settings.errors.push(format!(
+                "unknown steps {unknown:?} in `steps` (known: {})",
+                STEPS.join(", ")
+            ));
+        }
+    }
+}
+
+/// `metaboot.url=` from `<root>/proc/cmdline`, if present.
+pub fn cmdline_url(root: &Root) -> Option<String> {
+    let cmdline = std::fs::read_to_string(root.join(CMDLINE_PATH)).ok()?;
+    parse_cmdline(&cmdline, CMDLINE_URL_KEY)
+}
+
+/// The value of `key=value` among whitespace-separated kernel parameters (last one wins, as
+/// for the kernel's own parameters); double quotes around the value are removed.
+pub fn parse_cmdline(cmdline: &str, key: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .filter_map(|param| param.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = load(&Root::new(dir.path()), None, None);
+        assert!(settings.errors.is_empty());
+        assert_eq!(settings.url, DEFAULT_METADATA_URL);
+        assert_eq!(settings.url_origin, "default");
+        assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
+        assert!(settings.agent.step_enabled("runcmd"));
+        assert!(settings.agent.default_user.is_none());
+    }
+
+    #[test]
+    fn file_then_cmdline_then_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs::create_dir_all(root.join("/etc/metaboot")).unwrap();
+        fs::write(
+            root.join(CONFIG_PATH),
+            "metadata_url: http://10.0.0.1/\ndeadline_secs: 5\ndisable_root: false\n\
+             default_user: {name: debian, sudo: 'ALL=(ALL) NOPASSWD:ALL'}\nsteps: [hostname, ssh-keys]\n",
+        )
+        .unwrap();
+        let settings = load(&root, None, None);
+        assert!(settings.errors.is_empty(), "{:?}", settings.errors);
+        assert_eq!(settings.url, "http://10.0.0.1");
+        assert_eq!(settings.agent.deadline_secs, 5);
+        assert_eq!(settings.base["disable_root"], serde_json::json!(false));
+        assert_eq!(settings.agent.default_user.as_ref().unwrap().name, "debian");
+        assert!(!settings.agent.step_enabled("runcmd"));
+
+        fs::create_dir_all(root.join("/proc")).unwrap();
+        fs::write(
+            root.join(CMDLINE_PATH),
+            "console=ttyS0 metaboot.url=http://10.0.0.2:8080 quiet\n",
+        )
+        .unwrap();
+        let settings = load(&root, None, None);
+        assert_eq!(settings.url, "http://10.0.0.2:8080");
+        assert_eq!(settings.url_origin, "kernel command line");
+        let settings = load(&root, None, Some("http://10.0.0.3"));
+        assert_eq!(
+            (settings.url.as_str(), settings.url_origin),
+            ("http://10.0.0.3", "--url")
+        );
+    }
+
+    #[test]
+    fn bad_files_are_reported_and_defaults_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yaml");
+        fs::write(&path, "deadline_secs: [1\n").unwrap();
+        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        assert!(
+            settings.errors[0].contains("Invalid YAML"),
+            "{:?}",
+            settings.errors
+        );
+        assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
+
+        fs::write(&path, "deadline_secs: soon\nsteps: [hostname, nope]\n").unwrap();
+        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        assert!(
+            settings.errors[0].contains("using defaults"),
+            "{:?}",
+            settings.errors
+        );
+
+        fs::write(&path, "steps: [hostname, nope]\ndeadline_secs: 99999\n").unwrap();
+        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        assert_eq!(settings.errors.len(), 2, "{:?}", settings.errors);
+        assert_eq!(settings.agent.deadline_secs, MAX_DEADLINE_SECS);
+
+        let missing = load(&Root::new(dir.path()), Some(&dir.path().join("none")), None);
+        assert!(missing.errors[0].contains("no such file"));
+
+        fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES + 1]).unwrap();
+        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        assert!(settings.errors[0].contains("larger than"));
+    }
+
+    #[test]
+    fn cmdline_parsing() {
+        assert_eq!(
+            parse_cmdline("a=1 metaboot.url=\"http://1.2.3.4\" b", CMDLINE_URL_KEY).as_deref(),
+            Some("http://1.2.3.4")
+        );
+        assert_eq!(parse_cmdline("metaboot.urlx=1", CMDLINE_URL_KEY), None);
+        assert_eq!(
+            parse_cmdline("metaboot.url=a metaboot.url=b", CMDLINE_URL_KEY).as_deref(),
+            Some("b")
+        );
+    }
+}

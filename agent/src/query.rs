@@ -1,0 +1,133 @@
+//! `metaboot query KEY`: one value from the current instance's cached data (like
+//! `cloud-init query`), read under `--root`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use metaboot_proto::MetaData;
+
+use crate::cli::QueryArgs;
+use crate::fsutil;
+use crate::root::Root;
+use crate::state::State;
+
+/// The keys `query` answers.
+pub const KEYS: &[&str] = &[
+    "instance-id",
+    "local-hostname",
+    "hostname",
+    "availability-zone",
+    "project-id",
+    "public-keys",
+    "user-data",
+    "vendor-data",
+];
+
+/// Exit code for an unknown key.
+pub const EXIT_USAGE: u8 = 2;
+
+/// A query that cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("unknown key {0:?}; known keys: {keys}", keys = KEYS.join(", "))]
+    UnknownKey(String),
+    #[error("no cached instance data under {0} (has `metaboot run` succeeded?)")]
+    NoData(String),
+    #[error("cached meta_data.json is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The value of `key` for the current instance under `root` (raw bytes for user-data).
+pub fn value(root: &Root, key: &str) -> Result<Vec<u8>, QueryError> {
+    if !KEYS.contains(&key) {
+        return Err(QueryError::UnknownKey(key.to_owned()));
+    }
+    let dir = State::new(root).current_instance_dir();
+    let read = |name: &str| fsutil::read_optional(&dir.join(name)).ok().flatten();
+    match key {
+        "user-data" => return Ok(read("user_data").unwrap_or_default()),
+        "vendor-data" => return Ok(read("vendor_data.json").unwrap_or_default()),
+        _ => {}
+    }
+    let raw =
+        read("meta_data.json").ok_or_else(|| QueryError::NoData(dir.display().to_string()))?;
+    let meta: MetaData =
+        serde_json::from_slice(&raw).map_err(|e| QueryError::Corrupt(e.to_string()))?;
+    let text = match key {
+        "instance-id" => meta.uuid,
+        "local-hostname" => meta.hostname,
+        "hostname" => meta
+            .hostname
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        "availability-zone" => meta.availability_zone.unwrap_or_default(),
+        "project-id" => meta.project_id.unwrap_or_default(),
+        _ => meta
+            .public_keys
+            .unwrap_or_default()
+            .values()
+            .map(|k| k.trim_end().to_owned())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    Ok(format!("{text}\n").into_bytes())
+}
+
+/// Runs `metaboot query`.
+pub fn main(args: &QueryArgs) -> ExitCode {
+    match value(&Root::new(&args.root), &args.key) {
+        Ok(bytes) => {
+            let _ = std::io::stdout().write_all(&bytes);
+            ExitCode::SUCCESS
+        }
+        Err(err @ QueryError::UnknownKey(_)) => {
+            eprintln!("metaboot query: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) => {
+            eprintln!("metaboot query: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_from_the_current_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        assert!(matches!(
+            value(&root, "instance-id"),
+            Err(QueryError::NoData(_))
+        ));
+        assert!(matches!(
+            value(&root, "nope"),
+            Err(QueryError::UnknownKey(_))
+        ));
+        let state = State::new(&root);
+        state.switch_instance("i-9").unwrap();
+        state
+            .cache(
+                "i-9",
+                "meta_data.json",
+                br#"{"uuid":"i-9","hostname":"web.novalocal","availability_zone":"az1","project_id":"p",
+                    "public_keys":{"a":"ssh-ed25519 AAAA a\n","b":"ssh-rsa BBBB b"}}"#,
+            )
+            .unwrap();
+        state.cache("i-9", "user_data", b"\x1f\x8braw").unwrap();
+        let get = |k| String::from_utf8_lossy(&value(&root, k).unwrap()).into_owned();
+        assert_eq!(get("instance-id"), "i-9\n");
+        assert_eq!(get("local-hostname"), "web.novalocal\n");
+        assert_eq!(get("hostname"), "web\n");
+        assert_eq!(get("availability-zone"), "az1\n");
+        assert_eq!(get("project-id"), "p\n");
+        assert_eq!(get("public-keys"), "ssh-ed25519 AAAA a\nssh-rsa BBBB b\n");
+        assert_eq!(value(&root, "user-data").unwrap(), b"\x1f\x8braw");
+        assert_eq!(value(&root, "vendor-data").unwrap(), b"");
+    }
+}

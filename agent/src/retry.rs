@@ -1,0 +1,209 @@
+//! The one retry driver: capped exponential backoff until a deadline, retrying only transient
+//! failures, logging every failed attempt. Fetches, includes and mounts all go through it.
+
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+/// First wait after a failed attempt; it doubles after each further failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long a provisioning pass keeps retrying the metadata service (cloud-init's ds max_wait
+/// is one round; 120 s covers a slow network bring-up).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Errors that know whether trying again can help.
+pub trait Transient {
+    /// True for connect errors, timeouts, 5xx, 429 and the like; false for 4xx, bad data, limits.
+    fn is_transient(&self) -> bool;
+}
+
+/// The outcome of a retried operation that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError<E: std::error::Error + 'static> {
+    /// A failure retrying cannot fix; returned at once.
+    #[error(transparent)]
+    Permanent(E),
+    /// Transient failures until the deadline.
+    #[error("Gave up after {attempts} attempts in {elapsed_ms} ms (deadline reached)")]
+    Deadline {
+        attempts: u32,
+        elapsed_ms: u128,
+        #[source]
+        last: E,
+    },
+}
+
+impl<E: std::error::Error + 'static> RetryError<E> {
+    /// The underlying error of the last attempt.
+    pub fn last(&self) -> &E {
+        match self {
+            RetryError::Permanent(err) | RetryError::Deadline { last: err, .. } => err,
+        }
+    }
+}
+
+/// Backoff bounds and a deadline shared by every operation of one pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    deadline: Instant,
+    base: Duration,
+    cap: Duration,
+}
+
+impl Retry {
+    /// Retries until `deadline` with the default backoff.
+    pub fn until(deadline: Instant) -> Self {
+        Retry {
+            deadline,
+            base: BACKOFF_BASE,
+            cap: BACKOFF_CAP,
+        }
+    }
+
+    /// Same deadline, other backoff bounds.
+    pub fn with_backoff(self, base: Duration, cap: Duration) -> Self {
+        Retry { base, cap, ..self }
+    }
+
+    /// Time left before the deadline (zero once past it).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The wait after the `attempt`-th failure (1-based): base · 2^(attempt−1), capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or the deadline passes. `op` gets the time
+    /// left, to bound its own timeouts. At least one attempt is always made.
+    pub fn run<T, E>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(Duration) -> Result<T, E>,
+    ) -> Result<T, RetryError<E>>
+    where
+        E: std::error::Error + Transient + Display + 'static,
+    {
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let error = match op(self.remaining().max(Duration::from_millis(1))) {
+                Ok(value) => {
+                    if attempt > 1 {
+                        tracing::info!(what, attempt, "succeeded after retrying");
+                    }
+                    return Ok(value);
+                }
+                Err(error) => error,
+            };
+            if !error.is_transient() {
+                tracing::warn!(what, attempt, error = %error, "failed (not retried)");
+                return Err(RetryError::Permanent(error));
+            }
+            let remaining = self.remaining();
+            if remaining.is_zero() {
+                tracing::warn!(what, attempt, error = %error, "failed; deadline reached");
+                return Err(RetryError::Deadline {
+                    attempts: attempt,
+                    elapsed_ms: start.elapsed().as_millis(),
+                    last: error,
+                });
+            }
+            let wait = self.backoff(attempt).min(remaining);
+            tracing::warn!(
+                what,
+                attempt,
+                error = %error,
+                retry_in_ms = wait.as_millis() as u64,
+                "failed; retrying"
+            );
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("fake {0}")]
+    struct Fake(bool);
+
+    impl Transient for Fake {
+        fn is_transient(&self) -> bool {
+            self.0
+        }
+    }
+
+    fn fast(deadline: Duration) -> Retry {
+        Retry::until(Instant::now() + deadline)
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(40))
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let retry = Retry::until(Instant::now());
+        let waits: Vec<u64> = (1..=6).map(|n| retry.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 5, 5, 5]);
+        assert_eq!(retry.backoff(u32::MAX), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_success() {
+        let mut calls = 0;
+        let got = fast(Duration::from_secs(5)).run("test", |_| {
+            calls += 1;
+            if calls < 3 {
+                Err(Fake(true))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(got.unwrap(), 3);
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retried() {
+        let mut calls = 0;
+        let got: Result<(), _> = fast(Duration::from_secs(5)).run("test", |_| {
+            calls += 1;
+            Err(Fake(false))
+        });
+        assert!(matches!(got, Err(RetryError::Permanent(Fake(false)))));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn the_deadline_stops_retrying() {
+        let start = Instant::now();
+        let mut calls = 0;
+        let got: Result<(), _> = fast(Duration::from_millis(200)).run("test", |left| {
+            calls += 1;
+            assert!(left <= Duration::from_millis(200));
+            Err(Fake(true))
+        });
+        let elapsed = start.elapsed();
+        let Err(RetryError::Deadline { attempts, .. }) = got else {
+            panic!("expected the deadline error");
+        };
+        assert_eq!(attempts, calls);
+        assert!(calls >= 4, "only {calls} attempts");
+        assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_past_deadline_still_makes_one_attempt() {
+        let mut calls = 0;
+        let got: Result<(), _> = fast(Duration::ZERO).run("test", |_| {
+            calls += 1;
+            Err(Fake(true))
+        });
+        assert!(matches!(got, Err(RetryError::Deadline { attempts: 1, .. })));
+        assert_eq!(calls, 1);
+    }
+}

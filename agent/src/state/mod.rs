@@ -1,0 +1,211 @@
+//! Per-instance and per-boot bookkeeping under `<root>/var/lib/metaboot`: the current instance,
+//! fetched data, semaphores, scripts, `status.json` and `result.json`.
+
+pub mod result;
+pub mod semaphore;
+pub mod status;
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::root::Root;
+use result::Report;
+use semaphore::Semaphores;
+
+/// The state directory, under the root.
+pub const STATE_DIR: &str = "/var/lib/metaboot";
+/// Longest instance id accepted (nova's are 36-character UUIDs).
+pub const MAX_INSTANCE_ID_LEN: usize = 128;
+
+/// State bookkeeping failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "Instance id {0:?} is not usable as a directory name (want 1-{MAX_INSTANCE_ID_LEN} of A-Z a-z 0-9 . _ -)"
+    )]
+    BadInstanceId(String),
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
+    #[error("Failed to update {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Checks that an instance id is safe as a path component.
+pub fn check_instance_id(id: &str) -> Result<(), StateError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_INSTANCE_ID_LEN
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::BadInstanceId(id.to_owned()))
+    }
+}
+
+/// Paths of the state directory under one root.
+#[derive(Debug, Clone)]
+pub struct State {
+    base: PathBuf,
+}
+
+impl State {
+    /// The state directory under `root`.
+    pub fn new(root: &Root) -> Self {
+        State {
+            base: root.join(STATE_DIR),
+        }
+    }
+
+    /// `status.json`: the report of the last (or current) run.
+    pub fn status_path(&self) -> PathBuf {
+        self.base.join("status.json")
+    }
+
+    /// `instances/<id>`.
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.base.join("instances").join(id)
+    }
+
+    /// `instance`: symlink to the current instance's directory.
+    pub fn current_instance_dir(&self) -> PathBuf {
+        self.base.join("instance")
+    }
+
+    /// `data/<name>` (instance-id, previous-instance-id, previous-hostname).
+    pub fn data_file(&self, name: &str) -> PathBuf {
+        self.base.join("data").join(name)
+    }
+
+    /// `scripts/per-{boot,instance,once}`.
+    pub fn scripts_dir(&self, frequency: &str) -> PathBuf {
+        self.base.join("scripts").join(format!("per-{frequency}"))
+    }
+
+    /// `sshd-password-auth`: `yes` or `no` when `ssh_pwauth` was set (for dropbear images).
+    pub fn sshd_password_auth_path(&self) -> PathBuf {
+        self.base.join("sshd-password-auth")
+    }
+
+    /// The semaphores of instance `id`.
+    pub fn semaphores(&self, id: &str) -> Semaphores {
+        Semaphores {
+            instance_dir: self.instance_dir(id).join("sem"),
+            once_dir: self.base.join("sem"),
+        }
+    }
+
+    /// The instance id of the previous run, if any.
+    pub fn stored_instance_id(&self) -> Option<String> {
+        fsutil::read_optional_string(&self.data_file("instance-id"))
+            .ok()
+            .flatten()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Makes `id` the current instance: records the previous id, writes `data/instance-id`,
+    /// points the `instance` symlink at `instances/<id>`. Returns true for a new instance.
+    pub fn switch_instance(&self, id: &str) -> Result<bool, StateError> {
+        check_instance_id(id)?;
+        let previous = self.stored_instance_id();
+        let dir = self.instance_dir(id);
+        fsutil::ensure_dir(&dir, 0o755, None).map_err(|source| StateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let keep = WriteOptions::keep_or(0o644);
+        if let Some(previous) = &previous {
+            write_atomic(
+                &self.data_file("previous-instance-id"),
+                format!("{previous}\n").as_bytes(),
+                &keep,
+            )?;
+        }
+        write_atomic(
+            &self.data_file("instance-id"),
+            format!("{id}\n").as_bytes(),
+            &keep,
+        )?;
+        self.point_current_at(id)?;
+        Ok(previous.as_deref() != Some(id))
+    }
+
+    fn point_current_at(&self, id: &str) -> Result<(), StateError> {
+        let link = self.current_instance_dir();
+        let temp = self
+            .base
+            .join(format!(".instance.{}.tmp", std::process::id()));
+        let io = |path: &PathBuf| {
+            let path = path.clone();
+            move |source| StateError::Io { path, source }
+        };
+        let _ = fs::remove_file(&temp);
+        std::os::unix::fs::symlink(format!("instances/{id}"), &temp).map_err(io(&temp))?;
+        fs::rename(&temp, &link).map_err(io(&link))
+    }
+
+    /// Stores fetched data in the instance directory (mode 0600: user data may hold secrets).
+    pub fn cache(&self, id: &str, name: &str, data: &[u8]) -> Result<(), AtomicWriteError> {
+        write_atomic(
+            &self.instance_dir(id).join(name),
+            data,
+            &WriteOptions::exact(0o600, None),
+        )
+    }
+
+    /// Writes the report to `status.json` and, once the instance is known, to its
+    /// `result.json`.
+    pub fn write_report(&self, report: &Report) -> Result<(), AtomicWriteError> {
+        // Serialising plain data with string keys cannot fail.
+        let mut json = serde_json::to_vec_pretty(report).unwrap_or_default();
+        json.push(b'\n');
+        let options = WriteOptions::exact(0o644, None);
+        if let Some(id) = &report.instance_id
+            && check_instance_id(id).is_ok()
+        {
+            write_atomic(&self.instance_dir(id).join("result.json"), &json, &options)?;
+        }
+        write_atomic(&self.status_path(), &json, &options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_must_be_safe_path_components() {
+        for ok in ["d8e02d56-2648-49a3-bf97-6be8f1204f38", "i-0001", "a.b_c"] {
+            assert!(check_instance_id(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(MAX_INSTANCE_ID_LEN + 1);
+        for bad in ["", ".", "..", "../etc", "a/b", "a b", long.as_str()] {
+            assert!(check_instance_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn switching_instances_tracks_new_and_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(&Root::new(dir.path()));
+        assert!(state.switch_instance("one").unwrap());
+        assert!(!state.switch_instance("one").unwrap());
+        assert!(state.switch_instance("two").unwrap());
+        assert_eq!(state.stored_instance_id().as_deref(), Some("two"));
+        let prev = fs::read_to_string(state.data_file("previous-instance-id")).unwrap();
+        assert_eq!(prev, "one\n");
+        let link = fs::read_link(state.current_instance_dir()).unwrap();
+        assert_eq!(link, PathBuf::from("instances/two"));
+        assert!(state.current_instance_dir().is_dir());
+    }
+}

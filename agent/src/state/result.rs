@@ -1,0 +1,257 @@
+//! The report of one run: each step's outcome, message and timing; written as `status.json`
+//! (always) and as the instance's `result.json`.
+
+use std::error::Error;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the report format.
+pub const REPORT_VERSION: u32 = 1;
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Skipped,
+    Error,
+}
+
+/// Where the whole run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Done,
+    Error,
+}
+
+/// One script that was run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptResult {
+    pub name: String,
+    /// The exit code; `null` when it could not start or was killed by a signal.
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One step of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub name: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<ScriptResult>,
+}
+
+/// What a step returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub outcome: Outcome,
+    pub message: Option<String>,
+    pub scripts: Vec<ScriptResult>,
+}
+
+impl Done {
+    /// Success, nothing to say.
+    pub fn ok() -> Self {
+        Self::new(Outcome::Ok, None)
+    }
+
+    /// Success with a note (what was changed).
+    pub fn ok_with(message: impl Into<String>) -> Self {
+        Self::new(Outcome::Ok, Some(message.into()))
+    }
+
+    /// Nothing to do, and why.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self::new(Outcome::Skipped, Some(reason.into()))
+    }
+
+    /// Failure, one line saying what went wrong.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::new(Outcome::Error, Some(message.into()))
+    }
+
+    /// `Ok(done)` as is, `Err(e)` as an error with the whole cause chain.
+    pub fn from_result<E: Error>(result: Result<Done, E>) -> Self {
+        result.unwrap_or_else(|err| Done::error(chain(&err)))
+    }
+
+    fn new(outcome: Outcome, message: Option<String>) -> Self {
+        Done {
+            outcome,
+            message,
+            scripts: Vec::new(),
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub version: u32,
+    pub status: RunStatus,
+    pub instance_id: Option<String>,
+    /// True when this run saw the instance for the first time.
+    pub new_instance: Option<bool>,
+    /// `config-drive` or `metadata-service`.
+    pub source: Option<String>,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub steps: Vec<StepResult>,
+    /// `<step>: <message>` for every failed step.
+    pub errors: Vec<String>,
+    /// Content ignored on purpose (unknown user-data parts, unsupported keys).
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn millis(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Report {
+    /// A report for a run starting now.
+    pub fn start() -> Self {
+        Report {
+            version: REPORT_VERSION,
+            status: RunStatus::Running,
+            instance_id: None,
+            new_instance: None,
+            source: None,
+            started_at: unix_now(),
+            finished_at: None,
+            duration_ms: None,
+            steps: Vec::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            started: Some(Instant::now()),
+        }
+    }
+
+    /// Runs one step, timing it and recording its outcome.
+    pub fn step(&mut self, name: &str, run: impl FnOnce() -> Done) -> Outcome {
+        let start = Instant::now();
+        tracing::debug!(step = name, "starting");
+        let done = run();
+        self.push(name, done, millis(start))
+    }
+
+    /// Records a step that was not run (its input is missing, or it is disabled).
+    pub fn skip(&mut self, name: &str, reason: &str) {
+        self.push(name, Done::skipped(reason), 0);
+    }
+
+    fn push(&mut self, name: &str, done: Done, duration_ms: u64) -> Outcome {
+        let message = done.message.clone().unwrap_or_default();
+        match done.outcome {
+            Outcome::Ok => tracing::info!(step = name, duration_ms, "ok {message}"),
+            Outcome::Skipped => tracing::info!(step = name, "skipped: {message}"),
+            Outcome::Error => {
+                tracing::error!(step = name, duration_ms, "error: {message}");
+                self.errors.push(format!("{name}: {message}"));
+            }
+        }
+        self.steps.push(StepResult {
+            name: name.to_owned(),
+            outcome: done.outcome,
+            message: done.message,
+            duration_ms,
+            scripts: done.scripts,
+        });
+        done.outcome
+    }
+
+    /// The outcome recorded for `name`, if the step was recorded.
+    pub fn outcome(&self, name: &str) -> Option<Outcome> {
+        self.steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.outcome)
+    }
+
+    /// Ends the run: `done` when no step failed, `error` otherwise.
+    pub fn finish(&mut self) {
+        self.status = if self.errors.is_empty() {
+            RunStatus::Done
+        } else {
+            RunStatus::Error
+        };
+        self.finished_at = Some(unix_now());
+        self.duration_ms = self.started.map(millis);
+    }
+}
+
+/// An error and its sources on one line, joined by ": ".
+pub fn chain(err: &dyn Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Failed to write /etc/hostname")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn chain_joins_sources_on_one_line() {
+        let err = Outer(std::io::Error::other("disk\nfull"));
+        assert_eq!(chain(&err), "Failed to write /etc/hostname: disk full");
+    }
+
+    #[test]
+    fn a_failed_step_makes_the_run_an_error_and_later_steps_still_record() {
+        let mut report = Report::start();
+        assert_eq!(report.step("a", Done::ok), Outcome::Ok);
+        assert_eq!(report.step("b", || Done::error("boom")), Outcome::Error);
+        report.skip("c", "no input");
+        report.finish();
+        assert_eq!(report.status, RunStatus::Error);
+        assert_eq!(report.errors, ["b: boom"]);
+        assert_eq!(report.outcome("c"), Some(Outcome::Skipped));
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["status"], "error");
+        assert_eq!(json["steps"][1]["outcome"], "error");
+        assert_eq!(json["steps"][1]["message"], "boom");
+        assert!(json["steps"][0].get("message").is_none());
+    }
+
+    #[test]
+    fn all_ok_is_done() {
+        let mut report = Report::start();
+        report.step("a", || Done::ok_with("changed"));
+        report.finish();
+        assert_eq!(report.status, RunStatus::Done);
+        assert!(report.duration_ms.is_some() && report.finished_at.is_some());
+    }
+}

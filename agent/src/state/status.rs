@@ -1,0 +1,198 @@
+//! `metaboot status`: the last run's state (done / running / error) with each step's outcome,
+//! like `cloud-init status --long`; the exit code says whether provisioning succeeded.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::State;
+use super::result::{Outcome, Report, RunStatus};
+use crate::cli::StatusArgs;
+use crate::root::Root;
+
+/// Exit code: the last run finished and every step succeeded.
+pub const EXIT_DONE: u8 = 0;
+/// Exit code: the last run finished with at least one failed step.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: a run is in progress, or none has started (status `running` / `not started`).
+pub const EXIT_NOT_DONE: u8 = 2;
+/// How often `--wait` re-reads the status.
+pub const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// Reads `status.json` under `root`: `Ok(None)` when no run has started yet.
+pub fn read(root: &Root) -> Result<Option<Report>, String> {
+    let path = State::new(root).status_path();
+    match crate::fsutil::read_optional(&path) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|err| {
+            format!(
+                "{} is not a metaboot status document: {err}",
+                path.display()
+            )
+        }),
+        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+    }
+}
+
+/// Runs `metaboot status`.
+pub fn main(args: &StatusArgs) -> ExitCode {
+    let root = Root::new(&args.root);
+    let report = loop {
+        match read(&root) {
+            Err(err) => {
+                eprintln!("metaboot status: {err}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+            Ok(report) => {
+                let running = report
+                    .as_ref()
+                    .is_none_or(|r| r.status == RunStatus::Running);
+                if !(args.wait && running) {
+                    break report;
+                }
+                std::thread::sleep(WAIT_POLL);
+            }
+        }
+    };
+    let Some(report) = report else {
+        if args.json {
+            println!("{{\"status\": \"not started\"}}");
+        } else {
+            println!("status: not started");
+        }
+        return ExitCode::from(EXIT_NOT_DONE);
+    };
+    if args.json {
+        // Serialising plain data cannot fail.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render(&report));
+    }
+    ExitCode::from(match report.status {
+        RunStatus::Done => EXIT_DONE,
+        RunStatus::Error => EXIT_ERROR,
+        RunStatus::Running => EXIT_NOT_DONE,
+    })
+}
+
+fn status_word(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "running",
+        RunStatus::Done => "done",
+        RunStatus::Error => "error",
+    }
+}
+
+/// The long human-readable form.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "status: {}", status_word(report.status));
+    let id = report.instance_id.as_deref().unwrap_or("unknown");
+    let new = match report.new_instance {
+        Some(true) => " (new)",
+        _ => "",
+    };
+    let _ = writeln!(out, "instance: {id}{new}");
+    let _ = writeln!(
+        out,
+        "source: {}",
+        report.source.as_deref().unwrap_or("none")
+    );
+    let _ = writeln!(out, "started: {}", iso8601(report.started_at));
+    if let Some(finished) = report.finished_at {
+        let ms = report.duration_ms.unwrap_or(0);
+        let _ = writeln!(out, "finished: {} ({ms} ms)", iso8601(finished));
+    }
+    let _ = writeln!(out, "steps:");
+    for step in &report.steps {
+        let outcome = match step.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Skipped => "skipped",
+            Outcome::Error => "error",
+        };
+        let message = step.message.as_deref().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<8} {:>6} ms  {message}",
+            step.name, outcome, step.duration_ms
+        );
+        for script in &step.scripts {
+            let code = script
+                .exit_code
+                .map_or_else(|| "none".to_owned(), |c| c.to_string());
+            let _ = writeln!(
+                out,
+                "    script {}: exit {code} ({} ms){}",
+                script.name,
+                script.duration_ms,
+                script
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    for (title, lines) in [("errors", &report.errors), ("warnings", &report.warnings)] {
+        if !lines.is_empty() {
+            let _ = writeln!(out, "{title}:");
+            for line in lines {
+                let _ = writeln!(out, "  - {line}");
+            }
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (days-to-civil, H. Hinnant's algorithm).
+pub fn iso8601(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::result::Done;
+
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(1_795_435_199), "2026-11-23T11:59:59Z");
+    }
+
+    #[test]
+    fn render_lists_steps_and_errors() {
+        let mut report = Report::start();
+        report.instance_id = Some("i-1".into());
+        report.step("meta-data", Done::ok);
+        report.step("user-data", || Done::error("user data: Corrupt gzip data"));
+        report.finish();
+        let text = render(&report);
+        assert!(text.starts_with("status: error\ninstance: i-1\n"), "{text}");
+        assert!(text.contains("user-data              error"), "{text}");
+        assert!(
+            text.contains("errors:\n  - user-data: user data: Corrupt gzip data\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! Helpers for unit tests that need a system tool or root.
+
+/// True when `tool` runs (`tool --version` or any exit status). When it does not: under
+/// `CI=true` the test fails; elsewhere it is skipped with a printed reason.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required in CI (install it in .ci/run)"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// True when running as root; same CI rule as [`require_tool`].
+pub fn require_root() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test needs root in CI"
+        );
+        eprintln!("skipping: needs root");
+    }
+    root
+}
+
+/// Runs a command and panics with its output when it fails.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

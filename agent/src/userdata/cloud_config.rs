@@ -1,0 +1,579 @@
+//! The cloud-config keys metaboot applies (spec section 5), as typed serde structs read key by
+//! key, so one malformed key is reported without losing the others.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::yaml::ConfigMap;
+
+/// A key whose value has the wrong shape; the rest of the config still applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.key, self.message)
+    }
+}
+
+macro_rules! cloud_config {
+    ($($(#[$doc:meta])* $field:ident : $ty:ty = $key:literal,)*) => {
+        /// The merged cloud-config, restricted to the keys metaboot implements.
+        #[derive(Debug, Clone, Default)]
+        pub struct CloudConfig {
+            $($(#[$doc])* pub $field: Option<$ty>,)*
+        }
+
+        impl CloudConfig {
+            /// Every key read (others are ignored, as cloud-init ignores keys of modules that
+            /// are not enabled).
+            pub const KEYS: &'static [&'static str] = &[$($key),*];
+
+            /// Reads each known key on its own; a `null` value counts as absent.
+            pub fn from_map(map: &ConfigMap) -> (CloudConfig, Vec<KeyError>) {
+                let mut config = CloudConfig::default();
+                let mut errors = Vec::new();
+                $(
+                    if let Some(value) = map.get($key).filter(|v| !v.is_null()) {
+                        match serde_json::from_value::<$ty>(value.clone()) {
+                            Ok(parsed) => config.$field = Some(parsed),
+                            Err(err) => errors.push(KeyError { key: $key, message: err.to_string() }),
+                        }
+                    }
+                )*
+                (config, errors)
+            }
+        }
+    };
+}
+
+cloud_config! {
+    /// `hostname`: short name, or an FQDN (then its first label is the short name).
+    hostname: StrLike = "hostname",
+    /// `fqdn`.
+    fqdn: StrLike = "fqdn",
+    /// Write the FQDN instead of the short name.
+    prefer_fqdn_over_hostname: bool = "prefer_fqdn_over_hostname",
+    /// Leave the hostname alone.
+    preserve_hostname: bool = "preserve_hostname",
+    /// Whether `/etc/hostname` may be created when missing.
+    create_hostname_file: bool = "create_hostname_file",
+    /// `true` / `template`: regenerate `/etc/hosts`; `localhost`: only its 127.0.1.1 line.
+    manage_etc_hosts: ManageEtcHosts = "manage_etc_hosts",
+    /// Keys added for the default user and root.
+    ssh_authorized_keys: OneOrMany<String> = "ssh_authorized_keys",
+    /// Whether `public_keys` of meta_data.json are used.
+    allow_public_ssh_keys: bool = "allow_public_ssh_keys",
+    /// Prefix root's keys with `disable_root_opts`.
+    disable_root: bool = "disable_root",
+    /// The options written in front of root's keys when `disable_root` is true.
+    disable_root_opts: String = "disable_root_opts",
+    /// `PasswordAuthentication yes|no`, or `unchanged`.
+    ssh_pwauth: SshPwauth = "ssh_pwauth",
+    /// Password for the default user.
+    password: StrLike = "password",
+    /// `chpasswd: {expire, users, list}`.
+    chpasswd: Chpasswd = "chpasswd",
+    /// Users to create or update.
+    users: Users = "users",
+    /// Groups to create.
+    groups: Groups = "groups",
+    /// Files to write.
+    write_files: Vec<WriteFile> = "write_files",
+    /// Commands run early at every boot.
+    bootcmd: Vec<Option<Command>> = "bootcmd",
+    /// Commands run once per instance, late.
+    runcmd: Vec<Option<Command>> = "runcmd",
+    /// Extra entropy.
+    random_seed: RandomSeed = "random_seed",
+}
+
+/// A scalar read as text whatever YAML made of it (`hostname: 1234`, `password: 0123`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StrLike(pub String);
+
+impl std::ops::Deref for StrLike {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for StrLike {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = StrLike;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrLike, E> {
+                Ok(StrLike(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrLike, E> {
+                Ok(StrLike(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrLike, E> {
+                Ok(StrLike(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrLike, E> {
+                Ok(StrLike(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StrLike, E> {
+                // PyYAML turns `yes` into True and cloud-init then str()s it.
+                Ok(StrLike(if v { "True" } else { "False" }.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// One value or a list of them (`ssh_authorized_keys: "ssh-ed25519 …"` is tolerated).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// A list given as YAML list or as a comma-separated string (`groups: "sudo, adm"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CsvList {
+    Text(String),
+    List(Vec<StrLike>),
+}
+
+impl CsvList {
+    /// The items, trimmed, empty ones dropped.
+    pub fn items(&self) -> Vec<String> {
+        let raw: Vec<String> = match self {
+            CsvList::Text(text) => text.split(',').map(str::to_owned).collect(),
+            CsvList::List(list) => list.iter().map(|s| s.0.clone()).collect(),
+        };
+        raw.into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// `manage_etc_hosts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub enum ManageEtcHosts {
+    /// `false`: leave `/etc/hosts` alone.
+    Off,
+    /// `true` (or the deprecated `template`): render the whole file.
+    Template,
+    /// `localhost`: maintain only the 127.0.1.1 line.
+    Localhost,
+}
+
+impl TryFrom<serde_json::Value> for ManageEtcHosts {
+    type Error = String;
+    fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        match &value {
+            serde_json::Value::Bool(true) => Ok(Self::Template),
+            serde_json::Value::Bool(false) => Ok(Self::Off),
+            serde_json::Value::String(s) if s.eq_ignore_ascii_case("template") => {
+                Ok(Self::Template)
+            }
+            serde_json::Value::String(s) if s.eq_ignore_ascii_case("localhost") => {
+                Ok(Self::Localhost)
+            }
+            _ => Err(format!(
+                "expected true, false or \"localhost\", found {value}"
+            )),
+        }
+    }
+}
+
+/// `ssh_pwauth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub enum SshPwauth {
+    Yes,
+    No,
+    Unchanged,
+}
+
+impl TryFrom<serde_json::Value> for SshPwauth {
+    type Error = String;
+    fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        match &value {
+            serde_json::Value::Bool(true) => Ok(Self::Yes),
+            serde_json::Value::Bool(false) => Ok(Self::No),
+            serde_json::Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                "yes" | "true" | "on" | "1" => Ok(Self::Yes),
+                "no" | "false" | "off" | "0" => Ok(Self::No),
+                "unchanged" => Ok(Self::Unchanged),
+                _ => Err(format!(
+                    "expected true, false or \"unchanged\", found {value}"
+                )),
+            },
+            _ => Err(format!(
+                "expected true, false or \"unchanged\", found {value}"
+            )),
+        }
+    }
+}
+
+/// `chpasswd`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Chpasswd {
+    /// Force a password change at first login (default true).
+    pub expire: Option<bool>,
+    /// `[{name, password, type}]`.
+    pub users: Option<Vec<ChpasswdUser>>,
+    /// Deprecated `user:password` lines (a list or one multi-line string).
+    pub list: Option<OneOrMany<String>>,
+}
+
+/// One entry of `chpasswd.users`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChpasswdUser {
+    pub name: String,
+    pub password: Option<StrLike>,
+    /// `text`, `hash` (the default) or `RANDOM`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// `users`: a list, a comma-separated string, or a mapping of name → options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Users {
+    List(Vec<UserEntry>),
+    Text(String),
+    Map(BTreeMap<String, UserMapValue>),
+}
+
+/// One item of a `users` list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UserEntry {
+    /// `default` or a user name (comma-separated names allowed).
+    Name(String),
+    Config(Box<UserConfig>),
+}
+
+/// A value in the mapping form of `users` (`users: {default: true, bob: {gecos: Bob}}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UserMapValue {
+    Enabled(bool),
+    Config(Box<UserConfig>),
+}
+
+/// A user's options (spec 5.4); unknown keys are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UserConfig {
+    pub name: String,
+    pub gecos: Option<StrLike>,
+    pub homedir: Option<String>,
+    pub primary_group: Option<String>,
+    pub groups: Option<CsvList>,
+    pub shell: Option<String>,
+    #[serde(alias = "lock-passwd")]
+    pub lock_passwd: Option<bool>,
+    /// A hash, used only when the user is created.
+    pub passwd: Option<StrLike>,
+    /// A hash, set for new and existing users.
+    pub hashed_passwd: Option<StrLike>,
+    /// A clear-text password, hashed and set for new and existing users.
+    pub plain_text_passwd: Option<StrLike>,
+    pub ssh_authorized_keys: Option<OneOrMany<String>>,
+    pub sudo: Option<Sudo>,
+    pub system: Option<bool>,
+    pub uid: Option<StrLike>,
+    pub no_create_home: Option<bool>,
+    pub no_user_group: Option<bool>,
+}
+
+/// `sudo`: one rule, several, or `false`/null for none.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Sudo {
+    Enabled(bool),
+    Rules(OneOrMany<String>),
+}
+
+impl Sudo {
+    /// The sudoers rules (none for `false`; `true` is not a rule and gives none either).
+    pub fn rules(&self) -> Vec<String> {
+        match self {
+            Sudo::Enabled(_) => Vec::new(),
+            Sudo::Rules(rules) => rules.to_vec(),
+        }
+    }
+}
+
+/// `groups`: a list of names or `{name: members}` items, a mapping, or a comma-separated string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Groups {
+    List(Vec<GroupEntry>),
+    Map(BTreeMap<String, Option<CsvList>>),
+    Text(String),
+}
+
+/// One item of a `groups` list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum GroupEntry {
+    Name(String),
+    Members(BTreeMap<String, Option<CsvList>>),
+}
+
+impl Groups {
+    /// `(group, members)` pairs in order.
+    pub fn entries(&self) -> Vec<(String, Vec<String>)> {
+        let members = |m: &Option<CsvList>| m.as_ref().map(CsvList::items).unwrap_or_default();
+        match self {
+            Groups::Text(text) => CsvList::Text(text.clone())
+                .items()
+                .into_iter()
+                .map(|name| (name, Vec::new()))
+                .collect(),
+            Groups::Map(map) => map.iter().map(|(k, v)| (k.clone(), members(v))).collect(),
+            Groups::List(list) => list
+                .iter()
+                .flat_map(|entry| match entry {
+                    GroupEntry::Name(name) => vec![(name.trim().to_owned(), Vec::new())],
+                    GroupEntry::Members(map) => {
+                        map.iter().map(|(k, v)| (k.clone(), members(v))).collect()
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One `write_files` entry (spec 5.5).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WriteFile {
+    pub path: String,
+    #[serde(default)]
+    pub content: Option<StrLike>,
+    /// `source: {uri, headers}`: not supported (a warning), `content` is used.
+    #[serde(default)]
+    pub source: Option<serde_json::Value>,
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub permissions: Option<Permissions>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub append: Option<bool>,
+    #[serde(default)]
+    pub defer: Option<bool>,
+}
+
+/// File permissions: a string is octal (`"0644"`, `"0o644"`, and unquoted `0644`, which the
+/// loader keeps as text); a plain integer is the mode value itself, as in cloud-init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub struct Permissions(pub u32);
+
+/// Highest mode bits `permissions` may set.
+pub const MAX_PERMISSIONS: u32 = 0o7777;
+
+impl TryFrom<serde_json::Value> for Permissions {
+    type Error = String;
+    fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        let mode = match &value {
+            serde_json::Value::String(s) => {
+                let digits = s.trim();
+                let digits = digits
+                    .strip_prefix("0o")
+                    .or_else(|| digits.strip_prefix("0O"))
+                    .unwrap_or(digits);
+                u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode"))?
+            }
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("{n} is not a mode"))?,
+            _ => {
+                return Err(format!(
+                    "expected an octal mode such as \"0644\", found {value}"
+                ));
+            }
+        };
+        if mode > MAX_PERMISSIONS {
+            return Err(format!("mode {mode:o} is above {MAX_PERMISSIONS:o}"));
+        }
+        Ok(Permissions(mode))
+    }
+}
+
+/// A `bootcmd` / `runcmd` item: shell text, or an argv list (each item single-quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    Shell(String),
+    Argv(Vec<StrLike>),
+}
+
+/// `random_seed: {data, encoding}` (the `file` and `command` keys are not supported).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RandomSeed {
+    pub data: Option<String>,
+    pub encoding: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::userdata::yaml::parse_map;
+
+    fn config(text: &str) -> (CloudConfig, Vec<KeyError>) {
+        CloudConfig::from_map(&parse_map(text).unwrap())
+    }
+
+    #[test]
+    fn permissions_read_like_pyyaml() {
+        let (cfg, errors) = config(
+            "write_files:\n- {path: /a, permissions: 0644}\n- {path: /b, permissions: '0600'}\n\
+             - {path: /c, permissions: '0o755'}\n- {path: /d, permissions: 420}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let modes: Vec<u32> = cfg
+            .write_files
+            .unwrap()
+            .iter()
+            .map(|f| f.permissions.unwrap().0)
+            .collect();
+        assert_eq!(modes, [0o644, 0o600, 0o755, 420]);
+    }
+
+    #[test]
+    fn a_bad_key_is_reported_and_the_others_kept() {
+        let (cfg, errors) =
+            config("hostname: web\nwrite_files: not-a-list\nmanage_etc_hosts: maybe\n");
+        assert_eq!(cfg.hostname.as_deref(), Some("web"));
+        let keys: Vec<&str> = errors.iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["manage_etc_hosts", "write_files"]);
+        assert!(
+            config("write_files: [{path: /x, permissions: '999'}]\n").1[0]
+                .message
+                .contains("octal")
+        );
+    }
+
+    #[test]
+    fn yes_no_and_unchanged() {
+        assert_eq!(
+            config("ssh_pwauth: yes\n").0.ssh_pwauth,
+            Some(SshPwauth::Yes)
+        );
+        assert_eq!(
+            config("ssh_pwauth: off\n").0.ssh_pwauth,
+            Some(SshPwauth::No)
+        );
+        assert_eq!(
+            config("ssh_pwauth: unchanged\n").0.ssh_pwauth,
+            Some(SshPwauth::Unchanged)
+        );
+        assert_eq!(
+            config("manage_etc_hosts: localhost\n").0.manage_etc_hosts,
+            Some(ManageEtcHosts::Localhost)
+        );
+        assert_eq!(
+            config("manage_etc_hosts: yes\n").0.manage_etc_hosts,
+            Some(ManageEtcHosts::Template)
+        );
+    }
+
+    #[test]
+    fn numbers_become_text_where_text_is_expected() {
+        let (cfg, _) = config("hostname: 1234\npassword: 0123\n");
+        assert_eq!(cfg.hostname.unwrap().0, "1234");
+        assert_eq!(cfg.password.unwrap().0, "0123");
+    }
+
+    #[test]
+    fn users_in_every_form() {
+        let (cfg, errors) = config(
+            "users:\n- default\n- name: bob\n  groups: [adm, sudo]\n  lock-passwd: false\n  \
+             sudo: ALL=(ALL) NOPASSWD:ALL\n- alice, carol\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let Some(Users::List(list)) = cfg.users else {
+            panic!("list form");
+        };
+        assert_eq!(list.len(), 3);
+        let UserEntry::Config(bob) = &list[1] else {
+            panic!("bob is a mapping");
+        };
+        assert_eq!(bob.lock_passwd, Some(false));
+        assert_eq!(bob.groups.as_ref().unwrap().items(), ["adm", "sudo"]);
+        assert_eq!(
+            bob.sudo.as_ref().unwrap().rules(),
+            ["ALL=(ALL) NOPASSWD:ALL"]
+        );
+        assert!(matches!(
+            config("users: default, bob\n").0.users,
+            Some(Users::Text(_))
+        ));
+        assert!(matches!(
+            config("users: {default: true, bob: {gecos: Bob}}\n")
+                .0
+                .users,
+            Some(Users::Map(_))
+        ));
+    }
+
+    #[test]
+    fn groups_in_every_form() {
+        let (cfg, _) = config("groups:\n- admingroup: [root, sys]\n- cloud-users\n");
+        assert_eq!(
+            cfg.groups.unwrap().entries(),
+            [
+                (
+                    "admingroup".to_owned(),
+                    vec!["root".to_owned(), "sys".to_owned()]
+                ),
+                ("cloud-users".to_owned(), vec![])
+            ]
+        );
+        let (cfg, _) = config("groups: {ops: bob, dev: null}\n");
+        assert_eq!(cfg.groups.unwrap().entries().len(), 2);
+    }
+
+    #[test]
+    fn commands_are_text_or_argv_and_null_items_are_kept_as_none() {
+        let (cfg, errors) = config("runcmd:\n- echo hi\n- [ls, -l, /]\n-\n- [sh, -c, 0644]\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let runcmd = cfg.runcmd.unwrap();
+        assert_eq!(runcmd[0], Some(Command::Shell("echo hi".into())));
+        assert!(matches!(&runcmd[1], Some(Command::Argv(v)) if v.len() == 3));
+        assert_eq!(runcmd[2], None);
+    }
+
+    #[test]
+    fn null_values_count_as_absent() {
+        let (cfg, errors) = config("runcmd:\nhostname: ~\n");
+        assert!(errors.is_empty());
+        assert!(cfg.runcmd.is_none() && cfg.hostname.is_none());
+    }
+}

@@ -1,0 +1,119 @@
+//! gzip user data: detected by magic, every member read (as Python's `gzip.decompress`), the
+//! output bounded so a small bomb cannot fill memory.
+
+use std::io::Read;
+
+use flate2::read::MultiGzDecoder;
+
+/// The two bytes every gzip member starts with.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Largest decompressed user data (and `gz` write_files content): the gzip-bomb bound. Nova
+/// stores at most ~48 KiB of user data; 16 MiB leaves room for any honest compression ratio.
+pub const MAX_DECOMPRESSED_BYTES: usize = 16 * 1024 * 1024;
+
+/// gzip data that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GzipError {
+    /// Not valid gzip (bad header, bad CRC, truncated).
+    #[error("Corrupt gzip data")]
+    Corrupt(#[source] std::io::Error),
+    /// Decompresses to more than the bound.
+    #[error("gzip data decompresses to more than {max} bytes")]
+    TooLarge { max: usize },
+}
+
+/// True when `data` starts with the gzip magic.
+pub fn is_gzip(data: &[u8]) -> bool {
+    data.starts_with(&GZIP_MAGIC)
+}
+
+/// Decompresses every member of `data`, refusing output over `max` bytes.
+pub fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, GzipError> {
+    let mut out = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    MultiGzDecoder::new(data)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(GzipError::Corrupt)?;
+    if out.len() > max {
+        return Err(GzipError::TooLarge { max });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    /// gzip of `data` (one member).
+    pub(crate) fn gz(data: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let data = gz(b"#cloud-config\nhostname: x\n");
+        assert!(is_gzip(&data));
+        assert_eq!(
+            gunzip(&data, 1024).unwrap(),
+            b"#cloud-config\nhostname: x\n"
+        );
+    }
+
+    #[test]
+    fn every_member_is_read() {
+        let mut data = gz(b"#!/bin/sh\n");
+        data.extend(gz(b"echo two members\n"));
+        assert_eq!(
+            gunzip(&data, 1024).unwrap(),
+            b"#!/bin/sh\necho two members\n"
+        );
+    }
+
+    #[test]
+    fn a_bomb_is_refused_at_the_bound() {
+        let bomb = gz(&vec![0u8; 4 * 1024 * 1024]);
+        assert!(bomb.len() < 16 * 1024, "compresses well: {}", bomb.len());
+        assert!(matches!(
+            gunzip(&bomb, 1024 * 1024),
+            Err(GzipError::TooLarge { max }) if max == 1024 * 1024
+        ));
+        // Exactly at the bound is fine.
+        assert_eq!(gunzip(&gz(&[7u8; 1000]), 1000).unwrap().len(), 1000);
+        assert!(gunzip(&gz(&[7u8; 1001]), 1000).is_err());
+    }
+
+    #[test]
+    fn the_default_bound_stops_a_real_bomb() {
+        let bomb = gz(&vec![0u8; MAX_DECOMPRESSED_BYTES + 1]);
+        assert!(matches!(
+            gunzip(&bomb, MAX_DECOMPRESSED_BYTES),
+            Err(GzipError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn corrupt_and_truncated_data_are_errors() {
+        let good = gz(b"hello world, hello world");
+        let mut corrupt = good.clone();
+        let mid = corrupt.len() / 2;
+        corrupt[mid] ^= 0xff;
+        assert!(matches!(gunzip(&corrupt, 1024), Err(GzipError::Corrupt(_))));
+        assert!(matches!(
+            gunzip(&good[..good.len() - 4], 1024),
+            Err(GzipError::Corrupt(_))
+        ));
+        assert!(matches!(
+            gunzip(&[0x1f, 0x8b, 0, 0], 1024),
+            Err(GzipError::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,54 @@
+//! `#include` / `#include-once`: one URL per line, each fetched (bounded, retried) and decoded
+//! like user data in turn.
+
+/// Most URLs followed in one user-data document, includes of includes counted.
+pub const MAX_INCLUDE_URLS: usize = 16;
+/// Deepest chain of includes.
+pub const MAX_INCLUDE_DEPTH: usize = 4;
+/// Largest included document (before gzip decompression).
+pub const MAX_INCLUDE_BYTES: u64 = 1024 * 1024;
+
+/// Something that can GET a URL: the guest agent's HTTP client, or a test double.
+pub trait Fetch {
+    /// The body at `url`; `Ok(None)` when absent (404). The error is one line for the report.
+    fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// The URLs of an include part: every non-empty line that is not a comment (the marker line
+/// starts with `#`, so it is skipped too).
+pub fn urls(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An include fetcher that refuses everything (no network available).
+#[derive(Debug, Clone, Copy)]
+pub struct NoFetch;
+
+impl Fetch for NoFetch {
+    fn fetch(&self, url: &str, _limit: u64) -> Result<Option<Vec<u8>>, String> {
+        Err(format!("cannot fetch {url}: no HTTP client"))
+    }
+}
+
+impl Fetch for crate::source::http::HttpClient {
+    fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+        self.get(url, limit)
+            .map_err(|err| crate::state::result::chain(&err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_per_line_comments_and_blanks_skipped() {
+        let body = b"#include\nhttp://10.0.0.1/a\n\n  # comment\n  http://10.0.0.1/b  \n";
+        assert_eq!(urls(body), ["http://10.0.0.1/a", "http://10.0.0.1/b"]);
+    }
+}

@@ -1,0 +1,291 @@
+//! User data and vendor data decoding (spec 4.6, 4.7): gzip, MIME multipart, first-line typing,
+//! includes, and the hand-off of each part to its handler. Errors and warnings are collected,
+//! never fatal: one bad part does not hide the good ones.
+
+pub mod cloud_config;
+pub mod gzip;
+pub mod include;
+pub mod mime;
+pub mod parts;
+pub mod yaml;
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use metaboot_proto::vendor_data::CLOUD_INIT_KEY;
+use serde_json::Value;
+
+use crate::state::result::chain;
+use include::Fetch;
+use parts::{
+    BOOTHOOK, CLOUD_CONFIG, CLOUD_CONFIG_ARCHIVE, GZIP_TYPES, INCLUDE, INCLUDE_ONCE, NOT_MULTIPART,
+    SHELLSCRIPT, SHELLSCRIPT_PER_BOOT, SHELLSCRIPT_PER_INSTANCE, SHELLSCRIPT_PER_ONCE,
+};
+use yaml::ConfigMap;
+
+/// Most parts one document may yield, after MIME splitting, includes and archives.
+pub const MAX_PARTS: usize = 256;
+
+/// A script taken from user data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// A safe file name (the MIME filename, or `part-NNN`).
+    pub name: String,
+    pub body: Vec<u8>,
+}
+
+/// Everything one user-data (or vendor-data) document contributes.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// `#cloud-config` documents in order (merged later, later ones winning).
+    pub configs: Vec<ConfigMap>,
+    /// `#!` scripts, run once per instance.
+    pub scripts: Vec<Script>,
+    /// `text/x-shellscript-per-boot` parts.
+    pub per_boot: Vec<Script>,
+    /// `text/x-shellscript-per-instance` parts.
+    pub per_instance: Vec<Script>,
+    /// `text/x-shellscript-per-once` parts.
+    pub per_once: Vec<Script>,
+    /// `#cloud-boothook` parts (marker line removed), run early at every boot.
+    pub boothooks: Vec<Script>,
+    /// Content ignored on purpose (unknown types), one line each.
+    pub warnings: Vec<String>,
+    /// Content that should have been used and could not be, one line each.
+    pub errors: Vec<String>,
+}
+
+impl Decoded {
+    /// Appends everything `other` contributed (later documents win when configs merge).
+    pub fn extend(&mut self, other: Decoded) {
+        self.configs.extend(other.configs);
+        self.scripts.extend(other.scripts);
+        self.per_boot.extend(other.per_boot);
+        self.per_instance.extend(other.per_instance);
+        self.per_once.extend(other.per_once);
+        self.boothooks.extend(other.boothooks);
+        self.warnings.extend(other.warnings);
+        self.errors.extend(other.errors);
+    }
+}
+
+/// Decodes user data as cloud-init does.
+pub fn decode(data: &[u8], fetch: &dyn Fetch) -> Decoded {
+    let mut decoder = Decoder::new(fetch);
+    decoder.document(data, 0, "user data");
+    decoder.out
+}
+
+/// Decodes `vendor_data.json` / `vendor_data2.json`: a string is user-data-like content, a list
+/// holds parts, a mapping contributes only its `cloud-init` key (a string or a list).
+pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
+    let mut decoder = Decoder::new(fetch);
+    let value: Value = match serde_json::from_slice(json) {
+        Ok(value) => value,
+        Err(err) => {
+            decoder.error(format!("{origin}: not valid JSON: {err}"));
+            return decoder.out;
+        }
+    };
+    let payload = match value {
+        Value::Object(mut map) => map.remove(CLOUD_INIT_KEY).unwrap_or(Value::Null),
+        other => other,
+    };
+    match payload {
+        Value::Null => {}
+        Value::String(text) => decoder.document(text.as_bytes(), 0, origin),
+        Value::Array(items) => {
+            for item in items {
+                decoder.archive_item(&item, 0, origin);
+            }
+        }
+        Value::Object(_) => decoder.error(format!(
+            "{origin}: `{CLOUD_INIT_KEY}` must be a string or a list, found a mapping"
+        )),
+        other => decoder.error(format!(
+            "{origin}: `{CLOUD_INIT_KEY}` must be a string or a list, found {other}"
+        )),
+    }
+    decoder.out
+}
+
+struct Decoder<'a> {
+    out: Decoded,
+    fetch: &'a dyn Fetch,
+    parts: usize,
+    urls: usize,
+    names: BTreeSet<String>,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(fetch: &'a dyn Fetch) -> Self {
+        Decoder {
+            out: Decoded::default(),
+            fetch,
+            parts: 0,
+            urls: 0,
+            names: BTreeSet::new(),
+        }
+    }
+
+    fn error(&mut self, message: String) {
+        tracing::error!("{message}");
+        self.out.errors.push(message);
+    }
+
+    fn warning(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.out.warnings.push(message);
+    }
+
+    /// A whole document: gunzip by magic, then MIME or a single untyped part.
+    fn document(&mut self, data: &[u8], depth: usize, origin: &str) {
+        let data = if gzip::is_gzip(data) {
+            match gzip::gunzip(data, gzip::MAX_DECOMPRESSED_BYTES) {
+                Ok(plain) => Cow::Owned(plain),
+                Err(err) => return self.error(format!("{origin}: {}", chain(&err))),
+            }
+        } else {
+            Cow::Borrowed(data)
+        };
+        if mime::looks_like_mime(&data) {
+            match mime::split(&data) {
+                Ok(parts) => {
+                    for part in parts {
+                        self.part(
+                            &part.content_type,
+                            part.filename.as_deref(),
+                            &part.body,
+                            depth,
+                        );
+                    }
+                }
+                Err(err) => self.error(format!("{origin}: {}", chain(&err))),
+            }
+        } else {
+            self.part(NOT_MULTIPART, None, &data, depth);
+        }
+    }
+
+    fn unique_name(&mut self, filename: Option<&str>) -> String {
+        let base = filename
+            .map(parts::safe_name)
+            .unwrap_or_else(|| format!("part-{:03}", self.parts));
+        let mut name = base.clone();
+        let mut n = 1;
+        while !self.names.insert(name.clone()) {
+            name = format!("{base}.{n}");
+            n += 1;
+        }
+        name
+    }
+
+    fn part(&mut self, declared: &str, filename: Option<&str>, body: &[u8], depth: usize) {
+        self.parts += 1;
+        if self.parts > MAX_PARTS {
+            if self.parts == MAX_PARTS + 1 {
+                self.error(format!(
+                    "user data has more than {MAX_PARTS} parts; the rest is ignored"
+                ));
+            }
+            return;
+        }
+        let name = self.unique_name(filename);
+        let mut declared = declared.to_ascii_lowercase();
+        let mut body = Cow::Borrowed(body);
+        if GZIP_TYPES.contains(&declared.as_str()) || gzip::is_gzip(&body) {
+            match gzip::gunzip(&body, gzip::MAX_DECOMPRESSED_BYTES) {
+                Ok(plain) => body = Cow::Owned(plain),
+                Err(err) => return self.error(format!("{name}: {}", chain(&err))),
+            }
+            declared = NOT_MULTIPART.to_owned();
+        }
+        let kind = parts::effective_type(&declared, &body);
+        let script = |body: &[u8]| Script {
+            name: name.clone(),
+            body: body.to_vec(),
+        };
+        match kind.as_str() {
+            CLOUD_CONFIG => match std::str::from_utf8(&body) {
+                Ok(text) => match yaml::parse_map(text) {
+                    Ok(map) => self.out.configs.push(map),
+                    Err(err) => self.error(format!("{name}: cloud-config: {err}")),
+                },
+                Err(_) => self.error(format!("{name}: cloud-config is not UTF-8")),
+            },
+            SHELLSCRIPT => self.out.scripts.push(script(&body)),
+            SHELLSCRIPT_PER_BOOT => self.out.per_boot.push(script(&body)),
+            SHELLSCRIPT_PER_INSTANCE => self.out.per_instance.push(script(&body)),
+            SHELLSCRIPT_PER_ONCE => self.out.per_once.push(script(&body)),
+            BOOTHOOK => {
+                let rest = body
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(&[][..], |nl| &body[nl + 1..]);
+                self.out.boothooks.push(script(rest));
+            }
+            INCLUDE | INCLUDE_ONCE => self.include(&body, depth, &name),
+            CLOUD_CONFIG_ARCHIVE => self.archive(&body, depth, &name),
+            NOT_MULTIPART | "text/plain" => self.warning(format!(
+                "{name}: unrecognised content (first line is not #cloud-config, #!, #include, …); ignored"
+            )),
+            other => self.warning(format!("{name}: unsupported part type {other}; ignored")),
+        }
+    }
+
+    fn include(&mut self, body: &[u8], depth: usize, name: &str) {
+        if depth >= include::MAX_INCLUDE_DEPTH {
+            return self.error(format!(
+                "{name}: includes nested more than {} levels deep",
+                include::MAX_INCLUDE_DEPTH
+            ));
+        }
+        for url in include::urls(body) {
+            self.urls += 1;
+            if self.urls > include::MAX_INCLUDE_URLS {
+                return self.error(format!(
+                    "{name}: more than {} include URLs; {url} and the rest ignored",
+                    include::MAX_INCLUDE_URLS
+                ));
+            }
+            match self.fetch.fetch(&url, include::MAX_INCLUDE_BYTES) {
+                Ok(Some(content)) => self.document(&content, depth + 1, &url),
+                Ok(None) => self.error(format!("{name}: include {url}: not found (404)")),
+                Err(err) => self.error(format!("{name}: include {url}: {err}")),
+            }
+        }
+    }
+
+    fn archive(&mut self, body: &[u8], depth: usize, name: &str) {
+        let text = String::from_utf8_lossy(body);
+        match yaml::parse_value(&text) {
+            Ok(Value::Array(items)) => {
+                for item in items {
+                    self.archive_item(&item, depth, name);
+                }
+            }
+            Ok(_) => self.error(format!("{name}: cloud-config-archive must be a list")),
+            Err(err) => self.error(format!("{name}: cloud-config-archive: {err}")),
+        }
+    }
+
+    /// An archive or vendor-data list item: a string, or `{content, type, filename}`.
+    fn archive_item(&mut self, item: &Value, depth: usize, origin: &str) {
+        match item {
+            Value::String(content) => self.document(content.as_bytes(), depth, origin),
+            Value::Object(map) => {
+                let content = map.get("content").and_then(Value::as_str).unwrap_or("");
+                let kind = map
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or(NOT_MULTIPART);
+                let filename = map.get("filename").and_then(Value::as_str);
+                self.part(kind, filename, content.as_bytes(), depth);
+            }
+            other => self.warning(format!("{origin}: ignoring list item {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

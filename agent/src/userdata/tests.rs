@@ -1,0 +1,260 @@
+//! Tests of the user-data decoder: every content kind cloud-init accepts, and bad input.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde_json::json;
+
+use super::gzip::tests::gz;
+use super::include::{Fetch, MAX_INCLUDE_DEPTH, MAX_INCLUDE_URLS, NoFetch};
+use super::*;
+
+/// Serves fixed URLs, counting requests.
+#[derive(Default)]
+struct FakeWeb {
+    pages: BTreeMap<String, Vec<u8>>,
+    hits: RefCell<Vec<String>>,
+}
+
+impl Fetch for FakeWeb {
+    fn fetch(&self, url: &str, _limit: u64) -> Result<Option<Vec<u8>>, String> {
+        self.hits.borrow_mut().push(url.to_owned());
+        Ok(self.pages.get(url).cloned())
+    }
+}
+
+fn decode_str(text: &str) -> Decoded {
+    decode(text.as_bytes(), &NoFetch)
+}
+
+const CONFIG: &str = "#cloud-config\nhostname: web\n";
+const SCRIPT: &str = "#!/bin/sh\necho hello\n";
+
+fn mime(parts: &[(&str, &str, Option<&str>)]) -> String {
+    let mut msg =
+        String::from("Content-Type: multipart/mixed; boundary=\"BOUNDARY\"\nMIME-Version: 1.0\n\n");
+    for (ctype, body, encoding) in parts {
+        msg.push_str(&format!("--BOUNDARY\nContent-Type: {ctype}\n"));
+        if let Some(encoding) = encoding {
+            msg.push_str(&format!("Content-Transfer-Encoding: {encoding}\n"));
+        }
+        msg.push_str(&format!("\n{body}\n"));
+    }
+    msg.push_str("--BOUNDARY--\n");
+    msg
+}
+
+#[test]
+fn cloud_config_plain_and_gzipped() {
+    for data in [CONFIG.as_bytes().to_vec(), gz(CONFIG.as_bytes())] {
+        let out = decode(&data, &NoFetch);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.configs.len(), 1);
+        assert_eq!(out.configs[0]["hostname"], json!("web"));
+    }
+}
+
+#[test]
+fn script_plain_and_gzipped() {
+    for data in [SCRIPT.as_bytes().to_vec(), gz(SCRIPT.as_bytes())] {
+        let out = decode(&data, &NoFetch);
+        assert!(out.errors.is_empty());
+        assert_eq!(out.scripts.len(), 1);
+        assert_eq!(out.scripts[0].body, SCRIPT.as_bytes());
+        assert_eq!(out.scripts[0].name, "part-001");
+    }
+}
+
+#[test]
+fn mime_with_base64_script_config_and_gzip_part() {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let gz_config = b64.encode(gz(b"#cloud-config\nfqdn: a.example.org\n"));
+    let msg = mime(&[
+        ("text/x-shellscript", &b64.encode(SCRIPT), Some("base64")),
+        ("text/cloud-config", CONFIG, None),
+        ("application/x-gzip", &gz_config, Some("base64")),
+        (
+            "text/x-shellscript-per-boot",
+            "#!/bin/sh\necho boot\n",
+            None,
+        ),
+        (
+            "text/cloud-boothook",
+            "#cloud-boothook\n#!/bin/sh\necho hook\n",
+            None,
+        ),
+        (
+            "text/plain",
+            "#cloud-config\nmanage_etc_hosts: true\n",
+            None,
+        ),
+    ]);
+    let out = decode_str(&msg);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.scripts.len(), 1);
+    assert_eq!(out.scripts[0].body, SCRIPT.as_bytes());
+    assert_eq!(out.configs.len(), 3);
+    assert_eq!(out.configs[1]["fqdn"], json!("a.example.org"));
+    assert_eq!(out.configs[2]["manage_etc_hosts"], json!(true));
+    assert_eq!(out.per_boot.len(), 1);
+    assert_eq!(out.boothooks[0].body, b"#!/bin/sh\necho hook\n");
+}
+
+#[test]
+fn corrupt_gzip_is_an_error_and_yields_nothing() {
+    let mut data = gz(CONFIG.as_bytes());
+    let mid = data.len() / 2;
+    data[mid] ^= 0x55;
+    let out = decode(&data, &NoFetch);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(
+        out.errors[0].starts_with("user data: Corrupt gzip data"),
+        "{:?}",
+        out.errors
+    );
+    assert!(out.configs.is_empty() && out.scripts.is_empty());
+}
+
+#[test]
+fn gzip_bomb_is_an_error() {
+    let bomb = gz(&vec![b'#'; gzip::MAX_DECOMPRESSED_BYTES + 1]);
+    let out = decode(&bomb, &NoFetch);
+    assert_eq!(out.errors.len(), 1);
+    assert!(
+        out.errors[0].contains("decompresses to more than"),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[test]
+fn mime_without_boundary_is_an_error() {
+    let out = decode_str("Content-Type: multipart/mixed\nMIME-Version: 1.0\n\n--x\n\nhi\n--x--\n");
+    assert_eq!(out.errors.len(), 1);
+    assert!(out.errors[0].contains("no boundary"), "{:?}", out.errors);
+}
+
+#[test]
+fn malformed_yaml_in_one_part_keeps_the_others() {
+    let msg = mime(&[
+        (
+            "text/cloud-config",
+            "#cloud-config\nruncmd: [echo, 'x'\n",
+            None,
+        ),
+        ("text/cloud-config", CONFIG, None),
+        ("text/x-shellscript", SCRIPT, None),
+    ]);
+    let out = decode_str(&msg);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(out.errors[0].contains("Invalid YAML"), "{}", out.errors[0]);
+    assert_eq!(out.configs.len(), 1);
+    assert_eq!(out.scripts.len(), 1);
+}
+
+#[test]
+fn unknown_content_is_a_warning_not_an_error() {
+    let out = decode_str("just some text\n");
+    assert!(out.errors.is_empty());
+    assert_eq!(out.warnings.len(), 1);
+    let out = decode_str(&mime(&[("application/octet-stream", "xx", None)]));
+    assert!(out.errors.is_empty());
+    assert!(out.warnings[0].contains("unsupported part type"));
+}
+
+#[test]
+fn includes_are_followed_and_bounded() {
+    let mut web = FakeWeb::default();
+    web.pages.insert("http://10.0.0.1/a".into(), CONFIG.into());
+    web.pages
+        .insert("http://10.0.0.1/b".into(), gz(SCRIPT.as_bytes()));
+    let out = decode(
+        b"#include\nhttp://10.0.0.1/a\nhttp://10.0.0.1/b\nhttp://10.0.0.1/404\n",
+        &web,
+    );
+    assert_eq!(out.configs.len(), 1);
+    assert_eq!(out.scripts.len(), 1);
+    assert_eq!(out.errors.len(), 1);
+    assert!(out.errors[0].contains("not found (404)"));
+
+    // An include that includes itself stops at the depth bound.
+    let mut web = FakeWeb::default();
+    web.pages.insert(
+        "http://10.0.0.1/loop".into(),
+        b"#include\nhttp://10.0.0.1/loop\n".to_vec(),
+    );
+    let out = decode(b"#include\nhttp://10.0.0.1/loop\n", &web);
+    assert_eq!(web.hits.borrow().len(), MAX_INCLUDE_DEPTH);
+    assert!(out.errors[0].contains("levels deep"), "{:?}", out.errors);
+
+    // Too many URLs.
+    let web = FakeWeb::default();
+    let list: String = (0..MAX_INCLUDE_URLS + 3)
+        .map(|i| format!("http://10.0.0.1/{i}\n"))
+        .collect();
+    let out = decode(format!("#include\n{list}").as_bytes(), &web);
+    assert_eq!(web.hits.borrow().len(), MAX_INCLUDE_URLS);
+    assert!(out.errors.last().unwrap().contains("include URLs"));
+}
+
+#[test]
+fn cloud_config_archive_expands_to_parts() {
+    let archive = "#cloud-config-archive\n- type: text/cloud-config\n  content: |\n    hostname: arch\n\
+                   - content: |\n    #!/bin/sh\n    echo archived\n  filename: arch.sh\n";
+    let out = decode_str(archive);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.configs[0]["hostname"], json!("arch"));
+    assert_eq!(out.scripts[0].name, "arch.sh");
+}
+
+#[test]
+fn the_part_count_is_bounded() {
+    let archive: String = std::iter::once("#cloud-config-archive\n".to_owned())
+        .chain((0..MAX_PARTS + 5).map(|i| format!("- \"#!/bin/sh\\necho {i}\"\n")))
+        .collect();
+    let out = decode_str(&archive);
+    // The archive itself is part 1.
+    assert_eq!(out.scripts.len(), MAX_PARTS - 1);
+    assert_eq!(out.errors.len(), 1);
+}
+
+#[test]
+fn duplicate_script_names_are_made_unique() {
+    let msg = "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n\
+--b\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"s.sh\"\n\n#!/bin/sh\n\
+--b\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"s.sh\"\n\n#!/bin/sh\n--b--\n";
+    let names: Vec<String> = decode_str(msg)
+        .scripts
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["s.sh", "s.sh.1"]);
+}
+
+#[test]
+fn vendor_data_cloud_init_key() {
+    let doc = json!({"cloud-init": "#cloud-config\nruncmd: [vendor]\n", "other": 1}).to_string();
+    let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
+    assert_eq!(out.configs[0]["runcmd"], json!(["vendor"]));
+
+    let doc = json!({"cloud-init": ["#cloud-config\na: 1\n", {"type": "text/x-shellscript", "content": "#!/bin/sh\n"}]});
+    let out = decode_vendor(doc.to_string().as_bytes(), "vendor_data.json", &NoFetch);
+    assert_eq!((out.configs.len(), out.scripts.len()), (1, 1));
+
+    let out = decode_vendor(b"{}", "vendor_data2.json", &NoFetch);
+    assert!(out.errors.is_empty() && out.configs.is_empty());
+
+    let out = decode_vendor(br#"{"cloud-init": {"a": 1}}"#, "vendor_data.json", &NoFetch);
+    assert!(out.errors[0].contains("must be a string or a list"));
+
+    let out = decode_vendor(b"{not json", "vendor_data.json", &NoFetch);
+    assert!(out.errors[0].starts_with("vendor_data.json: not valid JSON"));
+
+    let out = decode_vendor(
+        br##""#cloud-config\nb: 2\n""##,
+        "vendor_data.json",
+        &NoFetch,
+    );
+    assert_eq!(out.configs[0]["b"], json!(2));
+}

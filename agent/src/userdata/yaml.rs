@@ -1,0 +1,150 @@
+//! YAML read the way cloud-init's PyYAML reads it: `yes/no/on/off` are booleans, `<<` merges,
+//! the last duplicate key wins, and a leading-zero number such as `0644` keeps its spelling (so
+//! `permissions` can read it as octal).
+
+use serde_json::{Map, Value};
+use serde_saphyr::options::{DuplicateKeyPolicy, MergeKeyPolicy};
+
+/// A parsed cloud-config document: top-level key → value.
+pub type ConfigMap = Map<String, Value>;
+
+/// A YAML document that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    /// Not valid YAML (or over the parser's depth, node or alias budgets).
+    #[error("Invalid YAML: {0}")]
+    Syntax(String),
+    /// Valid YAML whose top level is not a mapping.
+    #[error("Expected a mapping at the top level, found {0}")]
+    NotAMapping(&'static str),
+}
+
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        duplicate_keys: DuplicateKeyPolicy::LastWins,
+        merge_keys: MergeKeyPolicy::Merge,
+        legacy_octal_numbers: true,
+        leading_zero_numbers_as_strings: true,
+    }
+}
+
+/// Parses any YAML document into a JSON value (budgets: serde-saphyr's defaults, depth 64).
+pub fn parse_value(text: &str) -> Result<Value, YamlError> {
+    serde_saphyr::from_str_with_options::<Value>(text, options()).map_err(|err| {
+        // The library's message carries a multi-line source snippet; the first line says it.
+        let message = err.to_string();
+        let first = message.lines().next().unwrap_or("parse error");
+        YamlError::Syntax(first.trim_start_matches("error: ").to_owned())
+    })
+}
+
+/// Parses a cloud-config (or metaboot.yaml) document: a mapping, or nothing at all (a file with
+/// only the `#cloud-config` line is an empty config).
+pub fn parse_map(text: &str) -> Result<ConfigMap, YamlError> {
+    match parse_value(text)? {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(ConfigMap::new()),
+        Value::Array(_) => Err(YamlError::NotAMapping("a list")),
+        Value::String(_) => Err(YamlError::NotAMapping("a string")),
+        Value::Number(_) => Err(YamlError::NotAMapping("a number")),
+        Value::Bool(_) => Err(YamlError::NotAMapping("a boolean")),
+    }
+}
+
+/// Merges `over` onto `base` as cloud-init's default merger (`dict(replace)+list()+str()`)
+/// does: mappings merge key by key, recursively; anything else in `over` replaces `base`.
+pub fn merge(base: &mut ConfigMap, over: ConfigMap) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Object(old)), Value::Object(new)) => merge(old, new),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn yaml_1_1_booleans() {
+        let map = parse_map("a: yes\nb: no\nc: on\nd: off\ne: True\nf: FALSE\n").unwrap();
+        assert_eq!(
+            Value::Object(map),
+            json!({"a": true, "b": false, "c": true, "d": false, "e": true, "f": false})
+        );
+    }
+
+    #[test]
+    fn merge_keys_apply_and_local_keys_win() {
+        let map = parse_map(
+            "base: &base\n  shell: /bin/sh\n  lock_passwd: true\nuser:\n  <<: *base\n  lock_passwd: false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            map["user"],
+            json!({"shell": "/bin/sh", "lock_passwd": false})
+        );
+    }
+
+    #[test]
+    fn last_duplicate_wins() {
+        let map = parse_map("hostname: one\nhostname: two\n").unwrap();
+        assert_eq!(map["hostname"], json!("two"));
+    }
+
+    #[test]
+    fn leading_zero_numbers_keep_their_spelling() {
+        let map = parse_map("a: 0644\nb: '0600'\nc: 420\nd: 007\n").unwrap();
+        assert_eq!(map["a"], json!("0644"));
+        assert_eq!(map["b"], json!("0600"));
+        assert_eq!(map["c"], json!(420));
+        assert_eq!(map["d"], json!("007"));
+    }
+
+    #[test]
+    fn header_only_is_empty_and_non_mappings_are_refused() {
+        assert!(parse_map("#cloud-config\n").unwrap().is_empty());
+        assert!(matches!(
+            parse_map("- a\n- b\n"),
+            Err(YamlError::NotAMapping("a list"))
+        ));
+        assert!(matches!(
+            parse_map("just text"),
+            Err(YamlError::NotAMapping("a string"))
+        ));
+    }
+
+    #[test]
+    fn syntax_errors_are_one_line() {
+        let err = parse_map("runcmd: [echo, 'x'\n").unwrap_err().to_string();
+        assert!(err.starts_with("Invalid YAML: line 1"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly() {
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let start = std::time::Instant::now();
+        assert!(parse_map(&deep).is_err());
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn merge_is_recursive_for_mappings_and_replaces_the_rest() {
+        let mut base =
+            parse_map("chpasswd: {expire: false}\nruncmd: [a]\nssh_authorized_keys: [k1]\n")
+                .unwrap();
+        let over = parse_map("chpasswd: {users: [{name: root}]}\nruncmd: [b]\n").unwrap();
+        merge(&mut base, over);
+        assert_eq!(
+            Value::Object(base),
+            json!({"chpasswd": {"expire": false, "users": [{"name": "root"}]},
+                   "runcmd": ["b"], "ssh_authorized_keys": ["k1"]})
+        );
+    }
+}
