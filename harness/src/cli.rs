@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::image::{self, tiny};
+use crate::lab::{self, Lab, LabOptions, config::LabConfig};
 use crate::workspace;
+use crate::{boot, progress, scenario};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,132 @@ pub enum Command {
     /// Guest images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// The namespace lab.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Boot one guest in a lab that is up (or write its libvirt domain XML instead).
+    Boot(Boot),
+    /// Run end-to-end scenarios in a fresh lab: boot, check from outside, report.
+    Run(Run),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Run {
+    /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
+    /// (gzip-script, reboot), `demo` (one guest per path) or `all` (default).
+    pub scenarios: Vec<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Guests booting at once.
+    #[arg(long, short = 'j', default_value_t = scenario::DEFAULT_JOBS)]
+    pub jobs: usize,
+    /// Directory for keys, disks and console logs (default: `<cache>/runs/<time>`).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Leave the lab up afterwards.
+    #[arg(long)]
+    pub keep_lab: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Boot {
+    /// The lab (see `lab list`).
+    #[arg(long)]
+    pub lab_id: String,
+    /// Its network.
+    #[arg(long, default_value = "tenant-r")]
+    pub network: String,
+    /// Instance name.
+    #[arg(long, default_value = "guest1")]
+    pub name: String,
+    /// SSH public key to inject (default: a new key pair in the guest's directory).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// User data file.
+    #[arg(long)]
+    pub user_data: Option<PathBuf>,
+    /// Write a libvirt domain XML for this guest to FILE instead of starting QEMU.
+    #[arg(long, value_name = "FILE")]
+    pub emit_libvirt_xml: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Bring a lab up from a lab file (default: one routed and one isolated network).
+    Up(LabUp),
+    /// Take a lab down (also after a crash of the process that brought it up).
+    Down(LabDown),
+    /// List the labs that are up.
+    List(LabArgs),
+}
+
+/// Options every lab command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabArgs {
+    /// Where labs keep their state.
+    #[arg(long, env = "METABOOT_LAB_STATE", default_value = lab::state::DEFAULT_STATE_ROOT)]
+    pub state_root: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LabUp {
+    /// The lab file (TOML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The lab id (overrides the file's; default for the built-in lab: random).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub lab: LabArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LabDown {
+    /// The lab id.
+    #[arg(long, required_unless_present_any = ["config", "all"])]
+    pub id: Option<String>,
+    /// Take down the lab of this lab file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Take down every lab that is up.
+    #[arg(long, conflicts_with_all = ["id", "config"])]
+    pub all: bool,
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+/// Where `metaboot-server` comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The `metaboot-server` binary (default: build it with cargo).
+    #[arg(long, env = "METABOOT_SERVER_BIN")]
+    pub server_bin: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The server binary, built if not given.
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        match &self.server_bin {
+            Some(path) => Ok(path.clone()),
+            None => workspace::build(workspace::SERVER).context("failed to build metaboot-server"),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,7 +243,110 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        Command::Lab(LabCommand::Up(args)) => {
+            let mut config = match &args.config {
+                Some(path) => LabConfig::load(path)?,
+                None => LabConfig::default_with_id(&lab::config::random_id()),
+            };
+            if let Some(id) = args.id {
+                config.id = id;
+            }
+            let opts = LabOptions {
+                state_root: args.lab.state_root,
+                server_bin: args.server.resolve()?,
+            };
+            let lab = Lab::up(&config, &opts)
+                .with_context(|| format!("failed to bring lab {} up", config.id))?;
+            println!("{}", lab.describe());
+            println!(
+                "take it down with: metaboot-harness lab down --id {}",
+                config.id
+            );
+            Ok(0)
+        }
+        Command::Lab(LabCommand::Down(args)) => {
+            let ids = if args.all {
+                lab::state::LabState::list(&args.lab.state_root)
+            } else if let Some(path) = &args.config {
+                vec![LabConfig::load(path)?.id]
+            } else {
+                args.id.into_iter().collect()
+            };
+            for id in ids {
+                if lab::down(&args.lab.state_root, &id)? {
+                    println!("lab {id} is down");
+                } else {
+                    println!("lab {id} was not up");
+                }
+            }
+            Ok(0)
+        }
+        Command::Run(args) => run_scenarios(&cache, args),
+        Command::Boot(args) => {
+            let image = build_tiny(&cache, None, &args.agent)?;
+            let spec = boot::BootSpec {
+                lab_id: args.lab_id,
+                network: args.network,
+                name: args.name,
+                key_file: args.key_file,
+                user_data: args.user_data,
+                emit_libvirt_xml: args.emit_libvirt_xml,
+            };
+            boot::boot(&args.lab.state_root, &image, &spec)
+        }
+        Command::Lab(LabCommand::List(args)) => {
+            for id in lab::state::LabState::list(&args.state_root) {
+                let lab = Lab::open(&args.state_root, &id)?;
+                println!("{}", lab.describe());
+            }
+            Ok(0)
+        }
     }
+}
+
+fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
+    let scenarios = scenario::matrix::select(&args.scenarios)?;
+    if args.list {
+        for s in &scenarios {
+            println!("{}", s.name());
+        }
+        return Ok(0);
+    }
+    scenario::preflight()?;
+    let image = build_tiny(cache, None, &args.agent)?;
+    let server_bin = args.server.resolve()?;
+    let run_dir = args.run_dir.unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        cache.join("runs").join(stamp.to_string())
+    });
+    let names: Vec<String> = std::iter::once("lab".to_owned())
+        .chain(scenarios.iter().map(|s| s.name()))
+        .collect();
+    let progress = progress::for_terminal(&names);
+    let opts = scenario::RunOptions {
+        scenarios,
+        jobs: args.jobs,
+        image,
+        server_bin,
+        state_root: args.lab.state_root,
+        run_dir: run_dir.clone(),
+        keep_lab: args.keep_lab,
+    };
+    let report = scenario::run(&opts, progress.as_ref())?;
+    drop(progress);
+    let failures = report.failures();
+    if !failures.is_empty() {
+        println!("{failures}");
+    }
+    print!("{}", report.table());
+    println!("logs, keys and disks: {}", run_dir.display());
+    if let Some(path) = &args.report {
+        report.write_json(path)?;
+        println!("report: {}", path.display());
+    }
+    Ok(if report.passed { 0 } else { 1 })
 }
 
 /// Logs to stderr; levels from `-v`.

@@ -469,7 +469,8 @@ mod tests {
     #[test]
     fn toml_strings_are_quoted_and_escaped() {
         let path = "/run/a b/\"x\"";
-        let doc: toml::Table = toml::from_str(&format!("db = {}", toml_string(Path::new(path)))).unwrap();
+        let doc: toml::Table =
+            toml::from_str(&format!("db = {}", toml_string(Path::new(path)))).unwrap();
         assert_eq!(doc["db"].as_str(), Some(path));
     }
 

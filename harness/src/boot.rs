@@ -1,0 +1,134 @@
+//! `metaboot-harness boot`: one guest in a lab that is up, started in the foreground (Ctrl-C
+//! stops it) or described as a libvirt domain XML.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+use crate::atomic;
+use crate::check::ssh;
+use crate::guest::qemu::{BOOT_TIMEOUT, RunningGuest};
+use crate::guest::{self, Guest, Nic, libvirt, serial};
+use crate::image::Image;
+use crate::lab::Lab;
+use crate::lab::registry::InstanceSpec;
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    /// The lab.
+    pub lab_id: String,
+    /// Network name.
+    pub network: String,
+    /// Instance name.
+    pub name: String,
+    /// Public key to inject.
+    pub key_file: Option<PathBuf>,
+    /// User data.
+    pub user_data: Option<PathBuf>,
+    /// Write the domain XML here instead of starting QEMU.
+    pub emit_libvirt_xml: Option<PathBuf>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: i32) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Registers the instance, prepares its disk and tap, then boots it or writes its XML.
+pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result<i32> {
+    crate::lab::require_root()?;
+    let lab = Lab::open(state_root, &spec.lab_id)?;
+    let dir = lab.state().dir.join("guests").join(&spec.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let (public_key, private_key) = match &spec.key_file {
+        Some(public) => (public.clone(), None),
+        None => {
+            let key = ssh::keygen(&dir, "id_ed25519")?;
+            (key.with_extension("pub"), Some(key))
+        }
+    };
+    let network_id = lab.network(&spec.network)?.id.clone();
+    let record = lab.register_instance(&InstanceSpec {
+        name: spec.name.clone(),
+        network: network_id,
+        key_files: vec![public_key],
+        user_data: spec.user_data.clone(),
+        ..InstanceSpec::default()
+    })?;
+    let disk = dir.join("disk.img");
+    guest::make_state_disk(&disk)?;
+    let tap = lab.add_tap(&record)?;
+    let guest = Guest::new(&spec.name, image, &dir.join("serial.log"))
+        .with_disk(&disk)
+        .with_nic(Nic {
+            netns: lab.state().bridge_ns.clone(),
+            tap: tap.clone(),
+            mac: record.mac.clone(),
+        });
+    let login = format!(
+        "ip netns exec {} ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null {}root@{}",
+        lab.client_namespace(&record.network_id),
+        private_key
+            .as_ref()
+            .map(|k| format!("-i {} ", k.display()))
+            .unwrap_or_default(),
+        record.ip
+    );
+
+    if let Some(path) = &spec.emit_libvirt_xml {
+        atomic::write(path, libvirt::domain_xml(&guest).as_bytes(), 0o644)?;
+        println!(
+            "wrote {} (instance {} {} {}, tap {tap} in namespace {})",
+            path.display(),
+            record.uuid,
+            record.ip,
+            record.mac,
+            lab.state().bridge_ns
+        );
+        println!("once it runs: {login}");
+        return Ok(0);
+    }
+
+    let action = SigAction::new(
+        SigHandler::Handler(request_stop),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(signal, &action) }.context("failed to install a signal handler")?;
+    }
+    let mut vm = RunningGuest::start(&guest)?;
+    println!(
+        "booting {} ({} {}), console log {}",
+        spec.name,
+        record.ip,
+        record.mac,
+        guest.serial_log.display()
+    );
+    let marker = vm.wait_for(serial::MARK_PROVISIONED, 0, vm.started + BOOT_TIMEOUT)?;
+    println!(
+        "provisioned after {:.2} s: {}",
+        marker.at.as_secs_f64(),
+        marker.text
+    );
+    println!("log in with: {login}");
+    println!("Ctrl-C stops the guest");
+    while !STOP.load(Ordering::SeqCst) {
+        if vm
+            .serial()
+            .wait_closed(Instant::now() + Duration::from_millis(200))
+        {
+            println!("the guest powered off");
+            break;
+        }
+    }
+    vm.kill()?;
+    lab.delete_tap(&tap);
+    Ok(0)
+}

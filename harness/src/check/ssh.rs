@@ -1,0 +1,207 @@
+//! Checks from outside: OpenSSH's client, run inside a namespace on the guest's tenant network,
+//! logging in with a key or (driven by `SSH_ASKPASS`) with a password.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::atomic;
+use crate::lab::netns;
+use crate::process::output_with_timeout;
+use crate::wait::wait_until_ok;
+
+/// Deadline of one ssh command (connect + login + command).
+pub const SSH_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// ssh's own TCP connect timeout, in seconds.
+pub const CONNECT_TIMEOUT_SECS: u32 = 5;
+
+/// How long the guest's SSH server may take to accept the first key login after "provisioned".
+pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The environment variable the askpass helper reads the password from (not visible in `ps`).
+pub const PASSWORD_ENV: &str = "METABOOT_SSH_PASSWORD";
+
+/// Where and as whom to log in.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// Namespace on the guest's network the client runs in.
+    pub netns: String,
+    /// The guest's address.
+    pub ip: Ipv4Addr,
+    /// The user.
+    pub user: String,
+}
+
+/// What a remote command did.
+#[derive(Debug, Clone)]
+pub struct SshOutput {
+    /// ssh's exit code: the remote command's, or 255 when ssh itself failed.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl SshOutput {
+    /// Whether ssh and the remote command succeeded.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// A one-line summary for reports.
+    pub fn summary(&self) -> String {
+        let err = self.stderr.trim();
+        let out = self.stdout.trim();
+        let text = if err.is_empty() { out } else { err };
+        format!(
+            "exit {}: {}",
+            self.code,
+            text.lines().take(3).collect::<Vec<_>>().join(" | ")
+        )
+    }
+}
+
+fn ssh(target: &SshTarget) -> Command {
+    let mut cmd = netns::exec(&target.netns, "ssh");
+    cmd.args(["-F", "/dev/null"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args(["-o", &format!("ConnectTimeout={CONNECT_TIMEOUT_SECS}")]);
+    cmd
+}
+
+fn run(mut cmd: Command, target: &SshTarget, command: &str) -> anyhow::Result<SshOutput> {
+    cmd.arg(format!("{}@{}", target.user, target.ip))
+        .arg(command);
+    let out = output_with_timeout(&mut cmd, SSH_COMMAND_TIMEOUT)?;
+    Ok(SshOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Runs `command` on the guest, logging in with the private key `key` only.
+pub fn with_key(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result<SshOutput> {
+    let mut cmd = ssh(target);
+    cmd.arg("-i")
+        .arg(key)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+        .args([
+            "-o",
+            "PreferredAuthentications=publickey",
+            "-o",
+            "PasswordAuthentication=no",
+        ]);
+    run(cmd, target, command)
+}
+
+/// Runs `command` on the guest, logging in with `password` only (through `askpass`).
+pub fn with_password(
+    target: &SshTarget,
+    askpass: &Path,
+    password: &str,
+    command: &str,
+) -> anyhow::Result<SshOutput> {
+    let mut cmd = ssh(target);
+    cmd.args([
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityFile=/dev/null",
+    ])
+    .args([
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+    ])
+    .args(["-o", "NumberOfPasswordPrompts=1"])
+    .env("SSH_ASKPASS", askpass)
+    .env("SSH_ASKPASS_REQUIRE", "force")
+    .env(PASSWORD_ENV, password)
+    .env_remove("DISPLAY");
+    run(cmd, target, command)
+}
+
+/// Waits until a key login runs `true`; returns how long it took.
+pub fn wait_for_key_login(
+    target: &SshTarget,
+    key: &Path,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    wait_until_ok(start + timeout, Duration::from_millis(250), || {
+        let out = with_key(target, key, "true")?;
+        if out.success() {
+            Ok(())
+        } else {
+            anyhow::bail!("ssh {}", out.summary())
+        }
+    })
+    .with_context(|| format!("no key login to {} within {timeout:?}", target.ip))?;
+    Ok(start.elapsed())
+}
+
+/// Writes the askpass helper into `dir`: it prints the password from [`PASSWORD_ENV`].
+pub fn write_askpass(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("askpass");
+    let script = format!(
+        "#!/bin/sh\n# ssh askpass for the harness's password checks\nprintf '%s\\n' \"${PASSWORD_ENV}\"\n"
+    );
+    atomic::write(&path, script.as_bytes(), 0o700)?;
+    Ok(path)
+}
+
+/// Makes an ed25519 key pair `dir/name` (+ `.pub`) with `ssh-keygen`.
+pub fn keygen(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let key = dir.join(name);
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(key.with_extension("pub"));
+    crate::process::check(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&key),
+    )
+    .context("failed to make an SSH key pair")?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn askpass_prints_the_password_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let askpass = write_askpass(dir.path()).unwrap();
+        let out = Command::new(&askpass)
+            .env(PASSWORD_ENV, "s3cret 'x'")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "s3cret 'x'\n");
+    }
+
+    #[test]
+    fn keygen_makes_an_ed25519_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = keygen(dir.path(), "g1").unwrap();
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        assert!(public.starts_with("ssh-ed25519 "), "{public}");
+    }
+}

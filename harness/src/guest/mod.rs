@@ -1,0 +1,123 @@
+//! Guests: what QEMU boots (kernel, initramfs, state disk, NIC on a lab tap) and the running VM.
+
+pub mod libvirt;
+pub mod qemu;
+pub mod serial;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::image::Image;
+use crate::process::check;
+
+/// The kernel command line of the tiny image: serial console; on panic, exit at once (with
+/// `-no-reboot`) instead of hanging until a timeout.
+pub const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1";
+
+/// Memory per guest: the tiny initramfs needs about 20 MB; the cloud kernel wants room for it.
+pub const MEMORY_MB: u32 = 256;
+
+/// Size of a guest's persistent state disk.
+pub const STATE_DISK_MB: u32 = 16;
+
+/// Where QEMU is.
+pub const QEMU_BIN: &str = "qemu-system-x86_64";
+
+/// The guest's NIC: a tap on a lab bridge, inside the lab's bridge namespace.
+#[derive(Debug, Clone)]
+pub struct Nic {
+    /// Namespace that holds the tap (QEMU runs inside it).
+    pub netns: String,
+    /// The tap's name.
+    pub tap: String,
+    /// The port's MAC.
+    pub mac: String,
+}
+
+/// Where the guest's randomness comes from (the kernel otherwise waits for entropy and
+/// dropbear's first login stalls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entropy {
+    /// `-cpu max`: RDRAND.
+    CpuMax,
+    /// A virtio-rng device fed from the host's /dev/urandom.
+    VirtioRng,
+}
+
+/// A guest to boot, built step by step.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    /// Name (QEMU's `-name`, libvirt's domain name).
+    pub name: String,
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// Memory in MiB.
+    pub memory_mb: u32,
+    /// Persistent disk (raw ext4), attached with virtio-blk.
+    pub disk: Option<PathBuf>,
+    /// Network interface.
+    pub nic: Option<Nic>,
+    /// Entropy source.
+    pub entropy: Entropy,
+    /// Serial console log.
+    pub serial_log: PathBuf,
+}
+
+impl Guest {
+    /// A guest booting `image` directly (no bootloader), logging its console to `serial_log`.
+    pub fn new(name: &str, image: &Image, serial_log: &Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            kernel: image.kernel.clone(),
+            initrd: image.initrd.clone(),
+            cmdline: KERNEL_CMDLINE.to_owned(),
+            memory_mb: MEMORY_MB,
+            disk: None,
+            nic: None,
+            entropy: Entropy::CpuMax,
+            serial_log: serial_log.to_owned(),
+        }
+    }
+
+    /// Attaches a persistent disk.
+    pub fn with_disk(mut self, disk: &Path) -> Self {
+        self.disk = Some(disk.to_owned());
+        self
+    }
+
+    /// Attaches a NIC on a tap.
+    pub fn with_nic(mut self, nic: Nic) -> Self {
+        self.nic = Some(nic);
+        self
+    }
+
+    /// Chooses the entropy source.
+    pub fn with_entropy(mut self, entropy: Entropy) -> Self {
+        self.entropy = entropy;
+        self
+    }
+
+    /// Sets the memory.
+    pub fn with_memory_mb(mut self, memory_mb: u32) -> Self {
+        self.memory_mb = memory_mb;
+        self
+    }
+}
+
+/// Makes an empty ext4 disk image of [`STATE_DISK_MB`] (no root, no loop mount).
+pub fn make_state_disk(path: &Path) -> anyhow::Result<()> {
+    check(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "metaboot-state", "-E", "root_owner=0:0"])
+            .arg(path)
+            .arg(format!("{STATE_DISK_MB}M")),
+    )
+    .with_context(|| format!("failed to make the state disk {}", path.display()))?;
+    Ok(())
+}

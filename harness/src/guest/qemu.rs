@@ -1,0 +1,284 @@
+//! Running a guest under QEMU (TCG): the command line, the process group, the console monitor
+//! and the boot timeline measured on the host.
+
+use std::ffi::OsString;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::serial::{self, Marker, SerialMonitor};
+use super::{Entropy, Guest, QEMU_BIN};
+use crate::lab::netns;
+use crate::process::ProcessGroup;
+
+/// How long a guest may take from QEMU start to the "provisioned" marker. TCG boots take 3-6 s
+/// here; the margin covers parallel boots on 2 cores and slow CI machines.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a guest may take to power off after `poweroff -f`.
+pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// QEMU's arguments for `guest`.
+pub fn args(guest: &Guest) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&["-name", &format!("guest={}", guest.name)]);
+    // KVM hangs on these machines: TCG only (spec/lab.md).
+    push(&[
+        "-accel",
+        "tcg",
+        "-smp",
+        "1",
+        "-m",
+        &guest.memory_mb.to_string(),
+    ]);
+    push(&[
+        "-cpu",
+        if guest.entropy == Entropy::CpuMax {
+            "max"
+        } else {
+            "qemu64"
+        },
+    ]);
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    // -nodefaults drops the serial port: put it back on stdout, where the harness reads it.
+    push(&[
+        "-chardev",
+        "stdio,id=serial0,signal=off",
+        "-serial",
+        "chardev:serial0",
+    ]);
+    args.push("-kernel".into());
+    args.push(guest.kernel.clone().into());
+    args.push("-initrd".into());
+    args.push(guest.initrd.clone().into());
+    args.push("-append".into());
+    args.push(guest.cmdline.clone().into());
+    if let Some(nic) = &guest.nic {
+        args.push("-netdev".into());
+        args.push(format!("tap,id=net0,ifname={},script=no,downscript=no", nic.tap).into());
+        args.push("-device".into());
+        args.push(format!("virtio-net-pci,netdev=net0,mac={}", nic.mac).into());
+    }
+    if let Some(disk) = &guest.disk {
+        let mut spec = OsString::from("file=");
+        spec.push(disk.as_os_str());
+        spec.push(",format=raw,if=virtio");
+        args.push("-drive".into());
+        args.push(spec);
+    }
+    if guest.entropy == Entropy::VirtioRng {
+        args.extend(
+            [
+                "-object",
+                "rng-random,filename=/dev/urandom,id=rng0",
+                "-device",
+                "virtio-rng-pci,rng=rng0",
+            ]
+            .map(OsString::from),
+        );
+    }
+    args
+}
+
+/// A running QEMU with its console monitor.
+#[derive(Debug)]
+pub struct RunningGuest {
+    /// The guest it runs.
+    pub guest: Guest,
+    process: ProcessGroup,
+    serial: SerialMonitor,
+    /// When QEMU was started (host monotonic clock).
+    pub started: Instant,
+    stderr_log: std::path::PathBuf,
+}
+
+impl RunningGuest {
+    /// Starts QEMU (inside the NIC's namespace when there is one).
+    pub fn start(guest: &Guest) -> anyhow::Result<Self> {
+        let mut cmd = match &guest.nic {
+            Some(nic) => netns::exec(&nic.netns, QEMU_BIN),
+            None => Command::new(QEMU_BIN),
+        };
+        let stderr_log = guest.serial_log.with_extension("qemu.log");
+        let stderr = std::fs::File::create(&stderr_log)
+            .with_context(|| format!("failed to create {}", stderr_log.display()))?;
+        cmd.args(args(guest))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let started = Instant::now();
+        let mut process = ProcessGroup::spawn(&format!("QEMU for {}", guest.name), &mut cmd)?;
+        let stdout = process
+            .child_mut()
+            .stdout
+            .take()
+            .context("QEMU's stdout is piped")?;
+        let serial = SerialMonitor::start(stdout, &guest.serial_log, started)?;
+        Ok(Self {
+            guest: guest.clone(),
+            process,
+            serial,
+            started,
+            stderr_log,
+        })
+    }
+
+    /// Waits for a marker (after the first `from` markers); fails with the console's end when
+    /// QEMU exits, the kernel panics or the deadline passes.
+    pub fn wait_for(
+        &mut self,
+        name: &str,
+        from: usize,
+        deadline: Instant,
+    ) -> anyhow::Result<Marker> {
+        if let Some(marker) = self.serial.wait_for(name, from, deadline) {
+            return Ok(marker);
+        }
+        let why = if self.serial.panicked() {
+            "the guest kernel panicked".to_owned()
+        } else if let Some(status) = self.process.try_wait()? {
+            format!(
+                "QEMU exited ({status}): {}",
+                crate::lab::tail(&self.stderr_log, 5)
+            )
+        } else {
+            format!(
+                "no `{name}` marker within {:?}",
+                deadline.saturating_duration_since(self.started)
+            )
+        };
+        bail!("{}: {why}", self.guest.name)
+    }
+
+    /// The console monitor.
+    pub fn serial(&self) -> &SerialMonitor {
+        &self.serial
+    }
+
+    /// Waits for QEMU to exit by itself (after the guest powered off).
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        match self.process.wait_timeout(timeout)? {
+            Some(_) => {
+                self.serial
+                    .wait_closed(Instant::now() + Duration::from_secs(2));
+                Ok(())
+            }
+            None => bail!("{} did not power off within {timeout:?}", self.guest.name),
+        }
+    }
+
+    /// Kills QEMU.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.process.kill()
+    }
+
+    /// The console log plus QEMU's own messages, for failure reports.
+    pub fn console_text(&self) -> String {
+        console_text(&self.guest)
+    }
+}
+
+/// The console log plus QEMU's messages of a guest (also after QEMU is gone).
+pub fn console_text(guest: &Guest) -> String {
+    let serial_text = std::fs::read_to_string(&guest.serial_log).unwrap_or_default();
+    let qemu =
+        std::fs::read_to_string(guest.serial_log.with_extension("qemu.log")).unwrap_or_default();
+    if qemu.trim().is_empty() {
+        serial_text
+    } else {
+        format!("{serial_text}--- QEMU ---\n{qemu}")
+    }
+}
+
+/// Whether a QEMU binary is installed.
+pub fn available() -> bool {
+    Command::new(QEMU_BIN)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The markers the boot timeline is made of, in order.
+pub const TIMELINE: [&str; 4] = [
+    serial::MARK_INIT,
+    serial::MARK_NETWORK,
+    serial::MARK_METADATA,
+    serial::MARK_PROVISIONED,
+];
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Nic;
+    use super::*;
+    use crate::image::{Image, Manifest};
+
+    fn guest() -> Guest {
+        let image = Image {
+            dir: "/img".into(),
+            kernel: "/img/vmlinuz".into(),
+            initrd: "/img/initrd.img".into(),
+            manifest: Manifest {
+                kind: "tiny".into(),
+                key: "k".into(),
+                inputs: vec![],
+                packages: vec![],
+                modules: vec![],
+                kernel_file: String::new(),
+                initrd_bytes: 0,
+                content_bytes: 0,
+                build_seconds: 0.0,
+            },
+            cached: true,
+        };
+        Guest::new("g1", &image, Path::new("/run/g1.serial.log"))
+    }
+
+    #[test]
+    fn qemu_uses_tcg_the_tap_and_the_ports_mac() {
+        let g = guest().with_disk(Path::new("/run/g1.img")).with_nic(Nic {
+            netns: "ns".into(),
+            tap: "tap1".into(),
+            mac: "fa:16:3e:00:00:01".into(),
+        });
+        let line: Vec<String> = args(&g)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = line.join(" ");
+        for expect in [
+            "-accel tcg",
+            "-cpu max",
+            "-no-reboot",
+            "-netdev tap,id=net0,ifname=tap1,script=no,downscript=no",
+            "-device virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01",
+            "-drive file=/run/g1.img,format=raw,if=virtio",
+            "-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1",
+            "-serial chardev:serial0",
+        ] {
+            assert!(line.contains(expect), "{expect} in {line}");
+        }
+        assert!(!line.contains("virtio-rng"));
+        let rng = guest().with_entropy(Entropy::VirtioRng);
+        let line = args(&rng)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains("virtio-rng-pci") && line.contains("-cpu qemu64"),
+            "{line}"
+        );
+    }
+}

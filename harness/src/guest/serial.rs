@@ -1,0 +1,289 @@
+//! The guest's serial console: read live from QEMU, cleaned of ANSI escapes, written to a log
+//! file with host timestamps, and searched for the tiny image's marker lines.
+//!
+//! Times come from the host's monotonic clock around QEMU (the guest clock is wrong under TCG).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Prefix of the tiny image's marker lines (printed by its init).
+pub const MARKER_PREFIX: &str = "metaboot-tiny: ";
+/// The kernel ran /init.
+pub const MARK_INIT: &str = "init reached";
+/// DHCP gave the guest its address.
+pub const MARK_NETWORK: &str = "network up";
+/// `metaboot run` returned.
+pub const MARK_METADATA: &str = "metadata fetched";
+/// dropbear listens: the guest is ready.
+pub const MARK_PROVISIONED: &str = "provisioned";
+
+/// Longest console line kept (a guest printing without newlines must not exhaust memory).
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// A marker line and when the host read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// Time since QEMU was started.
+    pub at: Duration,
+    /// The text after [`MARKER_PREFIX`].
+    pub text: String,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    markers: Vec<Marker>,
+    closed: bool,
+    panicked: bool,
+}
+
+/// Reads a console stream on a thread; see the module doc.
+#[derive(Debug, Clone)]
+pub struct SerialMonitor {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    log: PathBuf,
+}
+
+impl SerialMonitor {
+    /// Starts reading `console` (QEMU's stdout); `started` is when QEMU was started.
+    pub fn start(
+        console: impl Read + Send + 'static,
+        log: &Path,
+        started: Instant,
+    ) -> anyhow::Result<Self> {
+        let mut file = File::create(log).map_err(|e| {
+            anyhow::anyhow!("failed to create the serial log {}: {e}", log.display())
+        })?;
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let thread_shared = Arc::clone(&shared);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(console);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match read_line_bounded(&mut reader, &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let at = started.elapsed();
+                let line = strip_ansi(&String::from_utf8_lossy(&raw));
+                // A failed log write loses log lines, not the markers the checks need.
+                let _ = writeln!(file, "[{:>8.3}] {line}", at.as_secs_f64());
+                let (lock, cvar) = &*thread_shared;
+                let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(text) = line
+                    .split_once(MARKER_PREFIX)
+                    .map(|(_, t)| t.trim().to_owned())
+                {
+                    state.markers.push(Marker { at, text });
+                }
+                if line.contains("Kernel panic") {
+                    state.panicked = true;
+                }
+                cvar.notify_all();
+            }
+            let _ = file.flush();
+            let (lock, cvar) = &*thread_shared;
+            lock.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+            cvar.notify_all();
+        });
+        Ok(Self {
+            shared,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Waits until a marker starting with `name` appears after index `from`; `None` at the
+    /// deadline, when the console closed (QEMU exited) or the kernel panicked.
+    pub fn wait_for(&self, name: &str, from: usize, deadline: Instant) -> Option<Marker> {
+        let (lock, cvar) = &*self.shared;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(found) = state
+                .markers
+                .iter()
+                .skip(from)
+                .find(|m| m.text.starts_with(name))
+            {
+                return Some(found.clone());
+            }
+            let now = Instant::now();
+            if state.closed || state.panicked || now >= deadline {
+                return None;
+            }
+            state = cvar
+                .wait_timeout(state, deadline - now)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Waits until the console closes (QEMU exited) or the deadline passes; true when closed.
+    pub fn wait_closed(&self, deadline: Instant) -> bool {
+        let (lock, cvar) = &*self.shared;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !state.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = cvar
+                .wait_timeout(state, deadline - now)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        true
+    }
+
+    /// The markers seen so far.
+    pub fn markers(&self) -> Vec<Marker> {
+        let (lock, _) = &*self.shared;
+        lock.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .markers
+            .clone()
+    }
+
+    /// Whether the kernel panicked.
+    pub fn panicked(&self) -> bool {
+        let (lock, _) = &*self.shared;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).panicked
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+/// Reads one line (up to `\n`) but keeps at most [`MAX_LINE_BYTES`] of it.
+fn read_line_bounded(reader: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1),
+            None => (buf, buf.len()),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let newline = done > chunk.len();
+        reader.consume(done);
+        total += done;
+        if newline || out.len() >= MAX_LINE_BYTES {
+            return Ok(total);
+        }
+    }
+}
+
+/// Removes ANSI escape sequences (SeaBIOS paints the screen with them) and control characters.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates up to a final byte @..~
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ST (ESC \)
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // Two-character sequences (ESC c, ESC 7, …)
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_seabios_escapes_and_carriage_returns() {
+        assert_eq!(
+            strip_ansi("\u{1b}[2J\u{1b}[01;01HSeaBIOS (version 1.16)\r"),
+            "SeaBIOS (version 1.16)"
+        );
+        assert_eq!(strip_ansi("\u{1b}]0;title\u{7}ok\u{1b}c!"), "ok!");
+        assert_eq!(strip_ansi("a\tb"), "a\tb");
+    }
+
+    #[test]
+    fn finds_markers_in_order_and_stops_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = "\u{1b}[1mnoise\r\nmetaboot-tiny: init reached\r\n[ 1.0] x\nmetaboot-tiny: network up\n\
+            metaboot-tiny: provisioned hostname=g1\n";
+        let log = dir.path().join("serial.log");
+        let monitor = SerialMonitor::start(
+            std::io::Cursor::new(console.to_owned()),
+            &log,
+            Instant::now(),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let init = monitor.wait_for(MARK_INIT, 0, deadline).unwrap();
+        let done = monitor.wait_for(MARK_PROVISIONED, 0, deadline).unwrap();
+        assert_eq!(done.text, "provisioned hostname=g1");
+        assert!(init.at <= done.at);
+        assert!(monitor.wait_closed(deadline));
+        assert_eq!(
+            monitor.wait_for(MARK_METADATA, 0, deadline),
+            None,
+            "closed console: no waiting"
+        );
+        assert_eq!(
+            monitor.wait_for(MARK_INIT, 1, deadline),
+            None,
+            "only markers after index 1"
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("] noise\n"), "{text}");
+        assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn long_lines_are_cut_not_buffered_forever() {
+        let mut reader = BufReader::new(std::io::Cursor::new(vec![b'x'; MAX_LINE_BYTES * 3]));
+        let mut line = Vec::new();
+        read_line_bounded(&mut reader, &mut line).unwrap();
+        assert_eq!(line.len(), MAX_LINE_BYTES);
+    }
+
+    #[test]
+    fn a_kernel_panic_ends_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        let monitor = SerialMonitor::start(rx, &dir.path().join("log"), Instant::now()).unwrap();
+        tx.write_all(b"Kernel panic - not syncing: Attempted to kill init!\n")
+            .unwrap();
+        let start = Instant::now();
+        assert_eq!(
+            monitor.wait_for(MARK_INIT, 0, start + Duration::from_secs(10)),
+            None
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(monitor.panicked());
+    }
+}

@@ -1,0 +1,211 @@
+//! The scenario matrix: both metadata paths × every user data variant, plus the corrupt-gzip,
+//! reboot and new-instance scenarios; and selecting scenarios by name.
+
+use anyhow::bail;
+use serde::Serialize;
+
+use super::userdata::Variant;
+
+/// How the guest reaches 169.254.169.254.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetadataPath {
+    /// Default route to the router; REDIRECT to the proxy in `qrouter-*`.
+    Router,
+    /// Option 121 route to the DHCP port; the proxy in `qdhcp-*`.
+    Isolated,
+}
+
+impl MetadataPath {
+    /// Its name in scenario names.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetadataPath::Router => "router",
+            MetadataPath::Isolated => "isolated",
+        }
+    }
+
+    /// The network of the default lab it runs on.
+    pub fn network(self) -> &'static str {
+        match self {
+            MetadataPath::Router => "tenant-r",
+            MetadataPath::Isolated => "tenant-i",
+        }
+    }
+}
+
+/// What happens after the first boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flow {
+    /// One boot.
+    Once,
+    /// Power off and boot the same instance from the same disk: per-instance steps must not run
+    /// again.
+    Reboot,
+    /// Power off, replace the instance by one with a new id (same port address), boot the same
+    /// disk: per-instance steps must run again.
+    NewInstance,
+}
+
+/// One scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Scenario {
+    /// The metadata path.
+    pub path: MetadataPath,
+    /// The user data.
+    pub variant: Variant,
+    /// Boots.
+    pub flow: Flow,
+}
+
+impl Scenario {
+    /// `router/cloud-config`, `router/reboot`, …
+    pub fn name(&self) -> String {
+        let what = match self.flow {
+            Flow::Once => self.variant.name(),
+            Flow::Reboot => "reboot",
+            Flow::NewInstance => "new-instance",
+        };
+        format!("{}/{what}", self.path.name())
+    }
+
+    /// The name as an identifier (`router-cloud-config`): instance names, hostnames, files.
+    pub fn slug(&self) -> String {
+        self.name().replace('/', "-")
+    }
+}
+
+/// The whole matrix.
+pub fn matrix() -> Vec<Scenario> {
+    let mut all = Vec::new();
+    for path in [MetadataPath::Router, MetadataPath::Isolated] {
+        for variant in Variant::ALL
+            .into_iter()
+            .filter(|v| *v != Variant::CorruptGzip)
+        {
+            all.push(Scenario {
+                path,
+                variant,
+                flow: Flow::Once,
+            });
+        }
+    }
+    let router = MetadataPath::Router;
+    all.push(Scenario {
+        path: router,
+        variant: Variant::CorruptGzip,
+        flow: Flow::Once,
+    });
+    all.push(Scenario {
+        path: router,
+        variant: Variant::CloudConfig,
+        flow: Flow::Reboot,
+    });
+    all.push(Scenario {
+        path: router,
+        variant: Variant::CloudConfig,
+        flow: Flow::NewInstance,
+    });
+    all
+}
+
+/// The README demo: one guest per path.
+pub fn demo() -> Vec<Scenario> {
+    [MetadataPath::Router, MetadataPath::Isolated]
+        .map(|path| Scenario {
+            path,
+            variant: Variant::CloudConfig,
+            flow: Flow::Once,
+        })
+        .to_vec()
+}
+
+/// Scenarios matching any pattern: a full name (`router/script`), a path (`isolated`), a
+/// variant or flow (`gzip-script`, `reboot`), `demo`, or `all`. No patterns: the whole matrix.
+pub fn select(patterns: &[String]) -> anyhow::Result<Vec<Scenario>> {
+    let all = matrix();
+    if patterns.is_empty() {
+        return Ok(all);
+    }
+    let mut chosen: Vec<Scenario> = Vec::new();
+    for pattern in patterns {
+        let matched: Vec<Scenario> = match pattern.as_str() {
+            "all" => all.clone(),
+            "demo" => demo(),
+            p => all
+                .iter()
+                .filter(|s| {
+                    let name = s.name();
+                    name == p
+                        || s.path.name() == p
+                        || name.split_once('/').is_some_and(|(_, what)| what == p)
+                })
+                .copied()
+                .collect(),
+        };
+        if matched.is_empty() {
+            let names: Vec<String> = all.iter().map(Scenario::name).collect();
+            bail!(
+                "no scenario matches {pattern:?}; scenarios: {}",
+                names.join(" ")
+            );
+        }
+        for s in matched {
+            if !chosen.contains(&s) {
+                chosen.push(s);
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_covers_both_paths_every_variant_and_the_extra_flows() {
+        let all = matrix();
+        assert_eq!(all.len(), 15);
+        let names: Vec<String> = all.iter().map(Scenario::name).collect();
+        for expect in [
+            "router/none",
+            "isolated/none",
+            "router/gzip-cloud-config",
+            "isolated/multipart",
+            "router/corrupt-gzip",
+            "router/reboot",
+            "router/new-instance",
+        ] {
+            assert!(names.contains(&expect.to_owned()), "{expect}");
+        }
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        assert!(
+            all.iter().all(|s| s.slug().len() + 3 <= 63),
+            "hostnames md-<slug> fit"
+        );
+    }
+
+    #[test]
+    fn selects_by_name_path_variant_and_refuses_unknown_names() {
+        assert_eq!(select(&[]).unwrap().len(), 15);
+        assert_eq!(select(&["router/script".into()]).unwrap().len(), 1);
+        assert_eq!(select(&["isolated".into()]).unwrap().len(), 6);
+        assert_eq!(select(&["gzip-script".into()]).unwrap().len(), 2);
+        assert_eq!(
+            select(&["demo".into(), "router/cloud-config".into()])
+                .unwrap()
+                .len(),
+            2
+        );
+        let err = select(&["router/nope".into()]).unwrap_err().to_string();
+        assert!(
+            err.contains("router/nope") && err.contains("router/none"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The end-to-end scenarios: build the image, bring a lab up, boot guests in parallel, check
+//! them from outside, take the lab down, report.
+
+pub mod matrix;
+pub mod run;
+pub mod userdata;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::image::Image;
+use crate::lab::config::LabConfig;
+use crate::lab::{self, Lab, LabOptions};
+use crate::progress::Progress;
+use crate::report::RunReport;
+use matrix::Scenario;
+use run::{Runner, ScenarioReport};
+
+/// Default number of guests booting at once (2 cores: TCG uses one each, plus ssh and dnsmasq).
+pub const DEFAULT_JOBS: usize = 2;
+
+/// Most guests booting at once.
+pub const MAX_JOBS: usize = 16;
+
+/// What `run` needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The scenarios.
+    pub scenarios: Vec<Scenario>,
+    /// Guests booting at once, 1..=[`MAX_JOBS`].
+    pub jobs: usize,
+    /// The image.
+    pub image: Image,
+    /// The `metaboot-server` binary.
+    pub server_bin: PathBuf,
+    /// Root of the labs' state directories.
+    pub state_root: PathBuf,
+    /// Directory for the run's keys, disks and console logs.
+    pub run_dir: PathBuf,
+    /// Leave the lab up afterwards (for debugging).
+    pub keep_lab: bool,
+}
+
+/// Checks that this machine can run guests: root, QEMU, the tools the lab calls.
+pub fn preflight() -> anyhow::Result<()> {
+    lab::require_root()?;
+    let mut missing = Vec::new();
+    for tool in [
+        "qemu-system-x86_64",
+        "dnsmasq",
+        "iptables",
+        "ip",
+        "ssh",
+        "ssh-keygen",
+        "mkfs.ext4",
+        "apt-get",
+        "dpkg",
+    ] {
+        if !on_path(tool) {
+            missing.push(tool);
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "missing tools: {} (scripts/install-lab-deps installs them)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn on_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    // Root's tools live in sbin, which a non-login PATH may lack.
+    dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
+    dirs.iter().any(|d| d.join(tool).is_file())
+}
+
+/// Runs the scenarios in a fresh lab and takes the lab down again (unless `keep_lab`).
+pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunReport> {
+    if !(1..=MAX_JOBS).contains(&opts.jobs) {
+        bail!("--jobs must be 1..={MAX_JOBS}, not {}", opts.jobs);
+    }
+    let started = Instant::now();
+    let config = LabConfig::default_with_id(&lab::config::random_id());
+    std::fs::create_dir_all(&opts.run_dir)
+        .with_context(|| format!("failed to create {}", opts.run_dir.display()))?;
+    progress.stage("lab", &format!("bringing lab {} up", config.id));
+    let lab_started = Instant::now();
+    let lab = Lab::up(
+        &config,
+        &LabOptions {
+            state_root: opts.state_root.clone(),
+            server_bin: opts.server_bin.clone(),
+        },
+    )
+    .with_context(|| format!("failed to bring lab {} up", config.id))?;
+    let lab_up_seconds = lab_started.elapsed().as_secs_f64();
+    let result = run_in_lab(opts, &lab, progress);
+    let server_log = lab::tail(&lab.server_log(), 40);
+    if opts.keep_lab {
+        eprintln!(
+            "{}\nkept up: metaboot-harness lab down --id {}",
+            lab.describe(),
+            config.id
+        );
+    } else {
+        lab.down().context("failed to take the lab down")?;
+    }
+    let scenarios = result?;
+    Ok(RunReport::new(
+        &config.id,
+        &opts.image,
+        opts.jobs,
+        lab_up_seconds,
+        started.elapsed().as_secs_f64(),
+        scenarios,
+        server_log,
+    ))
+}
+
+fn run_in_lab(
+    opts: &RunOptions,
+    lab: &Lab,
+    progress: &dyn Progress,
+) -> anyhow::Result<Vec<ScenarioReport>> {
+    let askpass = crate::check::ssh::write_askpass(&opts.run_dir)?;
+    let runner = Runner {
+        lab,
+        image: &opts.image,
+        run_dir: opts.run_dir.clone(),
+        askpass,
+        progress,
+    };
+    let queue: Mutex<VecDeque<(usize, Scenario)>> =
+        Mutex::new(opts.scenarios.iter().copied().enumerate().collect());
+    let results: Mutex<Vec<(usize, ScenarioReport)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.min(opts.scenarios.len()) {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                    let Some((index, scenario)) = next else { break };
+                    let report = runner.run(&scenario);
+                    let summary = report
+                        .error
+                        .clone()
+                        .or_else(|| {
+                            report
+                                .checks
+                                .iter()
+                                .find(|c| !c.passed)
+                                .map(|c| format!("{}: {}", c.name, c.detail))
+                        })
+                        .unwrap_or_else(|| {
+                            format!("{} checks in {:.1} s", report.checks.len(), report.seconds)
+                        });
+                    progress.done(&report.name, report.passed, &summary);
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((index, report));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(index, _)| *index);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
