@@ -9,7 +9,9 @@ use crate::apply::ssh_keys;
 use crate::apply::users::{Accounts, NewUser, User, check_field};
 use crate::fsutil::{self, WriteOptions, write_atomic};
 use crate::root::Root;
-use crate::userdata::cloud_config::{CloudConfig, UserConfig, UserEntry, UserMapValue, Users};
+use crate::userdata::cloud_config::{
+    CloudConfig, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
+};
 
 /// Login shell of created users when none is given (Debian's useradd default).
 pub const DEFAULT_SHELL: &str = "/bin/sh";
@@ -26,6 +28,48 @@ pub struct Summary {
     pub groups: Vec<String>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
+}
+
+/// The default user: metaboot.yaml's `default_user` with the cloud-config `user` key laid over
+/// it (a name, or options); `None` when neither names one.
+pub fn default_user(configured: Option<&UserConfig>, config: &CloudConfig) -> Option<UserConfig> {
+    let base = configured.cloned().unwrap_or_default();
+    let user = match &config.user {
+        None => base,
+        Some(UserOverride::Name(name)) => UserConfig {
+            name: name.clone(),
+            ..base
+        },
+        Some(UserOverride::Config(over)) => {
+            let over = (**over).clone();
+            macro_rules! pick {
+                ($($field:ident),*) => {
+                    UserConfig {
+                        name: if over.name.trim().is_empty() { base.name } else { over.name },
+                        $($field: over.$field.or(base.$field),)*
+                    }
+                };
+            }
+            pick!(
+                gecos,
+                homedir,
+                primary_group,
+                groups,
+                shell,
+                lock_passwd,
+                passwd,
+                hashed_passwd,
+                plain_text_passwd,
+                ssh_authorized_keys,
+                sudo,
+                system,
+                uid,
+                no_create_home,
+                no_user_group
+            )
+        }
+    };
+    (!user.name.trim().is_empty()).then_some(user)
 }
 
 /// The user list to apply: `users` (default `[default]`) with `default` replaced by the

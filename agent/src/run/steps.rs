@@ -296,16 +296,16 @@ fn etc_hosts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     )
 }
 
+fn default_user(i: &Instance<'_>) -> Option<crate::userdata::cloud_config::UserConfig> {
+    users_groups::default_user(i.settings.agent.default_user.as_ref(), &i.config)
+}
+
 fn default_user_name(i: &Instance<'_>) -> Option<String> {
-    i.settings
-        .agent
-        .default_user
-        .as_ref()
-        .map(|u| u.name.trim().to_owned())
+    default_user(i).map(|u| u.name.trim().to_owned())
 }
 
 fn users_groups(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
-    match users_groups::apply(i.root, &i.config, i.settings.agent.default_user.as_ref()) {
+    match users_groups::apply(i.root, &i.config, default_user(i).as_ref()) {
         Err(err) => Done::error(err),
         Ok(summary) => {
             warnings.extend(summary.warnings);

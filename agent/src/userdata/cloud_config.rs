@@ -80,6 +80,8 @@ cloud_config! {
     password: StrLike = "password",
     /// `chpasswd: {expire, users, list}`.
     chpasswd: Chpasswd = "chpasswd",
+    /// Overrides of the default user (cloud.cfg's `system_info.default_user`).
+    user: UserOverride = "user",
     /// Users to create or update.
     users: Users = "users",
     /// Groups to create.
@@ -263,6 +265,14 @@ pub enum Users {
     List(Vec<UserEntry>),
     Text(String),
     Map(BTreeMap<String, UserMapValue>),
+}
+
+/// `user`: a new name for the default user, or options overriding its configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UserOverride {
+    Name(String),
+    Config(Box<UserConfig>),
 }
 
 /// One item of a `users` list.

@@ -207,7 +207,7 @@ impl<'a> Decoder<'a> {
         };
         match kind.as_str() {
             CLOUD_CONFIG => match std::str::from_utf8(&body) {
-                Ok(text) => match yaml::parse_map(text) {
+                Ok(text) => match yaml::parse_cloud_config(text) {
                     Ok(map) => self.out.configs.push(map),
                     Err(err) => self.error(format!("{name}: cloud-config: {err}")),
                 },

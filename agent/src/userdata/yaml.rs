@@ -25,6 +25,9 @@ fn options() -> serde_saphyr::Options {
         merge_keys: MergeKeyPolicy::Merge,
         legacy_octal_numbers: true,
         leading_zero_numbers_as_strings: true,
+        // `!!binary` scalars stay base64 text (binary content is not UTF-8);
+        // `mark_binary_write_files` restores their meaning for write_files.
+        ignore_binary_tag_for_string: true,
     }
 }
 
@@ -48,6 +51,53 @@ pub fn parse_map(text: &str) -> Result<ConfigMap, YamlError> {
         Value::String(_) => Err(YamlError::NotAMapping("a string")),
         Value::Number(_) => Err(YamlError::NotAMapping("a number")),
         Value::Bool(_) => Err(YamlError::NotAMapping("a boolean")),
+    }
+}
+
+/// The YAML tag of a `!!binary` scalar.
+const BINARY_TAG: &str = "tag:yaml.org,2002:binary";
+
+/// A cloud-config document: [`parse_map`], plus `write_files` entries whose `content` is
+/// tagged `!!binary` marked as base64 (PyYAML hands cloud-init the decoded bytes; an
+/// `encoding: gz` on such an entry then means gzip of those bytes).
+pub fn parse_cloud_config(text: &str) -> Result<ConfigMap, YamlError> {
+    let mut map = parse_map(text)?;
+    if text.contains("!!binary") || text.contains(BINARY_TAG) {
+        mark_binary_write_files(text, &mut map);
+    }
+    Ok(map)
+}
+
+fn mark_binary_write_files(text: &str, map: &mut ConfigMap) {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        write_files: Option<Vec<Entry>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        content: Option<serde_saphyr::Tagged<String>>,
+    }
+    let Ok(probe) = serde_saphyr::from_str_with_options::<Probe>(text, options()) else {
+        return;
+    };
+    let Some(Value::Array(entries)) = map.get_mut("write_files") else {
+        return;
+    };
+    for (entry, probed) in entries
+        .iter_mut()
+        .zip(probe.write_files.unwrap_or_default())
+    {
+        let binary = probed
+            .content
+            .and_then(|tagged| tagged.1)
+            .is_some_and(|tag| tag == BINARY_TAG || tag == "!!binary");
+        if let (true, Value::Object(entry)) = (binary, entry) {
+            let encoding = match entry.get("encoding").and_then(Value::as_str) {
+                Some(e) if matches!(e.to_ascii_lowercase().as_str(), "gz" | "gzip") => "gz+b64",
+                _ => "b64",
+            };
+            entry.insert("encoding".to_owned(), Value::String(encoding.to_owned()));
+        }
     }
 }
 
@@ -132,6 +182,28 @@ mod tests {
         let start = std::time::Instant::now();
         assert!(parse_map(&deep).is_err());
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn binary_write_files_content_is_marked_base64() {
+        let elf = "write_files:\n- path: /bin/arch\n  permissions: '0555'\n  content: !!binary |\n    \
+                   f0VMRgIBAQAAAAAAAAAAAAIAPgABAAAAwARAAAAAAABAAAAAAAAAAJAVAAAAAAAAAAAAAEAAOAAI\n\
+                   - path: /z\n  encoding: gz\n  content: !!binary H4sIAAAAAAAAA8tIzcnJBwCGphA2BQAAAA==\n\
+                   - path: /plain\n  content: aGVsbG8=\n";
+        let map = parse_cloud_config(elf).unwrap();
+        let files = map["write_files"].as_array().unwrap();
+        assert_eq!(files[0]["encoding"], json!("b64"));
+        assert!(
+            files[0]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("f0VMRgIB")
+        );
+        assert_eq!(files[1]["encoding"], json!("gz+b64"));
+        assert!(
+            files[2].get("encoding").is_none(),
+            "untagged content is left alone"
+        );
     }
 
     #[test]

@@ -180,3 +180,31 @@ fn a_second_run_changes_nothing() {
     .collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn the_user_key_overrides_the_default_user() {
+    let base = UserConfig {
+        name: "debian".into(),
+        shell: Some("/bin/bash".into()),
+        ..UserConfig::default()
+    };
+    let renamed = default_user(Some(&base), &config("user: ubuntu\n")).unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.shell.as_deref()),
+        ("ubuntu", Some("/bin/bash"))
+    );
+    let tuned = default_user(
+        Some(&base),
+        &config("user: {shell: /bin/zsh, lock_passwd: false}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        (tuned.name.as_str(), tuned.shell.as_deref()),
+        ("debian", Some("/bin/zsh"))
+    );
+    assert_eq!(tuned.lock_passwd, Some(false));
+    let created = default_user(None, &config("user: {name: mynewdefault}\n")).unwrap();
+    assert_eq!(created.name, "mynewdefault");
+    assert!(default_user(None, &config("hostname: x\n")).is_none());
+    assert!(default_user(None, &config("user: {shell: /bin/sh}\n")).is_none());
+}

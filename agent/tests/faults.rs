@@ -1,0 +1,317 @@
+//! Bad input and a misbehaving metadata service: a clear error in status.json / result.json, every
+//! step that can still run has run, nothing torn, and a failing exit code.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// No temp file of an atomic write is left anywhere under the root.
+fn assert_nothing_torn(guest: &Guest) {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                walk(&path, found);
+            } else if path.to_string_lossy().contains(".metaboot-") {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&guest.root, &mut found);
+    assert!(found.is_empty(), "temp files left: {found:?}");
+}
+
+/// The run failed, said why in status.json and result.json, and still applied meta_data.json.
+fn assert_user_data_error(guest: &Guest, expected: &str) {
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    let status = guest.status();
+    assert_eq!(status["status"], "error");
+    let (outcome, message) = guest.step("user-data");
+    assert_eq!(outcome, "error");
+    assert!(message.contains(expected), "{message}");
+    assert!(
+        status["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("user-data: "),
+        "{status:#}"
+    );
+    // What meta_data.json asks for is still applied.
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+    assert_eq!(
+        guest.read("/root/.ssh/authorized_keys"),
+        format!("{META_KEY}\n")
+    );
+    assert_eq!(
+        guest.step("scripts-user").0,
+        "skipped",
+        "ran and found nothing to do"
+    );
+    let result = guest.read(&format!("/var/lib/metaboot/instances/{UUID}/result.json"));
+    assert!(result.contains(expected));
+    let out = guest.metaboot(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("status: error\n") && text.contains(expected),
+        "{text}"
+    );
+    assert_nothing_torn(guest);
+}
+
+#[test]
+fn corrupt_gzip() {
+    let guest = Guest::new();
+    let mut data = gz(b"#cloud-config\nhostname: never\n");
+    let mid = data.len() / 2;
+    data[mid] ^= 0xa5;
+    guest.user_data(data);
+    assert_user_data_error(&guest, "user data: Corrupt gzip data");
+}
+
+#[test]
+fn gzip_bomb() {
+    let guest = Guest::new();
+    guest.user_data(gz(&vec![b'#'; 17 * 1024 * 1024]));
+    assert_user_data_error(&guest, "gzip data decompresses to more than 16777216 bytes");
+}
+
+#[test]
+fn malformed_yaml_keeps_the_other_parts() {
+    let guest = Guest::new();
+    guest.user_data(
+        "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n\
+         --b\nContent-Type: text/cloud-config\n\n#cloud-config\nruncmd: [echo, 'x'\n\
+         --b\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho ran > tmp/other-part\n--b--\n",
+    );
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    let (outcome, message) = guest.step("user-data");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.contains("part-001: cloud-config: Invalid YAML: line 2"),
+        "{message}"
+    );
+    assert_eq!(
+        guest.read("/tmp/other-part"),
+        "ran\n",
+        "the good part still ran"
+    );
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+}
+
+#[test]
+fn mime_without_boundary() {
+    let guest = Guest::new();
+    guest
+        .user_data("Content-Type: multipart/mixed\nMIME-Version: 1.0\n\n--x\n\n#!/bin/sh\n--x--\n");
+    assert_user_data_error(&guest, "MIME multipart message has no boundary parameter");
+}
+
+#[test]
+fn invalid_key_types_fail_only_those_keys() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: good\nwrite_files: not-a-list\nssh_pwauth: maybe\n");
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    let (outcome, message) = guest.step("cloud-config");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.contains("invalid `ssh_pwauth`") && message.contains("invalid `write_files`"),
+        "{message}"
+    );
+    assert_eq!(guest.read("/etc/hostname"), "good\n");
+}
+
+#[test]
+fn a_failing_script_is_recorded_and_the_rest_still_runs() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nruncmd: [exit 7]\nwrite_files: [{path: /etc/still, content: written}]\n",
+    );
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    let status = guest.status();
+    let step = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "scripts-user")
+        .unwrap()
+        .clone();
+    assert_eq!(step["outcome"], "error");
+    assert_eq!(step["scripts"][0]["name"], "runcmd");
+    assert_eq!(step["scripts"][0]["exit_code"], 7);
+    assert_eq!(guest.read("/etc/still"), "written");
+}
+
+#[test]
+fn api_answering_500_then_200() {
+    let guest = Guest::new();
+    guest
+        .server
+        .fail("/openstack/latest/meta_data.json", Fault::Status(500), 1);
+    guest.server.fail("/openstack", Fault::Status(503), 1);
+    guest
+        .server
+        .fail("/openstack/latest/user_data", Fault::Close, 1);
+    guest.user_data("#cloud-config\nhostname: retried\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.server.hits("/openstack"), 2);
+    assert_eq!(guest.server.hits("/openstack/latest/meta_data.json"), 2);
+    assert_eq!(guest.server.hits("/openstack/latest/user_data"), 2);
+    assert_eq!(guest.read("/etc/hostname"), "retried\n");
+    assert!(
+        stderr.contains("attempt=1")
+            && stderr.contains("HTTP 500")
+            && stderr.contains("failed; retrying"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn api_never_answering_hits_the_deadline() {
+    let guest = Guest::new();
+    guest.config("deadline_secs: 3\nrequest_timeout_secs: 1\n");
+    guest
+        .server
+        .fail("/openstack", Fault::Hang(Duration::from_secs(30)), 100);
+    let start = Instant::now();
+    let (code, stderr) = guest.run();
+    let elapsed = start.elapsed();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(15),
+        "{elapsed:?}"
+    );
+    let (outcome, message) = guest.step("meta-data");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.contains("Gave up after")
+            && message.contains("deadline reached")
+            && message.contains("timeout"),
+        "{message}"
+    );
+    assert!(guest.server.hits("/openstack") >= 2, "retried");
+    let status = guest.status();
+    assert_eq!(status["status"], "error");
+    assert!(status["instance_id"].is_null());
+    for step in status["steps"].as_array().unwrap().iter().skip(2) {
+        assert_eq!(step["outcome"], "skipped", "{step}");
+        assert_eq!(step["message"], "no instance metadata (meta-data failed)");
+    }
+    assert_eq!(guest.read("/etc/hostname"), "localhost\n", "untouched");
+    assert_eq!(guest.metaboot(&["status"]).status.code(), Some(1));
+    assert_nothing_torn(&guest);
+}
+
+#[test]
+fn connection_refused_is_retried_until_the_deadline() {
+    let guest = Guest::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    guest.config(&format!(
+        "deadline_secs: 2\nmetadata_url: http://{closed}\n"
+    ));
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    let (_, message) = guest.step("meta-data");
+    assert!(
+        message.contains("Gave up after") && message.contains(&closed.to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_meta_data_and_forbidden_user_data_are_not_retried() {
+    let guest = Guest::new();
+    guest
+        .server
+        .fail("/openstack/latest/user_data", Fault::Status(403), 1);
+    guest.user_data("#cloud-config\nhostname: never\n");
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    assert_eq!(guest.server.hits("/openstack/latest/user_data"), 1);
+    let (_, message) = guest.step("user-data");
+    assert!(message.contains("HTTP 403"), "{message}");
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+
+    let guest = Guest::new();
+    std::fs::remove_file(guest.tree.join("openstack/latest/meta_data.json")).unwrap();
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    assert_eq!(guest.server.hits("/openstack/latest/meta_data.json"), 1);
+    assert!(
+        guest
+            .step("meta-data")
+            .1
+            .contains("meta_data.json is missing (404)")
+    );
+}
+
+#[test]
+fn optional_documents_absent_is_fine() {
+    let guest = Guest::new();
+    let (code, _) = guest.run();
+    assert_eq!(code, 0);
+    for path in [
+        "/openstack/latest/user_data",
+        "/openstack/latest/vendor_data.json",
+        "/openstack/latest/network_data.json",
+    ] {
+        assert_eq!(guest.server.hits(path), 1, "{path}: 404 is not retried");
+    }
+}
+
+#[test]
+fn oversized_user_data_and_bad_urls() {
+    let guest = Guest::new();
+    guest.user_data(vec![b'#'; 1024 * 1024 + 1]);
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    assert!(
+        guest
+            .step("user-data")
+            .1
+            .contains("body larger than 1048576 bytes")
+    );
+
+    let guest = Guest::new();
+    let out = guest.metaboot(&["run", "--url", "http://metadata.internal"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, message) = guest.step("meta-data");
+    assert!(
+        message.contains("the host must be an IP address"),
+        "{message}"
+    );
+}
+
+#[test]
+fn malformed_metaboot_yaml_is_reported_and_defaults_used() {
+    let guest = Guest::new();
+    std::fs::write(
+        guest.path("/etc/metaboot/metaboot.yaml"),
+        format!(
+            "metadata_url: {}\ndeadline_secs: [oops\n",
+            guest.server.url()
+        ),
+    )
+    .unwrap();
+    let out = guest.metaboot(&["run", "--url", &guest.server.url()]);
+    assert_eq!(out.status.code(), Some(1));
+    let (outcome, message) = guest.step("config");
+    assert_eq!(outcome, "error");
+    assert!(message.contains("Invalid YAML"), "{message}");
+    assert_eq!(
+        guest.read("/etc/hostname"),
+        "test\n",
+        "the rest ran on defaults"
+    );
+}

@@ -1,0 +1,444 @@
+//! `metaboot run --root TMP` against a metadata server: every user-data form, what lands under
+//! the root, and what a second run (same instance) and a new instance do.
+
+mod support;
+
+use base64::Engine;
+use serde_json::json;
+use support::*;
+
+const CLOUD_CONFIG: &str = r#"#cloud-config
+hostname: web
+fqdn: web.example.org
+manage_etc_hosts: localhost
+ssh_authorized_keys:
+  - ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABUserDataKey user@laptop
+ssh_pwauth: no
+chpasswd:
+  expire: false
+  users:
+    - {name: root, password: r00t-pw, type: text}
+users:
+  - default
+  - name: alice
+    groups: [sudo]
+    lock_passwd: false
+    plain_text_passwd: alice-pw
+    ssh_authorized_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice@host]
+write_files:
+  - path: /etc/app/app.conf
+    content: |
+      key=value
+    permissions: 0640
+    owner: alice:sudo
+    defer: true
+  - path: /etc/app/secret.bin
+    encoding: b64
+    content: aGVsbG8gd29ybGQ=
+    permissions: '0600'
+  - path: /etc/app/late.conf
+    content: deferred
+    defer: true
+bootcmd:
+  - echo boot >> tmp/bootcmd.count
+runcmd:
+  - echo "runcmd $INSTANCE_ID" >> tmp/runcmd.out
+  - [sh, -c, "echo argv-form >> tmp/runcmd.out"]
+"#;
+
+fn assert_done(guest: &Guest, code: i32, stderr: &str) {
+    assert_eq!(code, 0, "run failed: {stderr}\n{:#}", guest.status());
+    assert_eq!(guest.status()["status"], "done");
+    assert!(
+        stderr.contains("metaboot finished: status=done"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_user_data_applies_meta_data() {
+    let guest = Guest::new();
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+    assert_eq!(
+        guest.read("/etc/hosts"),
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1 test.novalocal test\n"
+    );
+    assert_eq!(
+        guest.read("/root/.ssh/authorized_keys"),
+        format!("{META_KEY}\n")
+    );
+    assert_eq!(
+        guest.mode_owner("/root/.ssh/authorized_keys"),
+        (0o600, 0, 0)
+    );
+    assert_eq!(guest.mode_owner("/root/.ssh").0, 0o700);
+    assert_eq!(
+        guest.step("user-data"),
+        ("ok".into(), "no user data".into())
+    );
+    assert_eq!(
+        guest.step("random-seed").0,
+        "skipped",
+        "never /dev/urandom outside /"
+    );
+    let status = guest.status();
+    assert_eq!(status["instance_id"], UUID);
+    assert_eq!(status["new_instance"], true);
+    assert_eq!(status["source"], "metadata-service");
+    // Files of the instance.
+    let instance = format!("/var/lib/metaboot/instances/{UUID}");
+    assert_eq!(
+        guest.read(&format!("{instance}/result.json")),
+        guest.read("/var/lib/metaboot/status.json")
+    );
+    assert!(
+        guest
+            .read(&format!("{instance}/boot-finished"))
+            .ends_with(" done\n")
+    );
+    assert_eq!(
+        guest.read("/var/lib/metaboot/data/instance-id"),
+        format!("{UUID}\n")
+    );
+    assert!(
+        guest
+            .read("/var/log/metaboot.log")
+            .contains("metaboot finished: status=done")
+    );
+    // status and query.
+    let out = guest.metaboot(&["status"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("status: done\n"));
+    let out = guest.metaboot(&["query", "instance-id"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{UUID}\n"));
+    let out = guest.metaboot(&["query", "local-hostname"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "test.novalocal\n");
+    assert_eq!(guest.metaboot(&["query", "nope"]).status.code(), Some(2));
+}
+
+fn check_cloud_config(guest: &Guest) {
+    assert_eq!(guest.read("/etc/hostname"), "web\n");
+    assert!(
+        guest
+            .read("/etc/hosts")
+            .contains("\n127.0.1.1 web.example.org web\n")
+    );
+    // Keys: meta_data.json's and user data's, for root (disable_root: false in metaboot.yaml).
+    assert_eq!(
+        guest.read("/root/.ssh/authorized_keys"),
+        format!("{META_KEY}\n{USER_KEY}\n")
+    );
+    // Passwords verified by glibc.
+    let root_hash = guest.shadow_hash("root");
+    assert!(root_hash.starts_with("$6$"), "{root_hash}");
+    assert!(crypt_verifies("r00t-pw", &root_hash));
+    assert!(!crypt_verifies("wrong", &root_hash));
+    assert!(crypt_verifies("alice-pw", &guest.shadow_hash("alice")));
+    // alice: created, in sudo, with her key, owned by her.
+    assert!(
+        guest
+            .read("/etc/passwd")
+            .contains("alice:x:1000:1000::/home/alice:/bin/sh\n")
+    );
+    assert!(guest.read("/etc/group").contains("sudo:x:27:alice\n"));
+    assert_eq!(
+        guest.mode_owner("/home/alice/.ssh/authorized_keys"),
+        (0o600, 1000, 1000)
+    );
+    assert_eq!(
+        guest.mode_owner("/etc/shadow").0,
+        0o640,
+        "shadow keeps its mode"
+    );
+    // write_files, deferred included.
+    assert_eq!(guest.read("/etc/app/app.conf"), "key=value\n");
+    assert_eq!(guest.mode_owner("/etc/app/app.conf"), (0o640, 1000, 27));
+    assert_eq!(guest.read("/etc/app/secret.bin"), "hello world");
+    assert_eq!(guest.mode_owner("/etc/app/secret.bin").0, 0o600);
+    assert_eq!(guest.read("/etc/app/late.conf"), "deferred");
+    // Commands.
+    assert_eq!(guest.read("/tmp/bootcmd.count"), "boot\n");
+    assert_eq!(
+        guest.read("/tmp/runcmd.out"),
+        format!("runcmd {UUID}\nargv-form\n")
+    );
+    // ssh_pwauth: no, for dropbear images.
+    assert_eq!(guest.read("/var/lib/metaboot/sshd-password-auth"), "no\n");
+}
+
+#[test]
+fn cloud_config_and_a_second_boot() {
+    let guest = Guest::new();
+    guest.user_data(CLOUD_CONFIG);
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    check_cloud_config(&guest);
+    let hash = guest.shadow_hash("root");
+
+    // Reboot, same instance: per-instance steps do not run again, per-boot ones do.
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    check_cloud_config_after_reboot(&guest, &hash);
+    assert_eq!(guest.status()["new_instance"], false);
+    assert_eq!(guest.step("runcmd").1, "already ran for this instance");
+    assert_eq!(guest.step("bootcmd").0, "ok");
+}
+
+fn check_cloud_config_after_reboot(guest: &Guest, hash: &str) {
+    assert_eq!(
+        guest.read("/root/.ssh/authorized_keys"),
+        format!("{META_KEY}\n{USER_KEY}\n"),
+        "no duplicates"
+    );
+    assert_eq!(guest.shadow_hash("root"), hash, "password not re-set");
+    assert_eq!(
+        guest.read("/tmp/runcmd.out"),
+        format!("runcmd {UUID}\nargv-form\n"),
+        "runcmd once"
+    );
+    assert_eq!(
+        guest.read("/tmp/bootcmd.count"),
+        "boot\nboot\n",
+        "bootcmd every boot"
+    );
+    assert_eq!(
+        guest
+            .read("/etc/passwd")
+            .lines()
+            .filter(|l| l.starts_with("alice:"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn gzipped_cloud_config() {
+    let guest = Guest::new();
+    guest.user_data(gz(CLOUD_CONFIG.as_bytes()));
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    check_cloud_config(&guest);
+}
+
+const SCRIPT: &str = "#!/bin/sh\necho \"script ran for $INSTANCE_ID\" > \"$METABOOT_ROOT/tmp/script.out\"\necho to-the-log\n";
+
+#[test]
+fn shell_script_plain_and_gzipped() {
+    for body in [SCRIPT.as_bytes().to_vec(), gz(SCRIPT.as_bytes())] {
+        let guest = Guest::new();
+        guest.user_data(&body);
+        let (code, stderr) = guest.run();
+        assert_done(&guest, code, &stderr);
+        assert_eq!(
+            guest.read("/tmp/script.out"),
+            format!("script ran for {UUID}\n")
+        );
+        assert!(
+            guest.read("/var/log/metaboot.log").contains("| to-the-log"),
+            "output logged"
+        );
+        let status = guest.status();
+        let step = status["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "scripts-user")
+            .unwrap()
+            .clone();
+        assert_eq!(step["scripts"][0]["name"], "part-001");
+        assert_eq!(step["scripts"][0]["exit_code"], 0);
+        assert_eq!(guest.read("/etc/hostname"), "test\n");
+    }
+}
+
+#[test]
+fn mime_multipart_script_and_config() {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mime = format!(
+        "Content-Type: multipart/mixed; boundary=\"===============123==\"\nMIME-Version: 1.0\n\n\
+--===============123==\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\nMIME-Version: 1.0\n\
+Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"setup.sh\"\n\n{}\n\
+--===============123==\nContent-Type: text/cloud-config; charset=\"us-ascii\"\nMIME-Version: 1.0\n\
+Content-Transfer-Encoding: 7bit\nContent-Disposition: attachment; filename=\"config.yaml\"\n\n\
+#cloud-config\nhostname: mimehost\nwrite_files:\n- path: /etc/from-mime\n  content: mime\n\n\
+--===============123==--\n",
+        b64.encode(SCRIPT)
+    );
+    let guest = Guest::new();
+    guest.user_data(mime);
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.read("/etc/hostname"), "mimehost\n");
+    assert_eq!(guest.read("/etc/from-mime"), "mime");
+    assert_eq!(
+        guest.read("/tmp/script.out"),
+        format!("script ran for {UUID}\n")
+    );
+    assert!(
+        guest
+            .path(&format!(
+                "/var/lib/metaboot/instances/{UUID}/scripts/setup.sh"
+            ))
+            .exists()
+    );
+}
+
+#[test]
+fn vendor_data_is_merged_under_user_data() {
+    let guest = Guest::new();
+    guest.serve(
+        "vendor_data.json",
+        json!({"cloud-init": "#cloud-config\nhostname: vendorhost\nwrite_files:\n- {path: /etc/vendor, content: v1}\nruncmd: [echo vendor >> tmp/vendor.out]\n"}).to_string().as_bytes(),
+    );
+    guest.serve(
+        "vendor_data2.json",
+        json!({"static": {}, "cloud-init": "#cloud-config\nbootcmd: [echo v2 > tmp/v2]\n"})
+            .to_string()
+            .as_bytes(),
+    );
+    guest.user_data("#cloud-config\nhostname: userhost\n");
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.read("/etc/hostname"), "userhost\n", "user data wins");
+    assert_eq!(guest.read("/etc/vendor"), "v1", "vendor-only keys apply");
+    assert_eq!(guest.read("/tmp/vendor.out"), "vendor\n");
+    assert_eq!(guest.read("/tmp/v2"), "v2\n");
+    assert!(
+        guest
+            .path(&format!(
+                "/var/lib/metaboot/instances/{UUID}/vendor_data.json"
+            ))
+            .exists()
+    );
+}
+
+#[test]
+fn a_new_instance_reruns_per_instance_steps() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nruncmd: [echo ran >> tmp/runs]\n");
+    assert_eq!(guest.run().0, 0);
+    assert_eq!(guest.run().0, 0);
+    assert_eq!(guest.read("/tmp/runs"), "ran\n");
+    guest.meta_data(&json!({"uuid": "second-instance", "hostname": "two.novalocal", "public_keys": {"k": META_KEY}}));
+    assert_eq!(guest.run().0, 0);
+    assert_eq!(guest.read("/tmp/runs"), "ran\nran\n");
+    assert_eq!(guest.read("/etc/hostname"), "two\n");
+    assert_eq!(
+        guest.read("/var/lib/metaboot/data/previous-instance-id"),
+        format!("{UUID}\n")
+    );
+    assert_eq!(
+        std::fs::read_link(guest.path("/var/lib/metaboot/instance")).unwrap(),
+        std::path::Path::new("instances/second-instance")
+    );
+    assert_eq!(
+        guest.read("/root/.ssh/authorized_keys"),
+        format!("{META_KEY}\n"),
+        "same key, one line"
+    );
+}
+
+#[test]
+fn disable_root_prefixes_root_keys_and_a_default_user_gets_them_plain() {
+    let guest = Guest::new();
+    guest.config("default_user: {name: debian, sudo: 'ALL=(ALL) NOPASSWD:ALL'}\n");
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(
+        guest.read("/home/debian/.ssh/authorized_keys"),
+        format!("{META_KEY}\n")
+    );
+    let root_keys = guest.read("/root/.ssh/authorized_keys");
+    assert!(root_keys.starts_with("no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command=\"echo 'Please login as the user \\\"debian\\\" rather than the user \\\"root\\\".';echo;sleep 10;exit 142\" ssh-ed25519 "), "{root_keys}");
+    assert!(
+        guest.shadow_hash("debian").starts_with('!'),
+        "default user locked"
+    );
+}
+
+#[test]
+fn admin_pass_sets_root_unless_user_data_does() {
+    let guest = Guest::new();
+    guest.meta_data(&json!({"uuid": UUID, "hostname": "h", "admin_pass": "Adm1n-pass"}));
+    assert_eq!(guest.run().0, 0);
+    assert!(crypt_verifies("Adm1n-pass", &guest.shadow_hash("root")));
+    let cached = guest.read(&format!(
+        "/var/lib/metaboot/instances/{UUID}/meta_data.json"
+    ));
+    assert!(!cached.contains("Adm1n-pass"), "admin_pass is not cached");
+    assert!(!guest.read("/var/log/metaboot.log").contains("Adm1n-pass"));
+
+    let guest = Guest::new();
+    guest.meta_data(&json!({"uuid": UUID, "hostname": "h", "admin_pass": "Adm1n-pass"}));
+    guest.user_data("#cloud-config\nchpasswd: {expire: false, users: [{name: root, password: mine, type: text}]}\n");
+    assert_eq!(guest.run().0, 0);
+    assert!(crypt_verifies("mine", &guest.shadow_hash("root")));
+}
+
+#[test]
+fn random_passwords_go_to_the_console_only() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nchpasswd: {users: [{name: root, type: RANDOM}]}\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    let line = stderr
+        .lines()
+        .skip_while(|l| !l.contains("Set the following 'random' passwords"))
+        .nth(1)
+        .unwrap();
+    let password = line.strip_prefix("root:").unwrap();
+    assert_eq!(password.len(), 20);
+    assert!(crypt_verifies(password, &guest.shadow_hash("root")));
+    let shadow_line = guest.read("/etc/shadow").lines().next().unwrap().to_owned();
+    assert_eq!(
+        shadow_line.split(':').nth(2),
+        Some("0"),
+        "expire defaults to true"
+    );
+    for file in ["/var/log/metaboot.log", "/var/lib/metaboot/status.json"] {
+        assert!(
+            !guest.read(file).contains(password),
+            "{file} holds the password"
+        );
+    }
+}
+
+#[test]
+fn status_json_shape() {
+    let guest = Guest::new();
+    assert_eq!(
+        guest.metaboot(&["status"]).status.code(),
+        Some(2),
+        "not started"
+    );
+    assert_eq!(guest.run().0, 0);
+    let out = guest.metaboot(&["status", "--json"]);
+    assert!(out.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "version",
+        "status",
+        "instance_id",
+        "new_instance",
+        "source",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "steps",
+        "errors",
+        "warnings",
+    ] {
+        assert!(status.get(key).is_some(), "missing {key}: {status:#}");
+    }
+    let names: Vec<&str> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"config"));
+    assert_eq!(names.last(), Some(&"scripts-user"));
+    assert_eq!(names.len(), 23);
+}

@@ -1,0 +1,213 @@
+//! Shared fixtures of the guest agent's integration tests: the test metadata server, a fake
+//! guest root, and helpers to run the `metaboot` binary against them.
+
+#![allow(dead_code)]
+
+pub mod server;
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Value, json};
+
+#[allow(unused_imports)] // Not every test binary injects faults.
+pub use server::{Fault, MetadataServer};
+
+/// The instance every test boots (unless it changes it).
+pub const UUID: &str = "d8e02d56-2648-49a3-bf97-6be8f1204f38";
+/// The key pair of meta_data.json.
+pub const META_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMetaDataKey nova@host";
+/// A key given in user data.
+pub const USER_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABUserDataKey user@laptop";
+
+/// gzip of `data`.
+pub fn gz(data: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A guest: a root directory with Debian-like account files, and a metadata tree served over
+/// HTTP by [`MetadataServer`].
+pub struct Guest {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub tree: PathBuf,
+    pub server: MetadataServer,
+}
+
+impl Guest {
+    /// A guest whose metadata has `meta_data.json` for [`UUID`] (hostname `test.novalocal`,
+    /// one key pair) and nothing else; metaboot.yaml points at the server, root gets keys
+    /// unprefixed (as on the tiny image) and the deadline is short.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let tree = dir.path().join("srv");
+        for sub in ["etc/metaboot", "root", "var", "home", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/group"),
+            "root:x:0:\ndaemon:x:1:\nsudo:x:27:\nusers:x:100:\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/shadow"),
+            "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/hostname"), "localhost\n").unwrap();
+        std::fs::write(
+            root.join("etc/hosts"),
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            root.join("etc/shadow"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        std::fs::create_dir_all(tree.join("openstack/latest")).unwrap();
+        let server = MetadataServer::start(&tree);
+        let guest = Guest {
+            dir,
+            root,
+            tree,
+            server,
+        };
+        guest.config("disable_root: false\nmanage_etc_hosts: localhost\n");
+        guest.meta_data(&json!({
+            "uuid": UUID,
+            "hostname": "test.novalocal",
+            "name": "test",
+            "launch_index": 0,
+            "availability_zone": "nova",
+            "project_id": "p-1",
+            "public_keys": {"mykey": META_KEY},
+            "random_seed": "cmFuZG9tIHNlZWQ=",
+        }));
+        guest
+    }
+
+    /// Writes metaboot.yaml: the server URL, a 5 s deadline, then `extra` (YAML).
+    pub fn config(&self, extra: &str) {
+        let text = format!(
+            "metadata_url: {}\ndeadline_secs: 5\nrequest_timeout_secs: 2\n{extra}",
+            self.server.url()
+        );
+        std::fs::write(self.root.join("etc/metaboot/metaboot.yaml"), text).unwrap();
+    }
+
+    /// Serves `name` under `openstack/latest`.
+    pub fn serve(&self, name: &str, body: &[u8]) {
+        std::fs::write(self.tree.join("openstack/latest").join(name), body).unwrap();
+    }
+
+    /// Serves meta_data.json.
+    pub fn meta_data(&self, doc: &Value) {
+        self.serve("meta_data.json", doc.to_string().as_bytes());
+    }
+
+    /// Serves user_data.
+    pub fn user_data(&self, body: impl AsRef<[u8]>) {
+        self.serve("user_data", body.as_ref());
+    }
+
+    /// A path under the root.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// A file under the root.
+    pub fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.path(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Mode bits and owner of a file under the root.
+    pub fn mode_owner(&self, path: &str) -> (u32, u32, u32) {
+        let meta = std::fs::metadata(self.path(path)).unwrap();
+        (meta.mode() & 0o7777, meta.uid(), meta.gid())
+    }
+
+    /// `metaboot <args> --root <root>`.
+    pub fn metaboot(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_metaboot"))
+            .args(args)
+            .arg("--root")
+            .arg(&self.root)
+            .env_remove("http_proxy")
+            .output()
+            .unwrap();
+        if std::env::var_os("METABOOT_TEST_VERBOSE").is_some() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        out
+    }
+
+    /// One `metaboot run`; returns (exit code, stderr).
+    pub fn run(&self) -> (i32, String) {
+        let out = self.metaboot(&["run"]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `status.json`.
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.read("/var/lib/metaboot/status.json")).unwrap()
+    }
+
+    /// The outcome and message of step `name` in status.json.
+    pub fn step(&self, name: &str) -> (String, String) {
+        let status = self.status();
+        let step = status["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no step {name} in {status:#}"))
+            .clone();
+        (
+            step["outcome"].as_str().unwrap().to_owned(),
+            step["message"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    /// The shadow password field of `user`.
+    pub fn shadow_hash(&self, user: &str) -> String {
+        self.read("/etc/shadow")
+            .lines()
+            .find(|l| l.starts_with(&format!("{user}:")))
+            .unwrap_or_else(|| panic!("no {user} in shadow"))
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// True when glibc's crypt(3) (through perl) accepts `password` for `hash`.
+pub fn crypt_verifies(password: &str, hash: &str) -> bool {
+    let out = Command::new("perl")
+        .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password, hash])
+        .output()
+        .expect("perl is needed to verify hashes with glibc");
+    String::from_utf8_lossy(&out.stdout) == hash
+}
+
+/// The root of the fixture corpus.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
