@@ -89,7 +89,109 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
+    use super::super::Nic;
     use super::*;
+    use crate::image::{Image, Manifest};
+
+    fn guest(entropy: Entropy) -> Guest {
+        let image = Image {
+            dir: "/var/cache/metaboot/tiny-0123".into(),
+            kernel: "/var/cache/metaboot/tiny-0123/vmlinuz".into(),
+            initrd: "/var/cache/metaboot/tiny-0123/initrd.img".into(),
+            manifest: Manifest {
+                kind: "tiny".into(),
+                key: "0123".into(),
+                inputs: vec![],
+                packages: vec![],
+                modules: vec![],
+                kernel_file: String::new(),
+                initrd_bytes: 0,
+                content_bytes: 0,
+                build_seconds: 0.0,
+            },
+            cached: true,
+        };
+        Guest::new(
+            "guest1",
+            &image,
+            Path::new("/run/metaboot-harness/labs/demo/guests/guest1/serial.log"),
+        )
+        .with_disk(Path::new(
+            "/run/metaboot-harness/labs/demo/guests/guest1/disk.img",
+        ))
+        .with_nic(Nic {
+            netns: "metaboot-demo".into(),
+            tap: "tap0123456789a".into(),
+            mac: "fa:16:3e:12:34:56".into(),
+        })
+        .with_entropy(entropy)
+    }
+
+    #[test]
+    fn the_domain_describes_the_same_guest_as_the_qemu_command_line() {
+        let xml = domain_xml(&guest(Entropy::CpuMax));
+        for expect in [
+            "<domain type='qemu'>",
+            "<kernel>/var/cache/metaboot/tiny-0123/vmlinuz</kernel>",
+            "<cmdline>console=ttyS0 panic=-1</cmdline>",
+            "<cpu mode='maximum'/>",
+            "<mac address='fa:16:3e:12:34:56'/>",
+            "<target dev='tap0123456789a' managed='no'/>",
+            "<target dev='vda' bus='virtio'/>",
+        ] {
+            assert!(xml.contains(expect), "{expect} in\n{xml}");
+        }
+        assert!(domain_xml(&guest(Entropy::VirtioRng)).contains("<rng model='virtio'>"));
+    }
+
+    /// virt-xml-validate (Debian's libvirt-clients) checks the XML against libvirt's schema.
+    #[test]
+    fn the_domain_xml_validates_against_libvirts_schema() {
+        if Command::new("virt-xml-validate")
+            .arg("--help")
+            .output()
+            .is_err()
+        {
+            let why =
+                "virt-xml-validate is missing (scripts/install-lab-deps installs libvirt-clients)";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for entropy in [Entropy::CpuMax, Entropy::VirtioRng] {
+            let path = dir.path().join("guest1.xml");
+            std::fs::write(&path, domain_xml(&guest(entropy))).unwrap();
+            let out = Command::new("virt-xml-validate")
+                .arg(&path)
+                .arg("domain")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "virt-xml-validate refused the XML: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let broken = dir.path().join("broken.xml");
+        std::fs::write(
+            &broken,
+            domain_xml(&guest(Entropy::CpuMax)).replace("<vcpu>1</vcpu>", "<vcpu>x</vcpu>"),
+        )
+        .unwrap();
+        let out = Command::new("virt-xml-validate")
+            .arg(&broken)
+            .arg("domain")
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the validator must refuse a broken domain"
+        );
+    }
 
     #[test]
     fn escapes_markup() {

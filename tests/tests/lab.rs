@@ -1,0 +1,114 @@
+//! The namespace lab without guests: two labs side by side, each fully removed by `lab down`
+//! even when the process that brought it up is gone. Needs root: fails in CI without it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use metaboot_harness::lab::config::LabConfig;
+use metaboot_harness::lab::{self, Lab, LabOptions, netns, router};
+use metaboot_harness::workspace;
+use metaboot_tests::prerequisite::{require_command, require_root};
+
+fn namespaces() -> String {
+    String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip runs")
+            .stdout,
+    )
+    .unwrap()
+}
+
+#[test]
+fn two_labs_come_up_side_by_side_and_down_removes_everything() {
+    if !require_root() || !require_command("dnsmasq") || !require_command("iptables") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        state_root: state.path().to_owned(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+    };
+    let ids = [lab::config::random_id(), lab::config::random_id()];
+    let labs: Vec<Lab> = ids
+        .iter()
+        .map(|id| Lab::up(&LabConfig::default_with_id(id), &opts).expect("the lab comes up"))
+        .collect();
+
+    let mut made = Vec::new();
+    for lab in &labs {
+        let s = lab.state();
+        assert_eq!(
+            s.namespaces.len(),
+            4,
+            "bridge, one router, two DHCP namespaces: {:?}",
+            s.namespaces
+        );
+        for ns in &s.namespaces {
+            assert!(netns::exists(ns), "{ns} exists");
+        }
+        let routed = lab.network("tenant-r").unwrap();
+        let isolated = lab.network("tenant-i").unwrap();
+        let router_ns = router::namespace(&s.routers[0].id);
+        let nat = router::nat_rules(&router_ns).unwrap();
+        assert!(
+            nat.contains(
+                "-d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697"
+            ),
+            "{nat}"
+        );
+        // The metadata address answers on both paths, from the tenant side.
+        let metadata = SocketAddr::from((Ipv4Addr::new(169, 254, 169, 254), 80));
+        for net in [routed, isolated] {
+            netns::tcp_probe(
+                &lab.client_namespace(&net.id),
+                metadata,
+                Duration::from_secs(2),
+            )
+            .unwrap_or_else(|e| panic!("metadata on {}: {e:#}", net.name));
+        }
+        // The isolated network's DHCP port holds the metadata address; the routed one's does not.
+        let addrs = netns::ip(&lab.client_namespace(&isolated.id), &["-4", "-o", "addr"]).unwrap();
+        assert!(addrs.contains("169.254.169.254/32"), "{addrs}");
+        let addrs = netns::ip(&lab.client_namespace(&routed.id), &["-4", "-o", "addr"]).unwrap();
+        assert!(!addrs.contains("169.254.169.254"), "{addrs}");
+        made.push((s.config.id.clone(), s.namespaces.clone(), s.daemons.clone()));
+    }
+
+    // As after a crash: the objects are gone, only the state on disk remains.
+    drop(labs);
+    for (id, spaces, daemons) in &made {
+        assert!(lab::down(state.path(), id).unwrap(), "lab {id} was up");
+        let listed = namespaces();
+        for ns in spaces {
+            assert!(!listed.contains(ns.as_str()), "{ns} removed");
+        }
+        for daemon in daemons {
+            assert!(!daemon.is_running(), "{} stopped", daemon.name);
+        }
+        assert!(!Path::new(state.path()).join(id).exists(), "state removed");
+        assert!(
+            !lab::down(state.path(), id).unwrap(),
+            "a second down finds nothing"
+        );
+    }
+}
+
+#[test]
+fn bad_lab_files_are_refused_before_anything_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lab.toml");
+    std::fs::write(
+        &path,
+        "id = \"x\"\n[[network]]\nname = \"n\"\ncidr = \"192.168.1.0/24\"\n",
+    )
+    .unwrap();
+    let err = LabConfig::load(&path).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("outside 198.18.0.0/15"),
+        "{err:#}"
+    );
+}
