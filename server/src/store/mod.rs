@@ -4,8 +4,10 @@
 //! is one transaction that also appends to the change log, so running servers can drop caches
 //! and follow routers and isolated networks as they come and go.
 
+pub mod allocate;
 mod error;
 mod model;
+pub mod validate;
 
 pub use error::{StoreError, StoreResult};
 pub use model::{

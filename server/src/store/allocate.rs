@@ -1,0 +1,194 @@
+//! Address allocation: a network's default gateway and DHCP address, the lowest free host IP
+//! for a port, and random `fa:16:3e` MACs.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use super::{Network, StoreError, StoreResult};
+
+/// The OpenStack MAC prefix (neutron's default `base_mac`), so lab MACs look like cloud MACs.
+pub const MAC_PREFIX: [u8; 3] = [0xfa, 0x16, 0x3e];
+/// Random MACs tried before giving up; with 2^24 addresses a collision run this long means
+/// the prefix is nearly exhausted.
+pub const MAX_MAC_ATTEMPTS: usize = 32;
+
+/// An address as a number, so IPv4 and IPv6 ranges share one loop.
+pub fn ip_to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// The address of `net`'s family with value `value`.
+pub fn ip_from_u128(net: IpNet, value: u128) -> IpAddr {
+    match net {
+        // IPv4 values come from IPv4 networks, so they fit in 32 bits; the mask says so.
+        IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from((value & 0xffff_ffff) as u32)),
+        IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(value)),
+    }
+}
+
+/// First and last host address of `net` as numbers: the network address and the
+/// broadcast (IPv6: all-ones) address are never handed out.
+pub fn host_range(net: IpNet) -> (u128, u128) {
+    let network = ip_to_u128(net.network());
+    let broadcast = ip_to_u128(net.broadcast());
+    (network.saturating_add(1), broadcast.saturating_sub(1))
+}
+
+/// The gateway and DHCP address of a new network: what was given, else the first host
+/// address for the gateway and the next free one for the DHCP port, so a lab can rely on
+/// `.1` being the router and `.2` the DHCP server.
+pub fn network_addresses(
+    cidr: IpNet,
+    gateway: Option<IpAddr>,
+    dhcp_ip: Option<IpAddr>,
+) -> (IpAddr, IpAddr) {
+    let (first, _) = host_range(cidr);
+    let nth = |n: u128| ip_from_u128(cidr, first + n);
+    let gateway = gateway.unwrap_or_else(|| {
+        if dhcp_ip == Some(nth(0)) {
+            nth(1)
+        } else {
+            nth(0)
+        }
+    });
+    let dhcp_ip = dhcp_ip.unwrap_or_else(|| if gateway == nth(0) { nth(1) } else { nth(0) });
+    (gateway, dhcp_ip)
+}
+
+/// The lowest host address of `network` that is neither its gateway, its DHCP address nor in
+/// `taken`.
+pub fn lowest_free_ip(network: &Network, taken: &HashSet<IpAddr>) -> StoreResult<IpAddr> {
+    let (first, last) = host_range(network.cidr);
+    // At most taken + 2 addresses are skipped, so this ends quickly even on a /8.
+    let mut value = first;
+    while value <= last {
+        let ip = ip_from_u128(network.cidr, value);
+        if Some(ip) != network.gateway && Some(ip) != network.dhcp_ip && !taken.contains(&ip) {
+            return Ok(ip);
+        }
+        value += 1;
+    }
+    Err(StoreError::Conflict(format!(
+        "network {} ({}) has no free address left: delete a port or instance on it, or use a \
+         larger network",
+        network.name, network.cidr
+    )))
+}
+
+/// A random MAC under [`MAC_PREFIX`], lower-case colon form.
+pub fn random_mac() -> String {
+    let tail: [u8; 3] = rand::random();
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        MAC_PREFIX[0], MAC_PREFIX[1], MAC_PREFIX[2], tail[0], tail[1], tail[2]
+    )
+}
+
+/// A random MAC that `in_use` says is free; gives up after [`MAX_MAC_ATTEMPTS`].
+pub fn free_mac(mut in_use: impl FnMut(&str) -> StoreResult<bool>) -> StoreResult<String> {
+    for _ in 0..MAX_MAC_ATTEMPTS {
+        let mac = random_mac();
+        if !in_use(&mac)? {
+            return Ok(mac);
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "no free MAC found under {:02x}:{:02x}:{:02x} after {MAX_MAC_ATTEMPTS} tries: give one \
+         with --mac",
+        MAC_PREFIX[0], MAC_PREFIX[1], MAC_PREFIX[2]
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(cidr: &str) -> Network {
+        let cidr: IpNet = cidr.parse().unwrap();
+        let (gateway, dhcp_ip) = network_addresses(cidr, None, None);
+        Network {
+            id: "n".into(),
+            name: "net1".into(),
+            project: "admin".into(),
+            cidr,
+            gateway: Some(gateway),
+            dhcp_ip: Some(dhcp_ip),
+            isolated: false,
+            mtu: None,
+            created: String::new(),
+        }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_are_first_and_second_host() {
+        let cidr: IpNet = "198.18.0.0/24".parse().unwrap();
+        assert_eq!(
+            network_addresses(cidr, None, None),
+            (ip("198.18.0.1"), ip("198.18.0.2"))
+        );
+        // A given DHCP address on .1 moves the default gateway, and the other way round.
+        assert_eq!(
+            network_addresses(cidr, None, Some(ip("198.18.0.1"))),
+            (ip("198.18.0.2"), ip("198.18.0.1"))
+        );
+        assert_eq!(
+            network_addresses(cidr, Some(ip("198.18.0.9")), None),
+            (ip("198.18.0.9"), ip("198.18.0.1"))
+        );
+        let v6: IpNet = "fd00::/64".parse().unwrap();
+        assert_eq!(
+            network_addresses(v6, None, None),
+            (ip("fd00::1"), ip("fd00::2"))
+        );
+    }
+
+    #[test]
+    fn allocation_skips_gateway_dhcp_and_taken() {
+        let net = network("198.18.0.0/24");
+        let mut taken = HashSet::new();
+        assert_eq!(lowest_free_ip(&net, &taken).unwrap(), ip("198.18.0.3"));
+        taken.insert(ip("198.18.0.3"));
+        taken.insert(ip("198.18.0.5"));
+        assert_eq!(lowest_free_ip(&net, &taken).unwrap(), ip("198.18.0.4"));
+        taken.insert(ip("198.18.0.4"));
+        assert_eq!(lowest_free_ip(&net, &taken).unwrap(), ip("198.18.0.6"));
+    }
+
+    #[test]
+    fn full_network_is_a_conflict() {
+        let net = network("198.18.0.0/29");
+        let taken: HashSet<IpAddr> = (3..=6).map(|i| ip(&format!("198.18.0.{i}"))).collect();
+        match lowest_free_ip(&net, &taken) {
+            Err(StoreError::Conflict(msg)) => assert!(msg.contains("no free address"), "{msg}"),
+            other => panic!("expected Conflict, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn macs_have_the_openstack_prefix_and_retry() {
+        let mac = random_mac();
+        assert!(mac.starts_with("fa:16:3e:"), "{mac}");
+        assert_eq!(mac.len(), 17);
+        let mut calls = 0;
+        let mac = free_mac(|_| {
+            calls += 1;
+            Ok(calls < 3)
+        })
+        .unwrap();
+        assert_eq!(calls, 3);
+        assert!(mac.starts_with("fa:16:3e:"));
+        assert!(matches!(
+            free_mac(|_| Ok(true)),
+            Err(StoreError::Conflict(_))
+        ));
+    }
+}

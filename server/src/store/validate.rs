@@ -1,0 +1,576 @@
+//! Input rules both backends check before they write: CIDRs, addresses, MACs, sizes, names.
+//!
+//! Every refusal is a `StoreError::Invalid` whose message says what was wrong and what to do.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::allocate::{host_range, ip_from_u128, ip_to_u128};
+use super::{KeyPair, MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, NewInstance, NewNetwork};
+use super::{StoreError, StoreResult};
+
+/// Longest name of a network, router or instance, in bytes (neutron's and nova's limit).
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest project id, in bytes (keystone ids are 32 hex digits; names fit too).
+pub const MAX_PROJECT_BYTES: usize = 255;
+/// Longest host name, in bytes (RFC 1123 with the trailing dot left out).
+pub const MAX_HOSTNAME_BYTES: usize = 253;
+/// Longest label of a host name, in bytes (RFC 1123).
+pub const MAX_HOSTNAME_LABEL_BYTES: usize = 63;
+/// Most `meta` entries per instance (nova's default `metadata_items` quota).
+pub const MAX_META_ITEMS: usize = 128;
+/// Longest `meta` key, in bytes (nova's API schema).
+pub const MAX_META_KEY_BYTES: usize = 255;
+/// Longest `meta` value, in bytes (nova's API schema).
+pub const MAX_META_VALUE_BYTES: usize = 255;
+/// Most key pairs per instance; real instances have one.
+pub const MAX_KEY_PAIRS: usize = 16;
+/// Largest key pair data, in bytes (a 16384-bit RSA public key is about 2.8 KiB).
+pub const MAX_KEY_DATA_BYTES: usize = 16_384;
+/// Smallest MTU a network may have (the IPv4 minimum, RFC 791).
+pub const MIN_MTU: u32 = 68;
+/// Largest MTU a network may have (jumbo frames).
+pub const MAX_MTU: u32 = 9_216;
+/// Longest IPv4 prefix of a network: a /29 leaves room for the gateway, the DHCP port and
+/// four instances; anything smaller cannot hold an instance next to those two.
+pub const MAX_IPV4_PREFIX: u8 = 29;
+/// Longest IPv6 prefix of a network (same room as an IPv4 /29).
+pub const MAX_IPV6_PREFIX: u8 = 125;
+
+fn invalid(message: String) -> StoreError {
+    StoreError::Invalid(message)
+}
+
+/// A display name (network, router, instance): non-empty, printable, at most
+/// [`MAX_NAME_BYTES`].
+pub fn name(kind: &str, name: &str) -> StoreResult<()> {
+    if name.trim().is_empty() {
+        return Err(invalid(format!(
+            "{kind} name is empty: give the {kind} a name"
+        )));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(invalid(format!(
+            "{kind} name is {} bytes long: use at most {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{kind} name {name:?} contains control characters: use printable characters only"
+        )));
+    }
+    Ok(())
+}
+
+/// A project id: non-empty, no spaces or control characters, at most [`MAX_PROJECT_BYTES`].
+pub fn project(project: &str) -> StoreResult<()> {
+    if project.is_empty() {
+        return Err(invalid(
+            "project is empty: give a project id (default: admin)".to_owned(),
+        ));
+    }
+    if project.len() > MAX_PROJECT_BYTES {
+        return Err(invalid(format!(
+            "project is {} bytes long: use at most {MAX_PROJECT_BYTES}",
+            project.len()
+        )));
+    }
+    if project.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid(format!(
+            "project {project:?} contains spaces or control characters: use an id like 'admin'"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a CIDR written by a user (`198.18.0.0/24`) and checks it with [`cidr`].
+pub fn parse_cidr(text: &str) -> StoreResult<IpNet> {
+    let net: IpNet = text.trim().parse().map_err(|_| {
+        invalid(format!(
+            "bad CIDR {text:?}: write it as ADDRESS/PREFIX, e.g. 198.18.0.0/24"
+        ))
+    })?;
+    cidr(net)?;
+    Ok(net)
+}
+
+/// A network's subnet: no host bits set, and large enough for a gateway, a DHCP port and an
+/// instance.
+pub fn cidr(net: IpNet) -> StoreResult<()> {
+    if net.trunc() != net {
+        return Err(invalid(format!(
+            "CIDR {net} has host bits set: did you mean {}?",
+            net.trunc()
+        )));
+    }
+    let (max, family) = match net {
+        IpNet::V4(_) => (MAX_IPV4_PREFIX, "IPv4"),
+        IpNet::V6(_) => (MAX_IPV6_PREFIX, "IPv6"),
+    };
+    if net.prefix_len() > max {
+        return Err(invalid(format!(
+            "CIDR {net} is too small: an {family} network needs a prefix of /{max} or shorter \
+             (room for a gateway, a DHCP port and instances)"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses an IP address; `what` names the flag or field for the message (`--ip`, `gateway`).
+pub fn parse_ip(what: &str, text: &str) -> StoreResult<IpAddr> {
+    text.trim().parse().map_err(|_| {
+        invalid(format!(
+            "bad {what} {text:?}: write an IP address such as 198.18.0.10"
+        ))
+    })
+}
+
+/// `ip` is a host address of `net` (inside it, not its network or broadcast address).
+/// `what` names the address ("IP", "gateway", "DHCP address") and `network` the network (its
+/// name, or "the new network").
+pub fn host_ip(what: &str, ip: IpAddr, network: &str, net: IpNet) -> StoreResult<()> {
+    let (first, last) = host_range(net);
+    let range = format!(
+        "{} to {}",
+        ip_from_u128(net, first),
+        ip_from_u128(net, last)
+    );
+    if !net.contains(&ip) {
+        return Err(invalid(format!(
+            "{what} {ip} is outside network {network} ({net}): pick an address in that CIDR \
+             ({range}){}",
+            omit_hint(what)
+        )));
+    }
+    let value = ip_to_u128(ip);
+    if value < first || value > last {
+        let role = if ip == net.network() {
+            "network"
+        } else {
+            "broadcast"
+        };
+        return Err(invalid(format!(
+            "{what} {ip} is the {role} address of network {network} ({net}): pick a host \
+             address ({range}){}",
+            omit_hint(what)
+        )));
+    }
+    Ok(())
+}
+
+fn omit_hint(what: &str) -> &'static str {
+    if what == "IP" {
+        " or omit the IP to get a free one"
+    } else {
+        ""
+    }
+}
+
+/// Normalises a MAC address to lower-case colon form; refuses multicast and all-zero
+/// addresses.
+pub fn mac(text: &str) -> StoreResult<String> {
+    let bad = || {
+        invalid(format!(
+            "bad MAC {text:?}: write six hex pairs such as fa:16:3e:12:34:56, or omit the MAC \
+             to get one"
+        ))
+    };
+    let parts: Vec<&str> = text.trim().split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut octets = [0u8; 6];
+    for (octet, part) in octets.iter_mut().zip(&parts) {
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *octet = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    let normal = octets
+        .iter()
+        .map(|octet| format!("{octet:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    if octets[0] & 1 == 1 {
+        return Err(invalid(format!(
+            "MAC {normal} is a multicast address: use a unicast MAC (even first octet) such as \
+             fa:16:3e:12:34:56, or omit the MAC"
+        )));
+    }
+    if octets == [0; 6] {
+        return Err(invalid(
+            "MAC 00:00:00:00:00:00 is not a usable address: pick another or omit the MAC"
+                .to_owned(),
+        ));
+    }
+    Ok(normal)
+}
+
+/// User data fits [`MAX_USER_DATA_BYTES`].
+pub fn user_data(data: Option<&[u8]>) -> StoreResult<()> {
+    match data {
+        Some(bytes) if bytes.len() > MAX_USER_DATA_BYTES => Err(invalid(format!(
+            "user data is {} bytes: the limit is {MAX_USER_DATA_BYTES} bytes (compress it with \
+             gzip or fetch the rest from a URL)",
+            bytes.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A password (posted by the guest, or the admin password) fits [`MAX_PASSWORD_BYTES`].
+pub fn password(what: &str, password: &str) -> StoreResult<()> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(invalid(format!(
+            "{what} is {} bytes: the limit is {MAX_PASSWORD_BYTES} bytes",
+            password.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A host name: dot-separated RFC 1123 labels (letters, digits, '-', not at either end of a
+/// label), each at most [`MAX_HOSTNAME_LABEL_BYTES`], at most [`MAX_HOSTNAME_BYTES`] in all.
+pub fn hostname(hostname: &str) -> StoreResult<()> {
+    let fix = "use letters, digits and '-' in dot-separated labels, or omit it to derive one \
+               from the name";
+    if hostname.is_empty() {
+        return Err(invalid(format!("hostname is empty: {fix}")));
+    }
+    if hostname.len() > MAX_HOSTNAME_BYTES {
+        return Err(invalid(format!(
+            "hostname is {} bytes long: the limit is {MAX_HOSTNAME_BYTES}",
+            hostname.len()
+        )));
+    }
+    for label in hostname.split('.') {
+        if label.is_empty() {
+            return Err(invalid(format!(
+                "hostname {hostname:?} has an empty label: {fix}"
+            )));
+        }
+        if label.len() > MAX_HOSTNAME_LABEL_BYTES {
+            return Err(invalid(format!(
+                "hostname label {label:?} is {} bytes long: the limit is \
+                 {MAX_HOSTNAME_LABEL_BYTES}",
+                label.len()
+            )));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err(invalid(format!(
+                "hostname {hostname:?} is not a valid host name: {fix}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The host name nova derives from a display name (`sanitize_hostname`): lower case, spaces
+/// and underscores become '-', other characters outside `[a-z0-9.-]` are dropped, runs of
+/// dots become one, leading and trailing '.' and '-' are stripped, at most
+/// [`MAX_HOSTNAME_LABEL_BYTES`] bytes, and "server" when nothing is left.
+pub fn default_hostname(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        let c = c.to_ascii_lowercase();
+        let keep = match c {
+            ' ' | '_' | '-' => Some('-'),
+            '.' if out.ends_with('.') => None,
+            'a'..='z' | '0'..='9' | '.' => Some(c),
+            _ => None,
+        };
+        out.extend(keep);
+    }
+    let trimmed = |s: &str| s.trim_matches(['.', '-']).to_owned();
+    let mut out = trimmed(&out);
+    // Only ASCII is left, so cutting at a byte index is at a char boundary.
+    out.truncate(MAX_HOSTNAME_LABEL_BYTES);
+    let out = trimmed(&out);
+    // "a.-b" would leave a label starting with '-': such labels cannot come from names
+    // anyone uses, and nova would refuse them later too; fall back to the plain form.
+    if out.is_empty() || hostname(&out).is_err() {
+        let plain: String = out.chars().filter(char::is_ascii_alphanumeric).collect();
+        if plain.is_empty() {
+            return "server".to_owned();
+        }
+        return plain;
+    }
+    out
+}
+
+/// Normalises an instance uuid to the lower-case hyphenated form.
+pub fn uuid(text: &str) -> StoreResult<String> {
+    uuid::Uuid::parse_str(text.trim())
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| {
+            invalid(format!(
+                "bad instance uuid {text:?}: write it as 8-4-4-4-12 hex digits, or omit it to \
+                 get a new one"
+            ))
+        })
+}
+
+/// Server metadata (`meta`): at most [`MAX_META_ITEMS`] entries, non-empty keys, sizes within
+/// nova's limits.
+pub fn meta(meta: &BTreeMap<String, String>) -> StoreResult<()> {
+    if meta.len() > MAX_META_ITEMS {
+        return Err(invalid(format!(
+            "{} meta entries: the limit is {MAX_META_ITEMS}",
+            meta.len()
+        )));
+    }
+    for (key, value) in meta {
+        if key.is_empty() {
+            return Err(invalid(
+                "meta key is empty: write KEY=VALUE with a non-empty KEY".to_owned(),
+            ));
+        }
+        if key.len() > MAX_META_KEY_BYTES {
+            return Err(invalid(format!(
+                "meta key {key:?} is {} bytes long: the limit is {MAX_META_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        if value.len() > MAX_META_VALUE_BYTES {
+            return Err(invalid(format!(
+                "meta value of {key:?} is {} bytes long: the limit is {MAX_META_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Key pairs: at most [`MAX_KEY_PAIRS`], unique non-empty names, non-empty data of at most
+/// [`MAX_KEY_DATA_BYTES`].
+pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
+    if pairs.len() > MAX_KEY_PAIRS {
+        return Err(invalid(format!(
+            "{} key pairs: the limit is {MAX_KEY_PAIRS}",
+            pairs.len()
+        )));
+    }
+    for (index, pair) in pairs.iter().enumerate() {
+        if pair.name.trim().is_empty() {
+            return Err(invalid(
+                "key pair name is empty: name every key pair".to_owned(),
+            ));
+        }
+        if pairs[..index].iter().any(|other| other.name == pair.name) {
+            return Err(invalid(format!(
+                "key pair name {:?} is given twice: rename one of the key files",
+                pair.name
+            )));
+        }
+        if pair.data.trim().is_empty() {
+            return Err(invalid(format!(
+                "key pair {:?} has no key data: give a public key",
+                pair.name
+            )));
+        }
+        if pair.data.len() > MAX_KEY_DATA_BYTES {
+            return Err(invalid(format!(
+                "key pair {:?} is {} bytes: the limit is {MAX_KEY_DATA_BYTES}",
+                pair.name,
+                pair.data.len()
+            )));
+        }
+        if pair.kind != "ssh" && pair.kind != "x509" {
+            return Err(invalid(format!(
+                "key pair {:?} has type {:?}: use ssh or x509",
+                pair.name, pair.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A network's MTU, when given, lies in [`MIN_MTU`]..=[`MAX_MTU`].
+pub fn mtu(mtu: Option<u32>) -> StoreResult<()> {
+    match mtu {
+        Some(value) if !(MIN_MTU..=MAX_MTU).contains(&value) => Err(invalid(format!(
+            "MTU {value} is out of range: use {MIN_MTU} to {MAX_MTU}, or omit it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Everything about a new network that does not need the database; the gateway and DHCP
+/// address must already be filled in (see `allocate::network_addresses`).
+pub fn new_network(new: &NewNetwork) -> StoreResult<()> {
+    name("network", &new.name)?;
+    project(&new.project)?;
+    cidr(new.cidr)?;
+    mtu(new.mtu)?;
+    let label = format!("{:?}", new.name);
+    if let Some(gateway) = new.gateway {
+        host_ip("gateway", gateway, &label, new.cidr)?;
+    }
+    if let Some(dhcp_ip) = new.dhcp_ip {
+        host_ip("DHCP address", dhcp_ip, &label, new.cidr)?;
+    }
+    if let (Some(gateway), Some(dhcp_ip)) = (new.gateway, new.dhcp_ip)
+        && gateway == dhcp_ip
+    {
+        return Err(invalid(format!(
+            "gateway and DHCP address are both {gateway}: give them different addresses"
+        )));
+    }
+    Ok(())
+}
+
+/// Everything about a new instance that does not need the database. Returns the normalised
+/// uuid.
+pub fn new_instance(new: &NewInstance) -> StoreResult<String> {
+    let uuid = uuid(&new.uuid)?;
+    name("instance", &new.name)?;
+    project(&new.project)?;
+    hostname(&new.hostname)?;
+    if let Some(zone) = &new.availability_zone {
+        name("availability zone", zone)?;
+    }
+    key_pairs(&new.key_pairs)?;
+    user_data(new.user_data.as_deref())?;
+    meta(&new.meta)?;
+    if let Some(admin_pass) = &new.admin_pass {
+        password("admin password", admin_pass)?;
+    }
+    Ok(uuid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(result: StoreResult<impl std::fmt::Debug>) -> String {
+        match result {
+            Err(StoreError::Invalid(message)) => message,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cidr_refuses_host_bits_and_tiny_networks() {
+        assert!(parse_cidr("198.18.0.0/24").is_ok());
+        let msg = message(parse_cidr("198.18.0.5/24"));
+        assert!(msg.contains("did you mean 198.18.0.0/24"), "{msg}");
+        let msg = message(parse_cidr("198.18.0.0/30"));
+        assert!(msg.contains("/29"), "{msg}");
+        assert!(parse_cidr("198.18.0.0/29").is_ok());
+        assert!(parse_cidr("fd00::/64").is_ok());
+        assert!(parse_cidr("fd00::/126").is_err());
+        let msg = message(parse_cidr("198.18.0.0"));
+        assert!(msg.contains("ADDRESS/PREFIX"), "{msg}");
+    }
+
+    #[test]
+    fn host_ip_names_the_network_and_the_fix() {
+        let net: IpNet = "198.18.0.0/24".parse().unwrap();
+        let msg = message(host_ip("IP", "198.18.1.5".parse().unwrap(), "net1", net));
+        assert_eq!(
+            msg,
+            "IP 198.18.1.5 is outside network net1 (198.18.0.0/24): pick an address in that \
+             CIDR (198.18.0.1 to 198.18.0.254) or omit the IP to get a free one"
+        );
+        let msg = message(host_ip("IP", "198.18.0.0".parse().unwrap(), "net1", net));
+        assert!(msg.contains("network address"), "{msg}");
+        let msg = message(host_ip("IP", "198.18.0.255".parse().unwrap(), "net1", net));
+        assert!(msg.contains("broadcast address"), "{msg}");
+        assert!(host_ip("IP", "198.18.0.254".parse().unwrap(), "net1", net).is_ok());
+        assert!(host_ip("IP", "fd00::1".parse().unwrap(), "net1", net).is_err());
+    }
+
+    #[test]
+    fn mac_is_normalised_and_multicast_refused() {
+        assert_eq!(mac("FA-16-3E-0A-0b-0C").unwrap(), "fa:16:3e:0a:0b:0c");
+        assert!(message(mac("01:00:5e:00:00:01")).contains("multicast"));
+        assert!(mac("00:00:00:00:00:00").is_err());
+        assert!(mac("fa:16:3e:0a:0b").is_err());
+        assert!(mac("fa:16:3e:0a:0b:0g").is_err());
+        assert!(mac("fa:16:3e:0a:0b:123").is_err());
+    }
+
+    #[test]
+    fn user_data_and_password_limits() {
+        assert!(user_data(Some(&vec![0; MAX_USER_DATA_BYTES])).is_ok());
+        let msg = message(user_data(Some(&vec![0; MAX_USER_DATA_BYTES + 1])));
+        assert!(
+            msg.contains("65536 bytes") && msg.contains("65535"),
+            "{msg}"
+        );
+        assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
+        assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn hostname_rules() {
+        assert!(hostname("web-1").is_ok());
+        assert!(hostname("web-1.example").is_ok());
+        assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES)).is_ok());
+        assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES + 1)).is_err());
+        assert!(hostname("-web").is_err());
+        assert!(hostname("web_1").is_err());
+        assert!(hostname("a..b").is_err());
+        assert!(hostname("").is_err());
+    }
+
+    #[test]
+    fn default_hostname_follows_nova() {
+        assert_eq!(default_hostname("My Web_Server"), "my-web-server");
+        assert_eq!(default_hostname("--web.1--"), "web.1");
+        assert_eq!(default_hostname("a..b"), "a.b");
+        assert_eq!(default_hostname("ünïcode!"), "ncode");
+        assert_eq!(default_hostname("!!!"), "server");
+        assert_eq!(default_hostname(""), "server");
+        let long = default_hostname(&"x".repeat(100));
+        assert_eq!(long.len(), MAX_HOSTNAME_LABEL_BYTES);
+        assert!(hostname(&default_hostname("a.-b")).is_ok());
+    }
+
+    #[test]
+    fn meta_and_key_pair_limits() {
+        let mut map = BTreeMap::new();
+        map.insert(
+            "k".repeat(MAX_META_KEY_BYTES),
+            "v".repeat(MAX_META_VALUE_BYTES),
+        );
+        assert!(meta(&map).is_ok());
+        map.insert("k".repeat(MAX_META_KEY_BYTES + 1), String::new());
+        assert!(meta(&map).is_err());
+        let many: BTreeMap<_, _> = (0..=MAX_META_ITEMS)
+            .map(|i| (i.to_string(), String::new()))
+            .collect();
+        assert!(meta(&many).is_err());
+
+        let pair = |name: &str| KeyPair {
+            name: name.to_owned(),
+            kind: "ssh".to_owned(),
+            data: "ssh-ed25519 AAAA".to_owned(),
+        };
+        assert!(key_pairs(&[pair("a"), pair("b")]).is_ok());
+        assert!(message(key_pairs(&[pair("a"), pair("a")])).contains("twice"));
+        let too_many: Vec<_> = (0..=MAX_KEY_PAIRS).map(|i| pair(&i.to_string())).collect();
+        assert!(key_pairs(&too_many).is_err());
+    }
+
+    #[test]
+    fn mtu_and_uuid() {
+        assert!(mtu(Some(MIN_MTU)).is_ok());
+        assert!(mtu(Some(MAX_MTU)).is_ok());
+        assert!(mtu(Some(MIN_MTU - 1)).is_err());
+        assert!(mtu(Some(MAX_MTU + 1)).is_err());
+        assert_eq!(
+            uuid("6F1E1F5B-5B0A-4E6C-9E0B-7B4B1D0C2A11").unwrap(),
+            "6f1e1f5b-5b0a-4e6c-9e0b-7b4b1d0c2a11"
+        );
+        assert!(uuid("nope").is_err());
+    }
+}
