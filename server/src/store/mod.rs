@@ -5,8 +5,12 @@
 //! and follow routers and isolated networks as they come and go.
 
 pub mod allocate;
+mod clock;
 mod error;
 mod model;
+mod registry;
+mod sql;
+mod sqlite;
 pub mod validate;
 
 pub use error::{StoreError, StoreResult};
@@ -16,6 +20,10 @@ pub use model::{
 };
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use registry::Registry;
+use sqlite::SqliteBackend;
 
 /// Largest user data the registry stores, in bytes (nova's API limit).
 pub const MAX_USER_DATA_BYTES: usize = 65_535;
@@ -73,4 +81,22 @@ pub trait Store: Send + Sync {
     fn last_change(&self) -> StoreResult<i64>;
     /// Changes after `seq`, oldest first.
     fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>>;
+}
+
+/// Opens the registry named by `--db`: a `postgres://` or `postgresql://` URL is PostgreSQL;
+/// `sqlite:PATH`, `sqlite://PATH` or a plain path is a SQLite file (created with its
+/// directory when missing). The schema is created on first use.
+pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.trim().is_empty() {
+        return Err(StoreError::Invalid(
+            "the registry location is empty: pass --db PATH or a postgres:// URL".to_owned(),
+        ));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Invalid(
+            "PostgreSQL is not supported yet: use a SQLite path".to_owned(),
+        ));
+    }
+    let path = sqlite::path_of(url);
+    Ok(Arc::new(Registry::new(SqliteBackend::open(&path)?)))
 }

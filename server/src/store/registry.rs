@@ -1,0 +1,503 @@
+//! The registry's rules, once for both backends: validation, name resolution, address
+//! allocation, referential checks and the change log, on top of a backend's `Sql`.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::sql::{Backend, Sql};
+use super::{Change, ChangeKind, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter};
+use super::{PasswordSet, Port, Router, Store, StoreError, StoreResult};
+use super::{allocate, clock, validate};
+
+/// How many ports a "network still has ports" refusal names before it says "and N more".
+const MAX_PORTS_NAMED: usize = 5;
+
+/// A `Store` made of the shared rules and one backend.
+pub struct Registry<B> {
+    backend: B,
+}
+
+impl<B: Backend> Registry<B> {
+    /// Wraps an opened backend (schema already in place).
+    pub fn new(backend: B) -> Self {
+        Self { backend }
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
+/// One record by id, else by unique name.
+fn resolve<T>(
+    kind: &'static str,
+    key: &str,
+    by_id: Option<T>,
+    named: impl FnOnce() -> StoreResult<Vec<T>>,
+    id: impl Fn(&T) -> &str,
+) -> StoreResult<T> {
+    if let Some(record) = by_id {
+        return Ok(record);
+    }
+    let mut matches = named()?;
+    match matches.len() {
+        0 => Err(StoreError::NotFound {
+            kind,
+            key: key.to_owned(),
+        }),
+        1 => Ok(matches.remove(0)),
+        _ => Err(StoreError::Ambiguous {
+            kind,
+            name: key.to_owned(),
+            ids: matches.iter().map(&id).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+fn network(sql: &mut dyn Sql, key: &str) -> StoreResult<Network> {
+    let by_id = sql.network(key)?;
+    resolve("network", key, by_id, || sql.networks_named(key), |n| &n.id)
+}
+
+fn router(sql: &mut dyn Sql, key: &str) -> StoreResult<Router> {
+    let by_id = sql.router(key)?;
+    resolve("router", key, by_id, || sql.routers_named(key), |r| &r.id)
+}
+
+fn instance(sql: &mut dyn Sql, key: &str) -> StoreResult<Instance> {
+    let by_id = sql.instance(key)?;
+    resolve(
+        "instance",
+        key,
+        by_id,
+        || sql.instances_named(key),
+        |i| &i.uuid,
+    )
+}
+
+fn port(sql: &mut dyn Sql, id: &str) -> StoreResult<Port> {
+    sql.port(id)?.ok_or_else(|| StoreError::NotFound {
+        kind: "port",
+        key: id.to_owned(),
+    })
+}
+
+/// "port ID (198.18.0.3, instance web)", for messages that name an existing port.
+fn describe_port(sql: &mut dyn Sql, port: &Port) -> StoreResult<String> {
+    let owner = match sql.instance(&port.instance_id)? {
+        Some(instance) => format!("instance {}", instance.name),
+        None => format!("instance {}", port.instance_id),
+    };
+    Ok(format!("port {} ({}, {owner})", port.id, port.ip))
+}
+
+fn overlaps(a: ipnet::IpNet, b: ipnet::IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Refuses attaching `network` to a router that already has `attached`: isolated networks
+/// have no router, and one router cannot route two overlapping subnets (the agent finds a
+/// port by IP among a router's networks, which must give one answer).
+fn check_attachable(network: &Network, attached: &[Network]) -> StoreResult<()> {
+    if network.isolated {
+        return Err(StoreError::Invalid(format!(
+            "network {} is isolated (served from its DHCP namespace): create it without \
+             --isolated to put it behind a router",
+            network.name
+        )));
+    }
+    for other in attached {
+        if other.id == network.id {
+            return Err(StoreError::Conflict(format!(
+                "network {} is already attached to this router",
+                network.name
+            )));
+        }
+        if overlaps(other.cidr, network.cidr) {
+            return Err(StoreError::Conflict(format!(
+                "network {} ({}) overlaps network {} ({}) already on this router: a router \
+                 cannot route overlapping subnets; use another router",
+                network.name, network.cidr, other.name, other.cidr
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What a new port belongs to.
+struct Owner<'a> {
+    uuid: &'a str,
+    project: &'a str,
+}
+
+/// Creates a port on a network (id or name), checking or allocating its IP and MAC, and logs
+/// it.
+fn add_port(
+    sql: &mut dyn Sql,
+    network_key: &str,
+    ip: Option<IpAddr>,
+    mac: Option<&str>,
+    owner: &Owner<'_>,
+    created: &str,
+) -> StoreResult<Port> {
+    let network = network(sql, network_key)?;
+    let mac = match mac {
+        Some(mac) => {
+            if let Some(other) = sql.port_with_mac(mac)? {
+                let other = describe_port(sql, &other)?;
+                return Err(StoreError::Conflict(format!(
+                    "MAC {mac} is already used by {other}: pick another MAC or omit it to get \
+                     a free one"
+                )));
+            }
+            mac.to_owned()
+        }
+        None => allocate::free_mac(|candidate| Ok(sql.port_with_mac(candidate)?.is_some()))?,
+    };
+    let ip = match ip {
+        Some(ip) => {
+            validate::host_ip("IP", ip, &network.name, network.cidr)?;
+            let role = if Some(ip) == network.gateway {
+                Some("gateway")
+            } else if Some(ip) == network.dhcp_ip {
+                Some("DHCP address")
+            } else {
+                None
+            };
+            if let Some(role) = role {
+                return Err(StoreError::Conflict(format!(
+                    "IP {ip} is the {role} of network {}: pick another address or omit the IP \
+                     to get a free one",
+                    network.name
+                )));
+            }
+            let on_network = std::slice::from_ref(&network.id);
+            if let Some(other) = sql.ports_with_ip(ip, Some(on_network))?.first() {
+                let other = describe_port(sql, other)?;
+                return Err(StoreError::Conflict(format!(
+                    "IP {ip} is already used on network {} by {other}: pick another address \
+                     or omit the IP to get a free one",
+                    network.name
+                )));
+            }
+            ip
+        }
+        None => {
+            let taken: HashSet<IpAddr> = sql
+                .network_ports(&network.id)?
+                .into_iter()
+                .map(|port| port.ip)
+                .collect();
+            allocate::lowest_free_ip(&network, &taken)?
+        }
+    };
+    let port = Port {
+        id: new_id(),
+        network_id: network.id,
+        mac,
+        ip,
+        instance_id: owner.uuid.to_owned(),
+        project: owner.project.to_owned(),
+        created: created.to_owned(),
+    };
+    sql.insert_port(&port)?;
+    sql.log_change(ChangeKind::Port, &port.id)?;
+    Ok(port)
+}
+
+impl<B: Backend> Store for Registry<B> {
+    fn create_network(&self, new: &NewNetwork) -> StoreResult<Network> {
+        validate::cidr(new.cidr)?;
+        let (gateway, dhcp_ip) = allocate::network_addresses(new.cidr, new.gateway, new.dhcp_ip);
+        let filled = NewNetwork {
+            gateway: Some(gateway),
+            dhcp_ip: Some(dhcp_ip),
+            ..new.clone()
+        };
+        validate::new_network(&filled)?;
+        let network = Network {
+            id: new_id(),
+            name: filled.name,
+            project: filled.project,
+            cidr: filled.cidr,
+            gateway: filled.gateway,
+            dhcp_ip: filled.dhcp_ip,
+            isolated: filled.isolated,
+            mtu: filled.mtu,
+            created: clock::now(),
+        };
+        self.backend.write(|sql| {
+            sql.insert_network(&network)?;
+            sql.log_change(ChangeKind::Network, &network.id)
+        })?;
+        Ok(network)
+    }
+
+    fn networks(&self) -> StoreResult<Vec<Network>> {
+        self.backend.read(|sql| sql.networks())
+    }
+
+    fn network(&self, id_or_name: &str) -> StoreResult<Network> {
+        self.backend.read(|sql| network(sql, id_or_name))
+    }
+
+    fn delete_network(&self, id: &str) -> StoreResult<()> {
+        self.backend.write(|sql| {
+            let network = network(sql, id)?;
+            let ports = sql.network_ports(&network.id)?;
+            if !ports.is_empty() {
+                let mut named = Vec::new();
+                for port in ports.iter().take(MAX_PORTS_NAMED) {
+                    named.push(describe_port(sql, port)?);
+                }
+                let more = ports.len().saturating_sub(MAX_PORTS_NAMED);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                return Err(StoreError::Conflict(format!(
+                    "network {} still has {} port(s): {}{more}; delete those instances or ports \
+                     first",
+                    network.name,
+                    ports.len(),
+                    named.join(", ")
+                )));
+            }
+            let routers = sql.routers_of_network(&network.id)?;
+            sql.detach_network(&network.id)?;
+            sql.delete_network(&network.id)?;
+            for router in &routers {
+                sql.log_change(ChangeKind::Router, router)?;
+            }
+            sql.log_change(ChangeKind::Network, &network.id)
+        })
+    }
+
+    fn create_router(&self, new: &NewRouter) -> StoreResult<Router> {
+        validate::name("router", &new.name)?;
+        validate::project(&new.project)?;
+        let id = new_id();
+        let created = clock::now();
+        self.backend.write(|sql| {
+            let mut attached: Vec<Network> = Vec::new();
+            for key in &new.networks {
+                let network = network(sql, key)?;
+                // Naming a network twice is harmless: attach it once.
+                if attached.iter().any(|other| other.id == network.id) {
+                    continue;
+                }
+                check_attachable(&network, &attached)?;
+                attached.push(network);
+            }
+            let mut networks: Vec<String> = attached.into_iter().map(|n| n.id).collect();
+            networks.sort();
+            let router = Router {
+                id: id.clone(),
+                name: new.name.clone(),
+                project: new.project.clone(),
+                networks,
+                created: created.clone(),
+            };
+            sql.insert_router(&router)?;
+            sql.log_change(ChangeKind::Router, &router.id)?;
+            Ok(router)
+        })
+    }
+
+    fn routers(&self) -> StoreResult<Vec<Router>> {
+        self.backend.read(|sql| sql.routers())
+    }
+
+    fn router(&self, id_or_name: &str) -> StoreResult<Router> {
+        self.backend.read(|sql| router(sql, id_or_name))
+    }
+
+    fn add_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()> {
+        self.backend.write(|sql| {
+            let router = router(sql, router_id)?;
+            let network = network(sql, network_id)?;
+            let mut attached = Vec::new();
+            for id in &router.networks {
+                attached.extend(sql.network(id)?);
+            }
+            check_attachable(&network, &attached)?;
+            sql.attach_network(&router.id, &network.id)?;
+            sql.log_change(ChangeKind::Router, &router.id)
+        })
+    }
+
+    fn delete_router(&self, id: &str) -> StoreResult<()> {
+        self.backend.write(|sql| {
+            let router = router(sql, id)?;
+            sql.delete_router(&router.id)?;
+            sql.log_change(ChangeKind::Router, &router.id)
+        })
+    }
+
+    fn create_instance(
+        &self,
+        new: &NewInstance,
+        first_port: &NewPort,
+    ) -> StoreResult<(Instance, Port)> {
+        let uuid = validate::new_instance(new)?;
+        let mac = first_port.mac.as_deref().map(validate::mac).transpose()?;
+        let new = NewInstance {
+            uuid: uuid.clone(),
+            ..new.clone()
+        };
+        let created = clock::now();
+        let owner = Owner {
+            uuid: &uuid,
+            project: &new.project,
+        };
+        let (ec2_id, port) = self.backend.write(|sql| {
+            if sql.instance(&uuid)?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "instance {uuid} already exists: omit --uuid to get a new one"
+                )));
+            }
+            let ec2_id = sql.insert_instance(&new, &created)?;
+            let port = add_port(
+                sql,
+                &first_port.network_id,
+                first_port.ip,
+                mac.as_deref(),
+                &owner,
+                &created,
+            )?;
+            sql.log_change(ChangeKind::Instance, &uuid)?;
+            Ok((ec2_id, port))
+        })?;
+        let instance = Instance {
+            uuid,
+            ec2_id,
+            project: new.project,
+            name: new.name,
+            hostname: new.hostname,
+            availability_zone: new.availability_zone,
+            launch_index: new.launch_index,
+            key_pairs: new.key_pairs,
+            user_data: new.user_data,
+            meta: new.meta,
+            admin_pass: new.admin_pass,
+            password: None,
+            created,
+        };
+        Ok((instance, port))
+    }
+
+    fn instances(&self) -> StoreResult<Vec<Instance>> {
+        self.backend.read(|sql| sql.instances())
+    }
+
+    fn instance(&self, id_or_name: &str) -> StoreResult<Instance> {
+        self.backend.read(|sql| instance(sql, id_or_name))
+    }
+
+    fn instance_by_uuid(&self, uuid: &str) -> StoreResult<Option<Instance>> {
+        self.backend.read(|sql| sql.instance(uuid))
+    }
+
+    fn delete_instance(&self, uuid: &str) -> StoreResult<()> {
+        self.backend.write(|sql| {
+            let instance = instance(sql, uuid)?;
+            for port in sql.instance_ports(&instance.uuid)? {
+                sql.delete_port(&port.id)?;
+                sql.log_change(ChangeKind::Port, &port.id)?;
+            }
+            sql.delete_instance(&instance.uuid)?;
+            sql.log_change(ChangeKind::Instance, &instance.uuid)
+        })
+    }
+
+    fn set_password(&self, uuid: &str, password: &str) -> StoreResult<PasswordSet> {
+        validate::password("password", password)?;
+        self.backend.write(|sql| {
+            if sql.set_password_if_unset(uuid, password)? {
+                sql.log_change(ChangeKind::Instance, uuid)?;
+                Ok(PasswordSet::Stored)
+            } else if sql.instance(uuid)?.is_some() {
+                Ok(PasswordSet::AlreadySet)
+            } else {
+                Ok(PasswordSet::NoInstance)
+            }
+        })
+    }
+
+    fn create_port(&self, new: &NewPort) -> StoreResult<Port> {
+        let mac = new.mac.as_deref().map(validate::mac).transpose()?;
+        let created = clock::now();
+        self.backend.write(|sql| {
+            let instance = instance(sql, &new.instance_id)?;
+            let owner = Owner {
+                uuid: &instance.uuid,
+                project: &instance.project,
+            };
+            let port = add_port(
+                sql,
+                &new.network_id,
+                new.ip,
+                mac.as_deref(),
+                &owner,
+                &created,
+            )?;
+            // The instance's network_data.json changed.
+            sql.log_change(ChangeKind::Instance, &instance.uuid)?;
+            Ok(port)
+        })
+    }
+
+    fn ports(&self) -> StoreResult<Vec<Port>> {
+        self.backend.read(|sql| sql.ports())
+    }
+
+    fn port(&self, id: &str) -> StoreResult<Port> {
+        self.backend.read(|sql| port(sql, id))
+    }
+
+    fn delete_port(&self, id: &str) -> StoreResult<()> {
+        self.backend.write(|sql| {
+            let port = port(sql, id)?;
+            sql.delete_port(&port.id)?;
+            sql.log_change(ChangeKind::Port, &port.id)?;
+            sql.log_change(ChangeKind::Instance, &port.instance_id)
+        })
+    }
+
+    fn instance_ports(&self, uuid: &str) -> StoreResult<Vec<(Port, Network)>> {
+        self.backend.read(|sql| {
+            let mut out = Vec::new();
+            for port in sql.instance_ports(uuid)? {
+                let network = sql.network(&port.network_id)?.ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "port {} refers to network {} which does not exist",
+                        port.id, port.network_id
+                    ))
+                })?;
+                out.push((port, network));
+            }
+            Ok(out)
+        })
+    }
+
+    fn find_ports(&self, ip: IpAddr, network_ids: &[String]) -> StoreResult<Vec<Port>> {
+        if network_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend
+            .read(|sql| sql.ports_with_ip(ip, Some(network_ids)))
+    }
+
+    fn find_ports_by_ip(&self, ip: IpAddr) -> StoreResult<Vec<Port>> {
+        self.backend.read(|sql| sql.ports_with_ip(ip, None))
+    }
+
+    fn last_change(&self) -> StoreResult<i64> {
+        self.backend.read(|sql| sql.last_change())
+    }
+
+    fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>> {
+        self.backend.read(|sql| sql.changes_since(seq))
+    }
+}

@@ -1,0 +1,81 @@
+//! What a backend provides: one SQL statement per method (`Sql`) and transactions (`Backend`).
+//!
+//! The rules (validation, allocation, name resolution, the change log) live once, in
+//! `registry.rs`, on top of these; each backend keeps its own SQL.
+
+use std::net::IpAddr;
+
+use super::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router, StoreResult};
+
+/// The schema both backends create; a registry with a newer version is refused at open.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Row-level statements of one backend, run inside a read or a write transaction.
+pub trait Sql {
+    /// The network with this id.
+    fn network(&mut self, id: &str) -> StoreResult<Option<Network>>;
+    /// Networks with this name, oldest first.
+    fn networks_named(&mut self, name: &str) -> StoreResult<Vec<Network>>;
+    /// All networks, oldest first.
+    fn networks(&mut self) -> StoreResult<Vec<Network>>;
+    fn insert_network(&mut self, network: &Network) -> StoreResult<()>;
+    fn delete_network(&mut self, id: &str) -> StoreResult<()>;
+
+    /// The router with this id, with its networks.
+    fn router(&mut self, id: &str) -> StoreResult<Option<Router>>;
+    /// Routers with this name, oldest first.
+    fn routers_named(&mut self, name: &str) -> StoreResult<Vec<Router>>;
+    /// All routers, oldest first.
+    fn routers(&mut self) -> StoreResult<Vec<Router>>;
+    /// Ids of the routers this network is attached to.
+    fn routers_of_network(&mut self, network_id: &str) -> StoreResult<Vec<String>>;
+    /// Inserts the router row and its attachments.
+    fn insert_router(&mut self, router: &Router) -> StoreResult<()>;
+    fn attach_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<()>;
+    /// Removes the network from every router.
+    fn detach_network(&mut self, network_id: &str) -> StoreResult<()>;
+    /// Deletes the router and its attachments.
+    fn delete_router(&mut self, id: &str) -> StoreResult<()>;
+
+    /// The instance with this uuid.
+    fn instance(&mut self, uuid: &str) -> StoreResult<Option<Instance>>;
+    /// Instances with this name, oldest first.
+    fn instances_named(&mut self, name: &str) -> StoreResult<Vec<Instance>>;
+    /// All instances, oldest first.
+    fn instances(&mut self) -> StoreResult<Vec<Instance>>;
+    /// Inserts the instance (uuid already normalised); returns its ec2_id.
+    fn insert_instance(&mut self, new: &NewInstance, created: &str) -> StoreResult<i64>;
+    fn delete_instance(&mut self, uuid: &str) -> StoreResult<()>;
+    /// Stores the password unless one is set (NULL or empty counts as unset), in one
+    /// statement; true when this call stored it.
+    fn set_password_if_unset(&mut self, uuid: &str, password: &str) -> StoreResult<bool>;
+
+    fn port(&mut self, id: &str) -> StoreResult<Option<Port>>;
+    /// All ports, oldest first.
+    fn ports(&mut self) -> StoreResult<Vec<Port>>;
+    /// Ports on this network, oldest first.
+    fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>>;
+    /// Ports of this instance, oldest first.
+    fn instance_ports(&mut self, uuid: &str) -> StoreResult<Vec<Port>>;
+    fn port_with_mac(&mut self, mac: &str) -> StoreResult<Option<Port>>;
+    /// Ports with this IP, on these networks only when `network_ids` is given (indexed).
+    fn ports_with_ip(
+        &mut self,
+        ip: IpAddr,
+        network_ids: Option<&[String]>,
+    ) -> StoreResult<Vec<Port>>;
+    fn insert_port(&mut self, port: &Port) -> StoreResult<()>;
+    fn delete_port(&mut self, id: &str) -> StoreResult<()>;
+
+    /// Appends to the change log.
+    fn log_change(&mut self, kind: ChangeKind, id: &str) -> StoreResult<()>;
+    fn last_change(&mut self) -> StoreResult<i64>;
+    fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>>;
+}
+
+/// How a backend runs statements: reads on any connection, writes in one exclusive
+/// transaction that commits only when `op` returns `Ok`.
+pub trait Backend: Send + Sync {
+    fn read<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T>;
+    fn write<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T>;
+}

@@ -1,0 +1,68 @@
+//! The SQLite schema, created (if missing) at every open.
+
+/// The schema; `IF NOT EXISTS` everywhere so every open may run it.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    project TEXT NOT NULL,
+    cidr TEXT NOT NULL,
+    gateway TEXT,
+    dhcp_ip TEXT,
+    isolated INTEGER NOT NULL,
+    mtu INTEGER,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS networks_name ON networks (name);
+CREATE TABLE IF NOT EXISTS routers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    project TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS routers_name ON routers (name);
+CREATE TABLE IF NOT EXISTS router_networks (
+    router_id TEXT NOT NULL REFERENCES routers (id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+    PRIMARY KEY (router_id, network_id)
+);
+CREATE INDEX IF NOT EXISTS router_networks_network ON router_networks (network_id);
+CREATE TABLE IF NOT EXISTS instances (
+    ec2_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL UNIQUE,
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    availability_zone TEXT,
+    launch_index INTEGER NOT NULL,
+    key_pairs TEXT NOT NULL,
+    user_data BLOB,
+    meta TEXT NOT NULL,
+    admin_pass TEXT,
+    password TEXT,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_name ON instances (name);
+CREATE TABLE IF NOT EXISTS ports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    network_id TEXT NOT NULL REFERENCES networks (id),
+    mac TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    instance_id TEXT NOT NULL REFERENCES instances (uuid),
+    project TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ports_network_ip ON ports (network_id, ip);
+CREATE UNIQUE INDEX IF NOT EXISTS ports_mac ON ports (mac);
+CREATE INDEX IF NOT EXISTS ports_ip ON ports (ip);
+CREATE INDEX IF NOT EXISTS ports_instance ON ports (instance_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL
+);
+";
