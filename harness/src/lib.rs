@@ -7,6 +7,7 @@ pub mod cli;
 pub mod guest;
 pub mod image;
 pub mod lab;
+pub mod postgres;
 pub mod process;
 pub mod progress;
 pub mod report;

@@ -8,6 +8,7 @@ pub mod allocate;
 mod clock;
 mod error;
 mod model;
+mod postgres;
 mod registry;
 mod sql;
 mod sqlite;
@@ -22,6 +23,7 @@ pub use model::{
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use self::postgres::PostgresBackend;
 use registry::Registry;
 use sqlite::SqliteBackend;
 
@@ -93,9 +95,7 @@ pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
         ));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Invalid(
-            "PostgreSQL is not supported yet: use a SQLite path".to_owned(),
-        ));
+        return Ok(Arc::new(Registry::new(PostgresBackend::open(url)?)));
     }
     let path = sqlite::path_of(url);
     Ok(Arc::new(Registry::new(SqliteBackend::open(&path)?)))

@@ -1,0 +1,306 @@
+//! A throw-away PostgreSQL server for tests: its own data directory in a temp dir, on
+//! 127.0.0.1 and a free port, stopped and removed on drop.
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root the server runs as the
+//! `postgres` user (Debian's `postgresql` package creates it).
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User, geteuid};
+
+/// Where Debian installs the server binaries, one directory per major version.
+pub const POSTGRES_LIB_DIR: &str = "/usr/lib/postgresql";
+/// The user the server runs as when we are root.
+pub const POSTGRES_USER: &str = "postgres";
+/// Seconds `pg_ctl` waits for the server to start or stop.
+pub const PG_CTL_WAIT_SECS: u32 = 60;
+/// Ports tried before giving up when another process grabs the free port first.
+pub const START_ATTEMPTS: usize = 3;
+
+/// Distinguishes temp directories of servers started by one process.
+static SERVERS: AtomicU32 = AtomicU32::new(0);
+
+/// A running test server.
+#[derive(Debug)]
+pub struct PgServer {
+    bin: PathBuf,
+    /// Removed on drop; holds `data/`, the socket and `server.log`.
+    dir: PathBuf,
+    port: u16,
+    /// Set when we are root: the server runs as this uid/gid.
+    run_as: Option<(u32, u32)>,
+    running: bool,
+}
+
+/// The newest `bin` directory under [`POSTGRES_LIB_DIR`] that has `initdb` and `pg_ctl`.
+fn find_bin_dir() -> anyhow::Result<PathBuf> {
+    let missing = || {
+        anyhow::anyhow!(
+            "PostgreSQL is not installed (no initdb under {POSTGRES_LIB_DIR}/*/bin): install \
+             it: apt-get install postgresql"
+        )
+    };
+    let entries = fs::read_dir(POSTGRES_LIB_DIR).map_err(|_| missing())?;
+    let mut versions: Vec<(u32, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).ok_or_else(missing)
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").context("failed to find a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A new empty directory under the system temp dir.
+fn make_temp_dir() -> anyhow::Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    let serial = SERVERS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "metaboot-pg-{}-{serial}-{nanos}",
+        std::process::id()
+    ));
+    fs::create_dir(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Runs `cmd` to completion; on failure the error carries its output.
+fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = cmd
+        .output()
+        .with_context(|| format!("failed to run {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "failed to {what} ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl PgServer {
+    /// Creates a cluster in a temp dir and starts it on 127.0.0.1 and a free port, with
+    /// `trust` authentication for the `postgres` superuser.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = find_bin_dir()?;
+        let run_as = if geteuid().is_root() {
+            let user = User::from_name(POSTGRES_USER)
+                .context("failed to look up the postgres user")?
+                .with_context(|| {
+                    format!(
+                        "PostgreSQL refuses to run as root and there is no {POSTGRES_USER} \
+                         user: install it: apt-get install postgresql"
+                    )
+                })?;
+            Some((user.uid.as_raw(), user.gid.as_raw()))
+        } else {
+            None
+        };
+        let dir = make_temp_dir()?;
+        let mut server = Self {
+            bin,
+            dir,
+            port: 0,
+            run_as,
+            running: false,
+        };
+        // From here on, dropping `server` removes the directory (and stops the server).
+        if let Some((uid, gid)) = server.run_as {
+            chown(&server.dir, Some(uid), Some(gid))
+                .with_context(|| format!("failed to hand {} to postgres", server.dir.display()))?;
+        }
+        let data = server.data_dir();
+        let mut initdb = server.command("initdb");
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]);
+        run(&mut initdb, "initialise a PostgreSQL cluster (initdb)")?;
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            server.port = free_port()?;
+            match server.pg_ctl_start() {
+                Ok(()) => {
+                    server.running = true;
+                    return Ok(server);
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("failed to start PostgreSQL")))
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The server's log, for failure reports.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// The TCP port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A command from the server's bin dir, run as the postgres user when we are root.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        // The server's user must be able to read its working directory.
+        cmd.current_dir(&self.dir).env("LC_ALL", "C");
+        if let Some((uid, gid)) = self.run_as {
+            // std drops supplementary groups when a root parent sets the uid.
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    fn pg_ctl_start(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -F",
+            self.port,
+            self.dir.display()
+        );
+        self.pg_ctl(&["-o", &options, "start"])
+    }
+
+    /// Runs `pg_ctl ACTION…` on our data directory, waiting for it to finish.
+    fn pg_ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        // A started server inherits pg_ctl's stdout and stderr and keeps them open: with
+        // pipes, reading pg_ctl's output would never end. A file does not wait.
+        let output_path = self.dir.join("pg_ctl.out");
+        let output = fs::File::create(&output_path)
+            .with_context(|| format!("failed to create {}", output_path.display()))?;
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_path())
+            .args(["-w", "-t", &PG_CTL_WAIT_SECS.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(
+                output
+                    .try_clone()
+                    .context("failed to share pg_ctl's output file")?,
+            )
+            .stderr(output);
+        let status = cmd
+            .status()
+            .with_context(|| format!("failed to run pg_ctl {}", args.join(" ")))?;
+        if !status.success() {
+            bail!(
+                "failed to run pg_ctl {} ({status}): {}\nserver log: {}",
+                args.join(" "),
+                fs::read_to_string(&output_path).unwrap_or_default().trim(),
+                fs::read_to_string(self.log_path())
+                    .unwrap_or_default()
+                    .trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates a database and returns its URL.
+    pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            bail!("database name {name:?} must be lower-case letters, digits and '_'");
+        }
+        let mut cmd = self.command("createdb");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            name,
+        ]);
+        run(&mut cmd, &format!("create database {name}"))?;
+        Ok(self.url(name))
+    }
+
+    /// The URL of database `database` on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Restarts the server (fast shutdown: clients are disconnected), same port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.pg_ctl(&["-m", "fast", "restart"])?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops the server (fast shutdown); [`PgServer::start_again`] brings it back.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if self.running {
+            self.pg_ctl(&["-m", "fast", "stop"])?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if !self.running {
+            self.pg_ctl_start()?;
+            self.running = true;
+        }
+        Ok(())
+    }
+
+    /// The postmaster's PID from its pid file, if it is (or was) running.
+    fn postmaster_pid(data: &Path) -> Option<i32> {
+        let text = fs::read_to_string(data.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        if data.join("postmaster.pid").exists()
+            && self.pg_ctl(&["-m", "immediate", "stop"]).is_err()
+            && self.running
+        {
+            // pg_ctl failed on a server we know we started: kill its postmaster (the PID in
+            // our own data directory), so no server outlives the test.
+            if let Some(pid) = Self::postmaster_pid(&data) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

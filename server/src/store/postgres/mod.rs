@@ -1,0 +1,207 @@
+//! The PostgreSQL backend: sync `postgres` connections from a small pool; a call that finds
+//! its connection broken (the server restarted) retries once on a fresh one.
+
+mod pool;
+mod schema;
+mod sql;
+
+use ::postgres::{Client, Config};
+
+use super::sql::{Backend, SCHEMA_VERSION, Sql};
+use super::{StoreError, StoreResult};
+use pool::{Conn, Pool, error_text};
+use sql::{PgSql, is_connection_error};
+
+/// Advisory lock held while creating the schema, so concurrent openers do not race on
+/// `CREATE TABLE IF NOT EXISTS` (which is not atomic in PostgreSQL).
+const SCHEMA_LOCK: i64 = 0x6d62_7363_6865_6d61; // "mbschema"
+/// Advisory lock every write transaction takes first: writes are rare admin actions, and
+/// serialising them means change log numbers become visible in order (a reader polling
+/// `seq > last` never skips a later-committed lower number) and IP allocation never races.
+const WRITE_LOCK: i64 = 0x6d62_7772_6974_6573; // "mbwrites"
+/// Attempts per call: the first may find a connection the server closed while it sat idle.
+const ATTEMPTS: usize = 2;
+
+/// A PostgreSQL registry.
+pub struct PostgresBackend {
+    pool: Pool,
+}
+
+/// Why one attempt failed, and whether another attempt may help.
+struct Failure {
+    error: StoreError,
+    /// The connection is broken: drop it (and the idle ones).
+    lost: bool,
+    /// Nothing was committed, so running the call again is safe.
+    retryable: bool,
+}
+
+impl PostgresBackend {
+    /// Connects (checking the URL and the server now, not on first use) and creates the
+    /// schema.
+    pub fn open(url: &str) -> StoreResult<Self> {
+        let config: Config = url.parse().map_err(|err: ::postgres::Error| {
+            StoreError::Invalid(format!(
+                "bad PostgreSQL URL: {}; write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                error_text(&err)
+            ))
+        })?;
+        let backend = Self {
+            pool: Pool::new(config),
+        };
+        let mut conn = backend.pool.take()?;
+        match backend.create_schema(&mut conn.client) {
+            Ok(()) => {
+                backend.pool.give_back(conn);
+                Ok(backend)
+            }
+            Err(err) => {
+                backend.pool.discard(conn);
+                Err(err)
+            }
+        }
+    }
+
+    fn create_schema(&self, client: &mut Client) -> StoreResult<()> {
+        let target = &self.pool.target;
+        let fail = |err: ::postgres::Error| {
+            StoreError::Backend(format!(
+                "cannot create the registry schema in {target}: {}",
+                error_text(&err)
+            ))
+        };
+        let mut tx = client.transaction().map_err(fail)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(fail)?;
+        tx.batch_execute(schema::SCHEMA).map_err(fail)?;
+        let row = tx
+            .query_one("SELECT MAX(version) FROM schema_version", &[])
+            .map_err(fail)?;
+        let version: Option<i64> = row.try_get(0).map_err(fail)?;
+        match version {
+            None => {
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .map_err(fail)?;
+            }
+            Some(found) if found > SCHEMA_VERSION => {
+                return Err(StoreError::Backend(format!(
+                    "the registry in {target} has schema version {found}, newer than this \
+                     metaboot-server knows ({SCHEMA_VERSION}): upgrade metaboot-server"
+                )));
+            }
+            Some(_) => {}
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// Runs `op` on a pooled connection, retrying once on a fresh connection when the first
+    /// attempt found the connection broken before anything was committed.
+    fn run<T>(
+        &self,
+        write: bool,
+        mut op: impl FnMut(&mut dyn Sql) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.pool.take()?;
+            let outcome = if write {
+                self.write_once(&mut conn, &mut op)
+            } else {
+                self.read_once(&mut conn, &mut op)
+            };
+            match outcome {
+                Ok(value) => {
+                    self.pool.give_back(conn);
+                    return Ok(value);
+                }
+                Err(failure) if failure.lost => {
+                    self.pool.discard(conn);
+                    if failure.retryable && attempt < ATTEMPTS {
+                        tracing::debug!(error = %failure.error, "retrying on a new connection");
+                        continue;
+                    }
+                    return Err(failure.error);
+                }
+                Err(failure) => {
+                    self.pool.give_back(conn);
+                    return Err(failure.error);
+                }
+            }
+        }
+    }
+
+    fn read_once<T>(
+        &self,
+        conn: &mut Conn,
+        op: &mut impl FnMut(&mut dyn Sql) -> StoreResult<T>,
+    ) -> Result<T, Failure> {
+        let mut sql = PgSql {
+            client: &mut conn.client,
+            statements: &mut conn.statements,
+            target: &self.pool.target,
+            lost: false,
+        };
+        op(&mut sql).map_err(|error| Failure {
+            error,
+            lost: sql.lost,
+            retryable: true,
+        })
+    }
+
+    fn write_once<T>(
+        &self,
+        conn: &mut Conn,
+        op: &mut impl FnMut(&mut dyn Sql) -> StoreResult<T>,
+    ) -> Result<T, Failure> {
+        let target = &self.pool.target;
+        let broken = |err: &::postgres::Error, committing: bool| Failure {
+            error: if committing {
+                StoreError::Backend(format!(
+                    "lost the connection to {target} while committing: the change may or may \
+                     not be stored; check with list ({})",
+                    error_text(err)
+                ))
+            } else {
+                StoreError::Backend(format!("{target}: {}", error_text(err)))
+            },
+            lost: is_connection_error(err),
+            retryable: !committing,
+        };
+        let mut tx = conn
+            .client
+            .transaction()
+            .map_err(|err| broken(&err, false))?;
+        let mut sql = PgSql {
+            client: &mut tx,
+            statements: &mut conn.statements,
+            target,
+            lost: false,
+        };
+        let result = match sql.lock_writes(WRITE_LOCK) {
+            Ok(()) => op(&mut sql),
+            Err(error) => Err(error),
+        };
+        // On error, dropping the uncommitted transaction rolls it back.
+        let value = result.map_err(|error| Failure {
+            error,
+            lost: sql.lost,
+            retryable: true,
+        })?;
+        tx.commit().map_err(|err| broken(&err, true))?;
+        Ok(value)
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn read<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.run(false, op)
+    }
+
+    fn write<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.run(true, op)
+    }
+}

@@ -1,0 +1,182 @@
+//! A small pool of PostgreSQL connections: bounded, lazily opened, emptied when the server
+//! goes away so the next call reconnects.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use ::postgres::{Client, Config, NoTls, Statement};
+
+use crate::store::{StoreError, StoreResult};
+
+/// Most connections one process opens to PostgreSQL; callers beyond that wait.
+pub const MAX_CONNECTIONS: usize = 8;
+/// How long a caller waits for a free connection before giving up.
+pub const POOL_WAIT: Duration = Duration::from_secs(10);
+/// How long opening a connection may take (when the URL does not say).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a single statement may run (a lock wait included) before PostgreSQL cancels it.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection and the statements already prepared on it.
+pub struct Conn {
+    pub client: Client,
+    pub statements: HashMap<String, Statement>,
+}
+
+struct State {
+    idle: Vec<Conn>,
+    /// Connections open now, idle or lent out.
+    open: usize,
+}
+
+/// The pool; `target` names the server in messages (never the password).
+pub struct Pool {
+    config: Config,
+    pub target: String,
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+/// "PostgreSQL at HOST:PORT/DATABASE", for messages.
+pub fn describe(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            ::postgres::config::Host::Tcp(name) => name.clone(),
+            ::postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("PostgreSQL at {}:{port}/{database}", hosts.join(","))
+}
+
+/// A postgres error with its cause (the crate's own text for server errors is "db error").
+pub fn error_text(err: &::postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => db.to_string().replace('\n', " "),
+        None => match std::error::Error::source(err) {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        },
+    }
+}
+
+impl Pool {
+    /// A pool for `config`; sets a connect timeout when the URL has none.
+    pub fn new(mut config: Config) -> Self {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.keepalives(true);
+        let target = describe(&config);
+        Self {
+            config,
+            target,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// The pool's bookkeeping; it stays consistent across a panicking caller (every update is
+    /// a single assignment), so a poisoned lock is recovered.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection, a new one when fewer than [`MAX_CONNECTIONS`] are open, else the
+    /// first one given back within [`POOL_WAIT`].
+    pub fn take(&self) -> StoreResult<Conn> {
+        let deadline = Instant::now() + POOL_WAIT;
+        let mut state = self.state();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                if conn.client.is_closed() {
+                    state.open = state.open.saturating_sub(1);
+                    continue;
+                }
+                return Ok(conn);
+            }
+            if state.open < MAX_CONNECTIONS {
+                state.open += 1;
+                drop(state);
+                return self.connect().inspect_err(|_| self.forget());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Backend(format!(
+                    "all {MAX_CONNECTIONS} connections to {} stayed busy for {} s: try again",
+                    self.target,
+                    POOL_WAIT.as_secs()
+                )));
+            }
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn connect(&self) -> StoreResult<Conn> {
+        let mut client = self.config.connect(NoTls).map_err(|err| {
+            StoreError::Backend(format!(
+                "cannot connect to {}: {}; is it running and is the URL right?",
+                self.target,
+                error_text(&err)
+            ))
+        })?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                STATEMENT_TIMEOUT.as_millis()
+            ))
+            .map_err(|err| {
+                StoreError::Backend(format!(
+                    "cannot set up a connection to {}: {}",
+                    self.target,
+                    error_text(&err)
+                ))
+            })?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// Returns a healthy connection for the next caller.
+    pub fn give_back(&self, conn: Conn) {
+        let mut state = self.state();
+        state.idle.push(conn);
+        drop(state);
+        self.freed.notify_one();
+    }
+
+    /// Closes a broken connection, and every idle one with it: when one connection broke the
+    /// server most likely restarted, and the others are just as dead.
+    pub fn discard(&self, conn: Conn) {
+        drop(conn);
+        let mut state = self.state();
+        let idle = std::mem::take(&mut state.idle);
+        state.open = state.open.saturating_sub(1 + idle.len());
+        drop(state);
+        drop(idle);
+        self.freed.notify_all();
+    }
+
+    /// A connection that failed to open no longer counts.
+    fn forget(&self) {
+        let mut state = self.state();
+        state.open = state.open.saturating_sub(1);
+        drop(state);
+        self.freed.notify_one();
+    }
+}

@@ -1,0 +1,67 @@
+//! The PostgreSQL schema, created (if missing) at every open under an advisory lock.
+
+/// Same tables as SQLite; named UNIQUE constraints so a violation maps to a clear message.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    project TEXT NOT NULL,
+    cidr TEXT NOT NULL,
+    gateway TEXT,
+    dhcp_ip TEXT,
+    isolated BOOLEAN NOT NULL,
+    mtu BIGINT,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS networks_name ON networks (name);
+CREATE TABLE IF NOT EXISTS routers (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    project TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS routers_name ON routers (name);
+CREATE TABLE IF NOT EXISTS router_networks (
+    router_id TEXT NOT NULL REFERENCES routers (id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+    PRIMARY KEY (router_id, network_id)
+);
+CREATE INDEX IF NOT EXISTS router_networks_network ON router_networks (network_id);
+CREATE TABLE IF NOT EXISTS instances (
+    ec2_id BIGSERIAL PRIMARY KEY,
+    uuid TEXT NOT NULL CONSTRAINT instances_uuid UNIQUE,
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    availability_zone TEXT,
+    launch_index BIGINT NOT NULL,
+    key_pairs TEXT NOT NULL,
+    user_data BYTEA,
+    meta TEXT NOT NULL,
+    admin_pass TEXT,
+    password TEXT,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_name ON instances (name);
+CREATE TABLE IF NOT EXISTS ports (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    network_id TEXT NOT NULL REFERENCES networks (id),
+    mac TEXT NOT NULL CONSTRAINT ports_mac UNIQUE,
+    ip TEXT NOT NULL,
+    instance_id TEXT NOT NULL REFERENCES instances (uuid),
+    project TEXT NOT NULL,
+    created TEXT NOT NULL,
+    CONSTRAINT ports_network_ip UNIQUE (network_id, ip)
+);
+CREATE INDEX IF NOT EXISTS ports_ip ON ports (ip);
+CREATE INDEX IF NOT EXISTS ports_instance ON ports (instance_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL
+);
+";

@@ -1,0 +1,549 @@
+//! PostgreSQL statements: one `Sql` method per statement (prepared once per connection), and
+//! row decoding.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ::postgres::error::SqlState;
+use ::postgres::types::ToSql;
+use ::postgres::{GenericClient, Row, Statement};
+
+use super::pool::error_text;
+use crate::store::sql::Sql;
+use crate::store::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
+use crate::store::{StoreError, StoreResult};
+
+macro_rules! network_select {
+    () => {
+        "SELECT id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, created FROM networks"
+    };
+}
+macro_rules! router_select {
+    () => {
+        "SELECT r.id, r.name, r.project, r.created, \
+         COALESCE(array_agg(rn.network_id ORDER BY rn.network_id) \
+                  FILTER (WHERE rn.network_id IS NOT NULL), '{}') \
+         FROM routers r LEFT JOIN router_networks rn ON rn.router_id = r.id"
+    };
+}
+macro_rules! instance_select {
+    () => {
+        "SELECT ec2_id, uuid, project, name, hostname, availability_zone, launch_index, \
+         key_pairs, user_data, meta, admin_pass, password, created FROM instances"
+    };
+}
+macro_rules! port_select {
+    () => {
+        "SELECT id, network_id, mac, ip, instance_id, project, created FROM ports"
+    };
+}
+
+/// Statements on one connection or transaction. `lost` records that the connection broke,
+/// so the backend can drop it and retry on a fresh one.
+pub struct PgSql<'a, C: GenericClient> {
+    pub client: &'a mut C,
+    pub statements: &'a mut HashMap<String, Statement>,
+    pub target: &'a str,
+    pub lost: bool,
+}
+
+/// True when `err` means the connection is gone (server restarted or unreachable), as
+/// opposed to a statement that failed on a live connection.
+pub fn is_connection_error(err: &::postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+        }
+        None => std::error::Error::source(err)
+            .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some()),
+    }
+}
+
+/// A unique constraint the rules should have caught first: still a clear refusal.
+fn conflict(constraint: Option<&str>, text: &str) -> StoreError {
+    let what = match constraint {
+        Some("ports_network_ip") => {
+            "that IP is already used on that network: pick another address or omit the IP"
+        }
+        Some("ports_mac") => {
+            "that MAC is already used by another port: pick another MAC or omit it"
+        }
+        Some("instances_uuid") => {
+            "an instance with that uuid already exists: omit --uuid to get a new one"
+        }
+        _ => "the change conflicts with an existing record",
+    };
+    StoreError::Conflict(format!("{what} ({text})"))
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("bad {what} in the registry: {err}"))
+}
+
+fn parse<T: FromStr>(what: &str, text: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|err| corrupt(what, err))
+}
+
+fn parse_opt<T: FromStr>(what: &str, text: Option<String>) -> StoreResult<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    text.map(|text| parse(what, &text)).transpose()
+}
+
+fn to_u32(what: &str, value: i64) -> StoreResult<u32> {
+    u32::try_from(value).map_err(|err| corrupt(what, err))
+}
+
+fn to_json(value: &impl serde::Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|err| corrupt(what, err))
+}
+
+impl<C: GenericClient> PgSql<'_, C> {
+    /// Takes the transaction-scoped advisory lock `key` (released at commit or rollback).
+    pub fn lock_writes(&mut self, key: i64) -> StoreResult<()> {
+        self.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+            .map(drop)
+    }
+
+    fn fail(&mut self, err: &::postgres::Error) -> StoreError {
+        if let Some(db) = err.as_db_error()
+            && *db.code() == SqlState::UNIQUE_VIOLATION
+        {
+            return conflict(db.constraint(), db.message());
+        }
+        if is_connection_error(err) {
+            self.lost = true;
+            return StoreError::Backend(format!(
+                "lost the connection to {}: {}",
+                self.target,
+                error_text(err)
+            ));
+        }
+        StoreError::Backend(format!("{}: {}", self.target, error_text(err)))
+    }
+
+    fn prepared(&mut self, sql: &str) -> StoreResult<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        match self.client.prepare(sql) {
+            Ok(statement) => {
+                self.statements.insert(sql.to_owned(), statement.clone());
+                Ok(statement)
+            }
+            Err(err) => Err(self.fail(&err)),
+        }
+    }
+
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        let statement = self.prepared(sql)?;
+        match self.client.query(&statement, params) {
+            Ok(rows) => Ok(rows),
+            Err(err) => Err(self.fail(&err)),
+        }
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        let statement = self.prepared(sql)?;
+        match self.client.execute(&statement, params) {
+            Ok(count) => Ok(count),
+            Err(err) => Err(self.fail(&err)),
+        }
+    }
+
+    fn get<'r, T: ::postgres::types::FromSql<'r>>(
+        &mut self,
+        row: &'r Row,
+        index: usize,
+    ) -> StoreResult<T> {
+        match row.try_get(index) {
+            Ok(value) => Ok(value),
+            Err(err) => Err(self.fail(&err)),
+        }
+    }
+
+    fn networks_where(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Network>> {
+        let rows = self.query(sql, params)?;
+        rows.iter().map(|row| self.network_row(row)).collect()
+    }
+
+    fn network_row(&mut self, row: &Row) -> StoreResult<Network> {
+        let cidr: String = self.get(row, 3)?;
+        let mtu: Option<i64> = self.get(row, 7)?;
+        Ok(Network {
+            id: self.get(row, 0)?,
+            name: self.get(row, 1)?,
+            project: self.get(row, 2)?,
+            cidr: parse("network CIDR", &cidr)?,
+            gateway: parse_opt("gateway", self.get(row, 4)?)?,
+            dhcp_ip: parse_opt("DHCP address", self.get(row, 5)?)?,
+            isolated: self.get(row, 6)?,
+            mtu: mtu.map(|mtu| to_u32("MTU", mtu)).transpose()?,
+            created: self.get(row, 8)?,
+        })
+    }
+
+    fn routers_where(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Router>> {
+        let rows = self.query(sql, params)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Router {
+                    id: self.get(row, 0)?,
+                    name: self.get(row, 1)?,
+                    project: self.get(row, 2)?,
+                    created: self.get(row, 3)?,
+                    networks: self.get(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    fn instances_where(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Instance>> {
+        let rows = self.query(sql, params)?;
+        rows.iter()
+            .map(|row| {
+                let launch_index: i64 = self.get(row, 6)?;
+                let key_pairs: String = self.get(row, 7)?;
+                let meta: String = self.get(row, 9)?;
+                Ok(Instance {
+                    ec2_id: self.get(row, 0)?,
+                    uuid: self.get(row, 1)?,
+                    project: self.get(row, 2)?,
+                    name: self.get(row, 3)?,
+                    hostname: self.get(row, 4)?,
+                    availability_zone: self.get(row, 5)?,
+                    launch_index: to_u32("launch index", launch_index)?,
+                    key_pairs: from_json("key pairs", &key_pairs)?,
+                    user_data: self.get(row, 8)?,
+                    meta: from_json("meta", &meta)?,
+                    admin_pass: self.get(row, 10)?,
+                    password: self.get(row, 11)?,
+                    created: self.get(row, 12)?,
+                })
+            })
+            .collect()
+    }
+
+    fn ports_where(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Port>> {
+        let rows = self.query(sql, params)?;
+        rows.iter()
+            .map(|row| {
+                let ip: String = self.get(row, 3)?;
+                Ok(Port {
+                    id: self.get(row, 0)?,
+                    network_id: self.get(row, 1)?,
+                    mac: self.get(row, 2)?,
+                    ip: parse("port IP", &ip)?,
+                    instance_id: self.get(row, 4)?,
+                    project: self.get(row, 5)?,
+                    created: self.get(row, 6)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl<C: GenericClient> Sql for PgSql<'_, C> {
+    fn network(&mut self, id: &str) -> StoreResult<Option<Network>> {
+        Ok(self
+            .networks_where(concat!(network_select!(), " WHERE id = $1"), &[&id])?
+            .pop())
+    }
+
+    fn networks_named(&mut self, name: &str) -> StoreResult<Vec<Network>> {
+        self.networks_where(
+            concat!(network_select!(), " WHERE name = $1 ORDER BY seq"),
+            &[&name],
+        )
+    }
+
+    fn networks(&mut self) -> StoreResult<Vec<Network>> {
+        self.networks_where(concat!(network_select!(), " ORDER BY seq"), &[])
+    }
+
+    fn insert_network(&mut self, network: &Network) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO networks (id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, \
+             created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &network.id,
+                &network.name,
+                &network.project,
+                &network.cidr.to_string(),
+                &network.gateway.map(|ip| ip.to_string()),
+                &network.dhcp_ip.map(|ip| ip.to_string()),
+                &network.isolated,
+                &network.mtu.map(i64::from),
+                &network.created,
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_network(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM networks WHERE id = $1", &[&id])
+            .map(drop)
+    }
+
+    fn router(&mut self, id: &str) -> StoreResult<Option<Router>> {
+        Ok(self
+            .routers_where(
+                concat!(router_select!(), " WHERE r.id = $1 GROUP BY r.seq"),
+                &[&id],
+            )?
+            .pop())
+    }
+
+    fn routers_named(&mut self, name: &str) -> StoreResult<Vec<Router>> {
+        self.routers_where(
+            concat!(
+                router_select!(),
+                " WHERE r.name = $1 GROUP BY r.seq ORDER BY r.seq"
+            ),
+            &[&name],
+        )
+    }
+
+    fn routers(&mut self) -> StoreResult<Vec<Router>> {
+        self.routers_where(
+            concat!(router_select!(), " GROUP BY r.seq ORDER BY r.seq"),
+            &[],
+        )
+    }
+
+    fn routers_of_network(&mut self, network_id: &str) -> StoreResult<Vec<String>> {
+        let rows = self.query(
+            "SELECT router_id FROM router_networks WHERE network_id = $1 ORDER BY router_id",
+            &[&network_id],
+        )?;
+        rows.iter().map(|row| self.get(row, 0)).collect()
+    }
+
+    fn insert_router(&mut self, router: &Router) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO routers (id, name, project, created) VALUES ($1, $2, $3, $4)",
+            &[&router.id, &router.name, &router.project, &router.created],
+        )?;
+        for network_id in &router.networks {
+            self.attach_network(&router.id, network_id)?;
+        }
+        Ok(())
+    }
+
+    fn attach_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO router_networks (router_id, network_id) VALUES ($1, $2)",
+            &[&router_id, &network_id],
+        )
+        .map(drop)
+    }
+
+    fn detach_network(&mut self, network_id: &str) -> StoreResult<()> {
+        self.execute(
+            "DELETE FROM router_networks WHERE network_id = $1",
+            &[&network_id],
+        )
+        .map(drop)
+    }
+
+    fn delete_router(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM router_networks WHERE router_id = $1", &[&id])?;
+        self.execute("DELETE FROM routers WHERE id = $1", &[&id])
+            .map(drop)
+    }
+
+    fn instance(&mut self, uuid: &str) -> StoreResult<Option<Instance>> {
+        Ok(self
+            .instances_where(concat!(instance_select!(), " WHERE uuid = $1"), &[&uuid])?
+            .pop())
+    }
+
+    fn instances_named(&mut self, name: &str) -> StoreResult<Vec<Instance>> {
+        self.instances_where(
+            concat!(instance_select!(), " WHERE name = $1 ORDER BY ec2_id"),
+            &[&name],
+        )
+    }
+
+    fn instances(&mut self) -> StoreResult<Vec<Instance>> {
+        self.instances_where(concat!(instance_select!(), " ORDER BY ec2_id"), &[])
+    }
+
+    fn insert_instance(&mut self, new: &NewInstance, created: &str) -> StoreResult<i64> {
+        let rows = self.query(
+            "INSERT INTO instances (uuid, project, name, hostname, availability_zone, \
+             launch_index, key_pairs, user_data, meta, admin_pass, password, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11) RETURNING ec2_id",
+            &[
+                &new.uuid,
+                &new.project,
+                &new.name,
+                &new.hostname,
+                &new.availability_zone,
+                &i64::from(new.launch_index),
+                &to_json(&new.key_pairs)?,
+                &new.user_data,
+                &to_json(&new.meta)?,
+                &new.admin_pass,
+                &created,
+            ],
+        )?;
+        match rows.first() {
+            Some(row) => self.get(row, 0),
+            None => Err(StoreError::Backend(
+                "INSERT … RETURNING gave no row".to_owned(),
+            )),
+        }
+    }
+
+    fn delete_instance(&mut self, uuid: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM instances WHERE uuid = $1", &[&uuid])
+            .map(drop)
+    }
+
+    fn set_password_if_unset(&mut self, uuid: &str, password: &str) -> StoreResult<bool> {
+        let changed = self.execute(
+            "UPDATE instances SET password = $1 \
+             WHERE uuid = $2 AND (password IS NULL OR password = '')",
+            &[&password, &uuid],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn port(&mut self, id: &str) -> StoreResult<Option<Port>> {
+        Ok(self
+            .ports_where(concat!(port_select!(), " WHERE id = $1"), &[&id])?
+            .pop())
+    }
+
+    fn ports(&mut self) -> StoreResult<Vec<Port>> {
+        self.ports_where(concat!(port_select!(), " ORDER BY seq"), &[])
+    }
+
+    fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>> {
+        self.ports_where(
+            concat!(port_select!(), " WHERE network_id = $1 ORDER BY seq"),
+            &[&network_id],
+        )
+    }
+
+    fn instance_ports(&mut self, uuid: &str) -> StoreResult<Vec<Port>> {
+        self.ports_where(
+            concat!(port_select!(), " WHERE instance_id = $1 ORDER BY seq"),
+            &[&uuid],
+        )
+    }
+
+    fn port_with_mac(&mut self, mac: &str) -> StoreResult<Option<Port>> {
+        Ok(self
+            .ports_where(concat!(port_select!(), " WHERE mac = $1"), &[&mac])?
+            .pop())
+    }
+
+    fn ports_with_ip(
+        &mut self,
+        ip: IpAddr,
+        network_ids: Option<&[String]>,
+    ) -> StoreResult<Vec<Port>> {
+        let ip = ip.to_string();
+        match network_ids {
+            None => self.ports_where(
+                concat!(port_select!(), " WHERE ip = $1 ORDER BY seq"),
+                &[&ip],
+            ),
+            Some(network_ids) => self.ports_where(
+                concat!(
+                    port_select!(),
+                    " WHERE ip = $1 AND network_id = ANY($2) ORDER BY seq"
+                ),
+                &[&ip, &network_ids],
+            ),
+        }
+    }
+
+    fn insert_port(&mut self, port: &Port) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO ports (id, network_id, mac, ip, instance_id, project, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &port.id,
+                &port.network_id,
+                &port.mac,
+                &port.ip.to_string(),
+                &port.instance_id,
+                &port.project,
+                &port.created,
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_port(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM ports WHERE id = $1", &[&id])
+            .map(drop)
+    }
+
+    fn log_change(&mut self, kind: ChangeKind, id: &str) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO changes (kind, id) VALUES ($1, $2)",
+            &[&kind.as_str(), &id],
+        )
+        .map(drop)
+    }
+
+    fn last_change(&mut self) -> StoreResult<i64> {
+        let rows = self.query("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])?;
+        match rows.first() {
+            Some(row) => self.get(row, 0),
+            None => Ok(0),
+        }
+    }
+
+    fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>> {
+        let rows = self.query(
+            "SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq",
+            &[&seq],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = self.get(row, 0)?;
+                let kind: String = self.get(row, 1)?;
+                let kind = ChangeKind::parse(&kind).ok_or_else(|| {
+                    StoreError::Backend(format!("change {seq} has an unknown kind {kind:?}"))
+                })?;
+                Ok(Change {
+                    seq,
+                    kind,
+                    id: self.get(row, 2)?,
+                })
+            })
+            .collect()
+    }
+}
