@@ -325,7 +325,10 @@ fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         .chain(scenarios.iter().map(|s| s.name()))
         .collect();
     let progress = progress::for_terminal(&names);
+    let lab_id = lab::config::random_id();
+    scenario::tear_down_on_signal(&args.lab.state_root, &lab_id)?;
     let opts = scenario::RunOptions {
+        lab_id,
         scenarios,
         jobs: args.jobs,
         image,

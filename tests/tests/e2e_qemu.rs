@@ -37,6 +37,7 @@ fn scenario_matrix_boots_and_checks_every_guest() {
     let run_dir: PathBuf = out.join("run");
     let _ = std::fs::remove_dir_all(&run_dir);
     let opts = RunOptions {
+        lab_id: lab::config::random_id(),
         scenarios,
         jobs,
         image,

@@ -238,7 +238,30 @@ pub fn build(spec: &TinyBuild) -> anyhow::Result<Image> {
         }
     }
     link_latest(&spec.out, &dir)?;
+    prune(&spec.out, &dir, MAX_CACHED_IMAGES);
     Image::open(&dir)
+}
+
+/// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).
+pub const MAX_CACHED_IMAGES: usize = 3;
+
+/// Removes all but the `keep` newest `tiny-*` images, never `current`.
+fn prune(out: &Path, current: &Path, keep: usize) {
+    let Ok(entries) = fs::read_dir(out) else {
+        return;
+    };
+    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tiny-"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    images.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in images.into_iter().skip(keep) {
+        if path != current {
+            // Best effort: a failed removal only costs disk space.
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 fn one(mut roots: Vec<PathBuf>, role: &str) -> anyhow::Result<PathBuf> {
@@ -475,6 +498,27 @@ mod tests {
                 .iter()
                 .any(|f| f.path == "init" && f.content.starts_with("#!/bin/sh"))
         );
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_images_and_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::now();
+        for i in 0..5u64 {
+            let image = dir.path().join(format!("tiny-{i}"));
+            fs::create_dir(&image).unwrap();
+            let when = base - std::time::Duration::from_secs(100 * (5 - i));
+            fs::File::open(&image).unwrap().set_modified(when).unwrap();
+        }
+        fs::create_dir(dir.path().join("other")).unwrap();
+        let current = dir.path().join("tiny-0");
+        prune(dir.path(), &current, MAX_CACHED_IMAGES);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other", "tiny-0", "tiny-2", "tiny-3", "tiny-4"]);
     }
 
     #[test]

@@ -426,6 +426,11 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
         }
     }
     for ns in state.namespaces.iter().rev() {
+        // Guests (QEMU) and checks (ssh) of a run that was killed are still inside.
+        let killed = netns::kill_processes_in(ns);
+        if killed > 0 {
+            tracing::info!("killed {killed} processes left in {ns}");
+        }
         if let Err(err) = netns::delete(ns) {
             first_error.get_or_insert(err);
         }

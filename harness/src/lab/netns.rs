@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -50,6 +51,41 @@ pub fn exec(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns]).arg(program);
     cmd
+}
+
+/// Kills (SIGKILL) every process whose network namespace is `ns`: processes inside a lab's
+/// namespaces were all started by the lab (QEMU, dnsmasq, ssh), so this never touches others.
+/// Returns how many were signalled.
+pub fn kill_processes_in(ns: &str) -> usize {
+    let Ok(target) = std::fs::metadata(Path::new(NETNS_DIR).join(ns)) else {
+        return 0;
+    };
+    let (dev, ino) = (target.dev(), target.ino());
+    let mut killed = 0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::metadata(entry.path().join("ns/net")) else {
+            continue;
+        };
+        if meta.dev() == dev && meta.ino() == ino && pid != std::process::id() as i32 {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                killed += 1;
+                // Reap it if it is our child; harmless (ECHILD) otherwise.
+                let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            }
+        }
+    }
+    killed
 }
 
 /// Connects to `addr` from inside the namespace; Ok when something accepted the connection.

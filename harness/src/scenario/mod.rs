@@ -29,6 +29,8 @@ pub const MAX_JOBS: usize = 16;
 /// What `run` needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The id of the lab the run brings up (see [`lab::config::random_id`]).
+    pub lab_id: String,
     /// The scenarios.
     pub scenarios: Vec<Scenario>,
     /// Guests booting at once, 1..=[`MAX_JOBS`].
@@ -87,7 +89,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         bail!("--jobs must be 1..={MAX_JOBS}, not {}", opts.jobs);
     }
     let started = Instant::now();
-    let config = LabConfig::default_with_id(&lab::config::random_id());
+    let config = LabConfig::default_with_id(&opts.lab_id);
     std::fs::create_dir_all(&opts.run_dir)
         .with_context(|| format!("failed to create {}", opts.run_dir.display()))?;
     progress.stage("lab", &format!("bringing lab {} up", config.id));
@@ -122,6 +124,33 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         scenarios,
         server_log,
     ))
+}
+
+/// On SIGINT or SIGTERM, takes lab `lab_id` down (guests included) and exits with 130.
+///
+/// Blocks both signals in the calling thread, which every thread started later inherits, and
+/// waits for them on a dedicated thread: so an interrupted run leaves nothing behind.
+pub fn tear_down_on_signal(state_root: &std::path::Path, lab_id: &str) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block()
+        .context("failed to block SIGINT/SIGTERM")?;
+    let state_root = state_root.to_owned();
+    let lab_id = lab_id.to_owned();
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            eprintln!("\n{signal:?}: taking lab {lab_id} down");
+            if let Err(err) = lab::down(&state_root, &lab_id) {
+                eprintln!(
+                    "failed to take lab {lab_id} down: {err:#}; run `metaboot-harness lab down --id {lab_id}`"
+                );
+            }
+            std::process::exit(130);
+        }
+    });
+    Ok(())
 }
 
 fn run_in_lab(
