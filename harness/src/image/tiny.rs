@@ -255,7 +255,7 @@ fn prune(out: &Path, current: &Path, keep: usize) {
         .filter(|e| e.file_name().to_string_lossy().starts_with("tiny-"))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    images.sort_by(|a, b| b.0.cmp(&a.0));
+    images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     for (_, path) in images.into_iter().skip(keep) {
         if path != current {
             // Best effort: a failed removal only costs disk space.
