@@ -311,6 +311,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_lab_file_is_valid() {
+        let config = parse(include_str!("../../lab.example.toml")).unwrap();
+        assert_eq!(config.id, "demo");
+        assert!(config.is_isolated("tenant-i") && !config.is_isolated("tenant-r"));
+    }
+
+    #[test]
     fn lab_ids_are_short_and_plain() {
         assert!(validate_id("abc123").is_ok());
         assert!(validate_id(&"a".repeat(MAX_ID_LEN)).is_ok());
