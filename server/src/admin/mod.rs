@@ -1,11 +1,21 @@
 //! The registry CLI: `network`, `router`, `port` and `instance` commands.
 //!
-//! TODO(store helper): implement; the argument shapes below are the user-facing interface.
+//! Each command opens the registry named by `--db`, makes one store call per change (so a
+//! refused command writes nothing) and prints a table, a `key: value` block or `--json`.
+
+mod instance;
+mod keys;
+mod network;
+mod output;
+mod port;
+mod router;
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use thiserror::Error;
+
+use crate::store;
 
 /// Input the CLI refuses before it reaches the store (unreadable file, bad `K=V`, …): exit 2.
 #[derive(Debug, Error)]
@@ -36,19 +46,21 @@ pub enum NetworkCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// List networks.
     List(Output),
+    /// Show one network (by id or unique name).
     Show {
         network: String,
         #[command(flatten)]
         output: Output,
     },
-    Delete {
-        network: String,
-    },
+    /// Delete a network (refused while ports are on it; detached from its routers).
+    Delete { network: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {
+    /// Create a router, optionally with networks behind it.
     Create {
         name: String,
         /// Attach a network (id or name); repeatable.
@@ -60,23 +72,22 @@ pub enum RouterCommand {
         output: Output,
     },
     /// Attach a network to a router.
-    AddNetwork {
-        router: String,
-        network: String,
-    },
+    AddNetwork { router: String, network: String },
+    /// List routers.
     List(Output),
+    /// Show one router (by id or unique name).
     Show {
         router: String,
         #[command(flatten)]
         output: Output,
     },
-    Delete {
-        router: String,
-    },
+    /// Delete a router (its networks stay).
+    Delete { router: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PortCommand {
+    /// Add a port (an address on a network) to an instance.
     Create {
         /// Network id or name.
         #[arg(long)]
@@ -91,30 +102,32 @@ pub enum PortCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// List ports.
     List(Output),
+    /// Show one port (by id).
     Show {
         port: String,
         #[command(flatten)]
         output: Output,
     },
-    Delete {
-        port: String,
-    },
+    /// Delete a port.
+    Delete { port: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// Create an instance with one port on a network.
     Create(Box<InstanceCreate>),
+    /// List instances.
     List(Output),
+    /// Show one instance (by id or unique name).
     Show {
         instance: String,
         #[command(flatten)]
         output: Output,
     },
-    Delete {
-        instance: String,
-    },
+    /// Delete an instance and its ports.
+    Delete { instance: String },
 }
 
 #[derive(Debug, Args)]
@@ -163,15 +176,22 @@ pub struct Output {
     pub json: bool,
 }
 
-pub fn network(_db: &str, _cmd: NetworkCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// `network …` against the registry `db`.
+pub fn network(db: &str, cmd: NetworkCommand) -> anyhow::Result<()> {
+    network::run(&*store::open(db)?, cmd)
 }
-pub fn router(_db: &str, _cmd: RouterCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+
+/// `router …` against the registry `db`.
+pub fn router(db: &str, cmd: RouterCommand) -> anyhow::Result<()> {
+    router::run(&*store::open(db)?, cmd)
 }
-pub fn port(_db: &str, _cmd: PortCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+
+/// `port …` against the registry `db`.
+pub fn port(db: &str, cmd: PortCommand) -> anyhow::Result<()> {
+    port::run(&*store::open(db)?, cmd)
 }
-pub fn instance(_db: &str, _cmd: InstanceCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+
+/// `instance …` against the registry `db`.
+pub fn instance(db: &str, cmd: InstanceCommand) -> anyhow::Result<()> {
+    instance::run(&*store::open(db)?, cmd)
 }

@@ -1,0 +1,285 @@
+//! `instance create|list|show|delete`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::keys::read_key_file;
+use super::{InputError, InstanceCommand, InstanceCreate, Output, output};
+use crate::store::{
+    Instance, MAX_USER_DATA_BYTES, Network, NewInstance, NewPort, Port, Store, validate,
+};
+
+/// Runs one `instance` command against `store`.
+pub fn run(store: &dyn Store, cmd: InstanceCommand) -> anyhow::Result<()> {
+    match cmd {
+        InstanceCommand::Create(args) => create(store, *args),
+        InstanceCommand::List(output) => list(store, output),
+        InstanceCommand::Show { instance, output } => {
+            let instance = store.instance(&instance)?;
+            let ports = store.instance_ports(&instance.uuid)?;
+            show(&instance, &ports, output)
+        }
+        InstanceCommand::Delete { instance } => {
+            let instance = store.instance(&instance)?;
+            store.delete_instance(&instance.uuid)?;
+            output::line(&format!(
+                "deleted instance {} ({}) and its ports",
+                instance.name, instance.uuid
+            ))
+        }
+    }
+}
+
+/// What `instance create --json` prints: enough for a script to boot and reach the guest.
+#[derive(Serialize)]
+struct Created<'a> {
+    uuid: &'a str,
+    name: &'a str,
+    ip: String,
+    mac: &'a str,
+    port_id: &'a str,
+    network_id: &'a str,
+}
+
+fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
+    let key_pairs = args
+        .key_files
+        .iter()
+        .map(|path| read_key_file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let user_data = args.user_data.as_deref().map(read_user_data).transpose()?;
+    let meta = parse_meta(&args.meta)?;
+    let ip = args
+        .ip
+        .as_deref()
+        .map(|ip| validate::parse_ip("--ip", ip))
+        .transpose()?;
+    let uuid = match &args.uuid {
+        Some(uuid) => uuid.clone(),
+        None => uuid::Uuid::new_v4().hyphenated().to_string(),
+    };
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| validate::default_hostname(&args.name));
+    let new = NewInstance {
+        uuid,
+        project: args.project,
+        name: args.name,
+        hostname,
+        availability_zone: args.availability_zone,
+        launch_index: args.launch_index,
+        key_pairs,
+        user_data,
+        meta,
+        admin_pass: args.admin_pass,
+    };
+    let port = NewPort {
+        network_id: args.network,
+        ip,
+        mac: args.mac,
+        instance_id: new.uuid.clone(),
+    };
+    let (instance, port) = store.create_instance(&new, &port)?;
+    if args.output.json {
+        return output::json(&Created {
+            uuid: &instance.uuid,
+            name: &instance.name,
+            ip: port.ip.to_string(),
+            mac: &port.mac,
+            port_id: &port.id,
+            network_id: &port.network_id,
+        });
+    }
+    let network = store.network(&port.network_id)?;
+    show(&instance, &[(port, network)], Output { json: false })
+}
+
+/// Reads the user data file; reads one byte past the limit so the store can refuse a file
+/// that is too large without this reading all of it.
+fn read_user_data(path: &Path) -> Result<Vec<u8>, InputError> {
+    let shown = path.display();
+    let file = File::open(path)
+        .map_err(|err| InputError(format!("cannot read user data file {shown}: {err}")))?;
+    let mut data = Vec::new();
+    file.take(MAX_USER_DATA_BYTES as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|err| InputError(format!("cannot read user data file {shown}: {err}")))?;
+    Ok(data)
+}
+
+/// `--meta K=V` arguments as a map; refuses a missing '=', an empty key and a key given
+/// twice.
+fn parse_meta(args: &[String]) -> Result<BTreeMap<String, String>, InputError> {
+    let mut meta = BTreeMap::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(InputError(format!("bad --meta {arg:?}: write KEY=VALUE")));
+        };
+        if key.is_empty() {
+            return Err(InputError(format!(
+                "bad --meta {arg:?}: the key is empty; write KEY=VALUE"
+            )));
+        }
+        if meta.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(InputError(format!(
+                "--meta {key} is given twice: give each key once"
+            )));
+        }
+    }
+    Ok(meta)
+}
+
+fn list(store: &dyn Store, output: Output) -> anyhow::Result<()> {
+    let instances = store.instances()?;
+    if output.json {
+        return output::json(&instances);
+    }
+    let networks: HashMap<String, String> = store
+        .networks()?
+        .into_iter()
+        .map(|n| (n.id, n.name))
+        .collect();
+    let mut addresses: HashMap<String, Vec<String>> = HashMap::new();
+    for port in store.ports()? {
+        let network = networks
+            .get(&port.network_id)
+            .cloned()
+            .unwrap_or_else(|| port.network_id.clone());
+        addresses
+            .entry(port.instance_id)
+            .or_default()
+            .push(format!("{}={}", network, port.ip));
+    }
+    let rows: Vec<Vec<String>> = instances
+        .iter()
+        .map(|i| {
+            vec![
+                i.uuid.clone(),
+                i.name.clone(),
+                i.project.clone(),
+                i.hostname.clone(),
+                addresses
+                    .get(&i.uuid)
+                    .map_or_else(|| "-".to_owned(), |a| a.join(", ")),
+            ]
+        })
+        .collect();
+    output::table(&["UUID", "NAME", "PROJECT", "HOSTNAME", "ADDRESSES"], &rows)
+}
+
+/// One port of `instance show --json`.
+#[derive(Serialize)]
+struct PortView<'a> {
+    id: &'a str,
+    network_id: &'a str,
+    network: &'a str,
+    ip: String,
+    mac: &'a str,
+}
+
+/// `instance show --json`: the record (secrets left out) plus its ports and what is set.
+#[derive(Serialize)]
+struct InstanceView<'a> {
+    #[serde(flatten)]
+    instance: &'a Instance,
+    user_data_bytes: Option<usize>,
+    admin_pass_set: bool,
+    password_set: bool,
+    ports: Vec<PortView<'a>>,
+}
+
+fn show(instance: &Instance, ports: &[(Port, Network)], output: Output) -> anyhow::Result<()> {
+    let password_set = instance
+        .password
+        .as_deref()
+        .is_some_and(|password| !password.is_empty());
+    if output.json {
+        return output::json(&InstanceView {
+            instance,
+            user_data_bytes: instance.user_data.as_ref().map(Vec::len),
+            admin_pass_set: instance.admin_pass.is_some(),
+            password_set,
+            ports: ports
+                .iter()
+                .map(|(port, network)| PortView {
+                    id: &port.id,
+                    network_id: &port.network_id,
+                    network: &network.name,
+                    ip: port.ip.to_string(),
+                    mac: &port.mac,
+                })
+                .collect(),
+        });
+    }
+    let yes_no = |set: bool| if set { "set" } else { "not set" }.to_owned();
+    let mut rows = vec![
+        ("uuid", instance.uuid.clone()),
+        ("name", instance.name.clone()),
+        ("hostname", instance.hostname.clone()),
+        ("project", instance.project.clone()),
+        (
+            "availability_zone",
+            output::or_dash(instance.availability_zone.as_deref()),
+        ),
+        ("launch_index", instance.launch_index.to_string()),
+        ("ec2_id", format!("i-{:08x}", instance.ec2_id)),
+    ];
+    for (port, network) in ports {
+        rows.push((
+            "port",
+            format!(
+                "{} on {} ({}): ip {} mac {}",
+                port.id, network.name, network.cidr, port.ip, port.mac
+            ),
+        ));
+    }
+    for pair in &instance.key_pairs {
+        rows.push(("key_pair", format!("{} ({})", pair.name, pair.kind)));
+    }
+    for (key, value) in &instance.meta {
+        rows.push(("meta", format!("{key}={value}")));
+    }
+    rows.push((
+        "user_data",
+        instance
+            .user_data
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |data| format!("{} bytes", data.len())),
+    ));
+    rows.push(("admin_pass", yes_no(instance.admin_pass.is_some())));
+    rows.push(("password", yes_no(password_set)));
+    rows.push(("created", instance.created.clone()));
+    output::fields(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_needs_key_equals_value_once() {
+        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let meta = parse_meta(&args(&["a=1", "b=x=y", "c="])).unwrap();
+        assert_eq!(meta["a"], "1");
+        assert_eq!(meta["b"], "x=y");
+        assert_eq!(meta["c"], "");
+        assert!(
+            parse_meta(&args(&["nokey"]))
+                .unwrap_err()
+                .0
+                .contains("KEY=VALUE")
+        );
+        assert!(parse_meta(&args(&["=v"])).is_err());
+        assert!(
+            parse_meta(&args(&["a=1", "a=2"]))
+                .unwrap_err()
+                .0
+                .contains("twice")
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! `--key-file`: reads one SSH public key into a key pair named after the file.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::InputError;
+use crate::store::KeyPair;
+
+/// Largest key file read; public keys are a few KiB at most, so anything bigger is the wrong
+/// file.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// The key pair in `path`: name = the file name without `.pub`, type `ssh`, data = the key
+/// line. Refuses private keys, empty files, several keys and anything that is not an SSH
+/// public key.
+pub fn read_key_file(path: &Path) -> Result<KeyPair, InputError> {
+    let shown = path.display();
+    let file = File::open(path)
+        .map_err(|err| InputError(format!("cannot read key file {shown}: {err}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| InputError(format!("cannot read key file {shown}: {err}")))?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(InputError(format!(
+            "key file {shown} is larger than {} KiB: pass an SSH public key (.pub)",
+            MAX_KEY_FILE_BYTES / 1024
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        InputError(format!(
+            "key file {shown} is not text: pass an SSH public key (.pub)"
+        ))
+    })?;
+    if text.contains("PRIVATE KEY") {
+        return Err(InputError(format!(
+            "key file {shown} is a private key: pass the public key instead ({shown}.pub)"
+        )));
+    }
+    let keys: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let line = match keys.as_slice() {
+        [] => {
+            return Err(InputError(format!(
+                "key file {shown} is empty: pass an SSH public key (.pub)"
+            )));
+        }
+        [line] => *line,
+        more => {
+            return Err(InputError(format!(
+                "key file {shown} holds {} keys: pass one key per --key-file",
+                more.len()
+            )));
+        }
+    };
+    check_public_key(line).map_err(|why| {
+        InputError(format!(
+            "key file {shown} is not an SSH public key ({why}): expected a line like \
+             'ssh-ed25519 AAAA… user@host'"
+        ))
+    })?;
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or_default();
+    let name = file_name.strip_suffix(".pub").unwrap_or(file_name);
+    if name.is_empty() {
+        return Err(InputError(format!(
+            "key file {shown} has no usable name: the key pair is named after the file, \
+             e.g. mykey.pub"
+        )));
+    }
+    Ok(KeyPair {
+        name: name.to_owned(),
+        kind: "ssh".to_owned(),
+        data: line.to_owned(),
+    })
+}
+
+/// `TYPE BASE64 [COMMENT]` where BASE64 decodes to an SSH key blob of that same type.
+fn check_public_key(line: &str) -> Result<(), String> {
+    let mut parts = line.split_whitespace();
+    let kind = parts.next().unwrap_or_default();
+    if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) {
+        return Err(format!("unknown key type {kind:?}"));
+    }
+    let encoded = parts.next().ok_or("no key data after the type")?;
+    let blob = STANDARD
+        .decode(encoded)
+        .map_err(|_| "the key data is not base64".to_owned())?;
+    // The blob starts with the key type as an SSH string: a 4-byte big-endian length.
+    let declared = blob
+        .get(..4)
+        .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
+        .and_then(|len| blob.get(4..4 + len))
+        .ok_or("the key data is truncated")?;
+    if declared != kind.as_bytes() {
+        return Err(format!(
+            "the key data is a {} key, not {kind}",
+            String::from_utf8_lossy(declared)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real ed25519 public key (generated for these tests; no private half is kept).
+    const ED25519: &str = "ssh-ed25519 \
+        AAAAC3NzaC1lZDI1NTE5AAAAIHnxQJp7OV7nFXQW4MhVvVAr9U7yZqSbqfGVxNyf0Gw1 test@metaboot";
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn refused(path: &Path) -> String {
+        read_key_file(path).unwrap_err().0
+    }
+
+    #[test]
+    fn reads_a_public_key_named_after_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = read_key_file(&write(dir.path(), "alice.pub", &format!("{ED25519}\n"))).unwrap();
+        assert_eq!(pair.name, "alice");
+        assert_eq!(pair.kind, "ssh");
+        assert_eq!(pair.data, ED25519);
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = write(
+            dir.path(),
+            "id_ed25519",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n-----END OPENSSH PRIVATE KEY-----\n",
+        );
+        assert!(refused(&private).contains("private key"));
+        assert!(refused(&write(dir.path(), "empty.pub", "\n\n")).contains("empty"));
+        assert!(
+            refused(&write(
+                dir.path(),
+                "two.pub",
+                &format!("{ED25519}\n{ED25519}\n")
+            ))
+            .contains("2 keys")
+        );
+        assert!(
+            refused(&write(dir.path(), "junk.pub", "hello world\n")).contains("unknown key type")
+        );
+        assert!(
+            refused(&write(dir.path(), "b64.pub", "ssh-rsa !!!notbase64\n")).contains("base64")
+        );
+        // Valid base64 of an ed25519 blob, labelled as RSA.
+        let relabelled = ED25519.replacen("ssh-ed25519", "ssh-rsa", 1);
+        assert!(refused(&write(dir.path(), "lie.pub", &relabelled)).contains("not ssh-rsa"));
+        assert!(refused(&dir.path().join("missing.pub")).contains("cannot read"));
+        let big = "x".repeat(usize::try_from(MAX_KEY_FILE_BYTES).unwrap() + 1);
+        assert!(refused(&write(dir.path(), "big.pub", &big)).contains("larger"));
+    }
+}

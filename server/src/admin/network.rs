@@ -1,0 +1,94 @@
+//! `network create|list|show|delete`.
+
+use super::{NetworkCommand, Output, output};
+use crate::store::{Network, NewNetwork, Store, validate};
+
+/// Runs one `network` command against `store`.
+pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
+    match cmd {
+        NetworkCommand::Create {
+            name,
+            cidr,
+            gateway,
+            dhcp_ip,
+            project,
+            isolated,
+            mtu,
+            output,
+        } => {
+            let new = NewNetwork {
+                name,
+                project,
+                cidr: validate::parse_cidr(&cidr)?,
+                gateway: gateway
+                    .map(|ip| validate::parse_ip("--gateway", &ip))
+                    .transpose()?,
+                dhcp_ip: dhcp_ip
+                    .map(|ip| validate::parse_ip("--dhcp-ip", &ip))
+                    .transpose()?,
+                isolated,
+                mtu,
+            };
+            let network = store.create_network(&new)?;
+            show(&network, output)
+        }
+        NetworkCommand::List(output) => {
+            let networks = store.networks()?;
+            if output.json {
+                return output::json(&networks);
+            }
+            let rows: Vec<Vec<String>> = networks
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.id.clone(),
+                        n.name.clone(),
+                        n.project.clone(),
+                        n.cidr.to_string(),
+                        output::or_dash(n.gateway),
+                        output::or_dash(n.dhcp_ip),
+                        if n.isolated { "isolated" } else { "routed" }.to_owned(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["ID", "NAME", "PROJECT", "CIDR", "GATEWAY", "DHCP", "MODE"],
+                &rows,
+            )
+        }
+        NetworkCommand::Show { network, output } => show(&store.network(&network)?, output),
+        NetworkCommand::Delete { network } => {
+            let network = store.network(&network)?;
+            store.delete_network(&network.id)?;
+            output::line(&format!(
+                "deleted network {} ({})",
+                network.name, network.id
+            ))
+        }
+    }
+}
+
+fn show(network: &Network, output: Output) -> anyhow::Result<()> {
+    if output.json {
+        return output::json(network);
+    }
+    output::fields(&[
+        ("id", network.id.clone()),
+        ("name", network.name.clone()),
+        ("project", network.project.clone()),
+        ("cidr", network.cidr.to_string()),
+        ("gateway", output::or_dash(network.gateway)),
+        ("dhcp_ip", output::or_dash(network.dhcp_ip)),
+        (
+            "mode",
+            if network.isolated {
+                "isolated (metadata from the DHCP namespace)"
+            } else {
+                "routed (metadata from the router namespace)"
+            }
+            .to_owned(),
+        ),
+        ("mtu", output::or_dash(network.mtu)),
+        ("created", network.created.clone()),
+    ])
+}

@@ -1,0 +1,116 @@
+//! `port create|list|show|delete`.
+
+use std::collections::HashMap;
+
+use super::{Output, PortCommand, output};
+use crate::store::{NewPort, Port, Store, validate};
+
+/// Runs one `port` command against `store`.
+pub fn run(store: &dyn Store, cmd: PortCommand) -> anyhow::Result<()> {
+    match cmd {
+        PortCommand::Create {
+            network,
+            instance,
+            ip,
+            mac,
+            output,
+        } => {
+            let port = store.create_port(&NewPort {
+                network_id: network,
+                ip: ip.map(|ip| validate::parse_ip("--ip", &ip)).transpose()?,
+                mac,
+                instance_id: instance,
+            })?;
+            show(store, &port, output)
+        }
+        PortCommand::List(output) => {
+            let ports = store.ports()?;
+            if output.json {
+                return output::json(&ports);
+            }
+            let names = Names::load(store)?;
+            let rows: Vec<Vec<String>> = ports
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.id.clone(),
+                        names.network(&p.network_id),
+                        p.ip.to_string(),
+                        p.mac.clone(),
+                        names.instance(&p.instance_id),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "NETWORK", "IP", "MAC", "INSTANCE"], &rows)
+        }
+        PortCommand::Show { port, output } => show(store, &store.port(&port)?, output),
+        PortCommand::Delete { port } => {
+            let port = store.port(&port)?;
+            store.delete_port(&port.id)?;
+            output::line(&format!("deleted port {} ({})", port.id, port.ip))
+        }
+    }
+}
+
+/// Display names of networks and instances, for tables.
+struct Names {
+    networks: HashMap<String, String>,
+    instances: HashMap<String, String>,
+}
+
+impl Names {
+    fn load(store: &dyn Store) -> anyhow::Result<Self> {
+        Ok(Self {
+            networks: store
+                .networks()?
+                .into_iter()
+                .map(|n| (n.id, n.name))
+                .collect(),
+            instances: store
+                .instances()?
+                .into_iter()
+                .map(|i| (i.uuid, i.name))
+                .collect(),
+        })
+    }
+
+    fn network(&self, id: &str) -> String {
+        self.networks
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
+    }
+
+    fn instance(&self, uuid: &str) -> String {
+        self.instances
+            .get(uuid)
+            .cloned()
+            .unwrap_or_else(|| uuid.to_owned())
+    }
+}
+
+fn show(store: &dyn Store, port: &Port, output: Output) -> anyhow::Result<()> {
+    if output.json {
+        return output::json(port);
+    }
+    let names = Names::load(store)?;
+    output::fields(&[
+        ("id", port.id.clone()),
+        (
+            "network",
+            format!("{} ({})", names.network(&port.network_id), port.network_id),
+        ),
+        ("ip", port.ip.to_string()),
+        ("mac", port.mac.clone()),
+        (
+            "instance",
+            format!(
+                "{} ({})",
+                names.instance(&port.instance_id),
+                port.instance_id
+            ),
+        ),
+        ("project", port.project.clone()),
+        ("created", port.created.clone()),
+    ])
+}
