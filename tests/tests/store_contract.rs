@@ -720,8 +720,21 @@ fn network_with_ports_cannot_be_deleted(store: &dyn Store) {
     assert!(msg.contains(&port.id) && msg.contains("web"), "{msg}");
     assert_eq!(snapshot(store), before);
     store.delete_instance(&web.uuid).unwrap();
+
+    // Many ports: the message names the first five and counts the rest.
+    let crowded = network(store, "crowded", "198.18.1.0/24");
+    for i in 0..7 {
+        instance(store, &format!("vm{i}"), &port_on(&crowded));
+    }
+    let msg = conflict(store.delete_network("crowded"));
+    assert!(
+        msg.contains("7 port(s)") && msg.contains("and 2 more"),
+        "{msg}"
+    );
+    assert!(msg.contains("vm4") && !msg.contains("vm5"), "{msg}");
+
     store.delete_network("busy").unwrap();
-    assert!(store.networks().unwrap().is_empty());
+    assert_eq!(store.networks().unwrap(), vec![crowded]);
 }
 
 fn ports_create_list_delete(store: &dyn Store) {

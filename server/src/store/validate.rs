@@ -511,7 +511,23 @@ mod tests {
     }
 
     #[test]
+    fn name_and_project_limits() {
+        assert!(name("network", &"n".repeat(MAX_NAME_BYTES)).is_ok());
+        assert!(message(name("network", &"n".repeat(MAX_NAME_BYTES + 1))).contains("255"));
+        assert!(name("network", "  ").is_err());
+        assert!(name("network", "a\nb").is_err());
+        assert!(project(&"p".repeat(MAX_PROJECT_BYTES)).is_ok());
+        assert!(project(&"p".repeat(MAX_PROJECT_BYTES + 1)).is_err());
+        assert!(project("").is_err());
+        assert!(project("my project").is_err());
+    }
+
+    #[test]
     fn hostname_rules() {
+        let label = "a".repeat(MAX_HOSTNAME_LABEL_BYTES);
+        let longest = [label.as_str(); 4].join(".")[..MAX_HOSTNAME_BYTES].to_owned();
+        assert!(hostname(&longest).is_ok(), "{longest}");
+        assert!(hostname(&format!("{longest}a")).is_err());
         assert!(hostname("web-1").is_ok());
         assert!(hostname("web-1.example").is_ok());
         assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES)).is_ok());
@@ -559,6 +575,11 @@ mod tests {
         assert!(message(key_pairs(&[pair("a"), pair("a")])).contains("twice"));
         let too_many: Vec<_> = (0..=MAX_KEY_PAIRS).map(|i| pair(&i.to_string())).collect();
         assert!(key_pairs(&too_many).is_err());
+        let mut big = pair("big");
+        big.data = "k".repeat(MAX_KEY_DATA_BYTES);
+        assert!(key_pairs(std::slice::from_ref(&big)).is_ok());
+        big.data.push('k');
+        assert!(key_pairs(&[big]).is_err());
     }
 
     #[test]

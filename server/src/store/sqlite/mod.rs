@@ -4,6 +4,7 @@ mod schema;
 mod sql;
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -16,6 +17,26 @@ use sql::{SqliteSql, map};
 
 /// How long a statement waits for another process's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Mode of a new registry file: it holds admin passwords and user data. SQLite gives its
+/// `-wal` and `-shm` files the same mode.
+pub const REGISTRY_FILE_MODE: u32 = 0o600;
+
+/// Creates the registry file readable by its owner only, unless it exists already.
+fn create_private(path: &Path) -> StoreResult<()> {
+    let created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(REGISTRY_FILE_MODE)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(StoreError::Backend(format!(
+            "cannot create the registry {}: {err}",
+            path.display()
+        ))),
+    }
+}
 
 /// The SQLite registry file.
 pub struct SqliteBackend {
@@ -37,6 +58,7 @@ impl SqliteBackend {
                 ))
             })?;
         }
+        create_private(path)?;
         let conn = Connection::open(path).map_err(|err| {
             StoreError::Backend(format!(
                 "cannot open the registry {}: {err}",
@@ -129,6 +151,7 @@ mod tests {
 
     use super::sql::{INSTANCE_BY_UUID, PORTS_BY_IP, ports_on_networks_sql};
     use super::*;
+    use crate::store::ChangeKind;
 
     /// The query plan of `sql`, one detail line per step.
     fn plan(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> Vec<String> {
@@ -168,12 +191,65 @@ mod tests {
     }
 
     #[test]
-    fn open_creates_the_parent_directory_and_reopens() {
+    fn open_creates_the_parent_directory_and_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/registry.sqlite");
         drop(SqliteBackend::open(&path).unwrap());
-        assert!(path.exists());
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, REGISTRY_FILE_MODE);
         drop(SqliteBackend::open(&path).unwrap());
+    }
+
+    #[test]
+    fn a_panicking_caller_does_not_break_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(&dir.path().join("registry.sqlite")).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            backend.write(|sql| -> StoreResult<()> {
+                sql.log_change(ChangeKind::Network, "half-done")?;
+                panic!("a caller bug mid-transaction")
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(backend.conn.is_poisoned());
+        // The transaction rolled back and the next caller gets the connection.
+        assert_eq!(backend.read(|sql| sql.last_change()).unwrap(), 0);
+        backend
+            .write(|sql| sql.log_change(ChangeKind::Network, "n"))
+            .unwrap();
+        assert_eq!(backend.read(|sql| sql.last_change()).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_writer_waits_for_the_lock_up_to_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        let backend = SqliteBackend::open(&path).unwrap();
+        let write = || backend.write(|sql| sql.log_change(ChangeKind::Network, "n"));
+
+        // Another process holds the write lock briefly: the write waits, then succeeds.
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.execute_batch("COMMIT").unwrap();
+            holder
+        });
+        write().unwrap();
+        let holder = releaser.join().unwrap();
+
+        // It holds the lock past the timeout: a clear backend error, not a hang.
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        match write() {
+            Err(StoreError::Backend(msg)) => assert!(msg.contains("locked"), "{msg}"),
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+        assert!(started.elapsed() >= BUSY_TIMEOUT);
+        holder.execute_batch("ROLLBACK").unwrap();
+        write().unwrap();
     }
 
     #[test]
