@@ -2,8 +2,13 @@
 //! no name lookup and no TLS), no proxy from the environment, explicit timeouts, capped bodies,
 //! every request through the retry driver. 404 is `Ok(None)`, not an error.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
+
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::retry::{Retry, RetryError, Transient};
 
@@ -73,6 +78,31 @@ pub fn check_url(url: &str) -> Result<(), UrlError> {
     Ok(())
 }
 
+/// The resolver of the guest agent: IP literals only, never getaddrinfo (a static glibc binary
+/// cannot load the guest's NSS modules, and leaving name lookup out keeps NSS, dlopen and iconv
+/// out of the binary).
+#[derive(Debug)]
+struct IpLiteralResolver;
+
+impl Resolver for IpLiteralResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        _config: &Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let ip: IpAddr = host.parse().map_err(|_| ureq::Error::HostNotFound)?;
+        let mut addrs = self.empty();
+        addrs.push(SocketAddr::new(ip, authority.port_u16().unwrap_or(80)));
+        Ok(addrs)
+    }
+}
+
 /// One failed request.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -118,7 +148,7 @@ impl HttpClient {
     /// A client whose requests each last at most `request_timeout` (and never past the retry
     /// deadline).
     pub fn new(request_timeout: Duration, retry: Retry) -> Self {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .proxy(None)
             .http_status_as_error(false)
             .max_redirects(0)
@@ -127,8 +157,8 @@ impl HttpClient {
             .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(request_timeout))
-            .build()
-            .new_agent();
+            .build();
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), IpLiteralResolver);
         HttpClient {
             agent,
             request_timeout,
