@@ -22,6 +22,8 @@ use metaboot_server::store::{
 const PASSWORD_RACERS: usize = 50;
 /// Threads creating instances on one network at once.
 const ALLOCATION_RACERS: usize = 12;
+/// Stores opening one new registry at once.
+const OPENERS: usize = 6;
 
 type Case = fn(&dyn Store);
 
@@ -921,6 +923,23 @@ fn postgres_restart(server: &mut PgServer, url: &str) {
     assert_eq!(store.networks().unwrap(), vec![net]);
 }
 
+/// Several processes opening a new registry at once (schema creation must not race).
+fn concurrent_open(url: &str) {
+    let names: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..OPENERS)
+            .map(|i| {
+                scope.spawn(move || {
+                    let store = store::open(url).unwrap();
+                    network(&*store, &format!("n{i}"), "198.18.0.0/24").name
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(names.len(), OPENERS);
+    assert_eq!(store::open(url).unwrap().networks().unwrap().len(), OPENERS);
+}
+
 /// Runs one case, catching its panic; true when it passed.
 fn run_case(backend: &str, name: &str, body: impl FnOnce()) -> bool {
     let started = Instant::now();
@@ -954,11 +973,22 @@ fn main() -> ExitCode {
             failed.push(format!("sqlite::{name}"));
         }
     }
+    let want_open = filter
+        .as_ref()
+        .is_none_or(|f| "concurrent_open".contains(f.as_str()));
+    if want_open {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("registry.sqlite");
+        let url = format!("sqlite:{}", path.display());
+        if !run_case("sqlite", "concurrent_open", || concurrent_open(&url)) {
+            failed.push("sqlite::concurrent_open".to_owned());
+        }
+    }
 
     let want_restart = filter
         .as_ref()
         .is_none_or(|f| "postgres_restart".contains(f.as_str()));
-    if !selected.is_empty() || want_restart {
+    if !selected.is_empty() || want_restart || want_open {
         match PgServer::start() {
             Ok(mut server) => {
                 for (index, name, case) in &selected {
@@ -969,6 +999,12 @@ fn main() -> ExitCode {
                     });
                     if !passed {
                         failed.push(format!("postgres::{name}"));
+                    }
+                }
+                if want_open {
+                    let url = server.create_database("concurrent_open").unwrap();
+                    if !run_case("postgres", "concurrent_open", || concurrent_open(&url)) {
+                        failed.push("postgres::concurrent_open".to_owned());
                     }
                 }
                 if want_restart {
