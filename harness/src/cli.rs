@@ -312,6 +312,7 @@ fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
+    scenario::check_jobs(args.jobs)?;
     scenario::preflight()?;
     let image = build_tiny(cache, None, &args.agent)?;
     let server_bin = args.server.resolve()?;

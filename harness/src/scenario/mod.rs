@@ -75,6 +75,14 @@ pub fn preflight() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a number of parallel guests outside 1..=[`MAX_JOBS`].
+pub fn check_jobs(jobs: usize) -> anyhow::Result<()> {
+    if !(1..=MAX_JOBS).contains(&jobs) {
+        bail!("--jobs must be 1..={MAX_JOBS}, not {jobs}");
+    }
+    Ok(())
+}
+
 fn on_path(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
@@ -85,9 +93,7 @@ fn on_path(tool: &str) -> bool {
 
 /// Runs the scenarios in a fresh lab and takes the lab down again (unless `keep_lab`).
 pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunReport> {
-    if !(1..=MAX_JOBS).contains(&opts.jobs) {
-        bail!("--jobs must be 1..={MAX_JOBS}, not {}", opts.jobs);
-    }
+    check_jobs(opts.jobs)?;
     let started = Instant::now();
     let config = LabConfig::default_with_id(&opts.lab_id);
     std::fs::create_dir_all(&opts.run_dir)
@@ -201,4 +207,19 @@ fn run_in_lab(
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(index, _)| *index);
     Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_guests_are_bounded() {
+        assert!(check_jobs(1).is_ok());
+        assert!(check_jobs(DEFAULT_JOBS).is_ok());
+        assert!(check_jobs(MAX_JOBS).is_ok());
+        assert!(check_jobs(0).is_err());
+        let err = check_jobs(MAX_JOBS + 1).unwrap_err().to_string();
+        assert!(err.contains("--jobs"), "{err}");
+    }
 }
