@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod cpio;
 pub mod modules;
+pub mod output;
 pub mod packages;
 pub mod tiny;
 

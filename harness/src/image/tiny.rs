@@ -7,13 +7,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
 use super::cache::InputHash;
 use super::cpio::{Archive, Entry};
 use super::packages::{Package, PackageCache};
-use super::{Image, Manifest, modules};
+use super::{Image, Manifest, modules, output};
 use crate::process::check;
 
 /// A file of the recipe, placed into the image as is.
@@ -172,7 +170,7 @@ pub fn build(spec: &TinyBuild) -> anyhow::Result<Image> {
     let key_hex = key.key();
     let dir = spec.out.join(format!("tiny-{key_hex}"));
     if let Ok(image) = Image::open(&dir) {
-        link_latest(&spec.out, &dir)?;
+        output::link_latest(&spec.out, &dir)?;
         return Ok(Image {
             cached: true,
             ..image
@@ -207,7 +205,7 @@ pub fn build(spec: &TinyBuild) -> anyhow::Result<Image> {
         .join(format!(".tiny-{key_hex}.{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
-    let result = write_image(&tmp, &archive, &vmlinuz).and_then(|initrd_bytes| {
+    let result = output::write_image(&tmp, &archive, &vmlinuz).and_then(|initrd_bytes| {
         let manifest = Manifest {
             kind: "tiny".into(),
             key: key_hex.clone(),
@@ -237,31 +235,9 @@ pub fn build(spec: &TinyBuild) -> anyhow::Result<Image> {
                 .with_context(|| format!("failed to move the image to {}", dir.display()));
         }
     }
-    link_latest(&spec.out, &dir)?;
-    prune(&spec.out, &dir, MAX_CACHED_IMAGES);
+    output::link_latest(&spec.out, &dir)?;
+    output::prune(&spec.out, &dir, output::MAX_CACHED_IMAGES);
     Image::open(&dir)
-}
-
-/// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).
-pub const MAX_CACHED_IMAGES: usize = 3;
-
-/// Removes all but the `keep` newest `tiny-*` images, never `current`.
-fn prune(out: &Path, current: &Path, keep: usize) {
-    let Ok(entries) = fs::read_dir(out) else {
-        return;
-    };
-    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("tiny-"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-    for (_, path) in images.into_iter().skip(keep) {
-        if path != current {
-            // Best effort: a failed removal only costs disk space.
-            let _ = fs::remove_dir_all(&path);
-        }
-    }
 }
 
 fn one(mut roots: Vec<PathBuf>, role: &str) -> anyhow::Result<PathBuf> {
@@ -433,34 +409,6 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("failed to read {}", path.display()))
 }
 
-/// Writes `vmlinuz` and the gzipped `initrd.img` into `dir`; returns the initrd's size.
-fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Result<u64> {
-    fs::copy(vmlinuz, dir.join(super::KERNEL)).context("failed to copy the kernel")?;
-    let initrd = dir.join(super::INITRD);
-    let file = fs::File::create(&initrd).context("failed to create the initrd")?;
-    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
-    archive
-        .write_to(&mut gz)
-        .context("failed to write the initrd")?;
-    let file = gz
-        .finish()
-        .context("failed to write the initrd")?
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("failed to write the initrd")?;
-    file.sync_all().context("failed to sync the initrd")?;
-    Ok(file.metadata().context("failed to stat the initrd")?.len())
-}
-
-/// Points `<out>/tiny` at `dir` (atomically: a new symlink renamed over the old one).
-fn link_latest(out: &Path, dir: &Path) -> anyhow::Result<()> {
-    let name = dir.file_name().context("an image directory has a name")?;
-    let tmp = out.join(format!(".tiny-link.{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(name, &tmp).context("failed to link the newest image")?;
-    fs::rename(&tmp, out.join("tiny")).context("failed to link the newest image")
-}
-
 /// The recipe's packages at the versions apt would install, with their roles.
 fn resolve(cache: &PackageCache) -> anyhow::Result<Vec<(Role, Package)>> {
     let recipe = recipe_packages()?;
@@ -498,27 +446,6 @@ mod tests {
                 .iter()
                 .any(|f| f.path == "init" && f.content.starts_with("#!/bin/sh"))
         );
-    }
-
-    #[test]
-    fn prune_keeps_the_newest_images_and_the_current_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = std::time::SystemTime::now();
-        for i in 0..5u64 {
-            let image = dir.path().join(format!("tiny-{i}"));
-            fs::create_dir(&image).unwrap();
-            let when = base - std::time::Duration::from_secs(100 * (5 - i));
-            fs::File::open(&image).unwrap().set_modified(when).unwrap();
-        }
-        fs::create_dir(dir.path().join("other")).unwrap();
-        let current = dir.path().join("tiny-0");
-        prune(dir.path(), &current, MAX_CACHED_IMAGES);
-        let mut left: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["other", "tiny-0", "tiny-2", "tiny-3", "tiny-4"]);
     }
 
     #[test]

@@ -1,0 +1,87 @@
+//! Where built images go: the image directory's files, the `tiny` link to the newest image,
+//! and pruning old images.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::cpio::Archive;
+
+/// Writes `vmlinuz` and the gzipped `initrd.img` into `dir`; returns the initrd's size.
+pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Result<u64> {
+    fs::copy(vmlinuz, dir.join(super::KERNEL)).context("failed to copy the kernel")?;
+    let initrd = dir.join(super::INITRD);
+    let file = fs::File::create(&initrd).context("failed to create the initrd")?;
+    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
+    archive
+        .write_to(&mut gz)
+        .context("failed to write the initrd")?;
+    let file = gz
+        .finish()
+        .context("failed to write the initrd")?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("failed to write the initrd")?;
+    file.sync_all().context("failed to sync the initrd")?;
+    Ok(file.metadata().context("failed to stat the initrd")?.len())
+}
+
+/// Points `<out>/tiny` at `dir` (atomically: a new symlink renamed over the old one).
+pub fn link_latest(out: &Path, dir: &Path) -> anyhow::Result<()> {
+    let name = dir.file_name().context("an image directory has a name")?;
+    let tmp = out.join(format!(".tiny-link.{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp).context("failed to link the newest image")?;
+    fs::rename(&tmp, out.join("tiny")).context("failed to link the newest image")
+}
+
+/// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).
+pub const MAX_CACHED_IMAGES: usize = 3;
+
+/// Removes all but the `keep` newest `tiny-*` images, never `current`.
+pub fn prune(out: &Path, current: &Path, keep: usize) {
+    let Ok(entries) = fs::read_dir(out) else {
+        return;
+    };
+    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tiny-"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, path) in images.into_iter().skip(keep) {
+        if path != current {
+            // Best effort: a failed removal only costs disk space.
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_images_and_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::now();
+        for i in 0..5u64 {
+            let image = dir.path().join(format!("tiny-{i}"));
+            fs::create_dir(&image).unwrap();
+            let when = base - std::time::Duration::from_secs(100 * (5 - i));
+            fs::File::open(&image).unwrap().set_modified(when).unwrap();
+        }
+        fs::create_dir(dir.path().join("other")).unwrap();
+        let current = dir.path().join("tiny-0");
+        prune(dir.path(), &current, MAX_CACHED_IMAGES);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other", "tiny-0", "tiny-2", "tiny-3", "tiny-4"]);
+    }
+}
