@@ -1,0 +1,403 @@
+//! The guest agent against the real chain: `metaboot run --root TMP` fetches through a real
+//! ns-proxy → agent → API (three `metaboot-server` processes started by the test, no mock) and
+//! the test checks what landed under TMP: hostname, hosts, authorized_keys (no duplicates after
+//! a second run), shadow hashes verified by glibc's crypt, write_files content and modes,
+//! script outputs. Faults (500s, hangs, deadlines) are covered in `agent/tests/faults.rs`,
+//! where a test server can be told to fail.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use metaboot_harness::workspace::{self, CargoBinary};
+use metaboot_tests::chain::{Chain, Scope};
+use metaboot_tests::prerequisite::require_command;
+
+/// The key pair of the instance.
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKD8AT/olhGf1Bd+7RQTBj5v/r1DvKKFbPsG52AG4gZU guest@chain";
+/// A key added by user data.
+const USER_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDuserdata user@laptop";
+/// The guest's address: the agent binary connects from 127.0.0.1.
+const GUEST_IP: &str = "127.0.0.1";
+
+const CLOUD_CONFIG: &str = "#cloud-config
+hostname: web
+fqdn: web.example.org
+manage_etc_hosts: localhost
+ssh_authorized_keys:
+  - ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDuserdata user@laptop
+chpasswd:
+  expire: false
+  users:
+    - {name: root, password: chain-pw, type: text}
+write_files:
+  - path: /etc/app/app.conf
+    content: |
+      from=chain
+    permissions: 0640
+  - path: /etc/app/blob
+    encoding: b64
+    content: aGVsbG8=
+    permissions: '0600'
+runcmd:
+  - echo \"runcmd $INSTANCE_ID\" >> tmp/runcmd.out
+";
+
+const SCRIPT: &str =
+    "#!/bin/sh\necho \"script $INSTANCE_ID\" >> \"$METABOOT_ROOT/tmp/script.out\"\n";
+
+/// The guest agent, built once (dev profile: the static guest build is the harness's job).
+fn metaboot() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            workspace::build(CargoBinary {
+                package: "metaboot",
+                bin: "metaboot",
+                profile: None,
+                target: None,
+                static_crt: false,
+            })
+            .expect("failed to build metaboot")
+        })
+        .clone()
+}
+
+/// gzip through the system tool (every Debian has it).
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// One guest served by a running chain.
+struct Guest {
+    chain: Chain,
+    proxy: SocketAddr,
+    uuid: String,
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Guest {
+    /// Registers instance `test` (key pair, user data) at 127.0.0.1 behind a router, starts
+    /// API, agent and the router's ns-proxy, and prepares a guest root.
+    fn boot(user_data: Option<&[u8]>, vendor_data: Option<serde_json::Value>) -> Guest {
+        let mut chain = Chain::new().unwrap();
+        if let Some(vendor) = vendor_data {
+            let file = chain.path().join("vendor_data.json");
+            std::fs::write(&file, vendor.to_string()).unwrap();
+            chain.api_flags = vec!["--vendor-data".into(), file.display().to_string()];
+        }
+        let key = chain.path().join("mykey.pub");
+        std::fs::write(&key, format!("{KEY}\n")).unwrap();
+        let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
+        let net = id(
+            chain
+                .registry(&[
+                    "network",
+                    "create",
+                    "guests",
+                    "--cidr",
+                    "127.0.0.0/24",
+                    "--gateway",
+                    "127.0.0.254",
+                    "--dhcp-ip",
+                    "127.0.0.253",
+                    "--project",
+                    "p1",
+                ])
+                .unwrap(),
+            "id",
+        );
+        let router = id(
+            chain
+                .registry(&[
+                    "router",
+                    "create",
+                    "r1",
+                    "--network",
+                    &net,
+                    "--project",
+                    "p1",
+                ])
+                .unwrap(),
+            "id",
+        );
+        let mut args = vec![
+            "instance".to_owned(),
+            "create".into(),
+            "test".into(),
+            "--network".into(),
+            "guests".into(),
+            "--ip".into(),
+            GUEST_IP.into(),
+            "--project".into(),
+            "p1".into(),
+            "--key-file".into(),
+            key.display().to_string(),
+        ];
+        if let Some(data) = user_data {
+            let file = chain.path().join("user_data");
+            std::fs::write(&file, data).unwrap();
+            args.extend(["--user-data".into(), file.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let uuid = id(chain.registry(&args).unwrap(), "uuid");
+        chain.start().unwrap();
+        let proxy = chain.start_proxy(&Scope::Router(router), &[]).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        for sub in ["etc/metaboot", "root", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let files = [
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("etc/group", "root:x:0:\nusers:x:100:\n"),
+            ("etc/shadow", "root:*:19000:0:99999:7:::\n"),
+            ("etc/hostname", "localhost\n"),
+            ("etc/hosts", "127.0.0.1 localhost\n"),
+        ];
+        for (path, text) in files {
+            std::fs::write(root.join(path), text).unwrap();
+        }
+        std::fs::write(
+            root.join("etc/metaboot/metaboot.yaml"),
+            format!("metadata_url: http://{proxy}\ndeadline_secs: 20\ndisable_root: false\nmanage_etc_hosts: localhost\n"),
+        )
+        .unwrap();
+        Guest {
+            chain,
+            proxy,
+            uuid,
+            root,
+            _dir: dir,
+        }
+    }
+
+    /// `metaboot run --root ROOT`; panics with the agent's log and the chain's logs on failure.
+    fn run(&self) {
+        let out = Command::new(metaboot())
+            .arg("run")
+            .arg("--root")
+            .arg(&self.root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "metaboot run failed via {}: {}\n{}",
+            self.proxy,
+            String::from_utf8_lossy(&out.stderr),
+            self.chain.logs()
+        );
+        let status = self.read("var/lib/metaboot/status.json");
+        assert!(status.contains("\"status\": \"done\""), "{status}");
+    }
+
+    fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.path(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn mode(&self, path: &str) -> u32 {
+        std::fs::metadata(self.path(path)).unwrap().mode() & 0o7777
+    }
+
+    fn shadow_hash(&self, user: &str) -> String {
+        let shadow = self.read("/etc/shadow");
+        let line = shadow
+            .lines()
+            .find(|l| l.starts_with(&format!("{user}:")))
+            .unwrap();
+        line.split(':').nth(1).unwrap().to_owned()
+    }
+
+    /// What every boot applies from meta_data.json.
+    fn check_meta_data(&self, hostname: &str) {
+        assert_eq!(self.read("/etc/hostname"), format!("{hostname}\n"));
+        assert_eq!(
+            self.read("/var/lib/metaboot/data/instance-id"),
+            format!("{}\n", self.uuid)
+        );
+        let keys = self.read("/root/.ssh/authorized_keys");
+        assert_eq!(
+            keys.lines()
+                .filter(|l| l.contains("AAAAC3NzaC1lZDI1NTE5AAAAIKD8AT"))
+                .count(),
+            1,
+            "{keys}"
+        );
+        assert_eq!(self.mode("/root/.ssh/authorized_keys"), 0o600);
+        assert_eq!(self.mode("/root/.ssh"), 0o700);
+    }
+
+    fn check_cloud_config(&self) {
+        self.check_meta_data("web");
+        assert!(
+            self.read("/etc/hosts")
+                .contains("\n127.0.1.1 web.example.org web\n")
+        );
+        assert_eq!(
+            self.read("/root/.ssh/authorized_keys"),
+            format!("{KEY}\n{USER_KEY}\n")
+        );
+        let hash = self.shadow_hash("root");
+        assert!(crypt_verifies("chain-pw", &hash), "glibc rejects {hash}");
+        assert_eq!(self.read("/etc/app/app.conf"), "from=chain\n");
+        assert_eq!(self.mode("/etc/app/app.conf"), 0o640);
+        assert_eq!(self.read("/etc/app/blob"), "hello");
+        assert_eq!(self.mode("/etc/app/blob"), 0o600);
+        assert_eq!(
+            self.read("/tmp/runcmd.out"),
+            format!("runcmd {}\n", self.uuid)
+        );
+    }
+}
+
+/// glibc's crypt(3), through perl, reproduces `hash` from `password`.
+fn crypt_verifies(password: &str, hash: &str) -> bool {
+    let out = Command::new("perl")
+        .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password, hash])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout) == hash
+}
+
+fn prerequisites() -> bool {
+    require_command("perl") && require_command("gzip")
+}
+
+#[test]
+fn no_user_data() {
+    if !prerequisites() {
+        return;
+    }
+    let guest = Guest::boot(None, None);
+    guest.run();
+    guest.check_meta_data("test");
+    assert_eq!(
+        guest.read("/etc/hosts"),
+        "127.0.0.1 localhost\n127.0.1.1 test.novalocal test\n"
+    );
+    assert_eq!(guest.read("/root/.ssh/authorized_keys"), format!("{KEY}\n"));
+    guest.run();
+    assert_eq!(
+        guest.read("/root/.ssh/authorized_keys"),
+        format!("{KEY}\n"),
+        "no duplicates after a second run"
+    );
+}
+
+#[test]
+fn cloud_config_then_a_second_run() {
+    if !prerequisites() {
+        return;
+    }
+    let guest = Guest::boot(Some(CLOUD_CONFIG.as_bytes()), None);
+    guest.run();
+    guest.check_cloud_config();
+    let hash = guest.shadow_hash("root");
+    guest.run();
+    guest.check_cloud_config();
+    assert_eq!(
+        guest.shadow_hash("root"),
+        hash,
+        "per-instance steps ran once"
+    );
+}
+
+#[test]
+fn gzipped_cloud_config() {
+    if !prerequisites() {
+        return;
+    }
+    let guest = Guest::boot(Some(&gzip(CLOUD_CONFIG.as_bytes())), None);
+    guest.run();
+    guest.check_cloud_config();
+}
+
+#[test]
+fn shell_script_plain_and_gzipped() {
+    if !prerequisites() {
+        return;
+    }
+    for body in [SCRIPT.as_bytes().to_vec(), gzip(SCRIPT.as_bytes())] {
+        let guest = Guest::boot(Some(&body), None);
+        guest.run();
+        guest.check_meta_data("test");
+        assert_eq!(
+            guest.read("/tmp/script.out"),
+            format!("script {}\n", guest.uuid)
+        );
+        guest.run();
+        assert_eq!(
+            guest.read("/tmp/script.out"),
+            format!("script {}\n", guest.uuid),
+            "once per instance"
+        );
+    }
+}
+
+#[test]
+fn mime_multipart_script_and_config() {
+    if !prerequisites() {
+        return;
+    }
+    let mime = format!(
+        "Content-Type: multipart/mixed; boundary=\"===============42==\"\nMIME-Version: 1.0\n\n\
+         --===============42==\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\nMIME-Version: 1.0\n\
+         Content-Transfer-Encoding: 7bit\nContent-Disposition: attachment; filename=\"boot.sh\"\n\n{SCRIPT}\n\
+         --===============42==\nContent-Type: text/cloud-config; charset=\"us-ascii\"\nMIME-Version: 1.0\n\
+         Content-Transfer-Encoding: 7bit\nContent-Disposition: attachment; filename=\"cloud.yaml\"\n\n{CLOUD_CONFIG}\n\
+         --===============42==--\n"
+    );
+    let guest = Guest::boot(Some(mime.as_bytes()), None);
+    guest.run();
+    guest.check_cloud_config();
+    assert_eq!(
+        guest.read("/tmp/script.out"),
+        format!("script {}\n", guest.uuid)
+    );
+    assert!(
+        Path::new(&guest.path(&format!(
+            "/var/lib/metaboot/instances/{}/scripts/boot.sh",
+            guest.uuid
+        )))
+        .exists()
+    );
+}
+
+#[test]
+fn vendor_data_under_user_data() {
+    if !prerequisites() {
+        return;
+    }
+    let vendor = serde_json::json!({
+        "cloud-init": "#cloud-config\nhostname: vendor\nwrite_files:\n- {path: /etc/vendor.conf, content: vendor, permissions: '0444'}\n"
+    });
+    let guest = Guest::boot(Some(b"#cloud-config\nhostname: userwins\n"), Some(vendor));
+    guest.run();
+    guest.check_meta_data("userwins");
+    assert_eq!(guest.read("/etc/vendor.conf"), "vendor");
+    assert_eq!(guest.mode("/etc/vendor.conf"), 0o444);
+    let cached = guest.read(&format!(
+        "/var/lib/metaboot/instances/{}/vendor_data.json",
+        guest.uuid
+    ));
+    assert!(cached.contains("cloud-init"));
+}
