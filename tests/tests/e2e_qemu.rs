@@ -10,7 +10,17 @@ use std::path::PathBuf;
 use metaboot_harness::cli::{AgentArgs, build_tiny};
 use metaboot_harness::scenario::{self, RunOptions, matrix};
 use metaboot_harness::{lab, progress, workspace};
-use metaboot_tests::prerequisite::require;
+
+/// In CI (`CI=true`) a missing prerequisite fails the test; elsewhere it is skipped with the
+/// reason printed.
+fn require(what: &str, missing: Option<String>) -> bool {
+    let Some(reason) = missing else { return true };
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{what} is required in CI but {reason}");
+    }
+    eprintln!("skipping: {what} is not available here ({reason}); CI runs this test");
+    false
+}
 
 #[test]
 fn scenario_matrix_boots_and_checks_every_guest() {

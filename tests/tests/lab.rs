@@ -9,7 +9,17 @@ use std::time::Duration;
 use metaboot_harness::lab::config::LabConfig;
 use metaboot_harness::lab::{self, Lab, LabOptions, netns, router};
 use metaboot_harness::workspace;
-use metaboot_tests::prerequisite::{require_command, require_root};
+
+/// In CI (`CI=true`) a missing prerequisite fails the test; elsewhere it is skipped with the
+/// reason printed.
+fn require(what: &str, missing: Option<String>) -> bool {
+    let Some(reason) = missing else { return true };
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{what} is required in CI but {reason}");
+    }
+    eprintln!("skipping: {what} is not available here ({reason}); CI runs this test");
+    false
+}
 
 fn namespaces() -> String {
     String::from_utf8(
@@ -24,7 +34,12 @@ fn namespaces() -> String {
 
 #[test]
 fn two_labs_come_up_side_by_side_and_down_removes_everything() {
-    if !require_root() || !require_command("dnsmasq") || !require_command("iptables") {
+    if !require(
+        "root and the lab tools",
+        metaboot_harness::scenario::preflight()
+            .err()
+            .map(|e| format!("{e:#}")),
+    ) {
         return;
     }
     let state = tempfile::tempdir().unwrap();
