@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: sync `postgres` connections from a small pool; a call that finds
 //! its connection broken (the server restarted) retries once on a fresh one.
 
+mod conn;
 mod pool;
 mod schema;
 mod sql;
@@ -9,8 +10,8 @@ use ::postgres::{Client, Config};
 
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
 use super::{StoreError, StoreResult};
+use conn::{PgSql, is_connection_error};
 use pool::{Conn, Pool, error_text};
-use sql::{PgSql, is_connection_error};
 
 /// Advisory lock held while creating the schema, so concurrent openers do not race on
 /// `CREATE TABLE IF NOT EXISTS` (which is not atomic in PostgreSQL).

@@ -1,0 +1,148 @@
+//! Tests of the input rules.
+
+use super::*;
+
+fn message(result: StoreResult<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(StoreError::Invalid(message)) => message,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn cidr_refuses_host_bits_and_tiny_networks() {
+    assert!(parse_cidr("198.18.0.0/24").is_ok());
+    let msg = message(parse_cidr("198.18.0.5/24"));
+    assert!(msg.contains("did you mean 198.18.0.0/24"), "{msg}");
+    let msg = message(parse_cidr("198.18.0.0/30"));
+    assert!(msg.contains("/29"), "{msg}");
+    assert!(parse_cidr("198.18.0.0/29").is_ok());
+    assert!(parse_cidr("fd00::/64").is_ok());
+    assert!(parse_cidr("fd00::/126").is_err());
+    let msg = message(parse_cidr("198.18.0.0"));
+    assert!(msg.contains("ADDRESS/PREFIX"), "{msg}");
+}
+
+#[test]
+fn host_ip_names_the_network_and_the_fix() {
+    let net: IpNet = "198.18.0.0/24".parse().unwrap();
+    let msg = message(host_ip("IP", "198.18.1.5".parse().unwrap(), "net1", net));
+    assert_eq!(
+        msg,
+        "IP 198.18.1.5 is outside network net1 (198.18.0.0/24): pick an address in that \
+         CIDR (198.18.0.1 to 198.18.0.254) or omit the IP to get a free one"
+    );
+    let msg = message(host_ip("IP", "198.18.0.0".parse().unwrap(), "net1", net));
+    assert!(msg.contains("network address"), "{msg}");
+    let msg = message(host_ip("IP", "198.18.0.255".parse().unwrap(), "net1", net));
+    assert!(msg.contains("broadcast address"), "{msg}");
+    assert!(host_ip("IP", "198.18.0.254".parse().unwrap(), "net1", net).is_ok());
+    assert!(host_ip("IP", "fd00::1".parse().unwrap(), "net1", net).is_err());
+}
+
+#[test]
+fn mac_is_normalised_and_multicast_refused() {
+    assert_eq!(mac("FA-16-3E-0A-0b-0C").unwrap(), "fa:16:3e:0a:0b:0c");
+    assert!(message(mac("01:00:5e:00:00:01")).contains("multicast"));
+    assert!(mac("00:00:00:00:00:00").is_err());
+    assert!(mac("fa:16:3e:0a:0b").is_err());
+    assert!(mac("fa:16:3e:0a:0b:0g").is_err());
+    assert!(mac("fa:16:3e:0a:0b:123").is_err());
+}
+
+#[test]
+fn user_data_and_password_limits() {
+    assert!(user_data(Some(&vec![0; MAX_USER_DATA_BYTES])).is_ok());
+    let msg = message(user_data(Some(&vec![0; MAX_USER_DATA_BYTES + 1])));
+    assert!(
+        msg.contains("65536 bytes") && msg.contains("65535"),
+        "{msg}"
+    );
+    assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
+    assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+}
+
+#[test]
+fn name_and_project_limits() {
+    assert!(name("network", &"n".repeat(MAX_NAME_BYTES)).is_ok());
+    assert!(message(name("network", &"n".repeat(MAX_NAME_BYTES + 1))).contains("255"));
+    assert!(name("network", "  ").is_err());
+    assert!(name("network", "a\nb").is_err());
+    assert!(project(&"p".repeat(MAX_PROJECT_BYTES)).is_ok());
+    assert!(project(&"p".repeat(MAX_PROJECT_BYTES + 1)).is_err());
+    assert!(project("").is_err());
+    assert!(project("my project").is_err());
+}
+
+#[test]
+fn hostname_rules() {
+    let label = "a".repeat(MAX_HOSTNAME_LABEL_BYTES);
+    let longest = [label.as_str(); 4].join(".")[..MAX_HOSTNAME_BYTES].to_owned();
+    assert!(hostname(&longest).is_ok(), "{longest}");
+    assert!(hostname(&format!("{longest}a")).is_err());
+    assert!(hostname("web-1").is_ok());
+    assert!(hostname("web-1.example").is_ok());
+    assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES)).is_ok());
+    assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES + 1)).is_err());
+    assert!(hostname("-web").is_err());
+    assert!(hostname("web_1").is_err());
+    assert!(hostname("a..b").is_err());
+    assert!(hostname("").is_err());
+}
+
+#[test]
+fn default_hostname_follows_nova() {
+    assert_eq!(default_hostname("My Web_Server"), "my-web-server");
+    assert_eq!(default_hostname("--web.1--"), "web.1");
+    assert_eq!(default_hostname("a..b"), "a.b");
+    assert_eq!(default_hostname("ünïcode!"), "ncode");
+    assert_eq!(default_hostname("!!!"), "server");
+    assert_eq!(default_hostname(""), "server");
+    let long = default_hostname(&"x".repeat(100));
+    assert_eq!(long.len(), MAX_HOSTNAME_LABEL_BYTES);
+    assert!(hostname(&default_hostname("a.-b")).is_ok());
+}
+
+#[test]
+fn meta_and_key_pair_limits() {
+    let mut map = BTreeMap::new();
+    map.insert(
+        "k".repeat(MAX_META_KEY_BYTES),
+        "v".repeat(MAX_META_VALUE_BYTES),
+    );
+    assert!(meta(&map).is_ok());
+    map.insert("k".repeat(MAX_META_KEY_BYTES + 1), String::new());
+    assert!(meta(&map).is_err());
+    let many: BTreeMap<_, _> = (0..=MAX_META_ITEMS)
+        .map(|i| (i.to_string(), String::new()))
+        .collect();
+    assert!(meta(&many).is_err());
+
+    let pair = |name: &str| KeyPair {
+        name: name.to_owned(),
+        kind: "ssh".to_owned(),
+        data: "ssh-ed25519 AAAA".to_owned(),
+    };
+    assert!(key_pairs(&[pair("a"), pair("b")]).is_ok());
+    assert!(message(key_pairs(&[pair("a"), pair("a")])).contains("twice"));
+    let too_many: Vec<_> = (0..=MAX_KEY_PAIRS).map(|i| pair(&i.to_string())).collect();
+    assert!(key_pairs(&too_many).is_err());
+    let mut big = pair("big");
+    big.data = "k".repeat(MAX_KEY_DATA_BYTES);
+    assert!(key_pairs(std::slice::from_ref(&big)).is_ok());
+    big.data.push('k');
+    assert!(key_pairs(&[big]).is_err());
+}
+
+#[test]
+fn mtu_and_uuid() {
+    assert!(mtu(Some(MIN_MTU)).is_ok());
+    assert!(mtu(Some(MAX_MTU)).is_ok());
+    assert!(mtu(Some(MIN_MTU - 1)).is_err());
+    assert!(mtu(Some(MAX_MTU + 1)).is_err());
+    assert_eq!(
+        uuid("6F1E1F5B-5B0A-4E6C-9E0B-7B4B1D0C2A11").unwrap(),
+        "6f1e1f5b-5b0a-4e6c-9e0b-7b4b1d0c2a11"
+    );
+    assert!(uuid("nope").is_err());
+}

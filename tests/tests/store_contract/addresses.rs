@@ -1,0 +1,196 @@
+//! Addresses: overlapping tenant IPs, IP and MAC rules, allocation.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use metaboot_server::store::{NewNetwork, NewPort, Port, Store};
+
+use crate::support::{
+    conflict, instance, invalid, ip, network, new_instance, not_found, port_at, port_on, snapshot,
+};
+
+/// Threads creating instances on one network at once.
+const ALLOCATION_RACERS: usize = 12;
+
+pub fn overlapping_ips_on_two_networks(store: &dyn Store) {
+    let a = network(store, "tenant-a", "198.18.0.0/24");
+    let b = network(store, "tenant-b", "198.18.0.0/24");
+    let on_a = instance(store, "a", &port_at(&a, "198.18.0.10"));
+    let on_b = instance(store, "b", &port_at(&b, "198.18.0.10"));
+    let address = ip("198.18.0.10");
+
+    assert_eq!(
+        store
+            .find_ports(address, std::slice::from_ref(&a.id))
+            .unwrap(),
+        vec![on_a.clone()]
+    );
+    assert_eq!(
+        store
+            .find_ports(address, std::slice::from_ref(&b.id))
+            .unwrap(),
+        vec![on_b.clone()]
+    );
+    let both = store
+        .find_ports(address, &[a.id.clone(), b.id.clone()])
+        .unwrap();
+    assert_eq!(both.len(), 2);
+    assert_eq!(store.find_ports_by_ip(address).unwrap().len(), 2);
+    assert!(store.find_ports(address, &[]).unwrap().is_empty());
+    assert!(
+        store
+            .find_ports(ip("198.18.0.11"), std::slice::from_ref(&a.id))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub fn ip_rules_within_a_network(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let first = instance(store, "first", &port_at(&net, "198.18.0.20"));
+    let before = snapshot(store);
+
+    let msg = conflict(store.create_instance(&new_instance("dup"), &port_at(&net, "198.18.0.20")));
+    assert!(msg.contains(&first.id) && msg.contains("first"), "{msg}");
+    let msg = invalid(store.create_instance(&new_instance("out"), &port_at(&net, "198.18.1.5")));
+    assert!(
+        msg.contains("outside network net1 (198.18.0.0/24)"),
+        "{msg}"
+    );
+    invalid(store.create_instance(&new_instance("netaddr"), &port_at(&net, "198.18.0.0")));
+    invalid(store.create_instance(&new_instance("bcast"), &port_at(&net, "198.18.0.255")));
+    let msg = conflict(store.create_instance(&new_instance("gw"), &port_at(&net, "198.18.0.1")));
+    assert!(msg.contains("gateway"), "{msg}");
+    let msg = conflict(store.create_instance(&new_instance("dhcp"), &port_at(&net, "198.18.0.2")));
+    assert!(msg.contains("DHCP"), "{msg}");
+    invalid(store.create_instance(&new_instance("v6"), &port_at(&net, "fd00::5")));
+    not_found(store.create_instance(
+        &new_instance("nonet"),
+        &NewPort {
+            network_id: "missing".into(),
+            ..NewPort::default()
+        },
+    ));
+    assert_eq!(snapshot(store), before);
+}
+
+pub fn mac_is_unique_and_normalised(store: &dyn Store) {
+    let a = network(store, "a", "198.18.0.0/24");
+    let b = network(store, "b", "198.18.1.0/24");
+    let port = instance(
+        store,
+        "x",
+        &NewPort {
+            mac: Some("FA:16:3E:AA:BB:CC".into()),
+            ..port_on(&a)
+        },
+    );
+    assert_eq!(port.mac, "fa:16:3e:aa:bb:cc");
+    let before = snapshot(store);
+    // Unique across networks, whatever the spelling.
+    let msg = conflict(store.create_instance(
+        &new_instance("y"),
+        &NewPort {
+            mac: Some("fa-16-3e-aa-bb-cc".into()),
+            ..port_on(&b)
+        },
+    ));
+    assert!(msg.contains("fa:16:3e:aa:bb:cc"), "{msg}");
+    invalid(store.create_instance(
+        &new_instance("m"),
+        &NewPort {
+            mac: Some("01:00:5e:00:00:01".into()),
+            ..port_on(&b)
+        },
+    ));
+    invalid(store.create_instance(
+        &new_instance("g"),
+        &NewPort {
+            mac: Some("garbage".into()),
+            ..port_on(&b)
+        },
+    ));
+    assert_eq!(snapshot(store), before);
+
+    // Allocated MACs are distinct.
+    let macs: HashSet<String> = (0..20)
+        .map(|i| instance(store, &format!("n{i}"), &port_on(&b)).mac)
+        .collect();
+    assert_eq!(macs.len(), 20);
+}
+
+pub fn allocation_fills_lowest_free(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let ips: Vec<IpAddr> = (0..3)
+        .map(|i| instance(store, &format!("i{i}"), &port_on(&net)).ip)
+        .collect();
+    assert_eq!(
+        ips,
+        vec![ip("198.18.0.3"), ip("198.18.0.4"), ip("198.18.0.5")]
+    );
+
+    let middle = store.find_ports_by_ip(ip("198.18.0.4")).unwrap();
+    store.delete_instance(&middle[0].instance_id).unwrap();
+    assert_eq!(
+        instance(store, "refill", &port_on(&net)).ip,
+        ip("198.18.0.4")
+    );
+
+    instance(store, "fixed", &port_at(&net, "198.18.0.6"));
+    assert_eq!(instance(store, "next", &port_on(&net)).ip, ip("198.18.0.7"));
+
+    // Given gateway and DHCP addresses are skipped wherever they are.
+    let custom = store
+        .create_network(&NewNetwork {
+            name: "custom".into(),
+            project: "p1".into(),
+            cidr: "198.18.1.0/24".parse().unwrap(),
+            gateway: Some(ip("198.18.1.2")),
+            dhcp_ip: Some(ip("198.18.1.3")),
+            ..NewNetwork::default()
+        })
+        .unwrap();
+    let ips: Vec<IpAddr> = (0..2)
+        .map(|i| instance(store, &format!("c{i}"), &port_on(&custom)).ip)
+        .collect();
+    assert_eq!(ips, vec![ip("198.18.1.1"), ip("198.18.1.4")]);
+}
+
+pub fn allocation_under_concurrency(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let ports: Vec<Port> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..ALLOCATION_RACERS)
+            .map(|i| {
+                let port = port_on(&net);
+                scope.spawn(move || {
+                    store
+                        .create_instance(&new_instance(&format!("c{i}")), &port)
+                        .unwrap()
+                        .1
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ips: HashSet<IpAddr> = ports.iter().map(|p| p.ip).collect();
+    let macs: HashSet<&str> = ports.iter().map(|p| p.mac.as_str()).collect();
+    assert_eq!(ips.len(), ALLOCATION_RACERS);
+    assert_eq!(macs.len(), ALLOCATION_RACERS);
+    // Dense: exactly the lowest addresses.
+    let expected: HashSet<IpAddr> = (3..3 + ALLOCATION_RACERS)
+        .map(|i| ip(&format!("198.18.0.{i}")))
+        .collect();
+    assert_eq!(ips, expected);
+}
+
+pub fn full_network_refuses_cleanly(store: &dyn Store) {
+    // A /29 has six hosts: gateway, DHCP and four instances.
+    let net = network(store, "small", "198.18.0.0/29");
+    for i in 0..4 {
+        instance(store, &format!("i{i}"), &port_on(&net));
+    }
+    let before = snapshot(store);
+    let msg = conflict(store.create_instance(&new_instance("one-too-many"), &port_on(&net)));
+    assert!(msg.contains("no free address"), "{msg}");
+    assert_eq!(snapshot(store), before);
+}

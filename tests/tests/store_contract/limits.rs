@@ -1,0 +1,119 @@
+//! Size limits (user data, passwords) and the write-once password.
+
+use metaboot_server::store::{
+    MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, NewInstance, PasswordSet, Store,
+};
+
+use crate::support::{invalid, network, new_instance, port_on, snapshot, uuid};
+
+/// Threads racing to set one password.
+const PASSWORD_RACERS: usize = 50;
+
+pub fn user_data_limit(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let largest = NewInstance {
+        user_data: Some(vec![b'x'; MAX_USER_DATA_BYTES]),
+        ..new_instance("big")
+    };
+    let (created, _) = store.create_instance(&largest, &port_on(&net)).unwrap();
+    assert_eq!(
+        store
+            .instance(&created.uuid)
+            .unwrap()
+            .user_data
+            .map(|d| d.len()),
+        Some(MAX_USER_DATA_BYTES)
+    );
+    let before = snapshot(store);
+    let too_large = NewInstance {
+        user_data: Some(vec![b'x'; MAX_USER_DATA_BYTES + 1]),
+        ..new_instance("too-big")
+    };
+    let msg = invalid(store.create_instance(&too_large, &port_on(&net)));
+    assert!(msg.contains("65536") && msg.contains("65535"), "{msg}");
+    assert_eq!(snapshot(store), before);
+}
+
+pub fn password_limit_and_write_once(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let a = store
+        .create_instance(&new_instance("a"), &port_on(&net))
+        .unwrap()
+        .0;
+    let b = store
+        .create_instance(&new_instance("b"), &port_on(&net))
+        .unwrap()
+        .0;
+
+    invalid(store.set_password(&a.uuid, &"p".repeat(MAX_PASSWORD_BYTES + 1)));
+    assert_eq!(store.instance(&a.uuid).unwrap().password, None);
+    let largest = "p".repeat(MAX_PASSWORD_BYTES);
+    assert_eq!(
+        store.set_password(&a.uuid, &largest).unwrap(),
+        PasswordSet::Stored
+    );
+    assert_eq!(
+        store.instance(&a.uuid).unwrap().password,
+        Some(largest.clone())
+    );
+    assert_eq!(
+        store.set_password(&a.uuid, "other").unwrap(),
+        PasswordSet::AlreadySet
+    );
+    assert_eq!(store.instance(&a.uuid).unwrap().password, Some(largest));
+    assert_eq!(
+        store.set_password(&uuid(), "x").unwrap(),
+        PasswordSet::NoInstance
+    );
+    // An empty password does not count as set (nova's reset blanks it).
+    assert_eq!(
+        store.set_password(&b.uuid, "").unwrap(),
+        PasswordSet::Stored
+    );
+    assert_eq!(
+        store.set_password(&b.uuid, "real").unwrap(),
+        PasswordSet::Stored
+    );
+    assert_eq!(
+        store.set_password(&b.uuid, "again").unwrap(),
+        PasswordSet::AlreadySet
+    );
+
+    let admin = NewInstance {
+        admin_pass: Some("a".repeat(MAX_PASSWORD_BYTES + 1)),
+        ..new_instance("admin")
+    };
+    invalid(store.create_instance(&admin, &port_on(&net)));
+}
+
+pub fn password_race_has_one_winner(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let target = store
+        .create_instance(&new_instance("race"), &port_on(&net))
+        .unwrap()
+        .0;
+    let outcomes: Vec<(usize, PasswordSet)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..PASSWORD_RACERS)
+            .map(|i| {
+                let uuid = target.uuid.clone();
+                scope.spawn(move || (i, store.set_password(&uuid, &format!("pw-{i}")).unwrap()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = outcomes
+        .iter()
+        .filter(|(_, outcome)| *outcome == PasswordSet::Stored)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, o)| matches!(o, PasswordSet::Stored | PasswordSet::AlreadySet))
+    );
+    assert_eq!(
+        store.instance(&target.uuid).unwrap().password,
+        Some(format!("pw-{}", winners[0]))
+    );
+}

@@ -1,0 +1,195 @@
+//! The store contract: one suite of checks, run against a SQLite file and a real PostgreSQL.
+//!
+//! A plain `main` (harness = false) runs every case on a fresh SQLite file, then starts one
+//! PostgreSQL server, runs every case on a fresh database, restarts the server under a live
+//! store, and stops it. Without PostgreSQL the PostgreSQL half fails when `CI=true` and is
+//! skipped with a reason otherwise. `cargo test … -- WORD` runs only cases whose name has WORD.
+
+mod addresses;
+mod changes;
+mod limits;
+mod records;
+mod servers;
+mod support;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use metaboot_harness::postgres::PgServer;
+use metaboot_server::store::{self, Store};
+
+type Case = fn(&dyn Store);
+
+/// Every case, by name.
+const CASES: &[(&str, Case)] = &[
+    (
+        "network_create_list_show_delete",
+        records::network_create_list_show_delete,
+    ),
+    (
+        "network_bad_input_is_refused",
+        records::network_bad_input_is_refused,
+    ),
+    (
+        "names_resolve_by_id_or_unique_name",
+        records::names_resolve_by_id_or_unique_name,
+    ),
+    (
+        "router_create_attach_delete",
+        records::router_create_attach_delete,
+    ),
+    (
+        "instance_create_show_delete",
+        records::instance_create_show_delete,
+    ),
+    (
+        "overlapping_ips_on_two_networks",
+        addresses::overlapping_ips_on_two_networks,
+    ),
+    (
+        "ip_rules_within_a_network",
+        addresses::ip_rules_within_a_network,
+    ),
+    (
+        "mac_is_unique_and_normalised",
+        addresses::mac_is_unique_and_normalised,
+    ),
+    ("user_data_limit", limits::user_data_limit),
+    (
+        "password_limit_and_write_once",
+        limits::password_limit_and_write_once,
+    ),
+    (
+        "password_race_has_one_winner",
+        limits::password_race_has_one_winner,
+    ),
+    (
+        "allocation_fills_lowest_free",
+        addresses::allocation_fills_lowest_free,
+    ),
+    (
+        "allocation_under_concurrency",
+        addresses::allocation_under_concurrency,
+    ),
+    (
+        "full_network_refuses_cleanly",
+        addresses::full_network_refuses_cleanly,
+    ),
+    (
+        "network_with_ports_cannot_be_deleted",
+        records::network_with_ports_cannot_be_deleted,
+    ),
+    (
+        "ports_create_list_delete",
+        records::ports_create_list_delete,
+    ),
+    (
+        "change_log_follows_every_write",
+        changes::change_log_follows_every_write,
+    ),
+    (
+        "refused_writes_leave_nothing",
+        changes::refused_writes_leave_nothing,
+    ),
+];
+
+/// Runs one case, catching its panic; true when it passed.
+fn run_case(backend: &str, name: &str, body: impl FnOnce()) -> bool {
+    let started = Instant::now();
+    let passed = panic::catch_unwind(AssertUnwindSafe(body)).is_ok();
+    let verdict = if passed { "ok" } else { "FAILED" };
+    println!(
+        "test {backend}::{name} ... {verdict} ({} ms)",
+        started.elapsed().as_millis()
+    );
+    passed
+}
+
+fn main() -> ExitCode {
+    let filter: Option<String> = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let selected: Vec<(usize, &str, Case)> = CASES
+        .iter()
+        .enumerate()
+        .filter(|(_, (name, _))| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+        .map(|(i, (name, case))| (i, *name, *case))
+        .collect();
+    let mut failed: Vec<String> = Vec::new();
+
+    for (_, name, case) in &selected {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("registry.sqlite");
+        let passed = run_case("sqlite", name, || {
+            let store = store::open(path.to_str().expect("temp paths are UTF-8")).unwrap();
+            case(&*store);
+        });
+        if !passed {
+            failed.push(format!("sqlite::{name}"));
+        }
+    }
+    let want_open = filter
+        .as_ref()
+        .is_none_or(|f| "concurrent_open".contains(f.as_str()));
+    if want_open {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("registry.sqlite");
+        let url = format!("sqlite:{}", path.display());
+        if !run_case("sqlite", "concurrent_open", || {
+            servers::concurrent_open(&url)
+        }) {
+            failed.push("sqlite::concurrent_open".to_owned());
+        }
+    }
+
+    let want_restart = filter
+        .as_ref()
+        .is_none_or(|f| "postgres_restart".contains(f.as_str()));
+    if !selected.is_empty() || want_restart || want_open {
+        match PgServer::start() {
+            Ok(mut server) => {
+                for (index, name, case) in &selected {
+                    let passed = run_case("postgres", name, || {
+                        let url = server.create_database(&format!("case_{index}")).unwrap();
+                        let store = store::open(&url).unwrap();
+                        case(&*store);
+                    });
+                    if !passed {
+                        failed.push(format!("postgres::{name}"));
+                    }
+                }
+                if want_open {
+                    let url = server.create_database("concurrent_open").unwrap();
+                    if !run_case("postgres", "concurrent_open", || {
+                        servers::concurrent_open(&url)
+                    }) {
+                        failed.push("postgres::concurrent_open".to_owned());
+                    }
+                }
+                if want_restart {
+                    let url = server.create_database("restart").unwrap();
+                    if !run_case("postgres", "postgres_restart", || {
+                        servers::postgres_restart(&mut server, &url);
+                    }) {
+                        failed.push("postgres::postgres_restart".to_owned());
+                        println!("server log: {}", server.log_path().display());
+                    }
+                }
+            }
+            Err(err) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+                println!("PostgreSQL is required in CI: {err:#}");
+                failed.push("postgres (server did not start)".to_owned());
+            }
+            Err(err) => {
+                println!("skipping the PostgreSQL half of the store contract: {err:#}");
+            }
+        }
+    }
+
+    if failed.is_empty() {
+        println!("\nstore contract: ok");
+        ExitCode::SUCCESS
+    } else {
+        println!("\nstore contract failed: {}", failed.join(", "));
+        ExitCode::FAILURE
+    }
+}
