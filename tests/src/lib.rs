@@ -1,1 +1,10 @@
-//! Helpers for the end-to-end suite in `tests/tests/`.
+//! Helpers for the end-to-end suite in `tests/tests/`: the metadata chain as real processes,
+//! a guest's HTTP client that speaks from a chosen address or namespace, and the rules for
+//! tests that need root.
+
+pub mod chain;
+pub mod guest;
+pub mod netns;
+pub mod prerequisite;
+
+pub use chain::Chain;

@@ -36,15 +36,22 @@ impl Reply {
 }
 
 impl Reply {
-    /// Passes an upstream's answer on: its status, content type and body, nothing else.
+    /// Passes an upstream's answer on: its status, content type and body, nothing else. The
+    /// length is kept for bodiless answers, so a HEAD tells the guest the size of the GET.
     pub fn relay(upstream: Response<Bytes>) -> Response<Body> {
         let (parts, body) = upstream.into_parts();
+        let bodiless = body.is_empty();
         let mut response = Response::new(Full::new(body));
         *response.status_mut() = parts.status;
-        if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, content_type.clone());
+        let keep: &[header::HeaderName] = if bodiless {
+            &[header::CONTENT_TYPE, header::CONTENT_LENGTH]
+        } else {
+            &[header::CONTENT_TYPE]
+        };
+        for name in keep {
+            if let Some(value) = parts.headers.get(name) {
+                response.headers_mut().insert(name, value.clone());
+            }
         }
         response
     }

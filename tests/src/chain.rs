@@ -1,0 +1,283 @@
+//! The metadata chain as real processes, started by a test: `metaboot-server api` (TCP),
+//! `metaboot-server agent` (Unix socket) and any number of `metaboot-server ns-proxy`
+//! listeners on loopback, over a SQLite registry in a temporary directory. Each process leads
+//! its own process group and is killed when the chain is dropped; their logs are printed when a
+//! test fails.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use metaboot_harness::process::ProcessGroup;
+
+/// How long a role may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// The secret the chain's agent and API share.
+pub const SECRET: &str = "chain-test-secret";
+
+/// The `metaboot-server` executable, built once per test binary.
+pub fn server_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            metaboot_harness::workspace::build(metaboot_harness::workspace::SERVER)
+                .expect("failed to build metaboot-server")
+        })
+        .clone()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// One running role.
+struct Role {
+    name: String,
+    process: ProcessGroup,
+    log: PathBuf,
+}
+
+/// Which namespace a proxy plays.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Router(String),
+    Network(String),
+}
+
+/// The chain.
+pub struct Chain {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub secret_file: PathBuf,
+    pub api_addr: SocketAddr,
+    pub agent_socket: PathBuf,
+    api: Option<Role>,
+    agent: Option<Role>,
+    proxies: Vec<Role>,
+    /// Extra flags for the API (e.g. --vendor-data).
+    pub api_flags: Vec<String>,
+}
+
+impl Chain {
+    /// A registry with nothing in it, and no process yet.
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, format!("{SECRET}\n"))?;
+        Ok(Self {
+            db: dir.path().join("registry.sqlite"),
+            agent_socket: dir.path().join("agent.sock"),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            secret_file,
+            dir,
+            api: None,
+            agent: None,
+            proxies: Vec::new(),
+            api_flags: Vec::new(),
+        })
+    }
+
+    /// A registry command: `metaboot-server --db DB …`.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("--db").arg(&self.db);
+        cmd
+    }
+
+    /// Runs a registry command with `--json` and returns its output.
+    pub fn registry(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let out = self
+            .cli()
+            .args(args)
+            .arg("--json")
+            .output()
+            .context("failed to run metaboot-server")?;
+        if !out.status.success() {
+            bail!(
+                "metaboot-server {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("metaboot-server {} did not print JSON", args.join(" ")))
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<Role> {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let mut cmd = self.cli();
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let process = ProcessGroup::spawn(name, &mut cmd)?;
+        Ok(Role {
+            name: name.to_owned(),
+            process,
+            log,
+        })
+    }
+
+    fn wait_ready(&self, role: &mut Role, ready: impl Fn() -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if ready() {
+                return Ok(());
+            }
+            if let Some(status) = role.process.try_wait()? {
+                bail!(
+                    "{} exited with {status}:\n{}",
+                    role.name,
+                    read_log(&role.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "{} did not start within {START_TIMEOUT:?}:\n{}",
+            role.name,
+            read_log(&role.log)
+        )
+    }
+
+    /// Starts (or restarts) the API on its fixed address.
+    pub fn start_api(&mut self) -> anyhow::Result<()> {
+        self.stop_api();
+        let mut args = vec![
+            "api".to_owned(),
+            "--listen".to_owned(),
+            self.api_addr.to_string(),
+            "--shared-secret-file".to_owned(),
+            self.secret_file.display().to_string(),
+        ];
+        args.extend(self.api_flags.iter().cloned());
+        let mut role = self.spawn("api", &args)?;
+        let addr = self.api_addr;
+        self.wait_ready(&mut role, || TcpStream::connect(addr).is_ok())?;
+        self.api = Some(role);
+        Ok(())
+    }
+
+    /// Kills the API.
+    pub fn stop_api(&mut self) {
+        if let Some(mut role) = self.api.take() {
+            let _ = role.process.kill();
+        }
+    }
+
+    /// Starts (or restarts) the agent on its socket, pointed at the API.
+    pub fn start_agent(&mut self) -> anyhow::Result<()> {
+        self.stop_agent();
+        let args = vec![
+            "agent".to_owned(),
+            "--socket".to_owned(),
+            self.agent_socket.display().to_string(),
+            "--api".to_owned(),
+            format!("http://{}", self.api_addr),
+            "--shared-secret-file".to_owned(),
+            self.secret_file.display().to_string(),
+            "--api-timeout".to_owned(),
+            "3".to_owned(),
+        ];
+        let mut role = self.spawn("agent", &args)?;
+        let socket = self.agent_socket.clone();
+        self.wait_ready(&mut role, || UnixStream::connect(&socket).is_ok())?;
+        self.agent = Some(role);
+        Ok(())
+    }
+
+    /// Kills the agent.
+    pub fn stop_agent(&mut self) {
+        if let Some(mut role) = self.agent.take() {
+            let _ = role.process.kill();
+        }
+    }
+
+    /// Starts a namespace proxy on a free loopback port and returns its address.
+    pub fn start_proxy(&mut self, scope: &Scope, extra: &[&str]) -> anyhow::Result<SocketAddr> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let (flag, id) = match scope {
+            Scope::Router(id) => ("--router-id", id),
+            Scope::Network(id) => ("--network-id", id),
+        };
+        let mut args = vec![
+            "ns-proxy".to_owned(),
+            "--socket".to_owned(),
+            self.agent_socket.display().to_string(),
+            "--listen".to_owned(),
+            addr.to_string(),
+            flag.to_owned(),
+            id.clone(),
+            "--agent-timeout".to_owned(),
+            "5".to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut role = self.spawn(&format!("proxy-{}", self.proxies.len()), &args)?;
+        self.wait_ready(&mut role, || TcpStream::connect(addr).is_ok())?;
+        self.proxies.push(role);
+        Ok(addr)
+    }
+
+    /// Starts any other `metaboot-server` command as a role of the chain (killed with it),
+    /// and waits until `ready` says it serves.
+    pub fn start_role(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        ready: impl Fn() -> bool,
+    ) -> anyhow::Result<()> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let mut role = self.spawn(name, &args)?;
+        self.wait_ready(&mut role, ready)?;
+        self.proxies.push(role);
+        Ok(())
+    }
+
+    /// Starts API and agent.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        self.start_api()?;
+        self.start_agent()
+    }
+
+    /// The logs of every role, for failure reports.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for role in self.api.iter().chain(&self.agent).chain(&self.proxies) {
+            out.push_str(&format!(
+                "----- {} ({})\n{}\n",
+                role.name,
+                role.log.display(),
+                read_log(&role.log)
+            ));
+        }
+        out
+    }
+
+    /// The directory the chain keeps its files in.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(60).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,273 @@
+//! The chain as a guest reaches it (root): guests in their own namespaces call
+//! http://169.254.169.254/ — through a router namespace with Neutron's iptables REDIRECT of
+//! port 80 to 9697, and through a DHCP namespace holding 169.254.169.254/32 — served by
+//! `metaboot-server all` and by a separate `ns-proxy --netns`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use metaboot_tests::chain::Chain;
+use metaboot_tests::guest;
+use metaboot_tests::netns::{Netns, veth};
+use metaboot_tests::prerequisite::{require_command, require_root};
+
+const METADATA: &str = "169.254.169.254:80";
+
+struct Lab {
+    chain: Chain,
+    router_id: String,
+    guest_routed: Netns,
+    guest_isolated: Netns,
+    uuid_routed: String,
+    uuid_isolated: String,
+    _router: Netns,
+    _dhcp: Netns,
+}
+
+fn lab() -> Lab {
+    let chain = Chain::new().unwrap();
+    let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
+    let routed = id(
+        chain
+            .registry(&[
+                "network",
+                "create",
+                "routed",
+                "--cidr",
+                "198.18.0.0/24",
+                "--gateway",
+                "198.18.0.1",
+            ])
+            .unwrap(),
+        "id",
+    );
+    let isolated = id(
+        chain
+            .registry(&[
+                "network",
+                "create",
+                "isolated",
+                "--cidr",
+                "198.18.1.0/24",
+                "--dhcp-ip",
+                "198.18.1.2",
+                "--isolated",
+            ])
+            .unwrap(),
+        "id",
+    );
+    let router_id = id(
+        chain
+            .registry(&["router", "create", "r1", "--network", &routed])
+            .unwrap(),
+        "id",
+    );
+    let uuid_routed = id(
+        chain
+            .registry(&[
+                "instance",
+                "create",
+                "web",
+                "--network",
+                "routed",
+                "--ip",
+                "198.18.0.10",
+            ])
+            .unwrap(),
+        "uuid",
+    );
+    let uuid_isolated = id(
+        chain
+            .registry(&[
+                "instance",
+                "create",
+                "db",
+                "--network",
+                "isolated",
+                "--ip",
+                "198.18.1.10",
+            ])
+            .unwrap(),
+        "uuid",
+    );
+
+    static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let tag = format!(
+        "{}-{}",
+        std::process::id() % 100_000,
+        LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let router = Netns::create(&format!("qrouter-{router_id}")).unwrap();
+    let dhcp = Netns::create(&format!("qdhcp-{isolated}")).unwrap();
+    let guest_routed = Netns::create(&format!("mbt-{tag}-g1")).unwrap();
+    let guest_isolated = Netns::create(&format!("mbt-{tag}-g2")).unwrap();
+    // Router path: the guest's default route is the router; the router redirects metadata.
+    veth(
+        &guest_routed,
+        "eth0",
+        "198.18.0.10/24",
+        &router,
+        "qr-test",
+        "198.18.0.1/24",
+    )
+    .unwrap();
+    guest_routed
+        .exec("ip", &["route", "add", "default", "via", "198.18.0.1"])
+        .unwrap();
+    router
+        .exec(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-i",
+                "qr-test",
+                "-d",
+                "169.254.169.254/32",
+                "-p",
+                "tcp",
+                "--dport",
+                "80",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "9697",
+            ],
+        )
+        .unwrap();
+    // Isolated path: the DHCP port holds 169.254.169.254/32; the guest has the /32 route
+    // (what DHCP option 121 gives it).
+    veth(
+        &guest_isolated,
+        "eth0",
+        "198.18.1.10/24",
+        &dhcp,
+        "tap-test",
+        "198.18.1.2/24",
+    )
+    .unwrap();
+    dhcp.exec(
+        "ip",
+        &["addr", "add", "169.254.169.254/32", "dev", "tap-test"],
+    )
+    .unwrap();
+    guest_isolated
+        .exec(
+            "ip",
+            &["route", "add", "169.254.169.254/32", "via", "198.18.1.2"],
+        )
+        .unwrap();
+    Lab {
+        chain,
+        router_id,
+        guest_routed,
+        guest_isolated,
+        uuid_routed,
+        uuid_isolated,
+        _router: router,
+        _dhcp: dhcp,
+    }
+}
+
+/// The uuid a guest in `netns` reads from meta_data.json, waiting until it is served.
+fn uuid_from(netns: &Netns, within: Duration) -> String {
+    let to: SocketAddr = METADATA.parse().unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = netns
+            .within(|| guest::get(None, to, "/openstack/latest/meta_data.json", &[]))
+            .unwrap();
+        match reply {
+            Ok(reply) if reply.status == 200 => {
+                return reply.json()["uuid"].as_str().unwrap().to_owned();
+            }
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "metadata not served in {}: {other:?}",
+                    netns.name
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+#[test]
+fn all_serves_router_and_isolated_namespaces() {
+    if !require_root() || !require_command("iptables") {
+        return;
+    }
+    let mut lab = lab();
+    let db = lab.chain.db.display().to_string();
+    let secret = lab.chain.secret_file.display().to_string();
+    let config = lab.chain.path().join("metaboot.toml");
+    std::fs::write(
+        &config,
+        format!("db = \"{db}\"\nshared_secret_file = \"{secret}\"\n"),
+    )
+    .unwrap();
+    lab.chain
+        .start_role(
+            "all",
+            &["all", "--config", config.to_str().unwrap()],
+            || true,
+        )
+        .unwrap();
+    assert_eq!(
+        uuid_from(&lab.guest_routed, Duration::from_secs(10)),
+        lab.uuid_routed
+    );
+    assert_eq!(
+        uuid_from(&lab.guest_isolated, Duration::from_secs(10)),
+        lab.uuid_isolated
+    );
+    let to: SocketAddr = METADATA.parse().unwrap();
+    let hostname = lab
+        .guest_routed
+        .within(|| {
+            guest::get(
+                None,
+                to,
+                "/latest/meta-data/hostname",
+                &[("X-Instance-ID", &lab.uuid_isolated)],
+            )
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(hostname.text(), "web.novalocal");
+}
+
+#[test]
+fn ns_proxy_binds_inside_a_namespace_it_does_not_run_in() {
+    if !require_root() || !require_command("iptables") {
+        return;
+    }
+    let mut lab = lab();
+    lab.chain.start().unwrap();
+    let netns = format!("qrouter-{}", lab.router_id);
+    let socket = lab.chain.agent_socket.display().to_string();
+    lab.chain
+        .start_role(
+            "ns-proxy",
+            &[
+                "ns-proxy",
+                "--socket",
+                &socket,
+                "--listen",
+                "0.0.0.0:9697",
+                "--router-id",
+                &lab.router_id,
+                "--netns",
+                &netns,
+            ],
+            || true,
+        )
+        .unwrap();
+    assert_eq!(
+        uuid_from(&lab.guest_routed, Duration::from_secs(10)),
+        lab.uuid_routed
+    );
+}
