@@ -2,6 +2,7 @@
 //! service), decode, then apply step by step; a failed step never stops the independent ones,
 //! and every outcome lands in `status.json` and the instance's `result.json`.
 
+mod accounts;
 mod steps;
 
 use std::fs::File;

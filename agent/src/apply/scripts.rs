@@ -110,16 +110,7 @@ pub fn run_script(path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
     let (done_tx, done_rx) = mpsc::channel();
     let script = name.to_owned();
     std::thread::spawn(move || {
-        let mut logged = 0usize;
-        for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
-            if logged < MAX_LOGGED_OUTPUT {
-                logged += line.len() + 1;
-                tracing::info!(script = %script, "| {}", String::from_utf8_lossy(&line));
-                if logged >= MAX_LOGGED_OUTPUT {
-                    tracing::warn!(script = %script, "output over {MAX_LOGGED_OUTPUT} bytes; the rest is not logged");
-                }
-            }
-        }
+        log_output(BufReader::new(reader), &script, MAX_LOGGED_OUTPUT);
         let _ = done_tx.send(());
     });
     let status = match child.wait() {
@@ -141,6 +132,25 @@ pub fn run_script(path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
             result(None, Some(format!("killed by signal {signal}")))
         }
     }
+}
+
+/// Logs a script's output line by line up to `max` bytes and reads (drops) the rest; returns
+/// the bytes logged and whether output was dropped.
+pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, bool) {
+    let mut logged = 0usize;
+    let mut dropped = false;
+    for line in reader.split(b'\n').map_while(Result::ok) {
+        if logged < max {
+            logged += line.len() + 1;
+            tracing::info!(script, "| {}", String::from_utf8_lossy(&line));
+            if logged >= max {
+                tracing::warn!(script, "output over {max} bytes; the rest is not logged");
+            }
+        } else {
+            dropped = true;
+        }
+    }
+    (logged, dropped)
 }
 
 /// Runs every executable regular file of `dir` in name order (a missing dir runs nothing).
@@ -271,6 +281,21 @@ mod tests {
         assert_eq!(
             summary,
             "1 of 3 script(s) failed: 20-fail exited with status 3"
+        );
+    }
+
+    #[test]
+    fn output_logging_is_bounded() {
+        let text = "line\n".repeat(MAX_LOGGED_OUTPUT / 5 + 100);
+        let (logged, dropped) = log_output(text.as_bytes(), "t", MAX_LOGGED_OUTPUT);
+        assert!(dropped);
+        assert!(
+            (MAX_LOGGED_OUTPUT..MAX_LOGGED_OUTPUT + 10).contains(&logged),
+            "{logged}"
+        );
+        assert_eq!(
+            log_output(&b"a\nb\n"[..], "t", MAX_LOGGED_OUTPUT),
+            (4, false)
         );
     }
 

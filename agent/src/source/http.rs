@@ -262,6 +262,100 @@ mod tests {
         assert!(check_url("http://user@1.2.3.4").is_err());
     }
 
+    /// Serves one canned response per connection on `addr`, `count` times.
+    fn serve(addr: &str, responses: Vec<Vec<u8>>) -> Option<std::net::SocketAddr> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind(addr).ok()?;
+        let local = listener.local_addr().ok()?;
+        std::thread::spawn(move || {
+            for response in responses {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(&response);
+            }
+        });
+        Some(local)
+    }
+
+    fn client() -> HttpClient {
+        let retry = Retry::until(std::time::Instant::now() + Duration::from_secs(5));
+        HttpClient::new(Duration::from_secs(5), retry)
+    }
+
+    fn response(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn statuses_bodies_and_limits() {
+        let limit = 1000;
+        let addr = serve(
+            "127.0.0.1:0",
+            vec![
+                response("200 OK", "", &[b'x'; 1000]),
+                response("200 OK", "", &[b'x'; 1001]),
+                response("404 Not Found", "", b""),
+                response("500 Oops", "", b""),
+                response(
+                    "200 OK",
+                    &format!("X-Big: {}\r\n", "a".repeat(MAX_RESPONSE_HEADER_BYTES)),
+                    b"",
+                ),
+            ],
+        )
+        .unwrap();
+        let url = format!("http://{addr}/x");
+        let c = client();
+        let left = Duration::from_secs(5);
+        assert_eq!(c.get_once(&url, limit, left).unwrap().unwrap().len(), 1000);
+        assert!(matches!(
+            c.get_once(&url, limit, left),
+            Err(FetchError::TooLarge { limit: 1000, .. })
+        ));
+        assert_eq!(c.get_once(&url, limit, left).unwrap(), None);
+        assert!(matches!(
+            c.get_once(&url, limit, left),
+            Err(FetchError::Status { status: 500, .. })
+        ));
+        let err = c.get_once(&url, limit, left).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FetchError::Transport {
+                    source: ureq::Error::LargeResponseHeader(_, MAX_RESPONSE_HEADER_BYTES),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_transient(), "an oversized header is not retried");
+    }
+
+    #[test]
+    fn ipv6_literals_connect_without_name_lookup() {
+        let Some(addr) = serve("[::1]:0", vec![response("200 OK", "", b"v6")]) else {
+            eprintln!("skipping: no IPv6 loopback here");
+            return;
+        };
+        let url = format!("http://[::1]:{}/", addr.port());
+        assert_eq!(
+            client()
+                .get_once(&url, 10, Duration::from_secs(5))
+                .unwrap()
+                .unwrap(),
+            b"v6"
+        );
+    }
+
     #[test]
     fn only_transient_failures_are_retried() {
         let status = |status| FetchError::Status {

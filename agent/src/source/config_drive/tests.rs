@@ -167,3 +167,42 @@ fn finds_and_mounts_a_labelled_device() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Detection reads labels from `<root>/dev/<name>` for every `<root>/sys/class/block/<name>`:
+/// regular image files play the devices, so no loop device is needed.
+#[test]
+fn finds_the_labelled_device_among_others_and_probes_a_bounded_number() {
+    if !require_tool("mkfs.vfat") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    fs::create_dir_all(root.join("/dev")).unwrap();
+    let add = |name: &str, image: Option<&Path>| {
+        fs::create_dir_all(root.join(SYS_CLASS_BLOCK).join(name)).unwrap();
+        match image {
+            Some(image) => fs::copy(image, root.join("/dev").join(name))
+                .map(|_| ())
+                .unwrap(),
+            None => fs::write(root.join("/dev").join(name), [0u8; 512]).unwrap(),
+        }
+    };
+    let other = vfat_image(dir.path(), "SCRATCH", false);
+    let drive = vfat_image(dir.path(), "config-2", false);
+    add("vda", None);
+    add("vdb", Some(&other));
+    assert_eq!(find(&root), None);
+    add("vdc", Some(&drive));
+    assert_eq!(find(&root), Some((root.join("/dev/vdc"), FsType::Vfat)));
+
+    // Past the bound, a config drive is not looked at.
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    fs::create_dir_all(root.join("/dev")).unwrap();
+    for i in 0..MAX_PROBED_DEVICES {
+        fs::create_dir_all(root.join(SYS_CLASS_BLOCK).join(format!("a{i:04}"))).unwrap();
+    }
+    fs::create_dir_all(root.join(SYS_CLASS_BLOCK).join("zz")).unwrap();
+    fs::copy(&drive, root.join("/dev/zz")).unwrap();
+    assert_eq!(find(&root), None);
+}

@@ -1,0 +1,203 @@
+//! The account steps: users and groups, SSH keys, passwords (with the config drive's
+//! `admin_pass`), `ssh_pwauth`.
+
+use super::Instance;
+use super::steps::accounts;
+use crate::apply::users::Accounts;
+use crate::apply::{passwords, ssh_keys, sshd, users_groups};
+use crate::state::result::{Done, chain};
+use crate::userdata::cloud_config::{SshPwauth, UserConfig, UserEntry, Users};
+
+fn default_user(i: &Instance<'_>) -> Option<UserConfig> {
+    users_groups::default_user(i.settings.agent.default_user.as_ref(), &i.config)
+}
+
+fn default_user_name(i: &Instance<'_>) -> Option<String> {
+    default_user(i).map(|u| u.name.trim().to_owned())
+}
+
+pub(super) fn users_groups(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    match users_groups::apply(i.root, &i.config, default_user(i).as_ref()) {
+        Err(err) => Done::error(err),
+        Ok(summary) => {
+            warnings.extend(summary.warnings);
+            let message = format!(
+                "created [{}], updated [{}], groups [{}]",
+                summary.created.join(", "),
+                summary.updated.join(", "),
+                summary.groups.join(", ")
+            );
+            if summary.errors.is_empty() {
+                Done::ok_with(message)
+            } else {
+                Done::error(format!("{}; {message}", summary.errors.join("; ")))
+            }
+        }
+    }
+}
+
+/// A key line without its options (`ssh-rsa AAAA… comment`), to put root's prefix in front.
+fn without_options(key: &str) -> &str {
+    let Some(blob) = ssh_keys::key_blob(key) else {
+        return key;
+    };
+    let blob_at = key.find(blob).unwrap_or(0);
+    let type_at = key[..blob_at]
+        .trim_end()
+        .rfind(char::is_whitespace)
+        .map_or(0, |p| p + 1);
+    &key[type_at..]
+}
+
+pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let mut keys = Vec::new();
+    if i.config.allow_public_ssh_keys != Some(false) {
+        keys.extend(ssh_keys::split_keys(
+            i.meta.public_keys.iter().flatten().map(|(_, k)| k.as_str()),
+        ));
+    }
+    if let Some(extra) = &i.config.ssh_authorized_keys {
+        keys.extend(ssh_keys::split_keys(
+            extra.to_vec().iter().map(String::as_str),
+        ));
+    }
+    if keys.is_empty() {
+        return Done::skipped("no public_keys in meta_data.json and no ssh_authorized_keys");
+    }
+    let Some(accounts) = accounts(i) else {
+        return Done::error("cannot read the root's /etc/passwd");
+    };
+    let mut done_for = Vec::new();
+    let mut errors = Vec::new();
+    let default = default_user_name(i).filter(|name| name != "root");
+    if let Some(name) = &default {
+        match accounts.user(name) {
+            Some(user) => match ssh_keys::write_user_keys(i.root, &user, &keys) {
+                Ok(_) => done_for.push(name.clone()),
+                Err(err) => errors.push(chain(&err)),
+            },
+            None => errors.push(format!("default user {name} does not exist")),
+        }
+    }
+    let root_keys: Vec<String> = if i.config.disable_root.unwrap_or(true) {
+        let opts = i
+            .config
+            .disable_root_opts
+            .as_deref()
+            .unwrap_or(ssh_keys::DISABLE_ROOT_OPTS);
+        let prefix = ssh_keys::root_prefix(opts, default.as_deref());
+        keys.iter()
+            .map(|k| format!("{prefix} {}", without_options(k)))
+            .collect()
+    } else {
+        keys.clone()
+    };
+    match accounts.user("root") {
+        Some(root) => match ssh_keys::write_user_keys(i.root, &root, &root_keys) {
+            Ok(_) => done_for.push("root".to_owned()),
+            Err(err) => errors.push(chain(&err)),
+        },
+        None => errors.push("no root in /etc/passwd".to_owned()),
+    }
+    let message = format!(
+        "{} for {}",
+        super::count(keys.len(), "key"),
+        done_for.join(", ")
+    );
+    if errors.is_empty() {
+        Done::ok_with(message)
+    } else {
+        Done::error(format!("{}; {message}", errors.join("; ")))
+    }
+}
+
+/// True when `users:` sets root's password itself.
+fn users_set_root_password(i: &Instance<'_>) -> bool {
+    let Some(Users::List(list)) = &i.config.users else {
+        return false;
+    };
+    list.iter().any(|entry| match entry {
+        UserEntry::Config(cfg) => {
+            cfg.name.trim() == "root"
+                && (cfg.hashed_passwd.is_some() || cfg.plain_text_passwd.is_some())
+        }
+        UserEntry::Name(_) => false,
+    })
+}
+
+pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let plan = passwords::plan(&i.config, default_user_name(i).as_deref());
+    warnings.extend(plan.warnings.iter().cloned());
+    let admin_pass = i
+        .meta
+        .admin_pass
+        .as_deref()
+        .filter(|p| !p.is_empty() && i.settings.agent.apply_admin_pass)
+        .filter(|_| !plan.sets("root") && !users_set_root_password(i));
+    if plan.changes.is_empty() && admin_pass.is_none() {
+        return Done::skipped("no passwords to set");
+    }
+    let mut accounts = match Accounts::load(i.root) {
+        Ok(a) => a,
+        Err(err) => return Done::error(chain(&err)),
+    };
+    let mut applied = passwords::apply(&mut accounts, &plan.changes, plan.expire);
+    if let Some(pass) = admin_pass {
+        let admin = passwords::apply(
+            &mut accounts,
+            &[(
+                "root".to_owned(),
+                passwords::NewPassword::Text(pass.to_owned()),
+            )],
+            false,
+        );
+        applied
+            .users
+            .extend(admin.users.iter().map(|u| format!("{u} (admin_pass)")));
+        applied.errors.extend(admin.errors);
+    }
+    if let Err(err) = accounts.save() {
+        return Done::error(chain(&err));
+    }
+    if !applied.random.is_empty() {
+        // The console only: never the log file, never a state file.
+        let lines: Vec<String> = applied
+            .random
+            .iter()
+            .map(|(u, p)| format!("{u}:{p}"))
+            .collect();
+        eprintln!("Set the following 'random' passwords\n{}", lines.join("\n"));
+    }
+    let message = format!(
+        "set for {}{}",
+        applied.users.join(", "),
+        if plan.expire && !plan.changes.is_empty() {
+            " (expired: change at first login)"
+        } else {
+            ""
+        }
+    );
+    if applied.errors.is_empty() {
+        Done::ok_with(message)
+    } else {
+        Done::error(format!("{}; {message}", applied.errors.join("; ")))
+    }
+}
+
+pub(super) fn ssh_pwauth(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let allow = match i.config.ssh_pwauth {
+        None | Some(SshPwauth::Unchanged) => return Done::skipped("ssh_pwauth is not set"),
+        Some(SshPwauth::Yes) => true,
+        Some(SshPwauth::No) => false,
+    };
+    Done::from_result(
+        sshd::set_password_auth(i.root, i.state, allow).map(|files| {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            Done::ok_with(format!(
+                "PasswordAuthentication {} in {}",
+                if allow { "yes" } else { "no" },
+                names.join(", ")
+            ))
+        }),
+    )
+}

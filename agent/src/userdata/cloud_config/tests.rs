@@ -1,0 +1,133 @@
+//! Tests of `cloud_config`.
+use super::*;
+use crate::userdata::yaml::parse_map;
+
+fn config(text: &str) -> (CloudConfig, Vec<KeyError>) {
+    CloudConfig::from_map(&parse_map(text).unwrap())
+}
+
+#[test]
+fn permissions_read_like_pyyaml() {
+    let (cfg, errors) = config(
+        "write_files:\n- {path: /a, permissions: 0644}\n- {path: /b, permissions: '0600'}\n\
+         - {path: /c, permissions: '0o755'}\n- {path: /d, permissions: 420}\n",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let modes: Vec<u32> = cfg
+        .write_files
+        .unwrap()
+        .iter()
+        .map(|f| f.permissions.unwrap().0)
+        .collect();
+    assert_eq!(modes, [0o644, 0o600, 0o755, 420]);
+}
+
+#[test]
+fn a_bad_key_is_reported_and_the_others_kept() {
+    let (cfg, errors) = config("hostname: web\nwrite_files: not-a-list\nmanage_etc_hosts: maybe\n");
+    assert_eq!(cfg.hostname.as_deref(), Some("web"));
+    let keys: Vec<&str> = errors.iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["manage_etc_hosts", "write_files"]);
+    assert!(
+        config("write_files: [{path: /x, permissions: '999'}]\n").1[0]
+            .message
+            .contains("octal")
+    );
+}
+
+#[test]
+fn yes_no_and_unchanged() {
+    assert_eq!(
+        config("ssh_pwauth: yes\n").0.ssh_pwauth,
+        Some(SshPwauth::Yes)
+    );
+    assert_eq!(
+        config("ssh_pwauth: off\n").0.ssh_pwauth,
+        Some(SshPwauth::No)
+    );
+    assert_eq!(
+        config("ssh_pwauth: unchanged\n").0.ssh_pwauth,
+        Some(SshPwauth::Unchanged)
+    );
+    assert_eq!(
+        config("manage_etc_hosts: localhost\n").0.manage_etc_hosts,
+        Some(ManageEtcHosts::Localhost)
+    );
+    assert_eq!(
+        config("manage_etc_hosts: yes\n").0.manage_etc_hosts,
+        Some(ManageEtcHosts::Template)
+    );
+}
+
+#[test]
+fn numbers_become_text_where_text_is_expected() {
+    let (cfg, _) = config("hostname: 1234\npassword: 0123\n");
+    assert_eq!(cfg.hostname.unwrap().0, "1234");
+    assert_eq!(cfg.password.unwrap().0, "0123");
+}
+
+#[test]
+fn users_in_every_form() {
+    let (cfg, errors) = config(
+        "users:\n- default\n- name: bob\n  groups: [adm, sudo]\n  lock-passwd: false\n  \
+         sudo: ALL=(ALL) NOPASSWD:ALL\n- alice, carol\n",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let Some(Users::List(list)) = cfg.users else {
+        panic!("list form");
+    };
+    assert_eq!(list.len(), 3);
+    let UserEntry::Config(bob) = &list[1] else {
+        panic!("bob is a mapping");
+    };
+    assert_eq!(bob.lock_passwd, Some(false));
+    assert_eq!(bob.groups.as_ref().unwrap().items(), ["adm", "sudo"]);
+    assert_eq!(
+        bob.sudo.as_ref().unwrap().rules(),
+        ["ALL=(ALL) NOPASSWD:ALL"]
+    );
+    assert!(matches!(
+        config("users: default, bob\n").0.users,
+        Some(Users::Text(_))
+    ));
+    assert!(matches!(
+        config("users: {default: true, bob: {gecos: Bob}}\n")
+            .0
+            .users,
+        Some(Users::Map(_))
+    ));
+}
+
+#[test]
+fn groups_in_every_form() {
+    let (cfg, _) = config("groups:\n- admingroup: [root, sys]\n- cloud-users\n");
+    assert_eq!(
+        cfg.groups.unwrap().entries(),
+        [
+            (
+                "admingroup".to_owned(),
+                vec!["root".to_owned(), "sys".to_owned()]
+            ),
+            ("cloud-users".to_owned(), vec![])
+        ]
+    );
+    let (cfg, _) = config("groups: {ops: bob, dev: null}\n");
+    assert_eq!(cfg.groups.unwrap().entries().len(), 2);
+}
+
+#[test]
+fn commands_are_text_or_argv_and_null_items_are_kept_as_none() {
+    let (cfg, errors) = config("runcmd:\n- echo hi\n- [ls, -l, /]\n-\n- [sh, -c, 0644]\n");
+    assert!(errors.is_empty(), "{errors:?}");
+    let runcmd = cfg.runcmd.unwrap();
+    assert_eq!(runcmd[0], Some(Command::Shell("echo hi".into())));
+    assert!(matches!(&runcmd[1], Some(Command::Argv(v)) if v.len() == 3));
+    assert_eq!(runcmd[2], None);
+}
+
+#[test]
+fn null_values_count_as_absent() {
+    let (cfg, errors) = config("runcmd:\nhostname: ~\n");
+    assert!(errors.is_empty());
+    assert!(cfg.runcmd.is_none() && cfg.hostname.is_none());
+}
