@@ -49,11 +49,19 @@ runcmd:
 const SCRIPT: &str =
     "#!/bin/sh\necho \"script $INSTANCE_ID\" >> \"$METABOOT_ROOT/tmp/script.out\"\n";
 
-/// The guest agent, built once (dev profile: the static guest build is the harness's job).
+/// Runs the tests with this guest agent binary instead (e.g. the static one from
+/// `agent/build-static.sh`).
+const BINARY_ENV: &str = "METABOOT_GUEST_BIN";
+
+/// The guest agent: `$METABOOT_GUEST_BIN`, else built once (dev profile; the static guest build
+/// is the harness's job).
 fn metaboot() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
+            if let Some(path) = std::env::var_os(BINARY_ENV) {
+                return PathBuf::from(path);
+            }
             workspace::build(CargoBinary {
                 package: "metaboot",
                 bin: "metaboot",

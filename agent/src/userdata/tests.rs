@@ -15,11 +15,13 @@ use super::*;
 struct FakeWeb {
     pages: BTreeMap<String, Vec<u8>>,
     hits: RefCell<Vec<String>>,
+    limits: RefCell<Vec<u64>>,
 }
 
 impl Fetch for FakeWeb {
-    fn fetch(&self, url: &str, _limit: u64) -> Result<Option<Vec<u8>>, String> {
+    fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
         self.hits.borrow_mut().push(url.to_owned());
+        self.limits.borrow_mut().push(limit);
         Ok(self.pages.get(url).cloned())
     }
 }
@@ -177,6 +179,13 @@ fn includes_are_followed_and_bounded() {
     assert_eq!(out.scripts.len(), 1);
     assert_eq!(out.errors.len(), 1);
     assert!(out.errors[0].contains("not found (404)"));
+    // Every include is fetched with the include size bound (the HTTP client enforces it).
+    assert!(
+        web.limits
+            .borrow()
+            .iter()
+            .all(|&l| l == super::include::MAX_INCLUDE_BYTES)
+    );
 
     // An include that includes itself stops at the depth bound.
     let mut web = FakeWeb::default();

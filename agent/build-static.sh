@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the guest agent as images embed it: static glibc (+crt-static, with an explicit
+# --target so build scripts and proc-macros stay dynamic), the size-optimised `guest` profile
+# (opt-level z, LTO, strip, panic=abort). Then checks that it is static, runs, and stays
+# under the size bound. Prints the binary's path last.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+target=x86_64-unknown-linux-gnu
+# The size this build must stay under (bytes); see agent/README.md for what takes the space.
+max_bytes=3300000
+
+RUSTFLAGS='-C target-feature=+crt-static' \
+  cargo build --profile guest --target "$target" -p metaboot >&2
+bin="${CARGO_TARGET_DIR:-target}/$target/guest/metaboot"
+
+file "$bin" | grep -q 'static' || { echo "error: $bin is not statically linked" >&2; exit 1; }
+if ldd "$bin" >/dev/null 2>&1 && ! ldd "$bin" 2>&1 | grep -q 'not a dynamic executable\|statically linked'; then
+  echo "error: ldd lists shared libraries for $bin" >&2; exit 1
+fi
+"$bin" --version >&2
+size=$(stat -c %s "$bin")
+echo "metaboot: $size bytes" >&2
+if [ "$size" -gt "$max_bytes" ]; then
+  echo "error: $bin is $size bytes, above the $max_bytes bound" >&2; exit 1
+fi
+echo "$bin"
