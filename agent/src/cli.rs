@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "metaboot", version, about)]
 pub struct Cli {
-    /// Log debug detail (every request, every file written).
+    /// Log debug detail (every request, every step start).
     #[arg(short, long, global = true)]
     pub verbose: bool,
     #[command(subcommand)]
