@@ -121,7 +121,9 @@ impl Agent {
                 Ok(resolved) => resolved,
                 Err(refusal) => break Err(refusal),
             };
-            match ask_api(self.signed_headers(&resolved)).await {
+            let mut signed = self.signed_headers(&resolved);
+            pass_token_headers(headers, &mut signed);
+            match ask_api(signed).await {
                 Ok(response) if response.status() == StatusCode::NOT_FOUND && resolved.cached => {
                     self.forget(&resolved);
                     use_cache = false;
@@ -224,6 +226,16 @@ impl Agent {
                 ),
                 "ambiguous_port",
             )),
+        }
+    }
+}
+
+/// The guest's session-token headers (`X-metadata-token`, `X-metadata-token-ttl-seconds`),
+/// every value as sent: the API judges them. Nothing else of the guest's passes.
+fn pass_token_headers(guest: &HeaderMap, signed: &mut HeaderMap) {
+    for name in [headers::METADATA_TOKEN, headers::METADATA_TOKEN_TTL] {
+        for value in guest.get_all(name) {
+            signed.append(name, value.clone());
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct ApiSection {
     pub dhcp_domain: Option<String>,
     pub vendor_data: Option<PathBuf>,
     pub cache_ttl: Option<u64>,
+    /// Require an IMDSv2-style session token on every request (default false).
+    pub require_token: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -98,6 +100,7 @@ threads = 2
 listen = ["127.0.0.1:8775"]
 dhcp_domain = "novalocal"
 cache_ttl = 15
+require_token = false
 
 [agent]
 socket = "/run/metaboot/agent.sock"

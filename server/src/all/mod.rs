@@ -51,6 +51,9 @@ pub struct AllArgs {
     /// `api.cache_ttl`, seconds.
     #[arg(long)]
     pub api_cache_ttl: Option<u64>,
+    /// `api.require_token`: require an IMDSv2-style session token on every request.
+    #[arg(long)]
+    pub require_token: bool,
     /// Also serve the agent on this Unix socket (`agent.socket`).
     #[arg(long)]
     pub agent_socket: Option<PathBuf>,
@@ -89,6 +92,7 @@ pub struct Settings {
     pub dhcp_domain: String,
     pub vendor_data: Option<PathBuf>,
     pub api_cache_ttl: Duration,
+    pub require_token: bool,
     pub agent_socket: Option<PathBuf>,
     pub lookup_cache_ttl: Duration,
     pub router_listen: SocketAddr,
@@ -153,6 +157,7 @@ impl Settings {
                     .or(file.api.cache_ttl)
                     .unwrap_or(DEFAULT_TTL.as_secs()),
             ),
+            require_token: args.require_token || file.api.require_token.unwrap_or(false),
             agent_socket: args
                 .agent_socket
                 .clone()
@@ -197,14 +202,17 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             dhcp_domain: settings.dhcp_domain.clone(),
             vendor,
         };
-        let api = Arc::new(Api::new(
-            store.clone(),
-            Identify::Proxy {
-                secret: secret.clone(),
-            },
-            rendering,
-            settings.api_cache_ttl,
-        ));
+        let api = Arc::new(
+            Api::new(
+                store.clone(),
+                Identify::Proxy {
+                    secret: secret.clone(),
+                },
+                rendering,
+                settings.api_cache_ttl,
+            )
+            .require_token(settings.require_token),
+        );
         let agent = Arc::new(Agent::new(store.clone(), secret, settings.lookup_cache_ttl));
         let proxy_metrics = Metrics::new("proxy");
         let wake = Arc::new(tokio::sync::Notify::new());

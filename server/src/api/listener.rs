@@ -50,6 +50,10 @@ pub struct ApiArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Require an IMDSv2-style session token (`PUT /latest/api/token`, then
+    /// `X-metadata-token`) on every request; without one the guest gets 401.
+    #[arg(long)]
+    pub require_token: bool,
 }
 
 impl ApiArgs {
@@ -130,12 +134,15 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
     let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
     crate::runtime::run_service(threads, async move {
-        let api = Arc::new(Api::new(
-            store.clone(),
-            identify,
-            rendering,
-            Duration::from_secs(args.cache_ttl),
-        ));
+        let api = Arc::new(
+            Api::new(
+                store.clone(),
+                identify,
+                rendering,
+                Duration::from_secs(args.cache_ttl),
+            )
+            .require_token(args.require_token),
+        );
         let cache: Arc<dyn ChangeListener> = api.cache();
         tokio::spawn(crate::watch::follow(store, vec![cache]));
         crate::metrics::serve_metrics(args.metrics_listen, vec![api.metrics()]).await?;

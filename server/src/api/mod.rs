@@ -9,6 +9,7 @@ mod network_data;
 pub mod openstack;
 mod password;
 pub mod path;
+pub mod token;
 pub mod tree;
 pub mod vendor;
 mod view;
@@ -24,6 +25,7 @@ use metaboot_proto::{Ec2Version, headers};
 pub use cache::{DEFAULT_TTL, MAX_CACHED_INSTANCES, ViewCache};
 pub use identify::Identify;
 pub use listener::{ApiArgs, ApiHandler, serve};
+pub use token::Tokens;
 pub use vendor::VendorDocs;
 pub use view::{InstanceView, RANDOM_SEED_BYTES};
 
@@ -82,6 +84,7 @@ pub struct Api {
     rendering: Rendering,
     cache: Arc<ViewCache>,
     metrics: Arc<Metrics>,
+    tokens: Tokens,
 }
 
 impl Api {
@@ -91,13 +94,24 @@ impl Api {
         rendering: Rendering,
         cache_ttl: Duration,
     ) -> Self {
+        let tokens = match &identify {
+            Identify::Proxy { secret } => Tokens::new(secret),
+            Identify::SourceIp => Tokens::random(),
+        };
         Self {
             store,
             identify,
             rendering,
             cache: Arc::new(ViewCache::new(cache_ttl)),
             metrics: Metrics::new("api"),
+            tokens,
         }
+    }
+
+    /// Requires an IMDSv2-style session token on every request (see [`token`]); off by default.
+    pub fn require_token(mut self, required: bool) -> Self {
+        self.tokens = self.tokens.require(required);
+        self
     }
 
     /// The cache, to be told of registry changes.
@@ -151,8 +165,9 @@ impl Api {
                 );
             }
         };
-        // `GET /` is answered before identification (nova does the same).
-        if segments.is_empty() {
+        // `GET /` is answered before identification (nova does the same), unless every
+        // request needs a session token, which is bound to the instance.
+        if segments.is_empty() && !self.tokens.required() {
             return Answer::text(Bytes::from(Ec2Version::listing()));
         }
         let (uuid, tenant, address) = match self.identify(request).await {
@@ -178,7 +193,18 @@ impl Api {
                 "tenant_mismatch",
             );
         }
-        match segments[0].as_str() {
+        if token::is_token_path(&segments) {
+            return self
+                .tokens
+                .answer_put(&request.method, &request.headers, &view.instance.uuid);
+        }
+        if let Some(refusal) = self.tokens.refusal(&request.headers, &view.instance.uuid) {
+            return refusal;
+        }
+        let Some(first) = segments.first() else {
+            return Answer::text(Bytes::from(Ec2Version::listing()));
+        };
+        match first.as_str() {
             "openstack" => match openstack::route(&segments[1..]) {
                 Some(openstack::Target::Password) => {
                     self.password(request, &view.instance.uuid).await

@@ -16,7 +16,9 @@ use hyper::body::Incoming;
 
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, upstream_headers};
-use crate::http::limits::{MAX_CONNECTIONS, UPSTREAM_TIMEOUT};
+use crate::http::limits::{
+    BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, UPSTREAM_TIMEOUT,
+};
 use crate::http::{Answer, Body, Handler, Peer, Reply, ServerLimits, Upstream, read_body};
 use crate::metrics::Metrics;
 
@@ -119,6 +121,19 @@ impl<F: Forward> ProxyHandler<F> {
             );
         }
         let (parts, body) = request.into_parts();
+        // Before the guest's headers are replaced: a token PUT relayed by a proxy inside the
+        // guest (it adds X-Forwarded-For) is an SSRF and gets no token.
+        if crate::api::token::is_forwarded_token_request(
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+        ) {
+            return self.refuse(
+                StatusCode::FORBIDDEN,
+                "A session token request must not carry X-Forwarded-For.",
+                "token_forwarded",
+            );
+        }
         let body = match read_body(
             &parts.headers,
             body,
@@ -180,6 +195,12 @@ pub struct ProxyArgs {
     /// Seconds the agent has to answer before the guest gets 504.
     #[arg(long, default_value_t = UPSTREAM_TIMEOUT.as_secs_f64())]
     pub agent_timeout: f64,
+    /// Seconds a guest has to send a request head (also between keep-alive requests).
+    #[arg(long, default_value_t = HEADER_READ_TIMEOUT.as_secs_f64())]
+    pub header_timeout: f64,
+    /// Seconds a guest has to send a request body once its head arrived.
+    #[arg(long, default_value_t = BODY_READ_TIMEOUT.as_secs_f64())]
+    pub body_timeout: f64,
     /// Serve Prometheus metrics at http://ADDR/metrics (in this process's namespace).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -198,8 +219,14 @@ impl ProxyArgs {
 
 /// `metaboot-server ns-proxy`.
 pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
-    if !(args.agent_timeout > 0.0 && args.agent_timeout.is_finite()) {
-        anyhow::bail!("--agent-timeout must be a positive number of seconds");
+    for (flag, seconds) in [
+        ("--agent-timeout", args.agent_timeout),
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+    ] {
+        if !(seconds > 0.0 && Duration::try_from_secs_f64(seconds).is_ok()) {
+            anyhow::bail!("{flag} must be a positive number of seconds");
+        }
     }
     if args.rate_limit == Some(0) || args.rate_window == 0 {
         anyhow::bail!("--rate-limit and --rate-window must be at least 1");
@@ -221,6 +248,8 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         );
         let limits = ServerLimits {
             max_connections: args.max_connections,
+            header_read_timeout: Duration::from_secs_f64(args.header_timeout),
+            body_read_timeout: Duration::from_secs_f64(args.body_timeout),
             ..ServerLimits::default()
         };
         let rate_limit = args
