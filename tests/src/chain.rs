@@ -64,6 +64,10 @@ pub struct Chain {
     proxies: Vec<Role>,
     /// Extra flags for the API (e.g. --vendor-data).
     pub api_flags: Vec<String>,
+    /// Extra flags for the agent (e.g. --cache-ttl).
+    pub agent_flags: Vec<String>,
+    /// The registry as a URL (e.g. `postgres://…`) instead of the SQLite file `db`.
+    pub db_url: Option<String>,
 }
 
 impl Chain {
@@ -82,13 +86,26 @@ impl Chain {
             agent: None,
             proxies: Vec::new(),
             api_flags: Vec::new(),
+            agent_flags: Vec::new(),
+            db_url: None,
         })
+    }
+
+    /// A chain whose roles and registry commands use the registry at `url` (e.g. a
+    /// PostgreSQL database) instead of a SQLite file.
+    pub fn with_database(url: &str) -> anyhow::Result<Self> {
+        let mut chain = Self::new()?;
+        chain.db_url = Some(url.to_owned());
+        Ok(chain)
     }
 
     /// A registry command: `metaboot-server --db DB …`.
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(server_binary());
-        cmd.arg("--db").arg(&self.db);
+        match &self.db_url {
+            Some(url) => cmd.arg("--db").arg(url),
+            None => cmd.arg("--db").arg(&self.db),
+        };
         cmd
     }
 
@@ -177,7 +194,7 @@ impl Chain {
     /// Starts (or restarts) the agent on its socket, pointed at the API.
     pub fn start_agent(&mut self) -> anyhow::Result<()> {
         self.stop_agent();
-        let args = vec![
+        let mut args = vec![
             "agent".to_owned(),
             "--socket".to_owned(),
             self.agent_socket.display().to_string(),
@@ -188,6 +205,7 @@ impl Chain {
             "--api-timeout".to_owned(),
             "3".to_owned(),
         ];
+        args.extend(self.agent_flags.iter().cloned());
         let mut role = self.spawn("agent", &args)?;
         let socket = self.agent_socket.clone();
         self.wait_ready(&mut role, || UnixStream::connect(&socket).is_ok())?;
@@ -246,6 +264,16 @@ impl Chain {
     pub fn start(&mut self) -> anyhow::Result<()> {
         self.start_api()?;
         self.start_agent()
+    }
+
+    /// The name and PID of every running role (API, agent, then proxies and other roles).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.api
+            .iter()
+            .chain(&self.agent)
+            .chain(&self.proxies)
+            .map(|role| (role.name.clone(), role.process.pid()))
+            .collect()
     }
 
     /// The logs of every role, for failure reports.
