@@ -109,6 +109,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
     )
     .with_context(|| format!("failed to bring lab {} up", config.id))?;
     let lab_up_seconds = lab_started.elapsed().as_secs_f64();
+    progress.done("lab", true, &format!("lab {} up in {lab_up_seconds:.2} s", config.id));
     let result = run_in_lab(opts, &lab, progress);
     let server_log = lab::tail(&lab.server_log(), 40);
     if opts.keep_lab {
