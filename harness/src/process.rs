@@ -38,10 +38,12 @@ pub struct ProcessGroup {
 impl ProcessGroup {
     /// Spawns `cmd` as the leader of a new process group.
     pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Self> {
-        // SAFETY: the closure runs in the forked child before exec and only calls setpgid(2),
-        // which is async-signal-safe; it touches no memory shared with the parent.
+        // SAFETY: the closure runs in the forked child before exec and only calls setpgid(2)
+        // and sigprocmask(2), which are async-signal-safe; it touches no memory shared with the
+        // parent.
         unsafe {
             cmd.pre_exec(|| {
+                unblock_signals()?;
                 nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(io::Error::from)
             });
         }
@@ -224,10 +226,13 @@ impl Daemon {
             .try_clone()
             .context("failed to duplicate a log file handle")?;
         cmd.stdin(Stdio::null()).stdout(file).stderr(err);
-        // SAFETY: runs in the forked child before exec and only calls setsid(2), which is
-        // async-signal-safe.
+        // SAFETY: runs in the forked child before exec and only calls sigprocmask(2) and
+        // setsid(2), which are async-signal-safe.
         unsafe {
-            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
+            cmd.pre_exec(|| {
+                unblock_signals()?;
+                nix::unistd::setsid().map(|_| ()).map_err(io::Error::from)
+            });
         }
         let child = cmd
             .spawn()
@@ -288,6 +293,14 @@ impl Daemon {
         nix::sys::signal::kill(pid_of(self.pid), signal)
             .with_context(|| format!("failed to signal {}", self.name))
     }
+}
+
+/// Gives a child an empty signal mask: the harness blocks SIGINT and SIGTERM in its own threads
+/// (to tear its lab down on them), and a child inherits the mask, so without this a daemon
+/// would ignore the SIGTERM that stops it.
+fn unblock_signals() -> io::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
 }
 
 /// Reaps `pid` if it is an exited child of this process; harmless otherwise (ECHILD).
@@ -364,6 +377,26 @@ mod tests {
             fs::read_to_string(format!("/proc/{grandchild}/stat"))
                 .map_or(true, |s| parse_stat(&s).is_some_and(|(st, _)| st == 'Z'))
         }));
+    }
+
+    #[test]
+    fn children_do_not_inherit_blocked_signals() {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+        // On a thread of its own, so the blocked mask does not leak into other tests.
+        std::thread::spawn(|| {
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGTERM);
+            pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
+            let out = check(Command::new("grep").args(["^SigBlk", "/proc/self/status"])).unwrap();
+            assert!(out.trim().ends_with("0000000000000000"), "{out}");
+            let dir = tempfile::tempdir().unwrap();
+            let daemon = Daemon::spawn("sleeper", Command::new("sleep").arg("60"), &dir.path().join("log")).unwrap();
+            let start = Instant::now();
+            daemon.stop(Duration::from_secs(10)).unwrap();
+            assert!(start.elapsed() < Duration::from_secs(2), "SIGTERM must stop it at once");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
