@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::wait::wait_until;
+use crate::wait::{POLL_INTERVAL, wait_until};
 
 /// How long a killed process group may take to disappear before the harness reports it.
 pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,19 +84,22 @@ impl ProcessGroup {
     }
 
     /// Waits for the leader to exit until `timeout` passes; `None` when it is still running.
+    ///
+    /// Polls from 1 ms doubling up to [`POLL_INTERVAL`]: the lab runs dozens of `ip` commands
+    /// that finish in a few milliseconds, and a flat 50 ms poll would add up to seconds.
     pub fn wait_timeout(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
         let deadline = Instant::now() + timeout;
-        let mut failure = None;
-        wait_until(deadline, || match self.try_wait() {
-            Ok(status) => status.is_some(),
-            Err(err) => {
-                failure = Some(err);
-                true
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
             }
-        });
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(self.exited),
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(POLL_INTERVAL);
         }
     }
 

@@ -213,8 +213,11 @@ impl Lab {
             self.state.save()?;
         }
 
+        tracing::info!(lab = %config.id, "namespaces and dnsmasq ready");
         self.start_server()?;
+        let waited = Instant::now();
         self.wait_for_proxies()?;
+        tracing::info!(lab = %config.id, "metadata answers on every network after {:?}", waited.elapsed());
 
         for guest in &config.guests {
             let spec = InstanceSpec {
