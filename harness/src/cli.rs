@@ -41,6 +41,9 @@ pub enum Command {
     Boot(Boot),
     /// Run end-to-end scenarios in a fresh lab: boot, check from outside, report.
     Run(Run),
+    /// Measure the chain and the guest agent against real baselines (nginx, haproxy,
+    /// cloud-init) in one run; print one table. Exits 0 even when goals are missed.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,7 +57,8 @@ pub struct Run {
     /// Guests booting at once.
     #[arg(long, short = 'j', default_value_t = scenario::DEFAULT_JOBS)]
     pub jobs: usize,
-    /// Directory for keys, disks and console logs (default: `<cache>/runs/<time>`).
+    /// Directory for keys, disks and console logs (default: `<cache>/runs/run-<time>`; the newest
+    /// `MAX_KEPT_RUNS` are kept).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Leave the lab up afterwards.
@@ -282,6 +286,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Run(args) => run_scenarios(&cache, args),
+        Command::Bench(args) => crate::bench::run(&cache, &args),
         Command::Boot(args) => {
             let image = build_tiny(&cache, None, &args.agent)?;
             let spec = boot::BootSpec {
@@ -304,6 +309,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Run directories (keys, disks, console logs) kept under `<cache>/runs`.
+pub const MAX_KEPT_RUNS: usize = 5;
+
 fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
     let scenarios = scenario::matrix::select(&args.scenarios)?;
     if args.list {
@@ -320,7 +328,10 @@ fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        cache.join("runs").join(stamp.to_string())
+        let runs = cache.join("runs");
+        let dir = runs.join(format!("run-{stamp}"));
+        image::output::prune_prefixed(&runs, "run-", &dir, MAX_KEPT_RUNS - 1);
+        dir
     });
     let names: Vec<String> = std::iter::once("lab".to_owned())
         .chain(scenarios.iter().map(|s| s.name()))
@@ -365,4 +376,35 @@ pub fn init_logging(verbose: u8) {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_run_directories_are_pruned_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..MAX_KEPT_RUNS + 2 {
+            let run = dir.path().join(format!("run-{i}"));
+            std::fs::create_dir(&run).unwrap();
+            let when = std::time::SystemTime::now()
+                - std::time::Duration::from_secs(100 * (20 - i as u64));
+            std::fs::File::open(&run)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        let current = dir.path().join("run-new");
+        image::output::prune_prefixed(dir.path(), "run-", &current, MAX_KEPT_RUNS - 1);
+        std::fs::create_dir(&current).unwrap();
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, MAX_KEPT_RUNS);
+        assert!(
+            dir.path()
+                .join(format!("run-{}", MAX_KEPT_RUNS + 1))
+                .exists(),
+            "the newest are kept"
+        );
+    }
 }

@@ -43,12 +43,18 @@ pub const MAX_CACHED_IMAGES: usize = 3;
 
 /// Removes all but the `keep` newest `tiny-*` images, never `current`.
 pub fn prune(out: &Path, current: &Path, keep: usize) {
+    prune_prefixed(out, "tiny-", current, keep);
+}
+
+/// Removes all but the `keep` newest entries of `dir` whose names start with `prefix`, never
+/// `current` (also used for the run directories).
+pub fn prune_prefixed(out: &Path, prefix: &str, current: &Path, keep: usize) {
     let Ok(entries) = fs::read_dir(out) else {
         return;
     };
     let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("tiny-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
