@@ -280,7 +280,13 @@ impl Guest {
 /// glibc's crypt(3), through perl, reproduces `hash` from `password`.
 fn crypt_verifies(password: &str, hash: &str) -> bool {
     let out = Command::new("perl")
-        .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password, hash])
+        .args([
+            "-e",
+            "print crypt($ARGV[0], $ARGV[1])",
+            "--",
+            password,
+            hash,
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout) == hash

@@ -265,7 +265,13 @@ mod tests {
         for password in ["passw0rd", "with space and ünïcode", "x"] {
             let hash = hash_password(password).unwrap();
             let out = Command::new("perl")
-                .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password, &hash])
+                .args([
+                    "-e",
+                    "print crypt($ARGV[0], $ARGV[1])",
+                    "--",
+                    password,
+                    &hash,
+                ])
                 .output()
                 .expect("perl is needed to check hashes against glibc");
             assert!(out.status.success());

@@ -201,7 +201,13 @@ impl Guest {
 /// True when glibc's crypt(3) (through perl) accepts `password` for `hash`.
 pub fn crypt_verifies(password: &str, hash: &str) -> bool {
     let out = Command::new("perl")
-        .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password, hash])
+        .args([
+            "-e",
+            "print crypt($ARGV[0], $ARGV[1])",
+            "--",
+            password,
+            hash,
+        ])
         .output()
         .expect("perl is needed to verify hashes with glibc");
     String::from_utf8_lossy(&out.stdout) == hash
