@@ -207,13 +207,16 @@ impl Accounts {
         })
     }
 
-    /// Writes every changed file atomically (shadow files new: 0640 as on Debian).
+    /// Writes every changed file atomically (shadow files new: 0640 as on Debian). passwd goes
+    /// last: a user exists once passwd names it, so a run killed half-way leaves at most an
+    /// unused shadow or group entry, which the next run completes, never a user without its
+    /// shadow entry (the next run would take it as an existing user and never add one).
     pub fn save(&self) -> Result<(), UsersError> {
         let files = [
-            (PASSWD, Some(&self.passwd), 0o644),
-            (GROUP, Some(&self.group), 0o644),
             (SHADOW, self.shadow.as_ref(), 0o640),
             (GSHADOW, self.gshadow.as_ref(), 0o640),
+            (GROUP, Some(&self.group), 0o644),
+            (PASSWD, Some(&self.passwd), 0o644),
         ];
         for (path, file, mode) in files {
             if let Some(file) = file
