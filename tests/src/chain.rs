@@ -223,6 +223,16 @@ impl Chain {
     /// Starts a namespace proxy on a free loopback port and returns its address.
     pub fn start_proxy(&mut self, scope: &Scope, extra: &[&str]) -> anyhow::Result<SocketAddr> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        self.start_proxy_at(addr, scope, extra)
+    }
+
+    /// Starts a namespace proxy on `addr` (a guest may already be knocking there).
+    pub fn start_proxy_at(
+        &mut self,
+        addr: SocketAddr,
+        scope: &Scope,
+        extra: &[&str],
+    ) -> anyhow::Result<SocketAddr> {
         let (flag, id) = match scope {
             Scope::Router(id) => ("--router-id", id),
             Scope::Network(id) => ("--network-id", id),
