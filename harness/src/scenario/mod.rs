@@ -109,8 +109,19 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
     )
     .with_context(|| format!("failed to bring lab {} up", config.id))?;
     let lab_up_seconds = lab_started.elapsed().as_secs_f64();
-    progress.done("lab", true, &format!("lab {} up in {lab_up_seconds:.2} s", config.id));
+    progress.done(
+        "lab",
+        true,
+        &format!("lab {} up in {lab_up_seconds:.2} s", config.id),
+    );
+    // Takes the lab down even if a scenario thread panics (a bug): nothing may be left behind.
+    let mut guard = DownOnDrop {
+        state_root: &opts.state_root,
+        id: &config.id,
+        armed: true,
+    };
     let result = run_in_lab(opts, &lab, progress);
+    guard.armed = false;
     let server_log = lab::tail(&lab.server_log(), 40);
     if opts.keep_lab {
         eprintln!(
@@ -131,6 +142,23 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         scenarios,
         server_log,
     ))
+}
+
+/// Takes a lab down when dropped while armed, i.e. while a panic unwinds through `run`.
+struct DownOnDrop<'a> {
+    state_root: &'a std::path::Path,
+    id: &'a str,
+    armed: bool,
+}
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Err(err) = lab::down(self.state_root, self.id)
+        {
+            eprintln!("failed to take lab {} down: {err:#}", self.id);
+        }
+    }
 }
 
 /// On SIGINT or SIGTERM, takes lab `lab_id` down (guests included) and exits with 130.
