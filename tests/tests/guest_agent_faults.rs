@@ -402,6 +402,25 @@ fn sigkill_at_random_points_never_tears_a_file() {
         "the run after the kills completes the job"
     );
     assert_eq!(status(&root).0, Some(0));
+    let leftovers = temp_files(&root);
+    eprintln!("temp files after the kills: {leftovers:?}");
+}
+
+/// Temp files of atomic writes (`.metaboot-` in the name) anywhere under `dir`.
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(path);
+            } else if entry.file_name().to_string_lossy().contains(".metaboot-") {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
 }
 
 /// Size of the small file system the disk-full test runs on.
