@@ -1,6 +1,7 @@
 //! metaboot-harness: guest images, the namespace lab, QEMU boots, checks from outside and reports.
 
 pub mod atomic;
+pub mod bench;
 pub mod boot;
 pub mod check;
 pub mod cli;
