@@ -23,7 +23,6 @@ use ipnet::Ipv4Net;
 
 use crate::atomic;
 use crate::process::Daemon;
-use crate::wait::wait_until_ok;
 use config::LabConfig;
 use registry::{InstanceRecord, InstanceSpec, NetworkRecord, Registry};
 use state::LabState;
@@ -266,6 +265,28 @@ impl Lab {
         self.state.dir.join("metaboot-server.log")
     }
 
+    /// Where a daemon of this lab logs.
+    fn daemon_log(&self, daemon: &Daemon) -> PathBuf {
+        match self
+            .state
+            .networks
+            .iter()
+            .find(|n| daemon.name.ends_with(&dhcp::namespace(&n.id)))
+        {
+            Some(net) => {
+                let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
+                // dnsmasq reports start-up errors on stderr, later ones in its log.
+                let stderr = files.log.with_extension("stderr");
+                if tail(&stderr, 1).is_empty() {
+                    files.log
+                } else {
+                    stderr
+                }
+            }
+            None => self.server_log(),
+        }
+    }
+
     /// Waits until the metadata address answers TCP from each network's DHCP namespace: through
     /// the router's REDIRECT for routed networks, on the DHCP port for isolated ones.
     fn wait_for_proxies(&self) -> anyhow::Result<()> {
@@ -273,23 +294,37 @@ impl Lab {
         let metadata = SocketAddr::from((Ipv4Addr::new(169, 254, 169, 254), 80));
         for net in &self.state.networks {
             let ns = dhcp::namespace(&net.id);
-            wait_until_ok(deadline, Duration::from_millis(100), || {
-                if let Some(server) = self.state.daemons.iter().find(|d| d.name == "metaboot-server all")
-                    && !server.is_running()
-                {
-                    bail!("metaboot-server all exited:\n{}", tail(&self.server_log(), 30));
+            loop {
+                self.check_daemons()?;
+                match netns::tcp_probe(&ns, metadata, Duration::from_millis(500)) {
+                    Ok(()) => break,
+                    Err(err) if Instant::now() >= deadline => {
+                        return Err(err).with_context(|| {
+                            format!(
+                                "the metadata service did not answer on network {} within {PROXY_READY_TIMEOUT:?}; server log:\n{}",
+                                net.name,
+                                tail(&self.server_log(), 30)
+                            )
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
                 }
-                netns::tcp_probe(&ns, metadata, Duration::from_millis(500))
-            })
-            .with_context(|| {
-                format!(
-                    "the metadata service did not answer on network {} within {PROXY_READY_TIMEOUT:?}; server log:\n{}",
-                    net.name,
-                    tail(&self.server_log(), 30)
-                )
-            })?;
+            }
         }
-        Ok(())
+        // A daemon may fail after the probes answered (dnsmasq binds its socket last).
+        self.check_daemons()
+    }
+
+    /// Fails with its log when a daemon of the lab has exited.
+    fn check_daemons(&self) -> anyhow::Result<()> {
+        match self.state.daemons.iter().find(|d| !d.is_running()) {
+            Some(dead) => bail!(
+                "{} exited:\n{}",
+                dead.name,
+                tail(&self.daemon_log(dead), 30)
+            ),
+            None => Ok(()),
+        }
     }
 
     /// The lab's state.
