@@ -393,10 +393,18 @@ mod tests {
             let out = check(Command::new("grep").args(["^SigBlk", "/proc/self/status"])).unwrap();
             assert!(out.trim().ends_with("0000000000000000"), "{out}");
             let dir = tempfile::tempdir().unwrap();
-            let daemon = Daemon::spawn("sleeper", Command::new("sleep").arg("60"), &dir.path().join("log")).unwrap();
+            let daemon = Daemon::spawn(
+                "sleeper",
+                Command::new("sleep").arg("60"),
+                &dir.path().join("log"),
+            )
+            .unwrap();
             let start = Instant::now();
             daemon.stop(Duration::from_secs(10)).unwrap();
-            assert!(start.elapsed() < Duration::from_secs(2), "SIGTERM must stop it at once");
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "SIGTERM must stop it at once"
+            );
         })
         .join()
         .unwrap();
