@@ -474,3 +474,56 @@ fn the_proxy_rate_limit_answers_429() {
     // Another guest has its own budget.
     assert_eq!(get(11, limited, "/latest").status, 200);
 }
+
+#[test]
+fn each_role_serves_prometheus_metrics() {
+    let mut w = world();
+    let api_metrics = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port()));
+    w.chain.api_flags = vec!["--metrics-listen".into(), api_metrics.to_string()];
+    w.chain.start_api().unwrap();
+    let proxy_metrics = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port()));
+    let router = w.chain.registry(&["router", "show", "r-a"]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = w
+        .chain
+        .start_proxy(
+            &Scope::Router(router),
+            &["--metrics-listen", &proxy_metrics.to_string()],
+        )
+        .unwrap();
+    assert_eq!(
+        get(10, proxy, "/openstack/latest/meta_data.json").status,
+        200
+    );
+    assert_eq!(
+        get(12, proxy, "/openstack/latest/meta_data.json").status,
+        404
+    );
+    let forged = [("X-Instance-ID", "x")];
+    let _ = guest::get(Some(guest_ip(10)), proxy, "/latest", &forged).unwrap();
+    let scrape = |addr| guest::get(None, addr, "/metrics", &[]).unwrap().text();
+    let proxy_text = scrape(proxy_metrics);
+    assert!(
+        proxy_text.contains("metaboot_requests_total{role=\"proxy\",status=\"200\"} 2"),
+        "{proxy_text}"
+    );
+    assert!(
+        proxy_text.contains("metaboot_requests_total{role=\"proxy\",status=\"404\"} 1"),
+        "{proxy_text}"
+    );
+    assert!(
+        proxy_text.contains("metaboot_upstream_latency_seconds_count{role=\"proxy\"} 3"),
+        "{proxy_text}"
+    );
+    let api_text = scrape(api_metrics);
+    assert!(
+        api_text.contains("metaboot_requests_total{role=\"api\",status=\"200\"} 2"),
+        "{api_text}"
+    );
+    assert!(
+        api_text.contains("metaboot_cache_hits_total{role=\"api\"} 1"),
+        "{api_text}"
+    );
+}

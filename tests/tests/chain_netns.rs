@@ -271,3 +271,138 @@ fn ns_proxy_binds_inside_a_namespace_it_does_not_run_in() {
         lab.uuid_routed
     );
 }
+
+#[test]
+fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
+    if !require_root() || !require_command("iptables") {
+        return;
+    }
+    let mut lab = lab();
+    let db = lab.chain.db.display().to_string();
+    let secret = lab.chain.secret_file.display().to_string();
+    let config = lab.chain.path().join("metaboot.toml");
+    std::fs::write(
+        &config,
+        format!("db = \"{db}\"\nshared_secret_file = \"{secret}\"\n"),
+    )
+    .unwrap();
+    lab.chain
+        .start_role(
+            "all",
+            &["all", "--config", config.to_str().unwrap()],
+            || true,
+        )
+        .unwrap();
+    assert_eq!(
+        uuid_from(&lab.guest_routed, Duration::from_secs(10)),
+        lab.uuid_routed
+    );
+
+    // A second router, registered while `all` runs, over a namespace made afterwards.
+    let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
+    let routed2 = id(
+        lab.chain
+            .registry(&["network", "create", "routed2", "--cidr", "198.18.2.0/24"])
+            .unwrap(),
+        "id",
+    );
+    let router2 = id(
+        lab.chain
+            .registry(&["router", "create", "r2", "--network", &routed2])
+            .unwrap(),
+        "id",
+    );
+    let uuid2 = id(
+        lab.chain
+            .registry(&[
+                "instance",
+                "create",
+                "app",
+                "--network",
+                "routed2",
+                "--ip",
+                "198.18.2.10",
+            ])
+            .unwrap(),
+        "uuid",
+    );
+    let tag = format!("{}-{}", std::process::id() % 100_000, "r2");
+    let router_ns = Netns::create(&format!("qrouter-{router2}")).unwrap();
+    let guest = Netns::create(&format!("mbt-{tag}-g3")).unwrap();
+    veth(
+        &guest,
+        "eth0",
+        "198.18.2.10/24",
+        &router_ns,
+        "qr-test2",
+        "198.18.2.1/24",
+    )
+    .unwrap();
+    guest
+        .exec("ip", &["route", "add", "default", "via", "198.18.2.1"])
+        .unwrap();
+    router_ns
+        .exec(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-i",
+                "qr-test2",
+                "-d",
+                "169.254.169.254/32",
+                "-p",
+                "tcp",
+                "--dport",
+                "80",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "9697",
+            ],
+        )
+        .unwrap();
+    assert_eq!(uuid_from(&guest, Duration::from_secs(10)), uuid2);
+
+    // Removed from the registry: its listener goes (connections are refused).
+    let out = lab
+        .chain
+        .cli()
+        .args(["instance", "delete", &uuid2])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = lab
+        .chain
+        .cli()
+        .args(["router", "delete", &router2])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let to: SocketAddr = METADATA.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = guest
+            .within(|| guest::get(None, to, "/", &[]).is_err())
+            .unwrap();
+        if refused {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the removed router's listener is still up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The other router is still served.
+    assert_eq!(
+        uuid_from(&lab.guest_routed, Duration::from_secs(5)),
+        lab.uuid_routed
+    );
+}
