@@ -197,6 +197,54 @@ impl Baselines {
     }
 }
 
+/// nginx serving fixed documents at exactly their paths on loopback: the boot storm's
+/// baseline (the same bytes the guests get from metaboot, no lookup, no signature).
+#[derive(Debug)]
+pub struct StaticSite {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// nginx.
+    pub server: Server,
+}
+
+/// Accept backlog of the storm's nginx (nginx's default is 511; metaboot listens with 4096,
+/// so the baseline gets the same room for a thousand simultaneous connects).
+pub const STATIC_SITE_BACKLOG: u32 = 4096;
+
+/// The `server {}` block of [`StaticSite`]: `paths[i]` answers with the file `doc-i` of
+/// `site` (try_files, not alias: a path ending in '/' would be taken as a directory).
+pub fn static_site_server(addr: SocketAddr, site: &Path, paths: &[&str]) -> String {
+    let mut text = format!("    server {{\n        listen {addr} backlog={STATIC_SITE_BACKLOG};\n");
+    for (index, path) in paths.iter().enumerate() {
+        text.push_str(&format!(
+            "        location = {path} {{ root {}; try_files /doc-{index} =404; }}\n",
+            site.display()
+        ));
+    }
+    text.push_str("    }\n");
+    text
+}
+
+impl StaticSite {
+    /// Writes `documents` (path, bytes) under `dir` and starts nginx serving them.
+    pub fn start(dir: &Path, documents: &[(String, Vec<u8>)]) -> anyhow::Result<Self> {
+        let site = dir.join("site");
+        std::fs::create_dir_all(&site)
+            .with_context(|| format!("failed to create {}", site.display()))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut paths = Vec::new();
+        for (index, (path, bytes)) in documents.iter().enumerate() {
+            let file = site.join(format!("doc-{index}"));
+            std::fs::write(&file, bytes)
+                .with_context(|| format!("failed to write {}", file.display()))?;
+            paths.push(path.as_str());
+        }
+        let mut server = nginx(dir, "nginx-storm", &static_site_server(addr, &site, &paths))?;
+        server.wait_ready(|| TcpStream::connect(addr).is_ok())?;
+        Ok(Self { addr, server })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +269,27 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");
         }
+    }
+
+    #[test]
+    fn the_static_site_serves_each_path_from_its_file() {
+        let text = static_site_server(
+            "127.0.0.1:8080".parse().unwrap(),
+            Path::new("/s"),
+            &["/openstack", "/latest/meta-data/"],
+        );
+        assert!(
+            text.contains("listen 127.0.0.1:8080 backlog=4096;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("location = /openstack { root /s; try_files /doc-0 =404; }"),
+            "{text}"
+        );
+        assert!(
+            text.contains("location = /latest/meta-data/ { root /s; try_files /doc-1 =404; }"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
+use super::baselines::StaticSite;
 use super::chain::{All, RouterNamespace, write_secret};
 use super::fleet::{self, POSTGRES_WRITERS, Registry};
 use super::measure::peak_rss_kib;
@@ -47,6 +48,8 @@ impl Backend {
 
 /// Reads one number out of a storm sample.
 type Metric = dyn Fn(&StormSample) -> f64;
+/// Reads one number out of a storm's result.
+type ResultMetric = dyn Fn(&StormResult) -> f64;
 
 /// A registry of one size with its router namespace.
 struct Fleet {
@@ -89,6 +92,23 @@ fn build_fleet(backend: Backend, url: &str, size: usize) -> anyhow::Result<Fleet
         registry,
         netns,
     })
+}
+
+/// nginx serving the 16 documents guest 0 of `fleet` gets (fetched once through `all`).
+fn static_site(bin: &Path, dir: &Path, secret: &Path, fleet: &Fleet) -> anyhow::Result<StaticSite> {
+    let all = All::start(
+        bin,
+        &fleet.registry.url,
+        dir,
+        secret,
+        "all-documents",
+        &fleet.netns,
+    )?;
+    let netns_path = PathBuf::from(crate::lab::netns::NETNS_DIR).join(&fleet.netns.name);
+    let documents = storm::documents(all.addr, Some(&netns_path), fleet::fleet_ip(0)?)
+        .context("failed to fetch the first-boot documents through `all`")?;
+    drop(all);
+    StaticSite::start(dir, &documents)
 }
 
 /// One storm against a fresh `all` over `fleet`.
@@ -145,20 +165,39 @@ pub fn measure(
             fleets.push(build_fleet(backend, &url, size)?);
         }
     }
+    let site = static_site(bin, dir, &secret, &fleets[0])?;
     let mut samples = Vec::new();
+    let mut nginx: Vec<StormResult> = Vec::new();
     for round in 1..=plan.rounds {
+        interrupt::check()?;
+        let result = storm::run(site.addr, None, &guests)?;
+        println!(
+            "  round {round}: nginx static (same bytes): {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {} ≥ 1 s), {} errors",
+            result.requests,
+            result.total.as_secs_f64(),
+            result.p50_us / 1e3,
+            result.p90_us / 1e3,
+            result.p99_us / 1e3,
+            result.connect_p99_us / 1e3,
+            result.over_one_second,
+            result.errors
+        );
+        nginx.push(result);
         for fleet in &fleets {
             interrupt::check()?;
             let sample = storm_once(bin, dir, &secret, fleet, &guests)?;
             let s = &sample.storm;
             println!(
-                "  round {round}: {:<10} {:>6} instances: {} requests in {:.2} s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}, peak RSS {:.1} MiB",
+                "  round {round}: {:<10} {:>6} instances: {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {} ≥ 1 s), {} errors{}, peak RSS {:.1} MiB",
                 fleet.backend.name(),
                 fleet.size,
                 s.requests,
                 s.total.as_secs_f64(),
                 s.p50_us / 1e3,
+                s.p90_us / 1e3,
                 s.p99_us / 1e3,
+                s.connect_p99_us / 1e3,
+                s.over_one_second,
                 s.errors,
                 s.first_error
                     .as_deref()
@@ -171,6 +210,29 @@ pub fn measure(
     }
     let large = *sizes.last().unwrap_or(&SMALL);
     let mut rows = Vec::new();
+    let small_sqlite = |f: &ResultMetric| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| s.backend == Backend::Sqlite && s.instances == SMALL)
+            .map(|s| f(&s.storm))
+            .collect()
+    };
+    let on_nginx = |f: &ResultMetric| -> Vec<f64> { nginx.iter().map(f).collect() };
+    let references: [(&str, Unit, &ResultMetric); 3] = [
+        ("total time", Unit::Seconds, &|s| s.total.as_secs_f64()),
+        ("p50 request", Unit::Micros, &|s| s.p50_us),
+        ("p99 request", Unit::Micros, &|s| s.p99_us),
+    ];
+    for (metric, unit, f) in references {
+        rows.push(Row::new(
+            SECTION,
+            &format!("{metric}: SQLite {SMALL} (vs nginx static, same bytes)"),
+            unit,
+            on_nginx(f),
+            small_sqlite(f),
+            Goal::None,
+        ));
+    }
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let pick = |size: usize, f: &Metric| -> Vec<f64> {
             samples

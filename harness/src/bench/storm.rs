@@ -57,17 +57,30 @@ pub struct StormResult {
     pub errors: usize,
     /// Median request latency (connect to last byte), µs.
     pub p50_us: f64,
+    /// 90th percentile request latency, µs.
+    pub p90_us: f64,
     /// 99th percentile request latency, µs.
     pub p99_us: f64,
+    /// 99th percentile of the connect part alone, µs (a dropped SYN costs a 1 s retransmit).
+    pub connect_p99_us: f64,
+    /// Requests that took a second or more.
+    pub over_one_second: usize,
     /// Slowest request, µs.
     pub max_us: f64,
     /// The first error, for the report.
     pub first_error: Option<String>,
 }
 
+/// How long one request took: to connected, and to the last byte.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    connect: Duration,
+    total: Duration,
+}
+
 /// One request from `source`: connect, send, read to the end; the time it took, or why it
 /// failed.
-fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<Duration, String> {
+fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<(Timing, Vec<u8>), String> {
     let started = Instant::now();
     let socket =
         Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| format!("socket: {e}"))?;
@@ -77,6 +90,7 @@ fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<Duration, S
     socket
         .connect_timeout(&target.into(), REQUEST_TIMEOUT)
         .map_err(|e| format!("connect {target} from {source}: {e}"))?;
+    let connect = started.elapsed();
     let mut stream: TcpStream = socket.into();
     let io = |e: std::io::Error| format!("{path} from {source}: {e}");
     stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
@@ -100,7 +114,17 @@ fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<Duration, S
         .map(|line| String::from_utf8_lossy(line).trim().to_owned())
         .unwrap_or_default();
     if status_line.starts_with("HTTP/1.1 200 ") || status_line.starts_with("HTTP/1.0 200 ") {
-        Ok(elapsed)
+        let body = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or_else(Vec::new, |end| answer[end + 4..].to_vec());
+        Ok((
+            Timing {
+                connect,
+                total: elapsed,
+            },
+            body,
+        ))
     } else if status_line.is_empty() {
         Err(format!(
             "{path} from {source}: connection closed without an answer"
@@ -111,11 +135,53 @@ fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<Duration, S
 }
 
 /// One guest's first boot: every request of [`FIRST_BOOT`], in order.
-fn boot(source: Ipv4Addr, target: SocketAddr) -> Vec<Result<Duration, String>> {
+fn boot(source: Ipv4Addr, target: SocketAddr) -> Vec<Result<Timing, String>> {
     FIRST_BOOT
         .iter()
-        .map(|path| fetch(source, target, path))
+        .map(|path| fetch(source, target, path).map(|(timing, _)| timing))
         .collect()
+}
+
+/// Runs `work` on a thread inside `netns` (when given); the caller's threads stay where they
+/// are, and threads `work` starts inherit the namespace.
+fn in_netns<T: Send + 'static>(
+    netns: Option<&Path>,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let file = netns
+        .map(|path| {
+            std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))
+        })
+        .transpose()?;
+    thread::spawn(move || {
+        if let Some(file) = &file {
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("failed to enter the load's network namespace")?;
+        }
+        work()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("a load thread panicked"))?
+}
+
+/// The bodies of the first-boot documents as guest `source` gets them, one per distinct path
+/// in [`FIRST_BOOT`] order (for a static baseline serving the same bytes).
+pub fn documents(
+    target: SocketAddr,
+    netns: Option<&Path>,
+    source: Ipv4Addr,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    in_netns(netns, move || {
+        let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
+        for path in FIRST_BOOT {
+            if docs.iter().any(|(seen, _)| seen == path) {
+                continue;
+            }
+            let (_, body) = fetch(source, target, path).map_err(|e| anyhow::anyhow!(e))?;
+            docs.push((path.to_owned(), body));
+        }
+        Ok(docs)
+    })
 }
 
 /// Boots `guests` at once against `target` (from inside `netns` when given) and sums up.
@@ -124,20 +190,11 @@ pub fn run(
     netns: Option<&Path>,
     guests: &[Ipv4Addr],
 ) -> anyhow::Result<StormResult> {
-    let netns_file = netns
-        .map(|path| {
-            std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))
-        })
-        .transpose()?;
     let guests = guests.to_vec();
-    // A coordinator thread enters the namespace; the guest threads it starts inherit it, and
-    // the caller's threads stay where they are.
-    let coordinator = thread::spawn(
-        move || -> anyhow::Result<(Duration, Vec<Result<Duration, String>>)> {
-            if let Some(file) = &netns_file {
-                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .context("failed to enter the load's network namespace")?;
-            }
+    // The guest threads the coordinator starts inherit its namespace.
+    let (total, outcomes) = in_netns(
+        netns,
+        move || -> anyhow::Result<(Duration, Vec<Result<Timing, String>>)> {
             // Guests wait on the gate until every one of them exists, then start together.
             let gate = Arc::new(RwLock::new(()));
             let closed = gate.write().unwrap_or_else(|p| p.into_inner());
@@ -175,18 +232,23 @@ pub fn run(
             }
             Ok((total, outcomes))
         },
-    );
-    let (total, outcomes) = coordinator
-        .join()
-        .map_err(|_| anyhow::anyhow!("the storm's coordinator panicked"))??;
+    )?;
     Ok(summarise(total, &outcomes))
 }
 
-fn summarise(total: Duration, outcomes: &[Result<Duration, String>]) -> StormResult {
-    let latencies: Vec<f64> = outcomes
+fn summarise(total: Duration, outcomes: &[Result<Timing, String>]) -> StormResult {
+    let timings: Vec<Timing> = outcomes
         .iter()
         .filter_map(|r| r.as_ref().ok())
-        .map(|d| d.as_secs_f64() * 1e6)
+        .copied()
+        .collect();
+    let latencies: Vec<f64> = timings
+        .iter()
+        .map(|t| t.total.as_secs_f64() * 1e6)
+        .collect();
+    let connects: Vec<f64> = timings
+        .iter()
+        .map(|t| t.connect.as_secs_f64() * 1e6)
         .collect();
     let errors: Vec<&String> = outcomes.iter().filter_map(|r| r.as_ref().err()).collect();
     StormResult {
@@ -194,7 +256,13 @@ fn summarise(total: Duration, outcomes: &[Result<Duration, String>]) -> StormRes
         requests: outcomes.len(),
         errors: errors.len(),
         p50_us: quantile(&latencies, 0.5).unwrap_or(f64::NAN),
+        p90_us: quantile(&latencies, 0.9).unwrap_or(f64::NAN),
         p99_us: quantile(&latencies, 0.99).unwrap_or(f64::NAN),
+        connect_p99_us: quantile(&connects, 0.99).unwrap_or(f64::NAN),
+        over_one_second: timings
+            .iter()
+            .filter(|t| t.total >= Duration::from_secs(1))
+            .count(),
         max_us: quantile(&latencies, 1.0).unwrap_or(f64::NAN),
         first_error: errors.first().map(|e| (*e).clone()),
     }
