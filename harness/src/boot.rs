@@ -21,7 +21,7 @@ use crate::lab::registry::InstanceSpec;
 pub struct BootSpec {
     /// The lab.
     pub lab_id: String,
-    /// Network name.
+    /// Network name (for a guest that is not in the lab file).
     pub network: String,
     /// Instance name.
     pub name: String,
@@ -45,21 +45,28 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
     let lab = Lab::open(state_root, &spec.lab_id)?;
     let dir = lab.state().dir.join("guests").join(&spec.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    let (public_key, private_key) = match &spec.key_file {
-        Some(public) => (public.clone(), None),
+    // A guest of the lab file is already registered (with its own keys); others are new.
+    let (record, private_key) = match lab.state().guests.iter().find(|g| g.name == spec.name) {
+        Some(record) => (record.clone(), None),
         None => {
-            let key = ssh::keygen(&dir, "id_ed25519")?;
-            (key.with_extension("pub"), Some(key))
+            let (public_key, private_key) = match &spec.key_file {
+                Some(public) => (public.clone(), None),
+                None => {
+                    let key = ssh::keygen(&dir, "id_ed25519")?;
+                    (key.with_extension("pub"), Some(key))
+                }
+            };
+            let network_id = lab.network(&spec.network)?.id.clone();
+            let record = lab.register_instance(&InstanceSpec {
+                name: spec.name.clone(),
+                network: network_id,
+                key_files: vec![public_key],
+                user_data: spec.user_data.clone(),
+                ..InstanceSpec::default()
+            })?;
+            (record, private_key)
         }
     };
-    let network_id = lab.network(&spec.network)?.id.clone();
-    let record = lab.register_instance(&InstanceSpec {
-        name: spec.name.clone(),
-        network: network_id,
-        key_files: vec![public_key],
-        user_data: spec.user_data.clone(),
-        ..InstanceSpec::default()
-    })?;
     let disk = dir.join("disk.img");
     guest::make_state_disk(&disk)?;
     let tap = lab.add_tap(&record)?;

@@ -83,7 +83,7 @@ pub struct Boot {
     /// Its network.
     #[arg(long, default_value = "tenant-r")]
     pub network: String,
-    /// Instance name.
+    /// Instance name: a guest of the lab file, or a new instance registered now.
     #[arg(long, default_value = "guest1")]
     pub name: String,
     /// SSH public key to inject (default: a new key pair in the guest's directory).
