@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 target=x86_64-unknown-linux-gnu
-# The size this build must stay under (bytes); see agent/README.md for what takes the space.
-max_bytes=3300000
+# The size this build must stay under: 3 MiB (see agent/README.md for what takes the space).
+max_bytes=3145728
 
-RUSTFLAGS='-C target-feature=+crt-static' \
+RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
   cargo build --profile guest --target "$target" -p metaboot >&2
 bin="${CARGO_TARGET_DIR:-target}/$target/guest/metaboot"
 

@@ -68,7 +68,11 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
         cmd.args(["--target", target]);
     }
     if binary.static_crt {
-        cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+        // Static glibc, not position-independent: a static-pie carries ~130 KB of relocations.
+        cmd.env(
+            "RUSTFLAGS",
+            "-C target-feature=+crt-static -C relocation-model=static",
+        );
     }
     let out = cmd
         .stdin(Stdio::null())
