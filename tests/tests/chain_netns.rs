@@ -101,42 +101,13 @@ fn lab() -> Lab {
     let dhcp = Netns::create(&format!("qdhcp-{isolated}")).unwrap();
     let guest_routed = Netns::create(&format!("mbt-{tag}-g1")).unwrap();
     let guest_isolated = Netns::create(&format!("mbt-{tag}-g2")).unwrap();
-    // Router path: the guest's default route is the router; the router redirects metadata.
-    veth(
+    router_path(
         &guest_routed,
-        "eth0",
         "198.18.0.10/24",
         &router,
         "qr-test",
         "198.18.0.1/24",
-    )
-    .unwrap();
-    guest_routed
-        .exec("ip", &["route", "add", "default", "via", "198.18.0.1"])
-        .unwrap();
-    router
-        .exec(
-            "iptables",
-            &[
-                "-t",
-                "nat",
-                "-A",
-                "PREROUTING",
-                "-i",
-                "qr-test",
-                "-d",
-                "169.254.169.254/32",
-                "-p",
-                "tcp",
-                "--dport",
-                "80",
-                "-j",
-                "REDIRECT",
-                "--to-ports",
-                "9697",
-            ],
-        )
-        .unwrap();
+    );
     // Isolated path: the DHCP port holds 169.254.169.254/32; the guest has the /32 route
     // (what DHCP option 121 gives it).
     veth(
@@ -171,6 +142,64 @@ fn lab() -> Lab {
     }
 }
 
+/// Starts `metaboot-server all` over the lab's registry, from a configuration file.
+fn start_all(lab: &mut Lab) {
+    let db = lab.chain.db.display().to_string();
+    let secret = lab.chain.secret_file.display().to_string();
+    let config = lab.chain.path().join("metaboot.toml");
+    std::fs::write(
+        &config,
+        format!("db = \"{db}\"\nshared_secret_file = \"{secret}\"\n"),
+    )
+    .unwrap();
+    lab.chain
+        .start_role(
+            "all",
+            &["all", "--config", config.to_str().unwrap()],
+            || true,
+        )
+        .unwrap();
+}
+
+/// The router path: the guest's default route is the router, which redirects metadata
+/// (169.254.169.254:80) to the proxy's port 9697, as Neutron's L3 agent does.
+fn router_path(
+    guest: &Netns,
+    guest_cidr: &str,
+    router: &Netns,
+    router_if: &str,
+    router_cidr: &str,
+) {
+    veth(guest, "eth0", guest_cidr, router, router_if, router_cidr).unwrap();
+    let gateway = router_cidr.split('/').next().unwrap();
+    guest
+        .exec("ip", &["route", "add", "default", "via", gateway])
+        .unwrap();
+    router
+        .exec(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-i",
+                router_if,
+                "-d",
+                "169.254.169.254/32",
+                "-p",
+                "tcp",
+                "--dport",
+                "80",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "9697",
+            ],
+        )
+        .unwrap();
+}
+
 /// The uuid a guest in `netns` reads from meta_data.json, waiting until it is served.
 fn uuid_from(netns: &Netns, within: Duration) -> String {
     let to: SocketAddr = METADATA.parse().unwrap();
@@ -201,21 +230,7 @@ fn all_serves_router_and_isolated_namespaces() {
         return;
     }
     let mut lab = lab();
-    let db = lab.chain.db.display().to_string();
-    let secret = lab.chain.secret_file.display().to_string();
-    let config = lab.chain.path().join("metaboot.toml");
-    std::fs::write(
-        &config,
-        format!("db = \"{db}\"\nshared_secret_file = \"{secret}\"\n"),
-    )
-    .unwrap();
-    lab.chain
-        .start_role(
-            "all",
-            &["all", "--config", config.to_str().unwrap()],
-            || true,
-        )
-        .unwrap();
+    start_all(&mut lab);
     assert_eq!(
         uuid_from(&lab.guest_routed, Duration::from_secs(10)),
         lab.uuid_routed
@@ -278,21 +293,7 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
         return;
     }
     let mut lab = lab();
-    let db = lab.chain.db.display().to_string();
-    let secret = lab.chain.secret_file.display().to_string();
-    let config = lab.chain.path().join("metaboot.toml");
-    std::fs::write(
-        &config,
-        format!("db = \"{db}\"\nshared_secret_file = \"{secret}\"\n"),
-    )
-    .unwrap();
-    lab.chain
-        .start_role(
-            "all",
-            &["all", "--config", config.to_str().unwrap()],
-            || true,
-        )
-        .unwrap();
+    start_all(&mut lab);
     assert_eq!(
         uuid_from(&lab.guest_routed, Duration::from_secs(10)),
         lab.uuid_routed
@@ -329,41 +330,13 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
     let tag = format!("{}-{}", std::process::id() % 100_000, "r2");
     let router_ns = Netns::create(&format!("qrouter-{router2}")).unwrap();
     let guest = Netns::create(&format!("mbt-{tag}-g3")).unwrap();
-    veth(
+    router_path(
         &guest,
-        "eth0",
         "198.18.2.10/24",
         &router_ns,
         "qr-test2",
         "198.18.2.1/24",
-    )
-    .unwrap();
-    guest
-        .exec("ip", &["route", "add", "default", "via", "198.18.2.1"])
-        .unwrap();
-    router_ns
-        .exec(
-            "iptables",
-            &[
-                "-t",
-                "nat",
-                "-A",
-                "PREROUTING",
-                "-i",
-                "qr-test2",
-                "-d",
-                "169.254.169.254/32",
-                "-p",
-                "tcp",
-                "--dport",
-                "80",
-                "-j",
-                "REDIRECT",
-                "--to-ports",
-                "9697",
-            ],
-        )
-        .unwrap();
+    );
     assert_eq!(uuid_from(&guest, Duration::from_secs(10)), uuid2);
 
     // Removed from the registry: its listener goes (connections are refused).
