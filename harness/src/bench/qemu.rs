@@ -102,7 +102,8 @@ pub fn boot(
     let result = run_to_provisioned(&spec);
     lab.delete_tap(&tap);
     let _ = std::fs::remove_file(&disk);
-    let _ = lab.delete_instance(&record.uuid);
+    // The instance stays registered: a new instance on its freed address would get a new MAC,
+    // and dnsmasq keeps that address leased to the old one.
     Ok(BootSample {
         path,
         kind,
