@@ -141,4 +141,48 @@ mod tests {
         assert_eq!(listing(&["a", "b"]), "a\nb");
         assert_eq!(listing::<&str>(&[]), "");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn a_directory_lists_each_key_once_sorted_dirs_with_a_slash(
+            entries in proptest::collection::btree_map("[a-z0-9._-]{1,12}", 0u8..3, 0..20)
+        ) {
+            let tree = Node::dir(
+                entries
+                    .iter()
+                    .map(|(key, kind)| {
+                        let child = match kind {
+                            0 => Node::leaf(format!("value of {key}")),
+                            1 => Node::List(vec![key.clone(), "x".into()]),
+                            _ => Node::dir(BTreeMap::new()),
+                        };
+                        (key.clone(), child)
+                    })
+                    .collect(),
+            );
+            let body = tree.render();
+            let text = std::str::from_utf8(&body).unwrap();
+            proptest::prop_assert!(!text.ends_with('\n'));
+            let expected: Vec<String> = entries
+                .iter()
+                .map(|(key, kind)| if *kind == 2 { format!("{key}/") } else { key.clone() })
+                .collect();
+            let lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
+            proptest::prop_assert_eq!(lines, expected);
+            for (key, kind) in &entries {
+                let found = tree.find(std::slice::from_ref(key));
+                proptest::prop_assert!(found.is_some());
+                // Below a leaf or a list is nothing.
+                let below = tree.find(&[key.clone(), "x".into()]);
+                proptest::prop_assert_eq!(below.is_some(), false, "{} {}", key, kind);
+            }
+        }
+
+        #[test]
+        fn a_listing_splits_back_into_its_items(items in proptest::collection::vec("[ -~]{0,20}", 1..20)) {
+            let body = listing(&items);
+            let text = std::str::from_utf8(&body).unwrap();
+            proptest::prop_assert_eq!(text.split('\n').collect::<Vec<_>>(), items);
+        }
+    }
 }
