@@ -100,6 +100,39 @@ pub(crate) mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn output_is_the_input_up_to_the_bound_and_refused_past_it(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            max in 0usize..6000,
+        ) {
+            match gunzip(&gz(&data), max) {
+                Ok(out) => {
+                    proptest::prop_assert!(data.len() <= max);
+                    proptest::prop_assert_eq!(out, data);
+                }
+                Err(GzipError::TooLarge { max: said }) => {
+                    proptest::prop_assert!(data.len() > max);
+                    proptest::prop_assert_eq!(said, max);
+                }
+                Err(other) => proptest::prop_assert!(false, "{other}"),
+            }
+        }
+
+        #[test]
+        fn any_bytes_give_at_most_the_bound_or_an_error(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            max in 0usize..1024,
+        ) {
+            // Starting with the magic, so the decoder gets past the first check.
+            let mut input = GZIP_MAGIC.to_vec();
+            input.extend(&data);
+            if let Ok(out) = gunzip(&input, max) {
+                proptest::prop_assert!(out.len() <= max);
+            }
+        }
+    }
+
     #[test]
     fn corrupt_and_truncated_data_are_errors() {
         let good = gz(b"hello world, hello world");
