@@ -19,19 +19,6 @@ pub fn require_tool(tool: &str) -> bool {
     found
 }
 
-/// True when running as root; same CI rule as [`require_tool`].
-pub fn require_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "this test needs root in CI"
-        );
-        eprintln!("skipping: needs root");
-    }
-    root
-}
-
 /// Runs a command and panics with its output when it fails.
 pub fn run(cmd: &mut std::process::Command) -> String {
     let out = cmd

@@ -200,6 +200,8 @@ fn short(name: &str) -> &'static str {
     match name {
         "key login + hostname" => "key+host",
         "password login" => "pw",
+        "admin_pass login" => "admin-pw",
+        "source is the config drive" => "source",
         "password login refused" => "no-pw",
         "metaboot status" => "status",
         "script ran once" => "script",

@@ -50,6 +50,14 @@ pub fn domain_xml(guest: &Guest) -> String {
         let _ = writeln!(xml, "      <target dev='vda' bus='virtio'/>");
         let _ = writeln!(xml, "    </disk>");
     }
+    if let Some(drive) = &guest.config_drive {
+        let _ = writeln!(xml, "    <disk type='file' device='disk'>");
+        let _ = writeln!(xml, "      <driver name='qemu' type='raw'/>");
+        let _ = writeln!(xml, "      <source file='{}'/>", p(drive));
+        let _ = writeln!(xml, "      <target dev='vdb' bus='virtio'/>");
+        let _ = writeln!(xml, "      <readonly/>");
+        let _ = writeln!(xml, "    </disk>");
+    }
     if let Some(nic) = &guest.nic {
         let _ = writeln!(
             xml,

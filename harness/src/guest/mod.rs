@@ -61,6 +61,8 @@ pub struct Guest {
     pub memory_mb: u32,
     /// Persistent disk (raw ext4), attached with virtio-blk.
     pub disk: Option<PathBuf>,
+    /// A config drive (a `config-2` ISO 9660 image), attached read-only as a second virtio disk.
+    pub config_drive: Option<PathBuf>,
     /// Network interface.
     pub nic: Option<Nic>,
     /// Entropy source.
@@ -79,6 +81,7 @@ impl Guest {
             cmdline: KERNEL_CMDLINE.to_owned(),
             memory_mb: MEMORY_MB,
             disk: None,
+            config_drive: None,
             nic: None,
             entropy: Entropy::CpuMax,
             serial_log: serial_log.to_owned(),
@@ -88,6 +91,12 @@ impl Guest {
     /// Attaches a persistent disk.
     pub fn with_disk(mut self, disk: &Path) -> Self {
         self.disk = Some(disk.to_owned());
+        self
+    }
+
+    /// Attaches a config drive.
+    pub fn with_config_drive(mut self, image: &Path) -> Self {
+        self.config_drive = Some(image.to_owned());
         self
     }
 
@@ -119,5 +128,50 @@ pub fn make_state_disk(path: &Path) -> anyhow::Result<()> {
             .arg(format!("{STATE_DISK_MB}M")),
     )
     .with_context(|| format!("failed to make the state disk {}", path.display()))?;
+    Ok(())
+}
+
+/// The volume label OpenStack config drives carry.
+pub const CONFIG_DRIVE_LABEL: &str = "config-2";
+
+/// Makes a config drive: an ISO 9660 image labelled `config-2` holding
+/// `openstack/latest/meta_data.json` and, if given, `openstack/latest/user_data` (nova's
+/// layout). No root or loop mount needed.
+pub fn make_config_drive(
+    path: &Path,
+    meta_data: &serde_json::Value,
+    user_data: Option<&str>,
+) -> anyhow::Result<()> {
+    let tree = path.with_extension("d");
+    let latest = tree.join("openstack/latest");
+    std::fs::create_dir_all(&latest)
+        .with_context(|| format!("failed to create {}", latest.display()))?;
+    std::fs::write(latest.join("meta_data.json"), meta_data.to_string())
+        .context("failed to write the config drive's meta_data.json")?;
+    if let Some(user_data) = user_data {
+        std::fs::write(latest.join("user_data"), user_data)
+            .context("failed to write the config drive's user_data")?;
+    }
+    check(
+        Command::new("xorriso")
+            .args([
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-J",
+                "-R",
+                "-V",
+                CONFIG_DRIVE_LABEL,
+                "-o",
+            ])
+            .arg(path)
+            .arg(&tree),
+    )
+    .with_context(|| {
+        format!(
+            "failed to make the config drive {} (is xorriso installed?)",
+            path.display()
+        )
+    })?;
     Ok(())
 }

@@ -74,6 +74,13 @@ pub fn args(guest: &Guest) -> Vec<OsString> {
         args.push("-drive".into());
         args.push(spec);
     }
+    if let Some(drive) = &guest.config_drive {
+        let mut spec = OsString::from("file=");
+        spec.push(drive.as_os_str());
+        spec.push(",format=raw,if=virtio,readonly=on");
+        args.push("-drive".into());
+        args.push(spec);
+    }
     if guest.entropy == Entropy::VirtioRng {
         args.extend(
             [

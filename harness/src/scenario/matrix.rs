@@ -46,6 +46,9 @@ pub enum Flow {
     /// Power off, replace the instance by one with a new id (same port address), boot the same
     /// disk: per-instance steps must run again.
     NewInstance,
+    /// One boot with a `config-2` config drive attached: its hostname, key and `admin_pass`
+    /// (applied to root) win over the metadata service.
+    ConfigDrive,
 }
 
 /// One scenario.
@@ -66,6 +69,7 @@ impl Scenario {
             Flow::Once => self.variant.name(),
             Flow::Reboot => "reboot",
             Flow::NewInstance => "new-instance",
+            Flow::ConfigDrive => "config-drive",
         };
         format!("{}/{what}", self.path.name())
     }
@@ -106,6 +110,11 @@ pub fn matrix() -> Vec<Scenario> {
         path: router,
         variant: Variant::CloudConfig,
         flow: Flow::NewInstance,
+    });
+    all.push(Scenario {
+        path: router,
+        variant: Variant::None,
+        flow: Flow::ConfigDrive,
     });
     all
 }
@@ -167,7 +176,7 @@ mod tests {
     #[test]
     fn the_matrix_covers_both_paths_every_variant_and_the_extra_flows() {
         let all = matrix();
-        assert_eq!(all.len(), 15);
+        assert_eq!(all.len(), 16);
         let names: Vec<String> = all.iter().map(Scenario::name).collect();
         for expect in [
             "router/none",
@@ -177,6 +186,7 @@ mod tests {
             "router/corrupt-gzip",
             "router/reboot",
             "router/new-instance",
+            "router/config-drive",
         ] {
             assert!(names.contains(&expect.to_owned()), "{expect}");
         }
@@ -192,7 +202,7 @@ mod tests {
 
     #[test]
     fn selects_by_name_path_variant_and_refuses_unknown_names() {
-        assert_eq!(select(&[]).unwrap().len(), 15);
+        assert_eq!(select(&[]).unwrap().len(), 16);
         assert_eq!(select(&["router/script".into()]).unwrap().len(), 1);
         assert_eq!(select(&["isolated".into()]).unwrap().len(), 6);
         assert_eq!(select(&["gzip-script".into()]).unwrap().len(), 2);

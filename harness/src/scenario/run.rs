@@ -77,6 +77,12 @@ struct Identity {
     meta_hostname: String,
 }
 
+/// A config drive and who it makes the guest.
+struct ConfigDriveGuest {
+    image: PathBuf,
+    who: Identity,
+}
+
 /// Deletes a tap when the scenario ends, however it ends.
 struct TapGuard<'a> {
     lab: &'a Lab,
@@ -206,11 +212,22 @@ impl Runner<'_> {
             .with_nic(nic.clone())
         };
 
+        if scenario.flow == Flow::ConfigDrive {
+            let drive = self.config_drive(&dir, scenario, &record)?;
+            let guest = guest_for(1).with_config_drive(&drive.image);
+            let vm = self.boot(scenario, &guest, &target, &drive.who, report)?;
+            self.stage(scenario, "checking");
+            self.check_boot(scenario, "", &target, &drive.who, 1, report);
+            vm.kill()?;
+            drop(tap);
+            return Ok(());
+        }
+
         let vm = self.boot(scenario, &guest_for(1), &target, &first, report)?;
         self.stage(scenario, "checking");
         self.check_boot(scenario, "", &target, &first, 1, report);
         match scenario.flow {
-            Flow::Once => vm.kill()?,
+            Flow::Once | Flow::ConfigDrive => vm.kill()?,
             Flow::Reboot => {
                 self.poweroff(scenario, vm, &target, &first)?;
                 let vm = self.boot(scenario, &guest_for(2), &target, &first, report)?;
@@ -233,6 +250,45 @@ impl Runner<'_> {
         }
         drop(tap);
         Ok(())
+    }
+
+    /// A config drive for the instance whose hostname, key and admin password differ from the
+    /// registry's, so the checks prove which source the guest used.
+    fn config_drive(
+        &self,
+        dir: &Path,
+        scenario: &Scenario,
+        record: &InstanceRecord,
+    ) -> anyhow::Result<ConfigDriveGuest> {
+        let key = ssh::keygen(dir, "id_ed25519-config-drive")?;
+        let public = fs::read_to_string(key.with_extension("pub"))
+            .context("failed to read the config drive's public key")?;
+        let public = public.trim();
+        let slug = scenario.slug();
+        let who = Identity {
+            key,
+            intent: Intent {
+                hostname: format!("cd-{slug}"),
+                password: format!("admin-{}", crate::lab::config::random_id()),
+                marker: String::new(),
+            },
+            meta_hostname: format!("cd-{slug}"),
+        };
+        let meta_data = serde_json::json!({
+            "uuid": record.uuid,
+            "hostname": who.meta_hostname,
+            "name": who.meta_hostname,
+            "launch_index": 0,
+            "availability_zone": "nova",
+            "public_keys": {"config-drive": public},
+            "keys": [{"name": "config-drive", "type": "ssh", "data": public}],
+            "admin_pass": who.intent.password,
+        });
+        // No password in the user data: root's comes from admin_pass.
+        let user_data = "#cloud-config\nssh_pwauth: true\n";
+        let image = dir.join("config-drive.iso");
+        guest::make_config_drive(&image, &meta_data, Some(user_data))?;
+        Ok(ConfigDriveGuest { image, who })
     }
 
     /// Boots a guest up to its first key login, recording the timeline.
@@ -308,6 +364,7 @@ impl Runner<'_> {
             });
         };
 
+        let config_drive = scenario.flow == Flow::ConfigDrive;
         let hostname = if variant.has_cloud_config() {
             who.intent.hostname.clone()
         } else {
@@ -318,7 +375,16 @@ impl Runner<'_> {
             check_hostname(target, &who.key, &hostname),
         );
 
-        if variant.has_cloud_config() {
+        if config_drive {
+            push(
+                "admin_pass login",
+                check_password_login(target, &self.askpass, &who.intent.password),
+            );
+            push(
+                "source is the config drive",
+                check_source(target, &who.key, "config-drive"),
+            );
+        } else if variant.has_cloud_config() {
             push(
                 "password login",
                 check_password_login(target, &self.askpass, &who.intent.password),
@@ -435,6 +501,25 @@ fn check_status(target: &SshTarget, key: &Path, variant: Variant) -> anyhow::Res
             format!("exit {}: {shown}", out.code),
         ))
     }
+}
+
+fn check_source(target: &SshTarget, key: &Path, expected: &str) -> anyhow::Result<CheckResult> {
+    let out = ssh::with_key(target, key, "metaboot status")?;
+    if out.code == 255 {
+        anyhow::bail!("ssh failed: {}", out.summary());
+    }
+    let source = out
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("source: "))
+        .unwrap_or("none")
+        .trim()
+        .to_owned();
+    Ok(CheckResult::from_bool(
+        "",
+        source == expected,
+        format!("metaboot status says source: {source}, expected {expected}"),
+    ))
 }
 
 fn check_log(
