@@ -1,0 +1,143 @@
+//! The API's path normalisation and routing, through `Api::answer` over a real SQLite
+//! registry: any method and raw path, asked as instance A, must never panic, never give a 500,
+//! and never carry anything of instance B. Tokens are required, so the token path and the
+//! token checks are routed too.
+
+#![no_main]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use libfuzzer_sys::fuzz_target;
+use metaboot_proto::headers;
+use metaboot_server::api::{Api, DEFAULT_TTL, Identify, MetadataRequest, Rendering};
+use metaboot_server::store::{self, NewInstance, NewNetwork, NewPort};
+
+const SECRET: &[u8] = b"fuzz-secret";
+const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+const B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+const B_MARKER: &str = "MARKER-OF-B";
+
+struct World {
+    runtime: tokio::runtime::Runtime,
+    api: Api,
+    signed: HeaderMap,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("registry.sqlite");
+        let store = store::open(path.to_str().expect("UTF-8 temp path")).expect("registry");
+        let network = store
+            .create_network(&NewNetwork {
+                name: "net".into(),
+                project: "p1".into(),
+                cidr: "198.18.0.0/24".parse().expect("cidr"),
+                gateway: None,
+                dhcp_ip: None,
+                isolated: false,
+                mtu: None,
+            })
+            .expect("network");
+        for (uuid, ip, marker) in [(A, "198.18.0.10", "a"), (B, "198.18.0.11", B_MARKER)] {
+            store
+                .create_instance(
+                    &NewInstance {
+                        uuid: uuid.into(),
+                        project: "p1".into(),
+                        name: uuid.into(),
+                        hostname: "host".into(),
+                        user_data: Some(format!("#cloud-config\n# {marker}\n").into_bytes()),
+                        meta: BTreeMap::from([("m".into(), marker.into())]),
+                        ..NewInstance::default()
+                    },
+                    &NewPort {
+                        network_id: network.id.clone(),
+                        ip: Some(ip.parse().expect("ip")),
+                        mac: None,
+                        instance_id: uuid.into(),
+                    },
+                )
+                .expect("instance");
+        }
+        let store: Arc<dyn store::Store> = store;
+        let api = Api::new(
+            store,
+            Identify::Proxy {
+                secret: SECRET.into(),
+            },
+            Rendering::default(),
+            DEFAULT_TTL,
+        )
+        .require_token(true);
+        let mut signed = HeaderMap::new();
+        signed.insert(headers::INSTANCE_ID, HeaderValue::from_static(A));
+        signed.insert(headers::TENANT_ID, HeaderValue::from_static("p1"));
+        signed.insert(
+            headers::INSTANCE_ID_SIGNATURE,
+            HeaderValue::from_str(&metaboot_proto::sign(SECRET, A)).expect("hex"),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        World {
+            runtime,
+            api,
+            signed,
+            _dir: dir,
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let method = match selector % 5 {
+        0 => Method::GET,
+        1 => Method::HEAD,
+        2 => Method::POST,
+        3 => Method::PUT,
+        _ => Method::DELETE,
+    };
+    let w = world();
+    let mut headers = w.signed.clone();
+    // Half the inputs carry a token or a TTL taken from the input.
+    let path = String::from_utf8_lossy(rest).into_owned();
+    if selector & 0x10 != 0 {
+        if let Ok(value) = HeaderValue::from_str(&path) {
+            headers.insert(headers::METADATA_TOKEN, value.clone());
+            headers.insert(headers::METADATA_TOKEN_TTL, value);
+        }
+    }
+    let request = MetadataRequest {
+        method,
+        path,
+        headers,
+        peer: None,
+        body: Bytes::copy_from_slice(rest),
+    };
+    let (status, body) = w.runtime.block_on(async {
+        let response = w.api.answer(&request).await;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (status, body)
+    });
+    assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{request:?}");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        !text.contains(B) && !text.contains(B_MARKER),
+        "B leaked for {request:?}: {text}"
+    );
+});
