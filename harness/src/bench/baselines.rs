@@ -191,9 +191,13 @@ impl Baselines {
         })
     }
 
-    /// The PIDs of the baseline processes' leaders (nginx masters, haproxys).
-    pub fn pids(&self) -> Vec<u32> {
-        self.servers.iter().map(Server::pid).collect()
+    /// The process group of a baseline server by name (`nginx-static`, `nginx-hop`,
+    /// `haproxy-neutron`, `haproxy-3hop`): its leader's PID.
+    pub fn group(&self, name: &str) -> Option<u32> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(Server::pid)
     }
 }
 

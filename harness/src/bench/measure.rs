@@ -160,6 +160,50 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     proc_status_kib(pid, "VmHWM")
 }
 
+/// CPU time (user + system) used so far by every live process in the process groups
+/// `groups`: the bench starts each server as a group leader, so its workers count too.
+pub fn groups_cpu(groups: &[u32]) -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    let mut ticks = 0u64;
+    for entry in entries.filter_map(Result::ok) {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((group, used)) = group_and_cpu_ticks(&stat)
+            && groups.contains(&group)
+        {
+            ticks += used;
+        }
+    }
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|t| *t > 0)
+        .unwrap_or(100);
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// (pgrp, utime + stime) from a `/proc/PID/stat` line.
+fn group_and_cpu_ticks(stat: &str) -> Option<(u32, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(3) ppid(4) pgrp(5) … utime(14) stime(15).
+    let group = fields.get(2)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((group, utime + stime))
+}
+
 /// The machine's load as `uptime` prints it (from `/proc/loadavg`), and the core count.
 pub fn load_line() -> String {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -203,6 +247,26 @@ mod tests {
         assert_eq!(quantile(&values, 1.0), Some(100.0));
         assert_eq!(quantile(&values, 0.0), Some(1.0));
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn reads_group_and_cpu_of_proc_stat() {
+        let line = "77 (a (b) c) S 1 70 70 0 -1 4194560 0 0 0 0 250 31 0 0 20 0 1 0 5 0 0";
+        assert_eq!(group_and_cpu_ticks(line), Some((70, 281)));
+        let busy = std::process::id();
+        let mut child = Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let group = child.id();
+        let mut seen = Duration::ZERO;
+        while child.try_wait().unwrap().is_none() {
+            seen = seen.max(groups_cpu(&[group]));
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(seen > Duration::ZERO, "a busy shell used no CPU?");
+        assert_ne!(busy, group);
     }
 
     #[test]

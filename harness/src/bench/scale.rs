@@ -172,14 +172,14 @@ pub fn measure(
         interrupt::check()?;
         let result = storm::run(site.addr, None, &guests)?;
         println!(
-            "  round {round}: nginx static (same bytes): {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {} ≥ 1 s), {} errors",
+            "  round {round}: nginx static (same bytes): {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors",
             result.requests,
             result.total.as_secs_f64(),
             result.p50_us / 1e3,
             result.p90_us / 1e3,
             result.p99_us / 1e3,
             result.connect_p99_us / 1e3,
-            result.over_one_second,
+            result.stragglers(),
             result.errors
         );
         nginx.push(result);
@@ -188,7 +188,7 @@ pub fn measure(
             let sample = storm_once(bin, dir, &secret, fleet, &guests)?;
             let s = &sample.storm;
             println!(
-                "  round {round}: {:<10} {:>6} instances: {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {} ≥ 1 s), {} errors{}, peak RSS {:.1} MiB",
+                "  round {round}: {:<10} {:>6} instances: {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors{}, peak RSS {:.1} MiB",
                 fleet.backend.name(),
                 fleet.size,
                 s.requests,
@@ -197,7 +197,7 @@ pub fn measure(
                 s.p90_us / 1e3,
                 s.p99_us / 1e3,
                 s.connect_p99_us / 1e3,
-                s.over_one_second,
+                s.stragglers(),
                 s.errors,
                 s.first_error
                     .as_deref()

@@ -65,10 +65,34 @@ pub struct StormResult {
     pub connect_p99_us: f64,
     /// Requests that took a second or more.
     pub over_one_second: usize,
+    /// Of those, how many at each step of [`FIRST_BOOT`] (where the stragglers are).
+    pub over_one_second_by_step: Vec<usize>,
+    /// Median latency of each step of [`FIRST_BOOT`], µs.
+    pub p50_us_by_step: Vec<f64>,
+    /// 99th percentile latency of each step of [`FIRST_BOOT`], µs.
+    pub p99_us_by_step: Vec<f64>,
     /// Slowest request, µs.
     pub max_us: f64,
     /// The first error, for the report.
     pub first_error: Option<String>,
+}
+
+impl StormResult {
+    /// "N ≥ 1 s", and when N > 0 at which steps of [`FIRST_BOOT`] (1-based), for people.
+    pub fn stragglers(&self) -> String {
+        let steps: Vec<String> = self
+            .over_one_second_by_step
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(step, n)| format!("#{}:{n}", step + 1))
+            .collect();
+        if steps.is_empty() {
+            format!("{} ≥ 1 s", self.over_one_second)
+        } else {
+            format!("{} ≥ 1 s at {}", self.over_one_second, steps.join(" "))
+        }
+    }
 }
 
 /// How long one request took: to connected, and to the last byte.
@@ -76,6 +100,8 @@ pub struct StormResult {
 struct Timing {
     connect: Duration,
     total: Duration,
+    /// Which request of [`FIRST_BOOT`] it was.
+    step: usize,
 }
 
 /// One request from `source`: connect, send, read to the end; the time it took, or why it
@@ -122,6 +148,7 @@ fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<(Timing, Ve
             Timing {
                 connect,
                 total: elapsed,
+                step: 0,
             },
             body,
         ))
@@ -138,7 +165,10 @@ fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<(Timing, Ve
 fn boot(source: Ipv4Addr, target: SocketAddr) -> Vec<Result<Timing, String>> {
     FIRST_BOOT
         .iter()
-        .map(|path| fetch(source, target, path).map(|(timing, _)| timing))
+        .enumerate()
+        .map(|(step, path)| {
+            fetch(source, target, path).map(|(timing, _)| Timing { step, ..timing })
+        })
         .collect()
 }
 
@@ -236,6 +266,20 @@ pub fn run(
     Ok(summarise(total, &outcomes))
 }
 
+/// The `q` quantile of each step's latencies, µs.
+fn by_step(timings: &[Timing], q: f64) -> Vec<f64> {
+    (0..FIRST_BOOT.len())
+        .map(|step| {
+            let values: Vec<f64> = timings
+                .iter()
+                .filter(|t| t.step == step)
+                .map(|t| t.total.as_secs_f64() * 1e6)
+                .collect();
+            quantile(&values, q).unwrap_or(f64::NAN)
+        })
+        .collect()
+}
+
 fn summarise(total: Duration, outcomes: &[Result<Timing, String>]) -> StormResult {
     let timings: Vec<Timing> = outcomes
         .iter()
@@ -263,6 +307,16 @@ fn summarise(total: Duration, outcomes: &[Result<Timing, String>]) -> StormResul
             .iter()
             .filter(|t| t.total >= Duration::from_secs(1))
             .count(),
+        p50_us_by_step: by_step(&timings, 0.5),
+        p99_us_by_step: by_step(&timings, 0.99),
+        over_one_second_by_step: (0..FIRST_BOOT.len())
+            .map(|step| {
+                timings
+                    .iter()
+                    .filter(|t| t.step == step && t.total >= Duration::from_secs(1))
+                    .count()
+            })
+            .collect(),
         max_us: quantile(&latencies, 1.0).unwrap_or(f64::NAN),
         first_error: errors.first().map(|e| (*e).clone()),
     }

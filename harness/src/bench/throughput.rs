@@ -14,6 +14,7 @@ use super::baselines::{Baselines, META_DATA_PATH};
 use super::chain::{All, Chain, RouterNamespace, write_secret};
 use super::fleet::{self, Registry};
 use super::load::{self, Load, WrkRun};
+use super::measure::groups_cpu;
 use super::table::{Goal, Row, Unit};
 use super::{Plan, interrupt};
 
@@ -112,15 +113,51 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
             _ => (url(setup.all.addr), Some(setup.netns.name.as_str())),
         }
     };
+    // The process groups whose CPU time each target's requests cost, by part.
+    let group = |name: &str| baselines.group(name).unwrap_or(0);
+    let parts = |name: &str| -> Vec<(&'static str, Vec<u32>)> {
+        match name {
+            "nginx" => vec![("nginx", vec![group("nginx-static")])],
+            "haproxy" => vec![(
+                "haproxy+nginx",
+                vec![group("haproxy-neutron"), group("nginx-static")],
+            )],
+            "three-hop" => vec![(
+                "3 hops",
+                vec![
+                    group("haproxy-3hop"),
+                    group("nginx-hop"),
+                    group("nginx-static"),
+                ],
+            )],
+            "chain" => vec![
+                ("ns-proxy", vec![setup.chain.proxy.pid()]),
+                ("agent", vec![setup.chain.agent.pid()]),
+                ("api", vec![setup.chain.api.pid()]),
+            ],
+            _ => vec![("all", vec![setup.all.server.pid()])],
+        }
+    };
     let mut loaded: BTreeMap<&str, Vec<WrkRun>> = BTreeMap::new();
     let mut single: BTreeMap<&str, Vec<WrkRun>> = BTreeMap::new();
+    // CPU µs per request by target and part, from the -c64 runs.
+    let mut cpu: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     for round in 1..=plan.rounds {
         for name in THROUGHPUT_TARGETS {
             interrupt::check()?;
             let (url, netns) = target(name);
+            let parts = parts(name);
+            let before: Vec<Duration> = parts.iter().map(|(_, g)| groups_cpu(g)).collect();
             let run = load::run(&Load::throughput(plan.wrk_duration), &url, netns)?;
+            let mut split = String::new();
+            for ((part, groups), before) in parts.iter().zip(before) {
+                let used = groups_cpu(groups).saturating_sub(before);
+                let per_request = used.as_secs_f64() * 1e6 / run.requests.max(1) as f64;
+                split.push_str(&format!(" {part} {per_request:.1}"));
+                cpu.entry((name, part)).or_default().push(per_request);
+            }
             println!(
-                "  round {round}: {name:<9} -t2 -c64: {:>9.0} req/s, p50 {:>6.0} µs, p99 {:>7.0} µs, {} errors",
+                "  round {round}: {name:<9} -t2 -c64: {:>9.0} req/s, p50 {:>6.0} µs, p99 {:>7.0} µs, {} errors; CPU µs/request:{split}",
                 run.requests_per_sec, run.p50_us, run.p99_us, run.errors
             );
             loaded.entry(name).or_default().push(run);
@@ -150,7 +187,49 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
         Row::new(SECTION, metric, unit, base, ours, goal)
     };
     let nginx_rps = pick(&loaded, "nginx", rps);
-    Ok(vec![
+    let cpu_of = |name: &str, part: &str| cpu.get(&(name, part)).cloned().unwrap_or_default();
+    let chain_cpu: Vec<f64> = (0..plan.rounds)
+        .map(|i| {
+            ["ns-proxy", "agent", "api"]
+                .iter()
+                .filter_map(|part| cpu_of("chain", part).get(i).copied())
+                .sum()
+        })
+        .collect();
+    let nginx_cpu = cpu_of("nginx", "nginx");
+    let mut cpu_rows = vec![
+        row(
+            "CPU/request -c64: 3 hops haproxy/nginx/nginx (vs nginx)",
+            Unit::Micros,
+            nginx_cpu.clone(),
+            cpu_of("three-hop", "3 hops"),
+            Goal::None,
+        ),
+        row(
+            "CPU/request -c64: 3-process chain (vs nginx static)",
+            Unit::Micros,
+            nginx_cpu.clone(),
+            chain_cpu,
+            Goal::None,
+        ),
+    ];
+    for part in ["ns-proxy", "agent", "api"] {
+        cpu_rows.push(row(
+            &format!("CPU/request -c64:   of which {part} (vs nginx)"),
+            Unit::Micros,
+            nginx_cpu.clone(),
+            cpu_of("chain", part),
+            Goal::None,
+        ));
+    }
+    cpu_rows.push(row(
+        "CPU/request -c64: `all`, one process (vs nginx static)",
+        Unit::Micros,
+        nginx_cpu,
+        cpu_of("all", "all"),
+        Goal::None,
+    ));
+    let mut rows = vec![
         row(
             "req/s -c64: Neutron haproxy → UDS static (vs nginx static)",
             Unit::ReqPerSec,
@@ -232,5 +311,7 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
             ],
             Goal::AtMost(0.0),
         ),
-    ])
+    ];
+    rows.extend(cpu_rows);
+    Ok(rows)
 }
