@@ -1,7 +1,7 @@
 //! The API's path normalisation and routing, through `Api::answer` over a real SQLite
 //! registry: any method and raw path, asked as instance A, must never panic, never give a 500,
-//! and never carry anything of instance B. Tokens are required, so the token path and the
-//! token checks are routed too.
+//! and never carry anything of instance B. Some inputs go to an API that requires session
+//! tokens, with a valid token or with one taken from the input.
 
 #![no_main]
 
@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use metaboot_proto::headers;
-use metaboot_server::api::{Api, DEFAULT_TTL, Identify, MetadataRequest, Rendering};
+use metaboot_server::api::{Api, DEFAULT_TTL, Identify, MetadataRequest, Rendering, Tokens};
 use metaboot_server::store::{self, NewInstance, NewNetwork, NewPort};
 
 const SECRET: &[u8] = b"fuzz-secret";
@@ -23,7 +23,10 @@ const B_MARKER: &str = "MARKER-OF-B";
 
 struct World {
     runtime: tokio::runtime::Runtime,
-    api: Api,
+    /// Tokens off (the default).
+    open: Api,
+    /// Tokens required.
+    strict: Api,
     signed: HeaderMap,
     _dir: tempfile::TempDir,
 }
@@ -67,15 +70,17 @@ fn world() -> &'static World {
                 .expect("instance");
         }
         let store: Arc<dyn store::Store> = store;
-        let api = Api::new(
-            store,
-            Identify::Proxy {
-                secret: SECRET.into(),
-            },
-            Rendering::default(),
-            DEFAULT_TTL,
-        )
-        .require_token(true);
+        let api = || {
+            Api::new(
+                store.clone(),
+                Identify::Proxy {
+                    secret: SECRET.into(),
+                },
+                Rendering::default(),
+                DEFAULT_TTL,
+            )
+        };
+        let (open, strict) = (api(), api().require_token(true));
         let mut signed = HeaderMap::new();
         signed.insert(headers::INSTANCE_ID, HeaderValue::from_static(A));
         signed.insert(headers::TENANT_ID, HeaderValue::from_static("p1"));
@@ -88,7 +93,8 @@ fn world() -> &'static World {
             .expect("runtime");
         World {
             runtime,
-            api,
+            open,
+            strict,
             signed,
             _dir: dir,
         }
@@ -108,13 +114,28 @@ fuzz_target!(|data: &[u8]| {
     };
     let w = world();
     let mut headers = w.signed.clone();
-    // Half the inputs carry a token or a TTL taken from the input.
     let path = String::from_utf8_lossy(rest).into_owned();
-    if selector & 0x10 != 0 {
-        if let Ok(value) = HeaderValue::from_str(&path) {
-            headers.insert(headers::METADATA_TOKEN, value.clone());
-            headers.insert(headers::METADATA_TOKEN_TTL, value);
-        }
+    let api = if selector & 0x20 == 0 {
+        &w.open
+    } else {
+        &w.strict
+    };
+    if selector & 0x40 != 0 {
+        // A valid token for A, as a guest that asked first would send.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let token = Tokens::new(SECRET).issue_at(A, 600, now);
+        headers.insert(
+            headers::METADATA_TOKEN,
+            HeaderValue::from_str(&token).expect("tokens are header text"),
+        );
+    } else if selector & 0x10 != 0
+        && let Ok(value) = HeaderValue::from_str(&path)
+    {
+        // A token and a TTL taken from the input.
+        headers.insert(headers::METADATA_TOKEN, value.clone());
+        headers.insert(headers::METADATA_TOKEN_TTL, value);
     }
     let request = MetadataRequest {
         method,
@@ -124,7 +145,7 @@ fuzz_target!(|data: &[u8]| {
         body: Bytes::copy_from_slice(rest),
     };
     let (status, body) = w.runtime.block_on(async {
-        let response = w.api.answer(&request).await;
+        let response = api.answer(&request).await;
         let status = response.status();
         let body = response
             .into_body()
