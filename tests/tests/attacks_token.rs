@@ -175,6 +175,14 @@ fn the_proxy_refuses_a_forwarded_token_request() {
                 assert_eq!(reply.status, 403, "{path} {forwarded:?}: {}", reply.text());
                 assert!(!reply.text().starts_with("v1."), "a token leaked");
             }
+            // The absolute form a forward proxy may send.
+            let raw = format!(
+                "PUT http://169.254.169.254{path} HTTP/1.1\r\nHost: 169.254.169.254\r\n\
+                 Connection: close\r\nContent-Length: 0\r\nX-metadata-token-ttl-seconds: 60\r\n\
+                 X-Forwarded-For: 10.1.2.3\r\n\r\n"
+            );
+            let reply = guest::exchange(Some(me.ip()), w.router_a, raw.as_bytes()).unwrap();
+            assert_eq!(reply.status, 403, "absolute {path}: {}", reply.text());
             // Without the header the same request gets a token.
             let reply = put_token(me, w.router_a, path, &[ttl]);
             assert_eq!(reply.status, 200, "{path}: {}", reply.text());
