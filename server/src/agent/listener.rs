@@ -151,7 +151,8 @@ impl Handler for AgentHandler {
 pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     let secret = crate::secret::read_secret(&args.shared_secret_file)?;
     let api = Upstream::parse(&args.api).map_err(|err| anyhow::anyhow!("--api {err}"))?;
-    if !(args.api_timeout > 0.0 && args.api_timeout.is_finite()) {
+    // A value past what a Duration holds (e.g. 1e30) would panic in from_secs_f64 below.
+    if !(args.api_timeout > 0.0 && Duration::try_from_secs_f64(args.api_timeout).is_ok()) {
         anyhow::bail!("--api-timeout must be a positive number of seconds");
     }
     let store =
@@ -177,4 +178,31 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         crate::http::serve(listener, ServerLimits::default(), handler).await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_timeout_no_duration_holds_is_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").unwrap();
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
+            let args = AgentArgs {
+                socket: dir.path().join("agent.sock"),
+                socket_mode: 0o660,
+                api: "http://127.0.0.1:8775".into(),
+                shared_secret_file: secret.clone(),
+                cache_ttl: 5,
+                api_timeout: bad,
+                metrics_listen: None,
+                threads: Some(1),
+            };
+            let db = dir.path().join("registry.sqlite");
+            let err = serve(db.to_str().unwrap(), args).unwrap_err();
+            assert!(err.to_string().contains("--api-timeout"), "{bad}: {err}");
+        }
+    }
 }

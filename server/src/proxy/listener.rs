@@ -262,3 +262,37 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_that_are_not_a_positive_duration_are_refused() {
+        for flag in ["--agent-timeout", "--header-timeout", "--body-timeout"] {
+            for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
+                let mut args = ProxyArgs {
+                    socket: PathBuf::from("/nonexistent/agent.sock"),
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    router_id: Some("r1".into()),
+                    network_id: None,
+                    netns: None,
+                    rate_limit: None,
+                    rate_window: 10,
+                    max_connections: 16,
+                    agent_timeout: 1.0,
+                    header_timeout: 1.0,
+                    body_timeout: 1.0,
+                    metrics_listen: None,
+                };
+                match flag {
+                    "--agent-timeout" => args.agent_timeout = bad,
+                    "--header-timeout" => args.header_timeout = bad,
+                    _ => args.body_timeout = bad,
+                }
+                let err = serve(args).unwrap_err();
+                assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");
+            }
+        }
+    }
+}
