@@ -1,6 +1,6 @@
 //! The soak (not in CI; run `scripts/soak`): a load through the real chain for SOAK_SECONDS
-//! (default 600), printing every 10 s the requests, the errors and the resident memory of each
-//! chain process. It fails on any error, or when a process's memory keeps growing: the last
+//! (default 600), printing every 10 s the requests, the errors, the machine's load average (a
+//! busy machine explains slow answers) and the resident memory of each chain process. It fails on any error, or when a process's memory keeps growing: the last
 //! sample may exceed the first one taken after the warm-up by at most `MAX_RSS_GROWTH_KIB`.
 
 use std::net::IpAddr;
@@ -43,6 +43,14 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The 1-minute load average of the machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 #[test]
@@ -95,8 +103,8 @@ fn soak() {
         false,
     );
     let mut header = format!(
-        "{:>6} {:>10} {:>7} {:>7}",
-        "time", "requests", "errors", "req/s"
+        "{:>6} {:>10} {:>7} {:>7} {:>6}",
+        "time", "requests", "errors", "req/s", "load"
     );
     for (name, _) in &roles {
         header.push_str(&format!(" {:>12}", format!("{name} KiB")));
@@ -116,9 +124,10 @@ fn soak() {
         let errors = load.counters().errors.load(Ordering::Relaxed);
         let rss: Vec<u64> = roles.iter().map(|(_, pid)| rss_kib(*pid)).collect();
         let mut row = format!(
-            "{:>5}s {requests:>10} {errors:>7} {:>7}",
+            "{:>5}s {requests:>10} {errors:>7} {:>7} {:>6}",
             started.elapsed().as_secs(),
-            (requests - last_requests) / SAMPLE_EVERY.as_secs()
+            (requests - last_requests) / SAMPLE_EVERY.as_secs(),
+            load_average()
         );
         for kib in &rss {
             row.push_str(&format!(" {kib:>12}"));
