@@ -84,6 +84,9 @@ pub struct BenchArgs {
     /// Do not apt-get install what is missing (fail instead).
     #[arg(long)]
     pub no_install: bool,
+    /// Keep the bench's directory (server logs, registries, guest consoles) and print its path.
+    #[arg(long)]
+    pub keep: bool,
     #[command(flatten)]
     pub server: ServerArgs,
     #[command(flatten)]
@@ -285,6 +288,9 @@ pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
     println!("bench took {:.0} s", report.seconds);
     for failure in &report.failures {
         println!("NOT MEASURED: {failure}");
+    }
+    if args.keep {
+        println!("kept: {}", dir.keep().display());
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;
