@@ -380,3 +380,41 @@ impl Sections<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn plan(args: &[&str]) -> anyhow::Result<Plan> {
+        let cli = crate::cli::Cli::try_parse_from(
+            ["metaboot-harness", "bench"].iter().chain(args).copied(),
+        )?;
+        let crate::cli::Command::Bench(bench) = cli.command else {
+            anyhow::bail!("not the bench command");
+        };
+        Plan::new(&bench)
+    }
+
+    #[test]
+    fn full_and_quick_plans() {
+        let full = plan(&[]).unwrap();
+        assert_eq!(full.rounds, ROUNDS);
+        assert_eq!(full.wrk_duration, WRK_DURATION);
+        assert_eq!(full.large_fleet, LARGE_FLEET);
+        assert_eq!(full.sections.len(), 4);
+        let quick = plan(&["--quick", "--only", "storm,chain"]).unwrap();
+        assert_eq!(quick.rounds, 1);
+        assert_eq!(quick.large_fleet, 0);
+        assert_eq!(quick.sections, vec![Section::Chain, Section::Storm]);
+    }
+
+    #[test]
+    fn plans_outside_the_limits_are_refused() {
+        assert!(plan(&["--rounds", "0"]).is_err());
+        let too_many = (fleet::MAX_FLEET + 1).to_string();
+        assert!(plan(&["--instances", &too_many]).is_err());
+        assert!(plan(&["--instances", &fleet::MAX_FLEET.to_string()]).is_ok());
+    }
+}

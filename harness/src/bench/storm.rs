@@ -398,4 +398,23 @@ mod tests {
         let result = run(port, None, &[Ipv4Addr::new(127, 1, 0, 10)]).unwrap();
         assert_eq!(result.errors, FIRST_BOOT.len());
     }
+
+    #[test]
+    fn an_answer_is_read_up_to_the_bound_only() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).unwrap();
+            let body = vec![b'x'; 2 * MAX_RESPONSE_BYTES as usize];
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            // The reader stops at the bound and hangs up: a failed write is expected.
+            let _ = stream.write_all(&body);
+        });
+        let (_, body) = fetch(Ipv4Addr::new(127, 1, 0, 11), addr, "/big").unwrap();
+        assert!(body.len() < MAX_RESPONSE_BYTES as usize, "{}", body.len());
+        assert!(body.len() > MAX_RESPONSE_BYTES as usize / 2);
+        server.join().unwrap();
+    }
 }
