@@ -1,26 +1,25 @@
 //! Running a role: the tokio runtime, and waiting for SIGINT or SIGTERM.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
 
-/// Runs a service on a runtime until it fails or a stop signal arrives. `threads = 1` gives a
-/// current-thread runtime (one proxy per namespace stays small).
-pub fn run_service<F>(threads: usize, service: F) -> anyhow::Result<()>
+use crate::http::{Handler, ServerLimits};
+
+/// Runs a role's control loop on a single-threaded runtime until it fails or a stop signal
+/// arrives. Roles that serve many connections hand their listeners to [`Workers`]; a lone
+/// namespace proxy serves on this thread alone and stays small.
+pub fn run_service<F>(service: F) -> anyhow::Result<()>
 where
     F: Future<Output = anyhow::Result<()>>,
 {
-    let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .context("failed to start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
     runtime.block_on(async {
         tokio::select! {
             result = service => result,
@@ -47,7 +46,109 @@ pub async fn stop_signal() -> &'static str {
     }
 }
 
-/// Worker threads for the multi-threaded roles: the machine's cores.
+/// Worker threads for the roles that use [`Workers`]: the machine's cores.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// Single-threaded runtimes, one per worker thread, like nginx's worker processes: a
+/// connection lives on one thread from accept to close, with no cross-thread wakeups. Shared
+/// state (caches, the store) is behind `Arc`s and locks.
+#[derive(Clone)]
+pub struct Workers {
+    handles: Arc<[Handle]>,
+}
+
+impl Workers {
+    /// Starts `count` worker threads (at least one); they live as long as the process.
+    pub fn start(count: usize) -> anyhow::Result<Self> {
+        let mut handles = Vec::with_capacity(count.max(1));
+        for index in 0..count.max(1) {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("worker-{index}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(err) => {
+                            let _ = sender.send(Err(err));
+                            return;
+                        }
+                    };
+                    let _ = sender.send(Ok(runtime.handle().clone()));
+                    // Drives the tasks spawned onto this worker, forever.
+                    runtime.block_on(std::future::pending::<()>());
+                })
+                .context("failed to start a worker thread")?;
+            let handle = receiver
+                .recv()
+                .context("a worker thread died while starting")?
+                .context("failed to start a worker's runtime")?;
+            handles.push(handle);
+        }
+        Ok(Self {
+            handles: handles.into(),
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Serves one TCP listener per worker (bound together with SO_REUSEPORT). The connection
+    /// cap is shared out between the workers.
+    pub fn serve_tcp<H: Handler>(
+        &self,
+        listeners: Vec<std::net::TcpListener>,
+        limits: ServerLimits,
+        handler: &H,
+    ) -> Vec<JoinHandle<()>> {
+        let limits = self.share(limits);
+        listeners
+            .into_iter()
+            .zip(self.handles.iter())
+            .map(|(listener, worker)| {
+                let handler = handler.clone();
+                worker.spawn(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => crate::http::serve(listener, limits, handler).await,
+                        Err(err) => tracing::error!(error = %err, "cannot serve a listener"),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Serves one Unix socket on every worker (each polls its own copy of the socket).
+    pub fn serve_unix<H: Handler>(
+        &self,
+        listener: &std::os::unix::net::UnixListener,
+        limits: ServerLimits,
+        handler: &H,
+    ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let limits = self.share(limits);
+        self.handles
+            .iter()
+            .map(|worker| {
+                let copy = listener.try_clone().context("failed to share the socket")?;
+                let handler = handler.clone();
+                Ok(worker.spawn(async move {
+                    match tokio::net::UnixListener::from_std(copy) {
+                        Ok(listener) => crate::http::serve(listener, limits, handler).await,
+                        Err(err) => tracing::error!(error = %err, "cannot serve a socket"),
+                    }
+                }))
+            })
+            .collect()
+    }
+
+    fn share(&self, limits: ServerLimits) -> ServerLimits {
+        ServerLimits {
+            max_connections: (limits.max_connections / self.count()).max(1),
+            ..limits
+        }
+    }
 }

@@ -158,7 +158,7 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     let store =
         crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
     let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
-    crate::runtime::run_service(threads, async move {
+    crate::runtime::run_service(async move {
         let agent = Arc::new(Agent::new(
             store.clone(),
             secret,
@@ -169,14 +169,16 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         crate::metrics::serve_metrics(args.metrics_listen, vec![agent.metrics()]).await?;
         let listener = crate::http::bind_unix(&args.socket, args.socket_mode)
             .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
-        tracing::info!(socket = %args.socket.display(), api = api.describe(), "agent listening");
+        tracing::info!(socket = %args.socket.display(), api = api.describe(), workers = threads, "agent listening");
         let api = ApiTarget::Http {
             upstream: api,
             timeout: Duration::from_secs_f64(args.api_timeout),
         };
-        let handler = AgentHandler::new(agent, api, ServerLimits::default());
-        crate::http::serve(listener, ServerLimits::default(), handler).await;
-        Ok(())
+        let limits = ServerLimits::default();
+        let handler = AgentHandler::new(agent, api, limits);
+        let workers = crate::runtime::Workers::start(threads)?;
+        workers.serve_unix(&listener, limits, &handler)?;
+        std::future::pending().await
     })
 }
 

@@ -197,7 +197,8 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
     };
     let store = crate::store::open(&settings.db)
         .with_context(|| format!("failed to open the registry {}", settings.db))?;
-    crate::runtime::run_service(settings.threads, async move {
+    crate::runtime::run_service(async move {
+        let workers = crate::runtime::Workers::start(settings.threads)?;
         let rendering = Rendering {
             dhcp_domain: settings.dhcp_domain.clone(),
             vendor,
@@ -227,15 +228,10 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
 
         let limits = ServerLimits::default();
         for addr in &settings.api_listen {
-            let listener = crate::http::listen::tcp_listener(*addr)
-                .and_then(tokio::net::TcpListener::from_std)
+            let listeners = crate::http::listen::tcp_listeners(*addr, workers.count())
                 .with_context(|| format!("failed to listen on {addr}"))?;
             tracing::info!(listen = %addr, "api listening");
-            tokio::spawn(crate::http::serve(
-                listener,
-                limits,
-                ApiHandler::new(api.clone(), limits),
-            ));
+            workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone(), limits));
         }
         let in_process = ApiTarget::InProcess(api.clone());
         if let Some(path) = &settings.agent_socket {
@@ -243,7 +239,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("failed to listen on {}", path.display()))?;
             tracing::info!(socket = %path.display(), "agent listening");
             let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
-            tokio::spawn(crate::http::serve(listener, limits, handler));
+            workers.serve_unix(&listener, limits, &handler)?;
         }
 
         let proxy_limits = ServerLimits {
@@ -273,6 +269,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         );
         Supervisor {
             store,
+            workers,
             forward: InProcess {
                 agent,
                 api: in_process,

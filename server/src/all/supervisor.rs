@@ -13,8 +13,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::http::ServerLimits;
-use crate::http::listen::{netns_path, tcp_listener_in};
+use crate::http::listen::{netns_path, tcp_listeners_in};
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
+use crate::runtime::Workers;
 use crate::store::{Change, ChangeKind, Store};
 use crate::watch::ChangeListener;
 
@@ -60,7 +61,8 @@ pub fn placements(
 }
 
 struct Running {
-    task: JoinHandle<()>,
+    /// One serving task per worker.
+    tasks: Vec<JoinHandle<()>>,
     inode: Option<u64>,
 }
 
@@ -90,6 +92,8 @@ impl ChangeListener for Wake {
 /// The supervisor of the proxy listeners.
 pub struct Supervisor<F: Forward> {
     pub store: Arc<dyn Store>,
+    /// Each listener is served on every worker (SO_REUSEPORT).
+    pub workers: Workers,
     pub forward: F,
     pub make_handler: Box<dyn Fn(ProxyScope, F) -> ProxyHandler<F> + Send + Sync>,
     pub limits: ServerLimits,
@@ -142,7 +146,7 @@ impl<F: Forward> Supervisor<F> {
             let current = netns_inode(&placement.netns);
             let keep = wanted.contains(placement) && current.is_some() && current == listener.inode;
             if !keep {
-                listener.task.abort();
+                listener.tasks.iter().for_each(JoinHandle::abort);
                 tracing::info!(netns = %placement.netns, listen = %placement.listen, "stopped serving");
             }
             keep
@@ -154,18 +158,19 @@ impl<F: Forward> Supervisor<F> {
             }
             let inode = netns_inode(&placement.netns);
             let (netns, listen) = (placement.netns.clone(), placement.listen);
-            let bound = tokio::task::spawn_blocking(move || tcp_listener_in(Some(&netns), listen))
-                .await
-                .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())))
-                .and_then(tokio::net::TcpListener::from_std);
+            let count = self.workers.count();
+            let bound =
+                tokio::task::spawn_blocking(move || tcp_listeners_in(Some(&netns), listen, count))
+                    .await
+                    .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())));
             match bound {
-                Ok(listener) => {
+                Ok(listeners) => {
                     failing.remove(placement);
-                    tracing::info!(netns = %placement.netns, listen = %placement.listen, scope = ?placement.scope, "serving");
+                    tracing::info!(netns = %placement.netns, listen = %placement.listen, scope = ?placement.scope, workers = count, "serving");
                     let handler =
                         (self.make_handler)(placement.scope.clone(), self.forward.clone());
-                    let task = tokio::spawn(crate::http::serve(listener, self.limits, handler));
-                    running.insert(placement.clone(), Running { task, inode });
+                    let tasks = self.workers.serve_tcp(listeners, self.limits, &handler);
+                    running.insert(placement.clone(), Running { tasks, inode });
                 }
                 Err(err) => {
                     let text = err.to_string();

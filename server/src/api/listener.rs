@@ -133,7 +133,7 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
     let store =
         crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
     let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
-    crate::runtime::run_service(threads, async move {
+    crate::runtime::run_service(async move {
         let api = Arc::new(
             Api::new(
                 store.clone(),
@@ -146,30 +146,21 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         let cache: Arc<dyn ChangeListener> = api.cache();
         tokio::spawn(crate::watch::follow(store, vec![cache]));
         crate::metrics::serve_metrics(args.metrics_listen, vec![api.metrics()]).await?;
-        let handler = ApiHandler::new(api, ServerLimits::default());
-        let mut tasks = tokio::task::JoinSet::new();
+        let limits = ServerLimits::default();
+        let handler = ApiHandler::new(api, limits);
+        let workers = crate::runtime::Workers::start(threads)?;
         for addr in &args.listen {
-            let listener = crate::http::listen::tcp_listener(*addr)
-                .and_then(tokio::net::TcpListener::from_std)
+            let listeners = crate::http::listen::tcp_listeners(*addr, workers.count())
                 .with_context(|| format!("failed to listen on {addr}"))?;
-            tracing::info!(listen = %addr, "api listening");
-            tasks.spawn(crate::http::serve(
-                listener,
-                ServerLimits::default(),
-                handler.clone(),
-            ));
+            tracing::info!(listen = %addr, workers = workers.count(), "api listening");
+            workers.serve_tcp(listeners, limits, &handler);
         }
         if let Some(path) = &args.socket {
             let listener = crate::http::bind_unix(path, args.socket_mode)
                 .with_context(|| format!("failed to listen on {}", path.display()))?;
-            tracing::info!(socket = %path.display(), "api listening");
-            tasks.spawn(crate::http::serve(
-                listener,
-                ServerLimits::default(),
-                handler.clone(),
-            ));
+            tracing::info!(socket = %path.display(), workers = workers.count(), "api listening");
+            workers.serve_unix(&listener, limits, &handler)?;
         }
-        while tasks.join_next().await.is_some() {}
-        Ok(())
+        std::future::pending().await
     })
 }

@@ -15,8 +15,22 @@ pub const NETNS_DIR: &str = "/run/netns";
 
 /// A non-blocking TCP listener on `addr` in this process's namespace.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_tcp(addr, false)
+}
+
+/// `count` non-blocking listeners on the same `addr`, one per worker: with more than one,
+/// SO_REUSEPORT lets the kernel spread connections over them (as nginx's workers do).
+pub fn tcp_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    let shared = count > 1;
+    (0..count.max(1)).map(|_| bind_tcp(addr, shared)).collect()
+}
+
+fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         // `[::]:9697` also takes IPv4 guests (as IPv4-mapped addresses), like haproxy's `:::9697`.
         socket.set_only_v6(false)?;
@@ -42,8 +56,20 @@ pub fn netns_path(name: &str) -> io::Result<PathBuf> {
 /// thread that enters the namespace (setns affects only the calling thread); the socket stays
 /// in that namespace after the thread is gone, so one process serves many namespaces.
 pub fn tcp_listener_in(netns: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener> {
+    let mut listeners = tcp_listeners_in(netns, addr, 1)?;
+    listeners
+        .pop()
+        .ok_or_else(|| io::Error::other("no listener was bound"))
+}
+
+/// [`tcp_listeners`] inside the named network namespace (see [`tcp_listener_in`]).
+pub fn tcp_listeners_in(
+    netns: Option<&str>,
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<TcpListener>> {
     let Some(name) = netns else {
-        return tcp_listener(addr);
+        return tcp_listeners(addr, count);
     };
     let path = netns_path(name)?;
     std::thread::scope(|scope| {
@@ -65,7 +91,7 @@ pub fn tcp_listener_in(netns: Option<&str>, addr: SocketAddr) -> io::Result<TcpL
                         ))
                     },
                 )?;
-                tcp_listener(addr)
+                tcp_listeners(addr, count)
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("namespace bind thread panicked")))

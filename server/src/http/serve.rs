@@ -124,8 +124,12 @@ where
     }
 }
 
-/// Binds a Unix socket: removes a stale socket file first and sets the socket's mode.
-pub fn bind_unix(path: &std::path::Path, mode: u32) -> io::Result<UnixListener> {
+/// Binds a Unix socket: removes a stale socket file first and sets the socket's mode. The
+/// listener is non-blocking, ready for any runtime (see `runtime::Workers::serve_unix`).
+pub fn bind_unix(
+    path: &std::path::Path,
+    mode: u32,
+) -> io::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
@@ -144,7 +148,8 @@ pub fn bind_unix(path: &std::path::Path, mode: u32) -> io::Result<UnixListener> 
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    listener.set_nonblocking(true)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
 }
