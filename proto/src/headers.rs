@@ -35,12 +35,12 @@ pub const GUEST_FORBIDDEN_PREFIXES: &[&str] = &[
 ];
 
 /// True when a guest-sent header with this (any case) name must be dropped by the proxy.
+/// Allocation-free: it runs for every header of every request.
 pub fn is_guest_forbidden(name: &str) -> bool {
-    let name = name.trim().to_ascii_lowercase();
-    GUEST_FORBIDDEN_PREFIXES
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
-        || name == "forwarded"
+    let name = name.trim().as_bytes();
+    GUEST_FORBIDDEN_PREFIXES.iter().any(|prefix| {
+        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    }) || name.eq_ignore_ascii_case(b"forwarded")
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) a proxy must not forward.

@@ -32,9 +32,10 @@ pub fn verify(secret: &[u8], instance_id: &str, signature: &str) -> bool {
     {
         return false;
     }
-    let Ok(tag) = hex::decode(signature) else {
+    let mut tag = [0u8; SIGNATURE_HEX_LEN / 2];
+    if hex::decode_to_slice(signature, &mut tag).is_err() {
         return false;
-    };
+    }
     mac(secret, instance_id).verify_slice(&tag).is_ok()
 }
 

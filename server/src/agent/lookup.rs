@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
+
 use crate::store::Change;
 use crate::watch::ChangeListener;
 
@@ -32,11 +34,41 @@ impl Scope {
     }
 }
 
-/// The instance behind a guest address.
+/// The instance behind a guest address, with the headers that name it to the API (built
+/// and signed once per lookup, not per request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub instance_id: String,
     pub project: String,
+    pub signed: SignedHeaders,
+}
+
+/// `X-Instance-ID`, `X-Tenant-ID` and `X-Instance-ID-Signature` for one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub instance_id: HeaderValue,
+    pub tenant_id: HeaderValue,
+    pub signature: HeaderValue,
+}
+
+impl Owner {
+    /// The owner of a port, signed with `secret`.
+    pub fn new(instance_id: &str, project: &str, secret: &[u8]) -> Self {
+        let text = |value: &str| {
+            // Instance ids and projects from the registry are plain text; one that is not a
+            // valid header value gets an empty one and fails verification at the API.
+            HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        Self {
+            instance_id: instance_id.to_owned(),
+            project: project.to_owned(),
+            signed: SignedHeaders {
+                instance_id: text(instance_id),
+                tenant_id: text(project),
+                signature: text(&metaboot_proto::sign(secret, instance_id)),
+            },
+        }
+    }
 }
 
 struct Entry {
@@ -47,7 +79,9 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     generation: u64,
-    entries: HashMap<(IpAddr, Scope), Entry>,
+    /// By scope first, so a lookup borrows the scope instead of cloning it.
+    entries: HashMap<Scope, HashMap<IpAddr, Entry>>,
+    count: usize,
 }
 
 /// The lookup cache.
@@ -67,7 +101,7 @@ impl LookupCache {
     /// A fresh lookup, or the generation to pass to `insert` after a miss.
     pub fn get(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, u64> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        match inner.entries.get(&(ip, scope.clone())) {
+        match inner.entries.get(scope).and_then(|by_ip| by_ip.get(&ip)) {
             Some(entry) if entry.at.elapsed() < self.ttl => Ok(entry.owner.clone()),
             _ => Err(inner.generation),
         }
@@ -81,33 +115,49 @@ impl LookupCache {
         if inner.generation != generation {
             return;
         }
-        if inner.entries.len() >= MAX_CACHED_LOOKUPS {
+        if inner.count >= MAX_CACHED_LOOKUPS {
             let ttl = self.ttl;
-            inner.entries.retain(|_, entry| entry.at.elapsed() < ttl);
-            if inner.entries.len() >= MAX_CACHED_LOOKUPS {
+            for by_ip in inner.entries.values_mut() {
+                by_ip.retain(|_, entry| entry.at.elapsed() < ttl);
+            }
+            inner.entries.retain(|_, by_ip| !by_ip.is_empty());
+            inner.count = inner.entries.values().map(HashMap::len).sum();
+            if inner.count >= MAX_CACHED_LOOKUPS {
                 inner.entries.clear();
+                inner.count = 0;
             }
         }
-        inner.entries.insert(
-            (ip, scope),
-            Entry {
-                at: Instant::now(),
-                owner,
-            },
-        );
+        let entry = Entry {
+            at: Instant::now(),
+            owner,
+        };
+        if inner
+            .entries
+            .entry(scope)
+            .or_default()
+            .insert(ip, entry)
+            .is_none()
+        {
+            inner.count += 1;
+        }
     }
 
     /// Forgets one lookup (the API did not know its instance).
     pub fn forget(&self, ip: IpAddr, scope: &Scope) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.generation += 1;
-        inner.entries.remove(&(ip, scope.clone()));
+        if let Some(by_ip) = inner.entries.get_mut(scope)
+            && by_ip.remove(&ip).is_some()
+        {
+            inner.count -= 1;
+        }
     }
 
     pub fn clear(&self) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.generation += 1;
         inner.entries.clear();
+        inner.count = 0;
     }
 }
 
@@ -127,10 +177,7 @@ mod tests {
     use super::*;
 
     fn owner(id: &str) -> Owner {
-        Owner {
-            instance_id: id.into(),
-            project: "p".into(),
-        }
+        Owner::new(id, "p", b"secret")
     }
 
     #[test]

@@ -159,21 +159,14 @@ impl Agent {
     /// Exactly the headers the API gets (spec 2.4): nothing else the guest sent.
     pub fn signed_headers(&self, resolved: &Resolved) -> HeaderMap {
         let mut out = HeaderMap::with_capacity(4);
-        let text = |value: &str| {
-            // Instance ids, projects and addresses from the registry are plain text; a value
-            // that is not a valid header gets an empty one and fails verification at the API.
-            HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
-        };
-        out.insert(headers::FORWARDED_FOR, text(&resolved.ip.to_string()));
-        out.insert(headers::INSTANCE_ID, text(&resolved.owner.instance_id));
-        out.insert(headers::TENANT_ID, text(&resolved.owner.project));
-        out.insert(
-            headers::INSTANCE_ID_SIGNATURE,
-            text(&metaboot_proto::sign(
-                &self.secret,
-                &resolved.owner.instance_id,
-            )),
-        );
+        // An IP address is always a valid header value.
+        if let Ok(address) = HeaderValue::from_str(&resolved.ip.to_string()) {
+            out.insert(headers::FORWARDED_FOR, address);
+        }
+        let signed = &resolved.owner.signed;
+        out.insert(headers::INSTANCE_ID, signed.instance_id.clone());
+        out.insert(headers::TENANT_ID, signed.tenant_id.clone());
+        out.insert(headers::INSTANCE_ID_SIGNATURE, signed.signature.clone());
         out
     }
 
@@ -205,10 +198,7 @@ impl Agent {
             )
         })?;
         match ports.as_slice() {
-            [port] => Ok(Owner {
-                instance_id: port.instance_id.clone(),
-                project: port.project.clone(),
-            }),
+            [port] => Ok(Owner::new(&port.instance_id, &port.project, &self.secret)),
             [] => Err(Answer::refused(
                 StatusCode::NOT_FOUND,
                 format!(

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::{ArgGroup, Args};
-use http::{Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
-use super::sanitize::{ProxyScope, upstream_headers};
+use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
     BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, UPSTREAM_TIMEOUT,
 };
@@ -74,6 +74,8 @@ impl Forward for ToAgent {
 #[derive(Clone)]
 pub struct ProxyHandler<F: Forward> {
     scope: Arc<ProxyScope>,
+    /// The router or network header, built once.
+    scope_header: Arc<(HeaderName, HeaderValue)>,
     forward: F,
     limits: ServerLimits,
     rate_limit: Option<Arc<RateLimit>>,
@@ -89,6 +91,7 @@ impl<F: Forward> ProxyHandler<F> {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            scope_header: Arc::new(scope.header()),
             scope: Arc::new(scope),
             forward,
             limits,
@@ -120,7 +123,7 @@ impl<F: Forward> ProxyHandler<F> {
                 "rate_limited",
             );
         }
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         // Before the guest's headers are replaced: a token PUT relayed by a proxy inside the
         // guest (it adds X-Forwarded-For) is an SSRF and gets no token.
         if crate::api::token::is_forwarded_token_request(
@@ -145,13 +148,11 @@ impl<F: Forward> ProxyHandler<F> {
             Ok(body) => body,
             Err(err) => return self.refuse(err.status(), err.reason(), "bad_body"),
         };
+        sanitize(&mut parts.headers, guest, &self.scope_header);
         let mut upstream = Request::new(Full::new(body));
         *upstream.method_mut() = parts.method;
-        *upstream.uri_mut() = parts.uri.path_and_query().map_or_else(
-            || http::Uri::from_static("/"),
-            |p| http::Uri::try_from(p.as_str()).unwrap_or_else(|_| http::Uri::from_static("/")),
-        );
-        *upstream.headers_mut() = upstream_headers(&parts.headers, guest, &self.scope);
+        *upstream.uri_mut() = parts.uri;
+        *upstream.headers_mut() = parts.headers;
         self.forward.forward(upstream).await
     }
 }
@@ -237,7 +238,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             None => format!("failed to listen on {}", args.listen),
         })?;
     // One proxy per namespace: a single thread keeps it small.
-    crate::runtime::run_service(1, async move {
+    crate::runtime::run_service(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let metrics = Metrics::new("proxy");
         crate::metrics::serve_metrics(args.metrics_listen, vec![metrics.clone()]).await?;

@@ -8,4 +8,4 @@ pub mod sanitize;
 
 pub use listener::{Forward, ProxyArgs, ProxyHandler, ToAgent, serve};
 pub use rate_limit::RateLimit;
-pub use sanitize::{ProxyScope, upstream_headers};
+pub use sanitize::{ProxyScope, sanitize, upstream_headers};

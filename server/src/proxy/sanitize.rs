@@ -17,45 +17,64 @@ pub enum ProxyScope {
 }
 
 impl ProxyScope {
-    fn header(&self) -> (&'static str, &str) {
-        match self {
+    /// The header the proxy sets for this scope, built once per listener.
+    pub fn header(&self) -> (HeaderName, HeaderValue) {
+        let (name, id) = match self {
             Self::Router(id) => (headers::ROUTER_ID, id),
             Self::Network(id) => (headers::NETWORK_ID, id),
-        }
+        };
+        // Registry ids are plain text; an id that is not a valid header value matches no port.
+        let value = HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static(""));
+        (HeaderName::from_static(name), value)
     }
 }
 
-/// The headers to send upstream for a guest request.
-pub fn upstream_headers(guest: &HeaderMap, peer: IpAddr, scope: &ProxyScope) -> HeaderMap {
+/// Hop-by-hop headers a proxy must not forward, as header names.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Turns a guest's headers into the ones sent upstream, in place: drops every identity header
+/// it could forge, every hop-by-hop header (and those `Connection` names) and its
+/// `Content-Length` (recomputed), then sets `X-Forwarded-For` to the peer and the scope header.
+pub fn sanitize(headers: &mut HeaderMap, peer: IpAddr, scope: &(HeaderName, HeaderValue)) {
     // Headers the guest named in `Connection` are hop-by-hop too.
-    let connection_named: Vec<HeaderName> = guest
+    let connection_named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let mut out = HeaderMap::with_capacity(guest.len() + 2);
-    for (name, value) in guest {
-        let text = name.as_str();
-        if headers::is_guest_forbidden(text)
-            || headers::HOP_BY_HOP.contains(&text)
-            || name == header::CONTENT_LENGTH
-            || connection_named.contains(name)
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| headers::is_guest_forbidden(name.as_str()))
+        .cloned()
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&connection_named).chain(&forged) {
+        headers.remove(name);
     }
+    headers.remove(header::CONTENT_LENGTH);
     let peer = peer.to_canonical().to_string();
     // An IP address is always a valid header value.
     if let Ok(value) = HeaderValue::from_str(&peer) {
-        out.insert(headers::FORWARDED_FOR, value);
+        headers.insert(headers::FORWARDED_FOR, value);
     }
-    let (name, id) = scope.header();
-    if let Ok(value) = HeaderValue::from_str(id) {
-        out.insert(name, value);
-    }
+    headers.insert(scope.0.clone(), scope.1.clone());
+}
+
+/// The headers to send upstream for a guest request (a sanitised copy).
+pub fn upstream_headers(guest: &HeaderMap, peer: IpAddr, scope: &ProxyScope) -> HeaderMap {
+    let mut out = guest.clone();
+    sanitize(&mut out, peer, &scope.header());
     out
 }
 
