@@ -1,4 +1,6 @@
-//! The SQLite backend: one file in WAL mode, one connection behind a mutex.
+//! The SQLite backend: one file in WAL mode; writes on one connection behind a mutex, reads on
+//! a small pool of their own, so a write waiting for another process's lock never holds up the
+//! hot path's reads (WAL readers do not wait for writers).
 
 mod schema;
 mod sql;
@@ -17,6 +19,8 @@ use sql::{SqliteSql, map};
 
 /// How long a statement waits for another process's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections kept open between reads; more are opened when reads run at once.
+pub const MAX_IDLE_READERS: usize = 8;
 /// Mode of a new registry file: it holds admin passwords and user data. SQLite gives its
 /// `-wal` and `-shm` files the same mode.
 pub const REGISTRY_FILE_MODE: u32 = 0o600;
@@ -40,7 +44,45 @@ fn create_private(path: &Path) -> StoreResult<()> {
 
 /// The SQLite registry file.
 pub struct SqliteBackend {
+    path: PathBuf,
+    /// The one connection that writes.
     conn: Mutex<Connection>,
+    /// Idle read connections.
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A read connection on loan from the pool; it goes back when dropped.
+struct Reader<'a> {
+    backend: &'a SqliteBackend,
+    conn: Option<Connection>,
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self
+                .backend
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+/// Opens a connection with the busy timeout and foreign keys on.
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(|err| {
+        StoreError::Backend(format!(
+            "cannot open the registry {}: {err}",
+            path.display()
+        ))
+    })?;
+    map(conn.busy_timeout(BUSY_TIMEOUT))?;
+    map(conn.execute_batch("PRAGMA foreign_keys = ON"))?;
+    Ok(conn)
 }
 
 impl SqliteBackend {
@@ -59,13 +101,7 @@ impl SqliteBackend {
             })?;
         }
         create_private(path)?;
-        let conn = Connection::open(path).map_err(|err| {
-            StoreError::Backend(format!(
-                "cannot open the registry {}: {err}",
-                path.display()
-            ))
-        })?;
-        map(conn.busy_timeout(BUSY_TIMEOUT))?;
+        let conn = connect(path)?;
         let mode: String = map(conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!(
@@ -73,9 +109,10 @@ impl SqliteBackend {
                 path.display()
             )));
         }
-        map(conn.execute_batch("PRAGMA foreign_keys = ON"))?;
         let backend = Self {
+            path: path.to_owned(),
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
         };
         backend.create_schema(path)?;
         Ok(backend)
@@ -109,6 +146,27 @@ impl SqliteBackend {
         map(tx.commit())
     }
 
+    /// A read connection: an idle one, or a new one (`query_only`: it can never write).
+    fn reader(&self) -> StoreResult<Reader<'_>> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = connect(&self.path)?;
+                map(conn.execute_batch("PRAGMA query_only = ON"))?;
+                conn
+            }
+        };
+        Ok(Reader {
+            backend: self,
+            conn: Some(conn),
+        })
+    }
+
     /// The connection; a panic in another caller leaves it usable (its transaction rolled
     /// back when unwinding dropped it), so a poisoned lock is recovered.
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -127,7 +185,11 @@ pub fn path_of(url: &str) -> PathBuf {
 
 impl Backend for SqliteBackend {
     fn read<T>(&self, mut op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.lock();
+        let mut reader = self.reader()?;
+        let conn = reader
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Backend("read connection missing".to_owned()))?;
         // A deferred transaction gives multi-statement reads one snapshot; dropping it
         // ends it (nothing to commit).
         let tx = map(conn.transaction())?;
@@ -250,6 +312,46 @@ mod tests {
         assert!(started.elapsed() >= BUSY_TIMEOUT);
         holder.execute_batch("ROLLBACK").unwrap();
         write().unwrap();
+    }
+
+    #[test]
+    fn reads_go_on_while_another_process_holds_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        let backend = SqliteBackend::open(&path).unwrap();
+        backend
+            .write(|sql| sql.log_change(ChangeKind::Network, "n"))
+            .unwrap();
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        holder
+            .execute_batch("INSERT INTO changes (kind, id) VALUES ('network', 'pending')")
+            .unwrap();
+        let started = std::time::Instant::now();
+        // A writer of this process waits for the lock on another thread meanwhile.
+        std::thread::scope(|scope| {
+            let waiting =
+                scope.spawn(|| backend.write(|sql| sql.log_change(ChangeKind::Port, "p")));
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(backend.read(|sql| sql.last_change()).unwrap(), 1);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "the read waited for the writer"
+            );
+            holder.execute_batch("COMMIT").unwrap();
+            waiting.join().unwrap().unwrap();
+        });
+        assert_eq!(backend.read(|sql| sql.last_change()).unwrap(), 3);
+        // Read connections never write.
+        let reader = backend.reader().unwrap();
+        assert!(
+            reader
+                .conn
+                .as_ref()
+                .unwrap()
+                .execute_batch("DELETE FROM changes")
+                .is_err()
+        );
     }
 
     #[test]
