@@ -98,6 +98,23 @@ impl ApiTarget {
     }
 }
 
+impl ApiTarget {
+    /// The agent's whole job for one request: resolve the guest from the proxy's headers, ask
+    /// the API with the signed headers, relay the answer (see [`Agent::relay`]).
+    pub async fn relay(
+        &self,
+        agent: &Agent,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response<Body> {
+        let ask_api =
+            |signed: HeaderMap| self.ask(agent, method.clone(), path, signed, body.clone());
+        agent.relay(method, path, headers, ask_api).await
+    }
+}
+
 /// Serves the agent over HTTP: resolve, sign, ask the API, relay.
 #[derive(Clone)]
 pub struct AgentHandler {
@@ -132,17 +149,8 @@ impl Handler for AgentHandler {
                 return response;
             }
         };
-        let ask_api = |signed: HeaderMap| {
-            self.api.ask(
-                &self.agent,
-                parts.method.clone(),
-                path,
-                signed,
-                body.clone(),
-            )
-        };
-        self.agent
-            .relay(&parts.method, path, &parts.headers, ask_api)
+        self.api
+            .relay(&self.agent, &parts.method, path, &parts.headers, &body)
             .await
     }
 }

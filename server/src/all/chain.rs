@@ -28,17 +28,8 @@ impl Forward for InProcess {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let ask_api = |signed| {
-            self.api.ask(
-                &self.agent,
-                parts.method.clone(),
-                path,
-                signed,
-                body.clone(),
-            )
-        };
-        self.agent
-            .relay(&parts.method, path, &parts.headers, ask_api)
+        self.api
+            .relay(&self.agent, &parts.method, path, &parts.headers, &body)
             .await
     }
 }
