@@ -111,10 +111,18 @@ impl Chain {
 
     /// Runs a registry command with `--json` and returns its output.
     pub fn registry(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let stdout = self.run(&with_json)?;
+        serde_json::from_slice(&stdout)
+            .with_context(|| format!("metaboot-server {} did not print JSON", args.join(" ")))
+    }
+
+    /// Runs a registry command (e.g. a `delete`), failing with its stderr when it fails.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
         let out = self
             .cli()
             .args(args)
-            .arg("--json")
             .output()
             .context("failed to run metaboot-server")?;
         if !out.status.success() {
@@ -124,8 +132,7 @@ impl Chain {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("metaboot-server {} did not print JSON", args.join(" ")))
+        Ok(out.stdout)
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<Role> {

@@ -214,23 +214,11 @@ fn an_address_moved_to_another_tenants_port_serves_only_the_new_owner() {
         .registry(&["instance", "show", &w.charlie.uuid])
         .unwrap();
     let port = shown["ports"][0]["id"].as_str().unwrap().to_owned();
-    let out = w
-        .chain
-        .cli()
-        .args(["port", "delete", &port])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.chain.run(&["port", "delete", &port]).unwrap();
     // The address goes to a new instance of tenant B, on a port of net-a.
     let delta = attack_support::create_instance(&w.chain, "delta", &w.net_a, "pb", 12);
-    let out = w
-        .chain
-        .cli()
-        .args([
+    w.chain
+        .run(&[
             "port",
             "create",
             "--network",
@@ -240,13 +228,7 @@ fn an_address_moved_to_another_tenants_port_serves_only_the_new_owner() {
             "--ip",
             "127.20.0.11",
         ])
-        .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     std::thread::sleep(propagation());
     let new_owner = Instance {
         last: 11,
@@ -274,17 +256,9 @@ fn a_deleted_instance_is_never_served() {
     let w = world();
     let reply = get_raw(&w.charlie, w.router_a, "/openstack/latest/user_data", &[]);
     assert!(reply.text().contains(&w.charlie.marker), "cache warmed");
-    let out = w
-        .chain
-        .cli()
-        .args(["instance", "delete", &w.charlie.uuid])
-        .output()
+    w.chain
+        .run(&["instance", "delete", &w.charlie.uuid])
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     std::thread::sleep(propagation());
     let everyone = w.instances();
     ask_for(

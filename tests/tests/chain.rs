@@ -409,17 +409,7 @@ fn the_chain_survives_restarts_of_api_and_agent() {
 fn registry_changes_reach_the_running_chain() {
     let w = world();
     assert_eq!(uuid_via(11, w.router_a, &[]), (200, w.c.clone()));
-    let out = w
-        .chain
-        .cli()
-        .args(["instance", "delete", &w.c])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.chain.run(&["instance", "delete", &w.c]).unwrap();
     // Well within the caches' TTLs, the deleted instance is gone.
     wait_for_status(11, w.router_a, 404, Duration::from_secs(2));
     let d = w

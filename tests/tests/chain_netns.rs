@@ -340,24 +340,8 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
     assert_eq!(uuid_from(&guest, Duration::from_secs(10)), uuid2);
 
     // Removed from the registry: its listener goes (connections are refused).
-    let out = lab
-        .chain
-        .cli()
-        .args(["instance", "delete", &uuid2])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let out = lab
-        .chain
-        .cli()
-        .args(["router", "delete", &router2])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.chain.run(&["instance", "delete", &uuid2]).unwrap();
+    lab.chain.run(&["router", "delete", &router2]).unwrap();
     let to: SocketAddr = METADATA.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
