@@ -171,9 +171,8 @@ impl Agent {
     }
 
     async fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
-        let store = self.store.clone();
         let wanted = scope.clone();
-        let found = tokio::task::spawn_blocking(move || {
+        let found = crate::store::call(&self.store, move |store| {
             let networks = match &wanted {
                 Scope::Router(id) => match store.router(id) {
                     Ok(router) => router.networks,
@@ -187,8 +186,7 @@ impl Agent {
             }
             store.find_ports(ip, &networks)
         })
-        .await
-        .unwrap_or_else(|err| Err(StoreError::Backend(format!("lookup task failed: {err}"))));
+        .await;
         let ports = found.map_err(|err| {
             tracing::warn!(error = %err, "registry lookup failed");
             Answer::refused(

@@ -32,7 +32,7 @@ pub use view::{InstanceView, RANDOM_SEED_BYTES};
 pub use crate::http::Answer;
 use crate::http::Body;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{Store, StoreResult};
 
 /// nova's `[api] dhcp_domain` default.
 pub const DEFAULT_DHCP_DOMAIN: &str = "novalocal";
@@ -304,11 +304,7 @@ impl Api {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
     {
-        let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || call(store.as_ref()))
-            .await
-            .unwrap_or_else(|err| Err(StoreError::Backend(format!("store task failed: {err}"))));
-        result.map_err(|err| {
+        crate::store::call(&self.store, call).await.map_err(|err| {
             tracing::warn!(error = %err, "registry call failed");
             Answer::refused(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -32,6 +32,30 @@ pub const MAX_USER_DATA_BYTES: usize = 65_535;
 /// Largest password the password endpoint stores, in bytes (nova: 4 × 255).
 pub const MAX_PASSWORD_BYTES: usize = 1_020;
 
+/// Most registry calls running at once from a process's async code; the rest wait their turn
+/// without a thread. A boot storm's cache misses would otherwise start a blocking thread and a
+/// database connection each, all at once.
+pub const MAX_CONCURRENT_CALLS: usize = 8;
+
+static CALL_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_CALLS);
+
+/// Runs a store call from async code: on a blocking thread, at most [`MAX_CONCURRENT_CALLS`]
+/// at once.
+pub async fn call<T, F>(store: &Arc<dyn Store>, op: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+{
+    let _turn = CALL_GATE
+        .acquire()
+        .await
+        .map_err(|_| StoreError::Backend("the store call gate is closed".to_owned()))?;
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || op(store.as_ref()))
+        .await
+        .unwrap_or_else(|err| Err(StoreError::Backend(format!("store task failed: {err}"))))
+}
+
 /// The registry of networks, routers, ports and instances.
 pub trait Store: Send + Sync {
     // --- networks
