@@ -19,7 +19,7 @@ pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
 
 use crate::http::{Answer, Body};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Port, Store, StoreError, StoreResult};
 
 /// A guest resolved to its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,23 +170,42 @@ impl Agent {
         out
     }
 
+    /// The networks behind a router (none for an unknown router), cached like lookups.
+    async fn router_networks(&self, router: &str) -> StoreResult<Arc<[String]>> {
+        if let Some(networks) = self.cache.router_networks(router) {
+            return Ok(networks);
+        }
+        let generation = self.cache.generation();
+        let id = router.to_owned();
+        let networks: Arc<[String]> =
+            crate::store::call(&self.store, move |store| match store.router(&id) {
+                Ok(router) => Ok(router.networks),
+                Err(StoreError::NotFound { .. }) => Ok(Vec::new()),
+                Err(err) => Err(err),
+            })
+            .await?
+            .into();
+        self.cache
+            .insert_router_networks(router, networks.clone(), generation);
+        Ok(networks)
+    }
+
+    /// Ports with this address on these networks.
+    async fn ports_on(&self, ip: IpAddr, networks: Arc<[String]>) -> StoreResult<Vec<Port>> {
+        if networks.is_empty() {
+            return Ok(Vec::new());
+        }
+        crate::store::call(&self.store, move |store| store.find_ports(ip, &networks)).await
+    }
+
     async fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
-        let wanted = scope.clone();
-        let found = crate::store::call(&self.store, move |store| {
-            let networks = match &wanted {
-                Scope::Router(id) => match store.router(id) {
-                    Ok(router) => router.networks,
-                    Err(StoreError::NotFound { .. }) => Vec::new(),
-                    Err(err) => return Err(err),
-                },
-                Scope::Network(id) => vec![id.clone()],
-            };
-            if networks.is_empty() {
-                return Ok(Vec::new());
-            }
-            store.find_ports(ip, &networks)
-        })
-        .await;
+        let found = match scope {
+            Scope::Router(id) => match self.router_networks(id).await {
+                Ok(networks) => self.ports_on(ip, networks).await,
+                Err(err) => Err(err),
+            },
+            Scope::Network(id) => self.ports_on(ip, vec![id.clone()].into()).await,
+        };
         let ports = found.map_err(|err| {
             tracing::warn!(error = %err, "registry lookup failed");
             Answer::refused(
