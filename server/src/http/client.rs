@@ -1,59 +1,30 @@
 //! The pooled upstream client: proxy → agent over a Unix socket, agent → API over TCP or a Unix
 //! socket. Keep-alive connections are reused; every failure maps to the status the client gets.
+//!
+//! A connection's task runs on the worker thread that opened it, so each worker keeps its own
+//! idle connections and never sends through another worker's (no cross-thread wakeups on the
+//! hot path). A pooled connection the upstream closed meanwhile (a restart, its idle timeout) is
+//! noticed before use, or when the request comes back unsent, and the request goes out on a
+//! fresh connection instead.
 
-use std::future::Future;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::UnixStream;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 
-use super::limits::{
-    MAX_UPSTREAM_BODY_BYTES, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_POOL_IDLE_MAX,
-    UPSTREAM_POOL_IDLE_TIMEOUT,
-};
+use super::limits::{MAX_UPSTREAM_BODY_BYTES, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_POOL_IDLE_MAX};
 
-/// The authority requests to a Unix-socket upstream carry; the pool keys on it.
+/// The `Host` requests to a Unix-socket upstream carry.
 const UNIX_AUTHORITY: &str = "metadata.local";
-
-/// Connects every request to one Unix socket, whatever its URI says.
-#[derive(Clone)]
-pub struct UnixConnector {
-    path: Arc<Path>,
-}
-
-impl tower_service::Service<Uri> for UnixConnector {
-    type Response = TokioIo<UnixStream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let path = self.path.clone();
-        Box::pin(async move {
-            match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, UnixStream::connect(&*path)).await
-            {
-                Ok(stream) => Ok(TokioIo::new(stream?)),
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connect to the upstream socket timed out",
-                )),
-            }
-        })
-    }
-}
 
 /// Why an upstream call failed, and what the client is told.
 #[derive(Debug, thiserror::Error)]
@@ -88,18 +59,52 @@ impl UpstreamError {
     }
 }
 
-#[derive(Clone)]
-enum Transport {
-    Tcp(Client<HttpConnector, Full<Bytes>>),
-    Unix(Client<UnixConnector, Full<Bytes>>),
+/// Where connections go.
+enum Dialer {
+    /// `host:port`.
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Idle connections, by the worker thread that opened them.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<HashMap<ThreadId, Vec<Sender>>>,
+}
+
+impl Pool {
+    /// An idle connection of this thread that is still open.
+    fn take(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = idle.get_mut(&std::thread::current().id())?;
+        while let Some(sender) = mine.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = idle.entry(std::thread::current().id()).or_default();
+        if mine.len() < UPSTREAM_POOL_IDLE_MAX {
+            mine.push(sender);
+        }
+    }
 }
 
 /// A pooled client for one upstream: `http://HOST:PORT` or `unix:/path/to.sock`.
 #[derive(Clone)]
 pub struct Upstream {
-    transport: Transport,
-    /// `http://host:port` or `http://metadata.local`: prefixed to every path.
-    base: Arc<str>,
+    dialer: Arc<Dialer>,
+    pool: Arc<Pool>,
+    host: HeaderValue,
     describe: Arc<str>,
 }
 
@@ -116,44 +121,38 @@ impl Upstream {
         let uri: Uri = url.parse().map_err(|err| {
             format!("{url:?} is not a URL ({err}): use http://HOST:PORT or unix:/PATH")
         })?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(format!(
-                "{url:?}: only http://HOST:PORT (no TLS) or unix:/PATH upstreams are supported"
-            ));
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
-        let client = Self::builder().build(connector);
-        let base = format!(
-            "http://{}",
-            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        let authority = match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(authority)) => authority.clone(),
+            _ => {
+                return Err(format!(
+                    "{url:?}: only http://HOST:PORT (no TLS) or unix:/PATH upstreams are supported"
+                ));
+            }
+        };
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
         );
+        let host =
+            HeaderValue::from_str(authority.as_str()).map_err(|err| format!("{url:?}: {err}"))?;
         Ok(Self {
-            transport: Transport::Tcp(client),
-            describe: base.clone().into(),
-            base: base.into(),
+            dialer: Arc::new(Dialer::Tcp(address)),
+            pool: Arc::default(),
+            host,
+            describe: format!("http://{authority}").into(),
         })
     }
 
     /// An upstream on a Unix socket.
     pub fn unix(path: PathBuf) -> Self {
         let describe = format!("unix:{}", path.display());
-        let connector = UnixConnector { path: path.into() };
         Self {
-            transport: Transport::Unix(Self::builder().build(connector)),
-            base: format!("http://{UNIX_AUTHORITY}").into(),
+            dialer: Arc::new(Dialer::Unix(path)),
+            pool: Arc::default(),
+            host: HeaderValue::from_static(UNIX_AUTHORITY),
             describe: describe.into(),
         }
-    }
-
-    fn builder() -> hyper_util::client::legacy::Builder {
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(UPSTREAM_POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(UPSTREAM_POOL_IDLE_MAX)
-            .retry_canceled_requests(true);
-        builder
     }
 
     /// What this upstream is, for logs.
@@ -161,40 +160,114 @@ impl Upstream {
         &self.describe
     }
 
-    /// The absolute URI of `path_and_query` on this upstream.
+    /// The request target for `path_and_query` on this upstream (origin form).
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
-        let mut uri = String::with_capacity(self.base.len() + path_and_query.len());
-        uri.push_str(&self.base);
-        uri.push_str(path_and_query);
-        uri.parse()
+        path_and_query
+            .parse()
             .map_err(|err| UpstreamError::Failed(format!("bad request path: {err}")))
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let unreachable =
+            |err: std::io::Error| UpstreamError::Unreachable(format!("{}: {err}", self.describe));
+        let timed_out = |_| {
+            UpstreamError::Unreachable(format!(
+                "{}: no connection within {UPSTREAM_CONNECT_TIMEOUT:?}",
+                self.describe
+            ))
+        };
+        match &*self.dialer {
+            Dialer::Tcp(address) => {
+                let stream =
+                    tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(address))
+                        .await
+                        .map_err(timed_out)?
+                        .map_err(unreachable)?;
+                // Metadata requests are tiny: send each at once.
+                let _ = stream.set_nodelay(true);
+                self.handshake(stream).await
+            }
+            Dialer::Unix(path) => {
+                let stream =
+                    tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, UnixStream::connect(path))
+                        .await
+                        .map_err(timed_out)?
+                        .map_err(unreachable)?;
+                self.handshake(stream).await
+            }
+        }
+    }
+
+    async fn handshake<S>(&self, stream: S) -> Result<Sender, UpstreamError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| {
+                UpstreamError::Failed(format!("{}: {}", self.describe, source_text(&err)))
+            })?;
+        let describe = self.describe.clone();
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(upstream = %describe, error = %err, "upstream connection ended");
+            }
+        });
+        Ok(sender)
     }
 
     /// Sends a request and reads the whole answer (bounded), within `timeout`.
     pub async fn send(
         &self,
-        request: Request<Full<Bytes>>,
+        mut request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Response<Bytes>, UpstreamError> {
-        let exchange = async {
-            let response = match &self.transport {
-                Transport::Tcp(client) => client.request(request).await,
-                Transport::Unix(client) => client.request(request).await,
-            }
-            .map_err(|err| {
-                if err.is_connect() {
-                    UpstreamError::Unreachable(format!("{}: {}", self.describe, source_text(&err)))
-                } else {
-                    UpstreamError::Failed(format!("{}: {}", self.describe, source_text(&err)))
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host.clone());
+        let exchange = async move {
+            let mut request = request;
+            loop {
+                let (mut sender, pooled) = match self.pool.take() {
+                    Some(sender) => (sender, true),
+                    None => (self.connect().await?, false),
+                };
+                if let Err(err) = sender.ready().await {
+                    if pooled {
+                        continue;
+                    }
+                    return Err(UpstreamError::Failed(format!(
+                        "{}: {}",
+                        self.describe,
+                        source_text(&err)
+                    )));
                 }
-            })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_UPSTREAM_BODY_BYTES)
-                .collect()
-                .await
-                .map_err(|err| UpstreamError::Failed(format!("{}: {err}", self.describe)))?
-                .to_bytes();
-            Ok(Response::from_parts(parts, body))
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        let (parts, body) = response.into_parts();
+                        let body = Limited::new(body, MAX_UPSTREAM_BODY_BYTES)
+                            .collect()
+                            .await
+                            .map_err(|err| {
+                                UpstreamError::Failed(format!("{}: {err}", self.describe))
+                            })?
+                            .to_bytes();
+                        self.pool.give_back(sender);
+                        return Ok(Response::from_parts(parts, body));
+                    }
+                    Err(mut err) => match err.take_message() {
+                        // Never written: the pooled connection had closed. Try a fresh one.
+                        Some(unsent) if pooled => request = unsent,
+                        _ => {
+                            return Err(UpstreamError::Failed(format!(
+                                "{}: {}",
+                                self.describe,
+                                source_text(err.error())
+                            )));
+                        }
+                    },
+                }
+            }
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -232,6 +305,78 @@ mod tests {
         assert!(Upstream::parse("https://10.0.0.1").is_err());
         assert!(Upstream::parse("unix:").is_err());
         assert!(Upstream::parse("not a url").is_err());
+    }
+
+    /// A Unix-socket server answering 200, counting the connections it accepted; aborting the
+    /// returned task closes every connection, as a killed process would.
+    fn counting_server(
+        path: &std::path::Path,
+    ) -> (
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        use hyper::server::conn::http1 as server;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let service = hyper::service::service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("ok"))))
+                });
+                connections
+                    .spawn(server::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        (accepted, task)
+    }
+
+    fn get(upstream: &Upstream) -> Request<Full<Bytes>> {
+        Request::get(upstream.uri("/openstack").unwrap())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn reuses_one_connection_and_survives_a_restart_of_the_upstream() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let upstream = Upstream::unix(path.clone());
+        let (accepted, server) = counting_server(&path);
+        for _ in 0..20 {
+            let response = upstream
+                .send(get(&upstream), Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(response.body(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled connection");
+
+        // The upstream goes away and comes back: the pooled connection is dead; the next
+        // request goes out on a new one.
+        server.abort();
+        let _ = server.await;
+        std::fs::remove_file(&path).unwrap();
+        let err = {
+            // Nothing listens now: a fresh connection is refused (503), not a hang.
+            let lonely = Upstream::unix(path.clone());
+            lonely
+                .send(get(&lonely), Duration::from_secs(5))
+                .await
+                .unwrap_err()
+        };
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+        let (again, _server) = counting_server(&path);
+        let response = upstream
+            .send(get(&upstream), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(again.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -24,10 +24,9 @@ pub const MAX_UPSTREAM_BODY_BYTES: usize = 1024 * 1024;
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to open a connection to an upstream before the client gets 503.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Idle pooled upstream connections kept per upstream.
+/// Idle pooled upstream connections kept per upstream and worker thread (an idle one lives
+/// until the upstream closes it: the roles close idle connections after `HEADER_READ_TIMEOUT`).
 pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
-/// How long an idle pooled upstream connection is kept.
-pub const UPSTREAM_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
