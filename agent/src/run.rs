@@ -82,6 +82,34 @@ pub(crate) struct Instance<'a> {
     pub vendor: Decoded,
 }
 
+/// The instance id of a run without metadata and without a previous instance (cloud-init's
+/// None datasource uses the same).
+pub const NO_INSTANCE_ID: &str = "iid-datasource-none";
+
+impl<'a> Instance<'a> {
+    /// A run without metadata: the image's configuration only, no user or vendor data.
+    fn without_metadata(root: &'a Root, state: &'a State, settings: &'a Settings) -> Self {
+        let id = state
+            .stored_instance_id()
+            .unwrap_or_else(|| NO_INSTANCE_ID.to_owned());
+        let (config, _) = CloudConfig::from_map(&settings.base);
+        Instance {
+            root,
+            state,
+            settings,
+            meta: MetaData {
+                uuid: id.clone(),
+                ..MetaData::default()
+            },
+            id,
+            new_instance: false,
+            config,
+            user: Decoded::default(),
+            vendor: Decoded::default(),
+        }
+    }
+}
+
 /// One pass; returns the finished report (also written to disk).
 pub fn run(root: &Root, settings: &Settings) -> Report {
     let state = State::new(root);
@@ -115,6 +143,11 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
         drop(source);
         steps::apply_all(&instance, &mut report);
     } else {
+        drop(source);
+        // What needs no metadata still runs: the every-boot steps, with the image's own
+        // configuration (metaboot.yaml) and the last known instance id, if any.
+        let instance = Instance::without_metadata(root, &state, settings);
+        steps::apply_every_boot(&instance, &mut report);
         let missing: Vec<&str> = STEPS
             .iter()
             .copied()

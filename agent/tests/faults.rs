@@ -177,7 +177,10 @@ fn api_answering_500_then_200() {
 #[test]
 fn api_never_answering_hits_the_deadline() {
     let guest = Guest::new();
-    guest.config("deadline_secs: 3\nrequest_timeout_secs: 1\n");
+    // The image's own configuration carries an every-boot command: it runs without metadata.
+    guest.config(
+        "deadline_secs: 3\nrequest_timeout_secs: 1\nbootcmd:\n  - echo ran > bootcmd-ran\n",
+    );
     guest
         .server
         .fail("/openstack", Fault::Hang(Duration::from_secs(30)), 100);
@@ -201,10 +204,33 @@ fn api_never_answering_hits_the_deadline() {
     let status = guest.status();
     assert_eq!(status["status"], "error");
     assert!(status["instance_id"].is_null());
+    // The every-boot steps need no metadata and still run, from the image's configuration;
+    // everything that needs the instance is skipped, saying why.
+    let every_boot = [
+        "bootcmd",
+        "boothooks",
+        "hostname",
+        "etc-hosts",
+        "scripts-per-boot",
+    ];
     for step in status["steps"].as_array().unwrap().iter().skip(2) {
-        assert_eq!(step["outcome"], "skipped", "{step}");
-        assert_eq!(step["message"], "no instance metadata (meta-data failed)");
+        let name = step["name"].as_str().unwrap();
+        if every_boot.contains(&name) {
+            assert_ne!(step["outcome"], "error", "{step}");
+            assert_ne!(
+                step["message"], "no instance metadata (meta-data failed)",
+                "{step}"
+            );
+        } else {
+            assert_eq!(step["outcome"], "skipped", "{step}");
+            assert_eq!(step["message"], "no instance metadata (meta-data failed)");
+        }
     }
+    assert_eq!(
+        guest.read("/bootcmd-ran"),
+        "ran\n",
+        "the image's bootcmd ran"
+    );
     assert_eq!(guest.read("/etc/hostname"), "localhost\n", "untouched");
     assert_eq!(guest.metaboot(&["status"]).status.code(), Some(1));
     assert_nothing_torn(&guest);

@@ -55,8 +55,19 @@ const APPLY: &[(&str, Frequency, Step)] = &[
 
 /// Runs every apply step, honouring `steps:` and the semaphores.
 pub(super) fn apply_all(instance: &Instance<'_>, report: &mut Report) {
+    apply(instance, report, |_| true);
+}
+
+/// Runs the steps that run on every boot and need no instance metadata (bootcmd, hostname,
+/// /etc/hosts, per-boot scripts), as cloud-init does with its None datasource; the others are
+/// left for the caller to report.
+pub(super) fn apply_every_boot(instance: &Instance<'_>, report: &mut Report) {
+    apply(instance, report, |frequency| frequency == Frequency::Always);
+}
+
+fn apply(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
     let semaphores = instance.state.semaphores(&instance.id);
-    for &(name, frequency, step) in APPLY {
+    for &(name, frequency, step) in APPLY.iter().filter(|(_, f, _)| wanted(*f)) {
         if !instance.settings.agent.step_enabled(name) {
             report.skip(name, "disabled by `steps` in metaboot.yaml");
             continue;
