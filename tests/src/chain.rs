@@ -30,12 +30,26 @@ pub fn server_binary() -> PathBuf {
         .clone()
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests).
+/// Ports handed out for the chain's listeners: below the kernel's ephemeral range (32768 and
+/// up), so no outgoing connection of a parallel test takes one between the check and the bind.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free TCP port on 127.0.0.1, outside the ephemeral range (checked by binding it; a
+/// parallel test may still race for it, which `start_proxy` retries).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Test binaries run at once: start each process somewhere else in the range.
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let n = (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = TEST_PORTS.start + u16::try_from(n).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on loopback in {TEST_PORTS:?}")
 }
 
 /// One running role.
@@ -229,8 +243,19 @@ impl Chain {
 
     /// Starts a namespace proxy on a free loopback port and returns its address.
     pub fn start_proxy(&mut self, scope: &Scope, extra: &[&str]) -> anyhow::Result<SocketAddr> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        self.start_proxy_at(addr, scope, extra)
+        // Another test may take the port between the check and the bind: try a few.
+        let mut last = None;
+        for _ in 0..5 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            match self.start_proxy_at(addr, scope, extra) {
+                Ok(addr) => return Ok(addr),
+                Err(err) if format!("{err:#}").contains("Address already in use") => {
+                    last = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no port for the proxy")))
     }
 
     /// Starts a namespace proxy on `addr` (a guest may already be knocking there).
