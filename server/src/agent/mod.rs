@@ -178,7 +178,7 @@ impl Agent {
         let generation = self.cache.generation();
         let id = router.to_owned();
         let networks: Arc<[String]> =
-            crate::store::call(&self.store, move |store| match store.router(&id) {
+            crate::store::read(&self.store, move |store| match store.router(&id) {
                 Ok(router) => Ok(router.networks),
                 Err(StoreError::NotFound { .. }) => Ok(Vec::new()),
                 Err(err) => Err(err),
@@ -195,7 +195,7 @@ impl Agent {
         if networks.is_empty() {
             return Ok(Vec::new());
         }
-        crate::store::call(&self.store, move |store| store.find_ports(ip, &networks)).await
+        crate::store::read(&self.store, move |store| store.find_ports(ip, &networks)).await
     }
 
     async fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {

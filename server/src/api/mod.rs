@@ -249,9 +249,7 @@ impl Api {
                         "no_address",
                     ));
                 };
-                let ports = self
-                    .blocking(move |store| store.find_ports_by_ip(ip))
-                    .await?;
+                let ports = self.read(move |store| store.find_ports_by_ip(ip)).await?;
                 match ports.as_slice() {
                     [port] => Ok((port.instance_id.clone(), None, ip.to_string())),
                     [] => Err(Answer::refused(
@@ -283,7 +281,7 @@ impl Api {
         self.metrics.cache_miss();
         let key = uuid.to_owned();
         let loaded = self
-            .blocking(move |store| {
+            .read(move |store| {
                 let Some(instance) = store.instance_by_uuid(&key)? else {
                     return Ok(None);
                 };
@@ -298,21 +296,35 @@ impl Api {
         }))
     }
 
-    /// Runs a store call off the async threads; a failing store is 503, never 500.
-    async fn blocking<T, F>(&self, call: F) -> Result<T, Answer>
+    /// A read of the store (in place where reads never wait); a failing store is 503, never
+    /// 500.
+    async fn read<T, F>(&self, op: F) -> Result<T, Answer>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
     {
-        crate::store::call(&self.store, call).await.map_err(|err| {
-            tracing::warn!(error = %err, "registry call failed");
-            Answer::refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The registry is unavailable; retry shortly.".to_owned(),
-                "store_unavailable",
-            )
-        })
+        unavailable(crate::store::read(&self.store, op).await)
     }
+
+    /// A write to the store, on a blocking thread; a failing store is 503, never 500.
+    async fn write<T, F>(&self, op: F) -> Result<T, Answer>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+    {
+        unavailable(crate::store::call(&self.store, op).await)
+    }
+}
+
+fn unavailable<T>(result: StoreResult<T>) -> Result<T, Answer> {
+    result.map_err(|err| {
+        tracing::warn!(error = %err, "registry call failed");
+        Answer::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The registry is unavailable; retry shortly.".to_owned(),
+            "store_unavailable",
+        )
+    })
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {

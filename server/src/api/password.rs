@@ -14,10 +14,7 @@ impl Api {
         match request.method {
             Method::GET | Method::HEAD => {
                 // Read through: a password posted a moment ago must be visible at once.
-                match self
-                    .blocking(move |store| store.instance_by_uuid(&key))
-                    .await
-                {
+                match self.read(move |store| store.instance_by_uuid(&key)).await {
                     Ok(Some(instance)) => Answer::ok(
                         TEXT_PLAIN,
                         Bytes::from(instance.password.unwrap_or_default()),
@@ -49,7 +46,7 @@ impl Api {
                 };
                 let password = password.to_owned();
                 match self
-                    .blocking(move |store| store.set_password(&key, &password))
+                    .write(move |store| store.set_password(&key, &password))
                     .await
                 {
                     Ok(PasswordSet::Stored) => {

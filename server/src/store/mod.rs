@@ -56,8 +56,29 @@ where
         .unwrap_or_else(|err| Err(StoreError::Backend(format!("store task failed: {err}"))))
 }
 
+/// Runs a read-only store call from async code: in place when the store's reads never wait
+/// (SQLite: tens of microseconds, less than a hand-off to a blocking thread costs on a busy
+/// machine), else like [`call`].
+pub async fn read<T, F>(store: &Arc<dyn Store>, op: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+{
+    if store.reads_in_place() {
+        op(store.as_ref())
+    } else {
+        call(store, op).await
+    }
+}
+
 /// The registry of networks, routers, ports and instances.
 pub trait Store: Send + Sync {
+    /// True when reads never wait for another process or the network, so async code may run
+    /// them in place (see [`read`]).
+    fn reads_in_place(&self) -> bool {
+        false
+    }
+
     // --- networks
     fn create_network(&self, new: &NewNetwork) -> StoreResult<Network>;
     fn networks(&self) -> StoreResult<Vec<Network>>;

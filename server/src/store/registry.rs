@@ -206,6 +206,10 @@ fn add_port(
 }
 
 impl<B: Backend> Store for Registry<B> {
+    fn reads_in_place(&self) -> bool {
+        self.backend.reads_in_place()
+    }
+
     fn create_network(&self, new: &NewNetwork) -> StoreResult<Network> {
         validate::cidr(new.cidr)?;
         let (gateway, dhcp_ip) = allocate::network_addresses(new.cidr, new.gateway, new.dhcp_ip);

@@ -76,6 +76,11 @@ pub trait Sql {
 /// How a backend runs statements: reads on any connection, writes in one exclusive
 /// transaction that commits only when `op` returns `Ok`.
 pub trait Backend: Send + Sync {
+    /// True when reads never wait for another process or the network (see
+    /// `Store::reads_in_place`).
+    fn reads_in_place(&self) -> bool {
+        false
+    }
     fn read<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T>;
     fn write<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T>;
 }

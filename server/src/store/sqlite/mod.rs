@@ -184,6 +184,11 @@ pub fn path_of(url: &str) -> PathBuf {
 }
 
 impl Backend for SqliteBackend {
+    /// WAL readers never wait for writers, and the file is local: a read takes microseconds.
+    fn reads_in_place(&self) -> bool {
+        true
+    }
+
     fn read<T>(&self, mut op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
         let mut reader = self.reader()?;
         let conn = reader
