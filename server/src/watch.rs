@@ -46,10 +46,10 @@ pub async fn follow(store: Arc<dyn Store>, listeners: Vec<Arc<dyn ChangeListener
                     failing = false;
                 }
                 if seen.is_none_or(|since| last < since) || changes.len() > MAX_CHANGES_PER_POLL {
-                    // First poll, a reset store, or a flood: start over from here.
-                    if seen.is_some() {
-                        listeners.iter().for_each(|l| l.lagged());
-                    }
+                    // First poll, a reset store, or a flood: start over from here. On the first
+                    // poll too: whatever was cached before it may predate a change it counts
+                    // as seen.
+                    listeners.iter().for_each(|l| l.lagged());
                 } else if !changes.is_empty() {
                     tracing::debug!(count = changes.len(), "registry changed");
                     listeners.iter().for_each(|l| l.changed(&changes));
