@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod guest;
+pub mod guest_root;
 pub mod load;
 pub mod netns;
 pub mod prerequisite;

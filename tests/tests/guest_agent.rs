@@ -168,24 +168,13 @@ impl Guest {
 
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
-        for sub in ["etc/metaboot", "root", "tmp"] {
-            std::fs::create_dir_all(root.join(sub)).unwrap();
-        }
-        let files = [
-            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-            ("etc/group", "root:x:0:\nusers:x:100:\n"),
-            ("etc/shadow", "root:*:19000:0:99999:7:::\n"),
-            ("etc/hostname", "localhost\n"),
-            ("etc/hosts", "127.0.0.1 localhost\n"),
-        ];
-        for (path, text) in files {
-            std::fs::write(root.join(path), text).unwrap();
-        }
-        std::fs::write(
-            root.join("etc/metaboot/metaboot.yaml"),
-            format!("metadata_url: http://{proxy}\ndeadline_secs: 20\ndisable_root: false\nmanage_etc_hosts: localhost\n"),
-        )
-        .unwrap();
+        metaboot_tests::guest_root::first_boot(
+            &root,
+            &[],
+            &format!(
+                "metadata_url: http://{proxy}\ndeadline_secs: 20\ndisable_root: false\nmanage_etc_hosts: localhost\n"
+            ),
+        );
         Guest {
             chain,
             proxy,

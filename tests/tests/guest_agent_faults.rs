@@ -122,26 +122,14 @@ fn registry(user_data: &[u8]) -> (Chain, String) {
 
 /// A guest root in its first-boot state, its metadata URL `url`, retrying until `deadline`.
 fn make_root(dir: &Path, url: &str, deadline_secs: u64) {
-    for sub in ["etc/metaboot", "root/.ssh", "tmp"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-    }
-    let files = [
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-        ("etc/group", "root:x:0:\nusers:x:100:\n"),
-        ("etc/shadow", "root:*:19000:0:99999:7:::\n"),
-        ("etc/hostname", "localhost\n"),
-        ("etc/hosts", "127.0.0.1 localhost\n"),
-        ("etc/app.conf", "old\n"),
-        ("root/.ssh/authorized_keys", "ssh-ed25519 AAAAold old@key\n"),
-    ];
-    for (path, text) in files {
-        std::fs::write(dir.join(path), text).unwrap();
-    }
-    std::fs::write(
-        dir.join("etc/metaboot/metaboot.yaml"),
-        format!("metadata_url: {url}\ndeadline_secs: {deadline_secs}\nrequest_timeout_secs: 2\n"),
-    )
-    .unwrap();
+    metaboot_tests::guest_root::first_boot(
+        dir,
+        &[
+            ("etc/app.conf", "old\n"),
+            ("root/.ssh/authorized_keys", "ssh-ed25519 AAAAold old@key\n"),
+        ],
+        &format!("metadata_url: {url}\ndeadline_secs: {deadline_secs}\nrequest_timeout_secs: 2\n"),
+    );
 }
 
 fn run_command(root: &Path) -> Command {
