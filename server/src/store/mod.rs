@@ -130,18 +130,29 @@ pub trait Store: Send + Sync {
     fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>>;
 }
 
+/// How many of the newest changes the change log keeps; every write drops the ones before.
+/// A server further behind than this has missed changes and starts over (see
+/// `watch::MAX_CHANGES_PER_POLL`, which must not exceed it).
+pub const CHANGE_LOG_KEPT: i64 = 100_000;
+
 /// Opens the registry named by `--db`: a `postgres://` or `postgresql://` URL is PostgreSQL;
 /// `sqlite:PATH`, `sqlite://PATH` or a plain path is a SQLite file (created with its
 /// directory when missing). The schema is created on first use.
 pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_keeping_changes(url, CHANGE_LOG_KEPT)
+}
+
+/// `open`, with the change log keeping only the newest `kept` changes (at least 1).
+pub fn open_keeping_changes(url: &str, kept: i64) -> StoreResult<Arc<dyn Store>> {
     if url.trim().is_empty() {
         return Err(StoreError::Invalid(
             "the registry location is empty: pass --db PATH or a postgres:// URL".to_owned(),
         ));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(Registry::new(PostgresBackend::open(url)?)));
+        let backend = PostgresBackend::open(url)?;
+        return Ok(Arc::new(Registry::new(backend).keeping_changes(kept)));
     }
-    let path = sqlite::path_of(url);
-    Ok(Arc::new(Registry::new(SqliteBackend::open(&path)?)))
+    let backend = SqliteBackend::open(&sqlite::path_of(url))?;
+    Ok(Arc::new(Registry::new(backend).keeping_changes(kept)))
 }

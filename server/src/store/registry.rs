@@ -15,12 +15,37 @@ const MAX_PORTS_NAMED: usize = 5;
 /// A `Store` made of the shared rules and one backend.
 pub struct Registry<B> {
     backend: B,
+    /// Newest changes the change log keeps (`CHANGE_LOG_KEPT` unless set).
+    change_log_kept: i64,
 }
 
 impl<B: Backend> Registry<B> {
     /// Wraps an opened backend (schema already in place).
     pub fn new(backend: B) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            change_log_kept: super::CHANGE_LOG_KEPT,
+        }
+    }
+
+    /// Keeps only the newest `kept` changes in the change log (at least 1, so the newest
+    /// sequence number survives).
+    pub fn keeping_changes(mut self, kept: i64) -> Self {
+        self.change_log_kept = kept.max(1);
+        self
+    }
+
+    /// One write transaction; it also drops the changes older than the newest kept ones, so
+    /// the change log stays bounded.
+    fn write<T>(&self, mut op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.backend.write(|sql| {
+            let done = op(sql)?;
+            let last = sql.last_change()?;
+            if last > self.change_log_kept {
+                sql.prune_changes_through(last - self.change_log_kept)?;
+            }
+            Ok(done)
+        })
     }
 }
 
@@ -230,7 +255,7 @@ impl<B: Backend> Store for Registry<B> {
             mtu: filled.mtu,
             created: clock::now(),
         };
-        self.backend.write(|sql| {
+        self.write(|sql| {
             sql.insert_network(&network)?;
             sql.log_change(ChangeKind::Network, &network.id)
         })?;
@@ -246,7 +271,7 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn delete_network(&self, id: &str) -> StoreResult<()> {
-        self.backend.write(|sql| {
+        self.write(|sql| {
             let network = network(sql, id)?;
             let ports = sql.network_ports(&network.id)?;
             if !ports.is_empty() {
@@ -283,7 +308,7 @@ impl<B: Backend> Store for Registry<B> {
         validate::project(&new.project)?;
         let id = new_id();
         let created = clock::now();
-        self.backend.write(|sql| {
+        self.write(|sql| {
             let mut attached: Vec<Network> = Vec::new();
             for key in &new.networks {
                 let network = network(sql, key)?;
@@ -318,7 +343,7 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn add_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()> {
-        self.backend.write(|sql| {
+        self.write(|sql| {
             let router = router(sql, router_id)?;
             let network = network(sql, network_id)?;
             let mut attached = Vec::new();
@@ -332,7 +357,7 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn delete_router(&self, id: &str) -> StoreResult<()> {
-        self.backend.write(|sql| {
+        self.write(|sql| {
             let router = router(sql, id)?;
             sql.delete_router(&router.id)?;
             sql.log_change(ChangeKind::Router, &router.id)
@@ -355,7 +380,7 @@ impl<B: Backend> Store for Registry<B> {
             uuid: &uuid,
             project: &new.project,
         };
-        let (ec2_id, port) = self.backend.write(|sql| {
+        let (ec2_id, port) = self.write(|sql| {
             if sql.instance(&uuid)?.is_some() {
                 return Err(StoreError::Conflict(format!(
                     "instance {uuid} already exists: omit --uuid to get a new one"
@@ -404,7 +429,7 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn delete_instance(&self, uuid: &str) -> StoreResult<()> {
-        self.backend.write(|sql| {
+        self.write(|sql| {
             let instance = instance(sql, uuid)?;
             for port in sql.instance_ports(&instance.uuid)? {
                 sql.delete_port(&port.id)?;
@@ -417,7 +442,7 @@ impl<B: Backend> Store for Registry<B> {
 
     fn set_password(&self, uuid: &str, password: &str) -> StoreResult<PasswordSet> {
         validate::password("password", password)?;
-        self.backend.write(|sql| {
+        self.write(|sql| {
             if sql.set_password_if_unset(uuid, password)? {
                 sql.log_change(ChangeKind::Instance, uuid)?;
                 Ok(PasswordSet::Stored)
@@ -432,7 +457,7 @@ impl<B: Backend> Store for Registry<B> {
     fn create_port(&self, new: &NewPort) -> StoreResult<Port> {
         let mac = new.mac.as_deref().map(validate::mac).transpose()?;
         let created = clock::now();
-        self.backend.write(|sql| {
+        self.write(|sql| {
             let instance = instance(sql, &new.instance_id)?;
             let owner = Owner {
                 uuid: &instance.uuid,
@@ -461,7 +486,7 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn delete_port(&self, id: &str) -> StoreResult<()> {
-        self.backend.write(|sql| {
+        self.write(|sql| {
             let port = port(sql, id)?;
             sql.delete_port(&port.id)?;
             sql.log_change(ChangeKind::Port, &port.id)?;

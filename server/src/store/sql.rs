@@ -71,6 +71,8 @@ pub trait Sql {
     fn log_change(&mut self, kind: ChangeKind, id: &str) -> StoreResult<()>;
     fn last_change(&mut self) -> StoreResult<i64>;
     fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>>;
+    /// Deletes the changes up to and including `seq`.
+    fn prune_changes_through(&mut self, seq: i64) -> StoreResult<()>;
 }
 
 /// How a backend runs statements: reads on any connection, writes in one exclusive

@@ -1,6 +1,8 @@
 //! The change log, and refused writes that must leave nothing behind.
 
-use metaboot_server::store::{ChangeKind, NewInstance, NewNetwork, NewRouter, PasswordSet, Store};
+use metaboot_server::store::{
+    self, ChangeKind, NewInstance, NewNetwork, NewRouter, PasswordSet, Store,
+};
 
 use crate::support::{
     conflict, instance, invalid, network, new_instance, not_found, port_at, port_on, snapshot,
@@ -108,4 +110,40 @@ pub fn refused_writes_leave_nothing(store: &dyn Store) {
         &port_on(&net),
     ));
     assert_eq!(snapshot(store), before);
+}
+
+/// Changes the pruning case keeps.
+const KEPT: i64 = 3;
+
+/// The change log keeps only the newest changes: it stays bounded, the newest sequence number
+/// survives, and what it keeps is exactly the tail.
+pub fn change_log_keeps_the_newest(url: &str) {
+    let store = store::open_keeping_changes(url, KEPT).unwrap();
+    let nets: Vec<_> = (0..8)
+        .map(|i| network(&*store, &format!("n{i}"), &format!("198.18.{i}.0/24")))
+        .collect();
+    let last = store.last_change().unwrap();
+    let kept = store.changes_since(0).unwrap();
+    assert_eq!(kept.len(), KEPT as usize, "{kept:?}");
+    assert_eq!(kept.last().unwrap().seq, last);
+    let kept_ids: Vec<&str> = kept.iter().map(|c| c.id.as_str()).collect();
+    let newest_ids: Vec<&str> = nets[nets.len() - KEPT as usize..]
+        .iter()
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(kept_ids, newest_ids);
+    // A refused write prunes nothing and logs nothing; the records themselves are all there.
+    invalid(store.create_network(&NewNetwork {
+        name: String::new(),
+        project: "p1".into(),
+        cidr: "198.18.100.0/24".parse().unwrap(),
+        ..NewNetwork::default()
+    }));
+    assert_eq!(store.changes_since(0).unwrap(), kept);
+    assert_eq!(store.networks().unwrap().len(), nets.len());
+    // A store opened with the default keeps them all (far fewer than CHANGE_LOG_KEPT).
+    let default = store::open(url).unwrap();
+    network(&*default, "more", "198.18.200.0/24");
+    assert_eq!(default.changes_since(0).unwrap().len(), KEPT as usize + 1);
+    assert_eq!(default.last_change().unwrap(), last + 1);
 }

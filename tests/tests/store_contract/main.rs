@@ -141,10 +141,23 @@ fn main() -> ExitCode {
         }
     }
 
+    let want_pruning = filter
+        .as_ref()
+        .is_none_or(|f| "change_log_keeps_the_newest".contains(f.as_str()));
+    if want_pruning {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("registry.sqlite").display());
+        if !run_case("sqlite", "change_log_keeps_the_newest", || {
+            changes::change_log_keeps_the_newest(&url)
+        }) {
+            failed.push("sqlite::change_log_keeps_the_newest".to_owned());
+        }
+    }
+
     let want_restart = filter
         .as_ref()
         .is_none_or(|f| "postgres_restart".contains(f.as_str()));
-    if !selected.is_empty() || want_restart || want_open {
+    if !selected.is_empty() || want_restart || want_open || want_pruning {
         match PgServer::start() {
             Ok(mut server) => {
                 for (index, name, case) in &selected {
@@ -163,6 +176,14 @@ fn main() -> ExitCode {
                         servers::concurrent_open(&url)
                     }) {
                         failed.push("postgres::concurrent_open".to_owned());
+                    }
+                }
+                if want_pruning {
+                    let url = server.create_database("pruning").unwrap();
+                    if !run_case("postgres", "change_log_keeps_the_newest", || {
+                        changes::change_log_keeps_the_newest(&url)
+                    }) {
+                        failed.push("postgres::change_log_keeps_the_newest".to_owned());
                     }
                 }
                 if want_restart {

@@ -290,6 +290,11 @@ impl<C: GenericClient> Sql for PgSql<'_, C> {
         }
     }
 
+    fn prune_changes_through(&mut self, seq: i64) -> StoreResult<()> {
+        self.execute("DELETE FROM changes WHERE seq <= $1", &[&seq])
+            .map(drop)
+    }
+
     fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>> {
         let rows = self.query(
             "SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq",

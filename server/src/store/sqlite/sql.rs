@@ -434,6 +434,11 @@ impl Sql for SqliteSql<'_> {
         Ok(seq.unwrap_or(0))
     }
 
+    fn prune_changes_through(&mut self, seq: i64) -> StoreResult<()> {
+        self.execute("DELETE FROM changes WHERE seq <= ?1", &[&seq])
+            .map(drop)
+    }
+
     fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>> {
         let rows = self.all(
             "SELECT seq, kind, id FROM changes WHERE seq > ?1 ORDER BY seq",
