@@ -43,6 +43,7 @@ extern "C" fn request_stop(_: i32) {
 pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result<i32> {
     crate::lab::require_root()?;
     let lab = Lab::open(state_root, &spec.lab_id)?;
+    lab.require_running()?;
     let dir = lab.state().dir.join("guests").join(&spec.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     // A guest of the lab file is already registered (with its own keys); others are new.

@@ -187,6 +187,44 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         let _ = require("virt-xml-validate", Some("it is not installed".into()));
     }
 
+    // A dnsmasq of the second lab dies: the lab says so, and booting into it is refused with
+    // what to do instead of a guest that never gets an address.
+    let second = Lab::open(state.path(), &ids[1]).unwrap();
+    second.require_running().expect("all daemons run");
+    let dnsmasq = second
+        .state()
+        .daemons
+        .iter()
+        .find(|d| d.name.starts_with("dnsmasq"))
+        .unwrap();
+    dnsmasq.stop(Duration::from_secs(2)).unwrap();
+    let broken = format!("{:#}", second.require_running().unwrap_err());
+    assert!(
+        broken.contains(&dnsmasq.name) && broken.contains("lab down --id"),
+        "{broken}"
+    );
+    assert!(
+        second.describe().contains("NOT RUNNING"),
+        "{}",
+        second.describe()
+    );
+    let refused = boot::boot(
+        state.path(),
+        &image,
+        &BootSpec {
+            lab_id: ids[1].clone(),
+            name: "web2".into(),
+            emit_libvirt_xml: Some(xml_dir.path().join("web2.xml")),
+            ..spec
+        },
+    )
+    .unwrap_err();
+    assert!(
+        format!("{refused:#}").contains(&dnsmasq.name),
+        "{refused:#}"
+    );
+    assert!(!xml_dir.path().join("web2.xml").exists());
+
     // As after a crash: the objects are gone, only the state on disk remains.
     drop(labs);
     for (id, spaces, daemons) in &made {

@@ -332,6 +332,36 @@ impl Lab {
         &self.state
     }
 
+    /// The lab's daemons (dnsmasq per network, `metaboot-server all`) that are no longer running:
+    /// guests on a network whose dnsmasq is gone get no address, none gets metadata without the
+    /// server.
+    pub fn stopped_daemons(&self) -> Vec<&Daemon> {
+        self.state
+            .daemons
+            .iter()
+            .filter(|d| !d.is_running())
+            .collect()
+    }
+
+    /// Fails, saying which and what to do, when a daemon of the lab has stopped since `up`.
+    pub fn require_running(&self) -> anyhow::Result<()> {
+        let stopped = self.stopped_daemons();
+        if stopped.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = stopped
+            .iter()
+            .map(|d| format!("{} (pid {})", d.name, d.pid))
+            .collect();
+        let id = &self.state.config.id;
+        bail!(
+            "lab {id} is broken: {} no longer running (logs in {}); take it down and up again: \
+             metaboot-harness lab down --id {id}, then lab up",
+            names.join(", "),
+            self.state.dir.display()
+        )
+    }
+
     /// The registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -422,6 +452,14 @@ impl Lab {
         }
         for g in &s.guests {
             let _ = writeln!(out, "  guest {} {} {} {}", g.name, g.uuid, g.ip, g.mac);
+        }
+        for d in &s.daemons {
+            let running = if d.is_running() {
+                "running"
+            } else {
+                "NOT RUNNING: take the lab down and up again"
+            };
+            let _ = writeln!(out, "  {} pid {}: {running}", d.name, d.pid);
         }
         let _ = write!(
             out,

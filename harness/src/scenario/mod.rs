@@ -122,6 +122,10 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
     };
     let result = run_in_lab(opts, &lab, progress);
     guard.armed = false;
+    if let Err(broken) = lab.require_running() {
+        // Explains failed checks that would otherwise look like guest bugs.
+        eprintln!("during the run: {broken:#}");
+    }
     let server_log = lab::tail(&lab.server_log(), 40);
     if opts.keep_lab {
         eprintln!(
