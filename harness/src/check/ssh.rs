@@ -190,10 +190,19 @@ mod tests {
     fn askpass_prints_the_password_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let askpass = write_askpass(dir.path()).unwrap();
-        let out = Command::new(&askpass)
-            .env(PASSWORD_ENV, "s3cret 'x'")
-            .output()
-            .unwrap();
+        // Another test thread forking while the script was open for writing leaves its child
+        // with the write end until it execs: exec fails with ETXTBSY for that moment. (A run
+        // writes the script before any check starts, seconds before ssh runs it.)
+        let out = crate::wait::wait_until_ok(
+            std::time::Instant::now() + std::time::Duration::from_secs(5),
+            crate::wait::POLL_INTERVAL,
+            || {
+                Command::new(&askpass)
+                    .env(PASSWORD_ENV, "s3cret 'x'")
+                    .output()
+            },
+        )
+        .unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), "s3cret 'x'\n");
     }
 
