@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::fsutil::{AtomicWriteError, WriteOptions, write_atomic};
+use crate::retry::{Retry, Transient};
 use crate::state::result::ScriptResult;
 use crate::userdata::cloud_config::Command;
 
@@ -21,6 +22,22 @@ pub const MAX_LOGGED_OUTPUT: usize = 64 * 1024;
 /// How long to wait for a script's output to end after the script exits (a background child
 /// may keep the pipe open; then the run goes on without it).
 pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+/// How long a script may keep failing to start with "text file busy": a process forked while
+/// the script was still open for writing holds it until that process execs or exits.
+pub const BUSY_SCRIPT_WAIT: Duration = Duration::from_secs(2);
+/// First wait after a "text file busy" start (the retry driver doubles it, up to 10 times).
+const BUSY_SCRIPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A script that could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct StartError(#[from] std::io::Error);
+
+impl Transient for StartError {
+    fn is_transient(&self) -> bool {
+        self.0.kind() == std::io::ErrorKind::ExecutableFileBusy
+    }
+}
 
 /// Quotes one argv item for `/bin/sh` (cloud-init's `shlex.quote` equivalent).
 pub fn shell_quote(arg: &str) -> String {
@@ -100,12 +117,14 @@ pub fn run_script(path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
         .stdout(writer)
         .stderr(stderr);
     tracing::info!(script = name, "running {}", path.display());
-    let spawned = process.spawn();
+    let spawned = Retry::until(Instant::now() + BUSY_SCRIPT_WAIT)
+        .with_backoff(BUSY_SCRIPT_BACKOFF, BUSY_SCRIPT_BACKOFF * 10)
+        .run("start script", |_| process.spawn().map_err(StartError));
     // The Command holds the write ends; drop them so the reader sees EOF when the script ends.
     drop(process);
     let mut child = match spawned {
         Ok(child) => child,
-        Err(err) => return result(None, Some(format!("cannot start: {err}"))),
+        Err(err) => return result(None, Some(format!("cannot start: {}", err.last()))),
     };
     let (done_tx, done_rx) = mpsc::channel();
     let script = name.to_owned();
@@ -308,6 +327,26 @@ mod tests {
         let result = run_script(&path, "bg", &env(dir.path()));
         assert_eq!(result.exit_code, Some(0));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_script_still_open_for_writing_starts_once_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy");
+        write_script(&path, b"#!/bin/sh\necho ran > busy-out\n").unwrap();
+        // A writer holds the script (as a process forked mid-write would): exec says ETXTBSY.
+        let writer = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(BUSY_SCRIPT_WAIT / 10);
+            drop(writer);
+        });
+        let result = run_script(&path, "busy", &env(dir.path()));
+        closer.join().unwrap();
+        assert_eq!((result.exit_code, result.error), (Some(0), None));
+        assert_eq!(
+            fs::read_to_string(dir.path().join("busy-out")).unwrap(),
+            "ran\n"
+        );
     }
 
     #[test]
