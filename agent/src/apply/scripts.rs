@@ -25,7 +25,7 @@ pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// How long a script may keep failing to start with "text file busy": a process forked while
 /// the script was still open for writing holds it until that process execs or exits.
 pub const BUSY_SCRIPT_WAIT: Duration = Duration::from_secs(2);
-/// First wait after a "text file busy" start (the retry driver doubles it, up to 10 times).
+/// First wait after a "text file busy" start; the retry driver doubles it, capped at 10 times it.
 const BUSY_SCRIPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// A script that could not be started.
