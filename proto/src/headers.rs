@@ -1,4 +1,4 @@
-//! Header names of the proxy → agent → API protocol (spec section 2).
+//! Header names of the proxy → agent → API protocol (docs/protocol.md §2).
 //!
 //! Lower case, as `http::HeaderName` stores them; HTTP header names are case-insensitive.
 

@@ -1,4 +1,5 @@
-//! `meta_data.json` (spec 1.4): what nova's `_metadata_as_json` renders and what a guest reads.
+//! `meta_data.json` (docs/protocol.md §1.4): what nova's `_metadata_as_json` renders and what a
+//! guest reads.
 //!
 //! The API serialises it; the guest agent deserialises it leniently (every field but `uuid` may
 //! be missing, unknown fields are ignored), as cloud-init does.

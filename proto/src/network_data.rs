@@ -1,4 +1,5 @@
-//! `network_data.json` (spec 1.5): links, networks and services of the instance's ports.
+//! `network_data.json` (docs/protocol.md §1.5): links, networks and services of the instance's
+//! ports.
 
 use serde::{Deserialize, Serialize};
 

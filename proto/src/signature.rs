@@ -1,5 +1,5 @@
-//! `X-Instance-ID-Signature` (spec 2.5): lowercase hex HMAC-SHA256 of the instance id, keyed
-//! with the shared secret. Any key length works, the empty key included (nova tolerates it).
+//! `X-Instance-ID-Signature` (docs/protocol.md §2.5): lowercase hex HMAC-SHA256 of the instance id,
+//! keyed with the shared secret. Any key length works, the empty key included (nova tolerates it).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;

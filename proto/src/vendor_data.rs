@@ -1,5 +1,5 @@
-//! Vendor data (spec 1.6 and 4.7): free-form JSON documents; the guest agent reads only their
-//! `cloud-init` key.
+//! Vendor data (docs/protocol.md §1.6 and §4.7): free-form JSON documents; the guest agent reads
+//! only their `cloud-init` key.
 
 /// The key of a vendor data document that carries user-data-like content.
 pub const CLOUD_INIT_KEY: &str = "cloud-init";

@@ -1,4 +1,4 @@
-//! The OpenStack and EC2 metadata version lists (spec 1.2) and the per-version gates.
+//! The OpenStack and EC2 metadata version lists (docs/protocol.md §1.2) and the per-version gates.
 
 /// A dated OpenStack metadata version (`/openstack/<date>`), oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,4 +1,4 @@
-//! Contract tests of the metadata API (spec section 1 and 2.6), in process against a real
+//! Contract tests of the metadata API (docs/protocol.md §1 and §2.6), in process against a real
 //! SQLite registry: every endpoint, status code and listing, whole documents compared.
 
 use std::collections::BTreeMap;

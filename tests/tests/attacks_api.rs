@@ -1,6 +1,6 @@
-//! Requests straight to the metadata API, without the agent (someone who reached the API's
-//! port): missing, repeated, wrong, truncated, upper-case and empty signatures get 400/403/404
-//! as nova does (spec 2.6), never 200, never 500; and the agent's own socket never lets a
+//! Requests straight to the metadata API, without the agent (someone who reached the API's port):
+//! missing, repeated, wrong, truncated, upper-case and empty signatures get 400/403/404 as nova
+//! does (docs/protocol.md §2.6), never 200, never 500; and the agent's own socket never lets a
 //! caller's identity headers through.
 
 mod attack_support;
@@ -34,7 +34,7 @@ fn lines(pairs: &[(&str, &str)]) -> Vec<String> {
 }
 
 #[test]
-fn bad_signatures_and_headers_get_the_spec_status_never_200_or_500() {
+fn bad_signatures_and_headers_get_novas_status_never_200_or_500() {
     let w = world();
     let (id, tenant) = (w.alpha.uuid.as_str(), w.alpha.project);
     let good = sign(id);

@@ -1,5 +1,5 @@
-//! Hostname (spec 5.1): cloud-init's `get_hostname_fqdn` resolution, `/etc/hostname`, and the
-//! kernel hostname (sethostname(2), only on the host root).
+//! Hostname (docs/protocol.md §5.1): cloud-init's `get_hostname_fqdn` resolution, `/etc/hostname`,
+//! and the kernel hostname (sethostname(2), only on the host root).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

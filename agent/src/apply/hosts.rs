@@ -1,5 +1,5 @@
-//! `/etc/hosts` (spec 5.1, `manage_etc_hosts`): `true` renders cloud-init's Debian template;
-//! `localhost` maintains only the `127.0.1.1` line and keeps every other line.
+//! `/etc/hosts` (docs/protocol.md §5.1, `manage_etc_hosts`): `true` renders cloud-init's Debian
+//! template; `localhost` maintains only the `127.0.1.1` line and keeps every other line.
 
 /// The hosts file, under the root.
 pub const HOSTS_FILE: &str = "/etc/hosts";

@@ -1,6 +1,6 @@
-//! Passwords (spec 5.3, `cc_set_passwords`): `$6$` hashes with a 16-character salt that glibc's
-//! crypt verifies, random passwords, and the plan of which user gets what from `chpasswd`,
-//! `password` and the config drive's `admin_pass`.
+//! Passwords (docs/protocol.md §5.3, `cc_set_passwords`): `$6$` hashes with a 16-character salt
+//! that glibc's crypt verifies, random passwords, and the plan of which user gets what from
+//! `chpasswd`, `password` and the config drive's `admin_pass`.
 
 use sha_crypt::{PasswordHasher, ShaCrypt};
 

@@ -1,6 +1,6 @@
-//! Scripts: `bootcmd` / `runcmd` turned into shell scripts (spec 5.6), user-data scripts, and
-//! the per-boot / per-instance / per-once directories, run in name order (run-parts), output
-//! logged line by line, exit codes recorded.
+//! Scripts: `bootcmd` / `runcmd` turned into shell scripts (docs/protocol.md §5.6), user-data
+//! scripts, and the per-boot / per-instance / per-once directories, run in name order (run-parts),
+//! output logged line by line, exit codes recorded.
 
 use std::fs;
 use std::io::{BufRead, BufReader};

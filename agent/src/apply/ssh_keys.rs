@@ -1,6 +1,6 @@
-//! SSH authorized keys (spec 5.2): merge by key blob (an entry whose base64 matches a new key is
-//! replaced, so options and comments update without duplicates), `~/.ssh` 0700, the file 0600,
-//! both owned by the user; root's keys prefixed when `disable_root` is on.
+//! SSH authorized keys (docs/protocol.md §5.2): merge by key blob (an entry whose base64 matches a
+//! new key is replaced, so options and comments update without duplicates), `~/.ssh` 0700, the file
+//! 0600, both owned by the user; root's keys prefixed when `disable_root` is on.
 
 use std::path::PathBuf;
 

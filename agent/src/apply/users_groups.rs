@@ -1,5 +1,6 @@
-//! The `users-groups` step (spec 5.4, `cc_users_groups`): groups, users created or updated from
-//! `users` (default: the configured default user), their passwords, locks, sudo rules and keys.
+//! The `users-groups` step (docs/protocol.md §5.4, `cc_users_groups`): groups, users created or
+//! updated from `users` (default: the configured default user), their passwords, locks, sudo rules
+//! and keys.
 
 use std::fs;
 use std::path::Path;

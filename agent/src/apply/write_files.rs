@@ -1,5 +1,5 @@
-//! `write_files` (spec 5.5): encodings b64 / gz / gz+b64, octal permissions, `user:group`
-//! owners looked up in the root's passwd and group, append, and deferred entries.
+//! `write_files` (docs/protocol.md §5.5): encodings b64 / gz / gz+b64, octal permissions,
+//! `user:group` owners looked up in the root's passwd and group, append, and deferred entries.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
-//! The OpenStack metadata service (spec 4.3): `GET /openstack`, pick the newest version both
-//! sides know (else `latest`), then the documents under it.
+//! The OpenStack metadata service (docs/protocol.md §4.3): `GET /openstack`, pick the newest
+//! version both sides know (else `latest`), then the documents under it.
 
 use metaboot_proto::OpenStackVersion;
 

@@ -1,4 +1,4 @@
-//! The cloud-config keys metaboot applies (spec section 5), as typed serde structs read key by
+//! The cloud-config keys metaboot applies (docs/protocol.md §5), as typed serde structs read key by
 //! key, so one malformed key is reported without losing the others.
 
 use std::collections::BTreeMap;
@@ -292,7 +292,7 @@ pub enum UserMapValue {
     Config(Box<UserConfig>),
 }
 
-/// A user's options (spec 5.4); unknown keys are ignored.
+/// A user's options (docs/protocol.md §5.4); unknown keys are ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct UserConfig {
@@ -377,7 +377,7 @@ impl Groups {
     }
 }
 
-/// One `write_files` entry (spec 5.5).
+/// One `write_files` entry (docs/protocol.md §5.5).
 #[derive(Debug, Clone, Deserialize)]
 pub struct WriteFile {
     pub path: String,

@@ -1,6 +1,6 @@
-//! User data and vendor data decoding (spec 4.6, 4.7): gzip, MIME multipart, first-line typing,
-//! includes, and the hand-off of each part to its handler. Errors and warnings are collected,
-//! never fatal: one bad part does not hide the good ones.
+//! User data and vendor data decoding (docs/protocol.md §4.6, §4.7): gzip, MIME multipart,
+//! first-line typing, includes, and the hand-off of each part to its handler. Errors and warnings
+//! are collected, never fatal: one bad part does not hide the good ones.
 
 pub mod cloud_config;
 pub mod gzip;

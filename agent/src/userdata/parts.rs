@@ -1,5 +1,5 @@
 //! Part types: the MIME types cloud-init handles and the first-line markers (`#!`,
-//! `#cloud-config`, …) that type untyped parts (spec 4.6 step 3).
+//! `#cloud-config`, …) that type untyped parts (docs/protocol.md §4.6 step 3).
 
 /// First-line markers and the type they give, longest first so `#cloud-config-archive` wins
 /// over `#cloud-config` and `#include-once` over `#include`.

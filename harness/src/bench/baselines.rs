@@ -1,6 +1,6 @@
 //! The real baselines, on loopback in a temp dir, each in its own process group: nginx serving
 //! the chain's own `meta_data.json` bytes as a static file (TCP and a Unix socket), haproxy
-//! configured as Neutron configures it (spec section 3) in front of that static file on a
+//! configured as Neutron configures it (docs/protocol.md §3) in front of that static file on a
 //! Unix socket, and a 3-hop chain of the same shape as metaboot's: Neutron's haproxy → nginx on
 //! a Unix socket (keep-alive upstream) → nginx static.
 
@@ -57,7 +57,7 @@ pub fn nginx_config(dir: &Path, name: &str, body: &str) -> String {
     )
 }
 
-/// haproxy's configuration as Neutron renders it for a router (spec section 3), listening on
+/// haproxy's configuration as Neutron renders it for a router (docs/protocol.md §3), listening on
 /// `listen` and forwarding over the Unix socket `socket`. Left out: `log` lines (no syslog
 /// here; they only add a failing send per request), `user`/`group` (we are root) and
 /// `daemon` (the bench keeps it in the foreground, in its process group).

@@ -185,7 +185,7 @@ pub const NOTES: [&str; 7] = [
     "ratio = metaboot / baseline; values are medians of interleaved runs (see the JSON for every sample)",
     "chain: wrk -t2 -c64 (keep-alive) and -t1 -c1 on GET /openstack/latest/meta_data.json; nginx serves the bytes the chain \
      answered once, while metaboot renders a fresh 512-byte random_seed per request (the protocol)",
-    "chain: haproxy runs Neutron's configuration (spec section 3) minus syslog; the 3-hop baseline is that haproxy → nginx on a \
+    "chain: haproxy runs Neutron's configuration (docs/protocol.md §3) minus syslog; the 3-hop baseline is that haproxy → nginx on a \
      Unix socket (keep-alive upstream) → nginx static, the same shape as ns-proxy → agent → API",
     "storm: baseline column = registry of 1 000 instances, metaboot column = the large registry, ratio = growth; each storm \
      runs against a freshly started `metaboot-server all` (peak RSS = its VmHWM)",

@@ -15,8 +15,8 @@ use socket2::{Domain, Socket, Type};
 
 use super::measure::quantile;
 
-/// The requests of one first boot (spec 4.3), in order: discovery and the version list, the
-/// five OpenStack documents of the version cloud-init picks, then the EC2 listing and the
+/// The requests of one first boot (docs/protocol.md §4.3), in order: discovery and the version
+/// list, the five OpenStack documents of the version cloud-init picks, then the EC2 listing and the
 /// leaves of it cloud-init uses (instance id, host names, address, zone, key, block devices).
 pub const FIRST_BOOT: [&str; 16] = [
     "/openstack",
@@ -39,7 +39,7 @@ pub const FIRST_BOOT: [&str; 16] = [
 
 /// Guests booting at once.
 pub const GUESTS: usize = 1_000;
-/// cloud-init's per-request timeout (`timeout: 10`, spec 4.4).
+/// cloud-init's per-request timeout (`timeout: 10`, docs/protocol.md §4.4).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read per request (the bench's documents are a few KiB).
 pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;

@@ -24,7 +24,8 @@ pub fn args(guest: &Guest) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["-name", &format!("guest={}", guest.name)]);
-    // KVM hangs on these machines: TCG only (spec/lab.md).
+    // KVM guests hang on these machines (/dev/kvm exists, but a guest spins at 100 % system
+    // time with nothing on the console): TCG only.
     push(&[
         "-accel",
         "tcg",

@@ -1,6 +1,6 @@
 //! `qdhcp-<network id>`: the network's DHCP port (plus 169.254.169.254/32 for isolated
 //! networks) and dnsmasq handing out the ports' fixed addresses, with option 121 on isolated
-//! networks (spec section 2.1).
+//! networks (docs/protocol.md §2.1).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

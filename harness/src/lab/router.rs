@@ -1,5 +1,5 @@
 //! `qrouter-<router id>`: the router's namespace, its interface on each network (the gateway
-//! address) and Neutron's metadata iptables rules (spec section 2.1).
+//! address) and Neutron's metadata iptables rules (docs/protocol.md §2.1).
 
 use std::process::Command;
 

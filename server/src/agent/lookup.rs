@@ -1,4 +1,4 @@
-//! Port lookups, cached for a few seconds (spec 2.8): (guest IP, router or network) →
+//! Port lookups, cached for a few seconds (docs/protocol.md §2.8): (guest IP, router or network) →
 //! (instance, project). Dropped at once when the registry changes ports, routers or networks.
 
 use std::collections::HashMap;

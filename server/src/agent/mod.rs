@@ -1,5 +1,5 @@
-//! The metadata agent (the role of neutron-metadata-agent, spec 2.3–2.4): finds the guest's
-//! port from the proxy's headers, then asks the API with signed instance headers.
+//! The metadata agent (the role of neutron-metadata-agent, docs/protocol.md §2.3–2.4): finds the
+//! guest's port from the proxy's headers, then asks the API with signed instance headers.
 
 mod forwarded;
 mod listener;
@@ -156,7 +156,7 @@ impl Agent {
         self.cache.forget(resolved.ip, &resolved.scope);
     }
 
-    /// Exactly the headers the API gets (spec 2.4): nothing else the guest sent.
+    /// Exactly the headers the API gets (docs/protocol.md §2.4): nothing else the guest sent.
     pub fn signed_headers(&self, resolved: &Resolved) -> HeaderMap {
         let mut out = HeaderMap::with_capacity(4);
         // An IP address is always a valid header value.

@@ -1,4 +1,5 @@
-//! The EC2-compatible tree (spec 1.9): `/<version>/meta-data/…` and `/<version>/user-data`.
+//! The EC2-compatible tree (docs/protocol.md §1.9): `/<version>/meta-data/…` and
+//! `/<version>/user-data`.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-//! Who is asking (spec 2.6): in proxy mode the agent's signed headers, never the peer address;
-//! in source-IP mode the peer address alone.
+//! Who is asking (docs/protocol.md §2.6): in proxy mode the agent's signed headers, never the peer
+//! address; in source-IP mode the peer address alone.
 
 use http::{HeaderMap, StatusCode};
 use metaboot_proto::headers;

@@ -1,4 +1,4 @@
-//! The metadata REST API (the role of nova-api-metadata, spec section 1): identifies the
+//! The metadata REST API (the role of nova-api-metadata, docs/protocol.md §1): identifies the
 //! instance behind a request, then answers from the OpenStack or the EC2 tree.
 
 mod cache;

@@ -1,4 +1,4 @@
-//! `network_data.json` (spec 1.5) from the instance's ports and their networks.
+//! `network_data.json` (docs/protocol.md §1.5) from the instance's ports and their networks.
 
 use std::net::IpAddr;
 

@@ -1,4 +1,5 @@
-//! The OpenStack tree (spec 1.3, 1.4): `/openstack`, `/openstack/<version>` and its files.
+//! The OpenStack tree (docs/protocol.md §1.3, §1.4): `/openstack`, `/openstack/<version>` and its
+//! files.
 
 use std::collections::BTreeMap;
 
@@ -95,8 +96,8 @@ pub fn answer(target: Target, view: &InstanceView, rendering: &Rendering) -> Ans
         },
         Target::VendorData => Answer::ok(APPLICATION_JSON, rendering.vendor.vendor_data.clone()),
         Target::VendorData2 => Answer::ok(APPLICATION_JSON, rendering.vendor.vendor_data2.clone()),
-        // Nova serves network_data.json as text/plain although the body is JSON (spec 1.3);
-        // we keep that: cloud-init does not look at the type.
+        // Nova serves network_data.json as text/plain although the body is JSON
+        // (docs/protocol.md §1.3); we keep that: cloud-init does not look at the type.
         Target::NetworkData => Answer::ok(TEXT_PLAIN, view.network_data()),
         // The password has its own handler (it reads the store, not the cache).
         Target::Password => Answer::refuse(StatusCode::NOT_FOUND, "not found"),

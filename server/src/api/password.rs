@@ -1,5 +1,5 @@
-//! The password endpoint (spec 1.7): GET reads, POST stores once. Unlike nova, the write-once
-//! rule is enforced by the store, so two concurrent POSTs can never both succeed.
+//! The password endpoint (docs/protocol.md §1.7): GET reads, POST stores once. Unlike nova, the
+//! write-once rule is enforced by the store, so two concurrent POSTs can never both succeed.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};

@@ -1,5 +1,5 @@
-//! Request path normalisation (spec 1.1): percent-decoding, then POSIX `normpath` — `//`
-//! collapses, `.` and `..` resolve (never above the root), trailing slashes do not matter.
+//! Request path normalisation (docs/protocol.md §1.1): percent-decoding, then POSIX `normpath` —
+//! `//` collapses, `.` and `..` resolve (never above the root), trailing slashes do not matter.
 
 /// Longest path accepted after decoding, in bytes.
 pub const MAX_PATH_BYTES: usize = 2048;

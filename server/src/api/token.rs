@@ -1,4 +1,4 @@
-//! IMDSv2-style session tokens (optional hardening, off by default; STYLE section 2):
+//! IMDSv2-style session tokens (optional hardening, off by default; docs/protocol.md §9.1):
 //! `PUT /latest/api/token` with `X-metadata-token-ttl-seconds` returns a token bound to the
 //! instance, and with `--require-token` every other request needs it in `X-metadata-token`.
 //!

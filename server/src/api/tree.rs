@@ -34,7 +34,7 @@ impl Node {
     }
 
     /// Follows `path` down the tree. Going below a leaf or a list is "not found" (nova answers
-    /// 500 there; the spec asks for 404).
+    /// 500 there; docs/protocol.md §1.9 asks for 404).
     pub fn find(&self, path: &[String]) -> Option<&Node> {
         let mut node = self;
         for segment in path {

@@ -1,5 +1,5 @@
-//! Vendor data (spec 1.6): a static JSON file served as `vendor_data.json` and under the
-//! `static` key of `vendor_data2.json` (nova's StaticJSON provider).
+//! Vendor data (docs/protocol.md §1.6): a static JSON file served as `vendor_data.json` and under
+//! the `static` key of `vendor_data2.json` (nova's StaticJSON provider).
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
-//! The limits every listener enforces on what a client may send (DESIGN: limits everywhere a
-//! guest can send bytes). Each role starts from these defaults; `all` and the flags may lower
-//! or raise them.
+//! The limits every listener enforces on what a client may send (every place a guest can send bytes
+//! has a limit; docs/protocol.md §9.3). Each role starts from these defaults; `all` and the flags
+//! may lower or raise them.
 
 use std::time::Duration;
 

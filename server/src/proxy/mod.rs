@@ -1,6 +1,6 @@
-//! The namespace proxy (the role of neutron-ns-metadata-proxy / haproxy, spec 2.2 and 3):
-//! takes guests' requests inside a router or DHCP namespace, strips what they must not send,
-//! adds who they are and where they came from, and forwards to the agent.
+//! The namespace proxy (the role of neutron-ns-metadata-proxy / haproxy, docs/protocol.md §2.2
+//! and §3): takes guests' requests inside a router or DHCP namespace, strips what they must not
+//! send, adds who they are and where they came from, and forwards to the agent.
 
 mod listener;
 pub mod rate_limit;

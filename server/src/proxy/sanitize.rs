@@ -1,6 +1,6 @@
-//! What the namespace proxy passes on (spec 2.2): the guest's request minus every identity
-//! header it could forge and every hop-by-hop header, plus `X-Forwarded-For` (replaced, never
-//! appended) and the router or network id.
+//! What the namespace proxy passes on (docs/protocol.md §2.2): the guest's request minus every
+//! identity header it could forge and every hop-by-hop header, plus `X-Forwarded-For` (replaced,
+//! never appended) and the router or network id.
 
 use std::net::IpAddr;
 
