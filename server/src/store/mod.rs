@@ -27,7 +27,8 @@ use self::postgres::PostgresBackend;
 use registry::Registry;
 use sqlite::SqliteBackend;
 
-/// Largest user data the registry stores, in bytes (nova's API limit).
+/// Largest user data the registry stores, in raw bytes. Nova limits the base64 text to 65 535
+/// characters (about 49 KiB raw, docs/protocol.md §1.8): everything nova accepts fits here.
 pub const MAX_USER_DATA_BYTES: usize = 65_535;
 /// Largest password the password endpoint stores, in bytes (nova: 4 × 255).
 pub const MAX_PASSWORD_BYTES: usize = 1_020;
