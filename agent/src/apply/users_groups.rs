@@ -1,13 +1,11 @@
 //! The `users-groups` step (spec 5.4, `cc_users_groups`): groups, users created or updated from
 //! `users` (default: the configured default user), their passwords, locks, sudo rules and keys.
 
-use std::fs;
 use std::path::Path;
 
-use crate::apply::passwords;
-use crate::apply::ssh_keys;
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::fsutil::{self, WriteOptions, write_atomic};
+use crate::apply::{home, passwords, ssh_keys};
+use crate::fsutil::{self, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::{
     CloudConfig, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
@@ -135,20 +133,13 @@ pub fn user_list(
     out
 }
 
-fn copy_skel(from: &Path, to: &Path, user: &User) -> std::io::Result<()> {
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            fsutil::ensure_dir(&target, 0o755, Some(user.owner()))?;
-            copy_skel(&entry.path(), &target, user)?;
-        } else if kind.is_file() && !target.exists() {
-            fs::copy(entry.path(), &target)?;
-            if fsutil::can_chown() {
-                std::os::unix::fs::chown(&target, Some(user.uid), Some(user.gid))?;
-            }
-        }
+/// Creates (or takes over) a created user's home: owned by the user, mode 0755, with the
+/// skeleton files when the agent made it.
+fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
+    let (home, created) = home::open_home(root, user)?;
+    home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
+    if created && let Some(skel) = root.dir_optional(SKEL_DIR)? {
+        home::copy_skel(&skel, &home, user)?;
     }
     Ok(())
 }
@@ -204,15 +195,7 @@ fn apply_user(
             })
             .map_err(|e| format!("{name}: {e}"))?;
         if !system && cfg.no_create_home != Some(true) {
-            let home_dir = root.join(&home);
-            let fresh = !home_dir.exists();
-            fsutil::ensure_dir(&home_dir, 0o755, Some(user.owner()))
-                .map_err(|e| format!("{name}: home {home}: {e}"))?;
-            let skel = root.join(SKEL_DIR);
-            if fresh && skel.is_dir() {
-                copy_skel(&skel, &home_dir, &user)
-                    .map_err(|e| format!("{name}: copying {SKEL_DIR}: {e}"))?;
-            }
+            make_home(root, &user).map_err(|e| format!("{name}: home {home}: {e}"))?;
         }
         if let Some(hash) = &cfg.passwd {
             check_field("passwd", hash).map_err(|e| format!("{name}: {e}"))?;
@@ -330,8 +313,8 @@ pub fn apply(
 }
 
 fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
-    let path = root.join(SUDOERS_FILE);
-    if !path.parent().is_some_and(Path::is_dir) {
+    let path = Path::new(SUDOERS_FILE);
+    if !path.parent().is_some_and(|dir| root.is_dir(dir)) {
         summary.warnings.push(
             "sudo rules not written: /etc/sudoers.d does not exist (no sudo on this image?)"
                 .to_owned(),
@@ -339,8 +322,8 @@ fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
         return;
     }
     let text = format!("# Created by metaboot from the users of user data.\n{rules}");
-    if let Err(err) = write_atomic(
-        &path,
+    if let Err(err) = root.write_atomic(
+        path,
         text.as_bytes(),
         &WriteOptions::exact(0o440, Some(fsutil::Owner { uid: 0, gid: 0 })),
     ) {

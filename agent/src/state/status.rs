@@ -22,23 +22,29 @@ pub const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Reads `status.json` under `root`: `Ok(None)` when no run has started yet.
 pub fn read(root: &Root) -> Result<Option<Report>, String> {
     let path = State::new(root).status_path();
-    match crate::fsutil::read_optional(&path) {
+    let shown = root.host_path(&path);
+    match root.read_optional(&path) {
         Ok(None) => Ok(None),
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|err| {
             format!(
                 "{} is not a metaboot status document: {err}",
-                path.display()
+                shown.display()
             )
         }),
-        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+        Err(err) => Err(format!("cannot read {}: {err}", shown.display())),
     }
 }
 
 /// Runs `metaboot status`.
 pub fn main(args: &StatusArgs) -> ExitCode {
-    let root = Root::new(&args.root);
     let report = loop {
-        match read(&root) {
+        let found = match Root::open(&args.root) {
+            Ok(root) => read(&root),
+            // No root yet: nothing has run there.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(format!("cannot open root {}: {err}", args.root.display())),
+        };
+        match found {
             Err(err) => {
                 eprintln!("metaboot status: {err}");
                 return ExitCode::from(EXIT_ERROR);
