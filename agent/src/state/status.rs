@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::State;
 use super::result::{Outcome, Report, RunStatus};
 use crate::cli::StatusArgs;
+use crate::log::escape_controls;
 use crate::root::Root;
 
 /// Exit code: the last run finished and every step succeeded.
@@ -96,7 +97,7 @@ fn status_word(status: RunStatus) -> &'static str {
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "status: {}", status_word(report.status));
-    let id = report.instance_id.as_deref().unwrap_or("unknown");
+    let id = escape_controls(report.instance_id.as_deref().unwrap_or("unknown"));
     let new = match report.new_instance {
         Some(true) => " (new)",
         _ => "",
@@ -119,7 +120,7 @@ pub fn render(report: &Report) -> String {
             Outcome::Skipped => "skipped",
             Outcome::Error => "error",
         };
-        let message = step.message.as_deref().unwrap_or("");
+        let message = escape_controls(step.message.as_deref().unwrap_or(""));
         let _ = writeln!(
             out,
             "  {:<22} {:<8} {:>6} ms  {message}",
@@ -132,12 +133,12 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "    script {}: exit {code} ({} ms){}",
-                script.name,
+                escape_controls(&script.name),
                 script.duration_ms,
                 script
                     .error
                     .as_deref()
-                    .map(|e| format!(" {e}"))
+                    .map(|e| format!(" {}", escape_controls(e)))
                     .unwrap_or_default()
             );
         }
@@ -146,7 +147,7 @@ pub fn render(report: &Report) -> String {
         if !lines.is_empty() {
             let _ = writeln!(out, "{title}:");
             for line in lines {
-                let _ = writeln!(out, "  - {line}");
+                let _ = writeln!(out, "  - {}", escape_controls(line));
             }
         }
     }

@@ -1,0 +1,34 @@
+//! What a run reports: a literal `RANDOM` password is a warning, no password lands in a report
+//! or the log, and the report tells the truth (created users, no orphan groups, escaped names,
+//! one bad `write_files` entry fails alone).
+
+mod support;
+
+use support::*;
+
+#[test]
+fn control_characters_in_names_cannot_forge_log_lines() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\ngroups: [\"ops\\nFORGED-1 metaboot finished: status=done\"]\n\
+         chpasswd: {expire: false, users: [{name: \"nobody\\nFORGED-2\", password: x, type: text}]}\n\
+         write_files: [{path: \"/tmp/a\\nFORGED-3\\u001b[2J\", content: x}]\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    let status = guest.metaboot(&["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+    let log = guest.read("/var/log/metaboot.log");
+    for (what, text) in [("log", &log), ("console", &stderr), ("status", &shown)] {
+        for line in text.lines() {
+            assert!(
+                !line.trim_start().starts_with("FORGED"),
+                "{what} has a forged line: {line:?}"
+            );
+            assert!(!line.contains('\u{1b}'), "{what} has an escape: {line:?}");
+        }
+    }
+    assert!(log.contains("ops\\nFORGED-1"), "{log}");
+    assert!(log.contains("nobody\\nFORGED-2"), "{log}");
+    assert!(log.contains("/tmp/a\\nFORGED-3\\x1b[2J"), "{log}");
+}
