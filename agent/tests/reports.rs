@@ -32,3 +32,27 @@ fn control_characters_in_names_cannot_forge_log_lines() {
     assert!(log.contains("nobody\\nFORGED-2"), "{log}");
     assert!(log.contains("/tmp/a\\nFORGED-3\\x1b[2J"), "{log}");
 }
+
+#[test]
+fn one_bad_write_files_entry_fails_alone() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nwrite_files:\n- {path: /etc/a, content: a}\n\
+         - {path: /etc/b, content: b, permissions: rwx}\n- {path: /etc/c, content: c}\n\
+         - {path: /etc/d, content: d, defer: true, owner: [bad]}\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(guest.read("/etc/a"), "a");
+    assert_eq!(guest.read("/etc/c"), "c");
+    assert!(!guest.path("/etc/b").exists());
+    assert!(!guest.path("/etc/d").exists());
+    assert_eq!(guest.step("cloud-config").0, "ok");
+    let (outcome, message) = guest.step("write-files");
+    assert_eq!(outcome, "error");
+    assert!(message.contains("/etc/b"), "{message}");
+    assert!(message.contains("wrote 2"), "{message}");
+    let (outcome, message) = guest.step("write-files-deferred");
+    assert_eq!(outcome, "error");
+    assert!(message.contains("/etc/d"), "{message}");
+}

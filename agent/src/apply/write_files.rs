@@ -222,7 +222,7 @@ mod tests {
     fn entries(text: &str) -> Vec<WriteFile> {
         let (cfg, errors) = CloudConfig::from_map(&parse_map(text).unwrap());
         assert!(errors.is_empty(), "{errors:?}");
-        cfg.write_files.unwrap()
+        cfg.write_files.unwrap().entries().cloned().collect()
     }
 
     fn root() -> (tempfile::TempDir, Root, Accounts) {

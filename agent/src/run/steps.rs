@@ -193,8 +193,11 @@ fn write_files(i: &Instance<'_>, warnings: &mut Vec<String>, deferred: bool) -> 
         .config
         .write_files
         .iter()
-        .flatten()
-        .filter(|e| e.defer.unwrap_or(false) == deferred)
+        .flat_map(|files| &files.0)
+        .filter(|item| match item {
+            Ok(entry) => entry.defer.unwrap_or(false) == deferred,
+            Err(bad) => bad.defer == deferred,
+        })
         .collect();
     if entries.is_empty() {
         return Done::skipped(if deferred {
@@ -205,7 +208,15 @@ fn write_files(i: &Instance<'_>, warnings: &mut Vec<String>, deferred: bool) -> 
     }
     let accounts = accounts(i);
     let (mut written, mut errors) = (Vec::new(), Vec::new());
-    for entry in entries {
+    for item in entries {
+        // One bad entry fails alone: the others are still written.
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(bad) => {
+                errors.push(bad.to_string());
+                continue;
+            }
+        };
         match write_files::write_entry(i.root, accounts.as_ref(), entry) {
             Ok((_, w)) => {
                 written.push(entry.path.clone());

@@ -86,8 +86,8 @@ cloud_config! {
     users: Users = "users",
     /// Groups to create.
     groups: Groups = "groups",
-    /// Files to write.
-    write_files: Vec<WriteFile> = "write_files",
+    /// Files to write, each entry read on its own.
+    write_files: WriteFiles = "write_files",
     /// Commands run early at every boot.
     bootcmd: Vec<Option<Command>> = "bootcmd",
     /// Commands run once per instance, late.
@@ -374,6 +374,60 @@ impl Groups {
                 })
                 .collect(),
         }
+    }
+}
+
+/// `write_files`: a list whose entries are read one by one, so that an entry of the wrong shape
+/// fails alone (reported by the step that would have written it) and the others are written.
+#[derive(Debug, Clone, Default)]
+pub struct WriteFiles(pub Vec<Result<WriteFile, BadWriteFile>>);
+
+impl WriteFiles {
+    /// The entries that were read.
+    pub fn entries(&self) -> impl Iterator<Item = &WriteFile> {
+        self.0.iter().filter_map(|item| item.as_ref().ok())
+    }
+}
+
+/// A `write_files` entry of the wrong shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadWriteFile {
+    /// Its position in the list, from 1.
+    pub index: usize,
+    /// Its `path`, when that is a string.
+    pub path: Option<String>,
+    /// Its `defer`, when that is a boolean: which step reports it.
+    pub defer: bool,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for BadWriteFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write_files entry {}", self.index)?;
+        if let Some(path) = &self.path {
+            write!(f, " ({path})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl<'de> Deserialize<'de> for WriteFiles {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<serde_json::Value>::deserialize(deserializer)?;
+        let read = |(i, item): (usize, serde_json::Value)| {
+            let path = item.get("path").and_then(|p| p.as_str()).map(str::to_owned);
+            let defer = item.get("defer").and_then(|d| d.as_bool()).unwrap_or(false);
+            serde_json::from_value::<WriteFile>(item).map_err(|err| BadWriteFile {
+                index: i + 1,
+                path,
+                defer,
+                message: err.to_string(),
+            })
+        };
+        Ok(WriteFiles(
+            items.into_iter().enumerate().map(read).collect(),
+        ))
     }
 }
 
