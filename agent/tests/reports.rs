@@ -7,6 +7,30 @@ mod support;
 use support::*;
 
 #[test]
+fn created_users_are_reported_and_a_failed_user_leaves_no_group() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nusers:\n- {name: alice}\n- {name: bob, gecos: \"B:ob\"}\n\
+         - {name: carol, homedir: /etc/hostname}\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    let (outcome, message) = guest.step("users-groups");
+    assert_eq!(outcome, "error");
+    assert!(message.contains("created [alice, carol]"), "{message}");
+    assert!(message.contains("bob: "), "{message}");
+    assert!(message.contains("carol: home /etc/hostname"), "{message}");
+    for file in ["/etc/passwd", "/etc/group", "/etc/shadow"] {
+        assert!(
+            !guest.read(file).lines().any(|l| l.starts_with("bob:")),
+            "{file} keeps a trace of bob"
+        );
+    }
+    assert!(guest.read("/etc/passwd").contains("\ncarol:x:"));
+    assert!(guest.read("/etc/group").contains("\ncarol:x:"));
+}
+
+#[test]
 fn control_characters_in_names_cannot_forge_log_lines() {
     let guest = Guest::new();
     guest.user_data(
