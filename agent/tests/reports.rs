@@ -7,6 +7,36 @@ mod support;
 use support::*;
 
 #[test]
+fn a_literal_random_password_is_set_as_text_with_a_warning() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nusers: [{name: alice}]\n\
+         chpasswd: {expire: false, users: [{name: alice, password: RANDOM, type: text}]}\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        crypt_verifies("RANDOM", &guest.shadow_hash("alice")),
+        "the literal text, as cloud-init 22.4 sets it"
+    );
+    assert!(!stderr.contains("Set the following 'random' passwords"));
+    let warning =
+        "set-passwords: chpasswd: alice: password is the literal text RANDOM; use type: RANDOM";
+    let warnings = guest.status()["warnings"].clone();
+    assert!(
+        warnings.as_array().unwrap().iter().any(|w| w == warning),
+        "{warnings:#}"
+    );
+    let out = guest.metaboot(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("warnings:\n  - {warning}\n")),
+        "{text}"
+    );
+}
+
+#[test]
 fn created_users_are_reported_and_a_failed_user_leaves_no_group() {
     let guest = Guest::new();
     guest.user_data(
