@@ -21,6 +21,7 @@ use crate::source::config_drive::{self, ConfigDrive};
 use crate::source::http::HttpClient;
 use crate::source::metadata_service::MetadataService;
 use crate::source::{Source, SourceError};
+use crate::state::redact;
 use crate::state::result::{Done, Report, RunStatus, chain, unix_now};
 use crate::state::status::{EXIT_DONE, EXIT_ERROR};
 use crate::state::{State, check_instance_id};
@@ -191,17 +192,6 @@ fn optional(
     result.map_err(|err| format!("{what}: {}", chain(&err)))
 }
 
-/// meta_data.json as cached: without `admin_pass` (a password never goes to disk in clear).
-fn redact(raw: &[u8]) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(serde_json::Value::Object(mut map)) => {
-            map.remove("admin_pass");
-            serde_json::to_vec(&map).unwrap_or_default()
-        }
-        _ => raw.to_vec(),
-    }
-}
-
 fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
@@ -254,7 +244,7 @@ fn fetch<'a>(
             Ok(new) => new,
             Err(err) => return Done::error(chain(&err)),
         };
-        if let Err(err) = state.cache(&parsed.uuid, "meta_data.json", &redact(&raw)) {
+        if let Err(err) = state.cache(&parsed.uuid, "meta_data.json", &redact::meta_data(&raw)) {
             tracing::warn!("{}", chain(&err));
         }
         let message = format!(
@@ -355,7 +345,7 @@ fn fetch<'a>(
     }
     let (config, key_errors) = CloudConfig::from_map(&merged);
     report.step("cloud-config", || {
-        let json = serde_json::to_vec_pretty(&merged).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(&redact::cloud_config(&merged)).unwrap_or_default();
         if let Err(err) = state.cache(&id, "cloud-config.json", &json) {
             tracing::warn!("{}", chain(&err));
         }

@@ -4,6 +4,9 @@
 
 mod support;
 
+use std::os::unix::fs::MetadataExt;
+
+use serde_json::json;
 use support::*;
 
 #[test]
@@ -33,6 +36,128 @@ fn a_literal_random_password_is_set_as_text_with_a_warning() {
     assert!(
         text.contains(&format!("warnings:\n  - {warning}\n")),
         "{text}"
+    );
+}
+
+/// Every password planted below, each in a field that must never be reported.
+const PLANTED: &[&str] = &[
+    "Pw-Passwd-2222",
+    "Pw-Plain-3333",
+    "Pw-Plain-Bad-4444",
+    "Pw-Hashed-5555",
+    "Pw-Passwd-Bad-6666",
+    "Pw-List-NoColon-7777",
+    "Pw-List-8888",
+    "Pw-Users-9999",
+    "Pw-Users-Typo-1212",
+    "Pw-Top-1313",
+    "Pw-Alone-NoColon-1515",
+    "Pw-Unterminated-1717",
+    "Pw-Admin-1818",
+    "Pw-Wrong-Shape-1919",
+];
+
+const SECRETS_USERS: &str = r#"#cloud-config
+users:
+  - default
+  - {name: alice, passwd: "$6$Pw-Passwd-2222$abcdefgh"}
+  - {name: bob, plain_text_passwd: Pw-Plain-3333, lock_passwd: false}
+  - {name: carol, plain_text_passwd: "Pw-Plain-Bad-4444\nsecond line"}
+  - {name: dave, hashed_passwd: "Pw-Hashed-5555:x"}
+  - {name: erin, passwd: "Pw-Passwd-Bad-6666:x"}
+chpasswd:
+  expire: false
+  list: |
+    root:Pw-List-8888
+    frank Pw-List-NoColon-7777
+    Pw-Alone-NoColon-1515
+  users:
+    - {name: ghost, password: Pw-Users-9999, type: text}
+    - {name: root, password: Pw-Users-Typo-1212, type: txet}
+"#;
+
+/// Runs `user_data` on a fresh guest whose default user is `debian`; returns the guest and
+/// everything the run and `metaboot status` printed.
+fn run_with(user_data: &str, meta: Option<serde_json::Value>) -> (Guest, String) {
+    let guest = Guest::new();
+    guest.config("default_user: {name: debian}\ndisable_root: false\n");
+    if let Some(meta) = meta {
+        guest.meta_data(&meta);
+    }
+    guest.user_data(user_data);
+    let run = guest.metaboot(&["run"]);
+    let mut printed = String::from_utf8_lossy(&run.stdout).into_owned();
+    printed += &String::from_utf8_lossy(&run.stderr);
+    for args in [&["status"][..], &["status", "--json"]] {
+        let out = guest.metaboot(args);
+        printed += &String::from_utf8_lossy(&out.stdout);
+        printed += &String::from_utf8_lossy(&out.stderr);
+    }
+    (guest, printed)
+}
+
+#[test]
+fn no_password_is_kept_in_a_report_the_log_or_the_output() {
+    let runs = [
+        run_with(SECRETS_USERS, None),
+        run_with(
+            "#cloud-config\npassword: Pw-Top-1313\n",
+            Some(json!({"uuid": UUID, "hostname": "h", "admin_pass": "Pw-Admin-1818"})),
+        ),
+        run_with(
+            "#cloud-config\nusers: [default]\npassword: \"Pw-Unterminated-1717\n",
+            None,
+        ),
+        run_with(
+            "#cloud-config\nchpasswd: {users: [{name: root, password: [Pw-Wrong-Shape-1919]}]}\n",
+            None,
+        ),
+    ];
+    let raw_caches = ["user_data", "vendor_data.json", "vendor_data2.json"];
+    for (guest, printed) in &runs {
+        for secret in PLANTED {
+            assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+        }
+        for file in files_under(&guest.root) {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let mode = std::fs::metadata(&file).unwrap().mode() & 0o777;
+            if file == guest.path("/etc/shadow") {
+                continue;
+            }
+            if raw_caches.contains(&name.as_str()) {
+                // The raw input, kept for `metaboot query user-data` as cloud-init keeps
+                // user-data.txt: root only.
+                assert_eq!(mode, 0o600, "{}", file.display());
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+            for secret in PLANTED {
+                assert!(!text.contains(secret), "{} holds {secret}", file.display());
+            }
+        }
+        assert_eq!(guest.mode_owner("/var/log/metaboot.log").0, 0o600);
+        let cloud_config = format!("/var/lib/metaboot/instances/{UUID}/cloud-config.json");
+        if guest.path(&cloud_config).exists() {
+            assert_eq!(guest.mode_owner(&cloud_config).0, 0o600);
+        }
+    }
+    // The passwords themselves were applied.
+    let first = &runs[0].0;
+    assert!(crypt_verifies("Pw-Plain-3333", &first.shadow_hash("bob")));
+    assert!(crypt_verifies("Pw-List-8888", &first.shadow_hash("root")));
+    assert!(crypt_verifies(
+        "Pw-Top-1313",
+        &runs[1].0.shadow_hash("debian")
+    ));
+    // Messages name the user and the line, never the value.
+    let warnings = first.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("chpasswd.list: line 2 is not user:password; skipped"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("chpasswd.list: line 3 is not user:password; skipped"),
+        "{warnings}"
     );
 }
 

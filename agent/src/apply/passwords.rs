@@ -140,7 +140,8 @@ fn literal_random(user: &str, password: &str) -> Option<String> {
     })
 }
 
-/// Builds the plan from the config; `default_user` receives `password`.
+/// Builds the plan from the config; `default_user` receives `password`. Warnings name users
+/// and line numbers, never a password.
 pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
     let mut plan = Plan {
         expire: config
@@ -188,11 +189,16 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
             OneOrMany::One(text) => text.lines().map(str::to_owned).collect(),
             OneOrMany::Many(items) => items.clone(),
         };
-        for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+        for (number, line) in lines.iter().map(|l| l.trim()).enumerate() {
+            if line.is_empty() {
+                continue;
+            }
             match line.split_once(':') {
                 Some((user, value)) => plan.changes.push((user.to_owned(), classify(value))),
+                // The line may be a password whose colon was forgotten: say where, not what.
                 None => plan.warnings.push(format!(
-                    "chpasswd.list: {line:?} is not user:password; skipped"
+                    "chpasswd.list: line {} is not user:password; skipped",
+                    number + 1
                 )),
             }
         }
@@ -380,9 +386,12 @@ mod tests {
             plan.changes[2],
             ("carol".to_owned(), NewPassword::Hash("$6$a$b".into()))
         );
-        let plan2 = plan_of("chpasswd:\n  list:\n  - root:pw\n  - broken\n");
+        let plan2 = plan_of("chpasswd:\n  list:\n  - root:pw\n  - broken-secret\n");
         assert_eq!(plan2.changes.len(), 1);
-        assert_eq!(plan2.warnings.len(), 1);
+        assert_eq!(
+            plan2.warnings,
+            ["chpasswd.list: line 2 is not user:password; skipped"]
+        );
     }
 
     fn plan_of(text: &str) -> Plan {

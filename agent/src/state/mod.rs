@@ -1,6 +1,7 @@
 //! Per-instance and per-boot bookkeeping under `<root>/var/lib/metaboot`: the current instance,
 //! fetched data, semaphores, scripts, `status.json` and `result.json`.
 
+pub mod redact;
 pub mod result;
 pub mod semaphore;
 pub mod status;
