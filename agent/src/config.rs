@@ -5,7 +5,7 @@
 //! (`disable_root`, `ssh_pwauth`, `manage_etc_hosts`, …): vendor data and user data override it,
 //! as they override cloud.cfg.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -100,11 +100,23 @@ pub struct Settings {
 /// line, then `cli_url`, each overriding the previous for the URL.
 pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> Settings {
     let mut settings = Settings::default();
-    let (path, explicit): (PathBuf, bool) = match config_path {
-        Some(path) => (path.to_owned(), true),
-        None => (root.join(CONFIG_PATH), false),
+    // `--config FILE` is the operator's own file, read as given; the default is under the root.
+    let (path, bytes) = match config_path {
+        Some(path) => (
+            path.to_owned(),
+            std::fs::read(path)
+                .map(Some)
+                .map_err(|err| match err.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")
+                    }
+                    _ => err,
+                }),
+        ),
+        None => (root.host_path(CONFIG_PATH), root.read_optional(CONFIG_PATH)),
     };
-    match read_config(&path, explicit) {
+    let found = matches!(bytes, Ok(Some(_)));
+    match read_config(&path, bytes) {
         Ok(Some(map)) => {
             match serde_json::from_value::<AgentConfig>(serde_json::Value::Object(map.clone())) {
                 Ok(agent) => settings.agent = agent,
@@ -119,7 +131,7 @@ pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> S
     }
     check(&mut settings);
     settings.url = settings.agent.metadata_url.clone();
-    settings.url_origin = if config_path.is_some() || path.exists() {
+    settings.url_origin = if config_path.is_some() || found {
         "metaboot.yaml"
     } else {
         "default"
@@ -136,10 +148,12 @@ pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> S
     settings
 }
 
-fn read_config(path: &Path, explicit: bool) -> Result<Option<ConfigMap>, String> {
-    let bytes = match crate::fsutil::read_optional(path) {
+fn read_config(
+    path: &Path,
+    bytes: std::io::Result<Option<Vec<u8>>>,
+) -> Result<Option<ConfigMap>, String> {
+    let bytes = match bytes {
         Ok(Some(bytes)) => bytes,
-        Ok(None) if explicit => return Err(format!("{}: no such file", path.display())),
         Ok(None) => return Ok(None),
         Err(err) => return Err(format!("{}: {err}", path.display())),
     };
@@ -180,7 +194,7 @@ fn check(settings: &mut Settings) {
 
 /// `metaboot.url=` from `<root>/proc/cmdline`, if present.
 pub fn cmdline_url(root: &Root) -> Option<String> {
-    let cmdline = std::fs::read_to_string(root.join(CMDLINE_PATH)).ok()?;
+    let cmdline = root.read_optional_string(CMDLINE_PATH).ok()??;
     parse_cmdline(&cmdline, CMDLINE_URL_KEY)
 }
 
@@ -204,7 +218,7 @@ mod tests {
     #[test]
     fn defaults_without_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = load(&Root::new(dir.path()), None, None);
+        let settings = load(&Root::open(dir.path()).unwrap(), None, None);
         assert!(settings.errors.is_empty());
         assert_eq!(settings.url, DEFAULT_METADATA_URL);
         assert_eq!(settings.url_origin, "default");
@@ -216,10 +230,10 @@ mod tests {
     #[test]
     fn file_then_cmdline_then_flag() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
-        fs::create_dir_all(root.join("/etc/metaboot")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        fs::create_dir_all(root.host_path("/etc/metaboot")).unwrap();
         fs::write(
-            root.join(CONFIG_PATH),
+            root.host_path(CONFIG_PATH),
             "metadata_url: http://10.0.0.1/\ndeadline_secs: 5\ndisable_root: false\n\
              default_user: {name: debian, sudo: 'ALL=(ALL) NOPASSWD:ALL'}\nsteps: [hostname, ssh-keys]\n",
         )
@@ -232,9 +246,9 @@ mod tests {
         assert_eq!(settings.agent.default_user.as_ref().unwrap().name, "debian");
         assert!(!settings.agent.step_enabled("runcmd"));
 
-        fs::create_dir_all(root.join("/proc")).unwrap();
+        fs::create_dir_all(root.host_path("/proc")).unwrap();
         fs::write(
-            root.join(CMDLINE_PATH),
+            root.host_path(CMDLINE_PATH),
             "console=ttyS0 metaboot.url=http://10.0.0.2:8080 quiet\n",
         )
         .unwrap();
@@ -253,7 +267,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.yaml");
         fs::write(&path, "deadline_secs: [1\n").unwrap();
-        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
         assert!(
             settings.errors[0].contains("Invalid YAML"),
             "{:?}",
@@ -262,7 +276,7 @@ mod tests {
         assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
 
         fs::write(&path, "deadline_secs: soon\nsteps: [hostname, nope]\n").unwrap();
-        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
         assert!(
             settings.errors[0].contains("using defaults"),
             "{:?}",
@@ -270,15 +284,19 @@ mod tests {
         );
 
         fs::write(&path, "steps: [hostname, nope]\ndeadline_secs: 99999\n").unwrap();
-        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
         assert_eq!(settings.errors.len(), 2, "{:?}", settings.errors);
         assert_eq!(settings.agent.deadline_secs, MAX_DEADLINE_SECS);
 
-        let missing = load(&Root::new(dir.path()), Some(&dir.path().join("none")), None);
+        let missing = load(
+            &Root::open(dir.path()).unwrap(),
+            Some(&dir.path().join("none")),
+            None,
+        );
         assert!(missing.errors[0].contains("no such file"));
 
         fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES + 1]).unwrap();
-        let settings = load(&Root::new(dir.path()), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
         assert!(settings.errors[0].contains("larger than"));
     }
 

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use metaboot_proto::MetaData;
 
 use crate::cli::QueryArgs;
-use crate::fsutil;
 use crate::root::Root;
 use crate::state::State;
 
@@ -43,14 +42,14 @@ pub fn value(root: &Root, key: &str) -> Result<Vec<u8>, QueryError> {
         return Err(QueryError::UnknownKey(key.to_owned()));
     }
     let dir = State::new(root).current_instance_dir();
-    let read = |name: &str| fsutil::read_optional(&dir.join(name)).ok().flatten();
+    let read = |name: &str| root.read_optional(dir.join(name)).ok().flatten();
     match key {
         "user-data" => return Ok(read("user_data").unwrap_or_default()),
         "vendor-data" => return Ok(read("vendor_data.json").unwrap_or_default()),
         _ => {}
     }
-    let raw =
-        read("meta_data.json").ok_or_else(|| QueryError::NoData(dir.display().to_string()))?;
+    let raw = read("meta_data.json")
+        .ok_or_else(|| QueryError::NoData(root.host_path(&dir).display().to_string()))?;
     let meta: MetaData =
         serde_json::from_slice(&raw).map_err(|e| QueryError::Corrupt(e.to_string()))?;
     let text = match key {
@@ -77,7 +76,14 @@ pub fn value(root: &Root, key: &str) -> Result<Vec<u8>, QueryError> {
 
 /// Runs `metaboot query`.
 pub fn main(args: &QueryArgs) -> ExitCode {
-    match value(&Root::new(&args.root), &args.key) {
+    let result = match Root::open(&args.root) {
+        Ok(root) => value(&root, &args.key),
+        Err(_) if !KEYS.contains(&args.key.as_str()) => {
+            Err(QueryError::UnknownKey(args.key.clone()))
+        }
+        Err(_) => Err(QueryError::NoData(args.root.display().to_string())),
+    };
+    match result {
         Ok(bytes) => {
             let _ = std::io::stdout().write_all(&bytes);
             ExitCode::SUCCESS
@@ -100,7 +106,7 @@ mod tests {
     #[test]
     fn answers_from_the_current_instance() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
+        let root = Root::open(dir.path()).unwrap();
         assert!(matches!(
             value(&root, "instance-id"),
             Err(QueryError::NoData(_))

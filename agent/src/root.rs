@@ -1,22 +1,47 @@
-//! `Root`: the directory every path the guest agent reads or writes is taken under.
+//! `Root`: the directory every path the guest agent reads or writes is taken under, held open.
+//! Every access resolves its path from that descriptor (see `fsutil::resolve`): no symlink
+//! leads out of the root, `..` never climbs above it, and a symlink a guest user planted is
+//! never followed.
 
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
-/// A path prefix: `/` on a guest, a temporary directory in tests. Paths are joined with chroot
-/// semantics, so `..` never climbs above the root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+
+use crate::fsutil::atomic::fail;
+use crate::fsutil::resolve::Walker;
+use crate::fsutil::{AtomicWriteError, Dir, Owner, Refused, WriteOptions, kind};
+
+/// The root directory: `/` on a guest, a temporary directory in tests.
+#[derive(Debug, Clone)]
 pub struct Root {
     path: PathBuf,
+    fd: Arc<OwnedFd>,
     host: bool,
 }
 
 impl Root {
-    /// A root at `path`. It is the host root when `path` resolves to `/`; only then does the
+    /// Opens the root at `path` (symlinks in `path` itself are the operator's and are
+    /// followed). It is the host root when it is the running system's `/`; only then does the
     /// agent call sethostname(2) or write `/dev/urandom`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
-        let host = std::fs::canonicalize(&path).is_ok_and(|p| p == Path::new("/"));
-        Root { path, host }
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = open(&path, flags, Mode::empty())?;
+        let stat = nix::sys::stat::fstat(&fd)?;
+        let host = std::fs::metadata("/")
+            .is_ok_and(|slash| (slash.dev(), slash.ino()) == (stat.st_dev, stat.st_ino));
+        Ok(Root {
+            path,
+            fd: Arc::new(fd),
+            host,
+        })
     }
 
     /// True when this root is the running system's `/`.
@@ -24,13 +49,15 @@ impl Root {
         self.host
     }
 
-    /// The root directory itself.
+    /// The root directory itself, as given.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The host path of `path` (absolute or relative, both taken from the root) inside the root.
-    pub fn join(&self, path: impl AsRef<Path>) -> PathBuf {
+    /// The host path of `path` (absolute or relative, both taken from the root), joined
+    /// lexically with `..` kept inside the root: for messages, and for what only takes a path
+    /// (exec, mount). Never used to read or write.
+    pub fn host_path(&self, path: impl AsRef<Path>) -> PathBuf {
         let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
         for component in path.as_ref().components() {
             match component {
@@ -45,6 +72,150 @@ impl Root {
         out.extend(parts);
         out
     }
+
+    fn walker(&self) -> Walker<'_> {
+        Walker::new(self.fd.as_fd(), &self.path)
+    }
+
+    /// The directory at `path`, creating missing directories (mode 0755) when `create`.
+    pub fn dir(&self, path: impl AsRef<Path>, create: bool) -> io::Result<Dir> {
+        let mut walker = self.walker();
+        walker.walk(path.as_ref(), create)?;
+        walker.into_dir()
+    }
+
+    /// The directory at `path`, `None` when it does not exist.
+    pub fn dir_optional(&self, path: impl AsRef<Path>) -> io::Result<Option<Dir>> {
+        match self.dir(path, false) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The directory holding `path`'s last component (created when `create`), and that
+    /// component.
+    pub fn parent(&self, path: impl AsRef<Path>, create: bool) -> io::Result<(Dir, OsString)> {
+        let mut walker = self.walker();
+        let name = walker.walk_parent(path.as_ref(), create)?;
+        Ok((walker.into_dir()?, name))
+    }
+
+    /// Opens `path` with `flags`; a final symlink is followed inside the root when `follow`,
+    /// refused otherwise. Missing parent directories are created when `create_parents`.
+    pub fn open_file(
+        &self,
+        path: impl AsRef<Path>,
+        flags: OFlag,
+        mode: u32,
+        follow: bool,
+        create_parents: bool,
+    ) -> io::Result<File> {
+        let mut walker = self.walker();
+        let name = walker.walk_parent(path.as_ref(), create_parents)?;
+        let fd = walker.open_final(name, flags, Mode::from_bits_truncate(mode), follow)?;
+        Ok(File::from(fd))
+    }
+
+    /// Reads `path` (a final symlink followed inside the root); `None` when it does not exist.
+    pub fn read_optional(&self, path: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
+        let mut file = match self.open_file(path.as_ref(), flags, 0, true, false) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if !file.metadata()?.is_file() {
+            return Err(Refused::NotAFile(self.host_path(path)).into());
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    /// Reads a text file, `None` when it does not exist; invalid UTF-8 is replaced.
+    pub fn read_optional_string(&self, path: impl AsRef<Path>) -> io::Result<Option<String>> {
+        Ok(self
+            .read_optional(path)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// The status of `path` (a final symlink followed inside the root); `None` when missing.
+    pub fn stat(&self, path: impl AsRef<Path>) -> io::Result<Option<FileStat>> {
+        let path = path.as_ref();
+        let found = if path.file_name().is_none() {
+            // The root itself, or a path ending in `..`: a directory.
+            self.dir(path, false).and_then(|dir| dir.stat())
+        } else {
+            let mut walker = self.walker();
+            match walker.walk_parent(path, false) {
+                Ok(name) => return walker.stat_final(name, true),
+                Err(err) => Err(err),
+            }
+        };
+        match found {
+            Ok(stat) => Ok(Some(stat)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// True when `path` exists (after symlinks inside the root).
+    pub fn exists(&self, path: impl AsRef<Path>) -> bool {
+        self.stat(path).is_ok_and(|stat| stat.is_some())
+    }
+
+    /// True when `path` is a directory (after symlinks inside the root).
+    pub fn is_dir(&self, path: impl AsRef<Path>) -> bool {
+        self.stat(path)
+            .is_ok_and(|stat| stat.is_some_and(|s| kind(&s) == SFlag::S_IFDIR))
+    }
+
+    /// Replaces `path` with `contents` atomically (see [`Dir::write_atomic`]); missing parent
+    /// directories are created (mode 0755).
+    pub fn write_atomic(
+        &self,
+        path: impl AsRef<Path>,
+        contents: &[u8],
+        options: &WriteOptions,
+    ) -> Result<(), AtomicWriteError> {
+        let shown = self.host_path(path.as_ref());
+        let (dir, name) = self
+            .parent(path.as_ref(), true)
+            .map_err(fail("create directory", &shown))?;
+        dir.write_atomic_as(&name, &shown, contents, options)
+    }
+
+    /// Creates directory `path` (and missing parents, mode 0755) and gives the directory
+    /// itself `mode` and `owner`, also when it already existed (as cloud-init does for
+    /// `~/.ssh`). A symlink at `path` is refused, never chowned or chmodded through.
+    pub fn ensure_dir(
+        &self,
+        path: impl AsRef<Path>,
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> io::Result<Dir> {
+        let (parent, name) = self.parent(path, true)?;
+        let (dir, _) = parent.create_dir(&name, mode)?;
+        dir.set_owner_mode(owner, mode)?;
+        Ok(dir)
+    }
+
+    /// Points symlink `path` at `target` atomically (a temp link renamed over the old entry).
+    pub fn replace_symlink(&self, path: impl AsRef<Path>, target: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent(path, true)?;
+        let mut temp = OsString::from(".");
+        temp.push(&name);
+        temp.push(format!(".{}.tmp", std::process::id()));
+        let _ = nix::unistd::unlinkat(
+            dir.fd(),
+            temp.as_os_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        nix::unistd::symlinkat(target, dir.fd(), temp.as_os_str())?;
+        nix::fcntl::renameat(dir.fd(), temp.as_os_str(), dir.fd(), name.as_os_str())?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -52,29 +223,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn joins_absolute_and_relative_paths_under_the_root() {
-        let root = Root::new("/tmp/r");
-        assert_eq!(root.join("/etc/hostname"), Path::new("/tmp/r/etc/hostname"));
-        assert_eq!(root.join("etc/hosts"), Path::new("/tmp/r/etc/hosts"));
-        assert_eq!(root.join("/"), Path::new("/tmp/r"));
+    fn host_paths_join_absolute_and_relative_paths_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        assert_eq!(
+            root.host_path("/etc/hostname"),
+            dir.path().join("etc/hostname")
+        );
+        assert_eq!(root.host_path("etc/hosts"), dir.path().join("etc/hosts"));
+        assert_eq!(root.host_path("/"), dir.path());
     }
 
     #[test]
-    fn parent_components_never_escape() {
-        let root = Root::new("/tmp/r");
+    fn parent_components_never_escape_the_host_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
         assert_eq!(
-            root.join("/../../etc/passwd"),
-            Path::new("/tmp/r/etc/passwd")
+            root.host_path("/../../etc/passwd"),
+            dir.path().join("etc/passwd")
         );
-        assert_eq!(root.join("/a/b/../../../c"), Path::new("/tmp/r/c"));
-        assert_eq!(root.join("./x/./y"), Path::new("/tmp/r/x/y"));
+        assert_eq!(root.host_path("/a/b/../../../c"), dir.path().join("c"));
+        assert_eq!(root.host_path("./x/./y"), dir.path().join("x/y"));
     }
 
     #[test]
     fn only_slash_is_the_host() {
-        assert!(Root::new("/").is_host());
+        assert!(Root::open("/").unwrap().is_host());
         let dir = tempfile::tempdir().unwrap();
-        assert!(!Root::new(dir.path()).is_host());
-        assert!(!Root::new("/nonexistent/metaboot/root").is_host());
+        assert!(!Root::open(dir.path()).unwrap().is_host());
+        assert!(Root::open("/nonexistent/metaboot/root").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use metaboot_proto::MetaData;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use crate::apply::STEPS;
 use crate::cli::RunArgs;
@@ -21,6 +21,7 @@ use crate::source::config_drive::{self, ConfigDrive};
 use crate::source::http::HttpClient;
 use crate::source::metadata_service::MetadataService;
 use crate::source::{Source, SourceError};
+use crate::state::redact;
 use crate::state::result::{Done, Report, RunStatus, chain, unix_now};
 use crate::state::status::{EXIT_DONE, EXIT_ERROR};
 use crate::state::{State, check_instance_id};
@@ -29,14 +30,16 @@ use crate::userdata::{self, Decoded, yaml};
 
 /// Runs `metaboot run`.
 pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
-    let root = Root::new(&args.root);
-    if !root.path().is_dir() {
-        eprintln!(
-            "metaboot run: root {} is not a directory",
-            root.path().display()
-        );
-        return ExitCode::from(EXIT_ERROR);
-    }
+    let root = match Root::open(&args.root) {
+        Ok(root) => root,
+        Err(err) => {
+            eprintln!(
+                "metaboot run: root {} is not a directory: {err}",
+                args.root.display()
+            );
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     let log_warning = crate::log::init(&root, verbose);
     let state = State::new(&root);
     let _lock = match lock(&state) {
@@ -60,13 +63,14 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
 /// Holds `var/lib/metaboot/.lock` so two runs never interleave.
 fn lock(state: &State) -> Result<Flock<File>, String> {
     let path = state.status_path().with_file_name(".lock");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let file = File::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let shown = state.root().host_path(&path);
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT;
+    let file = state
+        .root()
+        .open_file(&path, flags, 0o600, false, true)
+        .map_err(|e| format!("cannot open {}: {e}", shown.display()))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, errno)| format!("another metaboot run holds {} ({errno})", path.display()))
+        .map_err(|(_, errno)| format!("another metaboot run holds {} ({errno})", shown.display()))
 }
 
 /// What the fetch phase produced, for the apply steps.
@@ -188,17 +192,6 @@ fn optional(
     result.map_err(|err| format!("{what}: {}", chain(&err)))
 }
 
-/// meta_data.json as cached: without `admin_pass` (a password never goes to disk in clear).
-fn redact(raw: &[u8]) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Value>(raw) {
-        Ok(serde_json::Value::Object(mut map)) => {
-            map.remove("admin_pass");
-            serde_json::to_vec(&map).unwrap_or_default()
-        }
-        _ => raw.to_vec(),
-    }
-}
-
 fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
@@ -251,7 +244,7 @@ fn fetch<'a>(
             Ok(new) => new,
             Err(err) => return Done::error(chain(&err)),
         };
-        if let Err(err) = state.cache(&parsed.uuid, "meta_data.json", &redact(&raw)) {
+        if let Err(err) = state.cache(&parsed.uuid, "meta_data.json", &redact::meta_data(&raw)) {
             tracing::warn!("{}", chain(&err));
         }
         let message = format!(
@@ -352,7 +345,7 @@ fn fetch<'a>(
     }
     let (config, key_errors) = CloudConfig::from_map(&merged);
     report.step("cloud-config", || {
-        let json = serde_json::to_vec_pretty(&merged).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(&redact::cloud_config(&merged)).unwrap_or_default();
         if let Err(err) = state.cache(&id, "cloud-config.json", &json) {
             tracing::warn!("{}", chain(&err));
         }
@@ -383,7 +376,7 @@ fn finish(state: &State, report: &mut Report) {
     {
         let marker = state.instance_dir(id).join("boot-finished");
         let text = format!("{} {:?}\n", unix_now(), report.status).to_lowercase();
-        if let Err(err) = crate::fsutil::write_atomic(
+        if let Err(err) = state.root().write_atomic(
             &marker,
             text.as_bytes(),
             &crate::fsutil::WriteOptions::exact(0o644, None),

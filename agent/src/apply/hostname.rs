@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::fsutil::{AtomicWriteError, WriteOptions};
 use crate::root::Root;
 
 /// The hostname file, under the root.
@@ -102,9 +102,12 @@ pub fn sanitize(name: &str) -> Result<String, HostnameError> {
 
 /// The current name in `/etc/hostname` under the root (empty when missing).
 pub fn current(root: &Root) -> Result<String, HostnameError> {
-    let path = root.join(HOSTNAME_FILE);
-    Ok(fsutil::read_optional_string(&path)
-        .map_err(|source| HostnameError::Read { path, source })?
+    Ok(root
+        .read_optional_string(HOSTNAME_FILE)
+        .map_err(|source| HostnameError::Read {
+            path: root.host_path(HOSTNAME_FILE),
+            source,
+        })?
         .unwrap_or_default()
         .trim()
         .to_owned())
@@ -113,11 +116,10 @@ pub fn current(root: &Root) -> Result<String, HostnameError> {
 /// Writes `/etc/hostname` (unless it is missing and `create` is false) and, on the host root, the
 /// kernel hostname. Returns true when something changed.
 pub fn write(root: &Root, name: &str, create: bool) -> Result<bool, HostnameError> {
-    let path = root.join(HOSTNAME_FILE);
     let mut changed = false;
-    if current(root)? != name && (create || path.exists()) {
-        write_atomic(
-            &path,
+    if current(root)? != name && (create || root.exists(HOSTNAME_FILE)) {
+        root.write_atomic(
+            HOSTNAME_FILE,
             format!("{name}\n").as_bytes(),
             &WriteOptions::keep_or(0o644),
         )?;
@@ -213,14 +215,14 @@ mod tests {
     #[test]
     fn writes_the_file_and_reports_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
+        let root = Root::open(dir.path()).unwrap();
         assert!(
             !write(&root, "web", false).unwrap(),
             "not created when create is false"
         );
         assert!(write(&root, "web", true).unwrap());
         assert_eq!(
-            std::fs::read_to_string(root.join(HOSTNAME_FILE)).unwrap(),
+            std::fs::read_to_string(root.host_path(HOSTNAME_FILE)).unwrap(),
             "web\n"
         );
         assert!(!write(&root, "web", true).unwrap());

@@ -1,6 +1,7 @@
 //! Applying instance data under a root: hostname, hosts, users, keys, passwords, sshd,
 //! write_files, scripts, entropy. Each submodule is one concern; the run drives them as steps.
 
+pub mod home;
 pub mod hostname;
 pub mod hosts;
 pub mod passwords;

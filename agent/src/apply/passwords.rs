@@ -119,8 +119,11 @@ impl Plan {
     }
 }
 
+/// The `chpasswd.list` values that ask for a random password (cloud-init's `R` and `RANDOM`).
+const RANDOM_WORDS: [&str; 2] = ["R", "RANDOM"];
+
 fn classify(value: &str) -> NewPassword {
-    if value == "R" || value == "RANDOM" {
+    if RANDOM_WORDS.contains(&value) {
         NewPassword::Random
     } else if is_hash(value) {
         NewPassword::Hash(value.to_owned())
@@ -129,7 +132,16 @@ fn classify(value: &str) -> NewPassword {
     }
 }
 
-/// Builds the plan from the config; `default_user` receives `password`.
+/// The warning for a `chpasswd.users` password used as text that reads as a request for a
+/// random one: set as given, as cloud-init 22.4 does, but said.
+fn literal_random(user: &str, password: &str) -> Option<String> {
+    RANDOM_WORDS.contains(&password).then(|| {
+        format!("chpasswd: {user}: password is the literal text {password}; use type: RANDOM")
+    })
+}
+
+/// Builds the plan from the config; `default_user` receives `password`. Warnings name users
+/// and line numbers, never a password.
 pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
     let mut plan = Plan {
         expire: config
@@ -145,14 +157,20 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
             let kind = user.kind.as_deref().map(str::to_ascii_lowercase);
             let change = match (&user.password, kind.as_deref()) {
                 (None, _) | (_, Some("random")) => NewPassword::Random,
-                (Some(pw), Some("text")) => NewPassword::Text(pw.0.clone()),
+                (Some(pw), Some("text")) => {
+                    plan.warnings.extend(literal_random(&user.name, pw));
+                    NewPassword::Text(pw.0.clone())
+                }
                 (Some(pw), Some("hash")) => NewPassword::Hash(pw.0.clone()),
                 (Some(pw), None) if is_hash(pw) => NewPassword::Hash(pw.0.clone()),
                 (Some(pw), None) => {
-                    plan.warnings.push(format!(
-                        "chpasswd: password of {} has no type and is not a hash; used as text",
-                        user.name
-                    ));
+                    plan.warnings
+                        .push(literal_random(&user.name, pw).unwrap_or_else(|| {
+                        format!(
+                            "chpasswd: password of {} has no type and is not a hash; used as text",
+                            user.name
+                        )
+                    }));
                     NewPassword::Text(pw.0.clone())
                 }
                 (Some(_), Some(other)) => {
@@ -171,11 +189,16 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
             OneOrMany::One(text) => text.lines().map(str::to_owned).collect(),
             OneOrMany::Many(items) => items.clone(),
         };
-        for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+        for (number, line) in lines.iter().map(|l| l.trim()).enumerate() {
+            if line.is_empty() {
+                continue;
+            }
             match line.split_once(':') {
                 Some((user, value)) => plan.changes.push((user.to_owned(), classify(value))),
+                // The line may be a password whose colon was forgotten: say where, not what.
                 None => plan.warnings.push(format!(
-                    "chpasswd.list: {line:?} is not user:password; skipped"
+                    "chpasswd.list: line {} is not user:password; skipped",
+                    number + 1
                 )),
             }
         }
@@ -363,13 +386,42 @@ mod tests {
             plan.changes[2],
             ("carol".to_owned(), NewPassword::Hash("$6$a$b".into()))
         );
-        let plan2 = plan_of("chpasswd:\n  list:\n  - root:pw\n  - broken\n");
+        let plan2 = plan_of("chpasswd:\n  list:\n  - root:pw\n  - broken-secret\n");
         assert_eq!(plan2.changes.len(), 1);
-        assert_eq!(plan2.warnings.len(), 1);
+        assert_eq!(
+            plan2.warnings,
+            ["chpasswd.list: line 2 is not user:password; skipped"]
+        );
     }
 
     fn plan_of(text: &str) -> Plan {
         plan(&cfg(text), Some("debian"))
+    }
+
+    #[test]
+    fn a_literal_random_is_text_with_a_warning() {
+        let p = plan_of(
+            "chpasswd:\n  users:\n  - {name: alice, password: RANDOM, type: text}\n  \
+             - {name: bob, password: R, type: text}\n  - {name: carol, password: RANDOM}\n  \
+             - {name: dave, password: random, type: text}\n",
+        );
+        assert_eq!(
+            p.changes,
+            [
+                ("alice".to_owned(), NewPassword::Text("RANDOM".into())),
+                ("bob".to_owned(), NewPassword::Text("R".into())),
+                ("carol".to_owned(), NewPassword::Text("RANDOM".into())),
+                ("dave".to_owned(), NewPassword::Text("random".into())),
+            ]
+        );
+        assert_eq!(
+            p.warnings,
+            [
+                "chpasswd: alice: password is the literal text RANDOM; use type: RANDOM",
+                "chpasswd: bob: password is the literal text R; use type: RANDOM",
+                "chpasswd: carol: password is the literal text RANDOM; use type: RANDOM",
+            ]
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use std::io::Write;
 
 use base64::Engine;
+use nix::fcntl::OFlag;
 
 use crate::apply::write_files;
+use crate::root::Root;
 use crate::userdata::cloud_config::RandomSeed;
 
 /// The kernel's entropy pool.
@@ -49,11 +51,10 @@ pub fn seed_bytes(
     Ok(seed)
 }
 
-/// Writes the seed into `/dev/urandom` (mixes it into the pool; no entropy is credited).
-pub fn feed_urandom(seed: &[u8]) -> Result<(), RandomSeedError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(URANDOM)
+/// Writes the seed into the root's `/dev/urandom` (mixes it into the pool; no entropy is
+/// credited); the caller makes sure the root is the host's.
+pub fn feed_urandom(root: &Root, seed: &[u8]) -> Result<(), RandomSeedError> {
+    root.open_file(URANDOM, OFlag::O_WRONLY, 0, true, false)
         .and_then(|mut f| f.write_all(seed))
         .map_err(RandomSeedError::Write)
 }

@@ -2,16 +2,18 @@
 //! scripts, and the per-boot / per-instance / per-once directories, run in name order (run-parts),
 //! output logged line by line, exit codes recorded.
 
-use std::fs;
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::fsutil::{AtomicWriteError, WriteOptions, write_atomic};
+use nix::fcntl::OFlag;
+use nix::sys::stat::SFlag;
+
+use crate::fsutil::{AtomicWriteError, WriteOptions, kind};
 use crate::retry::{Retry, Transient};
+use crate::root::Root;
 use crate::state::result::ScriptResult;
 use crate::userdata::cloud_config::Command;
 
@@ -68,9 +70,18 @@ pub fn commands_to_script(commands: &[Option<Command>]) -> String {
     script
 }
 
-/// Writes a script, mode 0700 (atomically, so a half-written script never runs).
-pub fn write_script(path: &Path, body: &[u8]) -> Result<(), AtomicWriteError> {
-    write_atomic(path, body, &WriteOptions::exact(0o700, None))
+/// Writes a script at `path` under the root, mode 0700 (atomically, so a half-written script
+/// never runs).
+pub fn write_script(root: &Root, path: &Path, body: &[u8]) -> Result<(), AtomicWriteError> {
+    root.write_atomic(path, body, &WriteOptions::exact(0o700, None))
+}
+
+/// True when the script at `path` starts with `#!`.
+fn has_shebang(root: &Root, path: &Path) -> bool {
+    let mut head = [0u8; 2];
+    root.open_file(path, OFlag::O_RDONLY, 0, true, false)
+        .and_then(|mut file| file.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"#!")
 }
 
 /// What every script sees.
@@ -82,8 +93,10 @@ pub struct ScriptEnv {
     pub root: PathBuf,
 }
 
-/// Runs one script and logs its output; never fails, the outcome is in the result.
-pub fn run_script(path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
+/// Runs the script at `path` under the root and logs its output; never fails, the outcome is
+/// in the result. exec(2) takes a path: scripts live in the agent's own state directories,
+/// which only root can change.
+pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
     let start = Instant::now();
     let result = |exit_code, error: Option<String>| ScriptResult {
         name: name.to_owned(),
@@ -91,14 +104,12 @@ pub fn run_script(path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
         error,
     };
-    let has_shebang = fs::read(path)
-        .map(|b| b.starts_with(b"#!"))
-        .unwrap_or(false);
-    let mut process = if has_shebang {
-        Process::new(path)
+    let host_path = root.host_path(path);
+    let mut process = if has_shebang(root, path) {
+        Process::new(&host_path)
     } else {
         let mut sh = Process::new(SHELL);
-        sh.arg(path);
+        sh.arg(&host_path);
         sh
     };
     let (reader, writer) = match std::io::pipe() {
@@ -116,7 +127,7 @@ pub fn run_script(path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(stderr);
-    tracing::info!(script = name, "running {}", path.display());
+    tracing::info!(script = name, "running {}", host_path.display());
     let spawned = Retry::until(Instant::now() + BUSY_SCRIPT_WAIT)
         .with_backoff(BUSY_SCRIPT_BACKOFF, BUSY_SCRIPT_BACKOFF * 10)
         .run("start script", |_| process.spawn().map_err(StartError));
@@ -172,23 +183,23 @@ pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, boo
     (logged, dropped)
 }
 
-/// Runs every executable regular file of `dir` in name order (a missing dir runs nothing).
-pub fn run_dir(dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
-    let Ok(entries) = fs::read_dir(dir) else {
+/// Runs every executable regular file of `dir` under the root in name order (a missing dir
+/// runs nothing; symlinks are not run).
+pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
+    let Ok(Some(handle)) = root.dir_optional(dir) else {
         return Vec::new();
     };
-    let mut files: Vec<(String, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .filter(|(name, _)| !name.starts_with('.'))
-        .collect();
-    files.sort();
+    let Ok(entries) = handle.entries() else {
+        return Vec::new();
+    };
     let mut results = Vec::new();
-    for (name, path) in files {
-        let executable = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
-        if executable {
-            results.push(run_script(&path, &name, env));
+    for (name, stat) in entries {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with('.') || kind(&stat) != SFlag::S_IFREG {
+            continue;
+        }
+        if stat.st_mode & 0o111 != 0 {
+            results.push(run_script(root, &dir.join(&name), &name, env));
         } else {
             tracing::warn!(script = name, "not executable; skipped");
         }
@@ -260,20 +271,33 @@ mod tests {
     #[test]
     fn runs_with_env_cwd_and_records_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
-        let scripts = dir.path().join("scripts");
+        let root = Root::open(dir.path()).unwrap();
+        let scripts = Path::new("/scripts");
         write_script(
+            &root,
             &scripts.join("10-ok"),
             b"#!/bin/sh\necho \"$INSTANCE_ID\" > out\necho logged\n",
         )
         .unwrap();
-        write_script(&scripts.join("20-fail"), b"echo no shebang >&2\nexit 3\n").unwrap();
         write_script(
+            &root,
+            &scripts.join("20-fail"),
+            b"echo no shebang >&2\nexit 3\n",
+        )
+        .unwrap();
+        write_script(
+            &root,
             &scripts.join("30-bash"),
             b"#!/usr/bin/env perl\nopen(F, '>', 'perl-out'); print F \"perl\";\n",
         )
         .unwrap();
-        std::fs::write(scripts.join("40-not-exec"), "#!/bin/sh\ntouch nope\n").unwrap();
-        let results = run_dir(&scripts, &env(dir.path()));
+        std::fs::write(
+            dir.path().join("scripts/40-not-exec"),
+            "#!/bin/sh\ntouch nope\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("10-ok", dir.path().join("scripts/50-link")).unwrap();
+        let results = run_dir(&root, scripts, &env(dir.path()));
         let codes: Vec<(&str, Option<i32>)> = results
             .iter()
             .map(|r| (r.name.as_str(), r.exit_code))
@@ -321,10 +345,11 @@ mod tests {
     #[test]
     fn a_background_child_holding_the_pipe_does_not_block() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bg");
-        write_script(&path, b"#!/bin/sh\nsleep 30 &\necho started\n").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let path = Path::new("/bg");
+        write_script(&root, path, b"#!/bin/sh\nsleep 30 &\necho started\n").unwrap();
         let start = Instant::now();
-        let result = run_script(&path, "bg", &env(dir.path()));
+        let result = run_script(&root, path, "bg", &env(dir.path()));
         assert_eq!(result.exit_code, Some(0));
         assert!(start.elapsed() < Duration::from_secs(10));
     }
@@ -332,19 +357,23 @@ mod tests {
     #[test]
     fn a_script_still_open_for_writing_starts_once_it_is_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("busy");
-        write_script(&path, b"#!/bin/sh\necho ran > busy-out\n").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let path = Path::new("/busy");
+        write_script(&root, path, b"#!/bin/sh\necho ran > busy-out\n").unwrap();
         // A writer holds the script (as a process forked mid-write would): exec says ETXTBSY.
-        let writer = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.host_path(path))
+            .unwrap();
         let closer = std::thread::spawn(move || {
             std::thread::sleep(BUSY_SCRIPT_WAIT / 10);
             drop(writer);
         });
-        let result = run_script(&path, "busy", &env(dir.path()));
+        let result = run_script(&root, path, "busy", &env(dir.path()));
         closer.join().unwrap();
         assert_eq!((result.exit_code, result.error), (Some(0), None));
         assert_eq!(
-            fs::read_to_string(dir.path().join("busy-out")).unwrap(),
+            std::fs::read_to_string(dir.path().join("busy-out")).unwrap(),
             "ran\n"
         );
     }
@@ -352,16 +381,17 @@ mod tests {
     #[test]
     fn signals_and_missing_interpreters_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let killed = dir.path().join("killed");
-        write_script(&killed, b"#!/bin/sh\nkill -9 $$\n").unwrap();
-        let r = run_script(&killed, "killed", &env(dir.path()));
+        let root = Root::open(dir.path()).unwrap();
+        let killed = Path::new("/killed");
+        write_script(&root, killed, b"#!/bin/sh\nkill -9 $$\n").unwrap();
+        let r = run_script(&root, killed, "killed", &env(dir.path()));
         assert_eq!(
             (r.exit_code, r.error.as_deref()),
             (None, Some("killed by signal 9"))
         );
-        let bad = dir.path().join("bad");
-        write_script(&bad, b"#!/nonexistent/interpreter\n").unwrap();
-        let r = run_script(&bad, "bad", &env(dir.path()));
+        let bad = Path::new("/bad");
+        write_script(&root, bad, b"#!/nonexistent/interpreter\n").unwrap();
+        let r = run_script(&root, bad, "bad", &env(dir.path()));
         assert!(r.error.unwrap().starts_with("cannot start"));
     }
 }

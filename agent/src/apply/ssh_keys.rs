@@ -1,11 +1,14 @@
 //! SSH authorized keys (docs/protocol.md §5.2): merge by key blob (an entry whose base64 matches a
 //! new key is replaced, so options and comments update without duplicates), `~/.ssh` 0700, the file
-//! 0600, both owned by the user; root's keys prefixed when `disable_root` is on.
+//! 0600, both owned by the user; root's keys prefixed when `disable_root` is on. A home, `~/.ssh`
+//! or `authorized_keys` that is a symlink or belongs to someone else is refused (see `home`).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
+use crate::apply::home;
 use crate::apply::users::User;
-use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::fsutil::{AtomicWriteError, Refused, WriteOptions};
 use crate::root::Root;
 
 /// cloud-init's `disable_root_opts`: root's keys only print where to log in instead.
@@ -13,9 +16,18 @@ pub const DISABLE_ROOT_OPTS: &str = r#"no-port-forwarding,no-agent-forwarding,no
 /// Most keys written for one user (a bound on what metadata and user data can add).
 pub const MAX_KEYS: usize = 1024;
 
+/// The keys file in `~/.ssh`.
+pub const AUTHORIZED_KEYS: &str = "authorized_keys";
+
 /// Failures writing keys.
 #[derive(Debug, thiserror::Error)]
 pub enum SshKeysError {
+    #[error("Keys for {user} not written")]
+    Refused {
+        user: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Failed to create {}", path.display())]
     Dir {
         path: PathBuf,
@@ -143,29 +155,59 @@ pub fn root_prefix(opts: &str, default_user: Option<&str>) -> String {
         .replace("$DISABLE_USER", "root")
 }
 
+/// A refused path as [`SshKeysError::Refused`], any other failure as `other` makes it.
+fn refused_or(
+    source: std::io::Error,
+    user: &User,
+    other: impl FnOnce(std::io::Error) -> SshKeysError,
+) -> SshKeysError {
+    if source.get_ref().is_some_and(|inner| inner.is::<Refused>()) {
+        SshKeysError::Refused {
+            user: user.name.clone(),
+            source,
+        }
+    } else {
+        other(source)
+    }
+}
+
 /// Writes `keys` into `user`'s `~/.ssh/authorized_keys` under `root`, merged with what is
 /// there. Returns the file written.
 pub fn write_user_keys(root: &Root, user: &User, keys: &[String]) -> Result<PathBuf, SshKeysError> {
     if keys.len() > MAX_KEYS {
         return Err(SshKeysError::TooMany(user.name.clone()));
     }
-    let ssh_dir = root.join(&user.home).join(".ssh");
-    fsutil::ensure_dir(&ssh_dir, 0o700, Some(user.owner())).map_err(|source| {
-        SshKeysError::Dir {
-            path: ssh_dir.clone(),
+    // Every check first (home, ~/.ssh, authorized_keys), then the changes, on descriptors.
+    let (home, _) = home::open_home(root, user).map_err(|source| {
+        refused_or(source, user, |source| SshKeysError::Dir {
+            path: root.host_path(&user.home),
             source,
-        }
+        })
     })?;
-    let path = ssh_dir.join("authorized_keys");
-    let existing = fsutil::read_optional_string(&path)
-        .map_err(|source| SshKeysError::Read {
-            path: path.clone(),
+    let ssh = home::open_user_dir(&home, ".ssh", user).map_err(|source| {
+        refused_or(source, user, |source| SshKeysError::Dir {
+            path: home.child_path(".ssh"),
             source,
+        })
+    })?;
+    let path = ssh.child_path(AUTHORIZED_KEYS);
+    let existing = home::read_user_file(&ssh, AUTHORIZED_KEYS, user)
+        .map_err(|source| {
+            refused_or(source, user, |source| SshKeysError::Read {
+                path: path.clone(),
+                source,
+            })
         })?
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
+    ssh.set_owner_mode(Some(user.owner()), home::SSH_DIR_MODE)
+        .map_err(|source| SshKeysError::Dir {
+            path: ssh.path().to_owned(),
+            source,
+        })?;
     let merged = merge(&existing, keys);
-    write_atomic(
-        &path,
+    ssh.write_atomic(
+        OsStr::new(AUTHORIZED_KEYS),
         merged.as_bytes(),
         &WriteOptions::exact(0o600, Some(user.owner())),
     )?;
@@ -177,6 +219,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+    use crate::fsutil;
 
     const K1: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey1 one@host";
     const K2: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABKey2 two@host";
@@ -236,7 +279,7 @@ mod tests {
     #[test]
     fn writes_with_modes_and_owner() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
+        let root = Root::open(dir.path()).unwrap();
         let user = User {
             name: "bob".into(),
             uid: 1000,

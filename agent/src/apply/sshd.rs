@@ -1,9 +1,9 @@
 //! `ssh_pwauth`: `PasswordAuthentication yes|no` in an sshd drop-in (when `sshd_config.d` exists)
 //! or in `sshd_config` itself (other lines kept), plus a one-word file for dropbear images.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::fsutil::{AtomicWriteError, WriteOptions};
 use crate::root::Root;
 use crate::state::State;
 
@@ -67,7 +67,7 @@ pub fn set_option(text: &str, key: &str, value: &str) -> String {
     text
 }
 
-/// Applies `ssh_pwauth`; returns the files written.
+/// Applies `ssh_pwauth`; returns the files written (host paths).
 pub fn set_password_auth(
     root: &Root,
     state: &State,
@@ -75,33 +75,33 @@ pub fn set_password_auth(
 ) -> Result<Vec<PathBuf>, SshdError> {
     let value = if allow { "yes" } else { "no" };
     let mut written = Vec::new();
-    let dropin_dir = root.join(SSHD_DROPIN_DIR);
-    let config = root.join(SSHD_CONFIG);
-    if dropin_dir.is_dir() {
-        let path = dropin_dir.join(SSHD_DROPIN_NAME);
+    let config = Path::new(SSHD_CONFIG);
+    if root.is_dir(SSHD_DROPIN_DIR) {
+        let path = Path::new(SSHD_DROPIN_DIR).join(SSHD_DROPIN_NAME);
         let text =
             format!("# Written by metaboot from ssh_pwauth.\n{PASSWORD_AUTHENTICATION} {value}\n");
-        write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644))?;
-        written.push(path);
+        root.write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644))?;
+        written.push(root.host_path(path));
     } else if let Some(old) =
-        fsutil::read_optional_string(&config).map_err(|source| SshdError::Read {
-            path: config.clone(),
-            source,
-        })?
+        root.read_optional_string(config)
+            .map_err(|source| SshdError::Read {
+                path: root.host_path(config),
+                source,
+            })?
     {
         let new = set_option(&old, PASSWORD_AUTHENTICATION, value);
         if new != old {
-            write_atomic(&config, new.as_bytes(), &WriteOptions::keep_or(0o644))?;
+            root.write_atomic(config, new.as_bytes(), &WriteOptions::keep_or(0o644))?;
         }
-        written.push(config);
+        written.push(root.host_path(config));
     }
     let marker = state.sshd_password_auth_path();
-    write_atomic(
+    root.write_atomic(
         &marker,
         format!("{value}\n").as_bytes(),
         &WriteOptions::exact(0o644, None),
     )?;
-    written.push(marker);
+    written.push(root.host_path(marker));
     Ok(written)
 }
 
@@ -141,35 +141,30 @@ mod tests {
     #[test]
     fn drop_in_when_the_directory_exists_else_sshd_config_and_always_the_marker() {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
+        let root = Root::open(dir.path()).unwrap();
         let state = State::new(&root);
         // Neither: only the marker for dropbear images.
         let written = set_password_auth(&root, &state, false).unwrap();
-        assert_eq!(written, [state.sshd_password_auth_path()]);
-        assert_eq!(
-            std::fs::read_to_string(state.sshd_password_auth_path()).unwrap(),
-            "no\n"
-        );
+        let marker = root.host_path(state.sshd_password_auth_path());
+        assert_eq!(written, std::slice::from_ref(&marker));
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "no\n");
 
-        std::fs::create_dir_all(root.join("/etc/ssh")).unwrap();
-        std::fs::write(root.join(SSHD_CONFIG), "Port 22\n").unwrap();
+        std::fs::create_dir_all(root.host_path("/etc/ssh")).unwrap();
+        std::fs::write(root.host_path(SSHD_CONFIG), "Port 22\n").unwrap();
         set_password_auth(&root, &state, true).unwrap();
         assert_eq!(
-            std::fs::read_to_string(root.join(SSHD_CONFIG)).unwrap(),
+            std::fs::read_to_string(root.host_path(SSHD_CONFIG)).unwrap(),
             "Port 22\nPasswordAuthentication yes\n"
         );
 
-        std::fs::create_dir_all(root.join(SSHD_DROPIN_DIR)).unwrap();
+        std::fs::create_dir_all(root.host_path(SSHD_DROPIN_DIR)).unwrap();
         set_password_auth(&root, &state, false).unwrap();
-        let dropin = root.join(SSHD_DROPIN_DIR).join(SSHD_DROPIN_NAME);
+        let dropin = root.host_path(SSHD_DROPIN_DIR).join(SSHD_DROPIN_NAME);
         assert!(
             std::fs::read_to_string(dropin)
                 .unwrap()
                 .ends_with("PasswordAuthentication no\n")
         );
-        assert_eq!(
-            std::fs::read_to_string(state.sshd_password_auth_path()).unwrap(),
-            "no\n"
-        );
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "no\n");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::fsutil::{self, AtomicWriteError, WriteOptions};
 use crate::root::Root;
 use crate::state::result::unix_now;
 
@@ -178,8 +178,9 @@ pub fn today() -> u64 {
     unix_now() / 86_400
 }
 
-/// passwd, group, shadow and gshadow of one root, edited together.
-#[derive(Debug)]
+/// passwd, group, shadow and gshadow of one root, edited together (a clone is a snapshot to
+/// roll back to).
+#[derive(Debug, Clone)]
 pub struct Accounts {
     root: Root,
     pub passwd: ColonFile,
@@ -193,9 +194,11 @@ impl Accounts {
     /// Loads the account files of `root`; passwd must exist.
     pub fn load(root: &Root) -> Result<Self, UsersError> {
         let read = |path: &str| {
-            let full = root.join(path);
-            fsutil::read_optional_string(&full)
-                .map_err(|source| UsersError::Read { path: full, source })
+            root.read_optional_string(path)
+                .map_err(|source| UsersError::Read {
+                    path: root.host_path(path),
+                    source,
+                })
         };
         let passwd = read(PASSWD)?.ok_or_else(|| UsersError::NoPasswd(PASSWD.to_owned()))?;
         Ok(Accounts {
@@ -222,8 +225,8 @@ impl Accounts {
             if let Some(file) = file
                 && file.changed()
             {
-                write_atomic(
-                    &self.root.join(path),
+                self.root.write_atomic(
+                    path,
                     file.render().as_bytes(),
                     &WriteOptions::keep_or(mode),
                 )?;

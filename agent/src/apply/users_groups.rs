@@ -2,13 +2,11 @@
 //! updated from `users` (default: the configured default user), their passwords, locks, sudo rules
 //! and keys.
 
-use std::fs;
 use std::path::Path;
 
-use crate::apply::passwords;
-use crate::apply::ssh_keys;
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::fsutil::{self, WriteOptions, write_atomic};
+use crate::apply::{home, passwords, ssh_keys};
+use crate::fsutil::{self, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::{
     CloudConfig, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
@@ -136,34 +134,24 @@ pub fn user_list(
     out
 }
 
-fn copy_skel(from: &Path, to: &Path, user: &User) -> std::io::Result<()> {
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            fsutil::ensure_dir(&target, 0o755, Some(user.owner()))?;
-            copy_skel(&entry.path(), &target, user)?;
-        } else if kind.is_file() && !target.exists() {
-            fs::copy(entry.path(), &target)?;
-            if fsutil::can_chown() {
-                std::os::unix::fs::chown(&target, Some(user.uid), Some(user.gid))?;
-            }
-        }
-    }
-    Ok(())
+/// What one user's account edits did.
+struct Applied {
+    created: bool,
+    /// The home to create, for a created user that gets one.
+    home: Option<String>,
 }
 
-/// Creates or updates one user; returns its keys and sudo rules for the caller to write.
+/// Creates or updates one user's entries in `accounts` (nothing on disk yet). On error the
+/// caller rolls `accounts` back, so a failed user leaves no entry and no group behind.
 fn apply_user(
-    root: &Root,
     accounts: &mut Accounts,
     cfg: &UserConfig,
-    summary: &mut Summary,
-) -> Result<(), String> {
+    warnings: &mut Vec<String>,
+) -> Result<Applied, String> {
     let name = cfg.name.trim();
     let system = cfg.system == Some(true);
     let created = accounts.user(name).is_none();
+    let mut home = None;
     if created {
         let uid_wanted = match &cfg.uid {
             Some(uid) => Some(
@@ -186,17 +174,17 @@ fn apply_user(
                 .ensure_group(name, system, Some(uid))
                 .map_err(|e| format!("{name}: {e}"))?
         };
-        let home = cfg
+        let home_dir = cfg
             .homedir
             .clone()
             .unwrap_or_else(|| format!("/home/{name}"));
-        let user = accounts
+        accounts
             .create_user(&NewUser {
                 name: name.to_owned(),
                 uid: Some(uid),
                 gid,
                 gecos: cfg.gecos.as_ref().map(|g| g.0.clone()).unwrap_or_default(),
-                home: home.clone(),
+                home: home_dir.clone(),
                 shell: cfg
                     .shell
                     .clone()
@@ -205,15 +193,7 @@ fn apply_user(
             })
             .map_err(|e| format!("{name}: {e}"))?;
         if !system && cfg.no_create_home != Some(true) {
-            let home_dir = root.join(&home);
-            let fresh = !home_dir.exists();
-            fsutil::ensure_dir(&home_dir, 0o755, Some(user.owner()))
-                .map_err(|e| format!("{name}: home {home}: {e}"))?;
-            let skel = root.join(SKEL_DIR);
-            if fresh && skel.is_dir() {
-                copy_skel(&skel, &home_dir, &user)
-                    .map_err(|e| format!("{name}: copying {SKEL_DIR}: {e}"))?;
-            }
+            home = Some(home_dir);
         }
         if let Some(hash) = &cfg.passwd {
             check_field("passwd", hash).map_err(|e| format!("{name}: {e}"))?;
@@ -221,14 +201,10 @@ fn apply_user(
                 .set_password_hash(name, hash, false)
                 .map_err(|e| format!("{name}: {e}"))?;
         }
-        summary.created.push(name.to_owned());
-    } else {
-        if cfg.passwd.is_some() {
-            summary.warnings.push(format!(
-                "{name}: `passwd` is only used when the user is created; ignored"
-            ));
-        }
-        summary.updated.push(name.to_owned());
+    } else if cfg.passwd.is_some() {
+        warnings.push(format!(
+            "{name}: `passwd` is only used when the user is created; ignored"
+        ));
     }
     for group in cfg.groups.as_ref().map(|g| g.items()).unwrap_or_default() {
         accounts
@@ -252,11 +228,23 @@ fn apply_user(
     } else {
         accounts.unlock(name).map_err(|e| format!("{name}: {e}"))?;
     }
+    Ok(Applied { created, home })
+}
+
+/// Creates (or takes over) a created user's home: owned by the user, mode 0755, with the
+/// skeleton files when the agent made it.
+fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
+    let (home, created) = home::open_home(root, user)?;
+    home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
+    if created && let Some(skel) = root.dir_optional(SKEL_DIR)? {
+        home::copy_skel(&skel, &home, user)?;
+    }
     Ok(())
 }
 
-/// Applies `groups` and the user list. Account files are saved once, then keys and sudo rules
-/// are written for the users that exist.
+/// Applies `groups` and the user list. Each user's account edits apply whole or not at all;
+/// the account files are saved once, then homes, keys and sudo rules are written for the
+/// users that exist.
 pub fn apply(
     root: &Root,
     config: &CloudConfig,
@@ -285,24 +273,49 @@ pub fn apply(
         }
     }
     let users = user_list(config, default_user, &mut summary.warnings);
-    let mut errored = Vec::new();
+    let mut errored: Vec<&str> = Vec::new();
+    let mut homes: Vec<(&str, String)> = Vec::new();
     for cfg in &users {
-        if let Err(err) = crate::apply::users::check_name(cfg.name.trim()) {
+        let name = cfg.name.trim();
+        if let Err(err) = crate::apply::users::check_name(name) {
             summary.errors.push(err.to_string());
-            errored.push(cfg.name.clone());
+            errored.push(name);
             continue;
         }
-        if let Err(err) = apply_user(root, &mut accounts, cfg, &mut summary) {
-            summary.errors.push(err);
-            errored.push(cfg.name.clone());
+        let before = accounts.clone();
+        match apply_user(&mut accounts, cfg, &mut summary.warnings) {
+            Ok(applied) => {
+                if applied.created {
+                    summary.created.push(name.to_owned());
+                } else {
+                    summary.updated.push(name.to_owned());
+                }
+                homes.extend(applied.home.map(|home| (name, home)));
+            }
+            Err(err) => {
+                accounts = before;
+                summary.errors.push(err);
+                errored.push(name);
+            }
         }
     }
     accounts
         .save()
         .map_err(|e| crate::state::result::chain(&e))?;
 
+    // The users exist now: a home that cannot be made is that user's error, not a rollback.
+    for (name, home) in homes {
+        let Some(user) = accounts.user(name) else {
+            continue;
+        };
+        if let Err(err) = make_home(root, &user) {
+            summary.errors.push(format!("{name}: home {home}: {err}"));
+            errored.push(name);
+        }
+    }
+
     let mut sudo = String::new();
-    for cfg in users.iter().filter(|c| !errored.contains(&c.name)) {
+    for cfg in users.iter().filter(|c| !errored.contains(&c.name.trim())) {
         let name = cfg.name.trim();
         for rule in cfg.sudo.as_ref().map(|s| s.rules()).unwrap_or_default() {
             sudo.push_str(&format!("{name} {rule}\n"));
@@ -331,8 +344,8 @@ pub fn apply(
 }
 
 fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
-    let path = root.join(SUDOERS_FILE);
-    if !path.parent().is_some_and(Path::is_dir) {
+    let path = Path::new(SUDOERS_FILE);
+    if !path.parent().is_some_and(|dir| root.is_dir(dir)) {
         summary.warnings.push(
             "sudo rules not written: /etc/sudoers.d does not exist (no sudo on this image?)"
                 .to_owned(),
@@ -340,8 +353,8 @@ fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
         return;
     }
     let text = format!("# Created by metaboot from the users of user data.\n{rules}");
-    if let Err(err) = write_atomic(
-        &path,
+    if let Err(err) = root.write_atomic(
+        path,
         text.as_bytes(),
         &WriteOptions::exact(0o440, Some(fsutil::Owner { uid: 0, gid: 0 })),
     ) {

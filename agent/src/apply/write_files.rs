@@ -1,12 +1,16 @@
 //! `write_files` (docs/protocol.md §5.5): encodings b64 / gz / gz+b64, octal permissions,
-//! `user:group` owners looked up in the root's passwd and group, append, and deferred entries.
+//! `user:group` owners looked up in the root's passwd and group, append, and deferred entries. The
+//! path is resolved inside the root; appending reads the old file only when it is a regular file
+//! with one link (never through a symlink, never a hard link to another file).
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
 use crate::apply::users::Accounts;
-use crate::fsutil::{self, AtomicWriteError, Owner, WriteOptions, write_atomic};
+use crate::fsutil::atomic::fail;
+use crate::fsutil::{AtomicWriteError, Owner, Refused, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::WriteFile;
 use crate::userdata::gzip::{self, GzipError};
@@ -175,19 +179,33 @@ pub fn write_entry(
         // Without passwd there is nobody but root.
         None => Some(Owner { uid: 0, gid: 0 }),
     };
-    let target = root.join(path);
-    if entry.append == Some(true)
-        && let Some(mut old) =
-            fsutil::read_optional(&target).map_err(|source| WriteFilesError::Read {
-                path: path.to_owned(),
-                source,
-            })?
-    {
-        old.extend_from_slice(&data);
-        data = old;
+    let target = root.host_path(path);
+    let (dir, name) = root
+        .parent(Path::new(path), true)
+        .map_err(fail("create directory", &target))?;
+    if entry.append == Some(true) {
+        let read_error = |source| WriteFilesError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some((mut file, stat)) = dir.open_file(&name).map_err(read_error)? {
+            if stat.st_nlink > 1 {
+                return Err(read_error(
+                    Refused::HardLinks {
+                        path: target,
+                        links: stat.st_nlink,
+                    }
+                    .into(),
+                ));
+            }
+            let mut old = Vec::new();
+            file.read_to_end(&mut old).map_err(read_error)?;
+            old.extend_from_slice(&data);
+            data = old;
+        }
     }
     let mode = entry.permissions.map_or(DEFAULT_PERMISSIONS, |p| p.0);
-    write_atomic(&target, &data, &WriteOptions::exact(mode, owner))?;
+    dir.write_atomic_as(&name, &target, &data, &WriteOptions::exact(mode, owner))?;
     Ok((target, warnings))
 }
 
@@ -196,6 +214,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+    use crate::fsutil;
     use crate::userdata::cloud_config::CloudConfig;
     use crate::userdata::gzip::tests::gz;
     use crate::userdata::yaml::parse_map;
@@ -203,20 +222,20 @@ mod tests {
     fn entries(text: &str) -> Vec<WriteFile> {
         let (cfg, errors) = CloudConfig::from_map(&parse_map(text).unwrap());
         assert!(errors.is_empty(), "{errors:?}");
-        cfg.write_files.unwrap()
+        cfg.write_files.unwrap().entries().cloned().collect()
     }
 
     fn root() -> (tempfile::TempDir, Root, Accounts) {
         let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path());
-        std::fs::create_dir_all(root.join("/etc")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        std::fs::create_dir_all(root.host_path("/etc")).unwrap();
         std::fs::write(
-            root.join("/etc/passwd"),
+            root.host_path("/etc/passwd"),
             "root:x:0:0::/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n",
         )
         .unwrap();
         std::fs::write(
-            root.join("/etc/group"),
+            root.host_path("/etc/group"),
             "root:x:0:\nbob:x:1000:\nadm:x:4:\n",
         )
         .unwrap();
@@ -238,7 +257,7 @@ mod tests {
         for entry in entries(&text) {
             write_entry(&root, Some(&accounts), &entry).unwrap();
         }
-        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        let read = |p: &str| std::fs::read_to_string(root.host_path(p)).unwrap();
         assert_eq!(read("/a"), "plain");
         assert_eq!(read("/b"), "decoded");
         assert_eq!(read("/c"), "zipped\n");
@@ -253,17 +272,17 @@ mod tests {
                     - path: /etc/app/conf\n  content: line2\n  append: true\n  permissions: '0600'\n  owner: bob\n";
         let list = entries(text);
         write_entry(&root, Some(&accounts), &list[0]).unwrap();
-        let meta = std::fs::metadata(root.join("/etc/app/conf")).unwrap();
+        let meta = std::fs::metadata(root.host_path("/etc/app/conf")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
         if fsutil::can_chown() {
             assert_eq!((meta.uid(), meta.gid()), (1000, 4));
         }
         write_entry(&root, Some(&accounts), &list[1]).unwrap();
         assert_eq!(
-            std::fs::read_to_string(root.join("/etc/app/conf")).unwrap(),
+            std::fs::read_to_string(root.host_path("/etc/app/conf")).unwrap(),
             "line1\nline2"
         );
-        let meta = std::fs::metadata(root.join("/etc/app/conf")).unwrap();
+        let meta = std::fs::metadata(root.host_path("/etc/app/conf")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o600);
         if fsutil::can_chown() {
             assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
@@ -293,8 +312,39 @@ mod tests {
         );
         assert_eq!(errs[3], "write_files entry without a path");
         for p in ["/x", "/y", "/z"] {
-            assert!(!root.join(p).exists());
+            assert!(!root.host_path(p).exists());
         }
+    }
+
+    #[test]
+    fn append_never_reads_through_a_symlink_or_a_hard_link() {
+        let (dir, root, accounts) = root();
+        std::fs::write(root.host_path("/etc/secret"), "SECRET\n").unwrap();
+        std::os::unix::fs::symlink("/etc/secret", root.host_path("/etc/motd")).unwrap();
+        std::fs::hard_link(root.host_path("/etc/secret"), root.host_path("/etc/issue")).unwrap();
+        let list = entries(
+            "write_files:\n- {path: /etc/motd, content: x, append: true}\n\
+             - {path: /etc/issue, content: x, append: true}\n",
+        );
+        for entry in &list {
+            let err = crate::state::result::chain(
+                &write_entry(&root, Some(&accounts), entry).unwrap_err(),
+            );
+            assert!(
+                err.starts_with(&format!("{}: cannot read", entry.path)),
+                "{err}"
+            );
+        }
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("etc/motd"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/issue")).unwrap(),
+            "SECRET\n"
+        );
     }
 
     #[test]
@@ -318,6 +368,6 @@ mod tests {
         );
         let (_, warnings) = write_entry(&root, Some(&accounts), &list[0]).unwrap();
         assert_eq!(warnings.len(), 2);
-        assert_eq!(std::fs::read_to_string(root.join("/w")).unwrap(), "x");
+        assert_eq!(std::fs::read_to_string(root.host_path("/w")).unwrap(), "x");
     }
 }

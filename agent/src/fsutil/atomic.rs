@@ -1,13 +1,20 @@
-//! Atomic file replacement: temp file in the same directory, fsync, rename, fsync the directory;
-//! the old file's mode and owner are kept unless the caller sets them.
+//! Atomic file replacement inside an open directory: a temp file created there (`O_EXCL |
+//! O_NOFOLLOW`), owner and mode set on its descriptor, fsync, `renameat` over the old entry,
+//! fsync the directory. The old file's mode and owner are kept unless the caller sets them; a
+//! symlink at the final name is replaced, never followed.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Owner, can_chown};
+use nix::fcntl::renameat;
+use nix::sys::stat::SFlag;
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use super::dir::set_owner_mode;
+use super::{Dir, Owner, kind};
 
 /// Mode of a file created when neither the caller nor an old file says otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -54,7 +61,10 @@ pub struct AtomicWriteError {
     pub source: io::Error,
 }
 
-fn fail<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> AtomicWriteError + 'a {
+pub(crate) fn fail<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> AtomicWriteError + 'a {
     move |source| AtomicWriteError {
         op,
         path: path.to_owned(),
@@ -62,105 +72,127 @@ fn fail<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Atomi
     }
 }
 
-/// Replaces `path` with `contents` atomically: readers see the old file or the new one, never a
-/// torn one, and a crash or a full disk leaves the old file in place. Missing parent
-/// directories are created (mode 0755). A symlink at `path` is replaced, not followed.
-pub fn write_atomic(
-    path: &Path,
-    contents: &[u8],
-    options: &WriteOptions,
-) -> Result<(), AtomicWriteError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(fail("create directory", dir))?;
-    let old = fs::symlink_metadata(path)
-        .ok()
-        .filter(|meta| meta.file_type().is_file());
-    let mode = options
-        .mode
-        .or_else(|| old.as_ref().map(|meta| meta.mode() & 0o7777))
-        .or(options.new_file_mode)
-        .unwrap_or(DEFAULT_FILE_MODE);
-    let owner = options.owner.or_else(|| {
-        old.as_ref().map(|meta| Owner {
-            uid: meta.uid(),
-            gid: meta.gid(),
-        })
-    });
-
-    let temp = temp_path(dir, path);
-    let result = write_temp(&temp, contents, mode, owner)
-        .and_then(|()| fs::rename(&temp, path).map_err(fail("rename into place", path)));
-    if result.is_err() {
-        // Best effort: the temp file is ours and useless now; the old file was never touched.
-        let _ = fs::remove_file(&temp);
-        return result;
+impl Dir {
+    /// Replaces entry `name` with `contents` atomically: readers see the old file or the new
+    /// one, never a torn one, and a crash or a full disk leaves the old file in place.
+    pub fn write_atomic(
+        &self,
+        name: &OsStr,
+        contents: &[u8],
+        options: &WriteOptions,
+    ) -> Result<(), AtomicWriteError> {
+        self.write_atomic_as(name, &self.child_path(name), contents, options)
     }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(fail("sync directory", dir))
+
+    /// [`Dir::write_atomic`], naming the file `shown` in errors (the path as asked for, which
+    /// may differ from the directory's once a symlink was resolved).
+    pub(crate) fn write_atomic_as(
+        &self,
+        name: &OsStr,
+        shown: &Path,
+        contents: &[u8],
+        options: &WriteOptions,
+    ) -> Result<(), AtomicWriteError> {
+        let old = self
+            .entry(name)
+            .ok()
+            .flatten()
+            .filter(|stat| kind(stat) == SFlag::S_IFREG);
+        let mode = options
+            .mode
+            .or_else(|| old.as_ref().map(|stat| stat.st_mode & 0o7777))
+            .or(options.new_file_mode)
+            .unwrap_or(DEFAULT_FILE_MODE);
+        let owner = options.owner.or_else(|| {
+            old.as_ref().map(|stat| Owner {
+                uid: stat.st_uid,
+                gid: stat.st_gid,
+            })
+        });
+        let temp = temp_name(name);
+        let result = self
+            .write_temp(&temp, shown, contents, mode, owner)
+            .and_then(|()| {
+                renameat(self.fd(), temp.as_os_str(), self.fd(), name)
+                    .map_err(|errno| fail("rename into place", shown)(errno.into()))
+            });
+        if result.is_err() {
+            // Best effort: the temp file is ours and useless now; the old file was never touched.
+            let _ = unlinkat(self.fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            return result;
+        }
+        self.sync().map_err(fail("sync directory", self.path()))
+    }
+
+    fn write_temp(
+        &self,
+        temp: &OsStr,
+        shown: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> Result<(), AtomicWriteError> {
+        let temp_shown = shown.with_file_name(temp);
+        let mut file = self
+            .create_new(temp, 0o600)
+            .map_err(fail("create", &temp_shown))?;
+        file.write_all(contents)
+            .map_err(fail("write", &temp_shown))?;
+        set_owner_mode(file.as_fd(), owner, mode)
+            .map_err(fail("set owner and mode of", &temp_shown))?;
+        file.sync_all().map_err(fail("sync", &temp_shown))
+    }
 }
 
-fn write_temp(
-    temp: &Path,
-    contents: &[u8],
-    mode: u32,
-    owner: Option<Owner>,
-) -> Result<(), AtomicWriteError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp)
-        .map_err(fail("create", temp))?;
-    file.write_all(contents).map_err(fail("write", temp))?;
-    if let Some(owner) = owner
-        && can_chown()
-    {
-        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
-            .map_err(fail("change owner of", temp))?;
-    }
-    // After chown: chown clears set-uid bits, so the mode goes last.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(fail("change mode of", temp))?;
-    file.sync_all().map_err(fail("sync", temp))
-}
-
-fn temp_path(dir: &Path, path: &Path) -> PathBuf {
+fn temp_name(name: &OsStr) -> std::ffi::OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(".{name}.metaboot-{}-{n}.tmp", std::process::id()))
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".metaboot-{}-{n}.tmp", std::process::id()));
+    temp
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
     use super::*;
+    use crate::fsutil::can_chown;
+    use crate::root::Root;
+
+    fn root() -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        (dir, root)
+    }
 
     #[test]
     fn creates_new_file_with_default_mode_and_parents() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, root) = root();
+        root.write_atomic("/a/b/file", b"hello", &WriteOptions::default())
+            .unwrap();
         let path = dir.path().join("a/b/file");
-        write_atomic(&path, b"hello", &WriteOptions::default()).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"hello");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(
+            fs::metadata(dir.path().join("a")).unwrap().mode() & 0o7777,
+            0o755
+        );
     }
 
     #[test]
     fn keeps_mode_and_owner_of_the_old_file() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, root) = root();
         let path = dir.path().join("shadow");
         fs::write(&path, "old").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         if can_chown() {
             std::os::unix::fs::chown(&path, Some(1234), Some(42)).unwrap();
         }
-        write_atomic(&path, b"new", &WriteOptions::keep_or(0o600)).unwrap();
+        root.write_atomic("/shadow", b"new", &WriteOptions::keep_or(0o600))
+            .unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
         if can_chown() {
@@ -171,11 +203,12 @@ mod tests {
 
     #[test]
     fn exact_options_override_mode_and_owner() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, root) = root();
         let path = dir.path().join("f");
         fs::write(&path, "old").unwrap();
         let owner = Owner { uid: 7, gid: 8 };
-        write_atomic(&path, b"x", &WriteOptions::exact(0o4750, Some(owner))).unwrap();
+        root.write_atomic("f", b"x", &WriteOptions::exact(0o4750, Some(owner)))
+            .unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o4750, "set-uid survives the chown");
         if can_chown() {
@@ -185,12 +218,13 @@ mod tests {
 
     #[test]
     fn replaces_a_symlink_instead_of_following_it() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, root) = root();
         let target = dir.path().join("target");
         fs::write(&target, "target").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        write_atomic(&link, b"new", &WriteOptions::default()).unwrap();
+        root.write_atomic("link", b"new", &WriteOptions::default())
+            .unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "target");
         assert!(fs::symlink_metadata(&link).unwrap().is_file());
     }
@@ -202,7 +236,7 @@ mod tests {
     /// Child half: with RLIMIT_FSIZE at 4 KiB, writing 64 KiB fails like a full disk.
     #[test]
     fn fsize_limited_child() {
-        let Some(path) = std::env::var_os(FSIZE_CHILD) else {
+        let Some(dir) = std::env::var_os(FSIZE_CHILD) else {
             return;
         };
         let limit = libc::rlimit {
@@ -216,12 +250,10 @@ mod tests {
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
             assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
         }
-        let err = write_atomic(
-            Path::new(&path),
-            &vec![b'x'; 64 * 1024],
-            &WriteOptions::default(),
-        )
-        .unwrap_err();
+        let err = Root::open(dir)
+            .unwrap()
+            .write_atomic("hosts", &vec![b'x'; 64 * 1024], &WriteOptions::default())
+            .unwrap_err();
         println!("CHILD-ERROR: {err}: {}", err.source);
     }
 
@@ -236,7 +268,7 @@ mod tests {
                 "fsutil::atomic::tests::fsize_limited_child",
                 "--nocapture",
             ])
-            .env(FSIZE_CHILD, &path)
+            .env(FSIZE_CHILD, dir.path())
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -253,18 +285,34 @@ mod tests {
 
     #[test]
     fn a_parent_that_is_a_file_fails_cleanly() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, root) = root();
         fs::write(dir.path().join("etc"), "not a dir").unwrap();
-        let err = write_atomic(
-            &dir.path().join("etc/hostname"),
-            b"x",
-            &WriteOptions::default(),
-        )
-        .unwrap_err();
+        let err = root
+            .write_atomic("/etc/hostname", b"x", &WriteOptions::default())
+            .unwrap_err();
         assert_eq!(err.op, "create directory");
         assert_eq!(
             fs::read_to_string(dir.path().join("etc")).unwrap(),
             "not a dir"
         );
+    }
+
+    #[test]
+    fn a_parent_symlink_out_of_the_root_is_resolved_inside_it() {
+        let (dir, root) = root();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        let err = root
+            .write_atomic("/out/x", b"x", &WriteOptions::default())
+            .unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Inside the root, the same link's target is where the file goes.
+        let inside = dir.path().join(outside.path().strip_prefix("/").unwrap());
+        fs::create_dir_all(&inside).unwrap();
+        root.write_atomic("/out/x", b"in", &WriteOptions::default())
+            .unwrap();
+        assert_eq!(fs::read_to_string(inside.join("x")).unwrap(), "in");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

@@ -1,13 +1,19 @@
-//! File-system helpers: atomic writes and owned directories.
+//! File-system access under the root: paths resolved from held directory descriptors without
+//! following a symlink out of the root ([`resolve`]), directory handles whose operations never
+//! follow a final symlink ([`Dir`]), and atomic writes ([`atomic`]).
 
 pub mod atomic;
+pub mod dir;
+pub mod resolve;
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::PathBuf;
 
-pub use atomic::{AtomicWriteError, WriteOptions, write_atomic};
+use nix::sys::stat::{FileStat, SFlag};
+
+pub use atomic::{AtomicWriteError, WriteOptions};
+pub use dir::Dir;
+pub use resolve::MAX_SYMLINKS;
 
 /// An owner to give a file: numeric uid and gid, as found in the root's passwd and group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,33 +28,55 @@ pub fn can_chown() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Reads a file, `Ok(None)` when it does not exist.
-pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+/// A path the agent will not use, and why; carried as the source of an [`io::Error`] of kind
+/// `PermissionDenied` (or `Other` for a loop).
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("{} is a symlink; not followed", .0.display())]
+    Symlink(PathBuf),
+    #[error("{} is a symlink owned by uid {uid}; only root's symlinks are followed", path.display())]
+    ForeignSymlink { path: PathBuf, uid: u32 },
+    #[error("{}: more than {MAX_SYMLINKS} symlinks to follow", .0.display())]
+    TooManySymlinks(PathBuf),
+    #[error("{} is owned by uid {uid}, neither by {user} nor by root", path.display())]
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        user: String,
+    },
+    #[error("{} has {links} hard links; not used", path.display())]
+    HardLinks { path: PathBuf, links: u64 },
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+}
+
+impl From<Refused> for io::Error {
+    fn from(refused: Refused) -> io::Error {
+        let kind = match refused {
+            Refused::TooManySymlinks(_) => io::ErrorKind::Other,
+            _ => io::ErrorKind::PermissionDenied,
+        };
+        io::Error::new(kind, refused)
     }
 }
 
-/// Reads a text file, `Ok(None)` when it does not exist; invalid UTF-8 is replaced.
-pub fn read_optional_string(path: &Path) -> io::Result<Option<String>> {
-    Ok(read_optional(path)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+/// The file type bits of a stat.
+pub fn kind(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }
 
-/// Creates `dir` (and missing parents, mode 0755) and gives `dir` itself `mode` and `owner`,
-/// also when it already existed (as cloud-init does for `~/.ssh`).
-pub fn ensure_dir(dir: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
-    if !dir.is_dir() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)?;
+/// Refuses an entry of a user's area (home, `~/.ssh`, `authorized_keys`) owned by someone other
+/// than `user` (uid `uid`) or root, as cloud-init and sshd's StrictModes do. (The agent's own
+/// user counts as root when it does not run as root, as in tests.)
+pub fn check_owner(stat: &FileStat, path: PathBuf, user: &str, uid: u32) -> Result<(), Refused> {
+    let owner = stat.st_uid;
+    if owner == uid || owner == 0 || owner == nix::unistd::geteuid().as_raw() {
+        Ok(())
+    } else {
+        Err(Refused::Owner {
+            path,
+            uid: stat.st_uid,
+            user: user.to_owned(),
+        })
     }
-    if let Some(owner) = owner
-        && can_chown()
-    {
-        std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid))?;
-    }
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
 }

@@ -6,7 +6,7 @@ use super::{Instance, accounts};
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::users::Accounts;
 use crate::apply::{hosts, random_seed, scripts, write_files};
-use crate::fsutil::{self, WriteOptions, write_atomic};
+use crate::fsutil::WriteOptions;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, chain};
 use crate::state::semaphore::Frequency;
 use crate::userdata::Script;
@@ -125,7 +125,8 @@ fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         return Done::skipped(format!("root is not /: {} untouched", random_seed::URANDOM));
     }
     Done::from_result(
-        random_seed::feed_urandom(&seed).map(|()| Done::ok_with(format!("{} bytes", seed.len()))),
+        random_seed::feed_urandom(i.root, &seed)
+            .map(|()| Done::ok_with(format!("{} bytes", seed.len()))),
     )
 }
 
@@ -136,11 +137,16 @@ fn run_commands(
     commands: &[Option<crate::userdata::cloud_config::Command>],
 ) -> Done {
     let path = dir.join(name);
-    if let Err(err) = scripts::write_script(&path, scripts::commands_to_script(commands).as_bytes())
-    {
+    let script = scripts::commands_to_script(commands);
+    if let Err(err) = scripts::write_script(i.root, &path, script.as_bytes()) {
         return Done::error(chain(&err));
     }
-    scripts_done(vec![scripts::run_script(&path, name, &script_env(i))])
+    scripts_done(vec![scripts::run_script(
+        i.root,
+        &path,
+        name,
+        &script_env(i),
+    )])
 }
 
 fn bootcmd(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
@@ -157,11 +163,11 @@ fn bootcmd(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
 
 fn write_and_run(i: &Instance<'_>, dir: &Path, list: &[Script]) -> Done {
     for script in list {
-        if let Err(err) = scripts::write_script(&dir.join(&script.name), &script.body) {
+        if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
             return Done::error(chain(&err));
         }
     }
-    scripts_done(scripts::run_dir(dir, &script_env(i)))
+    scripts_done(scripts::run_dir(i.root, dir, &script_env(i)))
 }
 
 fn boothooks(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
@@ -187,8 +193,11 @@ fn write_files(i: &Instance<'_>, warnings: &mut Vec<String>, deferred: bool) -> 
         .config
         .write_files
         .iter()
-        .flatten()
-        .filter(|e| e.defer.unwrap_or(false) == deferred)
+        .flat_map(|files| &files.0)
+        .filter(|item| match item {
+            Ok(entry) => entry.defer.unwrap_or(false) == deferred,
+            Err(bad) => bad.defer == deferred,
+        })
         .collect();
     if entries.is_empty() {
         return Done::skipped(if deferred {
@@ -199,7 +208,15 @@ fn write_files(i: &Instance<'_>, warnings: &mut Vec<String>, deferred: bool) -> 
     }
     let accounts = accounts(i);
     let (mut written, mut errors) = (Vec::new(), Vec::new());
-    for entry in entries {
+    for item in entries {
+        // One bad entry fails alone: the others are still written.
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(bad) => {
+                errors.push(bad.to_string());
+                continue;
+            }
+        };
         match write_files::write_entry(i.root, accounts.as_ref(), entry) {
             Ok((_, w)) => {
                 written.push(entry.path.clone());
@@ -250,7 +267,9 @@ fn hostname(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             return Ok(Done::skipped("resolved name is localhost; not applied"));
         }
         let record = i.state.data_file("previous-hostname");
-        let previous = fsutil::read_optional_string(&record)
+        let previous = i
+            .root
+            .read_optional_string(&record)
             .ok()
             .flatten()
             .map(|s| s.trim().to_owned());
@@ -266,7 +285,7 @@ fn hostname(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         }
         let changed =
             hostname::write(i.root, &name, i.config.create_hostname_file.unwrap_or(true))?;
-        write_atomic(
+        i.root.write_atomic(
             &record,
             format!("{name}\n").as_bytes(),
             &WriteOptions::keep_or(0o644),
@@ -289,10 +308,13 @@ fn etc_hosts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Ok(n) => n,
         Err(err) => return Done::error(chain(&err)),
     };
-    let path = i.root.join(hosts::HOSTS_FILE);
-    let old = match fsutil::read_optional_string(&path) {
+    let path = hosts::HOSTS_FILE;
+    let old = match i.root.read_optional_string(path) {
         Ok(old) => old.unwrap_or_default(),
-        Err(err) => return Done::error(format!("cannot read {}: {err}", path.display())),
+        Err(err) => {
+            let shown = i.root.host_path(path);
+            return Done::error(format!("cannot read {}: {err}", shown.display()));
+        }
     };
     let new = match mode {
         ManageEtcHosts::Template => hosts::render_template(&names.hostname, &names.fqdn),
@@ -302,14 +324,16 @@ fn etc_hosts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         return Done::ok_with("unchanged");
     }
     Done::from_result(
-        write_atomic(&path, new.as_bytes(), &WriteOptions::keep_or(0o644)).map(|()| {
-            Done::ok_with(format!(
-                "{} {} {}",
-                hosts::LOCAL_IP,
-                names.fqdn,
-                names.hostname
-            ))
-        }),
+        i.root
+            .write_atomic(path, new.as_bytes(), &WriteOptions::keep_or(0o644))
+            .map(|()| {
+                Done::ok_with(format!(
+                    "{} {} {}",
+                    hosts::LOCAL_IP,
+                    names.fqdn,
+                    names.hostname
+                ))
+            }),
     )
 }
 
@@ -318,9 +342,14 @@ fn runcmd(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         return Done::skipped("no runcmd");
     };
     let path = i.state.instance_dir(&i.id).join("scripts/runcmd");
+    let shown = i.root.host_path(&path);
     Done::from_result(
-        scripts::write_script(&path, scripts::commands_to_script(commands).as_bytes())
-            .map(|()| Done::ok_with(format!("{} written; runs in scripts-user", path.display()))),
+        scripts::write_script(
+            i.root,
+            &path,
+            scripts::commands_to_script(commands).as_bytes(),
+        )
+        .map(|()| Done::ok_with(format!("{} written; runs in scripts-user", shown.display()))),
     )
 }
 
@@ -339,12 +368,12 @@ fn scripts_per(i: &Instance<'_>, frequency: &str, new: &[Script]) -> Done {
     let dir = i.state.scripts_dir(frequency);
     if i.new_instance {
         for script in new {
-            if let Err(err) = scripts::write_script(&dir.join(&script.name), &script.body) {
+            if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
                 return Done::error(chain(&err));
             }
         }
     }
-    let results = scripts::run_dir(&dir, &script_env(i));
+    let results = scripts::run_dir(i.root, &dir, &script_env(i));
     if results.is_empty() {
         return Done::skipped(format!("no per-{frequency} scripts"));
     }
@@ -354,11 +383,11 @@ fn scripts_per(i: &Instance<'_>, frequency: &str, new: &[Script]) -> Done {
 fn scripts_user(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     let dir = i.state.instance_dir(&i.id).join("scripts");
     for script in &i.user.scripts {
-        if let Err(err) = scripts::write_script(&dir.join(&script.name), &script.body) {
+        if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
             return Done::error(chain(&err));
         }
     }
-    let results = scripts::run_dir(&dir, &script_env(i));
+    let results = scripts::run_dir(i.root, &dir, &script_env(i));
     if results.is_empty() {
         return Done::skipped("no user scripts and no runcmd");
     }

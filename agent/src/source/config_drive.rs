@@ -1,11 +1,12 @@
 //! The OpenStack config drive: a block device labelled `config-2` (iso9660 or vfat), found by
 //! reading filesystem labels directly (the tiny image has no blkid or udev), mounted read-only,
-//! read in the `openstack/latest/…` layout, unmounted when dropped.
+//! read in the `openstack/latest/…` layout (resolved inside the drive: its symlinks never lead
+//! out of it), unmounted when dropped.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
@@ -71,9 +72,9 @@ pub fn probe_label(head: &[u8]) -> Option<(FsType, String)> {
     })
 }
 
-fn probe_device(path: &Path) -> Option<(FsType, String)> {
+fn probe_device(root: &Root, path: &Path) -> Option<(FsType, String)> {
     let mut head = Vec::with_capacity(PROBE_BYTES);
-    File::open(path)
+    root.open_file(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false)
         .ok()?
         .take(PROBE_BYTES as u64)
         .read_to_end(&mut head)
@@ -83,16 +84,19 @@ fn probe_device(path: &Path) -> Option<(FsType, String)> {
 
 /// The first block device under the root labelled `config-2`: `(device path, filesystem)`.
 pub fn find(root: &Root) -> Option<(PathBuf, FsType)> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join(SYS_CLASS_BLOCK))
+    let mut names: Vec<std::ffi::OsString> = root
+        .dir_optional(SYS_CLASS_BLOCK)
+        .ok()??
+        .entries()
         .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .into_iter()
+        .map(|(name, _)| name)
         .collect();
-    names.sort();
     names.truncate(MAX_PROBED_DEVICES);
     names.into_iter().find_map(|name| {
-        let device = root.join("/dev").join(&name);
-        let (fs, label) = probe_device(&device)?;
+        let device = Path::new("/dev").join(&name);
+        let (fs, label) = probe_device(root, &device)?;
+        let device = root.host_path(&device);
         tracing::debug!(device = %device.display(), label, "probed");
         label
             .eq_ignore_ascii_case(CONFIG_DRIVE_LABEL)
@@ -116,18 +120,21 @@ impl ConfigDrive {
         }
     }
 
-    /// Mounts `device` read-only at the root's [`MOUNT_POINT`].
+    /// Mounts `device` read-only at the root's [`MOUNT_POINT`] (a directory made, or checked
+    /// not to be a symlink, through the root's descriptor; mount(2) then takes its path, in
+    /// directories only root can change).
     pub fn mount(root: &Root, device: &Path, fs: FsType) -> Result<Self, SourceError> {
-        let target = root.join(MOUNT_POINT);
+        let target = root.host_path(MOUNT_POINT);
         let fail = |source| SourceError::Mount {
             device: device.display().to_string(),
             target: target.clone(),
             source,
         };
-        std::fs::create_dir_all(&target).map_err(|source| SourceError::Read {
-            path: target.clone(),
-            source,
-        })?;
+        root.ensure_dir(MOUNT_POINT, 0o755, None)
+            .map_err(|source| SourceError::Read {
+                path: target.clone(),
+                source,
+            })?;
         nix::mount::mount(
             Some(device),
             &target,
@@ -144,8 +151,12 @@ impl ConfigDrive {
     }
 
     fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, SourceError> {
-        let path = self.dir.join("openstack/latest").join(name);
-        let file = match File::open(&path) {
+        let inside = Path::new("openstack/latest").join(name);
+        let path = self.dir.join(&inside);
+        let opened = Root::open(&self.dir).and_then(|drive| {
+            drive.open_file(&inside, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false)
+        });
+        let file = match opened {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SourceError::Read { path, source }),

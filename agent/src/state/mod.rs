@@ -1,15 +1,15 @@
 //! Per-instance and per-boot bookkeeping under `<root>/var/lib/metaboot`: the current instance,
 //! fetched data, semaphores, scripts, `status.json` and `result.json`.
 
+pub mod redact;
 pub mod result;
 pub mod semaphore;
 pub mod status;
 
-use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::fsutil::{self, AtomicWriteError, WriteOptions, write_atomic};
+use crate::fsutil::{AtomicWriteError, WriteOptions};
 use crate::root::Root;
 use result::Report;
 use semaphore::Semaphores;
@@ -52,9 +52,10 @@ pub fn check_instance_id(id: &str) -> Result<(), StateError> {
     }
 }
 
-/// Paths of the state directory under one root.
+/// The state directory of one root; every path it gives is taken under that root.
 #[derive(Debug, Clone)]
 pub struct State {
+    root: Root,
     base: PathBuf,
 }
 
@@ -62,8 +63,14 @@ impl State {
     /// The state directory under `root`.
     pub fn new(root: &Root) -> Self {
         State {
-            base: root.join(STATE_DIR),
+            root: root.clone(),
+            base: PathBuf::from(STATE_DIR),
         }
+    }
+
+    /// The root the paths are taken under.
+    pub fn root(&self) -> &Root {
+        &self.root
     }
 
     /// `status.json`: the report of the last (or current) run.
@@ -99,6 +106,7 @@ impl State {
     /// The semaphores of instance `id`.
     pub fn semaphores(&self, id: &str) -> Semaphores {
         Semaphores {
+            root: self.root.clone(),
             instance_dir: self.instance_dir(id).join("sem"),
             once_dir: self.base.join("sem"),
         }
@@ -106,7 +114,8 @@ impl State {
 
     /// The instance id of the previous run, if any.
     pub fn stored_instance_id(&self) -> Option<String> {
-        fsutil::read_optional_string(&self.data_file("instance-id"))
+        self.root
+            .read_optional_string(self.data_file("instance-id"))
             .ok()
             .flatten()
             .map(|s| s.trim().to_owned())
@@ -119,20 +128,22 @@ impl State {
         check_instance_id(id)?;
         let previous = self.stored_instance_id();
         let dir = self.instance_dir(id);
-        fsutil::ensure_dir(&dir, 0o755, None).map_err(|source| StateError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        self.root
+            .ensure_dir(&dir, 0o755, None)
+            .map_err(|source| StateError::Io {
+                path: self.root.host_path(&dir),
+                source,
+            })?;
         let keep = WriteOptions::keep_or(0o644);
         if let Some(previous) = &previous {
-            write_atomic(
-                &self.data_file("previous-instance-id"),
+            self.root.write_atomic(
+                self.data_file("previous-instance-id"),
                 format!("{previous}\n").as_bytes(),
                 &keep,
             )?;
         }
-        write_atomic(
-            &self.data_file("instance-id"),
+        self.root.write_atomic(
+            self.data_file("instance-id"),
             format!("{id}\n").as_bytes(),
             &keep,
         )?;
@@ -142,22 +153,18 @@ impl State {
 
     fn point_current_at(&self, id: &str) -> Result<(), StateError> {
         let link = self.current_instance_dir();
-        let temp = self
-            .base
-            .join(format!(".instance.{}.tmp", std::process::id()));
-        let io = |path: &PathBuf| {
-            let path = path.clone();
-            move |source| StateError::Io { path, source }
-        };
-        let _ = fs::remove_file(&temp);
-        std::os::unix::fs::symlink(format!("instances/{id}"), &temp).map_err(io(&temp))?;
-        fs::rename(&temp, &link).map_err(io(&link))
+        self.root
+            .replace_symlink(&link, Path::new(&format!("instances/{id}")))
+            .map_err(|source| StateError::Io {
+                path: self.root.host_path(&link),
+                source,
+            })
     }
 
     /// Stores fetched data in the instance directory (mode 0600: user data may hold secrets).
     pub fn cache(&self, id: &str, name: &str, data: &[u8]) -> Result<(), AtomicWriteError> {
-        write_atomic(
-            &self.instance_dir(id).join(name),
+        self.root.write_atomic(
+            self.instance_dir(id).join(name),
             data,
             &WriteOptions::exact(0o600, None),
         )
@@ -173,9 +180,10 @@ impl State {
         if let Some(id) = &report.instance_id
             && check_instance_id(id).is_ok()
         {
-            write_atomic(&self.instance_dir(id).join("result.json"), &json, &options)?;
+            self.root
+                .write_atomic(self.instance_dir(id).join("result.json"), &json, &options)?;
         }
-        write_atomic(&self.status_path(), &json, &options)
+        self.root.write_atomic(self.status_path(), &json, &options)
     }
 }
 
@@ -197,15 +205,18 @@ mod tests {
     #[test]
     fn switching_instances_tracks_new_and_previous() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::new(&Root::new(dir.path()));
+        let root = Root::open(dir.path()).unwrap();
+        let state = State::new(&root);
         assert!(state.switch_instance("one").unwrap());
         assert!(!state.switch_instance("one").unwrap());
         assert!(state.switch_instance("two").unwrap());
         assert_eq!(state.stored_instance_id().as_deref(), Some("two"));
-        let prev = fs::read_to_string(state.data_file("previous-instance-id")).unwrap();
-        assert_eq!(prev, "one\n");
-        let link = fs::read_link(state.current_instance_dir()).unwrap();
+        let prev = root
+            .read_optional_string(state.data_file("previous-instance-id"))
+            .unwrap();
+        assert_eq!(prev.as_deref(), Some("one\n"));
+        let link = std::fs::read_link(root.host_path(state.current_instance_dir())).unwrap();
         assert_eq!(link, PathBuf::from("instances/two"));
-        assert!(state.current_instance_dir().is_dir());
+        assert!(root.is_dir(state.current_instance_dir()));
     }
 }

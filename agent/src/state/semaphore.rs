@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::fsutil::{AtomicWriteError, WriteOptions, write_atomic};
+use crate::fsutil::{AtomicWriteError, WriteOptions};
+use crate::root::Root;
 use crate::state::result::unix_now;
 
 /// How often a step runs.
@@ -20,6 +21,8 @@ pub enum Frequency {
 /// The semaphore directories of one instance.
 #[derive(Debug, Clone)]
 pub struct Semaphores {
+    /// The root the directories are under.
+    pub root: Root,
     /// `instances/<id>/sem`.
     pub instance_dir: PathBuf,
     /// `sem` (instance-independent).
@@ -40,14 +43,15 @@ impl Semaphores {
 
     /// True when step `name` already ran at this frequency.
     pub fn has(&self, name: &str, frequency: Frequency) -> bool {
-        self.path(name, frequency).is_some_and(|p| p.exists())
+        self.path(name, frequency)
+            .is_some_and(|p| self.root.exists(p))
     }
 
     /// Records that step `name` ran (content: the Unix time).
     pub fn mark(&self, name: &str, frequency: Frequency) -> Result<(), AtomicWriteError> {
         match self.path(name, frequency) {
-            Some(path) => write_atomic(
-                &path,
+            Some(path) => self.root.write_atomic(
+                path,
                 format!("{}\n", unix_now()).as_bytes(),
                 &WriteOptions::exact(0o644, None),
             ),
@@ -64,8 +68,9 @@ mod tests {
     fn marks_per_instance_and_once_but_never_always() {
         let dir = tempfile::tempdir().unwrap();
         let sem = Semaphores {
-            instance_dir: dir.path().join("instances/i-1/sem"),
-            once_dir: dir.path().join("sem"),
+            root: Root::open(dir.path()).unwrap(),
+            instance_dir: PathBuf::from("/instances/i-1/sem"),
+            once_dir: PathBuf::from("/sem"),
         };
         assert!(!sem.has("write-files", Frequency::PerInstance));
         sem.mark("write-files", Frequency::PerInstance).unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::State;
 use super::result::{Outcome, Report, RunStatus};
 use crate::cli::StatusArgs;
+use crate::log::escape_controls;
 use crate::root::Root;
 
 /// Exit code: the last run finished and every step succeeded.
@@ -22,23 +23,29 @@ pub const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Reads `status.json` under `root`: `Ok(None)` when no run has started yet.
 pub fn read(root: &Root) -> Result<Option<Report>, String> {
     let path = State::new(root).status_path();
-    match crate::fsutil::read_optional(&path) {
+    let shown = root.host_path(&path);
+    match root.read_optional(&path) {
         Ok(None) => Ok(None),
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|err| {
             format!(
                 "{} is not a metaboot status document: {err}",
-                path.display()
+                shown.display()
             )
         }),
-        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+        Err(err) => Err(format!("cannot read {}: {err}", shown.display())),
     }
 }
 
 /// Runs `metaboot status`.
 pub fn main(args: &StatusArgs) -> ExitCode {
-    let root = Root::new(&args.root);
     let report = loop {
-        match read(&root) {
+        let found = match Root::open(&args.root) {
+            Ok(root) => read(&root),
+            // No root yet: nothing has run there.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(format!("cannot open root {}: {err}", args.root.display())),
+        };
+        match found {
             Err(err) => {
                 eprintln!("metaboot status: {err}");
                 return ExitCode::from(EXIT_ERROR);
@@ -90,7 +97,7 @@ fn status_word(status: RunStatus) -> &'static str {
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "status: {}", status_word(report.status));
-    let id = report.instance_id.as_deref().unwrap_or("unknown");
+    let id = escape_controls(report.instance_id.as_deref().unwrap_or("unknown"));
     let new = match report.new_instance {
         Some(true) => " (new)",
         _ => "",
@@ -113,7 +120,7 @@ pub fn render(report: &Report) -> String {
             Outcome::Skipped => "skipped",
             Outcome::Error => "error",
         };
-        let message = step.message.as_deref().unwrap_or("");
+        let message = escape_controls(step.message.as_deref().unwrap_or(""));
         let _ = writeln!(
             out,
             "  {:<22} {:<8} {:>6} ms  {message}",
@@ -126,12 +133,12 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "    script {}: exit {code} ({} ms){}",
-                script.name,
+                escape_controls(&script.name),
                 script.duration_ms,
                 script
                     .error
                     .as_deref()
-                    .map(|e| format!(" {e}"))
+                    .map(|e| format!(" {}", escape_controls(e)))
                     .unwrap_or_default()
             );
         }
@@ -140,7 +147,7 @@ pub fn render(report: &Report) -> String {
         if !lines.is_empty() {
             let _ = writeln!(out, "{title}:");
             for line in lines {
-                let _ = writeln!(out, "  - {line}");
+                let _ = writeln!(out, "  - {}", escape_controls(line));
             }
         }
     }

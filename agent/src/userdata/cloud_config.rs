@@ -1,4 +1,4 @@
-//! The cloud-config keys metaboot applies (docs/protocol.md §5), as typed serde structs read key by
+//! The cloud-config keys metaboot applies (spec section 5), as typed serde structs read key by
 //! key, so one malformed key is reported without losing the others.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::yaml::ConfigMap;
+
+mod write_file;
+
+pub use write_file::{BadWriteFile, MAX_PERMISSIONS, Permissions, WriteFile, WriteFiles};
 
 /// A key whose value has the wrong shape; the rest of the config still applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,8 +90,8 @@ cloud_config! {
     users: Users = "users",
     /// Groups to create.
     groups: Groups = "groups",
-    /// Files to write.
-    write_files: Vec<WriteFile> = "write_files",
+    /// Files to write, each entry read on its own.
+    write_files: WriteFiles = "write_files",
     /// Commands run early at every boot.
     bootcmd: Vec<Option<Command>> = "bootcmd",
     /// Commands run once per instance, late.
@@ -374,65 +378,6 @@ impl Groups {
                 })
                 .collect(),
         }
-    }
-}
-
-/// One `write_files` entry (docs/protocol.md §5.5).
-#[derive(Debug, Clone, Deserialize)]
-pub struct WriteFile {
-    pub path: String,
-    #[serde(default)]
-    pub content: Option<StrLike>,
-    /// `source: {uri, headers}`: not supported (a warning), `content` is used.
-    #[serde(default)]
-    pub source: Option<serde_json::Value>,
-    #[serde(default)]
-    pub encoding: Option<String>,
-    #[serde(default)]
-    pub permissions: Option<Permissions>,
-    #[serde(default)]
-    pub owner: Option<String>,
-    #[serde(default)]
-    pub append: Option<bool>,
-    #[serde(default)]
-    pub defer: Option<bool>,
-}
-
-/// File permissions: a string is octal (`"0644"`, `"0o644"`, and unquoted `0644`, which the
-/// loader keeps as text); a plain integer is the mode value itself, as in cloud-init.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "serde_json::Value")]
-pub struct Permissions(pub u32);
-
-/// Highest mode bits `permissions` may set.
-pub const MAX_PERMISSIONS: u32 = 0o7777;
-
-impl TryFrom<serde_json::Value> for Permissions {
-    type Error = String;
-    fn try_from(value: serde_json::Value) -> Result<Self, String> {
-        let mode = match &value {
-            serde_json::Value::String(s) => {
-                let digits = s.trim();
-                let digits = digits
-                    .strip_prefix("0o")
-                    .or_else(|| digits.strip_prefix("0O"))
-                    .unwrap_or(digits);
-                u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode"))?
-            }
-            serde_json::Value::Number(n) => n
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("{n} is not a mode"))?,
-            _ => {
-                return Err(format!(
-                    "expected an octal mode such as \"0644\", found {value}"
-                ));
-            }
-        };
-        if mode > MAX_PERMISSIONS {
-            return Err(format!("mode {mode:o} is above {MAX_PERMISSIONS:o}"));
-        }
-        Ok(Permissions(mode))
     }
 }
 

@@ -217,3 +217,36 @@ pub fn crypt_verifies(password: &str, hash: &str) -> bool {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
+
+/// True when the test runs as root (owners are only changed, and only observable, as root).
+/// Without root: under `CI=true` the test fails; elsewhere it is skipped with a printed reason.
+pub fn require_root() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "root is required in CI"
+        );
+        eprintln!("skipping: the test is not running as root");
+    }
+    root
+}
+
+/// Every regular file under `dir` (symlinks are listed, never followed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}

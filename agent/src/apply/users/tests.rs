@@ -9,12 +9,12 @@ const GROUP_TEXT: &str = "root:x:0:\nsudo:x:27:\nbob:x:1000:\n";
 
 fn root_with(shadow: bool) -> (tempfile::TempDir, Root) {
     let dir = tempfile::tempdir().unwrap();
-    let root = Root::new(dir.path());
-    std::fs::create_dir_all(root.join("/etc")).unwrap();
-    std::fs::write(root.join(PASSWD), PASSWD_TEXT).unwrap();
-    std::fs::write(root.join(GROUP), GROUP_TEXT).unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    std::fs::create_dir_all(root.host_path("/etc")).unwrap();
+    std::fs::write(root.host_path(PASSWD), PASSWD_TEXT).unwrap();
+    std::fs::write(root.host_path(GROUP), GROUP_TEXT).unwrap();
     if shadow {
-        std::fs::write(root.join(SHADOW), SHADOW_TEXT).unwrap();
+        std::fs::write(root.host_path(SHADOW), SHADOW_TEXT).unwrap();
     }
     (dir, root)
 }
@@ -44,7 +44,7 @@ fn sets_password_and_expiry_in_shadow() {
         .set_password_hash("root", "$6$salt$hash", true)
         .unwrap();
     accounts.save().unwrap();
-    let shadow = std::fs::read_to_string(root.join(SHADOW)).unwrap();
+    let shadow = std::fs::read_to_string(root.host_path(SHADOW)).unwrap();
     assert!(
         shadow.starts_with("root:$6$salt$hash:0:0:99999:7:::\n"),
         "{shadow}"
@@ -68,15 +68,15 @@ fn without_shadow_a_shadow_file_is_created() {
     let mut accounts = Accounts::load(&root).unwrap();
     accounts.set_password_hash("root", "$6$s$h", false).unwrap();
     accounts.save().unwrap();
-    let shadow = std::fs::read_to_string(root.join(SHADOW)).unwrap();
+    let shadow = std::fs::read_to_string(root.host_path(SHADOW)).unwrap();
     assert!(shadow.starts_with("root:$6$s$h:"), "{shadow}");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
-        std::fs::metadata(root.join(SHADOW)).unwrap().mode() & 0o777,
+        std::fs::metadata(root.host_path(SHADOW)).unwrap().mode() & 0o777,
         0o640
     );
     assert!(
-        std::fs::read_to_string(root.join(PASSWD))
+        std::fs::read_to_string(root.host_path(PASSWD))
             .unwrap()
             .starts_with("root:x:0:0:")
     );
@@ -85,7 +85,11 @@ fn without_shadow_a_shadow_file_is_created() {
 #[test]
 fn inline_passwd_hash_moves_to_shadow() {
     let (_dir, root) = root_with(false);
-    std::fs::write(root.join(PASSWD), "root:$6$old$h:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(
+        root.host_path(PASSWD),
+        "root:$6$old$h:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
     let mut accounts = Accounts::load(&root).unwrap();
     accounts.lock("root").unwrap();
     assert_eq!(
@@ -139,16 +143,16 @@ fn creates_users_and_groups_with_free_ids() {
         SYS_UID_MAX
     );
     accounts.save().unwrap();
-    let group = std::fs::read_to_string(root.join(GROUP)).unwrap();
+    let group = std::fs::read_to_string(root.host_path(GROUP)).unwrap();
     assert!(group.contains("\nsudo:x:27:alice,bob\n"), "{group}");
     assert!(group.contains("\nalice:x:1001:\n"));
-    let passwd = std::fs::read_to_string(root.join(PASSWD)).unwrap();
+    let passwd = std::fs::read_to_string(root.host_path(PASSWD)).unwrap();
     assert!(
         passwd.ends_with("alice:x:1001:1001:Alice:/home/alice:/bin/sh\n"),
         "{passwd}"
     );
     assert!(passwd.contains("# comment kept\n"));
-    let shadow = std::fs::read_to_string(root.join(SHADOW)).unwrap();
+    let shadow = std::fs::read_to_string(root.host_path(SHADOW)).unwrap();
     assert!(
         shadow.contains(&format!("alice:!:{}:0:99999:7:::", today())),
         "{shadow}"

@@ -1,5 +1,6 @@
 //! Tests of the users-groups step on a temporary root.
 
+use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use super::*;
@@ -12,13 +13,13 @@ const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIalice alice@host";
 
 fn setup() -> (tempfile::TempDir, Root) {
     let dir = tempfile::tempdir().unwrap();
-    let root = Root::new(dir.path());
-    fs::create_dir_all(root.join("/etc/skel")).unwrap();
-    fs::create_dir_all(root.join("/etc/sudoers.d")).unwrap();
-    fs::write(root.join("/etc/passwd"), PASSWD).unwrap();
-    fs::write(root.join("/etc/group"), GROUP).unwrap();
-    fs::write(root.join("/etc/shadow"), SHADOW).unwrap();
-    fs::write(root.join("/etc/skel/.profile"), "# profile\n").unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    fs::create_dir_all(root.host_path("/etc/skel")).unwrap();
+    fs::create_dir_all(root.host_path("/etc/sudoers.d")).unwrap();
+    fs::write(root.host_path("/etc/passwd"), PASSWD).unwrap();
+    fs::write(root.host_path("/etc/group"), GROUP).unwrap();
+    fs::write(root.host_path("/etc/shadow"), SHADOW).unwrap();
+    fs::write(root.host_path("/etc/skel/.profile"), "# profile\n").unwrap();
     (dir, root)
 }
 
@@ -29,7 +30,7 @@ fn config(text: &str) -> CloudConfig {
 }
 
 fn read(root: &Root, path: &str) -> String {
-    fs::read_to_string(root.join(path)).unwrap()
+    fs::read_to_string(root.host_path(path)).unwrap()
 }
 
 #[test]
@@ -68,12 +69,12 @@ fn creates_a_user_with_group_home_skel_keys_sudo_and_password() {
         read(&root, SUDOERS_FILE).lines().last(),
         Some("alice ALL=(ALL) NOPASSWD:ALL")
     );
-    let meta = fs::metadata(root.join(SUDOERS_FILE)).unwrap();
+    let meta = fs::metadata(root.host_path(SUDOERS_FILE)).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o440);
     if fsutil::can_chown() {
-        let home = fs::metadata(root.join("/home/alice")).unwrap();
+        let home = fs::metadata(root.host_path("/home/alice")).unwrap();
         assert_eq!((home.uid(), home.gid()), (1001, 1001));
-        let keys = fs::metadata(root.join("/home/alice/.ssh/authorized_keys")).unwrap();
+        let keys = fs::metadata(root.host_path("/home/alice/.ssh/authorized_keys")).unwrap();
         assert_eq!(keys.uid(), 1001);
     }
 }
@@ -131,7 +132,7 @@ fn system_users_get_system_ids_and_no_home() {
     .unwrap();
     assert_eq!(summary.created, ["svc"]);
     assert!(read(&root, "/etc/passwd").contains("svc:x:999:999::/home/svc:/bin/sh"));
-    assert!(!root.join("/home/svc").exists());
+    assert!(!root.host_path("/home/svc").exists());
 }
 
 #[test]

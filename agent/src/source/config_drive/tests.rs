@@ -36,7 +36,7 @@ fn vfat_image(dir: &Path, label: &str, fat32: bool) -> PathBuf {
 
 fn head(path: &Path) -> Vec<u8> {
     let mut data = Vec::new();
-    File::open(path)
+    std::fs::File::open(path)
         .unwrap()
         .take(PROBE_BYTES as u64)
         .read_to_end(&mut data)
@@ -124,15 +124,15 @@ fn finds_the_labelled_device_among_others_and_probes_a_bounded_number() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = Root::new(dir.path());
-    fs::create_dir_all(root.join("/dev")).unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    fs::create_dir_all(root.host_path("/dev")).unwrap();
     let add = |name: &str, image: Option<&Path>| {
-        fs::create_dir_all(root.join(SYS_CLASS_BLOCK).join(name)).unwrap();
+        fs::create_dir_all(root.host_path(SYS_CLASS_BLOCK).join(name)).unwrap();
         match image {
-            Some(image) => fs::copy(image, root.join("/dev").join(name))
+            Some(image) => fs::copy(image, root.host_path("/dev").join(name))
                 .map(|_| ())
                 .unwrap(),
-            None => fs::write(root.join("/dev").join(name), [0u8; 512]).unwrap(),
+            None => fs::write(root.host_path("/dev").join(name), [0u8; 512]).unwrap(),
         }
     };
     let other = vfat_image(dir.path(), "SCRATCH", false);
@@ -141,16 +141,19 @@ fn finds_the_labelled_device_among_others_and_probes_a_bounded_number() {
     add("vdb", Some(&other));
     assert_eq!(find(&root), None);
     add("vdc", Some(&drive));
-    assert_eq!(find(&root), Some((root.join("/dev/vdc"), FsType::Vfat)));
+    assert_eq!(
+        find(&root),
+        Some((root.host_path("/dev/vdc"), FsType::Vfat))
+    );
 
     // Past the bound, a config drive is not looked at.
     let dir = tempfile::tempdir().unwrap();
-    let root = Root::new(dir.path());
-    fs::create_dir_all(root.join("/dev")).unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    fs::create_dir_all(root.host_path("/dev")).unwrap();
     for i in 0..MAX_PROBED_DEVICES {
-        fs::create_dir_all(root.join(SYS_CLASS_BLOCK).join(format!("a{i:04}"))).unwrap();
+        fs::create_dir_all(root.host_path(SYS_CLASS_BLOCK).join(format!("a{i:04}"))).unwrap();
     }
-    fs::create_dir_all(root.join(SYS_CLASS_BLOCK).join("zz")).unwrap();
-    fs::copy(&drive, root.join("/dev/zz")).unwrap();
+    fs::create_dir_all(root.host_path(SYS_CLASS_BLOCK).join("zz")).unwrap();
+    fs::copy(&drive, root.host_path("/dev/zz")).unwrap();
     assert_eq!(find(&root), None);
 }

@@ -16,7 +16,7 @@ fn permissions_read_like_pyyaml() {
     let modes: Vec<u32> = cfg
         .write_files
         .unwrap()
-        .iter()
+        .entries()
         .map(|f| f.permissions.unwrap().0)
         .collect();
     assert_eq!(modes, [0o644, 0o600, 0o755, 420]);
@@ -28,11 +28,26 @@ fn a_bad_key_is_reported_and_the_others_kept() {
     assert_eq!(cfg.hostname.as_deref(), Some("web"));
     let keys: Vec<&str> = errors.iter().map(|e| e.key).collect();
     assert_eq!(keys, ["manage_etc_hosts", "write_files"]);
-    assert!(
-        config("write_files: [{path: /x, permissions: '999'}]\n").1[0]
-            .message
-            .contains("octal")
+}
+
+#[test]
+fn a_bad_write_files_entry_fails_alone() {
+    let (cfg, errors) = config(
+        "write_files:\n- {path: /a}\n- {path: /x, permissions: '999'}\n\
+         - {path: /d, defer: true, owner: [bad]}\n- {path: /b}\n",
     );
+    assert!(errors.is_empty(), "{errors:?}");
+    let files = cfg.write_files.unwrap();
+    let paths: Vec<&str> = files.entries().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["/a", "/b"]);
+    let bad: Vec<&BadWriteFile> = files.0.iter().filter_map(|f| f.as_ref().err()).collect();
+    assert_eq!(bad.len(), 2);
+    assert_eq!(
+        bad[0].to_string(),
+        "write_files entry 2 (/x): \"999\" is not an octal mode"
+    );
+    assert!(!bad[0].defer && bad[1].defer);
+    assert_eq!(bad[1].path.as_deref(), Some("/d"));
 }
 
 #[test]

@@ -1,0 +1,179 @@
+//! `Dir`: an open directory under the root. Its operations take one entry name, never follow a
+//! symlink there, and change owner and mode on descriptors, never by path.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+
+use super::{Owner, Refused, can_chown, kind};
+
+/// An open directory and its host path (for messages).
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    pub(crate) fn new(fd: OwnedFd, path: PathBuf) -> Self {
+        Dir { fd, path }
+    }
+
+    /// The directory's host path (for messages, and for what needs a path: exec, mount).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host path of entry `name`.
+    pub fn child_path(&self, name: impl AsRef<OsStr>) -> PathBuf {
+        self.path.join(name.as_ref())
+    }
+
+    /// The directory's descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The directory's own status.
+    pub fn stat(&self) -> io::Result<FileStat> {
+        Ok(fstat(&self.fd)?)
+    }
+
+    /// The status of entry `name` itself (a symlink is not followed); `None` when missing.
+    pub fn entry(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+        match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(stat)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Opens directory `name` (a symlink there is refused); `None` when missing.
+    pub fn open_dir(&self, name: &OsStr) -> io::Result<Option<Dir>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(Dir::new(fd, self.child_path(name)))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(Errno::ELOOP) => Err(Refused::Symlink(self.child_path(name)).into()),
+            Err(Errno::ENOTDIR) if self.entry(name)?.is_some_and(|s| is_link(&s)) => {
+                Err(Refused::Symlink(self.child_path(name)).into())
+            }
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Opens directory `name`, creating it with `mode` when missing; returns it and whether it
+    /// was created. A symlink there is refused.
+    pub fn create_dir(&self, name: &OsStr, mode: u32) -> io::Result<(Dir, bool)> {
+        let created = match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)) {
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
+            Err(errno) => return Err(errno.into()),
+        };
+        let dir = self.open_dir(name)?.ok_or(Errno::ENOENT)?;
+        Ok((dir, created))
+    }
+
+    /// Opens regular file `name` for reading with its status (a symlink there is refused);
+    /// `None` when missing.
+    pub fn open_file(&self, name: &OsStr) -> io::Result<Option<(File, FileStat)>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(Refused::Symlink(self.child_path(name)).into()),
+            Err(errno) => return Err(errno.into()),
+        };
+        let stat = fstat(&fd)?;
+        if kind(&stat) != SFlag::S_IFREG {
+            return Err(Refused::NotAFile(self.child_path(name)).into());
+        }
+        Ok(Some((File::from(fd), stat)))
+    }
+
+    /// Reads regular file `name` (a symlink there is refused); `None` when missing.
+    pub fn read(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        let Some((mut file, _)) = self.open_file(name)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    /// Creates file `name`, which must not exist (nor be a symlink), with `mode`.
+    pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        Ok(File::from(openat(
+            &self.fd,
+            name,
+            flags,
+            Mode::from_bits_truncate(mode),
+        )?))
+    }
+
+    /// Gives the directory `owner` (only when running as root), then `mode`.
+    pub fn set_owner_mode(&self, owner: Option<Owner>, mode: u32) -> io::Result<()> {
+        set_owner_mode(self.fd.as_fd(), owner, mode)
+    }
+
+    /// The entries' names with their status (symlinks not followed), in name order; `.` and
+    /// `..` left out.
+    pub fn entries(&self) -> io::Result<Vec<(OsString, FileStat)>> {
+        // A descriptor of its own: reading a directory moves the shared offset.
+        let fd = openat(
+            &self.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut dir = nix::dir::Dir::from_fd(fd)?;
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let name = OsStr::from_bytes(entry?.file_name().to_bytes()).to_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            if let Some(stat) = self.entry(&name)? {
+                out.push((name, stat));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Flushes the directory's entries to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(nix::unistd::fsync(&self.fd)?)
+    }
+}
+
+/// True for a symlink's status.
+pub fn is_link(stat: &FileStat) -> bool {
+    kind(stat) == SFlag::S_IFLNK
+}
+
+/// Gives an open file or directory `owner` (only when running as root), then `mode`: chown
+/// clears set-uid bits, so the mode goes last.
+pub fn set_owner_mode(fd: BorrowedFd<'_>, owner: Option<Owner>, mode: u32) -> io::Result<()> {
+    if let Some(owner) = owner
+        && can_chown()
+    {
+        nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(owner.uid)),
+            Some(nix::unistd::Gid::from_raw(owner.gid)),
+        )?;
+    }
+    fchmod(fd, Mode::from_bits_truncate(mode))?;
+    Ok(())
+}

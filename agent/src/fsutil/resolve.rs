@@ -1,0 +1,263 @@
+//! In-root path resolution, race-free: a path is walked one component at a time with
+//! `openat(O_NOFOLLOW | O_DIRECTORY)` from directory descriptors already held, the way
+//! chroot(2) or openat2's `RESOLVE_IN_ROOT` resolve it:
+//! - a symlink is read through a descriptor of the link itself, and resolved inside the root:
+//!   an absolute target restarts at the root, `..` never climbs above it;
+//! - only root's symlinks (or the agent's own, when it runs as another user) are followed:
+//!   a link a guest user planted is refused, whatever it points at;
+//! - at most [`MAX_SYMLINKS`] links are followed per path;
+//! - a missing directory is created (mode [`NEW_DIR_MODE`]) only along the path asked for,
+//!   never inside a symlink's target (as `mkdir -p` will not create through a dangling link).
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
+
+use super::{Dir, Refused, kind};
+
+/// Most symlinks followed while resolving one path (Linux's own limit, MAXSYMLINKS).
+pub const MAX_SYMLINKS: usize = 40;
+/// Mode of a directory created on the way to a path.
+pub const NEW_DIR_MODE: u32 = 0o755;
+
+/// How every directory on the way is opened: never through a final symlink.
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// One component still to walk.
+struct Step {
+    name: OsString,
+    /// Missing directories may be created here (not inside a symlink's target).
+    creatable: bool,
+}
+
+fn steps(path: &Path, creatable: bool) -> VecDeque<Step> {
+    path.components()
+        .filter_map(|component| match component {
+            Component::Normal(name) => Some(name.to_owned()),
+            Component::ParentDir => Some(OsString::from("..")),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .map(|name| Step { name, creatable })
+        .collect()
+}
+
+/// True when a symlink owned by `uid` may be followed.
+fn trusted(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+/// A walk in progress from the root's descriptor.
+pub(crate) struct Walker<'r> {
+    root: BorrowedFd<'r>,
+    /// The root's host path, for messages.
+    root_path: &'r Path,
+    /// The directories entered below the root, innermost last.
+    stack: Vec<(OsString, OwnedFd)>,
+    links: usize,
+}
+
+impl<'r> Walker<'r> {
+    /// A walk starting at the root.
+    pub(crate) fn new(root: BorrowedFd<'r>, root_path: &'r Path) -> Self {
+        Walker {
+            root,
+            root_path,
+            stack: Vec::new(),
+            links: 0,
+        }
+    }
+
+    /// The directory reached so far.
+    pub(crate) fn current(&self) -> BorrowedFd<'_> {
+        self.stack.last().map_or(self.root, |(_, fd)| fd.as_fd())
+    }
+
+    /// The host path of the directory reached so far, or of `name` inside it (for messages).
+    pub(crate) fn shown(&self, name: Option<&OsStr>) -> PathBuf {
+        let mut path = self.root_path.to_owned();
+        path.extend(self.stack.iter().map(|(n, _)| n));
+        path.extend(name);
+        path
+    }
+
+    /// The directory reached, as a handle.
+    pub(crate) fn into_dir(mut self) -> io::Result<Dir> {
+        let path = self.shown(None);
+        let fd = match self.stack.pop() {
+            Some((_, fd)) => fd,
+            None => self.root.try_clone_to_owned()?,
+        };
+        Ok(Dir::new(fd, path))
+    }
+
+    /// Walks every component of `path` as a directory, creating missing ones when `create`.
+    pub(crate) fn walk(&mut self, path: &Path, create: bool) -> io::Result<()> {
+        self.walk_steps(steps(path, create))
+    }
+
+    /// Walks to the parent of `path`'s last component and returns that component, which must
+    /// be a name (not `..`, not the root itself).
+    pub(crate) fn walk_parent(&mut self, path: &Path, create: bool) -> io::Result<OsString> {
+        let mut all = steps(path, create);
+        let name = match all.pop_back() {
+            Some(step) if step.name != ".." => step.name,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} does not name a file", path.display()),
+                ));
+            }
+        };
+        self.walk_steps(all)?;
+        Ok(name)
+    }
+
+    fn walk_steps(&mut self, mut todo: VecDeque<Step>) -> io::Result<()> {
+        while let Some(step) = todo.pop_front() {
+            if step.name == ".." {
+                self.stack.pop();
+                continue;
+            }
+            match openat(
+                self.current(),
+                step.name.as_os_str(),
+                DIR_FLAGS,
+                Mode::empty(),
+            ) {
+                Ok(fd) => self.stack.push((step.name, fd)),
+                Err(Errno::ENOENT) if step.creatable => {
+                    match mkdirat(
+                        self.current(),
+                        step.name.as_os_str(),
+                        Mode::from_bits_truncate(NEW_DIR_MODE),
+                    ) {
+                        // Someone else's directory (or link) is as good: open it on the retry.
+                        Ok(()) | Err(Errno::EEXIST) => todo.push_front(Step {
+                            name: step.name,
+                            creatable: false,
+                        }),
+                        Err(errno) => return Err(errno.into()),
+                    }
+                }
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                    let target = self.follow(&step.name)?;
+                    for step in target.into_iter().rev() {
+                        todo.push_front(step);
+                    }
+                }
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The target of symlink `name` in the current directory, as steps to walk (the walk
+    /// restarts at the root for an absolute target). Refuses what is not a trusted symlink.
+    fn follow(&mut self, name: &OsStr) -> io::Result<VecDeque<Step>> {
+        // The link itself, so that its owner and its target are read from the same inode.
+        let link = openat(
+            self.current(),
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let stat = fstat(&link)?;
+        if kind(&stat) != SFlag::S_IFLNK {
+            return Err(Errno::ENOTDIR.into());
+        }
+        if !trusted(stat.st_uid) {
+            return Err(Refused::ForeignSymlink {
+                path: self.shown(Some(name)),
+                uid: stat.st_uid,
+            }
+            .into());
+        }
+        self.links += 1;
+        if self.links > MAX_SYMLINKS {
+            return Err(Refused::TooManySymlinks(self.shown(Some(name))).into());
+        }
+        let target = PathBuf::from(readlinkat(&link, "")?);
+        if target.is_absolute() {
+            self.stack.clear();
+        }
+        Ok(steps(&target, false))
+    }
+
+    /// Opens `name` in the current directory with `flags` (plus `O_NOFOLLOW | O_CLOEXEC`).
+    /// A symlink there is followed inside the root when `follow`, refused otherwise.
+    pub(crate) fn open_final(
+        &mut self,
+        mut name: OsString,
+        flags: OFlag,
+        mode: Mode,
+        follow: bool,
+    ) -> io::Result<OwnedFd> {
+        loop {
+            let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            match openat(self.current(), name.as_os_str(), flags, mode) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::ELOOP) if follow => name = self.enter_link_parent(&name)?,
+                Err(Errno::ELOOP) => {
+                    return Err(Refused::Symlink(self.shown(Some(&name))).into());
+                }
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+
+    /// The entry `name` of the current directory (a symlink followed inside the root when
+    /// `follow`); `None` when it does not exist.
+    pub(crate) fn stat_final(
+        &mut self,
+        mut name: OsString,
+        follow: bool,
+    ) -> io::Result<Option<FileStat>> {
+        loop {
+            let stat = match fstatat(
+                self.current(),
+                name.as_os_str(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(stat) => stat,
+                Err(Errno::ENOENT) => return Ok(None),
+                Err(errno) => return Err(errno.into()),
+            };
+            if !(follow && kind(&stat) == SFlag::S_IFLNK) {
+                return Ok(Some(stat));
+            }
+            name = match self.enter_link_parent(&name) {
+                Ok(name) => name,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(err),
+            };
+        }
+    }
+
+    /// Follows symlink `name`: walks to its target's parent and returns the target's last
+    /// component (`.` when the target is a directory such as `/` or `..`).
+    fn enter_link_parent(&mut self, name: &OsStr) -> io::Result<OsString> {
+        let mut target = self.follow(name)?;
+        let last = match target.pop_back() {
+            Some(step) if step.name != ".." => step.name,
+            Some(step) => {
+                target.push_back(step);
+                OsString::from(".")
+            }
+            None => OsString::from("."),
+        };
+        self.walk_steps(target)?;
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! In-root resolution: links stay inside the root, loops end, foreign links are refused.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+
+use nix::fcntl::OFlag;
+
+use super::MAX_SYMLINKS;
+use crate::fsutil::{Refused, WriteOptions, can_chown};
+use crate::root::Root;
+
+fn root() -> (tempfile::TempDir, Root) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("etc")).unwrap();
+    fs::write(dir.path().join("etc/passwd"), "inside\n").unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    (dir, root)
+}
+
+fn refused(err: &io::Error) -> Option<&Refused> {
+    err.get_ref().and_then(|e| e.downcast_ref::<Refused>())
+}
+
+#[test]
+fn absolute_targets_restart_at_the_root() {
+    let (dir, root) = root();
+    symlink("/etc", dir.path().join("e")).unwrap();
+    symlink("/etc/passwd", dir.path().join("p")).unwrap();
+    assert_eq!(
+        root.read_optional("/e/passwd").unwrap().unwrap(),
+        b"inside\n"
+    );
+    assert_eq!(root.read_optional("/p").unwrap().unwrap(), b"inside\n");
+    assert!(root.is_dir("/e"));
+}
+
+#[test]
+fn parent_components_never_climb_above_the_root() {
+    let (dir, root) = root();
+    symlink("../../../../../../etc", dir.path().join("up")).unwrap();
+    symlink("../../../../../../etc/passwd", dir.path().join("etc/up")).unwrap();
+    assert_eq!(
+        root.read_optional("/up/passwd").unwrap().unwrap(),
+        b"inside\n"
+    );
+    assert_eq!(root.read_optional("/etc/up").unwrap().unwrap(), b"inside\n");
+    assert_eq!(
+        root.read_optional("/../../../etc/passwd").unwrap().unwrap(),
+        b"inside\n"
+    );
+}
+
+#[test]
+fn link_chains_end_at_the_limit_and_loops_fail() {
+    let (dir, root) = root();
+    // l0 -> etc, l1 -> l0, …: MAX_SYMLINKS links to follow from the last one.
+    symlink("etc", dir.path().join("l0")).unwrap();
+    for i in 1..=MAX_SYMLINKS {
+        symlink(format!("l{}", i - 1), dir.path().join(format!("l{i}"))).unwrap();
+    }
+    let within = format!("/l{}/passwd", MAX_SYMLINKS - 1);
+    assert_eq!(root.read_optional(&within).unwrap().unwrap(), b"inside\n");
+    let over = format!("/l{MAX_SYMLINKS}/passwd");
+    let err = root.read_optional(&over).unwrap_err();
+    assert!(
+        matches!(refused(&err), Some(Refused::TooManySymlinks(_))),
+        "{err}"
+    );
+    symlink("loop", dir.path().join("loop")).unwrap();
+    let err = root.read_optional("/loop").unwrap_err();
+    assert!(
+        matches!(refused(&err), Some(Refused::TooManySymlinks(_))),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_symlink_someone_else_owns_is_never_followed() {
+    if !can_chown() {
+        eprintln!("skipping: only root sees another user's symlinks refused");
+        return;
+    }
+    let (dir, root) = root();
+    let link = dir.path().join("tmp-link");
+    symlink("/etc", &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(1000), Some(1000)).unwrap();
+    let err = root.read_optional("/tmp-link/passwd").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is a symlink owned by uid 1000; only root's symlinks are followed",
+            link.display()
+        )
+    );
+    let err = root
+        .write_atomic("/tmp-link/new", b"x", &WriteOptions::default())
+        .unwrap_err();
+    assert!(matches!(
+        refused(&err.source),
+        Some(Refused::ForeignSymlink { uid: 1000, .. })
+    ));
+    assert!(!dir.path().join("etc/new").exists());
+}
+
+#[test]
+fn missing_directories_are_created_along_the_path_but_not_through_a_link() {
+    let (dir, root) = root();
+    root.write_atomic("/a/b/c", b"x", &WriteOptions::default())
+        .unwrap();
+    assert!(dir.path().join("a/b").is_dir());
+    symlink("/nowhere/deep", dir.path().join("dangling")).unwrap();
+    let err = root
+        .write_atomic("/dangling/x", b"x", &WriteOptions::default())
+        .unwrap_err();
+    assert_eq!(err.source.kind(), io::ErrorKind::NotFound);
+    assert!(!dir.path().join("nowhere").exists());
+    // Through an existing link, the rest of the path is created in the target.
+    symlink("/a", dir.path().join("to-a")).unwrap();
+    root.write_atomic("/to-a/new/file", b"y", &WriteOptions::default())
+        .unwrap();
+    assert_eq!(fs::read(dir.path().join("a/new/file")).unwrap(), b"y");
+}
+
+#[test]
+fn a_final_symlink_is_refused_unless_followed() {
+    let (dir, root) = root();
+    symlink("/etc/passwd", dir.path().join("p")).unwrap();
+    let err = root
+        .open_file("/p", OFlag::O_RDONLY, 0, false, false)
+        .unwrap_err();
+    assert!(matches!(refused(&err), Some(Refused::Symlink(_))), "{err}");
+    assert!(
+        root.open_file("/p", OFlag::O_RDONLY, 0, true, false)
+            .is_ok()
+    );
+    let err = root.ensure_dir("/p", 0o700, None).map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+}
+
+#[test]
+fn a_file_in_the_middle_is_not_a_directory() {
+    let (_dir, root) = root();
+    let err = root.read_optional("/etc/passwd/x").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+}
