@@ -175,7 +175,7 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         let cache: Arc<dyn ChangeListener> = agent.cache();
         tokio::spawn(crate::watch::follow(store, vec![cache]));
         crate::metrics::serve_metrics(args.metrics_listen, vec![agent.metrics()]).await?;
-        let listener = crate::http::bind_unix(&args.socket, args.socket_mode)
+        let socket = crate::http::bind_unix(&args.socket, args.socket_mode)
             .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
         tracing::info!(socket = %args.socket.display(), api = api.describe(), workers = threads, "agent listening");
         let api = ApiTarget::Http {
@@ -185,8 +185,11 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         let limits = ServerLimits::default();
         let handler = AgentHandler::new(agent, api, limits);
         let workers = crate::runtime::Workers::start(threads)?;
-        workers.serve_unix(&listener, limits, &handler)?;
-        std::future::pending().await
+        workers.serve_unix(&socket.listener, limits, &handler)?;
+        // The socket (and its lock) stays with this future until the process stops.
+        std::future::pending::<()>().await;
+        drop(socket);
+        Ok(())
     })
 }
 
@@ -199,6 +202,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "s").unwrap();
+        let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+        std::fs::set_permissions(&secret, private).unwrap();
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
             let args = AgentArgs {
                 socket: dir.path().join("agent.sock"),

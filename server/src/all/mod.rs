@@ -29,6 +29,8 @@ use supervisor::{Supervisor, Wake};
 pub const DEFAULT_ROUTER_PORT: u16 = 9697;
 /// Address of the DHCP-namespace proxies.
 pub const DEFAULT_ISOLATED_LISTEN: &str = "169.254.169.254:80";
+/// Mode of `agent.socket`: the owner and its group (the proxies) may connect.
+pub const AGENT_SOCKET_MODE: u32 = 0o660;
 
 /// Flags of `all`; each overrides the same key of `--config`.
 #[derive(Debug, Args, Default)]
@@ -75,6 +77,10 @@ pub struct AllArgs {
     /// `proxy.max_connections` per listener.
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// `proxy.max_connections_per_guest`: connections one guest address may hold at once on a
+    /// proxy listener; more are closed at once [default: 8].
+    #[arg(long)]
+    pub max_connections_per_guest: Option<usize>,
     /// `metrics.listen`.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -99,6 +105,7 @@ pub struct Settings {
     pub isolated_listen: SocketAddr,
     pub rate_limit: Option<(u32, Duration)>,
     pub max_connections: usize,
+    pub max_connections_per_guest: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub threads: usize,
 }
@@ -127,6 +134,13 @@ impl Settings {
             .or(file.proxy.rate_window)
             .unwrap_or(DEFAULT_WINDOW.as_secs());
         let rate_limit = args.rate_limit.or(file.proxy.rate_limit);
+        let max_connections_per_guest = args
+            .max_connections_per_guest
+            .or(file.proxy.max_connections_per_guest)
+            .unwrap_or(crate::http::limits::MAX_CONNECTIONS_PER_GUEST);
+        if max_connections_per_guest == 0 {
+            anyhow::bail!("max_connections_per_guest must be at least 1");
+        }
         if rate_limit == Some(0) || rate_window == 0 {
             anyhow::bail!(
                 "rate_limit and rate_window must be at least 1 (leave rate_limit out for no limit)"
@@ -174,6 +188,7 @@ impl Settings {
                 .max_connections
                 .or(file.proxy.max_connections)
                 .unwrap_or(crate::http::limits::MAX_CONNECTIONS),
+            max_connections_per_guest,
             metrics_listen: args.metrics_listen.or(file.metrics.listen),
             threads: args
                 .threads
@@ -234,16 +249,20 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone(), limits));
         }
         let in_process = ApiTarget::InProcess(api.clone());
+        // Kept until the process stops: the socket's lock keeps other servers off its path.
+        let mut agent_socket = None;
         if let Some(path) = &settings.agent_socket {
-            let listener = crate::http::bind_unix(path, 0o660)
+            let bound = crate::http::bind_unix(path, AGENT_SOCKET_MODE)
                 .with_context(|| format!("failed to listen on {}", path.display()))?;
             tracing::info!(socket = %path.display(), "agent listening");
             let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
-            workers.serve_unix(&listener, limits, &handler)?;
+            workers.serve_unix(&bound.listener, limits, &handler)?;
+            agent_socket = Some(bound);
         }
 
         let proxy_limits = ServerLimits {
             max_connections: settings.max_connections,
+            max_connections_per_peer: Some(settings.max_connections_per_guest),
             ..limits
         };
         let rate_limit = settings
@@ -267,7 +286,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             isolated_listen = %settings.isolated_listen,
             "serving every router and isolated network of the registry"
         );
-        Supervisor {
+        let served = Supervisor {
             store,
             workers,
             forward: InProcess {
@@ -282,6 +301,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         }
         .run()
         .await;
-        Ok(())
+        drop(agent_socket);
+        served
     })
 }

@@ -155,12 +155,17 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
             tracing::info!(listen = %addr, workers = workers.count(), "api listening");
             workers.serve_tcp(listeners, limits, &handler);
         }
+        // Kept until the process stops: the socket's lock keeps other servers off its path.
+        let mut socket = None;
         if let Some(path) = &args.socket {
-            let listener = crate::http::bind_unix(path, args.socket_mode)
+            let bound = crate::http::bind_unix(path, args.socket_mode)
                 .with_context(|| format!("failed to listen on {}", path.display()))?;
             tracing::info!(socket = %path.display(), workers = workers.count(), "api listening");
-            workers.serve_unix(&listener, limits, &handler)?;
+            workers.serve_unix(&bound.listener, limits, &handler)?;
+            socket = Some(bound);
         }
-        std::future::pending().await
+        std::future::pending::<()>().await;
+        drop(socket);
+        Ok(())
     })
 }
