@@ -4,7 +4,9 @@
 //! its own process group and is killed when the chain is dropped; their logs are printed when a
 //! test fails.
 
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -89,7 +91,13 @@ impl Chain {
     pub fn new() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("secret");
-        std::fs::write(&secret_file, format!("{SECRET}\n"))?;
+        // Private to its owner from the start: the roles refuse a secret others may read.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret_file)?
+            .write_all(format!("{SECRET}\n").as_bytes())?;
         Ok(Self {
             db: dir.path().join("registry.sqlite"),
             agent_socket: dir.path().join("agent.sock"),

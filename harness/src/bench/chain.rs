@@ -29,10 +29,11 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Writes the shared secret file into `dir`.
+/// Writes the shared secret file into `dir`, private to its owner (the servers refuse it
+/// otherwise).
 pub fn write_secret(dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("shared-secret");
-    std::fs::write(&path, format!("{SECRET}\n"))
+    crate::atomic::write(&path, format!("{SECRET}\n").as_bytes(), 0o600)
         .with_context(|| format!("failed to write {}", path.display()))?;
     Ok(path)
 }
