@@ -166,6 +166,10 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     let store =
         crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
     let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
+    // Bound before anything else starts or logs: a server whose socket is taken fails with
+    // one line. Kept until the process stops: its lock keeps other servers off the path.
+    let socket = crate::http::bind_unix(&args.socket, args.socket_mode)
+        .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
     crate::runtime::run_service(async move {
         let agent = Arc::new(Agent::new(
             store.clone(),
@@ -175,8 +179,6 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         let cache: Arc<dyn ChangeListener> = agent.cache();
         tokio::spawn(crate::watch::follow(store, vec![cache]));
         crate::metrics::serve_metrics(args.metrics_listen, vec![agent.metrics()]).await?;
-        let socket = crate::http::bind_unix(&args.socket, args.socket_mode)
-            .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
         tracing::info!(socket = %args.socket.display(), api = api.describe(), workers = threads, "agent listening");
         let api = ApiTarget::Http {
             upstream: api,
@@ -186,7 +188,6 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         let handler = AgentHandler::new(agent, api, limits);
         let workers = crate::runtime::Workers::start(threads)?;
         workers.serve_unix(&socket.listener, limits, &handler)?;
-        // The socket (and its lock) stays with this future until the process stops.
         std::future::pending::<()>().await;
         drop(socket);
         Ok(())

@@ -212,8 +212,25 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
     };
     let store = crate::store::open(&settings.db)
         .with_context(|| format!("failed to open the registry {}", settings.db))?;
+    let threads = settings.threads.max(1);
+    // The API addresses and the agent socket are bound before anything else starts or logs: a
+    // second `all` whose addresses are taken fails with one line.
+    let mut api_tcp = Vec::with_capacity(settings.api_listen.len());
+    for addr in &settings.api_listen {
+        let listeners = crate::http::listen::tcp_listeners(*addr, threads)
+            .with_context(|| format!("failed to listen on {addr}"))?;
+        api_tcp.push((*addr, listeners));
+    }
+    // Kept until the process stops: the socket's lock keeps other servers off its path.
+    let agent_socket = match &settings.agent_socket {
+        Some(path) => Some(
+            crate::http::bind_unix(path, AGENT_SOCKET_MODE)
+                .with_context(|| format!("failed to listen on {}", path.display()))?,
+        ),
+        None => None,
+    };
     crate::runtime::run_service(async move {
-        let workers = crate::runtime::Workers::start(settings.threads)?;
+        let workers = crate::runtime::Workers::start(threads)?;
         let rendering = Rendering {
             dhcp_domain: settings.dhcp_domain.clone(),
             vendor,
@@ -242,22 +259,15 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         .await?;
 
         let limits = ServerLimits::default();
-        for addr in &settings.api_listen {
-            let listeners = crate::http::listen::tcp_listeners(*addr, workers.count())
-                .with_context(|| format!("failed to listen on {addr}"))?;
+        for (addr, listeners) in api_tcp {
             tracing::info!(listen = %addr, "api listening");
             workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone(), limits));
         }
         let in_process = ApiTarget::InProcess(api.clone());
-        // Kept until the process stops: the socket's lock keeps other servers off its path.
-        let mut agent_socket = None;
-        if let Some(path) = &settings.agent_socket {
-            let bound = crate::http::bind_unix(path, AGENT_SOCKET_MODE)
-                .with_context(|| format!("failed to listen on {}", path.display()))?;
+        if let (Some(path), Some(bound)) = (&settings.agent_socket, &agent_socket) {
             tracing::info!(socket = %path.display(), "agent listening");
             let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
             workers.serve_unix(&bound.listener, limits, &handler)?;
-            agent_socket = Some(bound);
         }
 
         let proxy_limits = ServerLimits {
