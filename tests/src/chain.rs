@@ -92,12 +92,7 @@ impl Chain {
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("secret");
         // Private to its owner from the start: the roles refuse a secret others may read.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&secret_file)?
-            .write_all(format!("{SECRET}\n").as_bytes())?;
+        write_private(&secret_file, format!("{SECRET}\n").as_bytes())?;
         Ok(Self {
             db: dir.path().join("registry.sqlite"),
             agent_socket: dir.path().join("agent.sock"),
@@ -352,6 +347,35 @@ impl Drop for Chain {
             eprintln!("{}", self.logs());
         }
     }
+}
+
+/// Writes a new file only its owner may read (mode 0600 from the start), e.g. a secret.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?
+        .write_all(bytes)
+        .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// What a server that must refuse to start did: its exit code and stderr.
+#[derive(Debug)]
+pub struct Refused {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+/// Runs a server command that must stop by itself within [`START_TIMEOUT`] (it is killed and
+/// the test fails otherwise).
+pub fn run_to_exit(cmd: &mut Command) -> anyhow::Result<Refused> {
+    let out = metaboot_harness::process::output_with_timeout(cmd, START_TIMEOUT)?;
+    Ok(Refused {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 fn read_log(path: &Path) -> String {
