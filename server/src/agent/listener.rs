@@ -163,8 +163,8 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     if !(args.api_timeout > 0.0 && Duration::try_from_secs_f64(args.api_timeout).is_ok()) {
         anyhow::bail!("--api-timeout must be a positive number of seconds");
     }
-    let store =
-        crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
+    let store = crate::store::open(db)
+        .with_context(|| format!("failed to open the registry {}", crate::store::redacted(db)))?;
     let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
     // Bound before anything else starts or logs: a server whose socket is taken fails with
     // one line. Kept until the process stops: its lock keeps other servers off the path.

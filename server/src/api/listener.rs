@@ -130,8 +130,8 @@ impl Handler for ApiHandler {
 pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
     let identify = args.identify()?;
     let rendering = args.rendering()?;
-    let store =
-        crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
+    let store = crate::store::open(db)
+        .with_context(|| format!("failed to open the registry {}", crate::store::redacted(db)))?;
     let threads = args
         .threads
         .unwrap_or_else(crate::runtime::default_threads)
