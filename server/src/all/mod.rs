@@ -210,8 +210,12 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         Some(path) => VendorDocs::load(path)?,
         None => VendorDocs::default(),
     };
-    let store = crate::store::open(&settings.db)
-        .with_context(|| format!("failed to open the registry {}", settings.db))?;
+    let store = crate::store::open(&settings.db).with_context(|| {
+        format!(
+            "failed to open the registry {}",
+            crate::store::redacted(&settings.db)
+        )
+    })?;
     let threads = settings.threads.max(1);
     // The API addresses and the agent socket are bound before anything else starts or logs: a
     // second `all` whose addresses are taken fails with one line.
@@ -290,13 +294,8 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
                 )
             })
         };
-        tracing::info!(
-            registry = %settings.db,
-            router_listen = %settings.router_listen,
-            isolated_listen = %settings.isolated_listen,
-            "serving every router and isolated network of the registry"
-        );
         let served = Supervisor {
+            registry: crate::store::redacted(&settings.db),
             store,
             workers,
             forward: InProcess {

@@ -93,6 +93,8 @@ impl ChangeListener for Wake {
 /// The supervisor of the proxy listeners.
 pub struct Supervisor<F: Forward> {
     pub store: Arc<dyn Store>,
+    /// The registry's location for logs (password redacted).
+    pub registry: String,
     /// Each listener is served on every worker (one socket, a handle per worker).
     pub workers: Workers,
     pub forward: F,
@@ -123,13 +125,23 @@ impl<F: Forward> Supervisor<F> {
             match wanted {
                 Ok(wanted) => {
                     registry_failing = false;
-                    let in_use = self.reconcile(&wanted, &mut running, &mut failing).await;
-                    if first && let Some(placement) = in_use {
+                    let in_use = self
+                        .reconcile(&wanted, &mut running, &mut failing, first)
+                        .await;
+                    if let Some(placement) = in_use {
                         anyhow::bail!(
                             "failed to listen on {} in namespace {}: address already in use: \
                              another server listens there; stop it first",
                             placement.listen,
                             placement.netns
+                        );
+                    }
+                    if first {
+                        tracing::info!(
+                            registry = %self.registry,
+                            router_listen = %self.router_listen,
+                            isolated_listen = %self.isolated_listen,
+                            "serving every router and isolated network of the registry"
                         );
                     }
                     first = false;
@@ -148,15 +160,15 @@ impl<F: Forward> Supervisor<F> {
         }
     }
 
-    /// Starts and stops listeners to match `wanted`; returns a placement whose address
-    /// another server holds, if any.
+    /// Starts and stops listeners to match `wanted`. With `stop_if_in_use` (at start), stops
+    /// at the first placement whose address another server holds and returns it.
     async fn reconcile(
         &self,
         wanted: &HashSet<Placement>,
         running: &mut HashMap<Placement, Running>,
         failing: &mut HashMap<Placement, String>,
+        stop_if_in_use: bool,
     ) -> Option<Placement> {
-        let mut in_use = None;
         running.retain(|placement, listener| {
             let current = netns_inode(&placement.netns);
             let keep = wanted.contains(placement) && current.is_some() && current == listener.inode;
@@ -188,8 +200,8 @@ impl<F: Forward> Supervisor<F> {
                     running.insert(placement.clone(), Running { tasks, inode });
                 }
                 Err(err) => {
-                    if err.kind() == std::io::ErrorKind::AddrInUse {
-                        in_use = Some(placement.clone());
+                    if stop_if_in_use && err.kind() == std::io::ErrorKind::AddrInUse {
+                        return Some(placement.clone());
                     }
                     let text = err.to_string();
                     if failing.get(placement) != Some(&text) {
@@ -206,6 +218,6 @@ impl<F: Forward> Supervisor<F> {
                 }
             }
         }
-        in_use
+        None
     }
 }
