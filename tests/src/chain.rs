@@ -84,6 +84,8 @@ pub struct Chain {
     pub agent_flags: Vec<String>,
     /// The registry as a URL (e.g. `postgres://…`) instead of the SQLite file `db`.
     pub db_url: Option<String>,
+    /// Pass the registry in `METABOOT_DB` instead of `--db` (keeps a password out of argv).
+    pub db_in_env: bool,
 }
 
 impl Chain {
@@ -105,6 +107,7 @@ impl Chain {
             api_flags: Vec::new(),
             agent_flags: Vec::new(),
             db_url: None,
+            db_in_env: false,
         })
     }
 
@@ -116,13 +119,18 @@ impl Chain {
         Ok(chain)
     }
 
-    /// A registry command: `metaboot-server --db DB …`.
+    /// A registry command: `metaboot-server --db DB …` (or `METABOOT_DB=DB metaboot-server …`).
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(server_binary());
-        match &self.db_url {
-            Some(url) => cmd.arg("--db").arg(url),
-            None => cmd.arg("--db").arg(&self.db),
+        let db = match &self.db_url {
+            Some(url) => std::ffi::OsString::from(url),
+            None => self.db.clone().into_os_string(),
         };
+        if self.db_in_env {
+            cmd.env("METABOOT_DB", db);
+        } else {
+            cmd.env_remove("METABOOT_DB").arg("--db").arg(db);
+        }
         cmd
     }
 
@@ -153,11 +161,15 @@ impl Chain {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<Role> {
+        let mut cmd = self.cli();
+        cmd.args(args);
+        self.spawn_command(name, cmd)
+    }
+
+    fn spawn_command(&self, name: &str, mut cmd: Command) -> anyhow::Result<Role> {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
-        let mut cmd = self.cli();
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
         let process = ProcessGroup::spawn(name, &mut cmd)?;
@@ -300,6 +312,23 @@ impl Chain {
     ) -> anyhow::Result<()> {
         let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
         let mut role = self.spawn(name, &args)?;
+        self.wait_ready(&mut role, ready)?;
+        self.proxies.push(role);
+        Ok(())
+    }
+
+    /// Starts any command (`argv[0]` the program, e.g. a shell that sets the umask and execs
+    /// `metaboot-server`) as a role of the chain, and waits until `ready` says it serves.
+    pub fn start_shell_role(
+        &mut self,
+        name: &str,
+        argv: &[&str],
+        ready: impl Fn() -> bool,
+    ) -> anyhow::Result<()> {
+        let (program, args) = argv.split_first().context("an empty command")?;
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let mut role = self.spawn_command(name, cmd)?;
         self.wait_ready(&mut role, ready)?;
         self.proxies.push(role);
         Ok(())
