@@ -58,14 +58,15 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         .as_deref()
         .map(|ip| validate::parse_ip("--ip", ip))
         .transpose()?;
+    // Normalised first: nova's fallback host name (`Server-<uuid>`) carries it.
     let uuid = match &args.uuid {
-        Some(uuid) => uuid.clone(),
+        Some(uuid) => validate::uuid(uuid)?,
         None => uuid::Uuid::new_v4().hyphenated().to_string(),
     };
     let hostname = args
         .hostname
         .clone()
-        .unwrap_or_else(|| validate::default_hostname(&args.name));
+        .unwrap_or_else(|| validate::default_hostname(&args.name, &uuid));
     let new = NewInstance {
         uuid,
         project: args.project,

@@ -140,7 +140,8 @@ pub struct InstanceCreate {
     pub ip: Option<String>,
     #[arg(long)]
     pub mac: Option<String>,
-    /// Host name (default: derived from the name, as nova does).
+    /// Host name (default: derived from the name as nova 23 and later derive it: `web.prod.01`
+    /// → `web-prod-01`, Latin-1 letters kept, `Server-<uuid>` when nothing usable is left).
     #[arg(long)]
     pub hostname: Option<String>,
     #[arg(long, default_value = "admin")]

@@ -11,14 +11,16 @@ use super::allocate::{host_range, ip_from_u128, ip_to_u128};
 use super::{KeyPair, MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, NewInstance, NewNetwork};
 use super::{StoreError, StoreResult};
 
+mod hostname;
+pub use hostname::{
+    MAX_HOSTNAME_BYTES, MAX_HOSTNAME_LABEL_BYTES, NOVA_FALLBACK_PREFIX, NOVA_HOSTNAME_CHARS,
+    default_hostname, hostname, sanitize_hostname,
+};
+
 /// Longest name of a network, router or instance, in bytes (neutron's and nova's limit).
 pub const MAX_NAME_BYTES: usize = 255;
 /// Longest project id, in bytes (keystone ids are 32 hex digits; names fit too).
 pub const MAX_PROJECT_BYTES: usize = 255;
-/// Longest host name, in bytes (RFC 1123 with the trailing dot left out).
-pub const MAX_HOSTNAME_BYTES: usize = 253;
-/// Longest label of a host name, in bytes (RFC 1123).
-pub const MAX_HOSTNAME_LABEL_BYTES: usize = 63;
 /// Most `meta` entries per instance (nova's default `metadata_items` quota).
 pub const MAX_META_ITEMS: usize = 128;
 /// Longest `meta` key, in bytes (nova's API schema).
@@ -230,80 +232,6 @@ pub fn password(what: &str, password: &str) -> StoreResult<()> {
         )));
     }
     Ok(())
-}
-
-/// A host name: dot-separated RFC 1123 labels (letters, digits, '-', not at either end of a
-/// label), each at most [`MAX_HOSTNAME_LABEL_BYTES`], at most [`MAX_HOSTNAME_BYTES`] in all.
-pub fn hostname(hostname: &str) -> StoreResult<()> {
-    let fix = "use letters, digits and '-' in dot-separated labels, or omit it to derive one \
-               from the name";
-    if hostname.is_empty() {
-        return Err(invalid(format!("hostname is empty: {fix}")));
-    }
-    if hostname.len() > MAX_HOSTNAME_BYTES {
-        return Err(invalid(format!(
-            "hostname is {} bytes long: the limit is {MAX_HOSTNAME_BYTES}",
-            hostname.len()
-        )));
-    }
-    for label in hostname.split('.') {
-        if label.is_empty() {
-            return Err(invalid(format!(
-                "hostname {hostname:?} has an empty label: {fix}"
-            )));
-        }
-        if label.len() > MAX_HOSTNAME_LABEL_BYTES {
-            return Err(invalid(format!(
-                "hostname label {label:?} is {} bytes long: the limit is \
-                 {MAX_HOSTNAME_LABEL_BYTES}",
-                label.len()
-            )));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            || label.starts_with('-')
-            || label.ends_with('-')
-        {
-            return Err(invalid(format!(
-                "hostname {hostname:?} is not a valid host name: {fix}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The host name nova derives from a display name (`sanitize_hostname`): lower case, spaces
-/// and underscores become '-', other characters outside `[a-z0-9.-]` are dropped, runs of
-/// dots become one, leading and trailing '.' and '-' are stripped, at most
-/// [`MAX_HOSTNAME_LABEL_BYTES`] bytes, and "server" when nothing is left.
-pub fn default_hostname(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        let c = c.to_ascii_lowercase();
-        let keep = match c {
-            ' ' | '_' | '-' => Some('-'),
-            '.' if out.ends_with('.') => None,
-            'a'..='z' | '0'..='9' | '.' => Some(c),
-            _ => None,
-        };
-        out.extend(keep);
-    }
-    let trimmed = |s: &str| s.trim_matches(['.', '-']).to_owned();
-    let mut out = trimmed(&out);
-    // Only ASCII is left, so cutting at a byte index is at a char boundary.
-    out.truncate(MAX_HOSTNAME_LABEL_BYTES);
-    let out = trimmed(&out);
-    // "a.-b" would leave a label starting with '-': such labels cannot come from names
-    // anyone uses, and nova would refuse them later too; fall back to the plain form.
-    if out.is_empty() || hostname(&out).is_err() {
-        let plain: String = out.chars().filter(char::is_ascii_alphanumeric).collect();
-        if plain.is_empty() {
-            return "server".to_owned();
-        }
-        return plain;
-    }
-    out
 }
 
 /// Normalises an instance uuid to the lower-case hyphenated form.

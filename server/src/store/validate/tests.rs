@@ -75,35 +75,6 @@ fn name_and_project_limits() {
 }
 
 #[test]
-fn hostname_rules() {
-    let label = "a".repeat(MAX_HOSTNAME_LABEL_BYTES);
-    let longest = [label.as_str(); 4].join(".")[..MAX_HOSTNAME_BYTES].to_owned();
-    assert!(hostname(&longest).is_ok(), "{longest}");
-    assert!(hostname(&format!("{longest}a")).is_err());
-    assert!(hostname("web-1").is_ok());
-    assert!(hostname("web-1.example").is_ok());
-    assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES)).is_ok());
-    assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES + 1)).is_err());
-    assert!(hostname("-web").is_err());
-    assert!(hostname("web_1").is_err());
-    assert!(hostname("a..b").is_err());
-    assert!(hostname("").is_err());
-}
-
-#[test]
-fn default_hostname_follows_nova() {
-    assert_eq!(default_hostname("My Web_Server"), "my-web-server");
-    assert_eq!(default_hostname("--web.1--"), "web.1");
-    assert_eq!(default_hostname("a..b"), "a.b");
-    assert_eq!(default_hostname("ünïcode!"), "ncode");
-    assert_eq!(default_hostname("!!!"), "server");
-    assert_eq!(default_hostname(""), "server");
-    let long = default_hostname(&"x".repeat(100));
-    assert_eq!(long.len(), MAX_HOSTNAME_LABEL_BYTES);
-    assert!(hostname(&default_hostname("a.-b")).is_ok());
-}
-
-#[test]
 fn meta_and_key_pair_limits() {
     let mut map = BTreeMap::new();
     map.insert(
