@@ -517,3 +517,55 @@ fn each_role_serves_prometheus_metrics() {
         "{api_text}"
     );
 }
+
+#[test]
+fn meta_data_hostname_is_derived_as_nova_derives_it() {
+    let mut chain = Chain::new().unwrap();
+    let net = chain
+        .registry(&["network", "create", "names", "--cidr", "127.11.0.0/24"])
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let router = chain
+        .registry(&["router", "create", "r-names", "--network", &net])
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    const UUID: &str = "0b6c2f5e-1d3a-4c5b-8e7f-9a0b1c2d3e4f";
+    let cases: [(&str, u8, &[&str], String); 4] = [
+        // nova ≥ 23 turns dots into dashes: cloud-init then sets web-prod-01, not "web".
+        ("web.prod.01", 10, &[], "web-prod-01".to_owned()),
+        ("Café Olé", 11, &[], "café-olé".to_owned()),
+        // Nothing usable: nova's Server-<uuid>, not one "server" for every such instance.
+        ("☃ !!!", 12, &["--uuid", UUID], format!("Server-{UUID}")),
+        // A host name given explicitly is kept.
+        ("db.prod", 13, &["--hostname", "db-1"], "db-1".to_owned()),
+    ];
+    for (name, last, extra, _) in &cases {
+        let ip = format!("127.11.0.{last}");
+        let mut args = vec![
+            "instance",
+            "create",
+            name,
+            "--network",
+            "names",
+            "--ip",
+            &ip,
+        ];
+        args.extend_from_slice(extra);
+        chain.registry(&args).unwrap();
+    }
+    chain.start().unwrap();
+    let proxy = chain.start_proxy(&Scope::Router(router), &[]).unwrap();
+    for (name, last, _, want) in &cases {
+        let from = Some(IpAddr::from([127, 11, 0, *last]));
+        let md = guest::get(from, proxy, "/openstack/latest/meta_data.json", &[]).unwrap();
+        let md = md.json();
+        assert_eq!(md["name"], *name);
+        assert_eq!(md["hostname"], format!("{want}.novalocal"), "{name}");
+        let ec2 = guest::get(from, proxy, "/latest/meta-data/local-hostname", &[]).unwrap();
+        assert_eq!(ec2.text(), format!("{want}.novalocal"), "{name}");
+    }
+}
