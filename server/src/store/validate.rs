@@ -29,6 +29,8 @@ pub const MAX_META_KEY_BYTES: usize = 255;
 pub const MAX_META_VALUE_BYTES: usize = 255;
 /// Most key pairs per instance; real instances have one.
 pub const MAX_KEY_PAIRS: usize = 16;
+/// Longest key pair name, in characters (nova's API schema).
+pub const MAX_KEY_NAME_CHARS: usize = 255;
 /// Largest key pair data, in bytes (a 16384-bit RSA public key is about 2.8 KiB).
 pub const MAX_KEY_DATA_BYTES: usize = 16_384;
 /// Smallest MTU a network may have (the IPv4 minimum, RFC 791).
@@ -277,8 +279,39 @@ pub fn meta(meta: &BTreeMap<String, String>) -> StoreResult<()> {
     Ok(())
 }
 
-/// Key pairs: at most [`MAX_KEY_PAIRS`], unique non-empty names, non-empty data of at most
-/// [`MAX_KEY_DATA_BYTES`].
+/// A key pair name as nova's API allows it (microversion 2.92): letters, digits, '_', '-',
+/// '@', '.' and spaces, not starting or ending with a space, 1 to [`MAX_KEY_NAME_CHARS`]. A
+/// name is served as `public-keys/0=NAME` in the EC2 tree: an '=' or a line break there would
+/// make afterburn drop the key, or add a key entry of the name's choosing.
+pub fn key_name(name: &str) -> StoreResult<()> {
+    let allowed = "use letters, digits, '_', '-', '@', '.' and spaces";
+    if name.is_empty() {
+        return Err(invalid(format!("key pair name is empty: {allowed}")));
+    }
+    if name.chars().count() > MAX_KEY_NAME_CHARS {
+        return Err(invalid(format!(
+            "key pair name is {} characters long: the limit is {MAX_KEY_NAME_CHARS}",
+            name.chars().count()
+        )));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@' | '.' | ' ')))
+    {
+        return Err(invalid(format!(
+            "key pair name {name:?} contains {bad:?}: {allowed}"
+        )));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err(invalid(format!(
+            "key pair name {name:?} starts or ends with a space: remove it"
+        )));
+    }
+    Ok(())
+}
+
+/// Key pairs: at most [`MAX_KEY_PAIRS`], unique names as [`key_name`] allows, non-empty data
+/// of at most [`MAX_KEY_DATA_BYTES`].
 pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
     if pairs.len() > MAX_KEY_PAIRS {
         return Err(invalid(format!(
@@ -287,11 +320,7 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
         )));
     }
     for (index, pair) in pairs.iter().enumerate() {
-        if pair.name.trim().is_empty() {
-            return Err(invalid(
-                "key pair name is empty: name every key pair".to_owned(),
-            ));
-        }
+        key_name(&pair.name)?;
         if pairs[..index].iter().any(|other| other.name == pair.name) {
             return Err(invalid(format!(
                 "key pair name {:?} is given twice: rename one of the key files",

@@ -117,3 +117,24 @@ fn mtu_and_uuid() {
     );
     assert!(uuid("nope").is_err());
 }
+
+#[test]
+fn key_names_are_what_novas_api_allows() {
+    for good in ["mykey", "alice@laptop", "ci key-2_v1.0", "A"] {
+        assert!(key_name(good).is_ok(), "{good:?}");
+    }
+    assert!(key_name(&"k".repeat(MAX_KEY_NAME_CHARS)).is_ok());
+    assert!(message(key_name(&"k".repeat(MAX_KEY_NAME_CHARS + 1))).contains("255"));
+    for bad in [
+        "", "a=b", "a\nb", "a\rb", "a/b", "tab\tkey", "é", " lead", "trail ",
+    ] {
+        assert!(key_name(bad).is_err(), "{bad:?}");
+    }
+    assert!(message(key_name("a=b")).contains("'='"));
+    let pair = |name: &str| KeyPair {
+        name: name.to_owned(),
+        kind: "ssh".to_owned(),
+        data: "ssh-ed25519 AAAA".to_owned(),
+    };
+    assert!(key_pairs(&[pair("0=forged")]).is_err());
+}
