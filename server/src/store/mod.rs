@@ -120,6 +120,9 @@ pub trait Store: Send + Sync {
     // --- the agent's hot path
     /// Ports with this IP on any of these networks (indexed; zero, one or several).
     fn find_ports(&self, ip: IpAddr, network_ids: &[String]) -> StoreResult<Vec<Port>>;
+    /// Ports with this IP on the networks behind router `router_id` (by id), in one read: the
+    /// agent's hot path on the router path.
+    fn find_ports_behind_router(&self, ip: IpAddr, router_id: &str) -> StoreResult<Vec<Port>>;
     /// Ports with this IP on any network (the API's source-IP mode).
     fn find_ports_by_ip(&self, ip: IpAddr) -> StoreResult<Vec<Port>>;
 
