@@ -569,3 +569,78 @@ fn meta_data_hostname_is_derived_as_nova_derives_it() {
         assert_eq!(ec2.text(), format!("{want}.novalocal"), "{name}");
     }
 }
+
+/// `metaboot_registry_reads_total` of the role serving metrics at `addr`.
+fn registry_reads(addr: SocketAddr) -> u64 {
+    let text = guest::get(None, addr, "/metrics", &[]).unwrap().text();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("metaboot_registry_reads_total{")
+                .and_then(|rest| rest.split_once("} "))
+                .map(|(_, count)| count.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no registry read count:\n{text}"))
+}
+
+#[test]
+fn a_flood_of_404s_costs_at_most_one_registry_read_each() {
+    const FLOOD: u64 = 200;
+    const THREADS: u64 = 4;
+    let mut w = world();
+    let agent_metrics = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port()));
+    let api_metrics = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port()));
+    // Lookups cached for longer than the test runs: every read counted is one the flood cost.
+    w.chain.agent_flags = vec![
+        "--metrics-listen".into(),
+        agent_metrics.to_string(),
+        "--cache-ttl".into(),
+        "600".into(),
+    ];
+    w.chain.api_flags = vec!["--metrics-listen".into(), api_metrics.to_string()];
+    w.chain.start().unwrap();
+    let (agent_before, api_before) = (registry_reads(agent_metrics), registry_reads(api_metrics));
+
+    // An unknown guest behind a router, from several connections at once: one lookup each,
+    // router included, and the API is never asked.
+    let proxy = w.router_a;
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(move || {
+                for _ in 0..FLOOD / THREADS {
+                    assert_eq!(
+                        get(12, proxy, "/openstack/latest/meta_data.json").status,
+                        404
+                    );
+                }
+            });
+        }
+    });
+    let agent_reads = registry_reads(agent_metrics) - agent_before;
+    assert!(
+        agent_reads <= FLOOD,
+        "{FLOOD} unknown-guest requests cost {agent_reads} reads"
+    );
+    assert_eq!(registry_reads(api_metrics), api_before);
+
+    // A known guest asking for paths that do not exist: its lookup is cached and the API's 404
+    // is about the path, so no request costs a read after the first.
+    assert_eq!(
+        get(10, proxy, "/openstack/latest/meta_data.json").status,
+        200
+    );
+    let (agent_after, api_after) = (registry_reads(agent_metrics), registry_reads(api_metrics));
+    for _ in 0..FLOOD {
+        assert_eq!(get(10, proxy, "/openstack/latest/no-such-file").status, 404);
+        assert_eq!(get(10, proxy, "/latest/meta-data/no-such-key").status, 404);
+    }
+    assert_eq!(
+        registry_reads(agent_metrics),
+        agent_after,
+        "the agent read the registry again"
+    );
+    assert_eq!(
+        registry_reads(api_metrics),
+        api_after,
+        "the API read the registry again"
+    );
+}
