@@ -11,7 +11,7 @@ use metaboot_proto::headers;
 
 use super::Agent;
 use crate::http::{Answer, Reply};
-use crate::store::{NewInstance, NewNetwork, NewPort, NewRouter, Store};
+use crate::store::{NewInstance, NewNetwork, NewPort, NewRouter};
 
 const GUEST: [u8; 4] = [198, 18, 0, 10];
 
