@@ -11,6 +11,7 @@ use clap::Args;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use metaboot_proto::headers;
 
 use super::{Agent, DEFAULT_LOOKUP_TTL};
 use crate::api::{Api, MetadataRequest};
@@ -79,7 +80,7 @@ impl ApiTarget {
                 let started = Instant::now();
                 let answered = upstream.send(request, *timeout).await;
                 agent.metrics.upstream_latency(started.elapsed());
-                answered.map(Reply::relay).map_err(|err| {
+                answered.map(relay_keeping_mark).map_err(|err| {
                     tracing::warn!(api = upstream.describe(), error = %err, "metadata API call failed");
                     Answer::refused(err.status(), err.to_string(), err.label())
                 })
@@ -113,6 +114,19 @@ impl ApiTarget {
             |signed: HeaderMap| self.ask(agent, method.clone(), path, signed, body.clone());
         agent.relay(method, path, headers, ask_api).await
     }
+}
+
+/// The API's answer as relayed (status, content type, body), plus its mark that it does not
+/// know the instance, which `Agent::relay` reads and then strips.
+fn relay_keeping_mark(response: Response<Bytes>) -> Response<Body> {
+    let mark = response.headers().get(headers::INSTANCE_UNKNOWN).cloned();
+    let mut relayed = Reply::relay(response);
+    if let Some(mark) = mark {
+        relayed
+            .headers_mut()
+            .insert(headers::INSTANCE_UNKNOWN, mark);
+    }
+    relayed
 }
 
 /// Serves the agent over HTTP: resolve, sign, ask the API, relay.
