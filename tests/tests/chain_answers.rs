@@ -144,3 +144,67 @@ fn a_flood_of_404s_costs_at_most_one_registry_read_each() {
         "the API read the registry again"
     );
 }
+
+#[test]
+fn a_cached_guest_the_api_does_not_know_is_looked_up_once_more_per_request() {
+    const REQUESTS: u64 = 20;
+    let mut chain = Chain::new().unwrap();
+    let (_, router) = network_and_router(&chain, "127.13.0.0/24");
+    chain
+        .registry(&[
+            "instance",
+            "create",
+            "gone",
+            "--network",
+            "net",
+            "--ip",
+            "127.13.0.10",
+        ])
+        .unwrap();
+    // The API answers from another registry, where that instance does not exist: to the agent,
+    // whose cached lookup names it, the API always says "unknown instance".
+    let elsewhere = chain.path().join("elsewhere.sqlite");
+    let binary = metaboot_tests::chain::server_binary();
+    let (api_addr, secret) = (chain.api_addr, chain.secret_file.clone());
+    chain
+        .start_shell_role(
+            "api-elsewhere",
+            &[
+                binary.to_str().unwrap(),
+                "--db",
+                elsewhere.to_str().unwrap(),
+                "api",
+                "--listen",
+                &api_addr.to_string(),
+                "--shared-secret-file",
+                secret.to_str().unwrap(),
+            ],
+            move || std::net::TcpStream::connect(api_addr).is_ok(),
+        )
+        .unwrap();
+    let agent_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    chain.agent_flags = vec![
+        "--metrics-listen".into(),
+        agent_metrics.to_string(),
+        "--cache-ttl".into(),
+        "600".into(),
+    ];
+    chain.start_agent().unwrap();
+    let proxy = chain.start_proxy(&Scope::Router(router), &[]).unwrap();
+    let guest = Some(IpAddr::from([127, 13, 0, 10]));
+    for request in 1..=REQUESTS {
+        let reply = guest::get(guest, proxy, META_DATA, &[]).unwrap();
+        assert_eq!(reply.status, 404, "{}", reply.text());
+        assert!(
+            reply.header("x-instance-unknown").is_none(),
+            "the API's mark reached the guest"
+        );
+        // The first lookup is fresh: no second one. Each later request finds the cached owner,
+        // hears that the API does not know it, and looks the guest up once more: one read.
+        assert_eq!(
+            registry_reads(agent_metrics),
+            request,
+            "after {request} requests"
+        );
+    }
+}
