@@ -44,7 +44,7 @@ pub fn tcp_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListen
     Ok(all)
 }
 
-/// Says who holds an address in use, in the error a user reads.
+/// Says what an address in use means and what to do, in the error a user reads.
 fn in_use_hint(err: io::Error) -> io::Error {
     if err.kind() == io::ErrorKind::AddrInUse {
         return io::Error::new(
