@@ -128,6 +128,51 @@ fn a_second_api_on_a_held_port_fails_to_start() {
 }
 
 #[test]
+fn a_second_api_on_a_held_unix_socket_fails_to_start() {
+    let mut w = world();
+    let path = w.chain.path().join("api.sock");
+    let socket = shown(&path);
+    let secret = shown(&w.chain.secret_file);
+    let first = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port())).to_string();
+    let ready = path.clone();
+    w.chain
+        .start_role(
+            "api-2",
+            &[
+                "api",
+                "--listen",
+                &first,
+                "--socket",
+                &socket,
+                "--shared-secret-file",
+                &secret,
+            ],
+            move || UnixStream::connect(&ready).is_ok(),
+        )
+        .unwrap();
+    let second = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port())).to_string();
+    let refused = run_to_exit(&mut server(
+        &w.chain,
+        &[
+            "api",
+            "--listen",
+            &second,
+            "--socket",
+            &socket,
+            "--shared-secret-file",
+            &secret,
+        ],
+    ))
+    .unwrap();
+    assert_refused(&refused, &socket);
+    assert!(UnixStream::connect(&path).is_ok());
+    assert!(
+        TcpStream::connect(second.as_str()).is_err(),
+        "the refused server left a listener"
+    );
+}
+
+#[test]
 fn a_second_agent_on_a_live_socket_fails_and_leaves_it() {
     let w = world();
     let socket = shown(&w.chain.agent_socket);
