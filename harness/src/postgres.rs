@@ -251,6 +251,53 @@ impl PgServer {
         Ok(self.url(name))
     }
 
+    /// Creates a login role `user` that must give `password` (scram-sha-256 over TCP, unlike
+    /// the trusted superuser) and a database of the same name it owns; returns the database's
+    /// URL without the password, e.g. for a test that passes the password another way.
+    pub fn create_password_user(&self, user: &str, password: &str) -> anyhow::Result<String> {
+        let plain = |text: &str| {
+            !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if !plain(user) || !plain(password) {
+            bail!("user and password must be lower-case letters, digits and '_'");
+        }
+        // First matching line wins: the role's line goes before initdb's `trust` lines.
+        let hba = self.data_dir().join("pg_hba.conf");
+        let old = fs::read_to_string(&hba)
+            .with_context(|| format!("failed to read {}", hba.display()))?;
+        fs::write(
+            &hba,
+            format!("host all {user} 127.0.0.1/32 scram-sha-256\n{old}"),
+        )
+        .with_context(|| format!("failed to write {}", hba.display()))?;
+        self.pg_ctl(&["reload"])?;
+        let port = self.port.to_string();
+        let mut psql = self.command("psql");
+        psql.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-c"])
+            .arg(format!(
+                "SET password_encryption = 'scram-sha-256'; \
+                 CREATE ROLE {user} LOGIN PASSWORD '{password}'"
+            ));
+        run(&mut psql, &format!("create role {user}"))?;
+        let mut createdb = self.command("createdb");
+        createdb.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-O",
+            user,
+            user,
+        ]);
+        run(&mut createdb, &format!("create database {user}"))?;
+        Ok(format!("postgres://{user}@127.0.0.1:{}/{user}", self.port))
+    }
+
     /// The URL of database `database` on this server.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)

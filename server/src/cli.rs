@@ -77,6 +77,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             .downcast_ref::<StoreError>()
             .is_some_and(StoreError::is_user_error)
             || cause.downcast_ref::<admin::InputError>().is_some()
+            || cause
+                .downcast_ref::<crate::secret::SecretError>()
+                .is_some_and(crate::secret::SecretError::is_user_error)
     });
     if refused { 2 } else { 1 }
 }
@@ -105,12 +108,13 @@ pub fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-/// Parses an octal file mode such as `660` or `0660`.
+/// Parses an octal socket mode such as `660` or `0660`: permission bits only (a socket has no
+/// use for setuid, setgid or sticky bits).
 pub fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
-        .filter(|mode| *mode <= 0o7777)
-        .ok_or_else(|| format!("{text:?} is not an octal file mode such as 660"))
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal permission mode such as 660"))
 }
 
 #[cfg(test)]
@@ -120,5 +124,14 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn socket_modes_are_permission_bits() {
+        assert_eq!(super::parse_mode("660"), Ok(0o660));
+        assert_eq!(super::parse_mode("0600"), Ok(0o600));
+        for bad in ["4660", "999", "rw", ""] {
+            assert!(super::parse_mode(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics every role keeps: requests by status, rejections by reason, cache hits
-//! and misses, upstream latency. Served as text on an optional listen address.
+//! and misses, registry reads, upstream latency. Served as text on an optional listen address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,6 +27,7 @@ pub struct Metrics {
     rejections: Mutex<BTreeMap<&'static str, u64>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    registry_reads: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -40,6 +41,7 @@ impl Metrics {
             rejections: Mutex::new(BTreeMap::new()),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            registry_reads: AtomicU64::new(0),
             latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             latency_count: AtomicU64::new(0),
             latency_sum_us: AtomicU64::new(0),
@@ -71,6 +73,16 @@ impl Metrics {
 
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one read of the registry made to answer a request.
+    pub fn registry_read(&self) {
+        self.registry_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Registry reads made to answer requests so far.
+    pub fn registry_reads(&self) -> u64 {
+        self.registry_reads.load(Ordering::Relaxed)
     }
 
     /// Records how long an upstream took to answer.
@@ -127,6 +139,11 @@ impl Metrics {
             out,
             "metaboot_cache_misses_total{{role=\"{role}\"}} {misses}"
         );
+        let reads = self.registry_reads.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "metaboot_registry_reads_total{{role=\"{role}\"}} {reads}"
+        );
         let mut cumulative = 0;
         for (bound, count) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
             cumulative += count.load(Ordering::Relaxed);
@@ -160,6 +177,7 @@ pub fn render(all: &[Arc<Metrics>]) -> String {
     out.push_str("# TYPE metaboot_rejections_total counter\n");
     out.push_str("# TYPE metaboot_cache_hits_total counter\n");
     out.push_str("# TYPE metaboot_cache_misses_total counter\n");
+    out.push_str("# TYPE metaboot_registry_reads_total counter\n");
     out.push_str("# TYPE metaboot_upstream_latency_seconds histogram\n");
     for metrics in all {
         metrics.render_into(&mut out);
@@ -218,12 +236,14 @@ mod tests {
         metrics.reject("no_port");
         metrics.cache_hit();
         metrics.cache_miss();
+        metrics.registry_read();
         metrics.upstream_latency(Duration::from_micros(80));
         let text = render(&[metrics]);
         assert!(text.contains("metaboot_requests_total{role=\"agent\",status=\"200\"} 2\n"));
         assert!(text.contains("metaboot_requests_total{role=\"agent\",status=\"404\"} 1\n"));
         assert!(text.contains("metaboot_rejections_total{role=\"agent\",reason=\"no_port\"} 1\n"));
         assert!(text.contains("metaboot_cache_hits_total{role=\"agent\"} 1\n"));
+        assert!(text.contains("metaboot_registry_reads_total{role=\"agent\"} 1\n"));
         assert!(text.contains(
             "metaboot_upstream_latency_seconds_bucket{role=\"agent\",le=\"0.0001\"} 1\n"
         ));

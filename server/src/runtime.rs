@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::http::{Handler, ServerLimits};
+use crate::http::{ConnectionGate, Handler, ServerLimits, serve_gated};
 
 /// Runs a role's control loop on a single-threaded runtime until it fails or a stop signal
 /// arrives. Roles that serve many connections hand their listeners to [`Workers`]; a lone
@@ -98,23 +98,24 @@ impl Workers {
         self.handles.len()
     }
 
-    /// Serves one TCP listener per worker (bound together with SO_REUSEPORT). The connection
-    /// cap is shared out between the workers.
+    /// Serves a TCP listener on every worker, each worker polling its own handle of the same
+    /// socket (see `http::listen::tcp_listeners`). The workers share one connection gate, so
+    /// the caps count every connection of the listener.
     pub fn serve_tcp<H: Handler>(
         &self,
         listeners: Vec<std::net::TcpListener>,
         limits: ServerLimits,
         handler: &H,
     ) -> Vec<JoinHandle<()>> {
-        let limits = self.share(limits);
+        let gate = ConnectionGate::new(&limits);
         listeners
             .into_iter()
             .zip(self.handles.iter())
             .map(|(listener, worker)| {
-                let handler = handler.clone();
+                let (handler, gate) = (handler.clone(), gate.clone());
                 worker.spawn(async move {
                     match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => crate::http::serve(listener, limits, handler).await,
+                        Ok(listener) => serve_gated(listener, gate, limits, handler).await,
                         Err(err) => tracing::error!(error = %err, "cannot serve a listener"),
                     }
                 })
@@ -122,33 +123,27 @@ impl Workers {
             .collect()
     }
 
-    /// Serves one Unix socket on every worker (each polls its own copy of the socket).
+    /// Serves one Unix socket on every worker (each polls its own copy of the socket), with
+    /// one connection gate for all of them.
     pub fn serve_unix<H: Handler>(
         &self,
         listener: &std::os::unix::net::UnixListener,
         limits: ServerLimits,
         handler: &H,
     ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        let limits = self.share(limits);
+        let gate = ConnectionGate::new(&limits);
         self.handles
             .iter()
             .map(|worker| {
                 let copy = listener.try_clone().context("failed to share the socket")?;
-                let handler = handler.clone();
+                let (handler, gate) = (handler.clone(), gate.clone());
                 Ok(worker.spawn(async move {
                     match tokio::net::UnixListener::from_std(copy) {
-                        Ok(listener) => crate::http::serve(listener, limits, handler).await,
+                        Ok(listener) => serve_gated(listener, gate, limits, handler).await,
                         Err(err) => tracing::error!(error = %err, "cannot serve a socket"),
                     }
                 }))
             })
             .collect()
-    }
-
-    fn share(&self, limits: ServerLimits) -> ServerLimits {
-        ServerLimits {
-            max_connections: (limits.max_connections / self.count()).max(1),
-            ..limits
-        }
     }
 }

@@ -1,28 +1,80 @@
-//! The shared secret the agent signs instance ids with and the API checks them against.
+//! The shared secret the agent signs instance ids with and the API checks them against. Whoever
+//! reads it can sign for any instance, so the file must be private to its owner.
 
-use std::path::Path;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use thiserror::Error;
 
 /// Largest secret file accepted, in bytes.
 pub const MAX_SECRET_BYTES: usize = 4096;
+/// Permission bits the secret file must not have: any access for its group or for others.
+pub const FORBIDDEN_SECRET_MODE_BITS: u32 = 0o077;
+/// The mode the refusal tells the user to set.
+pub const SECRET_FILE_MODE: u32 = 0o600;
 
-/// Reads the secret: the file's bytes without one trailing newline. An empty secret works (both
-/// sides then sign with an empty key, as nova tolerates) but is logged as a warning.
-pub fn read_secret(path: &Path) -> anyhow::Result<Arc<[u8]>> {
-    let mut bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "failed to read the shared secret file {}: create it (e.g. `head -c 32 /dev/urandom | base64 > FILE`) or fix the path",
-            path.display()
-        )
-    })?;
+/// Why the secret file was refused.
+#[derive(Debug, Error)]
+pub enum SecretError {
+    #[error(
+        "failed to read the shared secret file {}: create it (e.g. `umask 077; head -c 32 \
+         /dev/urandom | base64 > FILE`) or fix the path",
+        path.display()
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the shared secret file {} has mode {mode:04o}: its group and other users must not be \
+         able to read it; run `chmod {SECRET_FILE_MODE:o} {}`",
+        path.display(),
+        path.display()
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "the shared secret file {} is larger than {MAX_SECRET_BYTES} bytes",
+        path.display()
+    )]
+    TooLarge { path: PathBuf },
+}
+
+impl SecretError {
+    /// True when the user's file (not the machine) is at fault: the CLI exits 2.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Self::TooOpen { .. } | Self::TooLarge { .. })
+    }
+}
+
+/// Reads the secret: the file's bytes without one trailing newline. Refuses a file its group
+/// or others may access (before reading it). An empty secret works (both sides then sign with
+/// an empty key, as nova tolerates) but is logged as a warning.
+pub fn read_secret(path: &Path) -> Result<Arc<[u8]>, SecretError> {
+    let read_error = |source| SecretError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    // The mode of the file opened, not of whatever the path names a moment later.
+    let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
+    if mode & FORBIDDEN_SECRET_MODE_BITS != 0 {
+        return Err(SecretError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.by_ref()
+        .take(MAX_SECRET_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
     if bytes.len() > MAX_SECRET_BYTES {
-        anyhow::bail!(
-            "the shared secret file {} is {} bytes; the limit is {MAX_SECRET_BYTES}",
-            path.display(),
-            bytes.len()
-        );
+        return Err(SecretError::TooLarge {
+            path: path.to_owned(),
+        });
     }
     if bytes.ends_with(b"\n") {
         bytes.pop();
@@ -38,20 +90,63 @@ pub fn read_secret(path: &Path) -> anyhow::Result<Arc<[u8]>> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::OpenOptionsExt as _;
+
     use super::*;
+
+    fn write_private(path: &Path, bytes: &[u8]) {
+        let _ = std::fs::remove_file(path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+    }
 
     #[test]
     fn strips_one_trailing_newline() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret");
-        std::fs::write(&file, "s3cret\n").unwrap();
+        write_private(&file, b"s3cret\n");
         assert_eq!(&*read_secret(&file).unwrap(), b"s3cret");
-        std::fs::write(&file, "s3cret\r\n").unwrap();
+        write_private(&file, b"s3cret\r\n");
         assert_eq!(&*read_secret(&file).unwrap(), b"s3cret");
-        std::fs::write(&file, "s3cret\n\n").unwrap();
+        write_private(&file, b"s3cret\n\n");
         assert_eq!(&*read_secret(&file).unwrap(), b"s3cret\n");
-        std::fs::write(&file, vec![b'x'; MAX_SECRET_BYTES + 1]).unwrap();
-        assert!(read_secret(&file).is_err());
-        assert!(read_secret(&dir.path().join("missing")).is_err());
+        write_private(&file, &[b'x'; MAX_SECRET_BYTES]);
+        assert!(read_secret(&file).is_ok());
+        write_private(&file, &[b'x'; MAX_SECRET_BYTES + 1]);
+        assert!(matches!(
+            read_secret(&file),
+            Err(SecretError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            read_secret(&dir.path().join("missing")),
+            Err(SecretError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn a_file_others_may_read_is_refused_with_the_chmod_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        write_private(&file, b"s3cret\n");
+        for mode in [0o640, 0o604, 0o644, 0o620, 0o660, 0o700 | 0o001] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_secret(&file).unwrap_err();
+            assert!(err.is_user_error(), "{mode:o}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("run `chmod 600 {}`", file.display())),
+                "{text}"
+            );
+            assert!(text.contains(&format!("{mode:04o}")), "{text}");
+        }
+        for mode in [0o600, 0o400, 0o700] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(&*read_secret(&file).unwrap(), b"s3cret", "{mode:o}");
+        }
     }
 }

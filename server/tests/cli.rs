@@ -1,108 +1,11 @@
 //! The registry CLI as a user runs it: `metaboot-server --db FILE network|router|port|instance …`.
 
-use std::path::PathBuf;
+mod cli_support;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use tempfile::TempDir;
 
-/// The store's user data limit, repeated here as the number a user reads in the docs.
-const USER_DATA_LIMIT: usize = 65_535;
-
-/// A registry file in a temp dir, and helpers to run commands on it.
-struct Registry {
-    dir: TempDir,
-    db: PathBuf,
-}
-
-impl Registry {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("registry.sqlite");
-        Self { dir, db }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, bytes).expect("write fixture");
-        path.display().to_string()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_metaboot-server"));
-        cmd.env_remove("METABOOT_DB")
-            .arg("--db")
-            .arg(&self.db)
-            .args(args);
-        cmd
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.cmd(args).output().expect("run metaboot-server");
-        assert!(
-            output.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("UTF-8 output")
-    }
-
-    /// Runs a `--json` command that must succeed; returns the parsed JSON.
-    #[track_caller]
-    fn json(&self, args: &[&str]) -> Value {
-        let stdout = self.ok(args);
-        serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{args:?}: {err}: {stdout}"))
-    }
-
-    /// Runs a command that must be refused as bad input: exit code 2, nothing on stdout, one
-    /// `error:` line on stderr, and the registry unchanged. Returns the message.
-    #[track_caller]
-    fn refused(&self, args: &[&str]) -> String {
-        let before = self.state();
-        let output = self.cmd(args).output().expect("run metaboot-server");
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
-        assert_eq!(self.state(), before, "{args:?} changed the registry");
-        stderr.trim_end().to_owned()
-    }
-
-    /// Everything in the registry, as the list commands print it.
-    fn state(&self) -> String {
-        ["network", "router", "port", "instance"]
-            .iter()
-            .map(|kind| self.ok(&[kind, "list", "--json"]))
-            .collect()
-    }
-}
-
-/// A valid ed25519 public key line (its private half was never kept).
-const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJIFrYLX9BtjdM9NxVzVWSuP9qCrzyUZerOmZAj3Xz48 test@metaboot";
-
-/// A public key file `NAME.pub` and a file `NAME` shaped like its private key.
-fn ssh_key(reg: &Registry, name: &str) -> (String, String) {
-    let public = reg.write(&format!("{name}.pub"), format!("{PUBLIC_KEY}\n").as_bytes());
-    let private = reg.write(
-        name,
-        b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
-    );
-    (public, private)
-}
-
-/// `instance create vm --network net1` plus `extra`.
-fn vm<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["instance", "create", "vm", "--network", "net1"];
-    args.extend_from_slice(extra);
-    args
-}
+use cli_support::{Registry, USER_DATA_LIMIT, ssh_key, vm};
 
 #[test]
 fn network_router_instance_lifecycle() {

@@ -4,7 +4,9 @@
 //! its own process group and is killed when the chain is dropped; their logs are printed when a
 //! test fails.
 
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,6 +84,8 @@ pub struct Chain {
     pub agent_flags: Vec<String>,
     /// The registry as a URL (e.g. `postgres://…`) instead of the SQLite file `db`.
     pub db_url: Option<String>,
+    /// Pass the registry in `METABOOT_DB` instead of `--db` (keeps a password out of argv).
+    pub db_in_env: bool,
 }
 
 impl Chain {
@@ -89,7 +93,8 @@ impl Chain {
     pub fn new() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("secret");
-        std::fs::write(&secret_file, format!("{SECRET}\n"))?;
+        // Private to its owner from the start: the roles refuse a secret others may read.
+        write_private(&secret_file, format!("{SECRET}\n").as_bytes())?;
         Ok(Self {
             db: dir.path().join("registry.sqlite"),
             agent_socket: dir.path().join("agent.sock"),
@@ -102,6 +107,7 @@ impl Chain {
             api_flags: Vec::new(),
             agent_flags: Vec::new(),
             db_url: None,
+            db_in_env: false,
         })
     }
 
@@ -113,13 +119,18 @@ impl Chain {
         Ok(chain)
     }
 
-    /// A registry command: `metaboot-server --db DB …`.
+    /// A registry command: `metaboot-server --db DB …` (or `METABOOT_DB=DB metaboot-server …`).
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(server_binary());
-        match &self.db_url {
-            Some(url) => cmd.arg("--db").arg(url),
-            None => cmd.arg("--db").arg(&self.db),
+        let db = match &self.db_url {
+            Some(url) => std::ffi::OsString::from(url),
+            None => self.db.clone().into_os_string(),
         };
+        if self.db_in_env {
+            cmd.env("METABOOT_DB", db);
+        } else {
+            cmd.env_remove("METABOOT_DB").arg("--db").arg(db);
+        }
         cmd
     }
 
@@ -150,11 +161,15 @@ impl Chain {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<Role> {
+        let mut cmd = self.cli();
+        cmd.args(args);
+        self.spawn_command(name, cmd)
+    }
+
+    fn spawn_command(&self, name: &str, mut cmd: Command) -> anyhow::Result<Role> {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
-        let mut cmd = self.cli();
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
         let process = ProcessGroup::spawn(name, &mut cmd)?;
@@ -302,6 +317,23 @@ impl Chain {
         Ok(())
     }
 
+    /// Starts any command (`argv[0]` the program, e.g. a shell that sets the umask and execs
+    /// `metaboot-server`) as a role of the chain, and waits until `ready` says it serves.
+    pub fn start_shell_role(
+        &mut self,
+        name: &str,
+        argv: &[&str],
+        ready: impl Fn() -> bool,
+    ) -> anyhow::Result<()> {
+        let (program, args) = argv.split_first().context("an empty command")?;
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let mut role = self.spawn_command(name, cmd)?;
+        self.wait_ready(&mut role, ready)?;
+        self.proxies.push(role);
+        Ok(())
+    }
+
     /// Starts API and agent.
     pub fn start(&mut self) -> anyhow::Result<()> {
         self.start_api()?;
@@ -344,6 +376,35 @@ impl Drop for Chain {
             eprintln!("{}", self.logs());
         }
     }
+}
+
+/// Writes a new file only its owner may read (mode 0600 from the start), e.g. a secret.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?
+        .write_all(bytes)
+        .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// What a server that must refuse to start did: its exit code and stderr.
+#[derive(Debug)]
+pub struct Refused {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+/// Runs a server command that must stop by itself within [`START_TIMEOUT`] (it is killed and
+/// the test fails otherwise).
+pub fn run_to_exit(cmd: &mut Command) -> anyhow::Result<Refused> {
+    let out = metaboot_harness::process::output_with_timeout(cmd, START_TIMEOUT)?;
+    Ok(Refused {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 fn read_log(path: &Path) -> String {

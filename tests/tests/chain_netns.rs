@@ -363,3 +363,119 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
         lab.uuid_routed
     );
 }
+
+/// Sends half a request head from `from` (inside the caller's namespace) and keeps the
+/// connection.
+fn hold(from: std::net::IpAddr) -> std::net::TcpStream {
+    use std::io::Write as _;
+    let to: SocketAddr = METADATA.parse().unwrap();
+    let mut stream = guest::connect(Some(from), to).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stream
+}
+
+#[test]
+fn all_caps_connections_per_guest_and_a_second_all_cannot_take_its_namespaces() {
+    if !require_root() || !require_command("iptables") {
+        return;
+    }
+    let mut lab = lab();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port()));
+    let db = lab.chain.db.display().to_string();
+    let secret = lab.chain.secret_file.display().to_string();
+    let config = lab.chain.path().join("capped.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "db = \"{db}\"\nshared_secret_file = \"{secret}\"\n\
+             [proxy]\nmax_connections_per_guest = 2\n[metrics]\nlisten = \"{metrics}\"\n"
+        ),
+    )
+    .unwrap();
+    lab.chain
+        .start_role(
+            "all",
+            &["all", "--config", config.to_str().unwrap()],
+            || true,
+        )
+        .unwrap();
+    assert_eq!(
+        uuid_from(&lab.guest_routed, Duration::from_secs(10)),
+        lab.uuid_routed
+    );
+    // A neighbour behind the same router: a second address in the guest's namespace.
+    lab.guest_routed
+        .exec("ip", &["addr", "add", "198.18.0.11/24", "dev", "eth0"])
+        .unwrap();
+    let (guest_ip, neighbour) = (
+        std::net::IpAddr::from([198, 18, 0, 10]),
+        std::net::IpAddr::from([198, 18, 0, 11]),
+    );
+    let to: SocketAddr = METADATA.parse().unwrap();
+    let (held, third, neighbour_status) = lab
+        .guest_routed
+        .within(|| {
+            let held = [hold(guest_ip), hold(guest_ip)];
+            // The guest's third connection is closed at once (an admitted one would wait
+            // out the 10 s head timeout).
+            let mut third = hold(guest_ip);
+            let started = Instant::now();
+            let mut rest = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut third, &mut rest);
+            let third = (started.elapsed(), rest);
+            // The neighbour is served at once (no instance has its address: 404).
+            let started = Instant::now();
+            let status = guest::get(Some(neighbour), to, "/openstack/latest/meta_data.json", &[])
+                .unwrap()
+                .status;
+            (held, third, (status, started.elapsed()))
+        })
+        .unwrap();
+    assert!(
+        third.0 < Duration::from_secs(2),
+        "the third connection was held {:?}",
+        third.0
+    );
+    assert!(third.1.is_empty(), "the third connection was answered");
+    assert_eq!(neighbour_status.0, 404);
+    assert!(
+        neighbour_status.1 < Duration::from_secs(1),
+        "{:?}",
+        neighbour_status.1
+    );
+    let text = guest::get(None, metrics, "/metrics", &[]).unwrap().text();
+    assert!(
+        text.contains(
+            "metaboot_rejections_total{role=\"proxy\",reason=\"guest_connection_cap\"} 1\n"
+        ),
+        "{text}"
+    );
+    drop(held);
+
+    // A second `all` over the same registry finds the namespaces' addresses taken: it stops
+    // with one line naming one of them, and the first keeps serving.
+    let plain = lab.chain.path().join("second.toml");
+    std::fs::write(
+        &plain,
+        format!("db = \"{db}\"\nshared_secret_file = \"{secret}\"\n"),
+    )
+    .unwrap();
+    let mut second = lab.chain.cli();
+    second.args(["all", "--config", plain.to_str().unwrap()]);
+    let refused = metaboot_tests::chain::run_to_exit(&mut second).unwrap();
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    let lines: Vec<&str> = refused.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{refused:?}");
+    assert!(
+        lines[0].starts_with("error: failed to listen on ") && lines[0].contains("in namespace q"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        uuid_from(&lab.guest_routed, Duration::from_secs(5)),
+        lab.uuid_routed
+    );
+    assert_eq!(
+        uuid_from(&lab.guest_isolated, Duration::from_secs(5)),
+        lab.uuid_isolated
+    );
+}

@@ -29,10 +29,17 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Writes the shared secret file into `dir`.
+/// Connections one guest address may hold on the bench's proxies: wrk plays one guest with
+/// `Load::throughput`'s keep-alive connections, where a real guest gets the proxy's default
+/// cap (`MAX_CONNECTIONS_PER_GUEST`).
+pub const BENCH_CONNECTIONS_PER_GUEST: u32 = 1024;
+const _: () = assert!(BENCH_CONNECTIONS_PER_GUEST >= super::load::THROUGHPUT_CONNECTIONS);
+
+/// Writes the shared secret file into `dir`, private to its owner (the servers refuse it
+/// otherwise).
 pub fn write_secret(dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("shared-secret");
-    std::fs::write(&path, format!("{SECRET}\n"))
+    crate::atomic::write(&path, format!("{SECRET}\n").as_bytes(), 0o600)
         .with_context(|| format!("failed to write {}", path.display()))?;
     Ok(path)
 }
@@ -167,6 +174,8 @@ impl Chain {
                 &proxy_addr.to_string(),
                 "--router-id",
                 router_id,
+                "--max-connections-per-guest",
+                &BENCH_CONNECTIONS_PER_GUEST.to_string(),
             ]),
             dir,
         )?;
@@ -247,6 +256,8 @@ impl All {
                 &secret.display().to_string(),
                 "--router-port",
                 &ROUTER_PORT.to_string(),
+                "--max-connections-per-guest",
+                &BENCH_CONNECTIONS_PER_GUEST.to_string(),
             ]),
             dir,
         )?;

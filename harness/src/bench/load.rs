@@ -17,6 +17,9 @@ pub const WRK_BIN: &str = "wrk";
 /// requests' timeout).
 pub const WRK_GRACE: Duration = Duration::from_secs(30);
 
+/// Open connections of the throughput load (`wrk -c`).
+pub const THROUGHPUT_CONNECTIONS: u32 = 64;
+
 /// How hard and how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Load {
@@ -33,7 +36,7 @@ impl Load {
     pub fn throughput(duration: Duration) -> Self {
         Self {
             threads: 2,
-            connections: 64,
+            connections: THROUGHPUT_CONNECTIONS,
             duration,
         }
     }

@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::keys::read_key_file;
 use super::{InputError, InstanceCommand, InstanceCreate, Output, output};
 use crate::store::{
-    Instance, MAX_USER_DATA_BYTES, Network, NewInstance, NewPort, Port, Store, validate,
+    Instance, MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, Network, NewInstance, NewPort, Port, Store,
+    validate,
 };
 
 /// Runs one `instance` command against `store`.
@@ -46,11 +47,25 @@ struct Created<'a> {
 }
 
 fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
+    if !args.key_names.is_empty() && args.key_names.len() != args.key_files.len() {
+        return Err(InputError(format!(
+            "{} --key-name for {} --key-file: give one --key-name per --key-file, in the same \
+             order, or none",
+            args.key_names.len(),
+            args.key_files.len()
+        ))
+        .into());
+    }
     let key_pairs = args
         .key_files
         .iter()
-        .map(|path| read_key_file(path))
+        .enumerate()
+        .map(|(index, path)| read_key_file(path, args.key_names.get(index).map(String::as_str)))
         .collect::<Result<Vec<_>, _>>()?;
+    let admin_pass = match (&args.admin_pass, &args.admin_pass_file) {
+        (_, Some(path)) => Some(read_admin_pass(path)?),
+        (pass, None) => pass.clone(),
+    };
     let user_data = args.user_data.as_deref().map(read_user_data).transpose()?;
     let meta = parse_meta(&args.meta)?;
     let ip = args
@@ -58,14 +73,15 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         .as_deref()
         .map(|ip| validate::parse_ip("--ip", ip))
         .transpose()?;
+    // Normalised first: nova's fallback host name (`Server-<uuid>`) carries it.
     let uuid = match &args.uuid {
-        Some(uuid) => uuid.clone(),
+        Some(uuid) => validate::uuid(uuid)?,
         None => uuid::Uuid::new_v4().hyphenated().to_string(),
     };
     let hostname = args
         .hostname
         .clone()
-        .unwrap_or_else(|| validate::default_hostname(&args.name));
+        .unwrap_or_else(|| validate::default_hostname(&args.name, &uuid));
     let new = NewInstance {
         uuid,
         project: args.project,
@@ -76,7 +92,7 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         key_pairs,
         user_data,
         meta,
-        admin_pass: args.admin_pass,
+        admin_pass,
     };
     let port = NewPort {
         network_id: args.network,
@@ -110,6 +126,32 @@ fn read_user_data(path: &Path) -> Result<Vec<u8>, InputError> {
         .read_to_end(&mut data)
         .map_err(|err| InputError(format!("cannot read user data file {shown}: {err}")))?;
     Ok(data)
+}
+
+/// The admin password in `path`: its text without one trailing newline. Reads one byte past
+/// the limit (and a line break) so the store refuses a longer one without this reading all of
+/// it.
+fn read_admin_pass(path: &Path) -> Result<String, InputError> {
+    let shown = path.display();
+    let file = File::open(path)
+        .map_err(|err| InputError(format!("cannot read admin password file {shown}: {err}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PASSWORD_BYTES as u64 + 3)
+        .read_to_end(&mut bytes)
+        .map_err(|err| InputError(format!("cannot read admin password file {shown}: {err}")))?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Err(InputError(format!(
+            "admin password file {shown} is empty: write the password into it"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| InputError(format!("admin password file {shown} is not UTF-8 text")))
 }
 
 /// `--meta K=V` arguments as a map; refuses a missing '=', an empty key and a key given

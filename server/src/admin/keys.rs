@@ -1,4 +1,5 @@
-//! `--key-file`: reads one SSH public key into a key pair named after the file.
+//! `--key-file` (and `--key-name`): reads one SSH public key into a key pair named after the
+//! file, or as the user names it; the name must be one nova's API allows.
 
 use std::fs::File;
 use std::io::Read;
@@ -8,17 +9,31 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::InputError;
-use crate::store::KeyPair;
+use crate::store::{KeyPair, StoreError, validate};
 
 /// Largest key file read; public keys are a few KiB at most, so anything bigger is the wrong
 /// file.
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
-/// The key pair in `path`: name = the file name without `.pub`, type `ssh`, data = the key
-/// line. Refuses private keys, empty files, several keys and anything that is not an SSH
-/// public key.
-pub fn read_key_file(path: &Path) -> Result<KeyPair, InputError> {
+/// The key pair in `path`: name = `name`, else the file name without `.pub`; type `ssh`; data
+/// = the key line. Refuses a name nova's API would refuse (see `validate::key_name`), private
+/// keys, empty files, several keys and anything that is not an SSH public key.
+pub fn read_key_file(path: &Path, name: Option<&str>) -> Result<KeyPair, InputError> {
     let shown = path.display();
+    // The name first: a file name with a line break in it never reaches a message unescaped.
+    let name = match name {
+        Some(name) => {
+            validate::key_name(name).map_err(|err| {
+                InputError(format!(
+                    "bad --key-name for key file {:?}: {}",
+                    shown.to_string(),
+                    reason(err)
+                ))
+            })?;
+            name
+        }
+        None => name_from_file(path)?,
+    };
     let file = File::open(path)
         .map_err(|err| InputError(format!("cannot read key file {shown}: {err}")))?;
     let mut bytes = Vec::new();
@@ -66,22 +81,37 @@ pub fn read_key_file(path: &Path) -> Result<KeyPair, InputError> {
              'ssh-ed25519 AAAA… user@host'"
         ))
     })?;
-    let file_name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or_default();
-    let name = file_name.strip_suffix(".pub").unwrap_or(file_name);
-    if name.is_empty() {
-        return Err(InputError(format!(
-            "key file {shown} has no usable name: the key pair is named after the file, \
-             e.g. mykey.pub"
-        )));
-    }
     Ok(KeyPair {
         name: name.to_owned(),
         kind: "ssh".to_owned(),
         data: line.to_owned(),
     })
+}
+
+/// The name a key file gives its key pair: the file name without `.pub`, when nova's API
+/// allows it.
+fn name_from_file(path: &Path) -> Result<&str, InputError> {
+    let shown = path.display();
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or_default();
+    let name = file_name.strip_suffix(".pub").unwrap_or(file_name);
+    validate::key_name(name).map_err(|err| {
+        InputError(format!(
+            "key file {:?} cannot name its key pair ({}): rename the file or pass --key-name NAME",
+            shown.to_string(),
+            reason(err)
+        ))
+    })?;
+    Ok(name)
+}
+
+fn reason(err: StoreError) -> String {
+    match err {
+        StoreError::Invalid(reason) => reason,
+        other => other.to_string(),
+    }
 }
 
 /// `TYPE BASE64 [COMMENT]` where BASE64 decodes to an SSH key blob of that same type.
@@ -125,13 +155,17 @@ mod tests {
     }
 
     fn refused(path: &Path) -> String {
-        read_key_file(path).unwrap_err().0
+        read_key_file(path, None).unwrap_err().0
     }
 
     #[test]
     fn reads_a_public_key_named_after_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let pair = read_key_file(&write(dir.path(), "alice.pub", &format!("{ED25519}\n"))).unwrap();
+        let pair = read_key_file(
+            &write(dir.path(), "alice.pub", &format!("{ED25519}\n")),
+            None,
+        )
+        .unwrap();
         assert_eq!(pair.name, "alice");
         assert_eq!(pair.kind, "ssh");
         assert_eq!(pair.data, ED25519);
@@ -167,5 +201,31 @@ mod tests {
         assert!(refused(&dir.path().join("missing.pub")).contains("cannot read"));
         let big = "x".repeat(usize::try_from(MAX_KEY_FILE_BYTES).unwrap() + 1);
         assert!(refused(&write(dir.path(), "big.pub", &big)).contains("larger"));
+    }
+
+    #[test]
+    fn a_key_is_named_as_novas_api_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = format!("{ED25519}\n");
+        for (file, want) in [("a.b@host.pub", "a.b@host"), ("my key_1-x", "my key_1-x")] {
+            let pair = read_key_file(&write(dir.path(), file, &key), None).unwrap();
+            assert_eq!(pair.name, want);
+        }
+        // `0=a=b` in the EC2 listing would make afterburn drop the key; a line break would
+        // forge another key entry.
+        for file in ["a=b.pub", "evil\n1=forged.pub", "tab\there.pub", ".pub"] {
+            let refused = refused(&write(dir.path(), file, &key));
+            assert!(refused.contains("--key-name"), "{refused}");
+            assert!(!refused.contains('\n'), "{refused}");
+        }
+        // --key-name names it apart from its file, under the same rules.
+        let odd = write(dir.path(), "id=1.pub", &key);
+        let pair = read_key_file(&odd, Some("deploy@ci")).unwrap();
+        assert_eq!(
+            (pair.name.as_str(), pair.data.as_str()),
+            ("deploy@ci", ED25519)
+        );
+        let refused = read_key_file(&odd, Some("0=x")).unwrap_err().0;
+        assert!(refused.contains("bad --key-name"), "{refused}");
     }
 }

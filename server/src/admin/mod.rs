@@ -140,7 +140,8 @@ pub struct InstanceCreate {
     pub ip: Option<String>,
     #[arg(long)]
     pub mac: Option<String>,
-    /// Host name (default: derived from the name, as nova does).
+    /// Host name (default: derived from the name as nova 23 and later derive it: `web.prod.01`
+    /// → `web-prod-01`, Latin-1 letters kept, `Server-<uuid>` when nothing usable is left).
     #[arg(long)]
     pub hostname: Option<String>,
     #[arg(long, default_value = "admin")]
@@ -149,18 +150,28 @@ pub struct InstanceCreate {
     pub availability_zone: Option<String>,
     #[arg(long = "launch-index", default_value_t = 0)]
     pub launch_index: u32,
-    /// An SSH public key file; repeatable. The key pair is named after the file.
+    /// An SSH public key file; repeatable. The key pair is named after the file (without
+    /// `.pub`) unless --key-name names it.
     #[arg(long = "key-file")]
     pub key_files: Vec<PathBuf>,
+    /// Name of the key pair of the --key-file at the same position (letters, digits, '_', '-',
+    /// '@', '.' and spaces, at most 255); give it once per --key-file, or not at all.
+    #[arg(long = "key-name")]
+    pub key_names: Vec<String>,
     /// The user data file (at most 65535 bytes).
     #[arg(long = "user-data")]
     pub user_data: Option<PathBuf>,
     /// Server metadata `K=V`; repeatable.
     #[arg(long = "meta")]
     pub meta: Vec<String>,
-    /// Admin password (served on config drives only).
-    #[arg(long = "admin-pass")]
+    /// Admin password (served on config drives only). Other users can read it in `ps`:
+    /// prefer --admin-pass-file.
+    #[arg(long = "admin-pass", conflicts_with = "admin_pass_file")]
     pub admin_pass: Option<String>,
+    /// A file holding the admin password (one trailing newline is dropped); `/dev/stdin`
+    /// reads it from a pipe.
+    #[arg(long = "admin-pass-file")]
+    pub admin_pass_file: Option<PathBuf>,
     /// Instance uuid (default: a new random one).
     #[arg(long)]
     pub uuid: Option<String>,

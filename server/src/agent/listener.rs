@@ -11,6 +11,7 @@ use clap::Args;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use metaboot_proto::headers;
 
 use super::{Agent, DEFAULT_LOOKUP_TTL};
 use crate::api::{Api, MetadataRequest};
@@ -79,7 +80,7 @@ impl ApiTarget {
                 let started = Instant::now();
                 let answered = upstream.send(request, *timeout).await;
                 agent.metrics.upstream_latency(started.elapsed());
-                answered.map(Reply::relay).map_err(|err| {
+                answered.map(relay_keeping_mark).map_err(|err| {
                     tracing::warn!(api = upstream.describe(), error = %err, "metadata API call failed");
                     Answer::refused(err.status(), err.to_string(), err.label())
                 })
@@ -113,6 +114,19 @@ impl ApiTarget {
             |signed: HeaderMap| self.ask(agent, method.clone(), path, signed, body.clone());
         agent.relay(method, path, headers, ask_api).await
     }
+}
+
+/// The API's answer as relayed (status, content type, body), plus its mark that it does not
+/// know the instance, which `Agent::relay` reads and then strips.
+fn relay_keeping_mark(response: Response<Bytes>) -> Response<Body> {
+    let mark = response.headers().get(headers::INSTANCE_UNKNOWN).cloned();
+    let mut relayed = Reply::relay(response);
+    if let Some(mark) = mark {
+        relayed
+            .headers_mut()
+            .insert(headers::INSTANCE_UNKNOWN, mark);
+    }
+    relayed
 }
 
 /// Serves the agent over HTTP: resolve, sign, ask the API, relay.
@@ -163,9 +177,13 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     if !(args.api_timeout > 0.0 && Duration::try_from_secs_f64(args.api_timeout).is_ok()) {
         anyhow::bail!("--api-timeout must be a positive number of seconds");
     }
-    let store =
-        crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
+    let store = crate::store::open(db)
+        .with_context(|| format!("failed to open the registry {}", crate::store::redacted(db)))?;
     let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
+    // Bound before anything else starts or logs: a server whose socket is taken fails with
+    // one line. Kept until the process stops: its lock keeps other servers off the path.
+    let socket = crate::http::bind_unix(&args.socket, args.socket_mode)
+        .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
     crate::runtime::run_service(async move {
         let agent = Arc::new(Agent::new(
             store.clone(),
@@ -175,8 +193,6 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         let cache: Arc<dyn ChangeListener> = agent.cache();
         tokio::spawn(crate::watch::follow(store, vec![cache]));
         crate::metrics::serve_metrics(args.metrics_listen, vec![agent.metrics()]).await?;
-        let listener = crate::http::bind_unix(&args.socket, args.socket_mode)
-            .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
         tracing::info!(socket = %args.socket.display(), api = api.describe(), workers = threads, "agent listening");
         let api = ApiTarget::Http {
             upstream: api,
@@ -185,8 +201,10 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         let limits = ServerLimits::default();
         let handler = AgentHandler::new(agent, api, limits);
         let workers = crate::runtime::Workers::start(threads)?;
-        workers.serve_unix(&listener, limits, &handler)?;
-        std::future::pending().await
+        workers.serve_unix(&socket.listener, limits, &handler)?;
+        std::future::pending::<()>().await;
+        drop(socket);
+        Ok(())
     })
 }
 
@@ -199,6 +217,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "s").unwrap();
+        let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+        std::fs::set_permissions(&secret, private).unwrap();
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
             let args = AgentArgs {
                 socket: dir.path().join("agent.sock"),

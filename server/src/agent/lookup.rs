@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -82,8 +82,6 @@ struct Inner {
     /// By scope first, so a lookup borrows the scope instead of cloning it.
     entries: HashMap<Scope, HashMap<IpAddr, Entry>>,
     count: usize,
-    /// The networks behind each router: every guest of a router needs them on a miss.
-    routers: HashMap<String, (Instant, Arc<[String]>)>,
 }
 
 /// The lookup cache.
@@ -144,33 +142,7 @@ impl LookupCache {
         }
     }
 
-    /// The cached networks behind a router.
-    pub fn router_networks(&self, router: &str) -> Option<Arc<[String]>> {
-        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        match inner.routers.get(router) {
-            Some((at, networks)) if at.elapsed() < self.ttl => Some(networks.clone()),
-            _ => None,
-        }
-    }
-
-    /// Keeps the networks behind a router read at `generation`.
-    pub fn insert_router_networks(&self, router: &str, networks: Arc<[String]>, generation: u64) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        if inner.generation != generation {
-            return;
-        }
-        if inner.routers.len() >= MAX_CACHED_LOOKUPS {
-            inner.routers.clear();
-        }
-        inner
-            .routers
-            .insert(router.to_owned(), (Instant::now(), networks));
-    }
-
-    /// The current generation, for an `insert_*` after a read of the store.
+    /// The current generation, for an `insert` after a read of the store.
     pub fn generation(&self) -> u64 {
         self.inner
             .read()
@@ -178,10 +150,10 @@ impl LookupCache {
             .generation
     }
 
-    /// Forgets one lookup (the API did not know its instance).
+    /// Forgets one lookup (the API did not know its instance). The generation stays: this is
+    /// no registry change, and other guests' lookups under way may still be kept.
     pub fn forget(&self, ip: IpAddr, scope: &Scope) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        inner.generation += 1;
         if let Some(by_ip) = inner.entries.get_mut(scope)
             && by_ip.remove(&ip).is_some()
         {
@@ -194,7 +166,6 @@ impl LookupCache {
         inner.generation += 1;
         inner.entries.clear();
         inner.count = 0;
-        inner.routers.clear();
     }
 }
 

@@ -19,7 +19,7 @@ pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
 
 use crate::http::{Answer, Body};
 use crate::metrics::Metrics;
-use crate::store::{Port, Store, StoreError, StoreResult};
+use crate::store::Store;
 
 /// A guest resolved to its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Resolved {
     pub ip: IpAddr,
     pub scope: Scope,
     pub owner: Owner,
-    /// Came from the cache (so a 404 from the API is worth one uncached retry).
+    /// Came from the cache (so the API not knowing its instance is worth one fresh lookup).
     pub cached: bool,
 }
 
@@ -89,7 +89,7 @@ impl Agent {
                 Err(_) => self.metrics.cache_miss(),
             }
         }
-        let generation = self.cache.get(ip, &scope).err().unwrap_or_default();
+        let generation = self.cache.generation();
         let owner = self.lookup(ip, &scope).await?;
         self.cache
             .insert(ip, scope.clone(), owner.clone(), generation);
@@ -102,8 +102,10 @@ impl Agent {
     }
 
     /// Resolves the guest, then lets `ask_api` put the question to the API with the signed
-    /// headers; a 404 for a cached owner is retried once with a fresh lookup (the port may have
-    /// moved). Counts and logs the outcome.
+    /// headers. Only when the owner came from the cache and the API says it does not know that
+    /// instance (a 404 marked `X-Instance-Unknown`; the port may have moved) is the guest
+    /// looked up once more: a 404 for a path, or for a fresh lookup, costs no second lookup.
+    /// Counts and logs the outcome.
     pub async fn relay<F, Fut>(
         &self,
         method: &Method,
@@ -124,14 +126,16 @@ impl Agent {
             let mut signed = self.signed_headers(&resolved);
             pass_token_headers(headers, &mut signed);
             match ask_api(signed).await {
-                Ok(response) if response.status() == StatusCode::NOT_FOUND && resolved.cached => {
+                Ok(response) if resolved.cached && instance_unknown(&response) => {
                     self.forget(&resolved);
                     use_cache = false;
                 }
                 other => break other,
             }
         };
-        let response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
+        let mut response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
+        // Between the API and the agent only: never relayed to the guest.
+        response.headers_mut().remove(headers::INSTANCE_UNKNOWN);
         self.metrics.request(response.status());
         response
     }
@@ -170,41 +174,21 @@ impl Agent {
         out
     }
 
-    /// The networks behind a router (none for an unknown router), cached like lookups.
-    async fn router_networks(&self, router: &str) -> StoreResult<Arc<[String]>> {
-        if let Some(networks) = self.cache.router_networks(router) {
-            return Ok(networks);
-        }
-        let generation = self.cache.generation();
-        let id = router.to_owned();
-        let networks: Arc<[String]> =
-            crate::store::read(&self.store, move |store| match store.router(&id) {
-                Ok(router) => Ok(router.networks),
-                Err(StoreError::NotFound { .. }) => Ok(Vec::new()),
-                Err(err) => Err(err),
-            })
-            .await?
-            .into();
-        self.cache
-            .insert_router_networks(router, networks.clone(), generation);
-        Ok(networks)
-    }
-
-    /// Ports with this address on these networks.
-    async fn ports_on(&self, ip: IpAddr, networks: Arc<[String]>) -> StoreResult<Vec<Port>> {
-        if networks.is_empty() {
-            return Ok(Vec::new());
-        }
-        crate::store::read(&self.store, move |store| store.find_ports(ip, &networks)).await
-    }
-
     async fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
+        // One registry read per lookup, whatever the scope.
+        self.metrics.registry_read();
         let found = match scope {
-            Scope::Router(id) => match self.router_networks(id).await {
-                Ok(networks) => self.ports_on(ip, networks).await,
-                Err(err) => Err(err),
-            },
-            Scope::Network(id) => self.ports_on(ip, vec![id.clone()].into()).await,
+            Scope::Router(id) => {
+                let id = id.clone();
+                crate::store::read(&self.store, move |store| {
+                    store.find_ports_behind_router(ip, &id)
+                })
+                .await
+            }
+            Scope::Network(id) => {
+                let networks = [id.clone()];
+                crate::store::read(&self.store, move |store| store.find_ports(ip, &networks)).await
+            }
         };
         let ports = found.map_err(|err| {
             tracing::warn!(error = %err, "registry lookup failed");
@@ -235,6 +219,13 @@ impl Agent {
             )),
         }
     }
+}
+
+/// The API's answer that it does not know the instance a lookup named (see
+/// `headers::INSTANCE_UNKNOWN`).
+fn instance_unknown(response: &Response<Body>) -> bool {
+    response.status() == StatusCode::NOT_FOUND
+        && response.headers().contains_key(headers::INSTANCE_UNKNOWN)
 }
 
 /// The guest's session-token headers (`X-metadata-token`, `X-metadata-token-ttl-seconds`),
@@ -287,3 +278,6 @@ fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,6 +59,8 @@ pub struct ProxySection {
     pub rate_limit: Option<u32>,
     pub rate_window: Option<u64>,
     pub max_connections: Option<usize>,
+    /// Connections one guest address may hold at once on a proxy listener.
+    pub max_connections_per_guest: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -112,12 +114,14 @@ isolated_listen = "169.254.169.254:80"
 rate_limit = 100
 rate_window = 10
 max_connections = 4096
+max_connections_per_guest = 8
 
 [metrics]
 listen = "127.0.0.1:9100"
 "#;
         let config: ConfigFile = toml::from_str(example).unwrap();
         assert_eq!(config.proxy.router_port, Some(9697));
+        assert_eq!(config.proxy.max_connections_per_guest, Some(8));
         assert_eq!(
             config.api.listen.as_deref(),
             Some(&["127.0.0.1:8775".parse().unwrap()][..])

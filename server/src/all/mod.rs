@@ -29,6 +29,8 @@ use supervisor::{Supervisor, Wake};
 pub const DEFAULT_ROUTER_PORT: u16 = 9697;
 /// Address of the DHCP-namespace proxies.
 pub const DEFAULT_ISOLATED_LISTEN: &str = "169.254.169.254:80";
+/// Mode of `agent.socket`: the owner and its group (the proxies) may connect.
+pub const AGENT_SOCKET_MODE: u32 = 0o660;
 
 /// Flags of `all`; each overrides the same key of `--config`.
 #[derive(Debug, Args, Default)]
@@ -75,6 +77,10 @@ pub struct AllArgs {
     /// `proxy.max_connections` per listener.
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// `proxy.max_connections_per_guest`: connections one guest address may hold at once on a
+    /// proxy listener; more are closed at once [default: 8].
+    #[arg(long)]
+    pub max_connections_per_guest: Option<usize>,
     /// `metrics.listen`.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -99,6 +105,7 @@ pub struct Settings {
     pub isolated_listen: SocketAddr,
     pub rate_limit: Option<(u32, Duration)>,
     pub max_connections: usize,
+    pub max_connections_per_guest: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub threads: usize,
 }
@@ -127,6 +134,13 @@ impl Settings {
             .or(file.proxy.rate_window)
             .unwrap_or(DEFAULT_WINDOW.as_secs());
         let rate_limit = args.rate_limit.or(file.proxy.rate_limit);
+        let max_connections_per_guest = args
+            .max_connections_per_guest
+            .or(file.proxy.max_connections_per_guest)
+            .unwrap_or(crate::http::limits::MAX_CONNECTIONS_PER_GUEST);
+        if max_connections_per_guest == 0 {
+            anyhow::bail!("max_connections_per_guest must be at least 1");
+        }
         if rate_limit == Some(0) || rate_window == 0 {
             anyhow::bail!(
                 "rate_limit and rate_window must be at least 1 (leave rate_limit out for no limit)"
@@ -174,6 +188,7 @@ impl Settings {
                 .max_connections
                 .or(file.proxy.max_connections)
                 .unwrap_or(crate::http::limits::MAX_CONNECTIONS),
+            max_connections_per_guest,
             metrics_listen: args.metrics_listen.or(file.metrics.listen),
             threads: args
                 .threads
@@ -195,10 +210,31 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         Some(path) => VendorDocs::load(path)?,
         None => VendorDocs::default(),
     };
-    let store = crate::store::open(&settings.db)
-        .with_context(|| format!("failed to open the registry {}", settings.db))?;
+    let store = crate::store::open(&settings.db).with_context(|| {
+        format!(
+            "failed to open the registry {}",
+            crate::store::redacted(&settings.db)
+        )
+    })?;
+    let threads = settings.threads.max(1);
+    // The API addresses and the agent socket are bound before anything else starts or logs: a
+    // second `all` whose addresses are taken fails with one line.
+    let mut api_tcp = Vec::with_capacity(settings.api_listen.len());
+    for addr in &settings.api_listen {
+        let listeners = crate::http::listen::tcp_listeners(*addr, threads)
+            .with_context(|| format!("failed to listen on {addr}"))?;
+        api_tcp.push((*addr, listeners));
+    }
+    // Kept until the process stops: the socket's lock keeps other servers off its path.
+    let agent_socket = match &settings.agent_socket {
+        Some(path) => Some(
+            crate::http::bind_unix(path, AGENT_SOCKET_MODE)
+                .with_context(|| format!("failed to listen on {}", path.display()))?,
+        ),
+        None => None,
+    };
     crate::runtime::run_service(async move {
-        let workers = crate::runtime::Workers::start(settings.threads)?;
+        let workers = crate::runtime::Workers::start(threads)?;
         let rendering = Rendering {
             dhcp_domain: settings.dhcp_domain.clone(),
             vendor,
@@ -227,23 +263,20 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         .await?;
 
         let limits = ServerLimits::default();
-        for addr in &settings.api_listen {
-            let listeners = crate::http::listen::tcp_listeners(*addr, workers.count())
-                .with_context(|| format!("failed to listen on {addr}"))?;
+        for (addr, listeners) in api_tcp {
             tracing::info!(listen = %addr, "api listening");
             workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone(), limits));
         }
         let in_process = ApiTarget::InProcess(api.clone());
-        if let Some(path) = &settings.agent_socket {
-            let listener = crate::http::bind_unix(path, 0o660)
-                .with_context(|| format!("failed to listen on {}", path.display()))?;
+        if let (Some(path), Some(bound)) = (&settings.agent_socket, &agent_socket) {
             tracing::info!(socket = %path.display(), "agent listening");
             let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
-            workers.serve_unix(&listener, limits, &handler)?;
+            workers.serve_unix(&bound.listener, limits, &handler)?;
         }
 
         let proxy_limits = ServerLimits {
             max_connections: settings.max_connections,
+            max_connections_per_peer: Some(settings.max_connections_per_guest),
             ..limits
         };
         let rate_limit = settings
@@ -261,13 +294,8 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
                 )
             })
         };
-        tracing::info!(
-            registry = %settings.db,
-            router_listen = %settings.router_listen,
-            isolated_listen = %settings.isolated_listen,
-            "serving every router and isolated network of the registry"
-        );
-        Supervisor {
+        let served = Supervisor {
+            registry: crate::store::redacted(&settings.db),
             store,
             workers,
             forward: InProcess {
@@ -282,6 +310,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         }
         .run()
         .await;
-        Ok(())
+        drop(agent_socket);
+        served
     })
 }

@@ -1,7 +1,8 @@
 //! Keeping one proxy listener per router namespace (`qrouter-<id>`, 0.0.0.0:9697) and per
 //! isolated network's DHCP namespace (`qdhcp-<id>`, 169.254.169.254:80), following the
 //! registry. A missing namespace is logged once and retried; a namespace that was deleted and
-//! made again is noticed (its inode changes) and served anew.
+//! made again is noticed (its inode changes) and served anew. An address another server holds
+//! when `all` starts stops it with an error; one taken later is logged and retried.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -92,7 +93,9 @@ impl ChangeListener for Wake {
 /// The supervisor of the proxy listeners.
 pub struct Supervisor<F: Forward> {
     pub store: Arc<dyn Store>,
-    /// Each listener is served on every worker (SO_REUSEPORT).
+    /// The registry's location for logs (password redacted).
+    pub registry: String,
+    /// Each listener is served on every worker (one socket, a handle per worker).
     pub workers: Workers,
     pub forward: F,
     pub make_handler: Box<dyn Fn(ProxyScope, F) -> ProxyHandler<F> + Send + Sync>,
@@ -103,11 +106,13 @@ pub struct Supervisor<F: Forward> {
 }
 
 impl<F: Forward> Supervisor<F> {
-    /// Runs until the task is dropped.
-    pub async fn run(self) {
+    /// Runs until the task is dropped. Fails only at start: when a listener's address is held
+    /// by another server (a second `all`, a haproxy), which would otherwise never be served.
+    pub async fn run(self) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
         let mut registry_failing = false;
+        let mut first = true;
         loop {
             let store = self.store.clone();
             let (router_listen, isolated_listen) = (self.router_listen, self.isolated_listen);
@@ -120,7 +125,26 @@ impl<F: Forward> Supervisor<F> {
             match wanted {
                 Ok(wanted) => {
                     registry_failing = false;
-                    self.reconcile(&wanted, &mut running, &mut failing).await;
+                    let in_use = self
+                        .reconcile(&wanted, &mut running, &mut failing, first)
+                        .await;
+                    if let Some(placement) = in_use {
+                        anyhow::bail!(
+                            "failed to listen on {} in namespace {}: address already in use: \
+                             another server listens there; stop it first",
+                            placement.listen,
+                            placement.netns
+                        );
+                    }
+                    if first {
+                        tracing::info!(
+                            registry = %self.registry,
+                            router_listen = %self.router_listen,
+                            isolated_listen = %self.isolated_listen,
+                            "serving every router and isolated network of the registry"
+                        );
+                    }
+                    first = false;
                 }
                 Err(err) => {
                     if !registry_failing {
@@ -136,12 +160,15 @@ impl<F: Forward> Supervisor<F> {
         }
     }
 
+    /// Starts and stops listeners to match `wanted`. With `stop_if_in_use` (at start), stops
+    /// at the first placement whose address another server holds and returns it.
     async fn reconcile(
         &self,
         wanted: &HashSet<Placement>,
         running: &mut HashMap<Placement, Running>,
         failing: &mut HashMap<Placement, String>,
-    ) {
+        stop_if_in_use: bool,
+    ) -> Option<Placement> {
         running.retain(|placement, listener| {
             let current = netns_inode(&placement.netns);
             let keep = wanted.contains(placement) && current.is_some() && current == listener.inode;
@@ -173,6 +200,9 @@ impl<F: Forward> Supervisor<F> {
                     running.insert(placement.clone(), Running { tasks, inode });
                 }
                 Err(err) => {
+                    if stop_if_in_use && err.kind() == std::io::ErrorKind::AddrInUse {
+                        return Some(placement.clone());
+                    }
                     let text = err.to_string();
                     if failing.get(placement) != Some(&text) {
                         tracing::warn!(
@@ -188,5 +218,6 @@ impl<F: Forward> Supervisor<F> {
                 }
             }
         }
+        None
     }
 }

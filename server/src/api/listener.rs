@@ -130,9 +130,28 @@ impl Handler for ApiHandler {
 pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
     let identify = args.identify()?;
     let rendering = args.rendering()?;
-    let store =
-        crate::store::open(db).with_context(|| format!("failed to open the registry {db}"))?;
-    let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
+    let store = crate::store::open(db)
+        .with_context(|| format!("failed to open the registry {}", crate::store::redacted(db)))?;
+    let threads = args
+        .threads
+        .unwrap_or_else(crate::runtime::default_threads)
+        .max(1);
+    // Every address and the socket are bound before anything else starts or logs: a server
+    // whose address is taken fails with one line.
+    let mut tcp = Vec::with_capacity(args.listen.len());
+    for addr in &args.listen {
+        let listeners = crate::http::listen::tcp_listeners(*addr, threads)
+            .with_context(|| format!("failed to listen on {addr}"))?;
+        tcp.push((*addr, listeners));
+    }
+    // Kept until the process stops: the socket's lock keeps other servers off its path.
+    let socket = match &args.socket {
+        Some(path) => Some(
+            crate::http::bind_unix(path, args.socket_mode)
+                .with_context(|| format!("failed to listen on {}", path.display()))?,
+        ),
+        None => None,
+    };
     crate::runtime::run_service(async move {
         let api = Arc::new(
             Api::new(
@@ -149,18 +168,16 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         let limits = ServerLimits::default();
         let handler = ApiHandler::new(api, limits);
         let workers = crate::runtime::Workers::start(threads)?;
-        for addr in &args.listen {
-            let listeners = crate::http::listen::tcp_listeners(*addr, workers.count())
-                .with_context(|| format!("failed to listen on {addr}"))?;
+        for (addr, listeners) in tcp {
             tracing::info!(listen = %addr, workers = workers.count(), "api listening");
             workers.serve_tcp(listeners, limits, &handler);
         }
-        if let Some(path) = &args.socket {
-            let listener = crate::http::bind_unix(path, args.socket_mode)
-                .with_context(|| format!("failed to listen on {}", path.display()))?;
+        if let (Some(path), Some(bound)) = (&args.socket, &socket) {
             tracing::info!(socket = %path.display(), workers = workers.count(), "api listening");
-            workers.serve_unix(&listener, limits, &handler)?;
+            workers.serve_unix(&bound.listener, limits, &handler)?;
         }
-        std::future::pending().await
+        std::future::pending::<()>().await;
+        drop(socket);
+        Ok(())
     })
 }

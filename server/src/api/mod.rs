@@ -151,7 +151,19 @@ impl Api {
                 "answered"
             ),
         }
-        answer.into_response()
+        let unknown = matches!(
+            answer.rejection(),
+            Some("unknown_instance" | "tenant_mismatch")
+        );
+        let mut response = answer.into_response();
+        if unknown && matches!(self.identify, Identify::Proxy { .. }) {
+            // For the agent, which strips it: its cached lookup may be stale.
+            response.headers_mut().insert(
+                headers::INSTANCE_UNKNOWN,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 
     async fn route(&self, request: &MetadataRequest) -> Answer {
@@ -303,6 +315,7 @@ impl Api {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
     {
+        self.metrics.registry_read();
         unavailable(crate::store::read(&self.store, op).await)
     }
 

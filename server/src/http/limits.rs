@@ -18,6 +18,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections one listener serves at once; further connections are closed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Most connections one guest address holds at once on a namespace proxy listener; further
+/// ones from that address are closed at once. cloud-init opens one connection at a time (two
+/// while it races the metadata addresses); 8 leaves room for a guest's own tools, while a guest
+/// that holds connections open (slowloris) can take no more than this from its neighbours.
+pub const MAX_CONNECTIONS_PER_GUEST: usize = 8;
 /// Largest response body relayed from an upstream, in bytes (user data is at most 64 KiB).
 pub const MAX_UPSTREAM_BODY_BYTES: usize = 1024 * 1024;
 /// Time an upstream has to answer before the client gets 504.
@@ -37,6 +42,10 @@ pub struct ServerLimits {
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
     pub max_connections: usize,
+    /// Most connections one peer address holds at once (`None`: no cap per address). The
+    /// namespace proxy sets it for guests; the agent and the API, whose peers are the chain's
+    /// own roles, leave it off.
+    pub max_connections_per_peer: Option<usize>,
 }
 
 impl Default for ServerLimits {
@@ -48,9 +57,14 @@ impl Default for ServerLimits {
             max_body_bytes: MAX_BODY_BYTES,
             body_read_timeout: BODY_READ_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_peer: None,
         }
     }
 }
+
+// A guest's cap leaves the listener to hundreds of neighbours, and still fits cloud-init.
+const _: () =
+    assert!(MAX_CONNECTIONS_PER_GUEST >= 2 && MAX_CONNECTIONS_PER_GUEST * 256 <= MAX_CONNECTIONS);
 
 impl ServerLimits {
     /// hyper refuses a read buffer under 8 KiB; keep configured values above it.

@@ -1,5 +1,6 @@
-//! Opening TCP listeners: a deep accept backlog (a boot storm opens a thousand connections at
-//! once), optionally inside another network namespace.
+//! Opening TCP listeners: exclusive (a second server on the same address fails to start
+//! instead of taking a share of the connections), with a deep accept backlog (a boot storm
+//! opens a thousand connections at once), optionally inside another network namespace.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -13,32 +14,45 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// Where `ip netns add` puts named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 
-/// A non-blocking TCP listener on `addr` in this process's namespace.
+/// A non-blocking TCP listener on `addr` in this process's namespace. Refused (`AddrInUse`)
+/// while another socket listens there: no SO_REUSEPORT, so no other process can share it.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    bind_tcp(addr, false)
-}
-
-/// `count` non-blocking listeners on the same `addr`, one per worker: with more than one,
-/// SO_REUSEPORT lets the kernel spread connections over them (as nginx's workers do).
-pub fn tcp_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
-    let shared = count > 1;
-    (0..count.max(1)).map(|_| bind_tcp(addr, shared)).collect()
-}
-
-fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Only lets a restarted server bind over connections of its predecessor in TIME_WAIT; on
+    // Linux it never lets two sockets listen on one address.
     socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
     if addr.is_ipv6() {
         // `[::]:9697` also takes IPv4 guests (as IPv4-mapped addresses), like haproxy's `:::9697`.
         socket.set_only_v6(false)?;
     }
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
+    socket.bind(&addr.into()).map_err(in_use_hint)?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+/// One listening socket on `addr` (see [`tcp_listener`]) as `count` handles, one per worker:
+/// each worker polls its own duplicate of the same socket and takes the connections it is
+/// ready for, as nginx's workers share one socket without `reuseport`.
+pub fn tcp_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    let first = tcp_listener(addr)?;
+    let mut all = Vec::with_capacity(count.max(1));
+    for _ in 1..count.max(1) {
+        all.push(first.try_clone()?);
+    }
+    all.push(first);
+    Ok(all)
+}
+
+/// Says what an address in use means and what to do, in the error a user reads.
+fn in_use_hint(err: io::Error) -> io::Error {
+    if err.kind() == io::ErrorKind::AddrInUse {
+        return io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "address already in use: another server listens there; stop it or pick another address",
+        );
+    }
+    err
 }
 
 /// The path of a named network namespace; refuses names that would leave `/run/netns`.

@@ -4,14 +4,18 @@
 pub mod answer;
 pub mod body;
 pub mod client;
+pub mod gate;
 pub mod limits;
 pub mod listen;
 pub mod response;
 pub mod serve;
+pub mod unix;
 
 pub use answer::Answer;
 pub use body::{BodyError, read_body};
 pub use client::{Upstream, UpstreamError};
+pub use gate::{ConnectionGate, Refusal};
 pub use limits::ServerLimits;
 pub use response::{Body, Reply};
-pub use serve::{Acceptor, Handler, Peer, bind_unix, serve};
+pub use serve::{Acceptor, Handler, Peer, serve, serve_gated};
+pub use unix::{UnixSocket, bind_unix};

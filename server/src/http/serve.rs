@@ -1,5 +1,5 @@
 //! The accept loop every listener runs: HTTP/1.1 with keep-alive, bounded heads, a head read
-//! timeout (also between keep-alive requests) and a connection cap.
+//! timeout (also between keep-alive requests) and the connection caps of its gate.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,8 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 
+use super::gate::{ConnectionGate, Refusal};
 use super::limits::ServerLimits;
 use super::response::Body;
 
@@ -47,6 +47,9 @@ pub trait Handler: Clone + Send + Sync + 'static {
         request: Request<Incoming>,
         peer: Peer,
     ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// A connection from `peer` was closed at once, unserved, for `refusal`: count it.
+    fn refused_connection(&self, _peer: Peer, _refusal: Refusal) {}
 }
 
 /// A listener: TCP (the proxy, the API) or a Unix socket (the agent, the API).
@@ -75,9 +78,19 @@ impl Acceptor for UnixListener {
     }
 }
 
-/// Serves a listener until the task is dropped.
+/// Serves a listener until the task is dropped, with a gate of its own.
 pub async fn serve<A: Acceptor, H: Handler>(listener: A, limits: ServerLimits, handler: H) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    serve_gated(listener, ConnectionGate::new(&limits), limits, handler).await;
+}
+
+/// Serves a listener until the task is dropped; `gate` may be shared with the other workers
+/// that accept on the same socket.
+pub async fn serve_gated<A: Acceptor, H: Handler>(
+    listener: A,
+    gate: Arc<ConnectionGate>,
+    limits: ServerLimits,
+    handler: H,
+) {
     loop {
         let (stream, peer) = match listener.accept_peer().await {
             Ok(accepted) => accepted,
@@ -87,18 +100,31 @@ pub async fn serve<A: Acceptor, H: Handler>(listener: A, limits: ServerLimits, h
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                ?peer,
-                limit = limits.max_connections,
-                "connection refused: too many connections"
-            );
-            continue;
+        let admitted = match gate.admit(&peer) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                // Dropping the stream closes it at once: a refused peer costs nothing more.
+                drop(stream);
+                handler.refused_connection(peer, refusal);
+                match refusal {
+                    Refusal::ListenerFull => tracing::warn!(
+                        ?peer,
+                        limit = gate.max_connections(),
+                        "connection refused: too many connections"
+                    ),
+                    Refusal::PeerFull => tracing::debug!(
+                        ?peer,
+                        limit = limits.max_connections_per_peer,
+                        "connection refused: too many connections from this address"
+                    ),
+                }
+                continue;
+            }
         };
         let handler = handler.clone();
         tokio::spawn(async move {
             serve_connection(stream, peer, limits, handler).await;
-            drop(permit);
+            drop(admitted);
         });
     }
 }
@@ -122,34 +148,4 @@ where
     if let Err(err) = connection.await {
         tracing::debug!(?peer, error = %err, "connection ended with an error");
     }
-}
-
-/// Binds a Unix socket: removes a stale socket file first and sets the socket's mode. The
-/// listener is non-blocking, ready for any runtime (see `runtime::Workers::serve_unix`).
-pub fn bind_unix(
-    path: &std::path::Path,
-    mode: u32,
-) -> io::Result<std::os::unix::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists and is not a socket: remove it or pick another path",
-                    path.display()
-                ),
-            ));
-        }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err),
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let listener = std::os::unix::net::UnixListener::bind(path)?;
-    listener.set_nonblocking(true)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    Ok(listener)
 }

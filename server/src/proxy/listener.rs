@@ -17,9 +17,10 @@ use hyper::body::Incoming;
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
-    BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, UPSTREAM_TIMEOUT,
+    BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_GUEST,
+    UPSTREAM_TIMEOUT,
 };
-use crate::http::{Answer, Body, Handler, Peer, Reply, ServerLimits, Upstream, read_body};
+use crate::http::{Answer, Body, Handler, Peer, Refusal, Reply, ServerLimits, Upstream, read_body};
 use crate::metrics::Metrics;
 
 /// Where a guest's sanitised request goes next.
@@ -163,6 +164,10 @@ impl<F: Forward> Handler for ProxyHandler<F> {
         self.metrics.request(response.status());
         response
     }
+
+    fn refused_connection(&self, _: Peer, refusal: Refusal) {
+        self.metrics.reject(refusal.label());
+    }
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +198,9 @@ pub struct ProxyArgs {
     /// Most guest connections at once.
     #[arg(long, default_value_t = MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Most connections one guest address may hold at once; more are closed at once.
+    #[arg(long, default_value_t = MAX_CONNECTIONS_PER_GUEST)]
+    pub max_connections_per_guest: usize,
     /// Seconds the agent has to answer before the guest gets 504.
     #[arg(long, default_value_t = UPSTREAM_TIMEOUT.as_secs_f64())]
     pub agent_timeout: f64,
@@ -232,6 +240,9 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
     if args.rate_limit == Some(0) || args.rate_window == 0 {
         anyhow::bail!("--rate-limit and --rate-window must be at least 1");
     }
+    if args.max_connections == 0 || args.max_connections_per_guest == 0 {
+        anyhow::bail!("--max-connections and --max-connections-per-guest must be at least 1");
+    }
     let listener = crate::http::listen::tcp_listener_in(args.netns.as_deref(), args.listen)
         .with_context(|| match &args.netns {
             Some(netns) => format!("failed to listen on {} in namespace {netns}", args.listen),
@@ -249,6 +260,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         );
         let limits = ServerLimits {
             max_connections: args.max_connections,
+            max_connections_per_peer: Some(args.max_connections_per_guest),
             header_read_timeout: Duration::from_secs_f64(args.header_timeout),
             body_read_timeout: Duration::from_secs_f64(args.body_timeout),
             ..ServerLimits::default()
@@ -281,6 +293,7 @@ mod tests {
                     rate_limit: None,
                     rate_window: 10,
                     max_connections: 16,
+                    max_connections_per_guest: 8,
                     agent_timeout: 1.0,
                     header_timeout: 1.0,
                     body_timeout: 1.0,

@@ -121,6 +121,9 @@ pub trait Store: Send + Sync {
     // --- the agent's hot path
     /// Ports with this IP on any of these networks (indexed; zero, one or several).
     fn find_ports(&self, ip: IpAddr, network_ids: &[String]) -> StoreResult<Vec<Port>>;
+    /// Ports with this IP on the networks behind router `router_id` (by id), in one read: the
+    /// agent's hot path on the router path.
+    fn find_ports_behind_router(&self, ip: IpAddr, router_id: &str) -> StoreResult<Vec<Port>>;
     /// Ports with this IP on any network (the API's source-IP mode).
     fn find_ports_by_ip(&self, ip: IpAddr) -> StoreResult<Vec<Port>>;
 
@@ -143,6 +146,42 @@ pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     open_keeping_changes(url, CHANGE_LOG_KEPT)
 }
 
+/// The registry location as it may be shown in messages and logs: a PostgreSQL URL's password
+/// (in its user part or a `password=` parameter) becomes `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !scheme.starts_with("postgres") {
+        return url.to_owned();
+    }
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// `open`, with the change log keeping only the newest `kept` changes (at least 1).
 pub fn open_keeping_changes(url: &str, kept: i64) -> StoreResult<Arc<dyn Store>> {
     if url.trim().is_empty() {
@@ -156,4 +195,26 @@ pub fn open_keeping_changes(url: &str, kept: i64) -> StoreResult<Arc<dyn Store>>
     }
     let backend = SqliteBackend::open(&sqlite::path_of(url))?;
     Ok(Arc::new(Registry::new(backend).keeping_changes(kept)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_postgres_password_is_never_shown() {
+        assert_eq!(
+            redacted("postgres://metaboot:s3cret@db.example:5432/registry"),
+            "postgres://metaboot:***@db.example:5432/registry"
+        );
+        assert_eq!(
+            redacted("postgresql://u:p%40ss@h/db?sslmode=disable&password=s3cret"),
+            "postgresql://u:***@h/db?sslmode=disable&password=***"
+        );
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redacted("/var/lib/metaboot/registry.sqlite"),
+            "/var/lib/metaboot/registry.sqlite"
+        );
+    }
 }

@@ -518,6 +518,11 @@ impl<B: Backend> Store for Registry<B> {
             .read(|sql| sql.ports_with_ip(ip, Some(network_ids)))
     }
 
+    fn find_ports_behind_router(&self, ip: IpAddr, router_id: &str) -> StoreResult<Vec<Port>> {
+        self.backend
+            .read(|sql| sql.ports_behind_router(ip, router_id))
+    }
+
     fn find_ports_by_ip(&self, ip: IpAddr) -> StoreResult<Vec<Port>> {
         self.backend.read(|sql| sql.ports_with_ip(ip, None))
     }

@@ -64,6 +64,9 @@ pub trait Sql {
         ip: IpAddr,
         network_ids: Option<&[String]>,
     ) -> StoreResult<Vec<Port>>;
+    /// Ports with this IP on the networks attached to this router: one statement (the agent's
+    /// hot path on the router path).
+    fn ports_behind_router(&mut self, ip: IpAddr, router_id: &str) -> StoreResult<Vec<Port>>;
     fn insert_port(&mut self, port: &Port) -> StoreResult<()>;
     fn delete_port(&mut self, id: &str) -> StoreResult<()>;
 

@@ -11,14 +11,16 @@ use super::allocate::{host_range, ip_from_u128, ip_to_u128};
 use super::{KeyPair, MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, NewInstance, NewNetwork};
 use super::{StoreError, StoreResult};
 
+mod hostname;
+pub use hostname::{
+    MAX_HOSTNAME_BYTES, MAX_HOSTNAME_LABEL_BYTES, NOVA_FALLBACK_PREFIX, NOVA_HOSTNAME_CHARS,
+    default_hostname, hostname, sanitize_hostname,
+};
+
 /// Longest name of a network, router or instance, in bytes (neutron's and nova's limit).
 pub const MAX_NAME_BYTES: usize = 255;
 /// Longest project id, in bytes (keystone ids are 32 hex digits; names fit too).
 pub const MAX_PROJECT_BYTES: usize = 255;
-/// Longest host name, in bytes (RFC 1123 with the trailing dot left out).
-pub const MAX_HOSTNAME_BYTES: usize = 253;
-/// Longest label of a host name, in bytes (RFC 1123).
-pub const MAX_HOSTNAME_LABEL_BYTES: usize = 63;
 /// Most `meta` entries per instance (nova's default `metadata_items` quota).
 pub const MAX_META_ITEMS: usize = 128;
 /// Longest `meta` key, in bytes (nova's API schema).
@@ -27,6 +29,8 @@ pub const MAX_META_KEY_BYTES: usize = 255;
 pub const MAX_META_VALUE_BYTES: usize = 255;
 /// Most key pairs per instance; real instances have one.
 pub const MAX_KEY_PAIRS: usize = 16;
+/// Longest key pair name, in characters (nova's API schema).
+pub const MAX_KEY_NAME_CHARS: usize = 255;
 /// Largest key pair data, in bytes (a 16384-bit RSA public key is about 2.8 KiB).
 pub const MAX_KEY_DATA_BYTES: usize = 16_384;
 /// Smallest MTU a network may have (the IPv4 minimum, RFC 791).
@@ -232,80 +236,6 @@ pub fn password(what: &str, password: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// A host name: dot-separated RFC 1123 labels (letters, digits, '-', not at either end of a
-/// label), each at most [`MAX_HOSTNAME_LABEL_BYTES`], at most [`MAX_HOSTNAME_BYTES`] in all.
-pub fn hostname(hostname: &str) -> StoreResult<()> {
-    let fix = "use letters, digits and '-' in dot-separated labels, or omit it to derive one \
-               from the name";
-    if hostname.is_empty() {
-        return Err(invalid(format!("hostname is empty: {fix}")));
-    }
-    if hostname.len() > MAX_HOSTNAME_BYTES {
-        return Err(invalid(format!(
-            "hostname is {} bytes long: the limit is {MAX_HOSTNAME_BYTES}",
-            hostname.len()
-        )));
-    }
-    for label in hostname.split('.') {
-        if label.is_empty() {
-            return Err(invalid(format!(
-                "hostname {hostname:?} has an empty label: {fix}"
-            )));
-        }
-        if label.len() > MAX_HOSTNAME_LABEL_BYTES {
-            return Err(invalid(format!(
-                "hostname label {label:?} is {} bytes long: the limit is \
-                 {MAX_HOSTNAME_LABEL_BYTES}",
-                label.len()
-            )));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            || label.starts_with('-')
-            || label.ends_with('-')
-        {
-            return Err(invalid(format!(
-                "hostname {hostname:?} is not a valid host name: {fix}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The host name nova derives from a display name (`sanitize_hostname`): lower case, spaces
-/// and underscores become '-', other characters outside `[a-z0-9.-]` are dropped, runs of
-/// dots become one, leading and trailing '.' and '-' are stripped, at most
-/// [`MAX_HOSTNAME_LABEL_BYTES`] bytes, and "server" when nothing is left.
-pub fn default_hostname(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        let c = c.to_ascii_lowercase();
-        let keep = match c {
-            ' ' | '_' | '-' => Some('-'),
-            '.' if out.ends_with('.') => None,
-            'a'..='z' | '0'..='9' | '.' => Some(c),
-            _ => None,
-        };
-        out.extend(keep);
-    }
-    let trimmed = |s: &str| s.trim_matches(['.', '-']).to_owned();
-    let mut out = trimmed(&out);
-    // Only ASCII is left, so cutting at a byte index is at a char boundary.
-    out.truncate(MAX_HOSTNAME_LABEL_BYTES);
-    let out = trimmed(&out);
-    // "a.-b" would leave a label starting with '-': such labels cannot come from names
-    // anyone uses, and nova would refuse them later too; fall back to the plain form.
-    if out.is_empty() || hostname(&out).is_err() {
-        let plain: String = out.chars().filter(char::is_ascii_alphanumeric).collect();
-        if plain.is_empty() {
-            return "server".to_owned();
-        }
-        return plain;
-    }
-    out
-}
-
 /// Normalises an instance uuid to the lower-case hyphenated form.
 pub fn uuid(text: &str) -> StoreResult<String> {
     uuid::Uuid::parse_str(text.trim())
@@ -349,8 +279,39 @@ pub fn meta(meta: &BTreeMap<String, String>) -> StoreResult<()> {
     Ok(())
 }
 
-/// Key pairs: at most [`MAX_KEY_PAIRS`], unique non-empty names, non-empty data of at most
-/// [`MAX_KEY_DATA_BYTES`].
+/// A key pair name as nova's API allows it (microversion 2.92): letters, digits, '_', '-',
+/// '@', '.' and spaces, not starting or ending with a space, 1 to [`MAX_KEY_NAME_CHARS`]. A
+/// name is served as `public-keys/0=NAME` in the EC2 tree: an '=' or a line break there would
+/// make afterburn drop the key, or add a key entry of the name's choosing.
+pub fn key_name(name: &str) -> StoreResult<()> {
+    let allowed = "use letters, digits, '_', '-', '@', '.' and spaces";
+    if name.is_empty() {
+        return Err(invalid(format!("key pair name is empty: {allowed}")));
+    }
+    if name.chars().count() > MAX_KEY_NAME_CHARS {
+        return Err(invalid(format!(
+            "key pair name is {} characters long: the limit is {MAX_KEY_NAME_CHARS}",
+            name.chars().count()
+        )));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@' | '.' | ' ')))
+    {
+        return Err(invalid(format!(
+            "key pair name {name:?} contains {bad:?}: {allowed}"
+        )));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err(invalid(format!(
+            "key pair name {name:?} starts or ends with a space: remove it"
+        )));
+    }
+    Ok(())
+}
+
+/// Key pairs: at most [`MAX_KEY_PAIRS`], unique names as [`key_name`] allows, non-empty data
+/// of at most [`MAX_KEY_DATA_BYTES`].
 pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
     if pairs.len() > MAX_KEY_PAIRS {
         return Err(invalid(format!(
@@ -359,11 +320,7 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
         )));
     }
     for (index, pair) in pairs.iter().enumerate() {
-        if pair.name.trim().is_empty() {
-            return Err(invalid(
-                "key pair name is empty: name every key pair".to_owned(),
-            ));
-        }
+        key_name(&pair.name)?;
         if pairs[..index].iter().any(|other| other.name == pair.name) {
             return Err(invalid(format!(
                 "key pair name {:?} is given twice: rename one of the key files",

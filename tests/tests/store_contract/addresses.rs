@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use metaboot_server::store::{NewNetwork, NewPort, Port, Store};
+use metaboot_server::store::{NewNetwork, NewPort, NewRouter, Port, Store};
 
 use crate::support::{
     conflict, instance, invalid, ip, network, new_instance, not_found, port_at, port_on, snapshot,
@@ -43,6 +43,42 @@ pub fn overlapping_ips_on_two_networks(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The router path's lookup: one read over the networks attached to the router, by id.
+pub fn ports_behind_a_router(store: &dyn Store) {
+    let a = network(store, "tenant-a", "198.18.0.0/24");
+    let a2 = network(store, "tenant-a2", "198.18.1.0/24");
+    let b = network(store, "tenant-b", "198.18.0.0/24");
+    let router = |name: &str, networks: &[&str]| {
+        store
+            .create_router(&NewRouter {
+                name: name.to_owned(),
+                project: "p".to_owned(),
+                networks: networks.iter().map(|id| (*id).to_owned()).collect(),
+            })
+            .unwrap()
+            .id
+    };
+    let r_a = router("r-a", &[&a.id, &a2.id]);
+    let r_b = router("r-b", &[&b.id]);
+    let empty = router("r-empty", &[]);
+    let on_a = instance(store, "a", &port_at(&a, "198.18.0.10"));
+    let on_a2 = instance(store, "a2", &port_at(&a2, "198.18.1.10"));
+    let on_b = instance(store, "b", &port_at(&b, "198.18.0.10"));
+    let behind =
+        |address: &str, router: &str| store.find_ports_behind_router(ip(address), router).unwrap();
+    assert_eq!(behind("198.18.0.10", &r_a), vec![on_a]);
+    assert_eq!(behind("198.18.1.10", &r_a), vec![on_a2]);
+    assert_eq!(behind("198.18.0.10", &r_b), vec![on_b]);
+    assert!(behind("198.18.1.10", &r_b).is_empty());
+    assert!(behind("198.18.0.10", &empty).is_empty());
+    assert!(behind("198.18.0.10", "no-such-router").is_empty());
+    // By id only: a router's name finds nothing.
+    assert!(behind("198.18.0.10", "r-a").is_empty());
+    // A network detached from the router is no longer searched.
+    store.delete_router(&r_b).unwrap();
+    assert!(behind("198.18.0.10", &r_b).is_empty());
 }
 
 pub fn ip_rules_within_a_network(store: &dyn Store) {

@@ -47,6 +47,7 @@ const CASES: &[(&str, Case)] = &[
         "overlapping_ips_on_two_networks",
         addresses::overlapping_ips_on_two_networks,
     ),
+    ("ports_behind_a_router", addresses::ports_behind_a_router),
     (
         "ip_rules_within_a_network",
         addresses::ip_rules_within_a_network,

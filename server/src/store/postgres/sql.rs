@@ -252,6 +252,15 @@ impl<C: GenericClient> Sql for PgSql<'_, C> {
         }
     }
 
+    fn ports_behind_router(&mut self, ip: IpAddr, router_id: &str) -> StoreResult<Vec<Port>> {
+        self.ports_where(
+            "SELECT p.id, p.network_id, p.mac, p.ip, p.instance_id, p.project, p.created \
+             FROM ports p JOIN router_networks r ON r.network_id = p.network_id \
+             WHERE p.ip = $1 AND r.router_id = $2 ORDER BY p.seq",
+            &[&ip.to_string(), &router_id],
+        )
+    }
+
     fn insert_port(&mut self, port: &Port) -> StoreResult<()> {
         self.execute(
             "INSERT INTO ports (id, network_id, mac, ip, instance_id, project, created) \

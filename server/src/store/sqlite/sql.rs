@@ -27,6 +27,13 @@ pub(super) const INSTANCE_BY_UUID: &str = "SELECT ec2_id, uuid, project, name, h
 pub(super) const PORTS_BY_IP: &str = "SELECT id, network_id, mac, ip, instance_id, project, created FROM ports WHERE ip = ?1 \
      ORDER BY seq";
 
+/// The agent's hot path on the router path: ports by IP on a router's networks (indexes
+/// `ports_ip` and the `router_networks` key).
+pub(super) const PORTS_BEHIND_ROUTER: &str = "SELECT p.id, p.network_id, p.mac, p.ip, \
+     p.instance_id, p.project, p.created FROM ports p \
+     JOIN router_networks r ON r.network_id = p.network_id \
+     WHERE p.ip = ?1 AND r.router_id = ?2 ORDER BY p.seq";
+
 fn backend_error(err: &rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Backend(format!(
@@ -395,6 +402,14 @@ impl Sql for SqliteSql<'_> {
         let mut params: Vec<&dyn ToSql> = vec![&ip];
         params.extend(network_ids.iter().map(|id| id as &dyn ToSql));
         self.all(&sql, &params, port_row)
+    }
+
+    fn ports_behind_router(&mut self, ip: IpAddr, router_id: &str) -> StoreResult<Vec<Port>> {
+        self.all(
+            PORTS_BEHIND_ROUTER,
+            &[&ip.to_string(), &router_id],
+            port_row,
+        )
     }
 
     fn insert_port(&mut self, port: &Port) -> StoreResult<()> {

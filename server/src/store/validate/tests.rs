@@ -75,35 +75,6 @@ fn name_and_project_limits() {
 }
 
 #[test]
-fn hostname_rules() {
-    let label = "a".repeat(MAX_HOSTNAME_LABEL_BYTES);
-    let longest = [label.as_str(); 4].join(".")[..MAX_HOSTNAME_BYTES].to_owned();
-    assert!(hostname(&longest).is_ok(), "{longest}");
-    assert!(hostname(&format!("{longest}a")).is_err());
-    assert!(hostname("web-1").is_ok());
-    assert!(hostname("web-1.example").is_ok());
-    assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES)).is_ok());
-    assert!(hostname(&"a".repeat(MAX_HOSTNAME_LABEL_BYTES + 1)).is_err());
-    assert!(hostname("-web").is_err());
-    assert!(hostname("web_1").is_err());
-    assert!(hostname("a..b").is_err());
-    assert!(hostname("").is_err());
-}
-
-#[test]
-fn default_hostname_follows_nova() {
-    assert_eq!(default_hostname("My Web_Server"), "my-web-server");
-    assert_eq!(default_hostname("--web.1--"), "web.1");
-    assert_eq!(default_hostname("a..b"), "a.b");
-    assert_eq!(default_hostname("ünïcode!"), "ncode");
-    assert_eq!(default_hostname("!!!"), "server");
-    assert_eq!(default_hostname(""), "server");
-    let long = default_hostname(&"x".repeat(100));
-    assert_eq!(long.len(), MAX_HOSTNAME_LABEL_BYTES);
-    assert!(hostname(&default_hostname("a.-b")).is_ok());
-}
-
-#[test]
 fn meta_and_key_pair_limits() {
     let mut map = BTreeMap::new();
     map.insert(
@@ -145,4 +116,25 @@ fn mtu_and_uuid() {
         "6f1e1f5b-5b0a-4e6c-9e0b-7b4b1d0c2a11"
     );
     assert!(uuid("nope").is_err());
+}
+
+#[test]
+fn key_names_are_what_novas_api_allows() {
+    for good in ["mykey", "alice@laptop", "ci key-2_v1.0", "A"] {
+        assert!(key_name(good).is_ok(), "{good:?}");
+    }
+    assert!(key_name(&"k".repeat(MAX_KEY_NAME_CHARS)).is_ok());
+    assert!(message(key_name(&"k".repeat(MAX_KEY_NAME_CHARS + 1))).contains("255"));
+    for bad in [
+        "", "a=b", "a\nb", "a\rb", "a/b", "tab\tkey", "é", " lead", "trail ",
+    ] {
+        assert!(key_name(bad).is_err(), "{bad:?}");
+    }
+    assert!(message(key_name("a=b")).contains("'='"));
+    let pair = |name: &str| KeyPair {
+        name: name.to_owned(),
+        kind: "ssh".to_owned(),
+        data: "ssh-ed25519 AAAA".to_owned(),
+    };
+    assert!(key_pairs(&[pair("0=forged")]).is_err());
 }

@@ -1,0 +1,140 @@
+//! The agent's lookups against a real SQLite registry: one registry read per lookup, and a
+//! second lookup only when a cached owner is one the API does not know.
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use metaboot_proto::headers;
+
+use super::Agent;
+use crate::http::{Answer, Reply};
+use crate::store::{NewInstance, NewNetwork, NewPort, NewRouter};
+
+const GUEST: [u8; 4] = [198, 18, 0, 10];
+
+/// A registry with one guest behind a router, the agent over it, and the proxy's headers for
+/// that guest.
+fn agent() -> (tempfile::TempDir, Arc<Agent>, HeaderMap) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+    let network = store
+        .create_network(&NewNetwork {
+            name: "net".into(),
+            project: "p".into(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            ..NewNetwork::default()
+        })
+        .unwrap();
+    let router = store
+        .create_router(&NewRouter {
+            name: "r".into(),
+            project: "p".into(),
+            networks: vec![network.id.clone()],
+        })
+        .unwrap();
+    store
+        .create_instance(
+            &NewInstance {
+                uuid: "00000000-0000-4000-8000-000000000001".into(),
+                project: "p".into(),
+                name: "vm".into(),
+                hostname: "vm".into(),
+                ..NewInstance::default()
+            },
+            &NewPort {
+                network_id: network.id,
+                ip: Some(IpAddr::from(GUEST)),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    let agent = Arc::new(Agent::new(
+        store,
+        b"secret".as_slice().into(),
+        Duration::from_secs(60),
+    ));
+    let mut proxy = HeaderMap::new();
+    proxy.insert(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static("198.18.0.10"),
+    );
+    proxy.insert(
+        headers::ROUTER_ID,
+        HeaderValue::from_str(&router.id).unwrap(),
+    );
+    (dir, agent, proxy)
+}
+
+/// Relays one request whose API answers `status`, marked as an unknown instance or not;
+/// returns (final status, the mark reached the guest, times the API was asked).
+async fn relay(
+    agent: &Agent,
+    proxy: &HeaderMap,
+    status: StatusCode,
+    marked: bool,
+) -> (StatusCode, bool, usize) {
+    let asked = Cell::new(0);
+    let response = agent
+        .relay(&Method::GET, "/latest/meta-data/x", proxy, |_| {
+            asked.set(asked.get() + 1);
+            async move {
+                let mut response = Reply::refuse(status, "answer");
+                if marked {
+                    response
+                        .headers_mut()
+                        .insert(headers::INSTANCE_UNKNOWN, HeaderValue::from_static("1"));
+                }
+                Ok::<_, Answer>(response)
+            }
+        })
+        .await;
+    let leaked = response.headers().contains_key(headers::INSTANCE_UNKNOWN);
+    (response.status(), leaked, asked.get())
+}
+
+#[tokio::test]
+async fn a_404_for_a_path_costs_no_second_lookup() {
+    let (_dir, agent, proxy) = agent();
+    // The first request looks the guest up: one read, router path included.
+    assert_eq!(
+        relay(&agent, &proxy, StatusCode::OK, false).await,
+        (StatusCode::OK, false, 1)
+    );
+    assert_eq!(agent.metrics.registry_reads(), 1);
+    // A flood of 404s for paths: all from the cache, no read, the API asked once each.
+    for _ in 0..50 {
+        let answer = relay(&agent, &proxy, StatusCode::NOT_FOUND, false).await;
+        assert_eq!(answer, (StatusCode::NOT_FOUND, false, 1));
+    }
+    assert_eq!(agent.metrics.registry_reads(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_instance_for_a_cached_owner_is_looked_up_once_more() {
+    let (_dir, agent, proxy) = agent();
+    relay(&agent, &proxy, StatusCode::OK, false).await;
+    assert_eq!(agent.metrics.registry_reads(), 1);
+    // Cached owner, the API does not know it: one fresh lookup and a second question; the
+    // mark never reaches the guest.
+    let answer = relay(&agent, &proxy, StatusCode::NOT_FOUND, true).await;
+    assert_eq!(answer, (StatusCode::NOT_FOUND, false, 2));
+    assert_eq!(agent.metrics.registry_reads(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_guest_costs_one_read_per_request() {
+    let (_dir, agent, mut proxy) = agent();
+    proxy.insert(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static("198.18.0.99"),
+    );
+    for round in 1..=50 {
+        // The agent answers 404 itself: the API is never asked.
+        let answer = relay(&agent, &proxy, StatusCode::OK, false).await;
+        assert_eq!(answer, (StatusCode::NOT_FOUND, false, 0));
+        assert_eq!(agent.metrics.registry_reads(), round);
+    }
+}
