@@ -34,7 +34,7 @@ impl VendorDocs {
     }
 
     /// Loads the file; a missing, too large or invalid file is an error at start (nova instead
-/// answers every request with 500, docs/protocol.md §1.6).
+    /// answers every request with 500, docs/protocol.md §1.6).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read(path)
             .with_context(|| format!("failed to read the vendor data file {}", path.display()))?;
