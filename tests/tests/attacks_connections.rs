@@ -37,6 +37,8 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 const RSS_FACTOR: u64 = 2;
 /// Time the proxy has to give its memory back once the attacker is gone.
 const RSS_SETTLE: Duration = Duration::from_secs(20);
+/// How long after hanging up the attacker waits for its connection slots to be free again.
+const SLOTS_FREED_WITHIN: Duration = Duration::from_secs(10);
 /// File descriptors the test needs: the attack plus the chain's and the probes'.
 const FDS_NEEDED: u64 = ATTACK_CONNECTIONS as u64 + 1024;
 
@@ -199,9 +201,19 @@ fn one_guest_holding_4096_connections_starves_no_neighbour() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(
-        load::request(w.alpha.ip(), proxy, META_DATA, CLIENT_TIMEOUT),
-        Answer::Status(200),
-        "the attacker, now well-behaved, is served again"
-    );
+    // Its slots free up as the proxy sees each closed connection: on a loaded machine that
+    // takes a moment after the attacker hung up, so a well-behaved request is retried until
+    // then, as a guest's own retry would.
+    let deadline = Instant::now() + SLOTS_FREED_WITHIN;
+    loop {
+        let answer = load::request(w.alpha.ip(), proxy, META_DATA, CLIENT_TIMEOUT);
+        if answer == Answer::Status(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the attacker, now well-behaved, is not served again: {answer:?}"
+        );
+        std::thread::sleep(PROBE_PAUSE);
+    }
 }
