@@ -17,7 +17,8 @@ use crate::{boot, progress, scenario};
     about = "Guest images, the namespace lab, QEMU boots and the end-to-end checks of metaboot"
 )]
 pub struct Cli {
-    /// Cache for packages and images (default: `.cache` in the workspace).
+    /// Cache for packages, images and run logs (default: /var/cache/metaboot for root,
+    /// ~/.cache/metaboot otherwise).
     #[arg(long, global = true, env = "METABOOT_CACHE")]
     pub cache: Option<PathBuf>,
 
@@ -201,9 +202,7 @@ pub struct AgentArgs {
 impl Cli {
     /// The cache directory.
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache
-            .clone()
-            .unwrap_or_else(|| workspace::root().join(".cache"))
+        self.cache.clone().unwrap_or_else(image::cache::default_dir)
     }
 }
 
