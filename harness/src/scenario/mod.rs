@@ -1,6 +1,7 @@
 //! The end-to-end scenarios: build the image, bring a lab up, boot guests in parallel, check
 //! them from outside, take the lab down, report.
 
+pub mod cloud_image;
 pub mod matrix;
 pub mod run;
 pub mod userdata;
