@@ -317,30 +317,32 @@ fn wait_for_verdict(
     let command = provisioner.status_command();
     let deadline = Instant::now() + PROVISION_TIMEOUT;
     loop {
-        let out = ssh::with_key(target, key, command)?;
-        if out.code == 255 {
-            bail!("ssh failed while asking `{command}`: {}", out.summary());
-        }
-        let text = format!("{}{}", out.stdout, out.stderr);
-        let status = status_word(&text);
-        let finished = !matches!(
-            status.as_deref(),
-            Some("running" | "not started" | "not run") | None
-        );
-        if finished {
-            let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            let shown: String = one_line.chars().take(300).collect();
-            return Ok(CheckResult::from_bool(
-                "",
-                out.code == 0 && status.as_deref() == Some("done") && no_errors(&text),
-                format!("exit {}: {shown}", out.code),
-            ));
-        }
+        // A busy guest may answer slowly (a Python start under TCG): a command that timed out
+        // or a dropped connection is asked again, until the deadline.
+        let seen = match ssh::with_key(target, key, command) {
+            Ok(out) if out.code != 255 => {
+                let text = format!("{}{}", out.stdout, out.stderr);
+                let status = status_word(&text);
+                let finished = !matches!(
+                    status.as_deref(),
+                    Some("running" | "not started" | "not run") | None
+                );
+                if finished {
+                    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let shown: String = one_line.chars().take(300).collect();
+                    return Ok(CheckResult::from_bool(
+                        "",
+                        out.code == 0 && status.as_deref() == Some("done") && no_errors(&text),
+                        format!("exit {}: {shown}", out.code),
+                    ));
+                }
+                format!("it says {}", status.unwrap_or_else(|| "nothing".into()))
+            }
+            Ok(out) => format!("ssh failed: {}", out.summary()),
+            Err(err) => format!("{err:#}"),
+        };
         if Instant::now() >= deadline {
-            bail!(
-                "`{command}` still says {} after {PROVISION_TIMEOUT:?}",
-                status.unwrap_or_else(|| "nothing".into())
-            );
+            bail!("no final `{command}` within {PROVISION_TIMEOUT:?}: {seen}");
         }
         thread::sleep(POLL);
     }
