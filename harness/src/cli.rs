@@ -263,13 +263,20 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(ImageCommand::Build(args)) if args.kind == ImageKind::Debian => {
             // Ctrl-C stops the build step by step: loop devices and scratch directories go.
             crate::process::interrupt_on_signal()?;
-            let images = build_debian(
+            let built = build_debian(
                 &cache,
                 args.out,
                 &args.agent,
                 &debian::Flavour::ALL,
                 &progress::Lines::new(),
-            )?;
+            );
+            let images = match built {
+                Err(err) if crate::process::interrupted() => {
+                    eprintln!("metaboot-harness: {err:#}; nothing of it is left in the cache");
+                    return Ok(130);
+                }
+                other => other?,
+            };
             for image in &images {
                 let m = &image.manifest;
                 println!(
