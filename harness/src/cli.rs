@@ -262,7 +262,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Image(ImageCommand::Build(args)) if args.kind == ImageKind::Debian => {
             // Ctrl-C stops the build step by step: loop devices and scratch directories go.
-            crate::process::interrupt_on_signal()?;
+            crate::step::interrupt_on_signal()?;
             let built = build_debian(
                 &cache,
                 args.out,
@@ -271,7 +271,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 &progress::Lines::new(),
             );
             let images = match built {
-                Err(err) if crate::process::interrupted() => {
+                Err(err) if crate::step::interrupted() => {
                     eprintln!("metaboot-harness: {err:#}; nothing of it is left in the cache");
                     return Ok(130);
                 }

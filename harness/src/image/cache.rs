@@ -85,7 +85,11 @@ mod tests {
     #[test]
     fn the_cache_lives_outside_the_checkout() {
         let dir = default_dir();
-        assert!(!dir.starts_with(crate::workspace::root()), "{}", dir.display());
+        assert!(
+            !dir.starts_with(crate::workspace::root()),
+            "{}",
+            dir.display()
+        );
         if nix::unistd::geteuid().is_root() {
             assert_eq!(dir, std::path::Path::new(SYSTEM_CACHE_DIR));
         } else {

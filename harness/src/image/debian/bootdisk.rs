@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::loopdev::LoopDevice;
-use crate::process::run_logged;
+use crate::step::run_logged;
 
 /// The disk size the guest sees (Debian's genericcloud images are 2 GiB too).
 pub const DISK_BYTES: u64 = 2 << 30;

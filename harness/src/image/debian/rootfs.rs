@@ -17,7 +17,7 @@ use super::sources::Source;
 use crate::image::MANIFEST;
 use crate::image::cache::InputHash;
 use crate::image::output;
-use crate::process::run_logged;
+use crate::step::run_logged;
 
 /// The root's tar in its directory.
 pub const ROOTFS_TAR: &str = "rootfs.tar";

@@ -4,6 +4,11 @@
 //! default user, the host name, a user with a key and a password from the user data, sudo,
 //! runcmd's effect, and the provisioner's own verdict.
 
+mod batch;
+mod checks;
+
+pub use batch::{CloudImageRun, run_all, table};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -12,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use self::checks::{check_output, check_password, wait_for_verdict};
 use super::matrix::MetadataPath;
 use super::run::TapGuard;
 use super::userdata::{self, Intent};
@@ -307,221 +313,6 @@ fn boot_and_check(
     Ok(())
 }
 
-/// Polls the provisioner's status until it is final; the check passes when it is done with
-/// no errors.
-fn wait_for_verdict(
-    target: &SshTarget,
-    key: &Path,
-    provisioner: Provisioner,
-) -> anyhow::Result<CheckResult> {
-    let command = provisioner.status_command();
-    let deadline = Instant::now() + PROVISION_TIMEOUT;
-    loop {
-        // A busy guest may answer slowly (a Python start under TCG): a command that timed out
-        // or a dropped connection is asked again, until the deadline.
-        let seen = match ssh::with_key(target, key, command) {
-            Ok(out) if out.code != 255 => {
-                let text = format!("{}{}", out.stdout, out.stderr);
-                let status = status_word(&text);
-                let finished = !matches!(
-                    status.as_deref(),
-                    Some("running" | "not started" | "not run") | None
-                );
-                if finished {
-                    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                    let shown: String = one_line.chars().take(300).collect();
-                    return Ok(CheckResult::from_bool(
-                        "",
-                        out.code == 0 && status.as_deref() == Some("done") && no_errors(&text),
-                        format!("exit {}: {shown}", out.code),
-                    ));
-                }
-                format!("it says {}", status.unwrap_or_else(|| "nothing".into()))
-            }
-            Ok(out) => format!("ssh failed: {}", out.summary()),
-            Err(err) => format!("{err:#}"),
-        };
-        if Instant::now() >= deadline {
-            bail!("no final `{command}` within {PROVISION_TIMEOUT:?}: {seen}");
-        }
-        thread::sleep(POLL);
-    }
-}
-
-/// The word after `status:` in `cloud-init status` / `metaboot status` output.
-fn status_word(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("status:"))
-        .map(|s| s.trim().to_owned())
-}
-
-/// Whether a `--long` status lists no errors (cloud-init: `errors: []`; metaboot lists them
-/// one per line after `errors:` only when there are some).
-fn no_errors(text: &str) -> bool {
-    text.lines().all(|line| {
-        let line = line.trim();
-        !line.starts_with("errors:") || line == "errors: []" || line == "errors: 0"
-    })
-}
-
-fn check_output(
-    target: &SshTarget,
-    key: &Path,
-    command: &str,
-    expected: &str,
-) -> anyhow::Result<CheckResult> {
-    let out = ssh::with_key(target, key, command)?;
-    let seen = out.stdout.trim();
-    Ok(CheckResult::from_bool(
-        "",
-        out.success() && seen == expected,
-        format!(
-            "expected {expected:?}, got {}",
-            if out.success() {
-                format!("{seen:?}")
-            } else {
-                out.summary()
-            }
-        ),
-    ))
-}
-
-fn check_password(
-    target: &SshTarget,
-    askpass: &Path,
-    password: &str,
-) -> anyhow::Result<CheckResult> {
-    let out = ssh::with_password(target, askpass, password, "id -un")?;
-    Ok(CheckResult::from_bool(
-        "",
-        out.success() && out.stdout.trim() == target.user,
-        format!(
-            "{} with the user data's password: {}",
-            target.user,
-            out.summary()
-        ),
-    ))
-}
-
-/// What [`run_all`] needs.
-#[derive(Debug, Clone)]
-pub struct CloudImageRun {
-    /// The id of the lab the run brings up.
-    pub lab_id: String,
-    /// The guests.
-    pub guests: Vec<CloudImageGuest>,
-    /// Guests booting at once, 1..=[`super::MAX_JOBS`].
-    pub jobs: usize,
-    /// The `metaboot-server` binary.
-    pub server_bin: PathBuf,
-    /// Root of the labs' state directories.
-    pub state_root: PathBuf,
-    /// Directory for keys, overlays and console logs (one subdirectory per guest).
-    pub run_dir: PathBuf,
-}
-
-/// Boots every guest in a fresh lab (the default one: a routed and an isolated network) and
-/// takes the lab down again, also when a guest thread panics.
-pub fn run_all(
-    opts: &CloudImageRun,
-    progress: &dyn Progress,
-) -> anyhow::Result<Vec<CloudImageReport>> {
-    super::check_jobs(opts.jobs)?;
-    let config = crate::lab::config::LabConfig::default_with_id(&opts.lab_id);
-    fs::create_dir_all(&opts.run_dir)
-        .with_context(|| format!("failed to create {}", opts.run_dir.display()))?;
-    progress.stage("lab", &format!("bringing lab {} up", config.id));
-    let lab = Lab::up(
-        &config,
-        &crate::lab::LabOptions {
-            state_root: opts.state_root.clone(),
-            server_bin: opts.server_bin.clone(),
-        },
-    )
-    .with_context(|| format!("failed to bring lab {} up", config.id))?;
-    progress.done("lab", true, &format!("lab {} up", config.id));
-    let mut guard = super::DownOnDrop {
-        state_root: &opts.state_root,
-        id: &config.id,
-        armed: true,
-    };
-    let askpass = ssh::write_askpass(&opts.run_dir)?;
-    // Reversed: pop() hands them out in order.
-    let queue = std::sync::Mutex::new(opts.guests.iter().enumerate().rev().collect::<Vec<_>>());
-    let results = std::sync::Mutex::new(Vec::new());
-    thread::scope(|scope| {
-        for _ in 0..opts.jobs.min(opts.guests.len()) {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                    let Some((index, spec)) = next else { break };
-                    let dir = opts.run_dir.join(spec.slug());
-                    let report = run(&lab, spec, &dir, &askpass, progress);
-                    let summary = report
-                        .error
-                        .clone()
-                        .or_else(|| {
-                            report
-                                .checks
-                                .iter()
-                                .find(|c| !c.passed)
-                                .map(|c| format!("{}: {}", c.name, c.detail))
-                        })
-                        .unwrap_or_else(|| {
-                            format!("{} checks in {:.0} s", report.checks.len(), report.seconds)
-                        });
-                    progress.done(&report.name, report.passed, &summary);
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((index, report));
-                }
-            });
-        }
-    });
-    guard.armed = false;
-    if let Err(broken) = lab.require_running() {
-        eprintln!("during the run: {broken:#}");
-    }
-    lab.down().context("failed to take the lab down")?;
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|(index, _)| *index);
-    Ok(results.into_iter().map(|(_, r)| r).collect())
-}
-
-/// A table of reports: one line per guest with its boot times, then every failed check.
-pub fn table(reports: &[CloudImageReport]) -> String {
-    let secs = |t: Option<f64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t:.1}"));
-    let mut out = format!(
-        "{:<28} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  result\n",
-        "guest", "kernel", "sshd", "ssh", "done", "verdict", "checks"
-    );
-    for r in reports {
-        let passed = r.checks.iter().filter(|c| c.passed).count();
-        out.push_str(&format!(
-            "{:<28} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  {}\n",
-            r.name,
-            secs(r.times.kernel),
-            secs(r.times.sshd),
-            secs(r.times.ssh),
-            secs(r.times.provisioner_done),
-            secs(r.times.verdict),
-            format!("{passed}/{}", r.checks.len()),
-            if r.passed { "PASS" } else { "FAIL" }
-        ));
-    }
-    out.push_str("(seconds after QEMU's start: kernel banner, sshd started, first key login, provisioner's last console line, verdict final)\n");
-    for r in reports {
-        if let Some(err) = &r.error {
-            out.push_str(&format!("{}: {err}\n", r.name));
-        }
-        for c in r.checks.iter().filter(|c| !c.passed) {
-            out.push_str(&format!("{}: {}: {}\n", r.name, c.name, c.detail));
-        }
-    }
-    out
-}
-
 /// Copies the console's timestamps into the report.
 fn record_markers(vm: &RunningGuest, report: &mut CloudImageReport) {
     let at = |name: &str| {
@@ -561,18 +352,5 @@ mod tests {
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
-    }
-
-    #[test]
-    fn verdicts_are_read_from_either_status() {
-        let cloud_init = "status: done\nboot_status_code: enabled-by-generator\n\
-            detail:\nDataSourceOpenStackLocal [net,ver=2]\nerrors: []\n";
-        assert_eq!(status_word(cloud_init).as_deref(), Some("done"));
-        assert!(no_errors(cloud_init));
-        let failed = "status: error\nerrors:\n\t('scripts-user', RuntimeError())\n";
-        assert_eq!(status_word(failed).as_deref(), Some("error"));
-        assert!(!no_errors(failed));
-        assert_eq!(status_word("status: running\n").as_deref(), Some("running"));
-        assert_eq!(status_word("nothing\n"), None);
     }
 }
