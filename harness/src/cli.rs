@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::image::{self, tiny};
+use crate::image::disk::DiskImage;
+use crate::image::{self, debian, tiny};
 use crate::lab::{self, Lab, LabOptions, config::LabConfig};
 use crate::workspace;
 use crate::{boot, progress, scenario};
@@ -17,7 +18,8 @@ use crate::{boot, progress, scenario};
     about = "Guest images, the namespace lab, QEMU boots and the end-to-end checks of metaboot"
 )]
 pub struct Cli {
-    /// Cache for packages and images (default: `.cache` in the workspace).
+    /// Cache for packages, images and run logs (default: /var/cache/metaboot for root,
+    /// ~/.cache/metaboot otherwise).
     #[arg(long, global = true, env = "METABOOT_CACHE")]
     pub cache: Option<PathBuf>,
 
@@ -173,10 +175,13 @@ pub enum ImageCommand {
 }
 
 /// Image recipes.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImageKind {
     /// busybox initramfs + Debian cloud kernel + dropbear + the static guest agent.
     Tiny,
+    /// Debian 12 cloud images (bootable qcow2 disks): debian-cloud-init (stock cloud-init) and
+    /// debian-metaboot (the static guest agent instead), from Debian packages (mmdebstrap).
+    Debian,
 }
 
 #[derive(Debug, clap::Args)]
@@ -201,9 +206,7 @@ pub struct AgentArgs {
 impl Cli {
     /// The cache directory.
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache
-            .clone()
-            .unwrap_or_else(|| workspace::root().join(".cache"))
+        self.cache.clone().unwrap_or_else(image::cache::default_dir)
     }
 }
 
@@ -228,12 +231,69 @@ pub fn build_tiny(
     tiny::build(&spec).context("failed to build the tiny image")
 }
 
+/// Builds (or reuses) the Debian images of `flavours`, in that order.
+pub fn build_debian(
+    cache: &std::path::Path,
+    out: Option<PathBuf>,
+    agent: &AgentArgs,
+    flavours: &[debian::Flavour],
+    progress: &dyn progress::Progress,
+) -> anyhow::Result<Vec<DiskImage>> {
+    let agent = if flavours.contains(&debian::Flavour::Metaboot) {
+        Some(match &agent.agent {
+            Some(path) => path.clone(),
+            None => workspace::build(workspace::GUEST_AGENT)
+                .context("failed to build the static guest agent")?,
+        })
+    } else {
+        None
+    };
+    let spec = debian::DebianBuild {
+        out: out.unwrap_or_else(|| cache.join("images")),
+        agent,
+        flavours: flavours.to_vec(),
+    };
+    debian::build(&spec, progress)
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let cache = cli.cache_dir();
     match cli.command {
+        Command::Image(ImageCommand::Build(args)) if args.kind == ImageKind::Debian => {
+            // Ctrl-C stops the build step by step: loop devices and scratch directories go.
+            crate::step::interrupt_on_signal()?;
+            let built = build_debian(
+                &cache,
+                args.out,
+                &args.agent,
+                &debian::Flavour::ALL,
+                &progress::Lines::new(),
+            );
+            let images = match built {
+                Err(err) if crate::step::interrupted() => {
+                    eprintln!("metaboot-harness: {err:#}; nothing of it is left in the cache");
+                    return Ok(130);
+                }
+                other => other?,
+            };
+            for image in &images {
+                let m = &image.manifest;
+                println!(
+                    "{} image {} {} ({:.0} MB qcow2 of a {} GiB disk, {} packages, kernel {}, built in {:.0} s)",
+                    m.kind,
+                    image.disk.display(),
+                    if image.cached { "reused" } else { "built" },
+                    m.disk_bytes as f64 / 1e6,
+                    m.virtual_bytes >> 30,
+                    m.packages.len(),
+                    m.kernel,
+                    m.build_seconds
+                );
+            }
+            Ok(0)
+        }
         Command::Image(ImageCommand::Build(args)) => {
-            let ImageKind::Tiny = args.kind;
             let image = build_tiny(&cache, args.out, &args.agent)?;
             let m = &image.manifest;
             println!(

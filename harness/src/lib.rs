@@ -13,5 +13,6 @@ pub mod process;
 pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod step;
 pub mod wait;
 pub mod workspace;

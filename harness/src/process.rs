@@ -177,6 +177,15 @@ pub fn check_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<Str
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether `tool` is an executable on the PATH or in root's sbin directories (which a
+/// non-login PATH may lack).
+pub fn on_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<std::path::PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from));
+    dirs.iter().any(|d| d.join(tool).is_file())
+}
+
 /// A command line as one string, for messages.
 pub fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();

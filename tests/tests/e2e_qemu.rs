@@ -39,7 +39,7 @@ fn scenario_matrix_boots_and_checks_every_guest() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(scenario::DEFAULT_JOBS);
-    let cache = workspace::root().join(".cache");
+    let cache = metaboot_harness::image::cache::default_dir();
     let image =
         build_tiny(&cache, None, &AgentArgs { agent: None }).expect("the tiny image builds");
     let server_bin = workspace::build(workspace::SERVER).expect("metaboot-server builds");

@@ -103,7 +103,7 @@ pub fn boot(
             mac: record.mac.clone(),
         });
     if kind == GuestKind::Baseline {
-        spec.cmdline = format!("{} {BASELINE_FLAG}", spec.cmdline);
+        spec.add_kernel_arg(BASELINE_FLAG);
     }
     let result = run_to_provisioned(&spec);
     lab.delete_tap(&tap);

@@ -1,10 +1,10 @@
-//! A libvirt domain XML for the same guest QEMU boots (direct kernel boot, TCG, the lab's tap),
-//! for users who run guests with virsh.
+//! A libvirt domain XML for the same guest QEMU boots (direct kernel boot or a disk's
+//! bootloader, TCG, the lab's tap), for users who run guests with virsh.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{Entropy, Guest};
+use super::{Boot, Entropy, Guest};
 
 /// The emulator libvirt should run (Debian's path).
 pub const EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
@@ -15,20 +15,48 @@ pub fn domain_xml(guest: &Guest) -> String {
     let e = escape;
     let p = |path: &Path| escape(&path.display().to_string());
     // Writing to a String cannot fail.
+    let how = match guest.boot {
+        Boot::Kernel { .. } => "direct kernel boot of the tiny image",
+        Boot::Disk { .. } => "firmware and bootloader from a cloud image's disk (an overlay)",
+    };
     let _ = writeln!(
         xml,
-        "<!-- metaboot guest {}: direct kernel boot of the tiny image under TCG -->",
+        "<!-- metaboot guest {}: {how} under TCG -->",
         e(&guest.name)
     );
     let _ = writeln!(xml, "<domain type='qemu'>");
     let _ = writeln!(xml, "  <name>{}</name>", e(&guest.name));
     let _ = writeln!(xml, "  <memory unit='MiB'>{}</memory>", guest.memory_mb);
     let _ = writeln!(xml, "  <vcpu>1</vcpu>");
+    if let Boot::Disk { .. } = guest.boot {
+        // What nova tells its guests (see qemu::NOVA_SMBIOS).
+        let _ = writeln!(xml, "  <sysinfo type='smbios'>");
+        let _ = writeln!(xml, "    <system>");
+        let _ = writeln!(
+            xml,
+            "      <entry name='manufacturer'>OpenStack Foundation</entry>"
+        );
+        let _ = writeln!(xml, "      <entry name='product'>OpenStack Nova</entry>");
+        let _ = writeln!(xml, "    </system>");
+        let _ = writeln!(xml, "  </sysinfo>");
+    }
     let _ = writeln!(xml, "  <os>");
     let _ = writeln!(xml, "    <type arch='x86_64' machine='pc'>hvm</type>");
-    let _ = writeln!(xml, "    <kernel>{}</kernel>", p(&guest.kernel));
-    let _ = writeln!(xml, "    <initrd>{}</initrd>", p(&guest.initrd));
-    let _ = writeln!(xml, "    <cmdline>{}</cmdline>", e(&guest.cmdline));
+    match &guest.boot {
+        Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let _ = writeln!(xml, "    <kernel>{}</kernel>", p(kernel));
+            let _ = writeln!(xml, "    <initrd>{}</initrd>", p(initrd));
+            let _ = writeln!(xml, "    <cmdline>{}</cmdline>", e(cmdline));
+        }
+        Boot::Disk { .. } => {
+            let _ = writeln!(xml, "    <boot dev='hd'/>");
+            let _ = writeln!(xml, "    <smbios mode='sysinfo'/>");
+        }
+    }
     let _ = writeln!(xml, "  </os>");
     match guest.entropy {
         Entropy::CpuMax => {
@@ -43,19 +71,25 @@ pub fn domain_xml(guest: &Guest) -> String {
     let _ = writeln!(xml, "  <on_crash>destroy</on_crash>");
     let _ = writeln!(xml, "  <devices>");
     let _ = writeln!(xml, "    <emulator>{EMULATOR}</emulator>");
+    // virtio disks in order: the boot disk (if any), the state disk, the config drive.
+    let mut disks: Vec<(&Path, &str, bool)> = Vec::new();
+    if let Boot::Disk { overlay } = &guest.boot {
+        disks.push((overlay, "qcow2", false));
+    }
     if let Some(disk) = &guest.disk {
-        let _ = writeln!(xml, "    <disk type='file' device='disk'>");
-        let _ = writeln!(xml, "      <driver name='qemu' type='raw'/>");
-        let _ = writeln!(xml, "      <source file='{}'/>", p(disk));
-        let _ = writeln!(xml, "      <target dev='vda' bus='virtio'/>");
-        let _ = writeln!(xml, "    </disk>");
+        disks.push((disk, "raw", false));
     }
     if let Some(drive) = &guest.config_drive {
+        disks.push((drive, "raw", true));
+    }
+    for ((path, format, readonly), letter) in disks.into_iter().zip('a'..) {
         let _ = writeln!(xml, "    <disk type='file' device='disk'>");
-        let _ = writeln!(xml, "      <driver name='qemu' type='raw'/>");
-        let _ = writeln!(xml, "      <source file='{}'/>", p(drive));
-        let _ = writeln!(xml, "      <target dev='vdb' bus='virtio'/>");
-        let _ = writeln!(xml, "      <readonly/>");
+        let _ = writeln!(xml, "      <driver name='qemu' type='{format}'/>");
+        let _ = writeln!(xml, "      <source file='{}'/>", p(path));
+        let _ = writeln!(xml, "      <target dev='vd{letter}' bus='virtio'/>");
+        if readonly {
+            let _ = writeln!(xml, "      <readonly/>");
+        }
         let _ = writeln!(xml, "    </disk>");
     }
     if let Some(nic) = &guest.nic {
@@ -169,9 +203,13 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        for entropy in [Entropy::CpuMax, Entropy::VirtioRng] {
+        for xml in [
+            domain_xml(&guest(Entropy::CpuMax)),
+            domain_xml(&guest(Entropy::VirtioRng)),
+            domain_xml(&disk_guest()),
+        ] {
             let path = dir.path().join("guest1.xml");
-            std::fs::write(&path, domain_xml(&guest(entropy))).unwrap();
+            std::fs::write(&path, xml).unwrap();
             let out = Command::new("virt-xml-validate")
                 .arg(&path)
                 .arg("domain")
@@ -199,6 +237,32 @@ mod tests {
             !out.status.success(),
             "the validator must refuse a broken domain"
         );
+    }
+
+    fn disk_guest() -> Guest {
+        Guest::from_disk(
+            "debian-metaboot",
+            Path::new("/var/tmp/run/overlay.qcow2"),
+            Path::new("/var/tmp/run/serial.log"),
+        )
+        .with_disk(Path::new("/var/tmp/run/state.img"))
+        .with_config_drive(Path::new("/var/tmp/run/config-drive.iso"))
+    }
+
+    #[test]
+    fn a_disk_guest_boots_from_its_overlay_with_novas_smbios() {
+        let xml = domain_xml(&disk_guest());
+        for expect in [
+            "<boot dev='hd'/>",
+            "<smbios mode='sysinfo'/>",
+            "<entry name='product'>OpenStack Nova</entry>",
+            "<driver name='qemu' type='qcow2'/>\n      <source file='/var/tmp/run/overlay.qcow2'/>\n      <target dev='vda'",
+            "<source file='/var/tmp/run/state.img'/>\n      <target dev='vdb'",
+            "<target dev='vdc' bus='virtio'/>\n      <readonly/>",
+        ] {
+            assert!(xml.contains(expect), "{expect} in\n{xml}");
+        }
+        assert!(!xml.contains("<kernel>"), "{xml}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Guests: what QEMU boots (kernel, initramfs, state disk, NIC on a lab tap) and the running VM.
+//! Guests: what QEMU boots (a kernel and an initramfs, or a cloud image's disk through an
+//! overlay; a state disk; a NIC on a lab tap) and the running VM.
 
 pub mod libvirt;
 pub mod qemu;
@@ -18,6 +19,10 @@ pub const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1";
 
 /// Memory per guest: the tiny initramfs needs about 20 MB; the cloud kernel wants room for it.
 pub const MEMORY_MB: u32 = 256;
+
+/// Memory per guest booting a distribution from its disk: a Debian cloud image with
+/// cloud-init (Python) runs in 1 GiB (spec: lab.md).
+pub const DISK_MEMORY_MB: u32 = 1024;
 
 /// Size of a guest's persistent state disk.
 pub const STATE_DISK_MB: u32 = 16;
@@ -46,17 +51,35 @@ pub enum Entropy {
     VirtioRng,
 }
 
+/// How a guest starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU loads the kernel and the initramfs itself (the tiny image): no firmware, no
+    /// bootloader.
+    Kernel {
+        /// The kernel.
+        kernel: PathBuf,
+        /// The initramfs.
+        initrd: PathBuf,
+        /// Kernel command line.
+        cmdline: String,
+    },
+    /// Firmware (SeaBIOS) → the bootloader on the disk → its kernel, as a cloud image boots.
+    /// The disk is a copy-on-write overlay (see [`make_overlay`]): the image behind it is
+    /// never written.
+    Disk {
+        /// The overlay QEMU opens (qcow2).
+        overlay: PathBuf,
+    },
+}
+
 /// A guest to boot, built step by step.
 #[derive(Debug, Clone)]
 pub struct Guest {
     /// Name (QEMU's `-name`, libvirt's domain name).
     pub name: String,
-    /// The kernel.
-    pub kernel: PathBuf,
-    /// The initramfs.
-    pub initrd: PathBuf,
-    /// Kernel command line.
-    pub cmdline: String,
+    /// Kernel and initramfs, or a bootable disk.
+    pub boot: Boot,
     /// Memory in MiB.
     pub memory_mb: u32,
     /// Persistent disk (raw ext4), attached with virtio-blk.
@@ -76,15 +99,43 @@ impl Guest {
     pub fn new(name: &str, image: &Image, serial_log: &Path) -> Self {
         Self {
             name: name.to_owned(),
-            kernel: image.kernel.clone(),
-            initrd: image.initrd.clone(),
-            cmdline: KERNEL_CMDLINE.to_owned(),
+            boot: Boot::Kernel {
+                kernel: image.kernel.clone(),
+                initrd: image.initrd.clone(),
+                cmdline: KERNEL_CMDLINE.to_owned(),
+            },
             memory_mb: MEMORY_MB,
             disk: None,
             config_drive: None,
             nic: None,
             entropy: Entropy::CpuMax,
             serial_log: serial_log.to_owned(),
+        }
+    }
+
+    /// A guest booting from the disk `overlay` (made by [`make_overlay`]) through its firmware
+    /// and bootloader, with the memory a distribution needs.
+    pub fn from_disk(name: &str, overlay: &Path, serial_log: &Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            boot: Boot::Disk {
+                overlay: overlay.to_owned(),
+            },
+            memory_mb: DISK_MEMORY_MB,
+            disk: None,
+            config_drive: None,
+            nic: None,
+            entropy: Entropy::CpuMax,
+            serial_log: serial_log.to_owned(),
+        }
+    }
+
+    /// Appends `arg` to the kernel command line of a direct kernel boot (a disk's bootloader
+    /// has its own command line: nothing changes then).
+    pub fn add_kernel_arg(&mut self, arg: &str) {
+        if let Boot::Kernel { cmdline, .. } = &mut self.boot {
+            cmdline.push(' ');
+            cmdline.push_str(arg);
         }
     }
 
@@ -128,6 +179,28 @@ pub fn make_state_disk(path: &Path) -> anyhow::Result<()> {
             .arg(format!("{STATE_DISK_MB}M")),
     )
     .with_context(|| format!("failed to make the state disk {}", path.display()))?;
+    Ok(())
+}
+
+/// Makes `overlay`, a qcow2 whose backing file is the disk image `base` (of `format`, e.g.
+/// `qcow2` or `raw`): the guest writes only to the overlay, and `base` stays as it is.
+pub fn make_overlay(base: &Path, format: &str, overlay: &Path) -> anyhow::Result<()> {
+    // The overlay records the path as given: make it absolute so it opens from anywhere.
+    let base = std::path::absolute(base)
+        .with_context(|| format!("failed to resolve {}", base.display()))?;
+    let _ = std::fs::remove_file(overlay);
+    check(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+            .arg(&base)
+            .arg(overlay),
+    )
+    .with_context(|| {
+        format!(
+            "failed to make an overlay of {} (is qemu-utils installed?)",
+            base.display()
+        )
+    })?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The guest's serial console: read live from QEMU, cleaned of ANSI escapes, written to a log
-//! file with host timestamps, and searched for the tiny image's marker lines.
+//! file with host timestamps, and searched for the tiny image's marker lines and for the lines
+//! of a distribution's boot worth a timestamp (kernel, sshd, cloud-init or metaboot done).
 //!
 //! Times come from the host's monotonic clock around QEMU (the guest clock is wrong under TCG).
 
@@ -20,6 +21,31 @@ pub const MARK_NETWORK: &str = "network up";
 pub const MARK_METADATA: &str = "metadata fetched";
 /// dropbear listens: the guest is ready.
 pub const MARK_PROVISIONED: &str = "provisioned";
+
+/// The kernel started (a distribution's boot; the tiny image prints it too).
+pub const MARK_KERNEL: &str = "kernel";
+/// systemd started sshd (Debian's ssh.service).
+pub const MARK_SSHD: &str = "sshd started";
+/// cloud-init's final message ("Cloud-init v. 22.4.2 finished at …").
+pub const MARK_CLOUD_INIT_FINISHED: &str = "cloud-init finished";
+/// The guest agent's last line ("metaboot finished: status=done …").
+pub const MARK_METABOOT_FINISHED: &str = "metaboot finished";
+
+/// The marker a distribution's console line stands for, if any: its text is then the
+/// marker's name, `: `, and the line.
+pub fn distro_marker(line: &str) -> Option<&'static str> {
+    if line.contains("Linux version ") {
+        Some(MARK_KERNEL)
+    } else if line.contains("Started ssh.service") {
+        Some(MARK_SSHD)
+    } else if line.contains("Cloud-init v. ") && line.contains(" finished at ") {
+        Some(MARK_CLOUD_INIT_FINISHED)
+    } else if line.contains("metaboot finished: ") {
+        Some(MARK_METABOOT_FINISHED)
+    } else {
+        None
+    }
+}
 
 /// Longest console line kept (a guest printing without newlines must not exhaust memory).
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -78,6 +104,9 @@ impl SerialMonitor {
                     .split_once(MARKER_PREFIX)
                     .map(|(_, t)| t.trim().to_owned())
                 {
+                    state.markers.push(Marker { at, text });
+                } else if let Some(name) = distro_marker(&line) {
+                    let text = format!("{name}: {}", line.trim());
                     state.markers.push(Marker { at, text });
                 }
                 if line.contains("Kernel panic") {
@@ -261,6 +290,34 @@ mod tests {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("] noise\n"), "{text}");
         assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_distributions_boot_lines_are_markers_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = "\u{1b}[0m[    0.000000] Linux version 6.1.0-57-cloud-amd64 (debian-kernel@lists)\n\
+            [\u{1b}[0;32m  OK  \u{1b}[0m] Started \u{1b}[0;1;39mssh.service\u{1b}[0m - OpenBSD Secure Shell server.\n\
+            [   50.1] cloud-init[512]: Cloud-init v. 22.4.2 finished at Tue, 01 Dec 2026 23:55:01 +0000. Up 50.10 seconds\n\
+            2026-12-01T23:55:01Z  INFO metaboot finished: status=done instance=i-1 errors=0 duration_ms=40\n";
+        let monitor = SerialMonitor::start(
+            std::io::Cursor::new(console.to_owned()),
+            &dir.path().join("log"),
+            Instant::now(),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for name in [
+            MARK_KERNEL,
+            MARK_SSHD,
+            MARK_CLOUD_INIT_FINISHED,
+            MARK_METABOOT_FINISHED,
+        ] {
+            let marker = monitor.wait_for(name, 0, deadline).unwrap();
+            assert!(marker.text.starts_with(&format!("{name}: ")), "{marker:?}");
+        }
+        assert!(monitor.wait_closed(deadline));
+        assert_eq!(monitor.markers().len(), 4);
+        assert_eq!(distro_marker("Cloud-init v. 22.4.2 running 'init'"), None);
     }
 
     #[test]

@@ -1,7 +1,32 @@
-//! The cache key of an image: a SHA-256 over every input, so an image is rebuilt only when one
-//! of them changed.
+//! Where the harness caches packages, images and run logs (outside the checkout, so a fresh
+//! clone finds them again), and the cache key of an image: a SHA-256 over every input, so an
+//! image is rebuilt only when one of them changed.
+
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
+
+/// The cache of a root user (the lab needs root): `<cache>/packages`, `<cache>/images`,
+/// `<cache>/runs`.
+pub const SYSTEM_CACHE_DIR: &str = "/var/cache/metaboot";
+
+/// The cache directory when neither `--cache` nor `METABOOT_CACHE` names one:
+/// [`SYSTEM_CACHE_DIR`] for root, `$XDG_CACHE_HOME/metaboot` (else `~/.cache/metaboot`) for
+/// anyone else, who cannot write under /var/cache.
+pub fn default_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(SYSTEM_CACHE_DIR);
+    }
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_CACHE_HOME")
+        .or_else(|| env("HOME").map(|home| home.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("metaboot")
+}
 
 /// Bump when the builder itself changes what it makes from the same inputs.
 pub const BUILDER_VERSION: u32 = 1;
@@ -56,6 +81,21 @@ impl InputHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_lives_outside_the_checkout() {
+        let dir = default_dir();
+        assert!(
+            !dir.starts_with(crate::workspace::root()),
+            "{}",
+            dir.display()
+        );
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(dir, std::path::Path::new(SYSTEM_CACHE_DIR));
+        } else {
+            assert!(dir.ends_with("metaboot"), "{}", dir.display());
+        }
+    }
 
     #[test]
     fn the_key_changes_with_any_input_and_not_otherwise() {

@@ -1,7 +1,11 @@
-//! Guest images: recipes under `images/`, built from Debian packages, cached by input hash.
+//! Guest images: recipes under `images/`, built from Debian packages, cached by input hash:
+//! the tiny image (a kernel and an initramfs for QEMU's direct kernel boot) and the Debian
+//! cloud images (bootable qcow2 disks, see [`debian`]).
 
 pub mod cache;
 pub mod cpio;
+pub mod debian;
+pub mod disk;
 pub mod modules;
 pub mod output;
 pub mod packages;

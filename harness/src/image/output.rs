@@ -1,5 +1,5 @@
-//! Where built images go: the image directory's files, the `tiny` link to the newest image,
-//! and pruning old images.
+//! Where built images go: the image directory's files, the links to the newest image of each
+//! kind (`tiny`, `debian-metaboot`, …), and pruning old images.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,11 +31,16 @@ pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Res
 
 /// Points `<out>/tiny` at `dir` (atomically: a new symlink renamed over the old one).
 pub fn link_latest(out: &Path, dir: &Path) -> anyhow::Result<()> {
+    link_named(out, "tiny", dir)
+}
+
+/// Points `<out>/<link>` at `dir` (atomically: a new symlink renamed over the old one).
+pub fn link_named(out: &Path, link: &str, dir: &Path) -> anyhow::Result<()> {
     let name = dir.file_name().context("an image directory has a name")?;
-    let tmp = out.join(format!(".tiny-link.{}", std::process::id()));
+    let tmp = out.join(format!(".link.{link}.{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(name, &tmp).context("failed to link the newest image")?;
-    fs::rename(&tmp, out.join("tiny")).context("failed to link the newest image")
+    fs::rename(&tmp, out.join(link)).context("failed to link the newest image")
 }
 
 /// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).

@@ -1,6 +1,7 @@
 //! The end-to-end scenarios: build the image, bring a lab up, boot guests in parallel, check
 //! them from outside, take the lab down, report.
 
+pub mod cloud_image;
 pub mod matrix;
 pub mod run;
 pub mod userdata;
@@ -62,7 +63,7 @@ pub fn preflight() -> anyhow::Result<()> {
         "apt-get",
         "dpkg",
     ] {
-        if !on_path(tool) {
+        if !crate::process::on_path(tool) {
             missing.push(tool);
         }
     }
@@ -81,14 +82,6 @@ pub fn check_jobs(jobs: usize) -> anyhow::Result<()> {
         bail!("--jobs must be 1..={MAX_JOBS}, not {jobs}");
     }
     Ok(())
-}
-
-fn on_path(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    // Root's tools live in sbin, which a non-login PATH may lack.
-    dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
-    dirs.iter().any(|d| d.join(tool).is_file())
 }
 
 /// Runs the scenarios in a fresh lab and takes the lab down again (unless `keep_lab`).

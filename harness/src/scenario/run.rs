@@ -84,9 +84,9 @@ struct ConfigDriveGuest {
 }
 
 /// Deletes a tap when the scenario ends, however it ends.
-struct TapGuard<'a> {
-    lab: &'a Lab,
-    tap: String,
+pub(crate) struct TapGuard<'a> {
+    pub(crate) lab: &'a Lab,
+    pub(crate) tap: String,
 }
 
 impl Drop for TapGuard<'_> {

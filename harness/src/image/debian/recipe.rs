@@ -1,0 +1,276 @@
+//! The recipe of the Debian images (`images/debian/`), compiled in: package lists, the files
+//! each flavour gets, the scripts that finish a root and install GRUB, and the cache keys made
+//! from all of them.
+
+use super::Flavour;
+use super::sources::Source;
+use crate::image::cache::InputHash;
+
+/// The Debian release the images are made of.
+pub const RELEASE: &str = "bookworm";
+
+/// Bump when the builder makes something else from the same recipe and inputs.
+pub const RECIPE_VERSION: u32 = 1;
+
+/// mmdebstrap's package set under the recipe's packages: Essential plus apt.
+pub const VARIANT: &str = "apt";
+
+macro_rules! recipe {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../images/debian/",
+            $name
+        ))
+    };
+}
+
+/// Packages of both flavours.
+pub const PACKAGES: &str = recipe!("packages");
+
+/// Packages only `debian-cloud-init` has (and `debian-metaboot` purges).
+pub const CLOUD_INIT_PACKAGES: &str = recipe!("packages.cloud-init");
+
+/// Runs a command inside a root with its own /proc, /sys and /dev (see the script).
+pub const CHROOT_SH: &str = recipe!("chroot.sh");
+
+/// Installs GRUB onto the disk from the image itself.
+pub const BOOTLOADER_SH: &str = recipe!("bootloader.sh");
+
+/// Finishes a root from inside it.
+pub const CUSTOMIZE_SH: &str = recipe!("customize.sh");
+
+/// The guest agent's unit, as the repository ships it.
+pub const METABOOT_UNIT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../agent/systemd/metaboot.service"
+));
+
+/// Where the static guest agent goes in the image (as in agent/README.md).
+pub const AGENT_PATH: &str = "usr/bin/metaboot";
+
+/// A file of the recipe, placed into the root as is.
+#[derive(Debug, Clone, Copy)]
+pub struct RecipeFile {
+    /// Its name in the recipe (for the cache key's list of inputs).
+    pub name: &'static str,
+    /// Where it goes, relative to the root.
+    pub path: &'static str,
+    /// Its mode.
+    pub mode: u32,
+    /// Its content.
+    pub content: &'static str,
+}
+
+/// Files of both flavours.
+pub const COMMON_FILES: &[RecipeFile] = &[
+    RecipeFile {
+        name: "grub.cfg",
+        path: "etc/default/grub.d/50-metaboot-image.cfg",
+        mode: 0o644,
+        content: recipe!("grub.cfg"),
+    },
+    RecipeFile {
+        name: "hostname",
+        path: "etc/hostname",
+        mode: 0o644,
+        content: recipe!("hostname"),
+    },
+    RecipeFile {
+        name: "hosts",
+        path: "etc/hosts",
+        mode: 0o644,
+        content: recipe!("hosts"),
+    },
+    RecipeFile {
+        name: "locale",
+        path: "etc/default/locale",
+        mode: 0o644,
+        content: recipe!("locale"),
+    },
+];
+
+/// Files of `debian-cloud-init`.
+pub const CLOUD_INIT_FILES: &[RecipeFile] = &[RecipeFile {
+    name: "cloud.cfg",
+    path: "etc/cloud/cloud.cfg.d/90-metaboot-image.cfg",
+    mode: 0o644,
+    content: recipe!("cloud.cfg"),
+}];
+
+/// Files of `debian-metaboot` (the agent binary comes on top).
+pub const METABOOT_FILES: &[RecipeFile] = &[
+    RecipeFile {
+        name: "metaboot.service",
+        path: "usr/lib/systemd/system/metaboot.service",
+        mode: 0o644,
+        content: METABOOT_UNIT,
+    },
+    RecipeFile {
+        name: "metaboot.yaml",
+        path: "etc/metaboot/metaboot.yaml",
+        mode: 0o644,
+        content: recipe!("metaboot.yaml"),
+    },
+    RecipeFile {
+        name: "dhcp.network",
+        path: "etc/systemd/network/50-dhcp.network",
+        mode: 0o644,
+        content: recipe!("dhcp.network"),
+    },
+    RecipeFile {
+        name: "ssh-host-keys.conf",
+        path: "etc/systemd/system/ssh.service.d/50-host-keys.conf",
+        mode: 0o644,
+        content: recipe!("ssh-host-keys.conf"),
+    },
+];
+
+/// The recipe files of a flavour: the common ones, then its own.
+pub fn files(flavour: Flavour) -> impl Iterator<Item = &'static RecipeFile> {
+    let own = match flavour {
+        Flavour::CloudInit => CLOUD_INIT_FILES,
+        Flavour::Metaboot => METABOOT_FILES,
+    };
+    COMMON_FILES.iter().chain(own)
+}
+
+/// Package names of a list: one per line, `#` comments and blank lines skipped.
+pub fn package_names(list: &str) -> Vec<&str> {
+    list.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Every package mmdebstrap installs into the shared root (both lists).
+pub fn rootfs_packages() -> Vec<&'static str> {
+    let mut names = package_names(PACKAGES);
+    names.extend(package_names(CLOUD_INIT_PACKAGES));
+    names
+}
+
+/// The key of the shared root: release, variant, packages and the apt sources.
+pub fn rootfs_key(sources: &[Source]) -> InputHash {
+    let mut key = InputHash::new("debian-rootfs");
+    key.add("recipe-version", RECIPE_VERSION.to_string().as_bytes());
+    key.add("release", RELEASE.as_bytes());
+    key.add("variant", VARIANT.as_bytes());
+    key.add("recipe:packages", PACKAGES.as_bytes());
+    key.add("recipe:packages.cloud-init", CLOUD_INIT_PACKAGES.as_bytes());
+    let lines: Vec<String> = sources.iter().map(Source::line).collect();
+    key.add("apt-sources", lines.join("\n").as_bytes());
+    key
+}
+
+/// The key of a flavour's disk: the root's key, the scripts, the flavour's files, the disk
+/// layout, and the guest agent for `debian-metaboot`.
+pub fn flavour_key(
+    rootfs_key: &str,
+    flavour: Flavour,
+    agent: Option<&[u8]>,
+    layout: &str,
+) -> InputHash {
+    let mut key = InputHash::new(flavour.name());
+    key.add("recipe-version", RECIPE_VERSION.to_string().as_bytes());
+    key.add("rootfs", rootfs_key.as_bytes());
+    key.add("recipe:chroot.sh", CHROOT_SH.as_bytes());
+    key.add("recipe:bootloader.sh", BOOTLOADER_SH.as_bytes());
+    key.add("recipe:customize.sh", CUSTOMIZE_SH.as_bytes());
+    key.add("disk-layout", layout.as_bytes());
+    for file in files(flavour) {
+        key.add(
+            &format!("recipe:{} {} mode {:o}", file.name, file.path, file.mode),
+            file.content.as_bytes(),
+        );
+    }
+    if let (Flavour::Metaboot, Some(agent)) = (flavour, agent) {
+        key.add("agent:metaboot", agent);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recipe_names_what_the_images_need() {
+        let common = package_names(PACKAGES);
+        for needed in [
+            "linux-image-cloud-amd64",
+            "grub-pc",
+            "openssh-server",
+            "systemd-sysv",
+            "sudo",
+            "e2fsprogs",
+            "locales",
+        ] {
+            assert!(
+                common.contains(&needed),
+                "{needed} in images/debian/packages"
+            );
+        }
+        assert_eq!(
+            package_names(CLOUD_INIT_PACKAGES),
+            ["cloud-init", "ifupdown"]
+        );
+        assert!(
+            !common.contains(&"cloud-init"),
+            "the shared base has no cloud-init"
+        );
+        assert!(METABOOT_UNIT.contains("ExecStart=/usr/bin/metaboot run"));
+        assert_eq!(format!("/{AGENT_PATH}"), "/usr/bin/metaboot");
+        for script in [CHROOT_SH, BOOTLOADER_SH, CUSTOMIZE_SH] {
+            assert!(script.starts_with("#!/bin/sh\n"));
+        }
+        let paths: Vec<&str> = files(Flavour::Metaboot).map(|f| f.path).collect();
+        assert!(paths.contains(&"etc/metaboot/metaboot.yaml"), "{paths:?}");
+        assert!(
+            !paths.iter().any(|p| p.starts_with("etc/cloud")),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn keys_follow_their_inputs() {
+        let debian = Source {
+            uri: "http://deb.debian.org/debian".into(),
+            suite: RELEASE.into(),
+            signed_by: None,
+        };
+        let mirror = Source {
+            uri: "http://mirror.example/debian".into(),
+            ..debian.clone()
+        };
+        let base = rootfs_key(std::slice::from_ref(&debian)).key();
+        assert_eq!(base, rootfs_key(std::slice::from_ref(&debian)).key());
+        assert_ne!(base, rootfs_key(&[mirror]).key(), "other apt sources");
+
+        let metaboot =
+            |agent: &[u8], layout| flavour_key(&base, Flavour::Metaboot, Some(agent), layout).key();
+        assert_eq!(metaboot(b"a", "gpt"), metaboot(b"a", "gpt"));
+        assert_ne!(
+            metaboot(b"a", "gpt"),
+            metaboot(b"b", "gpt"),
+            "another agent"
+        );
+        assert_ne!(
+            metaboot(b"a", "gpt"),
+            metaboot(b"a", "mbr"),
+            "another layout"
+        );
+        let cloud_init =
+            |agent: &[u8]| flavour_key(&base, Flavour::CloudInit, Some(agent), "gpt").key();
+        assert_eq!(
+            cloud_init(b"a"),
+            cloud_init(b"b"),
+            "cloud-init has no agent"
+        );
+        assert_ne!(
+            flavour_key("other", Flavour::CloudInit, None, "gpt").key(),
+            cloud_init(b"a"),
+            "another root"
+        );
+    }
+}

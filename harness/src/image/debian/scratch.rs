@@ -1,0 +1,220 @@
+//! Where a Debian build works: scratch directories in the image directory, renamed into place
+//! when their product is complete and removed otherwise; the lock one build at a time holds;
+//! and the removal of what a killed build left (its loop devices, its scratch directories).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::loopdev;
+
+/// The name of the lock file every Debian build holds in the image directory.
+pub const LOCK_FILE: &str = ".debian.lock";
+
+/// Prefix of the scratch directories of Debian builds in the image directory.
+pub const SCRATCH_PREFIX: &str = ".debian-";
+
+/// Holds the image directory's Debian build lock: a second build waits for the first, then
+/// finds its images in the cache.
+pub fn lock(out: &Path) -> anyhow::Result<Flock<fs::File>> {
+    let path = out.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, _)) => {
+            eprintln!(
+                "waiting for another Debian image build to finish (it holds {})",
+                path.display()
+            );
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, err)| anyhow::anyhow!("failed to lock {}: {err}", path.display()))
+        }
+    }
+}
+
+/// Removes what a killed build left (under the lock, so no build is running): its loop
+/// devices, then its scratch directories.
+pub fn clean_leftovers(out: &Path) {
+    let prefix = format!("{}/{SCRATCH_PREFIX}", out.display());
+    for device in loopdev::detach_backed_by(&prefix) {
+        eprintln!(
+            "detached {}, left by an interrupted image build",
+            device.display()
+        );
+    }
+    let Ok(entries) = fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let is_scratch = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(SCRATCH_PREFIX) && n != LOCK_FILE);
+        if is_scratch {
+            WorkDir { path: entry.path() }.remove();
+        }
+    }
+}
+
+/// A scratch directory in the image directory, removed when dropped (build failed or
+/// interrupted); [`WorkDir::commit`] moves its product into place first.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    /// `<out>/.debian-<what>.<pid>`, empty.
+    pub fn create(out: &Path, what: &str) -> anyhow::Result<Self> {
+        let what = what.strip_prefix("debian-").unwrap_or(what);
+        let path = out.join(format!("{SCRATCH_PREFIX}{what}.{}", std::process::id()));
+        let this = Self { path };
+        this.remove();
+        fs::create_dir_all(&this.path)
+            .with_context(|| format!("failed to create {}", this.path.display()))?;
+        Ok(this)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames `<scratch>/<product>` to `dest` (atomic: same file system). A product that is
+    /// already there (a concurrent build of the same key) is left as it is.
+    pub fn commit(&self, product: &str, dest: &Path) -> anyhow::Result<()> {
+        let from = self.path.join(product);
+        if let Err(err) = fs::rename(&from, dest)
+            && !dest.is_dir()
+        {
+            return Err(err)
+                .with_context(|| format!("failed to move the product to {}", dest.display()));
+        }
+        Ok(())
+    }
+
+    /// Removes the directory, unless something is mounted inside it (then it says so and
+    /// leaves it: removing would reach into the mounted file system).
+    fn remove(&self) {
+        if !self.path.exists() {
+            return;
+        }
+        if let Some(mount) = mounted_under(&self.path) {
+            eprintln!(
+                "warning: {} is mounted; leaving {} (unmount it, then remove the directory)",
+                mount.display(),
+                self.path.display()
+            );
+            return;
+        }
+        if let Err(err) = fs::remove_dir_all(&self.path) {
+            eprintln!("warning: failed to remove {}: {err}", self.path.display());
+        }
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A mount point at or under `dir` in this process's mount namespace, if any.
+fn mounted_under(dir: &Path) -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mount_points(&mountinfo)
+        .into_iter()
+        .find(|point| point.starts_with(dir))
+}
+
+/// The mount points of a `/proc/self/mountinfo` (field 5, octal escapes decoded).
+fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_octal(field)))
+        .collect()
+}
+
+fn unescape_octal(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let digits: String = chars.clone().take(3).collect();
+            if let Ok(byte) = u8::from_str_radix(&digits, 8)
+                && digits.len() == 3
+            {
+                out.push(char::from(byte));
+                chars.nth(2);
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scratch_directory_is_removed_unless_committed() {
+        let out = tempfile::tempdir().unwrap();
+        let work = WorkDir::create(out.path(), "debian-metaboot-abc").unwrap();
+        let path = work.path().to_owned();
+        assert!(
+            path.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".debian-metaboot-abc.")
+        );
+        fs::create_dir(path.join("image")).unwrap();
+        fs::write(path.join("image/disk.qcow2"), b"x").unwrap();
+        fs::write(path.join("disk.raw"), b"scratch").unwrap();
+        let dest = out.path().join("debian-metaboot-abc");
+        work.commit("image", &dest).unwrap();
+        drop(work);
+        assert!(!path.exists(), "the scratch directory goes");
+        assert_eq!(fs::read(dest.join("disk.qcow2")).unwrap(), b"x");
+
+        // A build that fails (or is interrupted) leaves nothing under the final name.
+        let failed = WorkDir::create(out.path(), "debian-cloud-init-def").unwrap();
+        fs::create_dir(failed.path().join("image")).unwrap();
+        let failed_path = failed.path().to_owned();
+        drop(failed);
+        assert!(!failed_path.exists());
+        assert!(!out.path().join("debian-cloud-init-def").exists());
+
+        // A killed build's scratch directory is removed by the next build.
+        let stale = out.path().join(".debian-rootfs-1.99999");
+        fs::create_dir_all(stale.join("x")).unwrap();
+        clean_leftovers(out.path());
+        assert!(!stale.exists());
+        assert!(dest.exists(), "images stay");
+    }
+
+    #[test]
+    fn mount_points_are_read_with_their_escapes() {
+        let info = "22 1 8:1 / / rw - ext4 /dev/vda rw\n\
+            30 22 0:5 / /var/cache/a\\040b/.debian-x.1/root/proc rw - proc proc rw\n";
+        assert_eq!(
+            mount_points(info),
+            [
+                PathBuf::from("/"),
+                PathBuf::from("/var/cache/a b/.debian-x.1/root/proc")
+            ]
+        );
+        assert!(mounted_under(Path::new("/proc")).is_some());
+        assert!(mounted_under(Path::new("/nonexistent/dir")).is_none());
+    }
+}

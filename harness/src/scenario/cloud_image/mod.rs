@@ -1,0 +1,356 @@
+//! One guest booted from a cloud image's disk (through a copy-on-write overlay: the image is
+//! never written) on a lab network, provisioned through the chain by what the image runs
+//! (cloud-init or metaboot), and checked from outside as its user would: key login as the
+//! default user, the host name, a user with a key and a password from the user data, sudo,
+//! runcmd's effect, and the provisioner's own verdict.
+
+mod batch;
+mod checks;
+
+pub use batch::{CloudImageRun, run_all, table};
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use self::checks::{check_output, check_password, wait_for_verdict};
+use super::matrix::MetadataPath;
+use super::run::TapGuard;
+use super::userdata::{self, Intent};
+use crate::check::CheckResult;
+use crate::check::ssh::{self, SshTarget};
+use crate::guest::qemu::{DISK_BOOT_TIMEOUT, RunningGuest};
+use crate::guest::{self, Guest, Nic, serial};
+use crate::image::disk::Provisioner;
+use crate::lab::Lab;
+use crate::lab::registry::InstanceSpec;
+use crate::progress::Progress;
+
+/// How long provisioning may go on after the first key login (cloud-init's config and final
+/// stages run after sshd started: about 20 s more under TCG here).
+pub const PROVISION_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// How often the first key login and the verdict are tried.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// The user the user data creates (besides the image's default user).
+pub const USER: &str = "cloudy";
+
+/// A cloud image guest to boot.
+#[derive(Debug, Clone)]
+pub struct CloudImageGuest {
+    /// Its name in reports (`router/debian-metaboot`).
+    pub name: String,
+    /// The disk image (never written).
+    pub image: PathBuf,
+    /// The image's format for QEMU (`qcow2`, `raw`).
+    pub format: String,
+    /// What provisions it (its verdict is checked).
+    pub provisioner: Provisioner,
+    /// The user that gets the instance's keys.
+    pub default_user: String,
+    /// The metadata path (the lab network it boots on).
+    pub path: MetadataPath,
+}
+
+impl CloudImageGuest {
+    /// The name as an identifier (`router-debian-metaboot`): instance names, files.
+    pub fn slug(&self) -> String {
+        self.name.replace('/', "-")
+    }
+}
+
+/// Times of one boot, in seconds since QEMU started (host monotonic clock).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DiskBootTimes {
+    /// The kernel printed its banner (firmware and bootloader before it).
+    pub kernel: Option<f64>,
+    /// systemd started sshd.
+    pub sshd: Option<f64>,
+    /// The provisioner's last console line (cloud-init's final message, metaboot's
+    /// "metaboot finished").
+    pub provisioner_done: Option<f64>,
+    /// The first successful key login as the default user.
+    pub ssh: Option<f64>,
+    /// The verdict was final (polled over SSH, so up to [`POLL`] late).
+    pub verdict: Option<f64>,
+}
+
+/// The outcome of one cloud image guest.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudImageReport {
+    /// Its name.
+    pub name: String,
+    /// True when every check passed and nothing failed on the way.
+    pub passed: bool,
+    /// The checks, in the order they ran.
+    pub checks: Vec<CheckResult>,
+    /// The boot.
+    pub times: DiskBootTimes,
+    /// What stopped it early, if anything.
+    pub error: Option<String>,
+    /// The registered instance.
+    pub instance: Option<String>,
+    /// The console log.
+    pub serial_log: PathBuf,
+    /// Wall time of the whole run.
+    pub seconds: f64,
+}
+
+/// Who the guest should become.
+struct Who {
+    /// The instance's key (meta_data `public_keys`): the default user's.
+    key: PathBuf,
+    /// The user data user's key.
+    user_key: PathBuf,
+    intent: Intent,
+}
+
+/// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
+/// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
+pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
+    format!(
+        "#cloud-config\n\
+         hostname: {host}\n\
+         ssh_pwauth: true\n\
+         users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
+         \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
+         chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
+         runcmd:\n  - echo \"{marker}\" >> {log}\n",
+        host = intent.hostname,
+        pw = intent.password,
+        marker = intent.marker,
+        log = userdata::RUNCMD_LOG,
+    )
+}
+
+/// Boots `spec` on `lab` and checks it; failures end up in the report, never as a panic.
+pub fn run(
+    lab: &Lab,
+    spec: &CloudImageGuest,
+    dir: &Path,
+    askpass: &Path,
+    progress: &dyn Progress,
+) -> CloudImageReport {
+    let started = Instant::now();
+    let mut report = CloudImageReport {
+        name: spec.name.clone(),
+        passed: false,
+        checks: Vec::new(),
+        times: DiskBootTimes::default(),
+        error: None,
+        instance: None,
+        serial_log: dir.join("serial.log"),
+        seconds: 0.0,
+    };
+    if let Err(err) = run_guest(lab, spec, dir, askpass, progress, &mut report) {
+        report.error = Some(format!("{err:#}"));
+    }
+    report.passed = report.error.is_none()
+        && !report.checks.is_empty()
+        && report.checks.iter().all(|c| c.passed);
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+fn run_guest(
+    lab: &Lab,
+    spec: &CloudImageGuest,
+    dir: &Path,
+    askpass: &Path,
+    progress: &dyn Progress,
+    report: &mut CloudImageReport,
+) -> anyhow::Result<()> {
+    let stage = |what: &str| progress.stage(&spec.name, what);
+    fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    stage("registering");
+    let slug = spec.slug();
+    let who = Who {
+        key: ssh::keygen(dir, "id_ed25519")?,
+        user_key: ssh::keygen(dir, "id_ed25519-user")?,
+        intent: Intent {
+            hostname: format!("ud-{slug}"),
+            password: format!("pw-{}", crate::lab::config::random_id()),
+            marker: format!("{slug} runcmd"),
+        },
+    };
+    let user_public = fs::read_to_string(who.user_key.with_extension("pub"))
+        .context("failed to read the user's public key")?;
+    let user_data = dir.join("user-data");
+    fs::write(&user_data, cloud_config(&who.intent, user_public.trim()))
+        .with_context(|| format!("failed to write {}", user_data.display()))?;
+    let network_id = lab.network(spec.path.network())?.id.clone();
+    let record = lab.register_instance(&InstanceSpec {
+        name: slug.clone(),
+        network: network_id,
+        hostname: Some(format!("md-{slug}")),
+        key_files: vec![who.key.with_extension("pub")],
+        user_data: Some(user_data),
+        ..InstanceSpec::default()
+    })?;
+    report.instance = Some(record.uuid.clone());
+    let tap = TapGuard {
+        lab,
+        tap: lab.add_tap(&record)?,
+    };
+    let overlay = dir.join("overlay.qcow2");
+    guest::make_overlay(&spec.image, &spec.format, &overlay)?;
+    let guest = Guest::from_disk(&slug, &overlay, &report.serial_log).with_nic(Nic {
+        netns: lab.state().bridge_ns.clone(),
+        tap: tap.tap.clone(),
+        mac: record.mac.clone(),
+    });
+    let target = SshTarget {
+        netns: lab.client_namespace(&record.network_id),
+        ip: record.ip,
+        user: spec.default_user.clone(),
+    };
+
+    stage("booting (firmware, GRUB, kernel, systemd)");
+    let mut vm = RunningGuest::start(&guest)?;
+    let result = boot_and_check(&mut vm, spec, &target, &who, askpass, &stage, report);
+    record_markers(&vm, report);
+    vm.kill()?;
+    drop(tap);
+    result
+}
+
+fn boot_and_check(
+    vm: &mut RunningGuest,
+    spec: &CloudImageGuest,
+    target: &SshTarget,
+    who: &Who,
+    askpass: &Path,
+    stage: &dyn Fn(&str),
+    report: &mut CloudImageReport,
+) -> anyhow::Result<()> {
+    let deadline = vm.started + DISK_BOOT_TIMEOUT;
+    loop {
+        if ssh::with_key(target, &who.key, "true").is_ok_and(|out| out.success()) {
+            break;
+        }
+        if let Some(why) = vm.stopped()? {
+            bail!("{why}; console log: {}", report.serial_log.display());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no key login as {} within {DISK_BOOT_TIMEOUT:?} of QEMU's start; console log: {}",
+                target.user,
+                report.serial_log.display()
+            );
+        }
+        thread::sleep(POLL);
+    }
+    report.times.ssh = Some(vm.started.elapsed().as_secs_f64());
+    stage(&format!(
+        "key login as {} after {:.1} s; waiting for {}",
+        target.user,
+        vm.started.elapsed().as_secs_f64(),
+        spec.provisioner.status_command()
+    ));
+
+    let verdict = wait_for_verdict(target, &who.key, spec.provisioner)?;
+    report.times.verdict = Some(vm.started.elapsed().as_secs_f64());
+    stage("checking");
+    let mut push = |name: &str, result: anyhow::Result<CheckResult>| {
+        report.checks.push(match result {
+            Ok(check) => CheckResult {
+                name: name.to_owned(),
+                ..check
+            },
+            Err(err) => CheckResult::fail(name, format!("{err:#}")),
+        });
+    };
+    push(
+        &format!("key login as {}", target.user),
+        Ok(CheckResult::pass(
+            "",
+            "the instance's key (meta_data public_keys)",
+        )),
+    );
+    push(
+        &format!("{}: done, no errors", spec.provisioner.status_command()),
+        Ok(verdict),
+    );
+    push(
+        "hostname",
+        check_output(target, &who.key, "hostname", &who.intent.hostname),
+    );
+    push(
+        "hostname in /etc/hosts",
+        check_output(
+            target,
+            &who.key,
+            "getent hosts \"$(hostname)\" >/dev/null && echo resolves",
+            "resolves",
+        ),
+    );
+    let user = SshTarget {
+        user: USER.to_owned(),
+        ..target.clone()
+    };
+    push(
+        &format!("key login as {USER} (user data)"),
+        check_output(&user, &who.user_key, "id -un", USER),
+    );
+    push(
+        &format!("password login as {USER}"),
+        check_password(&user, askpass, &who.intent.password),
+    );
+    push(
+        "runcmd ran once (read with sudo)",
+        check_output(
+            target,
+            &who.key,
+            &format!("sudo -n cat {}", userdata::RUNCMD_LOG),
+            &who.intent.marker,
+        ),
+    );
+    Ok(())
+}
+
+/// Copies the console's timestamps into the report.
+fn record_markers(vm: &RunningGuest, report: &mut CloudImageReport) {
+    let at = |name: &str| {
+        vm.serial()
+            .markers()
+            .into_iter()
+            .find(|m| m.text.starts_with(name))
+            .map(|m| m.at.as_secs_f64())
+    };
+    report.times.kernel = at(serial::MARK_KERNEL);
+    report.times.sshd = at(serial::MARK_SSHD);
+    report.times.provisioner_done =
+        at(serial::MARK_CLOUD_INIT_FINISHED).or_else(|| at(serial::MARK_METABOOT_FINISHED));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_data_asks_for_what_the_checks_look_at() {
+        let intent = Intent {
+            hostname: "ud-x".into(),
+            password: "pw-1".into(),
+            marker: "x runcmd".into(),
+        };
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k");
+        assert!(text.starts_with("#cloud-config\n"));
+        for expect in [
+            "hostname: ud-x\n",
+            "  - default\n",
+            "  - name: cloudy\n",
+            "      - ssh-ed25519 AAAA k\n",
+            "      password: \"pw-1\"\n",
+            "  - echo \"x runcmd\" >> /root/runcmd.log\n",
+            "ssh_pwauth: true\n",
+        ] {
+            assert!(text.contains(expect), "{expect:?} in\n{text}");
+        }
+    }
+}

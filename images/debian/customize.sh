@@ -1,0 +1,46 @@
+#!/bin/sh
+# Finishes an image root from inside it (started by chroot.sh, in a namespace without network).
+#
+#   customize.sh FLAVOUR [PACKAGE...]
+#
+# FLAVOUR is debian-cloud-init or debian-metaboot. For debian-metaboot, the PACKAGEs are those
+# only debian-cloud-init has: they are purged with everything they pulled in, so both flavours
+# share one base. The recipe's files are already in place.
+set -eu
+flavour=$1
+shift
+
+case "$flavour" in
+debian-cloud-init) ;;
+debian-metaboot)
+	# iproute2 suggests python3: without this, autoremove would keep cloud-init's python3.
+	apt-get purge -y -q --autoremove -o APT::AutoRemove::SuggestsImportant=false "$@"
+	systemctl enable metaboot.service systemd-networkd.service \
+		systemd-networkd-wait-online.service
+	# The unit must load cleanly in the system it is installed in.
+	out=$(systemd-analyze verify --man=no metaboot.service 2>&1) || true
+	if [ -n "$out" ]; then
+		echo "customize.sh: systemd-analyze verify metaboot.service: $out" >&2
+		exit 1
+	fi
+	;;
+*)
+	echo "customize.sh: unknown flavour $flavour" >&2
+	exit 2
+	;;
+esac
+
+# A GRUB upgrade inside the guest reinstalls it on the boot disk.
+echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
+
+# Every instance gets its own identity: no SSH host keys (cloud-init, or ssh-keygen -A before
+# sshd, makes them at first boot), an empty machine-id (systemd makes one at boot).
+rm -f /etc/ssh/ssh_host_*
+: >/etc/machine-id
+rm -f /var/lib/dbus/machine-id
+
+# Nothing of the build machine or the build: its resolv.conf (mmdebstrap copies it in), apt's
+# package lists and downloads.
+rm -f /etc/resolv.conf
+apt-get clean
+rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*

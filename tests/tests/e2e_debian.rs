@@ -1,0 +1,146 @@
+//! The Debian cloud images end to end: `image build debian` makes (or finds in its cache)
+//! `debian-cloud-init` and `debian-metaboot`; each boots under QEMU (TCG) from its disk alone
+//! (SeaBIOS → GRUB → kernel, through a copy-on-write overlay) on a lab network served by
+//! `metaboot-server all`, as a registered instance whose user data sets a host name, a user
+//! with an SSH key and a password, and a runcmd; and each is checked from outside: key login as
+//! `debian`, the host name, the user's key and password logins, sudo and runcmd, and the
+//! provisioner's own verdict (`cloud-init status --long`, `metaboot status`).
+//!
+//! Needs root, QEMU, the lab's tools and the image build's (scripts/install-lab-deps): fails in
+//! CI when they are missing, skips elsewhere. A cold image build takes a few minutes, each
+//! Debian boot about a minute under TCG.
+//!
+//! `METABOOT_E2E_DEBIAN` (space-separated `path/image`, default
+//! `router/debian-cloud-init isolated/debian-metaboot`) chooses the guests,
+//! `METABOOT_E2E_JOBS` how many boot at once. The report goes to `target/e2e/debian-report.*`.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use metaboot_harness::cli::{AgentArgs, build_debian};
+use metaboot_harness::image::debian::{self, Flavour};
+use metaboot_harness::scenario::cloud_image::{self, CloudImageGuest, CloudImageRun};
+use metaboot_harness::scenario::matrix::MetadataPath;
+use metaboot_harness::{lab, progress, scenario, workspace};
+use metaboot_tests::prerequisite::require;
+
+/// The guests a run boots unless `METABOOT_E2E_DEBIAN` names others.
+const DEFAULT_GUESTS: &str = "router/debian-cloud-init isolated/debian-metaboot";
+
+#[test]
+fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
+    let missing = scenario::preflight()
+        .and_then(|()| debian::preflight())
+        .err()
+        .map(|e| format!("{e:#}"));
+    if !require("root, QEMU, the lab and image build tools", missing) {
+        return;
+    }
+    let wanted = std::env::var("METABOOT_E2E_DEBIAN").unwrap_or_else(|_| DEFAULT_GUESTS.into());
+    let jobs = std::env::var("METABOOT_E2E_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(scenario::DEFAULT_JOBS);
+
+    let started = Instant::now();
+    let images = build_debian(
+        &metaboot_harness::image::cache::default_dir(),
+        None,
+        &AgentArgs { agent: None },
+        &Flavour::ALL,
+        &progress::Lines::new(),
+    )
+    .expect("the Debian images build");
+    eprintln!(
+        "images ready in {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        images
+            .iter()
+            .map(|i| format!(
+                "{} {}",
+                i.manifest.kind,
+                if i.cached { "cached" } else { "built" }
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let before: Vec<(PathBuf, SystemTime, u64)> = images
+        .iter()
+        .map(|i| {
+            let meta = std::fs::metadata(&i.disk).unwrap();
+            (i.disk.clone(), meta.modified().unwrap(), meta.len())
+        })
+        .collect();
+
+    let guests: Vec<CloudImageGuest> = wanted
+        .split_whitespace()
+        .map(|name| {
+            let (path, kind) = name
+                .split_once('/')
+                .unwrap_or_else(|| panic!("{name}: expected path/image"));
+            let path = match path {
+                "router" => MetadataPath::Router,
+                "isolated" => MetadataPath::Isolated,
+                other => panic!("{name}: unknown path {other}"),
+            };
+            let image = images
+                .iter()
+                .find(|i| i.manifest.kind == kind)
+                .unwrap_or_else(|| panic!("{name}: unknown image {kind}"));
+            CloudImageGuest {
+                name: name.to_owned(),
+                image: image.disk.clone(),
+                format: "qcow2".into(),
+                provisioner: image.manifest.provisioner,
+                default_user: image.manifest.default_user.clone(),
+                path,
+            }
+        })
+        .collect();
+    let server_bin = workspace::build(workspace::SERVER).expect("metaboot-server builds");
+    let out = workspace::root().join("target/e2e");
+    let run_dir = out.join("debian-run");
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let reports = cloud_image::run_all(
+        &CloudImageRun {
+            lab_id: lab::config::random_id(),
+            guests,
+            jobs,
+            server_bin,
+            state_root: PathBuf::from(lab::state::DEFAULT_STATE_ROOT),
+            run_dir,
+        },
+        &progress::Lines::new(),
+    )
+    .expect("the lab comes up and goes down");
+
+    let table = cloud_image::table(&reports);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("debian-report.txt"), &table).expect("the table is written");
+    std::fs::write(
+        out.join("debian-report.json"),
+        serde_json::to_vec_pretty(&reports).unwrap(),
+    )
+    .expect("the report is written");
+    eprintln!("{table}");
+
+    for (disk, modified, len) in before {
+        let meta = std::fs::metadata(&disk).unwrap();
+        assert_eq!(
+            (meta.modified().unwrap(), meta.len()),
+            (modified, len),
+            "{} must never be written (guests boot an overlay)",
+            disk.display()
+        );
+    }
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{failed:?} failed (see above and target/e2e/)"
+    );
+    assert_eq!(reports.len(), wanted.split_whitespace().count());
+}

@@ -1,0 +1,303 @@
+//! The systemd units the repository ships (`agent/systemd/`, `server/systemd/`): each loads
+//! cleanly in systemd (`systemd-analyze verify` against a root holding systemd's own units and
+//! the real binaries), its command line is one the binary accepts, and each keeps the ordering
+//! and the privileges its role needs and no more.
+//!
+//! Needs `systemd-analyze` (Debian's systemd package; no running systemd): fails in CI when
+//! missing, skips elsewhere.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use metaboot_harness::workspace::{self, CargoBinary};
+use metaboot_tests::prerequisite::require_command;
+
+/// systemd's own units on a Debian host (/lib is a link to /usr/lib).
+const SYSTEM_UNITS: &str = "/usr/lib/systemd/system";
+
+/// Every unit shipped, with the instance name templates are checked with.
+const UNITS: [(&str, &str); 6] = [
+    ("agent/systemd/metaboot.service", "metaboot.service"),
+    (
+        "server/systemd/metaboot-server.service",
+        "metaboot-server.service",
+    ),
+    (
+        "server/systemd/metaboot-api.service",
+        "metaboot-api.service",
+    ),
+    (
+        "server/systemd/metaboot-agent.service",
+        "metaboot-agent.service",
+    ),
+    (
+        "server/systemd/metaboot-ns-proxy-router@.service",
+        "metaboot-ns-proxy-router@r1.service",
+    ),
+    (
+        "server/systemd/metaboot-ns-proxy-network@.service",
+        "metaboot-ns-proxy-network@n1.service",
+    ),
+];
+
+/// A unit file's `[Section] Key=value` lines (a key given twice keeps every value, in order).
+fn parse(text: &str) -> BTreeMap<(String, String), Vec<String>> {
+    let mut map: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, value)) = line.split_once('=') {
+            map.entry((section.clone(), key.to_owned()))
+                .or_default()
+                .push(value.to_owned());
+        }
+    }
+    map
+}
+
+fn unit(path: &str) -> BTreeMap<(String, String), Vec<String>> {
+    let text = fs::read_to_string(workspace::root().join(path)).expect("the unit is readable");
+    parse(&text)
+}
+
+fn get(unit: &BTreeMap<(String, String), Vec<String>>, section: &str, key: &str) -> String {
+    unit.get(&(section.to_owned(), key.to_owned()))
+        .map(|values| values.join(" "))
+        .unwrap_or_default()
+}
+
+fn words(unit: &BTreeMap<(String, String), Vec<String>>, section: &str, key: &str) -> Vec<String> {
+    get(unit, section, key)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn binaries() -> (PathBuf, PathBuf) {
+    let server = metaboot_tests::chain::server_binary();
+    let agent = workspace::build(CargoBinary {
+        package: "metaboot",
+        bin: "metaboot",
+        profile: None,
+        target: None,
+        static_crt: false,
+    })
+    .expect("the guest agent builds");
+    (agent, server)
+}
+
+/// A root for `systemd-analyze verify --root`: systemd's units, ours, and the real binaries
+/// where the units' ExecStart= expects them.
+fn verify_root(dir: &Path, agent: &Path, server: &Path) -> PathBuf {
+    let root = dir.join("root");
+    let units = root.join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    for entry in fs::read_dir(SYSTEM_UNITS).expect("systemd's units are installed") {
+        let entry = entry.unwrap();
+        let target = units.join(entry.file_name());
+        let meta = fs::symlink_metadata(entry.path()).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path()).unwrap(), &target).unwrap();
+        } else if meta.is_file() {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    fs::copy(agent, root.join("usr/bin/metaboot")).unwrap();
+    fs::copy(server, root.join("usr/bin/metaboot-server")).unwrap();
+    for (source, _) in UNITS {
+        let name = Path::new(source).file_name().unwrap();
+        fs::copy(workspace::root().join(source), units.join(name)).unwrap();
+    }
+    root
+}
+
+/// `systemd-analyze verify`'s exit code and everything it printed.
+fn verify(root: &Path, units: &[&str]) -> (bool, String) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .arg(format!("--root={}", root.display()))
+        .args(units)
+        .output()
+        .expect("systemd-analyze runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_owned())
+}
+
+#[test]
+fn every_unit_passes_systemd_analyze_verify() {
+    if !require_command("systemd-analyze") {
+        return;
+    }
+    let (agent, server) = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let root = verify_root(dir.path(), &agent, &server);
+    let names: Vec<&str> = UNITS.iter().map(|(_, name)| *name).collect();
+    let (ok, text) = verify(&root, &names);
+    // verify exits 0 on mere warnings (an unknown directive is ignored): silence is the bar.
+    assert!(ok && text.is_empty(), "systemd-analyze verify: {text}");
+
+    // The same check catches a misspelt directive and a missing binary.
+    let units = root.join("usr/lib/systemd/system");
+    let api = units.join("metaboot-api.service");
+    let text = fs::read_to_string(&api).unwrap();
+    fs::write(&api, text.replace("ProtectSystem=", "ProtectSystm=")).unwrap();
+    let (_, warned) = verify(&root, &["metaboot-api.service"]);
+    assert!(warned.contains("ProtectSystm"), "{warned}");
+    fs::write(&api, text).unwrap();
+    fs::remove_file(root.join("usr/bin/metaboot")).unwrap();
+    let (ok, text) = verify(&root, &["metaboot.service"]);
+    assert!(!ok && text.contains("/usr/bin/metaboot"), "{text}");
+}
+
+/// Every ExecStart= is a command line the binary accepts (flags and values), with templates'
+/// `%i` filled in and the optional `$…_ARGS` left empty.
+#[test]
+fn every_exec_start_is_accepted_by_the_binary() {
+    let (agent, server) = binaries();
+    for (source, name) in UNITS {
+        let unit = unit(source);
+        let exec = get(&unit, "Service", "ExecStart");
+        let instance = name
+            .split_once('@')
+            .and_then(|(_, rest)| rest.strip_suffix(".service"))
+            .unwrap_or("");
+        let mut args: Vec<String> = exec
+            .replace("%i", instance)
+            .split_whitespace()
+            .filter(|w| !w.starts_with('$'))
+            .map(str::to_owned)
+            .collect();
+        let program = args.remove(0);
+        let binary = match program.as_str() {
+            "/usr/bin/metaboot" => &agent,
+            "/usr/bin/metaboot-server" => &server,
+            other => panic!("{source}: unexpected program {other}"),
+        };
+        // --help after every argument: clap parses them all first, then prints the help.
+        let out = Command::new(binary)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{source}: `{exec}` is refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut bad = args.clone();
+        bad.push("--no-such-flag".to_owned());
+        let refused = Command::new(binary)
+            .args(&bad)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            !refused.status.success(),
+            "{source}: a bad flag must be refused"
+        );
+    }
+}
+
+#[test]
+fn the_guest_agent_runs_once_per_boot_before_logins() {
+    let unit = unit("agent/systemd/metaboot.service");
+    assert_eq!(get(&unit, "Service", "Type"), "oneshot");
+    assert_eq!(get(&unit, "Service", "RemainAfterExit"), "yes");
+    assert_eq!(get(&unit, "Service", "ExecStart"), "/usr/bin/metaboot run");
+    for key in ["After", "Wants"] {
+        assert!(
+            words(&unit, "Unit", key).contains(&"network-online.target".to_owned()),
+            "{key}=network-online.target"
+        );
+    }
+    let before = words(&unit, "Unit", "Before");
+    for login in [
+        "ssh.service",
+        "sshd.service",
+        "sshd-keygen.service",
+        "systemd-user-sessions.service",
+        "getty.target",
+    ] {
+        assert!(
+            before.contains(&login.to_owned()),
+            "Before={login}: {before:?}"
+        );
+    }
+    assert_eq!(get(&unit, "Install", "WantedBy"), "multi-user.target");
+}
+
+#[test]
+fn each_server_role_gets_only_the_privileges_it_needs() {
+    // (unit, capabilities) — setns needs CAP_SYS_ADMIN, port 80 CAP_NET_BIND_SERVICE.
+    let roles: [(&str, &[&str]); 5] = [
+        (
+            "server/systemd/metaboot-server.service",
+            &["CAP_SYS_ADMIN", "CAP_NET_BIND_SERVICE"],
+        ),
+        ("server/systemd/metaboot-api.service", &[]),
+        ("server/systemd/metaboot-agent.service", &[]),
+        (
+            "server/systemd/metaboot-ns-proxy-router@.service",
+            &["CAP_SYS_ADMIN"],
+        ),
+        (
+            "server/systemd/metaboot-ns-proxy-network@.service",
+            &["CAP_SYS_ADMIN", "CAP_NET_BIND_SERVICE"],
+        ),
+    ];
+    for (source, caps) in roles {
+        let unit = unit(source);
+        let want: Vec<String> = caps.iter().map(|c| (*c).to_owned()).collect();
+        assert_eq!(
+            words(&unit, "Service", "CapabilityBoundingSet"),
+            want,
+            "{source}"
+        );
+        assert_eq!(
+            words(&unit, "Service", "AmbientCapabilities"),
+            want,
+            "{source}"
+        );
+        assert_eq!(get(&unit, "Service", "User"), "metaboot", "{source}");
+        for (key, value) in [
+            ("NoNewPrivileges", "yes"),
+            ("ProtectSystem", "strict"),
+            ("ProtectHome", "yes"),
+            ("PrivateTmp", "yes"),
+            ("PrivateDevices", "yes"),
+            ("SystemCallArchitectures", "native"),
+        ] {
+            assert_eq!(get(&unit, "Service", key), value, "{source}: {key}");
+        }
+        let namespaces = get(&unit, "Service", "RestrictNamespaces");
+        if caps.contains(&"CAP_SYS_ADMIN") {
+            assert_eq!(
+                namespaces, "net",
+                "{source}: setns into network namespaces only"
+            );
+        } else {
+            assert_eq!(namespaces, "yes", "{source}: no namespaces at all");
+            assert_eq!(get(&unit, "Service", "PrivateUsers"), "yes", "{source}");
+        }
+        let exec = get(&unit, "Service", "ExecStart");
+        let needs_state = !exec.contains(" ns-proxy ");
+        assert_eq!(
+            get(&unit, "Service", "StateDirectory") == "metaboot",
+            needs_state,
+            "{source}: only the roles that open the registry get /var/lib/metaboot"
+        );
+    }
+}
