@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::chain::{Server, free_port};
+use crate::chain::{Server, free_port};
 
 /// nginx's binary.
 pub const NGINX_BIN: &str = "nginx";

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::baselines::{Baselines, META_DATA_PATH};
-use super::chain::{All, Chain, RouterNamespace, write_secret};
-use super::fleet::{self, Registry};
-use super::load::{self, Load, WrkRun};
-use super::measure::groups_cpu;
-use super::table::{Goal, Row, Unit};
-use super::{Plan, interrupt};
+use crate::baselines::{Baselines, META_DATA_PATH};
+use crate::chain::{All, Chain, RouterNamespace, write_secret};
+use crate::fleet::{self, Registry};
+use crate::load::{self, Load, WrkRun};
+use crate::measure::groups_cpu;
+use crate::table::{Goal, Row, Unit};
+use crate::{Plan, interrupt};
 
 /// The section's name in the table.
 pub const SECTION: &str = "chain throughput and latency (loopback)";

@@ -1,9 +1,14 @@
-//! `metaboot-harness bench`: metaboot against real baselines in the same run, interleaved and
-//! repeated, medians and ratios in one table. A tool, not a test: it exits 0 whether or not the
-//! goals are met, and non-zero only when something could not be measured.
+//! metaboot-bench: metaboot against real baselines in the same run, interleaved and repeated,
+//! medians and ratios in one table. A tool, not a test: it exits 0 whether or not the goals are
+//! met, and non-zero only when something could not be measured.
+//!
+//! It stands apart from the harness, whose library it runs on (lab, images, processes), because
+//! it writes its bulk registries through the server's store, and the harness drives the server
+//! only as a program. `metaboot-harness bench …` runs this program.
 
 pub mod baselines;
 pub mod chain;
+pub mod cli;
 pub mod cloud_init;
 pub mod fleet;
 pub mod install;
@@ -16,16 +21,16 @@ pub mod storm;
 pub mod table;
 pub mod throughput;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::ValueEnum;
+use metaboot_harness::cli::AgentArgs;
+use metaboot_harness::workspace::{self, CargoBinary};
 use serde::Serialize;
 
-use crate::cli::{AgentArgs, LabArgs, ServerArgs};
-use crate::workspace::{self, CargoBinary};
-use table::Row;
+use crate::cli::{BenchArgs, Section};
+use crate::table::Row;
 
 /// Rounds of each interleaved comparison in a full run (the issue asks for at least 3).
 pub const ROUNDS: usize = 3;
@@ -48,52 +53,6 @@ pub const RELEASE_SERVER: CargoBinary<'static> = CargoBinary {
     target: None,
     static_crt: false,
 };
-
-/// The bench's parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Section {
-    /// Chain throughput and latency against nginx and haproxy.
-    Chain,
-    /// The guest agent against cloud-init.
-    Agent,
-    /// The boot storm with 1k and 100k instances, SQLite and PostgreSQL.
-    Storm,
-    /// Guests in QEMU: /init to provisioned.
-    Qemu,
-}
-
-/// Flags of `bench`.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// A short run for development: one round, short wrk runs, 1 000 instances only.
-    #[arg(long)]
-    pub quick: bool,
-    /// Write every number (and every sample) as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Only these sections (comma separated; default: all).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub only: Vec<Section>,
-    /// Rounds of each interleaved comparison (default 3; 1 with --quick).
-    #[arg(long)]
-    pub rounds: Option<usize>,
-    /// Instances in the storm's large registries (default 100000; none with --quick).
-    #[arg(long)]
-    pub instances: Option<usize>,
-    /// Do not apt-get install what is missing (fail instead).
-    #[arg(long)]
-    pub no_install: bool,
-    /// Keep the bench's directory (server logs, registries, guest consoles) and print its path.
-    #[arg(long)]
-    pub keep: bool,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub agent: AgentArgs,
-    #[command(flatten)]
-    pub lab: LabArgs,
-}
 
 /// What this run does.
 #[derive(Debug, Clone, Serialize)]
@@ -200,7 +159,7 @@ pub const NOTES: [&str; 7] = [
 pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let plan = Plan::new(args)?;
-    crate::lab::require_root()?;
+    metaboot_harness::lab::require_root()?;
     interrupt::install()?;
     let load_at_start = measure::load_line();
     println!("metaboot bench at start: {load_at_start}");
@@ -294,7 +253,7 @@ pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;
-        crate::atomic::write(path, &json, 0o644)?;
+        metaboot_harness::atomic::write(path, &json, 0o644)?;
         println!("numbers: {}", path.display());
     }
     Ok(if report.failures.is_empty() { 0 } else { 1 })
@@ -358,7 +317,7 @@ impl Sections<'_> {
     }
 
     fn qemu(&self, report: &mut Report) -> anyhow::Result<()> {
-        let image = crate::cli::build_tiny(
+        let image = metaboot_harness::cli::build_tiny(
             self.cache,
             None,
             &AgentArgs {
@@ -386,15 +345,11 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::cli::Cli;
 
     fn plan(args: &[&str]) -> anyhow::Result<Plan> {
-        let cli = crate::cli::Cli::try_parse_from(
-            ["metaboot-harness", "bench"].iter().chain(args).copied(),
-        )?;
-        let crate::cli::Command::Bench(bench) = cli.command else {
-            anyhow::bail!("not the bench command");
-        };
-        Plan::new(&bench)
+        let cli = Cli::try_parse_from(["metaboot-bench"].iter().chain(args).copied())?;
+        Plan::new(&cli.bench)
     }
 
     #[test]

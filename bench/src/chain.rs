@@ -9,9 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-
-use crate::lab::netns;
-use crate::process::ProcessGroup;
+use metaboot_harness::lab::netns;
+use metaboot_harness::process::ProcessGroup;
 
 /// How long a server may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,13 +32,13 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// `Load::throughput`'s keep-alive connections, where a real guest gets the proxy's default
 /// cap (`MAX_CONNECTIONS_PER_GUEST`).
 pub const BENCH_CONNECTIONS_PER_GUEST: u32 = 1024;
-const _: () = assert!(BENCH_CONNECTIONS_PER_GUEST >= super::load::THROUGHPUT_CONNECTIONS);
+const _: () = assert!(BENCH_CONNECTIONS_PER_GUEST >= crate::load::THROUGHPUT_CONNECTIONS);
 
 /// Writes the shared secret file into `dir`, private to its owner (the servers refuse it
 /// otherwise).
 pub fn write_secret(dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("shared-secret");
-    crate::atomic::write(&path, format!("{SECRET}\n").as_bytes(), 0o600)
+    metaboot_harness::atomic::write(&path, format!("{SECRET}\n").as_bytes(), 0o600)
         .with_context(|| format!("failed to write {}", path.display()))?;
     Ok(path)
 }
@@ -91,7 +90,7 @@ impl Server {
                 bail!(
                     "{} exited with {status}:\n{}",
                     self.name,
-                    crate::lab::tail(&self.log, 30)
+                    metaboot_harness::lab::tail(&self.log, 30)
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -99,7 +98,7 @@ impl Server {
         bail!(
             "{} did not start within {START_TIMEOUT:?}:\n{}",
             self.name,
-            crate::lab::tail(&self.log, 30)
+            metaboot_harness::lab::tail(&self.log, 30)
         )
     }
 }
