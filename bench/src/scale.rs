@@ -7,12 +7,13 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use metaboot_harness::chain::write_secret;
 use metaboot_harness::lab::netns::NETNS_DIR;
 use metaboot_harness::postgres::PgServer;
 use serde::Serialize;
 
 use crate::baselines::StaticSite;
-use crate::chain::{All, RouterNamespace, write_secret};
+use crate::chain::{All, RouterNamespace};
 use crate::fleet::{self, POSTGRES_WRITERS, Registry};
 use crate::measure::peak_rss_kib;
 use crate::storm::{self, GUESTS, StormResult};
