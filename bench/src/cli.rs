@@ -50,6 +50,16 @@ pub enum Section {
     Qemu,
 }
 
+impl Section {
+    /// Every section, in run order.
+    pub const ALL: [Section; 4] = [
+        Section::Chain,
+        Section::Agent,
+        Section::Storm,
+        Section::Qemu,
+    ];
+}
+
 /// What to measure and how long.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {

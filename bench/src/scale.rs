@@ -15,10 +15,11 @@ use serde::Serialize;
 use crate::baselines::StaticSite;
 use crate::chain::{All, RouterNamespace};
 use crate::fleet::{self, POSTGRES_WRITERS, Registry};
+use crate::interrupt;
 use crate::measure::peak_rss_kib;
+use crate::plan::Plan;
 use crate::storm::{self, GUESTS, StormResult};
 use crate::table::{Goal, Row, Unit};
-use crate::{Plan, interrupt};
 
 /// The section's name in the table.
 pub const SECTION: &str = "boot storm: 1 000 guests × 16 requests, new connection each";

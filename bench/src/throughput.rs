@@ -13,10 +13,11 @@ use anyhow::{Context, bail};
 use crate::baselines::{Baselines, META_DATA_PATH};
 use crate::chain::{All, RouterNamespace, ThreeProcess};
 use crate::fleet::{self, Registry};
+use crate::interrupt;
 use crate::load::{self, Load, WrkRun};
 use crate::measure::groups_cpu;
+use crate::plan::Plan;
 use crate::table::{Goal, Row, Unit};
-use crate::{Plan, interrupt};
 
 /// The section's name in the table.
 pub const SECTION: &str = "chain throughput and latency (loopback)";
