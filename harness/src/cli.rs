@@ -1,4 +1,4 @@
-//! The command line: `image build`, `lab up|down`, `boot`, `run`.
+//! The command line: `image build`, `lab up|down`, `boot`, `run`, and `bench` (forwarded).
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ use crate::image::disk::DiskImage;
 use crate::image::{self, debian, tiny};
 use crate::lab::{self, Lab, LabOptions, config::LabConfig};
 use crate::workspace;
-use crate::{boot, progress, scenario};
+use crate::{bench, boot, progress, scenario};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,8 +44,10 @@ pub enum Command {
     /// Run end-to-end scenarios in a fresh lab: boot, check from outside, report.
     Run(Run),
     /// Measure the chain and the guest agent against real baselines (nginx, haproxy,
-    /// cloud-init) in one run; print one table. Exits 0 even when goals are missed.
-    Bench(Box<crate::bench::BenchArgs>),
+    /// cloud-init) in one run; print one table. Runs `metaboot-bench` with these arguments
+    /// (`bench --help` shows its flags).
+    #[command(disable_help_flag = true)]
+    Bench(bench::Forward),
 }
 
 #[derive(Debug, clap::Args)]
@@ -346,7 +348,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Run(args) => run_scenarios(&cache, args),
-        Command::Bench(args) => crate::bench::run(&cache, &args),
+        Command::Bench(args) => bench::forward(cli.cache.as_deref(), cli.verbose, &args),
         Command::Boot(args) => {
             let image = build_tiny(&cache, None, &args.agent)?;
             let spec = boot::BootSpec {
@@ -440,7 +442,50 @@ pub fn init_logging(verbose: u8) {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
+
+    /// The harness's global flags reach `metaboot-bench` wherever they stand, and the rest
+    /// (help included) goes through as typed.
+    #[test]
+    fn bench_forwards_its_arguments() {
+        let forwarded = |line: &[&str]| {
+            let cli = Cli::try_parse_from(line).unwrap();
+            let Command::Bench(args) = &cli.command else {
+                panic!("{line:?} is not the bench command");
+            };
+            bench::command_line(cli.cache.as_deref(), cli.verbose, args)
+        };
+        let os = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            forwarded(&[
+                "metaboot-harness",
+                "-v",
+                "bench",
+                "--quick",
+                "--only",
+                "chain,agent"
+            ]),
+            os(&["-v", "--quick", "--only", "chain,agent"])
+        );
+        assert_eq!(
+            forwarded(&[
+                "metaboot-harness",
+                "bench",
+                "--cache",
+                "/c",
+                "--json",
+                "b.json"
+            ]),
+            os(&["--cache", "/c", "--json", "b.json"])
+        );
+        assert_eq!(
+            forwarded(&["metaboot-harness", "bench", "--help"]),
+            os(&["--help"])
+        );
+        assert_eq!(forwarded(&["metaboot-harness", "bench"]), os(&[]));
+    }
 
     #[test]
     fn old_run_directories_are_pruned_to_the_limit() {

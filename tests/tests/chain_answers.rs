@@ -164,7 +164,7 @@ fn a_cached_guest_the_api_does_not_know_is_looked_up_once_more_per_request() {
     // The API answers from another registry, where that instance does not exist: to the agent,
     // whose cached lookup names it, the API always says "unknown instance".
     let elsewhere = chain.path().join("elsewhere.sqlite");
-    let binary = metaboot_tests::chain::server_binary();
+    let binary = metaboot_tests::chain::server_binary().unwrap();
     let (api_addr, secret) = (chain.api_addr, chain.secret_file.clone());
     chain
         .start_shell_role(

@@ -87,7 +87,7 @@ fn seen(inotify: &Inotify, name: &str) -> Seen {
 /// Runs `metaboot-server ARGS` under umask 000 (the widest), in `chain`'s process group.
 fn under_open_umask(chain: &mut Chain, name: &str, args: &[&str], socket: &Path) {
     let mut all = vec!["sh", "-c", "umask 000; exec \"$0\" \"$@\""];
-    let binary = server_binary();
+    let binary = server_binary().unwrap();
     let db = shown(&chain.db);
     all.push(binary.to_str().unwrap());
     all.extend(["--db", &db]);
@@ -192,7 +192,7 @@ fn a_postgres_password_given_in_the_environment_stays_out_of_argv() {
     // PostgreSQL really checks it: without it, or with a wrong one, the registry is refused,
     // and the error never shows what was given.
     for given in [url.clone(), with("wrong_password_42")] {
-        let out = Command::new(server_binary())
+        let out = Command::new(server_binary().unwrap())
             .env("METABOOT_DB", &given)
             .args(["network", "list"])
             .output()

@@ -7,16 +7,19 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use metaboot_harness::chain::write_secret;
+use metaboot_harness::lab::netns::NETNS_DIR;
+use metaboot_harness::postgres::PgServer;
 use serde::Serialize;
 
-use super::baselines::StaticSite;
-use super::chain::{All, RouterNamespace, write_secret};
-use super::fleet::{self, POSTGRES_WRITERS, Registry};
-use super::measure::peak_rss_kib;
-use super::storm::{self, GUESTS, StormResult};
-use super::table::{Goal, Row, Unit};
-use super::{Plan, interrupt};
-use crate::postgres::PgServer;
+use crate::baselines::StaticSite;
+use crate::chain::{All, RouterNamespace};
+use crate::fleet::{self, POSTGRES_WRITERS, Registry};
+use crate::interrupt;
+use crate::measure::peak_rss_kib;
+use crate::plan::Plan;
+use crate::storm::{self, GUESTS, StormResult};
+use crate::table::{Goal, Row, Unit};
 
 /// The section's name in the table.
 pub const SECTION: &str = "boot storm: 1 000 guests × 16 requests, new connection each";
@@ -104,7 +107,7 @@ fn static_site(bin: &Path, dir: &Path, secret: &Path, fleet: &Fleet) -> anyhow::
         "all-documents",
         &fleet.netns,
     )?;
-    let netns_path = PathBuf::from(crate::lab::netns::NETNS_DIR).join(&fleet.netns.name);
+    let netns_path = PathBuf::from(NETNS_DIR).join(&fleet.netns.name);
     let documents = storm::documents(all.addr, Some(&netns_path), fleet::fleet_ip(0)?)
         .context("failed to fetch the first-boot documents through `all`")?;
     drop(all);
@@ -121,7 +124,7 @@ fn storm_once(
 ) -> anyhow::Result<StormSample> {
     let name = format!("all-{}-{}", fleet.backend.name().to_lowercase(), fleet.size);
     let all = All::start(bin, &fleet.registry.url, dir, secret, &name, &fleet.netns)?;
-    let netns_path = PathBuf::from(crate::lab::netns::NETNS_DIR).join(&fleet.netns.name);
+    let netns_path = PathBuf::from(NETNS_DIR).join(&fleet.netns.name);
     let result = storm::run(all.addr, Some(&netns_path), guests)?;
     let peak = peak_rss_kib(all.server.pid()).context("the server exited during the storm")?;
     drop(all);

@@ -7,10 +7,10 @@
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::Context;
-
-use super::chain::{Server, free_port};
+use metaboot_harness::chain::{Server, free_port};
 
 /// nginx's binary.
 pub const NGINX_BIN: &str = "nginx";
@@ -96,16 +96,14 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 fn nginx(dir: &Path, name: &str, body: &str) -> anyhow::Result<Server> {
     let conf = dir.join(format!("{name}.conf"));
     write(&conf, &nginx_config(dir, name, body))?;
-    let bin = which(NGINX_BIN);
-    let args: Vec<String> = vec![
-        "-p".into(),
-        dir.display().to_string(),
-        "-e".into(),
-        dir.join(format!("{name}.error.log")).display().to_string(),
-        "-c".into(),
-        conf.display().to_string(),
-    ];
-    Server::spawn(name, &bin, &args, dir)
+    let mut cmd = Command::new(which(NGINX_BIN));
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join(format!("{name}.error.log")))
+        .arg("-c")
+        .arg(conf);
+    Server::spawn(name, &mut cmd, dir)
 }
 
 fn haproxy(dir: &Path, name: &str, listen: SocketAddr, socket: &Path) -> anyhow::Result<Server> {
@@ -114,9 +112,9 @@ fn haproxy(dir: &Path, name: &str, listen: SocketAddr, socket: &Path) -> anyhow:
         &conf,
         &neutron_haproxy_config(listen, socket, &dir.join(format!("{name}.pid"))),
     )?;
-    let bin = which(HAPROXY_BIN);
-    let args: Vec<String> = vec!["-db".into(), "-f".into(), conf.display().to_string()];
-    Server::spawn(name, &bin, &args, dir)
+    let mut cmd = Command::new(which(HAPROXY_BIN));
+    cmd.args(["-db", "-f"]).arg(conf);
+    Server::spawn(name, &mut cmd, dir)
 }
 
 /// The tool's path: root's tools live in sbin, which a non-login PATH may lack.
@@ -142,9 +140,9 @@ impl Baselines {
             .with_context(|| format!("failed to write {}", file.display()))?;
         let static_sock = dir.join("static.sock");
         let hop_sock = dir.join("hop.sock");
-        let nginx_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let haproxy_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let three_hop_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let nginx_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let haproxy_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let three_hop_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut servers = Vec::new();
 
         let mut origin = nginx(
@@ -235,7 +233,7 @@ impl StaticSite {
         let site = dir.join("site");
         std::fs::create_dir_all(&site)
             .with_context(|| format!("failed to create {}", site.display()))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut paths = Vec::new();
         for (index, (path, bytes)) in documents.iter().enumerate() {
             let file = site.join(format!("doc-{index}"));

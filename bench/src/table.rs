@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::measure::median;
+use crate::measure::median;
 
 /// What a number measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use socket2::{Domain, Socket, Type};
 
-use super::measure::quantile;
+use crate::measure::quantile;
 
 /// The requests of one first boot (docs/protocol.md §4.3), in order: discovery and the version
 /// list, the five OpenStack documents of the version cloud-init picks, then the EC2 listing and the

@@ -5,10 +5,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use metaboot_harness::lab::netns;
+use metaboot_harness::process::output_with_timeout;
 use serde::Serialize;
-
-use crate::lab::netns;
-use crate::process::output_with_timeout;
 
 /// wrk's binary.
 pub const WRK_BIN: &str = "wrk";

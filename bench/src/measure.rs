@@ -74,7 +74,7 @@ pub fn run_measured(cmd: &mut Command, timeout: Duration) -> anyhow::Result<Proc
             nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(std::io::Error::from)
         });
     }
-    let what = crate::process::describe(cmd);
+    let what = metaboot_harness::process::describe(cmd);
     let started = Instant::now();
     let mut child = cmd
         .spawn()

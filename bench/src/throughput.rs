@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::baselines::{Baselines, META_DATA_PATH};
-use super::chain::{All, Chain, RouterNamespace, write_secret};
-use super::fleet::{self, Registry};
-use super::load::{self, Load, WrkRun};
-use super::measure::groups_cpu;
-use super::table::{Goal, Row, Unit};
-use super::{Plan, interrupt};
+use crate::baselines::{Baselines, META_DATA_PATH};
+use crate::chain::{All, RouterNamespace, ThreeProcess};
+use crate::fleet::{self, Registry};
+use crate::interrupt;
+use crate::load::{self, Load, WrkRun};
+use crate::measure::groups_cpu;
+use crate::plan::Plan;
+use crate::table::{Goal, Row, Unit};
 
 /// The section's name in the table.
 pub const SECTION: &str = "chain throughput and latency (loopback)";
@@ -34,7 +35,7 @@ pub struct ChainSetup {
     /// The namespace `all` serves.
     pub netns: RouterNamespace,
     /// The 3-process chain.
-    pub chain: Chain,
+    pub chain: ThreeProcess,
     /// The registry.
     pub registry: Registry,
     /// meta_data.json as the chain served it once: what nginx serves.
@@ -46,10 +47,10 @@ impl ChainSetup {
     pub fn start(bin: &Path, dir: &Path) -> anyhow::Result<Self> {
         let registry = fleet::create(&dir.join("chain.sqlite").display().to_string())?;
         fleet::add_bench_guest(&registry)?;
-        let secret = write_secret(dir)?;
-        let chain = Chain::start(bin, &registry.url, dir, &secret, &registry.router_id)?;
+        let chain = ThreeProcess::start(bin, &registry.url, dir, &registry.router_id)?;
         let netns = RouterNamespace::create(&registry.router_id)?;
-        let all = All::start(bin, &registry.url, dir, &secret, "all", &netns)?;
+        let secret = &chain.chain.secret_file;
+        let all = All::start(bin, &registry.url, dir, secret, "all", &netns)?;
         let meta_data = get(chain.proxy_addr, META_DATA_PATH)
             .context("failed to fetch meta_data.json through the chain")?;
         serde_json::from_slice::<serde_json::Value>(&meta_data)
@@ -130,11 +131,7 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
                     group("nginx-static"),
                 ],
             )],
-            "chain" => vec![
-                ("ns-proxy", vec![setup.chain.proxy.pid()]),
-                ("agent", vec![setup.chain.agent.pid()]),
-                ("api", vec![setup.chain.api.pid()]),
-            ],
+            "chain" => setup.chain.parts(),
             _ => vec![("all", vec![setup.all.server.pid()])],
         }
     };

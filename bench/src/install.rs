@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use metaboot_harness::process::check_timeout;
 
-use super::baselines::which;
-use crate::process::check_timeout;
+use crate::baselines::which;
 
 /// Deadline for one `apt-get` call.
 pub const APT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -43,14 +43,15 @@ pub const PACKAGES: [(&str, Probe); 11] = [
 fn present(probe: Probe) -> bool {
     match probe {
         Probe::Tool(tool) => which(tool).is_file(),
-        Probe::PythonModule(module) => Command::new(super::cloud_init::PYTHON)
+        Probe::PythonModule(module) => Command::new(crate::cloud_init::PYTHON)
             .args(["-c", &format!("import {module}")])
             .output()
             .is_ok_and(|out| out.status.success()),
-        Probe::Postgres => std::fs::read_dir(crate::postgres::POSTGRES_LIB_DIR).is_ok_and(|dirs| {
-            dirs.filter_map(Result::ok)
-                .any(|d| d.path().join("bin/initdb").is_file())
-        }),
+        Probe::Postgres => std::fs::read_dir(metaboot_harness::postgres::POSTGRES_LIB_DIR)
+            .is_ok_and(|dirs| {
+                dirs.filter_map(Result::ok)
+                    .any(|d| d.path().join("bin/initdb").is_file())
+            }),
     }
 }
 
@@ -100,7 +101,7 @@ pub fn ensure(qemu: bool) -> anyhow::Result<()> {
         }
     }
     if qemu {
-        let script = crate::workspace::root().join("scripts/install-lab-deps");
+        let script = metaboot_harness::workspace::root().join("scripts/install-lab-deps");
         check_timeout(&mut Command::new(&script), APT_TIMEOUT)
             .with_context(|| format!("failed to run {}", script.display()))?;
     }

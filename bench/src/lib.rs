@@ -1,44 +1,38 @@
-//! `metaboot-harness bench`: metaboot against real baselines in the same run, interleaved and
-//! repeated, medians and ratios in one table. A tool, not a test: it exits 0 whether or not the
-//! goals are met, and non-zero only when something could not be measured.
+//! metaboot-bench: metaboot against real baselines in the same run, interleaved and repeated,
+//! medians and ratios in one table. A tool, not a test: it exits 0 whether or not the goals are
+//! met, and non-zero only when something could not be measured.
+//!
+//! It stands apart from the harness, whose library it runs on (lab, images, processes, the
+//! chain fixture), because it writes its bulk registries through the server's store, and the
+//! harness drives the server only as a program. `metaboot-harness bench …` runs this program.
 
 pub mod baselines;
 pub mod chain;
+pub mod cli;
 pub mod cloud_init;
 pub mod fleet;
 pub mod install;
 pub mod interrupt;
 pub mod load;
 pub mod measure;
+pub mod plan;
 pub mod qemu;
 pub mod scale;
 pub mod storm;
 pub mod table;
 pub mod throughput;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context;
-use clap::ValueEnum;
+use metaboot_harness::cli::AgentArgs;
+use metaboot_harness::workspace::{self, CargoBinary};
 use serde::Serialize;
 
-use crate::cli::{AgentArgs, LabArgs, ServerArgs};
-use crate::workspace::{self, CargoBinary};
-use table::Row;
-
-/// Rounds of each interleaved comparison in a full run (the issue asks for at least 3).
-pub const ROUNDS: usize = 3;
-/// wrk's duration per throughput run (`-d10s`, as the issue asks).
-pub const WRK_DURATION: Duration = Duration::from_secs(10);
-/// wrk's duration per single-connection latency run.
-pub const LATENCY_DURATION: Duration = Duration::from_secs(5);
-/// Instances in the storm's large registries.
-pub const LARGE_FLEET: usize = 100_000;
-/// `--quick`: wrk's durations.
-pub const QUICK_WRK_DURATION: Duration = Duration::from_secs(3);
-/// `--quick`: single-connection duration.
-pub const QUICK_LATENCY_DURATION: Duration = Duration::from_secs(2);
+use crate::cli::{BenchArgs, Section};
+use crate::plan::{Plan, ROUNDS};
+use crate::table::Row;
 
 /// `metaboot-server` as the bench runs it: the release profile.
 pub const RELEASE_SERVER: CargoBinary<'static> = CargoBinary {
@@ -48,123 +42,6 @@ pub const RELEASE_SERVER: CargoBinary<'static> = CargoBinary {
     target: None,
     static_crt: false,
 };
-
-/// The bench's parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Section {
-    /// Chain throughput and latency against nginx and haproxy.
-    Chain,
-    /// The guest agent against cloud-init.
-    Agent,
-    /// The boot storm with 1k and 100k instances, SQLite and PostgreSQL.
-    Storm,
-    /// Guests in QEMU: /init to provisioned.
-    Qemu,
-}
-
-/// Flags of `bench`.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// A short run for development: one round, short wrk runs, 1 000 instances only.
-    #[arg(long)]
-    pub quick: bool,
-    /// Write every number (and every sample) as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Only these sections (comma separated; default: all).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub only: Vec<Section>,
-    /// Rounds of each interleaved comparison (default 3; 1 with --quick).
-    #[arg(long)]
-    pub rounds: Option<usize>,
-    /// Instances in the storm's large registries (default 100000; none with --quick).
-    #[arg(long)]
-    pub instances: Option<usize>,
-    /// Do not apt-get install what is missing (fail instead).
-    #[arg(long)]
-    pub no_install: bool,
-    /// Keep the bench's directory (server logs, registries, guest consoles) and print its path.
-    #[arg(long)]
-    pub keep: bool,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub agent: AgentArgs,
-    #[command(flatten)]
-    pub lab: LabArgs,
-}
-
-/// What this run does.
-#[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    /// Sections, in run order.
-    pub sections: Vec<Section>,
-    /// Rounds of each comparison.
-    pub rounds: usize,
-    /// wrk's throughput duration.
-    pub wrk_duration: Duration,
-    /// wrk's single-connection duration.
-    pub latency_duration: Duration,
-    /// Instances of the storm's large registries (≤ 1 000: no large registry).
-    pub large_fleet: usize,
-}
-
-impl Plan {
-    /// The plan the flags ask for.
-    pub fn new(args: &BenchArgs) -> anyhow::Result<Self> {
-        let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { ROUNDS });
-        if rounds == 0 {
-            anyhow::bail!("--rounds must be at least 1");
-        }
-        let large_fleet = args
-            .instances
-            .unwrap_or(if args.quick { 0 } else { LARGE_FLEET });
-        if large_fleet > fleet::MAX_FLEET {
-            anyhow::bail!("--instances must be at most {}", fleet::MAX_FLEET);
-        }
-        let sections = if args.only.is_empty() {
-            vec![
-                Section::Chain,
-                Section::Agent,
-                Section::Storm,
-                Section::Qemu,
-            ]
-        } else {
-            let mut chosen = Vec::new();
-            for section in [
-                Section::Chain,
-                Section::Agent,
-                Section::Storm,
-                Section::Qemu,
-            ] {
-                if args.only.contains(&section) {
-                    chosen.push(section);
-                }
-            }
-            chosen
-        };
-        Ok(Self {
-            sections,
-            rounds,
-            wrk_duration: if args.quick {
-                QUICK_WRK_DURATION
-            } else {
-                WRK_DURATION
-            },
-            latency_duration: if args.quick {
-                QUICK_LATENCY_DURATION
-            } else {
-                LATENCY_DURATION
-            },
-            large_fleet,
-        })
-    }
-
-    fn has(&self, section: Section) -> bool {
-        self.sections.contains(&section)
-    }
-}
 
 /// The JSON report.
 #[derive(Debug, Serialize)]
@@ -200,7 +77,7 @@ pub const NOTES: [&str; 7] = [
 pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let plan = Plan::new(args)?;
-    crate::lab::require_root()?;
+    metaboot_harness::lab::require_root()?;
     interrupt::install()?;
     let load_at_start = measure::load_line();
     println!("metaboot bench at start: {load_at_start}");
@@ -294,7 +171,7 @@ pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;
-        crate::atomic::write(path, &json, 0o644)?;
+        metaboot_harness::atomic::write(path, &json, 0o644)?;
         println!("numbers: {}", path.display());
     }
     Ok(if report.failures.is_empty() { 0 } else { 1 })
@@ -358,7 +235,7 @@ impl Sections<'_> {
     }
 
     fn qemu(&self, report: &mut Report) -> anyhow::Result<()> {
-        let image = crate::cli::build_tiny(
+        let image = metaboot_harness::cli::build_tiny(
             self.cache,
             None,
             &AgentArgs {
@@ -378,43 +255,5 @@ impl Sections<'_> {
         report.rows.extend(rows);
         report.qemu_samples = samples;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    fn plan(args: &[&str]) -> anyhow::Result<Plan> {
-        let cli = crate::cli::Cli::try_parse_from(
-            ["metaboot-harness", "bench"].iter().chain(args).copied(),
-        )?;
-        let crate::cli::Command::Bench(bench) = cli.command else {
-            anyhow::bail!("not the bench command");
-        };
-        Plan::new(&bench)
-    }
-
-    #[test]
-    fn full_and_quick_plans() {
-        let full = plan(&[]).unwrap();
-        assert_eq!(full.rounds, ROUNDS);
-        assert_eq!(full.wrk_duration, WRK_DURATION);
-        assert_eq!(full.large_fleet, LARGE_FLEET);
-        assert_eq!(full.sections.len(), 4);
-        let quick = plan(&["--quick", "--only", "storm,chain"]).unwrap();
-        assert_eq!(quick.rounds, 1);
-        assert_eq!(quick.large_fleet, 0);
-        assert_eq!(quick.sections, vec![Section::Chain, Section::Storm]);
-    }
-
-    #[test]
-    fn plans_outside_the_limits_are_refused() {
-        assert!(plan(&["--rounds", "0"]).is_err());
-        let too_many = (fleet::MAX_FLEET + 1).to_string();
-        assert!(plan(&["--instances", &too_many]).is_err());
-        assert!(plan(&["--instances", &fleet::MAX_FLEET.to_string()]).is_ok());
     }
 }

@@ -16,10 +16,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use metaboot_harness::image::packages::PackageCache;
 
-use super::measure::{ProcessCost, run_measured};
-use super::table::{Goal, Row, Unit};
-use crate::image::packages::PackageCache;
+use crate::measure::{ProcessCost, run_measured};
+use crate::table::{Goal, Row, Unit};
 
 /// The Python that runs cloud-init: Debian's, with the Debian Python packages cloud-init
 /// depends on (not a pyenv or venv Python that may be first on PATH).
@@ -42,7 +42,6 @@ from cloudinit.handlers.cloud_config import CloudConfigPartHandler
 from cloudinit.settings import PER_INSTANCE
 from cloudinit.sources.helpers import ec2, openstack
 
-
 class Reader(openstack.MetadataReader):
     """cloud-init's reader, its EC2 crawl pointed at the same base URL."""
 
@@ -54,7 +53,6 @@ class Reader(openstack.MetadataReader):
             retries=self.retries,
         )
 
-
 class Source:
     """What Paths needs of a datasource: the instance id."""
 
@@ -63,7 +61,6 @@ class Source:
 
     def get_instance_id(self):
         return self.iid
-
 
 results = Reader(base).read_v2()
 paths = helpers.Paths({"cloud_dir": work + "/cloud", "run_dir": work + "/run"})
@@ -267,7 +264,7 @@ pub fn measure(
         .tempdir_in(TMPFS)
         .ok();
     for n in 1..=rounds * RUNS_PER_ROUND {
-        super::interrupt::check()?;
+        crate::interrupt::check()?;
         let cost = cloud_init.run(&driver, base_url, &dir.join(format!("cloud-init-{n}")))?;
         let mine = run_metaboot(agent, base_url, &dir.join(format!("metaboot-root-{n}")))?;
         println!(

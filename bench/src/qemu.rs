@@ -11,17 +11,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+use metaboot_harness::guest::qemu::{BOOT_TIMEOUT, RunningGuest, TIMELINE};
+use metaboot_harness::guest::{self, Guest, Nic, serial};
+use metaboot_harness::image::Image;
+use metaboot_harness::lab::registry::InstanceSpec;
+use metaboot_harness::lab::{self, Lab, LabOptions};
+use metaboot_harness::scenario::{self, matrix::MetadataPath, run::BootTimes};
 use serde::Serialize;
 
-use crate::guest::qemu::{BOOT_TIMEOUT, RunningGuest, TIMELINE};
-use crate::guest::{self, Guest, Nic, serial};
-use crate::image::Image;
-use crate::lab::Lab;
-use crate::lab::registry::InstanceSpec;
-use crate::scenario::matrix::MetadataPath;
-use crate::scenario::run::BootTimes;
-
-use super::table::{Goal, Row, Unit};
+use crate::table::{Goal, Row, Unit};
 
 /// The kernel command line flag that makes the tiny image's init fetch meta_data.json once
 /// with wget instead of running `metaboot run` and dropbear (see images/tiny/init).
@@ -82,7 +80,7 @@ pub fn boot(
     };
     let name = format!("bench-{}-{kind_name}-{n}", path.name());
     let user_data = dir.join(format!("{name}.user-data"));
-    std::fs::write(&user_data, super::fleet::user_data(&name))
+    std::fs::write(&user_data, crate::fleet::user_data(&name))
         .with_context(|| format!("failed to write {}", user_data.display()))?;
     let network_id = lab.network(path.network())?.id.clone();
     let record = lab.register_instance(&InstanceSpec {
@@ -147,11 +145,11 @@ fn run_to_provisioned(spec: &Guest) -> anyhow::Result<BootTimes> {
 
 /// Brings a lab up with `server_bin` serving it; the caller takes it down.
 pub fn lab_up(server_bin: &Path, state_root: &Path) -> anyhow::Result<Lab> {
-    let config = crate::lab::config::LabConfig::default_with_id(&crate::lab::config::random_id());
+    let config = lab::config::LabConfig::default_with_id(&lab::config::random_id());
     let started = Instant::now();
     let lab = Lab::up(
         &config,
-        &crate::lab::LabOptions {
+        &LabOptions {
             state_root: state_root.to_owned(),
             server_bin: server_bin.to_owned(),
         },
@@ -175,14 +173,14 @@ pub fn measure(
     dir: &Path,
     rounds: usize,
 ) -> anyhow::Result<(Vec<Row>, Vec<BootSample>)> {
-    crate::scenario::preflight()?;
+    scenario::preflight()?;
     let lab = lab_up(server_bin, state_root)?;
     let mut samples = Vec::new();
     let mut boots = || -> anyhow::Result<()> {
         for round in 1..=rounds {
             for path in [MetadataPath::Router, MetadataPath::Isolated] {
                 for kind in [GuestKind::Baseline, GuestKind::Metaboot] {
-                    super::interrupt::check()?;
+                    crate::interrupt::check()?;
                     let sample = boot(&lab, image, dir, path, kind, round)?;
                     println!(
                         "  round {round}: {:<8} {:<8} init {:.2} s, +network {:.2} s, +metadata {:.2} s, +provisioned {:.2} s",
@@ -273,7 +271,8 @@ mod tests {
     #[test]
     fn the_tiny_init_knows_the_baseline_flag() {
         let init =
-            std::fs::read_to_string(crate::workspace::root().join("images/tiny/init")).unwrap();
+            std::fs::read_to_string(metaboot_harness::workspace::root().join("images/tiny/init"))
+                .unwrap();
         assert!(
             init.contains(BASELINE_FLAG),
             "images/tiny/init must handle {BASELINE_FLAG}"

@@ -178,7 +178,7 @@ pub fn populate(
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<()> {
                     loop {
-                        super::interrupt::check()?;
+                        crate::interrupt::check()?;
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         if index >= to {
                             return Ok(());
