@@ -13,6 +13,7 @@ use clap::{ArgGroup, Args};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use metaboot_proto::ROUTER_PROXY_PORT;
 
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
@@ -178,7 +179,7 @@ pub struct ProxyArgs {
     pub socket: PathBuf,
     /// Address to take guests' requests on (a router namespace: 0.0.0.0:9697 behind the
     /// iptables REDIRECT; a DHCP namespace: 169.254.169.254:80).
-    #[arg(long, default_value = "0.0.0.0:9697")]
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], ROUTER_PROXY_PORT)))]
     pub listen: SocketAddr,
     /// Serve a router namespace: guests are searched on this router's networks.
     #[arg(long)]
