@@ -18,7 +18,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The secret the bench's agents and APIs share.
 pub const SECRET: &str = "metaboot-bench-shared-secret";
 /// Where `all` serves a router namespace (Neutron's `metadata_port`, bound on 0.0.0.0).
-pub const ROUTER_PORT: u16 = 9697;
+pub const ROUTER_PORT: u16 = metaboot_proto::ROUTER_PROXY_PORT;
 
 /// A free TCP port on 127.0.0.1 (bound and released: the bench's processes are the only
 /// ones picking ports on loopback here).
