@@ -83,9 +83,14 @@ where
         type Value = Vec<SocketAddr>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(
-                "an address such as \"169.254.169.254:80\", or a list of them such as \
-                 [\"169.254.169.254:80\", \"[fe80::a9fe:a9fe]:80\"]",
+            let ipv4 = metaboot_proto::METADATA_IPV4_LISTEN;
+            let ipv6 = SocketAddr::new(
+                metaboot_proto::METADATA_IPV6.into(),
+                metaboot_proto::METADATA_PORT,
+            );
+            write!(
+                f,
+                "an address such as \"{ipv4}\", or a list of them such as [\"{ipv4}\", \"{ipv6}\"]"
             )
         }
 

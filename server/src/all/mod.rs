@@ -138,7 +138,8 @@ impl Settings {
         };
         if isolated_listen.is_empty() {
             anyhow::bail!(
-                "isolated_listen is an empty list: give at least one address, e.g. \"169.254.169.254:80\""
+                "isolated_listen is an empty list: give at least one address, e.g. \"{}\"",
+                metaboot_proto::METADATA_IPV4_LISTEN
             );
         }
         let rate_window = args
