@@ -4,11 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::store::StoreError;
+use crate::store::{DEFAULT_DB, StoreError};
 use crate::{admin, agent, all, api, proxy};
-
-/// Where the registry lives when `--db` and `METABOOT_DB` are not given.
-pub const DEFAULT_DB: &str = "/var/lib/metaboot/registry.sqlite";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -124,6 +121,17 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_db_help_names_the_default_registry() {
+        let command = super::Cli::command();
+        let db = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "db")
+            .unwrap();
+        let help = db.get_help().unwrap().to_string();
+        assert!(help.contains(crate::store::DEFAULT_DB), "{help}");
     }
 
     #[test]

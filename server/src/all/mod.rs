@@ -163,7 +163,7 @@ impl Settings {
             db: db_flag
                 .map(str::to_owned)
                 .or_else(|| file.db.clone())
-                .unwrap_or_else(|| crate::cli::DEFAULT_DB.to_owned()),
+                .unwrap_or_else(|| crate::store::DEFAULT_DB.to_owned()),
             shared_secret_file,
             api_listen: if args.api_listen.is_empty() {
                 file.api.listen.clone().unwrap_or_default()

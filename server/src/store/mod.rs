@@ -7,6 +7,7 @@
 pub mod allocate;
 mod clock;
 mod error;
+mod location;
 mod model;
 mod postgres;
 mod registry;
@@ -15,6 +16,7 @@ mod sqlite;
 pub mod validate;
 
 pub use error::{StoreError, StoreResult};
+pub use location::{DEFAULT_DB, redacted};
 pub use model::{
     Change, ChangeKind, Instance, KeyPair, Network, NewInstance, NewNetwork, NewPort, NewRouter,
     PasswordSet, Port, Router,
@@ -146,42 +148,6 @@ pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     open_keeping_changes(url, CHANGE_LOG_KEPT)
 }
 
-/// The registry location as it may be shown in messages and logs: a PostgreSQL URL's password
-/// (in its user part or a `password=` parameter) becomes `***`.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    if !scheme.starts_with("postgres") {
-        return url.to_owned();
-    }
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => format!("{user}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                        format!("{key}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}")
-}
-
 /// `open`, with the change log keeping only the newest `kept` changes (at least 1).
 pub fn open_keeping_changes(url: &str, kept: i64) -> StoreResult<Arc<dyn Store>> {
     if url.trim().is_empty() {
@@ -195,26 +161,4 @@ pub fn open_keeping_changes(url: &str, kept: i64) -> StoreResult<Arc<dyn Store>>
     }
     let backend = SqliteBackend::open(&sqlite::path_of(url))?;
     Ok(Arc::new(Registry::new(backend).keeping_changes(kept)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn a_postgres_password_is_never_shown() {
-        assert_eq!(
-            redacted("postgres://metaboot:s3cret@db.example:5432/registry"),
-            "postgres://metaboot:***@db.example:5432/registry"
-        );
-        assert_eq!(
-            redacted("postgresql://u:p%40ss@h/db?sslmode=disable&password=s3cret"),
-            "postgresql://u:***@h/db?sslmode=disable&password=***"
-        );
-        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redacted("/var/lib/metaboot/registry.sqlite"),
-            "/var/lib/metaboot/registry.sqlite"
-        );
-    }
 }
