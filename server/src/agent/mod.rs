@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use metaboot_proto::headers;
 
 pub use forwarded::{ForwardedError, guest_address};
-pub use listener::{AgentArgs, AgentHandler, ApiTarget, serve};
+pub use listener::{AgentArgs, AgentHandler, ApiTarget, HttpApi, serve};
 pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
 
 use crate::http::{Answer, Body};

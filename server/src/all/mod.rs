@@ -13,10 +13,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-pub use chain::InProcess;
+pub use chain::{InProcess, InProcessApi};
 pub use config::ConfigFile;
 
-use crate::agent::{Agent, AgentHandler, ApiTarget, DEFAULT_LOOKUP_TTL};
+use crate::agent::{Agent, AgentHandler, DEFAULT_LOOKUP_TTL};
 use crate::api::{Api, ApiHandler, DEFAULT_TTL, Identify, Rendering, VendorDocs};
 use crate::http::ServerLimits;
 use crate::metrics::Metrics;
@@ -280,7 +280,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             tracing::info!(listen = %addr, "api listening");
             workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone(), limits));
         }
-        let in_process = ApiTarget::InProcess(api.clone());
+        let in_process = InProcessApi(api.clone());
         if let (Some(path), Some(bound)) = (&settings.agent_socket, &agent_socket) {
             tracing::info!(socket = %path.display(), "agent listening");
             let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
