@@ -16,7 +16,9 @@ use metaboot_proto::headers;
 
 use super::{Agent, DEFAULT_LOOKUP_TTL};
 use crate::http::limits::UPSTREAM_TIMEOUT;
-use crate::http::{Answer, Body, Handler, Peer, Reply, ServerLimits, Upstream, read_body};
+use crate::http::{
+    Answer, Body, Handler, Peer, Rejection, Reply, ServerLimits, Upstream, read_body,
+};
 use crate::watch::ChangeListener;
 
 #[derive(Debug, Args)]
@@ -95,17 +97,16 @@ impl ApiTarget for HttpApi {
     ) -> Result<Response<Body>, Answer> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = self
-            .upstream
-            .uri(path)
-            .map_err(|err| Answer::refused(StatusCode::BAD_REQUEST, err.to_string(), "bad_path"))?;
+        *request.uri_mut() = self.upstream.uri(path).map_err(|err| {
+            Answer::refused(StatusCode::BAD_REQUEST, err.to_string(), Rejection::BadPath)
+        })?;
         *request.headers_mut() = signed;
         let started = Instant::now();
         let answered = self.upstream.send(request, self.timeout).await;
         agent.metrics.upstream_latency(started.elapsed());
         answered.map(relay_keeping_mark).map_err(|err| {
             tracing::warn!(api = self.upstream.describe(), error = %err, "metadata API call failed");
-            Answer::refused(err.status(), err.to_string(), err.label())
+            Answer::refused(err.status(), err.to_string(), err.rejection())
         })
     }
 }
@@ -151,7 +152,8 @@ impl<A: ApiTarget> Handler for AgentHandler<A> {
         {
             Ok(body) => body,
             Err(err) => {
-                let refusal = Answer::refused(err.status(), err.reason().to_owned(), "bad_body");
+                let refusal =
+                    Answer::refused(err.status(), err.reason().to_owned(), Rejection::BadBody);
                 let response = self.agent.refused(refusal, &parts.method, path);
                 self.agent.metrics.request(response.status());
                 return response;

@@ -17,7 +17,7 @@ pub use forwarded::{ForwardedError, guest_address};
 pub use listener::{AgentArgs, AgentHandler, ApiTarget, HttpApi, serve};
 pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
 
-use crate::http::{Answer, Body};
+use crate::http::{Answer, Body, Rejection};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -72,7 +72,7 @@ impl Agent {
             Answer::refused(
                 StatusCode::BAD_REQUEST,
                 reason.to_owned(),
-                "bad_forwarded_for",
+                Rejection::BadForwardedFor,
             )
         })?;
         if use_cache {
@@ -142,11 +142,11 @@ impl Agent {
 
     /// Counts and logs a refusal, and turns it into the response.
     pub fn refused(&self, refusal: Answer, method: &Method, path: &str) -> Response<Body> {
-        if let Some(label) = refusal.rejection() {
-            self.metrics.reject(label);
-        }
+        let rejection = refusal.rejection().unwrap_or(Rejection::Refused);
+        self.metrics.reject(rejection);
         tracing::info!(
             status = refusal.status.as_u16(),
+            %rejection,
             reason = refusal.reason(),
             %method,
             %path,
@@ -195,7 +195,7 @@ impl Agent {
             Answer::refused(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The registry is unavailable; retry shortly.".to_owned(),
-                "store_unavailable",
+                Rejection::StoreUnavailable,
             )
         })?;
         match ports.as_slice() {
@@ -206,7 +206,7 @@ impl Agent {
                     "Instance was not found on {} for address {ip}.",
                     scope.describe()
                 ),
-                "no_port",
+                Rejection::NoPort,
             )),
             several => Err(Answer::refused(
                 StatusCode::NOT_FOUND,
@@ -215,7 +215,7 @@ impl Agent {
                     several.len(),
                     scope.describe()
                 ),
-                "ambiguous_port",
+                Rejection::AmbiguousPort,
             )),
         }
     }
@@ -249,7 +249,7 @@ fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
             return Err(Answer::refused(
                 StatusCode::BAD_REQUEST,
                 format!("Multiple {shown} headers found within request."),
-                "repeated_header",
+                Rejection::RepeatedHeader,
             ));
         }
         match value.to_str().map(str::trim) {
@@ -257,7 +257,7 @@ fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
             _ => Err(Answer::refused(
                 StatusCode::BAD_REQUEST,
                 format!("{shown} is empty or not text."),
-                "bad_header",
+                Rejection::BadHeader,
             )),
         }
     };
@@ -267,14 +267,14 @@ fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
         (Some(router), Some(network)) => Err(Answer::refused(
             StatusCode::BAD_REQUEST,
             format!("Both network {network} and router {router} defined."),
-            "both_scopes",
+            Rejection::BothScopes,
         )),
         (Some(router), None) => Ok(Scope::Router(router)),
         (None, Some(network)) => Ok(Scope::Network(network)),
         (None, None) => Err(Answer::refused(
             StatusCode::BAD_REQUEST,
             "Neither X-Neutron-Router-ID nor X-Neutron-Network-ID is set: only the namespace proxy may call the agent.".to_owned(),
-            "no_scope",
+            Rejection::NoScope,
         )),
     }
 }

@@ -11,7 +11,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::{Api, Identify, MetadataRequest, Rendering, VendorDocs};
-use crate::http::{Body, Handler, Peer, Reply, ServerLimits, read_body};
+use crate::http::{Body, Handler, Peer, Rejection, Reply, ServerLimits, read_body};
 use crate::watch::ChangeListener;
 
 /// Default TCP address (nova's metadata port).
@@ -111,7 +111,7 @@ impl Handler for ApiHandler {
             Ok(body) => body,
             Err(err) => {
                 self.api.metrics.request(err.status());
-                self.api.metrics.reject("bad_body");
+                self.api.metrics.reject(Rejection::BadBody);
                 return Reply::refuse(err.status(), err.reason());
             }
         };

@@ -30,7 +30,7 @@ pub use vendor::VendorDocs;
 pub use view::{InstanceView, RANDOM_SEED_BYTES};
 
 pub use crate::http::Answer;
-use crate::http::Body;
+use crate::http::{Body, Rejection};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreResult};
 
@@ -128,10 +128,11 @@ impl Api {
         let answer = self.route(request).await;
         self.metrics.request(answer.status);
         match answer.rejection() {
-            Some(label) => {
-                self.metrics.reject(label);
+            Some(rejection) => {
+                self.metrics.reject(rejection);
                 tracing::info!(
                     status = answer.status.as_u16(),
+                    %rejection,
                     reason = answer.reason(),
                     method = %request.method,
                     path = %request.path,
@@ -153,7 +154,7 @@ impl Api {
         }
         let unknown = matches!(
             answer.rejection(),
-            Some("unknown_instance" | "tenant_mismatch")
+            Some(Rejection::UnknownInstance | Rejection::TenantMismatch)
         );
         let mut response = answer.into_response();
         if unknown && matches!(self.identify, Identify::Proxy { .. }) {
@@ -173,7 +174,7 @@ impl Api {
                 return Answer::refused(
                     StatusCode::BAD_REQUEST,
                     err.reason().to_owned(),
-                    "bad_path",
+                    Rejection::BadPath,
                 );
             }
         };
@@ -192,7 +193,7 @@ impl Api {
                 return Answer::refused(
                     StatusCode::NOT_FOUND,
                     "Instance not found.".to_owned(),
-                    "unknown_instance",
+                    Rejection::UnknownInstance,
                 );
             }
             Err(refusal) => return refusal,
@@ -202,7 +203,7 @@ impl Api {
             return Answer::refused(
                 StatusCode::NOT_FOUND,
                 "Instance not found.".to_owned(),
-                "tenant_mismatch",
+                Rejection::TenantMismatch,
             );
         }
         if token::is_token_path(&segments) {
@@ -258,7 +259,7 @@ impl Api {
                     return Err(Answer::refused(
                         StatusCode::BAD_REQUEST,
                         "source-IP identification needs a TCP client".to_owned(),
-                        "no_address",
+                        Rejection::NoAddress,
                     ));
                 };
                 let ports = self.read(move |store| store.find_ports_by_ip(ip)).await?;
@@ -267,14 +268,14 @@ impl Api {
                     [] => Err(Answer::refused(
                         StatusCode::NOT_FOUND,
                         format!("No instance has the address {ip}."),
-                        "no_port",
+                        Rejection::NoPort,
                     )),
                     _ => Err(Answer::refused(
                         StatusCode::NOT_FOUND,
                         format!(
                             "Several instances have the address {ip}: serve them through the agent (proxy mode)."
                         ),
-                        "ambiguous_port",
+                        Rejection::AmbiguousPort,
                     )),
                 }
             }
@@ -335,7 +336,7 @@ fn unavailable<T>(result: StoreResult<T>) -> Result<T, Answer> {
         Answer::refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "The registry is unavailable; retry shortly.".to_owned(),
-            "store_unavailable",
+            Rejection::StoreUnavailable,
         )
     })
 }

@@ -21,7 +21,9 @@ use crate::http::limits::{
     BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_GUEST,
     UPSTREAM_TIMEOUT,
 };
-use crate::http::{Answer, Body, Handler, Peer, Refusal, Reply, ServerLimits, Upstream, read_body};
+use crate::http::{
+    Answer, Body, Handler, Peer, Refusal, Rejection, Reply, ServerLimits, Upstream, read_body,
+};
 use crate::metrics::Metrics;
 
 /// Where a guest's sanitised request goes next.
@@ -54,7 +56,7 @@ impl Forward for ToAgent {
         match self.agent.uri(path) {
             Ok(uri) => *request.uri_mut() = uri,
             Err(err) => {
-                self.metrics.reject("bad_path");
+                self.metrics.reject(Rejection::BadPath);
                 return Reply::refuse(StatusCode::BAD_REQUEST, &err.to_string());
             }
         }
@@ -65,8 +67,8 @@ impl Forward for ToAgent {
             Ok(response) => Reply::relay(response),
             Err(err) => {
                 tracing::warn!(agent = self.agent.describe(), error = %err, "agent call failed");
-                self.metrics.reject(err.label());
-                Answer::refused(err.status(), err.to_string(), err.label()).into_response()
+                self.metrics.reject(err.rejection());
+                Answer::refused(err.status(), err.to_string(), err.rejection()).into_response()
             }
         }
     }
@@ -102,9 +104,9 @@ impl<F: Forward> ProxyHandler<F> {
         }
     }
 
-    fn refuse(&self, status: StatusCode, reason: &str, label: &'static str) -> Response<Body> {
-        self.metrics.reject(label);
-        tracing::info!(status = status.as_u16(), reason, scope = ?self.scope, "refused");
+    fn refuse(&self, status: StatusCode, reason: &str, rejection: Rejection) -> Response<Body> {
+        self.metrics.reject(rejection);
+        tracing::info!(status = status.as_u16(), %rejection, reason, scope = ?self.scope, "refused");
         Reply::refuse(status, reason)
     }
 
@@ -113,7 +115,7 @@ impl<F: Forward> ProxyHandler<F> {
             return self.refuse(
                 StatusCode::BAD_REQUEST,
                 "the proxy serves TCP clients only",
-                "no_address",
+                Rejection::NoAddress,
             );
         };
         if let Some(limit) = &self.rate_limit
@@ -122,7 +124,7 @@ impl<F: Forward> ProxyHandler<F> {
             return self.refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many metadata requests: slow down.",
-                "rate_limited",
+                Rejection::RateLimited,
             );
         }
         let (mut parts, body) = request.into_parts();
@@ -136,7 +138,7 @@ impl<F: Forward> ProxyHandler<F> {
             return self.refuse(
                 StatusCode::FORBIDDEN,
                 "A session token request must not carry X-Forwarded-For.",
-                "token_forwarded",
+                Rejection::TokenForwarded,
             );
         }
         let body = match read_body(
@@ -148,7 +150,7 @@ impl<F: Forward> ProxyHandler<F> {
         .await
         {
             Ok(body) => body,
-            Err(err) => return self.refuse(err.status(), err.reason(), "bad_body"),
+            Err(err) => return self.refuse(err.status(), err.reason(), Rejection::BadBody),
         };
         sanitize(&mut parts.headers, guest, &self.scope_header);
         let mut upstream = Request::new(Full::new(body));
@@ -167,7 +169,7 @@ impl<F: Forward> Handler for ProxyHandler<F> {
     }
 
     fn refused_connection(&self, _: Peer, refusal: Refusal) {
-        self.metrics.reject(refusal.label());
+        self.metrics.reject(refusal.rejection());
     }
 }
 
