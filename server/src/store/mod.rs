@@ -6,13 +6,16 @@
 
 pub mod allocate;
 mod clock;
+mod driver;
 mod error;
 mod location;
 mod model;
 mod postgres;
 mod registry;
+mod rows;
 mod sql;
 mod sqlite;
+mod statements;
 pub mod validate;
 
 pub use error::{StoreError, StoreResult};

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
+use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
 use super::{StoreError, StoreResult};
 use sql::{SqliteSql, map};
 
@@ -122,17 +123,11 @@ impl SqliteBackend {
         let mut conn = self.lock();
         let tx = map(conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
         map(tx.execute_batch(schema::SCHEMA))?;
-        let version: Option<i64> = map(tx.query_row(
-            "SELECT MAX(version) FROM schema_version",
-            [],
-            |row| row.get(0),
-        ))?;
+        let version: Option<i64> =
+            map(tx.query_row(SCHEMA_VERSION_READ.sqlite, [], |row| row.get(0)))?;
         match version {
             None => {
-                map(tx.execute(
-                    "INSERT INTO schema_version (version) VALUES (?1)",
-                    [SCHEMA_VERSION],
-                ))?;
+                map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
             }
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::Backend(format!(
@@ -216,9 +211,10 @@ impl Backend for SqliteBackend {
 mod tests {
     use rusqlite::ToSql;
 
-    use super::sql::{INSTANCE_BY_UUID, PORTS_BY_IP, ports_on_networks_sql};
+    use super::sql::ports_on_networks_sql;
     use super::*;
     use crate::store::ChangeKind;
+    use crate::store::statements::{INSTANCE_BY_UUID, PORTS_BEHIND_ROUTER, PORTS_BY_IP};
 
     /// The query plan of `sql`, one detail line per step.
     fn plan(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> Vec<String> {
@@ -234,12 +230,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = SqliteBackend::open(&dir.path().join("registry.sqlite")).unwrap();
         let conn = backend.lock();
-        let by_uuid = plan(&conn, INSTANCE_BY_UUID, &[&"u"]);
+        let by_uuid = plan(&conn, INSTANCE_BY_UUID.sqlite, &[&"u"]);
         assert!(
             by_uuid.iter().all(|step| !step.starts_with("SCAN")),
             "{by_uuid:?}"
         );
-        let by_ip = plan(&conn, PORTS_BY_IP, &[&"198.18.0.3"]);
+        let by_ip = plan(&conn, PORTS_BY_IP.sqlite, &[&"198.18.0.3"]);
         assert!(
             by_ip.iter().any(|step| step.contains("ports_ip")),
             "{by_ip:?}"
@@ -254,6 +250,11 @@ mod tests {
                 .iter()
                 .all(|step| !step.starts_with("SCAN ports")),
             "{on_networks:?}"
+        );
+        let behind_router = plan(&conn, PORTS_BEHIND_ROUTER.sqlite, &[&"198.18.0.3", &"r"]);
+        assert!(
+            behind_router.iter().all(|step| !step.starts_with("SCAN")),
+            "{behind_router:?}"
         );
     }
 
