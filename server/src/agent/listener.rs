@@ -27,7 +27,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub socket: PathBuf,
     /// Mode of the socket, octal (the proxies must be able to write to it).
-    #[arg(long, default_value = "660", value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value = "660", value_parser = crate::http::unix::parse_mode)]
     pub socket_mode: u32,
     /// The metadata API: http://HOST:PORT or unix:/PATH.
     #[arg(long, default_value = "http://127.0.0.1:8775")]

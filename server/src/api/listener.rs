@@ -26,7 +26,7 @@ pub struct ApiArgs {
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// Mode of the Unix socket, octal.
-    #[arg(long, default_value = "660", value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value = "660", value_parser = crate::http::unix::parse_mode)]
     pub socket_mode: u32,
     /// File holding the secret shared with the agents (required unless --identify-by-source-ip).
     #[arg(long, required_unless_present = "identify_by_source_ip")]

@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::ServerLimits;
 use super::rejection::Rejection;
-use super::serve::Peer;
+use super::peer::Peer;
 
 /// Why a connection was closed at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
