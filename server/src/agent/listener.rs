@@ -14,7 +14,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use metaboot_proto::headers;
 
-use super::{Agent, DEFAULT_LOOKUP_TTL};
+use super::lookup::DEFAULT_LOOKUP_TTL;
+use super::relay::Agent;
 use crate::http::limits::UPSTREAM_TIMEOUT;
 use crate::http::{
     Answer, Body, Handler, Peer, Rejection, Reply, ServerLimits, Upstream, read_body,
