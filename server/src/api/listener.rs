@@ -10,7 +10,11 @@ use clap::Args;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::{Api, Identify, MetadataRequest, Rendering, VendorDocs};
+use super::cache::DEFAULT_TTL;
+use super::identify::Identify;
+use super::metadata::{Api, MetadataRequest};
+use super::rendering::{DEFAULT_DHCP_DOMAIN, Rendering};
+use super::vendor::VendorDocs;
 use crate::http::{Body, Handler, Peer, Rejection, Reply, ServerLimits, read_body};
 use crate::watch::ChangeListener;
 
@@ -36,13 +40,13 @@ pub struct ApiArgs {
     #[arg(long)]
     pub identify_by_source_ip: bool,
     /// Domain appended to host names (`<hostname>.<domain>`); empty for none.
-    #[arg(long, default_value = super::DEFAULT_DHCP_DOMAIN)]
+    #[arg(long, default_value = DEFAULT_DHCP_DOMAIN)]
     pub dhcp_domain: String,
     /// A JSON file served as vendor_data.json and under "static" in vendor_data2.json.
     #[arg(long)]
     pub vendor_data: Option<PathBuf>,
     /// Seconds a rendered instance is cached (0 disables; registry changes drop it at once).
-    #[arg(long, default_value_t = super::DEFAULT_TTL.as_secs())]
+    #[arg(long, default_value_t = DEFAULT_TTL.as_secs())]
     pub cache_ttl: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]

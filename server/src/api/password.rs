@@ -4,13 +4,13 @@
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use super::Api;
+use super::metadata::{Api, MetadataRequest};
 use crate::http::response::TEXT_PLAIN;
 use crate::http::{Answer, Rejection};
 use crate::store::{MAX_PASSWORD_BYTES, PasswordSet};
 
 impl Api {
-    pub(super) async fn password(&self, request: &super::MetadataRequest, uuid: &str) -> Answer {
+    pub(super) async fn password(&self, request: &MetadataRequest, uuid: &str) -> Answer {
         let key = uuid.to_owned();
         match request.method {
             Method::GET | Method::HEAD => {
