@@ -7,7 +7,8 @@
 
 use std::net::IpAddr;
 
-use super::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router, StoreResult};
+use super::error::StoreResult;
+use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
 
 /// The schema both backends create; a registry with a newer version is refused at open.
 pub const SCHEMA_VERSION: i64 = 1;

@@ -8,9 +8,9 @@ mod sql;
 
 use ::postgres::{Client, Config};
 
+use super::error::{StoreError, StoreResult};
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
 use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
-use super::{StoreError, StoreResult};
 use conn::{PgSql, is_connection_error};
 use pool::{Conn, Pool, error_text};
 

@@ -2,6 +2,7 @@
 //! a small pool of their own, so a write waiting for another process's lock never holds up the
 //! hot path's reads (WAL readers do not wait for writers).
 
+mod conn;
 mod schema;
 mod sql;
 
@@ -9,17 +10,15 @@ use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
 use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
-use super::{StoreError, StoreResult};
-use sql::{SqliteSql, map};
+use super::error::{StoreError, StoreResult};
+use conn::{connect, map};
+use sql::SqliteSql;
 
-/// How long a statement waits for another process's write lock before failing.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections kept open between reads; more are opened when reads run at once.
 pub const MAX_IDLE_READERS: usize = 8;
 /// Mode of a new registry file: it holds admin passwords and user data. SQLite gives its
@@ -71,19 +70,6 @@ impl Drop for Reader<'_> {
             }
         }
     }
-}
-
-/// Opens a connection with the busy timeout and foreign keys on.
-fn connect(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open(path).map_err(|err| {
-        StoreError::Backend(format!(
-            "cannot open the registry {}: {err}",
-            path.display()
-        ))
-    })?;
-    map(conn.busy_timeout(BUSY_TIMEOUT))?;
-    map(conn.execute_batch("PRAGMA foreign_keys = ON"))?;
-    Ok(conn)
 }
 
 impl SqliteBackend {
@@ -211,6 +197,9 @@ impl Backend for SqliteBackend {
 mod tests {
     use rusqlite::ToSql;
 
+    use std::time::Duration;
+
+    use super::conn::BUSY_TIMEOUT;
     use super::sql::ports_on_networks_sql;
     use super::*;
     use crate::store::ChangeKind;

@@ -2,44 +2,14 @@
 //! binds [`Param`]s, reads columns, and maps SQLite's errors to clear ones.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, Row, ToSql};
+use rusqlite::{Connection, Row, ToSql};
 
-use super::BUSY_TIMEOUT;
+use super::conn::map;
 use crate::store::driver::Driver;
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::model::Port;
 use crate::store::rows::{self, Columns, Param, Value};
 use crate::store::statements::{Statement, port_select};
-
-fn backend_error(err: &rusqlite::Error) -> StoreError {
-    match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Backend(format!(
-            "the registry is locked by another writer for more than {} s: try again ({err})",
-            BUSY_TIMEOUT.as_secs()
-        )),
-        Some(ErrorCode::ConstraintViolation) => conflict(&err.to_string()),
-        _ => StoreError::Backend(err.to_string()),
-    }
-}
-
-/// A constraint the rules should have caught first (a race with another process): still a
-/// clear refusal rather than a backend failure.
-fn conflict(message: &str) -> StoreError {
-    let what = if message.contains("ports.network_id, ports.ip") {
-        "that IP is already used on that network: pick another address or omit the IP"
-    } else if message.contains("ports.mac") {
-        "that MAC is already used by another port: pick another MAC or omit it"
-    } else if message.contains("instances.uuid") {
-        "an instance with that uuid already exists: omit --uuid to get a new one"
-    } else {
-        "the change conflicts with an existing record"
-    };
-    StoreError::Conflict(format!("{what} ({message})"))
-}
-
-pub(super) fn map<T>(result: rusqlite::Result<T>) -> StoreResult<T> {
-    result.map_err(|err| backend_error(&err))
-}
 
 impl ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
