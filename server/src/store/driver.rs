@@ -1,27 +1,22 @@
 //! The row-level statements (`Sql`) once for both backends, on top of what a backend's
-//! connection does: run a [`Statement`] with [`Param`]s and hand back [`Columns`] ([`Driver`]).
+//! connection does: run a [`Statement`] with [`Param`]s and read the rows it returns ([`Driver`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::error::StoreResult;
 use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
-use super::rows::{self, Columns, Param, to_json};
+use super::rows::{FromRow, Param, to_json};
 use super::sql::Sql;
 use super::statements::{self as st, Statement};
 
 /// A backend's connection (or transaction) as the shared statements use it.
 pub trait Driver {
     /// Runs a statement that returns no rows; how many rows it changed.
-    fn execute(&mut self, statement: Statement, params: &[Param<'_>]) -> StoreResult<u64>;
+    fn execute(&mut self, sql: Statement, params: &[Param<'_>]) -> StoreResult<u64>;
 
-    /// Runs a query; each row decoded by `row`.
-    fn query<T>(
-        &mut self,
-        statement: Statement,
-        params: &[Param<'_>],
-        row: fn(&dyn Columns) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>>;
+    /// Runs a query; each row read as a `T`.
+    fn query<T: FromRow>(&mut self, sql: Statement, params: &[Param<'_>]) -> StoreResult<Vec<T>>;
 
     /// Ports with this IP on any of these networks (at least one): the one statement whose
     /// text the dialects write differently (a list parameter against `IN (…)`).
@@ -29,35 +24,33 @@ pub trait Driver {
 }
 
 /// The first row of a query, if any.
-fn first<D: Driver, T>(
+fn first<D: Driver, T: FromRow>(
     driver: &mut D,
-    statement: Statement,
+    sql: Statement,
     params: &[Param<'_>],
-    row: fn(&dyn Columns) -> StoreResult<T>,
 ) -> StoreResult<Option<T>> {
-    Ok(driver.query(statement, params, row)?.into_iter().next())
+    Ok(driver.query(sql, params)?.into_iter().next())
 }
 
 /// Routers with their networks: one more statement per router.
 fn with_networks<D: Driver>(driver: &mut D, mut routers: Vec<Router>) -> StoreResult<Vec<Router>> {
     for router in &mut routers {
-        router.networks =
-            driver.query(st::ROUTER_NETWORKS, &[Param::Text(&router.id)], rows::text)?;
+        router.networks = driver.query(st::ROUTER_NETWORKS, &[Param::Text(&router.id)])?;
     }
     Ok(routers)
 }
 
 impl<D: Driver> Sql for D {
     fn network(&mut self, id: &str) -> StoreResult<Option<Network>> {
-        first(self, st::NETWORK, &[Param::Text(id)], rows::network)
+        first(self, st::NETWORK, &[Param::Text(id)])
     }
 
     fn networks_named(&mut self, name: &str) -> StoreResult<Vec<Network>> {
-        self.query(st::NETWORKS_NAMED, &[Param::Text(name)], rows::network)
+        self.query(st::NETWORKS_NAMED, &[Param::Text(name)])
     }
 
     fn networks(&mut self) -> StoreResult<Vec<Network>> {
-        self.query(st::NETWORKS, &[], rows::network)
+        self.query(st::NETWORKS, &[])
     }
 
     fn insert_network(&mut self, network: &Network) -> StoreResult<()> {
@@ -87,20 +80,20 @@ impl<D: Driver> Sql for D {
     }
 
     fn router(&mut self, id: &str) -> StoreResult<Option<Router>> {
-        let found = self.query(st::ROUTER, &[Param::Text(id)], rows::router)?;
+        let found = self.query(st::ROUTER, &[Param::Text(id)])?;
         Ok(with_networks(self, found)?.pop())
     }
 
     fn routers_named(&mut self, name: &str) -> StoreResult<Vec<Router>> {
-        let found = self.query(st::ROUTERS_NAMED, &[Param::Text(name)], rows::router)?;
+        let found = self.query(st::ROUTERS_NAMED, &[Param::Text(name)])?;
         with_networks(self, found)
     }
 
     /// Two statements whatever the number of routers: `all` lists them every second.
     fn routers(&mut self) -> StoreResult<Vec<Router>> {
-        let mut routers = self.query(st::ROUTERS, &[], rows::router)?;
+        let mut routers: Vec<Router> = self.query(st::ROUTERS, &[])?;
         let mut attached: HashMap<String, Vec<String>> = HashMap::new();
-        for (router_id, network_id) in self.query(st::ALL_ROUTER_NETWORKS, &[], rows::text_pair)? {
+        for (router_id, network_id) in self.query(st::ALL_ROUTER_NETWORKS, &[])? {
             attached.entry(router_id).or_default().push(network_id);
         }
         for router in &mut routers {
@@ -110,11 +103,7 @@ impl<D: Driver> Sql for D {
     }
 
     fn routers_of_network(&mut self, network_id: &str) -> StoreResult<Vec<String>> {
-        self.query(
-            st::ROUTERS_OF_NETWORK,
-            &[Param::Text(network_id)],
-            rows::text,
-        )
+        self.query(st::ROUTERS_OF_NETWORK, &[Param::Text(network_id)])
     }
 
     fn insert_router(&mut self, router: &Router) -> StoreResult<()> {
@@ -153,20 +142,15 @@ impl<D: Driver> Sql for D {
     }
 
     fn instance(&mut self, uuid: &str) -> StoreResult<Option<Instance>> {
-        first(
-            self,
-            st::INSTANCE_BY_UUID,
-            &[Param::Text(uuid)],
-            rows::instance,
-        )
+        first(self, st::INSTANCE_BY_UUID, &[Param::Text(uuid)])
     }
 
     fn instances_named(&mut self, name: &str) -> StoreResult<Vec<Instance>> {
-        self.query(st::INSTANCES_NAMED, &[Param::Text(name)], rows::instance)
+        self.query(st::INSTANCES_NAMED, &[Param::Text(name)])
     }
 
     fn instances(&mut self) -> StoreResult<Vec<Instance>> {
-        self.query(st::INSTANCES, &[], rows::instance)
+        self.query(st::INSTANCES, &[])
     }
 
     fn insert_instance(&mut self, new: &NewInstance, created: &str) -> StoreResult<i64> {
@@ -188,7 +172,6 @@ impl<D: Driver> Sql for D {
                 Param::TextOrNull(new.admin_pass.as_deref()),
                 Param::Text(created),
             ],
-            rows::int,
         )?;
         ec2_id.ok_or_else(|| {
             super::error::StoreError::Backend("INSERT … RETURNING gave no row".to_owned())
@@ -209,23 +192,23 @@ impl<D: Driver> Sql for D {
     }
 
     fn port(&mut self, id: &str) -> StoreResult<Option<Port>> {
-        first(self, st::PORT, &[Param::Text(id)], rows::port)
+        first(self, st::PORT, &[Param::Text(id)])
     }
 
     fn ports(&mut self) -> StoreResult<Vec<Port>> {
-        self.query(st::PORTS, &[], rows::port)
+        self.query(st::PORTS, &[])
     }
 
     fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>> {
-        self.query(st::NETWORK_PORTS, &[Param::Text(network_id)], rows::port)
+        self.query(st::NETWORK_PORTS, &[Param::Text(network_id)])
     }
 
     fn instance_ports(&mut self, uuid: &str) -> StoreResult<Vec<Port>> {
-        self.query(st::INSTANCE_PORTS, &[Param::Text(uuid)], rows::port)
+        self.query(st::INSTANCE_PORTS, &[Param::Text(uuid)])
     }
 
     fn port_with_mac(&mut self, mac: &str) -> StoreResult<Option<Port>> {
-        first(self, st::PORT_WITH_MAC, &[Param::Text(mac)], rows::port)
+        first(self, st::PORT_WITH_MAC, &[Param::Text(mac)])
     }
 
     fn ports_with_ip(
@@ -235,7 +218,7 @@ impl<D: Driver> Sql for D {
     ) -> StoreResult<Vec<Port>> {
         let ip = ip.to_string();
         match network_ids {
-            None => self.query(st::PORTS_BY_IP, &[Param::Text(&ip)], rows::port),
+            None => self.query(st::PORTS_BY_IP, &[Param::Text(&ip)]),
             Some([]) => Ok(Vec::new()),
             Some(network_ids) => self.ports_on_networks(&ip, network_ids),
         }
@@ -245,7 +228,6 @@ impl<D: Driver> Sql for D {
         self.query(
             st::PORTS_BEHIND_ROUTER,
             &[Param::Text(&ip.to_string()), Param::Text(router_id)],
-            rows::port,
         )
     }
 
@@ -278,11 +260,11 @@ impl<D: Driver> Sql for D {
     }
 
     fn last_change(&mut self) -> StoreResult<i64> {
-        Ok(first(self, st::LAST_CHANGE, &[], rows::int)?.unwrap_or(0))
+        Ok(first(self, st::LAST_CHANGE, &[])?.unwrap_or(0))
     }
 
     fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>> {
-        self.query(st::CHANGES_SINCE, &[Param::Int(seq)], rows::change)
+        self.query(st::CHANGES_SINCE, &[Param::Int(seq)])
     }
 
     fn prune_changes_through(&mut self, seq: i64) -> StoreResult<()> {

@@ -130,91 +130,113 @@ pub fn to_json(value: &impl serde::Serialize) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
 }
 
+/// A value read from one result row.
+pub trait FromRow: Sized {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self>;
+}
+
 /// A row of `network_select!()`.
-pub fn network(row: &dyn Columns) -> StoreResult<Network> {
-    Ok(Network {
-        id: row.text(0)?,
-        name: row.text(1)?,
-        project: row.text(2)?,
-        cidr: parse("network CIDR", &row.text(3)?)?,
-        gateway: parse_opt("gateway", row.text_or_null(4)?)?,
-        dhcp_ip: parse_opt("DHCP address", row.text_or_null(5)?)?,
-        isolated: row.flag(6)?,
-        mtu: row
-            .int_or_null(7)?
-            .map(|mtu| to_u32("MTU", mtu))
-            .transpose()?,
-        created: row.text(8)?,
-    })
+impl FromRow for Network {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Network {
+            id: row.text(0)?,
+            name: row.text(1)?,
+            project: row.text(2)?,
+            cidr: parse("network CIDR", &row.text(3)?)?,
+            gateway: parse_opt("gateway", row.text_or_null(4)?)?,
+            dhcp_ip: parse_opt("DHCP address", row.text_or_null(5)?)?,
+            isolated: row.flag(6)?,
+            mtu: row
+                .int_or_null(7)?
+                .map(|mtu| to_u32("MTU", mtu))
+                .transpose()?,
+            created: row.text(8)?,
+        })
+    }
 }
 
 /// A row of `router_select!()`, without its networks.
-pub fn router(row: &dyn Columns) -> StoreResult<Router> {
-    Ok(Router {
-        id: row.text(0)?,
-        name: row.text(1)?,
-        project: row.text(2)?,
-        networks: Vec::new(),
-        created: row.text(3)?,
-    })
+impl FromRow for Router {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Router {
+            id: row.text(0)?,
+            name: row.text(1)?,
+            project: row.text(2)?,
+            networks: Vec::new(),
+            created: row.text(3)?,
+        })
+    }
 }
 
 /// A row of `instance_select!()`.
-pub fn instance(row: &dyn Columns) -> StoreResult<Instance> {
-    Ok(Instance {
-        ec2_id: row.int(0)?,
-        uuid: row.text(1)?,
-        project: row.text(2)?,
-        name: row.text(3)?,
-        hostname: row.text(4)?,
-        availability_zone: row.text_or_null(5)?,
-        launch_index: to_u32("launch index", row.int(6)?)?,
-        key_pairs: from_json("key pairs", &row.text(7)?)?,
-        user_data: row.bytes_or_null(8)?,
-        meta: from_json("meta", &row.text(9)?)?,
-        admin_pass: row.text_or_null(10)?,
-        password: row.text_or_null(11)?,
-        created: row.text(12)?,
-    })
+impl FromRow for Instance {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Instance {
+            ec2_id: row.int(0)?,
+            uuid: row.text(1)?,
+            project: row.text(2)?,
+            name: row.text(3)?,
+            hostname: row.text(4)?,
+            availability_zone: row.text_or_null(5)?,
+            launch_index: to_u32("launch index", row.int(6)?)?,
+            key_pairs: from_json("key pairs", &row.text(7)?)?,
+            user_data: row.bytes_or_null(8)?,
+            meta: from_json("meta", &row.text(9)?)?,
+            admin_pass: row.text_or_null(10)?,
+            password: row.text_or_null(11)?,
+            created: row.text(12)?,
+        })
+    }
 }
 
 /// A row of `port_select!()`.
-pub fn port(row: &dyn Columns) -> StoreResult<Port> {
-    Ok(Port {
-        id: row.text(0)?,
-        network_id: row.text(1)?,
-        mac: row.text(2)?,
-        ip: parse("port IP", &row.text(3)?)?,
-        instance_id: row.text(4)?,
-        project: row.text(5)?,
-        created: row.text(6)?,
-    })
+impl FromRow for Port {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Port {
+            id: row.text(0)?,
+            network_id: row.text(1)?,
+            mac: row.text(2)?,
+            ip: parse("port IP", &row.text(3)?)?,
+            instance_id: row.text(4)?,
+            project: row.text(5)?,
+            created: row.text(6)?,
+        })
+    }
 }
 
 /// A row of the change log: sequence number, kind, id.
-pub fn change(row: &dyn Columns) -> StoreResult<Change> {
-    let seq = row.int(0)?;
-    let kind = row.text(1)?;
-    let kind = ChangeKind::parse(&kind)
-        .ok_or_else(|| StoreError::Backend(format!("change {seq} has an unknown kind {kind:?}")))?;
-    Ok(Change {
-        seq,
-        kind,
-        id: row.text(2)?,
-    })
+impl FromRow for Change {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        let seq = row.int(0)?;
+        let kind = row.text(1)?;
+        let kind = ChangeKind::parse(&kind).ok_or_else(|| {
+            StoreError::Backend(format!("change {seq} has an unknown kind {kind:?}"))
+        })?;
+        Ok(Change {
+            seq,
+            kind,
+            id: row.text(2)?,
+        })
+    }
 }
 
 /// A one-column text row (ids).
-pub fn text(row: &dyn Columns) -> StoreResult<String> {
-    row.text(0)
+impl FromRow for String {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        row.text(0)
+    }
 }
 
 /// A one-column integer row (counts, sequence numbers).
-pub fn int(row: &dyn Columns) -> StoreResult<i64> {
-    row.int(0)
+impl FromRow for i64 {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        row.int(0)
+    }
 }
 
 /// A two-column text row (router id, network id).
-pub fn text_pair(row: &dyn Columns) -> StoreResult<(String, String)> {
-    Ok((row.text(0)?, row.text(1)?))
+impl FromRow for (String, String) {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok((row.text(0)?, row.text(1)?))
+    }
 }

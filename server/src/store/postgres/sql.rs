@@ -9,7 +9,7 @@ use super::pool::error_text;
 use crate::store::driver::Driver;
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::model::Port;
-use crate::store::rows::{self, Columns, Param, Value};
+use crate::store::rows::{Columns, FromRow, Param, Value};
 use crate::store::statements::{Statement, port_select};
 
 /// The agent's hot path: ports by IP on some networks, the networks as one array parameter.
@@ -73,16 +73,12 @@ impl Columns for PgRow<'_> {
 }
 
 impl<C: GenericClient> PgSql<'_, C> {
-    fn decode<T>(
-        &self,
-        found: &[Row],
-        row: fn(&dyn Columns) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
+    fn decode<T: FromRow>(&self, found: &[Row]) -> StoreResult<Vec<T>> {
         found
             .iter()
-            .map(|found| {
-                row(&PgRow {
-                    row: found,
+            .map(|row| {
+                T::from_row(&PgRow {
+                    row,
                     target: self.target,
                 })
             })
@@ -91,24 +87,19 @@ impl<C: GenericClient> PgSql<'_, C> {
 }
 
 impl<C: GenericClient> Driver for PgSql<'_, C> {
-    fn execute(&mut self, statement: Statement, params: &[Param<'_>]) -> StoreResult<u64> {
+    fn execute(&mut self, sql: Statement, params: &[Param<'_>]) -> StoreResult<u64> {
         let params: Vec<_> = params.iter().map(bound).collect();
-        self.execute_text(statement.postgres, &params)
+        self.execute_text(sql.postgres, &params)
     }
 
-    fn query<T>(
-        &mut self,
-        statement: Statement,
-        params: &[Param<'_>],
-        row: fn(&dyn Columns) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
+    fn query<T: FromRow>(&mut self, sql: Statement, params: &[Param<'_>]) -> StoreResult<Vec<T>> {
         let params: Vec<_> = params.iter().map(bound).collect();
-        let found = self.query_text(statement.postgres, &params)?;
-        self.decode(&found, row)
+        let found = self.query_text(sql.postgres, &params)?;
+        self.decode(&found)
     }
 
     fn ports_on_networks(&mut self, ip: &str, network_ids: &[String]) -> StoreResult<Vec<Port>> {
         let found = self.query_text(PORTS_ON_NETWORKS, &[&ip, &network_ids])?;
-        self.decode(&found, rows::port)
+        self.decode(&found)
     }
 }

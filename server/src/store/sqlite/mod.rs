@@ -13,9 +13,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::error::{StoreError, StoreResult};
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
 use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
-use super::error::{StoreError, StoreResult};
 use conn::{connect, map};
 use sql::SqliteSql;
 

@@ -8,7 +8,7 @@ use super::conn::map;
 use crate::store::driver::Driver;
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::model::Port;
-use crate::store::rows::{self, Columns, Param, Value};
+use crate::store::rows::{Columns, FromRow, Param, Value};
 use crate::store::statements::{Statement, port_select};
 
 impl ToSql for Param<'_> {
@@ -57,17 +57,12 @@ pub(super) struct SqliteSql<'a> {
 }
 
 impl SqliteSql<'_> {
-    fn rows<T>(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-        row: fn(&dyn Columns) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
+    fn rows<T: FromRow>(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<T>> {
         let mut statement = map(self.conn.prepare_cached(sql))?;
         let mut rows = map(statement.query(params))?;
         let mut found = Vec::new();
         while let Some(next) = map(rows.next())? {
-            found.push(row(&SqliteRow(next))?);
+            found.push(T::from_row(&SqliteRow(next))?);
         }
         Ok(found)
     }
@@ -78,29 +73,20 @@ fn bound<'p>(params: &'p [Param<'_>]) -> Vec<&'p dyn ToSql> {
 }
 
 impl Driver for SqliteSql<'_> {
-    fn execute(&mut self, statement: Statement, params: &[Param<'_>]) -> StoreResult<u64> {
-        let mut prepared = map(self.conn.prepare_cached(statement.sqlite))?;
+    fn execute(&mut self, sql: Statement, params: &[Param<'_>]) -> StoreResult<u64> {
+        let mut prepared = map(self.conn.prepare_cached(sql.sqlite))?;
         let changed = map(prepared.execute(bound(params).as_slice()))?;
         Ok(changed as u64)
     }
 
-    fn query<T>(
-        &mut self,
-        statement: Statement,
-        params: &[Param<'_>],
-        row: fn(&dyn Columns) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
-        self.rows(statement.sqlite, &bound(params), row)
+    fn query<T: FromRow>(&mut self, sql: Statement, params: &[Param<'_>]) -> StoreResult<Vec<T>> {
+        self.rows(sql.sqlite, &bound(params))
     }
 
     fn ports_on_networks(&mut self, ip: &str, network_ids: &[String]) -> StoreResult<Vec<Port>> {
         let mut params: Vec<&dyn ToSql> = vec![&ip];
         params.extend(network_ids.iter().map(|id| id as &dyn ToSql));
-        self.rows(
-            &ports_on_networks_sql(network_ids.len()),
-            &params,
-            rows::port,
-        )
+        self.rows(&ports_on_networks_sql(network_ids.len()), &params)
     }
 }
 
