@@ -53,14 +53,11 @@ pub struct AgentArgs {
 /// Where the agent sends its signed questions: the API over HTTP ([`HttpApi`], the agent as its
 /// own process), or the API in the same process (`all`'s in-process hop, in `all/chain.rs`).
 pub trait ApiTarget: Clone + Send + Sync + 'static {
-    /// Asks the API: `path` with its query, the guest's method and body, the signed headers.
+    /// Puts one question to the API.
     fn ask(
         &self,
         agent: &Agent,
-        method: Method,
-        path: &str,
-        signed: HeaderMap,
-        body: Bytes,
+        question: Question<'_>,
     ) -> impl Future<Output = Result<Response<Body>, Answer>> + Send;
 
     /// The agent's whole job for one request: resolve the guest from the proxy's headers, ask
@@ -73,10 +70,29 @@ pub trait ApiTarget: Clone + Send + Sync + 'static {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> impl Future<Output = Response<Body>> + Send {
-        let ask_api =
-            move |signed: HeaderMap| self.ask(agent, method.clone(), path, signed, body.clone());
+        let ask_api = move |signed: HeaderMap| {
+            let question = Question {
+                method: method.clone(),
+                path,
+                signed,
+                body: body.clone(),
+            };
+            self.ask(agent, question)
+        };
         agent.relay(method, path, headers, ask_api)
     }
+}
+
+/// What the agent asks the API for one guest request.
+pub struct Question<'a> {
+    /// The guest's method.
+    pub method: Method,
+    /// The guest's path, with its query.
+    pub path: &'a str,
+    /// The signed headers, instead of anything the guest sent.
+    pub signed: HeaderMap,
+    /// The guest's body (a password POST).
+    pub body: Bytes,
 }
 
 /// The API in another process, over pooled HTTP (TCP or a Unix socket).
@@ -88,20 +104,13 @@ pub struct HttpApi {
 }
 
 impl ApiTarget for HttpApi {
-    async fn ask(
-        &self,
-        agent: &Agent,
-        method: Method,
-        path: &str,
-        signed: HeaderMap,
-        body: Bytes,
-    ) -> Result<Response<Body>, Answer> {
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = method;
-        *request.uri_mut() = self.upstream.uri(path).map_err(|err| {
+    async fn ask(&self, agent: &Agent, question: Question<'_>) -> Result<Response<Body>, Answer> {
+        let mut request = Request::new(Full::new(question.body));
+        *request.method_mut() = question.method;
+        *request.uri_mut() = self.upstream.uri(question.path).map_err(|err| {
             Answer::refused(StatusCode::BAD_REQUEST, err.to_string(), Rejection::BadPath)
         })?;
-        *request.headers_mut() = signed;
+        *request.headers_mut() = question.signed;
         let started = Instant::now();
         let answered = self.upstream.send(request, self.timeout).await;
         agent.metrics.upstream_latency(started.elapsed());
@@ -143,14 +152,7 @@ impl<A: ApiTarget> Handler for AgentHandler<A> {
     async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let body = match read_body(
-            &parts.headers,
-            body,
-            self.limits.max_body_bytes,
-            self.limits.body_read_timeout,
-        )
-        .await
-        {
+        let body = match read_body(&parts.headers, body, &self.limits).await {
             Ok(body) => body,
             Err(err) => {
                 let refusal =

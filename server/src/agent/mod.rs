@@ -7,7 +7,7 @@ pub mod lookup;
 mod relay;
 
 pub use forwarded::{ForwardedError, guest_address};
-pub use listener::{AgentArgs, AgentHandler, ApiTarget, HttpApi, serve};
+pub use listener::{AgentArgs, AgentHandler, ApiTarget, HttpApi, Question, serve};
 pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
 pub use relay::{Agent, Resolved};
 

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 
-use crate::agent::{Agent, ApiTarget};
+use crate::agent::{Agent, ApiTarget, Question};
 use crate::api::{Api, MetadataRequest};
 use crate::http::{Answer, Body};
 use crate::proxy::Forward;
@@ -43,20 +43,13 @@ impl Forward for InProcess {
 pub struct InProcessApi(pub Arc<Api>);
 
 impl ApiTarget for InProcessApi {
-    async fn ask(
-        &self,
-        _agent: &Agent,
-        method: Method,
-        path: &str,
-        signed: HeaderMap,
-        body: Bytes,
-    ) -> Result<Response<Body>, Answer> {
+    async fn ask(&self, _: &Agent, question: Question<'_>) -> Result<Response<Body>, Answer> {
         let request = MetadataRequest {
-            method,
-            path: path.split('?').next().unwrap_or("/").to_owned(),
-            headers: signed,
+            method: question.method,
+            path: question.path.split('?').next().unwrap_or("/").to_owned(),
+            headers: question.signed,
             peer: None,
-            body,
+            body: question.body,
         };
         Ok(self.0.answer(&request).await)
     }

@@ -104,14 +104,7 @@ impl ApiHandler {
 impl Handler for ApiHandler {
     async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let (parts, body) = request.into_parts();
-        let body = match read_body(
-            &parts.headers,
-            body,
-            self.limits.max_body_bytes,
-            self.limits.body_read_timeout,
-        )
-        .await
-        {
+        let body = match read_body(&parts.headers, body, &self.limits).await {
             Ok(body) => body,
             Err(err) => {
                 self.api.metrics.request(err.status());

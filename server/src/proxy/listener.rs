@@ -141,14 +141,7 @@ impl<F: Forward> ProxyHandler<F> {
                 Rejection::TokenForwarded,
             );
         }
-        let body = match read_body(
-            &parts.headers,
-            body,
-            self.limits.max_body_bytes,
-            self.limits.body_read_timeout,
-        )
-        .await
-        {
+        let body = match read_body(&parts.headers, body, &self.limits).await {
             Ok(body) => body,
             Err(err) => return self.refuse(err.status(), err.reason(), Rejection::BadBody),
         };
