@@ -24,7 +24,7 @@ pub const CMDLINE_PATH: &str = "/proc/cmdline";
 /// Kernel command-line parameter naming the metadata service URL.
 pub const CMDLINE_URL_KEY: &str = "metaboot.url";
 /// The metadata service of OpenStack.
-pub const DEFAULT_METADATA_URL: &str = "http://169.254.169.254";
+pub const DEFAULT_METADATA_URL: &str = metaboot_proto::METADATA_URL;
 /// Largest configuration file read.
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
 /// Longest deadline accepted from the configuration (one hour).

@@ -12,7 +12,7 @@ use metaboot_harness::chain::{Chain, Scope, Server};
 use metaboot_harness::lab::netns;
 
 /// Where `all` serves a router namespace (Neutron's `metadata_port`, bound on 0.0.0.0).
-pub const ROUTER_PORT: u16 = 9697;
+pub const ROUTER_PORT: u16 = metaboot_proto::ROUTER_PROXY_PORT;
 
 /// Connections one guest address may hold on the bench's proxies: wrk plays one guest with
 /// `Load::throughput`'s keep-alive connections, where a real guest gets the proxy's default

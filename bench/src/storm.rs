@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use metaboot_proto::METADATA_IPV4;
 use serde::Serialize;
 use socket2::{Domain, Socket, Type};
 
@@ -124,7 +125,7 @@ fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<(Timing, Ve
         .set_write_timeout(Some(REQUEST_TIMEOUT))
         .map_err(io)?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4.2\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {METADATA_IPV4}\r\nUser-Agent: Cloud-Init/22.4.2\r\n\
          Accept: */*\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).map_err(io)?;

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use metaboot_proto::METADATA_IPV4;
 
 use crate::baselines::{Baselines, META_DATA_PATH};
 use crate::chain::{All, RouterNamespace, ThreeProcess};
@@ -77,7 +78,7 @@ pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {METADATA_IPV4}\r\nConnection: close\r\n\r\n"
     )?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;

@@ -12,8 +12,8 @@ use std::process::Command;
 
 use metaboot_harness::postgres::PgServer;
 use metaboot_tests::chain::{Chain, Scope, run_to_exit, server_binary, write_private};
-use metaboot_tests::guest;
 use metaboot_tests::prerequisite::require;
+use metaboot_tests::{guest, registry};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 const META_DATA: &str = "/openstack/latest/meta_data.json";
@@ -205,33 +205,8 @@ fn a_postgres_password_given_in_the_environment_stays_out_of_argv() {
     // In METABOOT_DB: the registry commands and every role work.
     let mut chain = Chain::with_database(&with(PASSWORD)).unwrap();
     chain.db_in_env = true;
-    let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
-    let net = id(
-        chain
-            .registry(&["network", "create", "net", "--cidr", "127.50.0.0/24"])
-            .unwrap(),
-        "id",
-    );
-    let router = id(
-        chain
-            .registry(&["router", "create", "r", "--network", &net])
-            .unwrap(),
-        "id",
-    );
-    let uuid = id(
-        chain
-            .registry(&[
-                "instance",
-                "create",
-                "vm",
-                "--network",
-                "net",
-                "--ip",
-                "127.50.0.10",
-            ])
-            .unwrap(),
-        "uuid",
-    );
+    let (_, router) = registry::routed_network(&chain, "127.50.0.0/24");
+    let uuid = registry::instance(&chain, "vm", "net", "127.50.0.10");
     chain.start().unwrap();
     let proxy: SocketAddr = chain.start_proxy(&Scope::Router(router), &[]).unwrap();
     let reply = guest::get(Some(IpAddr::from([127, 50, 0, 10])), proxy, META_DATA, &[]).unwrap();
