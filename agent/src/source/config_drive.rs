@@ -11,6 +11,7 @@ use nix::mount::{MntFlags, MsFlags};
 
 use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
 use super::{Source, SourceError};
+use crate::fsutil::PathError;
 use crate::root::Root;
 
 /// The label nova gives a config drive (vfat may store it upper-case).
@@ -131,10 +132,7 @@ impl ConfigDrive {
             source,
         };
         root.ensure_dir(MOUNT_POINT, 0o755, None)
-            .map_err(|source| SourceError::Read {
-                path: target.clone(),
-                source,
-            })?;
+            .map_err(PathError::fail("create", &target))?;
         nix::mount::mount(
             Some(device),
             &target,
@@ -159,15 +157,12 @@ impl ConfigDrive {
         let file = match opened {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(SourceError::Read { path, source }),
+            Err(source) => return Err(PathError::fail("read", path)(source).into()),
         };
         let mut data = Vec::new();
         file.take(limit + 1)
             .read_to_end(&mut data)
-            .map_err(|source| SourceError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(PathError::fail("read", &path))?;
         if data.len() as u64 > limit {
             return Err(SourceError::TooLarge { path, limit });
         }

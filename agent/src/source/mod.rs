@@ -7,6 +7,7 @@ pub mod metadata_service;
 
 use std::path::PathBuf;
 
+use crate::fsutil::PathError;
 use crate::retry::RetryError;
 use http::FetchError;
 
@@ -17,12 +18,8 @@ pub enum SourceError {
     Fetch(#[from] RetryError<FetchError>),
     #[error("meta_data.json is missing (404) at {0}")]
     MissingMetaData(String),
-    #[error("Config drive: failed to read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("Config drive")]
+    Io(#[from] PathError),
     #[error("Config drive: {} is larger than {limit} bytes", path.display())]
     TooLarge { path: PathBuf, limit: u64 },
     #[error("Config drive: failed to mount {device} on {}", target.display())]
