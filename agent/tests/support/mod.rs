@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod crypt;
 pub mod server;
 
 use std::io::Write;
@@ -14,6 +15,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 
+#[allow(unused_imports)] // Not every test binary checks hashes.
+pub use crypt::crypt_verifies;
 #[allow(unused_imports)] // Not every test binary injects faults.
 pub use server::{Fault, MetadataServer};
 
@@ -196,21 +199,6 @@ impl Guest {
             .unwrap()
             .to_owned()
     }
-}
-
-/// True when glibc's crypt(3) (through perl) accepts `password` for `hash`.
-pub fn crypt_verifies(password: &str, hash: &str) -> bool {
-    let out = Command::new("perl")
-        .args([
-            "-e",
-            "print crypt($ARGV[0], $ARGV[1])",
-            "--",
-            password,
-            hash,
-        ])
-        .output()
-        .expect("perl is needed to verify hashes with glibc");
-    String::from_utf8_lossy(&out.stdout) == hash
 }
 
 /// The root of the fixture corpus.
