@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::apply::STEPS;
 use crate::retry::DEFAULT_DEADLINE;
 use crate::root::Root;
 use crate::source::http::DEFAULT_REQUEST_TIMEOUT;
@@ -97,8 +96,14 @@ pub struct Settings {
 }
 
 /// Loads metaboot.yaml (`config_path` as given, else under the root), then the kernel command
-/// line, then `cli_url`, each overriding the previous for the URL.
-pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> Settings {
+/// line, then `cli_url`, each overriding the previous for the URL. `steps:` may name only
+/// `known_steps`.
+pub fn load(
+    root: &Root,
+    config_path: Option<&Path>,
+    cli_url: Option<&str>,
+    known_steps: &[&str],
+) -> Settings {
     let mut settings = Settings::default();
     // `--config FILE` is the operator's own file, read as given; the default is under the root.
     let (path, bytes) = match config_path {
@@ -129,7 +134,7 @@ pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> S
         Ok(None) => {}
         Err(err) => settings.errors.push(err),
     }
-    check(&mut settings);
+    check(&mut settings, known_steps);
     settings.url = settings.agent.metadata_url.clone();
     settings.url_origin = if config_path.is_some() || found {
         "metaboot.yaml"
@@ -169,7 +174,7 @@ fn read_config(
         .map_err(|err| format!("{}: {err}; using defaults", path.display()))
 }
 
-fn check(settings: &mut Settings) {
+fn check(settings: &mut Settings, known_steps: &[&str]) {
     let agent = &mut settings.agent;
     if agent.deadline_secs > MAX_DEADLINE_SECS {
         settings.errors.push(format!(
@@ -181,12 +186,12 @@ fn check(settings: &mut Settings) {
     if let Some(steps) = &agent.steps {
         let unknown: Vec<&String> = steps
             .iter()
-            .filter(|s| !STEPS.contains(&s.as_str()))
+            .filter(|s| !known_steps.contains(&s.as_str()))
             .collect();
         if !unknown.is_empty() {
             settings.errors.push(format!(
                 "unknown steps {unknown:?} in `steps` (known: {})",
-                STEPS.join(", ")
+                known_steps.join(", ")
             ));
         }
     }
@@ -215,10 +220,13 @@ mod tests {
 
     use super::*;
 
+    /// Step names, as the run passes them.
+    const STEPS: &[&str] = &["hostname", "ssh-keys", "runcmd"];
+
     #[test]
     fn defaults_without_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), None, None);
+        let settings = load(&Root::open(dir.path()).unwrap(), None, None, STEPS);
         assert!(settings.errors.is_empty());
         assert_eq!(settings.url, DEFAULT_METADATA_URL);
         assert_eq!(settings.url_origin, "default");
@@ -238,7 +246,7 @@ mod tests {
              default_user: {name: debian, sudo: 'ALL=(ALL) NOPASSWD:ALL'}\nsteps: [hostname, ssh-keys]\n",
         )
         .unwrap();
-        let settings = load(&root, None, None);
+        let settings = load(&root, None, None, STEPS);
         assert!(settings.errors.is_empty(), "{:?}", settings.errors);
         assert_eq!(settings.url, "http://10.0.0.1");
         assert_eq!(settings.agent.deadline_secs, 5);
@@ -252,10 +260,10 @@ mod tests {
             "console=ttyS0 metaboot.url=http://10.0.0.2:8080 quiet\n",
         )
         .unwrap();
-        let settings = load(&root, None, None);
+        let settings = load(&root, None, None, STEPS);
         assert_eq!(settings.url, "http://10.0.0.2:8080");
         assert_eq!(settings.url_origin, "kernel command line");
-        let settings = load(&root, None, Some("http://10.0.0.3"));
+        let settings = load(&root, None, Some("http://10.0.0.3"), STEPS);
         assert_eq!(
             (settings.url.as_str(), settings.url_origin),
             ("http://10.0.0.3", "--url")
@@ -267,7 +275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.yaml");
         fs::write(&path, "deadline_secs: [1\n").unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert!(
             settings.errors[0].contains("Invalid YAML"),
             "{:?}",
@@ -276,7 +284,7 @@ mod tests {
         assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
 
         fs::write(&path, "deadline_secs: soon\nsteps: [hostname, nope]\n").unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert!(
             settings.errors[0].contains("using defaults"),
             "{:?}",
@@ -284,7 +292,7 @@ mod tests {
         );
 
         fs::write(&path, "steps: [hostname, nope]\ndeadline_secs: 99999\n").unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert_eq!(settings.errors.len(), 2, "{:?}", settings.errors);
         assert_eq!(settings.agent.deadline_secs, MAX_DEADLINE_SECS);
 
@@ -292,11 +300,12 @@ mod tests {
             &Root::open(dir.path()).unwrap(),
             Some(&dir.path().join("none")),
             None,
+            STEPS,
         );
         assert!(missing.errors[0].contains("no such file"));
 
         fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES + 1]).unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert!(settings.errors[0].contains("larger than"));
     }
 

@@ -3,6 +3,7 @@
 //! and every outcome lands in `status.json` and the instance's `result.json`.
 
 mod accounts;
+mod instance;
 mod steps;
 
 use std::fs::File;
@@ -12,9 +13,9 @@ use std::time::Instant;
 use metaboot_proto::MetaData;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use crate::apply::STEPS;
 use crate::cli::RunArgs;
 use crate::config::{self, Settings};
+use crate::log::chain;
 use crate::retry::Retry;
 use crate::root::Root;
 use crate::source::config_drive::{self, ConfigDrive};
@@ -22,11 +23,12 @@ use crate::source::http::HttpClient;
 use crate::source::metadata_service::MetadataService;
 use crate::source::{Source, SourceError};
 use crate::state::redact;
-use crate::state::result::{Done, Report, RunStatus, chain, unix_now};
+use crate::state::result::{Done, Report, RunStatus, count, unix_now};
 use crate::state::status::{EXIT_DONE, EXIT_ERROR};
 use crate::state::{State, check_instance_id};
 use crate::userdata::cloud_config::CloudConfig;
 use crate::userdata::{self, Decoded, yaml};
+use instance::Instance;
 
 /// Runs `metaboot run`.
 pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
@@ -49,7 +51,8 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let settings = config::load(&root, args.config.as_deref(), args.url.as_deref());
+    let known: Vec<&str> = steps::step_names().collect();
+    let settings = config::load(&root, args.config.as_deref(), args.url.as_deref(), &known);
     let mut report = run(&root, &settings);
     report.warnings.extend(log_warning);
     let code = if report.status == RunStatus::Done {
@@ -71,47 +74,6 @@ fn lock(state: &State) -> Result<Flock<File>, String> {
         .map_err(|e| format!("cannot open {}: {e}", shown.display()))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, errno)| format!("another metaboot run holds {} ({errno})", shown.display()))
-}
-
-/// What the fetch phase produced, for the apply steps.
-pub(crate) struct Instance<'a> {
-    pub root: &'a Root,
-    pub state: &'a State,
-    pub settings: &'a Settings,
-    pub id: String,
-    pub new_instance: bool,
-    pub meta: MetaData,
-    pub config: CloudConfig,
-    pub user: Decoded,
-    pub vendor: Decoded,
-}
-
-/// The instance id of a run without metadata and without a previous instance (cloud-init's
-/// None datasource uses the same).
-pub const NO_INSTANCE_ID: &str = "iid-datasource-none";
-
-impl<'a> Instance<'a> {
-    /// A run without metadata: the image's configuration only, no user or vendor data.
-    fn without_metadata(root: &'a Root, state: &'a State, settings: &'a Settings) -> Self {
-        let id = state
-            .stored_instance_id()
-            .unwrap_or_else(|| NO_INSTANCE_ID.to_owned());
-        let (config, _) = CloudConfig::from_map(&settings.base);
-        Instance {
-            root,
-            state,
-            settings,
-            meta: MetaData {
-                uuid: id.clone(),
-                ..MetaData::default()
-            },
-            id,
-            new_instance: false,
-            config,
-            user: Decoded::default(),
-            vendor: Decoded::default(),
-        }
-    }
 }
 
 /// One pass; returns the finished report (also written to disk).
@@ -152,9 +114,7 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
         // configuration (metaboot.yaml) and the last known instance id, if any.
         let instance = Instance::without_metadata(root, &state, settings);
         steps::apply_every_boot(&instance, &mut report);
-        let missing: Vec<&str> = STEPS
-            .iter()
-            .copied()
+        let missing: Vec<&str> = steps::step_names()
             .filter(|name| report.outcome(name).is_none())
             .collect();
         for name in missing {
@@ -190,10 +150,6 @@ fn optional(
     what: &str,
 ) -> Result<Option<Vec<u8>>, String> {
     result.map_err(|err| format!("{what}: {}", chain(&err)))
-}
-
-fn count(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn describe(decoded: &Decoded) -> String {

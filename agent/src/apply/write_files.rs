@@ -287,9 +287,7 @@ mod tests {
                     - {path: /z, encoding: gz, content: notgzip}\n- {path: '', content: x}\n";
         let errs: Vec<String> = entries(text)
             .iter()
-            .map(|e| {
-                crate::state::result::chain(&write_entry(&root, Some(&accounts), e).unwrap_err())
-            })
+            .map(|e| crate::log::chain(&write_entry(&root, Some(&accounts), e).unwrap_err()))
             .collect();
         assert_eq!(
             errs[0],
@@ -318,9 +316,7 @@ mod tests {
              - {path: /etc/issue, content: x, append: true}\n",
         );
         for entry in &list {
-            let err = crate::state::result::chain(
-                &write_entry(&root, Some(&accounts), entry).unwrap_err(),
-            );
+            let err = crate::log::chain(&write_entry(&root, Some(&accounts), entry).unwrap_err());
             let shown = root.host_path(&entry.path);
             assert!(
                 err.starts_with(&format!("Failed to read {}: ", shown.display())),

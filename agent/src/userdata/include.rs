@@ -37,8 +37,7 @@ impl Fetch for NoFetch {
 
 impl Fetch for crate::source::http::HttpClient {
     fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
-        self.get(url, limit)
-            .map_err(|err| crate::state::result::chain(&err))
+        self.get(url, limit).map_err(|err| crate::log::chain(&err))
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use metaboot_proto::vendor_data::CLOUD_INIT_KEY;
 use serde_json::Value;
 
-use crate::state::result::chain;
+use crate::log::chain;
 use include::Fetch;
 use parts::{
     BOOTHOOK, CLOUD_CONFIG, CLOUD_CONFIG_ARCHIVE, GZIP_TYPES, INCLUDE, INCLUDE_ONCE, NOT_MULTIPART,
