@@ -153,15 +153,10 @@ fn optional(
 }
 
 fn describe(decoded: &Decoded) -> String {
-    let scripts = decoded.scripts.len()
-        + decoded.per_boot.len()
-        + decoded.per_instance.len()
-        + decoded.per_once.len()
-        + decoded.boothooks.len();
     format!(
         "{}, {}",
         count(decoded.configs.len(), "cloud-config part"),
-        count(scripts, "script")
+        count(decoded.script_count(), "script")
     )
 }
 

@@ -59,14 +59,10 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
         write_files(i, w, true)
     }),
     apply("scripts-vendor", PerInstance, scripts_vendor),
-    apply("scripts-per-once", Once, |i, _| {
-        scripts_per(i, "once", &i.user.per_once)
-    }),
-    apply("scripts-per-boot", Always, |i, _| {
-        scripts_per(i, "boot", &i.user.per_boot)
-    }),
+    apply("scripts-per-once", Once, |i, _| scripts_per(i, Once)),
+    apply("scripts-per-boot", Always, |i, _| scripts_per(i, Always)),
     apply("scripts-per-instance", PerInstance, |i, _| {
-        scripts_per(i, "instance", &i.user.per_instance)
+        scripts_per(i, PerInstance)
     }),
     apply("scripts-user", PerInstance, scripts_user),
 ];
@@ -387,10 +383,18 @@ fn scripts_vendor(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     )
 }
 
-fn scripts_per(i: &Instance<'_>, frequency: &str, new: &[Script]) -> Done {
-    let dir = i.state.scripts_dir(frequency);
+/// Writes the new instance's `text/x-shellscript-per-*` scripts of `frequency` to their
+/// directory (cloud-init's `scripts/per-boot`, `per-instance`, `per-once`), then runs that
+/// directory.
+fn scripts_per(i: &Instance<'_>, frequency: Frequency) -> Done {
+    let what = match frequency {
+        Always => "boot",
+        PerInstance => "instance",
+        Once => "once",
+    };
+    let dir = i.state.scripts_dir(what);
     if i.new_instance {
-        for script in new {
+        for script in i.user.per(frequency) {
             if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
                 return Done::error(chain(&err));
             }
@@ -398,7 +402,7 @@ fn scripts_per(i: &Instance<'_>, frequency: &str, new: &[Script]) -> Done {
     }
     let results = scripts::run_dir(i.root, &dir, &script_env(i));
     if results.is_empty() {
-        return Done::skipped(format!("no per-{frequency} scripts"));
+        return Done::skipped(format!("no per-{what} scripts"));
     }
     scripts_done(results)
 }
