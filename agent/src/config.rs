@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::retry::DEFAULT_DEADLINE;
 use crate::root::Root;
-use crate::source::http::DEFAULT_REQUEST_TIMEOUT;
+use crate::source::{self, http::DEFAULT_REQUEST_TIMEOUT};
 use crate::userdata::cloud_config::UserConfig;
 use crate::userdata::yaml::{self, ConfigMap};
 
@@ -39,7 +39,11 @@ pub struct AgentConfig {
     pub deadline_secs: u64,
     /// Bound of one HTTP request, in seconds.
     pub request_timeout_secs: u64,
-    /// Look for a `config-2` config drive before the metadata service.
+    /// The datasources to look for, in order (default: every one, in [`source::DATASOURCES`]
+    /// order).
+    pub datasources: Option<Vec<String>>,
+    /// `false` leaves the config drive out of the datasources (the key from before
+    /// `datasources:`).
     pub config_drive: bool,
     /// The distro's default user (cloud.cfg `system_info.default_user`); none by default.
     pub default_user: Option<UserConfig>,
@@ -55,6 +59,7 @@ impl Default for AgentConfig {
             metadata_url: DEFAULT_METADATA_URL.to_owned(),
             deadline_secs: DEFAULT_DEADLINE.as_secs(),
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT.as_secs(),
+            datasources: None,
             config_drive: true,
             default_user: None,
             apply_admin_pass: true,
@@ -72,6 +77,24 @@ impl AgentConfig {
     /// The per-request timeout (at least one second).
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// The datasources to try, in order: `datasources:` (its unknown names left out, see
+    /// [`load`]) or every known one; without the config drive when `config_drive: false`.
+    pub fn datasources(&self) -> Vec<&str> {
+        let known: Vec<&str> = source::names().collect();
+        let listed: Vec<&str> = match &self.datasources {
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .map(String::as_str)
+                .filter(|name| known.contains(name))
+                .collect(),
+            _ => known,
+        };
+        listed
+            .into_iter()
+            .filter(|name| self.config_drive || *name != source::config_drive::NAME)
+            .collect()
     }
 
     /// True when `step` is enabled.
@@ -182,6 +205,24 @@ fn check(settings: &mut Settings, known_steps: &[&str]) {
             agent.deadline_secs
         ));
         agent.deadline_secs = MAX_DEADLINE_SECS;
+    }
+    if let Some(listed) = &agent.datasources {
+        let known: Vec<&str> = source::names().collect();
+        let unknown: Vec<&String> = listed
+            .iter()
+            .filter(|s| !known.contains(&s.as_str()))
+            .collect();
+        if listed.is_empty() {
+            settings.errors.push(format!(
+                "`datasources` is empty; using every one: {}",
+                known.join(", ")
+            ));
+        } else if !unknown.is_empty() {
+            settings.errors.push(format!(
+                "unknown datasources {unknown:?} in `datasources` (known: {}); they are skipped",
+                known.join(", ")
+            ));
+        }
     }
     if let Some(steps) = &agent.steps {
         let unknown: Vec<&String> = steps
@@ -307,6 +348,47 @@ mod tests {
         fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES + 1]).unwrap();
         let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert!(settings.errors[0].contains("larger than"));
+    }
+
+    #[test]
+    fn datasources_are_ordered_checked_and_default_to_every_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metaboot.yaml");
+        let root = Root::open(dir.path()).unwrap();
+        let load_text = |text: &str| {
+            fs::write(&path, text).unwrap();
+            load(&root, Some(&path), None, STEPS)
+        };
+        let all: Vec<&str> = source::names().collect();
+        assert_eq!(load_text("{}\n").agent.datasources(), all);
+
+        let settings = load_text("datasources: [metadata-service, config-drive]\n");
+        assert!(settings.errors.is_empty(), "{:?}", settings.errors);
+        assert_eq!(
+            settings.agent.datasources(),
+            ["metadata-service", "config-drive"]
+        );
+
+        let settings = load_text("datasources: [config-drive, ConfigDrive, metadata-service]\n");
+        assert_eq!(
+            settings.errors,
+            [format!(
+                "unknown datasources [\"ConfigDrive\"] in `datasources` (known: {}); they are skipped",
+                all.join(", ")
+            )]
+        );
+        assert_eq!(
+            settings.agent.datasources(),
+            ["config-drive", "metadata-service"]
+        );
+
+        let settings = load_text("datasources: []\n");
+        assert!(settings.errors[0].contains("`datasources` is empty"));
+        assert_eq!(settings.agent.datasources(), all);
+
+        // The key from before `datasources:` still leaves the config drive out.
+        let settings = load_text("config_drive: false\n");
+        assert!(!settings.agent.datasources().contains(&"config-drive"));
     }
 
     #[test]

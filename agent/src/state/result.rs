@@ -109,7 +109,7 @@ pub struct Report {
     pub instance_id: Option<String>,
     /// True when this run saw the instance for the first time.
     pub new_instance: Option<bool>,
-    /// `config-drive` or `metadata-service`.
+    /// The datasource used (`config-drive`, `metadata-service`, …), if any was found.
     pub source: Option<String>,
     /// Unix seconds.
     pub started_at: u64,
