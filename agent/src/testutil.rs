@@ -1,4 +1,5 @@
-//! Helpers for unit tests that need a system tool or root.
+//! Helpers for tests that need a system tool: the unit tests' (`crate::testutil`) and the
+//! integration tests' (`tests/support` includes this file).
 
 /// True when `tool` runs (`tool --version` or any exit status). When it does not: under
 /// `CI=true` the test fails; elsewhere it is skipped with a printed reason.

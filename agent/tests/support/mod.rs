@@ -5,6 +5,9 @@
 
 pub mod crypt;
 pub mod server;
+/// The unit tests' helpers for system tools, shared rather than copied.
+#[path = "../../src/testutil.rs"]
+pub mod testutil;
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
