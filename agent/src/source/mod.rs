@@ -13,6 +13,7 @@ pub mod config_drive;
 pub mod drive;
 pub mod http;
 pub mod metadata_service;
+pub mod nocloud;
 pub mod openstack;
 
 use crate::root::Root;
@@ -90,6 +91,7 @@ pub type Detect = fn(&Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
 /// Every datasource: its name and how to find it, in the default order.
 pub const DATASOURCES: &[(&str, Detect)] = &[
     (config_drive::NAME, config_drive::detect),
+    (nocloud::NAME, nocloud::detect),
     (metadata_service::NAME, metadata_service::detect),
 ];
 

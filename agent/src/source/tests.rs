@@ -23,10 +23,10 @@ fn chosen(root: &Root, order: &[&str], warnings: &mut Vec<String>) -> Option<&'s
 }
 
 #[test]
-fn the_default_order_is_config_drive_then_the_metadata_service() {
+fn the_default_order_is_cloud_init_s_config_drive_nocloud_then_the_metadata_service() {
     assert_eq!(
         names().collect::<Vec<_>>(),
-        [config_drive::NAME, metadata_service::NAME]
+        [config_drive::NAME, nocloud::NAME, metadata_service::NAME]
     );
 }
 
