@@ -194,27 +194,21 @@ mod tests {
 
     #[test]
     fn only_generic_types_are_retyped() {
-        assert_eq!(
-            PartKind::of("text/plain", b"#cloud-config\n"),
-            PartKind::CloudConfig
-        );
-        assert_eq!(
-            PartKind::of("TEXT/X-NOT-MULTIPART", b"#!/bin/sh"),
-            PartKind::Script
-        );
-        assert_eq!(
-            PartKind::of("text/x-shellscript", b"#cloud-config\n"),
-            PartKind::CloudConfig
-        );
-        assert_eq!(
-            PartKind::of("text/x-shellscript", b"echo no shebang"),
-            PartKind::Script
-        );
-        assert_eq!(
-            PartKind::of("text/cloud-config", b"#!/bin/sh"),
-            PartKind::CloudConfig
-        );
-        assert_eq!(PartKind::of("text/plain", b"nothing"), PartKind::Untyped);
+        let cases: [(&str, &[u8], PartKind); 6] = [
+            ("text/plain", b"#cloud-config\n", PartKind::CloudConfig),
+            ("TEXT/X-NOT-MULTIPART", b"#!/bin/sh", PartKind::Script),
+            (
+                "text/x-shellscript",
+                b"#cloud-config\n",
+                PartKind::CloudConfig,
+            ),
+            ("text/x-shellscript", b"echo no shebang", PartKind::Script),
+            ("text/cloud-config", b"#!/bin/sh", PartKind::CloudConfig),
+            ("text/plain", b"nothing", PartKind::Untyped),
+        ];
+        for (declared, body, kind) in cases {
+            assert_eq!(PartKind::of(declared, body), kind, "{declared}");
+        }
     }
 
     #[test]

@@ -131,50 +131,27 @@ fn defaults_and_clear_errors_for_bad_meta_data() {
     let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
     assert_eq!(meta(&mut source)["uuid"], "42", "str() of a number");
 
-    write_seed(dir.path(), "instance-id: [a\n", "");
-    let err = NoCloud::from_dir(dir.path())
-        .unwrap()
-        .unwrap()
-        .meta_data()
-        .unwrap_err();
-    let shown = crate::log::chain(err.as_ref());
+    // The meta-data step's message for a seed whose meta-data is `text`.
+    let error = |text: &str| {
+        write_seed(dir.path(), text, "");
+        let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
+        crate::log::chain(source.meta_data().unwrap_err().as_ref())
+    };
+    let shown = error("instance-id: [a\n");
+    let seed = dir.path().display();
     assert!(
-        shown.starts_with(&format!(
-            "NoCloud: meta-data in {}: Invalid YAML",
-            dir.path().display()
-        )),
+        shown.starts_with(&format!("NoCloud: meta-data in {seed}: Invalid YAML")),
         "{shown}"
     );
-
-    write_seed(dir.path(), "- a list\n", "");
-    let err = NoCloud::from_dir(dir.path())
-        .unwrap()
-        .unwrap()
-        .meta_data()
-        .unwrap_err();
-    assert!(
-        crate::log::chain(err.as_ref())
-            .ends_with("Expected a mapping at the top level, found a list")
-    );
-
-    write_seed(dir.path(), "instance-id: {a: 1}\n", "");
-    let err = NoCloud::from_dir(dir.path())
-        .unwrap()
-        .unwrap()
-        .meta_data()
-        .unwrap_err();
     assert_eq!(
-        err.to_string(),
+        error("- a list\n"),
+        format!("NoCloud: meta-data in {seed}: Expected a mapping at the top level, found a list")
+    );
+    assert_eq!(
+        error("instance-id: {a: 1}\n"),
         "NoCloud: `instance-id` in meta-data must be a string, found {\"a\":1}"
     );
-
-    write_seed(dir.path(), "public-keys: 7\n", "");
-    let err = NoCloud::from_dir(dir.path())
-        .unwrap()
-        .unwrap()
-        .meta_data()
-        .unwrap_err();
-    assert!(err.to_string().contains("`public-keys`"), "{err}");
+    assert!(error("public-keys: 7\n").contains("`public-keys`"));
 }
 
 #[test]
