@@ -1,6 +1,7 @@
 //! File-system access under the root: paths resolved from held directory descriptors without
 //! following a symlink out of the root ([`resolve`]), directory handles whose operations never
-//! follow a final symlink ([`Dir`]), and atomic writes ([`atomic`]).
+//! follow a final symlink ([`Dir`]), atomic writes ([`atomic`]), and the one error every
+//! failed operation on a path becomes ([`PathError`]).
 
 pub mod atomic;
 pub mod dir;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 
 use nix::sys::stat::{FileStat, SFlag};
 
-pub use atomic::{AtomicWriteError, WriteOptions};
+pub use atomic::WriteOptions;
 pub use dir::Dir;
 pub use resolve::MAX_SYMLINKS;
 
@@ -20,6 +21,28 @@ pub use resolve::MAX_SYMLINKS;
 pub struct Owner {
     pub uid: u32,
     pub gid: u32,
+}
+
+/// A failed operation on one path: what was being done, to which file (as seen from the host),
+/// and the system's reason. Every "failed to read/write/create …" of the agent is this error;
+/// an atomic write that fails leaves the old file untouched.
+#[derive(Debug, thiserror::Error)]
+#[error("Failed to {op} {}", path.display())]
+pub struct PathError {
+    /// What was being done: "read", "write", "rename into place", "create directory", …
+    pub op: &'static str,
+    /// The file concerned.
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl PathError {
+    /// The `map_err` adapter for an operation on `path`: `.map_err(PathError::fail("read", p))`.
+    pub fn fail(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| PathError { op, path, source }
+    }
 }
 
 /// True when the agent runs as root: only then does it change owners (a test run as a normal
