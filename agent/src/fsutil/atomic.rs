@@ -13,8 +13,10 @@ use nix::fcntl::renameat;
 use nix::sys::stat::SFlag;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use super::dir::Dir;
 use super::dir::set_owner_mode;
-use super::{Dir, Owner, PathError, kind};
+use super::error::PathError;
+use super::owner::{Owner, kind};
 
 /// Mode of a file created when neither the caller nor an old file says otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;

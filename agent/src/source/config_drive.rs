@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::contract::{Probe, Source, SourceError};
 use super::drive::{self, DriveError, FsType, Mounted};
 use super::openstack::OpenStackLayout;
-use super::{Probe, Source, SourceError};
 use crate::root::Root;
 
 /// Its name in `datasources:`.

@@ -3,9 +3,9 @@
 
 use metaboot_proto::OpenStackVersion;
 
+use super::contract::{Probe, Source, SourceError};
 use super::http::{FetchError, HttpClient, MAX_METADATA_BYTES};
 use super::openstack::OpenStackLayout;
-use super::{Probe, Source, SourceError};
 use crate::retry::RetryError;
 
 /// Its name in `datasources:`.

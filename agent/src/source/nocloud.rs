@@ -14,9 +14,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use super::contract::{NetworkData, Probe, Source, SourceError, VendorData};
 use super::drive::{self, DriveError, Mounted};
 use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
-use super::{NetworkData, Probe, Source, SourceError, VendorData};
 use crate::userdata::yaml::{self, YamlError};
 
 /// Its name in `datasources:`.

@@ -3,8 +3,8 @@
 //! out: the config drive and the metadata service. Such a source only says how to get one
 //! document by name; its [`Source`] getters follow from that.
 
+use super::contract::{NetworkData, Source, SourceError, VendorData};
 use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
-use super::{NetworkData, Source, SourceError, VendorData};
 
 /// A source of nova's documents.
 pub trait OpenStackLayout {

@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::http::HttpClient;
 use super::*;
 use crate::retry::Retry;
+use crate::root::Root;
 use crate::source::drive::tests::{add_device, vfat_image};
 use crate::testutil::require_tool;
 
