@@ -62,12 +62,14 @@ pub enum Goal {
     AtMost(f64),
     /// metaboot − baseline at most this (in the row's unit).
     DifferenceAtMost(f64),
+    /// Reference only, judged as metaboot − baseline (the per-round column shows it).
+    Difference,
 }
 
 impl Goal {
     fn describe(self, unit: Unit) -> String {
         match self {
-            Goal::None => "-".to_owned(),
+            Goal::None | Goal::Difference => "-".to_owned(),
             Goal::RatioAtLeast(r) => format!("ratio ≥ {}", ratio_text(r)),
             Goal::RatioAtMost(r) => format!("ratio ≤ {}", ratio_text(r)),
             Goal::AtMost(v) => format!("≤ {}", unit.format(v)),
@@ -85,14 +87,14 @@ impl Goal {
                 _ => None,
             },
             Goal::AtMost(_) => metaboot,
-            Goal::DifferenceAtMost(_) => Some(metaboot? - baseline?),
+            Goal::DifferenceAtMost(_) | Goal::Difference => Some(metaboot? - baseline?),
         }
     }
 
     /// Whether `value` (what [`Goal::judged`] gives) meets the goal.
     fn meets(self, value: f64) -> Option<bool> {
         match self {
-            Goal::None => None,
+            Goal::None | Goal::Difference => None,
             Goal::RatioAtLeast(r) => Some(value >= r),
             Goal::RatioAtMost(r) | Goal::AtMost(r) | Goal::DifferenceAtMost(r) => Some(value <= r),
         }
@@ -107,8 +109,10 @@ impl Goal {
     fn format_judged(self, unit: Unit, value: f64) -> String {
         match self {
             Goal::AtMost(_) => unit.format(value),
-            Goal::DifferenceAtMost(_) if value < 0.0 => format!("-{}", unit.format(-value)),
-            Goal::DifferenceAtMost(_) => format!("+{}", unit.format(value)),
+            Goal::DifferenceAtMost(_) | Goal::Difference if value < 0.0 => {
+                format!("-{}", unit.format(-value))
+            }
+            Goal::DifferenceAtMost(_) | Goal::Difference => format!("+{}", unit.format(value)),
             _ => format!("{value:.3}"),
         }
     }
@@ -425,6 +429,16 @@ mod tests {
         );
         assert_eq!(diff.met, Some(false), "round 2 is +160 ms");
         assert_eq!(diff.rounds_text(), "+120 ms…+160 ms");
+        let reference = Row::in_rounds(
+            "qemu",
+            "lease → provisioned",
+            Unit::Seconds,
+            &[vec![0.10], vec![0.12]],
+            &[vec![0.30], vec![0.25]],
+            Goal::Difference,
+        );
+        assert_eq!(reference.met, None);
+        assert_eq!(reference.rounds_text(), "+130 ms…+200 ms");
         let text = render(&[diff]);
         assert!(
             text.contains("diff ≤ 150 ms") && text.contains("NOT MET"),
