@@ -177,7 +177,7 @@ mod tests {
         for expect in [
             "<domain type='qemu'>",
             "<kernel>/var/cache/metaboot/tiny-0123/vmlinuz</kernel>",
-            "<cmdline>console=ttyS0 panic=-1</cmdline>",
+            "<cmdline>console=ttyS0 panic=-1 no_timer_check</cmdline>",
             "<cpu mode='maximum'/>",
             "<mac address='fa:16:3e:12:34:56'/>",
             "<target dev='tap0123456789a' managed='no'/>",
