@@ -334,7 +334,7 @@ pub fn measure(
         };
         let (theirs, own) = (median_ms(&samples.cloud_init), median_ms(&samples.own_disk));
         println!(
-            "  round {round}: cloud-init {theirs:.1} ms, metaboot on its disk {own:.1} ms: 1/{:.1} ({})",
+            "  round {round}: cloud-init {theirs:.1} ms, metaboot on its disk {own:.1} ms: 1/{:.2} ({})",
             theirs / own,
             if own / theirs <= WALL_RATIO_GOAL {
                 "meets 1/30"
