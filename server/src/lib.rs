@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod http;
 pub mod metrics;
+pub mod model;
 pub mod proxy;
 pub mod runtime;
 pub mod secret;
