@@ -13,6 +13,5 @@ pub mod proxy;
 pub mod runtime;
 pub mod secret;
 pub mod store;
-pub mod watch;
 
 pub use cli::{Cli, run};

@@ -155,6 +155,10 @@ impl Interner {
     pub fn len(&self) -> usize {
         self.texts.len() + self.key_pairs.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Builds the record of a store instance and its ports.
