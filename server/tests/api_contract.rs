@@ -774,7 +774,7 @@ async fn registry_changes_reach_the_model_at_once() {
         ),
         ..f
     };
-    metaboot_server::model::follow(f.store.clone(), model, Vec::new()).unwrap();
+    metaboot_server::follow::follow(f.store.clone(), model, Vec::new()).unwrap();
     assert_eq!(
         get(&f, "/openstack/latest/meta_data.json").await.status,
         StatusCode::OK

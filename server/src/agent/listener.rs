@@ -187,7 +187,7 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         Arc::new(ReadModel::load(store.as_ref()).with_context(|| {
             format!("failed to load the registry {}", crate::store::redacted(db))
         })?);
-    crate::model::follow(store, model.clone(), Vec::new())
+    crate::follow::follow(store, model.clone(), Vec::new())
         .context("failed to start following the registry")?;
     crate::runtime::run_service(async move {
         let agent = Arc::new(Agent::new(model.clone(), secret));

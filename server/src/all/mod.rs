@@ -18,9 +18,10 @@ pub use config::ConfigFile;
 
 use crate::agent::{Agent, AgentHandler};
 use crate::api::{Api, ApiHandler, Identify, Rendering, VendorDocs};
+use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::metrics::Metrics;
-use crate::model::{ChangeListener, ReadModel};
+use crate::model::ReadModel;
 use crate::proxy::rate_limit::DEFAULT_WINDOW;
 use crate::proxy::{ProxyHandler, RateLimit};
 use supervisor::{Supervisor, Wake};
@@ -261,7 +262,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         let proxy_metrics = Metrics::new("proxy");
         let wake = Arc::new(tokio::sync::Notify::new());
         let listeners: Vec<Arc<dyn ChangeListener>> = vec![Arc::new(Wake(wake.clone()))];
-        crate::model::follow(store.clone(), model.clone(), listeners)
+        crate::follow::follow(store.clone(), model.clone(), listeners)
             .context("failed to start following the registry")?;
         crate::metrics::serve_metrics(
             settings.metrics_listen,

@@ -13,9 +13,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::http::listen::{netns_path, tcp_listeners_in};
-use crate::model::{ChangeListener, ReadModel};
+use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
 use crate::runtime::Workers;
 use crate::store::{Change, ChangeKind};

@@ -152,7 +152,7 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         Arc::new(ReadModel::load(store.as_ref()).with_context(|| {
             format!("failed to load the registry {}", crate::store::redacted(db))
         })?);
-    crate::model::follow(store.clone(), model.clone(), Vec::new())
+    crate::follow::follow(store.clone(), model.clone(), Vec::new())
         .context("failed to start following the registry")?;
     crate::runtime::run_service(async move {
         let api = Arc::new(

@@ -1,12 +1,11 @@
 //! The read model: the registry in memory, what every guest request is answered from (zero
 //! store round trips per request). Loaded at start from one consistent snapshot of the store,
-//! kept current from the change log by `follow`, swapped whole when the log has a gap.
+//! kept current from the change log by `crate::follow`, swapped whole when the log has a gap.
 //!
 //! Readers take a read lock for a few hash lookups; a batch of changes is applied under one
 //! write lock, so a reader sees the registry before the batch or after it, never half of it.
 
 mod build;
-pub mod follow;
 pub mod record;
 mod status;
 pub mod user_data;
@@ -17,7 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use uuid::Uuid;
 
 pub use build::{DICTIONARY_SAMPLES, Model};
-pub use follow::{ChangeListener, follow};
 pub use record::{InstanceRecord, PortRecord};
 pub use status::ModelStatus;
 

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::error::StoreResult;
-use super::feed::{Feed, Record, Wakeups};
+use super::feed::{Feed, MAX_CHANGES_PER_BATCH, Record, Wakeups};
 use super::model::{
     Change, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter, PasswordSet, Port,
     Router,
@@ -91,3 +91,5 @@ pub trait Store: Send + Sync {
 /// A server further behind than this has missed changes and builds its read model anew (see
 /// `feed::MAX_CHANGES_PER_BATCH`, which must not exceed it).
 pub const CHANGE_LOG_KEPT: i64 = 100_000;
+// A server within a batch of the newest change finds all of them still in the log.
+const _: () = assert!(MAX_CHANGES_PER_BATCH as i64 <= CHANGE_LOG_KEPT);

@@ -11,8 +11,6 @@ use super::model::{Change, ChangeKind, Instance, Network, Port, Router};
 /// Most changes `changes_after` hands over in one batch; past it the caller is told to build
 /// from a snapshot instead (cheaper than fetching that many records one by one).
 pub const MAX_CHANGES_PER_BATCH: usize = 10_000;
-// A server within this many changes of the newest finds all of them still in the log.
-const _: () = assert!(MAX_CHANGES_PER_BATCH as i64 <= super::contract::CHANGE_LOG_KEPT);
 
 /// The PostgreSQL channel every write transaction notifies, with the newest change's sequence
 /// number as the payload (sent at commit).

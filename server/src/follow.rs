@@ -1,4 +1,4 @@
-//! Keeping the read model current: a thread of its own waits for the store to announce a
+//! Keeping the read model (`crate::model`) current: a thread of its own waits for the store to announce a
 //! change (PostgreSQL `LISTEN`, with a slower poll as the fallback) or polls it (SQLite, a
 //! read of microseconds), then catches the model up and tells the listeners (`all`'s namespace
 //! supervisor) what changed. While the store is unreachable the model keeps serving what it
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{CatchUp, ReadModel};
+use crate::model::{CatchUp, ReadModel};
 use crate::store::{Change, Store, Wakeups};
 
 /// How often SQLite's change log is polled: well inside the 150 ms a change may take to
