@@ -92,6 +92,8 @@ pub struct All {
     pub addr: SocketAddr,
     /// The router namespace it serves.
     pub netns: String,
+    /// From spawn to serving: loading the registry into memory is most of it.
+    pub ready_after: std::time::Duration,
 }
 
 impl All {
@@ -113,6 +115,7 @@ impl All {
                 "--max-connections-per-guest",
                 &BENCH_CONNECTIONS_PER_GUEST.to_string(),
             ]);
+        let started = std::time::Instant::now();
         let mut server = Server::spawn(name, &mut cmd, dir)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], ROUTER_PORT));
         let ns = netns.name.clone();
@@ -121,6 +124,7 @@ impl All {
             server,
             addr,
             netns: netns.name.clone(),
+            ready_after: started.elapsed(),
         })
     }
 }

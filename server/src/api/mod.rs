@@ -16,7 +16,7 @@ pub mod tree;
 pub mod vendor;
 mod view;
 
-pub use cache::{DEFAULT_TTL, MAX_CACHED_INSTANCES, ViewCache};
+pub use cache::{MAX_CACHED_INSTANCES, ViewCache};
 pub use identify::Identify;
 pub use listener::{ApiArgs, ApiHandler, serve};
 pub use metadata::{Api, MetadataRequest};
