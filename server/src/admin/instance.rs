@@ -31,6 +31,8 @@ pub enum InstanceCommand {
     },
     /// Delete an instance and its ports.
     Delete { instance: String },
+    /// Write the instance's config drive (`config-2`, as nova attaches it).
+    ConfigDrive(super::config_drive::ConfigDriveArgs),
 }
 
 /// `instance create`'s arguments.
@@ -101,6 +103,7 @@ pub fn run(store: &dyn Store, cmd: InstanceCommand) -> anyhow::Result<()> {
                 instance.name, instance.uuid
             ))
         }
+        InstanceCommand::ConfigDrive(args) => super::config_drive::run(store, &args),
     }
 }
 
