@@ -53,6 +53,11 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("users-groups", PerInstance, accounts::users_groups),
     apply("ssh-keys", PerInstance, accounts::ssh_keys),
     apply("set-passwords", PerInstance, accounts::set_passwords),
+    apply(
+        "password-postback",
+        PerInstance,
+        accounts::password_postback,
+    ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
     apply("runcmd", PerInstance, runcmd),
     apply("write-files-deferred", PerInstance, |i, w| {

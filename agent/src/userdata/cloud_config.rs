@@ -83,6 +83,9 @@ cloud_config! {
     ssh_pwauth: SshPwauth = "ssh_pwauth",
     /// Password for the default user.
     password: StrLike = "password",
+    /// Make the default user's password here and post it, encrypted for the instance's first
+    /// SSH key, to the metadata service (nova's `get-password`; metaboot's own key).
+    password_postback: bool = "password_postback",
     /// `chpasswd: {expire, users, list}`.
     chpasswd: Chpasswd = "chpasswd",
     /// Overrides of the default user (cloud.cfg's `system_info.default_user`).

@@ -9,6 +9,7 @@ mod instance;
 mod keys;
 mod network;
 mod output;
+mod password;
 mod port;
 mod router;
 
