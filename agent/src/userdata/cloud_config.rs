@@ -102,6 +102,24 @@ cloud_config! {
     runcmd: Vec<Option<Command>> = "runcmd",
     /// Extra entropy.
     random_seed: RandomSeed = "random_seed",
+    /// `network: {config: disabled}` leaves the network configuration alone (cloud-init's
+    /// switch, usually in cloud.cfg: here metaboot.yaml).
+    network: NetworkSwitch = "network",
+}
+
+/// `network:` of the configuration: only its `config` switch is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NetworkSwitch {
+    /// `disabled` turns network configuration off.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+impl NetworkSwitch {
+    /// True for `config: disabled`.
+    pub fn disabled(&self) -> bool {
+        self.config.as_ref().and_then(serde_json::Value::as_str) == Some("disabled")
+    }
 }
 
 /// One value or a list of them (`ssh_authorized_keys: "ssh-ed25519 …"` is tolerated).
