@@ -551,3 +551,45 @@ fn network_data_is_rendered_for_the_image() {
     assert_eq!(guest.run().0, 0, "{}", guest.status());
     assert_eq!(guest.step("network").0, "skipped");
 }
+
+/// `password_postback` when the post fails (here the server has no password endpoint: 404):
+/// the password is still set, goes to the console (never to the log) so it is not lost, and
+/// the step is an error naming the failed POST.
+#[test]
+fn a_failed_password_post_leaves_the_password_on_the_console() {
+    if !testutil::require_tool("ssh-keygen") || !testutil::require_tool("perl") {
+        return;
+    }
+    let guest = Guest::new();
+    let key = guest.dir.path().join("id_rsa");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    guest.meta_data(&json!({
+        "uuid": UUID,
+        "hostname": "test.novalocal",
+        "keys": [{"name": "rsa", "type": "ssh", "data": public.trim()}],
+        "public_keys": {"rsa": public.trim()},
+    }));
+    guest.user_data("#cloud-config\npassword_postback: true\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    let (outcome, message) = guest.step("password-postback");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.contains("not posted") && message.contains("HTTP 404"),
+        "{message}"
+    );
+    let printed = stderr
+        .split("Set the following 'random' passwords\nroot:")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("no password on the console: {stderr}"));
+    assert_eq!(printed.len(), 20);
+    assert!(crypt_verifies(printed, &guest.shadow_hash("root")));
+    assert!(!guest.read("/var/log/metaboot.log").contains(printed));
+}
