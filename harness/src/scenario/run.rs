@@ -169,7 +169,11 @@ impl Runner<'_> {
             key_files: vec![who.key.with_extension("pub")],
             user_data,
             uuid: None,
-            ip: same_port_as.map(|r| r.ip),
+            ip: match same_port_as {
+                Some(record) => Some(record.ip),
+                None if scenario.flow == Flow::NoCloud => Some(self.reserved_address(scenario)?),
+                None => None,
+            },
             mac: same_port_as.map(|r| r.mac.clone()),
             admin_pass_file: None,
         };
