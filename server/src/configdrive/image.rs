@@ -13,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::DriveFile;
+use super::file::DriveFile;
 
 /// The volume label nova gives a config drive.
 pub const LABEL: &str = "config-2";

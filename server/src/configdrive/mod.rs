@@ -8,6 +8,7 @@
 //! (fresh bytes on every rendering, as nova) and `admin_pass` in `meta_data.json`, which only a
 //! config drive carries.
 
+mod file;
 pub mod image;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use crate::api::openstack::{self, META_DATA, NETWORK_DATA, USER_DATA, VENDOR_DAT
 use crate::api::tree::Node;
 use crate::api::{InstanceView, Rendering};
 
+pub use file::DriveFile;
 pub use image::{DriveFormat, ImageError, build};
 
 /// The EC2 versions nova leaves off a config drive by default (`[api]
@@ -35,15 +37,6 @@ pub const EC2_SKIPPED_VERSIONS: [Ec2Version; 8] = [
 
 /// The name of `latest` in both trees.
 pub const LATEST: &str = "latest";
-
-/// One file of a config drive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DriveFile {
-    /// Its path inside the drive, `/`-separated, without a leading slash
-    /// (`openstack/latest/meta_data.json`).
-    pub path: String,
-    pub data: Bytes,
-}
 
 /// Every file of the instance's config drive, in nova's order: the EC2 tree (`ec2/<version>/`
 /// `meta-data.json` and `user-data`) for the versions nova keeps, then the OpenStack tree

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use super::{Applied, Plan, resolv_conf};
+use super::plan::{Applied, Plan, resolv_conf};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
 

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use super::{Applied, Interface, Ipv6Auto, Plan};
+use super::plan::{Applied, Interface, Ipv6Auto, Plan};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
 

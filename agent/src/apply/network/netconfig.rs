@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{Address, Interface, Ipv6Auto, NetworkError, Plan, Route, address};
+use super::plan::{Address, Interface, Ipv6Auto, NetworkError, Plan, Route, address};
 
 fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{Interface, Ipv6Auto, NetworkError, Plan, Route, address};
+use super::plan::{Interface, Ipv6Auto, NetworkError, Plan, Route, address};
 
 /// Link types that are not a NIC of their own.
 const VIRTUAL_LINKS: [&str; 2] = ["bond", "vlan"];

@@ -1,6 +1,7 @@
 //! Network documents into plans, plans into files and commands, on temporary roots.
 
 use std::fs;
+use std::net::IpAddr;
 
 use serde_json::json;
 
