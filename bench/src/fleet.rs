@@ -81,6 +81,7 @@ pub fn create(url: &str) -> anyhow::Result<Registry> {
             dhcp_ip: Some(IpAddr::V4(DHCP_IP)),
             isolated: false,
             mtu: None,
+            no_dhcp: false,
         })
         .context("failed to create the bench network")?;
     let router = store

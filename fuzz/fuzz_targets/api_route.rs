@@ -46,6 +46,7 @@ fn world() -> &'static World {
                 dhcp_ip: None,
                 isolated: false,
                 mtu: None,
+                no_dhcp: false,
             })
             .expect("network");
         for (uuid, ip, marker) in [(A, "198.18.0.10", "a"), (B, "198.18.0.11", B_MARKER)] {

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod all;
 pub mod api;
 pub mod cli;
+pub mod configdrive;
 pub mod follow;
 pub mod http;
 pub mod metrics;

@@ -43,6 +43,7 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
             dhcp_ip: Some("198.18.0.2".parse().unwrap()),
             isolated: false,
             mtu: Some(1450),
+            no_dhcp: false,
         })
         .unwrap();
     store
@@ -408,6 +409,77 @@ async fn network_data_json() {
             .status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// A port on a network made with `--no-dhcp` is static: its address, netmask and the default
+/// route through the gateway, for the guest agent to apply.
+#[tokio::test]
+async fn network_data_json_of_a_network_without_dhcp() {
+    let f = fixture();
+    let network = f
+        .store
+        .create_network(&NewNetwork {
+            name: "static".into(),
+            project: "p1".into(),
+            cidr: "198.18.5.0/24".parse().unwrap(),
+            no_dhcp: true,
+            ..NewNetwork::default()
+        })
+        .unwrap();
+    let uuid = "5a7e1c00-0000-4000-8000-000000000001";
+    f.store
+        .create_instance(
+            &NewInstance {
+                uuid: uuid.into(),
+                project: "p1".into(),
+                name: "static".into(),
+                hostname: "static".into(),
+                ..NewInstance::default()
+            },
+            &NewPort {
+                network_id: network.id.clone(),
+                mac: Some("fa:16:3e:00:05:02".into()),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    // Made after the fixture's model was loaded: a fresh model holds them.
+    let f = Fixture {
+        api: Api::new(
+            f.store.clone(),
+            Arc::new(ReadModel::load(f.store.as_ref()).unwrap()),
+            Identify::Proxy {
+                secret: SECRET.into(),
+            },
+            Rendering::default(),
+        ),
+        ..f
+    };
+    let got = send(
+        &f.api,
+        Method::GET,
+        "/openstack/latest/network_data.json",
+        signed(uuid, "p1"),
+        b"",
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    let doc = got.json();
+    let link = doc["links"][0]["id"].clone();
+    assert_eq!(
+        doc["networks"],
+        serde_json::json!([{
+            "id": "network0",
+            "link": link,
+            "network_id": network.id,
+            "type": "ipv4",
+            "ip_address": "198.18.5.2",
+            "netmask": "255.255.255.0",
+            "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.5.1"}],
+            "services": [],
+        }])
+    );
+    assert_eq!(doc["links"][0]["ethernet_mac_address"], "fa:16:3e:00:05:02");
 }
 
 #[tokio::test]

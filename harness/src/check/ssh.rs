@@ -170,12 +170,17 @@ pub fn write_askpass(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Makes an ed25519 key pair `dir/name` (+ `.pub`) with `ssh-keygen`.
 pub fn keygen(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    keygen_of(dir, name, "ed25519")
+}
+
+/// Makes an SSH key pair of `kind` (`ed25519`, `rsa`: 2048 bits) at `dir/name` (and `.pub`).
+pub fn keygen_of(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf> {
     let key = dir.join(name);
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
     crate::process::check(
         Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
             .arg(&key),
     )
     .context("failed to make an SSH key pair")?;

@@ -2,7 +2,7 @@
 //! instance behind a request, then answers from the OpenStack or the EC2 tree.
 
 mod cache;
-mod ec2;
+pub mod ec2;
 pub mod identify;
 mod listener;
 mod metadata;

@@ -243,10 +243,12 @@ impl<B: Backend> Store for Registry<B> {
 
     fn create_network(&self, new: &NewNetwork) -> StoreResult<Network> {
         validate::cidr(new.cidr)?;
+        validate::dhcp_choice(new)?;
         let (gateway, dhcp_ip) = allocate::network_addresses(new.cidr, new.gateway, new.dhcp_ip);
         let filled = NewNetwork {
             gateway: Some(gateway),
-            dhcp_ip: Some(dhcp_ip),
+            // Without DHCP there is no DHCP port, and so no address kept for one.
+            dhcp_ip: (!new.no_dhcp).then_some(dhcp_ip),
             ..new.clone()
         };
         validate::new_network(&filled)?;

@@ -32,6 +32,7 @@ const CASES: &[(&str, Case)] = &[
         "network_bad_input_is_refused",
         records::network_bad_input_is_refused,
     ),
+    ("network_without_dhcp", records::network_without_dhcp),
     (
         "names_resolve_by_id_or_unique_name",
         records::names_resolve_by_id_or_unique_name,
