@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::guest::Via;
 use crate::image::disk::DiskImage;
 use crate::image::{self, debian, tiny};
 use crate::lab::{self, Lab, LabOptions, config::LabConfig};
@@ -53,6 +54,10 @@ pub struct Run {
     /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
     /// (gzip-script, reboot), `demo` (one guest per path) or `all` (default).
     pub scenarios: Vec<String>,
+    /// Who starts QEMU: the harness itself, or a real libvirtd (started in the lab's
+    /// namespace, with transient domains made by `virsh create`).
+    #[arg(long, value_enum, default_value_t = Via::Qemu)]
+    pub via: Via,
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -408,6 +413,7 @@ fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         state_root: args.lab.state_root,
         run_dir: run_dir.clone(),
         keep_lab: args.keep_lab,
+        via: args.via,
     };
     let report = scenario::run(&opts, progress.as_ref())?;
     drop(progress);
