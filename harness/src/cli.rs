@@ -9,6 +9,8 @@ use crate::guest::Via;
 use crate::image::disk::DiskImage;
 use crate::image::{self, debian, tiny};
 use crate::lab::{self, Lab, LabOptions, config::LabConfig};
+use crate::scenario::cloud_image::own;
+use crate::scenario::matrix::MetadataPath;
 use crate::workspace;
 use crate::{boot, progress, scenario};
 
@@ -54,6 +56,20 @@ pub struct Run {
     /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
     /// (gzip-script, reboot), `demo` (one guest per path) or `all` (default).
     pub scenarios: Vec<String>,
+    /// Boot this cloud image instead (any disk image QEMU reads, e.g. a "genericcloud" qcow2
+    /// with cloud-init or metaboot), on an overlay: the file is never written.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["scenarios", "list"])]
+    pub image: Option<PathBuf>,
+    /// The image's default user, who gets the instance's SSH key (`ubuntu` on Ubuntu images).
+    #[arg(long, value_name = "NAME", default_value = own::DEFAULT_USER, requires = "image")]
+    pub user: String,
+    /// The network the image boots on.
+    #[arg(long, value_enum, default_value_t = MetadataPath::Router, requires = "image")]
+    pub path: MetadataPath,
+    /// Seconds from QEMU's start to the first key login as the default user (the sign that
+    /// the image provisioned itself through the chain).
+    #[arg(long, value_name = "SECS", requires = "image")]
+    pub timeout: Option<u64>,
     /// Who starts QEMU: the harness itself, or a real libvirtd (started in the lab's
     /// namespace, with transient domains made by `virsh create`).
     #[arg(long, value_enum, default_value_t = Via::Qemu)]
@@ -350,7 +366,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Run(args) => run_scenarios(&cache, args),
+        Command::Run(args) => crate::run::run(&cache, args),
         Command::Bench(args) => crate::bench::run(&cache, &args),
         Command::Boot(args) => {
             let image = build_tiny(&cache, None, &args.agent)?;
@@ -374,62 +390,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// Run directories (keys, disks, console logs) kept under `<cache>/runs`.
-pub const MAX_KEPT_RUNS: usize = 5;
-
-fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
-    let scenarios = scenario::matrix::select(&args.scenarios)?;
-    if args.list {
-        for s in &scenarios {
-            println!("{}", s.name());
-        }
-        return Ok(0);
-    }
-    scenario::check_jobs(args.jobs)?;
-    scenario::preflight()?;
-    let image = build_tiny(cache, None, &args.agent)?;
-    let server_bin = args.server.resolve()?;
-    let run_dir = args.run_dir.unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let runs = cache.join("runs");
-        let dir = runs.join(format!("run-{stamp}"));
-        image::output::prune_prefixed(&runs, "run-", &dir, MAX_KEPT_RUNS - 1);
-        dir
-    });
-    let names: Vec<String> = std::iter::once("lab".to_owned())
-        .chain(scenarios.iter().map(|s| s.name()))
-        .collect();
-    let progress = progress::for_terminal(&names);
-    let lab_id = lab::config::random_id();
-    scenario::tear_down_on_signal(&args.lab.state_root, &lab_id)?;
-    let opts = scenario::RunOptions {
-        lab_id,
-        scenarios,
-        jobs: args.jobs,
-        image,
-        server_bin,
-        state_root: args.lab.state_root,
-        run_dir: run_dir.clone(),
-        keep_lab: args.keep_lab,
-        via: args.via,
-    };
-    let report = scenario::run(&opts, progress.as_ref())?;
-    drop(progress);
-    let failures = report.failures();
-    if !failures.is_empty() {
-        println!("{failures}");
-    }
-    print!("{}", report.table());
-    println!("logs, keys and disks: {}", run_dir.display());
-    if let Some(path) = &args.report {
-        report.write_json(path)?;
-        println!("report: {}", path.display());
-    }
-    Ok(if report.passed { 0 } else { 1 })
-}
-
 /// Logs to stderr; levels from `-v`.
 pub fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -442,35 +402,4 @@ pub fn init_logging(verbose: u8) {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn old_run_directories_are_pruned_to_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..MAX_KEPT_RUNS + 2 {
-            let run = dir.path().join(format!("run-{i}"));
-            std::fs::create_dir(&run).unwrap();
-            let when = std::time::SystemTime::now()
-                - std::time::Duration::from_secs(100 * (20 - i as u64));
-            std::fs::File::open(&run)
-                .unwrap()
-                .set_modified(when)
-                .unwrap();
-        }
-        let current = dir.path().join("run-new");
-        image::output::prune_prefixed(dir.path(), "run-", &current, MAX_KEPT_RUNS - 1);
-        std::fs::create_dir(&current).unwrap();
-        let left = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(left, MAX_KEPT_RUNS);
-        assert!(
-            dir.path()
-                .join(format!("run-{}", MAX_KEPT_RUNS + 1))
-                .exists(),
-            "the newest are kept"
-        );
-    }
 }

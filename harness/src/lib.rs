@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod process;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod step;
 pub mod wait;

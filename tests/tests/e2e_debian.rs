@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use metaboot_harness::cli::{AgentArgs, build_debian};
+use metaboot_harness::guest::Via;
+use metaboot_harness::guest::qemu::DISK_BOOT_TIMEOUT;
 use metaboot_harness::image::debian::{self, Flavour};
 use metaboot_harness::scenario::cloud_image::{self, CloudImageGuest, CloudImageRun};
 use metaboot_harness::scenario::matrix::MetadataPath;
@@ -91,9 +93,11 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 name: name.to_owned(),
                 image: image.disk.clone(),
                 format: "qcow2".into(),
-                provisioner: image.manifest.provisioner,
+                provisioner: Some(image.manifest.provisioner),
                 default_user: image.manifest.default_user.clone(),
                 path,
+                via: Via::Qemu,
+                boot_timeout: DISK_BOOT_TIMEOUT,
             }
         })
         .collect();

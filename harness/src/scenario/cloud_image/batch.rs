@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use super::{CloudImageGuest, CloudImageReport, run};
 use crate::check::ssh;
+use crate::guest::Via;
 use crate::lab::Lab;
 use crate::progress::Progress;
 
@@ -54,6 +55,31 @@ pub fn run_all(
         armed: true,
     };
     let askpass = ssh::write_askpass(&opts.run_dir)?;
+    let via = if opts.guests.iter().any(|g| g.via == Via::Libvirt) {
+        Via::Libvirt
+    } else {
+        Via::Qemu
+    };
+    let boots = crate::scenario::with_libvirtd(via, &lab, &opts.run_dir, || {
+        Ok(boot_all(opts, &lab, &askpass, progress))
+    });
+    guard.armed = false;
+    if let Err(broken) = lab.require_running() {
+        eprintln!("during the run: {broken:#}");
+    }
+    lab.down().context("failed to take the lab down")?;
+    let mut results = boots?;
+    results.sort_by_key(|(index, _)| *index);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Boots the guests, `opts.jobs` at a time; (index, report) in the order they finished.
+fn boot_all(
+    opts: &CloudImageRun,
+    lab: &Lab,
+    askpass: &std::path::Path,
+    progress: &dyn Progress,
+) -> Vec<(usize, CloudImageReport)> {
     // Reversed: pop() hands them out in order.
     let queue = std::sync::Mutex::new(opts.guests.iter().enumerate().rev().collect::<Vec<_>>());
     let results = std::sync::Mutex::new(Vec::new());
@@ -64,7 +90,7 @@ pub fn run_all(
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     let Some((index, spec)) = next else { break };
                     let dir = opts.run_dir.join(spec.slug());
-                    let report = run(&lab, spec, &dir, &askpass, progress);
+                    let report = run(lab, spec, &dir, askpass, progress);
                     let summary = report
                         .error
                         .clone()
@@ -87,14 +113,7 @@ pub fn run_all(
             });
         }
     });
-    guard.armed = false;
-    if let Err(broken) = lab.require_running() {
-        eprintln!("during the run: {broken:#}");
-    }
-    lab.down().context("failed to take the lab down")?;
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|(index, _)| *index);
-    Ok(results.into_iter().map(|(_, r)| r).collect())
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A table of reports: one line per guest with its boot times, then every failed check.

@@ -6,6 +6,7 @@
 
 mod batch;
 mod checks;
+pub mod own;
 
 pub use batch::{CloudImageRun, run_all, table};
 
@@ -17,14 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use self::checks::{check_output, check_password, wait_for_verdict};
+use self::checks::{check_output, check_password, detect_provisioner, wait_for_verdict};
 use super::matrix::MetadataPath;
 use super::run::TapGuard;
 use super::userdata::{self, Intent};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
-use crate::guest::qemu::{DISK_BOOT_TIMEOUT, RunningGuest};
-use crate::guest::{self, Guest, Nic, serial};
+use crate::guest::qemu::RunningGuest;
+use crate::guest::{self, Guest, Nic, Via, serial};
 use crate::image::disk::Provisioner;
 use crate::lab::Lab;
 use crate::lab::registry::InstanceSpec;
@@ -49,12 +50,18 @@ pub struct CloudImageGuest {
     pub image: PathBuf,
     /// The image's format for QEMU (`qcow2`, `raw`).
     pub format: String,
-    /// What provisions it (its verdict is checked).
-    pub provisioner: Provisioner,
+    /// What provisions it (its verdict is checked); `None`: asked over SSH after the first
+    /// login (`metaboot` when it is installed, else `cloud-init`).
+    pub provisioner: Option<Provisioner>,
     /// The user that gets the instance's keys.
     pub default_user: String,
     /// The metadata path (the lab network it boots on).
     pub path: MetadataPath,
+    /// Who starts its QEMU.
+    pub via: Via,
+    /// How long after QEMU's start the first key login as the default user may take: the
+    /// sign that provisioning happened (default [`crate::guest::qemu::DISK_BOOT_TIMEOUT`]).
+    pub boot_timeout: Duration,
 }
 
 impl CloudImageGuest {
@@ -93,6 +100,10 @@ pub struct CloudImageReport {
     pub times: DiskBootTimes,
     /// What stopped it early, if anything.
     pub error: Option<String>,
+    /// What provisioned it (known, or found in the guest).
+    pub provisioner: Option<Provisioner>,
+    /// Who started its QEMU.
+    pub via: Via,
     /// The registered instance.
     pub instance: Option<String>,
     /// The console log.
@@ -143,6 +154,8 @@ pub fn run(
         checks: Vec::new(),
         times: DiskBootTimes::default(),
         error: None,
+        provisioner: spec.provisioner,
+        via: spec.via,
         instance: None,
         serial_log: dir.join("serial.log"),
         seconds: 0.0,
@@ -210,8 +223,11 @@ fn run_guest(
         user: spec.default_user.clone(),
     };
 
-    stage("booting (firmware, GRUB, kernel, systemd)");
-    let mut vm = RunningGuest::start(&guest)?;
+    stage(&format!(
+        "booting (firmware, GRUB, kernel, systemd) via {}",
+        spec.via
+    ));
+    let mut vm = RunningGuest::start_via(&guest, spec.via)?;
     let result = boot_and_check(&mut vm, spec, &target, &who, askpass, &stage, report);
     record_markers(&vm, report);
     vm.kill()?;
@@ -228,7 +244,7 @@ fn boot_and_check(
     stage: &dyn Fn(&str),
     report: &mut CloudImageReport,
 ) -> anyhow::Result<()> {
-    let deadline = vm.started + DISK_BOOT_TIMEOUT;
+    let deadline = vm.started + spec.boot_timeout;
     loop {
         if ssh::with_key(target, &who.key, "true").is_ok_and(|out| out.success()) {
             break;
@@ -238,7 +254,9 @@ fn boot_and_check(
         }
         if Instant::now() >= deadline {
             bail!(
-                "no key login as {} within {DISK_BOOT_TIMEOUT:?} of QEMU's start; console log: {}",
+                "no provisioning seen in {} s (no key login as {} with the instance's key); \
+                 console log: {}",
+                spec.boot_timeout.as_secs(),
                 target.user,
                 report.serial_log.display()
             );
@@ -246,14 +264,19 @@ fn boot_and_check(
         thread::sleep(POLL);
     }
     report.times.ssh = Some(vm.started.elapsed().as_secs_f64());
+    let provisioner = match spec.provisioner {
+        Some(known) => known,
+        None => detect_provisioner(target, &who.key)?,
+    };
+    report.provisioner = Some(provisioner);
     stage(&format!(
         "key login as {} after {:.1} s; waiting for {}",
         target.user,
         vm.started.elapsed().as_secs_f64(),
-        spec.provisioner.status_command()
+        provisioner.status_command()
     ));
 
-    let verdict = wait_for_verdict(target, &who.key, spec.provisioner)?;
+    let verdict = wait_for_verdict(target, &who.key, provisioner)?;
     report.times.verdict = Some(vm.started.elapsed().as_secs_f64());
     stage("checking");
     let mut push = |name: &str, result: anyhow::Result<CheckResult>| {
@@ -273,7 +296,7 @@ fn boot_and_check(
         )),
     );
     push(
-        &format!("{}: done, no errors", spec.provisioner.status_command()),
+        &format!("{}: done, no errors", provisioner.status_command()),
         Ok(verdict),
     );
     push(
