@@ -58,6 +58,9 @@ pub fn domain_xml(guest: &Guest) -> String {
         }
     }
     let _ = writeln!(xml, "  </os>");
+    // QEMU's own defaults, which libvirt leaves out unless asked: without ACPI a guest's
+    // poweroff halts instead of ending the domain.
+    let _ = writeln!(xml, "  <features><acpi/><apic/></features>");
     match guest.entropy {
         Entropy::CpuMax => {
             let _ = writeln!(xml, "  <cpu mode='maximum'/>");
@@ -178,6 +181,7 @@ mod tests {
             "<domain type='qemu'>",
             "<kernel>/var/cache/metaboot/tiny-0123/vmlinuz</kernel>",
             "<cmdline>console=ttyS0 panic=-1</cmdline>",
+            "<features><acpi/><apic/></features>",
             "<cpu mode='maximum'/>",
             "<mac address='fa:16:3e:12:34:56'/>",
             "<target dev='tap0123456789a' managed='no'/>",
