@@ -116,17 +116,26 @@ fn boot_all(
     results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Narrowest width of the table's guest column.
+pub const GUEST_COLUMN: usize = 28;
+
 /// A table of reports: one line per guest with its boot times, then every failed check.
 pub fn table(reports: &[CloudImageReport]) -> String {
     let secs = |t: Option<f64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t:.1}"));
+    let width = reports
+        .iter()
+        .map(|r| r.name.chars().count())
+        .chain([GUEST_COLUMN])
+        .max()
+        .unwrap_or(GUEST_COLUMN);
     let mut out = format!(
-        "{:<28} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  result\n",
+        "{:<width$} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  result\n",
         "guest", "kernel", "sshd", "ssh", "done", "verdict", "checks"
     );
     for r in reports {
         let passed = r.checks.iter().filter(|c| c.passed).count();
         out.push_str(&format!(
-            "{:<28} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  {}\n",
+            "{:<width$} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  {}\n",
             r.name,
             secs(r.times.kernel),
             secs(r.times.sshd),
@@ -147,4 +156,43 @@ pub fn table(reports: &[CloudImageReport]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::Via;
+
+    fn report(name: &str) -> CloudImageReport {
+        CloudImageReport {
+            name: name.into(),
+            passed: true,
+            checks: Vec::new(),
+            times: super::super::DiskBootTimes::default(),
+            error: None,
+            provisioner: None,
+            via: Via::Libvirt,
+            instance: None,
+            serial_log: "/r/serial.log".into(),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_guest_column_is_as_wide_as_the_longest_name() {
+        let long = "router/debian-cloud-init-libvirt-and-more";
+        assert!(long.len() > GUEST_COLUMN);
+        let text = table(&[report("router/x"), report(long)]);
+        let result_at: Vec<usize> = text
+            .lines()
+            .take(3)
+            .map(|l| l.find("result").or_else(|| l.find("PASS")).unwrap())
+            .collect();
+        assert!(result_at.windows(2).all(|w| w[0] == w[1]), "{text}");
+        let short = table(&[report("router/x")]);
+        assert_eq!(
+            short.lines().next().unwrap().find(" kernel"),
+            Some(GUEST_COLUMN)
+        );
+    }
 }
