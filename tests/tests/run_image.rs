@@ -235,13 +235,24 @@ fn the_built_debian_image_brought_as_a_users_own_passes_the_checks_from_outside(
         .iter()
         .find(|i| i.manifest.kind == Flavour::CloudInit.name())
         .expect("debian-cloud-init is built");
-    let before = fingerprint(&image.disk);
+    // The path a user is shown: the image's link to its newest build.
+    let disk = image
+        .dir
+        .parent()
+        .unwrap()
+        .join(Flavour::CloudInit.name())
+        .join(metaboot_harness::image::disk::DISK);
+    assert_eq!(
+        std::fs::canonicalize(&disk).unwrap(),
+        std::fs::canonicalize(&image.disk).unwrap()
+    );
+    let before = fingerprint(&disk);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let out = run(
         &[
             "--image".as_ref(),
-            image.disk.as_os_str(),
+            disk.as_os_str(),
             "--report".as_ref(),
             report.as_os_str(),
             "--run-dir".as_ref(),
@@ -256,6 +267,7 @@ fn the_built_debian_image_brought_as_a_users_own_passes_the_checks_from_outside(
         serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let guest = &reports[0];
     assert_eq!(guest["passed"], true, "{guest:#}");
+    assert_eq!(guest["name"], "router/debian-cloud-init");
     assert_eq!(guest["provisioner"], "cloud-init", "found in the guest");
     let names: Vec<&str> = guest["checks"]
         .as_array()
@@ -274,9 +286,9 @@ fn the_built_debian_image_brought_as_a_users_own_passes_the_checks_from_outside(
     let id = lab_id(&output);
     assert!(!Path::new(&format!("/run/netns/metaboot-{id}")).exists());
     assert_eq!(
-        fingerprint(&image.disk),
+        fingerprint(&disk),
         before,
         "{} is never written",
-        image.disk.display()
+        disk.display()
     );
 }
