@@ -5,7 +5,8 @@
 //! outside. The image file is never changed (checksum and modification time).
 //!
 //! The bad-input test needs only qemu-img; the boots need root, QEMU and the lab's tools
-//! (fail in CI when missing, skip elsewhere), and the Debian boot the image build's tools.
+//! (fail in CI when missing, skip elsewhere), the never-provisioning disk also boots through
+//! libvirt, and the Debian boot needs the image build's tools.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use metaboot_harness::cli::{AgentArgs, build_debian};
+use metaboot_harness::guest::libvirtd;
 use metaboot_harness::image::debian::{self, Flavour};
 use metaboot_harness::{progress, scenario, workspace};
 use metaboot_tests::prerequisite::{require, require_command};
@@ -166,6 +168,20 @@ fn lab_id(output: &str) -> String {
         .to_owned()
 }
 
+/// Processes whose command line contains `needle`, and processes named `name`.
+fn processes(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(needle) || comm.trim() == needle
+        })
+        .collect()
+}
+
 #[test]
 fn an_image_that_never_provisions_is_reported_with_its_console_and_the_lab_is_torn_down() {
     if !require_lab() {
@@ -175,43 +191,74 @@ fn an_image_that_never_provisions_is_reported_with_its_console_and_the_lab_is_to
     let disk = dir.path().join("never-provisions.raw");
     never_provisioning_disk(&disk);
     let before = fingerprint(&disk);
-    let state = dir.path().join("state");
-    let run_dir = dir.path().join("run");
-    let out = run(
-        &[
-            "--image".as_ref(),
-            disk.as_os_str(),
-            "--timeout".as_ref(),
-            NEVER_TIMEOUT_SECS.to_string().as_ref(),
-            "--run-dir".as_ref(),
-            run_dir.as_os_str(),
-        ],
-        &state,
-    );
-    let output = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{output}");
-    assert!(
-        output.contains(&format!(
-            "no provisioning seen in {NEVER_TIMEOUT_SECS} s (no key login as debian"
-        )),
-        "{output}"
-    );
-    let console = output
-        .lines()
-        .find_map(|l| l.split_once("console log: ").map(|(_, p)| p.trim()))
-        .unwrap_or_else(|| panic!("no console log path in\n{output}"));
-    let console_text = std::fs::read_to_string(console).expect("the console log exists");
-    assert!(console_text.contains(NEVER_MESSAGE), "{console_text}");
-    let id = lab_id(&output);
-    assert!(
-        !Path::new(&format!("/run/netns/metaboot-{id}")).exists(),
-        "lab {id}'s namespaces are gone"
-    );
-    let left: Vec<_> = std::fs::read_dir(&state)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "no lab state left: {left:?}");
-    assert_eq!(fingerprint(&disk), before, "the image is never written");
+    // Through the harness's QEMU, then through libvirt: its domain is destroyed and the
+    // daemons it started are stopped although the guest failed.
+    let with_libvirt = libvirtd::preflight().is_ok()
+        || require(
+            "libvirt",
+            libvirtd::preflight().err().map(|e| format!("{e:#}")),
+        );
+    let daemons_before = (processes("libvirtd"), processes("virtlogd"));
+    for via in ["qemu", "libvirt"] {
+        if via == "libvirt" && !with_libvirt {
+            continue;
+        }
+        let state = dir.path().join(format!("state-{via}"));
+        let run_dir = dir.path().join(format!("run-{via}"));
+        let out = run(
+            &[
+                "--image".as_ref(),
+                disk.as_os_str(),
+                "--timeout".as_ref(),
+                NEVER_TIMEOUT_SECS.to_string().as_ref(),
+                "--run-dir".as_ref(),
+                run_dir.as_os_str(),
+                "--via".as_ref(),
+                via.as_ref(),
+            ],
+            &state,
+        );
+        let output = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{via}: {output}");
+        assert!(
+            output.contains(&format!(
+                "no provisioning seen in {NEVER_TIMEOUT_SECS} s (no key login as debian"
+            )),
+            "{via}: {output}"
+        );
+        let console = output
+            .lines()
+            .find_map(|l| l.split_once("console log: ").map(|(_, p)| p.trim()))
+            .unwrap_or_else(|| panic!("{via}: no console log path in\n{output}"));
+        let console_text = std::fs::read_to_string(console).expect("the console log exists");
+        assert!(
+            console_text.contains(NEVER_MESSAGE),
+            "{via}: {console_text}"
+        );
+        let id = lab_id(&output);
+        assert!(
+            !Path::new(&format!("/run/netns/metaboot-{id}")).exists(),
+            "{via}: lab {id}'s namespaces are gone"
+        );
+        let left: Vec<_> = std::fs::read_dir(&state)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{via}: no lab state left: {left:?}");
+        assert!(
+            processes("guest=router-never-provisions").is_empty(),
+            "{via}: no QEMU of the guest is left"
+        );
+        assert_eq!(
+            (processes("libvirtd"), processes("virtlogd")),
+            daemons_before,
+            "{via}: the daemons the run started are stopped"
+        );
+        assert_eq!(
+            fingerprint(&disk),
+            before,
+            "{via}: the image is never written"
+        );
+    }
 }
 
 #[test]
