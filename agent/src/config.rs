@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::apply::STEPS;
 use crate::retry::DEFAULT_DEADLINE;
 use crate::root::Root;
-use crate::source::http::DEFAULT_REQUEST_TIMEOUT;
+use crate::source::{self, http::DEFAULT_REQUEST_TIMEOUT};
 use crate::userdata::cloud_config::UserConfig;
 use crate::userdata::yaml::{self, ConfigMap};
 
@@ -24,7 +23,7 @@ pub const CMDLINE_PATH: &str = "/proc/cmdline";
 /// Kernel command-line parameter naming the metadata service URL.
 pub const CMDLINE_URL_KEY: &str = "metaboot.url";
 /// The metadata service of OpenStack.
-pub const DEFAULT_METADATA_URL: &str = "http://169.254.169.254";
+pub const DEFAULT_METADATA_URL: &str = metaboot_proto::METADATA_URL;
 /// Largest configuration file read.
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
 /// Longest deadline accepted from the configuration (one hour).
@@ -40,7 +39,11 @@ pub struct AgentConfig {
     pub deadline_secs: u64,
     /// Bound of one HTTP request, in seconds.
     pub request_timeout_secs: u64,
-    /// Look for a `config-2` config drive before the metadata service.
+    /// The datasources to look for, in order (default: every one, in [`source::DATASOURCES`]
+    /// order).
+    pub datasources: Option<Vec<String>>,
+    /// `false` leaves the config drive out of the datasources (the key from before
+    /// `datasources:`).
     pub config_drive: bool,
     /// The distro's default user (cloud.cfg `system_info.default_user`); none by default.
     pub default_user: Option<UserConfig>,
@@ -56,6 +59,7 @@ impl Default for AgentConfig {
             metadata_url: DEFAULT_METADATA_URL.to_owned(),
             deadline_secs: DEFAULT_DEADLINE.as_secs(),
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT.as_secs(),
+            datasources: None,
             config_drive: true,
             default_user: None,
             apply_admin_pass: true,
@@ -73,6 +77,24 @@ impl AgentConfig {
     /// The per-request timeout (at least one second).
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// The datasources to try, in order: `datasources:` (its unknown names left out, see
+    /// [`load`]) or every known one; without the config drive when `config_drive: false`.
+    pub fn datasources(&self) -> Vec<&str> {
+        let known: Vec<&str> = source::names().collect();
+        let listed: Vec<&str> = match &self.datasources {
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .map(String::as_str)
+                .filter(|name| known.contains(name))
+                .collect(),
+            _ => known,
+        };
+        listed
+            .into_iter()
+            .filter(|name| self.config_drive || *name != source::config_drive::NAME)
+            .collect()
     }
 
     /// True when `step` is enabled.
@@ -97,8 +119,14 @@ pub struct Settings {
 }
 
 /// Loads metaboot.yaml (`config_path` as given, else under the root), then the kernel command
-/// line, then `cli_url`, each overriding the previous for the URL.
-pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> Settings {
+/// line, then `cli_url`, each overriding the previous for the URL. `steps:` may name only
+/// `known_steps`.
+pub fn load(
+    root: &Root,
+    config_path: Option<&Path>,
+    cli_url: Option<&str>,
+    known_steps: &[&str],
+) -> Settings {
     let mut settings = Settings::default();
     // `--config FILE` is the operator's own file, read as given; the default is under the root.
     let (path, bytes) = match config_path {
@@ -129,7 +157,7 @@ pub fn load(root: &Root, config_path: Option<&Path>, cli_url: Option<&str>) -> S
         Ok(None) => {}
         Err(err) => settings.errors.push(err),
     }
-    check(&mut settings);
+    check(&mut settings, known_steps);
     settings.url = settings.agent.metadata_url.clone();
     settings.url_origin = if config_path.is_some() || found {
         "metaboot.yaml"
@@ -169,7 +197,7 @@ fn read_config(
         .map_err(|err| format!("{}: {err}; using defaults", path.display()))
 }
 
-fn check(settings: &mut Settings) {
+fn check(settings: &mut Settings, known_steps: &[&str]) {
     let agent = &mut settings.agent;
     if agent.deadline_secs > MAX_DEADLINE_SECS {
         settings.errors.push(format!(
@@ -178,15 +206,33 @@ fn check(settings: &mut Settings) {
         ));
         agent.deadline_secs = MAX_DEADLINE_SECS;
     }
+    if let Some(listed) = &agent.datasources {
+        let known: Vec<&str> = source::names().collect();
+        let unknown: Vec<&String> = listed
+            .iter()
+            .filter(|s| !known.contains(&s.as_str()))
+            .collect();
+        if listed.is_empty() {
+            settings.errors.push(format!(
+                "`datasources` is empty; using every one: {}",
+                known.join(", ")
+            ));
+        } else if !unknown.is_empty() {
+            settings.errors.push(format!(
+                "unknown datasources {unknown:?} in `datasources` (known: {}); they are skipped",
+                known.join(", ")
+            ));
+        }
+    }
     if let Some(steps) = &agent.steps {
         let unknown: Vec<&String> = steps
             .iter()
-            .filter(|s| !STEPS.contains(&s.as_str()))
+            .filter(|s| !known_steps.contains(&s.as_str()))
             .collect();
         if !unknown.is_empty() {
             settings.errors.push(format!(
                 "unknown steps {unknown:?} in `steps` (known: {})",
-                STEPS.join(", ")
+                known_steps.join(", ")
             ));
         }
     }
@@ -215,10 +261,13 @@ mod tests {
 
     use super::*;
 
+    /// Step names, as the run passes them.
+    const STEPS: &[&str] = &["hostname", "ssh-keys", "runcmd"];
+
     #[test]
     fn defaults_without_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), None, None);
+        let settings = load(&Root::open(dir.path()).unwrap(), None, None, STEPS);
         assert!(settings.errors.is_empty());
         assert_eq!(settings.url, DEFAULT_METADATA_URL);
         assert_eq!(settings.url_origin, "default");
@@ -238,7 +287,7 @@ mod tests {
              default_user: {name: debian, sudo: 'ALL=(ALL) NOPASSWD:ALL'}\nsteps: [hostname, ssh-keys]\n",
         )
         .unwrap();
-        let settings = load(&root, None, None);
+        let settings = load(&root, None, None, STEPS);
         assert!(settings.errors.is_empty(), "{:?}", settings.errors);
         assert_eq!(settings.url, "http://10.0.0.1");
         assert_eq!(settings.agent.deadline_secs, 5);
@@ -252,10 +301,10 @@ mod tests {
             "console=ttyS0 metaboot.url=http://10.0.0.2:8080 quiet\n",
         )
         .unwrap();
-        let settings = load(&root, None, None);
+        let settings = load(&root, None, None, STEPS);
         assert_eq!(settings.url, "http://10.0.0.2:8080");
         assert_eq!(settings.url_origin, "kernel command line");
-        let settings = load(&root, None, Some("http://10.0.0.3"));
+        let settings = load(&root, None, Some("http://10.0.0.3"), STEPS);
         assert_eq!(
             (settings.url.as_str(), settings.url_origin),
             ("http://10.0.0.3", "--url")
@@ -267,7 +316,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.yaml");
         fs::write(&path, "deadline_secs: [1\n").unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert!(
             settings.errors[0].contains("Invalid YAML"),
             "{:?}",
@@ -276,7 +325,7 @@ mod tests {
         assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
 
         fs::write(&path, "deadline_secs: soon\nsteps: [hostname, nope]\n").unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert!(
             settings.errors[0].contains("using defaults"),
             "{:?}",
@@ -284,7 +333,7 @@ mod tests {
         );
 
         fs::write(&path, "steps: [hostname, nope]\ndeadline_secs: 99999\n").unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert_eq!(settings.errors.len(), 2, "{:?}", settings.errors);
         assert_eq!(settings.agent.deadline_secs, MAX_DEADLINE_SECS);
 
@@ -292,12 +341,54 @@ mod tests {
             &Root::open(dir.path()).unwrap(),
             Some(&dir.path().join("none")),
             None,
+            STEPS,
         );
         assert!(missing.errors[0].contains("no such file"));
 
         fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES + 1]).unwrap();
-        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None);
+        let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
         assert!(settings.errors[0].contains("larger than"));
+    }
+
+    #[test]
+    fn datasources_are_ordered_checked_and_default_to_every_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metaboot.yaml");
+        let root = Root::open(dir.path()).unwrap();
+        let load_text = |text: &str| {
+            fs::write(&path, text).unwrap();
+            load(&root, Some(&path), None, STEPS)
+        };
+        let all: Vec<&str> = source::names().collect();
+        assert_eq!(load_text("{}\n").agent.datasources(), all);
+
+        let settings = load_text("datasources: [metadata-service, config-drive]\n");
+        assert!(settings.errors.is_empty(), "{:?}", settings.errors);
+        assert_eq!(
+            settings.agent.datasources(),
+            ["metadata-service", "config-drive"]
+        );
+
+        let settings = load_text("datasources: [config-drive, ConfigDrive, metadata-service]\n");
+        assert_eq!(
+            settings.errors,
+            [format!(
+                "unknown datasources [\"ConfigDrive\"] in `datasources` (known: {}); they are skipped",
+                all.join(", ")
+            )]
+        );
+        assert_eq!(
+            settings.agent.datasources(),
+            ["config-drive", "metadata-service"]
+        );
+
+        let settings = load_text("datasources: []\n");
+        assert!(settings.errors[0].contains("`datasources` is empty"));
+        assert_eq!(settings.agent.datasources(), all);
+
+        // The key from before `datasources:` still leaves the config drive out.
+        let settings = load_text("config_drive: false\n");
+        assert!(!settings.agent.datasources().contains(&"config-drive"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! control characters escaped so that no name or path from user data can forge a log line.
 
 use std::borrow::Cow;
+use std::error::Error;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +19,21 @@ use crate::root::Root;
 pub const LOG_FILE: &str = "/var/log/metaboot.log";
 /// Mode of a new log file: script output lands there, and scripts may print anything.
 pub const LOG_MODE: u32 = 0o600;
+
+/// An error and its sources on one line, joined by ": ".
+pub fn chain(err: &dyn Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out.replace('\n', " ")
+}
 
 /// `text` with every control character but tab escaped (`\n`, `\r`, `\x1b`, …), so that it
 /// stays on one line and cannot drive a terminal.
@@ -114,6 +130,16 @@ pub fn init(root: &Root, verbose: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Failed to write /etc/hostname")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn chain_joins_sources_on_one_line() {
+        let err = Outer(std::io::Error::other("disk\nfull"));
+        assert_eq!(chain(&err), "Failed to write /etc/hostname: disk full");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_tabs_kept() {

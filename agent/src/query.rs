@@ -45,7 +45,12 @@ pub fn value(root: &Root, key: &str) -> Result<Vec<u8>, QueryError> {
     let read = |name: &str| root.read_optional(dir.join(name)).ok().flatten();
     match key {
         "user-data" => return Ok(read("user_data").unwrap_or_default()),
-        "vendor-data" => return Ok(read("vendor_data.json").unwrap_or_default()),
+        // OpenStack's JSON document, or a source's plain vendor data (NoCloud's).
+        "vendor-data" => {
+            return Ok(read("vendor_data.json")
+                .or_else(|| read("vendor_data"))
+                .unwrap_or_default());
+        }
         _ => {}
     }
     let raw = read("meta_data.json")

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
-use crate::fsutil::atomic::fail;
 use crate::fsutil::resolve::Walker;
-use crate::fsutil::{AtomicWriteError, Dir, Owner, Refused, WriteOptions, kind};
+use crate::fsutil::{Dir, Owner, PathError, Refused, WriteOptions, kind};
 
 /// The root directory: `/` on a guest, a temporary directory in tests.
 #[derive(Debug, Clone)]
@@ -178,11 +177,11 @@ impl Root {
         path: impl AsRef<Path>,
         contents: &[u8],
         options: &WriteOptions,
-    ) -> Result<(), AtomicWriteError> {
+    ) -> Result<(), PathError> {
         let shown = self.host_path(path.as_ref());
         let (dir, name) = self
             .parent(path.as_ref(), true)
-            .map_err(fail("create directory", &shown))?;
+            .map_err(PathError::fail("create directory", &shown))?;
         dir.write_atomic_as(&name, &shown, contents, options)
     }
 

@@ -1,32 +1,30 @@
-//! `metaboot run`: one provisioning pass. Fetch (config drive first, else the metadata
-//! service), decode, then apply step by step; a failed step never stops the independent ones,
+//! `metaboot run`: one provisioning pass. Choose a datasource (the first of `datasources:` this
+//! machine has), fetch and decode its documents, then apply step by step; a failed step never stops the independent ones,
 //! and every outcome lands in `status.json` and the instance's `result.json`.
 
 mod accounts;
+mod fetch;
+mod instance;
 mod steps;
 
 use std::fs::File;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use metaboot_proto::MetaData;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use crate::apply::STEPS;
 use crate::cli::RunArgs;
-use crate::config::{self, Settings};
+use crate::config;
+use crate::config::Settings;
+use crate::log::chain;
 use crate::retry::Retry;
 use crate::root::Root;
-use crate::source::config_drive::{self, ConfigDrive};
 use crate::source::http::HttpClient;
-use crate::source::metadata_service::MetadataService;
-use crate::source::{Source, SourceError};
-use crate::state::redact;
-use crate::state::result::{Done, Report, RunStatus, chain, unix_now};
+use crate::source::{self, Probe};
+use crate::state::result::{Done, Report, RunStatus, unix_now};
 use crate::state::status::{EXIT_DONE, EXIT_ERROR};
 use crate::state::{State, check_instance_id};
-use crate::userdata::cloud_config::CloudConfig;
-use crate::userdata::{self, Decoded, yaml};
+use instance::Instance;
 
 /// Runs `metaboot run`.
 pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
@@ -49,7 +47,8 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let settings = config::load(&root, args.config.as_deref(), args.url.as_deref());
+    let known: Vec<&str> = steps::step_names().collect();
+    let settings = config::load(&root, args.config.as_deref(), args.url.as_deref(), &known);
     let mut report = run(&root, &settings);
     report.warnings.extend(log_warning);
     let code = if report.status == RunStatus::Done {
@@ -73,47 +72,6 @@ fn lock(state: &State) -> Result<Flock<File>, String> {
         .map_err(|(_, errno)| format!("another metaboot run holds {} ({errno})", shown.display()))
 }
 
-/// What the fetch phase produced, for the apply steps.
-pub(crate) struct Instance<'a> {
-    pub root: &'a Root,
-    pub state: &'a State,
-    pub settings: &'a Settings,
-    pub id: String,
-    pub new_instance: bool,
-    pub meta: MetaData,
-    pub config: CloudConfig,
-    pub user: Decoded,
-    pub vendor: Decoded,
-}
-
-/// The instance id of a run without metadata and without a previous instance (cloud-init's
-/// None datasource uses the same).
-pub const NO_INSTANCE_ID: &str = "iid-datasource-none";
-
-impl<'a> Instance<'a> {
-    /// A run without metadata: the image's configuration only, no user or vendor data.
-    fn without_metadata(root: &'a Root, state: &'a State, settings: &'a Settings) -> Self {
-        let id = state
-            .stored_instance_id()
-            .unwrap_or_else(|| NO_INSTANCE_ID.to_owned());
-        let (config, _) = CloudConfig::from_map(&settings.base);
-        Instance {
-            root,
-            state,
-            settings,
-            meta: MetaData {
-                uuid: id.clone(),
-                ..MetaData::default()
-            },
-            id,
-            new_instance: false,
-            config,
-            user: Decoded::default(),
-            vendor: Decoded::default(),
-        }
-    }
-}
-
 /// One pass; returns the finished report (also written to disk).
 pub fn run(root: &Root, settings: &Settings) -> Report {
     let state = State::new(root);
@@ -134,27 +92,36 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     });
     let deadline = Instant::now() + settings.agent.deadline();
     let client = HttpClient::new(settings.agent.request_timeout(), Retry::until(deadline));
-    let mut source = choose_source(root, settings, &client, &mut report);
-    report.source = Some(source.name().to_owned());
-    if let Some(instance) = fetch(
+    let probe = Probe {
         root,
-        &state,
-        settings,
-        source.as_mut(),
-        &client,
-        &mut report,
-    ) {
-        drop(source);
+        url: &settings.url,
+        client: &client,
+    };
+    let order = settings.agent.datasources();
+    let mut source = source::choose(&order, &probe, &mut report.warnings);
+    report.source = source.as_ref().map(|s| s.name().to_owned());
+    let instance = match source.as_deref_mut() {
+        Some(source) => fetch::fetch(root, &state, settings, source, &client, &mut report),
+        None => {
+            report.step("meta-data", || {
+                Done::error(format!(
+                    "no datasource found (tried: {}; see `datasources` in metaboot.yaml)",
+                    order.join(", ")
+                ))
+            });
+            None
+        }
+    };
+    // A mounted drive is released before anything runs.
+    drop(source);
+    if let Some(instance) = instance {
         steps::apply_all(&instance, &mut report);
     } else {
-        drop(source);
         // What needs no metadata still runs: the every-boot steps, with the image's own
         // configuration (metaboot.yaml) and the last known instance id, if any.
         let instance = Instance::without_metadata(root, &state, settings);
         steps::apply_every_boot(&instance, &mut report);
-        let missing: Vec<&str> = STEPS
-            .iter()
-            .copied()
+        let missing: Vec<&str> = steps::step_names()
             .filter(|name| report.outcome(name).is_none())
             .collect();
         for name in missing {
@@ -163,210 +130,6 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     }
     finish(&state, &mut report);
     report
-}
-
-fn choose_source(
-    root: &Root,
-    settings: &Settings,
-    client: &HttpClient,
-    report: &mut Report,
-) -> Box<dyn Source> {
-    if settings.agent.config_drive
-        && let Some((device, fs)) = config_drive::find(root)
-    {
-        match ConfigDrive::mount(root, &device, fs) {
-            Ok(drive) => return Box::new(drive),
-            Err(err) => report.warnings.push(format!(
-                "config drive: {}; using the metadata service",
-                chain(&err)
-            )),
-        }
-    }
-    Box::new(MetadataService::new(client.clone(), &settings.url))
-}
-
-fn optional(
-    result: Result<Option<Vec<u8>>, SourceError>,
-    what: &str,
-) -> Result<Option<Vec<u8>>, String> {
-    result.map_err(|err| format!("{what}: {}", chain(&err)))
-}
-
-fn count(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
-
-fn describe(decoded: &Decoded) -> String {
-    let scripts = decoded.scripts.len()
-        + decoded.per_boot.len()
-        + decoded.per_instance.len()
-        + decoded.per_once.len()
-        + decoded.boothooks.len();
-    format!(
-        "{}, {}",
-        count(decoded.configs.len(), "cloud-config part"),
-        count(scripts, "script")
-    )
-}
-
-fn decoded_done(decoded: &Decoded, what: &str) -> Done {
-    if decoded.errors.is_empty() {
-        Done::ok_with(describe(decoded))
-    } else {
-        Done::error(format!(
-            "{}; {what} still used: {}",
-            decoded.errors.join("; "),
-            describe(decoded)
-        ))
-    }
-}
-
-/// The fetch phase: meta-data (required), user-data, vendor-data, network-data, cloud-config.
-fn fetch<'a>(
-    root: &'a Root,
-    state: &'a State,
-    settings: &'a Settings,
-    source: &mut dyn Source,
-    client: &HttpClient,
-    report: &mut Report,
-) -> Option<Instance<'a>> {
-    let mut meta: Option<(MetaData, bool)> = None;
-    report.step("meta-data", || {
-        let raw = match source.meta_data() {
-            Ok(raw) => raw,
-            Err(err) => return Done::error(chain(&err)),
-        };
-        let parsed: MetaData = match serde_json::from_slice(&raw) {
-            Ok(parsed) => parsed,
-            Err(err) => return Done::error(format!("meta_data.json is not valid: {err}")),
-        };
-        let new = match state.switch_instance(&parsed.uuid) {
-            Ok(new) => new,
-            Err(err) => return Done::error(chain(&err)),
-        };
-        if let Err(err) = state.cache(&parsed.uuid, "meta_data.json", &redact::meta_data(&raw)) {
-            tracing::warn!("{}", chain(&err));
-        }
-        let message = format!(
-            "instance {} ({})",
-            parsed.uuid,
-            if new { "new" } else { "same as last boot" }
-        );
-        meta = Some((parsed, new));
-        Done::ok_with(message)
-    });
-    let (meta, new_instance) = meta?;
-    let id = meta.uuid.clone();
-    report.instance_id = Some(id.clone());
-    report.new_instance = Some(new_instance);
-    let enabled = |name: &str| settings.agent.step_enabled(name);
-    let disabled = "disabled by `steps` in metaboot.yaml";
-
-    let mut user = Decoded::default();
-    if enabled("user-data") {
-        report.step("user-data", || {
-            let raw = match optional(source.user_data(), "user_data") {
-                Ok(Some(raw)) => raw,
-                Ok(None) => return Done::ok_with("no user data"),
-                Err(err) => return Done::error(err),
-            };
-            if let Err(err) = state.cache(&id, "user_data", &raw) {
-                tracing::warn!("{}", chain(&err));
-            }
-            user = userdata::decode(&raw, client);
-            decoded_done(&user, "the rest is")
-        });
-    } else {
-        report.skip("user-data", disabled);
-    }
-
-    let mut vendor = Decoded::default();
-    if enabled("vendor-data") {
-        report.step("vendor-data", || {
-            let mut errors = Vec::new();
-            let docs = [
-                (
-                    "vendor_data.json",
-                    optional(source.vendor_data(), "vendor_data.json"),
-                ),
-                (
-                    "vendor_data2.json",
-                    optional(source.vendor_data2(), "vendor_data2.json"),
-                ),
-            ];
-            for (name, doc) in docs {
-                match doc {
-                    Ok(Some(raw)) => {
-                        if let Err(err) = state.cache(&id, name, &raw) {
-                            tracing::warn!("{}", chain(&err));
-                        }
-                        vendor.extend(userdata::decode_vendor(&raw, name, client));
-                    }
-                    Ok(None) => {}
-                    Err(err) => errors.push(err),
-                }
-            }
-            vendor.errors.splice(0..0, errors);
-            decoded_done(&vendor, "the rest is")
-        });
-    } else {
-        report.skip("vendor-data", disabled);
-    }
-
-    if enabled("network-data") {
-        report.step("network-data", || {
-            match optional(source.network_data(), "network_data.json") {
-                Ok(Some(raw)) => {
-                    if let Err(err) = state.cache(&id, "network_data.json", &raw) {
-                        tracing::warn!("{}", chain(&err));
-                    }
-                    match serde_json::from_slice::<metaboot_proto::NetworkData>(&raw) {
-                        Ok(data) => Done::ok_with(format!(
-                            "{}, cached (not applied)",
-                            count(data.links.len(), "link")
-                        )),
-                        Err(err) => Done::error(format!("network_data.json is not valid: {err}")),
-                    }
-                }
-                Ok(None) => Done::ok_with("no network data"),
-                Err(err) => Done::error(err),
-            }
-        });
-    } else {
-        report.skip("network-data", disabled);
-    }
-    report
-        .warnings
-        .extend(user.warnings.iter().chain(&vendor.warnings).cloned());
-
-    let mut merged = settings.base.clone();
-    for doc in vendor.configs.iter().chain(&user.configs) {
-        yaml::merge(&mut merged, doc.clone());
-    }
-    let (config, key_errors) = CloudConfig::from_map(&merged);
-    report.step("cloud-config", || {
-        let json = serde_json::to_vec_pretty(&redact::cloud_config(&merged)).unwrap_or_default();
-        if let Err(err) = state.cache(&id, "cloud-config.json", &json) {
-            tracing::warn!("{}", chain(&err));
-        }
-        if key_errors.is_empty() {
-            Done::ok_with(format!("{} merged", count(merged.len(), "key")))
-        } else {
-            let errors: Vec<String> = key_errors.iter().map(ToString::to_string).collect();
-            Done::error(format!("{}; the other keys still apply", errors.join("; ")))
-        }
-    });
-    Some(Instance {
-        root,
-        state,
-        settings,
-        id,
-        new_instance,
-        meta,
-        config,
-        user,
-        vendor,
-    })
 }
 
 fn finish(state: &State, report: &mut Report) {

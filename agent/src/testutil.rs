@@ -1,4 +1,5 @@
-//! Helpers for unit tests that need a system tool or root.
+//! Helpers for tests that need a system tool: the unit tests' (`crate::testutil`) and the
+//! integration tests' (`tests/support` includes this file).
 
 /// True when `tool` runs (`tool --version` or any exit status). When it does not: under
 /// `CI=true` the test fails; elsewhere it is skipped with a printed reason.
@@ -10,13 +11,19 @@ pub fn require_tool(tool: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is required in CI (install it in .ci/run)"
-        );
-        eprintln!("skipping: {tool} is not installed");
+        missing(tool, "is not installed");
     }
     found
+}
+
+/// A test's prerequisite `what` is missing (`why`): under `CI=true` the test fails; elsewhere
+/// it is skipped with a printed reason (the caller returns).
+pub fn missing(what: &str, why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} is required in CI (scripts/install-test-deps installs what the tests need)"
+    );
+    eprintln!("skipping: {what} {why}");
 }
 
 /// Runs a command and panics with its output when it fails.

@@ -442,3 +442,38 @@ fn status_json_shape() {
     assert_eq!(names.last(), Some(&"scripts-user"));
     assert_eq!(names.len(), 23);
 }
+
+/// `datasources:` orders the sources: with only the config drive listed and none attached, there
+/// is no instance (and the metadata service is never asked); an unknown name is a config error
+/// that names the known ones, and the others still serve.
+#[test]
+fn datasources_choose_and_order_the_sources() {
+    let guest = Guest::new();
+    guest.config("datasources: [config-drive]\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(guest.step("config").0, "ok");
+    let (outcome, message) = guest.step("meta-data");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.starts_with("no datasource found (tried: config-drive;"),
+        "{message}"
+    );
+    assert!(guest.status()["source"].is_null());
+    assert_eq!(guest.server.hits("/openstack"), 0);
+
+    guest.config("datasources: [nocloudx, metadata-service]\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "the config error makes the run an error: {stderr}");
+    let (outcome, message) = guest.step("config");
+    assert_eq!(outcome, "error");
+    assert!(
+        message
+            .contains("unknown datasources [\"nocloudx\"] in `datasources` (known: config-drive")
+            && message.ends_with("they are skipped"),
+        "{message}"
+    );
+    assert_eq!(guest.step("meta-data").0, "ok");
+    assert_eq!(guest.status()["source"], "metadata-service");
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+}

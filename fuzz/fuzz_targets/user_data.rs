@@ -11,18 +11,13 @@ use metaboot::userdata::{self, MAX_PARTS, yaml};
 
 fuzz_target!(|data: &[u8]| {
     let decoded = userdata::decode(data, &NoFetch);
-    let parts = decoded.configs.len()
-        + decoded.scripts.len()
-        + decoded.per_boot.len()
-        + decoded.per_instance.len()
-        + decoded.per_once.len()
-        + decoded.boothooks.len();
+    let parts = decoded.configs.len() + decoded.script_count();
     assert!(parts <= MAX_PARTS, "{parts} parts");
     for script in decoded
         .scripts
         .iter()
-        .chain(&decoded.per_boot)
-        .chain(&decoded.per_instance)
+        .chain(decoded.per_frequency.iter().map(|(_, script)| script))
+        .chain(&decoded.boothooks)
     {
         // Script names become file names under the instance directory.
         assert!(

@@ -1,18 +1,14 @@
-//! The command line: `image build`, `lab up|down`, `boot`, `run`.
+//! The command line: `image build`, `lab up|down`, `boot`, `run`, and `bench` (forwarded).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::guest::Via;
-use crate::image::disk::DiskImage;
-use crate::image::{self, debian, tiny};
+pub use crate::args::{AgentArgs, LabArgs, Run, ServerArgs, build_debian, build_tiny};
+use crate::image::{self, debian};
 use crate::lab::{self, Lab, LabOptions, config::LabConfig};
-use crate::scenario::cloud_image::own;
-use crate::scenario::matrix::MetadataPath;
-use crate::workspace;
-use crate::{boot, progress, scenario};
+use crate::{bench, boot, progress};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,55 +43,10 @@ pub enum Command {
     /// Run end-to-end scenarios in a fresh lab: boot, check from outside, report.
     Run(Run),
     /// Measure the chain and the guest agent against real baselines (nginx, haproxy,
-    /// cloud-init) in one run; print one table. Exits 0 even when goals are missed.
-    Bench(Box<crate::bench::BenchArgs>),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct Run {
-    /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
-    /// (gzip-script, reboot), `demo` (one guest per path) or `all` (default).
-    pub scenarios: Vec<String>,
-    /// Boot this cloud image instead (any disk image QEMU reads, e.g. a "genericcloud" qcow2
-    /// with cloud-init or metaboot), on an overlay: the file is never written.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["scenarios", "list"])]
-    pub image: Option<PathBuf>,
-    /// The image's default user, who gets the instance's SSH key (`ubuntu` on Ubuntu images).
-    #[arg(long, value_name = "NAME", default_value = own::DEFAULT_USER, requires = "image")]
-    pub user: String,
-    /// The network the image boots on.
-    #[arg(long, value_enum, default_value_t = MetadataPath::Router, requires = "image")]
-    pub path: MetadataPath,
-    /// Seconds from QEMU's start to the first key login as the default user (the sign that
-    /// the image provisioned itself through the chain).
-    #[arg(long, value_name = "SECS", requires = "image")]
-    pub timeout: Option<u64>,
-    /// Who starts QEMU: the harness itself, or a real libvirtd (started in the lab's
-    /// namespace, with transient domains made by `virsh create`).
-    #[arg(long, value_enum, default_value_t = Via::Qemu)]
-    pub via: Via,
-    /// Write the JSON report here.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Guests booting at once.
-    #[arg(long, short = 'j', default_value_t = scenario::DEFAULT_JOBS)]
-    pub jobs: usize,
-    /// Directory for keys, disks and console logs (default: `<cache>/runs/run-<time>`; the newest
-    /// `MAX_KEPT_RUNS` are kept).
-    #[arg(long)]
-    pub run_dir: Option<PathBuf>,
-    /// Leave the lab up afterwards.
-    #[arg(long)]
-    pub keep_lab: bool,
-    /// List the scenarios and exit.
-    #[arg(long)]
-    pub list: bool,
-    #[command(flatten)]
-    pub agent: AgentArgs,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub lab: LabArgs,
+    /// cloud-init) in one run; print one table. Runs `metaboot-bench` with these arguments
+    /// (`bench --help` shows its flags).
+    #[command(disable_help_flag = true)]
+    Bench(bench::Forward),
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,14 +85,6 @@ pub enum LabCommand {
     List(LabArgs),
 }
 
-/// Options every lab command takes.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LabArgs {
-    /// Where labs keep their state.
-    #[arg(long, env = "METABOOT_LAB_STATE", default_value = lab::state::DEFAULT_STATE_ROOT)]
-    pub state_root: PathBuf,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct LabUp {
     /// The lab file (TOML).
@@ -171,24 +114,6 @@ pub struct LabDown {
     pub lab: LabArgs,
 }
 
-/// Where `metaboot-server` comes from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServerArgs {
-    /// The `metaboot-server` binary (default: build it with cargo).
-    #[arg(long, env = "METABOOT_SERVER_BIN")]
-    pub server_bin: Option<PathBuf>,
-}
-
-impl ServerArgs {
-    /// The server binary, built if not given.
-    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
-        match &self.server_bin {
-            Some(path) => Ok(path.clone()),
-            None => workspace::build(workspace::SERVER).context("failed to build metaboot-server"),
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Build an image (reused when its inputs did not change).
@@ -216,65 +141,11 @@ pub struct ImageBuild {
     pub agent: AgentArgs,
 }
 
-/// Where the guest agent comes from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgentArgs {
-    /// A static `metaboot` binary to put into the image (default: build it with cargo).
-    #[arg(long, env = "METABOOT_AGENT_BIN")]
-    pub agent: Option<PathBuf>,
-}
-
 impl Cli {
     /// The cache directory.
     pub fn cache_dir(&self) -> PathBuf {
         self.cache.clone().unwrap_or_else(image::cache::default_dir)
     }
-}
-
-/// Builds (or reuses) the tiny image.
-pub fn build_tiny(
-    cache: &std::path::Path,
-    out: Option<PathBuf>,
-    agent: &AgentArgs,
-) -> anyhow::Result<image::Image> {
-    let agent = match &agent.agent {
-        Some(path) => path.clone(),
-        None => workspace::build(workspace::GUEST_AGENT)
-            .context("failed to build the static guest agent")?,
-    };
-    let spec = tiny::TinyBuild {
-        out: out.unwrap_or_else(|| cache.join("images")),
-        package_cache: cache.join("packages"),
-        agent,
-    };
-    std::fs::create_dir_all(&spec.out)
-        .with_context(|| format!("failed to create {}", spec.out.display()))?;
-    tiny::build(&spec).context("failed to build the tiny image")
-}
-
-/// Builds (or reuses) the Debian images of `flavours`, in that order.
-pub fn build_debian(
-    cache: &std::path::Path,
-    out: Option<PathBuf>,
-    agent: &AgentArgs,
-    flavours: &[debian::Flavour],
-    progress: &dyn progress::Progress,
-) -> anyhow::Result<Vec<DiskImage>> {
-    let agent = if flavours.contains(&debian::Flavour::Metaboot) {
-        Some(match &agent.agent {
-            Some(path) => path.clone(),
-            None => workspace::build(workspace::GUEST_AGENT)
-                .context("failed to build the static guest agent")?,
-        })
-    } else {
-        None
-    };
-    let spec = debian::DebianBuild {
-        out: out.unwrap_or_else(|| cache.join("images")),
-        agent,
-        flavours: flavours.to_vec(),
-    };
-    debian::build(&spec, progress)
 }
 
 /// Runs one command.
@@ -367,7 +238,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Run(args) => crate::run::run(&cache, args),
-        Command::Bench(args) => crate::bench::run(&cache, &args),
+        Command::Bench(args) => bench::forward(cli.cache.as_deref(), cli.verbose, &args),
         Command::Boot(args) => {
             let image = build_tiny(&cache, None, &args.agent)?;
             let spec = boot::BootSpec {
@@ -402,4 +273,52 @@ pub fn init_logging(verbose: u8) {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    /// The harness's global flags reach `metaboot-bench` wherever they stand, and the rest
+    /// (help included) goes through as typed.
+    #[test]
+    fn bench_forwards_its_arguments() {
+        let forwarded = |line: &[&str]| {
+            let cli = Cli::try_parse_from(line).unwrap();
+            let Command::Bench(args) = &cli.command else {
+                panic!("{line:?} is not the bench command");
+            };
+            bench::command_line(cli.cache.as_deref(), cli.verbose, args)
+        };
+        let os = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            forwarded(&[
+                "metaboot-harness",
+                "-v",
+                "bench",
+                "--quick",
+                "--only",
+                "chain,agent"
+            ]),
+            os(&["-v", "--quick", "--only", "chain,agent"])
+        );
+        assert_eq!(
+            forwarded(&[
+                "metaboot-harness",
+                "bench",
+                "--cache",
+                "/c",
+                "--json",
+                "b.json"
+            ]),
+            os(&["--cache", "/c", "--json", "b.json"])
+        );
+        assert_eq!(
+            forwarded(&["metaboot-harness", "bench", "--help"]),
+            os(&["--help"])
+        );
+        assert_eq!(forwarded(&["metaboot-harness", "bench"]), os(&[]));
+    }
 }

@@ -1,8 +1,11 @@
-//! metaboot-harness: guest images, the namespace lab, QEMU boots, checks from outside and reports.
+//! metaboot-harness: guest images, the namespace lab, QEMU boots, checks from outside, reports,
+//! and the metadata chain as real processes for the tests and the bench.
 
+pub mod args;
 pub mod atomic;
 pub mod bench;
 pub mod boot;
+pub mod chain;
 pub mod check;
 pub mod cli;
 pub mod guest;

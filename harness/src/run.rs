@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Run, build_tiny};
+use crate::args::{Run, build_tiny};
 use crate::scenario::cloud_image::{self, own};
 use crate::{image, lab, progress, scenario};
 

@@ -1,7 +1,9 @@
-//! Wire formats both sides of metaboot share: the OpenStack and EC2 version lists, the header
-//! names of the proxy → agent → API protocol, the instance-id signature, and the documents a
-//! guest reads (`meta_data.json`, `network_data.json`, vendor data).
+//! Wire formats both sides of metaboot share: the metadata addresses and ports, the OpenStack
+//! and EC2 version lists, the header names of the proxy → agent → API protocol, the instance-id
+//! signature, and the documents a guest reads (`meta_data.json`, `network_data.json`, vendor
+//! data).
 
+pub mod address;
 pub mod headers;
 pub mod meta_data;
 pub mod network_data;
@@ -9,10 +11,11 @@ pub mod signature;
 pub mod vendor_data;
 pub mod versions;
 
+pub use address::{
+    METADATA_ADDRESSES, METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_IPV6, METADATA_PORT,
+    METADATA_URL, ROUTER_PROXY_PORT,
+};
 pub use meta_data::{Device, KeyPair, MetaData};
 pub use network_data::{Link, Network, NetworkData, Route, Service};
 pub use signature::{sign, verify};
 pub use versions::{Ec2Version, OpenStackVersion};
-
-/// The well-known IPv4 address of the metadata service.
-pub const METADATA_ADDRESS: &str = "169.254.169.254";

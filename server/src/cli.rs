@@ -1,14 +1,9 @@
 //! The command line: registry commands and the daemons.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 
-use crate::store::StoreError;
+use crate::store::{DEFAULT_DB, StoreError};
 use crate::{admin, agent, all, api, proxy};
-
-/// Where the registry lives when `--db` and `METABOOT_DB` are not given.
-pub const DEFAULT_DB: &str = "/var/lib/metaboot/registry.sqlite";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,25 +93,6 @@ pub fn init_logging(verbose: u8) {
         .init();
 }
 
-/// A path argument that must name an existing readable file.
-pub fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|err| {
-        anyhow::Error::new(admin::InputError(format!(
-            "cannot read {}: {err}",
-            path.display()
-        )))
-    })
-}
-
-/// Parses an octal socket mode such as `660` or `0660`: permission bits only (a socket has no
-/// use for setuid, setgid or sticky bits).
-pub fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| format!("{text:?} is not an octal permission mode such as 660"))
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -127,11 +103,13 @@ mod tests {
     }
 
     #[test]
-    fn socket_modes_are_permission_bits() {
-        assert_eq!(super::parse_mode("660"), Ok(0o660));
-        assert_eq!(super::parse_mode("0600"), Ok(0o600));
-        for bad in ["4660", "999", "rw", ""] {
-            assert!(super::parse_mode(bad).is_err(), "{bad}");
-        }
+    fn the_db_help_names_the_default_registry() {
+        let command = super::Cli::command();
+        let db = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "db")
+            .unwrap();
+        let help = db.get_help().unwrap().to_string();
+        assert!(help.contains(crate::store::DEFAULT_DB), "{help}");
     }
 }

@@ -1,17 +1,16 @@
 //! Prometheus metrics every role keeps: requests by status, rejections by reason, cache hits
 //! and misses, registry reads, upstream latency. Served as text on an optional listen address.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::http::{Body, Handler, Peer, Reply};
+use crate::http::{Body, Handler, Peer, Rejection, Reply};
 
 /// Upper bounds of the upstream latency histogram, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -24,7 +23,8 @@ const STATUS_SLOTS: usize = 600;
 pub struct Metrics {
     role: &'static str,
     statuses: Box<[AtomicU64]>,
-    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    /// Refusals, one counter per [`Rejection`] (indexed by `Rejection::index`).
+    rejections: Box<[AtomicU64]>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     registry_reads: AtomicU64,
@@ -38,7 +38,7 @@ impl Metrics {
         Arc::new(Self {
             role,
             statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            rejections: Mutex::new(BTreeMap::new()),
+            rejections: Rejection::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             registry_reads: AtomicU64::new(0),
@@ -58,13 +58,9 @@ impl Metrics {
         self.statuses[slot].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one refused request, by a short fixed reason.
-    pub fn reject(&self, reason: &'static str) {
-        let mut rejections = self
-            .rejections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *rejections.entry(reason).or_default() += 1;
+    /// Counts one refused request or connection, by its reason.
+    pub fn reject(&self, reason: Rejection) {
+        self.rejections[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn cache_hit(&self) {
@@ -102,12 +98,8 @@ impl Metrics {
     }
 
     /// Requests refused for this reason so far.
-    pub fn rejections_for(&self, reason: &str) -> u64 {
-        let rejections = self
-            .rejections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        rejections.get(reason).copied().unwrap_or(0)
+    pub fn rejections_for(&self, reason: Rejection) -> u64 {
+        self.rejections[reason.index()].load(Ordering::Relaxed)
     }
 
     fn render_into(&self, out: &mut String) {
@@ -121,11 +113,13 @@ impl Metrics {
                 );
             }
         }
-        let rejections = self
-            .rejections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        // By label: a stable order for readers and diffs.
+        let mut rejections: Vec<(&str, u64)> = Rejection::ALL
+            .iter()
+            .map(|reason| (reason.as_str(), self.rejections_for(*reason)))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        rejections.sort_unstable();
         for (reason, count) in rejections {
             let _ = writeln!(
                 out,
@@ -233,7 +227,7 @@ mod tests {
         metrics.request(StatusCode::OK);
         metrics.request(StatusCode::OK);
         metrics.request(StatusCode::NOT_FOUND);
-        metrics.reject("no_port");
+        metrics.reject(Rejection::NoPort);
         metrics.cache_hit();
         metrics.cache_miss();
         metrics.registry_read();

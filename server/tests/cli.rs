@@ -5,7 +5,7 @@ mod cli_support;
 use assert_cmd::Command;
 use serde_json::Value;
 
-use cli_support::{Registry, USER_DATA_LIMIT, ssh_key, vm};
+use cli_support::{Registry, USER_DATA_LIMIT, net, ssh_key, vm};
 
 #[test]
 fn network_router_instance_lifecycle() {
@@ -199,12 +199,7 @@ fn instance_create_takes_keys_user_data_meta_and_passwords() {
         &largest,
         "--json",
     ]);
-    let shown = reg.json(&[
-        "instance",
-        "show",
-        created["uuid"].as_str().unwrap(),
-        "--json",
-    ]);
+    let shown = reg.shown(&created);
     assert_eq!(shown["hostname"], "big-1");
     assert_eq!(shown["user_data_bytes"], USER_DATA_LIMIT);
 }
@@ -246,30 +241,8 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
             vec!["network", "create", "x", "--cidr", "198.18.9.5/24"],
             "did you mean 198.18.9.0/24",
         ),
-        (
-            vec![
-                "network",
-                "create",
-                "x",
-                "--cidr",
-                "198.18.9.0/24",
-                "--gateway",
-                "198.18.8.1",
-            ],
-            "outside",
-        ),
-        (
-            vec![
-                "network",
-                "create",
-                "x",
-                "--cidr",
-                "198.18.9.0/24",
-                "--dhcp-ip",
-                "nope",
-            ],
-            "--dhcp-ip",
-        ),
+        (net(&["--gateway", "198.18.8.1"]), "outside"),
+        (net(&["--dhcp-ip", "nope"]), "--dhcp-ip"),
         (
             vec!["network", "create", "", "--cidr", "198.18.9.0/24"],
             "name is empty",

@@ -53,12 +53,7 @@ fn key_names_are_what_novas_api_allows_and_key_name_sets_one() {
         "ops key_2",
         "--json",
     ]));
-    let shown = reg.json(&[
-        "instance",
-        "show",
-        created["uuid"].as_str().unwrap(),
-        "--json",
-    ]);
+    let shown = reg.shown(&created);
     assert_eq!(shown["key_pairs"][0]["name"], "deploy@ci.example");
     assert_eq!(shown["key_pairs"][1]["name"], "ops key_2");
     assert_eq!(shown["key_pairs"][0]["data"], PUBLIC_KEY);

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use metaboot_proto::METADATA_IPV4;
 use socket2::{Domain, Socket, Type};
 
 /// How long a test waits for an answer.
@@ -80,7 +81,7 @@ pub fn send(
     body: &[u8],
 ) -> io::Result<Reply> {
     let mut raw =
-        format!("{method} {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n");
+        format!("{method} {path} HTTP/1.1\r\nHost: {METADATA_IPV4}\r\nConnection: close\r\n");
     for (name, value) in headers {
         raw.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end suite in `tests/tests/`: the metadata chain as real processes,
-//! a guest's HTTP client that speaks from a chosen address or namespace, and the rules for
-//! tests that need root.
+//! a guest's HTTP client that speaks from a chosen address or namespace, registering a test's
+//! networks and instances, and the rules for tests that need root.
 
 pub mod chain;
 pub mod guest;
@@ -8,5 +8,6 @@ pub mod guest_root;
 pub mod load;
 pub mod netns;
 pub mod prerequisite;
+pub mod registry;
 
 pub use chain::Chain;

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::guest;
+use metaboot_proto::METADATA_IPV4;
 
 /// Pause between two requests of one guest (keeps a few guests from saturating 2 cores).
 pub const PAUSE: Duration = Duration::from_millis(5);
@@ -70,7 +71,7 @@ pub fn request_with_body(
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         let mut raw = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {METADATA_IPV4}\r\nConnection: close\r\n\
              Content-Length: {}\r\n\r\n",
             body.len()
         )

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use attack_support::{guest_ip, world};
+use metaboot_proto::METADATA_IPV4;
 use metaboot_server::http::limits::MAX_CONNECTIONS_PER_GUEST;
 use metaboot_tests::chain::Scope;
 use metaboot_tests::guest;
@@ -70,7 +71,7 @@ fn open_slow(from: IpAddr, to: SocketAddr) -> Option<TcpStream> {
     let mut stream = guest::connect(Some(from), to).ok()?;
     stream.set_nonblocking(true).ok()?;
     // The proxy may already have closed it: it is reopened next round.
-    let _ = stream.write(b"GET / HTTP/1.1\r\nHost: 169.254.169.254\r\n");
+    let _ = stream.write(format!("GET / HTTP/1.1\r\nHost: {METADATA_IPV4}\r\n").as_bytes());
     Some(stream)
 }
 

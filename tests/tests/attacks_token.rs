@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use attack_support::{Instance, World, assert_no_leak, world, world_with};
+use metaboot_proto::METADATA_IPV4;
 use metaboot_server::api::token::{MAX_TTL_SECS, MIN_TTL_SECS};
 use metaboot_tests::chain::Scope;
 use metaboot_tests::guest::{self, Reply};
@@ -177,7 +178,7 @@ fn the_proxy_refuses_a_forwarded_token_request() {
             }
             // The absolute form a forward proxy may send.
             let raw = format!(
-                "PUT http://169.254.169.254{path} HTTP/1.1\r\nHost: 169.254.169.254\r\n\
+                "PUT http://{METADATA_IPV4}{path} HTTP/1.1\r\nHost: {METADATA_IPV4}\r\n\
                  Connection: close\r\nContent-Length: 0\r\nX-metadata-token-ttl-seconds: 60\r\n\
                  X-Forwarded-For: 10.1.2.3\r\n\r\n"
             );

@@ -5,32 +5,14 @@
 use std::net::{IpAddr, SocketAddr};
 
 use metaboot_tests::chain::{Chain, Scope, free_port};
-use metaboot_tests::guest;
+use metaboot_tests::{guest, registry};
 
 const META_DATA: &str = "/openstack/latest/meta_data.json";
-
-/// A network and a router on it; returns (network id, router id).
-fn network_and_router(chain: &Chain, cidr: &str) -> (String, String) {
-    let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
-    let net = id(
-        chain
-            .registry(&["network", "create", "net", "--cidr", cidr])
-            .unwrap(),
-        "id",
-    );
-    let router = id(
-        chain
-            .registry(&["router", "create", "r", "--network", &net])
-            .unwrap(),
-        "id",
-    );
-    (net, router)
-}
 
 #[test]
 fn meta_data_hostname_is_derived_as_nova_derives_it() {
     let mut chain = Chain::new().unwrap();
-    let (_, router) = network_and_router(&chain, "127.11.0.0/24");
+    let (_, router) = registry::routed_network(&chain, "127.11.0.0/24");
     const UUID: &str = "0b6c2f5e-1d3a-4c5b-8e7f-9a0b1c2d3e4f";
     let cases: [(&str, u8, &[&str], String); 4] = [
         // nova ≥ 23 turns dots into dashes: cloud-init then sets web-prod-01, not "web".
@@ -76,7 +58,7 @@ fn a_flood_of_404s_costs_at_most_one_registry_read_each() {
     const FLOOD: u64 = 200;
     const THREADS: u64 = 4;
     let mut chain = Chain::new().unwrap();
-    let (_, router) = network_and_router(&chain, "127.12.0.0/24");
+    let (_, router) = registry::routed_network(&chain, "127.12.0.0/24");
     chain
         .registry(&[
             "instance",
@@ -149,7 +131,7 @@ fn a_flood_of_404s_costs_at_most_one_registry_read_each() {
 fn a_cached_guest_the_api_does_not_know_is_looked_up_once_more_per_request() {
     const REQUESTS: u64 = 20;
     let mut chain = Chain::new().unwrap();
-    let (_, router) = network_and_router(&chain, "127.13.0.0/24");
+    let (_, router) = registry::routed_network(&chain, "127.13.0.0/24");
     chain
         .registry(&[
             "instance",
@@ -164,7 +146,7 @@ fn a_cached_guest_the_api_does_not_know_is_looked_up_once_more_per_request() {
     // The API answers from another registry, where that instance does not exist: to the agent,
     // whose cached lookup names it, the API always says "unknown instance".
     let elsewhere = chain.path().join("elsewhere.sqlite");
-    let binary = metaboot_tests::chain::server_binary();
+    let binary = metaboot_tests::chain::server_binary().unwrap();
     let (api_addr, secret) = (chain.api_addr, chain.secret_file.clone());
     chain
         .start_shell_role(

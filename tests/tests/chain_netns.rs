@@ -6,12 +6,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_PORT, ROUTER_PROXY_PORT};
 use metaboot_tests::chain::Chain;
 use metaboot_tests::guest;
 use metaboot_tests::netns::{Netns, veth};
 use metaboot_tests::prerequisite::{require_command, require_root};
 
-const METADATA: &str = "169.254.169.254:80";
+/// The metadata address as a host route (`169.254.169.254/32`).
+fn metadata_host_route() -> String {
+    format!("{METADATA_IPV4}/32")
+}
 
 struct Lab {
     chain: Chain,
@@ -121,13 +125,13 @@ fn lab() -> Lab {
     .unwrap();
     dhcp.exec(
         "ip",
-        &["addr", "add", "169.254.169.254/32", "dev", "tap-test"],
+        &["addr", "add", &metadata_host_route(), "dev", "tap-test"],
     )
     .unwrap();
     guest_isolated
         .exec(
             "ip",
-            &["route", "add", "169.254.169.254/32", "via", "198.18.1.2"],
+            &["route", "add", &metadata_host_route(), "via", "198.18.1.2"],
         )
         .unwrap();
     Lab {
@@ -186,15 +190,15 @@ fn router_path(
                 "-i",
                 router_if,
                 "-d",
-                "169.254.169.254/32",
+                &metadata_host_route(),
                 "-p",
                 "tcp",
                 "--dport",
-                "80",
+                &METADATA_PORT.to_string(),
                 "-j",
                 "REDIRECT",
                 "--to-ports",
-                "9697",
+                &ROUTER_PROXY_PORT.to_string(),
             ],
         )
         .unwrap();
@@ -202,7 +206,7 @@ fn router_path(
 
 /// The uuid a guest in `netns` reads from meta_data.json, waiting until it is served.
 fn uuid_from(netns: &Netns, within: Duration) -> String {
-    let to: SocketAddr = METADATA.parse().unwrap();
+    let to = METADATA_IPV4_LISTEN;
     let deadline = Instant::now() + within;
     loop {
         let reply = netns
@@ -239,7 +243,7 @@ fn all_serves_router_and_isolated_namespaces() {
         uuid_from(&lab.guest_isolated, Duration::from_secs(10)),
         lab.uuid_isolated
     );
-    let to: SocketAddr = METADATA.parse().unwrap();
+    let to = METADATA_IPV4_LISTEN;
     let hostname = lab
         .guest_routed
         .within(|| {
@@ -272,7 +276,7 @@ fn ns_proxy_binds_inside_a_namespace_it_does_not_run_in() {
                 "--socket",
                 &socket,
                 "--listen",
-                "0.0.0.0:9697",
+                &format!("0.0.0.0:{ROUTER_PROXY_PORT}"),
                 "--router-id",
                 &lab.router_id,
                 "--netns",
@@ -342,7 +346,7 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
     // Removed from the registry: its listener goes (connections are refused).
     lab.chain.run(&["instance", "delete", &uuid2]).unwrap();
     lab.chain.run(&["router", "delete", &router2]).unwrap();
-    let to: SocketAddr = METADATA.parse().unwrap();
+    let to = METADATA_IPV4_LISTEN;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let refused = guest
@@ -368,7 +372,7 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
 /// connection.
 fn hold(from: std::net::IpAddr) -> std::net::TcpStream {
     use std::io::Write as _;
-    let to: SocketAddr = METADATA.parse().unwrap();
+    let to = METADATA_IPV4_LISTEN;
     let mut stream = guest::connect(Some(from), to).unwrap();
     stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     stream
@@ -411,7 +415,7 @@ fn all_caps_connections_per_guest_and_a_second_all_cannot_take_its_namespaces() 
         std::net::IpAddr::from([198, 18, 0, 10]),
         std::net::IpAddr::from([198, 18, 0, 11]),
     );
-    let to: SocketAddr = METADATA.parse().unwrap();
+    let to = METADATA_IPV4_LISTEN;
     let (held, third, neighbour_status) = lab
         .guest_routed
         .within(|| {

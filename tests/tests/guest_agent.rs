@@ -5,6 +5,9 @@
 //! script outputs. Faults (500s, hangs, deadlines) are covered in `agent/tests/faults.rs`,
 //! where a test server can be told to fail.
 
+#[path = "../../agent/tests/support/crypt.rs"]
+mod crypt;
+
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,8 @@ use std::sync::OnceLock;
 use metaboot_harness::workspace::{self, CargoBinary};
 use metaboot_tests::chain::{Chain, Scope};
 use metaboot_tests::prerequisite::require_command;
+
+use crypt::crypt_verifies;
 
 /// The key pair of the instance.
 const KEY: &str =
@@ -264,21 +269,6 @@ impl Guest {
             format!("runcmd {}\n", self.uuid)
         );
     }
-}
-
-/// glibc's crypt(3), through perl, reproduces `hash` from `password`.
-fn crypt_verifies(password: &str, hash: &str) -> bool {
-    let out = Command::new("perl")
-        .args([
-            "-e",
-            "print crypt($ARGV[0], $ARGV[1])",
-            "--",
-            password,
-            hash,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout) == hash
 }
 
 fn prerequisites() -> bool {

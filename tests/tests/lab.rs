@@ -1,7 +1,6 @@
 //! The namespace lab without guests: two labs side by side, each fully removed by `lab down`
 //! even when the process that brought it up is gone. Needs root: fails in CI without it.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use metaboot_harness::image::{Image, Manifest};
 use metaboot_harness::lab::config::LabConfig;
 use metaboot_harness::lab::{self, Lab, LabOptions, netns, router};
 use metaboot_harness::workspace;
+use metaboot_proto::METADATA_IPV4_LISTEN;
 
 /// In CI (`CI=true`) a missing prerequisite fails the test; elsewhere it is skipped with the
 /// reason printed.
@@ -120,7 +120,7 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
             "{nat}"
         );
         // The metadata address answers on both paths, from the tenant side.
-        let metadata = SocketAddr::from((Ipv4Addr::new(169, 254, 169, 254), 80));
+        let metadata = METADATA_IPV4_LISTEN;
         for net in [routed, isolated] {
             netns::tcp_probe(
                 &lab.client_namespace(&net.id),

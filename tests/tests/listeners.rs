@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use metaboot_tests::chain::{Chain, Refused, Scope, run_to_exit, write_private};
-use metaboot_tests::guest;
+use metaboot_tests::{guest, registry};
 
 const META_DATA: &str = "/openstack/latest/meta_data.json";
 /// Requests after the refused start that must all reach the live servers.
@@ -29,33 +29,8 @@ fn guest_ip() -> IpAddr {
 
 fn world() -> World {
     let mut chain = Chain::new().unwrap();
-    let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
-    let net = id(
-        chain
-            .registry(&["network", "create", "net", "--cidr", "127.40.0.0/24"])
-            .unwrap(),
-        "id",
-    );
-    let router = id(
-        chain
-            .registry(&["router", "create", "r", "--network", &net])
-            .unwrap(),
-        "id",
-    );
-    let uuid = id(
-        chain
-            .registry(&[
-                "instance",
-                "create",
-                "vm",
-                "--network",
-                &net,
-                "--ip",
-                "127.40.0.10",
-            ])
-            .unwrap(),
-        "uuid",
-    );
+    let (net, router) = registry::routed_network(&chain, "127.40.0.0/24");
+    let uuid = registry::instance(&chain, "vm", &net, "127.40.0.10");
     chain.start().unwrap();
     let proxy = chain
         .start_proxy(&Scope::Router(router.clone()), &[])
@@ -109,8 +84,20 @@ fn server(chain: &Chain, args: &[&str]) -> Command {
     cmd
 }
 
+/// Starts a second server with `args`, which must stop by itself; how it stopped.
+fn second(chain: &Chain, args: &[&str]) -> Refused {
+    run_to_exit(&mut server(chain, args)).unwrap()
+}
+
 fn shown(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// `args` and the shared-secret flag.
+fn with_secret<'a>(args: &[&'a str], secret: &'a str) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    all.extend(["--shared-secret-file", secret]);
+    all
 }
 
 #[test]
@@ -118,11 +105,7 @@ fn a_second_api_on_a_held_port_fails_to_start() {
     let w = world();
     let addr = w.chain.api_addr.to_string();
     let secret = shown(&other_secret(&w.chain));
-    let refused = run_to_exit(&mut server(
-        &w.chain,
-        &["api", "--listen", &addr, "--shared-secret-file", &secret],
-    ))
-    .unwrap();
+    let refused = second(&w.chain, &with_secret(&["api", "--listen", &addr], &secret));
     assert_refused(&refused, &addr);
     assert_still_served(&w);
 }
@@ -138,36 +121,19 @@ fn a_second_api_on_a_held_unix_socket_fails_to_start() {
     w.chain
         .start_role(
             "api-2",
-            &[
-                "api",
-                "--listen",
-                &first,
-                "--socket",
-                &socket,
-                "--shared-secret-file",
-                &secret,
-            ],
+            &with_secret(&["api", "--listen", &first, "--socket", &socket], &secret),
             move || UnixStream::connect(&ready).is_ok(),
         )
         .unwrap();
-    let second = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port())).to_string();
-    let refused = run_to_exit(&mut server(
+    let other = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port())).to_string();
+    let refused = second(
         &w.chain,
-        &[
-            "api",
-            "--listen",
-            &second,
-            "--socket",
-            &socket,
-            "--shared-secret-file",
-            &secret,
-        ],
-    ))
-    .unwrap();
+        &with_secret(&["api", "--listen", &other, "--socket", &socket], &secret),
+    );
     assert_refused(&refused, &socket);
     assert!(UnixStream::connect(&path).is_ok());
     assert!(
-        TcpStream::connect(second.as_str()).is_err(),
+        TcpStream::connect(other.as_str()).is_err(),
         "the refused server left a listener"
     );
 }
@@ -177,17 +143,10 @@ fn a_second_agent_on_a_live_socket_fails_and_leaves_it() {
     let w = world();
     let socket = shown(&w.chain.agent_socket);
     let secret = shown(&other_secret(&w.chain));
-    let refused = run_to_exit(&mut server(
+    let refused = second(
         &w.chain,
-        &[
-            "agent",
-            "--socket",
-            &socket,
-            "--shared-secret-file",
-            &secret,
-        ],
-    ))
-    .unwrap();
+        &with_secret(&["agent", "--socket", &socket], &secret),
+    );
     assert_refused(&refused, &socket);
     assert!(UnixStream::connect(&w.chain.agent_socket).is_ok());
     assert_still_served(&w);
@@ -198,7 +157,7 @@ fn a_second_ns_proxy_on_a_held_port_fails_to_start() {
     let w = world();
     let addr = w.proxy.to_string();
     let socket = shown(&w.chain.agent_socket);
-    let refused = run_to_exit(&mut server(
+    let refused = second(
         &w.chain,
         &[
             "ns-proxy",
@@ -209,8 +168,7 @@ fn a_second_ns_proxy_on_a_held_port_fails_to_start() {
             "--router-id",
             &w.router,
         ],
-    ))
-    .unwrap();
+    );
     assert_refused(&refused, &addr);
     assert_still_served(&w);
 }
@@ -225,51 +183,36 @@ fn a_second_all_on_a_held_api_address_or_agent_socket_fails_to_start() {
     let secret = shown(&w.chain.secret_file);
     let (api_text, socket_text) = (api.to_string(), shown(&socket));
     let ready_socket = socket.clone();
+    let first = [
+        "all",
+        "--api-listen",
+        &api_text,
+        "--agent-socket",
+        &socket_text,
+        "--threads",
+        "2",
+    ];
+    let first = with_secret(&first, &secret);
     w.chain
-        .start_role(
-            "all",
-            &[
-                "all",
-                "--shared-secret-file",
-                &secret,
-                "--api-listen",
-                &api_text,
-                "--agent-socket",
-                &socket_text,
-                "--threads",
-                "2",
-            ],
-            move || TcpStream::connect(api).is_ok() && UnixStream::connect(&ready_socket).is_ok(),
-        )
+        .start_role("all", &first, move || {
+            TcpStream::connect(api).is_ok() && UnixStream::connect(&ready_socket).is_ok()
+        })
         .unwrap();
     // The same API address.
-    let refused = run_to_exit(&mut server(
+    let refused = second(
         &w.chain,
-        &[
-            "all",
-            "--shared-secret-file",
-            &secret,
-            "--api-listen",
-            &api_text,
-        ],
-    ))
-    .unwrap();
+        &with_secret(&["all", "--api-listen", &api_text], &secret),
+    );
     assert_refused(&refused, &api_text);
     // The same agent socket, on a free API address.
     let free = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port())).to_string();
-    let refused = run_to_exit(&mut server(
+    let refused = second(
         &w.chain,
-        &[
-            "all",
-            "--shared-secret-file",
+        &with_secret(
+            &["all", "--api-listen", &free, "--agent-socket", &socket_text],
             &secret,
-            "--api-listen",
-            &free,
-            "--agent-socket",
-            &socket_text,
-        ],
-    ))
-    .unwrap();
+        ),
+    );
     assert_refused(&refused, &socket_text);
     assert!(
         TcpStream::connect(free.as_str()).is_err(),
@@ -277,17 +220,10 @@ fn a_second_all_on_a_held_api_address_or_agent_socket_fails_to_start() {
     );
     // The API of the chain, held by `metaboot-server api`.
     let chain_api = w.chain.api_addr.to_string();
-    let refused = run_to_exit(&mut server(
+    let refused = second(
         &w.chain,
-        &[
-            "all",
-            "--shared-secret-file",
-            &secret,
-            "--api-listen",
-            &chain_api,
-        ],
-    ))
-    .unwrap();
+        &with_secret(&["all", "--api-listen", &chain_api], &secret),
+    );
     assert_refused(&refused, &chain_api);
     // The first `all` still answers on both.
     assert!(UnixStream::connect(&socket).is_ok());
@@ -309,15 +245,7 @@ fn a_stale_socket_is_replaced_and_two_agents_starting_at_once_leave_one() {
     w.chain
         .start_role(
             "agent-2",
-            &[
-                "agent",
-                "--socket",
-                &socket,
-                "--api",
-                &api,
-                "--shared-secret-file",
-                &secret,
-            ],
+            &with_secret(&["agent", "--socket", &socket, "--api", &api], &secret),
             move || UnixStream::connect(&ready).is_ok(),
         )
         .unwrap();
@@ -325,15 +253,7 @@ fn a_stale_socket_is_replaced_and_two_agents_starting_at_once_leave_one() {
     // Two agents started together on one new path: exactly one serves it.
     let path = w.chain.path().join("race.sock");
     let socket = shown(&path);
-    let args = [
-        "agent",
-        "--socket",
-        &socket,
-        "--api",
-        &api,
-        "--shared-secret-file",
-        &secret,
-    ];
+    let args = with_secret(&["agent", "--socket", &socket, "--api", &api], &secret);
     let mut racers: Vec<metaboot_harness::process::ProcessGroup> = (0..2)
         .map(|i| {
             let mut cmd = server(&w.chain, &args);

@@ -12,8 +12,8 @@ use std::process::Command;
 
 use metaboot_harness::postgres::PgServer;
 use metaboot_tests::chain::{Chain, Scope, run_to_exit, server_binary, write_private};
-use metaboot_tests::guest;
 use metaboot_tests::prerequisite::require;
+use metaboot_tests::{guest, registry};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 const META_DATA: &str = "/openstack/latest/meta_data.json";
@@ -87,7 +87,7 @@ fn seen(inotify: &Inotify, name: &str) -> Seen {
 /// Runs `metaboot-server ARGS` under umask 000 (the widest), in `chain`'s process group.
 fn under_open_umask(chain: &mut Chain, name: &str, args: &[&str], socket: &Path) {
     let mut all = vec!["sh", "-c", "umask 000; exec \"$0\" \"$@\""];
-    let binary = server_binary();
+    let binary = server_binary().unwrap();
     let db = shown(&chain.db);
     all.push(binary.to_str().unwrap());
     all.extend(["--db", &db]);
@@ -192,7 +192,7 @@ fn a_postgres_password_given_in_the_environment_stays_out_of_argv() {
     // PostgreSQL really checks it: without it, or with a wrong one, the registry is refused,
     // and the error never shows what was given.
     for given in [url.clone(), with("wrong_password_42")] {
-        let out = Command::new(server_binary())
+        let out = Command::new(server_binary().unwrap())
             .env("METABOOT_DB", &given)
             .args(["network", "list"])
             .output()
@@ -205,33 +205,8 @@ fn a_postgres_password_given_in_the_environment_stays_out_of_argv() {
     // In METABOOT_DB: the registry commands and every role work.
     let mut chain = Chain::with_database(&with(PASSWORD)).unwrap();
     chain.db_in_env = true;
-    let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
-    let net = id(
-        chain
-            .registry(&["network", "create", "net", "--cidr", "127.50.0.0/24"])
-            .unwrap(),
-        "id",
-    );
-    let router = id(
-        chain
-            .registry(&["router", "create", "r", "--network", &net])
-            .unwrap(),
-        "id",
-    );
-    let uuid = id(
-        chain
-            .registry(&[
-                "instance",
-                "create",
-                "vm",
-                "--network",
-                "net",
-                "--ip",
-                "127.50.0.10",
-            ])
-            .unwrap(),
-        "uuid",
-    );
+    let (_, router) = registry::routed_network(&chain, "127.50.0.0/24");
+    let uuid = registry::instance(&chain, "vm", "net", "127.50.0.10");
     chain.start().unwrap();
     let proxy: SocketAddr = chain.start_proxy(&Scope::Router(router), &[]).unwrap();
     let reply = guest::get(Some(IpAddr::from([127, 50, 0, 10])), proxy, META_DATA, &[]).unwrap();

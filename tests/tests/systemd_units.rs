@@ -80,7 +80,7 @@ fn words(unit: &BTreeMap<(String, String), Vec<String>>, section: &str, key: &st
 }
 
 fn binaries() -> (PathBuf, PathBuf) {
-    let server = metaboot_tests::chain::server_binary();
+    let server = metaboot_tests::chain::server_binary().expect("metaboot-server builds");
     let agent = workspace::build(CargoBinary {
         package: "metaboot",
         bin: "metaboot",

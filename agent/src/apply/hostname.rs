@@ -2,9 +2,8 @@
 //! and the kernel hostname (sethostname(2), only on the host root).
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
-use crate::fsutil::{AtomicWriteError, WriteOptions};
+use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
 
 /// The hostname file, under the root.
@@ -17,14 +16,8 @@ pub const MAX_HOSTNAME_LEN: usize = 64;
 pub enum HostnameError {
     #[error("Invalid hostname {0:?} (want letters, digits, '-' and '.')")]
     Invalid(String),
-    #[error("Failed to read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    Write(#[from] AtomicWriteError),
+    Io(#[from] PathError),
     #[error("Failed to set the kernel hostname")]
     Kernel(#[source] nix::Error),
 }
@@ -104,10 +97,7 @@ pub fn sanitize(name: &str) -> Result<String, HostnameError> {
 pub fn current(root: &Root) -> Result<String, HostnameError> {
     Ok(root
         .read_optional_string(HOSTNAME_FILE)
-        .map_err(|source| HostnameError::Read {
-            path: root.host_path(HOSTNAME_FILE),
-            source,
-        })?
+        .map_err(PathError::fail("read", root.host_path(HOSTNAME_FILE)))?
         .unwrap_or_default()
         .trim()
         .to_owned())

@@ -12,31 +12,3 @@ pub mod sshd;
 pub mod users;
 pub mod users_groups;
 pub mod write_files;
-
-/// Every step of a run, in order (cloud-init's init, config and final stages). `steps:` in
-/// metaboot.yaml selects among them; `config` and `meta-data` always run.
-pub const STEPS: &[&str] = &[
-    "config",
-    "meta-data",
-    "user-data",
-    "vendor-data",
-    "network-data",
-    "cloud-config",
-    "random-seed",
-    "bootcmd",
-    "boothooks",
-    "write-files",
-    "hostname",
-    "etc-hosts",
-    "users-groups",
-    "ssh-keys",
-    "set-passwords",
-    "ssh-pwauth",
-    "runcmd",
-    "write-files-deferred",
-    "scripts-vendor",
-    "scripts-per-once",
-    "scripts-per-boot",
-    "scripts-per-instance",
-    "scripts-user",
-];

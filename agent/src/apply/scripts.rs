@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::sys::stat::SFlag;
 
-use crate::fsutil::{AtomicWriteError, WriteOptions, kind};
+use crate::fsutil::{PathError, WriteOptions, kind};
 use crate::retry::{Retry, Transient};
 use crate::root::Root;
 use crate::state::result::ScriptResult;
@@ -72,7 +72,7 @@ pub fn commands_to_script(commands: &[Option<Command>]) -> String {
 
 /// Writes a script at `path` under the root, mode 0700 (atomically, so a half-written script
 /// never runs).
-pub fn write_script(root: &Root, path: &Path, body: &[u8]) -> Result<(), AtomicWriteError> {
+pub fn write_script(root: &Root, path: &Path, body: &[u8]) -> Result<(), PathError> {
     root.write_atomic(path, body, &WriteOptions::exact(0o700, None))
 }
 

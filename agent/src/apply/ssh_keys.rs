@@ -4,11 +4,12 @@
 //! or `authorized_keys` that is a symlink or belongs to someone else is refused (see `home`).
 
 use std::ffi::OsStr;
+use std::io;
 use std::path::PathBuf;
 
 use crate::apply::home;
 use crate::apply::users::User;
-use crate::fsutil::{AtomicWriteError, Refused, WriteOptions};
+use crate::fsutil::{PathError, Refused, WriteOptions};
 use crate::root::Root;
 
 /// cloud-init's `disable_root_opts`: root's keys only print where to log in instead.
@@ -28,20 +29,8 @@ pub enum SshKeysError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Failed to create {}", path.display())]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("Failed to read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    Write(#[from] AtomicWriteError),
+    Io(#[from] PathError),
     #[error("More than {MAX_KEYS} keys for {0}")]
     TooMany(String),
 }
@@ -155,19 +144,22 @@ pub fn root_prefix(opts: &str, default_user: Option<&str>) -> String {
         .replace("$DISABLE_USER", "root")
 }
 
-/// A refused path as [`SshKeysError::Refused`], any other failure as `other` makes it.
+/// A refused path as [`SshKeysError::Refused`]; any other failure to `op` `path` as the
+/// [`PathError`] it is.
 fn refused_or(
-    source: std::io::Error,
     user: &User,
-    other: impl FnOnce(std::io::Error) -> SshKeysError,
-) -> SshKeysError {
-    if source.get_ref().is_some_and(|inner| inner.is::<Refused>()) {
-        SshKeysError::Refused {
-            user: user.name.clone(),
-            source,
+    op: &'static str,
+    path: PathBuf,
+) -> impl FnOnce(io::Error) -> SshKeysError {
+    move |source| {
+        if source.get_ref().is_some_and(|inner| inner.is::<Refused>()) {
+            SshKeysError::Refused {
+                user: user.name.clone(),
+                source,
+            }
+        } else {
+            PathError::fail(op, path)(source).into()
         }
-    } else {
-        other(source)
     }
 }
 
@@ -178,33 +170,23 @@ pub fn write_user_keys(root: &Root, user: &User, keys: &[String]) -> Result<Path
         return Err(SshKeysError::TooMany(user.name.clone()));
     }
     // Every check first (home, ~/.ssh, authorized_keys), then the changes, on descriptors.
-    let (home, _) = home::open_home(root, user).map_err(|source| {
-        refused_or(source, user, |source| SshKeysError::Dir {
-            path: root.host_path(&user.home),
-            source,
-        })
-    })?;
-    let ssh = home::open_user_dir(&home, ".ssh", user).map_err(|source| {
-        refused_or(source, user, |source| SshKeysError::Dir {
-            path: home.child_path(".ssh"),
-            source,
-        })
-    })?;
+    let (home, _) = home::open_home(root, user).map_err(refused_or(
+        user,
+        "create",
+        root.host_path(&user.home),
+    ))?;
+    let ssh = home::open_user_dir(&home, ".ssh", user).map_err(refused_or(
+        user,
+        "create",
+        home.child_path(".ssh"),
+    ))?;
     let path = ssh.child_path(AUTHORIZED_KEYS);
     let existing = home::read_user_file(&ssh, AUTHORIZED_KEYS, user)
-        .map_err(|source| {
-            refused_or(source, user, |source| SshKeysError::Read {
-                path: path.clone(),
-                source,
-            })
-        })?
+        .map_err(refused_or(user, "read", path.clone()))?
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
     ssh.set_owner_mode(Some(user.owner()), home::SSH_DIR_MODE)
-        .map_err(|source| SshKeysError::Dir {
-            path: ssh.path().to_owned(),
-            source,
-        })?;
+        .map_err(PathError::fail("create", ssh.path()))?;
     let merged = merge(&existing, keys);
     ssh.write_atomic(
         OsStr::new(AUTHORIZED_KEYS),

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{AtomicWriteError, WriteOptions};
+use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
 use crate::state::State;
 
@@ -19,14 +19,8 @@ pub const PASSWORD_AUTHENTICATION: &str = "PasswordAuthentication";
 /// Failures writing sshd settings.
 #[derive(Debug, thiserror::Error)]
 pub enum SshdError {
-    #[error("Failed to read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    Write(#[from] AtomicWriteError),
+    Io(#[from] PathError),
 }
 
 /// Sets `key value` in the global part of an sshd_config text: the first global occurrence is
@@ -82,12 +76,9 @@ pub fn set_password_auth(
             format!("# Written by metaboot from ssh_pwauth.\n{PASSWORD_AUTHENTICATION} {value}\n");
         root.write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644))?;
         written.push(root.host_path(path));
-    } else if let Some(old) =
-        root.read_optional_string(config)
-            .map_err(|source| SshdError::Read {
-                path: root.host_path(config),
-                source,
-            })?
+    } else if let Some(old) = root
+        .read_optional_string(config)
+        .map_err(PathError::fail("read", root.host_path(config)))?
     {
         let new = set_option(&old, PASSWORD_AUTHENTICATION, value);
         if new != old {

@@ -2,9 +2,7 @@
 //! changed in place, lines metaboot does not touch are kept byte for byte, and each file is
 //! replaced atomically with its mode and owner.
 
-use std::path::PathBuf;
-
-use crate::fsutil::{self, AtomicWriteError, WriteOptions};
+use crate::fsutil::{self, PathError, WriteOptions};
 use crate::root::Root;
 use crate::state::result::unix_now;
 
@@ -26,14 +24,8 @@ pub const SYS_UID_MAX: u32 = 999;
 /// Account database failures.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
-    #[error("Failed to read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    Write(#[from] AtomicWriteError),
+    Io(#[from] PathError),
     #[error("{0} is missing; cannot manage accounts")]
     NoPasswd(String),
     #[error("No free {0} id left in range {1}-{2}")]
@@ -195,10 +187,7 @@ impl Accounts {
     pub fn load(root: &Root) -> Result<Self, UsersError> {
         let read = |path: &str| {
             root.read_optional_string(path)
-                .map_err(|source| UsersError::Read {
-                    path: root.host_path(path),
-                    source,
-                })
+                .map_err(PathError::fail("read", root.host_path(path)))
         };
         let passwd = read(PASSWD)?.ok_or_else(|| UsersError::NoPasswd(PASSWD.to_owned()))?;
         Ok(Accounts {

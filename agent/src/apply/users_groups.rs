@@ -251,7 +251,7 @@ pub fn apply(
     default_user: Option<&UserConfig>,
 ) -> Result<Summary, String> {
     let mut summary = Summary::default();
-    let mut accounts = Accounts::load(root).map_err(|e| crate::state::result::chain(&e))?;
+    let mut accounts = Accounts::load(root).map_err(|e| crate::log::chain(&e))?;
     for (group, members) in config
         .groups
         .as_ref()
@@ -299,9 +299,7 @@ pub fn apply(
             }
         }
     }
-    accounts
-        .save()
-        .map_err(|e| crate::state::result::chain(&e))?;
+    accounts.save().map_err(|e| crate::log::chain(&e))?;
 
     // The users exist now: a home that cannot be made is that user's error, not a rollback.
     for (name, home) in homes {
@@ -333,7 +331,7 @@ pub fn apply(
             if let Err(err) = ssh_keys::write_user_keys(root, &user, &keys) {
                 summary
                     .errors
-                    .push(format!("{name}: {}", crate::state::result::chain(&err)));
+                    .push(format!("{name}: {}", crate::log::chain(&err)));
             }
         }
     }
@@ -358,7 +356,7 @@ fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
         text.as_bytes(),
         &WriteOptions::exact(0o440, Some(fsutil::Owner { uid: 0, gid: 0 })),
     ) {
-        summary.errors.push(crate::state::result::chain(&err));
+        summary.errors.push(crate::log::chain(&err));
     }
 }
 

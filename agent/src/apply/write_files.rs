@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use crate::apply::users::Accounts;
-use crate::fsutil::atomic::fail;
-use crate::fsutil::{AtomicWriteError, Owner, Refused, WriteOptions};
+use crate::fsutil::{Owner, PathError, Refused, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::WriteFile;
 use crate::userdata::gzip::{self, GzipError};
@@ -42,14 +41,8 @@ pub enum WriteFilesError {
         what: &'static str,
         file: &'static str,
     },
-    #[error("{path}: cannot read the file to append to")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    Write(#[from] AtomicWriteError),
+    Io(#[from] PathError),
 }
 
 /// How `content` is encoded.
@@ -182,21 +175,19 @@ pub fn write_entry(
     let target = root.host_path(path);
     let (dir, name) = root
         .parent(Path::new(path), true)
-        .map_err(fail("create directory", &target))?;
+        .map_err(PathError::fail("create directory", &target))?;
     if entry.append == Some(true) {
-        let read_error = |source| WriteFilesError::Read {
-            path: path.to_owned(),
-            source,
-        };
+        let read_error = |source| PathError::fail("read", &target)(source);
         if let Some((mut file, stat)) = dir.open_file(&name).map_err(read_error)? {
             if stat.st_nlink > 1 {
                 return Err(read_error(
                     Refused::HardLinks {
-                        path: target,
+                        path: target.clone(),
                         links: stat.st_nlink,
                     }
                     .into(),
-                ));
+                )
+                .into());
             }
             let mut old = Vec::new();
             file.read_to_end(&mut old).map_err(read_error)?;
@@ -296,9 +287,7 @@ mod tests {
                     - {path: /z, encoding: gz, content: notgzip}\n- {path: '', content: x}\n";
         let errs: Vec<String> = entries(text)
             .iter()
-            .map(|e| {
-                crate::state::result::chain(&write_entry(&root, Some(&accounts), e).unwrap_err())
-            })
+            .map(|e| crate::log::chain(&write_entry(&root, Some(&accounts), e).unwrap_err()))
             .collect();
         assert_eq!(
             errs[0],
@@ -327,11 +316,10 @@ mod tests {
              - {path: /etc/issue, content: x, append: true}\n",
         );
         for entry in &list {
-            let err = crate::state::result::chain(
-                &write_entry(&root, Some(&accounts), entry).unwrap_err(),
-            );
+            let err = crate::log::chain(&write_entry(&root, Some(&accounts), entry).unwrap_err());
+            let shown = root.host_path(&entry.path);
             assert!(
-                err.starts_with(&format!("{}: cannot read", entry.path)),
+                err.starts_with(&format!("Failed to read {}: ", shown.display())),
                 "{err}"
             );
         }

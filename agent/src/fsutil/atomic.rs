@@ -4,17 +4,19 @@
 //! symlink at the final name is replaced, never followed.
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::renameat;
 use nix::sys::stat::SFlag;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use super::dir::Dir;
 use super::dir::set_owner_mode;
-use super::{Dir, Owner, kind};
+use super::error::PathError;
+use super::owner::{Owner, kind};
 
 /// Mode of a file created when neither the caller nor an old file says otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -49,29 +51,6 @@ impl WriteOptions {
     }
 }
 
-/// A failed atomic write; the old file is untouched.
-#[derive(Debug, thiserror::Error)]
-#[error("Failed to {op} {}", path.display())]
-pub struct AtomicWriteError {
-    /// What was being done ("write", "rename", …).
-    pub op: &'static str,
-    /// The file concerned.
-    pub path: PathBuf,
-    #[source]
-    pub source: io::Error,
-}
-
-pub(crate) fn fail<'a>(
-    op: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> AtomicWriteError + 'a {
-    move |source| AtomicWriteError {
-        op,
-        path: path.to_owned(),
-        source,
-    }
-}
-
 impl Dir {
     /// Replaces entry `name` with `contents` atomically: readers see the old file or the new
     /// one, never a torn one, and a crash or a full disk leaves the old file in place.
@@ -80,7 +59,7 @@ impl Dir {
         name: &OsStr,
         contents: &[u8],
         options: &WriteOptions,
-    ) -> Result<(), AtomicWriteError> {
+    ) -> Result<(), PathError> {
         self.write_atomic_as(name, &self.child_path(name), contents, options)
     }
 
@@ -92,7 +71,7 @@ impl Dir {
         shown: &Path,
         contents: &[u8],
         options: &WriteOptions,
-    ) -> Result<(), AtomicWriteError> {
+    ) -> Result<(), PathError> {
         let old = self
             .entry(name)
             .ok()
@@ -114,14 +93,15 @@ impl Dir {
             .write_temp(&temp, shown, contents, mode, owner)
             .and_then(|()| {
                 renameat(self.fd(), temp.as_os_str(), self.fd(), name)
-                    .map_err(|errno| fail("rename into place", shown)(errno.into()))
+                    .map_err(|errno| PathError::fail("rename into place", shown)(errno.into()))
             });
         if result.is_err() {
             // Best effort: the temp file is ours and useless now; the old file was never touched.
             let _ = unlinkat(self.fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
             return result;
         }
-        self.sync().map_err(fail("sync directory", self.path()))
+        self.sync()
+            .map_err(PathError::fail("sync directory", self.path()))
     }
 
     fn write_temp(
@@ -131,16 +111,17 @@ impl Dir {
         contents: &[u8],
         mode: u32,
         owner: Option<Owner>,
-    ) -> Result<(), AtomicWriteError> {
+    ) -> Result<(), PathError> {
         let temp_shown = shown.with_file_name(temp);
         let mut file = self
             .create_new(temp, 0o600)
-            .map_err(fail("create", &temp_shown))?;
+            .map_err(PathError::fail("create", &temp_shown))?;
         file.write_all(contents)
-            .map_err(fail("write", &temp_shown))?;
+            .map_err(PathError::fail("write", &temp_shown))?;
         set_owner_mode(file.as_fd(), owner, mode)
-            .map_err(fail("set owner and mode of", &temp_shown))?;
-        file.sync_all().map_err(fail("sync", &temp_shown))
+            .map_err(PathError::fail("set owner and mode of", &temp_shown))?;
+        file.sync_all()
+            .map_err(PathError::fail("sync", &temp_shown))
     }
 }
 
@@ -305,7 +286,7 @@ mod tests {
         let err = root
             .write_atomic("/out/x", b"x", &WriteOptions::default())
             .unwrap_err();
-        assert_eq!(err.source.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(err.source.kind(), std::io::ErrorKind::NotFound, "{err}");
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
         // Inside the root, the same link's target is where the file goes.
         let inside = dir.path().join(outside.path().strip_prefix("/").unwrap());

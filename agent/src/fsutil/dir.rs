@@ -13,7 +13,8 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 
-use super::{Owner, Refused, can_chown, kind};
+use super::error::Refused;
+use super::owner::{Owner, can_chown, kind};
 
 /// An open directory and its host path (for messages).
 #[derive(Debug)]

@@ -19,7 +19,9 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 
-use super::{Dir, Refused, kind};
+use super::dir::Dir;
+use super::error::Refused;
+use super::owner::kind;
 
 /// Most symlinks followed while resolving one path (Linux's own limit, MAXSYMLINKS).
 pub const MAX_SYMLINKS: usize = 40;
@@ -183,7 +185,11 @@ impl<'r> Walker<'r> {
         }
         self.links += 1;
         if self.links > MAX_SYMLINKS {
-            return Err(Refused::TooManySymlinks(self.shown(Some(name))).into());
+            return Err(Refused::TooManySymlinks {
+                path: self.shown(Some(name)),
+                limit: MAX_SYMLINKS,
+            }
+            .into());
         }
         let target = PathBuf::from(readlinkat(&link, "")?);
         if target.is_absolute() {

@@ -1,12 +1,17 @@
 //! The account steps: users and groups, SSH keys, passwords (with the config drive's
 //! `admin_pass`), `ssh_pwauth`.
 
-use super::Instance;
-use super::steps::accounts;
+use super::instance::Instance;
 use crate::apply::users::Accounts;
 use crate::apply::{passwords, ssh_keys, sshd, users_groups};
-use crate::state::result::{Done, chain};
+use crate::log::chain;
+use crate::state::result::{Done, count};
 use crate::userdata::cloud_config::{SshPwauth, UserConfig, UserEntry, Users};
+
+/// The root's accounts, if its passwd can be read.
+pub(super) fn load(i: &Instance<'_>) -> Option<Accounts> {
+    Accounts::load(i.root).ok()
+}
 
 fn default_user(i: &Instance<'_>) -> Option<UserConfig> {
     users_groups::default_user(i.settings.agent.default_user.as_ref(), &i.config)
@@ -64,7 +69,7 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     if keys.is_empty() {
         return Done::skipped("no public_keys in meta_data.json and no ssh_authorized_keys");
     }
-    let Some(accounts) = accounts(i) else {
+    let Some(accounts) = load(i) else {
         return Done::error("cannot read the root's /etc/passwd");
     };
     let mut done_for = Vec::new();
@@ -99,11 +104,7 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         },
         None => errors.push("no root in /etc/passwd".to_owned()),
     }
-    let message = format!(
-        "{} for {}",
-        super::count(keys.len(), "key"),
-        done_for.join(", ")
-    );
+    let message = format!("{} for {}", count(keys.len(), "key"), done_for.join(", "));
     if errors.is_empty() {
         Done::ok_with(message)
     } else {

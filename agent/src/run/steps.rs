@@ -2,72 +2,95 @@
 
 use std::path::Path;
 
-use super::{Instance, accounts};
+use super::accounts;
+use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
-use crate::apply::users::Accounts;
 use crate::apply::{hosts, random_seed, scripts, write_files};
 use crate::fsutil::WriteOptions;
-use crate::state::result::{Done, Outcome, Report, ScriptResult, chain};
-use crate::state::semaphore::Frequency;
+use crate::log::chain;
+use crate::state::result::{Done, Outcome, Report, ScriptResult};
+use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
 use crate::userdata::cloud_config::ManageEtcHosts;
 
-type Step = fn(&Instance<'_>, &mut Vec<String>) -> Done;
+/// The body of an apply step: it reads the instance, may add warnings, and says what it did.
+pub(super) type StepFn = fn(&Instance<'_>, &mut Vec<String>) -> Done;
 
-/// Every apply step: name, frequency, body.
-const APPLY: &[(&str, Frequency, Step)] = &[
-    ("random-seed", Frequency::PerInstance, random_seed),
-    ("bootcmd", Frequency::Always, bootcmd),
-    ("boothooks", Frequency::Always, boothooks),
-    ("write-files", Frequency::PerInstance, |i, w| {
-        write_files(i, w, false)
-    }),
-    ("hostname", Frequency::Always, hostname),
-    ("etc-hosts", Frequency::Always, etc_hosts),
-    (
-        "users-groups",
-        Frequency::PerInstance,
-        accounts::users_groups,
-    ),
-    ("ssh-keys", Frequency::PerInstance, accounts::ssh_keys),
-    (
-        "set-passwords",
-        Frequency::PerInstance,
-        accounts::set_passwords,
-    ),
-    ("ssh-pwauth", Frequency::PerInstance, accounts::ssh_pwauth),
-    ("runcmd", Frequency::PerInstance, runcmd),
-    ("write-files-deferred", Frequency::PerInstance, |i, w| {
+/// When a step runs.
+#[derive(Clone, Copy)]
+pub(super) enum Stage {
+    /// The fetch phase (`run/fetch.rs`): every run, before the apply steps.
+    Fetch,
+    /// An apply step: at most as often as its frequency, with this body.
+    Apply(Frequency, StepFn),
+}
+
+/// A fetch step.
+const fn fetch(name: &'static str) -> (&'static str, Stage) {
+    (name, Stage::Fetch)
+}
+
+/// An apply step.
+const fn apply(name: &'static str, frequency: Frequency, body: StepFn) -> (&'static str, Stage) {
+    (name, Stage::Apply(frequency, body))
+}
+
+/// Every step of a run, in order (cloud-init's init, config and final stages): the one list of
+/// step names. `steps:` in metaboot.yaml selects among them; `config` and `meta-data` always run.
+pub(super) const STEPS: &[(&str, Stage)] = &[
+    fetch("config"),
+    fetch("meta-data"),
+    fetch("user-data"),
+    fetch("vendor-data"),
+    fetch("network-data"),
+    fetch("cloud-config"),
+    apply("random-seed", PerInstance, random_seed),
+    apply("bootcmd", Always, bootcmd),
+    apply("boothooks", Always, boothooks),
+    apply("write-files", PerInstance, |i, w| write_files(i, w, false)),
+    apply("hostname", Always, hostname),
+    apply("etc-hosts", Always, etc_hosts),
+    apply("users-groups", PerInstance, accounts::users_groups),
+    apply("ssh-keys", PerInstance, accounts::ssh_keys),
+    apply("set-passwords", PerInstance, accounts::set_passwords),
+    apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
+    apply("runcmd", PerInstance, runcmd),
+    apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
     }),
-    ("scripts-vendor", Frequency::PerInstance, scripts_vendor),
-    ("scripts-per-once", Frequency::Once, |i, _| {
-        scripts_per(i, "once", &i.user.per_once)
+    apply("scripts-vendor", PerInstance, scripts_vendor),
+    apply("scripts-per-once", Once, |i, _| scripts_per(i, Once)),
+    apply("scripts-per-boot", Always, |i, _| scripts_per(i, Always)),
+    apply("scripts-per-instance", PerInstance, |i, _| {
+        scripts_per(i, PerInstance)
     }),
-    ("scripts-per-boot", Frequency::Always, |i, _| {
-        scripts_per(i, "boot", &i.user.per_boot)
-    }),
-    ("scripts-per-instance", Frequency::PerInstance, |i, _| {
-        scripts_per(i, "instance", &i.user.per_instance)
-    }),
-    ("scripts-user", Frequency::PerInstance, scripts_user),
+    apply("scripts-user", PerInstance, scripts_user),
 ];
+
+/// The name of every step, in order.
+pub(super) fn step_names() -> impl Iterator<Item = &'static str> {
+    STEPS.iter().map(|(name, _)| *name)
+}
 
 /// Runs every apply step, honouring `steps:` and the semaphores.
 pub(super) fn apply_all(instance: &Instance<'_>, report: &mut Report) {
-    apply(instance, report, |_| true);
+    apply_where(instance, report, |_| true);
 }
 
 /// Runs the steps that run on every boot and need no instance metadata (bootcmd, hostname,
 /// /etc/hosts, per-boot scripts), as cloud-init does with its None datasource; the others are
 /// left for the caller to report.
 pub(super) fn apply_every_boot(instance: &Instance<'_>, report: &mut Report) {
-    apply(instance, report, |frequency| frequency == Frequency::Always);
+    apply_where(instance, report, |frequency| frequency == Always);
 }
 
-fn apply(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
+fn apply_where(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
     let semaphores = instance.state.semaphores(&instance.id);
-    for &(name, frequency, step) in APPLY.iter().filter(|(_, f, _)| wanted(*f)) {
+    let apply = STEPS.iter().filter_map(|&(name, stage)| match stage {
+        Stage::Apply(frequency, step) if wanted(frequency) => Some((name, frequency, step)),
+        _ => None,
+    });
+    for (name, frequency, step) in apply {
         if !instance.settings.agent.step_enabled(name) {
             report.skip(name, "disabled by `steps` in metaboot.yaml");
             continue;
@@ -184,10 +207,6 @@ fn boothooks(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     write_and_run(i, &i.state.instance_dir(&i.id).join("boothooks"), &hooks)
 }
 
-pub(super) fn accounts(i: &Instance<'_>) -> Option<Accounts> {
-    Accounts::load(i.root).ok()
-}
-
 fn write_files(i: &Instance<'_>, warnings: &mut Vec<String>, deferred: bool) -> Done {
     let entries: Vec<_> = i
         .config
@@ -206,7 +225,7 @@ fn write_files(i: &Instance<'_>, warnings: &mut Vec<String>, deferred: bool) -> 
             "no write_files"
         });
     }
-    let accounts = accounts(i);
+    let accounts = accounts::load(i);
     let (mut written, mut errors) = (Vec::new(), Vec::new());
     for item in entries {
         // One bad entry fails alone: the others are still written.
@@ -364,10 +383,18 @@ fn scripts_vendor(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     )
 }
 
-fn scripts_per(i: &Instance<'_>, frequency: &str, new: &[Script]) -> Done {
-    let dir = i.state.scripts_dir(frequency);
+/// Writes the new instance's `text/x-shellscript-per-*` scripts of `frequency` to their
+/// directory (cloud-init's `scripts/per-boot`, `per-instance`, `per-once`), then runs that
+/// directory.
+fn scripts_per(i: &Instance<'_>, frequency: Frequency) -> Done {
+    let what = match frequency {
+        Always => "boot",
+        PerInstance => "instance",
+        Once => "once",
+    };
+    let dir = i.state.scripts_dir(what);
     if i.new_instance {
-        for script in new {
+        for script in i.user.per(frequency) {
             if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
                 return Done::error(chain(&err));
             }
@@ -375,7 +402,7 @@ fn scripts_per(i: &Instance<'_>, frequency: &str, new: &[Script]) -> Done {
     }
     let results = scripts::run_dir(i.root, &dir, &script_env(i));
     if results.is_empty() {
-        return Done::skipped(format!("no per-{frequency} scripts"));
+        return Done::skipped(format!("no per-{what} scripts"));
     }
     scripts_done(results)
 }
@@ -392,4 +419,29 @@ fn scripts_user(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         return Done::skipped("no user scripts and no runcmd");
     }
     scripts_done(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_is_named_once_and_fetching_comes_first() {
+        let names: Vec<&str> = step_names().collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        let first_apply = STEPS
+            .iter()
+            .position(|(_, stage)| matches!(stage, Stage::Apply(..)))
+            .unwrap();
+        assert!(
+            STEPS[first_apply..]
+                .iter()
+                .all(|(_, stage)| matches!(stage, Stage::Apply(..)))
+        );
+        assert_eq!(names[..2], ["config", "meta-data"]);
+        assert_eq!(names.last(), Some(&"scripts-user"));
+    }
 }

@@ -10,7 +10,9 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
+use crate::log::chain;
 use crate::retry::{Retry, RetryError, Transient};
+use crate::userdata::include::Fetch;
 
 /// Largest `meta_data.json`, `vendor_data*.json`, `network_data.json` or version list accepted.
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
@@ -217,6 +219,12 @@ impl HttpClient {
             }),
             Err(source) => Err(transport(source)),
         }
+    }
+}
+
+impl Fetch for HttpClient {
+    fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+        self.get(url, limit).map_err(|err| chain(&err))
     }
 }
 

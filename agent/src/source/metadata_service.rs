@@ -3,8 +3,31 @@
 
 use metaboot_proto::OpenStackVersion;
 
-use super::http::{HttpClient, MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
-use super::{Source, SourceError};
+use super::contract::{Probe, Source, SourceError};
+use super::http::{FetchError, HttpClient, MAX_METADATA_BYTES};
+use super::openstack::OpenStackLayout;
+use crate::retry::RetryError;
+
+/// Its name in `datasources:`.
+pub const NAME: &str = "metadata-service";
+
+/// Metadata service failures.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataServiceError {
+    #[error("Metadata service")]
+    Fetch(#[from] RetryError<FetchError>),
+    #[error("meta_data.json is missing (404) at {0}")]
+    MissingMetaData(String),
+}
+
+/// The metadata service at the configured URL. It is always "there": whether it answers is
+/// found out by fetching, within the run's deadline.
+pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
+    Ok(Some(Box::new(MetadataService::new(
+        probe.client.clone(),
+        probe.url,
+    ))))
+}
 
 /// The metadata service at one base URL.
 #[derive(Debug)]
@@ -36,12 +59,7 @@ impl MetadataService {
         }
     }
 
-    /// The HTTP client (for `#include`).
-    pub fn client(&self) -> &HttpClient {
-        &self.client
-    }
-
-    fn version(&mut self) -> Result<String, SourceError> {
+    fn version(&mut self) -> Result<String, MetadataServiceError> {
         if let Some(version) = &self.version {
             return Ok(version.clone());
         }
@@ -54,41 +72,23 @@ impl MetadataService {
         self.version = Some(version.clone());
         Ok(version)
     }
+}
+
+impl OpenStackLayout for MetadataService {
+    const NAME: &'static str = NAME;
 
     fn document(&mut self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, SourceError> {
         let version = self.version()?;
         let url = format!("{}/openstack/{version}/{name}", self.base);
-        Ok(self.client.get(&url, limit)?)
-    }
-}
-
-impl Source for MetadataService {
-    fn name(&self) -> &'static str {
-        "metadata-service"
+        Ok(self
+            .client
+            .get(&url, limit)
+            .map_err(MetadataServiceError::from)?)
     }
 
-    fn meta_data(&mut self) -> Result<Vec<u8>, SourceError> {
-        let version = self.version()?;
-        self.document("meta_data.json", MAX_METADATA_BYTES)?
-            .ok_or_else(|| {
-                SourceError::MissingMetaData(format!("{}/openstack/{version}", self.base))
-            })
-    }
-
-    fn user_data(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
-        self.document("user_data", MAX_USER_DATA_BYTES)
-    }
-
-    fn vendor_data(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
-        self.document("vendor_data.json", MAX_METADATA_BYTES)
-    }
-
-    fn vendor_data2(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
-        self.document("vendor_data2.json", MAX_METADATA_BYTES)
-    }
-
-    fn network_data(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
-        self.document("network_data.json", MAX_METADATA_BYTES)
+    fn missing_meta_data(&self) -> SourceError {
+        let version = self.version.as_deref().unwrap_or("latest");
+        MetadataServiceError::MissingMetaData(format!("{}/openstack/{version}", self.base)).into()
     }
 }
 

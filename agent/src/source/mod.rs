@@ -1,51 +1,61 @@
-//! Where instance data comes from: a `config-2` config drive (first, when present) or the
-//! metadata service. `Ok(None)` means a document is absent, which is not an error.
+//! Where instance data comes from. Each datasource is one file here that implements [`Source`]
+//! and one line of [`DATASOURCES`]; `datasources:` in metaboot.yaml picks and orders them, and
+//! [`choose`] opens the first one this machine has. The default order is the table's: a config
+//! drive, then a NoCloud seed, then the metadata service (cloud-init's ds-identify order:
+//! ConfigDrive, NoCloud, …, OpenStack).
+//!
+//! A source speaks in OpenStack's documents (`meta_data.json` is required; user data, vendor
+//! data and network data are optional, `Ok(None)` when absent), so the run decodes one format
+//! whatever the source; a source keeping another format says so in [`VendorData`] and
+//! [`NetworkData`], or converts its meta-data itself.
 
 pub mod config_drive;
+pub mod contract;
+pub mod drive;
 pub mod http;
 pub mod metadata_service;
+pub mod nocloud;
+pub mod openstack;
 
-use std::path::PathBuf;
+pub use contract::{Detect, NetworkData, Probe, Source, SourceError, VendorData};
 
-use crate::retry::RetryError;
-use http::FetchError;
+/// Every datasource: its name and how to find it, in the default order.
+pub const DATASOURCES: &[(&str, Detect)] = &[
+    (config_drive::NAME, config_drive::detect),
+    (nocloud::NAME, nocloud::detect),
+    (metadata_service::NAME, metadata_service::detect),
+];
 
-/// A source failure.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("Metadata service")]
-    Fetch(#[from] RetryError<FetchError>),
-    #[error("meta_data.json is missing (404) at {0}")]
-    MissingMetaData(String),
-    #[error("Config drive: failed to read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("Config drive: {} is larger than {limit} bytes", path.display())]
-    TooLarge { path: PathBuf, limit: u64 },
-    #[error("Config drive: failed to mount {device} on {}", target.display())]
-    Mount {
-        device: String,
-        target: PathBuf,
-        #[source]
-        source: nix::Error,
-    },
+/// The names of every datasource, in the default order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    DATASOURCES.iter().map(|(name, _)| *name)
 }
 
-/// The OpenStack documents a source provides.
-pub trait Source {
-    /// `config-drive` or `metadata-service`.
-    fn name(&self) -> &'static str;
-    /// `meta_data.json`; required.
-    fn meta_data(&mut self) -> Result<Vec<u8>, SourceError>;
-    /// `user_data`, raw bytes.
-    fn user_data(&mut self) -> Result<Option<Vec<u8>>, SourceError>;
-    /// `vendor_data.json`.
-    fn vendor_data(&mut self) -> Result<Option<Vec<u8>>, SourceError>;
-    /// `vendor_data2.json`.
-    fn vendor_data2(&mut self) -> Result<Option<Vec<u8>>, SourceError>;
-    /// `network_data.json`.
-    fn network_data(&mut self) -> Result<Option<Vec<u8>>, SourceError>;
+/// The first datasource of `order` (names from [`DATASOURCES`]; others are skipped) that this
+/// machine has. One that is there but unusable adds a line to `warnings` and the next is tried.
+pub fn choose(
+    order: &[&str],
+    probe: &Probe<'_>,
+    warnings: &mut Vec<String>,
+) -> Option<Box<dyn Source>> {
+    for wanted in order {
+        let Some((name, detect)) = DATASOURCES.iter().find(|(name, _)| name == wanted) else {
+            continue;
+        };
+        match detect(probe) {
+            Ok(Some(source)) => {
+                tracing::info!(datasource = name, "datasource found");
+                return Some(source);
+            }
+            Ok(None) => tracing::debug!(datasource = name, "not present"),
+            Err(err) => warnings.push(format!(
+                "{name}: {}; trying the next datasource",
+                crate::log::chain(err.as_ref())
+            )),
+        }
+    }
+    None
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,10 +6,9 @@ pub mod result;
 pub mod semaphore;
 pub mod status;
 
-use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{AtomicWriteError, WriteOptions};
+use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
 use result::Report;
 use semaphore::Semaphores;
@@ -27,13 +26,7 @@ pub enum StateError {
     )]
     BadInstanceId(String),
     #[error(transparent)]
-    Write(#[from] AtomicWriteError),
-    #[error("Failed to update {}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    Io(#[from] PathError),
 }
 
 /// Checks that an instance id is safe as a path component.
@@ -130,10 +123,7 @@ impl State {
         let dir = self.instance_dir(id);
         self.root
             .ensure_dir(&dir, 0o755, None)
-            .map_err(|source| StateError::Io {
-                path: self.root.host_path(&dir),
-                source,
-            })?;
+            .map_err(PathError::fail("create", self.root.host_path(&dir)))?;
         let keep = WriteOptions::keep_or(0o644);
         if let Some(previous) = &previous {
             self.root.write_atomic(
@@ -155,14 +145,12 @@ impl State {
         let link = self.current_instance_dir();
         self.root
             .replace_symlink(&link, Path::new(&format!("instances/{id}")))
-            .map_err(|source| StateError::Io {
-                path: self.root.host_path(&link),
-                source,
-            })
+            .map_err(PathError::fail("update", self.root.host_path(&link)))
+            .map_err(StateError::from)
     }
 
     /// Stores fetched data in the instance directory (mode 0600: user data may hold secrets).
-    pub fn cache(&self, id: &str, name: &str, data: &[u8]) -> Result<(), AtomicWriteError> {
+    pub fn cache(&self, id: &str, name: &str, data: &[u8]) -> Result<(), PathError> {
         self.root.write_atomic(
             self.instance_dir(id).join(name),
             data,
@@ -172,7 +160,7 @@ impl State {
 
     /// Writes the report to `status.json` and, once the instance is known, to its
     /// `result.json`.
-    pub fn write_report(&self, report: &Report) -> Result<(), AtomicWriteError> {
+    pub fn write_report(&self, report: &Report) -> Result<(), PathError> {
         // Serialising plain data with string keys cannot fail.
         let mut json = serde_json::to_vec_pretty(report).unwrap_or_default();
         json.push(b'\n');

@@ -2,9 +2,7 @@
 //! its shape with every password field replaced by [`REDACTED`] (cloud-init's word in
 //! instance-data.json). The raw user data is cached apart, mode 0600, for `query user-data`.
 
-use serde_json::Value;
-
-use crate::userdata::yaml::ConfigMap;
+use serde_json::{Map, Value};
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "REDACTED";
@@ -38,7 +36,7 @@ pub fn meta_data(raw: &[u8]) -> Vec<u8> {
 
 /// The merged cloud-config as cached: `password`, `chpasswd.list`, `chpasswd.users[].password`
 /// and the users' `passwd`, `hashed_passwd`, `plain_text_passwd` replaced, whatever their shape.
-pub fn cloud_config(config: &ConfigMap) -> ConfigMap {
+pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
     let mut out = config.clone();
     redact(&mut out, "password");
     if let Some(Value::Object(chpasswd)) = out.get_mut("chpasswd") {

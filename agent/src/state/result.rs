@@ -6,8 +6,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::log::chain;
+
 /// Version of the report format.
 pub const REPORT_VERSION: u32 = 1;
+
+/// `n` and `what`, plural unless `n` is one ("1 key", "3 keys"), for step messages.
+pub fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +109,7 @@ pub struct Report {
     pub instance_id: Option<String>,
     /// True when this run saw the instance for the first time.
     pub new_instance: Option<bool>,
-    /// `config-drive` or `metadata-service`.
+    /// The datasource used (`config-drive`, `metadata-service`, …), if any was found.
     pub source: Option<String>,
     /// Unix seconds.
     pub started_at: u64,
@@ -200,34 +207,9 @@ impl Report {
     }
 }
 
-/// An error and its sources on one line, joined by ": ".
-pub fn chain(err: &dyn Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out.replace('\n', " ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("Failed to write /etc/hostname")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn chain_joins_sources_on_one_line() {
-        let err = Outer(std::io::Error::other("disk\nfull"));
-        assert_eq!(chain(&err), "Failed to write /etc/hostname: disk full");
-    }
 
     #[test]
     fn a_failed_step_makes_the_run_an_error_and_later_steps_still_record() {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::fsutil::{AtomicWriteError, WriteOptions};
+use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
 use crate::state::result::unix_now;
 
@@ -48,7 +48,7 @@ impl Semaphores {
     }
 
     /// Records that step `name` ran (content: the Unix time).
-    pub fn mark(&self, name: &str, frequency: Frequency) -> Result<(), AtomicWriteError> {
+    pub fn mark(&self, name: &str, frequency: Frequency) -> Result<(), PathError> {
         match self.path(name, frequency) {
             Some(path) => self.root.write_atomic(
                 path,

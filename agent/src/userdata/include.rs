@@ -35,13 +35,6 @@ impl Fetch for NoFetch {
     }
 }
 
-impl Fetch for crate::source::http::HttpClient {
-    fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
-        self.get(url, limit)
-            .map_err(|err| crate::state::result::chain(&err))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

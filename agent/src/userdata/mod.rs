@@ -15,12 +15,10 @@ use std::collections::BTreeSet;
 use metaboot_proto::vendor_data::CLOUD_INIT_KEY;
 use serde_json::Value;
 
-use crate::state::result::chain;
+use crate::log::chain;
+use crate::state::semaphore::Frequency;
 use include::Fetch;
-use parts::{
-    BOOTHOOK, CLOUD_CONFIG, CLOUD_CONFIG_ARCHIVE, GZIP_TYPES, INCLUDE, INCLUDE_ONCE, NOT_MULTIPART,
-    SHELLSCRIPT, SHELLSCRIPT_PER_BOOT, SHELLSCRIPT_PER_INSTANCE, SHELLSCRIPT_PER_ONCE,
-};
+use parts::{GZIP_TYPES, NOT_MULTIPART, PartKind};
 use yaml::ConfigMap;
 
 /// Most parts one document may yield, after MIME splitting, includes and archives.
@@ -41,12 +39,8 @@ pub struct Decoded {
     pub configs: Vec<ConfigMap>,
     /// `#!` scripts, run once per instance.
     pub scripts: Vec<Script>,
-    /// `text/x-shellscript-per-boot` parts.
-    pub per_boot: Vec<Script>,
-    /// `text/x-shellscript-per-instance` parts.
-    pub per_instance: Vec<Script>,
-    /// `text/x-shellscript-per-once` parts.
-    pub per_once: Vec<Script>,
+    /// `text/x-shellscript-per-{boot,instance,once}` parts, with their frequency.
+    pub per_frequency: Vec<(Frequency, Script)>,
     /// `#cloud-boothook` parts (marker line removed), run early at every boot.
     pub boothooks: Vec<Script>,
     /// Content ignored on purpose (unknown types), one line each.
@@ -56,13 +50,24 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// The scripts of every kind.
+    pub fn script_count(&self) -> usize {
+        self.scripts.len() + self.per_frequency.len() + self.boothooks.len()
+    }
+
+    /// The `text/x-shellscript-per-*` scripts of one frequency.
+    pub fn per(&self, frequency: Frequency) -> impl Iterator<Item = &Script> {
+        self.per_frequency
+            .iter()
+            .filter(move |(f, _)| *f == frequency)
+            .map(|(_, script)| script)
+    }
+
     /// Appends everything `other` contributed (later documents win when configs merge).
     pub fn extend(&mut self, other: Decoded) {
         self.configs.extend(other.configs);
         self.scripts.extend(other.scripts);
-        self.per_boot.extend(other.per_boot);
-        self.per_instance.extend(other.per_instance);
-        self.per_once.extend(other.per_once);
+        self.per_frequency.extend(other.per_frequency);
         self.boothooks.extend(other.boothooks);
         self.warnings.extend(other.warnings);
         self.errors.extend(other.errors);
@@ -200,36 +205,40 @@ impl<'a> Decoder<'a> {
             }
             declared = NOT_MULTIPART.to_owned();
         }
-        let kind = parts::effective_type(&declared, &body);
         let script = |body: &[u8]| Script {
             name: name.clone(),
             body: body.to_vec(),
         };
-        match kind.as_str() {
-            CLOUD_CONFIG => match std::str::from_utf8(&body) {
+        match PartKind::of(&declared, &body) {
+            PartKind::CloudConfig => match std::str::from_utf8(&body) {
                 Ok(text) => match yaml::parse_cloud_config(text) {
                     Ok(map) => self.out.configs.push(map),
                     Err(err) => self.error(format!("{name}: cloud-config: {err}")),
                 },
                 Err(_) => self.error(format!("{name}: cloud-config is not UTF-8")),
             },
-            SHELLSCRIPT => self.out.scripts.push(script(&body)),
-            SHELLSCRIPT_PER_BOOT => self.out.per_boot.push(script(&body)),
-            SHELLSCRIPT_PER_INSTANCE => self.out.per_instance.push(script(&body)),
-            SHELLSCRIPT_PER_ONCE => self.out.per_once.push(script(&body)),
-            BOOTHOOK => {
+            PartKind::Script => self.out.scripts.push(script(&body)),
+            PartKind::ScriptPer(frequency) => {
+                self.out.per_frequency.push((frequency, script(&body)));
+            }
+            PartKind::Boothook => {
                 let rest = body
                     .iter()
                     .position(|&b| b == b'\n')
                     .map_or(&[][..], |nl| &body[nl + 1..]);
                 self.out.boothooks.push(script(rest));
             }
-            INCLUDE | INCLUDE_ONCE => self.include(&body, depth, &name),
-            CLOUD_CONFIG_ARCHIVE => self.archive(&body, depth, &name),
-            NOT_MULTIPART | "text/plain" => self.warning(format!(
+            PartKind::Include | PartKind::IncludeOnce => self.include(&body, depth, &name),
+            PartKind::CloudConfigArchive => self.archive(&body, depth, &name),
+            PartKind::Untyped => self.warning(format!(
                 "{name}: unrecognised content (first line is not #cloud-config, #!, #include, …); ignored"
             )),
-            other => self.warning(format!("{name}: unsupported part type {other}; ignored")),
+            PartKind::Unhandled(mime) => {
+                self.warning(format!("{name}: unsupported part type {mime}; ignored"));
+            }
+            PartKind::Other(mime) => {
+                self.warning(format!("{name}: unsupported part type {mime}; ignored"));
+            }
         }
     }
 

@@ -1,39 +1,78 @@
-//! Part types: the MIME types cloud-init handles and the first-line markers (`#!`,
-//! `#cloud-config`, …) that type untyped parts (docs/protocol.md §4.6 step 3).
+//! Part kinds: the MIME types cloud-init handles and the first-line markers (`#!`,
+//! `#cloud-config`, …) that type untyped parts (docs/protocol.md §4.6 step 3). A new format is a
+//! new [`PartKind`]: the compiler then points at every place that must handle it.
 
-/// First-line markers and the type they give, longest first so `#cloud-config-archive` wins
-/// over `#cloud-config` and `#include-once` over `#include`.
-pub const FIRST_LINE_TYPES: &[(&str, &str)] = &[
-    ("#cloud-config-archive", CLOUD_CONFIG_ARCHIVE),
-    ("#cloud-config-jsonp", "text/cloud-config-jsonp"),
-    ("## template: jinja", "text/jinja2"),
-    ("#cloud-boothook", BOOTHOOK),
-    ("#include-once", INCLUDE_ONCE),
-    ("#cloud-config", CLOUD_CONFIG),
-    ("#part-handler", "text/part-handler"),
-    ("#include", INCLUDE),
-    ("#!", SHELLSCRIPT),
+use crate::state::semaphore::Frequency;
+
+/// What a part of user data is, and so what the decoder does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartKind {
+    /// `#cloud-config`: merged into the configuration.
+    CloudConfig,
+    /// `#cloud-config-archive`: a YAML list of parts.
+    CloudConfigArchive,
+    /// `#!`: a user script, run once per instance by `scripts-user`.
+    Script,
+    /// `text/x-shellscript-per-{boot,instance,once}`: a script run from the directory of its
+    /// frequency.
+    ScriptPer(Frequency),
+    /// `#cloud-boothook`: run early at every boot.
+    Boothook,
+    /// `#include`: URLs whose content is decoded in place.
+    Include,
+    /// `#include-once`: the same, fetched once per instance by cloud-init.
+    IncludeOnce,
+    /// `#cloud-config-jsonp`, `## template: jinja`, `#part-handler`: cloud-init formats metaboot
+    /// does not handle (their MIME type, for the warning).
+    Unhandled(&'static str),
+    /// `text/plain` or untyped content whose first line names no kind.
+    Untyped,
+    /// Any other MIME type.
+    Other(String),
+}
+
+/// The MIME type of each kind that has one of its own.
+const MIME_TYPES: &[(&str, PartKind)] = &[
+    ("text/cloud-config", PartKind::CloudConfig),
+    ("text/cloud-config-archive", PartKind::CloudConfigArchive),
+    ("text/x-shellscript", PartKind::Script),
+    (
+        "text/x-shellscript-per-boot",
+        PartKind::ScriptPer(Frequency::Always),
+    ),
+    (
+        "text/x-shellscript-per-instance",
+        PartKind::ScriptPer(Frequency::PerInstance),
+    ),
+    (
+        "text/x-shellscript-per-once",
+        PartKind::ScriptPer(Frequency::Once),
+    ),
+    ("text/cloud-boothook", PartKind::Boothook),
+    ("text/x-include-url", PartKind::Include),
+    ("text/x-include-once-url", PartKind::IncludeOnce),
+    ("text/plain", PartKind::Untyped),
+    (NOT_MULTIPART, PartKind::Untyped),
 ];
 
-/// `#cloud-config`.
-pub const CLOUD_CONFIG: &str = "text/cloud-config";
-/// `#cloud-config-archive`.
-pub const CLOUD_CONFIG_ARCHIVE: &str = "text/cloud-config-archive";
-/// `#!`: run once per instance.
-pub const SHELLSCRIPT: &str = "text/x-shellscript";
-/// Scripts run at every boot.
-pub const SHELLSCRIPT_PER_BOOT: &str = "text/x-shellscript-per-boot";
-/// Scripts run once per instance (from the per-instance directory).
-pub const SHELLSCRIPT_PER_INSTANCE: &str = "text/x-shellscript-per-instance";
-/// Scripts run once ever.
-pub const SHELLSCRIPT_PER_ONCE: &str = "text/x-shellscript-per-once";
-/// `#cloud-boothook`.
-pub const BOOTHOOK: &str = "text/cloud-boothook";
-/// `#include`.
-pub const INCLUDE: &str = "text/x-include-url";
-/// `#include-once`.
-pub const INCLUDE_ONCE: &str = "text/x-include-once-url";
-/// Untyped content (not MIME).
+/// First-line markers and the kind they give, longest first so `#cloud-config-archive` wins
+/// over `#cloud-config` and `#include-once` over `#include`.
+pub const FIRST_LINE_KINDS: &[(&str, PartKind)] = &[
+    ("#cloud-config-archive", PartKind::CloudConfigArchive),
+    (
+        "#cloud-config-jsonp",
+        PartKind::Unhandled("text/cloud-config-jsonp"),
+    ),
+    ("## template: jinja", PartKind::Unhandled("text/jinja2")),
+    ("#cloud-boothook", PartKind::Boothook),
+    ("#include-once", PartKind::IncludeOnce),
+    ("#cloud-config", PartKind::CloudConfig),
+    ("#part-handler", PartKind::Unhandled("text/part-handler")),
+    ("#include", PartKind::Include),
+    ("#!", PartKind::Script),
+];
+
+/// The type of content that is not MIME multipart (cloud-init's name for it).
 pub const NOT_MULTIPART: &str = "text/x-not-multipart";
 
 /// MIME types whose body is gzip (cloud-init's `DECOMP_TYPES`).
@@ -48,34 +87,41 @@ pub const GZIP_TYPES: &[&str] = &[
     "application/x-gzip-compressed",
 ];
 
-/// Types that are re-typed by their first line.
-const RETYPED: &[&str] = &["text/plain", NOT_MULTIPART, SHELLSCRIPT];
-
-/// The type given by the first line (leading whitespace skipped, case-insensitive), if any.
-pub fn type_from_first_line(body: &[u8]) -> Option<&'static str> {
-    let start = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(body.len());
-    let head = &body[start..];
-    FIRST_LINE_TYPES
-        .iter()
-        .find(|(marker, _)| {
-            head.len() >= marker.len()
-                && head[..marker.len()].eq_ignore_ascii_case(marker.as_bytes())
-        })
-        .map(|(_, kind)| *kind)
-}
-
-/// The effective type of a part: its declared type, or its first line's for the generic types.
-pub fn effective_type(declared: &str, body: &[u8]) -> String {
-    let declared = declared.to_ascii_lowercase();
-    if RETYPED.contains(&declared.as_str())
-        && let Some(kind) = type_from_first_line(body)
-    {
-        return kind.to_owned();
+impl PartKind {
+    /// The kind a MIME type declares (case-insensitive).
+    pub fn from_mime(declared: &str) -> PartKind {
+        let declared = declared.to_ascii_lowercase();
+        MIME_TYPES
+            .iter()
+            .find(|(mime, _)| *mime == declared)
+            .map_or(PartKind::Other(declared), |(_, kind)| kind.clone())
     }
-    declared
+
+    /// The kind the first line gives (leading whitespace skipped, case-insensitive), if any.
+    pub fn from_first_line(body: &[u8]) -> Option<PartKind> {
+        let start = body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(body.len());
+        let head = &body[start..];
+        FIRST_LINE_KINDS
+            .iter()
+            .find(|(marker, _)| {
+                head.len() >= marker.len()
+                    && head[..marker.len()].eq_ignore_ascii_case(marker.as_bytes())
+            })
+            .map(|(_, kind)| kind.clone())
+    }
+
+    /// The kind of a part: its declared type's, or its first line's for the generic types
+    /// (`text/plain`, untyped, and `text/x-shellscript`, as cloud-init re-types them).
+    pub fn of(declared: &str, body: &[u8]) -> PartKind {
+        let kind = PartKind::from_mime(declared);
+        match kind {
+            PartKind::Untyped | PartKind::Script => PartKind::from_first_line(body).unwrap_or(kind),
+            _ => kind,
+        }
+    }
 }
 
 /// A file name safe to use inside a scripts directory: `[A-Za-z0-9._-]`, no leading dot.
@@ -107,55 +153,62 @@ mod tests {
 
     #[test]
     fn first_line_markers_longest_first_case_insensitive() {
+        let kind = PartKind::from_first_line;
+        assert_eq!(kind(b"#cloud-config\na: 1"), Some(PartKind::CloudConfig));
         assert_eq!(
-            type_from_first_line(b"#cloud-config\na: 1"),
-            Some(CLOUD_CONFIG)
+            kind(b"#cloud-config-archive\n- x"),
+            Some(PartKind::CloudConfigArchive)
+        );
+        assert_eq!(kind(b"  \n#Cloud-Config\n"), Some(PartKind::CloudConfig));
+        assert_eq!(kind(b"#!/bin/bash\n"), Some(PartKind::Script));
+        assert_eq!(
+            kind(b"#include-once\nhttp://x"),
+            Some(PartKind::IncludeOnce)
+        );
+        assert_eq!(kind(b"#include\nhttp://x"), Some(PartKind::Include));
+        assert_eq!(kind(b"#cloud-boothook\necho"), Some(PartKind::Boothook));
+        assert_eq!(
+            kind(b"## template: jinja\n"),
+            Some(PartKind::Unhandled("text/jinja2"))
+        );
+        assert_eq!(kind(b"hello"), None);
+        assert_eq!(kind(b""), None);
+    }
+
+    #[test]
+    fn mime_types_name_their_kind() {
+        assert_eq!(
+            PartKind::from_mime("Text/X-Shellscript-Per-Boot"),
+            PartKind::ScriptPer(Frequency::Always)
         );
         assert_eq!(
-            type_from_first_line(b"#cloud-config-archive\n- x"),
-            Some(CLOUD_CONFIG_ARCHIVE)
+            PartKind::from_mime("text/x-shellscript-per-once"),
+            PartKind::ScriptPer(Frequency::Once)
         );
+        assert_eq!(PartKind::from_mime(NOT_MULTIPART), PartKind::Untyped);
         assert_eq!(
-            type_from_first_line(b"  \n#Cloud-Config\n"),
-            Some(CLOUD_CONFIG)
+            PartKind::from_mime("application/JSON"),
+            PartKind::Other("application/json".to_owned())
         );
-        assert_eq!(type_from_first_line(b"#!/bin/bash\n"), Some(SHELLSCRIPT));
-        assert_eq!(
-            type_from_first_line(b"#include-once\nhttp://x"),
-            Some(INCLUDE_ONCE)
-        );
-        assert_eq!(type_from_first_line(b"#include\nhttp://x"), Some(INCLUDE));
-        assert_eq!(
-            type_from_first_line(b"#cloud-boothook\necho"),
-            Some(BOOTHOOK)
-        );
-        assert_eq!(type_from_first_line(b"hello"), None);
-        assert_eq!(type_from_first_line(b""), None);
     }
 
     #[test]
     fn only_generic_types_are_retyped() {
-        assert_eq!(
-            effective_type("text/plain", b"#cloud-config\n"),
-            CLOUD_CONFIG
-        );
-        assert_eq!(
-            effective_type("TEXT/X-NOT-MULTIPART", b"#!/bin/sh"),
-            SHELLSCRIPT
-        );
-        assert_eq!(
-            effective_type("text/x-shellscript", b"#cloud-config\n"),
-            CLOUD_CONFIG
-        );
-        assert_eq!(
-            effective_type("text/x-shellscript", b"echo no shebang"),
-            SHELLSCRIPT
-        );
-        assert_eq!(
-            effective_type("text/cloud-config", b"#!/bin/sh"),
-            CLOUD_CONFIG
-        );
-        assert_eq!(effective_type("text/plain", b"nothing"), "text/plain");
+        let cases: [(&str, &[u8], PartKind); 6] = [
+            ("text/plain", b"#cloud-config\n", PartKind::CloudConfig),
+            ("TEXT/X-NOT-MULTIPART", b"#!/bin/sh", PartKind::Script),
+            (
+                "text/x-shellscript",
+                b"#cloud-config\n",
+                PartKind::CloudConfig,
+            ),
+            ("text/x-shellscript", b"echo no shebang", PartKind::Script),
+            ("text/cloud-config", b"#!/bin/sh", PartKind::CloudConfig),
+            ("text/plain", b"nothing", PartKind::Untyped),
+        ];
+        for (declared, body, kind) in cases {
+            assert_eq!(PartKind::of(declared, body), kind, "{declared}");
+        }
     }
 
     #[test]

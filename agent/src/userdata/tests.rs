@@ -99,7 +99,7 @@ fn mime_with_base64_script_config_and_gzip_part() {
     assert_eq!(out.configs.len(), 3);
     assert_eq!(out.configs[1]["fqdn"], json!("a.example.org"));
     assert_eq!(out.configs[2]["manage_etc_hosts"], json!(true));
-    assert_eq!(out.per_boot.len(), 1);
+    assert_eq!(out.per(Frequency::Always).count(), 1);
     assert_eq!(out.boothooks[0].body, b"#!/bin/sh\necho hook\n");
 }
 

@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
+use metaboot_proto::METADATA_IPV4;
 
 use crate::atomic;
-use crate::lab::router::METADATA_IP;
 use crate::lab::{bridge, netns};
 use crate::process::Daemon;
 
@@ -99,7 +99,7 @@ pub fn dnsmasq_args(net: &DhcpNetwork, files: &DnsmasqFiles) -> Vec<String> {
     if net.isolated {
         // RFC 3442 clients ignore option 3 when 121 is present: the default route goes in too.
         args.push(format!(
-            "--dhcp-option=121,{METADATA_IP}/32,{},0.0.0.0/0,{}",
+            "--dhcp-option=121,{METADATA_IPV4}/32,{},0.0.0.0/0,{}",
             net.dhcp_ip, net.gateway
         ));
     }
@@ -116,7 +116,13 @@ pub fn create(bridge_ns: &str, bridge: &str, ns: &str, net: &DhcpNetwork) -> any
     if net.isolated {
         netns::ip(
             ns,
-            &["addr", "add", &format!("{METADATA_IP}/32"), "dev", &inside],
+            &[
+                "addr",
+                "add",
+                &format!("{METADATA_IPV4}/32"),
+                "dev",
+                &inside,
+            ],
         )?;
     }
     netns::ip(ns, &["link", "set", &inside, "up"])?;

@@ -12,7 +12,6 @@ pub mod state;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
+use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_PORT, ROUTER_PROXY_PORT};
 
 use crate::atomic;
 use crate::process::Daemon;
@@ -291,7 +291,7 @@ impl Lab {
     /// the router's REDIRECT for routed networks, on the DHCP port for isolated ones.
     fn wait_for_proxies(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + PROXY_READY_TIMEOUT;
-        let metadata = SocketAddr::from((Ipv4Addr::new(169, 254, 169, 254), 80));
+        let metadata = METADATA_IPV4_LISTEN;
         for net in &self.state.networks {
             let ns = dhcp::namespace(&net.id);
             loop {
@@ -446,8 +446,8 @@ impl Lab {
         for router in &s.routers {
             let _ = writeln!(
                 out,
-                "  router {} qrouter-{} (REDIRECT 169.254.169.254:80 → 9697)",
-                router.name, router.id
+                "  router {} qrouter-{} (REDIRECT {}:{METADATA_PORT} → {ROUTER_PROXY_PORT})",
+                router.name, router.id, METADATA_IPV4
             );
         }
         for g in &s.guests {

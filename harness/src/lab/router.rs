@@ -4,18 +4,13 @@
 use std::process::Command;
 
 use ipnet::Ipv4Net;
+use metaboot_proto::{METADATA_IPV4, METADATA_PORT, ROUTER_PROXY_PORT};
 
 use crate::lab::{bridge, netns};
 use crate::process::check;
 
-/// The port the namespace proxy listens on behind the REDIRECT (Neutron's `metadata_port`).
-pub const METADATA_PORT: u16 = 9697;
-
 /// The packet mark of metadata traffic (Neutron's `metadata_access_mark` and its mask).
 pub const METADATA_MARK: &str = "0x1/0xffff";
-
-/// The metadata address guests ask.
-pub const METADATA_IP: &str = "169.254.169.254";
 
 /// The router's namespace.
 pub fn namespace(router_id: &str) -> String {
@@ -34,8 +29,9 @@ pub fn bridge_end(network_id: &str) -> String {
 
 /// Neutron's L3-agent metadata rules, as `iptables` argument lists (`-t TABLE -A CHAIN …`).
 pub fn metadata_rules() -> Vec<Vec<String>> {
-    let port = METADATA_PORT.to_string();
-    let dst = format!("{METADATA_IP}/32");
+    let port = ROUTER_PROXY_PORT.to_string();
+    let guest_port = METADATA_PORT.to_string();
+    let dst = format!("{METADATA_IPV4}/32");
     let metadata_in = [
         "-d",
         dst.as_str(),
@@ -46,7 +42,7 @@ pub fn metadata_rules() -> Vec<Vec<String>> {
         "-m",
         "tcp",
         "--dport",
-        "80",
+        guest_port.as_str(),
     ];
     let rule = |table: &str, chain: &str, matches: &[&str], target: &[&str]| {
         ["-t", table, "-A", chain]

@@ -1,5 +1,5 @@
 //! The scenario matrix: both metadata paths × every user data variant, plus the corrupt-gzip,
-//! reboot and new-instance scenarios; and selecting scenarios by name.
+//! reboot, new-instance, config-drive and NoCloud scenarios; and selecting scenarios by name.
 
 use anyhow::bail;
 use serde::Serialize;
@@ -49,6 +49,9 @@ pub enum Flow {
     /// One boot with a `config-2` config drive attached: its hostname, key and `admin_pass`
     /// (applied to root) win over the metadata service.
     ConfigDrive,
+    /// One boot with a NoCloud seed (a `cidata` ISO, as `cloud-localds` makes it) attached, for
+    /// an instance the metadata service does not know: the guest becomes what the seed says.
+    NoCloud,
 }
 
 /// One scenario.
@@ -70,6 +73,7 @@ impl Scenario {
             Flow::Reboot => "reboot",
             Flow::NewInstance => "new-instance",
             Flow::ConfigDrive => "config-drive",
+            Flow::NoCloud => "nocloud",
         };
         format!("{}/{what}", self.path.name())
     }
@@ -115,6 +119,11 @@ pub fn matrix() -> Vec<Scenario> {
         path: router,
         variant: Variant::None,
         flow: Flow::ConfigDrive,
+    });
+    all.push(Scenario {
+        path: router,
+        variant: Variant::None,
+        flow: Flow::NoCloud,
     });
     all
 }
@@ -176,7 +185,7 @@ mod tests {
     #[test]
     fn the_matrix_covers_both_paths_every_variant_and_the_extra_flows() {
         let all = matrix();
-        assert_eq!(all.len(), 16);
+        assert_eq!(all.len(), 17);
         let names: Vec<String> = all.iter().map(Scenario::name).collect();
         for expect in [
             "router/none",
@@ -187,6 +196,7 @@ mod tests {
             "router/reboot",
             "router/new-instance",
             "router/config-drive",
+            "router/nocloud",
         ] {
             assert!(names.contains(&expect.to_owned()), "{expect}");
         }
@@ -202,7 +212,7 @@ mod tests {
 
     #[test]
     fn selects_by_name_path_variant_and_refuses_unknown_names() {
-        assert_eq!(select(&[]).unwrap().len(), 16);
+        assert_eq!(select(&[]).unwrap().len(), 17);
         assert_eq!(select(&["router/script".into()]).unwrap().len(), 1);
         assert_eq!(select(&["isolated".into()]).unwrap().len(), 6);
         assert_eq!(select(&["gzip-script".into()]).unwrap().len(), 2);

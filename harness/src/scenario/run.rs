@@ -1,5 +1,7 @@
 //! Running one scenario: register the instance, boot it (once or twice), check it from outside.
 
+mod nocloud;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -225,11 +227,15 @@ impl Runner<'_> {
             return Ok(());
         }
 
+        if scenario.flow == Flow::NoCloud {
+            return self.nocloud(&dir, scenario, &record, guest_for(1), &target, report);
+        }
+
         let vm = self.boot(scenario, &guest_for(1), &target, &first, report)?;
         self.stage(scenario, "checking");
         self.check_boot(scenario, "", &target, &first, 1, report);
         match scenario.flow {
-            Flow::Once | Flow::ConfigDrive => vm.kill()?,
+            Flow::Once | Flow::ConfigDrive | Flow::NoCloud => vm.kill()?,
             Flow::Reboot => {
                 self.poweroff(scenario, vm, &target, &first)?;
                 let vm = self.boot(scenario, &guest_for(2), &target, &first, report)?;

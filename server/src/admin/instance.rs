@@ -3,16 +3,85 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use super::input::InputError;
 use super::keys::read_key_file;
-use super::{InputError, InstanceCommand, InstanceCreate, Output, output};
+use super::output::{self, Output};
 use crate::store::{
     Instance, MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, Network, NewInstance, NewPort, Port, Store,
     validate,
 };
+
+/// `metaboot-server instance …`.
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Create an instance with one port on a network.
+    Create(Box<InstanceCreate>),
+    /// List instances.
+    List(Output),
+    /// Show one instance (by id or unique name).
+    Show {
+        instance: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete an instance and its ports.
+    Delete { instance: String },
+}
+
+/// `instance create`'s arguments.
+#[derive(Debug, Args)]
+pub struct InstanceCreate {
+    pub name: String,
+    /// Network id or name for the instance's port.
+    #[arg(long)]
+    pub network: String,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Host name (default: derived from the name as nova 23 and later derive it: `web.prod.01`
+    /// → `web-prod-01`, Latin-1 letters kept, `Server-<uuid>` when nothing usable is left).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    #[arg(long, default_value = "admin")]
+    pub project: String,
+    #[arg(long = "availability-zone")]
+    pub availability_zone: Option<String>,
+    #[arg(long = "launch-index", default_value_t = 0)]
+    pub launch_index: u32,
+    /// An SSH public key file; repeatable. The key pair is named after the file (without
+    /// `.pub`) unless --key-name names it.
+    #[arg(long = "key-file")]
+    pub key_files: Vec<PathBuf>,
+    /// Name of the key pair of the --key-file at the same position (letters, digits, '_', '-',
+    /// '@', '.' and spaces, at most 255); give it once per --key-file, or not at all.
+    #[arg(long = "key-name")]
+    pub key_names: Vec<String>,
+    /// The user data file (at most 65535 bytes).
+    #[arg(long = "user-data")]
+    pub user_data: Option<PathBuf>,
+    /// Server metadata `K=V`; repeatable.
+    #[arg(long = "meta")]
+    pub meta: Vec<String>,
+    /// Admin password (served on config drives only). Other users can read it in `ps`:
+    /// prefer --admin-pass-file.
+    #[arg(long = "admin-pass", conflicts_with = "admin_pass_file")]
+    pub admin_pass: Option<String>,
+    /// A file holding the admin password (one trailing newline is dropped); `/dev/stdin`
+    /// reads it from a pipe.
+    #[arg(long = "admin-pass-file")]
+    pub admin_pass_file: Option<PathBuf>,
+    /// Instance uuid (default: a new random one).
+    #[arg(long)]
+    pub uuid: Option<String>,
+    #[command(flatten)]
+    pub output: Output,
+}
 
 /// Runs one `instance` command against `store`.
 pub fn run(store: &dyn Store, cmd: InstanceCommand) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::InputError;
+use super::input::InputError;
 use crate::store::{KeyPair, StoreError, validate};
 
 /// Largest key file read; public keys are a few KiB at most, so anything bigger is the wrong

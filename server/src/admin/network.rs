@@ -1,7 +1,46 @@
 //! `network create|list|show|delete`.
 
-use super::{NetworkCommand, Output, output};
+use clap::Subcommand;
+
+use super::output::{self, Output};
 use crate::store::{Network, NewNetwork, Store, validate};
+
+/// `metaboot-server network …`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network with one subnet.
+    Create {
+        name: String,
+        /// The subnet, e.g. 198.18.0.0/24.
+        #[arg(long)]
+        cidr: String,
+        /// The router's address on it (default: the first host address).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The DHCP port's address (default: the second host address).
+        #[arg(long = "dhcp-ip")]
+        dhcp_ip: Option<String>,
+        #[arg(long, default_value = "admin")]
+        project: String,
+        /// No router: metadata is served from the DHCP namespace.
+        #[arg(long)]
+        isolated: bool,
+        #[arg(long)]
+        mtu: Option<u32>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List networks.
+    List(Output),
+    /// Show one network (by id or unique name).
+    Show {
+        network: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete a network (refused while ports are on it; detached from its routers).
+    Delete { network: String },
+}
 
 /// Runs one `network` command against `store`.
 pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {

@@ -4,7 +4,16 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
+use clap::Args;
 use serde::Serialize;
+
+/// `--json` for scripts.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json(value: &impl Serialize) -> anyhow::Result<()> {

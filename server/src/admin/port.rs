@@ -2,8 +2,40 @@
 
 use std::collections::HashMap;
 
-use super::{Output, PortCommand, output};
+use clap::Subcommand;
+
+use super::output::{self, Output};
 use crate::store::{NewPort, Port, Store, validate};
+
+/// `metaboot-server port …`.
+#[derive(Debug, Subcommand)]
+pub enum PortCommand {
+    /// Add a port (an address on a network) to an instance.
+    Create {
+        /// Network id or name.
+        #[arg(long)]
+        network: String,
+        /// Instance uuid or name.
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        mac: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List ports.
+    List(Output),
+    /// Show one port (by id).
+    Show {
+        port: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete a port.
+    Delete { port: String },
+}
 
 /// Runs one `port` command against `store`.
 pub fn run(store: &dyn Store, cmd: PortCommand) -> anyhow::Result<()> {

@@ -2,8 +2,38 @@
 
 use std::collections::HashMap;
 
-use super::{Output, RouterCommand, output};
+use clap::Subcommand;
+
+use super::output::{self, Output};
 use crate::store::{NewRouter, Router, Store};
+
+/// `metaboot-server router …`.
+#[derive(Debug, Subcommand)]
+pub enum RouterCommand {
+    /// Create a router, optionally with networks behind it.
+    Create {
+        name: String,
+        /// Attach a network (id or name); repeatable.
+        #[arg(long = "network")]
+        networks: Vec<String>,
+        #[arg(long, default_value = "admin")]
+        project: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Attach a network to a router.
+    AddNetwork { router: String, network: String },
+    /// List routers.
+    List(Output),
+    /// Show one router (by id or unique name).
+    Show {
+        router: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete a router (its networks stay).
+    Delete { router: String },
+}
 
 /// Runs one `router` command against `store`.
 pub fn run(store: &dyn Store, cmd: RouterCommand) -> anyhow::Result<()> {

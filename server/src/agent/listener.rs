@@ -1,5 +1,6 @@
 //! `metaboot-server agent`: the agent on a Unix socket, forwarding to the API.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,10 +14,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use metaboot_proto::headers;
 
-use super::{Agent, DEFAULT_LOOKUP_TTL};
-use crate::api::{Api, MetadataRequest};
+use super::lookup::DEFAULT_LOOKUP_TTL;
+use super::relay::Agent;
 use crate::http::limits::UPSTREAM_TIMEOUT;
-use crate::http::{Answer, Body, Handler, Peer, Reply, ServerLimits, Upstream, read_body};
+use crate::http::{
+    Answer, Body, Handler, Peer, Rejection, Reply, ServerLimits, Upstream, read_body,
+};
 use crate::watch::ChangeListener;
 
 #[derive(Debug, Args)]
@@ -25,7 +28,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub socket: PathBuf,
     /// Mode of the socket, octal (the proxies must be able to write to it).
-    #[arg(long, default_value = "660", value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value = "660", value_parser = crate::http::unix::parse_mode)]
     pub socket_mode: u32,
     /// The metadata API: http://HOST:PORT or unix:/PATH.
     #[arg(long, default_value = "http://127.0.0.1:8775")]
@@ -47,72 +50,74 @@ pub struct AgentArgs {
     pub threads: Option<usize>,
 }
 
-/// Where the agent sends its signed questions.
-#[derive(Clone)]
-pub enum ApiTarget {
-    /// Another process, over pooled HTTP (TCP or a Unix socket).
-    Http {
-        upstream: Upstream,
-        timeout: Duration,
-    },
-    /// The API in this process (`all`): no HTTP, the signature is still checked.
-    InProcess(Arc<Api>),
-}
-
-impl ApiTarget {
-    /// Asks the API: `path` with its query, the guest's method and body, the signed headers.
-    pub async fn ask(
+/// Where the agent sends its signed questions: the API over HTTP ([`HttpApi`], the agent as its
+/// own process), or the API in the same process (`all`'s in-process hop, in `all/chain.rs`).
+pub trait ApiTarget: Clone + Send + Sync + 'static {
+    /// Puts one question to the API.
+    fn ask(
         &self,
         agent: &Agent,
-        method: Method,
-        path: &str,
-        signed: HeaderMap,
-        body: Bytes,
-    ) -> Result<Response<Body>, Answer> {
-        match self {
-            Self::Http { upstream, timeout } => {
-                let mut request = Request::new(Full::new(body));
-                *request.method_mut() = method;
-                *request.uri_mut() = upstream.uri(path).map_err(|err| {
-                    Answer::refused(StatusCode::BAD_REQUEST, err.to_string(), "bad_path")
-                })?;
-                *request.headers_mut() = signed;
-                let started = Instant::now();
-                let answered = upstream.send(request, *timeout).await;
-                agent.metrics.upstream_latency(started.elapsed());
-                answered.map(relay_keeping_mark).map_err(|err| {
-                    tracing::warn!(api = upstream.describe(), error = %err, "metadata API call failed");
-                    Answer::refused(err.status(), err.to_string(), err.label())
-                })
-            }
-            Self::InProcess(api) => {
-                let request = MetadataRequest {
-                    method,
-                    path: path.split('?').next().unwrap_or("/").to_owned(),
-                    headers: signed,
-                    peer: None,
-                    body,
-                };
-                Ok(api.answer(&request).await)
-            }
-        }
-    }
-}
+        question: Question<'_>,
+    ) -> impl Future<Output = Result<Response<Body>, Answer>> + Send;
 
-impl ApiTarget {
     /// The agent's whole job for one request: resolve the guest from the proxy's headers, ask
     /// the API with the signed headers, relay the answer (see [`Agent::relay`]).
-    pub async fn relay(
+    fn relay(
         &self,
         agent: &Agent,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
         body: &Bytes,
-    ) -> Response<Body> {
-        let ask_api =
-            |signed: HeaderMap| self.ask(agent, method.clone(), path, signed, body.clone());
-        agent.relay(method, path, headers, ask_api).await
+    ) -> impl Future<Output = Response<Body>> + Send {
+        let ask_api = move |signed: HeaderMap| {
+            let question = Question {
+                method: method.clone(),
+                path,
+                signed,
+                body: body.clone(),
+            };
+            self.ask(agent, question)
+        };
+        agent.relay(method, path, headers, ask_api)
+    }
+}
+
+/// What the agent asks the API for one guest request.
+pub struct Question<'a> {
+    /// The guest's method.
+    pub method: Method,
+    /// The guest's path, with its query.
+    pub path: &'a str,
+    /// The signed headers, instead of anything the guest sent.
+    pub signed: HeaderMap,
+    /// The guest's body (a password POST).
+    pub body: Bytes,
+}
+
+/// The API in another process, over pooled HTTP (TCP or a Unix socket).
+#[derive(Clone)]
+pub struct HttpApi {
+    pub upstream: Upstream,
+    /// How long the API has to answer before the guest gets 504.
+    pub timeout: Duration,
+}
+
+impl ApiTarget for HttpApi {
+    async fn ask(&self, agent: &Agent, question: Question<'_>) -> Result<Response<Body>, Answer> {
+        let mut request = Request::new(Full::new(question.body));
+        *request.method_mut() = question.method;
+        *request.uri_mut() = self.upstream.uri(question.path).map_err(|err| {
+            Answer::refused(StatusCode::BAD_REQUEST, err.to_string(), Rejection::BadPath)
+        })?;
+        *request.headers_mut() = question.signed;
+        let started = Instant::now();
+        let answered = self.upstream.send(request, self.timeout).await;
+        agent.metrics.upstream_latency(started.elapsed());
+        answered.map(relay_keeping_mark).map_err(|err| {
+            tracing::warn!(api = self.upstream.describe(), error = %err, "metadata API call failed");
+            Answer::refused(err.status(), err.to_string(), err.rejection())
+        })
     }
 }
 
@@ -131,33 +136,27 @@ fn relay_keeping_mark(response: Response<Bytes>) -> Response<Body> {
 
 /// Serves the agent over HTTP: resolve, sign, ask the API, relay.
 #[derive(Clone)]
-pub struct AgentHandler {
+pub struct AgentHandler<A: ApiTarget> {
     agent: Arc<Agent>,
-    api: ApiTarget,
+    api: A,
     limits: ServerLimits,
 }
 
-impl AgentHandler {
-    pub fn new(agent: Arc<Agent>, api: ApiTarget, limits: ServerLimits) -> Self {
+impl<A: ApiTarget> AgentHandler<A> {
+    pub fn new(agent: Arc<Agent>, api: A, limits: ServerLimits) -> Self {
         Self { agent, api, limits }
     }
 }
 
-impl Handler for AgentHandler {
+impl<A: ApiTarget> Handler for AgentHandler<A> {
     async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let body = match read_body(
-            &parts.headers,
-            body,
-            self.limits.max_body_bytes,
-            self.limits.body_read_timeout,
-        )
-        .await
-        {
+        let body = match read_body(&parts.headers, body, &self.limits).await {
             Ok(body) => body,
             Err(err) => {
-                let refusal = Answer::refused(err.status(), err.reason().to_owned(), "bad_body");
+                let refusal =
+                    Answer::refused(err.status(), err.reason().to_owned(), Rejection::BadBody);
                 let response = self.agent.refused(refusal, &parts.method, path);
                 self.agent.metrics.request(response.status());
                 return response;
@@ -194,7 +193,7 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::watch::follow(store, vec![cache]));
         crate::metrics::serve_metrics(args.metrics_listen, vec![agent.metrics()]).await?;
         tracing::info!(socket = %args.socket.display(), api = api.describe(), workers = threads, "agent listening");
-        let api = ApiTarget::Http {
+        let api = HttpApi {
             upstream: api,
             timeout: Duration::from_secs_f64(args.api_timeout),
         };

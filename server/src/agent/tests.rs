@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use metaboot_proto::headers;
 
-use super::Agent;
+use super::relay::Agent;
 use crate::http::{Answer, Reply};
 use crate::store::{NewInstance, NewNetwork, NewPort, NewRouter};
 

@@ -52,10 +52,13 @@ pub struct AgentSection {
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
-    /// Port the router proxies listen on (behind the REDIRECT of 169.254.169.254:80).
+    /// Port the router proxies listen on (behind the REDIRECT of the metadata address's
+    /// port 80).
     pub router_port: Option<u16>,
-    /// Address the DHCP-namespace proxies listen on.
-    pub isolated_listen: Option<SocketAddr>,
+    /// Addresses the DHCP-namespace proxies listen on: a list, or one address (the form
+    /// before the list, still accepted).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub isolated_listen: Option<Vec<SocketAddr>>,
     pub rate_limit: Option<u32>,
     pub rate_window: Option<u64>,
     pub max_connections: Option<usize>,
@@ -67,6 +70,49 @@ pub struct ProxySection {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
+}
+
+/// A list of socket addresses, or a single one written as a string.
+fn one_or_many<'de, D>(deserializer: D) -> Result<Option<Vec<SocketAddr>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Addresses;
+
+    impl<'de> serde::de::Visitor<'de> for Addresses {
+        type Value = Vec<SocketAddr>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let ipv4 = metaboot_proto::METADATA_IPV4_LISTEN;
+            let ipv6 = SocketAddr::new(
+                metaboot_proto::METADATA_IPV6.into(),
+                metaboot_proto::METADATA_PORT,
+            );
+            write!(
+                f,
+                "an address such as \"{ipv4}\", or a list of them such as [\"{ipv4}\", \"{ipv6}\"]"
+            )
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            text.parse()
+                .map(|addr| vec![addr])
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut addrs = Vec::new();
+            while let Some(addr) = seq.next_element()? {
+                addrs.push(addr);
+            }
+            Ok(addrs)
+        }
+    }
+
+    deserializer.deserialize_any(Addresses).map(Some)
 }
 
 impl ConfigFile {
@@ -110,7 +156,7 @@ cache_ttl = 5
 
 [proxy]
 router_port = 9697
-isolated_listen = "169.254.169.254:80"
+isolated_listen = ["169.254.169.254:80"]
 rate_limit = 100
 rate_window = 10
 max_connections = 4096
@@ -126,7 +172,39 @@ listen = "127.0.0.1:9100"
             config.api.listen.as_deref(),
             Some(&["127.0.0.1:8775".parse().unwrap()][..])
         );
+        assert_eq!(
+            config.proxy.isolated_listen,
+            Some(vec![metaboot_proto::METADATA_IPV4_LISTEN])
+        );
         let typo = toml::from_str::<ConfigFile>("[proxy]\nrouter_prot = 1\n").unwrap_err();
         assert!(typo.to_string().contains("router_prot"), "{typo}");
+    }
+
+    #[test]
+    fn isolated_listen_is_a_list_or_one_address() {
+        let list: ConfigFile = toml::from_str(
+            "[proxy]\nisolated_listen = [\"169.254.169.254:80\", \"[fe80::a9fe:a9fe]:80\"]\n",
+        )
+        .unwrap();
+        let both: Vec<SocketAddr> = metaboot_proto::METADATA_ADDRESSES
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, metaboot_proto::METADATA_PORT))
+            .collect();
+        assert_eq!(list.proxy.isolated_listen, Some(both));
+        let one: ConfigFile =
+            toml::from_str("[proxy]\nisolated_listen = \"169.254.169.254:80\"\n").unwrap();
+        assert_eq!(
+            one.proxy.isolated_listen,
+            Some(vec![metaboot_proto::METADATA_IPV4_LISTEN])
+        );
+        assert_eq!(ConfigFile::default().proxy.isolated_listen, None);
+        for bad in [
+            "isolated_listen = \"169.254.169.254\"",
+            "isolated_listen = [\"nowhere:80\"]",
+            "isolated_listen = 80",
+        ] {
+            let err = toml::from_str::<ConfigFile>(&format!("[proxy]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("isolated_listen"), "{bad}: {err}");
+        }
     }
 }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-pub use chain::InProcess;
+pub use chain::{InProcess, InProcessApi};
 pub use config::ConfigFile;
 
-use crate::agent::{Agent, AgentHandler, ApiTarget, DEFAULT_LOOKUP_TTL};
+use crate::agent::{Agent, AgentHandler, DEFAULT_LOOKUP_TTL};
 use crate::api::{Api, ApiHandler, DEFAULT_TTL, Identify, Rendering, VendorDocs};
 use crate::http::ServerLimits;
 use crate::metrics::Metrics;
@@ -26,9 +26,10 @@ use crate::watch::ChangeListener;
 use supervisor::{Supervisor, Wake};
 
 /// Port of the router proxies (Neutron's `metadata_port`).
-pub const DEFAULT_ROUTER_PORT: u16 = 9697;
-/// Address of the DHCP-namespace proxies.
-pub const DEFAULT_ISOLATED_LISTEN: &str = "169.254.169.254:80";
+pub const DEFAULT_ROUTER_PORT: u16 = metaboot_proto::ROUTER_PROXY_PORT;
+/// Addresses of the DHCP-namespace proxies: the IPv4 metadata address on port 80 (the IPv6
+/// one, `[fe80::a9fe:a9fe]:80`, is not served by default).
+pub const DEFAULT_ISOLATED_LISTEN: [SocketAddr; 1] = [metaboot_proto::METADATA_IPV4_LISTEN];
 /// Mode of `agent.socket`: the owner and its group (the proxies) may connect.
 pub const AGENT_SOCKET_MODE: u32 = 0o660;
 
@@ -65,9 +66,10 @@ pub struct AllArgs {
     /// `proxy.router_port`.
     #[arg(long)]
     pub router_port: Option<u16>,
-    /// `proxy.isolated_listen`.
+    /// `proxy.isolated_listen`: an address the DHCP-namespace proxies listen on; repeatable
+    /// [default: 169.254.169.254:80].
     #[arg(long)]
-    pub isolated_listen: Option<SocketAddr>,
+    pub isolated_listen: Vec<SocketAddr>,
     /// `proxy.rate_limit`: requests per guest per window (default: none).
     #[arg(long)]
     pub rate_limit: Option<u32>,
@@ -102,7 +104,8 @@ pub struct Settings {
     pub agent_socket: Option<PathBuf>,
     pub lookup_cache_ttl: Duration,
     pub router_listen: SocketAddr,
-    pub isolated_listen: SocketAddr,
+    /// Every isolated network's DHCP namespace gets a listener on each.
+    pub isolated_listen: Vec<SocketAddr>,
     pub rate_limit: Option<(u32, Duration)>,
     pub max_connections: usize,
     pub max_connections_per_guest: usize,
@@ -125,10 +128,20 @@ impl Settings {
             .router_port
             .or(file.proxy.router_port)
             .unwrap_or(DEFAULT_ROUTER_PORT);
-        let isolated_listen = match args.isolated_listen.or(file.proxy.isolated_listen) {
-            Some(addr) => addr,
-            None => DEFAULT_ISOLATED_LISTEN.parse()?,
+        let isolated_listen = if args.isolated_listen.is_empty() {
+            file.proxy
+                .isolated_listen
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ISOLATED_LISTEN.to_vec())
+        } else {
+            args.isolated_listen.clone()
         };
+        if isolated_listen.is_empty() {
+            anyhow::bail!(
+                "isolated_listen is an empty list: give at least one address, e.g. \"{}\"",
+                metaboot_proto::METADATA_IPV4_LISTEN
+            );
+        }
         let rate_window = args
             .rate_window
             .or(file.proxy.rate_window)
@@ -150,7 +163,7 @@ impl Settings {
             db: db_flag
                 .map(str::to_owned)
                 .or_else(|| file.db.clone())
-                .unwrap_or_else(|| crate::cli::DEFAULT_DB.to_owned()),
+                .unwrap_or_else(|| crate::store::DEFAULT_DB.to_owned()),
             shared_secret_file,
             api_listen: if args.api_listen.is_empty() {
                 file.api.listen.clone().unwrap_or_default()
@@ -267,7 +280,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             tracing::info!(listen = %addr, "api listening");
             workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone(), limits));
         }
-        let in_process = ApiTarget::InProcess(api.clone());
+        let in_process = InProcessApi(api.clone());
         if let (Some(path), Some(bound)) = (&settings.agent_socket, &agent_socket) {
             tracing::info!(socket = %path.display(), "agent listening");
             let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
@@ -313,4 +326,50 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         drop(agent_socket);
         served
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &AllArgs, file: &str) -> anyhow::Result<Settings> {
+        let file: ConfigFile = toml::from_str(file).unwrap();
+        Settings::resolve(None, args, &file)
+    }
+
+    #[test]
+    fn isolated_listen_defaults_to_the_ipv4_address_and_flags_win() {
+        let secret = "shared_secret_file = \"/etc/metaboot/secret\"\n";
+        let defaults = resolve(&AllArgs::default(), secret).unwrap();
+        assert_eq!(
+            defaults.isolated_listen,
+            vec!["169.254.169.254:80".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            defaults.router_listen,
+            "0.0.0.0:9697".parse::<SocketAddr>().unwrap()
+        );
+
+        let both =
+            "[proxy]\nisolated_listen = [\"169.254.169.254:80\", \"[fe80::a9fe:a9fe]:80\"]\n";
+        let from_file = resolve(&AllArgs::default(), &format!("{secret}{both}")).unwrap();
+        assert_eq!(from_file.isolated_listen.len(), 2);
+
+        let flag = AllArgs {
+            isolated_listen: vec!["198.18.1.2:8080".parse().unwrap()],
+            ..AllArgs::default()
+        };
+        let from_flag = resolve(&flag, &format!("{secret}{both}")).unwrap();
+        assert_eq!(
+            from_flag.isolated_listen,
+            vec!["198.18.1.2:8080".parse::<SocketAddr>().unwrap()]
+        );
+
+        let empty = resolve(
+            &AllArgs::default(),
+            &format!("{secret}[proxy]\nisolated_listen = []\n"),
+        )
+        .unwrap_err();
+        assert!(empty.to_string().contains("isolated_listen"), "{empty}");
+    }
 }

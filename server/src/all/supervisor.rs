@@ -1,6 +1,6 @@
 //! Keeping one proxy listener per router namespace (`qrouter-<id>`, 0.0.0.0:9697) and per
-//! isolated network's DHCP namespace (`qdhcp-<id>`, 169.254.169.254:80), following the
-//! registry. A missing namespace is logged once and retried; a namespace that was deleted and
+//! address of each isolated network's DHCP namespace (`qdhcp-<id>`, the metadata address on
+//! port 80), following the registry. A missing namespace is logged once and retried; a namespace that was deleted and
 //! made again is noticed (its inode changes) and served anew. An address another server holds
 //! when `all` starts stops it with an error; one taken later is logged and retried.
 
@@ -35,11 +35,12 @@ pub struct Placement {
     pub scope: ProxyScope,
 }
 
-/// The listeners the registry asks for.
+/// The listeners the registry asks for: one per router, one per isolated network and
+/// address of `isolated_listen`.
 pub fn placements(
     store: &dyn Store,
     router_listen: SocketAddr,
-    isolated_listen: SocketAddr,
+    isolated_listen: &[SocketAddr],
 ) -> crate::store::StoreResult<HashSet<Placement>> {
     let mut wanted = HashSet::new();
     for router in store.routers()? {
@@ -50,11 +51,14 @@ pub fn placements(
         });
     }
     for network in store.networks()? {
-        if network.isolated {
+        if !network.isolated {
+            continue;
+        }
+        for listen in isolated_listen {
             wanted.insert(Placement {
                 netns: format!("{DHCP_NETNS_PREFIX}{}", network.id),
-                listen: isolated_listen,
-                scope: ProxyScope::Network(network.id),
+                listen: *listen,
+                scope: ProxyScope::Network(network.id.clone()),
             });
         }
     }
@@ -101,7 +105,8 @@ pub struct Supervisor<F: Forward> {
     pub make_handler: Box<dyn Fn(ProxyScope, F) -> ProxyHandler<F> + Send + Sync>,
     pub limits: ServerLimits,
     pub router_listen: SocketAddr,
-    pub isolated_listen: SocketAddr,
+    /// Never empty (`Settings::resolve` refuses an empty list).
+    pub isolated_listen: Vec<SocketAddr>,
     pub wake: Arc<Notify>,
 }
 
@@ -115,9 +120,10 @@ impl<F: Forward> Supervisor<F> {
         let mut first = true;
         loop {
             let store = self.store.clone();
-            let (router_listen, isolated_listen) = (self.router_listen, self.isolated_listen);
+            let (router_listen, isolated_listen) =
+                (self.router_listen, self.isolated_listen.clone());
             let wanted = tokio::task::spawn_blocking(move || {
-                placements(store.as_ref(), router_listen, isolated_listen)
+                placements(store.as_ref(), router_listen, &isolated_listen)
                     .map_err(|e| e.to_string())
             })
             .await
@@ -140,7 +146,7 @@ impl<F: Forward> Supervisor<F> {
                         tracing::info!(
                             registry = %self.registry,
                             router_listen = %self.router_listen,
-                            isolated_listen = %self.isolated_listen,
+                            isolated_listen = ?self.isolated_listen,
                             "serving every router and isolated network of the registry"
                         );
                     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use metaboot_proto::Ec2Version;
 
-use super::Rendering;
+use super::rendering::Rendering;
 use super::tree::Node;
 use super::view::InstanceView;
 

@@ -4,7 +4,7 @@
 use http::{HeaderMap, StatusCode};
 use metaboot_proto::headers;
 
-use super::Answer;
+use crate::http::{Answer, Rejection};
 
 /// How the API identifies the instance behind a request.
 #[derive(Clone)]
@@ -31,21 +31,21 @@ fn single<'a>(headers: &'a HeaderMap, name: &'static str, shown: &str) -> Result
         return Err(Answer::refused(
             StatusCode::BAD_REQUEST,
             format!("{shown} header is missing from request."),
-            "missing_header",
+            Rejection::MissingHeader,
         ));
     };
     if values.next().is_some() {
         return Err(Answer::refused(
             StatusCode::BAD_REQUEST,
             format!("Multiple {shown} headers found within request."),
-            "repeated_header",
+            Rejection::RepeatedHeader,
         ));
     }
     value.to_str().map(str::trim).map_err(|_| {
         Answer::refused(
             StatusCode::BAD_REQUEST,
             format!("{shown} header is not valid text."),
-            "bad_header",
+            Rejection::BadHeader,
         )
     })
 }
@@ -70,7 +70,7 @@ pub fn claim(headers: &HeaderMap, secret: &[u8]) -> Result<Claim, Answer> {
         return Err(Answer::refused(
             StatusCode::FORBIDDEN,
             "Invalid proxy request signature.".to_owned(),
-            "bad_signature",
+            Rejection::BadSignature,
         ));
     }
     Ok(Claim {

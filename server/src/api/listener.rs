@@ -10,8 +10,12 @@ use clap::Args;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::{Api, Identify, MetadataRequest, Rendering, VendorDocs};
-use crate::http::{Body, Handler, Peer, Reply, ServerLimits, read_body};
+use super::cache::DEFAULT_TTL;
+use super::identify::Identify;
+use super::metadata::{Api, MetadataRequest};
+use super::rendering::{DEFAULT_DHCP_DOMAIN, Rendering};
+use super::vendor::VendorDocs;
+use crate::http::{Body, Handler, Peer, Rejection, Reply, ServerLimits, read_body};
 use crate::watch::ChangeListener;
 
 /// Default TCP address (nova's metadata port).
@@ -26,7 +30,7 @@ pub struct ApiArgs {
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// Mode of the Unix socket, octal.
-    #[arg(long, default_value = "660", value_parser = crate::cli::parse_mode)]
+    #[arg(long, default_value = "660", value_parser = crate::http::unix::parse_mode)]
     pub socket_mode: u32,
     /// File holding the secret shared with the agents (required unless --identify-by-source-ip).
     #[arg(long, required_unless_present = "identify_by_source_ip")]
@@ -36,13 +40,13 @@ pub struct ApiArgs {
     #[arg(long)]
     pub identify_by_source_ip: bool,
     /// Domain appended to host names (`<hostname>.<domain>`); empty for none.
-    #[arg(long, default_value = super::DEFAULT_DHCP_DOMAIN)]
+    #[arg(long, default_value = DEFAULT_DHCP_DOMAIN)]
     pub dhcp_domain: String,
     /// A JSON file served as vendor_data.json and under "static" in vendor_data2.json.
     #[arg(long)]
     pub vendor_data: Option<PathBuf>,
     /// Seconds a rendered instance is cached (0 disables; registry changes drop it at once).
-    #[arg(long, default_value_t = super::DEFAULT_TTL.as_secs())]
+    #[arg(long, default_value_t = DEFAULT_TTL.as_secs())]
     pub cache_ttl: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
@@ -100,18 +104,11 @@ impl ApiHandler {
 impl Handler for ApiHandler {
     async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let (parts, body) = request.into_parts();
-        let body = match read_body(
-            &parts.headers,
-            body,
-            self.limits.max_body_bytes,
-            self.limits.body_read_timeout,
-        )
-        .await
-        {
+        let body = match read_body(&parts.headers, body, &self.limits).await {
             Ok(body) => body,
             Err(err) => {
                 self.api.metrics.request(err.status());
-                self.api.metrics.reject("bad_body");
+                self.api.metrics.reject(Rejection::BadBody);
                 return Reply::refuse(err.status(), err.reason());
             }
         };

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use metaboot_proto::{MetaData, OpenStackVersion};
 
+use super::rendering::Rendering;
 use super::tree::listing;
 use super::view::{InstanceView, MetaDataDoc};
-use super::{Answer, Rendering};
+use crate::http::Answer;
 use crate::http::response::{APPLICATION_JSON, TEXT_PLAIN};
 
 pub const META_DATA: &str = "meta_data.json";
@@ -87,9 +88,10 @@ pub fn answer(target: Target, view: &InstanceView, rendering: &Rendering) -> Ans
         Target::Version(version) => {
             Answer::text(version_listing(version, view.instance.user_data.is_some()))
         }
-        Target::MetaData(version) => {
-            Answer::ok(APPLICATION_JSON, view.meta_data(version, rendering))
-        }
+        Target::MetaData(version) => Answer::ok(
+            APPLICATION_JSON,
+            view.meta_data(version, || render_meta_data(view, version, rendering)),
+        ),
         Target::UserData => match &view.instance.user_data {
             Some(data) => Answer::ok(TEXT_PLAIN, Bytes::copy_from_slice(data)),
             None => Answer::refuse(StatusCode::NOT_FOUND, "the instance has no user data"),

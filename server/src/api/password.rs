@@ -4,12 +4,13 @@
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use super::{Answer, Api};
+use super::metadata::{Api, MetadataRequest};
 use crate::http::response::TEXT_PLAIN;
+use crate::http::{Answer, Rejection};
 use crate::store::{MAX_PASSWORD_BYTES, PasswordSet};
 
 impl Api {
-    pub(super) async fn password(&self, request: &super::MetadataRequest, uuid: &str) -> Answer {
+    pub(super) async fn password(&self, request: &MetadataRequest, uuid: &str) -> Answer {
         let key = uuid.to_owned();
         match request.method {
             Method::GET | Method::HEAD => {
@@ -22,7 +23,7 @@ impl Api {
                     Ok(None) => Answer::refused(
                         StatusCode::NOT_FOUND,
                         "Instance not found.".to_owned(),
-                        "unknown_instance",
+                        Rejection::UnknownInstance,
                     ),
                     Err(refusal) => refusal,
                 }
@@ -34,14 +35,14 @@ impl Api {
                         format!(
                             "Request is too large: a password is at most {MAX_PASSWORD_BYTES} bytes."
                         ),
-                        "password_too_large",
+                        Rejection::PasswordTooLarge,
                     );
                 }
                 let Ok(password) = std::str::from_utf8(&request.body) else {
                     return Answer::refused(
                         StatusCode::BAD_REQUEST,
                         "The password must be text (base64 of the encrypted password).".to_owned(),
-                        "password_not_text",
+                        Rejection::PasswordNotText,
                     );
                 };
                 let password = password.to_owned();
@@ -56,12 +57,12 @@ impl Api {
                     Ok(PasswordSet::AlreadySet) => Answer::refused(
                         StatusCode::CONFLICT,
                         "The password is already set; it can be set once.".to_owned(),
-                        "password_already_set",
+                        Rejection::PasswordAlreadySet,
                     ),
                     Ok(PasswordSet::NoInstance) => Answer::refused(
                         StatusCode::BAD_REQUEST,
                         "The instance no longer exists.".to_owned(),
-                        "unknown_instance",
+                        Rejection::UnknownInstance,
                     ),
                     Err(refusal) => refusal,
                 }
@@ -69,7 +70,7 @@ impl Api {
             _ => Answer::refused(
                 StatusCode::BAD_REQUEST,
                 "GET and POST only are supported.".to_owned(),
-                "bad_method",
+                Rejection::BadMethod,
             ),
         }
     }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use metaboot_proto::headers;
 
-use super::Answer;
+use crate::http::{Answer, Rejection};
 
 /// The path a token is asked for at (after normalisation).
 pub const TOKEN_PATH: [&str; 3] = ["latest", "api", "token"];
@@ -119,12 +119,12 @@ impl Tokens {
             return Answer::refused(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Use PUT to get a session token.".to_owned(),
-                "token_bad_method",
+                Rejection::TokenBadMethod,
             );
         }
         match ttl(headers) {
             Ok(ttl) => Answer::text(Bytes::from(self.issue_at(instance_id, ttl, unix_now()))),
-            Err(reason) => Answer::refused(StatusCode::BAD_REQUEST, reason, "token_bad_ttl"),
+            Err(reason) => Answer::refused(StatusCode::BAD_REQUEST, reason, Rejection::TokenBadTtl),
         }
     }
 
@@ -139,7 +139,7 @@ impl Tokens {
             return Some(Answer::refused(
                 StatusCode::UNAUTHORIZED,
                 "A session token is required: PUT /latest/api/token with X-metadata-token-ttl-seconds, then send it in X-metadata-token.".to_owned(),
-                "token_missing",
+                Rejection::TokenMissing,
             ));
         };
         let checked = value
@@ -151,7 +151,7 @@ impl Tokens {
             Err(err) => Some(Answer::refused(
                 StatusCode::UNAUTHORIZED,
                 err.reason().to_owned(),
-                err.label(),
+                err.rejection(),
             )),
         }
     }
@@ -176,10 +176,10 @@ impl TokenError {
         }
     }
 
-    fn label(self) -> &'static str {
+    fn rejection(self) -> Rejection {
         match self {
-            Self::Invalid => "token_invalid",
-            Self::Expired => "token_expired",
+            Self::Invalid => Rejection::TokenInvalid,
+            Self::Expired => Rejection::TokenExpired,
         }
     }
 }
@@ -336,7 +336,7 @@ mod tests {
         let bad = tokens
             .refusal(&with(headers::METADATA_TOKEN, &["v1.1.ab"]), "i-1")
             .unwrap();
-        assert_eq!(bad.rejection(), Some("token_invalid"));
+        assert_eq!(bad.rejection(), Some(Rejection::TokenInvalid));
         let good = tokens.issue_at("i-1", 60, unix_now());
         let twice = tokens
             .refusal(&with(headers::METADATA_TOKEN, &[&good, &good]), "i-1")
@@ -346,7 +346,7 @@ mod tests {
         let refused = tokens
             .refusal(&with(headers::METADATA_TOKEN, &[&expired]), "i-1")
             .unwrap();
-        assert_eq!(refused.rejection(), Some("token_expired"));
+        assert_eq!(refused.rejection(), Some(Rejection::TokenExpired));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use metaboot_proto::{Ec2Version, OpenStackVersion};
 
+use super::network_data;
 use super::tree::Node;
-use super::{Rendering, ec2, network_data, openstack};
 use crate::store::{Instance, Network, Port};
 
 /// Bytes of fresh randomness in each `random_seed` (nova: 512).
@@ -76,10 +76,13 @@ impl InstanceView {
             .find(IpAddr::is_ipv4)
     }
 
-    pub fn meta_data(&self, version: OpenStackVersion, rendering: &Rendering) -> Bytes {
-        self.meta_data[version as usize]
-            .get_or_init(|| openstack::render_meta_data(self, version, rendering))
-            .body()
+    /// `meta_data.json` of a version, rendered by `render` the first time it is asked for.
+    pub fn meta_data(
+        &self,
+        version: OpenStackVersion,
+        render: impl FnOnce() -> MetaDataDoc,
+    ) -> Bytes {
+        self.meta_data[version as usize].get_or_init(render).body()
     }
 
     pub fn network_data(&self) -> Bytes {
@@ -88,14 +91,13 @@ impl InstanceView {
             .clone()
     }
 
-    /// The EC2 tree of a version. `local-ipv4` falls back to the request address when the
-    /// instance has no fixed IPv4 address, so that tree is built per request.
-    pub fn ec2(&self, version: Ec2Version, rendering: &Rendering, address: &str) -> Cow<'_, Node> {
+    /// The EC2 tree of a version, built by `build` the first time. `local-ipv4` falls back to
+    /// the request address when the instance has no fixed IPv4 address, so that tree is built
+    /// per request.
+    pub fn ec2(&self, version: Ec2Version, build: impl FnOnce() -> Node) -> Cow<'_, Node> {
         if self.first_ipv4().is_none() {
-            return Cow::Owned(ec2::tree(self, version, rendering, address));
+            return Cow::Owned(build());
         }
-        Cow::Borrowed(
-            self.ec2[version as usize].get_or_init(|| ec2::tree(self, version, rendering, address)),
-        )
+        Cow::Borrowed(self.ec2[version as usize].get_or_init(build))
     }
 }

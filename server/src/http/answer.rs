@@ -1,9 +1,10 @@
-//! An answer before it becomes a response: status, content type, body, and for refusals a
-//! fixed label for metrics and logs. Every role builds its refusals with it.
+//! An answer before it becomes a response: status, content type, body, and for refusals the
+//! [`Rejection`] counted in metrics and named in logs. Every role builds its refusals with it.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
+use super::rejection::Rejection;
 use super::response::{Body, Reply, TEXT_PLAIN};
 
 /// An answer before it becomes a response.
@@ -12,8 +13,8 @@ pub struct Answer {
     pub status: StatusCode,
     content_type: &'static str,
     body: Bytes,
-    /// For refusals: a fixed label for metrics and logs.
-    rejection: Option<&'static str>,
+    /// For refusals: why, for metrics and logs.
+    rejection: Option<Rejection>,
 }
 
 impl Answer {
@@ -32,23 +33,23 @@ impl Answer {
 
     /// A refusal with a fixed reason.
     pub fn refuse(status: StatusCode, reason: &'static str) -> Self {
-        Self::refused(status, reason.to_owned(), label_of(status))
+        Self::refused(status, reason.to_owned(), Rejection::of_status(status))
     }
 
-    /// A refusal with its reason and metrics label.
-    pub fn refused(status: StatusCode, reason: String, label: &'static str) -> Self {
+    /// A refusal with its reason and its [`Rejection`].
+    pub fn refused(status: StatusCode, reason: String, rejection: Rejection) -> Self {
         let mut body = reason.into_bytes();
         body.push(b'\n');
         Self {
             status,
             content_type: TEXT_PLAIN,
             body: Bytes::from(body),
-            rejection: Some(label),
+            rejection: Some(rejection),
         }
     }
 
-    /// The metrics label of a refusal; `None` for a successful answer.
-    pub fn rejection(&self) -> Option<&'static str> {
+    /// Why this was refused; `None` for a successful answer.
+    pub fn rejection(&self) -> Option<Rejection> {
         self.rejection
     }
 
@@ -61,16 +62,5 @@ impl Answer {
 
     pub fn into_response(self) -> Response<Body> {
         Reply::with(self.status, self.content_type, self.body)
-    }
-}
-
-fn label_of(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "bad_request",
-        403 => "forbidden",
-        404 => "not_found",
-        409 => "conflict",
-        503 => "store_unavailable",
-        _ => "refused",
     }
 }

@@ -1,10 +1,10 @@
 //! Bounded, timed request body reads.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
+
+use super::limits::ServerLimits;
 
 /// Why a body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +35,18 @@ impl BodyError {
     }
 }
 
-/// Reads a whole body of at most `max` bytes within `timeout`. A declared `Content-Length`
-/// over the limit is refused before anything is read.
+/// Reads a whole body of at most `limits.max_body_bytes` within `limits.body_read_timeout`. A
+/// declared `Content-Length` over the limit is refused before anything is read.
 pub async fn read_body<B>(
     headers: &HeaderMap,
     body: B,
-    max: usize,
-    timeout: Duration,
+    limits: &ServerLimits,
 ) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let max = limits.max_body_bytes;
     if let Some(length) = headers.get(header::CONTENT_LENGTH) {
         let declared = length
             .to_str()
@@ -60,7 +60,7 @@ where
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+    match tokio::time::timeout(limits.body_read_timeout, Limited::new(body, max).collect()).await {
         Err(_) => Err(BodyError::Timeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err)) => {
@@ -78,20 +78,32 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
     use http_body_util::Full;
+
+    use super::*;
+
+    /// Bodies of at most `max` bytes, one second to send them.
+    fn limits(max: usize) -> ServerLimits {
+        ServerLimits {
+            max_body_bytes: max,
+            body_read_timeout: Duration::from_secs(1),
+            ..ServerLimits::default()
+        }
+    }
 
     #[tokio::test]
     async fn bodies_over_the_limit_are_refused() {
         let headers = HeaderMap::new();
         let small = Full::new(Bytes::from_static(b"1234"));
         assert_eq!(
-            read_body(&headers, small, 4, Duration::from_secs(1)).await,
+            read_body(&headers, small, &limits(4)).await,
             Ok(Bytes::from_static(b"1234"))
         );
         let big = Full::new(Bytes::from_static(b"12345"));
         assert_eq!(
-            read_body(&headers, big, 4, Duration::from_secs(1)).await,
+            read_body(&headers, big, &limits(4)).await,
             Err(BodyError::TooLarge)
         );
     }
@@ -102,13 +114,13 @@ mod tests {
         headers.insert(header::CONTENT_LENGTH, "1000000".parse().unwrap());
         let body = Full::new(Bytes::new());
         assert_eq!(
-            read_body(&headers, body, 1020, Duration::from_secs(1)).await,
+            read_body(&headers, body, &limits(1020)).await,
             Err(BodyError::TooLarge)
         );
         headers.insert(header::CONTENT_LENGTH, "nonsense".parse().unwrap());
         let body = Full::new(Bytes::new());
         assert_eq!(
-            read_body(&headers, body, 1020, Duration::from_secs(1)).await,
+            read_body(&headers, body, &limits(1020)).await,
             Err(BodyError::Broken)
         );
     }

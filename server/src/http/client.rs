@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::limits::{MAX_UPSTREAM_BODY_BYTES, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_POOL_IDLE_MAX};
+use super::rejection::Rejection;
 
 /// The `Host` requests to a Unix-socket upstream carry.
 const UNIX_AUTHORITY: &str = "metadata.local";
@@ -49,12 +50,12 @@ impl UpstreamError {
         }
     }
 
-    /// A short label for metrics and logs.
-    pub fn label(&self) -> &'static str {
+    /// Why the client is refused, for metrics and logs.
+    pub fn rejection(&self) -> Rejection {
         match self {
-            Self::Unreachable(_) => "upstream_unreachable",
-            Self::Timeout(_) => "upstream_timeout",
-            Self::Failed(_) => "upstream_failed",
+            Self::Unreachable(_) => Rejection::UpstreamUnreachable,
+            Self::Timeout(_) => Rejection::UpstreamTimeout,
+            Self::Failed(_) => Rejection::UpstreamFailed,
         }
     }
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::ServerLimits;
-use super::serve::Peer;
+use super::peer::Peer;
+use super::rejection::Rejection;
 
 /// Why a connection was closed at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +23,11 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The fixed reason counted in /metrics (`metaboot_rejections_total{reason=…}`).
-    pub fn label(self) -> &'static str {
+    /// The reason counted in /metrics (`metaboot_rejections_total{reason=…}`).
+    pub fn rejection(self) -> Rejection {
         match self {
-            Self::ListenerFull => "connection_cap",
-            Self::PeerFull => "guest_connection_cap",
+            Self::ListenerFull => Rejection::ConnectionCap,
+            Self::PeerFull => Rejection::GuestConnectionCap,
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,27 +17,11 @@ use tokio::net::{TcpListener, UnixListener};
 
 use super::gate::{ConnectionGate, Refusal};
 use super::limits::ServerLimits;
+use super::peer::Peer;
 use super::response::Body;
 
 /// Pause after an accept error such as EMFILE, so a full file table does not spin the loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
-
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    Tcp(SocketAddr),
-    Unix,
-}
-
-impl Peer {
-    /// The peer's IP address, IPv4-mapped IPv6 turned into IPv4.
-    pub fn ip(&self) -> Option<std::net::IpAddr> {
-        match self {
-            Self::Tcp(addr) => Some(addr.ip().to_canonical()),
-            Self::Unix => None,
-        }
-    }
-}
 
 /// Answers one request. Implemented by each role.
 pub trait Handler: Clone + Send + Sync + 'static {

@@ -18,6 +18,15 @@ pub const LOCK_SUFFIX: &str = ".lock";
 /// Mode of the lock file: it holds nothing, only the owner needs to open it.
 pub const LOCK_FILE_MODE: u32 = 0o600;
 
+/// Parses an octal socket mode such as `660` or `0660`: permission bits only (a socket has no
+/// use for setuid, setgid or sticky bits). For `--socket-mode`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal permission mode such as 660"))
+}
+
 /// A bound socket and the lock that keeps other servers off its path; keep it for as long as
 /// the socket is served.
 pub struct UnixSocket {
@@ -137,6 +146,15 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
+
+    #[test]
+    fn socket_modes_are_permission_bits() {
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        for bad in ["4660", "999", "rw", ""] {
+            assert!(parse_mode(bad).is_err(), "{bad}");
+        }
+    }
 
     fn mode_of(path: &Path) -> u32 {
         std::fs::symlink_metadata(path)

@@ -13,6 +13,7 @@ use clap::{ArgGroup, Args};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use metaboot_proto::ROUTER_PROXY_PORT;
 
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
@@ -20,7 +21,9 @@ use crate::http::limits::{
     BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_GUEST,
     UPSTREAM_TIMEOUT,
 };
-use crate::http::{Answer, Body, Handler, Peer, Refusal, Reply, ServerLimits, Upstream, read_body};
+use crate::http::{
+    Answer, Body, Handler, Peer, Refusal, Rejection, Reply, ServerLimits, Upstream, read_body,
+};
 use crate::metrics::Metrics;
 
 /// Where a guest's sanitised request goes next.
@@ -53,7 +56,7 @@ impl Forward for ToAgent {
         match self.agent.uri(path) {
             Ok(uri) => *request.uri_mut() = uri,
             Err(err) => {
-                self.metrics.reject("bad_path");
+                self.metrics.reject(Rejection::BadPath);
                 return Reply::refuse(StatusCode::BAD_REQUEST, &err.to_string());
             }
         }
@@ -64,8 +67,8 @@ impl Forward for ToAgent {
             Ok(response) => Reply::relay(response),
             Err(err) => {
                 tracing::warn!(agent = self.agent.describe(), error = %err, "agent call failed");
-                self.metrics.reject(err.label());
-                Answer::refused(err.status(), err.to_string(), err.label()).into_response()
+                self.metrics.reject(err.rejection());
+                Answer::refused(err.status(), err.to_string(), err.rejection()).into_response()
             }
         }
     }
@@ -101,9 +104,9 @@ impl<F: Forward> ProxyHandler<F> {
         }
     }
 
-    fn refuse(&self, status: StatusCode, reason: &str, label: &'static str) -> Response<Body> {
-        self.metrics.reject(label);
-        tracing::info!(status = status.as_u16(), reason, scope = ?self.scope, "refused");
+    fn refuse(&self, status: StatusCode, reason: &str, rejection: Rejection) -> Response<Body> {
+        self.metrics.reject(rejection);
+        tracing::info!(status = status.as_u16(), %rejection, reason, scope = ?self.scope, "refused");
         Reply::refuse(status, reason)
     }
 
@@ -112,7 +115,7 @@ impl<F: Forward> ProxyHandler<F> {
             return self.refuse(
                 StatusCode::BAD_REQUEST,
                 "the proxy serves TCP clients only",
-                "no_address",
+                Rejection::NoAddress,
             );
         };
         if let Some(limit) = &self.rate_limit
@@ -121,7 +124,7 @@ impl<F: Forward> ProxyHandler<F> {
             return self.refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many metadata requests: slow down.",
-                "rate_limited",
+                Rejection::RateLimited,
             );
         }
         let (mut parts, body) = request.into_parts();
@@ -135,19 +138,12 @@ impl<F: Forward> ProxyHandler<F> {
             return self.refuse(
                 StatusCode::FORBIDDEN,
                 "A session token request must not carry X-Forwarded-For.",
-                "token_forwarded",
+                Rejection::TokenForwarded,
             );
         }
-        let body = match read_body(
-            &parts.headers,
-            body,
-            self.limits.max_body_bytes,
-            self.limits.body_read_timeout,
-        )
-        .await
-        {
+        let body = match read_body(&parts.headers, body, &self.limits).await {
             Ok(body) => body,
-            Err(err) => return self.refuse(err.status(), err.reason(), "bad_body"),
+            Err(err) => return self.refuse(err.status(), err.reason(), Rejection::BadBody),
         };
         sanitize(&mut parts.headers, guest, &self.scope_header);
         let mut upstream = Request::new(Full::new(body));
@@ -166,7 +162,7 @@ impl<F: Forward> Handler for ProxyHandler<F> {
     }
 
     fn refused_connection(&self, _: Peer, refusal: Refusal) {
-        self.metrics.reject(refusal.label());
+        self.metrics.reject(refusal.rejection());
     }
 }
 
@@ -178,7 +174,7 @@ pub struct ProxyArgs {
     pub socket: PathBuf,
     /// Address to take guests' requests on (a router namespace: 0.0.0.0:9697 behind the
     /// iptables REDIRECT; a DHCP namespace: 169.254.169.254:80).
-    #[arg(long, default_value = "0.0.0.0:9697")]
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], ROUTER_PROXY_PORT)))]
     pub listen: SocketAddr,
     /// Serve a router namespace: guests are searched on this router's networks.
     #[arg(long)]

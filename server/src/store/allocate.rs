@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use super::{Network, StoreError, StoreResult};
+use super::error::{StoreError, StoreResult};
+use super::model::Network;
 
 /// The OpenStack MAC prefix (neutron's default `base_mac`), so lab MACs look like cloud MACs.
 pub const MAC_PREFIX: [u8; 3] = [0xfa, 0x16, 0x3e];

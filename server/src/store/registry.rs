@@ -4,9 +4,13 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
+use super::contract::{CHANGE_LOG_KEPT, Store};
+use super::error::{StoreError, StoreResult};
+use super::model::{
+    Change, ChangeKind, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter,
+    PasswordSet, Port, Router,
+};
 use super::sql::{Backend, Sql};
-use super::{Change, ChangeKind, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter};
-use super::{PasswordSet, Port, Router, Store, StoreError, StoreResult};
 use super::{allocate, clock, validate};
 
 /// How many ports a "network still has ports" refusal names before it says "and N more".
@@ -24,7 +28,7 @@ impl<B: Backend> Registry<B> {
     pub fn new(backend: B) -> Self {
         Self {
             backend,
-            change_log_kept: super::CHANGE_LOG_KEPT,
+            change_log_kept: CHANGE_LOG_KEPT,
         }
     }
 

@@ -1,11 +1,14 @@
-//! What a backend provides: one SQL statement per method (`Sql`) and transactions (`Backend`).
+//! What the rules stand on: one SQL statement per method (`Sql`) and transactions (`Backend`).
 //!
 //! The rules (validation, allocation, name resolution, the change log) live once, in
-//! `registry.rs`, on top of these; each backend keeps its own SQL.
+//! `registry.rs`, on top of these. `Sql` is written once too (`driver.rs`, with the texts in
+//! `statements.rs`); a backend provides its `Driver` (run a statement, read a row) and its
+//! transactions.
 
 use std::net::IpAddr;
 
-use super::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router, StoreResult};
+use super::error::StoreResult;
+use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
 
 /// The schema both backends create; a registry with a newer version is refused at open.
 pub const SCHEMA_VERSION: i64 = 1;

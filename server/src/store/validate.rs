@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::allocate::{host_range, ip_from_u128, ip_to_u128};
-use super::{KeyPair, MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, NewInstance, NewNetwork};
-use super::{StoreError, StoreResult};
+use super::error::{StoreError, StoreResult};
+use super::model::{KeyPair, NewInstance, NewNetwork};
 
 mod hostname;
 pub use hostname::{
@@ -17,6 +17,11 @@ pub use hostname::{
     default_hostname, hostname, sanitize_hostname,
 };
 
+/// Largest user data the registry stores, in raw bytes. Nova limits the base64 text to 65 535
+/// characters (about 49 KiB raw, docs/protocol.md §1.8): everything nova accepts fits here.
+pub const MAX_USER_DATA_BYTES: usize = 65_535;
+/// Largest password the password endpoint stores, in bytes (nova: 4 × 255).
+pub const MAX_PASSWORD_BYTES: usize = 1_020;
 /// Longest name of a network, router or instance, in bytes (neutron's and nova's limit).
 pub const MAX_NAME_BYTES: usize = 255;
 /// Longest project id, in bytes (keystone ids are 32 hex digits; names fit too).

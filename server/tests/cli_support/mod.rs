@@ -64,6 +64,15 @@ impl Registry {
         serde_json::from_str(&stdout).unwrap_or_else(|err| panic!("{args:?}: {err}: {stdout}"))
     }
 
+    /// `instance show --json` of the instance a `--json` create printed.
+    #[track_caller]
+    pub fn shown(&self, created: &Value) -> Value {
+        let uuid = created["uuid"]
+            .as_str()
+            .expect("the created instance has a uuid");
+        self.json(&["instance", "show", uuid, "--json"])
+    }
+
     /// Runs a command that must be refused as bad input: exit code 2, nothing on stdout, one
     /// `error:` line on stderr, and the registry unchanged. Returns the message.
     #[track_caller]
@@ -99,6 +108,13 @@ pub fn ssh_key(reg: &Registry, name: &str) -> (String, String) {
         b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
     );
     (public, private)
+}
+
+/// `network create x --cidr 198.18.9.0/24` plus `extra`.
+pub fn net<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["network", "create", "x", "--cidr", "198.18.9.0/24"];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// `instance create vm --network net1` plus `extra`.

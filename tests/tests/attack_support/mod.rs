@@ -10,6 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use metaboot_proto::METADATA_IPV4;
 use metaboot_tests::chain::{Chain, Scope};
 use metaboot_tests::guest::{self, Reply};
 
@@ -247,7 +248,7 @@ pub fn assert_own_or_refused(reply: &Reply, me: &Instance, others: &[&Instance],
 
 /// `GET path` from `me` through `proxy` with raw extra header lines (each without CRLF).
 pub fn get_raw(me: &Instance, proxy: SocketAddr, path: &str, lines: &[String]) -> Reply {
-    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n");
+    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: {METADATA_IPV4}\r\nConnection: close\r\n");
     for line in lines {
         raw.push_str(line);
         raw.push_str("\r\n");

@@ -173,6 +173,21 @@ pub fn router_create_attach_delete(store: &dyn Store) {
     assert!(msg.contains("overlaps"), "{msg}");
 
     assert_eq!(store.routers().unwrap().len(), 1);
+    // The list carries each router's own networks, as `router` does.
+    let bare = store
+        .create_router(&NewRouter {
+            name: "r3".into(),
+            project: "p1".into(),
+            networks: Vec::new(),
+        })
+        .unwrap();
+    assert_eq!(
+        store.routers().unwrap(),
+        vec![store.router("r1").unwrap(), bare.clone()]
+    );
+    assert!(store.routers().unwrap()[1].networks.is_empty());
+    assert_eq!(store.routers().unwrap()[0].networks, expected);
+    store.delete_router(&bare.id).unwrap();
 
     // Deleting a network detaches it from its routers.
     store.delete_network(&b.id).unwrap();

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::Deserializer;
 
-use super::StrLike;
+use super::str_like::StrLike;
 
 /// `write_files`: a list whose entries are read one by one, so that an entry of the wrong shape
 /// fails alone (reported by the step that would have written it) and the others are written.

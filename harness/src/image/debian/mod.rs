@@ -29,9 +29,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub use recipe::Flavour;
 pub use scratch::WorkDir;
 
-use super::disk::{DISK, DiskImage, DiskManifest, Provisioner};
+use super::disk::{DISK, DiskImage, DiskManifest};
 use super::{MANIFEST, output};
 use crate::process::check;
 use crate::progress::Progress;
@@ -45,36 +46,6 @@ pub const CUSTOMIZE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The user that gets the instance's keys on both flavours.
 pub const DEFAULT_USER: &str = "debian";
-
-/// The two images of the recipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
-    /// Stock cloud-init.
-    CloudInit,
-    /// The guest agent instead of cloud-init.
-    Metaboot,
-}
-
-impl Flavour {
-    /// Both, in build order.
-    pub const ALL: [Flavour; 2] = [Flavour::CloudInit, Flavour::Metaboot];
-
-    /// The image's name (`debian-cloud-init`), also the name of its newest image's link.
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavour::CloudInit => "debian-cloud-init",
-            Flavour::Metaboot => "debian-metaboot",
-        }
-    }
-
-    /// What provisions its guests.
-    pub fn provisioner(self) -> Provisioner {
-        match self {
-            Flavour::CloudInit => Provisioner::CloudInit,
-            Flavour::Metaboot => Provisioner::Metaboot,
-        }
-    }
-}
 
 /// Inputs of a Debian build.
 #[derive(Debug, Clone)]
@@ -405,6 +376,7 @@ fn reset_log(log: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::disk::Provisioner;
 
     #[test]
     fn flavours_are_named_as_the_cli_and_the_cache_name_them() {

@@ -2,9 +2,39 @@
 //! each flavour gets, the scripts that finish a root and install GRUB, and the cache keys made
 //! from all of them.
 
-use super::Flavour;
 use super::sources::Source;
 use crate::image::cache::InputHash;
+use crate::image::disk::Provisioner;
+
+/// The two images of the recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Stock cloud-init.
+    CloudInit,
+    /// The guest agent instead of cloud-init.
+    Metaboot,
+}
+
+impl Flavour {
+    /// Both, in build order.
+    pub const ALL: [Flavour; 2] = [Flavour::CloudInit, Flavour::Metaboot];
+
+    /// The image's name (`debian-cloud-init`), also the name of its newest image's link.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::CloudInit => "debian-cloud-init",
+            Flavour::Metaboot => "debian-metaboot",
+        }
+    }
+
+    /// What provisions its guests.
+    pub fn provisioner(self) -> Provisioner {
+        match self {
+            Flavour::CloudInit => Provisioner::CloudInit,
+            Flavour::Metaboot => Provisioner::Metaboot,
+        }
+    }
+}
 
 /// The Debian release the images are made of.
 pub const RELEASE: &str = "bookworm";

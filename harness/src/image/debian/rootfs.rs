@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::WorkDir;
 use super::recipe::{self, RELEASE, VARIANT};
+use super::scratch::WorkDir;
 use super::sources::Source;
 use crate::image::MANIFEST;
 use crate::image::cache::InputHash;

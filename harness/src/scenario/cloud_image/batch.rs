@@ -6,7 +6,8 @@ use std::thread;
 
 use anyhow::Context;
 
-use super::{CloudImageGuest, CloudImageReport, run};
+use super::guest::run;
+use super::spec::{CloudImageGuest, CloudImageReport};
 use crate::check::ssh;
 use crate::guest::Via;
 use crate::lab::Lab;
@@ -168,7 +169,7 @@ mod tests {
             name: name.into(),
             passed: true,
             checks: Vec::new(),
-            times: super::super::DiskBootTimes::default(),
+            times: crate::scenario::cloud_image::spec::DiskBootTimes::default(),
             error: None,
             provisioner: None,
             via: Via::Libvirt,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use super::{POLL, PROVISION_TIMEOUT};
+use super::spec::{POLL, PROVISION_TIMEOUT};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::image::disk::Provisioner;

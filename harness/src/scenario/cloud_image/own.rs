@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::CloudImageGuest;
+use super::spec::CloudImageGuest;
 use crate::guest::Via;
 use crate::scenario::matrix::MetadataPath;
 

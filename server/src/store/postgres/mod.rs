@@ -8,8 +8,9 @@ mod sql;
 
 use ::postgres::{Client, Config};
 
+use super::error::{StoreError, StoreResult};
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
-use super::{StoreError, StoreResult};
+use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
 use conn::{PgSql, is_connection_error};
 use pool::{Conn, Pool, error_text};
 
@@ -76,16 +77,13 @@ impl PostgresBackend {
             .map_err(fail)?;
         tx.batch_execute(schema::SCHEMA).map_err(fail)?;
         let row = tx
-            .query_one("SELECT MAX(version) FROM schema_version", &[])
+            .query_one(SCHEMA_VERSION_READ.postgres, &[])
             .map_err(fail)?;
         let version: Option<i64> = row.try_get(0).map_err(fail)?;
         match version {
             None => {
-                tx.execute(
-                    "INSERT INTO schema_version (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )
-                .map_err(fail)?;
+                tx.execute(SCHEMA_VERSION_INSERT.postgres, &[&SCHEMA_VERSION])
+                    .map_err(fail)?;
             }
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::Backend(format!(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ::postgres::{Client, Config, NoTls, Statement};
 
-use crate::store::{StoreError, StoreResult};
+use crate::store::error::{StoreError, StoreResult};
 
 /// Most connections one process opens to PostgreSQL; callers beyond that wait.
 pub const MAX_CONNECTIONS: usize = 8;

@@ -2,6 +2,7 @@
 //! a small pool of their own, so a write waiting for another process's lock never holds up the
 //! hot path's reads (WAL readers do not wait for writers).
 
+mod conn;
 mod schema;
 mod sql;
 
@@ -9,16 +10,15 @@ use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::error::{StoreError, StoreResult};
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
-use super::{StoreError, StoreResult};
-use sql::{SqliteSql, map};
+use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
+use conn::{connect, map};
+use sql::SqliteSql;
 
-/// How long a statement waits for another process's write lock before failing.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections kept open between reads; more are opened when reads run at once.
 pub const MAX_IDLE_READERS: usize = 8;
 /// Mode of a new registry file: it holds admin passwords and user data. SQLite gives its
@@ -72,19 +72,6 @@ impl Drop for Reader<'_> {
     }
 }
 
-/// Opens a connection with the busy timeout and foreign keys on.
-fn connect(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open(path).map_err(|err| {
-        StoreError::Backend(format!(
-            "cannot open the registry {}: {err}",
-            path.display()
-        ))
-    })?;
-    map(conn.busy_timeout(BUSY_TIMEOUT))?;
-    map(conn.execute_batch("PRAGMA foreign_keys = ON"))?;
-    Ok(conn)
-}
-
 impl SqliteBackend {
     /// Opens (creating when missing) the registry file and its parent directory, in WAL mode
     /// with foreign keys on, and creates the schema.
@@ -122,17 +109,11 @@ impl SqliteBackend {
         let mut conn = self.lock();
         let tx = map(conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
         map(tx.execute_batch(schema::SCHEMA))?;
-        let version: Option<i64> = map(tx.query_row(
-            "SELECT MAX(version) FROM schema_version",
-            [],
-            |row| row.get(0),
-        ))?;
+        let version: Option<i64> =
+            map(tx.query_row(SCHEMA_VERSION_READ.sqlite, [], |row| row.get(0)))?;
         match version {
             None => {
-                map(tx.execute(
-                    "INSERT INTO schema_version (version) VALUES (?1)",
-                    [SCHEMA_VERSION],
-                ))?;
+                map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
             }
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::Backend(format!(
@@ -216,9 +197,13 @@ impl Backend for SqliteBackend {
 mod tests {
     use rusqlite::ToSql;
 
-    use super::sql::{INSTANCE_BY_UUID, PORTS_BY_IP, ports_on_networks_sql};
+    use std::time::Duration;
+
+    use super::conn::BUSY_TIMEOUT;
+    use super::sql::ports_on_networks_sql;
     use super::*;
     use crate::store::ChangeKind;
+    use crate::store::statements::{INSTANCE_BY_UUID, PORTS_BEHIND_ROUTER, PORTS_BY_IP};
 
     /// The query plan of `sql`, one detail line per step.
     fn plan(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> Vec<String> {
@@ -234,12 +219,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = SqliteBackend::open(&dir.path().join("registry.sqlite")).unwrap();
         let conn = backend.lock();
-        let by_uuid = plan(&conn, INSTANCE_BY_UUID, &[&"u"]);
+        let by_uuid = plan(&conn, INSTANCE_BY_UUID.sqlite, &[&"u"]);
         assert!(
             by_uuid.iter().all(|step| !step.starts_with("SCAN")),
             "{by_uuid:?}"
         );
-        let by_ip = plan(&conn, PORTS_BY_IP, &[&"198.18.0.3"]);
+        let by_ip = plan(&conn, PORTS_BY_IP.sqlite, &[&"198.18.0.3"]);
         assert!(
             by_ip.iter().any(|step| step.contains("ports_ip")),
             "{by_ip:?}"
@@ -254,6 +239,11 @@ mod tests {
                 .iter()
                 .all(|step| !step.starts_with("SCAN ports")),
             "{on_networks:?}"
+        );
+        let behind_router = plan(&conn, PORTS_BEHIND_ROUTER.sqlite, &[&"198.18.0.3", &"r"]);
+        assert!(
+            behind_router.iter().all(|step| !step.starts_with("SCAN")),
+            "{behind_router:?}"
         );
     }
 

@@ -2,7 +2,7 @@
 //! (23.0 and later) derives from an instance's display name when none is given, character for
 //! character, so a guest sees the same `hostname` in meta_data.json as on OpenStack.
 
-use super::{StoreError, StoreResult};
+use crate::store::error::{StoreError, StoreResult};
 
 /// Longest host name, in bytes (RFC 1123 with the trailing dot left out).
 pub const MAX_HOSTNAME_BYTES: usize = 253;

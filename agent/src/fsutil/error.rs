@@ -1,0 +1,59 @@
+//! The errors of file-system access: a failed operation on a path ([`PathError`]), and a path
+//! the agent refuses to use ([`Refused`]), carried inside an `io::Error`.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A failed operation on one path: what was being done, to which file (as seen from the host),
+/// and the system's reason. Every "failed to read/write/create …" of the agent is this error;
+/// an atomic write that fails leaves the old file untouched.
+#[derive(Debug, thiserror::Error)]
+#[error("Failed to {op} {}", path.display())]
+pub struct PathError {
+    /// What was being done: "read", "write", "rename into place", "create directory", …
+    pub op: &'static str,
+    /// The file concerned.
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl PathError {
+    /// The `map_err` adapter for an operation on `path`: `.map_err(PathError::fail("read", p))`.
+    pub fn fail(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| PathError { op, path, source }
+    }
+}
+
+/// A path the agent will not use, and why; carried as the source of an [`io::Error`] of kind
+/// `PermissionDenied` (or `Other` for a loop).
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("{} is a symlink; not followed", .0.display())]
+    Symlink(PathBuf),
+    #[error("{} is a symlink owned by uid {uid}; only root's symlinks are followed", path.display())]
+    ForeignSymlink { path: PathBuf, uid: u32 },
+    #[error("{}: more than {limit} symlinks to follow", path.display())]
+    TooManySymlinks { path: PathBuf, limit: usize },
+    #[error("{} is owned by uid {uid}, neither by {user} nor by root", path.display())]
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        user: String,
+    },
+    #[error("{} has {links} hard links; not used", path.display())]
+    HardLinks { path: PathBuf, links: u64 },
+    #[error("{} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+}
+
+impl From<Refused> for io::Error {
+    fn from(refused: Refused) -> io::Error {
+        let kind = match refused {
+            Refused::TooManySymlinks { .. } => io::ErrorKind::Other,
+            _ => io::ErrorKind::PermissionDenied,
+        };
+        io::Error::new(kind, refused)
+    }
+}

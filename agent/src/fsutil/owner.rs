@@ -1,0 +1,42 @@
+//! Who owns what: the owner a file is given, whether the agent may give it, and the check that
+//! keeps a user's area (home, `~/.ssh`, `authorized_keys`) to that user or root.
+
+use std::path::PathBuf;
+
+use nix::sys::stat::{FileStat, SFlag};
+
+use super::error::Refused;
+
+/// An owner to give a file: numeric uid and gid, as found in the root's passwd and group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// True when the agent runs as root: only then does it change owners (a test run as a normal
+/// user still writes the files, with the caller's owner).
+pub fn can_chown() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The file type bits of a stat.
+pub fn kind(stat: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// Refuses an entry of a user's area (home, `~/.ssh`, `authorized_keys`) owned by someone other
+/// than `user` (uid `uid`) or root, as cloud-init and sshd's StrictModes do. (The agent's own
+/// user counts as root when it does not run as root, as in tests.)
+pub fn check_owner(stat: &FileStat, path: PathBuf, user: &str, uid: u32) -> Result<(), Refused> {
+    let owner = stat.st_uid;
+    if owner == uid || owner == 0 || owner == nix::unistd::geteuid().as_raw() {
+        Ok(())
+    } else {
+        Err(Refused::Owner {
+            path,
+            uid: stat.st_uid,
+            user: user.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,249 @@
+//! The fetch phase of a run, one step per document: fetch it from the source, cache it in the
+//! instance's directory, decode it; then merge the cloud-config of metaboot.yaml, vendor data
+//! and user data. Only meta-data is required: without it there is no instance.
+
+use metaboot_proto::{MetaData, NetworkData as OpenStackNetworkData};
+
+use super::instance::Instance;
+use crate::config::Settings;
+use crate::log::chain;
+use crate::root::Root;
+use crate::source::http::HttpClient;
+use crate::source::{NetworkData, Source, SourceError, VendorData};
+use crate::state::State;
+use crate::state::redact;
+use crate::state::result::{Done, Report, count};
+use crate::userdata::cloud_config::CloudConfig;
+use crate::userdata::{self, Decoded, yaml};
+
+/// Why a step the configuration switched off did not run.
+const DISABLED: &str = "disabled by `steps` in metaboot.yaml";
+
+/// Fetches, decodes and merges what `source` has; `None` when its meta-data failed.
+pub(super) fn fetch<'a>(
+    root: &'a Root,
+    state: &'a State,
+    settings: &'a Settings,
+    source: &mut dyn Source,
+    client: &HttpClient,
+    report: &mut Report,
+) -> Option<Instance<'a>> {
+    let (meta, new_instance) = meta_data(state, source, report)?;
+    let id = meta.uuid.clone();
+    report.instance_id = Some(id.clone());
+    report.new_instance = Some(new_instance);
+    let docs = Documents { state, id: &id };
+    let mut user = Decoded::default();
+    let mut vendor = Decoded::default();
+    let enabled = |name: &str| settings.agent.step_enabled(name);
+    if enabled("user-data") {
+        report.step("user-data", || docs.user_data(source, client, &mut user));
+    } else {
+        report.skip("user-data", DISABLED);
+    }
+    if enabled("vendor-data") {
+        report.step("vendor-data", || {
+            docs.vendor_data(source, client, &mut vendor)
+        });
+    } else {
+        report.skip("vendor-data", DISABLED);
+    }
+    if enabled("network-data") {
+        report.step("network-data", || docs.network_data(source));
+    } else {
+        report.skip("network-data", DISABLED);
+    }
+    report
+        .warnings
+        .extend(user.warnings.iter().chain(&vendor.warnings).cloned());
+    let config = merge(settings, &docs, &user, &vendor, report);
+    Some(Instance {
+        root,
+        state,
+        settings,
+        id,
+        new_instance,
+        meta,
+        config,
+        user,
+        vendor,
+    })
+}
+
+/// The `meta-data` step: fetch, decode, switch the current instance, cache without secrets.
+fn meta_data(
+    state: &State,
+    source: &mut dyn Source,
+    report: &mut Report,
+) -> Option<(MetaData, bool)> {
+    let mut meta = None;
+    report.step("meta-data", || {
+        let raw = match source.meta_data() {
+            Ok(raw) => raw,
+            Err(err) => return Done::error(chain(err.as_ref())),
+        };
+        let parsed: MetaData = match serde_json::from_slice(&raw) {
+            Ok(parsed) => parsed,
+            Err(err) => return Done::error(format!("meta_data.json is not valid: {err}")),
+        };
+        let new = match state.switch_instance(&parsed.uuid) {
+            Ok(new) => new,
+            Err(err) => return Done::error(chain(&err)),
+        };
+        cache(
+            state,
+            &parsed.uuid,
+            "meta_data.json",
+            &redact::meta_data(&raw),
+        );
+        let message = format!(
+            "instance {} ({})",
+            parsed.uuid,
+            if new { "new" } else { "same as last boot" }
+        );
+        meta = Some((parsed, new));
+        Done::ok_with(message)
+    });
+    meta
+}
+
+/// Caches a fetched document; a failure costs only `metaboot query`, so it is a log line.
+fn cache(state: &State, id: &str, name: &str, raw: &[u8]) {
+    if let Err(err) = state.cache(id, name, raw) {
+        tracing::warn!("{}", chain(&err));
+    }
+}
+
+/// An optional document's fetch error, for the step's message.
+fn fetched<T>(result: Result<Option<T>, SourceError>, what: &str) -> Result<Option<T>, String> {
+    result.map_err(|err| format!("{what}: {}", chain(err.as_ref())))
+}
+
+/// The optional documents of one instance: fetched, cached under the instance, decoded.
+struct Documents<'a> {
+    state: &'a State,
+    id: &'a str,
+}
+
+impl Documents<'_> {
+    /// The `user-data` step.
+    fn user_data(&self, source: &mut dyn Source, client: &HttpClient, out: &mut Decoded) -> Done {
+        let raw = match fetched(source.user_data(), "user_data") {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Done::ok_with("no user data"),
+            Err(err) => return Done::error(err),
+        };
+        cache(self.state, self.id, "user_data", &raw);
+        *out = userdata::decode(&raw, client);
+        decoded_done(out)
+    }
+
+    /// The `vendor-data` step: both of OpenStack's documents (or a source's one), in order.
+    fn vendor_data(&self, source: &mut dyn Source, client: &HttpClient, out: &mut Decoded) -> Done {
+        let mut errors = Vec::new();
+        // (OpenStack's name, the cache's name for plain vendor data, the document)
+        let docs = [
+            (
+                "vendor_data.json",
+                "vendor_data",
+                fetched(source.vendor_data(), "vendor_data.json"),
+            ),
+            (
+                "vendor_data2.json",
+                "vendor_data2",
+                fetched(source.vendor_data2(), "vendor_data2.json"),
+            ),
+        ];
+        for (json_name, plain_name, doc) in docs {
+            match doc {
+                Ok(Some(VendorData::Json(raw))) => {
+                    cache(self.state, self.id, json_name, &raw);
+                    out.extend(userdata::decode_vendor(&raw, json_name, client));
+                }
+                Ok(Some(VendorData::Plain(raw))) => {
+                    cache(self.state, self.id, plain_name, &raw);
+                    out.extend(userdata::decode(&raw, client));
+                }
+                Ok(None) => {}
+                Err(err) => errors.push(err),
+            }
+        }
+        out.errors.splice(0..0, errors);
+        decoded_done(out)
+    }
+
+    /// The `network-data` step: cached and checked, not applied.
+    fn network_data(&self, source: &mut dyn Source) -> Done {
+        match fetched(source.network_data(), "network_data.json") {
+            Ok(Some(NetworkData::Json(raw))) => {
+                cache(self.state, self.id, "network_data.json", &raw);
+                match serde_json::from_slice::<OpenStackNetworkData>(&raw) {
+                    Ok(data) => Done::ok_with(format!(
+                        "{}, cached (not applied)",
+                        count(data.links.len(), "link")
+                    )),
+                    Err(err) => Done::error(format!("network_data.json is not valid: {err}")),
+                }
+            }
+            Ok(Some(NetworkData::NetworkConfig(raw))) => {
+                cache(self.state, self.id, "network-config", &raw);
+                let text = String::from_utf8_lossy(&raw);
+                match yaml::parse_map(&text).map(|map| map.get("version").cloned()) {
+                    Ok(Some(version)) => Done::ok_with(format!(
+                        "network-config version {version}, cached (not applied)"
+                    )),
+                    Ok(None) => Done::error("network-config has no `version`"),
+                    Err(err) => Done::error(format!("network-config: {err}")),
+                }
+            }
+            Ok(None) => Done::ok_with("no network data"),
+            Err(err) => Done::error(err),
+        }
+    }
+}
+
+fn describe(decoded: &Decoded) -> String {
+    format!(
+        "{}, {}",
+        count(decoded.configs.len(), "cloud-config part"),
+        count(decoded.script_count(), "script")
+    )
+}
+
+fn decoded_done(decoded: &Decoded) -> Done {
+    if decoded.errors.is_empty() {
+        Done::ok_with(describe(decoded))
+    } else {
+        Done::error(format!(
+            "{}; the rest is still used: {}",
+            decoded.errors.join("; "),
+            describe(decoded)
+        ))
+    }
+}
+
+/// The `cloud-config` step: metaboot.yaml, then vendor data, then user data, later keys winning.
+fn merge(
+    settings: &Settings,
+    docs: &Documents<'_>,
+    user: &Decoded,
+    vendor: &Decoded,
+    report: &mut Report,
+) -> CloudConfig {
+    let mut merged = settings.base.clone();
+    for doc in vendor.configs.iter().chain(&user.configs) {
+        yaml::merge(&mut merged, doc.clone());
+    }
+    let (config, key_errors) = CloudConfig::from_map(&merged);
+    report.step("cloud-config", || {
+        let json = serde_json::to_vec_pretty(&redact::cloud_config(&merged)).unwrap_or_default();
+        cache(docs.state, docs.id, "cloud-config.json", &json);
+        if key_errors.is_empty() {
+            Done::ok_with(format!("{} merged", count(merged.len(), "key")))
+        } else {
+            let errors: Vec<String> = key_errors.iter().map(ToString::to_string).collect();
+            Done::error(format!("{}; the other keys still apply", errors.join("; ")))
+        }
+    });
+    config
+}

@@ -1,0 +1,188 @@
+//! A labelled drive (a config drive, a NoCloud seed): found by reading filesystem labels
+//! directly (the tiny image has no blkid or udev), mounted read-only under `/run/metaboot`,
+//! unmounted when dropped, and read file by file with a size bound and never through a symlink
+//! out of the drive.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::fsutil::PathError;
+use crate::root::Root;
+
+/// Block devices, under the root.
+pub const SYS_CLASS_BLOCK: &str = "/sys/class/block";
+/// Where drives are mounted (one directory each), under the root.
+pub const MOUNT_DIR: &str = "/run/metaboot";
+/// Most block devices probed.
+pub const MAX_PROBED_DEVICES: usize = 128;
+/// Bytes read from a device to find its label: the iso9660 primary volume descriptor ends at
+/// 32 KiB + 2 KiB.
+pub const PROBE_BYTES: usize = 34 * 1024;
+
+/// Failures finding, mounting or reading a drive.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("{} is larger than {limit} bytes", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("Failed to mount {device} on {}", target.display())]
+    Mount {
+        device: String,
+        target: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// The filesystem of a drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsType {
+    Iso9660,
+    Vfat,
+}
+
+impl FsType {
+    /// The name mount(2) wants.
+    pub fn name(self) -> &'static str {
+        match self {
+            FsType::Iso9660 => "iso9660",
+            FsType::Vfat => "vfat",
+        }
+    }
+}
+
+fn label(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim_end_matches([' ', '\0'])
+        .to_owned()
+}
+
+/// The filesystem type and label in the first [`PROBE_BYTES`] of a device, if it is iso9660 or
+/// FAT.
+pub fn probe_label(head: &[u8]) -> Option<(FsType, String)> {
+    // iso9660: primary volume descriptor at sector 16, volume id at offset 40 (32 bytes).
+    let pvd = head.get(32 * 1024..32 * 1024 + 72)?;
+    if pvd[0] == 1 && &pvd[1..6] == b"CD001" {
+        return Some((FsType::Iso9660, label(&pvd[40..72])));
+    }
+    let boot = head.get(..512)?;
+    if boot[510..512] != [0x55, 0xAA] {
+        return None;
+    }
+    // FAT32 keeps its extended BPB at 64, FAT12/16 at 36: signature 0x29, label 11 bytes.
+    if &boot[82..87] == b"FAT32" && boot[66] == 0x29 {
+        Some((FsType::Vfat, label(&boot[71..82])))
+    } else if &boot[54..57] == b"FAT" && boot[38] == 0x29 {
+        Some((FsType::Vfat, label(&boot[43..54])))
+    } else {
+        None
+    }
+}
+
+fn probe_device(root: &Root, path: &Path) -> Option<(FsType, String)> {
+    let mut head = Vec::with_capacity(PROBE_BYTES);
+    root.open_file(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false)
+        .ok()?
+        .take(PROBE_BYTES as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    probe_label(&head)
+}
+
+/// The block devices under the root (at most [`MAX_PROBED_DEVICES`] probed) whose label
+/// `wanted` accepts, in probing order: `(device path, filesystem)`.
+pub fn find(root: &Root, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, FsType)> {
+    let Some(entries) = root
+        .dir_optional(SYS_CLASS_BLOCK)
+        .ok()
+        .flatten()
+        .and_then(|dir| dir.entries().ok())
+    else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .take(MAX_PROBED_DEVICES)
+        .filter_map(|(name, _)| {
+            let device = Path::new("/dev").join(&name);
+            let (fs, label) = probe_device(root, &device)?;
+            let device = root.host_path(&device);
+            tracing::debug!(device = %device.display(), label, "probed");
+            wanted(&label).then_some((device, fs))
+        })
+        .collect()
+}
+
+/// A drive mounted read-only; unmounted when dropped.
+#[derive(Debug)]
+pub struct Mounted {
+    dir: PathBuf,
+}
+
+impl Mounted {
+    /// Mounts `device` read-only on `<root>/run/metaboot/<name>` (a directory made, or checked
+    /// not to be a symlink, through the root's descriptor; mount(2) then takes its path, in
+    /// directories only root can change).
+    pub fn mount(root: &Root, device: &Path, fs: FsType, name: &str) -> Result<Self, DriveError> {
+        let inside = Path::new(MOUNT_DIR).join(name);
+        let target = root.host_path(&inside);
+        root.ensure_dir(&inside, 0o755, None)
+            .map_err(PathError::fail("create", &target))?;
+        nix::mount::mount(
+            Some(device),
+            &target,
+            Some(fs.name()),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|source| DriveError::Mount {
+            device: device.display().to_string(),
+            target: target.clone(),
+            source,
+        })?;
+        tracing::info!(device = %device.display(), fs = fs.name(), dir = %target.display(), "drive mounted");
+        Ok(Mounted { dir: target })
+    }
+
+    /// Where it is mounted.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Err(err) = nix::mount::umount2(&self.dir, MntFlags::MNT_DETACH) {
+            tracing::warn!(dir = %self.dir.display(), %err, "failed to unmount a drive");
+        }
+    }
+}
+
+/// Reads `inside` the drive's directory `dir`, at most `limit` bytes; `None` when it does not
+/// exist. Symlinks on the drive are resolved inside it, never out of it.
+pub fn read(dir: &Path, inside: &Path, limit: u64) -> Result<Option<Vec<u8>>, DriveError> {
+    let path = dir.join(inside);
+    let opened = Root::open(dir).and_then(|drive| {
+        drive.open_file(inside, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false)
+    });
+    let file = match opened {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PathError::fail("read", path)(source).into()),
+    };
+    let mut data = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(PathError::fail("read", &path))?;
+    if data.len() as u64 > limit {
+        return Err(DriveError::TooLarge { path, limit });
+    }
+    Ok(Some(data))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,171 @@
+//! Drive tests on real filesystem images (mkfs.vfat, xorriso): labels are probed from the bytes
+//! the tools write; regular image files play the block devices, so no loop device is needed.
+//! (Mounting needs a kernel with iso9660 or vfat, which the test hosts lack, see
+//! /proc/filesystems; the QEMU scenarios `router/config-drive` and `router/nocloud` mount real
+//! drives.)
+
+use std::fs;
+use std::process::Command;
+
+use super::*;
+use crate::testutil::{require_tool, run};
+
+/// A vfat image labelled `label` (FAT12/16, or FAT32).
+pub fn vfat_image(dir: &Path, label: &str, fat32: bool) -> PathBuf {
+    let img = dir.join(format!("{label}-{fat32}.img"));
+    let mut mkfs = Command::new("mkfs.vfat");
+    if fat32 {
+        mkfs.args(["-F", "32"]);
+    }
+    run(mkfs
+        .args(["-n", label, "-C"])
+        .arg(&img)
+        .arg(if fat32 { "40000" } else { "2048" }));
+    img
+}
+
+/// An iso9660 image labelled `label` holding `content`, made as `genisoimage -J -R` (what
+/// nova and cloud-localds run) would make it.
+pub fn iso_image(dir: &Path, label: &str, content: &Path) -> PathBuf {
+    let img = dir.join(format!("{label}.iso"));
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-J", "-R", "-V", label, "-o"])
+        .arg(&img)
+        .arg(content));
+    img
+}
+
+/// The first [`PROBE_BYTES`] of a file.
+pub fn head(path: &Path) -> Vec<u8> {
+    let mut data = Vec::new();
+    fs::File::open(path)
+        .unwrap()
+        .take(PROBE_BYTES as u64)
+        .read_to_end(&mut data)
+        .unwrap();
+    data
+}
+
+/// Plays a block device `name` under `root`: `/sys/class/block/<name>` and `/dev/<name>` (a copy
+/// of `image`, or 512 zero bytes).
+pub fn add_device(root: &Root, name: &str, image: Option<&Path>) {
+    fs::create_dir_all(root.host_path(SYS_CLASS_BLOCK).join(name)).unwrap();
+    fs::create_dir_all(root.host_path("/dev")).unwrap();
+    let dev = root.host_path("/dev").join(name);
+    match image {
+        Some(image) => fs::copy(image, dev).map(|_| ()).unwrap(),
+        None => fs::write(dev, [0u8; 512]).unwrap(),
+    }
+}
+
+#[test]
+fn probes_vfat_labels() {
+    if !require_tool("mkfs.vfat") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for fat32 in [false, true] {
+        let (fs, label) = probe_label(&head(&vfat_image(dir.path(), "config-2", fat32))).unwrap();
+        assert_eq!(fs, FsType::Vfat);
+        assert!(label.eq_ignore_ascii_case("config-2"), "{label}");
+    }
+}
+
+#[test]
+fn probes_iso9660_labels() {
+    if !require_tool("xorriso") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("content");
+    fs::create_dir_all(&content).unwrap();
+    fs::write(content.join("meta-data"), "instance-id: x\n").unwrap();
+    let img = iso_image(dir.path(), "cidata", &content);
+    assert_eq!(
+        probe_label(&head(&img)),
+        Some((FsType::Iso9660, "cidata".to_owned()))
+    );
+}
+
+#[test]
+fn other_data_has_no_label() {
+    assert_eq!(probe_label(&[0u8; PROBE_BYTES]), None);
+    assert_eq!(probe_label(b"short"), None);
+}
+
+#[test]
+fn finds_labelled_devices_among_others_and_probes_a_bounded_number() {
+    if !require_tool("mkfs.vfat") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let other = vfat_image(dir.path(), "SCRATCH", false);
+    let wanted = vfat_image(dir.path(), "WANTED", false);
+    add_device(&root, "vda", None);
+    add_device(&root, "vdb", Some(&other));
+    assert_eq!(find(&root, |label| label == "WANTED"), []);
+    add_device(&root, "vdc", Some(&wanted));
+    add_device(&root, "vdd", Some(&wanted));
+    assert_eq!(
+        find(&root, |label| label == "WANTED"),
+        [
+            (root.host_path("/dev/vdc"), FsType::Vfat),
+            (root.host_path("/dev/vdd"), FsType::Vfat)
+        ]
+    );
+
+    // Past the bound, a drive is not looked at.
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    for i in 0..MAX_PROBED_DEVICES {
+        fs::create_dir_all(root.host_path(SYS_CLASS_BLOCK).join(format!("a{i:04}"))).unwrap();
+    }
+    add_device(&root, "zz", Some(&wanted));
+    assert_eq!(find(&root, |label| label == "WANTED"), []);
+}
+
+#[test]
+fn reads_are_bounded_and_stay_inside_the_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let drive = dir.path().join("drive");
+    fs::create_dir_all(&drive).unwrap();
+    fs::write(dir.path().join("secret"), "outside").unwrap();
+    fs::write(drive.join("doc"), "12345").unwrap();
+    std::os::unix::fs::symlink("../secret", drive.join("escape")).unwrap();
+    std::os::unix::fs::symlink("/doc", drive.join("absolute")).unwrap();
+    assert_eq!(
+        read(&drive, Path::new("doc"), 5).unwrap().unwrap(),
+        b"12345"
+    );
+    assert_eq!(
+        read(&drive, Path::new("absolute"), 5).unwrap().unwrap(),
+        b"12345"
+    );
+    assert_eq!(read(&drive, Path::new("missing"), 5).unwrap(), None);
+    assert!(matches!(
+        read(&drive, Path::new("doc"), 4),
+        Err(DriveError::TooLarge { limit: 4, .. })
+    ));
+    // `..` from the drive's top stays at its top: the file outside is never read.
+    assert_eq!(read(&drive, Path::new("escape"), 100).unwrap(), None);
+}
+
+#[test]
+fn mounting_a_file_that_is_no_block_device_fails_with_the_device_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    add_device(&root, "vdb", None);
+    let err =
+        Mounted::mount(&root, &root.host_path("/dev/vdb"), FsType::Iso9660, "test").unwrap_err();
+    let shown = crate::log::chain(&err);
+    assert!(
+        shown.starts_with(&format!(
+            "Failed to mount {} on {}",
+            root.host_path("/dev/vdb").display(),
+            root.host_path("/run/metaboot/test").display()
+        )),
+        "{shown}"
+    );
+    assert!(root.is_dir("/run/metaboot/test"));
+}

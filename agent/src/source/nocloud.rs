@@ -1,0 +1,272 @@
+//! NoCloud, as cloud-init's `DataSourceNoCloud` reads it: a seed of `meta-data` (YAML:
+//! `instance-id`, `local-hostname`, `public-keys`), `user-data`, and optionally `vendor-data`
+//! and `network-config`, on a filesystem labelled `cidata` or `CIDATA` (iso9660 or vfat: what
+//! `cloud-localds` and libvirt make), or in a seed directory (`/var/lib/cloud/seed/nocloud`,
+//! then `…/nocloud-net`). A seed without `meta-data` or `user-data` is no seed. When a directory
+//! and a device both hold one, the device's documents replace the directory's, except that
+//! meta-data keys the directory already set stay (cloud-init's `_merge_new_seed`).
+//!
+//! Not read (as with cloud-init's network stage, they need more than a local seed): `seedfrom`
+//! URLs, `ds=nocloud;…` on the kernel command line or in the DMI serial number, `dsmode`, and
+//! the deprecated `network-interfaces` key.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::contract::{NetworkData, Probe, Source, SourceError, VendorData};
+use super::drive::{self, DriveError, Mounted};
+use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
+use crate::userdata::yaml::{self, YamlError};
+
+/// Its name in `datasources:`.
+pub const NAME: &str = "nocloud";
+/// The labels of a seed filesystem (cloud-init looks for both spellings, nothing in between).
+pub const LABELS: [&str; 2] = ["cidata", "CIDATA"];
+/// Seed directories, under the root, in the order cloud-init reads them.
+pub const SEED_DIRS: [&str; 2] = [
+    "/var/lib/cloud/seed/nocloud",
+    "/var/lib/cloud/seed/nocloud-net",
+];
+/// The instance id of a seed whose meta-data has none (cloud-init's default).
+pub const DEFAULT_INSTANCE_ID: &str = "nocloud";
+
+/// NoCloud failures.
+#[derive(Debug, thiserror::Error)]
+pub enum NoCloudError {
+    #[error("NoCloud seed {seed}")]
+    Drive {
+        seed: String,
+        #[source]
+        source: DriveError,
+    },
+    #[error("NoCloud: meta-data in {seed}")]
+    MetaData {
+        seed: String,
+        #[source]
+        source: YamlError,
+    },
+    #[error("NoCloud: `{key}` in meta-data must be {want}, found {found}")]
+    Field {
+        key: &'static str,
+        want: &'static str,
+        found: String,
+    },
+}
+
+/// The files of one seed, read whole (each within its bound).
+#[derive(Debug, Clone)]
+struct Seed {
+    /// The device or directory it came from.
+    origin: String,
+    meta_data: Vec<u8>,
+    user_data: Vec<u8>,
+    vendor_data: Option<Vec<u8>>,
+    network_config: Option<Vec<u8>>,
+}
+
+impl Seed {
+    /// The seed in `dir`, `None` when `meta-data` or `user-data` is missing.
+    fn read(dir: &Path, origin: String) -> Result<Option<Seed>, NoCloudError> {
+        let file = |name: &str, limit: u64| {
+            drive::read(dir, Path::new(name), limit).map_err(|source| NoCloudError::Drive {
+                seed: origin.clone(),
+                source,
+            })
+        };
+        let (Some(meta_data), Some(user_data)) = (
+            file("meta-data", MAX_METADATA_BYTES)?,
+            file("user-data", MAX_USER_DATA_BYTES)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Seed {
+            meta_data,
+            user_data,
+            vendor_data: file("vendor-data", MAX_USER_DATA_BYTES)?,
+            network_config: file("network-config", MAX_METADATA_BYTES)?,
+            origin,
+        }))
+    }
+}
+
+/// This machine's NoCloud seeds (a seed directory, a `cidata` device), read; `None` without any.
+pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
+    let mut seeds: Vec<Seed> = Vec::new();
+    for dir in SEED_DIRS {
+        if probe.root.is_dir(dir)
+            && let Some(seed) = Seed::read(&probe.root.host_path(dir), dir.to_owned())?
+        {
+            seeds.push(seed);
+            break;
+        }
+    }
+    let mut unusable = None;
+    for (device, fs) in drive::find(probe.root, |label| LABELS.contains(&label)) {
+        let origin = device.display().to_string();
+        let seed = Mounted::mount(probe.root, &device, fs, NAME)
+            .map_err(|source| NoCloudError::Drive {
+                seed: origin.clone(),
+                source,
+            })
+            .and_then(|mounted| Seed::read(mounted.dir(), origin.clone()));
+        match seed {
+            Ok(Some(seed)) => {
+                seeds.push(seed);
+                break;
+            }
+            Ok(None) => tracing::warn!(
+                device = origin,
+                "not a NoCloud seed: no meta-data or user-data"
+            ),
+            // As cloud-init does, the next device is tried; the error is kept to explain why
+            // nothing was found.
+            Err(err) => {
+                tracing::warn!(device = origin, "{}", crate::log::chain(&err));
+                unusable.get_or_insert(err);
+            }
+        }
+    }
+    match (NoCloud::from_seeds(seeds), unusable) {
+        (Some(nocloud), _) => Ok(Some(Box::new(nocloud))),
+        (None, Some(err)) => Err(err.into()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A NoCloud seed, read (a mounted drive is released at once).
+#[derive(Debug, Clone)]
+pub struct NoCloud {
+    /// The seeds found, in cloud-init's order (directory first), later documents winning.
+    seeds: Vec<Seed>,
+}
+
+impl NoCloud {
+    /// The seed in directory `dir` (`meta-data`, `user-data` and the optional files at its
+    /// top), e.g. a seed image's files; `None` when it is not a seed.
+    pub fn from_dir(dir: &Path) -> Result<Option<Self>, NoCloudError> {
+        let seed = Seed::read(dir, dir.display().to_string())?;
+        Ok(Self::from_seeds(seed.into_iter().collect()))
+    }
+
+    fn from_seeds(seeds: Vec<Seed>) -> Option<Self> {
+        (!seeds.is_empty()).then_some(NoCloud { seeds })
+    }
+
+    /// The merged meta-data: earlier seeds' keys win, as in cloud-init's `mergemanydict`.
+    fn merged_meta_data(&self) -> Result<Map<String, Value>, NoCloudError> {
+        let mut merged = Map::new();
+        for seed in &self.seeds {
+            let text = String::from_utf8_lossy(&seed.meta_data);
+            let map = yaml::parse_map(&text).map_err(|source| NoCloudError::MetaData {
+                seed: seed.origin.clone(),
+                source,
+            })?;
+            for (key, value) in map {
+                merged.entry(key).or_insert(value);
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The document of the last seed that has it; an empty one is no document.
+    fn latest(&self, document: impl Fn(&Seed) -> Option<&Vec<u8>>) -> Option<Vec<u8>> {
+        self.seeds
+            .iter()
+            .rev()
+            .find_map(document)
+            .filter(|bytes| !bytes.is_empty())
+            .cloned()
+    }
+}
+
+/// A scalar meta-data value as cloud-init's `str()` gives it; `None` when absent.
+fn text(meta: &Map<String, Value>, key: &'static str) -> Result<Option<String>, NoCloudError> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(NoCloudError::Field {
+            key,
+            want: "a string",
+            found: other.to_string(),
+        }),
+    }
+}
+
+/// `public-keys` as cloud-init's `normalize_pubkey_data` reads it: a string (one key a line), a
+/// list, or a mapping of name to a key or a list of keys.
+fn public_keys(value: Option<&Value>) -> Result<Vec<String>, NoCloudError> {
+    let keys = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|key| !key.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    Ok(match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(lines)) => lines.lines().map(str::to_owned).collect(),
+        Some(Value::Array(items)) => keys(items),
+        Some(Value::Object(named)) => named
+            .values()
+            .flat_map(|entry| match entry {
+                Value::String(key) => keys(&[Value::String(key.clone())]),
+                Value::Array(items) => keys(items),
+                _ => Vec::new(),
+            })
+            .collect(),
+        Some(other) => {
+            return Err(NoCloudError::Field {
+                key: "public-keys",
+                want: "a string, a list or a mapping",
+                found: other.to_string(),
+            });
+        }
+    })
+}
+
+impl Source for NoCloud {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// The seed's meta-data in `meta_data.json`'s shape: `instance-id` is the uuid,
+    /// `local-hostname` the hostname and name, `public-keys` the key pairs (named by position).
+    fn meta_data(&mut self) -> Result<Vec<u8>, SourceError> {
+        let meta = self.merged_meta_data()?;
+        let id = text(&meta, "instance-id")?.unwrap_or_else(|| DEFAULT_INSTANCE_ID.to_owned());
+        let hostname = text(&meta, "local-hostname")?.unwrap_or_default();
+        let keys: Map<String, Value> = public_keys(meta.get("public-keys"))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| (format!("{i:04}"), Value::String(key)))
+            .collect();
+        let mut doc = json!({"uuid": id, "hostname": hostname, "name": hostname});
+        if !keys.is_empty() {
+            doc["public_keys"] = Value::Object(keys);
+        }
+        Ok(serde_json::to_vec(&doc)?)
+    }
+
+    fn user_data(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        Ok(self.latest(|seed| Some(&seed.user_data)))
+    }
+
+    fn vendor_data(&mut self) -> Result<Option<VendorData>, SourceError> {
+        Ok(self
+            .latest(|seed| seed.vendor_data.as_ref())
+            .map(VendorData::Plain))
+    }
+
+    fn network_data(&mut self) -> Result<Option<NetworkData>, SourceError> {
+        // An empty network-config does not replace an earlier seed's (cloud-init's rule).
+        Ok(self
+            .latest(|seed| seed.network_config.as_ref().filter(|c| !c.is_empty()))
+            .map(NetworkData::NetworkConfig))
+    }
+}
+
+#[cfg(test)]
+mod tests;

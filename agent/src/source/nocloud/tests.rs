@@ -1,0 +1,294 @@
+//! NoCloud tests: the seed layouts in `tests/fixtures/nocloud/` read as cloud-init reads them,
+//! seeds found in a seed directory and on labelled devices (real images; mounting them needs a
+//! kernel with iso9660, which the test hosts lack: the QEMU scenario `router/nocloud` does it).
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+use crate::retry::Retry;
+use crate::root::Root;
+use crate::source::drive::tests::{add_device, iso_image};
+use crate::source::http::HttpClient;
+use crate::testutil::require_tool;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nocloud")
+        .join(name)
+}
+
+fn seed(name: &str) -> NoCloud {
+    NoCloud::from_dir(&fixture(name))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} is a seed"))
+}
+
+fn meta(source: &mut NoCloud) -> Value {
+    serde_json::from_slice(&source.meta_data().unwrap()).unwrap()
+}
+
+#[test]
+fn cloud_localds_seed() {
+    let mut source = seed("cloud-localds");
+    assert_eq!(
+        meta(&mut source),
+        json!({"uuid": "iid-local01", "hostname": "cloudimg", "name": "cloudimg"})
+    );
+    assert_eq!(
+        source.user_data().unwrap().unwrap(),
+        fs::read(fixture("cloud-localds/user-data")).unwrap()
+    );
+    assert_eq!(source.vendor_data().unwrap(), None);
+    assert_eq!(source.vendor_data2().unwrap(), None, "OpenStack's only");
+    assert_eq!(source.network_data().unwrap(), None);
+}
+
+#[test]
+fn seed_directory_keys_are_flattened_and_empty_entries_dropped() {
+    let mut source = seed("seed-dir");
+    assert_eq!(
+        meta(&mut source),
+        json!({
+            "uuid": "i-87018aed",
+            "hostname": "seed-host.compute-1.internal",
+            "name": "seed-host.compute-1.internal",
+            "public_keys": {
+                "0000": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISeedDirectoryKey seed-keypair.us-east-1"
+            },
+        })
+    );
+}
+
+#[test]
+fn proxmox_seed_empty_vendor_data_and_network_config_v1() {
+    let mut source = seed("proxmox");
+    assert_eq!(
+        meta(&mut source),
+        json!({"uuid": "8d9e1f0a3b7c4d2e6f5a4b3c2d1e0f9a8b7c6d5e", "hostname": "", "name": ""})
+    );
+    assert_eq!(source.vendor_data().unwrap(), None, "empty is absent");
+    assert_eq!(
+        source.network_data().unwrap(),
+        Some(NetworkData::NetworkConfig(
+            fs::read(fixture("proxmox/network-config")).unwrap()
+        ))
+    );
+}
+
+#[test]
+fn kubevirt_seed() {
+    let mut source = seed("kubevirt");
+    let meta = meta(&mut source);
+    assert_eq!(meta["uuid"], "5d307ca9-b3ef-428c-8861-06e72d69f224");
+    assert_eq!(meta["hostname"], "vm-nocloud.example.org");
+    assert!(matches!(
+        source.network_data().unwrap(),
+        Some(NetworkData::NetworkConfig(_))
+    ));
+}
+
+#[test]
+fn public_keys_as_text_one_key_a_line_and_empty_user_data_is_none() {
+    let mut source = seed("public-keys-text");
+    assert_eq!(
+        meta(&mut source)["public_keys"],
+        json!({
+            "0000": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFirstTextKey first@host",
+            "0001": "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABSecondTextKey second@host",
+        })
+    );
+    assert_eq!(source.user_data().unwrap(), None);
+}
+
+#[test]
+fn meta_data_without_user_data_is_no_seed() {
+    assert!(
+        NoCloud::from_dir(&fixture("no-user-data"))
+            .unwrap()
+            .is_none()
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert!(NoCloud::from_dir(empty.path()).unwrap().is_none());
+}
+
+fn write_seed(dir: &Path, meta_data: &str, user_data: &str) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join("meta-data"), meta_data).unwrap();
+    fs::write(dir.join("user-data"), user_data).unwrap();
+}
+
+#[test]
+fn defaults_and_clear_errors_for_bad_meta_data() {
+    let dir = tempfile::tempdir().unwrap();
+    write_seed(dir.path(), "", "");
+    let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
+    assert_eq!(meta(&mut source)["uuid"], DEFAULT_INSTANCE_ID);
+
+    write_seed(dir.path(), "instance-id: 42\nlocal-hostname: n1\n", "");
+    let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
+    assert_eq!(meta(&mut source)["uuid"], "42", "str() of a number");
+
+    // The meta-data step's message for a seed whose meta-data is `text`.
+    let error = |text: &str| {
+        write_seed(dir.path(), text, "");
+        let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
+        crate::log::chain(source.meta_data().unwrap_err().as_ref())
+    };
+    let shown = error("instance-id: [a\n");
+    let seed = dir.path().display();
+    assert!(
+        shown.starts_with(&format!("NoCloud: meta-data in {seed}: Invalid YAML")),
+        "{shown}"
+    );
+    assert_eq!(
+        error("- a list\n"),
+        format!("NoCloud: meta-data in {seed}: Expected a mapping at the top level, found a list")
+    );
+    assert_eq!(
+        error("instance-id: {a: 1}\n"),
+        "NoCloud: `instance-id` in meta-data must be a string, found {\"a\":1}"
+    );
+    assert!(error("public-keys: 7\n").contains("`public-keys`"));
+}
+
+#[test]
+fn documents_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    write_seed(
+        dir.path(),
+        "instance-id: big\n",
+        &"#".repeat(MAX_USER_DATA_BYTES as usize + 1),
+    );
+    let err = NoCloud::from_dir(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NoCloudError::Drive {
+                source: DriveError::TooLarge { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A seed directory and a seed device: the device's documents replace the directory's, while
+/// the directory's meta-data keys stay (cloud-init's `_merge_new_seed`).
+#[test]
+fn a_device_seed_is_merged_over_a_directory_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_seed(
+        &dir.path().join("dir"),
+        "instance-id: from-dir\nlocal-hostname: dir-host\n",
+        "#cloud-config\nhostname: dir\n",
+    );
+    fs::write(dir.path().join("dir/network-config"), "version: 2\n").unwrap();
+    fs::write(dir.path().join("dir/vendor-data"), "#cloud-config\n").unwrap();
+    write_seed(
+        &dir.path().join("device"),
+        "instance-id: from-device\npublic-keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDev dev@host]\n",
+        "#cloud-config\nhostname: device\n",
+    );
+    fs::write(dir.path().join("device/network-config"), "").unwrap();
+    let read = |name: &str| {
+        Seed::read(&dir.path().join(name), name.to_owned())
+            .unwrap()
+            .unwrap()
+    };
+    let mut source = NoCloud::from_seeds(vec![read("dir"), read("device")]).unwrap();
+    assert_eq!(
+        meta(&mut source),
+        json!({
+            "uuid": "from-dir",
+            "hostname": "dir-host",
+            "name": "dir-host",
+            "public_keys": {"0000": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDev dev@host"},
+        })
+    );
+    assert_eq!(
+        source.user_data().unwrap().unwrap(),
+        b"#cloud-config\nhostname: device\n"
+    );
+    assert_eq!(
+        source.vendor_data().unwrap(),
+        Some(VendorData::Plain(b"#cloud-config\n".to_vec())),
+        "the device has none, the directory's stays"
+    );
+    assert_eq!(
+        source.network_data().unwrap(),
+        Some(NetworkData::NetworkConfig(b"version: 2\n".to_vec())),
+        "an empty network-config replaces nothing"
+    );
+}
+
+fn detect_in(root: &Root) -> Result<Option<Box<dyn Source>>, SourceError> {
+    let client = HttpClient::new(Duration::from_secs(1), Retry::until(Instant::now()));
+    detect(&Probe {
+        root,
+        url: "http://127.0.0.1:9",
+        client: &client,
+    })
+}
+
+#[test]
+fn seed_directories_in_cloud_init_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    assert!(detect_in(&root).unwrap().is_none());
+    // nocloud without user-data is no seed: nocloud-net is read next.
+    fs::create_dir_all(root.host_path(SEED_DIRS[0])).unwrap();
+    fs::write(
+        root.host_path(SEED_DIRS[0]).join("meta-data"),
+        "instance-id: a\n",
+    )
+    .unwrap();
+    assert!(detect_in(&root).unwrap().is_none());
+    write_seed(&root.host_path(SEED_DIRS[1]), "instance-id: net\n", "");
+    let mut source = detect_in(&root).unwrap().unwrap();
+    assert_eq!(source.name(), NAME);
+    let meta: Value = serde_json::from_slice(&source.meta_data().unwrap()).unwrap();
+    assert_eq!(meta["uuid"], "net");
+}
+
+/// A `cidata` or `CIDATA` image is found by its label; here it is a file, not a block device,
+/// so mounting it fails: with no other seed that is the error the chooser reports, with a seed
+/// directory the directory serves.
+#[test]
+fn cidata_devices_are_found_by_label_in_either_spelling() {
+    if !require_tool("xorriso") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("content");
+    write_seed(&content, "instance-id: iso\n", "");
+    for label in ["cidata", "CIDATA"] {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = Root::open(root_dir.path()).unwrap();
+        add_device(&root, "sr0", Some(&iso_image(dir.path(), label, &content)));
+        let err = detect_in(&root).err().expect("mounting a plain file fails");
+        let shown = crate::log::chain(err.as_ref());
+        let device = root.host_path("/dev/sr0");
+        assert!(
+            shown.starts_with(&format!(
+                "NoCloud seed {}: Failed to mount {}",
+                device.display(),
+                device.display()
+            )),
+            "{shown}"
+        );
+        write_seed(&root.host_path(SEED_DIRS[0]), "instance-id: dir\n", "");
+        assert_eq!(detect_in(&root).unwrap().unwrap().name(), NAME);
+    }
+    // cloud-init looks for the two spellings only.
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::open(root_dir.path()).unwrap();
+    add_device(
+        &root,
+        "sr0",
+        Some(&iso_image(dir.path(), "CIData", &content)),
+    );
+    assert!(detect_in(&root).unwrap().is_none());
+}

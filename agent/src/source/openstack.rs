@@ -1,0 +1,52 @@
+//! nova's documents by name (`meta_data.json`, `user_data`, `vendor_data.json`,
+//! `vendor_data2.json`, `network_data.json`), for the sources that keep them as nova lays them
+//! out: the config drive and the metadata service. Such a source only says how to get one
+//! document by name; its [`Source`] getters follow from that.
+
+use super::contract::{NetworkData, Source, SourceError, VendorData};
+use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
+
+/// A source of nova's documents.
+pub trait OpenStackLayout {
+    /// Its name in `datasources:` and in the report.
+    const NAME: &'static str;
+
+    /// The document `name` (at most `limit` bytes); `Ok(None)` when absent.
+    fn document(&mut self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, SourceError>;
+
+    /// The error for a missing `meta_data.json`, saying where it was looked for.
+    fn missing_meta_data(&self) -> SourceError;
+}
+
+impl<T: OpenStackLayout> Source for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn meta_data(&mut self) -> Result<Vec<u8>, SourceError> {
+        self.document("meta_data.json", MAX_METADATA_BYTES)?
+            .ok_or_else(|| self.missing_meta_data())
+    }
+
+    fn user_data(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        self.document("user_data", MAX_USER_DATA_BYTES)
+    }
+
+    fn vendor_data(&mut self) -> Result<Option<VendorData>, SourceError> {
+        Ok(self
+            .document("vendor_data.json", MAX_METADATA_BYTES)?
+            .map(VendorData::Json))
+    }
+
+    fn vendor_data2(&mut self) -> Result<Option<VendorData>, SourceError> {
+        Ok(self
+            .document("vendor_data2.json", MAX_METADATA_BYTES)?
+            .map(VendorData::Json))
+    }
+
+    fn network_data(&mut self) -> Result<Option<NetworkData>, SourceError> {
+        Ok(self
+            .document("network_data.json", MAX_METADATA_BYTES)?
+            .map(NetworkData::Json))
+    }
+}

@@ -1,0 +1,157 @@
+//! `metaboot run --root TMP` with a NoCloud seed made the way libvirt users make one (the
+//! files `cloud-localds` puts on an iso9660 `cidata` image or a vfat `CIDATA` one, made here
+//! with xorriso and mkfs.vfat + mcopy), read back out of the image with the image tools into
+//! the seed directory, and the image itself attached as a block device. The metadata service
+//! is never asked; the guest becomes what the seed says.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::testutil::{require_tool, run};
+use support::*;
+
+const INSTANCE_ID: &str = "iid-libvirt-7f3a";
+const VENDOR_DATA: &str = "#cloud-config\npreserve_hostname: false\n";
+const SEED_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINoCloudMetaDataKey libvirt@host";
+
+fn seed_files(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let files = [
+        (
+            "meta-data",
+            format!(
+                "instance-id: {INSTANCE_ID}\nlocal-hostname: seeded.example.org\n\
+                 public-keys:\n  - {SEED_KEY}\n"
+            ),
+        ),
+        (
+            "user-data",
+            format!(
+                "#cloud-config\nssh_authorized_keys:\n  - {USER_KEY}\n\
+                 write_files:\n  - path: /etc/seeded\n    content: from the seed\n"
+            ),
+        ),
+        ("vendor-data", VENDOR_DATA.to_owned()),
+        (
+            "network-config",
+            "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n".to_owned(),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// An iso9660 seed as `cloud-localds` makes it (`genisoimage -volid cidata -joliet -rock`).
+fn iso_seed(work: &Path, files: &Path) -> std::path::PathBuf {
+    let image = work.join("seed.iso");
+    run(Command::new("xorriso")
+        .args([
+            "-as", "mkisofs", "-quiet", "-volid", "cidata", "-joliet", "-rock", "-o",
+        ])
+        .arg(&image)
+        .arg(files));
+    image
+}
+
+/// A vfat seed as `cloud-localds --filesystem vfat` makes it (`mkfs.vfat -n cidata`, then
+/// `mcopy`); mkfs.vfat stores the label upper-case.
+fn vfat_seed(work: &Path, files: &Path) -> std::path::PathBuf {
+    let image = work.join("seed.img");
+    run(Command::new("mkfs.vfat")
+        .args(["-n", "CIDATA", "-C"])
+        .arg(&image)
+        .arg("2048"));
+    for name in ["meta-data", "user-data", "vendor-data", "network-config"] {
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&image)
+            .arg(files.join(name))
+            .arg("::"));
+    }
+    image
+}
+
+/// Copies the seed's files out of `image` into `dest`, with the image tools.
+fn extract(image: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    if image.extension().is_some_and(|e| e == "iso") {
+        run(Command::new("osirrox")
+            .arg("-indev")
+            .arg(image)
+            .args(["-extract", "/"])
+            .arg(dest));
+    } else {
+        for name in ["meta-data", "user-data", "vendor-data", "network-config"] {
+            run(Command::new("mcopy")
+                .arg("-i")
+                .arg(image)
+                .arg(format!("::{name}"))
+                .arg(dest.join(name)));
+        }
+    }
+}
+
+#[test]
+fn a_libvirt_seed_provisions_the_guest_without_the_metadata_service() {
+    for tool in ["xorriso", "osirrox", "mkfs.vfat", "mcopy"] {
+        if !require_tool(tool) {
+            return;
+        }
+    }
+    for vfat in [false, true] {
+        let guest = Guest::new();
+        let work = guest.dir.path();
+        seed_files(&work.join("files"));
+        let image = if vfat {
+            vfat_seed(work, &work.join("files"))
+        } else {
+            iso_seed(work, &work.join("files"))
+        };
+        extract(&image, &guest.path("/var/lib/cloud/seed/nocloud"));
+        // The image as a block device too: found by its label (it cannot be mounted here: it
+        // is a file), and the seed directory serves.
+        std::fs::create_dir_all(guest.path("/sys/class/block/vdb")).unwrap();
+        std::fs::create_dir_all(guest.path("/dev")).unwrap();
+        std::fs::copy(&image, guest.path("/dev/vdb")).unwrap();
+
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "vfat={vfat}: {stderr}");
+        let status = guest.status();
+        assert_eq!(status["source"], "nocloud");
+        assert_eq!(status["instance_id"], INSTANCE_ID);
+        assert_eq!(guest.server.hits("/openstack"), 0, "never asked");
+        assert_eq!(guest.read("/etc/hostname"), "seeded\n");
+        assert_eq!(
+            guest.read("/root/.ssh/authorized_keys"),
+            format!("{SEED_KEY}\n{USER_KEY}\n")
+        );
+        assert_eq!(guest.read("/etc/seeded"), "from the seed");
+        assert_eq!(
+            guest.step("network-data"),
+            (
+                "ok".to_owned(),
+                "network-config version 2, cached (not applied)".to_owned()
+            )
+        );
+        assert_eq!(
+            guest.step("vendor-data"),
+            ("ok".to_owned(), "1 cloud-config part, 0 scripts".to_owned())
+        );
+        let query = guest.metaboot(&["query", "vendor-data"]);
+        assert_eq!(String::from_utf8_lossy(&query.stdout), VENDOR_DATA);
+        let query = guest.metaboot(&["query", "public-keys"]);
+        assert_eq!(
+            String::from_utf8_lossy(&query.stdout),
+            format!("{SEED_KEY}\n")
+        );
+
+        // A second boot: the same instance, per-instance steps not again.
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(guest.status()["new_instance"], false);
+        assert_eq!(guest.step("write-files").0, "skipped");
+    }
+}

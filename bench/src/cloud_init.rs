@@ -1,0 +1,362 @@
+//! The guest agent against cloud-init, one whole process each, same metadata from the same
+//! chain: `metaboot run --root TMP --url URL` (fetch, decode, apply) and cloud-init 22.4 from
+//! Debian (`apt-get download` + `dpkg -x` into the cache; never installed or run on the host)
+//! reading the OpenStack metadata service and processing the user data's `#cloud-config`.
+//!
+//! What the cloud-init process does, all of it timed: start `/usr/bin/python3`, import
+//! cloud-init, `MetadataReader(base).read_v2()` (the version list, the five OpenStack
+//! documents, and the EC2 crawl, pointed at the same base URL instead of the hard-coded
+//! 169.254.169.254), then `UserDataProcessor.process()` on the user data and the
+//! `CloudConfigPartHandler` walk that merges the `#cloud-config` parts into the instance's
+//! `cloud-config.txt`, and loads that back with `util.load_yaml` (what its config stage
+//! reads). It applies nothing: a lower bound on cloud-init's first boot.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use metaboot_harness::image::packages::PackageCache;
+
+use crate::measure::{ProcessCost, run_measured};
+use crate::table::{Goal, Row, Unit};
+
+/// The Python that runs cloud-init: Debian's, with the Debian Python packages cloud-init
+/// depends on (not a pyenv or venv Python that may be first on PATH).
+pub const PYTHON: &str = "/usr/bin/python3";
+/// The Debian package.
+pub const CLOUD_INIT_PACKAGE: &str = "cloud-init";
+/// The upstream version the bench compares with (Debian 12's).
+pub const CLOUD_INIT_VERSION: &str = "22.4";
+/// Where `dpkg -x` puts cloud-init's modules, under the unpacked package.
+pub const DIST_PACKAGES: &str = "usr/lib/python3/dist-packages";
+/// Longest one run of either may take.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The cloud-init driver (see the module doc). argv: base URL, dist-packages dir, work dir.
+pub const DRIVER: &str = r#"import sys
+base, cloudinit_dir, work = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, cloudinit_dir)
+from cloudinit import handlers, helpers, user_data, util
+from cloudinit.handlers.cloud_config import CloudConfigPartHandler
+from cloudinit.settings import PER_INSTANCE
+from cloudinit.sources.helpers import ec2, openstack
+
+class Reader(openstack.MetadataReader):
+    """cloud-init's reader, its EC2 crawl pointed at the same base URL."""
+
+    def _read_ec2_metadata(self):
+        return ec2.get_instance_metadata(
+            metadata_address=self.base_path,
+            ssl_details=self.ssl_details,
+            timeout=self.timeout,
+            retries=self.retries,
+        )
+
+class Source:
+    """What Paths needs of a datasource: the instance id."""
+
+    def __init__(self, iid):
+        self.iid = iid
+
+    def get_instance_id(self):
+        return self.iid
+
+results = Reader(base).read_v2()
+paths = helpers.Paths({"cloud_dir": work + "/cloud", "run_dir": work + "/run"})
+paths.datasource = Source(results["metadata"]["instance-id"])
+message = user_data.UserDataProcessor(paths).process(results["userdata"])
+handler = CloudConfigPartHandler(paths)
+data = {
+    "handlers": {ctype: handler for ctype in handler.list_types()},
+    "data": None,
+    "frequency": PER_INSTANCE,
+    "excluded": [],
+    "handlerdir": work,
+    "handlercount": 0,
+}
+handlers.run_part(handler, None, None, None, PER_INSTANCE, {"Content-Type": handlers.CONTENT_START})
+handlers.walk(message, handlers.walker_callback, data)
+handlers.run_part(handler, None, None, None, PER_INSTANCE, {"Content-Type": handlers.CONTENT_END})
+config = util.load_yaml(util.load_file(paths.get_ipath("cloud_config")))
+ec2_keys = len(results["ec2-metadata"])
+print("instance-id=%s ec2-keys=%d cloud-config-keys=%s" % (
+    results["metadata"]["instance-id"], ec2_keys, ",".join(sorted(config))))
+if not ec2_keys or not config:
+    sys.exit("the EC2 crawl or the cloud-config came back empty")
+"#;
+
+/// cloud-init, unpacked.
+#[derive(Debug, Clone)]
+pub struct CloudInit {
+    /// Its Debian version.
+    pub version: String,
+    /// The directory holding the `cloudinit` package.
+    pub dist_packages: PathBuf,
+}
+
+impl CloudInit {
+    /// Downloads and unpacks cloud-init into the package cache (reused when cached).
+    pub fn unpack(package_cache: &Path) -> anyhow::Result<Self> {
+        let cache = PackageCache::new(package_cache);
+        let package = cache
+            .resolve(&[CLOUD_INIT_PACKAGE])?
+            .pop()
+            .context("apt resolved no cloud-init package")?;
+        if !package.version.starts_with(CLOUD_INIT_VERSION) {
+            bail!(
+                "apt offers cloud-init {}, the bench compares with {CLOUD_INIT_VERSION} (Debian 12)",
+                package.version
+            );
+        }
+        let root = cache.unpack(&package)?;
+        let dist_packages = root.join(DIST_PACKAGES);
+        if !dist_packages
+            .join("cloudinit/sources/helpers/openstack.py")
+            .is_file()
+        {
+            bail!(
+                "{} has no cloudinit/sources/helpers/openstack.py",
+                dist_packages.display()
+            );
+        }
+        Ok(Self {
+            version: package.version,
+            dist_packages,
+        })
+    }
+
+    /// Bytes of cloud-init's own Python files (Python and its libraries not counted).
+    pub fn size_bytes(&self) -> u64 {
+        tree_bytes(&self.dist_packages.join("cloudinit"))
+    }
+
+    /// One cloud-init run against `base_url`, working in `work` (must not exist yet).
+    pub fn run(&self, driver: &Path, base_url: &str, work: &Path) -> anyhow::Result<ProcessCost> {
+        std::fs::create_dir_all(work)
+            .with_context(|| format!("failed to create {}", work.display()))?;
+        let cost = run_measured(
+            Command::new(PYTHON)
+                .arg(driver)
+                .arg(base_url)
+                .arg(&self.dist_packages)
+                .arg(work)
+                .env_remove("PYTHONPATH")
+                .env("PYTHONDONTWRITEBYTECODE", "1"),
+            RUN_TIMEOUT,
+        )?;
+        if !cost.status.success() || !cost.stdout.contains("instance-id=") {
+            bail!(
+                "cloud-init's driver failed ({}): {}{}",
+                cost.status,
+                cost.stdout.trim(),
+                tail(&cost.stderr)
+            );
+        }
+        Ok(cost)
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Sum of the sizes of the regular files under `dir`.
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_bytes(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Writes the driver script into `dir`.
+pub fn write_driver(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("cloud-init-driver.py");
+    std::fs::write(&path, DRIVER).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(path)
+}
+
+/// A fresh guest root for `metaboot run --root`: the files a minimal system has.
+pub fn make_guest_root(root: &Path) -> anyhow::Result<()> {
+    for sub in ["etc/metaboot", "root", "home", "tmp", "var/lib"] {
+        let dir = root.join(sub);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    let files: [(&str, &str, u32); 6] = [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644),
+        ("etc/group", "root:x:0:\nsudo:x:27:\nusers:x:100:\n", 0o644),
+        ("etc/shadow", "root:*:19000:0:99999:7:::\n", 0o640),
+        ("etc/hostname", "localhost\n", 0o644),
+        (
+            "etc/hosts",
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n",
+            0o644,
+        ),
+        // As on the tiny image: root is the only user and gets the keys unprefixed.
+        ("etc/metaboot/metaboot.yaml", "disable_root: false\n", 0o644),
+    ];
+    for (path, text, mode) in files {
+        let path = root.join(path);
+        std::fs::write(&path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("failed to set the mode of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One `metaboot run --root ROOT --url URL` (ROOT is made fresh, so it is a first boot).
+pub fn run_metaboot(agent: &Path, base_url: &str, root: &Path) -> anyhow::Result<ProcessCost> {
+    make_guest_root(root)?;
+    let cost = run_measured(
+        Command::new(agent)
+            .arg("run")
+            .arg("--root")
+            .arg(root)
+            .arg("--url")
+            .arg(base_url),
+        RUN_TIMEOUT,
+    )?;
+    if !cost.status.success() || !cost.stderr.contains("status=done") {
+        bail!(
+            "metaboot run failed ({}): {}",
+            cost.status,
+            tail(&cost.stderr)
+        );
+    }
+    Ok(cost)
+}
+
+/// The section's name in the table.
+pub const SECTION: &str = "guest agent vs cloud-init 22.4 (same metadata, same chain)";
+/// metaboot's wall time relative to cloud-init's it must reach.
+pub const WALL_RATIO_GOAL: f64 = 1.0 / 30.0;
+/// Runs of each per round: the runs are short, so a few more than the rounds.
+pub const RUNS_PER_ROUND: usize = 3;
+/// A tmpfs for the diagnostic run with a guest root where fsync costs nothing.
+pub const TMPFS: &str = "/dev/shm";
+
+/// Interleaved runs (cloud-init, metaboot, cloud-init, …) against `base_url`; the section's
+/// rows.
+pub fn measure(
+    cloud_init: &CloudInit,
+    agent: &Path,
+    base_url: &str,
+    dir: &Path,
+    rounds: usize,
+) -> anyhow::Result<Vec<Row>> {
+    let driver = write_driver(dir)?;
+    let mut theirs: Vec<ProcessCost> = Vec::new();
+    let mut ours: Vec<ProcessCost> = Vec::new();
+    let mut on_tmpfs: Vec<ProcessCost> = Vec::new();
+    let tmpfs = tempfile::Builder::new()
+        .prefix("metaboot-bench-")
+        .tempdir_in(TMPFS)
+        .ok();
+    for n in 1..=rounds * RUNS_PER_ROUND {
+        crate::interrupt::check()?;
+        let cost = cloud_init.run(&driver, base_url, &dir.join(format!("cloud-init-{n}")))?;
+        let mine = run_metaboot(agent, base_url, &dir.join(format!("metaboot-root-{n}")))?;
+        println!(
+            "  run {n}: cloud-init {:>6.1} ms (cpu {:>6.1} ms, {:>5.1} MiB), metaboot {:>6.1} ms (cpu {:>5.1} ms, {:>4.1} MiB)",
+            cost.wall.as_secs_f64() * 1e3,
+            cost.cpu.as_secs_f64() * 1e3,
+            cost.max_rss_kib as f64 / 1024.0,
+            mine.wall.as_secs_f64() * 1e3,
+            mine.cpu.as_secs_f64() * 1e3,
+            mine.max_rss_kib as f64 / 1024.0,
+        );
+        theirs.push(cost);
+        ours.push(mine);
+        if let Some(tmpfs) = &tmpfs {
+            let root = tmpfs.path().join(format!("root-{n}"));
+            on_tmpfs.push(run_metaboot(agent, base_url, &root)?);
+            // Keep the tmpfs small.
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+    let wall = |v: &[ProcessCost]| v.iter().map(|c| c.wall.as_secs_f64()).collect::<Vec<_>>();
+    let cpu = |v: &[ProcessCost]| v.iter().map(|c| c.cpu.as_secs_f64()).collect::<Vec<_>>();
+    let rss = |v: &[ProcessCost]| v.iter().map(|c| c.max_rss_kib as f64).collect::<Vec<_>>();
+    let agent_bytes = std::fs::metadata(agent)
+        .with_context(|| format!("failed to stat {}", agent.display()))?
+        .len() as f64;
+    Ok(vec![
+        Row::new(
+            SECTION,
+            "wall time, whole process (vs cloud-init)",
+            Unit::Seconds,
+            wall(&theirs),
+            wall(&ours),
+            Goal::RatioAtMost(WALL_RATIO_GOAL),
+        ),
+        Row::new(
+            SECTION,
+            "wall time, guest root on tmpfs: no fsync cost (vs cloud-init)",
+            Unit::Seconds,
+            wall(&theirs),
+            wall(&on_tmpfs),
+            Goal::None,
+        ),
+        Row::new(
+            SECTION,
+            "CPU time user+sys (vs cloud-init)",
+            Unit::Seconds,
+            cpu(&theirs),
+            cpu(&ours),
+            Goal::None,
+        ),
+        Row::new(
+            SECTION,
+            "peak RSS (vs cloud-init)",
+            Unit::KiB,
+            rss(&theirs),
+            rss(&ours),
+            Goal::None,
+        ),
+        Row::new(
+            SECTION,
+            "size: static binary (vs cloud-init's .py files)",
+            Unit::Bytes,
+            vec![cloud_init.size_bytes() as f64],
+            vec![agent_bytes],
+            Goal::None,
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_root_has_what_metaboot_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        make_guest_root(dir.path()).unwrap();
+        for file in [
+            "etc/passwd",
+            "etc/shadow",
+            "etc/hosts",
+            "etc/metaboot/metaboot.yaml",
+        ] {
+            assert!(dir.path().join(file).is_file(), "{file}");
+        }
+        assert!(tree_bytes(dir.path()) > 50);
+    }
+
+    #[test]
+    fn the_driver_points_the_ec2_crawl_at_the_base_url() {
+        assert!(DRIVER.contains("metadata_address=self.base_path"));
+        assert!(DRIVER.contains("read_v2()"));
+    }
+}

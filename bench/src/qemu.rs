@@ -1,0 +1,281 @@
+//! Guests in QEMU, with the e2e harness's lab, image and console markers: the time from "the
+//! kernel ran /init" to "provisioned" per metadata path, for the tiny image as it ships
+//! (`metaboot run`, then dropbear) and for the same image told by `metaboot.baseline=wget` on
+//! the kernel command line to only fetch meta_data.json once with wget after DHCP.
+//!
+//! Both guests are otherwise the same: same kernel, initramfs, modules, state disk, DHCP and
+//! network path; each boot is a new instance (a first boot). Times are host-side, from the
+//! serial console's marker lines.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use metaboot_harness::guest::qemu::{BOOT_TIMEOUT, RunningGuest, TIMELINE};
+use metaboot_harness::guest::{self, Guest, Nic, serial};
+use metaboot_harness::image::Image;
+use metaboot_harness::lab::registry::InstanceSpec;
+use metaboot_harness::lab::{self, Lab, LabOptions};
+use metaboot_harness::scenario::{self, matrix::MetadataPath, run::BootTimes};
+use serde::Serialize;
+
+use crate::table::{Goal, Row, Unit};
+
+/// The kernel command line flag that makes the tiny image's init fetch meta_data.json once
+/// with wget instead of running `metaboot run` and dropbear (see images/tiny/init).
+pub const BASELINE_FLAG: &str = "metaboot.baseline=wget";
+
+/// Which guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestKind {
+    /// udhcpc + one wget.
+    Baseline,
+    /// The tiny image as it ships.
+    Metaboot,
+}
+
+/// One boot's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootSample {
+    /// The metadata path.
+    pub path: MetadataPath,
+    /// Which guest.
+    pub kind: GuestKind,
+    /// Marker times, seconds since QEMU started.
+    pub times: BootTimes,
+}
+
+impl BootSample {
+    /// From "init reached" to "provisioned", seconds.
+    pub fn init_to_provisioned(&self) -> Option<f64> {
+        Some(self.times.provisioned? - self.times.init?)
+    }
+
+    /// From "init reached" to "metadata fetched", seconds.
+    pub fn init_to_metadata(&self) -> Option<f64> {
+        Some(self.times.metadata? - self.times.init?)
+    }
+
+    /// From "network up" (DHCP lease) to "metadata fetched": the provisioning step alone
+    /// (`metaboot run`, or one wget), seconds.
+    pub fn network_to_metadata(&self) -> Option<f64> {
+        Some(self.times.metadata? - self.times.network?)
+    }
+}
+
+/// Boots one guest of `kind` on `path`'s network of `lab` up to "provisioned"; `n` numbers
+/// the boot (instance names, logs).
+pub fn boot(
+    lab: &Lab,
+    image: &Image,
+    dir: &Path,
+    path: MetadataPath,
+    kind: GuestKind,
+    n: usize,
+) -> anyhow::Result<BootSample> {
+    let kind_name = match kind {
+        GuestKind::Baseline => "wget",
+        GuestKind::Metaboot => "metaboot",
+    };
+    let name = format!("bench-{}-{kind_name}-{n}", path.name());
+    let user_data = dir.join(format!("{name}.user-data"));
+    std::fs::write(&user_data, crate::fleet::user_data(&name))
+        .with_context(|| format!("failed to write {}", user_data.display()))?;
+    let network_id = lab.network(path.network())?.id.clone();
+    let record = lab.register_instance(&InstanceSpec {
+        name: name.clone(),
+        network: network_id,
+        hostname: Some(name.clone()),
+        user_data: Some(user_data),
+        ..InstanceSpec::default()
+    })?;
+    let disk = dir.join(format!("{name}.disk"));
+    guest::make_state_disk(&disk)?;
+    let tap = lab.add_tap(&record)?;
+    let mut spec = Guest::new(&name, image, &dir.join(format!("{name}.serial.log")))
+        .with_disk(&disk)
+        .with_nic(Nic {
+            netns: lab.state().bridge_ns.clone(),
+            tap: tap.clone(),
+            mac: record.mac.clone(),
+        });
+    if kind == GuestKind::Baseline {
+        spec.add_kernel_arg(BASELINE_FLAG);
+    }
+    let result = run_to_provisioned(&spec);
+    lab.delete_tap(&tap);
+    let _ = std::fs::remove_file(&disk);
+    // The instance stays registered: a new instance on its freed address would get a new MAC,
+    // and dnsmasq keeps that address leased to the old one.
+    Ok(BootSample {
+        path,
+        kind,
+        times: result?,
+    })
+}
+
+fn run_to_provisioned(spec: &Guest) -> anyhow::Result<BootTimes> {
+    let mut vm = RunningGuest::start(spec)?;
+    let deadline = vm.started + BOOT_TIMEOUT;
+    let mut times = BootTimes::default();
+    for name in TIMELINE {
+        let marker = match vm.wait_for(name, 0, deadline) {
+            Ok(marker) => marker,
+            Err(err) => {
+                let console = vm.console_text();
+                let _ = vm.kill();
+                return Err(err).with_context(|| {
+                    let lines: Vec<&str> = console.lines().collect();
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                });
+            }
+        };
+        let at = Some(marker.at.as_secs_f64());
+        match name {
+            serial::MARK_INIT => times.init = at,
+            serial::MARK_NETWORK => times.network = at,
+            serial::MARK_METADATA => times.metadata = at,
+            _ => times.provisioned = at,
+        }
+    }
+    vm.kill()?;
+    Ok(times)
+}
+
+/// Brings a lab up with `server_bin` serving it; the caller takes it down.
+pub fn lab_up(server_bin: &Path, state_root: &Path) -> anyhow::Result<Lab> {
+    let config = lab::config::LabConfig::default_with_id(&lab::config::random_id());
+    let started = Instant::now();
+    let lab = Lab::up(
+        &config,
+        &LabOptions {
+            state_root: state_root.to_owned(),
+            server_bin: server_bin.to_owned(),
+        },
+    )
+    .with_context(|| format!("failed to bring lab {} up", config.id))?;
+    tracing::info!("lab {} up in {:?}", config.id, started.elapsed());
+    Ok(lab)
+}
+
+/// The section's name in the table.
+pub const SECTION: &str = "QEMU (TCG) tiny image: from /init to provisioned";
+/// Goal for metaboot's guest from "init reached" to "provisioned", seconds.
+pub const PROVISIONED_GOAL_SECS: f64 = 0.5;
+
+/// Boots, per round and per path, the wget guest then the metaboot guest, one at a time, in a
+/// lab served by `server_bin`; the section's rows.
+pub fn measure(
+    server_bin: &Path,
+    image: &Image,
+    state_root: &Path,
+    dir: &Path,
+    rounds: usize,
+) -> anyhow::Result<(Vec<Row>, Vec<BootSample>)> {
+    scenario::preflight()?;
+    let lab = lab_up(server_bin, state_root)?;
+    let mut samples = Vec::new();
+    let mut boots = || -> anyhow::Result<()> {
+        for round in 1..=rounds {
+            for path in [MetadataPath::Router, MetadataPath::Isolated] {
+                for kind in [GuestKind::Baseline, GuestKind::Metaboot] {
+                    crate::interrupt::check()?;
+                    let sample = boot(&lab, image, dir, path, kind, round)?;
+                    println!(
+                        "  round {round}: {:<8} {:<8} init {:.2} s, +network {:.2} s, +metadata {:.2} s, +provisioned {:.2} s",
+                        path.name(),
+                        match kind {
+                            GuestKind::Baseline => "wget",
+                            GuestKind::Metaboot => "metaboot",
+                        },
+                        sample.times.init.unwrap_or(f64::NAN),
+                        sample.times.network.unwrap_or(f64::NAN)
+                            - sample.times.init.unwrap_or(f64::NAN),
+                        sample.init_to_metadata().unwrap_or(f64::NAN),
+                        sample.init_to_provisioned().unwrap_or(f64::NAN),
+                    );
+                    samples.push(sample);
+                }
+            }
+        }
+        Ok(())
+    };
+    let result = boots();
+    let down = lab.down().context("failed to take the bench's lab down");
+    result?;
+    down?;
+    let pick =
+        |path: MetadataPath, kind: GuestKind, f: fn(&BootSample) -> Option<f64>| -> Vec<f64> {
+            samples
+                .iter()
+                .filter(|s| s.path == path && s.kind == kind)
+                .filter_map(f)
+                .collect()
+        };
+    let mut rows = Vec::new();
+    for path in [MetadataPath::Router, MetadataPath::Isolated] {
+        rows.push(Row::new(
+            SECTION,
+            &format!(
+                "init → provisioned, {} path (vs udhcpc + wget)",
+                path.name()
+            ),
+            Unit::Seconds,
+            pick(path, GuestKind::Baseline, BootSample::init_to_provisioned),
+            pick(path, GuestKind::Metaboot, BootSample::init_to_provisioned),
+            Goal::AtMost(PROVISIONED_GOAL_SECS),
+        ));
+        rows.push(Row::new(
+            SECTION,
+            &format!("lease → metadata done, {} path (vs one wget)", path.name()),
+            Unit::Seconds,
+            pick(path, GuestKind::Baseline, BootSample::network_to_metadata),
+            pick(path, GuestKind::Metaboot, BootSample::network_to_metadata),
+            Goal::None,
+        ));
+    }
+    Ok((rows, samples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_need_both_markers() {
+        let sample = BootSample {
+            path: MetadataPath::Router,
+            kind: GuestKind::Metaboot,
+            times: BootTimes {
+                init: Some(3.0),
+                network: Some(3.2),
+                metadata: Some(3.3),
+                provisioned: Some(3.45),
+                ssh: None,
+            },
+        };
+        assert!((sample.init_to_provisioned().unwrap() - 0.45).abs() < 1e-9);
+        assert!((sample.init_to_metadata().unwrap() - 0.3).abs() < 1e-9);
+        assert!((sample.network_to_metadata().unwrap() - 0.1).abs() < 1e-9);
+        let partial = BootSample {
+            times: BootTimes {
+                provisioned: None,
+                ..sample.times.clone()
+            },
+            ..sample
+        };
+        assert_eq!(partial.init_to_provisioned(), None);
+    }
+
+    #[test]
+    fn the_tiny_init_knows_the_baseline_flag() {
+        let init =
+            std::fs::read_to_string(metaboot_harness::workspace::root().join("images/tiny/init"))
+                .unwrap();
+        assert!(
+            init.contains(BASELINE_FLAG),
+            "images/tiny/init must handle {BASELINE_FLAG}"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The boot storm at scale: registries of 1 000 and 100 000 instances in SQLite and in
+//! PostgreSQL, and per round, for each store and size, a fresh `metaboot-server all` that
+//! [`GUESTS`] guests boot against at once. Reports total time, p50/p99, errors and the
+//! server's peak RSS, and (baseline column = the small registry) how they grow with size.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use metaboot_harness::chain::write_secret;
+use metaboot_harness::lab::netns::NETNS_DIR;
+use metaboot_harness::postgres::PgServer;
+use serde::Serialize;
+
+use crate::baselines::StaticSite;
+use crate::chain::{All, RouterNamespace};
+use crate::fleet::{self, POSTGRES_WRITERS, Registry};
+use crate::interrupt;
+use crate::measure::peak_rss_kib;
+use crate::plan::Plan;
+use crate::storm::{self, GUESTS, StormResult};
+use crate::table::{Goal, Row, Unit};
+
+/// The section's name in the table.
+pub const SECTION: &str = "boot storm: 1 000 guests × 16 requests, new connection each";
+/// Instances of the small registry (= the guests).
+pub const SMALL: usize = GUESTS;
+/// p99 request latency goal, µs.
+pub const P99_GOAL_US: f64 = 20_000.0;
+/// Peak RSS goal of the server, KiB.
+pub const RSS_GOAL_KIB: f64 = 64.0 * 1024.0;
+
+/// One store kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// Reads one number out of a storm sample.
+type Metric = dyn Fn(&StormSample) -> f64;
+/// Reads one number out of a storm's result.
+type ResultMetric = dyn Fn(&StormResult) -> f64;
+
+/// A registry of one size with its router namespace.
+struct Fleet {
+    backend: Backend,
+    size: usize,
+    registry: Registry,
+    netns: RouterNamespace,
+}
+
+/// One storm's numbers plus the server's peak RSS.
+#[derive(Debug, Clone, Serialize)]
+pub struct StormSample {
+    /// The store.
+    pub backend: Backend,
+    /// Instances in it.
+    pub instances: usize,
+    /// What the guests saw.
+    pub storm: StormResult,
+    /// `all`'s VmHWM after the storm, KiB.
+    pub peak_rss_kib: u64,
+}
+
+fn build_fleet(backend: Backend, url: &str, size: usize) -> anyhow::Result<Fleet> {
+    let registry = fleet::create(url)?;
+    let writers = match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => POSTGRES_WRITERS,
+    };
+    let took = fleet::populate(&registry, 0, size, writers)
+        .with_context(|| format!("failed to fill the {} registry", backend.name()))?;
+    println!(
+        "  {} registry with {size} instances written in {:.1} s",
+        backend.name(),
+        took.as_secs_f64()
+    );
+    let netns = RouterNamespace::create(&registry.router_id)?;
+    Ok(Fleet {
+        backend,
+        size,
+        registry,
+        netns,
+    })
+}
+
+/// nginx serving the 16 documents guest 0 of `fleet` gets (fetched once through `all`).
+fn static_site(bin: &Path, dir: &Path, secret: &Path, fleet: &Fleet) -> anyhow::Result<StaticSite> {
+    let all = All::start(
+        bin,
+        &fleet.registry.url,
+        dir,
+        secret,
+        "all-documents",
+        &fleet.netns,
+    )?;
+    let netns_path = PathBuf::from(NETNS_DIR).join(&fleet.netns.name);
+    let documents = storm::documents(all.addr, Some(&netns_path), fleet::fleet_ip(0)?)
+        .context("failed to fetch the first-boot documents through `all`")?;
+    drop(all);
+    StaticSite::start(dir, &documents)
+}
+
+/// One storm against a fresh `all` over `fleet`.
+fn storm_once(
+    bin: &Path,
+    dir: &Path,
+    secret: &Path,
+    fleet: &Fleet,
+    guests: &[Ipv4Addr],
+) -> anyhow::Result<StormSample> {
+    let name = format!("all-{}-{}", fleet.backend.name().to_lowercase(), fleet.size);
+    let all = All::start(bin, &fleet.registry.url, dir, secret, &name, &fleet.netns)?;
+    let netns_path = PathBuf::from(NETNS_DIR).join(&fleet.netns.name);
+    let result = storm::run(all.addr, Some(&netns_path), guests)?;
+    let peak = peak_rss_kib(all.server.pid()).context("the server exited during the storm")?;
+    drop(all);
+    Ok(StormSample {
+        backend: fleet.backend,
+        instances: fleet.size,
+        storm: result,
+        peak_rss_kib: peak,
+    })
+}
+
+/// Builds the registries, runs the interleaved storms and returns the rows (and the samples
+/// for the JSON report).
+pub fn measure(
+    bin: &Path,
+    dir: &Path,
+    plan: &Plan,
+) -> anyhow::Result<(Vec<Row>, Vec<StormSample>)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let secret = write_secret(dir)?;
+    let guests: Vec<Ipv4Addr> = (0..GUESTS)
+        .map(fleet::fleet_ip)
+        .collect::<anyhow::Result<_>>()?;
+    let sizes: Vec<usize> = if plan.large_fleet > SMALL {
+        vec![SMALL, plan.large_fleet]
+    } else {
+        vec![SMALL]
+    };
+    let pg = PgServer::start().context("failed to start PostgreSQL for the storm")?;
+    let mut fleets = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        for &size in &sizes {
+            interrupt::check()?;
+            let url = match backend {
+                Backend::Sqlite => dir
+                    .join(format!("storm-{size}.sqlite"))
+                    .display()
+                    .to_string(),
+                Backend::Postgres => pg.create_database(&format!("storm_{size}"))?,
+            };
+            fleets.push(build_fleet(backend, &url, size)?);
+        }
+    }
+    let site = static_site(bin, dir, &secret, &fleets[0])?;
+    let mut samples = Vec::new();
+    let mut nginx: Vec<StormResult> = Vec::new();
+    for round in 1..=plan.rounds {
+        interrupt::check()?;
+        let result = storm::run(site.addr, None, &guests)?;
+        println!(
+            "  round {round}: nginx static (same bytes): {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors",
+            result.requests,
+            result.total.as_secs_f64(),
+            result.p50_us / 1e3,
+            result.p90_us / 1e3,
+            result.p99_us / 1e3,
+            result.connect_p99_us / 1e3,
+            result.stragglers(),
+            result.errors
+        );
+        nginx.push(result);
+        for fleet in &fleets {
+            interrupt::check()?;
+            let sample = storm_once(bin, dir, &secret, fleet, &guests)?;
+            let s = &sample.storm;
+            println!(
+                "  round {round}: {:<10} {:>6} instances: {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors{}, peak RSS {:.1} MiB",
+                fleet.backend.name(),
+                fleet.size,
+                s.requests,
+                s.total.as_secs_f64(),
+                s.p50_us / 1e3,
+                s.p90_us / 1e3,
+                s.p99_us / 1e3,
+                s.connect_p99_us / 1e3,
+                s.stragglers(),
+                s.errors,
+                s.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default(),
+                sample.peak_rss_kib as f64 / 1024.0
+            );
+            samples.push(sample);
+        }
+    }
+    let large = *sizes.last().unwrap_or(&SMALL);
+    let mut rows = Vec::new();
+    let small_sqlite = |f: &ResultMetric| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| s.backend == Backend::Sqlite && s.instances == SMALL)
+            .map(|s| f(&s.storm))
+            .collect()
+    };
+    let on_nginx = |f: &ResultMetric| -> Vec<f64> { nginx.iter().map(f).collect() };
+    let references: [(&str, Unit, &ResultMetric); 3] = [
+        ("total time", Unit::Seconds, &|s| s.total.as_secs_f64()),
+        ("p50 request", Unit::Micros, &|s| s.p50_us),
+        ("p99 request", Unit::Micros, &|s| s.p99_us),
+    ];
+    for (metric, unit, f) in references {
+        rows.push(Row::new(
+            SECTION,
+            &format!("{metric}: SQLite {SMALL} (vs nginx static, same bytes)"),
+            unit,
+            on_nginx(f),
+            small_sqlite(f),
+            Goal::None,
+        ));
+    }
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let pick = |size: usize, f: &Metric| -> Vec<f64> {
+            samples
+                .iter()
+                .filter(|s| s.backend == backend && s.instances == size)
+                .map(f)
+                .collect()
+        };
+        let both = |f: &Metric| -> (Vec<f64>, Vec<f64>) {
+            if sizes.len() > 1 {
+                (pick(SMALL, f), pick(large, f))
+            } else {
+                (Vec::new(), pick(SMALL, f))
+            }
+        };
+        let what = if sizes.len() > 1 {
+            format!("{}, {} → {large} instances", backend.name(), SMALL)
+        } else {
+            format!("{}, {SMALL} instances", backend.name())
+        };
+        let metrics: [(&str, Unit, &Metric, Goal); 5] = [
+            (
+                "total time",
+                Unit::Seconds,
+                &|s| s.storm.total.as_secs_f64(),
+                Goal::None,
+            ),
+            ("p50 request", Unit::Micros, &|s| s.storm.p50_us, Goal::None),
+            (
+                "p99 request",
+                Unit::Micros,
+                &|s| s.storm.p99_us,
+                Goal::AtMost(P99_GOAL_US),
+            ),
+            (
+                "errors",
+                Unit::Count,
+                &|s| s.storm.errors as f64,
+                Goal::AtMost(0.0),
+            ),
+            (
+                "server peak RSS",
+                Unit::KiB,
+                &|s| s.peak_rss_kib as f64,
+                Goal::AtMost(RSS_GOAL_KIB),
+            ),
+        ];
+        for (metric, unit, f, goal) in metrics {
+            let (small, big) = both(f);
+            rows.push(Row::new(
+                SECTION,
+                &format!("{metric}: {what}"),
+                unit,
+                small,
+                big,
+                goal,
+            ));
+        }
+    }
+    drop(fleets);
+    drop(pg);
+    Ok((rows, samples))
+}

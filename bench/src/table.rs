@@ -1,0 +1,300 @@
+//! The bench's result: one row per metric (baseline, metaboot, their ratio, the goal and
+//! whether it is met), printed as one table and written as JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::measure::median;
+
+/// What a number measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Requests per second.
+    ReqPerSec,
+    /// Microseconds.
+    Micros,
+    /// Seconds.
+    Seconds,
+    /// KiB of memory.
+    KiB,
+    /// Bytes on disk.
+    Bytes,
+    /// A count (errors).
+    Count,
+}
+
+impl Unit {
+    /// `value` for people.
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Unit::ReqPerSec if value >= 1e3 => format!("{:.1}k req/s", value / 1e3),
+            Unit::ReqPerSec => format!("{value:.0} req/s"),
+            Unit::Micros if value >= 1e4 => format!("{:.1} ms", value / 1e3),
+            Unit::Micros if value >= 1e3 => format!("{:.2} ms", value / 1e3),
+            Unit::Micros => format!("{value:.0} µs"),
+            Unit::Seconds if value < 1.0 => format!("{:.0} ms", value * 1e3),
+            Unit::Seconds => format!("{value:.2} s"),
+            Unit::KiB => format!("{:.1} MiB", value / 1024.0),
+            Unit::Bytes if value >= 1024.0 * 1024.0 => {
+                format!("{:.2} MiB", value / 1024.0 / 1024.0)
+            }
+            Unit::Bytes => format!("{:.0} KiB", value / 1024.0),
+            Unit::Count => format!("{value:.0}"),
+        }
+    }
+}
+
+/// What a row has to reach.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Goal {
+    /// Reference only.
+    None,
+    /// metaboot / baseline at least this.
+    RatioAtLeast(f64),
+    /// metaboot / baseline at most this.
+    RatioAtMost(f64),
+    /// metaboot's own value at most this (in the row's unit).
+    AtMost(f64),
+}
+
+impl Goal {
+    fn describe(self, unit: Unit) -> String {
+        match self {
+            Goal::None => "-".to_owned(),
+            Goal::RatioAtLeast(r) => format!("ratio ≥ {}", ratio_text(r)),
+            Goal::RatioAtMost(r) => format!("ratio ≤ {}", ratio_text(r)),
+            Goal::AtMost(v) => format!("≤ {}", unit.format(v)),
+        }
+    }
+
+    fn met(self, metaboot: Option<f64>, ratio: Option<f64>) -> Option<bool> {
+        match self {
+            Goal::None => None,
+            Goal::RatioAtLeast(r) => ratio.map(|x| x >= r),
+            Goal::RatioAtMost(r) => ratio.map(|x| x <= r),
+            Goal::AtMost(v) => metaboot.map(|x| x <= v),
+        }
+    }
+}
+
+fn ratio_text(r: f64) -> String {
+    if r > 0.0 && r < 0.1 {
+        format!("1/{:.0}", 1.0 / r)
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+/// One metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The section it belongs to.
+    pub section: String,
+    /// What is measured, and against what.
+    pub metric: String,
+    /// The unit of both values.
+    pub unit: Unit,
+    /// The baseline's median.
+    pub baseline: Option<f64>,
+    /// metaboot's median.
+    pub metaboot: Option<f64>,
+    /// metaboot / baseline.
+    pub ratio: Option<f64>,
+    /// The goal.
+    pub goal: Goal,
+    /// Whether the goal is met (none for reference rows or missing numbers).
+    pub met: Option<bool>,
+    /// Every baseline sample, in the order measured.
+    pub baseline_samples: Vec<f64>,
+    /// Every metaboot sample, in the order measured.
+    pub metaboot_samples: Vec<f64>,
+}
+
+impl Row {
+    /// A row from samples; values are their medians.
+    pub fn new(
+        section: &str,
+        metric: &str,
+        unit: Unit,
+        baseline_samples: Vec<f64>,
+        metaboot_samples: Vec<f64>,
+        goal: Goal,
+    ) -> Self {
+        let baseline = median(&baseline_samples);
+        let metaboot = median(&metaboot_samples);
+        let ratio = match (baseline, metaboot) {
+            (Some(b), Some(m)) if b != 0.0 => Some(m / b),
+            _ => None,
+        };
+        Self {
+            section: section.to_owned(),
+            metric: metric.to_owned(),
+            unit,
+            baseline,
+            metaboot,
+            ratio,
+            goal,
+            met: goal.met(metaboot, ratio),
+            baseline_samples,
+            metaboot_samples,
+        }
+    }
+}
+
+/// Renders the rows as one table.
+pub fn render(rows: &[Row]) -> String {
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| {
+            let value = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| row.unit.format(v));
+            [
+                row.metric.clone(),
+                value(row.baseline),
+                value(row.metaboot),
+                row.ratio
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
+                row.goal.describe(row.unit),
+                match row.met {
+                    Some(true) => "met".to_owned(),
+                    Some(false) => "NOT MET".to_owned(),
+                    None => "-".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    let header = ["metric", "baseline", "metaboot", "ratio", "goal", "met?"];
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            let pad = width.saturating_sub(cell.chars().count());
+            if i == 0 || i >= 4 {
+                let _ = write!(text, "{cell}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(text, "{}{cell}", " ".repeat(pad));
+            }
+            text.push_str(" | ");
+        }
+        let _ = writeln!(out, "{}", text.trim_end_matches([' ', '|']));
+    };
+    line(&mut out, &header.map(str::to_owned));
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    line(&mut out, &rule);
+    let mut section = None;
+    for (row, cells) in rows.iter().zip(&cells) {
+        if section.as_ref() != Some(&row.section) {
+            let mut title = vec![format!("[{}]", row.section)];
+            title.extend((1..6).map(|_| String::new()));
+            line(&mut out, &title);
+            section = Some(row.section.clone());
+        }
+        line(&mut out, cells);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_take_medians_and_judge_goals() {
+        let row = Row::new(
+            "chain",
+            "throughput",
+            Unit::ReqPerSec,
+            vec![30_000.0, 36_000.0, 35_000.0],
+            vec![20_000.0, 25_000.0, 21_000.0],
+            Goal::RatioAtLeast(0.6),
+        );
+        assert_eq!(row.baseline, Some(35_000.0));
+        assert_eq!(row.metaboot, Some(21_000.0));
+        assert_eq!(row.ratio, Some(0.6));
+        assert_eq!(row.met, Some(true));
+        let slow = Row::new(
+            "agent",
+            "wall",
+            Unit::Seconds,
+            vec![0.5],
+            vec![0.1],
+            Goal::RatioAtMost(1.0 / 30.0),
+        );
+        assert_eq!(slow.met, Some(false));
+        let absolute = Row::new(
+            "storm",
+            "p99",
+            Unit::Micros,
+            vec![],
+            vec![19_000.0],
+            Goal::AtMost(20_000.0),
+        );
+        assert_eq!((absolute.ratio, absolute.met), (None, Some(true)));
+        let reference = Row::new(
+            "chain",
+            "haproxy",
+            Unit::ReqPerSec,
+            vec![1.0],
+            vec![2.0],
+            Goal::None,
+        );
+        assert_eq!(reference.met, None);
+    }
+
+    #[test]
+    fn the_table_has_a_header_sections_and_aligned_columns() {
+        let rows = vec![
+            Row::new(
+                "chain",
+                "throughput: 3-process chain",
+                Unit::ReqPerSec,
+                vec![35_800.0],
+                vec![22_000.0],
+                Goal::RatioAtLeast(0.6),
+            ),
+            Row::new(
+                "guest agent",
+                "wall time",
+                Unit::Seconds,
+                vec![0.55],
+                vec![0.012],
+                Goal::RatioAtMost(1.0 / 30.0),
+            ),
+        ];
+        let text = render(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("metric"), "{text}");
+        assert!(
+            text.contains("[chain]") && text.contains("[guest agent]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("35.8k req/s") && text.contains("ratio ≥ 0.60") && text.contains("met"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ratio ≤ 1/30") && text.contains("12 ms"),
+            "{text}"
+        );
+        let bar = lines[0].find('|').unwrap();
+        assert_eq!(lines[3].find('|'), Some(bar), "{text}");
+    }
+
+    #[test]
+    fn units_read_well() {
+        assert_eq!(Unit::Micros.format(38.0), "38 µs");
+        assert_eq!(Unit::Micros.format(2_500.0), "2.50 ms");
+        assert_eq!(Unit::KiB.format(65_536.0), "64.0 MiB");
+        assert_eq!(Unit::Bytes.format(3_162_752.0), "3.02 MiB");
+        assert_eq!(Unit::Seconds.format(0.45), "450 ms");
+        assert_eq!(Unit::Count.format(0.0), "0");
+    }
+}

@@ -1,0 +1,274 @@
+//! The agent's job for one request: resolve the guest from the proxy's headers (cached port
+//! lookup), sign its instance id, let the API answer, and relay the answer.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use metaboot_proto::headers;
+
+use super::forwarded::{ForwardedError, guest_address};
+use super::lookup::{LookupCache, Owner, Scope};
+use crate::http::{Answer, Body, Rejection};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// A guest resolved to its instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub ip: IpAddr,
+    pub scope: Scope,
+    pub owner: Owner,
+    /// Came from the cache (so the API not knowing its instance is worth one fresh lookup).
+    pub cached: bool,
+}
+
+/// The agent: lookup, cache and signature.
+pub struct Agent {
+    store: Arc<dyn Store>,
+    secret: Arc<[u8]>,
+    cache: Arc<LookupCache>,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl Agent {
+    pub fn new(store: Arc<dyn Store>, secret: Arc<[u8]>, lookup_ttl: Duration) -> Self {
+        Self {
+            store,
+            secret,
+            cache: Arc::new(LookupCache::new(lookup_ttl)),
+            metrics: Metrics::new("agent"),
+        }
+    }
+
+    pub fn cache(&self) -> Arc<LookupCache> {
+        self.cache.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Finds the instance behind the proxy's headers. Refusals: 400 for missing, repeated or
+    /// contradictory proxy headers, 404 when no single port matches, 503 when the registry is
+    /// unreachable.
+    pub async fn resolve(&self, headers: &HeaderMap, use_cache: bool) -> Result<Resolved, Answer> {
+        let scope = scope(headers)?;
+        let ip = guest_address(headers).map_err(|err| {
+            let reason = match err {
+                ForwardedError::Missing => {
+                    "X-Forwarded-For is missing: only the namespace proxy may call the agent"
+                }
+                ForwardedError::NotAnAddress => "X-Forwarded-For does not end with an IP address",
+            };
+            Answer::refused(
+                StatusCode::BAD_REQUEST,
+                reason.to_owned(),
+                Rejection::BadForwardedFor,
+            )
+        })?;
+        if use_cache {
+            match self.cache.get(ip, &scope) {
+                Ok(owner) => {
+                    self.metrics.cache_hit();
+                    return Ok(Resolved {
+                        ip,
+                        scope,
+                        owner,
+                        cached: true,
+                    });
+                }
+                Err(_) => self.metrics.cache_miss(),
+            }
+        }
+        let generation = self.cache.generation();
+        let owner = self.lookup(ip, &scope).await?;
+        self.cache
+            .insert(ip, scope.clone(), owner.clone(), generation);
+        Ok(Resolved {
+            ip,
+            scope,
+            owner,
+            cached: false,
+        })
+    }
+
+    /// Resolves the guest, then lets `ask_api` put the question to the API with the signed
+    /// headers. Only when the owner came from the cache and the API says it does not know that
+    /// instance (a 404 marked `X-Instance-Unknown`; the port may have moved) is the guest
+    /// looked up once more: a 404 for a path, or for a fresh lookup, costs no second lookup.
+    /// Counts and logs the outcome.
+    pub async fn relay<F, Fut>(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        ask_api: F,
+    ) -> Response<Body>
+    where
+        F: Fn(HeaderMap) -> Fut,
+        Fut: Future<Output = Result<Response<Body>, Answer>>,
+    {
+        let mut use_cache = true;
+        let outcome = loop {
+            let resolved = match self.resolve(headers, use_cache).await {
+                Ok(resolved) => resolved,
+                Err(refusal) => break Err(refusal),
+            };
+            let mut signed = self.signed_headers(&resolved);
+            pass_token_headers(headers, &mut signed);
+            match ask_api(signed).await {
+                Ok(response) if resolved.cached && instance_unknown(&response) => {
+                    self.forget(&resolved);
+                    use_cache = false;
+                }
+                other => break other,
+            }
+        };
+        let mut response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
+        // Between the API and the agent only: never relayed to the guest.
+        response.headers_mut().remove(headers::INSTANCE_UNKNOWN);
+        self.metrics.request(response.status());
+        response
+    }
+
+    /// Counts and logs a refusal, and turns it into the response.
+    pub fn refused(&self, refusal: Answer, method: &Method, path: &str) -> Response<Body> {
+        let rejection = refusal.rejection().unwrap_or(Rejection::Refused);
+        self.metrics.reject(rejection);
+        tracing::info!(
+            status = refusal.status.as_u16(),
+            %rejection,
+            reason = refusal.reason(),
+            %method,
+            %path,
+            "refused"
+        );
+        refusal.into_response()
+    }
+
+    /// Forgets a cached lookup the API did not agree with.
+    pub fn forget(&self, resolved: &Resolved) {
+        self.cache.forget(resolved.ip, &resolved.scope);
+    }
+
+    /// Exactly the headers the API gets (docs/protocol.md §2.4): nothing else the guest sent.
+    pub fn signed_headers(&self, resolved: &Resolved) -> HeaderMap {
+        let mut out = HeaderMap::with_capacity(4);
+        // An IP address is always a valid header value.
+        if let Ok(address) = HeaderValue::from_str(&resolved.ip.to_string()) {
+            out.insert(headers::FORWARDED_FOR, address);
+        }
+        let signed = &resolved.owner.signed;
+        out.insert(headers::INSTANCE_ID, signed.instance_id.clone());
+        out.insert(headers::TENANT_ID, signed.tenant_id.clone());
+        out.insert(headers::INSTANCE_ID_SIGNATURE, signed.signature.clone());
+        out
+    }
+
+    async fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
+        // One registry read per lookup, whatever the scope.
+        self.metrics.registry_read();
+        let found = match scope {
+            Scope::Router(id) => {
+                let id = id.clone();
+                crate::store::read(&self.store, move |store| {
+                    store.find_ports_behind_router(ip, &id)
+                })
+                .await
+            }
+            Scope::Network(id) => {
+                let networks = [id.clone()];
+                crate::store::read(&self.store, move |store| store.find_ports(ip, &networks)).await
+            }
+        };
+        let ports = found.map_err(|err| {
+            tracing::warn!(error = %err, "registry lookup failed");
+            Answer::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The registry is unavailable; retry shortly.".to_owned(),
+                Rejection::StoreUnavailable,
+            )
+        })?;
+        match ports.as_slice() {
+            [port] => Ok(Owner::new(&port.instance_id, &port.project, &self.secret)),
+            [] => Err(Answer::refused(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Instance was not found on {} for address {ip}.",
+                    scope.describe()
+                ),
+                Rejection::NoPort,
+            )),
+            several => Err(Answer::refused(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{} ports have address {ip} on {}: refusing to guess.",
+                    several.len(),
+                    scope.describe()
+                ),
+                Rejection::AmbiguousPort,
+            )),
+        }
+    }
+}
+
+/// The API's answer that it does not know the instance a lookup named (see
+/// `headers::INSTANCE_UNKNOWN`).
+fn instance_unknown(response: &Response<Body>) -> bool {
+    response.status() == StatusCode::NOT_FOUND
+        && response.headers().contains_key(headers::INSTANCE_UNKNOWN)
+}
+
+/// The guest's session-token headers (`X-metadata-token`, `X-metadata-token-ttl-seconds`),
+/// every value as sent: the API judges them. Nothing else of the guest's passes.
+fn pass_token_headers(guest: &HeaderMap, signed: &mut HeaderMap) {
+    for name in [headers::METADATA_TOKEN, headers::METADATA_TOKEN_TTL] {
+        for value in guest.get_all(name) {
+            signed.append(name, value.clone());
+        }
+    }
+}
+
+/// Exactly one of `X-Neutron-Router-ID` / `X-Neutron-Network-ID`, once.
+fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
+    let one = |name: &'static str, shown: &str| -> Result<Option<String>, Answer> {
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(Answer::refused(
+                StatusCode::BAD_REQUEST,
+                format!("Multiple {shown} headers found within request."),
+                Rejection::RepeatedHeader,
+            ));
+        }
+        match value.to_str().map(str::trim) {
+            Ok(text) if !text.is_empty() => Ok(Some(text.to_owned())),
+            _ => Err(Answer::refused(
+                StatusCode::BAD_REQUEST,
+                format!("{shown} is empty or not text."),
+                Rejection::BadHeader,
+            )),
+        }
+    };
+    let router = one(headers::ROUTER_ID, "X-Neutron-Router-ID")?;
+    let network = one(headers::NETWORK_ID, "X-Neutron-Network-ID")?;
+    match (router, network) {
+        (Some(router), Some(network)) => Err(Answer::refused(
+            StatusCode::BAD_REQUEST,
+            format!("Both network {network} and router {router} defined."),
+            Rejection::BothScopes,
+        )),
+        (Some(router), None) => Ok(Scope::Router(router)),
+        (None, Some(network)) => Ok(Scope::Network(network)),
+        (None, None) => Err(Answer::refused(
+            StatusCode::BAD_REQUEST,
+            "Neither X-Neutron-Router-ID nor X-Neutron-Network-ID is set: only the namespace proxy may call the agent.".to_owned(),
+            Rejection::NoScope,
+        )),
+    }
+}

@@ -1,0 +1,306 @@
+//! The metadata API's answer to one request: identify the instance (signed headers or source
+//! address), find its view (cache or registry), check the session token, then route to the
+//! OpenStack or the EC2 tree.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use metaboot_proto::{Ec2Version, headers};
+
+use super::cache::ViewCache;
+use super::identify::{self, Identify};
+use super::rendering::Rendering;
+use super::token::{self, Tokens};
+use super::view::InstanceView;
+use super::{ec2, openstack, path};
+use crate::http::{Answer, Body, Rejection};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreResult};
+
+/// A request as the API sees it, whatever carried it (HTTP, or `all`'s in-process hop).
+#[derive(Debug, Clone)]
+pub struct MetadataRequest {
+    pub method: Method,
+    /// The raw path, without the query (which is ignored).
+    pub path: String,
+    pub headers: HeaderMap,
+    /// The TCP peer (source-IP mode only).
+    pub peer: Option<IpAddr>,
+    pub body: Bytes,
+}
+
+/// The metadata API.
+pub struct Api {
+    store: Arc<dyn Store>,
+    identify: Identify,
+    rendering: Rendering,
+    pub(super) cache: Arc<ViewCache>,
+    pub(super) metrics: Arc<Metrics>,
+    tokens: Tokens,
+}
+
+impl Api {
+    pub fn new(
+        store: Arc<dyn Store>,
+        identify: Identify,
+        rendering: Rendering,
+        cache_ttl: Duration,
+    ) -> Self {
+        let tokens = match &identify {
+            Identify::Proxy { secret } => Tokens::new(secret),
+            Identify::SourceIp => Tokens::random(),
+        };
+        Self {
+            store,
+            identify,
+            rendering,
+            cache: Arc::new(ViewCache::new(cache_ttl)),
+            metrics: Metrics::new("api"),
+            tokens,
+        }
+    }
+
+    /// Requires an IMDSv2-style session token on every request (see [`token`]); off by default.
+    pub fn require_token(mut self, required: bool) -> Self {
+        self.tokens = self.tokens.require(required);
+        self
+    }
+
+    /// The cache, to be told of registry changes.
+    pub fn cache(&self) -> Arc<ViewCache> {
+        self.cache.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Answers one request; never panics, never a 500 for anything a client sends.
+    pub async fn answer(&self, request: &MetadataRequest) -> Response<Body> {
+        let answer = self.route(request).await;
+        self.metrics.request(answer.status);
+        match answer.rejection() {
+            Some(rejection) => {
+                self.metrics.reject(rejection);
+                tracing::info!(
+                    status = answer.status.as_u16(),
+                    %rejection,
+                    reason = answer.reason(),
+                    method = %request.method,
+                    path = %request.path,
+                    instance = header_text(&request.headers, headers::INSTANCE_ID),
+                    tenant = header_text(&request.headers, headers::TENANT_ID),
+                    forwarded_for = header_text(&request.headers, headers::FORWARDED_FOR),
+                    peer = ?request.peer,
+                    "refused"
+                );
+            }
+            None => tracing::debug!(
+                status = answer.status.as_u16(),
+                method = %request.method,
+                path = %request.path,
+                instance = header_text(&request.headers, headers::INSTANCE_ID),
+                forwarded_for = header_text(&request.headers, headers::FORWARDED_FOR),
+                "answered"
+            ),
+        }
+        let unknown = matches!(
+            answer.rejection(),
+            Some(Rejection::UnknownInstance | Rejection::TenantMismatch)
+        );
+        let mut response = answer.into_response();
+        if unknown && matches!(self.identify, Identify::Proxy { .. }) {
+            // For the agent, which strips it: its cached lookup may be stale.
+            response.headers_mut().insert(
+                headers::INSTANCE_UNKNOWN,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+
+    async fn route(&self, request: &MetadataRequest) -> Answer {
+        let segments = match path::segments(&request.path) {
+            Ok(segments) => segments,
+            Err(err) => {
+                return Answer::refused(
+                    StatusCode::BAD_REQUEST,
+                    err.reason().to_owned(),
+                    Rejection::BadPath,
+                );
+            }
+        };
+        // `GET /` is answered before identification (nova does the same), unless every
+        // request needs a session token, which is bound to the instance.
+        if segments.is_empty() && !self.tokens.required() {
+            return Answer::text(Bytes::from(Ec2Version::listing()));
+        }
+        let (uuid, tenant, address) = match self.identify(request).await {
+            Ok(found) => found,
+            Err(refusal) => return refusal,
+        };
+        let view = match self.view(&uuid).await {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                return Answer::refused(
+                    StatusCode::NOT_FOUND,
+                    "Instance not found.".to_owned(),
+                    Rejection::UnknownInstance,
+                );
+            }
+            Err(refusal) => return refusal,
+        };
+        if tenant.is_some_and(|tenant| tenant != view.instance.project) {
+            // Same answer as an unknown instance: a mismatch must not reveal that it exists.
+            return Answer::refused(
+                StatusCode::NOT_FOUND,
+                "Instance not found.".to_owned(),
+                Rejection::TenantMismatch,
+            );
+        }
+        if token::is_token_path(&segments) {
+            return self
+                .tokens
+                .answer_put(&request.method, &request.headers, &view.instance.uuid);
+        }
+        if let Some(refusal) = self.tokens.refusal(&request.headers, &view.instance.uuid) {
+            return refusal;
+        }
+        let Some(first) = segments.first() else {
+            return Answer::text(Bytes::from(Ec2Version::listing()));
+        };
+        match first.as_str() {
+            "openstack" => match openstack::route(&segments[1..]) {
+                Some(openstack::Target::Password) => {
+                    self.password(request, &view.instance.uuid).await
+                }
+                Some(target) => openstack::answer(target, &view, &self.rendering),
+                None => Answer::refuse(StatusCode::NOT_FOUND, "not found"),
+            },
+            "ec2" => self.ec2(&view, &segments[1..], &address),
+            _ => self.ec2(&view, &segments, &address),
+        }
+    }
+
+    fn ec2(&self, view: &InstanceView, rest: &[String], address: &str) -> Answer {
+        let Some((version, path)) = rest.split_first() else {
+            return Answer::text(Bytes::from(Ec2Version::listing()));
+        };
+        let Some(version) = Ec2Version::parse(version) else {
+            return Answer::refuse(StatusCode::NOT_FOUND, "not found");
+        };
+        let tree = view.ec2(version, || {
+            ec2::tree(view, version, &self.rendering, address)
+        });
+        match tree.find(path) {
+            Some(node) => Answer::text(node.render()),
+            None => Answer::refuse(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// (instance uuid, tenant to check, request address).
+    async fn identify(
+        &self,
+        request: &MetadataRequest,
+    ) -> Result<(String, Option<String>, String), Answer> {
+        match &self.identify {
+            Identify::Proxy { secret } => {
+                let claim = identify::claim(&request.headers, secret)?;
+                Ok((claim.instance_id, Some(claim.tenant_id), claim.address))
+            }
+            Identify::SourceIp => {
+                let Some(ip) = request.peer else {
+                    return Err(Answer::refused(
+                        StatusCode::BAD_REQUEST,
+                        "source-IP identification needs a TCP client".to_owned(),
+                        Rejection::NoAddress,
+                    ));
+                };
+                let ports = self.read(move |store| store.find_ports_by_ip(ip)).await?;
+                match ports.as_slice() {
+                    [port] => Ok((port.instance_id.clone(), None, ip.to_string())),
+                    [] => Err(Answer::refused(
+                        StatusCode::NOT_FOUND,
+                        format!("No instance has the address {ip}."),
+                        Rejection::NoPort,
+                    )),
+                    _ => Err(Answer::refused(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "Several instances have the address {ip}: serve them through the agent (proxy mode)."
+                        ),
+                        Rejection::AmbiguousPort,
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The instance's view, from the cache or the store.
+    async fn view(&self, uuid: &str) -> Result<Option<Arc<InstanceView>>, Answer> {
+        let generation = match self.cache.get(uuid) {
+            Ok(view) => {
+                self.metrics.cache_hit();
+                return Ok(Some(view));
+            }
+            Err(generation) => generation,
+        };
+        self.metrics.cache_miss();
+        let key = uuid.to_owned();
+        let loaded = self
+            .read(move |store| {
+                let Some(instance) = store.instance_by_uuid(&key)? else {
+                    return Ok(None);
+                };
+                let ports = store.instance_ports(&key)?;
+                Ok(Some((instance, ports)))
+            })
+            .await?;
+        Ok(loaded.map(|(instance, ports)| {
+            let view = Arc::new(InstanceView::new(instance, ports));
+            self.cache.insert(uuid, view.clone(), generation);
+            view
+        }))
+    }
+
+    /// A read of the store (in place where reads never wait); a failing store is 503, never
+    /// 500.
+    pub(super) async fn read<T, F>(&self, op: F) -> Result<T, Answer>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+    {
+        self.metrics.registry_read();
+        unavailable(crate::store::read(&self.store, op).await)
+    }
+
+    /// A write to the store, on a blocking thread; a failing store is 503, never 500.
+    pub(super) async fn write<T, F>(&self, op: F) -> Result<T, Answer>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+    {
+        unavailable(crate::store::call(&self.store, op).await)
+    }
+}
+
+fn unavailable<T>(result: StoreResult<T>) -> Result<T, Answer> {
+    result.map_err(|err| {
+        tracing::warn!(error = %err, "registry call failed");
+        Answer::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The registry is unavailable; retry shortly.".to_owned(),
+            Rejection::StoreUnavailable,
+        )
+    })
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}

@@ -1,0 +1,77 @@
+//! The `Store` trait: the registry as every caller sees it, whatever the backend. The store
+//! contract suite (`tests/tests/store_contract`) holds both backends to it.
+
+use std::net::IpAddr;
+
+use super::error::StoreResult;
+use super::model::{
+    Change, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter, PasswordSet, Port,
+    Router,
+};
+
+/// The registry of networks, routers, ports and instances.
+pub trait Store: Send + Sync {
+    /// True when reads never wait for another process or the network, so async code may run
+    /// them in place (see [`read`]).
+    fn reads_in_place(&self) -> bool {
+        false
+    }
+
+    // --- networks
+    fn create_network(&self, new: &NewNetwork) -> StoreResult<Network>;
+    fn networks(&self) -> StoreResult<Vec<Network>>;
+    /// By id, or by name when the name is unique.
+    fn network(&self, id_or_name: &str) -> StoreResult<Network>;
+    /// Refused (Conflict) while ports are on it.
+    fn delete_network(&self, id: &str) -> StoreResult<()>;
+
+    // --- routers
+    fn create_router(&self, new: &NewRouter) -> StoreResult<Router>;
+    fn routers(&self) -> StoreResult<Vec<Router>>;
+    fn router(&self, id_or_name: &str) -> StoreResult<Router>;
+    fn add_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()>;
+    fn delete_router(&self, id: &str) -> StoreResult<()>;
+
+    // --- instances
+    /// Creates the instance and its first port in one transaction; allocates the port's IP
+    /// (lowest free host address, skipping gateway and DHCP address) and MAC (`fa:16:3e:…`)
+    /// when not given.
+    fn create_instance(&self, new: &NewInstance, port: &NewPort) -> StoreResult<(Instance, Port)>;
+    fn instances(&self) -> StoreResult<Vec<Instance>>;
+    /// By uuid, or by name when the name is unique.
+    fn instance(&self, id_or_name: &str) -> StoreResult<Instance>;
+    /// By uuid only; `None` when absent. The API's hot path.
+    fn instance_by_uuid(&self, uuid: &str) -> StoreResult<Option<Instance>>;
+    /// Deletes the instance and its ports.
+    fn delete_instance(&self, uuid: &str) -> StoreResult<()>;
+    /// Write-once: exactly one of any number of concurrent calls gets `Stored`.
+    fn set_password(&self, uuid: &str, password: &str) -> StoreResult<PasswordSet>;
+
+    // --- ports
+    fn create_port(&self, new: &NewPort) -> StoreResult<Port>;
+    fn ports(&self) -> StoreResult<Vec<Port>>;
+    fn port(&self, id: &str) -> StoreResult<Port>;
+    fn delete_port(&self, id: &str) -> StoreResult<()>;
+    /// The instance's ports with their networks, oldest port first (network_data.json).
+    fn instance_ports(&self, uuid: &str) -> StoreResult<Vec<(Port, Network)>>;
+
+    // --- the agent's hot path
+    /// Ports with this IP on any of these networks (indexed; zero, one or several).
+    fn find_ports(&self, ip: IpAddr, network_ids: &[String]) -> StoreResult<Vec<Port>>;
+    /// Ports with this IP on the networks behind router `router_id` (by id), in one read: the
+    /// agent's hot path on the router path.
+    fn find_ports_behind_router(&self, ip: IpAddr, router_id: &str) -> StoreResult<Vec<Port>>;
+    /// Ports with this IP on any network (the API's source-IP mode).
+    fn find_ports_by_ip(&self, ip: IpAddr) -> StoreResult<Vec<Port>>;
+
+    // --- change log
+    /// The newest change's sequence number (0 when none).
+    fn last_change(&self) -> StoreResult<i64>;
+    /// Changes after `seq`, oldest first.
+    fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>>;
+}
+
+/// How many of the newest changes the change log keeps; every write drops the ones before.
+/// A server further behind than this has missed changes and starts over (see
+/// `watch::MAX_CHANGES_PER_POLL`, which must not exceed it).
+pub const CHANGE_LOG_KEPT: i64 = 100_000;

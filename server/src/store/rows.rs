@@ -1,0 +1,242 @@
+//! What crosses between the shared SQL and a backend's driver: statement parameters
+//! ([`Param`]) and result columns ([`Columns`]), and the decoding of each kind of row, written
+//! once for both backends.
+
+use std::str::FromStr;
+
+use super::error::{StoreError, StoreResult};
+use super::model::{Change, ChangeKind, Instance, Network, Port, Router};
+
+/// One statement parameter, as both backends bind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param<'a> {
+    Text(&'a str),
+    TextOrNull(Option<&'a str>),
+    Int(i64),
+    IntOrNull(Option<i64>),
+    Flag(bool),
+    BytesOrNull(Option<&'a [u8]>),
+}
+
+/// One column's value as a backend hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Flag(bool),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Null => "NULL",
+            Self::Int(_) => "an integer",
+            Self::Flag(_) => "a boolean",
+            Self::Text(_) => "text",
+            Self::Bytes(_) => "bytes",
+        }
+    }
+}
+
+/// One result row, read by column index. A backend provides [`Columns::value`]; the typed
+/// reads, and their errors, are the same for both.
+pub trait Columns {
+    /// Column `index` as the backend holds it.
+    fn value(&self, index: usize) -> StoreResult<Value>;
+
+    fn text(&self, index: usize) -> StoreResult<String> {
+        self.text_or_null(index)?
+            .ok_or_else(|| unexpected(index, "text", &Value::Null))
+    }
+
+    fn text_or_null(&self, index: usize) -> StoreResult<Option<String>> {
+        match self.value(index)? {
+            Value::Null => Ok(None),
+            Value::Text(text) => Ok(Some(text)),
+            other => Err(unexpected(index, "text", &other)),
+        }
+    }
+
+    fn int(&self, index: usize) -> StoreResult<i64> {
+        self.int_or_null(index)?
+            .ok_or_else(|| unexpected(index, "an integer", &Value::Null))
+    }
+
+    fn int_or_null(&self, index: usize) -> StoreResult<Option<i64>> {
+        match self.value(index)? {
+            Value::Null => Ok(None),
+            Value::Int(value) => Ok(Some(value)),
+            other => Err(unexpected(index, "an integer", &other)),
+        }
+    }
+
+    /// A boolean: PostgreSQL's `BOOLEAN`, or SQLite's integer 0 or 1.
+    fn flag(&self, index: usize) -> StoreResult<bool> {
+        match self.value(index)? {
+            Value::Flag(flag) => Ok(flag),
+            Value::Int(value) => Ok(value != 0),
+            other => Err(unexpected(index, "a boolean", &other)),
+        }
+    }
+
+    fn bytes_or_null(&self, index: usize) -> StoreResult<Option<Vec<u8>>> {
+        match self.value(index)? {
+            Value::Null => Ok(None),
+            Value::Bytes(bytes) => Ok(Some(bytes)),
+            other => Err(unexpected(index, "bytes", &other)),
+        }
+    }
+}
+
+/// A column of another type than its statement reads.
+fn unexpected(index: usize, wanted: &str, found: &Value) -> StoreError {
+    StoreError::Backend(format!(
+        "column {index} of a registry row holds {}, not {wanted}",
+        found.kind()
+    ))
+}
+
+/// A value the registry holds that this version cannot read.
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("bad {what} in the registry: {err}"))
+}
+
+fn parse<T: FromStr>(what: &str, text: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|err| corrupt(what, err))
+}
+
+fn parse_opt<T: FromStr>(what: &str, text: Option<String>) -> StoreResult<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    text.map(|text| parse(what, &text)).transpose()
+}
+
+fn to_u32(what: &str, value: i64) -> StoreResult<u32> {
+    u32::try_from(value).map_err(|err| corrupt(what, err))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|err| corrupt(what, err))
+}
+
+/// JSON text of a column stored as JSON (key pairs, meta).
+pub fn to_json(value: &impl serde::Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.to_string()))
+}
+
+/// A value read from one result row.
+pub trait FromRow: Sized {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self>;
+}
+
+/// A row of `network_select!()`.
+impl FromRow for Network {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Network {
+            id: row.text(0)?,
+            name: row.text(1)?,
+            project: row.text(2)?,
+            cidr: parse("network CIDR", &row.text(3)?)?,
+            gateway: parse_opt("gateway", row.text_or_null(4)?)?,
+            dhcp_ip: parse_opt("DHCP address", row.text_or_null(5)?)?,
+            isolated: row.flag(6)?,
+            mtu: row
+                .int_or_null(7)?
+                .map(|mtu| to_u32("MTU", mtu))
+                .transpose()?,
+            created: row.text(8)?,
+        })
+    }
+}
+
+/// A row of `router_select!()`, without its networks.
+impl FromRow for Router {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Router {
+            id: row.text(0)?,
+            name: row.text(1)?,
+            project: row.text(2)?,
+            networks: Vec::new(),
+            created: row.text(3)?,
+        })
+    }
+}
+
+/// A row of `instance_select!()`.
+impl FromRow for Instance {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Instance {
+            ec2_id: row.int(0)?,
+            uuid: row.text(1)?,
+            project: row.text(2)?,
+            name: row.text(3)?,
+            hostname: row.text(4)?,
+            availability_zone: row.text_or_null(5)?,
+            launch_index: to_u32("launch index", row.int(6)?)?,
+            key_pairs: from_json("key pairs", &row.text(7)?)?,
+            user_data: row.bytes_or_null(8)?,
+            meta: from_json("meta", &row.text(9)?)?,
+            admin_pass: row.text_or_null(10)?,
+            password: row.text_or_null(11)?,
+            created: row.text(12)?,
+        })
+    }
+}
+
+/// A row of `port_select!()`.
+impl FromRow for Port {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Port {
+            id: row.text(0)?,
+            network_id: row.text(1)?,
+            mac: row.text(2)?,
+            ip: parse("port IP", &row.text(3)?)?,
+            instance_id: row.text(4)?,
+            project: row.text(5)?,
+            created: row.text(6)?,
+        })
+    }
+}
+
+/// A row of the change log: sequence number, kind, id.
+impl FromRow for Change {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        let seq = row.int(0)?;
+        let kind = row.text(1)?;
+        let kind = ChangeKind::parse(&kind).ok_or_else(|| {
+            StoreError::Backend(format!("change {seq} has an unknown kind {kind:?}"))
+        })?;
+        Ok(Change {
+            seq,
+            kind,
+            id: row.text(2)?,
+        })
+    }
+}
+
+/// A one-column text row (ids).
+impl FromRow for String {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        row.text(0)
+    }
+}
+
+/// A one-column integer row (counts, sequence numbers).
+impl FromRow for i64 {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        row.int(0)
+    }
+}
+
+/// A two-column text row (router id, network id).
+impl FromRow for (String, String) {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok((row.text(0)?, row.text(1)?))
+    }
+}
