@@ -118,6 +118,11 @@ pub fn domain_xml(guest: &Guest) -> String {
             "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"
         );
     }
+    // The same hardware as QEMU's command line (-nodefaults): libvirt would add a USB
+    // controller and a memory balloon, which SeaBIOS and the guest's kernel then probe and
+    // poll under TCG.
+    let _ = writeln!(xml, "    <controller type='usb' model='none'/>");
+    let _ = writeln!(xml, "    <memballoon model='none'/>");
     let _ = writeln!(xml, "  </devices>");
     let _ = writeln!(xml, "</domain>");
     xml
@@ -182,6 +187,8 @@ mod tests {
             "<kernel>/var/cache/metaboot/tiny-0123/vmlinuz</kernel>",
             "<cmdline>console=ttyS0 panic=-1</cmdline>",
             "<features><acpi/><apic/></features>",
+            "<controller type='usb' model='none'/>",
+            "<memballoon model='none'/>",
             "<cpu mode='maximum'/>",
             "<mac address='fa:16:3e:12:34:56'/>",
             "<target dev='tap0123456789a' managed='no'/>",
