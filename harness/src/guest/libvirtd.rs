@@ -13,8 +13,10 @@
 //! like the harness's own QEMU, so a user's image is never chowned. It also keeps libvirt's
 //! QEMU capability cache valid on machines whose /dev/kvm only root may open; with the
 //! distribution's `libvirt-qemu` user, libvirt probes QEMU again on every call (about 50 s per
-//! `virsh create` here). Networks set to autostart are masked the same way: the lab's
-//! namespace gets no libvirt bridge or dnsmasq.
+//! `virsh create` here). libvirt makes no cgroups for its guests (a cgroup would count as one
+//! task against every other process of the host, and starve a guest on a busy machine), and
+//! networks set to autostart are masked the same way: the lab's namespace gets no libvirt
+//! bridge or dnsmasq.
 
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
@@ -56,10 +58,14 @@ pub const NETWORK_AUTOSTART: &str = "/etc/libvirt/qemu/networks/autostart";
 pub const QEMU_CONF: &str = "# metaboot-harness: the qemu.conf of the libvirtd it starts in a lab's namespace.\n\
 # Guests run as root without relabelling, like the harness's own QEMU guests: a user's image\n\
 # is never chowned, and libvirt's capability cache stays valid where /dev/kvm is root's only.\n\
+# No cgroups of its own: the guest's QEMU is scheduled like the harness's own (a libvirt\n\
+# cgroup counts as one task against every other process on the host), and libvirt leaves\n\
+# the host's cgroup tree alone.\n\
 user = \"root\"\n\
 group = \"root\"\n\
 dynamic_ownership = 0\n\
-remember_owner = 0\n";
+remember_owner = 0\n\
+cgroup_controllers = [ ]\n";
 
 /// The daemons libvirt needs.
 pub const TOOLS: [&str; 3] = ["libvirtd", "virtlogd", "virsh"];
@@ -260,6 +266,7 @@ mod tests {
             "user = \"root\"",
             "group = \"root\"",
             "dynamic_ownership = 0",
+            "cgroup_controllers = [ ]",
         ] {
             assert!(QEMU_CONF.lines().any(|l| l == line), "{line}");
         }
