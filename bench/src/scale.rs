@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use metaboot_harness::chain::write_secret;
@@ -18,6 +19,7 @@ use crate::fleet::{self, POSTGRES_WRITERS, Registry};
 use crate::interrupt;
 use crate::measure::peak_rss_kib;
 use crate::plan::Plan;
+use crate::propagation::{self, PropagationSample};
 use crate::storm::{self, GUESTS, StormResult};
 use crate::table::{Goal, Row, Unit};
 
@@ -39,6 +41,10 @@ pub const STARTUP_GOAL_S: f64 = 10.0;
 pub const P99_VS_NGINX_GOAL: f64 = 1.0;
 /// A guest's first request ÷ its later ones (p50) goal.
 pub const FIRST_VS_LATER_GOAL: f64 = 1.2;
+/// Propagation p99 goal (a write's return → every host serves it), PostgreSQL (NOTIFY).
+pub const PROPAGATION_GOAL_POSTGRES: Duration = Duration::from_millis(50);
+/// Propagation p99 goal, SQLite (polled).
+pub const PROPAGATION_GOAL_SQLITE: Duration = Duration::from_millis(150);
 
 /// One store kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +61,14 @@ impl Backend {
         match self {
             Backend::Sqlite => "SQLite",
             Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// The propagation goal of this store.
+    fn propagation_goal(self) -> Duration {
+        match self {
+            Backend::Sqlite => PROPAGATION_GOAL_SQLITE,
+            Backend::Postgres => PROPAGATION_GOAL_POSTGRES,
         }
     }
 }
@@ -246,6 +260,32 @@ pub fn measure(
         }
     }
     let large = *sizes.last().unwrap_or(&SMALL);
+    // Propagation, on each store's largest registry: new instances after the fleet's.
+    let mut propagation: Vec<(Backend, PropagationSample)> = Vec::new();
+    for fleet in fleets.iter().filter(|fleet| fleet.size == large) {
+        for round in 1..=plan.rounds {
+            interrupt::check()?;
+            let first = fleet.size + (round - 1) * propagation::WRITES_PER_ROUND;
+            let sample = propagation::measure_round(
+                bin,
+                dir,
+                &secret,
+                &fleet.registry,
+                &fleet.netns,
+                first,
+            )?;
+            println!(
+                "  round {round}: {:<10} {:>6} instances: {} writes reached both hosts in p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                fleet.backend.name(),
+                fleet.size,
+                sample.each_us.len(),
+                crate::measure::quantile(&sample.each_us, 0.5).unwrap_or(f64::NAN) / 1e3,
+                sample.p99_us / 1e3,
+                sample.each_us.iter().copied().fold(0.0, f64::max) / 1e3,
+            );
+            propagation.push((fleet.backend, sample));
+        }
+    }
     let mut rows = Vec::new();
     let small_sqlite = |f: &ResultMetric| -> Vec<f64> {
         samples
@@ -296,6 +336,24 @@ pub fn measure(
             RSS_GOAL_KIB
         };
         let large_only = |f: &Metric| -> Vec<f64> { pick(large, f) };
+        rows.push(
+            Row::new(
+                SECTION,
+                &format!(
+                    "propagation p99 (write returns → both hosts serve it): {}, {large} instances",
+                    backend.name()
+                ),
+                Unit::Micros,
+                Vec::new(),
+                propagation
+                    .iter()
+                    .filter(|(b, _)| *b == backend)
+                    .map(|(_, sample)| sample.p99_us)
+                    .collect(),
+                Goal::AtMost(backend.propagation_goal().as_secs_f64() * 1e6),
+            )
+            .every_round(),
+        );
         rows.push(Row::new(
             SECTION,
             &format!(

@@ -150,7 +150,14 @@ impl Row {
     /// pair of samples (the i-th baseline and the i-th metaboot sample) meets it too.
     pub fn every_round(mut self) -> Self {
         self.every_round = true;
-        if self.met == Some(true) {
+        if self.met == Some(true) && matches!(self.goal, Goal::AtMost(_)) {
+            // metaboot's own value: each of its samples alone.
+            let each = self
+                .metaboot_samples
+                .iter()
+                .all(|&m| self.goal.met(Some(m), None) == Some(true));
+            self.met = Some(each);
+        } else if self.met == Some(true) {
             let paired = self.baseline_samples.len() == self.metaboot_samples.len();
             let each = self
                 .baseline_samples
@@ -298,6 +305,19 @@ mod tests {
         assert_eq!(unpaired.met, Some(false));
         let missed = samples(&[100.0], &[60.0]);
         assert_eq!(missed.met, Some(false));
+        let own = |m: &[f64]| {
+            Row::new(
+                "storm",
+                "propagation",
+                Unit::Micros,
+                Vec::new(),
+                m.to_vec(),
+                Goal::AtMost(50.0),
+            )
+            .every_round()
+        };
+        assert_eq!(own(&[10.0, 20.0, 30.0]).met, Some(true));
+        assert_eq!(own(&[10.0, 60.0, 30.0]).met, Some(false));
         let text = render(&[all]);
         assert!(text.contains("ratio ≤ 0.50, each round"), "{text}");
     }
