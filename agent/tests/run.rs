@@ -440,7 +440,7 @@ fn status_json_shape() {
         .collect();
     assert_eq!(names.first(), Some(&"config"));
     assert_eq!(names.last(), Some(&"scripts-user"));
-    assert_eq!(names.len(), 23);
+    assert_eq!(names.len(), 25);
 }
 
 /// `datasources:` orders the sources: with only the config drive listed and none attached, there
@@ -476,4 +476,120 @@ fn datasources_choose_and_order_the_sources() {
     assert_eq!(guest.step("meta-data").0, "ok");
     assert_eq!(guest.status()["source"], "metadata-service");
     assert_eq!(guest.read("/etc/hostname"), "test\n");
+}
+
+/// `network_data.json` of a static port (a `--no-dhcp` network), applied: on an image with
+/// systemd-networkd a `.network` file for the interface with that MAC, named as the system
+/// names it; on an image with nothing, `/etc/resolv.conf` (the `ip` commands run on `/` only);
+/// `network: {config: disabled}` leaves it alone.
+#[test]
+fn network_data_is_rendered_for_the_image() {
+    let guest = Guest::new();
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [{"id": "tapabc", "vif_id": "p", "type": "bridge", "mtu": 1450,
+              "ethernet_mac_address": "fa:16:3e:00:00:07"}],
+            "networks": [{"id": "network0", "link": "tapabc", "network_id": "n", "type": "ipv4",
+              "ip_address": "198.18.30.2", "netmask": "255.255.255.0",
+              "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"}],
+              "services": [{"type": "dns", "address": "198.18.30.3"}]}],
+            "services": []}"#,
+    );
+    let iface = guest.path("/sys/class/net/ens3");
+    std::fs::create_dir_all(&iface).unwrap();
+    std::fs::write(iface.join("address"), "fa:16:3e:00:00:07\n").unwrap();
+
+    // No network manager: DNS in /etc/resolv.conf, the commands left for a real `/`.
+    assert_eq!(guest.run().0, 0);
+    let (outcome, message) = guest.step("network");
+    assert_eq!(outcome, "ok", "{message}");
+    assert!(message.contains("not run"), "{message}");
+    assert!(
+        guest
+            .read("/etc/resolv.conf")
+            .contains("nameserver 198.18.30.3\n")
+    );
+
+    // systemd-networkd: a new instance id, so the per-instance step runs again.
+    let guest = Guest::new();
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [{"id": "t", "vif_id": "p", "type": "bridge", "mtu": null, "ethernet_mac_address": "fa:16:3e:00:00:07"}],
+            "networks": [{"id": "network0", "link": "t", "network_id": "n", "type": "ipv4", "ip_address": "198.18.30.2",
+              "netmask": "255.255.255.0", "routes": [], "services": []}], "services": []}"#,
+    );
+    for dir in [
+        "/sys/class/net/ens3",
+        "/etc/systemd/network",
+        "/usr/lib/systemd",
+    ] {
+        std::fs::create_dir_all(guest.path(dir)).unwrap();
+    }
+    std::fs::write(
+        guest.path("/sys/class/net/ens3/address"),
+        "fa:16:3e:00:00:07\n",
+    )
+    .unwrap();
+    std::fs::write(guest.path("/usr/lib/systemd/systemd-networkd"), "").unwrap();
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    let (outcome, message) = guest.step("network");
+    assert_eq!(outcome, "ok", "{message}");
+    assert!(message.contains("systemd-networkd"), "{message}");
+    let file = guest.read("/etc/systemd/network/10-metaboot-ens3.network");
+    assert!(
+        file.contains("MACAddress=fa:16:3e:00:00:07\n")
+            && file.contains("Address=198.18.30.2/24\n"),
+        "{file}"
+    );
+
+    let guest = Guest::new();
+    guest.config("network: {config: disabled}\n");
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [], "networks": [], "services": []}"#,
+    );
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    assert_eq!(guest.step("network").0, "skipped");
+}
+
+/// `password_postback` when the post fails (here the server has no password endpoint: 404):
+/// the password is still set, goes to the console (never to the log) so it is not lost, and
+/// the step is an error naming the failed POST.
+#[test]
+fn a_failed_password_post_leaves_the_password_on_the_console() {
+    if !testutil::require_tool("ssh-keygen") || !testutil::require_tool("perl") {
+        return;
+    }
+    let guest = Guest::new();
+    let key = guest.dir.path().join("id_rsa");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    guest.meta_data(&json!({
+        "uuid": UUID,
+        "hostname": "test.novalocal",
+        "keys": [{"name": "rsa", "type": "ssh", "data": public.trim()}],
+        "public_keys": {"rsa": public.trim()},
+    }));
+    guest.user_data("#cloud-config\npassword_postback: true\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    let (outcome, message) = guest.step("password-postback");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.contains("not posted") && message.contains("HTTP 404"),
+        "{message}"
+    );
+    let printed = stderr
+        .split("Set the following 'random' passwords\nroot:")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("no password on the console: {stderr}"));
+    assert_eq!(printed.len(), 20);
+    assert!(crypt_verifies(printed, &guest.shadow_hash("root")));
+    assert!(!guest.read("/var/log/metaboot.log").contains(printed));
 }

@@ -92,6 +92,8 @@ pub struct All {
     pub addr: SocketAddr,
     /// The router namespace it serves.
     pub netns: String,
+    /// From spawn to serving: loading the registry into memory is most of it.
+    pub ready_after: std::time::Duration,
 }
 
 impl All {
@@ -105,22 +107,37 @@ impl All {
         name: &str,
         netns: &RouterNamespace,
     ) -> anyhow::Result<Self> {
+        Self::start_on(bin, db, dir, secret, name, netns, ROUTER_PORT)
+    }
+
+    /// [`All::start`] with the router proxy on `port` (a second host in the same namespace).
+    pub fn start_on(
+        bin: &Path,
+        db: &str,
+        dir: &Path,
+        secret: &Path,
+        name: &str,
+        netns: &RouterNamespace,
+        port: u16,
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.args(["--db", db, "all", "--shared-secret-file"])
             .arg(secret)
-            .args(["--router-port", &ROUTER_PORT.to_string()])
+            .args(["--router-port", &port.to_string()])
             .args([
                 "--max-connections-per-guest",
                 &BENCH_CONNECTIONS_PER_GUEST.to_string(),
             ]);
+        let started = std::time::Instant::now();
         let mut server = Server::spawn(name, &mut cmd, dir)?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], ROUTER_PORT));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let ns = netns.name.clone();
         server.wait_ready(|| netns::tcp_probe(&ns, addr, PROBE_TIMEOUT).is_ok())?;
         Ok(Self {
             server,
             addr,
             netns: netns.name.clone(),
+            ready_after: started.elapsed(),
         })
     }
 }

@@ -27,6 +27,9 @@ pub const MAX_FLEET: usize = 16_000_000;
 /// Threads writing instances into PostgreSQL at once (its round trips overlap; SQLite has one
 /// writer, so it gets one thread).
 pub const POSTGRES_WRITERS: usize = 4;
+/// Instances registered per transaction (`Store::create_instances`): a million instances are
+/// a few hundred transactions, not a million.
+pub const BULK_BATCH: usize = 2_000;
 
 /// A registry ready for the bench: its network, router and (for the chain) guest.
 #[derive(Clone)]
@@ -78,6 +81,7 @@ pub fn create(url: &str) -> anyhow::Result<Registry> {
             dhcp_ip: Some(IpAddr::V4(DHCP_IP)),
             isolated: false,
             mtu: None,
+            no_dhcp: false,
         })
         .context("failed to create the bench network")?;
     let router = store
@@ -159,8 +163,8 @@ pub fn add_bench_guest(registry: &Registry) -> anyhow::Result<String> {
     Ok(instance.uuid)
 }
 
-/// Adds fleet members `from..to` (each with its port, user data and key), `writers` at once;
-/// returns how long it took.
+/// Adds fleet members `from..to` (each with its port, user data and key), in transactions of
+/// [`BULK_BATCH`], `writers` at once; returns how long it took.
 pub fn populate(
     registry: &Registry,
     from: usize,
@@ -179,23 +183,30 @@ pub fn populate(
                 scope.spawn(|| -> anyhow::Result<()> {
                     loop {
                         crate::interrupt::check()?;
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= to {
+                        let first = next.fetch_add(BULK_BATCH, Ordering::Relaxed);
+                        if first >= to {
                             return Ok(());
                         }
-                        let name = format!("storm-{index}");
-                        registry
-                            .store
-                            .create_instance(
-                                &new_instance(&name, uuid(index)),
-                                &NewPort {
-                                    network_id: registry.network_id.clone(),
-                                    ip: Some(IpAddr::V4(fleet_ip(index)?)),
-                                    mac: Some(mac(index)),
-                                    instance_id: String::new(),
-                                },
+                        let batch = (first..to.min(first + BULK_BATCH))
+                            .map(|index| {
+                                let name = format!("storm-{index}");
+                                Ok((
+                                    new_instance(&name, uuid(index)),
+                                    NewPort {
+                                        network_id: registry.network_id.clone(),
+                                        ip: Some(IpAddr::V4(fleet_ip(index)?)),
+                                        mac: Some(mac(index)),
+                                        instance_id: String::new(),
+                                    },
+                                ))
+                            })
+                            .collect::<anyhow::Result<Vec<_>>>()?;
+                        registry.store.create_instances(&batch).with_context(|| {
+                            format!(
+                                "failed to register instances {first}..{}",
+                                first + batch.len()
                             )
-                            .with_context(|| format!("failed to register instance {name}"))?;
+                        })?;
                     }
                 })
             })

@@ -18,6 +18,7 @@ pub mod interrupt;
 pub mod load;
 pub mod measure;
 pub mod plan;
+pub mod propagation;
 pub mod qemu;
 pub mod scale;
 pub mod storm;

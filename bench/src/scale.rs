@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use metaboot_harness::chain::write_secret;
@@ -18,6 +19,7 @@ use crate::fleet::{self, POSTGRES_WRITERS, Registry};
 use crate::interrupt;
 use crate::measure::peak_rss_kib;
 use crate::plan::Plan;
+use crate::propagation::{self, PropagationSample};
 use crate::storm::{self, GUESTS, StormResult};
 use crate::table::{Goal, Row, Unit};
 
@@ -27,8 +29,22 @@ pub const SECTION: &str = "boot storm: 1 000 guests × 16 requests, new connecti
 pub const SMALL: usize = GUESTS;
 /// p99 request latency goal, µs.
 pub const P99_GOAL_US: f64 = 20_000.0;
-/// Peak RSS goal of the server, KiB.
+/// Peak RSS goal of the server at 100 000 instances, KiB.
 pub const RSS_GOAL_KIB: f64 = 64.0 * 1024.0;
+/// Peak RSS goal of the server at 1 000 000 instances, KiB.
+pub const RSS_GOAL_1M_KIB: f64 = 512.0 * 1024.0;
+/// Registries of at least this many instances get the 1M goals.
+pub const MILLION: usize = 1_000_000;
+/// Start-up goal (the registry loaded into memory), seconds.
+pub const STARTUP_GOAL_S: f64 = 10.0;
+/// Storm p99 ÷ nginx's storm p99 goal.
+pub const P99_VS_NGINX_GOAL: f64 = 1.0;
+/// A guest's first request ÷ its later ones (p50) goal.
+pub const FIRST_VS_LATER_GOAL: f64 = 1.2;
+/// Propagation p99 goal (a write's return → every host serves it), PostgreSQL (NOTIFY).
+pub const PROPAGATION_GOAL_POSTGRES: Duration = Duration::from_millis(50);
+/// Propagation p99 goal, SQLite (polled).
+pub const PROPAGATION_GOAL_SQLITE: Duration = Duration::from_millis(150);
 
 /// One store kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +61,14 @@ impl Backend {
         match self {
             Backend::Sqlite => "SQLite",
             Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// The propagation goal of this store.
+    fn propagation_goal(self) -> Duration {
+        match self {
+            Backend::Sqlite => PROPAGATION_GOAL_SQLITE,
+            Backend::Postgres => PROPAGATION_GOAL_POSTGRES,
         }
     }
 }
@@ -73,6 +97,25 @@ pub struct StormSample {
     pub storm: StormResult,
     /// `all`'s VmHWM after the storm, KiB.
     pub peak_rss_kib: u64,
+    /// From spawning `all` to its first answer (the registry loaded into memory), seconds.
+    pub startup_s: f64,
+}
+
+impl StormSample {
+    /// p50 of a guest's first request, µs.
+    pub fn first_p50_us(&self) -> f64 {
+        self.storm
+            .p50_us_by_step
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Median of the p50s of a guest's later requests, µs.
+    pub fn later_p50_us(&self) -> f64 {
+        let later: Vec<f64> = self.storm.p50_us_by_step.iter().skip(1).copied().collect();
+        crate::measure::quantile(&later, 0.5).unwrap_or(f64::NAN)
+    }
 }
 
 fn build_fleet(backend: Backend, url: &str, size: usize) -> anyhow::Result<Fleet> {
@@ -127,12 +170,14 @@ fn storm_once(
     let netns_path = PathBuf::from(NETNS_DIR).join(&fleet.netns.name);
     let result = storm::run(all.addr, Some(&netns_path), guests)?;
     let peak = peak_rss_kib(all.server.pid()).context("the server exited during the storm")?;
+    let startup_s = all.ready_after.as_secs_f64();
     drop(all);
     Ok(StormSample {
         backend: fleet.backend,
         instances: fleet.size,
         storm: result,
         peak_rss_kib: peak,
+        startup_s,
     })
 }
 
@@ -191,12 +236,15 @@ pub fn measure(
             let sample = storm_once(bin, dir, &secret, fleet, &guests)?;
             let s = &sample.storm;
             println!(
-                "  round {round}: {:<10} {:>6} instances: {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors{}, peak RSS {:.1} MiB",
+                "  round {round}: {:<10} {:>6} instances: start-up {:.2} s, {} requests in {:.2} s, p50 {:.2} ms (first {:.2}, later {:.2}), p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors{}, peak RSS {:.1} MiB",
                 fleet.backend.name(),
                 fleet.size,
+                sample.startup_s,
                 s.requests,
                 s.total.as_secs_f64(),
                 s.p50_us / 1e3,
+                sample.first_p50_us() / 1e3,
+                sample.later_p50_us() / 1e3,
                 s.p90_us / 1e3,
                 s.p99_us / 1e3,
                 s.connect_p99_us / 1e3,
@@ -212,6 +260,32 @@ pub fn measure(
         }
     }
     let large = *sizes.last().unwrap_or(&SMALL);
+    // Propagation, on each store's largest registry: new instances after the fleet's.
+    let mut propagation: Vec<(Backend, PropagationSample)> = Vec::new();
+    for fleet in fleets.iter().filter(|fleet| fleet.size == large) {
+        for round in 1..=plan.rounds {
+            interrupt::check()?;
+            let first = fleet.size + (round - 1) * propagation::WRITES_PER_ROUND;
+            let sample = propagation::measure_round(
+                bin,
+                dir,
+                &secret,
+                &fleet.registry,
+                &fleet.netns,
+                first,
+            )?;
+            println!(
+                "  round {round}: {:<10} {:>6} instances: {} writes reached both hosts in p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                fleet.backend.name(),
+                fleet.size,
+                sample.each_us.len(),
+                crate::measure::quantile(&sample.each_us, 0.5).unwrap_or(f64::NAN) / 1e3,
+                sample.p99_us / 1e3,
+                sample.each_us.iter().copied().fold(0.0, f64::max) / 1e3,
+            );
+            propagation.push((fleet.backend, sample));
+        }
+    }
     let mut rows = Vec::new();
     let small_sqlite = |f: &ResultMetric| -> Vec<f64> {
         samples
@@ -256,7 +330,59 @@ pub fn measure(
         } else {
             format!("{}, {SMALL} instances", backend.name())
         };
-        let metrics: [(&str, Unit, &Metric, Goal); 5] = [
+        let rss_goal = if large >= MILLION {
+            RSS_GOAL_1M_KIB
+        } else {
+            RSS_GOAL_KIB
+        };
+        let large_only = |f: &Metric| -> Vec<f64> { pick(large, f) };
+        rows.push(
+            Row::new(
+                SECTION,
+                &format!(
+                    "propagation p99 (write returns → both hosts serve it): {}, {large} instances",
+                    backend.name()
+                ),
+                Unit::Micros,
+                Vec::new(),
+                propagation
+                    .iter()
+                    .filter(|(b, _)| *b == backend)
+                    .map(|(_, sample)| sample.p99_us)
+                    .collect(),
+                Goal::AtMost(backend.propagation_goal().as_secs_f64() * 1e6),
+            )
+            .every_round(),
+        );
+        rows.push(Row::new(
+            SECTION,
+            &format!(
+                "p99 request: {}, {large} instances (vs nginx static)",
+                backend.name()
+            ),
+            Unit::Micros,
+            on_nginx(&|s| s.p99_us),
+            large_only(&|s| s.storm.p99_us),
+            Goal::RatioAtMost(P99_VS_NGINX_GOAL),
+        ));
+        rows.push(Row::new(
+            SECTION,
+            &format!(
+                "first request of a guest (vs its later ones, p50): {}, {large} instances",
+                backend.name()
+            ),
+            Unit::Micros,
+            large_only(&StormSample::later_p50_us),
+            large_only(&StormSample::first_p50_us),
+            Goal::RatioAtMost(FIRST_VS_LATER_GOAL),
+        ));
+        let metrics: [(&str, Unit, &Metric, Goal); 6] = [
+            (
+                "start-up (registry into memory)",
+                Unit::Seconds,
+                &|s| s.startup_s,
+                Goal::AtMost(STARTUP_GOAL_S),
+            ),
             (
                 "total time",
                 Unit::Seconds,
@@ -280,7 +406,7 @@ pub fn measure(
                 "server peak RSS",
                 Unit::KiB,
                 &|s| s.peak_rss_kib as f64,
-                Goal::AtMost(RSS_GOAL_KIB),
+                Goal::AtMost(rss_goal),
             ),
         ];
         for (metric, unit, f, goal) in metrics {

@@ -162,6 +162,12 @@ fn fetch(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<(Timing, Ve
     }
 }
 
+/// One GET of `path` from `source`: the body of a 200, or what went wrong (another status
+/// included).
+pub(crate) fn get(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<Vec<u8>, String> {
+    fetch(source, target, path).map(|(_, body)| body)
+}
+
 /// One guest's first boot: every request of [`FIRST_BOOT`], in order.
 fn boot(source: Ipv4Addr, target: SocketAddr) -> Vec<Result<Timing, String>> {
     FIRST_BOOT
@@ -175,7 +181,7 @@ fn boot(source: Ipv4Addr, target: SocketAddr) -> Vec<Result<Timing, String>> {
 
 /// Runs `work` on a thread inside `netns` (when given); the caller's threads stay where they
 /// are, and threads `work` starts inherit the namespace.
-fn in_netns<T: Send + 'static>(
+pub(crate) fn in_netns<T: Send + 'static>(
     netns: Option<&Path>,
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {

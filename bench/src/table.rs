@@ -1,7 +1,8 @@
 //! The bench's result: one row per metric (baseline, metaboot, their ratio, the goal and
 //! whether it is met), printed as one table and written as JSON. A row measured in rounds
 //! ([`Row::in_rounds`]) shows the range of the judged value over its rounds and meets its
-//! goal only when every round does.
+//! goal only when every round does; a row of paired samples can be judged on each pair
+//! ([`Row::every_round`]).
 
 use std::fmt::Write as _;
 
@@ -145,6 +146,8 @@ pub struct Row {
     pub goal: Goal,
     /// Whether the goal is met (none for reference rows or missing numbers).
     pub met: Option<bool>,
+    /// Whether the goal is judged on every round too (see [`Row::every_round`]).
+    pub every_round: bool,
     /// Every baseline sample, in the order measured.
     pub baseline_samples: Vec<f64>,
     /// Every metaboot sample, in the order measured.
@@ -179,6 +182,7 @@ impl Row {
             ratio,
             goal,
             met: goal.met(baseline, metaboot),
+            every_round: false,
             baseline_samples,
             metaboot_samples,
             rounds: Vec::new(),
@@ -241,6 +245,29 @@ impl Row {
             goal.format_judged(self.unit, hi)
         )
     }
+
+    /// The goal judged on every round as well as on the medians: met only when each round's
+    /// pair of samples (the i-th baseline and the i-th metaboot sample) meets it too.
+    pub fn every_round(mut self) -> Self {
+        self.every_round = true;
+        if self.met == Some(true) && matches!(self.goal, Goal::AtMost(_)) {
+            // metaboot's own value: each of its samples alone.
+            let each = self
+                .metaboot_samples
+                .iter()
+                .all(|&m| self.goal.met(None, Some(m)) == Some(true));
+            self.met = Some(each);
+        } else if self.met == Some(true) {
+            let paired = self.baseline_samples.len() == self.metaboot_samples.len();
+            let each = self
+                .baseline_samples
+                .iter()
+                .zip(&self.metaboot_samples)
+                .all(|(&b, &m)| self.goal.met(Some(b), Some(m)) == Some(true));
+            self.met = Some(paired && each);
+        }
+        self
+    }
 }
 
 /// Renders the rows as one table.
@@ -256,7 +283,11 @@ pub fn render(rows: &[Row]) -> String {
                 row.ratio
                     .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
                 row.rounds_text(),
-                row.goal.describe(row.unit),
+                if row.every_round && row.goal != Goal::None {
+                    format!("{}, each round", row.goal.describe(row.unit))
+                } else {
+                    row.goal.describe(row.unit)
+                },
                 match row.met {
                     Some(true) => "met".to_owned(),
                     Some(false) => "NOT MET".to_owned(),
@@ -355,6 +386,46 @@ mod tests {
             Goal::None,
         );
         assert_eq!(reference.met, None);
+    }
+
+    #[test]
+    fn a_goal_judged_every_round_is_missed_by_one_round() {
+        let samples = |b: &[f64], m: &[f64]| {
+            Row::new(
+                "debian",
+                "login",
+                Unit::Seconds,
+                b.to_vec(),
+                m.to_vec(),
+                Goal::RatioAtMost(0.5),
+            )
+            .every_round()
+        };
+        let all = samples(&[100.0, 90.0, 110.0], &[40.0, 45.0, 50.0]);
+        assert_eq!(all.met, Some(true));
+        // Medians 100 and 45 meet 0.5; the second round (50 / 90) does not.
+        let one_off = samples(&[100.0, 90.0, 110.0], &[40.0, 50.0, 45.0]);
+        assert_eq!(one_off.ratio, Some(0.45));
+        assert_eq!(one_off.met, Some(false));
+        let unpaired = samples(&[100.0, 90.0], &[40.0]);
+        assert_eq!(unpaired.met, Some(false));
+        let missed = samples(&[100.0], &[60.0]);
+        assert_eq!(missed.met, Some(false));
+        let own = |m: &[f64]| {
+            Row::new(
+                "storm",
+                "propagation",
+                Unit::Micros,
+                Vec::new(),
+                m.to_vec(),
+                Goal::AtMost(50.0),
+            )
+            .every_round()
+        };
+        assert_eq!(own(&[10.0, 20.0, 30.0]).met, Some(true));
+        assert_eq!(own(&[10.0, 60.0, 30.0]).met, Some(false));
+        let text = render(&[all]);
+        assert!(text.contains("ratio ≤ 0.50, each round"), "{text}");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use metaboot_proto::headers;
-use metaboot_server::api::{Api, DEFAULT_TTL, Identify, MetadataRequest, Rendering, Tokens};
+use metaboot_server::api::{Api, Identify, MetadataRequest, Rendering, Tokens};
+use metaboot_server::model::ReadModel;
 use metaboot_server::store::{self, NewInstance, NewNetwork, NewPort};
 
 const SECRET: &[u8] = b"fuzz-secret";
@@ -46,6 +47,7 @@ fn world() -> &'static World {
                 dhcp_ip: None,
                 isolated: false,
                 mtu: None,
+                no_dhcp: false,
             })
             .expect("network");
         for (uuid, ip, marker) in [(A, "198.18.0.10", "a"), (B, "198.18.0.11", B_MARKER)] {
@@ -70,14 +72,15 @@ fn world() -> &'static World {
                 .expect("instance");
         }
         let store: Arc<dyn store::Store> = store;
+        let model = Arc::new(ReadModel::load(store.as_ref()).expect("read model"));
         let api = || {
             Api::new(
                 store.clone(),
+                model.clone(),
                 Identify::Proxy {
                     secret: SECRET.into(),
                 },
                 Rendering::default(),
-                DEFAULT_TTL,
             )
         };
         let (open, strict) = (api(), api().require_token(true));

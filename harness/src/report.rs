@@ -207,6 +207,10 @@ fn short(name: &str) -> &'static str {
         "metaboot status" => "status",
         "script ran once" => "script",
         n if n.starts_with("runcmd") => "runcmd",
+        "no DHCP lease" => "no-dhcp",
+        "static address and default route" => "static-ip",
+        "get-password decrypts it" => "get-pw",
+        "password login with it" => "postback-pw",
         _ => "check",
     }
 }

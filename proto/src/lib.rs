@@ -1,6 +1,6 @@
 //! Wire formats both sides of metaboot share: the metadata addresses and ports, the OpenStack
 //! and EC2 version lists, the header names of the proxy → agent → API protocol, the instance-id
-//! signature, and the documents a guest reads (`meta_data.json`, `network_data.json`, vendor
+//! signature, the RSA key of an OpenSSH key line (password post-back), and the documents a guest reads (`meta_data.json`, `network_data.json`, vendor
 //! data).
 
 pub mod address;
@@ -8,6 +8,7 @@ pub mod headers;
 pub mod meta_data;
 pub mod network_data;
 pub mod signature;
+pub mod ssh_key;
 pub mod vendor_data;
 pub mod versions;
 

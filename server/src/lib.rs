@@ -6,12 +6,14 @@ pub mod agent;
 pub mod all;
 pub mod api;
 pub mod cli;
+pub mod configdrive;
+pub mod follow;
 pub mod http;
 pub mod metrics;
+pub mod model;
 pub mod proxy;
 pub mod runtime;
 pub mod secret;
 pub mod store;
-pub mod watch;
 
 pub use cli::{Cli, run};

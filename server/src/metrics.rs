@@ -1,5 +1,7 @@
-//! Prometheus metrics every role keeps: requests by status, rejections by reason, cache hits
-//! and misses, registry reads, upstream latency. Served as text on an optional listen address.
+//! Prometheus metrics every role keeps: requests by status, rejections by reason, render-cache
+//! hits and misses, registry reads made to answer requests (none since the read model),
+//! upstream latency; and the read model's state (`metaboot_store_up`, …). Served as text on an
+//! optional listen address.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::http::{Body, Handler, Peer, Rejection, Reply};
+use crate::model::ModelStatus;
 
 /// Upper bounds of the upstream latency histogram, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -164,9 +167,13 @@ impl Metrics {
     }
 }
 
-/// Renders the metrics of several roles in the Prometheus text format.
-pub fn render(all: &[Arc<Metrics>]) -> String {
+/// Renders the metrics of several roles, and the read model's state when there is one, in
+/// the Prometheus text format.
+pub fn render(all: &[Arc<Metrics>], model: Option<&ModelStatus>) -> String {
     let mut out = String::new();
+    if let Some(model) = model {
+        out.push_str(&model.render());
+    }
     out.push_str("# TYPE metaboot_requests_total counter\n");
     out.push_str("# TYPE metaboot_rejections_total counter\n");
     out.push_str("# TYPE metaboot_cache_hits_total counter\n");
@@ -181,7 +188,7 @@ pub fn render(all: &[Arc<Metrics>]) -> String {
 
 /// Serves `GET /metrics`.
 #[derive(Clone)]
-pub struct MetricsHandler(pub Arc<Vec<Arc<Metrics>>>);
+pub struct MetricsHandler(pub Arc<Vec<Arc<Metrics>>>, pub Option<Arc<ModelStatus>>);
 
 impl Handler for MetricsHandler {
     async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
@@ -191,7 +198,7 @@ impl Handler for MetricsHandler {
         Reply::with(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            Bytes::from(render(&self.0)),
+            Bytes::from(render(&self.0, self.1.as_deref())),
         )
     }
 }
@@ -200,6 +207,7 @@ impl Handler for MetricsHandler {
 pub async fn serve_metrics(
     listen: Option<std::net::SocketAddr>,
     all: Vec<Arc<Metrics>>,
+    model: Option<Arc<ModelStatus>>,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let Some(listen) = listen else {
@@ -212,7 +220,7 @@ pub async fn serve_metrics(
     tokio::spawn(crate::http::serve(
         listener,
         crate::http::ServerLimits::default(),
-        MetricsHandler(Arc::new(all)),
+        MetricsHandler(Arc::new(all), model),
     ));
     Ok(())
 }
@@ -232,7 +240,10 @@ mod tests {
         metrics.cache_miss();
         metrics.registry_read();
         metrics.upstream_latency(Duration::from_micros(80));
-        let text = render(&[metrics]);
+        let status = ModelStatus::default();
+        status.set_store_up(false);
+        let text = render(&[metrics], Some(&status));
+        assert!(text.contains("metaboot_store_up 0\n"), "{text}");
         assert!(text.contains("metaboot_requests_total{role=\"agent\",status=\"200\"} 2\n"));
         assert!(text.contains("metaboot_requests_total{role=\"agent\",status=\"404\"} 1\n"));
         assert!(text.contains("metaboot_rejections_total{role=\"agent\",reason=\"no_port\"} 1\n"));

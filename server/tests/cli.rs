@@ -342,3 +342,47 @@ fn db_from_env_and_missing_directories() {
         "{stderr}"
     );
 }
+
+/// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
+/// flags that contradict it.
+#[test]
+fn a_network_without_dhcp() {
+    let reg = Registry::new();
+    let net = reg.json(&[
+        "network",
+        "create",
+        "static",
+        "--cidr",
+        "198.18.7.0/24",
+        "--no-dhcp",
+        "--json",
+    ]);
+    assert_eq!(net["dhcp_ip"], Value::Null);
+    assert_eq!(net["gateway"], "198.18.7.1");
+    let shown = reg.ok(&["network", "show", "static"]);
+    assert!(shown.contains("none (no DHCP: static ports)"), "{shown}");
+    let created = reg.json(&["instance", "create", "web", "--network", "static", "--json"]);
+    assert_eq!(created["ip"], "198.18.7.2");
+    for extra in [["--dhcp-ip", "198.18.8.2"], ["--isolated", "--json"]] {
+        let mut args = vec![
+            "network",
+            "create",
+            "bad",
+            "--cidr",
+            "198.18.8.0/24",
+            "--no-dhcp",
+        ];
+        args.extend(extra);
+        let output = reg.cmd(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--no-dhcp"), "{stderr}");
+    }
+    assert_eq!(
+        reg.json(&["network", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

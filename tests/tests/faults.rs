@@ -37,8 +37,7 @@ fn guest_ip(i: u8) -> IpAddr {
     IpAddr::from([127, 30, 0, 10 + i])
 }
 
-/// A network, a router, `GUESTS` instances; the chain with caches off, so every request
-/// reaches the registry.
+/// A network, a router, `GUESTS` instances, and the chain over them.
 fn world(mut chain: Chain) -> World {
     let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
     let net = id(
@@ -67,8 +66,6 @@ fn world(mut chain: Chain) -> World {
             ])
             .unwrap();
     }
-    chain.api_flags = vec!["--cache-ttl".into(), "0".into()];
-    chain.agent_flags = vec!["--cache-ttl".into(), "0".into()];
     chain.start().unwrap();
     let proxy = chain.start_proxy(&Scope::Router(router), &[]).unwrap();
     World {
@@ -265,18 +262,37 @@ fn postgresql_stopped_and_started_under_load() {
     let mut server = server.unwrap();
     let url = server.create_database("faults").unwrap();
     let mut w = world(Chain::with_database(&url).unwrap());
+    let (proxy, writer) = (w.proxy, w.guests[0]);
+    let post = move || {
+        metaboot_tests::load::request_with_body(
+            writer,
+            proxy,
+            "POST",
+            "/openstack/latest/password",
+            b"c2VjcmV0",
+            CLIENT_TIMEOUT,
+        )
+    };
+    let mut during = None;
     let report = under_load(&mut w, &["api", "agent", "proxy-0"], |_| {
         server.stop().unwrap();
-        std::thread::sleep(DOWN);
+        let started = std::time::Instant::now();
+        // A write while PostgreSQL is down: refused at once.
+        during = Some((post(), started.elapsed()));
+        std::thread::sleep(DOWN.saturating_sub(started.elapsed()));
         server.start_again().unwrap();
     });
     report.check(true);
+    // Reads are answered from the read models in memory: not one failed.
     assert!(
-        report
-            .failures()
-            .iter()
-            .any(|o| o.answer == Answer::Status(503)),
-        "{}",
+        report.failures().is_empty(),
+        "reads failed while PostgreSQL was down: {}",
         report.summary()
     );
+    let (refused, took) = during.unwrap();
+    assert_eq!(refused.0, Answer::Status(503), "{}", report.summary());
+    assert!(took < AT_ONCE, "the write waited {took:?}");
+    // Nothing of the refused write was kept: the password can be set now, once.
+    assert_eq!(post().0, Answer::Status(200));
+    assert_eq!(post().0, Answer::Status(409));
 }

@@ -107,6 +107,15 @@ impl Guest {
     /// Registers instance `test` (key pair, user data) at 127.0.0.1 behind a router, starts
     /// API, agent and the router's ns-proxy, and prepares a guest root.
     fn boot(user_data: Option<&[u8]>, vendor_data: Option<serde_json::Value>) -> Guest {
+        Self::boot_with_key(KEY, user_data, vendor_data)
+    }
+
+    /// [`Guest::boot`] with `key` as the instance's key pair.
+    fn boot_with_key(
+        key_line: &str,
+        user_data: Option<&[u8]>,
+        vendor_data: Option<serde_json::Value>,
+    ) -> Guest {
         let mut chain = Chain::new().unwrap();
         if let Some(vendor) = vendor_data {
             let file = chain.path().join("vendor_data.json");
@@ -114,7 +123,7 @@ impl Guest {
             chain.api_flags = vec!["--vendor-data".into(), file.display().to_string()];
         }
         let key = chain.path().join("mykey.pub");
-        std::fs::write(&key, format!("{KEY}\n")).unwrap();
+        std::fs::write(&key, format!("{key_line}\n")).unwrap();
         let id = |v: serde_json::Value, field: &str| v[field].as_str().unwrap().to_owned();
         let net = id(
             chain
@@ -393,4 +402,99 @@ fn vendor_data_under_user_data() {
         guest.uuid
     ));
     assert!(cached.contains("cloud-init"));
+}
+
+/// `password_postback: true`: the guest agent makes root's password, posts it encrypted for
+/// the instance's RSA key through the chain, and `metaboot-server instance get-password`
+/// decrypts it with the private key to the password glibc accepts for root. The clear text is
+/// neither printed nor logged. A second run posts nothing (write-once, per instance).
+#[test]
+fn password_postback_through_the_chain() {
+    if !prerequisites() || !require_command("ssh-keygen") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let private = keys.path().join("id_rsa");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "admin", "-f",
+        ])
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(private.with_extension("pub")).unwrap();
+    let guest = Guest::boot_with_key(
+        public.trim(),
+        Some(b"#cloud-config\npassword_postback: true\n"),
+        None,
+    );
+    let out = Command::new(metaboot())
+        .arg("run")
+        .arg("--root")
+        .arg(&guest.root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", guest.chain.logs());
+    let raw = guest
+        .chain
+        .run(&["instance", "get-password", "test", "--raw"])
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert_eq!(raw.trim().len(), 344, "base64 of 256 bytes: {raw}");
+    let decrypted = guest
+        .chain
+        .run(&[
+            "instance",
+            "get-password",
+            "test",
+            "--private-key",
+            private.to_str().unwrap(),
+        ])
+        .unwrap();
+    let password = String::from_utf8(decrypted).unwrap().trim_end().to_owned();
+    assert_eq!(password.len(), 20, "{password}");
+    assert!(crypt_verifies(&password, &guest.shadow_hash("root")));
+    let log = guest.read("/var/log/metaboot.log");
+    let console = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains(&password) && !console.contains(&password));
+    let status = guest.read("/var/lib/metaboot/status.json");
+    assert!(status.contains("posted to"), "{status}");
+
+    guest.run();
+    assert_eq!(
+        guest
+            .chain
+            .run(&["instance", "get-password", "test", "--raw"])
+            .unwrap(),
+        raw.as_bytes(),
+        "posted once"
+    );
+}
+
+/// A first key that is not RSA: a clear step error, and root's password is left alone.
+#[test]
+fn password_postback_needs_an_rsa_key() {
+    if !prerequisites() {
+        return;
+    }
+    let guest = Guest::boot(Some(b"#cloud-config\npassword_postback: true\n"), None);
+    let before = guest.shadow_hash("root");
+    let out = Command::new(metaboot())
+        .arg("run")
+        .arg("--root")
+        .arg(&guest.root)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let status = guest.read("/var/lib/metaboot/status.json");
+    assert!(
+        status.contains("password-postback: ") && status.contains("not ssh-rsa"),
+        "{status}"
+    );
+    assert_eq!(guest.shadow_hash("root"), before, "no password set");
+    let stored = guest
+        .chain
+        .run(&["instance", "get-password", "test", "--raw"]);
+    assert!(stored.is_err(), "nothing posted");
 }

@@ -102,8 +102,8 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         let s = lab.state();
         assert_eq!(
             s.namespaces.len(),
-            4,
-            "bridge, one router, two DHCP namespaces: {:?}",
+            5,
+            "bridge, one router, three network namespaces (one without dnsmasq): {:?}",
             s.namespaces
         );
         for ns in &s.namespaces {

@@ -4,6 +4,8 @@
 pub mod home;
 pub mod hostname;
 pub mod hosts;
+pub mod network;
+pub mod password_postback;
 pub mod passwords;
 pub mod random_seed;
 pub mod scripts;

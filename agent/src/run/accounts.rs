@@ -1,10 +1,16 @@
 //! The account steps: users and groups, SSH keys, passwords (with the config drive's
-//! `admin_pass`), `ssh_pwauth`.
+//! `admin_pass`), the password post-back, `ssh_pwauth`.
+
+use std::time::Instant;
+
+use metaboot_proto::MetaData;
 
 use super::instance::Instance;
 use crate::apply::users::Accounts;
-use crate::apply::{passwords, ssh_keys, sshd, users_groups};
+use crate::apply::{password_postback, passwords, ssh_keys, sshd, users_groups};
 use crate::log::chain;
+use crate::retry::Retry;
+use crate::source::http::{FetchError, HttpClient};
 use crate::state::result::{Done, count};
 use crate::userdata::cloud_config::{SshPwauth, UserConfig, UserEntry, Users};
 
@@ -182,6 +188,86 @@ pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
         Done::ok_with(message)
     } else {
         Done::error(format!("{}; {message}", applied.errors.join("; ")))
+    }
+}
+
+/// The instance's first SSH key: `(name, key line)`, from `keys` (which keeps the order the
+/// key pairs were given in) or else the first of `public_keys`.
+fn first_key(meta: &MetaData) -> Option<(String, String)> {
+    if let Some(first) = meta.keys.as_ref().and_then(|keys| keys.first()) {
+        return Some((first.name.clone(), first.data.clone()));
+    }
+    meta.public_keys
+        .as_ref()
+        .and_then(|keys| keys.iter().next())
+        .map(|(name, key)| (name.clone(), key.clone()))
+}
+
+/// The `password-postback` step (`password_postback: true`): a random password for the
+/// default user (root without one), encrypted for the first SSH key (nothing is set when that
+/// cannot be done), set, then POSTed to the metadata service's `password` endpoint. The clear
+/// password goes to the console only when the post fails, so that it is not lost.
+pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    if i.config.password_postback != Some(true) {
+        return Done::skipped("password_postback is not set");
+    }
+    let user = default_user_name(i).unwrap_or_else(|| "root".to_owned());
+    let Some((key_name, key)) = first_key(&i.meta) else {
+        return Done::error(chain(&password_postback::PostbackError::NoKey));
+    };
+    let result = passwords::random_password()
+        .map_err(|err| chain(&err))
+        .and_then(|password| {
+            let posted = password_postback::encrypt(&key_name, &key, &password)
+                .map_err(|err| chain(&err))?;
+            let hash = passwords::hash_password(&password).map_err(|err| chain(&err))?;
+            let mut accounts = Accounts::load(i.root).map_err(|err| chain(&err))?;
+            accounts
+                .set_password_hash(&user, &hash, false)
+                .and_then(|()| accounts.save())
+                .map_err(|err| chain(&err))?;
+            Ok((password, posted))
+        });
+    let (password, posted) = match result {
+        Ok(done) => done,
+        Err(err) => return Done::error(format!("{err}; no password set for {user}")),
+    };
+    let url = format!("{}/openstack/latest/password", i.settings.url);
+    let client = HttpClient::new(
+        i.settings.agent.request_timeout(),
+        Retry::until(Instant::now() + i.settings.agent.deadline()),
+    );
+    match post_password(&client, &url, &posted) {
+        Ok(()) => Done::ok_with(format!(
+            "set for {user}, encrypted for key pair {key_name} and posted to {url}"
+        )),
+        Err(err) => {
+            // The console only, as cloud-init's random passwords: never the log file.
+            eprintln!("Set the following 'random' passwords\n{user}:{password}");
+            Done::error(format!(
+                "set for {user} but not posted ({err}); the password is on the console"
+            ))
+        }
+    }
+}
+
+/// POSTs the encrypted password. A 409 after a retried POST may mean the first one did
+/// arrive: then the stored text is ours, and that is a success.
+fn post_password(client: &HttpClient, url: &str, posted: &str) -> Result<(), String> {
+    match client.post(url, posted.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            let conflict = matches!(err.last(), FetchError::PostStatus { status: 409, .. });
+            let stored = conflict
+                .then(|| client.get(url, password_postback::MAX_POSTED_BYTES as u64 + 1))
+                .and_then(Result::ok)
+                .flatten();
+            if stored.as_deref() == Some(posted.as_bytes()) {
+                Ok(())
+            } else {
+                Err(chain(&err))
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use metaboot_proto::{MetaData, NetworkData as OpenStackNetworkData};
 
 use super::instance::Instance;
+use crate::apply::network::NetworkDoc;
 use crate::config::Settings;
 use crate::log::chain;
 use crate::root::Root;
@@ -35,6 +36,7 @@ pub(super) fn fetch<'a>(
     let docs = Documents { state, id: &id };
     let mut user = Decoded::default();
     let mut vendor = Decoded::default();
+    let mut network = None;
     let enabled = |name: &str| settings.agent.step_enabled(name);
     if enabled("user-data") {
         report.step("user-data", || docs.user_data(source, client, &mut user));
@@ -49,7 +51,7 @@ pub(super) fn fetch<'a>(
         report.skip("vendor-data", DISABLED);
     }
     if enabled("network-data") {
-        report.step("network-data", || docs.network_data(source));
+        report.step("network-data", || docs.network_data(source, &mut network));
     } else {
         report.skip("network-data", DISABLED);
     }
@@ -67,6 +69,7 @@ pub(super) fn fetch<'a>(
         config,
         user,
         vendor,
+        network,
     })
 }
 
@@ -172,27 +175,37 @@ impl Documents<'_> {
         decoded_done(out)
     }
 
-    /// The `network-data` step: cached and checked, not applied.
-    fn network_data(&self, source: &mut dyn Source) -> Done {
+    /// The `network-data` step: fetched, cached, parsed (the `network` step applies it).
+    fn network_data(&self, source: &mut dyn Source, out: &mut Option<NetworkDoc>) -> Done {
         match fetched(source.network_data(), "network_data.json") {
             Ok(Some(NetworkData::Json(raw))) => {
                 cache(self.state, self.id, "network_data.json", &raw);
                 match serde_json::from_slice::<OpenStackNetworkData>(&raw) {
-                    Ok(data) => Done::ok_with(format!(
-                        "{}, cached (not applied)",
-                        count(data.links.len(), "link")
-                    )),
+                    Ok(data) => {
+                        // Checked against the typed document; the `network` step reads it
+                        // leniently (cloud-init's types beyond nova's).
+                        *out = serde_json::from_slice(&raw).ok().map(NetworkDoc::OpenStack);
+                        Done::ok_with(count(data.links.len(), "link"))
+                    }
                     Err(err) => Done::error(format!("network_data.json is not valid: {err}")),
                 }
             }
             Ok(Some(NetworkData::NetworkConfig(raw))) => {
                 cache(self.state, self.id, "network-config", &raw);
                 let text = String::from_utf8_lossy(&raw);
-                match yaml::parse_map(&text).map(|map| map.get("version").cloned()) {
-                    Ok(Some(version)) => Done::ok_with(format!(
-                        "network-config version {version}, cached (not applied)"
-                    )),
-                    Ok(None) => Done::error("network-config has no `version`"),
+                match yaml::parse_map(&text) {
+                    Ok(map) => {
+                        let inner = map
+                            .get("network")
+                            .and_then(|n| n.get("version"))
+                            .or_else(|| map.get("version"))
+                            .cloned();
+                        let Some(version) = inner else {
+                            return Done::error("network-config has no `version`");
+                        };
+                        *out = Some(NetworkDoc::NetworkConfig(serde_json::Value::Object(map)));
+                        Done::ok_with(format!("network-config version {version}"))
+                    }
                     Err(err) => Done::error(format!("network-config: {err}")),
                 }
             }

@@ -2,6 +2,7 @@
 
 use metaboot_proto::MetaData;
 
+use crate::apply::network::NetworkDoc;
 use crate::config::Settings;
 use crate::root::Root;
 use crate::state::State;
@@ -19,6 +20,8 @@ pub struct Instance<'a> {
     pub config: CloudConfig,
     pub user: Decoded,
     pub vendor: Decoded,
+    /// The network configuration the source gave (parsed), for the `network` step.
+    pub network: Option<NetworkDoc>,
 }
 
 /// The instance id of a run without metadata and without a previous instance (cloud-init's
@@ -45,6 +48,7 @@ impl<'a> Instance<'a> {
             config,
             user: Decoded::default(),
             vendor: Decoded::default(),
+            network: None,
         }
     }
 }

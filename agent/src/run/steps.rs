@@ -5,7 +5,7 @@ use std::path::Path;
 use super::accounts;
 use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
-use crate::apply::{hosts, random_seed, scripts, write_files};
+use crate::apply::{hosts, network, random_seed, scripts, write_files};
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
 use crate::state::result::{Done, Outcome, Report, ScriptResult};
@@ -44,6 +44,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     fetch("vendor-data"),
     fetch("network-data"),
     fetch("cloud-config"),
+    apply("network", PerInstance, network),
     apply("random-seed", PerInstance, random_seed),
     apply("bootcmd", Always, bootcmd),
     apply("boothooks", Always, boothooks),
@@ -53,6 +54,11 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("users-groups", PerInstance, accounts::users_groups),
     apply("ssh-keys", PerInstance, accounts::ssh_keys),
     apply("set-passwords", PerInstance, accounts::set_passwords),
+    apply(
+        "password-postback",
+        PerInstance,
+        accounts::password_postback,
+    ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
     apply("runcmd", PerInstance, runcmd),
     apply("write-files-deferred", PerInstance, |i, w| {
@@ -132,6 +138,44 @@ fn scripts_done(results: Vec<ScriptResult>) -> Done {
     };
     done.scripts = results;
     done
+}
+
+/// The `network` step (cloud-init's network stage, once per instance): the source's network
+/// document rendered for the image's network manager, or applied directly without one.
+fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    if i.config.network.as_ref().is_some_and(|n| n.disabled()) {
+        return Done::skipped("network: {config: disabled}");
+    }
+    let Some(doc) = &i.network else {
+        return Done::skipped("no network data");
+    };
+    let source = match doc {
+        network::NetworkDoc::OpenStack(_) => "network_data.json",
+        network::NetworkDoc::NetworkConfig(_) => "network-config",
+    };
+    let mut plan = match network::plan(doc, warnings) {
+        Ok(plan) => plan,
+        Err(err) => return Done::error(chain(&err)),
+    };
+    if plan.interfaces.is_empty() && plan.nameservers.is_empty() {
+        return Done::skipped(format!("{source} configures nothing"));
+    }
+    // A MAC this system lacks is a warning here; the renderers refuse what they cannot do
+    // without a name (a static interface without networkd).
+    network::name_interfaces(&mut plan, &network::system_links(i.root), warnings);
+    let renderer = network::detect(i.root);
+    let applied = network::apply(i.root, &plan, renderer, source);
+    let message = format!(
+        "{} with {}: {}",
+        source,
+        renderer.name(),
+        applied.done.join(", ")
+    );
+    if applied.errors.is_empty() {
+        Done::ok_with(message)
+    } else {
+        Done::error(format!("{}; {message}", applied.errors.join("; ")))
+    }
 }
 
 fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {

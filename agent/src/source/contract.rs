@@ -21,7 +21,7 @@ pub enum VendorData {
     Plain(Vec<u8>),
 }
 
-/// Network configuration as its source keeps it (cached for the operator, not applied).
+/// Network configuration as its source keeps it (cached, then applied by the `network` step).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkData {
     /// OpenStack's `network_data.json`.

@@ -120,19 +120,36 @@ pub enum FetchError {
         #[source]
         source: ureq::Error,
     },
+    #[error("POST {url}: HTTP {status}: {reason}")]
+    PostStatus {
+        url: String,
+        status: u16,
+        /// The first line of the answer's body (metaboot's refusals say what was wrong).
+        reason: String,
+    },
+    #[error("POST {url}")]
+    PostTransport {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
 }
 
 impl Transient for FetchError {
     fn is_transient(&self) -> bool {
         match self {
-            FetchError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            FetchError::Transport { source, .. } => matches!(
-                source,
-                ureq::Error::Io(_)
-                    | ureq::Error::Timeout(_)
-                    | ureq::Error::ConnectionFailed
-                    | ureq::Error::Protocol(_)
-            ),
+            FetchError::Status { status, .. } | FetchError::PostStatus { status, .. } => {
+                matches!(status, 408 | 429 | 500..=599)
+            }
+            FetchError::Transport { source, .. } | FetchError::PostTransport { source, .. } => {
+                matches!(
+                    source,
+                    ureq::Error::Io(_)
+                        | ureq::Error::Timeout(_)
+                        | ureq::Error::ConnectionFailed
+                        | ureq::Error::Protocol(_)
+                )
+            }
             FetchError::Url(_) | FetchError::TooLarge { .. } => false,
         }
     }
@@ -219,6 +236,50 @@ impl HttpClient {
             }),
             Err(source) => Err(transport(source)),
         }
+    }
+}
+
+/// Most bytes of a refusal's body kept for the error message.
+pub const MAX_REASON_BYTES: u64 = 512;
+
+impl HttpClient {
+    /// POST `body` with retries (transient failures only): `Ok(())` on 200.
+    pub fn post(&self, url: &str, body: &[u8]) -> Result<(), RetryError<FetchError>> {
+        self.retry
+            .run(url, |remaining| self.post_once(url, body, remaining))
+    }
+
+    /// One POST, bounded by the request timeout and by `remaining`.
+    pub fn post_once(&self, url: &str, body: &[u8], remaining: Duration) -> Result<(), FetchError> {
+        check_url(url)?;
+        tracing::debug!(url, bytes = body.len(), "POST");
+        let mut response = self
+            .agent
+            .post(url)
+            .config()
+            .timeout_global(Some(self.request_timeout.min(remaining)))
+            .build()
+            .content_type("text/plain")
+            .send(body)
+            .map_err(|source| FetchError::PostTransport {
+                url: url.to_owned(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        if status == 200 {
+            return Ok(());
+        }
+        let reason = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_REASON_BYTES)
+            .read_to_string()
+            .unwrap_or_default();
+        Err(FetchError::PostStatus {
+            url: url.to_owned(),
+            status,
+            reason: reason.lines().next().unwrap_or_default().to_owned(),
+        })
     }
 }
 

@@ -83,6 +83,9 @@ cloud_config! {
     ssh_pwauth: SshPwauth = "ssh_pwauth",
     /// Password for the default user.
     password: StrLike = "password",
+    /// Make the default user's password here and post it, encrypted for the instance's first
+    /// SSH key, to the metadata service (nova's `get-password`; metaboot's own key).
+    password_postback: bool = "password_postback",
     /// `chpasswd: {expire, users, list}`.
     chpasswd: Chpasswd = "chpasswd",
     /// Overrides of the default user (cloud.cfg's `system_info.default_user`).
@@ -99,6 +102,24 @@ cloud_config! {
     runcmd: Vec<Option<Command>> = "runcmd",
     /// Extra entropy.
     random_seed: RandomSeed = "random_seed",
+    /// `network: {config: disabled}` leaves the network configuration alone (cloud-init's
+    /// switch, usually in cloud.cfg: here metaboot.yaml).
+    network: NetworkSwitch = "network",
+}
+
+/// `network:` of the configuration: only its `config` switch is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NetworkSwitch {
+    /// `disabled` turns network configuration off.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+impl NetworkSwitch {
+    /// True for `config: disabled`.
+    pub fn disabled(&self) -> bool {
+        self.config.as_ref().and_then(serde_json::Value::as_str) == Some("disabled")
+    }
 }
 
 /// One value or a list of them (`ssh_authorized_keys: "ssh-ed25519 …"` is tolerated).

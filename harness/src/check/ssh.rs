@@ -19,6 +19,13 @@ pub const SSH_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// ssh's own TCP connect timeout, in seconds.
 pub const CONNECT_TIMEOUT_SECS: u32 = 5;
 
+/// Attempts at a command whose connection failed (a loaded guest's sshd may miss ssh's banner
+/// deadline while the provisioner runs): the first and this many more.
+pub const CONNECTION_RETRIES: u32 = 3;
+
+/// Pause between those attempts.
+pub const CONNECTION_RETRY_PAUSE: Duration = Duration::from_secs(2);
+
 /// How long the guest's SSH server may take to accept the first key login after "provisioned".
 pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -85,19 +92,56 @@ fn ssh(target: &SshTarget) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command, target: &SshTarget, command: &str) -> anyhow::Result<SshOutput> {
-    cmd.arg(format!("{}@{}", target.user, target.ip))
-        .arg(command);
-    let out = output_with_timeout(&mut cmd, SSH_COMMAND_TIMEOUT)?;
-    Ok(SshOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+impl SshOutput {
+    /// Whether ssh failed before the command ran because the connection did not come up (not
+    /// a refused login, not the command's own failure).
+    pub fn connection_failed(&self) -> bool {
+        const SIGNS: [&str; 5] = [
+            "Connection timed out",
+            "banner exchange",
+            "Connection refused",
+            "Connection reset",
+            "Connection closed",
+        ];
+        self.code == 255 && SIGNS.iter().any(|sign| self.stderr.contains(sign))
+    }
 }
 
-/// Runs `command` on the guest, logging in with the private key `key` only.
-pub fn with_key(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result<SshOutput> {
+/// Whether a command whose connection fails is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempts {
+    /// Once (a caller that polls on its own).
+    Once,
+    /// Up to [`CONNECTION_RETRIES`] more times.
+    Retried,
+}
+
+fn run(
+    mut make: impl FnMut() -> Command,
+    target: &SshTarget,
+    command: &str,
+    attempts: Attempts,
+) -> anyhow::Result<SshOutput> {
+    let mut tries = 0;
+    loop {
+        let mut cmd = make();
+        cmd.arg(format!("{}@{}", target.user, target.ip))
+            .arg(command);
+        let out = output_with_timeout(&mut cmd, SSH_COMMAND_TIMEOUT)?;
+        let out = SshOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if attempts == Attempts::Once || !out.connection_failed() || tries >= CONNECTION_RETRIES {
+            return Ok(out);
+        }
+        tries += 1;
+        std::thread::sleep(CONNECTION_RETRY_PAUSE);
+    }
+}
+
+fn key_login(target: &SshTarget, key: &Path) -> Command {
     let mut cmd = ssh(target);
     cmd.arg("-i")
         .arg(key)
@@ -108,7 +152,18 @@ pub fn with_key(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result
             "-o",
             "PasswordAuthentication=no",
         ]);
-    run(cmd, target, command)
+    cmd
+}
+
+/// Runs `command` on the guest, logging in with the private key `key` only; a connection that
+/// does not come up is tried again ([`CONNECTION_RETRIES`]).
+pub fn with_key(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result<SshOutput> {
+    run(
+        || key_login(target, key),
+        target,
+        command,
+        Attempts::Retried,
+    )
 }
 
 /// Runs `command` on the guest, logging in with `password` only (through `askpass`).
@@ -118,25 +173,28 @@ pub fn with_password(
     password: &str,
     command: &str,
 ) -> anyhow::Result<SshOutput> {
-    let mut cmd = ssh(target);
-    cmd.args([
-        "-o",
-        "PubkeyAuthentication=no",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "IdentityFile=/dev/null",
-    ])
-    .args([
-        "-o",
-        "PreferredAuthentications=password,keyboard-interactive",
-    ])
-    .args(["-o", "NumberOfPasswordPrompts=1"])
-    .env("SSH_ASKPASS", askpass)
-    .env("SSH_ASKPASS_REQUIRE", "force")
-    .env(PASSWORD_ENV, password)
-    .env_remove("DISPLAY");
-    run(cmd, target, command)
+    let make = || {
+        let mut cmd = ssh(target);
+        cmd.args([
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+        ])
+        .args(["-o", "NumberOfPasswordPrompts=1"])
+        .env("SSH_ASKPASS", askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env(PASSWORD_ENV, password)
+        .env_remove("DISPLAY");
+        cmd
+    };
+    run(make, target, command, Attempts::Retried)
 }
 
 /// Waits until a key login runs `true`; returns how long it took.
@@ -147,7 +205,8 @@ pub fn wait_for_key_login(
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
     wait_until_ok(start + timeout, Duration::from_millis(250), || {
-        let out = with_key(target, key, "true")?;
+        // One attempt per poll: this loop is the retry, and its time is what is measured.
+        let out = run(|| key_login(target, key), target, "true", Attempts::Once)?;
         if out.success() {
             Ok(())
         } else {
@@ -170,12 +229,17 @@ pub fn write_askpass(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Makes an ed25519 key pair `dir/name` (+ `.pub`) with `ssh-keygen`.
 pub fn keygen(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    keygen_of(dir, name, "ed25519")
+}
+
+/// Makes an SSH key pair of `kind` (`ed25519`, `rsa`: 2048 bits) at `dir/name` (and `.pub`).
+pub fn keygen_of(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf> {
     let key = dir.join(name);
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
     crate::process::check(
         Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
             .arg(&key),
     )
     .context("failed to make an SSH key pair")?;
@@ -204,6 +268,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), "s3cret 'x'\n");
+    }
+
+    #[test]
+    fn only_a_connection_that_did_not_come_up_is_tried_again() {
+        let out = |code: i32, stderr: &str| SshOutput {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        };
+        // What OpenSSH prints when the guest's sshd is not there yet or too slow to greet.
+        for stderr in [
+            "Connection timed out during banner exchange",
+            "ssh: connect to host 198.18.1.10 port 22: Connection refused",
+            "kex_exchange_identification: read: Connection reset by peer",
+            "kex_exchange_identification: Connection closed by remote host",
+        ] {
+            assert!(out(255, stderr).connection_failed(), "{stderr}");
+        }
+        // A refused login and the command's own failure are answers, not connection trouble.
+        assert!(
+            !out(255, "debian@198.18.1.10: Permission denied (publickey).").connection_failed()
+        );
+        assert!(!out(1, "Connection refused").connection_failed());
+        const { assert!(CONNECTION_RETRIES >= 1 && CONNECTION_RETRIES <= 5) };
+        assert!(CONNECTION_RETRY_PAUSE * CONNECTION_RETRIES < SSH_READY_TIMEOUT);
     }
 
     #[test]

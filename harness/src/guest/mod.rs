@@ -1,7 +1,10 @@
 //! Guests: what QEMU boots (a kernel and an initramfs, or a cloud image's disk through an
-//! overlay; a state disk; a NIC on a lab tap) and the running VM.
+//! overlay; a state disk; a NIC on a lab tap) and the running VM, started by the harness or by
+//! libvirt.
 
+pub mod domain;
 pub mod libvirt;
+pub mod libvirtd;
 pub mod qemu;
 pub mod serial;
 
@@ -31,6 +34,27 @@ pub const STATE_DISK_MB: u32 = 16;
 
 /// Where QEMU is.
 pub const QEMU_BIN: &str = "qemu-system-x86_64";
+
+/// What starts a guest's QEMU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// The harness runs QEMU itself, in the NIC's namespace.
+    #[default]
+    Qemu,
+    /// A real libvirtd (see [`libvirtd::Libvirtd`]) runs it as a transient domain made from
+    /// the same guest description (`virsh create`).
+    Libvirt,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Qemu => "qemu",
+            Via::Libvirt => "libvirt",
+        })
+    }
+}
 
 /// The guest's NIC: a tap on a lab bridge, inside the lab's bridge namespace.
 #[derive(Debug, Clone)]
@@ -201,51 +225,6 @@ pub fn make_overlay(base: &Path, format: &str, overlay: &Path) -> anyhow::Result
         format!(
             "failed to make an overlay of {} (is qemu-utils installed?)",
             base.display()
-        )
-    })?;
-    Ok(())
-}
-
-/// The volume label OpenStack config drives carry.
-pub const CONFIG_DRIVE_LABEL: &str = "config-2";
-
-/// Makes a config drive: an ISO 9660 image labelled `config-2` holding
-/// `openstack/latest/meta_data.json` and, if given, `openstack/latest/user_data` (nova's
-/// layout). No root or loop mount needed.
-pub fn make_config_drive(
-    path: &Path,
-    meta_data: &serde_json::Value,
-    user_data: Option<&str>,
-) -> anyhow::Result<()> {
-    let tree = path.with_extension("d");
-    let latest = tree.join("openstack/latest");
-    std::fs::create_dir_all(&latest)
-        .with_context(|| format!("failed to create {}", latest.display()))?;
-    std::fs::write(latest.join("meta_data.json"), meta_data.to_string())
-        .context("failed to write the config drive's meta_data.json")?;
-    if let Some(user_data) = user_data {
-        std::fs::write(latest.join("user_data"), user_data)
-            .context("failed to write the config drive's user_data")?;
-    }
-    check(
-        Command::new("xorriso")
-            .args([
-                "-as",
-                "mkisofs",
-                "-quiet",
-                "-J",
-                "-R",
-                "-V",
-                CONFIG_DRIVE_LABEL,
-                "-o",
-            ])
-            .arg(path)
-            .arg(&tree),
-    )
-    .with_context(|| {
-        format!(
-            "failed to make the config drive {} (is xorriso installed?)",
-            path.display()
         )
     })?;
     Ok(())

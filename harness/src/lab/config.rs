@@ -67,6 +67,15 @@ pub struct NetworkConfig {
     pub name: String,
     /// The subnet, inside 198.18.0.0/15.
     pub cidr: Ipv4Net,
+    /// `false`: no DHCP (the registry's `--no-dhcp`, dnsmasq does not serve it); guests
+    /// configure their address from their config drive's `network_data.json`. Such a network
+    /// needs a router.
+    #[serde(default = "dhcp_on")]
+    pub dhcp: bool,
+}
+
+fn dhcp_on() -> bool {
+    true
 }
 
 /// A router joining networks (and serving their metadata through its namespace).
@@ -111,18 +120,24 @@ impl LabConfig {
         Ok(config)
     }
 
-    /// The lab `run` uses: one network behind a router, one isolated network.
+    /// The lab `run` uses: one network behind a router, one isolated network, and one without
+    /// DHCP behind the same router (static addresses from config drives).
     pub fn default_with_id(id: &str) -> Self {
-        let net = |name: &str, third: u8| NetworkConfig {
+        let net = |name: &str, third: u8, dhcp: bool| NetworkConfig {
             name: name.to_owned(),
             cidr: Ipv4Net::new(Ipv4Addr::new(198, 18, third, 0), 24).unwrap_or(LAB_RANGE),
+            dhcp,
         };
         Self {
             id: id.to_owned(),
-            networks: vec![net("tenant-r", 10), net("tenant-i", 20)],
+            networks: vec![
+                net("tenant-r", 10, true),
+                net("tenant-i", 20, true),
+                net("tenant-s", 30, false),
+            ],
             routers: vec![RouterConfig {
                 name: "router1".into(),
-                networks: vec!["tenant-r".into()],
+                networks: vec!["tenant-r".into(), "tenant-s".into()],
             }],
             guests: Vec::new(),
         }
@@ -171,6 +186,15 @@ impl LabConfig {
                     net.name,
                     net.cidr,
                     net.cidr.trunc()
+                );
+            }
+        }
+        for net in self.networks.iter().filter(|n| !n.dhcp) {
+            if self.is_isolated(&net.name) {
+                bail!(
+                    "network {} has no DHCP and no router: an isolated network serves metadata \
+                     from its DHCP port; attach it to a router or drop `dhcp = false`",
+                    net.name
                 );
             }
         }
@@ -306,6 +330,14 @@ mod tests {
             .contains("unknown network")
         );
         assert!(msg(base("bogus = 1", "198.18.1.0/24")).contains("bogus"));
+        assert!(msg(base("dhcp = false", "198.18.1.0/24")).contains("no DHCP and no router"));
+        assert!(
+            base(
+                "dhcp = false\n[[router]]\nname = \"r\"\nnetworks = [\"n\"]",
+                "198.18.1.0/24"
+            )
+            .is_ok()
+        );
         assert!(base("", "198.18.1.0/29").is_ok());
         assert!(base("", "198.19.255.0/24").is_ok());
     }
@@ -336,6 +368,7 @@ mod tests {
             .map(|i| NetworkConfig {
                 name: format!("n{i}"),
                 cidr: Ipv4Net::new(Ipv4Addr::new(198, 18, i as u8, 0), 24).unwrap(),
+                dhcp: true,
             })
             .collect();
         config.routers.clear();

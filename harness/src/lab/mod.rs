@@ -153,9 +153,12 @@ impl Lab {
         }
         // The registry first: namespaces are named after its ids.
         for net in &config.networks {
-            let record =
-                self.registry
-                    .create_network(&net.name, net.cidr, config.is_isolated(&net.name))?;
+            let record = self.registry.create_network(
+                &net.name,
+                net.cidr,
+                config.is_isolated(&net.name),
+                net.dhcp,
+            )?;
             self.state.networks.push(record);
         }
         for router in &config.routers {
@@ -205,6 +208,10 @@ impl Lab {
                     &ns,
                     &["route", "add", "default", "via", &net.gateway.to_string()],
                 )?;
+            }
+            if !net.dhcp {
+                // No DHCP server: the namespace is only the lab's place on the network.
+                continue;
             }
             let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
             let daemon = dhcp::start(&ns, &dhcp_net, &files)?;
@@ -388,8 +395,10 @@ impl Lab {
     pub fn register_instance(&self, spec: &InstanceSpec) -> anyhow::Result<InstanceRecord> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let record = self.registry.create_instance(spec)?;
-        let files = dhcp::DnsmasqFiles::under(&self.state.dir, &record.network_id);
-        dhcp::add_host(&files, &record.port_id, &record.mac, record.ip)?;
+        if self.network_by_id(&record.network_id)?.dhcp {
+            let files = dhcp::DnsmasqFiles::under(&self.state.dir, &record.network_id);
+            dhcp::add_host(&files, &record.port_id, &record.mac, record.ip)?;
+        }
         Ok(record)
     }
 
@@ -429,11 +438,12 @@ impl Lab {
         for net in &s.networks {
             let _ = writeln!(
                 out,
-                "  network {} {} ({}) gateway {} dhcp {} {}",
+                "  network {} {} ({}) gateway {} {} {} {}",
                 net.name,
                 net.cidr,
                 net.id,
                 net.gateway,
+                if net.dhcp { "dhcp" } else { "no DHCP, lab at" },
                 net.dhcp_ip,
                 if net.isolated {
                     "isolated: metadata in qdhcp, option 121"

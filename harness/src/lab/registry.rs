@@ -31,10 +31,19 @@ pub struct NetworkRecord {
     pub cidr: Ipv4Net,
     /// The router's address.
     pub gateway: Ipv4Addr,
-    /// The DHCP port's address.
+    /// The DHCP port's address: the lab's own address on the network (its `qdhcp-` namespace,
+    /// where checks run from). A network without DHCP has no DHCP port: the lab takes the last
+    /// host address, which the registry hands out last.
     pub dhcp_ip: Ipv4Addr,
     /// No router.
     pub isolated: bool,
+    /// DHCP served (dnsmasq); `false` for a `--no-dhcp` network.
+    #[serde(default = "dhcp_on")]
+    pub dhcp: bool,
+}
+
+fn dhcp_on() -> bool {
+    true
 }
 
 /// A router as the registry created it.
@@ -84,6 +93,8 @@ pub struct InstanceSpec {
     pub ip: Option<Ipv4Addr>,
     /// A fixed MAC.
     pub mac: Option<String>,
+    /// A file with the admin password (config drives carry it as `admin_pass`).
+    pub admin_pass_file: Option<PathBuf>,
 }
 
 impl Registry {
@@ -99,12 +110,14 @@ impl Registry {
             .with_context(|| format!("failed to {what}: metaboot-server printed no JSON: {out}"))
     }
 
-    /// Creates a network (gateway and DHCP address: the server's defaults).
+    /// Creates a network (gateway and DHCP address: the server's defaults; `dhcp: false` is
+    /// `--no-dhcp`).
     pub fn create_network(
         &self,
         name: &str,
         cidr: Ipv4Net,
         isolated: bool,
+        dhcp: bool,
     ) -> anyhow::Result<NetworkRecord> {
         let mut args = vec![
             "network".into(),
@@ -116,15 +129,21 @@ impl Registry {
         if isolated {
             args.push("--isolated".into());
         }
+        if !dhcp {
+            args.push("--no-dhcp".into());
+        }
         args.push("--json".into());
         let v = self.json(&args, &format!("create network {name}"))?;
         let hosts = || cidr.hosts();
         let gateway = ip_field(&v, &["gateway", "gateway_ip"])
             .or_else(|| hosts().next())
             .context("network has no gateway")?;
-        let dhcp_ip = ip_field(&v, &["dhcp_ip", "dhcp_address"])
-            .or_else(|| hosts().nth(1))
-            .context("network has no DHCP address")?;
+        let dhcp_ip = if dhcp {
+            ip_field(&v, &["dhcp_ip", "dhcp_address"]).or_else(|| hosts().nth(1))
+        } else {
+            hosts().last()
+        }
+        .context("network has no address for the lab")?;
         Ok(NetworkRecord {
             id: str_field(&v, "id")
                 .with_context(|| format!("network create printed no id: {v}"))?,
@@ -133,6 +152,7 @@ impl Registry {
             gateway,
             dhcp_ip,
             isolated,
+            dhcp,
         })
     }
 
@@ -174,11 +194,37 @@ impl Registry {
         if let Some(mac) = &spec.mac {
             cmd.args(["--mac", mac]);
         }
+        if let Some(file) = &spec.admin_pass_file {
+            cmd.arg("--admin-pass-file").arg(file);
+        }
         cmd.arg("--json");
         let out =
             check(&mut cmd).with_context(|| format!("failed to create instance {}", spec.name))?;
         serde_json::from_str(out.trim())
             .with_context(|| format!("failed to read `instance create --json` output: {out}"))
+    }
+
+    /// Writes the instance's config drive (`instance config-drive`, ISO 9660) to `out`.
+    pub fn config_drive(&self, uuid: &str, out: &Path) -> anyhow::Result<()> {
+        check(
+            self.cmd()
+                .args(["instance", "config-drive", uuid, "-o"])
+                .arg(out),
+        )
+        .with_context(|| format!("failed to write the config drive of instance {uuid}"))?;
+        Ok(())
+    }
+
+    /// The password the instance's guest agent posted, decrypted with `private_key`
+    /// (`instance get-password`).
+    pub fn get_password(&self, uuid: &str, private_key: &Path) -> anyhow::Result<String> {
+        let out = check(
+            self.cmd()
+                .args(["instance", "get-password", uuid, "--private-key"])
+                .arg(private_key),
+        )
+        .with_context(|| format!("failed to get the password of instance {uuid}"))?;
+        Ok(out.trim_end_matches('\n').to_owned())
     }
 
     /// Deletes an instance (and its port).

@@ -1,5 +1,6 @@
 //! The scenario matrix: both metadata paths × every user data variant, plus the corrupt-gzip,
-//! reboot, new-instance, config-drive and NoCloud scenarios; and selecting scenarios by name.
+//! reboot, new-instance, config-drive, NoCloud, static-network and password-post-back
+//! scenarios; and selecting scenarios by name.
 
 use anyhow::bail;
 use serde::Serialize;
@@ -7,7 +8,7 @@ use serde::Serialize;
 use super::userdata::Variant;
 
 /// How the guest reaches 169.254.169.254.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum MetadataPath {
     /// Default route to the router; REDIRECT to the proxy in `qrouter-*`.
@@ -52,7 +53,18 @@ pub enum Flow {
     /// One boot with a NoCloud seed (a `cidata` ISO, as `cloud-localds` makes it) attached, for
     /// an instance the metadata service does not know: the guest becomes what the seed says.
     NoCloud,
+    /// One boot on the network without DHCP, with the config drive the registry writes
+    /// (`instance config-drive`): the guest takes its static address and route from the
+    /// drive's `network_data.json` and answers SSH on it.
+    StaticNetwork,
+    /// One boot whose user data asks for `password_postback`: the guest agent makes root's
+    /// password and posts it encrypted for the instance's RSA key; `instance get-password`
+    /// decrypts it and a password login with it works.
+    PasswordPostback,
 }
+
+/// The default lab's network without DHCP (behind the router).
+pub const STATIC_NETWORK: &str = "tenant-s";
 
 /// One scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,8 +86,18 @@ impl Scenario {
             Flow::NewInstance => "new-instance",
             Flow::ConfigDrive => "config-drive",
             Flow::NoCloud => "nocloud",
+            Flow::StaticNetwork => "static-network",
+            Flow::PasswordPostback => "password-postback",
         };
         format!("{}/{what}", self.path.name())
+    }
+
+    /// The network of the default lab the guest is on: the path's, or the one without DHCP.
+    pub fn network(&self) -> &'static str {
+        match self.flow {
+            Flow::StaticNetwork => STATIC_NETWORK,
+            _ => self.path.network(),
+        }
     }
 
     /// The name as an identifier (`router-cloud-config`): instance names, hostnames, files.
@@ -125,6 +147,13 @@ pub fn matrix() -> Vec<Scenario> {
         variant: Variant::None,
         flow: Flow::NoCloud,
     });
+    for flow in [Flow::StaticNetwork, Flow::PasswordPostback] {
+        all.push(Scenario {
+            path: router,
+            variant: Variant::None,
+            flow,
+        });
+    }
     all
 }
 
@@ -185,7 +214,7 @@ mod tests {
     #[test]
     fn the_matrix_covers_both_paths_every_variant_and_the_extra_flows() {
         let all = matrix();
-        assert_eq!(all.len(), 17);
+        assert_eq!(all.len(), 19);
         let names: Vec<String> = all.iter().map(Scenario::name).collect();
         for expect in [
             "router/none",
@@ -197,6 +226,8 @@ mod tests {
             "router/new-instance",
             "router/config-drive",
             "router/nocloud",
+            "router/static-network",
+            "router/password-postback",
         ] {
             assert!(names.contains(&expect.to_owned()), "{expect}");
         }
@@ -212,7 +243,7 @@ mod tests {
 
     #[test]
     fn selects_by_name_path_variant_and_refuses_unknown_names() {
-        assert_eq!(select(&[]).unwrap().len(), 17);
+        assert_eq!(select(&[]).unwrap().len(), 19);
         assert_eq!(select(&["router/script".into()]).unwrap().len(), 1);
         assert_eq!(select(&["isolated".into()]).unwrap().len(), 6);
         assert_eq!(select(&["gzip-script".into()]).unwrap().len(), 2);

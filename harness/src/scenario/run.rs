@@ -1,6 +1,7 @@
 //! Running one scenario: register the instance, boot it (once or twice), check it from outside.
 
 mod nocloud;
+mod registry_drive;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use super::userdata::{self, Intent, Variant};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::{BOOT_TIMEOUT, POWEROFF_TIMEOUT, RunningGuest, TIMELINE};
-use crate::guest::{self, Guest, Nic, serial};
+use crate::guest::{self, Guest, Nic, Via, serial};
 use crate::image::Image;
 use crate::lab::Lab;
 use crate::lab::registry::{InstanceRecord, InstanceSpec};
@@ -70,6 +71,8 @@ pub struct Runner<'a> {
     pub askpass: PathBuf,
     /// Progress display.
     pub progress: &'a dyn Progress,
+    /// Who starts the guests' QEMU.
+    pub via: Via,
 }
 
 /// Who the guest should become on one boot.
@@ -77,12 +80,6 @@ struct Identity {
     key: PathBuf,
     intent: Intent,
     meta_hostname: String,
-}
-
-/// A config drive and who it makes the guest.
-struct ConfigDriveGuest {
-    image: PathBuf,
-    who: Identity,
 }
 
 /// Deletes a tap when the scenario ends, however it ends.
@@ -174,8 +171,13 @@ impl Runner<'_> {
             key_files: vec![who.key.with_extension("pub")],
             user_data,
             uuid: None,
-            ip: same_port_as.map(|r| r.ip),
+            ip: match same_port_as {
+                Some(record) => Some(record.ip),
+                None if scenario.flow == Flow::NoCloud => Some(self.reserved_address(scenario)?),
+                None => None,
+            },
             mac: same_port_as.map(|r| r.mac.clone()),
+            admin_pass_file: None,
         };
         self.lab.register_instance(&spec)
     }
@@ -184,9 +186,17 @@ impl Runner<'_> {
         let dir = self.run_dir.join(scenario.slug());
         fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
         self.stage(scenario, "registering");
-        let network_id = self.lab.network(scenario.path.network())?.id.clone();
-        let first = self.identity(&dir, scenario, 1)?;
-        let record = self.register(&dir, scenario, &first, &network_id, None)?;
+        let network_id = self.lab.network(scenario.network())?.id.clone();
+        let (first, record) = match scenario.flow {
+            Flow::ConfigDrive | Flow::StaticNetwork | Flow::PasswordPostback => {
+                self.register_own(&dir, scenario, &network_id)?
+            }
+            _ => {
+                let first = self.identity(&dir, scenario, 1)?;
+                let record = self.register(&dir, scenario, &first, &network_id, None)?;
+                (first, record)
+            }
+        };
         report.instances.push(record.uuid.clone());
         let disk = dir.join("disk.img");
         guest::make_state_disk(&disk)?;
@@ -214,12 +224,23 @@ impl Runner<'_> {
             .with_nic(nic.clone())
         };
 
-        if scenario.flow == Flow::ConfigDrive {
-            let drive = self.config_drive(&dir, scenario, &record)?;
-            let guest = guest_for(1).with_config_drive(&drive.image);
-            let vm = self.boot(scenario, &guest, &target, &drive.who, report)?;
+        if matches!(scenario.flow, Flow::ConfigDrive | Flow::StaticNetwork) {
+            self.stage(scenario, "writing the config drive (instance config-drive)");
+            let drive = dir.join("config-drive.iso");
+            self.lab.registry().config_drive(&record.uuid, &drive)?;
+            let guest = guest_for(1).with_config_drive(&drive);
+            let vm = self.boot(scenario, &guest, &target, &first, report)?;
             self.stage(scenario, "checking");
-            self.check_boot(scenario, "", &target, &drive.who, 1, report);
+            self.check_drive_boot(scenario, &target, &first, &record, report);
+            vm.kill()?;
+            drop(tap);
+            return Ok(());
+        }
+
+        if scenario.flow == Flow::PasswordPostback {
+            let vm = self.boot(scenario, &guest_for(1), &target, &first, report)?;
+            self.stage(scenario, "checking");
+            self.check_postback(&dir, &target, &first, &record, report);
             vm.kill()?;
             drop(tap);
             return Ok(());
@@ -233,7 +254,11 @@ impl Runner<'_> {
         self.stage(scenario, "checking");
         self.check_boot(scenario, "", &target, &first, 1, report);
         match scenario.flow {
-            Flow::Once | Flow::ConfigDrive | Flow::NoCloud => vm.kill()?,
+            Flow::Once
+            | Flow::ConfigDrive
+            | Flow::NoCloud
+            | Flow::StaticNetwork
+            | Flow::PasswordPostback => vm.kill()?,
             Flow::Reboot => {
                 self.poweroff(scenario, vm, &target, &first)?;
                 let vm = self.boot(scenario, &guest_for(2), &target, &first, report)?;
@@ -258,45 +283,6 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// A config drive for the instance whose hostname, key and admin password differ from the
-    /// registry's, so the checks prove which source the guest used.
-    fn config_drive(
-        &self,
-        dir: &Path,
-        scenario: &Scenario,
-        record: &InstanceRecord,
-    ) -> anyhow::Result<ConfigDriveGuest> {
-        let key = ssh::keygen(dir, "id_ed25519-config-drive")?;
-        let public = fs::read_to_string(key.with_extension("pub"))
-            .context("failed to read the config drive's public key")?;
-        let public = public.trim();
-        let slug = scenario.slug();
-        let who = Identity {
-            key,
-            intent: Intent {
-                hostname: format!("cd-{slug}"),
-                password: format!("admin-{}", crate::lab::config::random_id()),
-                marker: String::new(),
-            },
-            meta_hostname: format!("cd-{slug}"),
-        };
-        let meta_data = serde_json::json!({
-            "uuid": record.uuid,
-            "hostname": who.meta_hostname,
-            "name": who.meta_hostname,
-            "launch_index": 0,
-            "availability_zone": "nova",
-            "public_keys": {"config-drive": public},
-            "keys": [{"name": "config-drive", "type": "ssh", "data": public}],
-            "admin_pass": who.intent.password,
-        });
-        // No password in the user data: root's comes from admin_pass.
-        let user_data = "#cloud-config\nssh_pwauth: true\n";
-        let image = dir.join("config-drive.iso");
-        guest::make_config_drive(&image, &meta_data, Some(user_data))?;
-        Ok(ConfigDriveGuest { image, who })
-    }
-
     /// Boots a guest up to its first key login, recording the timeline.
     fn boot(
         &self,
@@ -307,12 +293,20 @@ impl Runner<'_> {
         report: &mut ScenarioReport,
     ) -> anyhow::Result<RunningGuest> {
         let boot_no = report.boots.len() + 1;
-        self.stage(scenario, &format!("boot {boot_no}: starting QEMU"));
+        self.stage(
+            scenario,
+            &format!("boot {boot_no}: starting QEMU ({})", self.via),
+        );
         report.serial_logs.push(guest.serial_log.clone());
         report.boots.push(BootTimes::default());
-        let mut vm = RunningGuest::start(guest)?;
+        let mut vm = RunningGuest::start_via(guest, self.via)?;
         let deadline = vm.started + BOOT_TIMEOUT;
-        for name in TIMELINE {
+        // On the network without DHCP the tiny image's DHCP client gives up ("no DHCP
+        // lease"): its address comes from the config drive, during `metaboot run`.
+        let timeline = TIMELINE
+            .into_iter()
+            .filter(|name| scenario.flow != Flow::StaticNetwork || *name != serial::MARK_NETWORK);
+        for name in timeline {
             let marker = vm.wait_for(name, 0, deadline)?;
             let times = report.boots.last_mut().context("a boot entry was pushed")?;
             let at = Some(marker.at.as_secs_f64());
@@ -370,7 +364,6 @@ impl Runner<'_> {
             });
         };
 
-        let config_drive = scenario.flow == Flow::ConfigDrive;
         let hostname = if variant.has_cloud_config() {
             who.intent.hostname.clone()
         } else {
@@ -381,16 +374,7 @@ impl Runner<'_> {
             check_hostname(target, &who.key, &hostname),
         );
 
-        if config_drive {
-            push(
-                "admin_pass login",
-                check_password_login(target, &self.askpass, &who.intent.password),
-            );
-            push(
-                "source is the config drive",
-                check_source(target, &who.key, "config-drive"),
-            );
-        } else if variant.has_cloud_config() {
+        if variant.has_cloud_config() {
             push(
                 "password login",
                 check_password_login(target, &self.askpass, &who.intent.password),

@@ -31,6 +31,10 @@ pub enum InstanceCommand {
     },
     /// Delete an instance and its ports.
     Delete { instance: String },
+    /// Write the instance's config drive (`config-2`, as nova attaches it).
+    ConfigDrive(super::config_drive::ConfigDriveArgs),
+    /// Print the password the instance's guest agent posted, decrypted (nova's get-password).
+    GetPassword(super::password::GetPasswordArgs),
 }
 
 /// `instance create`'s arguments.
@@ -101,6 +105,8 @@ pub fn run(store: &dyn Store, cmd: InstanceCommand) -> anyhow::Result<()> {
                 instance.name, instance.uuid
             ))
         }
+        InstanceCommand::ConfigDrive(args) => super::config_drive::run(store, &args),
+        InstanceCommand::GetPassword(args) => super::password::run(store, &args),
     }
 }
 

@@ -3,11 +3,13 @@
 //! Each command opens the registry named by `--db`, makes one store call per change (so a
 //! refused command writes nothing) and prints a table, a `key: value` block or `--json`.
 
+mod config_drive;
 mod input;
 mod instance;
 mod keys;
 mod network;
 mod output;
+mod password;
 mod port;
 mod router;
 

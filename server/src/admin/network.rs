@@ -27,6 +27,10 @@ pub enum NetworkCommand {
         isolated: bool,
         #[arg(long)]
         mtu: Option<u32>,
+        /// No DHCP: ports get static addresses, carried to guests in network_data.json
+        /// (`ipv4` with address, netmask and routes) and applied by their guest agent.
+        #[arg(long = "no-dhcp", conflicts_with_all = ["dhcp_ip", "isolated"])]
+        no_dhcp: bool,
         #[command(flatten)]
         output: Output,
     },
@@ -53,6 +57,7 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
             project,
             isolated,
             mtu,
+            no_dhcp,
             output,
         } => {
             let new = NewNetwork {
@@ -67,6 +72,7 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
                     .transpose()?,
                 isolated,
                 mtu,
+                no_dhcp,
             };
             let network = store.create_network(&new)?;
             show(&network, output)
@@ -117,7 +123,13 @@ fn show(network: &Network, output: Output) -> anyhow::Result<()> {
         ("project", network.project.clone()),
         ("cidr", network.cidr.to_string()),
         ("gateway", output::or_dash(network.gateway)),
-        ("dhcp_ip", output::or_dash(network.dhcp_ip)),
+        (
+            "dhcp_ip",
+            network.dhcp_ip.map_or_else(
+                || "none (no DHCP: static ports)".to_owned(),
+                |ip| ip.to_string(),
+            ),
+        ),
         (
             "mode",
             if network.isolated {

@@ -14,13 +14,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use metaboot_proto::headers;
 
-use super::lookup::DEFAULT_LOOKUP_TTL;
 use super::relay::Agent;
 use crate::http::limits::UPSTREAM_TIMEOUT;
 use crate::http::{
     Answer, Body, Handler, Peer, Rejection, Reply, ServerLimits, Upstream, read_body,
 };
-use crate::watch::ChangeListener;
+use crate::model::ReadModel;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -36,9 +35,10 @@ pub struct AgentArgs {
     /// File holding the secret shared with the API.
     #[arg(long)]
     pub shared_secret_file: PathBuf,
-    /// Seconds a port lookup is cached (0 disables; registry changes drop it at once).
-    #[arg(long, default_value_t = DEFAULT_LOOKUP_TTL.as_secs())]
-    pub cache_ttl: u64,
+    /// Ignored: lookups are answered from the registry held in memory, kept current from
+    /// its change log (accepted so older command lines keep working).
+    #[arg(long, hide = true)]
+    pub cache_ttl: Option<u64>,
     /// Seconds the API has to answer before the guest gets 504.
     #[arg(long, default_value_t = UPSTREAM_TIMEOUT.as_secs_f64())]
     pub api_timeout: f64,
@@ -183,15 +183,20 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     // one line. Kept until the process stops: its lock keeps other servers off the path.
     let socket = crate::http::bind_unix(&args.socket, args.socket_mode)
         .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
+    let model =
+        Arc::new(ReadModel::load(store.as_ref()).with_context(|| {
+            format!("failed to load the registry {}", crate::store::redacted(db))
+        })?);
+    crate::follow::follow(store, model.clone(), Vec::new())
+        .context("failed to start following the registry")?;
     crate::runtime::run_service(async move {
-        let agent = Arc::new(Agent::new(
-            store.clone(),
-            secret,
-            Duration::from_secs(args.cache_ttl),
-        ));
-        let cache: Arc<dyn ChangeListener> = agent.cache();
-        tokio::spawn(crate::watch::follow(store, vec![cache]));
-        crate::metrics::serve_metrics(args.metrics_listen, vec![agent.metrics()]).await?;
+        let agent = Arc::new(Agent::new(model.clone(), secret));
+        crate::metrics::serve_metrics(
+            args.metrics_listen,
+            vec![agent.metrics()],
+            Some(model.status()),
+        )
+        .await?;
         tracing::info!(socket = %args.socket.display(), api = api.describe(), workers = threads, "agent listening");
         let api = HttpApi {
             upstream: api,
@@ -224,7 +229,7 @@ mod tests {
                 socket_mode: 0o660,
                 api: "http://127.0.0.1:8775".into(),
                 shared_secret_file: secret.clone(),
-                cache_ttl: 5,
+                cache_ttl: None,
                 api_timeout: bad,
                 metrics_listen: None,
                 threads: Some(1),

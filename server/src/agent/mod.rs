@@ -8,7 +8,7 @@ mod relay;
 
 pub use forwarded::{ForwardedError, guest_address};
 pub use listener::{AgentArgs, AgentHandler, ApiTarget, HttpApi, Question, serve};
-pub use lookup::{DEFAULT_LOOKUP_TTL, LookupCache, Owner, Scope};
+pub use lookup::{Owner, Scope};
 pub use relay::{Agent, Resolved};
 
 #[cfg(test)]

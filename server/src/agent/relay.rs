@@ -1,19 +1,19 @@
-//! The agent's job for one request: resolve the guest from the proxy's headers (cached port
-//! lookup), sign its instance id, let the API answer, and relay the answer.
+//! The agent's job for one request: resolve the guest from the proxy's headers (a lookup in
+//! the read model, no store round trip), sign its instance id, let the API answer, and relay
+//! the answer.
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use metaboot_proto::headers;
 
 use super::forwarded::{ForwardedError, guest_address};
-use super::lookup::{LookupCache, Owner, Scope};
+use super::lookup::{Owner, Scope};
 use crate::http::{Answer, Body, Rejection};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::model::{Lookup, ReadModel, record::id_text};
 
 /// A guest resolved to its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,30 +21,22 @@ pub struct Resolved {
     pub ip: IpAddr,
     pub scope: Scope,
     pub owner: Owner,
-    /// Came from the cache (so the API not knowing its instance is worth one fresh lookup).
-    pub cached: bool,
 }
 
-/// The agent: lookup, cache and signature.
+/// The agent: lookup and signature.
 pub struct Agent {
-    store: Arc<dyn Store>,
+    model: Arc<ReadModel>,
     secret: Arc<[u8]>,
-    cache: Arc<LookupCache>,
     pub(super) metrics: Arc<Metrics>,
 }
 
 impl Agent {
-    pub fn new(store: Arc<dyn Store>, secret: Arc<[u8]>, lookup_ttl: Duration) -> Self {
+    pub fn new(model: Arc<ReadModel>, secret: Arc<[u8]>) -> Self {
         Self {
-            store,
+            model,
             secret,
-            cache: Arc::new(LookupCache::new(lookup_ttl)),
             metrics: Metrics::new("agent"),
         }
-    }
-
-    pub fn cache(&self) -> Arc<LookupCache> {
-        self.cache.clone()
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -52,9 +44,8 @@ impl Agent {
     }
 
     /// Finds the instance behind the proxy's headers. Refusals: 400 for missing, repeated or
-    /// contradictory proxy headers, 404 when no single port matches, 503 when the registry is
-    /// unreachable.
-    pub async fn resolve(&self, headers: &HeaderMap, use_cache: bool) -> Result<Resolved, Answer> {
+    /// contradictory proxy headers, 404 when no single port matches.
+    pub fn resolve(&self, headers: &HeaderMap) -> Result<Resolved, Answer> {
         let scope = scope(headers)?;
         let ip = guest_address(headers).map_err(|err| {
             let reason = match err {
@@ -69,37 +60,13 @@ impl Agent {
                 Rejection::BadForwardedFor,
             )
         })?;
-        if use_cache {
-            match self.cache.get(ip, &scope) {
-                Ok(owner) => {
-                    self.metrics.cache_hit();
-                    return Ok(Resolved {
-                        ip,
-                        scope,
-                        owner,
-                        cached: true,
-                    });
-                }
-                Err(_) => self.metrics.cache_miss(),
-            }
-        }
-        let generation = self.cache.generation();
-        let owner = self.lookup(ip, &scope).await?;
-        self.cache
-            .insert(ip, scope.clone(), owner.clone(), generation);
-        Ok(Resolved {
-            ip,
-            scope,
-            owner,
-            cached: false,
-        })
+        let owner = self.lookup(ip, &scope)?;
+        Ok(Resolved { ip, scope, owner })
     }
 
     /// Resolves the guest, then lets `ask_api` put the question to the API with the signed
-    /// headers. Only when the owner came from the cache and the API says it does not know that
-    /// instance (a 404 marked `X-Instance-Unknown`; the port may have moved) is the guest
-    /// looked up once more: a 404 for a path, or for a fresh lookup, costs no second lookup.
-    /// Counts and logs the outcome.
+    /// headers. A lookup costs no store round trip, so a 404 (for a path, or from an API whose
+    /// model has not caught up yet) costs nothing more. Counts and logs the outcome.
     pub async fn relay<F, Fut>(
         &self,
         method: &Method,
@@ -111,21 +78,13 @@ impl Agent {
         F: Fn(HeaderMap) -> Fut,
         Fut: Future<Output = Result<Response<Body>, Answer>>,
     {
-        let mut use_cache = true;
-        let outcome = loop {
-            let resolved = match self.resolve(headers, use_cache).await {
-                Ok(resolved) => resolved,
-                Err(refusal) => break Err(refusal),
-            };
-            let mut signed = self.signed_headers(&resolved);
-            pass_token_headers(headers, &mut signed);
-            match ask_api(signed).await {
-                Ok(response) if resolved.cached && instance_unknown(&response) => {
-                    self.forget(&resolved);
-                    use_cache = false;
-                }
-                other => break other,
+        let outcome = match self.resolve(headers) {
+            Ok(resolved) => {
+                let mut signed = self.signed_headers(&resolved);
+                pass_token_headers(headers, &mut signed);
+                ask_api(signed).await
             }
+            Err(refusal) => Err(refusal),
         };
         let mut response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
         // Between the API and the agent only: never relayed to the guest.
@@ -149,11 +108,6 @@ impl Agent {
         refusal.into_response()
     }
 
-    /// Forgets a cached lookup the API did not agree with.
-    pub fn forget(&self, resolved: &Resolved) {
-        self.cache.forget(resolved.ip, &resolved.scope);
-    }
-
     /// Exactly the headers the API gets (docs/protocol.md §2.4): nothing else the guest sent.
     pub fn signed_headers(&self, resolved: &Resolved) -> HeaderMap {
         let mut out = HeaderMap::with_capacity(4);
@@ -168,33 +122,18 @@ impl Agent {
         out
     }
 
-    async fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
-        // One registry read per lookup, whatever the scope.
-        self.metrics.registry_read();
+    fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
         let found = match scope {
-            Scope::Router(id) => {
-                let id = id.clone();
-                crate::store::read(&self.store, move |store| {
-                    store.find_ports_behind_router(ip, &id)
-                })
-                .await
-            }
-            Scope::Network(id) => {
-                let networks = [id.clone()];
-                crate::store::read(&self.store, move |store| store.find_ports(ip, &networks)).await
-            }
+            Scope::Router(id) => self.model.behind_router(ip, id),
+            Scope::Network(id) => self.model.on_network(ip, id),
         };
-        let ports = found.map_err(|err| {
-            tracing::warn!(error = %err, "registry lookup failed");
-            Answer::refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The registry is unavailable; retry shortly.".to_owned(),
-                Rejection::StoreUnavailable,
-            )
-        })?;
-        match ports.as_slice() {
-            [port] => Ok(Owner::new(&port.instance_id, &port.project, &self.secret)),
-            [] => Err(Answer::refused(
+        match found {
+            Lookup::Found(record) => Ok(Owner::new(
+                &id_text(&record.uuid),
+                &record.project,
+                &self.secret,
+            )),
+            Lookup::NoPort => Err(Answer::refused(
                 StatusCode::NOT_FOUND,
                 format!(
                     "Instance was not found on {} for address {ip}.",
@@ -202,24 +141,16 @@ impl Agent {
                 ),
                 Rejection::NoPort,
             )),
-            several => Err(Answer::refused(
+            Lookup::Ambiguous(several) => Err(Answer::refused(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "{} ports have address {ip} on {}: refusing to guess.",
-                    several.len(),
+                    "{several} ports have address {ip} on {}: refusing to guess.",
                     scope.describe()
                 ),
                 Rejection::AmbiguousPort,
             )),
         }
     }
-}
-
-/// The API's answer that it does not know the instance a lookup named (see
-/// `headers::INSTANCE_UNKNOWN`).
-fn instance_unknown(response: &Response<Body>) -> bool {
-    response.status() == StatusCode::NOT_FOUND
-        && response.headers().contains_key(headers::INSTANCE_UNKNOWN)
 }
 
 /// The guest's session-token headers (`X-metadata-token`, `X-metadata-token-ttl-seconds`),

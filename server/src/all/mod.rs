@@ -16,13 +16,14 @@ use clap::Args;
 pub use chain::{InProcess, InProcessApi};
 pub use config::ConfigFile;
 
-use crate::agent::{Agent, AgentHandler, DEFAULT_LOOKUP_TTL};
-use crate::api::{Api, ApiHandler, DEFAULT_TTL, Identify, Rendering, VendorDocs};
+use crate::agent::{Agent, AgentHandler};
+use crate::api::{Api, ApiHandler, Identify, Rendering, VendorDocs};
+use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::metrics::Metrics;
+use crate::model::ReadModel;
 use crate::proxy::rate_limit::DEFAULT_WINDOW;
 use crate::proxy::{ProxyHandler, RateLimit};
-use crate::watch::ChangeListener;
 use supervisor::{Supervisor, Wake};
 
 /// Port of the router proxies (Neutron's `metadata_port`).
@@ -51,8 +52,8 @@ pub struct AllArgs {
     /// `api.vendor_data`: a JSON file.
     #[arg(long)]
     pub vendor_data: Option<PathBuf>,
-    /// `api.cache_ttl`, seconds.
-    #[arg(long)]
+    /// Ignored (answers come from the registry in memory); kept for older command lines.
+    #[arg(long, hide = true)]
     pub api_cache_ttl: Option<u64>,
     /// `api.require_token`: require an IMDSv2-style session token on every request.
     #[arg(long)]
@@ -60,8 +61,8 @@ pub struct AllArgs {
     /// Also serve the agent on this Unix socket (`agent.socket`).
     #[arg(long)]
     pub agent_socket: Option<PathBuf>,
-    /// `agent.cache_ttl`, seconds.
-    #[arg(long)]
+    /// Ignored (lookups come from the registry in memory); kept for older command lines.
+    #[arg(long, hide = true)]
     pub lookup_cache_ttl: Option<u64>,
     /// `proxy.router_port`.
     #[arg(long)]
@@ -99,10 +100,8 @@ pub struct Settings {
     pub api_listen: Vec<SocketAddr>,
     pub dhcp_domain: String,
     pub vendor_data: Option<PathBuf>,
-    pub api_cache_ttl: Duration,
     pub require_token: bool,
     pub agent_socket: Option<PathBuf>,
-    pub lookup_cache_ttl: Duration,
     pub router_listen: SocketAddr,
     /// Every isolated network's DHCP namespace gets a listener on each.
     pub isolated_listen: Vec<SocketAddr>,
@@ -179,21 +178,11 @@ impl Settings {
                 .vendor_data
                 .clone()
                 .or_else(|| file.api.vendor_data.clone()),
-            api_cache_ttl: Duration::from_secs(
-                args.api_cache_ttl
-                    .or(file.api.cache_ttl)
-                    .unwrap_or(DEFAULT_TTL.as_secs()),
-            ),
             require_token: args.require_token || file.api.require_token.unwrap_or(false),
             agent_socket: args
                 .agent_socket
                 .clone()
                 .or_else(|| file.agent.socket.clone()),
-            lookup_cache_ttl: Duration::from_secs(
-                args.lookup_cache_ttl
-                    .or(file.agent.cache_ttl)
-                    .unwrap_or(DEFAULT_LOOKUP_TTL.as_secs()),
-            ),
             router_listen: SocketAddr::from(([0, 0, 0, 0], router_port)),
             isolated_listen,
             rate_limit: rate_limit.map(|limit| (limit, Duration::from_secs(rate_window))),
@@ -229,6 +218,12 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             crate::store::redacted(&settings.db)
         )
     })?;
+    let model = Arc::new(ReadModel::load(store.as_ref()).with_context(|| {
+        format!(
+            "failed to load the registry {}",
+            crate::store::redacted(&settings.db)
+        )
+    })?);
     let threads = settings.threads.max(1);
     // The API addresses and the agent socket are bound before anything else starts or logs: a
     // second `all` whose addresses are taken fails with one line.
@@ -255,23 +250,24 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         let api = Arc::new(
             Api::new(
                 store.clone(),
+                model.clone(),
                 Identify::Proxy {
                     secret: secret.clone(),
                 },
                 rendering,
-                settings.api_cache_ttl,
             )
             .require_token(settings.require_token),
         );
-        let agent = Arc::new(Agent::new(store.clone(), secret, settings.lookup_cache_ttl));
+        let agent = Arc::new(Agent::new(model.clone(), secret));
         let proxy_metrics = Metrics::new("proxy");
         let wake = Arc::new(tokio::sync::Notify::new());
-        let listeners: Vec<Arc<dyn ChangeListener>> =
-            vec![api.cache(), agent.cache(), Arc::new(Wake(wake.clone()))];
-        tokio::spawn(crate::watch::follow(store.clone(), listeners));
+        let listeners: Vec<Arc<dyn ChangeListener>> = vec![Arc::new(Wake(wake.clone()))];
+        crate::follow::follow(store.clone(), model.clone(), listeners)
+            .context("failed to start following the registry")?;
         crate::metrics::serve_metrics(
             settings.metrics_listen,
             vec![api.metrics(), agent.metrics(), proxy_metrics.clone()],
+            Some(model.status()),
         )
         .await?;
 
@@ -309,7 +305,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         };
         let served = Supervisor {
             registry: crate::store::redacted(&settings.db),
-            store,
+            model,
             workers,
             forward: InProcess {
                 agent,

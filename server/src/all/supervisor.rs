@@ -13,12 +13,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::http::listen::{netns_path, tcp_listeners_in};
+use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
 use crate::runtime::Workers;
-use crate::store::{Change, ChangeKind, Store};
-use crate::watch::ChangeListener;
+use crate::store::{Change, ChangeKind};
 
 /// How often missing namespaces are retried and replaced ones noticed.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,34 +36,32 @@ pub struct Placement {
     pub scope: ProxyScope,
 }
 
-/// The listeners the registry asks for: one per router, one per isolated network and
-/// address of `isolated_listen`.
+/// The listeners the registry (as the read model holds it) asks for: one per router, one per
+/// isolated network and address of `isolated_listen`.
 pub fn placements(
-    store: &dyn Store,
+    model: &ReadModel,
     router_listen: SocketAddr,
     isolated_listen: &[SocketAddr],
-) -> crate::store::StoreResult<HashSet<Placement>> {
+) -> HashSet<Placement> {
     let mut wanted = HashSet::new();
-    for router in store.routers()? {
+    let (routers, isolated) = model.served_namespaces();
+    for router in routers {
         wanted.insert(Placement {
-            netns: format!("{ROUTER_NETNS_PREFIX}{}", router.id),
+            netns: format!("{ROUTER_NETNS_PREFIX}{router}"),
             listen: router_listen,
-            scope: ProxyScope::Router(router.id),
+            scope: ProxyScope::Router(router),
         });
     }
-    for network in store.networks()? {
-        if !network.isolated {
-            continue;
-        }
+    for network in isolated {
         for listen in isolated_listen {
             wanted.insert(Placement {
-                netns: format!("{DHCP_NETNS_PREFIX}{}", network.id),
+                netns: format!("{DHCP_NETNS_PREFIX}{network}"),
                 listen: *listen,
-                scope: ProxyScope::Network(network.id.clone()),
+                scope: ProxyScope::Network(network.clone()),
             });
         }
     }
-    Ok(wanted)
+    wanted
 }
 
 struct Running {
@@ -96,7 +95,7 @@ impl ChangeListener for Wake {
 
 /// The supervisor of the proxy listeners.
 pub struct Supervisor<F: Forward> {
-    pub store: Arc<dyn Store>,
+    pub model: Arc<ReadModel>,
     /// The registry's location for logs (password redacted).
     pub registry: String,
     /// Each listener is served on every worker (one socket, a handle per worker).
@@ -116,49 +115,29 @@ impl<F: Forward> Supervisor<F> {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
-        let mut registry_failing = false;
         let mut first = true;
         loop {
-            let store = self.store.clone();
-            let (router_listen, isolated_listen) =
-                (self.router_listen, self.isolated_listen.clone());
-            let wanted = tokio::task::spawn_blocking(move || {
-                placements(store.as_ref(), router_listen, &isolated_listen)
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|err| Err(err.to_string()));
-            match wanted {
-                Ok(wanted) => {
-                    registry_failing = false;
-                    let in_use = self
-                        .reconcile(&wanted, &mut running, &mut failing, first)
-                        .await;
-                    if let Some(placement) = in_use {
-                        anyhow::bail!(
-                            "failed to listen on {} in namespace {}: address already in use: \
-                             another server listens there; stop it first",
-                            placement.listen,
-                            placement.netns
-                        );
-                    }
-                    if first {
-                        tracing::info!(
-                            registry = %self.registry,
-                            router_listen = %self.router_listen,
-                            isolated_listen = ?self.isolated_listen,
-                            "serving every router and isolated network of the registry"
-                        );
-                    }
-                    first = false;
-                }
-                Err(err) => {
-                    if !registry_failing {
-                        tracing::warn!(error = %err, "cannot read routers and networks; keeping the current listeners");
-                        registry_failing = true;
-                    }
-                }
+            let wanted = placements(&self.model, self.router_listen, &self.isolated_listen);
+            let in_use = self
+                .reconcile(&wanted, &mut running, &mut failing, first)
+                .await;
+            if let Some(placement) = in_use {
+                anyhow::bail!(
+                    "failed to listen on {} in namespace {}: address already in use: \
+                     another server listens there; stop it first",
+                    placement.listen,
+                    placement.netns
+                );
             }
+            if first {
+                tracing::info!(
+                    registry = %self.registry,
+                    router_listen = %self.router_listen,
+                    isolated_listen = ?self.isolated_listen,
+                    "serving every router and isolated network of the registry"
+                );
+            }
+            first = false;
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(RECONCILE_INTERVAL) => {}

@@ -3,20 +3,18 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::cache::DEFAULT_TTL;
 use super::identify::Identify;
 use super::metadata::{Api, MetadataRequest};
 use super::rendering::{DEFAULT_DHCP_DOMAIN, Rendering};
 use super::vendor::VendorDocs;
 use crate::http::{Body, Handler, Peer, Rejection, Reply, ServerLimits, read_body};
-use crate::watch::ChangeListener;
+use crate::model::ReadModel;
 
 /// Default TCP address (nova's metadata port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8775";
@@ -45,9 +43,10 @@ pub struct ApiArgs {
     /// A JSON file served as vendor_data.json and under "static" in vendor_data2.json.
     #[arg(long)]
     pub vendor_data: Option<PathBuf>,
-    /// Seconds a rendered instance is cached (0 disables; registry changes drop it at once).
-    #[arg(long, default_value_t = DEFAULT_TTL.as_secs())]
-    pub cache_ttl: u64,
+    /// Ignored: instances are answered from the registry held in memory, kept current from
+    /// its change log (accepted so older command lines keep working).
+    #[arg(long, hide = true)]
+    pub cache_ttl: Option<u64>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -149,19 +148,22 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let model =
+        Arc::new(ReadModel::load(store.as_ref()).with_context(|| {
+            format!("failed to load the registry {}", crate::store::redacted(db))
+        })?);
+    crate::follow::follow(store.clone(), model.clone(), Vec::new())
+        .context("failed to start following the registry")?;
     crate::runtime::run_service(async move {
         let api = Arc::new(
-            Api::new(
-                store.clone(),
-                identify,
-                rendering,
-                Duration::from_secs(args.cache_ttl),
-            )
-            .require_token(args.require_token),
+            Api::new(store, model.clone(), identify, rendering).require_token(args.require_token),
         );
-        let cache: Arc<dyn ChangeListener> = api.cache();
-        tokio::spawn(crate::watch::follow(store, vec![cache]));
-        crate::metrics::serve_metrics(args.metrics_listen, vec![api.metrics()]).await?;
+        crate::metrics::serve_metrics(
+            args.metrics_listen,
+            vec![api.metrics()],
+            Some(model.status()),
+        )
+        .await?;
         let limits = ServerLimits::default();
         let handler = ApiHandler::new(api, limits);
         let workers = crate::runtime::Workers::start(threads)?;

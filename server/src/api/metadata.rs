@@ -1,10 +1,10 @@
 //! The metadata API's answer to one request: identify the instance (signed headers or source
-//! address), find its view (cache or registry), check the session token, then route to the
-//! OpenStack or the EC2 tree.
+//! address), find its view (the read model, rendered once per record), check the session
+//! token, then route to the OpenStack or the EC2 tree. No store round trip but a password
+//! POST's write.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -18,6 +18,7 @@ use super::view::InstanceView;
 use super::{ec2, openstack, path};
 use crate::http::{Answer, Body, Rejection};
 use crate::metrics::Metrics;
+use crate::model::{Lookup, ReadModel, record::id_text};
 use crate::store::{Store, StoreResult};
 
 /// A request as the API sees it, whatever carried it (HTTP, or `all`'s in-process hop).
@@ -34,7 +35,9 @@ pub struct MetadataRequest {
 
 /// The metadata API.
 pub struct Api {
+    /// For the password POST, the one write.
     store: Arc<dyn Store>,
+    pub(super) model: Arc<ReadModel>,
     identify: Identify,
     rendering: Rendering,
     pub(super) cache: Arc<ViewCache>,
@@ -45,9 +48,9 @@ pub struct Api {
 impl Api {
     pub fn new(
         store: Arc<dyn Store>,
+        model: Arc<ReadModel>,
         identify: Identify,
         rendering: Rendering,
-        cache_ttl: Duration,
     ) -> Self {
         let tokens = match &identify {
             Identify::Proxy { secret } => Tokens::new(secret),
@@ -55,9 +58,10 @@ impl Api {
         };
         Self {
             store,
+            model,
             identify,
             rendering,
-            cache: Arc::new(ViewCache::new(cache_ttl)),
+            cache: Arc::new(ViewCache::new()),
             metrics: Metrics::new("api"),
             tokens,
         }
@@ -69,7 +73,7 @@ impl Api {
         self
     }
 
-    /// The cache, to be told of registry changes.
+    /// The render cache.
     pub fn cache(&self) -> Arc<ViewCache> {
         self.cache.clone()
     }
@@ -138,11 +142,11 @@ impl Api {
         if segments.is_empty() && !self.tokens.required() {
             return Answer::text(Bytes::from(Ec2Version::listing()));
         }
-        let (uuid, tenant, address) = match self.identify(request).await {
+        let (uuid, tenant, address) = match self.identify(request) {
             Ok(found) => found,
             Err(refusal) => return refusal,
         };
-        let view = match self.view(&uuid).await {
+        let view = match self.view(&uuid) {
             Ok(Some(view)) => view,
             Ok(None) => {
                 return Answer::refused(
@@ -202,7 +206,7 @@ impl Api {
     }
 
     /// (instance uuid, tenant to check, request address).
-    async fn identify(
+    fn identify(
         &self,
         request: &MetadataRequest,
     ) -> Result<(String, Option<String>, String), Answer> {
@@ -219,15 +223,14 @@ impl Api {
                         Rejection::NoAddress,
                     ));
                 };
-                let ports = self.read(move |store| store.find_ports_by_ip(ip)).await?;
-                match ports.as_slice() {
-                    [port] => Ok((port.instance_id.clone(), None, ip.to_string())),
-                    [] => Err(Answer::refused(
+                match self.model.by_ip(ip) {
+                    Lookup::Found(record) => Ok((id_text(&record.uuid), None, ip.to_string())),
+                    Lookup::NoPort => Err(Answer::refused(
                         StatusCode::NOT_FOUND,
                         format!("No instance has the address {ip}."),
                         Rejection::NoPort,
                     )),
-                    _ => Err(Answer::refused(
+                    Lookup::Ambiguous(_) => Err(Answer::refused(
                         StatusCode::NOT_FOUND,
                         format!(
                             "Several instances have the address {ip}: serve them through the agent (proxy mode)."
@@ -239,42 +242,20 @@ impl Api {
         }
     }
 
-    /// The instance's view, from the cache or the store.
-    async fn view(&self, uuid: &str) -> Result<Option<Arc<InstanceView>>, Answer> {
-        let generation = match self.cache.get(uuid) {
-            Ok(view) => {
-                self.metrics.cache_hit();
-                return Ok(Some(view));
-            }
-            Err(generation) => generation,
+    /// The instance's view: the read model's record, rendered once per record.
+    fn view(&self, uuid: &str) -> Result<Option<Arc<InstanceView>>, Answer> {
+        let Some(record) = self.model.instance(uuid) else {
+            return Ok(None);
         };
+        if let Some(view) = self.cache.get(&record) {
+            self.metrics.cache_hit();
+            return Ok(Some(view));
+        }
         self.metrics.cache_miss();
-        let key = uuid.to_owned();
-        let loaded = self
-            .read(move |store| {
-                let Some(instance) = store.instance_by_uuid(&key)? else {
-                    return Ok(None);
-                };
-                let ports = store.instance_ports(&key)?;
-                Ok(Some((instance, ports)))
-            })
-            .await?;
-        Ok(loaded.map(|(instance, ports)| {
-            let view = Arc::new(InstanceView::new(instance, ports));
-            self.cache.insert(uuid, view.clone(), generation);
-            view
-        }))
-    }
-
-    /// A read of the store (in place where reads never wait); a failing store is 503, never
-    /// 500.
-    pub(super) async fn read<T, F>(&self, op: F) -> Result<T, Answer>
-    where
-        T: Send + 'static,
-        F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
-    {
-        self.metrics.registry_read();
-        unavailable(crate::store::read(&self.store, op).await)
+        let (instance, ports) = unavailable(self.model.materialize(&record))?;
+        let view = Arc::new(InstanceView::new(instance, ports));
+        self.cache.insert(record, view.clone());
+        Ok(Some(view))
     }
 
     /// A write to the store, on a blocking thread; a failing store is 503, never 500.

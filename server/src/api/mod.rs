@@ -2,7 +2,7 @@
 //! instance behind a request, then answers from the OpenStack or the EC2 tree.
 
 mod cache;
-mod ec2;
+pub mod ec2;
 pub mod identify;
 mod listener;
 mod metadata;
@@ -16,7 +16,7 @@ pub mod tree;
 pub mod vendor;
 mod view;
 
-pub use cache::{DEFAULT_TTL, MAX_CACHED_INSTANCES, ViewCache};
+pub use cache::{MAX_CACHED_INSTANCES, ViewCache};
 pub use identify::Identify;
 pub use listener::{ApiArgs, ApiHandler, serve};
 pub use metadata::{Api, MetadataRequest};

@@ -113,6 +113,17 @@ pub fn render_meta_data(
     version: OpenStackVersion,
     rendering: &Rendering,
 ) -> MetaDataDoc {
+    render_meta_data_with(view, version, rendering, None)
+}
+
+/// [`render_meta_data`] with `admin_pass`, which only a config drive carries (nova passes it
+/// as `extra_md` there, docs/protocol.md §1.4); everything else is byte for byte the same.
+pub fn render_meta_data_with(
+    view: &InstanceView,
+    version: OpenStackVersion,
+    rendering: &Rendering,
+    admin_pass: Option<String>,
+) -> MetaDataDoc {
     use OpenStackVersion as V;
     let instance = &view.instance;
     let has_keys = !instance.key_pairs.is_empty();
@@ -135,7 +146,7 @@ pub fn render_meta_data(
         project_id: (version >= V::Liberty).then(|| instance.project.clone()),
         devices: (version >= V::NewtonOne).then(Vec::new),
         dedicated_cpus: (version >= V::Victoria).then(Vec::new),
-        admin_pass: None,
+        admin_pass,
         files: None,
     };
     // Serialising a struct of strings, maps and numbers cannot fail.

@@ -1,5 +1,7 @@
-//! The password endpoint (docs/protocol.md §1.7): GET reads, POST stores once. Unlike nova, the
-//! write-once rule is enforced by the store, so two concurrent POSTs can never both succeed.
+//! The password endpoint (docs/protocol.md §1.7): GET reads (from the read model), POST stores
+//! once. Unlike nova, the write-once rule is enforced by the store, so two concurrent POSTs can
+//! never both succeed; a stored password is in this server's model at once and reaches the
+//! others through the change log.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -13,21 +15,17 @@ impl Api {
     pub(super) async fn password(&self, request: &MetadataRequest, uuid: &str) -> Answer {
         let key = uuid.to_owned();
         match request.method {
-            Method::GET | Method::HEAD => {
-                // Read through: a password posted a moment ago must be visible at once.
-                match self.read(move |store| store.instance_by_uuid(&key)).await {
-                    Ok(Some(instance)) => Answer::ok(
-                        TEXT_PLAIN,
-                        Bytes::from(instance.password.unwrap_or_default()),
-                    ),
-                    Ok(None) => Answer::refused(
-                        StatusCode::NOT_FOUND,
-                        "Instance not found.".to_owned(),
-                        Rejection::UnknownInstance,
-                    ),
-                    Err(refusal) => refusal,
-                }
-            }
+            Method::GET | Method::HEAD => match self.model.instance(uuid) {
+                Some(record) => Answer::ok(
+                    TEXT_PLAIN,
+                    Bytes::from(record.password().unwrap_or_default().to_owned()),
+                ),
+                None => Answer::refused(
+                    StatusCode::NOT_FOUND,
+                    "Instance not found.".to_owned(),
+                    Rejection::UnknownInstance,
+                ),
+            },
             Method::POST => {
                 if request.body.len() > MAX_PASSWORD_BYTES {
                     return Answer::refused(
@@ -46,12 +44,13 @@ impl Api {
                     );
                 };
                 let password = password.to_owned();
+                let stored = password.clone();
                 match self
                     .write(move |store| store.set_password(&key, &password))
                     .await
                 {
                     Ok(PasswordSet::Stored) => {
-                        self.cache.evict(uuid);
+                        self.model.password_stored(uuid, &stored);
                         Answer::text(Bytes::new())
                     }
                     Ok(PasswordSet::AlreadySet) => Answer::refused(

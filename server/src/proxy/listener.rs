@@ -248,7 +248,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
     crate::runtime::run_service(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let metrics = Metrics::new("proxy");
-        crate::metrics::serve_metrics(args.metrics_listen, vec![metrics.clone()]).await?;
+        crate::metrics::serve_metrics(args.metrics_listen, vec![metrics.clone()], None).await?;
         let forward = ToAgent::new(
             Upstream::unix(args.socket.clone()),
             Duration::from_secs_f64(args.agent_timeout),

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use super::error::StoreResult;
+use super::feed::{Feed, MAX_CHANGES_PER_BATCH, Record, Wakeups};
 use super::model::{
     Change, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter, PasswordSet, Port,
     Router,
@@ -37,6 +38,10 @@ pub trait Store: Send + Sync {
     /// (lowest free host address, skipping gateway and DHCP address) and MAC (`fa:16:3e:…`)
     /// when not given.
     fn create_instance(&self, new: &NewInstance, port: &NewPort) -> StoreResult<(Instance, Port)>;
+    /// Creates many instances, each with its first port, in one transaction, by the rules of
+    /// `create_instance`: all or none (bulk registration, e.g. the bench's fleets). Returns
+    /// how many.
+    fn create_instances(&self, batch: &[(NewInstance, NewPort)]) -> StoreResult<usize>;
     fn instances(&self) -> StoreResult<Vec<Instance>>;
     /// By uuid, or by name when the name is unique.
     fn instance(&self, id_or_name: &str) -> StoreResult<Instance>;
@@ -69,9 +74,22 @@ pub trait Store: Send + Sync {
     fn last_change(&self) -> StoreResult<i64>;
     /// Changes after `seq`, oldest first.
     fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>>;
+
+    // --- what a server's read model is built from
+    /// Hands every record to `visit` from one consistent snapshot (networks, routers, then
+    /// instances with their ports, streamed) and returns the newest change it reflects.
+    fn snapshot(&self, visit: &mut dyn FnMut(Record) -> StoreResult<()>) -> StoreResult<i64>;
+    /// What changed after `seq`, with the records touched, read in one snapshot; at most
+    /// `max` changes (else [`Feed::TooMany`]).
+    fn changes_after(&self, seq: i64, max: usize) -> StoreResult<Feed>;
+    /// A connection woken by every committed write (PostgreSQL `LISTEN`); `None` where
+    /// servers poll (SQLite).
+    fn listen(&self) -> StoreResult<Option<Box<dyn Wakeups>>>;
 }
 
 /// How many of the newest changes the change log keeps; every write drops the ones before.
-/// A server further behind than this has missed changes and starts over (see
-/// `watch::MAX_CHANGES_PER_POLL`, which must not exceed it).
+/// A server further behind than this has missed changes and builds its read model anew (see
+/// `feed::MAX_CHANGES_PER_BATCH`, which must not exceed it).
 pub const CHANGE_LOG_KEPT: i64 = 100_000;
+// A server within a batch of the newest change finds all of them still in the log.
+const _: () = assert!(MAX_CHANGES_PER_BATCH as i64 <= CHANGE_LOG_KEPT);

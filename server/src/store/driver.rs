@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::error::StoreResult;
 use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
-use super::rows::{FromRow, Param, to_json};
+use super::rows::{Columns, FromRow, Param, to_json};
 use super::sql::Sql;
 use super::statements::{self as st, Statement};
 
@@ -18,9 +18,52 @@ pub trait Driver {
     /// Runs a query; each row read as a `T`.
     fn query<T: FromRow>(&mut self, sql: Statement, params: &[Param<'_>]) -> StoreResult<Vec<T>>;
 
+    /// Runs a query and hands each row to `visit` as it arrives, without collecting them
+    /// (a snapshot of a million instances).
+    fn query_each(
+        &mut self,
+        sql: Statement,
+        params: &[Param<'_>],
+        visit: &mut dyn FnMut(&dyn Columns) -> StoreResult<()>,
+    ) -> StoreResult<()>;
+
     /// Ports with this IP on any of these networks (at least one): the one statement whose
     /// text the dialects write differently (a list parameter against `IN (…)`).
     fn ports_on_networks(&mut self, ip: &str, network_ids: &[String]) -> StoreResult<Vec<Port>>;
+
+    /// Tells other servers that changes up to `seq` will be committed with this transaction
+    /// (PostgreSQL's `NOTIFY`); nothing where they poll.
+    fn announce(&mut self, _seq: i64) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// Streams instance-with-port rows as (instance, its ports), grouping consecutive rows of one
+/// instance.
+fn each_instance<D: Driver>(
+    driver: &mut D,
+    sql: Statement,
+    params: &[Param<'_>],
+    visit: &mut dyn FnMut(Instance, Vec<Port>) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let mut current: Option<(Instance, Vec<Port>)> = None;
+    driver.query_each(sql, params, &mut |row| {
+        let (instance, port) = <(Instance, Option<Port>)>::from_row(row)?;
+        match &mut current {
+            Some((held, ports)) if held.uuid == instance.uuid => ports.extend(port),
+            _ => {
+                if let Some((done, ports)) = current.take() {
+                    visit(done, ports)?;
+                }
+                current = Some((instance, port.into_iter().collect()));
+            }
+        }
+        Ok(())
+    })?;
+    match current {
+        Some((done, ports)) => visit(done, ports),
+        None => Ok(()),
+    }
 }
 
 /// The first row of a query, if any.
@@ -265,6 +308,56 @@ impl<D: Driver> Sql for D {
 
     fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>> {
         self.query(st::CHANGES_SINCE, &[Param::Int(seq)])
+    }
+
+    fn oldest_change(&mut self) -> StoreResult<i64> {
+        Ok(first(self, st::OLDEST_CHANGE, &[])?.unwrap_or(0))
+    }
+
+    fn changes_limited(&mut self, seq: i64, limit: usize) -> StoreResult<Vec<Change>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            st::CHANGES_AFTER_LIMITED,
+            &[Param::Int(seq), Param::Int(limit)],
+        )
+    }
+
+    fn changed_networks(&mut self, seq: i64) -> StoreResult<Vec<Network>> {
+        self.query(st::CHANGED_NETWORKS, &[Param::Int(seq)])
+    }
+
+    fn changed_routers(&mut self, seq: i64) -> StoreResult<Vec<Router>> {
+        let mut routers: Vec<Router> = self.query(st::CHANGED_ROUTERS, &[Param::Int(seq)])?;
+        let mut attached: HashMap<String, Vec<String>> = HashMap::new();
+        for (router_id, network_id) in
+            self.query::<(String, String)>(st::CHANGED_ROUTER_NETWORKS, &[Param::Int(seq)])?
+        {
+            attached.entry(router_id).or_default().push(network_id);
+        }
+        for router in &mut routers {
+            router.networks = attached.remove(&router.id).unwrap_or_default();
+        }
+        Ok(routers)
+    }
+
+    fn instances_with_ports(
+        &mut self,
+        changed_after: Option<i64>,
+        visit: &mut dyn FnMut(Instance, Vec<Port>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        match changed_after {
+            None => each_instance(self, st::INSTANCES_WITH_PORTS, &[], visit),
+            Some(seq) => each_instance(
+                self,
+                st::CHANGED_INSTANCES_WITH_PORTS,
+                &[Param::Int(seq)],
+                visit,
+            ),
+        }
+    }
+
+    fn announce(&mut self, seq: i64) -> StoreResult<()> {
+        Driver::announce(self, seq)
     }
 
     fn prune_changes_through(&mut self, seq: i64) -> StoreResult<()> {

@@ -1,8 +1,8 @@
 //! The registry store: one `Store` trait, two backends (SQLite embedded, PostgreSQL shared).
 //!
 //! The trait is synchronous; async callers run it on `tokio::task::spawn_blocking`. Every write
-//! is one transaction that also appends to the change log, so running servers can drop caches
-//! and follow routers and isolated networks as they come and go.
+//! is one transaction that also appends to the change log (and, on PostgreSQL, notifies
+//! listening servers), so running servers keep their read model (`crate::model`) current.
 
 pub mod allocate;
 mod calls;
@@ -10,6 +10,7 @@ mod clock;
 mod contract;
 mod driver;
 mod error;
+mod feed;
 mod location;
 mod model;
 mod postgres;
@@ -23,6 +24,7 @@ pub mod validate;
 pub use calls::{MAX_CONCURRENT_CALLS, call, read};
 pub use contract::{CHANGE_LOG_KEPT, Store};
 pub use error::{StoreError, StoreResult};
+pub use feed::{Batch, CHANGE_CHANNEL, Feed, MAX_CHANGES_PER_BATCH, Record, Wakeups};
 pub use location::{DEFAULT_DB, redacted};
 pub use model::{
     Change, ChangeKind, Instance, KeyPair, Network, NewInstance, NewNetwork, NewPort, NewRouter,

@@ -35,6 +35,9 @@ pub struct NewNetwork {
     pub dhcp_ip: Option<IpAddr>,
     pub isolated: bool,
     pub mtu: Option<u32>,
+    /// `--no-dhcp`: no DHCP port; the ports are configured statically from `network_data.json`
+    /// (`ipv4` / `ipv6` with the address, netmask and routes, instead of `ipv4_dhcp`).
+    pub no_dhcp: bool,
 }
 
 /// A router and the networks attached to it.

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::contract::{CHANGE_LOG_KEPT, Store};
 use super::error::{StoreError, StoreResult};
+use super::feed::{Batch, Feed, Record, Wakeups};
 use super::model::{
     Change, ChangeKind, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter,
     PasswordSet, Port, Router,
@@ -48,6 +49,7 @@ impl<B: Backend> Registry<B> {
             if last > self.change_log_kept {
                 sql.prune_changes_through(last - self.change_log_kept)?;
             }
+            sql.announce(last)?;
             Ok(done)
         })
     }
@@ -241,10 +243,12 @@ impl<B: Backend> Store for Registry<B> {
 
     fn create_network(&self, new: &NewNetwork) -> StoreResult<Network> {
         validate::cidr(new.cidr)?;
+        validate::dhcp_choice(new)?;
         let (gateway, dhcp_ip) = allocate::network_addresses(new.cidr, new.gateway, new.dhcp_ip);
         let filled = NewNetwork {
             gateway: Some(gateway),
-            dhcp_ip: Some(dhcp_ip),
+            // Without DHCP there is no DHCP port, and so no address kept for one.
+            dhcp_ip: (!new.no_dhcp).then_some(dhcp_ip),
             ..new.clone()
         };
         validate::new_network(&filled)?;
@@ -373,51 +377,22 @@ impl<B: Backend> Store for Registry<B> {
         new: &NewInstance,
         first_port: &NewPort,
     ) -> StoreResult<(Instance, Port)> {
-        let uuid = validate::new_instance(new)?;
-        let mac = first_port.mac.as_deref().map(validate::mac).transpose()?;
-        let new = NewInstance {
-            uuid: uuid.clone(),
-            ..new.clone()
-        };
-        let created = clock::now();
-        let owner = Owner {
-            uuid: &uuid,
-            project: &new.project,
-        };
-        let (ec2_id, port) = self.write(|sql| {
-            if sql.instance(&uuid)?.is_some() {
-                return Err(StoreError::Conflict(format!(
-                    "instance {uuid} already exists: omit --uuid to get a new one"
-                )));
+        let checked = CheckedInstance::new(new, first_port)?;
+        let (ec2_id, port) = self.write(|sql| checked.insert(sql))?;
+        Ok(checked.into_record(ec2_id, port))
+    }
+
+    fn create_instances(&self, batch: &[(NewInstance, NewPort)]) -> StoreResult<usize> {
+        let checked = batch
+            .iter()
+            .map(|(new, port)| CheckedInstance::new(new, port))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.write(|sql| {
+            for instance in &checked {
+                instance.insert(sql)?;
             }
-            let ec2_id = sql.insert_instance(&new, &created)?;
-            let port = add_port(
-                sql,
-                &first_port.network_id,
-                first_port.ip,
-                mac.as_deref(),
-                &owner,
-                &created,
-            )?;
-            sql.log_change(ChangeKind::Instance, &uuid)?;
-            Ok((ec2_id, port))
-        })?;
-        let instance = Instance {
-            uuid,
-            ec2_id,
-            project: new.project,
-            name: new.name,
-            hostname: new.hostname,
-            availability_zone: new.availability_zone,
-            launch_index: new.launch_index,
-            key_pairs: new.key_pairs,
-            user_data: new.user_data,
-            meta: new.meta,
-            admin_pass: new.admin_pass,
-            password: None,
-            created,
-        };
-        Ok((instance, port))
+            Ok(checked.len())
+        })
     }
 
     fn instances(&self) -> StoreResult<Vec<Instance>> {
@@ -537,5 +512,138 @@ impl<B: Backend> Store for Registry<B> {
 
     fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>> {
         self.backend.read(|sql| sql.changes_since(seq))
+    }
+
+    fn snapshot(&self, visit: &mut dyn FnMut(Record) -> StoreResult<()>) -> StoreResult<i64> {
+        self.backend.read_snapshot(|sql| {
+            let seq = sql.last_change()?;
+            for network in sql.networks()? {
+                visit(Record::Network(network))?;
+            }
+            for router in sql.routers()? {
+                visit(Record::Router(router))?;
+            }
+            sql.instances_with_ports(None, &mut |instance, ports| {
+                visit(Record::Instance(instance, ports))
+            })?;
+            Ok(seq)
+        })
+    }
+
+    fn changes_after(&self, seq: i64, max: usize) -> StoreResult<Feed> {
+        self.backend.read_snapshot(|sql| {
+            let last = sql.last_change()?;
+            if last == seq {
+                return Ok(Feed::UpToDate);
+            }
+            if last < seq || sql.oldest_change()? > seq + 1 {
+                return Ok(Feed::Gap);
+            }
+            let changes = sql.changes_limited(seq, max.saturating_add(1))?;
+            if changes.len() > max {
+                return Ok(Feed::TooMany);
+            }
+            let kinds = |kind| changes.iter().any(|change: &Change| change.kind == kind);
+            let networks = if kinds(ChangeKind::Network) {
+                sql.changed_networks(seq)?
+            } else {
+                Vec::new()
+            };
+            let routers = if kinds(ChangeKind::Router) {
+                sql.changed_routers(seq)?
+            } else {
+                Vec::new()
+            };
+            let mut instances = Vec::new();
+            if kinds(ChangeKind::Instance) || kinds(ChangeKind::Port) {
+                sql.instances_with_ports(Some(seq), &mut |instance, ports| {
+                    instances.push((instance, ports));
+                    Ok(())
+                })?;
+            }
+            Ok(Feed::Batch(Batch {
+                through: last,
+                changes,
+                networks,
+                routers,
+                instances,
+            }))
+        })
+    }
+
+    fn listen(&self) -> StoreResult<Option<Box<dyn Wakeups>>> {
+        self.backend.listen()
+    }
+}
+
+/// An instance and its first port, checked and ready to insert (by `create_instance` or
+/// `create_instances`).
+struct CheckedInstance {
+    new: NewInstance,
+    mac: Option<String>,
+    network_key: String,
+    ip: Option<IpAddr>,
+    created: String,
+}
+
+impl CheckedInstance {
+    fn new(new: &NewInstance, first_port: &NewPort) -> StoreResult<Self> {
+        let uuid = validate::new_instance(new)?;
+        let mac = first_port.mac.as_deref().map(validate::mac).transpose()?;
+        Ok(Self {
+            new: NewInstance {
+                uuid,
+                ..new.clone()
+            },
+            mac,
+            network_key: first_port.network_id.clone(),
+            ip: first_port.ip,
+            created: clock::now(),
+        })
+    }
+
+    /// Inserts the instance and its port and logs both: (ec2_id, port).
+    fn insert(&self, sql: &mut dyn Sql) -> StoreResult<(i64, Port)> {
+        let uuid = &self.new.uuid;
+        if sql.instance(uuid)?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "instance {uuid} already exists: omit --uuid to get a new one"
+            )));
+        }
+        let ec2_id = sql.insert_instance(&self.new, &self.created)?;
+        let owner = Owner {
+            uuid,
+            project: &self.new.project,
+        };
+        let port = add_port(
+            sql,
+            &self.network_key,
+            self.ip,
+            self.mac.as_deref(),
+            &owner,
+            &self.created,
+        )?;
+        sql.log_change(ChangeKind::Instance, uuid)?;
+        Ok((ec2_id, port))
+    }
+
+    fn into_record(self, ec2_id: i64, port: Port) -> (Instance, Port) {
+        let new = self.new;
+        let instance = Instance {
+            uuid: new.uuid,
+            ec2_id,
+            project: new.project,
+            name: new.name,
+            hostname: new.hostname,
+            availability_zone: new.availability_zone,
+            launch_index: new.launch_index,
+            key_pairs: new.key_pairs,
+            user_data: new.user_data,
+            meta: new.meta,
+            admin_pass: new.admin_pass,
+            password: None,
+            created: self.created,
+        };
+        (instance, port)
     }
 }

@@ -204,6 +204,38 @@ impl FromRow for Port {
     }
 }
 
+/// A row's columns from `first` on, read as a row of their own.
+struct Tail<'a> {
+    row: &'a dyn Columns,
+    first: usize,
+}
+
+impl Columns for Tail<'_> {
+    fn value(&self, index: usize) -> StoreResult<Value> {
+        self.row.value(self.first + index)
+    }
+}
+
+/// Columns of an instance row in `instance_with_port_columns!()`.
+const INSTANCE_COLUMNS: usize = 13;
+
+/// A row of `instance_with_port_columns!()`: the instance, and one of its ports unless the
+/// port's columns are NULL (an instance without ports).
+impl FromRow for (Instance, Option<Port>) {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        let instance = Instance::from_row(row)?;
+        let port_row = Tail {
+            row,
+            first: INSTANCE_COLUMNS,
+        };
+        let port = match port_row.value(0)? {
+            Value::Null => None,
+            _ => Some(Port::from_row(&port_row)?),
+        };
+        Ok((instance, port))
+    }
+}
+
 /// A row of the change log: sequence number, kind, id.
 impl FromRow for Change {
     fn from_row(row: &dyn Columns) -> StoreResult<Self> {

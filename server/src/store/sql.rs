@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use super::error::StoreResult;
+use super::feed::Wakeups;
 use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
 
 /// The schema both backends create; a registry with a newer version is refused at open.
@@ -77,6 +78,24 @@ pub trait Sql {
     fn log_change(&mut self, kind: ChangeKind, id: &str) -> StoreResult<()>;
     fn last_change(&mut self) -> StoreResult<i64>;
     fn changes_since(&mut self, seq: i64) -> StoreResult<Vec<Change>>;
+    /// The oldest change the log holds (0 when empty).
+    fn oldest_change(&mut self) -> StoreResult<i64>;
+    /// At most `limit` changes after `seq`, oldest first.
+    fn changes_limited(&mut self, seq: i64, limit: usize) -> StoreResult<Vec<Change>>;
+    /// Networks changed after `seq` that exist.
+    fn changed_networks(&mut self, seq: i64) -> StoreResult<Vec<Network>>;
+    /// Routers changed after `seq` that exist, with their networks.
+    fn changed_routers(&mut self, seq: i64) -> StoreResult<Vec<Router>>;
+    /// Every instance with its ports (`changed_after` None), or those changed after a
+    /// sequence number and the owners of ports changed after it; streamed, oldest first.
+    fn instances_with_ports(
+        &mut self,
+        changed_after: Option<i64>,
+        visit: &mut dyn FnMut(Instance, Vec<Port>) -> StoreResult<()>,
+    ) -> StoreResult<()>;
+    /// Tells waiting servers (PostgreSQL `NOTIFY`, sent at commit) that changes up to `seq`
+    /// exist.
+    fn announce(&mut self, seq: i64) -> StoreResult<()>;
     /// Deletes the changes up to and including `seq`.
     fn prune_changes_through(&mut self, seq: i64) -> StoreResult<()>;
 }
@@ -90,5 +109,13 @@ pub trait Backend: Send + Sync {
         false
     }
     fn read<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T>;
+    /// A read that sees one consistent state of the registry across all its statements.
+    fn read_snapshot<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.read(op)
+    }
+    /// A connection that hears about committed changes, where the backend has one.
+    fn listen(&self) -> StoreResult<Option<Box<dyn Wakeups>>> {
+        Ok(None)
+    }
     fn write<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T>;
 }

@@ -68,6 +68,65 @@ macro_rules! port_select {
 }
 pub(crate) use port_select;
 
+/// A [`Statement`] whose texts differ beyond their placeholders: PostgreSQL's and SQLite's,
+/// both written with `$N` (SQLite's turned into `?N` at compile time).
+macro_rules! dialects {
+    ($postgres:expr, $sqlite:expr) => {{
+        const SQLITE_TEXT: &str = $sqlite;
+        const SQLITE: [u8; SQLITE_TEXT.len()] = question_marks(SQLITE_TEXT);
+        Statement {
+            postgres: $postgres,
+            sqlite: match std::str::from_utf8(&SQLITE) {
+                Ok(text) => text,
+                Err(_) => panic!("a statement is not UTF-8"),
+            },
+        }
+    }};
+}
+
+/// An instance row followed by one of its port rows (NULLs when it has none), in the order
+/// `rows::InstanceWithPort` reads them.
+macro_rules! instance_with_port_columns {
+    () => {
+        "SELECT i.ec2_id, i.uuid, i.project, i.name, i.hostname, i.availability_zone, \
+         i.launch_index, i.key_pairs, i.user_data, i.meta, i.admin_pass, i.password, i.created, \
+         p.id, p.network_id, p.mac, p.ip, p.instance_id, p.project, p.created"
+    };
+}
+/// Instances whose change is after `$1`, and owners of ports whose change is after `$1`.
+macro_rules! changed_instances {
+    () => {
+        " WHERE i.uuid IN (SELECT id FROM changes WHERE seq > $1 AND kind = 'instance' \
+         UNION SELECT q.instance_id FROM ports q JOIN changes c ON c.id = q.id \
+         WHERE c.seq > $1 AND c.kind = 'port')"
+    };
+}
+/// PostgreSQL: a lateral join walks the instances in key order and each one's ports by index,
+/// so a million instances stream without a sort.
+macro_rules! postgres_instances_with_ports {
+    ($filter:expr) => {
+        concat!(
+            instance_with_port_columns!(),
+            " FROM instances i LEFT JOIN LATERAL (SELECT * FROM ports q WHERE q.instance_id = \
+             i.uuid ORDER BY q.seq) p ON true",
+            $filter,
+            " ORDER BY i.ec2_id, p.seq"
+        )
+    };
+}
+/// SQLite: the same as a plain join (its plan is already a loop over the instances' rowids
+/// with an index lookup of their ports).
+macro_rules! sqlite_instances_with_ports {
+    ($filter:expr) => {
+        concat!(
+            instance_with_port_columns!(),
+            " FROM instances i LEFT JOIN ports p ON p.instance_id = i.uuid",
+            $filter,
+            " ORDER BY i.ec2_id, p.seq"
+        )
+    };
+}
+
 // --- schema version
 pub const SCHEMA_VERSION_READ: Statement = statement!("SELECT MAX(version) FROM schema_version");
 pub const SCHEMA_VERSION_INSERT: Statement =
@@ -159,6 +218,40 @@ pub const LAST_CHANGE: Statement = statement!("SELECT COALESCE(MAX(seq), 0) FROM
 pub const CHANGES_SINCE: Statement =
     statement!("SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq");
 pub const PRUNE_CHANGES_THROUGH: Statement = statement!("DELETE FROM changes WHERE seq <= $1");
+
+// --- what a read model is built from: a snapshot, then batches of changes
+/// Every instance with its ports, oldest instance first, each one's ports oldest first.
+pub const INSTANCES_WITH_PORTS: Statement = dialects!(
+    postgres_instances_with_ports!(""),
+    sqlite_instances_with_ports!("")
+);
+/// The instances changed after `$1` (and the owners of ports changed after it), as
+/// [`INSTANCES_WITH_PORTS`].
+pub const CHANGED_INSTANCES_WITH_PORTS: Statement = dialects!(
+    postgres_instances_with_ports!(changed_instances!()),
+    sqlite_instances_with_ports!(changed_instances!())
+);
+/// Networks changed after `$1` that exist.
+pub const CHANGED_NETWORKS: Statement = statement!(concat!(
+    network_select!(),
+    " WHERE id IN (SELECT id FROM changes WHERE seq > $1 AND kind = 'network') ORDER BY seq"
+));
+/// Routers changed after `$1` that exist (their networks from
+/// [`CHANGED_ROUTER_NETWORKS`]).
+pub const CHANGED_ROUTERS: Statement = statement!(concat!(
+    router_select!(),
+    " WHERE id IN (SELECT id FROM changes WHERE seq > $1 AND kind = 'router') ORDER BY seq"
+));
+/// The attachments of routers changed after `$1`.
+pub const CHANGED_ROUTER_NETWORKS: Statement = statement!(
+    "SELECT router_id, network_id FROM router_networks WHERE router_id IN \
+     (SELECT id FROM changes WHERE seq > $1 AND kind = 'router') ORDER BY router_id, network_id"
+);
+/// The oldest change the log still holds (0 when empty).
+pub const OLDEST_CHANGE: Statement = statement!("SELECT COALESCE(MIN(seq), 0) FROM changes");
+/// At most `$2` changes after `$1`, oldest first.
+pub const CHANGES_AFTER_LIMITED: Statement =
+    statement!("SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2");
 
 #[cfg(test)]
 mod tests {

@@ -365,6 +365,29 @@ pub fn mtu(mtu: Option<u32>) -> StoreResult<()> {
     }
 }
 
+/// Refuses a network without DHCP that names a DHCP address, or that is isolated: an isolated
+/// network's metadata is served from its DHCP port (as Neutron's `enable_isolated_metadata`
+/// needs a DHCP subnet).
+pub fn dhcp_choice(new: &NewNetwork) -> StoreResult<()> {
+    if !new.no_dhcp {
+        return Ok(());
+    }
+    if let Some(dhcp_ip) = new.dhcp_ip {
+        return Err(invalid(format!(
+            "--dhcp-ip {dhcp_ip} and --no-dhcp contradict each other: a network without DHCP \
+             has no DHCP port; drop one of them"
+        )));
+    }
+    if new.isolated {
+        return Err(invalid(
+            "an isolated network serves metadata from its DHCP port, so it needs DHCP: drop \
+             --no-dhcp, or put the network behind a router instead of --isolated"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// Everything about a new network that does not need the database; the gateway and DHCP
 /// address must already be filled in (see `allocate::network_addresses`).
 pub fn new_network(new: &NewNetwork) -> StoreResult<()> {

@@ -141,6 +141,13 @@ pub fn change_log_keeps_the_newest(url: &str) {
     }));
     assert_eq!(store.changes_since(0).unwrap(), kept);
     assert_eq!(store.networks().unwrap().len(), nets.len());
+    // A server that saw only the first change finds the ones after it pruned: a gap, never a
+    // batch that would miss them. One that saw the oldest kept change's predecessor is fine.
+    assert_eq!(store.changes_after(1, 1000).unwrap(), store::Feed::Gap);
+    assert!(matches!(
+        store.changes_after(kept[0].seq - 1, 1000).unwrap(),
+        store::Feed::Batch(_)
+    ));
     // A store opened with the default keeps them all (far fewer than CHANGE_LOG_KEPT).
     let default = store::open(url).unwrap();
     network(&*default, "more", "198.18.200.0/24");

@@ -7,6 +7,7 @@
 
 mod addresses;
 mod changes;
+mod feed;
 mod limits;
 mod records;
 mod servers;
@@ -31,6 +32,7 @@ const CASES: &[(&str, Case)] = &[
         "network_bad_input_is_refused",
         records::network_bad_input_is_refused,
     ),
+    ("network_without_dhcp", records::network_without_dhcp),
     (
         "names_resolve_by_id_or_unique_name",
         records::names_resolve_by_id_or_unique_name,
@@ -92,6 +94,26 @@ const CASES: &[(&str, Case)] = &[
     (
         "refused_writes_leave_nothing",
         changes::refused_writes_leave_nothing,
+    ),
+    (
+        "snapshot_holds_every_record_and_its_change",
+        feed::snapshot_holds_every_record_and_its_change,
+    ),
+    (
+        "changes_after_hand_over_the_records_as_they_are",
+        feed::changes_after_hand_over_the_records_as_they_are,
+    ),
+    (
+        "a_reset_store_or_a_flood_is_not_a_batch",
+        feed::a_reset_store_or_a_flood_is_not_a_batch,
+    ),
+    (
+        "bulk_registration_is_all_or_nothing",
+        feed::bulk_registration_is_all_or_nothing,
+    ),
+    (
+        "listeners_hear_every_commit",
+        feed::listeners_hear_every_commit,
     ),
 ];
 

@@ -26,6 +26,7 @@ pub fn network_create_list_show_delete(store: &dyn Store) {
             dhcp_ip: Some(ip("198.18.1.10")),
             isolated: true,
             mtu: Some(1450),
+            no_dhcp: false,
         })
         .unwrap();
     assert_eq!(isolated.gateway, Some(ip("198.18.1.254")));
@@ -78,6 +79,48 @@ pub fn network_bad_input_is_refused(store: &dyn Store) {
         mtu: Some(10),
         ..new("198.18.0.0/24")
     }));
+    assert_eq!(snapshot(store), before);
+}
+
+pub fn network_without_dhcp(store: &dyn Store) {
+    let new = NewNetwork {
+        name: "static".into(),
+        project: "p1".into(),
+        cidr: "198.18.3.0/24".parse().unwrap(),
+        no_dhcp: true,
+        ..NewNetwork::default()
+    };
+    let net = store.create_network(&new).unwrap();
+    assert_eq!(net.gateway, Some(ip("198.18.3.1")));
+    assert_eq!(net.dhcp_ip, None, "no DHCP port");
+    assert_eq!(store.network("static").unwrap(), net);
+    // The address a DHCP port would have had is free for an instance.
+    let (_, port) = store
+        .create_instance(&new_instance("web"), &port_on(&net))
+        .unwrap();
+    assert_eq!(port.ip, ip("198.18.3.2"));
+    assert_eq!(
+        store.instance_ports(&port.instance_id).unwrap()[0]
+            .1
+            .dhcp_ip,
+        None
+    );
+
+    let before = snapshot(store);
+    let msg = invalid(store.create_network(&NewNetwork {
+        name: "both".into(),
+        dhcp_ip: Some(ip("198.18.4.2")),
+        cidr: "198.18.4.0/24".parse().unwrap(),
+        ..new.clone()
+    }));
+    assert!(msg.contains("--no-dhcp"), "{msg}");
+    let msg = invalid(store.create_network(&NewNetwork {
+        name: "iso".into(),
+        isolated: true,
+        cidr: "198.18.4.0/24".parse().unwrap(),
+        ..new
+    }));
+    assert!(msg.contains("isolated"), "{msg}");
     assert_eq!(snapshot(store), before);
 }
 

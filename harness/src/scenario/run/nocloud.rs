@@ -1,10 +1,12 @@
 //! The `nocloud` flow: the instance is deleted from the registry once its port has its DHCP
-//! address, so the metadata service does not know the guest; a NoCloud seed (a `cidata` ISO 9660
+//! address (one near the top of the network, which no later guest of the run is given), so
+//! the metadata service does not know the guest; a NoCloud seed (a `cidata` ISO 9660
 //! image made as `cloud-localds` makes it) carries its hostname, key and user data. Checked from
 //! outside: key login and hostname, the source, `metaboot status`, the seed's runcmd, and that
 //! the metadata service answers the guest with a 404.
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,6 +25,12 @@ use crate::scenario::userdata::{Intent, RUNCMD_LOG, Variant};
 
 /// The volume label of a NoCloud seed (`cloud-localds` writes it lower-case).
 pub const SEED_LABEL: &str = "cidata";
+
+/// How far below the top of its network the `nocloud` guest's address is. The flow deletes
+/// the instance while the guest keeps the address; guests registered later get the lowest free
+/// address, which never comes up here, so no other guest of the run takes it (an address
+/// taken twice gives the other guest no DHCP lease, or this one the other's metadata).
+pub const RESERVED_FROM_TOP: usize = 5;
 
 /// What the guest asks the metadata service for, to show that it is not known there.
 const META_DATA_URL: &str = "http://169.254.169.254/openstack/latest/meta_data.json";
@@ -61,6 +69,18 @@ struct Seed {
 }
 
 impl Runner<'_> {
+    /// The address the `nocloud` guest registers with: [`RESERVED_FROM_TOP`] below the top of
+    /// its network.
+    pub(super) fn reserved_address(&self, scenario: &Scenario) -> anyhow::Result<Ipv4Addr> {
+        let network = self.lab.network(scenario.network())?;
+        network
+            .cidr
+            .hosts()
+            .rev()
+            .nth(RESERVED_FROM_TOP)
+            .with_context(|| format!("network {} is too small", network.name))
+    }
+
     /// Runs the `nocloud` flow for an instance registered as `record` (its port gave the guest
     /// its address and tap).
     pub(super) fn nocloud(

@@ -104,6 +104,30 @@ impl<C: GenericClient> PgSql<'_, C> {
         }
     }
 
+    /// Runs a query and hands each row to `visit` as it arrives from the server.
+    pub fn each_row(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        visit: &mut dyn FnMut(&Row) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        use ::postgres::fallible_iterator::FallibleIterator as _;
+        let statement = self.prepared(sql)?;
+        let streamed: Result<StoreResult<()>, ::postgres::Error> = (|| {
+            let mut rows = self.client.query_raw(&statement, params.iter().copied())?;
+            while let Some(row) = rows.next()? {
+                if let Err(err) = visit(&row) {
+                    return Ok(Err(err));
+                }
+            }
+            Ok(Ok(()))
+        })();
+        match streamed {
+            Ok(visited) => visited,
+            Err(err) => Err(self.fail(&err)),
+        }
+    }
+
     /// Runs a statement that returns no rows (prepared once per connection).
     pub fn execute_text(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
         let statement = self.prepared(sql)?;

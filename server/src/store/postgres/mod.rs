@@ -6,9 +6,12 @@ mod pool;
 mod schema;
 mod sql;
 
-use ::postgres::{Client, Config};
+use std::time::Duration;
+
+use ::postgres::{Client, Config, IsolationLevel};
 
 use super::error::{StoreError, StoreResult};
+use super::feed::{CHANGE_CHANNEL, Wakeups};
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
 use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
 use conn::{PgSql, is_connection_error};
@@ -100,17 +103,17 @@ impl PostgresBackend {
     /// attempt found the connection broken before anything was committed.
     fn run<T>(
         &self,
-        write: bool,
+        mode: Mode,
         mut op: impl FnMut(&mut dyn Sql) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut conn = self.pool.take()?;
-            let outcome = if write {
-                self.write_once(&mut conn, &mut op)
-            } else {
-                self.read_once(&mut conn, &mut op)
+            let outcome = match mode {
+                Mode::Write => self.write_once(&mut conn, &mut op),
+                Mode::Read => self.read_once(&mut conn, &mut op),
+                Mode::Snapshot => self.snapshot_once(&mut conn, &mut op),
             };
             match outcome {
                 Ok(value) => {
@@ -149,6 +152,40 @@ impl PostgresBackend {
             lost: sql.lost,
             retryable: true,
         })
+    }
+
+    /// One read-only REPEATABLE READ transaction: every statement sees the same snapshot.
+    fn snapshot_once<T>(
+        &self,
+        conn: &mut Conn,
+        op: &mut impl FnMut(&mut dyn Sql) -> StoreResult<T>,
+    ) -> Result<T, Failure> {
+        let target = &self.pool.target;
+        let broken = |err: &::postgres::Error| Failure {
+            error: StoreError::Backend(format!("{target}: {}", error_text(err))),
+            lost: is_connection_error(err),
+            retryable: true,
+        };
+        let mut tx = conn
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|err| broken(&err))?;
+        let mut sql = PgSql {
+            client: &mut tx,
+            statements: &mut conn.statements,
+            target,
+            lost: false,
+        };
+        let value = op(&mut sql).map_err(|error| Failure {
+            error,
+            lost: sql.lost,
+            retryable: true,
+        })?;
+        tx.commit().map_err(|err| broken(&err))?;
+        Ok(value)
     }
 
     fn write_once<T>(
@@ -195,12 +232,87 @@ impl PostgresBackend {
     }
 }
 
+/// How a call runs on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Statement by statement.
+    Read,
+    /// In one read-only snapshot.
+    Snapshot,
+    /// In one write transaction under [`WRITE_LOCK`].
+    Write,
+}
+
 impl Backend for PostgresBackend {
     fn read<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
-        self.run(false, op)
+        self.run(Mode::Read, op)
+    }
+
+    fn read_snapshot<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        self.run(Mode::Snapshot, op)
     }
 
     fn write<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
-        self.run(true, op)
+        self.run(Mode::Write, op)
+    }
+
+    fn listen(&self) -> StoreResult<Option<Box<dyn Wakeups>>> {
+        let mut conn = self.pool.connect()?;
+        conn.client
+            .batch_execute(&format!("LISTEN {CHANGE_CHANNEL}"))
+            .map_err(|err| {
+                StoreError::Backend(format!(
+                    "cannot listen for changes on {}: {}",
+                    self.pool.target,
+                    error_text(&err)
+                ))
+            })?;
+        Ok(Some(Box::new(Listener {
+            client: conn.client,
+            target: self.pool.target.clone(),
+        })))
+    }
+}
+
+/// A connection of its own that has run `LISTEN` on [`CHANGE_CHANNEL`].
+struct Listener {
+    client: Client,
+    target: String,
+}
+
+impl Wakeups for Listener {
+    fn wait(&mut self, timeout: Duration) -> StoreResult<bool> {
+        use ::postgres::fallible_iterator::FallibleIterator as _;
+        let lost = |err: ::postgres::Error, target: &str| {
+            StoreError::Backend(format!(
+                "lost the change notifications of {target}: {}",
+                error_text(&err)
+            ))
+        };
+        let heard = {
+            let mut notifications = self.client.notifications();
+            let heard = notifications
+                .timeout_iter(timeout)
+                .next()
+                .map_err(|err| lost(err, &self.target))?
+                .is_some();
+            if heard {
+                // Several commits may have notified: one wake covers them all.
+                while notifications
+                    .iter()
+                    .next()
+                    .map_err(|err| lost(err, &self.target))?
+                    .is_some()
+                {}
+            }
+            heard
+        };
+        if self.client.is_closed() {
+            return Err(StoreError::Backend(format!(
+                "lost the change notifications of {}: the connection closed",
+                self.target
+            )));
+        }
+        Ok(heard)
     }
 }

@@ -126,7 +126,8 @@ impl Pool {
         }
     }
 
-    fn connect(&self) -> StoreResult<Conn> {
+    /// A new connection outside the pool's count (the caller keeps it).
+    pub fn connect(&self) -> StoreResult<Conn> {
         let mut client = self.config.connect(NoTls).map_err(|err| {
             StoreError::Backend(format!(
                 "cannot connect to {}: {}; is it running and is the URL right?",

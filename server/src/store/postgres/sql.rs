@@ -8,6 +8,7 @@ use super::conn::PgSql;
 use super::pool::error_text;
 use crate::store::driver::Driver;
 use crate::store::error::{StoreError, StoreResult};
+use crate::store::feed::CHANGE_CHANNEL;
 use crate::store::model::Port;
 use crate::store::rows::{Columns, FromRow, Param, Value};
 use crate::store::statements::{Statement, port_select};
@@ -96,6 +97,27 @@ impl<C: GenericClient> Driver for PgSql<'_, C> {
         let params: Vec<_> = params.iter().map(bound).collect();
         let found = self.query_text(sql.postgres, &params)?;
         self.decode(&found)
+    }
+
+    fn query_each(
+        &mut self,
+        sql: Statement,
+        params: &[Param<'_>],
+        visit: &mut dyn FnMut(&dyn Columns) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let params: Vec<_> = params.iter().map(bound).collect();
+        let target = self.target;
+        self.each_row(sql.postgres, &params, &mut |row| {
+            visit(&PgRow { row, target })
+        })
+    }
+
+    fn announce(&mut self, seq: i64) -> StoreResult<()> {
+        self.execute_text(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANGE_CHANNEL, &seq.to_string()],
+        )
+        .map(drop)
     }
 
     fn ports_on_networks(&mut self, ip: &str, network_ids: &[String]) -> StoreResult<Vec<Port>> {

@@ -83,6 +83,20 @@ impl Driver for SqliteSql<'_> {
         self.rows(sql.sqlite, &bound(params))
     }
 
+    fn query_each(
+        &mut self,
+        sql: Statement,
+        params: &[Param<'_>],
+        visit: &mut dyn FnMut(&dyn Columns) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let mut statement = map(self.conn.prepare_cached(sql.sqlite))?;
+        let mut rows = map(statement.query(bound(params).as_slice()))?;
+        while let Some(next) = map(rows.next())? {
+            visit(&SqliteRow(next))?;
+        }
+        Ok(())
+    }
+
     fn ports_on_networks(&mut self, ip: &str, network_ids: &[String]) -> StoreResult<Vec<Port>> {
         let mut params: Vec<&dyn ToSql> = vec![&ip];
         params.extend(network_ids.iter().map(|id| id as &dyn ToSql));

@@ -1,0 +1,114 @@
+//! No network manager (the tiny busybox image): the plan is applied to the running system
+//! with `ip` (busybox's or iproute2's; the same arguments work for both), and DNS goes to
+//! `/etc/resolv.conf`. DHCP links are left to the image's DHCP client. Nothing here persists
+//! across a reboot except `/etc/resolv.conf`: such an image brings its network up itself.
+
+use std::process::Command;
+
+use super::plan::{Applied, Plan, resolv_conf};
+use crate::fsutil::WriteOptions;
+use crate::root::Root;
+
+/// The resolver's configuration.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The `ip` commands for the plan, in order: link (MTU, up), addresses, routes.
+pub fn commands(plan: &Plan) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    for interface in &plan.interfaces {
+        let Some(name) = &interface.name else {
+            continue;
+        };
+        let mut link = args(&["link", "set", "dev", name]);
+        if let Some(mtu) = interface.mtu {
+            link.extend(args(&["mtu", &mtu.to_string()]));
+        }
+        link.push("up".to_owned());
+        out.push(link);
+        for address in &interface.addresses {
+            let family = if address.ip.is_ipv6() { "-6" } else { "-4" };
+            out.push(args(&[
+                family,
+                "addr",
+                "add",
+                &address.to_string(),
+                "dev",
+                name,
+            ]));
+        }
+        for route in &interface.routes {
+            let family = if route.via.is_ipv6() { "-6" } else { "-4" };
+            let to = if route.is_default() {
+                "default".to_owned()
+            } else {
+                route.to.to_string()
+            };
+            out.push(args(&[
+                family,
+                "route",
+                "replace",
+                &to,
+                "via",
+                &route.via.to_string(),
+                "dev",
+                name,
+            ]));
+        }
+    }
+    out
+}
+
+/// Runs the commands (root `/` only) and writes `/etc/resolv.conf` (when there is DNS).
+pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
+    let mut applied = Applied::default();
+    for interface in &plan.interfaces {
+        if interface.name.is_none() {
+            let line = format!("{}: not on this system", interface.label());
+            if interface.is_static() {
+                applied.errors.push(line);
+            } else {
+                applied.done.push(line);
+            }
+        } else if interface.dhcp4 && !interface.is_static() {
+            applied.done.push(format!(
+                "{}: DHCP (the image's DHCP client configures it)",
+                interface.label()
+            ));
+        }
+    }
+    let commands = commands(plan);
+    if root.is_host() {
+        for args in &commands {
+            match Command::new("ip").args(args).output() {
+                Ok(out) if out.status.success() => {}
+                // `addr add` of an address already there: the wanted state.
+                Ok(out) if String::from_utf8_lossy(&out.stderr).contains("File exists") => {}
+                Ok(out) => applied.errors.push(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(err) => applied.errors.push(format!("ip {}: {err}", args.join(" "))),
+            }
+        }
+        applied.done.extend(
+            commands
+                .iter()
+                .filter(|a| a.contains(&"addr".to_owned()) || a.contains(&"route".to_owned()))
+                .map(|a| format!("ip {}", a.join(" "))),
+        );
+    } else if !commands.is_empty() {
+        applied.done.push(format!(
+            "root is not /: {} ip command(s) not run",
+            commands.len()
+        ));
+    }
+    if let Some(text) = resolv_conf(plan, source) {
+        match root.write_atomic(RESOLV_CONF, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
+            Ok(()) => applied.done.push(RESOLV_CONF.to_owned()),
+            Err(err) => applied.errors.push(crate::log::chain(&err)),
+        }
+    }
+    applied
+}

@@ -1,0 +1,144 @@
+//! The network configuration of an instance, applied (docs/protocol.md §4.2, §5.7): OpenStack's
+//! `network_data.json` or NoCloud's `network-config` (version 1 or 2) becomes one [`Plan`]
+//! (interfaces matched by MAC and named as the system names them, static addresses, routes,
+//! DHCP, MTU, DNS servers and search domains), which is written the way the image configures
+//! its network: systemd-networkd `.network` files, ifupdown's `interfaces.d`, or, on an image
+//! with neither (the tiny busybox image), applied directly with `ip` and `/etc/resolv.conf`.
+
+mod direct;
+mod ifupdown;
+mod netconfig;
+mod networkd;
+mod openstack;
+mod plan;
+
+use std::path::Path;
+
+use crate::root::Root;
+
+pub use plan::{
+    Address, Applied, Interface, Ipv6Auto, MAX_INTERFACES, NetworkError, Plan, Route, address,
+    prefix_of, resolv_conf,
+};
+
+/// The network interfaces of the system, under the root.
+pub const SYS_CLASS_NET: &str = "/sys/class/net";
+/// Most interfaces read from [`SYS_CLASS_NET`].
+pub const MAX_SYSTEM_LINKS: usize = 256;
+
+/// A network document as its source gave it, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkDoc {
+    /// OpenStack's `network_data.json`.
+    OpenStack(serde_json::Value),
+    /// cloud-init's `network-config`, version 1 or 2 (NoCloud).
+    NetworkConfig(serde_json::Value),
+}
+
+/// The plan of a document; `warnings` gets what is left out (bonds, VLANs, unknown types).
+pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
+    let plan = match doc {
+        NetworkDoc::OpenStack(value) => openstack::plan(value, warnings)?,
+        NetworkDoc::NetworkConfig(value) => netconfig::plan(value, warnings)?,
+    };
+    if plan.interfaces.len() > MAX_INTERFACES {
+        return Err(NetworkError::TooMany);
+    }
+    Ok(plan)
+}
+
+/// The interfaces of the system: `(name, MAC)` from `<root>/sys/class/net/*/address`.
+pub fn system_links(root: &Root) -> Vec<(String, String)> {
+    let Some(entries) = root
+        .dir_optional(SYS_CLASS_NET)
+        .ok()
+        .flatten()
+        .and_then(|dir| dir.entries().ok())
+    else {
+        return Vec::new();
+    };
+    let mut links: Vec<(String, String)> = entries
+        .into_iter()
+        .take(MAX_SYSTEM_LINKS)
+        .filter_map(|(name, _)| {
+            let name = name.to_str()?.to_owned();
+            let address = Path::new(SYS_CLASS_NET).join(&name).join("address");
+            let mac = root.read_optional_string(&address).ok()??;
+            Some((name, mac.trim().to_ascii_lowercase()))
+        })
+        .collect();
+    links.sort();
+    links
+}
+
+/// Names the plan's interfaces after the system's (by MAC); an interface whose MAC no
+/// system interface has gets a warning and keeps the document's name, if any.
+pub fn name_interfaces(plan: &mut Plan, links: &[(String, String)], warnings: &mut Vec<String>) {
+    for interface in &mut plan.interfaces {
+        let Some(mac) = &interface.mac else { continue };
+        match links.iter().find(|(_, address)| address == mac) {
+            Some((name, _)) => interface.name = Some(name.clone()),
+            None => warnings.push(format!(
+                "no interface of this system has MAC {mac}{}",
+                interface
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" (the document calls it {n})"))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+}
+
+/// How this image configures its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renderer {
+    /// systemd-networkd: `.network` files in `/etc/systemd/network`.
+    Networkd,
+    /// ifupdown: `/etc/network/interfaces.d/`.
+    Ifupdown,
+    /// Neither: `ip` commands now, and `/etc/resolv.conf`.
+    Direct,
+}
+
+impl Renderer {
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Renderer::Networkd => "systemd-networkd",
+            Renderer::Ifupdown => "ifupdown",
+            Renderer::Direct => "ip (no network manager)",
+        }
+    }
+}
+
+/// The renderer of the image under `root`: systemd-networkd when its daemon and its
+/// configuration directory are there, else ifupdown when `ifup` and `/etc/network/interfaces`
+/// are, else direct.
+pub fn detect(root: &Root) -> Renderer {
+    let any = |paths: &[&str]| paths.iter().any(|p| root.exists(p));
+    if root.is_dir(networkd::DIR)
+        && any(&[
+            "/usr/lib/systemd/systemd-networkd",
+            "/lib/systemd/systemd-networkd",
+        ])
+    {
+        Renderer::Networkd
+    } else if root.exists(ifupdown::INTERFACES) && any(&["/usr/sbin/ifup", "/sbin/ifup"]) {
+        Renderer::Ifupdown
+    } else {
+        Renderer::Direct
+    }
+}
+
+/// Applies `plan` with `renderer`. Live changes (commands) only happen when the root is `/`.
+pub fn apply(root: &Root, plan: &Plan, renderer: Renderer, source: &str) -> Applied {
+    match renderer {
+        Renderer::Networkd => networkd::apply(root, plan, source),
+        Renderer::Ifupdown => ifupdown::apply(root, plan, source),
+        Renderer::Direct => direct::apply(root, plan, source),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,244 @@
+//! cloud-init's `network-config` (NoCloud) as a [`Plan`]: version 1 (`config:` a list of
+//! `physical` entries with `subnets`, and `nameserver` entries) and version 2 (netplan's
+//! `ethernets:` with `match`, `dhcp4`, `dhcp6`, `addresses`, `gateway4`/`gateway6`, `routes`,
+//! `nameservers`, `mtu`). Either may sit under a top-level `network:` key. Bonds, bridges and
+//! VLANs are left out with a warning.
+
+use serde_json::Value;
+
+use super::plan::{Address, Interface, Ipv6Auto, NetworkError, Plan, Route, address};
+
+fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+/// A list that may be written as one string.
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(one)) => one.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(many)) => many
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                other => other.as_u64().map(|n| n.to_string()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn mtu(value: &Value) -> Option<u32> {
+    value
+        .get("mtu")
+        .and_then(|m| m.as_u64().or_else(|| m.as_str()?.parse().ok()))
+        .and_then(|m| u32::try_from(m).ok())
+}
+
+fn bad(what: &str) -> NetworkError {
+    NetworkError::Invalid(format!("network-config: {what}"))
+}
+
+/// The default route of `gateway` for an address's family.
+fn default_route(gateway: &str, what: &str) -> Result<Route, NetworkError> {
+    let via: std::net::IpAddr = gateway
+        .trim()
+        .parse()
+        .map_err(|_| bad(&format!("{what}: gateway {gateway:?} is not an address")))?;
+    let any = if via.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+    Ok(Route {
+        to: address(any, None).ok_or_else(|| bad("default route"))?,
+        via,
+    })
+}
+
+fn add_dns(plan: &mut Plan, addresses: Option<&Value>, search: Option<&Value>) {
+    for ns in strings(addresses) {
+        if let Ok(ip) = ns.parse() {
+            plan.add_nameserver(ip);
+        }
+    }
+    for domain in strings(search) {
+        plan.add_search(&domain);
+    }
+}
+
+/// The plan of a `network-config` document.
+pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
+    let doc = doc.get("network").filter(|n| n.is_object()).unwrap_or(doc);
+    if text(doc, "config") == Some("disabled") {
+        return Ok(Plan::default());
+    }
+    match doc
+        .get("version")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+    {
+        Some(1) => version1(doc, warnings),
+        Some(2) => version2(doc, warnings),
+        Some(other) => Err(bad(&format!("version {other} is not 1 or 2"))),
+        None => Err(bad("no `version`")),
+    }
+}
+
+fn route_v1(route: &Value, what: &str) -> Result<Route, NetworkError> {
+    let to = text(route, "network")
+        .or_else(|| text(route, "destination"))
+        .unwrap_or_default();
+    let to = address(
+        to,
+        text(route, "netmask").or(route.get("prefix").and_then(Value::as_str)),
+    )
+    .ok_or_else(|| bad(&format!("{what}: a route without a usable network")))?;
+    let via = text(route, "gateway")
+        .and_then(|g| g.trim().parse().ok())
+        .ok_or_else(|| bad(&format!("{what}: a route without a usable gateway")))?;
+    Ok(Route { to, via })
+}
+
+fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
+    let mut plan = Plan::default();
+    let entries = doc
+        .get("config")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("version 1 without a `config` list"))?;
+    for entry in entries {
+        let name = text(entry, "name").map(str::to_owned);
+        let what = name.clone().unwrap_or_else(|| "an entry".to_owned());
+        match text(entry, "type").unwrap_or_default() {
+            "physical" => {}
+            "nameserver" => {
+                add_dns(&mut plan, entry.get("address"), entry.get("search"));
+                continue;
+            }
+            other => {
+                warnings.push(format!("network-config: {what} is a {other:?}; left out"));
+                continue;
+            }
+        }
+        let mut interface = Interface {
+            mac: text(entry, "mac_address").map(|m| m.trim().to_ascii_lowercase()),
+            name,
+            mtu: mtu(entry),
+            ..Interface::default()
+        };
+        let subnets = entry
+            .get("subnets")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        for subnet in subnets {
+            match text(subnet, "type").unwrap_or_default() {
+                "dhcp" | "dhcp4" => interface.dhcp4 = true,
+                "dhcp6" | "ipv6_dhcpv6-stateful" => interface.ipv6 = Ipv6Auto::Dhcp,
+                "ipv6_slaac" | "ipv6_dhcpv6-stateless" => interface.ipv6 = Ipv6Auto::Slaac,
+                "static" | "static6" => {
+                    let ip = text(subnet, "address").unwrap_or_default();
+                    let addr = address(ip, text(subnet, "netmask"))
+                        .ok_or_else(|| bad(&format!("{what}: static address {ip:?}")))?;
+                    interface.addresses.push(addr);
+                    if let Some(gateway) = text(subnet, "gateway") {
+                        interface.routes.push(default_route(gateway, &what)?);
+                    }
+                    for route in subnet
+                        .get("routes")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        interface.routes.push(route_v1(route, &what)?);
+                    }
+                    add_dns(
+                        &mut plan,
+                        subnet.get("dns_nameservers"),
+                        subnet.get("dns_search"),
+                    );
+                }
+                other => warnings.push(format!(
+                    "network-config: {what}: subnet type {other:?} left out"
+                )),
+            }
+        }
+        plan.interfaces.push(interface);
+    }
+    Ok(plan)
+}
+
+fn version2(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
+    let mut plan = Plan::default();
+    for key in ["bonds", "bridges", "vlans", "wifis"] {
+        if doc.get(key).is_some() {
+            warnings.push(format!("network-config: `{key}` left out"));
+        }
+    }
+    let Some(ethernets) = doc.get("ethernets").and_then(Value::as_object) else {
+        return Ok(plan);
+    };
+    for (id, eth) in ethernets {
+        let matched = eth.get("match");
+        let mac = matched
+            .and_then(|m| text(m, "macaddress"))
+            .map(|m| m.trim().to_ascii_lowercase());
+        let name = eth
+            .get("set-name")
+            .or_else(|| matched.and_then(|m| m.get("name")))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| matched.is_none().then(|| id.clone()));
+        let mut interface = Interface {
+            mac,
+            name,
+            mtu: mtu(eth),
+            dhcp4: eth.get("dhcp4").and_then(Value::as_bool).unwrap_or(false),
+            ipv6: if eth.get("dhcp6").and_then(Value::as_bool).unwrap_or(false) {
+                Ipv6Auto::Dhcp
+            } else if eth
+                .get("accept-ra")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
+                Ipv6Auto::Slaac
+            } else {
+                Ipv6Auto::None
+            },
+            ..Interface::default()
+        };
+        for addr in strings(eth.get("addresses")) {
+            let parsed: Address = address(&addr, None)
+                .filter(|_| addr.contains('/'))
+                .ok_or_else(|| bad(&format!("{id}: address {addr:?} needs a /prefix")))?;
+            interface.addresses.push(parsed);
+        }
+        for key in ["gateway4", "gateway6"] {
+            if let Some(gateway) = text(eth, key) {
+                interface.routes.push(default_route(gateway, id)?);
+            }
+        }
+        for route in eth
+            .get("routes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let to = match text(route, "to") {
+                Some("default") | None => {
+                    let via = text(route, "via").unwrap_or_default();
+                    if text(route, "to").is_none() {
+                        return Err(bad(&format!("{id}: a route without `to`")));
+                    }
+                    interface.routes.push(default_route(via, id)?);
+                    continue;
+                }
+                Some(to) => {
+                    address(to, None).ok_or_else(|| bad(&format!("{id}: route to {to:?}")))?
+                }
+            };
+            let via = text(route, "via")
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| bad(&format!("{id}: a route without a usable `via`")))?;
+            interface.routes.push(Route { to, via });
+        }
+        if let Some(ns) = eth.get("nameservers") {
+            add_dns(&mut plan, ns.get("addresses"), ns.get("search"));
+        }
+        plan.interfaces.push(interface);
+    }
+    Ok(plan)
+}

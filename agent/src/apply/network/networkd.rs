@@ -1,0 +1,136 @@
+//! systemd-networkd: one `.network` file per interface in `/etc/systemd/network`, named
+//! `10-metaboot-<name>.network` so it sorts before an image's catch-all (such as
+//! `50-dhcp.network`) and wins for its link. A file that changed for a static interface is
+//! applied at once on the running system (`networkctl reload`, `networkctl reconfigure`);
+//! DHCP-only links are left running as they are.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use super::plan::{Applied, Interface, Ipv6Auto, Plan};
+use crate::fsutil::WriteOptions;
+use crate::root::Root;
+
+/// systemd-networkd's configuration directory.
+pub const DIR: &str = "/etc/systemd/network";
+/// The start of the files metaboot writes there.
+pub const PREFIX: &str = "10-metaboot-";
+
+/// A name made safe for a file name.
+fn file_label(interface: &Interface) -> String {
+    interface
+        .label()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The `.network` file of one interface.
+pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
+    let mut out = format!(
+        "# Written by metaboot from {source}; metaboot rewrites it for a new instance.\n[Match]\n"
+    );
+    match (&interface.mac, &interface.name) {
+        (Some(mac), _) => {
+            let _ = writeln!(out, "MACAddress={mac}");
+        }
+        (None, Some(name)) => {
+            let _ = writeln!(out, "Name={name}");
+        }
+        (None, None) => {}
+    }
+    if let Some(mtu) = interface.mtu {
+        let _ = write!(out, "\n[Link]\nMTUBytes={mtu}\n");
+    }
+    let dhcp = match (interface.dhcp4, interface.ipv6 == Ipv6Auto::Dhcp) {
+        (true, true) => "yes",
+        (true, false) => "ipv4",
+        (false, true) => "ipv6",
+        (false, false) => "no",
+    };
+    let _ = write!(out, "\n[Network]\nDHCP={dhcp}\n");
+    if interface.ipv6 != Ipv6Auto::None {
+        out.push_str("IPv6AcceptRA=yes\n");
+    }
+    for address in &interface.addresses {
+        let _ = writeln!(out, "Address={address}");
+    }
+    for ns in &plan.nameservers {
+        let _ = writeln!(out, "DNS={ns}");
+    }
+    if !plan.search.is_empty() {
+        let _ = writeln!(out, "Domains={}", plan.search.join(" "));
+    }
+    if interface.dhcp4 {
+        // Neutron's DHCP server (and the lab's dnsmasq) gives a port its address by MAC.
+        out.push_str("\n[DHCPv4]\nClientIdentifier=mac\n");
+    }
+    for route in &interface.routes {
+        let _ = write!(
+            out,
+            "\n[Route]\nDestination={}\nGateway={}\n",
+            route.to, route.via
+        );
+    }
+    out
+}
+
+/// Writes the files; applies the changed static ones when the root is `/`.
+pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
+    let mut applied = Applied::default();
+    let mut reconfigure = Vec::new();
+    for interface in &plan.interfaces {
+        if interface.mac.is_none() && interface.name.is_none() {
+            applied
+                .errors
+                .push("an interface with neither MAC nor name cannot be matched".to_owned());
+            continue;
+        }
+        let path = format!("{DIR}/{PREFIX}{}.network", file_label(interface));
+        let text = render(interface, plan, source);
+        let old = root.read_optional_string(&path).ok().flatten();
+        if old.as_deref() == Some(text.as_str()) {
+            applied.done.push(format!("{path} (unchanged)"));
+            continue;
+        }
+        match root.write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
+            Ok(()) => {
+                applied.done.push(path);
+                if interface.is_static()
+                    && let Some(name) = &interface.name
+                {
+                    reconfigure.push(name.clone());
+                }
+            }
+            Err(err) => applied.errors.push(crate::log::chain(&err)),
+        }
+    }
+    if root.is_host() && !reconfigure.is_empty() {
+        let mut calls = vec![vec!["reload".to_owned()]];
+        calls.push(
+            std::iter::once("reconfigure".to_owned())
+                .chain(reconfigure)
+                .collect(),
+        );
+        for args in calls {
+            match Command::new("networkctl").args(&args).output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => applied.errors.push(format!(
+                    "networkctl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(err) => applied
+                    .errors
+                    .push(format!("networkctl {}: {err}", args.join(" "))),
+            }
+        }
+    }
+    applied
+}

@@ -1,0 +1,122 @@
+//! `network_data.json` (docs/protocol.md §1.5) as a [`Plan`], as cloud-init's
+//! `convert_net_json` reads it: a link per physical NIC (by `ethernet_mac_address`, with its
+//! `mtu`), its networks by `type` (`ipv4_dhcp` / `ipv6_dhcp` / `ipv6_dhcpv6-stateful` → DHCP,
+//! `ipv6_slaac` / `ipv6_dhcpv6-stateless` → router advertisements, `ipv4` / `ipv6` → the
+//! `ip_address` with its `netmask` and `routes`), and the `dns` services of the networks and
+//! of the document.
+
+use serde_json::Value;
+
+use super::plan::{Interface, Ipv6Auto, NetworkError, Plan, Route, address};
+
+/// Link types that are not a NIC of their own.
+const VIRTUAL_LINKS: [&str; 2] = ["bond", "vlan"];
+
+fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+fn list<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Adds the `dns` entries of `services` to the plan.
+fn services(plan: &mut Plan, services: &[Value], warnings: &mut Vec<String>) {
+    for service in services {
+        if text(service, "type") != Some("dns") {
+            continue;
+        }
+        match text(service, "address").and_then(|a| a.trim().parse().ok()) {
+            Some(ip) => plan.add_nameserver(ip),
+            None => warnings.push(format!(
+                "network_data.json: a dns service without a usable address: {service}"
+            )),
+        }
+    }
+}
+
+/// The plan of a `network_data.json` document (`{}` gives an empty plan).
+pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
+    if !doc.is_object() {
+        return Err(NetworkError::Invalid(
+            "network_data.json is not a JSON object".to_owned(),
+        ));
+    }
+    let mut plan = Plan::default();
+    // (link id, interface)
+    let mut links: Vec<(String, Interface)> = Vec::new();
+    for link in list(doc, "links") {
+        let id = text(link, "id").unwrap_or_default().to_owned();
+        let kind = text(link, "type").unwrap_or("phy");
+        if VIRTUAL_LINKS.contains(&kind) {
+            warnings.push(format!(
+                "network_data.json: link {id} is a {kind}; bonds and VLANs are not applied"
+            ));
+            continue;
+        }
+        let Some(mac) = text(link, "ethernet_mac_address") else {
+            warnings.push(format!(
+                "network_data.json: link {id} has no ethernet_mac_address; left out"
+            ));
+            continue;
+        };
+        let mtu = link
+            .get("mtu")
+            .and_then(Value::as_u64)
+            .and_then(|m| u32::try_from(m).ok());
+        links.push((
+            id,
+            Interface {
+                mac: Some(mac.trim().to_ascii_lowercase()),
+                mtu,
+                ..Interface::default()
+            },
+        ));
+    }
+    for network in list(doc, "networks") {
+        let id = text(network, "id").unwrap_or_default();
+        let link = text(network, "link").unwrap_or_default();
+        let Some((_, interface)) = links.iter_mut().find(|(lid, _)| lid == link) else {
+            warnings.push(format!(
+                "network_data.json: network {id} is on link {link}, which is not applied"
+            ));
+            continue;
+        };
+        let kind = text(network, "type").unwrap_or_default();
+        match kind {
+            "ipv4_dhcp" | "dhcp4" => interface.dhcp4 = true,
+            "ipv6_dhcp" | "ipv6_dhcpv6-stateful" | "dhcp6" => interface.ipv6 = Ipv6Auto::Dhcp,
+            "ipv6_slaac" | "ipv6_dhcpv6-stateless" => interface.ipv6 = Ipv6Auto::Slaac,
+            "ipv4" | "ipv6" => {
+                let ip = text(network, "ip_address").unwrap_or_default();
+                let Some(addr) = address(ip, text(network, "netmask")) else {
+                    return Err(NetworkError::Invalid(format!(
+                        "network_data.json: network {id} has no usable ip_address/netmask ({ip:?})"
+                    )));
+                };
+                interface.addresses.push(addr);
+                for route in list(network, "routes") {
+                    let to = text(route, "network").unwrap_or_default();
+                    let parsed = address(to, text(route, "netmask"))
+                        .zip(text(route, "gateway").and_then(|g| g.trim().parse().ok()));
+                    match parsed {
+                        Some((to, via)) => interface.routes.push(Route { to, via }),
+                        None => warnings.push(format!(
+                            "network_data.json: network {id}: a route without a usable network, netmask and gateway: {route}"
+                        )),
+                    }
+                }
+                services(&mut plan, list(network, "services"), warnings);
+            }
+            other => warnings.push(format!(
+                "network_data.json: network {id} has the unknown type {other:?}; left out"
+            )),
+        }
+    }
+    services(&mut plan, list(doc, "services"), warnings);
+    plan.interfaces = links.into_iter().map(|(_, i)| i).collect();
+    Ok(plan)
+}

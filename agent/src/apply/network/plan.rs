@@ -1,0 +1,162 @@
+//! The network configuration as one plan, whatever document it came from: interfaces (by MAC
+//! or name) with their addresses, routes, DHCP and MTU, and the DNS servers and search domains;
+//! plus the address and netmask parsing the readers share and what a renderer reports. The
+//! readers and renderers of `apply::network` take these from here, not from their parent.
+
+use std::net::IpAddr;
+
+/// Most interfaces one document may configure.
+pub const MAX_INTERFACES: usize = 64;
+
+/// How an interface gets its IPv6 configuration besides static addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ipv6Auto {
+    /// Static addresses only (or no IPv6).
+    #[default]
+    None,
+    /// Router advertisements (SLAAC; `ipv6_slaac`, `ipv6_dhcpv6-stateless`).
+    Slaac,
+    /// DHCPv6 (`ipv6_dhcp`, `ipv6_dhcpv6-stateful`).
+    Dhcp,
+}
+
+/// An address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address {
+    pub ip: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
+}
+
+/// A route: `to` (a network, `0.0.0.0/0` or `::/0` for the default) via a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub to: Address,
+    pub via: IpAddr,
+}
+
+impl Route {
+    /// True for the default route of its family.
+    pub fn is_default(&self) -> bool {
+        self.to.prefix == 0
+    }
+}
+
+/// One interface to configure.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Interface {
+    /// Its MAC (lower case), when the document gives one.
+    pub mac: Option<String>,
+    /// Its name on this system (found by MAC, or given by the document).
+    pub name: Option<String>,
+    pub mtu: Option<u32>,
+    pub dhcp4: bool,
+    pub ipv6: Ipv6Auto,
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+}
+
+impl Interface {
+    /// Whether anything static is configured (addresses or routes).
+    pub fn is_static(&self) -> bool {
+        !self.addresses.is_empty() || !self.routes.is_empty()
+    }
+
+    /// How the interface is named in messages and file names.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.mac.clone())
+            .unwrap_or_else(|| "?".to_owned())
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub interfaces: Vec<Interface>,
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+}
+
+impl Plan {
+    pub(super) fn add_nameserver(&mut self, ip: IpAddr) {
+        if !self.nameservers.contains(&ip) {
+            self.nameservers.push(ip);
+        }
+    }
+
+    pub(super) fn add_search(&mut self, domain: &str) {
+        let domain = domain.trim();
+        if !domain.is_empty() && !self.search.iter().any(|d| d == domain) {
+            self.search.push(domain.to_owned());
+        }
+    }
+}
+
+/// A document that cannot be turned into a plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("More than {MAX_INTERFACES} interfaces")]
+    TooMany,
+}
+
+/// What applying did, for the step's message.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// One line per interface or file.
+    pub done: Vec<String>,
+    /// Failures (the rest was still applied).
+    pub errors: Vec<String>,
+}
+
+/// `/etc/resolv.conf` for the plan's DNS (the direct renderer's, and what the others leave to
+/// their own resolver handling).
+pub fn resolv_conf(plan: &Plan, source: &str) -> Option<String> {
+    if plan.nameservers.is_empty() && plan.search.is_empty() {
+        return None;
+    }
+    let mut out = format!("# Written by metaboot from {source}.\n");
+    for ns in &plan.nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !plan.search.is_empty() {
+        out.push_str(&format!("search {}\n", plan.search.join(" ")));
+    }
+    Some(out)
+}
+
+/// A netmask (`255.255.255.0`, `ffff:ffff::`, or a bare prefix length) as a prefix length.
+pub fn prefix_of(netmask: &str) -> Option<u8> {
+    if let Ok(prefix) = netmask.trim().parse::<u8>() {
+        return (prefix <= 128).then_some(prefix);
+    }
+    let bits: u128 = match netmask.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let prefix = bits.leading_ones();
+    // A netmask is ones then zeros.
+    (bits.checked_shl(prefix).unwrap_or(0) == 0).then_some(prefix as u8)
+}
+
+/// `ip/prefix`, or `ip` with `netmask`: an [`Address`], its prefix within the family's bound.
+pub fn address(text: &str, netmask: Option<&str>) -> Option<Address> {
+    let (ip, prefix) = match text.split_once('/') {
+        Some((ip, prefix)) => (ip.trim().parse::<IpAddr>().ok()?, prefix_of(prefix)?),
+        None => {
+            let ip = text.trim().parse::<IpAddr>().ok()?;
+            let full = if ip.is_ipv4() { 32 } else { 128 };
+            (ip, netmask.map_or(Some(full), prefix_of)?)
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some(Address { ip, prefix })
+}

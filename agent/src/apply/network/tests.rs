@@ -1,0 +1,386 @@
+//! Network documents into plans, plans into files and commands, on temporary roots.
+
+use std::fs;
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use super::*;
+
+/// nova's document for a static port (metaboot's `--no-dhcp` network) and a DHCP port, with
+/// DNS and host routes as nova writes them, and a bond cloud-init would build.
+fn nova_doc() -> serde_json::Value {
+    json!({
+        "links": [
+            {"id": "tap1", "vif_id": "p1", "type": "bridge", "mtu": 1450,
+             "ethernet_mac_address": "FA:16:3E:00:00:01"},
+            {"id": "tap2", "vif_id": "p2", "type": "ovs", "mtu": null,
+             "ethernet_mac_address": "fa:16:3e:00:00:02"},
+            {"id": "bond0", "type": "bond", "bond_links": ["tap1"], "ethernet_mac_address": "fa:16:3e:00:00:09"}
+        ],
+        "networks": [
+            {"id": "network0", "link": "tap1", "network_id": "n1", "type": "ipv4",
+             "ip_address": "198.18.30.5", "netmask": "255.255.255.0",
+             "routes": [
+                {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"},
+                {"network": "198.19.0.0", "netmask": "255.255.0.0", "gateway": "198.18.30.254"}
+             ],
+             "services": [{"type": "dns", "address": "198.18.30.2"}]},
+            {"id": "network1", "link": "tap1", "network_id": "n1", "type": "ipv6",
+             "ip_address": "2001:db8::5", "netmask": "ffff:ffff:ffff:ffff::",
+             "routes": [{"network": "::", "netmask": "::", "gateway": "2001:db8::1"}]},
+            {"id": "network2", "link": "tap2", "network_id": "n2", "type": "ipv4_dhcp"},
+            {"id": "network3", "link": "tap2", "network_id": "n2", "type": "ipv6_slaac"}
+        ],
+        "services": [{"type": "dns", "address": "198.18.30.2"}, {"type": "dns", "address": "198.18.30.3"}]
+    })
+}
+
+fn addr(text: &str) -> Address {
+    address(text, None).unwrap()
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn netmasks_and_addresses() {
+    assert_eq!(prefix_of("255.255.255.0"), Some(24));
+    assert_eq!(prefix_of("255.255.0.0"), Some(16));
+    assert_eq!(prefix_of("0.0.0.0"), Some(0));
+    assert_eq!(prefix_of("ffff:ffff:ffff:ffff::"), Some(64));
+    assert_eq!(prefix_of("::"), Some(0));
+    assert_eq!(prefix_of("24"), Some(24));
+    assert_eq!(prefix_of("255.0.255.0"), None, "not contiguous");
+    assert_eq!(prefix_of("200"), None);
+    assert_eq!(
+        address("198.18.0.5", Some("255.255.255.0")),
+        Some(addr("198.18.0.5/24"))
+    );
+    assert_eq!(address("198.18.0.5/33", None), None);
+    assert_eq!(
+        address("fe80::1/64", None).unwrap().to_string(),
+        "fe80::1/64"
+    );
+    assert_eq!(address("nope", None), None);
+}
+
+#[test]
+fn network_data_json_becomes_a_plan() {
+    let mut warnings = Vec::new();
+    let plan = plan(&NetworkDoc::OpenStack(nova_doc()), &mut warnings).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("bond"), "{warnings:?}");
+    assert_eq!(
+        plan.interfaces,
+        vec![
+            Interface {
+                mac: Some("fa:16:3e:00:00:01".into()),
+                name: None,
+                mtu: Some(1450),
+                dhcp4: false,
+                ipv6: Ipv6Auto::None,
+                addresses: vec![addr("198.18.30.5/24"), addr("2001:db8::5/64")],
+                routes: vec![
+                    Route {
+                        to: addr("0.0.0.0/0"),
+                        via: ip("198.18.30.1")
+                    },
+                    Route {
+                        to: addr("198.19.0.0/16"),
+                        via: ip("198.18.30.254")
+                    },
+                    Route {
+                        to: addr("::/0"),
+                        via: ip("2001:db8::1")
+                    },
+                ],
+            },
+            Interface {
+                mac: Some("fa:16:3e:00:00:02".into()),
+                dhcp4: true,
+                ipv6: Ipv6Auto::Slaac,
+                ..Interface::default()
+            },
+        ]
+    );
+    assert_eq!(plan.nameservers, [ip("198.18.30.2"), ip("198.18.30.3")]);
+    // nova's `{}` for an instance without ports configures nothing.
+    let empty = super::plan(&NetworkDoc::OpenStack(json!({})), &mut warnings).unwrap();
+    assert_eq!(empty, Plan::default());
+    let broken = json!({"links": [{"id": "t", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [{"id": "n", "link": "t", "type": "ipv4", "ip_address": "x"}]});
+    assert!(super::plan(&NetworkDoc::OpenStack(broken), &mut warnings).is_err());
+}
+
+#[test]
+fn network_config_versions_1_and_2_become_plans() {
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "mac_address": "fa:16:3e:00:00:01", "mtu": 1400,
+         "subnets": [{"type": "static", "address": "198.18.1.10", "netmask": "255.255.255.0",
+                      "gateway": "198.18.1.1", "dns_nameservers": ["198.18.1.2"], "dns_search": ["a.example"]},
+                     {"type": "dhcp6"}]},
+        {"type": "bond", "name": "bond0"},
+        {"type": "nameserver", "address": ["198.18.1.3"], "search": ["example.org"]}
+    ]});
+    let mut warnings = Vec::new();
+    let plan1 = plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap();
+    assert_eq!(plan1.interfaces.len(), 1);
+    let eth0 = &plan1.interfaces[0];
+    assert_eq!(eth0.name.as_deref(), Some("eth0"));
+    assert_eq!(eth0.mtu, Some(1400));
+    assert_eq!(eth0.ipv6, Ipv6Auto::Dhcp);
+    assert_eq!(eth0.addresses, [addr("198.18.1.10/24")]);
+    assert_eq!(
+        eth0.routes,
+        [Route {
+            to: addr("0.0.0.0/0"),
+            via: ip("198.18.1.1")
+        }]
+    );
+    assert_eq!(plan1.nameservers, [ip("198.18.1.2"), ip("198.18.1.3")]);
+    assert_eq!(plan1.search, ["a.example", "example.org"]);
+    assert_eq!(warnings.len(), 1, "the bond: {warnings:?}");
+
+    let v2 = json!({"network": {"version": 2, "ethernets": {
+        "id0": {"match": {"macaddress": "FA:16:3E:00:00:02"}, "set-name": "ens3",
+                "addresses": ["198.18.2.10/24", "2001:db8::a/64"], "gateway4": "198.18.2.1",
+                "routes": [{"to": "198.19.0.0/16", "via": "198.18.2.254"}],
+                "nameservers": {"addresses": ["198.18.2.2"], "search": ["lab.example"]}, "mtu": 9000},
+        "eth1": {"dhcp4": true, "dhcp6": true}
+    }}});
+    let plan2 = plan(&NetworkDoc::NetworkConfig(v2), &mut warnings).unwrap();
+    let id0 =
+        &plan2.interfaces[1 - usize::from(plan2.interfaces[0].name.as_deref() == Some("ens3"))];
+    assert_eq!(id0.mac.as_deref(), Some("fa:16:3e:00:00:02"));
+    assert_eq!(id0.name.as_deref(), Some("ens3"));
+    assert_eq!(id0.mtu, Some(9000));
+    assert_eq!(
+        id0.addresses,
+        [addr("198.18.2.10/24"), addr("2001:db8::a/64")]
+    );
+    assert_eq!(id0.routes.len(), 2);
+    let eth1 = plan2
+        .interfaces
+        .iter()
+        .find(|i| i.name.as_deref() == Some("eth1"))
+        .unwrap();
+    assert!(eth1.dhcp4 && eth1.ipv6 == Ipv6Auto::Dhcp && !eth1.is_static());
+    assert_eq!(plan2.search, ["lab.example"]);
+
+    for bad in [
+        json!({"config": []}),
+        json!({"version": 3}),
+        json!({"version": 2,
+        "ethernets": {"e": {"addresses": ["198.18.0.1"]}}}),
+    ] {
+        assert!(
+            plan(&NetworkDoc::NetworkConfig(bad.clone()), &mut warnings).is_err(),
+            "{bad}"
+        );
+    }
+    let disabled = json!({"version": 1, "config": "disabled"});
+    assert_eq!(
+        plan(&NetworkDoc::NetworkConfig(disabled), &mut warnings).unwrap(),
+        Plan::default()
+    );
+}
+
+/// A root with interfaces under `/sys/class/net` (name, MAC).
+fn root_with_links(links: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, mac) in links {
+        let path = dir.path().join("sys/class/net").join(name);
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("address"), format!("{mac}\n")).unwrap();
+    }
+    let root = Root::open(dir.path()).unwrap();
+    (dir, root)
+}
+
+#[test]
+fn interfaces_are_named_by_mac_as_the_system_names_them() {
+    let (_dir, root) =
+        root_with_links(&[("lo", "00:00:00:00:00:00"), ("ens3", "fa:16:3e:00:00:01")]);
+    let links = system_links(&root);
+    assert_eq!(
+        links[0],
+        ("ens3".to_owned(), "fa:16:3e:00:00:01".to_owned())
+    );
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::OpenStack(nova_doc()), &mut warnings).unwrap();
+    warnings.clear();
+    name_interfaces(&mut plan, &links, &mut warnings);
+    assert_eq!(plan.interfaces[0].name.as_deref(), Some("ens3"));
+    assert_eq!(plan.interfaces[1].name, None);
+    assert!(warnings[0].contains("fa:16:3e:00:00:02"), "{warnings:?}");
+}
+
+fn named_plan() -> Plan {
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::OpenStack(nova_doc()), &mut warnings).unwrap();
+    plan.interfaces[0].name = Some("eth0".into());
+    plan.interfaces[1].name = Some("eth1".into());
+    plan.search = vec!["lab.example".into()];
+    plan
+}
+
+#[test]
+fn networkd_files() {
+    let plan = named_plan();
+    assert_eq!(
+        networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
+        "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+[Match]
+MACAddress=fa:16:3e:00:00:01
+
+[Link]
+MTUBytes=1450
+
+[Network]
+DHCP=no
+Address=198.18.30.5/24
+Address=2001:db8::5/64
+DNS=198.18.30.2
+DNS=198.18.30.3
+Domains=lab.example
+
+[Route]
+Destination=0.0.0.0/0
+Gateway=198.18.30.1
+
+[Route]
+Destination=198.19.0.0/16
+Gateway=198.18.30.254
+
+[Route]
+Destination=::/0
+Gateway=2001:db8::1
+"
+    );
+    let dhcp = networkd::render(&plan.interfaces[1], &plan, "x");
+    assert!(dhcp.contains("DHCP=ipv4\nIPv6AcceptRA=yes\n"), "{dhcp}");
+    assert!(dhcp.contains("[DHCPv4]\nClientIdentifier=mac\n"), "{dhcp}");
+
+    let (_dir, root) = root_with_links(&[]);
+    fs::create_dir_all(root.host_path("/etc/systemd/network")).unwrap();
+    fs::create_dir_all(root.host_path("/usr/lib/systemd")).unwrap();
+    fs::write(root.host_path("/usr/lib/systemd/systemd-networkd"), "").unwrap();
+    assert_eq!(detect(&root), Renderer::Networkd);
+    let applied = apply(&root, &plan, Renderer::Networkd, "network_data.json");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    let written =
+        fs::read_to_string(root.host_path("/etc/systemd/network/10-metaboot-eth0.network"))
+            .unwrap();
+    assert!(written.contains("Address=198.18.30.5/24"));
+    assert!(root.exists("/etc/systemd/network/10-metaboot-eth1.network"));
+    let again = apply(&root, &plan, Renderer::Networkd, "network_data.json");
+    assert!(
+        again.done.iter().all(|d| d.ends_with("(unchanged)")),
+        "{:?}",
+        again.done
+    );
+}
+
+#[test]
+fn ifupdown_file() {
+    let plan = named_plan();
+    let (text, unnamed) = ifupdown::render(&plan, "network_data.json");
+    assert!(unnamed.is_empty());
+    assert_eq!(
+        text,
+        "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+
+auto eth0
+iface eth0 inet static
+    mtu 1450
+    address 198.18.30.5/24
+    gateway 198.18.30.1
+    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev eth0
+    dns-nameservers 198.18.30.2 198.18.30.3
+    dns-search lab.example
+iface eth0 inet6 static
+    address 2001:db8::5/64
+    gateway 2001:db8::1
+
+auto eth1
+iface eth1 inet dhcp
+iface eth1 inet6 auto
+"
+    );
+    let (_dir, root) = root_with_links(&[]);
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.host_path("/usr/sbin")).unwrap();
+    fs::write(root.host_path("/usr/sbin/ifup"), "").unwrap();
+    assert_eq!(detect(&root), Renderer::Ifupdown);
+    let applied = apply(&root, &plan, Renderer::Ifupdown, "network_data.json");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        fs::read_to_string(root.host_path(ifupdown::FILE)).unwrap(),
+        text
+    );
+}
+
+#[test]
+fn direct_commands_and_resolv_conf() {
+    let plan = named_plan();
+    let commands: Vec<String> = direct::commands(&plan)
+        .iter()
+        .map(|c| c.join(" "))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "link set dev eth0 mtu 1450 up",
+            "-4 addr add 198.18.30.5/24 dev eth0",
+            "-6 addr add 2001:db8::5/64 dev eth0",
+            "-4 route replace default via 198.18.30.1 dev eth0",
+            "-4 route replace 198.19.0.0/16 via 198.18.30.254 dev eth0",
+            "-6 route replace default via 2001:db8::1 dev eth0",
+            "link set dev eth1 up",
+        ]
+    );
+    let (_dir, root) = root_with_links(&[]);
+    assert_eq!(detect(&root), Renderer::Direct);
+    let applied = apply(&root, &plan, Renderer::Direct, "network_data.json");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(
+        applied.done.iter().any(|d| d.contains("not run")),
+        "{:?}",
+        applied.done
+    );
+    assert_eq!(
+        fs::read_to_string(root.host_path(direct::RESOLV_CONF)).unwrap(),
+        "# Written by metaboot from network_data.json.\nnameserver 198.18.30.2\nnameserver 198.18.30.3\nsearch lab.example\n"
+    );
+    // A static interface this system does not have cannot be applied without a name.
+    let mut unnamed = plan.clone();
+    unnamed.interfaces[0].name = None;
+    let applied = apply(&root, &unnamed, Renderer::Direct, "network_data.json");
+    assert!(
+        applied.errors[0].contains("fa:16:3e:00:00:01"),
+        "{:?}",
+        applied.errors
+    );
+}
+
+#[test]
+fn too_many_interfaces_are_refused() {
+    let links: Vec<serde_json::Value> = (0..=MAX_INTERFACES)
+        .map(|i| json!({"id": format!("t{i}"), "ethernet_mac_address": format!("fa:16:3e:00:01:{:02x}", i)}))
+        .collect();
+    let mut warnings = Vec::new();
+    assert_eq!(
+        plan(
+            &NetworkDoc::OpenStack(json!({"links": links})),
+            &mut warnings
+        ),
+        Err(NetworkError::TooMany)
+    );
+}

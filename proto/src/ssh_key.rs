@@ -1,0 +1,185 @@
+//! OpenSSH keys as far as the password post-back needs them (docs/protocol.md §9.7): the RSA
+//! public key (`e`, `n`) inside an `ssh-rsa AAAA… comment` line, read from the SSH wire format
+//! (RFC 4253 §6.6: string "ssh-rsa", mpint e, mpint n). The guest agent encrypts the password
+//! with it; the server checks that an admin's private key belongs to it.
+
+use base64::Engine as _;
+
+/// The key type of an RSA key.
+pub const SSH_RSA: &str = "ssh-rsa";
+/// Longest key line read (an 16384-bit RSA key is about 2.8 KB of base64).
+pub const MAX_KEY_LINE_BYTES: usize = 16 * 1024;
+
+/// Why a key line gives no RSA public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SshKeyError {
+    #[error("The key is {0}, not ssh-rsa: the password can only be encrypted with an RSA key")]
+    NotRsa(String),
+    #[error("The key line has no key type and base64 blob")]
+    NoKey,
+    #[error("The key line is longer than {MAX_KEY_LINE_BYTES} bytes")]
+    TooLong,
+    #[error("The key's base64 blob does not decode")]
+    Base64,
+    #[error("The key blob is truncated or malformed ({0})")]
+    Malformed(&'static str),
+}
+
+/// An RSA public key: big-endian magnitudes without leading zero bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RsaPublicKey {
+    pub e: Vec<u8>,
+    pub n: Vec<u8>,
+}
+
+impl RsaPublicKey {
+    /// The modulus size in bits.
+    pub fn bits(&self) -> usize {
+        match self.n.first() {
+            Some(top) => self.n.len() * 8 - top.leading_zeros() as usize,
+            None => 0,
+        }
+    }
+}
+
+/// Reads the SSH wire format: length-prefixed strings and mpints.
+#[derive(Debug)]
+pub struct WireReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> WireReader<'a> {
+    /// A reader at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    /// What is left unread.
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    /// A big-endian u32.
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, SshKeyError> {
+        let (head, rest) = self
+            .rest
+            .split_first_chunk::<4>()
+            .ok_or(SshKeyError::Malformed(what))?;
+        self.rest = rest;
+        Ok(u32::from_be_bytes(*head))
+    }
+
+    /// A length-prefixed byte string.
+    pub fn string(&mut self, what: &'static str) -> Result<&'a [u8], SshKeyError> {
+        let len = usize::try_from(self.u32(what)?).map_err(|_| SshKeyError::Malformed(what))?;
+        if len > self.rest.len() {
+            return Err(SshKeyError::Malformed(what));
+        }
+        let (value, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(value)
+    }
+
+    /// A non-negative mpint, as its magnitude without leading zero bytes.
+    pub fn mpint(&mut self, what: &'static str) -> Result<Vec<u8>, SshKeyError> {
+        let raw = self.string(what)?;
+        if raw.first().is_some_and(|b| b & 0x80 != 0) {
+            return Err(SshKeyError::Malformed(what));
+        }
+        let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+        Ok(raw[start..].to_vec())
+    }
+}
+
+/// The RSA public key of an OpenSSH public key line (`[options] ssh-rsa AAAA… [comment]`).
+pub fn rsa_public_key(line: &str) -> Result<RsaPublicKey, SshKeyError> {
+    if line.len() > MAX_KEY_LINE_BYTES {
+        return Err(SshKeyError::TooLong);
+    }
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    // The type is the first token that looks like one (options may come first).
+    let at = tokens
+        .iter()
+        .position(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
+        .ok_or(SshKeyError::NoKey)?;
+    let kind = tokens[at];
+    if kind != SSH_RSA {
+        return Err(SshKeyError::NotRsa(kind.to_owned()));
+    }
+    let blob = tokens.get(at + 1).ok_or(SshKeyError::NoKey)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| SshKeyError::Base64)?;
+    rsa_public_key_blob(&bytes)
+}
+
+/// The RSA public key of a key blob (the base64-decoded middle of a key line).
+pub fn rsa_public_key_blob(blob: &[u8]) -> Result<RsaPublicKey, SshKeyError> {
+    let mut reader = WireReader::new(blob);
+    let kind = reader.string("key type")?;
+    if kind != SSH_RSA.as_bytes() {
+        return Err(SshKeyError::NotRsa(
+            String::from_utf8_lossy(kind).into_owned(),
+        ));
+    }
+    let e = reader.mpint("exponent")?;
+    let n = reader.mpint("modulus")?;
+    if e.is_empty() || n.is_empty() || !reader.rest().is_empty() {
+        return Err(SshKeyError::Malformed("ssh-rsa blob"));
+    }
+    Ok(RsaPublicKey { e, n })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ssh-keygen -t rsa -b 1024 -f k -N '' -C test`, public half.
+    const RSA_1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDvzE1vURrSfGGgOLqdxmWudW9OCpWVrNNuVYIWndF4Qe4d8Ih1X81a/HL1kUgfA/Cc0x6/JEfupDR2gD82dURavLBbnPmb+NGid0Gjnv3asztLW+TT6zQocmHiyCf+/lRrXpckGGOix9d3Zvqe6RPwpptHG6l48L+jrC9BsU+WNw== test";
+
+    #[test]
+    fn reads_e_and_n_of_an_rsa_key() {
+        let key = rsa_public_key(RSA_1024).unwrap();
+        assert_eq!(key.e, [1, 0, 1]);
+        assert_eq!(key.bits(), 1024);
+        assert_eq!(key.n.len(), 128);
+        // Options in front are skipped.
+        let with_options = format!("no-pty,command=\"x\" {RSA_1024}");
+        assert_eq!(rsa_public_key(&with_options).unwrap(), key);
+    }
+
+    #[test]
+    fn other_keys_and_garbage_are_refused_with_the_reason() {
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKc2R9H0dJ1rXgmyMO0DdLcJ9v9P6dgoQ3WPhBkkC0Vm u@h";
+        assert_eq!(
+            rsa_public_key(ed),
+            Err(SshKeyError::NotRsa("ssh-ed25519".into()))
+        );
+        assert!(
+            rsa_public_key(ed)
+                .unwrap_err()
+                .to_string()
+                .contains("not ssh-rsa")
+        );
+        assert_eq!(rsa_public_key("hello"), Err(SshKeyError::NoKey));
+        assert_eq!(rsa_public_key("ssh-rsa"), Err(SshKeyError::NoKey));
+        assert_eq!(rsa_public_key("ssh-rsa !!!"), Err(SshKeyError::Base64));
+        // A blob cut short.
+        let cut = &RSA_1024[..60];
+        assert!(matches!(
+            rsa_public_key(cut),
+            Err(SshKeyError::Malformed(_) | SshKeyError::Base64)
+        ));
+        // An ed25519 blob under an ssh-rsa label.
+        let lie = format!("ssh-rsa {}", ed.split_whitespace().nth(1).unwrap());
+        assert_eq!(
+            rsa_public_key(&lie),
+            Err(SshKeyError::NotRsa("ssh-ed25519".into()))
+        );
+        assert_eq!(
+            rsa_public_key(&"x".repeat(MAX_KEY_LINE_BYTES + 1)),
+            Err(SshKeyError::TooLong)
+        );
+    }
+}

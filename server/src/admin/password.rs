@@ -1,0 +1,196 @@
+//! `instance get-password NAME --private-key FILE` (nova's `get-password`, docs/protocol.md
+//! §9.7): the password a guest agent posted, encrypted for the instance's first SSH key,
+//! decrypted here with the matching private key (or `--raw`: the stored base64 as it is).
+//!
+//! The private key is read from an OpenSSH (`ssh-keygen`'s default), PKCS#1 or PKCS#8 PEM
+//! file without a passphrase. It must be the pair of the instance's first key pair, which is
+//! checked before decrypting: PKCS#1 v1.5 decryption with a wrong key gives no error, only
+//! garbage (the `rsa` crate's implicit rejection, its defence against Marvin-style timing
+//! attacks; decryption is also blinded).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use clap::Args;
+use metaboot_proto::ssh_key::{self, SshKeyError, WireReader};
+use rsa::pkcs1::DecodeRsaPrivateKey as _;
+use rsa::pkcs8::DecodePrivateKey as _;
+use rsa::traits::PublicKeyParts as _;
+use rsa::{BoxedUint, Pkcs1v15Encrypt, PrivateKey};
+
+use super::input::InputError;
+use super::output;
+use crate::store::Store;
+
+/// Largest private key file read.
+pub const MAX_PRIVATE_KEY_BYTES: u64 = 64 * 1024;
+
+/// `instance get-password`'s arguments.
+#[derive(Debug, Args)]
+pub struct GetPasswordArgs {
+    /// The instance (uuid or unique name).
+    pub instance: String,
+    /// The private key of the instance's first key pair (RSA, no passphrase).
+    #[arg(long = "private-key", required_unless_present = "raw")]
+    pub private_key: Option<PathBuf>,
+    /// Print the stored text (base64 of the RSA ciphertext) instead of decrypting it.
+    #[arg(long, conflicts_with = "private_key")]
+    pub raw: bool,
+}
+
+/// Prints the instance's posted password.
+pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
+    let instance = store.instance(&args.instance)?;
+    let stored = instance.password.clone().unwrap_or_default();
+    if stored.is_empty() {
+        anyhow::bail!(
+            "instance {} has no password yet: its guest agent posts one at first boot when \
+             `password_postback: true` is in its user data or metaboot.yaml",
+            instance.name
+        );
+    }
+    if args.raw {
+        return output::line(&stored);
+    }
+    let Some(path) = &args.private_key else {
+        return Err(InputError("give --private-key FILE, or --raw".to_owned()).into());
+    };
+    let Some(first) = instance.key_pairs.first() else {
+        anyhow::bail!(
+            "instance {} has no key pair, so nothing can decrypt its password",
+            instance.name
+        );
+    };
+    let public = ssh_key::rsa_public_key(&first.data).map_err(|err| {
+        InputError(format!(
+            "the first key pair of instance {} ({}) is not RSA: {err}",
+            instance.name, first.name
+        ))
+    })?;
+    let key = read_private_key(path)?;
+    if key.n().to_be_bytes_trimmed_vartime().as_ref() != public.n.as_slice() {
+        return Err(InputError(format!(
+            "{} is not the private key of key pair {} (the first key of instance {}), which \
+             the password is encrypted with",
+            path.display(),
+            first.name,
+            instance.name
+        ))
+        .into());
+    }
+    let ciphertext = base64::engine::general_purpose::STANDARD
+        .decode(stored.trim())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the stored password of instance {} is not base64 (it was not posted \
+                 encrypted; see it with --raw)",
+                instance.name
+            )
+        })?;
+    let plain = key
+        .decrypt(Pkcs1v15Encrypt, &ciphertext)
+        .map_err(|err| anyhow::anyhow!("failed to decrypt the password: {err}"))?;
+    let password = String::from_utf8(plain).map_err(|_| {
+        anyhow::anyhow!(
+            "the decrypted password is not text: it was not encrypted for key pair {}",
+            first.name
+        )
+    })?;
+    output::line(&password)
+}
+
+/// Reads an RSA private key file: OpenSSH, PKCS#1 or PKCS#8, without a passphrase.
+fn read_private_key(path: &Path) -> Result<PrivateKey, InputError> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PRIVATE_KEY_BYTES).read_to_string(&mut text))
+        .map_err(|err| InputError(format!("cannot read the private key {shown}: {err}")))?;
+    let bad = |why: &str| InputError(format!("{shown}: {why}"));
+    if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        return openssh_private_key(&text).map_err(|why| bad(&why));
+    }
+    if text.contains("ENCRYPTED") {
+        return Err(bad(
+            "the key has a passphrase: decrypt a copy first (ssh-keygen -p -N '' -f COPY)",
+        ));
+    }
+    if text.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        return PrivateKey::from_pkcs1_pem(&text)
+            .map_err(|err| bad(&format!("not a usable PKCS#1 RSA key ({err})")));
+    }
+    if text.contains("-----BEGIN PRIVATE KEY-----") {
+        return PrivateKey::from_pkcs8_pem(&text)
+            .map_err(|err| bad(&format!("not a usable PKCS#8 RSA key ({err})")));
+    }
+    Err(bad(
+        "not a private key (expected OpenSSH, PKCS#1 or PKCS#8 PEM, as ssh-keygen writes)",
+    ))
+}
+
+/// The magic at the start of an OpenSSH private key (PROTOCOL.key).
+const OPENSSH_MAGIC: &[u8] = b"openssh-key-v1\0";
+
+/// An unencrypted `openssh-key-v1` RSA key: after the magic, the cipher ("none"), the KDF,
+/// its options, the key count, the public keys, then the private section (two equal check
+/// words, "ssh-rsa", n, e, d, iqmp, p, q, comment).
+fn openssh_private_key(text: &str) -> Result<PrivateKey, String> {
+    let body: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|_| "the OpenSSH key's base64 does not decode".to_owned())?;
+    let malformed = |err: SshKeyError| format!("a malformed OpenSSH key ({err})");
+    let rest = bytes
+        .strip_prefix(OPENSSH_MAGIC)
+        .ok_or("not an openssh-key-v1 key")?;
+    let mut reader = WireReader::new(rest);
+    let cipher = reader.string("cipher").map_err(malformed)?;
+    if cipher != b"none" {
+        return Err(
+            "the key has a passphrase: decrypt a copy first (ssh-keygen -p -N '' -f COPY)"
+                .to_owned(),
+        );
+    }
+    reader.string("kdf").map_err(malformed)?;
+    reader.string("kdf options").map_err(malformed)?;
+    if reader.u32("key count").map_err(malformed)? != 1 {
+        return Err("the file holds several keys; give a file with one".to_owned());
+    }
+    reader.string("public key").map_err(malformed)?;
+    let private = reader.string("private section").map_err(malformed)?;
+    let mut reader = WireReader::new(private);
+    let check = (
+        reader.u32("check word").map_err(malformed)?,
+        reader.u32("check word").map_err(malformed)?,
+    );
+    if check.0 != check.1 {
+        return Err("a malformed OpenSSH key (check words differ)".to_owned());
+    }
+    let kind = reader.string("key type").map_err(malformed)?;
+    if kind != ssh_key::SSH_RSA.as_bytes() {
+        return Err(format!(
+            "the key is {}, not ssh-rsa",
+            String::from_utf8_lossy(kind)
+        ));
+    }
+    let mut next = |what| reader.mpint(what).map_err(malformed);
+    let (n, e, d) = (next("n")?, next("e")?, next("d")?);
+    let _iqmp = next("iqmp")?;
+    let (p, q) = (next("p")?, next("q")?);
+    let bits = u32::try_from(n.len() * 8).map_err(|_| "the modulus is too large".to_owned())?;
+    let uint = |value: &[u8], bits: u32| {
+        BoxedUint::from_be_slice(value, bits).map_err(|_| "a malformed RSA component".to_owned())
+    };
+    let e_bits = u32::try_from(e.len() * 8).map_err(|_| "the exponent is too large".to_owned())?;
+    PrivateKey::from_components(
+        uint(&n, bits)?,
+        uint(&e, e_bits)?,
+        uint(&d, bits)?,
+        vec![uint(&p, bits)?, uint(&q, bits)?],
+    )
+    .map_err(|err| format!("not a usable RSA key ({err})"))
+}

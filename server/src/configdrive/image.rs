@@ -1,0 +1,253 @@
+//! Writing a config drive image, as nova's `ConfigDriveBuilder` does
+//! (openstack/nova `nova/virt/configdrive.py`): the files in a private directory, then
+//! `genisoimage` (nova's `mkisofs_cmd`) or `xorriso -as mkisofs` with nova's flags, ISO 9660
+//! with Rock Ridge and Joliet, volume label `config-2`; or a 64 MiB vfat filesystem labelled
+//! `config-2`, made with `mkfs.vfat` and filled with mtools (no loop mount, no root).
+//!
+//! The image holds the admin password, so it is made private (0600), in a temporary file next
+//! to the destination, renamed into place only once complete.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::file::DriveFile;
+
+/// The volume label nova gives a config drive.
+pub const LABEL: &str = "config-2";
+/// Size of a vfat config drive (nova's `CONFIGDRIVESIZE_BYTES`).
+pub const VFAT_BYTES: u64 = 64 * 1024 * 1024;
+/// The publisher recorded in an ISO image (nova writes its product and version there).
+pub const PUBLISHER: &str = concat!("metaboot ", env!("CARGO_PKG_VERSION"));
+
+/// The filesystem of a config drive (nova's `config_drive_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriveFormat {
+    /// ISO 9660 with Rock Ridge and Joliet (nova's default).
+    Iso9660,
+    /// FAT, 64 MiB.
+    Vfat,
+}
+
+/// A tool the image needs, and the Debian package that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tool {
+    pub command: &'static str,
+    pub package: &'static str,
+}
+
+/// nova's ISO tool, tried first.
+pub const GENISOIMAGE: Tool = Tool {
+    command: "genisoimage",
+    package: "genisoimage",
+};
+/// The other ISO tool (`-as mkisofs` takes genisoimage's flags).
+pub const XORRISO: Tool = Tool {
+    command: "xorriso",
+    package: "xorriso",
+};
+/// Makes the vfat filesystem.
+pub const MKFS_VFAT: Tool = Tool {
+    command: "mkfs.vfat",
+    package: "dosfstools",
+};
+/// Copies the files into it.
+pub const MCOPY: Tool = Tool {
+    command: "mcopy",
+    package: "mtools",
+};
+
+/// Why no image was written (nothing is left at the destination then).
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(
+        "No ISO 9660 tool: install genisoimage or xorriso (apt-get install genisoimage), or use \
+         --format vfat"
+    )]
+    NoIsoTool,
+    #[error("{} is not installed: install the package {} (apt-get install {})", .0.command, .0.package, .0.package)]
+    MissingTool(Tool),
+    #[error("Cannot write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// True when `command` is an executable file in a `PATH` directory.
+pub fn on_path(command: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            fs::metadata(dir.join(command))
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Writes `files` as a config drive of `format` to `out`.
+pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(), ImageError> {
+    // Find the tools before writing anything.
+    let iso_tool = match format {
+        DriveFormat::Iso9660 => Some(
+            [GENISOIMAGE, XORRISO]
+                .into_iter()
+                .find(|tool| on_path(tool.command))
+                .ok_or(ImageError::NoIsoTool)?,
+        ),
+        DriveFormat::Vfat => {
+            for tool in [MKFS_VFAT, MCOPY] {
+                if !on_path(tool.command) {
+                    return Err(ImageError::MissingTool(tool));
+                }
+            }
+            None
+        }
+    };
+    let parent = match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = out.file_name().map_or_else(
+        || "config-drive".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let nonce: u64 = rand::random();
+    let work = Scratch(parent.join(format!(".{name}.{}-{nonce:x}", std::process::id())));
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&work.0)
+        .map_err(io(&work.0))?;
+    let tree = work.0.join("tree");
+    write_tree(files, &tree)?;
+    let image = work.0.join("image");
+    match iso_tool {
+        Some(tool) => make_iso(tool, &tree, &image)?,
+        None => make_vfat(&tree, &image)?,
+    }
+    // The tools create it with the umask's mode: it holds the admin password.
+    fs::set_permissions(&image, fs::Permissions::from_mode(0o600)).map_err(io(&image))?;
+    fs::rename(&image, out).map_err(io(out))?;
+    Ok(())
+}
+
+/// A private working directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The drive's files under `tree` (directories 0700, files 0600: the tools copy the data,
+/// Rock Ridge records modes as 0444/0555 with `-r`).
+fn write_tree(files: &[DriveFile], tree: &Path) -> Result<(), ImageError> {
+    for file in files {
+        let path = tree.join(&file.path);
+        if let Some(dir) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&file.data))
+            .map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Runs a tool, its output captured; a failure carries its stderr.
+fn run(cmd: &mut Command) -> Result<(), ImageError> {
+    let shown = format!("{cmd:?}");
+    let output = cmd
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .map_err(|source| ImageError::Io {
+            path: PathBuf::from(cmd.get_program()),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(ImageError::Failed {
+        command: shown,
+        status: output.status.to_string(),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
+}
+
+/// nova's `_make_iso9660`: genisoimage's flags (xorriso takes them with `-as mkisofs`).
+fn make_iso(tool: Tool, tree: &Path, image: &Path) -> Result<(), ImageError> {
+    let mut cmd = Command::new(tool.command);
+    if tool == XORRISO {
+        cmd.args(["-as", "mkisofs"]);
+    }
+    cmd.arg("-o")
+        .arg(image)
+        .args([
+            "-ldots",
+            "-allow-lowercase",
+            "-allow-multidot",
+            "-l",
+            "-publisher",
+            PUBLISHER,
+            "-quiet",
+            "-J",
+            "-r",
+            "-V",
+            LABEL,
+        ])
+        .arg(tree);
+    run(&mut cmd)
+}
+
+/// nova's `_make_vfat`, without the loop mount: a 64 MiB file, `mkfs.vfat -n config-2`, then
+/// the tree copied in with mcopy.
+fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(image)
+        .and_then(|f| f.set_len(VFAT_BYTES))
+        .map_err(io(image))?;
+    run(Command::new(MKFS_VFAT.command)
+        .args(["-n", LABEL])
+        .arg(image))?;
+    let mut entries: Vec<PathBuf> = fs::read_dir(tree)
+        .map_err(io(tree))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io(tree))?;
+    entries.sort();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    run(Command::new(MCOPY.command)
+        .args(["-s", "-Q", "-i"])
+        .arg(image)
+        .args(&entries)
+        .arg("::/"))
+}

@@ -1,0 +1,100 @@
+//! The drive's layout, from records built in memory.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::store::{Instance, KeyPair};
+
+fn view(admin_pass: Option<&str>, user_data: Option<&[u8]>) -> InstanceView {
+    let instance = Instance {
+        uuid: "d8e02d56-2648-49a3-bf97-6be8f1204f38".into(),
+        ec2_id: 1,
+        project: "p1".into(),
+        name: "web".into(),
+        hostname: "web".into(),
+        availability_zone: None,
+        launch_index: 0,
+        key_pairs: vec![KeyPair {
+            name: "k".into(),
+            kind: "ssh".into(),
+            data: "ssh-ed25519 AAAA k".into(),
+        }],
+        user_data: user_data.map(<[u8]>::to_vec),
+        meta: BTreeMap::new(),
+        admin_pass: admin_pass.map(str::to_owned),
+        password: None,
+        created: "now".into(),
+    };
+    InstanceView::new(instance, Vec::new())
+}
+
+fn file<'a>(files: &'a [DriveFile], path: &str) -> Option<&'a DriveFile> {
+    files.iter().find(|f| f.path == path)
+}
+
+#[test]
+fn nova_layout_ec2_first_then_every_openstack_version() {
+    let files = contents(&view(None, Some(b"#!/bin/sh\n")), &Rendering::default());
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths[..4],
+        [
+            "ec2/2009-04-04/user-data",
+            "ec2/2009-04-04/meta-data.json",
+            "ec2/latest/user-data",
+            "ec2/latest/meta-data.json"
+        ]
+    );
+    assert_eq!(
+        paths[4..6],
+        [
+            "openstack/2012-08-10/meta_data.json",
+            "openstack/2012-08-10/user_data"
+        ]
+    );
+    // 10 dated versions and latest; vendor data from Havana, network data from Liberty,
+    // vendor data 2 from Newton (two).
+    let count = |name: &str| paths.iter().filter(|p| p.ends_with(name)).count();
+    assert_eq!(count("/meta_data.json"), 11);
+    assert_eq!(count("/vendor_data.json"), 9);
+    assert_eq!(count("/network_data.json"), 8);
+    assert_eq!(count("/vendor_data2.json"), 6);
+    assert!(file(&files, "ec2/2008-09-01/meta-data.json").is_none());
+    assert_eq!(
+        file(&files, "openstack/latest/user_data").unwrap().data,
+        "#!/bin/sh\n"
+    );
+    assert_eq!(
+        file(&files, "openstack/latest/network_data.json")
+            .unwrap()
+            .data,
+        "{}"
+    );
+}
+
+#[test]
+fn admin_pass_is_on_the_drive_and_nothing_without_user_data() {
+    let files = contents(&view(Some("pw"), None), &Rendering::default());
+    let meta: serde_json::Value = serde_json::from_slice(
+        &file(&files, "openstack/latest/meta_data.json")
+            .unwrap()
+            .data,
+    )
+    .unwrap();
+    assert_eq!(meta["admin_pass"], "pw");
+    assert_eq!(meta["hostname"], "web.novalocal");
+    assert!(files.iter().all(|f| !f.path.contains("user")));
+    let ec2: serde_json::Value =
+        serde_json::from_slice(&file(&files, "ec2/latest/meta-data.json").unwrap().data).unwrap();
+    assert_eq!(ec2["public-keys"]["0"]["openssh-key"], "ssh-ed25519 AAAA k");
+    assert_eq!(ec2["security-groups"], serde_json::json!(["default"]));
+    assert_eq!(ec2["local-ipv4"], "", "no port, no request address");
+    let without = contents(&view(None, None), &Rendering::default());
+    let meta: serde_json::Value = serde_json::from_slice(
+        &file(&without, "openstack/latest/meta_data.json")
+            .unwrap()
+            .data,
+    )
+    .unwrap();
+    assert!(meta.get("admin_pass").is_none());
+}

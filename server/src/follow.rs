@@ -1,0 +1,113 @@
+//! Keeping the read model (`crate::model`) current: a thread of its own waits for the store to announce a
+//! change (PostgreSQL `LISTEN`, with a slower poll as the fallback) or polls it (SQLite, a
+//! read of microseconds), then catches the model up and tells the listeners (`all`'s namespace
+//! supervisor) what changed. While the store is unreachable the model keeps serving what it
+//! has; when it is back, the model catches up (or reloads) without a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{CatchUp, ReadModel};
+use crate::store::{Change, Store, Wakeups};
+
+/// How often SQLite's change log is polled: well inside the 150 ms a change may take to
+/// reach every server.
+pub const SQLITE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a PostgreSQL follower waits for a notification before polling anyway (a lost
+/// notification is noticed within this).
+pub const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Poll interval while the notification connection is down.
+pub const FALLBACK_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long after losing it the notification connection is opened again.
+pub const RELISTEN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Something that reacts to registry changes once the model has them.
+pub trait ChangeListener: Send + Sync {
+    /// These records changed (created, updated or deleted), oldest first.
+    fn changed(&self, changes: &[Change]);
+    /// The model was rebuilt: anything may have changed.
+    fn lagged(&self);
+}
+
+/// How the follower is woken.
+enum Waiter {
+    /// Polls every interval (SQLite).
+    Poll,
+    /// A `LISTEN` connection, or when it is down the time to try again.
+    Listen(Option<Box<dyn Wakeups>>, std::time::Instant),
+}
+
+impl Waiter {
+    fn wait(&mut self, store: &dyn Store) {
+        match self {
+            Self::Poll => std::thread::sleep(SQLITE_POLL_INTERVAL),
+            Self::Listen(wakeups, retry_at) => {
+                if wakeups.is_none() && std::time::Instant::now() >= *retry_at {
+                    match store.listen() {
+                        Ok(opened) => *wakeups = opened,
+                        Err(err) => {
+                            tracing::debug!(error = %err, "cannot listen for changes yet");
+                            *retry_at = std::time::Instant::now() + RELISTEN_INTERVAL;
+                        }
+                    }
+                }
+                match wakeups {
+                    Some(listening) => {
+                        if let Err(err) = listening.wait(NOTIFIED_POLL_INTERVAL) {
+                            tracing::debug!(error = %err, "lost the change notifications");
+                            *wakeups = None;
+                            *retry_at = std::time::Instant::now() + RELISTEN_INTERVAL;
+                        }
+                    }
+                    None => std::thread::sleep(FALLBACK_POLL_INTERVAL),
+                }
+            }
+        }
+    }
+}
+
+/// Starts the follower thread; it runs as long as the process.
+pub fn follow(
+    store: Arc<dyn Store>,
+    model: Arc<ReadModel>,
+    listeners: Vec<Arc<dyn ChangeListener>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("model-follower".to_owned())
+        .spawn(move || {
+            let mut waiter = match store.listen() {
+                Ok(None) => Waiter::Poll,
+                Ok(Some(wakeups)) => Waiter::Listen(Some(wakeups), std::time::Instant::now()),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for changes; polling until it can");
+                    Waiter::Listen(None, std::time::Instant::now() + RELISTEN_INTERVAL)
+                }
+            };
+            let status = model.status();
+            loop {
+                match model.catch_up(store.as_ref()) {
+                    Ok(outcome) => {
+                        if !status.store_up() {
+                            tracing::info!(seq = model.seq(), "the registry answers again: caught up");
+                            status.set_store_up(true);
+                        }
+                        match outcome {
+                            CatchUp::UpToDate => {}
+                            CatchUp::Applied(changes) => {
+                                tracing::debug!(count = changes.len(), seq = model.seq(), "registry changed");
+                                listeners.iter().for_each(|l| l.changed(&changes));
+                            }
+                            CatchUp::Reloaded => listeners.iter().for_each(|l| l.lagged()),
+                        }
+                    }
+                    Err(err) => {
+                        if status.store_up() {
+                            tracing::warn!(error = %err, "cannot read the registry's change log: serving what is in memory; retrying");
+                            status.set_store_up(false);
+                        }
+                    }
+                }
+                waiter.wait(store.as_ref());
+            }
+        })
+}

@@ -1,0 +1,334 @@
+//! Building the read model from a store snapshot, and applying a batch of changes to it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::record::{self, InstanceRecord, Interner, RecordError, parse_id};
+use super::user_data::{Codec, DICTIONARY_BYTES, Packer};
+use crate::store::{Batch, ChangeKind, Instance, Network, Port, Record, Router, StoreResult};
+
+/// Instances with user data read before the dictionary is made from theirs.
+pub const DICTIONARY_SAMPLES: usize = 64;
+
+/// A network and its slot in the address index.
+#[derive(Debug, Clone)]
+pub struct NetworkEntry {
+    pub record: Arc<Network>,
+    pub slot: u32,
+}
+
+/// The registry in memory: what every guest request is answered from.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// The newest change this model reflects.
+    pub seq: i64,
+    /// The dictionary user data is compressed with (`None` until there are samples).
+    pub codec: Option<Arc<Codec>>,
+    pub networks: HashMap<Uuid, NetworkEntry>,
+    next_slot: u32,
+    pub routers: HashMap<Uuid, Router>,
+    pub instances: HashMap<Uuid, Arc<InstanceRecord>>,
+    /// (network slot, IPv4 address) → owner, as one 64-bit key.
+    v4: HashMap<u64, Arc<InstanceRecord>>,
+    /// (network slot, IPv6 address) → owner.
+    v6: HashMap<(u32, u128), Arc<InstanceRecord>>,
+}
+
+/// An address on a network, as the index keys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    V4(u64),
+    V6((u32, u128)),
+}
+
+fn key(slot: u32, ip: IpAddr) -> Key {
+    match ip {
+        IpAddr::V4(v4) => Key::V4(u64::from(slot) << 32 | u64::from(u32::from(v4))),
+        IpAddr::V6(v6) => Key::V6((slot, u128::from(v6))),
+    }
+}
+
+impl Model {
+    /// The owner of `ip` on the network with this id.
+    pub fn owner(&self, network: &Uuid, ip: IpAddr) -> Option<&Arc<InstanceRecord>> {
+        let slot = self.networks.get(network)?.slot;
+        match key(slot, ip) {
+            Key::V4(k) => self.v4.get(&k),
+            Key::V6(k) => self.v6.get(&k),
+        }
+    }
+
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    fn put_network(&mut self, network: Network) -> Result<(), RecordError> {
+        let id = parse_id("network id", &network.id)?;
+        let record = Arc::new(network);
+        match self.networks.get_mut(&id) {
+            Some(entry) => entry.record = record,
+            None => {
+                let slot = self.next_slot;
+                self.next_slot += 1;
+                self.networks.insert(id, NetworkEntry { record, slot });
+            }
+        }
+        Ok(())
+    }
+
+    fn put_router(&mut self, router: Router) -> Result<(), RecordError> {
+        let id = parse_id("router id", &router.id)?;
+        self.routers.insert(id, router);
+        Ok(())
+    }
+
+    /// Adds an instance (none with its uuid may be in the model) and indexes its addresses.
+    fn insert(&mut self, record: InstanceRecord) {
+        let record = Arc::new(record);
+        for port in record.ports.iter() {
+            let Some(entry) = self.networks.get(&port.network) else {
+                tracing::warn!(instance = %record.uuid, network = %port.network, "a port on a network the registry does not have: not served");
+                continue;
+            };
+            match key(entry.slot, port.ip) {
+                Key::V4(k) => self.v4.insert(k, record.clone()),
+                Key::V6(k) => self.v6.insert(k, record.clone()),
+            };
+        }
+        self.instances.insert(record.uuid, record);
+    }
+
+    /// Removes an instance and its addresses (those still pointing at it).
+    fn remove(&mut self, uuid: &Uuid) -> Option<Arc<InstanceRecord>> {
+        let record = self.instances.remove(uuid)?;
+        for port in record.ports.iter() {
+            let Some(entry) = self.networks.get(&port.network) else {
+                continue;
+            };
+            let owned = |held: &Arc<InstanceRecord>| Arc::ptr_eq(held, &record);
+            match key(entry.slot, port.ip) {
+                Key::V4(k) => {
+                    if self.v4.get(&k).is_some_and(owned) {
+                        self.v4.remove(&k);
+                    }
+                }
+                Key::V6(k) => {
+                    if self.v6.get(&k).is_some_and(owned) {
+                        self.v6.remove(&k);
+                    }
+                }
+            }
+        }
+        Some(record)
+    }
+
+    /// Replaces an instance's record (same uuid), its addresses included.
+    pub fn replace(&mut self, record: InstanceRecord) {
+        self.remove(&record.uuid);
+        self.insert(record);
+    }
+
+    /// Applies records built from a batch (see [`prepare`]), all or nothing as seen by
+    /// readers (the caller holds the write lock).
+    pub fn apply(&mut self, prepared: Prepared) {
+        for (id, network) in prepared.networks {
+            match network {
+                Some(network) => {
+                    if let Err(err) = self.put_network(network) {
+                        tracing::warn!(error = %err, "a network the model cannot keep");
+                    }
+                }
+                None => {
+                    self.networks.remove(&id);
+                }
+            }
+        }
+        for (id, router) in prepared.routers {
+            match router {
+                Some(router) => {
+                    if let Err(err) = self.put_router(router) {
+                        tracing::warn!(error = %err, "a router the model cannot keep");
+                    }
+                }
+                None => {
+                    self.routers.remove(&id);
+                }
+            }
+        }
+        // Every changed instance leaves first, so an address that moved between two of them
+        // in this batch ends up with its new owner whatever the order.
+        let mut kept_passwords = HashMap::new();
+        for uuid in &prepared.instances_changed {
+            if let Some(old) = self.remove(uuid)
+                && let Some(password) = old.password()
+            {
+                kept_passwords.insert(*uuid, (old.ec2_id, password.to_owned()));
+            }
+        }
+        for mut record in prepared.instances {
+            // Passwords are write-once: a record read before the password was stored (this
+            // server stored it a moment ago) must not take it away again.
+            if record.password().is_none()
+                && let Some((ec2_id, password)) = kept_passwords.get(&record.uuid)
+                && *ec2_id == record.ec2_id
+            {
+                record = record.with_password(password);
+            }
+            self.insert(record);
+        }
+        self.seq = prepared.through;
+    }
+}
+
+/// A batch turned into model records outside the write lock.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    through: i64,
+    networks: Vec<(Uuid, Option<Network>)>,
+    routers: Vec<(Uuid, Option<Router>)>,
+    /// Every instance the batch touched (removed first).
+    instances_changed: Vec<Uuid>,
+    /// Those that exist, as they are now.
+    instances: Vec<InstanceRecord>,
+}
+
+/// Builds the records of a batch.
+pub fn prepare(
+    mut batch: Batch,
+    codec: Option<Arc<Codec>>,
+    interner: &mut Interner,
+) -> Result<Prepared, RecordError> {
+    let mut prepared = Prepared {
+        through: batch.through,
+        ..Prepared::default()
+    };
+    let mut networks: HashMap<String, Network> = std::mem::take(&mut batch.networks)
+        .into_iter()
+        .map(|network| (network.id.clone(), network))
+        .collect();
+    for id in batch.changed(ChangeKind::Network) {
+        prepared
+            .networks
+            .push((parse_id("network id", id)?, networks.remove(id)));
+    }
+    let mut routers: HashMap<String, Router> = std::mem::take(&mut batch.routers)
+        .into_iter()
+        .map(|router| (router.id.clone(), router))
+        .collect();
+    for id in batch.changed(ChangeKind::Router) {
+        prepared
+            .routers
+            .push((parse_id("router id", id)?, routers.remove(id)));
+    }
+    for id in batch.changed(ChangeKind::Instance) {
+        prepared
+            .instances_changed
+            .push(parse_id("instance uuid", id)?);
+    }
+    let mut packer = Packer::new(codec);
+    for (instance, ports) in &batch.instances {
+        let record = record::record(instance, ports, interner, &mut packer)?;
+        prepared.instances_changed.push(record.uuid);
+        prepared.instances.push(record);
+    }
+    Ok(prepared)
+}
+
+/// Builds a model from the records of one snapshot, in the order the store hands them over.
+pub struct Builder<'i> {
+    model: Model,
+    interner: &'i mut Interner,
+    /// Instances held back until the dictionary is made (`None` once it is).
+    waiting: Option<Vec<(Instance, Vec<Port>)>>,
+    waiting_bytes: usize,
+    waiting_samples: usize,
+    packer: Packer,
+    /// Records the model could not keep (logged, counted).
+    pub skipped: usize,
+}
+
+impl<'i> Builder<'i> {
+    pub fn new(interner: &'i mut Interner) -> Self {
+        Self {
+            model: Model::default(),
+            interner,
+            waiting: Some(Vec::new()),
+            waiting_bytes: 0,
+            waiting_samples: 0,
+            packer: Packer::new(None),
+            skipped: 0,
+        }
+    }
+
+    fn skip(&mut self, err: &RecordError) {
+        self.skipped += 1;
+        tracing::warn!(error = %err, "a registry record the model cannot keep: not served");
+    }
+
+    /// Takes one record of the snapshot.
+    pub fn add(&mut self, record: Record) -> StoreResult<()> {
+        match record {
+            Record::Network(network) => {
+                if let Err(err) = self.model.put_network(network) {
+                    self.skip(&err);
+                }
+            }
+            Record::Router(router) => {
+                if let Err(err) = self.model.put_router(router) {
+                    self.skip(&err);
+                }
+            }
+            Record::Instance(instance, ports) => match &mut self.waiting {
+                Some(waiting) => {
+                    if let Some(data) = &instance.user_data {
+                        self.waiting_samples += 1;
+                        self.waiting_bytes += data.len();
+                    }
+                    waiting.push((instance, ports));
+                    if self.waiting_samples >= DICTIONARY_SAMPLES
+                        || self.waiting_bytes >= DICTIONARY_BYTES
+                    {
+                        self.make_dictionary();
+                    }
+                }
+                None => self.keep(&instance, &ports),
+            },
+        }
+        Ok(())
+    }
+
+    /// Makes the dictionary from the instances held back, then keeps them.
+    fn make_dictionary(&mut self) {
+        let waiting = self.waiting.take().unwrap_or_default();
+        let codec = Codec::from_samples(
+            waiting
+                .iter()
+                .filter_map(|(instance, _)| instance.user_data.as_deref()),
+        )
+        .map(Arc::new);
+        self.packer = Packer::new(codec.clone());
+        self.model.codec = codec;
+        for (instance, ports) in &waiting {
+            self.keep(instance, ports);
+        }
+    }
+
+    fn keep(&mut self, instance: &Instance, ports: &[Port]) {
+        match record::record(instance, ports, self.interner, &mut self.packer) {
+            Ok(record) => self.model.insert(record),
+            Err(err) => self.skip(&err),
+        }
+    }
+
+    /// The model, reflecting change `seq`.
+    pub fn finish(mut self, seq: i64) -> Model {
+        if self.waiting.is_some() {
+            self.make_dictionary();
+        }
+        self.model.seq = seq;
+        self.model
+    }
+}

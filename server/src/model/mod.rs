@@ -1,0 +1,302 @@
+//! The read model: the registry in memory, what every guest request is answered from (zero
+//! store round trips per request). Loaded at start from one consistent snapshot of the store,
+//! kept current from the change log by `crate::follow`, swapped whole when the log has a gap.
+//!
+//! Readers take a read lock for a few hash lookups; a batch of changes is applied under one
+//! write lock, so a reader sees the registry before the batch or after it, never half of it.
+
+mod build;
+pub mod record;
+mod status;
+pub mod user_data;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+
+use uuid::Uuid;
+
+pub use build::{DICTIONARY_SAMPLES, Model};
+pub use record::{InstanceRecord, PortRecord};
+pub use status::ModelStatus;
+
+use crate::store::{
+    Change, Feed, Instance, MAX_CHANGES_PER_BATCH, Network, Port, Store, StoreError, StoreResult,
+};
+use build::{Builder, prepare};
+use record::{Interner, id_text, mac_text};
+
+/// Who holds an address, as a lookup finds it.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found(Arc<InstanceRecord>),
+    /// No port has it.
+    NoPort,
+    /// This many ports have it (only a registry written around the store's rules).
+    Ambiguous(usize),
+}
+
+impl Lookup {
+    fn of(found: Vec<Arc<InstanceRecord>>) -> Self {
+        match found.len() {
+            0 => Self::NoPort,
+            1 => found.into_iter().next().map_or(Self::NoPort, Self::Found),
+            several => Self::Ambiguous(several),
+        }
+    }
+}
+
+/// What one catch-up did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatchUp {
+    UpToDate,
+    /// These changes were applied.
+    Applied(Vec<Change>),
+    /// The model was built anew from a snapshot (a gap in the log, or too many changes).
+    Reloaded,
+}
+
+/// The shared read model.
+pub struct ReadModel {
+    model: RwLock<Model>,
+    interner: Mutex<Interner>,
+    status: Arc<ModelStatus>,
+}
+
+impl ReadModel {
+    /// Loads the model from one snapshot of `store`.
+    pub fn load(store: &dyn Store) -> StoreResult<Self> {
+        let mut interner = Interner::default();
+        let model = build_model(store, &mut interner)?;
+        let status = Arc::new(ModelStatus::default());
+        status.loaded(model.seq, model.instance_count());
+        Ok(Self {
+            model: RwLock::new(model),
+            interner: Mutex::new(interner),
+            status,
+        })
+    }
+
+    pub fn status(&self) -> Arc<ModelStatus> {
+        self.status.clone()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The newest change the model reflects.
+    pub fn seq(&self) -> i64 {
+        self.read().seq
+    }
+
+    /// Brings the model up to the store's newest change: a batch applied at once, or a new
+    /// model from a snapshot when the change log cannot say what changed.
+    pub fn catch_up(&self, store: &dyn Store) -> StoreResult<CatchUp> {
+        let seq = self.seq();
+        let outcome = match store.changes_after(seq, MAX_CHANGES_PER_BATCH)? {
+            Feed::UpToDate => CatchUp::UpToDate,
+            Feed::Batch(batch) => {
+                let changes = batch.changes.clone();
+                let codec = self.read().codec.clone();
+                let prepared = {
+                    let mut interner = self.interner.lock().unwrap_or_else(PoisonError::into_inner);
+                    prepare(batch, codec, &mut interner)
+                };
+                match prepared {
+                    Ok(prepared) => {
+                        let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+                        if model.seq != seq {
+                            // Reloaded meanwhile (only this thread does either): start over.
+                            return Ok(CatchUp::UpToDate);
+                        }
+                        model.apply(prepared);
+                        self.status.applied(model.seq, model.instance_count());
+                        CatchUp::Applied(changes)
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a change the model cannot apply: reloading");
+                        self.reload(store)?;
+                        CatchUp::Reloaded
+                    }
+                }
+            }
+            Feed::Gap | Feed::TooMany => {
+                tracing::info!(
+                    seq,
+                    "the change log cannot bring the model up to date: reloading"
+                );
+                self.reload(store)?;
+                CatchUp::Reloaded
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Builds a new model from a snapshot and swaps it in whole.
+    pub fn reload(&self, store: &dyn Store) -> StoreResult<()> {
+        let mut interner = self.interner.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = build_model(store, &mut interner)?;
+        let (seq, count) = (fresh.seq, fresh.instance_count());
+        let old = std::mem::replace(
+            &mut *self.model.write().unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        // The old model is freed after the lock is released.
+        drop(old);
+        interner.prune();
+        self.status.reloaded(seq, count);
+        Ok(())
+    }
+
+    /// Records a password this server just stored (write-once), so it is served at once;
+    /// other servers get it from the change log.
+    pub fn password_stored(&self, uuid: &str, password: &str) {
+        let Ok(uuid) = Uuid::parse_str(uuid) else {
+            return;
+        };
+        let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(record) = model.instances.get(&uuid) else {
+            return;
+        };
+        if record.password().is_none() {
+            let updated = record.with_password(password);
+            model.replace(updated);
+        }
+    }
+
+    /// The instance with this uuid.
+    pub fn instance(&self, uuid: &str) -> Option<Arc<InstanceRecord>> {
+        let uuid = Uuid::parse_str(uuid).ok()?;
+        self.read().instances.get(&uuid).cloned()
+    }
+
+    /// The owner of `ip` on the networks behind router `router_id`.
+    pub fn behind_router(&self, ip: IpAddr, router_id: &str) -> Lookup {
+        let Ok(router) = Uuid::parse_str(router_id) else {
+            return Lookup::NoPort;
+        };
+        let model = self.read();
+        let Some(router) = model.routers.get(&router) else {
+            return Lookup::NoPort;
+        };
+        let found = router
+            .networks
+            .iter()
+            .filter_map(|network| Uuid::parse_str(network).ok())
+            .filter_map(|network| model.owner(&network, ip).cloned())
+            .collect();
+        Lookup::of(found)
+    }
+
+    /// The owner of `ip` on network `network_id`.
+    pub fn on_network(&self, ip: IpAddr, network_id: &str) -> Lookup {
+        let Ok(network) = Uuid::parse_str(network_id) else {
+            return Lookup::NoPort;
+        };
+        match self.read().owner(&network, ip) {
+            Some(owner) => Lookup::Found(owner.clone()),
+            None => Lookup::NoPort,
+        }
+    }
+
+    /// The owners of `ip` on any network (the API's source-IP mode).
+    pub fn by_ip(&self, ip: IpAddr) -> Lookup {
+        let model = self.read();
+        let found = model
+            .networks
+            .keys()
+            .filter_map(|network| model.owner(network, ip).cloned())
+            .collect();
+        Lookup::of(found)
+    }
+
+    /// Ids of every router, and of every isolated network (whose DHCP namespaces get a
+    /// listener).
+    pub fn served_namespaces(&self) -> (Vec<String>, Vec<String>) {
+        let model = self.read();
+        let routers = model.routers.keys().map(id_text).collect();
+        let isolated = model
+            .networks
+            .values()
+            .filter(|entry| entry.record.isolated)
+            .map(|entry| entry.record.id.clone())
+            .collect();
+        (routers, isolated)
+    }
+
+    /// The instance as the store would give it, with its ports and their networks, for the
+    /// API's renderers. `created` is not kept in memory (no document has it): empty.
+    pub fn materialize(
+        &self,
+        record: &InstanceRecord,
+    ) -> StoreResult<(Instance, Vec<(Port, Network)>)> {
+        let model = self.read();
+        let user_data = match &record.user_data {
+            Some(packed) => Some(
+                user_data::unpack(packed, model.codec.as_deref()).ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "the user data of instance {} cannot be unpacked",
+                        record.uuid
+                    ))
+                })?,
+            ),
+            None => None,
+        };
+        let extra = record.extra.as_deref().cloned().unwrap_or_default();
+        let uuid = id_text(&record.uuid);
+        let instance = Instance {
+            uuid: uuid.clone(),
+            ec2_id: record.ec2_id,
+            project: record.project.to_string(),
+            name: record.name.to_string(),
+            hostname: record.hostname().to_owned(),
+            availability_zone: record.availability_zone.as_deref().map(str::to_owned),
+            launch_index: record.launch_index,
+            key_pairs: record.key_pairs.to_vec(),
+            user_data,
+            meta: extra.meta,
+            admin_pass: extra.admin_pass,
+            password: extra.password,
+            created: String::new(),
+        };
+        let mut ports = Vec::with_capacity(record.ports.len());
+        for port in record.ports.iter() {
+            let Some(network) = model.networks.get(&port.network) else {
+                continue;
+            };
+            ports.push((
+                Port {
+                    id: id_text(&port.id),
+                    network_id: network.record.id.clone(),
+                    mac: mac_text(&port.mac),
+                    ip: port.ip,
+                    instance_id: uuid.clone(),
+                    project: instance.project.clone(),
+                    created: String::new(),
+                },
+                Network::clone(&network.record),
+            ));
+        }
+        Ok((instance, ports))
+    }
+
+    /// Instances in the model.
+    pub fn instance_count(&self) -> usize {
+        self.read().instance_count()
+    }
+}
+
+fn build_model(store: &dyn Store, interner: &mut Interner) -> StoreResult<Model> {
+    let mut builder = Builder::new(interner);
+    let seq = store.snapshot(&mut |record| builder.add(record))?;
+    if builder.skipped > 0 {
+        tracing::warn!(
+            skipped = builder.skipped,
+            "registry records the model could not keep"
+        );
+    }
+    Ok(builder.finish(seq))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! One instance as the read model keeps it: compact (a few hundred bytes, so a million fit in
+//! the memory budget), with what its documents and its guest's lookup need. Ids are 16-byte
+//! uuids, projects, zones and key-pair lists are shared between instances, and rare fields
+//! (meta, passwords) live behind one pointer.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::user_data::Packer;
+use crate::store::{Instance, KeyPair, Port};
+
+/// One port of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRecord {
+    pub id: Uuid,
+    pub network: Uuid,
+    pub mac: [u8; 6],
+    pub ip: IpAddr,
+}
+
+/// Fields most instances leave empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    pub meta: BTreeMap<String, String>,
+    pub admin_pass: Option<String>,
+    pub password: Option<String>,
+}
+
+/// An instance and its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub uuid: Uuid,
+    pub ec2_id: i64,
+    pub project: Arc<str>,
+    pub name: Box<str>,
+    /// `None` when the host name is the name.
+    pub hostname: Option<Box<str>>,
+    pub availability_zone: Option<Arc<str>>,
+    pub launch_index: u32,
+    pub key_pairs: Arc<[KeyPair]>,
+    /// Packed by `user_data::Packer`.
+    pub user_data: Option<Box<[u8]>>,
+    pub extra: Option<Box<Extra>>,
+    /// Oldest first.
+    pub ports: Box<[PortRecord]>,
+}
+
+impl InstanceRecord {
+    pub fn hostname(&self) -> &str {
+        self.hostname.as_deref().unwrap_or(&self.name)
+    }
+
+    pub fn password(&self) -> Option<&str> {
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.password.as_deref())
+    }
+
+    /// The same instance with `password` stored.
+    pub fn with_password(&self, password: &str) -> Self {
+        let mut extra = self.extra.as_deref().cloned().unwrap_or_default();
+        extra.password = Some(password.to_owned());
+        Self {
+            extra: Some(Box::new(extra)),
+            ..self.clone()
+        }
+    }
+}
+
+/// Why a registry record could not be kept (only a registry written by something else than
+/// metaboot's store gets here).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{what} {text:?} is not a uuid")]
+    NotAUuid { what: &'static str, text: String },
+    #[error("MAC {0:?} is not six hex bytes")]
+    BadMac(String),
+}
+
+/// A registry id (always a hyphenated uuid when metaboot's store wrote it).
+pub fn parse_id(what: &'static str, text: &str) -> Result<Uuid, RecordError> {
+    Uuid::parse_str(text).map_err(|_| RecordError::NotAUuid {
+        what,
+        text: text.to_owned(),
+    })
+}
+
+/// The registry's text form of an id.
+pub fn id_text(id: &Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+fn parse_mac(text: &str) -> Result<[u8; 6], RecordError> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts
+            .next()
+            .ok_or_else(|| RecordError::BadMac(text.to_owned()))?;
+        *byte = u8::from_str_radix(part, 16).map_err(|_| RecordError::BadMac(text.to_owned()))?;
+    }
+    if parts.next().is_some() {
+        return Err(RecordError::BadMac(text.to_owned()));
+    }
+    Ok(mac)
+}
+
+/// Lower case, colon separated, as the store writes it.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+/// Shares the values many instances repeat: projects, zones and key-pair lists.
+#[derive(Debug, Default)]
+pub struct Interner {
+    texts: HashSet<Arc<str>>,
+    key_pairs: HashMap<String, Arc<[KeyPair]>>,
+}
+
+impl Interner {
+    pub fn text(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.texts.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.texts.insert(shared.clone());
+        shared
+    }
+
+    pub fn key_pairs(&mut self, pairs: &[KeyPair]) -> Arc<[KeyPair]> {
+        let mut key = String::new();
+        for pair in pairs {
+            for part in [&pair.name, &pair.kind, &pair.data] {
+                key.push_str(part);
+                key.push('\0');
+            }
+        }
+        self.key_pairs
+            .entry(key)
+            .or_insert_with(|| Arc::from(pairs))
+            .clone()
+    }
+
+    /// Forgets values no record uses any more.
+    pub fn prune(&mut self) {
+        self.texts.retain(|text| Arc::strong_count(text) > 1);
+        self.key_pairs
+            .retain(|_, pairs| Arc::strong_count(pairs) > 1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.texts.len() + self.key_pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Builds the record of a store instance and its ports.
+pub fn record(
+    instance: &Instance,
+    ports: &[Port],
+    interner: &mut Interner,
+    packer: &mut Packer,
+) -> Result<InstanceRecord, RecordError> {
+    let ports = ports
+        .iter()
+        .map(|port| {
+            Ok(PortRecord {
+                id: parse_id("port id", &port.id)?,
+                network: parse_id("network id", &port.network_id)?,
+                mac: parse_mac(&port.mac)?,
+                ip: port.ip,
+            })
+        })
+        .collect::<Result<Vec<_>, RecordError>>()?;
+    let extra = (!instance.meta.is_empty()
+        || instance.admin_pass.is_some()
+        || instance.password.as_deref().is_some_and(|p| !p.is_empty()))
+    .then(|| {
+        Box::new(Extra {
+            meta: instance.meta.clone(),
+            admin_pass: instance.admin_pass.clone(),
+            password: instance.password.clone().filter(|p| !p.is_empty()),
+        })
+    });
+    Ok(InstanceRecord {
+        uuid: parse_id("instance uuid", &instance.uuid)?,
+        ec2_id: instance.ec2_id,
+        project: interner.text(&instance.project),
+        name: instance.name.as_str().into(),
+        hostname: (instance.hostname != instance.name).then(|| instance.hostname.as_str().into()),
+        availability_zone: instance
+            .availability_zone
+            .as_deref()
+            .map(|zone| interner.text(zone)),
+        launch_index: instance.launch_index,
+        key_pairs: interner.key_pairs(&instance.key_pairs),
+        user_data: instance.user_data.as_deref().map(|data| packer.pack(data)),
+        extra,
+        ports: ports.into_boxed_slice(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_and_ids_round_trip_and_bad_ones_are_refused() {
+        let mac = parse_mac("fa:16:3e:00:0a:ff").unwrap();
+        assert_eq!(mac_text(&mac), "fa:16:3e:00:0a:ff");
+        for bad in [
+            "fa:16:3e:00:0a",
+            "fa:16:3e:00:0a:ff:00",
+            "zz:16:3e:00:0a:ff",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+        let id = "d8e02d56-2648-49a3-bf97-6be8f1204f38";
+        assert_eq!(id_text(&parse_id("x", id).unwrap()), id);
+        assert!(parse_id("x", "web").is_err());
+    }
+
+    #[test]
+    fn shared_values_are_kept_once_and_forgotten_when_unused() {
+        let mut interner = Interner::default();
+        let a = interner.text("project");
+        let b = interner.text("project");
+        assert!(Arc::ptr_eq(&a, &b));
+        let pairs = [KeyPair {
+            name: "k".into(),
+            kind: "ssh".into(),
+            data: "ssh-ed25519 AAAA".into(),
+        }];
+        assert!(Arc::ptr_eq(
+            &interner.key_pairs(&pairs),
+            &interner.key_pairs(&pairs)
+        ));
+        drop((a, b));
+        interner.prune();
+        assert_eq!(interner.len(), 0);
+    }
+}

@@ -1,0 +1,189 @@
+//! The read model over a real SQLite registry: built from a snapshot, kept current batch by
+//! batch, rebuilt when the change log has a gap, and never half-applied to a reader.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{CatchUp, Lookup, ReadModel};
+use crate::store::{self, NewInstance, NewNetwork, NewPort, NewRouter, Store};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    url: String,
+    store: Arc<dyn Store>,
+    network: String,
+    router: String,
+}
+
+fn world(kept: i64) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("r.sqlite").display().to_string();
+    let store = store::open_keeping_changes(&url, kept).unwrap();
+    let network = store
+        .create_network(&NewNetwork {
+            name: "net".into(),
+            project: "p".into(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            ..NewNetwork::default()
+        })
+        .unwrap()
+        .id;
+    let router = store
+        .create_router(&NewRouter {
+            name: "r".into(),
+            project: "p".into(),
+            networks: vec![network.clone()],
+        })
+        .unwrap()
+        .id;
+    World {
+        _dir: dir,
+        url,
+        store,
+        network,
+        router,
+    }
+}
+
+fn uuid(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+fn create(w: &World, n: u32, at: &str) -> String {
+    let new = NewInstance {
+        uuid: uuid(n),
+        project: "p".into(),
+        name: format!("vm{n}"),
+        hostname: format!("vm{n}"),
+        user_data: Some(
+            format!("#cloud-config\nhostname: vm{n}\n")
+                .repeat(4)
+                .into_bytes(),
+        ),
+        ..NewInstance::default()
+    };
+    let port = NewPort {
+        network_id: w.network.clone(),
+        ip: Some(ip(at)),
+        ..NewPort::default()
+    };
+    w.store.create_instance(&new, &port).unwrap().0.uuid
+}
+
+fn owner(model: &ReadModel, w: &World, at: &str) -> Option<String> {
+    match model.behind_router(ip(at), &w.router) {
+        Lookup::Found(record) => Some(record.name.to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_model_answers_what_the_store_holds_and_follows_it() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    for n in 0..100 {
+        create(&w, n, &format!("198.18.0.{}", n + 10));
+    }
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    assert_eq!(model.instance_count(), 100);
+    assert_eq!(model.seq(), w.store.last_change().unwrap());
+    assert_eq!(owner(&model, &w, "198.18.0.15").as_deref(), Some("vm5"));
+    assert!(matches!(
+        model.on_network(ip("198.18.0.15"), &w.network),
+        Lookup::Found(_)
+    ));
+    assert!(matches!(model.by_ip(ip("198.18.0.15")), Lookup::Found(_)));
+    assert!(matches!(
+        model.behind_router(ip("198.18.0.200"), &w.router),
+        Lookup::NoPort
+    ));
+    // Documents come back as the store has them, user data included (compressed in memory).
+    let record = model.instance(&uuid(5)).unwrap();
+    let (instance, ports) = model.materialize(&record).unwrap();
+    let stored = w.store.instance(&uuid(5)).unwrap();
+    assert_eq!(instance.user_data, stored.user_data);
+    assert_eq!(instance.name, stored.name);
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        ports[0].0.mac,
+        w.store.instance_ports(&uuid(5)).unwrap()[0].0.mac
+    );
+
+    // An address moved: the old owner deleted, a new instance at its address.
+    w.store.delete_instance(&uuid(5)).unwrap();
+    create(&w, 500, "198.18.0.15");
+    let CatchUp::Applied(changes) = model.catch_up(w.store.as_ref()).unwrap() else {
+        panic!("expected a batch");
+    };
+    assert!(!changes.is_empty());
+    assert_eq!(owner(&model, &w, "198.18.0.15").as_deref(), Some("vm500"));
+    assert!(model.instance(&uuid(5)).is_none());
+    assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::UpToDate);
+
+    // A password stored by this server is served at once and survives a batch read before it.
+    model.password_stored(&uuid(6), "secret");
+    assert_eq!(model.instance(&uuid(6)).unwrap().password(), Some("secret"));
+    create(&w, 501, "198.18.0.250");
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(model.instance(&uuid(6)).unwrap().password(), Some("secret"));
+}
+
+#[test]
+fn a_gap_in_the_change_log_rebuilds_the_model() {
+    let w = world(5);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    // More changes than the log keeps while the model looks away: it cannot apply them one by
+    // one, so it reloads and sees everything.
+    for n in 2..10 {
+        create(&w, n, &format!("198.18.0.{}", n + 10));
+    }
+    w.store.delete_instance(&uuid(1)).unwrap();
+    assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::Reloaded);
+    assert_eq!(model.status().reloads(), 1);
+    assert_eq!(model.instance_count(), 8);
+    assert!(owner(&model, &w, "198.18.0.10").is_none());
+    assert_eq!(owner(&model, &w, "198.18.0.19").as_deref(), Some("vm9"));
+    assert_eq!(model.seq(), w.store.last_change().unwrap());
+    // A store reset under it (a new, emptier registry at the same place): reload too.
+    drop(w.store);
+    std::fs::remove_file(&w.url).unwrap();
+    let fresh = store::open(&w.url).unwrap();
+    assert_eq!(model.catch_up(fresh.as_ref()).unwrap(), CatchUp::Reloaded);
+    assert_eq!(model.instance_count(), 0);
+}
+
+#[test]
+fn readers_never_see_half_a_batch() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = Arc::new(ReadModel::load(w.store.as_ref()).unwrap());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Every round moves the guest address from one instance to the next in one write
+        // batch (delete + create); a reader must always find exactly one owner.
+        let reader = scope.spawn(|| {
+            let mut looked = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match model.behind_router(ip("198.18.0.10"), &w.router) {
+                    Lookup::Found(_) => looked += 1,
+                    other => panic!("half a batch seen: {other:?}"),
+                }
+            }
+            looked
+        });
+        for n in 2..40 {
+            w.store.delete_instance(&uuid(n - 1)).unwrap();
+            create(&w, n, "198.18.0.10");
+            // Both writes in one batch.
+            model.catch_up(w.store.as_ref()).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+    assert_eq!(owner(&model, &w, "198.18.0.10").as_deref(), Some("vm39"));
+}

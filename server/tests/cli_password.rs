@@ -1,0 +1,154 @@
+//! `metaboot-server instance get-password NAME --private-key FILE | --raw` as a user runs it,
+//! on a password encrypted by openssl (what cloudbase-init and metaboot's guest agent post:
+//! base64 of RSA PKCS#1 v1.5) and stored through the registry, as the password endpoint does.
+
+mod cli_support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use base64::Engine as _;
+use metaboot_server::store;
+
+use cli_support::Registry;
+
+fn tools() -> bool {
+    for tool in ["ssh-keygen", "openssl"] {
+        if Command::new(tool).arg("-V").output().is_err()
+            && Command::new(tool).arg("version").output().is_err()
+        {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{tool} is required in CI"
+            );
+            eprintln!("skipping: {tool} is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `ssh-keygen` into the registry's directory: `(private key, public key line)`.
+fn keygen(reg: &Registry, name: &str, args: &[&str]) -> (PathBuf, String) {
+    let key = reg.path(name);
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .args(args));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_owned())
+}
+
+/// `password` encrypted with openssl for the public half of `key`, base64.
+fn encrypt(reg: &Registry, key: &std::path::Path, password: &str) -> String {
+    let pem = reg.path("public.pem");
+    let out = run(Command::new("ssh-keygen")
+        .args(["-e", "-m", "PKCS8", "-f"])
+        .arg(key.with_extension("pub")));
+    std::fs::write(&pem, out).unwrap();
+    let plain = reg.path("plain");
+    std::fs::write(&plain, password).unwrap();
+    let cipher = run(Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-pkeyopt",
+            "rsa_padding_mode:pkcs1",
+            "-inkey",
+        ])
+        .arg(&pem)
+        .arg("-in")
+        .arg(&plain));
+    base64::engine::general_purpose::STANDARD.encode(cipher)
+}
+
+fn instance(reg: &Registry, name: &str, keys: &[&PathBuf]) -> String {
+    let mut args = vec!["instance", "create", name, "--network", "net1", "--json"];
+    let files: Vec<String> = keys
+        .iter()
+        .map(|k| k.with_extension("pub").display().to_string())
+        .collect();
+    for file in &files {
+        args.extend(["--key-file", file]);
+    }
+    reg.json(&args)["uuid"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn decrypts_with_the_first_key_pair_and_refuses_others() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    let (openssh, _) = keygen(&reg, "rsa-openssh", &["-t", "rsa", "-b", "2048"]);
+    let (pem, _) = keygen(&reg, "rsa-pem", &["-t", "rsa", "-b", "2048", "-m", "PEM"]);
+    let (ed, _) = keygen(&reg, "ed", &["-t", "ed25519"]);
+    let uuid = instance(&reg, "web", &[&openssh, &pem]);
+    let db = store::open(reg.db.to_str().unwrap()).unwrap();
+
+    // Nothing posted yet.
+    let out = reg
+        .cmd(&["instance", "get-password", "web", "--raw"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password_postback"));
+
+    let posted = encrypt(&reg, &openssh, "Gen3rated-pw!");
+    assert_eq!(
+        db.set_password(&uuid, &posted).unwrap(),
+        store::PasswordSet::Stored
+    );
+    assert_eq!(
+        reg.ok(&["instance", "get-password", "web", "--raw"]).trim(),
+        posted
+    );
+    let key = openssh.display().to_string();
+    assert_eq!(
+        reg.ok(&["instance", "get-password", "web", "--private-key", &key]),
+        "Gen3rated-pw!\n"
+    );
+
+    // The second key pair's private key is not the one the password is encrypted with.
+    let other = pem.display().to_string();
+    let refused = reg.refused(&["instance", "get-password", "web", "--private-key", &other]);
+    assert!(refused.contains("rsa-openssh"), "{refused}");
+
+    // PEM (PKCS#1) keys work too: an instance whose first key is the PEM one.
+    let second = instance(&reg, "db", &[&pem]);
+    db.set_password(&second, &encrypt(&reg, &pem, "pem-pw"))
+        .unwrap();
+    assert_eq!(
+        reg.ok(&["instance", "get-password", "db", "--private-key", &other]),
+        "pem-pw\n"
+    );
+
+    // A non-RSA first key: nothing can decrypt; a non-key file: said so.
+    let third = instance(&reg, "ed", &[&ed]);
+    db.set_password(&third, "c29tZXRoaW5n").unwrap();
+    let refused = reg.refused(&["instance", "get-password", "ed", "--private-key", &key]);
+    assert!(refused.contains("not RSA"), "{refused}");
+    let junk = reg.write("junk", b"hello\n");
+    let refused = reg.refused(&["instance", "get-password", "web", "--private-key", &junk]);
+    assert!(refused.contains("not a private key"), "{refused}");
+    // A passphrase-protected key: said so, with what to do.
+    let (locked, _) = keygen(&reg, "locked", &["-t", "rsa", "-b", "2048"]);
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "secret", "-f"])
+        .arg(&locked));
+    let locked = locked.display().to_string();
+    let refused = reg.refused(&["instance", "get-password", "web", "--private-key", &locked]);
+    assert!(refused.contains("passphrase"), "{refused}");
+}

@@ -1,0 +1,410 @@
+//! `metaboot-server instance config-drive NAME -o FILE` as a user runs it: the image is read
+//! back with the image tools (osirrox, mtools) and every document on it is compared with what
+//! the metadata API answers for the same instance (docs/protocol.md §9.6): byte for byte,
+//! apart from `random_seed` and the config drive's own `admin_pass`.
+
+mod cli_support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use metaboot_proto::headers;
+use metaboot_server::api::{Api, Identify, MetadataRequest, Rendering, VendorDocs};
+use metaboot_server::model::ReadModel;
+use metaboot_server::store;
+
+use cli_support::{Registry, ssh_key};
+
+const SECRET: &[u8] = b"config-drive-secret";
+const VENDOR: &str = r##"{"cloud-init": "#cloud-config\nruncmd: [touch, /vendor]\n"}"##;
+
+/// In CI (`CI=true`) a missing tool fails the test; elsewhere it is skipped with the reason.
+fn require_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| Command::new(tool).arg("--version").output().is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{missing:?} required in CI (scripts/install-test-deps installs them)");
+    }
+    eprintln!("skipping: {missing:?} not installed");
+    false
+}
+
+/// A registry with one instance that has everything a drive carries: keys, user data, meta,
+/// an admin password, a port on a network with an MTU.
+fn registry() -> (Registry, String) {
+    let reg = Registry::new();
+    reg.ok(&[
+        "network",
+        "create",
+        "net1",
+        "--cidr",
+        "198.18.0.0/24",
+        "--mtu",
+        "1450",
+    ]);
+    let (key, _) = ssh_key(&reg, "id_ed25519");
+    let user_data = reg.write("user-data", b"#cloud-config\nhostname: from-user-data\n");
+    let admin = reg.write("admin-pass", b"s3cret-admin\n");
+    let created = reg.json(&[
+        "instance",
+        "create",
+        "web",
+        "--network",
+        "net1",
+        "--key-file",
+        &key,
+        "--user-data",
+        &user_data,
+        "--meta",
+        "role=web",
+        "--availability-zone",
+        "nova",
+        "--admin-pass-file",
+        &admin,
+        "--json",
+    ]);
+    let uuid = created["uuid"].as_str().unwrap().to_owned();
+    (reg, uuid)
+}
+
+/// The files of an image, read back with osirrox (ISO 9660, Rock Ridge names) or mcopy (vfat).
+fn extract(image: &Path, vfat: bool, into: &Path) -> BTreeMap<String, Vec<u8>> {
+    let status = if vfat {
+        fs::create_dir_all(into).unwrap();
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-n", "-i"])
+            .arg(image)
+            .arg("::/*")
+            .arg(into)
+            .status()
+    } else {
+        Command::new("osirrox")
+            .arg("-indev")
+            .arg(image)
+            .args(["-extract", "/"])
+            .arg(into)
+            .output()
+            .map(|out| out.status)
+    }
+    .unwrap();
+    assert!(status.success(), "extracting {}", image.display());
+    let mut files = BTreeMap::new();
+    let mut stack = vec![into.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let inside = path.strip_prefix(into).unwrap().display().to_string();
+                files.insert(inside, fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// The API over the same registry, asked as the agent would ask it for `uuid`.
+struct Metadata {
+    api: Api,
+    uuid: String,
+}
+
+impl Metadata {
+    fn new(db: &Path, uuid: &str, vendor: &Path) -> Self {
+        let store = store::open(db.to_str().unwrap()).unwrap();
+        let rendering = Rendering {
+            vendor: VendorDocs::load(vendor).unwrap(),
+            ..Rendering::default()
+        };
+        let model = Arc::new(ReadModel::load(store.as_ref()).unwrap());
+        let api = Api::new(
+            store,
+            model,
+            Identify::Proxy {
+                secret: SECRET.into(),
+            },
+            rendering,
+        );
+        Self {
+            api,
+            uuid: uuid.to_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Bytes {
+        let mut h = HeaderMap::new();
+        h.insert(
+            headers::INSTANCE_ID,
+            HeaderValue::from_str(&self.uuid).unwrap(),
+        );
+        h.insert(headers::TENANT_ID, HeaderValue::from_static("admin"));
+        h.insert(
+            headers::INSTANCE_ID_SIGNATURE,
+            HeaderValue::from_str(&metaboot_proto::sign(SECRET, &self.uuid)).unwrap(),
+        );
+        h.insert(
+            headers::FORWARDED_FOR,
+            HeaderValue::from_static("198.18.0.3"),
+        );
+        let request = MetadataRequest {
+            method: Method::GET,
+            path: path.to_owned(),
+            headers: h,
+            peer: None,
+            body: Bytes::new(),
+        };
+        let response = self.api.answer(&request).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+}
+
+/// `meta_data.json` without its leading `"random_seed":"…",` (the API splices a fresh one
+/// in first) and, for the drive's copy, without `"admin_pass":"…"`; returns the admin password.
+fn without_seed_and_admin_pass(doc: &[u8]) -> (String, Option<String>) {
+    let text = std::str::from_utf8(doc).unwrap();
+    let value: serde_json::Value = serde_json::from_str(text).unwrap();
+    let seed = value["random_seed"].as_str().map(str::to_owned);
+    let admin = value["admin_pass"].as_str().map(str::to_owned);
+    let mut text = text.to_owned();
+    if let Some(seed) = seed {
+        text = text.replacen(&format!("\"random_seed\":\"{seed}\","), "", 1);
+    }
+    if let Some(admin) = &admin {
+        text = text.replacen(
+            &format!(",\"admin_pass\":{}", serde_json::json!(admin)),
+            "",
+            1,
+        );
+    }
+    (text, admin)
+}
+
+/// Every leaf of an EC2 `meta-data.json` against `GET /<version>/meta-data/<path>`.
+async fn compare_ec2(api: &Metadata, base: &str, value: &serde_json::Value, checked: &mut usize) {
+    let mut stack = vec![(base.to_owned(), value.clone())];
+    while let Some((path, value)) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    stack.push((format!("{path}/{key}"), child));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                let joined: Vec<&str> = items.iter().map(|i| i.as_str().unwrap()).collect();
+                assert_eq!(api.get(&path).await, joined.join("\n"), "{path}");
+                *checked += 1;
+            }
+            serde_json::Value::String(text) => {
+                assert_eq!(api.get(&path).await, text, "{path}");
+                *checked += 1;
+            }
+            other => panic!("{path}: unexpected {other}"),
+        }
+    }
+}
+
+async fn every_document_is_what_the_api_serves(vfat: bool) {
+    if !require_tools(if vfat {
+        &["mkfs.vfat", "mcopy"]
+    } else {
+        &["xorriso", "osirrox"]
+    }) {
+        return;
+    }
+    let (reg, uuid) = registry();
+    let vendor = reg.write("vendor.json", VENDOR.as_bytes());
+    let image = reg.path(if vfat { "drive.vfat" } else { "drive.iso" });
+    let mut args = vec![
+        "instance".to_owned(),
+        "config-drive".to_owned(),
+        "web".to_owned(),
+        "-o".to_owned(),
+        image.display().to_string(),
+        "--vendor-data".to_owned(),
+        vendor.clone(),
+    ];
+    if vfat {
+        args.extend(["--format".to_owned(), "vfat".to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let printed = reg.ok(&args);
+    assert!(printed.contains("config-2"), "{printed}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        fs::metadata(&image).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the image holds the admin password"
+    );
+    let bytes = fs::read(&image).unwrap();
+    if vfat {
+        assert_eq!(bytes.len(), 64 * 1024 * 1024);
+        assert_eq!(&bytes[43..51], b"config-2", "the FAT volume label");
+    } else {
+        // Primary volume descriptor: label; then Joliet's supplementary one; Rock Ridge's ER.
+        assert_eq!(&bytes[32 * 1024 + 1..32 * 1024 + 6], b"CD001");
+        assert_eq!(&bytes[32 * 1024 + 40..32 * 1024 + 48], b"config-2");
+        let joliet = (17..32).any(|sector| {
+            let vd = &bytes[sector * 2048..sector * 2048 + 91];
+            vd[0] == 2 && &vd[1..6] == b"CD001" && vd[88..91].starts_with(b"%/")
+        });
+        assert!(joliet, "a Joliet volume descriptor");
+        assert!(
+            bytes.windows(10).any(|w| w == b"RRIP_1991A"),
+            "Rock Ridge extensions"
+        );
+    }
+    let files = extract(&image, vfat, &reg.path("extracted"));
+    let api = Metadata::new(&reg.db, &uuid, Path::new(&vendor));
+
+    let mut expected: Vec<String> = Vec::new();
+    for ec2 in ["2009-04-04", "latest"] {
+        expected.push(format!("ec2/{ec2}/meta-data.json"));
+        expected.push(format!("ec2/{ec2}/user-data"));
+    }
+    for version in metaboot_proto::OpenStackVersion::ALL
+        .iter()
+        .map(|v| v.date())
+        .chain(["latest"])
+    {
+        for name in [
+            "meta_data.json",
+            "user_data",
+            "vendor_data.json",
+            "network_data.json",
+            "vendor_data2.json",
+        ] {
+            // nova's gates: vendor data since 2013-10-17, network data since 2015-10-15,
+            // vendor data 2 since 2016-10-06.
+            let since = match name {
+                "vendor_data.json" => "2013-10-17",
+                "network_data.json" => "2015-10-15",
+                "vendor_data2.json" => "2016-10-06",
+                _ => "",
+            };
+            if version == "latest" || version >= since {
+                expected.push(format!("openstack/{version}/{name}"));
+            }
+        }
+    }
+    expected.sort();
+    let found: Vec<String> = files.keys().cloned().collect();
+    assert_eq!(found, expected);
+
+    let mut checked = 0;
+    for (path, data) in &files {
+        let (tree, rest) = path.split_once('/').unwrap();
+        let (version, name) = rest.split_once('/').unwrap();
+        match (tree, name) {
+            ("openstack", "meta_data.json") => {
+                let served = api
+                    .get(&format!("/openstack/{version}/meta_data.json"))
+                    .await;
+                let (drive, admin) = without_seed_and_admin_pass(data);
+                let (served, none) = without_seed_and_admin_pass(&served);
+                assert_eq!(drive, served, "{path}");
+                assert_eq!(admin.as_deref(), Some("s3cret-admin"), "{path}");
+                assert_eq!(none, None, "the API never serves admin_pass");
+                let seeded: serde_json::Value = serde_json::from_slice(data).unwrap();
+                if version == "2012-08-10" {
+                    assert!(seeded.get("random_seed").is_none());
+                } else {
+                    assert_eq!(seeded["random_seed"].as_str().unwrap().len(), 684);
+                }
+            }
+            ("openstack", _) => {
+                let served = api.get(&format!("/openstack/{version}/{name}")).await;
+                assert_eq!(&served[..], &data[..], "{path}");
+            }
+            ("ec2", "user-data") => {
+                assert_eq!(
+                    &api.get(&format!("/{version}/user-data")).await[..],
+                    &data[..]
+                );
+            }
+            ("ec2", "meta-data.json") => {
+                let value: serde_json::Value = serde_json::from_slice(data).unwrap();
+                assert!(value["public-keys"]["0"]["openssh-key"].is_string());
+                compare_ec2(&api, &format!("/{version}/meta-data"), &value, &mut checked).await;
+            }
+            _ => panic!("unexpected {path}"),
+        }
+        checked += 1;
+    }
+    assert!(checked > files.len(), "every EC2 leaf was compared too");
+}
+
+#[tokio::test]
+async fn the_iso_drive_holds_what_the_api_serves() {
+    every_document_is_what_the_api_serves(false).await;
+}
+
+#[tokio::test]
+async fn the_vfat_drive_holds_what_the_api_serves() {
+    every_document_is_what_the_api_serves(true).await;
+}
+
+/// Without any ISO tool on `PATH` the command names the packages to install and writes
+/// nothing; an unknown instance is refused with exit code 2.
+#[test]
+fn a_missing_tool_or_instance_is_a_clear_error() {
+    let (reg, _) = registry();
+    let image: PathBuf = reg.path("drive.iso");
+    let empty = reg.path("empty-path");
+    fs::create_dir_all(&empty).unwrap();
+    let output = reg
+        .cmd(&["instance", "config-drive", "web", "-o"])
+        .arg(&image)
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("genisoimage")
+            && stderr.contains("xorriso")
+            && stderr.contains("apt-get install"),
+        "{stderr}"
+    );
+    let output = reg
+        .cmd(&["instance", "config-drive", "web", "--format", "vfat", "-o"])
+        .arg(&image)
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("mkfs.vfat") && stderr.contains("dosfstools"),
+        "{stderr}"
+    );
+    assert!(!image.exists());
+    assert_eq!(
+        fs::read_dir(reg.dir.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.'))
+            .count(),
+        0,
+        "no scratch directory left"
+    );
+    let refused = reg.refused(&["instance", "config-drive", "nobody", "-o", "/tmp/x.iso"]);
+    assert!(refused.contains("nobody"), "{refused}");
+}
