@@ -25,7 +25,9 @@ pub const POINTS: &[(&str, &str)] = &[
 /// One phase: its name (the point that ends it) and how long it took, seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Phase {
+    /// The point that ends the phase (a name from [`POINTS`]).
     pub name: String,
+    /// Host-clock time from the previous point found to this one.
     pub seconds: f64,
 }
 
