@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::image::disk::DiskImage;
-use crate::image::{self, debian, tiny};
+pub use crate::args::{AgentArgs, LabArgs, Run, ServerArgs, build_debian, build_tiny};
+use crate::image::{self, debian};
 use crate::lab::{self, Lab, LabOptions, config::LabConfig};
-use crate::workspace;
-use crate::{bench, boot, progress, scenario};
+use crate::{bench, boot, progress};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,35 +50,6 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Run {
-    /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
-    /// (gzip-script, reboot), `demo` (one guest per path) or `all` (default).
-    pub scenarios: Vec<String>,
-    /// Write the JSON report here.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Guests booting at once.
-    #[arg(long, short = 'j', default_value_t = scenario::DEFAULT_JOBS)]
-    pub jobs: usize,
-    /// Directory for keys, disks and console logs (default: `<cache>/runs/run-<time>`; the newest
-    /// `MAX_KEPT_RUNS` are kept).
-    #[arg(long)]
-    pub run_dir: Option<PathBuf>,
-    /// Leave the lab up afterwards.
-    #[arg(long)]
-    pub keep_lab: bool,
-    /// List the scenarios and exit.
-    #[arg(long)]
-    pub list: bool,
-    #[command(flatten)]
-    pub agent: AgentArgs,
-    #[command(flatten)]
-    pub server: ServerArgs,
-    #[command(flatten)]
-    pub lab: LabArgs,
-}
-
-#[derive(Debug, clap::Args)]
 pub struct Boot {
     /// The lab (see `lab list`).
     #[arg(long)]
@@ -115,14 +85,6 @@ pub enum LabCommand {
     List(LabArgs),
 }
 
-/// Options every lab command takes.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LabArgs {
-    /// Where labs keep their state.
-    #[arg(long, env = "METABOOT_LAB_STATE", default_value = lab::state::DEFAULT_STATE_ROOT)]
-    pub state_root: PathBuf,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct LabUp {
     /// The lab file (TOML).
@@ -152,24 +114,6 @@ pub struct LabDown {
     pub lab: LabArgs,
 }
 
-/// Where `metaboot-server` comes from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServerArgs {
-    /// The `metaboot-server` binary (default: build it with cargo).
-    #[arg(long, env = "METABOOT_SERVER_BIN")]
-    pub server_bin: Option<PathBuf>,
-}
-
-impl ServerArgs {
-    /// The server binary, built if not given.
-    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
-        match &self.server_bin {
-            Some(path) => Ok(path.clone()),
-            None => workspace::build(workspace::SERVER).context("failed to build metaboot-server"),
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Build an image (reused when its inputs did not change).
@@ -197,65 +141,11 @@ pub struct ImageBuild {
     pub agent: AgentArgs,
 }
 
-/// Where the guest agent comes from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgentArgs {
-    /// A static `metaboot` binary to put into the image (default: build it with cargo).
-    #[arg(long, env = "METABOOT_AGENT_BIN")]
-    pub agent: Option<PathBuf>,
-}
-
 impl Cli {
     /// The cache directory.
     pub fn cache_dir(&self) -> PathBuf {
         self.cache.clone().unwrap_or_else(image::cache::default_dir)
     }
-}
-
-/// Builds (or reuses) the tiny image.
-pub fn build_tiny(
-    cache: &std::path::Path,
-    out: Option<PathBuf>,
-    agent: &AgentArgs,
-) -> anyhow::Result<image::Image> {
-    let agent = match &agent.agent {
-        Some(path) => path.clone(),
-        None => workspace::build(workspace::GUEST_AGENT)
-            .context("failed to build the static guest agent")?,
-    };
-    let spec = tiny::TinyBuild {
-        out: out.unwrap_or_else(|| cache.join("images")),
-        package_cache: cache.join("packages"),
-        agent,
-    };
-    std::fs::create_dir_all(&spec.out)
-        .with_context(|| format!("failed to create {}", spec.out.display()))?;
-    tiny::build(&spec).context("failed to build the tiny image")
-}
-
-/// Builds (or reuses) the Debian images of `flavours`, in that order.
-pub fn build_debian(
-    cache: &std::path::Path,
-    out: Option<PathBuf>,
-    agent: &AgentArgs,
-    flavours: &[debian::Flavour],
-    progress: &dyn progress::Progress,
-) -> anyhow::Result<Vec<DiskImage>> {
-    let agent = if flavours.contains(&debian::Flavour::Metaboot) {
-        Some(match &agent.agent {
-            Some(path) => path.clone(),
-            None => workspace::build(workspace::GUEST_AGENT)
-                .context("failed to build the static guest agent")?,
-        })
-    } else {
-        None
-    };
-    let spec = debian::DebianBuild {
-        out: out.unwrap_or_else(|| cache.join("images")),
-        agent,
-        flavours: flavours.to_vec(),
-    };
-    debian::build(&spec, progress)
 }
 
 /// Runs one command.
@@ -347,7 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Run(args) => run_scenarios(&cache, args),
+        Command::Run(args) => crate::run::run(&cache, args),
         Command::Bench(args) => bench::forward(cli.cache.as_deref(), cli.verbose, &args),
         Command::Boot(args) => {
             let image = build_tiny(&cache, None, &args.agent)?;
@@ -369,61 +259,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// Run directories (keys, disks, console logs) kept under `<cache>/runs`.
-pub const MAX_KEPT_RUNS: usize = 5;
-
-fn run_scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
-    let scenarios = scenario::matrix::select(&args.scenarios)?;
-    if args.list {
-        for s in &scenarios {
-            println!("{}", s.name());
-        }
-        return Ok(0);
-    }
-    scenario::check_jobs(args.jobs)?;
-    scenario::preflight()?;
-    let image = build_tiny(cache, None, &args.agent)?;
-    let server_bin = args.server.resolve()?;
-    let run_dir = args.run_dir.unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let runs = cache.join("runs");
-        let dir = runs.join(format!("run-{stamp}"));
-        image::output::prune_prefixed(&runs, "run-", &dir, MAX_KEPT_RUNS - 1);
-        dir
-    });
-    let names: Vec<String> = std::iter::once("lab".to_owned())
-        .chain(scenarios.iter().map(|s| s.name()))
-        .collect();
-    let progress = progress::for_terminal(&names);
-    let lab_id = lab::config::random_id();
-    scenario::tear_down_on_signal(&args.lab.state_root, &lab_id)?;
-    let opts = scenario::RunOptions {
-        lab_id,
-        scenarios,
-        jobs: args.jobs,
-        image,
-        server_bin,
-        state_root: args.lab.state_root,
-        run_dir: run_dir.clone(),
-        keep_lab: args.keep_lab,
-    };
-    let report = scenario::run(&opts, progress.as_ref())?;
-    drop(progress);
-    let failures = report.failures();
-    if !failures.is_empty() {
-        println!("{failures}");
-    }
-    print!("{}", report.table());
-    println!("logs, keys and disks: {}", run_dir.display());
-    if let Some(path) = &args.report {
-        report.write_json(path)?;
-        println!("report: {}", path.display());
-    }
-    Ok(if report.passed { 0 } else { 1 })
 }
 
 /// Logs to stderr; levels from `-v`.
@@ -485,31 +320,5 @@ mod tests {
             os(&["--help"])
         );
         assert_eq!(forwarded(&["metaboot-harness", "bench"]), os(&[]));
-    }
-
-    #[test]
-    fn old_run_directories_are_pruned_to_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..MAX_KEPT_RUNS + 2 {
-            let run = dir.path().join(format!("run-{i}"));
-            std::fs::create_dir(&run).unwrap();
-            let when = std::time::SystemTime::now()
-                - std::time::Duration::from_secs(100 * (20 - i as u64));
-            std::fs::File::open(&run)
-                .unwrap()
-                .set_modified(when)
-                .unwrap();
-        }
-        let current = dir.path().join("run-new");
-        image::output::prune_prefixed(dir.path(), "run-", &current, MAX_KEPT_RUNS - 1);
-        std::fs::create_dir(&current).unwrap();
-        let left = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(left, MAX_KEPT_RUNS);
-        assert!(
-            dir.path()
-                .join(format!("run-{}", MAX_KEPT_RUNS + 1))
-                .exists(),
-            "the newest are kept"
-        );
     }
 }

@@ -47,6 +47,15 @@ pub const SERVER: CargoBinary<'static> = CargoBinary {
     static_crt: false,
 };
 
+/// The harness itself (for tests of its command line).
+pub const HARNESS: CargoBinary<'static> = CargoBinary {
+    package: "metaboot-harness",
+    bin: "metaboot-harness",
+    profile: None,
+    target: None,
+    static_crt: false,
+};
+
 /// Builds `binary` with cargo (a no-op when up to date) and returns the executable's path.
 ///
 /// cargo's own progress goes to stderr; the artifact path is read from its JSON messages.

@@ -10,33 +10,50 @@
 //! CI when they are missing, skips elsewhere. A cold image build takes a few minutes, each
 //! Debian boot about a minute under TCG.
 //!
-//! `METABOOT_E2E_DEBIAN` (space-separated `path/image`, default
-//! `router/debian-cloud-init isolated/debian-metaboot`) chooses the guests,
-//! `METABOOT_E2E_JOBS` how many boot at once. The report goes to `target/e2e/debian-report.*`.
+//! By default each image boots on both metadata paths (router and isolated), and one of the
+//! four boots through a real libvirtd (`virsh create` of a transient domain) instead of the
+//! harness's own QEMU; two boot at once, in one lab. `METABOOT_E2E_DEBIAN` (space-separated
+//! `path/image[@libvirt]`) chooses other guests, `METABOOT_E2E_JOBS` how many boot at once.
+//! The report goes to `target/e2e/debian-report.*`.
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use metaboot_harness::cli::{AgentArgs, build_debian};
+use metaboot_harness::guest::Via;
+use metaboot_harness::guest::libvirtd;
+use metaboot_harness::guest::qemu::DISK_BOOT_TIMEOUT;
 use metaboot_harness::image::debian::{self, Flavour};
 use metaboot_harness::scenario::cloud_image::{self, CloudImageGuest, CloudImageRun};
 use metaboot_harness::scenario::matrix::MetadataPath;
 use metaboot_harness::{lab, progress, scenario, workspace};
 use metaboot_tests::prerequisite::require;
 
-/// The guests a run boots unless `METABOOT_E2E_DEBIAN` names others.
-const DEFAULT_GUESTS: &str = "router/debian-cloud-init isolated/debian-metaboot";
+/// The guests a run boots unless `METABOOT_E2E_DEBIAN` names others (the slower cloud-init
+/// guests first, so the two at a time finish together).
+const DEFAULT_GUESTS: &str = "router/debian-cloud-init@libvirt isolated/debian-cloud-init \
+                              router/debian-metaboot isolated/debian-metaboot";
 
 #[test]
 fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
+    let wanted = std::env::var("METABOOT_E2E_DEBIAN").unwrap_or_else(|_| DEFAULT_GUESTS.into());
     let missing = scenario::preflight()
         .and_then(|()| debian::preflight())
+        .and_then(|()| {
+            if wanted.contains("@libvirt") {
+                libvirtd::preflight()
+            } else {
+                Ok(())
+            }
+        })
         .err()
         .map(|e| format!("{e:#}"));
-    if !require("root, QEMU, the lab and image build tools", missing) {
+    if !require(
+        "root, QEMU, libvirt, the lab and image build tools",
+        missing,
+    ) {
         return;
     }
-    let wanted = std::env::var("METABOOT_E2E_DEBIAN").unwrap_or_else(|_| DEFAULT_GUESTS.into());
     let jobs = std::env::var("METABOOT_E2E_JOBS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -75,6 +92,11 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
     let guests: Vec<CloudImageGuest> = wanted
         .split_whitespace()
         .map(|name| {
+            let (name, via) = match name.split_once('@') {
+                Some((name, "libvirt")) => (name, Via::Libvirt),
+                Some((_, other)) => panic!("{name}: unknown @{other} (only @libvirt)"),
+                None => (name, Via::Qemu),
+            };
             let (path, kind) = name
                 .split_once('/')
                 .unwrap_or_else(|| panic!("{name}: expected path/image"));
@@ -88,12 +110,17 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 .find(|i| i.manifest.kind == kind)
                 .unwrap_or_else(|| panic!("{name}: unknown image {kind}"));
             CloudImageGuest {
-                name: name.to_owned(),
+                name: match via {
+                    Via::Qemu => name.to_owned(),
+                    Via::Libvirt => format!("{name}-libvirt"),
+                },
                 image: image.disk.clone(),
                 format: "qcow2".into(),
-                provisioner: image.manifest.provisioner,
+                provisioner: Some(image.manifest.provisioner),
                 default_user: image.manifest.default_user.clone(),
                 path,
+                via,
+                boot_timeout: DISK_BOOT_TIMEOUT,
             }
         })
         .collect();
@@ -143,4 +170,12 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
         "{failed:?} failed (see above and target/e2e/)"
     );
     assert_eq!(reports.len(), wanted.split_whitespace().count());
+    for report in &reports {
+        let via = if report.name.ends_with("-libvirt") {
+            Via::Libvirt
+        } else {
+            Via::Qemu
+        };
+        assert_eq!(report.via, via, "{}", report.name);
+    }
 }

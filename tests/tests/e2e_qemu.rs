@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use metaboot_harness::cli::{AgentArgs, build_tiny};
+use metaboot_harness::guest::Via;
 use metaboot_harness::scenario::{self, RunOptions, matrix};
 use metaboot_harness::{lab, progress, workspace};
 
@@ -55,6 +56,7 @@ fn scenario_matrix_boots_and_checks_every_guest() {
         state_root: PathBuf::from(lab::state::DEFAULT_STATE_ROOT),
         run_dir,
         keep_lab: false,
+        via: Via::Qemu,
     };
     let report =
         scenario::run(&opts, &progress::Lines::new()).expect("the lab comes up and goes down");

@@ -58,6 +58,9 @@ pub fn domain_xml(guest: &Guest) -> String {
         }
     }
     let _ = writeln!(xml, "  </os>");
+    // QEMU's own defaults, which libvirt leaves out unless asked: without ACPI a guest's
+    // poweroff halts instead of ending the domain.
+    let _ = writeln!(xml, "  <features><acpi/><apic/></features>");
     match guest.entropy {
         Entropy::CpuMax => {
             let _ = writeln!(xml, "  <cpu mode='maximum'/>");
@@ -115,6 +118,11 @@ pub fn domain_xml(guest: &Guest) -> String {
             "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"
         );
     }
+    // The same hardware as QEMU's command line (-nodefaults): libvirt would add a USB
+    // controller and a memory balloon, which SeaBIOS and the guest's kernel then probe and
+    // poll under TCG.
+    let _ = writeln!(xml, "    <controller type='usb' model='none'/>");
+    let _ = writeln!(xml, "    <memballoon model='none'/>");
     let _ = writeln!(xml, "  </devices>");
     let _ = writeln!(xml, "</domain>");
     xml
@@ -178,6 +186,9 @@ mod tests {
             "<domain type='qemu'>",
             "<kernel>/var/cache/metaboot/tiny-0123/vmlinuz</kernel>",
             "<cmdline>console=ttyS0 panic=-1</cmdline>",
+            "<features><acpi/><apic/></features>",
+            "<controller type='usb' model='none'/>",
+            "<memballoon model='none'/>",
             "<cpu mode='maximum'/>",
             "<mac address='fa:16:3e:12:34:56'/>",
             "<target dev='tap0123456789a' managed='no'/>",

@@ -1,7 +1,10 @@
 //! Guests: what QEMU boots (a kernel and an initramfs, or a cloud image's disk through an
-//! overlay; a state disk; a NIC on a lab tap) and the running VM.
+//! overlay; a state disk; a NIC on a lab tap) and the running VM, started by the harness or by
+//! libvirt.
 
+pub mod domain;
 pub mod libvirt;
+pub mod libvirtd;
 pub mod qemu;
 pub mod serial;
 
@@ -29,6 +32,27 @@ pub const STATE_DISK_MB: u32 = 16;
 
 /// Where QEMU is.
 pub const QEMU_BIN: &str = "qemu-system-x86_64";
+
+/// What starts a guest's QEMU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// The harness runs QEMU itself, in the NIC's namespace.
+    #[default]
+    Qemu,
+    /// A real libvirtd (see [`libvirtd::Libvirtd`]) runs it as a transient domain made from
+    /// the same guest description (`virsh create`).
+    Libvirt,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Qemu => "qemu",
+            Via::Libvirt => "libvirt",
+        })
+    }
+}
 
 /// The guest's NIC: a tap on a lab bridge, inside the lab's bridge namespace.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! Running a guest under QEMU (TCG): the command line, the process group, the console monitor
-//! and the boot timeline measured on the host.
+//! Running a guest under QEMU (TCG), started by the harness or by libvirt: the command line, the
+//! process group or domain, the console monitor and the boot timeline measured on the host.
 
 use std::ffi::OsString;
 use std::process::{Command, Stdio};
@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::domain::Domain;
 use super::serial::{self, Marker, SerialMonitor};
-use super::{Boot, Entropy, Guest, QEMU_BIN};
+use super::{Boot, Entropy, Guest, QEMU_BIN, Via};
 use crate::lab::netns;
 use crate::process::ProcessGroup;
 
@@ -131,16 +132,38 @@ pub fn args(guest: &Guest) -> Vec<OsString> {
 pub struct RunningGuest {
     /// The guest it runs.
     pub guest: Guest,
-    process: ProcessGroup,
+    backend: Backend,
     serial: SerialMonitor,
     /// When QEMU was started (host monotonic clock).
     pub started: Instant,
     stderr_log: std::path::PathBuf,
 }
 
+/// Who runs the QEMU process.
+#[derive(Debug)]
+enum Backend {
+    /// The harness, in a process group of its own.
+    Qemu(ProcessGroup),
+    /// libvirtd, as a transient domain.
+    Libvirt(Domain),
+}
+
 impl RunningGuest {
     /// Starts QEMU (inside the NIC's namespace when there is one).
     pub fn start(guest: &Guest) -> anyhow::Result<Self> {
+        Self::start_via(guest, Via::Qemu)
+    }
+
+    /// Starts the guest's QEMU itself or through libvirt (whose libvirtd must be running in
+    /// the NIC's namespace: see [`super::libvirtd::Libvirtd`]).
+    pub fn start_via(guest: &Guest, via: Via) -> anyhow::Result<Self> {
+        match via {
+            Via::Qemu => Self::start_qemu(guest),
+            Via::Libvirt => Self::start_libvirt(guest),
+        }
+    }
+
+    fn start_qemu(guest: &Guest) -> anyhow::Result<Self> {
         let mut cmd = match &guest.nic {
             Some(nic) => netns::exec(&nic.netns, QEMU_BIN),
             None => Command::new(QEMU_BIN),
@@ -162,7 +185,23 @@ impl RunningGuest {
         let serial = SerialMonitor::start(stdout, &guest.serial_log, started)?;
         Ok(Self {
             guest: guest.clone(),
-            process,
+            backend: Backend::Qemu(process),
+            serial,
+            started,
+            stderr_log,
+        })
+    }
+
+    fn start_libvirt(guest: &Guest) -> anyhow::Result<Self> {
+        let console = guest.serial_log.with_extension("console.raw");
+        let started = Instant::now();
+        let (domain, reader) = Domain::create(guest, &console)
+            .with_context(|| format!("failed to create libvirt domain {}", guest.name))?;
+        let stderr_log = domain.qemu_log();
+        let serial = SerialMonitor::start(reader, &guest.serial_log, started)?;
+        Ok(Self {
+            guest: guest.clone(),
+            backend: Backend::Libvirt(domain),
             serial,
             started,
             stderr_log,
@@ -192,16 +231,18 @@ impl RunningGuest {
 
     /// Why the guest can no longer come up, if it cannot: its kernel panicked or QEMU exited.
     pub fn stopped(&mut self) -> anyhow::Result<Option<String>> {
-        Ok(if self.serial.panicked() {
-            Some("the guest kernel panicked".to_owned())
-        } else if let Some(status) = self.process.try_wait()? {
-            Some(format!(
-                "QEMU exited ({status}): {}",
-                crate::lab::tail(&self.stderr_log, 5)
-            ))
-        } else {
-            None
-        })
+        if self.serial.panicked() {
+            return Ok(Some("the guest kernel panicked".to_owned()));
+        }
+        let ended = match &mut self.backend {
+            Backend::Qemu(process) => process
+                .try_wait()?
+                .map(|status| format!("QEMU exited ({status})")),
+            Backend::Libvirt(domain) => {
+                (!domain.running()?).then(|| format!("libvirt domain {} is gone", domain.name()))
+            }
+        };
+        Ok(ended.map(|what| format!("{what}: {}", crate::lab::tail(&self.stderr_log, 5))))
     }
 
     /// The console monitor.
@@ -211,24 +252,46 @@ impl RunningGuest {
 
     /// Waits for QEMU to exit by itself (after the guest powered off).
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        match self.process.wait_timeout(timeout)? {
-            Some(_) => {
-                self.serial
-                    .wait_closed(Instant::now() + Duration::from_secs(2));
-                Ok(())
+        let exited = match &mut self.backend {
+            Backend::Qemu(process) => process.wait_timeout(timeout)?.is_some(),
+            Backend::Libvirt(domain) => {
+                let deadline = Instant::now() + timeout;
+                loop {
+                    if !domain.running()? {
+                        break true;
+                    }
+                    if Instant::now() >= deadline {
+                        break false;
+                    }
+                    std::thread::sleep(super::domain::STATE_POLL);
+                }
             }
-            None => bail!("{} did not power off within {timeout:?}", self.guest.name),
+        };
+        if !exited {
+            bail!("{} did not power off within {timeout:?}", self.guest.name);
         }
+        self.serial
+            .wait_closed(Instant::now() + Duration::from_secs(2));
+        Ok(())
     }
 
-    /// Kills QEMU.
+    /// Kills QEMU (destroys the libvirt domain).
     pub fn kill(mut self) -> anyhow::Result<()> {
-        self.process.kill()
+        match &mut self.backend {
+            Backend::Qemu(process) => process.kill(),
+            Backend::Libvirt(domain) => domain.destroy(),
+        }
     }
 
     /// The console log plus QEMU's own messages, for failure reports.
     pub fn console_text(&self) -> String {
-        console_text(&self.guest)
+        let serial_text = std::fs::read_to_string(&self.guest.serial_log).unwrap_or_default();
+        let qemu = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        if qemu.trim().is_empty() {
+            serial_text
+        } else {
+            format!("{serial_text}--- QEMU ---\n{qemu}")
+        }
     }
 }
 

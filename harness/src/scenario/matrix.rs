@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::userdata::Variant;
 
 /// How the guest reaches 169.254.169.254.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum MetadataPath {
     /// Default route to the router; REDIRECT to the proxy in `qrouter-*`.

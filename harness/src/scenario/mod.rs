@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+use crate::guest::Via;
+use crate::guest::libvirtd::Libvirtd;
 use crate::image::Image;
 use crate::lab::config::LabConfig;
 use crate::lab::{self, Lab, LabOptions};
@@ -46,6 +48,8 @@ pub struct RunOptions {
     pub run_dir: PathBuf,
     /// Leave the lab up afterwards (for debugging).
     pub keep_lab: bool,
+    /// Who starts the guests' QEMU.
+    pub via: Via,
 }
 
 /// Checks that this machine can run guests: root, QEMU, the tools the lab calls.
@@ -113,7 +117,9 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         id: &config.id,
         armed: true,
     };
-    let result = run_in_lab(opts, &lab, progress);
+    let result = with_libvirtd(opts.via, &lab, &opts.run_dir, || {
+        run_in_lab(opts, &lab, progress)
+    });
     guard.armed = false;
     if let Err(broken) = lab.require_running() {
         // Explains failed checks that would otherwise look like guest bugs.
@@ -139,6 +145,26 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         scenarios,
         server_log,
     ))
+}
+
+/// Runs `body` with libvirt's daemons running in the lab's namespace when `via` is libvirt
+/// (logs and config in `run_dir/libvirt`), and stops them afterwards, also when `body` fails.
+pub fn with_libvirtd<T>(
+    via: Via,
+    lab: &Lab,
+    run_dir: &std::path::Path,
+    body: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if via != Via::Libvirt {
+        return body();
+    }
+    let libvirtd = Libvirtd::start(&lab.state().bridge_ns, &run_dir.join("libvirt"))
+        .context("failed to start libvirt's daemons")?;
+    let result = body();
+    let stopped = libvirtd.stop().context("failed to stop libvirt's daemons");
+    let value = result?;
+    stopped?;
+    Ok(value)
 }
 
 /// Takes a lab down when dropped while armed, i.e. while a panic unwinds through `run`.
@@ -197,6 +223,7 @@ fn run_in_lab(
         run_dir: opts.run_dir.clone(),
         askpass,
         progress,
+        via: opts.via,
     };
     let queue: Mutex<VecDeque<(usize, Scenario)>> =
         Mutex::new(opts.scenarios.iter().copied().enumerate().collect());

@@ -15,7 +15,7 @@ use super::userdata::{self, Intent, Variant};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::{BOOT_TIMEOUT, POWEROFF_TIMEOUT, RunningGuest, TIMELINE};
-use crate::guest::{self, Guest, Nic, serial};
+use crate::guest::{self, Guest, Nic, Via, serial};
 use crate::image::Image;
 use crate::lab::Lab;
 use crate::lab::registry::{InstanceRecord, InstanceSpec};
@@ -71,6 +71,8 @@ pub struct Runner<'a> {
     pub askpass: PathBuf,
     /// Progress display.
     pub progress: &'a dyn Progress,
+    /// Who starts the guests' QEMU.
+    pub via: Via,
 }
 
 /// Who the guest should become on one boot.
@@ -291,10 +293,13 @@ impl Runner<'_> {
         report: &mut ScenarioReport,
     ) -> anyhow::Result<RunningGuest> {
         let boot_no = report.boots.len() + 1;
-        self.stage(scenario, &format!("boot {boot_no}: starting QEMU"));
+        self.stage(
+            scenario,
+            &format!("boot {boot_no}: starting QEMU ({})", self.via),
+        );
         report.serial_logs.push(guest.serial_log.clone());
         report.boots.push(BootTimes::default());
-        let mut vm = RunningGuest::start(guest)?;
+        let mut vm = RunningGuest::start_via(guest, self.via)?;
         let deadline = vm.started + BOOT_TIMEOUT;
         // On the network without DHCP the tiny image's DHCP client gives up ("no DHCP
         // lease"): its address comes from the config drive, during `metaboot run`.

@@ -6,8 +6,10 @@ use std::thread;
 
 use anyhow::Context;
 
-use super::{CloudImageGuest, CloudImageReport, run};
+use super::guest::run;
+use super::spec::{CloudImageGuest, CloudImageReport};
 use crate::check::ssh;
+use crate::guest::Via;
 use crate::lab::Lab;
 use crate::progress::Progress;
 
@@ -54,6 +56,31 @@ pub fn run_all(
         armed: true,
     };
     let askpass = ssh::write_askpass(&opts.run_dir)?;
+    let via = if opts.guests.iter().any(|g| g.via == Via::Libvirt) {
+        Via::Libvirt
+    } else {
+        Via::Qemu
+    };
+    let boots = crate::scenario::with_libvirtd(via, &lab, &opts.run_dir, || {
+        Ok(boot_all(opts, &lab, &askpass, progress))
+    });
+    guard.armed = false;
+    if let Err(broken) = lab.require_running() {
+        eprintln!("during the run: {broken:#}");
+    }
+    lab.down().context("failed to take the lab down")?;
+    let mut results = boots?;
+    results.sort_by_key(|(index, _)| *index);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Boots the guests, `opts.jobs` at a time; (index, report) in the order they finished.
+fn boot_all(
+    opts: &CloudImageRun,
+    lab: &Lab,
+    askpass: &std::path::Path,
+    progress: &dyn Progress,
+) -> Vec<(usize, CloudImageReport)> {
     // Reversed: pop() hands them out in order.
     let queue = std::sync::Mutex::new(opts.guests.iter().enumerate().rev().collect::<Vec<_>>());
     let results = std::sync::Mutex::new(Vec::new());
@@ -64,7 +91,7 @@ pub fn run_all(
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     let Some((index, spec)) = next else { break };
                     let dir = opts.run_dir.join(spec.slug());
-                    let report = run(&lab, spec, &dir, &askpass, progress);
+                    let report = run(lab, spec, &dir, askpass, progress);
                     let summary = report
                         .error
                         .clone()
@@ -87,27 +114,29 @@ pub fn run_all(
             });
         }
     });
-    guard.armed = false;
-    if let Err(broken) = lab.require_running() {
-        eprintln!("during the run: {broken:#}");
-    }
-    lab.down().context("failed to take the lab down")?;
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|(index, _)| *index);
-    Ok(results.into_iter().map(|(_, r)| r).collect())
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Narrowest width of the table's guest column.
+pub const GUEST_COLUMN: usize = 28;
 
 /// A table of reports: one line per guest with its boot times, then every failed check.
 pub fn table(reports: &[CloudImageReport]) -> String {
     let secs = |t: Option<f64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t:.1}"));
+    let width = reports
+        .iter()
+        .map(|r| r.name.chars().count())
+        .chain([GUEST_COLUMN])
+        .max()
+        .unwrap_or(GUEST_COLUMN);
     let mut out = format!(
-        "{:<28} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  result\n",
+        "{:<width$} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  result\n",
         "guest", "kernel", "sshd", "ssh", "done", "verdict", "checks"
     );
     for r in reports {
         let passed = r.checks.iter().filter(|c| c.passed).count();
         out.push_str(&format!(
-            "{:<28} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  {}\n",
+            "{:<width$} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7}  {}\n",
             r.name,
             secs(r.times.kernel),
             secs(r.times.sshd),
@@ -128,4 +157,43 @@ pub fn table(reports: &[CloudImageReport]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::Via;
+
+    fn report(name: &str) -> CloudImageReport {
+        CloudImageReport {
+            name: name.into(),
+            passed: true,
+            checks: Vec::new(),
+            times: crate::scenario::cloud_image::spec::DiskBootTimes::default(),
+            error: None,
+            provisioner: None,
+            via: Via::Libvirt,
+            instance: None,
+            serial_log: "/r/serial.log".into(),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_guest_column_is_as_wide_as_the_longest_name() {
+        let long = "router/debian-cloud-init-libvirt-and-more";
+        assert!(long.len() > GUEST_COLUMN);
+        let text = table(&[report("router/x"), report(long)]);
+        let result_at: Vec<usize> = text
+            .lines()
+            .take(3)
+            .map(|l| l.find("result").or_else(|| l.find("PASS")).unwrap())
+            .collect();
+        assert!(result_at.windows(2).all(|w| w[0] == w[1]), "{text}");
+        let short = table(&[report("router/x")]);
+        assert_eq!(
+            short.lines().next().unwrap().find(" kernel"),
+            Some(GUEST_COLUMN)
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use super::{POLL, PROVISION_TIMEOUT};
+use super::spec::{POLL, PROVISION_TIMEOUT};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::image::disk::Provisioner;
@@ -50,6 +50,26 @@ pub(super) fn wait_for_verdict(
             bail!("no final `{command}` within {PROVISION_TIMEOUT:?}: {seen}");
         }
         thread::sleep(POLL);
+    }
+}
+
+/// Asks the guest what provisions it: `metaboot` when it is installed (an image that bakes it
+/// in), else `cloud-init`; fails when it has neither.
+pub(super) fn detect_provisioner(target: &SshTarget, key: &Path) -> anyhow::Result<Provisioner> {
+    let out = ssh::with_key(
+        target,
+        key,
+        "if command -v metaboot >/dev/null; then echo metaboot; \
+         elif command -v cloud-init >/dev/null; then echo cloud-init; fi",
+    )?;
+    match out.stdout.trim() {
+        "metaboot" => Ok(Provisioner::Metaboot),
+        "cloud-init" => Ok(Provisioner::CloudInit),
+        _ if !out.success() => bail!(
+            "failed to ask the guest what provisions it: {}",
+            out.summary()
+        ),
+        _ => bail!("the guest has neither metaboot nor cloud-init on its PATH"),
     }
 }
 

@@ -1,0 +1,141 @@
+//! Arguments more than one command takes, and what they resolve to: `run`'s options, the lab
+//! state root, where the guest agent and `metaboot-server` come from, and the images built from
+//! them. The command line ([`crate::cli`]) and the `run` command ([`crate::run`]) both use them.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::guest::Via;
+use crate::image::disk::DiskImage;
+use crate::image::{self, debian, tiny};
+use crate::scenario::cloud_image::own;
+use crate::scenario::matrix::MetadataPath;
+use crate::{lab, progress, scenario, workspace};
+
+#[derive(Debug, clap::Args)]
+pub struct Run {
+    /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
+    /// (gzip-script, reboot), `demo` (one guest per path) or `all` (default).
+    pub scenarios: Vec<String>,
+    /// Boot this cloud image instead (any disk image QEMU reads, e.g. a "genericcloud" qcow2
+    /// with cloud-init or metaboot), on an overlay: the file is never written.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["scenarios", "list"])]
+    pub image: Option<PathBuf>,
+    /// The image's default user, who gets the instance's SSH key (`ubuntu` on Ubuntu images).
+    #[arg(long, value_name = "NAME", default_value = own::DEFAULT_USER, requires = "image")]
+    pub user: String,
+    /// The network the image boots on.
+    #[arg(long, value_enum, default_value_t = MetadataPath::Router, requires = "image")]
+    pub path: MetadataPath,
+    /// Seconds from QEMU's start to the first key login as the default user (the sign that
+    /// the image provisioned itself through the chain).
+    #[arg(long, value_name = "SECS", requires = "image")]
+    pub timeout: Option<u64>,
+    /// Who starts QEMU: the harness itself, or a real libvirtd (started in the lab's
+    /// namespace, with transient domains made by `virsh create`).
+    #[arg(long, value_enum, default_value_t = Via::Qemu)]
+    pub via: Via,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Guests booting at once.
+    #[arg(long, short = 'j', default_value_t = scenario::DEFAULT_JOBS)]
+    pub jobs: usize,
+    /// Directory for keys, disks and console logs (default: `<cache>/runs/run-<time>`; the newest
+    /// `MAX_KEPT_RUNS` are kept).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Leave the lab up afterwards.
+    #[arg(long)]
+    pub keep_lab: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+/// Options every lab command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabArgs {
+    /// Where labs keep their state.
+    #[arg(long, env = "METABOOT_LAB_STATE", default_value = lab::state::DEFAULT_STATE_ROOT)]
+    pub state_root: PathBuf,
+}
+
+/// Where `metaboot-server` comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The `metaboot-server` binary (default: build it with cargo).
+    #[arg(long, env = "METABOOT_SERVER_BIN")]
+    pub server_bin: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The server binary, built if not given.
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        match &self.server_bin {
+            Some(path) => Ok(path.clone()),
+            None => workspace::build(workspace::SERVER).context("failed to build metaboot-server"),
+        }
+    }
+}
+
+/// Where the guest agent comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// A static `metaboot` binary to put into the image (default: build it with cargo).
+    #[arg(long, env = "METABOOT_AGENT_BIN")]
+    pub agent: Option<PathBuf>,
+}
+
+/// Builds (or reuses) the tiny image.
+pub fn build_tiny(
+    cache: &std::path::Path,
+    out: Option<PathBuf>,
+    agent: &AgentArgs,
+) -> anyhow::Result<image::Image> {
+    let agent = match &agent.agent {
+        Some(path) => path.clone(),
+        None => workspace::build(workspace::GUEST_AGENT)
+            .context("failed to build the static guest agent")?,
+    };
+    let spec = tiny::TinyBuild {
+        out: out.unwrap_or_else(|| cache.join("images")),
+        package_cache: cache.join("packages"),
+        agent,
+    };
+    std::fs::create_dir_all(&spec.out)
+        .with_context(|| format!("failed to create {}", spec.out.display()))?;
+    tiny::build(&spec).context("failed to build the tiny image")
+}
+
+/// Builds (or reuses) the Debian images of `flavours`, in that order.
+pub fn build_debian(
+    cache: &std::path::Path,
+    out: Option<PathBuf>,
+    agent: &AgentArgs,
+    flavours: &[debian::Flavour],
+    progress: &dyn progress::Progress,
+) -> anyhow::Result<Vec<DiskImage>> {
+    let agent = if flavours.contains(&debian::Flavour::Metaboot) {
+        Some(match &agent.agent {
+            Some(path) => path.clone(),
+            None => workspace::build(workspace::GUEST_AGENT)
+                .context("failed to build the static guest agent")?,
+        })
+    } else {
+        None
+    };
+    let spec = debian::DebianBuild {
+        out: out.unwrap_or_else(|| cache.join("images")),
+        agent,
+        flavours: flavours.to_vec(),
+    };
+    debian::build(&spec, progress)
+}

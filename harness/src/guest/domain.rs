@@ -1,0 +1,179 @@
+//! A guest as a transient libvirt domain: `virsh create` of the domain XML the harness writes
+//! for it (see [`super::libvirt`]), its console read from the file libvirt's QEMU writes, and
+//! `virsh destroy` at the end, also on failure (on drop).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::Guest;
+use super::libvirtd::{VIRSH_TIMEOUT, virsh};
+use crate::process::{describe, output_with_timeout};
+
+/// Where libvirt keeps each domain's QEMU log.
+pub const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
+
+/// How often the console file is read again when it has nothing new.
+pub const CONSOLE_POLL: Duration = Duration::from_millis(50);
+
+/// How often a domain's state is asked while waiting for it to power off (each is a `virsh`).
+pub const STATE_POLL: Duration = Duration::from_millis(500);
+
+/// A running transient domain; destroyed when dropped.
+#[derive(Debug)]
+pub struct Domain {
+    name: String,
+    /// Tells the console reader the domain is gone: it returns end of file once it has read
+    /// everything.
+    gone: Arc<AtomicBool>,
+    destroyed: bool,
+}
+
+impl Domain {
+    /// Creates the domain for `guest`, whose console QEMU writes to `console` (a fresh file;
+    /// the harness's own timestamped log stays `guest.serial_log`). Returns the domain and a
+    /// reader of its console that ends once the domain is gone.
+    pub fn create(guest: &Guest, console: &Path) -> anyhow::Result<(Self, ConsoleFile)> {
+        let mut described = guest.clone();
+        described.serial_log = console.to_owned();
+        let xml_path = console.with_extension("xml");
+        crate::atomic::write(
+            &xml_path,
+            super::libvirt::domain_xml(&described).as_bytes(),
+            0o644,
+        )?;
+        // libvirt's QEMU appends to the console file: start from an empty one.
+        File::create(console).with_context(|| format!("failed to create {}", console.display()))?;
+        let mut cmd = virsh([std::ffi::OsStr::new("create"), xml_path.as_os_str()]);
+        let out = output_with_timeout(&mut cmd, VIRSH_TIMEOUT)?;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                describe(&cmd),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let gone = Arc::new(AtomicBool::new(false));
+        let file = File::open(console)
+            .with_context(|| format!("failed to open the console {}", console.display()))?;
+        let reader = ConsoleFile {
+            file,
+            gone: Arc::clone(&gone),
+        };
+        Ok((
+            Self {
+                name: guest.name.clone(),
+                gone,
+                destroyed: false,
+            },
+            reader,
+        ))
+    }
+
+    /// The domain's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// libvirt's log of the domain's QEMU (its command line and messages).
+    pub fn qemu_log(&self) -> PathBuf {
+        Path::new(QEMU_LOG_DIR).join(format!("{}.log", self.name))
+    }
+
+    /// Whether the domain still runs (a transient domain that shut off no longer exists).
+    pub fn running(&self) -> anyhow::Result<bool> {
+        let out = output_with_timeout(&mut virsh(["domstate", &self.name]), VIRSH_TIMEOUT)?;
+        let running = out.status.success()
+            && matches!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "running" | "paused" | "in shutdown" | "blocked"
+            );
+        if !running {
+            self.gone.store(true, Ordering::SeqCst);
+        }
+        Ok(running)
+    }
+
+    /// Destroys the domain (nothing when it is already gone).
+    pub fn destroy(&mut self) -> anyhow::Result<()> {
+        if self.destroyed {
+            return Ok(());
+        }
+        let mut cmd = virsh(["destroy", &self.name]);
+        let out = output_with_timeout(&mut cmd, VIRSH_TIMEOUT)?;
+        self.gone.store(true, Ordering::SeqCst);
+        self.destroyed = true;
+        if !out.status.success() && self.running()? {
+            bail!(
+                "{} failed: {}",
+                describe(&cmd),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        if let Err(err) = self.destroy() {
+            eprintln!("failed to destroy libvirt domain {}: {err:#}", self.name);
+        }
+    }
+}
+
+/// Reads a console file as QEMU writes it (`tail -f`), until the domain is gone.
+#[derive(Debug)]
+pub struct ConsoleFile {
+    file: File,
+    gone: Arc<AtomicBool>,
+}
+
+impl Read for ConsoleFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            // Read the flag first: what QEMU wrote before it went away is still read.
+            let gone = self.gone.load(Ordering::SeqCst);
+            let n = self.file.read(buf)?;
+            if n > 0 || gone {
+                return Ok(n);
+            }
+            std::thread::sleep(CONSOLE_POLL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+
+    use super::*;
+
+    #[test]
+    fn the_console_is_followed_until_the_domain_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.raw");
+        let mut writer = File::create(&path).unwrap();
+        let gone = Arc::new(AtomicBool::new(false));
+        let reader = ConsoleFile {
+            file: File::open(&path).unwrap(),
+            gone: Arc::clone(&gone),
+        };
+        let lines = std::thread::spawn(move || {
+            BufReader::new(reader)
+                .lines()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        });
+        writer.write_all(b"first\n").unwrap();
+        std::thread::sleep(CONSOLE_POLL * 4);
+        writer.write_all(b"second\n").unwrap();
+        gone.store(true, Ordering::SeqCst);
+        assert_eq!(lines.join().unwrap(), ["first", "second"]);
+    }
+}

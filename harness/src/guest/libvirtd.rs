@@ -1,0 +1,304 @@
+//! A real libvirtd for `--via libvirt`: started by the harness inside a lab's bridge namespace
+//! (so the QEMU it starts sees the lab's taps), used through `virsh -c qemu:///system`, and
+//! stopped by PID afterwards, also on failure.
+//!
+//! libvirtd's control sockets under /run/libvirt belong to the whole machine, so one libvirtd
+//! serves at a time: a lock file keeps a second harness run waiting, and a libvirtd that some
+//! one else started outside the lab's namespace is refused (its guests could not reach the
+//! taps). A `virtlogd` already running is used as it is; otherwise one is started beside
+//! libvirtd and stopped with it.
+//!
+//! libvirtd reads a private `qemu.conf`, bind-mounted over /etc/libvirt/qemu.conf in a private
+//! mount namespace (nothing on the host changes): its guests run as root without relabelling,
+//! like the harness's own QEMU, so a user's image is never chowned. It also keeps libvirt's
+//! QEMU capability cache valid on machines whose /dev/kvm only root may open; with the
+//! distribution's `libvirt-qemu` user, libvirt probes QEMU again on every call (about 50 s per
+//! `virsh create` here). libvirt makes no cgroups for its guests (a cgroup would count as one
+//! task against every other process of the host, and starve a guest on a busy machine), and
+//! networks set to autostart are masked the same way: the lab's namespace gets no libvirt
+//! bridge or dnsmasq.
+
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::lab::netns;
+use crate::process::{self, Daemon, output_with_timeout};
+use crate::wait::wait_until;
+
+/// The connection every `virsh` call uses.
+pub const URI: &str = "qemu:///system";
+
+/// How long libvirtd may take to answer after it started (it probes QEMU's capabilities once).
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a harness run waits for another one to finish with libvirtd.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// How long a daemon may take to exit after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Deadline of one `virsh` call.
+pub const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The lock that makes harness runs take turns with libvirtd.
+pub const LOCK_FILE: &str = "/run/metaboot-harness/libvirtd.lock";
+
+/// The system's qemu.conf, which the harness's libvirtd sees replaced by [`QEMU_CONF`].
+pub const SYSTEM_QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+
+/// libvirt's directory of networks to start with the daemon (masked by an empty directory).
+pub const NETWORK_AUTOSTART: &str = "/etc/libvirt/qemu/networks/autostart";
+
+/// The qemu.conf of the harness's libvirtd (see the module doc).
+pub const QEMU_CONF: &str = "# metaboot-harness: the qemu.conf of the libvirtd it starts in a lab's namespace.\n\
+# Guests run as root without relabelling, like the harness's own QEMU guests: a user's image\n\
+# is never chowned, and libvirt's capability cache stays valid where /dev/kvm is root's only.\n\
+# No cgroups of its own: the guest's QEMU is scheduled like the harness's own (a libvirt\n\
+# cgroup counts as one task against every other process on the host), and libvirt leaves\n\
+# the host's cgroup tree alone.\n\
+user = \"root\"\n\
+group = \"root\"\n\
+dynamic_ownership = 0\n\
+remember_owner = 0\n\
+cgroup_controllers = [ ]\n";
+
+/// The daemons libvirt needs.
+pub const TOOLS: [&str; 3] = ["libvirtd", "virtlogd", "virsh"];
+
+/// Checks that libvirt is installed.
+pub fn preflight() -> anyhow::Result<()> {
+    let missing: Vec<&str> = TOOLS.into_iter().filter(|t| !process::on_path(t)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing tools for --via libvirt: {} (scripts/install-lab-deps installs \
+             libvirt-daemon-system and libvirt-clients)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `virsh -c qemu:///system ARGS…`.
+pub fn virsh<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new("virsh");
+    cmd.args(["-q", "-c", URI]).args(args);
+    cmd
+}
+
+/// The libvirtd a run uses; stops what it started when stopped or dropped.
+#[derive(Debug)]
+pub struct Libvirtd {
+    /// The daemons this run started (libvirtd last), stopped in reverse order.
+    started: Vec<Daemon>,
+    /// Held while the run uses libvirtd.
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl Libvirtd {
+    /// Starts virtlogd (unless one runs) and libvirtd inside namespace `ns`, with their logs
+    /// and private config in `dir`, and waits until libvirtd answers.
+    pub fn start(ns: &str, dir: &Path) -> anyhow::Result<Self> {
+        preflight()?;
+        let lock = take_lock()?;
+        fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        let mut this = Self {
+            started: Vec::new(),
+            _lock: lock,
+        };
+        if let Some(pid) = running("libvirtd") {
+            if in_namespace(pid, ns) {
+                tracing::info!("using libvirtd (pid {pid}) already running in {ns}");
+                return Ok(this);
+            }
+            bail!(
+                "libvirtd (pid {pid}) is already running outside the lab's namespace {ns}: the \
+                 guests it starts could not reach the lab's taps; stop it (the harness starts \
+                 its own) or run without --via libvirt"
+            );
+        }
+        if running("virtlogd").is_none() {
+            let log = dir.join("virtlogd.log");
+            let daemon = Daemon::spawn("virtlogd", &mut netns::exec(ns, "virtlogd"), &log)?;
+            this.started.push(daemon);
+        }
+        let conf = dir.join("qemu.conf");
+        fs::write(&conf, QEMU_CONF)
+            .with_context(|| format!("failed to write {}", conf.display()))?;
+        let empty = dir.join("no-autostart");
+        fs::create_dir_all(&empty)
+            .with_context(|| format!("failed to create {}", empty.display()))?;
+        let log = dir.join("libvirtd.log");
+        let daemon = Daemon::spawn("libvirtd", &mut libvirtd_command(ns, &conf, &empty), &log)?;
+        this.started.push(daemon);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let answered = wait_until(deadline, || {
+            this.started.iter().all(Daemon::is_running)
+                && output_with_timeout(&mut virsh(["version"]), VIRSH_TIMEOUT)
+                    .is_ok_and(|out| out.status.success())
+        });
+        if !answered {
+            bail!(
+                "libvirtd did not answer within {START_TIMEOUT:?} ({}): {}",
+                if this.started.iter().all(Daemon::is_running) {
+                    "still running"
+                } else {
+                    "it exited"
+                },
+                crate::lab::tail(&log, 5)
+            );
+        }
+        Ok(this)
+    }
+
+    /// Stops the daemons this run started (SIGTERM, then SIGKILL), newest first.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_started()
+    }
+
+    fn stop_started(&mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(daemon) = self.started.pop() {
+            if let Err(err) = daemon.stop(STOP_GRACE) {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop_started() {
+            eprintln!("failed to stop libvirt's daemons: {err:#}");
+        }
+    }
+}
+
+/// libvirtd inside `ns`, in a private mount namespace where `conf` replaces the system's
+/// qemu.conf and `empty` hides the networks set to autostart.
+fn libvirtd_command(ns: &str, conf: &Path, empty: &Path) -> Command {
+    // `ip netns exec` already makes a mount namespace of its own; `unshare --propagation
+    // private` makes sure no mount of it ever reaches the host's.
+    let script = format!(
+        "set -e; mount --bind \"$1\" {SYSTEM_QEMU_CONF}; \
+         if [ -d {NETWORK_AUTOSTART} ]; then mount --bind \"$2\" {NETWORK_AUTOSTART}; fi; \
+         exec libvirtd"
+    );
+    let mut cmd = netns::exec(ns, "unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(script)
+        .arg("libvirtd-in-lab")
+        .arg(conf)
+        .arg(empty);
+    cmd
+}
+
+/// Takes [`LOCK_FILE`], waiting up to [`LOCK_TIMEOUT`] for another run to let it go.
+fn take_lock() -> anyhow::Result<nix::fcntl::Flock<File>> {
+    let path = PathBuf::from(LOCK_FILE);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    let deadline = Instant::now() + LOCK_TIMEOUT;
+    let mut told = false;
+    loop {
+        let file =
+            File::create(&path).with_context(|| format!("failed to open {}", path.display()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                if !told {
+                    eprintln!(
+                        "waiting for another metaboot-harness run to finish with libvirtd ({})",
+                        path.display()
+                    );
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err((_, errno)) => bail!(
+                "failed to lock {} ({errno}): another metaboot-harness run still uses libvirtd",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The PID of a running process named `name` (its `comm`), if any.
+fn running(name: &str) -> Option<u32> {
+    fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name)
+                && fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|stat| !stat.contains(") Z "))
+        })
+}
+
+/// Whether process `pid` lives in network namespace `ns`.
+fn in_namespace(pid: u32, ns: &str) -> bool {
+    let Ok(theirs) = fs::metadata(format!("/proc/{pid}/ns/net")) else {
+        return false;
+    };
+    fs::metadata(Path::new(netns::NETNS_DIR).join(ns))
+        .is_ok_and(|ours| ours.dev() == theirs.dev() && ours.ino() == theirs.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_private_qemu_conf_runs_guests_as_root_without_relabelling() {
+        for line in [
+            "user = \"root\"",
+            "group = \"root\"",
+            "dynamic_ownership = 0",
+            "cgroup_controllers = [ ]",
+        ] {
+            assert!(QEMU_CONF.lines().any(|l| l == line), "{line}");
+        }
+        let cmd = libvirtd_command("metaboot-x", Path::new("/d/qemu.conf"), Path::new("/d/e"));
+        let line = process::describe(&cmd);
+        assert!(
+            line.starts_with(
+                "ip netns exec metaboot-x unshare --mount --propagation private sh -c"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("mount --bind \"$1\" /etc/libvirt/qemu.conf"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("exec libvirtd libvirtd-in-lab /d/qemu.conf /d/e"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn virsh_talks_to_the_system_instance() {
+        let line = process::describe(&virsh(["domstate", "g1"]));
+        assert_eq!(line, "virsh -q -c qemu:///system domstate g1");
+    }
+
+    #[test]
+    fn this_process_is_found_by_name_and_namespace_checks_fail_for_unknown_namespaces() {
+        let me = fs::read_to_string("/proc/self/comm").unwrap();
+        assert!(running(me.trim()).is_some());
+        assert!(running("no-such-process-name").is_none());
+        assert!(!in_namespace(std::process::id(), "metaboot-no-such-lab"));
+    }
+}

@@ -1,0 +1,162 @@
+//! The `run` command: the tiny image's scenarios in a fresh lab, or (`--image FILE`) one cloud
+//! image a user brings; each reports a table and exits 0 only when every check passed.
+
+use std::path::PathBuf;
+
+use crate::args::{Run, build_tiny};
+use crate::scenario::cloud_image::{self, own};
+use crate::{image, lab, progress, scenario};
+
+/// Runs `run` with its arguments.
+pub fn run(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
+    if args.image.is_some() {
+        image(cache, args)
+    } else {
+        scenarios(cache, args)
+    }
+}
+
+/// Run directories (keys, disks, console logs) kept under `<cache>/runs`.
+pub const MAX_KEPT_RUNS: usize = 5;
+
+fn scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
+    let scenarios = scenario::matrix::select(&args.scenarios)?;
+    if args.list {
+        for s in &scenarios {
+            println!("{}", s.name());
+        }
+        return Ok(0);
+    }
+    scenario::check_jobs(args.jobs)?;
+    scenario::preflight()?;
+    let image = build_tiny(cache, None, &args.agent)?;
+    let server_bin = args.server.resolve()?;
+    let run_dir = args.run_dir.unwrap_or_else(|| new_run_dir(cache));
+    let names: Vec<String> = std::iter::once("lab".to_owned())
+        .chain(scenarios.iter().map(|s| s.name()))
+        .collect();
+    let progress = progress::for_terminal(&names);
+    let lab_id = lab::config::random_id();
+    scenario::tear_down_on_signal(&args.lab.state_root, &lab_id)?;
+    let opts = scenario::RunOptions {
+        lab_id,
+        scenarios,
+        jobs: args.jobs,
+        image,
+        server_bin,
+        state_root: args.lab.state_root,
+        run_dir: run_dir.clone(),
+        keep_lab: args.keep_lab,
+        via: args.via,
+    };
+    let report = scenario::run(&opts, progress.as_ref())?;
+    drop(progress);
+    let failures = report.failures();
+    if !failures.is_empty() {
+        println!("{failures}");
+    }
+    print!("{}", report.table());
+    println!("logs, keys and disks: {}", run_dir.display());
+    if let Some(path) = &args.report {
+        report.write_json(path)?;
+        println!("report: {}", path.display());
+    }
+    Ok(if report.passed { 0 } else { 1 })
+}
+
+/// A new run directory under `<cache>/runs`, keeping the newest [`MAX_KEPT_RUNS`].
+fn new_run_dir(cache: &std::path::Path) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let runs = cache.join("runs");
+    let dir = runs.join(format!("run-{stamp}"));
+    image::output::prune_prefixed(&runs, "run-", &dir, MAX_KEPT_RUNS - 1);
+    dir
+}
+
+/// `run --image FILE`: one cloud image guest in a fresh lab. A file that is not a disk image
+/// gets one line and exit 2; a guest that fails its checks, exit 1.
+fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
+    let Some(image) = args.image.clone() else {
+        return scenarios(cache, args);
+    };
+    let info = match own::inspect(&image) {
+        Ok(info) => info,
+        Err(err) if err.is_bad_input() => {
+            eprintln!("metaboot-harness: {err}");
+            return Ok(2);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    scenario::preflight()?;
+    let own = own::OwnImage {
+        image,
+        info,
+        user: args.user,
+        path: args.path,
+        via: args.via,
+        boot_timeout: args.timeout.map_or(
+            crate::guest::qemu::DISK_BOOT_TIMEOUT,
+            std::time::Duration::from_secs,
+        ),
+    };
+    let guest = own.guest();
+    let run_dir = args.run_dir.unwrap_or_else(|| new_run_dir(cache));
+    let lab_id = lab::config::random_id();
+    scenario::tear_down_on_signal(&args.lab.state_root, &lab_id)?;
+    let opts = cloud_image::CloudImageRun {
+        lab_id: lab_id.clone(),
+        guests: vec![guest],
+        jobs: 1,
+        server_bin: args.server.resolve()?,
+        state_root: args.lab.state_root,
+        run_dir: run_dir.clone(),
+    };
+    let reports = cloud_image::run_all(&opts, &progress::Lines::new())?;
+    print!("{}", cloud_image::table(&reports));
+    println!(
+        "lab {lab_id} is down; logs, keys and the overlay: {}",
+        run_dir.display()
+    );
+    if let Some(path) = &args.report {
+        crate::atomic::write(path, &serde_json::to_vec_pretty(&reports)?, 0o644)?;
+        println!("report: {}", path.display());
+    }
+    Ok(if reports.iter().all(|r| r.passed) {
+        0
+    } else {
+        1
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_run_directories_are_pruned_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..MAX_KEPT_RUNS + 2 {
+            let run = dir.path().join(format!("run-{i}"));
+            std::fs::create_dir(&run).unwrap();
+            let when = std::time::SystemTime::now()
+                - std::time::Duration::from_secs(100 * (20 - i as u64));
+            std::fs::File::open(&run)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        let current = dir.path().join("run-new");
+        image::output::prune_prefixed(dir.path(), "run-", &current, MAX_KEPT_RUNS - 1);
+        std::fs::create_dir(&current).unwrap();
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, MAX_KEPT_RUNS);
+        assert!(
+            dir.path()
+                .join(format!("run-{}", MAX_KEPT_RUNS + 1))
+                .exists(),
+            "the newest are kept"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! One cloud image guest from registration to the last check: the instance and its user data,
+//! the overlay, the boot (by the harness's QEMU or libvirt), the first key login, the verdict
+//! and the checks from outside.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use super::checks::{check_output, check_password, detect_provisioner, wait_for_verdict};
+use super::spec::{CloudImageGuest, CloudImageReport, DiskBootTimes, POLL, USER};
+use crate::check::CheckResult;
+use crate::check::ssh::{self, SshTarget};
+use crate::guest::qemu::RunningGuest;
+use crate::guest::{self, Guest, Nic, serial};
+use crate::lab::Lab;
+use crate::lab::registry::InstanceSpec;
+use crate::progress::Progress;
+use crate::scenario::run::TapGuard;
+use crate::scenario::userdata::{self, Intent};
+
+/// Who the guest should become.
+struct Who {
+    /// The instance's key (meta_data `public_keys`): the default user's.
+    key: PathBuf,
+    /// The user data user's key.
+    user_key: PathBuf,
+    intent: Intent,
+}
+
+/// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
+/// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
+pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
+    format!(
+        "#cloud-config\n\
+         hostname: {host}\n\
+         ssh_pwauth: true\n\
+         users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
+         \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
+         chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
+         runcmd:\n  - echo \"{marker}\" >> {log}\n",
+        host = intent.hostname,
+        pw = intent.password,
+        marker = intent.marker,
+        log = userdata::RUNCMD_LOG,
+    )
+}
+
+/// Boots `spec` on `lab` and checks it; failures end up in the report, never as a panic.
+pub fn run(
+    lab: &Lab,
+    spec: &CloudImageGuest,
+    dir: &Path,
+    askpass: &Path,
+    progress: &dyn Progress,
+) -> CloudImageReport {
+    let started = Instant::now();
+    let mut report = CloudImageReport {
+        name: spec.name.clone(),
+        passed: false,
+        checks: Vec::new(),
+        times: DiskBootTimes::default(),
+        error: None,
+        provisioner: spec.provisioner,
+        via: spec.via,
+        instance: None,
+        serial_log: dir.join("serial.log"),
+        seconds: 0.0,
+    };
+    if let Err(err) = run_guest(lab, spec, dir, askpass, progress, &mut report) {
+        report.error = Some(format!("{err:#}"));
+    }
+    report.passed = report.error.is_none()
+        && !report.checks.is_empty()
+        && report.checks.iter().all(|c| c.passed);
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+fn run_guest(
+    lab: &Lab,
+    spec: &CloudImageGuest,
+    dir: &Path,
+    askpass: &Path,
+    progress: &dyn Progress,
+    report: &mut CloudImageReport,
+) -> anyhow::Result<()> {
+    let stage = |what: &str| progress.stage(&spec.name, what);
+    fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    stage("registering");
+    let slug = spec.slug();
+    let who = Who {
+        key: ssh::keygen(dir, "id_ed25519")?,
+        user_key: ssh::keygen(dir, "id_ed25519-user")?,
+        intent: Intent {
+            hostname: format!("ud-{slug}"),
+            password: format!("pw-{}", crate::lab::config::random_id()),
+            marker: format!("{slug} runcmd"),
+        },
+    };
+    let user_public = fs::read_to_string(who.user_key.with_extension("pub"))
+        .context("failed to read the user's public key")?;
+    let user_data = dir.join("user-data");
+    fs::write(&user_data, cloud_config(&who.intent, user_public.trim()))
+        .with_context(|| format!("failed to write {}", user_data.display()))?;
+    let network_id = lab.network(spec.path.network())?.id.clone();
+    let record = lab.register_instance(&InstanceSpec {
+        name: slug.clone(),
+        network: network_id,
+        hostname: Some(format!("md-{slug}")),
+        key_files: vec![who.key.with_extension("pub")],
+        user_data: Some(user_data),
+        ..InstanceSpec::default()
+    })?;
+    report.instance = Some(record.uuid.clone());
+    let tap = TapGuard {
+        lab,
+        tap: lab.add_tap(&record)?,
+    };
+    let overlay = dir.join("overlay.qcow2");
+    guest::make_overlay(&spec.image, &spec.format, &overlay)?;
+    let guest = Guest::from_disk(&slug, &overlay, &report.serial_log).with_nic(Nic {
+        netns: lab.state().bridge_ns.clone(),
+        tap: tap.tap.clone(),
+        mac: record.mac.clone(),
+    });
+    let target = SshTarget {
+        netns: lab.client_namespace(&record.network_id),
+        ip: record.ip,
+        user: spec.default_user.clone(),
+    };
+
+    stage(&format!(
+        "booting (firmware, GRUB, kernel, systemd) via {}",
+        spec.via
+    ));
+    let mut vm = RunningGuest::start_via(&guest, spec.via)?;
+    let result = boot_and_check(&mut vm, spec, &target, &who, askpass, &stage, report);
+    record_markers(&vm, report);
+    vm.kill()?;
+    drop(tap);
+    result
+}
+
+fn boot_and_check(
+    vm: &mut RunningGuest,
+    spec: &CloudImageGuest,
+    target: &SshTarget,
+    who: &Who,
+    askpass: &Path,
+    stage: &dyn Fn(&str),
+    report: &mut CloudImageReport,
+) -> anyhow::Result<()> {
+    let deadline = vm.started + spec.boot_timeout;
+    loop {
+        if ssh::with_key(target, &who.key, "true").is_ok_and(|out| out.success()) {
+            break;
+        }
+        if let Some(why) = vm.stopped()? {
+            bail!("{why}; console log: {}", report.serial_log.display());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no provisioning seen in {} s (no key login as {} with the instance's key); \
+                 console log: {}",
+                spec.boot_timeout.as_secs(),
+                target.user,
+                report.serial_log.display()
+            );
+        }
+        thread::sleep(POLL);
+    }
+    report.times.ssh = Some(vm.started.elapsed().as_secs_f64());
+    let provisioner = match spec.provisioner {
+        Some(known) => known,
+        None => detect_provisioner(target, &who.key)?,
+    };
+    report.provisioner = Some(provisioner);
+    stage(&format!(
+        "key login as {} after {:.1} s; waiting for {}",
+        target.user,
+        vm.started.elapsed().as_secs_f64(),
+        provisioner.status_command()
+    ));
+
+    let verdict = wait_for_verdict(target, &who.key, provisioner)?;
+    report.times.verdict = Some(vm.started.elapsed().as_secs_f64());
+    stage("checking");
+    let mut push = |name: &str, result: anyhow::Result<CheckResult>| {
+        report.checks.push(match result {
+            Ok(check) => CheckResult {
+                name: name.to_owned(),
+                ..check
+            },
+            Err(err) => CheckResult::fail(name, format!("{err:#}")),
+        });
+    };
+    push(
+        &format!("key login as {}", target.user),
+        Ok(CheckResult::pass(
+            "",
+            "the instance's key (meta_data public_keys)",
+        )),
+    );
+    push(
+        &format!("{}: done, no errors", provisioner.status_command()),
+        Ok(verdict),
+    );
+    push(
+        "hostname",
+        check_output(target, &who.key, "hostname", &who.intent.hostname),
+    );
+    push(
+        "hostname in /etc/hosts",
+        check_output(
+            target,
+            &who.key,
+            "getent hosts \"$(hostname)\" >/dev/null && echo resolves",
+            "resolves",
+        ),
+    );
+    let user = SshTarget {
+        user: USER.to_owned(),
+        ..target.clone()
+    };
+    push(
+        &format!("key login as {USER} (user data)"),
+        check_output(&user, &who.user_key, "id -un", USER),
+    );
+    push(
+        &format!("password login as {USER}"),
+        check_password(&user, askpass, &who.intent.password),
+    );
+    push(
+        "runcmd ran once (read with sudo)",
+        check_output(
+            target,
+            &who.key,
+            &format!("sudo -n cat {}", userdata::RUNCMD_LOG),
+            &who.intent.marker,
+        ),
+    );
+    Ok(())
+}
+
+/// Copies the console's timestamps into the report.
+fn record_markers(vm: &RunningGuest, report: &mut CloudImageReport) {
+    let at = |name: &str| {
+        vm.serial()
+            .markers()
+            .into_iter()
+            .find(|m| m.text.starts_with(name))
+            .map(|m| m.at.as_secs_f64())
+    };
+    report.times.kernel = at(serial::MARK_KERNEL);
+    report.times.sshd = at(serial::MARK_SSHD);
+    report.times.provisioner_done =
+        at(serial::MARK_CLOUD_INIT_FINISHED).or_else(|| at(serial::MARK_METABOOT_FINISHED));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_data_asks_for_what_the_checks_look_at() {
+        let intent = Intent {
+            hostname: "ud-x".into(),
+            password: "pw-1".into(),
+            marker: "x runcmd".into(),
+        };
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k");
+        assert!(text.starts_with("#cloud-config\n"));
+        for expect in [
+            "hostname: ud-x\n",
+            "  - default\n",
+            "  - name: cloudy\n",
+            "      - ssh-ed25519 AAAA k\n",
+            "      password: \"pw-1\"\n",
+            "  - echo \"x runcmd\" >> /root/runcmd.log\n",
+            "ssh_pwauth: true\n",
+        ] {
+            assert!(text.contains(expect), "{expect:?} in\n{text}");
+        }
+    }
+}

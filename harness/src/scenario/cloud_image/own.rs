@@ -1,0 +1,276 @@
+//! Bring your own image: `metaboot-harness run --image FILE` boots any cloud image that runs
+//! cloud-init or metaboot (a distribution's "genericcloud" qcow2, one of ours) on a lab
+//! network through the chain, on a copy-on-write overlay (the file is never written), and
+//! checks it from outside like the built images.
+//!
+//! The file is looked at before anything starts: a missing file or one that is not a disk
+//! image is refused with one line (the CLI exits 2). `qemu-img info` names the format; raw
+//! data passes only with a boot sector, since qemu-img calls any file raw.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::spec::CloudImageGuest;
+use crate::guest::Via;
+use crate::scenario::matrix::MetadataPath;
+
+/// The default user `--user` names unless told: Debian's cloud images' (Ubuntu's is `ubuntu`).
+pub const DEFAULT_USER: &str = "debian";
+
+/// Deadline of `qemu-img info`.
+pub const INFO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a BIOS boot sector (an MBR, or a GPT disk's protective MBR) has its signature.
+pub const BOOT_SIGNATURE_OFFSET: usize = 510;
+
+/// The signature bytes.
+pub const BOOT_SIGNATURE: [u8; 2] = [0x55, 0xAA];
+
+/// Why a file cannot be booted as a cloud image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Nothing at the path.
+    #[error("{}: no such file", .0.display())]
+    Missing(PathBuf),
+    /// A directory or a device.
+    #[error("{}: not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    /// qemu-img could not open it (a damaged image, a missing backing file).
+    #[error("{}: not a disk image qemu-img can open: {reason}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// qemu-img's first line.
+        reason: String,
+    },
+    /// Raw data without a boot sector, or an image of no size.
+    #[error("{}: not a disk image: {why}", path.display())]
+    NotADisk {
+        /// The file.
+        path: PathBuf,
+        /// What qemu-img or the first sector showed.
+        why: String,
+    },
+    /// The tool itself failed.
+    #[error("failed to run qemu-img (scripts/install-lab-deps installs qemu-utils)")]
+    QemuImg(#[source] anyhow::Error),
+}
+
+impl ImageError {
+    /// True when the input is at fault (the CLI exits 2), not the machine.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, ImageError::QemuImg(_))
+    }
+}
+
+/// What `qemu-img info` says of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ImageInfo {
+    /// Its format (`qcow2`, `raw`, `vmdk`, …), as QEMU names it.
+    pub format: String,
+    /// The size the guest sees.
+    #[serde(rename = "virtual-size")]
+    pub virtual_size: u64,
+}
+
+/// Looks at `path` without changing it: a regular file that qemu-img opens as a disk image.
+pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ImageError::Missing(path.to_owned()));
+        }
+        Err(err) => {
+            return Err(ImageError::Unreadable {
+                path: path.to_owned(),
+                reason: err.to_string(),
+            });
+        }
+    };
+    if !meta.is_file() {
+        return Err(ImageError::NotAFile(path.to_owned()));
+    }
+    // --force-share: a guest that has the image open (read-only, as a backing file) holds
+    // QEMU's lock on it; reading its header is still safe.
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["info", "--force-share", "--output=json"])
+        .arg(path);
+    let out =
+        crate::process::output_with_timeout(&mut cmd, INFO_TIMEOUT).map_err(ImageError::QemuImg)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let reason = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message")
+            .trim()
+            .trim_start_matches("qemu-img: ")
+            .to_owned();
+        return Err(ImageError::Unreadable {
+            path: path.to_owned(),
+            reason,
+        });
+    }
+    let info: ImageInfo =
+        serde_json::from_slice(&out.stdout).map_err(|e| ImageError::Unreadable {
+            path: path.to_owned(),
+            reason: format!("unexpected qemu-img output: {e}"),
+        })?;
+    if info.virtual_size == 0 {
+        return Err(ImageError::NotADisk {
+            path: path.to_owned(),
+            why: "it is empty".into(),
+        });
+    }
+    if info.format == "raw" && !has_boot_sector(path) {
+        return Err(ImageError::NotADisk {
+            path: path.to_owned(),
+            why: format!(
+                "qemu-img sees raw data with no boot sector (no 55 AA at byte \
+                 {BOOT_SIGNATURE_OFFSET})"
+            ),
+        });
+    }
+    Ok(info)
+}
+
+/// Whether the file starts with a sector a BIOS would boot (MBR or GPT's protective MBR).
+fn has_boot_sector(path: &Path) -> bool {
+    let mut sector = [0u8; BOOT_SIGNATURE_OFFSET + 2];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut sector))
+        .is_ok_and(|()| sector[BOOT_SIGNATURE_OFFSET..] == BOOT_SIGNATURE)
+}
+
+/// What `run --image` boots.
+#[derive(Debug, Clone)]
+pub struct OwnImage {
+    /// The image file (never written).
+    pub image: PathBuf,
+    /// What [`inspect`] found.
+    pub info: ImageInfo,
+    /// The default user, who gets the instance's key.
+    pub user: String,
+    /// The network it boots on.
+    pub path: MetadataPath,
+    /// Who starts its QEMU.
+    pub via: Via,
+    /// How long until the first key login.
+    pub boot_timeout: Duration,
+}
+
+impl OwnImage {
+    /// The guest to boot: its provisioner is found over SSH after the first login.
+    pub fn guest(&self) -> CloudImageGuest {
+        CloudImageGuest {
+            name: format!("{}/{}", self.path.name(), name_of(&self.image)),
+            image: self.image.clone(),
+            format: self.info.format.clone(),
+            provisioner: None,
+            default_user: self.user.clone(),
+            path: self.path,
+            via: self.via,
+            boot_timeout: self.boot_timeout,
+        }
+    }
+}
+
+/// Most characters of the name an image gets in reports.
+pub const MAX_NAME_CHARS: usize = 40;
+
+/// File names that say nothing of the image (`…/debian-cloud-init/disk.qcow2`): the
+/// directory's name is used with them.
+pub const GENERIC_NAMES: [&str; 4] = ["disk", "image", "root", "rootfs"];
+
+/// The image's name in reports: its file name without extension, or the directory's name with
+/// a [`GENERIC_NAMES`] one.
+fn name_of(image: &Path) -> String {
+    let part = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
+    let stem = part(image.file_stem()).unwrap_or_default();
+    if GENERIC_NAMES.contains(&stem.as_str())
+        && let Some(dir) = part(image.parent().and_then(Path::file_name))
+    {
+        return slug(&dir);
+    }
+    slug(&stem)
+}
+
+/// A file name as a report and instance name: letters, digits and dashes.
+fn slug(stem: &str) -> String {
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "image".into()
+    } else {
+        name.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_become_short_slugs() {
+        assert_eq!(
+            slug("debian-12-genericcloud-amd64"),
+            "debian-12-genericcloud-amd64"
+        );
+        assert_eq!(slug("My Image.v2"), "my-image-v2");
+        assert_eq!(slug("***"), "image");
+        assert_eq!(slug(&"x".repeat(100)).len(), MAX_NAME_CHARS);
+        assert_eq!(
+            name_of(Path::new("/c/debian-cloud-init/disk.qcow2")),
+            "debian-cloud-init"
+        );
+        assert_eq!(
+            name_of(Path::new("/d/debian-12-genericcloud-amd64.qcow2")),
+            "debian-12-genericcloud-amd64"
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused_before_qemu_img_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.qcow2");
+        let err = inspect(&missing).unwrap_err();
+        assert!(matches!(err, ImageError::Missing(_)) && err.is_bad_input());
+        assert_eq!(
+            err.to_string(),
+            format!("{}: no such file", missing.display())
+        );
+        let err = inspect(dir.path()).unwrap_err();
+        assert!(matches!(err, ImageError::NotAFile(_)), "{err}");
+    }
+
+    #[test]
+    fn a_boot_sector_is_what_tells_a_raw_disk_from_any_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a disk\n".repeat(100)).unwrap();
+        assert!(!has_boot_sector(&text));
+        let disk = dir.path().join("disk.raw");
+        let mut sector = vec![0u8; 4096];
+        sector[BOOT_SIGNATURE_OFFSET..BOOT_SIGNATURE_OFFSET + 2].copy_from_slice(&BOOT_SIGNATURE);
+        std::fs::write(&disk, &sector).unwrap();
+        assert!(has_boot_sector(&disk));
+        let short = dir.path().join("short");
+        std::fs::write(&short, [0x55, 0xAA]).unwrap();
+        assert!(!has_boot_sector(&short));
+    }
+}

@@ -1,0 +1,94 @@
+//! What a cloud image run is about: the guest to boot, its boot times and its report, and the
+//! bounds its checks share.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::check::CheckResult;
+use crate::guest::Via;
+use crate::image::disk::Provisioner;
+use crate::scenario::matrix::MetadataPath;
+
+/// How long provisioning may go on after the first key login (cloud-init's config and final
+/// stages run after sshd started: about 20 s more under TCG here, but over 4 minutes on a
+/// machine busy with other builds and guests).
+pub const PROVISION_TIMEOUT: Duration = Duration::from_secs(360);
+
+/// How often the first key login and the verdict are tried.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// The user the user data creates (besides the image's default user).
+pub const USER: &str = "cloudy";
+
+/// A cloud image guest to boot.
+#[derive(Debug, Clone)]
+pub struct CloudImageGuest {
+    /// Its name in reports (`router/debian-metaboot`).
+    pub name: String,
+    /// The disk image (never written).
+    pub image: PathBuf,
+    /// The image's format for QEMU (`qcow2`, `raw`).
+    pub format: String,
+    /// What provisions it (its verdict is checked); `None`: asked over SSH after the first
+    /// login (`metaboot` when it is installed, else `cloud-init`).
+    pub provisioner: Option<Provisioner>,
+    /// The user that gets the instance's keys.
+    pub default_user: String,
+    /// The metadata path (the lab network it boots on).
+    pub path: MetadataPath,
+    /// Who starts its QEMU.
+    pub via: Via,
+    /// How long after QEMU's start the first key login as the default user may take: the
+    /// sign that provisioning happened (default [`crate::guest::qemu::DISK_BOOT_TIMEOUT`]).
+    pub boot_timeout: Duration,
+}
+
+impl CloudImageGuest {
+    /// The name as an identifier (`router-debian-metaboot`): instance names, files.
+    pub fn slug(&self) -> String {
+        self.name.replace('/', "-")
+    }
+}
+
+/// Times of one boot, in seconds since QEMU started (host monotonic clock).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DiskBootTimes {
+    /// The kernel printed its banner (firmware and bootloader before it).
+    pub kernel: Option<f64>,
+    /// systemd started sshd.
+    pub sshd: Option<f64>,
+    /// The provisioner's last console line (cloud-init's final message, metaboot's
+    /// "metaboot finished").
+    pub provisioner_done: Option<f64>,
+    /// The first successful key login as the default user.
+    pub ssh: Option<f64>,
+    /// The verdict was final (polled over SSH, so up to [`POLL`] late).
+    pub verdict: Option<f64>,
+}
+
+/// The outcome of one cloud image guest.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudImageReport {
+    /// Its name.
+    pub name: String,
+    /// True when every check passed and nothing failed on the way.
+    pub passed: bool,
+    /// The checks, in the order they ran.
+    pub checks: Vec<CheckResult>,
+    /// The boot.
+    pub times: DiskBootTimes,
+    /// What stopped it early, if anything.
+    pub error: Option<String>,
+    /// What provisioned it (known, or found in the guest).
+    pub provisioner: Option<Provisioner>,
+    /// Who started its QEMU.
+    pub via: Via,
+    /// The registered instance.
+    pub instance: Option<String>,
+    /// The console log.
+    pub serial_log: PathBuf,
+    /// Wall time of the whole run.
+    pub seconds: f64,
+}
