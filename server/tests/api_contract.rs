@@ -41,9 +41,8 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
             cidr: "198.18.0.0/24".parse().unwrap(),
             gateway: Some("198.18.0.1".parse().unwrap()),
             dhcp_ip: Some("198.18.0.2".parse().unwrap()),
-            isolated: false,
             mtu: Some(1450),
-            no_dhcp: false,
+            ..NewNetwork::default()
         })
         .unwrap();
     store
@@ -69,6 +68,7 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
                 ip: Some("198.18.0.10".parse().unwrap()),
                 mac: Some("fa:16:3e:00:00:0a".into()),
                 instance_id: UUID.into(),
+                ..NewPort::default()
             },
         )
         .unwrap();
@@ -86,6 +86,7 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
                 ip: Some("198.18.0.11".parse().unwrap()),
                 mac: Some("fa:16:3e:00:00:0b".into()),
                 instance_id: BARE_UUID.into(),
+                ..NewPort::default()
             },
         )
         .unwrap();

@@ -270,6 +270,7 @@ impl ReadModel {
                     network_id: network.record.id.clone(),
                     mac: mac_text(&port.mac),
                     ip: port.ip,
+                    second_ip: port.second_ip,
                     instance_id: uuid.clone(),
                     project: instance.project.clone(),
                     created: String::new(),
