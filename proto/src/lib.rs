@@ -15,8 +15,8 @@ pub mod vendor_data;
 pub mod versions;
 
 pub use address::{
-    METADATA_ADDRESSES, METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_IPV6, METADATA_PORT,
-    METADATA_URL, ROUTER_PROXY_PORT,
+    METADATA_ADDRESSES, METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_IPV6, METADATA_IPV6_LISTEN,
+    METADATA_PORT, METADATA_URL, METADATA_URL_IPV6, METADATA_URLS, ROUTER_PROXY_PORT,
 };
 pub use meta_data::{Device, KeyPair, MetaData};
 pub use network_data::{Link, Network, NetworkData, Route, Service};
