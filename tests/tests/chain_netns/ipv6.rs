@@ -433,3 +433,52 @@ fn ns_proxies_serve_ipv6_guests_on_both_paths() {
         "{refused:?}"
     );
 }
+
+/// The guest agent in the IPv6-only guest's namespace, with cloud-init's list of metadata
+/// URLs: the IPv4 one finds no route, the link-local one (zoned to `eth0`) answers, and the
+/// instance is provisioned from it.
+#[test]
+fn the_guest_agent_takes_the_first_metadata_url_that_answers() {
+    if !require_root() || !require_command("ip6tables") {
+        return;
+    }
+    let mut lab = lab();
+    start_all(&mut lab.chain);
+    // Served before the agent starts, so its run is about the URLs, not the listener.
+    served(&lab.isolated.netns, None, "/openstack");
+    let agent = metaboot_harness::workspace::build(metaboot_harness::workspace::CargoBinary {
+        package: "metaboot",
+        bin: "metaboot",
+        profile: None,
+        target: None,
+        static_crt: false,
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    metaboot_tests::guest_root::first_boot(
+        dir.path(),
+        &[],
+        "metadata_urls: [http://169.254.169.254, 'http://[fe80::a9fe:a9fe%25eth0]']\n\
+         deadline_secs: 20\ndisable_root: false\nmanage_etc_hosts: localhost\n",
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.isolated.netns.name])
+        .arg(&agent)
+        .arg("run")
+        .arg("--root")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let read = |path: &str| std::fs::read_to_string(dir.path().join(path)).unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.chain.logs()
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&read("var/lib/metaboot/status.json")).unwrap();
+    assert_eq!(status["source"], "metadata-service");
+    assert_eq!(status["instance_id"], lab.isolated.uuid.as_str());
+    assert_eq!(read("etc/hostname"), "db6\n");
+}
