@@ -1,11 +1,12 @@
 //! `qdhcp-<network id>`: the network's DHCP port (plus 169.254.169.254/32 for isolated
 //! networks) and dnsmasq handing out the ports' fixed addresses, with option 121 on isolated
-//! networks (docs/protocol.md §2.1).
+//! networks (docs/protocol.md §2.1). On a network without DHCP (an IPv6-only one among them)
+//! the namespace is only the lab's place on the network.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use metaboot_proto::METADATA_IPV4;
 
 use crate::atomic;
@@ -106,14 +107,27 @@ pub fn dnsmasq_args(net: &DhcpNetwork, files: &DnsmasqFiles) -> Vec<String> {
     args
 }
 
-/// Creates the DHCP namespace with its port on the network's bridge.
-pub fn create(bridge_ns: &str, bridge: &str, ns: &str, net: &DhcpNetwork) -> anyhow::Result<()> {
+/// Creates the DHCP namespace with its port on the network's bridge, holding `address` (the
+/// DHCP port's, or the lab's on a network without DHCP); an IPv6 one is usable at once
+/// (`nodad`, as Neutron adds its ports' addresses).
+pub fn create(
+    bridge_ns: &str,
+    bridge: &str,
+    ns: &str,
+    network_id: &str,
+    address: IpNet,
+    isolated: bool,
+) -> anyhow::Result<()> {
     netns::create(ns)?;
-    let inside = interface(&net.id);
-    bridge::add_veth(bridge_ns, bridge, &bridge_end(&net.id), ns, &inside)?;
-    let addr = Ipv4Net::new(net.dhcp_ip, net.cidr.prefix_len())?;
-    netns::ip(ns, &["addr", "add", &addr.to_string(), "dev", &inside])?;
-    if net.isolated {
+    let inside = interface(network_id);
+    bridge::add_veth(bridge_ns, bridge, &bridge_end(network_id), ns, &inside)?;
+    let address = address.to_string();
+    let mut add = vec!["addr", "add", address.as_str(), "dev", inside.as_str()];
+    if address.contains(':') {
+        add.push("nodad");
+    }
+    netns::ip(ns, &add)?;
+    if isolated {
         netns::ip(
             ns,
             &[
