@@ -211,6 +211,8 @@ fn short(name: &str) -> &'static str {
         "static address and default route" => "static-ip",
         "get-password decrypts it" => "get-pw",
         "password login with it" => "postback-pw",
+        crate::scenario::run::IPV6_ADDRESS_CHECK => "ipv6-addr",
+        crate::scenario::run::IPV6_METADATA_CHECK => "md-ipv6",
         _ => "check",
     }
 }
@@ -267,6 +269,12 @@ mod tests {
             serial_logs: vec!["/nonexistent/serial-1.log".into()],
             seconds: 5.0,
         }
+    }
+
+    #[test]
+    fn the_ipv6_checks_have_their_own_labels() {
+        assert_eq!(short(crate::scenario::run::IPV6_ADDRESS_CHECK), "ipv6-addr");
+        assert_eq!(short(crate::scenario::run::IPV6_METADATA_CHECK), "md-ipv6");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The scenario matrix: both metadata paths × every user data variant, plus the corrupt-gzip,
-//! reboot, new-instance, config-drive, NoCloud, static-network and password-post-back
-//! scenarios; and selecting scenarios by name.
+//! reboot, new-instance, config-drive, NoCloud, static-network, password-post-back and
+//! IPv6-only scenarios; and selecting scenarios by name.
 
 use anyhow::bail;
 use serde::Serialize;
@@ -61,10 +61,26 @@ pub enum Flow {
     /// password and posts it encrypted for the instance's RSA key; `instance get-password`
     /// decrypts it and a password login with it works.
     PasswordPostback,
+    /// One boot on the IPv6-only network (no IPv4 at all, no DHCP): the guest agent finds
+    /// the metadata service at `fe80::a9fe:a9fe` on its NIC (169.254.169.254 is unreachable),
+    /// through the router's ip6tables REDIRECT; the service knows the guest by the MAC in its
+    /// link-local address. It takes its static IPv6 address and route from
+    /// `network_data.json` and is checked over IPv6.
+    Ipv6Only,
+}
+
+impl Flow {
+    /// Whether the guest's network serves DHCP (the tiny image's DHCP client gets a lease).
+    pub fn has_dhcp(self) -> bool {
+        !matches!(self, Flow::StaticNetwork | Flow::Ipv6Only)
+    }
 }
 
 /// The default lab's network without DHCP (behind the router).
 pub const STATIC_NETWORK: &str = "tenant-s";
+
+/// The default lab's IPv6-only network (behind the router, no DHCP).
+pub const IPV6_NETWORK: &str = "tenant-6";
 
 /// One scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,6 +104,7 @@ impl Scenario {
             Flow::NoCloud => "nocloud",
             Flow::StaticNetwork => "static-network",
             Flow::PasswordPostback => "password-postback",
+            Flow::Ipv6Only => "ipv6-only",
         };
         format!("{}/{what}", self.path.name())
     }
@@ -96,6 +113,7 @@ impl Scenario {
     pub fn network(&self) -> &'static str {
         match self.flow {
             Flow::StaticNetwork => STATIC_NETWORK,
+            Flow::Ipv6Only => IPV6_NETWORK,
             _ => self.path.network(),
         }
     }
@@ -154,6 +172,12 @@ pub fn matrix() -> Vec<Scenario> {
             flow,
         });
     }
+    // A cloud-config: hostname and password from user data, checked over IPv6.
+    all.push(Scenario {
+        path: router,
+        variant: Variant::CloudConfig,
+        flow: Flow::Ipv6Only,
+    });
     all
 }
 
@@ -214,7 +238,7 @@ mod tests {
     #[test]
     fn the_matrix_covers_both_paths_every_variant_and_the_extra_flows() {
         let all = matrix();
-        assert_eq!(all.len(), 19);
+        assert_eq!(all.len(), 20);
         let names: Vec<String> = all.iter().map(Scenario::name).collect();
         for expect in [
             "router/none",
@@ -228,6 +252,7 @@ mod tests {
             "router/nocloud",
             "router/static-network",
             "router/password-postback",
+            "router/ipv6-only",
         ] {
             assert!(names.contains(&expect.to_owned()), "{expect}");
         }
@@ -243,7 +268,10 @@ mod tests {
 
     #[test]
     fn selects_by_name_path_variant_and_refuses_unknown_names() {
-        assert_eq!(select(&[]).unwrap().len(), 19);
+        assert_eq!(select(&[]).unwrap().len(), 20);
+        let six = select(&["ipv6-only".into()]).unwrap();
+        assert_eq!(six.len(), 1);
+        assert_eq!(six[0].network(), IPV6_NETWORK);
         assert_eq!(select(&["router/script".into()]).unwrap().len(), 1);
         assert_eq!(select(&["isolated".into()]).unwrap().len(), 6);
         assert_eq!(select(&["gzip-script".into()]).unwrap().len(), 2);
