@@ -211,8 +211,8 @@ fn short(name: &str) -> &'static str {
         "static address and default route" => "static-ip",
         "get-password decrypts it" => "get-pw",
         "password login with it" => "postback-pw",
-        crate::scenario::run::IPV6_ADDRESS_CHECK => "ipv6-addr",
-        crate::scenario::run::IPV6_METADATA_CHECK => "md-ipv6",
+        "IPv6 address and route, no IPv4" => "ipv6-addr",
+        "metadata from fe80::a9fe:a9fe" => "md-ipv6",
         _ => "check",
     }
 }
@@ -273,8 +273,8 @@ mod tests {
 
     #[test]
     fn the_ipv6_checks_have_their_own_labels() {
-        assert_eq!(short(crate::scenario::run::IPV6_ADDRESS_CHECK), "ipv6-addr");
-        assert_eq!(short(crate::scenario::run::IPV6_METADATA_CHECK), "md-ipv6");
+        assert_eq!(short("IPv6 address and route, no IPv4"), "ipv6-addr");
+        assert_eq!(short("metadata from fe80::a9fe:a9fe"), "md-ipv6");
     }
 
     #[test]

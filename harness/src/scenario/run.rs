@@ -4,8 +4,6 @@ mod ipv6;
 mod nocloud;
 mod registry_drive;
 
-pub use ipv6::{IPV6_ADDRESS_CHECK, IPV6_METADATA_CHECK};
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -16,10 +16,10 @@ use crate::scenario::matrix::Scenario;
 /// Separates the outputs of the commands the address check runs in one ssh session.
 const SEPARATOR: &str = "--metaboot-check--";
 
-/// The name of the check of the guest's addresses.
-pub const IPV6_ADDRESS_CHECK: &str = "IPv6 address and route, no IPv4";
+/// The name of the check of the guest's addresses (the report's table labels it by name).
+const IPV6_ADDRESS_CHECK: &str = "IPv6 address and route, no IPv4";
 /// The name of the check of the URL that answered.
-pub const IPV6_METADATA_CHECK: &str = "metadata from fe80::a9fe:a9fe";
+const IPV6_METADATA_CHECK: &str = "metadata from fe80::a9fe:a9fe";
 
 /// The guest agent's log line naming the URL that answered.
 const ANSWERED: &str = "metadata service answered";
