@@ -103,8 +103,8 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         let s = lab.state();
         assert_eq!(
             s.namespaces.len(),
-            6,
-            "bridge, one router, four network namespaces (two without dnsmasq): {:?}",
+            7,
+            "bridge, one router, five network namespaces (two without dnsmasq): {:?}",
             s.namespaces
         );
         for ns in &s.namespaces {
@@ -169,6 +169,28 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         assert!(
             !v4.contains(&port),
             "no IPv4 on the IPv6-only network: {v4}"
+        );
+
+        // The isolated IPv6-only network: its DHCP port holds fe80::a9fe:a9fe, where the
+        // proxy of `all` answers, and its dnsmasq sends router advertisements.
+        let six_i = lab.network("tenant-6i").unwrap();
+        let client = lab.client_namespace(&six_i.id);
+        let port = metaboot_harness::lab::dhcp::interface(&six_i.id);
+        let holders = netns::ip(&client, &["-6", "-o", "addr"]).unwrap();
+        assert!(
+            holders
+                .lines()
+                .any(|l| l.contains(&port) && l.contains("fe80::a9fe:a9fe/64")),
+            "{holders}"
+        );
+        netns::tcp_probe_on_link(&client, METADATA_IPV6_LISTEN, &port, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("metadata on {}: {e:#}", six_i.name));
+        assert!(
+            s.daemons
+                .iter()
+                .any(|d| d.name == format!("dnsmasq in {client}") && d.is_running()),
+            "{:?}",
+            s.daemons
         );
         made.push((s.config.id.clone(), s.namespaces.clone(), s.daemons.clone()));
     }

@@ -84,8 +84,9 @@ pub struct NetworkConfig {
     pub cidr: IpNet,
     /// `false`: no DHCP (the registry's `--no-dhcp`, dnsmasq does not serve it); guests
     /// configure their address from `network_data.json` (config drive or metadata service).
-    /// Such a network needs a router. An IPv6 network has no DHCP (the lab runs no DHCPv6
-    /// server nor router advertisements): it is written `dhcp = false`.
+    /// Such a network needs a router. On an IPv6 network `true` means SLAAC: the DHCP port's
+    /// dnsmasq sends router advertisements (no DHCPv6), the registry's address mode is
+    /// `slaac`.
     #[serde(default = "dhcp_on")]
     pub dhcp: bool,
 }
@@ -137,9 +138,9 @@ impl LabConfig {
     }
 
     /// The lab `run` uses: one network behind a router, one isolated network, one without
-    /// DHCP behind the same router (static addresses from config drives), and one IPv6-only
-    /// network behind it too (static addresses from the metadata service at
-    /// `fe80::a9fe:a9fe`).
+    /// DHCP behind the same router (static addresses from config drives), and two IPv6-only
+    /// networks, where guests reach the metadata service at `fe80::a9fe:a9fe`: one behind the
+    /// router without DHCP (static addresses from `network_data.json`), one isolated with SLAAC.
     pub fn default_with_id(id: &str) -> Self {
         let net = |name: &str, third: u8, dhcp: bool| NetworkConfig {
             name: name.to_owned(),
@@ -148,16 +149,16 @@ impl LabConfig {
             ),
             dhcp,
         };
-        let ipv6_only = NetworkConfig {
-            name: "tenant-6".to_owned(),
+        let ipv6_only = |name: &str, subnet: u16, dhcp: bool| NetworkConfig {
+            name: name.to_owned(),
             cidr: IpNet::V6(
                 Ipv6Net::new(
-                    Ipv6Addr::new(0xfdc6, 0x1200, 0, 0x40, 0, 0, 0, 0),
+                    Ipv6Addr::new(0xfdc6, 0x1200, 0, subnet, 0, 0, 0, 0),
                     IPV6_PREFIX_LEN,
                 )
                 .unwrap_or(LAB_RANGE_V6),
             ),
-            dhcp: false,
+            dhcp,
         };
         Self {
             id: id.to_owned(),
@@ -165,7 +166,8 @@ impl LabConfig {
                 net("tenant-r", 10, true),
                 net("tenant-i", 20, true),
                 net("tenant-s", 30, false),
-                ipv6_only,
+                ipv6_only("tenant-6", 0x40, false),
+                ipv6_only("tenant-6i", 0x41, true),
             ],
             routers: vec![RouterConfig {
                 name: "router1".into(),
@@ -244,7 +246,7 @@ impl LabConfig {
 }
 
 /// Checks a network's subnet: inside the lab's range of its family, of an allowed size,
-/// without host bits; an IPv6 one without DHCP.
+/// without host bits.
 fn validate_subnet(net: &NetworkConfig) -> anyhow::Result<()> {
     let (inside, range, sizes) = match net.cidr {
         IpNet::V4(cidr) => (
@@ -280,13 +282,6 @@ fn validate_subnet(net: &NetworkConfig) -> anyhow::Result<()> {
             net.name,
             net.cidr,
             net.cidr.trunc()
-        );
-    }
-    if net.cidr.addr().is_ipv6() && net.dhcp {
-        bail!(
-            "network {} is IPv6: the lab serves no DHCPv6 nor router advertisements, so its \
-             guests take static addresses from network_data.json; write `dhcp = false`",
-            net.name
         );
     }
     Ok(())
@@ -403,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_network_is_a_routed_lab_64_without_dhcp() {
+    fn an_ipv6_network_is_a_lab_64_routed_or_with_slaac() {
         let lab = |cidr: &str, dhcp: &str, routed: bool| {
             let router = if routed {
                 "[[router]]\nname = \"r\"\nnetworks = [\"n\"]\n"
@@ -416,18 +411,23 @@ mod tests {
         };
         let msg = |r: anyhow::Result<LabConfig>| format!("{:#}", r.unwrap_err());
         assert!(lab("fdc6:1200:0:7::/64", "dhcp = false", true).is_ok());
+        assert!(
+            lab("fdc6:1200:0:7::/64", "", false).is_ok(),
+            "isolated, SLAAC"
+        );
         assert!(msg(lab("2001:db8::/64", "dhcp = false", true)).contains("outside fdc6:1200::/48"));
         assert!(msg(lab("fdc6:1200:0:7::/80", "dhcp = false", true)).contains("64..=64"));
         assert!(msg(lab("fdc6:1200:0:7::5/64", "dhcp = false", true)).contains("host bits"));
-        assert!(msg(lab("fdc6:1200:0:7::/64", "", true)).contains("write `dhcp = false`"));
         assert!(msg(lab("fdc6:1200:0:7::/64", "dhcp = false", false)).contains("no router"));
         let default = LabConfig::default_with_id("t");
-        let six = default
+        let six: Vec<&NetworkConfig> = default
             .networks
             .iter()
-            .find(|n| n.cidr.addr().is_ipv6())
-            .unwrap();
-        assert!(!six.dhcp && !default.is_isolated(&six.name));
+            .filter(|n| n.cidr.addr().is_ipv6())
+            .collect();
+        assert_eq!(six.len(), 2);
+        assert!(!six[0].dhcp && !default.is_isolated(&six[0].name));
+        assert!(six[1].dhcp && default.is_isolated(&six[1].name));
     }
 
     #[test]

@@ -230,9 +230,12 @@ impl Lab {
                 // No DHCP server: the namespace is only the lab's place on the network.
                 continue;
             }
-            let dhcp_net = dhcp_network(&net)?;
             let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
-            let daemon = dhcp::start(&ns, &dhcp_net, &files)?;
+            let daemon = match net.cidr {
+                // SLAAC: router advertisements only; guests make the registry's address.
+                IpNet::V6(prefix) => dhcp::start_ra(&ns, &net.id, prefix, &files)?,
+                IpNet::V4(_) => dhcp::start(&ns, &dhcp_network(&net)?, &files)?,
+            };
             self.state.daemons.push(daemon);
             self.state.save()?;
         }
@@ -423,15 +426,10 @@ impl Lab {
     pub fn register_instance(&self, spec: &InstanceSpec) -> anyhow::Result<InstanceRecord> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let record = self.registry.create_instance(spec)?;
-        if self.network_by_id(&record.network_id)?.dhcp {
-            let std::net::IpAddr::V4(ip) = record.ip else {
-                bail!(
-                    "instance {} got the IPv6 address {} on a DHCP network: the lab serves DHCP \
-                     for IPv4 only",
-                    record.name,
-                    record.ip
-                );
-            };
+        // An IPv6 network with DHCP is SLAAC: no host entry, the guest makes its address.
+        if let std::net::IpAddr::V4(ip) = record.ip
+            && self.network_by_id(&record.network_id)?.dhcp
+        {
             let files = dhcp::DnsmasqFiles::under(&self.state.dir, &record.network_id);
             dhcp::add_host(&files, &record.port_id, &record.mac, ip)?;
         }
@@ -479,9 +477,15 @@ impl Lab {
                 net.cidr,
                 net.id,
                 net.gateway,
-                if net.dhcp { "dhcp" } else { "no DHCP, lab at" },
+                match (net.dhcp, net.cidr.addr().is_ipv6()) {
+                    (true, false) => "dhcp",
+                    (true, true) => "SLAAC (dnsmasq router advertisements)",
+                    (false, _) => "no DHCP, lab at",
+                },
                 net.dhcp_ip,
-                if net.isolated {
+                if net.isolated && net.cidr.addr().is_ipv6() {
+                    "isolated: fe80::a9fe:a9fe in qdhcp"
+                } else if net.isolated {
                     "isolated: metadata in qdhcp, option 121"
                 } else {
                     "routed"
@@ -568,8 +572,7 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
     }
 }
 
-/// What dnsmasq serves on a network with DHCP (IPv4: the lab validates that IPv6 networks
-/// have no DHCP).
+/// What dnsmasq serves on an IPv4 network with DHCP.
 fn dhcp_network(net: &NetworkRecord) -> anyhow::Result<dhcp::DhcpNetwork> {
     use std::net::IpAddr;
     let (IpNet::V4(cidr), IpAddr::V4(gateway), IpAddr::V4(dhcp_ip)) =

@@ -112,7 +112,8 @@ impl Registry {
     }
 
     /// Creates a network (gateway and DHCP address: the server's defaults; `dhcp: false` is
-    /// `--no-dhcp`).
+    /// `--no-dhcp`; an IPv6 network with DHCP is `--ipv6-address-mode slaac`, as the lab
+    /// serves it with router advertisements).
     pub fn create_network(
         &self,
         name: &str,
@@ -132,6 +133,9 @@ impl Registry {
         }
         if !dhcp {
             args.push("--no-dhcp".into());
+        } else if cidr.addr().is_ipv6() {
+            args.push("--ipv6-address-mode".into());
+            args.push("slaac".into());
         }
         args.push("--json".into());
         let v = self.json(&args, &format!("create network {name}"))?;

@@ -1,7 +1,8 @@
-//! The `ipv6-only` flow's own checks: the guest on the IPv6-only network has no IPv4 address
-//! (so its metadata can only have come over IPv6), holds the registry's IPv6 address and the
-//! default route through the router that `network_data.json` gave it, and its guest agent
-//! says the metadata service answered at `fe80::a9fe:a9fe` on its NIC.
+//! The `ipv6-only` flow's own checks: the guest on an IPv6-only network has no IPv4 address
+//! (so its metadata can only have come over IPv6), holds the registry's IPv6 address (behind
+//! the router with the default route `network_data.json` gave it; on the isolated network the
+//! SLAAC address the registry expects), and its guest agent says the metadata service answered
+//! at `fe80::a9fe:a9fe` on its NIC.
 
 use std::path::Path;
 
@@ -34,15 +35,17 @@ impl Runner<'_> {
         record: &InstanceRecord,
         report: &mut ScenarioReport,
     ) {
+        // An isolated network has no router: no default route to look for.
         let gateway = self
             .lab
             .network(scenario.network())
-            .map(|n| n.gateway.to_string())
-            .unwrap_or_default();
+            .ok()
+            .filter(|n| !n.isolated)
+            .map(|n| n.gateway.to_string());
         let checks = [
             (
                 IPV6_ADDRESS_CHECK,
-                check_addresses(target, key, &record.ip.to_string(), &gateway),
+                check_addresses(target, key, &record.ip.to_string(), gateway.as_deref()),
             ),
             (IPV6_METADATA_CHECK, check_metadata_url(target, key)),
         ];
@@ -59,12 +62,12 @@ impl Runner<'_> {
 }
 
 /// `ip` inside the guest: no IPv4 address on eth0, the registry's IPv6 address (a /64), and
-/// the default route through the router's IPv6 address.
+/// the default route through the router's IPv6 address when there is a router.
 fn check_addresses(
     target: &SshTarget,
     key: &Path,
     ip: &str,
-    gateway: &str,
+    gateway: Option<&str>,
 ) -> anyhow::Result<CheckResult> {
     let out = ssh::with_key(
         target,
@@ -79,16 +82,18 @@ fn check_addresses(
     Ok(addresses_result(&out.stdout, ip, gateway))
 }
 
-fn addresses_result(text: &str, ip: &str, gateway: &str) -> CheckResult {
+fn addresses_result(text: &str, ip: &str, gateway: Option<&str>) -> CheckResult {
     let (ipv4, ipv6) = text.split_once(SEPARATOR).unwrap_or((text, ""));
+    let route = gateway.map(|gateway| format!("default via {gateway}"));
     let ok = !ipv4.contains("inet ")
         && ipv6.contains(&format!("inet6 {ip}/64"))
-        && ipv6.contains(&format!("default via {gateway}"));
+        && route.as_ref().is_none_or(|route| ipv6.contains(route));
     CheckResult::from_bool(
         "",
         ok,
         format!(
-            "expected no inet, inet6 {ip}/64 and default via {gateway}, got {:?}",
+            "expected no inet, inet6 {ip}/64{}, got {:?}",
+            route.map(|r| format!(" and {r}")).unwrap_or_default(),
             text.split_whitespace().collect::<Vec<_>>().join(" ")
         ),
     )
@@ -130,12 +135,15 @@ mod tests {
             "{SEPARATOR}\n2: eth0: <UP>\n    inet6 fdc6:1200:0:40::2/64 scope global\n    \
              inet6 fe80::f816:3eff:fe01:203/64 scope link\ndefault via fdc6:1200:0:40::1 dev eth0\n"
         );
-        let (ip, gateway) = ("fdc6:1200:0:40::2", "fdc6:1200:0:40::1");
+        let (ip, gateway) = ("fdc6:1200:0:40::2", Some("fdc6:1200:0:40::1"));
         assert!(addresses_result(&good, ip, gateway).passed);
         let with_ipv4 = format!("    inet 198.18.40.5/24 scope global eth0\n{good}");
         assert!(!addresses_result(&with_ipv4, ip, gateway).passed);
         let no_route = good.replace("default via", "fdc6:1200:0:40::/64 dev");
         assert!(!addresses_result(&no_route, ip, gateway).passed);
+        // Isolated: no router, so no route is asked for; the address still is.
+        assert!(addresses_result(&no_route, ip, None).passed);
+        assert!(!addresses_result(&no_route, "fdc6:1200:0:40::3", None).passed);
     }
 
     #[test]
