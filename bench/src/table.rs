@@ -107,6 +107,8 @@ pub struct Row {
     pub goal: Goal,
     /// Whether the goal is met (none for reference rows or missing numbers).
     pub met: Option<bool>,
+    /// Whether the goal is judged on every round too (see [`Row::every_round`]).
+    pub every_round: bool,
     /// Every baseline sample, in the order measured.
     pub baseline_samples: Vec<f64>,
     /// Every metaboot sample, in the order measured.
@@ -138,9 +140,29 @@ impl Row {
             ratio,
             goal,
             met: goal.met(metaboot, ratio),
+            every_round: false,
             baseline_samples,
             metaboot_samples,
         }
+    }
+
+    /// The goal judged on every round as well as on the medians: met only when each round's
+    /// pair of samples (the i-th baseline and the i-th metaboot sample) meets it too.
+    pub fn every_round(mut self) -> Self {
+        self.every_round = true;
+        if self.met == Some(true) {
+            let paired = self.baseline_samples.len() == self.metaboot_samples.len();
+            let each = self
+                .baseline_samples
+                .iter()
+                .zip(&self.metaboot_samples)
+                .all(|(&b, &m)| {
+                    let ratio = (b != 0.0).then(|| m / b);
+                    self.goal.met(Some(m), ratio) == Some(true)
+                });
+            self.met = Some(paired && each);
+        }
+        self
     }
 }
 
@@ -156,7 +178,11 @@ pub fn render(rows: &[Row]) -> String {
                 value(row.metaboot),
                 row.ratio
                     .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
-                row.goal.describe(row.unit),
+                if row.every_round && row.goal != Goal::None {
+                    format!("{}, each round", row.goal.describe(row.unit))
+                } else {
+                    row.goal.describe(row.unit)
+                },
                 match row.met {
                     Some(true) => "met".to_owned(),
                     Some(false) => "NOT MET".to_owned(),
@@ -247,6 +273,33 @@ mod tests {
             Goal::None,
         );
         assert_eq!(reference.met, None);
+    }
+
+    #[test]
+    fn a_goal_judged_every_round_is_missed_by_one_round() {
+        let samples = |b: &[f64], m: &[f64]| {
+            Row::new(
+                "debian",
+                "login",
+                Unit::Seconds,
+                b.to_vec(),
+                m.to_vec(),
+                Goal::RatioAtMost(0.5),
+            )
+            .every_round()
+        };
+        let all = samples(&[100.0, 90.0, 110.0], &[40.0, 45.0, 50.0]);
+        assert_eq!(all.met, Some(true));
+        // Medians 100 and 45 meet 0.5; the second round (50 / 90) does not.
+        let one_off = samples(&[100.0, 90.0, 110.0], &[40.0, 50.0, 45.0]);
+        assert_eq!(one_off.ratio, Some(0.45));
+        assert_eq!(one_off.met, Some(false));
+        let unpaired = samples(&[100.0, 90.0], &[40.0]);
+        assert_eq!(unpaired.met, Some(false));
+        let missed = samples(&[100.0], &[60.0]);
+        assert_eq!(missed.met, Some(false));
+        let text = render(&[all]);
+        assert!(text.contains("ratio ≤ 0.50, each round"), "{text}");
     }
 
     #[test]
