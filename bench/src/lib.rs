@@ -10,6 +10,7 @@ pub mod baselines;
 pub mod chain;
 pub mod cli;
 pub mod cloud_init;
+pub mod debian;
 pub mod fleet;
 pub mod install;
 pub mod interrupt;
