@@ -48,15 +48,19 @@ pub enum Section {
     Storm,
     /// Guests in QEMU: /init to provisioned.
     Qemu,
+    /// The Debian cloud images side by side, cloud-init vs metaboot: QEMU start to first key
+    /// login, and the provisioner's own time.
+    Debian,
 }
 
 impl Section {
     /// Every section, in run order.
-    pub const ALL: [Section; 4] = [
+    pub const ALL: [Section; 5] = [
         Section::Chain,
         Section::Agent,
         Section::Storm,
         Section::Qemu,
+        Section::Debian,
     ];
 }
 
