@@ -233,15 +233,14 @@ fn read_timeline(
     let timeline = read
         .with_context(|| format!("no finished boot within {FINISH_TIMEOUT:?}"))?
         .context("failed to read systemd's timestamps")?;
-    if let Ok(out) = ssh::with_key(target, key, timeline::ANALYZE_COMMAND) {
-        let text = format!("{}{}", out.stdout, out.stderr);
-        // Kept for reading only: a failed write loses no number.
-        let _ = metaboot_harness::atomic::write(
-            &dir.join("systemd-analyze.txt"),
-            text.as_bytes(),
-            0o644,
-        );
-    }
+    // Kept for reading only (`--keep`): neither a failed look nor a failed write loses a number,
+    // so a failure is written where the output would be.
+    let text = match ssh::with_key(target, key, timeline::ANALYZE_COMMAND) {
+        Ok(out) => format!("{}{}", out.stdout, out.stderr),
+        Err(err) => format!("failed to run systemd-analyze in the guest: {err:#}\n"),
+    };
+    let _ =
+        metaboot_harness::atomic::write(&dir.join("systemd-analyze.txt"), text.as_bytes(), 0o644);
     Ok(timeline)
 }
 
