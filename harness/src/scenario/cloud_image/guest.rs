@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::checks::{check_output, check_password, detect_provisioner, wait_for_verdict};
+use super::checks::{
+    check_host_keys, check_output, check_password, detect_provisioner, wait_for_verdict,
+};
 use super::spec::{CloudImageGuest, CloudImageReport, DiskBootTimes, POLL, USER};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
@@ -298,6 +300,11 @@ fn verdict_and_checks(
             &format!("sudo -n cat {}", userdata::RUNCMD_LOG),
             &who.intent.marker,
         ),
+    );
+    // Last: an image may make its RSA key after the first login.
+    push(
+        "sshd offers its ed25519, ECDSA and RSA host keys",
+        check_host_keys(target),
     );
     Ok(())
 }
