@@ -1,5 +1,7 @@
 //! The guest agent's own configuration: `<root>/etc/metaboot/metaboot.yaml` (the role of
-//! cloud.cfg) and `metaboot.url=` on the kernel command line.
+//! cloud.cfg) and `metaboot.url=` on the kernel command line. The metadata service is tried
+//! at each of `metadata_urls` in order (default: IPv4, then IPv6), as cloud-init's
+//! `metadata_urls`.
 //!
 //! metaboot.yaml holds the agent's keys (below) and may hold any cloud-config key as a default
 //! (`disable_root`, `ssh_pwauth`, `manage_etc_hosts`, …): vendor data and user data override it,
@@ -22,8 +24,10 @@ pub const CONFIG_PATH: &str = "/etc/metaboot/metaboot.yaml";
 pub const CMDLINE_PATH: &str = "/proc/cmdline";
 /// Kernel command-line parameter naming the metadata service URL.
 pub const CMDLINE_URL_KEY: &str = "metaboot.url";
-/// The metadata service of OpenStack.
-pub const DEFAULT_METADATA_URL: &str = metaboot_proto::METADATA_URL;
+/// The metadata service of OpenStack, at both addresses, IPv4 first.
+pub const DEFAULT_METADATA_URLS: [&str; 2] = metaboot_proto::METADATA_URLS;
+/// Most metadata URLs tried.
+pub const MAX_METADATA_URLS: usize = 8;
 /// Largest configuration file read.
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
 /// Longest deadline accepted from the configuration (one hour).
@@ -33,8 +37,10 @@ pub const MAX_DEADLINE_SECS: u64 = 3600;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct AgentConfig {
-    /// Metadata service base URL (an IP literal).
-    pub metadata_url: String,
+    /// One metadata service base URL (an IP literal): the key from before `metadata_urls`.
+    pub metadata_url: Option<String>,
+    /// The metadata service's base URLs, tried in order; the first that answers wins.
+    pub metadata_urls: Option<Vec<String>>,
     /// How long to keep retrying the metadata service, in seconds.
     pub deadline_secs: u64,
     /// Bound of one HTTP request, in seconds.
@@ -56,7 +62,8 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            metadata_url: DEFAULT_METADATA_URL.to_owned(),
+            metadata_url: None,
+            metadata_urls: None,
             deadline_secs: DEFAULT_DEADLINE.as_secs(),
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT.as_secs(),
             datasources: None,
@@ -111,8 +118,8 @@ pub struct Settings {
     pub agent: AgentConfig,
     /// The whole file, as the lowest layer of the cloud-config.
     pub base: ConfigMap,
-    /// The metadata URL to use and where it came from.
-    pub url: String,
+    /// The metadata URLs to try, in order, and where they came from.
+    pub urls: Vec<String>,
     pub url_origin: &'static str,
     /// Problems found; the defaults were used for the affected keys.
     pub errors: Vec<String>,
@@ -143,7 +150,6 @@ pub fn load(
         ),
         None => (root.host_path(CONFIG_PATH), root.read_optional(CONFIG_PATH)),
     };
-    let found = matches!(bytes, Ok(Some(_)));
     match read_config(&path, bytes) {
         Ok(Some(map)) => {
             match serde_json::from_value::<AgentConfig>(serde_json::Value::Object(map.clone())) {
@@ -158,21 +164,36 @@ pub fn load(
         Err(err) => settings.errors.push(err),
     }
     check(&mut settings, known_steps);
-    settings.url = settings.agent.metadata_url.clone();
-    settings.url_origin = if config_path.is_some() || found {
-        "metaboot.yaml"
-    } else {
-        "default"
+    let from_file = match (&settings.agent.metadata_urls, &settings.agent.metadata_url) {
+        (Some(urls), one) => {
+            if one.is_some() {
+                settings.errors.push(
+                    "both metadata_url and metadata_urls are set: metadata_urls is used; keep one"
+                        .to_owned(),
+                );
+            }
+            Some(urls.clone())
+        }
+        (None, Some(one)) => Some(vec![one.clone()]),
+        (None, None) => None,
     };
+    settings.urls = DEFAULT_METADATA_URLS.map(str::to_owned).to_vec();
+    settings.url_origin = "default";
+    if let Some(urls) = from_file {
+        settings.urls = urls;
+        settings.url_origin = "metaboot.yaml";
+    }
     if let Some(url) = cmdline_url(root) {
-        settings.url = url;
+        settings.urls = vec![url];
         settings.url_origin = "kernel command line";
     }
     if let Some(url) = cli_url {
-        settings.url = url.to_owned();
+        settings.urls = vec![url.to_owned()];
         settings.url_origin = "--url";
     }
-    settings.url = settings.url.trim_end_matches('/').to_owned();
+    for url in &mut settings.urls {
+        *url = url.trim_end_matches('/').to_owned();
+    }
     settings
 }
 
@@ -224,6 +245,21 @@ fn check(settings: &mut Settings, known_steps: &[&str]) {
             ));
         }
     }
+    if let Some(urls) = &agent.metadata_urls {
+        if urls.is_empty() {
+            settings.errors.push(format!(
+                "`metadata_urls` is empty; using the default: {}",
+                DEFAULT_METADATA_URLS.join(", ")
+            ));
+            agent.metadata_urls = None;
+        } else if urls.len() > MAX_METADATA_URLS {
+            settings.errors.push(format!(
+                "`metadata_urls` lists {} URLs; only the first {MAX_METADATA_URLS} are tried",
+                urls.len()
+            ));
+            agent.metadata_urls = Some(urls[..MAX_METADATA_URLS].to_vec());
+        }
+    }
     if let Some(steps) = &agent.steps {
         let unknown: Vec<&String> = steps
             .iter()
@@ -269,7 +305,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = load(&Root::open(dir.path()).unwrap(), None, None, STEPS);
         assert!(settings.errors.is_empty());
-        assert_eq!(settings.url, DEFAULT_METADATA_URL);
+        assert_eq!(
+            settings.urls,
+            ["http://169.254.169.254", "http://[fe80::a9fe:a9fe]"]
+        );
         assert_eq!(settings.url_origin, "default");
         assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
         assert!(settings.agent.step_enabled("runcmd"));
@@ -289,7 +328,7 @@ mod tests {
         .unwrap();
         let settings = load(&root, None, None, STEPS);
         assert!(settings.errors.is_empty(), "{:?}", settings.errors);
-        assert_eq!(settings.url, "http://10.0.0.1");
+        assert_eq!(settings.urls, ["http://10.0.0.1"]);
         assert_eq!(settings.agent.deadline_secs, 5);
         assert_eq!(settings.base["disable_root"], serde_json::json!(false));
         assert_eq!(settings.agent.default_user.as_ref().unwrap().name, "debian");
@@ -302,12 +341,12 @@ mod tests {
         )
         .unwrap();
         let settings = load(&root, None, None, STEPS);
-        assert_eq!(settings.url, "http://10.0.0.2:8080");
+        assert_eq!(settings.urls, ["http://10.0.0.2:8080"]);
         assert_eq!(settings.url_origin, "kernel command line");
         let settings = load(&root, None, Some("http://10.0.0.3"), STEPS);
         assert_eq!(
-            (settings.url.as_str(), settings.url_origin),
-            ("http://10.0.0.3", "--url")
+            (settings.urls.as_slice(), settings.url_origin),
+            (&["http://10.0.0.3".to_owned()][..], "--url")
         );
     }
 
@@ -389,6 +428,55 @@ mod tests {
         // The key from before `datasources:` still leaves the config drive out.
         let settings = load_text("config_drive: false\n");
         assert!(!settings.agent.datasources().contains(&"config-drive"));
+    }
+
+    #[test]
+    fn metadata_urls_are_tried_in_order_and_the_old_key_is_one_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metaboot.yaml");
+        let root = Root::open(dir.path()).unwrap();
+        let load_text = |text: &str| {
+            fs::write(&path, text).unwrap();
+            load(&root, Some(&path), None, STEPS)
+        };
+        let settings = load_text(
+            "metadata_urls: ['http://[fe80::a9fe:a9fe%25eth1]/', http://169.254.169.254]\n",
+        );
+        assert!(settings.errors.is_empty(), "{:?}", settings.errors);
+        assert_eq!(
+            settings.urls,
+            ["http://[fe80::a9fe:a9fe%25eth1]", "http://169.254.169.254"]
+        );
+        assert_eq!(settings.url_origin, "metaboot.yaml");
+
+        let settings = load_text(
+            "metadata_url: http://10.0.0.1\nmetadata_urls: [http://10.0.0.2, http://10.0.0.3]\n",
+        );
+        assert_eq!(settings.urls, ["http://10.0.0.2", "http://10.0.0.3"]);
+        assert!(
+            settings.errors[0].contains("keep one"),
+            "{:?}",
+            settings.errors
+        );
+
+        let settings = load_text("metadata_urls: []\n");
+        assert!(
+            settings.errors[0].contains("empty"),
+            "{:?}",
+            settings.errors
+        );
+        assert_eq!(settings.urls.len(), 2);
+
+        let many: Vec<String> = (0..=MAX_METADATA_URLS)
+            .map(|i| format!("http://10.0.0.{i}"))
+            .collect();
+        let settings = load_text(&format!("metadata_urls: [{}]\n", many.join(", ")));
+        assert_eq!(settings.urls.len(), MAX_METADATA_URLS);
+        assert!(
+            settings.errors[0].contains("only the first"),
+            "{:?}",
+            settings.errors
+        );
     }
 
     #[test]

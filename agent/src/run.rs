@@ -82,12 +82,14 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     if let Err(err) = state.write_running(&report) {
         tracing::warn!("cannot write the running status: {}", chain(&err));
     }
-    tracing::info!(root = %root.path().display(), url = %settings.url, "metaboot starting");
+    let urls = source::metadata_service::service_urls(root, &settings.urls, &mut report.warnings);
+    tracing::info!(root = %root.path().display(), urls = %urls.join(", "), "metaboot starting");
     report.step("config", || {
         if settings.errors.is_empty() {
             Done::ok_with(format!(
-                "metadata URL {} (from {})",
-                settings.url, settings.url_origin
+                "metadata URLs {} (from {})",
+                urls.join(", "),
+                settings.url_origin
             ))
         } else {
             Done::error(settings.errors.join("; "))
@@ -97,7 +99,7 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     let client = HttpClient::new(settings.agent.request_timeout(), Retry::until(deadline));
     let probe = Probe {
         root,
-        url: &settings.url,
+        urls: &urls,
         client: &client,
     };
     let order = settings.agent.datasources();

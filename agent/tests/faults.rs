@@ -519,3 +519,59 @@ fn a_kill_between_two_renames_leaves_each_file_old_or_new_in_write_order() {
         .collect();
     assert_eq!(after, expected);
 }
+
+/// `metadata_urls`: tried in order, the first that answers wins (an unanswered one is skipped
+/// at once, not retried first); when none answers, the run gives up naming them all. A
+/// link-local URL without a zone, on a system with no interface to scope it to, is left out
+/// with a warning.
+#[test]
+fn the_first_metadata_url_that_answers_wins() {
+    let closed = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (first, second) = (closed(), closed());
+    let write = |guest: &Guest, urls: &str| {
+        std::fs::write(
+            guest.path("/etc/metaboot/metaboot.yaml"),
+            format!("metadata_urls: [{urls}]\ndeadline_secs: 3\nrequest_timeout_secs: 2\n"),
+        )
+        .unwrap();
+    };
+    let guest = Guest::new();
+    write(
+        &guest,
+        &format!(
+            "'http://[fe80::a9fe:a9fe]', http://{first}, {}",
+            guest.server.url()
+        ),
+    );
+    let (code, _) = guest.run();
+    assert_eq!(code, 0, "{}", guest.status());
+    assert_eq!(guest.status()["source"], "metadata-service");
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+    let (_, config) = guest.step("config");
+    assert!(
+        config.contains(&format!("http://{first}, {}", guest.server.url())),
+        "{config}"
+    );
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("http://[fe80::a9fe:a9fe]") && warnings.contains("left out"),
+        "{warnings}"
+    );
+
+    let guest = Guest::new();
+    write(&guest, &format!("http://{first}, http://{second}"));
+    let (code, _) = guest.run();
+    assert_eq!(code, 1);
+    let (_, message) = guest.step("meta-data");
+    assert!(
+        message.contains("none of the metadata URLs answered")
+            && message.contains(&first.to_string())
+            && message.contains(&second.to_string()),
+        "{message}"
+    );
+}

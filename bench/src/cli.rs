@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use metaboot_harness::cli::{AgentArgs, LabArgs, ServerArgs};
-use metaboot_harness::workspace;
 use serde::Serialize;
 
 /// `metaboot-bench`.
@@ -17,7 +16,7 @@ use serde::Serialize;
              cloud-init) in one run; print one table. Exits 0 even when goals are missed."
 )]
 pub struct Cli {
-    /// Cache for packages and images (default: `.cache` in the workspace).
+    /// Cache for packages and images (default: the harness's, /var/cache/metaboot as root).
     #[arg(long, env = "METABOOT_CACHE")]
     pub cache: Option<PathBuf>,
     /// Log more (repeat for even more).
@@ -28,11 +27,12 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The cache directory, shared with `metaboot-harness` (cloud-init's package, the image).
+    /// The cache directory, the same `metaboot-harness` uses by default (cloud-init's package,
+    /// the tiny and Debian images), so the bench reuses what `image build` left there.
     pub fn cache_dir(&self) -> PathBuf {
         self.cache
             .clone()
-            .unwrap_or_else(|| workspace::root().join(".cache"))
+            .unwrap_or_else(metaboot_harness::image::cache::default_dir)
     }
 }
 
@@ -48,15 +48,19 @@ pub enum Section {
     Storm,
     /// Guests in QEMU: /init to provisioned.
     Qemu,
+    /// The Debian cloud images side by side, cloud-init vs metaboot: QEMU start to first key
+    /// login, and the provisioner's own time.
+    Debian,
 }
 
 impl Section {
     /// Every section, in run order.
-    pub const ALL: [Section; 4] = [
+    pub const ALL: [Section; 5] = [
         Section::Chain,
         Section::Agent,
         Section::Storm,
         Section::Qemu,
+        Section::Debian,
     ];
 }
 

@@ -79,9 +79,7 @@ pub fn create(url: &str) -> anyhow::Result<Registry> {
             cidr: store::validate::parse_cidr(NETWORK_CIDR)?,
             gateway: Some(IpAddr::V4(GATEWAY)),
             dhcp_ip: Some(IpAddr::V4(DHCP_IP)),
-            isolated: false,
-            mtu: None,
-            no_dhcp: false,
+            ..NewNetwork::default()
         })
         .context("failed to create the bench network")?;
     let router = store
@@ -156,7 +154,7 @@ pub fn add_bench_guest(registry: &Registry) -> anyhow::Result<String> {
                 network_id: registry.network_id.clone(),
                 ip: Some(IpAddr::V4(BENCH_GUEST_IP)),
                 mac: Some("fa:16:3e:ff:ff:fe".to_owned()),
-                instance_id: String::new(),
+                ..NewPort::default()
             },
         )
         .context("failed to register the bench guest")?;
@@ -196,7 +194,7 @@ pub fn populate(
                                         network_id: registry.network_id.clone(),
                                         ip: Some(IpAddr::V4(fleet_ip(index)?)),
                                         mac: Some(mac(index)),
-                                        instance_id: String::new(),
+                                        ..NewPort::default()
                                     },
                                 ))
                             })

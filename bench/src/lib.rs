@@ -11,6 +11,7 @@ pub mod boot_phases;
 pub mod chain;
 pub mod cli;
 pub mod cloud_init;
+pub mod debian;
 pub mod disk;
 pub mod fleet;
 pub mod install;
@@ -57,11 +58,12 @@ struct Report {
     failures: Vec<String>,
     storm_samples: Vec<scale::StormSample>,
     qemu_samples: Vec<qemu::BootSample>,
+    debian_samples: Vec<debian::DebianSample>,
     notes: Vec<&'static str>,
 }
 
 /// Notes printed under the table.
-pub const NOTES: [&str; 7] = [
+pub const NOTES: [&str; 8] = [
     "ratio = metaboot / baseline; values are medians of interleaved runs (see the JSON for every sample); per round = the \
      judged value (ratio or difference) of each round, lowest…highest: such a goal is met only when every round meets it",
     "chain: wrk -t2 -c64 (keep-alive) and -t1 -c1 on GET /openstack/latest/meta_data.json; nginx serves the bytes the chain \
@@ -77,6 +79,8 @@ pub const NOTES: [&str; 7] = [
     "qemu: host clock on serial markers; baseline = the same tiny image with metaboot.baseline=wget (udhcpc + one wget, no \
      SSH); the tiny image's provisioned = `metaboot run` done and its SSH listener up; goal on the difference in each round; \
      phases from each console (bench/src/boot_phases.rs)",
+    "debian: host clock from QEMU's start to the first key login as `debian` (tried every 250 ms); provisioner = its units' \
+     main processes as the guest's systemd timed them (ExecMainStart → ExecMainExit); goals judged on every round",
     "the machine is shared and noisy: compare ratios, not absolute numbers, across runs",
 ];
 
@@ -103,7 +107,7 @@ pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
             );
         }
     } else {
-        install::ensure(plan.has(Section::Qemu))?;
+        install::ensure(plan.has(Section::Qemu) || plan.has(Section::Debian))?;
     }
     let server_bin = match &args.server.server_bin {
         Some(path) => path.clone(),
@@ -129,6 +133,7 @@ pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
         failures: Vec::new(),
         storm_samples: Vec::new(),
         qemu_samples: Vec::new(),
+        debian_samples: Vec::new(),
         notes: NOTES.to_vec(),
     };
     let sections = Sections {
@@ -156,6 +161,11 @@ pub fn run(cache: &Path, args: &BenchArgs) -> anyhow::Result<i32> {
         println!("== QEMU");
         let outcome = sections.qemu(&mut report);
         record(&mut report, "qemu", outcome);
+    }
+    if plan.has(Section::Debian) && !interrupt::interrupted() {
+        println!("== Debian cloud images: cloud-init vs metaboot");
+        let outcome = sections.debian(&mut report);
+        record(&mut report, "debian", outcome);
     }
     if interrupt::interrupted() {
         return Ok(interrupt::EXIT_INTERRUPTED);
@@ -262,5 +272,27 @@ impl Sections<'_> {
         report.rows.extend(rows);
         report.qemu_samples = samples;
         Ok(())
+    }
+
+    fn debian(&self, report: &mut Report) -> anyhow::Result<()> {
+        let dir = self.dir.join("debian");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+        let measured = debian::measure(
+            &debian::Setup {
+                cache: self.cache,
+                server_bin: self.server_bin,
+                agent_bin: self.agent_bin,
+                state_root: self.state_root,
+                dir: &dir,
+            },
+            self.plan.rounds,
+        )?;
+        report.rows.extend(measured.rows);
+        report.debian_samples = measured.samples;
+        match measured.failure {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 }

@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(full.rounds, ROUNDS);
         assert_eq!(full.wrk_duration, WRK_DURATION);
         assert_eq!(full.large_fleet, LARGE_FLEET);
-        assert_eq!(full.sections.len(), 4);
+        assert_eq!(full.sections, Section::ALL.to_vec());
         let quick = plan(&["--quick", "--only", "storm,chain"]).unwrap();
         assert_eq!(quick.rounds, 1);
         assert_eq!(quick.large_fleet, 0);

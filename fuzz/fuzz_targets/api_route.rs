@@ -43,11 +43,7 @@ fn world() -> &'static World {
                 name: "net".into(),
                 project: "p1".into(),
                 cidr: "198.18.0.0/24".parse().expect("cidr"),
-                gateway: None,
-                dhcp_ip: None,
-                isolated: false,
-                mtu: None,
-                no_dhcp: false,
+                ..NewNetwork::default()
             })
             .expect("network");
         for (uuid, ip, marker) in [(A, "198.18.0.10", "a"), (B, "198.18.0.11", B_MARKER)] {
@@ -65,8 +61,8 @@ fn world() -> &'static World {
                     &NewPort {
                         network_id: network.id.clone(),
                         ip: Some(ip.parse().expect("ip")),
-                        mac: None,
                         instance_id: uuid.into(),
+                        ..NewPort::default()
                     },
                 )
                 .expect("instance");

@@ -298,6 +298,30 @@ impl PgServer {
         Ok(format!("postgres://{user}@127.0.0.1:{}/{user}", self.port))
     }
 
+    /// Runs `sql` (one or more statements, in one transaction) in database `database` as the
+    /// superuser, with `psql`: a test's way to put rows there behind the store's back.
+    pub fn psql(&self, database: &str, sql: &str) -> anyhow::Result<()> {
+        let mut psql = self.command("psql");
+        psql.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-1",
+            "-q",
+            "-d",
+            database,
+            "-c",
+            sql,
+        ]);
+        run(&mut psql, &format!("run SQL in database {database}"))?;
+        Ok(())
+    }
+
     /// The URL of database `database` on this server.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)

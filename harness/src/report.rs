@@ -211,6 +211,8 @@ fn short(name: &str) -> &'static str {
         "static address and default route" => "static-ip",
         "get-password decrypts it" => "get-pw",
         "password login with it" => "postback-pw",
+        "IPv6 address and route, no IPv4" => "ipv6-addr",
+        "metadata from fe80::a9fe:a9fe" => "md-ipv6",
         _ => "check",
     }
 }
@@ -267,6 +269,12 @@ mod tests {
             serial_logs: vec!["/nonexistent/serial-1.log".into()],
             seconds: 5.0,
         }
+    }
+
+    #[test]
+    fn the_ipv6_checks_have_their_own_labels() {
+        assert_eq!(short("IPv6 address and route, no IPv4"), "ipv6-addr");
+        assert_eq!(short("metadata from fe80::a9fe:a9fe"), "md-ipv6");
     }
 
     #[test]

@@ -16,13 +16,15 @@ debian-metaboot)
 	# iproute2 suggests python3: without this, autoremove would keep cloud-init's python3.
 	apt-get purge -y -q --autoremove -o APT::AutoRemove::SuggestsImportant=false "$@"
 	systemctl enable metaboot.service systemd-networkd.service \
-		systemd-networkd-wait-online.service
-	# The unit must load cleanly in the system it is installed in.
-	out=$(systemd-analyze verify --man=no metaboot.service 2>&1) || true
-	if [ -n "$out" ]; then
-		echo "customize.sh: systemd-analyze verify metaboot.service: $out" >&2
-		exit 1
-	fi
+		systemd-networkd-wait-online.service ssh-host-key-rsa.service
+	# The units must load cleanly in the system they are installed in.
+	for unit in metaboot.service ssh-host-key-rsa.service; do
+		out=$(systemd-analyze verify --man=no "$unit" 2>&1) || true
+		if [ -n "$out" ]; then
+			echo "customize.sh: systemd-analyze verify $unit: $out" >&2
+			exit 1
+		fi
+	done
 	;;
 *)
 	echo "customize.sh: unknown flavour $flavour" >&2
@@ -33,8 +35,8 @@ esac
 # A GRUB upgrade inside the guest reinstalls it on the boot disk.
 echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
 
-# Every instance gets its own identity: no SSH host keys (cloud-init, or ssh-keygen -A before
-# sshd, makes them at first boot), an empty machine-id (systemd makes one at boot).
+# Every instance gets its own identity: no SSH host keys (cloud-init, or the ssh.service drop-in
+# and ssh-host-key-rsa.service, make them at first boot), an empty machine-id (systemd makes one at boot).
 rm -f /etc/ssh/ssh_host_*
 : >/etc/machine-id
 rm -f /var/lib/dbus/machine-id

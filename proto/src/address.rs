@@ -20,10 +20,19 @@ pub const ROUTER_PROXY_PORT: u16 = 9697;
 /// The URL a guest asks by default: the IPv4 address on port 80 (`METADATA_IPV4` and
 /// `METADATA_PORT` written out, as a guest's configuration spells it).
 pub const METADATA_URL: &str = "http://169.254.169.254";
+/// The IPv6 address's URL without its zone: a guest names the interface it calls from
+/// (`http://[fe80::a9fe:a9fe%25eth0]`), as a link-local address needs one.
+pub const METADATA_URL_IPV6: &str = "http://[fe80::a9fe:a9fe]";
+/// The URLs a guest tries, in order (cloud-init's `metadata_urls`): IPv4, then IPv6.
+pub const METADATA_URLS: [&str; 2] = [METADATA_URL, METADATA_URL_IPV6];
 
 /// `METADATA_IPV4:METADATA_PORT`, where a DHCP namespace's proxy listens.
 pub const METADATA_IPV4_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(METADATA_IPV4), METADATA_PORT);
+/// `[METADATA_IPV6]:METADATA_PORT`, where a DHCP namespace's proxy listens too, scoped to the
+/// interface that holds the address (no scope here: the server finds it in the namespace).
+pub const METADATA_IPV6_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V6(METADATA_IPV6), METADATA_PORT);
 
 #[cfg(test)]
 mod tests {
@@ -36,6 +45,7 @@ mod tests {
         assert!(METADATA_IPV4.is_link_local());
         assert!(METADATA_IPV6.is_unicast_link_local());
         assert_eq!(METADATA_IPV4_LISTEN.to_string(), "169.254.169.254:80");
+        assert_eq!(METADATA_IPV6_LISTEN.to_string(), "[fe80::a9fe:a9fe]:80");
     }
 
     #[test]
@@ -44,5 +54,9 @@ mod tests {
         assert_eq!(host.parse::<IpAddr>().unwrap(), IpAddr::V4(METADATA_IPV4));
         // Port 80 is http's own, so the URL leaves it out.
         assert_eq!(METADATA_PORT, 80);
+        let host = METADATA_URL_IPV6.strip_prefix("http://[").unwrap();
+        let host = host.strip_suffix(']').unwrap();
+        assert_eq!(host.parse::<IpAddr>().unwrap(), IpAddr::V6(METADATA_IPV6));
+        assert_eq!(METADATA_URLS, [METADATA_URL, METADATA_URL_IPV6]);
     }
 }

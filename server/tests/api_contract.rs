@@ -41,9 +41,8 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
             cidr: "198.18.0.0/24".parse().unwrap(),
             gateway: Some("198.18.0.1".parse().unwrap()),
             dhcp_ip: Some("198.18.0.2".parse().unwrap()),
-            isolated: false,
             mtu: Some(1450),
-            no_dhcp: false,
+            ..NewNetwork::default()
         })
         .unwrap();
     store
@@ -69,6 +68,7 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
                 ip: Some("198.18.0.10".parse().unwrap()),
                 mac: Some("fa:16:3e:00:00:0a".into()),
                 instance_id: UUID.into(),
+                ..NewPort::default()
             },
         )
         .unwrap();
@@ -86,6 +86,7 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
                 ip: Some("198.18.0.11".parse().unwrap()),
                 mac: Some("fa:16:3e:00:00:0b".into()),
                 instance_id: BARE_UUID.into(),
+                ..NewPort::default()
             },
         )
         .unwrap();
@@ -480,6 +481,135 @@ async fn network_data_json_of_a_network_without_dhcp() {
         }])
     );
     assert_eq!(doc["links"][0]["ethernet_mac_address"], "fa:16:3e:00:05:02");
+}
+
+/// A port on a dual-stack network gives one link and two networks (IPv4 first), counted
+/// across the instance's links: the IPv6 address mode becomes `ipv6_<mode>` with the address
+/// the guest makes (SLAAC), an IPv6 DHCP network without a mode `ipv6_dhcp`, one without DHCP
+/// a static `ipv6`.
+#[tokio::test]
+async fn network_data_json_of_ipv6_and_dual_stack_networks() {
+    let f = fixture();
+    let network = |name: &str, cidr: &str, second: Option<&str>, new: NewNetwork| {
+        f.store
+            .create_network(&NewNetwork {
+                name: name.into(),
+                project: "p1".into(),
+                cidr: cidr.parse().unwrap(),
+                second_subnet: second.map(|cidr| metaboot_server::store::Subnet {
+                    cidr: cidr.parse().unwrap(),
+                    gateway: None,
+                    dhcp_ip: None,
+                }),
+                ..new
+            })
+            .unwrap()
+    };
+    let dual = network(
+        "dual",
+        "fdc6:1200:0:6::/64",
+        Some("198.18.6.0/24"),
+        NewNetwork {
+            ipv6_address_mode: Some(metaboot_server::store::Ipv6AddressMode::Slaac),
+            ..NewNetwork::default()
+        },
+    );
+    let dhcp6 = network("dhcp6", "fdc6:1200:0:7::/64", None, NewNetwork::default());
+    let static6 = network(
+        "static6",
+        "fdc6:1200:0:8::/64",
+        None,
+        NewNetwork {
+            no_dhcp: true,
+            ..NewNetwork::default()
+        },
+    );
+    let uuid = "d0a15000-0000-4000-8000-000000000001";
+    f.store
+        .create_instance(
+            &NewInstance {
+                uuid: uuid.into(),
+                project: "p1".into(),
+                name: "dual".into(),
+                hostname: "dual".into(),
+                ..NewInstance::default()
+            },
+            &NewPort {
+                network_id: dual.id.clone(),
+                mac: Some("fa:16:3e:00:06:02".into()),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    for net in [&dhcp6, &static6] {
+        f.store
+            .create_port(&NewPort {
+                network_id: net.id.clone(),
+                instance_id: uuid.into(),
+                ..NewPort::default()
+            })
+            .unwrap();
+    }
+    let f = Fixture {
+        api: Api::new(
+            f.store.clone(),
+            Arc::new(ReadModel::load(f.store.as_ref()).unwrap()),
+            Identify::Proxy {
+                secret: SECRET.into(),
+            },
+            Rendering::default(),
+        ),
+        ..f
+    };
+    let got = send(
+        &f.api,
+        Method::GET,
+        "/openstack/latest/network_data.json",
+        signed(uuid, "p1"),
+        b"",
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    let doc = got.json();
+    let link = |n: usize| doc["links"][n]["id"].clone();
+    assert_eq!(doc["links"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        doc["networks"],
+        serde_json::json!([
+            {
+                "id": "network0",
+                "link": link(0),
+                "network_id": dual.id,
+                "type": "ipv4_dhcp",
+            },
+            {
+                "id": "network1",
+                "link": link(0),
+                "network_id": dual.id,
+                "type": "ipv6_slaac",
+                "ip_address": "fdc6:1200:0:6:f816:3eff:fe00:602",
+                "netmask": "ffff:ffff:ffff:ffff::",
+                "routes": [{"network": "::", "netmask": "::", "gateway": "fdc6:1200:0:6::1"}],
+                "services": [],
+            },
+            {
+                "id": "network2",
+                "link": link(1),
+                "network_id": dhcp6.id,
+                "type": "ipv6_dhcp",
+            },
+            {
+                "id": "network3",
+                "link": link(2),
+                "network_id": static6.id,
+                "type": "ipv6",
+                "ip_address": "fdc6:1200:0:8::2",
+                "netmask": "ffff:ffff:ffff:ffff::",
+                "routes": [{"network": "::", "netmask": "::", "gateway": "fdc6:1200:0:8::1"}],
+                "services": [],
+            },
+        ])
+    );
 }
 
 #[tokio::test]

@@ -386,3 +386,149 @@ fn a_network_without_dhcp() {
         1
     );
 }
+
+/// IPv6 and dual-stack networks: `--cidr` twice (the IPv4 subnet listed first whatever the
+/// order), `--gateway` per family, `--ipv6-address-mode`, and a port's address on each subnet
+/// (`--ip` twice); the refusals say what to give instead.
+#[test]
+fn ipv6_and_dual_stack_networks() {
+    let reg = Registry::new();
+    let v6 = reg.json(&[
+        "network",
+        "create",
+        "six",
+        "--cidr",
+        "fdc6:1200:0:1::/64",
+        "--ipv6-address-mode",
+        "slaac",
+        "--json",
+    ]);
+    assert_eq!(v6["cidr"], "fdc6:1200:0:1::/64");
+    assert_eq!(v6["gateway"], "fdc6:1200:0:1::1");
+    assert_eq!(v6["ipv6_address_mode"], "slaac");
+    let created = reg.json(&[
+        "instance",
+        "create",
+        "web",
+        "--network",
+        "six",
+        "--mac",
+        "fa:16:3e:12:34:56",
+        "--json",
+    ]);
+    // SLAAC: the address the guest makes from the prefix and its MAC.
+    assert_eq!(created["ip"], "fdc6:1200:0:1:f816:3eff:fe12:3456");
+
+    let dual = reg.json(&[
+        "network",
+        "create",
+        "dual",
+        "--cidr",
+        "fdc6:1200:0:2::/64",
+        "--cidr",
+        "198.18.2.0/24",
+        "--gateway",
+        "fdc6:1200:0:2::fe",
+        "--json",
+    ]);
+    assert_eq!(dual["cidr"], "198.18.2.0/24");
+    assert_eq!(dual["gateway"], "198.18.2.1");
+    assert_eq!(dual["second_subnet"]["cidr"], "fdc6:1200:0:2::/64");
+    assert_eq!(dual["second_subnet"]["gateway"], "fdc6:1200:0:2::fe");
+    assert_eq!(dual["second_subnet"]["dhcp_ip"], "fdc6:1200:0:2::1");
+    let shown = reg.ok(&["network", "show", "dual"]);
+    assert!(
+        shown.contains("198.18.2.0/24,fdc6:1200:0:2::/64"),
+        "{shown}"
+    );
+    let created = reg.json(&[
+        "instance",
+        "create",
+        "db",
+        "--network",
+        "dual",
+        "--ip",
+        "fdc6:1200:0:2::10",
+        "--ip",
+        "198.18.2.10",
+        "--json",
+    ]);
+    assert_eq!(created["ip"], "198.18.2.10");
+    assert_eq!(
+        created["ips"],
+        serde_json::json!(["198.18.2.10", "fdc6:1200:0:2::10"])
+    );
+    let listed = reg.ok(&["instance", "list"]);
+    assert!(
+        listed.contains("dual=198.18.2.10, dual=fdc6:1200:0:2::10"),
+        "{listed}"
+    );
+
+    for (args, says) in [
+        (
+            vec![
+                "network",
+                "create",
+                "x",
+                "--cidr",
+                "198.18.3.0/24",
+                "--cidr",
+                "198.18.4.0/24",
+            ],
+            "at most one subnet per family",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "x",
+                "--cidr",
+                "198.18.3.0/24",
+                "--gateway",
+                "fdc6::1",
+            ],
+            "no --cidr is",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "x",
+                "--cidr",
+                "fdc6:1200:0:3::/64",
+                "--ipv6-address-mode",
+                "eui",
+            ],
+            "unknown IPv6 address mode",
+        ),
+        (
+            vec![
+                "instance",
+                "create",
+                "x",
+                "--network",
+                "six",
+                "--ip",
+                "198.18.0.5",
+            ],
+            "no IPv4 subnet",
+        ),
+        (
+            vec![
+                "instance",
+                "create",
+                "x",
+                "--network",
+                "dual",
+                "--ip",
+                "198.18.2.20",
+                "--ip",
+                "198.18.2.21",
+            ],
+            "one address per subnet",
+        ),
+    ] {
+        let stderr = reg.refused(&args);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

@@ -3,8 +3,9 @@
 //! (SeaBIOS → GRUB → kernel, through a copy-on-write overlay) on a lab network served by
 //! `metaboot-server all`, as a registered instance whose user data sets a host name, a user
 //! with an SSH key and a password, and a runcmd; and each is checked from outside: key login as
-//! `debian`, the host name, the user's key and password logins, sudo and runcmd, and the
-//! provisioner's own verdict (`cloud-init status --long`, `metaboot status`).
+//! `debian`, the host name, the user's key and password logins, sudo and runcmd, the host keys
+//! sshd offers (ed25519, ECDSA, RSA), and the provisioner's own verdict (`cloud-init status
+//! --long`, `metaboot status`).
 //!
 //! Needs root, QEMU, the lab's tools and the image build's (scripts/install-lab-deps): fails in
 //! CI when they are missing, skips elsewhere. A cold image build takes a few minutes, each

@@ -1,5 +1,6 @@
 //! The namespace lab without guests: two labs side by side, each fully removed by `lab down`
-//! even when the process that brought it up is gone. Needs root: fails in CI without it.
+//! even when the process that brought it up is gone; the metadata service answers on every
+//! network, at `fe80::a9fe:a9fe` on the IPv6-only one. Needs root: fails in CI without it.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +11,7 @@ use metaboot_harness::image::{Image, Manifest};
 use metaboot_harness::lab::config::LabConfig;
 use metaboot_harness::lab::{self, Lab, LabOptions, netns, router};
 use metaboot_harness::workspace;
-use metaboot_proto::METADATA_IPV4_LISTEN;
+use metaboot_proto::{METADATA_IPV4_LISTEN, METADATA_IPV6_LISTEN};
 
 /// In CI (`CI=true`) a missing prerequisite fails the test; elsewhere it is skipped with the
 /// reason printed.
@@ -102,8 +103,8 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         let s = lab.state();
         assert_eq!(
             s.namespaces.len(),
-            5,
-            "bridge, one router, three network namespaces (one without dnsmasq): {:?}",
+            7,
+            "bridge, one router, five network namespaces (two without dnsmasq): {:?}",
             s.namespaces
         );
         for ns in &s.namespaces {
@@ -134,6 +135,63 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         assert!(addrs.contains("169.254.169.254/32"), "{addrs}");
         let addrs = netns::ip(&lab.client_namespace(&routed.id), &["-4", "-o", "addr"]).unwrap();
         assert!(!addrs.contains("169.254.169.254"), "{addrs}");
+
+        // The IPv6-only network: the router's interface on it holds fe80::a9fe:a9fe, the
+        // ip6tables REDIRECT sends port 80 to the proxy, and the address answers on the link
+        // from the lab's namespace there (which holds only IPv6).
+        let six = lab.network("tenant-6").unwrap();
+        let holders = netns::ip(&router_ns, &["-6", "-o", "addr"]).unwrap();
+        assert!(
+            holders.lines().any(
+                |l| l.contains(&router::interface(&six.id)) && l.contains("fe80::a9fe:a9fe/64")
+            ),
+            "{holders}"
+        );
+        let nat6 = String::from_utf8(
+            netns::exec(&router_ns, "ip6tables")
+                .args(["-w", "-t", "nat", "-S"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        assert!(
+            nat6.contains(
+                "-d fe80::a9fe:a9fe/128 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697"
+            ),
+            "{nat6}"
+        );
+        let client = lab.client_namespace(&six.id);
+        let port = metaboot_harness::lab::dhcp::interface(&six.id);
+        netns::tcp_probe_on_link(&client, METADATA_IPV6_LISTEN, &port, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("metadata on {}: {e:#}", six.name));
+        let v4 = netns::ip(&client, &["-4", "-o", "addr"]).unwrap();
+        assert!(
+            !v4.contains(&port),
+            "no IPv4 on the IPv6-only network: {v4}"
+        );
+
+        // The isolated IPv6-only network: its DHCP port holds fe80::a9fe:a9fe, where the
+        // proxy of `all` answers, and its dnsmasq sends router advertisements.
+        let six_i = lab.network("tenant-6i").unwrap();
+        let client = lab.client_namespace(&six_i.id);
+        let port = metaboot_harness::lab::dhcp::interface(&six_i.id);
+        let holders = netns::ip(&client, &["-6", "-o", "addr"]).unwrap();
+        assert!(
+            holders
+                .lines()
+                .any(|l| l.contains(&port) && l.contains("fe80::a9fe:a9fe/64")),
+            "{holders}"
+        );
+        netns::tcp_probe_on_link(&client, METADATA_IPV6_LISTEN, &port, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("metadata on {}: {e:#}", six_i.name));
+        assert!(
+            s.daemons
+                .iter()
+                .any(|d| d.name == format!("dnsmasq in {client}") && d.is_running()),
+            "{:?}",
+            s.daemons
+        );
         made.push((s.config.id.clone(), s.namespaces.clone(), s.daemons.clone()));
     }
 

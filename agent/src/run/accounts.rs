@@ -11,6 +11,7 @@ use crate::apply::{password_postback, passwords, ssh_keys, sshd, users_groups};
 use crate::log::chain;
 use crate::retry::Retry;
 use crate::source::http::{FetchError, HttpClient};
+use crate::source::metadata_service;
 use crate::state::result::{Done, count};
 use crate::userdata::cloud_config::{SshPwauth, UserConfig, UserEntry, Users};
 
@@ -232,13 +233,14 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Ok(done) => done,
         Err(err) => return Done::error(format!("{err}; no password set for {user}")),
     };
-    let url = format!("{}/openstack/latest/password", i.settings.url);
     let client = HttpClient::new(
         i.settings.agent.request_timeout(),
         Retry::until(Instant::now() + i.settings.agent.deadline()),
     );
-    match post_password(&client, &url, &posted) {
-        Ok(()) => Done::ok_with(format!(
+    let posted_to = password_url(i, &client)
+        .and_then(|url| post_password(&client, &url, &posted).map(|()| url));
+    match posted_to {
+        Ok(url) => Done::ok_with(format!(
             "set for {user}, encrypted for key pair {key_name} and posted to {url}"
         )),
         Err(err) => {
@@ -249,6 +251,29 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             ))
         }
     }
+}
+
+/// The `password` endpoint of the metadata service: at the one metadata URL, or at the first
+/// of several that answers (the same search as the metadata service's).
+fn password_url(i: &Instance<'_>, client: &HttpClient) -> Result<String, String> {
+    let mut warnings = Vec::new();
+    let urls = metadata_service::service_urls(i.root, &i.settings.urls, &mut warnings);
+    let base = match urls.as_slice() {
+        [one] => one.clone(),
+        _ => {
+            metadata_service::discover(client, &urls)
+                .map_err(|err| {
+                    let mut text = chain(&err);
+                    for warning in &warnings {
+                        text.push_str("; ");
+                        text.push_str(warning);
+                    }
+                    text
+                })?
+                .0
+        }
+    };
+    Ok(format!("{base}/openstack/latest/password"))
 }
 
 /// POSTs the encrypted password. A 409 after a retried POST may mean the first one did

@@ -66,8 +66,9 @@ pub trait Source {
 pub struct Probe<'a> {
     /// The root (block devices under its `/sys/class/block` and `/dev`, seed directories).
     pub root: &'a Root,
-    /// The metadata service's base URL.
-    pub url: &'a str,
+    /// The metadata service's base URLs, in the order they are tried (link-local ones
+    /// already scoped to an interface).
+    pub urls: &'a [String],
     /// The run's HTTP client (its retries end at the run's deadline).
     pub client: &'a HttpClient,
 }

@@ -1,8 +1,9 @@
 //! The HTTP client of the guest agent: plain HTTP to IP literals only (the binary is static, with
-//! no name lookup and no TLS), no proxy from the environment, explicit timeouts, capped bodies,
-//! every request through the retry driver. 404 is `Ok(None)`, not an error.
+//! no name lookup and no TLS; a link-local IPv6 host names its interface, `url.rs`), no proxy
+//! from the environment, explicit timeouts, capped bodies, every request through the retry
+//! driver. 404 is `Ok(None)`, not an error.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use ureq::config::Config;
@@ -28,61 +29,12 @@ pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
 /// Sent with every request.
 pub const USER_AGENT: &str = concat!("metaboot/", env!("CARGO_PKG_VERSION"));
 
-/// A URL the guest agent refuses before sending anything.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UrlError {
-    #[error("{0:?}: TLS is not supported, use an http:// URL")]
-    Https(String),
-    #[error("{0:?}: only http:// URLs are supported")]
-    Scheme(String),
-    #[error(
-        "{0:?}: the host must be an IP address (the static guest agent has no name lookup), e.g. http://169.254.169.254"
-    )]
-    NotIpLiteral(String),
-    #[error("{0:?}: invalid port")]
-    Port(String),
-}
-
-/// Checks that `url` is `http://<IPv4 or [IPv6]>[:port][/path]`.
-pub fn check_url(url: &str) -> Result<(), UrlError> {
-    let lower = url.to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
-        &url[7..]
-    } else if lower.starts_with("https://") {
-        return Err(UrlError::Https(url.to_owned()));
-    } else {
-        return Err(UrlError::Scheme(url.to_owned()));
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let port = if let Some(v6) = authority.strip_prefix('[') {
-        let Some((host, after)) = v6.split_once(']') else {
-            return Err(UrlError::NotIpLiteral(url.to_owned()));
-        };
-        if host.parse::<Ipv6Addr>().is_err() {
-            return Err(UrlError::NotIpLiteral(url.to_owned()));
-        }
-        after.strip_prefix(':')
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        if host.parse::<Ipv4Addr>().is_err() {
-            return Err(UrlError::NotIpLiteral(url.to_owned()));
-        }
-        port
-    };
-    if let Some(port) = port
-        && port.parse::<u16>().is_err()
-    {
-        return Err(UrlError::Port(url.to_owned()));
-    }
-    Ok(())
-}
+pub use super::url::{UrlError, check_url};
 
 /// The resolver of the guest agent: IP literals only, never getaddrinfo (a static glibc binary
 /// cannot load the guest's NSS modules, and leaving name lookup out keeps NSS, dlopen and iconv
-/// out of the binary).
+/// out of the binary). A link-local IPv6 host's zone is the interface's index
+/// (`if_nametoindex`, an ioctl, no lookup).
 #[derive(Debug)]
 struct IpLiteralResolver;
 
@@ -94,13 +46,22 @@ impl Resolver for IpLiteralResolver {
         _timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let authority = uri.authority().ok_or(ureq::Error::HostNotFound)?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let ip: IpAddr = host.parse().map_err(|_| ureq::Error::HostNotFound)?;
+        let host =
+            super::url::host_of_authority(authority.host()).ok_or(ureq::Error::HostNotFound)?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = match (host.ip, &host.zone) {
+            (IpAddr::V6(ip), Some(zone)) => {
+                let index = nix::net::if_::if_nametoindex(zone.as_str()).map_err(|err| {
+                    ureq::Error::BadUri(format!(
+                        "no network interface {zone} for [{ip}%25{zone}]: {err}"
+                    ))
+                })?;
+                SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index))
+            }
+            (ip, _) => SocketAddr::new(ip, port),
+        };
         let mut addrs = self.empty();
-        addrs.push(SocketAddr::new(ip, authority.port_u16().unwrap_or(80)));
+        addrs.push(addr);
         Ok(addrs)
     }
 }
@@ -293,44 +254,6 @@ impl Fetch for HttpClient {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ip_literal_http_urls_only() {
-        for ok in [
-            "http://169.254.169.254",
-            "http://169.254.169.254/",
-            "HTTP://127.0.0.1:8080/openstack",
-            "http://[::1]:80/x",
-            "http://[fe80::a9fe:a9fe]",
-        ] {
-            assert_eq!(check_url(ok), Ok(()), "{ok}");
-        }
-        assert!(matches!(
-            check_url("https://169.254.169.254"),
-            Err(UrlError::Https(_))
-        ));
-        assert!(matches!(
-            check_url("ftp://1.2.3.4"),
-            Err(UrlError::Scheme(_))
-        ));
-        assert!(matches!(
-            check_url("http://metadata.google.internal/x"),
-            Err(UrlError::NotIpLiteral(_))
-        ));
-        assert!(matches!(
-            check_url("http://localhost"),
-            Err(UrlError::NotIpLiteral(_))
-        ));
-        assert!(matches!(
-            check_url("http://[nothex]/"),
-            Err(UrlError::NotIpLiteral(_))
-        ));
-        assert!(matches!(
-            check_url("http://1.2.3.4:99999"),
-            Err(UrlError::Port(_))
-        ));
-        assert!(check_url("http://user@1.2.3.4").is_err());
-    }
-
     /// Serves one canned response per connection on `addr`, `count` times.
     fn serve(addr: &str, responses: Vec<Vec<u8>>) -> Option<std::net::SocketAddr> {
         use std::io::{Read, Write};
@@ -423,6 +346,16 @@ mod tests {
                 .unwrap(),
             b"v6"
         );
+    }
+
+    #[test]
+    fn a_zone_naming_no_interface_is_refused_at_once() {
+        let url = "http://[fe80::a9fe:a9fe%25nosuchif0]/openstack";
+        let err = client()
+            .get_once(url, 10, Duration::from_secs(5))
+            .unwrap_err();
+        assert!(!err.is_transient(), "{err:?}");
+        assert!(crate::log::chain(&err).contains("nosuchif0"), "{err:?}");
     }
 
     #[test]

@@ -1,12 +1,19 @@
-//! The OpenStack metadata service (docs/protocol.md §4.3): `GET /openstack`, pick the newest
-//! version both sides know (else `latest`), then the documents under it.
+//! The OpenStack metadata service (docs/protocol.md §4.3): find which of the metadata URLs
+//! answers (IPv4 then IPv6 by default, the first that answers wins, as cloud-init's
+//! `metadata_urls`; a link-local one scoped to the fallback interface), `GET /openstack`, pick
+//! the newest version both sides know (else `latest`), then the documents under it.
+
+use std::time::Duration;
 
 use metaboot_proto::OpenStackVersion;
 
 use super::contract::{Probe, Source, SourceError};
+use super::fallback_nic::fallback_nic;
 use super::http::{FetchError, HttpClient, MAX_METADATA_BYTES};
 use super::openstack::OpenStackLayout;
-use crate::retry::RetryError;
+use super::url::{needs_zone, with_zone};
+use crate::retry::{RetryError, Transient};
+use crate::root::Root;
 
 /// Its name in `datasources:`.
 pub const NAME: &str = "metadata-service";
@@ -16,24 +23,115 @@ pub const NAME: &str = "metadata-service";
 pub enum MetadataServiceError {
     #[error("Metadata service")]
     Fetch(#[from] RetryError<FetchError>),
+    #[error("Metadata service")]
+    Unanswered(#[from] RetryError<Unanswered>),
     #[error("meta_data.json is missing (404) at {0}")]
     MissingMetaData(String),
 }
 
-/// The metadata service at the configured URL. It is always "there": whether it answers is
-/// found out by fetching, within the run's deadline.
+/// No metadata URL answered in one round.
+#[derive(Debug, thiserror::Error)]
+#[error("none of the metadata URLs answered ({urls})")]
+pub struct Unanswered {
+    /// The URLs tried, comma-separated.
+    pub urls: String,
+    /// Why the last one did not.
+    #[source]
+    pub last: Box<FetchError>,
+    /// Whether any of them may answer later.
+    pub transient: bool,
+}
+
+impl Transient for Unanswered {
+    fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+/// The metadata URLs to try: `configured`, a link-local IPv6 one without a zone scoped to the
+/// interface cloud-init would use (its fallback NIC); one that finds no interface is left out
+/// with a line in `warnings`.
+pub fn service_urls(root: &Root, configured: &[String], warnings: &mut Vec<String>) -> Vec<String> {
+    let mut interface: Option<Option<String>> = None;
+    let mut urls = Vec::with_capacity(configured.len());
+    for url in configured {
+        if !needs_zone(url) {
+            urls.push(url.clone());
+            continue;
+        }
+        match interface.get_or_insert_with(|| fallback_nic(root)) {
+            Some(name) => urls.push(with_zone(url, name)),
+            None => warnings.push(format!(
+                "{url}: a link-local address needs an interface (write it as \
+                 http://[ADDRESS%25IFACE]) and this system has none to fall back to; left out"
+            )),
+        }
+    }
+    urls
+}
+
+/// The first of `urls` whose `/openstack` answers (200, else 404: the service is there but
+/// does not know this instance), retried round after round within the client's deadline.
+/// Returns the URL and, on 200, the version listing.
+pub fn discover(
+    client: &HttpClient,
+    urls: &[String],
+) -> Result<(String, Option<Vec<u8>>), RetryError<Unanswered>> {
+    client.retry().run("metadata service", |remaining| {
+        let started = std::time::Instant::now();
+        let mut unknown_here = None;
+        let mut last = None;
+        let mut transient = false;
+        for url in urls {
+            let left = remaining
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1));
+            match client.get_once(&format!("{url}/openstack"), MAX_METADATA_BYTES, left) {
+                Ok(Some(listing)) => {
+                    tracing::info!(url, "metadata service answered");
+                    return Ok((url.clone(), Some(listing)));
+                }
+                Ok(None) => {
+                    unknown_here.get_or_insert_with(|| url.clone());
+                }
+                Err(err) => {
+                    tracing::debug!(url, error = %err, "metadata URL did not answer");
+                    transient |= err.is_transient();
+                    last = Some(err);
+                }
+            }
+        }
+        if let Some(url) = unknown_here {
+            tracing::info!(url, "metadata service answered 404 for /openstack");
+            return Ok((url, None));
+        }
+        Err(Unanswered {
+            urls: urls.join(", "),
+            last: Box::new(last.unwrap_or_else(|| {
+                FetchError::Url(super::url::UrlError::Scheme("(no metadata URL)".to_owned()))
+            })),
+            transient,
+        })
+    })
+}
+
+/// The metadata service at the configured URLs. It is always "there": whether it answers,
+/// and at which URL, is found out by fetching, within the run's deadline.
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
     Ok(Some(Box::new(MetadataService::new(
         probe.client.clone(),
-        probe.url,
+        probe.urls.to_vec(),
     ))))
 }
 
-/// The metadata service at one base URL.
+/// The metadata service at one of its base URLs.
 #[derive(Debug)]
 pub struct MetadataService {
     client: HttpClient,
-    base: String,
+    /// The URLs to try until one answers.
+    urls: Vec<String>,
+    /// The one that answered.
+    base: Option<String>,
     version: Option<String>,
 }
 
@@ -50,27 +148,34 @@ pub fn pick_version(listing: &str) -> String {
 }
 
 impl MetadataService {
-    /// The service at `base` (e.g. `http://169.254.169.254`, no trailing slash).
-    pub fn new(client: HttpClient, base: &str) -> Self {
+    /// The service at the first of `urls` that answers (e.g. `http://169.254.169.254`, no
+    /// trailing slash).
+    pub fn new(client: HttpClient, urls: Vec<String>) -> Self {
         MetadataService {
             client,
-            base: base.trim_end_matches('/').to_owned(),
+            urls: urls
+                .into_iter()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .collect(),
+            base: None,
             version: None,
         }
     }
 
-    fn version(&mut self) -> Result<String, MetadataServiceError> {
-        if let Some(version) = &self.version {
-            return Ok(version.clone());
+    /// (base URL, version) once the service answered.
+    fn version(&mut self) -> Result<(String, String), MetadataServiceError> {
+        if let (Some(base), Some(version)) = (&self.base, &self.version) {
+            return Ok((base.clone(), version.clone()));
         }
-        let url = format!("{}/openstack", self.base);
-        let version = match self.client.get(&url, MAX_METADATA_BYTES)? {
+        let (base, listing) = discover(&self.client, &self.urls)?;
+        let version = match listing {
             Some(body) => pick_version(&String::from_utf8_lossy(&body)),
             None => "latest".to_owned(),
         };
-        tracing::info!(version, "metadata version chosen");
+        tracing::info!(url = base, version, "metadata version chosen");
+        self.base = Some(base.clone());
         self.version = Some(version.clone());
-        Ok(version)
+        Ok((base, version))
     }
 }
 
@@ -78,8 +183,8 @@ impl OpenStackLayout for MetadataService {
     const NAME: &'static str = NAME;
 
     fn document(&mut self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, SourceError> {
-        let version = self.version()?;
-        let url = format!("{}/openstack/{version}/{name}", self.base);
+        let (base, version) = self.version()?;
+        let url = format!("{base}/openstack/{version}/{name}");
         Ok(self
             .client
             .get(&url, limit)
@@ -88,7 +193,8 @@ impl OpenStackLayout for MetadataService {
 
     fn missing_meta_data(&self) -> SourceError {
         let version = self.version.as_deref().unwrap_or("latest");
-        MetadataServiceError::MissingMetaData(format!("{}/openstack/{version}", self.base)).into()
+        let base = self.base.clone().unwrap_or_else(|| self.urls.join(", "));
+        MetadataServiceError::MissingMetaData(format!("{base}/openstack/{version}")).into()
     }
 }
 
@@ -109,5 +215,32 @@ mod tests {
         assert_eq!(pick_version("2099-12-31\nlatest"), "latest");
         assert_eq!(pick_version(""), "latest");
         assert_eq!(pick_version("2016-06-30 \r\nlatest"), "2016-06-30");
+    }
+
+    #[test]
+    fn a_link_local_url_is_scoped_to_the_fallback_interface() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, carrier) in [("eth1", "1\n"), ("lo", "1\n")] {
+            let path = dir.path().join("sys/class/net").join(name);
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("carrier"), carrier).unwrap();
+        }
+        let root = Root::open(dir.path()).unwrap();
+        let configured: Vec<String> = metaboot_proto::METADATA_URLS
+            .iter()
+            .map(|url| (*url).to_owned())
+            .chain(["http://[fe80::1%25eth7]:8080".to_owned()])
+            .collect();
+        let mut warnings = Vec::new();
+        assert_eq!(
+            service_urls(&root, &configured, &mut warnings),
+            [
+                "http://169.254.169.254",
+                "http://[fe80::a9fe:a9fe%25eth1]",
+                // A zone given is kept.
+                "http://[fe80::1%25eth7]:8080",
+            ]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

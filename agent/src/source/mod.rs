@@ -12,10 +12,12 @@
 pub mod config_drive;
 pub mod contract;
 pub mod drive;
+pub mod fallback_nic;
 pub mod http;
 pub mod metadata_service;
 pub mod nocloud;
 pub mod openstack;
+pub mod url;
 
 pub use contract::{Detect, NetworkData, Probe, Source, SourceError, VendorData};
 

@@ -18,7 +18,7 @@ fn chosen(root: &Root, order: &[&str], warnings: &mut Vec<String>) -> Option<&'s
     let client = client();
     let probe = Probe {
         root,
-        url: "http://127.0.0.1:9",
+        urls: &["http://127.0.0.1:9".to_owned()],
         client: &client,
     };
     choose(order, &probe, warnings).map(|source| source.name())

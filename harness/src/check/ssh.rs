@@ -1,7 +1,7 @@
 //! Checks from outside: OpenSSH's client, run inside a namespace on the guest's tenant network,
 //! logging in with a key or (driven by `SSH_ASKPASS`) with a password.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ pub struct SshTarget {
     /// Namespace on the guest's network the client runs in.
     pub netns: String,
     /// The guest's address.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// The user.
     pub user: String,
 }

@@ -8,20 +8,24 @@
 //! [[network]]
 //! name = "tenant-i"
 //! cidr = "198.18.20.0/24"     # no router: an isolated network
+//! [[network]]
+//! name = "tenant-6"
+//! cidr = "fdc6:1200:0:40::/64" # IPv6 only: static addresses, metadata at fe80::a9fe:a9fe
+//! dhcp = false
 //! [[router]]
 //! name = "router1"
-//! networks = ["tenant-r"]
+//! networks = ["tenant-r", "tenant-6"]
 //! [[guest]]
 //! name = "g1"
 //! network = "tenant-r"
 //! ```
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// Longest lab id: it goes into interface and namespace names, which are short.
@@ -37,9 +41,20 @@ pub const LAB_RANGE: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 
     Err(_) => panic!("198.18.0.0/15 is a valid network"),
 };
 
-/// Smallest prefix length (largest network) a tenant network may have.
+/// The only IPv6 addresses a lab may use: one unique local prefix (RFC 4193), chosen for the
+/// lab, from which each IPv6-only network takes a /64. Nothing outside the lab routes it.
+pub const LAB_RANGE_V6: Ipv6Net =
+    match Ipv6Net::new(Ipv6Addr::new(0xfdc6, 0x1200, 0, 0, 0, 0, 0, 0), 48) {
+        Ok(net) => net,
+        Err(_) => panic!("fdc6:1200::/48 is a valid network"),
+    };
+
+/// The prefix length of an IPv6 subnet: a /64, as SLAAC and EUI-64 addresses need.
+pub const IPV6_PREFIX_LEN: u8 = 64;
+
+/// Smallest prefix length (largest network) an IPv4 tenant network may have.
 pub const MIN_PREFIX_LEN: u8 = 16;
-/// Largest prefix length: room for the gateway, the DHCP port and at least one guest.
+/// Largest IPv4 prefix length: room for the gateway, the DHCP port and at least one guest.
 pub const MAX_PREFIX_LEN: u8 = 29;
 
 /// A lab.
@@ -59,17 +74,19 @@ pub struct LabConfig {
     pub guests: Vec<GuestConfig>,
 }
 
-/// A tenant network with one IPv4 subnet.
+/// A tenant network with one subnet: IPv4, or IPv6 only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
     /// Name (unique in the lab).
     pub name: String,
-    /// The subnet, inside 198.18.0.0/15.
-    pub cidr: Ipv4Net,
+    /// The subnet: IPv4 inside 198.18.0.0/15, or an IPv6 /64 inside [`LAB_RANGE_V6`].
+    pub cidr: IpNet,
     /// `false`: no DHCP (the registry's `--no-dhcp`, dnsmasq does not serve it); guests
-    /// configure their address from their config drive's `network_data.json`. Such a network
-    /// needs a router.
+    /// configure their address from `network_data.json` (config drive or metadata service).
+    /// Such a network needs a router. On an IPv6 network `true` means SLAAC: the DHCP port's
+    /// dnsmasq sends router advertisements (no DHCPv6), the registry's address mode is
+    /// `slaac`.
     #[serde(default = "dhcp_on")]
     pub dhcp: bool,
 }
@@ -120,12 +137,27 @@ impl LabConfig {
         Ok(config)
     }
 
-    /// The lab `run` uses: one network behind a router, one isolated network, and one without
-    /// DHCP behind the same router (static addresses from config drives).
+    /// The lab `run` uses: one network behind a router, one isolated network, one without
+    /// DHCP behind the same router (static addresses from config drives), and two IPv6-only
+    /// networks, where guests reach the metadata service at `fe80::a9fe:a9fe`: one behind the
+    /// router without DHCP (static addresses from `network_data.json`), one isolated with SLAAC.
     pub fn default_with_id(id: &str) -> Self {
         let net = |name: &str, third: u8, dhcp: bool| NetworkConfig {
             name: name.to_owned(),
-            cidr: Ipv4Net::new(Ipv4Addr::new(198, 18, third, 0), 24).unwrap_or(LAB_RANGE),
+            cidr: IpNet::V4(
+                Ipv4Net::new(Ipv4Addr::new(198, 18, third, 0), 24).unwrap_or(LAB_RANGE),
+            ),
+            dhcp,
+        };
+        let ipv6_only = |name: &str, subnet: u16, dhcp: bool| NetworkConfig {
+            name: name.to_owned(),
+            cidr: IpNet::V6(
+                Ipv6Net::new(
+                    Ipv6Addr::new(0xfdc6, 0x1200, 0, subnet, 0, 0, 0, 0),
+                    IPV6_PREFIX_LEN,
+                )
+                .unwrap_or(LAB_RANGE_V6),
+            ),
             dhcp,
         };
         Self {
@@ -134,10 +166,12 @@ impl LabConfig {
                 net("tenant-r", 10, true),
                 net("tenant-i", 20, true),
                 net("tenant-s", 30, false),
+                ipv6_only("tenant-6", 0x40, false),
+                ipv6_only("tenant-6i", 0x41, true),
             ],
             routers: vec![RouterConfig {
                 name: "router1".into(),
-                networks: vec!["tenant-r".into(), "tenant-s".into()],
+                networks: vec!["tenant-r".into(), "tenant-s".into(), "tenant-6".into()],
             }],
             guests: Vec::new(),
         }
@@ -166,28 +200,7 @@ impl LabConfig {
                 bail!("network {} is defined twice", net.name);
             }
             validate_name(&net.name)?;
-            if !LAB_RANGE.contains(&net.cidr) {
-                bail!(
-                    "network {} ({}) is outside {LAB_RANGE}: the lab uses no other addresses",
-                    net.name,
-                    net.cidr
-                );
-            }
-            if !(MIN_PREFIX_LEN..=MAX_PREFIX_LEN).contains(&net.cidr.prefix_len()) {
-                bail!(
-                    "network {} ({}): the prefix length must be {MIN_PREFIX_LEN}..={MAX_PREFIX_LEN}",
-                    net.name,
-                    net.cidr
-                );
-            }
-            if net.cidr.network() != net.cidr.addr() {
-                bail!(
-                    "network {}: {} has host bits set; write {}",
-                    net.name,
-                    net.cidr,
-                    net.cidr.trunc()
-                );
-            }
+            validate_subnet(net)?;
         }
         for net in self.networks.iter().filter(|n| !n.dhcp) {
             if self.is_isolated(&net.name) {
@@ -230,6 +243,48 @@ impl LabConfig {
         }
         Ok(())
     }
+}
+
+/// Checks a network's subnet: inside the lab's range of its family, of an allowed size,
+/// without host bits.
+fn validate_subnet(net: &NetworkConfig) -> anyhow::Result<()> {
+    let (inside, range, sizes) = match net.cidr {
+        IpNet::V4(cidr) => (
+            LAB_RANGE.contains(&cidr),
+            LAB_RANGE.to_string(),
+            MIN_PREFIX_LEN..=MAX_PREFIX_LEN,
+        ),
+        IpNet::V6(cidr) => (
+            LAB_RANGE_V6.contains(&cidr),
+            LAB_RANGE_V6.to_string(),
+            IPV6_PREFIX_LEN..=IPV6_PREFIX_LEN,
+        ),
+    };
+    if !inside {
+        bail!(
+            "network {} ({}) is outside {range}: the lab uses no other addresses",
+            net.name,
+            net.cidr
+        );
+    }
+    if !sizes.contains(&net.cidr.prefix_len()) {
+        bail!(
+            "network {} ({}): the prefix length must be {}..={}",
+            net.name,
+            net.cidr,
+            sizes.start(),
+            sizes.end()
+        );
+    }
+    if net.cidr.network() != net.cidr.addr() {
+        bail!(
+            "network {}: {} has host bits set; write {}",
+            net.name,
+            net.cidr,
+            net.cidr.trunc()
+        );
+    }
+    Ok(())
 }
 
 /// Checks a lab id: `[a-z0-9]`, 1..=[`MAX_ID_LEN`] characters.
@@ -343,6 +398,39 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_network_is_a_lab_64_routed_or_with_slaac() {
+        let lab = |cidr: &str, dhcp: &str, routed: bool| {
+            let router = if routed {
+                "[[router]]\nname = \"r\"\nnetworks = [\"n\"]\n"
+            } else {
+                ""
+            };
+            parse(&format!(
+                "id = \"t\"\n[[network]]\nname = \"n\"\ncidr = \"{cidr}\"\n{dhcp}\n{router}"
+            ))
+        };
+        let msg = |r: anyhow::Result<LabConfig>| format!("{:#}", r.unwrap_err());
+        assert!(lab("fdc6:1200:0:7::/64", "dhcp = false", true).is_ok());
+        assert!(
+            lab("fdc6:1200:0:7::/64", "", false).is_ok(),
+            "isolated, SLAAC"
+        );
+        assert!(msg(lab("2001:db8::/64", "dhcp = false", true)).contains("outside fdc6:1200::/48"));
+        assert!(msg(lab("fdc6:1200:0:7::/80", "dhcp = false", true)).contains("64..=64"));
+        assert!(msg(lab("fdc6:1200:0:7::5/64", "dhcp = false", true)).contains("host bits"));
+        assert!(msg(lab("fdc6:1200:0:7::/64", "dhcp = false", false)).contains("no router"));
+        let default = LabConfig::default_with_id("t");
+        let six: Vec<&NetworkConfig> = default
+            .networks
+            .iter()
+            .filter(|n| n.cidr.addr().is_ipv6())
+            .collect();
+        assert_eq!(six.len(), 2);
+        assert!(!six[0].dhcp && !default.is_isolated(&six[0].name));
+        assert!(six[1].dhcp && default.is_isolated(&six[1].name));
+    }
+
+    #[test]
     fn the_example_lab_file_is_valid() {
         let config = parse(include_str!("../../lab.example.toml")).unwrap();
         assert_eq!(config.id, "demo");
@@ -367,7 +455,7 @@ mod tests {
         config.networks = (0..=MAX_NETWORKS)
             .map(|i| NetworkConfig {
                 name: format!("n{i}"),
-                cidr: Ipv4Net::new(Ipv4Addr::new(198, 18, i as u8, 0), 24).unwrap(),
+                cidr: IpNet::V4(Ipv4Net::new(Ipv4Addr::new(198, 18, i as u8, 0), 24).unwrap()),
                 dhcp: true,
             })
             .collect();

@@ -1,12 +1,14 @@
 //! `qdhcp-<network id>`: the network's DHCP port (plus 169.254.169.254/32 for isolated
 //! networks) and dnsmasq handing out the ports' fixed addresses, with option 121 on isolated
-//! networks (docs/protocol.md §2.1).
+//! networks (docs/protocol.md §2.1). On an IPv6 network dnsmasq only sends router
+//! advertisements (SLAAC, no DHCPv6), and an isolated one's port holds `fe80::a9fe:a9fe`. On a
+//! network without DHCP the namespace is only the lab's place on the network.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
-use metaboot_proto::METADATA_IPV4;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use metaboot_proto::{METADATA_IPV4, METADATA_IPV6};
 
 use crate::atomic;
 use crate::lab::{bridge, netns};
@@ -106,24 +108,66 @@ pub fn dnsmasq_args(net: &DhcpNetwork, files: &DnsmasqFiles) -> Vec<String> {
     args
 }
 
-/// Creates the DHCP namespace with its port on the network's bridge.
-pub fn create(bridge_ns: &str, bridge: &str, ns: &str, net: &DhcpNetwork) -> anyhow::Result<()> {
+/// dnsmasq's arguments on an IPv6 network: router advertisements only (`ra-only`: the prefix
+/// with the autonomous flag, so guests make their EUI-64 address, the one the registry gives
+/// the port), and a router lifetime of 0: the DHCP port is no router.
+pub fn ra_args(network_id: &str, prefix: Ipv6Net, files: &DnsmasqFiles) -> Vec<String> {
+    let inside = interface(network_id);
+    vec![
+        "--keep-in-foreground".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        "--port=0".to_owned(),
+        "--no-hosts".to_owned(),
+        "--no-resolv".to_owned(),
+        "--bind-interfaces".to_owned(),
+        format!("--interface={inside}"),
+        "--except-interface=lo".to_owned(),
+        "--user=root".to_owned(),
+        "--enable-ra".to_owned(),
+        format!(
+            "--dhcp-range={},ra-only,{},{LEASE_TIME}",
+            prefix.network(),
+            prefix.prefix_len()
+        ),
+        format!("--ra-param={inside},0,0"),
+        format!("--dhcp-leasefile={}", files.leases.display()),
+        format!("--pid-file={}", files.pid.display()),
+        format!("--log-facility={}", files.log.display()),
+    ]
+}
+
+/// Creates the DHCP namespace with its port on the network's bridge, holding `address` (the
+/// DHCP port's, or the lab's on a network without DHCP); an IPv6 one is usable at once
+/// (`nodad`, as Neutron adds its ports' addresses). An isolated network's port also holds the
+/// metadata address of its family (`169.254.169.254/32`, or `fe80::a9fe:a9fe/64` `nodad`).
+pub fn create(
+    bridge_ns: &str,
+    bridge: &str,
+    ns: &str,
+    network_id: &str,
+    address: IpNet,
+    isolated: bool,
+) -> anyhow::Result<()> {
     netns::create(ns)?;
-    let inside = interface(&net.id);
-    bridge::add_veth(bridge_ns, bridge, &bridge_end(&net.id), ns, &inside)?;
-    let addr = Ipv4Net::new(net.dhcp_ip, net.cidr.prefix_len())?;
-    netns::ip(ns, &["addr", "add", &addr.to_string(), "dev", &inside])?;
-    if net.isolated {
-        netns::ip(
-            ns,
-            &[
-                "addr",
-                "add",
-                &format!("{METADATA_IPV4}/32"),
-                "dev",
-                &inside,
-            ],
-        )?;
+    let inside = interface(network_id);
+    bridge::add_veth(bridge_ns, bridge, &bridge_end(network_id), ns, &inside)?;
+    let address = address.to_string();
+    let mut add = vec!["addr", "add", address.as_str(), "dev", inside.as_str()];
+    if address.contains(':') {
+        add.push("nodad");
+    }
+    netns::ip(ns, &add)?;
+    if isolated {
+        let metadata = if address.contains(':') {
+            format!("{METADATA_IPV6}/64")
+        } else {
+            format!("{METADATA_IPV4}/32")
+        };
+        let mut add = vec!["addr", "add", metadata.as_str(), "dev", inside.as_str()];
+        if address.contains(':') {
+            add.push("nodad");
+        }
+        netns::ip(ns, &add)?;
     }
     netns::ip(ns, &["link", "set", &inside, "up"])?;
     Ok(())
@@ -132,8 +176,23 @@ pub fn create(bridge_ns: &str, bridge: &str, ns: &str, net: &DhcpNetwork) -> any
 /// Starts dnsmasq in the DHCP namespace.
 pub fn start(ns: &str, net: &DhcpNetwork, files: &DnsmasqFiles) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&files.hosts_dir)?;
+    spawn(ns, dnsmasq_args(net, files), files)
+}
+
+/// Starts dnsmasq sending router advertisements for `prefix` in the DHCP namespace.
+pub fn start_ra(
+    ns: &str,
+    network_id: &str,
+    prefix: Ipv6Net,
+    files: &DnsmasqFiles,
+) -> anyhow::Result<Daemon> {
+    std::fs::create_dir_all(&files.hosts_dir)?;
+    spawn(ns, ra_args(network_id, prefix, files), files)
+}
+
+fn spawn(ns: &str, args: Vec<String>, files: &DnsmasqFiles) -> anyhow::Result<Daemon> {
     let mut cmd = netns::exec(ns, "dnsmasq");
-    cmd.args(dnsmasq_args(net, files));
+    cmd.args(args);
     let log = files.log.with_extension("stderr");
     Daemon::spawn(&format!("dnsmasq in {ns}"), &mut cmd, &log)
 }
@@ -182,6 +241,20 @@ mod tests {
             assert!(args.contains(&"--interface=tap0123456789a".to_owned()));
             assert!(args.contains(&"--pid-file=/run/x/dhcp-n1/dnsmasq.pid".to_owned()));
         }
+    }
+
+    #[test]
+    fn ipv6_networks_get_router_advertisements_only_from_no_router() {
+        let files = DnsmasqFiles::under(Path::new("/run/x"), "n1");
+        let args = ra_args(
+            "0123456789abcdef",
+            "fdc6:1200:0:41::/64".parse().unwrap(),
+            &files,
+        );
+        assert!(args.contains(&"--enable-ra".to_owned()));
+        assert!(args.contains(&"--dhcp-range=fdc6:1200:0:41::,ra-only,64,12h".to_owned()));
+        assert!(args.contains(&"--ra-param=tap0123456789a,0,0".to_owned()));
+        assert!(!args.iter().any(|a| a.starts_with("--dhcp-option")));
     }
 
     #[test]

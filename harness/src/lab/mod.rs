@@ -18,8 +18,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ipnet::Ipv4Net;
-use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_PORT, ROUTER_PROXY_PORT};
+use ipnet::IpNet;
+use metaboot_proto::{
+    METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_IPV6, METADATA_IPV6_LISTEN, METADATA_PORT,
+    ROUTER_PROXY_PORT,
+};
 
 use crate::atomic;
 use crate::process::Daemon;
@@ -185,7 +188,7 @@ impl Lab {
             router::create(&ns)?;
             for net_id in &router.network_ids {
                 let net = self.network_by_id(net_id)?.clone();
-                let gateway = Ipv4Net::new(net.gateway, net.cidr.prefix_len())?;
+                let gateway = IpNet::new(net.gateway, net.cidr.prefix_len())?;
                 router::attach(
                     &bridge_ns,
                     &bridge::bridge_name(&net.id),
@@ -199,14 +202,28 @@ impl Lab {
         for net in self.state.networks.clone() {
             let ns = dhcp::namespace(&net.id);
             self.record_namespace(&ns)?;
-            let dhcp_net = dhcp_network(&net);
-            dhcp::create(&bridge_ns, &bridge::bridge_name(&net.id), &ns, &dhcp_net)?;
+            dhcp::create(
+                &bridge_ns,
+                &bridge::bridge_name(&net.id),
+                &ns,
+                &net.id,
+                IpNet::new(net.dhcp_ip, net.cidr.prefix_len())?,
+                net.isolated,
+            )?;
             if !net.isolated {
                 // As Neutron's DHCP agent does: the DHCP namespace routes through the router,
                 // which is also how the harness reaches the metadata service from the tenant side.
+                let family = if net.gateway.is_ipv6() { "-6" } else { "-4" };
                 netns::ip(
                     &ns,
-                    &["route", "add", "default", "via", &net.gateway.to_string()],
+                    &[
+                        family,
+                        "route",
+                        "add",
+                        "default",
+                        "via",
+                        &net.gateway.to_string(),
+                    ],
                 )?;
             }
             if !net.dhcp {
@@ -214,7 +231,11 @@ impl Lab {
                 continue;
             }
             let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
-            let daemon = dhcp::start(&ns, &dhcp_net, &files)?;
+            let daemon = match net.cidr {
+                // SLAAC: router advertisements only; guests make the registry's address.
+                IpNet::V6(prefix) => dhcp::start_ra(&ns, &net.id, prefix, &files)?,
+                IpNet::V4(_) => dhcp::start(&ns, &dhcp_network(&net)?, &files)?,
+            };
             self.state.daemons.push(daemon);
             self.state.save()?;
         }
@@ -295,15 +316,25 @@ impl Lab {
     }
 
     /// Waits until the metadata address answers TCP from each network's DHCP namespace: through
-    /// the router's REDIRECT for routed networks, on the DHCP port for isolated ones.
+    /// the router's REDIRECT for routed networks, on the DHCP port for isolated ones; on an
+    /// IPv6 network `fe80::a9fe:a9fe` on the link of the namespace's port (the router holds it).
     fn wait_for_proxies(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + PROXY_READY_TIMEOUT;
-        let metadata = METADATA_IPV4_LISTEN;
         for net in &self.state.networks {
             let ns = dhcp::namespace(&net.id);
+            let (metadata, link) = if net.cidr.addr().is_ipv6() {
+                (METADATA_IPV6_LISTEN, Some(dhcp::interface(&net.id)))
+            } else {
+                (METADATA_IPV4_LISTEN, None)
+            };
             loop {
                 self.check_daemons()?;
-                match netns::tcp_probe(&ns, metadata, Duration::from_millis(500)) {
+                let probe = Duration::from_millis(500);
+                let answered = match &link {
+                    Some(link) => netns::tcp_probe_on_link(&ns, metadata, link, probe),
+                    None => netns::tcp_probe(&ns, metadata, probe),
+                };
+                match answered {
                     Ok(()) => break,
                     Err(err) if Instant::now() >= deadline => {
                         return Err(err).with_context(|| {
@@ -395,9 +426,12 @@ impl Lab {
     pub fn register_instance(&self, spec: &InstanceSpec) -> anyhow::Result<InstanceRecord> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let record = self.registry.create_instance(spec)?;
-        if self.network_by_id(&record.network_id)?.dhcp {
+        // An IPv6 network with DHCP is SLAAC: no host entry, the guest makes its address.
+        if let std::net::IpAddr::V4(ip) = record.ip
+            && self.network_by_id(&record.network_id)?.dhcp
+        {
             let files = dhcp::DnsmasqFiles::under(&self.state.dir, &record.network_id);
-            dhcp::add_host(&files, &record.port_id, &record.mac, record.ip)?;
+            dhcp::add_host(&files, &record.port_id, &record.mac, ip)?;
         }
         Ok(record)
     }
@@ -443,9 +477,15 @@ impl Lab {
                 net.cidr,
                 net.id,
                 net.gateway,
-                if net.dhcp { "dhcp" } else { "no DHCP, lab at" },
+                match (net.dhcp, net.cidr.addr().is_ipv6()) {
+                    (true, false) => "dhcp",
+                    (true, true) => "SLAAC (dnsmasq router advertisements)",
+                    (false, _) => "no DHCP, lab at",
+                },
                 net.dhcp_ip,
-                if net.isolated {
+                if net.isolated && net.cidr.addr().is_ipv6() {
+                    "isolated: fe80::a9fe:a9fe in qdhcp"
+                } else if net.isolated {
                     "isolated: metadata in qdhcp, option 121"
                 } else {
                     "routed"
@@ -456,8 +496,9 @@ impl Lab {
         for router in &s.routers {
             let _ = writeln!(
                 out,
-                "  router {} qrouter-{} (REDIRECT {}:{METADATA_PORT} → {ROUTER_PROXY_PORT})",
-                router.name, router.id, METADATA_IPV4
+                "  router {} qrouter-{} (REDIRECT {METADATA_IPV4}:{METADATA_PORT} and \
+                 [{METADATA_IPV6}]:{METADATA_PORT} → {ROUTER_PROXY_PORT})",
+                router.name, router.id
             );
         }
         for g in &s.guests {
@@ -531,14 +572,25 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
     }
 }
 
-fn dhcp_network(net: &NetworkRecord) -> dhcp::DhcpNetwork {
-    dhcp::DhcpNetwork {
+/// What dnsmasq serves on an IPv4 network with DHCP.
+fn dhcp_network(net: &NetworkRecord) -> anyhow::Result<dhcp::DhcpNetwork> {
+    use std::net::IpAddr;
+    let (IpNet::V4(cidr), IpAddr::V4(gateway), IpAddr::V4(dhcp_ip)) =
+        (net.cidr, net.gateway, net.dhcp_ip)
+    else {
+        bail!(
+            "network {} ({}) has DHCP but is not IPv4: the lab serves DHCP for IPv4 only",
+            net.name,
+            net.cidr
+        );
+    };
+    Ok(dhcp::DhcpNetwork {
         id: net.id.clone(),
-        cidr: net.cidr,
-        gateway: net.gateway,
-        dhcp_ip: net.dhcp_ip,
+        cidr,
+        gateway,
+        dhcp_ip,
         isolated: net.isolated,
-    }
+    })
 }
 
 /// A TOML basic string for a path.

@@ -1,7 +1,7 @@
 //! Named network namespaces (`ip netns`), commands inside them, and TCP probes from inside them.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, SocketAddrV6, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -106,4 +106,33 @@ pub fn tcp_probe(ns: &str, addr: SocketAddr, timeout: Duration) -> anyhow::Resul
             .join()
             .unwrap_or_else(|_| bail!("the probe thread for {ns} panicked"))
     })
+}
+
+/// The index of `interface` inside the namespace (`ip -o link show`: `INDEX: NAME…`).
+pub fn interface_index(ns: &str, interface: &str) -> anyhow::Result<u32> {
+    let line = ip(ns, &["-o", "link", "show", "dev", interface])?;
+    line.split(':')
+        .next()
+        .and_then(|index| index.trim().parse().ok())
+        .with_context(|| {
+            format!("`ip -o link show dev {interface}` in {ns} printed no index: {line}")
+        })
+}
+
+/// [`tcp_probe`] of an IPv6 address on the link of `interface` (a link-local one such as
+/// `fe80::a9fe:a9fe` needs the interface as its scope); other addresses are probed as they are.
+pub fn tcp_probe_on_link(
+    ns: &str,
+    addr: SocketAddr,
+    interface: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let addr =
+        match addr {
+            SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() => SocketAddr::V6(
+                SocketAddrV6::new(*v6.ip(), v6.port(), 0, interface_index(ns, interface)?),
+            ),
+            other => other,
+        };
+    tcp_probe(ns, addr, timeout)
 }

@@ -1,12 +1,12 @@
 //! The lab's registry, filled through the `metaboot-server` CLI (as a user would), parsed from
 //! its `--json` output.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::process::check;
@@ -27,14 +27,15 @@ pub struct NetworkRecord {
     pub id: String,
     /// Name.
     pub name: String,
-    /// Subnet.
-    pub cidr: Ipv4Net,
+    /// Subnet (IPv4, or IPv6 on an IPv6-only network).
+    pub cidr: IpNet,
     /// The router's address.
-    pub gateway: Ipv4Addr,
+    pub gateway: IpAddr,
     /// The DHCP port's address: the lab's own address on the network (its `qdhcp-` namespace,
     /// where checks run from). A network without DHCP has no DHCP port: the lab takes the last
-    /// host address, which the registry hands out last.
-    pub dhcp_ip: Ipv4Addr,
+    /// host address of an IPv4 subnet, which the registry hands out last, or
+    /// [`lab_address_v6`] of an IPv6 one.
+    pub dhcp_ip: IpAddr,
     /// No router.
     pub isolated: bool,
     /// DHCP served (dnsmasq); `false` for a `--no-dhcp` network.
@@ -64,8 +65,8 @@ pub struct InstanceRecord {
     pub uuid: String,
     /// Name.
     pub name: String,
-    /// The port's address.
-    pub ip: Ipv4Addr,
+    /// The port's address (its IPv6 one on an IPv6-only network).
+    pub ip: IpAddr,
     /// The port's MAC.
     pub mac: String,
     /// The port id.
@@ -90,7 +91,7 @@ pub struct InstanceSpec {
     /// A fixed uuid.
     pub uuid: Option<String>,
     /// A fixed address.
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
     /// A fixed MAC.
     pub mac: Option<String>,
     /// A file with the admin password (config drives carry it as `admin_pass`).
@@ -111,11 +112,12 @@ impl Registry {
     }
 
     /// Creates a network (gateway and DHCP address: the server's defaults; `dhcp: false` is
-    /// `--no-dhcp`).
+    /// `--no-dhcp`; an IPv6 network with DHCP is `--ipv6-address-mode slaac`, as the lab
+    /// serves it with router advertisements).
     pub fn create_network(
         &self,
         name: &str,
-        cidr: Ipv4Net,
+        cidr: IpNet,
         isolated: bool,
         dhcp: bool,
     ) -> anyhow::Result<NetworkRecord> {
@@ -131,6 +133,9 @@ impl Registry {
         }
         if !dhcp {
             args.push("--no-dhcp".into());
+        } else if cidr.addr().is_ipv6() {
+            args.push("--ipv6-address-mode".into());
+            args.push("slaac".into());
         }
         args.push("--json".into());
         let v = self.json(&args, &format!("create network {name}"))?;
@@ -138,10 +143,10 @@ impl Registry {
         let gateway = ip_field(&v, &["gateway", "gateway_ip"])
             .or_else(|| hosts().next())
             .context("network has no gateway")?;
-        let dhcp_ip = if dhcp {
-            ip_field(&v, &["dhcp_ip", "dhcp_address"]).or_else(|| hosts().nth(1))
-        } else {
-            hosts().last()
+        let dhcp_ip = match cidr {
+            _ if dhcp => ip_field(&v, &["dhcp_ip", "dhcp_address"]).or_else(|| hosts().nth(1)),
+            IpNet::V4(_) => hosts().last(),
+            IpNet::V6(v6) => Some(IpAddr::V6(lab_address_v6(v6.network()))),
         }
         .context("network has no address for the lab")?;
         Ok(NetworkRecord {
@@ -248,11 +253,18 @@ impl Registry {
     }
 }
 
+/// The lab's address on an IPv6 subnet without DHCP: the prefix with interface id
+/// `ffff:ffff:ffff:fffe`, far from the low addresses the registry hands out first (and outside
+/// the subnet anycast ids RFC 2526 reserves).
+pub fn lab_address_v6(prefix: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(prefix) | u128::from(u64::MAX - 1))
+}
+
 fn str_field(v: &serde_json::Value, key: &str) -> Option<String> {
     v.get(key)?.as_str().map(str::to_owned)
 }
 
-fn ip_field(v: &serde_json::Value, keys: &[&str]) -> Option<Ipv4Addr> {
+fn ip_field(v: &serde_json::Value, keys: &[&str]) -> Option<IpAddr> {
     keys.iter()
         .find_map(|k| v.get(*k)?.as_str()?.split('/').next()?.parse().ok())
 }
@@ -267,16 +279,37 @@ mod tests {
             r#"{"uuid":"u","name":"n","ip":"198.18.10.5","mac":"fa:16:3e:01:02:03","port_id":"p","network_id":"w","extra":1}"#,
         )
         .unwrap();
-        assert_eq!(rec.ip, Ipv4Addr::new(198, 18, 10, 5));
+        assert_eq!(rec.ip, IpAddr::from([198, 18, 10, 5]));
         let v = serde_json::json!({"gateway_ip": "198.18.10.1", "dhcp_ip": "198.18.10.2/24"});
         assert_eq!(
             ip_field(&v, &["gateway", "gateway_ip"]),
-            Some(Ipv4Addr::new(198, 18, 10, 1))
+            Some(IpAddr::from([198, 18, 10, 1]))
         );
         assert_eq!(
             ip_field(&v, &["dhcp_ip"]),
-            Some(Ipv4Addr::new(198, 18, 10, 2))
+            Some(IpAddr::from([198, 18, 10, 2]))
         );
         assert_eq!(ip_field(&v, &["nope"]), None);
+        let v = serde_json::json!({"gateway": "fdc6:1200:0:40::1", "dhcp_ip": null});
+        assert_eq!(
+            ip_field(&v, &["gateway"]),
+            Some("fdc6:1200:0:40::1".parse().unwrap())
+        );
+        assert_eq!(ip_field(&v, &["dhcp_ip"]), None);
+        let rec: InstanceRecord = serde_json::from_str(
+            r#"{"uuid":"u","name":"n","ip":"fdc6:1200:0:40::2","ips":["fdc6:1200:0:40::2"],"mac":"fa:16:3e:01:02:03","port_id":"p","network_id":"w"}"#,
+        )
+        .unwrap();
+        assert_eq!(rec.ip, "fdc6:1200:0:40::2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn the_labs_ipv6_address_is_high_in_its_subnet() {
+        assert_eq!(
+            lab_address_v6("fdc6:1200:0:40::".parse().unwrap()),
+            "fdc6:1200:0:40:ffff:ffff:ffff:fffe"
+                .parse::<Ipv6Addr>()
+                .unwrap()
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! `qrouter-<router id>`: the router's namespace, its interface on each network (the gateway
-//! address) and Neutron's metadata iptables rules (docs/protocol.md §2.1).
+//! address; on an IPv6 network also `fe80::a9fe:a9fe`) and Neutron's metadata rules, with
+//! iptables for 169.254.169.254 and ip6tables for `fe80::a9fe:a9fe` (docs/protocol.md §2.1).
 
+use std::net::IpAddr;
 use std::process::Command;
 
-use ipnet::Ipv4Net;
-use metaboot_proto::{METADATA_IPV4, METADATA_PORT, ROUTER_PROXY_PORT};
+use ipnet::IpNet;
+use metaboot_proto::{METADATA_IPV4, METADATA_IPV6, METADATA_PORT, ROUTER_PROXY_PORT};
 
 use crate::lab::{bridge, netns};
 use crate::process::check;
@@ -27,11 +29,15 @@ pub fn bridge_end(network_id: &str) -> String {
     bridge::ifname("rtr-", network_id)
 }
 
-/// Neutron's L3-agent metadata rules, as `iptables` argument lists (`-t TABLE -A CHAIN …`).
-pub fn metadata_rules() -> Vec<Vec<String>> {
+/// Neutron's L3-agent metadata rules for one metadata address (169.254.169.254 or
+/// `fe80::a9fe:a9fe`), as `iptables` or `ip6tables` argument lists (`-t TABLE -A CHAIN …`).
+pub fn metadata_rules(metadata: IpAddr) -> Vec<Vec<String>> {
     let port = ROUTER_PROXY_PORT.to_string();
     let guest_port = METADATA_PORT.to_string();
-    let dst = format!("{METADATA_IPV4}/32");
+    let dst = match metadata {
+        IpAddr::V4(ip) => format!("{ip}/32"),
+        IpAddr::V6(ip) => format!("{ip}/128"),
+    };
     let metadata_in = [
         "-d",
         dst.as_str(),
@@ -90,28 +96,47 @@ pub fn metadata_rules() -> Vec<Vec<String>> {
     ]
 }
 
-/// Creates the router namespace with forwarding on and the metadata rules installed.
+/// Creates the router namespace with forwarding on (both families) and the metadata rules of
+/// both addresses installed.
 pub fn create(ns: &str) -> anyhow::Result<()> {
     netns::create(ns)?;
-    check(netns::exec(ns, "sysctl").args(["-q", "-w", "net.ipv4.ip_forward=1"]))?;
-    for rule in metadata_rules() {
-        check(netns::exec(ns, "iptables").arg("-w").args(&rule))?;
+    for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+        check(netns::exec(ns, "sysctl").args(["-q", "-w", sysctl]))?;
+    }
+    for (tool, metadata) in [
+        ("iptables", IpAddr::V4(METADATA_IPV4)),
+        ("ip6tables", IpAddr::V6(METADATA_IPV6)),
+    ] {
+        for rule in metadata_rules(metadata) {
+            check(netns::exec(ns, tool).arg("-w").args(&rule))?;
+        }
     }
     Ok(())
 }
 
 /// Gives the router an interface on a network: a veth from the network's bridge, with the gateway
-/// address.
+/// address. On an IPv6 network the interface also holds `fe80::a9fe:a9fe/64`, which guests
+/// reach on the link and the ip6tables REDIRECT sends to the proxy on `[::]:9697`; IPv6
+/// addresses go on `nodad` (usable at once, as Neutron adds the metadata address).
 pub fn attach(
     bridge_ns: &str,
     bridge: &str,
     ns: &str,
     network_id: &str,
-    gateway: &Ipv4Net,
+    gateway: &IpNet,
 ) -> anyhow::Result<()> {
     let inside = interface(network_id);
     bridge::add_veth(bridge_ns, bridge, &bridge_end(network_id), ns, &inside)?;
-    netns::ip(ns, &["addr", "add", &gateway.to_string(), "dev", &inside])?;
+    match gateway {
+        IpNet::V4(_) => {
+            netns::ip(ns, &["addr", "add", &gateway.to_string(), "dev", &inside])?;
+        }
+        IpNet::V6(_) => {
+            for address in [gateway.to_string(), format!("{METADATA_IPV6}/64")] {
+                netns::ip(ns, &["addr", "add", &address, "dev", &inside, "nodad"])?;
+            }
+        }
+    }
     netns::ip(ns, &["link", "set", &inside, "up"])?;
     Ok(())
 }
@@ -127,7 +152,10 @@ mod tests {
 
     #[test]
     fn rules_match_neutrons_l3_agent() {
-        let rules: Vec<String> = metadata_rules().iter().map(|r| r.join(" ")).collect();
+        let rules: Vec<String> = metadata_rules(IpAddr::V4(METADATA_IPV4))
+            .iter()
+            .map(|r| r.join(" "))
+            .collect();
         assert_eq!(
             rules,
             [
@@ -139,5 +167,17 @@ mod tests {
             ]
         );
         assert_eq!(interface("0123456789abcdef"), "qr-0123456789a");
+        let rules: Vec<String> = metadata_rules(IpAddr::V6(METADATA_IPV6))
+            .iter()
+            .map(|r| r.join(" "))
+            .collect();
+        assert_eq!(
+            rules[..2],
+            [
+                "-t mangle -A PREROUTING -d fe80::a9fe:a9fe/128 -i qr-+ -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x1/0xffff",
+                "-t nat -A PREROUTING -d fe80::a9fe:a9fe/128 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697",
+            ]
+        );
+        assert_eq!(rules.len(), 5);
     }
 }

@@ -1,6 +1,6 @@
 //! The scenario matrix: both metadata paths × every user data variant, plus the corrupt-gzip,
-//! reboot, new-instance, config-drive, NoCloud, static-network and password-post-back
-//! scenarios; and selecting scenarios by name.
+//! reboot, new-instance, config-drive, NoCloud, static-network, password-post-back and
+//! IPv6-only scenarios; and selecting scenarios by name.
 
 use anyhow::bail;
 use serde::Serialize;
@@ -61,10 +61,31 @@ pub enum Flow {
     /// password and posts it encrypted for the instance's RSA key; `instance get-password`
     /// decrypts it and a password login with it works.
     PasswordPostback,
+    /// One boot on an IPv6-only network of the path (no IPv4 at all): the guest agent finds
+    /// the metadata service at `fe80::a9fe:a9fe` on its NIC (169.254.169.254 is unreachable),
+    /// through the router's ip6tables REDIRECT or on the DHCP port; the service knows the
+    /// guest by the MAC in its link-local address. Behind the router (no DHCP) it takes its
+    /// static IPv6 address and route from `network_data.json`; on the isolated network it
+    /// makes its SLAAC address from the DHCP port's router advertisements. Checked over IPv6.
+    Ipv6Only,
+}
+
+impl Flow {
+    /// Whether the guest's network serves DHCP for IPv4 (the tiny image's DHCP client gets a
+    /// lease).
+    pub fn has_dhcp(self) -> bool {
+        !matches!(self, Flow::StaticNetwork | Flow::Ipv6Only)
+    }
 }
 
 /// The default lab's network without DHCP (behind the router).
 pub const STATIC_NETWORK: &str = "tenant-s";
+
+/// The default lab's IPv6-only network behind the router (no DHCP: static addresses).
+pub const IPV6_NETWORK: &str = "tenant-6";
+
+/// The default lab's isolated IPv6-only network (SLAAC from the DHCP port).
+pub const IPV6_ISOLATED_NETWORK: &str = "tenant-6i";
 
 /// One scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,6 +109,7 @@ impl Scenario {
             Flow::NoCloud => "nocloud",
             Flow::StaticNetwork => "static-network",
             Flow::PasswordPostback => "password-postback",
+            Flow::Ipv6Only => "ipv6-only",
         };
         format!("{}/{what}", self.path.name())
     }
@@ -96,6 +118,10 @@ impl Scenario {
     pub fn network(&self) -> &'static str {
         match self.flow {
             Flow::StaticNetwork => STATIC_NETWORK,
+            Flow::Ipv6Only => match self.path {
+                MetadataPath::Router => IPV6_NETWORK,
+                MetadataPath::Isolated => IPV6_ISOLATED_NETWORK,
+            },
             _ => self.path.network(),
         }
     }
@@ -152,6 +178,14 @@ pub fn matrix() -> Vec<Scenario> {
             path: router,
             variant: Variant::None,
             flow,
+        });
+    }
+    // A cloud-config: hostname and password from user data, checked over IPv6.
+    for path in [router, MetadataPath::Isolated] {
+        all.push(Scenario {
+            path,
+            variant: Variant::CloudConfig,
+            flow: Flow::Ipv6Only,
         });
     }
     all
@@ -214,7 +248,7 @@ mod tests {
     #[test]
     fn the_matrix_covers_both_paths_every_variant_and_the_extra_flows() {
         let all = matrix();
-        assert_eq!(all.len(), 19);
+        assert_eq!(all.len(), 21);
         let names: Vec<String> = all.iter().map(Scenario::name).collect();
         for expect in [
             "router/none",
@@ -228,6 +262,8 @@ mod tests {
             "router/nocloud",
             "router/static-network",
             "router/password-postback",
+            "router/ipv6-only",
+            "isolated/ipv6-only",
         ] {
             assert!(names.contains(&expect.to_owned()), "{expect}");
         }
@@ -243,9 +279,13 @@ mod tests {
 
     #[test]
     fn selects_by_name_path_variant_and_refuses_unknown_names() {
-        assert_eq!(select(&[]).unwrap().len(), 19);
+        assert_eq!(select(&[]).unwrap().len(), 21);
+        let six = select(&["ipv6-only".into()]).unwrap();
+        assert_eq!(six.len(), 2);
+        assert_eq!(six[0].network(), IPV6_NETWORK);
+        assert_eq!(six[1].network(), IPV6_ISOLATED_NETWORK);
         assert_eq!(select(&["router/script".into()]).unwrap().len(), 1);
-        assert_eq!(select(&["isolated".into()]).unwrap().len(), 6);
+        assert_eq!(select(&["isolated".into()]).unwrap().len(), 7);
         assert_eq!(select(&["gzip-script".into()]).unwrap().len(), 2);
         assert_eq!(
             select(&["demo".into(), "router/cloud-config".into()])

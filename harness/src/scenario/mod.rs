@@ -60,6 +60,7 @@ pub fn preflight() -> anyhow::Result<()> {
         "qemu-system-x86_64",
         "dnsmasq",
         "iptables",
+        "ip6tables",
         "ip",
         "ssh",
         "ssh-keygen",

@@ -1,5 +1,6 @@
 //! Running one scenario: register the instance, boot it (once or twice), check it from outside.
 
+mod ipv6;
 mod nocloud;
 mod registry_drive;
 
@@ -253,12 +254,16 @@ impl Runner<'_> {
         let vm = self.boot(scenario, &guest_for(1), &target, &first, report)?;
         self.stage(scenario, "checking");
         self.check_boot(scenario, "", &target, &first, 1, report);
+        if scenario.flow == Flow::Ipv6Only {
+            self.check_ipv6_only(scenario, &target, &first.key, &record, report);
+        }
         match scenario.flow {
             Flow::Once
             | Flow::ConfigDrive
             | Flow::NoCloud
             | Flow::StaticNetwork
-            | Flow::PasswordPostback => vm.kill()?,
+            | Flow::PasswordPostback
+            | Flow::Ipv6Only => vm.kill()?,
             Flow::Reboot => {
                 self.poweroff(scenario, vm, &target, &first)?;
                 let vm = self.boot(scenario, &guest_for(2), &target, &first, report)?;
@@ -301,11 +306,11 @@ impl Runner<'_> {
         report.boots.push(BootTimes::default());
         let mut vm = RunningGuest::start_via(guest, self.via)?;
         let deadline = vm.started + BOOT_TIMEOUT;
-        // On the network without DHCP the tiny image's DHCP client gives up ("no DHCP
-        // lease"): its address comes from the config drive, during `metaboot run`.
+        // On a network without DHCP the tiny image's DHCP client gives up ("no DHCP lease"):
+        // its address comes from network_data.json, during `metaboot run`.
         let timeline = TIMELINE
             .into_iter()
-            .filter(|name| scenario.flow != Flow::StaticNetwork || *name != serial::MARK_NETWORK);
+            .filter(|name| scenario.flow.has_dhcp() || *name != serial::MARK_NETWORK);
         for name in timeline {
             let marker = vm.wait_for(name, 0, deadline)?;
             let times = report.boots.last_mut().context("a boot entry was pushed")?;

@@ -44,8 +44,10 @@ pub struct InstanceCreate {
     /// Network id or name for the instance's port.
     #[arg(long)]
     pub network: String,
+    /// The port's address (default: a free one); on a dual-stack network one per subnet,
+    /// e.g. `--ip 198.18.0.10 --ip fdc6:1200:0:1::10`.
     #[arg(long)]
-    pub ip: Option<String>,
+    pub ip: Vec<String>,
     #[arg(long)]
     pub mac: Option<String>,
     /// Host name (default: derived from the name as nova 23 and later derive it: `web.prod.01`
@@ -116,6 +118,8 @@ struct Created<'a> {
     uuid: &'a str,
     name: &'a str,
     ip: String,
+    /// Every address of the port (two on a dual-stack network).
+    ips: Vec<String>,
     mac: &'a str,
     port_id: &'a str,
     network_id: &'a str,
@@ -143,11 +147,7 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
     };
     let user_data = args.user_data.as_deref().map(read_user_data).transpose()?;
     let meta = parse_meta(&args.meta)?;
-    let ip = args
-        .ip
-        .as_deref()
-        .map(|ip| validate::parse_ip("--ip", ip))
-        .transpose()?;
+    let (ip, second_ip) = super::port::parse_ips(&args.ip)?;
     // Normalised first: nova's fallback host name (`Server-<uuid>`) carries it.
     let uuid = match &args.uuid {
         Some(uuid) => validate::uuid(uuid)?,
@@ -172,6 +172,7 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
     let port = NewPort {
         network_id: args.network,
         ip,
+        second_ip,
         mac: args.mac,
         instance_id: new.uuid.clone(),
     };
@@ -181,6 +182,7 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
             uuid: &instance.uuid,
             name: &instance.name,
             ip: port.ip.to_string(),
+            ips: port.ips().map(|ip| ip.to_string()).collect(),
             mac: &port.mac,
             port_id: &port.id,
             network_id: &port.network_id,
@@ -268,9 +270,9 @@ fn list(store: &dyn Store, output: Output) -> anyhow::Result<()> {
             .cloned()
             .unwrap_or_else(|| port.network_id.clone());
         addresses
-            .entry(port.instance_id)
+            .entry(port.instance_id.clone())
             .or_default()
-            .push(format!("{}={}", network, port.ip));
+            .extend(port.ips().map(|ip| format!("{network}={ip}")));
     }
     let rows: Vec<Vec<String>> = instances
         .iter()
@@ -296,6 +298,7 @@ struct PortView<'a> {
     network_id: &'a str,
     network: &'a str,
     ip: String,
+    ips: Vec<String>,
     mac: &'a str,
 }
 
@@ -328,6 +331,7 @@ fn show(instance: &Instance, ports: &[(Port, Network)], output: Output) -> anyho
                     network_id: &port.network_id,
                     network: &network.name,
                     ip: port.ip.to_string(),
+                    ips: port.ips().map(|ip| ip.to_string()).collect(),
                     mac: &port.mac,
                 })
                 .collect(),
@@ -351,7 +355,14 @@ fn show(instance: &Instance, ports: &[(Port, Network)], output: Output) -> anyho
             "port",
             format!(
                 "{} on {} ({}): ip {} mac {}",
-                port.id, network.name, network.cidr, port.ip, port.mac
+                port.id,
+                network.name,
+                network.cidrs(),
+                port.ips()
+                    .map(|ip| ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                port.mac
             ),
         ));
     }

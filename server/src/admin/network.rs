@@ -1,25 +1,35 @@
 //! `network create|list|show|delete`.
 
+use std::net::IpAddr;
+
 use clap::Subcommand;
+use ipnet::IpNet;
 
 use super::output::{self, Output};
-use crate::store::{Network, NewNetwork, Store, validate};
+use crate::store::{Ipv6AddressMode, Network, NewNetwork, Store, StoreError, Subnet, validate};
 
 /// `metaboot-server network …`.
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
-    /// Create a network with one subnet.
+    /// Create a network with one subnet, IPv4 or IPv6, or two (dual stack).
     Create {
         name: String,
-        /// The subnet, e.g. 198.18.0.0/24.
+        /// The subnet, e.g. 198.18.0.0/24 or fdc6:1200:0:1::/64; twice for a dual-stack network
+        /// (one IPv4, one IPv6).
+        #[arg(long, required = true)]
+        cidr: Vec<String>,
+        /// The router's address on a subnet (default: its first host address); one per
+        /// subnet at most, matched to the subnet of its family.
         #[arg(long)]
-        cidr: String,
-        /// The router's address on it (default: the first host address).
-        #[arg(long)]
-        gateway: Option<String>,
-        /// The DHCP port's address (default: the second host address).
+        gateway: Vec<String>,
+        /// The DHCP port's address on a subnet (default: its second host address).
         #[arg(long = "dhcp-ip")]
-        dhcp_ip: Option<String>,
+        dhcp_ip: Vec<String>,
+        /// How guests configure their IPv6 address (Neutron's ipv6_address_mode): slaac,
+        /// dhcpv6-stateful or dhcpv6-stateless. Default: DHCPv6 when DHCP is on, static
+        /// otherwise.
+        #[arg(long = "ipv6-address-mode")]
+        ipv6_address_mode: Option<String>,
         #[arg(long, default_value = "admin")]
         project: String,
         /// No router: metadata is served from the DHCP namespace.
@@ -54,21 +64,27 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
             cidr,
             gateway,
             dhcp_ip,
+            ipv6_address_mode,
             project,
             isolated,
             mtu,
             no_dhcp,
             output,
         } => {
+            let subnets = subnets(&cidr, &gateway, &dhcp_ip)?;
+            let [first, ..] = subnets.as_slice() else {
+                return Err(StoreError::Invalid("give the subnet with --cidr".to_owned()).into());
+            };
             let new = NewNetwork {
                 name,
                 project,
-                cidr: validate::parse_cidr(&cidr)?,
-                gateway: gateway
-                    .map(|ip| validate::parse_ip("--gateway", &ip))
-                    .transpose()?,
-                dhcp_ip: dhcp_ip
-                    .map(|ip| validate::parse_ip("--dhcp-ip", &ip))
+                cidr: first.cidr,
+                gateway: first.gateway,
+                dhcp_ip: first.dhcp_ip,
+                second_subnet: subnets.get(1).copied(),
+                ipv6_address_mode: ipv6_address_mode
+                    .as_deref()
+                    .map(Ipv6AddressMode::parse)
                     .transpose()?,
                 isolated,
                 mtu,
@@ -89,9 +105,9 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
                         n.id.clone(),
                         n.name.clone(),
                         n.project.clone(),
-                        n.cidr.to_string(),
-                        output::or_dash(n.gateway),
-                        output::or_dash(n.dhcp_ip),
+                        n.cidrs(),
+                        joined(n.subnets().filter_map(|s| s.gateway)),
+                        joined(n.subnets().filter_map(|s| s.dhcp_ip)),
                         if n.isolated { "isolated" } else { "routed" }.to_owned(),
                     ]
                 })
@@ -113,6 +129,83 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The subnets of `--cidr` (at most two), each with the `--gateway` and `--dhcp-ip` of its
+/// family.
+fn subnets(
+    cidrs: &[String],
+    gateways: &[String],
+    dhcp_ips: &[String],
+) -> anyhow::Result<Vec<Subnet>> {
+    if cidrs.len() > 2 {
+        return Err(StoreError::Invalid(format!(
+            "{} --cidr given: a network has at most two subnets (one IPv4, one IPv6)",
+            cidrs.len()
+        ))
+        .into());
+    }
+    let mut subnets = cidrs
+        .iter()
+        .map(|cidr| {
+            Ok(Subnet {
+                cidr: validate::parse_cidr(cidr)?,
+                gateway: None,
+                dhcp_ip: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (flag, given) in [("--gateway", gateways), ("--dhcp-ip", dhcp_ips)] {
+        for text in given {
+            let ip = validate::parse_ip(flag, text)?;
+            let subnet = subnet_of(&mut subnets, flag, ip)?;
+            let slot = if flag == "--gateway" {
+                &mut subnet.gateway
+            } else {
+                &mut subnet.dhcp_ip
+            };
+            if let Some(other) = slot.replace(ip) {
+                return Err(StoreError::Invalid(format!(
+                    "{flag} {other} and {flag} {ip} are both for {}: give one per subnet",
+                    subnet.cidr
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(subnets)
+}
+
+/// The subnet of `ip`'s family.
+fn subnet_of<'s>(
+    subnets: &'s mut [Subnet],
+    flag: &str,
+    ip: IpAddr,
+) -> anyhow::Result<&'s mut Subnet> {
+    let cidrs: Vec<IpNet> = subnets.iter().map(|s| s.cidr).collect();
+    subnets
+        .iter_mut()
+        .find(|subnet| subnet.cidr.addr().is_ipv4() == ip.is_ipv4())
+        .ok_or_else(|| {
+            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+            let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+            StoreError::Invalid(format!(
+                "{flag} {ip} is {family}, but no --cidr is ({}): give it for a subnet of its \
+                 family",
+                cidrs.join(", ")
+            ))
+            .into()
+        })
+}
+
+/// Addresses, comma-separated; "-" when there are none.
+fn joined(ips: impl Iterator<Item = IpAddr>) -> String {
+    let all: Vec<String> = ips.map(|ip| ip.to_string()).collect();
+    if all.is_empty() {
+        "-".to_owned()
+    } else {
+        all.join(",")
+    }
+}
+
 fn show(network: &Network, output: Output) -> anyhow::Result<()> {
     if output.json {
         return output::json(network);
@@ -121,14 +214,22 @@ fn show(network: &Network, output: Output) -> anyhow::Result<()> {
         ("id", network.id.clone()),
         ("name", network.name.clone()),
         ("project", network.project.clone()),
-        ("cidr", network.cidr.to_string()),
-        ("gateway", output::or_dash(network.gateway)),
+        ("cidr", network.cidrs()),
+        (
+            "gateway",
+            joined(network.subnets().filter_map(|s| s.gateway)),
+        ),
         (
             "dhcp_ip",
-            network.dhcp_ip.map_or_else(
-                || "none (no DHCP: static ports)".to_owned(),
-                |ip| ip.to_string(),
-            ),
+            if network.has_dhcp() {
+                joined(network.subnets().filter_map(|s| s.dhcp_ip))
+            } else {
+                "none (no DHCP: static ports)".to_owned()
+            },
+        ),
+        (
+            "ipv6_address_mode",
+            output::or_dash(network.ipv6_address_mode.map(|mode| mode.as_str())),
         ),
         (
             "mode",

@@ -1,6 +1,7 @@
 //! `port create|list|show|delete`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use clap::Subcommand;
 
@@ -18,8 +19,9 @@ pub enum PortCommand {
         /// Instance uuid or name.
         #[arg(long)]
         instance: String,
+        /// Its address (default: a free one); on a dual-stack network one per subnet.
         #[arg(long)]
-        ip: Option<String>,
+        ip: Vec<String>,
         #[arg(long)]
         mac: Option<String>,
         #[command(flatten)]
@@ -47,9 +49,11 @@ pub fn run(store: &dyn Store, cmd: PortCommand) -> anyhow::Result<()> {
             mac,
             output,
         } => {
+            let (ip, second_ip) = parse_ips(&ip)?;
             let port = store.create_port(&NewPort {
                 network_id: network,
-                ip: ip.map(|ip| validate::parse_ip("--ip", &ip)).transpose()?,
+                ip,
+                second_ip,
                 mac,
                 instance_id: instance,
             })?;
@@ -67,7 +71,7 @@ pub fn run(store: &dyn Store, cmd: PortCommand) -> anyhow::Result<()> {
                     vec![
                         p.id.clone(),
                         names.network(&p.network_id),
-                        p.ip.to_string(),
+                        ips_text(p),
                         p.mac.clone(),
                         names.instance(&p.instance_id),
                     ]
@@ -79,9 +83,36 @@ pub fn run(store: &dyn Store, cmd: PortCommand) -> anyhow::Result<()> {
         PortCommand::Delete { port } => {
             let port = store.port(&port)?;
             store.delete_port(&port.id)?;
-            output::line(&format!("deleted port {} ({})", port.id, port.ip))
+            output::line(&format!("deleted port {} ({})", port.id, ips_text(&port)))
         }
     }
+}
+
+/// The addresses of `--ip` (repeatable: one per subnet of a dual-stack network), as the
+/// store takes them; the store matches each to the subnet of its family.
+pub fn parse_ips(given: &[String]) -> anyhow::Result<(Option<IpAddr>, Option<IpAddr>)> {
+    let ips = given
+        .iter()
+        .map(|ip| validate::parse_ip("--ip", ip))
+        .collect::<Result<Vec<_>, _>>()?;
+    match ips.as_slice() {
+        [] => Ok((None, None)),
+        [one] => Ok((Some(*one), None)),
+        [first, second] => Ok((Some(*first), Some(*second))),
+        _ => Err(crate::store::StoreError::Invalid(format!(
+            "{} --ip given: a port has one address per subnet, at most two (IPv4 and IPv6)",
+            ips.len()
+        ))
+        .into()),
+    }
+}
+
+/// A port's addresses, comma-separated.
+fn ips_text(port: &Port) -> String {
+    port.ips()
+        .map(|ip| ip.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Display names of networks and instances, for tables.
@@ -132,7 +163,7 @@ fn show(store: &dyn Store, port: &Port, output: Output) -> anyhow::Result<()> {
             "network",
             format!("{} ({})", names.network(&port.network_id), port.network_id),
         ),
-        ("ip", port.ip.to_string()),
+        ("ip", ips_text(port)),
         ("mac", port.mac.clone()),
         (
             "instance",

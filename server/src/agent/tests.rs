@@ -14,6 +14,9 @@ use crate::model::ReadModel;
 use crate::store::{NewInstance, NewNetwork, NewPort, NewRouter};
 
 const GUEST: [u8; 4] = [198, 18, 0, 10];
+const GUEST_MAC: &str = "fa:16:3e:00:00:0a";
+/// The guest's IPv6 link-local address: `fe80::` + the EUI-64 of its MAC.
+const GUEST_LINK_LOCAL: &str = "fe80::f816:3eff:fe00:a";
 
 /// A registry with one guest behind a router, the agent over it, and the proxy's headers for
 /// that guest.
@@ -47,6 +50,7 @@ fn agent() -> (tempfile::TempDir, Arc<Agent>, HeaderMap) {
             &NewPort {
                 network_id: network.id,
                 ip: Some(IpAddr::from(GUEST)),
+                mac: Some(GUEST_MAC.into()),
                 ..NewPort::default()
             },
         )
@@ -128,6 +132,31 @@ async fn an_unknown_guest_costs_no_read() {
         // The agent answers 404 itself: the API is never asked.
         let answer = relay(&agent, &proxy, StatusCode::OK, false).await;
         assert_eq!(answer, (StatusCode::NOT_FOUND, false, 0));
+    }
+    assert_eq!(agent.metrics.registry_reads(), 0);
+}
+
+#[test]
+fn a_guest_calling_from_its_link_local_address_is_found_by_its_mac() {
+    let (_dir, agent, mut proxy) = agent();
+    proxy.insert(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static(GUEST_LINK_LOCAL),
+    );
+    let resolved = agent.resolve(&proxy).unwrap();
+    assert_eq!(
+        resolved.owner.instance_id,
+        "00000000-0000-4000-8000-000000000001"
+    );
+    // The API is told the address the guest called from, as Neutron's agent forwards it.
+    let signed = agent.signed_headers(&resolved);
+    assert_eq!(signed[headers::FORWARDED_FOR], GUEST_LINK_LOCAL);
+    // Another MAC's link-local address, or one that carries no MAC: nobody's.
+    for other in ["fe80::f816:3eff:fe00:b", "fe80::1"] {
+        proxy.insert(headers::FORWARDED_FOR, HeaderValue::from_static(other));
+        let refused = agent.resolve(&proxy).unwrap_err();
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{other}");
+        assert!(refused.reason().contains(other), "{}", refused.reason());
     }
     assert_eq!(agent.metrics.registry_reads(), 0);
 }

@@ -28,9 +28,13 @@ use supervisor::{Supervisor, Wake};
 
 /// Port of the router proxies (Neutron's `metadata_port`).
 pub const DEFAULT_ROUTER_PORT: u16 = metaboot_proto::ROUTER_PROXY_PORT;
-/// Addresses of the DHCP-namespace proxies: the IPv4 metadata address on port 80 (the IPv6
-/// one, `[fe80::a9fe:a9fe]:80`, is not served by default).
-pub const DEFAULT_ISOLATED_LISTEN: [SocketAddr; 1] = [metaboot_proto::METADATA_IPV4_LISTEN];
+/// Addresses of the DHCP-namespace proxies: both metadata addresses on port 80, each on the
+/// networks with a subnet of its family (`[fe80::a9fe:a9fe]:80` bound on the interface that
+/// holds it).
+pub const DEFAULT_ISOLATED_LISTEN: [SocketAddr; 2] = [
+    metaboot_proto::METADATA_IPV4_LISTEN,
+    metaboot_proto::METADATA_IPV6_LISTEN,
+];
 /// Mode of `agent.socket`: the owner and its group (the proxies) may connect.
 pub const AGENT_SOCKET_MODE: u32 = 0o660;
 
@@ -68,7 +72,7 @@ pub struct AllArgs {
     #[arg(long)]
     pub router_port: Option<u16>,
     /// `proxy.isolated_listen`: an address the DHCP-namespace proxies listen on; repeatable
-    /// [default: 169.254.169.254:80].
+    /// [default: 169.254.169.254:80 and [fe80::a9fe:a9fe]:80].
     #[arg(long)]
     pub isolated_listen: Vec<SocketAddr>,
     /// `proxy.rate_limit`: requests per guest per window (default: none).
@@ -183,7 +187,8 @@ impl Settings {
                 .agent_socket
                 .clone()
                 .or_else(|| file.agent.socket.clone()),
-            router_listen: SocketAddr::from(([0, 0, 0, 0], router_port)),
+            // Both families, as haproxy's `:::9697`; IPv4 alone on a kernel without IPv6.
+            router_listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, router_port)),
             isolated_listen,
             rate_limit: rate_limit.map(|limit| (limit, Duration::from_secs(rate_window))),
             max_connections: args
@@ -334,16 +339,19 @@ mod tests {
     }
 
     #[test]
-    fn isolated_listen_defaults_to_the_ipv4_address_and_flags_win() {
+    fn isolated_listen_defaults_to_both_addresses_and_flags_win() {
         let secret = "shared_secret_file = \"/etc/metaboot/secret\"\n";
         let defaults = resolve(&AllArgs::default(), secret).unwrap();
         assert_eq!(
             defaults.isolated_listen,
-            vec!["169.254.169.254:80".parse::<SocketAddr>().unwrap()]
+            vec![
+                "169.254.169.254:80".parse::<SocketAddr>().unwrap(),
+                "[fe80::a9fe:a9fe]:80".parse::<SocketAddr>().unwrap()
+            ]
         );
         assert_eq!(
             defaults.router_listen,
-            "0.0.0.0:9697".parse::<SocketAddr>().unwrap()
+            "[::]:9697".parse::<SocketAddr>().unwrap()
         );
 
         let both =

@@ -1,6 +1,7 @@
-//! Keeping one proxy listener per router namespace (`qrouter-<id>`, 0.0.0.0:9697) and per
-//! address of each isolated network's DHCP namespace (`qdhcp-<id>`, the metadata address on
-//! port 80), following the registry. A missing namespace is logged once and retried; a namespace that was deleted and
+//! Keeping one proxy listener per router namespace (`qrouter-<id>`, `[::]:9697`, both
+//! families) and per address of each isolated network's DHCP namespace (`qdhcp-<id>`, the
+//! metadata addresses on port 80, each on a network with a subnet of its family; the IPv6
+//! one bound on the interface holding it), following the registry. A missing namespace is logged once and retried; a namespace that was deleted and
 //! made again is noticed (its inode changes) and served anew. An address another server holds
 //! when `all` starts stops it with an error; one taken later is logged and retried.
 
@@ -37,7 +38,9 @@ pub struct Placement {
 }
 
 /// The listeners the registry (as the read model holds it) asks for: one per router, one per
-/// isolated network and address of `isolated_listen`.
+/// isolated network and address of `isolated_listen` of a family the network has a subnet of
+/// (no `fe80::a9fe:a9fe` on an IPv4-only network, as Neutron adds it only with an IPv6
+/// subnet; no `169.254.169.254` on an IPv6-only one).
 pub fn placements(
     model: &ReadModel,
     router_listen: SocketAddr,
@@ -54,10 +57,13 @@ pub fn placements(
     }
     for network in isolated {
         for listen in isolated_listen {
+            if !network.has_family_of(listen.ip()) {
+                continue;
+            }
             wanted.insert(Placement {
-                netns: format!("{DHCP_NETNS_PREFIX}{network}"),
+                netns: format!("{DHCP_NETNS_PREFIX}{}", network.id),
                 listen: *listen,
-                scope: ProxyScope::Network(network.clone()),
+                scope: ProxyScope::Network(network.id.clone()),
             });
         }
     }
@@ -178,7 +184,11 @@ impl<F: Forward> Supervisor<F> {
             match bound {
                 Ok(listeners) => {
                     failing.remove(placement);
-                    tracing::info!(netns = %placement.netns, listen = %placement.listen, scope = ?placement.scope, workers = count, "serving");
+                    let bound = listeners
+                        .first()
+                        .and_then(|listener| listener.local_addr().ok())
+                        .unwrap_or(placement.listen);
+                    tracing::info!(netns = %placement.netns, listen = %bound, scope = ?placement.scope, workers = count, "serving");
                     let handler =
                         (self.make_handler)(placement.scope.clone(), self.forward.clone());
                     let tasks = self.workers.serve_tcp(listeners, self.limits, &handler);
@@ -204,5 +214,69 @@ impl<F: Forward> Supervisor<F> {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewNetwork, NewRouter, Subnet};
+
+    #[test]
+    fn each_isolated_network_gets_the_addresses_of_its_families() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        let isolated = |name: &str, cidr: &str, second: Option<&str>| {
+            store
+                .create_network(&NewNetwork {
+                    name: name.into(),
+                    project: "p".into(),
+                    cidr: cidr.parse().unwrap(),
+                    second_subnet: second.map(|cidr| Subnet {
+                        cidr: cidr.parse().unwrap(),
+                        gateway: None,
+                        dhcp_ip: None,
+                    }),
+                    isolated: true,
+                    ..NewNetwork::default()
+                })
+                .unwrap()
+                .id
+        };
+        let four = isolated("four", "198.18.1.0/24", None);
+        let six = isolated("six", "fdc6:1200:0:1::/64", None);
+        let dual = isolated("dual", "198.18.2.0/24", Some("fdc6:1200:0:2::/64"));
+        let routed = store
+            .create_network(&NewNetwork {
+                name: "routed".into(),
+                project: "p".into(),
+                cidr: "fdc6:1200:0:3::/64".parse().unwrap(),
+                ..NewNetwork::default()
+            })
+            .unwrap();
+        let router = store
+            .create_router(&NewRouter {
+                name: "r".into(),
+                project: "p".into(),
+                networks: vec![routed.id],
+            })
+            .unwrap();
+        let model = ReadModel::load(store.as_ref()).unwrap();
+        let router_listen: SocketAddr = "[::]:9697".parse().unwrap();
+        let wanted = placements(&model, router_listen, &crate::all::DEFAULT_ISOLATED_LISTEN);
+        let mut got: Vec<(String, String)> = wanted
+            .iter()
+            .map(|p| (p.netns.clone(), p.listen.to_string()))
+            .collect();
+        got.sort();
+        let mut expected = vec![
+            (format!("qdhcp-{four}"), "169.254.169.254:80".to_owned()),
+            (format!("qdhcp-{six}"), "[fe80::a9fe:a9fe]:80".to_owned()),
+            (format!("qdhcp-{dual}"), "169.254.169.254:80".to_owned()),
+            (format!("qdhcp-{dual}"), "[fe80::a9fe:a9fe]:80".to_owned()),
+            (format!("qrouter-{}", router.id), "[::]:9697".to_owned()),
+        ];
+        expected.sort();
+        assert_eq!(got, expected);
     }
 }

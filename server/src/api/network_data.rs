@@ -11,13 +11,15 @@ use crate::store;
 /// The VIF type every link reports: the lab and a Linux-bridge host plug taps into a bridge.
 pub const LINK_TYPE: &str = "bridge";
 
-/// Renders the document; `{}` when the instance has no ports.
+/// Renders the document; `{}` when the instance has no ports. One link per port, and one
+/// network per subnet of its network, IPv4 first, counted across all links (nova's
+/// `network<N>`).
 pub fn render(ports: &[(store::Port, store::Network)]) -> Bytes {
     if ports.is_empty() {
         return Bytes::from_static(b"{}");
     }
     let mut doc = NetworkData::default();
-    for (index, (port, network)) in ports.iter().enumerate() {
+    for (port, network) in ports {
         let link_id = tap_name(&port.id);
         doc.links.push(Link {
             id: link_id.clone(),
@@ -26,30 +28,56 @@ pub fn render(ports: &[(store::Port, store::Network)]) -> Bytes {
             mtu: network.mtu,
             ethernet_mac_address: port.mac.clone(),
         });
-        let family = if port.ip.is_ipv4() { "ipv4" } else { "ipv6" };
-        let mut entry = Network {
-            id: format!("network{index}"),
-            link: link_id,
-            network_id: network.id.clone(),
-            kind: family.to_owned(),
-            ip_address: None,
-            netmask: None,
-            routes: None,
-            services: None,
-        };
-        if network.dhcp_ip.is_some() {
-            // A DHCP-managed subnet: the guest asks DHCP for the rest (nova's `ipv4_dhcp`).
-            entry.kind = format!("{family}_dhcp");
-        } else {
-            entry.ip_address = Some(port.ip.to_string());
-            entry.netmask = Some(netmask(network.cidr).to_string());
-            entry.routes = Some(default_route(network.gateway, port.ip));
-            entry.services = Some(Vec::new());
+        for subnet in network.subnets() {
+            let ipv4 = subnet.cidr.addr().is_ipv4();
+            let Some(ip) = port.ip_of_family(ipv4) else {
+                continue;
+            };
+            let id = format!("network{}", doc.networks.len());
+            doc.networks
+                .push(subnet_network(id, &link_id, network, &subnet, ip));
         }
-        doc.networks.push(entry);
     }
     // Serialising plain strings and lists cannot fail.
     Bytes::from(serde_json::to_vec(&doc).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+/// The `networks[]` entry of one subnet of a port (nova's `_get_nets`): `ipv4_dhcp` /
+/// `ipv6_dhcp` with only four keys on a DHCP network without an IPv6 address mode; else
+/// `ipv4`, `ipv6` or `ipv6_<mode>` with the address, netmask, default route and services.
+fn subnet_network(
+    id: String,
+    link: &str,
+    network: &store::Network,
+    subnet: &store::Subnet,
+    ip: IpAddr,
+) -> Network {
+    let family = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+    let mode = network.ipv6_address_mode.filter(|_| ip.is_ipv6());
+    let mut entry = Network {
+        id,
+        link: link.to_owned(),
+        network_id: network.id.clone(),
+        kind: family.to_owned(),
+        ip_address: None,
+        netmask: None,
+        routes: None,
+        services: None,
+    };
+    match mode {
+        Some(mode) => entry.kind = format!("ipv6_{}", mode.as_str()),
+        None if network.has_dhcp() => {
+            // A DHCP-managed subnet: the guest asks DHCP for the rest (nova's `ipv4_dhcp`).
+            entry.kind = format!("{family}_dhcp");
+            return entry;
+        }
+        None => {}
+    }
+    entry.ip_address = Some(ip.to_string());
+    entry.netmask = Some(netmask(subnet.cidr).to_string());
+    entry.routes = Some(default_route(subnet.gateway, ip));
+    entry.services = Some(Vec::new());
+    entry
 }
 
 /// Nova's link id: `tap` + the first 11 characters of the port id.

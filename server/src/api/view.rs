@@ -72,7 +72,7 @@ impl InstanceView {
     pub fn first_ipv4(&self) -> Option<IpAddr> {
         self.ports
             .iter()
-            .map(|(port, _)| port.ip)
+            .flat_map(|(port, _)| port.ips())
             .find(IpAddr::is_ipv4)
     }
 

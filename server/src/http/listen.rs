@@ -1,9 +1,12 @@
 //! Opening TCP listeners: exclusive (a second server on the same address fails to start
 //! instead of taking a share of the connections), with a deep accept backlog (a boot storm
-//! opens a thousand connections at once), optionally inside another network namespace.
+//! opens a thousand connections at once), optionally inside another network namespace. A
+//! link-local IPv6 address (`fe80::a9fe:a9fe`) is bound on the interface that holds it, as
+//! Neutron's haproxy binds it on the DHCP port's interface; `[::]` takes both families, or
+//! IPv4 alone where the kernel has no IPv6.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener};
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Socket, Type};
@@ -15,9 +18,20 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 pub const NETNS_DIR: &str = "/run/netns";
 
 /// A non-blocking TCP listener on `addr` in this process's namespace. Refused (`AddrInUse`)
-/// while another socket listens there: no SO_REUSEPORT, so no other process can share it.
+/// while another socket listens there: no SO_REUSEPORT, so no other process can share it. A
+/// link-local IPv6 address without a scope is bound on the interface holding it ([`scoped`]);
+/// `[::]` falls back to `0.0.0.0` on a kernel without IPv6.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    let addr = scoped(addr)?;
+    let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, None) {
+        Err(err)
+            if err.raw_os_error() == Some(libc::EAFNOSUPPORT)
+                && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) =>
+        {
+            return tcp_listener(SocketAddr::from(([0, 0, 0, 0], addr.port())));
+        }
+        other => other?,
+    };
     // Only lets a restarted server bind over connections of its predecessor in TIME_WAIT; on
     // Linux it never lets two sockets listen on one address.
     socket.set_reuse_address(true)?;
@@ -42,6 +56,67 @@ pub fn tcp_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListen
     }
     all.push(first);
     Ok(all)
+}
+
+/// `addr` as it is bound in the current namespace: a link-local IPv6 address without a scope
+/// gets the index of the one interface that holds it (the guest-facing one: the address is
+/// put there for guests, `nodad` as Neutron does once DAD is done); any other address is
+/// bound as it is. No interface, or several, holding it is an error saying what to do.
+pub fn scoped(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let SocketAddr::V6(v6) = addr else {
+        return Ok(addr);
+    };
+    if !v6.ip().is_unicast_link_local() || v6.scope_id() != 0 {
+        return Ok(addr);
+    }
+    let holders = interfaces_holding(*v6.ip())?;
+    match holders.as_slice() {
+        [(_, index)] => Ok(SocketAddr::V6(SocketAddrV6::new(
+            *v6.ip(),
+            v6.port(),
+            0,
+            *index,
+        ))),
+        [] => Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!(
+                "no interface here holds {}: add it to the guest-facing interface \
+                 (ip addr add {}/64 dev IFACE nodad)",
+                v6.ip(),
+                v6.ip()
+            ),
+        )),
+        several => {
+            let names: Vec<&str> = several.iter().map(|(name, _)| name.as_str()).collect();
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is on several interfaces here ({}): a link-local listener serves one; \
+                     keep the address on the guest-facing interface only",
+                    v6.ip(),
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The interfaces of the current namespace holding `ip`: (name, index).
+fn interfaces_holding(ip: Ipv6Addr) -> io::Result<Vec<(String, u32)>> {
+    let mut found: Vec<(String, u32)> = Vec::new();
+    for entry in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
+        let holds = entry
+            .address
+            .as_ref()
+            .and_then(|address| address.as_sockaddr_in6())
+            .is_some_and(|address| address.ip() == ip);
+        if holds && !found.iter().any(|(name, _)| *name == entry.interface_name) {
+            let index = nix::net::if_::if_nametoindex(entry.interface_name.as_str())
+                .map_err(io::Error::from)?;
+            found.push((entry.interface_name, index));
+        }
+    }
+    Ok(found)
 }
 
 /// Says what an address in use means and what to do, in the error a user reads.
@@ -125,6 +200,24 @@ mod tests {
             netns_path("qrouter-1").unwrap(),
             Path::new("/run/netns/qrouter-1")
         );
+    }
+
+    #[test]
+    fn a_link_local_address_no_interface_holds_is_a_clear_error() {
+        // fe80::a9fe:a9fe is on no interface of the namespace the tests run in.
+        let addr = metaboot_proto::METADATA_IPV6_LISTEN;
+        let err = tcp_listener(addr).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable);
+        assert!(
+            err.to_string()
+                .contains("ip addr add fe80::a9fe:a9fe/64 dev IFACE nodad"),
+            "{err}"
+        );
+        // Other addresses, and a link-local address given with its scope, are left alone.
+        let plain: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(scoped(plain).unwrap(), plain);
+        let with_scope = SocketAddr::V6(SocketAddrV6::new(metaboot_proto::METADATA_IPV6, 80, 0, 7));
+        assert_eq!(scoped(with_scope).unwrap(), with_scope);
     }
 
     #[test]

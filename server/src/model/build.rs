@@ -35,6 +35,9 @@ pub struct Model {
     v4: HashMap<u64, Arc<InstanceRecord>>,
     /// (network slot, IPv6 address) → owner.
     v6: HashMap<(u32, u128), Arc<InstanceRecord>>,
+    /// (network slot, MAC) → owner: a guest calling from its link-local address is found by
+    /// the MAC inside it (docs/protocol.md §2.3 step 2).
+    macs: HashMap<(u32, u64), Arc<InstanceRecord>>,
 }
 
 /// An address on a network, as the index keys it.
@@ -51,10 +54,24 @@ fn key(slot: u32, ip: IpAddr) -> Key {
     }
 }
 
+/// A MAC on a network, as the MAC index keys it.
+fn mac_key(slot: u32, mac: [u8; 6]) -> (u32, u64) {
+    let [a, b, c, d, e, f] = mac;
+    (slot, u64::from_be_bytes([0, 0, a, b, c, d, e, f]))
+}
+
 impl Model {
-    /// The owner of `ip` on the network with this id.
+    /// The owner of `ip` on the network with this id: by the MAC inside it for an EUI-64
+    /// link-local address (what a guest calls `fe80::a9fe:a9fe` from), else by the port's
+    /// fixed address.
     pub fn owner(&self, network: &Uuid, ip: IpAddr) -> Option<&Arc<InstanceRecord>> {
         let slot = self.networks.get(network)?.slot;
+        if let IpAddr::V6(v6) = ip
+            && v6.is_unicast_link_local()
+        {
+            let mac = metaboot_proto::eui64::mac_of_link_local(v6)?;
+            return self.macs.get(&mac_key(slot, mac));
+        }
         match key(slot, ip) {
             Key::V4(k) => self.v4.get(&k),
             Key::V6(k) => self.v6.get(&k),
@@ -93,10 +110,14 @@ impl Model {
                 tracing::warn!(instance = %record.uuid, network = %port.network, "a port on a network the registry does not have: not served");
                 continue;
             };
-            match key(entry.slot, port.ip) {
-                Key::V4(k) => self.v4.insert(k, record.clone()),
-                Key::V6(k) => self.v6.insert(k, record.clone()),
-            };
+            for ip in port.ips() {
+                match key(entry.slot, ip) {
+                    Key::V4(k) => self.v4.insert(k, record.clone()),
+                    Key::V6(k) => self.v6.insert(k, record.clone()),
+                };
+            }
+            self.macs
+                .insert(mac_key(entry.slot, port.mac), record.clone());
         }
         self.instances.insert(record.uuid, record);
     }
@@ -109,17 +130,23 @@ impl Model {
                 continue;
             };
             let owned = |held: &Arc<InstanceRecord>| Arc::ptr_eq(held, &record);
-            match key(entry.slot, port.ip) {
-                Key::V4(k) => {
-                    if self.v4.get(&k).is_some_and(owned) {
-                        self.v4.remove(&k);
+            for ip in port.ips() {
+                match key(entry.slot, ip) {
+                    Key::V4(k) => {
+                        if self.v4.get(&k).is_some_and(owned) {
+                            self.v4.remove(&k);
+                        }
+                    }
+                    Key::V6(k) => {
+                        if self.v6.get(&k).is_some_and(owned) {
+                            self.v6.remove(&k);
+                        }
                     }
                 }
-                Key::V6(k) => {
-                    if self.v6.get(&k).is_some_and(owned) {
-                        self.v6.remove(&k);
-                    }
-                }
+            }
+            let mac = mac_key(entry.slot, port.mac);
+            if self.macs.get(&mac).is_some_and(owned) {
+                self.macs.remove(&mac);
             }
         }
         Some(record)

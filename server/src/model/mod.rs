@@ -45,6 +45,22 @@ impl Lookup {
     }
 }
 
+/// An isolated network as its DHCP namespace is served: its id, and which families its
+/// subnets have (a listener on an address of another family has nobody to serve).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolatedNetwork {
+    pub id: String,
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+impl IsolatedNetwork {
+    /// Whether its guests can reach `ip` (an address of a family it has a subnet of).
+    pub fn has_family_of(&self, ip: IpAddr) -> bool {
+        if ip.is_ipv4() { self.ipv4 } else { self.ipv6 }
+    }
+}
+
 /// What one catch-up did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatchUp {
@@ -210,16 +226,20 @@ impl ReadModel {
         Lookup::of(found)
     }
 
-    /// Ids of every router, and of every isolated network (whose DHCP namespaces get a
-    /// listener).
-    pub fn served_namespaces(&self) -> (Vec<String>, Vec<String>) {
+    /// Ids of every router, and every isolated network (whose DHCP namespaces get a
+    /// listener) with the families of its subnets.
+    pub fn served_namespaces(&self) -> (Vec<String>, Vec<IsolatedNetwork>) {
         let model = self.read();
         let routers = model.routers.keys().map(id_text).collect();
         let isolated = model
             .networks
             .values()
             .filter(|entry| entry.record.isolated)
-            .map(|entry| entry.record.id.clone())
+            .map(|entry| IsolatedNetwork {
+                id: entry.record.id.clone(),
+                ipv4: entry.record.ipv4_subnet().is_some(),
+                ipv6: entry.record.ipv6_subnet().is_some(),
+            })
             .collect();
         (routers, isolated)
     }
@@ -270,6 +290,7 @@ impl ReadModel {
                     network_id: network.record.id.clone(),
                     mac: mac_text(&port.mac),
                     ip: port.ip,
+                    second_ip: port.second_ip,
                     instance_id: uuid.clone(),
                     project: instance.project.clone(),
                     created: String::new(),

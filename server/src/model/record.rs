@@ -19,6 +19,15 @@ pub struct PortRecord {
     pub network: Uuid,
     pub mac: [u8; 6],
     pub ip: IpAddr,
+    /// Its address on the network's second subnet (dual stack).
+    pub second_ip: Option<IpAddr>,
+}
+
+impl PortRecord {
+    /// Its addresses, the first subnet's first.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.ip).chain(self.second_ip)
+    }
 }
 
 /// Fields most instances leave empty.
@@ -176,6 +185,7 @@ pub fn record(
                 network: parse_id("network id", &port.network_id)?,
                 mac: parse_mac(&port.mac)?,
                 ip: port.ip,
+                second_ip: port.second_ip,
             })
         })
         .collect::<Result<Vec<_>, RecordError>>()?;

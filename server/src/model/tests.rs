@@ -187,3 +187,75 @@ fn readers_never_see_half_a_batch() {
     });
     assert_eq!(owner(&model, &w, "198.18.0.10").as_deref(), Some("vm39"));
 }
+
+#[test]
+fn dual_stack_ports_are_found_by_either_address_and_by_the_mac_of_their_link_local_address() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    let dual = w
+        .store
+        .create_network(&NewNetwork {
+            name: "dual".into(),
+            project: "p".into(),
+            cidr: "fdc6:1200:0:9::/64".parse().unwrap(),
+            second_subnet: Some(store::Subnet {
+                cidr: "198.18.9.0/24".parse().unwrap(),
+                gateway: None,
+                dhcp_ip: None,
+            }),
+            ipv6_address_mode: Some(store::Ipv6AddressMode::Slaac),
+            ..NewNetwork::default()
+        })
+        .unwrap();
+    w.store.add_router_network(&w.router, &dual.id).unwrap();
+    let new = NewInstance {
+        uuid: uuid(9),
+        project: "p".into(),
+        name: "vm9".into(),
+        hostname: "vm9".into(),
+        ..NewInstance::default()
+    };
+    let port = NewPort {
+        network_id: dual.id.clone(),
+        mac: Some("fa:16:3e:12:34:56".into()),
+        ..NewPort::default()
+    };
+    let (_, port) = w.store.create_instance(&new, &port).unwrap();
+    // IPv4 first; the IPv6 address is the one the guest makes itself (SLAAC).
+    assert_eq!(port.ip, ip("198.18.9.3"));
+    assert_eq!(
+        port.second_ip,
+        Some(ip("fdc6:1200:0:9:f816:3eff:fe12:3456"))
+    );
+
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let found = |at: &str| owner(&model, &w, at);
+    assert_eq!(found("198.18.9.3").as_deref(), Some("vm9"));
+    assert_eq!(
+        found("fdc6:1200:0:9:f816:3eff:fe12:3456").as_deref(),
+        Some("vm9")
+    );
+    // Its link-local address (what it calls fe80::a9fe:a9fe from) carries its MAC.
+    assert_eq!(found("fe80::f816:3eff:fe12:3456").as_deref(), Some("vm9"));
+    assert!(matches!(
+        model.on_network(ip("fe80::f816:3eff:fe12:3456"), &dual.id),
+        Lookup::Found(_)
+    ));
+    assert!(matches!(
+        model.by_ip(ip("fe80::f816:3eff:fe12:3456")),
+        Lookup::Found(_)
+    ));
+    // Another MAC, a link-local address that is not EUI-64, or the right MAC on a network
+    // the guest is not on: nobody.
+    assert_eq!(found("fe80::f816:3eff:fe12:3457"), None);
+    assert_eq!(found("fe80::1"), None);
+    assert!(matches!(
+        model.on_network(ip("fe80::f816:3eff:fe12:3456"), &w.network),
+        Lookup::NoPort
+    ));
+
+    // Deleted: the MAC index forgets it with the addresses.
+    w.store.delete_instance(&uuid(9)).unwrap();
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(found("fe80::f816:3eff:fe12:3456"), None);
+    assert_eq!(found("198.18.9.3"), None);
+}

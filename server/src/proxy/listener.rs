@@ -172,9 +172,10 @@ pub struct ProxyArgs {
     /// The agent's Unix socket.
     #[arg(long)]
     pub socket: PathBuf,
-    /// Address to take guests' requests on (a router namespace: 0.0.0.0:9697 behind the
-    /// iptables REDIRECT; a DHCP namespace: 169.254.169.254:80).
-    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], ROUTER_PROXY_PORT)))]
+    /// Address to take guests' requests on (a router namespace: [::]:9697, both families,
+    /// behind the iptables and ip6tables REDIRECT; a DHCP namespace: 169.254.169.254:80, or
+    /// [fe80::a9fe:a9fe]:80, bound on the interface that holds it).
+    #[arg(long, default_value_t = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, ROUTER_PROXY_PORT)))]
     pub listen: SocketAddr,
     /// Serve a router namespace: guests are searched on this router's networks.
     #[arg(long)]
@@ -244,6 +245,8 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             Some(netns) => format!("failed to listen on {} in namespace {netns}", args.listen),
             None => format!("failed to listen on {}", args.listen),
         })?;
+    // The address as bound: a link-local one with the scope of the interface that holds it.
+    let bound = listener.local_addr().unwrap_or(args.listen);
     // One proxy per namespace: a single thread keeps it small.
     crate::runtime::run_service(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -265,7 +268,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             .rate_limit
             .map(|limit| Arc::new(RateLimit::new(limit, Duration::from_secs(args.rate_window))));
         let scope = args.scope();
-        tracing::info!(listen = %args.listen, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
+        tracing::info!(listen = %bound, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
         let handler = ProxyHandler::new(scope, forward, limits, rate_limit, metrics);
         crate::http::serve(listener, limits, handler).await;
         Ok(())

@@ -1,5 +1,5 @@
-//! Address allocation: a network's default gateway and DHCP address, the lowest free host IP
-//! for a port, and random `fa:16:3e` MACs.
+//! Address allocation: a subnet's default gateway and DHCP address, the lowest free host IP
+//! of a subnet for a port, and random `fa:16:3e` MACs.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use super::error::{StoreError, StoreResult};
-use super::model::Network;
+use super::model::Subnet;
 
 /// The OpenStack MAC prefix (neutron's default `base_mac`), so lab MACs look like cloud MACs.
 pub const MAC_PREFIX: [u8; 3] = [0xfa, 0x16, 0x3e];
@@ -61,23 +61,23 @@ pub fn network_addresses(
     (gateway, dhcp_ip)
 }
 
-/// The lowest host address of `network` that is neither its gateway, its DHCP address nor in
-/// `taken`.
-pub fn lowest_free_ip(network: &Network, taken: &HashSet<IpAddr>) -> StoreResult<IpAddr> {
-    let (first, last) = host_range(network.cidr);
+/// The lowest host address of `subnet` (of network `name`) that is neither its gateway, its
+/// DHCP address nor in `taken`.
+pub fn lowest_free_ip(name: &str, subnet: &Subnet, taken: &HashSet<IpAddr>) -> StoreResult<IpAddr> {
+    let (first, last) = host_range(subnet.cidr);
     // At most taken + 2 addresses are skipped, so this ends quickly even on a /8.
     let mut value = first;
     while value <= last {
-        let ip = ip_from_u128(network.cidr, value);
-        if Some(ip) != network.gateway && Some(ip) != network.dhcp_ip && !taken.contains(&ip) {
+        let ip = ip_from_u128(subnet.cidr, value);
+        if Some(ip) != subnet.gateway && Some(ip) != subnet.dhcp_ip && !taken.contains(&ip) {
             return Ok(ip);
         }
         value += 1;
     }
     Err(StoreError::Conflict(format!(
-        "network {} ({}) has no free address left: delete a port or instance on it, or use a \
-         larger network",
-        network.name, network.cidr
+        "network {name} ({}) has no free address left: delete a port or instance on it, or use \
+         a larger network",
+        subnet.cidr
     )))
 }
 
@@ -109,19 +109,13 @@ pub fn free_mac(mut in_use: impl FnMut(&str) -> StoreResult<bool>) -> StoreResul
 mod tests {
     use super::*;
 
-    fn network(cidr: &str) -> Network {
+    fn network(cidr: &str) -> Subnet {
         let cidr: IpNet = cidr.parse().unwrap();
         let (gateway, dhcp_ip) = network_addresses(cidr, None, None);
-        Network {
-            id: "n".into(),
-            name: "net1".into(),
-            project: "admin".into(),
+        Subnet {
             cidr,
             gateway: Some(gateway),
             dhcp_ip: Some(dhcp_ip),
-            isolated: false,
-            mtu: None,
-            created: String::new(),
         }
     }
 
@@ -156,19 +150,28 @@ mod tests {
     fn allocation_skips_gateway_dhcp_and_taken() {
         let net = network("198.18.0.0/24");
         let mut taken = HashSet::new();
-        assert_eq!(lowest_free_ip(&net, &taken).unwrap(), ip("198.18.0.3"));
+        assert_eq!(
+            lowest_free_ip("net1", &net, &taken).unwrap(),
+            ip("198.18.0.3")
+        );
         taken.insert(ip("198.18.0.3"));
         taken.insert(ip("198.18.0.5"));
-        assert_eq!(lowest_free_ip(&net, &taken).unwrap(), ip("198.18.0.4"));
+        assert_eq!(
+            lowest_free_ip("net1", &net, &taken).unwrap(),
+            ip("198.18.0.4")
+        );
         taken.insert(ip("198.18.0.4"));
-        assert_eq!(lowest_free_ip(&net, &taken).unwrap(), ip("198.18.0.6"));
+        assert_eq!(
+            lowest_free_ip("net1", &net, &taken).unwrap(),
+            ip("198.18.0.6")
+        );
     }
 
     #[test]
     fn full_network_is_a_conflict() {
         let net = network("198.18.0.0/29");
         let taken: HashSet<IpAddr> = (3..=6).map(|i| ip(&format!("198.18.0.{i}"))).collect();
-        match lowest_free_ip(&net, &taken) {
+        match lowest_free_ip("net1", &net, &taken) {
             Err(StoreError::Conflict(msg)) => assert!(msg.contains("no free address"), "{msg}"),
             other => panic!("expected Conflict, got {other:?}"),
         }

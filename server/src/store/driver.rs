@@ -100,6 +100,10 @@ impl<D: Driver> Sql for D {
         let cidr = network.cidr.to_string();
         let gateway = network.gateway.map(|ip| ip.to_string());
         let dhcp_ip = network.dhcp_ip.map(|ip| ip.to_string());
+        let second = network.second_subnet;
+        let second_cidr = second.map(|subnet| subnet.cidr.to_string());
+        let second_gateway = second.and_then(|subnet| subnet.gateway.map(|ip| ip.to_string()));
+        let second_dhcp_ip = second.and_then(|subnet| subnet.dhcp_ip.map(|ip| ip.to_string()));
         self.execute(
             st::INSERT_NETWORK,
             &[
@@ -112,6 +116,10 @@ impl<D: Driver> Sql for D {
                 Param::Flag(network.isolated),
                 Param::IntOrNull(network.mtu.map(i64::from)),
                 Param::Text(&network.created),
+                Param::TextOrNull(second_cidr.as_deref()),
+                Param::TextOrNull(second_gateway.as_deref()),
+                Param::TextOrNull(second_dhcp_ip.as_deref()),
+                Param::TextOrNull(network.ipv6_address_mode.map(|mode| mode.as_str())),
             ],
         )
         .map(drop)
@@ -285,6 +293,7 @@ impl<D: Driver> Sql for D {
                 Param::Text(&port.instance_id),
                 Param::Text(&port.project),
                 Param::Text(&port.created),
+                Param::TextOrNull(port.second_ip.map(|ip| ip.to_string()).as_deref()),
             ],
         )
         .map(drop)

@@ -11,6 +11,7 @@ mod contract;
 mod driver;
 mod error;
 mod feed;
+mod fixed_ips;
 mod location;
 mod model;
 mod postgres;
@@ -19,6 +20,7 @@ mod rows;
 mod sql;
 mod sqlite;
 mod statements;
+pub mod subnets;
 pub mod validate;
 
 pub use calls::{MAX_CONCURRENT_CALLS, call, read};
@@ -27,8 +29,8 @@ pub use error::{StoreError, StoreResult};
 pub use feed::{Batch, CHANGE_CHANNEL, Feed, MAX_CHANGES_PER_BATCH, Record, Wakeups};
 pub use location::{DEFAULT_DB, redacted};
 pub use model::{
-    Change, ChangeKind, Instance, KeyPair, Network, NewInstance, NewNetwork, NewPort, NewRouter,
-    PasswordSet, Port, Router,
+    Change, ChangeKind, Instance, Ipv6AddressMode, KeyPair, Network, NewInstance, NewNetwork,
+    NewPort, NewRouter, PasswordSet, Port, Router, Subnet,
 };
 pub use validate::{MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES};
 

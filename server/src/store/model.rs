@@ -6,23 +6,138 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::error::{StoreError, StoreResult};
+
 pub use metaboot_proto::KeyPair;
 
-/// A tenant network with one subnet.
+/// A tenant network: one subnet, IPv4 or IPv6, and on a dual-stack network a second subnet of
+/// the other family (Neutron's second subnet on one network). The IPv4 subnet comes first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Network {
     pub id: String,
     pub name: String,
     pub project: String,
+    /// The first subnet.
     pub cidr: IpNet,
-    /// The router's address on this network, if it has one.
+    /// The router's address on the first subnet, if it has one.
     pub gateway: Option<IpAddr>,
-    /// The DHCP port's address (the isolated path's metadata next hop).
+    /// The DHCP port's address on the first subnet (the isolated path's metadata next hop).
     pub dhcp_ip: Option<IpAddr>,
+    /// The IPv6 subnet of a dual-stack network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_subnet: Option<Subnet>,
+    /// How guests configure their address on the IPv6 subnet (Neutron's
+    /// `ipv6_address_mode`); `None`: DHCPv6 when the network has DHCP, static otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_mode: Option<Ipv6AddressMode>,
     /// No router: metadata is served from the DHCP namespace (`qdhcp-<id>`).
     pub isolated: bool,
     pub mtu: Option<u32>,
     pub created: String,
+}
+
+/// One subnet of a network: its CIDR, the router's address and the DHCP port's address there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Subnet {
+    pub cidr: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub dhcp_ip: Option<IpAddr>,
+}
+
+impl Network {
+    /// The first subnet.
+    pub fn first_subnet(&self) -> Subnet {
+        Subnet {
+            cidr: self.cidr,
+            gateway: self.gateway,
+            dhcp_ip: self.dhcp_ip,
+        }
+    }
+
+    /// Its subnets, the first one first.
+    pub fn subnets(&self) -> impl Iterator<Item = Subnet> + '_ {
+        std::iter::once(self.first_subnet()).chain(self.second_subnet)
+    }
+
+    /// Its subnet of `ip`'s family, if it has one.
+    pub fn subnet_for(&self, ip: IpAddr) -> Option<Subnet> {
+        self.subnets()
+            .find(|subnet| subnet.cidr.addr().is_ipv4() == ip.is_ipv4())
+    }
+
+    /// Its IPv4 subnet, if it has one.
+    pub fn ipv4_subnet(&self) -> Option<Subnet> {
+        self.subnets().find(|subnet| subnet.cidr.addr().is_ipv4())
+    }
+
+    /// Its IPv6 subnet, if it has one.
+    pub fn ipv6_subnet(&self) -> Option<Subnet> {
+        self.subnets().find(|subnet| subnet.cidr.addr().is_ipv6())
+    }
+
+    /// Whether the network has a DHCP port (none after `network create --no-dhcp`).
+    pub fn has_dhcp(&self) -> bool {
+        self.dhcp_ip.is_some()
+    }
+
+    /// The CIDRs, comma-separated (`198.18.0.0/24,fdc6:1200:0:7::/64`), for tables and
+    /// messages.
+    pub fn cidrs(&self) -> String {
+        self.subnets()
+            .map(|subnet| subnet.cidr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Neutron's `ipv6_address_mode`: how a guest gets its address on an IPv6 subnet, as
+/// `network_data.json` tells it (`ipv6_slaac`, `ipv6_dhcpv6-stateful`,
+/// `ipv6_dhcpv6-stateless`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Ipv6AddressMode {
+    /// Router advertisements; the guest makes its address from the prefix and its MAC.
+    #[serde(rename = "slaac")]
+    Slaac,
+    /// DHCPv6 hands out the port's address.
+    #[serde(rename = "dhcpv6-stateful")]
+    Dhcpv6Stateful,
+    /// The address from router advertisements (as SLAAC), the rest from DHCPv6.
+    #[serde(rename = "dhcpv6-stateless")]
+    Dhcpv6Stateless,
+}
+
+impl Ipv6AddressMode {
+    /// Every mode, for messages.
+    pub const ALL: [Self; 3] = [Self::Slaac, Self::Dhcpv6Stateful, Self::Dhcpv6Stateless];
+
+    /// Neutron's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slaac => "slaac",
+            Self::Dhcpv6Stateful => "dhcpv6-stateful",
+            Self::Dhcpv6Stateless => "dhcpv6-stateless",
+        }
+    }
+
+    /// A mode by its Neutron name.
+    pub fn parse(text: &str) -> StoreResult<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == text.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|mode| mode.as_str()).collect();
+                StoreError::Invalid(format!(
+                    "unknown IPv6 address mode {text:?}: use one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// Whether a port's address is the one its guest makes from the prefix and its MAC
+    /// (EUI-64), as Neutron allocates it on such subnets.
+    pub fn is_eui64(self) -> bool {
+        matches!(self, Self::Slaac | Self::Dhcpv6Stateless)
+    }
 }
 
 /// What `network create` asks for.
@@ -30,9 +145,15 @@ pub struct Network {
 pub struct NewNetwork {
     pub name: String,
     pub project: String,
+    /// The first subnet (the registry puts an IPv4 subnet first).
     pub cidr: IpNet,
     pub gateway: Option<IpAddr>,
     pub dhcp_ip: Option<IpAddr>,
+    /// A second subnet of the other family (dual stack); its gateway and DHCP address are
+    /// allocated as the first one's when not given.
+    pub second_subnet: Option<Subnet>,
+    /// For the IPv6 subnet.
+    pub ipv6_address_mode: Option<Ipv6AddressMode>,
     pub isolated: bool,
     pub mtu: Option<u32>,
     /// `--no-dhcp`: no DHCP port; the ports are configured statically from `network_data.json`
@@ -60,25 +181,45 @@ pub struct NewRouter {
     pub networks: Vec<String>,
 }
 
-/// A port: one address of one instance on one network.
+/// A port: one instance's interface on one network, with its address on each of the
+/// network's subnets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
     pub id: String,
     pub network_id: String,
     /// Lower case, colon separated.
     pub mac: String,
+    /// Its address on the network's first subnet.
     pub ip: IpAddr,
+    /// Its address on the network's second subnet (dual stack).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_ip: Option<IpAddr>,
     /// The instance UUID (neutron's `device_id`).
     pub instance_id: String,
     pub project: String,
     pub created: String,
 }
 
+impl Port {
+    /// Its addresses, the first subnet's first.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.ip).chain(self.second_ip)
+    }
+
+    /// Its address of one family (`ipv4`: IPv4, else IPv6), if it has one.
+    pub fn ip_of_family(&self, ipv4: bool) -> Option<IpAddr> {
+        self.ips().find(|ip| ip.is_ipv4() == ipv4)
+    }
+}
+
 /// What `port create` (or `instance create`) asks for; `None` means "allocate one".
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewPort {
     pub network_id: String,
+    /// An address for one of the network's subnets (the one of its family).
     pub ip: Option<IpAddr>,
+    /// An address for the other subnet of a dual-stack network.
+    pub second_ip: Option<IpAddr>,
     pub mac: Option<String>,
     pub instance_id: String,
 }

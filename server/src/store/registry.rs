@@ -1,18 +1,18 @@
 //! The registry's rules, once for both backends: validation, name resolution, address
 //! allocation, referential checks and the change log, on top of a backend's `Sql`.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::contract::{CHANGE_LOG_KEPT, Store};
 use super::error::{StoreError, StoreResult};
 use super::feed::{Batch, Feed, Record, Wakeups};
+use super::fixed_ips::{describe_port, fixed_ips};
 use super::model::{
     Change, ChangeKind, Instance, Network, NewInstance, NewNetwork, NewPort, NewRouter,
     PasswordSet, Port, Router,
 };
 use super::sql::{Backend, Sql};
-use super::{allocate, clock, validate};
+use super::{allocate, clock, subnets, validate};
 
 /// How many ports a "network still has ports" refusal names before it says "and N more".
 const MAX_PORTS_NAMED: usize = 5;
@@ -113,15 +113,6 @@ fn port(sql: &mut dyn Sql, id: &str) -> StoreResult<Port> {
     })
 }
 
-/// "port ID (198.18.0.3, instance web)", for messages that name an existing port.
-fn describe_port(sql: &mut dyn Sql, port: &Port) -> StoreResult<String> {
-    let owner = match sql.instance(&port.instance_id)? {
-        Some(instance) => format!("instance {}", instance.name),
-        None => format!("instance {}", port.instance_id),
-    };
-    Ok(format!("port {} ({}, {owner})", port.id, port.ip))
-}
-
 fn overlaps(a: ipnet::IpNet, b: ipnet::IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
@@ -144,11 +135,19 @@ fn check_attachable(network: &Network, attached: &[Network]) -> StoreResult<()> 
                 network.name
             )));
         }
-        if overlaps(other.cidr, network.cidr) {
+        let overlapping = network.subnets().any(|mine| {
+            other
+                .subnets()
+                .any(|theirs| overlaps(mine.cidr, theirs.cidr))
+        });
+        if overlapping {
             return Err(StoreError::Conflict(format!(
                 "network {} ({}) overlaps network {} ({}) already on this router: a router \
                  cannot route overlapping subnets; use another router",
-                network.name, network.cidr, other.name, other.cidr
+                network.name,
+                network.cidrs(),
+                other.name,
+                other.cidrs()
             )));
         }
     }
@@ -161,12 +160,12 @@ struct Owner<'a> {
     project: &'a str,
 }
 
-/// Creates a port on a network (id or name), checking or allocating its IP and MAC, and logs
-/// it.
+/// Creates a port on a network (id or name), checking or allocating its MAC and its address
+/// on each subnet, and logs it.
 fn add_port(
     sql: &mut dyn Sql,
     network_key: &str,
-    ip: Option<IpAddr>,
+    ips: &[IpAddr],
     mac: Option<&str>,
     owner: &Owner<'_>,
     created: &str,
@@ -185,48 +184,13 @@ fn add_port(
         }
         None => allocate::free_mac(|candidate| Ok(sql.port_with_mac(candidate)?.is_some()))?,
     };
-    let ip = match ip {
-        Some(ip) => {
-            validate::host_ip("IP", ip, &network.name, network.cidr)?;
-            let role = if Some(ip) == network.gateway {
-                Some("gateway")
-            } else if Some(ip) == network.dhcp_ip {
-                Some("DHCP address")
-            } else {
-                None
-            };
-            if let Some(role) = role {
-                return Err(StoreError::Conflict(format!(
-                    "IP {ip} is the {role} of network {}: pick another address or omit the IP \
-                     to get a free one",
-                    network.name
-                )));
-            }
-            let on_network = std::slice::from_ref(&network.id);
-            if let Some(other) = sql.ports_with_ip(ip, Some(on_network))?.first() {
-                let other = describe_port(sql, other)?;
-                return Err(StoreError::Conflict(format!(
-                    "IP {ip} is already used on network {} by {other}: pick another address \
-                     or omit the IP to get a free one",
-                    network.name
-                )));
-            }
-            ip
-        }
-        None => {
-            let taken: HashSet<IpAddr> = sql
-                .network_ports(&network.id)?
-                .into_iter()
-                .map(|port| port.ip)
-                .collect();
-            allocate::lowest_free_ip(&network, &taken)?
-        }
-    };
+    let (ip, second_ip) = fixed_ips(sql, &network, ips, &mac)?;
     let port = Port {
         id: new_id(),
         network_id: network.id,
         mac,
         ip,
+        second_ip,
         instance_id: owner.uuid.to_owned(),
         project: owner.project.to_owned(),
         created: created.to_owned(),
@@ -242,16 +206,7 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn create_network(&self, new: &NewNetwork) -> StoreResult<Network> {
-        validate::cidr(new.cidr)?;
-        validate::dhcp_choice(new)?;
-        let (gateway, dhcp_ip) = allocate::network_addresses(new.cidr, new.gateway, new.dhcp_ip);
-        let filled = NewNetwork {
-            gateway: Some(gateway),
-            // Without DHCP there is no DHCP port, and so no address kept for one.
-            dhcp_ip: (!new.no_dhcp).then_some(dhcp_ip),
-            ..new.clone()
-        };
-        validate::new_network(&filled)?;
+        let filled = subnets::filled_network(new)?;
         let network = Network {
             id: new_id(),
             name: filled.name,
@@ -259,6 +214,8 @@ impl<B: Backend> Store for Registry<B> {
             cidr: filled.cidr,
             gateway: filled.gateway,
             dhcp_ip: filled.dhcp_ip,
+            second_subnet: filled.second_subnet,
+            ipv6_address_mode: filled.ipv6_address_mode,
             isolated: filled.isolated,
             mtu: filled.mtu,
             created: clock::now(),
@@ -442,14 +399,8 @@ impl<B: Backend> Store for Registry<B> {
                 uuid: &instance.uuid,
                 project: &instance.project,
             };
-            let port = add_port(
-                sql,
-                &new.network_id,
-                new.ip,
-                mac.as_deref(),
-                &owner,
-                &created,
-            )?;
+            let ips: Vec<IpAddr> = new.ip.into_iter().chain(new.second_ip).collect();
+            let port = add_port(sql, &new.network_id, &ips, mac.as_deref(), &owner, &created)?;
             // The instance's network_data.json changed.
             sql.log_change(ChangeKind::Instance, &instance.uuid)?;
             Ok(port)
@@ -582,7 +533,7 @@ struct CheckedInstance {
     new: NewInstance,
     mac: Option<String>,
     network_key: String,
-    ip: Option<IpAddr>,
+    ips: Vec<IpAddr>,
     created: String,
 }
 
@@ -597,7 +548,11 @@ impl CheckedInstance {
             },
             mac,
             network_key: first_port.network_id.clone(),
-            ip: first_port.ip,
+            ips: first_port
+                .ip
+                .into_iter()
+                .chain(first_port.second_ip)
+                .collect(),
             created: clock::now(),
         })
     }
@@ -618,7 +573,7 @@ impl CheckedInstance {
         let port = add_port(
             sql,
             &self.network_key,
-            self.ip,
+            &self.ips,
             self.mac.as_deref(),
             &owner,
             &self.created,

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use super::error::{StoreError, StoreResult};
-use super::model::{Change, ChangeKind, Instance, Network, Port, Router};
+use super::model::{Change, ChangeKind, Instance, Ipv6AddressMode, Network, Port, Router, Subnet};
 
 /// One statement parameter, as both backends bind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +138,14 @@ pub trait FromRow: Sized {
 /// A row of `network_select!()`.
 impl FromRow for Network {
     fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        let second_subnet = match parse_opt("network CIDR", row.text_or_null(9)?)? {
+            Some(cidr) => Some(Subnet {
+                cidr,
+                gateway: parse_opt("gateway", row.text_or_null(10)?)?,
+                dhcp_ip: parse_opt("DHCP address", row.text_or_null(11)?)?,
+            }),
+            None => None,
+        };
         Ok(Network {
             id: row.text(0)?,
             name: row.text(1)?,
@@ -145,6 +153,13 @@ impl FromRow for Network {
             cidr: parse("network CIDR", &row.text(3)?)?,
             gateway: parse_opt("gateway", row.text_or_null(4)?)?,
             dhcp_ip: parse_opt("DHCP address", row.text_or_null(5)?)?,
+            second_subnet,
+            ipv6_address_mode: row
+                .text_or_null(12)?
+                .map(|mode| {
+                    Ipv6AddressMode::parse(&mode).map_err(|err| corrupt("IPv6 address mode", err))
+                })
+                .transpose()?,
             isolated: row.flag(6)?,
             mtu: row
                 .int_or_null(7)?
@@ -197,6 +212,7 @@ impl FromRow for Port {
             network_id: row.text(1)?,
             mac: row.text(2)?,
             ip: parse("port IP", &row.text(3)?)?,
+            second_ip: parse_opt("port IP", row.text_or_null(7)?)?,
             instance_id: row.text(4)?,
             project: row.text(5)?,
             created: row.text(6)?,

@@ -11,8 +11,10 @@ use super::error::StoreResult;
 use super::feed::Wakeups;
 use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
 
-/// The schema both backends create; a registry with a newer version is refused at open.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema both backends create; a registry with a newer version is refused at open, one
+/// with an older version is brought up to this one. Version 2 added dual-stack networks (a
+/// second subnet, the IPv6 address mode) and a port's second address.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Row-level statements of one backend, run inside a read or a write transaction.
 pub trait Sql {

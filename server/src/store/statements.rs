@@ -44,7 +44,8 @@ macro_rules! statement {
 /// Columns of a network row, in the order `rows::network` reads them.
 macro_rules! network_select {
     () => {
-        "SELECT id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, created FROM networks"
+        "SELECT id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, created, second_cidr, \
+         second_gateway, second_dhcp_ip, ipv6_address_mode FROM networks"
     };
 }
 /// Columns of a router row (its networks come from `router_networks`).
@@ -63,7 +64,7 @@ macro_rules! instance_select {
 /// Columns of a port row, in the order `rows::port` reads them.
 macro_rules! port_select {
     () => {
-        "SELECT id, network_id, mac, ip, instance_id, project, created FROM ports"
+        "SELECT id, network_id, mac, ip, instance_id, project, created, second_ip FROM ports"
     };
 }
 pub(crate) use port_select;
@@ -90,7 +91,7 @@ macro_rules! instance_with_port_columns {
     () => {
         "SELECT i.ec2_id, i.uuid, i.project, i.name, i.hostname, i.availability_zone, \
          i.launch_index, i.key_pairs, i.user_data, i.meta, i.admin_pass, i.password, i.created, \
-         p.id, p.network_id, p.mac, p.ip, p.instance_id, p.project, p.created"
+         p.id, p.network_id, p.mac, p.ip, p.instance_id, p.project, p.created, p.second_ip"
     };
 }
 /// Instances whose change is after `$1`, and owners of ports whose change is after `$1`.
@@ -138,8 +139,9 @@ pub const NETWORKS_NAMED: Statement =
     statement!(concat!(network_select!(), " WHERE name = $1 ORDER BY seq"));
 pub const NETWORKS: Statement = statement!(concat!(network_select!(), " ORDER BY seq"));
 pub const INSERT_NETWORK: Statement = statement!(
-    "INSERT INTO networks (id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, created) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    "INSERT INTO networks (id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, created, \
+     second_cidr, second_gateway, second_dhcp_ip, ipv6_address_mode) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 );
 pub const DELETE_NETWORK: Statement = statement!("DELETE FROM networks WHERE id = $1");
 
@@ -196,19 +198,22 @@ pub const INSTANCE_PORTS: Statement = statement!(concat!(
     " WHERE instance_id = $1 ORDER BY seq"
 ));
 pub const PORT_WITH_MAC: Statement = statement!(concat!(port_select!(), " WHERE mac = $1"));
-/// The agent's hot path without networks: ports by IP (index `ports_ip`).
-pub const PORTS_BY_IP: Statement =
-    statement!(concat!(port_select!(), " WHERE ip = $1 ORDER BY seq"));
-/// The agent's hot path on the router path: ports by IP on a router's networks (indexes
-/// `ports_ip` and the `router_networks` key).
+/// Ports by IP on either subnet, without networks (indexes `ports_ip` and
+/// `ports_second_ip`).
+pub const PORTS_BY_IP: Statement = statement!(concat!(
+    port_select!(),
+    " WHERE ip = $1 OR second_ip = $1 ORDER BY seq"
+));
+/// Ports by IP on a router's networks (indexes `ports_ip`, `ports_second_ip` and the
+/// `router_networks` key).
 pub const PORTS_BEHIND_ROUTER: Statement = statement!(
-    "SELECT p.id, p.network_id, p.mac, p.ip, p.instance_id, p.project, p.created FROM ports p \
-     JOIN router_networks r ON r.network_id = p.network_id \
-     WHERE p.ip = $1 AND r.router_id = $2 ORDER BY p.seq"
+    "SELECT p.id, p.network_id, p.mac, p.ip, p.instance_id, p.project, p.created, p.second_ip \
+     FROM ports p JOIN router_networks r ON r.network_id = p.network_id \
+     WHERE (p.ip = $1 OR p.second_ip = $1) AND r.router_id = $2 ORDER BY p.seq"
 );
 pub const INSERT_PORT: Statement = statement!(
-    "INSERT INTO ports (id, network_id, mac, ip, instance_id, project, created) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    "INSERT INTO ports (id, network_id, mac, ip, instance_id, project, created, second_ip) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 );
 pub const DELETE_PORT: Statement = statement!("DELETE FROM ports WHERE id = $1");
 
@@ -280,7 +285,7 @@ mod tests {
         assert!(
             INSERT_NETWORK
                 .sqlite
-                .ends_with("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                .ends_with("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")
         );
     }
 }

@@ -7,6 +7,7 @@
 
 mod addresses;
 mod changes;
+mod dual_stack;
 mod feed;
 mod limits;
 mod records;
@@ -115,6 +116,18 @@ const CASES: &[(&str, Case)] = &[
         "listeners_hear_every_commit",
         feed::listeners_hear_every_commit,
     ),
+    (
+        "ipv6_and_dual_stack_networks",
+        dual_stack::ipv6_and_dual_stack_networks,
+    ),
+    (
+        "dual_stack_bad_input_is_refused",
+        dual_stack::dual_stack_bad_input_is_refused,
+    ),
+    (
+        "slaac_ports_take_the_address_their_guest_makes",
+        dual_stack::slaac_ports_take_the_address_their_guest_makes,
+    ),
 ];
 
 /// Runs one case, catching its panic; true when it passed.
@@ -177,10 +190,29 @@ fn main() -> ExitCode {
         }
     }
 
+    let want_upgrade = filter
+        .as_ref()
+        .is_none_or(|f| "schema_1_is_brought_up_to_date".contains(f.as_str()));
+    if want_upgrade {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("registry.sqlite");
+        let make_v1 = || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(dual_stack::SQLITE_SCHEMA_1).unwrap();
+            conn.execute_batch(dual_stack::ROWS_1).unwrap();
+        };
+        let url = format!("sqlite:{}", path.display());
+        if !run_case("sqlite", "schema_1_is_brought_up_to_date", || {
+            dual_stack::schema_1_is_brought_up_to_date(&url, &make_v1)
+        }) {
+            failed.push("sqlite::schema_1_is_brought_up_to_date".to_owned());
+        }
+    }
+
     let want_restart = filter
         .as_ref()
         .is_none_or(|f| "postgres_restart".contains(f.as_str()));
-    if !selected.is_empty() || want_restart || want_open || want_pruning {
+    if !selected.is_empty() || want_restart || want_open || want_pruning || want_upgrade {
         match PgServer::start() {
             Ok(mut server) => {
                 for (index, name, case) in &selected {
@@ -207,6 +239,20 @@ fn main() -> ExitCode {
                         changes::change_log_keeps_the_newest(&url)
                     }) {
                         failed.push("postgres::change_log_keeps_the_newest".to_owned());
+                    }
+                }
+                if want_upgrade {
+                    let url = server.create_database("schema_1").unwrap();
+                    let make_v1 = || {
+                        server
+                            .psql("schema_1", dual_stack::POSTGRES_SCHEMA_1)
+                            .unwrap();
+                        server.psql("schema_1", dual_stack::ROWS_1).unwrap();
+                    };
+                    if !run_case("postgres", "schema_1_is_brought_up_to_date", || {
+                        dual_stack::schema_1_is_brought_up_to_date(&url, &make_v1)
+                    }) {
+                        failed.push("postgres::schema_1_is_brought_up_to_date".to_owned());
                     }
                 }
                 if want_restart {

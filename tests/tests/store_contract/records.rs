@@ -26,7 +26,7 @@ pub fn network_create_list_show_delete(store: &dyn Store) {
             dhcp_ip: Some(ip("198.18.1.10")),
             isolated: true,
             mtu: Some(1450),
-            no_dhcp: false,
+            ..NewNetwork::default()
         })
         .unwrap();
     assert_eq!(isolated.gateway, Some(ip("198.18.1.254")));
@@ -339,7 +339,7 @@ pub fn ports_create_list_delete(store: &dyn Store) {
             network_id: "b".into(),
             instance_id: "vm".into(),
             ip: Some(ip("198.18.1.50")),
-            mac: None,
+            ..NewPort::default()
         })
         .unwrap();
     assert_eq!(second.instance_id, vm.uuid);
@@ -362,7 +362,7 @@ pub fn ports_create_list_delete(store: &dyn Store) {
         network_id: b.id.clone(),
         instance_id: vm.uuid.clone(),
         ip: Some(ip("198.18.1.50")),
-        mac: None,
+        ..NewPort::default()
     }));
 
     store.delete_port(&second.id).unwrap();

@@ -228,7 +228,7 @@ fn detect_in(root: &Root) -> Result<Option<Box<dyn Source>>, SourceError> {
     let client = HttpClient::new(Duration::from_secs(1), Retry::until(Instant::now()));
     detect(&Probe {
         root,
-        url: "http://127.0.0.1:9",
+        urls: &["http://127.0.0.1:9".to_owned()],
         client: &client,
     })
 }

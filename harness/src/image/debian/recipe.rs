@@ -154,6 +154,12 @@ pub const METABOOT_FILES: &[RecipeFile] = &[
         mode: 0o644,
         content: recipe!("ssh-host-keys.conf"),
     },
+    RecipeFile {
+        name: "ssh-host-key-rsa.service",
+        path: "usr/lib/systemd/system/ssh-host-key-rsa.service",
+        mode: 0o644,
+        content: recipe!("ssh-host-key-rsa.service"),
+    },
 ];
 
 /// The recipe files of a flavour: the common ones, then its own.

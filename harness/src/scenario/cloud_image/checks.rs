@@ -1,5 +1,5 @@
 //! What the checks ask a cloud image guest over SSH: the provisioner's verdict (polled until
-//! final), a command's output, a password login.
+//! final), a command's output, a password login, and the host keys its sshd offers.
 
 use std::path::Path;
 use std::thread;
@@ -7,10 +7,15 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use super::spec::{POLL, PROVISION_TIMEOUT};
+use super::spec::{HOST_KEYS_TIMEOUT, POLL, PROVISION_TIMEOUT};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::image::disk::Provisioner;
+use crate::lab::netns;
+use crate::process::output_with_timeout;
+
+/// The host key types a guest's sshd must offer, as `ssh-keyscan` names them.
+pub const HOST_KEY_TYPES: [&str; 3] = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"];
 
 /// Polls the provisioner's status until it is final; the check passes when it is done with
 /// no errors.
@@ -128,9 +133,66 @@ pub(super) fn check_password(
     ))
 }
 
+/// The host key types `ssh-keyscan` output shows.
+fn offered_key_types(keyscan: &str) -> Vec<&str> {
+    let mut types: Vec<&str> = keyscan
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    types
+}
+
+/// Polls the guest's sshd from outside with `ssh-keyscan` until it offers every type of
+/// [`HOST_KEY_TYPES`] (an image may make its slow RSA key after the first login), or
+/// [`HOST_KEYS_TIMEOUT`] passes.
+pub(super) fn check_host_keys(target: &SshTarget) -> anyhow::Result<CheckResult> {
+    let deadline = Instant::now() + HOST_KEYS_TIMEOUT;
+    loop {
+        let mut cmd = netns::exec(&target.netns, "ssh-keyscan");
+        cmd.args(["-T", "5", "-t", "rsa,ecdsa,ed25519"])
+            .arg(target.ip.to_string());
+        let out = output_with_timeout(&mut cmd, ssh::SSH_COMMAND_TIMEOUT)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let offered = offered_key_types(&text);
+        let all = HOST_KEY_TYPES.iter().all(|t| offered.contains(t));
+        if all || Instant::now() >= deadline {
+            return Ok(CheckResult::from_bool(
+                "",
+                all,
+                format!(
+                    "sshd offers {} (wanted {})",
+                    if offered.is_empty() {
+                        "no host key".to_owned()
+                    } else {
+                        offered.join(", ")
+                    },
+                    HOST_KEY_TYPES.join(", ")
+                ),
+            ));
+        }
+        thread::sleep(POLL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyscan_output_names_the_offered_types() {
+        let out = "# 198.18.0.5:22 SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\n\
+                   198.18.0.5 ssh-ed25519 AAAAC3Nza\n\
+                   198.18.0.5 ecdsa-sha2-nistp256 AAAAE2Vj\n";
+        assert_eq!(
+            offered_key_types(out),
+            vec!["ecdsa-sha2-nistp256", "ssh-ed25519"]
+        );
+        assert!(offered_key_types("").is_empty());
+        const { assert!(HOST_KEYS_TIMEOUT.as_secs() >= 60) };
+    }
 
     #[test]
     fn verdicts_are_read_from_either_status() {

@@ -1,15 +1,17 @@
 //! One cloud image guest from registration to the last check: the instance and its user data,
 //! the overlay, the boot (by the harness's QEMU or libvirt), the first key login, the verdict
-//! and the checks from outside.
+//! and the checks from outside (and, for the bench, a look inside while the guest still runs).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::checks::{check_output, check_password, detect_provisioner, wait_for_verdict};
+use super::checks::{
+    check_host_keys, check_output, check_password, detect_provisioner, wait_for_verdict,
+};
 use super::spec::{CloudImageGuest, CloudImageReport, DiskBootTimes, POLL, USER};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
@@ -56,6 +58,43 @@ pub fn run(
     askpass: &Path,
     progress: &dyn Progress,
 ) -> CloudImageReport {
+    let mut nothing = |_: &SshTarget, _: &Path| Ok(());
+    run_with(
+        lab,
+        spec,
+        dir,
+        askpass,
+        progress,
+        &mut RunHooks {
+            login_poll: POLL,
+            inspect: &mut nothing,
+        },
+    )
+}
+
+/// A look inside a guest after its checks, while it still runs: given the default user's SSH
+/// target and the instance's private key.
+pub type Inspect<'a> = dyn FnMut(&SshTarget, &Path) -> anyhow::Result<()> + 'a;
+
+/// What [`run_with`] adds to [`run`] (the bench times boots with it).
+pub struct RunHooks<'a> {
+    /// How often the first key login is tried: the report's `ssh` time is only as fine as
+    /// this ([`POLL`] for the checks).
+    pub login_poll: Duration,
+    /// Called after the checks; its error becomes the report's.
+    pub inspect: &'a mut Inspect<'a>,
+}
+
+/// [`run`], with the first key login tried every `hooks.login_poll` and `hooks.inspect` called
+/// after the checks, before the guest is killed.
+pub fn run_with(
+    lab: &Lab,
+    spec: &CloudImageGuest,
+    dir: &Path,
+    askpass: &Path,
+    progress: &dyn Progress,
+    hooks: &mut RunHooks<'_>,
+) -> CloudImageReport {
     let started = Instant::now();
     let mut report = CloudImageReport {
         name: spec.name.clone(),
@@ -69,7 +108,7 @@ pub fn run(
         serial_log: dir.join("serial.log"),
         seconds: 0.0,
     };
-    if let Err(err) = run_guest(lab, spec, dir, askpass, progress, &mut report) {
+    if let Err(err) = run_guest(lab, spec, dir, askpass, progress, hooks, &mut report) {
         report.error = Some(format!("{err:#}"));
     }
     report.passed = report.error.is_none()
@@ -85,6 +124,7 @@ fn run_guest(
     dir: &Path,
     askpass: &Path,
     progress: &dyn Progress,
+    hooks: &mut RunHooks<'_>,
     report: &mut CloudImageReport,
 ) -> anyhow::Result<()> {
     let stage = |what: &str| progress.stage(&spec.name, what);
@@ -137,25 +177,31 @@ fn run_guest(
         spec.via
     ));
     let mut vm = RunningGuest::start_via(&guest, spec.via)?;
-    let result = boot_and_check(&mut vm, spec, &target, &who, askpass, &stage, report);
+    let result = first_login(&mut vm, spec, &target, &who.key, hooks.login_poll, report)
+        .and_then(|()| verdict_and_checks(&vm, spec, &target, &who, askpass, &stage, report))
+        .and_then(|()| {
+            stage("inspecting");
+            (hooks.inspect)(&target, &who.key).context("failed to look inside the guest")
+        });
     record_markers(&vm, report);
     vm.kill()?;
     drop(tap);
     result
 }
 
-fn boot_and_check(
+/// Tries a key login as the default user every `poll` until one works: the sign that the
+/// guest is provisioned.
+fn first_login(
     vm: &mut RunningGuest,
     spec: &CloudImageGuest,
     target: &SshTarget,
-    who: &Who,
-    askpass: &Path,
-    stage: &dyn Fn(&str),
+    key: &Path,
+    poll: Duration,
     report: &mut CloudImageReport,
 ) -> anyhow::Result<()> {
     let deadline = vm.started + spec.boot_timeout;
     loop {
-        if ssh::with_key(target, &who.key, "true").is_ok_and(|out| out.success()) {
+        if ssh::with_key(target, key, "true").is_ok_and(|out| out.success()) {
             break;
         }
         if let Some(why) = vm.stopped()? {
@@ -170,9 +216,22 @@ fn boot_and_check(
                 report.serial_log.display()
             );
         }
-        thread::sleep(POLL);
+        thread::sleep(poll);
     }
     report.times.ssh = Some(vm.started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The provisioner's verdict and the checks, after the first key login.
+fn verdict_and_checks(
+    vm: &RunningGuest,
+    spec: &CloudImageGuest,
+    target: &SshTarget,
+    who: &Who,
+    askpass: &Path,
+    stage: &dyn Fn(&str),
+    report: &mut CloudImageReport,
+) -> anyhow::Result<()> {
     let provisioner = match spec.provisioner {
         Some(known) => known,
         None => detect_provisioner(target, &who.key)?,
@@ -241,6 +300,11 @@ fn boot_and_check(
             &format!("sudo -n cat {}", userdata::RUNCMD_LOG),
             &who.intent.marker,
         ),
+    );
+    // Last: an image may make its RSA key after the first login.
+    push(
+        "sshd offers its ed25519, ECDSA and RSA host keys",
+        check_host_keys(target),
     );
     Ok(())
 }

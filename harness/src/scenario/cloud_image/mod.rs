@@ -11,5 +11,5 @@ pub mod own;
 mod spec;
 
 pub use batch::{CloudImageRun, GUEST_COLUMN, run_all, table};
-pub use guest::{cloud_config, run};
+pub use guest::{Inspect, RunHooks, cloud_config, run, run_with};
 pub use spec::{CloudImageGuest, CloudImageReport, DiskBootTimes, POLL, PROVISION_TIMEOUT, USER};

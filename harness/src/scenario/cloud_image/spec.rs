@@ -19,6 +19,10 @@ pub const PROVISION_TIMEOUT: Duration = Duration::from_secs(360);
 /// How often the first key login and the verdict are tried.
 pub const POLL: Duration = Duration::from_secs(2);
 
+/// How long after the checks start a guest's sshd may take to offer every host key type (an
+/// RSA key made after the first login takes tens of seconds under emulation).
+pub const HOST_KEYS_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// The user the user data creates (besides the image's default user).
 pub const USER: &str = "cloudy";
 

@@ -6,7 +6,7 @@
 //! the metadata service answers the guest with a 404.
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -71,7 +71,7 @@ struct Seed {
 impl Runner<'_> {
     /// The address the `nocloud` guest registers with: [`RESERVED_FROM_TOP`] below the top of
     /// its network.
-    pub(super) fn reserved_address(&self, scenario: &Scenario) -> anyhow::Result<Ipv4Addr> {
+    pub(super) fn reserved_address(&self, scenario: &Scenario) -> anyhow::Result<IpAddr> {
         let network = self.lab.network(scenario.network())?;
         network
             .cidr

@@ -94,8 +94,14 @@ impl PostgresBackend {
                      metaboot-server knows ({SCHEMA_VERSION}): upgrade metaboot-server"
                 )));
             }
+            Some(1) => {
+                tx.batch_execute(schema::MIGRATE_FROM_1).map_err(fail)?;
+                tx.execute(SCHEMA_VERSION_INSERT.postgres, &[&SCHEMA_VERSION])
+                    .map_err(fail)?;
+            }
             Some(_) => {}
         }
+        tx.batch_execute(schema::INDEXES_2).map_err(fail)?;
         tx.commit().map_err(fail)
     }
 

@@ -13,10 +13,10 @@ use crate::store::model::Port;
 use crate::store::rows::{Columns, FromRow, Param, Value};
 use crate::store::statements::{Statement, port_select};
 
-/// The agent's hot path: ports by IP on some networks, the networks as one array parameter.
+/// Ports by IP (on either subnet) on some networks, the networks as one array parameter.
 const PORTS_ON_NETWORKS: &str = concat!(
     port_select!(),
-    " WHERE ip = $1 AND network_id = ANY($2) ORDER BY seq"
+    " WHERE (ip = $1 OR second_ip = $1) AND network_id = ANY($2) ORDER BY seq"
 );
 
 /// A parameter as the `postgres` crate binds it: the value inside, which checks its own type.

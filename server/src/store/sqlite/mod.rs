@@ -122,8 +122,13 @@ impl SqliteBackend {
                     path.display()
                 )));
             }
+            Some(1) => {
+                map(tx.execute_batch(schema::MIGRATE_FROM_1))?;
+                map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
+            }
             Some(_) => {}
         }
+        map(tx.execute_batch(schema::INDEXES_2))?;
         map(tx.commit())
     }
 

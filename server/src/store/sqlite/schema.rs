@@ -13,7 +13,11 @@ CREATE TABLE IF NOT EXISTS networks (
     dhcp_ip TEXT,
     isolated INTEGER NOT NULL,
     mtu INTEGER,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    second_cidr TEXT,
+    second_gateway TEXT,
+    second_dhcp_ip TEXT,
+    ipv6_address_mode TEXT
 );
 CREATE INDEX IF NOT EXISTS networks_name ON networks (name);
 CREATE TABLE IF NOT EXISTS routers (
@@ -54,7 +58,8 @@ CREATE TABLE IF NOT EXISTS ports (
     ip TEXT NOT NULL,
     instance_id TEXT NOT NULL REFERENCES instances (uuid),
     project TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    second_ip TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS ports_network_ip ON ports (network_id, ip);
 CREATE UNIQUE INDEX IF NOT EXISTS ports_mac ON ports (mac);
@@ -65,4 +70,20 @@ CREATE TABLE IF NOT EXISTS changes (
     kind TEXT NOT NULL,
     id TEXT NOT NULL
 );
+";
+
+/// What schema version 1 lacks (dual-stack networks, a port's second address), added to a
+/// registry made by an older metaboot-server, in the transaction that records version 2.
+pub const MIGRATE_FROM_1: &str = "
+ALTER TABLE networks ADD COLUMN second_cidr TEXT;
+ALTER TABLE networks ADD COLUMN second_gateway TEXT;
+ALTER TABLE networks ADD COLUMN second_dhcp_ip TEXT;
+ALTER TABLE networks ADD COLUMN ipv6_address_mode TEXT;
+ALTER TABLE ports ADD COLUMN second_ip TEXT;
+";
+
+/// Indexes on the columns of version 2, made once those columns exist.
+pub const INDEXES_2: &str = "
+CREATE UNIQUE INDEX IF NOT EXISTS ports_network_second_ip ON ports (network_id, second_ip);
+CREATE INDEX IF NOT EXISTS ports_second_ip ON ports (second_ip);
 ";

@@ -104,11 +104,12 @@ impl Driver for SqliteSql<'_> {
     }
 }
 
-/// The agent's hot path: ports by IP on some networks (unique index `ports_network_ip`).
+/// Ports by IP on some networks, on either subnet (unique indexes `ports_network_ip` and
+/// `ports_network_second_ip`).
 pub(super) fn ports_on_networks_sql(networks: usize) -> String {
     let placeholders: Vec<String> = (0..networks).map(|i| format!("?{}", i + 2)).collect();
     format!(
-        "{} WHERE ip = ?1 AND network_id IN ({}) ORDER BY seq",
+        "{} WHERE (ip = ?1 OR second_ip = ?1) AND network_id IN ({}) ORDER BY seq",
         port_select!(),
         placeholders.join(", ")
     )

@@ -1,7 +1,9 @@
 //! The chain as a guest reaches it (root): guests in their own namespaces call
 //! http://169.254.169.254/ — through a router namespace with Neutron's iptables REDIRECT of
 //! port 80 to 9697, and through a DHCP namespace holding 169.254.169.254/32 — served by
-//! `metaboot-server all` and by a separate `ns-proxy --netns`.
+//! `metaboot-server all` and by a separate `ns-proxy --netns`; the same over IPv6 in `ipv6.rs`.
+
+mod ipv6;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -146,17 +148,17 @@ fn lab() -> Lab {
     }
 }
 
-/// Starts `metaboot-server all` over the lab's registry, from a configuration file.
-fn start_all(lab: &mut Lab) {
-    let db = lab.chain.db.display().to_string();
-    let secret = lab.chain.secret_file.display().to_string();
-    let config = lab.chain.path().join("metaboot.toml");
+/// Starts `metaboot-server all` over the chain's registry, from a configuration file.
+fn start_all(chain: &mut Chain) {
+    let db = chain.db.display().to_string();
+    let secret = chain.secret_file.display().to_string();
+    let config = chain.path().join("metaboot.toml");
     std::fs::write(
         &config,
         format!("db = \"{db}\"\nshared_secret_file = \"{secret}\"\n"),
     )
     .unwrap();
-    lab.chain
+    chain
         .start_role(
             "all",
             &["all", "--config", config.to_str().unwrap()],
@@ -234,7 +236,7 @@ fn all_serves_router_and_isolated_namespaces() {
         return;
     }
     let mut lab = lab();
-    start_all(&mut lab);
+    start_all(&mut lab.chain);
     assert_eq!(
         uuid_from(&lab.guest_routed, Duration::from_secs(10)),
         lab.uuid_routed
@@ -297,7 +299,7 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
         return;
     }
     let mut lab = lab();
-    start_all(&mut lab);
+    start_all(&mut lab.chain);
     assert_eq!(
         uuid_from(&lab.guest_routed, Duration::from_secs(10)),
         lab.uuid_routed
