@@ -243,7 +243,8 @@ fn api_down_behind_a_running_proxy_then_up_is_retried_to_success() {
     chain.start_api().unwrap();
     let out = run.wait_with_output().unwrap();
     assert_ran(&out, &chain);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("503"), "it saw the 503: {stderr}");
     assert_eq!(status(dir.path()).0, Some(0));
 }
 
