@@ -100,13 +100,16 @@ impl Retry {
                 }
                 Err(error) => error,
             };
+            // The whole chain: a wrapper ("none of the metadata URLs answered") keeps what
+            // went wrong (a 503, a refused connection) in its source.
+            let shown = crate::log::chain(&error);
             if !error.is_transient() {
-                tracing::warn!(what, attempt, error = %error, "failed (not retried)");
+                tracing::warn!(what, attempt, error = %shown, "failed (not retried)");
                 return Err(RetryError::Permanent(error));
             }
             let remaining = self.remaining();
             if remaining.is_zero() {
-                tracing::warn!(what, attempt, error = %error, "failed; deadline reached");
+                tracing::warn!(what, attempt, error = %shown, "failed; deadline reached");
                 return Err(RetryError::Deadline {
                     attempts: attempt,
                     elapsed_ms: start.elapsed().as_millis(),
@@ -117,7 +120,7 @@ impl Retry {
             tracing::warn!(
                 what,
                 attempt,
-                error = %error,
+                error = %shown,
                 retry_in_ms = wait.as_millis() as u64,
                 "failed; retrying"
             );

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
+use crate::fsutil::atomic::temp_name;
 use crate::fsutil::resolve::Walker;
+use crate::fsutil::staging::{Committed, Staging, Totals};
 use crate::fsutil::{Dir, Owner, PathError, Refused, WriteOptions, kind};
 
 /// The root directory: `/` on a guest, a temporary directory in tests.
@@ -23,6 +25,8 @@ pub struct Root {
     path: PathBuf,
     fd: Arc<OwnedFd>,
     host: bool,
+    /// Where writes are staged; `None`: each write is renamed and synced at once.
+    staging: Option<Arc<Staging>>,
 }
 
 impl Root {
@@ -40,7 +44,68 @@ impl Root {
             path,
             fd: Arc::new(fd),
             host,
+            staging: None,
         })
+    }
+
+    /// The same root with its writes staged: each atomic write is a complete temp file at
+    /// once, renamed into place with the others at the next [`Root::publish`] or at
+    /// [`Root::commit`] (see `fsutil/staging.rs`). Clones share the staging.
+    pub fn staged(&self) -> Root {
+        Root {
+            staging: Some(Arc::new(Staging::default())),
+            ..self.clone()
+        }
+    }
+
+    /// Renames every staged write into place (after one sync of their data), so that other
+    /// processes see them: before a script runs. A no-op when nothing is staged.
+    pub fn publish(&self) {
+        if let Some(staging) = &self.staging {
+            staging.publish();
+        }
+    }
+
+    /// Ends a staged root's writes: publishes, then syncs every file system renamed into.
+    /// Returns the run's totals and every write that did not reach its place (an unstaged
+    /// root has nothing to commit).
+    pub fn commit(&self) -> Committed {
+        self.staging
+            .as_ref()
+            .map(|staging| staging.commit())
+            .unwrap_or_default()
+    }
+
+    /// What the staging did so far (zeros when the root is not staged).
+    pub fn totals(&self) -> Totals {
+        self.staging
+            .as_ref()
+            .map(|staging| staging.totals())
+            .unwrap_or_default()
+    }
+
+    /// Writes `files` together: on a staged root either all of them are staged or, when one
+    /// fails, none (the others' temp files are dropped); in that order, so that a crash
+    /// between two renames leaves the earlier ones new and the later ones old. Stops at the
+    /// first failure.
+    pub fn write_all_or_none(
+        &self,
+        files: &[(&Path, &[u8], WriteOptions)],
+    ) -> Result<(), PathError> {
+        if let Some(staging) = &self.staging {
+            staging.begin_group();
+        }
+        let result = files
+            .iter()
+            .try_for_each(|(path, contents, options)| self.write_atomic(path, contents, options));
+        if let Some(staging) = &self.staging {
+            if result.is_err() {
+                staging.abandon_group();
+            } else {
+                staging.end_group();
+            }
+        }
+        result
     }
 
     /// True when this root is the running system's `/`.
@@ -73,7 +138,7 @@ impl Root {
     }
 
     fn walker(&self) -> Walker<'_> {
-        Walker::new(self.fd.as_fd(), &self.path)
+        Walker::new(self.fd.as_fd(), &self.path, self.staging.as_ref())
     }
 
     /// The directory at `path`, creating missing directories (mode 0755) when `create`.
@@ -185,6 +250,21 @@ impl Root {
         dir.write_atomic_as(&name, &shown, contents, options)
     }
 
+    /// [`Root::write_atomic`], in place at once so that other processes see it now; on a
+    /// staged root it is not synced itself (the run's next sync covers it).
+    pub fn write_atomic_now(
+        &self,
+        path: impl AsRef<Path>,
+        contents: &[u8],
+        options: &WriteOptions,
+    ) -> Result<(), PathError> {
+        let shown = self.host_path(path.as_ref());
+        let (dir, name) = self
+            .parent(path.as_ref(), true)
+            .map_err(PathError::fail("create directory", &shown))?;
+        dir.write_atomic_now(&name, &shown, contents, options)
+    }
+
     /// Creates directory `path` (and missing parents, mode 0755) and gives the directory
     /// itself `mode` and `owner`, also when it already existed (as cloud-init does for
     /// `~/.ssh`). A symlink at `path` is refused, never chowned or chmodded through.
@@ -200,20 +280,26 @@ impl Root {
         Ok(dir)
     }
 
-    /// Points symlink `path` at `target` atomically (a temp link renamed over the old entry).
+    /// Points symlink `path` at `target` atomically (a temp link renamed over the old entry;
+    /// staged like a file on a staged root).
     pub fn replace_symlink(&self, path: impl AsRef<Path>, target: &Path) -> io::Result<()> {
+        let shown = self.host_path(path.as_ref());
         let (dir, name) = self.parent(path, true)?;
-        let mut temp = OsString::from(".");
-        temp.push(&name);
-        temp.push(format!(".{}.tmp", std::process::id()));
-        let _ = nix::unistd::unlinkat(
-            dir.fd(),
-            temp.as_os_str(),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
+        let temp = temp_name(&name);
         nix::unistd::symlinkat(target, dir.fd(), temp.as_os_str())?;
-        nix::fcntl::renameat(dir.fd(), temp.as_os_str(), dir.fd(), name.as_os_str())?;
-        Ok(())
+        let placed = match dir.staging() {
+            Some(staging) => staging.stage(dir.fd(), dir.path(), temp.clone(), &name, shown),
+            None => nix::fcntl::renameat(dir.fd(), temp.as_os_str(), dir.fd(), name.as_os_str())
+                .map_err(io::Error::from),
+        };
+        if placed.is_err() {
+            let _ = nix::unistd::unlinkat(
+                dir.fd(),
+                temp.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+        placed
     }
 }
 

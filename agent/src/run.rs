@@ -72,11 +72,14 @@ fn lock(state: &State) -> Result<Flock<File>, String> {
         .map_err(|(_, errno)| format!("another metaboot run holds {} ({errno})", shown.display()))
 }
 
-/// One pass; returns the finished report (also written to disk).
+/// One pass; returns the finished report (also written to disk). Every write of the pass is
+/// staged and committed at its end (`fsutil/staging.rs`): a constant number of syncs however
+/// many files it writes; scripts see what was written before them.
 pub fn run(root: &Root, settings: &Settings) -> Report {
+    let root = &root.staged();
     let state = State::new(root);
     let mut report = Report::start();
-    if let Err(err) = state.write_report(&report) {
+    if let Err(err) = state.write_running(&report) {
         tracing::warn!("cannot write the running status: {}", chain(&err));
     }
     let urls = source::metadata_service::service_urls(root, &settings.urls, &mut report.warnings);
@@ -134,6 +137,10 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     report
 }
 
+/// Most commits at the end of a run: the first, and one more to rewrite the report when the
+/// first could not place every file.
+const MAX_FINAL_COMMITS: usize = 2;
+
 fn finish(state: &State, report: &mut Report) {
     report.finish();
     if let Some(id) = &report.instance_id
@@ -149,8 +156,27 @@ fn finish(state: &State, report: &mut Report) {
             report.warnings.push(chain(&err));
         }
     }
-    if let Err(err) = state.write_report(report) {
-        tracing::error!("cannot write the status: {}", chain(&err));
+    // The report goes last: once status.json says "done", every file before it is in place.
+    for _ in 0..MAX_FINAL_COMMITS {
+        if let Err(err) = state.write_report(report) {
+            tracing::error!("cannot write the status: {}", chain(&err));
+        }
+        let committed = state.root().commit();
+        tracing::debug!(
+            files = committed.totals.files,
+            publishes = committed.totals.publishes,
+            syncs = committed.totals.syncs,
+            "committed the run's writes"
+        );
+        if committed.failures.is_empty() {
+            break;
+        }
+        // What did not reach its place (its old file is kept) makes the run an error; the
+        // report says so in a new commit.
+        for failure in &committed.failures {
+            report.errors.push(format!("commit: {}", chain(failure)));
+        }
+        report.status = RunStatus::Error;
     }
     let status = match report.status {
         RunStatus::Done => "done",

@@ -1,15 +1,19 @@
 //! Bad input and a misbehaving metadata service: a clear error in status.json / result.json, every
-//! step that can still run has run, nothing torn, and a failing exit code.
+//! step that can still run has run, nothing torn, and a failing exit code; and a run killed
+//! between any two of its renames, where every file is the old one or the new one, in the
+//! order the run wrote them.
 
 mod support;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
 
 /// No temp file of an atomic write is left anywhere under the root.
 fn assert_nothing_torn(guest: &Guest) {
-    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
             let path = entry.path();
             if entry.file_type().unwrap().is_dir() {
@@ -340,6 +344,180 @@ fn malformed_metaboot_yaml_is_reported_and_defaults_used() {
         "test\n",
         "the rest ran on defaults"
     );
+}
+
+/// SHA-512 crypt of "app" (`openssl passwd -6 -salt saltsaltsalt app`): a fixed hash keeps
+/// /etc/shadow byte-identical between runs.
+const APP_HASH: &str = "$6$saltsaltsalt$MYo62ywb2xF3Gl.HK/AP/WuuzxrWzHE5uT/hSwIel8ROafB1RnHTXaeOrcrCV3ZxrgArbtzeRSXbhLse2Inap0";
+/// `write_files` entries of the crash tests: enough renames that a kill lands between them.
+const CRASH_FILES: usize = 40;
+
+/// User data that changes the account files, keys, hostname and [`CRASH_FILES`] files.
+fn crash_user_data() -> String {
+    let mut text = format!(
+        "#cloud-config\nhostname: crashed\nusers:\n  - name: app\n    passwd: '{APP_HASH}'\n    \
+         lock_passwd: false\n    ssh_authorized_keys: ['{USER_KEY}']\nwrite_files:\n"
+    );
+    for n in 0..CRASH_FILES {
+        text.push_str(&format!(
+            "  - path: /etc/app.d/f{n:03}\n    content: new {n}\n"
+        ));
+    }
+    text
+}
+
+/// One `renameat` of a run, as `strace -y` shows it: the directory and the final name.
+fn renames_of(trace: &str) -> Vec<PathBuf> {
+    trace
+        .lines()
+        .filter(|line| line.contains("renameat(") && line.ends_with("= 0"))
+        .filter_map(|line| {
+            // renameat(5</root/etc>, ".hosts.metaboot-1-2.tmp", 5</root/etc>, "hosts") = 0
+            let args = line.split_once("renameat(")?.1;
+            let dir = args.rsplit_once(", ")?.0.rsplit_once(", ")?.1;
+            let dir = dir.split_once('<')?.1.trim_end_matches('>');
+            let name = args.rsplit_once(", \"")?.1.split_once('"')?.0;
+            Some(Path::new(dir).join(name))
+        })
+        .collect()
+}
+
+/// The files under `root` that a run's report does not vary (timestamps), with their bytes.
+fn contents(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    files_under(root)
+        .into_iter()
+        .filter(|path| !path.to_string_lossy().contains(".metaboot-"))
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path.strip_prefix(root).unwrap().to_owned(), bytes)
+        })
+        .collect()
+}
+
+fn cp_a(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    testutil::run(Command::new("cp").arg("-a").arg(from).arg(to));
+}
+
+#[test]
+fn a_kill_between_two_renames_leaves_each_file_old_or_new_in_write_order() {
+    if !testutil::require_tool("strace") {
+        return;
+    }
+    let guest = Guest::new();
+    guest.user_data(crash_user_data());
+    let work = tempfile::tempdir().unwrap();
+    let pristine = work.path().join("pristine");
+    cp_a(&guest.root, &pristine);
+    let old = contents(&pristine);
+    // A clean run, traced: which file each rename put in place, in order.
+    let clean = work.path().join("clean");
+    cp_a(&pristine, &clean);
+    let trace = work.path().join("trace");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-y", "-e", "trace=renameat,renameat2", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["run", "--root"])
+        .arg(&clean)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let renames: Vec<PathBuf> = renames_of(&std::fs::read_to_string(&trace).unwrap())
+        .into_iter()
+        .map(|path| path.strip_prefix(&clean).unwrap().to_owned())
+        .collect();
+    assert!(renames.len() > CRASH_FILES, "{renames:?}");
+    eprintln!("a clean run renames {} files: {renames:?}", renames.len());
+    let new = contents(&clean);
+    let once = |path: &PathBuf| renames.iter().filter(|p| *p == path).count() == 1;
+    let killed = work.path().join("killed");
+    for n in 1..=renames.len() {
+        cp_a(&pristine, &killed);
+        // SIGKILL on entering the n-th renameat: the n-1 before it happened, it did not.
+        let out = Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=renameat,renameat2",
+            ])
+            .arg(format!("--inject=renameat,renameat2:signal=KILL:when={n}"))
+            .arg(env!("CARGO_BIN_EXE_metaboot"))
+            .args(["run", "--root"])
+            .arg(&killed)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "kill at rename {n} did not stop the run"
+        );
+        let now = contents(&killed);
+        for (path, bytes) in &now {
+            if path.starts_with("var") {
+                continue; // the agent's own records: times, the report
+            }
+            let was = old.get(path);
+            let will = new.get(path);
+            assert!(
+                Some(bytes) == was || Some(bytes) == will,
+                "kill at rename {n}: {} is neither old nor new: {:?}",
+                path.display(),
+                String::from_utf8_lossy(bytes)
+            );
+            if once(path) && was != will {
+                let done = renames[..n - 1].contains(path);
+                assert_eq!(
+                    Some(bytes) == will,
+                    done,
+                    "kill at rename {n}: {} is {} though its rename came {}",
+                    path.display(),
+                    if done { "old" } else { "new" },
+                    if done { "before" } else { "after" }
+                );
+            }
+        }
+        for path in old.keys() {
+            assert!(
+                now.contains_key(path),
+                "kill at rename {n}: {} vanished",
+                path.display()
+            );
+        }
+        // The report says "done" only once everything else is in place.
+        let status = std::fs::read_to_string(killed.join("var/lib/metaboot/status.json"))
+            .unwrap_or_default();
+        assert!(
+            !status.contains("\"status\": \"done\""),
+            "kill at rename {n}: {status}"
+        );
+    }
+    // The run after a kill completes the job.
+    let out = Command::new(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["run", "--root"])
+        .arg(&killed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after: Vec<_> = contents(&killed)
+        .into_iter()
+        .filter(|(path, _)| !path.starts_with("var"))
+        .collect();
+    let expected: Vec<_> = new
+        .into_iter()
+        .filter(|(path, _)| !path.starts_with("var"))
+        .collect();
+    assert_eq!(after, expected);
 }
 
 /// `metadata_urls`: tried in order, the first that answers wins (an unanswered one is skipped

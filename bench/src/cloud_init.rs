@@ -246,8 +246,33 @@ pub const RUNS_PER_ROUND: usize = 3;
 /// A tmpfs for the diagnostic run with a guest root where fsync costs nothing.
 pub const TMPFS: &str = "/dev/shm";
 
-/// Interleaved runs (cloud-init, metaboot, cloud-init, …) against `base_url`; the section's
-/// rows.
+/// Where a metaboot run's guest root lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootOn {
+    /// An ext4 disk of its own (`disk.rs`): the goal's run, as in a guest.
+    OwnDisk,
+    /// A directory of the host's file system, shared with every other process.
+    HostDirectory,
+    /// tmpfs: syncs cost nothing.
+    Tmpfs,
+}
+
+/// The samples of one round: every run of cloud-init and of metaboot on each root.
+#[derive(Debug, Default)]
+struct Round {
+    cloud_init: Vec<ProcessCost>,
+    own_disk: Vec<ProcessCost>,
+    host_directory: Vec<ProcessCost>,
+    tmpfs: Vec<ProcessCost>,
+}
+
+fn ms(cost: &ProcessCost) -> f64 {
+    cost.wall.as_secs_f64() * 1e3
+}
+
+/// Interleaved runs (cloud-init, metaboot on its own disk, in a host directory, on tmpfs,
+/// cloud-init, …) against `base_url`, [`RUNS_PER_ROUND`] of each per round; the section's
+/// rows, the wall time ratios judged round by round.
 pub fn measure(
     cloud_init: &CloudInit,
     agent: &Path,
@@ -256,72 +281,120 @@ pub fn measure(
     rounds: usize,
 ) -> anyhow::Result<Vec<Row>> {
     let driver = write_driver(dir)?;
-    let mut theirs: Vec<ProcessCost> = Vec::new();
-    let mut ours: Vec<ProcessCost> = Vec::new();
-    let mut on_tmpfs: Vec<ProcessCost> = Vec::new();
+    let disk = crate::disk::OwnDisk::create(dir)?;
     let tmpfs = tempfile::Builder::new()
         .prefix("metaboot-bench-")
         .tempdir_in(TMPFS)
         .ok();
-    for n in 1..=rounds * RUNS_PER_ROUND {
-        crate::interrupt::check()?;
-        let cost = cloud_init.run(&driver, base_url, &dir.join(format!("cloud-init-{n}")))?;
-        let mine = run_metaboot(agent, base_url, &dir.join(format!("metaboot-root-{n}")))?;
-        println!(
-            "  run {n}: cloud-init {:>6.1} ms (cpu {:>6.1} ms, {:>5.1} MiB), metaboot {:>6.1} ms (cpu {:>5.1} ms, {:>4.1} MiB)",
-            cost.wall.as_secs_f64() * 1e3,
-            cost.cpu.as_secs_f64() * 1e3,
-            cost.max_rss_kib as f64 / 1024.0,
-            mine.wall.as_secs_f64() * 1e3,
-            mine.cpu.as_secs_f64() * 1e3,
-            mine.max_rss_kib as f64 / 1024.0,
-        );
-        theirs.push(cost);
-        ours.push(mine);
-        if let Some(tmpfs) = &tmpfs {
-            let root = tmpfs.path().join(format!("root-{n}"));
-            on_tmpfs.push(run_metaboot(agent, base_url, &root)?);
-            // Keep the tmpfs small.
-            let _ = std::fs::remove_dir_all(&root);
+    let mut all: Vec<Round> = Vec::new();
+    for round in 1..=rounds {
+        let mut samples = Round::default();
+        for run in 1..=RUNS_PER_ROUND {
+            crate::interrupt::check()?;
+            let n = (round - 1) * RUNS_PER_ROUND + run;
+            let theirs = cloud_init.run(&driver, base_url, &dir.join(format!("cloud-init-{n}")))?;
+            let root = |on: RootOn| match on {
+                RootOn::OwnDisk => disk.path().join(format!("root-{n}")),
+                RootOn::HostDirectory => dir.join(format!("metaboot-root-{n}")),
+                RootOn::Tmpfs => tmpfs.as_ref().map_or_else(
+                    || dir.join(format!("tmpfs-root-{n}")),
+                    |t| t.path().join(format!("root-{n}")),
+                ),
+            };
+            make_guest_root(&root(RootOn::OwnDisk))?;
+            disk.settle()?;
+            let own = run_metaboot(agent, base_url, &root(RootOn::OwnDisk))?;
+            make_guest_root(&root(RootOn::HostDirectory))?;
+            let host = run_metaboot(agent, base_url, &root(RootOn::HostDirectory))?;
+            println!(
+                "  run {n}: cloud-init {:>6.1} ms (cpu {:>6.1} ms, {:>5.1} MiB), metaboot on its disk {:>6.1} ms (cpu {:>5.1} ms, {:>4.1} MiB), in a host directory {:>6.1} ms",
+                ms(&theirs),
+                theirs.cpu.as_secs_f64() * 1e3,
+                theirs.max_rss_kib as f64 / 1024.0,
+                ms(&own),
+                own.cpu.as_secs_f64() * 1e3,
+                own.max_rss_kib as f64 / 1024.0,
+                ms(&host),
+            );
+            samples.cloud_init.push(theirs);
+            samples.own_disk.push(own);
+            samples.host_directory.push(host);
+            if tmpfs.is_some() {
+                let on_tmpfs = root(RootOn::Tmpfs);
+                make_guest_root(&on_tmpfs)?;
+                samples
+                    .tmpfs
+                    .push(run_metaboot(agent, base_url, &on_tmpfs)?);
+                // Keep the tmpfs small.
+                let _ = std::fs::remove_dir_all(&on_tmpfs);
+            }
         }
+        let median_ms = |v: &[ProcessCost]| {
+            crate::measure::median(&v.iter().map(ms).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+        };
+        let (theirs, own) = (median_ms(&samples.cloud_init), median_ms(&samples.own_disk));
+        println!(
+            "  round {round}: cloud-init {theirs:.1} ms, metaboot on its disk {own:.1} ms: 1/{:.2} ({})",
+            theirs / own,
+            if own / theirs <= WALL_RATIO_GOAL {
+                "meets 1/30"
+            } else {
+                "misses 1/30"
+            }
+        );
+        all.push(samples);
     }
-    let wall = |v: &[ProcessCost]| v.iter().map(|c| c.wall.as_secs_f64()).collect::<Vec<_>>();
-    let cpu = |v: &[ProcessCost]| v.iter().map(|c| c.cpu.as_secs_f64()).collect::<Vec<_>>();
-    let rss = |v: &[ProcessCost]| v.iter().map(|c| c.max_rss_kib as f64).collect::<Vec<_>>();
+    drop(disk);
+    let per_round = |f: fn(&Round) -> &Vec<ProcessCost>, value: fn(&ProcessCost) -> f64| {
+        all.iter()
+            .map(|round| f(round).iter().map(value).collect::<Vec<f64>>())
+            .collect::<Vec<_>>()
+    };
+    let wall = |c: &ProcessCost| c.wall.as_secs_f64();
+    let cpu = |c: &ProcessCost| c.cpu.as_secs_f64();
+    let rss = |c: &ProcessCost| c.max_rss_kib as f64;
     let agent_bytes = std::fs::metadata(agent)
         .with_context(|| format!("failed to stat {}", agent.display()))?
         .len() as f64;
     Ok(vec![
-        Row::new(
+        Row::in_rounds(
             SECTION,
-            "wall time, whole process (vs cloud-init)",
+            "wall time, root on an ext4 disk of its own (vs cloud-init)",
             Unit::Seconds,
-            wall(&theirs),
-            wall(&ours),
+            &per_round(|r| &r.cloud_init, wall),
+            &per_round(|r| &r.own_disk, wall),
             Goal::RatioAtMost(WALL_RATIO_GOAL),
         ),
-        Row::new(
+        Row::in_rounds(
             SECTION,
-            "wall time, guest root on tmpfs: no fsync cost (vs cloud-init)",
+            "wall time, root in a shared host directory: syncfs also writes others' data (vs cloud-init)",
             Unit::Seconds,
-            wall(&theirs),
-            wall(&on_tmpfs),
+            &per_round(|r| &r.cloud_init, wall),
+            &per_round(|r| &r.host_directory, wall),
             Goal::None,
         ),
-        Row::new(
+        Row::in_rounds(
             SECTION,
-            "CPU time user+sys (vs cloud-init)",
+            "wall time, root on tmpfs: no sync cost (vs cloud-init)",
             Unit::Seconds,
-            cpu(&theirs),
-            cpu(&ours),
+            &per_round(|r| &r.cloud_init, wall),
+            &per_round(|r| &r.tmpfs, wall),
+            Goal::None,
+        ),
+        Row::in_rounds(
+            SECTION,
+            "CPU time user+sys, own disk (vs cloud-init)",
+            Unit::Seconds,
+            &per_round(|r| &r.cloud_init, cpu),
+            &per_round(|r| &r.own_disk, cpu),
             Goal::None,
         ),
         Row::new(
             SECTION,
             "peak RSS (vs cloud-init)",
             Unit::KiB,
-            rss(&theirs),
-            rss(&ours),
+            per_round(|r| &r.cloud_init, rss).concat(),
+            per_round(|r| &r.own_disk, rss).concat(),
             Goal::None,
         ),
         Row::new(

@@ -7,10 +7,12 @@
 //! harness drives the server only as a program. `metaboot-harness bench …` runs this program.
 
 pub mod baselines;
+pub mod boot_phases;
 pub mod chain;
 pub mod cli;
 pub mod cloud_init;
 pub mod debian;
+pub mod disk;
 pub mod fleet;
 pub mod install;
 pub mod interrupt;
@@ -62,7 +64,8 @@ struct Report {
 
 /// Notes printed under the table.
 pub const NOTES: [&str; 8] = [
-    "ratio = metaboot / baseline; values are medians of interleaved runs (see the JSON for every sample)",
+    "ratio = metaboot / baseline; values are medians of interleaved runs (see the JSON for every sample); per round = the \
+     judged value (ratio or difference) of each round, lowest…highest: such a goal is met only when every round meets it",
     "chain: wrk -t2 -c64 (keep-alive) and -t1 -c1 on GET /openstack/latest/meta_data.json; nginx serves the bytes the chain \
      answered once, while metaboot renders a fresh 512-byte random_seed per request (the protocol)",
     "chain: haproxy runs Neutron's configuration (docs/protocol.md §3) minus syslog; the 3-hop baseline is that haproxy → nginx on a \
@@ -70,9 +73,12 @@ pub const NOTES: [&str; 8] = [
     "storm: baseline column = registry of 1 000 instances, metaboot column = the large registry, ratio = growth; each storm \
      runs against a freshly started `metaboot-server all` (peak RSS = its VmHWM)",
     "guest agent: whole-process wall time; cloud-init = python3 start + imports + MetadataReader.read_v2() (EC2 crawl at \
-     the same base URL) + #cloud-config merge; metaboot = `metaboot run --root TMP` (fetch, decode, apply)",
+     the same base URL) + #cloud-config merge; metaboot = `metaboot run --root DIR` (fetch, decode, apply, 2 syncs), DIR on \
+     an ext4 disk of its own (loop device over a file on the host disk, as a guest's root disk), in a directory of the host's \
+     shared file system, or on tmpfs; a round = 3 runs of each",
     "qemu: host clock on serial markers; baseline = the same tiny image with metaboot.baseline=wget (udhcpc + one wget, no \
-     dropbear); metaboot's provisioned = after `metaboot run` and dropbear listening",
+     SSH); the tiny image's provisioned = `metaboot run` done and its SSH listener up; goal on the difference in each round; \
+     phases from each console (bench/src/boot_phases.rs)",
     "debian: host clock from QEMU's start to the first key login as `debian` (tried every 250 ms); provisioner = its units' \
      main processes as the guest's systemd timed them (ExecMainStart → ExecMainExit); goals judged on every round",
     "the machine is shared and noisy: compare ratios, not absolute numbers, across runs",

@@ -1,5 +1,8 @@
 //! The bench's result: one row per metric (baseline, metaboot, their ratio, the goal and
-//! whether it is met), printed as one table and written as JSON.
+//! whether it is met), printed as one table and written as JSON. A row measured in rounds
+//! ([`Row::in_rounds`]) shows the range of the judged value over its rounds and meets its
+//! goal only when every round does; a row of paired samples can be judged on each pair
+//! ([`Row::every_round`]).
 
 use std::fmt::Write as _;
 
@@ -58,24 +61,60 @@ pub enum Goal {
     RatioAtMost(f64),
     /// metaboot's own value at most this (in the row's unit).
     AtMost(f64),
+    /// metaboot − baseline at most this (in the row's unit).
+    DifferenceAtMost(f64),
+    /// Reference only, judged as metaboot − baseline (the per-round column shows it).
+    Difference,
 }
 
 impl Goal {
     fn describe(self, unit: Unit) -> String {
         match self {
-            Goal::None => "-".to_owned(),
+            Goal::None | Goal::Difference => "-".to_owned(),
             Goal::RatioAtLeast(r) => format!("ratio ≥ {}", ratio_text(r)),
             Goal::RatioAtMost(r) => format!("ratio ≤ {}", ratio_text(r)),
             Goal::AtMost(v) => format!("≤ {}", unit.format(v)),
+            Goal::DifferenceAtMost(v) => format!("diff ≤ {}", unit.format(v)),
         }
     }
 
-    fn met(self, metaboot: Option<f64>, ratio: Option<f64>) -> Option<bool> {
+    /// The value the goal judges, from a baseline and a metaboot value: their ratio, their
+    /// difference, or metaboot's own value.
+    fn judged(self, baseline: Option<f64>, metaboot: Option<f64>) -> Option<f64> {
         match self {
-            Goal::None => None,
-            Goal::RatioAtLeast(r) => ratio.map(|x| x >= r),
-            Goal::RatioAtMost(r) => ratio.map(|x| x <= r),
-            Goal::AtMost(v) => metaboot.map(|x| x <= v),
+            Goal::None | Goal::RatioAtLeast(_) | Goal::RatioAtMost(_) => match (baseline, metaboot)
+            {
+                (Some(b), Some(m)) if b != 0.0 => Some(m / b),
+                _ => None,
+            },
+            Goal::AtMost(_) => metaboot,
+            Goal::DifferenceAtMost(_) | Goal::Difference => Some(metaboot? - baseline?),
+        }
+    }
+
+    /// Whether `value` (what [`Goal::judged`] gives) meets the goal.
+    fn meets(self, value: f64) -> Option<bool> {
+        match self {
+            Goal::None | Goal::Difference => None,
+            Goal::RatioAtLeast(r) => Some(value >= r),
+            Goal::RatioAtMost(r) | Goal::AtMost(r) | Goal::DifferenceAtMost(r) => Some(value <= r),
+        }
+    }
+
+    fn met(self, baseline: Option<f64>, metaboot: Option<f64>) -> Option<bool> {
+        self.judged(baseline, metaboot)
+            .and_then(|value| self.meets(value))
+    }
+
+    /// The judged value for people: a ratio as a number, anything else in the row's unit.
+    fn format_judged(self, unit: Unit, value: f64) -> String {
+        match self {
+            Goal::AtMost(_) => unit.format(value),
+            Goal::DifferenceAtMost(_) | Goal::Difference if value < 0.0 => {
+                format!("-{}", unit.format(-value))
+            }
+            Goal::DifferenceAtMost(_) | Goal::Difference => format!("+{}", unit.format(value)),
+            _ => format!("{value:.3}"),
         }
     }
 }
@@ -113,6 +152,9 @@ pub struct Row {
     pub baseline_samples: Vec<f64>,
     /// Every metaboot sample, in the order measured.
     pub metaboot_samples: Vec<f64>,
+    /// The judged value (ratio, difference or metaboot's value) of each round, when measured
+    /// in rounds: the goal is met only when every round meets it.
+    pub rounds: Vec<f64>,
 }
 
 impl Row {
@@ -139,11 +181,69 @@ impl Row {
             metaboot,
             ratio,
             goal,
-            met: goal.met(metaboot, ratio),
+            met: goal.met(baseline, metaboot),
             every_round: false,
             baseline_samples,
             metaboot_samples,
+            rounds: Vec::new(),
         }
+    }
+
+    /// A row from samples grouped by round (`baseline[i]` and `metaboot[i]` measured
+    /// interleaved in round `i`): values are the medians of every sample; the goal is judged
+    /// on each round's medians and met only when every round meets it.
+    pub fn in_rounds(
+        section: &str,
+        metric: &str,
+        unit: Unit,
+        baseline: &[Vec<f64>],
+        metaboot: &[Vec<f64>],
+        goal: Goal,
+    ) -> Self {
+        let rounds: Vec<f64> = baseline
+            .iter()
+            .zip(metaboot)
+            .filter_map(|(b, m)| goal.judged(median(b), median(m)))
+            .collect();
+        let mut row = Self::new(
+            section,
+            metric,
+            unit,
+            baseline.concat(),
+            metaboot.concat(),
+            goal,
+        );
+        if !rounds.is_empty() {
+            row.met = rounds
+                .iter()
+                .map(|value| goal.meets(*value))
+                .collect::<Option<Vec<bool>>>()
+                .map(|all| all.iter().all(|met| *met));
+        }
+        row.rounds = rounds;
+        row
+    }
+
+    /// The range of the judged value over the rounds (`-` when not measured in rounds).
+    fn rounds_text(&self) -> String {
+        let lo = self.rounds.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self
+            .rounds
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !lo.is_finite() {
+            return "-".to_owned();
+        }
+        let goal = match self.goal {
+            Goal::None => Goal::RatioAtMost(0.0),
+            goal => goal,
+        };
+        format!(
+            "{}…{}",
+            goal.format_judged(self.unit, lo),
+            goal.format_judged(self.unit, hi)
+        )
     }
 
     /// The goal judged on every round as well as on the medians: met only when each round's
@@ -155,7 +255,7 @@ impl Row {
             let each = self
                 .metaboot_samples
                 .iter()
-                .all(|&m| self.goal.met(Some(m), None) == Some(true));
+                .all(|&m| self.goal.met(None, Some(m)) == Some(true));
             self.met = Some(each);
         } else if self.met == Some(true) {
             let paired = self.baseline_samples.len() == self.metaboot_samples.len();
@@ -163,10 +263,7 @@ impl Row {
                 .baseline_samples
                 .iter()
                 .zip(&self.metaboot_samples)
-                .all(|(&b, &m)| {
-                    let ratio = (b != 0.0).then(|| m / b);
-                    self.goal.met(Some(m), ratio) == Some(true)
-                });
+                .all(|(&b, &m)| self.goal.met(Some(b), Some(m)) == Some(true));
             self.met = Some(paired && each);
         }
         self
@@ -175,7 +272,7 @@ impl Row {
 
 /// Renders the rows as one table.
 pub fn render(rows: &[Row]) -> String {
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|row| {
             let value = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| row.unit.format(v));
@@ -185,6 +282,7 @@ pub fn render(rows: &[Row]) -> String {
                 value(row.metaboot),
                 row.ratio
                     .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
+                row.rounds_text(),
                 if row.every_round && row.goal != Goal::None {
                     format!("{}, each round", row.goal.describe(row.unit))
                 } else {
@@ -198,7 +296,15 @@ pub fn render(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let header = ["metric", "baseline", "metaboot", "ratio", "goal", "met?"];
+    let header = [
+        "metric",
+        "baseline",
+        "metaboot",
+        "ratio",
+        "per round",
+        "goal",
+        "met?",
+    ];
     let mut widths = header.map(|h| h.chars().count());
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -210,7 +316,7 @@ pub fn render(rows: &[Row]) -> String {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             let pad = width.saturating_sub(cell.chars().count());
-            if i == 0 || i >= 4 {
+            if i == 0 || i >= 5 {
                 let _ = write!(text, "{cell}{}", " ".repeat(pad));
             } else {
                 let _ = write!(text, "{}{cell}", " ".repeat(pad));
@@ -226,7 +332,7 @@ pub fn render(rows: &[Row]) -> String {
     for (row, cells) in rows.iter().zip(&cells) {
         if section.as_ref() != Some(&row.section) {
             let mut title = vec![format!("[{}]", row.section)];
-            title.extend((1..6).map(|_| String::new()));
+            title.extend((1..7).map(|_| String::new()));
             line(&mut out, &title);
             section = Some(row.section.clone());
         }
@@ -359,6 +465,57 @@ mod tests {
         );
         let bar = lines[0].find('|').unwrap();
         assert_eq!(lines[3].find('|'), Some(bar), "{text}");
+    }
+
+    #[test]
+    fn rows_in_rounds_meet_their_goal_only_in_every_round() {
+        let ratio = Row::in_rounds(
+            "agent",
+            "wall",
+            Unit::Seconds,
+            &[vec![0.30, 0.32], vec![0.40], vec![0.30]],
+            &[vec![0.009, 0.009], vec![0.010], vec![0.012]],
+            Goal::RatioAtMost(1.0 / 30.0),
+        );
+        assert_eq!(ratio.rounds.len(), 3);
+        assert!((ratio.rounds[0] - 0.009 / 0.31).abs() < 1e-9);
+        assert_eq!(ratio.met, Some(false), "round 3 is 1/25");
+        assert_eq!(ratio.rounds_text(), "0.025…0.040");
+        let all = Row::in_rounds(
+            "agent",
+            "wall",
+            Unit::Seconds,
+            &[vec![0.30], vec![0.40]],
+            &[vec![0.009], vec![0.010]],
+            Goal::RatioAtMost(1.0 / 30.0),
+        );
+        assert_eq!(all.met, Some(true));
+        let diff = Row::in_rounds(
+            "qemu",
+            "init → provisioned",
+            Unit::Seconds,
+            &[vec![0.60], vec![0.70]],
+            &[vec![0.72], vec![0.86]],
+            Goal::DifferenceAtMost(0.15),
+        );
+        assert_eq!(diff.met, Some(false), "round 2 is +160 ms");
+        assert_eq!(diff.rounds_text(), "+120 ms…+160 ms");
+        let reference = Row::in_rounds(
+            "qemu",
+            "lease → provisioned",
+            Unit::Seconds,
+            &[vec![0.10], vec![0.12]],
+            &[vec![0.30], vec![0.25]],
+            Goal::Difference,
+        );
+        assert_eq!(reference.met, None);
+        assert_eq!(reference.rounds_text(), "+130 ms…+200 ms");
+        let text = render(&[diff]);
+        assert!(
+            text.contains("diff ≤ 150 ms") && text.contains("NOT MET"),
+            "{text}"
+        );
+        assert!(text.lines().next().unwrap().contains("per round"), "{text}");
     }
 
     #[test]

@@ -1,16 +1,14 @@
 //! The guest agent (`metaboot run --root TMP`) against the real chain when things go wrong:
 //! the metadata service down at boot and then up (retries to success), down past the deadline
 //! (a clear failure), killed with SIGKILL at random points (every system file is the old or the
-//! new one, never a mix, and the next run completes), and a full disk (the old file is kept,
-//! the error reported).
+//! new one, never a mix, files are new in the order the run wrote them, and the next run
+//! completes), and a full disk (the old file is kept, the error reported).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use metaboot_harness::workspace::{self, CargoBinary};
 use metaboot_tests::chain::{Chain, Scope, free_port};
 use metaboot_tests::prerequisite::{require_command, require_root};
 
@@ -32,6 +30,9 @@ const WATCHED: &[&str] = &[
 ];
 /// SIGKILLs at random points, each from the old state.
 const KILLS: usize = 50;
+/// `write_files` entries (`/etc/app.d/fNNN`) of each run: they widen the window in which the
+/// run renames its files into place, and are written in this order.
+const APP_FILES: usize = 100;
 /// SIGKILLs in a row on the same root, each run resuming what the last one left.
 const KILLS_IN_A_ROW: usize = 20;
 
@@ -51,25 +52,38 @@ users:
 write_files:
   - path: /etc/app.conf
     content: new
-"
+{}",
+        (0..APP_FILES)
+            .map(|n| format!("  - path: /etc/app.d/f{n:03}\n    content: new {n}\n"))
+            .collect::<String>()
     )
+}
+
+/// How many of the `/etc/app.d` files are new under `root`; panics unless each is absent
+/// (old) or complete, and unless the new ones are the first ones written.
+fn app_files_new(root: &Path, what: &str) -> usize {
+    let new: Vec<bool> = (0..APP_FILES)
+        .map(
+            |n| match std::fs::read_to_string(root.join(format!("etc/app.d/f{n:03}"))) {
+                Err(_) => false,
+                Ok(text) => {
+                    assert_eq!(text, format!("new {n}"), "{what}: f{n:03} is torn");
+                    true
+                }
+            },
+        )
+        .collect();
+    let count = new.iter().filter(|n| **n).count();
+    assert!(
+        new[..count].iter().all(|n| *n),
+        "{what}: files are new out of the order they were written: {new:?}"
+    );
+    count
 }
 
 /// The guest agent, built once (dev profile).
 fn metaboot() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            workspace::build(CargoBinary {
-                package: "metaboot",
-                bin: "metaboot",
-                profile: None,
-                target: None,
-                static_crt: false,
-            })
-            .expect("failed to build metaboot")
-        })
-        .clone()
+    metaboot_tests::guest_agent::binary()
 }
 
 /// The registry of one guest at 127.0.0.1 behind a router (no process yet).
@@ -229,7 +243,8 @@ fn api_down_behind_a_running_proxy_then_up_is_retried_to_success() {
     chain.start_api().unwrap();
     let out = run.wait_with_output().unwrap();
     assert_ran(&out, &chain);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("503"), "it saw the 503: {stderr}");
     assert_eq!(status(dir.path()).0, Some(0));
 }
 
@@ -338,6 +353,8 @@ fn sigkill_at_random_points_never_tears_a_file() {
     let mut rng = seed;
     let window = u64::try_from(run_time.as_micros()).unwrap_or(u64::MAX);
     let delay_in = move |rng: &mut u64| next(rng, window);
+    // Kills that landed while the run was renaming its files into place.
+    let mid_rename = std::cell::Cell::new(0);
     let check = |root: &Path, what: &str| -> usize {
         let now = snapshot(root);
         for (i, path) in WATCHED.iter().enumerate() {
@@ -347,6 +364,30 @@ fn sigkill_at_random_points_never_tears_a_file() {
                 now[i].as_deref().map(String::from_utf8_lossy),
                 describe(&old),
                 describe(&new)
+            );
+        }
+        // passwd goes after shadow and group: a user never exists without them.
+        let is_new = |path: &str| {
+            let i = WATCHED.iter().position(|p| *p == path).unwrap();
+            now[i] == new[i]
+        };
+        if is_new("etc/passwd") {
+            assert!(
+                is_new("etc/shadow") && is_new("etc/group"),
+                "{what}: passwd is new before shadow and group:\n{}",
+                describe(&now)
+            );
+        }
+        let apps = app_files_new(root, what);
+        if apps > 0 && apps < APP_FILES {
+            mid_rename.set(mid_rename.get() + 1);
+        }
+        let status =
+            std::fs::read_to_string(root.join("var/lib/metaboot/status.json")).unwrap_or_default();
+        if status.contains("\"status\": \"done\"") {
+            assert!(
+                now == new && apps == APP_FILES,
+                "{what}: status.json says done before every file is in place"
             );
         }
         now.iter().zip(&new).filter(|(a, b)| a == b).count()
@@ -368,10 +409,14 @@ fn sigkill_at_random_points_never_tears_a_file() {
         progress[check(&root, &format!("kill {kill} after {delay} µs"))] += 1;
     }
     eprintln!(
-        "files already new at each kill (0..={}): {progress:?}",
+        "system files already new at each kill (0..={}): {progress:?}",
         WATCHED.len()
     );
-    eprintln!("{killed_early} of {KILLS} runs finished before their kill");
+    eprintln!(
+        "{killed_early} of {KILLS} runs finished before their kill, {} were killed between \
+         two renames of /etc/app.d",
+        mid_rename.get()
+    );
     assert!(killed_early < KILLS / 2, "most runs must really be killed");
     // Kills in a row on one root, then a clean run: it ends in the new state.
     copy_tree(&pristine, &root);
@@ -390,8 +435,12 @@ fn sigkill_at_random_points_never_tears_a_file() {
         "the run after the kills completes the job"
     );
     assert_eq!(status(&root).0, Some(0));
+    // The killed runs' temp files are gone: the clean run cleared each directory it wrote to.
     let leftovers = temp_files(&root);
-    eprintln!("temp files after the kills: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temp files after the kills: {leftovers:?}"
+    );
 }
 
 /// Temp files of atomic writes (`.metaboot-` in the name) anywhere under `dir`.

@@ -95,8 +95,10 @@ pub struct ScriptEnv {
 
 /// Runs the script at `path` under the root and logs its output; never fails, the outcome is
 /// in the result. exec(2) takes a path: scripts live in the agent's own state directories,
-/// which only root can change.
+/// which only root can change. Every write the run made so far is published first: the
+/// script, and whatever it reads, must be in place.
 pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> ScriptResult {
+    root.publish();
     let start = Instant::now();
     let result = |exit_code, error: Option<String>| ScriptResult {
         name: name.to_owned(),

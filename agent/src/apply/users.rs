@@ -2,6 +2,8 @@
 //! changed in place, lines metaboot does not touch are kept byte for byte, and each file is
 //! replaced atomically with its mode and owner.
 
+use std::path::Path;
+
 use crate::fsutil::{self, PathError, WriteOptions};
 use crate::root::Root;
 use crate::state::result::unix_now;
@@ -199,10 +201,11 @@ impl Accounts {
         })
     }
 
-    /// Writes every changed file atomically (shadow files new: 0640 as on Debian). passwd goes
-    /// last: a user exists once passwd names it, so a run killed half-way leaves at most an
-    /// unused shadow or group entry, which the next run completes, never a user without its
-    /// shadow entry (the next run would take it as an existing user and never add one).
+    /// Writes every changed file atomically (shadow files new: 0640 as on Debian), together:
+    /// when one cannot be written none is (on a run's staged root). passwd goes last: a user
+    /// exists once passwd names it, so a crash between two renames leaves at most an unused
+    /// shadow or group entry, which the next run completes, never a user without its shadow
+    /// entry (the next run would take it as an existing user and never add one).
     pub fn save(&self) -> Result<(), UsersError> {
         let files = [
             (SHADOW, self.shadow.as_ref(), 0o640),
@@ -210,17 +213,18 @@ impl Accounts {
             (GROUP, Some(&self.group), 0o644),
             (PASSWD, Some(&self.passwd), 0o644),
         ];
-        for (path, file, mode) in files {
-            if let Some(file) = file
-                && file.changed()
-            {
-                self.root.write_atomic(
-                    path,
-                    file.render().as_bytes(),
-                    &WriteOptions::keep_or(mode),
-                )?;
-            }
-        }
+        let texts: Vec<(&Path, String, WriteOptions)> = files
+            .into_iter()
+            .filter_map(|(path, file, mode)| {
+                let file = file.filter(|f| f.changed())?;
+                Some((Path::new(path), file.render(), WriteOptions::keep_or(mode)))
+            })
+            .collect();
+        let writes: Vec<(&Path, &[u8], WriteOptions)> = texts
+            .iter()
+            .map(|(path, text, options)| (*path, text.as_bytes(), *options))
+            .collect();
+        self.root.write_all_or_none(&writes)?;
         Ok(())
     }
 

@@ -1,7 +1,11 @@
 //! Atomic file replacement inside an open directory: a temp file created there (`O_EXCL |
-//! O_NOFOLLOW`), owner and mode set on its descriptor, fsync, `renameat` over the old entry,
-//! fsync the directory. The old file's mode and owner are kept unless the caller sets them; a
-//! symlink at the final name is replaced, never followed.
+//! O_NOFOLLOW`), owner and mode set on its descriptor, then renamed over the old entry
+//! (`renameat`). The old file's mode and owner are kept unless the caller sets them; a symlink
+//! at the final name is replaced, never followed.
+//!
+//! When the directory belongs to a staged root (`staging.rs`, what `metaboot run` uses), the
+//! complete temp file is staged and renamed at the next publish, after one sync for all of
+//! them. Otherwise it is synced, renamed, and the directory synced, at once.
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -51,9 +55,20 @@ impl WriteOptions {
     }
 }
 
+/// When a write reaches its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// Staged when the root is (renamed at the next publish), else at once and synced.
+    InTurn,
+    /// Renamed at once, without a sync when the root is staged (its next sync covers it).
+    Now,
+}
+
 impl Dir {
     /// Replaces entry `name` with `contents` atomically: readers see the old file or the new
-    /// one, never a torn one, and a crash or a full disk leaves the old file in place.
+    /// one, never a torn one, and a crash or a full disk leaves the old file in place. On a
+    /// staged root the new file is in place at the next publish; until then the run's own
+    /// reads of `name` see it.
     pub fn write_atomic(
         &self,
         name: &OsStr,
@@ -72,11 +87,43 @@ impl Dir {
         contents: &[u8],
         options: &WriteOptions,
     ) -> Result<(), PathError> {
-        let old = self
-            .entry(name)
-            .ok()
-            .flatten()
-            .filter(|stat| kind(stat) == SFlag::S_IFREG);
+        self.replace(name, shown, contents, options, When::InTurn)
+    }
+
+    /// [`Dir::write_atomic_as`], renamed at once so that other processes see it now (a staged
+    /// root publishes what it staged for `name` first, and syncs it later).
+    pub(crate) fn write_atomic_now(
+        &self,
+        name: &OsStr,
+        shown: &Path,
+        contents: &[u8],
+        options: &WriteOptions,
+    ) -> Result<(), PathError> {
+        self.replace(name, shown, contents, options, When::Now)
+    }
+
+    fn replace(
+        &self,
+        name: &OsStr,
+        shown: &Path,
+        contents: &[u8],
+        options: &WriteOptions,
+        when: When,
+    ) -> Result<(), PathError> {
+        if when == When::Now {
+            self.settle(name);
+        }
+        let old = self.entry(name).ok().flatten();
+        if old
+            .as_ref()
+            .is_some_and(|stat| kind(stat) == SFlag::S_IFDIR)
+        {
+            // renameat would refuse it; say so now rather than when the writes are published.
+            return Err(PathError::fail("replace", shown)(std::io::Error::from(
+                std::io::ErrorKind::IsADirectory,
+            )));
+        }
+        let old = old.filter(|stat| kind(stat) == SFlag::S_IFREG);
         let mode = options
             .mode
             .or_else(|| old.as_ref().map(|stat| stat.st_mode & 0o7777))
@@ -89,19 +136,30 @@ impl Dir {
             })
         });
         let temp = temp_name(name);
+        if let Some(staging) = self.staging() {
+            staging.sweep(self.fd());
+        }
+        let staging = self.staging().filter(|_| when == When::InTurn);
+        let durable = self.staging().is_none();
         let result = self
-            .write_temp(&temp, shown, contents, mode, owner)
-            .and_then(|()| {
-                renameat(self.fd(), temp.as_os_str(), self.fd(), name)
-                    .map_err(|errno| PathError::fail("rename into place", shown)(errno.into()))
+            .write_temp(&temp, shown, contents, mode, owner, durable)
+            .and_then(|()| match staging {
+                Some(staging) => staging
+                    .stage(self.fd(), self.path(), temp.clone(), name, shown.to_owned())
+                    .map_err(PathError::fail("stage", shown)),
+                None => renameat(self.fd(), temp.as_os_str(), self.fd(), name)
+                    .map_err(|errno| PathError::fail("rename into place", shown)(errno.into())),
             });
         if result.is_err() {
             // Best effort: the temp file is ours and useless now; the old file was never touched.
             let _ = unlinkat(self.fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
             return result;
         }
-        self.sync()
-            .map_err(PathError::fail("sync directory", self.path()))
+        if durable {
+            self.sync()
+                .map_err(PathError::fail("sync directory", self.path()))?;
+        }
+        Ok(())
     }
 
     fn write_temp(
@@ -111,6 +169,7 @@ impl Dir {
         contents: &[u8],
         mode: u32,
         owner: Option<Owner>,
+        durable: bool,
     ) -> Result<(), PathError> {
         let temp_shown = shown.with_file_name(temp);
         let mut file = self
@@ -120,12 +179,16 @@ impl Dir {
             .map_err(PathError::fail("write", &temp_shown))?;
         set_owner_mode(file.as_fd(), owner, mode)
             .map_err(PathError::fail("set owner and mode of", &temp_shown))?;
-        file.sync_all()
-            .map_err(PathError::fail("sync", &temp_shown))
+        if durable {
+            file.sync_all()
+                .map_err(PathError::fail("sync", &temp_shown))?;
+        }
+        Ok(())
     }
 }
 
-fn temp_name(name: &OsStr) -> std::ffi::OsString {
+/// A temp file name next to `name`, unique in this process (`.NAME.metaboot-PID-N.tmp`).
+pub(crate) fn temp_name(name: &OsStr) -> std::ffi::OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut temp = std::ffi::OsString::from(".");

@@ -1,5 +1,6 @@
 //! `Dir`: an open directory under the root. Its operations take one entry name, never follow a
-//! symlink there, and change owner and mode on descriptors, never by path.
+//! symlink there, and change owner and mode on descriptors, never by path. Under staging
+//! (`staging.rs`) they see a staged name as its newest staged write.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -7,6 +8,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
@@ -15,17 +17,39 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 
 use super::error::Refused;
 use super::owner::{Owner, can_chown, kind};
+use super::staging::Staging;
 
-/// An open directory and its host path (for messages).
+/// An open directory, its host path (for messages), and the staging of its root, if any.
 #[derive(Debug)]
 pub struct Dir {
     fd: OwnedFd,
     path: PathBuf,
+    staging: Option<Arc<Staging>>,
 }
 
 impl Dir {
-    pub(crate) fn new(fd: OwnedFd, path: PathBuf) -> Self {
-        Dir { fd, path }
+    pub(crate) fn new(fd: OwnedFd, path: PathBuf, staging: Option<Arc<Staging>>) -> Self {
+        Dir { fd, path, staging }
+    }
+
+    /// The staging its writes go to (`None`: each write is renamed and synced at once).
+    pub(crate) fn staging(&self) -> Option<&Arc<Staging>> {
+        self.staging.as_ref()
+    }
+
+    /// The name to open for entry `name`: its newest staged temp file, or itself.
+    fn seen(&self, name: &OsStr) -> OsString {
+        self.staging
+            .as_ref()
+            .and_then(|staging| staging.redirect(self.fd.as_fd(), name))
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// Publishes the staged writes before entry `name` is changed other than by staging.
+    pub(crate) fn settle(&self, name: &OsStr) {
+        if let Some(staging) = &self.staging {
+            staging.settle(self.fd.as_fd(), name);
+        }
     }
 
     /// The directory's host path (for messages, and for what needs a path: exec, mount).
@@ -50,7 +74,11 @@ impl Dir {
 
     /// The status of entry `name` itself (a symlink is not followed); `None` when missing.
     pub fn entry(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
-        match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        match fstatat(
+            &self.fd,
+            self.seen(name).as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             Ok(stat) => Ok(Some(stat)),
             Err(Errno::ENOENT) => Ok(None),
             Err(errno) => Err(errno.into()),
@@ -60,8 +88,12 @@ impl Dir {
     /// Opens directory `name` (a symlink there is refused); `None` when missing.
     pub fn open_dir(&self, name: &OsStr) -> io::Result<Option<Dir>> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match openat(&self.fd, name, flags, Mode::empty()) {
-            Ok(fd) => Ok(Some(Dir::new(fd, self.child_path(name)))),
+        match openat(&self.fd, self.seen(name).as_os_str(), flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(Dir::new(
+                fd,
+                self.child_path(name),
+                self.staging.clone(),
+            ))),
             Err(Errno::ENOENT) => Ok(None),
             Err(Errno::ELOOP) => Err(Refused::Symlink(self.child_path(name)).into()),
             Err(Errno::ENOTDIR) if self.entry(name)?.is_some_and(|s| is_link(&s)) => {
@@ -74,6 +106,7 @@ impl Dir {
     /// Opens directory `name`, creating it with `mode` when missing; returns it and whether it
     /// was created. A symlink there is refused.
     pub fn create_dir(&self, name: &OsStr, mode: u32) -> io::Result<(Dir, bool)> {
+        self.settle(name);
         let created = match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)) {
             Ok(()) => true,
             Err(Errno::EEXIST) => false,
@@ -87,7 +120,7 @@ impl Dir {
     /// `None` when missing.
     pub fn open_file(&self, name: &OsStr) -> io::Result<Option<(File, FileStat)>> {
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+        let fd = match openat(&self.fd, self.seen(name).as_os_str(), flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
             Err(Errno::ELOOP) => return Err(Refused::Symlink(self.child_path(name)).into()),
@@ -112,6 +145,7 @@ impl Dir {
 
     /// Creates file `name`, which must not exist (nor be a symlink), with `mode`.
     pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        self.settle(name);
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         Ok(File::from(openat(
@@ -130,6 +164,10 @@ impl Dir {
     /// The entries' names with their status (symlinks not followed), in name order; `.` and
     /// `..` left out.
     pub fn entries(&self) -> io::Result<Vec<(OsString, FileStat)>> {
+        // Staged temp files are not what a reader of the directory should see.
+        if let Some(staging) = &self.staging {
+            staging.settle_dir(self.fd.as_fd());
+        }
         // A descriptor of its own: reading a directory moves the shared offset.
         let fd = openat(
             &self.fd,

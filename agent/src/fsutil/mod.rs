@@ -1,6 +1,7 @@
 //! File-system access under the root: paths resolved from held directory descriptors without
 //! following a symlink out of the root ([`resolve`]), directory handles whose operations never
-//! follow a final symlink ([`Dir`]), atomic writes ([`atomic`]), and the one error every
+//! follow a final symlink ([`Dir`]), atomic writes ([`atomic`]), a run's writes staged and
+//! committed together at a constant number of syncs ([`staging`]), and the one error every
 //! failed operation on a path becomes ([`PathError`]).
 
 pub mod atomic;
@@ -8,6 +9,7 @@ pub mod dir;
 pub mod error;
 pub mod owner;
 pub mod resolve;
+pub mod staging;
 
 pub use atomic::WriteOptions;
 pub use dir::Dir;

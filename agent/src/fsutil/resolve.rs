@@ -7,13 +7,15 @@
 //!   a link a guest user planted is refused, whatever it points at;
 //! - at most [`MAX_SYMLINKS`] links are followed per path;
 //! - a missing directory is created (mode [`NEW_DIR_MODE`]) only along the path asked for,
-//!   never inside a symlink's target (as `mkdir -p` will not create through a dangling link).
+//!   never inside a symlink's target (as `mkdir -p` will not create through a dangling link);
+//! - under staging, a staged name is seen as its newest staged write (`staging.rs`).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
@@ -22,6 +24,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 use super::dir::Dir;
 use super::error::Refused;
 use super::owner::kind;
+use super::staging::Staging;
 
 /// Most symlinks followed while resolving one path (Linux's own limit, MAXSYMLINKS).
 pub const MAX_SYMLINKS: usize = 40;
@@ -65,17 +68,31 @@ pub(crate) struct Walker<'r> {
     /// The directories entered below the root, innermost last.
     stack: Vec<(OsString, OwnedFd)>,
     links: usize,
+    staging: Option<&'r Arc<Staging>>,
 }
 
 impl<'r> Walker<'r> {
-    /// A walk starting at the root.
-    pub(crate) fn new(root: BorrowedFd<'r>, root_path: &'r Path) -> Self {
+    /// A walk starting at the root; `staging` is the root's, if it stages its writes.
+    pub(crate) fn new(
+        root: BorrowedFd<'r>,
+        root_path: &'r Path,
+        staging: Option<&'r Arc<Staging>>,
+    ) -> Self {
         Walker {
             root,
             root_path,
             stack: Vec::new(),
             links: 0,
+            staging,
         }
+    }
+
+    /// The name to open for `name` in the current directory: its newest staged temp file,
+    /// or itself.
+    fn seen(&self, name: &OsStr) -> OsString {
+        self.staging
+            .and_then(|staging| staging.redirect(self.current(), name))
+            .unwrap_or_else(|| name.to_owned())
     }
 
     /// The directory reached so far.
@@ -98,7 +115,7 @@ impl<'r> Walker<'r> {
             Some((_, fd)) => fd,
             None => self.root.try_clone_to_owned()?,
         };
-        Ok(Dir::new(fd, path))
+        Ok(Dir::new(fd, path, self.staging.cloned()))
     }
 
     /// Walks every component of `path` as a directory, creating missing ones when `create`.
@@ -129,12 +146,8 @@ impl<'r> Walker<'r> {
                 self.stack.pop();
                 continue;
             }
-            match openat(
-                self.current(),
-                step.name.as_os_str(),
-                DIR_FLAGS,
-                Mode::empty(),
-            ) {
+            let seen = self.seen(&step.name);
+            match openat(self.current(), seen.as_os_str(), DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => self.stack.push((step.name, fd)),
                 Err(Errno::ENOENT) if step.creatable => {
                     match mkdirat(
@@ -151,7 +164,7 @@ impl<'r> Walker<'r> {
                     }
                 }
                 Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                    let target = self.follow(&step.name)?;
+                    let target = self.follow(&seen, &step.name)?;
                     for step in target.into_iter().rev() {
                         todo.push_front(step);
                     }
@@ -162,13 +175,14 @@ impl<'r> Walker<'r> {
         Ok(())
     }
 
-    /// The target of symlink `name` in the current directory, as steps to walk (the walk
-    /// restarts at the root for an absolute target). Refuses what is not a trusted symlink.
-    fn follow(&mut self, name: &OsStr) -> io::Result<VecDeque<Step>> {
+    /// The target of symlink `name` in the current directory (read from entry `seen`, which is
+    /// `name` or its staged temp), as steps to walk (the walk restarts at the root for an
+    /// absolute target). Refuses what is not a trusted symlink.
+    fn follow(&mut self, seen: &OsStr, name: &OsStr) -> io::Result<VecDeque<Step>> {
         // The link itself, so that its owner and its target are read from the same inode.
         let link = openat(
             self.current(),
-            name,
+            seen,
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
@@ -199,7 +213,8 @@ impl<'r> Walker<'r> {
     }
 
     /// Opens `name` in the current directory with `flags` (plus `O_NOFOLLOW | O_CLOEXEC`).
-    /// A symlink there is followed inside the root when `follow`, refused otherwise.
+    /// A symlink there is followed inside the root when `follow`, refused otherwise. A staged
+    /// name is read from its staged write, and published before anything else opens it.
     pub(crate) fn open_final(
         &mut self,
         mut name: OsString,
@@ -207,11 +222,17 @@ impl<'r> Walker<'r> {
         mode: Mode,
         follow: bool,
     ) -> io::Result<OwnedFd> {
+        let read_only =
+            flags & (OFlag::O_ACCMODE | OFlag::O_CREAT | OFlag::O_TRUNC) == OFlag::O_RDONLY;
         loop {
+            if !read_only && let Some(staging) = self.staging {
+                staging.settle(self.current(), &name);
+            }
+            let seen = self.seen(&name);
             let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            match openat(self.current(), name.as_os_str(), flags, mode) {
+            match openat(self.current(), seen.as_os_str(), flags, mode) {
                 Ok(fd) => return Ok(fd),
-                Err(Errno::ELOOP) if follow => name = self.enter_link_parent(&name)?,
+                Err(Errno::ELOOP) if follow => name = self.enter_link_parent(&seen, &name)?,
                 Err(Errno::ELOOP) => {
                     return Err(Refused::Symlink(self.shown(Some(&name))).into());
                 }
@@ -228,9 +249,10 @@ impl<'r> Walker<'r> {
         follow: bool,
     ) -> io::Result<Option<FileStat>> {
         loop {
+            let seen = self.seen(&name);
             let stat = match fstatat(
                 self.current(),
-                name.as_os_str(),
+                seen.as_os_str(),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             ) {
                 Ok(stat) => stat,
@@ -240,7 +262,7 @@ impl<'r> Walker<'r> {
             if !(follow && kind(&stat) == SFlag::S_IFLNK) {
                 return Ok(Some(stat));
             }
-            name = match self.enter_link_parent(&name) {
+            name = match self.enter_link_parent(&seen, &name) {
                 Ok(name) => name,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(err) => return Err(err),
@@ -248,10 +270,11 @@ impl<'r> Walker<'r> {
         }
     }
 
-    /// Follows symlink `name`: walks to its target's parent and returns the target's last
-    /// component (`.` when the target is a directory such as `/` or `..`).
-    fn enter_link_parent(&mut self, name: &OsStr) -> io::Result<OsString> {
-        let mut target = self.follow(name)?;
+    /// Follows symlink `name` (read from entry `seen`): walks to its target's parent and
+    /// returns the target's last component (`.` when the target is a directory such as `/`
+    /// or `..`).
+    fn enter_link_parent(&mut self, seen: &OsStr, name: &OsStr) -> io::Result<OsString> {
+        let mut target = self.follow(seen, name)?;
         let last = match target.pop_back() {
             Some(step) if step.name != ".." => step.name,
             Some(step) => {

@@ -158,12 +158,20 @@ impl State {
         )
     }
 
+    /// Writes the report of a run that is starting to `status.json` at once, so that
+    /// `metaboot status` (and `--wait`) see the run now rather than the previous run's result.
+    pub fn write_running(&self, report: &Report) -> Result<(), PathError> {
+        self.root.write_atomic_now(
+            self.status_path(),
+            &report_json(report),
+            &WriteOptions::exact(0o644, None),
+        )
+    }
+
     /// Writes the report to `status.json` and, once the instance is known, to its
-    /// `result.json`.
+    /// `result.json` (status.json last: it says the run is over).
     pub fn write_report(&self, report: &Report) -> Result<(), PathError> {
-        // Serialising plain data with string keys cannot fail.
-        let mut json = serde_json::to_vec_pretty(report).unwrap_or_default();
-        json.push(b'\n');
+        let json = report_json(report);
         let options = WriteOptions::exact(0o644, None);
         if let Some(id) = &report.instance_id
             && check_instance_id(id).is_ok()
@@ -173,6 +181,14 @@ impl State {
         }
         self.root.write_atomic(self.status_path(), &json, &options)
     }
+}
+
+/// The report as status.json and result.json hold it.
+fn report_json(report: &Report) -> Vec<u8> {
+    // Serialising plain data with string keys cannot fail.
+    let mut json = serde_json::to_vec_pretty(report).unwrap_or_default();
+    json.push(b'\n');
+    json
 }
 
 #[cfg(test)]

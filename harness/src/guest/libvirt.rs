@@ -185,7 +185,7 @@ mod tests {
         for expect in [
             "<domain type='qemu'>",
             "<kernel>/var/cache/metaboot/tiny-0123/vmlinuz</kernel>",
-            "<cmdline>console=ttyS0 panic=-1</cmdline>",
+            "<cmdline>console=ttyS0 panic=-1 no_timer_check</cmdline>",
             "<features><acpi/><apic/></features>",
             "<controller type='usb' model='none'/>",
             "<memballoon model='none'/>",

@@ -19,7 +19,7 @@ pub const MARK_INIT: &str = "init reached";
 pub const MARK_NETWORK: &str = "network up";
 /// `metaboot run` returned.
 pub const MARK_METADATA: &str = "metadata fetched";
-/// dropbear listens: the guest is ready.
+/// `metaboot run` is done and SSH listens: the guest is ready.
 pub const MARK_PROVISIONED: &str = "provisioned";
 
 /// The kernel started (a distribution's boot; the tiny image prints it too).

@@ -43,6 +43,12 @@ const FILES: &[RecipeFile] = &[
         content: recipe!("init"),
     },
     RecipeFile {
+        name: "dropbear-connection",
+        path: "usr/sbin/dropbear-connection",
+        mode: 0o755,
+        content: recipe!("dropbear-connection"),
+    },
+    RecipeFile {
         name: "udhcpc.script",
         path: "etc/udhcpc.script",
         mode: 0o755,
@@ -446,6 +452,14 @@ mod tests {
                 .iter()
                 .any(|f| f.path == "init" && f.content.starts_with("#!/bin/sh"))
         );
+        // The init hands each SSH connection to the script it names.
+        let init = FILES.iter().find(|f| f.path == "init").unwrap();
+        let connection = FILES
+            .iter()
+            .find(|f| f.name == "dropbear-connection")
+            .unwrap();
+        assert!(init.content.contains(&format!("-e /{}", connection.path)));
+        assert!(connection.content.contains("dropbear -i") && connection.mode == 0o755);
     }
 
     #[test]

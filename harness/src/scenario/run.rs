@@ -31,7 +31,7 @@ pub struct BootTimes {
     pub network: Option<f64>,
     /// `metaboot run` returned.
     pub metadata: Option<f64>,
-    /// dropbear listening.
+    /// `metaboot run` done and SSH listening.
     pub provisioned: Option<f64>,
     /// First successful key login.
     pub ssh: Option<f64>,
