@@ -11,7 +11,7 @@ use metaboot_proto::headers;
 use super::relay::Agent;
 use crate::http::{Answer, Reply};
 use crate::model::ReadModel;
-use crate::store::{NewInstance, NewNetwork, NewPort, NewRouter};
+use crate::store::{NewInstance, NewNetwork, NewPort, NewRouter, Subnet};
 
 const GUEST: [u8; 4] = [198, 18, 0, 10];
 const GUEST_MAC: &str = "fa:16:3e:00:00:0a";
@@ -21,6 +21,11 @@ const GUEST_LINK_LOCAL: &str = "fe80::f816:3eff:fe00:a";
 /// A registry with one guest behind a router, the agent over it, and the proxy's headers for
 /// that guest.
 fn agent() -> (tempfile::TempDir, Arc<Agent>, HeaderMap) {
+    agent_on(None)
+}
+
+/// [`agent`] with the guest's network dual-stack when `ipv6` names its IPv6 subnet.
+fn agent_on(ipv6: Option<&str>) -> (tempfile::TempDir, Arc<Agent>, HeaderMap) {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
     let network = store
@@ -28,6 +33,11 @@ fn agent() -> (tempfile::TempDir, Arc<Agent>, HeaderMap) {
             name: "net".into(),
             project: "p".into(),
             cidr: "198.18.0.0/24".parse().unwrap(),
+            second_subnet: ipv6.map(|cidr| Subnet {
+                cidr: cidr.parse().unwrap(),
+                gateway: None,
+                dhcp_ip: None,
+            }),
             ..NewNetwork::default()
         })
         .unwrap();
@@ -138,7 +148,7 @@ async fn an_unknown_guest_costs_no_read() {
 
 #[test]
 fn a_guest_calling_from_its_link_local_address_is_found_by_its_mac() {
-    let (_dir, agent, mut proxy) = agent();
+    let (_dir, agent, mut proxy) = agent_on(Some("fdc6:1200:0:99::/64"));
     proxy.insert(
         headers::FORWARDED_FOR,
         HeaderValue::from_static(GUEST_LINK_LOCAL),
@@ -158,5 +168,19 @@ fn a_guest_calling_from_its_link_local_address_is_found_by_its_mac() {
         assert_eq!(refused.status, StatusCode::NOT_FOUND, "{other}");
         assert!(refused.reason().contains(other), "{}", refused.reason());
     }
+    assert_eq!(agent.metrics.registry_reads(), 0);
+}
+
+#[test]
+fn a_link_local_caller_on_a_network_without_ipv6_is_nobody() {
+    // Metadata over IPv6 is served on networks with an IPv6 subnet only: the MAC of a port on
+    // an IPv4-only network is not indexed, and its link-local address finds nobody.
+    let (_dir, agent, mut proxy) = agent();
+    proxy.insert(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static(GUEST_LINK_LOCAL),
+    );
+    let refused = agent.resolve(&proxy).unwrap_err();
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
     assert_eq!(agent.metrics.registry_reads(), 0);
 }

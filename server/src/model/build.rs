@@ -36,7 +36,9 @@ pub struct Model {
     /// (network slot, IPv6 address) → owner.
     v6: HashMap<(u32, u128), Arc<InstanceRecord>>,
     /// (network slot, MAC) → owner: a guest calling from its link-local address is found by
-    /// the MAC inside it (docs/protocol.md §2.3 step 2).
+    /// the MAC inside it (docs/protocol.md §2.3 step 2). Only ports on networks with an IPv6
+    /// subnet: metadata over IPv6 is served on those alone, and a million IPv4-only ports
+    /// would spend tens of MiB on entries nobody can ask for.
     macs: HashMap<(u32, u64), Arc<InstanceRecord>>,
 }
 
@@ -86,6 +88,8 @@ impl Model {
         let id = parse_id("network id", &network.id)?;
         let record = Arc::new(network);
         match self.networks.get_mut(&id) {
+            // A network's subnets are fixed when it is made (the registry has no way to add
+            // one), so which of its ports the MAC index holds never changes here.
             Some(entry) => entry.record = record,
             None => {
                 let slot = self.next_slot;
@@ -116,8 +120,10 @@ impl Model {
                     Key::V6(k) => self.v6.insert(k, record.clone()),
                 };
             }
-            self.macs
-                .insert(mac_key(entry.slot, port.mac), record.clone());
+            if entry.record.ipv6_subnet().is_some() {
+                self.macs
+                    .insert(mac_key(entry.slot, port.mac), record.clone());
+            }
         }
         self.instances.insert(record.uuid, record);
     }
