@@ -11,10 +11,9 @@ mod crypt;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 
-use metaboot_harness::workspace::{self, CargoBinary};
+use metaboot_harness::scenario::userdata::gzip;
 use metaboot_tests::chain::{Chain, Scope};
 use metaboot_tests::prerequisite::require_command;
 
@@ -58,40 +57,10 @@ const SCRIPT: &str =
 /// `agent/build-static.sh`).
 const BINARY_ENV: &str = "METABOOT_GUEST_BIN";
 
-/// The guest agent: `$METABOOT_GUEST_BIN`, else built once (dev profile; the static guest build
-/// is the harness's job).
+/// The guest agent: `$METABOOT_GUEST_BIN`, else the tests' own build (dev profile; the static
+/// guest build is the harness's job).
 fn metaboot() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os(BINARY_ENV) {
-                return PathBuf::from(path);
-            }
-            workspace::build(CargoBinary {
-                package: "metaboot",
-                bin: "metaboot",
-                profile: None,
-                target: None,
-                static_crt: false,
-            })
-            .expect("failed to build metaboot")
-        })
-        .clone()
-}
-
-/// gzip through the system tool (every Debian has it).
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gzip");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data).unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    out.stdout
+    std::env::var_os(BINARY_ENV).map_or_else(metaboot_tests::guest_agent::binary, PathBuf::from)
 }
 
 /// One guest served by a running chain.
@@ -281,7 +250,7 @@ impl Guest {
 }
 
 fn prerequisites() -> bool {
-    require_command("perl") && require_command("gzip")
+    require_command("perl")
 }
 
 #[test]

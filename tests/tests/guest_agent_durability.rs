@@ -5,9 +5,10 @@
 //! as a guest's root disk is its own: a sync flushes the guest's writes, not the host's).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use metaboot_harness::scenario::userdata::gzip;
 use metaboot_tests::guest_agent::{binary, first_boot_root, serve, shipped};
 use metaboot_tests::prerequisite::{require_command, require_root};
 
@@ -38,21 +39,6 @@ fn user_data(files: usize) -> Vec<u8> {
         ));
     }
     gzip(text.as_bytes())
-}
-
-/// gzip through the system tool (the registry keeps user data under 64 KiB).
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip")
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gzip");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), data).unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    out.stdout
 }
 
 /// The `syncs=` the agent's debug log reports for its commit.
@@ -98,7 +84,7 @@ fn traced_run(files: usize) -> (usize, usize) {
 
 #[test]
 fn the_syncs_of_a_run_do_not_grow_with_the_files_it_writes() {
-    if !(require_command("strace") && require_command("gzip")) {
+    if !require_command("strace") {
         return;
     }
     let (few, few_reported) = traced_run(10);
@@ -115,11 +101,7 @@ fn the_syncs_of_a_run_do_not_grow_with_the_files_it_writes() {
 
 #[test]
 fn two_thousand_files_take_under_a_second_on_a_disk_of_its_own() {
-    if !(require_root()
-        && require_command("unshare")
-        && require_command("mkfs.ext4")
-        && require_command("gzip"))
-    {
+    if !(require_root() && require_command("unshare") && require_command("mkfs.ext4")) {
         return;
     }
     let (chain, proxy) = serve(&user_data(MANY_FILES));
