@@ -13,6 +13,7 @@ use crate::check::ssh::{self, SshTarget};
 use crate::image::disk::Provisioner;
 use crate::lab::netns;
 use crate::process::output_with_timeout;
+use crate::wait::wait_until_ok;
 
 /// The host key types a guest's sshd must offer, as `ssh-keyscan` names them.
 pub const HOST_KEY_TYPES: [&str; 3] = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"];
@@ -149,32 +150,33 @@ fn offered_key_types(keyscan: &str) -> Vec<&str> {
 /// [`HOST_KEY_TYPES`] (an image may make its slow RSA key after the first login), or
 /// [`HOST_KEYS_TIMEOUT`] passes.
 pub(super) fn check_host_keys(target: &SshTarget) -> anyhow::Result<CheckResult> {
-    let deadline = Instant::now() + HOST_KEYS_TIMEOUT;
-    loop {
+    let wanted = HOST_KEY_TYPES.join(", ");
+    let scan = || -> Result<String, String> {
         let mut cmd = netns::exec(&target.netns, "ssh-keyscan");
         cmd.args(["-T", "5", "-t", "rsa,ecdsa,ed25519"])
             .arg(target.ip.to_string());
-        let out = output_with_timeout(&mut cmd, ssh::SSH_COMMAND_TIMEOUT)?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let out = output_with_timeout(&mut cmd, ssh::SSH_COMMAND_TIMEOUT)
+            .map_err(|err| format!("ssh-keyscan failed: {err:#} (wanted {wanted})"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
         let offered = offered_key_types(&text);
-        let all = HOST_KEY_TYPES.iter().all(|t| offered.contains(t));
-        if all || Instant::now() >= deadline {
-            return Ok(CheckResult::from_bool(
-                "",
-                all,
-                format!(
-                    "sshd offers {} (wanted {})",
-                    if offered.is_empty() {
-                        "no host key".to_owned()
-                    } else {
-                        offered.join(", ")
-                    },
-                    HOST_KEY_TYPES.join(", ")
-                ),
-            ));
+        let detail = format!(
+            "sshd offers {} (wanted {wanted})",
+            if offered.is_empty() {
+                "no host key".to_owned()
+            } else {
+                offered.join(", ")
+            }
+        );
+        if HOST_KEY_TYPES.iter().all(|t| offered.contains(t)) {
+            Ok(detail)
+        } else {
+            Err(detail)
         }
-        thread::sleep(POLL);
-    }
+    };
+    let outcome = wait_until_ok(Instant::now() + HOST_KEYS_TIMEOUT, POLL, scan);
+    let passed = outcome.is_ok();
+    let detail = outcome.unwrap_or_else(|missing| missing);
+    Ok(CheckResult::from_bool("", passed, detail))
 }
 
 #[cfg(test)]
