@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use metaboot_proto::{METADATA_PORT, ROUTER_PROXY_PORT};
 
 /// Runs a command and fails with its output when it fails.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -45,6 +46,41 @@ impl Netns {
 
     pub fn exec(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
         exec(&self.name, program, args)
+    }
+
+    /// Redirects metadata requests that arrive on `interface` for `destination` (an address
+    /// with its prefix, e.g. `169.254.169.254/32`) from port 80 to the router proxy's 9697, as
+    /// Neutron's L3 agent does; `tool` is `iptables` or `ip6tables` (interface may end in `+`).
+    pub fn redirect_metadata(
+        &self,
+        tool: &str,
+        interface: &str,
+        destination: &str,
+    ) -> anyhow::Result<()> {
+        let (port, to) = (METADATA_PORT.to_string(), ROUTER_PROXY_PORT.to_string());
+        self.exec(
+            tool,
+            &[
+                "-w",
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-i",
+                interface,
+                "-d",
+                destination,
+                "-p",
+                "tcp",
+                "--dport",
+                &port,
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                &to,
+            ],
+        )
+        .map(drop)
     }
 
     /// Runs `f` on a thread that entered this namespace (connections it opens start there).

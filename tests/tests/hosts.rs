@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use metaboot_harness::postgres::PgServer;
-use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_PORT, ROUTER_PROXY_PORT};
+use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN};
 use metaboot_tests::chain::{Chain, free_port, run_to_exit};
 use metaboot_tests::netns::{Netns, veth};
 use metaboot_tests::prerequisite::{require, require_command, require_root};
@@ -29,30 +29,8 @@ fn router_path(guest: &Netns, guest_cidr: &str, router: &Netns, router_cidr: &st
     guest
         .exec("ip", &["route", "add", "default", "via", gateway])
         .unwrap();
-    let metadata = format!("{METADATA_IPV4}/32");
-    let (port, to) = (METADATA_PORT.to_string(), ROUTER_PROXY_PORT.to_string());
     router
-        .exec(
-            "iptables",
-            &[
-                "-t",
-                "nat",
-                "-A",
-                "PREROUTING",
-                "-i",
-                "qr-test",
-                "-d",
-                &metadata,
-                "-p",
-                "tcp",
-                "--dport",
-                &port,
-                "-j",
-                "REDIRECT",
-                "--to-ports",
-                &to,
-            ],
-        )
+        .redirect_metadata("iptables", "qr-test", &format!("{METADATA_IPV4}/32"))
         .unwrap();
 }
 

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use metaboot_proto::{METADATA_IPV6, METADATA_PORT, ROUTER_PROXY_PORT, eui64};
+use metaboot_proto::{METADATA_IPV6, METADATA_PORT, eui64};
 use metaboot_tests::chain::Chain;
 use metaboot_tests::guest::{self, Reply};
 use metaboot_tests::netns::{Netns, run};
@@ -223,28 +223,7 @@ fn lab() -> Lab6 {
         .unwrap();
     hold_metadata_address(&router, "qr-six");
     router
-        .exec(
-            "ip6tables",
-            &[
-                "-w",
-                "-t",
-                "nat",
-                "-A",
-                "PREROUTING",
-                "-i",
-                "qr-+",
-                "-d",
-                &format!("{METADATA_IPV6}/128"),
-                "-p",
-                "tcp",
-                "--dport",
-                &METADATA_PORT.to_string(),
-                "-j",
-                "REDIRECT",
-                "--to-ports",
-                &ROUTER_PROXY_PORT.to_string(),
-            ],
-        )
+        .redirect_metadata("ip6tables", "qr-+", &format!("{METADATA_IPV6}/128"))
         .unwrap();
 
     // Isolated path: the DHCP namespace's bridge is its port on the network, joining the guest

@@ -8,7 +8,7 @@ mod ipv6;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN, METADATA_PORT, ROUTER_PROXY_PORT};
+use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN, ROUTER_PROXY_PORT};
 use metaboot_tests::chain::Chain;
 use metaboot_tests::guest;
 use metaboot_tests::netns::{Netns, veth};
@@ -182,27 +182,7 @@ fn router_path(
         .exec("ip", &["route", "add", "default", "via", gateway])
         .unwrap();
     router
-        .exec(
-            "iptables",
-            &[
-                "-t",
-                "nat",
-                "-A",
-                "PREROUTING",
-                "-i",
-                router_if,
-                "-d",
-                &metadata_host_route(),
-                "-p",
-                "tcp",
-                "--dport",
-                &METADATA_PORT.to_string(),
-                "-j",
-                "REDIRECT",
-                "--to-ports",
-                &ROUTER_PROXY_PORT.to_string(),
-            ],
-        )
+        .redirect_metadata("iptables", router_if, &metadata_host_route())
         .unwrap();
 }
 
