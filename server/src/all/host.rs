@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -76,15 +77,20 @@ fn remove_address(bridge: &str) {
 /// The host networks served, their addresses and listeners.
 pub struct HostBridges {
     leases: Arc<HostLeases>,
+    /// How often the caller reconciles (for the log line of a network waiting).
+    retry: Duration,
     served: HashMap<String, Served>,
     /// The last problem logged per network, so a waiting one is logged once.
     failing: HashMap<String, String>,
 }
 
 impl HostBridges {
-    pub fn new(leases: Arc<HostLeases>) -> Self {
+    /// Serves the host networks whose leases `leases` reads; `retry` is how often the caller
+    /// calls [`HostBridges::reconcile`].
+    pub fn new(leases: Arc<HostLeases>, retry: Duration) -> Self {
         Self {
             leases,
+            retry,
             served: HashMap::new(),
             failing: HashMap::new(),
         }
@@ -93,7 +99,7 @@ impl HostBridges {
     /// Logs `problem` for `network` unless it was the last one logged for it.
     fn waiting(&mut self, network: &str, host: &HostBridge, problem: String) {
         if self.failing.get(network) != Some(&problem) {
-            tracing::warn!(network, host = %host.describe(), problem = %problem, "cannot serve this host network yet; retrying every {:?}", super::supervisor::RECONCILE_INTERVAL);
+            tracing::warn!(network, host = %host.describe(), problem = %problem, "cannot serve this host network yet; retrying every {:?}", self.retry);
             self.failing.insert(network.to_owned(), problem);
         }
     }

@@ -127,7 +127,7 @@ impl<F: Forward> Supervisor<F> {
         let mut failing: HashMap<Placement, String> = HashMap::new();
         let mut first = true;
         // Dropped when `all` stops: takes the metadata address off the host bridges.
-        let mut hosts = HostBridges::new(self.leases.clone());
+        let mut hosts = HostBridges::new(self.leases.clone(), RECONCILE_INTERVAL);
         loop {
             let wanted = placements(&self.model, self.router_listen, &self.isolated_listen);
             let in_use = self
