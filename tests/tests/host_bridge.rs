@@ -5,8 +5,9 @@
 //! default route. `metaboot-server all` puts the address on the bridge and serves it there:
 //! a registered MAC gets its own `meta_data.json`, an unregistered one 404; a guest whose
 //! lease moved to another address is still served as itself, and the address it left, leased
-//! to another MAC, serves that MAC's instance, never the old one. Deleting the network takes
-//! the address off the bridge, and so does a clean stop.
+//! to another MAC, serves that MAC's instance, never the old one; a guest that takes another's
+//! address is not served the other's data. Deleting the network takes the address off the
+//! bridge, and so does a clean stop.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -302,6 +303,20 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
     );
     until_served(&web, Some(&web_id));
     until_served(&db, Some(&db_id));
+
+    // The unregistered guest takes web's address (a bridge without clean-traffic lets it):
+    // the lease names web's MAC, but the host's replies go to the stranger's, so it is not
+    // served web's data.
+    stranger
+        .exec("ip", &["-4", "addr", "flush", "dev", "eth0"])
+        .unwrap();
+    stranger
+        .exec("ip", &["addr", "add", "198.18.20.61/24", "dev", "eth0"])
+        .unwrap();
+    stranger
+        .exec("ip", &["route", "replace", "default", "via", "198.18.20.1"])
+        .unwrap();
+    until_served(&stranger, None);
 
     // Deleting the network (its instances first) takes the address off the bridge.
     chain.run(&["instance", "delete", "web"]).unwrap();

@@ -10,6 +10,7 @@
 //! address as soon as the file says so. A lease is only as good as its expiry: an expired one
 //! never names anyone, so an address handed to another MAC is never served as its old owner.
 
+mod neighbor;
 mod parse;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use neighbor::{ARP_TABLE, neighbor_mac, parse_neighbor};
 pub use parse::{Lease, LeaseError, parse, parse_mac};
 
 use crate::store::HostBridge;
