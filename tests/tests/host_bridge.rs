@@ -269,6 +269,32 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
     lease(&stranger, &script, "198.18.20.80");
     until_served(&web, Some(&web_id));
     until_served(&db, Some(&db_id));
+    // Its network_data.json says DHCP, with no made-up address.
+    let network_data = web
+        .within(|| {
+            guest::get(
+                None,
+                METADATA_IPV4_LISTEN,
+                "/openstack/latest/network_data.json",
+                &[],
+            )
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(network_data.status, 200);
+    let network_data = network_data.json();
+    assert_eq!(
+        network_data["networks"][0]["type"], "ipv4_dhcp",
+        "{network_data}"
+    );
+    assert_eq!(
+        network_data["links"][0]["ethernet_mac_address"], MAC_WEB,
+        "{network_data}"
+    );
+    assert!(
+        !network_data.to_string().contains("0.0.0."),
+        "{network_data}"
+    );
     // A MAC no instance has: 404, never another's data.
     until_served(&stranger, None);
     let reply = stranger

@@ -114,6 +114,11 @@ pub fn host_port_ip(
         )));
     }
     match given {
+        [] if !network.has_dhcp() => Err(invalid(format!(
+            "network {} has no DHCP server, so no lease to learn an address from: give the \
+             instance its address with --ip",
+            network.name
+        ))),
         [] => {
             let taken: HashSet<IpAddr> = sql
                 .network_ports(&network.id)?

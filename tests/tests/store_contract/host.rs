@@ -83,6 +83,22 @@ pub fn host_networks_and_their_instances(store: &dyn Store) {
     assert!(!fixed.ip_learned());
     assert_eq!(store.ports().unwrap().len(), 3);
 
+    // Without DHCP there is no lease to learn from: the address must be given.
+    store
+        .create_network(&NewNetwork {
+            no_dhcp: true,
+            ..host_network(
+                "static",
+                "198.18.10.0/24",
+                HostBridge::Bridge("br-static".to_owned()),
+            )
+        })
+        .unwrap();
+    let msg = invalid(store.create_instance(
+        &new_instance("nolease"),
+        &mac_port("static", "52:54:00:aa:00:0a", None),
+    ));
+    assert!(msg.contains("--ip"), "{msg}");
     let before = snapshot(store);
     // No MAC: refused, saying how the instance is known.
     let msg = invalid(store.create_instance(
@@ -138,7 +154,13 @@ pub fn host_networks_and_their_instances(store: &dyn Store) {
         store.delete_instance(&uuid).unwrap();
     }
     store.delete_network(&lan.id).unwrap();
-    assert_eq!(store.networks().unwrap(), vec![br]);
+    let left: Vec<String> = store
+        .networks()
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(left, vec![br.name, "static".to_owned()]);
 }
 
 pub fn host_network_bad_input_is_refused(store: &dyn Store) {
