@@ -1,13 +1,15 @@
-//! A host network (`network create --bridge BR`, as a libvirt network is served) with real
-//! parts (root): a namespace standing for the host, with a bridge and a plain dnsmasq handing
-//! out leases on it (its lease file in `all --leases-dir`), and guest namespaces on the bridge
-//! that take their address with busybox's DHCP client and ask `169.254.169.254` through their
-//! default route. `metaboot-server all` puts the address on the bridge and serves it there:
-//! a registered MAC gets its own `meta_data.json`, an unregistered one 404; a guest whose
-//! lease moved to another address is still served as itself, and the address it left, leased
-//! to another MAC, serves that MAC's instance, never the old one; a guest that takes another's
-//! address is not served the other's data. Deleting the network takes the address off the
-//! bridge, and so does a clean stop.
+//! Host networks with real parts (root): a namespace standing for the host, with a bridge and
+//! a real dnsmasq handing out leases on it, and guest namespaces on the bridge that take their
+//! address with busybox's DHCP client and ask `169.254.169.254` through their default route.
+//! Twice: `--bridge BR` with a plain dnsmasq writing its lease file into `all --leases-dir`,
+//! and `--libvirt-network NAME` with dnsmasq run as libvirt runs it (libvirt's real
+//! `libvirt_leaseshelper` keeping `<bridge>.status`, the bridge named in `<network>.conf`).
+//! `metaboot-server all` puts the address on the bridge and serves it there: a registered MAC
+//! gets its own `meta_data.json`, an unregistered one 404; a guest whose lease moved to another
+//! address is still served as itself, and the address it left, leased to another MAC, serves
+//! that MAC's instance, never the old one; a guest that takes another's address is not served
+//! the other's data. Deleting the network takes the address off the bridge, and so does a
+//! clean stop.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use metaboot_proto::METADATA_IPV4_LISTEN;
 use metaboot_tests::chain::Chain;
 use metaboot_tests::netns::{Netns, run};
-use metaboot_tests::prerequisite::{require_command, require_root};
+use metaboot_tests::prerequisite::{require, require_command, require_root};
 use metaboot_tests::{guest, registry};
 
 /// Longest `all` may take to serve a network, or to follow a change of the registry or of
@@ -144,16 +146,56 @@ fn until_address(host: &Netns, present: bool) {
     }
 }
 
+/// Which DHCP server hands out the leases, and where `all` reads them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dhcp {
+    /// A plain dnsmasq writing its own lease file into `all --leases-dir`; the network is
+    /// `--bridge`.
+    Plain,
+    /// dnsmasq as libvirt runs it: `--leasefile-ro` with `libvirt_leaseshelper` keeping
+    /// `/var/lib/libvirt/dnsmasq/<bridge>.status`, the bridge named in `<network>.conf`; the
+    /// network is `--libvirt-network`, read from the default directory. Both run in a mount
+    /// namespace of their own with a tmpfs on that directory, so the host's stays untouched.
+    Libvirt,
+}
+
+/// libvirt's lease helper (Debian's path).
+const LEASES_HELPER: &str = "/usr/lib/libvirt/libvirt_leaseshelper";
+/// The directory the helper writes to (compiled in).
+const LIBVIRT_DNSMASQ_DIR: &str = "/var/lib/libvirt/dnsmasq";
+
 #[test]
 fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
+    serve_guests(Dhcp::Plain);
+}
+
+#[test]
+fn a_libvirt_network_serves_each_guest_by_its_leased_mac() {
+    serve_guests(Dhcp::Libvirt);
+}
+
+fn serve_guests(dhcp: Dhcp) {
     if !(require_root()
         && require_command("dnsmasq")
         && require_command("busybox")
-        && require_command("ip"))
+        && require_command("ip")
+        && require_command("unshare"))
     {
         return;
     }
-    let tag = std::process::id();
+    if dhcp == Dhcp::Libvirt {
+        let missing = (!Path::new(LEASES_HELPER).exists()
+            || !Path::new(LIBVIRT_DNSMASQ_DIR).is_dir())
+        .then(|| format!("{LEASES_HELPER} or {LIBVIRT_DNSMASQ_DIR} is missing (libvirt-daemon)"));
+        if !require("libvirt's lease helper", missing) {
+            return;
+        }
+    }
+    let tag = format!(
+        "{}{}",
+        if dhcp == Dhcp::Plain { "p" } else { "l" },
+        std::process::id()
+    );
     let host = Netns::create(&format!("mbhb-host-{tag}")).unwrap();
     host.exec("ip", &["link", "add", BRIDGE, "type", "bridge"])
         .unwrap();
@@ -167,7 +209,6 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
     let mut chain = Chain::new().unwrap();
     let leases_dir = chain.path().join("dnsmasq");
     std::fs::create_dir_all(&leases_dir).unwrap();
-    let lease_file = leases_dir.join(format!("{BRIDGE}.leases"));
     // Fixed addresses by MAC, reread on SIGHUP (what `virsh net-update … ip-dhcp-host` does
     // to libvirt's dnsmasq).
     let hosts_file = chain.path().join("dhcp-hosts");
@@ -175,11 +216,8 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
     let script = chain.path().join("udhcpc.sh");
     std::fs::write(&script, UDHCPC_SCRIPT).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let dnsmasq_args = [
-        "ip".to_owned(),
-        "netns".to_owned(),
-        "exec".to_owned(),
-        host.name.clone(),
+    let dnsmasq_pid = chain.path().join("dnsmasq.pid");
+    let mut dnsmasq = vec![
         "dnsmasq".to_owned(),
         "--keep-in-foreground".to_owned(),
         "--conf-file=/dev/null".to_owned(),
@@ -190,15 +228,21 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
         "--dhcp-range=198.18.20.50,198.18.20.99,1h".to_owned(),
         "--dhcp-authoritative".to_owned(),
         "--no-ping".to_owned(),
-        format!("--dhcp-leasefile={}", lease_file.display()),
         format!("--dhcp-hostsfile={}", hosts_file.display()),
-        format!("--pid-file={}", chain.path().join("dnsmasq.pid").display()),
+        format!("--pid-file={}", dnsmasq_pid.display()),
     ];
-    let argv: Vec<&str> = dnsmasq_args.iter().map(String::as_str).collect();
-    let lease_path = lease_file.clone();
-    chain
-        .start_shell_role("dnsmasq", &argv, || lease_path.exists())
-        .unwrap();
+    let (flag, name) = match dhcp {
+        Dhcp::Plain => {
+            let file = leases_dir.join(format!("{BRIDGE}.leases"));
+            dnsmasq.push(format!("--dhcp-leasefile={}", file.display()));
+            ("--bridge", BRIDGE)
+        }
+        Dhcp::Libvirt => {
+            dnsmasq.push("--leasefile-ro".to_owned());
+            dnsmasq.push(format!("--dhcp-script={LEASES_HELPER}"));
+            ("--libvirt-network", "lab")
+        }
+    };
 
     let created = chain
         .registry(&[
@@ -207,11 +251,14 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
             "lan",
             "--cidr",
             "198.18.20.0/24",
-            "--bridge",
-            BRIDGE,
+            flag,
+            name,
         ])
         .unwrap();
-    assert_eq!(created["host"]["bridge"], BRIDGE, "{created}");
+    match dhcp {
+        Dhcp::Plain => assert_eq!(created["host"]["bridge"], BRIDGE, "{created}"),
+        Dhcp::Libvirt => assert_eq!(created["host"]["libvirt_network"], "lab", "{created}"),
+    }
     let web_id = registry::created(
         &chain,
         &[
@@ -242,7 +289,16 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
     let server = chain.server.display().to_string();
     let db_path = chain.db.display().to_string();
     let secret = chain.secret_file.display().to_string();
-    let leases = leases_dir.display().to_string();
+    let all = format!("exec {server} --db {db_path} all --shared-secret-file {secret}");
+    let dnsmasq = dnsmasq.join(" ");
+    let shell = match dhcp {
+        Dhcp::Plain => format!("{dnsmasq} & {all} --leases-dir {}", leases_dir.display()),
+        Dhcp::Libvirt => format!(
+            "mount -t tmpfs tmpfs {LIBVIRT_DNSMASQ_DIR} && \
+             printf 'bind-dynamic\\ninterface={BRIDGE}\\n' > {LIBVIRT_DNSMASQ_DIR}/lab.conf && \
+             VIR_BRIDGE_NAME={BRIDGE} {dnsmasq} & {all}"
+        ),
+    };
     chain
         .start_shell_role(
             "all",
@@ -251,18 +307,25 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
                 "netns",
                 "exec",
                 &host.name,
-                &server,
-                "--db",
-                &db_path,
-                "all",
-                "--shared-secret-file",
-                &secret,
-                "--leases-dir",
-                &leases,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &shell,
             ],
-            || bridge_has_address(&host),
+            || bridge_has_address(&host) && dnsmasq_pid.exists(),
         )
         .unwrap();
+    let all_pid = chain.pid("all").unwrap();
+    // The lease file as `all` sees it (inside its mount namespace).
+    let lease_file = match dhcp {
+        Dhcp::Plain => leases_dir.join(format!("{BRIDGE}.leases")),
+        Dhcp::Libvirt => Path::new(&format!("/proc/{all_pid}/root"))
+            .join(LIBVIRT_DNSMASQ_DIR.trim_start_matches('/'))
+            .join(format!("{BRIDGE}.status")),
+    };
 
     lease(&web, &script, "198.18.20.60");
     lease(&db, &script, "198.18.20.70");
@@ -318,13 +381,17 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
         format!("{MAC_WEB},198.18.20.61\n{MAC_DB},198.18.20.60\n"),
     )
     .unwrap();
-    let dnsmasq = chain.pid("dnsmasq").unwrap().to_string();
-    run("kill", &["-HUP", &dnsmasq]).unwrap();
+    let dnsmasq = std::fs::read_to_string(&dnsmasq_pid).unwrap();
+    run("kill", &["-HUP", dnsmasq.trim()]).unwrap();
     lease(&web, &script, "198.18.20.61");
     lease(&db, &script, "198.18.20.60");
     let leased = std::fs::read_to_string(&lease_file).unwrap();
+    let leases = metaboot_server::leases::parse(&leased).unwrap();
+    let db_mac = metaboot_server::leases::parse_mac(MAC_DB).unwrap();
     assert!(
-        leased.contains(&format!("{MAC_DB} 198.18.20.60")) && !leased.contains("198.18.20.70"),
+        leases
+            .iter()
+            .any(|lease| lease.mac == db_mac && lease.ip.to_string() == "198.18.20.60"),
         "{leased}"
     );
     until_served(&web, Some(&web_id));
@@ -363,7 +430,6 @@ fn a_bridge_network_serves_each_guest_by_its_leased_mac() {
         ])
         .unwrap();
     until_address(&host, true);
-    let pid = chain.pid("all").unwrap().to_string();
-    run("kill", &["-TERM", &pid]).unwrap();
+    run("kill", &["-TERM", &all_pid.to_string()]).unwrap();
     until_address(&host, false);
 }
