@@ -385,15 +385,25 @@ fn serve_guests(dhcp: Dhcp) {
     run("kill", &["-HUP", dnsmasq.trim()]).unwrap();
     lease(&web, &script, "198.18.20.61");
     lease(&db, &script, "198.18.20.60");
-    let leased = std::fs::read_to_string(&lease_file).unwrap();
-    let leases = metaboot_server::leases::parse(&leased).unwrap();
+    // The DHCP server writes the lease a moment after the guest has it (libvirt's helper runs
+    // after the reply); meanwhile db may get 404, never web's data.
     let db_mac = metaboot_server::leases::parse_mac(MAC_DB).unwrap();
-    assert!(
-        leases
+    let started = Instant::now();
+    loop {
+        let leased = std::fs::read_to_string(&lease_file).unwrap_or_default();
+        let leases = metaboot_server::leases::parse(&leased).unwrap_or_default();
+        if leases
             .iter()
-            .any(|lease| lease.mac == db_mac && lease.ip.to_string() == "198.18.20.60"),
-        "{leased}"
-    );
+            .any(|lease| lease.mac == db_mac && lease.ip.to_string() == "198.18.20.60")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "db's new lease never written: {leased}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     until_served(&web, Some(&web_id));
     until_served(&db, Some(&db_id));
 
