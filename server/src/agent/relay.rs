@@ -12,8 +12,11 @@ use metaboot_proto::headers;
 use super::forwarded::{ForwardedError, guest_address};
 use super::lookup::{Owner, Scope};
 use crate::http::{Answer, Body, Rejection};
+use crate::leases::{HostLeases, chain, neighbor_mac};
 use crate::metrics::Metrics;
-use crate::model::{Lookup, ReadModel, record::id_text};
+use crate::model::record::{id_text, mac_text};
+use crate::model::{Lookup, ReadModel};
+use crate::store::HostBridge;
 
 /// A guest resolved to its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub struct Resolved {
 pub struct Agent {
     model: Arc<ReadModel>,
     secret: Arc<[u8]>,
+    /// The DHCP leases of host networks (where a guest is known by MAC).
+    leases: Arc<HostLeases>,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -35,8 +40,14 @@ impl Agent {
         Self {
             model,
             secret,
+            leases: Arc::new(HostLeases::default()),
             metrics: Metrics::new("agent"),
         }
+    }
+
+    /// The agent, reading host networks' leases from `leases` (`all --leases-dir`).
+    pub fn with_leases(self, leases: Arc<HostLeases>) -> Self {
+        Self { leases, ..self }
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -125,7 +136,10 @@ impl Agent {
     fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
         let found = match scope {
             Scope::Router(id) => self.model.behind_router(ip, id),
-            Scope::Network(id) => self.model.on_network(ip, id),
+            Scope::Network(id) => match self.model.host_of(id) {
+                Some(host) => self.on_host_network(ip, id, &host)?,
+                None => self.model.on_network(ip, id),
+            },
         };
         match found {
             Lookup::Found(record) => Ok(Owner::new(
@@ -149,6 +163,55 @@ impl Agent {
                 ),
                 Rejection::AmbiguousPort,
             )),
+        }
+    }
+}
+
+impl Agent {
+    /// The owner of `ip` on a host network: the MAC its DHCP lease names (see
+    /// `ReadModel::on_host_network`), if the host's neighbor table agrees that this MAC holds
+    /// `ip` on the bridge (the replies of the caller's connection went to the neighbor's MAC;
+    /// another MAC there is a guest using someone else's address). Leases or a neighbor table
+    /// that cannot be read serve nobody.
+    fn on_host_network(&self, ip: IpAddr, id: &str, host: &HostBridge) -> Result<Lookup, Answer> {
+        let unreadable = |what: &str, error: String| {
+            tracing::warn!(network = id, host = %host.describe(), error = %error, "cannot read the {what} of a host network");
+            Answer::refused(
+                StatusCode::NOT_FOUND,
+                format!("The {what} of network {id} cannot be read; try again."),
+                Rejection::NoPort,
+            )
+        };
+        let macs = self
+            .leases
+            .macs_of(host, ip)
+            .map_err(|err| unreadable("DHCP leases", chain(&err)))?;
+        let found = self.model.on_host_network(ip, id, &macs);
+        let Lookup::Found(record) = &found else {
+            return Ok(found);
+        };
+        let (IpAddr::V4(v4), Ok(Some(bridge))) = (ip, self.leases.bridge_of(host)) else {
+            return Ok(found);
+        };
+        let neighbor = neighbor_mac(v4, &bridge)
+            .map_err(|err| unreadable("neighbor table", err.to_string()))?;
+        let port_mac = record
+            .ports
+            .iter()
+            .find(|port| id_text(&port.network) == id)
+            .map(|port| port.mac);
+        match (neighbor, port_mac) {
+            (Some(seen), Some(mac)) if seen != mac => {
+                tracing::warn!(
+                    network = id,
+                    %ip,
+                    neighbor = %mac_text(&seen),
+                    port = %mac_text(&mac),
+                    "a guest uses another's address (the neighbor table and the port disagree on its MAC): not served; attach libvirt's clean-traffic filter to the guests' interfaces"
+                );
+                Ok(Lookup::NoPort)
+            }
+            _ => Ok(found),
         }
     }
 }
