@@ -5,6 +5,7 @@
 pub mod bridge;
 pub mod config;
 pub mod dhcp;
+pub mod libvirt_host;
 pub mod netns;
 pub mod registry;
 pub mod router;
