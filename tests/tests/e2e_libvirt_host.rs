@@ -4,22 +4,35 @@
 //! the libvirt network is a NAT network in 198.18.60.0/24. Guests start with `virt-install
 //! --import … --network network=NAME,mac=…,filterref=clean-traffic`, as the README says.
 //!
+//! One test checks the lab itself (the network, its dnsmasq, nwfilter, a tiny guest's lease);
+//! the other is the whole scenario (`metaboot_harness::scenario::libvirt_host`): a Debian
+//! cloud image with stock cloud-init registered by MAC and checked from outside (key and
+//! password logins, host name, …), an unregistered MAC that gets 404, a tiny guest that takes
+//! the Debian guest's address and is not served its data, and one whose lease moves and is
+//! still served as itself. Reports go to `target/e2e/libvirt-host*/`.
+//!
 //! Needs root, QEMU, libvirt (with virt-install) and the lab's tools: fails in CI when they are
 //! missing, skips elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use metaboot_harness::cli::{AgentArgs, build_tiny};
+use metaboot_harness::cli::{AgentArgs, build_debian, build_tiny};
+use metaboot_harness::guest::Via;
 use metaboot_harness::guest::libvirt_network::{CLEAN_TRAFFIC, random_mac};
 use metaboot_harness::guest::libvirtd::{VIRSH_TIMEOUT, virsh};
+use metaboot_harness::guest::qemu::DISK_BOOT_TIMEOUT;
 use metaboot_harness::guest::qemu::RunningGuest;
 use metaboot_harness::guest::virt_install::NetworkNic;
 use metaboot_harness::guest::{Entropy, Guest};
+use metaboot_harness::image::debian::{self, Flavour};
 use metaboot_harness::lab::libvirt_host::{self, LibvirtHost};
 use metaboot_harness::lab::netns;
 use metaboot_harness::process::output_with_timeout;
-use metaboot_harness::{lab, scenario, workspace};
+use metaboot_harness::scenario::cloud_image::{self, CloudImageGuest};
+use metaboot_harness::scenario::libvirt_host::{self as libvirt_host_run, LibvirtHostRun};
+use metaboot_harness::scenario::matrix::MetadataPath;
+use metaboot_harness::{lab, progress, scenario, workspace};
 use metaboot_tests::prerequisite::require;
 
 /// How long a tiny guest may take from `virt-install` to its DHCP lease (about 3 s alone).
@@ -145,4 +158,90 @@ fn a_libvirt_network_in_a_lab_namespace_leases_addresses_to_a_filtered_guest() {
     let ns = host.ns.clone();
     host.down().expect("the libvirt host goes down");
     assert!(!netns::exists(&ns), "{ns} is removed");
+}
+
+/// The README's libvirt host end to end (see `scenario::libvirt_host`): the libvirt network
+/// registered with `--libvirt-network`, `metaboot-server all` in the namespace, the Debian
+/// cloud image with stock cloud-init registered by MAC and started with virt-install; then
+/// an unregistered MAC, an impostor and a moved lease with the tiny image.
+#[test]
+fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
+    if !prerequisites() {
+        return;
+    }
+    let missing = debian::preflight().err().map(|e| format!("{e:#}"));
+    if !require("the Debian image's build tools", missing) {
+        return;
+    }
+    let images = build_debian(
+        &metaboot_harness::image::cache::default_dir(),
+        None,
+        &AgentArgs { agent: None },
+        &[Flavour::CloudInit],
+        &progress::Lines::new(),
+    )
+    .expect("the Debian image builds");
+    let image = images
+        .into_iter()
+        .find(|i| i.manifest.kind == "debian-cloud-init")
+        .expect("debian-cloud-init");
+    let tiny = build_tiny(
+        &metaboot_harness::image::cache::default_dir(),
+        None,
+        &AgentArgs { agent: None },
+    )
+    .expect("the tiny image builds");
+    let dir = run_dir("libvirt-host");
+    let opts = LibvirtHostRun {
+        lab_id: lab::config::random_id(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+        debian: CloudImageGuest {
+            name: "libvirt-host/debian-cloud-init".into(),
+            image: image.disk.clone(),
+            format: "qcow2".into(),
+            provisioner: Some(image.manifest.provisioner),
+            default_user: image.manifest.default_user.clone(),
+            path: MetadataPath::Router,
+            via: Via::Libvirt,
+            boot_timeout: DISK_BOOT_TIMEOUT,
+        },
+        tiny,
+        run_dir: dir.clone(),
+    };
+    let ns = lab::bridge::namespace(&opts.lab_id);
+    let report = libvirt_host_run::run(&opts, &progress::Lines::new())
+        .expect("the libvirt host comes up and goes down");
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_vec_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    if let Some(debian) = &report.debian {
+        eprintln!("{}", cloud_image::table(std::slice::from_ref(debian)));
+    }
+    for c in &report.checks {
+        eprintln!(
+            "{} {}: {}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    assert!(!netns::exists(&ns), "{ns} is removed");
+    assert!(
+        report.passed,
+        "the libvirt host failed: {:?} (see above and {})",
+        report.error,
+        dir.display()
+    );
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    for expect in [
+        "169.254.169.254/32 on the libvirt bridge",
+        "an unregistered MAC with a lease gets 404",
+        "a MAC-registered tiny guest is served as itself",
+        "a guest that takes another's address is not served its data (clean-traffic)",
+        "after its lease moved to another address it is still served as itself",
+    ] {
+        assert!(names.contains(&expect), "{expect} in {names:?}");
+    }
 }

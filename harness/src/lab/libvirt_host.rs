@@ -25,6 +25,8 @@ pub struct LibvirtHost {
     network: Option<Network>,
     libvirtd: Option<Libvirtd>,
     daemons: Vec<Daemon>,
+    /// Namespaces of the lab's own clients on the network (removed first).
+    clients: Vec<String>,
 }
 
 impl LibvirtHost {
@@ -43,6 +45,7 @@ impl LibvirtHost {
             network: None,
             libvirtd: None,
             daemons: Vec::new(),
+            clients: Vec::new(),
         };
         host.libvirtd = Some(
             Libvirtd::start(&host.ns, &dir.join("libvirt"))
@@ -67,6 +70,27 @@ impl LibvirtHost {
     /// `program` inside the host's namespace.
     pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         netns::exec(&self.ns, program)
+    }
+
+    /// Plugs a client into the network as a machine behind the bridge would be: namespace
+    /// `metaboot-ID-NAME` with `eth0` (of `mac`), a veth whose other end is a port of the
+    /// bridge. Returns the client's namespace (removed when the host goes down).
+    pub fn add_client(&mut self, name: &str, mac: &str) -> anyhow::Result<String> {
+        let client = format!("{}-{name}", self.ns);
+        self.clients.push(client.clone());
+        netns::create(&client)?;
+        let port = crate::lab::bridge::ifname("vc-", name);
+        netns::ip(
+            &client,
+            &[
+                "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name", &port,
+                "netns", &self.ns,
+            ],
+        )?;
+        let bridge = self.network().spec().bridge.clone();
+        netns::ip(&self.ns, &["link", "set", &port, "master", &bridge, "up"])?;
+        netns::ip(&client, &["link", "set", "eth0", "up"])?;
+        Ok(client)
     }
 
     /// Starts a daemon inside the namespace (stopped when the host goes down).
@@ -101,6 +125,12 @@ impl LibvirtHost {
 
     fn teardown(&mut self) -> anyhow::Result<()> {
         let mut first_error = None;
+        while let Some(client) = self.clients.pop() {
+            netns::kill_processes_in(&client);
+            if let Err(err) = netns::delete(&client) {
+                first_error.get_or_insert(err);
+            }
+        }
         while let Some(daemon) = self.daemons.pop() {
             if let Err(err) = daemon.stop(crate::lab::STOP_GRACE) {
                 first_error.get_or_insert(err);
