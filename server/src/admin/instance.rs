@@ -181,15 +181,34 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         return output::json(&Created {
             uuid: &instance.uuid,
             name: &instance.name,
-            ip: port.ip.to_string(),
-            ips: port.ips().map(|ip| ip.to_string()).collect(),
+            ip: port.shown_ip(),
+            ips: port.shown_ips(),
             mac: &port.mac,
             port_id: &port.id,
             network_id: &port.network_id,
         });
     }
     let network = store.network(&port.network_id)?;
-    show(&instance, &[(port, network)], Output { json: false })
+    let hint = libvirt_host_entry(&network, &port);
+    show(&instance, &[(port, network)], Output { json: false })?;
+    match hint {
+        Some(hint) => output::line(&hint),
+        None => Ok(()),
+    }
+}
+
+/// For a fixed address on a libvirt network: the `virsh` line that makes libvirt's DHCP
+/// server hand the guest that address.
+fn libvirt_host_entry(network: &Network, port: &Port) -> Option<String> {
+    let name = network.host.as_ref()?.libvirt_network()?;
+    if port.ip_learned() {
+        return None;
+    }
+    Some(format!(
+        "libvirt hands the guest this address once told: virsh net-update {name} add \
+         ip-dhcp-host \"<host mac='{}' ip='{}'/>\" --live --config",
+        port.mac, port.ip
+    ))
 }
 
 /// Reads the user data file; reads one byte past the limit so the store can refuse a file
@@ -272,7 +291,7 @@ fn list(store: &dyn Store, output: Output) -> anyhow::Result<()> {
         addresses
             .entry(port.instance_id.clone())
             .or_default()
-            .extend(port.ips().map(|ip| format!("{network}={ip}")));
+            .extend(port.shown_ips().iter().map(|ip| format!("{network}={ip}")));
     }
     let rows: Vec<Vec<String>> = instances
         .iter()
@@ -330,8 +349,8 @@ fn show(instance: &Instance, ports: &[(Port, Network)], output: Output) -> anyho
                     id: &port.id,
                     network_id: &port.network_id,
                     network: &network.name,
-                    ip: port.ip.to_string(),
-                    ips: port.ips().map(|ip| ip.to_string()).collect(),
+                    ip: port.shown_ip(),
+                    ips: port.shown_ips(),
                     mac: &port.mac,
                 })
                 .collect(),
@@ -358,10 +377,7 @@ fn show(instance: &Instance, ports: &[(Port, Network)], output: Output) -> anyho
                 port.id,
                 network.name,
                 network.cidrs(),
-                port.ips()
-                    .map(|ip| ip.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                port.shown_ips().join(" "),
                 port.mac
             ),
         ));

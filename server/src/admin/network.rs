@@ -6,7 +6,9 @@ use clap::Subcommand;
 use ipnet::IpNet;
 
 use super::output::{self, Output};
-use crate::store::{Ipv6AddressMode, Network, NewNetwork, Store, StoreError, Subnet, validate};
+use crate::store::{
+    HostBridge, Ipv6AddressMode, Network, NewNetwork, Store, StoreError, Subnet, validate,
+};
 
 /// `metaboot-server network …`.
 #[derive(Debug, Subcommand)]
@@ -41,6 +43,19 @@ pub enum NetworkCommand {
         /// (`ipv4` with address, netmask and routes) and applied by their guest agent.
         #[arg(long = "no-dhcp", conflicts_with_all = ["dhcp_ip", "isolated"])]
         no_dhcp: bool,
+        /// Serve the network on this libvirt network's bridge (`virsh net-list`): no router
+        /// or DHCP namespace; instances are known by MAC, their address learned from
+        /// libvirt's DHCP leases.
+        #[arg(
+            long = "libvirt-network",
+            value_name = "NAME",
+            conflicts_with_all = ["bridge", "isolated", "dhcp_ip"]
+        )]
+        libvirt_network: Option<String>,
+        /// Serve the network on this bridge of the host's namespace (as --libvirt-network,
+        /// for a bridge libvirt does not manage).
+        #[arg(long, value_name = "BR", conflicts_with_all = ["isolated", "dhcp_ip"])]
+        bridge: Option<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -69,6 +84,8 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
             isolated,
             mtu,
             no_dhcp,
+            libvirt_network,
+            bridge,
             output,
         } => {
             let subnets = subnets(&cidr, &gateway, &dhcp_ip)?;
@@ -89,6 +106,9 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
                 isolated,
                 mtu,
                 no_dhcp,
+                host: libvirt_network
+                    .map(HostBridge::LibvirtNetwork)
+                    .or(bridge.map(HostBridge::Bridge)),
             };
             let network = store.create_network(&new)?;
             show(&network, output)
@@ -108,7 +128,7 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
                         n.cidrs(),
                         joined(n.subnets().filter_map(|s| s.gateway)),
                         joined(n.subnets().filter_map(|s| s.dhcp_ip)),
-                        if n.isolated { "isolated" } else { "routed" }.to_owned(),
+                        mode(n).to_owned(),
                     ]
                 })
                 .collect();
@@ -196,6 +216,17 @@ fn subnet_of<'s>(
         })
 }
 
+/// How the network is served, in one word: routed, isolated or host.
+fn mode(network: &Network) -> &'static str {
+    if network.host.is_some() {
+        "host"
+    } else if network.isolated {
+        "isolated"
+    } else {
+        "routed"
+    }
+}
+
 /// Addresses, comma-separated; "-" when there are none.
 fn joined(ips: impl Iterator<Item = IpAddr>) -> String {
     let all: Vec<String> = ips.map(|ip| ip.to_string()).collect();
@@ -233,12 +264,13 @@ fn show(network: &Network, output: Output) -> anyhow::Result<()> {
         ),
         (
             "mode",
-            if network.isolated {
-                "isolated (metadata from the DHCP namespace)"
-            } else {
-                "routed (metadata from the router namespace)"
-            }
-            .to_owned(),
+            match &network.host {
+                Some(host) => format!("host (metadata on the {})", host.describe()),
+                None if network.isolated => {
+                    "isolated (metadata from the DHCP namespace)".to_owned()
+                }
+                None => "routed (metadata from the router namespace)".to_owned(),
+            },
         ),
         ("mtu", output::or_dash(network.mtu)),
         ("created", network.created.clone()),

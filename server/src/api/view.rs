@@ -68,10 +68,12 @@ impl InstanceView {
         }
     }
 
-    /// The first fixed IPv4 address of the instance (EC2 `local-ipv4`).
+    /// The first fixed IPv4 address of the instance (EC2 `local-ipv4`); a learned address's
+    /// placeholder is none.
     pub fn first_ipv4(&self) -> Option<IpAddr> {
         self.ports
             .iter()
+            .filter(|(port, _)| !port.ip_learned())
             .flat_map(|(port, _)| port.ips())
             .find(IpAddr::is_ipv4)
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::error::StoreResult;
-use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
+use super::model::{Change, ChangeKind, HostBridge, Instance, Network, NewInstance, Port, Router};
 use super::rows::{Columns, FromRow, Param, to_json};
 use super::sql::Sql;
 use super::statements::{self as st, Statement};
@@ -120,6 +120,8 @@ impl<D: Driver> Sql for D {
                 Param::TextOrNull(second_gateway.as_deref()),
                 Param::TextOrNull(second_dhcp_ip.as_deref()),
                 Param::TextOrNull(network.ipv6_address_mode.map(|mode| mode.as_str())),
+                Param::TextOrNull(network.host.as_ref().and_then(HostBridge::libvirt_network)),
+                Param::TextOrNull(network.host.as_ref().and_then(HostBridge::bridge)),
             ],
         )
         .map(drop)

@@ -21,7 +21,7 @@ pub fn describe_port(sql: &mut dyn Sql, port: &Port) -> StoreResult<String> {
         Some(instance) => format!("instance {}", instance.name),
         None => format!("instance {}", port.instance_id),
     };
-    let ips: Vec<String> = port.ips().map(|ip| ip.to_string()).collect();
+    let ips = port.shown_ips();
     Ok(format!("port {} ({}, {owner})", port.id, ips.join(", ")))
 }
 
@@ -121,7 +121,7 @@ fn slaac_address(network: &Network, subnet: &Subnet, mac: &str) -> StoreResult<I
 
 /// `ip` may be given to a new port on `subnet`: a host address of it, not the gateway nor the
 /// DHCP port, not held by another port on the network.
-fn check_free(
+pub(super) fn check_free(
     sql: &mut dyn Sql,
     network: &Network,
     subnet: &Subnet,

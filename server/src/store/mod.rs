@@ -12,6 +12,7 @@ mod driver;
 mod error;
 mod feed;
 mod fixed_ips;
+pub mod host;
 mod location;
 mod model;
 mod postgres;
@@ -29,8 +30,9 @@ pub use error::{StoreError, StoreResult};
 pub use feed::{Batch, CHANGE_CHANNEL, Feed, MAX_CHANGES_PER_BATCH, Record, Wakeups};
 pub use location::{DEFAULT_DB, redacted};
 pub use model::{
-    Change, ChangeKind, Instance, Ipv6AddressMode, KeyPair, Network, NewInstance, NewNetwork,
-    NewPort, NewRouter, PasswordSet, Port, Router, Subnet,
+    Change, ChangeKind, HostBridge, Instance, Ipv6AddressMode, KeyPair, LEARNED_IP_BLOCK,
+    LEARNED_IP_SHOWN, Network, NewInstance, NewNetwork, NewPort, NewRouter, PasswordSet, Port,
+    Router, Subnet, is_learned_placeholder,
 };
 pub use validate::{MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES};
 

@@ -34,6 +34,53 @@ pub struct Network {
     pub isolated: bool,
     pub mtu: Option<u32>,
     pub created: String,
+    /// Served on a bridge of the host (a libvirt network's or a named one) instead of from a
+    /// router or DHCP namespace; its instances are known by MAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostBridge>,
+}
+
+/// The bridge a host network is served on, as `network create` named it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostBridge {
+    /// `--libvirt-network NAME`: libvirt's network, whose bridge and leases libvirt knows.
+    LibvirtNetwork(String),
+    /// `--bridge BR`: a bridge of the host's own namespace.
+    Bridge(String),
+}
+
+impl HostBridge {
+    /// The libvirt network's name (the `libvirt_network` column).
+    pub fn libvirt_network(&self) -> Option<&str> {
+        match self {
+            Self::LibvirtNetwork(name) => Some(name),
+            Self::Bridge(_) => None,
+        }
+    }
+
+    /// The bridge's name (the `bridge` column).
+    pub fn bridge(&self) -> Option<&str> {
+        match self {
+            Self::LibvirtNetwork(_) => None,
+            Self::Bridge(name) => Some(name),
+        }
+    }
+
+    /// From the two columns (at most one is set).
+    pub fn from_columns(libvirt_network: Option<String>, bridge: Option<String>) -> Option<Self> {
+        libvirt_network
+            .map(Self::LibvirtNetwork)
+            .or(bridge.map(Self::Bridge))
+    }
+
+    /// "libvirt network default" / "bridge br0", for tables and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::LibvirtNetwork(name) => format!("libvirt network {name}"),
+            Self::Bridge(name) => format!("bridge {name}"),
+        }
+    }
 }
 
 /// One subnet of a network: its CIDR, the router's address and the DHCP port's address there.
@@ -159,6 +206,8 @@ pub struct NewNetwork {
     /// `--no-dhcp`: no DHCP port; the ports are configured statically from `network_data.json`
     /// (`ipv4` / `ipv6` with the address, netmask and routes, instead of `ipv4_dhcp`).
     pub no_dhcp: bool,
+    /// `--libvirt-network NAME` / `--bridge BR`: served on that bridge of the host.
+    pub host: Option<HostBridge>,
 }
 
 /// A router and the networks attached to it.
@@ -206,9 +255,53 @@ impl Port {
         std::iter::once(self.ip).chain(self.second_ip)
     }
 
+    /// Whether its address is learned from the network's DHCP leases (a port on a host
+    /// network created without `--ip`): then `ip` is only a placeholder that no guest can send
+    /// from, in [`LEARNED_IP_BLOCK`], and never identifies anyone.
+    pub fn ip_learned(&self) -> bool {
+        is_learned_placeholder(self.ip)
+    }
+
+    /// Its addresses as tables and JSON show them: `leased` for a learned address.
+    pub fn shown_ips(&self) -> Vec<String> {
+        if self.ip_learned() {
+            return vec![LEARNED_IP_SHOWN.to_owned()];
+        }
+        self.ips().map(|ip| ip.to_string()).collect()
+    }
+
+    /// Its first address as tables and JSON show it (`leased` for a learned one).
+    pub fn shown_ip(&self) -> String {
+        if self.ip_learned() {
+            LEARNED_IP_SHOWN.to_owned()
+        } else {
+            self.ip.to_string()
+        }
+    }
+
     /// Its address of one family (`ipv4`: IPv4, else IPv6), if it has one.
     pub fn ip_of_family(&self, ipv4: bool) -> Option<IpAddr> {
         self.ips().find(|ip| ip.is_ipv4() == ipv4)
+    }
+}
+
+/// Where the placeholder addresses of ports whose address is learned from DHCP leases come
+/// from: RFC 1122's "this network" block, which no packet carries as its source once the
+/// sender has an address, so a placeholder can never be mistaken for a guest's address.
+pub const LEARNED_IP_BLOCK: ipnet::Ipv4Net =
+    match ipnet::Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, 8) {
+        Ok(block) => block,
+        Err(_) => panic!("0.0.0.0/8 is a valid prefix"),
+    };
+
+/// What stands for a learned address in tables and JSON.
+pub const LEARNED_IP_SHOWN: &str = "leased";
+
+/// Whether `ip` is a learned port's placeholder (in [`LEARNED_IP_BLOCK`]).
+pub fn is_learned_placeholder(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => LEARNED_IP_BLOCK.contains(&v4),
+        IpAddr::V6(_) => false,
     }
 }
 

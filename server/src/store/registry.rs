@@ -12,7 +12,7 @@ use super::model::{
     PasswordSet, Port, Router,
 };
 use super::sql::{Backend, Sql};
-use super::{allocate, clock, subnets, validate};
+use super::{allocate, clock, host, subnets, validate};
 
 /// How many ports a "network still has ports" refusal names before it says "and N more".
 const MAX_PORTS_NAMED: usize = 5;
@@ -121,6 +121,13 @@ fn overlaps(a: ipnet::IpNet, b: ipnet::IpNet) -> bool {
 /// have no router, and one router cannot route two overlapping subnets (the agent finds a
 /// port by IP among a router's networks, which must give one answer).
 fn check_attachable(network: &Network, attached: &[Network]) -> StoreResult<()> {
+    if let Some(host) = &network.host {
+        return Err(StoreError::Invalid(format!(
+            "network {} is served on the {}: it has no router; make a network without              --libvirt-network or --bridge to put it behind one",
+            network.name,
+            host.describe()
+        )));
+    }
     if network.isolated {
         return Err(StoreError::Invalid(format!(
             "network {} is isolated (served from its DHCP namespace): create it without \
@@ -171,6 +178,10 @@ fn add_port(
     created: &str,
 ) -> StoreResult<Port> {
     let network = network(sql, network_key)?;
+    if let Some(host) = &network.host {
+        // Checked before a MAC is made up: there the MAC is how the instance is known.
+        host::host_port_ip(sql, &network, host, &[], mac).map(drop)?;
+    }
     let mac = match mac {
         Some(mac) => {
             if let Some(other) = sql.port_with_mac(mac)? {
@@ -184,7 +195,13 @@ fn add_port(
         }
         None => allocate::free_mac(|candidate| Ok(sql.port_with_mac(candidate)?.is_some()))?,
     };
-    let (ip, second_ip) = fixed_ips(sql, &network, ips, &mac)?;
+    let (ip, second_ip) = match &network.host {
+        Some(host) => (
+            host::host_port_ip(sql, &network, host, ips, Some(&mac))?,
+            None,
+        ),
+        None => fixed_ips(sql, &network, ips, &mac)?,
+    };
     let port = Port {
         id: new_id(),
         network_id: network.id,
@@ -206,7 +223,10 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn create_network(&self, new: &NewNetwork) -> StoreResult<Network> {
-        let filled = subnets::filled_network(new)?;
+        let filled = match &new.host {
+            Some(bridge) => host::filled_host_network(new, bridge)?,
+            None => subnets::filled_network(new)?,
+        };
         let network = Network {
             id: new_id(),
             name: filled.name,
@@ -219,6 +239,7 @@ impl<B: Backend> Store for Registry<B> {
             isolated: filled.isolated,
             mtu: filled.mtu,
             created: clock::now(),
+            host: filled.host,
         };
         self.write(|sql| {
             sql.insert_network(&network)?;

@@ -5,7 +5,9 @@
 use std::str::FromStr;
 
 use super::error::{StoreError, StoreResult};
-use super::model::{Change, ChangeKind, Instance, Ipv6AddressMode, Network, Port, Router, Subnet};
+use super::model::{
+    Change, ChangeKind, HostBridge, Instance, Ipv6AddressMode, Network, Port, Router, Subnet,
+};
 
 /// One statement parameter, as both backends bind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +168,7 @@ impl FromRow for Network {
                 .map(|mtu| to_u32("MTU", mtu))
                 .transpose()?,
             created: row.text(8)?,
+            host: HostBridge::from_columns(row.text_or_null(13)?, row.text_or_null(14)?),
         })
     }
 }

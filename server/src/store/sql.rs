@@ -13,8 +13,9 @@ use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Rou
 
 /// The schema both backends create; a registry with a newer version is refused at open, one
 /// with an older version is brought up to this one. Version 2 added dual-stack networks (a
-/// second subnet, the IPv6 address mode) and a port's second address.
-pub const SCHEMA_VERSION: i64 = 2;
+/// second subnet, the IPv6 address mode) and a port's second address; version 3 networks
+/// served on a bridge of the host (`--libvirt-network`, `--bridge`).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Row-level statements of one backend, run inside a read or a write transaction.
 pub trait Sql {

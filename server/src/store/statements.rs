@@ -45,7 +45,7 @@ macro_rules! statement {
 macro_rules! network_select {
     () => {
         "SELECT id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, created, second_cidr, \
-         second_gateway, second_dhcp_ip, ipv6_address_mode FROM networks"
+         second_gateway, second_dhcp_ip, ipv6_address_mode, libvirt_network, bridge FROM networks"
     };
 }
 /// Columns of a router row (its networks come from `router_networks`).
@@ -140,8 +140,8 @@ pub const NETWORKS_NAMED: Statement =
 pub const NETWORKS: Statement = statement!(concat!(network_select!(), " ORDER BY seq"));
 pub const INSERT_NETWORK: Statement = statement!(
     "INSERT INTO networks (id, name, project, cidr, gateway, dhcp_ip, isolated, mtu, created, \
-     second_cidr, second_gateway, second_dhcp_ip, ipv6_address_mode) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+     second_cidr, second_gateway, second_dhcp_ip, ipv6_address_mode, libvirt_network, bridge) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 );
 pub const DELETE_NETWORK: Statement = statement!("DELETE FROM networks WHERE id = $1");
 
@@ -285,7 +285,7 @@ mod tests {
         assert!(
             INSERT_NETWORK
                 .sqlite
-                .ends_with("VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")
+                .ends_with("?10, ?11, ?12, ?13, ?14, ?15)")
         );
     }
 }

@@ -9,6 +9,7 @@ mod addresses;
 mod changes;
 mod dual_stack;
 mod feed;
+mod host;
 mod limits;
 mod records;
 mod servers;
@@ -128,6 +129,14 @@ const CASES: &[(&str, Case)] = &[
         "slaac_ports_take_the_address_their_guest_makes",
         dual_stack::slaac_ports_take_the_address_their_guest_makes,
     ),
+    (
+        "host_networks_and_their_instances",
+        host::host_networks_and_their_instances,
+    ),
+    (
+        "host_network_bad_input_is_refused",
+        host::host_network_bad_input_is_refused,
+    ),
 ];
 
 /// Runs one case, catching its panic; true when it passed.
@@ -209,10 +218,36 @@ fn main() -> ExitCode {
         }
     }
 
+    let want_upgrade_2 = filter
+        .as_ref()
+        .is_none_or(|f| "schema_2_is_brought_up_to_date".contains(f.as_str()));
+    if want_upgrade_2 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("registry.sqlite");
+        let make_v2 = || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(dual_stack::SQLITE_SCHEMA_1).unwrap();
+            conn.execute_batch(dual_stack::ROWS_1).unwrap();
+            conn.execute_batch(host::TO_SCHEMA_2).unwrap();
+        };
+        let url = format!("sqlite:{}", path.display());
+        if !run_case("sqlite", "schema_2_is_brought_up_to_date", || {
+            host::schema_2_is_brought_up_to_date(&url, &make_v2)
+        }) {
+            failed.push("sqlite::schema_2_is_brought_up_to_date".to_owned());
+        }
+    }
+
     let want_restart = filter
         .as_ref()
         .is_none_or(|f| "postgres_restart".contains(f.as_str()));
-    if !selected.is_empty() || want_restart || want_open || want_pruning || want_upgrade {
+    if !selected.is_empty()
+        || want_restart
+        || want_open
+        || want_pruning
+        || want_upgrade
+        || want_upgrade_2
+    {
         match PgServer::start() {
             Ok(mut server) => {
                 for (index, name, case) in &selected {
@@ -253,6 +288,23 @@ fn main() -> ExitCode {
                         dual_stack::schema_1_is_brought_up_to_date(&url, &make_v1)
                     }) {
                         failed.push("postgres::schema_1_is_brought_up_to_date".to_owned());
+                    }
+                }
+                if want_upgrade_2 {
+                    let url = server.create_database("schema_2").unwrap();
+                    let make_v2 = || {
+                        for sql in [
+                            dual_stack::POSTGRES_SCHEMA_1,
+                            dual_stack::ROWS_1,
+                            host::TO_SCHEMA_2,
+                        ] {
+                            server.psql("schema_2", sql).unwrap();
+                        }
+                    };
+                    if !run_case("postgres", "schema_2_is_brought_up_to_date", || {
+                        host::schema_2_is_brought_up_to_date(&url, &make_v2)
+                    }) {
+                        failed.push("postgres::schema_2_is_brought_up_to_date".to_owned());
                     }
                 }
                 if want_restart {

@@ -94,8 +94,11 @@ impl PostgresBackend {
                      metaboot-server knows ({SCHEMA_VERSION}): upgrade metaboot-server"
                 )));
             }
-            Some(1) => {
-                tx.batch_execute(schema::MIGRATE_FROM_1).map_err(fail)?;
+            Some(found) if found < SCHEMA_VERSION => {
+                if found < 2 {
+                    tx.batch_execute(schema::MIGRATE_FROM_1).map_err(fail)?;
+                }
+                tx.batch_execute(schema::MIGRATE_FROM_2).map_err(fail)?;
                 tx.execute(SCHEMA_VERSION_INSERT.postgres, &[&SCHEMA_VERSION])
                     .map_err(fail)?;
             }

@@ -17,7 +17,9 @@ CREATE TABLE IF NOT EXISTS networks (
     second_cidr TEXT,
     second_gateway TEXT,
     second_dhcp_ip TEXT,
-    ipv6_address_mode TEXT
+    ipv6_address_mode TEXT,
+    libvirt_network TEXT,
+    bridge TEXT
 );
 CREATE INDEX IF NOT EXISTS networks_name ON networks (name);
 CREATE TABLE IF NOT EXISTS routers (
@@ -85,4 +87,11 @@ ALTER TABLE ports ADD COLUMN IF NOT EXISTS second_ip TEXT;
 pub const INDEXES_2: &str = "
 CREATE UNIQUE INDEX IF NOT EXISTS ports_network_second_ip ON ports (network_id, second_ip);
 CREATE INDEX IF NOT EXISTS ports_second_ip ON ports (second_ip);
+";
+
+/// What schema version 2 lacks (networks served on a bridge of the host: a libvirt network or
+/// a bridge by name), added in the transaction that records version 3.
+pub const MIGRATE_FROM_2: &str = "
+ALTER TABLE networks ADD COLUMN IF NOT EXISTS libvirt_network TEXT;
+ALTER TABLE networks ADD COLUMN IF NOT EXISTS bridge TEXT;
 ";

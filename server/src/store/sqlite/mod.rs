@@ -122,8 +122,11 @@ impl SqliteBackend {
                     path.display()
                 )));
             }
-            Some(1) => {
-                map(tx.execute_batch(schema::MIGRATE_FROM_1))?;
+            Some(found) if found < SCHEMA_VERSION => {
+                if found < 2 {
+                    map(tx.execute_batch(schema::MIGRATE_FROM_1))?;
+                }
+                map(tx.execute_batch(schema::MIGRATE_FROM_2))?;
                 map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
             }
             Some(_) => {}

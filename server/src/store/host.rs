@@ -1,0 +1,167 @@
+//! Networks served on a bridge of the host (`network create --libvirt-network NAME` or
+//! `--bridge BR`): libvirt's own network or any bridge whose DHCP server is not Neutron's. No
+//! router and no DHCP namespace: metadata is served on the bridge itself, and an instance is
+//! known by the MAC of its interface, its address learned from the DHCP server's leases (or
+//! fixed with `--ip`).
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::error::{StoreError, StoreResult};
+use super::fixed_ips::check_free;
+use super::model::{HostBridge, LEARNED_IP_BLOCK, Network, NewNetwork, Port};
+use super::sql::Sql;
+use super::{allocate, validate};
+
+/// The longest interface name Linux takes (`IFNAMSIZ` less its terminating NUL).
+pub const MAX_BRIDGE_NAME_BYTES: usize = 15;
+
+fn invalid(message: String) -> StoreError {
+    StoreError::Invalid(message)
+}
+
+/// A bridge name Linux accepts: 1 to [`MAX_BRIDGE_NAME_BYTES`] bytes, no `/`, `:`, blanks or
+/// control characters, not `.` or `..`.
+pub fn bridge_name(name: &str) -> StoreResult<()> {
+    let bad = name.is_empty()
+        || name.len() > MAX_BRIDGE_NAME_BYTES
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(invalid(format!(
+            "bad bridge name {name:?}: give an interface name of 1 to {MAX_BRIDGE_NAME_BYTES} \
+             bytes without '/', ':' or blanks (see `ip link show type bridge`)"
+        )));
+    }
+    Ok(())
+}
+
+/// A libvirt network name: a name without `/` (libvirt keeps one file per network).
+pub fn libvirt_network_name(name: &str) -> StoreResult<()> {
+    validate::name("libvirt network", name)?;
+    if name.contains('/') {
+        return Err(invalid(format!(
+            "bad libvirt network name {name:?}: it cannot contain '/' (see `virsh net-list \
+             --all`)"
+        )));
+    }
+    Ok(())
+}
+
+/// `new` (with `host` set) checked and filled in: one IPv4 subnet, no router, the gateway
+/// being the bridge's own address (libvirt's `<ip address=…>`, the first host address unless
+/// `--gateway` says otherwise), which is also where its DHCP server answers.
+pub fn filled_host_network(new: &NewNetwork, host: &HostBridge) -> StoreResult<NewNetwork> {
+    match host {
+        HostBridge::LibvirtNetwork(name) => libvirt_network_name(name)?,
+        HostBridge::Bridge(name) => bridge_name(name)?,
+    }
+    let what = host.describe();
+    if !new.cidr.addr().is_ipv4() || new.second_subnet.is_some() {
+        return Err(invalid(format!(
+            "a network on a {what} has one IPv4 subnet: give one IPv4 --cidr (IPv6 is not \
+             served on host bridges yet)"
+        )));
+    }
+    if new.isolated {
+        return Err(invalid(format!(
+            "--isolated and the {what} contradict each other: a network on a host bridge has \
+             no DHCP namespace; drop --isolated"
+        )));
+    }
+    if new.dhcp_ip.is_some() {
+        return Err(invalid(format!(
+            "a network on a {what} has no DHCP port: its DHCP server answers on the bridge's \
+             address (--gateway); drop --dhcp-ip"
+        )));
+    }
+    validate::cidr(new.cidr)?;
+    let (gateway, _) = allocate::network_addresses(new.cidr, new.gateway, None);
+    let filled = NewNetwork {
+        gateway: Some(gateway),
+        dhcp_ip: (!new.no_dhcp).then_some(gateway),
+        ..new.clone()
+    };
+    // `validate::new_network` refuses a DHCP address equal to the gateway, which is what a
+    // host bridge has: check it with the gateway alone.
+    validate::new_network(&NewNetwork {
+        dhcp_ip: None,
+        ..filled.clone()
+    })?;
+    Ok(filled)
+}
+
+/// A port's address on a host network: the one given (checked as any fixed address), else a
+/// placeholder from [`LEARNED_IP_BLOCK`] free on the network, which says "learned from the
+/// leases". A port there needs its MAC: that is how the instance is known.
+pub fn host_port_ip(
+    sql: &mut dyn Sql,
+    network: &Network,
+    host: &HostBridge,
+    given: &[IpAddr],
+    mac: Option<&str>,
+) -> StoreResult<IpAddr> {
+    if mac.is_none() {
+        return Err(invalid(format!(
+            "network {} is served on the {}, where instances are known by MAC: pass --mac \
+             with the MAC of the guest's interface (virt-install --network \
+             network=NAME,mac=52:54:00:…)",
+            network.name,
+            host.describe()
+        )));
+    }
+    match given {
+        [] => {
+            let taken: HashSet<IpAddr> = sql
+                .network_ports(&network.id)?
+                .iter()
+                .map(|port: &Port| port.ip)
+                .collect();
+            let size = 1u32 << (32 - u32::from(LEARNED_IP_BLOCK.prefix_len()));
+            let free = (1..size)
+                .map(|n| IpAddr::V4(Ipv4Addr::from(u32::from(LEARNED_IP_BLOCK.network()) + n)))
+                .find(|ip| !taken.contains(ip));
+            free.ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "network {} has no room for more ports",
+                    network.name
+                ))
+            })
+        }
+        [ip] => {
+            check_free(sql, network, &network.first_subnet(), *ip)?;
+            Ok(*ip)
+        }
+        _ => Err(invalid(format!(
+            "network {} has one IPv4 subnet: give at most one --ip",
+            network.name
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_follow_linux_rules() {
+        for good in ["virbr0", "br-lab", "a", "bridge_name_15b"] {
+            assert!(bridge_name(good).is_ok(), "{good}");
+        }
+        assert_eq!("bridge_name_15b".len(), MAX_BRIDGE_NAME_BYTES);
+        for bad in ["", "bridge_name_16by", "br/0", "br 0", "br:0", ".", ".."] {
+            let err = bridge_name(bad).unwrap_err().to_string();
+            assert!(err.contains("bad bridge name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn libvirt_network_names_have_no_slash() {
+        assert!(libvirt_network_name("default").is_ok());
+        assert!(libvirt_network_name("a/b").is_err());
+        assert!(libvirt_network_name("").is_err());
+    }
+}
