@@ -205,11 +205,67 @@ impl Tiny<'_> {
         }
     }
 
+    /// The control: the same attempt once the filter is taken off the guest's interface
+    /// (`virsh update-device --live`) is served the victim's data, so it is clean-traffic
+    /// that stops it, not the attempt's own failure.
+    fn without_filter(&self, own: Ipv4Addr, victim: Ipv4Addr, victim_uuid: &str) -> CheckResult {
+        let name = "without clean-traffic the same impostor is served the other's data (control)";
+        let attempt = self
+            .drop_filter()
+            .and_then(|()| self.impersonate(own, victim));
+        match attempt {
+            Ok((rc, got)) => CheckResult::from_bool(
+                name,
+                got.contains(victim_uuid),
+                format!(
+                    "from {victim} without the filter: wget exit {rc}, {} bytes, {}",
+                    got.len(),
+                    if got.contains(victim_uuid) {
+                        "with the Debian guest's uuid"
+                    } else {
+                        "without the Debian guest's uuid"
+                    }
+                ),
+            ),
+            Err(err) => CheckResult::fail(name, format!("{err:#}")),
+        }
+    }
+
+    /// Replaces the guest's interface by the same one without a filter.
+    fn drop_filter(&self) -> anyhow::Result<()> {
+        let xml = format!(
+            "<interface type='network'>\n  <mac address='{}'/>\n  <source network='{}'/>\n  \
+             <model type='virtio'/>\n</interface>\n",
+            self.mac,
+            self.host.network().spec().name
+        );
+        let path = self.dir.join("interface-unfiltered.xml");
+        crate::atomic::write(&path, xml.as_bytes(), 0o644)?;
+        let mut cmd = crate::guest::libvirtd::virsh([
+            std::ffi::OsStr::new("update-device"),
+            std::ffi::OsStr::new(TINY),
+            path.as_os_str(),
+            std::ffi::OsStr::new("--live"),
+        ]);
+        let out = output_with_timeout(&mut cmd, crate::guest::libvirtd::VIRSH_TIMEOUT)?;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                crate::process::describe(&cmd),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     fn impersonate(&self, own: Ipv4Addr, victim: Ipv4Addr) -> anyhow::Result<(String, String)> {
         let gateway = self.host.network().spec().gateway();
         // Detached: the SSH session goes down with the guest's own address.
+        // The neighbour cache goes too: the guest asks for the gateway's MAC from the
+        // victim's address, so the host learns the impostor's MAC for it.
         let swap = format!(
-            "ip -4 addr flush dev eth0; ip -4 addr add {victim}/24 dev eth0; \
+            "ip -4 addr flush dev eth0; ip neigh flush dev eth0; \
+             ip -4 addr add {victim}/24 dev eth0; \
              ip -4 route replace default via {gateway} dev eth0; \
              wget -q -T {t} -O /tmp/impostor.json {METADATA_URL}{META_DATA_PATH}; \
              echo $? > /tmp/impostor.rc; \
@@ -268,7 +324,10 @@ pub(super) fn tiny_guest(
     let (vm, ip) = tiny.boot(None)?;
     checks.push(tiny.served_as_itself("a MAC-registered tiny guest is served as itself", ip));
     match victim {
-        Some((victim_ip, victim_uuid)) => checks.push(tiny.impostor(ip, victim_ip, victim_uuid)),
+        Some((victim_ip, victim_uuid)) => {
+            checks.push(tiny.impostor(ip, victim_ip, victim_uuid));
+            checks.push(tiny.without_filter(ip, victim_ip, victim_uuid));
+        }
         None => checks.push(CheckResult::fail(
             "a guest that takes another's address is not served its data (clean-traffic)",
             "no victim: the Debian guest has no address",
