@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use metaboot_proto::METADATA_IPV4_LISTEN;
+use metaboot_proto::METADATA_IPV4;
 use serde::Serialize;
 
 use crate::check::CheckResult;
@@ -31,7 +31,6 @@ use crate::guest::virt_install::NetworkNic;
 use crate::guest::{self, Guest};
 use crate::image::Image;
 use crate::lab::libvirt_host::LibvirtHost;
-use crate::lab::netns;
 use crate::process::check;
 use crate::progress::Progress;
 use crate::scenario::cloud_image::guest::{Who, first_login, record_markers, verdict_and_checks};
@@ -212,26 +211,29 @@ fn run_on(
     Ok(())
 }
 
-/// Waits until 169.254.169.254:80 answers in the host's namespace.
+/// Waits until `all` has put 169.254.169.254 on the bridge (its listener is bound to the
+/// bridge, so a probe from the namespace itself would not reach it: the first client's request
+/// retries a refused connection instead).
 fn wait_for_server(host: &LibvirtHost, log: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + SERVER_READY_TIMEOUT;
     loop {
         if !host.stopped_daemons().is_empty() {
             bail!("metaboot-server all exited:\n{}", crate::lab::tail(log, 30));
         }
-        match netns::tcp_probe(&host.ns, METADATA_IPV4_LISTEN, Duration::from_millis(500)) {
-            Ok(()) => return Ok(()),
-            Err(err) if Instant::now() >= deadline => {
-                return Err(err).with_context(|| {
-                    format!(
-                        "metaboot-server all did not answer on {METADATA_IPV4_LISTEN} within \
-                         {SERVER_READY_TIMEOUT:?}; its log:\n{}",
-                        crate::lab::tail(log, 30)
-                    )
-                });
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        let on_bridge = probes::metadata_address_on_bridge(host);
+        if on_bridge.passed {
+            return Ok(());
         }
+        if Instant::now() >= deadline {
+            bail!(
+                "metaboot-server all did not put {METADATA_IPV4}/32 on {} within \
+                 {SERVER_READY_TIMEOUT:?} ({}); its log:\n{}",
+                host.network().spec().bridge,
+                on_bridge.detail,
+                crate::lab::tail(log, 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -104,7 +104,15 @@ fn unregistered_status(host: &mut LibvirtHost, dir: &Path) -> anyhow::Result<(Ip
         .network()
         .wait_for_lease(&mac, None, CLIENT_LEASE_TIMEOUT)?;
     let mut curl = netns::exec(&client, "curl");
-    curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time"])
+    curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "--retry",
+            "5",
+            "--retry-delay",
+            "1",
+            "--retry-connrefused",
+            "--max-time",
+        ])
         .arg(REQUEST_TIMEOUT.as_secs().to_string())
         .arg(format!("{METADATA_URL}{META_DATA_PATH}"));
     let out = output_with_timeout(&mut curl, REQUEST_TIMEOUT * 2)?;
