@@ -9,6 +9,7 @@ pub mod cli;
 pub mod configdrive;
 pub mod follow;
 pub mod http;
+pub mod leases;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

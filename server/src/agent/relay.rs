@@ -12,8 +12,10 @@ use metaboot_proto::headers;
 use super::forwarded::{ForwardedError, guest_address};
 use super::lookup::{Owner, Scope};
 use crate::http::{Answer, Body, Rejection};
+use crate::leases::HostLeases;
 use crate::metrics::Metrics;
 use crate::model::{Lookup, ReadModel, record::id_text};
+use crate::store::HostBridge;
 
 /// A guest resolved to its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct Resolved {
 pub struct Agent {
     model: Arc<ReadModel>,
     secret: Arc<[u8]>,
+    /// The DHCP leases of host networks (where a guest is known by MAC).
+    leases: Arc<HostLeases>,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -35,8 +39,14 @@ impl Agent {
         Self {
             model,
             secret,
+            leases: Arc::new(HostLeases::default()),
             metrics: Metrics::new("agent"),
         }
+    }
+
+    /// The agent, reading host networks' leases from `leases` (`all --leases-dir`).
+    pub fn with_leases(self, leases: Arc<HostLeases>) -> Self {
+        Self { leases, ..self }
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -125,7 +135,10 @@ impl Agent {
     fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
         let found = match scope {
             Scope::Router(id) => self.model.behind_router(ip, id),
-            Scope::Network(id) => self.model.on_network(ip, id),
+            Scope::Network(id) => match self.model.host_of(id) {
+                Some(host) => self.on_host_network(ip, id, &host)?,
+                None => self.model.on_network(ip, id),
+            },
         };
         match found {
             Lookup::Found(record) => Ok(Owner::new(
@@ -149,6 +162,24 @@ impl Agent {
                 ),
                 Rejection::AmbiguousPort,
             )),
+        }
+    }
+}
+
+impl Agent {
+    /// The owner of `ip` on a host network: the MAC its DHCP lease names (see
+    /// `ReadModel::on_host_network`). Leases that cannot be read serve nobody.
+    fn on_host_network(&self, ip: IpAddr, id: &str, host: &HostBridge) -> Result<Lookup, Answer> {
+        match self.leases.macs_of(host, ip) {
+            Ok(macs) => Ok(self.model.on_host_network(ip, id, &macs)),
+            Err(err) => {
+                tracing::warn!(network = id, bridge = %host.describe(), error = %crate::leases::chain(&err), "cannot read the leases of a host network");
+                Err(Answer::refused(
+                    StatusCode::NOT_FOUND,
+                    format!("The DHCP leases of network {id} cannot be read; try again."),
+                    Rejection::NoPort,
+                ))
+            }
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct ProxySection {
     pub max_connections: Option<usize>,
     /// Connections one guest address may hold at once on a proxy listener.
     pub max_connections_per_guest: Option<usize>,
+    /// Where the DHCP leases of host networks (`--libvirt-network`, `--bridge`) are read:
+    /// libvirt's dnsmasq directory.
+    pub leases_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]

@@ -1,8 +1,10 @@
-//! `metaboot-server all`: every role in one process — the API, the agent, and one namespace
-//! proxy per router and per isolated network, following the registry.
+//! `metaboot-server all`: every role in one process — the API, the agent, one namespace proxy
+//! per router and per isolated network, and a listener on the bridge of each host network,
+//! following the registry.
 
 mod chain;
 pub mod config;
+pub mod host;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use crate::agent::{Agent, AgentHandler};
 use crate::api::{Api, ApiHandler, Identify, Rendering, VendorDocs};
 use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
+use crate::leases::HostLeases;
 use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::rate_limit::DEFAULT_WINDOW;
@@ -88,6 +91,11 @@ pub struct AllArgs {
     /// proxy listener; more are closed at once [default: 8].
     #[arg(long)]
     pub max_connections_per_guest: Option<usize>,
+    /// `proxy.leases_dir`: where host networks' DHCP leases are read (libvirt's
+    /// `<network>.conf` and `<bridge>.status`, or a dnsmasq `<bridge>.leases`)
+    /// [default: /var/lib/libvirt/dnsmasq].
+    #[arg(long)]
+    pub leases_dir: Option<PathBuf>,
     /// `metrics.listen`.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -112,6 +120,8 @@ pub struct Settings {
     pub rate_limit: Option<(u32, Duration)>,
     pub max_connections: usize,
     pub max_connections_per_guest: usize,
+    /// Where host networks' DHCP leases are read.
+    pub leases_dir: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
     pub threads: usize,
 }
@@ -196,6 +206,11 @@ impl Settings {
                 .or(file.proxy.max_connections)
                 .unwrap_or(crate::http::limits::MAX_CONNECTIONS),
             max_connections_per_guest,
+            leases_dir: args
+                .leases_dir
+                .clone()
+                .or_else(|| file.proxy.leases_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(crate::leases::DEFAULT_LEASES_DIR)),
             metrics_listen: args.metrics_listen.or(file.metrics.listen),
             threads: args
                 .threads
@@ -263,7 +278,8 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             )
             .require_token(settings.require_token),
         );
-        let agent = Arc::new(Agent::new(model.clone(), secret));
+        let leases = Arc::new(HostLeases::new(settings.leases_dir.clone()));
+        let agent = Arc::new(Agent::new(model.clone(), secret).with_leases(leases.clone()));
         let proxy_metrics = Metrics::new("proxy");
         let wake = Arc::new(tokio::sync::Notify::new());
         let listeners: Vec<Arc<dyn ChangeListener>> = vec![Arc::new(Wake(wake.clone()))];
@@ -320,6 +336,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             limits: proxy_limits,
             router_listen: settings.router_listen,
             isolated_listen: settings.isolated_listen,
+            leases,
             wake,
         }
         .run()

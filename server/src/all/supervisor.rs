@@ -14,9 +14,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::host::HostBridges;
 use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::http::listen::{netns_path, tcp_listeners_in};
+use crate::leases::HostLeases;
 use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
 use crate::runtime::Workers;
@@ -112,6 +114,8 @@ pub struct Supervisor<F: Forward> {
     pub router_listen: SocketAddr,
     /// Never empty (`Settings::resolve` refuses an empty list).
     pub isolated_listen: Vec<SocketAddr>,
+    /// Host networks' leases, where their bridges are found too.
+    pub leases: Arc<HostLeases>,
     pub wake: Arc<Notify>,
 }
 
@@ -122,6 +126,8 @@ impl<F: Forward> Supervisor<F> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
         let mut first = true;
+        // Dropped when `all` stops: takes the metadata address off the host bridges.
+        let mut hosts = HostBridges::new(self.leases.clone());
         loop {
             let wanted = placements(&self.model, self.router_listen, &self.isolated_listen);
             let in_use = self
@@ -135,6 +141,15 @@ impl<F: Forward> Supervisor<F> {
                     placement.netns
                 );
             }
+            hosts
+                .reconcile(
+                    &self.model,
+                    &self.workers,
+                    self.limits,
+                    &*self.make_handler,
+                    &self.forward,
+                )
+                .await;
             if first {
                 tracing::info!(
                     registry = %self.registry,

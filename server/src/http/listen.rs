@@ -22,13 +22,20 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// link-local IPv6 address without a scope is bound on the interface holding it ([`scoped`]);
 /// `[::]` falls back to `0.0.0.0` on a kernel without IPv6.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    tcp_listener_on(addr, None)
+}
+
+/// [`tcp_listener`], bound to one interface when `device` names it (`SO_BINDTODEVICE`): it
+/// takes only connections that arrive there, so the same address can be served on several
+/// bridges, each by its own listener, and nothing reaches it from another interface.
+pub fn tcp_listener_on(addr: SocketAddr, device: Option<&str>) -> io::Result<TcpListener> {
     let addr = scoped(addr)?;
     let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, None) {
         Err(err)
             if err.raw_os_error() == Some(libc::EAFNOSUPPORT)
                 && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) =>
         {
-            return tcp_listener(SocketAddr::from(([0, 0, 0, 0], addr.port())));
+            return tcp_listener_on(SocketAddr::from(([0, 0, 0, 0], addr.port())), device);
         }
         other => other?,
     };
@@ -40,6 +47,14 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
         socket.set_only_v6(false)?;
     }
     socket.set_nonblocking(true)?;
+    if let Some(device) = device {
+        socket.bind_device(Some(device.as_bytes())).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot bind to interface {device}: {err}"),
+            )
+        })?;
+    }
     socket.bind(&addr.into()).map_err(in_use_hint)?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
@@ -49,7 +64,16 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 /// each worker polls its own duplicate of the same socket and takes the connections it is
 /// ready for, as nginx's workers share one socket without `reuseport`.
 pub fn tcp_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
-    let first = tcp_listener(addr)?;
+    tcp_listeners_on(addr, None, count)
+}
+
+/// [`tcp_listeners`] bound to `device` (see [`tcp_listener_on`]).
+pub fn tcp_listeners_on(
+    addr: SocketAddr,
+    device: Option<&str>,
+    count: usize,
+) -> io::Result<Vec<TcpListener>> {
+    let first = tcp_listener_on(addr, device)?;
     let mut all = Vec::with_capacity(count.max(1));
     for _ in 1..count.max(1) {
         all.push(first.try_clone()?);

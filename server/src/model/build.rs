@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::record::{self, InstanceRecord, Interner, RecordError, parse_id};
 use super::user_data::{Codec, DICTIONARY_BYTES, Packer};
-use crate::store::{Batch, ChangeKind, Instance, Network, Port, Record, Router, StoreResult};
+use crate::store::{
+    Batch, ChangeKind, Instance, Network, Port, Record, Router, StoreResult, is_learned_placeholder,
+};
 
 /// Instances with user data read before the dictionary is made from theirs.
 pub const DICTIONARY_SAMPLES: usize = 64;
@@ -80,6 +82,13 @@ impl Model {
         }
     }
 
+    /// The owner of the port with `mac` on a host network or a network with an IPv6 subnet
+    /// (the ports the MAC index holds).
+    pub fn owner_by_mac(&self, network: &Uuid, mac: [u8; 6]) -> Option<&Arc<InstanceRecord>> {
+        let slot = self.networks.get(network)?.slot;
+        self.macs.get(&mac_key(slot, mac))
+    }
+
     pub fn instance_count(&self) -> usize {
         self.instances.len()
     }
@@ -114,13 +123,14 @@ impl Model {
                 tracing::warn!(instance = %record.uuid, network = %port.network, "a port on a network the registry does not have: not served");
                 continue;
             };
-            for ip in port.ips() {
+            // A learned address's placeholder identifies nobody: its guest is found by MAC.
+            for ip in port.ips().filter(|ip| !is_learned_placeholder(*ip)) {
                 match key(entry.slot, ip) {
                     Key::V4(k) => self.v4.insert(k, record.clone()),
                     Key::V6(k) => self.v6.insert(k, record.clone()),
                 };
             }
-            if entry.record.ipv6_subnet().is_some() {
+            if entry.record.ipv6_subnet().is_some() || entry.record.host.is_some() {
                 self.macs
                     .insert(mac_key(entry.slot, port.mac), record.clone());
             }

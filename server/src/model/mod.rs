@@ -20,7 +20,8 @@ pub use record::{InstanceRecord, PortRecord};
 pub use status::ModelStatus;
 
 use crate::store::{
-    Change, Feed, Instance, MAX_CHANGES_PER_BATCH, Network, Port, Store, StoreError, StoreResult,
+    Change, Feed, HostBridge, Instance, MAX_CHANGES_PER_BATCH, Network, Port, Store, StoreError,
+    StoreResult,
 };
 use build::{Builder, prepare};
 use record::{Interner, id_text, mac_text};
@@ -224,6 +225,41 @@ impl ReadModel {
             .filter_map(|network| model.owner(network, ip).cloned())
             .collect();
         Lookup::of(found)
+    }
+
+    /// The bridge a network is served on, when it is a host network.
+    pub fn host_of(&self, network_id: &str) -> Option<HostBridge> {
+        let network = Uuid::parse_str(network_id).ok()?;
+        self.read().networks.get(&network)?.record.host.clone()
+    }
+
+    /// Every host network: (id, its bridge as the registry names it).
+    pub fn host_networks(&self) -> Vec<(String, HostBridge)> {
+        self.read()
+            .networks
+            .values()
+            .filter_map(|entry| Some((entry.record.id.clone(), entry.record.host.clone()?)))
+            .collect()
+    }
+
+    /// The owner of `ip` on host network `network_id`, given the MACs its DHCP leases say
+    /// hold `ip` now: the one MAC's port (none registered: nobody, even if a fixed port has
+    /// `ip`: the lease says who is there); with no lease, the port fixed at `ip`; several
+    /// MACs: nobody.
+    pub fn on_host_network(&self, ip: IpAddr, network_id: &str, leased: &[[u8; 6]]) -> Lookup {
+        let Ok(network) = Uuid::parse_str(network_id) else {
+            return Lookup::NoPort;
+        };
+        let model = self.read();
+        let found = match leased {
+            [] => model.owner(&network, ip),
+            [mac] => model.owner_by_mac(&network, *mac),
+            several => return Lookup::Ambiguous(several.len()),
+        };
+        match found {
+            Some(owner) => Lookup::Found(owner.clone()),
+            None => Lookup::NoPort,
+        }
     }
 
     /// Ids of every router, and every isolated network (whose DHCP namespaces get a

@@ -259,3 +259,68 @@ fn dual_stack_ports_are_found_by_either_address_and_by_the_mac_of_their_link_loc
     assert_eq!(found("fe80::f816:3eff:fe12:3456"), None);
     assert_eq!(found("198.18.9.3"), None);
 }
+
+#[test]
+fn a_host_network_finds_guests_by_the_mac_their_lease_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&dir.path().join("r.sqlite").display().to_string()).unwrap();
+    let lan = store
+        .create_network(&NewNetwork {
+            name: "lan".into(),
+            project: "p".into(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            host: Some(store::HostBridge::LibvirtNetwork("lab".into())),
+            ..NewNetwork::default()
+        })
+        .unwrap()
+        .id;
+    let create = |name: &str, mac: &str, fixed: Option<&str>| {
+        let new = NewInstance {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            project: "p".into(),
+            name: name.into(),
+            hostname: name.into(),
+            ..NewInstance::default()
+        };
+        let port = NewPort {
+            network_id: lan.clone(),
+            mac: Some(mac.into()),
+            ip: fixed.map(ip),
+            ..NewPort::default()
+        };
+        store.create_instance(&new, &port).unwrap().0.uuid
+    };
+    let web = create("web", "52:54:00:00:00:01", None);
+    let fixed = create("fixed", "52:54:00:00:00:02", Some("198.18.0.10"));
+    let model = ReadModel::load(store.as_ref()).unwrap();
+    let found = |ip_text: &str, leased: &[[u8; 6]]| match model.on_host_network(
+        ip(ip_text),
+        &lan,
+        leased,
+    ) {
+        Lookup::Found(record) => Some(record.uuid.to_string()),
+        _ => None,
+    };
+    let (mac_web, mac_fixed, mac_other) = (
+        [0x52, 0x54, 0, 0, 0, 1],
+        [0x52, 0x54, 0, 0, 0, 2],
+        [0x52, 0x54, 0, 0, 0, 9],
+    );
+    // By the leased MAC, at any address.
+    assert_eq!(found("198.18.0.50", &[mac_web]), Some(web.clone()));
+    assert_eq!(found("198.18.0.77", &[mac_web]), Some(web.clone()));
+    // A learned port's placeholder is nobody's address.
+    let placeholder = store.instance_ports(&web).unwrap()[0].0.ip;
+    assert!(store::is_learned_placeholder(placeholder));
+    assert_eq!(found(&placeholder.to_string(), &[]), None);
+    // No lease: the port fixed at that address.
+    assert_eq!(found("198.18.0.10", &[]), Some(fixed.clone()));
+    assert_eq!(found("198.18.0.10", &[mac_fixed]), Some(fixed));
+    // A lease naming another MAC, unregistered, at the fixed address: nobody.
+    assert_eq!(found("198.18.0.10", &[mac_other]), None);
+    // Two MACs holding one address: nobody.
+    assert!(matches!(
+        model.on_host_network(ip("198.18.0.50"), &lan, &[mac_web, mac_fixed]),
+        Lookup::Ambiguous(2)
+    ));
+}

@@ -1,0 +1,216 @@
+//! Serving host networks (`network create --libvirt-network NAME` or `--bridge BR`) in the
+//! server's own namespace: for each, `169.254.169.254/32` is put on its bridge (as Neutron puts
+//! it on a DHCP port) and a listener on `169.254.169.254:80` bound to that bridge takes the
+//! guests' requests, which reach it through their default route to the host (no option 121,
+//! no iptables). The guest is the connection's source address, as on every other path.
+//!
+//! A bridge that does not exist yet (a libvirt network not started) is logged once and
+//! retried; a bridge made again (a new interface index) is served anew. A network deleted
+//! from the registry, and every network at a clean stop, takes its address off its bridge.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::http::ServerLimits;
+use crate::http::listen::tcp_listeners_on;
+use crate::leases::{HostLeases, chain};
+use crate::model::ReadModel;
+use crate::proxy::{Forward, ProxyHandler, ProxyScope};
+use crate::runtime::Workers;
+use crate::store::HostBridge;
+
+/// Where a host network is served: the IPv4 metadata address on port 80.
+pub const HOST_LISTEN: SocketAddr = metaboot_proto::METADATA_IPV4_LISTEN;
+/// The prefix the metadata address is put on a bridge with: the address alone.
+pub const HOST_ADDRESS_PREFIX: u8 = 32;
+/// The `ip` command (iproute2) that puts the address on a bridge and takes it off.
+pub const IP_COMMAND: &str = "ip";
+
+/// One host network being served.
+struct Served {
+    bridge: Arc<str>,
+    index: u32,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// `169.254.169.254/32` as `ip` writes it.
+fn host_address() -> String {
+    format!("{}/{HOST_ADDRESS_PREFIX}", HOST_LISTEN.ip())
+}
+
+/// Runs `ip addr VERB 169.254.169.254/32 dev BRIDGE`.
+fn ip_addr(verb: &str, bridge: &str) -> Result<(), String> {
+    let output = Command::new(IP_COMMAND)
+        .args(["addr", verb, &host_address(), "dev", bridge])
+        .output()
+        .map_err(|err| format!("cannot run {IP_COMMAND}: {err}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{IP_COMMAND} addr {verb} {} dev {bridge}: {}",
+        host_address(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    ))
+}
+
+/// Takes the address off `bridge`; a bridge already gone took it with it.
+fn remove_address(bridge: &str) {
+    if nix::net::if_::if_nametoindex(bridge).is_err() {
+        return;
+    }
+    match ip_addr("del", bridge) {
+        Ok(()) => {
+            tracing::info!(bridge, address = %host_address(), "took the metadata address off the bridge")
+        }
+        Err(err) => {
+            tracing::warn!(bridge, error = %err, "cannot take the metadata address off the bridge")
+        }
+    }
+}
+
+/// The host networks served, their addresses and listeners.
+pub struct HostBridges {
+    leases: Arc<HostLeases>,
+    served: HashMap<String, Served>,
+    /// The last problem logged per network, so a waiting one is logged once.
+    failing: HashMap<String, String>,
+}
+
+impl HostBridges {
+    pub fn new(leases: Arc<HostLeases>) -> Self {
+        Self {
+            leases,
+            served: HashMap::new(),
+            failing: HashMap::new(),
+        }
+    }
+
+    /// Logs `problem` for `network` unless it was the last one logged for it.
+    fn waiting(&mut self, network: &str, host: &HostBridge, problem: String) {
+        if self.failing.get(network) != Some(&problem) {
+            tracing::warn!(network, host = %host.describe(), problem = %problem, "cannot serve this host network yet; retrying every {:?}", super::supervisor::RECONCILE_INTERVAL);
+            self.failing.insert(network.to_owned(), problem);
+        }
+    }
+
+    /// The bridge of `host` and its interface index, or what is missing.
+    fn locate(&self, host: &HostBridge) -> Result<(Arc<str>, u32), String> {
+        let bridge = match self.leases.bridge_of(host) {
+            Ok(Some(bridge)) => bridge,
+            Ok(None) => {
+                return Err(format!(
+                    "no {}/{}.conf: start the libvirt network (virsh net-start)",
+                    self.leases.dir().display(),
+                    host.libvirt_network().unwrap_or_default()
+                ));
+            }
+            Err(err) => return Err(chain(&err)),
+        };
+        match nix::net::if_::if_nametoindex(&*bridge) {
+            Ok(index) => Ok((bridge, index)),
+            Err(_) => Err(format!("bridge {bridge} does not exist here")),
+        }
+    }
+
+    /// Serves every host network of the model whose bridge exists, stops serving the others.
+    pub async fn reconcile<F: Forward>(
+        &mut self,
+        model: &ReadModel,
+        workers: &Workers,
+        limits: ServerLimits,
+        make_handler: &(dyn Fn(ProxyScope, F) -> ProxyHandler<F> + Send + Sync),
+        forward: &F,
+    ) {
+        let mut wanted: HashMap<String, (Arc<str>, u32)> = HashMap::new();
+        let networks = model.host_networks();
+        for (id, host) in &networks {
+            match self.locate(host) {
+                Ok(place) => {
+                    wanted.insert(id.clone(), place);
+                }
+                Err(problem) => self.waiting(id, host, problem),
+            }
+        }
+        let mut dropped: Vec<Arc<str>> = Vec::new();
+        self.served.retain(|id, served| {
+            let keep = wanted
+                .get(id)
+                .is_some_and(|(bridge, index)| *bridge == served.bridge && *index == served.index);
+            if !keep {
+                served.tasks.iter().for_each(JoinHandle::abort);
+                tracing::info!(network = %id, bridge = %served.bridge, "stopped serving host network");
+                dropped.push(served.bridge.clone());
+            }
+            keep
+        });
+        self.failing
+            .retain(|id, _| networks.iter().any(|(network, _)| network == id));
+        for bridge in dropped {
+            // Another network served on the same bridge keeps the address.
+            if !wanted.values().any(|(other, _)| *other == bridge) {
+                remove_address(&bridge);
+            }
+        }
+        for (id, (bridge, index)) in wanted {
+            if self.served.contains_key(&id) {
+                continue;
+            }
+            let host = networks
+                .iter()
+                .find(|(network, _)| *network == id)
+                .map(|(_, host)| host.clone());
+            let Some(host) = host else { continue };
+            let count = workers.count();
+            let device = bridge.clone();
+            let bound = tokio::task::spawn_blocking(move || {
+                ip_addr("replace", &device)?;
+                tcp_listeners_on(HOST_LISTEN, Some(&device), count).map_err(|err| {
+                    format!("cannot listen on {HOST_LISTEN} on bridge {device}: {err}")
+                })
+            })
+            .await
+            .unwrap_or_else(|err| Err(err.to_string()));
+            match bound {
+                Ok(listeners) => {
+                    self.failing.remove(&id);
+                    tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %HOST_LISTEN, workers = count, "serving host network");
+                    let handler = make_handler(ProxyScope::Network(id.clone()), forward.clone());
+                    let tasks = workers.serve_tcp(listeners, limits, &handler);
+                    self.served.insert(
+                        id,
+                        Served {
+                            bridge,
+                            index,
+                            tasks,
+                        },
+                    );
+                }
+                Err(problem) => self.waiting(&id, &host, problem),
+            }
+        }
+    }
+
+    /// The bridges served now, for logs and tests.
+    pub fn bridges(&self) -> Vec<Arc<str>> {
+        self.served.values().map(|s| s.bridge.clone()).collect()
+    }
+}
+
+impl Drop for HostBridges {
+    /// A clean stop takes the metadata address off every bridge served.
+    fn drop(&mut self) {
+        let mut done: Vec<Arc<str>> = Vec::new();
+        for served in self.served.values() {
+            served.tasks.iter().for_each(JoinHandle::abort);
+            if !done.contains(&served.bridge) {
+                remove_address(&served.bridge);
+                done.push(served.bridge.clone());
+            }
+        }
+    }
+}
