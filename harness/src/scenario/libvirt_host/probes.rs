@@ -165,8 +165,11 @@ impl Tiny<'_> {
     /// Logs in with the instance's key at `ip` and asks for its host name and its metadata:
     /// passes when both are the tiny instance's.
     fn served_as_itself(&self, name: &str, ip: Ipv4Addr) -> CheckResult {
+        // busybox's wget crashes with -T here: `timeout` bounds it instead.
         let command = format!(
-            "hostname; wget -q -T {} -O - {METADATA_URL}{META_DATA_PATH}",
+            "hostname; rm -f /tmp/served.json; \
+             timeout {} wget -q -O /tmp/served.json {METADATA_URL}{META_DATA_PATH}; \
+             cat /tmp/served.json",
             REQUEST_TIMEOUT.as_secs()
         );
         match ssh::with_key(&self.target(ip), &self.key, &command) {
@@ -275,7 +278,7 @@ impl Tiny<'_> {
             "ip -4 addr flush dev eth0; ip neigh flush dev eth0; \
              ip -4 addr add {victim}/24 dev eth0; \
              ip -4 route replace default via {gateway} dev eth0; \
-             wget -q -T {t} -O /tmp/impostor.json {METADATA_URL}{META_DATA_PATH}; \
+             timeout {t} wget -q -O /tmp/impostor.json {METADATA_URL}{META_DATA_PATH}; \
              echo $? > /tmp/impostor.rc; \
              ip -4 addr flush dev eth0; ip -4 addr add {own}/24 dev eth0; \
              ip -4 route replace default via {gateway} dev eth0",
