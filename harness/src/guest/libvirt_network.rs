@@ -360,5 +360,6 @@ mod tests {
     fn random_macs_are_qemus() {
         let mac = random_mac().unwrap();
         assert!(mac.starts_with("52:54:00:") && mac.len() == 17, "{mac}");
+        assert!(LEASE_POLL < Duration::from_secs(5));
     }
 }

@@ -187,6 +187,7 @@ mod tests {
             assert!(line.contains(expect), "{expect} in\n{line}");
         }
         assert!(line.contains("OpenStack Nova"), "{line}");
+        const { assert!(VIRT_INSTALL_TIMEOUT.as_secs() >= 30) };
     }
 
     #[test]

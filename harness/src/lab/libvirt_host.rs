@@ -179,7 +179,7 @@ fn process_ids(name: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Whether `tool` is installed (for the preflight of a libvirt host run).
+/// Fails unless libvirt, virt-install and the firewall tools nwfilter uses are installed.
 pub fn preflight() -> anyhow::Result<()> {
     libvirtd::preflight()?;
     let missing: Vec<&str> = ["virt-install", "ebtables", "iptables"]

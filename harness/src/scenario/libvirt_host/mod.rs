@@ -326,3 +326,16 @@ fn run_debian(
     // The guest keeps running (the tiny guest impersonates it next) while it has an address.
     Ok((report, result.ok().map(|ip| (ip, vm))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bounds_leave_room_for_a_busy_machine() {
+        assert!(SERVER_READY_TIMEOUT >= Duration::from_secs(10));
+        // A tiny guest comes up in about 3 s alone; a loaded 2-core machine takes many times that.
+        assert!(TINY_BOOT_TIMEOUT >= Duration::from_secs(60));
+        assert_eq!(NETWORK, "lan");
+    }
+}

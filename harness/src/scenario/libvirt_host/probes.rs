@@ -363,3 +363,21 @@ pub(super) fn tiny_guest(
     vm.kill()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::libvirt_network::{DHCP_RANGE, NetworkSpec};
+
+    #[test]
+    fn the_moved_address_is_a_fixed_one_and_the_bounds_fit_together() {
+        const { assert!(MOVED_HOST > 1 && MOVED_HOST < DHCP_RANGE.0) };
+        let spec = NetworkSpec::for_lab("ab12");
+        assert!(spec.subnet.contains(&spec.fixed(MOVED_HOST)));
+        assert!(REQUEST_TIMEOUT >= Duration::from_secs(5));
+        // The impostor's request and its way back fit in its bound, with room for a slow SSH.
+        assert!(REQUEST_TIMEOUT * 2 < IMPOSTOR_TIMEOUT);
+        assert!(CLIENT_LEASE_TIMEOUT >= Duration::from_secs(10));
+        assert!(UDHCPC_SCRIPT.starts_with("#!/bin/sh\n"));
+    }
+}
