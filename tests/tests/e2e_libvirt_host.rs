@@ -216,17 +216,21 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
         serde_json::to_vec_pretty(&report).unwrap(),
     )
     .unwrap();
-    if let Some(debian) = &report.debian {
-        eprintln!("{}", cloud_image::table(std::slice::from_ref(debian)));
-    }
+    let mut text = report
+        .debian
+        .as_ref()
+        .map(|debian| cloud_image::table(std::slice::from_ref(debian)))
+        .unwrap_or_default();
     for c in &report.checks {
-        eprintln!(
-            "{} {}: {}",
+        text.push_str(&format!(
+            "{} {}: {}\n",
             if c.passed { "PASS" } else { "FAIL" },
             c.name,
-            c.detail
-        );
+            c.detail.chars().take(200).collect::<String>()
+        ));
     }
+    std::fs::write(dir.with_file_name("libvirt-host-report.txt"), &text).unwrap();
+    eprintln!("{text}");
     assert!(!netns::exists(&ns), "{ns} is removed");
     assert!(
         report.passed,
