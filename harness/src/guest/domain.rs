@@ -58,6 +58,13 @@ impl Domain {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
+        Self::adopt(&guest.name, console)
+    }
+
+    /// Takes charge of domain `name`, which something else (virt-install) made with its
+    /// console in `console` (a fresh file): returns it and a reader of its console, as
+    /// [`Domain::create`] does.
+    pub fn adopt(name: &str, console: &Path) -> anyhow::Result<(Self, ConsoleFile)> {
         let gone = Arc::new(AtomicBool::new(false));
         let file = File::open(console)
             .with_context(|| format!("failed to open the console {}", console.display()))?;
@@ -67,7 +74,7 @@ impl Domain {
         };
         Ok((
             Self {
-                name: guest.name.clone(),
+                name: name.to_owned(),
                 gone,
                 destroyed: false,
             },

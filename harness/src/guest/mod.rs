@@ -4,9 +4,11 @@
 
 pub mod domain;
 pub mod libvirt;
+pub mod libvirt_network;
 pub mod libvirtd;
 pub mod qemu;
 pub mod serial;
+pub mod virt_install;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -208,6 +208,28 @@ impl RunningGuest {
         })
     }
 
+    /// Starts `guest` on a libvirt network with `virt-install` (see [`super::virt_install`]);
+    /// its `nic` (a lab tap) is ignored, `network` is its NIC.
+    pub fn start_virt_install(
+        guest: &Guest,
+        network: &super::virt_install::NetworkNic,
+    ) -> anyhow::Result<Self> {
+        let console = guest.serial_log.with_extension("console.raw");
+        let started = Instant::now();
+        super::virt_install::install(guest, network, &console)
+            .with_context(|| format!("failed to start {} with virt-install", guest.name))?;
+        let (domain, reader) = Domain::adopt(&guest.name, &console)?;
+        let stderr_log = domain.qemu_log();
+        let serial = SerialMonitor::start(reader, &guest.serial_log, started)?;
+        Ok(Self {
+            guest: guest.clone(),
+            backend: Backend::Libvirt(domain),
+            serial,
+            started,
+            stderr_log,
+        })
+    }
+
     /// Waits for a marker (after the first `from` markers); fails with the console's end when
     /// QEMU exits, the kernel panics or the deadline passes.
     pub fn wait_for(

@@ -5,6 +5,7 @@
 pub mod bridge;
 pub mod config;
 pub mod dhcp;
+pub mod libvirt_host;
 pub mod netns;
 pub mod registry;
 pub mod router;
@@ -263,20 +264,8 @@ impl Lab {
     }
 
     fn start_server(&mut self) -> anyhow::Result<()> {
-        let dir = &self.state.dir;
-        let secret_file = dir.join("shared-secret");
-        let mut secret = [0u8; SECRET_BYTES];
-        getrandom::fill(&mut secret)
-            .map_err(|e| anyhow::anyhow!("failed to make the shared secret: {e}"))?;
-        atomic::write(&secret_file, hex::encode(secret).as_bytes(), 0o600)?;
-        let config_file = dir.join("metaboot.toml");
-        let config = format!(
-            "# metaboot-server all, for lab {}\ndb = {}\nshared_secret_file = {}\n",
-            self.state.config.id,
-            toml_string(&self.state.db),
-            toml_string(&secret_file),
-        );
-        atomic::write(&config_file, config.as_bytes(), 0o600)?;
+        let config_file =
+            write_server_config(&self.state.dir, &self.state.config.id, &self.state.db)?;
         let mut cmd = Command::new(&self.registry.bin);
         cmd.arg("--db")
             .arg(&self.registry.db)
@@ -591,6 +580,24 @@ fn dhcp_network(net: &NetworkRecord) -> anyhow::Result<dhcp::DhcpNetwork> {
         dhcp_ip,
         isolated: net.isolated,
     })
+}
+
+/// Writes the config of `metaboot-server all` for lab `id` into `dir` (the registry `db` and a
+/// fresh shared secret); returns its path.
+pub fn write_server_config(dir: &Path, id: &str, db: &Path) -> anyhow::Result<PathBuf> {
+    let secret_file = dir.join("shared-secret");
+    let mut secret = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut secret)
+        .map_err(|e| anyhow::anyhow!("failed to make the shared secret: {e}"))?;
+    atomic::write(&secret_file, hex::encode(secret).as_bytes(), 0o600)?;
+    let config_file = dir.join("metaboot.toml");
+    let config = format!(
+        "# metaboot-server all, for lab {id}\ndb = {}\nshared_secret_file = {}\n",
+        toml_string(db),
+        toml_string(&secret_file),
+    );
+    atomic::write(&config_file, config.as_bytes(), 0o600)?;
+    Ok(config_file)
 }
 
 /// A TOML basic string for a path.

@@ -53,6 +53,15 @@ pub fn exec(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// Whether process `pid` lives in network namespace `ns`.
+pub fn process_in(pid: u32, ns: &str) -> bool {
+    let Ok(theirs) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
+        return false;
+    };
+    std::fs::metadata(Path::new(NETNS_DIR).join(ns))
+        .is_ok_and(|ours| ours.dev() == theirs.dev() && ours.ino() == theirs.ino())
+}
+
 /// Kills (SIGKILL) every process whose network namespace is `ns`: processes inside a lab's
 /// namespaces were all started by the lab (QEMU, dnsmasq, ssh), so this never touches others.
 /// Returns how many were signalled.

@@ -2,6 +2,7 @@
 //! them from outside, take the lab down, report.
 
 pub mod cloud_image;
+pub mod libvirt_host;
 pub mod matrix;
 pub mod run;
 pub mod userdata;

@@ -24,12 +24,35 @@ use crate::scenario::run::TapGuard;
 use crate::scenario::userdata::{self, Intent};
 
 /// Who the guest should become.
-struct Who {
+pub(crate) struct Who {
     /// The instance's key (meta_data `public_keys`): the default user's.
-    key: PathBuf,
+    pub(crate) key: PathBuf,
     /// The user data user's key.
-    user_key: PathBuf,
-    intent: Intent,
+    pub(crate) user_key: PathBuf,
+    /// The host name, password and runcmd marker the user data asks for.
+    pub(crate) intent: Intent,
+}
+
+impl Who {
+    /// Fresh keys in `dir` and an intent for guest `slug`; the user data (a `#cloud-config`
+    /// asking for it all) is written to `dir/user-data`, whose path is returned too.
+    pub(crate) fn new(dir: &Path, slug: &str) -> anyhow::Result<(Self, PathBuf)> {
+        let who = Self {
+            key: ssh::keygen(dir, "id_ed25519")?,
+            user_key: ssh::keygen(dir, "id_ed25519-user")?,
+            intent: Intent {
+                hostname: format!("ud-{slug}"),
+                password: format!("pw-{}", crate::lab::config::random_id()),
+                marker: format!("{slug} runcmd"),
+            },
+        };
+        let user_public = fs::read_to_string(who.user_key.with_extension("pub"))
+            .context("failed to read the user's public key")?;
+        let user_data = dir.join("user-data");
+        fs::write(&user_data, cloud_config(&who.intent, user_public.trim()))
+            .with_context(|| format!("failed to write {}", user_data.display()))?;
+        Ok((who, user_data))
+    }
 }
 
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
@@ -131,20 +154,7 @@ fn run_guest(
     fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     stage("registering");
     let slug = spec.slug();
-    let who = Who {
-        key: ssh::keygen(dir, "id_ed25519")?,
-        user_key: ssh::keygen(dir, "id_ed25519-user")?,
-        intent: Intent {
-            hostname: format!("ud-{slug}"),
-            password: format!("pw-{}", crate::lab::config::random_id()),
-            marker: format!("{slug} runcmd"),
-        },
-    };
-    let user_public = fs::read_to_string(who.user_key.with_extension("pub"))
-        .context("failed to read the user's public key")?;
-    let user_data = dir.join("user-data");
-    fs::write(&user_data, cloud_config(&who.intent, user_public.trim()))
-        .with_context(|| format!("failed to write {}", user_data.display()))?;
+    let (who, user_data) = Who::new(dir, &slug)?;
     let network_id = lab.network(spec.path.network())?.id.clone();
     let record = lab.register_instance(&InstanceSpec {
         name: slug.clone(),
@@ -191,7 +201,7 @@ fn run_guest(
 
 /// Tries a key login as the default user every `poll` until one works: the sign that the
 /// guest is provisioned.
-fn first_login(
+pub(crate) fn first_login(
     vm: &mut RunningGuest,
     spec: &CloudImageGuest,
     target: &SshTarget,
@@ -223,7 +233,7 @@ fn first_login(
 }
 
 /// The provisioner's verdict and the checks, after the first key login.
-fn verdict_and_checks(
+pub(crate) fn verdict_and_checks(
     vm: &RunningGuest,
     spec: &CloudImageGuest,
     target: &SshTarget,
@@ -314,7 +324,7 @@ fn verdict_and_checks(
 }
 
 /// Copies the console's timestamps into the report.
-fn record_markers(vm: &RunningGuest, report: &mut CloudImageReport) {
+pub(crate) fn record_markers(vm: &RunningGuest, report: &mut CloudImageReport) {
     let at = |name: &str| {
         vm.serial()
             .markers()

@@ -6,7 +6,7 @@
 
 mod batch;
 mod checks;
-mod guest;
+pub(crate) mod guest;
 pub mod own;
 mod spec;
 
