@@ -10,23 +10,23 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use metaboot_proto::headers;
 
 use super::forwarded::{ForwardedError, guest_address};
-use super::lookup::{Owner, Scope};
+use super::lookup::{Owner, OwnerCache, Scope};
 use crate::http::{Answer, Body, Rejection};
 use crate::metrics::Metrics;
-use crate::model::{Lookup, ReadModel, record::id_text};
+use crate::model::{Lookup, ReadModel};
 
 /// A guest resolved to its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub ip: IpAddr,
     pub scope: Scope,
-    pub owner: Owner,
+    pub owner: Arc<Owner>,
 }
 
 /// The agent: lookup and signature.
 pub struct Agent {
     model: Arc<ReadModel>,
-    secret: Arc<[u8]>,
+    owners: OwnerCache,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -34,7 +34,7 @@ impl Agent {
     pub fn new(model: Arc<ReadModel>, secret: Arc<[u8]>) -> Self {
         Self {
             model,
-            secret,
+            owners: OwnerCache::new(secret),
             metrics: Metrics::new("agent"),
         }
     }
@@ -122,17 +122,13 @@ impl Agent {
         out
     }
 
-    fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
+    fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Arc<Owner>, Answer> {
         let found = match scope {
             Scope::Router(id) => self.model.behind_router(ip, id),
             Scope::Network(id) => self.model.on_network(ip, id),
         };
         match found {
-            Lookup::Found(record) => Ok(Owner::new(
-                &id_text(&record.uuid),
-                &record.project,
-                &self.secret,
-            )),
+            Lookup::Found(record) => Ok(self.owners.owner(&record)),
             Lookup::NoPort => Err(Answer::refused(
                 StatusCode::NOT_FOUND,
                 format!(
