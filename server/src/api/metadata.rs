@@ -53,7 +53,7 @@ impl Api {
         rendering: Rendering,
     ) -> Self {
         let tokens = match &identify {
-            Identify::Proxy { secret } => Tokens::new(secret),
+            Identify::Proxy { signatures } => Tokens::new(signatures.secret()),
             Identify::SourceIp => Tokens::random(),
         };
         Self {
@@ -211,8 +211,8 @@ impl Api {
         request: &MetadataRequest,
     ) -> Result<(String, Option<String>, String), Answer> {
         match &self.identify {
-            Identify::Proxy { secret } => {
-                let claim = identify::claim(&request.headers, secret)?;
+            Identify::Proxy { signatures } => {
+                let claim = identify::claim(&request.headers, signatures)?;
                 Ok((claim.instance_id, Some(claim.tenant_id), claim.address))
             }
             Identify::SourceIp => {
