@@ -6,8 +6,8 @@
 
 use std::net::IpAddr;
 
+use crate::http::names;
 use http::HeaderMap;
-use metaboot_proto::headers;
 
 /// Why no guest address could be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum ForwardedError {
 /// The last address of all `X-Forwarded-For` lines, IPv4-mapped IPv6 turned into IPv4.
 pub fn guest_address(headers: &HeaderMap) -> Result<IpAddr, ForwardedError> {
     let last_line = headers
-        .get_all(headers::FORWARDED_FOR)
+        .get_all(names::FORWARDED_FOR)
         .iter()
         .next_back()
         .ok_or(ForwardedError::Missing)?;
@@ -46,6 +46,7 @@ fn parse_address(text: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use metaboot_proto::headers;
 
     fn with(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use metaboot_proto::headers;
+use crate::http::names;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::forwarded::{ForwardedError, guest_address};
 use super::lookup::{Owner, OwnerCache, Scope};
@@ -88,7 +88,7 @@ impl Agent {
         };
         let mut response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
         // Between the API and the agent only: never relayed to the guest.
-        response.headers_mut().remove(headers::INSTANCE_UNKNOWN);
+        response.headers_mut().remove(names::INSTANCE_UNKNOWN);
         self.metrics.request(response.status());
         response
     }
@@ -113,12 +113,12 @@ impl Agent {
         let mut out = HeaderMap::with_capacity(4);
         // An IP address is always a valid header value.
         if let Ok(address) = HeaderValue::from_str(&resolved.ip.to_string()) {
-            out.insert(headers::FORWARDED_FOR, address);
+            out.insert(names::FORWARDED_FOR, address);
         }
         let signed = &resolved.owner.signed;
-        out.insert(headers::INSTANCE_ID, signed.instance_id.clone());
-        out.insert(headers::TENANT_ID, signed.tenant_id.clone());
-        out.insert(headers::INSTANCE_ID_SIGNATURE, signed.signature.clone());
+        out.insert(names::INSTANCE_ID, signed.instance_id.clone());
+        out.insert(names::TENANT_ID, signed.tenant_id.clone());
+        out.insert(names::INSTANCE_ID_SIGNATURE, signed.signature.clone());
         out
     }
 
@@ -152,16 +152,16 @@ impl Agent {
 /// The guest's session-token headers (`X-metadata-token`, `X-metadata-token-ttl-seconds`),
 /// every value as sent: the API judges them. Nothing else of the guest's passes.
 fn pass_token_headers(guest: &HeaderMap, signed: &mut HeaderMap) {
-    for name in [headers::METADATA_TOKEN, headers::METADATA_TOKEN_TTL] {
-        for value in guest.get_all(name) {
-            signed.append(name, value.clone());
+    for name in [names::METADATA_TOKEN, names::METADATA_TOKEN_TTL] {
+        for value in guest.get_all(&name) {
+            signed.append(&name, value.clone());
         }
     }
 }
 
 /// Exactly one of `X-Neutron-Router-ID` / `X-Neutron-Network-ID`, once.
 fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
-    let one = |name: &'static str, shown: &str| -> Result<Option<String>, Answer> {
+    let one = |name: HeaderName, shown: &str| -> Result<Option<String>, Answer> {
         let mut values = headers.get_all(name).iter();
         let Some(value) = values.next() else {
             return Ok(None);
@@ -182,8 +182,8 @@ fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
             )),
         }
     };
-    let router = one(headers::ROUTER_ID, "X-Neutron-Router-ID")?;
-    let network = one(headers::NETWORK_ID, "X-Neutron-Network-ID")?;
+    let router = one(names::ROUTER_ID, "X-Neutron-Router-ID")?;
+    let network = one(names::NETWORK_ID, "X-Neutron-Network-ID")?;
     match (router, network) {
         (Some(router), Some(network)) => Err(Answer::refused(
             StatusCode::BAD_REQUEST,

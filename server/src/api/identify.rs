@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use http::{HeaderMap, StatusCode};
-use metaboot_proto::headers;
+use crate::http::names;
+use http::{HeaderMap, HeaderName, StatusCode};
 use metaboot_proto::signature::SIGNATURE_HEX_LEN;
 
 use crate::http::{Answer, Rejection};
@@ -117,7 +117,7 @@ pub struct Claim {
 }
 
 /// Reads exactly one value of a header: missing and repeated are both refused.
-fn single<'a>(headers: &'a HeaderMap, name: &'static str, shown: &str) -> Result<&'a str, Answer> {
+fn single<'a>(headers: &'a HeaderMap, name: HeaderName, shown: &str) -> Result<&'a str, Answer> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Err(Answer::refused(
@@ -145,15 +145,15 @@ fn single<'a>(headers: &'a HeaderMap, name: &'static str, shown: &str) -> Result
 /// Checks the agent's headers (nova's `_handle_instance_id_request`): 400 for a missing or
 /// repeated header (checked in nova's order), 403 for a signature that does not match.
 pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answer> {
-    let instance_id = single(headers, headers::INSTANCE_ID, "X-Instance-ID")?;
+    let instance_id = single(headers, names::INSTANCE_ID, "X-Instance-ID")?;
     let signature = single(
         headers,
-        headers::INSTANCE_ID_SIGNATURE,
+        names::INSTANCE_ID_SIGNATURE,
         "X-Instance-ID-Signature",
     )?;
-    let tenant_id = single(headers, headers::TENANT_ID, "X-Tenant-ID")?;
+    let tenant_id = single(headers, names::TENANT_ID, "X-Tenant-ID")?;
     let address = headers
-        .get(headers::FORWARDED_FOR)
+        .get(names::FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .trim()
@@ -176,6 +176,7 @@ pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answ
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use metaboot_proto::headers;
 
     const SECRET: &[u8] = b"s3cret";
 

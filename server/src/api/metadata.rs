@@ -16,7 +16,7 @@ use super::rendering::Rendering;
 use super::token::{self, Tokens};
 use super::view::InstanceView;
 use super::{ec2, openstack, path};
-use crate::http::{Answer, Body, Rejection};
+use crate::http::{Answer, Body, Rejection, names};
 use crate::metrics::Metrics;
 use crate::model::{Lookup, ReadModel, record::id_text};
 use crate::store::{Store, StoreResult};
@@ -118,10 +118,9 @@ impl Api {
         let mut response = answer.into_response();
         if unknown && matches!(self.identify, Identify::Proxy { .. }) {
             // For the agent, which strips it: its cached lookup may be stale.
-            response.headers_mut().insert(
-                headers::INSTANCE_UNKNOWN,
-                http::HeaderValue::from_static("1"),
-            );
+            response
+                .headers_mut()
+                .insert(names::INSTANCE_UNKNOWN, http::HeaderValue::from_static("1"));
         }
         response
     }

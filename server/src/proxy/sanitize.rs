@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use metaboot_proto::headers;
 
+use crate::http::names;
+
 /// Which namespace the proxy serves.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProxyScope {
@@ -66,7 +68,7 @@ pub fn sanitize(headers: &mut HeaderMap, peer: IpAddr, scope: &(HeaderName, Head
     let peer = peer.to_canonical().to_string();
     // An IP address is always a valid header value.
     if let Ok(value) = HeaderValue::from_str(&peer) {
-        headers.insert(headers::FORWARDED_FOR, value);
+        headers.insert(names::FORWARDED_FOR, value);
     }
     headers.insert(scope.0.clone(), scope.1.clone());
 }
