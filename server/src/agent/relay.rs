@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::http::names;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::forwarded::{ForwardedError, guest_address};
+use super::forwarded::{ForwardedError, forwarded_value, guest_address};
 use super::lookup::{Owner, OwnerCache, Scope};
 use crate::http::{Answer, Body, Rejection};
 use crate::metrics::Metrics;
@@ -19,6 +19,8 @@ use crate::model::{Lookup, ReadModel};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub ip: IpAddr,
+    /// `X-Forwarded-For` for the API: `ip`, canonical.
+    pub forwarded: HeaderValue,
     pub scope: Scope,
     pub owner: Arc<Owner>,
 }
@@ -61,7 +63,12 @@ impl Agent {
             )
         })?;
         let owner = self.lookup(ip, &scope)?;
-        Ok(Resolved { ip, scope, owner })
+        Ok(Resolved {
+            ip,
+            forwarded: forwarded_value(headers, ip),
+            scope,
+            owner,
+        })
     }
 
     /// Resolves the guest, then lets `ask_api` put the question to the API with the signed
@@ -111,10 +118,7 @@ impl Agent {
     /// Exactly the headers the API gets (docs/protocol.md §2.4): nothing else the guest sent.
     pub fn signed_headers(&self, resolved: &Resolved) -> HeaderMap {
         let mut out = HeaderMap::with_capacity(4);
-        // An IP address is always a valid header value.
-        if let Ok(address) = HeaderValue::from_str(&resolved.ip.to_string()) {
-            out.insert(names::FORWARDED_FOR, address);
-        }
+        out.insert(names::FORWARDED_FOR, resolved.forwarded.clone());
         let signed = &resolved.owner.signed;
         out.insert(names::INSTANCE_ID, signed.instance_id.clone());
         out.insert(names::TENANT_ID, signed.tenant_id.clone());
