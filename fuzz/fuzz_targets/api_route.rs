@@ -73,9 +73,7 @@ fn world() -> &'static World {
             Api::new(
                 store.clone(),
                 model.clone(),
-                Identify::Proxy {
-                    secret: SECRET.into(),
-                },
+                Identify::proxy(SECRET.into()),
                 Rendering::default(),
             )
         };

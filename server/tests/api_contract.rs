@@ -101,12 +101,7 @@ fn fixture_with(identify: Identify, rendering: Rendering) -> Fixture {
 }
 
 fn fixture() -> Fixture {
-    fixture_with(
-        Identify::Proxy {
-            secret: SECRET.into(),
-        },
-        Rendering::default(),
-    )
+    fixture_with(Identify::proxy(SECRET.into()), Rendering::default())
 }
 
 fn signed(instance: &str, tenant: &str) -> HeaderMap {
@@ -367,9 +362,7 @@ async fn vendor_data_documents() {
     )
     .unwrap();
     let f = fixture_with(
-        Identify::Proxy {
-            secret: SECRET.into(),
-        },
+        Identify::proxy(SECRET.into()),
         Rendering {
             vendor: VendorDocs::load(&file).unwrap(),
             ..Rendering::default()
@@ -449,9 +442,7 @@ async fn network_data_json_of_a_network_without_dhcp() {
         api: Api::new(
             f.store.clone(),
             Arc::new(ReadModel::load(f.store.as_ref()).unwrap()),
-            Identify::Proxy {
-                secret: SECRET.into(),
-            },
+            Identify::proxy(SECRET.into()),
             Rendering::default(),
         ),
         ..f
@@ -554,9 +545,7 @@ async fn network_data_json_of_ipv6_and_dual_stack_networks() {
         api: Api::new(
             f.store.clone(),
             Arc::new(ReadModel::load(f.store.as_ref()).unwrap()),
-            Identify::Proxy {
-                secret: SECRET.into(),
-            },
+            Identify::proxy(SECRET.into()),
             Rendering::default(),
         ),
         ..f
@@ -943,9 +932,7 @@ async fn source_ip_mode_finds_the_port_by_peer_address() {
 #[tokio::test]
 async fn dhcp_domain_can_be_changed_or_dropped() {
     let f = fixture_with(
-        Identify::Proxy {
-            secret: SECRET.into(),
-        },
+        Identify::proxy(SECRET.into()),
         Rendering {
             dhcp_domain: String::new(),
             ..Rendering::default()
@@ -969,9 +956,7 @@ async fn registry_changes_reach_the_model_at_once() {
         api: Api::new(
             f.store.clone(),
             model.clone(),
-            Identify::Proxy {
-                secret: SECRET.into(),
-            },
+            Identify::proxy(SECRET.into()),
             Rendering::default(),
         ),
         ..f

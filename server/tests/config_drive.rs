@@ -131,14 +131,7 @@ impl Metadata {
             ..Rendering::default()
         };
         let model = Arc::new(ReadModel::load(store.as_ref()).unwrap());
-        let api = Api::new(
-            store,
-            model,
-            Identify::Proxy {
-                secret: SECRET.into(),
-            },
-            rendering,
-        );
+        let api = Api::new(store, model, Identify::proxy(SECRET.into()), rendering);
         Self {
             api,
             uuid: uuid.to_owned(),

@@ -4,10 +4,10 @@
 //! value after whatever the guest sent. Only the last address — the one the proxy added — is
 //! trusted, so a guest cannot pose as another by sending the header itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use http::HeaderMap;
-use metaboot_proto::headers;
+use crate::http::names;
+use http::{HeaderMap, HeaderValue};
 
 /// Why no guest address could be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum ForwardedError {
 /// The last address of all `X-Forwarded-For` lines, IPv4-mapped IPv6 turned into IPv4.
 pub fn guest_address(headers: &HeaderMap) -> Result<IpAddr, ForwardedError> {
     let last_line = headers
-        .get_all(headers::FORWARDED_FOR)
+        .get_all(names::FORWARDED_FOR)
         .iter()
         .next_back()
         .ok_or(ForwardedError::Missing)?;
@@ -42,10 +42,27 @@ fn parse_address(text: &str) -> Option<IpAddr> {
     text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
+/// `X-Forwarded-For` as the agent passes it to the API: the guest's address, canonical. The
+/// proxy's line is reused when it is exactly that text already (an IPv4 address, as our proxy
+/// writes it: `Ipv4Addr` parses only the form it prints), sparing a format and a copy.
+pub fn forwarded_value(headers: &HeaderMap, ip: IpAddr) -> HeaderValue {
+    if let Some(line) = headers.get_all(names::FORWARDED_FOR).iter().next_back()
+        && let Ok(text) = line.to_str()
+        && text
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|v4| IpAddr::V4(v4) == ip)
+    {
+        return line.clone();
+    }
+    // An IP address is always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use metaboot_proto::headers;
 
     fn with(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -81,5 +98,22 @@ mod tests {
             ip(&["198.18.0.10, evil"]),
             Err(ForwardedError::NotAnAddress)
         );
+    }
+
+    #[test]
+    fn the_api_gets_the_address_in_canonical_form() {
+        for (sent, passed) in [
+            (&["198.18.0.10"][..], "198.18.0.10"),
+            (&["198.18.0.99, 198.18.0.10"], "198.18.0.10"),
+            (&["198.18.0.99", "198.18.0.10"], "198.18.0.10"),
+            (&[" 198.18.0.10 "], "198.18.0.10"),
+            (&["::ffff:198.18.0.10"], "198.18.0.10"),
+            (&["[2001:DB8:0::1]"], "2001:db8::1"),
+            (&["fe80::f816:3eff:fe00:a"], "fe80::f816:3eff:fe00:a"),
+        ] {
+            let headers = with(sent);
+            let ip = guest_address(&headers).unwrap();
+            assert_eq!(forwarded_value(&headers, ip), passed, "{sent:?}");
+        }
     }
 }

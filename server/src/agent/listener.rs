@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::http::names;
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use metaboot_proto::headers;
 
 use super::relay::Agent;
 use crate::http::limits::UPSTREAM_TIMEOUT;
@@ -124,12 +124,10 @@ impl ApiTarget for HttpApi {
 /// The API's answer as relayed (status, content type, body), plus its mark that it does not
 /// know the instance, which `Agent::relay` reads and then strips.
 fn relay_keeping_mark(response: Response<Bytes>) -> Response<Body> {
-    let mark = response.headers().get(headers::INSTANCE_UNKNOWN).cloned();
+    let mark = response.headers().get(names::INSTANCE_UNKNOWN).cloned();
     let mut relayed = Reply::relay(response);
     if let Some(mark) = mark {
-        relayed
-            .headers_mut()
-            .insert(headers::INSTANCE_UNKNOWN, mark);
+        relayed.headers_mut().insert(names::INSTANCE_UNKNOWN, mark);
     }
     relayed
 }

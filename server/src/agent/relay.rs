@@ -6,11 +6,11 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use metaboot_proto::headers;
+use crate::http::names;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::forwarded::{ForwardedError, guest_address};
-use super::lookup::{Owner, Scope};
+use super::forwarded::{ForwardedError, forwarded_value, guest_address};
+use super::lookup::{Owner, OwnerCache, Scope};
 use crate::http::{Answer, Body, Rejection};
 use crate::leases::{HostLeases, chain, neighbor_mac};
 use crate::metrics::Metrics;
@@ -22,14 +22,16 @@ use crate::store::HostBridge;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub ip: IpAddr,
+    /// `X-Forwarded-For` for the API: `ip`, canonical.
+    pub forwarded: HeaderValue,
     pub scope: Scope,
-    pub owner: Owner,
+    pub owner: Arc<Owner>,
 }
 
 /// The agent: lookup and signature.
 pub struct Agent {
     model: Arc<ReadModel>,
-    secret: Arc<[u8]>,
+    owners: OwnerCache,
     /// The DHCP leases of host networks (where a guest is known by MAC).
     leases: Arc<HostLeases>,
     pub(super) metrics: Arc<Metrics>,
@@ -39,7 +41,7 @@ impl Agent {
     pub fn new(model: Arc<ReadModel>, secret: Arc<[u8]>) -> Self {
         Self {
             model,
-            secret,
+            owners: OwnerCache::new(secret),
             leases: Arc::new(HostLeases::default()),
             metrics: Metrics::new("agent"),
         }
@@ -72,7 +74,12 @@ impl Agent {
             )
         })?;
         let owner = self.lookup(ip, &scope)?;
-        Ok(Resolved { ip, scope, owner })
+        Ok(Resolved {
+            ip,
+            forwarded: forwarded_value(headers, ip),
+            scope,
+            owner,
+        })
     }
 
     /// Resolves the guest, then lets `ask_api` put the question to the API with the signed
@@ -99,7 +106,7 @@ impl Agent {
         };
         let mut response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
         // Between the API and the agent only: never relayed to the guest.
-        response.headers_mut().remove(headers::INSTANCE_UNKNOWN);
+        response.headers_mut().remove(names::INSTANCE_UNKNOWN);
         self.metrics.request(response.status());
         response
     }
@@ -122,18 +129,15 @@ impl Agent {
     /// Exactly the headers the API gets (docs/protocol.md §2.4): nothing else the guest sent.
     pub fn signed_headers(&self, resolved: &Resolved) -> HeaderMap {
         let mut out = HeaderMap::with_capacity(4);
-        // An IP address is always a valid header value.
-        if let Ok(address) = HeaderValue::from_str(&resolved.ip.to_string()) {
-            out.insert(headers::FORWARDED_FOR, address);
-        }
+        out.insert(names::FORWARDED_FOR, resolved.forwarded.clone());
         let signed = &resolved.owner.signed;
-        out.insert(headers::INSTANCE_ID, signed.instance_id.clone());
-        out.insert(headers::TENANT_ID, signed.tenant_id.clone());
-        out.insert(headers::INSTANCE_ID_SIGNATURE, signed.signature.clone());
+        out.insert(names::INSTANCE_ID, signed.instance_id.clone());
+        out.insert(names::TENANT_ID, signed.tenant_id.clone());
+        out.insert(names::INSTANCE_ID_SIGNATURE, signed.signature.clone());
         out
     }
 
-    fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Owner, Answer> {
+    fn lookup(&self, ip: IpAddr, scope: &Scope) -> Result<Arc<Owner>, Answer> {
         let found = match scope {
             Scope::Router(id) => self.model.behind_router(ip, id),
             Scope::Network(id) => match self.model.host_of(id) {
@@ -142,11 +146,7 @@ impl Agent {
             },
         };
         match found {
-            Lookup::Found(record) => Ok(Owner::new(
-                &id_text(&record.uuid),
-                &record.project,
-                &self.secret,
-            )),
+            Lookup::Found(record) => Ok(self.owners.owner(&record)),
             Lookup::NoPort => Err(Answer::refused(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -219,16 +219,16 @@ impl Agent {
 /// The guest's session-token headers (`X-metadata-token`, `X-metadata-token-ttl-seconds`),
 /// every value as sent: the API judges them. Nothing else of the guest's passes.
 fn pass_token_headers(guest: &HeaderMap, signed: &mut HeaderMap) {
-    for name in [headers::METADATA_TOKEN, headers::METADATA_TOKEN_TTL] {
-        for value in guest.get_all(name) {
-            signed.append(name, value.clone());
+    for name in [names::METADATA_TOKEN, names::METADATA_TOKEN_TTL] {
+        for value in guest.get_all(&name) {
+            signed.append(&name, value.clone());
         }
     }
 }
 
 /// Exactly one of `X-Neutron-Router-ID` / `X-Neutron-Network-ID`, once.
 fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
-    let one = |name: &'static str, shown: &str| -> Result<Option<String>, Answer> {
+    let one = |name: HeaderName, shown: &str| -> Result<Option<String>, Answer> {
         let mut values = headers.get_all(name).iter();
         let Some(value) = values.next() else {
             return Ok(None);
@@ -249,8 +249,8 @@ fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
             )),
         }
     };
-    let router = one(headers::ROUTER_ID, "X-Neutron-Router-ID")?;
-    let network = one(headers::NETWORK_ID, "X-Neutron-Network-ID")?;
+    let router = one(names::ROUTER_ID, "X-Neutron-Router-ID")?;
+    let network = one(names::NETWORK_ID, "X-Neutron-Network-ID")?;
     match (router, network) {
         (Some(router), Some(network)) => Err(Answer::refused(
             StatusCode::BAD_REQUEST,

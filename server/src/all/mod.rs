@@ -271,9 +271,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             Api::new(
                 store.clone(),
                 model.clone(),
-                Identify::Proxy {
-                    secret: secret.clone(),
-                },
+                Identify::proxy(secret.clone()),
                 rendering,
             )
             .require_token(settings.require_token),

@@ -1,18 +1,110 @@
 //! Who is asking (docs/protocol.md §2.6): in proxy mode the agent's signed headers, never the peer
 //! address; in source-IP mode the peer address alone.
 
-use http::{HeaderMap, StatusCode};
-use metaboot_proto::headers;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::http::names;
+use http::{HeaderMap, HeaderName, StatusCode};
+use metaboot_proto::signature::SIGNATURE_HEX_LEN;
 
 use crate::http::{Answer, Rejection};
+
+/// Most verified signatures kept at once (a boot storm's guests fit); past it the cache starts
+/// over.
+pub const MAX_VERIFIED_SIGNATURES: usize = 4096;
 
 /// How the API identifies the instance behind a request.
 #[derive(Clone)]
 pub enum Identify {
     /// `X-Instance-ID`, `X-Tenant-ID` and `X-Instance-ID-Signature`, signed with this secret.
-    Proxy { secret: std::sync::Arc<[u8]> },
+    Proxy { signatures: Arc<Signatures> },
     /// The TCP peer address is the guest's own (no proxy in front).
     SourceIp,
+}
+
+impl Identify {
+    /// Proxy mode, checking signatures made with `secret`.
+    pub fn proxy(secret: Arc<[u8]>) -> Self {
+        Self::Proxy {
+            signatures: Arc::new(Signatures::new(secret)),
+        }
+    }
+}
+
+/// Checks `X-Instance-ID-Signature`s, keeping the ones found good: the agent signs the same
+/// few instance ids over and over, so a request is a lookup and a constant-time comparison
+/// instead of an HMAC. Only a verified signature is kept, so a caller without the secret
+/// cannot fill the cache.
+pub struct Signatures {
+    secret: Arc<[u8]>,
+    verified: RwLock<HashMap<Box<str>, [u8; SIGNATURE_HEX_LEN]>>,
+}
+
+impl Signatures {
+    /// Signatures made with `secret`.
+    pub fn new(secret: Arc<[u8]>) -> Self {
+        Self {
+            secret,
+            verified: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The shared secret.
+    pub fn secret(&self) -> &Arc<[u8]> {
+        &self.secret
+    }
+
+    /// Whether `signature` is `instance_id`'s (as [`metaboot_proto::verify`] says).
+    pub fn verify(&self, instance_id: &str, signature: &str) -> bool {
+        {
+            let verified = self.verified.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(good) = verified.get(instance_id) {
+                return same_bytes(good, signature.as_bytes());
+            }
+        }
+        if !metaboot_proto::verify(&self.secret, instance_id, signature) {
+            return false;
+        }
+        let mut good = [0u8; SIGNATURE_HEX_LEN];
+        // Verified, so exactly SIGNATURE_HEX_LEN bytes long.
+        good.copy_from_slice(signature.as_bytes());
+        let mut verified = self
+            .verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= MAX_VERIFIED_SIGNATURES {
+            verified.clear();
+        }
+        verified.insert(instance_id.into(), good);
+        true
+    }
+
+    /// Signatures kept now.
+    pub fn len(&self) -> usize {
+        self.verified
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Compares in time that depends on the lengths only, never on where the bytes differ (a
+/// timing difference would let a caller find a signature byte by byte).
+fn same_bytes(good: &[u8], given: &[u8]) -> bool {
+    if good.len() != given.len() {
+        return false;
+    }
+    let diff = good
+        .iter()
+        .zip(given)
+        .fold(0u8, |diff, (a, b)| diff | (a ^ b));
+    std::hint::black_box(diff) == 0
 }
 
 /// The instance a request is for, as its headers claim (signature already checked).
@@ -25,7 +117,7 @@ pub struct Claim {
 }
 
 /// Reads exactly one value of a header: missing and repeated are both refused.
-fn single<'a>(headers: &'a HeaderMap, name: &'static str, shown: &str) -> Result<&'a str, Answer> {
+fn single<'a>(headers: &'a HeaderMap, name: HeaderName, shown: &str) -> Result<&'a str, Answer> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Err(Answer::refused(
@@ -52,21 +144,21 @@ fn single<'a>(headers: &'a HeaderMap, name: &'static str, shown: &str) -> Result
 
 /// Checks the agent's headers (nova's `_handle_instance_id_request`): 400 for a missing or
 /// repeated header (checked in nova's order), 403 for a signature that does not match.
-pub fn claim(headers: &HeaderMap, secret: &[u8]) -> Result<Claim, Answer> {
-    let instance_id = single(headers, headers::INSTANCE_ID, "X-Instance-ID")?;
+pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answer> {
+    let instance_id = single(headers, names::INSTANCE_ID, "X-Instance-ID")?;
     let signature = single(
         headers,
-        headers::INSTANCE_ID_SIGNATURE,
+        names::INSTANCE_ID_SIGNATURE,
         "X-Instance-ID-Signature",
     )?;
-    let tenant_id = single(headers, headers::TENANT_ID, "X-Tenant-ID")?;
+    let tenant_id = single(headers, names::TENANT_ID, "X-Tenant-ID")?;
     let address = headers
-        .get(headers::FORWARDED_FOR)
+        .get(names::FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .trim()
         .to_owned();
-    if !metaboot_proto::verify(secret, instance_id, signature) {
+    if !signatures.verify(instance_id, signature) {
         return Err(Answer::refused(
             StatusCode::FORBIDDEN,
             "Invalid proxy request signature.".to_owned(),
@@ -84,8 +176,13 @@ pub fn claim(headers: &HeaderMap, secret: &[u8]) -> Result<Claim, Answer> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use metaboot_proto::headers;
 
     const SECRET: &[u8] = b"s3cret";
+
+    fn signatures() -> Signatures {
+        Signatures::new(SECRET.into())
+    }
 
     fn signed(instance: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -107,7 +204,7 @@ mod tests {
 
     #[test]
     fn accepts_a_good_signature() {
-        let claim = claim(&signed("i-1"), SECRET).unwrap();
+        let claim = claim(&signed("i-1"), &signatures()).unwrap();
         assert_eq!(claim.instance_id, "i-1");
         assert_eq!(claim.tenant_id, "p1");
         assert_eq!(claim.address, "198.18.0.5");
@@ -125,7 +222,7 @@ mod tests {
         ] {
             let mut h = signed("i-1");
             h.remove(name);
-            let refusal = claim(&h, SECRET).unwrap_err();
+            let refusal = claim(&h, &signatures()).unwrap_err();
             assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
             assert!(refusal.reason().starts_with(text), "{}", refusal.reason());
         }
@@ -140,7 +237,7 @@ mod tests {
         ] {
             let mut h = signed("i-1");
             h.append(name, HeaderValue::from_static("other"));
-            let refusal = claim(&h, SECRET).unwrap_err();
+            let refusal = claim(&h, &signatures()).unwrap_err();
             assert_eq!(refusal.status, StatusCode::BAD_REQUEST, "{name}");
         }
     }
@@ -160,7 +257,44 @@ mod tests {
                 headers::INSTANCE_ID_SIGNATURE,
                 HeaderValue::from_str(&bad).unwrap(),
             );
-            assert_eq!(claim(&h, SECRET).unwrap_err().status, StatusCode::FORBIDDEN);
+            assert_eq!(
+                claim(&h, &signatures()).unwrap_err().status,
+                StatusCode::FORBIDDEN
+            );
         }
+    }
+
+    #[test]
+    fn a_kept_signature_still_refuses_every_other_one() {
+        let signatures = signatures();
+        let good = metaboot_proto::sign(SECRET, "i-1");
+        assert!(signatures.verify("i-1", &good));
+        assert_eq!(signatures.len(), 1);
+        // Checked against the kept signature now: the same answers as an HMAC gives.
+        assert!(signatures.verify("i-1", &good));
+        for bad in [
+            good.to_uppercase(),
+            good[..63].to_owned(),
+            format!("{good}0"),
+            String::new(),
+            metaboot_proto::sign(b"other", "i-1"),
+            metaboot_proto::sign(SECRET, "i-2"),
+        ] {
+            assert!(!signatures.verify("i-1", &bad), "{bad}");
+        }
+        // A bad signature for another instance is never kept.
+        assert!(!signatures.verify("i-2", &good));
+        assert_eq!(signatures.len(), 1);
+    }
+
+    #[test]
+    fn at_most_max_verified_signatures_are_kept() {
+        let signatures = signatures();
+        for n in 0..=MAX_VERIFIED_SIGNATURES {
+            let id = format!("i-{n}");
+            assert!(signatures.verify(&id, &metaboot_proto::sign(SECRET, &id)));
+            assert!(signatures.len() <= MAX_VERIFIED_SIGNATURES);
+        }
+        assert!(!signatures.is_empty());
     }
 }

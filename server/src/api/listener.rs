@@ -69,9 +69,7 @@ impl ApiArgs {
             .shared_secret_file
             .as_ref()
             .context("--shared-secret-file is required in proxy mode")?;
-        Ok(Identify::Proxy {
-            secret: crate::secret::read_secret(file)?,
-        })
+        Ok(Identify::proxy(crate::secret::read_secret(file)?))
     }
 
     /// The rendering settings these flags ask for.

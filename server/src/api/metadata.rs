@@ -16,7 +16,7 @@ use super::rendering::Rendering;
 use super::token::{self, Tokens};
 use super::view::InstanceView;
 use super::{ec2, openstack, path};
-use crate::http::{Answer, Body, Rejection};
+use crate::http::{Answer, Body, Rejection, names};
 use crate::metrics::Metrics;
 use crate::model::{Lookup, ReadModel, record::id_text};
 use crate::store::{Store, StoreResult};
@@ -53,7 +53,7 @@ impl Api {
         rendering: Rendering,
     ) -> Self {
         let tokens = match &identify {
-            Identify::Proxy { secret } => Tokens::new(secret),
+            Identify::Proxy { signatures } => Tokens::new(signatures.secret()),
             Identify::SourceIp => Tokens::random(),
         };
         Self {
@@ -118,10 +118,9 @@ impl Api {
         let mut response = answer.into_response();
         if unknown && matches!(self.identify, Identify::Proxy { .. }) {
             // For the agent, which strips it: its cached lookup may be stale.
-            response.headers_mut().insert(
-                headers::INSTANCE_UNKNOWN,
-                http::HeaderValue::from_static("1"),
-            );
+            response
+                .headers_mut()
+                .insert(names::INSTANCE_UNKNOWN, http::HeaderValue::from_static("1"));
         }
         response
     }
@@ -211,8 +210,8 @@ impl Api {
         request: &MetadataRequest,
     ) -> Result<(String, Option<String>, String), Answer> {
         match &self.identify {
-            Identify::Proxy { secret } => {
-                let claim = identify::claim(&request.headers, secret)?;
+            Identify::Proxy { signatures } => {
+                let claim = identify::claim(&request.headers, signatures)?;
                 Ok((claim.instance_id, Some(claim.tenant_id), claim.address))
             }
             Identify::SourceIp => {

@@ -10,9 +10,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::http::names;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use metaboot_proto::headers;
 
 use crate::http::{Answer, Rejection};
 
@@ -134,7 +134,7 @@ impl Tokens {
         if !self.required {
             return None;
         }
-        let mut values = headers.get_all(headers::METADATA_TOKEN).iter();
+        let mut values = headers.get_all(names::METADATA_TOKEN).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Some(Answer::refused(
                 StatusCode::UNAUTHORIZED,
@@ -187,7 +187,7 @@ impl TokenError {
 /// The lifetime a PUT asks for: exactly one `X-metadata-token-ttl-seconds` of
 /// [`MIN_TTL_SECS`]..=[`MAX_TTL_SECS`].
 fn ttl(headers: &HeaderMap) -> Result<u64, String> {
-    let mut values = headers.get_all(headers::METADATA_TOKEN_TTL).iter();
+    let mut values = headers.get_all(names::METADATA_TOKEN_TTL).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(
             "Exactly one X-metadata-token-ttl-seconds header is required to get a token."
@@ -216,7 +216,7 @@ pub fn is_token_path(segments: &[String]) -> bool {
 /// guest's own headers, before the proxy replaces them.
 pub fn is_forwarded_token_request(method: &Method, raw_path: &str, headers: &HeaderMap) -> bool {
     *method == Method::PUT
-        && (headers.contains_key(headers::FORWARDED_FOR)
+        && (headers.contains_key(names::FORWARDED_FOR)
             || headers.contains_key(http::header::FORWARDED))
         && super::path::segments(raw_path).is_ok_and(|segments| is_token_path(&segments))
 }
@@ -225,6 +225,7 @@ pub fn is_forwarded_token_request(method: &Method, raw_path: &str, headers: &Hea
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use metaboot_proto::headers;
 
     const NOW: u64 = 1_800_000_000;
 

@@ -7,6 +7,7 @@ pub mod client;
 pub mod gate;
 pub mod limits;
 pub mod listen;
+pub mod names;
 pub mod peer;
 pub mod rejection;
 pub mod response;
