@@ -12,11 +12,15 @@
 //! is still served as itself after its lease changed address across a reboot.
 
 mod probes;
+mod registry;
+
+pub use probes::TINY_BOOT_TIMEOUT;
+pub use registry::NETWORK;
+use registry::Registry;
 
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,19 +35,12 @@ use crate::guest::virt_install::NetworkNic;
 use crate::guest::{self, Guest};
 use crate::image::Image;
 use crate::lab::libvirt_host::LibvirtHost;
-use crate::process::check;
 use crate::progress::Progress;
 use crate::scenario::cloud_image::guest::{Who, first_login, record_markers, verdict_and_checks};
 use crate::scenario::cloud_image::{CloudImageGuest, CloudImageReport, DiskBootTimes};
 
-/// The registry's name of the libvirt network (the README's `lan`).
-pub const NETWORK: &str = "lan";
-
 /// How long `metaboot-server all` may take to answer on 169.254.169.254 in the namespace.
 pub const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a tiny guest may take from `virt-install` (or a reset) to "provisioned".
-pub const TINY_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
@@ -100,56 +97,6 @@ pub fn run(opts: &LibvirtHostRun, progress: &dyn Progress) -> anyhow::Result<Lib
         && report.checks.iter().all(|c| c.passed)
         && report.debian.as_ref().is_some_and(|d| d.passed);
     Ok(report)
-}
-
-/// The registry commands of the README, run as the user runs them.
-struct Registry<'a> {
-    bin: &'a Path,
-    db: PathBuf,
-}
-
-impl Registry<'_> {
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        check(Command::new(self.bin).arg("--db").arg(&self.db).args(args))
-    }
-
-    /// `instance create NAME --network lan --mac MAC --key-file K [--user-data F]
-    /// [--hostname H] --json`; returns the instance's uuid.
-    fn instance(
-        &self,
-        name: &str,
-        mac: &str,
-        key: &Path,
-        user_data: Option<&Path>,
-        hostname: Option<&str>,
-    ) -> anyhow::Result<String> {
-        let mut args = vec![
-            "instance".to_owned(),
-            "create".into(),
-            name.into(),
-            "--network".into(),
-            NETWORK.into(),
-            "--mac".into(),
-            mac.into(),
-            "--key-file".into(),
-            key.display().to_string(),
-        ];
-        if let Some(file) = user_data {
-            args.extend(["--user-data".into(), file.display().to_string()]);
-        }
-        if let Some(h) = hostname {
-            args.extend(["--hostname".into(), h.to_owned()]);
-        }
-        args.push("--json".into());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self.run(&args)?;
-        let v: serde_json::Value = serde_json::from_str(out.trim())
-            .with_context(|| format!("instance create printed no JSON: {out}"))?;
-        v.get("uuid")
-            .and_then(|u| u.as_str())
-            .map(str::to_owned)
-            .with_context(|| format!("instance create printed no uuid: {v}"))
-    }
 }
 
 fn run_on(

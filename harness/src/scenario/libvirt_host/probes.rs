@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use metaboot_proto::{METADATA_IPV4, METADATA_URL};
 
-use super::{Registry, TINY_BOOT_TIMEOUT};
+use super::registry::Registry;
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::libvirt_network::{CLEAN_TRAFFIC, random_mac};
@@ -24,6 +24,9 @@ use crate::lab::libvirt_host::LibvirtHost;
 use crate::lab::netns;
 use crate::process::output_with_timeout;
 use crate::wait::wait_until_ok;
+
+/// How long a tiny guest may take from `virt-install` (or a reset) to "provisioned".
+pub const TINY_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The OpenStack document every check asks for.
 pub const META_DATA_PATH: &str = "/openstack/latest/meta_data.json";
