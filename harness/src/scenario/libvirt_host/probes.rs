@@ -198,47 +198,40 @@ impl Tiny<'_> {
     }
 
     /// The guest takes `victim`'s address for one request (then its own again) and reports
-    /// what it got; passes when it got none of the victim's data.
+    /// what it got; passes when it got none of the victim's data and no answer at all: the
+    /// filter drops the impostor's packets before they reach the host.
     fn impostor(&self, own: Ipv4Addr, victim: Ipv4Addr, victim_uuid: &str) -> CheckResult {
         let name = "a guest that takes another's address is not served its data (clean-traffic)";
         match self.impersonate(own, victim) {
-            Ok((rc, got)) => CheckResult::from_bool(
+            Ok(attempt) => CheckResult::from_bool(
                 name,
-                !got.contains(victim_uuid),
+                !attempt.got.contains(victim_uuid) && !attempt.refused(),
                 format!(
-                    "from {victim} (the Debian guest's): wget exit {rc}, {} bytes, {}",
-                    got.len(),
-                    if got.contains(victim_uuid) {
-                        "WITH the Debian guest's uuid"
-                    } else {
-                        "without the Debian guest's uuid"
-                    }
+                    "from {victim} (the Debian guest's): {}",
+                    attempt.describe(victim_uuid)
                 ),
             ),
             Err(err) => CheckResult::fail(name, format!("{err:#}")),
         }
     }
 
-    /// The control: the same attempt once the filter is taken off the guest's interface
-    /// (`virsh update-device --live`) is served the victim's data, so it is clean-traffic
-    /// that stops it, not the attempt's own failure.
+    /// The second defence, and the control of the first: the same attempt once the filter is
+    /// taken off the guest's interface (`virsh update-device --live`) reaches metaboot (so it is
+    /// clean-traffic that stopped it before, not the attempt's own failure) and is refused
+    /// with 404, because the host's neighbour table gives the address to the impostor's MAC
+    /// while the lease names the victim's.
     fn without_filter(&self, own: Ipv4Addr, victim: Ipv4Addr, victim_uuid: &str) -> CheckResult {
-        let name = "without clean-traffic the same impostor is served the other's data (control)";
+        let name = "without clean-traffic the same impostor reaches metaboot and is refused (404)";
         let attempt = self
             .drop_filter()
             .and_then(|()| self.impersonate(own, victim));
         match attempt {
-            Ok((rc, got)) => CheckResult::from_bool(
+            Ok(attempt) => CheckResult::from_bool(
                 name,
-                got.contains(victim_uuid),
+                !attempt.got.contains(victim_uuid) && attempt.refused(),
                 format!(
-                    "from {victim} without the filter: wget exit {rc}, {} bytes, {}",
-                    got.len(),
-                    if got.contains(victim_uuid) {
-                        "with the Debian guest's uuid"
-                    } else {
-                        "without the Debian guest's uuid"
-                    }
+                    "from {victim} without the filter: {}",
+                    attempt.describe(victim_uuid)
                 ),
             ),
             Err(err) => CheckResult::fail(name, format!("{err:#}")),
@@ -272,7 +265,7 @@ impl Tiny<'_> {
         Ok(())
     }
 
-    fn impersonate(&self, own: Ipv4Addr, victim: Ipv4Addr) -> anyhow::Result<(String, String)> {
+    fn impersonate(&self, own: Ipv4Addr, victim: Ipv4Addr) -> anyhow::Result<Attempt> {
         let gateway = self.host.network().spec().gateway();
         // Detached: the SSH session goes down with the guest's own address.
         // The neighbour cache goes too: the guest asks for the gateway's MAC from the
@@ -281,7 +274,8 @@ impl Tiny<'_> {
             "ip -4 addr flush dev eth0; ip neigh flush dev eth0; \
              ip -4 addr add {victim}/24 dev eth0; \
              ip -4 route replace default via {gateway} dev eth0; \
-             timeout {t} wget -q -O /tmp/impostor.json {METADATA_URL}{META_DATA_PATH}; \
+             timeout {t} wget -O /tmp/impostor.json {METADATA_URL}{META_DATA_PATH} \
+                 2>/tmp/impostor.err; \
              echo $? > /tmp/impostor.rc; \
              ip -4 addr flush dev eth0; ip -4 addr add {own}/24 dev eth0; \
              ip -4 route replace default via {gateway} dev eth0",
@@ -309,7 +303,47 @@ impl Tiny<'_> {
         )
         .context("the guest did not come back with its own address")?;
         let got = ssh::with_key(&target, &self.key, "cat /tmp/impostor.json 2>/dev/null")?;
-        Ok((rc, got.stdout))
+        let err = ssh::with_key(&target, &self.key, "cat /tmp/impostor.err 2>/dev/null")?;
+        Ok(Attempt {
+            rc,
+            got: got.stdout,
+            err: err.stdout,
+        })
+    }
+}
+
+/// What an impostor's request came back with.
+struct Attempt {
+    /// wget's exit status.
+    rc: String,
+    /// The body it saved.
+    got: String,
+    /// What wget said (busybox prints the status line of an HTTP error).
+    err: String,
+}
+
+impl Attempt {
+    /// metaboot answered and refused it with 404.
+    fn refused(&self) -> bool {
+        self.err.contains("404")
+    }
+
+    fn describe(&self, victim_uuid: &str) -> String {
+        format!(
+            "wget exit {}, {} bytes, {}, {}",
+            self.rc,
+            self.got.len(),
+            if self.got.contains(victim_uuid) {
+                "WITH the Debian guest's uuid"
+            } else {
+                "without the Debian guest's uuid"
+            },
+            if self.refused() {
+                "answered 404"
+            } else {
+                "no HTTP answer"
+            }
+        )
     }
 }
 
