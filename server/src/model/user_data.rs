@@ -194,6 +194,15 @@ mod tests {
             data.len()
         );
         assert_eq!(unpack(&packed, Some(&codec)).unwrap(), data);
+        // The dictionary is a full one (with entropy tables) whose id takes one byte per frame.
+        assert_eq!(
+            codec.compress.get_dict_id().map(u32::from),
+            Some(DICTIONARY_ID)
+        );
+        assert_eq!(
+            zstd_safe::get_dict_id_from_frame(&packed[1..]).map(u32::from),
+            Some(DICTIONARY_ID)
+        );
         // Short or incompressible data is kept as it is, and round-trips too.
         for data in [b"#!/bin/sh\n".to_vec(), (0..=255u8).collect::<Vec<_>>()] {
             let packed = packer.pack(&data);
