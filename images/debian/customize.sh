@@ -32,6 +32,27 @@ debian-metaboot)
 	;;
 esac
 
+# Dead weight in a cloud VM, off in both flavours (the guest may have one CPU, under emulation:
+# every unit and module the boot loads slows the rest): e2scrub checks ext4 file systems on LVM
+# snapshots, and the image has no LVM; systemd-repart has no repart.d to act on, but pulls in the
+# loop and dm_mod modules; systemd-pstore reads crash logs from EFI variables, and the VM boots
+# from BIOS (it pulls in efi_pstore); logind loads drm early for seats with a display, and the
+# VM is reached by SSH and the serial console.
+systemctl disable e2scrub_reap.service e2scrub_all.timer systemd-pstore.service
+systemctl mask systemd-repart.service modprobe@drm.service
+# Generators that look for what a cloud VM has none of: encrypted, integrity or verity volumes
+# (no crypttab, integritytab or veritytab), a root found by GPT partition type (the root is in
+# fstab), a hibernation image. systemd runs every generator before it loads a unit; a
+# /dev/null link in /etc/systemd/system-generators masks one (systemd.generator(7)).
+mkdir -p /etc/systemd/system-generators
+for generator in cryptsetup integritysetup veritysetup gpt-auto hibernate-resume; do
+	ln -sf /dev/null "/etc/systemd/system-generators/systemd-$generator-generator"
+done
+
+# The initramfs with only the root disk's drivers (conf.d/50-metaboot-image.conf), and without
+# the blacklisted modules (modprobe.d/50-metaboot-image.conf).
+update-initramfs -u -k all
+
 # A GRUB upgrade inside the guest reinstalls it on the boot disk.
 echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
 

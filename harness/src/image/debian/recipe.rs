@@ -118,6 +118,24 @@ pub const COMMON_FILES: &[RecipeFile] = &[
         mode: 0o644,
         content: recipe!("locale"),
     },
+    RecipeFile {
+        name: "initramfs.conf",
+        path: "etc/initramfs-tools/conf.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("initramfs.conf"),
+    },
+    RecipeFile {
+        name: "initramfs-modules",
+        path: "etc/initramfs-tools/modules",
+        mode: 0o644,
+        content: recipe!("initramfs-modules"),
+    },
+    RecipeFile {
+        name: "modprobe.conf",
+        path: "etc/modprobe.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("modprobe.conf"),
+    },
 ];
 
 /// Files of `debian-cloud-init`.
