@@ -18,7 +18,7 @@ debian-metaboot)
 	systemctl enable metaboot.service systemd-networkd.service \
 		systemd-networkd-wait-online.service ssh-host-key-rsa.service
 	# The units must load cleanly in the system they are installed in.
-	for unit in metaboot.service ssh-host-key-rsa.service; do
+	for unit in metaboot.service ssh-host-keys.service ssh-host-key-rsa.service; do
 		out=$(systemd-analyze verify --man=no "$unit" 2>&1) || true
 		if [ -n "$out" ]; then
 			echo "customize.sh: systemd-analyze verify $unit: $out" >&2
@@ -56,7 +56,7 @@ update-initramfs -u -k all
 # A GRUB upgrade inside the guest reinstalls it on the boot disk.
 echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
 
-# Every instance gets its own identity: no SSH host keys (cloud-init, or the ssh.service drop-in
+# Every instance gets its own identity: no SSH host keys (cloud-init, or ssh-host-keys.service
 # and ssh-host-key-rsa.service, make them at first boot), an empty machine-id (systemd makes one at boot).
 rm -f /etc/ssh/ssh_host_*
 : >/etc/machine-id

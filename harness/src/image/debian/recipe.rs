@@ -173,6 +173,12 @@ pub const METABOOT_FILES: &[RecipeFile] = &[
         content: recipe!("ssh-host-keys.conf"),
     },
     RecipeFile {
+        name: "ssh-host-keys.service",
+        path: "usr/lib/systemd/system/ssh-host-keys.service",
+        mode: 0o644,
+        content: recipe!("ssh-host-keys.service"),
+    },
+    RecipeFile {
         name: "ssh-host-key-rsa.service",
         path: "usr/lib/systemd/system/ssh-host-key-rsa.service",
         mode: 0o644,
