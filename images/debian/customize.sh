@@ -17,6 +17,9 @@ debian-metaboot)
 	apt-get purge -y -q --autoremove -o APT::AutoRemove::SuggestsImportant=false "$@"
 	systemctl enable metaboot.service systemd-networkd.service \
 		systemd-networkd-wait-online.service ssh-host-key-rsa.service
+	# Enabled with systemd-networkd: it writes .network files from ip= on the kernel command
+	# line, and the image's has none (DHCP comes from 50-dhcp.network).
+	systemctl disable systemd-network-generator.service
 	# The units must load cleanly in the system they are installed in.
 	for unit in metaboot.service ssh-host-keys.service ssh-host-key-rsa.service; do
 		out=$(systemd-analyze verify --man=no "$unit" 2>&1) || true
@@ -37,9 +40,12 @@ esac
 # snapshots, and the image has no LVM; systemd-repart has no repart.d to act on, but pulls in the
 # loop and dm_mod modules; systemd-pstore reads crash logs from EFI variables, and the VM boots
 # from BIOS (it pulls in efi_pstore); logind loads drm early for seats with a display, and the
-# VM is reached by SSH and the serial console.
+# VM is reached by SSH and the serial console; configfs (USB gadgets, storage targets) and the
+# FUSE control file system (aborting hung FUSE mounts) are mounted for uses a cloud VM does not
+# have, each with its module loaded first (FUSE's still loads when /dev/fuse is opened).
 systemctl disable e2scrub_reap.service e2scrub_all.timer systemd-pstore.service
-systemctl mask systemd-repart.service modprobe@drm.service
+systemctl mask systemd-repart.service modprobe@drm.service sys-kernel-config.mount \
+	modprobe@configfs.service sys-fs-fuse-connections.mount modprobe@fuse.service
 # Generators that look for what a cloud VM has none of: encrypted, integrity or verity volumes
 # (no crypttab, integritytab or veritytab), a root found by GPT partition type (the root is in
 # fstab), a hibernation image. systemd runs every generator before it loads a unit; a
