@@ -292,6 +292,59 @@ mod tests {
         );
     }
 
+    /// The recipe file of a flavour named `name`.
+    fn recipe_file(flavour: Flavour, name: &str) -> &'static str {
+        files(flavour)
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} in the {} recipe", flavour.name()))
+            .content
+    }
+
+    /// A unit file's `Key=value` settings, comments left out.
+    fn settings(unit: &str) -> Vec<&str> {
+        unit.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#') && l.contains('='))
+            .collect()
+    }
+
+    #[test]
+    fn sshd_waits_for_no_slow_host_key_and_no_network_to_make_one() {
+        let quick = settings(recipe_file(Flavour::Metaboot, "ssh-host-keys.service"));
+        assert!(quick.contains(&"Before=ssh.service"), "{quick:?}");
+        assert!(
+            !quick.iter().any(|s| s.contains("network")),
+            "the ed25519 and ECDSA keys are made while the network comes up: {quick:?}"
+        );
+        let drop_in = settings(recipe_file(Flavour::Metaboot, "ssh-host-keys.conf"));
+        for wanted in [
+            "Wants=ssh-host-keys.service",
+            "After=ssh-host-keys.service",
+            "ExecStartPre=",
+        ] {
+            assert!(drop_in.contains(&wanted), "{wanted} in {drop_in:?}");
+        }
+        let rsa = settings(recipe_file(Flavour::Metaboot, "ssh-host-key-rsa.service"));
+        assert!(
+            !rsa.iter()
+                .any(|s| s.starts_with("Before=") || s.starts_with("After=")),
+            "nothing waits for the RSA key, and it waits for nothing: {rsa:?}"
+        );
+        assert!(rsa.contains(&"CPUSchedulingPolicy=idle"), "{rsa:?}");
+        assert!(rsa.iter().any(|s| s.contains("reload ssh.service")), "{rsa:?}");
+    }
+
+    #[test]
+    fn the_initramfs_holds_the_root_disk_drivers() {
+        let conf = settings(recipe_file(Flavour::CloudInit, "initramfs.conf"));
+        assert_eq!(conf, ["MODULES=list"]);
+        let modules = package_names(recipe_file(Flavour::Metaboot, "initramfs-modules"));
+        for driver in ["virtio_pci", "virtio_blk", "virtio_scsi"] {
+            assert!(modules.contains(&driver), "{driver} in {modules:?}");
+        }
+        assert!(CUSTOMIZE_SH.contains("update-initramfs -u"));
+    }
+
     #[test]
     fn keys_follow_their_inputs() {
         let debian = Source {
