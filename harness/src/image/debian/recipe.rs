@@ -331,7 +331,11 @@ mod tests {
             "nothing waits for the RSA key, and it waits for nothing: {rsa:?}"
         );
         assert!(rsa.contains(&"CPUSchedulingPolicy=idle"), "{rsa:?}");
-        assert!(rsa.iter().any(|s| s.contains("reload ssh.service")), "{rsa:?}");
+        assert!(
+            rsa.iter()
+                .any(|s| s.contains("try-reload-or-restart ssh.service")),
+            "{rsa:?}"
+        );
     }
 
     #[test]
