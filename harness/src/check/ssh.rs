@@ -166,6 +166,13 @@ pub fn with_key(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result
     )
 }
 
+/// Runs `command` on the guest with the private key `key`, one attempt whatever becomes of the
+/// connection: for a caller that polls on its own, whose poll is then the only pause between
+/// attempts (a refused connection is not retried [`CONNECTION_RETRY_PAUSE`] later).
+pub fn with_key_once(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result<SshOutput> {
+    run(|| key_login(target, key), target, command, Attempts::Once)
+}
+
 /// Runs `command` on the guest, logging in with `password` only (through `askpass`).
 pub fn with_password(
     target: &SshTarget,
@@ -206,7 +213,7 @@ pub fn wait_for_key_login(
     let start = Instant::now();
     wait_until_ok(start + timeout, Duration::from_millis(250), || {
         // One attempt per poll: this loop is the retry, and its time is what is measured.
-        let out = run(|| key_login(target, key), target, "true", Attempts::Once)?;
+        let out = with_key_once(target, key, "true")?;
         if out.success() {
             Ok(())
         } else {

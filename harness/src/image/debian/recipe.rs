@@ -118,6 +118,24 @@ pub const COMMON_FILES: &[RecipeFile] = &[
         mode: 0o644,
         content: recipe!("locale"),
     },
+    RecipeFile {
+        name: "initramfs.conf",
+        path: "etc/initramfs-tools/conf.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("initramfs.conf"),
+    },
+    RecipeFile {
+        name: "initramfs-modules",
+        path: "etc/initramfs-tools/modules",
+        mode: 0o644,
+        content: recipe!("initramfs-modules"),
+    },
+    RecipeFile {
+        name: "modprobe.conf",
+        path: "etc/modprobe.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("modprobe.conf"),
+    },
 ];
 
 /// Files of `debian-cloud-init`.
@@ -153,6 +171,12 @@ pub const METABOOT_FILES: &[RecipeFile] = &[
         path: "etc/systemd/system/ssh.service.d/50-host-keys.conf",
         mode: 0o644,
         content: recipe!("ssh-host-keys.conf"),
+    },
+    RecipeFile {
+        name: "ssh-host-keys.service",
+        path: "usr/lib/systemd/system/ssh-host-keys.service",
+        mode: 0o644,
+        content: recipe!("ssh-host-keys.service"),
     },
     RecipeFile {
         name: "ssh-host-key-rsa.service",
@@ -266,6 +290,63 @@ mod tests {
             !paths.iter().any(|p| p.starts_with("etc/cloud")),
             "{paths:?}"
         );
+    }
+
+    /// The recipe file of a flavour named `name`.
+    fn recipe_file(flavour: Flavour, name: &str) -> &'static str {
+        files(flavour)
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} in the {} recipe", flavour.name()))
+            .content
+    }
+
+    /// A unit file's `Key=value` settings, comments left out.
+    fn settings(unit: &str) -> Vec<&str> {
+        unit.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#') && l.contains('='))
+            .collect()
+    }
+
+    #[test]
+    fn sshd_waits_for_no_slow_host_key_and_no_network_to_make_one() {
+        let quick = settings(recipe_file(Flavour::Metaboot, "ssh-host-keys.service"));
+        assert!(quick.contains(&"Before=ssh.service"), "{quick:?}");
+        assert!(
+            !quick.iter().any(|s| s.contains("network")),
+            "the ed25519 and ECDSA keys are made while the network comes up: {quick:?}"
+        );
+        let drop_in = settings(recipe_file(Flavour::Metaboot, "ssh-host-keys.conf"));
+        for wanted in [
+            "Wants=ssh-host-keys.service",
+            "After=ssh-host-keys.service",
+            "ExecStartPre=",
+        ] {
+            assert!(drop_in.contains(&wanted), "{wanted} in {drop_in:?}");
+        }
+        let rsa = settings(recipe_file(Flavour::Metaboot, "ssh-host-key-rsa.service"));
+        assert!(
+            !rsa.iter()
+                .any(|s| s.starts_with("Before=") || s.starts_with("After=")),
+            "nothing waits for the RSA key, and it waits for nothing: {rsa:?}"
+        );
+        assert!(rsa.contains(&"CPUSchedulingPolicy=idle"), "{rsa:?}");
+        assert!(
+            rsa.iter()
+                .any(|s| s.contains("try-reload-or-restart ssh.service")),
+            "{rsa:?}"
+        );
+    }
+
+    #[test]
+    fn the_initramfs_holds_the_root_disk_drivers() {
+        let conf = settings(recipe_file(Flavour::CloudInit, "initramfs.conf"));
+        assert_eq!(conf, ["MODULES=list"]);
+        let modules = package_names(recipe_file(Flavour::Metaboot, "initramfs-modules"));
+        for driver in ["virtio_pci", "virtio_blk", "virtio_scsi"] {
+            assert!(modules.contains(&driver), "{driver} in {modules:?}");
+        }
+        assert!(CUSTOMIZE_SH.contains("update-initramfs -u"));
     }
 
     #[test]

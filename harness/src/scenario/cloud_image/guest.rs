@@ -211,7 +211,9 @@ pub(crate) fn first_login(
 ) -> anyhow::Result<()> {
     let deadline = vm.started + spec.boot_timeout;
     loop {
-        if ssh::with_key(target, key, "true").is_ok_and(|out| out.success()) {
+        // One attempt per poll: a refused connection (sshd not up yet) is tried again `poll`
+        // later, not after ssh's own retry pause, so the login's time is as fine as the poll.
+        if ssh::with_key_once(target, key, "true").is_ok_and(|out| out.success()) {
             break;
         }
         if let Some(why) = vm.stopped()? {
