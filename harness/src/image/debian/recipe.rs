@@ -330,7 +330,11 @@ mod tests {
                 .any(|s| s.starts_with("Before=") || s.starts_with("After=")),
             "nothing waits for the RSA key, and it waits for nothing: {rsa:?}"
         );
-        assert!(rsa.contains(&"CPUSchedulingPolicy=idle"), "{rsa:?}");
+        assert!(rsa.contains(&"Nice=19"), "{rsa:?}");
+        assert!(
+            !rsa.iter().any(|s| s.ends_with("=idle")),
+            "an idle-class key could wait without bound on a busy guest: {rsa:?}"
+        );
         assert!(
             rsa.iter()
                 .any(|s| s.contains("try-reload-or-restart ssh.service")),
