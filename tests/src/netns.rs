@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use metaboot_proto::{METADATA_PORT, ROUTER_PROXY_PORT};
+use metaboot_proto::{METADATA_IPV4_LISTEN, METADATA_PORT, ROUTER_PROXY_PORT};
 
 /// Runs a command and fails with its output when it fails.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -83,6 +83,22 @@ impl Netns {
         .map(drop)
     }
 
+    /// The uuid this namespace's guest is served at `http://169.254.169.254`: None for a 404,
+    /// Err when nothing answers yet (a listener not up).
+    pub fn served_uuid(&self) -> Result<Option<String>, String> {
+        let path = "/openstack/latest/meta_data.json";
+        let reply = self
+            .within(|| crate::guest::get(None, METADATA_IPV4_LISTEN, path, &[]))
+            .unwrap();
+        match reply {
+            Ok(reply) if reply.status == 200 => {
+                Ok(Some(reply.json()["uuid"].as_str().unwrap().to_owned()))
+            }
+            Ok(reply) if reply.status == 404 => Ok(None),
+            other => Err(format!("{} got {other:?}", self.name)),
+        }
+    }
+
     /// Runs `f` on a thread that entered this namespace (connections it opens start there).
     pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
         let path = format!("/run/netns/{}", self.name);
@@ -128,4 +144,29 @@ pub fn veth(
     a.exec("ip", &["link", "set", if_a, "up"])?;
     b.exec("ip", &["link", "set", if_b, "up"])?;
     Ok(())
+}
+
+/// Plugs a guest namespace in: its `eth0`, with MAC `mac`, is a veth whose peer is `peer` in
+/// `host` (neither end is configured further).
+pub fn guest_veth(guest: &Netns, mac: &str, host: &Netns, peer: &str) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            &guest.name,
+            "address",
+            mac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer,
+            "netns",
+            &host.name,
+        ],
+    )
+    .map(drop)
 }

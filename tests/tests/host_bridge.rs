@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use metaboot_proto::METADATA_IPV4_LISTEN;
 use metaboot_tests::chain::Chain;
-use metaboot_tests::netns::{Netns, run};
+use metaboot_tests::netns::{Netns, guest_veth, run};
 use metaboot_tests::prerequisite::{require, require_command, require_root};
 use metaboot_tests::{guest, registry};
 
@@ -44,26 +44,7 @@ esac
 /// A guest namespace with `eth0` (MAC `mac`) plugged into the host's bridge.
 fn plug(host: &Netns, name: &str, mac: &str, port: &str) -> Netns {
     let guest = Netns::create(name).unwrap();
-    run(
-        "ip",
-        &[
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            &guest.name,
-            "address",
-            mac,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            port,
-            "netns",
-            &host.name,
-        ],
-    )
-    .unwrap();
+    guest_veth(&guest, mac, host, port).unwrap();
     host.exec("ip", &["link", "set", port, "master", BRIDGE, "up"])
         .unwrap();
     guest.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
@@ -88,28 +69,13 @@ fn lease(guest: &Netns, script: &Path, address: &str) {
     );
 }
 
-/// The uuid `guest` is served, None for a 404; Err when nothing answers yet.
-fn try_served(guest: &Netns) -> Result<Option<String>, String> {
-    let path = "/openstack/latest/meta_data.json";
-    let reply = guest
-        .within(|| guest::get(None, METADATA_IPV4_LISTEN, path, &[]))
-        .unwrap();
-    match reply {
-        Ok(reply) if reply.status == 200 => {
-            Ok(Some(reply.json()["uuid"].as_str().unwrap().to_owned()))
-        }
-        Ok(reply) if reply.status == 404 => Ok(None),
-        other => Err(format!("{} got {other:?}", guest.name)),
-    }
-}
-
 /// Waits until `guest` is served `want` (while nothing answers, or while it gets 404 before
 /// its lease is read); being served any other instance fails at once.
 #[track_caller]
 fn until_served(guest: &Netns, want: Option<&str>) {
     let started = Instant::now();
     loop {
-        let seen = try_served(guest);
+        let seen = guest.served_uuid();
         match &seen {
             Ok(seen) if seen.as_deref() == want => return,
             // Another instance's data, even for a moment, is what must never happen.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use metaboot_harness::postgres::PgServer;
-use metaboot_proto::{METADATA_IPV4, METADATA_IPV4_LISTEN};
+use metaboot_proto::METADATA_IPV4;
 use metaboot_tests::chain::{Chain, free_port, run_to_exit};
 use metaboot_tests::netns::{Netns, veth};
 use metaboot_tests::prerequisite::{require, require_command, require_root};
@@ -34,32 +34,19 @@ fn router_path(guest: &Netns, guest_cidr: &str, router: &Netns, router_cidr: &st
         .unwrap();
 }
 
-/// What the guest in `netns` is served: its uuid, or None for a 404; Err when nothing
-/// answers (a listener not up yet).
-fn try_served(netns: &Netns) -> Result<Option<String>, String> {
-    let path = "/openstack/latest/meta_data.json";
-    let reply = netns
-        .within(|| guest::get(None, METADATA_IPV4_LISTEN, path, &[]))
-        .unwrap();
-    match reply {
-        Ok(reply) if reply.status == 200 => {
-            Ok(Some(reply.json()["uuid"].as_str().unwrap().to_owned()))
-        }
-        Ok(reply) if reply.status == 404 => Ok(None),
-        other => Err(format!("{} got {other:?}", netns.name)),
-    }
-}
-
 /// What the guest in `netns` is served (something must answer).
 fn served(netns: &Netns) -> Option<String> {
-    try_served(netns).unwrap_or_else(|err| panic!("{err}"))
+    netns.served_uuid().unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Waits until `netns` is served `want`; how long that took.
 fn until_served(netns: &Netns, want: Option<&str>, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        if try_served(netns).is_ok_and(|seen| seen.as_deref() == want) {
+        if netns
+            .served_uuid()
+            .is_ok_and(|seen| seen.as_deref() == want)
+        {
             return started.elapsed();
         }
         assert!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use metaboot_proto::{METADATA_IPV6, METADATA_PORT, eui64};
 use metaboot_tests::chain::Chain;
 use metaboot_tests::guest::{self, Reply};
-use metaboot_tests::netns::{Netns, run};
+use metaboot_tests::netns::{Netns, guest_veth};
 use metaboot_tests::prerequisite::{require_command, require_root};
 
 use super::start_all;
@@ -61,26 +61,7 @@ fn namespace(name: &str) -> Netns {
 
 /// A veth from `guest`'s `eth0` (with `mac` and `address/64`) to `inside` in `host`.
 fn wire(guest: &Netns, mac: &str, address: &str, host: &Netns, inside: &str) {
-    run(
-        "ip",
-        &[
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            &guest.name,
-            "address",
-            mac,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            inside,
-            "netns",
-            &host.name,
-        ],
-    )
-    .unwrap();
+    guest_veth(guest, mac, host, inside).unwrap();
     guest
         .exec(
             "ip",
