@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use super::checks::{
     check_host_keys, check_output, check_password, detect_provisioner, wait_for_verdict,
 };
-use super::spec::{CloudImageGuest, CloudImageReport, DiskBootTimes, POLL, USER};
+use super::spec::{CloudImageGuest, CloudImageReport, POLL, USER};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::RunningGuest;
@@ -119,18 +119,7 @@ pub fn run_with(
     hooks: &mut RunHooks<'_>,
 ) -> CloudImageReport {
     let started = Instant::now();
-    let mut report = CloudImageReport {
-        name: spec.name.clone(),
-        passed: false,
-        checks: Vec::new(),
-        times: DiskBootTimes::default(),
-        error: None,
-        provisioner: spec.provisioner,
-        via: spec.via,
-        instance: None,
-        serial_log: dir.join("serial.log"),
-        seconds: 0.0,
-    };
+    let mut report = CloudImageReport::starting(spec, dir);
     if let Err(err) = run_guest(lab, spec, dir, askpass, progress, hooks, &mut report) {
         report.error = Some(format!("{err:#}"));
     }

@@ -1,7 +1,7 @@
 //! What a cloud image run is about: the guest to boot, its boot times and its report, and the
 //! bounds its checks share.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -95,4 +95,22 @@ pub struct CloudImageReport {
     pub serial_log: PathBuf,
     /// Wall time of the whole run.
     pub seconds: f64,
+}
+
+impl CloudImageReport {
+    /// The report of `spec` before its run, with its console log in `dir`.
+    pub fn starting(spec: &CloudImageGuest, dir: &Path) -> Self {
+        Self {
+            name: spec.name.clone(),
+            passed: false,
+            checks: Vec::new(),
+            times: DiskBootTimes::default(),
+            error: None,
+            provisioner: spec.provisioner,
+            via: spec.via,
+            instance: None,
+            serial_log: dir.join("serial.log"),
+            seconds: 0.0,
+        }
+    }
 }

@@ -37,7 +37,7 @@ use crate::image::Image;
 use crate::lab::libvirt_host::LibvirtHost;
 use crate::progress::Progress;
 use crate::scenario::cloud_image::guest::{Who, first_login, record_markers, verdict_and_checks};
-use crate::scenario::cloud_image::{CloudImageGuest, CloudImageReport, DiskBootTimes};
+use crate::scenario::cloud_image::{CloudImageGuest, CloudImageReport};
 
 /// How long `metaboot-server all` may take to answer on 169.254.169.254 in the namespace.
 pub const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -198,18 +198,7 @@ fn run_debian(
     let dir = opts.run_dir.join(spec.slug());
     fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let started = Instant::now();
-    let mut report = CloudImageReport {
-        name: spec.name.clone(),
-        passed: false,
-        checks: Vec::new(),
-        times: DiskBootTimes::default(),
-        error: None,
-        provisioner: spec.provisioner,
-        via: spec.via,
-        instance: None,
-        serial_log: dir.join("serial.log"),
-        seconds: 0.0,
-    };
+    let mut report = CloudImageReport::starting(spec, &dir);
     stage("instance create --mac");
     let (who, user_data) = Who::new(&dir, &spec.slug())?;
     let mac = random_mac()?;
