@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::domain::Domain;
+use super::domain::{ConsoleFile, Domain};
 use super::serial::{self, Marker, SerialMonitor};
 use super::{Boot, Entropy, Guest, QEMU_BIN, Via};
 use crate::lab::netns;
@@ -197,6 +197,16 @@ impl RunningGuest {
         let started = Instant::now();
         let (domain, reader) = Domain::create(guest, &console)
             .with_context(|| format!("failed to create libvirt domain {}", guest.name))?;
+        Self::watch_domain(guest, domain, reader, started)
+    }
+
+    /// A libvirt domain of `guest`, started at `started`, whose console `reader` follows.
+    fn watch_domain(
+        guest: &Guest,
+        domain: Domain,
+        reader: ConsoleFile,
+        started: Instant,
+    ) -> anyhow::Result<Self> {
         let stderr_log = domain.qemu_log();
         let serial = SerialMonitor::start(reader, &guest.serial_log, started)?;
         Ok(Self {
@@ -219,15 +229,7 @@ impl RunningGuest {
         super::virt_install::install(guest, network, &console)
             .with_context(|| format!("failed to start {} with virt-install", guest.name))?;
         let (domain, reader) = Domain::adopt(&guest.name, &console)?;
-        let stderr_log = domain.qemu_log();
-        let serial = SerialMonitor::start(reader, &guest.serial_log, started)?;
-        Ok(Self {
-            guest: guest.clone(),
-            backend: Backend::Libvirt(domain),
-            serial,
-            started,
-            stderr_log,
-        })
+        Self::watch_domain(guest, domain, reader, started)
     }
 
     /// Waits for a marker (after the first `from` markers); fails with the console's end when
