@@ -62,13 +62,10 @@ pub fn tree(
             .iter()
             .enumerate()
             .map(|(index, key)| {
-                let entry = Node::Dir {
-                    entries: BTreeMap::from([(
-                        "openssh-key".to_owned(),
-                        Node::leaf(key.data.clone()),
-                    )]),
-                    name: Some(format!("{index}={}", key.name)),
-                };
+                let entry = Node::named_dir(
+                    BTreeMap::from([("openssh-key".to_owned(), Node::leaf(key.data.clone()))]),
+                    Some(format!("{index}={}", key.name)),
+                );
                 (index.to_string(), entry)
             })
             .collect();

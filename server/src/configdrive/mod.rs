@@ -111,7 +111,7 @@ fn node_json(node: &Node) -> serde_json::Value {
         Node::Dir { entries, .. } => serde_json::Value::Object(
             entries
                 .iter()
-                .map(|(key, child)| (key.clone(), node_json(child)))
+                .map(|(key, child)| (key.to_string(), node_json(child)))
                 .collect(),
         ),
         Node::List(items) => serde_json::Value::Array(
