@@ -1,5 +1,6 @@
 //! Command-line interface: `metaboot run | status | query`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +67,64 @@ pub struct QueryArgs {
     pub root: PathBuf,
 }
 
+impl Cli {
+    /// The process's command line: `metaboot run` and its plain flags (how images start it)
+    /// without clap, any other through clap. Under emulation (the tiny image's TCG guest) each
+    /// piece of code costs its translation the first time it runs, and clap's parser is as much
+    /// code as a run's whole HTTP client.
+    pub fn from_env() -> Self {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        Self::plain_run(&args).unwrap_or_else(|| Self::parse_from(args))
+    }
+
+    /// `run` followed only by `-v`/`--verbose` and `--root`/`--url`/`--config VALUE` (each
+    /// at most once, as separate words, values non-empty and not starting with `-`); `None`
+    /// for anything else (`--help`, `--root=DIR`, errors), which clap then parses. Gives what
+    /// clap gives for the same words.
+    pub fn plain_run(args: &[OsString]) -> Option<Self> {
+        let mut words = args.get(1..)?.iter();
+        let mut verbose = false;
+        let mut seen_run = false;
+        let (mut url, mut root, mut config) = (None, None, None);
+        while let Some(word) = words.next() {
+            match word.to_str()? {
+                "run" if !seen_run => seen_run = true,
+                "-v" | "--verbose" if !verbose => verbose = true,
+                flag @ ("--url" | "--root" | "--config") if seen_run => {
+                    let value = words.next()?;
+                    if value.is_empty() || value.as_encoded_bytes().starts_with(b"-") {
+                        return None;
+                    }
+                    let slot = match flag {
+                        "--url" => &mut url,
+                        "--root" => &mut root,
+                        _ => &mut config,
+                    };
+                    if slot.replace(value.clone()).is_some() {
+                        return None;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        if !seen_run {
+            return None;
+        }
+        let url = match url {
+            Some(url) => Some(url.into_string().ok()?),
+            None => None,
+        };
+        Some(Cli {
+            verbose,
+            command: Command::Run(RunArgs {
+                url,
+                root: root.map_or_else(|| PathBuf::from("/"), PathBuf::from),
+                config: config.map(PathBuf::from),
+            }),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -85,5 +144,51 @@ mod tests {
         };
         assert_eq!(args.root, PathBuf::from("/"));
         assert!(args.url.is_none());
+    }
+
+    fn words(line: &str) -> Vec<OsString> {
+        line.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_plain_run_parses_as_clap_parses_it() {
+        for line in [
+            "metaboot run",
+            "metaboot -v run",
+            "metaboot run --verbose",
+            "metaboot run --root /tmp/r --url http://169.254.169.254",
+            "metaboot run --config /etc/m.yaml -v --root /mnt",
+            "metaboot --verbose run --url http://[fe80::1%25eth0]:8080",
+        ] {
+            let args = words(line);
+            let plain = Cli::plain_run(&args).unwrap_or_else(|| panic!("{line}: not plain"));
+            assert_eq!(
+                format!("{plain:?}"),
+                format!("{:?}", Cli::parse_from(&args)),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_to_clap() {
+        for line in [
+            "metaboot",
+            "metaboot status",
+            "metaboot query uuid",
+            "metaboot run --help",
+            "metaboot --version",
+            "metaboot run --root=/mnt",
+            "metaboot run --root",
+            "metaboot run --root /a --root /b",
+            "metaboot run --url -v",
+            "metaboot run --url ",
+            "metaboot run run",
+            "metaboot -v -v run",
+            "metaboot --root /mnt run",
+            "metaboot run --json",
+        ] {
+            assert!(Cli::plain_run(&words(line)).is_none(), "{line}");
+        }
     }
 }

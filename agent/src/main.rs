@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = metaboot::cli::Cli::parse();
+    let cli = metaboot::cli::Cli::from_env();
     metaboot::main_with(cli)
 }

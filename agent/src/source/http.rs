@@ -26,6 +26,14 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response header block.
 pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
+/// ureq's buffer for what a server sends: a whole response head must fit (twice the head's
+/// bound), bodies stream through it. ureq's default (128 KiB, and as much for requests) is
+/// zero-filled at the first request: on an emulated guest that alone is tens of thousands
+/// of instructions and dozens of page faults for documents of a few KiB.
+pub const INPUT_BUFFER_BYTES: usize = 2 * MAX_RESPONSE_HEADER_BYTES;
+/// ureq's buffer for what the agent sends: a request head (a URL of at most a few KiB) and
+/// a POSTed body in chunks.
+pub const OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
 /// Sent with every request.
 pub const USER_AGENT: &str = concat!("metaboot/", env!("CARGO_PKG_VERSION"));
 
@@ -135,6 +143,8 @@ impl HttpClient {
             .max_redirects_will_error(false)
             .user_agent(USER_AGENT)
             .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
+            .input_buffer_size(INPUT_BUFFER_BYTES)
+            .output_buffer_size(OUTPUT_BUFFER_BYTES)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(request_timeout))
             .build();
@@ -302,6 +312,12 @@ mod tests {
                     &format!("X-Big: {}\r\n", "a".repeat(MAX_RESPONSE_HEADER_BYTES)),
                     b"",
                 ),
+                // A head just under the bound, and a body many times the input buffer.
+                response(
+                    "200 OK",
+                    &format!("X-Big: {}\r\n", "a".repeat(MAX_RESPONSE_HEADER_BYTES - 200)),
+                    &vec![b'y'; 5 * INPUT_BUFFER_BYTES],
+                ),
             ],
         )
         .unwrap();
@@ -330,6 +346,11 @@ mod tests {
             "{err:?}"
         );
         assert!(!err.is_transient(), "an oversized header is not retried");
+        let big = 5 * INPUT_BUFFER_BYTES as u64;
+        assert_eq!(
+            c.get_once(&url, big, left).unwrap().unwrap().len() as u64,
+            big
+        );
     }
 
     #[test]

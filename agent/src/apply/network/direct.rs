@@ -2,9 +2,12 @@
 //! with `ip` (busybox's or iproute2's; the same arguments work for both), and DNS goes to
 //! `/etc/resolv.conf`. DHCP links are left to the image's DHCP client. Nothing here persists
 //! across a reboot except `/etc/resolv.conf`: such an image brings its network up itself.
+//! A link already up with the wanted MTU gets no `ip link set`: each `ip` is a process, and
+//! on an emulated guest (the tiny image under TCG) a process start costs tens of ms.
 
 use std::process::Command;
 
+use super::links::link_in_place;
 use super::plan::{Applied, Plan, resolv_conf};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
@@ -12,20 +15,23 @@ use crate::root::Root;
 /// The resolver's configuration.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// The `ip` commands for the plan, in order: link (MTU, up), addresses, routes.
-pub fn commands(plan: &Plan) -> Vec<Vec<String>> {
+/// The `ip` commands for the plan, in order: link (MTU, up), addresses, routes. A link for
+/// which `in_place(name, mtu)` holds gets no `link set` command.
+pub fn commands(plan: &Plan, in_place: impl Fn(&str, Option<u32>) -> bool) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     for interface in &plan.interfaces {
         let Some(name) = &interface.name else {
             continue;
         };
-        let mut link = args(&["link", "set", "dev", name]);
-        if let Some(mtu) = interface.mtu {
-            link.extend(args(&["mtu", &mtu.to_string()]));
+        if !in_place(name, interface.mtu) {
+            let mut link = args(&["link", "set", "dev", name]);
+            if let Some(mtu) = interface.mtu {
+                link.extend(args(&["mtu", &mtu.to_string()]));
+            }
+            link.push("up".to_owned());
+            out.push(link);
         }
-        link.push("up".to_owned());
-        out.push(link);
         for address in &interface.addresses {
             let family = if address.ip.is_ipv6() { "-6" } else { "-4" };
             out.push(args(&[
@@ -77,7 +83,7 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
             ));
         }
     }
-    let commands = commands(plan);
+    let commands = commands(plan, |name, mtu| link_in_place(root, name, mtu));
     if root.is_host() {
         for args in &commands {
             match Command::new("ip").args(args).output() {

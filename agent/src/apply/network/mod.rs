@@ -7,24 +7,19 @@
 
 mod direct;
 mod ifupdown;
+mod links;
 mod netconfig;
 mod networkd;
 mod openstack;
 mod plan;
 
-use std::path::Path;
-
 use crate::root::Root;
 
+pub use links::{MAX_SYSTEM_LINKS, SYS_CLASS_NET, system_links};
 pub use plan::{
     Address, Applied, Interface, Ipv6Auto, MAX_INTERFACES, NetworkError, Plan, Route, address,
     prefix_of, resolv_conf,
 };
-
-/// The network interfaces of the system, under the root.
-pub const SYS_CLASS_NET: &str = "/sys/class/net";
-/// Most interfaces read from [`SYS_CLASS_NET`].
-pub const MAX_SYSTEM_LINKS: usize = 256;
 
 /// A network document as its source gave it, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,30 +40,6 @@ pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, Networ
         return Err(NetworkError::TooMany);
     }
     Ok(plan)
-}
-
-/// The interfaces of the system: `(name, MAC)` from `<root>/sys/class/net/*/address`.
-pub fn system_links(root: &Root) -> Vec<(String, String)> {
-    let Some(entries) = root
-        .dir_optional(SYS_CLASS_NET)
-        .ok()
-        .flatten()
-        .and_then(|dir| dir.entries().ok())
-    else {
-        return Vec::new();
-    };
-    let mut links: Vec<(String, String)> = entries
-        .into_iter()
-        .take(MAX_SYSTEM_LINKS)
-        .filter_map(|(name, _)| {
-            let name = name.to_str()?.to_owned();
-            let address = Path::new(SYS_CLASS_NET).join(&name).join("address");
-            let mac = root.read_optional_string(&address).ok()??;
-            Some((name, mac.trim().to_ascii_lowercase()))
-        })
-        .collect();
-    links.sort();
-    links
 }
 
 /// Names the plan's interfaces after the system's (by MAC); an interface whose MAC no

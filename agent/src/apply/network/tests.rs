@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::net::IpAddr;
+use std::path::Path;
 
 use serde_json::json;
 
@@ -330,7 +331,7 @@ iface eth1 inet6 auto
 #[test]
 fn direct_commands_and_resolv_conf() {
     let plan = named_plan();
-    let commands: Vec<String> = direct::commands(&plan)
+    let commands: Vec<String> = direct::commands(&plan, |_, _| false)
         .iter()
         .map(|c| c.join(" "))
         .collect();
@@ -367,6 +368,46 @@ fn direct_commands_and_resolv_conf() {
         applied.errors[0].contains("fa:16:3e:00:00:01"),
         "{:?}",
         applied.errors
+    );
+}
+
+#[test]
+fn a_link_already_up_with_its_mtu_gets_no_ip_link_set() {
+    let plan = named_plan();
+    let (_dir, root) = root_with_links(&[]);
+    let link = |name: &str, flags: &str, mtu: &str| {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("flags"), flags).unwrap();
+        fs::write(path.join("mtu"), mtu).unwrap();
+    };
+    let links = |root: &Root| -> Vec<String> {
+        direct::commands(&plan, |name, mtu| links::link_in_place(root, name, mtu))
+            .iter()
+            .map(|c| c.join(" "))
+            .filter(|c| c.starts_with("link"))
+            .collect()
+    };
+    // Unknown state: both links are set.
+    assert_eq!(
+        links(&root),
+        ["link set dev eth0 mtu 1450 up", "link set dev eth1 up"]
+    );
+    // eth0 up but with another MTU, eth1 down: both still set.
+    link("eth0", "0x1003\n", "1500\n");
+    link("eth1", "0x1002\n", "1500\n");
+    assert_eq!(
+        links(&root),
+        ["link set dev eth0 mtu 1450 up", "link set dev eth1 up"]
+    );
+    // Both up, eth0 at the wanted MTU (eth1 wants none): nothing to set.
+    link("eth0", "0x1003\n", "1450\n");
+    link("eth1", "0x1003\n", "1500\n");
+    assert!(links(&root).is_empty());
+    let addresses = direct::commands(&plan, |name, mtu| links::link_in_place(&root, name, mtu));
+    assert_eq!(
+        addresses[0].join(" "),
+        "-4 addr add 198.18.30.5/24 dev eth0"
     );
 }
 
