@@ -136,6 +136,12 @@ pub const COMMON_FILES: &[RecipeFile] = &[
         mode: 0o644,
         content: recipe!("modprobe.conf"),
     },
+    RecipeFile {
+        name: "modules-load.conf",
+        path: "etc/modules-load.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("modules-load.conf"),
+    },
     // One drop-in for each image's network units (a drop-in for a unit an image lacks is
     // ignored).
     RecipeFile {
