@@ -235,10 +235,13 @@ fn read_timeline(
         .context("failed to read systemd's timestamps")?;
     // Kept for reading only (`--keep`): neither a failed look nor a failed write loses a number,
     // so a failure is written where the output would be.
-    let text = match ssh::with_key(target, key, timeline::ANALYZE_COMMAND) {
-        Ok(out) => format!("{}{}", out.stdout, out.stderr),
-        Err(err) => format!("failed to run systemd-analyze in the guest: {err:#}\n"),
-    };
+    let text: String = timeline::ANALYZE_COMMANDS
+        .iter()
+        .map(|command| match ssh::with_key(target, key, command) {
+            Ok(out) => format!("$ {command}\n{}{}\n", out.stdout, out.stderr),
+            Err(err) => format!("$ {command}\nfailed in the guest: {err:#}\n\n"),
+        })
+        .collect();
     let _ =
         metaboot_harness::atomic::write(&dir.join("systemd-analyze.txt"), text.as_bytes(), 0o644);
     Ok(timeline)

@@ -31,10 +31,18 @@ const MANAGER_HEADER: &str = "--- manager";
 /// The line before the units' properties.
 const UNITS_HEADER: &str = "--- units";
 
-/// What systemd-analyze says of the boot (kept next to the console log for reading).
-pub const ANALYZE_COMMAND: &str = "systemd-analyze --no-pager time; \
-     echo; systemd-analyze --no-pager blame | head -n 30; \
-     echo; systemd-analyze --no-pager critical-chain ssh.service";
+/// What systemd-analyze says of the boot, each unit's CPU time and the journal without the
+/// kernel's lines, read as root through sudo (kept next to the console log for reading): one
+/// SSH call each, so that a slow one does not cost the others.
+pub const ANALYZE_COMMANDS: &[&str] = &[
+    "systemd-analyze --no-pager time; echo; systemd-analyze --no-pager blame | head -n 40",
+    "systemd-analyze --no-pager critical-chain ssh.service network-online.target",
+    "systemctl show -p Id -p CPUUsageNSec '*' | awk -F= '/^Id=/ {id = $2} \
+       /^CPUUsageNSec=/ {cpu = $2} /^$/ {if (cpu ~ /^[0-9]+$/) printf \"%8.3f s %s\\n\", cpu / 1e9, id; \
+       cpu = \"\"}' \
+       | sort -n -r | head -n 40",
+    "sudo -n journalctl --no-pager -b -o short-monotonic | grep -v ' kernel: ' | head -n 600",
+];
 
 /// One provisioner unit's main process, seconds on the guest's monotonic clock.
 #[derive(Debug, Clone, PartialEq, Serialize)]

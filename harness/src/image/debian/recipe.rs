@@ -136,6 +136,38 @@ pub const COMMON_FILES: &[RecipeFile] = &[
         mode: 0o644,
         content: recipe!("modprobe.conf"),
     },
+    RecipeFile {
+        name: "modules-load.conf",
+        path: "etc/modules-load.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("modules-load.conf"),
+    },
+    // One drop-in for each image's network units (a drop-in for a unit an image lacks is
+    // ignored).
+    RecipeFile {
+        name: "network-first.conf",
+        path: "etc/systemd/system/systemd-networkd.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("network-first.conf"),
+    },
+    RecipeFile {
+        name: "network-first.conf",
+        path: "etc/systemd/system/systemd-networkd-wait-online.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("network-first.conf"),
+    },
+    RecipeFile {
+        name: "network-first.conf",
+        path: "etc/systemd/system/networking.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("network-first.conf"),
+    },
+    RecipeFile {
+        name: "network-first.conf",
+        path: "etc/systemd/system/ifupdown-wait-online.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("network-first.conf"),
+    },
 ];
 
 /// Files of `debian-cloud-init`.
