@@ -12,6 +12,7 @@ pub mod root;
 pub mod run;
 pub mod source;
 pub mod state;
+pub mod sys_net;
 pub mod userdata;
 
 #[cfg(test)]

@@ -6,16 +6,12 @@
 //! `eth10`).
 
 use std::cmp::Ordering;
-use std::path::Path;
 
 use crate::root::Root;
+use crate::sys_net::{attribute, has_entry as exists, interface_names};
 
-/// Where the system lists its interfaces, under the root.
-pub const SYS_CLASS_NET: &str = "/sys/class/net";
 /// The interface cloud-init puts first (`DEFAULT_PRIMARY_NIC`).
 pub const PRIMARY_NIC: &str = "eth0";
-/// Most interfaces looked at.
-pub const MAX_INTERFACES: usize = 256;
 
 /// `operstate` values of an interface that may still get carrier (cloud-init's list).
 const MAYBE_CONNECTED: [&str; 4] = ["dormant", "down", "lowerlayerdown", "unknown"];
@@ -25,19 +21,6 @@ const MAYBE_CONNECTED: [&str; 4] = ["dormant", "down", "lowerlayerdown", "unknow
 enum Link {
     Connected,
     Possibly,
-}
-
-fn attribute(root: &Root, name: &str, file: &str) -> Option<String> {
-    let path = Path::new(SYS_CLASS_NET).join(name).join(file);
-    // Some attributes cannot be read while the interface is down (EINVAL): unknown then.
-    root.read_optional_string(&path)
-        .ok()
-        .flatten()
-        .map(|text| text.trim().to_owned())
-}
-
-fn exists(root: &Root, name: &str, entry: &str) -> bool {
-    root.exists(Path::new(SYS_CLASS_NET).join(name).join(entry))
 }
 
 /// How `name` may reach the network, or `None` when it is not a candidate.
@@ -94,18 +77,8 @@ fn natural(a: &str, b: &str) -> Ordering {
 
 /// The interfaces cloud-init would try, best first.
 pub fn candidates(root: &Root) -> Vec<String> {
-    let Some(entries) = root
-        .dir_optional(SYS_CLASS_NET)
-        .ok()
-        .flatten()
-        .and_then(|dir| dir.entries().ok())
-    else {
-        return Vec::new();
-    };
-    let mut found: Vec<(Link, String)> = entries
+    let mut found: Vec<(Link, String)> = interface_names(root)
         .into_iter()
-        .take(MAX_INTERFACES)
-        .filter_map(|(name, _)| name.to_str().map(str::to_owned))
         .filter_map(|name| link(root, &name).map(|link| (link, name)))
         .collect();
     found.sort_by(|(link_a, a), (link_b, b)| {

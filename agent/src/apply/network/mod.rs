@@ -15,7 +15,7 @@ mod plan;
 
 use crate::root::Root;
 
-pub use links::{MAX_SYSTEM_LINKS, SYS_CLASS_NET, system_links};
+pub use links::system_links;
 pub use plan::{
     Address, Applied, Interface, Ipv6Auto, MAX_INTERFACES, NetworkError, Plan, Route, address,
     prefix_of, resolv_conf,

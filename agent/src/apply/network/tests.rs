@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde_json::json;
 
+use crate::sys_net::SYS_CLASS_NET;
+
 use super::*;
 
 /// nova's document for a static port (metaboot's `--no-dhcp` network) and a DHCP port, with
