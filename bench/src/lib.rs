@@ -73,7 +73,7 @@ pub const NOTES: [&str; 8] = [
     "storm: baseline column = registry of 1 000 instances, metaboot column = the large registry, ratio = growth; each storm \
      runs against a freshly started `metaboot-server all` (peak RSS = its VmHWM)",
     "guest agent: whole-process wall time; cloud-init = python3 start + imports + MetadataReader.read_v2() (EC2 crawl at \
-     the same base URL) + #cloud-config merge; metaboot = `metaboot run --root DIR` (fetch, decode, apply, 2 syncs), DIR on \
+     the same base URL) + #cloud-config merge; metaboot = `metaboot run --root DIR` (fetch, decode, apply, 1 sync), DIR on \
      an ext4 disk of its own (loop device over a file on the host disk, as a guest's root disk), in a directory of the host's \
      shared file system, or on tmpfs; a round = 3 runs of each",
     "qemu: host clock on serial markers; baseline = the same tiny image with metaboot.baseline=wget (udhcpc + one wget, no \

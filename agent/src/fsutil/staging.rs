@@ -4,10 +4,9 @@
 //! records (directory, temp name, final name); nothing is renamed yet. A *publish* makes every
 //! staged write visible: one `syncfs(2)` per file system holding temp files (their data and
 //! inodes reach the disk), then the renames, in the order the writes were made. The run's
-//! *commit* is a last publish and one more `syncfs` per file system the run renamed into, so
-//! every rename is durable before the run exits. A run without scripts syncs twice, however
-//! many files it writes; each script (which must see the files in place) adds at most one
-//! publish, and so does every [`MAX_STAGED_DIRS`] directories written.
+//! *commit* is its last publish. A run without scripts syncs once, however many files it
+//! writes; each script (which must see the files in place) adds at most one publish, and so
+//! does every [`MAX_STAGED_DIRS`] directories written.
 //!
 //! What a crash leaves:
 //! - before a publish: every target is the old file (the temp files are left over);
@@ -19,6 +18,28 @@
 //!   empty or torn; renames reach the disk in the order they were made on journaling file
 //!   systems (ext4, XFS, btrfs keep metadata operations in order), so the same prefix rule
 //!   holds.
+//!
+//! No sync follows the last renames. They reach the disk with the file system's next journal
+//! commit (ext4 commits every 5 s by default, XFS pushes its log within 30 s, and any later
+//! `sync`, a clean shutdown included, writes them), not before the run exits. A `syncfs` after
+//! them would be a second journal commit and device flush on every boot, on the guest's
+//! critical path (on the bench's loop disk, half of what the run waits on the disk), and would
+//! buy only this: a power loss in those seconds after a finished run leaves the run as a power
+//! loss during its renames leaves it, which the rules above already make safe:
+//! - every file is old or new, never empty or torn: its data was synced before its rename;
+//! - the on-disk state is a prefix of the run's writes: journal commits keep the renames'
+//!   order, and the run stages `instance-id` before any step's files, a step's semaphore
+//!   after its files, and `status.json` (`done`) after everything;
+//! - the next boot redoes what did not persist: a step whose semaphore is missing runs again
+//!   (per-instance and per-once steps already rerun after a SIGKILL between two renames, which
+//!   leaves the same state; per-boot steps run every boot anyway), an `instance-id` that did
+//!   not persist makes the instance new again, and `status.json` still says `running` (renamed
+//!   at the start, before the first sync) or the previous boot's result until the new run
+//!   ends.
+//!
+//! What happened outside the disk before the commit (a script's network calls, the password
+//! post-back's POST) was never covered by a sync after the renames either: a power loss or a
+//! SIGKILL before the commit loses the record of it in both schemes.
 //!
 //! A killed run leaves its temp files behind (`.NAME.metaboot-PID-N.tmp`): the next run
 //! removes those of every directory it writes into, the first time it writes there
@@ -32,7 +53,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -64,8 +85,6 @@ struct Pending {
     entries: Vec<Entry>,
     /// Indexes into `entries` by final name (several directories may hold the same name).
     by_name: HashMap<OsString, Vec<usize>>,
-    /// One directory per file system the run renamed into: the commit syncs each.
-    touched: Vec<StagedDir>,
     /// Where the open group of writes starts ([`Staging::begin_group`]).
     group: Option<usize>,
     /// Totals of the run.
@@ -110,8 +129,8 @@ pub struct Totals {
 pub struct Committed {
     /// The run's totals.
     pub totals: Totals,
-    /// Every write that did not reach its place (its old file is kept), and a failed final
-    /// sync.
+    /// Every write that did not reach its place (its old file is kept), with the sync that
+    /// failed when that was why.
     pub failures: Vec<PathError>,
 }
 
@@ -363,27 +382,14 @@ impl Staging {
         }
         pending.totals.files += renamed;
         pending.totals.publishes += 1;
-        for dir in dirs {
-            if !pending.touched.iter().any(|t| t.id.0 == dir.id.0) {
-                pending.touched.push(dir);
-            }
-        }
     }
 
-    /// Ends the run's writes: publishes what is staged, then syncs every file system the run
-    /// renamed into, so that each rename is on disk. Returns the totals and every failure.
+    /// Ends the run's writes: publishes what is staged (its renames reach the disk with the
+    /// file system's next journal commit: see the module's documentation for why no sync
+    /// follows them). Returns the totals and every failure.
     pub fn commit(&self) -> Committed {
         self.publish();
         let mut pending = self.lock();
-        let touched = std::mem::take(&mut pending.touched);
-        for dir in &touched {
-            pending.totals.syncs += 1;
-            if let Err(errno) = nix::unistd::syncfs(dir.fd.as_fd()) {
-                pending.failures.push(
-                    PathError::fail("sync the file system of", dir.path.clone())(errno.into()),
-                );
-            }
-        }
         Committed {
             totals: pending.totals,
             failures: std::mem::take(&mut pending.failures),
