@@ -1,0 +1,183 @@
+//! The request head: parsed with httparse from the connection's read buffer into an
+//! `http::Request`, with how its body is framed and whether the connection stays open. The
+//! head's bytes are split off the buffer without a copy: the path and the header values are
+//! slices of them.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+
+use crate::http::limits::{MAX_HEADERS, ServerLimits};
+
+/// How the request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed head.
+#[derive(Debug)]
+pub struct Head {
+    pub request: Request<()>,
+    pub framing: Framing,
+    /// The client lets the connection stay open after this request.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for a 100 before it sends the body.
+    pub expect_continue: bool,
+}
+
+/// A head the connection cannot serve: answered with `status`, then the connection closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Longer than `max_header_bytes`, or more than `max_headers` headers (431).
+    TooLarge,
+    /// Not HTTP/1.x, or framing that cannot be trusted (400).
+    Malformed(&'static str),
+    /// Not complete within `header_read_timeout` (408).
+    Timeout,
+}
+
+impl HeadError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TooLarge => "request head too large",
+            Self::Malformed(reason) => reason,
+            Self::Timeout => "request head not received in time",
+        }
+    }
+}
+
+/// Where a header's name and value are in the head.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// The offset range of `part` inside `base` (httparse hands out slices of the buffer).
+fn range(base: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+/// `value` holds `token` in its comma-separated list (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (read more). A
+/// complete head is split off `buf`; whatever follows (its body, pipelined requests) stays.
+pub fn parse(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, HeadError> {
+    let max_bytes = limits.header_buffer();
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut slots[..limits.max_headers.min(MAX_HEADERS)]);
+    let length = match parsed.parse(&buf[..]) {
+        Ok(httparse::Status::Complete(length)) if length <= max_bytes => length,
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(HeadError::Malformed("malformed request head")),
+    };
+    let http10 = parsed.version == Some(0);
+    let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
+        .map_err(|_| HeadError::Malformed("malformed request method"))?;
+    let path = range(buf, parsed.path.unwrap_or_default().as_bytes());
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let mut framing = Framing::Empty;
+    let (mut close, mut keep, mut chunked, mut expect_continue) = (false, false, None, false);
+    let mut length_seen: Option<u64> = None;
+    for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
+        *span = Span {
+            name: range(buf, header.name.as_bytes()),
+            value: range(buf, header.value),
+        };
+        let (name, value) = (header.name.as_bytes(), header.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let declared = parse_length(value)
+                .ok_or(HeadError::Malformed("malformed Content-Length header"))?;
+            if length_seen.is_some_and(|seen| seen != declared) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            length_seen = Some(declared);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if http10 {
+                return Err(HeadError::Malformed(
+                    "HTTP/1.0 requests cannot carry Transfer-Encoding",
+                ));
+            }
+            // Only the last encoding counts: it must be chunked.
+            let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close |= has_token(value, b"close");
+            keep |= has_token(value, b"keep-alive");
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    match (chunked, length_seen) {
+        (Some(false), _) => {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding must end with chunked",
+            ));
+        }
+        // A Content-Length next to Transfer-Encoding is ignored (RFC 9112 §6.3).
+        (Some(true), _) => framing = Framing::Chunked,
+        (None, Some(length)) if length > 0 => framing = Framing::Length(length),
+        (None, _) => {}
+    }
+    let count = parsed.headers.len();
+    let head: Bytes = buf.split_to(length).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path.0..path.1))
+        .map_err(|_| HeadError::Malformed("malformed request target"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for span in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
+            .map_err(|_| HeadError::Malformed("malformed header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
+            .map_err(|_| HeadError::Malformed("malformed header value"))?;
+        headers.append(name, value);
+    }
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = if http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    *request.headers_mut() = headers;
+    Ok(Some(Head {
+        request,
+        framing,
+        keep_alive: !close && (keep || !http10),
+        expect_continue: expect_continue && !http10,
+    }))
+}
+
+/// A Content-Length value: decimal digits only.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
