@@ -3,8 +3,10 @@
 //! head's bytes are split off the buffer without a copy: the path and the header values are
 //! slices of them.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use crate::http::limits::{MAX_HEADERS, ServerLimits};
 
@@ -59,17 +61,23 @@ impl HeadError {
     }
 }
 
-/// Where a header's name and value are in the head.
+/// Where a header's name and value are in the head (offsets: a head is at most
+/// `max_header_bytes`).
 #[derive(Clone, Copy, Default)]
 struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+    name: (u32, u32),
+    value: (u32, u32),
 }
 
 /// The offset range of `part` inside `base` (httparse hands out slices of the buffer).
-fn range(base: &[u8], part: &[u8]) -> (usize, usize) {
+fn range(base: &[u8], part: &[u8]) -> (u32, u32) {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    (start, start + part.len())
+    (start as u32, (start + part.len()) as u32)
+}
+
+/// `head[span]` as a `Bytes` sharing the head's memory.
+fn slice(head: &Bytes, (start, end): (u32, u32)) -> Bytes {
+    head.slice(start as usize..end as usize)
 }
 
 /// `value` holds `token` in its comma-separated list (case-insensitive).
@@ -83,9 +91,10 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 /// complete head is split off `buf`; whatever follows (its body, pipelined requests) stays.
 pub fn parse(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, HeadError> {
     let max_bytes = limits.header_buffer();
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut slots[..limits.max_headers.min(MAX_HEADERS)]);
-    let length = match parsed.parse(&buf[..]) {
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS)];
+    let mut parsed = httparse::Request::new(&mut []);
+    let length = match parsed.parse_with_uninit_headers(&buf[..], slots) {
         Ok(httparse::Status::Complete(length)) if length <= max_bytes => length,
         Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
             return Err(HeadError::TooLarge);
@@ -146,16 +155,8 @@ pub fn parse(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, 
     }
     let count = parsed.headers.len();
     let head: Bytes = buf.split_to(length).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(path.0..path.1))
+    let uri = Uri::from_maybe_shared(slice(&head, path))
         .map_err(|_| HeadError::Malformed("malformed request target"))?;
-    let mut headers = HeaderMap::with_capacity(count);
-    for span in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[span.name.0..span.name.1])
-            .map_err(|_| HeadError::Malformed("malformed header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1))
-            .map_err(|_| HeadError::Malformed("malformed header value"))?;
-        headers.append(name, value);
-    }
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -164,7 +165,15 @@ pub fn parse(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, 
     } else {
         Version::HTTP_11
     };
-    *request.headers_mut() = headers;
+    let headers = request.headers_mut();
+    headers.reserve(count);
+    for span in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize])
+            .map_err(|_| HeadError::Malformed("malformed header name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(&head, span.value))
+            .map_err(|_| HeadError::Malformed("malformed header value"))?;
+        headers.append(name, value);
+    }
     Ok(Some(Head {
         request,
         framing,
