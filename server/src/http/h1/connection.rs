@@ -61,17 +61,16 @@ where
             keep_alive: keep_alive && body.is_ok(),
         };
         let response = handler.handle(request.map(|()| body), peer).await;
-        let answering = Answering {
-            keep_alive: answering.keep_alive && !write::says_close(response.headers()),
-            ..answering
-        };
-        if let Err(err) = write::response(&mut stream, &mut out, response, answering).await {
-            tracing::debug!(?peer, error = %err, "response not written");
-            return;
-        }
-        if !answering.keep_alive {
-            let _ = stream.shutdown().await;
-            return;
+        match write::response(&mut stream, &mut out, response, answering).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(?peer, error = %err, "response not written");
+                return;
+            }
         }
     }
 }

@@ -14,7 +14,8 @@ use crate::http::{Body, Handler, Peer, Reply, RequestBody, ServerLimits};
 /// Timeouts short enough for a test, long enough for a loaded machine.
 const SHORT: Duration = Duration::from_millis(300);
 
-/// Answers `METHOD PATH BODY`, or refuses a body that could not be read.
+/// Answers `METHOD PATH BODY`, or refuses a body that could not be read; at `/bye` it says
+/// `Connection: close`.
 #[derive(Clone)]
 struct Echo;
 
@@ -30,7 +31,14 @@ impl Handler for Echo {
                     parts.uri,
                     String::from_utf8_lossy(&body)
                 );
-                Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from(text))
+                let mut response = Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from(text));
+                if parts.uri.path() == "/bye" {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                response
             }
         }
     }
@@ -123,7 +131,7 @@ async fn exchange(limits: ServerLimits, request: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads one response of `length` bytes of body at most (the connection stays open).
+/// Reads one response, leaving the connection open.
 async fn read_answer(client: &mut DuplexStream) -> Answer {
     let mut out = Vec::new();
     let mut chunk = [0; 4096];
@@ -404,4 +412,16 @@ async fn head_is_answered_with_the_length_of_get_and_no_body() {
     assert_eq!(got[0].header("content-length"), Some("8"));
     assert_eq!(got[1].body, "GET /h ");
     assert_eq!(got[1].header("content-length"), Some("7"));
+}
+
+#[tokio::test]
+async fn a_handler_saying_connection_close_ends_the_connection() {
+    let out = exchange(
+        limits(),
+        b"GET /bye HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    let got = answers(&out, &[]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("connection"), Some("close"));
 }

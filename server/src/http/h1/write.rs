@@ -31,24 +31,23 @@ fn bodiless(status: StatusCode) -> bool {
     status.is_informational() || status == StatusCode::NO_CONTENT
 }
 
-/// The response says the connection closes after it.
-pub fn says_close(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|b| *b == b',')
-            .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+/// A `Connection` value that holds `close`.
+fn says_close(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
-/// Encodes the head of `status` + `headers` with a body of `length` bytes into `out`.
+/// Encodes the head of `status` + `headers` with a body of `length` bytes into `out`. Returns
+/// whether the connection stays open after it: not when `answering` says so, nor when the
+/// handler's headers say `Connection: close`.
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
     length: usize,
     answering: Answering,
-) {
+) -> bool {
     out.clear();
     out.extend_from_slice(if answering.http10 {
         b"HTTP/1.0 "
@@ -61,13 +60,16 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
     // A HEAD answer relayed from an upstream carries the GET's length: keep it.
     let keep_length = answering.head && headers.contains_key(header::CONTENT_LENGTH);
-    let (mut dated, mut connection) = (false, false);
+    let (mut dated, mut connection, mut keep_alive) = (false, false, answering.keep_alive);
     for (name, value) in headers {
         if *name == header::CONTENT_LENGTH && !keep_length {
             continue;
         }
         dated |= *name == header::DATE;
-        connection |= *name == header::CONNECTION;
+        if *name == header::CONNECTION {
+            connection = true;
+            keep_alive &= !says_close(value.as_bytes());
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -92,6 +94,7 @@ fn encode_head(
         }
     }
     out.extend_from_slice(b"\r\n");
+    keep_alive
 }
 
 /// `n` in decimal, written at the end of `digits`.
@@ -108,26 +111,27 @@ fn format_usize(digits: &mut [u8; 20], mut n: usize) -> &[u8] {
 }
 
 /// Writes `response`, head and body in one vectored write (more only if the stream takes
-/// part of it), encoding the head into `out`.
+/// part of it), encoding the head into `out`. Returns whether the connection stays open.
 pub async fn response<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
     response: Response<Body>,
     answering: Answering,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let (parts, mut body) = response.into_parts();
     // A `Full` body is one frame, already in memory.
     let body = match body.frame().await {
         Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
         _ => Bytes::new(),
     };
-    encode_head(out, parts.status, &parts.headers, body.len(), answering);
+    let keep_alive = encode_head(out, parts.status, &parts.headers, body.len(), answering);
     let body: &[u8] = if answering.head || bodiless(parts.status) {
         &[]
     } else {
         &body
     };
-    write_all(stream, out, body).await
+    write_all(stream, out, body).await?;
+    Ok(keep_alive)
 }
 
 /// Writes the loop's own refusal (`status`, a one-line reason) and says the connection closes.
