@@ -88,9 +88,9 @@ async fn read_head<S: AsyncRead + Unpin>(
     {
         return Ok(Some(head));
     }
-    timer
-        .as_mut()
-        .reset(Instant::now() + limits.header_read_timeout);
+    // The timer stays armed at an earlier deadline; when it fires before this one, it is
+    // moved on. Re-arming it for every request would cost more than the rare move.
+    let deadline = Instant::now() + limits.header_read_timeout;
     loop {
         if buf.capacity() == buf.len() {
             buf.reserve(READ_CHUNK);
@@ -99,6 +99,10 @@ async fn read_head<S: AsyncRead + Unpin>(
             biased;
             read = stream.read_buf(buf) => read,
             () = timer.as_mut() => {
+                if Instant::now() < deadline {
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
                 return if buf.is_empty() { Ok(None) } else { Err(HeadError::Timeout) };
             }
         };

@@ -415,6 +415,22 @@ async fn head_is_answered_with_the_length_of_get_and_no_body() {
 }
 
 #[tokio::test]
+async fn each_keep_alive_request_gets_the_whole_head_timeout() {
+    let (mut client, served) = connect(limits());
+    // Each request comes after most of the timeout: the connection's age does not count.
+    for path in ["/1", "/2", "/3", "/4"] {
+        tokio::time::sleep(SHORT * 2 / 3).await;
+        client
+            .write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut client).await.body, format!("GET {path} "));
+    }
+    drop(client);
+    served.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_handler_saying_connection_close_ends_the_connection() {
     let out = exchange(
         limits(),
