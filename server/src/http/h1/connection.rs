@@ -18,6 +18,9 @@ use crate::http::{BodyError, Handler, Peer, ServerLimits};
 /// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
 /// head is a few hundred bytes).
 const READ_CHUNK: usize = 4 * 1024;
+/// Free room under which the read buffer is made room in before a read (by moving what is
+/// left to its front once the earlier requests are dropped), so a head is not read in slivers.
+const MIN_READ_ROOM: usize = 1024;
 /// Bytes the response head buffer starts with.
 const HEAD_BUFFER: usize = 512;
 
@@ -92,7 +95,7 @@ async fn read_head<S: AsyncRead + Unpin>(
     // moved on. Re-arming it for every request would cost more than the rare move.
     let deadline = Instant::now() + limits.header_read_timeout;
     loop {
-        if buf.capacity() == buf.len() {
+        if buf.capacity() - buf.len() < MIN_READ_ROOM {
             buf.reserve(READ_CHUNK);
         }
         let read = tokio::select! {

@@ -441,3 +441,24 @@ async fn a_handler_saying_connection_close_ends_the_connection() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].header("connection"), Some("close"));
 }
+
+#[tokio::test]
+async fn hundreds_of_requests_on_one_connection_are_all_answered_in_order() {
+    // Heads of varying length fill the read buffer unevenly: some straddle its end.
+    let mut batch = Vec::new();
+    let paths: Vec<String> = (0..300)
+        .map(|i| format!("/{}", "p".repeat(i % 97)))
+        .collect();
+    for (i, path) in paths.iter().enumerate() {
+        let close = if i + 1 == paths.len() {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        batch.extend_from_slice(format!("GET {path} HTTP/1.1\r\n{close}\r\n").as_bytes());
+    }
+    let got = answers(&exchange(limits(), &batch).await, &[]);
+    let bodies: Vec<String> = got.into_iter().map(|a| a.body).collect();
+    let expected: Vec<String> = paths.iter().map(|p| format!("GET {p} ")).collect();
+    assert_eq!(bodies, expected);
+}
