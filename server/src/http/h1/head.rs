@@ -10,6 +10,11 @@ use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use crate::http::limits::{MAX_HEADERS, ServerLimits};
 
+/// Header slots a request's map gets beyond its own headers: the roles add headers before
+/// passing a request on (the proxy its `X-Forwarded-For` and scope header), and a map that
+/// must grow rehashes every entry.
+pub const HEADER_ROOM: usize = 4;
+
 /// How the request's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -166,7 +171,7 @@ pub fn parse(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, 
         Version::HTTP_11
     };
     let headers = request.headers_mut();
-    headers.reserve(count);
+    headers.reserve(count + HEADER_ROOM);
     for span in &spans[..count] {
         let name = HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize])
             .map_err(|_| HeadError::Malformed("malformed header name"))?;
@@ -189,4 +194,24 @@ fn parse_length(value: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_split_off_with_room_for_the_headers_a_role_adds() {
+        let mut buf = BytesMut::from(
+            &b"GET /openstack HTTP/1.1\r\nHost: x\r\nX-Other: y\r\n\r\nGET /next HTTP/1.1\r\n"[..],
+        );
+        let head = parse(&mut buf, &ServerLimits::default()).unwrap().unwrap();
+        assert_eq!(head.request.uri().path(), "/openstack");
+        assert_eq!(head.request.headers()["x-other"], "y");
+        assert!(head.request.headers().capacity() >= 2 + HEADER_ROOM);
+        assert_eq!((head.framing, head.keep_alive), (Framing::Empty, true));
+        // The pipelined request after it stays in the buffer, not complete yet.
+        assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
+        assert!(parse(&mut buf, &ServerLimits::default()).unwrap().is_none());
+    }
 }
