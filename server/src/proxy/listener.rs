@@ -151,6 +151,9 @@ impl<F: Forward> ProxyHandler<F> {
 }
 
 impl<F: Forward> Handler for ProxyHandler<F> {
+    /// `sanitize` adds `X-Forwarded-For` and the scope header.
+    const ADDED_HEADERS: usize = 2;
+
     async fn handle(&self, request: Request<RequestBody>, peer: Peer) -> Response<Body> {
         let response = self.answer(request, peer).await;
         self.metrics.request(response.status());
@@ -303,5 +306,22 @@ mod tests {
                 assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");
             }
         }
+    }
+
+    #[test]
+    fn a_guest_request_gains_exactly_the_headers_the_map_has_room_for() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::HOST,
+            HeaderValue::from_static("169.254.169.254"),
+        );
+        headers.insert(http::header::USER_AGENT, HeaderValue::from_static("curl/8"));
+        let before = headers.len();
+        let scope = ProxyScope::Router("r1".into()).header();
+        sanitize(&mut headers, "198.18.0.10".parse().unwrap(), &scope);
+        assert_eq!(
+            headers.len(),
+            before + <ProxyHandler<ToAgent> as Handler>::ADDED_HEADERS
+        );
     }
 }

@@ -35,7 +35,8 @@ where
     let timer = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(timer);
     loop {
-        let head = match read_head(&mut stream, &mut buf, &limits, timer.as_mut()).await {
+        let room = H::ADDED_HEADERS;
+        let head = match read_head(&mut stream, &mut buf, &limits, room, timer.as_mut()).await {
             Ok(Some(head)) => head,
             // Closed by the client, or idle past the timeout between requests.
             Ok(None) => return,
@@ -84,10 +85,11 @@ async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     limits: &ServerLimits,
+    room: usize,
     mut timer: Pin<&mut Sleep>,
 ) -> Result<Option<Head>, HeadError> {
     if !buf.is_empty()
-        && let Some(head) = head::parse(buf, limits)?
+        && let Some(head) = head::parse(buf, limits, room)?
     {
         return Ok(Some(head));
     }
@@ -113,7 +115,7 @@ async fn read_head<S: AsyncRead + Unpin>(
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
-        if let Some(head) = head::parse(buf, limits)? {
+        if let Some(head) = head::parse(buf, limits, room)? {
             return Ok(Some(head));
         }
     }

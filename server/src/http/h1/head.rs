@@ -10,11 +10,6 @@ use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use crate::http::limits::{MAX_HEADERS, ServerLimits};
 
-/// Header slots a request's map gets beyond its own headers: the roles add headers before
-/// passing a request on (the proxy its `X-Forwarded-For` and scope header), and a map that
-/// must grow rehashes every entry.
-pub const HEADER_ROOM: usize = 4;
-
 /// How the request's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -94,7 +89,12 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 
 /// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (read more). A
 /// complete head is split off `buf`; whatever follows (its body, pipelined requests) stays.
-pub fn parse(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, HeadError> {
+/// The request's header map has room for `room` more headers (see `Handler::ADDED_HEADERS`).
+pub fn parse(
+    buf: &mut BytesMut,
+    limits: &ServerLimits,
+    room: usize,
+) -> Result<Option<Head>, HeadError> {
     let max_bytes = limits.header_buffer();
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS)];
@@ -171,7 +171,7 @@ pub fn parse(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, 
         Version::HTTP_11
     };
     let headers = request.headers_mut();
-    headers.reserve(count + HEADER_ROOM);
+    headers.reserve(count + room);
     for span in &spans[..count] {
         let name = HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize])
             .map_err(|_| HeadError::Malformed("malformed header name"))?;
@@ -205,13 +205,19 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"GET /openstack HTTP/1.1\r\nHost: x\r\nX-Other: y\r\n\r\nGET /next HTTP/1.1\r\n"[..],
         );
-        let head = parse(&mut buf, &ServerLimits::default()).unwrap().unwrap();
+        let head = parse(&mut buf, &ServerLimits::default(), 3)
+            .unwrap()
+            .unwrap();
         assert_eq!(head.request.uri().path(), "/openstack");
         assert_eq!(head.request.headers()["x-other"], "y");
-        assert!(head.request.headers().capacity() >= 2 + HEADER_ROOM);
+        assert!(head.request.headers().capacity() >= 2 + 3);
         assert_eq!((head.framing, head.keep_alive), (Framing::Empty, true));
         // The pipelined request after it stays in the buffer, not complete yet.
         assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
-        assert!(parse(&mut buf, &ServerLimits::default()).unwrap().is_none());
+        assert!(
+            parse(&mut buf, &ServerLimits::default(), 0)
+                .unwrap()
+                .is_none()
+        );
     }
 }
