@@ -153,8 +153,14 @@ pub fn parse(
                 "Transfer-Encoding must end with chunked",
             ));
         }
-        // A Content-Length next to Transfer-Encoding is ignored (RFC 9112 §6.3).
-        (Some(true), _) => framing = Framing::Chunked,
+        // Both framings at once is how requests are smuggled past a proxy that reads the
+        // other one (RFC 9112 §6.3 lets a server refuse it): refused, as haproxy does.
+        (Some(true), Some(_)) => {
+            return Err(HeadError::Malformed(
+                "a request carries either Content-Length or Transfer-Encoding, not both",
+            ));
+        }
+        (Some(true), None) => framing = Framing::Chunked,
         (None, Some(length)) if length > 0 => framing = Framing::Length(length),
         (None, _) => {}
     }

@@ -214,6 +214,16 @@ async fn http_1_0_closes_unless_asked_to_keep_alive() {
 }
 
 #[tokio::test]
+async fn content_length_and_transfer_encoding_together_get_400_and_a_close() {
+    let both = b"POST /x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
+    let got = answers(&exchange(limits(), both).await, &[]);
+    assert_eq!(got.len(), 1, "nothing after the refused head is served");
+    assert_eq!(got[0].status, 400);
+    assert_eq!(got[0].header("connection"), Some("close"));
+}
+
+#[tokio::test]
 async fn a_head_over_the_size_limit_gets_431_and_a_close() {
     let huge = format!(
         "GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n",
