@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
-use crate::http::{Body, Handler, Peer, Rejection, Reply};
+use crate::http::{Body, Handler, Peer, Rejection, Reply, RequestBody};
 use crate::model::ModelStatus;
 
 /// Upper bounds of the upstream latency histogram, in microseconds.
@@ -191,7 +190,7 @@ pub fn render(all: &[Arc<Metrics>], model: Option<&ModelStatus>) -> String {
 pub struct MetricsHandler(pub Arc<Vec<Arc<Metrics>>>, pub Option<Arc<ModelStatus>>);
 
 impl Handler for MetricsHandler {
-    async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
+    async fn handle(&self, request: Request<RequestBody>, _: Peer) -> Response<Body> {
         if request.uri().path() != "/metrics" {
             return Reply::refuse(StatusCode::NOT_FOUND, "metrics are served at /metrics");
         }

@@ -107,6 +107,11 @@ fn malformed() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         (
+            "both framings (request smuggling)",
+            b"POST /openstack/latest/password HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+        ),
+        (
             "bad chunk",
             b"POST /openstack/latest/password HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
                 .to_vec(),

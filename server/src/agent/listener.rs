@@ -12,12 +12,11 @@ use bytes::Bytes;
 use clap::Args;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use super::relay::Agent;
 use crate::http::limits::UPSTREAM_TIMEOUT;
 use crate::http::{
-    Answer, Body, Handler, Peer, Rejection, Reply, ServerLimits, Upstream, read_body,
+    Answer, Body, Handler, Peer, Rejection, Reply, RequestBody, ServerLimits, Upstream,
 };
 use crate::model::ReadModel;
 
@@ -137,20 +136,19 @@ fn relay_keeping_mark(response: Response<Bytes>) -> Response<Body> {
 pub struct AgentHandler<A: ApiTarget> {
     agent: Arc<Agent>,
     api: A,
-    limits: ServerLimits,
 }
 
 impl<A: ApiTarget> AgentHandler<A> {
-    pub fn new(agent: Arc<Agent>, api: A, limits: ServerLimits) -> Self {
-        Self { agent, api, limits }
+    pub fn new(agent: Arc<Agent>, api: A) -> Self {
+        Self { agent, api }
     }
 }
 
 impl<A: ApiTarget> Handler for AgentHandler<A> {
-    async fn handle(&self, request: Request<Incoming>, _: Peer) -> Response<Body> {
+    async fn handle(&self, request: Request<RequestBody>, _: Peer) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let body = match read_body(&parts.headers, body, &self.limits).await {
+        let body = match body {
             Ok(body) => body,
             Err(err) => {
                 let refusal =
@@ -201,7 +199,7 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs_f64(args.api_timeout),
         };
         let limits = ServerLimits::default();
-        let handler = AgentHandler::new(agent, api, limits);
+        let handler = AgentHandler::new(agent, api);
         let workers = crate::runtime::Workers::start(threads)?;
         workers.serve_unix(&socket.listener, limits, &handler)?;
         std::future::pending::<()>().await;

@@ -293,12 +293,12 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         let limits = ServerLimits::default();
         for (addr, listeners) in api_tcp {
             tracing::info!(listen = %addr, "api listening");
-            workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone(), limits));
+            workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone()));
         }
         let in_process = InProcessApi(api.clone());
         if let (Some(path), Some(bound)) = (&settings.agent_socket, &agent_socket) {
             tracing::info!(socket = %path.display(), "agent listening");
-            let handler = AgentHandler::new(agent.clone(), in_process.clone(), limits);
+            let handler = AgentHandler::new(agent.clone(), in_process.clone());
             workers.serve_unix(&bound.listener, limits, &handler)?;
         }
 
@@ -313,13 +313,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         let make_handler = {
             let metrics = proxy_metrics.clone();
             Box::new(move |scope, forward| {
-                ProxyHandler::new(
-                    scope,
-                    forward,
-                    proxy_limits,
-                    rate_limit.clone(),
-                    metrics.clone(),
-                )
+                ProxyHandler::new(scope, forward, rate_limit.clone(), metrics.clone())
             })
         };
         let served = Supervisor {

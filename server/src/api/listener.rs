@@ -7,13 +7,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::identify::Identify;
 use super::metadata::{Api, MetadataRequest};
 use super::rendering::{DEFAULT_DHCP_DOMAIN, Rendering};
 use super::vendor::VendorDocs;
-use crate::http::{Body, Handler, Peer, Rejection, Reply, ServerLimits, read_body};
+use crate::http::{Body, Handler, Peer, Rejection, Reply, RequestBody, ServerLimits};
 use crate::model::ReadModel;
 
 /// Default TCP address (nova's metadata port).
@@ -85,23 +84,22 @@ impl ApiArgs {
     }
 }
 
-/// Serves the API over HTTP: reads the body (bounded), then asks the API.
+/// Serves the API over HTTP: refuses a body that could not be read, then asks the API.
 #[derive(Clone)]
 pub struct ApiHandler {
     api: Arc<Api>,
-    limits: ServerLimits,
 }
 
 impl ApiHandler {
-    pub fn new(api: Arc<Api>, limits: ServerLimits) -> Self {
-        Self { api, limits }
+    pub fn new(api: Arc<Api>) -> Self {
+        Self { api }
     }
 }
 
 impl Handler for ApiHandler {
-    async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+    async fn handle(&self, request: Request<RequestBody>, peer: Peer) -> Response<Body> {
         let (parts, body) = request.into_parts();
-        let body = match read_body(&parts.headers, body, &self.limits).await {
+        let body = match body {
             Ok(body) => body,
             Err(err) => {
                 self.api.metrics.request(err.status());
@@ -163,7 +161,7 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         )
         .await?;
         let limits = ServerLimits::default();
-        let handler = ApiHandler::new(api, limits);
+        let handler = ApiHandler::new(api);
         let workers = crate::runtime::Workers::start(threads)?;
         for (addr, listeners) in tcp {
             tracing::info!(listen = %addr, workers = workers.count(), "api listening");

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 /// Largest request head (request line + headers) a listener buffers, in bytes. Past it the
-/// client gets 431. hyper's minimum is 8192.
+/// client gets 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Most header lines in one request; past it the client gets 431.
+/// Most header lines in one request; past it the client gets 431. Also the most a listener
+/// may be configured with: the parser's header slots are an array of this size.
 pub const MAX_HEADERS: usize = 64;
 /// Time a client has to send a complete request head, also between keep-alive requests
 /// (slowloris defence).
@@ -67,8 +68,8 @@ const _: () =
     assert!(MAX_CONNECTIONS_PER_GUEST >= 2 && MAX_CONNECTIONS_PER_GUEST * 256 <= MAX_CONNECTIONS);
 
 impl ServerLimits {
-    /// hyper refuses a read buffer under 8 KiB; keep configured values above it.
+    /// The largest head, in bytes.
     pub fn header_buffer(&self) -> usize {
-        self.max_header_bytes.max(8192)
+        self.max_header_bytes
     }
 }

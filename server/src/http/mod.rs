@@ -1,10 +1,11 @@
-//! HTTP plumbing shared by the three roles: the accept loop with its limits, bounded body
-//! reads, small response builders and the pooled upstream client (TCP or Unix socket).
+//! HTTP plumbing shared by the three roles: the accept loop and the HTTP/1.1 connection loop
+//! with their limits, small response builders and the pooled upstream client (TCP or Unix socket).
 
 pub mod answer;
 pub mod body;
 pub mod client;
 pub mod gate;
+pub mod h1;
 pub mod limits;
 pub mod listen;
 pub mod names;
@@ -15,7 +16,7 @@ pub mod serve;
 pub mod unix;
 
 pub use answer::Answer;
-pub use body::{BodyError, read_body};
+pub use body::{BodyError, RequestBody};
 pub use client::{Upstream, UpstreamError};
 pub use gate::{ConnectionGate, Refusal};
 pub use limits::ServerLimits;

@@ -1,21 +1,18 @@
-//! The accept loop every listener runs: HTTP/1.1 with keep-alive, bounded heads, a head read
-//! timeout (also between keep-alive requests) and the connection caps of its gate.
+//! The accept loop every listener runs: the connection caps of its gate, then each connection
+//! served by the HTTP/1.1 loop of `h1/` (keep-alive, bounded heads and bodies, timeouts).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
+use super::body::RequestBody;
 use super::gate::{ConnectionGate, Refusal};
+use super::h1::serve_connection;
 use super::limits::ServerLimits;
 use super::peer::Peer;
 use super::response::Body;
@@ -23,11 +20,17 @@ use super::response::Body;
 /// Pause after an accept error such as EMFILE, so a full file table does not spin the loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
 
-/// Answers one request. Implemented by each role.
+/// Answers one request, its body already read (or why it could not be). Implemented by each
+/// role.
 pub trait Handler: Clone + Send + Sync + 'static {
+    /// Headers the handler adds to a request's map before passing it on: the map is made
+    /// with room for them, since a map that must grow rehashes every entry (and room nobody
+    /// uses makes a larger allocation for nothing).
+    const ADDED_HEADERS: usize = 0;
+
     fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         peer: Peer,
     ) -> impl Future<Output = Response<Body>> + Send;
 
@@ -109,26 +112,5 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
             serve_connection(stream, peer, limits, handler).await;
             drop(admitted);
         });
-    }
-}
-
-async fn serve_connection<S, H>(stream: S, peer: Peer, limits: ServerLimits, handler: H)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Handler,
-{
-    let service = service_fn(move |request| {
-        let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.header_buffer())
-        .max_headers(limits.max_headers)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    if let Err(err) = connection.await {
-        tracing::debug!(?peer, error = %err, "connection ended with an error");
     }
 }

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use clap::{ArgGroup, Args};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use metaboot_proto::ROUTER_PROXY_PORT;
 
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
@@ -22,7 +21,7 @@ use crate::http::limits::{
     UPSTREAM_TIMEOUT,
 };
 use crate::http::{
-    Answer, Body, Handler, Peer, Refusal, Rejection, Reply, ServerLimits, Upstream, read_body,
+    Answer, Body, Handler, Peer, Refusal, Rejection, Reply, RequestBody, ServerLimits, Upstream,
 };
 use crate::metrics::Metrics;
 
@@ -81,7 +80,6 @@ pub struct ProxyHandler<F: Forward> {
     /// The router or network header, built once.
     scope_header: Arc<(HeaderName, HeaderValue)>,
     forward: F,
-    limits: ServerLimits,
     rate_limit: Option<Arc<RateLimit>>,
     metrics: Arc<Metrics>,
 }
@@ -90,7 +88,6 @@ impl<F: Forward> ProxyHandler<F> {
     pub fn new(
         scope: ProxyScope,
         forward: F,
-        limits: ServerLimits,
         rate_limit: Option<Arc<RateLimit>>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -98,7 +95,6 @@ impl<F: Forward> ProxyHandler<F> {
             scope_header: Arc::new(scope.header()),
             scope: Arc::new(scope),
             forward,
-            limits,
             rate_limit,
             metrics,
         }
@@ -110,7 +106,7 @@ impl<F: Forward> ProxyHandler<F> {
         Reply::refuse(status, reason)
     }
 
-    async fn answer(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+    async fn answer(&self, request: Request<RequestBody>, peer: Peer) -> Response<Body> {
         let Some(guest) = peer.ip() else {
             return self.refuse(
                 StatusCode::BAD_REQUEST,
@@ -141,7 +137,7 @@ impl<F: Forward> ProxyHandler<F> {
                 Rejection::TokenForwarded,
             );
         }
-        let body = match read_body(&parts.headers, body, &self.limits).await {
+        let body = match body {
             Ok(body) => body,
             Err(err) => return self.refuse(err.status(), err.reason(), Rejection::BadBody),
         };
@@ -155,7 +151,11 @@ impl<F: Forward> ProxyHandler<F> {
 }
 
 impl<F: Forward> Handler for ProxyHandler<F> {
-    async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+    /// `sanitize` adds `X-Forwarded-For` and the scope header, and the upstream client sets
+    /// `Host` (`HeaderMap::insert` wants a free slot even when it replaces a value).
+    const ADDED_HEADERS: usize = 3;
+
+    async fn handle(&self, request: Request<RequestBody>, peer: Peer) -> Response<Body> {
         let response = self.answer(request, peer).await;
         self.metrics.request(response.status());
         response
@@ -269,7 +269,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             .map(|limit| Arc::new(RateLimit::new(limit, Duration::from_secs(args.rate_window))));
         let scope = args.scope();
         tracing::info!(listen = %bound, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
-        let handler = ProxyHandler::new(scope, forward, limits, rate_limit, metrics);
+        let handler = ProxyHandler::new(scope, forward, rate_limit, metrics);
         crate::http::serve(listener, limits, handler).await;
         Ok(())
     })
@@ -306,6 +306,33 @@ mod tests {
                 let err = serve(args).unwrap_err();
                 assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");
             }
+        }
+    }
+
+    #[test]
+    fn a_guest_request_map_with_the_room_the_proxy_asks_for_never_grows() {
+        let added = <ProxyHandler<ToAgent> as Handler>::ADDED_HEADERS;
+        for guest_headers in 1..12 {
+            // As the connection loop makes it: the guest's headers and the room.
+            let mut headers = http::HeaderMap::with_capacity(guest_headers + added);
+            headers.insert(
+                http::header::HOST,
+                HeaderValue::from_static("169.254.169.254"),
+            );
+            for i in 1..guest_headers {
+                let name = HeaderName::from_bytes(format!("x-guest-{i}").as_bytes()).unwrap();
+                headers.insert(name, HeaderValue::from_static("v"));
+            }
+            let capacity = headers.capacity();
+            let scope = ProxyScope::Router("r1".into()).header();
+            sanitize(&mut headers, "198.18.0.10".parse().unwrap(), &scope);
+            // What `Upstream::send` does before the request goes out.
+            headers.insert(http::header::HOST, HeaderValue::from_static("agent"));
+            assert_eq!(
+                headers.capacity(),
+                capacity,
+                "{guest_headers} guest headers"
+            );
         }
     }
 }

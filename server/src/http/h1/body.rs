@@ -1,0 +1,119 @@
+//! The request body, read whole before the handler runs: `Content-Length` or chunked, at most
+//! `max` bytes. What is already buffered after the head is used first; the bytes of a
+//! `Content-Length` body are split off the read buffer without a copy.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::head::Framing;
+use crate::http::BodyError;
+
+/// Longest chunk-size or trailer line, in bytes (a size in hex with extensions).
+pub const MAX_CHUNK_LINE: usize = 1024;
+/// Most trailer lines after the last chunk.
+pub const MAX_TRAILERS: usize = 64;
+/// Bytes the read buffer grows by when a body needs more room.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Reads the body `framing` announces, at most `max` bytes. Does not time out: the caller
+/// bounds it.
+pub async fn read<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    framing: Framing,
+    max: usize,
+) -> Result<Bytes, BodyError> {
+    match framing {
+        Framing::Empty => Ok(Bytes::new()),
+        Framing::Length(length) if length > max as u64 => Err(BodyError::TooLarge),
+        Framing::Length(length) => {
+            let length = length as usize;
+            while buf.len() < length {
+                fill(stream, buf, length - buf.len()).await?;
+            }
+            Ok(buf.split_to(length).freeze())
+        }
+        Framing::Chunked => chunked(stream, buf, max).await,
+    }
+}
+
+/// Reads more into `buf`, with room for at least `want` bytes (up to [`READ_CHUNK`] at a
+/// time); the end of the stream is a broken body.
+async fn fill<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Result<(), BodyError> {
+    buf.reserve(want.clamp(1, READ_CHUNK));
+    match stream.read_buf(buf).await {
+        Ok(0) | Err(_) => Err(BodyError::Broken),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The length of the line at the start of `buf` (without its CRLF), reading until one is there.
+async fn line<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<usize, BodyError> {
+    let mut searched = 0;
+    loop {
+        if let Some(at) = buf[searched..].windows(2).position(|w| w == b"\r\n") {
+            return Ok(searched + at);
+        }
+        if buf.len() > MAX_CHUNK_LINE {
+            return Err(BodyError::Broken);
+        }
+        searched = buf.len().saturating_sub(1);
+        fill(stream, buf, MAX_CHUNK_LINE).await?;
+    }
+}
+
+/// A chunk-size line: hex digits, then optional `;extensions`.
+fn chunk_size(line: &[u8]) -> Option<usize> {
+    let digits = line
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    usize::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+async fn chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Bytes, BodyError> {
+    let mut body = Vec::new();
+    loop {
+        let end = line(stream, buf).await?;
+        let size = chunk_size(&buf[..end]).ok_or(BodyError::Broken)?;
+        buf.advance(end + 2);
+        if size == 0 {
+            break;
+        }
+        if body.len() + size > max {
+            return Err(BodyError::TooLarge);
+        }
+        while buf.len() < size + 2 {
+            fill(stream, buf, size + 2 - buf.len()).await?;
+        }
+        if &buf[size..size + 2] != b"\r\n" {
+            return Err(BodyError::Broken);
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.advance(size + 2);
+    }
+    // Trailers, up to the empty line that ends the body; their fields are dropped.
+    for _ in 0..=MAX_TRAILERS {
+        let end = line(stream, buf).await?;
+        buf.advance(end + 2);
+        if end == 0 {
+            return Ok(Bytes::from(body));
+        }
+    }
+    Err(BodyError::Broken)
+}

@@ -1,0 +1,151 @@
+//! The connection loop: read a head (within the head timeout, also between keep-alive
+//! requests), read its body (within the body timeout), let the handler answer, write the
+//! answer; again while both sides keep the connection open. Pipelined requests wait in the
+//! read buffer and are answered in order.
+
+use std::pin::Pin;
+
+use bytes::BytesMut;
+use http::Method;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
+
+use super::body;
+use super::head::{self, Framing, Head, HeadError};
+use super::write::{self, Answering};
+use crate::http::{BodyError, Handler, Peer, ServerLimits};
+
+/// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
+/// head is a few hundred bytes).
+const READ_CHUNK: usize = 4 * 1024;
+/// Free room under which the read buffer is made room in before a read (by moving what is
+/// left to its front once the earlier requests are dropped), so a head is not read in slivers.
+const MIN_READ_ROOM: usize = 1024;
+/// Bytes the response head buffer starts with.
+const HEAD_BUFFER: usize = 512;
+
+/// Serves one connection until either side closes it.
+pub async fn serve_connection<S, H>(mut stream: S, peer: Peer, limits: ServerLimits, handler: H)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Vec::with_capacity(HEAD_BUFFER);
+    let timer = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(timer);
+    loop {
+        let room = H::ADDED_HEADERS;
+        let head = match read_head(&mut stream, &mut buf, &limits, room, timer.as_mut()).await {
+            Ok(Some(head)) => head,
+            // Closed by the client, or idle past the timeout between requests.
+            Ok(None) => return,
+            Err(err) => {
+                tracing::debug!(?peer, reason = err.reason(), "request head refused");
+                if write::refusal(&mut stream, &mut out, err.status(), err.reason())
+                    .await
+                    .is_ok()
+                {
+                    let _ = stream.shutdown().await;
+                }
+                return;
+            }
+        };
+        let Head {
+            request,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let body = read_body(&mut stream, &mut buf, framing, expect_continue, &limits).await;
+        let answering = Answering {
+            head: request.method() == Method::HEAD,
+            http10: request.version() == http::Version::HTTP_10,
+            // After a body that was not read to its end, the next request cannot be found.
+            keep_alive: keep_alive && body.is_ok(),
+        };
+        let response = handler.handle(request.map(|()| body), peer).await;
+        match write::response(&mut stream, &mut out, response, answering).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(?peer, error = %err, "response not written");
+                return;
+            }
+        }
+    }
+}
+
+/// The next head: from what is buffered (a pipelined request) or read within the head timeout.
+/// `Ok(None)`: the client closed, or sent nothing before the timeout.
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limits: &ServerLimits,
+    room: usize,
+    mut timer: Pin<&mut Sleep>,
+) -> Result<Option<Head>, HeadError> {
+    if !buf.is_empty()
+        && let Some(head) = head::parse(buf, limits, room)?
+    {
+        return Ok(Some(head));
+    }
+    // The timer stays armed at an earlier deadline; when it fires before this one, it is
+    // moved on. Re-arming it for every request would cost more than the rare move.
+    let deadline = Instant::now() + limits.header_read_timeout;
+    loop {
+        if buf.capacity() - buf.len() < MIN_READ_ROOM {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            biased;
+            read = stream.read_buf(buf) => read,
+            () = timer.as_mut() => {
+                if Instant::now() < deadline {
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+                return if buf.is_empty() { Ok(None) } else { Err(HeadError::Timeout) };
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+        if let Some(head) = head::parse(buf, limits, room)? {
+            return Ok(Some(head));
+        }
+    }
+}
+
+/// The whole body, within the body timeout; a 100 Continue first when the client waits for
+/// one and the body fits.
+async fn read_body<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    framing: Framing,
+    expect_continue: bool,
+    limits: &ServerLimits,
+) -> Result<bytes::Bytes, BodyError> {
+    match framing {
+        Framing::Empty => return Ok(bytes::Bytes::new()),
+        Framing::Length(length) if length > limits.max_body_bytes as u64 => {
+            return Err(BodyError::TooLarge);
+        }
+        _ => {}
+    }
+    let reading = async {
+        if expect_continue && buf.is_empty() {
+            write::write_all(stream, write::CONTINUE, &[])
+                .await
+                .map_err(|_| BodyError::Broken)?;
+        }
+        body::read(stream, buf, framing, limits.max_body_bytes).await
+    };
+    tokio::time::timeout(limits.body_read_timeout, reading)
+        .await
+        .unwrap_or(Err(BodyError::Timeout))
+}

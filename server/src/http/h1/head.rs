@@ -1,0 +1,229 @@
+//! The request head: parsed with httparse from the connection's read buffer into an
+//! `http::Request`, with how its body is framed and whether the connection stays open. The
+//! head's bytes are split off the buffer without a copy: the path and the header values are
+//! slices of them.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+
+use crate::http::limits::{MAX_HEADERS, ServerLimits};
+
+/// How the request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed head.
+#[derive(Debug)]
+pub struct Head {
+    pub request: Request<()>,
+    pub framing: Framing,
+    /// The client lets the connection stay open after this request.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for a 100 before it sends the body.
+    pub expect_continue: bool,
+}
+
+/// A head the connection cannot serve: answered with `status`, then the connection closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Longer than `max_header_bytes`, or more than `max_headers` headers (431).
+    TooLarge,
+    /// Not HTTP/1.x, or framing that cannot be trusted (400).
+    Malformed(&'static str),
+    /// Not complete within `header_read_timeout` (408).
+    Timeout,
+}
+
+impl HeadError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TooLarge => "request head too large",
+            Self::Malformed(reason) => reason,
+            Self::Timeout => "request head not received in time",
+        }
+    }
+}
+
+/// Where a header's name and value are in the head (offsets: a head is at most
+/// `max_header_bytes`).
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The offset range of `part` inside `base` (httparse hands out slices of the buffer).
+fn range(base: &[u8], part: &[u8]) -> (u32, u32) {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    (start as u32, (start + part.len()) as u32)
+}
+
+/// `head[span]` as a `Bytes` sharing the head's memory.
+fn slice(head: &Bytes, (start, end): (u32, u32)) -> Bytes {
+    head.slice(start as usize..end as usize)
+}
+
+/// `value` holds `token` in its comma-separated list (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (read more). A
+/// complete head is split off `buf`; whatever follows (its body, pipelined requests) stays.
+/// The request's header map has room for `room` more headers (see `Handler::ADDED_HEADERS`).
+pub fn parse(
+    buf: &mut BytesMut,
+    limits: &ServerLimits,
+    room: usize,
+) -> Result<Option<Head>, HeadError> {
+    let max_bytes = limits.header_buffer();
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS)];
+    let mut parsed = httparse::Request::new(&mut []);
+    let length = match parsed.parse_with_uninit_headers(&buf[..], slots) {
+        Ok(httparse::Status::Complete(length)) if length <= max_bytes => length,
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(HeadError::Malformed("malformed request head")),
+    };
+    let http10 = parsed.version == Some(0);
+    let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
+        .map_err(|_| HeadError::Malformed("malformed request method"))?;
+    let path = range(buf, parsed.path.unwrap_or_default().as_bytes());
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let mut framing = Framing::Empty;
+    let (mut close, mut keep, mut chunked, mut expect_continue) = (false, false, None, false);
+    let mut length_seen: Option<u64> = None;
+    for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
+        *span = Span {
+            name: range(buf, header.name.as_bytes()),
+            value: range(buf, header.value),
+        };
+        let (name, value) = (header.name.as_bytes(), header.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let declared = parse_length(value)
+                .ok_or(HeadError::Malformed("malformed Content-Length header"))?;
+            if length_seen.is_some_and(|seen| seen != declared) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            length_seen = Some(declared);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if http10 {
+                return Err(HeadError::Malformed(
+                    "HTTP/1.0 requests cannot carry Transfer-Encoding",
+                ));
+            }
+            // Only the last encoding counts: it must be chunked.
+            let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close |= has_token(value, b"close");
+            keep |= has_token(value, b"keep-alive");
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    match (chunked, length_seen) {
+        (Some(false), _) => {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding must end with chunked",
+            ));
+        }
+        // Both framings at once is how requests are smuggled past a proxy that reads the
+        // other one (RFC 9112 §6.3 lets a server refuse it): refused, as haproxy does.
+        (Some(true), Some(_)) => {
+            return Err(HeadError::Malformed(
+                "a request carries either Content-Length or Transfer-Encoding, not both",
+            ));
+        }
+        (Some(true), None) => framing = Framing::Chunked,
+        (None, Some(length)) if length > 0 => framing = Framing::Length(length),
+        (None, _) => {}
+    }
+    let count = parsed.headers.len();
+    let head: Bytes = buf.split_to(length).freeze();
+    let uri = Uri::from_maybe_shared(slice(&head, path))
+        .map_err(|_| HeadError::Malformed("malformed request target"))?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = if http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let headers = request.headers_mut();
+    headers.reserve(count + room);
+    for span in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize])
+            .map_err(|_| HeadError::Malformed("malformed header name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(&head, span.value))
+            .map_err(|_| HeadError::Malformed("malformed header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        request,
+        framing,
+        keep_alive: !close && (keep || !http10),
+        expect_continue: expect_continue && !http10,
+    }))
+}
+
+/// A Content-Length value: decimal digits only.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_split_off_with_room_for_the_headers_a_role_adds() {
+        let mut buf = BytesMut::from(
+            &b"GET /openstack HTTP/1.1\r\nHost: x\r\nX-Other: y\r\n\r\nGET /next HTTP/1.1\r\n"[..],
+        );
+        let head = parse(&mut buf, &ServerLimits::default(), 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.request.uri().path(), "/openstack");
+        assert_eq!(head.request.headers()["x-other"], "y");
+        assert!(head.request.headers().capacity() >= 2 + 3);
+        assert_eq!((head.framing, head.keep_alive), (Framing::Empty, true));
+        // The pipelined request after it stays in the buffer, not complete yet.
+        assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
+        assert!(
+            parse(&mut buf, &ServerLimits::default(), 0)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,474 @@
+//! The connection loop over in-memory streams: what a client sees on the wire.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::serve_connection;
+use crate::http::limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS};
+use crate::http::response::TEXT_PLAIN;
+use crate::http::{Body, Handler, Peer, Reply, RequestBody, ServerLimits};
+
+/// Timeouts short enough for a test, long enough for a loaded machine.
+const SHORT: Duration = Duration::from_millis(300);
+
+/// Answers `METHOD PATH BODY`, or refuses a body that could not be read; at `/bye` it says
+/// `Connection: close`.
+#[derive(Clone)]
+struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, request: Request<RequestBody>, _: Peer) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        match body {
+            Err(err) => Reply::refuse(err.status(), err.reason()),
+            Ok(body) => {
+                let text = format!(
+                    "{} {} {}",
+                    parts.method,
+                    parts.uri,
+                    String::from_utf8_lossy(&body)
+                );
+                let mut response = Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from(text));
+                if parts.uri.path() == "/bye" {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                response
+            }
+        }
+    }
+}
+
+fn limits() -> ServerLimits {
+    ServerLimits {
+        header_read_timeout: SHORT,
+        body_read_timeout: SHORT,
+        ..ServerLimits::default()
+    }
+}
+
+/// A client stream to a served connection.
+fn connect(limits: ServerLimits) -> (DuplexStream, tokio::task::JoinHandle<()>) {
+    let (client, server) = tokio::io::duplex(256 * 1024);
+    let served = tokio::spawn(serve_connection(server, Peer::Unix, limits, Echo));
+    (client, served)
+}
+
+/// One parsed response.
+#[derive(Debug)]
+struct Answer {
+    version: u8,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every response in `bytes`; `head_request[i]`: the i-th answers a HEAD (no body).
+fn answers(mut bytes: &[u8], head_request: &[bool]) -> Vec<Answer> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let length = match parsed.parse(bytes).unwrap() {
+            httparse::Status::Complete(length) => length,
+            httparse::Status::Partial => panic!("a partial response: {bytes:?}"),
+        };
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let mut answer = Answer {
+            version: parsed.version.unwrap(),
+            status: parsed.code.unwrap(),
+            headers,
+            body: String::new(),
+        };
+        let declared: usize = answer
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap());
+        let body_length = if head_request.get(out.len()).copied().unwrap_or(false) {
+            0
+        } else {
+            declared
+        };
+        answer.body = String::from_utf8_lossy(&bytes[length..length + body_length]).into_owned();
+        bytes = &bytes[length + body_length..];
+        out.push(answer);
+    }
+    out
+}
+
+/// Sends `request`, reads until the server closes.
+async fn exchange(limits: ServerLimits, request: &[u8]) -> Vec<u8> {
+    let (mut client, served) = connect(limits);
+    client.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    served.await.unwrap();
+    out
+}
+
+/// Reads one response, leaving the connection open.
+async fn read_answer(client: &mut DuplexStream) -> Answer {
+    let mut out = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert_ne!(read, 0, "closed before an answer: {out:?}");
+        out.extend_from_slice(&chunk[..read]);
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_lowercase();
+            let declared: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if out.len() >= end + 4 + declared {
+                return answers(&out, &[]).remove(0);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_serves_one_request_after_another_on_one_connection() {
+    let (mut client, served) = connect(limits());
+    for path in ["/a", "/b", "/c"] {
+        client
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = read_answer(&mut client).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, format!("GET {path} "));
+        assert_eq!(answer.header("connection"), None);
+        assert!(answer.header("date").unwrap().ends_with(" GMT"));
+    }
+    drop(client);
+    served.await.unwrap();
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let batch = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+        POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+        HEAD /3 HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\
+        GET /never HTTP/1.1\r\nHost: x\r\n\r\n";
+    let out = exchange(limits(), batch).await;
+    let got = answers(&out, &[false, false, true, false]);
+    let bodies: Vec<&str> = got.iter().map(|a| a.body.as_str()).collect();
+    assert_eq!(bodies, ["GET /1 ", "POST /2 hello", "", "GET /4 "]);
+    assert_eq!(got[3].header("connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn http_1_0_closes_unless_asked_to_keep_alive() {
+    let out = exchange(
+        limits(),
+        b"GET /old HTTP/1.0\r\n\r\nGET /ignored HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    let got = answers(&out, &[]);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].version, got[0].status), (0, 200));
+    assert_eq!(got[0].header("connection"), Some("close"));
+
+    let (mut client, served) = connect(limits());
+    for _ in 0..2 {
+        client
+            .write_all(b"GET /kept HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut client).await;
+        assert_eq!((answer.version, answer.status), (0, 200));
+        assert_eq!(answer.header("connection"), Some("keep-alive"));
+    }
+    drop(client);
+    served.await.unwrap();
+}
+
+#[tokio::test]
+async fn content_length_and_transfer_encoding_together_get_400_and_a_close() {
+    let both = b"POST /x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
+    let got = answers(&exchange(limits(), both).await, &[]);
+    assert_eq!(got.len(), 1, "nothing after the refused head is served");
+    assert_eq!(got[0].status, 400);
+    assert_eq!(got[0].header("connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn a_head_over_the_size_limit_gets_431_and_a_close() {
+    let huge = format!(
+        "GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(MAX_HEADER_BYTES)
+    );
+    let got = answers(&exchange(limits(), huge.as_bytes()).await, &[]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, 431);
+    assert_eq!(got[0].header("connection"), Some("close"));
+    // A head that never ends is cut at the limit, not read on.
+    let endless = format!("GET /{} HTTP/1.1\r\n", "a".repeat(4 * MAX_HEADER_BYTES));
+    assert_eq!(
+        answers(&exchange(limits(), endless.as_bytes()).await, &[])[0].status,
+        431
+    );
+    // Just under the limit: served.
+    let fits = format!(
+        "GET /fits HTTP/1.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(MAX_HEADER_BYTES - 100)
+    );
+    assert_eq!(
+        answers(&exchange(limits(), fits.as_bytes()).await, &[])[0].status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn more_headers_than_the_limit_get_431() {
+    let request = |count: usize| {
+        let mut head = "GET / HTTP/1.1\r\nConnection: close\r\n".to_owned();
+        for i in 1..count {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head + "\r\n"
+    };
+    let over = exchange(limits(), request(MAX_HEADERS + 1).as_bytes()).await;
+    assert_eq!(answers(&over, &[])[0].status, 431);
+    let at = exchange(limits(), request(MAX_HEADERS).as_bytes()).await;
+    assert_eq!(answers(&at, &[])[0].status, 200);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_before_it_is_read() {
+    let declared = format!(
+        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        MAX_BODY_BYTES + 1
+    );
+    // Nothing of the body is sent: the answer comes anyway, and the connection closes.
+    let got = answers(&exchange(limits(), declared.as_bytes()).await, &[]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, 413);
+    assert_eq!(got[0].body, "request body too large\n");
+    // A body at the limit is read whole.
+    let mut fits =
+        format!("POST / HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES}\r\nConnection: close\r\n\r\n")
+            .into_bytes();
+    fits.extend(std::iter::repeat_n(b'b', MAX_BODY_BYTES));
+    let got = answers(&exchange(limits(), &fits).await, &[]);
+    assert_eq!(got[0].status, 200);
+    assert_eq!(got[0].body.len(), "POST / ".len() + MAX_BODY_BYTES);
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_decoded_and_bounded() {
+    let request = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n\
+        GET /next HTTP/1.1\r\nConnection: close\r\n\r\n";
+    let got = answers(&exchange(limits(), request).await, &[]);
+    let bodies: Vec<&str> = got.iter().map(|a| a.body.as_str()).collect();
+    assert_eq!(bodies, ["POST /c hello, world", "GET /next "]);
+    // Chunks past the body limit: 413, and the connection closes.
+    let mut big = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..(MAX_BODY_BYTES / 4096 + 1) {
+        big.extend_from_slice(b"1000\r\n");
+        big.extend(std::iter::repeat_n(b'p', 4096));
+        big.extend_from_slice(b"\r\n");
+    }
+    big.extend_from_slice(b"0\r\n\r\n");
+    let got = answers(&exchange(limits(), &big).await, &[]);
+    assert_eq!((got.len(), got[0].status), (1, 413));
+    // A chunk size that is not hex: the handler's 400.
+    let broken = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
+    let got = answers(&exchange(limits(), broken).await, &[]);
+    assert_eq!(got[0].status, 400);
+    assert_eq!(got[0].body, "request body could not be read\n");
+}
+
+#[tokio::test]
+async fn broken_framing_gets_400_and_a_close() {
+    let cases: [&[u8]; 6] = [
+        b"GET\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabcd",
+        b"GET /\xff HTTP/1.1\r\n\r\n",
+    ];
+    for case in cases {
+        let got = answers(&exchange(limits(), case).await, &[]);
+        assert_eq!(got.len(), 1, "{case:?}");
+        assert_eq!(got[0].status, 400, "{case:?}");
+        assert_eq!(got[0].header("connection"), Some("close"), "{case:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_head_is_cut_off_and_an_idle_connection_closed() {
+    // Half a head: 408 at the timeout.
+    let started = std::time::Instant::now();
+    let (mut client, served) = connect(limits());
+    client.write_all(b"GET / HTTP/1.1\r\nHost:").await.unwrap();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    assert_eq!(answers(&out, &[])[0].status, 408);
+    assert!(started.elapsed() < SHORT * 4);
+    served.await.unwrap();
+    // A head dribbled byte by byte: the timeout counts for the whole head.
+    let (mut client, served) = connect(limits());
+    let dribble = tokio::spawn(async move {
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" {
+            if client.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(SHORT / 8).await;
+        }
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out).await;
+        out
+    });
+    let out = dribble.await.unwrap();
+    assert_eq!(answers(&out, &[])[0].status, 408);
+    served.await.unwrap();
+    // An idle keep-alive connection: closed silently after its answer.
+    let (mut client, served) = connect(limits());
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(SHORT * 4, client.read_to_end(&mut out))
+        .await
+        .expect("an idle connection is closed")
+        .unwrap();
+    let got = answers(&out, &[]);
+    assert_eq!((got.len(), got[0].status), (1, 200));
+    served.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_body_that_stops_coming_gets_408() {
+    let out = exchange(
+        limits(),
+        b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc",
+    )
+    .await;
+    let got = answers(&out, &[]);
+    assert_eq!((got.len(), got[0].status), (1, 408));
+    assert_eq!(got[0].body, "request body not received in time\n");
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body() {
+    let (mut client, served) = connect(limits());
+    client
+        .write_all(b"PUT /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        .await
+        .unwrap();
+    let mut interim = vec![0; super::write::CONTINUE.len()];
+    client.read_exact(&mut interim).await.unwrap();
+    assert_eq!(interim, super::write::CONTINUE);
+    client.write_all(b"data").await.unwrap();
+    let answer = read_answer(&mut client).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "PUT /p data"));
+    drop(client);
+    served.await.unwrap();
+    // A body over the limit gets no 100, only the 413.
+    let over = format!(
+        "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        MAX_BODY_BYTES + 1
+    );
+    let out = exchange(limits(), over.as_bytes()).await;
+    assert!(
+        out.starts_with(b"HTTP/1.1 413 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[tokio::test]
+async fn head_is_answered_with_the_length_of_get_and_no_body() {
+    let out = exchange(
+        limits(),
+        b"HEAD /h HTTP/1.1\r\n\r\nGET /h HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let got = answers(&out, &[true, false]);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].body, "");
+    assert_eq!(got[0].header("content-length"), Some("8"));
+    assert_eq!(got[1].body, "GET /h ");
+    assert_eq!(got[1].header("content-length"), Some("7"));
+}
+
+#[tokio::test]
+async fn each_keep_alive_request_gets_the_whole_head_timeout() {
+    let (mut client, served) = connect(limits());
+    // Each request comes after most of the timeout: the connection's age does not count.
+    for path in ["/1", "/2", "/3", "/4"] {
+        tokio::time::sleep(SHORT * 2 / 3).await;
+        client
+            .write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut client).await.body, format!("GET {path} "));
+    }
+    drop(client);
+    served.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_saying_connection_close_ends_the_connection() {
+    let out = exchange(
+        limits(),
+        b"GET /bye HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    let got = answers(&out, &[]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn hundreds_of_requests_on_one_connection_are_all_answered_in_order() {
+    // Heads of varying length fill the read buffer unevenly: some straddle its end.
+    let mut batch = Vec::new();
+    let paths: Vec<String> = (0..300)
+        .map(|i| format!("/{}", "p".repeat(i % 97)))
+        .collect();
+    for (i, path) in paths.iter().enumerate() {
+        let close = if i + 1 == paths.len() {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        batch.extend_from_slice(format!("GET {path} HTTP/1.1\r\n{close}\r\n").as_bytes());
+    }
+    let got = answers(&exchange(limits(), &batch).await, &[]);
+    let bodies: Vec<String> = got.into_iter().map(|a| a.body).collect();
+    let expected: Vec<String> = paths.iter().map(|p| format!("GET {p} ")).collect();
+    assert_eq!(bodies, expected);
+}
