@@ -211,10 +211,10 @@ pub const METABOOT_FILES: &[RecipeFile] = &[
         content: recipe!("ssh-host-keys.service"),
     },
     RecipeFile {
-        name: "ssh-host-key-rsa.service",
-        path: "usr/lib/systemd/system/ssh-host-key-rsa.service",
+        name: "ssh-host-keys-later.service",
+        path: "usr/lib/systemd/system/ssh-host-keys-later.service",
         mode: 0o644,
-        content: recipe!("ssh-host-key-rsa.service"),
+        content: recipe!("ssh-host-keys-later.service"),
     },
 ];
 
@@ -346,7 +346,7 @@ mod tests {
         assert!(quick.contains(&"Before=ssh.service"), "{quick:?}");
         assert!(
             !quick.iter().any(|s| s.contains("network")),
-            "the ed25519 and ECDSA keys are made while the network comes up: {quick:?}"
+            "the ed25519 key is made while the network comes up: {quick:?}"
         );
         let drop_in = settings(recipe_file(Flavour::Metaboot, "ssh-host-keys.conf"));
         for wanted in [
@@ -356,11 +356,21 @@ mod tests {
         ] {
             assert!(drop_in.contains(&wanted), "{wanted} in {drop_in:?}");
         }
-        let rsa = settings(recipe_file(Flavour::Metaboot, "ssh-host-key-rsa.service"));
+        assert!(
+            quick.iter().any(|s| s.contains("-t ed25519"))
+                && !quick
+                    .iter()
+                    .any(|s| s.contains("ecdsa") || s.contains("rsa")),
+            "sshd waits for the ed25519 key alone: {quick:?}"
+        );
+        let rsa = settings(recipe_file(
+            Flavour::Metaboot,
+            "ssh-host-keys-later.service",
+        ));
         assert!(
             !rsa.iter()
                 .any(|s| s.starts_with("Before=") || s.starts_with("After=")),
-            "nothing waits for the RSA key, and it waits for nothing: {rsa:?}"
+            "nothing waits for the ECDSA and RSA keys, and they wait for nothing: {rsa:?}"
         );
         assert!(rsa.contains(&"Nice=19"), "{rsa:?}");
         assert!(
