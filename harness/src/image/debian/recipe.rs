@@ -142,6 +142,18 @@ pub const COMMON_FILES: &[RecipeFile] = &[
         mode: 0o644,
         content: recipe!("modules-load.conf"),
     },
+    RecipeFile {
+        name: "nic-before-scan.conf",
+        path: "etc/systemd/system/systemd-udev-trigger.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("nic-before-scan.conf"),
+    },
+    RecipeFile {
+        name: "udev-worker-per-cpu.conf",
+        path: "etc/systemd/system/systemd-udevd.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("udev-worker-per-cpu.conf"),
+    },
     // One drop-in for each image's network units (a drop-in for a unit an image lacks is
     // ignored).
     RecipeFile {
