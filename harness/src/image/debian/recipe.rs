@@ -397,6 +397,22 @@ mod tests {
     }
 
     #[test]
+    fn udev_names_the_nic_before_the_device_scan_in_both_images() {
+        for flavour in [Flavour::CloudInit, Flavour::Metaboot] {
+            let trigger = settings(recipe_file(flavour, "nic-before-scan.conf"));
+            assert_eq!(trigger, ["After=systemd-modules-load.service"]);
+            let modules = recipe_file(flavour, "modules-load.conf");
+            assert!(modules.lines().any(|l| l == "virtio_net"), "{modules}");
+            let udevd = settings(recipe_file(flavour, "udev-worker-per-cpu.conf"));
+            assert_eq!(
+                udevd[0], "ExecStart=",
+                "the drop-in replaces udevd's command"
+            );
+            assert!(udevd[1].contains("--children-max=") && udevd[1].contains("nproc"));
+        }
+    }
+
+    #[test]
     fn the_initramfs_holds_the_root_disk_drivers() {
         let conf = settings(recipe_file(Flavour::CloudInit, "initramfs.conf"));
         assert_eq!(conf, ["MODULES=list"]);
