@@ -16,12 +16,12 @@ debian-metaboot)
 	# iproute2 suggests python3: without this, autoremove would keep cloud-init's python3.
 	apt-get purge -y -q --autoremove -o APT::AutoRemove::SuggestsImportant=false "$@"
 	systemctl enable metaboot.service systemd-networkd.service \
-		systemd-networkd-wait-online.service ssh-host-key-rsa.service
+		systemd-networkd-wait-online.service ssh-host-keys-later.service
 	# Enabled with systemd-networkd: it writes .network files from ip= on the kernel command
 	# line, and the image's has none (DHCP comes from 50-dhcp.network).
 	systemctl disable systemd-network-generator.service
 	# The units must load cleanly in the system they are installed in.
-	for unit in metaboot.service ssh-host-keys.service ssh-host-key-rsa.service; do
+	for unit in metaboot.service ssh-host-keys.service ssh-host-keys-later.service; do
 		out=$(systemd-analyze verify --man=no "$unit" 2>&1) || true
 		if [ -n "$out" ]; then
 			echo "customize.sh: systemd-analyze verify $unit: $out" >&2
@@ -63,7 +63,7 @@ update-initramfs -u -k all
 echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
 
 # Every instance gets its own identity: no SSH host keys (cloud-init, or ssh-host-keys.service
-# and ssh-host-key-rsa.service, make them at first boot), an empty machine-id (systemd makes one at boot).
+# and ssh-host-keys-later.service, make them at first boot), an empty machine-id (systemd makes one at boot).
 rm -f /etc/ssh/ssh_host_*
 : >/etc/machine-id
 rm -f /var/lib/dbus/machine-id

@@ -142,6 +142,18 @@ pub const COMMON_FILES: &[RecipeFile] = &[
         mode: 0o644,
         content: recipe!("modules-load.conf"),
     },
+    RecipeFile {
+        name: "nic-before-scan.conf",
+        path: "etc/systemd/system/systemd-udev-trigger.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("nic-before-scan.conf"),
+    },
+    RecipeFile {
+        name: "udev-worker-per-cpu.conf",
+        path: "etc/systemd/system/systemd-udevd.service.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("udev-worker-per-cpu.conf"),
+    },
     // One drop-in for each image's network units (a drop-in for a unit an image lacks is
     // ignored).
     RecipeFile {
@@ -211,10 +223,10 @@ pub const METABOOT_FILES: &[RecipeFile] = &[
         content: recipe!("ssh-host-keys.service"),
     },
     RecipeFile {
-        name: "ssh-host-key-rsa.service",
-        path: "usr/lib/systemd/system/ssh-host-key-rsa.service",
+        name: "ssh-host-keys-later.service",
+        path: "usr/lib/systemd/system/ssh-host-keys-later.service",
         mode: 0o644,
-        content: recipe!("ssh-host-key-rsa.service"),
+        content: recipe!("ssh-host-keys-later.service"),
     },
 ];
 
@@ -346,7 +358,7 @@ mod tests {
         assert!(quick.contains(&"Before=ssh.service"), "{quick:?}");
         assert!(
             !quick.iter().any(|s| s.contains("network")),
-            "the ed25519 and ECDSA keys are made while the network comes up: {quick:?}"
+            "the ed25519 key is made while the network comes up: {quick:?}"
         );
         let drop_in = settings(recipe_file(Flavour::Metaboot, "ssh-host-keys.conf"));
         for wanted in [
@@ -356,11 +368,21 @@ mod tests {
         ] {
             assert!(drop_in.contains(&wanted), "{wanted} in {drop_in:?}");
         }
-        let rsa = settings(recipe_file(Flavour::Metaboot, "ssh-host-key-rsa.service"));
+        assert!(
+            quick.iter().any(|s| s.contains("-t ed25519"))
+                && !quick
+                    .iter()
+                    .any(|s| s.contains("ecdsa") || s.contains("rsa")),
+            "sshd waits for the ed25519 key alone: {quick:?}"
+        );
+        let rsa = settings(recipe_file(
+            Flavour::Metaboot,
+            "ssh-host-keys-later.service",
+        ));
         assert!(
             !rsa.iter()
                 .any(|s| s.starts_with("Before=") || s.starts_with("After=")),
-            "nothing waits for the RSA key, and it waits for nothing: {rsa:?}"
+            "nothing waits for the ECDSA and RSA keys, and they wait for nothing: {rsa:?}"
         );
         assert!(rsa.contains(&"Nice=19"), "{rsa:?}");
         assert!(
@@ -372,6 +394,22 @@ mod tests {
                 .any(|s| s.contains("try-reload-or-restart ssh.service")),
             "{rsa:?}"
         );
+    }
+
+    #[test]
+    fn udev_names_the_nic_before_the_device_scan_in_both_images() {
+        for flavour in [Flavour::CloudInit, Flavour::Metaboot] {
+            let trigger = settings(recipe_file(flavour, "nic-before-scan.conf"));
+            assert_eq!(trigger, ["After=systemd-modules-load.service"]);
+            let modules = recipe_file(flavour, "modules-load.conf");
+            assert!(modules.lines().any(|l| l == "virtio_net"), "{modules}");
+            let udevd = settings(recipe_file(flavour, "udev-worker-per-cpu.conf"));
+            assert_eq!(
+                udevd[0], "ExecStart=",
+                "the drop-in replaces udevd's command"
+            );
+            assert!(udevd[1].contains("--children-max=") && udevd[1].contains("nproc"));
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ fn offered_key_types(keyscan: &str) -> Vec<&str> {
 }
 
 /// Polls the guest's sshd from outside with `ssh-keyscan` until it offers every type of
-/// [`HOST_KEY_TYPES`] (an image may make its slow RSA key after the first login), or
+/// [`HOST_KEY_TYPES`] (an image may make its ECDSA and RSA keys after the first login), or
 /// [`HOST_KEYS_TIMEOUT`] passes.
 pub(super) fn check_host_keys(target: &SshTarget) -> anyhow::Result<CheckResult> {
     let wanted = HOST_KEY_TYPES.join(", ");
