@@ -77,11 +77,7 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
         cmd.args(["--target", target]);
     }
     if binary.static_crt {
-        // Static glibc, not position-independent: a static-pie carries ~130 KB of relocations.
-        cmd.env(
-            "RUSTFLAGS",
-            "-C target-feature=+crt-static -C relocation-model=static",
-        );
+        cmd.env("RUSTFLAGS", static_rustflags());
     }
     let out = cmd
         .stdin(Stdio::null())
@@ -98,6 +94,30 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     executable_from_messages(&stdout, binary.bin)
         .with_context(|| format!("cargo did not report an executable for {}", binary.bin))
+}
+
+/// The flags of a static build, as `agent/build-static.sh` sets them (the same flags, so the
+/// two share one build): static glibc, not position-independent (a static-pie carries ~130 KB
+/// of relocations); identical functions folded by the linker (lld's `--icf=all` folds code
+/// only, never data); panic locations in dependencies named from the crate's directory, not
+/// from `$CARGO_HOME/registry/src/<index>/` (~60 bytes less per file).
+fn static_rustflags() -> String {
+    let mut flags = String::from(
+        "-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all",
+    );
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    if let Some(Ok(indexes)) = cargo_home.map(|home| std::fs::read_dir(home.join("registry/src"))) {
+        let mut dirs: Vec<String> = indexes
+            .filter_map(|entry| entry.ok()?.path().into_os_string().into_string().ok())
+            .collect();
+        dirs.sort_unstable();
+        for dir in dirs {
+            flags.push_str(&format!(" --remap-path-prefix={dir}/="));
+        }
+    }
+    flags
 }
 
 fn executable_from_messages(messages: &str, bin: &str) -> Option<PathBuf> {
