@@ -38,6 +38,11 @@ pub const GUEST_AGENT: CargoBinary<'static> = CargoBinary {
     static_crt: true,
 };
 
+/// The most bytes the static guest agent ([`GUEST_AGENT`]) may take: 3 MiB, the bound
+/// `agent/build-static.sh` (`max_bytes`) and `agent/README.md` state, checked on the build the
+/// tests make (`tests/tests/guest_agent_size.rs`).
+pub const GUEST_AGENT_MAX_BYTES: u64 = 3 * 1024 * 1024;
+
 /// The server (registry CLI and `all`).
 pub const SERVER: CargoBinary<'static> = CargoBinary {
     package: "metaboot-server",
@@ -144,6 +149,17 @@ not json
             Some(PathBuf::from("/t/guest/metaboot"))
         );
         assert_eq!(executable_from_messages(messages, "other"), None);
+    }
+
+    #[test]
+    fn the_guest_agent_bound_is_3_mib_and_the_build_script_checks_the_same() {
+        assert_eq!(GUEST_AGENT_MAX_BYTES, 3_145_728);
+        let script = std::fs::read_to_string(root().join("agent/build-static.sh")).unwrap();
+        let line = script
+            .lines()
+            .find(|l| l.starts_with("max_bytes="))
+            .expect("agent/build-static.sh sets max_bytes");
+        assert_eq!(line, format!("max_bytes={GUEST_AGENT_MAX_BYTES}"));
     }
 
     #[test]
