@@ -10,8 +10,14 @@ target=x86_64-unknown-linux-gnu
 # The size this build must stay under: 3 MiB (see agent/README.md for what takes the space).
 max_bytes=3145728
 
-RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
-  cargo build --profile guest --target "$target" -p metaboot >&2
+# The same flags as harness/src/workspace.rs (static_rustflags), so the two share one build:
+# static glibc, not position-independent, identical functions folded by lld (code only), and
+# panic locations in dependencies without the `$CARGO_HOME/registry/src/<index>/` prefix.
+rustflags='-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all'
+for dir in $(printf '%s\n' "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ | LC_ALL=C sort); do
+  [ -d "$dir" ] && rustflags+=" --remap-path-prefix=${dir%/}/="
+done
+RUSTFLAGS="$rustflags" cargo build --profile guest --target "$target" -p metaboot >&2
 bin="${CARGO_TARGET_DIR:-target}/$target/guest/metaboot"
 
 file "$bin" | grep -q 'static' || { echo "error: $bin is not statically linked" >&2; exit 1; }

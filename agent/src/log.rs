@@ -91,6 +91,39 @@ impl<W: Write> Write for EscapedWriter<W> {
     }
 }
 
+/// The log file if it opened (writes go nowhere otherwise): one writer type either way, so
+/// the formatter is instantiated once in the size-bound static binary.
+struct LogFile(Option<Mutex<std::fs::File>>);
+
+impl<'a> MakeWriter<'a> for LogFile {
+    type Writer = LogFileWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogFileWriter(self.0.as_ref().map(|file| {
+            file.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }))
+    }
+}
+
+struct LogFileWriter<'a>(Option<std::sync::MutexGuard<'a, std::fs::File>>);
+
+impl Write for LogFileWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(file) => file.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.0 {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Opens the log for appending: created [`LOG_MODE`]; an existing log readable by others is
 /// narrowed; a symlink there is refused (the console still gets everything).
 fn open_log(root: &Root) -> io::Result<std::fs::File> {
@@ -111,20 +144,20 @@ pub fn init(root: &Root, verbose: bool) -> Option<String> {
         .with_ansi(false)
         .with_target(false)
         .with_max_level(level);
-    match open_log(root) {
-        Ok(file) => {
-            let writer = Escaped(std::io::stderr.and(Mutex::new(file)));
-            let _ = builder.with_writer(writer).try_init();
-            None
-        }
-        Err(err) => {
-            let _ = builder.with_writer(Escaped(std::io::stderr)).try_init();
+    let (file, warning) = match open_log(root) {
+        Ok(file) => (Some(Mutex::new(file)), None),
+        Err(err) => (
+            None,
             Some(format!(
                 "cannot open {}: {err}; logging to the console only",
                 root.host_path(LOG_FILE).display()
-            ))
-        }
-    }
+            )),
+        ),
+    };
+    let _ = builder
+        .with_writer(Escaped(std::io::stderr.and(LogFile(file))))
+        .try_init();
+    warning
 }
 
 #[cfg(test)]

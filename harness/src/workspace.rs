@@ -38,6 +38,11 @@ pub const GUEST_AGENT: CargoBinary<'static> = CargoBinary {
     static_crt: true,
 };
 
+/// The most bytes the static guest agent ([`GUEST_AGENT`]) may take: 3 MiB, the bound
+/// `agent/build-static.sh` (`max_bytes`) and `agent/README.md` state, checked on the build the
+/// tests make (`tests/tests/guest_agent_size.rs`).
+pub const GUEST_AGENT_MAX_BYTES: u64 = 3 * 1024 * 1024;
+
 /// The server (registry CLI and `all`).
 pub const SERVER: CargoBinary<'static> = CargoBinary {
     package: "metaboot-server",
@@ -77,11 +82,7 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
         cmd.args(["--target", target]);
     }
     if binary.static_crt {
-        // Static glibc, not position-independent: a static-pie carries ~130 KB of relocations.
-        cmd.env(
-            "RUSTFLAGS",
-            "-C target-feature=+crt-static -C relocation-model=static",
-        );
+        cmd.env("RUSTFLAGS", static_rustflags());
     }
     let out = cmd
         .stdin(Stdio::null())
@@ -98,6 +99,30 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     executable_from_messages(&stdout, binary.bin)
         .with_context(|| format!("cargo did not report an executable for {}", binary.bin))
+}
+
+/// The flags of a static build, as `agent/build-static.sh` sets them (the same flags, so the
+/// two share one build): static glibc, not position-independent (a static-pie carries ~130 KB
+/// of relocations); identical functions folded by the linker (lld's `--icf=all` folds code
+/// only, never data); panic locations in dependencies named from the crate's directory, not
+/// from `$CARGO_HOME/registry/src/<index>/` (~60 bytes less per file).
+fn static_rustflags() -> String {
+    let mut flags = String::from(
+        "-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all",
+    );
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    if let Some(Ok(indexes)) = cargo_home.map(|home| std::fs::read_dir(home.join("registry/src"))) {
+        let mut dirs: Vec<String> = indexes
+            .filter_map(|entry| entry.ok()?.path().into_os_string().into_string().ok())
+            .collect();
+        dirs.sort_unstable();
+        for dir in dirs {
+            flags.push_str(&format!(" --remap-path-prefix={dir}/="));
+        }
+    }
+    flags
 }
 
 fn executable_from_messages(messages: &str, bin: &str) -> Option<PathBuf> {
@@ -124,6 +149,17 @@ not json
             Some(PathBuf::from("/t/guest/metaboot"))
         );
         assert_eq!(executable_from_messages(messages, "other"), None);
+    }
+
+    #[test]
+    fn the_guest_agent_bound_is_3_mib_and_the_build_script_checks_the_same() {
+        assert_eq!(GUEST_AGENT_MAX_BYTES, 3_145_728);
+        let script = std::fs::read_to_string(root().join("agent/build-static.sh")).unwrap();
+        let line = script
+            .lines()
+            .find(|l| l.starts_with("max_bytes="))
+            .expect("agent/build-static.sh sets max_bytes");
+        assert_eq!(line, format!("max_bytes={GUEST_AGENT_MAX_BYTES}"));
     }
 
     #[test]

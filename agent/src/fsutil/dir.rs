@@ -186,7 +186,7 @@ impl Dir {
                 out.push((name, stat));
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 

@@ -14,7 +14,7 @@ pub fn system_links(root: &Root) -> Vec<(String, String)> {
             Some((name, mac.to_ascii_lowercase()))
         })
         .collect();
-    links.sort();
+    links.sort_unstable();
     links
 }
 
