@@ -157,6 +157,15 @@ impl Root {
         }
     }
 
+    /// The entries of the directory at `path`, none when it is missing or cannot be read (a
+    /// system listing such as `/sys/class/net`, or a directory of scripts that may not exist).
+    pub fn entries_or_none(&self, path: impl AsRef<Path>) -> Vec<(OsString, FileStat)> {
+        match self.dir_optional(path) {
+            Ok(Some(dir)) => dir.entries().unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The directory holding `path`'s last component (created when `create`), and that
     /// component.
     pub fn parent(&self, path: impl AsRef<Path>, create: bool) -> io::Result<(Dir, OsString)> {

@@ -15,15 +15,7 @@ pub const MAX_SYSTEM_INTERFACES: usize = 256;
 /// The interfaces' names, in the directory's order: at most [`MAX_SYSTEM_INTERFACES`], names
 /// that are not UTF-8 left out, none when the directory cannot be read.
 pub fn interface_names(root: &Root) -> Vec<String> {
-    let Some(entries) = root
-        .dir_optional(SYS_CLASS_NET)
-        .ok()
-        .flatten()
-        .and_then(|dir| dir.entries().ok())
-    else {
-        return Vec::new();
-    };
-    entries
+    root.entries_or_none(SYS_CLASS_NET)
         .into_iter()
         .take(MAX_SYSTEM_INTERFACES)
         .filter_map(|(name, _)| name.to_str().map(str::to_owned))

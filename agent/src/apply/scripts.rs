@@ -188,14 +188,8 @@ pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, boo
 /// Runs every executable regular file of `dir` under the root in name order (a missing dir
 /// runs nothing; symlinks are not run).
 pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
-    let Ok(Some(handle)) = root.dir_optional(dir) else {
-        return Vec::new();
-    };
-    let Ok(entries) = handle.entries() else {
-        return Vec::new();
-    };
     let mut results = Vec::new();
-    for (name, stat) in entries {
+    for (name, stat) in root.entries_or_none(dir) {
         let name = name.to_string_lossy().into_owned();
         if name.starts_with('.') || kind(&stat) != SFlag::S_IFREG {
             continue;

@@ -96,15 +96,7 @@ fn probe_device(root: &Root, path: &Path) -> Option<(FsType, String)> {
 /// The block devices under the root (at most [`MAX_PROBED_DEVICES`] probed) whose label
 /// `wanted` accepts, in probing order: `(device path, filesystem)`.
 pub fn find(root: &Root, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, FsType)> {
-    let Some(entries) = root
-        .dir_optional(SYS_CLASS_BLOCK)
-        .ok()
-        .flatten()
-        .and_then(|dir| dir.entries().ok())
-    else {
-        return Vec::new();
-    };
-    entries
+    root.entries_or_none(SYS_CLASS_BLOCK)
         .into_iter()
         .take(MAX_PROBED_DEVICES)
         .filter_map(|(name, _)| {
