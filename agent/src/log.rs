@@ -6,14 +6,17 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
 
 use nix::fcntl::OFlag;
-use tracing::Level;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 use crate::root::Root;
+
+mod record;
 
 /// The log file, under the root.
 pub const LOG_FILE: &str = "/var/log/metaboot.log";
@@ -57,69 +60,56 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A writer factory whose writers escape control characters in each log record (the
-/// formatter writes one whole record, newline included, per call).
-struct Escaped<M>(M);
-
-impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Escaped<M> {
-    type Writer = EscapedWriter<M::Writer>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        EscapedWriter(self.0.make_writer())
-    }
+/// The agent's logger: each record, its control characters escaped, to stderr and to the log
+/// file if it opened, in one write each. A plain `Subscriber` rather than tracing-subscriber's
+/// formatter: the agent logs events, never spans, and the static binary is size-bound.
+struct Logger {
+    max: Level,
+    file: Option<Mutex<std::fs::File>>,
 }
 
-struct EscapedWriter<W>(W);
-
-impl<W: Write> Write for EscapedWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let (body, newline) = match buf.strip_suffix(b"\n") {
-            Some(body) => (body, true),
-            None => (buf, false),
-        };
-        let text = String::from_utf8_lossy(body);
-        let mut out = escape_controls(&text).into_owned();
-        if newline {
-            out.push('\n');
-        }
-        self.0.write_all(out.as_bytes())?;
-        Ok(buf.len())
+impl Subscriber for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::from_level(self.max))
     }
-}
 
-/// The log file if it opened (writes go nowhere otherwise): one writer type either way, so
-/// the formatter is instantiated once in the size-bound static binary.
-struct LogFile(Option<Mutex<std::fs::File>>);
-
-impl<'a> MakeWriter<'a> for LogFile {
-    type Writer = LogFileWriter<'a>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        LogFileWriter(self.0.as_ref().map(|file| {
-            file.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        }))
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
     }
-}
 
-struct LogFileWriter<'a>(Option<std::sync::MutexGuard<'a, std::fs::File>>);
+    fn record(&self, _: &Id, _: &Record<'_>) {}
 
-impl Write for LogFileWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.0 {
-            Some(file) => file.write(buf),
-            None => Ok(buf.len()),
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let line = record::line(SystemTime::now(), event.metadata().level(), event);
+        let line = escape_record(&line);
+        let _ = io::stderr().write_all(line.as_bytes());
+        if let Some(file) = &self.file {
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = file.write_all(line.as_bytes());
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.0 {
-            Some(file) => file.flush(),
-            None => Ok(()),
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+/// A record with its control characters escaped, its own final newline kept.
+fn escape_record(line: &str) -> Cow<'_, str> {
+    let body = line.strip_suffix('\n').unwrap_or(line);
+    match escape_controls(body) {
+        Cow::Borrowed(_) => Cow::Borrowed(line),
+        Cow::Owned(mut escaped) => {
+            if body.len() < line.len() {
+                escaped.push('\n');
+            }
+            Cow::Owned(escaped)
         }
     }
 }
@@ -139,11 +129,7 @@ fn open_log(root: &Root) -> io::Result<std::fs::File> {
 /// Installs the global logger; returns a warning when the log file cannot be opened (the
 /// console still gets everything). Safe to call more than once (later calls do nothing).
 pub fn init(root: &Root, verbose: bool) -> Option<String> {
-    let level = if verbose { Level::DEBUG } else { Level::INFO };
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false)
-        .with_max_level(level);
+    let max = if verbose { Level::DEBUG } else { Level::INFO };
     let (file, warning) = match open_log(root) {
         Ok(file) => (Some(Mutex::new(file)), None),
         Err(err) => (
@@ -154,9 +140,7 @@ pub fn init(root: &Root, verbose: bool) -> Option<String> {
             )),
         ),
     };
-    let _ = builder
-        .with_writer(Escaped(std::io::stderr.and(LogFile(file))))
-        .try_init();
+    let _ = tracing::subscriber::set_global_default(Logger { max, file });
     warning
 }
 
@@ -185,9 +169,10 @@ mod tests {
 
     #[test]
     fn a_record_keeps_its_own_newline_only() {
-        let mut out = Vec::new();
-        let mut writer = EscapedWriter(&mut out);
-        writer.write_all(b"INFO group a\nb: bad\n").unwrap();
-        assert_eq!(out, b"INFO group a\\nb: bad\n");
+        assert_eq!(
+            escape_record("INFO group a\nb: bad\n"),
+            "INFO group a\\nb: bad\n"
+        );
+        assert_eq!(escape_record("INFO plain\n"), "INFO plain\n");
     }
 }

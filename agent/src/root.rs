@@ -233,6 +233,15 @@ impl Root {
         }
     }
 
+    /// True when `path` is a regular file with content, not a symlink (of any target).
+    pub fn is_nonempty_file(&self, path: impl AsRef<Path>) -> bool {
+        let mut walker = self.walker();
+        let stat = walker
+            .walk_parent(path.as_ref(), false)
+            .and_then(|name| walker.stat_final(name, false));
+        stat.is_ok_and(|stat| stat.is_some_and(|s| kind(&s) == SFlag::S_IFREG && s.st_size > 0))
+    }
+
     /// True when `path` exists (after symlinks inside the root).
     pub fn exists(&self, path: impl AsRef<Path>) -> bool {
         self.stat(path).is_ok_and(|stat| stat.is_some())

@@ -104,11 +104,14 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
 /// The flags of a static build, as `agent/build-static.sh` sets them (the same flags, so the
 /// two share one build): static glibc, not position-independent (a static-pie carries ~130 KB
 /// of relocations); identical functions folded by the linker (lld's `--icf=all` folds code
-/// only, never data); panic locations in dependencies named from the crate's directory, not
-/// from `$CARGO_HOME/registry/src/<index>/` (~60 bytes less per file).
+/// only, never data); curve25519-dalek's portable backend (the agent makes one host key per
+/// instance: its AVX2 code would be ~27 KB for nothing); panic locations in dependencies named
+/// from the crate's directory, not from `$CARGO_HOME/registry/src/<index>/` (~60 bytes less per
+/// file).
 fn static_rustflags() -> String {
     let mut flags = String::from(
-        "-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all",
+        "-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all \
+         --cfg curve25519_dalek_backend=\"serial\"",
     );
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)

@@ -9,6 +9,7 @@ pub mod password_postback;
 pub mod passwords;
 pub mod random_seed;
 pub mod scripts;
+pub mod ssh_host_key;
 pub mod ssh_keys;
 pub mod sshd;
 pub mod users;

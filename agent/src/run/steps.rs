@@ -5,6 +5,7 @@ use std::path::Path;
 use super::accounts;
 use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
+use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{hosts, network, random_seed, scripts, write_files};
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -52,6 +53,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("hostname", Always, hostname),
     apply("etc-hosts", Always, etc_hosts),
     apply("users-groups", PerInstance, accounts::users_groups),
+    apply("ssh-host-keys", Always, ssh_host_keys),
     apply("ssh-keys", PerInstance, accounts::ssh_keys),
     apply("set-passwords", PerInstance, accounts::set_passwords),
     apply(
@@ -195,6 +197,17 @@ fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         random_seed::feed_urandom(i.root, &seed)
             .map(|()| Done::ok_with(format!("{} bytes", seed.len()))),
     )
+}
+
+/// The ed25519 SSH host key when sshd is installed and it is missing, named `root@<hostname>`.
+fn ssh_host_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let host = names(i).map_or_else(|_| "localhost".to_owned(), |(_, name)| name);
+    match ssh_host_key::ensure(i.root, &format!("root@{host}")) {
+        Ok(HostKey::NoSshd) => Done::skipped(format!("no {}", ssh_host_key::SSHD_CONFIG)),
+        Ok(HostKey::Present) => Done::skipped("the ed25519 host key is there"),
+        Ok(HostKey::Made) => Done::ok_with(format!("ed25519: {}", ssh_host_key::PRIVATE_KEY)),
+        Err(err) => Done::error(chain(&err)),
+    }
 }
 
 fn run_commands(
