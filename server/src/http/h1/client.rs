@@ -197,3 +197,43 @@ impl<S: AsFd> ClientConnection<S> {
 fn failed(why: &str) -> ExchangeError {
     ExchangeError::Failed(why.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::UnixStream;
+
+    fn get() -> request::Parts {
+        http::Request::get("/openstack")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_open_until_the_upstream_closes_it_or_speaks_unasked() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let connection = ClientConnection::new(ours);
+        assert!(connection.is_open());
+        theirs
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(!connection.is_open(), "bytes nobody asked for");
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let connection = ClientConnection::new(ours);
+        drop(theirs);
+        assert!(!connection.is_open(), "closed by the upstream");
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_closed_connection_comes_back_unsent() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut connection = ClientConnection::new(ours);
+        drop(theirs);
+        let err = connection.exchange(&get(), b"").await.unwrap_err();
+        assert!(matches!(err, ExchangeError::Unsent(_)), "{err:?}");
+    }
+}
