@@ -65,7 +65,7 @@ impl HeadError {
 }
 
 /// Where a header's name and value are in the head (offsets: a head is at most
-/// `max_header_bytes`).
+/// `max_header_bytes`, an answer's `MAX_UPSTREAM_HEAD_BYTES`).
 #[derive(Clone, Copy, Default)]
 pub(super) struct Span {
     pub(super) name: (u32, u32),
