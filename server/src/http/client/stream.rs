@@ -2,7 +2,6 @@
 //! so that one pool holds either.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::error::UpstreamError;
+use crate::http::h1::TryRead;
 use crate::http::limits::UPSTREAM_CONNECT_TIMEOUT;
 
 /// Where connections go.
@@ -59,11 +59,11 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+impl TryRead for Stream {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Self::Tcp(stream) => stream.as_fd(),
-            Self::Unix(stream) => stream.as_fd(),
+            Self::Tcp(stream) => stream.try_read(buf),
+            Self::Unix(stream) => stream.try_read(buf),
         }
     }
 }

@@ -306,6 +306,17 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
     }
     assert_eq!(canned.accepted(), 3);
     assert_eq!(canned.seen().len(), 3, "each request sent once");
+
+    // Over TCP, as the agent asks the API: the close comes while the connection idles.
+    let (canned, address) = Canned::tcp(vec![Then::AnswerAndClose(OK.to_vec())]).await;
+    let upstream = Upstream::parse(&format!("http://{address}")).unwrap();
+    for _ in 0..3 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.body(), "ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(canned.accepted(), 3);
+    assert_eq!(canned.seen().len(), 3, "each request sent once");
 }
 
 #[tokio::test]

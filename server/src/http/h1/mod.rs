@@ -16,5 +16,5 @@ mod write;
 mod tests;
 
 pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS};
-pub use client::{Answer, ClientConnection, ExchangeError};
+pub use client::{Answer, ClientConnection, ExchangeError, TryRead};
 pub use connection::serve_connection;
