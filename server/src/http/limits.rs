@@ -26,6 +26,16 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_CONNECTIONS_PER_GUEST: usize = 8;
 /// Largest response body relayed from an upstream, in bytes (user data is at most 64 KiB).
 pub const MAX_UPSTREAM_BODY_BYTES: usize = 1024 * 1024;
+/// Largest head (status line + headers) of an upstream's answer, in bytes; past it the client
+/// gets 502. The roles answer with a handful of short headers; the margin is for a proxy in
+/// between.
+pub const MAX_UPSTREAM_HEAD_BYTES: usize = 64 * 1024;
+/// Most header lines in an upstream's answer; past it the client gets 502. Also the size of
+/// the parser's header slots, an array on the stack.
+pub const MAX_UPSTREAM_HEADERS: usize = 100;
+/// Most interim (1xx) answers skipped before an upstream's real answer; past it the client
+/// gets 502 instead of the upstream keeping the exchange busy until the timeout.
+pub const MAX_UPSTREAM_INTERIM_ANSWERS: usize = 8;
 /// Time an upstream has to answer before the client gets 504.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to open a connection to an upstream before the client gets 503.

@@ -1,6 +1,7 @@
-//! The request body, read whole before the handler runs: `Content-Length` or chunked, at most
-//! `max` bytes. What is already buffered after the head is used first; the bytes of a
-//! `Content-Length` body are split off the read buffer without a copy.
+//! A message body, read whole: a request's before the handler runs, an upstream's answer
+//! before it is relayed. `Content-Length`, chunked or (answers only) up to the end of the
+//! stream, at most `max` bytes. What is already buffered after the head is used first; the
+//! bytes of a `Content-Length` body are split off the read buffer without a copy.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -34,6 +35,26 @@ pub async fn read<S: AsyncRead + Unpin>(
             Ok(buf.split_to(length).freeze())
         }
         Framing::Chunked => chunked(stream, buf, max).await,
+        Framing::UntilClose => until_close(stream, buf, max).await,
+    }
+}
+
+/// Everything up to the end of the stream (an answer without a length), at most `max` bytes.
+async fn until_close<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Bytes, BodyError> {
+    loop {
+        if buf.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        buf.reserve(READ_CHUNK);
+        match stream.read_buf(buf).await {
+            Ok(0) => return Ok(buf.split().freeze()),
+            Ok(_) => {}
+            Err(_) => return Err(BodyError::Broken),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use crate::http::limits::{MAX_HEADERS, ServerLimits};
 
-/// How the request's body is framed.
+/// How a message's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
     /// No body.
@@ -19,6 +19,9 @@ pub enum Framing {
     Length(u64),
     /// `Transfer-Encoding: chunked`.
     Chunked,
+    /// Up to the end of the stream: an answer with neither length nor chunks (RFC 9112 §6.3);
+    /// never a request's.
+    UntilClose,
 }
 
 /// A parsed head.
@@ -62,26 +65,26 @@ impl HeadError {
 }
 
 /// Where a header's name and value are in the head (offsets: a head is at most
-/// `max_header_bytes`).
+/// `max_header_bytes`, an answer's `MAX_UPSTREAM_HEAD_BYTES`).
 #[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
+pub(super) struct Span {
+    pub(super) name: (u32, u32),
+    pub(super) value: (u32, u32),
 }
 
 /// The offset range of `part` inside `base` (httparse hands out slices of the buffer).
-fn range(base: &[u8], part: &[u8]) -> (u32, u32) {
+pub(super) fn range(base: &[u8], part: &[u8]) -> (u32, u32) {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
     (start as u32, (start + part.len()) as u32)
 }
 
 /// `head[span]` as a `Bytes` sharing the head's memory.
-fn slice(head: &Bytes, (start, end): (u32, u32)) -> Bytes {
+pub(super) fn slice(head: &Bytes, (start, end): (u32, u32)) -> Bytes {
     head.slice(start as usize..end as usize)
 }
 
 /// `value` holds `token` in its comma-separated list (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|b| *b == b',')
         .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
@@ -194,7 +197,7 @@ pub fn parse(
 }
 
 /// A Content-Length value: decimal digits only.
-fn parse_length(value: &[u8]) -> Option<u64> {
+pub(super) fn parse_length(value: &[u8]) -> Option<u64> {
     let digits = value.trim_ascii();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;

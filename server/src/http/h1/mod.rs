@@ -1,15 +1,20 @@
-//! A small HTTP/1.1 server connection: the loop every listener runs on each accepted stream
-//! (TCP or Unix), with the limits of [`ServerLimits`](crate::http::ServerLimits). Head parsing,
-//! body reading, response writing and the loop are one file each.
+//! A small HTTP/1.1 implementation, both sides. Server: the loop every listener runs on each
+//! accepted stream (TCP or Unix), with the limits of [`ServerLimits`](crate::http::ServerLimits).
+//! Client: one connection to an upstream, which `http/client/` pools. Head parsing, body
+//! reading, writing, the server loop and the client connection are one file each.
 
 mod body;
+mod client;
 mod connection;
 mod date;
 mod head;
+mod request;
+mod response_head;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
 pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS};
+pub use client::{Answer, ClientConnection, ExchangeError, TryRead};
 pub use connection::serve_connection;

@@ -98,7 +98,7 @@ fn encode_head(
 }
 
 /// `n` in decimal, written at the end of `digits`.
-fn format_usize(digits: &mut [u8; 20], mut n: usize) -> &[u8] {
+pub(super) fn format_usize(digits: &mut [u8; 20], mut n: usize) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;

@@ -1,0 +1,151 @@
+//! The pooled upstream client: proxy → agent over a Unix socket, agent → API over TCP or a Unix
+//! socket. Keep-alive connections (`h1/client.rs`) are reused; every failure maps to the status
+//! the client gets (`error.rs`).
+//!
+//! Each worker thread keeps its own idle connections (`pool.rs`). A pooled connection the
+//! upstream closed meanwhile (a restart, its idle timeout) is noticed before use, or when not a
+//! byte of the request could be written to it, and the request goes out on a fresh connection
+//! instead. A request that was written is never sent twice.
+
+mod error;
+mod pool;
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri, header};
+use http_body_util::{BodyExt, Full};
+
+pub use error::UpstreamError;
+use pool::Pool;
+use stream::Dialer;
+
+use super::h1::{Answer, ClientConnection, ExchangeError};
+
+/// The `Host` requests to a Unix-socket upstream carry.
+const UNIX_AUTHORITY: &str = "metadata.local";
+
+/// A pooled client for one upstream: `http://HOST:PORT` or `unix:/path/to.sock`.
+#[derive(Clone)]
+pub struct Upstream {
+    dialer: Arc<Dialer>,
+    pool: Arc<Pool>,
+    host: HeaderValue,
+    describe: Arc<str>,
+}
+
+impl Upstream {
+    /// Parses `http://HOST:PORT[/]` or `unix:PATH`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("unix:") {
+            let path = path.trim_start_matches("//");
+            if path.is_empty() {
+                return Err(format!("{url:?}: a unix: upstream needs a socket path"));
+            }
+            return Ok(Self::unix(PathBuf::from(path)));
+        }
+        let uri: Uri = url.parse().map_err(|err| {
+            format!("{url:?} is not a URL ({err}): use http://HOST:PORT or unix:/PATH")
+        })?;
+        let authority = match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(authority)) => authority.clone(),
+            _ => {
+                return Err(format!(
+                    "{url:?}: only http://HOST:PORT (no TLS) or unix:/PATH upstreams are supported"
+                ));
+            }
+        };
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let host =
+            HeaderValue::from_str(authority.as_str()).map_err(|err| format!("{url:?}: {err}"))?;
+        Ok(Self {
+            dialer: Arc::new(Dialer::Tcp(address)),
+            pool: Arc::default(),
+            host,
+            describe: format!("http://{authority}").into(),
+        })
+    }
+
+    /// An upstream on a Unix socket.
+    pub fn unix(path: PathBuf) -> Self {
+        let describe = format!("unix:{}", path.display());
+        Self {
+            dialer: Arc::new(Dialer::Unix(path)),
+            pool: Arc::default(),
+            host: HeaderValue::from_static(UNIX_AUTHORITY),
+            describe: describe.into(),
+        }
+    }
+
+    /// What this upstream is, for logs.
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    /// The request target for `path_and_query` on this upstream (origin form).
+    pub fn uri(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
+        path_and_query
+            .parse()
+            .map_err(|err| UpstreamError::Failed(format!("bad request path: {err}")))
+    }
+
+    /// Sends a request and reads the whole answer (bounded), within `timeout`.
+    pub async fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response<Bytes>, UpstreamError> {
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host.clone());
+        let (parts, mut body) = request.into_parts();
+        let exchange = async move {
+            // A `Full` body is one frame, already in memory.
+            let body = match body.frame().await {
+                Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+                _ => Bytes::new(),
+            };
+            loop {
+                let (mut connection, pooled) = match self.pool.take() {
+                    Some(connection) => (connection, true),
+                    None => (
+                        ClientConnection::new(self.dialer.connect(&self.describe).await?),
+                        false,
+                    ),
+                };
+                match connection.exchange(&parts, &body).await {
+                    Ok(Answer { response, reusable }) => {
+                        if reusable {
+                            self.pool.give_back(connection);
+                        }
+                        return Ok(response);
+                    }
+                    // Never written: the pooled connection had closed. Try another.
+                    Err(ExchangeError::Unsent(_)) if pooled => {}
+                    Err(ExchangeError::Unsent(err)) => {
+                        return Err(UpstreamError::Failed(format!(
+                            "{}: request not sent: {err}",
+                            self.describe
+                        )));
+                    }
+                    Err(ExchangeError::Failed(why)) => {
+                        return Err(UpstreamError::Failed(format!("{}: {why}", self.describe)));
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout(timeout))?
+    }
+}

@@ -1,0 +1,516 @@
+//! The client against real sockets: upstreams that answer with canned bytes (every framing, the
+//! broken ones, closing, hanging), and the roles' own HTTP/1.1 server for a restart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::{Method, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+
+use super::*;
+use crate::http::limits::{MAX_UPSTREAM_BODY_BYTES, MAX_UPSTREAM_INTERIM_ANSWERS};
+use crate::http::{Body, Handler, Peer, RequestBody, ServerLimits};
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a canned upstream does with the n-th request it reads (the last entry repeats).
+enum Then {
+    Answer(Vec<u8>),
+    /// Answers, then closes the connection without saying so first.
+    AnswerAndClose(Vec<u8>),
+    /// Never answers, keeping the connection open.
+    Hang,
+}
+
+fn answer(bytes: &[u8]) -> Then {
+    Then::Answer(bytes.to_vec())
+}
+
+/// The requests an upstream read: head text, body.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An upstream answering from a script: counts its connections and keeps each request it read
+/// (head text, body).
+struct Canned {
+    accepted: Arc<AtomicUsize>,
+    seen: Seen,
+}
+
+impl Canned {
+    fn unix(path: &Path, script: Vec<Then>) -> Self {
+        let listener = Arc::new(UnixListener::bind(path).unwrap());
+        Self::spawn(script, move || {
+            let listener = listener.clone();
+            async move { listener.accept().await.ok().map(|(stream, _)| stream) }
+        })
+    }
+
+    async fn tcp(script: Vec<Then>) -> (Self, SocketAddr) {
+        let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let address = listener.local_addr().unwrap();
+        let canned = Self::spawn(script, move || {
+            let listener = listener.clone();
+            async move { listener.accept().await.ok().map(|(stream, _)| stream) }
+        });
+        (canned, address)
+    }
+
+    fn spawn<S, F, A>(script: Vec<Then>, accept: A) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: Future<Output = Option<S>> + Send,
+        A: Fn() -> F + Send + 'static,
+    {
+        let canned = Self {
+            accepted: Arc::default(),
+            seen: Arc::default(),
+        };
+        let (accepted, seen, script) = (
+            canned.accepted.clone(),
+            canned.seen.clone(),
+            Arc::new(script),
+        );
+        let served = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Some(stream) = accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (seen, script, served) = (seen.clone(), script.clone(), served.clone());
+                tokio::spawn(answer_connection(stream, script, served, seen));
+            }
+        });
+        canned
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn seen(&self) -> Vec<(String, Vec<u8>)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn answer_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    script: Arc<Vec<Then>>,
+    served: Arc<AtomicUsize>,
+    seen: Seen,
+) {
+    let mut buf = Vec::new();
+    while let Some(request) = read_request(&mut stream, &mut buf).await {
+        seen.lock().unwrap().push(request);
+        let n = served.fetch_add(1, Ordering::SeqCst);
+        match &script[n.min(script.len() - 1)] {
+            Then::Answer(bytes) => {
+                if stream.write_all(bytes).await.is_err() {
+                    return;
+                }
+            }
+            Then::AnswerAndClose(bytes) => {
+                let _ = stream.write_all(bytes).await;
+                return;
+            }
+            Then::Hang => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// One request as the upstream reads it: the head up to its empty line, then `content-length`
+/// bytes. `None` when the client closed.
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<(String, Vec<u8>)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |value| value.parse().unwrap());
+            let total = end + 4 + length;
+            while buf.len() < total {
+                read_more(stream, buf).await?;
+            }
+            let body = buf[end + 4..total].to_vec();
+            buf.drain(..total);
+            return Some((head, body));
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Some(())
+        }
+    }
+}
+
+fn request(upstream: &Upstream, method: Method, body: &'static [u8]) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::from_static(body)));
+    *request.method_mut() = method;
+    *request.uri_mut() = upstream.uri("/openstack/latest/meta_data.json").unwrap();
+    request
+}
+
+fn get(upstream: &Upstream) -> Request<Full<Bytes>> {
+    request(upstream, Method::GET, b"")
+}
+
+#[test]
+fn parses_http_and_unix_upstreams() {
+    assert_eq!(
+        Upstream::parse("http://127.0.0.1:8775").unwrap().describe(),
+        "http://127.0.0.1:8775"
+    );
+    assert_eq!(
+        Upstream::parse("unix:/run/metaboot/api.sock")
+            .unwrap()
+            .describe(),
+        "unix:/run/metaboot/api.sock"
+    );
+    assert!(Upstream::parse("https://10.0.0.1").is_err());
+    assert!(Upstream::parse("unix:").is_err());
+    assert!(Upstream::parse("not a url").is_err());
+}
+
+#[tokio::test]
+async fn keep_alive_answers_reuse_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let canned = Canned::unix(&path, vec![answer(OK)]);
+    let upstream = Upstream::unix(path);
+    for _ in 0..20 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/plain");
+        assert_eq!(response.body(), "ok");
+    }
+    let password = upstream
+        .send(request(&upstream, Method::POST, b"secret"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(password.body(), "ok");
+    assert_eq!(canned.accepted(), 1, "one pooled connection");
+
+    let seen = canned.seen();
+    assert_eq!(seen.len(), 21);
+    assert_eq!(
+        seen[0].0,
+        "GET /openstack/latest/meta_data.json HTTP/1.1\r\nhost: metadata.local"
+    );
+    assert_eq!(
+        seen[20],
+        (
+            "POST /openstack/latest/meta_data.json HTTP/1.1\r\nhost: metadata.local\r\ncontent-length: 6"
+                .to_owned(),
+            b"secret".to_vec()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_tcp_upstream_is_asked_by_its_authority() {
+    let (canned, address) = Canned::tcp(vec![answer(OK)]).await;
+    let upstream = Upstream::parse(&format!("http://{address}")).unwrap();
+    for _ in 0..3 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.body(), "ok");
+    }
+    assert_eq!(canned.accepted(), 1);
+    assert!(
+        canned.seen()[0]
+            .0
+            .ends_with(&format!("\r\nhost: {address}"))
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_answer_is_read_whole_and_the_connection_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+        2\r\n{\"\r\n5;ext=1\r\nuuid\"\r\n1\r\n}\r\n0\r\nx-trailer: dropped\r\n\r\n";
+    let canned = Canned::unix(&path, vec![answer(chunked)]);
+    let upstream = Upstream::unix(path);
+    for _ in 0..2 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.body(), "{\"uuid\"}");
+        assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    }
+    assert_eq!(canned.accepted(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_without_length_ends_with_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let canned = Canned::unix(
+        &path,
+        vec![Then::AnswerAndClose(
+            b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec(),
+        )],
+    );
+    let upstream = Upstream::unix(path);
+    for _ in 0..2 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.body(), "until the end");
+    }
+    assert_eq!(canned.accepted(), 2, "not pooled");
+}
+
+#[tokio::test]
+async fn an_answer_too_large_is_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let longer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+        MAX_UPSTREAM_BODY_BYTES + 1
+    );
+    let chunk = format!(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+        MAX_UPSTREAM_BODY_BYTES + 1
+    );
+    let _canned = Canned::unix(
+        &path,
+        vec![answer(longer.as_bytes()), answer(chunk.as_bytes())],
+    );
+    let upstream = Upstream::unix(path);
+    for framing in ["content-length", "chunked"] {
+        let err = upstream.send(get(&upstream), TIMEOUT).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{framing}: {err}");
+        let expected = format!("larger than {MAX_UPSTREAM_BODY_BYTES} bytes");
+        assert!(err.to_string().contains(&expected), "{framing}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    // The upstream closes each connection after one answer, as after its idle timeout.
+    let canned = Canned::unix(&path, vec![Then::AnswerAndClose(OK.to_vec())]);
+    let upstream = Upstream::unix(path);
+    for _ in 0..3 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.body(), "ok");
+    }
+    assert_eq!(canned.accepted(), 3);
+    assert_eq!(canned.seen().len(), 3, "each request sent once");
+
+    // Over TCP, as the agent asks the API: the close comes while the connection idles.
+    let (canned, address) = Canned::tcp(vec![Then::AnswerAndClose(OK.to_vec())]).await;
+    let upstream = Upstream::parse(&format!("http://{address}")).unwrap();
+    for _ in 0..3 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.body(), "ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(canned.accepted(), 3);
+    assert_eq!(canned.seen().len(), 3, "each request sent once");
+}
+
+#[tokio::test]
+async fn connections_the_answer_closes_are_not_pooled() {
+    let closing: [&[u8]; 2] = [
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    ];
+    for (i, bytes) in closing.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let canned = Canned::unix(&path, vec![answer(bytes)]);
+        let upstream = Upstream::unix(path);
+        for _ in 0..2 {
+            let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+            assert_eq!(response.body(), "ok");
+        }
+        assert_eq!(canned.accepted(), 2, "answer {i}");
+    }
+}
+
+#[tokio::test]
+async fn head_answers_have_no_body_and_interim_answers_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let head = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n";
+    let canned = Canned::unix(&path, vec![answer(head), answer(OK)]);
+    let upstream = Upstream::unix(path);
+    let response = upstream
+        .send(request(&upstream, Method::HEAD, b""), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-length"],
+        "42",
+        "the GET's length"
+    );
+    assert!(response.body().is_empty());
+    let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+    assert_eq!(response.body(), "ok");
+    assert_eq!(canned.accepted(), 1);
+}
+
+#[tokio::test]
+async fn endless_interim_answers_are_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let mut bytes = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_UPSTREAM_INTERIM_ANSWERS);
+    bytes.extend_from_slice(OK);
+    let mut more = b"HTTP/1.1 102 Processing\r\n\r\n".to_vec();
+    more.extend_from_slice(&bytes);
+    let _canned = Canned::unix(&path, vec![answer(&bytes), answer(&more)]);
+    let upstream = Upstream::unix(path);
+    let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+    assert_eq!(
+        response.body(),
+        "ok",
+        "{MAX_UPSTREAM_INTERIM_ANSWERS} are skipped"
+    );
+    let err = upstream.send(get(&upstream), TIMEOUT).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{err}");
+    assert!(err.to_string().contains("interim answers"), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_answers_are_502_saying_what_is_wrong() {
+    let cases: [(&[u8], &str); 4] = [
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "malformed answer head"),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n",
+            "both Content-Length and Transfer-Encoding",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            "chunked framing is malformed",
+        ),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "switched protocols",
+        ),
+    ];
+    for (bytes, reason) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let _canned = Canned::unix(&path, vec![answer(bytes)]);
+        let upstream = Upstream::unix(path.clone());
+        let err = upstream.send(get(&upstream), TIMEOUT).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{err}");
+        assert!(err.to_string().contains(reason), "{reason}: {err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_closing_without_answering_is_502_and_the_request_not_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let canned = Canned::unix(&path, vec![Then::AnswerAndClose(Vec::new())]);
+    let upstream = Upstream::unix(path);
+    let err = upstream.send(get(&upstream), TIMEOUT).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{err}");
+    assert!(err.to_string().contains("without answering"), "{err}");
+    assert_eq!(canned.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn no_answer_in_time_is_504() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let _canned = Canned::unix(&path, vec![Then::Hang]);
+    let upstream = Upstream::unix(path);
+    let timeout = Duration::from_millis(200);
+    let err = upstream.send(get(&upstream), timeout).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT, "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_503() {
+    // A port nothing listens on any more.
+    let address = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let upstream = Upstream::parse(&format!("http://{address}")).unwrap();
+    let err = upstream.send(get(&upstream), TIMEOUT).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::unix(dir.path().join("nothing.sock"));
+    let err = upstream.send(get(&upstream), TIMEOUT).await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+}
+
+/// Answers every request with 200 "ok".
+#[derive(Clone)]
+struct Ok200;
+
+impl Handler for Ok200 {
+    async fn handle(&self, _: Request<RequestBody>, _: Peer) -> Response<Body> {
+        Response::new(Full::new(Bytes::from_static(b"ok")))
+    }
+}
+
+/// The roles' own server on `path`, counting its connections; aborting the returned task
+/// closes every connection, as a killed process would.
+fn h1_server(path: &Path) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let listener = UnixListener::bind(path).unwrap();
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            connections.spawn(crate::http::h1::serve_connection(
+                stream,
+                Peer::Unix,
+                ServerLimits::default(),
+                Ok200,
+            ));
+        }
+    });
+    (accepted, task)
+}
+
+#[tokio::test]
+async fn reuses_one_connection_and_survives_a_restart_of_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let upstream = Upstream::unix(path.clone());
+    let (accepted, server) = h1_server(&path);
+    for _ in 0..20 {
+        let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(response.body(), "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled connection");
+
+    // The upstream goes away and comes back: the pooled connection is dead; the next
+    // request goes out on a new one.
+    server.abort();
+    let _ = server.await;
+    std::fs::remove_file(&path).unwrap();
+    let err = {
+        // Nothing listens now: a fresh connection is refused (503), not a hang.
+        let lonely = Upstream::unix(path.clone());
+        lonely.send(get(&lonely), TIMEOUT).await.unwrap_err()
+    };
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    let (again, _server) = h1_server(&path);
+    let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(again.load(Ordering::SeqCst), 1);
+}
