@@ -6,7 +6,9 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http::{Method, Request, StatusCode, Uri, Version};
+
+use super::fields::{self, BadHeader, Span, Untrusted, range, slice};
 
 use crate::http::limits::{MAX_HEADERS, ServerLimits};
 
@@ -64,32 +66,6 @@ impl HeadError {
     }
 }
 
-/// Where a header's name and value are in the head (offsets: a head is at most
-/// `max_header_bytes`, an answer's `MAX_UPSTREAM_HEAD_BYTES`).
-#[derive(Clone, Copy, Default)]
-pub(super) struct Span {
-    pub(super) name: (u32, u32),
-    pub(super) value: (u32, u32),
-}
-
-/// The offset range of `part` inside `base` (httparse hands out slices of the buffer).
-pub(super) fn range(base: &[u8], part: &[u8]) -> (u32, u32) {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    (start as u32, (start + part.len()) as u32)
-}
-
-/// `head[span]` as a `Bytes` sharing the head's memory.
-pub(super) fn slice(head: &Bytes, (start, end): (u32, u32)) -> Bytes {
-    head.slice(start as usize..end as usize)
-}
-
-/// `value` holds `token` in its comma-separated list (case-insensitive).
-pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 /// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (read more). A
 /// complete head is split off `buf`; whatever follows (its body, pipelined requests) stays.
 /// The request's header map has room for `room` more headers (see `Handler::ADDED_HEADERS`).
@@ -118,39 +94,18 @@ pub fn parse(
         .map_err(|_| HeadError::Malformed("malformed request method"))?;
     let path = range(buf, parsed.path.unwrap_or_default().as_bytes());
     let mut spans = [Span::default(); MAX_HEADERS];
-    let mut framing = Framing::Empty;
-    let (mut close, mut keep, mut chunked, mut expect_continue) = (false, false, None, false);
-    let mut length_seen: Option<u64> = None;
-    for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *span = Span {
-            name: range(buf, header.name.as_bytes()),
-            value: range(buf, header.value),
-        };
-        let (name, value) = (header.name.as_bytes(), header.value);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let declared = parse_length(value)
-                .ok_or(HeadError::Malformed("malformed Content-Length header"))?;
-            if length_seen.is_some_and(|seen| seen != declared) {
-                return Err(HeadError::Malformed("conflicting Content-Length headers"));
-            }
-            length_seen = Some(declared);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if http10 {
-                return Err(HeadError::Malformed(
-                    "HTTP/1.0 requests cannot carry Transfer-Encoding",
-                ));
-            }
-            // Only the last encoding counts: it must be chunked.
-            let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= has_token(value, b"close");
-            keep |= has_token(value, b"keep-alive");
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        }
+    let said = fields::scan(buf, parsed.headers, &mut spans).map_err(|why| {
+        HeadError::Malformed(match why {
+            Untrusted::MalformedLength => "malformed Content-Length header",
+            Untrusted::ConflictingLengths => "conflicting Content-Length headers",
+        })
+    })?;
+    if http10 && said.chunked.is_some() {
+        return Err(HeadError::Malformed(
+            "HTTP/1.0 requests cannot carry Transfer-Encoding",
+        ));
     }
-    match (chunked, length_seen) {
+    let framing = match (said.chunked, said.length) {
         (Some(false), _) => {
             return Err(HeadError::Malformed(
                 "Transfer-Encoding must end with chunked",
@@ -163,10 +118,10 @@ pub fn parse(
                 "a request carries either Content-Length or Transfer-Encoding, not both",
             ));
         }
-        (Some(true), None) => framing = Framing::Chunked,
-        (None, Some(length)) if length > 0 => framing = Framing::Length(length),
-        (None, _) => {}
-    }
+        (Some(true), None) => Framing::Chunked,
+        (None, Some(length)) if length > 0 => Framing::Length(length),
+        (None, _) => Framing::Empty,
+    };
     let count = parsed.headers.len();
     let head: Bytes = buf.split_to(length).freeze();
     let uri = Uri::from_maybe_shared(slice(&head, path))
@@ -181,28 +136,18 @@ pub fn parse(
     };
     let headers = request.headers_mut();
     headers.reserve(count + room);
-    for span in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize])
-            .map_err(|_| HeadError::Malformed("malformed header name"))?;
-        let value = HeaderValue::from_maybe_shared(slice(&head, span.value))
-            .map_err(|_| HeadError::Malformed("malformed header value"))?;
-        headers.append(name, value);
-    }
+    fields::append(headers, &head, &spans[..count]).map_err(|bad| {
+        HeadError::Malformed(match bad {
+            BadHeader::Name => "malformed header name",
+            BadHeader::Value => "malformed header value",
+        })
+    })?;
     Ok(Some(Head {
         request,
         framing,
-        keep_alive: !close && (keep || !http10),
-        expect_continue: expect_continue && !http10,
+        keep_alive: !said.close && (said.keep || !http10),
+        expect_continue: said.expect_continue && !http10,
     }))
-}
-
-/// A Content-Length value: decimal digits only.
-pub(super) fn parse_length(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod body;
 mod client;
 mod connection;
 mod date;
+mod fields;
 mod head;
 mod request;
 mod response_head;

@@ -6,9 +6,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Response, StatusCode, Version};
+use http::{Response, StatusCode, Version};
 
-use super::head::{Framing, Span, has_token, parse_length, range, slice};
+use super::fields::{self, BadHeader, Span, Untrusted};
+use super::head::Framing;
 use crate::http::limits::{MAX_UPSTREAM_HEAD_BYTES, MAX_UPSTREAM_HEADERS};
 
 /// A parsed answer head.
@@ -42,30 +43,10 @@ pub fn parse(buf: &mut BytesMut, to_head: bool) -> Result<Option<ResponseHead>, 
     let status = StatusCode::from_u16(parsed.code.unwrap_or_default())
         .map_err(|_| "answer status out of range")?;
     let mut spans = [Span::default(); MAX_UPSTREAM_HEADERS];
-    let (mut close, mut keep, mut chunked) = (false, false, None);
-    let mut length_seen: Option<u64> = None;
-    for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *span = Span {
-            name: range(buf, header.name.as_bytes()),
-            value: range(buf, header.value),
-        };
-        let (name, value) = (header.name.as_bytes(), header.value);
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let declared =
-                parse_length(value).ok_or("malformed Content-Length header in the answer")?;
-            if length_seen.is_some_and(|seen| seen != declared) {
-                return Err("conflicting Content-Length headers in the answer");
-            }
-            length_seen = Some(declared);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only the last encoding counts: it must be chunked.
-            let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= has_token(value, b"close");
-            keep |= has_token(value, b"keep-alive");
-        }
-    }
+    let said = fields::scan(buf, parsed.headers, &mut spans).map_err(|why| match why {
+        Untrusted::MalformedLength => "malformed Content-Length header in the answer",
+        Untrusted::ConflictingLengths => "conflicting Content-Length headers in the answer",
+    })?;
     let framing = if to_head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -74,7 +55,7 @@ pub fn parse(buf: &mut BytesMut, to_head: bool) -> Result<Option<ResponseHead>, 
         // A HEAD answer's Content-Length is the GET's: it stays in the headers, unread.
         Framing::Empty
     } else {
-        match (chunked, length_seen) {
+        match (said.chunked, said.length) {
             (Some(false), _) => {
                 return Err("the answer's Transfer-Encoding does not end with chunked");
             }
@@ -100,16 +81,13 @@ pub fn parse(buf: &mut BytesMut, to_head: bool) -> Result<Option<ResponseHead>, 
     };
     let headers = response.headers_mut();
     headers.reserve(count);
-    for span in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[span.name.0 as usize..span.name.1 as usize])
-            .map_err(|_| "malformed header name in the answer")?;
-        let value = HeaderValue::from_maybe_shared(slice(&head, span.value))
-            .map_err(|_| "malformed header value in the answer")?;
-        headers.append(name, value);
-    }
+    fields::append(headers, &head, &spans[..count]).map_err(|bad| match bad {
+        BadHeader::Name => "malformed header name in the answer",
+        BadHeader::Value => "malformed header value in the answer",
+    })?;
     Ok(Some(ResponseHead {
         response,
-        keep_alive: !close && (keep || !http10) && framing != Framing::UntilClose,
+        keep_alive: !said.close && (said.keep || !http10) && framing != Framing::UntilClose,
         framing,
     }))
 }
