@@ -48,9 +48,9 @@ impl Acceptor for TcpListener {
     type Stream = tokio::net::TcpStream;
 
     async fn accept_peer(&self) -> io::Result<(Self::Stream, Peer)> {
+        // No per-connection TCP_NODELAY: the listeners of `listen.rs` carry it and accepted
+        // connections inherit it.
         let (stream, addr) = self.accept().await?;
-        // Metadata requests are tiny: send each response at once.
-        let _ = stream.set_nodelay(true);
         Ok((stream, Peer::Tcp(addr)))
     }
 }
