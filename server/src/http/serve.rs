@@ -108,9 +108,12 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
             }
         };
         let handler = handler.clone();
-        tokio::spawn(async move {
+        // Boxed: the connection's future holds the handler's whole chain, kilobytes, and the
+        // runtime moves a task's future several times as it starts and ends it; a box makes
+        // those moves a pointer's.
+        tokio::spawn(Box::pin(async move {
             serve_connection(stream, peer, limits, handler).await;
             drop(admitted);
-        });
+        }));
     }
 }
