@@ -12,10 +12,11 @@ use metaboot_proto::{Ec2Version, headers};
 
 use super::cache::ViewCache;
 use super::identify::{self, Identify};
+use super::path::{self, Segment};
 use super::rendering::Rendering;
 use super::token::{self, Tokens};
 use super::view::InstanceView;
-use super::{ec2, openstack, path};
+use super::{ec2, openstack};
 use crate::http::{Answer, Body, Rejection, names};
 use crate::metrics::Metrics;
 use crate::model::{Lookup, ReadModel, record::id_text};
@@ -175,7 +176,7 @@ impl Api {
         let Some(first) = segments.first() else {
             return Answer::text(Bytes::from(Ec2Version::listing()));
         };
-        match first.as_str() {
+        match &**first {
             "openstack" => match openstack::route(&segments[1..]) {
                 Some(openstack::Target::Password) => {
                     self.password(request, &view.instance.uuid).await
@@ -188,7 +189,7 @@ impl Api {
         }
     }
 
-    fn ec2(&self, view: &InstanceView, rest: &[String], address: &str) -> Answer {
+    fn ec2(&self, view: &InstanceView, rest: &[Segment<'_>], address: &str) -> Answer {
         let Some((version, path)) = rest.split_first() else {
             return Answer::text(Bytes::from(Ec2Version::listing()));
         };

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::path::Segment;
+
 /// A node of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -46,13 +48,13 @@ impl Node {
 
     /// Follows `path` down the tree. Going below a leaf or a list is "not found" (nova answers
     /// 500 there; docs/protocol.md §1.9 asks for 404).
-    pub fn find(&self, path: &[String]) -> Option<&Node> {
+    pub fn find(&self, path: &[Segment<'_>]) -> Option<&Node> {
         let mut node = self;
         for segment in path {
             match node {
                 Self::Dir { entries, .. } => {
                     let at = entries
-                        .binary_search_by(|(key, _)| (**key).cmp(segment.as_str()))
+                        .binary_search_by(|(key, _)| (**key).cmp(&**segment))
                         .ok()?;
                     node = &entries[at].1;
                 }
@@ -186,10 +188,10 @@ mod tests {
             let lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
             proptest::prop_assert_eq!(lines, expected);
             for (key, kind) in &entries {
-                let found = tree.find(std::slice::from_ref(key));
+                let found = tree.find(&[Segment::from(key.as_str())]);
                 proptest::prop_assert!(found.is_some());
                 // Below a leaf or a list is nothing.
-                let below = tree.find(&[key.clone(), "x".into()]);
+                let below = tree.find(&[Segment::from(key.as_str()), "x".into()]);
                 proptest::prop_assert_eq!(below.is_some(), false, "{} {}", key, kind);
             }
         }
