@@ -107,13 +107,14 @@ fn same_bytes(good: &[u8], given: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The instance a request is for, as its headers claim (signature already checked).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub instance_id: String,
-    pub tenant_id: String,
+/// The instance a request is for, as its headers claim (signature already checked): the
+/// headers' text, not copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub instance_id: &'a str,
+    pub tenant_id: &'a str,
     /// `X-Forwarded-For` as the agent sent it (EC2 `local-ipv4` fallback).
-    pub address: String,
+    pub address: &'a str,
 }
 
 /// Reads exactly one value of a header: missing and repeated are both refused.
@@ -144,7 +145,7 @@ fn single<'a>(headers: &'a HeaderMap, name: HeaderName, shown: &str) -> Result<&
 
 /// Checks the agent's headers (nova's `_handle_instance_id_request`): 400 for a missing or
 /// repeated header (checked in nova's order), 403 for a signature that does not match.
-pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answer> {
+pub fn claim<'a>(headers: &'a HeaderMap, signatures: &Signatures) -> Result<Claim<'a>, Answer> {
     let instance_id = single(headers, names::INSTANCE_ID, "X-Instance-ID")?;
     let signature = single(
         headers,
@@ -156,8 +157,7 @@ pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answ
         .get(names::FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .trim()
-        .to_owned();
+        .trim();
     if !signatures.verify(instance_id, signature) {
         return Err(Answer::refused(
             StatusCode::FORBIDDEN,
@@ -166,8 +166,8 @@ pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answ
         ));
     }
     Ok(Claim {
-        instance_id: instance_id.to_owned(),
-        tenant_id: tenant_id.to_owned(),
+        instance_id,
+        tenant_id,
         address,
     })
 }
@@ -204,7 +204,8 @@ mod tests {
 
     #[test]
     fn accepts_a_good_signature() {
-        let claim = claim(&signed("i-1"), &signatures()).unwrap();
+        let headers = signed("i-1");
+        let claim = claim(&headers, &signatures()).unwrap();
         assert_eq!(claim.instance_id, "i-1");
         assert_eq!(claim.tenant_id, "p1");
         assert_eq!(claim.address, "198.18.0.5");
