@@ -68,17 +68,33 @@ impl Node {
     pub fn render(&self) -> Bytes {
         match self {
             Self::Dir { entries, .. } => {
-                let lines: Vec<String> = entries
-                    .iter()
-                    .map(|(key, child)| match child {
-                        Self::Dir {
+                // Written into one buffer of the exact length: no text of its own per line.
+                fn line((key, child): &(Box<str>, Node)) -> (&str, &'static str) {
+                    match child {
+                        Node::Dir {
                             name: Some(name), ..
-                        } => name.to_string(),
-                        Self::Dir { name: None, .. } => format!("{key}/"),
-                        _ => key.to_string(),
+                        } => (name, ""),
+                        Node::Dir { name: None, .. } => (key, "/"),
+                        _ => (key, ""),
+                    }
+                }
+                let length = entries
+                    .iter()
+                    .map(|entry| {
+                        let (text, slash) = line(entry);
+                        text.len() + slash.len() + 1
                     })
-                    .collect();
-                Bytes::from(lines.join("\n"))
+                    .sum::<usize>();
+                let mut out = String::with_capacity(length.saturating_sub(1));
+                for (index, entry) in entries.iter().enumerate() {
+                    if index > 0 {
+                        out.push('\n');
+                    }
+                    let (text, slash) = line(entry);
+                    out.push_str(text);
+                    out.push_str(slash);
+                }
+                Bytes::from(out)
             }
             Self::List(items) => Bytes::from(items.join("\n")),
             Self::Leaf(value) => value.clone(),
