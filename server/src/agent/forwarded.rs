@@ -18,6 +18,14 @@ pub enum ForwardedError {
 
 /// The last address of all `X-Forwarded-For` lines, IPv4-mapped IPv6 turned into IPv4.
 pub fn guest_address(headers: &HeaderMap) -> Result<IpAddr, ForwardedError> {
+    guest(headers).map(|(ip, _)| ip)
+}
+
+/// The guest's address (see [`guest_address`]) and `X-Forwarded-For` as the agent passes it
+/// to the API: that address, canonical. The proxy's line is reused when it is exactly that
+/// text already (an IPv4 address, as our proxy writes it: `Ipv4Addr` parses only the form it
+/// prints), sparing a format and a copy; the line is read and parsed once.
+pub fn guest(headers: &HeaderMap) -> Result<(IpAddr, HeaderValue), ForwardedError> {
     let last_line = headers
         .get_all(names::FORWARDED_FOR)
         .iter()
@@ -26,11 +34,18 @@ pub fn guest_address(headers: &HeaderMap) -> Result<IpAddr, ForwardedError> {
     let text = last_line
         .to_str()
         .map_err(|_| ForwardedError::NotAnAddress)?;
+    if let Ok(v4) = text.parse::<Ipv4Addr>() {
+        return Ok((IpAddr::V4(v4), last_line.clone()));
+    }
     let last = text.rsplit(',').next().unwrap_or_default().trim();
     if last.is_empty() {
         return Err(ForwardedError::Missing);
     }
-    parse_address(last).ok_or(ForwardedError::NotAnAddress)
+    let ip = parse_address(last).ok_or(ForwardedError::NotAnAddress)?;
+    // An IP address is always a valid header value.
+    let value =
+        HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""));
+    Ok((ip, value))
 }
 
 /// An IP address as proxies write it: plain, or IPv6 in brackets.
@@ -40,22 +55,6 @@ fn parse_address(text: &str) -> Option<IpAddr> {
         .and_then(|t| t.strip_suffix(']'))
         .unwrap_or(text);
     text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
-}
-
-/// `X-Forwarded-For` as the agent passes it to the API: the guest's address, canonical. The
-/// proxy's line is reused when it is exactly that text already (an IPv4 address, as our proxy
-/// writes it: `Ipv4Addr` parses only the form it prints), sparing a format and a copy.
-pub fn forwarded_value(headers: &HeaderMap, ip: IpAddr) -> HeaderValue {
-    if let Some(line) = headers.get_all(names::FORWARDED_FOR).iter().next_back()
-        && let Ok(text) = line.to_str()
-        && text
-            .parse::<Ipv4Addr>()
-            .is_ok_and(|v4| IpAddr::V4(v4) == ip)
-    {
-        return line.clone();
-    }
-    // An IP address is always a valid header value.
-    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -112,8 +111,9 @@ mod tests {
             (&["fe80::f816:3eff:fe00:a"], "fe80::f816:3eff:fe00:a"),
         ] {
             let headers = with(sent);
-            let ip = guest_address(&headers).unwrap();
-            assert_eq!(forwarded_value(&headers, ip), passed, "{sent:?}");
+            let (ip, value) = guest(&headers).unwrap();
+            assert_eq!(value, passed, "{sent:?}");
+            assert_eq!(ip, passed.parse::<IpAddr>().unwrap(), "{sent:?}");
         }
     }
 }

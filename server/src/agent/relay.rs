@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::http::names;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::forwarded::{ForwardedError, forwarded_value, guest_address};
+use super::forwarded::{ForwardedError, guest};
 use super::lookup::{Owner, OwnerCache, Scope};
 use crate::http::{Answer, Body, Rejection};
 use crate::leases::{HostLeases, chain, neighbor_mac};
@@ -60,7 +60,7 @@ impl Agent {
     /// contradictory proxy headers, 404 when no single port matches.
     pub fn resolve(&self, headers: &HeaderMap) -> Result<Resolved, Answer> {
         let scope = scope(headers)?;
-        let ip = guest_address(headers).map_err(|err| {
+        let (ip, forwarded) = guest(headers).map_err(|err| {
             let reason = match err {
                 ForwardedError::Missing => {
                     "X-Forwarded-For is missing: only the namespace proxy may call the agent"
@@ -76,7 +76,7 @@ impl Agent {
         let owner = self.lookup(ip, &scope)?;
         Ok(Resolved {
             ip,
-            forwarded: forwarded_value(headers, ip),
+            forwarded,
             scope,
             owner,
         })

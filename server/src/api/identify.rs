@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::http::names;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use metaboot_proto::signature::SIGNATURE_HEX_LEN;
 
 use crate::http::{Answer, Rejection};
@@ -107,57 +107,85 @@ fn same_bytes(good: &[u8], given: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The instance a request is for, as its headers claim (signature already checked).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub instance_id: String,
-    pub tenant_id: String,
+/// The instance a request is for, as its headers claim (signature already checked): the
+/// headers' text, not copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub instance_id: &'a str,
+    pub tenant_id: &'a str,
     /// `X-Forwarded-For` as the agent sent it (EC2 `local-ipv4` fallback).
-    pub address: String,
+    pub address: &'a str,
 }
 
-/// Reads exactly one value of a header: missing and repeated are both refused.
-fn single<'a>(headers: &'a HeaderMap, name: HeaderName, shown: &str) -> Result<&'a str, Answer> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Err(Answer::refused(
-            StatusCode::BAD_REQUEST,
-            format!("{shown} header is missing from request."),
-            Rejection::MissingHeader,
-        ));
-    };
-    if values.next().is_some() {
-        return Err(Answer::refused(
-            StatusCode::BAD_REQUEST,
-            format!("Multiple {shown} headers found within request."),
-            Rejection::RepeatedHeader,
-        ));
+/// What one pass over the request's headers found of a header the claim reads.
+#[derive(Clone, Copy, Default)]
+struct Seen<'a> {
+    /// Its first value.
+    first: Option<&'a HeaderValue>,
+    /// It came more than once.
+    repeated: bool,
+}
+
+impl<'a> Seen<'a> {
+    fn add(&mut self, value: &'a HeaderValue) {
+        if self.first.is_some() {
+            self.repeated = true;
+        } else {
+            self.first = Some(value);
+        }
     }
-    value.to_str().map(str::trim).map_err(|_| {
-        Answer::refused(
-            StatusCode::BAD_REQUEST,
-            format!("{shown} header is not valid text."),
-            Rejection::BadHeader,
-        )
-    })
+
+    /// Exactly one value, as text: missing and repeated are both refused.
+    fn single(self, shown: &str) -> Result<&'a str, Answer> {
+        let Some(value) = self.first else {
+            return Err(Answer::refused(
+                StatusCode::BAD_REQUEST,
+                format!("{shown} header is missing from request."),
+                Rejection::MissingHeader,
+            ));
+        };
+        if self.repeated {
+            return Err(Answer::refused(
+                StatusCode::BAD_REQUEST,
+                format!("Multiple {shown} headers found within request."),
+                Rejection::RepeatedHeader,
+            ));
+        }
+        value.to_str().map(str::trim).map_err(|_| {
+            Answer::refused(
+                StatusCode::BAD_REQUEST,
+                format!("{shown} header is not valid text."),
+                Rejection::BadHeader,
+            )
+        })
+    }
 }
 
 /// Checks the agent's headers (nova's `_handle_instance_id_request`): 400 for a missing or
-/// repeated header (checked in nova's order), 403 for a signature that does not match.
-pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answer> {
-    let instance_id = single(headers, names::INSTANCE_ID, "X-Instance-ID")?;
-    let signature = single(
-        headers,
-        names::INSTANCE_ID_SIGNATURE,
-        "X-Instance-ID-Signature",
-    )?;
-    let tenant_id = single(headers, names::TENANT_ID, "X-Tenant-ID")?;
-    let address = headers
-        .get(names::FORWARDED_FOR)
+/// repeated header (checked in nova's order), 403 for a signature that does not match. The
+/// headers are read in one pass (the agent sends a handful), not looked up one name at a time.
+pub fn claim<'a>(headers: &'a HeaderMap, signatures: &Signatures) -> Result<Claim<'a>, Answer> {
+    let (mut instance, mut signature, mut tenant) =
+        (Seen::default(), Seen::default(), Seen::default());
+    let mut forwarded: Option<&HeaderValue> = None;
+    for (name, value) in headers {
+        if *name == names::INSTANCE_ID {
+            instance.add(value);
+        } else if *name == names::INSTANCE_ID_SIGNATURE {
+            signature.add(value);
+        } else if *name == names::TENANT_ID {
+            tenant.add(value);
+        } else if *name == names::FORWARDED_FOR && forwarded.is_none() {
+            forwarded = Some(value);
+        }
+    }
+    let instance_id = instance.single("X-Instance-ID")?;
+    let signature = signature.single("X-Instance-ID-Signature")?;
+    let tenant_id = tenant.single("X-Tenant-ID")?;
+    let address = forwarded
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .trim()
-        .to_owned();
+        .trim();
     if !signatures.verify(instance_id, signature) {
         return Err(Answer::refused(
             StatusCode::FORBIDDEN,
@@ -166,8 +194,8 @@ pub fn claim(headers: &HeaderMap, signatures: &Signatures) -> Result<Claim, Answ
         ));
     }
     Ok(Claim {
-        instance_id: instance_id.to_owned(),
-        tenant_id: tenant_id.to_owned(),
+        instance_id,
+        tenant_id,
         address,
     })
 }
@@ -204,7 +232,8 @@ mod tests {
 
     #[test]
     fn accepts_a_good_signature() {
-        let claim = claim(&signed("i-1"), &signatures()).unwrap();
+        let headers = signed("i-1");
+        let claim = claim(&headers, &signatures()).unwrap();
         assert_eq!(claim.instance_id, "i-1");
         assert_eq!(claim.tenant_id, "p1");
         assert_eq!(claim.address, "198.18.0.5");

@@ -3,6 +3,7 @@
 //! token, then route to the OpenStack or the EC2 tree. No store round trip but a password
 //! POST's write.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -12,10 +13,11 @@ use metaboot_proto::{Ec2Version, headers};
 
 use super::cache::ViewCache;
 use super::identify::{self, Identify};
+use super::path::{self, Segment};
 use super::rendering::Rendering;
 use super::token::{self, Tokens};
 use super::view::InstanceView;
-use super::{ec2, openstack, path};
+use super::{ec2, openstack};
 use crate::http::{Answer, Body, Rejection, names};
 use crate::metrics::Metrics;
 use crate::model::{Lookup, ReadModel, record::id_text};
@@ -31,6 +33,16 @@ pub struct MetadataRequest {
     /// The TCP peer (source-IP mode only).
     pub peer: Option<IpAddr>,
     pub body: Bytes,
+}
+
+/// Who a request is for, as [`Api`] identifies it.
+struct Identity<'a> {
+    /// The instance's uuid.
+    uuid: Cow<'a, str>,
+    /// The tenant the instance must belong to (proxy mode).
+    tenant: Option<&'a str>,
+    /// The request's address (EC2 `local-ipv4` when the instance has no fixed IPv4).
+    address: Cow<'a, str>,
 }
 
 /// The metadata API.
@@ -141,7 +153,11 @@ impl Api {
         if segments.is_empty() && !self.tokens.required() {
             return Answer::text(Bytes::from(Ec2Version::listing()));
         }
-        let (uuid, tenant, address) = match self.identify(request) {
+        let Identity {
+            uuid,
+            tenant,
+            address,
+        } = match self.identify(request) {
             Ok(found) => found,
             Err(refusal) => return refusal,
         };
@@ -175,7 +191,7 @@ impl Api {
         let Some(first) = segments.first() else {
             return Answer::text(Bytes::from(Ec2Version::listing()));
         };
-        match first.as_str() {
+        match &**first {
             "openstack" => match openstack::route(&segments[1..]) {
                 Some(openstack::Target::Password) => {
                     self.password(request, &view.instance.uuid).await
@@ -188,7 +204,7 @@ impl Api {
         }
     }
 
-    fn ec2(&self, view: &InstanceView, rest: &[String], address: &str) -> Answer {
+    fn ec2(&self, view: &InstanceView, rest: &[Segment<'_>], address: &str) -> Answer {
         let Some((version, path)) = rest.split_first() else {
             return Answer::text(Bytes::from(Ec2Version::listing()));
         };
@@ -204,15 +220,17 @@ impl Api {
         }
     }
 
-    /// (instance uuid, tenant to check, request address).
-    fn identify(
-        &self,
-        request: &MetadataRequest,
-    ) -> Result<(String, Option<String>, String), Answer> {
+    /// Who the request is for; in proxy mode the text of the request's headers, copied
+    /// nowhere.
+    fn identify<'a>(&self, request: &'a MetadataRequest) -> Result<Identity<'a>, Answer> {
         match &self.identify {
             Identify::Proxy { signatures } => {
                 let claim = identify::claim(&request.headers, signatures)?;
-                Ok((claim.instance_id, Some(claim.tenant_id), claim.address))
+                Ok(Identity {
+                    uuid: Cow::Borrowed(claim.instance_id),
+                    tenant: Some(claim.tenant_id),
+                    address: Cow::Borrowed(claim.address),
+                })
             }
             Identify::SourceIp => {
                 let Some(ip) = request.peer else {
@@ -223,7 +241,11 @@ impl Api {
                     ));
                 };
                 match self.model.by_ip(ip) {
-                    Lookup::Found(record) => Ok((id_text(&record.uuid), None, ip.to_string())),
+                    Lookup::Found(record) => Ok(Identity {
+                        uuid: Cow::Owned(id_text(&record.uuid)),
+                        tenant: None,
+                        address: Cow::Owned(ip.to_string()),
+                    }),
                     Lookup::NoPort => Err(Answer::refused(
                         StatusCode::NOT_FOUND,
                         format!("No instance has the address {ip}."),

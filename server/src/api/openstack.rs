@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use metaboot_proto::{MetaData, OpenStackVersion};
 
+use super::path::Segment;
 use super::rendering::Rendering;
 use super::tree::listing;
 use super::view::{InstanceView, MetaDataDoc};
@@ -37,14 +38,14 @@ pub enum Target {
 
 /// Routes the segments after `openstack`; `None` is 404 (unknown version, unknown file, file
 /// newer than the version, `/openstack/content` — metaboot injects no files).
-pub fn route(rest: &[String]) -> Option<Target> {
+pub fn route(rest: &[Segment<'_>]) -> Option<Target> {
     let Some((version, file)) = rest.split_first() else {
         return Some(Target::Versions);
     };
     let version = OpenStackVersion::parse(version)?;
     let file = match file {
         [] => return Some(Target::Version(version)),
-        [file] => file.as_str(),
+        [file] => &**file,
         _ => return None,
     };
     use OpenStackVersion as V;
@@ -197,7 +198,7 @@ mod tests {
 
     #[test]
     fn routes_files_by_version() {
-        let r = |p: &[&str]| route(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let r = |p: &[&str]| route(&p.iter().map(|s| Segment::from(*s)).collect::<Vec<_>>());
         assert_eq!(r(&[]), Some(Target::Versions));
         assert_eq!(
             r(&["latest"]),

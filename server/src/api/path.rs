@@ -1,6 +1,8 @@
 //! Request path normalisation (docs/protocol.md §1.1): percent-decoding, then POSIX `normpath` —
 //! `//` collapses, `.` and `..` resolve (never above the root), trailing slashes do not matter.
 
+use std::borrow::Cow;
+
 /// Longest path accepted after decoding, in bytes.
 pub const MAX_PATH_BYTES: usize = 2048;
 
@@ -22,30 +24,53 @@ impl PathError {
     }
 }
 
+/// One segment of a normalised path: a slice of the request's path when the path has no
+/// `%` escape (nothing is copied), else decoded text of its own.
+pub type Segment<'a> = Cow<'a, str>;
+
 /// Splits a raw request path (without the query) into its normalised segments: `/` gives none.
-pub fn segments(raw: &str) -> Result<Vec<String>, PathError> {
+pub fn segments(raw: &str) -> Result<Vec<Segment<'_>>, PathError> {
     if raw.len() > MAX_PATH_BYTES * 3 {
         return Err(PathError::TooLong);
     }
+    if !raw.contains('%') {
+        // Decoding would change nothing: the same checks on the path as it is.
+        check(raw.as_bytes())?;
+        return Ok(normalise(raw.split('/').map(Cow::Borrowed)));
+    }
     let decoded = percent_decode(raw.as_bytes());
+    check(&decoded)?;
+    let text = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    Ok(normalise(
+        text.split('/').map(|part| Cow::Owned(part.to_owned())),
+    ))
+}
+
+/// The checks on a decoded path: its length and no NUL byte.
+fn check(decoded: &[u8]) -> Result<(), PathError> {
     if decoded.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);
     }
     if decoded.contains(&0) {
         return Err(PathError::NulByte);
     }
-    let text = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
-    let mut out: Vec<String> = Vec::new();
-    for part in text.split('/') {
-        match part {
+    Ok(())
+}
+
+/// POSIX `normpath` of the parts between slashes: empty parts and `.` go, `..` drops the
+/// segment before it (never above the root).
+fn normalise<'a>(parts: impl Iterator<Item = Segment<'a>>) -> Vec<Segment<'a>> {
+    let mut out = Vec::new();
+    for part in parts {
+        match &*part {
             "" | "." => {}
             ".." => {
                 out.pop();
             }
-            other => out.push(other.to_owned()),
+            _ => out.push(part),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is (like Python's
@@ -82,7 +107,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn seg(raw: &str) -> Vec<String> {
+    fn seg(raw: &str) -> Vec<Segment<'_>> {
         segments(raw).unwrap()
     }
 

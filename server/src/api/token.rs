@@ -14,6 +14,7 @@ use crate::http::names;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
+use super::path::Segment;
 use crate::http::{Answer, Rejection};
 
 /// The path a token is asked for at (after normalisation).
@@ -207,8 +208,8 @@ fn ttl(headers: &HeaderMap) -> Result<u64, String> {
 }
 
 /// True when normalised path segments name the token endpoint.
-pub fn is_token_path(segments: &[String]) -> bool {
-    segments.iter().map(String::as_str).eq(TOKEN_PATH)
+pub fn is_token_path(segments: &[Segment<'_>]) -> bool {
+    segments.iter().map(|segment| &**segment).eq(TOKEN_PATH)
 }
 
 /// The namespace proxy's SSRF defence: a token PUT that carries `X-Forwarded-For` (or

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::path::Segment;
+
 /// A node of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -46,13 +48,13 @@ impl Node {
 
     /// Follows `path` down the tree. Going below a leaf or a list is "not found" (nova answers
     /// 500 there; docs/protocol.md §1.9 asks for 404).
-    pub fn find(&self, path: &[String]) -> Option<&Node> {
+    pub fn find(&self, path: &[Segment<'_>]) -> Option<&Node> {
         let mut node = self;
         for segment in path {
             match node {
                 Self::Dir { entries, .. } => {
                     let at = entries
-                        .binary_search_by(|(key, _)| (**key).cmp(segment.as_str()))
+                        .binary_search_by(|(key, _)| (**key).cmp(&**segment))
                         .ok()?;
                     node = &entries[at].1;
                 }
@@ -66,17 +68,33 @@ impl Node {
     pub fn render(&self) -> Bytes {
         match self {
             Self::Dir { entries, .. } => {
-                let lines: Vec<String> = entries
-                    .iter()
-                    .map(|(key, child)| match child {
-                        Self::Dir {
+                // Written into one buffer of the exact length: no text of its own per line.
+                fn line((key, child): &(Box<str>, Node)) -> (&str, &'static str) {
+                    match child {
+                        Node::Dir {
                             name: Some(name), ..
-                        } => name.to_string(),
-                        Self::Dir { name: None, .. } => format!("{key}/"),
-                        _ => key.to_string(),
+                        } => (name, ""),
+                        Node::Dir { name: None, .. } => (key, "/"),
+                        _ => (key, ""),
+                    }
+                }
+                let length = entries
+                    .iter()
+                    .map(|entry| {
+                        let (text, slash) = line(entry);
+                        text.len() + slash.len() + 1
                     })
-                    .collect();
-                Bytes::from(lines.join("\n"))
+                    .sum::<usize>();
+                let mut out = String::with_capacity(length.saturating_sub(1));
+                for (index, entry) in entries.iter().enumerate() {
+                    if index > 0 {
+                        out.push('\n');
+                    }
+                    let (text, slash) = line(entry);
+                    out.push_str(text);
+                    out.push_str(slash);
+                }
+                Bytes::from(out)
             }
             Self::List(items) => Bytes::from(items.join("\n")),
             Self::Leaf(value) => value.clone(),
@@ -186,10 +204,10 @@ mod tests {
             let lines: Vec<&str> = if text.is_empty() { Vec::new() } else { text.split('\n').collect() };
             proptest::prop_assert_eq!(lines, expected);
             for (key, kind) in &entries {
-                let found = tree.find(std::slice::from_ref(key));
+                let found = tree.find(&[Segment::from(key.as_str())]);
                 proptest::prop_assert!(found.is_some());
                 // Below a leaf or a list is nothing.
-                let below = tree.find(&[key.clone(), "x".into()]);
+                let below = tree.find(&[Segment::from(key.as_str()), "x".into()]);
                 proptest::prop_assert_eq!(below.is_some(), false, "{} {}", key, kind);
             }
         }

@@ -53,10 +53,10 @@ pub fn contents(view: &InstanceView, rendering: &Rendering) -> Vec<DriveFile> {
     for (name, version) in ec2_versions {
         // No request address on a drive: `local-ipv4` is the first fixed IPv4 or empty.
         let tree = ec2::tree(view, version, rendering, "");
-        if let Some(Node::Leaf(user_data)) = tree.find(&["user-data".to_owned()]) {
+        if let Some(Node::Leaf(user_data)) = tree.find(&["user-data".into()]) {
             add(format!("ec2/{name}/user-data"), user_data.clone());
         }
-        if let Some(meta) = tree.find(&["meta-data".to_owned()]) {
+        if let Some(meta) = tree.find(&["meta-data".into()]) {
             add(
                 format!("ec2/{name}/meta-data.json"),
                 Bytes::from(node_json(meta).to_string()),

@@ -47,6 +47,10 @@ pub fn tcp_listener_on(addr: SocketAddr, device: Option<&str>) -> io::Result<Tcp
         socket.set_only_v6(false)?;
     }
     socket.set_nonblocking(true)?;
+    // Metadata answers are tiny: each is sent at once, not held back for an earlier segment's
+    // acknowledgement. Set here, on the listener: Linux copies it to every accepted connection,
+    // one system call per listener instead of one per connection.
+    socket.set_tcp_nodelay(true)?;
     if let Some(device) = device {
         socket.bind_device(Some(device.as_bytes())).map_err(|err| {
             io::Error::new(
@@ -242,6 +246,17 @@ mod tests {
         assert_eq!(scoped(plain).unwrap(), plain);
         let with_scope = SocketAddr::V6(SocketAddrV6::new(metaboot_proto::METADATA_IPV6, 80, 0, 7));
         assert_eq!(scoped(with_scope).unwrap(), with_scope);
+    }
+
+    #[test]
+    fn accepted_connections_send_at_once() {
+        let listener = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        // Inherited from the listener: the accept loop sets nothing per connection.
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]

@@ -48,9 +48,9 @@ impl Acceptor for TcpListener {
     type Stream = tokio::net::TcpStream;
 
     async fn accept_peer(&self) -> io::Result<(Self::Stream, Peer)> {
+        // No per-connection TCP_NODELAY: the listeners of `listen.rs` carry it and accepted
+        // connections inherit it.
         let (stream, addr) = self.accept().await?;
-        // Metadata requests are tiny: send each response at once.
-        let _ = stream.set_nodelay(true);
         Ok((stream, Peer::Tcp(addr)))
     }
 }
@@ -108,9 +108,12 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
             }
         };
         let handler = handler.clone();
-        tokio::spawn(async move {
+        // Boxed: the connection's future holds the handler's whole chain, kilobytes, and the
+        // runtime moves a task's future several times as it starts and ends it; a box makes
+        // those moves a pointer's.
+        tokio::spawn(Box::pin(async move {
             serve_connection(stream, peer, limits, handler).await;
             drop(admitted);
-        });
+        }));
     }
 }

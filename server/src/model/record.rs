@@ -97,9 +97,12 @@ pub fn parse_id(what: &'static str, text: &str) -> Result<Uuid, RecordError> {
     })
 }
 
-/// The registry's text form of an id.
+/// The registry's text form of an id (encoded into a buffer: `to_string` would go through
+/// the formatting machinery, which costs several times more).
 pub fn id_text(id: &Uuid) -> String {
-    id.hyphenated().to_string()
+    id.hyphenated()
+        .encode_lower(&mut Uuid::encode_buffer())
+        .to_owned()
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6], RecordError> {
@@ -117,10 +120,22 @@ fn parse_mac(text: &str) -> Result<[u8; 6], RecordError> {
     Ok(mac)
 }
 
-/// Lower case, colon separated, as the store writes it.
+/// Length of a MAC address as text (`fa:16:3e:00:00:01`).
+const MAC_TEXT_LEN: usize = 17;
+
+/// Lower case, colon separated, as the store writes it; digit by digit (`format!` costs
+/// several times more).
 pub fn mac_text(mac: &[u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(MAC_TEXT_LEN);
+    for (index, byte) in mac.iter().enumerate() {
+        if index > 0 {
+            text.push(':');
+        }
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    text
 }
 
 /// Shares the values many instances repeat: projects, zones and key-pair lists.
@@ -248,6 +263,26 @@ mod tests {
         let id = "d8e02d56-2648-49a3-bf97-6be8f1204f38";
         assert_eq!(id_text(&parse_id("x", id).unwrap()), id);
         assert!(parse_id("x", "web").is_err());
+    }
+
+    #[test]
+    fn text_forms_are_what_the_formatters_write() {
+        for mac in [[0u8; 6], [0xff; 6], [0x0a, 0x10, 0x3e, 0x00, 0x9f, 0xf0]] {
+            let [a, b, c, d, e, f] = mac;
+            let text = mac_text(&mac);
+            assert_eq!(text.len(), MAC_TEXT_LEN);
+            assert_eq!(
+                text,
+                format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+            );
+        }
+        for id in [
+            Uuid::nil(),
+            Uuid::max(),
+            Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+        ] {
+            assert_eq!(id_text(&id), id.hyphenated().to_string());
+        }
     }
 
     #[test]

@@ -48,35 +48,76 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// it could forge, every hop-by-hop header (and those `Connection` names) and its
 /// `Content-Length` (recomputed), then sets `X-Forwarded-For` to the peer and the scope header.
 pub fn sanitize(headers: &mut HeaderMap, peer: IpAddr, scope: &(HeaderName, HeaderValue)) {
-    // Headers the guest named in `Connection` are hop-by-hop too.
-    let connection_named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    // One pass over the guest's names (a few), instead of a hashed remove per name it might
-    // have sent; nothing is collected when there is nothing to drop.
-    let dropped: Vec<HeaderName> = headers
+    // One name at a time, each found in one pass over the guest's names (a few): no list is
+    // built, and a request that sends nothing to drop but `Connection` costs one pass. The
+    // names `Connection` lists are read while it is still there; it goes last.
+    while let Some(name) = headers
         .keys()
-        .filter(|name| {
-            HOP_BY_HOP.contains(name)
-                || *name == header::CONTENT_LENGTH
-                || connection_named.contains(name)
-                || headers::is_guest_forbidden(name.as_str())
-        })
+        .find(|name| *name != header::CONNECTION && dropped(headers, name))
         .cloned()
-        .collect();
-    for name in &dropped {
-        headers.remove(name);
+    {
+        headers.remove(&name);
     }
-    let peer = peer.to_canonical().to_string();
-    // An IP address is always a valid header value.
-    if let Ok(value) = HeaderValue::from_str(&peer) {
-        headers.insert(names::FORWARDED_FOR, value);
-    }
+    headers.remove(header::CONNECTION);
+    headers.insert(names::FORWARDED_FOR, address_value(peer));
     headers.insert(scope.0.clone(), scope.1.clone());
+}
+
+/// Whether the proxy drops the guest's header `name` (see [`sanitize`]).
+fn dropped(headers: &HeaderMap, name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || *name == header::CONTENT_LENGTH
+        || headers::is_guest_forbidden(name.as_str())
+        || named_in_connection(headers, name)
+}
+
+/// Whether a `Connection` header of the guest names `name` (hop-by-hop too), compared as
+/// text: nothing is allocated for the tokens.
+fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|value| {
+        value.as_bytes().split(|b| *b == b',').any(|token| {
+            token
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
+    })
+}
+
+/// Longest IPv4 address as text (`255.255.255.255`).
+const IPV4_TEXT_MAX: usize = 15;
+
+/// `peer` as the `X-Forwarded-For` value: canonical (an IPv4-mapped address as IPv4), the
+/// text `Display` writes. An IPv4 address is written digit by digit: the formatting machinery
+/// cost more than the rest of the proxy's work on the headers.
+pub fn address_value(peer: IpAddr) -> HeaderValue {
+    let v4 = match peer.to_canonical() {
+        IpAddr::V4(v4) => v4,
+        // An IP address is always a valid header value.
+        IpAddr::V6(v6) => {
+            return HeaderValue::from_str(&v6.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+        }
+    };
+    let mut text = [0u8; IPV4_TEXT_MAX];
+    let mut len = 0;
+    for (index, octet) in v4.octets().into_iter().enumerate() {
+        if index > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    // Digits and dots are always a valid header value.
+    HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The headers to send upstream for a guest request (a sanitised copy).
@@ -157,7 +198,28 @@ mod tests {
         assert!(out.get(headers::ROUTER_ID).is_none());
     }
 
+    #[test]
+    fn the_forwarded_address_is_the_text_display_writes() {
+        for (peer, text) in [
+            ("0.0.0.0", "0.0.0.0"),
+            ("255.255.255.255", "255.255.255.255"),
+            ("10.0.100.9", "10.0.100.9"),
+            ("::ffff:198.18.0.10", "198.18.0.10"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("fe80::f816:3eff:fe00:a", "fe80::f816:3eff:fe00:a"),
+        ] {
+            assert_eq!(address_value(peer.parse().unwrap()), text, "{peer}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn every_ipv4_address_is_written_as_display_writes_it(bits in any::<u32>()) {
+            let ip = std::net::Ipv4Addr::from(bits);
+            let text = ip.to_string();
+            prop_assert_eq!(address_value(IpAddr::V4(ip)), text.as_str());
+        }
+
         #[test]
         fn only_the_proxy_sets_identity(name in "[A-Za-z-]{1,24}", value in "[ -~]{0,40}") {
             let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else { return Ok(()) };
