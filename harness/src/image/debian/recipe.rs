@@ -402,10 +402,14 @@ mod tests {
     }
 
     #[test]
-    fn udev_names_the_nic_before_the_device_scan_in_both_images() {
+    fn udev_names_the_nic_first_in_the_device_scan_in_both_images() {
         for flavour in [Flavour::CloudInit, Flavour::Metaboot] {
             let trigger = settings(recipe_file(flavour, "nic-before-scan.conf"));
-            assert_eq!(trigger, ["After=systemd-modules-load.service"]);
+            assert_eq!(trigger[..2], ["After=systemd-modules-load.service", "ExecStart="]);
+            assert!(
+                trigger[2].contains("--prioritized-subsystem=net,"),
+                "the network devices first: {trigger:?}"
+            );
             let modules = recipe_file(flavour, "modules-load.conf");
             assert!(modules.lines().any(|l| l == "virtio_net"), "{modules}");
             let udevd = settings(recipe_file(flavour, "udev-worker-per-cpu.conf"));
