@@ -405,7 +405,10 @@ mod tests {
     fn udev_names_the_nic_first_in_the_device_scan_in_both_images() {
         for flavour in [Flavour::CloudInit, Flavour::Metaboot] {
             let trigger = settings(recipe_file(flavour, "nic-before-scan.conf"));
-            assert_eq!(trigger[..2], ["After=systemd-modules-load.service", "ExecStart="]);
+            assert_eq!(
+                trigger[..2],
+                ["After=systemd-modules-load.service", "ExecStart="]
+            );
             assert!(
                 trigger[2].contains("--prioritized-subsystem=net,"),
                 "the network devices first: {trigger:?}"
