@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use metaboot_proto::headers;
 
+use crate::http::h1::has_token;
 use crate::http::names;
 
 /// Which namespace the proxy serves.
@@ -74,13 +75,10 @@ fn dropped(headers: &HeaderMap, name: &HeaderName) -> bool {
 /// Whether a `Connection` header of the guest names `name` (hop-by-hop too), compared as
 /// text: nothing is allocated for the tokens.
 fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|value| {
-        value.as_bytes().split(|b| *b == b',').any(|token| {
-            token
-                .trim_ascii()
-                .eq_ignore_ascii_case(name.as_str().as_bytes())
-        })
-    })
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|value| has_token(value.as_bytes(), name.as_str().as_bytes()))
 }
 
 /// Longest IPv4 address as text (`255.255.255.255`).

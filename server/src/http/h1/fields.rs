@@ -103,8 +103,10 @@ pub(super) fn slice(head: &Bytes, (start, end): (u32, u32)) -> Bytes {
     head.slice(start as usize..end as usize)
 }
 
-/// `value` holds `token` in its comma-separated list (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+/// `value`, a comma-separated header list (RFC 9110 §5.6.1), holds `token`, compared without
+/// case (`Connection: keep-alive, close`): the one reading of such lists for the request and
+/// answer heads, the response writer and the proxy's hop-by-hop names.
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|b| *b == b',')
         .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))

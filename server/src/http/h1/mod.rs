@@ -19,3 +19,4 @@ mod tests;
 pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS};
 pub use client::{Answer, ClientConnection, ExchangeError, TryRead};
 pub use connection::serve_connection;
+pub use fields::has_token;

@@ -5,7 +5,7 @@
 
 use http::{HeaderMap, Method, header};
 
-use super::write::format_usize;
+use super::write::{put_content_length, put_header};
 
 /// Encodes the head of `method target` with `headers` and a body of `length` bytes into `out`.
 /// Always HTTP/1.1: the roles build their upstream requests with `Request::new`, whose version
@@ -26,16 +26,10 @@ pub fn encode_head(
         if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if length > 0 {
-        out.extend_from_slice(b"content-length: ");
-        let mut digits = [0; 20];
-        out.extend_from_slice(format_usize(&mut digits, length));
-        out.extend_from_slice(b"\r\n");
+        put_content_length(out, length);
     }
     out.extend_from_slice(b"\r\n");
 }

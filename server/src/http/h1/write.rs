@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::date;
+use super::fields::has_token;
 use crate::http::response::{Body, TEXT_PLAIN};
 
 /// What the response is an answer to.
@@ -29,13 +30,6 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Status codes whose responses never have a body nor a length (RFC 9110 §8.6).
 fn bodiless(status: StatusCode) -> bool {
     status.is_informational() || status == StatusCode::NO_CONTENT
-}
-
-/// A `Connection` value that holds `close`.
-fn says_close(value: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// Encodes the head of `status` + `headers` with a body of `length` bytes into `out`. Returns
@@ -68,18 +62,12 @@ fn encode_head(
         dated |= *name == header::DATE;
         if *name == header::CONNECTION {
             connection = true;
-            keep_alive &= !says_close(value.as_bytes());
+            keep_alive &= !has_token(value.as_bytes(), b"close");
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !keep_length && !bodiless(status) {
-        out.extend_from_slice(b"content-length: ");
-        let mut digits = [0; 20];
-        out.extend_from_slice(format_usize(&mut digits, length));
-        out.extend_from_slice(b"\r\n");
+        put_content_length(out, length);
     }
     if !dated {
         out.extend_from_slice(b"date: ");
@@ -97,8 +85,22 @@ fn encode_head(
     keep_alive
 }
 
+/// One `name: value` line of a head.
+pub(super) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `content-length` line of a head, for a body of `length` bytes.
+pub(super) fn put_content_length(out: &mut Vec<u8>, length: usize) {
+    let mut digits = [0; 20];
+    put_header(out, b"content-length", format_usize(&mut digits, length));
+}
+
 /// `n` in decimal, written at the end of `digits`.
-pub(super) fn format_usize(digits: &mut [u8; 20], mut n: usize) -> &[u8] {
+fn format_usize(digits: &mut [u8; 20], mut n: usize) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
