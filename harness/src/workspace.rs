@@ -101,6 +101,11 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cargo did not report an executable for {}", binary.bin))
 }
 
+/// The fixed part of [`static_rustflags`], the `rustflags=` line of `agent/build-static.sh`
+/// word for word (a test holds the two together).
+const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static \
+     -C link-arg=-Wl,--icf=all --cfg curve25519_dalek_backend=\"serial\"";
+
 /// The flags of a static build, as `agent/build-static.sh` sets them (the same flags, so the
 /// two share one build): static glibc, not position-independent (a static-pie carries ~130 KB
 /// of relocations); identical functions folded by the linker (lld's `--icf=all` folds code
@@ -109,10 +114,7 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
 /// from the crate's directory, not from `$CARGO_HOME/registry/src/<index>/` (~60 bytes less per
 /// file).
 fn static_rustflags() -> String {
-    let mut flags = String::from(
-        "-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all \
-         --cfg curve25519_dalek_backend=\"serial\"",
-    );
+    let mut flags = String::from(STATIC_RUSTFLAGS);
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
@@ -163,6 +165,18 @@ not json
             .find(|l| l.starts_with("max_bytes="))
             .expect("agent/build-static.sh sets max_bytes");
         assert_eq!(line, format!("max_bytes={GUEST_AGENT_MAX_BYTES}"));
+    }
+
+    #[test]
+    fn the_build_script_sets_the_same_static_flags() {
+        let script = std::fs::read_to_string(root().join("agent/build-static.sh")).unwrap();
+        assert!(
+            script
+                .lines()
+                .any(|l| l == format!("rustflags='{STATIC_RUSTFLAGS}'")),
+            "agent/build-static.sh's rustflags= line differs from {STATIC_RUSTFLAGS:?}"
+        );
+        assert!(static_rustflags().starts_with(STATIC_RUSTFLAGS));
     }
 
     #[test]
