@@ -61,9 +61,9 @@ pub fn key_pair(seed: [u8; 32]) -> KeyPair {
 }
 
 /// Makes the ed25519 host key when sshd is installed and either half is missing (or empty, or
-/// a symlink: sshd would read whatever it points at as its key); `comment`
-/// ends the public line (`root@<hostname>`, as ssh-keygen writes it).
-pub fn ensure(root: &Root, comment: &str) -> Result<HostKey, HostKeyError> {
+/// a symlink: sshd would read whatever it points at as its key); `comment`, asked only when
+/// a key is made, ends the public line (`root@<hostname>`, as ssh-keygen writes it).
+pub fn ensure(root: &Root, comment: impl FnOnce() -> String) -> Result<HostKey, HostKeyError> {
     if !root.exists(SSHD_CONFIG) {
         return Ok(HostKey::NoSshd);
     }
@@ -79,8 +79,9 @@ pub fn ensure(root: &Root, comment: &str) -> Result<HostKey, HostKeyError> {
     let mut pair = key_pair(seed);
     seed.fill(0);
 
-    let public = openssh::public_line(&pair, comment);
-    let private = openssh::private_file(&pair, comment, check);
+    let comment = comment();
+    let public = openssh::public_line(&pair, &comment);
+    let private = openssh::private_file(&pair, &comment, check);
     pair.seed.fill(0);
     write_pair(root, &public, private)?;
     Ok(HostKey::Made)

@@ -201,8 +201,12 @@ fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
 
 /// The ed25519 SSH host key when sshd is installed and it is missing, named `root@<hostname>`.
 fn ssh_host_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let host = names(i).map_or_else(|_| "localhost".to_owned(), |(_, name)| name);
-    match ssh_host_key::ensure(i.root, &format!("root@{host}")) {
+    // The host name is resolved only when a key is made (on most boots nothing is).
+    let comment = || {
+        let host = names(i).map_or_else(|_| "localhost".to_owned(), |(_, name)| name);
+        format!("root@{host}")
+    };
+    match ssh_host_key::ensure(i.root, comment) {
         Ok(HostKey::NoSshd) => Done::skipped(format!("no {}", ssh_host_key::SSHD_CONFIG)),
         Ok(HostKey::Present) => Done::skipped("the ed25519 host key is there"),
         Ok(HostKey::Made) => Done::ok_with(format!("ed25519: {}", ssh_host_key::PRIVATE_KEY)),
