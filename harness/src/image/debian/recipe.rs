@@ -211,6 +211,12 @@ pub const METABOOT_FILES: &[RecipeFile] = &[
         content: recipe!("dhcp.network"),
     },
     RecipeFile {
+        name: "ipv6-no-dad.conf",
+        path: "etc/sysctl.d/50-metaboot-image.conf",
+        mode: 0o644,
+        content: recipe!("ipv6-no-dad.conf"),
+    },
+    RecipeFile {
         name: "ssh-host-keys.conf",
         path: "etc/systemd/system/ssh.service.d/50-host-keys.conf",
         mode: 0o644,
@@ -422,6 +428,28 @@ mod tests {
             );
             assert!(udevd[1].contains("--children-max=") && udevd[1].contains("nproc"));
         }
+    }
+
+    #[test]
+    fn network_online_waits_for_no_ipv6_duplicate_address_detection() {
+        // The kernel's own check: detection runs unless both "all" and the interface say 0.
+        let sysctl = settings(recipe_file(Flavour::Metaboot, "ipv6-no-dad.conf"));
+        for wanted in [
+            "net.ipv6.conf.all.accept_dad = 0",
+            "net.ipv6.conf.default.accept_dad = 0",
+            "net.ipv6.conf.*.accept_dad = 0",
+        ] {
+            assert!(sysctl.contains(&wanted), "{wanted} in {sysctl:?}");
+        }
+        let path = files(Flavour::Metaboot)
+            .find(|f| f.name == "ipv6-no-dad.conf")
+            .map(|f| f.path);
+        assert_eq!(path, Some("etc/sysctl.d/50-metaboot-image.conf"));
+        let network = settings(recipe_file(Flavour::Metaboot, "dhcp.network"));
+        assert!(
+            network.contains(&"IPv6DuplicateAddressDetection=0"),
+            "{network:?}"
+        );
     }
 
     #[test]
