@@ -102,17 +102,12 @@ pub struct StormSample {
 impl StormSample {
     /// p50 of a guest's first request, µs.
     pub fn first_p50_us(&self) -> f64 {
-        self.storm
-            .p50_us_by_step
-            .first()
-            .copied()
-            .unwrap_or(f64::NAN)
+        self.storm.first_p50_us()
     }
 
     /// Median of the p50s of a guest's later requests, µs.
     pub fn later_p50_us(&self) -> f64 {
-        let later: Vec<f64> = self.storm.p50_us_by_step.iter().skip(1).copied().collect();
-        crate::measure::quantile(&later, 0.5).unwrap_or(f64::NAN)
+        self.storm.later_p50_us()
     }
 }
 
@@ -218,10 +213,12 @@ pub fn measure(
         interrupt::check()?;
         let result = storm::run(site.addr, None, &guests)?;
         println!(
-            "  round {round}: nginx static (same bytes): {} requests in {:.2} s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors",
+            "  round {round}: nginx static (same bytes): {} requests in {:.2} s, p50 {:.2} ms (first {:.2}, later {:.2}), p90 {:.2} ms, p99 {:.2} ms (connect p99 {:.2} ms, {}), {} errors",
             result.requests,
             result.total.as_secs_f64(),
             result.p50_us / 1e3,
+            result.first_p50_us() / 1e3,
+            result.later_p50_us() / 1e3,
             result.p90_us / 1e3,
             result.p99_us / 1e3,
             result.connect_p99_us / 1e3,
@@ -308,6 +305,16 @@ pub fn measure(
             Goal::None,
         ));
     }
+    // The same ratio for nginx, whose answers cost the same for every request of a guest: what
+    // the storm's opening burst (a thousand connections at once) alone does to the first p50.
+    rows.push(Row::new(
+        SECTION,
+        "first request of a guest (vs its later ones, p50): nginx static, reference",
+        Unit::Micros,
+        on_nginx(&StormResult::later_p50_us),
+        on_nginx(&StormResult::first_p50_us),
+        Goal::None,
+    ));
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let pick = |size: usize, f: &Metric| -> Vec<f64> {
             samples

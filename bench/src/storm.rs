@@ -79,6 +79,17 @@ pub struct StormResult {
 }
 
 impl StormResult {
+    /// p50 of a guest's first request, µs.
+    pub fn first_p50_us(&self) -> f64 {
+        self.p50_us_by_step.first().copied().unwrap_or(f64::NAN)
+    }
+
+    /// Median of the p50s of a guest's later requests, µs.
+    pub fn later_p50_us(&self) -> f64 {
+        let later: Vec<f64> = self.p50_us_by_step.iter().skip(1).copied().collect();
+        quantile(&later, 0.5).unwrap_or(f64::NAN)
+    }
+
     /// "N ≥ 1 s", and when N > 0 at which steps of [`FIRST_BOOT`] (1-based), for people.
     pub fn stragglers(&self) -> String {
         let steps: Vec<String> = self
