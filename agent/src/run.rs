@@ -1,9 +1,14 @@
 //! `metaboot run`: one provisioning pass. Choose a datasource (the first of `datasources:` this
 //! machine has), fetch and decode its documents, then apply step by step; a failed step never stops the independent ones,
 //! and every outcome lands in `status.json` and the instance's `result.json`.
+//!
+//! A pass runs whole (`--stage all`) or in two stages, like cloud-init's units: `init`
+//! (metaboot.service, before the logins) applies everything and writes the user scripts;
+//! `final` (metaboot-final.service, after sshd starts) runs them (`run/final_stage.rs`).
 
 mod accounts;
 mod fetch;
+mod final_stage;
 mod instance;
 mod steps;
 
@@ -13,7 +18,7 @@ use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, RunStage};
 use crate::config;
 use crate::config::Settings;
 use crate::log::chain;
@@ -49,12 +54,13 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
     };
     let known: Vec<&str> = steps::step_names().collect();
     let settings = config::load(&root, args.config.as_deref(), args.url.as_deref(), &known);
-    let mut report = run(&root, &settings);
+    let mut report = run_stage(&root, &settings, args.stage);
     report.warnings.extend(log_warning);
-    let code = if report.status == RunStatus::Done {
-        EXIT_DONE
-    } else {
-        EXIT_ERROR
+    // An init stage that went well leaves the run `running`, for the final stage.
+    let code = match report.status {
+        RunStatus::Done => EXIT_DONE,
+        RunStatus::Running if report.errors.is_empty() => EXIT_DONE,
+        _ => EXIT_ERROR,
     };
     ExitCode::from(code)
 }
@@ -72,10 +78,20 @@ fn lock(state: &State) -> Result<Flock<File>, String> {
         .map_err(|(_, errno)| format!("another metaboot run holds {} ({errno})", shown.display()))
 }
 
-/// One pass; returns the finished report (also written to disk). Every write of the pass is
-/// staged and committed at its end (`fsutil/staging.rs`): a constant number of syncs however
-/// many files it writes; scripts see what was written before them.
+/// One whole pass; returns the finished report (also written to disk).
 pub fn run(root: &Root, settings: &Settings) -> Report {
+    run_stage(root, settings, RunStage::All)
+}
+
+/// One pass or one stage of it; returns the report (also written to disk): finished, or
+/// `running` with `next_stage` after the init stage. Every write of the stage is staged and
+/// committed at its end (`fsutil/staging.rs`): a constant number of syncs however many files
+/// it writes; scripts see what was written before them.
+pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
+    if stage == RunStage::Final {
+        return final_stage::run(root, settings);
+    }
+    let whole = stage == RunStage::All;
     let root = &root.staged();
     let state = State::new(root);
     let mut report = Report::start();
@@ -120,21 +136,61 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     // A mounted drive is released before anything runs.
     drop(source);
     if let Some(instance) = instance {
-        steps::apply_all(&instance, &mut report);
+        steps::apply_init(&instance, &mut report, |_| true);
+        if whole {
+            steps::apply_final(&instance, &mut report, |_| true);
+        }
     } else {
         // What needs no metadata still runs: the every-boot steps, with the image's own
         // configuration (metaboot.yaml) and the last known instance id, if any.
         let instance = Instance::without_metadata(root, &state, settings);
-        steps::apply_every_boot(&instance, &mut report);
+        steps::apply_init(&instance, &mut report, steps::every_boot);
+        if whole {
+            steps::apply_final(&instance, &mut report, steps::every_boot);
+        }
+        let finals: Vec<&str> = steps::final_step_names().collect();
         let missing: Vec<&str> = steps::step_names()
+            .filter(|name| whole || !finals.contains(name))
             .filter(|name| report.outcome(name).is_none())
             .collect();
-        for name in missing {
-            report.skip(name, "no instance metadata (meta-data failed)");
-        }
+        skip_without_metadata(&mut report, missing);
     }
-    finish(&state, &mut report);
+    if whole {
+        finish(&state, &mut report);
+    } else {
+        pause(&state, &mut report);
+    }
     report
+}
+
+/// Why the steps that need instance metadata did not run.
+const NO_METADATA: &str = "no instance metadata (meta-data failed)";
+
+fn skip_without_metadata(report: &mut Report, names: Vec<&str>) {
+    for name in names {
+        report.skip(name, NO_METADATA);
+    }
+}
+
+/// Ends the init stage: its writes committed, the run left `running` for the final stage.
+fn pause(state: &State, report: &mut Report) {
+    report.pause(RunStage::Final.name());
+    commit(state, report);
+    let line = format!(
+        "metaboot init stage finished: instance={} errors={} duration_ms={}; the user scripts \
+         run in `metaboot run --stage final` (metaboot-final.service)",
+        report.instance_id.as_deref().unwrap_or("none"),
+        report.errors.len(),
+        report.duration_ms.unwrap_or(0)
+    );
+    if report.errors.is_empty() {
+        tracing::info!("{line}");
+    } else {
+        for error in &report.errors {
+            tracing::error!("{error}");
+        }
+        tracing::error!("{line}");
+    }
 }
 
 /// Most commits at the end of a run: the first, and one more to rewrite the report when the
@@ -156,7 +212,32 @@ fn finish(state: &State, report: &mut Report) {
             report.warnings.push(chain(&err));
         }
     }
-    // The report goes last: once status.json says "done", every file before it is in place.
+    commit(state, report);
+    let status = match report.status {
+        RunStatus::Done => "done",
+        RunStatus::Error => "error",
+        RunStatus::Running => "running",
+    };
+    let line = format!(
+        "metaboot finished: status={status} instance={} errors={} duration_ms={}",
+        report.instance_id.as_deref().unwrap_or("none"),
+        report.errors.len(),
+        report.duration_ms.unwrap_or(0)
+    );
+    if report.status == RunStatus::Done {
+        tracing::info!("{line}");
+    } else {
+        for error in &report.errors {
+            tracing::error!("{error}");
+        }
+        tracing::error!("{line}");
+    }
+}
+
+/// Commits the stage's writes with the report last: once status.json says "done" (or that the
+/// final stage is next), every file before it is in place. What could not be placed makes the
+/// run an error.
+fn commit(state: &State, report: &mut Report) {
     for _ in 0..MAX_FINAL_COMMITS {
         if let Err(err) = state.write_report(report) {
             tracing::error!("cannot write the status: {}", chain(&err));
@@ -177,24 +258,5 @@ fn finish(state: &State, report: &mut Report) {
             report.errors.push(format!("commit: {}", chain(failure)));
         }
         report.status = RunStatus::Error;
-    }
-    let status = match report.status {
-        RunStatus::Done => "done",
-        RunStatus::Error => "error",
-        RunStatus::Running => "running",
-    };
-    let line = format!(
-        "metaboot finished: status={status} instance={} errors={} duration_ms={}",
-        report.instance_id.as_deref().unwrap_or("none"),
-        report.errors.len(),
-        report.duration_ms.unwrap_or(0)
-    );
-    if report.status == RunStatus::Done {
-        tracing::info!("{line}");
-    } else {
-        for error in &report.errors {
-            tracing::error!("{error}");
-        }
-        tracing::error!("{line}");
     }
 }
