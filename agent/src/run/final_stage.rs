@@ -3,8 +3,9 @@
 //! per-once, per-boot, per-instance, user data's and runcmd's), and finishes the run. It needs
 //! none of the instance's data beyond its id: no network, no fetch, no decode.
 
+use super::finish::{finish, skip_without_metadata};
 use super::instance::Instance;
-use super::{finish, skip_without_metadata, steps};
+use super::steps;
 use crate::cli::RunStage;
 use crate::config::Settings;
 use crate::root::Root;
