@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The metaboot guest agent (the job cloud-init does on OpenStack).
 #[derive(Debug, Parser)]
@@ -40,6 +40,40 @@ pub struct RunArgs {
     /// under the root.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Which part of the pass: `all`, or `init` (everything up to the logins: metaboot.service)
+    /// then `final` (the user scripts, after logins open: metaboot-final.service), like
+    /// cloud-init's stages.
+    #[arg(long, value_enum, default_value_t = RunStage::All)]
+    pub stage: RunStage,
+}
+
+/// The parts of a provisioning pass (`metaboot run --stage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunStage {
+    /// The whole pass in one process.
+    All,
+    /// Every step but the user scripts, which it writes for `final`; the run stays `running`.
+    Init,
+    /// The user scripts (vendor, per-once/boot/instance, user data's and runcmd) of the run
+    /// `init` left open; then the run is done.
+    Final,
+}
+
+impl RunStage {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStage::All => "all",
+            RunStage::Init => "init",
+            RunStage::Final => "final",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [RunStage::All, RunStage::Init, RunStage::Final]
+            .into_iter()
+            .find(|stage| stage.name() == name)
+    }
 }
 
 /// Arguments of `metaboot status`.
@@ -77,20 +111,20 @@ impl Cli {
         Self::plain_run(&args).unwrap_or_else(|| Self::parse_from(args))
     }
 
-    /// `run` followed only by `-v`/`--verbose` and `--root`/`--url`/`--config VALUE` (each
-    /// at most once, as separate words, values non-empty and not starting with `-`); `None`
-    /// for anything else (`--help`, `--root=DIR`, errors), which clap then parses. Gives what
-    /// clap gives for the same words.
+    /// `run` followed only by `-v`/`--verbose` and `--root`/`--url`/`--config`/`--stage VALUE`
+    /// (each at most once, as separate words, values non-empty and not starting with `-`, the
+    /// stage one of its names); `None` for anything else (`--help`, `--root=DIR`, errors),
+    /// which clap then parses. Gives what clap gives for the same words.
     pub fn plain_run(args: &[OsString]) -> Option<Self> {
         let mut words = args.get(1..)?.iter();
         let mut verbose = false;
         let mut seen_run = false;
-        let (mut url, mut root, mut config) = (None, None, None);
+        let (mut url, mut root, mut config, mut stage) = (None, None, None, None);
         while let Some(word) = words.next() {
             match word.to_str()? {
                 "run" if !seen_run => seen_run = true,
                 "-v" | "--verbose" if !verbose => verbose = true,
-                flag @ ("--url" | "--root" | "--config") if seen_run => {
+                flag @ ("--url" | "--root" | "--config" | "--stage") if seen_run => {
                     let value = words.next()?;
                     if value.is_empty() || value.as_encoded_bytes().starts_with(b"-") {
                         return None;
@@ -98,6 +132,7 @@ impl Cli {
                     let slot = match flag {
                         "--url" => &mut url,
                         "--root" => &mut root,
+                        "--stage" => &mut stage,
                         _ => &mut config,
                     };
                     if slot.replace(value.clone()).is_some() {
@@ -114,12 +149,17 @@ impl Cli {
             Some(url) => Some(url.into_string().ok()?),
             None => None,
         };
+        let stage = match stage {
+            Some(stage) => RunStage::from_name(stage.to_str()?)?,
+            None => RunStage::All,
+        };
         Some(Cli {
             verbose,
             command: Command::Run(RunArgs {
                 url,
                 root: root.map_or_else(|| PathBuf::from("/"), PathBuf::from),
                 config: config.map(PathBuf::from),
+                stage,
             }),
         })
     }
@@ -144,6 +184,7 @@ mod tests {
         };
         assert_eq!(args.root, PathBuf::from("/"));
         assert!(args.url.is_none());
+        assert_eq!(args.stage, RunStage::All);
     }
 
     fn words(line: &str) -> Vec<OsString> {
@@ -159,6 +200,9 @@ mod tests {
             "metaboot run --root /tmp/r --url http://169.254.169.254",
             "metaboot run --config /etc/m.yaml -v --root /mnt",
             "metaboot --verbose run --url http://[fe80::1%25eth0]:8080",
+            "metaboot run --stage init",
+            "metaboot run --stage final --root /mnt",
+            "metaboot run -v --stage all",
         ] {
             let args = words(line);
             let plain = Cli::plain_run(&args).unwrap_or_else(|| panic!("{line}: not plain"));
@@ -187,6 +231,10 @@ mod tests {
             "metaboot -v -v run",
             "metaboot --root /mnt run",
             "metaboot run --json",
+            "metaboot run --stage",
+            "metaboot run --stage boot",
+            "metaboot run --stage init --stage final",
+            "metaboot run --stage=init",
         ] {
             assert!(Cli::plain_run(&words(line)).is_none(), "{line}");
         }

@@ -1,9 +1,15 @@
 //! `metaboot run`: one provisioning pass. Choose a datasource (the first of `datasources:` this
 //! machine has), fetch and decode its documents, then apply step by step; a failed step never stops the independent ones,
 //! and every outcome lands in `status.json` and the instance's `result.json`.
+//!
+//! A pass runs whole (`--stage all`) or in two stages, like cloud-init's units: `init`
+//! (metaboot.service, before the logins) applies everything and writes the user scripts;
+//! `final` (metaboot-final.service, after sshd starts) runs them (`run/final_stage.rs`).
 
 mod accounts;
 mod fetch;
+mod final_stage;
+mod finish;
 mod instance;
 mod steps;
 
@@ -13,7 +19,7 @@ use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, RunStage};
 use crate::config;
 use crate::config::Settings;
 use crate::log::chain;
@@ -21,9 +27,10 @@ use crate::retry::Retry;
 use crate::root::Root;
 use crate::source::http::HttpClient;
 use crate::source::{self, Probe};
-use crate::state::result::{Done, Report, RunStatus, unix_now};
+use crate::state::State;
+use crate::state::result::{Done, Report, RunStatus};
 use crate::state::status::{EXIT_DONE, EXIT_ERROR};
-use crate::state::{State, check_instance_id};
+use finish::{finish, pause, skip_without_metadata};
 use instance::Instance;
 
 /// Runs `metaboot run`.
@@ -49,12 +56,13 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
     };
     let known: Vec<&str> = steps::step_names().collect();
     let settings = config::load(&root, args.config.as_deref(), args.url.as_deref(), &known);
-    let mut report = run(&root, &settings);
+    let mut report = run_stage(&root, &settings, args.stage);
     report.warnings.extend(log_warning);
-    let code = if report.status == RunStatus::Done {
-        EXIT_DONE
-    } else {
-        EXIT_ERROR
+    // An init stage that went well leaves the run `running`, for the final stage.
+    let code = match report.status {
+        RunStatus::Done => EXIT_DONE,
+        RunStatus::Running if report.errors.is_empty() => EXIT_DONE,
+        _ => EXIT_ERROR,
     };
     ExitCode::from(code)
 }
@@ -72,10 +80,20 @@ fn lock(state: &State) -> Result<Flock<File>, String> {
         .map_err(|(_, errno)| format!("another metaboot run holds {} ({errno})", shown.display()))
 }
 
-/// One pass; returns the finished report (also written to disk). Every write of the pass is
-/// staged and committed at its end (`fsutil/staging.rs`): a constant number of syncs however
-/// many files it writes; scripts see what was written before them.
+/// One whole pass; returns the finished report (also written to disk).
 pub fn run(root: &Root, settings: &Settings) -> Report {
+    run_stage(root, settings, RunStage::All)
+}
+
+/// One pass or one stage of it; returns the report (also written to disk): finished, or
+/// `running` with `next_stage` after the init stage. Every write of the stage is staged and
+/// committed at its end (`fsutil/staging.rs`): a constant number of syncs however many files
+/// it writes; scripts see what was written before them.
+pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
+    if stage == RunStage::Final {
+        return final_stage::run(root, settings);
+    }
+    let whole = stage == RunStage::All;
     let root = &root.staged();
     let state = State::new(root);
     let mut report = Report::start();
@@ -120,81 +138,29 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     // A mounted drive is released before anything runs.
     drop(source);
     if let Some(instance) = instance {
-        steps::apply_all(&instance, &mut report);
+        steps::apply_init(&instance, &mut report, |_| true);
+        if whole {
+            steps::apply_final(&instance, &mut report, |_| true);
+        }
     } else {
         // What needs no metadata still runs: the every-boot steps, with the image's own
         // configuration (metaboot.yaml) and the last known instance id, if any.
         let instance = Instance::without_metadata(root, &state, settings);
-        steps::apply_every_boot(&instance, &mut report);
+        steps::apply_init(&instance, &mut report, steps::every_boot);
+        if whole {
+            steps::apply_final(&instance, &mut report, steps::every_boot);
+        }
+        let finals: Vec<&str> = steps::final_step_names().collect();
         let missing: Vec<&str> = steps::step_names()
+            .filter(|name| whole || !finals.contains(name))
             .filter(|name| report.outcome(name).is_none())
             .collect();
-        for name in missing {
-            report.skip(name, "no instance metadata (meta-data failed)");
-        }
+        skip_without_metadata(&mut report, missing);
     }
-    finish(&state, &mut report);
-    report
-}
-
-/// Most commits at the end of a run: the first, and one more to rewrite the report when the
-/// first could not place every file.
-const MAX_FINAL_COMMITS: usize = 2;
-
-fn finish(state: &State, report: &mut Report) {
-    report.finish();
-    if let Some(id) = &report.instance_id
-        && check_instance_id(id).is_ok()
-    {
-        let marker = state.instance_dir(id).join("boot-finished");
-        let text = format!("{} {:?}\n", unix_now(), report.status).to_lowercase();
-        if let Err(err) = state.root().write_atomic(
-            &marker,
-            text.as_bytes(),
-            &crate::fsutil::WriteOptions::exact(0o644, None),
-        ) {
-            report.warnings.push(chain(&err));
-        }
-    }
-    // The report goes last: once status.json says "done", every file before it is in place.
-    for _ in 0..MAX_FINAL_COMMITS {
-        if let Err(err) = state.write_report(report) {
-            tracing::error!("cannot write the status: {}", chain(&err));
-        }
-        let committed = state.root().commit();
-        tracing::debug!(
-            files = committed.totals.files,
-            publishes = committed.totals.publishes,
-            syncs = committed.totals.syncs,
-            "committed the run's writes"
-        );
-        if committed.failures.is_empty() {
-            break;
-        }
-        // What did not reach its place (its old file is kept) makes the run an error; the
-        // report says so in a new commit.
-        for failure in &committed.failures {
-            report.errors.push(format!("commit: {}", chain(failure)));
-        }
-        report.status = RunStatus::Error;
-    }
-    let status = match report.status {
-        RunStatus::Done => "done",
-        RunStatus::Error => "error",
-        RunStatus::Running => "running",
-    };
-    let line = format!(
-        "metaboot finished: status={status} instance={} errors={} duration_ms={}",
-        report.instance_id.as_deref().unwrap_or("none"),
-        report.errors.len(),
-        report.duration_ms.unwrap_or(0)
-    );
-    if report.status == RunStatus::Done {
-        tracing::info!("{line}");
+    if whole {
+        finish(&state, &mut report);
     } else {
-        for error in &report.errors {
-            tracing::error!("{error}");
-        }
-        tracing::error!("{line}");
+        pause(&state, &mut report);
     }
+    report
 }

@@ -15,13 +15,14 @@ debian-cloud-init) ;;
 debian-metaboot)
 	# iproute2 suggests python3: without this, autoremove would keep cloud-init's python3.
 	apt-get purge -y -q --autoremove -o APT::AutoRemove::SuggestsImportant=false "$@"
-	systemctl enable metaboot.service systemd-networkd.service \
+	systemctl enable metaboot.service metaboot-final.service systemd-networkd.service \
 		systemd-networkd-wait-online.service ssh-host-keys-later.service
 	# Enabled with systemd-networkd: it writes .network files from ip= on the kernel command
 	# line, and the image's has none (DHCP comes from 50-dhcp.network).
 	systemctl disable systemd-network-generator.service
 	# The units must load cleanly in the system they are installed in.
-	for unit in metaboot.service ssh-host-keys.service ssh-host-keys-later.service; do
+	for unit in metaboot.service metaboot-final.service ssh-host-keys.service \
+		ssh-host-keys-later.service; do
 		out=$(systemd-analyze verify --man=no "$unit" 2>&1) || true
 		if [ -n "$out" ]; then
 			echo "customize.sh: systemd-analyze verify $unit: $out" >&2

@@ -18,8 +18,12 @@ use metaboot_tests::prerequisite::require_command;
 const SYSTEM_UNITS: &str = "/usr/lib/systemd/system";
 
 /// Every unit shipped, with the instance name templates are checked with.
-const UNITS: [(&str, &str); 6] = [
+const UNITS: [(&str, &str); 7] = [
     ("agent/systemd/metaboot.service", "metaboot.service"),
+    (
+        "agent/systemd/metaboot-final.service",
+        "metaboot-final.service",
+    ),
     (
         "server/systemd/metaboot-server.service",
         "metaboot-server.service",
@@ -216,13 +220,18 @@ fn the_guest_agent_runs_once_per_boot_before_logins() {
     let unit = unit("agent/systemd/metaboot.service");
     assert_eq!(get(&unit, "Service", "Type"), "oneshot");
     assert_eq!(get(&unit, "Service", "RemainAfterExit"), "yes");
-    assert_eq!(get(&unit, "Service", "ExecStart"), "/usr/bin/metaboot run");
+    assert_eq!(
+        get(&unit, "Service", "ExecStart"),
+        "/usr/bin/metaboot run --stage init"
+    );
     for key in ["After", "Wants"] {
         assert!(
             words(&unit, "Unit", key).contains(&"network-online.target".to_owned()),
             "{key}=network-online.target"
         );
     }
+    // The user scripts' stage comes with it, even when only this unit is enabled.
+    assert!(words(&unit, "Unit", "Wants").contains(&"metaboot-final.service".to_owned()));
     let before = words(&unit, "Unit", "Before");
     for login in [
         "ssh.service",
@@ -236,6 +245,38 @@ fn the_guest_agent_runs_once_per_boot_before_logins() {
             "Before={login}: {before:?}"
         );
     }
+    assert_eq!(get(&unit, "Install", "WantedBy"), "multi-user.target");
+}
+
+#[test]
+fn the_user_scripts_run_once_per_boot_after_logins_open() {
+    let unit = unit("agent/systemd/metaboot-final.service");
+    assert_eq!(get(&unit, "Service", "Type"), "oneshot");
+    assert_eq!(get(&unit, "Service", "RemainAfterExit"), "yes");
+    assert_eq!(
+        get(&unit, "Service", "ExecStart"),
+        "/usr/bin/metaboot run --stage final"
+    );
+    // Scripts may run for long and start daemons that outlive them, as under cloud-final.
+    assert_eq!(get(&unit, "Service", "TimeoutStartSec"), "infinity");
+    assert_eq!(get(&unit, "Service", "KillMode"), "process");
+    let after = words(&unit, "Unit", "After");
+    for first in [
+        "metaboot.service",
+        "network-online.target",
+        "ssh.service",
+        "sshd.service",
+        "systemd-user-sessions.service",
+    ] {
+        assert!(
+            after.contains(&first.to_owned()),
+            "After={first}: {after:?}"
+        );
+    }
+    assert!(
+        get(&unit, "Unit", "Before").is_empty(),
+        "nothing waits for it"
+    );
     assert_eq!(get(&unit, "Install", "WantedBy"), "multi-user.target");
 }
 

@@ -34,6 +34,12 @@ impl<'a> Instance<'a> {
         let id = state
             .stored_instance_id()
             .unwrap_or_else(|| NO_INSTANCE_ID.to_owned());
+        Self::known(root, state, settings, id)
+    }
+
+    /// The instance `id` with the image's configuration only: the final stage's, which runs
+    /// the scripts the init stage wrote and needs nothing else of the instance's data.
+    pub fn known(root: &'a Root, state: &'a State, settings: &'a Settings, id: String) -> Self {
         let (config, _) = CloudConfig::from_map(&settings.base);
         Instance {
             root,

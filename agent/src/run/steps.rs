@@ -17,6 +17,10 @@ use crate::userdata::cloud_config::ManageEtcHosts;
 /// The body of an apply step: it reads the instance, may add warnings, and says what it did.
 pub(super) type StepFn = fn(&Instance<'_>, &mut Vec<String>) -> Done;
 
+/// What a user-script step writes before the logins: the scripts the instance's data brought,
+/// into the directory the step runs.
+pub(super) type WriteFn = fn(&Instance<'_>) -> Result<(), String>;
+
 /// When a step runs.
 #[derive(Clone, Copy)]
 pub(super) enum Stage {
@@ -24,6 +28,10 @@ pub(super) enum Stage {
     Fetch,
     /// An apply step: at most as often as its frequency, with this body.
     Apply(Frequency, StepFn),
+    /// A user-script step (cloud-init's final stage): its scripts are written with the apply
+    /// steps, and the step runs them (`metaboot run --stage final`, or at the end of a whole
+    /// run), at most as often as its frequency.
+    Scripts(Frequency, WriteFn, StepFn),
 }
 
 /// A fetch step.
@@ -34,6 +42,16 @@ const fn fetch(name: &'static str) -> (&'static str, Stage) {
 /// An apply step.
 const fn apply(name: &'static str, frequency: Frequency, body: StepFn) -> (&'static str, Stage) {
     (name, Stage::Apply(frequency, body))
+}
+
+/// A user-script step.
+const fn scripts(
+    name: &'static str,
+    frequency: Frequency,
+    write: WriteFn,
+    run: StepFn,
+) -> (&'static str, Stage) {
+    (name, Stage::Scripts(frequency, write, run))
 }
 
 /// Every step of a run, in order (cloud-init's init, config and final stages): the one list of
@@ -66,13 +84,36 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
     }),
-    apply("scripts-vendor", PerInstance, scripts_vendor),
-    apply("scripts-per-once", Once, |i, _| scripts_per(i, Once)),
-    apply("scripts-per-boot", Always, |i, _| scripts_per(i, Always)),
-    apply("scripts-per-instance", PerInstance, |i, _| {
-        scripts_per(i, PerInstance)
-    }),
-    apply("scripts-user", PerInstance, scripts_user),
+    scripts(
+        "scripts-vendor",
+        PerInstance,
+        write_vendor_scripts,
+        run_vendor_scripts,
+    ),
+    scripts(
+        "scripts-per-once",
+        Once,
+        |i| write_per_scripts(i, Once),
+        |i, _| run_per_scripts(i, Once),
+    ),
+    scripts(
+        "scripts-per-boot",
+        Always,
+        |i| write_per_scripts(i, Always),
+        |i, _| run_per_scripts(i, Always),
+    ),
+    scripts(
+        "scripts-per-instance",
+        PerInstance,
+        |i| write_per_scripts(i, PerInstance),
+        |i, _| run_per_scripts(i, PerInstance),
+    ),
+    scripts(
+        "scripts-user",
+        PerInstance,
+        write_user_scripts,
+        run_user_scripts,
+    ),
 ];
 
 /// The name of every step, in order.
@@ -80,25 +121,86 @@ pub(super) fn step_names() -> impl Iterator<Item = &'static str> {
     STEPS.iter().map(|(name, _)| *name)
 }
 
-/// Runs every apply step, honouring `steps:` and the semaphores.
-pub(super) fn apply_all(instance: &Instance<'_>, report: &mut Report) {
-    apply_where(instance, report, |_| true);
+/// The name of every step of the final stage (the user scripts), in order.
+pub(super) fn final_step_names() -> impl Iterator<Item = &'static str> {
+    STEPS
+        .iter()
+        .filter(|(_, stage)| matches!(stage, Stage::Scripts(..)))
+        .map(|(name, _)| *name)
 }
 
-/// Runs the steps that run on every boot and need no instance metadata (bootcmd, hostname,
-/// /etc/hosts, per-boot scripts), as cloud-init does with its None datasource; the others are
-/// left for the caller to report.
-pub(super) fn apply_every_boot(instance: &Instance<'_>, report: &mut Report) {
-    apply_where(instance, report, |frequency| frequency == Always);
+/// The init stage: every apply step, honouring `steps:` and the semaphores, then the user
+/// scripts written where the final stage runs them.
+pub(super) fn apply_init(
+    instance: &Instance<'_>,
+    report: &mut Report,
+    wanted: impl Fn(Frequency) -> bool + Copy,
+) {
+    apply_where(instance, report, wanted);
+    write_scripts(instance, report, wanted);
+}
+
+/// The steps that run on every boot and need no instance metadata (bootcmd, hostname,
+/// /etc/hosts, per-boot scripts), as cloud-init does with its None datasource.
+pub(super) fn every_boot(frequency: Frequency) -> bool {
+    frequency == Always
+}
+
+/// The user-script steps `wanted` takes (the final stage), each one not already reported (a
+/// failed write in the init stage), honouring `steps:` and the semaphores.
+pub(super) fn apply_final(
+    instance: &Instance<'_>,
+    report: &mut Report,
+    wanted: impl Fn(Frequency) -> bool,
+) {
+    let run = STEPS.iter().filter_map(|&(name, stage)| match stage {
+        Stage::Scripts(frequency, _, run) if wanted(frequency) => Some((name, frequency, run)),
+        _ => None,
+    });
+    let run: Vec<_> = run
+        .filter(|(name, ..)| report.outcome(name).is_none())
+        .collect();
+    run_steps(instance, report, run);
+}
+
+/// Writes the scripts of each user-script step that will run (enabled, not yet run for this
+/// instance); a failed write is that step's error, and the final stage leaves it at that.
+fn write_scripts(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
+    let semaphores = instance.state.semaphores(&instance.id);
+    for &(name, stage) in STEPS {
+        let Stage::Scripts(frequency, write, _) = stage else {
+            continue;
+        };
+        if !wanted(frequency)
+            || !instance.settings.agent.step_enabled(name)
+            || semaphores.has(name, frequency)
+        {
+            continue;
+        }
+        if let Err(err) = write(instance) {
+            report.step(name, || {
+                Done::error(format!("cannot write the scripts: {err}"))
+            });
+        }
+    }
 }
 
 fn apply_where(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
-    let semaphores = instance.state.semaphores(&instance.id);
     let apply = STEPS.iter().filter_map(|&(name, stage)| match stage {
         Stage::Apply(frequency, step) if wanted(frequency) => Some((name, frequency, step)),
         _ => None,
     });
-    for (name, frequency, step) in apply {
+    run_steps(instance, report, apply);
+}
+
+/// Runs `steps`, each unless `steps:` disables it or its semaphore says it already ran.
+fn run_steps(
+    instance: &Instance<'_>,
+    report: &mut Report,
+    steps: impl IntoIterator<Item = (&'static str, Frequency, StepFn)>,
+) {
+    let semaphores = instance.state.semaphores(&instance.id);
+    for (name, frequency, step) in steps {
         if !instance.settings.agent.step_enabled(name) {
             report.skip(name, "disabled by `steps` in metaboot.yaml");
             continue;
@@ -433,53 +535,76 @@ fn runcmd(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     )
 }
 
-fn scripts_vendor(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    if i.vendor.scripts.is_empty() {
-        return Done::skipped("no vendor scripts");
+/// Writes `list` into `dir`.
+fn write_all<'s>(
+    i: &Instance<'_>,
+    dir: &Path,
+    list: impl IntoIterator<Item = &'s Script>,
+) -> Result<(), String> {
+    for script in list {
+        scripts::write_script(i.root, &dir.join(&script.name), &script.body)
+            .map_err(|err| chain(&err))?;
     }
-    write_and_run(
-        i,
-        &i.state.instance_dir(&i.id).join("scripts/vendor"),
-        &i.vendor.scripts,
-    )
+    Ok(())
 }
 
-/// Writes the new instance's `text/x-shellscript-per-*` scripts of `frequency` to their
-/// directory (cloud-init's `scripts/per-boot`, `per-instance`, `per-once`), then runs that
-/// directory.
-fn scripts_per(i: &Instance<'_>, frequency: Frequency) -> Done {
+/// Runs every script in `dir`; skipped, saying `none`, when it has none.
+fn run_scripts_dir(i: &Instance<'_>, dir: &Path, none: String) -> Done {
+    let results = scripts::run_dir(i.root, dir, &script_env(i));
+    if results.is_empty() {
+        return Done::skipped(none);
+    }
+    scripts_done(results)
+}
+
+/// Where vendor data's scripts go (cloud-init's `scripts/vendor`).
+fn vendor_dir(i: &Instance<'_>) -> std::path::PathBuf {
+    i.state.instance_dir(&i.id).join("scripts/vendor")
+}
+
+fn write_vendor_scripts(i: &Instance<'_>) -> Result<(), String> {
+    write_all(i, &vendor_dir(i), &i.vendor.scripts)
+}
+
+fn run_vendor_scripts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    run_scripts_dir(i, &vendor_dir(i), "no vendor scripts".to_owned())
+}
+
+/// The directory of the `text/x-shellscript-per-*` scripts of `frequency` (cloud-init's
+/// `scripts/per-boot`, `per-instance`, `per-once`), and its word.
+fn per_dir(i: &Instance<'_>, frequency: Frequency) -> (std::path::PathBuf, &'static str) {
     let what = match frequency {
         Always => "boot",
         PerInstance => "instance",
         Once => "once",
     };
-    let dir = i.state.scripts_dir(what);
-    if i.new_instance {
-        for script in i.user.per(frequency) {
-            if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
-                return Done::error(chain(&err));
-            }
-        }
-    }
-    let results = scripts::run_dir(i.root, &dir, &script_env(i));
-    if results.is_empty() {
-        return Done::skipped(format!("no per-{what} scripts"));
-    }
-    scripts_done(results)
+    (i.state.scripts_dir(what), what)
 }
 
-fn scripts_user(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let dir = i.state.instance_dir(&i.id).join("scripts");
-    for script in &i.user.scripts {
-        if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
-            return Done::error(chain(&err));
-        }
+/// A new instance's per-`frequency` scripts, into their directory.
+fn write_per_scripts(i: &Instance<'_>, frequency: Frequency) -> Result<(), String> {
+    if !i.new_instance {
+        return Ok(());
     }
-    let results = scripts::run_dir(i.root, &dir, &script_env(i));
-    if results.is_empty() {
-        return Done::skipped("no user scripts and no runcmd");
-    }
-    scripts_done(results)
+    write_all(i, &per_dir(i, frequency).0, i.user.per(frequency))
+}
+
+fn run_per_scripts(i: &Instance<'_>, frequency: Frequency) -> Done {
+    let (dir, what) = per_dir(i, frequency);
+    run_scripts_dir(i, &dir, format!("no per-{what} scripts"))
+}
+
+/// Where user data's scripts and runcmd's script go (cloud-init's `scripts`).
+fn user_dir(i: &Instance<'_>) -> std::path::PathBuf {
+    i.state.instance_dir(&i.id).join("scripts")
+}
+
+fn write_user_scripts(i: &Instance<'_>) -> Result<(), String> {
+    write_all(i, &user_dir(i), &i.user.scripts)
+}
+
+fn run_user_scripts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    run_scripts_dir(i, &user_dir(i), "no user scripts and no runcmd".to_owned())
 }
 
 #[cfg(test)]
@@ -500,9 +625,26 @@ mod tests {
         assert!(
             STEPS[first_apply..]
                 .iter()
-                .all(|(_, stage)| matches!(stage, Stage::Apply(..)))
+                .all(|(_, stage)| !matches!(stage, Stage::Fetch))
         );
         assert_eq!(names[..2], ["config", "meta-data"]);
         assert_eq!(names.last(), Some(&"scripts-user"));
+    }
+
+    #[test]
+    fn the_final_stage_is_the_user_scripts_and_comes_last() {
+        let finals: Vec<&str> = final_step_names().collect();
+        assert_eq!(
+            finals,
+            [
+                "scripts-vendor",
+                "scripts-per-once",
+                "scripts-per-boot",
+                "scripts-per-instance",
+                "scripts-user"
+            ]
+        );
+        let names: Vec<&str> = step_names().collect();
+        assert_eq!(names[names.len() - finals.len()..], finals[..]);
     }
 }

@@ -2,7 +2,7 @@
 //! (always) and as the instance's `result.json`.
 
 use std::error::Error;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +120,10 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Content ignored on purpose (unknown user-data parts, unsupported keys).
     pub warnings: Vec<String>,
+    /// The stage the run waits for while `status` is `running` between stages: `final` after
+    /// `metaboot run --stage init` (the user scripts, run by `metaboot run --stage final`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_stage: Option<String>,
     #[serde(skip)]
     started: Option<Instant>,
 }
@@ -150,6 +154,7 @@ impl Report {
             steps: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            next_stage: None,
             started: Some(Instant::now()),
         }
     }
@@ -195,6 +200,21 @@ impl Report {
             .map(|s| s.outcome)
     }
 
+    /// Ends a stage that leaves the run open for `next`: still `running`, with the time so far.
+    pub fn pause(&mut self, next: &str) {
+        self.next_stage = Some(next.to_owned());
+        self.duration_ms = self.started.map(millis);
+    }
+
+    /// Takes up a run a previous stage paused (read back from `status.json`): its time goes on
+    /// from the time it had, so `duration_ms` is the stages' working time, not the wait between.
+    pub fn resume(&mut self) {
+        self.next_stage = None;
+        let before = Duration::from_millis(self.duration_ms.unwrap_or(0));
+        let now = Instant::now();
+        self.started = Some(now.checked_sub(before).unwrap_or(now));
+    }
+
     /// Ends the run: `done` when no step failed, `error` otherwise.
     pub fn finish(&mut self) {
         self.status = if self.errors.is_empty() {
@@ -226,6 +246,34 @@ mod tests {
         assert_eq!(json["steps"][1]["outcome"], "error");
         assert_eq!(json["steps"][1]["message"], "boom");
         assert!(json["steps"][0].get("message").is_none());
+    }
+
+    #[test]
+    fn a_paused_run_stays_running_and_resumes_with_its_time() {
+        let mut report = Report::start();
+        report.step("a", Done::ok);
+        report.pause("final");
+        assert_eq!(report.status, RunStatus::Running);
+        assert!(report.finished_at.is_none());
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"next_stage\":\"final\""), "{json}");
+        let mut back: Report = serde_json::from_str(&json).unwrap();
+        back.duration_ms = Some(5_000);
+        back.resume();
+        back.step("b", Done::ok);
+        back.finish();
+        assert_eq!(back.status, RunStatus::Done);
+        assert!(back.next_stage.is_none());
+        assert!(back.duration_ms.unwrap() >= 5_000);
+        assert!(!serde_json::to_string(&back).unwrap().contains("next_stage"));
+        // A status.json of an older metaboot (no next_stage) still reads.
+        let old = json.replace(",\"next_stage\":\"final\"", "");
+        assert!(
+            serde_json::from_str::<Report>(&old)
+                .unwrap()
+                .next_stage
+                .is_none()
+        );
     }
 
     #[test]

@@ -97,6 +97,13 @@ fn status_word(status: RunStatus) -> &'static str {
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "status: {}", status_word(report.status));
+    if let Some(next) = &report.next_stage {
+        let next = escape_controls(next);
+        let _ = writeln!(
+            out,
+            "waiting for: stage {next} (`metaboot run --stage {next}`)"
+        );
+    }
     let id = escape_controls(report.instance_id.as_deref().unwrap_or("unknown"));
     let new = match report.new_instance {
         Some(true) => " (new)",

@@ -53,8 +53,8 @@ pub const CLOUD_INIT_UNITS: [&str; 4] = [
     "cloud-final.service",
 ];
 
-/// metaboot's one unit.
-pub const METABOOT_UNITS: [&str; 1] = ["metaboot.service"];
+/// metaboot's two stages (the user scripts run after sshd starts, like cloud-final).
+pub const METABOOT_UNITS: [&str; 2] = ["metaboot.service", "metaboot-final.service"];
 
 /// The units that provision a flavour's guests.
 pub fn units(flavour: Flavour) -> &'static [&'static str] {
@@ -289,6 +289,9 @@ mod tests {
         assert!(LOGIN_POLL < POLL, "login times finer than the checks' poll");
         assert!(FINISH_TIMEOUT >= Duration::from_secs(60));
         assert_eq!(units(Flavour::CloudInit).len(), 4);
-        assert_eq!(units(Flavour::Metaboot), ["metaboot.service"]);
+        assert_eq!(
+            units(Flavour::Metaboot),
+            ["metaboot.service", "metaboot-final.service"]
+        );
     }
 }

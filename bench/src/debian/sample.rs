@@ -91,7 +91,7 @@ pub const METRICS: [Metric; 8] = [
         Goal::RatioAtMost(LOGIN_GOAL_RATIO),
     ),
     (
-        "provisioner: metaboot.service vs cloud-init's 4 stages",
+        "provisioner: metaboot's 2 stages vs cloud-init's 4",
         DebianSample::provisioner,
         Goal::RatioAtMost(PROVISIONER_GOAL_RATIO),
     ),

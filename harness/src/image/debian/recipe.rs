@@ -76,6 +76,12 @@ pub const METABOOT_UNIT: &str = include_str!(concat!(
     "/../agent/systemd/metaboot.service"
 ));
 
+/// The guest agent's final stage (the user scripts), as the repository ships it.
+pub const METABOOT_FINAL_UNIT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../agent/systemd/metaboot-final.service"
+));
+
 /// Where the static guest agent goes in the image (as in agent/README.md).
 pub const AGENT_PATH: &str = "usr/bin/metaboot";
 
@@ -197,6 +203,12 @@ pub const METABOOT_FILES: &[RecipeFile] = &[
         path: "usr/lib/systemd/system/metaboot.service",
         mode: 0o644,
         content: METABOOT_UNIT,
+    },
+    RecipeFile {
+        name: "metaboot-final.service",
+        path: "usr/lib/systemd/system/metaboot-final.service",
+        mode: 0o644,
+        content: METABOOT_FINAL_UNIT,
     },
     RecipeFile {
         name: "metaboot.yaml",

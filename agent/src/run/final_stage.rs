@@ -1,0 +1,88 @@
+//! `metaboot run --stage final` (metaboot-final.service, after sshd starts): takes up the run
+//! the init stage left `running` in `status.json`, runs the user scripts it wrote (vendor,
+//! per-once, per-boot, per-instance, user data's and runcmd's), and finishes the run. It needs
+//! none of the instance's data beyond its id: no network, no fetch, no decode.
+
+use super::finish::{finish, skip_without_metadata};
+use super::instance::Instance;
+use super::steps;
+use crate::cli::RunStage;
+use crate::config::Settings;
+use crate::root::Root;
+use crate::state::result::{Outcome, Report, RunStatus};
+use crate::state::{State, status};
+
+/// Runs the final stage; returns the report (written to disk when there was a run to finish).
+pub(super) fn run(root: &Root, settings: &Settings) -> Report {
+    let root = &root.staged();
+    let state = State::new(root);
+    let mut report = match status::read(root) {
+        Ok(Some(report)) => report,
+        Ok(None) => {
+            return refused(
+                "no run to finish: status.json is missing; the init stage \
+                 (`metaboot run --stage init`, metaboot.service) runs first",
+            );
+        }
+        Err(err) => return refused(&err),
+    };
+    if report.next_stage.as_deref() != Some(RunStage::Final.name()) {
+        if report.status != RunStatus::Running {
+            // A whole run, or a final stage that already ran: nothing is left to do.
+            tracing::info!(
+                "nothing to do: the last run already finished (status={})",
+                status_name(report.status)
+            );
+            return report;
+        }
+        // `running` without a next stage: the init stage was stopped before it ended (the
+        // lock is ours, so it is not running). Finish the run as an error, so that `status
+        // --wait` does not wait for ever.
+        report.resume();
+        report.errors.push(
+            "the init stage did not finish (it was stopped); run `metaboot run` again".to_owned(),
+        );
+        finish(&state, &mut report);
+        return report;
+    }
+    report.resume();
+    tracing::info!(
+        instance = report.instance_id.as_deref().unwrap_or("none"),
+        "metaboot final stage starting"
+    );
+    // With meta-data, the init stage's instance; without, what the init stage used too (the last
+    // known instance, or none) and only the every-boot scripts.
+    let with_metadata = report.outcome("meta-data") == Some(Outcome::Ok);
+    let instance = match report.instance_id.clone() {
+        Some(id) if with_metadata => Instance::known(root, &state, settings, id),
+        _ => Instance::without_metadata(root, &state, settings),
+    };
+    if with_metadata {
+        steps::apply_final(&instance, &mut report, |_| true);
+    } else {
+        steps::apply_final(&instance, &mut report, steps::every_boot);
+        let missing: Vec<&str> = steps::final_step_names()
+            .filter(|name| report.outcome(name).is_none())
+            .collect();
+        skip_without_metadata(&mut report, missing);
+    }
+    finish(&state, &mut report);
+    report
+}
+
+/// A final stage with no run to finish: an error, and nothing written.
+fn refused(why: &str) -> Report {
+    tracing::error!("{why}");
+    let mut report = Report::start();
+    report.errors.push(why.to_owned());
+    report.finish();
+    report
+}
+
+fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "running",
+        RunStatus::Done => "done",
+        RunStatus::Error => "error",
+    }
+}

@@ -1,0 +1,218 @@
+//! `metaboot run --stage init` then `--stage final` (metaboot.service, then
+//! metaboot-final.service after sshd starts): everything but the user scripts first, the run
+//! left `running`; then the scripts, and the run is done. Like cloud-init's stages.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+const USER_DATA: &str = r#"#cloud-config
+hostname: staged
+bootcmd:
+  - echo boot >> tmp/bootcmd.count
+runcmd:
+  - echo "runcmd $INSTANCE_ID" >> tmp/runcmd.out
+write_files:
+  - path: /etc/app/late.conf
+    content: deferred
+    defer: true
+"#;
+
+/// Runs `metaboot run --stage STAGE`; returns (exit code, stderr).
+fn stage(guest: &Guest, stage: &str) -> (i32, String) {
+    let out = guest.metaboot(&["run", "--stage", stage]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn has_step(guest: &Guest, name: &str) -> bool {
+    guest.status()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == name)
+}
+
+#[test]
+fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
+    let guest = Guest::new();
+    guest.user_data(USER_DATA);
+    let (code, stderr) = stage(&guest, "init");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("metaboot init stage finished"), "{stderr}");
+    let status = guest.status();
+    assert_eq!(status["status"], "running", "{status:#}");
+    assert_eq!(status["next_stage"], "final");
+    assert!(status["finished_at"].is_null());
+    // Everything a login needs is in place; bootcmd ran; runcmd is written, not run.
+    assert_eq!(guest.read("/etc/hostname"), "staged\n");
+    assert!(guest.read("/root/.ssh/authorized_keys").contains(META_KEY));
+    assert_eq!(guest.read("/tmp/bootcmd.count"), "boot\n");
+    assert_eq!(guest.read("/etc/app/late.conf"), "deferred");
+    let instance = format!("/var/lib/metaboot/instances/{UUID}");
+    assert!(guest.path(&format!("{instance}/scripts/runcmd")).is_file());
+    assert!(!guest.path("/tmp/runcmd.out").exists());
+    assert!(!guest.path(&format!("{instance}/boot-finished")).exists());
+    for name in ["scripts-vendor", "scripts-per-boot", "scripts-user"] {
+        assert!(!has_step(&guest, name), "{name} ran in the init stage");
+    }
+    // `metaboot status` says the run is not over, and what it waits for.
+    let out = guest.metaboot(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.starts_with("status: running\nwaiting for: stage final"),
+        "{text}"
+    );
+    let init_ms = status["duration_ms"].as_u64().unwrap();
+
+    let (code, stderr) = stage(&guest, "final");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("metaboot final stage starting"), "{stderr}");
+    assert!(
+        stderr.contains("metaboot finished: status=done"),
+        "{stderr}"
+    );
+    assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+    let status = guest.status();
+    assert_eq!(status["status"], "done", "{status:#}");
+    assert!(status.get("next_stage").is_none(), "{status:#}");
+    assert!(status["finished_at"].is_u64());
+    assert!(status["duration_ms"].as_u64().unwrap() >= init_ms);
+    assert_eq!(guest.step("scripts-user").0, "ok");
+    assert_eq!(
+        guest.step("scripts-per-boot"),
+        ("skipped".into(), "no per-boot scripts".into())
+    );
+    assert!(guest.path(&format!("{instance}/boot-finished")).is_file());
+    // Each step once, in the order of a whole run.
+    let names: Vec<String> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    let whole = Guest::new();
+    whole.user_data(USER_DATA);
+    assert_eq!(whole.run().0, 0);
+    let whole_names: Vec<String> = whole.status()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, whole_names);
+    assert_eq!(guest.metaboot(&["status"]).status.code(), Some(0));
+
+    // A second final stage finds nothing to do and runs nothing.
+    let (code, stderr) = stage(&guest, "final");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("nothing to do"), "{stderr}");
+    assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+
+    // The next boot, same instance: bootcmd again, runcmd not (once per instance).
+    assert_eq!(stage(&guest, "init").0, 0);
+    assert_eq!(stage(&guest, "final").0, 0);
+    assert_eq!(guest.read("/tmp/bootcmd.count"), "boot\nboot\n");
+    assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+    assert_eq!(
+        guest.step("scripts-user"),
+        ("skipped".into(), "already ran for this instance".into())
+    );
+    assert_eq!(guest.status()["status"], "done");
+}
+
+#[test]
+fn status_wait_returns_when_the_final_stage_has_finished() {
+    let guest = Guest::new();
+    guest.user_data(USER_DATA);
+    assert_eq!(stage(&guest, "init").0, 0);
+    let mut wait = Command::new(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["status", "--wait", "--root"])
+        .arg(&guest.root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        wait.try_wait().unwrap().is_none(),
+        "status --wait returned while the final stage was still to run"
+    );
+    assert_eq!(stage(&guest, "final").0, 0);
+    let out = wait.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("status: done\n"));
+}
+
+#[test]
+fn a_final_stage_without_an_init_stage_refuses_and_writes_nothing() {
+    let guest = Guest::new();
+    let (code, stderr) = stage(&guest, "final");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("no run to finish") && stderr.contains("metaboot run --stage init"),
+        "{stderr}"
+    );
+    assert!(!guest.path("/var/lib/metaboot/status.json").exists());
+}
+
+#[test]
+fn an_init_stage_stopped_midway_is_finished_as_an_error() {
+    let guest = Guest::new();
+    guest.user_data(USER_DATA);
+    assert_eq!(stage(&guest, "init").0, 0);
+    // What a killed init stage leaves: `running`, no next stage (written before it commits).
+    let path = guest.path("/var/lib/metaboot/status.json");
+    let mut status = guest.status();
+    status.as_object_mut().unwrap().remove("next_stage");
+    std::fs::write(&path, status.to_string()).unwrap();
+    let (code, stderr) = stage(&guest, "final");
+    assert_eq!(code, 1, "{stderr}");
+    let status = guest.status();
+    assert_eq!(status["status"], "error", "{status:#}");
+    assert!(
+        status["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("the init stage did not finish"),
+        "{status:#}"
+    );
+    assert!(!guest.path("/tmp/runcmd.out").exists(), "no script ran");
+}
+
+#[test]
+fn without_metadata_the_final_stage_runs_only_the_per_boot_scripts() {
+    let guest = Guest::new();
+    // No datasource this machine has: meta-data fails at once.
+    guest.config("datasources: [config-drive]\n");
+    let per_boot = guest.path("/var/lib/metaboot/scripts/per-boot");
+    std::fs::create_dir_all(&per_boot).unwrap();
+    let script = per_boot.join("10-mark");
+    std::fs::write(&script, "#!/bin/sh\necho ran >> tmp/per-boot.out\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, stderr) = stage(&guest, "init");
+    assert_eq!(code, 1, "meta-data failed: {stderr}");
+    assert_eq!(guest.status()["status"], "running");
+    assert!(!guest.path("/tmp/per-boot.out").exists());
+    let (code, stderr) = stage(&guest, "final");
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(guest.read("/tmp/per-boot.out"), "ran\n");
+    assert_eq!(guest.step("scripts-per-boot").0, "ok");
+    for name in ["scripts-vendor", "scripts-per-instance", "scripts-user"] {
+        assert_eq!(
+            guest.step(name),
+            (
+                "skipped".into(),
+                "no instance metadata (meta-data failed)".into()
+            ),
+            "{name}"
+        );
+    }
+    assert_eq!(guest.status()["status"], "error");
+}
