@@ -31,7 +31,7 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
             // A whole run, or a final stage that already ran: nothing is left to do.
             tracing::info!(
                 "nothing to do: the last run already finished (status={})",
-                status_name(report.status)
+                report.status.word()
             );
             return report;
         }
@@ -77,12 +77,4 @@ fn refused(why: &str) -> Report {
     report.errors.push(why.to_owned());
     report.finish();
     report
-}
-
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Done => "done",
-        RunStatus::Error => "error",
-    }
 }

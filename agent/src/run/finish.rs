@@ -21,21 +21,11 @@ pub(super) fn skip_without_metadata(report: &mut Report, names: Vec<&str>) {
 pub(super) fn pause(state: &State, report: &mut Report) {
     report.pause(RunStage::Final.name());
     commit(state, report);
-    let line = format!(
-        "metaboot init stage finished: instance={} errors={} duration_ms={}; the user scripts \
-         run in `metaboot run --stage final` (metaboot-final.service)",
-        report.instance_id.as_deref().unwrap_or("none"),
-        report.errors.len(),
-        report.duration_ms.unwrap_or(0)
+    log_end(
+        report,
+        "metaboot init stage finished:",
+        "; the user scripts run in `metaboot run --stage final` (metaboot-final.service)",
     );
-    if report.errors.is_empty() {
-        tracing::info!("{line}");
-    } else {
-        for error in &report.errors {
-            tracing::error!("{error}");
-        }
-        tracing::error!("{line}");
-    }
 }
 
 /// Most commits at the end of a run: the first, and one more to rewrite the report when the
@@ -58,18 +48,20 @@ pub(super) fn finish(state: &State, report: &mut Report) {
         }
     }
     commit(state, report);
-    let status = match report.status {
-        RunStatus::Done => "done",
-        RunStatus::Error => "error",
-        RunStatus::Running => "running",
-    };
+    let head = format!("metaboot finished: status={}", report.status.word());
+    log_end(report, &head, "");
+}
+
+/// A stage's last log line (`head`, the instance, the error count, the time, `tail`): info
+/// when the run has no error, else each error then the line.
+fn log_end(report: &Report, head: &str, tail: &str) {
     let line = format!(
-        "metaboot finished: status={status} instance={} errors={} duration_ms={}",
+        "{head} instance={} errors={} duration_ms={}{tail}",
         report.instance_id.as_deref().unwrap_or("none"),
         report.errors.len(),
         report.duration_ms.unwrap_or(0)
     );
-    if report.status == RunStatus::Done {
+    if report.errors.is_empty() {
         tracing::info!("{line}");
     } else {
         for error in &report.errors {

@@ -34,6 +34,17 @@ pub enum RunStatus {
     Error,
 }
 
+impl RunStatus {
+    /// The word status.json, `metaboot status` and the log use.
+    pub fn word(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Error => "error",
+        }
+    }
+}
+
 /// One script that was run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScriptResult {
@@ -243,6 +254,7 @@ mod tests {
         assert_eq!(report.outcome("c"), Some(Outcome::Skipped));
         let json: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert_eq!(json["status"], "error");
+        assert_eq!(json["status"], report.status.word());
         assert_eq!(json["steps"][1]["outcome"], "error");
         assert_eq!(json["steps"][1]["message"], "boom");
         assert!(json["steps"][0].get("message").is_none());

@@ -85,18 +85,10 @@ pub fn main(args: &StatusArgs) -> ExitCode {
     })
 }
 
-fn status_word(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Done => "done",
-        RunStatus::Error => "error",
-    }
-}
-
 /// The long human-readable form.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "status: {}", status_word(report.status));
+    let _ = writeln!(out, "status: {}", report.status.word());
     if let Some(next) = &report.next_stage {
         let next = escape_controls(next);
         let _ = writeln!(
