@@ -10,13 +10,14 @@ use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::error::{StoreError, StoreResult};
 use super::sql::{Backend, SCHEMA_VERSION, Sql};
 use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
-use conn::{connect, map};
+use conn::{BUSY_TIMEOUT, connect, map};
 use sql::SqliteSql;
 
 /// Read connections kept open between reads; more are opened when reads run at once.
@@ -77,6 +78,29 @@ impl Drop for Reader<'_> {
     }
 }
 
+/// Pause between two tries of the switch to WAL mode while another connection holds the file.
+pub const WAL_SWITCH_PAUSE: Duration = Duration::from_millis(10);
+
+/// Switches the connection's file to WAL mode (a no-op once it is); returns the mode it is in.
+/// On a new registry that several processes open at once, the switch needs the file to
+/// itself, and SQLite answers "database is locked" at once rather than through the busy
+/// timeout (it holds a read lock while it asks, and waiting could deadlock): tried again
+/// every [`WAL_SWITCH_PAUSE`] for up to [`BUSY_TIMEOUT`], as a write would wait.
+fn wal_mode(conn: &Connection) -> StoreResult<String> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(err)
+                if err.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(WAL_SWITCH_PAUSE);
+            }
+            result => return map(result),
+        }
+    }
+}
+
 impl SqliteBackend {
     /// Opens (creating when missing) the registry file and its parent directory, in WAL mode
     /// with foreign keys on, and creates the schema.
@@ -94,7 +118,7 @@ impl SqliteBackend {
         }
         create_private(path)?;
         let conn = connect(path)?;
-        let mode: String = map(conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)))?;
+        let mode = wal_mode(&conn)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!(
                 "the registry {} cannot use WAL mode (got {mode}): put it on a local file system",
@@ -292,6 +316,28 @@ mod tests {
             .write(|sql| sql.log_change(ChangeKind::Network, "n"))
             .unwrap();
         assert_eq!(backend.read(|sql| sql.last_change()).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_new_registry_waits_for_another_opener_to_switch_it_to_wal() {
+        assert!(WAL_SWITCH_PAUSE < BUSY_TIMEOUT / 100);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        // Another process writes the new file (still in rollback mode) and commits while the
+        // switch to WAL waits for it: each needs the file alone, and SQLite breaks the
+        // deadlock by saying "locked" at once to the switch, which holds a read lock.
+        let holder = Connection::open(&path).unwrap();
+        holder.busy_timeout(BUSY_TIMEOUT).unwrap();
+        holder
+            .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        let backend = SqliteBackend::open(&path).unwrap();
+        releaser.join().unwrap();
+        assert_eq!(backend.read(|sql| sql.last_change()).unwrap(), 0);
     }
 
     #[test]
