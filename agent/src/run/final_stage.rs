@@ -61,10 +61,7 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
         steps::apply_final(&instance, &mut report, |_| true);
     } else {
         steps::apply_final(&instance, &mut report, steps::every_boot);
-        let missing: Vec<&str> = steps::final_step_names()
-            .filter(|name| report.outcome(name).is_none())
-            .collect();
-        skip_without_metadata(&mut report, missing);
+        skip_without_metadata(&mut report, steps::final_step_names());
     }
     finish(&state, &mut report);
     report

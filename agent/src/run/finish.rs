@@ -11,8 +11,16 @@ use crate::state::result::{Report, RunStatus, unix_now};
 /// Why the steps that need instance metadata did not run.
 const NO_METADATA: &str = "no instance metadata (meta-data failed)";
 
-pub(super) fn skip_without_metadata(report: &mut Report, names: Vec<&str>) {
-    for name in names {
+/// Records each of `names` the run has no outcome for as skipped for want of metadata.
+pub(super) fn skip_without_metadata(
+    report: &mut Report,
+    names: impl IntoIterator<Item = &'static str>,
+) {
+    let missing: Vec<&str> = names
+        .into_iter()
+        .filter(|name| report.outcome(name).is_none())
+        .collect();
+    for name in missing {
         report.skip(name, NO_METADATA);
     }
 }

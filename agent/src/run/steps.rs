@@ -348,10 +348,8 @@ fn bootcmd(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
 }
 
 fn write_and_run(i: &Instance<'_>, dir: &Path, list: &[Script]) -> Done {
-    for script in list {
-        if let Err(err) = scripts::write_script(i.root, &dir.join(&script.name), &script.body) {
-            return Done::error(chain(&err));
-        }
+    if let Err(err) = write_all(i, dir, list) {
+        return Done::error(err);
     }
     scripts_done(scripts::run_dir(i.root, dir, &script_env(i)))
 }
