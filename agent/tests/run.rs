@@ -440,7 +440,7 @@ fn status_json_shape() {
         .collect();
     assert_eq!(names.first(), Some(&"config"));
     assert_eq!(names.last(), Some(&"scripts-user"));
-    assert_eq!(names.len(), 26);
+    assert_eq!(names.len(), 27);
 }
 
 /// `datasources:` orders the sources: with only the config drive listed and none attached, there

@@ -1,6 +1,8 @@
-//! The ed25519 SSH host key `metaboot run` makes when the image has sshd and no key
-//! (`agent/src/apply/ssh_host_key.rs`): OpenSSH reads it back, it is made once, a half key is
-//! made anew, a planted symlink is replaced and never written through.
+//! The instance's SSH host keys: the ed25519 key `metaboot run` makes when the image has sshd
+//! and no key (`agent/src/apply/ssh_host_key.rs`): OpenSSH reads it back, it is made once, a
+//! half key is made anew, a planted symlink is replaced and never written through; and on a new
+//! instance the image's host keys deleted and the keys `ssh_keys` gives written
+//! (`agent/src/apply/instance_host_keys.rs`), as cloud-init's `cc_ssh` does.
 
 mod support;
 
@@ -53,6 +55,10 @@ fn openssh_public_of(guest: &Guest) -> Option<String> {
 fn an_image_with_sshd_gets_an_ed25519_host_key_that_openssh_reads() {
     let guest = guest_with_sshd();
     run_done(&guest);
+    assert_eq!(
+        guest.step("instance-host-keys"),
+        ("ok".into(), "no host keys in /etc/ssh to delete".into())
+    );
     assert_eq!(
         guest.step("ssh-host-keys"),
         ("ok".into(), format!("ed25519: {PRIVATE}"))
@@ -142,4 +148,204 @@ fn a_symlink_planted_at_the_key_is_replaced_not_written_through() {
             .read(PRIVATE)
             .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     );
+}
+
+/// Host keys an image was built with (every instance of it would share them).
+fn image_keys(guest: &Guest) {
+    for (name, text) in [
+        ("ssh_host_ed25519_key", "image ed25519 private\n"),
+        (
+            "ssh_host_ed25519_key.pub",
+            "ssh-ed25519 AAAAimage root@builder\n",
+        ),
+        ("ssh_host_rsa_key", "image rsa private\n"),
+        ("ssh_host_rsa_key.pub", "ssh-rsa AAAAimage root@builder\n"),
+        ("ssh_host_ecdsa_key-cert.pub", "image certificate\n"),
+    ] {
+        std::fs::write(guest.path(&format!("/etc/ssh/{name}")), text).unwrap();
+    }
+}
+
+fn host_key_files(guest: &Guest) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(guest.path("/etc/ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ssh_host_"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_new_instance_deletes_the_images_host_keys_and_makes_its_own() {
+    let guest = guest_with_sshd();
+    image_keys(&guest);
+    std::fs::write(guest.path("/etc/ssh/moduli"), "kept\n").unwrap();
+    run_done(&guest);
+    let (outcome, message) = guest.step("instance-host-keys");
+    assert_eq!(outcome, "ok");
+    assert_eq!(
+        message,
+        "deleted the image's ssh_host_ecdsa_key-cert.pub, ssh_host_ed25519_key, \
+         ssh_host_ed25519_key.pub, ssh_host_rsa_key, ssh_host_rsa_key.pub"
+    );
+    assert_eq!(guest.step("ssh-host-keys").0, "ok", "a new ed25519 key");
+    assert_eq!(
+        host_key_files(&guest),
+        ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+    );
+    assert!(
+        guest
+            .read(PUBLIC)
+            .starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5")
+    );
+    assert_eq!(guest.read("/etc/ssh/moduli"), "kept\n");
+
+    // The same instance's next boot keeps its keys, and keys made later (the image's RSA key).
+    let private = guest.read(PRIVATE);
+    std::fs::write(
+        guest.path("/etc/ssh/ssh_host_rsa_key"),
+        "made after the login\n",
+    )
+    .unwrap();
+    run_done(&guest);
+    assert_eq!(guest.step("instance-host-keys").0, "skipped");
+    assert_eq!(guest.read(PRIVATE), private);
+    assert_eq!(
+        guest.read("/etc/ssh/ssh_host_rsa_key"),
+        "made after the login\n"
+    );
+
+    // Another instance booted from this disk gets keys of its own again.
+    guest.meta_data(&serde_json::json!({"uuid": "second-instance", "hostname": "two.novalocal"}));
+    run_done(&guest);
+    assert_eq!(guest.step("instance-host-keys").0, "ok");
+    assert_ne!(guest.read(PRIVATE), private);
+    assert!(!guest.path("/etc/ssh/ssh_host_rsa_key").exists());
+    assert!(
+        guest.read(PUBLIC).ends_with(" root@two\n"),
+        "{}",
+        guest.read(PUBLIC)
+    );
+}
+
+#[test]
+fn ssh_deletekeys_false_keeps_the_images_keys() {
+    let guest = guest_with_sshd();
+    image_keys(&guest);
+    guest.user_data("#cloud-config\nssh_deletekeys: false\n");
+    run_done(&guest);
+    assert_eq!(
+        guest.step("instance-host-keys"),
+        (
+            "skipped".into(),
+            "ssh_deletekeys is false and no ssh_keys".into()
+        )
+    );
+    assert_eq!(guest.read(PRIVATE), "image ed25519 private\n");
+    assert_eq!(
+        guest.read("/etc/ssh/ssh_host_rsa_key"),
+        "image rsa private\n"
+    );
+}
+
+#[test]
+fn a_planted_symlink_is_deleted_not_its_target() {
+    let guest = guest_with_sshd();
+    let shadow = guest.read("/etc/shadow");
+    symlink("/etc/shadow", guest.path("/etc/ssh/ssh_host_rsa_key")).unwrap();
+    std::fs::create_dir(guest.path("/etc/ssh/ssh_host_keys.d")).unwrap();
+    run_done(&guest);
+    assert_eq!(guest.read("/etc/shadow"), shadow);
+    assert!(std::fs::symlink_metadata(guest.path("/etc/ssh/ssh_host_rsa_key")).is_err());
+    assert!(
+        guest.path("/etc/ssh/ssh_host_keys.d").is_dir(),
+        "a directory is left"
+    );
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("ssh_host_keys.d is a directory"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn ssh_keys_are_written_with_ssh_keygens_modes_and_a_missing_public_half_derived() {
+    let Some(private) = ssh_keygen_ed25519() else {
+        return;
+    };
+    let guest = guest_with_sshd();
+    image_keys(&guest);
+    let indented = |text: &str| {
+        text.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    guest.user_data(format!(
+        "#cloud-config\nssh_keys:\n  ed25519_private: |\n{}  rsa_public: ssh-rsa AAAAgiven root@given\n  \
+         rsa_certificate: ssh-rsa-cert-v01@openssh.com AAAA\n  ed25519-sk_private: x\n",
+        indented(&private)
+    ));
+    run_done(&guest);
+    let (outcome, message) = guest.step("instance-host-keys");
+    assert_eq!(outcome, "ok", "{message}");
+    assert!(
+        message.ends_with(
+            "wrote /etc/ssh/ssh_host_ed25519_key.pub, /etc/ssh/ssh_host_rsa_key.pub, \
+             /etc/ssh/ssh_host_ed25519_key from ssh_keys"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        guest.step("ssh-host-keys").0,
+        "skipped",
+        "the given key is kept"
+    );
+    assert_eq!(guest.read(PRIVATE), private);
+    assert_eq!(guest.mode_owner(PRIVATE).0, 0o600);
+    assert_eq!(guest.mode_owner(PUBLIC).0, 0o644);
+    let derived = openssh_public_of(&guest).unwrap();
+    let words = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        words(&guest.read(PUBLIC)) == words(&derived)
+            && guest.read(PUBLIC).ends_with(" root@test\n"),
+        "{}",
+        guest.read(PUBLIC)
+    );
+    assert_eq!(
+        guest.read("/etc/ssh/ssh_host_rsa_key.pub"),
+        "ssh-rsa AAAAgiven root@given\n"
+    );
+    assert!(!guest.path("/etc/ssh/ssh_host_rsa_key-cert.pub").exists());
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("rsa_certificate")
+            && warnings.contains("unsupported ssh_keys entry `ed25519-sk_private`"),
+        "{warnings}"
+    );
+}
+
+/// A private ed25519 key made by `ssh-keygen` (None when it is missing outside CI).
+fn ssh_keygen_ed25519() -> Option<String> {
+    if !testutil::require_tool("ssh-keygen") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "given", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(std::fs::read_to_string(key).unwrap())
 }

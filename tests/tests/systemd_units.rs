@@ -249,7 +249,7 @@ fn the_guest_agent_runs_once_per_boot_before_logins() {
 }
 
 #[test]
-fn the_user_scripts_run_once_per_boot_after_logins_open() {
+fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
     let unit = unit("agent/systemd/metaboot-final.service");
     assert_eq!(get(&unit, "Service", "Type"), "oneshot");
     assert_eq!(get(&unit, "Service", "RemainAfterExit"), "yes");
@@ -267,17 +267,21 @@ fn the_user_scripts_run_once_per_boot_after_logins_open() {
         "ssh.service",
         "sshd.service",
         "systemd-user-sessions.service",
+        // The boot's services first, as cloud-final.service.
+        "multi-user.target",
     ] {
         assert!(
             after.contains(&first.to_owned()),
             "After={first}: {after:?}"
         );
     }
-    assert!(
-        get(&unit, "Unit", "Before").is_empty(),
-        "nothing waits for it"
+    assert_eq!(
+        words(&unit, "Unit", "Before"),
+        ["apt-daily.service"],
+        "only apt's daily run waits for it (dpkg's lock), as for cloud-final.service"
     );
-    assert_eq!(get(&unit, "Install", "WantedBy"), "multi-user.target");
+    // Wanted by multi-user.target, the target would be ordered after it: a cycle.
+    assert_eq!(get(&unit, "Install", "WantedBy"), "metaboot.service");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 pub mod home;
 pub mod hostname;
 pub mod hosts;
+pub mod instance_host_keys;
 pub mod network;
 pub mod password_postback;
 pub mod passwords;

@@ -190,6 +190,22 @@ impl Dir {
         Ok(out)
     }
 
+    /// Removes entry `name` when it is a file or a symlink (the link itself: `unlinkat` never
+    /// follows one); true when it was there. A staged write to `name` is published first, so
+    /// the removal is not undone by a later rename. A directory there is refused (`EISDIR`).
+    pub fn remove_file(&self, name: &OsStr) -> io::Result<bool> {
+        self.settle(name);
+        match nix::unistd::unlinkat(
+            self.fd.as_fd(),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
     /// Flushes the directory's entries to disk.
     pub fn sync(&self) -> io::Result<()> {
         Ok(nix::unistd::fsync(&self.fd)?)

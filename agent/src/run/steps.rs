@@ -5,6 +5,7 @@ use std::path::Path;
 use super::accounts;
 use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
+use crate::apply::instance_host_keys;
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{hosts, network, random_seed, scripts, write_files};
 use crate::fsutil::WriteOptions;
@@ -71,6 +72,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("hostname", Always, hostname),
     apply("etc-hosts", Always, etc_hosts),
     apply("users-groups", PerInstance, accounts::users_groups),
+    apply("instance-host-keys", PerInstance, instance_host_keys),
     apply("ssh-host-keys", Always, ssh_host_keys),
     apply("ssh-keys", PerInstance, accounts::ssh_keys),
     apply("set-passwords", PerInstance, accounts::set_passwords),
@@ -301,14 +303,54 @@ fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     )
 }
 
+/// On a new instance: the image's SSH host keys deleted (`ssh_deletekeys`, default true) and
+/// the keys `ssh_keys` gives written.
+fn instance_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let delete = i.config.ssh_deletekeys.unwrap_or(true);
+    let given = i.config.ssh_keys.clone().unwrap_or_default();
+    if !delete && given.is_empty() {
+        return Done::skipped("ssh_deletekeys is false and no ssh_keys");
+    }
+    let deleted = if delete {
+        match instance_host_keys::delete_image_keys(i.root, warnings) {
+            Ok(deleted) => deleted,
+            Err(err) => return Done::error(chain(&err)),
+        }
+    } else {
+        Vec::new()
+    };
+    let written =
+        match instance_host_keys::write_given(i.root, &given, || host_key_comment(i), warnings) {
+            Ok(written) => written,
+            Err(err) => return Done::error(chain(&err)),
+        };
+    // Done even when there was nothing to delete: the step must not run again for this
+    // instance, where it would delete the keys made since.
+    let mut said = Vec::new();
+    if delete && deleted.is_empty() {
+        said.push(format!(
+            "no host keys in {} to delete",
+            instance_host_keys::SSH_DIR
+        ));
+    } else if delete {
+        said.push(format!("deleted the image's {}", deleted.join(", ")));
+    }
+    if !written.is_empty() {
+        said.push(format!("wrote {} from ssh_keys", written.join(", ")));
+    }
+    Done::ok_with(said.join("; "))
+}
+
+/// The comment ending a host key's public line, as ssh-keygen writes it: `root@<hostname>`.
+fn host_key_comment(i: &Instance<'_>) -> String {
+    let host = names(i).map_or_else(|_| "localhost".to_owned(), |(_, name)| name);
+    format!("root@{host}")
+}
+
 /// The ed25519 SSH host key when sshd is installed and it is missing, named `root@<hostname>`.
 fn ssh_host_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     // The host name is resolved only when a key is made (on most boots nothing is).
-    let comment = || {
-        let host = names(i).map_or_else(|_| "localhost".to_owned(), |(_, name)| name);
-        format!("root@{host}")
-    };
-    match ssh_host_key::ensure(i.root, comment) {
+    match ssh_host_key::ensure(i.root, || host_key_comment(i)) {
         Ok(HostKey::NoSshd) => Done::skipped(format!("no {}", ssh_host_key::SSHD_CONFIG)),
         Ok(HostKey::Present) => Done::skipped("the ed25519 host key is there"),
         Ok(HostKey::Made) => Done::ok_with(format!("ed25519: {}", ssh_host_key::PRIVATE_KEY)),

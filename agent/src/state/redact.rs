@@ -34,8 +34,9 @@ pub fn meta_data(raw: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The merged cloud-config as cached: `password`, `chpasswd.list`, `chpasswd.users[].password`
-/// and the users' `passwd`, `hashed_passwd`, `plain_text_passwd` replaced, whatever their shape.
+/// The merged cloud-config as cached: `password`, `chpasswd.list`, `chpasswd.users[].password`,
+/// the users' `passwd`, `hashed_passwd`, `plain_text_passwd` and the private host keys of
+/// `ssh_keys` (`<type>_private`) replaced, whatever their shape.
 pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
     let mut out = config.clone();
     redact(&mut out, "password");
@@ -59,6 +60,17 @@ pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
             redact_user(user);
         }
     }
+    // The private halves of the host keys `ssh_keys` gives.
+    if let Some(Value::Object(keys)) = out.get_mut("ssh_keys") {
+        let private: Vec<String> = keys
+            .keys()
+            .filter(|key| key.ends_with("_private"))
+            .cloned()
+            .collect();
+        for key in private {
+            redact(keys, &key);
+        }
+    }
     out
 }
 
@@ -79,15 +91,33 @@ mod tests {
                 "hashed_passwd": "$6$a$b", "groups": ["sudo"]}],
             "user": {"name": "debian", "plain_text_passwd": "d"},
             "default_user": {"name": "debian", "passwd": "$6$d$e"},
+            "ssh_keys": {"ed25519_private": "-----BEGIN OPENSSH PRIVATE KEY-----",
+                "ed25519_public": "ssh-ed25519 AAAApublic"},
         });
         let Value::Object(map) = config else { panic!() };
         let text = serde_json::to_string(&cloud_config(&map)).unwrap();
         for secret in [
-            "top", "root:pw", "apw", "$6$x$y", "\"p\"", "$6$a$b", "\"d\"", "$6$d$e",
+            "top",
+            "root:pw",
+            "apw",
+            "$6$x$y",
+            "\"p\"",
+            "$6$a$b",
+            "\"d\"",
+            "$6$d$e",
+            "BEGIN OPENSSH",
         ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
-        for kept in ["web", "alice", "\"text\"", "sudo", "\"odd\"", "\"default\""] {
+        for kept in [
+            "web",
+            "alice",
+            "\"text\"",
+            "sudo",
+            "\"odd\"",
+            "\"default\"",
+            "ssh-ed25519 AAAApublic",
+        ] {
             assert!(text.contains(kept), "{kept} lost from {text}");
         }
         let users = json!({"users": {"bob": {"plain_text_passwd": "p"}, "carol": true}});

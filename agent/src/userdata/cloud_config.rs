@@ -81,6 +81,11 @@ cloud_config! {
     disable_root_opts: String = "disable_root_opts",
     /// `PasswordAuthentication yes|no`, or `unchanged`.
     ssh_pwauth: SshPwauth = "ssh_pwauth",
+    /// Delete the image's SSH host keys on a new instance (default true, as cloud-init).
+    ssh_deletekeys: bool = "ssh_deletekeys",
+    /// The instance's SSH host keys, given: `<type>_private`, `<type>_public` (`<type>_certificate`
+    /// is reported and not written).
+    ssh_keys: BTreeMap<String, String> = "ssh_keys",
     /// Password for the default user.
     password: StrLike = "password",
     /// Make the default user's password here and post it, encrypted for the instance's first

@@ -91,6 +91,39 @@ pub fn private_file(pair: &KeyPair, comment: &str, check: u32) -> String {
     file
 }
 
+/// Reads an SSH `string` at the start of `bytes`: its content and what follows it.
+fn split_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let rest = &bytes[4..];
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// The public key line of an OpenSSH private key file (`openssh-key-v1`, of any key type,
+/// encrypted or not: the public key is stored in the clear ahead of the private section), as
+/// `ssh-keygen -y` prints it, with `comment`; `None` for another format (PEM's `BEGIN RSA
+/// PRIVATE KEY`, …) or a damaged file.
+pub fn public_line_of_private(file: &str, comment: &str) -> Option<String> {
+    let inner = file.trim().strip_prefix(BEGIN.trim_end())?;
+    let inner = inner.strip_suffix(END.trim_end())?;
+    let encoded: String = inner.split_whitespace().collect();
+    let body = STANDARD.decode(encoded).ok()?;
+    let rest = body.strip_prefix(MAGIC)?;
+    let (_cipher, rest) = split_string(rest)?;
+    let (_kdf, rest) = split_string(rest)?;
+    let (_kdf_options, rest) = split_string(rest)?;
+    let keys = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    if keys == 0 {
+        return None;
+    }
+    let (blob, _) = split_string(&rest[4..])?;
+    let (key_type, _) = split_string(blob)?;
+    let key_type = std::str::from_utf8(key_type).ok()?;
+    if key_type.is_empty() || !key_type.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    Some(format!("{key_type} {} {comment}\n", STANDARD.encode(blob)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +133,26 @@ mod tests {
             seed: [7; 32],
             public: [9; 32],
         }
+    }
+
+    #[test]
+    fn the_public_line_is_read_back_from_the_private_file() {
+        let file = private_file(&pair(), "root@web-1", 7);
+        assert_eq!(
+            public_line_of_private(&file, "root@web-2"),
+            Some(public_line(&pair(), "root@web-2"))
+        );
+        assert_eq!(
+            public_line_of_private(
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+                "c"
+            ),
+            None,
+            "PEM is not read"
+        );
+        let cut = &file[..file.len() / 2];
+        assert_eq!(public_line_of_private(&format!("{cut}\n{END}"), "c"), None);
+        assert_eq!(public_line_of_private("", "c"), None);
     }
 
     #[test]

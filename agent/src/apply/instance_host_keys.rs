@@ -1,0 +1,258 @@
+//! The instance's own SSH host keys, once per instance (cloud-init's `cc_ssh`): the image's
+//! host keys are deleted (`ssh_deletekeys`, true unless set false), so that no two instances
+//! of one image share a host key, and the keys user data gives (`ssh_keys`) are written. The
+//! ed25519 key is then made by the `ssh-host-keys` step when it is missing
+//! ([`super::ssh_host_key`]); other key types are the image's to make (the Debian images make
+//! their ECDSA and RSA keys after the first logins, `images/debian/ssh-host-keys-later.service`).
+//!
+//! Deleting goes by name, as cloud-init's `/etc/ssh/ssh_host_*key*` glob does: each such entry
+//! that is a file or a symlink is unlinked (a symlink itself, never what it points at); a
+//! directory of that name is left and reported.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use super::ssh_host_key::openssh;
+use crate::fsutil::{PathError, WriteOptions};
+use crate::root::Root;
+
+/// The directory holding sshd's host keys.
+pub const SSH_DIR: &str = "/etc/ssh";
+/// The key types `ssh_keys` may name, as cloud-init 22.4 accepts them (`<type>_private`,
+/// `<type>_public`, `<type>_certificate`).
+pub const KEY_TYPES: [&str; 4] = ["rsa", "dsa", "ecdsa", "ed25519"];
+/// The longest key or certificate `ssh_keys` may give (an RSA 16384-bit private key is ≈ 12
+/// KiB); a longer value is refused, not written.
+pub const MAX_GIVEN_KEY_BYTES: usize = 64 * 1024;
+/// A private key's mode, as ssh-keygen makes it (sshd refuses a key others can read).
+const PRIVATE_MODE: u32 = 0o600;
+/// A public key's mode.
+const PUBLIC_MODE: u32 = 0o644;
+
+/// What [`delete_image_keys`] and [`write_given`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HostKeys {
+    /// Entries deleted from [`SSH_DIR`].
+    pub deleted: Vec<String>,
+    /// Files written from `ssh_keys`.
+    pub written: Vec<String>,
+}
+
+/// True for a name cloud-init's `ssh_host_*key*` matches.
+pub fn is_host_key_name(name: &OsStr) -> bool {
+    name.as_bytes()
+        .strip_prefix(b"ssh_host_")
+        .is_some_and(|rest| rest.windows(3).any(|w| w == b"key"))
+}
+
+/// Deletes every host key file of [`SSH_DIR`] (files and symlinks named `ssh_host_*key*`);
+/// returns the names deleted. A directory of such a name is left, with a warning.
+pub fn delete_image_keys(
+    root: &Root,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, PathError> {
+    let shown = root.host_path(SSH_DIR);
+    let Some(dir) = root
+        .dir_optional(SSH_DIR)
+        .map_err(PathError::fail("open directory", &shown))?
+    else {
+        return Ok(Vec::new());
+    };
+    let entries = dir
+        .entries()
+        .map_err(PathError::fail("list directory", &shown))?;
+    let mut deleted = Vec::new();
+    for (name, _) in entries.iter().filter(|(name, _)| is_host_key_name(name)) {
+        let path = dir.child_path(name);
+        match dir.remove_file(name) {
+            Ok(true) => deleted.push(name.to_string_lossy().into_owned()),
+            Ok(false) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::IsADirectory => warnings.push(format!(
+                "{} is a directory, not a host key: left in place",
+                path.display()
+            )),
+            Err(err) => return Err(PathError::fail("delete", path)(err)),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Where an `ssh_keys` entry goes: the file under [`SSH_DIR`] and its mode, or why it is not
+/// written.
+fn target(key: &str) -> Result<(String, u32), String> {
+    let Some((key_type, half)) = key.rsplit_once('_') else {
+        return Err(format!("skipped unrecognized ssh_keys entry `{key}`"));
+    };
+    if !KEY_TYPES.contains(&key_type) {
+        let why = if key_type.ends_with("-sk") {
+            "unsupported"
+        } else {
+            "unrecognized"
+        };
+        return Err(format!("skipped {why} ssh_keys entry `{key}`"));
+    }
+    let base = format!("{SSH_DIR}/ssh_host_{key_type}_key");
+    match half {
+        "private" => Ok((base, PRIVATE_MODE)),
+        "public" => Ok((format!("{base}.pub"), PUBLIC_MODE)),
+        "certificate" => Err(format!(
+            "skipped ssh_keys entry `{key}`: host certificates are not written (sshd's \
+             HostCertificate is not configured by metaboot)"
+        )),
+        _ => Err(format!("skipped unrecognized ssh_keys entry `{key}`")),
+    }
+}
+
+/// Writes the host keys `ssh_keys` gives, each atomically with ssh-keygen's modes, public
+/// halves before private ones (a run cut short never leaves a private key whose public half
+/// is the image's). A private key given without its public half gets one read from the
+/// private key file when it is in OpenSSH's format (as cloud-init runs `ssh-keygen -y`),
+/// ending in `comment`. Entries that cannot be written are reported in `warnings`.
+pub fn write_given(
+    root: &Root,
+    given: &BTreeMap<String, String>,
+    comment: impl Fn() -> String,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, PathError> {
+    let mut files: Vec<(String, u32, String)> = Vec::new();
+    for (key, value) in given {
+        if value.len() > MAX_GIVEN_KEY_BYTES {
+            warnings.push(format!(
+                "skipped ssh_keys entry `{key}`: {} bytes, more than the {MAX_GIVEN_KEY_BYTES} \
+                 a host key may have",
+                value.len()
+            ));
+            continue;
+        }
+        match target(key) {
+            Ok((path, mode)) => files.push((path, mode, with_newline(value))),
+            Err(warning) => warnings.push(warning),
+        }
+    }
+    for key_type in KEY_TYPES {
+        let (private, public) = (format!("{key_type}_private"), format!("{key_type}_public"));
+        let Some(value) = given.get(&private) else {
+            continue;
+        };
+        if given.contains_key(&public) || value.len() > MAX_GIVEN_KEY_BYTES {
+            continue;
+        }
+        match openssh::public_line_of_private(value, &comment()) {
+            Some(line) => files.push((
+                format!("{SSH_DIR}/ssh_host_{key_type}_key.pub"),
+                PUBLIC_MODE,
+                line,
+            )),
+            None => warnings.push(format!(
+                "ssh_keys gives `{private}` without `{public}`, and it is not in OpenSSH's \
+                 key format: no {SSH_DIR}/ssh_host_{key_type}_key.pub written"
+            )),
+        }
+    }
+    // Public halves first, private ones last.
+    files.sort_by_key(|(path, mode, _)| (*mode == PRIVATE_MODE, path.clone()));
+    let mut written = Vec::new();
+    for (path, mode, contents) in files {
+        root.write_atomic(&path, contents.as_bytes(), &WriteOptions::exact(mode, None))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// A key file ends in a newline (ssh-keygen refuses a private key file without one).
+fn with_newline(value: &str) -> String {
+    if value.ends_with('\n') {
+        value.to_owned()
+    } else {
+        format!("{value}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_cloud_inits_glob_matches() {
+        for name in [
+            "ssh_host_rsa_key",
+            "ssh_host_rsa_key.pub",
+            "ssh_host_ed25519_key-cert.pub",
+            "ssh_host_key",
+            "ssh_host_mykeys",
+        ] {
+            assert!(is_host_key_name(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "sshd_config",
+            "ssh_config",
+            "moduli",
+            "ssh_host_",
+            "host_rsa_key",
+        ] {
+            assert!(!is_host_key_name(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn ssh_keys_entries_map_to_files_like_cloud_init() {
+        assert_eq!(
+            target("rsa_private"),
+            Ok(("/etc/ssh/ssh_host_rsa_key".into(), 0o600))
+        );
+        assert_eq!(
+            target("ed25519_public"),
+            Ok(("/etc/ssh/ssh_host_ed25519_key.pub".into(), 0o644))
+        );
+        assert!(
+            target("ecdsa_certificate")
+                .unwrap_err()
+                .contains("not written")
+        );
+        assert!(
+            target("ed25519-sk_private")
+                .unwrap_err()
+                .contains("unsupported")
+        );
+        assert!(
+            target("../../etc_private")
+                .unwrap_err()
+                .contains("unrecognized")
+        );
+        assert!(target("rsa").unwrap_err().contains("unrecognized"));
+    }
+
+    #[test]
+    fn a_given_key_longer_than_the_limit_is_refused_and_the_rest_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let given = BTreeMap::from([
+            (
+                "rsa_private".to_owned(),
+                "x".repeat(MAX_GIVEN_KEY_BYTES + 1),
+            ),
+            ("rsa_public".to_owned(), "ssh-rsa AAAA c".to_owned()),
+            (
+                "ecdsa_public".to_owned(),
+                "y".repeat(MAX_GIVEN_KEY_BYTES - 1),
+            ),
+        ]);
+        let mut warnings = Vec::new();
+        let written = write_given(&root, &given, || "root@test".into(), &mut warnings).unwrap();
+        assert_eq!(
+            written,
+            [
+                "/etc/ssh/ssh_host_ecdsa_key.pub",
+                "/etc/ssh/ssh_host_rsa_key.pub"
+            ]
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("rsa_private"), "{warnings:?}");
+        assert!(!dir.path().join("etc/ssh/ssh_host_rsa_key").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/ssh_host_rsa_key.pub")).unwrap(),
+            "ssh-rsa AAAA c\n"
+        );
+    }
+}
