@@ -9,9 +9,10 @@
 //! that is a file or a symlink is unlinked (a symlink itself, never what it points at); a
 //! directory of that name is left and reported.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+
+use serde_json::{Map, Value};
 
 use super::ssh_host_key::openssh;
 use crate::fsutil::{PathError, WriteOptions};
@@ -111,53 +112,59 @@ fn target(key: &str) -> Result<(String, u32), String> {
 /// ending in `comment`. Entries that cannot be written are reported in `warnings`.
 pub fn write_given(
     root: &Root,
-    given: &BTreeMap<String, String>,
+    given: &Map<String, Value>,
     comment: impl Fn() -> String,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<String>, PathError> {
-    let mut files: Vec<(String, u32, String)> = Vec::new();
+    // (path, mode, contents): public halves, then private ones.
+    let (mut first, mut last) = (Vec::new(), Vec::new());
     for (key, value) in given {
-        if value.len() > MAX_GIVEN_KEY_BYTES {
-            warnings.push(format!(
-                "skipped ssh_keys entry `{key}`: {} bytes, more than the {MAX_GIVEN_KEY_BYTES} \
-                 a host key may have",
-                value.len()
-            ));
-            continue;
-        }
-        match target(key) {
-            Ok((path, mode)) => files.push((path, mode, with_newline(value))),
-            Err(warning) => warnings.push(warning),
-        }
-    }
-    for key_type in KEY_TYPES {
-        let (private, public) = (format!("{key_type}_private"), format!("{key_type}_public"));
-        let Some(value) = given.get(&private) else {
+        let Some(value) = usable(key, value, warnings) else {
             continue;
         };
-        if given.contains_key(&public) || value.len() > MAX_GIVEN_KEY_BYTES {
+        match target(key) {
+            Ok((path, PRIVATE_MODE)) => last.push((path, PRIVATE_MODE, with_newline(value))),
+            Ok((path, mode)) => first.push((path, mode, with_newline(value))),
+            Err(warning) => warnings.push(warning),
+        }
+        let Some(key_type) = key.strip_suffix("_private") else {
+            continue;
+        };
+        if !KEY_TYPES.contains(&key_type) || given.contains_key(&format!("{key_type}_public")) {
             continue;
         }
+        let public = format!("{SSH_DIR}/ssh_host_{key_type}_key.pub");
         match openssh::public_line_of_private(value, &comment()) {
-            Some(line) => files.push((
-                format!("{SSH_DIR}/ssh_host_{key_type}_key.pub"),
-                PUBLIC_MODE,
-                line,
-            )),
+            Some(line) => first.push((public, PUBLIC_MODE, line)),
             None => warnings.push(format!(
-                "ssh_keys gives `{private}` without `{public}`, and it is not in OpenSSH's \
-                 key format: no {SSH_DIR}/ssh_host_{key_type}_key.pub written"
+                "ssh_keys gives `{key}` without `{key_type}_public`, and it is not in \
+                 OpenSSH's key format: no {public} written"
             )),
         }
     }
-    // Public halves first, private ones last.
-    files.sort_by_key(|(path, mode, _)| (*mode == PRIVATE_MODE, path.clone()));
     let mut written = Vec::new();
-    for (path, mode, contents) in files {
+    for (path, mode, contents) in first.into_iter().chain(last) {
         root.write_atomic(&path, contents.as_bytes(), &WriteOptions::exact(mode, None))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// An entry's text, or `None` (with a warning) when it is not a string or is too long.
+fn usable<'a>(key: &str, value: &'a Value, warnings: &mut Vec<String>) -> Option<&'a str> {
+    let Some(text) = value.as_str() else {
+        warnings.push(format!("skipped ssh_keys entry `{key}`: not a string"));
+        return None;
+    };
+    if text.len() > MAX_GIVEN_KEY_BYTES {
+        warnings.push(format!(
+            "skipped ssh_keys entry `{key}`: {} bytes, more than the {MAX_GIVEN_KEY_BYTES} a \
+             host key may have",
+            text.len()
+        ));
+        return None;
+    }
+    Some(text)
 }
 
 /// A key file ends in a newline (ssh-keygen refuses a private key file without one).
@@ -227,17 +234,15 @@ mod tests {
     fn a_given_key_longer_than_the_limit_is_refused_and_the_rest_written() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
-        let given = BTreeMap::from([
-            (
-                "rsa_private".to_owned(),
-                "x".repeat(MAX_GIVEN_KEY_BYTES + 1),
-            ),
-            ("rsa_public".to_owned(), "ssh-rsa AAAA c".to_owned()),
-            (
-                "ecdsa_public".to_owned(),
-                "y".repeat(MAX_GIVEN_KEY_BYTES - 1),
-            ),
-        ]);
+        let given = serde_json::json!({
+            "rsa_private": "x".repeat(MAX_GIVEN_KEY_BYTES + 1),
+            "rsa_public": "ssh-rsa AAAA c",
+            "ecdsa_public": "y".repeat(MAX_GIVEN_KEY_BYTES - 1),
+            "dsa_private": ["not", "a", "string"],
+        });
+        let Value::Object(given) = given else {
+            unreachable!()
+        };
         let mut warnings = Vec::new();
         let written = write_given(&root, &given, || "root@test".into(), &mut warnings).unwrap();
         assert_eq!(
@@ -247,8 +252,12 @@ mod tests {
                 "/etc/ssh/ssh_host_rsa_key.pub"
             ]
         );
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("rsa_private"), "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("dsa_private`: not a string"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].contains("rsa_private"), "{warnings:?}");
         assert!(!dir.path().join("etc/ssh/ssh_host_rsa_key").exists());
         assert_eq!(
             std::fs::read_to_string(dir.path().join("etc/ssh/ssh_host_rsa_key.pub")).unwrap(),

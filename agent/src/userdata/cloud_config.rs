@@ -85,7 +85,7 @@ cloud_config! {
     ssh_deletekeys: bool = "ssh_deletekeys",
     /// The instance's SSH host keys, given: `<type>_private`, `<type>_public` (`<type>_certificate`
     /// is reported and not written).
-    ssh_keys: BTreeMap<String, String> = "ssh_keys",
+    ssh_keys: serde_json::Map<String, serde_json::Value> = "ssh_keys",
     /// Password for the default user.
     password: StrLike = "password",
     /// Make the default user's password here and post it, encrypted for the instance's first

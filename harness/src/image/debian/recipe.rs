@@ -403,9 +403,17 @@ mod tests {
             "ssh-host-keys-later.service",
         ));
         assert!(
-            !rsa.iter()
-                .any(|s| s.starts_with("Before=") || s.starts_with("After=")),
-            "nothing waits for the ECDSA and RSA keys, and they wait for nothing: {rsa:?}"
+            !rsa.iter().any(|s| s.starts_with("Before=")),
+            "nothing waits for the ECDSA and RSA keys: {rsa:?}"
+        );
+        // They wait for metaboot (which deletes a new instance's old keys, and must not meet
+        // these half made) and for sshd's start (the first login's), nothing else.
+        assert_eq!(
+            rsa.iter()
+                .filter(|s| s.starts_with("After="))
+                .collect::<Vec<_>>(),
+            [&"After=metaboot.service ssh.service"],
+            "{rsa:?}"
         );
         assert!(rsa.contains(&"Nice=19"), "{rsa:?}");
         assert!(
