@@ -32,23 +32,25 @@ fn run_done(guest: &Guest) {
     assert_eq!(guest.status()["status"], "done");
 }
 
-/// `ssh-keygen -y`: the public key OpenSSH derives from the private key file.
-fn openssh_public_of(guest: &Guest) -> Option<String> {
+/// Runs `ssh-keygen` with `args` and returns what it printed (None when it is missing outside
+/// CI); it must succeed.
+fn ssh_keygen(args: &[&std::ffi::OsStr]) -> Option<String> {
     if !testutil::require_tool("ssh-keygen") {
         return None;
     }
-    let out = Command::new("ssh-keygen")
-        .arg("-y")
-        .arg("-f")
-        .arg(guest.path(PRIVATE))
-        .output()
-        .unwrap();
+    let out = Command::new("ssh-keygen").args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "ssh-keygen -y refused the key: {}",
+        "ssh-keygen {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// `ssh-keygen -y`: the public key OpenSSH derives from the private key file.
+fn openssh_public_of(guest: &Guest) -> Option<String> {
+    let private = guest.path(PRIVATE);
+    ssh_keygen(&["-y".as_ref(), "-f".as_ref(), private.as_os_str()])
 }
 
 #[test]
@@ -332,20 +334,11 @@ fn ssh_keys_are_written_with_ssh_keygens_modes_and_a_missing_public_half_derived
 
 /// A private ed25519 key made by `ssh-keygen` (None when it is missing outside CI).
 fn ssh_keygen_ed25519() -> Option<String> {
-    if !testutil::require_tool("ssh-keygen") {
-        return None;
-    }
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "given", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["-q", "-t", "ed25519", "-N", "", "-C", "given", "-f"];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(key.as_os_str());
+    ssh_keygen(&args)?;
     Some(std::fs::read_to_string(key).unwrap())
 }
