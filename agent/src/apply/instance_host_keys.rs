@@ -2,8 +2,9 @@
 //! host keys are deleted (`ssh_deletekeys`, true unless set false), so that no two instances
 //! of one image share a host key, and the keys user data gives (`ssh_keys`) are written. The
 //! ed25519 key is then made by the `ssh-host-keys` step when it is missing
-//! ([`super::ssh_host_key`]); other key types are the image's to make (the Debian images make
-//! their ECDSA and RSA keys after the first logins, `images/debian/ssh-host-keys-later.service`).
+//! ([`super::ssh_host_key`]); other key types are the image's to make (the debian-metaboot
+//! image makes its ECDSA and RSA keys once sshd has started,
+//! `images/debian/ssh-host-keys-later.service`).
 //!
 //! Deleting goes by name, as cloud-init's `/etc/ssh/ssh_host_*key*` glob does: each such entry
 //! that is a file or a symlink is unlinked (a symlink itself, never what it points at); a
@@ -30,15 +31,6 @@ pub const MAX_GIVEN_KEY_BYTES: usize = 64 * 1024;
 const PRIVATE_MODE: u32 = 0o600;
 /// A public key's mode.
 const PUBLIC_MODE: u32 = 0o644;
-
-/// What [`delete_image_keys`] and [`write_given`] did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct HostKeys {
-    /// Entries deleted from [`SSH_DIR`].
-    pub deleted: Vec<String>,
-    /// Files written from `ssh_keys`.
-    pub written: Vec<String>,
-}
 
 /// True for a name cloud-init's `ssh_host_*key*` matches.
 pub fn is_host_key_name(name: &OsStr) -> bool {

@@ -1,5 +1,6 @@
 //! An ed25519 key pair in OpenSSH's own formats, as `ssh-keygen -t ed25519 -N ""` writes them:
-//! the private key file (`openssh-key-v1`, unencrypted) and the public key line. The layout is
+//! the private key file (`openssh-key-v1`, unencrypted) and the public key line; and the public
+//! key line read back from a private key file of any type (as `ssh-keygen -y` prints it). The layout is
 //! OpenSSH's PROTOCOL.key: a header naming no cipher and no KDF, the public key blob, then a
 //! section holding two equal check words, the key (type, public half, seed followed by public
 //! half), the comment, and padding 1, 2, 3, … up to a multiple of the cipher's block size (8 for
