@@ -255,7 +255,8 @@ fn ssh_deletekeys_false_keeps_the_images_keys() {
 fn a_planted_symlink_is_deleted_not_its_target() {
     let guest = guest_with_sshd();
     let shadow = guest.read("/etc/shadow");
-    symlink("/etc/shadow", guest.path("/etc/ssh/ssh_host_rsa_key")).unwrap();
+    // Relative: a deletion that followed it would take the guest's shadow, not the host's.
+    symlink("../shadow", guest.path("/etc/ssh/ssh_host_rsa_key")).unwrap();
     std::fs::create_dir(guest.path("/etc/ssh/ssh_host_keys.d")).unwrap();
     run_done(&guest);
     assert_eq!(guest.read("/etc/shadow"), shadow);
