@@ -307,36 +307,28 @@ fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
 /// the keys `ssh_keys` gives written.
 fn instance_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     let delete = i.config.ssh_deletekeys.unwrap_or(true);
-    let given = i.config.ssh_keys.clone().unwrap_or_default();
+    let none = serde_json::Map::new();
+    let given = i.config.ssh_keys.as_ref().unwrap_or(&none);
     if !delete && given.is_empty() {
         return Done::skipped("ssh_deletekeys is false and no ssh_keys");
     }
-    let deleted = if delete {
-        match instance_host_keys::delete_image_keys(i.root, warnings) {
-            Ok(deleted) => deleted,
-            Err(err) => return Done::error(chain(&err)),
-        }
-    } else {
-        Vec::new()
-    };
-    let written =
-        match instance_host_keys::write_given(i.root, &given, || host_key_comment(i), warnings) {
-            Ok(written) => written,
-            Err(err) => return Done::error(chain(&err)),
-        };
     // Done even when there was nothing to delete: the step must not run again for this
     // instance, where it would delete the keys made since.
     let mut said = Vec::new();
-    if delete && deleted.is_empty() {
-        said.push(format!(
-            "no host keys in {} to delete",
-            instance_host_keys::SSH_DIR
-        ));
-    } else if delete {
-        said.push(format!("deleted the image's {}", deleted.join(", ")));
+    if delete {
+        match instance_host_keys::delete_image_keys(i.root, warnings) {
+            Ok(deleted) if deleted.is_empty() => said.push(format!(
+                "no host keys in {} to delete",
+                instance_host_keys::SSH_DIR
+            )),
+            Ok(deleted) => said.push(format!("deleted the image's {}", deleted.join(", "))),
+            Err(err) => return Done::error(chain(&err)),
+        }
     }
-    if !written.is_empty() {
-        said.push(format!("wrote {} from ssh_keys", written.join(", ")));
+    match instance_host_keys::write_given(i.root, given, || host_key_comment(i), warnings) {
+        Ok(written) if written.is_empty() => {}
+        Ok(written) => said.push(format!("wrote {} from ssh_keys", written.join(", "))),
+        Err(err) => return Done::error(chain(&err)),
     }
     Done::ok_with(said.join("; "))
 }

@@ -10,7 +10,14 @@ pub const REDACTED: &str = "REDACTED";
 const USER_SECRETS: [&str; 3] = ["passwd", "hashed_passwd", "plain_text_passwd"];
 
 fn redact(map: &mut serde_json::Map<String, Value>, key: &str) {
-    if let Some(value) = map.get_mut(key).filter(|v| !v.is_null()) {
+    if let Some(value) = map.get_mut(key) {
+        redact_value(value);
+    }
+}
+
+/// A secret's value replaced; a `null` (no secret) is left.
+fn redact_value(value: &mut Value) {
+    if !value.is_null() {
         *value = Value::String(REDACTED.to_owned());
     }
 }
@@ -62,13 +69,8 @@ pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
     }
     // The private halves of the host keys `ssh_keys` gives.
     if let Some(Value::Object(keys)) = out.get_mut("ssh_keys") {
-        let private: Vec<String> = keys
-            .keys()
-            .filter(|key| key.ends_with("_private"))
-            .cloned()
-            .collect();
-        for key in private {
-            redact(keys, &key);
+        for (_, value) in keys.iter_mut().filter(|(key, _)| key.ends_with("_private")) {
+            redact_value(value);
         }
     }
     out
