@@ -54,6 +54,28 @@ pub fn offered_keys(keyscan: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `Ok` when every key of `offered` is in the console's last host key block, else which are not.
+pub fn shown_on_console(offered: &[(String, String)], console: &str) -> Result<String, String> {
+    let shown = console_keys(console).ok_or_else(|| format!("no {BEGIN} block on the console"))?;
+    let missing: Vec<&str> = offered
+        .iter()
+        .filter(|key| !shown.contains(key))
+        .map(|(kind, _)| kind.as_str())
+        .collect();
+    if missing.is_empty() {
+        Ok(format!(
+            "the {} keys sshd offers are the console's",
+            offered.len()
+        ))
+    } else {
+        Err(format!(
+            "sshd offers {} keys the console did not show: {}",
+            missing.len(),
+            missing.join(", ")
+        ))
+    }
+}
+
 /// Every key the guest's sshd offers is one its console showed (read from `serial_log`, polled
 /// for [`CONSOLE_KEYS_TIMEOUT`]).
 pub fn check_console_host_keys(
@@ -68,27 +90,10 @@ pub fn check_console_host_keys(
     if offered.is_empty() {
         return Ok(CheckResult::fail("", "ssh-keyscan saw no host key"));
     }
-    let compare = || -> Result<String, String> {
+    let compare = || {
         let console = std::fs::read_to_string(serial_log).unwrap_or_default();
-        let shown = console_keys(&console)
-            .ok_or_else(|| format!("no {BEGIN} block in {}", serial_log.display()))?;
-        let missing: Vec<&str> = offered
-            .iter()
-            .filter(|key| !shown.contains(key))
-            .map(|(kind, _)| kind.as_str())
-            .collect();
-        if missing.is_empty() {
-            Ok(format!(
-                "the {} keys sshd offers are the console's",
-                offered.len()
-            ))
-        } else {
-            Err(format!(
-                "sshd offers {} keys the console did not show: {}",
-                missing.len(),
-                missing.join(", ")
-            ))
-        }
+        shown_on_console(&offered, &console)
+            .map_err(|why| format!("{why} ({})", serial_log.display()))
     };
     let outcome = wait_until_ok(Instant::now() + CONSOLE_KEYS_TIMEOUT, POLL, compare);
     let passed = outcome.is_ok();
@@ -125,6 +130,22 @@ mod tests {
         );
         assert_eq!(console_keys("no block\n"), None);
         assert_eq!(console_keys(&format!("{BEGIN}\nssh-rsa AAAA\n")), None);
+    }
+
+    #[test]
+    fn a_key_the_console_did_not_show_fails_the_check() {
+        let console = format!("{BEGIN}\nssh-ed25519 AAAAone root@g\nssh-rsa AAAArsa\n{END}\n");
+        let offered = [key("ssh-ed25519", "AAAAone"), key("ssh-rsa", "AAAArsa")];
+        assert_eq!(
+            shown_on_console(&offered, &console),
+            Ok("the 2 keys sshd offers are the console's".to_owned())
+        );
+        let other = [key("ssh-ed25519", "AAAAother"), key("ssh-rsa", "AAAArsa")];
+        assert_eq!(
+            shown_on_console(&other, &console),
+            Err("sshd offers 1 keys the console did not show: ssh-ed25519".to_owned())
+        );
+        assert!(shown_on_console(&offered, "").is_err());
     }
 
     #[test]
