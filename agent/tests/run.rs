@@ -439,8 +439,8 @@ fn status_json_shape() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names.first(), Some(&"config"));
-    assert_eq!(names.last(), Some(&"scripts-user"));
-    assert_eq!(names.len(), 27);
+    assert_eq!(names.last(), Some(&"keys-to-console"));
+    assert_eq!(names.len(), 28);
 }
 
 /// `datasources:` orders the sources: with only the config drive listed and none attached, there

@@ -1,7 +1,7 @@
 //! Where a tiny guest's boot goes, from its serial console: the host-side timestamps the
 //! harness writes in front of every line (`[   3.456] …`), at the tiny image's markers and at
 //! the guest agent's own log lines (its start, the datasource, the last fetch step, the last
-//! apply step, its end), turned into consecutive phases.
+//! step, its end), turned into consecutive phases.
 
 use serde::Serialize;
 
@@ -15,7 +15,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("agent start", "metaboot starting"),
     ("datasource", "datasource found"),
     ("fetch+decode", "step=\"cloud-config\""),
-    ("apply", "step=\"scripts-user\""),
+    ("apply", "step=\"keys-to-console\""),
     ("commit", "metaboot finished"),
     ("run returned", "metaboot-tiny: metadata fetched"),
     ("ssh listening", "metaboot-tiny: ssh listening"),
@@ -84,7 +84,8 @@ mod tests {
 [   3.650] 2026-12-02T01:59:46Z  INFO metaboot starting root=/ url=http://169.254.169.254
 [   3.690] 2026-12-02T01:59:46Z  INFO datasource found datasource=\"metadata-service\"
 [   3.760] 2026-12-02T01:59:46Z  INFO ok 8 keys merged step=\"cloud-config\" duration_ms=2
-[   3.840] 2026-12-02T01:59:46Z  INFO skipped: no user scripts step=\"scripts-user\"
+[   3.830] 2026-12-02T01:59:46Z  INFO skipped: no user scripts step=\"scripts-user\"
+[   3.840] 2026-12-02T01:59:46Z  INFO skipped: no host keys in /etc/ssh to show step=\"keys-to-console\"
 [   3.870] 2026-12-02T01:59:46Z  INFO metaboot finished: status=done
 [   3.880] metaboot-tiny: metadata fetched rc=0
 [   3.881] metaboot-tiny: ssh listening

@@ -4,8 +4,9 @@
 //! `metaboot-server all`, as a registered instance whose user data sets a host name, a user
 //! with an SSH key and a password, and a runcmd; and each is checked from outside: key login as
 //! `debian`, the host name, the user's key and password logins, sudo and runcmd, the host keys
-//! sshd offers (ed25519, ECDSA, RSA), and the provisioner's own verdict (`cloud-init status
-//! --long`, `metaboot status`).
+//! sshd offers (ed25519, ECDSA, RSA) and that each is one the guest printed on its console
+//! (`keys_to_console`), and the provisioner's own verdict (`cloud-init status --long`,
+//! `metaboot status`).
 //!
 //! Needs root, QEMU, the lab's tools and the image build's (scripts/install-lab-deps): fails in
 //! CI when they are missing, skips elsewhere. A cold image build takes a few minutes, each

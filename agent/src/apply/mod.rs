@@ -1,10 +1,12 @@
 //! Applying instance data under a root: hostname, hosts, users, keys, passwords, sshd,
-//! write_files, scripts, entropy. Each submodule is one concern; the run drives them as steps.
+//! write_files, scripts, entropy, the host keys on the console. Each submodule is one concern;
+//! the run drives them as steps.
 
 pub mod home;
 pub mod hostname;
 pub mod hosts;
 pub mod instance_host_keys;
+pub mod keys_to_console;
 pub mod network;
 pub mod password_postback;
 pub mod passwords;

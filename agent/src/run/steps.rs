@@ -5,12 +5,13 @@ use std::path::Path;
 use super::accounts;
 use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
-use crate::apply::instance_host_keys;
 use crate::apply::ssh_host_key::{self, HostKey};
-use crate::apply::{hosts, network, random_seed, scripts, write_files};
+use crate::apply::{
+    hosts, instance_host_keys, keys_to_console, network, random_seed, scripts, write_files,
+};
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
-use crate::state::result::{Done, Outcome, Report, ScriptResult};
+use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
 use crate::userdata::cloud_config::ManageEtcHosts;
@@ -29,10 +30,11 @@ pub(super) enum Stage {
     Fetch,
     /// An apply step: at most as often as its frequency, with this body.
     Apply(Frequency, StepFn),
-    /// A user-script step (cloud-init's final stage): its scripts are written with the apply
-    /// steps, and the step runs them (`metaboot run --stage final`, or at the end of a whole
-    /// run), at most as often as its frequency.
-    Scripts(Frequency, WriteFn, StepFn),
+    /// A step of the final stage (cloud-init's cloud-final: the user scripts, then the host
+    /// keys on the console): what it needs is written with the apply steps (a user-script
+    /// step's scripts), and the step runs at the end (`metaboot run --stage final`, or at the
+    /// end of a whole run), at most as often as its frequency.
+    Final(Frequency, WriteFn, StepFn),
 }
 
 /// A fetch step.
@@ -45,14 +47,19 @@ const fn apply(name: &'static str, frequency: Frequency, body: StepFn) -> (&'sta
     (name, Stage::Apply(frequency, body))
 }
 
-/// A user-script step.
+/// A user-script step: its scripts are written before the logins, run in the final stage.
 const fn scripts(
     name: &'static str,
     frequency: Frequency,
     write: WriteFn,
     run: StepFn,
 ) -> (&'static str, Stage) {
-    (name, Stage::Scripts(frequency, write, run))
+    (name, Stage::Final(frequency, write, run))
+}
+
+/// A final-stage step with nothing to write before the logins.
+const fn last(name: &'static str, frequency: Frequency, run: StepFn) -> (&'static str, Stage) {
+    (name, Stage::Final(frequency, |_| Ok(()), run))
 }
 
 /// Every step of a run, in order (cloud-init's init, config and final stages): the one list of
@@ -116,6 +123,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
         write_user_scripts,
         run_user_scripts,
     ),
+    last("keys-to-console", PerInstance, keys_to_console),
 ];
 
 /// The name of every step, in order.
@@ -123,11 +131,12 @@ pub(super) fn step_names() -> impl Iterator<Item = &'static str> {
     STEPS.iter().map(|(name, _)| *name)
 }
 
-/// The name of every step of the final stage (the user scripts), in order.
+/// The name of every step of the final stage (the user scripts, the keys on the console), in
+/// order.
 pub(super) fn final_step_names() -> impl Iterator<Item = &'static str> {
     STEPS
         .iter()
-        .filter(|(_, stage)| matches!(stage, Stage::Scripts(..)))
+        .filter(|(_, stage)| matches!(stage, Stage::Final(..)))
         .map(|(name, _)| *name)
 }
 
@@ -148,7 +157,7 @@ pub(super) fn every_boot(frequency: Frequency) -> bool {
     frequency == Always
 }
 
-/// The user-script steps `wanted` takes (the final stage), each one not already reported (a
+/// The final-stage steps `wanted` takes, each one not already reported (a
 /// failed write in the init stage), honouring `steps:` and the semaphores.
 pub(super) fn apply_final(
     instance: &Instance<'_>,
@@ -156,7 +165,7 @@ pub(super) fn apply_final(
     wanted: impl Fn(Frequency) -> bool,
 ) {
     let run = STEPS.iter().filter_map(|&(name, stage)| match stage {
-        Stage::Scripts(frequency, _, run) if wanted(frequency) => Some((name, frequency, run)),
+        Stage::Final(frequency, _, run) if wanted(frequency) => Some((name, frequency, run)),
         _ => None,
     });
     let run: Vec<_> = run
@@ -170,7 +179,7 @@ pub(super) fn apply_final(
 fn write_scripts(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
     let semaphores = instance.state.semaphores(&instance.id);
     for &(name, stage) in STEPS {
-        let Stage::Scripts(frequency, write, _) = stage else {
+        let Stage::Final(frequency, write, _) = stage else {
             continue;
         };
         if !wanted(frequency)
@@ -639,6 +648,19 @@ fn run_user_scripts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     run_scripts_dir(i, &user_dir(i), "no user scripts and no runcmd".to_owned())
 }
 
+/// The `keys-to-console` step (cloud-init's `keys_to_console`, once per instance, last): the
+/// host keys' public lines on the console, where the instance's console log shows them.
+fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    match keys_to_console::lines(i.root, warnings) {
+        Ok(lines) if lines.is_empty() => Done::skipped("no host keys in /etc/ssh to show"),
+        Ok(lines) => {
+            eprint!("{}", keys_to_console::block(&lines));
+            Done::ok_with(count(lines.len(), "host key") + " on the console")
+        }
+        Err(err) => Done::error(chain(&err)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,11 +682,11 @@ mod tests {
                 .all(|(_, stage)| !matches!(stage, Stage::Fetch))
         );
         assert_eq!(names[..2], ["config", "meta-data"]);
-        assert_eq!(names.last(), Some(&"scripts-user"));
+        assert_eq!(names.last(), Some(&"keys-to-console"));
     }
 
     #[test]
-    fn the_final_stage_is_the_user_scripts_and_comes_last() {
+    fn the_final_stage_is_the_user_scripts_then_the_keys_and_comes_last() {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
@@ -673,7 +695,8 @@ mod tests {
                 "scripts-per-once",
                 "scripts-per-boot",
                 "scripts-per-instance",
-                "scripts-user"
+                "scripts-user",
+                "keys-to-console"
             ]
         );
         let names: Vec<&str> = step_names().collect();

@@ -44,18 +44,29 @@ macro_rules! cloud_config {
             pub fn from_map(map: &ConfigMap) -> (CloudConfig, Vec<KeyError>) {
                 let mut config = CloudConfig::default();
                 let mut errors = Vec::new();
-                $(
-                    if let Some(value) = map.get($key).filter(|v| !v.is_null()) {
-                        match serde_json::from_value::<$ty>(value.clone()) {
-                            Ok(parsed) => config.$field = Some(parsed),
-                            Err(err) => errors.push(KeyError { key: $key, message: err.to_string() }),
-                        }
-                    }
-                )*
+                $(config.$field = read(map, $key, &mut errors);)*
                 (config, errors)
             }
         }
     };
+}
+
+/// The value of `key` in `map` (`null` counts as absent), or `None` with its error added to
+/// `errors`.
+fn read<T: serde::de::DeserializeOwned>(
+    map: &ConfigMap,
+    key: &'static str,
+    errors: &mut Vec<KeyError>,
+) -> Option<T> {
+    let value = map.get(key).filter(|v| !v.is_null())?;
+    serde_json::from_value::<T>(value.clone())
+        .map_err(|err| {
+            errors.push(KeyError {
+                key,
+                message: err.to_string(),
+            });
+        })
+        .ok()
 }
 
 cloud_config! {

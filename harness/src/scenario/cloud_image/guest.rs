@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use super::checks::{
     check_host_keys, check_output, check_password, detect_provisioner, wait_for_verdict,
 };
+use super::console_keys::check_console_host_keys;
 use super::spec::{CloudImageGuest, CloudImageReport, POLL, USER};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
@@ -248,6 +249,7 @@ pub(crate) fn verdict_and_checks(
     let verdict = wait_for_verdict(target, &who.key, provisioner)?;
     report.times.verdict = Some(vm.started.elapsed().as_secs_f64());
     stage("checking");
+    let serial_log = report.serial_log.clone();
     let mut push = |name: &str, result: anyhow::Result<CheckResult>| {
         report.checks.push(match result {
             Ok(check) => CheckResult {
@@ -309,6 +311,10 @@ pub(crate) fn verdict_and_checks(
         push(
             "sshd offers its ed25519, ECDSA and RSA host keys",
             check_host_keys(target),
+        );
+        push(
+            "the host keys sshd offers are the ones the console showed",
+            check_console_host_keys(target, &serial_log),
         );
     }
     Ok(())

@@ -2,10 +2,12 @@
 //! never written) on a lab network, provisioned through the chain by what the image runs
 //! (cloud-init or metaboot), and checked from outside as its user would: key login as the
 //! default user, the host name, a user with a key and a password from the user data, sudo,
-//! runcmd's effect, and the provisioner's own verdict.
+//! runcmd's effect, the host keys sshd offers against those the console showed, and the
+//! provisioner's own verdict.
 
 mod batch;
 mod checks;
+mod console_keys;
 pub(crate) mod guest;
 pub mod own;
 mod spec;
