@@ -199,25 +199,11 @@ impl Cli {
                 });
             }
             Some(Sub::Run) => Command::Run(RunArgs {
-                url: match seen.url {
-                    Some(url) => Some(utf8(url)?),
-                    None => None,
-                },
+                url: seen.url.map(utf8).transpose()?,
                 root: path_or_root(seen.root),
                 config: seen.config.map(PathBuf::from),
                 stage: match seen.stage {
-                    Some(name) => {
-                        let name = utf8(name)?;
-                        RunStage::from_name(&name).ok_or_else(|| {
-                            error(
-                                &format!(
-                                    "invalid value '{name}' for '--stage <STAGE>'\n  \
-                                     [possible values: all, init, final]"
-                                ),
-                                None,
-                            )
-                        })?
-                    }
+                    Some(name) => stage(name)?,
                     None => RunStage::All,
                 },
             }),
@@ -249,6 +235,19 @@ impl Cli {
 /// `--root`'s value, `/` when it was not given.
 fn path_or_root(root: Option<OsString>) -> PathBuf {
     root.map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+/// `--stage`'s value.
+fn stage(name: OsString) -> Result<RunStage, Stop> {
+    let name = utf8(name)?;
+    RunStage::from_name(&name).ok_or_else(|| {
+        error(
+            &format!(
+                "invalid value '{name}' for '--stage <STAGE>'\n  [possible values: all, init, final]"
+            ),
+            None,
+        )
+    })
 }
 
 /// A value that must be text.
@@ -369,6 +368,16 @@ fn option<'a>(
             }
         },
     };
+    // Checked as it comes, as clap did: a bad value is refused even before a later `--help`.
+    match name {
+        "--stage" => {
+            stage(value.clone())?;
+        }
+        "--url" => {
+            utf8(value.clone())?;
+        }
+        _ => {}
+    }
     if slot.replace(value).is_some() {
         return Err(error(
             &format!("the argument '{shown}' cannot be used multiple times"),

@@ -277,6 +277,16 @@ fn a_command_line_that_cannot_be_used_says_why_as_clap_did() {
             "{line}"
         );
     }
+    // A bad value is refused where it stands, even before a later --help (as clap did: the
+    // units' test relies on it).
+    assert_eq!(
+        parse("metaboot run --stage boot --help").unwrap_err().code,
+        EXIT_USAGE
+    );
+    assert_eq!(
+        parse("metaboot run --stage init --help").unwrap_err().code,
+        0
+    );
     // No subcommand: the help, on standard error.
     assert_eq!(
         Cli::parse(&words("metaboot")),
