@@ -1,23 +1,31 @@
-//! Command-line interface: `metaboot run | status | query`.
+//! Command-line interface: `metaboot run | status | query`, parsed by hand (no argument parser
+//! crate: the static binary is size-bound, and under emulation each piece of code costs its
+//! translation the first time it runs). The help texts and error messages are the ones clap
+//! printed for the same definitions before (`agent/README.md`, "Command line").
+//!
+//! Accepted: `-v`/`--verbose` anywhere (once); `-h`/`--help` anywhere; `-V`/`--version` before
+//! the subcommand; `help [SUBCOMMAND]`; each option as `--name VALUE` or `--name=VALUE`, at most
+//! once; `--` ends the options. Anything else is an error on standard error, exit code 2.
 
-use std::ffi::OsString;
+mod help;
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+/// Exit code of a command line that cannot be used (as clap's).
+pub const EXIT_USAGE: u8 = 2;
 
-/// The metaboot guest agent (the job cloud-init does on OpenStack).
-#[derive(Debug, Parser)]
-#[command(name = "metaboot", version, about)]
+/// The parsed command line.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Cli {
     /// Log debug detail (every request, every step start).
-    #[arg(short, long, global = true)]
     pub verbose: bool,
-    #[command(subcommand)]
     pub command: Command,
 }
 
 /// The subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// One provisioning pass: fetch metadata and user data, apply them.
     Run(RunArgs),
@@ -28,27 +36,21 @@ pub enum Command {
 }
 
 /// Arguments of `metaboot run`.
-#[derive(Debug, Args)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct RunArgs {
     /// Metadata service base URL (an IP literal; overrides metaboot.yaml and `metaboot.url=`).
-    #[arg(long)]
     pub url: Option<String>,
-    /// Directory every path read or written is taken under.
-    #[arg(long, default_value = "/")]
+    /// Directory every path read or written is taken under (default `/`).
     pub root: PathBuf,
     /// Configuration file (default: `<root>/etc/metaboot/metaboot.yaml`); taken as given, not
     /// under the root.
-    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Which part of the pass: `all`, or `init` (everything up to the logins: metaboot.service)
-    /// then `final` (the user scripts, after logins open: metaboot-final.service), like
-    /// cloud-init's stages.
-    #[arg(long, value_enum, default_value_t = RunStage::All)]
+    /// Which part of the pass (default `all`).
     pub stage: RunStage,
 }
 
 /// The parts of a provisioning pass (`metaboot run --stage`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStage {
     /// The whole pass in one process.
     All,
@@ -60,6 +62,9 @@ pub enum RunStage {
 }
 
 impl RunStage {
+    /// Every stage, in the order `--help` lists them.
+    pub const ALL: [RunStage; 3] = [RunStage::All, RunStage::Init, RunStage::Final];
+
     /// The name on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -70,173 +75,317 @@ impl RunStage {
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [RunStage::All, RunStage::Init, RunStage::Final]
-            .into_iter()
-            .find(|stage| stage.name() == name)
+        Self::ALL.into_iter().find(|stage| stage.name() == name)
     }
 }
 
 /// Arguments of `metaboot status`.
-#[derive(Debug, Args)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct StatusArgs {
-    /// Directory the state is read under.
-    #[arg(long, default_value = "/")]
+    /// Directory the state is read under (default `/`).
     pub root: PathBuf,
     /// Print the whole status document as JSON.
-    #[arg(long)]
     pub json: bool,
     /// Wait until the run in progress has finished.
-    #[arg(long)]
     pub wait: bool,
 }
 
 /// Arguments of `metaboot query`.
-#[derive(Debug, Args)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct QueryArgs {
     /// One of: instance-id, local-hostname, hostname, availability-zone, project-id,
     /// public-keys, user-data, vendor-data.
     pub key: String,
-    /// Directory the cached data is read under.
-    #[arg(long, default_value = "/")]
+    /// Directory the cached data is read under (default `/`).
     pub root: PathBuf,
 }
 
-impl Cli {
-    /// The process's command line: `metaboot run` and its plain flags (how images start it)
-    /// without clap, any other through clap. Under emulation (the tiny image's TCG guest) each
-    /// piece of code costs its translation the first time it runs, and clap's parser is as much
-    /// code as a run's whole HTTP client.
-    pub fn from_env() -> Self {
-        let args: Vec<OsString> = std::env::args_os().collect();
-        Self::plain_run(&args).unwrap_or_else(|| Self::parse_from(args))
+/// A command line that does not run a command: help or version (exit 0, standard output), or
+/// an error (exit [`EXIT_USAGE`], standard error).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stop {
+    pub code: u8,
+    pub text: String,
+}
+
+impl Stop {
+    fn print(text: String) -> Self {
+        Stop { code: 0, text }
     }
 
-    /// `run` followed only by `-v`/`--verbose` and `--root`/`--url`/`--config`/`--stage VALUE`
-    /// (each at most once, as separate words, values non-empty and not starting with `-`, the
-    /// stage one of its names); `None` for anything else (`--help`, `--root=DIR`, errors),
-    /// which clap then parses. Gives what clap gives for the same words.
-    pub fn plain_run(args: &[OsString]) -> Option<Self> {
-        let mut words = args.get(1..)?.iter();
-        let mut verbose = false;
-        let mut seen_run = false;
-        let (mut url, mut root, mut config, mut stage) = (None, None, None, None);
+    /// Prints the text where it belongs and exits with the code.
+    fn exit(self) -> ! {
+        if self.code == 0 {
+            print!("{}", self.text);
+        } else {
+            eprint!("{}", self.text);
+        }
+        std::process::exit(i32::from(self.code))
+    }
+}
+
+/// Which subcommand the words named so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    Run,
+    Status,
+    Query,
+}
+
+impl Sub {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "run" => Some(Sub::Run),
+            "status" => Some(Sub::Status),
+            "query" => Some(Sub::Query),
+            _ => None,
+        }
+    }
+}
+
+/// An error as clap printed it: the message, the usage line when it has one, the hint.
+fn error(message: &str, usage: Option<&str>) -> Stop {
+    let usage = usage.map_or_else(String::new, |usage| format!("\nUsage: {usage}\n"));
+    Stop {
+        code: EXIT_USAGE,
+        text: format!("error: {message}\n{usage}\nFor more information, try '--help'.\n"),
+    }
+}
+
+/// The options seen so far (each at most once).
+#[derive(Default)]
+struct Seen {
+    verbose: bool,
+    url: Option<OsString>,
+    root: Option<OsString>,
+    config: Option<OsString>,
+    stage: Option<OsString>,
+    json: bool,
+    wait: bool,
+    key: Option<OsString>,
+}
+
+impl Cli {
+    /// The process's command line; prints help, the version or an error and exits when it
+    /// asks for no command.
+    pub fn from_env() -> Self {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        Self::parse(&args).unwrap_or_else(|stop| stop.exit())
+    }
+
+    /// Parses `args` (the program name first).
+    pub fn parse(args: &[OsString]) -> Result<Self, Stop> {
+        let mut seen = Seen::default();
+        let mut sub = None;
+        let mut words = args.iter().skip(1);
+        let mut options_end = false;
         while let Some(word) = words.next() {
-            match word.to_str()? {
-                "run" if !seen_run => seen_run = true,
-                "-v" | "--verbose" if !verbose => verbose = true,
-                flag @ ("--url" | "--root" | "--config" | "--stage") if seen_run => {
-                    let value = words.next()?;
-                    if value.is_empty() || value.as_encoded_bytes().starts_with(b"-") {
-                        return None;
-                    }
-                    let slot = match flag {
-                        "--url" => &mut url,
-                        "--root" => &mut root,
-                        "--stage" => &mut stage,
-                        _ => &mut config,
-                    };
-                    if slot.replace(value.clone()).is_some() {
-                        return None;
-                    }
-                }
-                _ => return None,
+            let bytes = word.as_bytes();
+            if options_end || !bytes.starts_with(b"-") || bytes == b"-" {
+                positional(word, &mut sub, &mut seen, &mut words)?;
+                continue;
             }
+            if bytes == b"--" {
+                options_end = true;
+                continue;
+            }
+            option(word, sub, &mut seen, &mut words)?;
         }
-        if !seen_run {
-            return None;
-        }
-        let url = match url {
-            Some(url) => Some(url.into_string().ok()?),
-            None => None,
-        };
-        let stage = match stage {
-            Some(stage) => RunStage::from_name(stage.to_str()?)?,
-            None => RunStage::All,
-        };
-        Some(Cli {
-            verbose,
-            command: Command::Run(RunArgs {
-                url,
-                root: root.map_or_else(|| PathBuf::from("/"), PathBuf::from),
-                config: config.map(PathBuf::from),
-                stage,
+        let command = match sub {
+            None => {
+                return Err(Stop {
+                    code: EXIT_USAGE,
+                    text: help::text(None).to_owned(),
+                });
+            }
+            Some(Sub::Run) => Command::Run(RunArgs {
+                url: seen.url.map(utf8).transpose()?,
+                root: path_or_root(seen.root),
+                config: seen.config.map(PathBuf::from),
+                stage: match seen.stage {
+                    Some(name) => stage(name)?,
+                    None => RunStage::All,
+                },
             }),
+            Some(Sub::Status) => Command::Status(StatusArgs {
+                root: path_or_root(seen.root),
+                json: seen.json,
+                wait: seen.wait,
+            }),
+            Some(Sub::Query) => match seen.key {
+                Some(key) => Command::Query(QueryArgs {
+                    key: utf8(key)?,
+                    root: path_or_root(seen.root),
+                }),
+                None => {
+                    return Err(error(
+                        "the following required arguments were not provided:\n  <KEY>",
+                        Some("metaboot query <KEY>"),
+                    ));
+                }
+            },
+        };
+        Ok(Cli {
+            verbose: seen.verbose,
+            command,
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
+/// `--root`'s value, `/` when it was not given.
+fn path_or_root(root: Option<OsString>) -> PathBuf {
+    root.map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
 
-    use super::*;
+/// `--stage`'s value.
+fn stage(name: OsString) -> Result<RunStage, Stop> {
+    let name = utf8(name)?;
+    RunStage::from_name(&name).ok_or_else(|| {
+        error(
+            &format!(
+                "invalid value '{name}' for '--stage <STAGE>'\n  [possible values: all, init, final]"
+            ),
+            None,
+        )
+    })
+}
 
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
+/// A value that must be text.
+fn utf8(value: OsString) -> Result<String, Stop> {
+    value
+        .into_string()
+        .map_err(|_| error("invalid UTF-8 was detected in one or more arguments", None))
+}
 
-    #[test]
-    fn run_defaults_to_the_host_root() {
-        let cli = Cli::parse_from(["metaboot", "run"]);
-        let Command::Run(args) = cli.command else {
-            panic!("expected run");
-        };
-        assert_eq!(args.root, PathBuf::from("/"));
-        assert!(args.url.is_none());
-        assert_eq!(args.stage, RunStage::All);
-    }
-
-    fn words(line: &str) -> Vec<OsString> {
-        line.split(' ').map(OsString::from).collect()
-    }
-
-    #[test]
-    fn a_plain_run_parses_as_clap_parses_it() {
-        for line in [
-            "metaboot run",
-            "metaboot -v run",
-            "metaboot run --verbose",
-            "metaboot run --root /tmp/r --url http://169.254.169.254",
-            "metaboot run --config /etc/m.yaml -v --root /mnt",
-            "metaboot --verbose run --url http://[fe80::1%25eth0]:8080",
-            "metaboot run --stage init",
-            "metaboot run --stage final --root /mnt",
-            "metaboot run -v --stage all",
-        ] {
-            let args = words(line);
-            let plain = Cli::plain_run(&args).unwrap_or_else(|| panic!("{line}: not plain"));
-            assert_eq!(
-                format!("{plain:?}"),
-                format!("{:?}", Cli::parse_from(&args)),
-                "{line}"
-            );
+/// A word that is not an option: the subcommand, `help [SUBCOMMAND]`, or query's key.
+fn positional<'a>(
+    word: &OsStr,
+    sub: &mut Option<Sub>,
+    seen: &mut Seen,
+    words: &mut impl Iterator<Item = &'a OsString>,
+) -> Result<(), Stop> {
+    let text = word.to_string_lossy();
+    match *sub {
+        None if text == "help" => {
+            let asked = words.next().map(|w| w.to_string_lossy().into_owned());
+            match asked.as_deref().map(|name| (name, Sub::from_name(name))) {
+                None => Err(Stop::print(help::text(None).to_owned())),
+                Some((_, Some(named))) => Err(Stop::print(help::text(Some(named)).to_owned())),
+                Some((name, None)) => Err(error(
+                    &format!("unrecognized subcommand '{name}'"),
+                    Some(help::usage(None)),
+                )),
+            }
         }
-    }
-
-    #[test]
-    fn anything_else_is_left_to_clap() {
-        for line in [
-            "metaboot",
-            "metaboot status",
-            "metaboot query uuid",
-            "metaboot run --help",
-            "metaboot --version",
-            "metaboot run --root=/mnt",
-            "metaboot run --root",
-            "metaboot run --root /a --root /b",
-            "metaboot run --url -v",
-            "metaboot run --url ",
-            "metaboot run run",
-            "metaboot -v -v run",
-            "metaboot --root /mnt run",
-            "metaboot run --json",
-            "metaboot run --stage",
-            "metaboot run --stage boot",
-            "metaboot run --stage init --stage final",
-            "metaboot run --stage=init",
-        ] {
-            assert!(Cli::plain_run(&words(line)).is_none(), "{line}");
+        None => match Sub::from_name(&text) {
+            Some(named) => {
+                *sub = Some(named);
+                Ok(())
+            }
+            None => Err(error(
+                &format!("unrecognized subcommand '{text}'"),
+                Some(help::usage(None)),
+            )),
+        },
+        Some(Sub::Query) if seen.key.is_none() => {
+            seen.key = Some(word.to_owned());
+            Ok(())
         }
+        Some(_) => Err(error(
+            &format!("unexpected argument '{text}' found"),
+            Some(help::usage(*sub)),
+        )),
     }
 }
+
+/// A word starting with `-`: a flag, or an option taking the next word (or its `=VALUE`).
+fn option<'a>(
+    word: &OsStr,
+    sub: Option<Sub>,
+    seen: &mut Seen,
+    words: &mut impl Iterator<Item = &'a OsString>,
+) -> Result<(), Stop> {
+    let text = word.to_string_lossy();
+    // `--name=VALUE`: the value as given (it may be any bytes, a path).
+    let (name, inline) = match word.as_bytes().iter().position(|&b| b == b'=') {
+        Some(at) if word.as_bytes().starts_with(b"--") => (
+            &text[..text.find('=').unwrap_or(text.len())],
+            Some(OsStr::from_bytes(&word.as_bytes()[at + 1..]).to_owned()),
+        ),
+        _ => (&text[..], None),
+    };
+    let unexpected = || {
+        error(
+            &format!("unexpected argument '{name}' found"),
+            Some(help::usage(sub)),
+        )
+    };
+    let flag = |set: &mut bool, long: &str| -> Result<(), Stop> {
+        if let Some(value) = &inline {
+            return Err(error(
+                &format!(
+                    "unexpected value '{}' for '{long}' found; no more were expected",
+                    value.to_string_lossy()
+                ),
+                Some(help::usage(sub)),
+            ));
+        }
+        if std::mem::replace(set, true) {
+            return Err(error(
+                &format!("the argument '{long}' cannot be used multiple times"),
+                Some(help::usage(sub)),
+            ));
+        }
+        Ok(())
+    };
+    let slot = match (sub, name) {
+        (_, "-h" | "--help") => return Err(Stop::print(help::text(sub).to_owned())),
+        (None, "-V" | "--version") => {
+            return Err(Stop::print(format!(
+                "metaboot {}\n",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        (_, "-v" | "--verbose") => return flag(&mut seen.verbose, "--verbose"),
+        (Some(Sub::Status), "--json") => return flag(&mut seen.json, "--json"),
+        (Some(Sub::Status), "--wait") => return flag(&mut seen.wait, "--wait"),
+        (Some(_), "--root") => (&mut seen.root, "--root <ROOT>"),
+        (Some(Sub::Run), "--url") => (&mut seen.url, "--url <URL>"),
+        (Some(Sub::Run), "--config") => (&mut seen.config, "--config <CONFIG>"),
+        (Some(Sub::Run), "--stage") => (&mut seen.stage, "--stage <STAGE>"),
+        _ => return Err(unexpected()),
+    };
+    let (slot, shown) = slot;
+    let value = match inline {
+        Some(value) => value,
+        None => match words.next() {
+            Some(next) if !next.as_bytes().starts_with(b"-") || next == "-" => next.to_owned(),
+            _ => {
+                return Err(error(
+                    &format!("a value is required for '{shown}' but none was supplied"),
+                    None,
+                ));
+            }
+        },
+    };
+    // Checked as it comes, as clap did: a bad value is refused even before a later `--help`.
+    match name {
+        "--stage" => {
+            stage(value.clone())?;
+        }
+        "--url" => {
+            utf8(value.clone())?;
+        }
+        _ => {}
+    }
+    if slot.replace(value).is_some() {
+        return Err(error(
+            &format!("the argument '{shown}' cannot be used multiple times"),
+            Some(help::usage(sub)),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

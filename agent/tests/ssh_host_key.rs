@@ -425,3 +425,64 @@ fn stage_of(guest: &Guest, stage: &str) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+#[test]
+fn user_data_chooses_which_host_keys_the_final_stage_shows() {
+    let ecdsa = "ecdsa-sha2-nistp256 AAAAecdsa root@image";
+    let dsa = "ssh-dss AAAAdsa root@image";
+    for (config, shown) in [
+        // The init stage merges user data; the final stage reads what it merged.
+        ("ssh:\n  emit_keys_to_console: false\n", None),
+        ("ssh:\n  emit_keys_to_console: 'off'\n", None),
+        // A list given replaces the default (ssh-dss), as in cloud-init.
+        (
+            "ssh_key_console_blacklist: [ssh-ed25519]\n",
+            Some(vec![dsa, ecdsa]),
+        ),
+        (
+            "ssh_key_console_blacklist: []\n",
+            Some(vec![dsa, ecdsa, "ed25519"]),
+        ),
+    ] {
+        let guest = guest_with_sshd();
+        guest.user_data(format!("#cloud-config\n{config}"));
+        let (code, stderr) = stage_of(&guest, "init");
+        assert_eq!(code, 0, "{stderr}");
+        for (name, line) in [
+            ("ssh_host_ecdsa_key.pub", ecdsa),
+            ("ssh_host_dsa_key.pub", dsa),
+        ] {
+            std::fs::write(guest.path(&format!("/etc/ssh/{name}")), format!("{line}\n")).unwrap();
+        }
+        let (code, stderr) = stage_of(&guest, "final");
+        assert_eq!(code, 0, "{config}: {stderr}");
+        let printed = console_keys(&stderr);
+        match shown {
+            None => {
+                assert_eq!(printed, None, "{config}");
+                assert_eq!(
+                    guest.step("keys-to-console"),
+                    (
+                        "skipped".into(),
+                        "ssh: emit_keys_to_console is false".into()
+                    ),
+                    "{config}"
+                );
+            }
+            Some(shown) => {
+                let ed25519 = guest.read(PUBLIC).trim_end().to_owned();
+                let shown: Vec<&str> = shown
+                    .into_iter()
+                    .map(|line| {
+                        if line == "ed25519" {
+                            ed25519.as_str()
+                        } else {
+                            line
+                        }
+                    })
+                    .collect();
+                assert_eq!(printed.expect("a host key block"), shown, "{config}");
+            }
+        }
+    }
+}

@@ -190,7 +190,7 @@ fn every_exec_start_is_accepted_by_the_binary() {
             "/usr/bin/metaboot-server" => &server,
             other => panic!("{source}: unexpected program {other}"),
         };
-        // --help after every argument: clap parses them all first, then prints the help.
+        // --help after every argument: each is parsed (a bad one refused) before the help.
         let out = Command::new(binary)
             .args(&args)
             .arg("--help")

@@ -9,12 +9,12 @@
 //! -----END SSH HOST KEY KEYS-----
 //! ```
 //!
-//! One line per `/etc/ssh/ssh_host_*key.pub`, in name order, but DSA keys (cloud-init's
-//! default `ssh_key_console_blacklist`). Not read, to keep the guest agent within its size
-//! bound: `ssh: {emit_keys_to_console: false}` and `ssh_key_console_blacklist` (an image leaves
-//! the step out with `steps:` in metaboot.yaml instead). cloud-init's fingerprint block
-//! (`ssh-keygen -l` of each key) is not printed: the keys themselves are what a `known_hosts`
-//! line needs, and `ssh-keygen -lf` gives their fingerprints.
+//! One line per `/etc/ssh/ssh_host_*key.pub`, in name order, whose key type is not in
+//! `ssh_key_console_blacklist` (default `ssh-dss`); nothing when `ssh: {emit_keys_to_console:
+//! false}` (cloud-init's `util.is_false`: `false`, or the text `false`, `0`, `off`, `no`).
+//! cloud-init's fingerprint block (`ssh-keygen -l` of each key) is not printed: the keys
+//! themselves are what a `known_hosts` line needs, and `ssh-keygen -lf` gives their
+//! fingerprints.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -27,8 +27,8 @@ use crate::root::Root;
 pub const BEGIN: &str = "-----BEGIN SSH HOST KEY KEYS-----";
 /// The block's last line.
 pub const END: &str = "-----END SSH HOST KEY KEYS-----";
-/// Key types left out (cloud-init's default `ssh_key_console_blacklist`).
-pub const LEFT_OUT_TYPES: [&str; 1] = ["ssh-dss"];
+/// Key types left out unless `ssh_key_console_blacklist` says otherwise (cloud-init's default).
+pub const DEFAULT_LEFT_OUT: [&str; 1] = ["ssh-dss"];
 /// The longest public key line printed (an RSA 16384-bit key's is about 2.8 KiB); a longer
 /// file is left out with a warning.
 pub const MAX_PUBLIC_KEY_BYTES: usize = 16 * 1024;
@@ -41,9 +41,13 @@ pub fn is_public_key_name(name: &OsStr) -> bool {
 }
 
 /// The public key lines to print: the first line of each host key's `.pub` file, in name
-/// order, unless its type is one of [`LEFT_OUT_TYPES`]. Unreadable or oversized files are
-/// reported in `warnings` and left out.
-pub fn lines(root: &Root, warnings: &mut Vec<String>) -> Result<Vec<String>, PathError> {
+/// order, unless its type is in `left_out` ([`DEFAULT_LEFT_OUT`] when `None`). Unreadable or
+/// oversized files are reported in `warnings` and left out.
+pub fn lines(
+    root: &Root,
+    left_out: Option<&[String]>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, PathError> {
     let shown = root.host_path(SSH_DIR);
     let Some(dir) = root
         .dir_optional(SSH_DIR)
@@ -70,11 +74,26 @@ pub fn lines(root: &Root, warnings: &mut Vec<String>) -> Result<Vec<String>, Pat
         let text = String::from_utf8_lossy(&bytes);
         let line = text.lines().next().unwrap_or_default().trim();
         let key_type = line.split_whitespace().next().unwrap_or_default();
-        if !key_type.is_empty() && !LEFT_OUT_TYPES.contains(&key_type) {
+        let listed = match left_out {
+            Some(types) => types.iter().any(|listed| listed == key_type),
+            None => DEFAULT_LEFT_OUT.contains(&key_type),
+        };
+        if !key_type.is_empty() && !listed {
             out.push(crate::log::escape_controls(line).into_owned());
         }
     }
     Ok(out)
+}
+
+/// cloud-init's `util.is_false`: `false`, or the text `false`, `0`, `off` or `no` (any case).
+pub fn is_false(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Bool(flag) => !flag,
+        serde_json::Value::String(text) => ["false", "0", "off", "no"]
+            .iter()
+            .any(|word| text.eq_ignore_ascii_case(word)),
+        _ => false,
+    }
 }
 
 /// The block for `lines` (none: no block).
@@ -127,6 +146,23 @@ mod tests {
     }
 
     #[test]
+    fn false_is_read_as_cloud_init_reads_it() {
+        use serde_json::json;
+        for value in [
+            json!(false),
+            json!("false"),
+            json!("Off"),
+            json!("no"),
+            json!("0"),
+        ] {
+            assert!(is_false(&value), "{value}");
+        }
+        for value in [json!(true), json!("yes"), json!(0), json!(null), json!("")] {
+            assert!(!is_false(&value), "{value}");
+        }
+    }
+
+    #[test]
     fn a_public_key_is_at_most_the_limit_and_dsa_is_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let ssh = dir.path().join("etc/ssh");
@@ -141,7 +177,7 @@ mod tests {
         std::fs::write(ssh.join("ssh_host_dsa_key.pub"), "ssh-dss AAAA root@h\n").unwrap();
         let root = Root::open(dir.path()).unwrap();
         let mut warnings = Vec::new();
-        let printed = lines(&root, &mut warnings).unwrap();
+        let printed = lines(&root, None, &mut warnings).unwrap();
         assert_eq!(printed, ["ssh-ed25519 AAAA root@h"]);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(

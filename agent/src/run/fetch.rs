@@ -4,7 +4,7 @@
 
 use metaboot_proto::{MetaData, NetworkData as OpenStackNetworkData};
 
-use super::instance::Instance;
+use super::instance::{CLOUD_CONFIG_CACHE, Instance};
 use crate::apply::network::NetworkDoc;
 use crate::config::Settings;
 use crate::log::chain;
@@ -250,7 +250,7 @@ fn merge(
     let (config, key_errors) = CloudConfig::from_map(&merged);
     report.step("cloud-config", || {
         let json = serde_json::to_vec_pretty(&redact::cloud_config(&merged)).unwrap_or_default();
-        cache(docs.state, docs.id, "cloud-config.json", &json);
+        cache(docs.state, docs.id, CLOUD_CONFIG_CACHE, &json);
         if key_errors.is_empty() {
             Done::ok_with(format!("{} merged", count(merged.len(), "key")))
         } else {

@@ -1,7 +1,8 @@
 //! `metaboot run --stage final` (metaboot-final.service, after sshd starts): takes up the run
 //! the init stage left `running` in `status.json`, runs the user scripts it wrote (vendor,
-//! per-once, per-boot, per-instance, user data's and runcmd's), and finishes the run. It needs
-//! none of the instance's data beyond its id: no network, no fetch, no decode.
+//! per-once, per-boot, per-instance, user data's and runcmd's), shows the host keys on the
+//! console, and finishes the run. It needs none of the instance's data beyond its id and the
+//! cloud-config the init stage merged: no network, no fetch, no decode.
 
 use super::finish::{finish, skip_without_metadata};
 use super::instance::Instance;
@@ -54,7 +55,7 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
     // known instance, or none) and only the every-boot scripts.
     let with_metadata = report.outcome("meta-data") == Some(Outcome::Ok);
     let instance = match report.instance_id.clone() {
-        Some(id) if with_metadata => Instance::known(root, &state, settings, id),
+        Some(id) if with_metadata => Instance::resumed(root, &state, settings, id),
         _ => Instance::without_metadata(root, &state, settings),
     };
     if with_metadata {

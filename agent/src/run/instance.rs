@@ -24,6 +24,9 @@ pub struct Instance<'a> {
     pub network: Option<NetworkDoc>,
 }
 
+/// The merged cloud-config the fetch phase caches under the instance's directory.
+pub const CLOUD_CONFIG_CACHE: &str = "cloud-config.json";
+
 /// The instance id of a run without metadata and without a previous instance (cloud-init's
 /// None datasource uses the same).
 pub const NO_INSTANCE_ID: &str = "iid-datasource-none";
@@ -37,10 +40,37 @@ impl<'a> Instance<'a> {
         Self::known(root, state, settings, id)
     }
 
-    /// The instance `id` with the image's configuration only: the final stage's, which runs
-    /// the scripts the init stage wrote and needs nothing else of the instance's data.
+    /// The instance `id` with the image's configuration only (a run without metadata).
     pub fn known(root: &'a Root, state: &'a State, settings: &'a Settings, id: String) -> Self {
         let (config, _) = CloudConfig::from_map(&settings.base);
+        Self::with_config(root, state, settings, id, config)
+    }
+
+    /// The instance `id` as the init stage left it, for the final stage: the cloud-config it
+    /// merged (`instances/<id>/cloud-config.json`, passwords and private keys redacted; the
+    /// image's configuration when it is missing), and nothing else of the instance's data (the
+    /// scripts are on disk).
+    pub fn resumed(root: &'a Root, state: &'a State, settings: &'a Settings, id: String) -> Self {
+        let cached = root
+            .read_optional(state.instance_dir(&id).join(CLOUD_CONFIG_CACHE))
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        let merged = match &cached {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => &settings.base,
+        };
+        let (config, _) = CloudConfig::from_map(merged);
+        Self::with_config(root, state, settings, id, config)
+    }
+
+    fn with_config(
+        root: &'a Root,
+        state: &'a State,
+        settings: &'a Settings,
+        id: String,
+        config: CloudConfig,
+    ) -> Self {
         Instance {
             root,
             state,

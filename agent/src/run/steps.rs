@@ -651,7 +651,16 @@ fn run_user_scripts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
 /// The `keys-to-console` step (cloud-init's `keys_to_console`, once per instance, last): the
 /// host keys' public lines on the console, where the instance's console log shows them.
 fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
-    match keys_to_console::lines(i.root, warnings) {
+    let emit = i
+        .config
+        .ssh
+        .as_ref()
+        .and_then(|ssh| ssh.get("emit_keys_to_console"));
+    if emit.is_some_and(keys_to_console::is_false) {
+        return Done::skipped("ssh: emit_keys_to_console is false");
+    }
+    let left_out = i.config.ssh_key_console_blacklist.as_deref();
+    match keys_to_console::lines(i.root, left_out, warnings) {
         Ok(lines) if lines.is_empty() => Done::skipped("no host keys in /etc/ssh to show"),
         Ok(lines) => {
             eprint!("{}", keys_to_console::block(&lines));

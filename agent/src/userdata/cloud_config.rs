@@ -97,6 +97,10 @@ cloud_config! {
     /// The instance's SSH host keys, given: `<type>_private`, `<type>_public` (`<type>_certificate`
     /// is reported and not written).
     ssh_keys: serde_json::Map<String, serde_json::Value> = "ssh_keys",
+    /// `ssh: {emit_keys_to_console: false}` keeps the host keys off the console.
+    ssh: serde_json::Map<String, serde_json::Value> = "ssh",
+    /// Key types whose host keys are not printed on the console (default `ssh-dss`).
+    ssh_key_console_blacklist: Vec<String> = "ssh_key_console_blacklist",
     /// Password for the default user.
     password: StrLike = "password",
     /// Make the default user's password here and post it, encrypted for the instance's first

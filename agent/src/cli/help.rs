@@ -1,0 +1,105 @@
+//! The help texts and usage lines, as clap printed them for the same definitions.
+
+use super::Sub;
+
+/// `metaboot --help` (also printed, on standard error, when no subcommand is given).
+const TOP: &str = "\
+The metaboot guest agent: fetch instance metadata, decode user data, apply it
+
+Usage: metaboot [OPTIONS] <COMMAND>
+
+Commands:
+  run     One provisioning pass: fetch metadata and user data, apply them
+  status  Show the outcome of the last run (done / running / error); non-zero unless done
+  query   Print one value from the cached instance data
+  help    Print this message or the help of the given subcommand(s)
+
+Options:
+  -v, --verbose  Log debug detail (every request, every step start)
+  -h, --help     Print help
+  -V, --version  Print version
+";
+
+/// `metaboot run --help`.
+const RUN: &str = "\
+One provisioning pass: fetch metadata and user data, apply them
+
+Usage: metaboot run [OPTIONS]
+
+Options:
+      --url <URL>
+          Metadata service base URL (an IP literal; overrides metaboot.yaml and `metaboot.url=`)
+
+  -v, --verbose
+          Log debug detail (every request, every step start)
+
+      --root <ROOT>
+          Directory every path read or written is taken under
+
+          [default: /]
+
+      --config <CONFIG>
+          Configuration file (default: `<root>/etc/metaboot/metaboot.yaml`); taken as given, not under the root
+
+      --stage <STAGE>
+          Which part of the pass: `all`, or `init` (everything up to the logins: metaboot.service) then `final` (the user scripts, after logins open: metaboot-final.service), like cloud-init's stages
+
+          Possible values:
+          - all:   The whole pass in one process
+          - init:  Every step but the user scripts, which it writes for `final`; the run stays `running`
+          - final: The user scripts (vendor, per-once/boot/instance, user data's and runcmd) of the run `init` left open; then the run is done
+
+          [default: all]
+
+  -h, --help
+          Print help
+";
+
+/// `metaboot status --help`.
+const STATUS: &str = "\
+Show the outcome of the last run (done / running / error); non-zero unless done
+
+Usage: metaboot status [OPTIONS]
+
+Options:
+      --root <ROOT>  Directory the state is read under [default: /]
+  -v, --verbose      Log debug detail (every request, every step start)
+      --json         Print the whole status document as JSON
+      --wait         Wait until the run in progress has finished
+  -h, --help         Print help
+";
+
+/// `metaboot query --help`.
+const QUERY: &str = "\
+Print one value from the cached instance data
+
+Usage: metaboot query [OPTIONS] <KEY>
+
+Arguments:
+  <KEY>  One of: instance-id, local-hostname, hostname, availability-zone, project-id, public-keys, user-data, vendor-data
+
+Options:
+      --root <ROOT>  Directory the cached data is read under [default: /]
+  -v, --verbose      Log debug detail (every request, every step start)
+  -h, --help         Print help
+";
+
+/// The help of `sub`, or of the program.
+pub(super) fn text(sub: Option<Sub>) -> &'static str {
+    match sub {
+        None => TOP,
+        Some(Sub::Run) => RUN,
+        Some(Sub::Status) => STATUS,
+        Some(Sub::Query) => QUERY,
+    }
+}
+
+/// The usage line of `sub`, or of the program.
+pub(super) fn usage(sub: Option<Sub>) -> &'static str {
+    match sub {
+        None => "metaboot [OPTIONS] <COMMAND>",
+        Some(Sub::Run) => "metaboot run [OPTIONS]",
+        Some(Sub::Status) => "metaboot status [OPTIONS]",
+        Some(Sub::Query) => "metaboot query [OPTIONS] <KEY>",
+    }
+}
