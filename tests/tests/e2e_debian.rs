@@ -6,7 +6,7 @@
 //! `debian`, the host name, the user's key and password logins, sudo and runcmd, the host keys
 //! sshd offers (ed25519, ECDSA, RSA) and that each is one the guest printed on its console
 //! (`keys_to_console`), and the provisioner's own verdict (`cloud-init status --long`,
-//! `metaboot status`).
+//! `metaboot status`). No two of the instances share a host key.
 //!
 //! Needs root, QEMU, the lab's tools and the image build's (scripts/install-lab-deps): fails in
 //! CI when they are missing, skips elsewhere. A cold image build takes a few minutes, each
@@ -172,6 +172,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
         "{failed:?} failed (see above and target/e2e/)"
     );
     assert_eq!(reports.len(), wanted.split_whitespace().count());
+    no_two_instances_share_a_host_key(&reports);
     for report in &reports {
         let via = if report.name.ends_with("-libvirt") {
             Via::Libvirt
@@ -179,5 +180,35 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
             Via::Qemu
         };
         assert_eq!(report.via, via, "{}", report.name);
+    }
+}
+
+/// Two instances of one image never share a host key (an image's or a previous instance's keys
+/// are replaced on a new instance), read from the host key blocks their consoles showed (each
+/// guest's check compared them with what its sshd offers).
+fn no_two_instances_share_a_host_key(reports: &[cloud_image::CloudImageReport]) {
+    let keys: Vec<(&str, Vec<(String, String)>)> = reports
+        .iter()
+        .map(|report| {
+            let console = std::fs::read_to_string(&report.serial_log).unwrap_or_default();
+            let keys = cloud_image::console_keys(&console)
+                .unwrap_or_else(|| panic!("{}: no host key block on its console", report.name));
+            assert!(!keys.is_empty(), "{}: an empty host key block", report.name);
+            (report.name.as_str(), keys)
+        })
+        .collect();
+    for (i, (name, mine)) in keys.iter().enumerate() {
+        for (other, theirs) in &keys[i + 1..] {
+            let shared: Vec<&str> = mine
+                .iter()
+                .filter(|key| theirs.contains(key))
+                .map(|(kind, _)| kind.as_str())
+                .collect();
+            assert!(
+                shared.is_empty(),
+                "{name} and {other} share their {} host keys",
+                shared.join(", ")
+            );
+        }
     }
 }

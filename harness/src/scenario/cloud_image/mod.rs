@@ -13,5 +13,6 @@ pub mod own;
 mod spec;
 
 pub use batch::{CloudImageRun, GUEST_COLUMN, run_all, table};
+pub use console_keys::console_keys;
 pub use guest::{Inspect, RunHooks, cloud_config, run, run_with};
 pub use spec::{CloudImageGuest, CloudImageReport, DiskBootTimes, POLL, PROVISION_TIMEOUT, USER};
