@@ -8,10 +8,13 @@
 //! once; `--` ends the options. Anything else is an error on standard error, exit code 2.
 
 mod help;
+mod subcommand;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use subcommand::Sub;
 
 /// Exit code of a command line that cannot be used (as clap's).
 pub const EXIT_USAGE: u8 = 2;
@@ -121,25 +124,6 @@ impl Stop {
             eprint!("{}", self.text);
         }
         std::process::exit(i32::from(self.code))
-    }
-}
-
-/// Which subcommand the words named so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sub {
-    Run,
-    Status,
-    Query,
-}
-
-impl Sub {
-    fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "run" => Some(Sub::Run),
-            "status" => Some(Sub::Status),
-            "query" => Some(Sub::Query),
-            _ => None,
-        }
     }
 }
 

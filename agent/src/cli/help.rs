@@ -1,6 +1,6 @@
 //! The help texts and usage lines, as clap printed them for the same definitions.
 
-use super::Sub;
+use super::subcommand::Sub;
 
 /// `metaboot --help` (also printed, on standard error, when no subcommand is given).
 const TOP: &str = "\

@@ -1,0 +1,21 @@
+//! The subcommands by name, for the parser and the help texts.
+
+/// A subcommand of `metaboot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sub {
+    Run,
+    Status,
+    Query,
+}
+
+impl Sub {
+    /// The subcommand called `name`.
+    pub(super) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "run" => Some(Sub::Run),
+            "status" => Some(Sub::Status),
+            "query" => Some(Sub::Query),
+            _ => None,
+        }
+    }
+}
