@@ -486,3 +486,61 @@ fn user_data_chooses_which_host_keys_the_final_stage_shows() {
         }
     }
 }
+
+/// The lines of the console's `-----BEGIN SSH HOST KEY FINGERPRINTS-----` block.
+fn console_fingerprints(stderr: &str) -> Option<Vec<String>> {
+    let start = stderr.find("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n")?;
+    let block = &stderr[start..];
+    let end = block.find("-----END SSH HOST KEY FINGERPRINTS-----\n")?;
+    Some(block[..end].lines().skip(1).map(str::to_owned).collect())
+}
+
+#[test]
+fn the_console_fingerprints_are_ssh_keygens() {
+    let guest = Guest::new();
+    let (code, stderr) = stage_of(&guest, "init");
+    assert_eq!(code, 0, "{stderr}");
+    let ssh = guest.path("/etc/ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let mut expected = Vec::new();
+    // In name order, as the console lists them (OpenSSH 9.2 still makes DSA keys).
+    for (kind, bits) in [
+        ("dsa", "1024"),
+        ("ecdsa", "384"),
+        ("ed25519", "256"),
+        ("rsa", "1024"),
+    ] {
+        let file = ssh.join(format!("ssh_host_{kind}_key"));
+        let made = ssh_keygen(&[
+            "-q".as_ref(),
+            "-t".as_ref(),
+            kind.as_ref(),
+            "-b".as_ref(),
+            bits.as_ref(),
+            "-N".as_ref(),
+            "".as_ref(),
+            "-C".as_ref(),
+            "root@made by ssh-keygen".as_ref(),
+            "-f".as_ref(),
+            file.as_os_str(),
+        ]);
+        if made.is_none() {
+            return; // no ssh-keygen, outside CI
+        }
+        let listed = ssh_keygen(&[
+            "-l".as_ref(),
+            "-f".as_ref(),
+            file.with_extension("pub").as_os_str(),
+        ])
+        .unwrap();
+        expected.push(listed.trim_end().to_owned());
+    }
+    let (code, stderr) = stage_of(&guest, "final");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        console_fingerprints(&stderr).expect("a fingerprint block"),
+        expected
+    );
+    // The keys block leaves DSA out by default; the fingerprints keep it, as cloud-init's.
+    assert_eq!(console_keys(&stderr).unwrap().len(), 3);
+}

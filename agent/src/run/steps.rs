@@ -659,12 +659,28 @@ fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     if emit.is_some_and(keys_to_console::is_false) {
         return Done::skipped("ssh: emit_keys_to_console is false");
     }
-    let left_out = i.config.ssh_key_console_blacklist.as_deref();
-    match keys_to_console::lines(i.root, left_out, warnings) {
-        Ok(lines) if lines.is_empty() => Done::skipped("no host keys in /etc/ssh to show"),
-        Ok(lines) => {
-            eprint!("{}", keys_to_console::block(&lines));
-            Done::ok_with(count(lines.len(), "host key") + " on the console")
+    let keys_left_out = i
+        .config
+        .ssh_key_console_blacklist
+        .clone()
+        .unwrap_or_else(|| {
+            keys_to_console::DEFAULT_LEFT_OUT
+                .map(str::to_owned)
+                .to_vec()
+        });
+    let fingerprints_left_out = i
+        .config
+        .ssh_fp_console_blacklist
+        .clone()
+        .unwrap_or_default();
+    match keys_to_console::public_keys(i.root, warnings) {
+        Ok(keys) => {
+            let shown = keys_to_console::blocks(&keys, &fingerprints_left_out, &keys_left_out);
+            if shown.is_empty() {
+                return Done::skipped("no host keys in /etc/ssh to show");
+            }
+            eprint!("{shown}");
+            Done::ok_with(count(keys.len(), "host key") + " on the console")
         }
         Err(err) => Done::error(chain(&err)),
     }

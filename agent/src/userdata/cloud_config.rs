@@ -101,6 +101,8 @@ cloud_config! {
     ssh: serde_json::Map<String, serde_json::Value> = "ssh",
     /// Key types whose host keys are not printed on the console (default `ssh-dss`).
     ssh_key_console_blacklist: Vec<String> = "ssh_key_console_blacklist",
+    /// Key types whose host key fingerprints are not printed on the console (default none).
+    ssh_fp_console_blacklist: Vec<String> = "ssh_fp_console_blacklist",
     /// Password for the default user.
     password: StrLike = "password",
     /// Make the default user's password here and post it, encrypted for the instance's first
