@@ -1,7 +1,8 @@
 //! Command-line interface: `metaboot run | status | query`, parsed by hand (no argument parser
 //! crate: the static binary is size-bound, and under emulation each piece of code costs its
 //! translation the first time it runs). The help texts and error messages are the ones clap
-//! printed for the same definitions before (`agent/README.md`, "Command line").
+//! printed for the same definitions before (`agent/README.md`, "Commands", says what each
+//! command does).
 //!
 //! Accepted: `-v`/`--verbose` anywhere (once); `-h`/`--help` anywhere; `-V`/`--version` before
 //! the subcommand; `help [SUBCOMMAND]`; each option as `--name VALUE` or `--name=VALUE`, at most
