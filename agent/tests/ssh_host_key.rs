@@ -344,13 +344,18 @@ fn ssh_keygen_ed25519() -> Option<String> {
     Some(std::fs::read_to_string(key).unwrap())
 }
 
-/// The `-----BEGIN SSH HOST KEY KEYS-----` block of a run's console output (stderr), as
-/// cloud-init's `keys_to_console` prints it; `None` when there is none.
-fn console_keys(stderr: &str) -> Option<Vec<String>> {
-    let start = stderr.find("-----BEGIN SSH HOST KEY KEYS-----\n")?;
+/// The lines of a run's `-----BEGIN SSH HOST KEY <WHAT>-----` block on the console (its
+/// stderr), as cloud-init's `keys_to_console` prints it; `None` when there is none.
+fn console_block(stderr: &str, what: &str) -> Option<Vec<String>> {
+    let start = stderr.find(&format!("-----BEGIN SSH HOST KEY {what}-----\n"))?;
     let block = &stderr[start..];
-    let end = block.find("-----END SSH HOST KEY KEYS-----\n")?;
+    let end = block.find(&format!("-----END SSH HOST KEY {what}-----\n"))?;
     Some(block[..end].lines().skip(1).map(str::to_owned).collect())
+}
+
+/// The keys block.
+fn console_keys(stderr: &str) -> Option<Vec<String>> {
+    console_block(stderr, "KEYS")
 }
 
 #[test]
@@ -396,7 +401,7 @@ fn the_host_keys_are_printed_on_the_console_at_the_end_of_the_run() {
         "uuid": "c0000000-0000-4000-8000-00000000000c",
         "hostname": "test",
     }));
-    let (code, stderr) = stage_of(&guest, "init");
+    let (code, stderr) = guest.run_stage("init");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         console_keys(&stderr),
@@ -406,7 +411,7 @@ fn the_host_keys_are_printed_on_the_console_at_the_end_of_the_run() {
     for (name, line) in keys {
         std::fs::write(guest.path(&format!("/etc/ssh/{name}")), line).unwrap();
     }
-    let (code, stderr) = stage_of(&guest, "final");
+    let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         console_keys(&stderr).expect("a host key block"),
@@ -415,15 +420,6 @@ fn the_host_keys_are_printed_on_the_console_at_the_end_of_the_run() {
             guest.read(PUBLIC).trim_end()
         ]
     );
-}
-
-/// Runs `metaboot run --stage STAGE`; returns (exit code, stderr).
-fn stage_of(guest: &Guest, stage: &str) -> (i32, String) {
-    let out = guest.metaboot(&["run", "--stage", stage]);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -446,7 +442,7 @@ fn user_data_chooses_which_host_keys_the_final_stage_shows() {
     ] {
         let guest = guest_with_sshd();
         guest.user_data(format!("#cloud-config\n{config}"));
-        let (code, stderr) = stage_of(&guest, "init");
+        let (code, stderr) = guest.run_stage("init");
         assert_eq!(code, 0, "{stderr}");
         for (name, line) in [
             ("ssh_host_ecdsa_key.pub", ecdsa),
@@ -454,7 +450,7 @@ fn user_data_chooses_which_host_keys_the_final_stage_shows() {
         ] {
             std::fs::write(guest.path(&format!("/etc/ssh/{name}")), format!("{line}\n")).unwrap();
         }
-        let (code, stderr) = stage_of(&guest, "final");
+        let (code, stderr) = guest.run_stage("final");
         assert_eq!(code, 0, "{config}: {stderr}");
         let printed = console_keys(&stderr);
         match shown {
@@ -487,18 +483,10 @@ fn user_data_chooses_which_host_keys_the_final_stage_shows() {
     }
 }
 
-/// The lines of the console's `-----BEGIN SSH HOST KEY FINGERPRINTS-----` block.
-fn console_fingerprints(stderr: &str) -> Option<Vec<String>> {
-    let start = stderr.find("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n")?;
-    let block = &stderr[start..];
-    let end = block.find("-----END SSH HOST KEY FINGERPRINTS-----\n")?;
-    Some(block[..end].lines().skip(1).map(str::to_owned).collect())
-}
-
 #[test]
 fn the_console_fingerprints_are_ssh_keygens() {
     let guest = Guest::new();
-    let (code, stderr) = stage_of(&guest, "init");
+    let (code, stderr) = guest.run_stage("init");
     assert_eq!(code, 0, "{stderr}");
     let ssh = guest.path("/etc/ssh");
     std::fs::create_dir_all(&ssh).unwrap();
@@ -535,10 +523,10 @@ fn the_console_fingerprints_are_ssh_keygens() {
         .unwrap();
         expected.push(listed.trim_end().to_owned());
     }
-    let (code, stderr) = stage_of(&guest, "final");
+    let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
-        console_fingerprints(&stderr).expect("a fingerprint block"),
+        console_block(&stderr, "FINGERPRINTS").expect("a fingerprint block"),
         expected
     );
     // The keys block leaves DSA out by default; the fingerprints keep it, as cloud-init's.

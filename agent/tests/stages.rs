@@ -22,15 +22,6 @@ write_files:
     defer: true
 "#;
 
-/// Runs `metaboot run --stage STAGE`; returns (exit code, stderr).
-fn stage(guest: &Guest, stage: &str) -> (i32, String) {
-    let out = guest.metaboot(&["run", "--stage", stage]);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn has_step(guest: &Guest, name: &str) -> bool {
     guest.status()["steps"]
         .as_array()
@@ -43,7 +34,7 @@ fn has_step(guest: &Guest, name: &str) -> bool {
 fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
     let guest = Guest::new();
     guest.user_data(USER_DATA);
-    let (code, stderr) = stage(&guest, "init");
+    let (code, stderr) = guest.run_stage("init");
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("metaboot init stage finished"), "{stderr}");
     let status = guest.status();
@@ -72,7 +63,7 @@ fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
     );
     let init_ms = status["duration_ms"].as_u64().unwrap();
 
-    let (code, stderr) = stage(&guest, "final");
+    let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("metaboot final stage starting"), "{stderr}");
     assert!(
@@ -111,14 +102,14 @@ fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
     assert_eq!(guest.metaboot(&["status"]).status.code(), Some(0));
 
     // A second final stage finds nothing to do and runs nothing.
-    let (code, stderr) = stage(&guest, "final");
+    let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("nothing to do"), "{stderr}");
     assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
 
     // The next boot, same instance: bootcmd again, runcmd not (once per instance).
-    assert_eq!(stage(&guest, "init").0, 0);
-    assert_eq!(stage(&guest, "final").0, 0);
+    assert_eq!(guest.run_stage("init").0, 0);
+    assert_eq!(guest.run_stage("final").0, 0);
     assert_eq!(guest.read("/tmp/bootcmd.count"), "boot\nboot\n");
     assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
     assert_eq!(
@@ -132,7 +123,7 @@ fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
 fn status_wait_returns_when_the_final_stage_has_finished() {
     let guest = Guest::new();
     guest.user_data(USER_DATA);
-    assert_eq!(stage(&guest, "init").0, 0);
+    assert_eq!(guest.run_stage("init").0, 0);
     let mut wait = Command::new(env!("CARGO_BIN_EXE_metaboot"))
         .args(["status", "--wait", "--root"])
         .arg(&guest.root)
@@ -144,7 +135,7 @@ fn status_wait_returns_when_the_final_stage_has_finished() {
         wait.try_wait().unwrap().is_none(),
         "status --wait returned while the final stage was still to run"
     );
-    assert_eq!(stage(&guest, "final").0, 0);
+    assert_eq!(guest.run_stage("final").0, 0);
     let out = wait.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("status: done\n"));
@@ -153,7 +144,7 @@ fn status_wait_returns_when_the_final_stage_has_finished() {
 #[test]
 fn a_final_stage_without_an_init_stage_refuses_and_writes_nothing() {
     let guest = Guest::new();
-    let (code, stderr) = stage(&guest, "final");
+    let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("no run to finish") && stderr.contains("metaboot run --stage init"),
@@ -166,13 +157,13 @@ fn a_final_stage_without_an_init_stage_refuses_and_writes_nothing() {
 fn an_init_stage_stopped_midway_is_finished_as_an_error() {
     let guest = Guest::new();
     guest.user_data(USER_DATA);
-    assert_eq!(stage(&guest, "init").0, 0);
+    assert_eq!(guest.run_stage("init").0, 0);
     // What a killed init stage leaves: `running`, no next stage (written before it commits).
     let path = guest.path("/var/lib/metaboot/status.json");
     let mut status = guest.status();
     status.as_object_mut().unwrap().remove("next_stage");
     std::fs::write(&path, status.to_string()).unwrap();
-    let (code, stderr) = stage(&guest, "final");
+    let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 1, "{stderr}");
     let status = guest.status();
     assert_eq!(status["status"], "error", "{status:#}");
@@ -196,11 +187,11 @@ fn without_metadata_the_final_stage_runs_only_the_per_boot_scripts() {
     let script = per_boot.join("10-mark");
     std::fs::write(&script, "#!/bin/sh\necho ran >> tmp/per-boot.out\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (code, stderr) = stage(&guest, "init");
+    let (code, stderr) = guest.run_stage("init");
     assert_eq!(code, 1, "meta-data failed: {stderr}");
     assert_eq!(guest.status()["status"], "running");
     assert!(!guest.path("/tmp/per-boot.out").exists());
-    let (code, stderr) = stage(&guest, "final");
+    let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(guest.read("/tmp/per-boot.out"), "ran\n");
     assert_eq!(guest.step("scripts-per-boot").0, "ok");

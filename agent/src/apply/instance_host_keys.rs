@@ -10,13 +10,13 @@
 //! that is a file or a symlink is unlinked (a symlink itself, never what it points at); a
 //! directory of that name is left and reported.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
 use serde_json::{Map, Value};
 
 use super::ssh_host_key::openssh;
-use crate::fsutil::{PathError, WriteOptions};
+use crate::fsutil::{Dir, PathError, WriteOptions};
 use crate::root::Root;
 
 /// The directory holding sshd's host keys.
@@ -39,24 +39,41 @@ pub fn is_host_key_name(name: &OsStr) -> bool {
         .is_some_and(|rest| rest.windows(3).any(|w| w == b"key"))
 }
 
+/// [`SSH_DIR`] and the names in it that `wanted` takes, in name order; `None` when there is no
+/// such directory.
+pub fn ssh_dir_names(
+    root: &Root,
+    wanted: fn(&OsStr) -> bool,
+) -> Result<Option<(Dir, Vec<OsString>)>, PathError> {
+    let shown = root.host_path(SSH_DIR);
+    let Some(dir) = root
+        .dir_optional(SSH_DIR)
+        .map_err(PathError::fail("open directory", &shown))?
+    else {
+        return Ok(None);
+    };
+    let entries = dir
+        .entries()
+        .map_err(PathError::fail("list directory", &shown))?;
+    let names = entries
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| wanted(name))
+        .collect();
+    Ok(Some((dir, names)))
+}
+
 /// Deletes every host key file of [`SSH_DIR`] (files and symlinks named `ssh_host_*key*`);
 /// returns the names deleted. A directory of such a name is left, with a warning.
 pub fn delete_image_keys(
     root: &Root,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<String>, PathError> {
-    let shown = root.host_path(SSH_DIR);
-    let Some(dir) = root
-        .dir_optional(SSH_DIR)
-        .map_err(PathError::fail("open directory", &shown))?
-    else {
+    let Some((dir, names)) = ssh_dir_names(root, is_host_key_name)? else {
         return Ok(Vec::new());
     };
-    let entries = dir
-        .entries()
-        .map_err(PathError::fail("list directory", &shown))?;
     let mut deleted = Vec::new();
-    for (name, _) in entries.iter().filter(|(name, _)| is_host_key_name(name)) {
+    for name in &names {
         let path = dir.child_path(name);
         match dir.remove_file(name) {
             Ok(true) => deleted.push(name.to_string_lossy().into_owned()),

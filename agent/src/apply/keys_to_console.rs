@@ -24,7 +24,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use super::instance_host_keys::SSH_DIR;
+use super::instance_host_keys::{SSH_DIR, ssh_dir_names};
 use crate::fsutil::PathError;
 use crate::root::Root;
 
@@ -55,18 +55,11 @@ pub fn is_public_key_name(name: &OsStr) -> bool {
 /// The first line of each host key's `.pub` file, in name order. Unreadable or oversized files
 /// are reported in `warnings` and left out.
 pub fn public_keys(root: &Root, warnings: &mut Vec<String>) -> Result<Vec<String>, PathError> {
-    let shown = root.host_path(SSH_DIR);
-    let Some(dir) = root
-        .dir_optional(SSH_DIR)
-        .map_err(PathError::fail("open directory", &shown))?
-    else {
+    let Some((dir, names)) = ssh_dir_names(root, is_public_key_name)? else {
         return Ok(Vec::new());
     };
-    let entries = dir
-        .entries()
-        .map_err(PathError::fail("list directory", &shown))?;
     let mut out = Vec::new();
-    for (name, _) in entries.iter().filter(|(name, _)| is_public_key_name(name)) {
+    for name in &names {
         let path = dir.child_path(name);
         let bytes = match root.read_optional(std::path::Path::new(SSH_DIR).join(name)) {
             Ok(Some(bytes)) if bytes.len() <= MAX_PUBLIC_KEY_BYTES => Ok(bytes),

@@ -163,7 +163,16 @@ impl Guest {
 
     /// One `metaboot run`; returns (exit code, stderr).
     pub fn run(&self) -> (i32, String) {
-        let out = self.metaboot(&["run"]);
+        self.run_args(&["run"])
+    }
+
+    /// One `metaboot run --stage STAGE`; returns (exit code, stderr).
+    pub fn run_stage(&self, stage: &str) -> (i32, String) {
+        self.run_args(&["run", "--stage", stage])
+    }
+
+    fn run_args(&self, args: &[&str]) -> (i32, String) {
+        let out = self.metaboot(args);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),

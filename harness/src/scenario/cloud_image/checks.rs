@@ -146,18 +146,23 @@ fn offered_key_types(keyscan: &str) -> Vec<&str> {
     types
 }
 
+/// What `ssh-keyscan` prints for the guest's RSA, ECDSA and ed25519 host keys.
+pub(super) fn keyscan(target: &SshTarget) -> anyhow::Result<String> {
+    let mut cmd = netns::exec(&target.netns, "ssh-keyscan");
+    cmd.args(["-T", "5", "-t", "rsa,ecdsa,ed25519"])
+        .arg(target.ip.to_string());
+    let out = output_with_timeout(&mut cmd, ssh::SSH_COMMAND_TIMEOUT)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Polls the guest's sshd from outside with `ssh-keyscan` until it offers every type of
 /// [`HOST_KEY_TYPES`] (an image may make its ECDSA and RSA keys after the first login), or
 /// [`HOST_KEYS_TIMEOUT`] passes.
 pub(super) fn check_host_keys(target: &SshTarget) -> anyhow::Result<CheckResult> {
     let wanted = HOST_KEY_TYPES.join(", ");
     let scan = || -> Result<String, String> {
-        let mut cmd = netns::exec(&target.netns, "ssh-keyscan");
-        cmd.args(["-T", "5", "-t", "rsa,ecdsa,ed25519"])
-            .arg(target.ip.to_string());
-        let out = output_with_timeout(&mut cmd, ssh::SSH_COMMAND_TIMEOUT)
+        let text = keyscan(target)
             .map_err(|err| format!("ssh-keyscan failed: {err:#} (wanted {wanted})"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
         let offered = offered_key_types(&text);
         let detail = format!(
             "sshd offers {} (wanted {wanted})",

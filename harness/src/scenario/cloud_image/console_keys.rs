@@ -6,11 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::checks::keyscan;
 use super::spec::POLL;
 use crate::check::CheckResult;
-use crate::check::ssh::{self, SshTarget};
-use crate::lab::netns;
-use crate::process::output_with_timeout;
+use crate::check::ssh::SshTarget;
 use crate::wait::wait_until_ok;
 
 /// The first line of the block.
@@ -82,11 +81,7 @@ pub fn check_console_host_keys(
     target: &SshTarget,
     serial_log: &Path,
 ) -> anyhow::Result<CheckResult> {
-    let mut cmd = netns::exec(&target.netns, "ssh-keyscan");
-    cmd.args(["-T", "5", "-t", "rsa,ecdsa,ed25519"])
-        .arg(target.ip.to_string());
-    let out = output_with_timeout(&mut cmd, ssh::SSH_COMMAND_TIMEOUT)?;
-    let offered = offered_keys(&String::from_utf8_lossy(&out.stdout));
+    let offered = offered_keys(&keyscan(target)?);
     if offered.is_empty() {
         return Ok(CheckResult::fail("", "ssh-keyscan saw no host key"));
     }
