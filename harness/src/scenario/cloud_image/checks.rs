@@ -178,10 +178,19 @@ pub(super) fn check_host_keys(target: &SshTarget) -> anyhow::Result<CheckResult>
             Err(detail)
         }
     };
-    let outcome = wait_until_ok(Instant::now() + HOST_KEYS_TIMEOUT, POLL, scan);
+    Ok(polled(HOST_KEYS_TIMEOUT, scan))
+}
+
+/// A check that polls `probe` every [`POLL`] until it passes or `timeout` passes; its detail
+/// is what the last probe said.
+pub(super) fn polled(
+    timeout: std::time::Duration,
+    probe: impl FnMut() -> Result<String, String>,
+) -> CheckResult {
+    let outcome = wait_until_ok(Instant::now() + timeout, POLL, probe);
     let passed = outcome.is_ok();
-    let detail = outcome.unwrap_or_else(|missing| missing);
-    Ok(CheckResult::from_bool("", passed, detail))
+    let detail = outcome.unwrap_or_else(|why| why);
+    CheckResult::from_bool("", passed, detail)
 }
 
 #[cfg(test)]

@@ -4,13 +4,11 @@
 //! whatever key answers.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::checks::keyscan;
-use super::spec::POLL;
+use super::checks::{keyscan, polled};
 use crate::check::CheckResult;
 use crate::check::ssh::SshTarget;
-use crate::wait::wait_until_ok;
 
 /// The first line of the block.
 pub const BEGIN: &str = "-----BEGIN SSH HOST KEY KEYS-----";
@@ -90,10 +88,7 @@ pub fn check_console_host_keys(
         shown_on_console(&offered, &console)
             .map_err(|why| format!("{why} ({})", serial_log.display()))
     };
-    let outcome = wait_until_ok(Instant::now() + CONSOLE_KEYS_TIMEOUT, POLL, compare);
-    let passed = outcome.is_ok();
-    let detail = outcome.unwrap_or_else(|why| why);
-    Ok(CheckResult::from_bool("", passed, detail))
+    Ok(polled(CONSOLE_KEYS_TIMEOUT, compare))
 }
 
 #[cfg(test)]
