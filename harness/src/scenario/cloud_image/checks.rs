@@ -1,5 +1,5 @@
 //! What the checks ask a cloud image guest over SSH: the provisioner's verdict (polled until
-//! final), a command's output, a password login, and the host keys its sshd offers.
+//! final), a command's output, a password login; and how a check polls.
 
 use std::path::Path;
 use std::thread;
@@ -7,16 +7,11 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use super::spec::{HOST_KEYS_TIMEOUT, POLL, PROVISION_TIMEOUT};
+use super::spec::{POLL, PROVISION_TIMEOUT};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::image::disk::Provisioner;
-use crate::lab::netns;
-use crate::process::output_with_timeout;
 use crate::wait::wait_until_ok;
-
-/// The host key types a guest's sshd must offer, as `ssh-keyscan` names them.
-pub const HOST_KEY_TYPES: [&str; 3] = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"];
 
 /// Polls the provisioner's status until it is final; the check passes when it is done with
 /// no errors.
@@ -134,53 +129,6 @@ pub(super) fn check_password(
     ))
 }
 
-/// The host key types `ssh-keyscan` output shows.
-fn offered_key_types(keyscan: &str) -> Vec<&str> {
-    let mut types: Vec<&str> = keyscan
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_whitespace().nth(1))
-        .collect();
-    types.sort_unstable();
-    types.dedup();
-    types
-}
-
-/// What `ssh-keyscan` prints for the guest's RSA, ECDSA and ed25519 host keys.
-pub(super) fn keyscan(target: &SshTarget) -> anyhow::Result<String> {
-    let mut cmd = netns::exec(&target.netns, "ssh-keyscan");
-    cmd.args(["-T", "5", "-t", "rsa,ecdsa,ed25519"])
-        .arg(target.ip.to_string());
-    let out = output_with_timeout(&mut cmd, ssh::SSH_COMMAND_TIMEOUT)?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Polls the guest's sshd from outside with `ssh-keyscan` until it offers every type of
-/// [`HOST_KEY_TYPES`] (an image may make its ECDSA and RSA keys after the first login), or
-/// [`HOST_KEYS_TIMEOUT`] passes.
-pub(super) fn check_host_keys(target: &SshTarget) -> anyhow::Result<CheckResult> {
-    let wanted = HOST_KEY_TYPES.join(", ");
-    let scan = || -> Result<String, String> {
-        let text = keyscan(target)
-            .map_err(|err| format!("ssh-keyscan failed: {err:#} (wanted {wanted})"))?;
-        let offered = offered_key_types(&text);
-        let detail = format!(
-            "sshd offers {} (wanted {wanted})",
-            if offered.is_empty() {
-                "no host key".to_owned()
-            } else {
-                offered.join(", ")
-            }
-        );
-        if HOST_KEY_TYPES.iter().all(|t| offered.contains(t)) {
-            Ok(detail)
-        } else {
-            Err(detail)
-        }
-    };
-    Ok(polled(HOST_KEYS_TIMEOUT, scan))
-}
-
 /// A check that polls `probe` every [`POLL`] until it passes or `timeout` passes; its detail
 /// is what the last probe said.
 pub(super) fn polled(
@@ -196,19 +144,6 @@ pub(super) fn polled(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keyscan_output_names_the_offered_types() {
-        let out = "# 198.18.0.5:22 SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\n\
-                   198.18.0.5 ssh-ed25519 AAAAC3Nza\n\
-                   198.18.0.5 ecdsa-sha2-nistp256 AAAAE2Vj\n";
-        assert_eq!(
-            offered_key_types(out),
-            vec!["ecdsa-sha2-nistp256", "ssh-ed25519"]
-        );
-        assert!(offered_key_types("").is_empty());
-        const { assert!(HOST_KEYS_TIMEOUT.as_secs() >= 60) };
-    }
 
     #[test]
     fn verdicts_are_read_from_either_status() {

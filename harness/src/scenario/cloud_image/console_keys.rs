@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::checks::{keyscan, polled};
+use super::checks::polled;
+use super::host_keys::{key_of, keyscan, offered_keys};
 use crate::check::CheckResult;
 use crate::check::ssh::SshTarget;
 
@@ -17,17 +18,6 @@ pub const END: &str = "-----END SSH HOST KEY KEYS-----";
 /// How long the block may take to reach the console log after the provisioner's verdict (the
 /// serial console is copied to the log as it comes).
 pub const CONSOLE_KEYS_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// (key type, base64 blob) of a public key line, wherever on the line it starts (a console
-/// line may carry a timestamp or a unit's name in front of it).
-fn key_of(line: &str) -> Option<(String, String)> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words
-        .iter()
-        .position(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-sha2-"))?;
-    let blob = words.get(at + 1)?;
-    Some((words[at].to_owned(), (*blob).to_owned()))
-}
 
 /// The keys of the last host key block in `console`; `None` when it has no complete block.
 pub fn console_keys(console: &str) -> Option<Vec<(String, String)>> {
@@ -40,15 +30,6 @@ pub fn console_keys(console: &str) -> Option<Vec<(String, String)>> {
             .filter_map(|l| key_of(l))
             .collect(),
     )
-}
-
-/// The keys `ssh-keyscan` output shows.
-pub fn offered_keys(keyscan: &str) -> Vec<(String, String)> {
-    keyscan
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(key_of)
-        .collect()
 }
 
 /// `Ok` when every key of `offered` is in the console's last host key block, else which are not.
@@ -136,19 +117,5 @@ mod tests {
             Err("sshd offers 1 keys the console did not show: ssh-ed25519".to_owned())
         );
         assert!(shown_on_console(&offered, "").is_err());
-    }
-
-    #[test]
-    fn keyscan_lines_give_type_and_key() {
-        let out = "# 198.18.0.5:22 SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\n\
-                   198.18.0.5 ssh-ed25519 AAAAC3Nza\n\
-                   198.18.0.5 ecdsa-sha2-nistp256 AAAAE2Vj\n";
-        assert_eq!(
-            offered_keys(out),
-            [
-                key("ssh-ed25519", "AAAAC3Nza"),
-                key("ecdsa-sha2-nistp256", "AAAAE2Vj")
-            ]
-        );
     }
 }

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::checks::{
-    check_host_keys, check_output, check_password, detect_provisioner, wait_for_verdict,
-};
+use super::checks::{check_output, check_password, detect_provisioner, wait_for_verdict};
 use super::console_keys::check_console_host_keys;
+use super::host_keys::check_host_keys;
 use super::spec::{CloudImageGuest, CloudImageReport, POLL, USER};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};

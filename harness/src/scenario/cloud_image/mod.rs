@@ -9,6 +9,7 @@ mod batch;
 mod checks;
 mod console_keys;
 pub(crate) mod guest;
+mod host_keys;
 pub mod own;
 mod spec;
 
