@@ -117,5 +117,7 @@ mod tests {
             Err("sshd offers 1 keys the console did not show: ssh-ed25519".to_owned())
         );
         assert!(shown_on_console(&offered, "").is_err());
+        // The console is copied to the log as it comes: seconds, not minutes, behind it.
+        const { assert!(CONSOLE_KEYS_TIMEOUT.as_secs() >= 5 && CONSOLE_KEYS_TIMEOUT.as_secs() <= 60) };
     }
 }
