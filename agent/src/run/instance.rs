@@ -37,11 +37,6 @@ impl<'a> Instance<'a> {
         let id = state
             .stored_instance_id()
             .unwrap_or_else(|| NO_INSTANCE_ID.to_owned());
-        Self::known(root, state, settings, id)
-    }
-
-    /// The instance `id` with the image's configuration only (a run without metadata).
-    pub fn known(root: &'a Root, state: &'a State, settings: &'a Settings, id: String) -> Self {
         let (config, _) = CloudConfig::from_map(&settings.base);
         Self::with_config(root, state, settings, id, config)
     }

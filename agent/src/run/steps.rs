@@ -677,7 +677,10 @@ fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         Ok(keys) => {
             let shown = keys_to_console::blocks(&keys, &fingerprints_left_out, &keys_left_out);
             if shown.is_empty() {
-                return Done::skipped("no host keys in /etc/ssh to show");
+                return Done::skipped(format!(
+                    "no host keys in {} to show",
+                    instance_host_keys::SSH_DIR
+                ));
             }
             eprint!("{shown}");
             Done::ok_with(count(keys.len(), "host key") + " on the console")
