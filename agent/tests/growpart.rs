@@ -1,7 +1,8 @@
 //! The root partition and its file system grown on a real disk, as on a cloud whose flavour
 //! disk is larger than the image: a loop device partitioned as Debian's cloud images (GPT)
-//! and as older images (MBR), an ext4 file system mounted from it, the disk enlarged under it,
-//! then the `growpart` and `resizefs` code the steps run, checked with sfdisk and e2fsck.
+//! and as older images (MBR), an ext4, XFS or btrfs file system mounted from it, the disk
+//! enlarged under it, then the `growpart` and `resizefs` code the steps run, checked with
+//! sfdisk, df and e2fsck.
 
 mod support;
 
@@ -16,13 +17,64 @@ use support::require_root;
 use support::testutil::{require_tool, run};
 
 const MIB: u64 = 1 << 20;
-/// The image's size, and the disk's once the cloud enlarged it.
-const IMAGE_BYTES: u64 = 64 * MIB;
-const DISK_BYTES: u64 = 160 * MIB;
+
+/// A file system the tests grow: how it is made, the image's size and the disk's once the
+/// cloud enlarged it (XFS's smallest is 300 MiB).
+#[derive(Clone, Copy)]
+enum Kind {
+    Ext4,
+    Xfs,
+    Btrfs,
+}
+
+impl Kind {
+    fn mkfs(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Kind::Ext4 => ("mkfs.ext4", &["-q", "-F"]),
+            Kind::Xfs => ("mkfs.xfs", &["-q", "-f"]),
+            Kind::Btrfs => ("mkfs.btrfs", &["-q", "-f"]),
+        }
+    }
+
+    fn image_and_disk(self) -> (u64, u64) {
+        match self {
+            Kind::Ext4 => (64 * MIB, 160 * MIB),
+            Kind::Xfs => (320 * MIB, 480 * MIB),
+            // btrfs grows to 256 MiB or more only.
+            Kind::Btrfs => (128 * MIB, 384 * MIB),
+        }
+    }
+
+    /// What the `resizefs` step names it.
+    fn what(self, partition: &str, mnt: &Path) -> String {
+        match self {
+            Kind::Ext4 => format!("ext4 on {partition}"),
+            Kind::Xfs => format!("xfs on {partition}"),
+            Kind::Btrfs => format!("btrfs at {}", mnt.display()),
+        }
+    }
+
+    /// Whether this process may grow it mounted: ext4's online grow takes
+    /// `CAP_SYS_RESOURCE` (bit 24 of the effective set), which some containers and sandboxes
+    /// drop, root or not; XFS's and btrfs's take `CAP_SYS_ADMIN`.
+    fn may_grow(self) -> bool {
+        if !matches!(self, Kind::Ext4) {
+            return true;
+        }
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap()
+            .trim();
+        u64::from_str_radix(eff, 16).unwrap() & (1 << 24) != 0
+    }
+}
 
 /// A loop device over a disk image, its partitions scanned; detached (and unmounted) on drop.
 struct LoopDisk {
     dev: String,
+    partitioned: bool,
     mounted: Option<PathBuf>,
 }
 
@@ -37,7 +89,11 @@ impl LoopDisk {
         if partitioned {
             run(Command::new("partx").arg("--update").arg(&dev));
         }
-        LoopDisk { dev, mounted: None }
+        LoopDisk {
+            dev,
+            partitioned,
+            mounted: None,
+        }
     }
 
     /// The node of partition `n`, once the kernel made it.
@@ -69,17 +125,19 @@ impl Drop for LoopDisk {
         if let Some(at) = self.mounted.take() {
             let _ = Command::new("umount").arg("-l").arg(&at).status();
         }
-        let _ = Command::new("partx")
-            .arg("--delete")
-            .arg(&self.dev)
-            .status();
+        if self.partitioned {
+            let _ = Command::new("partx")
+                .arg("--delete")
+                .arg(&self.dev)
+                .status();
+        }
         let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
     }
 }
 
-fn prerequisites() -> bool {
+fn prerequisites(kind: Kind) -> bool {
     require_root()
-        && ["sfdisk", "losetup", "mkfs.ext4", "e2fsck"]
+        && ["sfdisk", "losetup", "partx", kind.mkfs().0]
             .iter()
             .all(|tool| require_tool(tool))
 }
@@ -96,65 +154,58 @@ fn sfdisk(image: &Path, script: &str) {
     assert!(child.wait().unwrap().success(), "sfdisk refused {script}");
 }
 
-/// Whether this process may grow a mounted file system (`CAP_SYS_RESOURCE`, bit 24 of the
-/// effective set): some containers and sandboxes drop it, root or not.
-fn may_resize() -> bool {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .unwrap()
-        .trim();
-    u64::from_str_radix(eff, 16).unwrap() & (1 << 24) != 0
+fn sys() -> &'static Path {
+    Path::new(partition::SYS_DEV_BLOCK)
 }
 
-/// The file system at `mnt`, on partition `name`, grown to it: true when it grew. Without
-/// `CAP_SYS_RESOURCE` the kernel refuses, and the error must say what is missing (the QEMU
-/// Debian guests check the growth itself, from outside).
-fn resize_or_not_permitted(mnt: &Path, name: &str) -> bool {
+fn mountinfo() -> &'static Path {
+    Path::new(partition::MOUNTINFO)
+}
+
+/// The file system at `mnt` grown to its device: true when it grew. Where the kernel does
+/// not let this process grow it (ext4 without `CAP_SYS_RESOURCE`), the error must say what
+/// is missing (the QEMU Debian guests check an ext4 root's growth from outside).
+fn resize_or_not_permitted(kind: Kind, mnt: &Path, partition: &str, image: u64) -> bool {
     let resized = resizefs::resize(mnt, sys());
-    if !may_resize() {
-        let err = resized.unwrap_err();
+    if !kind.may_grow() {
+        let err = metaboot::log::chain(&resized.unwrap_err());
         assert!(
-            metaboot::log::chain(&err).contains(
+            err.contains(
                 "(growing a mounted file system takes CAP_SYS_RESOURCE): Operation not permitted"
             ),
-            "{}",
-            metaboot::log::chain(&err)
+            "{err}"
         );
-        eprintln!("note: no CAP_SYS_RESOURCE here: the file system's growth is not checked");
+        eprintln!("note: no CAP_SYS_RESOURCE here: the ext4 file system's growth is not checked");
         return false;
     }
     let resized = resized.unwrap();
     let Resized::Grew { what, from, to } = resized.clone() else {
         panic!("not resized: {resized:?}");
     };
-    assert_eq!(what, format!("ext4 on {name}"));
-    assert!(from < IMAGE_BYTES && to > 140 * MIB, "{resized:?}");
+    assert_eq!(what, kind.what(partition, mnt));
+    assert!(from <= image && to > image + 64 * MIB, "{resized:?}");
     true
 }
 
-fn sys() -> &'static Path {
-    Path::new(partition::SYS_DEV_BLOCK)
-}
-
-/// An image partitioned by `script` whose partition `n` holds a mounted ext4 file system
-/// with a file in it; the disk enlarged to [`DISK_BYTES`]; then both steps' code, twice.
-fn grows(script: &str, n: u32) {
+/// An image partitioned by `script` whose partition `n` holds a mounted `kind` file system
+/// with a file in it; the disk enlarged; then both steps' code, twice.
+fn grows(kind: Kind, script: &str, n: u32) {
+    let (image_bytes, disk_bytes) = kind.image_and_disk();
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("disk.img");
     fs::File::create(&image)
         .unwrap()
-        .set_len(IMAGE_BYTES)
+        .set_len(image_bytes)
         .unwrap();
     sfdisk(&image, script);
     let mut disk = LoopDisk::attach(&image, true);
     let node = disk.partition(n);
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&node));
+    let (mkfs, args) = kind.mkfs();
+    run(Command::new(mkfs).args(args).arg(&node));
     let mnt = dir.path().join("mnt");
     disk.mount(&node, &mnt);
     fs::write(mnt.join("kept"), "the instance's data").unwrap();
-    let dev = partition::device_of(&mnt).unwrap();
+    let dev = partition::device_of(&mnt, mountinfo()).unwrap();
     let Growth::Fills { .. } = growpart::grow_device(sys(), Path::new("/dev"), dev).unwrap() else {
         panic!("the image's partition already fills the image");
     };
@@ -164,7 +215,7 @@ fn grows(script: &str, n: u32) {
         .write(true)
         .open(&image)
         .unwrap()
-        .set_len(DISK_BYTES)
+        .set_len(disk_bytes)
         .unwrap();
     run(Command::new("losetup").arg("--set-capacity").arg(&disk.dev));
 
@@ -180,14 +231,14 @@ fn grows(script: &str, n: u32) {
     assert!(grown.to > grown.from + 90 * MIB, "{growth:?}");
     // The kernel has the new size at once: the file system can grow into it.
     assert_eq!(partition::device_bytes(sys(), dev).unwrap(), grown.to);
-    if !resize_or_not_permitted(&mnt, &name) {
+    if !resize_or_not_permitted(kind, &mnt, &name, image_bytes) {
         return;
     }
     let df = run(Command::new("df").args(["-B1", "--output=size"]).arg(&mnt));
     let df: u64 = df.lines().nth(1).unwrap().trim().parse().unwrap();
-    assert!(df > 140 * MIB, "df says {df}");
+    assert!(df > image_bytes + 64 * MIB, "df says {df}");
 
-    // The next boot: nothing to do, nothing written.
+    // The next boot: nothing to do.
     assert_eq!(
         growpart::grow_device(sys(), Path::new("/dev"), dev).unwrap(),
         Growth::Fills {
@@ -196,7 +247,7 @@ fn grows(script: &str, n: u32) {
     );
     assert_eq!(
         resizefs::resize(&mnt, sys()).unwrap(),
-        Resized::Fills(format!("ext4 on {name}"))
+        Resized::Fills(kind.what(&name, &mnt))
     );
     assert_eq!(
         fs::read_to_string(mnt.join("kept")).unwrap(),
@@ -204,46 +255,61 @@ fn grows(script: &str, n: u32) {
     );
 
     disk.unmount();
-    run(Command::new("e2fsck").args(["-f", "-n"]).arg(&node));
+    if matches!(kind, Kind::Ext4) {
+        run(Command::new("e2fsck").args(["-f", "-n"]).arg(&node));
+    }
     let verify = run(Command::new("sfdisk").arg("--verify").arg(&image));
     assert!(!verify.contains("not on the end"), "{verify}");
 }
 
+/// Debian's cloud image layout: BIOS boot partition 14 before the root, 1.
+const DEBIAN_GPT: &str = "label: gpt\nunit: sectors\n\
+    1 : start=8192, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n\
+    14 : start=2048, size=6144, type=21686148-6449-6E6F-744E-656564454649\n";
+
+/// An older image's layout: a small first partition, the root second, MBR.
+const TWO_PRIMARIES: &str = "label: dos\nstart=2048, size=8192\nstart=10240, type=83\n";
+
 #[test]
 fn a_gpt_root_grows_with_its_ext4_file_system() {
-    if !prerequisites() {
-        return;
+    if prerequisites(Kind::Ext4) && require_tool("e2fsck") {
+        grows(Kind::Ext4, DEBIAN_GPT, 1);
     }
-    // Debian's cloud image layout: BIOS boot partition 14 before the root, 1.
-    grows(
-        "label: gpt\nunit: sectors\n\
-         1 : start=8192, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n\
-         14 : start=2048, size=6144, type=21686148-6449-6E6F-744E-656564454649\n",
-        1,
-    );
 }
 
 #[test]
 fn an_mbr_root_grows_with_its_ext4_file_system() {
-    if !prerequisites() {
-        return;
+    if prerequisites(Kind::Ext4) && require_tool("e2fsck") {
+        grows(Kind::Ext4, TWO_PRIMARIES, 2);
     }
-    grows(
-        "label: dos\nstart=2048, size=8192\nstart=10240, type=83\n",
-        2,
-    );
+}
+
+#[test]
+fn a_gpt_root_grows_with_its_xfs_file_system() {
+    if prerequisites(Kind::Xfs) && require_tool("xfs_growfs") {
+        grows(Kind::Xfs, DEBIAN_GPT, 1);
+    }
+}
+
+#[test]
+fn an_mbr_root_grows_with_its_btrfs_file_system() {
+    // btrfs's device number is no disk's: the partition is found by the mount's source.
+    if prerequisites(Kind::Btrfs) && require_tool("btrfs") {
+        grows(Kind::Btrfs, TWO_PRIMARIES, 2);
+    }
 }
 
 #[test]
 fn a_file_system_on_a_whole_disk_is_no_partition() {
-    if !prerequisites() {
+    if !prerequisites(Kind::Ext4) {
         return;
     }
+    let (image_bytes, disk_bytes) = Kind::Ext4.image_and_disk();
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("disk.img");
     fs::File::create(&image)
         .unwrap()
-        .set_len(IMAGE_BYTES)
+        .set_len(image_bytes)
         .unwrap();
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
     let mut disk = LoopDisk::attach(&image, false);
@@ -253,10 +319,10 @@ fn a_file_system_on_a_whole_disk_is_no_partition() {
     let growth = growpart::grow_device(
         sys(),
         Path::new("/dev"),
-        partition::device_of(&mnt).unwrap(),
+        partition::device_of(&mnt, mountinfo()).unwrap(),
     )
     .unwrap();
-    let name = dev.trim_start_matches("/dev/");
+    let name = dev.trim_start_matches("/dev/").to_owned();
     assert_eq!(
         growth,
         Growth::NotPartition(format!(
@@ -268,9 +334,8 @@ fn a_file_system_on_a_whole_disk_is_no_partition() {
         .write(true)
         .open(&image)
         .unwrap()
-        .set_len(DISK_BYTES)
+        .set_len(disk_bytes)
         .unwrap();
     run(Command::new("losetup").arg("--set-capacity").arg(&dev));
-    let name = name.to_owned();
-    resize_or_not_permitted(&mnt, &name);
+    resize_or_not_permitted(Kind::Ext4, &mnt, &name, image_bytes);
 }

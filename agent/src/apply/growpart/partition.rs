@@ -200,16 +200,54 @@ fn read_dev(path: &Path) -> Result<(u64, u64), TableError> {
         })
 }
 
+/// This process's mounts.
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+
 /// The `major:minor` of the device a path names: the block device itself for a device node,
-/// else the device of the file system it is on.
-pub fn device_of(path: &Path) -> io::Result<(u64, u64)> {
+/// else the device of the file system it is on. A file system whose device number is not a
+/// disk's (btrfs gives each subvolume an anonymous number, major 0) is found in `mountinfo`
+/// (this process's mounts, [`MOUNTINFO`]): the device node the mount holding the path was
+/// mounted from.
+pub fn device_of(path: &Path, mountinfo: &Path) -> io::Result<(u64, u64)> {
     let meta = fs::metadata(path)?;
-    let dev = if meta.file_type().is_block_device() {
-        meta.rdev()
-    } else {
-        meta.dev()
-    };
-    Ok((u64::from(libc::major(dev)), u64::from(libc::minor(dev))))
+    let split = |dev: u64| (u64::from(libc::major(dev)), u64::from(libc::minor(dev)));
+    if meta.file_type().is_block_device() {
+        return Ok(split(meta.rdev()));
+    }
+    let dev = split(meta.dev());
+    if dev.0 != 0 {
+        return Ok(dev);
+    }
+    let path = fs::canonicalize(path)?;
+    let mounts = fs::read_to_string(mountinfo).unwrap_or_default();
+    Ok(match mount_source(&mounts, &path).map(fs::metadata) {
+        Some(Ok(meta)) if meta.file_type().is_block_device() => split(meta.rdev()),
+        _ => dev,
+    })
+}
+
+/// The source of the mount holding `path` (the last mount on the longest mount point that
+/// contains it) in `mountinfo`'s text, when it is a path (fields: id, parent, `major:minor`,
+/// root, mount point, options, optional fields, `-`, type, source, super options; a space in
+/// a path is `\040`).
+fn mount_source(mountinfo: &str, path: &Path) -> Option<String> {
+    let unescape = |s: &str| s.replace("\\040", " ");
+    let mut best: Option<(usize, &str)> = None;
+    for line in mountinfo.lines() {
+        let mut fields = line.split(' ');
+        let Some(point) = fields.nth(4).map(unescape) else {
+            continue;
+        };
+        let Some(source) = fields.skip_while(|f| *f != "-").nth(2) else {
+            continue;
+        };
+        let depth = Path::new(&point).components().count();
+        if path.starts_with(&point) && best.is_none_or(|(d, _)| depth >= d) {
+            best = Some((depth, source));
+        }
+    }
+    best.map(|(_, source)| unescape(source))
+        .filter(|s| s.starts_with('/'))
 }
 
 #[cfg(test)]

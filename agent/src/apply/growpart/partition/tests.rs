@@ -108,9 +108,31 @@ fn a_disk_node_must_be_that_disk() {
 fn a_file_is_on_the_device_of_its_file_system() {
     let dir = tempfile::tempdir().unwrap();
     let meta = fs::metadata(dir.path()).unwrap();
-    let (major, minor) = device_of(dir.path()).unwrap();
+    let (major, minor) = device_of(dir.path(), Path::new(MOUNTINFO)).unwrap();
     assert_eq!(
         libc::makedev(major as u32, minor as u32),
         std::os::unix::fs::MetadataExt::dev(&meta)
     );
+}
+
+#[test]
+fn a_btrfs_mount_is_found_by_its_source() {
+    // Subvolumes have device numbers of their own, so the mount point decides.
+    let mountinfo = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+35 1 0:33 / / rw,relatime shared:1 - btrfs /dev/vda2 rw,space_cache=v2
+36 35 0:34 /home /home rw - btrfs /dev/my\\040disk rw
+37 1 0:35 / /run rw - tmpfs tmpfs rw
+38 35 0:36 / /srv rw - btrfs /dev/vdb1 rw
+39 35 0:37 / /srv rw - btrfs /dev/vdc1 rw
+";
+    let source = |p: &str| mount_source(mountinfo, Path::new(p));
+    assert_eq!(source("/").as_deref(), Some("/dev/vda2"));
+    assert_eq!(source("/etc/hostname").as_deref(), Some("/dev/vda2"));
+    assert_eq!(source("/home/debian").as_deref(), Some("/dev/my disk"));
+    assert_eq!(source("/homework").as_deref(), Some("/dev/vda2"));
+    // The last mount on a mount point hides the earlier ones.
+    assert_eq!(source("/srv").as_deref(), Some("/dev/vdc1"));
+    // A virtual file system's source is no device.
+    assert_eq!(source("/run/lock"), None);
 }
