@@ -16,8 +16,8 @@ use mbr::Mbr;
 use partition::{Located, Partition};
 pub use table::{Grown, TableError};
 
-/// The least growth worth a partition table write (cloud-utils' growpart also leaves a
-/// partition alone when it would gain less than about a megabyte).
+/// The least growth worth a partition table write: less free space after a partition (the
+/// alignment gap partitioning tools leave at a disk's end) leaves it alone.
 pub const MIN_GROWTH_BYTES: u64 = 1 << 20;
 /// When this file exists, `growpart` does nothing unless `ignore_growroot_disabled` is true
 /// (cloud-init's switch, shared with the initramfs growroot scripts).
@@ -74,7 +74,7 @@ pub fn enabled(mode: Option<&serde_json::Value>) -> Result<bool, String> {
 /// Grows the partition `device` names: a mount point or any path on a file system (its
 /// partition), or a partition's device node (`/dev/vda1`). The root is the host's.
 pub fn grow(device: &str) -> Result<Growth, TableError> {
-    let dev = partition::device_of(Path::new(device))
+    let dev = partition::device_of(Path::new(device), Path::new(partition::MOUNTINFO))
         .map_err(|e| TableError::io_owned(format!("find the device of {device}"), e))?;
     grow_device(
         Path::new(partition::SYS_DEV_BLOCK),
