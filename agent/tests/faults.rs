@@ -213,6 +213,8 @@ fn api_never_answering_hits_the_deadline() {
     let every_boot = [
         "bootcmd",
         "boothooks",
+        "growpart",
+        "resizefs",
         "hostname",
         "etc-hosts",
         "ssh-host-keys",

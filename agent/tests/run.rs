@@ -440,7 +440,22 @@ fn status_json_shape() {
         .collect();
     assert_eq!(names.first(), Some(&"config"));
     assert_eq!(names.last(), Some(&"keys-to-console"));
-    assert_eq!(names.len(), 28);
+    assert_eq!(names.len(), 30);
+    // A root that is not the running system's `/` (an image being prepared, these tests)
+    // never has its disk's partitions or file system grown.
+    for (step, message) in [
+        ("growpart", "root is not /: its disks are left alone"),
+        ("resizefs", "root is not /: its file system is left alone"),
+    ] {
+        let step = status["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == step)
+            .unwrap();
+        assert_eq!(step["outcome"], "skipped", "{step}");
+        assert_eq!(step["message"], message, "{step}");
+    }
 }
 
 /// `datasources:` orders the sources: with only the config drive listed and none attached, there

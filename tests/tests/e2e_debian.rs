@@ -26,7 +26,9 @@ use metaboot_harness::guest::Via;
 use metaboot_harness::guest::libvirtd;
 use metaboot_harness::guest::qemu::DISK_BOOT_TIMEOUT;
 use metaboot_harness::image::debian::{self, Flavour};
-use metaboot_harness::scenario::cloud_image::{self, CloudImageGuest, CloudImageRun};
+use metaboot_harness::scenario::cloud_image::{
+    self, CloudImageGuest, CloudImageRun, FLAVOUR_DISK_GROWTH,
+};
 use metaboot_harness::scenario::matrix::MetadataPath;
 use metaboot_harness::{lab, progress, scenario, workspace};
 use metaboot_tests::prerequisite::require;
@@ -123,6 +125,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 path,
                 via,
                 boot_timeout: DISK_BOOT_TIMEOUT,
+                disk_growth: FLAVOUR_DISK_GROWTH,
             }
         })
         .collect();

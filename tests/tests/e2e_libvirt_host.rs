@@ -204,6 +204,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             path: MetadataPath::Router,
             via: Via::Libvirt,
             boot_timeout: DISK_BOOT_TIMEOUT,
+            disk_growth: 0,
         },
         tiny,
         run_dir: dir.clone(),

@@ -1,7 +1,8 @@
 //! Applying instance data under a root: hostname, hosts, users, keys, passwords, sshd,
-//! write_files, scripts, entropy, the host keys on the console. Each submodule is one concern;
-//! the run drives them as steps.
+//! write_files, scripts, entropy, the root partition and file system grown, the host keys on
+//! the console. Each submodule is one concern; the run drives them as steps.
 
+pub mod growpart;
 pub mod home;
 pub mod hostname;
 pub mod hosts;
@@ -11,6 +12,7 @@ pub mod network;
 pub mod password_postback;
 pub mod passwords;
 pub mod random_seed;
+pub mod resizefs;
 pub mod scripts;
 pub mod ssh_host_key;
 pub mod ssh_keys;

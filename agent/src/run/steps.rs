@@ -7,7 +7,8 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    hosts, instance_host_keys, keys_to_console, network, random_seed, scripts, write_files,
+    growpart, hosts, instance_host_keys, keys_to_console, network, random_seed, resizefs, scripts,
+    write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -76,6 +77,8 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("bootcmd", Always, bootcmd),
     apply("boothooks", Always, boothooks),
     apply("write-files", PerInstance, |i, w| write_files(i, w, false)),
+    apply("growpart", Always, growpart),
+    apply("resizefs", Always, resizefs),
     apply("hostname", Always, hostname),
     apply("etc-hosts", Always, etc_hosts),
     apply("users-groups", PerInstance, accounts::users_groups),
@@ -310,6 +313,70 @@ fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         random_seed::feed_urandom(i.root, &seed)
             .map(|()| Done::ok_with(format!("{} bytes", seed.len()))),
     )
+}
+
+/// Every boot, on the host root: the partitions of `growpart.devices` (default `/`) grown into
+/// the free space after them, unless `growpart.mode` is off or `/etc/growroot-disabled` exists.
+fn growpart(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let config = i.config.growpart.clone().unwrap_or_default();
+    match growpart::enabled(config.mode.as_ref()) {
+        Ok(true) => {}
+        Ok(false) => return Done::skipped("growpart.mode is off"),
+        Err(err) => return Done::error(err),
+    }
+    if !i.root.is_host() {
+        return Done::skipped("root is not /: its disks are left alone");
+    }
+    if !config.ignore_growroot_disabled.unwrap_or(false)
+        && i.root.exists(growpart::GROWROOT_DISABLED)
+    {
+        return Done::skipped(format!("{} exists", growpart::GROWROOT_DISABLED));
+    }
+    let devices = config.devices.unwrap_or_else(|| {
+        growpart::DEFAULT_DEVICES
+            .iter()
+            .map(|d| (*d).to_owned())
+            .collect()
+    });
+    let mut grew = false;
+    let mut said = Vec::new();
+    let mut errors = Vec::new();
+    for device in &devices {
+        match growpart::grow(device) {
+            Ok(growth) => {
+                grew |= matches!(growth, growpart::Growth::Grew { .. });
+                said.push(format!("{device}: {}", growth.describe()));
+            }
+            Err(err) => errors.push(format!("{device}: {}", chain(&err))),
+        }
+    }
+    if !errors.is_empty() {
+        errors.extend(said);
+        Done::error(errors.join("; "))
+    } else if grew {
+        Done::ok_with(said.join("; "))
+    } else {
+        Done::skipped(said.join("; "))
+    }
+}
+
+/// Every boot, on the host root: the root file system grown to its partition (`resize_rootfs`,
+/// default true).
+fn resizefs(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    if !resizefs::wanted(i.config.resize_rootfs.as_ref()) {
+        return Done::skipped("resize_rootfs is false");
+    }
+    if !i.root.is_host() {
+        return Done::skipped("root is not /: its file system is left alone");
+    }
+    match resizefs::resize(
+        Path::new("/"),
+        Path::new(growpart::partition::SYS_DEV_BLOCK),
+    ) {
+        Ok(resized @ resizefs::Resized::Grew { .. }) => Done::ok_with(resized.describe()),
+        Ok(resized) => Done::skipped(resized.describe()),
+        Err(err) => Done::error(chain(&err)),
+    }
 }
 
 /// On a new instance: the image's SSH host keys deleted (`ssh_deletekeys`, default true) and

@@ -124,6 +124,10 @@ cloud_config! {
     runcmd: Vec<Option<Command>> = "runcmd",
     /// Extra entropy.
     random_seed: RandomSeed = "random_seed",
+    /// `growpart: {mode, devices, ignore_growroot_disabled}`: the partitions grown.
+    growpart: Growpart = "growpart",
+    /// `resize_rootfs`: grow the root file system (default true; `noblock` counts as true).
+    resize_rootfs: serde_json::Value = "resize_rootfs",
     /// `network: {config: disabled}` leaves the network configuration alone (cloud-init's
     /// switch, usually in cloud.cfg: here metaboot.yaml).
     network: NetworkSwitch = "network",
@@ -391,6 +395,17 @@ impl Groups {
 pub enum Command {
     Shell(String),
     Argv(Vec<StrLike>),
+}
+
+/// `growpart:` (cloud-init's cc_growpart).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Growpart {
+    /// `auto` (default), `growpart`, `gpart`, `off` or `false`.
+    pub mode: Option<serde_json::Value>,
+    /// Mount points or partition device nodes (default `["/"]`).
+    pub devices: Option<Vec<String>>,
+    /// Grow even when `/etc/growroot-disabled` exists.
+    pub ignore_growroot_disabled: Option<bool>,
 }
 
 /// `random_seed: {data, encoding}` (the `file` and `command` keys are not supported).

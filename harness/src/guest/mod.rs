@@ -211,8 +211,10 @@ pub fn make_state_disk(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Makes `overlay`, a qcow2 whose backing file is the disk image `base` (of `format`, e.g.
-/// `qcow2` or `raw`): the guest writes only to the overlay, and `base` stays as it is.
-pub fn make_overlay(base: &Path, format: &str, overlay: &Path) -> anyhow::Result<()> {
+/// `qcow2` or `raw`): the guest writes only to the overlay, and `base` stays as it is. The
+/// guest's disk is `growth` bytes larger than the image (a flavour's root disk larger than
+/// the image, as nova makes it); 0 keeps the image's size.
+pub fn make_overlay(base: &Path, format: &str, overlay: &Path, growth: u64) -> anyhow::Result<()> {
     // The overlay records the path as given: make it absolute so it opens from anywhere.
     let base = std::path::absolute(base)
         .with_context(|| format!("failed to resolve {}", base.display()))?;
@@ -229,5 +231,14 @@ pub fn make_overlay(base: &Path, format: &str, overlay: &Path) -> anyhow::Result
             base.display()
         )
     })?;
+    if growth > 0 {
+        check(
+            Command::new("qemu-img")
+                .args(["resize", "-q"])
+                .arg(overlay)
+                .arg(format!("+{growth}")),
+        )
+        .with_context(|| format!("failed to enlarge the overlay {}", overlay.display()))?;
+    }
     Ok(())
 }

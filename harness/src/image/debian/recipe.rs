@@ -335,7 +335,7 @@ mod tests {
         }
         assert_eq!(
             package_names(CLOUD_INIT_PACKAGES),
-            ["cloud-init", "ifupdown"]
+            ["cloud-init", "ifupdown", "cloud-guest-utils"]
         );
         assert!(
             !common.contains(&"cloud-init"),

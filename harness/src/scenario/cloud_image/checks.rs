@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use super::spec::{POLL, PROVISION_TIMEOUT};
+use super::spec::{MIN_ROOT_SHARE, POLL, PROVISION_TIMEOUT};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::image::disk::Provisioner;
@@ -129,6 +129,44 @@ pub(super) fn check_password(
     ))
 }
 
+/// Prints the size of the root file system and of the disk its partition is on, in bytes.
+const ROOT_AND_DISK: &str = "src=$(findmnt -no SOURCE /) && disk=$(lsblk -no PKNAME \"$src\") && \
+    echo \"$(findmnt -bno SIZE /) $(lsblk -bdno SIZE \"/dev/$disk\")\"";
+
+/// Passes when the root file system has at least [`MIN_ROOT_SHARE`] of its disk: it grew
+/// into the space the disk has beyond the image (cloud-init's or metaboot's growpart and
+/// resizefs).
+pub(super) fn check_root_fills(target: &SshTarget, key: &Path) -> anyhow::Result<CheckResult> {
+    let out = ssh::with_key(target, key, ROOT_AND_DISK)?;
+    let Some((root, disk)) = root_and_disk(&out.stdout).filter(|_| out.success()) else {
+        bail!(
+            "cannot read the root's and its disk's sizes: {}",
+            out.summary()
+        );
+    };
+    let share = root as f64 / disk as f64;
+    Ok(CheckResult::from_bool(
+        "",
+        share >= MIN_ROOT_SHARE,
+        format!(
+            "root file system {:.2} GiB on a {:.2} GiB disk ({:.0} %, at least {:.0} % expected)",
+            root as f64 / f64::from(1 << 30),
+            disk as f64 / f64::from(1 << 30),
+            share * 100.0,
+            MIN_ROOT_SHARE * 100.0
+        ),
+    ))
+}
+
+/// The two sizes [`ROOT_AND_DISK`] prints.
+fn root_and_disk(text: &str) -> Option<(u64, u64)> {
+    let mut words = text.split_whitespace().map(str::parse::<u64>);
+    match (words.next(), words.next(), words.next()) {
+        (Some(Ok(root)), Some(Ok(disk)), None) if disk > 0 => Some((root, disk)),
+        _ => None,
+    }
+}
+
 /// A check that polls `probe` every [`POLL`] until it passes or `timeout` passes; its detail
 /// is what the last probe said.
 pub(super) fn polled(
@@ -156,5 +194,24 @@ mod tests {
         assert!(!no_errors(failed));
         assert_eq!(status_word("status: running\n").as_deref(), Some("running"));
         assert_eq!(status_word("nothing\n"), None);
+    }
+
+    #[test]
+    fn the_root_and_disk_sizes_are_read_whole_or_not_at_all() {
+        assert_eq!(
+            root_and_disk("3141533696 3221225472\n"),
+            Some((3_141_533_696, 3_221_225_472))
+        );
+        assert_eq!(root_and_disk("3141533696\n"), None);
+        assert_eq!(root_and_disk("3141533696 0\n"), None);
+        assert_eq!(root_and_disk("1 2 3\n"), None);
+        assert_eq!(root_and_disk("big disk\n"), None);
+    }
+
+    #[test]
+    fn a_root_that_did_not_grow_is_below_the_share_and_a_grown_one_above() {
+        let gib = f64::from(1 << 30);
+        assert!(1.95 * gib / (3.0 * gib) < MIN_ROOT_SHARE);
+        assert!(2.93 * gib / (3.0 * gib) >= MIN_ROOT_SHARE);
     }
 }

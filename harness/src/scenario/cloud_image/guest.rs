@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::checks::{check_output, check_password, detect_provisioner, wait_for_verdict};
+use super::checks::{
+    check_output, check_password, check_root_fills, detect_provisioner, wait_for_verdict,
+};
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{CloudImageGuest, CloudImageReport, POLL, USER};
@@ -159,7 +161,7 @@ fn run_guest(
         tap: lab.add_tap(&record)?,
     };
     let overlay = dir.join("overlay.qcow2");
-    guest::make_overlay(&spec.image, &spec.format, &overlay)?;
+    guest::make_overlay(&spec.image, &spec.format, &overlay, spec.disk_growth)?;
     let guest = Guest::from_disk(&slug, &overlay, &report.serial_log).with_nic(Nic {
         netns: lab.state().bridge_ns.clone(),
         tap: tap.tap.clone(),
@@ -303,6 +305,12 @@ pub(crate) fn verdict_and_checks(
             &who.intent.marker,
         ),
     );
+    if spec.disk_growth > 0 {
+        push(
+            "the root file system fills the disk (grown from the image's size)",
+            check_root_fills(target, &who.key),
+        );
+    }
     // Last: an image may make its RSA key after the first login. Only the images this project
     // builds (their provisioner is known) are held to all three types; a user's own image makes
     // the types its configuration asks for (cloud-init's `ssh_genkeytypes`).

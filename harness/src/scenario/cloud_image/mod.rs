@@ -2,7 +2,7 @@
 //! never written) on a lab network, provisioned through the chain by what the image runs
 //! (cloud-init or metaboot), and checked from outside as its user would: key login as the
 //! default user, the host name, a user with a key and a password from the user data, sudo,
-//! runcmd's effect, the host keys sshd offers against those the console showed, and the
+//! runcmd's effect, the root file system grown to a disk larger than the image, the host keys sshd offers against those the console showed, and the
 //! provisioner's own verdict.
 
 mod batch;
@@ -16,4 +16,7 @@ mod spec;
 pub use batch::{CloudImageRun, GUEST_COLUMN, run_all, table};
 pub use console_keys::console_keys;
 pub use guest::{Inspect, RunHooks, cloud_config, run, run_with};
-pub use spec::{CloudImageGuest, CloudImageReport, DiskBootTimes, POLL, PROVISION_TIMEOUT, USER};
+pub use spec::{
+    CloudImageGuest, CloudImageReport, DiskBootTimes, FLAVOUR_DISK_GROWTH, POLL, PROVISION_TIMEOUT,
+    USER,
+};

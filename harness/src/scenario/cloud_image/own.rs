@@ -176,6 +176,7 @@ impl OwnImage {
             path: self.path,
             via: self.via,
             boot_timeout: self.boot_timeout,
+            disk_growth: super::spec::FLAVOUR_DISK_GROWTH,
         }
     }
 }

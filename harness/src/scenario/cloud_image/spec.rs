@@ -23,6 +23,15 @@ pub const POLL: Duration = Duration::from_secs(2);
 /// RSA key made after the first login takes tens of seconds under emulation).
 pub const HOST_KEYS_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// How much larger than its image a guest's disk is, as a flavour's root disk is larger than
+/// the image booted on it (nova grows the instance's disk to the flavour's size).
+pub const FLAVOUR_DISK_GROWTH: u64 = 1 << 30;
+
+/// The least share of its disk a grown root file system has (a root that did not grow has
+/// about two thirds of a disk [`FLAVOUR_DISK_GROWTH`] larger than a 2 GiB image; ext4's own
+/// metadata takes a few percent).
+pub const MIN_ROOT_SHARE: f64 = 0.9;
+
 /// The user the user data creates (besides the image's default user).
 pub const USER: &str = "cloudy";
 
@@ -47,6 +56,10 @@ pub struct CloudImageGuest {
     /// How long after QEMU's start the first key login as the default user may take: the
     /// sign that provisioning happened (default [`crate::guest::qemu::DISK_BOOT_TIMEOUT`]).
     pub boot_timeout: Duration,
+    /// Bytes its disk has beyond the image's ([`FLAVOUR_DISK_GROWTH`] as a flavour's larger
+    /// root disk; 0: the image's size). When some, a check asks that the root file system
+    /// grew to fill it.
+    pub disk_growth: u64,
 }
 
 impl CloudImageGuest {

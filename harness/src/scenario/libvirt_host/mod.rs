@@ -210,7 +210,7 @@ fn run_debian(
         None,
     )?);
     let overlay = dir.join("overlay.qcow2");
-    guest::make_overlay(&spec.image, &spec.format, &overlay)?;
+    guest::make_overlay(&spec.image, &spec.format, &overlay, spec.disk_growth)?;
     let guest = Guest::from_disk(&spec.slug(), &overlay, &report.serial_log);
     stage("virt-install --import (firmware, GRUB, kernel, systemd)");
     let mut vm = RunningGuest::start_virt_install(

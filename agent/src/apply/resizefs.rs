@@ -1,0 +1,240 @@
+//! `resizefs` (cloud-init's cc_resizefs): the root file system grown to the size of its
+//! device, after `growpart` (`apply/growpart.rs`) grew the partition. ext4 is grown online by
+//! the kernel (`EXT4_IOC_RESIZE_FS`, what resize2fs does on a mounted file system), XFS and
+//! btrfs by their own tools (`xfs_growfs`, `btrfs`) when the image has them, as cloud-init
+//! runs them.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use nix::sys::statfs::fstatfs;
+
+use super::growpart::{partition, size};
+
+/// statfs(2) `f_type` of ext2/3/4.
+pub const EXT4_SUPER_MAGIC: i64 = 0xef53;
+/// Of XFS.
+pub const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+/// Of btrfs.
+pub const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
+/// `EXT4_IOC_RESIZE_FS` (linux/ext4.h: `_IOW('f', 16, __u64)`): the new block count.
+const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
+
+/// Names of file systems that have nothing to grow, for the step's message.
+const VIRTUAL: &[(i64, &str)] = &[
+    (0x0102_1994, "tmpfs"),
+    (0x8584_58f6, "ramfs"),
+    (0x794c_7630, "overlay"),
+    (0x7371_7368, "squashfs"),
+    (0x6969, "nfs"),
+];
+
+/// What became of the file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resized {
+    /// It grew: which (`ext4 on vda1`), from and to (bytes the file system reports).
+    Grew { what: String, from: u64, to: u64 },
+    /// It already fills its device.
+    Fills(String),
+    /// Nothing metaboot can grow: why.
+    NotGrown(String),
+}
+
+impl Resized {
+    /// The step's words for it.
+    pub fn describe(&self) -> String {
+        match self {
+            Resized::Grew { what, from, to } => {
+                format!("{what} grown from {} to {}", size(*from), size(*to))
+            }
+            Resized::Fills(what) => format!("{what} already fills its device"),
+            Resized::NotGrown(why) => why.clone(),
+        }
+    }
+}
+
+/// A file system that could not be grown.
+#[derive(Debug, thiserror::Error)]
+pub enum ResizeError {
+    #[error("cannot {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Tool(String),
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> ResizeError {
+    let what = what.into();
+    move |source| ResizeError::Io { what, source }
+}
+
+/// Whether `resize_rootfs` asks for it: true (the default), `noblock` (cloud-init then grows in
+/// the background; metaboot's online grow is quick and done in place) and cloud-init's other
+/// true words do; false and anything else do not.
+pub fn wanted(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        None | Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::Bool(on)) => *on,
+        Some(serde_json::Value::Number(n)) => n.as_i64() == Some(1),
+        Some(serde_json::Value::String(s)) => matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "1" | "on" | "yes" | "y" | "noblock"
+        ),
+        Some(_) => false,
+    }
+}
+
+/// Grows the file system mounted at `mount` to its device's size (read in sysfs at
+/// `sys_dev_block`).
+pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError> {
+    let dir = File::open(mount).map_err(io_error(format!("open {}", mount.display())))?;
+    let before =
+        fstatfs(&dir).map_err(|e| io_error(format!("statfs {}", mount.display()))(e.into()))?;
+    let kind = before.filesystem_type().0;
+    let total = |s: &nix::sys::statfs::Statfs| s.blocks() * s.block_size() as u64;
+    let from = total(&before);
+    let dev = dir
+        .metadata()
+        .map_err(io_error(format!("stat {}", mount.display())))?
+        .dev();
+    let dev = (u64::from(libc::major(dev)), u64::from(libc::minor(dev)));
+    let device_name = || {
+        std::fs::canonicalize(sys_dev_block.join(format!("{}:{}", dev.0, dev.1)))
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| format!("device {}:{}", dev.0, dev.1))
+    };
+    let what = match kind {
+        EXT4_SUPER_MAGIC => {
+            let bytes = partition::device_bytes(sys_dev_block, dev)
+                .map_err(|e| ResizeError::Tool(format!("the size of {}: {e}", device_name())))?;
+            let block = before.block_size() as u64;
+            let blocks = bytes / block;
+            // SAFETY: EXT4_IOC_RESIZE_FS reads one u64 (the new block count) from the pointer.
+            let rc = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_RESIZE_FS, &raw const blocks) };
+            if rc != 0 {
+                let err = io::Error::last_os_error();
+                let why = if err.raw_os_error() == Some(libc::EPERM) {
+                    " (growing a mounted file system takes CAP_SYS_RESOURCE)"
+                } else {
+                    ""
+                };
+                return Err(io_error(format!(
+                    "grow ext4 on {} to {blocks} blocks of {block} bytes{why}",
+                    device_name()
+                ))(err));
+            }
+            format!("ext4 on {}", device_name())
+        }
+        XFS_SUPER_MAGIC => {
+            let mount = mount.to_string_lossy();
+            match run_tool("xfs_growfs", &["-d", &mount])? {
+                Some(()) => format!("xfs on {}", device_name()),
+                None => {
+                    return Ok(Resized::NotGrown(format!(
+                        "{mount} is xfs and xfs_growfs is not installed"
+                    )));
+                }
+            }
+        }
+        BTRFS_SUPER_MAGIC => {
+            let mount = mount.to_string_lossy();
+            match run_tool("btrfs", &["filesystem", "resize", "max", &mount])? {
+                Some(()) => format!("btrfs at {mount}"),
+                None => {
+                    return Ok(Resized::NotGrown(format!(
+                        "{mount} is btrfs and the btrfs tool is not installed"
+                    )));
+                }
+            }
+        }
+        other => {
+            let name = VIRTUAL
+                .iter()
+                .find(|(magic, _)| *magic == other)
+                .map_or_else(
+                    || format!("type {other:#x}"),
+                    |(_, name)| (*name).to_owned(),
+                );
+            return Ok(Resized::NotGrown(format!(
+                "{} is a {name} file system: metaboot grows ext4, xfs and btrfs",
+                mount.display()
+            )));
+        }
+    };
+    let after =
+        fstatfs(&dir).map_err(|e| io_error(format!("statfs {}", mount.display()))(e.into()))?;
+    let to = total(&after);
+    Ok(if to > from {
+        Resized::Grew { what, from, to }
+    } else {
+        Resized::Fills(what)
+    })
+}
+
+/// Runs a file system's own tool; `None` when it is not installed, an error with its output
+/// when it fails.
+fn run_tool(tool: &str, args: &[&str]) -> Result<Option<()>, ResizeError> {
+    let output = match Command::new(tool).args(args).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(format!("run {tool}"))(e)),
+    };
+    if output.status.success() {
+        return Ok(Some(()));
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    Err(ResizeError::Tool(format!(
+        "{tool} {} failed ({}): {}",
+        args.join(" "),
+        output.status,
+        said.trim()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_rootfs_words_as_cloud_init_translates_them() {
+        use serde_json::json;
+        for on in [
+            json!(true),
+            json!("noblock"),
+            json!("Yes"),
+            json!("on"),
+            json!(1),
+        ] {
+            assert!(wanted(Some(&on)), "{on}");
+        }
+        assert!(wanted(None));
+        for off in [
+            json!(false),
+            json!("false"),
+            json!("off"),
+            json!(0),
+            json!("later"),
+        ] {
+            assert!(!wanted(Some(&off)), "{off}");
+        }
+    }
+
+    #[test]
+    fn a_virtual_file_system_is_not_grown() {
+        let resized = resize(Path::new("/proc"), Path::new(partition::SYS_DEV_BLOCK)).unwrap();
+        assert_eq!(
+            resized,
+            Resized::NotGrown(
+                "/proc is a type 0x9fa0 file system: metaboot grows ext4, xfs and btrfs".into()
+            )
+        );
+    }
+}
