@@ -1,6 +1,6 @@
 //! Applying instance data under a root: hostname, hosts, users, keys, passwords, sshd,
-//! write_files, scripts, entropy, the root partition and file system grown, the host keys on
-//! the console. Each submodule is one concern; the run drives them as steps.
+//! write_files, scripts, entropy, the root partition and file system grown, the time zone,
+//! the host keys on the console. Each submodule is one concern; the run drives them as steps.
 
 pub mod growpart;
 pub mod home;
@@ -17,6 +17,7 @@ pub mod scripts;
 pub mod ssh_host_key;
 pub mod ssh_keys;
 pub mod sshd;
+pub mod timezone;
 pub mod users;
 pub mod users_groups;
 pub mod write_files;

@@ -8,7 +8,7 @@ use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     growpart, hosts, instance_host_keys, keys_to_console, network, random_seed, resizefs, scripts,
-    write_files,
+    timezone, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -92,6 +92,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
         accounts::password_postback,
     ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
+    apply("timezone", PerInstance, timezone),
     apply("runcmd", PerInstance, runcmd),
     apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
@@ -375,6 +376,26 @@ fn resizefs(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     ) {
         Ok(resized @ resizefs::Resized::Grew { .. }) => Done::ok_with(resized.describe()),
         Ok(resized) => Done::skipped(resized.describe()),
+        Err(err) => Done::error(chain(&err)),
+    }
+}
+
+/// `timezone`: `/etc/localtime` and `/etc/timezone` for the zone.
+fn timezone(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let Some(zone) = &i.config.timezone else {
+        return Done::skipped("no timezone");
+    };
+    match timezone::set(i.root, zone) {
+        Ok(timezone::Localtime::Linked) => Done::ok_with(format!(
+            "{zone}: {} -> {}/{zone}",
+            timezone::LOCALTIME,
+            timezone::ZONEINFO
+        )),
+        Ok(timezone::Localtime::Copied) => Done::ok_with(format!(
+            "{zone}: {} is a copy of {}/{zone}",
+            timezone::LOCALTIME,
+            timezone::ZONEINFO
+        )),
         Err(err) => Done::error(chain(&err)),
     }
 }

@@ -128,6 +128,8 @@ cloud_config! {
     growpart: Growpart = "growpart",
     /// `resize_rootfs`: grow the root file system (default true; `noblock` counts as true).
     resize_rootfs: serde_json::Value = "resize_rootfs",
+    /// `timezone`: a tz database zone (`Europe/Berlin`).
+    timezone: String = "timezone",
     /// `network: {config: disabled}` leaves the network configuration alone (cloud-init's
     /// switch, usually in cloud.cfg: here metaboot.yaml).
     network: NetworkSwitch = "network",

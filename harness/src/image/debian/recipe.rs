@@ -327,6 +327,7 @@ mod tests {
             "sudo",
             "e2fsprogs",
             "locales",
+            "tzdata",
         ] {
             assert!(
                 common.contains(&needed),

@@ -14,7 +14,7 @@ use super::checks::{
 };
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
-use super::spec::{CloudImageGuest, CloudImageReport, POLL, USER};
+use super::spec::{CloudImageGuest, CloudImageReport, POLL, TIMEZONE, TIMEZONE_ABBREVIATION, USER};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::RunningGuest;
@@ -63,6 +63,7 @@ pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
     format!(
         "#cloud-config\n\
          hostname: {host}\n\
+         timezone: {TIMEZONE}\n\
          ssh_pwauth: true\n\
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
@@ -276,6 +277,10 @@ pub(crate) fn verdict_and_checks(
         check_output(target, &who.key, "hostname", &who.intent.hostname),
     );
     push(
+        &format!("time zone {TIMEZONE} (user data)"),
+        check_output(target, &who.key, "date +%Z", TIMEZONE_ABBREVIATION),
+    );
+    push(
         "hostname in /etc/hosts",
         check_output(
             target,
@@ -357,6 +362,7 @@ mod tests {
         assert!(text.starts_with("#cloud-config\n"));
         for expect in [
             "hostname: ud-x\n",
+            "timezone: Asia/Tokyo\n",
             "  - default\n",
             "  - name: cloudy\n",
             "      - ssh-ed25519 AAAA k\n",

@@ -32,6 +32,12 @@ pub const FLAVOUR_DISK_GROWTH: u64 = 1 << 30;
 /// metadata takes a few percent).
 pub const MIN_ROOT_SHARE: f64 = 0.9;
 
+/// The time zone the user data sets: one without daylight saving time, so that its
+/// abbreviation ([`TIMEZONE_ABBREVIATION`], what `date +%Z` prints) is the same all year.
+pub const TIMEZONE: &str = "Asia/Tokyo";
+/// Its abbreviation.
+pub const TIMEZONE_ABBREVIATION: &str = "JST";
+
 /// The user the user data creates (besides the image's default user).
 pub const USER: &str = "cloudy";
 
