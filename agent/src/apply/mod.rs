@@ -18,6 +18,7 @@ pub mod ssh_host_key;
 pub mod ssh_keys;
 pub mod sshd;
 pub mod timezone;
+pub mod tool;
 pub mod users;
 pub mod users_groups;
 pub mod write_files;
