@@ -14,7 +14,9 @@ use super::checks::{
 };
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
-use super::spec::{CloudImageGuest, CloudImageReport, POLL, TIMEZONE, TIMEZONE_ABBREVIATION, USER};
+use super::spec::{
+    CloudImageGuest, CloudImageReport, POLL, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::RunningGuest;
@@ -68,12 +70,25 @@ pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
          chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
+         ca_certs:\n  trusted:\n    - |\n{ca}\
          runcmd:\n  - echo \"{marker}\" >> {log}\n",
         host = intent.hostname,
         pw = intent.password,
         marker = intent.marker,
         log = userdata::RUNCMD_LOG,
+        ca = TRUSTED_CA
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>(),
     )
+}
+
+/// A line of [`TRUSTED_CA`]'s body: found in the system's bundle once the CA is trusted.
+fn trusted_ca_line() -> &'static str {
+    TRUSTED_CA
+        .lines()
+        .nth(1)
+        .expect("a PEM certificate has a body")
 }
 
 /// Boots `spec` on `lab` and checks it; failures end up in the report, never as a panic.
@@ -281,6 +296,18 @@ pub(crate) fn verdict_and_checks(
         check_output(target, &who.key, "date +%Z", TIMEZONE_ABBREVIATION),
     );
     push(
+        "the user data's CA is in the system's trust store (ca_certs)",
+        check_output(
+            target,
+            &who.key,
+            &format!(
+                "grep -cF '{}' /etc/ssl/certs/ca-certificates.crt",
+                trusted_ca_line()
+            ),
+            "1",
+        ),
+    );
+    push(
         "hostname in /etc/hosts",
         check_output(
             target,
@@ -363,6 +390,7 @@ mod tests {
         for expect in [
             "hostname: ud-x\n",
             "timezone: Asia/Tokyo\n",
+            "ca_certs:\n  trusted:\n    - |\n      -----BEGIN CERTIFICATE-----\n",
             "  - default\n",
             "  - name: cloudy\n",
             "      - ssh-ed25519 AAAA k\n",

@@ -38,6 +38,10 @@ pub const TIMEZONE: &str = "Asia/Tokyo";
 /// Its abbreviation.
 pub const TIMEZONE_ABBREVIATION: &str = "JST";
 
+/// A CA the user data asks the instance to trust (`ca_certs`), as a cloud with a private CA
+/// does; the same test CA the guest agent's tests use.
+pub const TRUSTED_CA: &str = include_str!("../../../../agent/tests/fixtures/ca/test-ca.pem");
+
 /// The user the user data creates (besides the image's default user).
 pub const USER: &str = "cloudy";
 
