@@ -151,3 +151,28 @@ fn without_ca_certs_nothing_is_written() {
     );
     assert!(!guest.path("/usr/local/share/ca-certificates").exists());
 }
+
+#[test]
+fn the_certificates_come_with_the_final_stage_before_the_scripts() {
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nca_certs:\n  trusted:\n{}runcmd:\n  - \"true\"\n",
+        item(CA)
+    ));
+    let cert = "/usr/local/share/ca-certificates/metaboot-ca-cert-1.crt";
+    let (code, log) = guest.run_stage("init");
+    assert_eq!(code, 0, "{log}");
+    assert!(!guest.path(cert).exists(), "not before the logins");
+    let (code, log) = guest.run_stage("final");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(guest.read(cert), CA);
+    let status = guest.status();
+    let names: Vec<&str> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    assert!(at("ca-certs") < at("scripts-user"), "{names:?}");
+}

@@ -32,7 +32,8 @@ pub(super) enum Stage {
     /// An apply step: at most as often as its frequency, with this body.
     Apply(Frequency, StepFn),
     /// A step of the final stage (cloud-init's cloud-final: the user scripts, then the host
-    /// keys on the console): what it needs is written with the apply steps (a user-script
+    /// keys on the console; here also the CAs the scripts may need): what it needs is written
+    /// with the apply steps (a user-script
     /// step's scripts), and the step runs at the end (`metaboot run --stage final`, or at the
     /// end of a whole run), at most as often as its frequency.
     Final(Frequency, WriteFn, StepFn),
@@ -81,7 +82,6 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("resizefs", Always, resizefs),
     apply("hostname", Always, hostname),
     apply("etc-hosts", Always, etc_hosts),
-    apply("ca-certs", PerInstance, ca_certs),
     apply("users-groups", PerInstance, accounts::users_groups),
     apply("instance-host-keys", PerInstance, instance_host_keys),
     apply("ssh-host-keys", Always, ssh_host_keys),
@@ -98,6 +98,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
     }),
+    // The trust store before the scripts that may need it; its rebuild (tens of seconds under
+    // emulation) never holds the logins back, which need no CA.
+    last("ca-certs", PerInstance, ca_certs),
     scripts(
         "scripts-vendor",
         PerInstance,
