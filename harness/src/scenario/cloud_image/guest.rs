@@ -40,7 +40,7 @@ pub(crate) struct Who {
 impl Who {
     /// Fresh keys in `dir` and an intent for guest `slug`; the user data (a `#cloud-config`
     /// asking for it all) is written to `dir/user-data`, whose path is returned too.
-    pub(crate) fn new(dir: &Path, slug: &str) -> anyhow::Result<(Self, PathBuf)> {
+    pub(crate) fn new(dir: &Path, slug: &str, trust_ca: bool) -> anyhow::Result<(Self, PathBuf)> {
         let who = Self {
             key: ssh::keygen(dir, "id_ed25519")?,
             user_key: ssh::keygen(dir, "id_ed25519-user")?,
@@ -53,15 +53,24 @@ impl Who {
         let user_public = fs::read_to_string(who.user_key.with_extension("pub"))
             .context("failed to read the user's public key")?;
         let user_data = dir.join("user-data");
-        fs::write(&user_data, cloud_config(&who.intent, user_public.trim()))
-            .with_context(|| format!("failed to write {}", user_data.display()))?;
+        fs::write(
+            &user_data,
+            cloud_config(&who.intent, user_public.trim(), trust_ca),
+        )
+        .with_context(|| format!("failed to write {}", user_data.display()))?;
         Ok((who, user_data))
     }
 }
 
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
 /// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
-pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
+pub fn cloud_config(intent: &Intent, user_key: &str, trust_ca: bool) -> String {
+    let ca_certs = if trust_ca {
+        let pem: String = TRUSTED_CA.lines().map(|l| format!("      {l}\n")).collect();
+        format!("ca_certs:\n  trusted:\n    - |\n{pem}")
+    } else {
+        String::new()
+    };
     format!(
         "#cloud-config\n\
          hostname: {host}\n\
@@ -70,16 +79,12 @@ pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
          chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
-         ca_certs:\n  trusted:\n    - |\n{ca}\
+         {ca_certs}\
          runcmd:\n  - echo \"{marker}\" >> {log}\n",
         host = intent.hostname,
         pw = intent.password,
         marker = intent.marker,
         log = userdata::RUNCMD_LOG,
-        ca = TRUSTED_CA
-            .lines()
-            .map(|l| format!("      {l}\n"))
-            .collect::<String>(),
     )
 }
 
@@ -161,7 +166,7 @@ fn run_guest(
     fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     stage("registering");
     let slug = spec.slug();
-    let (who, user_data) = Who::new(dir, &slug)?;
+    let (who, user_data) = Who::new(dir, &slug, spec.trust_ca)?;
     let network_id = lab.network(spec.path.network())?.id.clone();
     let record = lab.register_instance(&InstanceSpec {
         name: slug.clone(),
@@ -295,18 +300,20 @@ pub(crate) fn verdict_and_checks(
         &format!("time zone {TIMEZONE} (user data)"),
         check_output(target, &who.key, "date +%Z", TIMEZONE_ABBREVIATION),
     );
-    push(
-        "the user data's CA is in the system's trust store (ca_certs)",
-        check_output(
-            target,
-            &who.key,
-            &format!(
-                "grep -cF '{}' /etc/ssl/certs/ca-certificates.crt",
-                trusted_ca_line()
+    if spec.trust_ca {
+        push(
+            "the user data's CA is in the system's trust store (ca_certs)",
+            check_output(
+                target,
+                &who.key,
+                &format!(
+                    "grep -cF '{}' /etc/ssl/certs/ca-certificates.crt",
+                    trusted_ca_line()
+                ),
+                "1",
             ),
-            "1",
-        ),
-    );
+        );
+    }
     push(
         "hostname in /etc/hosts",
         check_output(
@@ -385,7 +392,7 @@ mod tests {
             password: "pw-1".into(),
             marker: "x runcmd".into(),
         };
-        let text = cloud_config(&intent, "ssh-ed25519 AAAA k");
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", true);
         assert!(text.starts_with("#cloud-config\n"));
         for expect in [
             "hostname: ud-x\n",
@@ -400,5 +407,6 @@ mod tests {
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
+        assert!(!cloud_config(&intent, "ssh-ed25519 AAAA k", false).contains("ca_certs"));
     }
 }

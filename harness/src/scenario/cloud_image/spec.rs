@@ -70,6 +70,10 @@ pub struct CloudImageGuest {
     /// root disk; 0: the image's size). When some, a check asks that the root file system
     /// grew to fill it.
     pub disk_growth: u64,
+    /// The user data also asks it to trust [`TRUSTED_CA`] (`ca_certs`), and a check looks for
+    /// the CA in the system's bundle. The trust store's rebuild takes tens of seconds under
+    /// emulation, so the bench leaves it out (its boot figures stay comparable).
+    pub trust_ca: bool,
 }
 
 impl CloudImageGuest {
