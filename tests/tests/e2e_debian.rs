@@ -126,6 +126,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 via,
                 boot_timeout: DISK_BOOT_TIMEOUT,
                 disk_growth: FLAVOUR_DISK_GROWTH,
+                trust_ca: true,
             }
         })
         .collect();

@@ -205,6 +205,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             via: Via::Libvirt,
             boot_timeout: DISK_BOOT_TIMEOUT,
             disk_growth: 0,
+            trust_ca: false,
         },
         tiny,
         run_dir: dir.clone(),

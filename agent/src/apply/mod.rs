@@ -2,6 +2,7 @@
 //! write_files, scripts, entropy, the root partition and file system grown, the time zone,
 //! the host keys on the console. Each submodule is one concern; the run drives them as steps.
 
+pub mod ca_certs;
 pub mod growpart;
 pub mod home;
 pub mod hostname;
@@ -18,6 +19,7 @@ pub mod ssh_host_key;
 pub mod ssh_keys;
 pub mod sshd;
 pub mod timezone;
+pub mod tool;
 pub mod users;
 pub mod users_groups;
 pub mod write_files;

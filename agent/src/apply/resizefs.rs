@@ -9,11 +9,11 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
 use nix::sys::statfs::fstatfs;
 
 use super::growpart::{partition, size};
+use super::tool::{self, ToolError};
 
 /// statfs(2) `f_type` of ext2/3/4.
 pub const EXT4_SUPER_MAGIC: i64 = 0xef53;
@@ -67,7 +67,9 @@ pub enum ResizeError {
         source: io::Error,
     },
     #[error("{0}")]
-    Tool(String),
+    Size(String),
+    #[error(transparent)]
+    Tool(#[from] ToolError),
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> ResizeError {
@@ -114,7 +116,7 @@ pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError
     let what = match kind {
         EXT4_SUPER_MAGIC => {
             let bytes = partition::device_bytes(sys_dev_block, dev)
-                .map_err(|e| ResizeError::Tool(format!("the size of {}: {e}", device_name())))?;
+                .map_err(|e| ResizeError::Size(format!("the size of {}: {e}", device_name())))?;
             let block = before.block_size() as u64;
             let blocks = bytes / block;
             // SAFETY: EXT4_IOC_RESIZE_FS reads one u64 (the new block count) from the pointer.
@@ -135,7 +137,7 @@ pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError
         }
         XFS_SUPER_MAGIC => {
             let mount = mount.to_string_lossy();
-            match run_tool("xfs_growfs", &["-d", &mount])? {
+            match tool::run("xfs_growfs", &["-d", &mount])? {
                 Some(()) => format!("xfs on {}", device_name()),
                 None => {
                     return Ok(Resized::NotGrown(format!(
@@ -146,7 +148,7 @@ pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError
         }
         BTRFS_SUPER_MAGIC => {
             let mount = mount.to_string_lossy();
-            match run_tool("btrfs", &["filesystem", "resize", "max", &mount])? {
+            match tool::run("btrfs", &["filesystem", "resize", "max", &mount])? {
                 Some(()) => format!("btrfs at {mount}"),
                 None => {
                     return Ok(Resized::NotGrown(format!(
@@ -177,26 +179,6 @@ pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError
     } else {
         Resized::Fills(what)
     })
-}
-
-/// Runs a file system's own tool; `None` when it is not installed, an error with its output
-/// when it fails.
-fn run_tool(tool: &str, args: &[&str]) -> Result<Option<()>, ResizeError> {
-    let output = match Command::new(tool).args(args).output() {
-        Ok(output) => output,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(format!("run {tool}"))(e)),
-    };
-    if output.status.success() {
-        return Ok(Some(()));
-    }
-    let said = String::from_utf8_lossy(&output.stderr);
-    Err(ResizeError::Tool(format!(
-        "{tool} {} failed ({}): {}",
-        args.join(" "),
-        output.status,
-        said.trim()
-    )))
 }
 
 #[cfg(test)]

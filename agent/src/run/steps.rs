@@ -7,8 +7,8 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    growpart, hosts, instance_host_keys, keys_to_console, network, random_seed, resizefs, scripts,
-    timezone, write_files,
+    ca_certs, growpart, hosts, instance_host_keys, keys_to_console, network, random_seed, resizefs,
+    scripts, timezone, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -32,7 +32,8 @@ pub(super) enum Stage {
     /// An apply step: at most as often as its frequency, with this body.
     Apply(Frequency, StepFn),
     /// A step of the final stage (cloud-init's cloud-final: the user scripts, then the host
-    /// keys on the console): what it needs is written with the apply steps (a user-script
+    /// keys on the console; here also the CAs the scripts may need): what it needs is written
+    /// with the apply steps (a user-script
     /// step's scripts), and the step runs at the end (`metaboot run --stage final`, or at the
     /// end of a whole run), at most as often as its frequency.
     Final(Frequency, WriteFn, StepFn),
@@ -97,6 +98,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
     }),
+    // The trust store before the scripts that may need it; its rebuild (tens of seconds under
+    // emulation) never holds the logins back, which need no CA.
+    last("ca-certs", PerInstance, ca_certs),
     scripts(
         "scripts-vendor",
         PerInstance,
@@ -377,6 +381,47 @@ fn resizefs(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Ok(resized @ resizefs::Resized::Grew { .. }) => Done::ok_with(resized.describe()),
         Ok(resized) => Done::skipped(resized.describe()),
         Err(err) => Done::error(chain(&err)),
+    }
+}
+
+/// `ca_certs` (or its older name `ca-certs`): the default CAs deselected when asked, the
+/// trusted certificates written, the trust store rebuilt (host root only).
+fn ca_certs(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let Some(config) = i
+        .config
+        .ca_certs
+        .as_ref()
+        .or(i.config.ca_certs_old.as_ref())
+    else {
+        return Done::skipped("no ca_certs");
+    };
+    if i.config.ca_certs.is_some() && i.config.ca_certs_old.is_some() {
+        warnings.push("both ca_certs and ca-certs are set: ca-certs is ignored".into());
+    }
+    let store = ca_certs::store(i.root);
+    let applied = ca_certs::apply(i.root, config);
+    let mut said = Vec::new();
+    if applied.deselected > 0 {
+        said.push(format!("deselected {} default CAs", applied.deselected));
+    }
+    if !applied.written.is_empty() {
+        said.push(format!(
+            "wrote {} to {}",
+            applied.written.join(", "),
+            store.local_dir
+        ));
+    }
+    if applied.updated {
+        said.push(format!("ran {}", store.update));
+    } else if !i.root.is_host() {
+        said.push(format!("root is not /: {} not run", store.update));
+    }
+    if applied.errors.is_empty() {
+        Done::ok_with(said.join("; "))
+    } else {
+        let mut all: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
+        all.extend(said);
+        Done::error(all.join("; "))
     }
 }
 

@@ -130,6 +130,10 @@ cloud_config! {
     resize_rootfs: serde_json::Value = "resize_rootfs",
     /// `timezone`: a tz database zone (`Europe/Berlin`).
     timezone: String = "timezone",
+    /// `ca_certs: {remove_defaults, trusted}`: certificates the instance trusts.
+    ca_certs: CaCerts = "ca_certs",
+    /// The same under its older name (used when `ca_certs` is absent).
+    ca_certs_old: CaCerts = "ca-certs",
     /// `network: {config: disabled}` leaves the network configuration alone (cloud-init's
     /// switch, usually in cloud.cfg: here metaboot.yaml).
     network: NetworkSwitch = "network",
@@ -397,6 +401,26 @@ impl Groups {
 pub enum Command {
     Shell(String),
     Argv(Vec<StrLike>),
+}
+
+/// `ca_certs:` (cloud-init's cc_ca_certs; `remove-defaults` is its older spelling).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CaCerts {
+    /// Deselect the distribution's own CAs first.
+    pub remove_defaults: Option<bool>,
+    #[serde(rename = "remove-defaults")]
+    pub remove_defaults_old: Option<bool>,
+    /// PEM certificates to trust.
+    pub trusted: Option<OneOrMany<String>>,
+}
+
+impl CaCerts {
+    /// Whether the distribution's own CAs are deselected (default false).
+    pub fn removes_defaults(&self) -> bool {
+        self.remove_defaults
+            .or(self.remove_defaults_old)
+            .unwrap_or(false)
+    }
 }
 
 /// `growpart:` (cloud-init's cc_growpart).

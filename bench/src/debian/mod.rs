@@ -170,6 +170,7 @@ fn boot(
         boot_timeout: DISK_BOOT_TIMEOUT,
         // The image's size, as in every run before: the boot-to-login figures stay comparable.
         disk_growth: 0,
+        trust_ca: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

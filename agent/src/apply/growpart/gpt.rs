@@ -132,7 +132,11 @@ impl Gpt {
         disk_lbas: u64,
         min_lbas: u64,
     ) -> Result<Option<Grown>, TableError> {
-        let last = first + lbas - 1;
+        let last = first
+            .checked_add(lbas)
+            .and_then(|end| end.checked_sub(1))
+            .filter(|_| lbas > 0)
+            .ok_or_else(|| TableError::invalid(format!("a partition of {lbas} LBAs at {first}")))?;
         let index = self
             .used()
             .find(|&(_, f, l)| f == first && l == last)

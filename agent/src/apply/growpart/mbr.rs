@@ -95,7 +95,11 @@ impl Mbr {
                 "partition {number} is an extended partition"
             )));
         }
-        let last = first + lbas - 1;
+        let last = first
+            .checked_add(lbas)
+            .and_then(|end| end.checked_sub(1))
+            .filter(|_| lbas > 0)
+            .ok_or_else(|| TableError::invalid(format!("a partition of {lbas} LBAs at {first}")))?;
         // Any entry that starts after this one bounds it, extended partitions included.
         let next = Self::entries()
             .filter(|&e| e != entry && self.kind(e) != 0 && self.start(e) > last)

@@ -328,6 +328,7 @@ mod tests {
             "e2fsprogs",
             "locales",
             "tzdata",
+            "ca-certificates",
         ] {
             assert!(
                 common.contains(&needed),

@@ -14,7 +14,9 @@ use super::checks::{
 };
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
-use super::spec::{CloudImageGuest, CloudImageReport, POLL, TIMEZONE, TIMEZONE_ABBREVIATION, USER};
+use super::spec::{
+    CloudImageGuest, CloudImageReport, POLL, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+};
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::RunningGuest;
@@ -38,7 +40,7 @@ pub(crate) struct Who {
 impl Who {
     /// Fresh keys in `dir` and an intent for guest `slug`; the user data (a `#cloud-config`
     /// asking for it all) is written to `dir/user-data`, whose path is returned too.
-    pub(crate) fn new(dir: &Path, slug: &str) -> anyhow::Result<(Self, PathBuf)> {
+    pub(crate) fn new(dir: &Path, slug: &str, trust_ca: bool) -> anyhow::Result<(Self, PathBuf)> {
         let who = Self {
             key: ssh::keygen(dir, "id_ed25519")?,
             user_key: ssh::keygen(dir, "id_ed25519-user")?,
@@ -51,15 +53,24 @@ impl Who {
         let user_public = fs::read_to_string(who.user_key.with_extension("pub"))
             .context("failed to read the user's public key")?;
         let user_data = dir.join("user-data");
-        fs::write(&user_data, cloud_config(&who.intent, user_public.trim()))
-            .with_context(|| format!("failed to write {}", user_data.display()))?;
+        fs::write(
+            &user_data,
+            cloud_config(&who.intent, user_public.trim(), trust_ca),
+        )
+        .with_context(|| format!("failed to write {}", user_data.display()))?;
         Ok((who, user_data))
     }
 }
 
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
 /// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
-pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
+pub fn cloud_config(intent: &Intent, user_key: &str, trust_ca: bool) -> String {
+    let ca_certs = if trust_ca {
+        let pem: String = TRUSTED_CA.lines().map(|l| format!("      {l}\n")).collect();
+        format!("ca_certs:\n  trusted:\n    - |\n{pem}")
+    } else {
+        String::new()
+    };
     format!(
         "#cloud-config\n\
          hostname: {host}\n\
@@ -68,12 +79,21 @@ pub fn cloud_config(intent: &Intent, user_key: &str) -> String {
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
          chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
+         {ca_certs}\
          runcmd:\n  - echo \"{marker}\" >> {log}\n",
         host = intent.hostname,
         pw = intent.password,
         marker = intent.marker,
         log = userdata::RUNCMD_LOG,
     )
+}
+
+/// A line of [`TRUSTED_CA`]'s body: found in the system's bundle once the CA is trusted.
+fn trusted_ca_line() -> &'static str {
+    TRUSTED_CA
+        .lines()
+        .nth(1)
+        .expect("a PEM certificate has a body")
 }
 
 /// Boots `spec` on `lab` and checks it; failures end up in the report, never as a panic.
@@ -146,7 +166,7 @@ fn run_guest(
     fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     stage("registering");
     let slug = spec.slug();
-    let (who, user_data) = Who::new(dir, &slug)?;
+    let (who, user_data) = Who::new(dir, &slug, spec.trust_ca)?;
     let network_id = lab.network(spec.path.network())?.id.clone();
     let record = lab.register_instance(&InstanceSpec {
         name: slug.clone(),
@@ -280,6 +300,20 @@ pub(crate) fn verdict_and_checks(
         &format!("time zone {TIMEZONE} (user data)"),
         check_output(target, &who.key, "date +%Z", TIMEZONE_ABBREVIATION),
     );
+    if spec.trust_ca {
+        push(
+            "the user data's CA is in the system's trust store (ca_certs)",
+            check_output(
+                target,
+                &who.key,
+                &format!(
+                    "grep -cF '{}' /etc/ssl/certs/ca-certificates.crt",
+                    trusted_ca_line()
+                ),
+                "1",
+            ),
+        );
+    }
     push(
         "hostname in /etc/hosts",
         check_output(
@@ -358,11 +392,12 @@ mod tests {
             password: "pw-1".into(),
             marker: "x runcmd".into(),
         };
-        let text = cloud_config(&intent, "ssh-ed25519 AAAA k");
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", true);
         assert!(text.starts_with("#cloud-config\n"));
         for expect in [
             "hostname: ud-x\n",
             "timezone: Asia/Tokyo\n",
+            "ca_certs:\n  trusted:\n    - |\n      -----BEGIN CERTIFICATE-----\n",
             "  - default\n",
             "  - name: cloudy\n",
             "      - ssh-ed25519 AAAA k\n",
@@ -372,5 +407,6 @@ mod tests {
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
+        assert!(!cloud_config(&intent, "ssh-ed25519 AAAA k", false).contains("ca_certs"));
     }
 }

@@ -1,7 +1,7 @@
 //! One guest booted from a cloud image's disk (through a copy-on-write overlay: the image is
 //! never written) on a lab network, provisioned through the chain by what the image runs
 //! (cloud-init or metaboot), and checked from outside as its user would: key login as the
-//! default user, the host name, the time zone, a user with a key and a password from the user data, sudo,
+//! default user, the host name, the time zone, a CA in the trust store, a user with a key and a password from the user data, sudo,
 //! runcmd's effect, the root file system grown to a disk larger than the image, the host keys sshd offers against those the console showed, and the
 //! provisioner's own verdict.
 

@@ -38,6 +38,10 @@ pub const TIMEZONE: &str = "Asia/Tokyo";
 /// Its abbreviation.
 pub const TIMEZONE_ABBREVIATION: &str = "JST";
 
+/// A CA the user data asks the instance to trust (`ca_certs`), as a cloud with a private CA
+/// does; the same test CA the guest agent's tests use.
+pub const TRUSTED_CA: &str = include_str!("../../../../agent/tests/fixtures/ca/test-ca.pem");
+
 /// The user the user data creates (besides the image's default user).
 pub const USER: &str = "cloudy";
 
@@ -66,6 +70,10 @@ pub struct CloudImageGuest {
     /// root disk; 0: the image's size). When some, a check asks that the root file system
     /// grew to fill it.
     pub disk_growth: u64,
+    /// The user data also asks it to trust [`TRUSTED_CA`] (`ca_certs`), and a check looks for
+    /// the CA in the system's bundle. The trust store's rebuild takes tens of seconds under
+    /// emulation, so the bench leaves it out (its boot figures stay comparable).
+    pub trust_ca: bool,
 }
 
 impl CloudImageGuest {

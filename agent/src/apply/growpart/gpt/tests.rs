@@ -201,3 +201,64 @@ fn a_disk_smaller_than_its_table_is_refused() {
 fn the_entries_read_are_bounded() {
     assert_eq!(MAX_ENTRIES_BYTES, 1 << 20);
 }
+
+mod malformed {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The first 34 sectors of a Debian layout's 64 MiB disk (protective MBR, header,
+    /// entries), made once.
+    fn pristine() -> Option<Vec<u8>> {
+        static TABLE: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+        TABLE
+            .get_or_init(|| {
+                let (_dir, disk) = debian_layout(64 * MIB)?;
+                Some(std::fs::read(&disk).unwrap()[..34 * 512].to_vec())
+            })
+            .clone()
+    }
+
+    /// Sets the header's and the entries' checksums to match what is there, so that a
+    /// mutation reaches the code behind the checksum checks.
+    fn reseal(table: &mut [u8]) {
+        let header = &mut table[512..1024];
+        let size = (le_u32(header, HEADER_SIZE) as usize).clamp(HEADER_MIN_BYTES, 512);
+        let count = le_u32(header, ENTRY_COUNT) as usize;
+        let entry = le_u32(header, ENTRY_SIZE) as usize;
+        let bytes = count.saturating_mul(entry).min(32 * 512);
+        let entries_crc = crc(&table[1024..1024 + bytes]);
+        let header = &mut table[512..1024];
+        put_u32(header, ENTRIES_CRC, entries_crc);
+        seal(&mut header[..size]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the header and entries say, reading and growing answers with a table or
+        /// an error, never a panic, and writes only what a grown table holds.
+        #[test]
+        fn a_mutated_table_is_read_or_refused(
+            edits in proptest::collection::vec((512usize..34 * 512, any::<u8>()), 1..8),
+            disk_mib in 1u64..256,
+            lbas in 0u64..200_000,
+        ) {
+            let Some(mut table) = pristine() else { return Ok(()) };
+            for (at, byte) in edits {
+                table[at] = byte;
+            }
+            reseal(&mut table);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("disk.img");
+            std::fs::write(&path, &table).unwrap();
+            File::options().write(true).open(&path).unwrap().set_len(disk_mib * MIB).unwrap();
+            let file = open(&path);
+            if let Ok(Some(mut gpt)) = Gpt::read(&file, SECTOR)
+                && let Ok(Some(_)) = gpt.grow(8192, lbas, disk_mib * MIB / SECTOR, 2048)
+            {
+                let _ = gpt.write(&file);
+            }
+        }
+    }
+}
