@@ -847,11 +847,12 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_user_scripts_then_the_keys_and_comes_last() {
+    fn the_final_stage_is_the_trust_store_the_user_scripts_then_the_keys_and_comes_last() {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
             [
+                "ca-certs",
                 "scripts-vendor",
                 "scripts-per-once",
                 "scripts-per-boot",
