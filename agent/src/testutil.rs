@@ -39,3 +39,17 @@ pub fn run(cmd: &mut std::process::Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Partitions the disk image `image` with the sfdisk `script` (the image file is not a
+/// device: the kernel is not told).
+pub fn sfdisk(image: &std::path::Path, script: &str) {
+    let mut child = std::process::Command::new("sfdisk")
+        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(image)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run sfdisk: {e}"));
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "sfdisk refused {script}");
+}

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use nix::sys::statfs::fstatfs;
@@ -94,8 +94,8 @@ pub fn wanted(value: Option<&serde_json::Value>) -> bool {
 }
 
 /// Grows the file system mounted at `mount` to its device's size (read in sysfs at
-/// `sys_dev_block`).
-pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError> {
+/// `sys_dev_block`; the device's node under `dev_dir`).
+pub fn resize(mount: &Path, sys_dev_block: &Path, dev_dir: &Path) -> Result<Resized, ResizeError> {
     let dir = File::open(mount).map_err(io_error(format!("open {}", mount.display())))?;
     let before =
         fstatfs(&dir).map_err(|e| io_error(format!("statfs {}", mount.display()))(e.into()))?;
@@ -119,6 +119,11 @@ pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError
                 .map_err(|e| ResizeError::Size(format!("the size of {}: {e}", device_name())))?;
             let block = before.block_size() as u64;
             let blocks = bytes / block;
+            // Most boots: it spans its device already. The kernel's grow would still flush the
+            // journal, so the superblock decides first.
+            if ext4_blocks(dev_dir, &device_name(), dev).is_some_and(|now| now >= blocks) {
+                return Ok(Resized::Fills(format!("ext4 on {}", device_name())));
+            }
             // SAFETY: EXT4_IOC_RESIZE_FS reads one u64 (the new block count) from the pointer.
             let rc = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_RESIZE_FS, &raw const blocks) };
             if rc != 0 {
@@ -181,6 +186,43 @@ pub fn resize(mount: &Path, sys_dev_block: &Path) -> Result<Resized, ResizeError
     })
 }
 
+/// Where the ext4 superblock is, and its fields read here (byte offsets).
+const SUPERBLOCK: u64 = 1024;
+const SB_BLOCKS_LO: usize = 0x04;
+const SB_MAGIC: usize = 0x38;
+const SB_INCOMPAT: usize = 0x60;
+const SB_BLOCKS_HI: usize = 0x150;
+/// `INCOMPAT_64BIT`: the block count has a high half.
+const INCOMPAT_64BIT: u32 = 0x80;
+
+/// The block count of the ext4 superblock on `/dev/<name>` (under `dev_dir`, checked to be
+/// the device `dev`): what the file system spans now. `None` when it cannot be read.
+fn ext4_blocks(dev_dir: &Path, name: &str, dev: (u64, u64)) -> Option<u64> {
+    let file = File::open(dev_dir.join(name)).ok()?;
+    let meta = file.metadata().ok()?;
+    let wanted = libc::makedev(u32::try_from(dev.0).ok()?, u32::try_from(dev.1).ok()?);
+    if !meta.file_type().is_block_device() || meta.rdev() != wanted {
+        return None;
+    }
+    let mut sb = [0u8; 1024];
+    file.read_exact_at(&mut sb, SUPERBLOCK).ok()?;
+    superblock_blocks(&sb)
+}
+
+/// The block count of an ext2/3/4 superblock; `None` without its magic number.
+fn superblock_blocks(sb: &[u8; 1024]) -> Option<u64> {
+    let u32_at = |at: usize| u32::from_le_bytes(sb[at..at + 4].try_into().expect("4 bytes"));
+    if u16::from_le_bytes([sb[SB_MAGIC], sb[SB_MAGIC + 1]]) as i64 != EXT4_SUPER_MAGIC {
+        return None;
+    }
+    let high = if u32_at(SB_INCOMPAT) & INCOMPAT_64BIT != 0 {
+        u32_at(SB_BLOCKS_HI)
+    } else {
+        0
+    };
+    Some(u64::from(high) << 32 | u64::from(u32_at(SB_BLOCKS_LO)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,8 +252,25 @@ mod tests {
     }
 
     #[test]
+    fn the_block_count_is_read_from_the_superblock() {
+        let mut sb = [0u8; 1024];
+        assert_eq!(superblock_blocks(&sb), None, "no magic");
+        sb[SB_MAGIC..SB_MAGIC + 2].copy_from_slice(&0xef53u16.to_le_bytes());
+        sb[SB_BLOCKS_LO..SB_BLOCKS_LO + 4].copy_from_slice(&785_403u32.to_le_bytes());
+        sb[SB_BLOCKS_HI..SB_BLOCKS_HI + 4].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(superblock_blocks(&sb), Some(785_403), "the high half only with 64bit");
+        sb[SB_INCOMPAT..SB_INCOMPAT + 4].copy_from_slice(&INCOMPAT_64BIT.to_le_bytes());
+        assert_eq!(superblock_blocks(&sb), Some((1 << 32) + 785_403));
+    }
+
+    #[test]
     fn a_virtual_file_system_is_not_grown() {
-        let resized = resize(Path::new("/proc"), Path::new(partition::SYS_DEV_BLOCK)).unwrap();
+        let resized = resize(
+            Path::new("/proc"),
+            Path::new(partition::SYS_DEV_BLOCK),
+            Path::new(partition::DEV),
+        )
+        .unwrap();
         assert_eq!(
             resized,
             Resized::NotGrown(

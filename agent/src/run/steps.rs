@@ -33,9 +33,9 @@ pub(super) enum Stage {
     Apply(Frequency, StepFn),
     /// A step of the final stage (cloud-init's cloud-final: the user scripts, then the host
     /// keys on the console; here also the CAs the scripts may need): what it needs is written
-    /// with the apply steps (a user-script
-    /// step's scripts), and the step runs at the end (`metaboot run --stage final`, or at the
-    /// end of a whole run), at most as often as its frequency.
+    /// with the apply steps (a user-script step's scripts), and the step runs at the end
+    /// (`metaboot run --stage final`, or at the end of a whole run), at most as often as its
+    /// frequency.
     Final(Frequency, WriteFn, StepFn),
 }
 
@@ -377,6 +377,7 @@ fn resizefs(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     match resizefs::resize(
         Path::new("/"),
         Path::new(growpart::partition::SYS_DEV_BLOCK),
+        Path::new(growpart::partition::DEV),
     ) {
         Ok(resized @ resizefs::Resized::Grew { .. }) => Done::ok_with(resized.describe()),
         Ok(resized) => Done::skipped(resized.describe()),

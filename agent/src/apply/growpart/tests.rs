@@ -3,10 +3,10 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::*;
-use crate::testutil::{require_tool, run};
+use crate::testutil::{require_tool, run, sfdisk};
 
 pub(crate) const MIB: u64 = 1 << 20;
 
@@ -22,15 +22,7 @@ pub(crate) fn partitioned(
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.img");
     File::create(&disk).unwrap().set_len(bytes).unwrap();
-    let mut child = Command::new("sfdisk")
-        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(&disk)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "sfdisk refused {script}");
+    sfdisk(&disk, script);
     Some((dir, disk))
 }
 
