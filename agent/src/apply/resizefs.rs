@@ -258,7 +258,11 @@ mod tests {
         sb[SB_MAGIC..SB_MAGIC + 2].copy_from_slice(&0xef53u16.to_le_bytes());
         sb[SB_BLOCKS_LO..SB_BLOCKS_LO + 4].copy_from_slice(&785_403u32.to_le_bytes());
         sb[SB_BLOCKS_HI..SB_BLOCKS_HI + 4].copy_from_slice(&1u32.to_le_bytes());
-        assert_eq!(superblock_blocks(&sb), Some(785_403), "the high half only with 64bit");
+        assert_eq!(
+            superblock_blocks(&sb),
+            Some(785_403),
+            "the high half only with 64bit"
+        );
         sb[SB_INCOMPAT..SB_INCOMPAT + 4].copy_from_slice(&INCOMPAT_64BIT.to_le_bytes());
         assert_eq!(superblock_blocks(&sb), Some((1 << 32) + 785_403));
     }
