@@ -235,4 +235,33 @@ mod tests {
         assert_eq!(MAX_CA_CERTS, 100);
         assert_eq!(MAX_CA_CERT_BYTES, 64 * 1024);
     }
+
+    #[test]
+    fn too_many_or_too_large_entries_are_refused_and_the_rest_written() {
+        use crate::userdata::cloud_config::OneOrMany;
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let cert = format!("{PEM_BEGIN}\nMIIB\n-----END CERTIFICATE-----\n");
+        let mut trusted = vec![cert.clone(); MAX_CA_CERTS + 1];
+        trusted[0] = format!("{PEM_BEGIN}\n{}", "A".repeat(MAX_CA_CERT_BYTES));
+        let config = CaCerts {
+            trusted: Some(OneOrMany::Many(trusted)),
+            ..CaCerts::default()
+        };
+        let applied = apply(&root, &config);
+        let errors: Vec<String> = applied.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                format!("101 trusted entries, more than {MAX_CA_CERTS}: the first 100 are used"),
+                format!(
+                    "trusted entry 1 is {} bytes, more than {MAX_CA_CERT_BYTES}: not written",
+                    PEM_BEGIN.len() + 1 + MAX_CA_CERT_BYTES
+                ),
+            ]
+        );
+        assert_eq!(applied.written.len(), MAX_CA_CERTS - 1);
+        assert_eq!(applied.written.last().unwrap(), "metaboot-ca-cert-100.crt");
+        assert!(!applied.updated, "not the host root");
+    }
 }

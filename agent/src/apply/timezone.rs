@@ -111,6 +111,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_zone_file_too_large_to_be_one_is_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/share/zoneinfo")).unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/localtime"), "TZif old").unwrap();
+        let big = vec![b'T'; MAX_ZONEINFO_BYTES + 1];
+        std::fs::write(dir.path().join("usr/share/zoneinfo/Big"), &big).unwrap();
+        std::fs::write(dir.path().join("usr/share/zoneinfo/Fits"), &big[1..]).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let err = set(&root, "Big").unwrap_err();
+        assert!(
+            err.to_string().ends_with(&format!(
+                "usr/share/zoneinfo/Big is {} bytes, more than a zone file's {MAX_ZONEINFO_BYTES}",
+                MAX_ZONEINFO_BYTES + 1
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("etc/localtime")).unwrap(),
+            b"TZif old"
+        );
+        assert_eq!(set(&root, "Fits").unwrap(), Localtime::Copied);
+        assert_eq!(
+            std::fs::read(dir.path().join("etc/localtime")).unwrap(),
+            &big[1..]
+        );
+    }
+
+    #[test]
     fn zone_names_are_those_of_the_tz_database() {
         for good in [
             "UTC",
