@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use nix::sys::statfs::fstatfs;
@@ -198,12 +198,7 @@ const INCOMPAT_64BIT: u32 = 0x80;
 /// The block count of the ext4 superblock on `/dev/<name>` (under `dev_dir`, checked to be
 /// the device `dev`): what the file system spans now. `None` when it cannot be read.
 fn ext4_blocks(dev_dir: &Path, name: &str, dev: (u64, u64)) -> Option<u64> {
-    let file = File::open(dev_dir.join(name)).ok()?;
-    let meta = file.metadata().ok()?;
-    let wanted = libc::makedev(u32::try_from(dev.0).ok()?, u32::try_from(dev.1).ok()?);
-    if !meta.file_type().is_block_device() || meta.rdev() != wanted {
-        return None;
-    }
+    let file = partition::open_node(dev_dir, name, dev, false).ok()?;
     let mut sb = [0u8; 1024];
     file.read_exact_at(&mut sb, SUPERBLOCK).ok()?;
     superblock_blocks(&sb)

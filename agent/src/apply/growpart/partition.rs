@@ -95,19 +95,30 @@ pub fn device_bytes(sys_dev_block: &Path, dev: (u64, u64)) -> Result<u64, TableE
     Ok(read_number(&sys_dev_block.join(format!("{major}:{minor}/size")))? * SYSFS_SECTOR)
 }
 
-/// The disk's device node under `dev_dir`, opened for reading and writing; it must be the
-/// block device sysfs names (a `!` in a kernel name is a `/` under /dev).
+/// The disk's device node under `dev_dir`, opened for reading and writing.
 pub fn open_disk(dev_dir: &Path, disk: &Disk) -> Result<File, TableError> {
-    let path = dev_dir.join(disk.name.replace('!', "/"));
+    open_node(dev_dir, &disk.name, disk.dev, true)
+}
+
+/// The node of the block device `name` (`major:minor` `dev`) under `dev_dir`, opened for
+/// reading (and writing when `write`); it must be that block device (a `!` in a kernel name
+/// is a `/` under /dev).
+pub fn open_node(
+    dev_dir: &Path,
+    name: &str,
+    dev: (u64, u64),
+    write: bool,
+) -> Result<File, TableError> {
+    let path = dev_dir.join(name.replace('!', "/"));
     let what = format!("open {}", path.display());
     let file = OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(write)
         .custom_flags(libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| TableError::io_owned(what.clone(), e))?;
     let meta = file.metadata().map_err(|e| TableError::io_owned(what, e))?;
-    let (major, minor) = disk.dev;
+    let (major, minor) = dev;
     if !meta.file_type().is_block_device()
         || meta.rdev() != libc::makedev(major as u32, minor as u32)
     {
