@@ -14,6 +14,7 @@ mod table;
 use gpt::Gpt;
 use mbr::Mbr;
 use partition::{Located, Partition};
+pub(crate) use table::le_u32;
 pub use table::{Grown, TableError};
 
 /// The least growth worth a partition table write: less free space after a partition (the

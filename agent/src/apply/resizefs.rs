@@ -12,7 +12,7 @@ use std::path::Path;
 
 use nix::sys::statfs::fstatfs;
 
-use super::growpart::{partition, size};
+use super::growpart::{le_u32, partition, size};
 use super::tool::{self, ToolError};
 
 /// statfs(2) `f_type` of ext2/3/4.
@@ -206,7 +206,7 @@ fn ext4_blocks(dev_dir: &Path, name: &str, dev: (u64, u64)) -> Option<u64> {
 
 /// The block count of an ext2/3/4 superblock; `None` without its magic number.
 fn superblock_blocks(sb: &[u8; 1024]) -> Option<u64> {
-    let u32_at = |at: usize| u32::from_le_bytes(sb[at..at + 4].try_into().expect("4 bytes"));
+    let u32_at = |at: usize| le_u32(sb, at);
     if u16::from_le_bytes([sb[SB_MAGIC], sb[SB_MAGIC + 1]]) as i64 != EXT4_SUPER_MAGIC {
         return None;
     }
