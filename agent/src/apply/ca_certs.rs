@@ -81,8 +81,10 @@ pub enum CaCertsError {
 }
 
 /// What was done.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Applied {
+    /// The image's store (where the certificates went, which tool rebuilt it).
+    pub store: Store,
     /// Certificate files written, under the store's local directory.
     pub written: Vec<String>,
     /// Entries of the selection file deselected.
@@ -94,7 +96,7 @@ pub struct Applied {
 }
 
 /// The store of the image under `root`.
-pub fn store(root: &Root) -> Store {
+fn store(root: &Root) -> Store {
     if root.exists(RHEL_UPDATE) {
         RHEL
     } else {
@@ -106,7 +108,13 @@ pub fn store(root: &Root) -> Store {
 /// the store (on the host root). Each bad entry is an error of its own; the others apply.
 pub fn apply(root: &Root, config: &CaCerts) -> Applied {
     let store = store(root);
-    let mut applied = Applied::default();
+    let mut applied = Applied {
+        store,
+        written: Vec::new(),
+        deselected: 0,
+        updated: false,
+        errors: Vec::new(),
+    };
     if config.removes_defaults() {
         match deselect_defaults(root, store) {
             Ok(n) => applied.deselected = n,

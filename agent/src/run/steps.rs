@@ -399,8 +399,8 @@ fn ca_certs(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     if i.config.ca_certs.is_some() && i.config.ca_certs_old.is_some() {
         warnings.push("both ca_certs and ca-certs are set: ca-certs is ignored".into());
     }
-    let store = ca_certs::store(i.root);
     let applied = ca_certs::apply(i.root, config);
+    let store = applied.store;
     let mut said = Vec::new();
     if applied.deselected > 0 {
         said.push(format!("deselected {} default CAs", applied.deselected));
