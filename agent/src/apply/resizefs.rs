@@ -115,14 +115,15 @@ pub fn resize(mount: &Path, sys_dev_block: &Path, dev_dir: &Path) -> Result<Resi
     };
     let what = match kind {
         EXT4_SUPER_MAGIC => {
+            let name = device_name();
             let bytes = partition::device_bytes(sys_dev_block, dev)
-                .map_err(|e| ResizeError::Size(format!("the size of {}: {e}", device_name())))?;
+                .map_err(|e| ResizeError::Size(format!("the size of {name}: {e}")))?;
             let block = before.block_size() as u64;
             let blocks = bytes / block;
             // Most boots: it spans its device already. The kernel's grow would still flush the
             // journal, so the superblock decides first.
-            if ext4_blocks(dev_dir, &device_name(), dev).is_some_and(|now| now >= blocks) {
-                return Ok(Resized::Fills(format!("ext4 on {}", device_name())));
+            if ext4_blocks(dev_dir, &name, dev).is_some_and(|now| now >= blocks) {
+                return Ok(Resized::Fills(format!("ext4 on {name}")));
             }
             // SAFETY: EXT4_IOC_RESIZE_FS reads one u64 (the new block count) from the pointer.
             let rc = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_RESIZE_FS, &raw const blocks) };
@@ -134,11 +135,10 @@ pub fn resize(mount: &Path, sys_dev_block: &Path, dev_dir: &Path) -> Result<Resi
                     ""
                 };
                 return Err(io_error(format!(
-                    "grow ext4 on {} to {blocks} blocks of {block} bytes{why}",
-                    device_name()
+                    "grow ext4 on {name} to {blocks} blocks of {block} bytes{why}"
                 ))(err));
             }
-            format!("ext4 on {}", device_name())
+            format!("ext4 on {name}")
         }
         XFS_SUPER_MAGIC => {
             let mount = mount.to_string_lossy();
