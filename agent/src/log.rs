@@ -18,6 +18,8 @@ use crate::root::Root;
 
 mod record;
 
+pub use record::rfc2822;
+
 /// The log file, under the root.
 pub const LOG_FILE: &str = "/var/log/metaboot.log";
 /// Mode of a new log file: script output lands there, and scripts may print anything.

@@ -145,7 +145,8 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     } else {
         // What needs no metadata still runs: the every-boot steps, with the image's own
         // configuration (metaboot.yaml) and the last known instance id, if any.
-        let instance = Instance::without_metadata(root, &state, settings);
+        let mut instance = Instance::without_metadata(root, &state, settings);
+        instance.source.clone_from(&report.source);
         steps::apply_init(&instance, &mut report, steps::every_boot);
         if whole {
             steps::apply_final(&instance, &mut report, steps::every_boot);

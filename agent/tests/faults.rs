@@ -219,6 +219,7 @@ fn api_never_answering_hits_the_deadline() {
         "etc-hosts",
         "ssh-host-keys",
         "scripts-per-boot",
+        "final-message",
     ];
     for step in status["steps"].as_array().unwrap().iter().skip(2) {
         let name = step["name"].as_str().unwrap();

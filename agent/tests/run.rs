@@ -439,8 +439,8 @@ fn status_json_shape() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names.first(), Some(&"config"));
-    assert_eq!(names.last(), Some(&"keys-to-console"));
-    assert_eq!(names.len(), 32);
+    assert_eq!(names.last(), Some(&"power-state"));
+    assert_eq!(names.len(), 34);
     // A root that is not the running system's `/` (an image being prepared, these tests)
     // never has its disk's partitions or file system grown.
     for (step, message) in [

@@ -378,14 +378,20 @@ fn the_host_keys_are_printed_on_the_console_at_the_end_of_the_run() {
         guest.step("keys-to-console"),
         ("ok".into(), "1 host key on the console".into())
     );
-    // After the user scripts, at the very end (cloud-init's cloud-final order).
+    // After the user scripts, before the final message and the power state (cloud-init's
+    // cloud-final order).
     let names: Vec<String> = guest.status()["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names.last().map(String::as_str), Some("keys-to-console"));
+    let at = |step: &str| names.iter().position(|n| n == step).unwrap();
+    assert!(at("scripts-user") < at("keys-to-console"));
+    assert_eq!(
+        names[at("keys-to-console")..],
+        ["keys-to-console", "final-message", "power-state"]
+    );
 
     // Once per instance: the next boot prints nothing.
     for (name, line) in keys {

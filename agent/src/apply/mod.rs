@@ -1,8 +1,10 @@
 //! Applying instance data under a root: hostname, hosts, users, keys, passwords, sshd,
 //! write_files, scripts, entropy, the root partition and file system grown, the time zone,
-//! the host keys on the console. Each submodule is one concern; the run drives them as steps.
+//! the host keys on the console, the final message and the power state. Each submodule is one
+//! concern; the run drives them as steps.
 
 pub mod ca_certs;
+pub mod final_message;
 pub mod growpart;
 pub mod home;
 pub mod hostname;
@@ -12,6 +14,7 @@ pub mod keys_to_console;
 pub mod network;
 pub mod password_postback;
 pub mod passwords;
+pub mod power_state;
 pub mod random_seed;
 pub mod resizefs;
 pub mod scripts;

@@ -76,6 +76,26 @@ fn timestamp(out: &mut String, now: SystemTime) {
     );
 }
 
+/// `Thu, 03 Dec 2026 16:31:21 +0000` (RFC 2822, UTC: cloud-init's `time_rfc2822`).
+pub fn rfc2822(now: SystemTime) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let days = secs / SECONDS_PER_DAY;
+    let (year, month, day) = civil_date(days);
+    let time = secs % SECONDS_PER_DAY;
+    format!(
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} +0000",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
+}
+
 /// The proleptic Gregorian date `days` days after 1970-01-01, counted in 400-year eras of
 /// 146 097 days whose years start on 1 March (so that the leap day ends a year).
 fn civil_date(days: u64) -> (u64, u64, u64) {
@@ -110,6 +130,18 @@ mod tests {
             UNIX_EPOCH + Duration::new(secs, micros * 1000 + 999),
         );
         out
+    }
+
+    #[test]
+    fn rfc2822_dates_are_pythons() {
+        // time.strftime("%a, %d %b %Y %H:%M:%S %z", time.gmtime(t)) for these t.
+        assert_eq!(rfc2822(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 +0000");
+        let at = |secs| UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(
+            rfc2822(at(1_796_315_481)),
+            "Thu, 03 Dec 2026 16:31:21 +0000"
+        );
+        assert_eq!(rfc2822(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub(super) fn fetch<'a>(
         user,
         vendor,
         network,
+        source: Some(source.name().to_owned()),
     })
 }
 

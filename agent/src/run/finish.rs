@@ -2,6 +2,7 @@
 //! (`done` / `error`) or left `running` for the next stage; and what a run without instance
 //! metadata reports for the steps it could not run.
 
+use crate::apply::{scripts, tool};
 use crate::cli::RunStage;
 use crate::log::chain;
 use crate::state::State;
@@ -58,6 +59,34 @@ pub(super) fn finish(state: &State, report: &mut Report) {
     commit(state, report);
     let head = format!("metaboot finished: status={}", report.status.word());
     log_end(report, &head, "");
+    run_after_commit(state, report);
+}
+
+/// Runs what the steps left for after the commit (`power_state`'s `shutdown`), so the report
+/// says how the run went before the machine goes down. A command that fails makes the run an
+/// error, committed again.
+fn run_after_commit(state: &State, report: &mut Report) {
+    for argv in std::mem::take(&mut report.after_commit) {
+        let Some((program, args)) = argv.split_first() else {
+            continue;
+        };
+        let line = argv
+            .iter()
+            .map(|arg| scripts::shell_quote(arg))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::info!("the run is over: running {line}");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let failure = match tool::run(program, &args) {
+            Ok(Some(())) => continue,
+            Ok(None) => format!("{line}: {program} is not installed (not found in PATH)"),
+            Err(err) => chain(&err),
+        };
+        tracing::error!("after the run: {failure}");
+        report.errors.push(format!("after the run: {failure}"));
+        report.status = RunStatus::Error;
+        commit(state, report);
+    }
 }
 
 /// A stage's last log line (`head`, the instance, the error count, the time, `tail`): info
@@ -103,5 +132,56 @@ fn commit(state: &State, report: &mut Report) {
             report.errors.push(format!("commit: {}", chain(failure)));
         }
         report.status = RunStatus::Error;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::root::Root;
+    use crate::state::result::Done;
+
+    #[test]
+    fn what_runs_after_the_commit_runs_once_the_report_says_done_and_a_failure_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap().staged();
+        let state = State::new(&root);
+        let status = state.root().host_path(state.status_path());
+        let mut report = Report::start();
+        // The command sees the report committed: it copies status.json while it runs.
+        let copy = dir.path().join("seen.json");
+        let seen = format!("cp {} {}", status.display(), copy.display());
+        report.step("power-state", || {
+            Done::ok().then_run(vec!["sh".into(), "-c".into(), seen])
+        });
+        finish(&state, &mut report);
+        assert_eq!(report.status, RunStatus::Done);
+        assert!(report.after_commit.is_empty());
+        let seen: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&copy).unwrap()).unwrap();
+        assert_eq!(seen["status"], "done");
+
+        let mut report = Report::start();
+        report.step("power-state", || {
+            Done::ok().then_run(vec!["sh".into(), "-c".into(), "echo no >&2; exit 3".into()])
+        });
+        report.step("later", || {
+            Done::ok().then_run(vec!["metaboot-no-such-program".into()])
+        });
+        finish(&state, &mut report);
+        assert_eq!(report.status, RunStatus::Error);
+        assert_eq!(
+            report.errors,
+            [
+                "after the run: sh -c echo no >&2; exit 3 failed (exit status: 3): no",
+                "after the run: metaboot-no-such-program: metaboot-no-such-program is not \
+                 installed (not found in PATH)"
+            ]
+        );
+        // Committed again: status.json says what went wrong.
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+        assert_eq!(written["status"], "error");
+        assert_eq!(written["errors"].as_array().unwrap().len(), 2);
     }
 }

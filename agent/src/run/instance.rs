@@ -22,6 +22,8 @@ pub struct Instance<'a> {
     pub vendor: Decoded,
     /// The network configuration the source gave (parsed), for the `network` step.
     pub network: Option<NetworkDoc>,
+    /// The datasource the data came from (`metadata-service`, …), when one was found.
+    pub source: Option<String>,
 }
 
 /// The merged cloud-config the fetch phase caches under the instance's directory.
@@ -80,6 +82,7 @@ impl<'a> Instance<'a> {
             user: Decoded::default(),
             vendor: Decoded::default(),
             network: None,
+            source: None,
         }
     }
 }

@@ -7,8 +7,8 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    ca_certs, growpart, hosts, instance_host_keys, keys_to_console, network, random_seed, resizefs,
-    scripts, timezone, write_files,
+    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, network,
+    power_state, random_seed, resizefs, scripts, timezone, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -132,6 +132,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
         run_user_scripts,
     ),
     last("keys-to-console", PerInstance, keys_to_console),
+    last("final-message", Always, final_message),
+    // Last: the machine may go down once the run's report is committed.
+    last("power-state", PerInstance, power_state),
 ];
 
 /// The name of every step, in order.
@@ -823,6 +826,63 @@ fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     }
 }
 
+/// The `final-message` step (cloud-init's `final_message`, every boot): the message, or
+/// cloud-init's default line, on the console.
+fn final_message(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let uptime = i.root.read_optional("/proc/uptime").ok().flatten();
+    let values = final_message::Values {
+        uptime: final_message::uptime(uptime.as_deref()).into_owned(),
+        timestamp: crate::log::rfc2822(std::time::SystemTime::now()),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        datasource: i.source.clone().unwrap_or_else(|| "none".to_owned()),
+    };
+    let message = i.config.final_message.as_deref().unwrap_or_default();
+    match final_message::render(message, &values) {
+        Ok(rendered) => {
+            for left in &rendered.left {
+                warnings.push(format!(
+                    "`{left}` is not rendered (variables: uptime, timestamp, version, \
+                     datasource): printed as written"
+                ));
+            }
+            eprintln!("{}", rendered.text);
+            Done::ok_with(count(rendered.text.lines().count(), "line") + " on the console")
+        }
+        Err(err) => Done::error(err),
+    }
+}
+
+/// The `power-state` step (cloud-init's `power_state_change`, once per instance, last): the
+/// request checked and its condition asked; the run then runs `shutdown` once its report is
+/// committed.
+fn power_state(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let Some(request) = &i.config.power_state else {
+        return Done::skipped("no power_state");
+    };
+    let change = match power_state::parse(request) {
+        Ok(change) => change,
+        Err(err) => return Done::error(err),
+    };
+    if !i.root.is_host() {
+        return Done::skipped(format!(
+            "root is not /: `{}` not run",
+            change.command_line()
+        ));
+    }
+    match power_state::check(&change.condition) {
+        Ok(power_state::Verdict::Met) => Done::ok_with(format!(
+            "{} once the run's report is written",
+            change.command_line()
+        ))
+        .then_run(change.argv()),
+        // Asked once per instance, as cloud-init does: a condition not met is an answer.
+        Ok(power_state::Verdict::NotMet(why)) => {
+            Done::ok_with(format!("{why}: no {}", change.mode.name()))
+        }
+        Err(err) => Done::error(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -844,11 +904,11 @@ mod tests {
                 .all(|(_, stage)| !matches!(stage, Stage::Fetch))
         );
         assert_eq!(names[..2], ["config", "meta-data"]);
-        assert_eq!(names.last(), Some(&"keys-to-console"));
+        assert_eq!(names.last(), Some(&"power-state"));
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_the_user_scripts_then_the_keys_and_comes_last() {
+    fn the_final_stage_is_the_trust_store_the_user_scripts_the_keys_the_message_then_the_power() {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
@@ -859,7 +919,9 @@ mod tests {
                 "scripts-per-boot",
                 "scripts-per-instance",
                 "scripts-user",
-                "keys-to-console"
+                "keys-to-console",
+                "final-message",
+                "power-state"
             ]
         );
         let names: Vec<&str> = step_names().collect();

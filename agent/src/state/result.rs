@@ -75,6 +75,8 @@ pub struct Done {
     pub outcome: Outcome,
     pub message: Option<String>,
     pub scripts: Vec<ScriptResult>,
+    /// A command the run runs once its report is committed (`power_state`'s `shutdown`).
+    pub after_commit: Option<Vec<String>>,
 }
 
 impl Done {
@@ -103,11 +105,18 @@ impl Done {
         result.unwrap_or_else(|err| Done::error(chain(&err)))
     }
 
+    /// The same, with `argv` to run once the run's report is committed.
+    pub fn then_run(mut self, argv: Vec<String>) -> Self {
+        self.after_commit = Some(argv);
+        self
+    }
+
     fn new(outcome: Outcome, message: Option<String>) -> Self {
         Done {
             outcome,
             message,
             scripts: Vec::new(),
+            after_commit: None,
         }
     }
 }
@@ -137,6 +146,9 @@ pub struct Report {
     pub next_stage: Option<String>,
     #[serde(skip)]
     started: Option<Instant>,
+    /// The commands steps of this stage left to run once the report is committed, in order.
+    #[serde(skip)]
+    pub after_commit: Vec<Vec<String>>,
 }
 
 /// Unix time in seconds.
@@ -167,6 +179,7 @@ impl Report {
             warnings: Vec::new(),
             next_stage: None,
             started: Some(Instant::now()),
+            after_commit: Vec::new(),
         }
     }
 
@@ -193,6 +206,7 @@ impl Report {
                 self.errors.push(format!("{name}: {message}"));
             }
         }
+        self.after_commit.extend(done.after_commit);
         self.steps.push(StepResult {
             name: name.to_owned(),
             outcome: done.outcome,

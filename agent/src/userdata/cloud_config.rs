@@ -134,6 +134,11 @@ cloud_config! {
     ca_certs: CaCerts = "ca_certs",
     /// The same under its older name (used when `ca_certs` is absent).
     ca_certs_old: CaCerts = "ca-certs",
+    /// `final_message`: the line printed when the run is done (`$uptime`, `$timestamp`, …).
+    final_message: StrLike = "final_message",
+    /// `power_state: {mode, delay, message, timeout, condition}`: power off, halt or reboot
+    /// once the run is done.
+    power_state: serde_json::Map<String, serde_json::Value> = "power_state",
     /// `network: {config: disabled}` leaves the network configuration alone (cloud-init's
     /// switch, usually in cloud.cfg: here metaboot.yaml).
     network: NetworkSwitch = "network",
