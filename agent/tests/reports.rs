@@ -1,6 +1,6 @@
 //! What a run reports: a literal `RANDOM` password is a warning, no password lands in a report
 //! or the log, and the report tells the truth (created users, no orphan groups, escaped names,
-//! one bad `write_files` entry fails alone).
+//! one bad `write_files` entry fails alone, a cloud-init key metaboot does not apply is named).
 
 mod support;
 
@@ -234,4 +234,30 @@ fn one_bad_write_files_entry_fails_alone() {
     let (outcome, message) = guest.step("write-files-deferred");
     assert_eq!(outcome, "error");
     assert!(message.contains("/etc/d"), "{message}");
+}
+
+#[test]
+fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
+    let guest = Guest::new();
+    // metaboot.yaml's own keys are the image author's business: not reported.
+    guest.config("disable_root: false\nntp: {enabled: false}\n");
+    guest.user_data(
+        "#cloud-config\nhostname: kept\npackages: [nginx]\npackage_update: true\n\
+         mounts: [[tmpfs, /mnt]]\nmerge_how: dict(recurse_array)\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    let warnings: Vec<String> = serde_json::from_value(guest.status()["warnings"].clone()).unwrap();
+    assert_eq!(
+        warnings,
+        [
+            "cloud-config: `mounts` is a cloud-init key metaboot does not apply: metaboot mounts \
+             nothing and makes no swap (the image's fstab stays)",
+            "cloud-config: `package_update` is a cloud-init key metaboot does not apply: metaboot \
+             installs no packages",
+            "cloud-config: `packages` is a cloud-init key metaboot does not apply: metaboot \
+             installs no packages",
+        ]
+    );
+    assert_eq!(guest.read("/etc/hostname"), "kept\n");
 }

@@ -14,7 +14,7 @@ use crate::source::{NetworkData, Source, SourceError, VendorData};
 use crate::state::State;
 use crate::state::redact;
 use crate::state::result::{Done, Report, count};
-use crate::userdata::cloud_config::CloudConfig;
+use crate::userdata::cloud_config::{CloudConfig, not_applied};
 use crate::userdata::{self, Decoded, yaml};
 
 /// Why a step the configuration switched off did not run.
@@ -248,6 +248,20 @@ fn merge(
     for doc in vendor.configs.iter().chain(&user.configs) {
         yaml::merge(&mut merged, doc.clone());
     }
+    // What the instance's data asks for and metaboot does not do (not the image's own
+    // metaboot.yaml, whose author knows).
+    let mut skipped: Vec<String> = vendor
+        .configs
+        .iter()
+        .chain(&user.configs)
+        .flat_map(|doc| doc.keys())
+        .filter_map(|key| not_applied::warning(key))
+        .collect();
+    skipped.sort_unstable();
+    skipped.dedup();
+    report
+        .warnings
+        .extend(skipped.into_iter().map(|w| format!("cloud-config: {w}")));
     let (config, key_errors) = CloudConfig::from_map(&merged);
     report.step("cloud-config", || {
         let json = serde_json::to_vec_pretty(&redact::cloud_config(&merged)).unwrap_or_default();

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::yaml::ConfigMap;
 
+pub mod not_applied;
 mod str_like;
 mod write_file;
 

@@ -1,0 +1,116 @@
+//! cloud-init's cloud-config keys that metaboot reads past: a user moving from cloud-init sees
+//! each one the user or vendor data sets in `metaboot status` (a warning), with why, instead of
+//! finding out later that nothing happened. Keys of neither kind are left alone, as cloud-init
+//! leaves them.
+
+/// Why a group of keys is not applied.
+const PACKAGES: &str = "metaboot installs no packages";
+const REPOSITORIES: &str = "metaboot configures no package repositories";
+const MOUNTS: &str = "metaboot mounts nothing and makes no swap (the image's fstab stays)";
+const DISKS: &str = "metaboot partitions and formats no disks";
+const SERVICES: &str = "metaboot installs and configures no agents or services";
+const SYSTEM: &str = "metaboot leaves this system setting to the image";
+const HOST_KEYS: &str = "metaboot makes the ed25519 host key; the other types are the image's";
+
+/// The keys of cloud-init's modules (its cloud-config schema) that metaboot does not apply,
+/// sorted, with why.
+pub const NOT_APPLIED: &[(&str, &str)] = &[
+    ("ansible", SERVICES),
+    ("apk_repos", REPOSITORIES),
+    ("apt", REPOSITORIES),
+    ("apt_pipelining", REPOSITORIES),
+    ("apt_reboot_if_required", PACKAGES),
+    ("apt_update", PACKAGES),
+    ("apt_upgrade", PACKAGES),
+    (
+        "authkey_hash",
+        "metaboot prints no fingerprints of authorized keys",
+    ),
+    ("byobu_by_default", SYSTEM),
+    ("chef", SERVICES),
+    ("device_aliases", DISKS),
+    ("disable_ec2_metadata", SYSTEM),
+    ("disk_setup", DISKS),
+    ("drivers", PACKAGES),
+    ("fan", SERVICES),
+    ("fs_setup", DISKS),
+    ("grub-dpkg", SYSTEM),
+    ("grub_dpkg", SYSTEM),
+    ("keyboard", SYSTEM),
+    ("landscape", SERVICES),
+    ("locale", SYSTEM),
+    ("locale_configfile", SYSTEM),
+    ("lxd", SERVICES),
+    ("manage_resolv_conf", SYSTEM),
+    ("mcollective", SERVICES),
+    ("mount_default_fields", MOUNTS),
+    ("mounts", MOUNTS),
+    (
+        "no_ssh_fingerprints",
+        "metaboot prints no fingerprints of authorized keys",
+    ),
+    ("ntp", SYSTEM),
+    ("package_reboot_if_required", PACKAGES),
+    ("package_update", PACKAGES),
+    ("package_upgrade", PACKAGES),
+    ("packages", PACKAGES),
+    ("phone_home", "metaboot posts nothing to a phone-home URL"),
+    ("puppet", SERVICES),
+    ("resolv_conf", SYSTEM),
+    ("rh_subscription", SERVICES),
+    ("rsyslog", SERVICES),
+    ("salt_minion", SERVICES),
+    ("snap", PACKAGES),
+    ("spacewalk", SERVICES),
+    ("ssh_genkeytypes", HOST_KEYS),
+    (
+        "ssh_import_id",
+        "metaboot fetches no keys from Launchpad or GitHub (no name lookup, no TLS)",
+    ),
+    (
+        "ssh_publish_hostkeys",
+        "metaboot publishes no host keys (neither does cloud-init on OpenStack)",
+    ),
+    ("ssh_quiet_keygen", HOST_KEYS),
+    ("ubuntu_advantage", SERVICES),
+    ("ubuntu_pro", SERVICES),
+    ("updates", SYSTEM),
+    ("wireguard", SERVICES),
+    ("yum_repo_dir", REPOSITORIES),
+    ("yum_repos", REPOSITORIES),
+    ("zypper", REPOSITORIES),
+];
+
+/// The warning for `key`, when it is a cloud-init key metaboot does not apply.
+pub fn warning(key: &str) -> Option<String> {
+    let index = NOT_APPLIED.binary_search_by(|(k, _)| k.cmp(&key)).ok()?;
+    let why = NOT_APPLIED[index].1;
+    Some(format!(
+        "`{key}` is a cloud-init key metaboot does not apply: {why}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::userdata::cloud_config::CloudConfig;
+
+    #[test]
+    fn the_list_is_sorted_and_never_names_a_key_metaboot_applies() {
+        assert!(NOT_APPLIED.windows(2).all(|w| w[0].0 < w[1].0));
+        for (key, _) in NOT_APPLIED {
+            assert!(!CloudConfig::KEYS.contains(key), "{key} is applied");
+        }
+    }
+
+    #[test]
+    fn a_key_metaboot_skips_is_named_with_why() {
+        assert_eq!(
+            warning("packages").unwrap(),
+            "`packages` is a cloud-init key metaboot does not apply: metaboot installs no packages"
+        );
+        assert!(warning("runcmd").is_none());
+        assert!(warning("merge_how").is_none());
+        assert!(warning("zz").is_none());
+    }
+}
