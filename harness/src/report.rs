@@ -213,6 +213,9 @@ fn short(name: &str) -> &'static str {
         "password login with it" => "postback-pw",
         "IPv6 address and route, no IPv4" => "ipv6-addr",
         "metadata from fe80::a9fe:a9fe" => "md-ipv6",
+        "rebooted itself once provisioned (power_state)" => "reboot",
+        "final message on the console" => "final-msg",
+        "not rebooted again (once per instance)" => "no-reboot",
         _ => "check",
     }
 }

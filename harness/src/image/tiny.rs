@@ -49,6 +49,12 @@ const FILES: &[RecipeFile] = &[
         content: recipe!("dropbear-connection"),
     },
     RecipeFile {
+        name: "shutdown",
+        path: "sbin/shutdown",
+        mode: 0o755,
+        content: recipe!("shutdown"),
+    },
+    RecipeFile {
         name: "udhcpc.script",
         path: "etc/udhcpc.script",
         mode: 0o755,

@@ -1,6 +1,6 @@
 //! The scenario matrix: both metadata paths × every user data variant, plus the corrupt-gzip,
-//! reboot, new-instance, config-drive, NoCloud, static-network, password-post-back and
-//! IPv6-only scenarios; and selecting scenarios by name.
+//! reboot, new-instance, config-drive, NoCloud, static-network, password-post-back,
+//! power-state and IPv6-only scenarios; and selecting scenarios by name.
 
 use anyhow::bail;
 use serde::Serialize;
@@ -68,6 +68,11 @@ pub enum Flow {
     /// static IPv6 address and route from `network_data.json`; on the isolated network it
     /// makes its SLAAC address from the DHCP port's router advertisements. Checked over IPv6.
     Ipv6Only,
+    /// One boot whose cloud-config ends with `power_state` (reboot, on a condition) and a
+    /// `final_message`: the guest reboots itself once provisioned (QEMU exits: `-no-reboot`),
+    /// the final message on its console; booted again from the same disk it stays up, the same
+    /// instance.
+    PowerState,
 }
 
 impl Flow {
@@ -110,6 +115,7 @@ impl Scenario {
             Flow::StaticNetwork => "static-network",
             Flow::PasswordPostback => "password-postback",
             Flow::Ipv6Only => "ipv6-only",
+            Flow::PowerState => "power-state",
         };
         format!("{}/{what}", self.path.name())
     }
@@ -162,6 +168,11 @@ pub fn matrix() -> Vec<Scenario> {
         path: router,
         variant: Variant::CloudConfig,
         flow: Flow::NewInstance,
+    });
+    all.push(Scenario {
+        path: router,
+        variant: Variant::CloudConfig,
+        flow: Flow::PowerState,
     });
     all.push(Scenario {
         path: router,
@@ -248,7 +259,7 @@ mod tests {
     #[test]
     fn the_matrix_covers_both_paths_every_variant_and_the_extra_flows() {
         let all = matrix();
-        assert_eq!(all.len(), 21);
+        assert_eq!(all.len(), 22);
         let names: Vec<String> = all.iter().map(Scenario::name).collect();
         for expect in [
             "router/none",
@@ -258,6 +269,7 @@ mod tests {
             "router/corrupt-gzip",
             "router/reboot",
             "router/new-instance",
+            "router/power-state",
             "router/config-drive",
             "router/nocloud",
             "router/static-network",
@@ -279,7 +291,7 @@ mod tests {
 
     #[test]
     fn selects_by_name_path_variant_and_refuses_unknown_names() {
-        assert_eq!(select(&[]).unwrap().len(), 21);
+        assert_eq!(select(&[]).unwrap().len(), 22);
         let six = select(&["ipv6-only".into()]).unwrap();
         assert_eq!(six.len(), 2);
         assert_eq!(six[0].network(), IPV6_NETWORK);

@@ -2,6 +2,7 @@
 
 mod ipv6;
 mod nocloud;
+mod power_state;
 mod registry_drive;
 
 use std::fs;
@@ -156,7 +157,13 @@ impl Runner<'_> {
         network_id: &str,
         same_port_as: Option<&InstanceRecord>,
     ) -> anyhow::Result<InstanceRecord> {
-        let user_data = match userdata::user_data(scenario.variant, &who.intent) {
+        let mut user_data = userdata::user_data(scenario.variant, &who.intent);
+        if scenario.flow == Flow::PowerState
+            && let Some(bytes) = &mut user_data
+        {
+            bytes.extend_from_slice(userdata::POWER_STATE_REBOOT.as_bytes());
+        }
+        let user_data = match user_data {
             Some(bytes) => {
                 let path = dir.join(format!("user-data-{}", who.meta_hostname));
                 fs::write(&path, bytes)
@@ -247,6 +254,14 @@ impl Runner<'_> {
             return Ok(());
         }
 
+        if scenario.flow == Flow::PowerState {
+            let (first_boot, second_boot) = (guest_for(1), guest_for(2));
+            let result =
+                self.power_state(scenario, &first_boot, &second_boot, &target, &first, report);
+            drop(tap);
+            return result;
+        }
+
         if scenario.flow == Flow::NoCloud {
             return self.nocloud(&dir, scenario, &record, guest_for(1), &target, report);
         }
@@ -263,6 +278,7 @@ impl Runner<'_> {
             | Flow::NoCloud
             | Flow::StaticNetwork
             | Flow::PasswordPostback
+            | Flow::PowerState
             | Flow::Ipv6Only => vm.kill()?,
             Flow::Reboot => {
                 self.poweroff(scenario, vm, &target, &first)?;
@@ -395,7 +411,7 @@ impl Runner<'_> {
 
         if variant.has_cloud_config() {
             let what = match (scenario.flow, prefix) {
-                (Flow::Reboot, p) if !p.is_empty() => "runcmd not re-run",
+                (Flow::Reboot | Flow::PowerState, p) if !p.is_empty() => "runcmd not re-run",
                 (Flow::NewInstance, p) if !p.is_empty() => "runcmd re-run",
                 _ => "runcmd ran once",
             };

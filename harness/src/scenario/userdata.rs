@@ -108,6 +108,19 @@ pub fn cloud_config(intent: &Intent) -> String {
     )
 }
 
+/// The `shutdown` command line the `power-state` flow's `power_state` makes.
+pub const REBOOT_COMMAND: &str = "shutdown -r now 'metaboot-harness: rebooting once provisioned'";
+
+/// How the `power-state` flow's final message starts (then `<uptime> s, datasource <name>`).
+pub const FINAL_MESSAGE_PREFIX: &str = "metaboot-harness final message: up ";
+
+/// What the `power-state` flow appends to its cloud-config: a reboot once runcmd ran (a
+/// condition command), and a final message with cloud-init's variables.
+pub const POWER_STATE_REBOOT: &str = "power_state:\n  mode: reboot\n  delay: now\n  \
+     message: \"metaboot-harness: rebooting once provisioned\"\n  timeout: 30\n  \
+     condition: \"test -s /root/runcmd.log\"\n\
+     final_message: \"metaboot-harness final message: up $UPTIME s, datasource ${datasource}\"\n";
+
 /// A shell script as a user would write it.
 pub fn script(intent: &Intent) -> String {
     format!(

@@ -1,0 +1,124 @@
+//! The `power-state` flow: the user data's cloud-config ends with `power_state` (reboot, with a
+//! shell condition that holds once runcmd ran) and a `final_message`. The guest reboots itself
+//! once provisioned (QEMU runs with `-no-reboot`, so it exits), its console showing the final
+//! message with cloud-init's variables rendered; booted again from the same disk it is the same
+//! instance, provisioned, and does not reboot again (`power_state` runs once per instance).
+
+use std::time::Instant;
+
+use super::{Identity, Runner, ScenarioReport};
+use crate::check::CheckResult;
+use crate::check::ssh::SshTarget;
+use crate::guest::qemu::{BOOT_TIMEOUT, RunningGuest};
+use crate::guest::{Guest, serial};
+use crate::scenario::matrix::Scenario;
+use crate::scenario::run::BootTimes;
+use crate::scenario::userdata::{FINAL_MESSAGE_PREFIX, REBOOT_COMMAND};
+
+/// What the guest agent logs when the run is over and it runs the user data's `power_state`.
+const RUNNING: &str = "the run is over: running ";
+
+impl Runner<'_> {
+    /// Runs the flow: `first` reboots itself, `second` (the same disk) stays up.
+    pub(super) fn power_state(
+        &self,
+        scenario: &Scenario,
+        first: &Guest,
+        second: &Guest,
+        target: &SshTarget,
+        who: &Identity,
+        report: &mut ScenarioReport,
+    ) -> anyhow::Result<()> {
+        self.stage(scenario, &format!("boot 1: starting QEMU ({})", self.via));
+        report.serial_logs.push(first.serial_log.clone());
+        report.boots.push(BootTimes::default());
+        let mut vm = RunningGuest::start_via(first, self.via)?;
+        let deadline = vm.started + BOOT_TIMEOUT;
+        let init = vm.wait_for(serial::MARK_INIT, 0, deadline)?;
+        if let Some(times) = report.boots.last_mut() {
+            times.init = Some(init.at.as_secs_f64());
+        }
+        self.stage(scenario, "boot 1: waiting for the guest to reboot itself");
+        let rebooted = vm.wait_exit(deadline.saturating_duration_since(Instant::now()));
+        let console = std::fs::read_to_string(&first.serial_log).unwrap_or_default();
+        report.checks.push(CheckResult::from_bool(
+            "rebooted itself once provisioned (power_state)",
+            rebooted.is_ok() && reboot_after_done(&console),
+            format!(
+                "expected QEMU to exit after `metaboot finished: status=done` then `{RUNNING}{REBOOT_COMMAND}`: {}",
+                match &rebooted {
+                    Ok(()) => "QEMU exited".to_owned(),
+                    Err(err) => format!("{err:#}"),
+                }
+            ),
+        ));
+        if rebooted.is_err() {
+            return vm.kill();
+        }
+        report.checks.push(final_message(&console));
+
+        let vm = self.boot(scenario, second, target, who, report)?;
+        self.stage(scenario, "checking after the reboot");
+        self.check_boot(scenario, "after reboot: ", target, who, 1, report);
+        let console = std::fs::read_to_string(&second.serial_log).unwrap_or_default();
+        report.checks.push(CheckResult::from_bool(
+            "after reboot: not rebooted again (once per instance)",
+            !console.contains(RUNNING) && console.contains(FINAL_MESSAGE_PREFIX),
+            format!(
+                "{}: expected the final message again and no `{RUNNING}`",
+                second.serial_log.display()
+            ),
+        ));
+        vm.kill()
+    }
+}
+
+/// Whether the console shows the run finished `done`, then the reboot asked for.
+fn reboot_after_done(console: &str) -> bool {
+    let Some(done) = console.find("metaboot finished: status=done") else {
+        return false;
+    };
+    console[done..].contains(&format!("{RUNNING}{REBOOT_COMMAND}"))
+}
+
+/// The final message, its variables rendered: the uptime a number, the datasource the chain.
+fn final_message(console: &str) -> CheckResult {
+    // Console lines start with the host's time (`[   5.896] `).
+    let line = console.lines().map(serial::strip_ansi).find_map(|line| {
+        line.find(FINAL_MESSAGE_PREFIX)
+            .map(|at| line[at..].to_owned())
+    });
+    let rendered = line.as_deref().is_some_and(|line| {
+        let rest = &line[FINAL_MESSAGE_PREFIX.len()..];
+        let uptime = rest.split_whitespace().next().unwrap_or("");
+        uptime.parse::<f64>().is_ok() && rest.ends_with("s, datasource metadata-service")
+    });
+    CheckResult::from_bool(
+        "final message on the console",
+        rendered,
+        format!(
+            "expected `{FINAL_MESSAGE_PREFIX}<uptime> s, datasource metadata-service`, got {:?}",
+            line.unwrap_or_default()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_checks_read_what_the_agent_prints() {
+        let console = format!(
+            "metaboot-tiny: init reached\n\
+             [   5.896] {FINAL_MESSAGE_PREFIX}3.52 s, datasource metadata-service\n\
+             2026-12-03T17:30:00.000000Z  INFO metaboot finished: status=done instance=x errors=0\n\
+             2026-12-03T17:30:00.000100Z  INFO {RUNNING}{REBOOT_COMMAND}\n"
+        );
+        assert!(reboot_after_done(&console));
+        assert!(final_message(&console).passed);
+        assert!(!reboot_after_done("metaboot finished: status=error\n"));
+        let unrendered = format!("{FINAL_MESSAGE_PREFIX}$UPTIME s, datasource $datasource\n");
+        assert!(!final_message(&unrendered).passed);
+    }
+}
