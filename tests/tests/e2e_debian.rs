@@ -14,8 +14,11 @@
 //!
 //! By default each image boots on both metadata paths (router and isolated), and one of the
 //! four boots through a real libvirtd (`virsh create` of a transient domain) instead of the
-//! harness's own QEMU; two boot at once, in one lab. `METABOOT_E2E_DEBIAN` (space-separated
-//! `path/image[@libvirt]`) chooses other guests, `METABOOT_E2E_JOBS` how many boot at once.
+//! harness's own QEMU; two boot at once, in one lab. On the router path the user data also
+//! asks for a reboot once provisioned (`power_state`) and a `final_message`: the first boot
+//! must end by itself with the message on its console, and the checks run on the second boot
+//! (runcmd not re-run). `METABOOT_E2E_DEBIAN` (space-separated `path/image[@libvirt][+reboot]`)
+//! chooses other guests, `METABOOT_E2E_JOBS` how many boot at once.
 //! The report goes to `target/e2e/debian-report.*`.
 
 use std::path::PathBuf;
@@ -35,8 +38,8 @@ use metaboot_tests::prerequisite::require;
 
 /// The guests a run boots unless `METABOOT_E2E_DEBIAN` names others (the slower cloud-init
 /// guests first, so the two at a time finish together).
-const DEFAULT_GUESTS: &str = "router/debian-cloud-init@libvirt isolated/debian-cloud-init \
-                              router/debian-metaboot isolated/debian-metaboot";
+const DEFAULT_GUESTS: &str = "router/debian-cloud-init@libvirt+reboot isolated/debian-cloud-init \
+                              router/debian-metaboot+reboot isolated/debian-metaboot";
 
 #[test]
 fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
@@ -96,6 +99,10 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
     let guests: Vec<CloudImageGuest> = wanted
         .split_whitespace()
         .map(|name| {
+            let (name, reboot_once) = match name.strip_suffix("+reboot") {
+                Some(name) => (name, true),
+                None => (name, false),
+            };
             let (name, via) = match name.split_once('@') {
                 Some((name, "libvirt")) => (name, Via::Libvirt),
                 Some((_, other)) => panic!("{name}: unknown @{other} (only @libvirt)"),
@@ -127,6 +134,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 boot_timeout: DISK_BOOT_TIMEOUT,
                 disk_growth: FLAVOUR_DISK_GROWTH,
                 trust_ca: true,
+                reboot_once,
             }
         })
         .collect();
@@ -176,6 +184,14 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
         "{failed:?} failed (see above and target/e2e/)"
     );
     assert_eq!(reports.len(), wanted.split_whitespace().count());
+    for (report, name) in reports.iter().zip(wanted.split_whitespace()) {
+        assert_eq!(
+            report.after_reboot_log.is_some(),
+            name.ends_with("+reboot"),
+            "{}",
+            report.name
+        );
+    }
     no_two_instances_share_a_host_key(&reports);
     for report in &reports {
         let via = if report.name.ends_with("-libvirt") {

@@ -206,6 +206,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             boot_timeout: DISK_BOOT_TIMEOUT,
             disk_growth: 0,
             trust_ca: false,
+            reboot_once: false,
         },
         tiny,
         run_dir: dir.clone(),

@@ -171,6 +171,7 @@ fn boot(
         // The image's size, as in every run before: the boot-to-login figures stay comparable.
         disk_growth: 0,
         trust_ca: false,
+        reboot_once: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

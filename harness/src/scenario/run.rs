@@ -2,7 +2,7 @@
 
 mod ipv6;
 mod nocloud;
-mod power_state;
+pub(crate) mod power_state;
 mod registry_drive;
 
 use std::fs;

@@ -175,6 +175,7 @@ mod tests {
             via: Via::Libvirt,
             instance: None,
             serial_log: "/r/serial.log".into(),
+            after_reboot_log: None,
             seconds: 1.0,
         }
     }

@@ -15,7 +15,8 @@ use super::checks::{
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
-    CloudImageGuest, CloudImageReport, POLL, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+    CloudImageGuest, CloudImageReport, POLL, PROVISION_TIMEOUT, TIMEZONE, TIMEZONE_ABBREVIATION,
+    TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
@@ -24,7 +25,7 @@ use crate::guest::{self, Guest, Nic, serial};
 use crate::lab::Lab;
 use crate::lab::registry::InstanceSpec;
 use crate::progress::Progress;
-use crate::scenario::run::TapGuard;
+use crate::scenario::run::{TapGuard, power_state};
 use crate::scenario::userdata::{self, Intent};
 
 /// Who the guest should become.
@@ -38,9 +39,10 @@ pub(crate) struct Who {
 }
 
 impl Who {
-    /// Fresh keys in `dir` and an intent for guest `slug`; the user data (a `#cloud-config`
+    /// Fresh keys in `dir` and an intent for guest `spec`; the user data (a `#cloud-config`
     /// asking for it all) is written to `dir/user-data`, whose path is returned too.
-    pub(crate) fn new(dir: &Path, slug: &str, trust_ca: bool) -> anyhow::Result<(Self, PathBuf)> {
+    pub(crate) fn new(dir: &Path, spec: &CloudImageGuest) -> anyhow::Result<(Self, PathBuf)> {
+        let slug = spec.slug();
         let who = Self {
             key: ssh::keygen(dir, "id_ed25519")?,
             user_key: ssh::keygen(dir, "id_ed25519-user")?,
@@ -55,7 +57,12 @@ impl Who {
         let user_data = dir.join("user-data");
         fs::write(
             &user_data,
-            cloud_config(&who.intent, user_public.trim(), trust_ca),
+            cloud_config(
+                &who.intent,
+                user_public.trim(),
+                spec.trust_ca,
+                spec.reboot_once,
+            ),
         )
         .with_context(|| format!("failed to write {}", user_data.display()))?;
         Ok((who, user_data))
@@ -64,7 +71,9 @@ impl Who {
 
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
 /// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
-pub fn cloud_config(intent: &Intent, user_key: &str, trust_ca: bool) -> String {
+/// With `trust_ca` also [`TRUSTED_CA`], with `reboot_once` a reboot once provisioned and a
+/// final message ([`userdata::POWER_STATE_REBOOT`]).
+pub fn cloud_config(intent: &Intent, user_key: &str, trust_ca: bool, reboot_once: bool) -> String {
     let ca_certs = if trust_ca {
         let pem: String = TRUSTED_CA.lines().map(|l| format!("      {l}\n")).collect();
         format!("ca_certs:\n  trusted:\n    - |\n{pem}")
@@ -80,11 +89,17 @@ pub fn cloud_config(intent: &Intent, user_key: &str, trust_ca: bool) -> String {
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
          chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
          {ca_certs}\
-         runcmd:\n  - echo \"{marker}\" >> {log}\n",
+         runcmd:\n  - echo \"{marker}\" >> {log}\n\
+         {reboot}",
         host = intent.hostname,
         pw = intent.password,
         marker = intent.marker,
         log = userdata::RUNCMD_LOG,
+        reboot = if reboot_once {
+            userdata::POWER_STATE_REBOOT
+        } else {
+            ""
+        },
     )
 }
 
@@ -166,7 +181,7 @@ fn run_guest(
     fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     stage("registering");
     let slug = spec.slug();
-    let (who, user_data) = Who::new(dir, &slug, spec.trust_ca)?;
+    let (who, user_data) = Who::new(dir, spec)?;
     let network_id = lab.network(spec.path.network())?.id.clone();
     let record = lab.register_instance(&InstanceSpec {
         name: slug.clone(),
@@ -183,17 +198,26 @@ fn run_guest(
     };
     let overlay = dir.join("overlay.qcow2");
     guest::make_overlay(&spec.image, &spec.format, &overlay, spec.disk_growth)?;
-    let guest = Guest::from_disk(&slug, &overlay, &report.serial_log).with_nic(Nic {
+    let nic = Nic {
         netns: lab.state().bridge_ns.clone(),
         tap: tap.tap.clone(),
         mac: record.mac.clone(),
-    });
+    };
+    let mut guest = Guest::from_disk(&slug, &overlay, &report.serial_log).with_nic(nic.clone());
     let target = SshTarget {
         netns: lab.client_namespace(&record.network_id),
         ip: record.ip,
         user: spec.default_user.clone(),
     };
 
+    if spec.reboot_once {
+        reboot_once(spec, &guest, &stage, report)?;
+        // The second boot's console; the first one's (the provisioning, the host keys) stays
+        // the report's.
+        let second = dir.join("serial-after-reboot.log");
+        guest = Guest::from_disk(&slug, &overlay, &second).with_nic(nic);
+        report.after_reboot_log = Some(second);
+    }
     stage(&format!(
         "booting (firmware, GRUB, kernel, systemd) via {}",
         spec.via
@@ -209,6 +233,40 @@ fn run_guest(
     vm.kill()?;
     drop(tap);
     result
+}
+
+/// The first boot of a guest whose user data reboots it once provisioned: it must end by
+/// itself (QEMU and libvirt run with `-no-reboot`) with the final message on its console.
+fn reboot_once(
+    spec: &CloudImageGuest,
+    guest: &Guest,
+    stage: &dyn Fn(&str),
+    report: &mut CloudImageReport,
+) -> anyhow::Result<()> {
+    stage(&format!(
+        "first boot via {}: provisioned, then rebooting itself (power_state)",
+        spec.via
+    ));
+    let mut vm = RunningGuest::start_via(guest, spec.via)?;
+    let timeout = spec.boot_timeout + PROVISION_TIMEOUT;
+    let rebooted = vm.wait_exit(timeout);
+    let console = fs::read_to_string(&guest.serial_log).unwrap_or_default();
+    report.checks.push(CheckResult::from_bool(
+        "rebooted itself once provisioned (power_state)",
+        rebooted.is_ok(),
+        match &rebooted {
+            Ok(()) => "the first boot ended by itself".to_owned(),
+            Err(err) => format!("{err:#}; console log: {}", guest.serial_log.display()),
+        },
+    ));
+    if let Err(err) = rebooted {
+        vm.kill()?;
+        return Err(err);
+    }
+    report
+        .checks
+        .push(power_state::final_message(&console, None));
+    Ok(())
 }
 
 /// Tries a key login as the default user every `poll` until one works: the sign that the
@@ -392,7 +450,7 @@ mod tests {
             password: "pw-1".into(),
             marker: "x runcmd".into(),
         };
-        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", true);
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", true, true);
         assert!(text.starts_with("#cloud-config\n"));
         for expect in [
             "hostname: ud-x\n",
@@ -404,9 +462,12 @@ mod tests {
             "      password: \"pw-1\"\n",
             "  - echo \"x runcmd\" >> /root/runcmd.log\n",
             "ssh_pwauth: true\n",
+            "power_state:\n  mode: reboot\n",
+            "final_message: ",
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
-        assert!(!cloud_config(&intent, "ssh-ed25519 AAAA k", false).contains("ca_certs"));
+        let plain = cloud_config(&intent, "ssh-ed25519 AAAA k", false, false);
+        assert!(!plain.contains("ca_certs") && !plain.contains("power_state"));
     }
 }

@@ -180,6 +180,7 @@ impl OwnImage {
             // A user's image is checked without it: its store's rebuild takes a minute under
             // emulation, for cloud-init as for metaboot.
             trust_ca: false,
+            reboot_once: false,
         }
     }
 }

@@ -74,6 +74,11 @@ pub struct CloudImageGuest {
     /// the CA in the system's bundle. The trust store's rebuild takes tens of seconds under
     /// emulation, so the bench leaves it out (its boot figures stay comparable).
     pub trust_ca: bool,
+    /// The user data also asks for a reboot once provisioned (`power_state`, on a condition
+    /// that holds once runcmd ran) and a `final_message`: the first boot ends by itself (QEMU
+    /// and libvirt run with `-no-reboot`), its console shows the final message, and the same
+    /// disk boots again for the checks (the instance's per-instance work not redone).
+    pub reboot_once: bool,
 }
 
 impl CloudImageGuest {
@@ -118,8 +123,10 @@ pub struct CloudImageReport {
     pub via: Via,
     /// The registered instance.
     pub instance: Option<String>,
-    /// The console log.
+    /// The console log (of the first boot, when the guest rebooted itself).
     pub serial_log: PathBuf,
+    /// The second boot's console log, when the guest rebooted itself (`reboot_once`).
+    pub after_reboot_log: Option<PathBuf>,
     /// Wall time of the whole run.
     pub seconds: f64,
 }
@@ -137,6 +144,7 @@ impl CloudImageReport {
             via: spec.via,
             instance: None,
             serial_log: dir.join("serial.log"),
+            after_reboot_log: None,
             seconds: 0.0,
         }
     }

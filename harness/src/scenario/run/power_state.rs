@@ -55,7 +55,9 @@ impl Runner<'_> {
         if rebooted.is_err() {
             return vm.kill();
         }
-        report.checks.push(final_message(&console));
+        report
+            .checks
+            .push(final_message(&console, Some("metadata-service")));
 
         let vm = self.boot(scenario, second, target, who, report)?;
         self.stage(scenario, "checking after the reboot");
@@ -81,8 +83,10 @@ fn reboot_after_done(console: &str) -> bool {
     console[done..].contains(&format!("{RUNNING}{REBOOT_COMMAND}"))
 }
 
-/// The final message, its variables rendered: the uptime a number, the datasource the chain.
-fn final_message(console: &str) -> CheckResult {
+/// The final message of [`POWER_STATE_REBOOT`](crate::scenario::userdata::POWER_STATE_REBOOT),
+/// its variables rendered: the uptime a number, the datasource `datasource` (any name when
+/// `None`: cloud-init names its own, `DataSourceOpenStack [net,ver=2]`).
+pub(crate) fn final_message(console: &str, datasource: Option<&str>) -> CheckResult {
     // Console lines start with the host's time (`[   5.896] `).
     let line = console.lines().map(serial::strip_ansi).find_map(|line| {
         line.find(FINAL_MESSAGE_PREFIX)
@@ -91,13 +95,20 @@ fn final_message(console: &str) -> CheckResult {
     let rendered = line.as_deref().is_some_and(|line| {
         let rest = &line[FINAL_MESSAGE_PREFIX.len()..];
         let uptime = rest.split_whitespace().next().unwrap_or("");
-        uptime.parse::<f64>().is_ok() && rest.ends_with("s, datasource metadata-service")
+        let named = rest
+            .split_once(" s, datasource ")
+            .map(|(_, name)| name.trim());
+        uptime.parse::<f64>().is_ok()
+            && named.is_some_and(|name| {
+                !name.is_empty() && !name.contains('$') && datasource.is_none_or(|d| name == d)
+            })
     });
     CheckResult::from_bool(
         "final message on the console",
         rendered,
         format!(
-            "expected `{FINAL_MESSAGE_PREFIX}<uptime> s, datasource metadata-service`, got {:?}",
+            "expected `{FINAL_MESSAGE_PREFIX}<uptime> s, datasource {}`, got {:?}",
+            datasource.unwrap_or("<name>"),
             line.unwrap_or_default()
         ),
     )
@@ -116,9 +127,15 @@ mod tests {
              2026-12-03T17:30:00.000100Z  INFO {RUNNING}{REBOOT_COMMAND}\n"
         );
         assert!(reboot_after_done(&console));
-        assert!(final_message(&console).passed);
+        assert!(final_message(&console, Some("metadata-service")).passed);
+        assert!(final_message(&console, None).passed);
+        assert!(!final_message(&console, Some("nocloud")).passed);
         assert!(!reboot_after_done("metaboot finished: status=error\n"));
         let unrendered = format!("{FINAL_MESSAGE_PREFIX}$UPTIME s, datasource $datasource\n");
-        assert!(!final_message(&unrendered).passed);
+        assert!(!final_message(&unrendered, None).passed);
+        let cloud_init = format!(
+            "[  61.2] {FINAL_MESSAGE_PREFIX}58.03 s, datasource DataSourceOpenStack [net,ver=2]\n"
+        );
+        assert!(final_message(&cloud_init, None).passed);
     }
 }
