@@ -243,7 +243,7 @@ fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
     guest.config("disable_root: false\nntp: {enabled: false}\n");
     guest.user_data(
         "#cloud-config\nhostname: kept\npackages: [nginx]\npackage_update: true\n\
-         mounts: [[tmpfs, /mnt]]\nmerge_how: dict(recurse_array)\n",
+         locale: de_DE.UTF-8\nmerge_how: dict(recurse_array)\n",
     );
     let (code, stderr) = guest.run();
     assert_eq!(code, 0, "{stderr}");
@@ -251,8 +251,8 @@ fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
     assert_eq!(
         warnings,
         [
-            "cloud-config: `mounts` is a cloud-init key metaboot does not apply: metaboot mounts \
-             nothing and makes no swap (the image's fstab stays)",
+            "cloud-config: `locale` is a cloud-init key metaboot does not apply: metaboot leaves \
+             this system setting to the image",
             "cloud-config: `package_update` is a cloud-init key metaboot does not apply: metaboot \
              installs no packages",
             "cloud-config: `packages` is a cloud-init key metaboot does not apply: metaboot \

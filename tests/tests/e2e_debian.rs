@@ -135,6 +135,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 disk_growth: FLAVOUR_DISK_GROWTH,
                 trust_ca: true,
                 reboot_once,
+                mounts: true,
             }
         })
         .collect();

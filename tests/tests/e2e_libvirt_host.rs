@@ -207,6 +207,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             disk_growth: 0,
             trust_ca: false,
             reboot_once: false,
+            mounts: false,
         },
         tiny,
         run_dir: dir.clone(),

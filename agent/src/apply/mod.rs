@@ -1,5 +1,6 @@
 //! Applying instance data under a root: hostname, hosts, users, keys, passwords, sshd,
-//! write_files, scripts, entropy, the root partition and file system grown, the time zone,
+//! write_files, scripts, entropy, the root partition and file system grown, mounts and swap,
+//! the time zone,
 //! the host keys on the console, the final message and the power state. Each submodule is one
 //! concern; the run drives them as steps.
 
@@ -11,6 +12,7 @@ pub mod hostname;
 pub mod hosts;
 pub mod instance_host_keys;
 pub mod keys_to_console;
+pub mod mounts;
 pub mod network;
 pub mod password_postback;
 pub mod passwords;

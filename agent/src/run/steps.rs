@@ -7,7 +7,7 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, network,
+    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, mounts, network,
     power_state, random_seed, resizefs, scripts, timezone, write_files,
 };
 use crate::fsutil::WriteOptions;
@@ -80,6 +80,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("write-files", PerInstance, |i, w| write_files(i, w, false)),
     apply("growpart", Always, growpart),
     apply("resizefs", Always, resizefs),
+    apply("mounts", PerInstance, mounts),
     apply("hostname", Always, hostname),
     apply("etc-hosts", Always, etc_hosts),
     apply("users-groups", PerInstance, accounts::users_groups),
@@ -821,6 +822,36 @@ fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
             }
             eprint!("{shown}");
             Done::ok_with(count(keys.len(), "host key") + " on the console")
+        }
+        Err(err) => Done::error(chain(&err)),
+    }
+}
+
+/// The `mounts` step (cloud-init's `cc_mounts`, once per instance): fstab entries of
+/// `mounts` and the defaults (`ephemeral0` on `/mnt`, a swap area), a `swap` file, then
+/// `swapon -a` and `mount -a` on the host root.
+fn mounts(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let config = mounts::Config {
+        mounts: i.config.mounts.as_ref(),
+        default_fields: i.config.mount_default_fields.as_ref(),
+        swap: i.config.swap.as_ref(),
+    };
+    match mounts::apply(i.root, config, warnings) {
+        Ok(None) => Done::skipped("no mounts, no swap and no ephemeral0 or swap device"),
+        Ok(Some(applied)) => {
+            let mut message = format!(
+                "{}: {} added, {} of an earlier instance dropped",
+                mounts::FSTAB,
+                count(applied.added.len(), "line"),
+                applied.dropped
+            );
+            for line in &applied.added {
+                message.push_str(&format!("; {}", line.replace('\t', " ")));
+            }
+            if !applied.ran.is_empty() {
+                message.push_str(&format!("; ran {}", applied.ran.join(", ")));
+            }
+            Done::ok_with(message)
         }
         Err(err) => Done::error(chain(&err)),
     }

@@ -1,5 +1,6 @@
 //! A labelled drive (a config drive, a NoCloud seed): found by reading filesystem labels
-//! directly (the tiny image has no blkid or udev), mounted read-only under `/run/metaboot`,
+//! directly (the tiny image has no blkid or udev; the same probe finds `mounts`' `ephemeral0`
+//! and swap devices), mounted read-only under `/run/metaboot`,
 //! unmounted when dropped, and read file by file with a size bound and never through a symlink
 //! out of the drive.
 
@@ -38,22 +39,39 @@ pub enum DriveError {
     },
 }
 
-/// The filesystem of a drive.
+/// The filesystem of a drive, or of another labelled device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsType {
     Iso9660,
     Vfat,
+    /// ext2, ext3 or ext4 (nova formats ephemeral disks ext4, labelled `ephemeral0`).
+    Ext,
+    Xfs,
+    /// A swap area (`mkswap`).
+    Swap,
 }
 
 impl FsType {
-    /// The name mount(2) wants.
+    /// The name mount(2) wants (blkid's `TYPE` for the others).
     pub fn name(self) -> &'static str {
         match self {
             FsType::Iso9660 => "iso9660",
             FsType::Vfat => "vfat",
+            FsType::Ext => "ext4",
+            FsType::Xfs => "xfs",
+            FsType::Swap => "swap",
         }
     }
+
+    /// Whether a drive source takes it (config drives and NoCloud seeds are iso9660 or FAT,
+    /// as cloud-init's ds-identify wants them).
+    pub fn is_drive(self) -> bool {
+        matches!(self, FsType::Iso9660 | FsType::Vfat)
+    }
 }
+
+/// Where a swap area's signature ends: the end of its first page (4 KiB on x86-64).
+const SWAP_PAGE: usize = 4096;
 
 fn label(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
@@ -61,13 +79,33 @@ fn label(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// The filesystem type and label in the first [`PROBE_BYTES`] of a device, if it is iso9660 or
-/// FAT.
+/// The filesystem type and label in the first [`PROBE_BYTES`] of a device, if it is iso9660,
+/// FAT, ext2/3/4, XFS or a swap area.
 pub fn probe_label(head: &[u8]) -> Option<(FsType, String)> {
     // iso9660: primary volume descriptor at sector 16, volume id at offset 40 (32 bytes).
-    let pvd = head.get(32 * 1024..32 * 1024 + 72)?;
-    if pvd[0] == 1 && &pvd[1..6] == b"CD001" {
+    if let Some(pvd) = head.get(32 * 1024..32 * 1024 + 72)
+        && pvd[0] == 1
+        && &pvd[1..6] == b"CD001"
+    {
         return Some((FsType::Iso9660, label(&pvd[40..72])));
+    }
+    // ext2/3/4: the superblock at 1 KiB, magic 0xEF53 at 56, the volume name at 120 (16 bytes).
+    if let Some(sb) = head.get(1024..1024 + 136)
+        && sb[56..58] == [0x53, 0xEF]
+    {
+        return Some((FsType::Ext, label(&sb[120..136])));
+    }
+    // XFS: "XFSB" at 0, the name at 108 (12 bytes).
+    if let Some(sb) = head.get(..120)
+        && &sb[..4] == b"XFSB"
+    {
+        return Some((FsType::Xfs, label(&sb[108..120])));
+    }
+    // A swap area: "SWAPSPACE2" ends its first page; the label at 1024 + 28 (16 bytes).
+    if let Some(page) = head.get(..SWAP_PAGE)
+        && &page[SWAP_PAGE - 10..] == b"SWAPSPACE2"
+    {
+        return Some((FsType::Swap, label(&page[1052..1068])));
     }
     let boot = head.get(..512)?;
     if boot[510..512] != [0x55, 0xAA] {
@@ -93,19 +131,28 @@ fn probe_device(root: &Root, path: &Path) -> Option<(FsType, String)> {
     probe_label(&head)
 }
 
-/// The block devices under the root (at most [`MAX_PROBED_DEVICES`] probed) whose label
-/// `wanted` accepts, in probing order: `(device path, filesystem)`.
-pub fn find(root: &Root, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, FsType)> {
+/// Every labelled block device under the root (at most [`MAX_PROBED_DEVICES`] probed), in
+/// probing order: `(device path under the root, filesystem, label)`.
+pub fn probe_all(root: &Root) -> Vec<(PathBuf, FsType, String)> {
     root.entries_or_none(SYS_CLASS_BLOCK)
         .into_iter()
         .take(MAX_PROBED_DEVICES)
         .filter_map(|(name, _)| {
             let device = Path::new("/dev").join(&name);
             let (fs, label) = probe_device(root, &device)?;
-            let device = root.host_path(&device);
-            tracing::debug!(device = %device.display(), label, "probed");
-            wanted(&label).then_some((device, fs))
+            tracing::debug!(device = %device.display(), fs = fs.name(), label, "probed");
+            Some((device, fs, label))
         })
+        .collect()
+}
+
+/// The drives (iso9660 or FAT devices) under the root whose label `wanted` accepts, in probing
+/// order: `(device path, filesystem)`.
+pub fn find(root: &Root, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, FsType)> {
+    probe_all(root)
+        .into_iter()
+        .filter(|(_, fs, label)| fs.is_drive() && wanted(label))
+        .map(|(device, fs, _)| (root.host_path(&device), fs))
         .collect()
 }
 

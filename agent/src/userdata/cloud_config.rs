@@ -129,6 +129,13 @@ cloud_config! {
     growpart: Growpart = "growpart",
     /// `resize_rootfs`: grow the root file system (default true; `noblock` counts as true).
     resize_rootfs: serde_json::Value = "resize_rootfs",
+    /// `mounts`: fstab entries, lists of up to six fields (`null`: the default; a `null` mount
+    /// point leaves the device out).
+    mounts: serde_json::Value = "mounts",
+    /// `mount_default_fields`: the six fields an entry's missing ones are taken from.
+    mount_default_fields: serde_json::Value = "mount_default_fields",
+    /// `swap: {filename, size, maxsize}`: a swap file.
+    swap: serde_json::Map<String, serde_json::Value> = "swap",
     /// `timezone`: a tz database zone (`Europe/Berlin`).
     timezone: String = "timezone",
     /// `ca_certs: {remove_defaults, trusted}`: certificates the instance trusts.

@@ -172,6 +172,7 @@ fn boot(
         disk_growth: 0,
         trust_ca: false,
         reboot_once: false,
+        mounts: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

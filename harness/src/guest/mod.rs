@@ -214,6 +214,31 @@ pub fn make_state_disk(path: &Path) -> anyhow::Result<()> {
 /// `qcow2` or `raw`): the guest writes only to the overlay, and `base` stays as it is. The
 /// guest's disk is `growth` bytes larger than the image (a flavour's root disk larger than
 /// the image, as nova makes it); 0 keeps the image's size.
+/// Makes `path` an ephemeral disk as nova makes one for a flavour with ephemeral storage: a raw
+/// file of `bytes`, formatted ext4 and labelled `ephemeral0` (cloud-init's `mounts` default
+/// mounts it on `/mnt`, metaboot's too).
+pub fn make_ephemeral_disk(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(bytes))
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    check(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", EPHEMERAL_LABEL])
+            .arg(path),
+    )
+    .with_context(|| {
+        format!(
+            "failed to format {} (is e2fsprogs installed?)",
+            path.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// The label nova gives an instance's ephemeral disk.
+pub const EPHEMERAL_LABEL: &str = "ephemeral0";
+
 pub fn make_overlay(base: &Path, format: &str, overlay: &Path, growth: u64) -> anyhow::Result<()> {
     // The overlay records the path as given: make it absolute so it opens from anywhere.
     let base = std::path::absolute(base)

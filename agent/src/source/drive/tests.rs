@@ -88,6 +88,40 @@ fn probes_iso9660_labels() {
 }
 
 #[test]
+fn probes_ext4_xfs_and_swap_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    for (tool, args, size, expect) in [
+        (
+            "mkfs.ext4",
+            &["-q", "-F", "-L", "ephemeral0"][..],
+            8u64 << 20,
+            (FsType::Ext, "ephemeral0"),
+        ),
+        (
+            "mkfs.xfs",
+            &["-q", "-f", "-L", "scratch"][..],
+            300 << 20,
+            (FsType::Xfs, "scratch"),
+        ),
+        (
+            "mkswap",
+            &["-L", "swappy"][..],
+            1 << 20,
+            (FsType::Swap, "swappy"),
+        ),
+    ] {
+        if !crate::testutil::require_tool(tool) {
+            continue;
+        }
+        let image = dir.path().join(tool);
+        fs::File::create(&image).unwrap().set_len(size).unwrap();
+        crate::testutil::run(std::process::Command::new(tool).args(args).arg(&image));
+        let probed = probe_label(&head(&image));
+        assert_eq!(probed, Some((expect.0, expect.1.to_owned())), "{tool}");
+    }
+}
+
+#[test]
 fn other_data_has_no_label() {
     assert_eq!(probe_label(&[0u8; PROBE_BYTES]), None);
     assert_eq!(probe_label(b"short"), None);

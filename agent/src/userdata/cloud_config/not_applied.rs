@@ -6,7 +6,6 @@
 /// Why a group of keys is not applied.
 const PACKAGES: &str = "metaboot installs no packages";
 const REPOSITORIES: &str = "metaboot configures no package repositories";
-const MOUNTS: &str = "metaboot mounts nothing and makes no swap (the image's fstab stays)";
 const DISKS: &str = "metaboot partitions and formats no disks";
 const SERVICES: &str = "metaboot installs and configures no agents or services";
 const SYSTEM: &str = "metaboot leaves this system setting to the image";
@@ -43,8 +42,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),
     ("mcollective", SERVICES),
-    ("mount_default_fields", MOUNTS),
-    ("mounts", MOUNTS),
     (
         "no_ssh_fingerprints",
         "metaboot prints no fingerprints of authorized keys",

@@ -15,8 +15,8 @@ use super::checks::{
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
-    CloudImageGuest, CloudImageReport, POLL, PROVISION_TIMEOUT, TIMEZONE, TIMEZONE_ABBREVIATION,
-    TRUSTED_CA, USER,
+    CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, POLL, PROVISION_TIMEOUT, SWAP_FILE,
+    SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::ssh::{self, SshTarget};
@@ -57,12 +57,7 @@ impl Who {
         let user_data = dir.join("user-data");
         fs::write(
             &user_data,
-            cloud_config(
-                &who.intent,
-                user_public.trim(),
-                spec.trust_ca,
-                spec.reboot_once,
-            ),
+            cloud_config(&who.intent, user_public.trim(), spec),
         )
         .with_context(|| format!("failed to write {}", user_data.display()))?;
         Ok((who, user_data))
@@ -71,10 +66,15 @@ impl Who {
 
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
 /// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
-/// With `trust_ca` also [`TRUSTED_CA`], with `reboot_once` a reboot once provisioned and a
-/// final message ([`userdata::POWER_STATE_REBOOT`]).
-pub fn cloud_config(intent: &Intent, user_key: &str, trust_ca: bool, reboot_once: bool) -> String {
-    let ca_certs = if trust_ca {
+/// With `trust_ca` also [`TRUSTED_CA`], with `mounts` a swap file, with `reboot_once` a reboot
+/// once provisioned and a final message ([`userdata::POWER_STATE_REBOOT`]).
+pub fn cloud_config(intent: &Intent, user_key: &str, spec: &CloudImageGuest) -> String {
+    let swap = if spec.mounts {
+        format!("swap:\n  filename: {SWAP_FILE}\n  size: {SWAP_SIZE}\n")
+    } else {
+        String::new()
+    };
+    let ca_certs = if spec.trust_ca {
         let pem: String = TRUSTED_CA.lines().map(|l| format!("      {l}\n")).collect();
         format!("ca_certs:\n  trusted:\n    - |\n{pem}")
     } else {
@@ -89,13 +89,14 @@ pub fn cloud_config(intent: &Intent, user_key: &str, trust_ca: bool, reboot_once
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
          chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
          {ca_certs}\
+         {swap}\
          runcmd:\n  - echo \"{marker}\" >> {log}\n\
          {reboot}",
         host = intent.hostname,
         pw = intent.password,
         marker = intent.marker,
         log = userdata::RUNCMD_LOG,
-        reboot = if reboot_once {
+        reboot = if spec.reboot_once {
             userdata::POWER_STATE_REBOOT
         } else {
             ""
@@ -203,7 +204,19 @@ fn run_guest(
         tap: tap.tap.clone(),
         mac: record.mac.clone(),
     };
-    let mut guest = Guest::from_disk(&slug, &overlay, &report.serial_log).with_nic(nic.clone());
+    let ephemeral = dir.join("ephemeral0.img");
+    if spec.mounts {
+        guest::make_ephemeral_disk(&ephemeral, EPHEMERAL_DISK_BYTES)?;
+    }
+    let guest_with = |serial_log: &Path| {
+        let guest = Guest::from_disk(&slug, &overlay, serial_log).with_nic(nic.clone());
+        if spec.mounts {
+            guest.with_disk(&ephemeral)
+        } else {
+            guest
+        }
+    };
+    let mut guest = guest_with(&report.serial_log);
     let target = SshTarget {
         netns: lab.client_namespace(&record.network_id),
         ip: record.ip,
@@ -215,7 +228,7 @@ fn run_guest(
         // The second boot's console; the first one's (the provisioning, the host keys) stays
         // the report's.
         let second = dir.join("serial-after-reboot.log");
-        guest = Guest::from_disk(&slug, &overlay, &second).with_nic(nic);
+        guest = guest_with(&second);
         report.after_reboot_log = Some(second);
     }
     stage(&format!(
@@ -402,6 +415,26 @@ pub(crate) fn verdict_and_checks(
             &who.intent.marker,
         ),
     );
+    if spec.mounts {
+        push(
+            "nova's ephemeral disk is on /mnt (mounts' default)",
+            check_output(
+                target,
+                &who.key,
+                "findmnt -n -o SOURCE,FSTYPE /mnt | tr -s ' '",
+                "/dev/vdb ext4",
+            ),
+        );
+        push(
+            &format!("the swap file {SWAP_FILE} is in use (swap)"),
+            check_output(
+                target,
+                &who.key,
+                "swapon --show=NAME --noheadings",
+                SWAP_FILE,
+            ),
+        );
+    }
     if spec.disk_growth > 0 {
         push(
             "the root file system fills the disk (grown from the image's size)",
@@ -450,7 +483,21 @@ mod tests {
             password: "pw-1".into(),
             marker: "x runcmd".into(),
         };
-        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", true, true);
+        let spec = CloudImageGuest {
+            name: "router/x".into(),
+            image: "/i.qcow2".into(),
+            format: "qcow2".into(),
+            provisioner: None,
+            default_user: "debian".into(),
+            path: crate::scenario::matrix::MetadataPath::Router,
+            via: crate::guest::Via::Qemu,
+            boot_timeout: std::time::Duration::from_secs(1),
+            disk_growth: 0,
+            trust_ca: true,
+            reboot_once: true,
+            mounts: true,
+        };
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", &spec);
         assert!(text.starts_with("#cloud-config\n"));
         for expect in [
             "hostname: ud-x\n",
@@ -463,11 +510,20 @@ mod tests {
             "  - echo \"x runcmd\" >> /root/runcmd.log\n",
             "ssh_pwauth: true\n",
             "power_state:\n  mode: reboot\n",
+            "swap:\n  filename: /swap.img\n  size: 64M\n",
             "final_message: ",
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
-        let plain = cloud_config(&intent, "ssh-ed25519 AAAA k", false, false);
-        assert!(!plain.contains("ca_certs") && !plain.contains("power_state"));
+        let plain = CloudImageGuest {
+            trust_ca: false,
+            reboot_once: false,
+            mounts: false,
+            ..spec
+        };
+        let plain = cloud_config(&intent, "ssh-ed25519 AAAA k", &plain);
+        for key in ["ca_certs", "power_state", "swap"] {
+            assert!(!plain.contains(key), "{key}");
+        }
     }
 }

@@ -181,6 +181,7 @@ impl OwnImage {
             // emulation, for cloud-init as for metaboot.
             trust_ca: false,
             reboot_once: false,
+            mounts: false,
         }
     }
 }

@@ -79,7 +79,19 @@ pub struct CloudImageGuest {
     /// and libvirt run with `-no-reboot`), its console shows the final message, and the same
     /// disk boots again for the checks (the instance's per-instance work not redone).
     pub reboot_once: bool,
+    /// The guest also gets an ephemeral disk as nova gives one ([`EPHEMERAL_DISK_BYTES`],
+    /// ext4 labelled `ephemeral0`) and the user data a swap file ([`SWAP_FILE`],
+    /// [`SWAP_SIZE`]): checks find the disk mounted on `/mnt` (`mounts`' default) and the
+    /// file an active swap area.
+    pub mounts: bool,
 }
+
+/// The ephemeral disk's size.
+pub const EPHEMERAL_DISK_BYTES: u64 = 64 << 20;
+/// The swap file the user data asks for.
+pub const SWAP_FILE: &str = "/swap.img";
+/// Its size, as the user data writes it.
+pub const SWAP_SIZE: &str = "64M";
 
 impl CloudImageGuest {
     /// The name as an identifier (`router-debian-metaboot`): instance names, files.

@@ -1,0 +1,202 @@
+use std::fs;
+
+use serde_json::json;
+
+use super::*;
+use crate::source::drive::tests::add_device;
+use crate::testutil::require_tool;
+
+/// A root with fstab `text`, `/dev/vdb` (a block device of the system) and systemd running.
+fn root_with(text: &str) -> (tempfile::TempDir, Root) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    fs::create_dir_all(root.host_path("/etc")).unwrap();
+    fs::write(root.host_path(FSTAB), text).unwrap();
+    add_device(&root, "vdb", None);
+    fs::create_dir_all(root.host_path("/sys/block/vdb")).unwrap();
+    fs::create_dir_all(root.host_path(SYSTEMD_RUNNING)).unwrap();
+    (dir, root)
+}
+
+fn applied(root: &Root, mounts: &serde_json::Value) -> (Option<Applied>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let config = Config {
+        mounts: Some(mounts),
+        ..Config::default()
+    };
+    (apply(root, config, &mut warnings).unwrap(), warnings)
+}
+
+#[test]
+fn entries_get_their_device_defaults_and_the_mark_and_replace_an_earlier_instances() {
+    let old = "/dev/vdb\t/old\tauto\tdefaults,comment=cloudconfig\t0\t2\n";
+    let (_dir, root) = root_with(&format!("UUID=r / ext4 defaults 0 1\n{old}"));
+    let (done, warnings) = applied(
+        &root,
+        &json!([
+            ["vdb", "/data"],
+            ["nas:/export", "/srv/nfs", "nfs", "ro"],
+            ["sdz", "/missing", null, null, "0", "0"],
+            "not a list",
+        ]),
+    );
+    let done = done.unwrap();
+    assert_eq!(done.dropped, 1);
+    assert_eq!(
+        fs::read_to_string(root.host_path(FSTAB)).unwrap(),
+        format!(
+            "UUID=r / ext4 defaults 0 1\n\
+             /dev/vdb\t/data\tauto\t{SYSTEMD_OPTIONS},comment=cloudconfig\t0\t2\n\
+             nas:/export\t/srv/nfs\tnfs\tro,comment=cloudconfig\t0\t2\n\
+             sdz\t/missing\tauto\t{SYSTEMD_OPTIONS},comment=cloudconfig\t0\t0\n"
+        )
+    );
+    assert_eq!(
+        warnings,
+        ["mounts entry 3 is not a list: ignored (\"not a list\")"]
+    );
+    // The mount points exist; nothing ran under a root that is not /.
+    assert!(root.is_dir("/data") && root.is_dir("/srv/nfs"));
+    assert!(done.ran.is_empty());
+}
+
+#[test]
+fn a_null_mount_point_leaves_the_device_out_and_the_defaults_come_from_labels() {
+    if !require_tool("mkfs.ext4") || !require_tool("mkswap") {
+        return;
+    }
+    let (dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
+    // nova's ephemeral disk (ext4 labelled ephemeral0) and a swap disk.
+    let eph = dir.path().join("eph.img");
+    let swp = dir.path().join("swap.img");
+    fs::write(&eph, vec![0u8; 8 << 20]).unwrap();
+    fs::write(&swp, vec![0u8; 1 << 20]).unwrap();
+    crate::testutil::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "ephemeral0"])
+            .arg(&eph),
+    );
+    crate::testutil::run(std::process::Command::new("mkswap").arg(&swp));
+    for (name, image) in [("vdc", &eph), ("vdd", &swp)] {
+        add_device(&root, name, Some(image));
+        fs::create_dir_all(root.host_path(format!("/sys/block/{name}"))).unwrap();
+    }
+    let (done, _) = applied(&root, &json!([]));
+    assert_eq!(
+        done.unwrap().added,
+        [
+            format!("/dev/vdc\t/mnt\tauto\t{SYSTEMD_OPTIONS},comment=cloudconfig\t0\t2"),
+            "/dev/vdd\tnone\tswap\tsw,comment=cloudconfig\t0\t0".to_owned(),
+        ]
+    );
+    // `[ephemeral0, null]` leaves nova's disk unmounted; the swap default stays.
+    let (done, _) = applied(&root, &json!([["ephemeral0", null]]));
+    assert_eq!(
+        done.unwrap().added,
+        ["/dev/vdd\tnone\tswap\tsw,comment=cloudconfig\t0\t0"]
+    );
+    // A device fstab already has is not added again.
+    fs::write(
+        root.host_path(FSTAB),
+        "/dev/vdc /scratch ext4 defaults 0 0\n",
+    )
+    .unwrap();
+    let (done, _) = applied(&root, &json!([["ephemeral0", null]]));
+    assert_eq!(
+        done.unwrap().added,
+        ["/dev/vdd\tnone\tswap\tsw,comment=cloudconfig\t0\t0"]
+    );
+}
+
+#[test]
+fn nothing_asked_and_no_default_device_leaves_fstab_alone() {
+    let (_dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
+    fs::remove_dir_all(root.host_path("/sys/block/vdb")).unwrap();
+    let (done, _) = applied(&root, &json!(null));
+    assert_eq!(done, None);
+    assert_eq!(
+        fs::read_to_string(root.host_path(FSTAB)).unwrap(),
+        "UUID=r / ext4 defaults 0 1\n"
+    );
+}
+
+#[test]
+fn a_swap_file_is_made_with_mkswap_and_listed_once() {
+    if !require_tool("mkswap") || !require_tool("fallocate") {
+        return;
+    }
+    let (_dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
+    fs::remove_dir_all(root.host_path("/sys/block/vdb")).unwrap();
+    let swap_config = json!({"filename": "/var/swapfile", "size": "1M"});
+    let config = Config {
+        swap: swap_config.as_object(),
+        ..Config::default()
+    };
+    let mut warnings = Vec::new();
+    let done = apply(&root, config, &mut warnings).unwrap().unwrap();
+    assert_eq!(done.added, ["/var/swapfile\tnone\tswap\tsw\t0\t0"]);
+    let file = root.host_path("/var/swapfile");
+    let meta = fs::metadata(&file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        (meta.len(), meta.permissions().mode() & 0o777),
+        (1 << 20, 0o600)
+    );
+    let head = fs::read(&file).unwrap();
+    assert_eq!(&head[4096 - 10..4096], b"SWAPSPACE2");
+    // A second instance: the file is not in use here (no /proc/swaps under this root: it is
+    // kept as it is) and its line, which carries no mark, is not written twice.
+    let done = apply(&root, config, &mut warnings).unwrap().unwrap();
+    assert!(done.added.is_empty());
+    assert_eq!(
+        fs::read_to_string(root.host_path(FSTAB)).unwrap(),
+        "UUID=r / ext4 defaults 0 1\n/var/swapfile\tnone\tswap\tsw\t0\t0\n"
+    );
+}
+
+#[test]
+fn a_swap_file_over_the_bound_is_refused_before_anything_is_written() {
+    let (_dir, root) = root_with("");
+    let request = swap::SwapRequest {
+        filename: "/swap.img".into(),
+        size: swap::Size::Bytes(swap::MAX_SWAP_BYTES + 1),
+        maxsize: None,
+    };
+    let err = swap::make(&root, &request).unwrap_err();
+    assert!(err.to_string().contains("over the"), "{err}");
+    assert!(!root.exists("/swap.img"));
+}
+
+#[test]
+fn malformed_configuration_is_named() {
+    let (_dir, root) = root_with("");
+    let mut warnings = Vec::new();
+    for (mounts, defaults, message) in [
+        (
+            json!("vdb"),
+            json!(null),
+            "mounts must be a list of entries",
+        ),
+        (
+            json!([]),
+            json!(["a"]),
+            "mount_default_fields must be a list of 6 fields",
+        ),
+        (json!([[{"a": 1}, "/x"]]), json!(null), "mounts entry 0:"),
+    ] {
+        let config = Config {
+            mounts: Some(&mounts),
+            default_fields: Some(&defaults),
+            swap: None,
+        };
+        let err = apply(&root, config, &mut warnings).unwrap_err().to_string();
+        assert!(err.starts_with(message), "{err}");
+    }
+    let too_many = json!(vec![json!(["vdb", "/x"]); MAX_MOUNTS + 1]);
+    let config = Config {
+        mounts: Some(&too_many),
+        ..Config::default()
+    };
+    let err = apply(&root, config, &mut warnings).unwrap_err().to_string();
+    assert!(err.contains("at most 64"), "{err}");
+}
