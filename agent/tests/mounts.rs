@@ -13,9 +13,6 @@ const USER_DATA: &str = "#cloud-config\nmounts:\n  - [nas:/export, /srv/nfs, nfs
 
 #[test]
 fn fstab_gets_the_entries_once_per_instance() {
-    if !support::testutil::require_tool("mkswap") {
-        return;
-    }
     let guest = Guest::new();
     fs::write(guest.path("/etc/fstab"), "UUID=r / ext4 defaults 0 1\n").unwrap();
     guest.user_data(USER_DATA);

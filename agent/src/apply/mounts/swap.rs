@@ -1,11 +1,17 @@
-//! `swap: {filename, size, maxsize}`: a swap file made as cloud-init's `cc_mounts` makes it
-//! (`fallocate`, else `dd`; mode 0600; `mkswap`), its fstab line added by the caller.
+//! `swap: {filename, size, maxsize}`: a swap file as cloud-init's `cc_mounts` makes it
+//! (allocated, else written with zeros; mode 0600; the header `mkswap` writes), its fstab line
+//! added by the caller.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 
+use nix::errno::Errno;
+use nix::fcntl::{FallocateFlags, OFlag, fallocate};
+use nix::sys::statfs::fstatfs;
 use serde_json::{Map, Value};
 
-use crate::apply::tool::{self, ToolError};
 use crate::root::Root;
 
 /// cloud-init's default swap file.
@@ -125,20 +131,13 @@ pub enum SwapError {
     TooLarge { path: String, size: u64, max: u64 },
     #[error("swap file {path}: size auto needs MemTotal in /proc/meminfo")]
     NoMemory { path: String },
-    #[error("swap file {path}")]
+    #[error("swap file {path}: cannot {what}")]
     Io {
         path: String,
+        what: &'static str,
         #[source]
         source: std::io::Error,
     },
-    #[error("swap file {path}: {source}")]
-    Tool {
-        path: String,
-        #[source]
-        source: ToolError,
-    },
-    #[error("swap file {path}: {tool} is not installed")]
-    Missing { path: String, tool: &'static str },
 }
 
 /// Whether `filename` is an active swap area (`/proc/swaps`), or cannot be told (no
@@ -152,37 +151,55 @@ fn in_use(root: &Root, filename: &str) -> bool {
     }
 }
 
+/// statfs(2) `f_type` of btrfs, whose swap files must not be copy-on-write.
+const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
+/// `FS_IOC_GETFLAGS` / `FS_IOC_SETFLAGS` (`_IOR/_IOW('f', 1/2, long)`) and `FS_NOCOW_FL`: what
+/// `chattr +C` does.
+const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+const FS_NOCOW_FL: libc::c_long = 0x0080_0000;
+/// Zeros written at a time where the file system cannot allocate (`dd`'s way).
+const ZERO_CHUNK: usize = 1 << 20;
+
 /// Makes the swap file of `request` unless it exists and is in use (or cannot be told);
 /// returns its name (for the fstab line), or `None` when its size comes out 0.
+///
+/// Made the way `fallocate` + `mkswap` make it, but through the root's race-free walk: an old
+/// entry at the path is removed (a symlink as a link, never its target), the new file is
+/// created with `O_EXCL` (a link planted meanwhile fails the run instead of being followed),
+/// allocated, given mode 0600 and the swap header (`SWAPSPACE2`, version 1, its last page, a
+/// random UUID) on its descriptor; no program is run on a path.
 pub fn make(root: &Root, request: &SwapRequest) -> Result<Option<String>, SwapError> {
     let path = request.filename.clone();
-    let host = root.host_path(&request.filename);
-    if host.exists() && in_use(root, &request.filename) {
+    let io = |what: &'static str| {
+        let path = path.clone();
+        move |source: std::io::Error| SwapError::Io { path, what, source }
+    };
+    if root.exists(&request.filename) && in_use(root, &request.filename) {
         tracing::info!(file = %path, "swap file exists and is in use: kept");
         return Ok(Some(path));
     }
-    let dir = host.parent().unwrap_or(Path::new("/")).to_owned();
-    std::fs::create_dir_all(&dir).map_err(|source| SwapError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let (dir, name) = root
+        .parent(&request.filename, true)
+        .map_err(io("make its directory"))?;
     let size = match request.size {
         Size::Bytes(bytes) => bytes,
         Size::Auto => {
             let memory = memory_total(root).ok_or(SwapError::NoMemory { path: path.clone() })?;
-            let stat = nix::sys::statvfs::statvfs(&dir).map_err(|e| SwapError::Io {
-                path: path.clone(),
-                source: e.into(),
-            })?;
-            let free = stat.fragment_size() * stat.blocks_free();
-            suggested(memory, request.maxsize, free)
+            let stat = nix::sys::statvfs::fstatvfs(dir.fd())
+                .map_err(|e| io("read its file system's free space")(e.into()))?;
+            suggested(
+                memory,
+                request.maxsize,
+                stat.fragment_size() * stat.blocks_free(),
+            )
         }
     };
-    let mib = size / MIB;
-    if mib == 0 {
-        tracing::info!(file = %path, "not making a swap file: its size comes out 0 MiB");
-        return Ok(None);
-    }
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(4096);
     if size > MAX_SWAP_BYTES {
         return Err(SwapError::TooLarge {
             path,
@@ -190,52 +207,78 @@ pub fn make(root: &Root, request: &SwapRequest) -> Result<Option<String>, SwapEr
             max: MAX_SWAP_BYTES,
         });
     }
-    let shown = host.to_string_lossy().into_owned();
-    let tool_error = |source| SwapError::Tool {
-        path: path.clone(),
-        source,
-    };
-    let _ = std::fs::remove_file(&host);
-    let made = tool::run("fallocate", &["-l", &format!("{mib}M"), &shown]);
-    if !matches!(made, Ok(Some(()))) {
-        let _ = std::fs::remove_file(&host);
-        let count = format!("count={mib}");
-        let of = format!("of={shown}");
-        match tool::run("dd", &["if=/dev/zero", &of, "bs=1M", &count]) {
-            Ok(Some(())) => {}
-            Ok(None) => {
-                return Err(SwapError::Missing {
-                    path,
-                    tool: "fallocate or dd",
-                });
-            }
-            Err(err) => {
-                let _ = std::fs::remove_file(&host);
-                return Err(tool_error(err));
+    // Whole MiB, as cloud-init asks fallocate for (a multiple of the page size).
+    let size = size / MIB * MIB;
+    if size == 0 {
+        tracing::info!(file = %path, "not making a swap file: its size comes out 0 MiB");
+        return Ok(None);
+    }
+    dir.remove_file(&name).map_err(io("remove the old file"))?;
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC;
+    let mut file = root
+        .open_file(&request.filename, flags, 0o600, false, false)
+        .map_err(io("create it"))?;
+    let made = fill(&mut file, size, page);
+    if let Err(err) = made {
+        let _ = dir.remove_file(&name);
+        return Err(io("write it")(err));
+    }
+    Ok(Some(path))
+}
+
+/// Mode 0600, no copy-on-write on btrfs, `size` bytes allocated, the swap header written.
+fn fill(file: &mut File, size: u64, page: u64) -> std::io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let on_btrfs = fstatfs(&*file).is_ok_and(|s| s.filesystem_type().0 == BTRFS_SUPER_MAGIC);
+    if on_btrfs {
+        let mut flags: libc::c_long = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes one long through the pointer, FS_IOC_SETFLAGS reads
+        // one; both point at `flags`, which lives across the calls.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_GETFLAGS, &raw mut flags) };
+        if rc == 0 {
+            flags |= FS_NOCOW_FL;
+            // SAFETY: as above.
+            let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_SETFLAGS, &raw const flags) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
             }
         }
     }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        SwapError::Io {
-            path: path.clone(),
-            source,
+    let length =
+        i64::try_from(size).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    match fallocate(&*file, FallocateFlags::empty(), 0, length) {
+        Ok(()) => {}
+        Err(Errno::EOPNOTSUPP) => {
+            let zeros = vec![0u8; ZERO_CHUNK];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(ZERO_CHUNK as u64) as usize;
+                file.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
         }
-    })?;
-    match tool::run("mkswap", &[&shown]) {
-        Ok(Some(())) => Ok(Some(path)),
-        Ok(None) => {
-            let _ = std::fs::remove_file(&host);
-            Err(SwapError::Missing {
-                path,
-                tool: "mkswap",
-            })
-        }
-        Err(err) => {
-            let _ = std::fs::remove_file(&host);
-            Err(tool_error(err))
-        }
+        Err(errno) => return Err(errno.into()),
     }
+    let mut uuid = [0u8; 16];
+    getrandom::fill(&mut uuid).map_err(std::io::Error::other)?;
+    file.write_all_at(&header(size, page, uuid), 0)?;
+    Ok(())
+}
+
+/// The first page of a swap area as `mkswap` writes it (`union swap_header`): 1 KiB of boot
+/// bits, version 1, the last page's index, no bad pages, the UUID (version 4), no label,
+/// `SWAPSPACE2` in the page's last 10 bytes.
+pub fn header(size: u64, page: u64, mut uuid: [u8; 16]) -> Vec<u8> {
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    let page = usize::try_from(page).unwrap_or(4096);
+    let last_page = u32::try_from(size / page as u64 - 1).unwrap_or(u32::MAX);
+    let mut head = vec![0u8; page];
+    head[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+    head[1028..1032].copy_from_slice(&last_page.to_le_bytes());
+    head[1036..1052].copy_from_slice(&uuid);
+    head[page - 10..].copy_from_slice(b"SWAPSPACE2");
+    head
 }
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
@@ -295,6 +338,23 @@ mod tests {
                 .starts_with("swap.size:")
         );
         assert!(parsed(json!({"size": 1, "filename": "rel"})).is_err());
+    }
+
+    #[test]
+    fn the_header_is_the_one_mkswap_writes() {
+        if !crate::testutil::require_tool("mkswap") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let reference = dir.path().join("reference");
+        std::fs::File::create(&reference)
+            .unwrap()
+            .set_len(4 * MIB)
+            .unwrap();
+        crate::testutil::run(std::process::Command::new("mkswap").arg(&reference));
+        let reference = std::fs::read(&reference).unwrap();
+        let uuid: [u8; 16] = reference[1036..1052].try_into().unwrap();
+        assert_eq!(header(4 * MIB, 4096, uuid), reference[..4096]);
     }
 
     #[test]

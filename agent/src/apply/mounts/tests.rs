@@ -121,10 +121,7 @@ fn nothing_asked_and_no_default_device_leaves_fstab_alone() {
 }
 
 #[test]
-fn a_swap_file_is_made_with_mkswap_and_listed_once() {
-    if !require_tool("mkswap") || !require_tool("fallocate") {
-        return;
-    }
+fn a_swap_file_is_made_as_mkswap_makes_it_and_listed_once() {
     let (_dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
     fs::remove_dir_all(root.host_path("/sys/block/vdb")).unwrap();
     let swap_config = json!({"filename": "/var/swapfile", "size": "1M"});
@@ -142,8 +139,14 @@ fn a_swap_file_is_made_with_mkswap_and_listed_once() {
         (meta.len(), meta.permissions().mode() & 0o777),
         (1 << 20, 0o600)
     );
-    let head = fs::read(&file).unwrap();
-    assert_eq!(&head[4096 - 10..4096], b"SWAPSPACE2");
+    if require_tool("blkid") {
+        let kind = crate::testutil::run(
+            std::process::Command::new("blkid")
+                .args(["-p", "-o", "value", "-s", "TYPE"])
+                .arg(&file),
+        );
+        assert_eq!(kind.trim(), "swap");
+    }
     // A second instance: the file is not in use here (no /proc/swaps under this root: it is
     // kept as it is) and its line, which carries no mark, is not written twice.
     let done = apply(&root, config, &mut warnings).unwrap().unwrap();
@@ -152,6 +155,33 @@ fn a_swap_file_is_made_with_mkswap_and_listed_once() {
         fs::read_to_string(root.host_path(FSTAB)).unwrap(),
         "UUID=r / ext4 defaults 0 1\n/var/swapfile\tnone\tswap\tsw\t0\t0\n"
     );
+}
+
+#[test]
+fn a_symlink_planted_at_the_swap_file_is_replaced_never_followed() {
+    let (dir, root) = root_with("");
+    fs::create_dir_all(root.host_path("/proc")).unwrap();
+    fs::write(
+        root.host_path("/proc/swaps"),
+        "Filename Type Size Used Priority\n",
+    )
+    .unwrap();
+    let victim = root.host_path("/etc/shadow");
+    fs::write(&victim, "root:*:19000::::::\n").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", root.host_path("/swap.img")).unwrap();
+    let request = swap::SwapRequest {
+        filename: "/swap.img".into(),
+        size: swap::Size::Bytes(1 << 20),
+        maxsize: None,
+    };
+    assert_eq!(
+        swap::make(&root, &request).unwrap().as_deref(),
+        Some("/swap.img")
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root:*:19000::::::\n");
+    let made = fs::symlink_metadata(root.host_path("/swap.img")).unwrap();
+    assert!(made.file_type().is_file() && made.len() == 1 << 20);
+    drop(dir);
 }
 
 #[test]
