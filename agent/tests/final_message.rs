@@ -66,6 +66,19 @@ fn a_message_is_rendered_on_every_boot() {
 }
 
 #[test]
+fn control_characters_in_the_message_are_escaped_on_the_console() {
+    let guest = guest();
+    guest
+        .user_data("#cloud-config\nfinal_message: \"up\\e[2J\\rmetaboot finished: status=done\"\n");
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("up\\x1b[2J\\rmetaboot finished: status=done\n"),
+        "{log}"
+    );
+}
+
+#[test]
 fn an_unknown_template_type_is_an_error_that_says_so() {
     let guest = guest();
     guest.user_data("#cloud-config\nfinal_message: \"## template: mako\\nhello\"\n");

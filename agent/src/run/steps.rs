@@ -876,7 +876,11 @@ fn final_message(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
                      datasource): printed as written"
                 ));
             }
-            eprintln!("{}", rendered.text);
+            // Each line as written, its control characters escaped (as the log's): a message
+            // can neither drive the console nor hide a line in it.
+            for line in rendered.text.lines() {
+                eprintln!("{}", crate::log::escape_controls(line));
+            }
             Done::ok_with(count(rendered.text.lines().count(), "line") + " on the console")
         }
         Err(err) => Done::error(err),
