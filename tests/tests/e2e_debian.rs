@@ -14,7 +14,9 @@
 //!
 //! By default each image boots on both metadata paths (router and isolated), and one of the
 //! four boots through a real libvirtd (`virsh create` of a transient domain) instead of the
-//! harness's own QEMU; two boot at once, in one lab. On the router path the user data also
+//! harness's own QEMU; two boot at once, in one lab. Every guest also gets an ephemeral disk
+//! as nova makes one (ext4 labelled `ephemeral0`), found mounted on `/mnt`, and a swap file
+//! from its user data, found in `/proc/swaps`. On the router path the user data also
 //! asks for a reboot once provisioned (`power_state`) and a `final_message`: the first boot
 //! must end by itself with the message on its console, and the checks run on the second boot
 //! (runcmd not re-run). `METABOOT_E2E_DEBIAN` (space-separated `path/image[@libvirt][+reboot]`)
