@@ -104,17 +104,29 @@ fn basic(text: &str, values: &Values, left: &mut Vec<String>) -> String {
             rest = after;
             continue;
         }
-        match values.get(name) {
-            Some(value) => out.push_str(value),
-            None => {
-                out.push_str(written);
-                left.push(written.to_owned());
-            }
-        }
+        substitute(&mut out, values, name, written, left);
         rest = &rest[at + written.len()..];
     }
     out.push_str(rest);
     out
+}
+
+/// Appends the value of variable `name`, or, when there is none, the text as `written` (and
+/// notes it in `left`).
+fn substitute(
+    out: &mut String,
+    values: &Values,
+    name: &str,
+    written: &str,
+    left: &mut Vec<String>,
+) {
+    match values.get(name) {
+        Some(value) => out.push_str(value),
+        None => {
+            out.push_str(written);
+            left.push(written.to_owned());
+        }
+    }
 }
 
 /// `{{ name }}` (spaces allowed); statements (`{% … %}`) and other expressions stay as written.
@@ -130,13 +142,7 @@ fn jinja(text: &str, values: &Values, left: &mut Vec<String>) -> String {
         };
         let written = &rest[at..at + end + 2];
         let name = written[2..written.len() - 2].trim();
-        match values.get(name) {
-            Some(value) => out.push_str(value),
-            None => {
-                out.push_str(written);
-                left.push(written.to_owned());
-            }
-        }
+        substitute(&mut out, values, name, written, left);
         rest = &rest[at + written.len()..];
     }
     out.push_str(rest);
