@@ -215,11 +215,7 @@ impl PowerChange {
 
     /// The whole command line, for messages.
     pub fn command_line(&self) -> String {
-        self.argv()
-            .iter()
-            .map(|a| super::scripts::shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        super::scripts::shell_line(&self.argv())
     }
 }
 

@@ -53,6 +53,12 @@ pub fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
+/// An argv as one `/bin/sh` command line, each item quoted ([`shell_quote`]).
+pub fn shell_line(argv: &[impl std::ops::Deref<Target = str>]) -> String {
+    let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    quoted.join(" ")
+}
+
 /// The `#!/bin/sh` script of a `bootcmd` / `runcmd` list: text items as they are, argv items
 /// quoted and joined, null items skipped.
 pub fn commands_to_script(commands: &[Option<Command>]) -> String {
@@ -60,10 +66,7 @@ pub fn commands_to_script(commands: &[Option<Command>]) -> String {
     for command in commands.iter().flatten() {
         match command {
             Command::Shell(text) => script.push_str(text),
-            Command::Argv(argv) => {
-                let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-                script.push_str(&quoted.join(" "));
-            }
+            Command::Argv(argv) => script.push_str(&shell_line(argv)),
         }
         script.push('\n');
     }

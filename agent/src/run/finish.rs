@@ -70,11 +70,7 @@ fn run_after_commit(state: &State, report: &mut Report) {
         let Some((program, args)) = argv.split_first() else {
             continue;
         };
-        let line = argv
-            .iter()
-            .map(|arg| scripts::shell_quote(arg))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let line = scripts::shell_line(&argv);
         tracing::info!("the run is over: running {line}");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let failure = match tool::run(program, &args) {
