@@ -72,6 +72,12 @@ impl FsType {
 
 /// Where a swap area's signature ends: the end of its first page (4 KiB on x86-64).
 const SWAP_PAGE: usize = 4096;
+/// A swap area's signature, the last bytes of its first page (`union swap_header`).
+pub const SWAP_MAGIC: &[u8; 10] = b"SWAPSPACE2";
+/// Where a swap area's UUID and label are (after 1 KiB of boot bits, the version, the last
+/// page and the bad page count).
+pub const SWAP_UUID: std::ops::Range<usize> = 1036..1052;
+pub const SWAP_LABEL: std::ops::Range<usize> = 1052..1068;
 
 fn label(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
@@ -101,11 +107,11 @@ pub fn probe_label(head: &[u8]) -> Option<(FsType, String)> {
     {
         return Some((FsType::Xfs, label(&sb[108..120])));
     }
-    // A swap area: "SWAPSPACE2" ends its first page; the label at 1024 + 28 (16 bytes).
+    // A swap area: its signature ends its first page.
     if let Some(page) = head.get(..SWAP_PAGE)
-        && &page[SWAP_PAGE - 10..] == b"SWAPSPACE2"
+        && page.ends_with(SWAP_MAGIC)
     {
-        return Some((FsType::Swap, label(&page[1052..1068])));
+        return Some((FsType::Swap, label(&page[SWAP_LABEL])));
     }
     let boot = head.get(..512)?;
     if boot[510..512] != [0x55, 0xAA] {

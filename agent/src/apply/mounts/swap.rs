@@ -12,7 +12,9 @@ use nix::fcntl::{FallocateFlags, OFlag, fallocate};
 use nix::sys::statfs::fstatfs;
 use serde_json::{Map, Value};
 
+use crate::apply::resizefs::BTRFS_SUPER_MAGIC;
 use crate::root::Root;
+use crate::source::drive::{SWAP_MAGIC, SWAP_UUID};
 
 /// cloud-init's default swap file.
 pub const DEFAULT_FILENAME: &str = "/swap.img";
@@ -151,8 +153,6 @@ fn in_use(root: &Root, filename: &str) -> bool {
     }
 }
 
-/// statfs(2) `f_type` of btrfs, whose swap files must not be copy-on-write.
-const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
 /// `FS_IOC_GETFLAGS` / `FS_IOC_SETFLAGS` (`_IOR/_IOW('f', 1/2, long)`) and `FS_NOCOW_FL`: what
 /// `chattr +C` does.
 const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
@@ -276,8 +276,8 @@ pub fn header(size: u64, page: u64, mut uuid: [u8; 16]) -> Vec<u8> {
     let mut head = vec![0u8; page];
     head[1024..1028].copy_from_slice(&1u32.to_le_bytes());
     head[1028..1032].copy_from_slice(&last_page.to_le_bytes());
-    head[1036..1052].copy_from_slice(&uuid);
-    head[page - 10..].copy_from_slice(b"SWAPSPACE2");
+    head[SWAP_UUID].copy_from_slice(&uuid);
+    head[page - SWAP_MAGIC.len()..].copy_from_slice(SWAP_MAGIC);
     head
 }
 
