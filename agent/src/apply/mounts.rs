@@ -9,11 +9,14 @@ mod devices;
 mod fstab;
 pub mod swap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::growpart::partition::MOUNTINFO;
 use super::tool::{self, ToolError};
 use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
+use crate::userdata::cloud_config::StrLike;
 pub use devices::Devices;
 pub use fstab::{Fstab, MNT_COMMENT};
 
@@ -70,14 +73,12 @@ pub struct Applied {
 /// One field of an entry: text, or nothing (`null`: the default, or "leave this device out").
 type Field = Option<String>;
 
+/// One field: text whatever YAML made of it, as cloud-init `str()`s it ([`StrLike`]), or
+/// `null`.
 fn field(value: &Value) -> Result<Field, String> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(text) => Ok(Some(text.clone())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        Value::Bool(b) => Ok(Some(if *b { "True" } else { "False" }.to_owned())),
-        other => Err(format!("{other} is not a field")),
-    }
+    Option::<StrLike>::deserialize(value)
+        .map(|field| field.map(|text| text.0))
+        .map_err(|e| e.to_string())
 }
 
 /// `mounts`: a list of lists of fields; an entry that is not a list is a warning.
@@ -315,14 +316,16 @@ fn run(applied: &mut Applied, tool: &'static str, args: &[&str]) -> Result<(), M
     }
 }
 
-/// Whether `dir` is a mount point now (`/proc/self/mountinfo`).
+/// Whether `dir` is a mount point now (this process's mounts; their mount points are
+/// octal-escaped as fstab's fields are).
 fn is_mounted(root: &Root, dir: &str) -> bool {
-    root.read_optional_string("/proc/self/mountinfo")
+    root.read_optional_string(MOUNTINFO)
         .ok()
         .flatten()
         .is_some_and(|info| {
             info.lines()
-                .any(|line| line.split_whitespace().nth(4) == Some(dir))
+                .filter_map(|line| line.split_whitespace().nth(4))
+                .any(|point| fstab::unescape(point) == dir)
         })
 }
 
