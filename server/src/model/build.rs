@@ -31,7 +31,8 @@ pub struct Model {
     pub codec: Option<Arc<Codec>>,
     pub networks: HashMap<Uuid, NetworkEntry>,
     next_slot: u32,
-    pub routers: HashMap<Uuid, Router>,
+    /// Router id → the ids of the networks attached to it (parsed once, here).
+    pub routers: HashMap<Uuid, Box<[Uuid]>>,
     pub instances: HashMap<Uuid, Arc<InstanceRecord>>,
     /// (network slot, IPv4 address) → owner, as one 64-bit key.
     v4: HashMap<u64, Arc<InstanceRecord>>,
@@ -109,9 +110,15 @@ impl Model {
         Ok(())
     }
 
-    fn put_router(&mut self, router: Router) -> Result<(), RecordError> {
+    fn put_router(&mut self, router: &Router) -> Result<(), RecordError> {
         let id = parse_id("router id", &router.id)?;
-        self.routers.insert(id, router);
+        // An id that is not a uuid names no network a port can be on: skipped.
+        let networks = router
+            .networks
+            .iter()
+            .filter_map(|network| Uuid::parse_str(network).ok())
+            .collect();
+        self.routers.insert(id, networks);
         Ok(())
     }
 
@@ -192,7 +199,7 @@ impl Model {
         for (id, router) in prepared.routers {
             match router {
                 Some(router) => {
-                    if let Err(err) = self.put_router(router) {
+                    if let Err(err) = self.put_router(&router) {
                         tracing::warn!(error = %err, "a router the model cannot keep");
                     }
                 }
@@ -320,7 +327,7 @@ impl<'i> Builder<'i> {
                 }
             }
             Record::Router(router) => {
-                if let Err(err) = self.model.put_router(router) {
+                if let Err(err) = self.model.put_router(&router) {
                     self.skip(&err);
                 }
             }
