@@ -22,6 +22,11 @@ pub struct NetworkEntry {
     pub slot: u32,
 }
 
+/// The model's maps. Their keys are ids and addresses the registry holds, not what a guest
+/// sends (a guest's request only looks keys up), so a fast hash with a per-process seed serves
+/// them; SipHash was most of a lookup's cost.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The registry in memory: what every guest request is answered from.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -29,20 +34,20 @@ pub struct Model {
     pub seq: i64,
     /// The dictionary user data is compressed with (`None` until there are samples).
     pub codec: Option<Arc<Codec>>,
-    pub networks: HashMap<Uuid, NetworkEntry>,
+    pub networks: Map<Uuid, NetworkEntry>,
     next_slot: u32,
     /// Router id → the ids of the networks attached to it (parsed once, here).
-    pub routers: HashMap<Uuid, Box<[Uuid]>>,
-    pub instances: HashMap<Uuid, Arc<InstanceRecord>>,
+    pub routers: Map<Uuid, Box<[Uuid]>>,
+    pub instances: Map<Uuid, Arc<InstanceRecord>>,
     /// (network slot, IPv4 address) → owner, as one 64-bit key.
-    v4: HashMap<u64, Arc<InstanceRecord>>,
+    v4: Map<u64, Arc<InstanceRecord>>,
     /// (network slot, IPv6 address) → owner.
-    v6: HashMap<(u32, u128), Arc<InstanceRecord>>,
+    v6: Map<(u32, u128), Arc<InstanceRecord>>,
     /// (network slot, MAC) → owner: a guest calling from its link-local address is found by
     /// the MAC inside it (docs/protocol.md §2.3 step 2). Only ports on networks with an IPv6
     /// subnet: metadata over IPv6 is served on those alone, and a million IPv4-only ports
     /// would spend tens of MiB on entries nobody can ask for.
-    macs: HashMap<(u32, u64), Arc<InstanceRecord>>,
+    macs: Map<(u32, u64), Arc<InstanceRecord>>,
 }
 
 /// An address on a network, as the index keys it.
