@@ -150,8 +150,10 @@ fn every_field_is_posted_once_per_instance() {
     assert_eq!(value("pub_key_ed25519"), ED25519);
     assert_eq!(value("pub_key_rsa"), "N/A");
     assert_eq!(value("instance_id"), UUID);
-    assert_eq!(value("hostname"), "web");
-    assert_eq!(value("fqdn"), "web.example.org");
+    // The datasource's names (meta_data's `hostname`), as cloud-init posts them, not the
+    // cloud-config's `fqdn`.
+    assert_eq!(value("hostname"), "test");
+    assert_eq!(value("fqdn"), "test.novalocal");
     assert_eq!(
         guest.step("phone-home"),
         (

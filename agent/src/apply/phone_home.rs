@@ -12,7 +12,8 @@
 //! The body is `application/x-www-form-urlencoded`, the fields in the order `post` lists them
 //! (`all`: [`FIELDS`]): `pub_key_dsa`, `pub_key_rsa`, `pub_key_ecdsa`, `pub_key_ed25519` (each
 //! `/etc/ssh/ssh_host_<type>_key.pub` as the file holds it), `instance_id`, `hostname`,
-//! `fqdn`. A field that is not known, or a key file that is missing, is posted as `N/A`, as
+//! `fqdn` (the datasource's names, from meta_data's `hostname`, as cloud-init's
+//! `cloud.get_hostname()` gives them: not the cloud-config's `hostname` or `fqdn`). A field that is not known, or a key file that is missing, is posted as `N/A`, as
 //! cloud-init does. The agent's HTTP client is plain HTTP to IP literals (no name lookup, no
 //! TLS in the static binary): another URL is refused with a message saying so.
 

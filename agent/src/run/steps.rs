@@ -862,7 +862,8 @@ fn mounts(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
 }
 
 /// The `phone-home` step (cloud-init's `phone_home`, once per instance, after the keys are on
-/// the console): the instance's id, names and host keys POSTed as a form to `url`. As with
+/// the console): the instance's id, the datasource's host names and the host keys POSTed as a
+/// form to `url`. As with
 /// cloud-init, a POST that fails in every try is a warning, not a failed run: the instance
 /// itself is provisioned.
 fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
@@ -876,8 +877,11 @@ fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     };
     let url = phone_home::render_url(&request.url, &i.id);
     let mut values: Vec<(&str, String)> = vec![("instance_id", i.id.clone())];
-    match names(i) {
-        Ok((names, _)) => {
+    // The datasource's names, as cloud-init's `cloud.get_hostname()` gives them (meta_data's
+    // `hostname`), not the ones the cloud-config sets.
+    match hostname::current(i.root) {
+        Ok(current) => {
+            let names = hostname::resolve(None, None, Some(i.meta.hostname.as_str()), &current);
             values.push(("hostname", names.hostname));
             values.push(("fqdn", names.fqdn));
         }
