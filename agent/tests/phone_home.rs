@@ -255,3 +255,31 @@ fn a_refusal_or_a_url_the_agent_cannot_reach_is_a_warning_and_the_run_is_done() 
         "{warnings}"
     );
 }
+
+#[test]
+fn in_the_final_stage_the_meta_data_names_are_posted() {
+    // As metaboot-final.service runs it: the init stage sets the user data's host name, the
+    // final stage posts meta_data's, from what the init stage cached.
+    let receiver = Receiver::start(&[]);
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nhostname: ud-name\nphone_home:\n  url: http://{}/$INSTANCE_ID\n  post: [hostname, fqdn]\n",
+        receiver.addr
+    ));
+    let (code, log) = guest.run_stage("init");
+    assert_eq!(code, 0, "{log}");
+    assert!(receiver.got().is_empty(), "posted in the init stage");
+    assert_eq!(guest.read("/etc/hostname").trim(), "ud-name");
+    let (code, log) = guest.run_stage("final");
+    assert_eq!(code, 0, "{log}");
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].line, format!("POST /{UUID} HTTP/1.1"));
+    assert_eq!(
+        fields(&got[0].body),
+        [
+            ("hostname".to_owned(), "test".to_owned()),
+            ("fqdn".to_owned(), "test.novalocal".to_owned()),
+        ]
+    );
+}

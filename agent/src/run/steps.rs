@@ -863,9 +863,8 @@ fn mounts(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
 
 /// The `phone-home` step (cloud-init's `phone_home`, once per instance, after the keys are on
 /// the console): the instance's id, the datasource's host names and the host keys POSTed as a
-/// form to `url`. As with
-/// cloud-init, a POST that fails in every try is a warning, not a failed run: the instance
-/// itself is provisioned.
+/// form to `url`. As with cloud-init, a POST that fails in every try is a warning, not a failed
+/// run: the instance itself is provisioned.
 fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     let Some(config) = &i.config.phone_home else {
         return Done::skipped("no phone_home");
