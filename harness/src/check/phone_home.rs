@@ -64,7 +64,12 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on `ip`:[`PHONE_HOME_PORT`] inside namespace `ns`.
     pub fn start(ns: &str, ip: IpAddr) -> anyhow::Result<Self> {
-        let addr = SocketAddr::new(ip, PHONE_HOME_PORT);
+        Self::start_on(ns, SocketAddr::new(ip, PHONE_HOME_PORT))
+    }
+
+    /// Listens on `addr` inside namespace `ns`; port 0 takes a free one (see [`Receiver::url`]),
+    /// so that guests booting at once each have their own.
+    pub fn start_on(ns: &str, addr: SocketAddr) -> anyhow::Result<Self> {
         let path = Path::new(netns::NETNS_DIR).join(ns);
         let file = std::fs::File::open(&path)
             .with_context(|| format!("failed to open {}", path.display()))?;
@@ -79,9 +84,14 @@ impl Receiver {
                     TcpListener::bind(addr)
                         .with_context(|| format!("failed to listen on {addr} in {name}"))
                 });
-            let listener = match listener {
-                Ok(listener) => {
-                    let _ = ready.send(Ok(()));
+            let listener = match listener.and_then(|listener| {
+                let local = listener
+                    .local_addr()
+                    .context("the receiver has no address")?;
+                Ok((listener, local))
+            }) {
+                Ok((listener, local)) => {
+                    let _ = ready.send(Ok(local));
                     listener
                 }
                 Err(err) => {
@@ -99,11 +109,11 @@ impl Receiver {
                 }
             }
         });
-        match bound.recv() {
-            Ok(Ok(())) => {}
+        let addr = match bound.recv() {
+            Ok(Ok(local)) => local,
             Ok(Err(err)) => return Err(err),
             Err(_) => bail!("the phone-home receiver's thread ended before it listened"),
-        }
+        };
         Ok(Self {
             ns: ns.to_owned(),
             addr,
@@ -113,9 +123,9 @@ impl Receiver {
         })
     }
 
-    /// The URL a guest posts to ([`url_at`] of its address).
+    /// The URL a guest posts to, with cloud-init's `$INSTANCE_ID` in its path.
     pub fn url(&self) -> String {
-        url_at(self.addr.ip())
+        format!("http://{}/$INSTANCE_ID/", self.addr)
     }
 
     /// Every request received so far.

@@ -268,7 +268,8 @@ impl Runner<'_> {
                 report.checks.push(power_state::phoned_home(
                     &receiver.posted(),
                     &record.uuid,
-                    &first.intent.hostname,
+                    &first.meta_hostname,
+                    false,
                 ));
             }
             drop(tap);

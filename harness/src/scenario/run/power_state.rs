@@ -77,8 +77,15 @@ impl Runner<'_> {
 }
 
 /// The guest's `phone_home` (per instance: one POST over both boots) reached the lab: to
-/// `/<instance id>/`, with the instance id and the host name the user data set.
-pub(crate) fn phoned_home(posted: &[Posted], uuid: &str, hostname: &str) -> CheckResult {
+/// `/<instance id>/`, with the instance id and `hostname`, meta_data's (cloud-init posts the
+/// datasource's name, not the one the user data sets), and, when `host_key`, the guest's
+/// ed25519 host key.
+pub(crate) fn phoned_home(
+    posted: &[Posted],
+    uuid: &str,
+    hostname: &str,
+    host_key: bool,
+) -> CheckResult {
     let one = match posted {
         [one] => Some(one),
         _ => None,
@@ -89,13 +96,22 @@ pub(crate) fn phoned_home(posted: &[Posted], uuid: &str, hostname: &str) -> Chec
             && post.field("instance_id") == Some(uuid)
             && post.field("hostname") == Some(hostname)
             && post.fields.len() == 7
+            && (!host_key
+                || post
+                    .field("pub_key_ed25519")
+                    .is_some_and(|key| key.starts_with("ssh-ed25519 ")))
     });
     CheckResult::from_bool(
         "phoned home once (phone_home)",
         passed,
         format!(
-            "expected one POST /{uuid}/ with instance_id={uuid}, hostname={hostname} and 7 \
-             fields; got {posted:?}"
+            "expected one POST /{uuid}/ with instance_id={uuid}, hostname={hostname}{} and 7 \
+             fields; got {posted:?}",
+            if host_key {
+                ", an ed25519 host key"
+            } else {
+                ""
+            }
         ),
     )
 }
@@ -166,12 +182,16 @@ mod tests {
                  &instance_id={id}&hostname=ud-x&fqdn=ud-x"
             )),
         };
-        assert!(phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x").passed);
-        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-y").passed);
-        assert!(!phoned_home(&[posted("/i-2/", "i-1")], "i-1", "ud-x").passed);
-        assert!(!phoned_home(&[], "i-1", "ud-x").passed);
+        assert!(phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", false).passed);
+        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", true).passed);
+        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-y", false).passed);
+        assert!(!phoned_home(&[posted("/i-2/", "i-1")], "i-1", "ud-x", false).passed);
+        assert!(!phoned_home(&[], "i-1", "ud-x", false).passed);
         let twice = [posted("/i-1/", "i-1"), posted("/i-1/", "i-1")];
-        assert!(!phoned_home(&twice, "i-1", "ud-x").passed);
+        assert!(!phoned_home(&twice, "i-1", "ud-x", false).passed);
+        let mut keyed = posted("/i-1/", "i-1");
+        keyed.fields[3].1 = "ssh-ed25519 AAAAC3Nz root@h\n".into();
+        assert!(phoned_home(&[keyed], "i-1", "ud-x", true).passed);
         let cloud_init = format!(
             "[  61.2] {FINAL_MESSAGE_PREFIX}58.03 s, datasource DataSourceOpenStack [net,ver=2]\n"
         );
