@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use nix::sched::{CloneFlags, setns};
 
+use super::CheckResult;
 use crate::lab::netns;
 
 /// The port the receiver listens on.
@@ -137,9 +138,12 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = netns::tcp_probe(&self.ns, self.addr, Duration::from_secs(1));
-        if let Some(thread) = self.thread.take() {
+        // Wake the accept loop so it sees the flag. When that fails (the namespace is gone),
+        // the thread is left blocked in accept rather than waited for: it ends with the process.
+        let woken = netns::tcp_probe(&self.ns, self.addr, Duration::from_secs(1)).is_ok();
+        if let Some(thread) = self.thread.take()
+            && woken
+        {
             let _ = thread.join();
         }
     }
@@ -177,6 +181,46 @@ fn receive(mut stream: std::net::TcpStream) -> Option<Posted> {
         path,
         fields: form_fields(&String::from_utf8_lossy(&body)),
     })
+}
+
+/// The guest's `phone_home` (per instance: one POST over both boots) reached the lab: to
+/// `/<instance id>/`, with the instance id and `hostname`, meta_data's (cloud-init posts the
+/// datasource's name, not the one the user data sets), and, when `host_key`, the guest's
+/// ed25519 host key.
+pub(crate) fn phoned_home(
+    posted: &[Posted],
+    uuid: &str,
+    hostname: &str,
+    host_key: bool,
+) -> CheckResult {
+    let one = match posted {
+        [one] => Some(one),
+        _ => None,
+    };
+    let passed = one.is_some_and(|post| {
+        post.method == "POST"
+            && post.path == format!("/{uuid}/")
+            && post.field("instance_id") == Some(uuid)
+            && post.field("hostname") == Some(hostname)
+            && post.fields.len() == 7
+            && (!host_key
+                || post
+                    .field("pub_key_ed25519")
+                    .is_some_and(|key| key.starts_with("ssh-ed25519 ")))
+    });
+    CheckResult::from_bool(
+        "phoned home once (phone_home)",
+        passed,
+        format!(
+            "expected one POST /{uuid}/ with instance_id={uuid}, hostname={hostname}{} and 7 \
+             fields; got {posted:?}",
+            if host_key {
+                ", an ed25519 host key"
+            } else {
+                ""
+            }
+        ),
+    )
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body, decoded (`+` a space, `%XX` a
@@ -238,5 +282,27 @@ mod tests {
             ]
         );
         assert!(form_fields("").is_empty());
+    }
+
+    #[test]
+    fn one_post_to_the_instance_with_its_names_passes() {
+        let posted = |path: &str, id: &str| Posted {
+            method: "POST".into(),
+            path: path.into(),
+            fields: form_fields(&format!(
+                "pub_key_dsa=N%2FA&pub_key_rsa=N%2FA&pub_key_ecdsa=N%2FA&pub_key_ed25519=N%2FA\
+                 &instance_id={id}&hostname=ud-x&fqdn=ud-x"
+            )),
+        };
+        assert!(phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", false).passed);
+        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", true).passed);
+        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-y", false).passed);
+        assert!(!phoned_home(&[posted("/i-2/", "i-1")], "i-1", "ud-x", false).passed);
+        assert!(!phoned_home(&[], "i-1", "ud-x", false).passed);
+        let twice = [posted("/i-1/", "i-1"), posted("/i-1/", "i-1")];
+        assert!(!phoned_home(&twice, "i-1", "ud-x", false).passed);
+        let mut keyed = posted("/i-1/", "i-1");
+        keyed.fields[3].1 = "ssh-ed25519 AAAAC3Nz root@h\n".into();
+        assert!(phoned_home(&[keyed], "i-1", "ud-x", true).passed);
     }
 }

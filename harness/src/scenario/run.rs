@@ -265,7 +265,7 @@ impl Runner<'_> {
             let result =
                 self.power_state(scenario, &first_boot, &second_boot, &target, &first, report);
             if result.is_ok() {
-                report.checks.push(power_state::phoned_home(
+                report.checks.push(crate::check::phone_home::phoned_home(
                     &receiver.posted(),
                     &record.uuid,
                     &first.meta_hostname,

@@ -266,7 +266,7 @@ fn run_guest(
         .and_then(|()| verdict_and_checks(&vm, spec, &target, &who, askpass, &stage, report))
         .map(|()| {
             if let Some(receiver) = &receiver {
-                report.checks.push(power_state::phoned_home(
+                report.checks.push(crate::check::phone_home::phoned_home(
                     &receiver.posted(),
                     &record.uuid,
                     &meta_hostname,

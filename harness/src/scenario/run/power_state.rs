@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use super::{Identity, Runner, ScenarioReport};
 use crate::check::CheckResult;
-use crate::check::phone_home::Posted;
 use crate::check::ssh::SshTarget;
 use crate::guest::qemu::{BOOT_TIMEOUT, RunningGuest};
 use crate::guest::{Guest, serial};
@@ -76,46 +75,6 @@ impl Runner<'_> {
     }
 }
 
-/// The guest's `phone_home` (per instance: one POST over both boots) reached the lab: to
-/// `/<instance id>/`, with the instance id and `hostname`, meta_data's (cloud-init posts the
-/// datasource's name, not the one the user data sets), and, when `host_key`, the guest's
-/// ed25519 host key.
-pub(crate) fn phoned_home(
-    posted: &[Posted],
-    uuid: &str,
-    hostname: &str,
-    host_key: bool,
-) -> CheckResult {
-    let one = match posted {
-        [one] => Some(one),
-        _ => None,
-    };
-    let passed = one.is_some_and(|post| {
-        post.method == "POST"
-            && post.path == format!("/{uuid}/")
-            && post.field("instance_id") == Some(uuid)
-            && post.field("hostname") == Some(hostname)
-            && post.fields.len() == 7
-            && (!host_key
-                || post
-                    .field("pub_key_ed25519")
-                    .is_some_and(|key| key.starts_with("ssh-ed25519 ")))
-    });
-    CheckResult::from_bool(
-        "phoned home once (phone_home)",
-        passed,
-        format!(
-            "expected one POST /{uuid}/ with instance_id={uuid}, hostname={hostname}{} and 7 \
-             fields; got {posted:?}",
-            if host_key {
-                ", an ed25519 host key"
-            } else {
-                ""
-            }
-        ),
-    )
-}
-
 /// Whether the console shows the run finished `done`, then the reboot asked for.
 fn reboot_after_done(console: &str) -> bool {
     let Some(done) = console.find("metaboot finished: status=done") else {
@@ -174,24 +133,6 @@ mod tests {
         assert!(!reboot_after_done("metaboot finished: status=error\n"));
         let unrendered = format!("{FINAL_MESSAGE_PREFIX}$UPTIME s, datasource $datasource\n");
         assert!(!final_message(&unrendered, None).passed);
-        let posted = |path: &str, id: &str| Posted {
-            method: "POST".into(),
-            path: path.into(),
-            fields: crate::check::phone_home::form_fields(&format!(
-                "pub_key_dsa=N%2FA&pub_key_rsa=N%2FA&pub_key_ecdsa=N%2FA&pub_key_ed25519=N%2FA\
-                 &instance_id={id}&hostname=ud-x&fqdn=ud-x"
-            )),
-        };
-        assert!(phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", false).passed);
-        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", true).passed);
-        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-y", false).passed);
-        assert!(!phoned_home(&[posted("/i-2/", "i-1")], "i-1", "ud-x", false).passed);
-        assert!(!phoned_home(&[], "i-1", "ud-x", false).passed);
-        let twice = [posted("/i-1/", "i-1"), posted("/i-1/", "i-1")];
-        assert!(!phoned_home(&twice, "i-1", "ud-x", false).passed);
-        let mut keyed = posted("/i-1/", "i-1");
-        keyed.fields[3].1 = "ssh-ed25519 AAAAC3Nz root@h\n".into();
-        assert!(phoned_home(&[keyed], "i-1", "ud-x", true).passed);
         let cloud_init = format!(
             "[  61.2] {FINAL_MESSAGE_PREFIX}58.03 s, datasource DataSourceOpenStack [net,ver=2]\n"
         );
