@@ -32,13 +32,22 @@ pub enum RetryError<E: std::error::Error + 'static> {
         #[source]
         last: E,
     },
+    /// Transient failures in each of the attempts allowed.
+    #[error("Gave up after {attempts} attempts")]
+    Attempts {
+        attempts: u32,
+        #[source]
+        last: E,
+    },
 }
 
 impl<E: std::error::Error + 'static> RetryError<E> {
     /// The underlying error of the last attempt.
     pub fn last(&self) -> &E {
         match self {
-            RetryError::Permanent(err) | RetryError::Deadline { last: err, .. } => err,
+            RetryError::Permanent(err)
+            | RetryError::Deadline { last: err, .. }
+            | RetryError::Attempts { last: err, .. } => err,
         }
     }
 }
@@ -49,6 +58,8 @@ pub struct Retry {
     deadline: Instant,
     base: Duration,
     cap: Duration,
+    /// At most this many attempts, when set (a deadline still applies).
+    attempts: Option<u32>,
 }
 
 impl Retry {
@@ -58,6 +69,15 @@ impl Retry {
             deadline,
             base: BACKOFF_BASE,
             cap: BACKOFF_CAP,
+            attempts: None,
+        }
+    }
+
+    /// Same bounds, at most `attempts` attempts (at least one).
+    pub fn with_attempts(self, attempts: u32) -> Self {
+        Retry {
+            attempts: Some(attempts.max(1)),
+            ..self
         }
     }
 
@@ -106,6 +126,13 @@ impl Retry {
             if !error.is_transient() {
                 tracing::warn!(what, attempt, error = %shown, "failed (not retried)");
                 return Err(RetryError::Permanent(error));
+            }
+            if self.attempts.is_some_and(|most| attempt >= most) {
+                tracing::warn!(what, attempt, error = %shown, "failed; no attempts left");
+                return Err(RetryError::Attempts {
+                    attempts: attempt,
+                    last: error,
+                });
             }
             let remaining = self.remaining();
             if remaining.is_zero() {
@@ -197,6 +224,28 @@ mod tests {
         assert_eq!(attempts, calls);
         assert!(calls >= 4, "only {calls} attempts");
         assert!(elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_cap_on_attempts_stops_retrying_before_the_deadline() {
+        let mut calls = 0;
+        let got: Result<(), _> = fast(Duration::from_secs(60))
+            .with_attempts(3)
+            .run("test", |_| {
+                calls += 1;
+                Err(Fake(true))
+            });
+        assert!(matches!(got, Err(RetryError::Attempts { attempts: 3, .. })));
+        assert_eq!(calls, 3);
+        // Zero attempts still makes one.
+        let mut calls = 0;
+        let _: Result<(), _> = fast(Duration::from_secs(60))
+            .with_attempts(0)
+            .run("test", |_| {
+                calls += 1;
+                Err(Fake(true))
+            });
+        assert_eq!(calls, 1);
     }
 
     #[test]

@@ -390,7 +390,12 @@ fn the_host_keys_are_printed_on_the_console_at_the_end_of_the_run() {
     assert!(at("scripts-user") < at("keys-to-console"));
     assert_eq!(
         names[at("keys-to-console")..],
-        ["keys-to-console", "final-message", "power-state"]
+        [
+            "keys-to-console",
+            "phone-home",
+            "final-message",
+            "power-state"
+        ]
     );
 
     // Once per instance: the next boot prints nothing.

@@ -216,6 +216,7 @@ fn short(name: &str) -> &'static str {
         "rebooted itself once provisioned (power_state)" => "reboot",
         "final message on the console" => "final-msg",
         "not rebooted again (once per instance)" => "no-reboot",
+        "phoned home once (phone_home)" => "phone-home",
         _ => "check",
     }
 }

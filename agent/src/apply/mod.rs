@@ -1,7 +1,7 @@
 //! Applying instance data under a root: hostname, hosts, users, keys, passwords, sshd,
 //! write_files, scripts, entropy, the root partition and file system grown, mounts and swap,
 //! the time zone,
-//! the host keys on the console, the final message and the power state. Each submodule is one
+//! the host keys on the console, the phone-home POST, the final message and the power state. Each submodule is one
 //! concern; the run drives them as steps.
 
 pub mod ca_certs;
@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod network;
 pub mod password_postback;
 pub mod passwords;
+pub mod phone_home;
 pub mod power_state;
 pub mod random_seed;
 pub mod resizefs;

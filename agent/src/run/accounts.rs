@@ -279,7 +279,7 @@ fn password_url(i: &Instance<'_>, client: &HttpClient) -> Result<String, String>
 /// POSTs the encrypted password. A 409 after a retried POST may mean the first one did
 /// arrive: then the stored text is ours, and that is a success.
 fn post_password(client: &HttpClient, url: &str, posted: &str) -> Result<(), String> {
-    match client.post(url, posted.as_bytes()) {
+    match client.post(url, "text/plain", posted.as_bytes()) {
         Ok(()) => Ok(()),
         Err(err) => {
             let conflict = matches!(err.last(), FetchError::PostStatus { status: 409, .. });

@@ -4,7 +4,7 @@
 
 use metaboot_proto::{MetaData, NetworkData as OpenStackNetworkData};
 
-use super::instance::{CLOUD_CONFIG_CACHE, Instance};
+use super::instance::{CLOUD_CONFIG_CACHE, Instance, META_DATA_CACHE};
 use crate::apply::network::NetworkDoc;
 use crate::config::Settings;
 use crate::log::chain;
@@ -97,7 +97,7 @@ fn meta_data(
         cache(
             state,
             &parsed.uuid,
-            "meta_data.json",
+            META_DATA_CACHE,
             &redact::meta_data(&raw),
         );
         let message = format!(

@@ -28,6 +28,8 @@ pub struct Instance<'a> {
 
 /// The merged cloud-config the fetch phase caches under the instance's directory.
 pub const CLOUD_CONFIG_CACHE: &str = "cloud-config.json";
+/// The instance's `meta_data.json` (its secrets redacted), cached there by the fetch phase.
+pub const META_DATA_CACHE: &str = "meta_data.json";
 
 /// The instance id of a run without metadata and without a previous instance (cloud-init's
 /// None datasource uses the same).
@@ -45,20 +47,30 @@ impl<'a> Instance<'a> {
 
     /// The instance `id` as the init stage left it, for the final stage: the cloud-config it
     /// merged (`instances/<id>/cloud-config.json`, passwords and private keys redacted; the
-    /// image's configuration when it is missing), and nothing else of the instance's data (the
-    /// scripts are on disk).
+    /// image's configuration when it is missing) and its meta-data (`instances/<id>/
+    /// meta_data.json`, redacted: the host name `phone_home` posts), and nothing else of the
+    /// instance's data (the scripts are on disk).
     pub fn resumed(root: &'a Root, state: &'a State, settings: &'a Settings, id: String) -> Self {
-        let cached = root
-            .read_optional(state.instance_dir(&id).join(CLOUD_CONFIG_CACHE))
-            .ok()
-            .flatten()
+        let cached = |name: &str| {
+            root.read_optional(state.instance_dir(&id).join(name))
+                .ok()
+                .flatten()
+        };
+        let merged_json = cached(CLOUD_CONFIG_CACHE)
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-        let merged = match &cached {
+        let merged = match &merged_json {
             Some(serde_json::Value::Object(map)) => map,
             _ => &settings.base,
         };
         let (config, _) = CloudConfig::from_map(merged);
-        Self::with_config(root, state, settings, id, config)
+        let meta = cached(META_DATA_CACHE)
+            .and_then(|bytes| serde_json::from_slice::<MetaData>(&bytes).ok())
+            .filter(|meta| meta.uuid == id);
+        let mut instance = Self::with_config(root, state, settings, id, config);
+        if let Some(meta) = meta {
+            instance.meta = meta;
+        }
+        instance
     }
 
     fn with_config(

@@ -1,6 +1,7 @@
 //! The apply steps of a run, in cloud-init's module order, each with its frequency.
 
 use std::path::Path;
+use std::time::Instant;
 
 use super::accounts;
 use super::instance::Instance;
@@ -8,10 +9,12 @@ use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, mounts, network,
-    power_state, random_seed, resizefs, scripts, timezone, write_files,
+    phone_home, power_state, random_seed, resizefs, scripts, timezone, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
+use crate::retry::Retry;
+use crate::source::http::HttpClient;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
@@ -133,6 +136,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
         run_user_scripts,
     ),
     last("keys-to-console", PerInstance, keys_to_console),
+    last("phone-home", PerInstance, phone_home),
     last("final-message", Always, final_message),
     // Last: the machine may go down once the run's report is committed.
     last("power-state", PerInstance, power_state),
@@ -857,6 +861,83 @@ fn mounts(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     }
 }
 
+/// The `phone-home` step (cloud-init's `phone_home`, once per instance, after the keys are on
+/// the console): the instance's id, the datasource's host names and the host keys POSTed as a
+/// form to `url`. As with cloud-init, a POST that fails in every try is a warning, not a failed
+/// run: the instance itself is provisioned.
+fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let Some(config) = &i.config.phone_home else {
+        return Done::skipped("no phone_home");
+    };
+    let request = match phone_home::parse(config, warnings) {
+        Ok(Some(request)) => request,
+        Ok(None) => return Done::skipped("phone_home has no url"),
+        Err(err) => return Done::error(err),
+    };
+    let url = phone_home::render_url(&request.url, &i.id);
+    let mut values: Vec<(&str, String)> = vec![("instance_id", i.id.clone())];
+    // The datasource's names, as cloud-init's `cloud.get_hostname()` gives them (meta_data's
+    // `hostname`), not the ones the cloud-config sets.
+    match hostname::current(i.root) {
+        Ok(current) => {
+            let names = hostname::resolve(None, None, Some(i.meta.hostname.as_str()), &current);
+            values.push(("hostname", names.hostname));
+            values.push(("fqdn", names.fqdn));
+        }
+        Err(err) => warnings.push(format!("phone_home: no host name to post: {}", chain(&err))),
+    }
+    for (field, path) in phone_home::KEY_FILES {
+        if !request.fields.iter().any(|wanted| wanted == field) {
+            continue;
+        }
+        match i.root.read_optional(path) {
+            Ok(Some(key)) if key.len() <= phone_home::MAX_KEY_FILE_BYTES => {
+                values.push((field, String::from_utf8_lossy(&key).into_owned()));
+            }
+            Ok(Some(_)) => warnings.push(format!(
+                "phone_home: {path} is larger than a public key: {} posted",
+                phone_home::NOT_AVAILABLE
+            )),
+            Ok(None) => warnings.push(format!(
+                "phone_home: no {path}: {} posted",
+                phone_home::NOT_AVAILABLE
+            )),
+            Err(err) => warnings.push(format!(
+                "phone_home: cannot read {path}: {err}: {} posted",
+                phone_home::NOT_AVAILABLE
+            )),
+        }
+    }
+    for field in &request.fields {
+        if !phone_home::FIELDS.contains(&field.as_str()) {
+            warnings.push(format!(
+                "phone_home: no field {field} (fields: {}): {} posted",
+                phone_home::FIELDS.join(", "),
+                phone_home::NOT_AVAILABLE
+            ));
+        }
+    }
+    let body = phone_home::form(&request.fields, &values);
+    let timeout = i.settings.agent.request_timeout();
+    let most = (timeout + phone_home::BETWEEN_TRIES) * request.tries;
+    let client = HttpClient::new(
+        timeout,
+        Retry::until(Instant::now() + most)
+            .with_backoff(phone_home::BETWEEN_TRIES, phone_home::BETWEEN_TRIES)
+            .with_attempts(request.tries),
+    );
+    match client.post(&url, phone_home::FORM, body.as_bytes()) {
+        Ok(()) => Done::ok_with(format!(
+            "posted {} to {url}",
+            count(request.fields.len(), "field")
+        )),
+        Err(err) => {
+            warnings.push(format!("phone_home: not posted: {}", chain(&err)));
+            Done::ok_with(format!("not posted to {url} (see the warnings)"))
+        }
+    }
+}
+
 /// The `final-message` step (cloud-init's `final_message`, every boot): the message, or
 /// cloud-init's default line, on the console.
 fn final_message(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
@@ -955,6 +1036,7 @@ mod tests {
                 "scripts-per-instance",
                 "scripts-user",
                 "keys-to-console",
+                "phone-home",
                 "final-message",
                 "power-state"
             ]

@@ -214,14 +214,27 @@ impl HttpClient {
 pub const MAX_REASON_BYTES: u64 = 512;
 
 impl HttpClient {
-    /// POST `body` with retries (transient failures only): `Ok(())` on 200.
-    pub fn post(&self, url: &str, body: &[u8]) -> Result<(), RetryError<FetchError>> {
-        self.retry
-            .run(url, |remaining| self.post_once(url, body, remaining))
+    /// POST `body` (of `content_type`) with retries (transient failures only): `Ok(())` on
+    /// any 2xx.
+    pub fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(), RetryError<FetchError>> {
+        self.retry.run(url, |remaining| {
+            self.post_once(url, content_type, body, remaining)
+        })
     }
 
     /// One POST, bounded by the request timeout and by `remaining`.
-    pub fn post_once(&self, url: &str, body: &[u8], remaining: Duration) -> Result<(), FetchError> {
+    pub fn post_once(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+        remaining: Duration,
+    ) -> Result<(), FetchError> {
         check_url(url)?;
         tracing::debug!(url, bytes = body.len(), "POST");
         let mut response = self
@@ -230,14 +243,14 @@ impl HttpClient {
             .config()
             .timeout_global(Some(self.request_timeout.min(remaining)))
             .build()
-            .content_type("text/plain")
+            .content_type(content_type)
             .send(body)
             .map_err(|source| FetchError::PostTransport {
                 url: url.to_owned(),
                 source,
             })?;
         let status = response.status().as_u16();
-        if status == 200 {
+        if (200..300).contains(&status) {
             return Ok(());
         }
         let reason = response

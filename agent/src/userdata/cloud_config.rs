@@ -144,6 +144,8 @@ cloud_config! {
     ca_certs_old: CaCerts = "ca-certs",
     /// `final_message`: the line printed when the run is done (`$uptime`, `$timestamp`, …).
     final_message: StrLike = "final_message",
+    /// `phone_home: {url, post, tries}`: a POST saying the instance is up.
+    phone_home: serde_json::Map<String, serde_json::Value> = "phone_home",
     /// `power_state: {mode, delay, message, timeout, condition}`: power off, halt or reboot
     /// once the run is done.
     power_state: serde_json::Map<String, serde_json::Value> = "power_state",

@@ -162,6 +162,10 @@ impl Runner<'_> {
             && let Some(bytes) = &mut user_data
         {
             bytes.extend_from_slice(userdata::POWER_STATE_REBOOT.as_bytes());
+            // The guest tells the lab it is up, at the address the checks run from.
+            let lab_ip = self.lab.network(scenario.network())?.dhcp_ip;
+            let url = crate::check::phone_home::url_at(lab_ip);
+            bytes.extend_from_slice(userdata::phone_home(&url).as_bytes());
         }
         let user_data = match user_data {
             Some(bytes) => {
@@ -256,8 +260,18 @@ impl Runner<'_> {
 
         if scenario.flow == Flow::PowerState {
             let (first_boot, second_boot) = (guest_for(1), guest_for(2));
+            let lab_ip = self.lab.network(scenario.network())?.dhcp_ip;
+            let receiver = crate::check::phone_home::Receiver::start(&target.netns, lab_ip)?;
             let result =
                 self.power_state(scenario, &first_boot, &second_boot, &target, &first, report);
+            if result.is_ok() {
+                report.checks.push(crate::check::phone_home::phoned_home(
+                    &receiver.posted(),
+                    &record.uuid,
+                    &first.meta_hostname,
+                    false,
+                ));
+            }
             drop(tap);
             return result;
         }

@@ -121,6 +121,11 @@ pub const POWER_STATE_REBOOT: &str = "power_state:\n  mode: reboot\n  delay: now
      condition: \"test -s /root/runcmd.log\"\n\
      final_message: \"metaboot-harness final message: up $UPTIME s, datasource ${datasource}\"\n";
 
+/// cloud-config's `phone_home` to `url`: every field, three tries.
+pub fn phone_home(url: &str) -> String {
+    format!("phone_home:\n  url: \"{url}\"\n  post: all\n  tries: 3\n")
+}
+
 /// A shell script as a user would write it.
 pub fn script(intent: &Intent) -> String {
     format!(

@@ -5,16 +5,13 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use metaboot_proto::{Ec2Version, OpenStackVersion};
 
 use super::network_data;
+use super::random_seed::{self, RANDOM_SEED_TEXT_LEN};
 use super::tree::Node;
 use crate::store::{Instance, Network, Port};
-
-/// Bytes of fresh randomness in each `random_seed` (nova: 512).
-pub const RANDOM_SEED_BYTES: usize = 512;
 
 /// A rendered `meta_data.json`: either complete, or split around a fresh `random_seed`.
 #[derive(Debug)]
@@ -30,14 +27,12 @@ impl MetaDataDoc {
             Self::Fixed(body) => body.clone(),
             Self::Seeded { rest } => {
                 const HEAD: &[u8] = b"{\"random_seed\":\"";
-                let mut seed = [0u8; RANDOM_SEED_BYTES];
-                rand::fill(&mut seed[..]);
-                let encoded_len = base64::encoded_len(RANDOM_SEED_BYTES, true).unwrap_or(0);
-                let mut out = BytesMut::with_capacity(HEAD.len() + encoded_len + 2 + rest.len());
+                let mut seed = [0u8; RANDOM_SEED_TEXT_LEN];
+                random_seed::fill(&mut seed);
+                let mut out =
+                    BytesMut::with_capacity(HEAD.len() + RANDOM_SEED_TEXT_LEN + 2 + rest.len());
                 out.extend_from_slice(HEAD);
-                let mut encoded = String::with_capacity(encoded_len);
-                base64::engine::general_purpose::STANDARD.encode_string(seed, &mut encoded);
-                out.extend_from_slice(encoded.as_bytes());
+                out.extend_from_slice(&seed);
                 out.extend_from_slice(b"\",");
                 // `rest` is the document without its opening brace.
                 out.extend_from_slice(rest);

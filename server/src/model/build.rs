@@ -22,6 +22,11 @@ pub struct NetworkEntry {
     pub slot: u32,
 }
 
+/// The model's maps. Their keys are ids and addresses the registry holds, not what a guest
+/// sends (a guest's request only looks keys up), so a fast hash with a per-process seed serves
+/// them; SipHash was most of a lookup's cost.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The registry in memory: what every guest request is answered from.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -29,19 +34,20 @@ pub struct Model {
     pub seq: i64,
     /// The dictionary user data is compressed with (`None` until there are samples).
     pub codec: Option<Arc<Codec>>,
-    pub networks: HashMap<Uuid, NetworkEntry>,
+    pub networks: Map<Uuid, NetworkEntry>,
     next_slot: u32,
-    pub routers: HashMap<Uuid, Router>,
-    pub instances: HashMap<Uuid, Arc<InstanceRecord>>,
+    /// Router id → the ids of the networks attached to it (parsed once, here).
+    pub routers: Map<Uuid, Box<[Uuid]>>,
+    pub instances: Map<Uuid, Arc<InstanceRecord>>,
     /// (network slot, IPv4 address) → owner, as one 64-bit key.
-    v4: HashMap<u64, Arc<InstanceRecord>>,
+    v4: Map<u64, Arc<InstanceRecord>>,
     /// (network slot, IPv6 address) → owner.
-    v6: HashMap<(u32, u128), Arc<InstanceRecord>>,
+    v6: Map<(u32, u128), Arc<InstanceRecord>>,
     /// (network slot, MAC) → owner: a guest calling from its link-local address is found by
     /// the MAC inside it (docs/protocol.md §2.3 step 2). Only ports on networks with an IPv6
     /// subnet: metadata over IPv6 is served on those alone, and a million IPv4-only ports
     /// would spend tens of MiB on entries nobody can ask for.
-    macs: HashMap<(u32, u64), Arc<InstanceRecord>>,
+    macs: Map<(u32, u64), Arc<InstanceRecord>>,
 }
 
 /// An address on a network, as the index keys it.
@@ -109,9 +115,15 @@ impl Model {
         Ok(())
     }
 
-    fn put_router(&mut self, router: Router) -> Result<(), RecordError> {
+    fn put_router(&mut self, router: &Router) -> Result<(), RecordError> {
         let id = parse_id("router id", &router.id)?;
-        self.routers.insert(id, router);
+        // An id that is not a uuid names no network a port can be on: skipped.
+        let networks = router
+            .networks
+            .iter()
+            .filter_map(|network| Uuid::parse_str(network).ok())
+            .collect();
+        self.routers.insert(id, networks);
         Ok(())
     }
 
@@ -192,7 +204,7 @@ impl Model {
         for (id, router) in prepared.routers {
             match router {
                 Some(router) => {
-                    if let Err(err) = self.put_router(router) {
+                    if let Err(err) = self.put_router(&router) {
                         tracing::warn!(error = %err, "a router the model cannot keep");
                     }
                 }
@@ -320,7 +332,7 @@ impl<'i> Builder<'i> {
                 }
             }
             Record::Router(router) => {
-                if let Err(err) = self.model.put_router(router) {
+                if let Err(err) = self.model.put_router(&router) {
                     self.skip(&err);
                 }
             }

@@ -193,16 +193,17 @@ impl ReadModel {
             return Lookup::NoPort;
         };
         let model = self.read();
-        let Some(router) = model.routers.get(&router) else {
+        let Some(networks) = model.routers.get(&router) else {
             return Lookup::NoPort;
         };
-        let found = router
-            .networks
+        let mut owners = networks
             .iter()
-            .filter_map(|network| Uuid::parse_str(network).ok())
-            .filter_map(|network| model.owner(&network, ip).cloned())
-            .collect();
-        Lookup::of(found)
+            .filter_map(|network| model.owner(network, ip));
+        match (owners.next(), owners.count()) {
+            (None, _) => Lookup::NoPort,
+            (Some(owner), 0) => Lookup::Found(owner.clone()),
+            (Some(_), more) => Lookup::Ambiguous(1 + more),
+        }
     }
 
     /// The owner of `ip` on network `network_id`.

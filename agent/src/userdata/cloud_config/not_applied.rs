@@ -51,7 +51,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("package_update", PACKAGES),
     ("package_upgrade", PACKAGES),
     ("packages", PACKAGES),
-    ("phone_home", "metaboot posts nothing to a phone-home URL"),
     ("puppet", SERVICES),
     ("resolv_conf", SYSTEM),
     ("rh_subscription", SERVICES),

@@ -41,7 +41,11 @@ pub(crate) struct Who {
 impl Who {
     /// Fresh keys in `dir` and an intent for guest `spec`; the user data (a `#cloud-config`
     /// asking for it all) is written to `dir/user-data`, whose path is returned too.
-    pub(crate) fn new(dir: &Path, spec: &CloudImageGuest) -> anyhow::Result<(Self, PathBuf)> {
+    pub(crate) fn new(
+        dir: &Path,
+        spec: &CloudImageGuest,
+        phone_home: Option<&str>,
+    ) -> anyhow::Result<(Self, PathBuf)> {
         let slug = spec.slug();
         let who = Self {
             key: ssh::keygen(dir, "id_ed25519")?,
@@ -57,7 +61,7 @@ impl Who {
         let user_data = dir.join("user-data");
         fs::write(
             &user_data,
-            cloud_config(&who.intent, user_public.trim(), spec),
+            cloud_config(&who.intent, user_public.trim(), spec, phone_home),
         )
         .with_context(|| format!("failed to write {}", user_data.display()))?;
         Ok((who, user_data))
@@ -67,8 +71,14 @@ impl Who {
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
 /// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
 /// With `trust_ca` also [`TRUSTED_CA`], with `mounts` a swap file, with `reboot_once` a reboot
-/// once provisioned and a final message ([`userdata::POWER_STATE_REBOOT`]).
-pub fn cloud_config(intent: &Intent, user_key: &str, spec: &CloudImageGuest) -> String {
+/// once provisioned and a final message ([`userdata::POWER_STATE_REBOOT`]), with `phone_home`
+/// a POST to that URL.
+pub fn cloud_config(
+    intent: &Intent,
+    user_key: &str,
+    spec: &CloudImageGuest,
+    phone_home: Option<&str>,
+) -> String {
     let swap = if spec.mounts {
         format!("swap:\n  filename: {SWAP_FILE}\n  size: {SWAP_SIZE}\n")
     } else {
@@ -91,11 +101,13 @@ pub fn cloud_config(intent: &Intent, user_key: &str, spec: &CloudImageGuest) -> 
          {ca_certs}\
          {swap}\
          runcmd:\n  - echo \"{marker}\" >> {log}\n\
+         {phone_home}\
          {reboot}",
         host = intent.hostname,
         pw = intent.password,
         marker = intent.marker,
         log = userdata::RUNCMD_LOG,
+        phone_home = phone_home.map(userdata::phone_home).unwrap_or_default(),
         reboot = if spec.reboot_once {
             userdata::POWER_STATE_REBOOT
         } else {
@@ -182,12 +194,26 @@ fn run_guest(
     fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     stage("registering");
     let slug = spec.slug();
-    let (who, user_data) = Who::new(dir, spec)?;
-    let network_id = lab.network(spec.path.network())?.id.clone();
+    let network = lab.network(spec.path.network())?;
+    let network_id = network.id.clone();
+    // A guest that reboots itself also phones home, to a port of its own at the lab's address.
+    let receiver = if spec.reboot_once {
+        let ns = lab.client_namespace(&network_id);
+        let addr = std::net::SocketAddr::new(network.dhcp_ip, 0);
+        Some(crate::check::phone_home::Receiver::start_on(&ns, addr)?)
+    } else {
+        None
+    };
+    let url = receiver
+        .as_ref()
+        .map(crate::check::phone_home::Receiver::url);
+    let (who, user_data) = Who::new(dir, spec, url.as_deref())?;
+    // meta_data's `hostname`: what phone_home posts (the user data sets another one).
+    let meta_hostname = format!("md-{slug}");
     let record = lab.register_instance(&InstanceSpec {
         name: slug.clone(),
         network: network_id,
-        hostname: Some(format!("md-{slug}")),
+        hostname: Some(meta_hostname.clone()),
         key_files: vec![who.key.with_extension("pub")],
         user_data: Some(user_data),
         ..InstanceSpec::default()
@@ -238,6 +264,16 @@ fn run_guest(
     let mut vm = RunningGuest::start_via(&guest, spec.via)?;
     let result = first_login(&mut vm, spec, &target, &who.key, hooks.login_poll, report)
         .and_then(|()| verdict_and_checks(&vm, spec, &target, &who, askpass, &stage, report))
+        .map(|()| {
+            if let Some(receiver) = &receiver {
+                report.checks.push(crate::check::phone_home::phoned_home(
+                    &receiver.posted(),
+                    &record.uuid,
+                    &meta_hostname,
+                    true,
+                ));
+            }
+        })
         .and_then(|()| {
             stage("inspecting");
             (hooks.inspect)(&target, &who.key).context("failed to look inside the guest")
@@ -498,7 +534,7 @@ mod tests {
             reboot_once: true,
             mounts: true,
         };
-        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", &spec);
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", &spec, Some("http://u/"));
         assert!(text.starts_with("#cloud-config\n"));
         for expect in [
             "hostname: ud-x\n",
@@ -513,6 +549,7 @@ mod tests {
             "power_state:\n  mode: reboot\n",
             "swap:\n  filename: /swap.img\n  size: 64M\n",
             "final_message: ",
+            "phone_home:\n  url: \"http://u/\"\n  post: all\n",
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
@@ -522,8 +559,8 @@ mod tests {
             mounts: false,
             ..spec
         };
-        let plain = cloud_config(&intent, "ssh-ed25519 AAAA k", &plain);
-        for key in ["ca_certs", "power_state", "swap"] {
+        let plain = cloud_config(&intent, "ssh-ed25519 AAAA k", &plain, None);
+        for key in ["ca_certs", "power_state", "swap", "phone_home"] {
             assert!(!plain.contains(key), "{key}");
         }
     }

@@ -200,7 +200,7 @@ fn run_debian(
     let started = Instant::now();
     let mut report = CloudImageReport::starting(spec, &dir);
     stage("instance create --mac");
-    let (who, user_data) = Who::new(&dir, spec)?;
+    let (who, user_data) = Who::new(&dir, spec, None)?;
     let mac = random_mac()?;
     report.instance = Some(registry.instance(
         &spec.slug(),

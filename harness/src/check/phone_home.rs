@@ -1,0 +1,308 @@
+//! A phone-home receiver, as a test harness waits for its guests with cloud-init's
+//! `phone_home`: an HTTP listener inside a namespace of the lab (a guest network's DHCP
+//! namespace, where the checks run from and which every guest of the network reaches) that
+//! keeps each request a guest makes and answers it 200.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sched::{CloneFlags, setns};
+
+use super::CheckResult;
+use crate::lab::netns;
+
+/// The port the receiver listens on.
+pub const PHONE_HOME_PORT: u16 = 8787;
+/// Largest request body kept (a form of three host keys and the names is about 2 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long one guest connection may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One request the receiver got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// `POST`, `GET`, …
+    pub method: String,
+    /// The request target (`/d8e0…/`).
+    pub path: String,
+    /// The body's form fields, decoded, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Posted {
+    /// The value of form field `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The URL of a receiver on `ip`, with cloud-init's `$INSTANCE_ID` in its path.
+pub fn url_at(ip: IpAddr) -> String {
+    format!(
+        "http://{}/$INSTANCE_ID/",
+        SocketAddr::new(ip, PHONE_HOME_PORT)
+    )
+}
+
+/// The running receiver; stops when dropped.
+pub struct Receiver {
+    ns: String,
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Posted>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Listens on `ip`:[`PHONE_HOME_PORT`] inside namespace `ns`.
+    pub fn start(ns: &str, ip: IpAddr) -> anyhow::Result<Self> {
+        Self::start_on(ns, SocketAddr::new(ip, PHONE_HOME_PORT))
+    }
+
+    /// Listens on `addr` inside namespace `ns`; port 0 takes a free one (see [`Receiver::url`]),
+    /// so that guests booting at once each have their own.
+    pub fn start_on(ns: &str, addr: SocketAddr) -> anyhow::Result<Self> {
+        let path = Path::new(netns::NETNS_DIR).join(ns);
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready, bound) = mpsc::channel();
+        let (kept, stopping, name) = (got.clone(), stop.clone(), ns.to_owned());
+        let thread = std::thread::spawn(move || {
+            let listener = setns(&file, CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("failed to enter network namespace {name}"))
+                .and_then(|()| {
+                    TcpListener::bind(addr)
+                        .with_context(|| format!("failed to listen on {addr} in {name}"))
+                });
+            let listener = match listener.and_then(|listener| {
+                let local = listener
+                    .local_addr()
+                    .context("the receiver has no address")?;
+                Ok((listener, local))
+            }) {
+                Ok((listener, local)) => {
+                    let _ = ready.send(Ok(local));
+                    listener
+                }
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                    return;
+                }
+            };
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                if let Some(posted) = receive(stream) {
+                    kept.lock().unwrap_or_else(|e| e.into_inner()).push(posted);
+                }
+            }
+        });
+        let addr = match bound.recv() {
+            Ok(Ok(local)) => local,
+            Ok(Err(err)) => return Err(err),
+            Err(_) => bail!("the phone-home receiver's thread ended before it listened"),
+        };
+        Ok(Self {
+            ns: ns.to_owned(),
+            addr,
+            got,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The URL a guest posts to, with cloud-init's `$INSTANCE_ID` in its path.
+    pub fn url(&self) -> String {
+        format!("http://{}/$INSTANCE_ID/", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn posted(&self) -> Vec<Posted> {
+        self.got.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag. When that fails (the namespace is gone),
+        // the thread is left blocked in accept rather than waited for: it ends with the process.
+        let woken = netns::tcp_probe(&self.ns, self.addr, Duration::from_secs(1)).is_ok();
+        if let Some(thread) = self.thread.take()
+            && woken
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one request (its head and a `Content-Length` body), answers 200, and returns it.
+fn receive(mut stream: std::net::TcpStream) -> Option<Posted> {
+    stream.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next()?.to_owned(), words.next()?.to_owned());
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0u8; length.min(MAX_BODY_BYTES)];
+    reader.read_exact(&mut body).ok()?;
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    Some(Posted {
+        method,
+        path,
+        fields: form_fields(&String::from_utf8_lossy(&body)),
+    })
+}
+
+/// The guest's `phone_home` (per instance: one POST over both boots) reached the lab: to
+/// `/<instance id>/`, with the instance id and `hostname`, meta_data's (cloud-init posts the
+/// datasource's name, not the one the user data sets), and, when `host_key`, the guest's
+/// ed25519 host key.
+pub(crate) fn phoned_home(
+    posted: &[Posted],
+    uuid: &str,
+    hostname: &str,
+    host_key: bool,
+) -> CheckResult {
+    let one = match posted {
+        [one] => Some(one),
+        _ => None,
+    };
+    let passed = one.is_some_and(|post| {
+        post.method == "POST"
+            && post.path == format!("/{uuid}/")
+            && post.field("instance_id") == Some(uuid)
+            && post.field("hostname") == Some(hostname)
+            && post.fields.len() == 7
+            && (!host_key
+                || post
+                    .field("pub_key_ed25519")
+                    .is_some_and(|key| key.starts_with("ssh-ed25519 ")))
+    });
+    CheckResult::from_bool(
+        "phoned home once (phone_home)",
+        passed,
+        format!(
+            "expected one POST /{uuid}/ with instance_id={uuid}, hostname={hostname}{} and 7 \
+             fields; got {posted:?}",
+            if host_key {
+                ", an ed25519 host key"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, decoded (`+` a space, `%XX` a
+/// byte), in order.
+pub fn form_fields(body: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        while at < bytes.len() {
+            match bytes[at] {
+                b'+' => out.push(b' '),
+                b'%' => match (
+                    bytes.get(at + 1).and_then(|&b| hex(b)),
+                    bytes.get(at + 2).and_then(|&b| hex(b)),
+                ) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
+                        at += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                byte => out.push(byte),
+            }
+            at += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    body.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+/// The value of one hex digit.
+fn hex(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|value| u8::try_from(value).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_is_decoded_field_by_field() {
+        assert_eq!(
+            form_fields("instance_id=d8e0&pub_key_rsa=N%2fA&hostname=a+b&empty=&x%zz=1%"),
+            [
+                ("instance_id".to_owned(), "d8e0".to_owned()),
+                ("pub_key_rsa".to_owned(), "N/A".to_owned()),
+                ("hostname".to_owned(), "a b".to_owned()),
+                ("empty".to_owned(), String::new()),
+                ("x%zz".to_owned(), "1%".to_owned()),
+            ]
+        );
+        assert!(form_fields("").is_empty());
+    }
+
+    #[test]
+    fn one_post_to_the_instance_with_its_names_passes() {
+        let posted = |path: &str, id: &str| Posted {
+            method: "POST".into(),
+            path: path.into(),
+            fields: form_fields(&format!(
+                "pub_key_dsa=N%2FA&pub_key_rsa=N%2FA&pub_key_ecdsa=N%2FA&pub_key_ed25519=N%2FA\
+                 &instance_id={id}&hostname=ud-x&fqdn=ud-x"
+            )),
+        };
+        assert!(phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", false).passed);
+        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-x", true).passed);
+        assert!(!phoned_home(&[posted("/i-1/", "i-1")], "i-1", "ud-y", false).passed);
+        assert!(!phoned_home(&[posted("/i-2/", "i-1")], "i-1", "ud-x", false).passed);
+        assert!(!phoned_home(&[], "i-1", "ud-x", false).passed);
+        let twice = [posted("/i-1/", "i-1"), posted("/i-1/", "i-1")];
+        assert!(!phoned_home(&twice, "i-1", "ud-x", false).passed);
+        let mut keyed = posted("/i-1/", "i-1");
+        keyed.fields[3].1 = "ssh-ed25519 AAAAC3Nz root@h\n".into();
+        assert!(phoned_home(&[keyed], "i-1", "ud-x", true).passed);
+    }
+}
