@@ -182,7 +182,7 @@ fn a_list_posts_its_fields_and_an_unknown_one_as_not_available() {
     let guest = Guest::new();
     // A key file larger than a public key is not posted.
     std::fs::create_dir_all(guest.path("/etc/ssh")).unwrap();
-    let huge = "x".repeat(metaboot::apply::phone_home::MAX_KEY_FILE_BYTES + 1);
+    let huge = "x".repeat(metaboot::apply::keys_to_console::MAX_PUBLIC_KEY_BYTES + 1);
     std::fs::write(guest.path("/etc/ssh/ssh_host_ecdsa_key.pub"), huge).unwrap();
     guest.user_data(format!(
         "#cloud-config\nssh_deletekeys: false\nphone_home:\n  url: http://{}/\n  post: [instance_id, colour, hostname, pub_key_ecdsa]\n",

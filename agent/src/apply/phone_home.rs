@@ -47,8 +47,6 @@ pub const KEY_FILES: [(&str, &str); 4] = [
     ("pub_key_ecdsa", "/etc/ssh/ssh_host_ecdsa_key.pub"),
     ("pub_key_ed25519", "/etc/ssh/ssh_host_ed25519_key.pub"),
 ];
-/// Largest key file posted (an RSA 16384-bit key's line is about 2.8 KiB).
-pub const MAX_KEY_FILE_BYTES: usize = 16 * 1024;
 
 /// A `phone_home` request, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -891,7 +891,7 @@ fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
             continue;
         }
         match i.root.read_optional(path) {
-            Ok(Some(key)) if key.len() <= phone_home::MAX_KEY_FILE_BYTES => {
+            Ok(Some(key)) if key.len() <= keys_to_console::MAX_PUBLIC_KEY_BYTES => {
                 values.push((field, String::from_utf8_lossy(&key).into_owned()));
             }
             Ok(Some(_)) => warnings.push(format!(
