@@ -250,6 +250,19 @@ impl Row {
     /// pair of samples (the i-th baseline and the i-th metaboot sample) meets it too.
     pub fn every_round(mut self) -> Self {
         self.every_round = true;
+        // The judged value of each round, for the per-round column.
+        if self.rounds.is_empty() && matches!(self.goal, Goal::AtMost(_)) {
+            self.rounds = self.metaboot_samples.clone();
+        } else if self.rounds.is_empty()
+            && self.baseline_samples.len() == self.metaboot_samples.len()
+        {
+            self.rounds = self
+                .baseline_samples
+                .iter()
+                .zip(&self.metaboot_samples)
+                .filter_map(|(&b, &m)| self.goal.judged(Some(b), Some(m)))
+                .collect();
+        }
         if self.met == Some(true) && matches!(self.goal, Goal::AtMost(_)) {
             // metaboot's own value: each of its samples alone.
             let each = self
@@ -407,6 +420,8 @@ mod tests {
         let one_off = samples(&[100.0, 90.0, 110.0], &[40.0, 50.0, 45.0]);
         assert_eq!(one_off.ratio, Some(0.45));
         assert_eq!(one_off.met, Some(false));
+        // The per-round column shows each round's ratio.
+        assert_eq!(one_off.rounds, [0.4, 50.0 / 90.0, 45.0 / 110.0]);
         let unpaired = samples(&[100.0, 90.0], &[40.0]);
         assert_eq!(unpaired.met, Some(false));
         let missed = samples(&[100.0], &[60.0]);
@@ -424,6 +439,7 @@ mod tests {
         };
         assert_eq!(own(&[10.0, 20.0, 30.0]).met, Some(true));
         assert_eq!(own(&[10.0, 60.0, 30.0]).met, Some(false));
+        assert_eq!(own(&[10.0, 60.0, 30.0]).rounds, [10.0, 60.0, 30.0]);
         let text = render(&[all]);
         assert!(text.contains("ratio ≤ 0.50, each round"), "{text}");
     }

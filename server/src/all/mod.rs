@@ -305,6 +305,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         let proxy_limits = ServerLimits {
             max_connections: settings.max_connections,
             max_connections_per_peer: Some(settings.max_connections_per_guest),
+            pipelined_at_once: 1,
             ..limits
         };
         let rate_limit = settings

@@ -43,6 +43,11 @@ pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled upstream connections kept per upstream and worker thread (an idle one lives
 /// until the upstream closes it: the roles close idle connections after `HEADER_READ_TIMEOUT`).
 pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
+/// Most pipelined requests a connection of the agent or the API handles at once: the requests
+/// a client sent without waiting (the chain's own pipelined upstream connections, see
+/// `http/client/pipeline.rs`) that are already read are answered together, in order, in one
+/// write; the rest wait for the next round.
+pub const MAX_PIPELINED_REQUESTS: usize = 64;
 
 /// The limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +62,10 @@ pub struct ServerLimits {
     /// namespace proxy sets it for guests; the agent and the API, whose peers are the chain's
     /// own roles, leave it off.
     pub max_connections_per_peer: Option<usize>,
+    /// Most pipelined requests of one connection handled at once. A guest-facing listener
+    /// takes 1: a guest's requests are answered one after the other, so that a guest cannot
+    /// make the chain work on more than one request per connection it holds.
+    pub pipelined_at_once: usize,
 }
 
 impl Default for ServerLimits {
@@ -69,6 +78,7 @@ impl Default for ServerLimits {
             body_read_timeout: BODY_READ_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
             max_connections_per_peer: None,
+            pipelined_at_once: MAX_PIPELINED_REQUESTS,
         }
     }
 }
@@ -76,6 +86,9 @@ impl Default for ServerLimits {
 // A guest's cap leaves the listener to hundreds of neighbours, and still fits cloud-init.
 const _: () =
     assert!(MAX_CONNECTIONS_PER_GUEST >= 2 && MAX_CONNECTIONS_PER_GUEST * 256 <= MAX_CONNECTIONS);
+
+// Each answer is two slices of one vectored write, within Linux's IOV_MAX (1024).
+const _: () = assert!(MAX_PIPELINED_REQUESTS >= 2 && 2 * MAX_PIPELINED_REQUESTS <= 1024);
 
 impl ServerLimits {
     /// The largest head, in bytes.

@@ -262,6 +262,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             max_connections_per_peer: Some(args.max_connections_per_guest),
             header_read_timeout: Duration::from_secs_f64(args.header_timeout),
             body_read_timeout: Duration::from_secs_f64(args.body_timeout),
+            pipelined_at_once: 1,
             ..ServerLimits::default()
         };
         let rate_limit = args

@@ -1,13 +1,18 @@
 //! The pooled upstream client: proxy → agent over a Unix socket, agent → API over TCP or a Unix
-//! socket. Keep-alive connections (`h1/client.rs`) are reused; every failure maps to the status
-//! the client gets (`error.rs`).
+//! socket. GET and HEAD requests, all a guest's reads, share one pipelined connection per
+//! worker thread (`pipeline.rs`); other requests (a password POST, a token PUT: not idempotent,
+//! and a store write that must not hold up the reads queued behind it) go out alone on pooled
+//! keep-alive connections (`h1/client.rs`). Every failure maps to the status the client gets
+//! (`error.rs`).
 //!
-//! Each worker thread keeps its own idle connections (`pool.rs`). A pooled connection the
-//! upstream closed meanwhile (a restart, its idle timeout) is noticed before use, or when not a
-//! byte of the request could be written to it, and the request goes out on a fresh connection
-//! instead. A request that was written is never sent twice.
+//! Each worker thread keeps its own connections (`pool.rs`). A connection the upstream closed
+//! meanwhile (a restart, its idle timeout) is noticed before use, or when not a byte of the
+//! request could be written to it, and the request goes out on a fresh connection instead. A
+//! request that was written is never sent twice. A request that times out gives its pipelined
+//! connection up: the upstream may be stuck on it.
 
 mod error;
+mod pipeline;
 mod pool;
 mod stream;
 
@@ -19,11 +24,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{HeaderValue, Method, Request, Response, Uri, header, request};
 use http_body_util::{BodyExt, Full};
 
 pub use error::UpstreamError;
-use pool::Pool;
+use pipeline::{NoAnswer, Pipeline};
+use pool::{Pipelines, Pool};
 use stream::Dialer;
 
 use super::h1::{Answer, ClientConnection, ExchangeError};
@@ -36,6 +42,7 @@ const UNIX_AUTHORITY: &str = "metadata.local";
 pub struct Upstream {
     dialer: Arc<Dialer>,
     pool: Arc<Pool>,
+    pipelines: Arc<Pipelines>,
     host: HeaderValue,
     describe: Arc<str>,
 }
@@ -71,6 +78,7 @@ impl Upstream {
         Ok(Self {
             dialer: Arc::new(Dialer::Tcp(address)),
             pool: Arc::default(),
+            pipelines: Arc::default(),
             host,
             describe: format!("http://{authority}").into(),
         })
@@ -82,6 +90,7 @@ impl Upstream {
         Self {
             dialer: Arc::new(Dialer::Unix(path)),
             pool: Arc::default(),
+            pipelines: Arc::default(),
             host: HeaderValue::from_static(UNIX_AUTHORITY),
             describe: describe.into(),
         }
@@ -115,37 +124,99 @@ impl Upstream {
                 Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
                 _ => Bytes::new(),
             };
-            loop {
-                let (mut connection, pooled) = match self.pool.take() {
-                    Some(connection) => (connection, true),
-                    None => (
-                        ClientConnection::new(self.dialer.connect(&self.describe).await?),
-                        false,
-                    ),
-                };
-                match connection.exchange(&parts, &body).await {
-                    Ok(Answer { response, reusable }) => {
-                        if reusable {
-                            self.pool.give_back(connection);
-                        }
-                        return Ok(response);
-                    }
-                    // Never written: the pooled connection had closed. Try another.
-                    Err(ExchangeError::Unsent(_)) if pooled => {}
-                    Err(ExchangeError::Unsent(err)) => {
-                        return Err(UpstreamError::Failed(format!(
-                            "{}: request not sent: {err}",
-                            self.describe
-                        )));
-                    }
-                    Err(ExchangeError::Failed(why)) => {
-                        return Err(UpstreamError::Failed(format!("{}: {why}", self.describe)));
-                    }
-                }
+            if parts.method == Method::GET || parts.method == Method::HEAD {
+                self.pipelined(&parts, &body).await
+            } else {
+                self.alone(&parts, &body).await
             }
         };
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| UpstreamError::Timeout(timeout))?
+    }
+
+    /// Sends a request on this thread's pipelined connection.
+    async fn pipelined(
+        &self,
+        parts: &request::Parts,
+        body: &[u8],
+    ) -> Result<Response<Bytes>, UpstreamError> {
+        loop {
+            let (pipeline, kept) = self
+                .pipelines
+                .take_or_start(|| Pipeline::start(self.dialer.clone(), self.describe.clone()));
+            let waiting = Unanswered(Some(&pipeline));
+            let answered = pipeline.exchange(parts, body).await;
+            waiting.answered();
+            match answered {
+                Ok(response) => return Ok(response),
+                // Never written: the connection had broken. Try another.
+                Err(NoAnswer::Unsent(_)) if kept => {}
+                Err(NoAnswer::Unsent(why)) => {
+                    return Err(UpstreamError::Failed(format!(
+                        "{}: request not sent: {why}",
+                        self.describe
+                    )));
+                }
+                Err(NoAnswer::Unreachable(why)) => return Err(UpstreamError::Unreachable(why)),
+                Err(NoAnswer::Failed(why)) => {
+                    return Err(UpstreamError::Failed(format!("{}: {why}", self.describe)));
+                }
+            }
+        }
+    }
+
+    /// Sends a request alone on a pooled keep-alive connection.
+    async fn alone(
+        &self,
+        parts: &request::Parts,
+        body: &[u8],
+    ) -> Result<Response<Bytes>, UpstreamError> {
+        loop {
+            let (mut connection, pooled) = match self.pool.take() {
+                Some(connection) => (connection, true),
+                None => (
+                    ClientConnection::new(self.dialer.connect(&self.describe).await?),
+                    false,
+                ),
+            };
+            match connection.exchange(parts, body).await {
+                Ok(Answer { response, reusable }) => {
+                    if reusable {
+                        self.pool.give_back(connection);
+                    }
+                    return Ok(response);
+                }
+                // Never written: the pooled connection had closed. Try another.
+                Err(ExchangeError::Unsent(_)) if pooled => {}
+                Err(ExchangeError::Unsent(err)) => {
+                    return Err(UpstreamError::Failed(format!(
+                        "{}: request not sent: {err}",
+                        self.describe
+                    )));
+                }
+                Err(ExchangeError::Failed(why)) => {
+                    return Err(UpstreamError::Failed(format!("{}: {why}", self.describe)));
+                }
+            }
+        }
+    }
+}
+
+/// A pipelined request waiting for its answer. Dropped unanswered (its timeout ran out), it
+/// gives the connection up: the upstream may be stuck, and the requests behind it with it.
+struct Unanswered<'a>(Option<&'a Pipeline>);
+
+impl Unanswered<'_> {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(pipeline) = self.0 {
+            pipeline.abandon("an earlier request on the connection got no answer in time");
+        }
     }
 }

@@ -1,12 +1,14 @@
-//! Idle upstream connections, by the worker thread that last used them: each worker takes its
-//! own, so the lock is never contended on the hot path and a connection is not handed between
-//! threads. A connection is checked before it is handed out (`ClientConnection::is_open`),
-//! so one the upstream closed while it idled is dropped instead of failing a request.
+//! Upstream connections by worker thread: each worker takes its own, so the lock is never
+//! contended on the hot path and a connection is not handed between threads. Idle connections
+//! for requests that are not pipelined are checked before they are handed out
+//! (`ClientConnection::is_open`), so one the upstream closed while it idled is dropped instead
+//! of failing a request; each thread's pipelined connection is replaced once it broke.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::thread::ThreadId;
 
+use super::pipeline::Pipeline;
 use super::stream::Stream;
 use crate::http::h1::ClientConnection;
 use crate::http::limits::UPSTREAM_POOL_IDLE_MAX;
@@ -43,5 +45,31 @@ impl Pool {
         }
         // Else this thread keeps enough: `connection` closes after the lock is released (a
         // parameter is dropped after the locals).
+    }
+}
+
+/// The pipelined connection of each worker thread.
+#[derive(Default)]
+pub struct Pipelines {
+    by_thread: Mutex<HashMap<ThreadId, Pipeline>>,
+}
+
+impl Pipelines {
+    /// This thread's pipelined connection, and whether it was there before; a new one
+    /// (`start`) when there was none or it broke.
+    pub fn take_or_start(&self, start: impl FnOnce() -> Pipeline) -> (Pipeline, bool) {
+        let mut by_thread = self
+            .by_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let thread = std::thread::current().id();
+        if let Some(pipeline) = by_thread.get(&thread)
+            && pipeline.is_open()
+        {
+            return (pipeline.clone(), true);
+        }
+        let pipeline = start();
+        by_thread.insert(thread, pipeline.clone());
+        (pipeline, false)
     }
 }

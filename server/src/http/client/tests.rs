@@ -200,7 +200,12 @@ async fn keep_alive_answers_reuse_one_connection() {
         .await
         .unwrap();
     assert_eq!(password.body(), "ok");
-    assert_eq!(canned.accepted(), 1, "one pooled connection");
+    // The reads share one pipelined connection; the POST goes out alone on another.
+    assert_eq!(
+        canned.accepted(),
+        2,
+        "one pipelined connection and one for the POST"
+    );
 
     let seen = canned.seen();
     assert_eq!(seen.len(), 21);
@@ -438,6 +443,24 @@ async fn no_answer_in_time_is_504() {
 }
 
 #[tokio::test]
+async fn a_timed_out_read_gives_its_connection_up_and_the_next_goes_out_on_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    // The first request hangs its connection; later ones are answered.
+    let canned = Canned::unix(&path, vec![Then::Hang, answer(OK)]);
+    let upstream = Upstream::unix(path);
+    let err = upstream
+        .send(get(&upstream), Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT, "{err}");
+    let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+    assert_eq!(response.body(), "ok");
+    assert_eq!(canned.accepted(), 2);
+    assert_eq!(canned.seen().len(), 2, "each request sent once");
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_503() {
     // A port nothing listens on any more.
     let address = TcpListener::bind("127.0.0.1:0")
@@ -484,6 +507,57 @@ fn h1_server(path: &Path) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
         }
     });
     (accepted, task)
+}
+
+/// Answers each request with its path, after every handler that started meanwhile had its turn.
+#[derive(Clone)]
+struct PathAnswer;
+
+impl Handler for PathAnswer {
+    async fn handle(&self, request: Request<RequestBody>, _: Peer) -> Response<Body> {
+        tokio::task::yield_now().await;
+        Response::new(Full::new(Bytes::from(request.uri().path().to_owned())))
+    }
+}
+
+#[tokio::test]
+async fn concurrent_reads_share_one_pipelined_connection_and_each_gets_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(crate::http::h1::serve_connection(
+                stream,
+                Peer::Unix,
+                ServerLimits::default(),
+                PathAnswer,
+            ));
+        }
+    });
+    let upstream = Upstream::unix(path);
+    for round in 0..3 {
+        let asked = (0..200).map(|n| {
+            let upstream = upstream.clone();
+            async move {
+                let mut request = get(&upstream);
+                *request.uri_mut() = upstream.uri(&format!("/{round}/{n}")).unwrap();
+                let response = upstream.send(request, TIMEOUT).await.unwrap();
+                (format!("/{round}/{n}"), response.into_body())
+            }
+        });
+        for (path, body) in futures_util::future::join_all(asked).await {
+            assert_eq!(body, path.as_bytes());
+        }
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one pipelined connection"
+    );
 }
 
 #[tokio::test]

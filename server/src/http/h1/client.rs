@@ -70,6 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         body: &[u8],
     ) -> Result<Answer, ExchangeError> {
         let target = request.uri.path_and_query().map_or("/", |p| p.as_str());
+        self.out.clear();
         encode_head(
             &mut self.out,
             &request.method,

@@ -1,7 +1,9 @@
 //! The connection loop: read a head (within the head timeout, also between keep-alive
 //! requests), read its body (within the body timeout), let the handler answer, write the
-//! answer; again while both sides keep the connection open. Pipelined requests wait in the
-//! read buffer and are answered in order.
+//! answer; again while both sides keep the connection open. Pipelined requests that are
+//! already read (up to `ServerLimits::pipelined_at_once`) are handled together and answered in
+//! order in one write: the chain's roles pipeline their upstream requests
+//! (`http/client/pipeline.rs`), and one read and one write then carry many answers.
 
 use std::pin::Pin;
 
@@ -13,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 use super::body;
 use super::head::{self, Framing, Head, HeadError};
 use super::write::{self, Answering};
-use crate::http::{BodyError, Handler, Peer, ServerLimits};
+use crate::http::{BodyError, Handler, Peer, RequestBody, ServerLimits};
 
 /// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
 /// head is a few hundred bytes).
@@ -51,21 +53,32 @@ where
                 return;
             }
         };
-        let Head {
-            request,
-            framing,
-            keep_alive,
-            expect_continue,
-        } = head;
-        let body = read_body(&mut stream, &mut buf, framing, expect_continue, &limits).await;
-        let answering = Answering {
-            head: request.method() == Method::HEAD,
-            http10: request.version() == http::Version::HTTP_10,
-            // After a body that was not read to its end, the next request cannot be found.
-            keep_alive: keep_alive && body.is_ok(),
+        let (request, answering) = read_request(&mut stream, &mut buf, head, &limits).await;
+        // More requests already read: a pipelining client. They are handled together.
+        let mut more = Vec::new();
+        let mut open = answering.keep_alive;
+        while open && !buf.is_empty() && 1 + more.len() < limits.pipelined_at_once {
+            // An incomplete or refused head waits for the next round.
+            let Ok(Some(head)) = head::parse(&mut buf, &limits, room) else {
+                break;
+            };
+            let (request, answering) = read_request(&mut stream, &mut buf, head, &limits).await;
+            open = answering.keep_alive;
+            more.push((request, answering));
+        }
+        let written = if more.is_empty() {
+            let response = handler.handle(request, peer).await;
+            write::response(&mut stream, &mut out, response, answering).await
+        } else {
+            more.insert(0, (request, answering));
+            let handling = more.into_iter().map(|(request, answering)| {
+                let handler = &handler;
+                async move { (handler.handle(request, peer).await, answering) }
+            });
+            let responses = futures_util::future::join_all(handling).await;
+            write::responses(&mut stream, &mut out, responses).await
         };
-        let response = handler.handle(request.map(|()| body), peer).await;
-        match write::response(&mut stream, &mut out, response, answering).await {
+        match written {
             Ok(true) => {}
             Ok(false) => {
                 let _ = stream.shutdown().await;
@@ -77,6 +90,30 @@ where
             }
         }
     }
+}
+
+/// The request `head` starts, its body read (or why not, for the handler to answer), and how
+/// to answer it.
+async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    head: Head,
+    limits: &ServerLimits,
+) -> (http::Request<RequestBody>, Answering) {
+    let Head {
+        request,
+        framing,
+        keep_alive,
+        expect_continue,
+    } = head;
+    let body = read_body(stream, buf, framing, expect_continue, limits).await;
+    let answering = Answering {
+        head: request.method() == Method::HEAD,
+        http10: request.version() == http::Version::HTTP_10,
+        // After a body that was not read to its end, the next request cannot be found.
+        keep_alive: keep_alive && body.is_ok(),
+    };
+    (request.map(|()| body), answering)
 }
 
 /// The next head: from what is buffered (a pipelined request) or read within the head timeout.

@@ -7,7 +7,8 @@ use http::{HeaderMap, Method, header};
 
 use super::write::{put_content_length, put_header};
 
-/// Encodes the head of `method target` with `headers` and a body of `length` bytes into `out`.
+/// Encodes the head of `method target` with `headers` and a body of `length` bytes at the end
+/// of `out`.
 /// Always HTTP/1.1: the roles build their upstream requests with `Request::new`, whose version
 /// that is.
 pub fn encode_head(
@@ -17,7 +18,6 @@ pub fn encode_head(
     headers: &HeaderMap,
     length: usize,
 ) {
-    out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -61,6 +61,7 @@ mod tests {
             b"POST /openstack/2013-04-04/password HTTP/1.1\r\nhost: metadata.local\r\ncontent-length: 5\r\n\r\n"
         );
         // An empty body (a GET, the token PUT) is announced by no length at all.
+        out.clear();
         encode_head(&mut out, &Method::PUT, "/latest/api/token", &headers, 0);
         assert_eq!(
             out,

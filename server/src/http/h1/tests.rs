@@ -1,5 +1,7 @@
 //! The connection loop over in-memory streams: what a client sees on the wire.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::serve_connection;
-use crate::http::limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS};
+use crate::http::limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PIPELINED_REQUESTS};
 use crate::http::response::TEXT_PLAIN;
 use crate::http::{Body, Handler, Peer, Reply, RequestBody, ServerLimits};
 
@@ -180,11 +182,105 @@ async fn pipelined_requests_are_answered_in_order() {
         HEAD /3 HTTP/1.1\r\nHost: x\r\n\r\n\
         GET /4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\
         GET /never HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Handled together (the chain's roles) or one after the other (a guest-facing proxy).
+    for at_once in [MAX_PIPELINED_REQUESTS, 2, 1] {
+        let limits = ServerLimits {
+            pipelined_at_once: at_once,
+            ..limits()
+        };
+        let out = exchange(limits, batch).await;
+        let got = answers(&out, &[false, false, true, false]);
+        let bodies: Vec<&str> = got.iter().map(|a| a.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            ["GET /1 ", "POST /2 hello", "", "GET /4 "],
+            "{at_once}"
+        );
+        assert_eq!(got[3].header("connection"), Some("close"));
+    }
+}
+
+/// Answers each request with its path once every handler that started meanwhile had its turn,
+/// and counts how many were handled at once at most.
+#[derive(Clone, Default)]
+struct Together {
+    inside: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+impl Handler for Together {
+    async fn handle(&self, request: Request<RequestBody>, _: Peer) -> Response<Body> {
+        let inside = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(inside, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+        Reply::with(
+            StatusCode::OK,
+            TEXT_PLAIN,
+            Bytes::from(request.uri().path().to_owned()),
+        )
+    }
+}
+
+/// Sends `count` pipelined GETs in one write, the last one closing; the answers' bodies and the
+/// most requests handled at once.
+async fn pipelined(limits: ServerLimits, count: usize) -> (Vec<String>, usize) {
+    let (mut client, server) = tokio::io::duplex(256 * 1024);
+    let handler = Together::default();
+    let served = tokio::spawn(serve_connection(
+        server,
+        Peer::Unix,
+        limits,
+        handler.clone(),
+    ));
+    let mut batch = String::new();
+    for n in 0..count {
+        let close = if n + 1 == count {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        batch.push_str(&format!("GET /{n} HTTP/1.1\r\n{close}\r\n"));
+    }
+    client.write_all(batch.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    served.await.unwrap();
+    let bodies = answers(&out, &[]).into_iter().map(|a| a.body).collect();
+    (bodies, handler.most.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn pipelined_requests_already_read_are_handled_together_up_to_the_limit() {
+    let count = 2 * MAX_PIPELINED_REQUESTS + 3;
+    let expected: Vec<String> = (0..count).map(|n| format!("/{n}")).collect();
+    let (bodies, most) = pipelined(limits(), count).await;
+    assert_eq!(bodies, expected);
+    assert_eq!(most, MAX_PIPELINED_REQUESTS);
+
+    // A guest-facing listener answers one request after the other.
+    let one = ServerLimits {
+        pipelined_at_once: 1,
+        ..limits()
+    };
+    let (bodies, most) = pipelined(one, count).await;
+    assert_eq!(bodies, expected);
+    assert_eq!(most, 1);
+}
+
+#[tokio::test]
+async fn a_malformed_request_behind_pipelined_ones_is_refused_after_their_answers() {
+    let batch =
+        b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\nBad Header\r\n\r\n";
     let out = exchange(limits(), batch).await;
-    let got = answers(&out, &[false, false, true, false]);
-    let bodies: Vec<&str> = got.iter().map(|a| a.body.as_str()).collect();
-    assert_eq!(bodies, ["GET /1 ", "POST /2 hello", "", "GET /4 "]);
-    assert_eq!(got[3].header("connection"), Some("close"));
+    let got = answers(&out, &[]);
+    let seen: Vec<(u16, &str)> = got.iter().map(|a| (a.status, a.body.as_str())).collect();
+    assert_eq!(seen[..2], [(200, "GET /1 "), (200, "GET /2 ")]);
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[2].0, 400);
 }
 
 #[tokio::test]

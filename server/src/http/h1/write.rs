@@ -32,9 +32,9 @@ fn bodiless(status: StatusCode) -> bool {
     status.is_informational() || status == StatusCode::NO_CONTENT
 }
 
-/// Encodes the head of `status` + `headers` with a body of `length` bytes into `out`. Returns
-/// whether the connection stays open after it: not when `answering` says so, nor when the
-/// handler's headers say `Connection: close`.
+/// Encodes the head of `status` + `headers` with a body of `length` bytes at the end of `out`.
+/// Returns whether the connection stays open after it: not when `answering` says so, nor when
+/// the handler's headers say `Connection: close`.
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -42,7 +42,6 @@ fn encode_head(
     length: usize,
     answering: Answering,
 ) -> bool {
-    out.clear();
     out.extend_from_slice(if answering.http10 {
         b"HTTP/1.0 "
     } else {
@@ -120,6 +119,19 @@ pub async fn response<S: AsyncWrite + Unpin>(
     response: Response<Body>,
     answering: Answering,
 ) -> io::Result<bool> {
+    out.clear();
+    let (body, keep_alive) = encode(out, response, answering).await;
+    write_all(stream, out, &body).await?;
+    Ok(keep_alive)
+}
+
+/// Encodes `response`'s head at the end of `out` and returns the body to send after it (empty
+/// for a HEAD answer or a bodiless status) and whether the connection stays open.
+async fn encode(
+    out: &mut Vec<u8>,
+    response: Response<Body>,
+    answering: Answering,
+) -> (Bytes, bool) {
     let (parts, mut body) = response.into_parts();
     // A `Full` body is one frame, already in memory.
     let body = match body.frame().await {
@@ -127,12 +139,49 @@ pub async fn response<S: AsyncWrite + Unpin>(
         _ => Bytes::new(),
     };
     let keep_alive = encode_head(out, parts.status, &parts.headers, body.len(), answering);
-    let body: &[u8] = if answering.head || bodiless(parts.status) {
-        &[]
+    if answering.head || bodiless(parts.status) {
+        (Bytes::new(), keep_alive)
     } else {
-        &body
-    };
-    write_all(stream, out, body).await?;
+        (body, keep_alive)
+    }
+}
+
+/// Writes the answers to pipelined requests, in order, in one vectored write (more only if the
+/// stream takes part of it), their heads encoded one after the other into `out`. Stops after
+/// an answer that closes the connection; returns whether it stays open.
+pub async fn responses<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    responses: Vec<(Response<Body>, Answering)>,
+) -> io::Result<bool> {
+    out.clear();
+    // Where each head ends in `out`, and the body after it.
+    let mut parts = Vec::with_capacity(responses.len());
+    let mut keep_alive = true;
+    for (response, answering) in responses {
+        let (body, open) = encode(out, response, answering).await;
+        parts.push((out.len(), body));
+        keep_alive = open;
+        if !open {
+            break;
+        }
+    }
+    let mut slices = Vec::with_capacity(2 * parts.len());
+    let mut start = 0;
+    for (end, body) in &parts {
+        slices.push(IoSlice::new(&out[start..*end]));
+        slices.push(IoSlice::new(body));
+        start = *end;
+    }
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        let written = stream.write_vectored(slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, written);
+    }
+    stream.flush().await?;
     Ok(keep_alive)
 }
 
@@ -156,6 +205,7 @@ pub async fn refusal<S: AsyncWrite + Unpin>(
     let mut text = Vec::with_capacity(reason.len() + 1);
     text.extend_from_slice(reason.as_bytes());
     text.push(b'\n');
+    out.clear();
     encode_head(out, status, &headers, text.len(), answering);
     write_all(stream, out, &text).await
 }
