@@ -217,6 +217,7 @@ fn short(name: &str) -> &'static str {
         "final message on the console" => "final-msg",
         "not rebooted again (once per instance)" => "no-reboot",
         "phoned home once (phone_home)" => "phone-home",
+        crate::check::fingerprints::NAME => "authkey-fp",
         _ => "check",
     }
 }

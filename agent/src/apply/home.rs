@@ -33,6 +33,27 @@ pub fn open_home(root: &Root, user: &User) -> io::Result<(Dir, bool)> {
     Ok((checked(home, user)?, created))
 }
 
+/// Opens `user`'s home when it exists, with the checks of [`open_home`]; creates nothing.
+pub fn existing_home(root: &Root, user: &User) -> io::Result<Option<Dir>> {
+    let (parent, name) = match root.parent(Path::new(&user.home), false) {
+        Ok(found) => found,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    parent
+        .open_dir(&name)?
+        .map(|home| checked(home, user))
+        .transpose()
+}
+
+/// Opens directory `name` of `user`'s home when it exists, with the checks of
+/// [`open_user_dir`]; creates nothing.
+pub fn existing_user_dir(home: &Dir, name: &str, user: &User) -> io::Result<Option<Dir>> {
+    home.open_dir(OsStr::new(name))?
+        .map(|dir| checked(dir, user))
+        .transpose()
+}
+
 /// Opens (creating it, [`SSH_DIR_MODE`], when missing) directory `name` of `user`'s home; a
 /// symlink there, or a directory of someone else, is refused. Owner and mode are left to the
 /// caller, once it has checked what lies inside.

@@ -196,6 +196,25 @@ pub fn write_user_keys(root: &Root, user: &User, keys: &[String]) -> Result<Path
     Ok(path)
 }
 
+/// The text of `user`'s `~/.ssh/authorized_keys` under `root`, read with the checks writing it
+/// makes (no symlink on the way, the user's or root's, one link); `None` when the home,
+/// `~/.ssh` or the file is missing. Creates nothing.
+pub fn read_user_keys(root: &Root, user: &User) -> Result<Option<String>, PathError> {
+    let home = home::existing_home(root, user)
+        .map_err(PathError::fail("open", root.host_path(&user.home)))?;
+    let Some(home) = home else {
+        return Ok(None);
+    };
+    let ssh = home::existing_user_dir(&home, ".ssh", user)
+        .map_err(PathError::fail("open", home.child_path(".ssh")))?;
+    let Some(ssh) = ssh else {
+        return Ok(None);
+    };
+    let bytes = home::read_user_file(&ssh, AUTHORIZED_KEYS, user)
+        .map_err(PathError::fail("read", ssh.child_path(AUTHORIZED_KEYS)))?;
+    Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;

@@ -1,5 +1,6 @@
 //! The account steps: users and groups, SSH keys, passwords (with the config drive's
-//! `admin_pass`), the password post-back, `ssh_pwauth`.
+//! `admin_pass`), the password post-back, `ssh_pwauth`, and the authorized keys' fingerprints
+//! on the console.
 
 use std::time::Instant;
 
@@ -7,7 +8,9 @@ use metaboot_proto::MetaData;
 
 use super::instance::Instance;
 use crate::apply::users::Accounts;
-use crate::apply::{password_postback, passwords, ssh_keys, sshd, users_groups};
+use crate::apply::{
+    authkey_fingerprints, password_postback, passwords, ssh_keys, sshd, users_groups,
+};
 use crate::log::chain;
 use crate::retry::Retry;
 use crate::source::http::{FetchError, HttpClient};
@@ -312,4 +315,70 @@ pub(super) fn ssh_pwauth(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             ))
         }),
     )
+}
+
+/// The `ssh-authkey-fingerprints` step (cloud-init's `ssh_authkey_fingerprints`, once per
+/// instance, after the user scripts): for each user of the user list (not a system user, not
+/// one without a home), the fingerprints of the keys in `~/.ssh/authorized_keys` on the
+/// console, unless `no_ssh_fingerprints` is true.
+pub(super) fn authkey_fingerprints(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    if i.config
+        .no_ssh_fingerprints
+        .as_ref()
+        .is_some_and(authkey_fingerprints::is_true)
+    {
+        return Done::skipped("no_ssh_fingerprints is true");
+    }
+    let hash = i
+        .config
+        .authkey_hash
+        .as_deref()
+        .unwrap_or(authkey_fingerprints::DEFAULT_HASH);
+    if !authkey_fingerprints::HASHES.contains(&hash) {
+        warnings.push(format!(
+            "authkey_hash {hash}: metaboot has {} only; the fingerprints show ?",
+            authkey_fingerprints::HASHES.join(", ")
+        ));
+    }
+    let Some(accounts) = load(i) else {
+        return Done::error("cannot read the root's /etc/passwd");
+    };
+    // The user list's own warnings were the users-groups step's.
+    let users = users_groups::user_list(&i.config, default_user(i).as_ref(), &mut Vec::new());
+    let mut shown = Vec::new();
+    for wanted in users {
+        if wanted.no_create_home == Some(true) || wanted.system == Some(true) {
+            continue;
+        }
+        let name = wanted.name.trim();
+        let Some(user) = accounts.user(name) else {
+            warnings.push(format!("no fingerprints for {name}: no such user"));
+            continue;
+        };
+        match ssh_keys::read_user_keys(i.root, &user) {
+            Ok(text) => {
+                let file = std::path::Path::new(&user.home)
+                    .join(".ssh")
+                    .join(ssh_keys::AUTHORIZED_KEYS);
+                eprint!(
+                    "{}",
+                    authkey_fingerprints::render(
+                        name,
+                        &file.display().to_string(),
+                        text.as_deref(),
+                        hash
+                    )
+                );
+                shown.push(name.to_owned());
+            }
+            Err(err) => warnings.push(format!("no fingerprints for {name}: {}", chain(&err))),
+        }
+    }
+    if shown.is_empty() {
+        return Done::skipped("no user to show the fingerprints of");
+    }
+    Done::ok_with(format!(
+        "the authorized keys' fingerprints of {} on the console",
+        shown.join(", ")
+    ))
 }

@@ -104,6 +104,10 @@ cloud_config! {
     ssh_key_console_blacklist: Vec<String> = "ssh_key_console_blacklist",
     /// Key types whose host key fingerprints are not printed on the console (default none).
     ssh_fp_console_blacklist: Vec<String> = "ssh_fp_console_blacklist",
+    /// `no_ssh_fingerprints: true` keeps the authorized keys' fingerprints off the console.
+    no_ssh_fingerprints: serde_json::Value = "no_ssh_fingerprints",
+    /// The hash of those fingerprints (default `sha256`).
+    authkey_hash: String = "authkey_hash",
     /// Password for the default user.
     password: StrLike = "password",
     /// Make the default user's password here and post it, encrypted for the instance's first

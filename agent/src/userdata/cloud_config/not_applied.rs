@@ -21,10 +21,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("apt_reboot_if_required", PACKAGES),
     ("apt_update", PACKAGES),
     ("apt_upgrade", PACKAGES),
-    (
-        "authkey_hash",
-        "metaboot prints no fingerprints of authorized keys",
-    ),
     ("byobu_by_default", SYSTEM),
     ("chef", SERVICES),
     ("device_aliases", DISKS),
@@ -42,10 +38,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),
     ("mcollective", SERVICES),
-    (
-        "no_ssh_fingerprints",
-        "metaboot prints no fingerprints of authorized keys",
-    ),
     ("ntp", SYSTEM),
     ("package_reboot_if_required", PACKAGES),
     ("package_update", PACKAGES),

@@ -250,7 +250,7 @@ fn run_guest(
     };
 
     if spec.reboot_once {
-        reboot_once(spec, &guest, &stage, report)?;
+        reboot_once(spec, &guest, &who.key, &stage, report)?;
         // The second boot's console; the first one's (the provisioning, the host keys) stays
         // the report's.
         let second = dir.join("serial-after-reboot.log");
@@ -289,6 +289,7 @@ fn run_guest(
 fn reboot_once(
     spec: &CloudImageGuest,
     guest: &Guest,
+    key: &Path,
     stage: &dyn Fn(&str),
     report: &mut CloudImageReport,
 ) -> anyhow::Result<()> {
@@ -315,6 +316,14 @@ fn reboot_once(
     report
         .checks
         .push(power_state::final_message(&console, None));
+    let public_key = fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
+    report
+        .checks
+        .push(crate::check::fingerprints::authkey_fingerprints(
+            &console,
+            &spec.default_user,
+            &public_key,
+        ));
     Ok(())
 }
 

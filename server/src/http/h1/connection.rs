@@ -36,9 +36,15 @@ where
     let mut out = Vec::with_capacity(HEAD_BUFFER);
     let timer = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(timer);
+    let room = H::ADDED_HEADERS;
+    // A head parsed while gathering a batch whose request waits for the next round.
+    let mut next: Option<Head> = None;
     loop {
-        let room = H::ADDED_HEADERS;
-        let head = match read_head(&mut stream, &mut buf, &limits, room, timer.as_mut()).await {
+        let read = match next.take() {
+            Some(head) => Ok(Some(head)),
+            None => read_head(&mut stream, &mut buf, &limits, room, timer.as_mut()).await,
+        };
+        let head = match read {
             Ok(Some(head)) => head,
             // Closed by the client, or idle past the timeout between requests.
             Ok(None) => return,
@@ -62,6 +68,13 @@ where
             let Ok(Some(head)) = head::parse(&mut buf, &limits, room) else {
                 break;
             };
+            // So does a request whose body is not all here (or that waits for a 100 Continue,
+            // which must not go out before the answers in front of it): the batch is answered
+            // first.
+            if head.expect_continue || !body_read(head.framing, &buf) {
+                next = Some(head);
+                break;
+            }
             let (request, answering) = read_request(&mut stream, &mut buf, head, &limits).await;
             open = answering.keep_alive;
             more.push((request, answering));
@@ -89,6 +102,16 @@ where
                 return;
             }
         }
+    }
+}
+
+/// Whether a body framed by `framing` is already all in `buf` (a chunked one is not taken to
+/// be).
+fn body_read(framing: Framing, buf: &BytesMut) -> bool {
+    match framing {
+        Framing::Empty => true,
+        Framing::Length(length) => buf.len() as u64 >= length,
+        Framing::Chunked | Framing::UntilClose => false,
     }
 }
 

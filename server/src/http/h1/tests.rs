@@ -272,6 +272,51 @@ async fn pipelined_requests_already_read_are_handled_together_up_to_the_limit() 
 }
 
 #[tokio::test]
+async fn a_pipelined_request_waiting_for_100_continue_gets_it_after_the_answers_before_it() {
+    let (mut client, served) = connect(limits());
+    client
+        .write_all(
+            b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n\
+              POST /3 HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // Both answers, then the interim answer: in order.
+    let mut seen = Vec::new();
+    let mut chunk = [0; 4096];
+    while !String::from_utf8_lossy(&seen).contains("100 Continue") {
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("answers in time")
+            .unwrap();
+        assert_ne!(read, 0);
+        seen.extend_from_slice(&chunk[..read]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    let (one, two, go_on) = (
+        text.find("GET /1 ").unwrap(),
+        text.find("GET /2 ").unwrap(),
+        text.find("HTTP/1.1 100 Continue").unwrap(),
+    );
+    assert!(one < two && two < go_on, "{text}");
+    client
+        .write_all(b"helloGET /bye HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("POST /3 hello") && rest.contains("GET /bye "),
+        "{rest}"
+    );
+    served.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_malformed_request_behind_pipelined_ones_is_refused_after_their_answers() {
     let batch =
         b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\nBad Header\r\n\r\n";

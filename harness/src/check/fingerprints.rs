@@ -1,0 +1,86 @@
+//! The authorized keys' fingerprints on a guest's console (cloud-init's
+//! `ssh_authkey_fingerprints`, metaboot's `ssh-authkey-fingerprints`): the table for the default
+//! user, with a row for the key the lab gave the instance.
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+use super::CheckResult;
+
+/// The check's name.
+pub const NAME: &str = "authorized keys' fingerprints on the console";
+
+/// cloud-init's fingerprint of a public key line: the SHA-256 of its blob in hex pairs joined
+/// by `:`; `None` when the line has no base64 blob.
+pub fn fingerprint(public_key: &str) -> Option<String> {
+    let blob = public_key.split_whitespace().nth(1)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
+    Some(
+        hex::encode(sha2::Sha256::digest(bytes))
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| String::from_utf8_lossy(pair).into_owned())
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+/// Passed when the console shows `user`'s table (`/home/<user>/.ssh/authorized_keys`) with a
+/// row for `public_key`.
+pub fn authkey_fingerprints(console: &str, user: &str, public_key: &str) -> CheckResult {
+    let title = format!("Authorized keys from /home/{user}/.ssh/authorized_keys for user {user}");
+    let Some(expected) = fingerprint(public_key) else {
+        return CheckResult::fail(
+            NAME,
+            format!("the lab's key has no base64 blob: {public_key}"),
+        );
+    };
+    let titled = console.lines().any(|line| line.contains(&title));
+    let row = console
+        .lines()
+        .any(|line| line.contains("ci-info: |") && line.contains(&expected));
+    CheckResult::from_bool(
+        NAME,
+        titled && row,
+        format!(
+            "expected `{title}` and a row with {expected}: title {}, row {}",
+            if titled { "seen" } else { "missing" },
+            if row { "seen" } else { "missing" }
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGHtiVz+ZA1NX3VZlv0HGrf3c8c7bNQbWxvKuOPXv+Ri lab";
+
+    #[test]
+    fn the_table_is_found_as_either_agent_prints_it_on_the_console() {
+        let fp = fingerprint(KEY).unwrap();
+        assert_eq!(fp.len(), 32 * 3 - 1);
+        // cloud-init writes to the console itself; metaboot's lines come through journald.
+        let cloud_init = format!(
+            "ci-info: +++Authorized keys from /home/debian/.ssh/authorized_keys for user debian+++\n\
+             ci-info: | ssh-ed25519 | {fp} |    -    |  lab  |\n"
+        );
+        assert!(authkey_fingerprints(&cloud_init, "debian", KEY).passed);
+        let metaboot = format!(
+            "[   20.1] metaboot[301]: ci-info: +++Authorized keys from /home/debian/.ssh/authorized_keys for user debian+++\n\
+             [   20.1] metaboot[301]: ci-info: | ssh-ed25519 | {fp} |    -    |  lab  |\n"
+        );
+        assert!(authkey_fingerprints(&metaboot, "debian", KEY).passed);
+        let other_user = cloud_init.replace("debian", "ubuntu");
+        assert!(!authkey_fingerprints(&other_user, "debian", KEY).passed);
+        let no_row = cloud_init.lines().next().unwrap().to_owned();
+        let failed = authkey_fingerprints(&no_row, "debian", KEY);
+        assert!(
+            !failed.passed && failed.detail.contains("row missing"),
+            "{failed:?}"
+        );
+    }
+}
