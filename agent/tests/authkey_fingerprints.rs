@@ -11,29 +11,11 @@ use base64::Engine as _;
 use sha2::Digest as _;
 use support::*;
 
-/// The uid and gid of the default user.
-const DEBIAN: u32 = 1000;
 /// A key given in user data (its blob is base64, as a real key's).
 const LAPTOP_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGHtiVz+ZA1NX3VZlv0HGrf3c8c7bNQbWxvKuOPXv+Ri me@laptop";
 /// The title of the default user's table.
 const TITLE: &str = "Authorized keys from /home/debian/.ssh/authorized_keys for user debian";
-
-/// A guest whose image has user `debian` (the default user) with a home it owns.
-fn debian_guest() -> Guest {
-    let guest = Guest::new();
-    guest.config("default_user: {name: debian}\ndisable_root: false\n");
-    let append = |path: &str, line: &str| {
-        let text = guest.read(path) + line + "\n";
-        std::fs::write(guest.path(path), text).unwrap();
-    };
-    append("/etc/passwd", "debian:x:1000:1000::/home/debian:/bin/sh");
-    append("/etc/group", "debian:x:1000:");
-    append("/etc/shadow", "debian:!:19000:0:99999:7:::");
-    std::fs::create_dir_all(guest.path("/home/debian")).unwrap();
-    lchown(guest.path("/home/debian"), Some(DEBIAN), Some(DEBIAN)).unwrap();
-    guest
-}
 
 /// cloud-init's fingerprint of a key line: the blob's digest in hex pairs.
 fn fingerprint(key: &str) -> String {
@@ -66,7 +48,7 @@ fn the_default_users_keys_are_on_the_console_once_per_instance() {
     if !require_root() {
         return;
     }
-    let guest = debian_guest();
+    let guest = Guest::with_debian();
     guest.user_data(format!(
         "#cloud-config\nssh_authorized_keys: ['{LAPTOP_KEY}']\n"
     ));
@@ -112,7 +94,7 @@ fn no_ssh_fingerprints_keeps_them_off_and_authkey_hash_picks_the_hash() {
     if !require_root() {
         return;
     }
-    let guest = debian_guest();
+    let guest = Guest::with_debian();
     guest.user_data("#cloud-config\nno_ssh_fingerprints: 'yes'\n");
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
@@ -122,7 +104,7 @@ fn no_ssh_fingerprints_keeps_them_off_and_authkey_hash_picks_the_hash() {
         ("skipped".into(), "no_ssh_fingerprints is true".into())
     );
 
-    let guest = debian_guest();
+    let guest = Guest::with_debian();
     guest.user_data("#cloud-config\nauthkey_hash: sha512\n");
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
@@ -134,7 +116,7 @@ fn no_ssh_fingerprints_keeps_them_off_and_authkey_hash_picks_the_hash() {
 
     // A hash metaboot does not have: `?` in the table (as cloud-init for one Python lacks),
     // and a warning saying which it has.
-    let guest = debian_guest();
+    let guest = Guest::with_debian();
     guest.user_data("#cloud-config\nauthkey_hash: md5\n");
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
@@ -153,7 +135,7 @@ fn a_user_without_keys_is_said_to_have_none() {
     if !require_root() {
         return;
     }
-    let guest = debian_guest();
+    let guest = Guest::with_debian();
     guest.meta_data(&serde_json::json!({"uuid": UUID, "hostname": "test.novalocal"}));
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
@@ -168,7 +150,7 @@ fn a_linked_authorized_keys_is_not_read() {
     if !require_root() {
         return;
     }
-    let guest = debian_guest();
+    let guest = Guest::with_debian();
     // The guest user links its authorized_keys to root's, which holds a key it must not see.
     std::fs::create_dir_all(guest.path("/root/.ssh")).unwrap();
     std::fs::write(

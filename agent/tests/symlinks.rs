@@ -10,26 +10,14 @@ use std::path::Path;
 
 use support::*;
 
-/// The uid and gid of the guest user who plants the links.
-const DEBIAN: u32 = 1000;
 /// A line of the guest's shadow that must never leave /etc/shadow.
 const SHADOW_MARKER: &str = "sys:$6$ShadowMarker0$NeverCopiedAnywhere:19000:0:99999:7:::";
 
-/// A guest whose image has user `debian` (the default user) with a home it owns, and a shadow
-/// file holding [`SHADOW_MARKER`].
+/// A guest whose image has user `debian` (the default user, who plants the links) with a home
+/// it owns, and a shadow file holding [`SHADOW_MARKER`].
 fn debian_guest() -> Guest {
-    let guest = Guest::new();
-    guest.config("default_user: {name: debian}\ndisable_root: false\n");
-    let append = |path: &str, line: &str| {
-        let text = guest.read(path) + line + "\n";
-        std::fs::write(guest.path(path), text).unwrap();
-    };
-    append("/etc/passwd", "debian:x:1000:1000::/home/debian:/bin/sh");
-    append("/etc/group", "debian:x:1000:");
-    append("/etc/shadow", "debian:!:19000:0:99999:7:::");
-    append("/etc/shadow", SHADOW_MARKER);
-    std::fs::create_dir_all(guest.path("/home/debian")).unwrap();
-    lchown(guest.path("/home/debian"), Some(DEBIAN), Some(DEBIAN)).unwrap();
+    let guest = Guest::with_debian();
+    guest.append("/etc/shadow", SHADOW_MARKER);
     guest
 }
 

@@ -25,6 +25,9 @@ pub use server::{Fault, MetadataServer};
 
 /// The instance every test boots (unless it changes it).
 pub const UUID: &str = "d8e02d56-2648-49a3-bf97-6be8f1204f38";
+/// The uid and gid of the default user of [`Guest::with_debian`].
+#[allow(dead_code)] // Not every test binary boots the default user.
+pub const DEBIAN: u32 = 1000;
 /// The key pair of meta_data.json.
 pub const META_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMetaDataKey nova@host";
 /// A key given in user data.
@@ -104,6 +107,26 @@ impl Guest {
             "random_seed": "cmFuZG9tIHNlZWQ=",
         }));
         guest
+    }
+
+    /// A guest whose image has user `debian` ([`DEBIAN`], the default user) with a home it
+    /// owns.
+    #[allow(dead_code)] // Not every test binary boots the default user.
+    pub fn with_debian() -> Self {
+        let guest = Self::new();
+        guest.config("default_user: {name: debian}\ndisable_root: false\n");
+        guest.append("/etc/passwd", "debian:x:1000:1000::/home/debian:/bin/sh");
+        guest.append("/etc/group", "debian:x:1000:");
+        guest.append("/etc/shadow", "debian:!:19000:0:99999:7:::");
+        std::fs::create_dir_all(guest.path("/home/debian")).unwrap();
+        std::os::unix::fs::lchown(guest.path("/home/debian"), Some(DEBIAN), Some(DEBIAN)).unwrap();
+        guest
+    }
+
+    /// Appends `line` to the file at `path` under the root.
+    pub fn append(&self, path: &str, line: &str) {
+        let text = self.read(path) + line + "\n";
+        std::fs::write(self.path(path), text).unwrap();
     }
 
     /// Writes metaboot.yaml: the server URL, a 5 s deadline, then `extra` (YAML).

@@ -122,7 +122,13 @@ fn answers(mut bytes: &[u8], head_request: &[bool]) -> Vec<Answer> {
 
 /// Sends `request`, reads until the server closes.
 async fn exchange(limits: ServerLimits, request: &[u8]) -> Vec<u8> {
-    let (mut client, served) = connect(limits);
+    exchange_with(limits, Echo, request).await
+}
+
+/// Sends `request` to a connection `handler` serves, reads until the server closes.
+async fn exchange_with<H: Handler>(limits: ServerLimits, handler: H, request: &[u8]) -> Vec<u8> {
+    let (mut client, server) = tokio::io::duplex(256 * 1024);
+    let served = tokio::spawn(serve_connection(server, Peer::Unix, limits, handler));
     client.write_all(request).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
@@ -225,14 +231,7 @@ impl Handler for Together {
 /// Sends `count` pipelined GETs in one write, the last one closing; the answers' bodies and the
 /// most requests handled at once.
 async fn pipelined(limits: ServerLimits, count: usize) -> (Vec<String>, usize) {
-    let (mut client, server) = tokio::io::duplex(256 * 1024);
     let handler = Together::default();
-    let served = tokio::spawn(serve_connection(
-        server,
-        Peer::Unix,
-        limits,
-        handler.clone(),
-    ));
     let mut batch = String::new();
     for n in 0..count {
         let close = if n + 1 == count {
@@ -242,13 +241,7 @@ async fn pipelined(limits: ServerLimits, count: usize) -> (Vec<String>, usize) {
         };
         batch.push_str(&format!("GET /{n} HTTP/1.1\r\n{close}\r\n"));
     }
-    client.write_all(batch.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
-        .await
-        .expect("the server closes the connection")
-        .unwrap();
-    served.await.unwrap();
+    let out = exchange_with(limits, handler.clone(), batch.as_bytes()).await;
     let bodies = answers(&out, &[]).into_iter().map(|a| a.body).collect();
     (bodies, handler.most.load(Ordering::SeqCst))
 }
