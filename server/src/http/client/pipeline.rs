@@ -16,20 +16,16 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Response, StatusCode, request};
+use http::{Method, Response, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
 
 use super::error::UpstreamError;
 use super::stream::{Dialer, ReadHalf, WriteHalf};
-use crate::http::BodyError;
-use crate::http::h1::{encode_request_head, read_body, response_head};
-use crate::http::limits::{MAX_UPSTREAM_BODY_BYTES, MAX_UPSTREAM_INTERIM_ANSWERS};
+use crate::http::h1::{encode_request_head, read_answer};
 
-/// Bytes the read buffer starts with, and grows by while heads come in.
+/// Bytes the read buffer starts with (answers are read on by `h1::read_answer`).
 const READ_CHUNK: usize = 16 * 1024;
-/// Free room under which the read buffer is made room in before a read.
-const MIN_READ_ROOM: usize = 4 * 1024;
 
 type Reply = oneshot::Sender<Result<Response<Bytes>, NoAnswer>>;
 
@@ -257,19 +253,9 @@ async fn answers(shared: &Shared, stream: &mut ReadHalf, buf: &mut BytesMut) -> 
             Ok(to_head) => to_head,
             Err(why) => return why,
         };
-        let head = match answer_head(stream, buf, to_head).await {
-            Ok(head) => head,
+        let (head, body) = match read_answer(stream, buf, to_head).await {
+            Ok(answer) => answer,
             Err(why) => return why,
-        };
-        let body = match read_body(stream, buf, head.framing, MAX_UPSTREAM_BODY_BYTES).await {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => {
-                return format!("answer body larger than {MAX_UPSTREAM_BODY_BYTES} bytes");
-            }
-            Err(BodyError::Broken | BodyError::Timeout) => {
-                return "the answer body ended early or its chunked framing is malformed"
-                    .to_owned();
-            }
         };
         let waiter = {
             let mut state = shared.lock();
@@ -305,47 +291,5 @@ async fn front(shared: &Shared, stream: &mut ReadHalf, buf: &mut BytesMut) -> Re
     match shared.lock().waiting.front() {
         Some(waiter) => Ok(waiter.to_head),
         None => Err("the upstream sent bytes nobody asked for".to_owned()),
-    }
-}
-
-/// The next final answer head (interim ones skipped), read until complete.
-async fn answer_head(
-    stream: &mut ReadHalf,
-    buf: &mut BytesMut,
-    to_head: bool,
-) -> Result<response_head::ResponseHead, String> {
-    let mut interim = 0;
-    loop {
-        let head = loop {
-            if let Some(head) = response_head::parse(buf, to_head).map_err(str::to_owned)? {
-                break head;
-            }
-            if buf.capacity() - buf.len() < MIN_READ_ROOM {
-                buf.reserve(READ_CHUNK);
-            }
-            match stream.read_buf(buf).await {
-                Ok(0) => {
-                    return Err(
-                        "the upstream closed the connection in the middle of the answer head"
-                            .to_owned(),
-                    );
-                }
-                Ok(_) => {}
-                Err(err) => return Err(format!("reading the answer: {err}")),
-            }
-        };
-        let status = head.response.status();
-        if !status.is_informational() {
-            return Ok(head);
-        }
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            return Err("the upstream switched protocols unasked".to_owned());
-        }
-        interim += 1;
-        if interim > MAX_UPSTREAM_INTERIM_ANSWERS {
-            return Err(format!(
-                "more than {MAX_UPSTREAM_INTERIM_ANSWERS} interim answers"
-            ));
-        }
     }
 }

@@ -80,43 +80,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         );
         self.write(body).await?;
         let to_head = request.method == Method::HEAD;
-        let mut interim = 0;
-        let ResponseHead {
-            response,
-            framing,
-            keep_alive,
-        } = loop {
-            let head = self.read_head(to_head).await?;
-            let status = head.response.status();
-            if !status.is_informational() {
-                break head;
-            }
-            // Nothing here asks to switch protocols: the upstream is not speaking HTTP to us.
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                return Err(failed("the upstream switched protocols unasked"));
-            }
-            interim += 1;
-            if interim > MAX_UPSTREAM_INTERIM_ANSWERS {
-                return Err(ExchangeError::Failed(format!(
-                    "more than {MAX_UPSTREAM_INTERIM_ANSWERS} interim answers"
-                )));
-            }
-        };
-        let body = body::read(
-            &mut self.stream,
-            &mut self.buf,
-            framing,
-            MAX_UPSTREAM_BODY_BYTES,
-        )
-        .await
-        .map_err(|err| match err {
-            BodyError::TooLarge => ExchangeError::Failed(format!(
-                "answer body larger than {MAX_UPSTREAM_BODY_BYTES} bytes"
-            )),
-            BodyError::Broken | BodyError::Timeout => {
-                failed("the answer body ended early or its chunked framing is malformed")
-            }
-        })?;
+        let (
+            ResponseHead {
+                response,
+                keep_alive,
+                ..
+            },
+            body,
+        ) = read_answer(&mut self.stream, &mut self.buf, to_head)
+            .await
+            .map_err(ExchangeError::Failed)?;
         Ok(Answer {
             response: response.map(|()| body),
             // Bytes after the answer were never asked for: nothing more on this connection
@@ -146,34 +119,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConnection<S> {
         .await
         .map_err(|err| ExchangeError::Failed(format!("request not sent whole: {err}")))
     }
+}
 
-    /// The next answer head, read until complete.
-    async fn read_head(&mut self, to_head: bool) -> Result<ResponseHead, ExchangeError> {
-        loop {
-            if !self.buf.is_empty()
-                && let Some(head) = response_head::parse(&mut self.buf, to_head).map_err(failed)?
-            {
-                return Ok(head);
+/// Reads an upstream's answer to a request (HEAD when `to_head`) from `stream` into `buf`: the
+/// final head, interim (1xx) answers skipped (at most `MAX_UPSTREAM_INTERIM_ANSWERS`), and its
+/// body read whole (at most `MAX_UPSTREAM_BODY_BYTES`); what was wrong otherwise. Bytes after
+/// it stay in `buf` (the next pipelined answer's).
+pub async fn read_answer<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    to_head: bool,
+) -> Result<(ResponseHead, Bytes), String> {
+    let mut interim = 0;
+    let head = loop {
+        let head = read_head(stream, buf, to_head).await?;
+        let status = head.response.status();
+        if !status.is_informational() {
+            break head;
+        }
+        // Nothing here asks to switch protocols: the upstream is not speaking HTTP to us.
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err("the upstream switched protocols unasked".to_owned());
+        }
+        interim += 1;
+        if interim > MAX_UPSTREAM_INTERIM_ANSWERS {
+            return Err(format!(
+                "more than {MAX_UPSTREAM_INTERIM_ANSWERS} interim answers"
+            ));
+        }
+    };
+    let body = body::read(stream, buf, head.framing, MAX_UPSTREAM_BODY_BYTES)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge => {
+                format!("answer body larger than {MAX_UPSTREAM_BODY_BYTES} bytes")
             }
-            if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
-                self.buf.reserve(READ_CHUNK);
+            BodyError::Broken | BodyError::Timeout => {
+                "the answer body ended early or its chunked framing is malformed".to_owned()
             }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) if self.buf.is_empty() => {
-                    return Err(failed(
-                        "the upstream closed the connection without answering",
-                    ));
-                }
-                Ok(0) => {
-                    return Err(failed(
-                        "the upstream closed the connection in the middle of the answer head",
-                    ));
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    return Err(ExchangeError::Failed(format!("reading the answer: {err}")));
-                }
+        })?;
+    Ok((head, body))
+}
+
+/// The next answer head, read until complete.
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    to_head: bool,
+) -> Result<ResponseHead, String> {
+    loop {
+        if !buf.is_empty()
+            && let Some(head) = response_head::parse(buf, to_head).map_err(str::to_owned)?
+        {
+            return Ok(head);
+        }
+        if buf.capacity() - buf.len() < MIN_READ_ROOM {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) if buf.is_empty() => {
+                return Err("the upstream closed the connection without answering".to_owned());
             }
+            Ok(0) => {
+                return Err(
+                    "the upstream closed the connection in the middle of the answer head"
+                        .to_owned(),
+                );
+            }
+            Ok(_) => {}
+            Err(err) => return Err(format!("reading the answer: {err}")),
         }
     }
 }
@@ -211,10 +225,6 @@ impl<S: TryRead> ClientConnection<S> {
             Ok(_) => false,
         }
     }
-}
-
-fn failed(why: &str) -> ExchangeError {
-    ExchangeError::Failed(why.to_owned())
 }
 
 #[cfg(test)]

@@ -10,14 +10,14 @@ mod date;
 mod fields;
 mod head;
 mod request;
-pub mod response_head;
+mod response_head;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
-pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS, read as read_body};
-pub use client::{Answer, ClientConnection, ExchangeError, TryRead};
+pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS};
+pub use client::{Answer, ClientConnection, ExchangeError, TryRead, read_answer};
 pub use connection::serve_connection;
 pub use fields::has_token;
 pub use request::encode_head as encode_request_head;
