@@ -85,6 +85,10 @@ pub fn main(args: &StatusArgs) -> ExitCode {
     })
 }
 
+/// The narrowest the step names' column gets in `metaboot status`; wider when a step's name is
+/// longer (`ssh-authkey-fingerprints`), so the outcomes stay in one column.
+pub const MIN_STEP_COLUMN: usize = 22;
+
 /// The long human-readable form.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -113,6 +117,11 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "finished: {} ({ms} ms)", iso8601(finished));
     }
     let _ = writeln!(out, "steps:");
+    let width = report
+        .steps
+        .iter()
+        .map(|step| step.name.chars().count())
+        .fold(MIN_STEP_COLUMN, usize::max);
     for step in &report.steps {
         let outcome = match step.outcome {
             Outcome::Ok => "ok",
@@ -122,7 +131,7 @@ pub fn render(report: &Report) -> String {
         let message = escape_controls(step.message.as_deref().unwrap_or(""));
         let _ = writeln!(
             out,
-            "  {:<22} {:<8} {:>6} ms  {message}",
+            "  {:<width$} {:<8} {:>6} ms  {message}",
             step.name, outcome, step.duration_ms
         );
         for script in &step.scripts {
@@ -200,5 +209,28 @@ mod tests {
             text.contains("errors:\n  - user-data: user data: Corrupt gzip data\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn outcomes_stay_in_one_column_after_a_step_name_wider_than_the_minimum() {
+        let mut report = Report::start();
+        let long = "ssh-authkey-fingerprints";
+        assert!(long.len() > MIN_STEP_COLUMN);
+        report.step("hostname", Done::ok);
+        report.step(long, || Done::skipped("no user"));
+        let text = render(&report);
+        let steps: Vec<&str> = text
+            .lines()
+            .skip_while(|line| *line != "steps:")
+            .skip(1)
+            .collect();
+        let outcome_column = 2 + long.len() + 1;
+        assert_eq!(steps.len(), 2, "{text}");
+        assert!(steps[0][outcome_column..].starts_with("ok "), "{text}");
+        assert!(steps[1][outcome_column..].starts_with("skipped "), "{text}");
+        let mut short = Report::start();
+        short.step("hostname", Done::ok);
+        let line = format!("  {:<MIN_STEP_COLUMN$} ok ", "hostname");
+        assert!(render(&short).contains(&line), "{}", render(&short));
     }
 }
