@@ -8,7 +8,11 @@
 
 use serde_json::Value;
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use crate::apply::tool::{self, ToolError};
+use crate::retry::{Retry, RetryError, Transient};
 use crate::userdata::cloud_config::{CloudConfig, is_true};
 
 /// apt-get and the options cloud-init gives it (`APT_GET_COMMAND`): keep the image's changed
@@ -21,9 +25,21 @@ pub const APT_GET: &[&str] = &[
     "--quiet",
 ];
 
-/// How long apt-get waits for another apt or dpkg (an apt-daily timer at boot) to let go of
-/// its lock: cloud-init's `APT_LOCK_WAIT_TIMEOUT`.
+/// How long an apt-get command waits for another apt or dpkg (the apt-daily timer at boot) to
+/// let go of apt's locks: cloud-init's `APT_LOCK_WAIT_TIMEOUT`.
 pub const LOCK_TIMEOUT_SECONDS: u32 = 30;
+
+/// How often the locks are tried meanwhile (cloud-init: every second).
+pub const LOCK_POLL: Duration = Duration::from_secs(1);
+
+/// apt's and dpkg's lock files (cloud-init's `APT_LOCK_FILES`): `fcntl` locks their holders
+/// keep while they run.
+pub const APT_LOCKS: &[&str] = &[
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/dpkg/lock",
+    "/var/cache/apt/archives/lock",
+    "/var/lib/apt/lists/lock",
+];
 
 /// Most packages one `packages` list may name.
 pub const MAX_PACKAGES: usize = 1000;
@@ -132,8 +148,76 @@ pub struct Applied {
 pub enum PackagesError {
     #[error("apt-get is not installed: metaboot installs packages with apt-get (Debian, Ubuntu)")]
     NoAptGet,
+    #[error("{what} failed ({status}): {said}")]
+    Failed {
+        /// `apt-get update`, `apt-get install hello` (the options left out).
+        what: String,
+        status: std::process::ExitStatus,
+        said: String,
+    },
     #[error(transparent)]
-    Tool(#[from] ToolError),
+    Tool(ToolError),
+    #[error("another apt or dpkg held apt's locks for {LOCK_TIMEOUT_SECONDS} s ({0})")]
+    Locked(String),
+}
+
+impl Transient for PackagesError {
+    /// A lock another process holds goes away; anything else is apt-get's own verdict.
+    fn is_transient(&self) -> bool {
+        matches!(self, PackagesError::Locked(_))
+    }
+}
+
+/// Whether another process holds one of `locks` (a file that does not exist holds nothing).
+/// The probe takes each lock and lets it go at once, as cloud-init's does.
+pub fn locks_held(locks: &[&Path]) -> bool {
+    use std::os::fd::AsRawFd;
+    locks.iter().any(|path| {
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
+            return false;
+        };
+        let lock = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        // SAFETY: F_SETLK with a valid descriptor and a flock the call only reads.
+        let taken = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &raw const lock) };
+        // Closing the file releases the probe's lock.
+        taken == -1
+    })
+}
+
+/// Runs `command` once apt's locks are free, and again when it failed while another process
+/// took them meanwhile (cloud-init's `_wait_for_apt_command`); gives up after
+/// [`LOCK_TIMEOUT_SECONDS`].
+fn when_unlocked(
+    what: &str,
+    command: impl Fn() -> Result<(), PackagesError>,
+) -> Result<(), PackagesError> {
+    let locks: Vec<&Path> = APT_LOCKS.iter().map(Path::new).collect();
+    let deadline = Instant::now() + Duration::from_secs(LOCK_TIMEOUT_SECONDS.into());
+    let attempt = |_| {
+        if locks_held(&locks) {
+            return Err(PackagesError::Locked("held before the command".into()));
+        }
+        command().map_err(|err| {
+            if locks_held(&locks) {
+                PackagesError::Locked(crate::log::chain(&err))
+            } else {
+                err
+            }
+        })
+    };
+    Retry::until(deadline)
+        .with_backoff(LOCK_POLL, LOCK_POLL)
+        .run(what, attempt)
+        .map_err(|err| match err {
+            RetryError::Permanent(err) => err,
+            RetryError::Deadline { last, .. } | RetryError::Attempts { last, .. } => last,
+        })
 }
 
 /// The command line for apt-get's `subcommand` (`update`, `dist-upgrade`, `install`) with
@@ -162,9 +246,18 @@ pub fn apply(request: &Request) -> Applied {
     let run = |subcommand: &str, packages: &[String]| -> Result<(), PackagesError> {
         let argv = command_line(wrapper, subcommand, packages);
         let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
-        match tool::run_with_env(&argv[0], &args, &[("DEBIAN_FRONTEND", "noninteractive")])? {
-            Some(()) => Ok(()),
-            None => Err(PackagesError::NoAptGet),
+        match tool::run_with_env(&argv[0], &args, &[("DEBIAN_FRONTEND", "noninteractive")]) {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(PackagesError::NoAptGet),
+            Err(ToolError::Failed { status, said, .. }) => Err(PackagesError::Failed {
+                what: std::iter::once(format!("apt-get {subcommand}"))
+                    .chain(packages.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                status,
+                said,
+            }),
+            Err(err) => Err(PackagesError::Tool(err)),
         }
     };
     let mut steps: Vec<(&'static str, &[String])> = vec![("update", &[])];
@@ -175,7 +268,9 @@ pub fn apply(request: &Request) -> Applied {
         steps.push(("install", &request.install));
     }
     for (subcommand, packages) in steps {
-        match run(subcommand, packages) {
+        match when_unlocked(&format!("apt-get {subcommand}"), || {
+            run(subcommand, packages)
+        }) {
             Ok(()) => applied.done.push(subcommand),
             Err(err) => applied.errors.push(err),
         }
@@ -252,6 +347,45 @@ mod tests {
                 .install
                 .len(),
             MAX_PACKAGES
+        );
+    }
+
+    #[test]
+    fn a_lock_another_process_holds_is_seen_and_a_free_or_missing_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        std::fs::write(&lock, "").unwrap();
+        let missing = dir.path().join("missing");
+        assert!(!locks_held(&[&lock, &missing]));
+        // Another process takes the lock as apt does (fcntl), and says so.
+        let mut holder = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import fcntl, sys, time\n\
+                 f = open(sys.argv[1], 'r+')\n\
+                 fcntl.lockf(f, fcntl.LOCK_EX)\n\
+                 print('held', flush=True)\n\
+                 time.sleep(30)\n",
+            )
+            .arg(&lock)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+            &mut said,
+        )
+        .unwrap();
+        assert_eq!(said, "held\n");
+        assert!(locks_held(&[&missing, &lock]));
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(!locks_held(&[&lock]));
+        assert_eq!(
+            std::fs::read(&lock).unwrap(),
+            b"",
+            "the probe leaves the file alone"
         );
     }
 

@@ -184,7 +184,8 @@ fn answer(mut stream: TcpStream, files: &[(String, Vec<u8>)]) {
     }
     let mut words = line.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let found = files.iter().find(|(path, _)| path == target);
+    let target = file_path(target);
+    let found = files.iter().find(|(path, _)| *path == target);
     let (status, body): (&str, &[u8]) = match (method, found) {
         ("GET" | "HEAD", Some((_, bytes))) => ("200 OK", bytes),
         _ => ("404 Not Found", b""),
@@ -199,9 +200,28 @@ fn answer(mut stream: TcpStream, files: &[(String, Vec<u8>)]) {
     }
 }
 
+/// The file a request target names: apt asks a flat repository `./` for `/./Packages`.
+fn file_path(target: &str) -> String {
+    let mut path = target.to_owned();
+    while path.contains("/./") {
+        path = path.replace("/./", "/");
+    }
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apt_s_targets_of_a_flat_repository_name_its_files() {
+        assert_eq!(file_path("/./Packages"), "/Packages");
+        assert_eq!(
+            file_path("/././hello_2.10-3_amd64.deb"),
+            "/hello_2.10-3_amd64.deb"
+        );
+        assert_eq!(file_path("/Packages"), "/Packages");
+    }
 
     #[test]
     fn the_index_names_the_file_its_size_and_its_sha256() {
