@@ -242,8 +242,8 @@ fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
     // metaboot.yaml's own keys are the image author's business: not reported.
     guest.config("disable_root: false\nntp: {enabled: false}\n");
     guest.user_data(
-        "#cloud-config\nhostname: kept\npackages: [nginx]\npackage_update: true\n\
-         locale: de_DE.UTF-8\nmerge_how: dict(recurse_array)\n",
+        "#cloud-config\nhostname: kept\nsnap: {commands: [install hello]}\n\
+         package_reboot_if_required: true\nlocale: de_DE.UTF-8\nmerge_how: dict(recurse_array)\n",
     );
     let (code, stderr) = guest.run();
     assert_eq!(code, 0, "{stderr}");
@@ -253,10 +253,10 @@ fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
         [
             "cloud-config: `locale` is a cloud-init key metaboot does not apply: metaboot leaves \
              this system setting to the image",
-            "cloud-config: `package_update` is a cloud-init key metaboot does not apply: metaboot \
-             installs no packages",
-            "cloud-config: `packages` is a cloud-init key metaboot does not apply: metaboot \
-             installs no packages",
+            "cloud-config: `package_reboot_if_required` is a cloud-init key metaboot does not \
+             apply: metaboot does not reboot after installing packages (`power_state` reboots)",
+            "cloud-config: `snap` is a cloud-init key metaboot does not apply: metaboot installs \
+             packages with apt-get (`packages`), no snaps or drivers",
         ]
     );
     assert_eq!(guest.read("/etc/hostname"), "kept\n");

@@ -26,6 +26,7 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
+use metaboot_harness::check::apt_repo;
 use metaboot_harness::cli::{AgentArgs, build_debian};
 use metaboot_harness::guest::Via;
 use metaboot_harness::guest::libvirtd;
@@ -98,6 +99,9 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
         })
         .collect();
 
+    // The package every guest installs from the lab's repository (`packages`).
+    let hello = apt_repo::fetch_package(&metaboot_harness::image::cache::default_dir())
+        .expect("the lab repository's package is downloaded (apt-get download)");
     let guests: Vec<CloudImageGuest> = wanted
         .split_whitespace()
         .map(|name| {
@@ -138,6 +142,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 trust_ca: true,
                 reboot_once,
                 mounts: true,
+                apt_package: Some(hello.clone()),
             }
         })
         .collect();

@@ -208,6 +208,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             trust_ca: false,
             reboot_once: false,
             mounts: false,
+            apt_package: None,
         },
         tiny,
         run_dir: dir.clone(),

@@ -16,6 +16,9 @@
 use base64::Engine as _;
 use sha2::Digest as _;
 
+#[cfg(test)]
+use crate::userdata::cloud_config::is_true;
+
 /// The hash cloud-init uses when `authkey_hash` is not set.
 pub const DEFAULT_HASH: &str = "sha256";
 /// The hashes `authkey_hash` may name here (cloud-init takes any of Python's `hashlib`; the
@@ -48,17 +51,6 @@ pub const KEY_TYPES: [&str; 22] = [
     "ssh-xmss-cert-v01@openssh.com",
     "ssh-xmss@openssh.com",
 ];
-
-/// cloud-init's `util.is_true`: `true`, or a value whose text is `true`, `1`, `on` or `yes`
-/// (any case, spaces around ignored).
-pub fn is_true(value: &serde_json::Value) -> bool {
-    let text = match value {
-        serde_json::Value::Bool(flag) => return *flag,
-        serde_json::Value::String(text) => text.trim().to_ascii_lowercase(),
-        other => other.to_string().to_ascii_lowercase(),
-    };
-    ["true", "1", "on", "yes"].contains(&text.as_str())
-}
 
 /// One key line of an `authorized_keys` file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,7 @@ pub mod instance_host_keys;
 pub mod keys_to_console;
 pub mod mounts;
 pub mod network;
+pub mod packages;
 pub mod password_postback;
 pub mod passwords;
 pub mod phone_home;

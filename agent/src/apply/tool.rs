@@ -28,8 +28,39 @@ pub fn run(tool: &str, args: &[&str]) -> Result<Option<()>, ToolError> {
 
 /// [`run`], with `input` on the program's standard input.
 pub fn run_with_input(tool: &str, args: &[&str], input: &[u8]) -> Result<Option<()>, ToolError> {
+    spawn(tool, args, input, &[])
+}
+
+/// [`run`], with `env` added to the program's environment.
+pub fn run_with_env(
+    tool: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Option<()>, ToolError> {
+    spawn(tool, args, &[], env)
+}
+
+/// Where `tool` is in `PATH` (an executable file), if anywhere.
+pub fn find(tool: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|file| {
+            std::fs::metadata(file)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn spawn(
+    tool: &str,
+    args: &[&str],
+    input: &[u8],
+    env: &[(&str, &str)],
+) -> Result<Option<()>, ToolError> {
     let spawned = Command::new(tool)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,6 +101,19 @@ pub fn run_with_input(tool: &str, args: &[&str], input: &[u8]) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_given_reaches_the_program_and_find_looks_in_path() {
+        let err = run_with_env(
+            "sh",
+            &["-c", "echo \"$METABOOT_T\" >&2; exit 1"],
+            &[("METABOOT_T", "seen")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().ends_with(": seen"), "{err}");
+        assert!(find("sh").is_some());
+        assert!(find("metaboot-no-such-tool").is_none());
+    }
 
     #[test]
     fn absent_ran_and_failed_are_three_answers() {

@@ -325,7 +325,7 @@ pub(super) fn authkey_fingerprints(i: &Instance<'_>, warnings: &mut Vec<String>)
     if i.config
         .no_ssh_fingerprints
         .as_ref()
-        .is_some_and(authkey_fingerprints::is_true)
+        .is_some_and(crate::userdata::cloud_config::is_true)
     {
         return Done::skipped("no_ssh_fingerprints is true");
     }

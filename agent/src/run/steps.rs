@@ -9,7 +9,7 @@ use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, mounts, network,
-    phone_home, power_state, random_seed, resizefs, scripts, timezone, write_files,
+    packages, phone_home, power_state, random_seed, resizefs, scripts, timezone, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -105,6 +105,8 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     // The trust store before the scripts that may need it; its rebuild (tens of seconds under
     // emulation) never holds the logins back, which need no CA.
     last("ca-certs", PerInstance, ca_certs),
+    // cloud-init's first final module: installed before the scripts that may use them.
+    last("packages", PerInstance, install_packages),
     scripts(
         "scripts-vendor",
         PerInstance,
@@ -436,6 +438,41 @@ fn ca_certs(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         let mut all: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
         all.extend(said);
         Done::error(all.join("; "))
+    }
+}
+
+/// `packages`, `package_update`, `package_upgrade`: apt-get run on the running system, after
+/// the run's writes are in place (a `write_files` entry may be an apt source).
+fn install_packages(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let request = match packages::request(&i.config) {
+        Ok(request) => request,
+        Err(err) => return Done::error(err.to_string()),
+    };
+    if request.is_empty() {
+        return Done::skipped("no packages, package_update or package_upgrade");
+    }
+    let asked = if request.install.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", request.install.join(" "))
+    };
+    if !i.root.is_host() {
+        return Done::skipped(format!(
+            "root is not /: apt-get installs on the running system only (asked:{asked})"
+        ));
+    }
+    i.root.publish();
+    let applied = packages::apply(&request);
+    let done = if applied.done.is_empty() {
+        "nothing done".to_owned()
+    } else {
+        format!("apt-get {}{asked}", applied.done.join(", "))
+    };
+    if applied.errors.is_empty() {
+        Done::ok_with(done)
+    } else {
+        let errors: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
+        Done::error(format!("{}; {done}", errors.join("; ")))
     }
 }
 
@@ -1029,12 +1066,14 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_the_user_scripts_the_keys_the_message_then_the_power() {
+    fn the_final_stage_is_the_trust_store_the_packages_the_user_scripts_the_keys_the_message_then_the_power()
+     {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
             [
                 "ca-certs",
+                "packages",
                 "scripts-vendor",
                 "scripts-per-once",
                 "scripts-per-boot",

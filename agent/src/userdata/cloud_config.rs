@@ -52,6 +52,17 @@ macro_rules! cloud_config {
     };
 }
 
+/// cloud-init's `util.is_true`: `true`, or a value whose text is `true`, `1`, `on` or `yes`
+/// (any case, spaces around ignored).
+pub fn is_true(value: &serde_json::Value) -> bool {
+    let text = match value {
+        serde_json::Value::Bool(flag) => return *flag,
+        serde_json::Value::String(text) => text.trim().to_ascii_lowercase(),
+        other => other.to_string().to_ascii_lowercase(),
+    };
+    ["true", "1", "on", "yes"].contains(&text.as_str())
+}
+
 /// The value of `key` in `map` (`null` counts as absent), or `None` with its error added to
 /// `errors`.
 fn read<T: serde::de::DeserializeOwned>(
@@ -146,6 +157,16 @@ cloud_config! {
     ca_certs: CaCerts = "ca_certs",
     /// The same under its older name (used when `ca_certs` is absent).
     ca_certs_old: CaCerts = "ca-certs",
+    /// `packages`: packages to install (a name or `[name, version]` each).
+    packages: serde_json::Value = "packages",
+    /// `package_update`: refresh the package lists.
+    package_update: serde_json::Value = "package_update",
+    /// Its older name.
+    apt_update: serde_json::Value = "apt_update",
+    /// `package_upgrade`: upgrade the installed packages.
+    package_upgrade: serde_json::Value = "package_upgrade",
+    /// Its older name.
+    apt_upgrade: serde_json::Value = "apt_upgrade",
     /// `final_message`: the line printed when the run is done (`$uptime`, `$timestamp`, …).
     final_message: StrLike = "final_message",
     /// `phone_home: {url, post, tries}`: a POST saying the instance is up.

@@ -173,6 +173,7 @@ fn boot(
         trust_ca: false,
         reboot_once: false,
         mounts: false,
+        apt_package: None,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

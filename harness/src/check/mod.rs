@@ -1,5 +1,6 @@
 //! Checks a user would make on a booted guest, from outside it.
 
+pub mod apt_repo;
 pub mod fingerprints;
 pub mod phone_home;
 pub mod ssh;

@@ -4,7 +4,8 @@
 //! leaves them.
 
 /// Why a group of keys is not applied.
-const PACKAGES: &str = "metaboot installs no packages";
+const PACKAGES: &str = "metaboot installs packages with apt-get (`packages`), no snaps or drivers";
+const REBOOT: &str = "metaboot does not reboot after installing packages (`power_state` reboots)";
 const REPOSITORIES: &str = "metaboot configures no package repositories";
 const DISKS: &str = "metaboot partitions and formats no disks";
 const SERVICES: &str = "metaboot installs and configures no agents or services";
@@ -18,9 +19,7 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("apk_repos", REPOSITORIES),
     ("apt", REPOSITORIES),
     ("apt_pipelining", REPOSITORIES),
-    ("apt_reboot_if_required", PACKAGES),
-    ("apt_update", PACKAGES),
-    ("apt_upgrade", PACKAGES),
+    ("apt_reboot_if_required", REBOOT),
     ("byobu_by_default", SYSTEM),
     ("chef", SERVICES),
     ("device_aliases", DISKS),
@@ -39,10 +38,7 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("manage_resolv_conf", SYSTEM),
     ("mcollective", SERVICES),
     ("ntp", SYSTEM),
-    ("package_reboot_if_required", PACKAGES),
-    ("package_update", PACKAGES),
-    ("package_upgrade", PACKAGES),
-    ("packages", PACKAGES),
+    ("package_reboot_if_required", REBOOT),
     ("puppet", SERVICES),
     ("resolv_conf", SYSTEM),
     ("rh_subscription", SERVICES),
@@ -94,9 +90,11 @@ mod tests {
     #[test]
     fn a_key_metaboot_skips_is_named_with_why() {
         assert_eq!(
-            warning("packages").unwrap(),
-            "`packages` is a cloud-init key metaboot does not apply: metaboot installs no packages"
+            warning("package_reboot_if_required").unwrap(),
+            "`package_reboot_if_required` is a cloud-init key metaboot does not apply: metaboot \
+             does not reboot after installing packages (`power_state` reboots)"
         );
+        assert!(warning("packages").is_none());
         assert!(warning("runcmd").is_none());
         assert!(warning("merge_how").is_none());
         assert!(warning("zz").is_none());

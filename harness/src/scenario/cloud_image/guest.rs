@@ -19,6 +19,7 @@ use super::spec::{
     SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
+use crate::check::apt_repo::{self, AptRepo};
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::RunningGuest;
 use crate::guest::{self, Guest, Nic, serial};
@@ -44,7 +45,7 @@ impl Who {
     pub(crate) fn new(
         dir: &Path,
         spec: &CloudImageGuest,
-        phone_home: Option<&str>,
+        lab: &LabServices,
     ) -> anyhow::Result<(Self, PathBuf)> {
         let slug = spec.slug();
         let who = Self {
@@ -61,24 +62,44 @@ impl Who {
         let user_data = dir.join("user-data");
         fs::write(
             &user_data,
-            cloud_config(&who.intent, user_public.trim(), spec, phone_home),
+            cloud_config(&who.intent, user_public.trim(), spec, lab),
         )
         .with_context(|| format!("failed to write {}", user_data.display()))?;
         Ok((who, user_data))
     }
 }
 
+/// What the lab serves a guest besides the metadata: where it phones home, and the
+/// `sources.list` line of a package repository ([`crate::check::apt_repo`]).
+#[derive(Debug, Clone, Default)]
+pub struct LabServices {
+    pub phone_home: Option<String>,
+    pub apt_source: Option<String>,
+}
+
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
 /// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
 /// With `trust_ca` also [`TRUSTED_CA`], with `mounts` a swap file, with `reboot_once` a reboot
 /// once provisioned and a final message ([`userdata::POWER_STATE_REBOOT`]), with `phone_home`
-/// a POST to that URL.
+/// a POST to that URL, with an apt source that source as the only `sources.list` and
+/// [`apt_repo::PACKAGE`] to install (`packages`).
 pub fn cloud_config(
     intent: &Intent,
     user_key: &str,
     spec: &CloudImageGuest,
-    phone_home: Option<&str>,
+    lab: &LabServices,
 ) -> String {
+    let packages = lab
+        .apt_source
+        .as_ref()
+        .map(|line| {
+            format!(
+                "write_files:\n  - path: /etc/apt/sources.list\n    content: \"{line}\\n\"\n\
+                 packages:\n  - {}\n",
+                apt_repo::PACKAGE
+            )
+        })
+        .unwrap_or_default();
     let swap = if spec.mounts {
         format!("swap:\n  filename: {SWAP_FILE}\n  size: {SWAP_SIZE}\n")
     } else {
@@ -100,6 +121,7 @@ pub fn cloud_config(
          chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
          {ca_certs}\
          {swap}\
+         {packages}\
          runcmd:\n  - echo \"{marker}\" >> {log}\n\
          {phone_home}\
          {reboot}",
@@ -107,7 +129,11 @@ pub fn cloud_config(
         pw = intent.password,
         marker = intent.marker,
         log = userdata::RUNCMD_LOG,
-        phone_home = phone_home.map(userdata::phone_home).unwrap_or_default(),
+        phone_home = lab
+            .phone_home
+            .as_deref()
+            .map(userdata::phone_home)
+            .unwrap_or_default(),
         reboot = if spec.reboot_once {
             userdata::POWER_STATE_REBOOT
         } else {
@@ -204,10 +230,22 @@ fn run_guest(
     } else {
         None
     };
-    let url = receiver
-        .as_ref()
-        .map(crate::check::phone_home::Receiver::url);
-    let (who, user_data) = Who::new(dir, spec, url.as_deref())?;
+    // A guest that installs a package gets a repository of its own at the lab's address.
+    let repo = match &spec.apt_package {
+        Some(deb) => {
+            let ns = lab.client_namespace(&network_id);
+            let addr = std::net::SocketAddr::new(network.dhcp_ip, 0);
+            Some(AptRepo::start_on(&ns, addr, deb)?)
+        }
+        None => None,
+    };
+    let services = LabServices {
+        phone_home: receiver
+            .as_ref()
+            .map(crate::check::phone_home::Receiver::url),
+        apt_source: repo.as_ref().map(AptRepo::source_line),
+    };
+    let (who, user_data) = Who::new(dir, spec, &services)?;
     // meta_data's `hostname`: what phone_home posts (the user data sets another one).
     let meta_hostname = format!("md-{slug}");
     let record = lab.register_instance(&InstanceSpec {
@@ -430,6 +468,20 @@ pub(crate) fn verdict_and_checks(
             ),
         );
     }
+    if spec.apt_package.is_some() {
+        push(
+            &format!(
+                "package {} installed from the lab's repository (packages)",
+                apt_repo::PACKAGE
+            ),
+            check_output(
+                target,
+                &who.key,
+                apt_repo::PACKAGE_COMMAND,
+                apt_repo::PACKAGE_SAYS,
+            ),
+        );
+    }
     push(
         "hostname in /etc/hosts",
         check_output(
@@ -542,8 +594,13 @@ mod tests {
             trust_ca: true,
             reboot_once: true,
             mounts: true,
+            apt_package: None,
         };
-        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", &spec, Some("http://u/"));
+        let services = LabServices {
+            phone_home: Some("http://u/".into()),
+            apt_source: Some("deb [trusted=yes] http://198.18.10.2:4/ ./".into()),
+        };
+        let text = cloud_config(&intent, "ssh-ed25519 AAAA k", &spec, &services);
         assert!(text.starts_with("#cloud-config\n"));
         for expect in [
             "hostname: ud-x\n",
@@ -559,6 +616,9 @@ mod tests {
             "swap:\n  filename: /swap.img\n  size: 64M\n",
             "final_message: ",
             "phone_home:\n  url: \"http://u/\"\n  post: all\n",
+            "write_files:\n  - path: /etc/apt/sources.list\n    \
+             content: \"deb [trusted=yes] http://198.18.10.2:4/ ./\\n\"\n",
+            "packages:\n  - hello\n",
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
@@ -568,8 +628,13 @@ mod tests {
             mounts: false,
             ..spec
         };
-        let plain = cloud_config(&intent, "ssh-ed25519 AAAA k", &plain, None);
-        for key in ["ca_certs", "power_state", "swap", "phone_home"] {
+        let plain = cloud_config(
+            &intent,
+            "ssh-ed25519 AAAA k",
+            &plain,
+            &LabServices::default(),
+        );
+        for key in ["ca_certs", "power_state", "swap", "phone_home", "packages"] {
             assert!(!plain.contains(key), "{key}");
         }
     }

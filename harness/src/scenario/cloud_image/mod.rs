@@ -15,7 +15,7 @@ mod spec;
 
 pub use batch::{CloudImageRun, GUEST_COLUMN, run_all, table};
 pub use console_keys::console_keys;
-pub use guest::{Inspect, RunHooks, cloud_config, run, run_with};
+pub use guest::{Inspect, LabServices, RunHooks, cloud_config, run, run_with};
 pub use spec::{
     CloudImageGuest, CloudImageReport, DiskBootTimes, FLAVOUR_DISK_GROWTH, POLL, PROVISION_TIMEOUT,
     USER,

@@ -182,6 +182,7 @@ impl OwnImage {
             trust_ca: false,
             reboot_once: false,
             mounts: false,
+            apt_package: None,
         }
     }
 }

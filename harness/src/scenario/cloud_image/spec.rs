@@ -84,6 +84,10 @@ pub struct CloudImageGuest {
     /// [`SWAP_SIZE`]): checks find the disk mounted on `/mnt` (`mounts`' default) and the
     /// file an active swap area.
     pub mounts: bool,
+    /// A `.deb` the lab serves the guest from a repository at its address
+    /// ([`crate::check::apt_repo`]): the user data makes it apt's only source and asks for
+    /// the package (`packages`), and a check runs what it installed.
+    pub apt_package: Option<PathBuf>,
 }
 
 /// The ephemeral disk's size.

@@ -36,7 +36,9 @@ use crate::guest::{self, Guest};
 use crate::image::Image;
 use crate::lab::libvirt_host::LibvirtHost;
 use crate::progress::Progress;
-use crate::scenario::cloud_image::guest::{Who, first_login, record_markers, verdict_and_checks};
+use crate::scenario::cloud_image::guest::{
+    LabServices, Who, first_login, record_markers, verdict_and_checks,
+};
 use crate::scenario::cloud_image::{CloudImageGuest, CloudImageReport};
 
 /// How long `metaboot-server all` may take to answer on 169.254.169.254 in the namespace.
@@ -200,7 +202,7 @@ fn run_debian(
     let started = Instant::now();
     let mut report = CloudImageReport::starting(spec, &dir);
     stage("instance create --mac");
-    let (who, user_data) = Who::new(&dir, spec, None)?;
+    let (who, user_data) = Who::new(&dir, spec, &LabServices::default())?;
     let mac = random_mac()?;
     report.instance = Some(registry.instance(
         &spec.slug(),

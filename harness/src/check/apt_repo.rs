@@ -1,0 +1,267 @@
+//! A Debian package repository on a lab network: one package (`hello`, from the host's apt
+//! sources through the harness's package cache) served over HTTP at the lab's address, as a
+//! flat repository apt takes with `[trusted=yes]`. The Debian guests' user data points apt at
+//! it and asks for the package (`packages:`): cloud-init and metaboot both install it, and a
+//! check runs it over SSH.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sched::{CloneFlags, setns};
+use sha2::Digest as _;
+
+use crate::image::packages::PackageCache;
+use crate::lab::netns;
+
+/// The package the guests install from the lab's repository: small, and needing only libc6.
+pub const PACKAGE: &str = "hello";
+/// The command it installs, and what that prints.
+pub const PACKAGE_COMMAND: &str = "hello";
+pub const PACKAGE_SAYS: &str = "Hello, world!";
+
+/// How long the repository waits for a request's head.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The repository's package as a `.deb` in the harness's package cache (downloaded once with
+/// `apt-get download` from the host's apt sources).
+pub fn fetch_package(cache: &Path) -> anyhow::Result<PathBuf> {
+    let packages = PackageCache::new(&cache.join("packages"));
+    let resolved = packages.resolve(&[PACKAGE])?;
+    let package = resolved
+        .first()
+        .with_context(|| format!("apt knows no package {PACKAGE}"))?;
+    packages.fetch(package)
+}
+
+/// The `Packages` index of a flat repository holding `deb` alone: its control fields
+/// (`dpkg-deb -f`), then where it is, its size and its SHA-256.
+pub fn packages_index(deb: &Path) -> anyhow::Result<String> {
+    let output = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb)
+        .output()
+        .context("failed to run dpkg-deb")?;
+    if !output.status.success() {
+        bail!(
+            "dpkg-deb -f {} failed: {}",
+            deb.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let bytes = std::fs::read(deb).with_context(|| format!("failed to read {}", deb.display()))?;
+    let control = String::from_utf8_lossy(&output.stdout);
+    Ok(format!(
+        "{}\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
+        control.trim_end(),
+        file_name(deb)?,
+        bytes.len(),
+        hex::encode(sha2::Sha256::digest(&bytes))
+    ))
+}
+
+fn file_name(deb: &Path) -> anyhow::Result<String> {
+    deb.file_name()
+        .and_then(|name| name.to_str())
+        .map(str::to_owned)
+        .with_context(|| format!("{} has no file name", deb.display()))
+}
+
+/// The repository, served from a thread inside a lab namespace until dropped.
+pub struct AptRepo {
+    ns: String,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AptRepo {
+    /// Serves `deb` and its index at `addr` (port 0: any) inside namespace `ns`.
+    pub fn start_on(ns: &str, addr: SocketAddr, deb: &Path) -> anyhow::Result<Self> {
+        let files = Arc::new(vec![
+            ("/Packages".to_owned(), packages_index(deb)?.into_bytes()),
+            (
+                format!("/{}", file_name(deb)?),
+                std::fs::read(deb).with_context(|| format!("failed to read {}", deb.display()))?,
+            ),
+        ]);
+        let path = Path::new(netns::NETNS_DIR).join(ns);
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready, bound) = std::sync::mpsc::channel();
+        let (stopping, name) = (stop.clone(), ns.to_owned());
+        let thread = std::thread::spawn(move || {
+            let listener = setns(&file, CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("failed to enter network namespace {name}"))
+                .and_then(|()| {
+                    TcpListener::bind(addr)
+                        .with_context(|| format!("failed to listen on {addr} in {name}"))
+                })
+                .and_then(|listener| {
+                    let local = listener
+                        .local_addr()
+                        .context("the repository has no address")?;
+                    Ok((listener, local))
+                });
+            let listener = match listener {
+                Ok((listener, local)) => {
+                    let _ = ready.send(Ok(local));
+                    listener
+                }
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                    return;
+                }
+            };
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    answer(stream, &files);
+                }
+            }
+        });
+        let addr = match bound.recv() {
+            Ok(Ok(local)) => local,
+            Ok(Err(err)) => return Err(err),
+            Err(_) => bail!("the repository's thread ended before it listened"),
+        };
+        Ok(Self {
+            ns: ns.to_owned(),
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The line of `/etc/apt/sources.list` that takes the repository.
+    pub fn source_line(&self) -> String {
+        format!("deb [trusted=yes] http://{}/ ./", self.addr)
+    }
+}
+
+impl Drop for AptRepo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag (when the namespace is gone the thread
+        // stays blocked in accept and ends with the process).
+        let woken = netns::tcp_probe(&self.ns, self.addr, Duration::from_secs(1)).is_ok();
+        if let Some(thread) = self.thread.take()
+            && woken
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers one request: a file of `files` for GET or HEAD of its path, else 404; one request
+/// per connection.
+fn answer(mut stream: TcpStream, files: &[(String, Vec<u8>)]) {
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let Ok(reading) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(reading);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if header.trim_end().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let target = file_path(target);
+    let found = files.iter().find(|(path, _)| *path == target);
+    let (status, body): (&str, &[u8]) = match (method, found) {
+        ("GET" | "HEAD", Some((_, bytes))) => ("200 OK", bytes),
+        _ => ("404 Not Found", b""),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    if method == "GET" {
+        let _ = stream.write_all(body);
+    }
+}
+
+/// The file a request target names: apt asks a flat repository `./` for `/./Packages`.
+fn file_path(target: &str) -> String {
+    let mut path = target.to_owned();
+    while path.contains("/./") {
+        path = path.replace("/./", "/");
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_s_targets_of_a_flat_repository_name_its_files() {
+        assert_eq!(file_path("/./Packages"), "/Packages");
+        assert_eq!(
+            file_path("/././hello_2.10-3_amd64.deb"),
+            "/hello_2.10-3_amd64.deb"
+        );
+        assert_eq!(file_path("/Packages"), "/Packages");
+    }
+
+    #[test]
+    fn the_index_names_the_file_its_size_and_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            "Package: lab-test\nVersion: 1.0\nArchitecture: all\nMaintainer: lab <lab@example.org>\n\
+             Description: a test package\n",
+        )
+        .unwrap();
+        let deb = dir.path().join("lab-test_1.0_all.deb");
+        let built = Command::new("dpkg-deb")
+            .args(["--build", "--root-owner-group"])
+            .arg(&root)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{built:?}");
+        let index = packages_index(&deb).unwrap();
+        let bytes = std::fs::read(&deb).unwrap();
+        assert!(
+            index.starts_with("Package: lab-test\nVersion: 1.0\n"),
+            "{index}"
+        );
+        assert!(
+            index.contains("\nFilename: ./lab-test_1.0_all.deb\n"),
+            "{index}"
+        );
+        assert!(
+            index.contains(&format!("\nSize: {}\n", bytes.len())),
+            "{index}"
+        );
+        assert!(
+            index.ends_with(&format!(
+                "SHA256: {}\n\n",
+                hex::encode(sha2::Sha256::digest(&bytes))
+            )),
+            "{index}"
+        );
+    }
+}
