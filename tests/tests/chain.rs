@@ -29,7 +29,13 @@ fn guest_ip(last: u8) -> IpAddr {
 }
 
 fn world() -> World {
+    world_with(&[])
+}
+
+/// The world, its agent started with `agent_flags`.
+fn world_with(agent_flags: &[&str]) -> World {
     let mut chain = Chain::new().unwrap();
+    chain.agent_flags = agent_flags.iter().map(|f| (*f).to_owned()).collect();
     let key = chain.path().join("id_ed25519.pub");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
     let user_data = chain.path().join("user-data");
@@ -280,6 +286,26 @@ fn each_guest_gets_its_own_metadata_through_router_and_network_proxies() {
         "ZW5jcnlwdGVk"
     );
     assert_eq!(get(11, w.router_a, "/openstack/latest/password").text(), "");
+}
+
+#[test]
+fn with_api_pipelining_off_every_guest_still_gets_its_own_metadata() {
+    let w = world_with(&["--api-pipelining", "off"]);
+    let asked: Vec<_> = (0..8)
+        .map(|n| {
+            let (router_a, router_b) = (w.router_a, w.router_b);
+            std::thread::spawn(move || {
+                let router = if n % 2 == 0 { router_a } else { router_b };
+                uuid_via(10, router, &[])
+            })
+        })
+        .collect();
+    for (n, thread) in asked.into_iter().enumerate() {
+        let expected = if n % 2 == 0 { &w.a } else { &w.b };
+        assert_eq!(thread.join().unwrap(), (200, expected.clone()));
+    }
+    let md = get(10, w.router_a, "/openstack/latest/meta_data.json").json();
+    assert_eq!(md["hostname"], "alpha.novalocal");
 }
 
 #[test]

@@ -31,6 +31,11 @@ pub struct AgentArgs {
     /// The metadata API: http://HOST:PORT or unix:/PATH.
     #[arg(long, default_value = "http://127.0.0.1:8775")]
     pub api: String,
+    /// Whether the guests' reads share one pipelined connection to the API per worker thread
+    /// (`on`), or each goes out alone on a pooled keep-alive connection (`off`: for an API
+    /// server that mishandles pipelined requests).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub api_pipelining: String,
     /// File holding the secret shared with the API.
     #[arg(long)]
     pub shared_secret_file: PathBuf,
@@ -167,7 +172,10 @@ impl<A: ApiTarget> Handler for AgentHandler<A> {
 /// `metaboot-server agent`.
 pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     let secret = crate::secret::read_secret(&args.shared_secret_file)?;
-    let api = Upstream::parse(&args.api).map_err(|err| anyhow::anyhow!("--api {err}"))?;
+    let mut api = Upstream::parse(&args.api).map_err(|err| anyhow::anyhow!("--api {err}"))?;
+    if args.api_pipelining == "off" {
+        api = api.without_pipelining();
+    }
     // A value past what a Duration holds (e.g. 1e30) would panic in from_secs_f64 below.
     if !(args.api_timeout > 0.0 && Duration::try_from_secs_f64(args.api_timeout).is_ok()) {
         anyhow::bail!("--api-timeout must be a positive number of seconds");
@@ -224,6 +232,7 @@ mod tests {
                 socket: dir.path().join("agent.sock"),
                 socket_mode: 0o660,
                 api: "http://127.0.0.1:8775".into(),
+                api_pipelining: "on".into(),
                 shared_secret_file: secret.clone(),
                 cache_ttl: None,
                 api_timeout: bad,

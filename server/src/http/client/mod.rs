@@ -43,6 +43,8 @@ pub struct Upstream {
     dialer: Arc<Dialer>,
     pool: Arc<Pool>,
     pipelines: Arc<Pipelines>,
+    /// Whether reads share the pipelined connection ([`Upstream::without_pipelining`]).
+    pipelining: bool,
     host: HeaderValue,
     describe: Arc<str>,
 }
@@ -79,6 +81,7 @@ impl Upstream {
             dialer: Arc::new(Dialer::Tcp(address)),
             pool: Arc::default(),
             pipelines: Arc::default(),
+            pipelining: true,
             host,
             describe: format!("http://{authority}").into(),
         })
@@ -91,8 +94,19 @@ impl Upstream {
             dialer: Arc::new(Dialer::Unix(path)),
             pool: Arc::default(),
             pipelines: Arc::default(),
+            pipelining: true,
             host: HeaderValue::from_static(UNIX_AUTHORITY),
             describe: describe.into(),
+        }
+    }
+
+    /// The same upstream with every request sent alone on a pooled keep-alive connection: for
+    /// an upstream that mishandles pipelined requests (RFC 9112 §9.3.2 asks every server to
+    /// take them; `--api-pipelining off`).
+    pub fn without_pipelining(self) -> Self {
+        Self {
+            pipelining: false,
+            ..self
         }
     }
 
@@ -124,7 +138,7 @@ impl Upstream {
                 Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
                 _ => Bytes::new(),
             };
-            if parts.method == Method::GET || parts.method == Method::HEAD {
+            if self.pipelining && (parts.method == Method::GET || parts.method == Method::HEAD) {
                 self.pipelined(&parts, &body).await
             } else {
                 self.alone(&parts, &body).await

@@ -561,6 +561,60 @@ async fn concurrent_reads_share_one_pipelined_connection_and_each_gets_its_own_a
 }
 
 #[tokio::test]
+async fn without_pipelining_no_request_is_written_before_the_answer_to_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let (accepted, pipelined) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (count, seen) = (accepted.clone(), pipelined.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    // Anything past the first head, now or a moment later, is a pipelined
+                    // request.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if buffer.len() > end + 4 || stream.try_read(&mut chunk).is_ok_and(|n| n > 0) {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    buffer.clear();
+                    if stream.write_all(OK).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let upstream = Upstream::unix(path).without_pipelining();
+    let asked = (0..50).map(|_| {
+        let upstream = upstream.clone();
+        async move { upstream.send(get(&upstream), TIMEOUT).await.unwrap() }
+    });
+    for response in futures_util::future::join_all(asked).await {
+        assert_eq!(response.body(), "ok");
+    }
+    assert_eq!(pipelined.load(Ordering::SeqCst), 0, "no pipelined request");
+    assert!(
+        accepted.load(Ordering::SeqCst) > 1,
+        "concurrent reads on connections of their own"
+    );
+}
+
+#[tokio::test]
 async fn reuses_one_connection_and_survives_a_restart_of_the_upstream() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.sock");
