@@ -5,20 +5,16 @@
 //! check runs it over SSH.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use nix::sched::{CloneFlags, setns};
 use sha2::Digest as _;
 
+use super::ns_server::NsServer;
 use crate::image::packages::PackageCache;
-use crate::lab::netns;
 
 /// The package the guests install from the lab's repository: small, and needing only libc6.
 pub const PACKAGE: &str = "hello";
@@ -75,90 +71,28 @@ fn file_name(deb: &Path) -> anyhow::Result<String> {
 
 /// The repository, served from a thread inside a lab namespace until dropped.
 pub struct AptRepo {
-    ns: String,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: NsServer,
 }
 
 impl AptRepo {
     /// Serves `deb` and its index at `addr` (port 0: any) inside namespace `ns`.
     pub fn start_on(ns: &str, addr: SocketAddr, deb: &Path) -> anyhow::Result<Self> {
-        let files = Arc::new(vec![
+        let files = vec![
             ("/Packages".to_owned(), packages_index(deb)?.into_bytes()),
             (
                 format!("/{}", file_name(deb)?),
                 std::fs::read(deb).with_context(|| format!("failed to read {}", deb.display()))?,
             ),
-        ]);
-        let path = Path::new(netns::NETNS_DIR).join(ns);
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("failed to open {}", path.display()))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready, bound) = std::sync::mpsc::channel();
-        let (stopping, name) = (stop.clone(), ns.to_owned());
-        let thread = std::thread::spawn(move || {
-            let listener = setns(&file, CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("failed to enter network namespace {name}"))
-                .and_then(|()| {
-                    TcpListener::bind(addr)
-                        .with_context(|| format!("failed to listen on {addr} in {name}"))
-                })
-                .and_then(|listener| {
-                    let local = listener
-                        .local_addr()
-                        .context("the repository has no address")?;
-                    Ok((listener, local))
-                });
-            let listener = match listener {
-                Ok((listener, local)) => {
-                    let _ = ready.send(Ok(local));
-                    listener
-                }
-                Err(err) => {
-                    let _ = ready.send(Err(err));
-                    return;
-                }
-            };
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    answer(stream, &files);
-                }
-            }
-        });
-        let addr = match bound.recv() {
-            Ok(Ok(local)) => local,
-            Ok(Err(err)) => return Err(err),
-            Err(_) => bail!("the repository's thread ended before it listened"),
-        };
-        Ok(Self {
-            ns: ns.to_owned(),
-            addr,
-            stop,
-            thread: Some(thread),
-        })
+        ];
+        let server = NsServer::start("package repository", ns, addr, move |stream| {
+            answer(stream, &files);
+        })?;
+        Ok(Self { server })
     }
 
     /// The line of `/etc/apt/sources.list` that takes the repository.
     pub fn source_line(&self) -> String {
-        format!("deb [trusted=yes] http://{}/ ./", self.addr)
-    }
-}
-
-impl Drop for AptRepo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag (when the namespace is gone the thread
-        // stays blocked in accept and ends with the process).
-        let woken = netns::tcp_probe(&self.ns, self.addr, Duration::from_secs(1)).is_ok();
-        if let Some(thread) = self.thread.take()
-            && woken
-        {
-            let _ = thread.join();
-        }
+        format!("deb [trusted=yes] http://{}/ ./", self.server.addr())
     }
 }
 

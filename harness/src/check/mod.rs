@@ -2,6 +2,7 @@
 
 pub mod apt_repo;
 pub mod fingerprints;
+pub mod ns_server;
 pub mod phone_home;
 pub mod ssh;
 

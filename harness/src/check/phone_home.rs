@@ -4,18 +4,12 @@
 //! keeps each request a guest makes and answers it 200.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use nix::sched::{CloneFlags, setns};
-
 use super::CheckResult;
-use crate::lab::netns;
+use super::ns_server::NsServer;
 
 /// The port the receiver listens on.
 pub const PHONE_HOME_PORT: u16 = 8787;
@@ -55,11 +49,8 @@ pub fn url_at(ip: IpAddr) -> String {
 
 /// The running receiver; stops when dropped.
 pub struct Receiver {
-    ns: String,
-    addr: SocketAddr,
+    server: NsServer,
     got: Arc<Mutex<Vec<Posted>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Receiver {
@@ -71,81 +62,24 @@ impl Receiver {
     /// Listens on `addr` inside namespace `ns`; port 0 takes a free one (see [`Receiver::url`]),
     /// so that guests booting at once each have their own.
     pub fn start_on(ns: &str, addr: SocketAddr) -> anyhow::Result<Self> {
-        let path = Path::new(netns::NETNS_DIR).join(ns);
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("failed to open {}", path.display()))?;
         let got = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready, bound) = mpsc::channel();
-        let (kept, stopping, name) = (got.clone(), stop.clone(), ns.to_owned());
-        let thread = std::thread::spawn(move || {
-            let listener = setns(&file, CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("failed to enter network namespace {name}"))
-                .and_then(|()| {
-                    TcpListener::bind(addr)
-                        .with_context(|| format!("failed to listen on {addr} in {name}"))
-                });
-            let listener = match listener.and_then(|listener| {
-                let local = listener
-                    .local_addr()
-                    .context("the receiver has no address")?;
-                Ok((listener, local))
-            }) {
-                Ok((listener, local)) => {
-                    let _ = ready.send(Ok(local));
-                    listener
-                }
-                Err(err) => {
-                    let _ = ready.send(Err(err));
-                    return;
-                }
-            };
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                if let Some(posted) = receive(stream) {
-                    kept.lock().unwrap_or_else(|e| e.into_inner()).push(posted);
-                }
+        let kept = got.clone();
+        let server = NsServer::start("phone-home receiver", ns, addr, move |stream| {
+            if let Some(posted) = receive(stream) {
+                kept.lock().unwrap_or_else(|e| e.into_inner()).push(posted);
             }
-        });
-        let addr = match bound.recv() {
-            Ok(Ok(local)) => local,
-            Ok(Err(err)) => return Err(err),
-            Err(_) => bail!("the phone-home receiver's thread ended before it listened"),
-        };
-        Ok(Self {
-            ns: ns.to_owned(),
-            addr,
-            got,
-            stop,
-            thread: Some(thread),
-        })
+        })?;
+        Ok(Self { server, got })
     }
 
     /// The URL a guest posts to, with cloud-init's `$INSTANCE_ID` in its path.
     pub fn url(&self) -> String {
-        format!("http://{}/$INSTANCE_ID/", self.addr)
+        format!("http://{}/$INSTANCE_ID/", self.server.addr())
     }
 
     /// Every request received so far.
     pub fn posted(&self) -> Vec<Posted> {
         self.got.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag. When that fails (the namespace is gone),
-        // the thread is left blocked in accept rather than waited for: it ends with the process.
-        let woken = netns::tcp_probe(&self.ns, self.addr, Duration::from_secs(1)).is_ok();
-        if let Some(thread) = self.thread.take()
-            && woken
-        {
-            let _ = thread.join();
-        }
     }
 }
 
