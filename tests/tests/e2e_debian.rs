@@ -143,6 +143,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 reboot_once,
                 mounts: true,
                 apt_package: Some(hello.clone()),
+                locale: true,
             }
         })
         .collect();
