@@ -11,10 +11,11 @@ target=x86_64-unknown-linux-gnu
 max_bytes=3145728
 
 # The same flags as harness/src/workspace.rs (static_rustflags), so the two share one build:
-# static glibc, not position-independent, identical functions folded by lld (code only),
+# static glibc, not position-independent, identical functions folded by lld (code only), no
+# unwind index (.eh_frame_hdr: panic=abort never unwinds),
 # curve25519-dalek's portable backend (no AVX2 code for one host key per instance), and panic
 # locations in dependencies without the `$CARGO_HOME/registry/src/<index>/` prefix.
-rustflags='-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all --cfg curve25519_dalek_backend="serial"'
+rustflags='-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--icf=all -C link-arg=-Wl,--no-eh-frame-hdr --cfg curve25519_dalek_backend="serial"'
 for dir in $(printf '%s\n' "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ | LC_ALL=C sort); do
   [ -d "$dir" ] && rustflags+=" --remap-path-prefix=${dir%/}/="
 done

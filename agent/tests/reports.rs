@@ -243,7 +243,7 @@ fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
     guest.config("disable_root: false\nntp: {enabled: false}\n");
     guest.user_data(
         "#cloud-config\nhostname: kept\nsnap: {commands: [install hello]}\n\
-         package_reboot_if_required: true\nlocale: de_DE.UTF-8\nmerge_how: dict(recurse_array)\n",
+         package_reboot_if_required: true\nkeyboard: {layout: de}\nmerge_how: dict(recurse_array)\n",
     );
     let (code, stderr) = guest.run();
     assert_eq!(code, 0, "{stderr}");
@@ -251,8 +251,8 @@ fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
     assert_eq!(
         warnings,
         [
-            "cloud-config: `locale` is a cloud-init key metaboot does not apply: metaboot leaves \
-             this system setting to the image",
+            "cloud-config: `keyboard` is a cloud-init key metaboot does not apply: metaboot \
+             leaves this system setting to the image",
             "cloud-config: `package_reboot_if_required` is a cloud-init key metaboot does not \
              apply: metaboot does not reboot after installing packages (`power_state` reboots)",
             "cloud-config: `snap` is a cloud-init key metaboot does not apply: metaboot installs \

@@ -104,12 +104,15 @@ pub fn build(binary: CargoBinary<'_>) -> anyhow::Result<PathBuf> {
 /// The fixed part of [`static_rustflags`], the `rustflags=` line of `agent/build-static.sh`
 /// word for word (a test holds the two together).
 const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static \
-     -C link-arg=-Wl,--icf=all --cfg curve25519_dalek_backend=\"serial\"";
+     -C link-arg=-Wl,--icf=all -C link-arg=-Wl,--no-eh-frame-hdr \
+     --cfg curve25519_dalek_backend=\"serial\"";
 
 /// The flags of a static build, as `agent/build-static.sh` sets them (the same flags, so the
 /// two share one build): static glibc, not position-independent (a static-pie carries ~130 KB
 /// of relocations); identical functions folded by the linker (lld's `--icf=all` folds code
-/// only, never data); curve25519-dalek's portable backend (the agent makes one host key per
+/// only, never data); no unwind index (`.eh_frame_hdr`, ~43 KB: the agent aborts on a panic and
+/// never unwinds; a panic still prints its message, and its backtrace of a stripped binary is
+/// addresses either way); curve25519-dalek's portable backend (the agent makes one host key per
 /// instance: its AVX2 code would be ~27 KB for nothing); panic locations in dependencies named
 /// from the crate's directory, not from `$CARGO_HOME/registry/src/<index>/` (~60 bytes less per
 /// file).

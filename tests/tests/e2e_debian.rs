@@ -32,6 +32,7 @@ use metaboot_harness::guest::Via;
 use metaboot_harness::guest::libvirtd;
 use metaboot_harness::guest::qemu::DISK_BOOT_TIMEOUT;
 use metaboot_harness::image::debian::{self, Flavour};
+use metaboot_harness::image::disk::Provisioner;
 use metaboot_harness::scenario::cloud_image::{
     self, CloudImageGuest, CloudImageRun, FLAVOUR_DISK_GROWTH,
 };
@@ -143,6 +144,10 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 reboot_once,
                 mounts: true,
                 apt_package: Some(hello.clone()),
+                // cloud-init 22.4 fails `locale` on Debian for a locale the image does not
+                // build yet (Debian's locale-gen ignores the name it is given, then
+                // update-locale refuses the unbuilt locale): only metaboot's guests are asked.
+                locale: image.manifest.provisioner == Provisioner::Metaboot,
             }
         })
         .collect();

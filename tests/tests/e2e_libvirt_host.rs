@@ -209,6 +209,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             reboot_once: false,
             mounts: false,
             apt_package: None,
+            locale: false,
         },
         tiny,
         run_dir: dir.clone(),

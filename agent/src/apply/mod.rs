@@ -13,6 +13,7 @@ pub mod hostname;
 pub mod hosts;
 pub mod instance_host_keys;
 pub mod keys_to_console;
+pub mod locale;
 pub mod mounts;
 pub mod network;
 pub mod packages;

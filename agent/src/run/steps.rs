@@ -8,8 +8,9 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, mounts, network,
-    packages, phone_home, power_state, random_seed, resizefs, scripts, timezone, write_files,
+    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, locale, mounts,
+    network, packages, phone_home, power_state, random_seed, resizefs, scripts, timezone,
+    write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -105,6 +106,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     // The trust store before the scripts that may need it; its rebuild (tens of seconds under
     // emulation) never holds the logins back, which need no CA.
     last("ca-certs", PerInstance, ca_certs),
+    // cloud-init's config stage, which runs while the logins start: here after them, as
+    // building a locale takes tens of seconds under emulation.
+    last("locale", PerInstance, set_locale),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, install_packages),
     scripts(
@@ -438,6 +442,42 @@ fn ca_certs(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         let mut all: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
         all.extend(said);
         Done::error(all.join("; "))
+    }
+}
+
+/// `locale` (and `locale_configfile`): the system locale, built first when it must be.
+fn set_locale(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let name = match &i.config.locale {
+        None => return Done::skipped("no locale (the image's stays)"),
+        Some(serde_json::Value::String(name)) => name.clone(),
+        Some(other) => other.to_string(),
+    };
+    if ["false", "0", "off", "no"].contains(&name.trim().to_ascii_lowercase().as_str()) {
+        return Done::skipped(format!("locale: {name}"));
+    }
+    let file = i
+        .config
+        .locale_configfile
+        .as_deref()
+        .unwrap_or(locale::LOCALE_FILE);
+    match locale::set(i.root, &name, Some(file)) {
+        Ok(locale::Applied::Already) => {
+            Done::skipped(format!("{}={name} already in {file}", locale::KEY))
+        }
+        Ok(locale::Applied::Set { generated }) => {
+            let how = match generated {
+                locale::Generated::BuiltIn => "built into the C library".to_owned(),
+                locale::Generated::Built => {
+                    format!("built by locale-gen from {}", locale::LOCALE_GEN)
+                }
+                locale::Generated::EnabledOnly => format!(
+                    "enabled in {}; root is not /: locale-gen not run",
+                    locale::LOCALE_GEN
+                ),
+            };
+            Done::ok_with(format!("{}={name} in {file} ({how})", locale::KEY))
+        }
+        Err(err) => Done::error(chain(&err)),
     }
 }
 
@@ -1073,6 +1113,7 @@ mod tests {
             finals,
             [
                 "ca-certs",
+                "locale",
                 "packages",
                 "scripts-vendor",
                 "scripts-per-once",

@@ -157,6 +157,10 @@ cloud_config! {
     ca_certs: CaCerts = "ca_certs",
     /// The same under its older name (used when `ca_certs` is absent).
     ca_certs_old: CaCerts = "ca-certs",
+    /// `locale`: the system locale (`de_DE.UTF-8`; `false` leaves it).
+    locale: serde_json::Value = "locale",
+    /// Where the system locale is set (default `/etc/default/locale`).
+    locale_configfile: String = "locale_configfile",
     /// `packages`: packages to install (a name or `[name, version]` each).
     packages: serde_json::Value = "packages",
     /// `package_update`: refresh the package lists.

@@ -174,6 +174,7 @@ fn boot(
         reboot_once: false,
         mounts: false,
         apt_package: None,
+        locale: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

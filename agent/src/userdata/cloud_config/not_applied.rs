@@ -32,8 +32,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("grub_dpkg", SYSTEM),
     ("keyboard", SYSTEM),
     ("landscape", SERVICES),
-    ("locale", SYSTEM),
-    ("locale_configfile", SYSTEM),
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),
     ("mcollective", SERVICES),

@@ -15,8 +15,8 @@ use super::checks::{
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
-    CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, POLL, PROVISION_TIMEOUT, SWAP_FILE,
-    SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+    CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, LOCALE, LOCALE_LISTED, POLL,
+    PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::apt_repo::{self, AptRepo};
@@ -105,6 +105,11 @@ pub fn cloud_config(
     } else {
         String::new()
     };
+    let locale = if spec.locale {
+        format!("locale: {LOCALE}\n")
+    } else {
+        String::new()
+    };
     let ca_certs = if spec.trust_ca {
         let pem: String = TRUSTED_CA.lines().map(|l| format!("      {l}\n")).collect();
         format!("ca_certs:\n  trusted:\n    - |\n{pem}")
@@ -115,6 +120,7 @@ pub fn cloud_config(
         "#cloud-config\n\
          hostname: {host}\n\
          timezone: {TIMEZONE}\n\
+         {locale}\
          ssh_pwauth: true\n\
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
@@ -468,6 +474,28 @@ pub(crate) fn verdict_and_checks(
             ),
         );
     }
+    if spec.locale {
+        push(
+            &format!("system locale {LOCALE} (locale)"),
+            check_output(
+                target,
+                &who.key,
+                ". /etc/default/locale && echo \"$LANG\"",
+                LOCALE,
+            ),
+        );
+        if provisioner == crate::image::disk::Provisioner::Metaboot {
+            push(
+                &format!("locale {LOCALE} built (locale -a)"),
+                check_output(
+                    target,
+                    &who.key,
+                    &format!("locale -a | grep -ix {LOCALE_LISTED}"),
+                    LOCALE_LISTED,
+                ),
+            );
+        }
+    }
     if spec.apt_package.is_some() {
         push(
             &format!(
@@ -595,6 +623,7 @@ mod tests {
             reboot_once: true,
             mounts: true,
             apt_package: None,
+            locale: true,
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
@@ -619,6 +648,7 @@ mod tests {
             "write_files:\n  - path: /etc/apt/sources.list\n    \
              content: \"deb [trusted=yes] http://198.18.10.2:4/ ./\\n\"\n",
             "packages:\n  - hello\n",
+            "locale: en_US.UTF-8\n",
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
@@ -626,6 +656,7 @@ mod tests {
             trust_ca: false,
             reboot_once: false,
             mounts: false,
+            locale: false,
             ..spec
         };
         let plain = cloud_config(
@@ -634,7 +665,14 @@ mod tests {
             &plain,
             &LabServices::default(),
         );
-        for key in ["ca_certs", "power_state", "swap", "phone_home", "packages"] {
+        for key in [
+            "ca_certs",
+            "power_state",
+            "swap",
+            "phone_home",
+            "packages",
+            "locale",
+        ] {
             assert!(!plain.contains(key), "{key}");
         }
     }

@@ -183,6 +183,7 @@ impl OwnImage {
             reboot_once: false,
             mounts: false,
             apt_package: None,
+            locale: false,
         }
     }
 }
