@@ -146,8 +146,8 @@ fn with_value(text: &str, key: &str, value: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-/// Enables `locale` in `/etc/locale.gen` (its commented line uncommented, or its
-/// `SUPPORTED` line added) and, on the running system, runs `locale-gen`.
+/// Enables `locale` in `/etc/locale.gen` (its line added uncommented: the one a commented
+/// entry has, else its `SUPPORTED` line) and, on the running system, runs `locale-gen`.
 fn generate(root: &Root, locale: &str) -> Result<Generated, LocaleError> {
     let Some(enabled) = read(root, LOCALE_GEN)? else {
         return Err(LocaleError::NoLocaleGen {

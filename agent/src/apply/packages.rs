@@ -83,8 +83,9 @@ pub fn request(config: &CloudConfig) -> Result<Request, BadPackages> {
     let install = match &config.packages {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(entries)) => expand(entries)?,
-        Some(Value::String(name)) => vec![name.clone()],
-        Some(other) => vec![other.to_string()],
+        // A lone value is a list of one (a number as its text, as cloud-init's `str`).
+        Some(Value::Number(number)) => expand(&[Value::String(number.to_string())])?,
+        Some(lone) => expand(std::slice::from_ref(lone))?,
     };
     Ok(Request {
         update: on([&config.apt_update, &config.package_update]),
@@ -311,6 +312,10 @@ mod tests {
         );
         let lone = request(&config(json!({"packages": "hello", "apt_upgrade": "on"}))).unwrap();
         assert_eq!(lone.install, ["hello"]);
+        assert_eq!(
+            request(&config(json!({"packages": "-y"}))).unwrap_err(),
+            BadPackages::Entry(0)
+        );
         assert!(lone.upgrade && !lone.update);
         let nothing = request(&config(json!({"package_update": false, "packages": []}))).unwrap();
         assert!(nothing.is_empty());

@@ -1106,8 +1106,7 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_the_packages_the_user_scripts_the_keys_the_message_then_the_power()
-     {
+    fn the_final_stage_is_the_trust_store_locale_packages_user_scripts_keys_message_then_power() {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
