@@ -16,9 +16,6 @@
 use base64::Engine as _;
 use sha2::Digest as _;
 
-#[cfg(test)]
-use crate::userdata::cloud_config::is_true;
-
 /// The hash cloud-init uses when `authkey_hash` is not set.
 pub const DEFAULT_HASH: &str = "sha256";
 /// The hashes `authkey_hash` may name here (cloud-init takes any of Python's `hashlib`; the
@@ -326,24 +323,6 @@ ci-info: +-------------+--------------------------------------------------------
                 ),
                 "ci-info: no authorized SSH keys fingerprints found for user debian.\n"
             );
-        }
-    }
-
-    #[test]
-    fn true_is_read_as_cloud_init_reads_it() {
-        use serde_json::json;
-        for yes in [
-            json!(true),
-            json!("True"),
-            json!(" yes "),
-            json!("on"),
-            json!(1),
-            json!("1"),
-        ] {
-            assert!(is_true(&yes), "{yes}");
-        }
-        for no in [json!(false), json!("no"), json!(0), json!(null), json!("y")] {
-            assert!(!is_true(&no), "{no}");
         }
     }
 }

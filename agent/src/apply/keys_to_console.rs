@@ -149,17 +149,6 @@ pub fn fingerprint(line: &str) -> Option<String> {
     Some(format!("{bits} SHA256:{digest} {comment} ({kind})"))
 }
 
-/// cloud-init's `util.is_false`: `false`, or the text `false`, `0`, `off` or `no` (any case).
-pub fn is_false(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::Bool(flag) => !flag,
-        serde_json::Value::String(text) => ["false", "0", "off", "no"]
-            .iter()
-            .any(|word| text.eq_ignore_ascii_case(word)),
-        _ => false,
-    }
-}
-
 /// What the console shows for `keys` (public key lines): the fingerprints of those whose type
 /// is not in `fingerprints_left_out`, then the keys of those whose type is not in
 /// `keys_left_out`, each block only when it has a line.
@@ -301,23 +290,6 @@ mod tests {
             ),
             ""
         );
-    }
-
-    #[test]
-    fn false_is_read_as_cloud_init_reads_it() {
-        use serde_json::json;
-        for value in [
-            json!(false),
-            json!("false"),
-            json!("Off"),
-            json!("no"),
-            json!("0"),
-        ] {
-            assert!(is_false(&value), "{value}");
-        }
-        for value in [json!(true), json!("yes"), json!(0), json!(null), json!("")] {
-            assert!(!is_false(&value), "{value}");
-        }
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! front when the image has it). Only on the running system: under another root there is no
 //! package manager of that system to run.
 
-use serde_json::Value;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::apply::tool::{self, ToolError};
 use crate::retry::{Retry, RetryError, Transient};
@@ -172,7 +172,7 @@ impl Transient for PackagesError {
 /// Whether another process holds one of `locks` (a file that does not exist holds nothing).
 /// The probe takes each lock and lets it go at once, as cloud-init's does.
 pub fn locks_held(locks: &[&Path]) -> bool {
-    use std::os::fd::AsRawFd;
+    use nix::fcntl::{FcntlArg, fcntl};
     locks.iter().any(|path| {
         let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
             return false;
@@ -184,10 +184,8 @@ pub fn locks_held(locks: &[&Path]) -> bool {
             l_len: 0,
             l_pid: 0,
         };
-        // SAFETY: F_SETLK with a valid descriptor and a flock the call only reads.
-        let taken = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &raw const lock) };
-        // Closing the file releases the probe's lock.
-        taken == -1
+        // Refused: another process holds it. Closing the file releases the probe's lock.
+        fcntl(&file, FcntlArg::F_SETLK(&lock)).is_err()
     })
 }
 

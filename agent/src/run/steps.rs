@@ -19,7 +19,7 @@ use crate::source::http::HttpClient;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
-use crate::userdata::cloud_config::ManageEtcHosts;
+use crate::userdata::cloud_config::{ManageEtcHosts, is_false};
 
 /// The body of an apply step: it reads the instance, may add warnings, and says what it did.
 pub(super) type StepFn = fn(&Instance<'_>, &mut Vec<String>) -> Done;
@@ -452,7 +452,8 @@ fn set_locale(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Some(serde_json::Value::String(name)) => name.clone(),
         Some(other) => other.to_string(),
     };
-    if ["false", "0", "off", "no"].contains(&name.trim().to_ascii_lowercase().as_str()) {
+    // Read as text, as cloud-init reads `locale` (`get_cfg_option_str`) before `is_false`.
+    if is_false(&serde_json::Value::String(name.trim().to_owned())) {
         return Done::skipped(format!("locale: {name}"));
     }
     let file = i
@@ -880,7 +881,7 @@ fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         .ssh
         .as_ref()
         .and_then(|ssh| ssh.get("emit_keys_to_console"));
-    if emit.is_some_and(keys_to_console::is_false) {
+    if emit.is_some_and(is_false) {
         return Done::skipped("ssh: emit_keys_to_console is false");
     }
     let keys_left_out = i

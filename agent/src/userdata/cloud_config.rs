@@ -63,6 +63,17 @@ pub fn is_true(value: &serde_json::Value) -> bool {
     ["true", "1", "on", "yes"].contains(&text.as_str())
 }
 
+/// cloud-init's `util.is_false`: `false`, or the text `false`, `0`, `off` or `no` (any case).
+pub fn is_false(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Bool(flag) => !flag,
+        serde_json::Value::String(text) => ["false", "0", "off", "no"]
+            .iter()
+            .any(|word| text.eq_ignore_ascii_case(word)),
+        _ => false,
+    }
+}
+
 /// The value of `key` in `map` (`null` counts as absent), or `None` with its error added to
 /// `errors`.
 fn read<T: serde::de::DeserializeOwned>(

@@ -36,9 +36,9 @@ pub fn fetch_package(cache: &Path) -> anyhow::Result<PathBuf> {
     packages.fetch(package)
 }
 
-/// The `Packages` index of a flat repository holding `deb` alone: its control fields
-/// (`dpkg-deb -f`), then where it is, its size and its SHA-256.
-pub fn packages_index(deb: &Path) -> anyhow::Result<String> {
+/// The `Packages` index of a flat repository holding `deb` alone (whose content is `bytes`):
+/// its control fields (`dpkg-deb -f`), then where it is, its size and its SHA-256.
+pub fn packages_index(deb: &Path, bytes: &[u8]) -> anyhow::Result<String> {
     let output = Command::new("dpkg-deb")
         .arg("-f")
         .arg(deb)
@@ -51,14 +51,13 @@ pub fn packages_index(deb: &Path) -> anyhow::Result<String> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    let bytes = std::fs::read(deb).with_context(|| format!("failed to read {}", deb.display()))?;
     let control = String::from_utf8_lossy(&output.stdout);
     Ok(format!(
         "{}\nFilename: ./{}\nSize: {}\nSHA256: {}\n\n",
         control.trim_end(),
         file_name(deb)?,
         bytes.len(),
-        hex::encode(sha2::Sha256::digest(&bytes))
+        hex::encode(sha2::Sha256::digest(bytes))
     ))
 }
 
@@ -77,12 +76,14 @@ pub struct AptRepo {
 impl AptRepo {
     /// Serves `deb` and its index at `addr` (port 0: any) inside namespace `ns`.
     pub fn start_on(ns: &str, addr: SocketAddr, deb: &Path) -> anyhow::Result<Self> {
+        let bytes =
+            std::fs::read(deb).with_context(|| format!("failed to read {}", deb.display()))?;
         let files = vec![
-            ("/Packages".to_owned(), packages_index(deb)?.into_bytes()),
             (
-                format!("/{}", file_name(deb)?),
-                std::fs::read(deb).with_context(|| format!("failed to read {}", deb.display()))?,
+                "/Packages".to_owned(),
+                packages_index(deb, &bytes)?.into_bytes(),
             ),
+            (format!("/{}", file_name(deb)?), bytes),
         ];
         let server = NsServer::start("package repository", ns, addr, move |stream| {
             answer(stream, &files);
@@ -176,8 +177,8 @@ mod tests {
             .output()
             .unwrap();
         assert!(built.status.success(), "{built:?}");
-        let index = packages_index(&deb).unwrap();
         let bytes = std::fs::read(&deb).unwrap();
+        let index = packages_index(&deb, &bytes).unwrap();
         assert!(
             index.starts_with("Package: lab-test\nVersion: 1.0\n"),
             "{index}"

@@ -146,3 +146,38 @@ fn null_values_count_as_absent() {
     assert!(errors.is_empty());
     assert!(cfg.runcmd.is_none() && cfg.hostname.is_none());
 }
+
+#[test]
+fn true_is_read_as_cloud_init_reads_it() {
+    use serde_json::json;
+    for yes in [
+        json!(true),
+        json!("True"),
+        json!(" yes "),
+        json!("on"),
+        json!(1),
+        json!("1"),
+    ] {
+        assert!(is_true(&yes), "{yes}");
+    }
+    for no in [json!(false), json!("no"), json!(0), json!(null), json!("y")] {
+        assert!(!is_true(&no), "{no}");
+    }
+}
+
+#[test]
+fn false_is_read_as_cloud_init_reads_it() {
+    use serde_json::json;
+    for value in [
+        json!(false),
+        json!("false"),
+        json!("Off"),
+        json!("no"),
+        json!("0"),
+    ] {
+        assert!(is_false(&value), "{value}");
+    }
+    for value in [json!(true), json!("yes"), json!(0), json!(null), json!("")] {
+        assert!(!is_false(&value), "{value}");
+    }
+}
