@@ -41,8 +41,13 @@ pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to open a connection to an upstream before the client gets 503.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled upstream connections kept per upstream and worker thread (an idle one lives
-/// until the upstream closes it: the roles close idle connections after `HEADER_READ_TIMEOUT`).
+/// until the upstream closes it or `UPSTREAM_IDLE_REUSE` passes).
 pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
+/// Longest an upstream connection idles and is still reused; past it the next request opens a
+/// new one. The roles close a connection that idles `HEADER_READ_TIMEOUT`: a request written
+/// at the moment the upstream closes is lost with the connection (a written request is never
+/// sent twice), so a connection is given up well before the upstream would close it.
+pub const UPSTREAM_IDLE_REUSE: Duration = Duration::from_secs(5);
 /// Most pipelined requests a connection of the agent or the API handles at once: the requests
 /// a client sent without waiting (the chain's own pipelined upstream connections, see
 /// `http/client/pipeline.rs`) that are already read are answered together, in order, in one

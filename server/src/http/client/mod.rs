@@ -8,8 +8,10 @@
 //! Each worker thread keeps its own connections (`pool.rs`). A connection the upstream closed
 //! meanwhile (a restart, its idle timeout) is noticed before use, or when not a byte of the
 //! request could be written to it, and the request goes out on a fresh connection instead. A
-//! request that was written is never sent twice. A request that times out gives its pipelined
-//! connection up: the upstream may be stuck on it.
+//! request that was written is never sent twice, so a connection that idled longer than
+//! `UPSTREAM_IDLE_REUSE` is not used again: the upstream might close it just as a request is
+//! written to it. A request that times out gives its pipelined connection up: the upstream may
+//! be stuck on it.
 
 mod error;
 mod pipeline;
@@ -33,6 +35,7 @@ use pool::{Pipelines, Pool};
 use stream::Dialer;
 
 use super::h1::{Answer, ClientConnection, ExchangeError};
+use super::limits::UPSTREAM_IDLE_REUSE;
 
 /// The `Host` requests to a Unix-socket upstream carry.
 const UNIX_AUTHORITY: &str = "metadata.local";
@@ -79,8 +82,8 @@ impl Upstream {
             HeaderValue::from_str(authority.as_str()).map_err(|err| format!("{url:?}: {err}"))?;
         Ok(Self {
             dialer: Arc::new(Dialer::Tcp(address)),
-            pool: Arc::default(),
-            pipelines: Arc::default(),
+            pool: Arc::new(Pool::new(UPSTREAM_IDLE_REUSE)),
+            pipelines: Arc::new(Pipelines::new(UPSTREAM_IDLE_REUSE)),
             pipelining: true,
             host,
             describe: format!("http://{authority}").into(),
@@ -92,8 +95,8 @@ impl Upstream {
         let describe = format!("unix:{}", path.display());
         Self {
             dialer: Arc::new(Dialer::Unix(path)),
-            pool: Arc::default(),
-            pipelines: Arc::default(),
+            pool: Arc::new(Pool::new(UPSTREAM_IDLE_REUSE)),
+            pipelines: Arc::new(Pipelines::new(UPSTREAM_IDLE_REUSE)),
             pipelining: true,
             host: HeaderValue::from_static(UNIX_AUTHORITY),
             describe: describe.into(),
@@ -106,6 +109,17 @@ impl Upstream {
     pub fn without_pipelining(self) -> Self {
         Self {
             pipelining: false,
+            ..self
+        }
+    }
+
+    /// The same upstream reusing a connection that idled at most `reuse` (tests: shorter than
+    /// `UPSTREAM_IDLE_REUSE`).
+    #[cfg(test)]
+    fn reusing_for(self, reuse: Duration) -> Self {
+        Self {
+            pool: Arc::new(Pool::new(reuse)),
+            pipelines: Arc::new(Pipelines::new(reuse)),
             ..self
         }
     }

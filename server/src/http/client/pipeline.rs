@@ -14,11 +14,13 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Response, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use super::error::UpstreamError;
 use super::stream::{Dialer, ReadHalf, WriteHalf};
@@ -54,7 +56,6 @@ struct Shared {
     broke: Notify,
 }
 
-#[derive(Default)]
 struct State {
     /// Requests queued and not yet handed to the writer, encoded.
     out: Vec<u8>,
@@ -68,6 +69,22 @@ struct State {
     broken: Option<String>,
     /// It never connected.
     unreachable: bool,
+    /// When the connection started or last handed an answer over.
+    used: Instant,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            out: Vec::new(),
+            waiting: VecDeque::new(),
+            next: 0,
+            handed: 0,
+            broken: None,
+            unreachable: false,
+            used: Instant::now(),
+        }
+    }
 }
 
 struct Waiter {
@@ -121,6 +138,12 @@ impl Pipeline {
     /// Whether the pipeline takes requests.
     pub fn is_open(&self) -> bool {
         self.shared.lock().broken.is_none()
+    }
+
+    /// No request waits on it and none was answered (or it started) longer than `bound` ago.
+    pub fn idled_past(&self, bound: Duration) -> bool {
+        let state = self.shared.lock();
+        state.waiting.is_empty() && state.used.elapsed() > bound
     }
 
     /// Queues `request` (its body is `body`) and waits for its answer, its body read whole.
@@ -263,6 +286,7 @@ async fn answers(shared: &Shared, stream: &mut ReadHalf, buf: &mut BytesMut) -> 
                 // Its request was abandoned meanwhile.
                 return "the connection was given up".to_owned();
             };
+            state.used = Instant::now();
             if !head.keep_alive {
                 // Taken before the answer is handed over: the next request finds it closed.
                 let handed = state.handed;

@@ -11,7 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 
 use super::*;
-use crate::http::limits::{MAX_UPSTREAM_BODY_BYTES, MAX_UPSTREAM_INTERIM_ANSWERS};
+use crate::http::limits::{
+    HEADER_READ_TIMEOUT, MAX_UPSTREAM_BODY_BYTES, MAX_UPSTREAM_INTERIM_ANSWERS,
+};
 use crate::http::{Body, Handler, Peer, RequestBody, ServerLimits};
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
@@ -221,6 +223,37 @@ async fn keep_alive_answers_reuse_one_connection() {
             b"secret".to_vec()
         )
     );
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_reuse_bound_is_replaced() {
+    const REUSE: Duration = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let canned = Canned::unix(&path, vec![answer(OK)]);
+    let upstream = Upstream::unix(path).reusing_for(REUSE);
+    let both = async || {
+        let read = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+        assert_eq!(read.body(), "ok");
+        let password = upstream.send(request(&upstream, Method::POST, b"secret"), TIMEOUT);
+        assert_eq!(password.await.unwrap().body(), "ok");
+    };
+    // Used again within the bound: the pipelined connection and the POST's are kept.
+    for _ in 0..3 {
+        both().await;
+        tokio::time::sleep(REUSE / 6).await;
+    }
+    assert_eq!(canned.accepted(), 2);
+    // Idle past it: both are given up, not written to as the upstream may be closing them.
+    tokio::time::sleep(REUSE * 2).await;
+    both().await;
+    assert_eq!(canned.accepted(), 4);
+    assert_eq!(canned.seen().len(), 8, "each request sent once");
+}
+
+#[test]
+fn connections_are_given_up_well_before_the_roles_close_them() {
+    assert!(UPSTREAM_IDLE_REUSE * 2 <= HEADER_READ_TIMEOUT);
 }
 
 #[tokio::test]
