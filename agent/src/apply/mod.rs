@@ -4,6 +4,7 @@
 //! the host keys on the console, the phone-home POST, the final message and the power state. Each submodule is one
 //! concern; the run drives them as steps.
 
+pub mod apt;
 pub mod authkey_fingerprints;
 pub mod ca_certs;
 pub mod final_message;

@@ -232,17 +232,14 @@ pub fn command_line(wrapper: Option<&str>, subcommand: &str, packages: &[String]
         .collect()
 }
 
-/// Carries `request` out on the running system as cloud-init does: the lists refreshed
-/// whenever anything is asked, then the upgrade, then the install, each tried even when one
-/// before it failed (old lists may do); every failure is kept.
-pub fn apply(request: &Request) -> Applied {
-    let mut applied = Applied::default();
-    if tool::find("apt-get").is_none() {
-        applied.errors.push(PackagesError::NoAptGet);
-        return applied;
-    }
-    let wrapper = tool::find(WRAPPER).map(|_| WRAPPER);
-    let run = |subcommand: &str, packages: &[String]| -> Result<(), PackagesError> {
+/// Runs apt-get's `subcommand` with `packages` (`DEBIAN_FRONTEND=noninteractive`, after
+/// `wrapper`), once apt's locks are free.
+fn apt_get(
+    wrapper: Option<&str>,
+    subcommand: &str,
+    packages: &[String],
+) -> Result<(), PackagesError> {
+    let run = || {
         let argv = command_line(wrapper, subcommand, packages);
         let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
         match tool::run_with_env(&argv[0], &args, &[("DEBIAN_FRONTEND", "noninteractive")]) {
@@ -259,7 +256,39 @@ pub fn apply(request: &Request) -> Applied {
             Err(err) => Err(PackagesError::Tool(err)),
         }
     };
-    let mut steps: Vec<(&'static str, &[String])> = vec![("update", &[])];
+    when_unlocked(&format!("apt-get {subcommand}"), run)
+}
+
+/// The wrapper to put in front of apt-get; an error when the image has no apt-get.
+fn wrapper() -> Result<Option<&'static str>, PackagesError> {
+    if tool::find("apt-get").is_none() {
+        return Err(PackagesError::NoAptGet);
+    }
+    Ok(tool::find(WRAPPER).map(|_| WRAPPER))
+}
+
+/// `apt-get update` on the running system (cloud-init's `update_package_sources`).
+pub fn update() -> Result<(), PackagesError> {
+    apt_get(wrapper()?, "update", &[])
+}
+
+/// Carries `request` out on the running system as cloud-init does: the lists refreshed
+/// whenever anything is asked (unless `refreshed`: `apt` did it for this instance), then the
+/// upgrade, then the install, each tried even when one before it failed (old lists may do);
+/// every failure is kept.
+pub fn apply(request: &Request, refreshed: bool) -> Applied {
+    let mut applied = Applied::default();
+    let wrapper = match wrapper() {
+        Ok(wrapper) => wrapper,
+        Err(err) => {
+            applied.errors.push(err);
+            return applied;
+        }
+    };
+    let mut steps: Vec<(&'static str, &[String])> = Vec::new();
+    if !refreshed {
+        steps.push(("update", &[]));
+    }
     if request.upgrade {
         steps.push(("dist-upgrade", &[]));
     }
@@ -267,9 +296,7 @@ pub fn apply(request: &Request) -> Applied {
         steps.push(("install", &request.install));
     }
     for (subcommand, packages) in steps {
-        match when_unlocked(&format!("apt-get {subcommand}"), || {
-            run(subcommand, packages)
-        }) {
+        match apt_get(wrapper, subcommand, packages) {
             Ok(()) => applied.done.push(subcommand),
             Err(err) => applied.errors.push(err),
         }

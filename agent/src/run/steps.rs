@@ -8,8 +8,8 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, locale, mounts,
-    network, packages, phone_home, power_state, random_seed, resizefs, scripts, timezone,
+    apt, ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, locale,
+    mounts, network, packages, phone_home, power_state, random_seed, resizefs, scripts, timezone,
     write_files,
 };
 use crate::fsutil::WriteOptions;
@@ -109,6 +109,8 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     // cloud-init's config stage, which runs while the logins start: here after them, as
     // building a locale takes tens of seconds under emulation.
     last("locale", PerInstance, set_locale),
+    // cloud-init's config stage: apt's sources before the packages that come from them.
+    last("apt-configure", PerInstance, configure_apt),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, install_packages),
     scripts(
@@ -482,6 +484,59 @@ fn set_locale(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     }
 }
 
+/// The record that the package lists were refreshed for an instance (cloud-init's
+/// `update-sources` semaphore): `apt-configure` and `packages` refresh them once between them.
+const UPDATE_SOURCES: &str = "update-sources";
+
+fn mark_updated(i: &Instance<'_>) {
+    // Not recorded: the next step refreshes the lists again, which costs time only.
+    let _ = i.state.semaphores(&i.id).mark(UPDATE_SOURCES, PerInstance);
+}
+
+/// `apt` and `apt_pipelining`: apt's sources, keys and configuration; the package lists
+/// refreshed on the running system when `sources` added any.
+fn configure_apt(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let request = match apt::request(&i.config, warnings) {
+        Ok(request) => request,
+        Err(err) => return Done::error(err),
+    };
+    if request.is_empty() {
+        return Done::skipped("no apt or apt_pipelining");
+    }
+    let applied = apt::apply(i.root, &request);
+    let mut said = Vec::new();
+    if !applied.written.is_empty() {
+        said.push(format!("wrote {}", applied.written.join(", ")));
+    }
+    if !applied.added.is_empty() {
+        said.push(format!("add-apt-repository {}", applied.added.join(", ")));
+    }
+    let mut errors: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
+    if applied.refresh {
+        if i.root.is_host() {
+            i.root.publish();
+            match packages::update() {
+                Ok(()) => {
+                    mark_updated(i);
+                    said.push("ran apt-get update".into());
+                }
+                Err(err) => errors.push(chain(&err)),
+            }
+        } else {
+            said.push("root is not /: apt-get update not run".into());
+        }
+    }
+    if said.is_empty() {
+        said.push("nothing to write".into());
+    }
+    if errors.is_empty() {
+        Done::ok_with(said.join("; "))
+    } else {
+        errors.extend(said);
+        Done::error(errors.join("; "))
+    }
+}
+
 /// `packages`, `package_update`, `package_upgrade`: apt-get run on the running system, after
 /// the run's writes are in place (a `write_files` entry may be an apt source).
 fn install_packages(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
@@ -503,7 +558,12 @@ fn install_packages(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         ));
     }
     i.root.publish();
-    let applied = packages::apply(&request);
+    let semaphores = i.state.semaphores(&i.id);
+    let refreshed = semaphores.has(UPDATE_SOURCES, PerInstance);
+    let applied = packages::apply(&request, refreshed);
+    if applied.done.contains(&"update") {
+        mark_updated(i);
+    }
     let done = if applied.done.is_empty() {
         "nothing done".to_owned()
     } else {
@@ -1107,13 +1167,15 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_locale_packages_user_scripts_keys_message_then_power() {
+    fn the_final_stage_is_the_trust_store_locale_apt_packages_user_scripts_keys_message_then_power()
+    {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
             [
                 "ca-certs",
                 "locale",
+                "apt-configure",
                 "packages",
                 "scripts-vendor",
                 "scripts-per-once",

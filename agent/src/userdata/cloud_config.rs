@@ -182,6 +182,11 @@ cloud_config! {
     package_upgrade: serde_json::Value = "package_upgrade",
     /// Its older name.
     apt_upgrade: serde_json::Value = "apt_upgrade",
+    /// `apt: {sources, primary, security, sources_list, preserve_sources_list, proxy, conf, …}`:
+    /// apt's sources, keys and configuration.
+    apt: serde_json::Map<String, serde_json::Value> = "apt",
+    /// `apt_pipelining`: apt's HTTP pipeline depth (`false`, 0–5, `os`).
+    apt_pipelining: serde_json::Value = "apt_pipelining",
     /// `final_message`: the line printed when the run is done (`$uptime`, `$timestamp`, …).
     final_message: StrLike = "final_message",
     /// `phone_home: {url, post, tries}`: a POST saying the instance is up.

@@ -1,8 +1,8 @@
 //! A Debian package repository on a lab network: one package (`hello`, from the host's apt
 //! sources through the harness's package cache) served over HTTP at the lab's address, as a
-//! flat repository apt takes with `[trusted=yes]`. The Debian guests' user data points apt at
-//! it and asks for the package (`packages:`): cloud-init and metaboot both install it, and a
-//! check runs it over SSH.
+//! flat repository signed with a key made for it (`apt_signing.rs`). The Debian guests' user
+//! data gives apt the repository and its key (`apt: sources:`) and asks for the package
+//! (`packages:`): cloud-init and metaboot both install it, and a check runs it over SSH.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sha2::Digest as _;
 
+use super::apt_signing::SigningKey;
 use super::ns_server::NsServer;
 use crate::image::packages::PackageCache;
 
@@ -21,6 +22,14 @@ pub const PACKAGE: &str = "hello";
 /// The command it installs, and what that prints.
 pub const PACKAGE_COMMAND: &str = "hello";
 pub const PACKAGE_SAYS: &str = "Hello, world!";
+
+/// The name of the repository's entry in the user data's `apt: sources:` (its list file is
+/// `/etc/apt/sources.list.d/lab.list`, its key `/etc/apt/cloud-init.gpg.d/lab.gpg`).
+pub const REPO_NAME: &str = "lab";
+/// The one line of the `sources.list` the user data has rewritten (its `$RELEASE` filled in).
+pub const SOURCES_LIST_LINE: &str = "# $RELEASE: only the lab's repository, in sources.list.d";
+/// The release of the Debian images, as that line says it.
+pub const RELEASE: &str = "bookworm";
 
 /// How long the repository waits for a request's head.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,29 +80,43 @@ fn file_name(deb: &Path) -> anyhow::Result<String> {
 /// The repository, served from a thread inside a lab namespace until dropped.
 pub struct AptRepo {
     server: NsServer,
+    key: SigningKey,
+}
+
+/// What a guest needs to use the repository: its URL and the key it is signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSource {
+    /// `http://ADDR:PORT/`, a flat repository (`deb URL ./`).
+    pub url: String,
+    /// The signing key, ASCII-armored.
+    pub key: String,
 }
 
 impl AptRepo {
-    /// Serves `deb` and its index at `addr` (port 0: any) inside namespace `ns`.
+    /// Serves `deb`, its index and the signed `InRelease` at `addr` (port 0: any) inside
+    /// namespace `ns`.
     pub fn start_on(ns: &str, addr: SocketAddr, deb: &Path) -> anyhow::Result<Self> {
         let bytes =
             std::fs::read(deb).with_context(|| format!("failed to read {}", deb.display()))?;
+        let index = packages_index(deb, &bytes)?.into_bytes();
+        let key = SigningKey::new()?;
         let files = vec![
-            (
-                "/Packages".to_owned(),
-                packages_index(deb, &bytes)?.into_bytes(),
-            ),
+            ("/InRelease".to_owned(), key.in_release(&index)?),
+            ("/Packages".to_owned(), index),
             (format!("/{}", file_name(deb)?), bytes),
         ];
         let server = NsServer::start("package repository", ns, addr, move |stream| {
             answer(stream, &files);
         })?;
-        Ok(Self { server })
+        Ok(Self { server, key })
     }
 
-    /// The line of `/etc/apt/sources.list` that takes the repository.
-    pub fn source_line(&self) -> String {
-        format!("deb [trusted=yes] http://{}/ ./", self.server.addr())
+    /// The repository's URL and key.
+    pub fn source(&self) -> RepoSource {
+        RepoSource {
+            url: format!("http://{}/", self.server.addr()),
+            key: self.key.armored.clone(),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Checks a user would make on a booted guest, from outside it.
 
 pub mod apt_repo;
+pub mod apt_signing;
 pub mod fingerprints;
 pub mod ns_server;
 pub mod phone_home;

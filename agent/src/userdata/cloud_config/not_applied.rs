@@ -6,7 +6,7 @@
 /// Why a group of keys is not applied.
 const PACKAGES: &str = "metaboot installs packages with apt-get (`packages`), no snaps or drivers";
 const REBOOT: &str = "metaboot does not reboot after installing packages (`power_state` reboots)";
-const REPOSITORIES: &str = "metaboot configures no package repositories";
+const REPOSITORIES: &str = "metaboot configures apt's repositories only (`apt`)";
 const DISKS: &str = "metaboot partitions and formats no disks";
 const SERVICES: &str = "metaboot installs and configures no agents or services";
 const SYSTEM: &str = "metaboot leaves this system setting to the image";
@@ -17,8 +17,6 @@ const HOST_KEYS: &str = "metaboot makes the ed25519 host key; the other types ar
 pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("ansible", SERVICES),
     ("apk_repos", REPOSITORIES),
-    ("apt", REPOSITORIES),
-    ("apt_pipelining", REPOSITORIES),
     ("apt_reboot_if_required", REBOOT),
     ("byobu_by_default", SYSTEM),
     ("chef", SERVICES),

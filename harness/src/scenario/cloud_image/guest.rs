@@ -19,7 +19,7 @@ use super::spec::{
     PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
-use crate::check::apt_repo::{self, AptRepo};
+use crate::check::apt_repo::{self, AptRepo, RepoSource};
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::RunningGuest;
 use crate::guest::{self, Guest, Nic, serial};
@@ -69,19 +69,20 @@ impl Who {
     }
 }
 
-/// What the lab serves a guest besides the metadata: where it phones home, and the
-/// `sources.list` line of a package repository ([`crate::check::apt_repo`]).
+/// What the lab serves a guest besides the metadata: where it phones home, and a signed
+/// package repository ([`crate::check::apt_repo`]).
 #[derive(Debug, Clone, Default)]
 pub struct LabServices {
     pub phone_home: Option<String>,
-    pub apt_source: Option<String>,
+    pub apt_repo: Option<RepoSource>,
 }
 
 /// The `#cloud-config` the guest gets: a host name, a user with a key and a password (and
 /// sudo), password logins, a runcmd; the image's default user stays (`users: [default, …]`).
 /// With `trust_ca` also [`TRUSTED_CA`], with `mounts` a swap file, with `reboot_once` a reboot
 /// once provisioned and a final message ([`userdata::POWER_STATE_REBOOT`]), with `phone_home`
-/// a POST to that URL, with an apt source that source as the only `sources.list` and
+/// a POST to that URL, with a package repository that repository as apt's only source (its
+/// primary mirror, its key for `signed-by`, `sources.list` rewritten) and
 /// [`apt_repo::PACKAGE`] to install (`packages`).
 pub fn cloud_config(
     intent: &Intent,
@@ -90,13 +91,19 @@ pub fn cloud_config(
     lab: &LabServices,
 ) -> String {
     let packages = lab
-        .apt_source
+        .apt_repo
         .as_ref()
-        .map(|line| {
+        .map(|repo| {
+            let key: String = repo.key.lines().map(|l| format!("        {l}\n")).collect();
             format!(
-                "write_files:\n  - path: /etc/apt/sources.list\n    content: \"{line}\\n\"\n\
-                 packages:\n  - {}\n",
-                apt_repo::PACKAGE
+                "apt:\n  preserve_sources_list: false\n  primary:\n    - arches: [default]\n      \
+                 uri: {url}\n  sources_list: |\n    {line}\n  \
+                 sources:\n    {name}:\n      source: \"deb [signed-by=$KEY_FILE] $MIRROR ./\"\n      \
+                 key: |\n{key}packages:\n  - {package}\n",
+                url = repo.url,
+                line = apt_repo::SOURCES_LIST_LINE,
+                name = apt_repo::REPO_NAME,
+                package = apt_repo::PACKAGE
             )
         })
         .unwrap_or_default();
@@ -249,7 +256,7 @@ fn run_guest(
         phone_home: receiver
             .as_ref()
             .map(crate::check::phone_home::Receiver::url),
-        apt_source: repo.as_ref().map(AptRepo::source_line),
+        apt_repo: repo.as_ref().map(AptRepo::source),
     };
     let (who, user_data) = Who::new(dir, spec, &services)?;
     // meta_data's `hostname`: what phone_home posts (the user data sets another one).
@@ -498,8 +505,17 @@ pub(crate) fn verdict_and_checks(
     }
     if spec.apt_package.is_some() {
         push(
+            "sources.list rewritten from the user data's template (apt)",
+            check_output(
+                target,
+                &who.key,
+                "cat /etc/apt/sources.list",
+                &apt_repo::SOURCES_LIST_LINE.replace("$RELEASE", apt_repo::RELEASE),
+            ),
+        );
+        push(
             &format!(
-                "package {} installed from the lab's repository (packages)",
+                "package {} installed from the lab's signed repository (apt, packages)",
                 apt_repo::PACKAGE
             ),
             check_output(
@@ -627,7 +643,10 @@ mod tests {
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
-            apt_source: Some("deb [trusted=yes] http://198.18.10.2:4/ ./".into()),
+            apt_repo: Some(RepoSource {
+                url: "http://198.18.10.2:4/".into(),
+                key: "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEaxJk\n".into(),
+            }),
         };
         let text = cloud_config(&intent, "ssh-ed25519 AAAA k", &spec, &services);
         assert!(text.starts_with("#cloud-config\n"));
@@ -645,8 +664,11 @@ mod tests {
             "swap:\n  filename: /swap.img\n  size: 64M\n",
             "final_message: ",
             "phone_home:\n  url: \"http://u/\"\n  post: all\n",
-            "write_files:\n  - path: /etc/apt/sources.list\n    \
-             content: \"deb [trusted=yes] http://198.18.10.2:4/ ./\\n\"\n",
+            "apt:\n  preserve_sources_list: false\n  primary:\n    - arches: [default]\n      \
+             uri: http://198.18.10.2:4/\n  sources_list: |\n    \
+             # $RELEASE: only the lab's repository, in sources.list.d\n  sources:\n    lab:\n      \
+             source: \"deb [signed-by=$KEY_FILE] $MIRROR ./\"\n      key: |\n        \
+             -----BEGIN PGP PUBLIC KEY BLOCK-----\n        \n        mDMEaxJk\n",
             "packages:\n  - hello\n",
             "locale: en_US.UTF-8\n",
         ] {

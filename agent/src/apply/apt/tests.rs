@@ -1,0 +1,309 @@
+use serde_json::json;
+
+use super::*;
+
+/// A key gpg made, and what `gpg --dearmor` makes of it.
+const KEY: &str = include_str!("../../../tests/fixtures/apt/key.asc");
+const KEY_GPG: &[u8] = include_bytes!("../../../tests/fixtures/apt/key.gpg");
+
+fn config(value: Value) -> CloudConfig {
+    let Value::Object(object) = value else {
+        panic!("a cloud-config is a map")
+    };
+    let map = object.into_iter().collect();
+    let (config, errors) = CloudConfig::from_map(&map);
+    assert!(errors.is_empty(), "{errors:?}");
+    config
+}
+
+fn asked(value: Value) -> (Request, Vec<String>) {
+    let mut warnings = Vec::new();
+    let request = request(&config(value), &mut warnings).unwrap();
+    (request, warnings)
+}
+
+fn debian_root() -> (tempfile::TempDir, Root) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_CODENAME=bookworm\n",
+    )
+    .unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    (dir, root)
+}
+
+fn read(dir: &tempfile::TempDir, path: &str) -> String {
+    std::fs::read_to_string(dir.path().join(path.trim_start_matches('/'))).unwrap()
+}
+
+#[test]
+fn the_key_gpg_made_is_dearmored_as_gpg_does() {
+    assert_eq!(armor::dearmor(KEY).unwrap(), KEY_GPG);
+}
+
+#[test]
+fn nothing_asked_without_the_keys() {
+    let (request, warnings) = asked(json!({"packages": ["hello"]}));
+    assert!(request.is_empty());
+    assert!(warnings.is_empty());
+    // `os` and its synonyms leave apt's default.
+    for os in ["os", "none", "UNCHANGED"] {
+        assert!(asked(json!({"apt_pipelining": os})).0.is_empty(), "{os}");
+    }
+}
+
+#[test]
+fn pipelining_as_cloud_init_reads_it() {
+    assert_eq!(
+        asked(json!({"apt_pipelining": false})).0.pipeline_depth,
+        Some(0)
+    );
+    assert_eq!(
+        asked(json!({"apt_pipelining": "False"})).0.pipeline_depth,
+        Some(0)
+    );
+    assert_eq!(
+        asked(json!({"apt_pipelining": 3})).0.pipeline_depth,
+        Some(3)
+    );
+    assert_eq!(
+        asked(json!({"apt_pipelining": "5"})).0.pipeline_depth,
+        Some(5)
+    );
+    for bad in [json!(true), json!(6), json!("deep")] {
+        let (request, warnings) = asked(json!({"apt_pipelining": bad}));
+        assert_eq!(request.pipeline_depth, None);
+        assert_eq!(warnings.len(), 1, "{bad}: {warnings:?}");
+    }
+    let (_dir, root) = debian_root();
+    let applied = apply(&root, &asked(json!({"apt_pipelining": 0})).0);
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(applied.written, [PIPELINING_FILE]);
+    assert!(!applied.refresh);
+}
+
+#[test]
+fn sources_with_their_keys() {
+    let (dir, root) = debian_root();
+    std::fs::create_dir_all(dir.path().join("etc/apt/sources.list.d")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/apt/sources.list.d/extra.list"),
+        "deb http://old/ ./",
+    )
+    .unwrap();
+    let (request, warnings) = asked(json!({"apt": {
+        "primary": [{"arches": ["default"], "uri": "http://mirror.example/debian"}],
+        "sources": {
+            "lab": {"source": "deb [signed-by=$KEY_FILE] $MIRROR $RELEASE main", "key": KEY},
+            "extra": {"source": "deb http://new/ ./"},
+            "replaced.list": {"source": "deb http://only/ ./", "append": false,
+                              "filename": "/etc/apt/sources.list.d/replaced"},
+            "trusted-key": {"key": KEY},
+        },
+    }}));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let applied = apply(&root, &request);
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(applied.refresh);
+    assert_eq!(
+        read(&dir, "/etc/apt/sources.list.d/lab.list"),
+        "deb [signed-by=/etc/apt/cloud-init.gpg.d/lab.gpg] http://mirror.example/debian \
+         bookworm main\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("etc/apt/cloud-init.gpg.d/lab.gpg")).unwrap(),
+        KEY_GPG
+    );
+    // A line is added to a file that has one; `append: false` replaces it.
+    assert_eq!(
+        read(&dir, "/etc/apt/sources.list.d/extra.list"),
+        "deb http://old/ ./\ndeb http://new/ ./\n"
+    );
+    assert_eq!(
+        read(&dir, "/etc/apt/sources.list.d/replaced.list"),
+        "deb http://only/ ./\n"
+    );
+    // A key without a source trusts it for every source.
+    assert_eq!(
+        std::fs::read(dir.path().join("etc/apt/trusted.gpg.d/trusted-key.gpg")).unwrap(),
+        KEY_GPG
+    );
+    // The image's sources.list is kept (Debian's preserve_sources_list: true).
+    assert!(!dir.path().join("etc/apt/sources.list").exists());
+}
+
+#[test]
+fn a_bad_source_fails_alone() {
+    let (dir, root) = debian_root();
+    let (request, _) = asked(json!({"apt": {"sources": {
+        "a-damaged-key": {"source": "deb [signed-by=$KEY_FILE] http://a/ ./",
+                          "key": KEY.replacen('A', "B", 3)},
+        "b-no-key": {"source": "deb [signed-by=$KEY_FILE] http://b/ ./"},
+        "c-unknown": {"source": "deb $NOWHERE ./"},
+        "d-good": {"source": "deb http://d/ ./"},
+    }}}));
+    let applied = apply(&root, &request);
+    let errors: Vec<String> = applied
+        .errors
+        .iter()
+        .map(|e| crate::log::chain(e))
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].starts_with("the key of sources: \"a-damaged-key\""),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[1],
+        "sources: \"b-no-key\" uses $KEY_FILE but gives no `key`"
+    );
+    assert!(
+        errors[2].contains("unknown variable \"NOWHERE\""),
+        "{errors:?}"
+    );
+    assert_eq!(
+        read(&dir, "/etc/apt/sources.list.d/d-good.list"),
+        "deb http://d/ ./\n"
+    );
+    for name in ["a-damaged-key", "b-no-key", "c-unknown"] {
+        assert!(
+            !dir.path()
+                .join(format!("etc/apt/sources.list.d/{name}.list"))
+                .exists()
+        );
+    }
+    assert!(!dir.path().join("etc/apt/cloud-init.gpg.d").exists());
+}
+
+#[test]
+fn sources_list_rewritten_from_the_template_with_the_mirrors() {
+    let (dir, root) = debian_root();
+    let (request, warnings) = asked(json!({"apt": {
+        "preserve_sources_list": false,
+        "primary": [
+            {"arches": ["s390x"], "uri": "http://wrong/"},
+            {"arches": ["default"], "uri": "http://primary/debian", "key": KEY},
+        ],
+        "sources_list": "deb $MIRROR $RELEASE main\ndeb ${SECURITY} $RELEASE-security main\n",
+        "disable_suites": ["security"],
+    }}));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let applied = apply(&root, &request);
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(
+        !applied.refresh,
+        "no `sources`: the lists are refreshed by `packages`"
+    );
+    // The security mirror defaults to the primary.
+    assert_eq!(
+        read(&dir, SOURCES_LIST),
+        "deb http://primary/debian bookworm main\n\
+         # suite disabled by metaboot: deb http://primary/debian bookworm-security main\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("etc/apt/trusted.gpg.d/primary.gpg")).unwrap(),
+        KEY_GPG
+    );
+
+    // Without a template: Debian's, with Debian's mirrors.
+    let (dir, root) = debian_root();
+    let (request, _) = asked(json!({"apt": {"preserve_sources_list": "false",
+                                            "disable_suites": ["backports", "release"]}}));
+    let applied = apply(&root, &request);
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    let lines: Vec<String> = read(&dir, SOURCES_LIST)
+        .lines()
+        .filter(|l| !l.starts_with("##"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "# suite disabled by metaboot: deb https://deb.debian.org/debian bookworm main",
+            "# suite disabled by metaboot: deb-src https://deb.debian.org/debian bookworm main",
+            "deb https://deb.debian.org/debian-security bookworm-security main",
+            "deb-src https://deb.debian.org/debian-security bookworm-security main",
+            "deb https://deb.debian.org/debian bookworm-updates main",
+            "deb-src https://deb.debian.org/debian bookworm-updates main",
+            "# suite disabled by metaboot: deb https://deb.debian.org/debian bookworm-backports main",
+            "# suite disabled by metaboot: deb-src https://deb.debian.org/debian bookworm-backports main",
+        ]
+    );
+}
+
+#[test]
+fn proxies_and_conf_in_cloud_init_files() {
+    let (dir, root) = debian_root();
+    let (request, _) = asked(json!({"apt": {
+        "https_proxy": "http://proxy:3128",
+        "proxy": "http://proxy:3128",
+        "conf": "APT::Install-Recommends \"0\";\n",
+    }}));
+    let applied = apply(&root, &request);
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        read(&dir, PROXY_FILE),
+        "Acquire::http::Proxy \"http://proxy:3128\";\nAcquire::https::Proxy \"http://proxy:3128\";\n"
+    );
+    assert_eq!(read(&dir, CONF_FILE), "APT::Install-Recommends \"0\";\n");
+}
+
+#[test]
+fn what_metaboot_does_not_do_is_said() {
+    let (request, warnings) = asked(json!({"apt": {
+        "primary": [{"arches": ["default"], "search": ["http://a/"]}],
+        "sources": {"ppa": {"keyid": "F75C41181B10AFB6", "source": "deb http://p/ ./"}},
+        "debconf_selections": {"x": "x x/y boolean true"},
+        "mystery": 1,
+    }}));
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`search` is not applied"))
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("give the key itself as `key`"))
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`debconf_selections` is not applied"))
+    );
+    assert!(warnings.iter().any(|w| w.contains("unknown key `mystery`")));
+    assert_eq!(request.sources.unwrap().len(), 1);
+    // Shapes that are wrong are the step's error.
+    let mut warnings = Vec::new();
+    for bad in [
+        json!({"apt": {"sources": ["deb http://x/ ./"]}}),
+        json!({"apt": {"primary": {"uri": "http://x/"}}}),
+        json!({"apt": {"sources_list": ["x"]}}),
+    ] {
+        assert!(
+            super::request(&config(bad.clone()), &mut warnings).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn suites_stems_and_shorthands() {
+    assert_eq!(suite_of("deb http://x/ bookworm main"), Some("bookworm"));
+    assert_eq!(
+        suite_of("deb [ arch=amd64 signed-by=/k.gpg ] http://x/ bookworm-updates main"),
+        Some("bookworm-updates")
+    );
+    assert_eq!(suite_of("deb [arch=amd64] http://x/ ./"), Some("./"));
+    assert_eq!(suite_of("deb"), None);
+    assert_eq!(stem("lab.list"), "lab");
+    assert_eq!(stem("/etc/apt/sources.list.d/x.y.list"), "x.y");
+    assert_eq!(stem("lab"), "lab");
+    assert!(is_repository_shorthand("ppa:owner/name"));
+    assert!(is_repository_shorthand("cloud-archive:queens"));
+    assert!(!is_repository_shorthand("deb http://x/ ./"));
+    assert!(!is_repository_shorthand("http://x/"));
+}
