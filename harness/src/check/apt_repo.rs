@@ -4,17 +4,15 @@
 //! data gives apt the repository and its key (`apt: sources:`) and asks for the package
 //! (`packages:`): cloud-init and metaboot both install it, and a check runs it over SSH.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sha2::Digest as _;
 
 use super::apt_signing::SigningKey;
-use super::ns_server::NsServer;
+use super::ns_server::{self, NsServer};
 use crate::image::packages::PackageCache;
 
 /// The package the guests install from the lab's repository: small, and needing only libc6.
@@ -30,9 +28,6 @@ pub const REPO_NAME: &str = "lab";
 pub const SOURCES_LIST_LINE: &str = "# $RELEASE: only the lab's repository, in sources.list.d";
 /// The release of the Debian images, as that line says it.
 pub const RELEASE: &str = "bookworm";
-
-/// How long the repository waits for a request's head.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The repository's package as a `.deb` in the harness's package cache (downloaded once with
 /// `apt-get download` from the host's apt sources).
@@ -106,7 +101,7 @@ impl AptRepo {
             (format!("/{}", file_name(deb)?), bytes),
         ];
         let server = NsServer::start("package repository", ns, addr, move |stream| {
-            answer(stream, &files);
+            answer(&stream, &files);
         })?;
         Ok(Self { server, key })
     }
@@ -122,39 +117,16 @@ impl AptRepo {
 
 /// Answers one request: a file of `files` for GET or HEAD of its path, else 404; one request
 /// per connection.
-fn answer(mut stream: TcpStream, files: &[(String, Vec<u8>)]) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let Ok(reading) = stream.try_clone() else {
+fn answer(stream: &TcpStream, files: &[(String, Vec<u8>)]) {
+    let Some(request) = ns_server::read_request(stream, 0) else {
         return;
     };
-    let mut reader = BufReader::new(reading);
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    loop {
-        let mut header = String::new();
-        match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if header.trim_end().is_empty() => break,
-            Ok(_) => {}
-        }
-    }
-    let mut words = line.split_whitespace();
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let target = file_path(target);
+    let target = file_path(&request.target);
     let found = files.iter().find(|(path, _)| *path == target);
-    let (status, body): (&str, &[u8]) = match (method, found) {
-        ("GET" | "HEAD", Some((_, bytes))) => ("200 OK", bytes),
-        _ => ("404 Not Found", b""),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    if method == "GET" {
-        let _ = stream.write_all(body);
+    let head_only = request.method == "HEAD";
+    match (request.method.as_str(), found) {
+        ("GET" | "HEAD", Some((_, bytes))) => ns_server::answer(stream, "200 OK", bytes, head_only),
+        _ => ns_server::answer(stream, "404 Not Found", b"", head_only),
     }
 }
 

@@ -1,7 +1,9 @@
 //! A TCP server the lab runs on a guest network for its checks (the phone-home receiver, the
 //! package repository): a thread that enters the network's namespace, listens, and hands each
-//! connection to its handler, until the server is dropped.
+//! connection to its handler, until the server is dropped; and the one request a handler reads
+//! from a connection and the answer it writes (HTTP/1.1, one request per connection).
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +18,67 @@ use crate::lab::netns;
 
 /// How long dropping the server waits for its accept loop to wake.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a guest connection may take for each read of its request.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request a lab server read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The request target (`/./Packages`, `/<instance id>/`).
+    pub target: String,
+    /// The body (`Content-Length` bytes, at most the reader's bound).
+    pub body: Vec<u8>,
+}
+
+/// Reads one request from `stream`: its request line, its headers and a `Content-Length`
+/// body of at most `max_body` bytes; `None` when the connection ends or stalls first, or the
+/// head is malformed.
+pub fn read_request(stream: &TcpStream, max_body: usize) -> Option<Request> {
+    stream.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next()?.to_owned(), words.next()?.to_owned());
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0u8; length.min(max_body)];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        target,
+        body,
+    })
+}
+
+/// Answers with `status` (`200 OK`) and `body` (only its length for a HEAD request), and says
+/// the connection closes.
+pub fn answer(mut stream: &TcpStream, status: &str, body: &[u8], head_only: bool) {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    if !head_only {
+        let _ = stream.write_all(body);
+    }
+}
 
 /// A listening server in a namespace; stops when dropped.
 pub struct NsServer {
@@ -103,5 +166,74 @@ impl Drop for NsServer {
         {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request sent by a client thread, read and answered by `serve` on this one; what the
+    /// client got back.
+    fn exchange(request: &'static [u8], serve: impl FnOnce(TcpStream)) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(request).unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut got = String::new();
+            stream.read_to_string(&mut got).unwrap();
+            got
+        });
+        let (stream, _) = listener.accept().unwrap();
+        serve(stream);
+        client.join().unwrap()
+    }
+
+    #[test]
+    fn a_request_with_its_body_is_read_and_answered() {
+        let mut read = None;
+        let got = exchange(
+            b"POST /i-1/ HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 7\r\n\r\na=1&b=2",
+            |stream| {
+                read = read_request(&stream, 64);
+                answer(&stream, "200 OK", b"done", false);
+            },
+        );
+        assert_eq!(
+            read,
+            Some(Request {
+                method: "POST".into(),
+                target: "/i-1/".into(),
+                body: b"a=1&b=2".to_vec(),
+            })
+        );
+        assert_eq!(
+            got,
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone"
+        );
+    }
+
+    #[test]
+    fn a_body_past_the_bound_is_cut_and_a_head_answer_has_no_body() {
+        let mut read = None;
+        let got = exchange(
+            b"HEAD /Packages HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde",
+            |stream| {
+                read = read_request(&stream, 2);
+                answer(&stream, "200 OK", b"index", true);
+            },
+        );
+        assert_eq!(read.unwrap().body, b"ab");
+        assert_eq!(
+            got,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+        );
+        // A connection that ends inside the head is no request.
+        let got = exchange(b"GET / HTTP/1.1\r\nHost:", |stream| {
+            assert_eq!(read_request(&stream, 0), None);
+        });
+        assert_eq!(got, "");
     }
 }

@@ -3,20 +3,16 @@
 //! namespace, where the checks run from and which every guest of the network reaches) that
 //! keeps each request a guest makes and answers it 200.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::CheckResult;
-use super::ns_server::NsServer;
+use super::ns_server::{self, NsServer};
 
 /// The port the receiver listens on.
 pub const PHONE_HOME_PORT: u16 = 8787;
 /// Largest request body kept (a form of three host keys and the names is about 2 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How long one guest connection may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One request the receiver got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +61,7 @@ impl Receiver {
         let got = Arc::new(Mutex::new(Vec::new()));
         let kept = got.clone();
         let server = NsServer::start("phone-home receiver", ns, addr, move |stream| {
-            if let Some(posted) = receive(stream) {
+            if let Some(posted) = receive(&stream) {
                 kept.lock().unwrap_or_else(|e| e.into_inner()).push(posted);
             }
         })?;
@@ -84,36 +80,13 @@ impl Receiver {
 }
 
 /// Reads one request (its head and a `Content-Length` body), answers 200, and returns it.
-fn receive(mut stream: std::net::TcpStream) -> Option<Posted> {
-    stream.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut words = line.split_whitespace();
-    let (method, path) = (words.next()?.to_owned(), words.next()?.to_owned());
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 {
-            return None;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.trim().eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0u8; length.min(MAX_BODY_BYTES)];
-    reader.read_exact(&mut body).ok()?;
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+fn receive(stream: &std::net::TcpStream) -> Option<Posted> {
+    let request = ns_server::read_request(stream, MAX_BODY_BYTES)?;
+    ns_server::answer(stream, "200 OK", b"", false);
     Some(Posted {
-        method,
-        path,
-        fields: form_fields(&String::from_utf8_lossy(&body)),
+        method: request.method,
+        path: request.target,
+        fields: form_fields(&String::from_utf8_lossy(&request.body)),
     })
 }
 

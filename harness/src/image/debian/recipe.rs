@@ -337,7 +337,7 @@ mod tests {
         }
         assert_eq!(
             package_names(CLOUD_INIT_PACKAGES),
-            ["cloud-init", "ifupdown", "cloud-guest-utils"]
+            ["cloud-init", "ifupdown", "cloud-guest-utils", "gpg"]
         );
         assert!(
             !common.contains(&"cloud-init"),
