@@ -379,11 +379,18 @@ fn reboot_once(
         .checks
         .push(power_state::final_message(&console, None));
     let public_key = fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
+    let user = &spec.default_user;
+    let keys_file = if spec.keys_elsewhere {
+        format!("{KEYS_DIR}/{user}")
+    } else {
+        format!("/home/{user}/.ssh/authorized_keys")
+    };
     report
         .checks
         .push(crate::check::fingerprints::authkey_fingerprints(
             &console,
-            &spec.default_user,
+            user,
+            &keys_file,
             &public_key,
         ));
     Ok(())
