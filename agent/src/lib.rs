@@ -11,6 +11,7 @@ pub mod retry;
 pub mod root;
 pub mod run;
 pub mod source;
+pub mod start;
 pub mod state;
 pub mod sys_net;
 pub mod userdata;
@@ -18,12 +19,10 @@ pub mod userdata;
 #[cfg(test)]
 mod testutil;
 
-use std::process::ExitCode;
-
 use cli::{Cli, Command};
 
-/// Runs one subcommand and maps its result to the process exit code.
-pub fn main_with(cli: Cli) -> ExitCode {
+/// Runs one subcommand; returns the process's exit status.
+pub fn main_with(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(args) => run::main(&args, cli.verbose),
         Command::Status(args) => state::status::main(&args),

@@ -1,8 +1,13 @@
-//! `metaboot`: the guest agent binary (fetch instance metadata, apply it under a root).
+//! `metaboot`: the guest agent binary (fetch instance metadata, apply it under a root). No std
+//! runtime start-up: `metaboot::start` says why and does what the agent needs of it.
+// The bin's test build keeps the test harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    metaboot::start::prepare();
     let cli = metaboot::cli::Cli::from_env();
-    metaboot::main_with(cli)
+    // `exit` flushes standard output, as returning from a std `main` does.
+    std::process::exit(i32::from(metaboot::main_with(cli)))
 }

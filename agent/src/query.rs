@@ -2,7 +2,6 @@
 //! `cloud-init query`), read under `--root`.
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use metaboot_proto::MetaData;
 
@@ -80,7 +79,7 @@ pub fn value(root: &Root, key: &str) -> Result<Vec<u8>, QueryError> {
 }
 
 /// Runs `metaboot query`.
-pub fn main(args: &QueryArgs) -> ExitCode {
+pub fn main(args: &QueryArgs) -> u8 {
     let result = match Root::open(&args.root) {
         Ok(root) => value(&root, &args.key),
         Err(_) if !KEYS.contains(&args.key.as_str()) => {
@@ -91,15 +90,15 @@ pub fn main(args: &QueryArgs) -> ExitCode {
     match result {
         Ok(bytes) => {
             let _ = std::io::stdout().write_all(&bytes);
-            ExitCode::SUCCESS
+            0
         }
         Err(err @ QueryError::UnknownKey(_)) => {
             eprintln!("metaboot query: {err}");
-            ExitCode::from(EXIT_USAGE)
+            EXIT_USAGE
         }
         Err(err) => {
             eprintln!("metaboot query: {err}");
-            ExitCode::FAILURE
+            1
         }
     }
 }

@@ -14,7 +14,6 @@ mod instance;
 mod steps;
 
 use std::fs::File;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
@@ -34,7 +33,7 @@ use finish::{finish, pause, skip_without_metadata};
 use instance::Instance;
 
 /// Runs `metaboot run`.
-pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
+pub fn main(args: &RunArgs, verbose: bool) -> u8 {
     let root = match Root::open(&args.root) {
         Ok(root) => root,
         Err(err) => {
@@ -42,7 +41,7 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
                 "metaboot run: root {} is not a directory: {err}",
                 args.root.display()
             );
-            return ExitCode::from(EXIT_ERROR);
+            return EXIT_ERROR;
         }
     };
     let log_warning = crate::log::init(&root, verbose);
@@ -51,7 +50,7 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
         Ok(lock) => lock,
         Err(err) => {
             tracing::error!("{err}");
-            return ExitCode::from(EXIT_ERROR);
+            return EXIT_ERROR;
         }
     };
     let known: Vec<&str> = steps::step_names().collect();
@@ -59,12 +58,11 @@ pub fn main(args: &RunArgs, verbose: bool) -> ExitCode {
     let mut report = run_stage(&root, &settings, args.stage);
     report.warnings.extend(log_warning);
     // An init stage that went well leaves the run `running`, for the final stage.
-    let code = match report.status {
+    match report.status {
         RunStatus::Done => EXIT_DONE,
         RunStatus::Running if report.errors.is_empty() => EXIT_DONE,
         _ => EXIT_ERROR,
-    };
-    ExitCode::from(code)
+    }
 }
 
 /// Holds `var/lib/metaboot/.lock` so two runs never interleave.

@@ -148,6 +148,9 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 // build yet (Debian's locale-gen ignores the name it is given, then
                 // update-locale refuses the unbuilt locale): only metaboot's guests are asked.
                 locale: image.manifest.provisioner == Provisioner::Metaboot,
+                // Keys where the image's sshd reads them, on the router path (the isolated
+                // path keeps sshd's default).
+                keys_elsewhere: path == MetadataPath::Router,
             }
         })
         .collect();

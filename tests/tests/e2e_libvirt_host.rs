@@ -210,6 +210,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             mounts: false,
             apt_package: None,
             locale: false,
+            keys_elsewhere: false,
         },
         tiny,
         run_dir: dir.clone(),

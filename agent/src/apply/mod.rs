@@ -27,6 +27,7 @@ pub mod resizefs;
 pub mod scripts;
 pub mod ssh_host_key;
 pub mod ssh_keys;
+pub mod ssh_keys_file;
 pub mod sshd;
 pub mod timezone;
 pub mod tool;

@@ -2,14 +2,18 @@
 //! new key is replaced, so options and comments update without duplicates), `~/.ssh` 0700, the file
 //! 0600, both owned by the user; root's keys prefixed when `disable_root` is on. A home, `~/.ssh`
 //! or `authorized_keys` that is a symlink or belongs to someone else is refused (see `home`).
+//! An image whose sshd reads keys elsewhere (`AuthorizedKeysFile /etc/ssh/keys/%u`) gets them
+//! there (`ssh_keys_file.rs`), on a path of directories that are not symlinks and belong to the
+//! user or root (and, with `StrictModes`, that nobody else may write), as sshd will check it.
 
 use std::ffi::OsStr;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use crate::apply::home;
+use crate::apply::ssh_keys_file::{self, DEFAULT_KEYS_FILE, KeysFiles};
 use crate::apply::users::User;
-use crate::fsutil::{PathError, Refused, WriteOptions};
+use crate::fsutil::{Dir, PathError, Refused, WriteOptions, check_owner};
 use crate::root::Root;
 
 /// cloud-init's `disable_root_opts`: root's keys only print where to log in instead.
@@ -163,12 +167,31 @@ fn refused_or(
     }
 }
 
-/// Writes `keys` into `user`'s `~/.ssh/authorized_keys` under `root`, merged with what is
+/// Writes `keys` into the file sshd reads `user`'s keys from under `root` (`~/.ssh/authorized_keys`
+/// unless the image's `AuthorizedKeysFile` names another of the user's), merged with what is
 /// there. Returns the file written.
 pub fn write_user_keys(root: &Root, user: &User, keys: &[String]) -> Result<PathBuf, SshKeysError> {
     if keys.len() > MAX_KEYS {
         return Err(SshKeysError::TooMany(user.name.clone()));
     }
+    let settings = ssh_keys_file::sshd_settings(root);
+    let default = Path::new(&user.home).join(DEFAULT_KEYS_FILE);
+    for path in ssh_keys_file::candidates(&settings, user) {
+        if path == default {
+            break;
+        }
+        match write_keys_at(root, user, &path, &settings, keys) {
+            Ok(written) => return Ok(written),
+            // As cloud-init: a file sshd would not use is passed over for the next one.
+            Err(SshKeysError::Refused { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    write_home_keys(root, user, keys)
+}
+
+/// [`write_user_keys`] into `~/.ssh/authorized_keys`.
+fn write_home_keys(root: &Root, user: &User, keys: &[String]) -> Result<PathBuf, SshKeysError> {
     // Every check first (home, ~/.ssh, authorized_keys), then the changes, on descriptors.
     let (home, _) = home::open_home(root, user).map_err(refused_or(
         user,
@@ -196,10 +219,29 @@ pub fn write_user_keys(root: &Root, user: &User, keys: &[String]) -> Result<Path
     Ok(path)
 }
 
-/// The text of `user`'s `~/.ssh/authorized_keys` under `root`, read with the checks writing it
-/// makes (no symlink on the way, the user's or root's, one link); `None` when the home,
-/// `~/.ssh` or the file is missing. Creates nothing.
-pub fn read_user_keys(root: &Root, user: &User) -> Result<Option<String>, PathError> {
+/// The keys file sshd reads for `user` under `root` (the first of
+/// [`ssh_keys_file::candidates`] that exists and passes the checks writing it makes: no
+/// symlink on the way, the user's or root's, one link; else `~/.ssh/authorized_keys`) and its
+/// text, `None` when that file is missing. Creates nothing.
+pub fn read_user_keys(root: &Root, user: &User) -> Result<(PathBuf, Option<String>), PathError> {
+    let settings = ssh_keys_file::sshd_settings(root);
+    let default = Path::new(&user.home).join(DEFAULT_KEYS_FILE);
+    for path in ssh_keys_file::candidates(&settings, user) {
+        if path == default {
+            break;
+        }
+        let Ok(Some((dir, name))) = walk_to(root, user, &path, &settings, false) else {
+            continue;
+        };
+        if let Ok(Some(bytes)) = read_checked(&dir, &name, user, &settings) {
+            return Ok((path, Some(String::from_utf8_lossy(&bytes).into_owned())));
+        }
+    }
+    Ok((default, read_home_keys(root, user)?))
+}
+
+/// [`read_user_keys`] from `~/.ssh/authorized_keys`.
+fn read_home_keys(root: &Root, user: &User) -> Result<Option<String>, PathError> {
     let home = home::existing_home(root, user)
         .map_err(PathError::fail("open", root.host_path(&user.home)))?;
     let Some(home) = home else {
@@ -213,6 +255,102 @@ pub fn read_user_keys(root: &Root, user: &User) -> Result<Option<String>, PathEr
     let bytes = home::read_user_file(&ssh, AUTHORIZED_KEYS, user)
         .map_err(PathError::fail("read", ssh.child_path(AUTHORIZED_KEYS)))?;
     Ok(bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// The directory holding `path` (opened component by component from the root, never through
+/// a symlink; each directory the user's or root's and, when `StrictModes`, writable by neither
+/// group nor others) and the file's name; `None` when a directory is missing and not `create`.
+/// Directories created are root's (0755), or the user's (0700) inside the home.
+fn walk_to(
+    root: &Root,
+    user: &User,
+    path: &Path,
+    settings: &KeysFiles,
+    create: bool,
+) -> io::Result<Option<(Dir, std::ffi::OsString)>> {
+    let name = path
+        .file_name()
+        .ok_or(io::ErrorKind::InvalidInput)?
+        .to_owned();
+    let mut dir = root.dir("/", false)?;
+    let mut at = PathBuf::from("/");
+    let home = Path::new(&user.home);
+    for component in path.parent().into_iter().flat_map(Path::components) {
+        let Component::Normal(part) = component else {
+            continue;
+        };
+        at.push(part);
+        let next = match dir.open_dir(part)? {
+            Some(next) => next,
+            None if create => {
+                let (mode, owner) = if at.starts_with(home) && at != home {
+                    (home::SSH_DIR_MODE, user.owner())
+                } else {
+                    (home::HOME_MODE, crate::fsutil::Owner { uid: 0, gid: 0 })
+                };
+                let (next, _) = dir.create_dir(part, mode)?;
+                if crate::fsutil::can_chown() {
+                    next.set_owner_mode(Some(owner), mode)?;
+                }
+                next
+            }
+            None => return Ok(None),
+        };
+        let stat = next.stat()?;
+        check_owner(&stat, next.path().to_owned(), &user.name, user.uid)?;
+        if settings.strict && stat.st_mode & 0o022 != 0 {
+            return Err(Refused::Writable(next.path().to_owned()).into());
+        }
+        dir = next;
+    }
+    Ok(Some((dir, name)))
+}
+
+/// The file `name` of `dir` with the checks of [`home::read_user_file`] and, with
+/// `StrictModes`, not writable by group or others.
+fn read_checked(
+    dir: &Dir,
+    name: &OsStr,
+    user: &User,
+    settings: &KeysFiles,
+) -> io::Result<Option<Vec<u8>>> {
+    if settings.strict
+        && let Some(stat) = dir.entry(name)?
+        && stat.st_mode & 0o022 != 0
+        && !crate::fsutil::dir::is_link(&stat)
+    {
+        return Err(Refused::Writable(dir.child_path(name)).into());
+    }
+    home::read_user_file(dir, name.to_str().unwrap_or_default(), user)
+}
+
+/// Writes `keys` merged into `path`, a keys file outside `~/.ssh/authorized_keys`: a new file
+/// is the user's, 0600; an existing one keeps its mode and owner.
+fn write_keys_at(
+    root: &Root,
+    user: &User,
+    path: &Path,
+    settings: &KeysFiles,
+    keys: &[String],
+) -> Result<PathBuf, SshKeysError> {
+    let shown = root.host_path(path);
+    let (dir, name) = walk_to(root, user, path, settings, true)
+        .map_err(refused_or(user, "create", shown.clone()))?
+        .ok_or_else(|| PathError::fail("create", shown.clone())(io::ErrorKind::NotFound.into()))?;
+    let existing = read_checked(&dir, &name, user, settings).map_err(refused_or(
+        user,
+        "read",
+        shown.clone(),
+    ))?;
+    let options = match existing {
+        Some(_) => WriteOptions::keep_or(0o600),
+        None => WriteOptions::exact(0o600, Some(user.owner())),
+    };
+    let existing = existing
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    dir.write_atomic(&name, merge(&existing, keys).as_bytes(), &options)?;
+    Ok(shown)
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ pub enum Refused {
     HardLinks { path: PathBuf, links: u64 },
     #[error("{} is not a regular file", .0.display())]
     NotAFile(PathBuf),
+    #[error(
+        "{} may be written by group or others; sshd's StrictModes would not use it",
+        .0.display()
+    )]
+    Writable(PathBuf),
 }
 
 impl From<Refused> for io::Error {

@@ -356,10 +356,7 @@ pub(super) fn authkey_fingerprints(i: &Instance<'_>, warnings: &mut Vec<String>)
             continue;
         };
         match ssh_keys::read_user_keys(i.root, &user) {
-            Ok(text) => {
-                let file = std::path::Path::new(&user.home)
-                    .join(".ssh")
-                    .join(ssh_keys::AUTHORIZED_KEYS);
+            Ok((file, text)) => {
                 eprint!(
                     "{}",
                     authkey_fingerprints::render(

@@ -2,7 +2,6 @@
 //! like `cloud-init status --long`; the exit code says whether provisioning succeeded.
 
 use std::fmt::Write as _;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use super::State;
@@ -37,7 +36,7 @@ pub fn read(root: &Root) -> Result<Option<Report>, String> {
 }
 
 /// Runs `metaboot status`.
-pub fn main(args: &StatusArgs) -> ExitCode {
+pub fn main(args: &StatusArgs) -> u8 {
     let report = loop {
         let found = match Root::open(&args.root) {
             Ok(root) => read(&root),
@@ -48,7 +47,7 @@ pub fn main(args: &StatusArgs) -> ExitCode {
         match found {
             Err(err) => {
                 eprintln!("metaboot status: {err}");
-                return ExitCode::from(EXIT_ERROR);
+                return EXIT_ERROR;
             }
             Ok(report) => {
                 let running = report
@@ -67,7 +66,7 @@ pub fn main(args: &StatusArgs) -> ExitCode {
         } else {
             println!("status: not started");
         }
-        return ExitCode::from(EXIT_NOT_DONE);
+        return EXIT_NOT_DONE;
     };
     if args.json {
         // Serialising plain data cannot fail.
@@ -78,11 +77,11 @@ pub fn main(args: &StatusArgs) -> ExitCode {
     } else {
         print!("{}", render(&report));
     }
-    ExitCode::from(match report.status {
+    match report.status {
         RunStatus::Done => EXIT_DONE,
         RunStatus::Error => EXIT_ERROR,
         RunStatus::Running => EXIT_NOT_DONE,
-    })
+    }
 }
 
 /// The narrowest the step names' column gets in `metaboot status`; wider when a step's name is

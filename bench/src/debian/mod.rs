@@ -175,6 +175,7 @@ fn boot(
         mounts: false,
         apt_package: None,
         locale: false,
+        keys_elsewhere: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

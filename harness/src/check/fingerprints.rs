@@ -27,10 +27,16 @@ pub fn fingerprint(public_key: &str) -> Option<String> {
     )
 }
 
-/// Passed when the console shows `user`'s table (`/home/<user>/.ssh/authorized_keys`) with a
-/// row for `public_key`.
-pub fn authkey_fingerprints(console: &str, user: &str, public_key: &str) -> CheckResult {
-    let title = format!("Authorized keys from /home/{user}/.ssh/authorized_keys for user {user}");
+/// Passed when the console shows `user`'s table of `keys_file` (the file sshd reads the user's
+/// keys from: `/home/<user>/.ssh/authorized_keys` unless `AuthorizedKeysFile` says otherwise)
+/// with a row for `public_key`.
+pub fn authkey_fingerprints(
+    console: &str,
+    user: &str,
+    keys_file: &str,
+    public_key: &str,
+) -> CheckResult {
+    let title = format!("Authorized keys from {keys_file} for user {user}");
     let Some(expected) = fingerprint(public_key) else {
         return CheckResult::fail(
             NAME,
@@ -68,16 +74,24 @@ mod tests {
             "ci-info: +++Authorized keys from /home/debian/.ssh/authorized_keys for user debian+++\n\
              ci-info: | ssh-ed25519 | {fp} |    -    |  lab  |\n"
         );
-        assert!(authkey_fingerprints(&cloud_init, "debian", KEY).passed);
+        let home = "/home/debian/.ssh/authorized_keys";
+        assert!(authkey_fingerprints(&cloud_init, "debian", home, KEY).passed);
         let metaboot = format!(
             "[   20.1] metaboot[301]: ci-info: +++Authorized keys from /home/debian/.ssh/authorized_keys for user debian+++\n\
              [   20.1] metaboot[301]: ci-info: | ssh-ed25519 | {fp} |    -    |  lab  |\n"
         );
-        assert!(authkey_fingerprints(&metaboot, "debian", KEY).passed);
+        assert!(authkey_fingerprints(&metaboot, "debian", home, KEY).passed);
         let other_user = cloud_init.replace("debian", "ubuntu");
-        assert!(!authkey_fingerprints(&other_user, "debian", KEY).passed);
+        assert!(!authkey_fingerprints(&other_user, "debian", home, KEY).passed);
+        // Keys kept where `AuthorizedKeysFile` says: that file's table.
+        let elsewhere = cloud_init.replace(home, "/etc/ssh/authorized_keys/debian");
+        assert!(!authkey_fingerprints(&elsewhere, "debian", home, KEY).passed);
+        assert!(
+            authkey_fingerprints(&elsewhere, "debian", "/etc/ssh/authorized_keys/debian", KEY)
+                .passed
+        );
         let no_row = cloud_init.lines().next().unwrap().to_owned();
-        let failed = authkey_fingerprints(&no_row, "debian", KEY);
+        let failed = authkey_fingerprints(&no_row, "debian", home, KEY);
         assert!(
             !failed.passed && failed.detail.contains("row missing"),
             "{failed:?}"

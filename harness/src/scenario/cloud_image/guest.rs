@@ -15,8 +15,9 @@ use super::checks::{
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
-    CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, LOCALE, LOCALE_LISTED, POLL,
-    PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+    CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE,
+    LOCALE_LISTED, POLL, PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION,
+    TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::apt_repo::{self, AptRepo, RepoSource};
@@ -107,6 +108,15 @@ pub fn cloud_config(
             )
         })
         .unwrap_or_default();
+    // Appended before the users' keys are written (both provisioners run write_files first).
+    let keys_elsewhere = if spec.keys_elsewhere {
+        format!(
+            "write_files:\n  - path: /etc/ssh/sshd_config\n    append: true\n    \
+             content: |\n      {KEYS_ELSEWHERE}\n"
+        )
+    } else {
+        String::new()
+    };
     let swap = if spec.mounts {
         format!("swap:\n  filename: {SWAP_FILE}\n  size: {SWAP_SIZE}\n")
     } else {
@@ -133,6 +143,7 @@ pub fn cloud_config(
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
          chpasswd:\n  expire: false\n  users:\n    - name: {USER}\n      password: \"{pw}\"\n      type: text\n\
          {ca_certs}\
+         {keys_elsewhere}\
          {swap}\
          {packages}\
          runcmd:\n  - echo \"{marker}\" >> {log}\n\
@@ -368,11 +379,18 @@ fn reboot_once(
         .checks
         .push(power_state::final_message(&console, None));
     let public_key = fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
+    let user = &spec.default_user;
+    let keys_file = if spec.keys_elsewhere {
+        format!("{KEYS_DIR}/{user}")
+    } else {
+        format!("/home/{user}/.ssh/authorized_keys")
+    };
     report
         .checks
         .push(crate::check::fingerprints::authkey_fingerprints(
             &console,
-            &spec.default_user,
+            user,
+            &keys_file,
             &public_key,
         ));
     Ok(())
@@ -543,6 +561,19 @@ pub(crate) fn verdict_and_checks(
         &format!("key login as {USER} (user data)"),
         check_output(&user, &who.user_key, "id -un", USER),
     );
+    if spec.keys_elsewhere {
+        push(
+            &format!("{USER}'s keys in {KEYS_DIR}, where sshd reads them (AuthorizedKeysFile)"),
+            check_output(
+                &user,
+                &who.user_key,
+                &format!(
+                    "test -s {KEYS_DIR}/{USER} && test ! -e ~/.ssh/authorized_keys && echo elsewhere"
+                ),
+                "elsewhere",
+            ),
+        );
+    }
     push(
         &format!("password login as {USER}"),
         check_password(&user, askpass, &who.intent.password),
@@ -640,6 +671,7 @@ mod tests {
             mounts: true,
             apt_package: None,
             locale: true,
+            keys_elsewhere: true,
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
@@ -671,6 +703,8 @@ mod tests {
              -----BEGIN PGP PUBLIC KEY BLOCK-----\n        \n        mDMEaxJk\n",
             "packages:\n  - hello\n",
             "locale: en_US.UTF-8\n",
+            "write_files:\n  - path: /etc/ssh/sshd_config\n    append: true\n    content: |\n      \
+             AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n",
         ] {
             assert!(text.contains(expect), "{expect:?} in\n{text}");
         }
@@ -679,6 +713,7 @@ mod tests {
             reboot_once: false,
             mounts: false,
             locale: false,
+            keys_elsewhere: false,
             ..spec
         };
         let plain = cloud_config(
@@ -694,6 +729,7 @@ mod tests {
             "phone_home",
             "packages",
             "locale",
+            "write_files",
         ] {
             assert!(!plain.contains(key), "{key}");
         }

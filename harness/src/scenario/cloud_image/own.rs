@@ -184,6 +184,7 @@ impl OwnImage {
             mounts: false,
             apt_package: None,
             locale: false,
+            keys_elsewhere: false,
         }
     }
 }

@@ -94,7 +94,20 @@ pub struct CloudImageGuest {
     /// (its `locale-gen` builds only what locale.gen enables, then `update-locale` refuses the
     /// locale), so the suite asks it of metaboot's guests only.
     pub locale: bool,
+    /// The user data also points the image's sshd at keys kept outside the homes
+    /// ([`KEYS_ELSEWHERE`] appended to `/etc/ssh/sshd_config` by `write_files`, which both
+    /// provisioners run before they write keys): the key logins then work only when the
+    /// provisioner wrote the keys where sshd reads them, and a check finds the user's file in
+    /// [`KEYS_DIR`] and none in its home.
+    pub keys_elsewhere: bool,
 }
+
+/// The `AuthorizedKeysFile` line of [`CloudImageGuest::keys_elsewhere`]: a file per user in
+/// [`KEYS_DIR`] (as hardened images keep them), then sshd's default.
+pub const KEYS_ELSEWHERE: &str =
+    "AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys";
+/// The directory of those files.
+pub const KEYS_DIR: &str = "/etc/ssh/authorized_keys";
 
 /// The locale the user data sets.
 pub const LOCALE: &str = "en_US.UTF-8";
