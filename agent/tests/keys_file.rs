@@ -108,8 +108,8 @@ fn a_symlink_on_the_way_is_passed_over() {
     );
 }
 
-#[test]
-fn a_directory_others_may_write_is_passed_over_unless_strict_modes_is_off() {
+/// A guest whose sshd reads `/srv/keys/%u` first, a directory everyone may write.
+fn guest_with_an_open_keys_dir() -> Guest {
     let guest = guest_reading("/srv/keys/%u");
     std::fs::create_dir_all(guest.path("/srv/keys")).unwrap();
     std::fs::set_permissions(
@@ -117,19 +117,19 @@ fn a_directory_others_may_write_is_passed_over_unless_strict_modes_is_off() {
         std::fs::Permissions::from_mode(0o777),
     )
     .unwrap();
+    guest
+}
+
+#[test]
+fn a_directory_others_may_write_is_passed_over_unless_strict_modes_is_off() {
+    let guest = guest_with_an_open_keys_dir();
     let (code, stderr) = guest.run();
     assert_eq!(code, 0, "{stderr}");
     assert!(!guest.path("/srv/keys/debian").exists());
     assert!(guest.path("/home/debian/.ssh/authorized_keys").exists());
 
-    let guest = guest_reading("/srv/keys/%u");
+    let guest = guest_with_an_open_keys_dir();
     guest.append("/etc/ssh/sshd_config", "StrictModes no");
-    std::fs::create_dir_all(guest.path("/srv/keys")).unwrap();
-    std::fs::set_permissions(
-        guest.path("/srv/keys"),
-        std::fs::Permissions::from_mode(0o777),
-    )
-    .unwrap();
     let (code, stderr) = guest.run();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(guest.read("/srv/keys/debian"), format!("{META_KEY}\n"));
