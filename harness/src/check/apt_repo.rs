@@ -24,10 +24,9 @@ pub const PACKAGE_SAYS: &str = "Hello, world!";
 /// The name of the repository's entry in the user data's `apt: sources:` (its list file is
 /// `/etc/apt/sources.list.d/lab.list`, its key `/etc/apt/cloud-init.gpg.d/lab.gpg`).
 pub const REPO_NAME: &str = "lab";
-/// The one line of the `sources.list` the user data has rewritten (its `$RELEASE` filled in).
+/// The one line of the `sources.list` the user data has rewritten (its `$RELEASE` filled in:
+/// the Debian images' [`crate::image::debian::recipe::RELEASE`]).
 pub const SOURCES_LIST_LINE: &str = "# $RELEASE: only the lab's repository, in sources.list.d";
-/// The release of the Debian images, as that line says it.
-pub const RELEASE: &str = "bookworm";
 
 /// The repository's package as a `.deb` in the harness's package cache (downloaded once with
 /// `apt-get download` from the host's apt sources).

@@ -24,6 +24,7 @@ use crate::check::apt_repo::{self, AptRepo, RepoSource};
 use crate::check::ssh::{self, SshTarget};
 use crate::guest::qemu::RunningGuest;
 use crate::guest::{self, Guest, Nic, serial};
+use crate::image::debian::recipe;
 use crate::lab::Lab;
 use crate::lab::registry::InstanceSpec;
 use crate::progress::Progress;
@@ -528,7 +529,7 @@ pub(crate) fn verdict_and_checks(
                 target,
                 &who.key,
                 "cat /etc/apt/sources.list",
-                &apt_repo::SOURCES_LIST_LINE.replace("$RELEASE", apt_repo::RELEASE),
+                &apt_repo::SOURCES_LIST_LINE.replace("$RELEASE", recipe::RELEASE),
             ),
         );
         push(
