@@ -591,11 +591,10 @@ fn add_source(
 
 /// A file name without its directory and last extension (Python's `pathlib.Path.stem`).
 fn stem(filename: &str) -> &str {
-    let name = filename.rsplit('/').next().unwrap_or(filename);
-    match name.rfind('.') {
-        Some(dot) if dot > 0 => &name[..dot],
-        _ => name,
-    }
+    std::path::Path::new(filename)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or(filename)
 }
 
 #[cfg(test)]
