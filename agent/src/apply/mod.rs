@@ -17,6 +17,7 @@ pub mod keys_to_console;
 pub mod locale;
 pub mod mounts;
 pub mod network;
+pub mod ntp;
 pub mod packages;
 pub mod password_postback;
 pub mod passwords;

@@ -4,6 +4,14 @@
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
 
+/// systemd's runtime directory: present when systemd runs the system.
+pub const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+
+/// True when systemd runs the system of `root`.
+pub fn systemd_runs(root: &crate::root::Root) -> bool {
+    root.is_dir(SYSTEMD_RUNNING)
+}
+
 /// A program that ran and failed, or could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {

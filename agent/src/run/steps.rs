@@ -9,8 +9,8 @@ use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     apt, ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, locale,
-    mounts, network, packages, phone_home, power_state, random_seed, resizefs, scripts, timezone,
-    write_files,
+    mounts, network, ntp, packages, phone_home, power_state, random_seed, resizefs, scripts,
+    timezone, tool, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -111,6 +111,8 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     last("locale", PerInstance, set_locale),
     // cloud-init's config stage: apt's sources before the packages that come from them.
     last("apt-configure", PerInstance, configure_apt),
+    // cloud-init's config stage: the time client, installed from apt's sources when missing.
+    last("ntp", PerInstance, configure_ntp),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, install_packages),
     scripts(
@@ -528,6 +530,76 @@ fn configure_apt(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     }
     if said.is_empty() {
         said.push("nothing to write".into());
+    }
+    if errors.is_empty() {
+        Done::ok_with(said.join("; "))
+    } else {
+        errors.extend(said);
+        Done::error(errors.join("; "))
+    }
+}
+
+/// `ntp`: the time client's configuration; on the running system the client installed when the
+/// image lacks it and (re)started.
+fn configure_ntp(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let request = match ntp::request(&i.config) {
+        Ok(Some(request)) => request,
+        Ok(None) => return Done::skipped("no ntp, or enabled: false"),
+        Err(err) => return Done::error(err),
+    };
+    let (client, installed) = match ntp::choose(i.root, &request) {
+        Ok(chosen) => chosen,
+        Err(err) => return Done::error(err),
+    };
+    let (servers, pools) = ntp::servers_and_pools(&request, ntp::distro(i.root).as_deref());
+    let names: Vec<&str> = servers.iter().chain(&pools).map(String::as_str).collect();
+    let mut said = vec![format!(
+        "{} in {}: {}",
+        client.name,
+        client.confpath,
+        names.join(" ")
+    )];
+    match ntp::write(i.root, &client, &ntp::render(&client, &servers, &pools)) {
+        Ok(Some(kept)) => said.push(format!("the image's file kept as {kept}")),
+        Ok(None) => {}
+        Err(err) => return Done::error(chain(&err)),
+    }
+    if !i.root.is_host() {
+        said.push("root is not /: nothing installed or restarted".to_owned());
+        return Done::ok_with(said.join("; "));
+    }
+    i.root.publish();
+    let mut errors = Vec::new();
+    if !installed {
+        if client.packages.is_empty() {
+            errors.push(format!(
+                "{} is not installed ({} missing) and names no package",
+                client.name, client.check_exe
+            ));
+        } else {
+            let refreshed = i.state.semaphores(&i.id).has(UPDATE_SOURCES, PerInstance);
+            let asked = packages::Request {
+                install: client.packages.clone(),
+                ..packages::Request::default()
+            };
+            let applied = packages::apply(&asked, refreshed);
+            if applied.done.contains(&"update") {
+                mark_updated(i);
+            }
+            errors.extend(applied.errors.iter().map(|e| chain(e)));
+            if applied.done.contains(&"install") {
+                said.push(format!("installed {}", client.packages.join(" ")));
+            }
+        }
+    }
+    if tool::systemd_runs(i.root) {
+        match tool::run("systemctl", &["reload-or-restart", &client.service_name]) {
+            Ok(Some(())) => said.push(format!("{} restarted", client.service_name)),
+            Ok(None) => errors.push("systemctl is not installed".to_owned()),
+            Err(err) => errors.push(chain(&err)),
+        }
+    } else {
+        said.push(format!("no systemd: {} not restarted", client.service_name));
     }
     if errors.is_empty() {
         Done::ok_with(said.join("; "))
@@ -1167,7 +1239,7 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_locale_apt_packages_user_scripts_keys_message_then_power()
+    fn the_final_stage_is_the_trust_store_locale_apt_ntp_packages_scripts_keys_message_then_power()
     {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
@@ -1176,6 +1248,7 @@ mod tests {
                 "ca-certs",
                 "locale",
                 "apt-configure",
+                "ntp",
                 "packages",
                 "scripts-vendor",
                 "scripts-per-once",

@@ -187,6 +187,8 @@ cloud_config! {
     apt: serde_json::Map<String, serde_json::Value> = "apt",
     /// `apt_pipelining`: apt's HTTP pipeline depth (`false`, 0–5, `os`).
     apt_pipelining: serde_json::Value = "apt_pipelining",
+    /// `ntp: {enabled, ntp_client, servers, pools, config}`: the time client's servers.
+    ntp: serde_json::Map<String, serde_json::Value> = "ntp",
     /// `final_message`: the line printed when the run is done (`$uptime`, `$timestamp`, …).
     final_message: StrLike = "final_message",
     /// `phone_home: {url, post, tries}`: a POST saying the instance is up.

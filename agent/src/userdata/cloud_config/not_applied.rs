@@ -33,7 +33,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),
     ("mcollective", SERVICES),
-    ("ntp", SYSTEM),
     ("package_reboot_if_required", REBOOT),
     ("puppet", SERVICES),
     ("resolv_conf", SYSTEM),
