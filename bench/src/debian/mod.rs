@@ -176,6 +176,7 @@ fn boot(
         apt_package: None,
         locale: false,
         keys_elsewhere: false,
+        ntp: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

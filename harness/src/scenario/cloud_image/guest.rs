@@ -16,8 +16,8 @@ use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
     CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE,
-    LOCALE_LISTED, POLL, PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION,
-    TRUSTED_CA, USER,
+    LOCALE_LISTED, NTP_SERVER, POLL, PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE,
+    TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::apt_repo::{self, AptRepo, RepoSource};
@@ -123,6 +123,11 @@ pub fn cloud_config(
     } else {
         String::new()
     };
+    let ntp = if spec.ntp {
+        format!("ntp:\n  servers: [{NTP_SERVER}]\n")
+    } else {
+        String::new()
+    };
     let locale = if spec.locale {
         format!("locale: {LOCALE}\n")
     } else {
@@ -139,6 +144,7 @@ pub fn cloud_config(
          hostname: {host}\n\
          timezone: {TIMEZONE}\n\
          {locale}\
+         {ntp}\
          ssh_pwauth: true\n\
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
@@ -522,6 +528,17 @@ pub(crate) fn verdict_and_checks(
             );
         }
     }
+    if spec.ntp {
+        push(
+            &format!("time server {NTP_SERVER} in systemd-timesyncd (ntp)"),
+            check_output(
+                target,
+                &who.key,
+                "timedatectl show-timesync --property=SystemNTPServers --value",
+                NTP_SERVER,
+            ),
+        );
+    }
     if spec.apt_package.is_some() {
         push(
             "sources.list rewritten from the user data's template (apt)",
@@ -673,6 +690,7 @@ mod tests {
             apt_package: None,
             locale: true,
             keys_elsewhere: true,
+            ntp: true,
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
@@ -704,6 +722,7 @@ mod tests {
              -----BEGIN PGP PUBLIC KEY BLOCK-----\n        \n        mDMEaxJk\n",
             "packages:\n  - hello\n",
             "locale: en_US.UTF-8\n",
+            "ntp:\n  servers: [time.metaboot.test]\n",
             "write_files:\n  - path: /etc/ssh/sshd_config\n    append: true\n    content: |\n      \
              AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n",
         ] {
@@ -715,6 +734,7 @@ mod tests {
             mounts: false,
             locale: false,
             keys_elsewhere: false,
+            ntp: false,
             ..spec
         };
         let plain = cloud_config(
@@ -731,6 +751,7 @@ mod tests {
             "packages",
             "locale",
             "write_files",
+            "ntp",
         ] {
             assert!(!plain.contains(key), "{key}");
         }

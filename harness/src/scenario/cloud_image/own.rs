@@ -185,6 +185,7 @@ impl OwnImage {
             apt_package: None,
             locale: false,
             keys_elsewhere: false,
+            ntp: false,
         }
     }
 }
