@@ -46,10 +46,21 @@ macro_rules! cloud_config {
                 let mut config = CloudConfig::default();
                 let mut errors = Vec::new();
                 $(config.$field = read(map, $key, &mut errors);)*
+                config.read_empty_modules(map);
                 (config, errors)
             }
         }
     };
+}
+
+impl CloudConfig {
+    /// The keys whose `null` is not absence: `ntp:` with no value asks cloud-init's `ntp` for
+    /// its defaults (the distribution's pool).
+    fn read_empty_modules(&mut self, map: &ConfigMap) {
+        if self.ntp.is_none() && map.get("ntp").is_some_and(serde_json::Value::is_null) {
+            self.ntp = Some(serde_json::Map::new());
+        }
+    }
 }
 
 /// cloud-init's `util.is_true`: `true`, or a value whose text is `true`, `1`, `on` or `yes`

@@ -74,6 +74,8 @@ fn servers_pools_client_and_overrides() {
         }
     );
     assert_eq!(asked(json!({"ntp": {"ntp_client": "auto"}})).client, None);
+    // `ntp:` with no value: the defaults, as cloud-init's "empty config".
+    assert_eq!(asked(json!({"ntp": null})), Request::default());
 }
 
 #[test]
