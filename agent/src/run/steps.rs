@@ -10,7 +10,7 @@ use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     apt, ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, locale,
     mounts, network, ntp, packages, phone_home, power_state, random_seed, resizefs, scripts,
-    timezone, tool, write_files,
+    ssh_genkeytypes, timezone, tool, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -705,14 +705,43 @@ fn host_key_comment(i: &Instance<'_>) -> String {
     format!("root@{host}")
 }
 
-/// The ed25519 SSH host key when sshd is installed and it is missing, named `root@<hostname>`.
-fn ssh_host_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    // The host name is resolved only when a key is made (on most boots nothing is).
-    match ssh_host_key::ensure(i.root, || host_key_comment(i)) {
-        Ok(HostKey::NoSshd) => Done::skipped(format!("no {}", ssh_host_key::SSHD_CONFIG)),
-        Ok(HostKey::Present) => Done::skipped("the ed25519 host key is there"),
-        Ok(HostKey::Made) => Done::ok_with(format!("ed25519: {}", ssh_host_key::PRIVATE_KEY)),
-        Err(err) => Done::error(chain(&err)),
+/// The host keys of `ssh_genkeytypes` (by default ed25519 only) when sshd is installed and they
+/// are missing, named `root@<hostname>`: ed25519 made in-process, the others by ssh-keygen.
+fn ssh_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    if !i.root.exists(ssh_host_key::SSHD_CONFIG) {
+        return Done::skipped(format!("no {}", ssh_host_key::SSHD_CONFIG));
+    }
+    let types = ssh_genkeytypes::wanted(&i.config, warnings);
+    let quiet = ssh_genkeytypes::quiet(&i.config);
+    let mut made = Vec::new();
+    let mut errors = Vec::new();
+    for kind in &types {
+        // The host name is resolved only when a key is made (on most boots nothing is).
+        let result = if kind == "ed25519" {
+            ssh_host_key::ensure(i.root, || host_key_comment(i))
+                .map(|made| made == HostKey::Made)
+                .map_err(|err| chain(&err))
+        } else {
+            ssh_genkeytypes::make(i.root, kind, &host_key_comment(i), quiet)
+                .map_err(|err| chain(&err))
+        };
+        match result {
+            Ok(true) => made.push(format!("{kind}: {}", ssh_genkeytypes::key_path(kind))),
+            Ok(false) => {}
+            Err(err) => errors.push(err),
+        }
+    }
+    if !errors.is_empty() {
+        errors.extend(made);
+        Done::error(errors.join("; "))
+    } else if made.is_empty() {
+        match types.as_slice() {
+            [] => Done::skipped("ssh_genkeytypes names no type"),
+            [one] => Done::skipped(format!("the {one} host key is there")),
+            _ => Done::skipped(format!("the {} host keys are there", types.join(", "))),
+        }
+    } else {
+        Done::ok_with(made.join(", "))
     }
 }
 

@@ -131,6 +131,10 @@ cloud_config! {
     /// The instance's SSH host keys, given: `<type>_private`, `<type>_public` (`<type>_certificate`
     /// is reported and not written).
     ssh_keys: serde_json::Map<String, serde_json::Value> = "ssh_keys",
+    /// The host key types made when missing (metaboot's default: ed25519 only).
+    ssh_genkeytypes: OneOrMany<String> = "ssh_genkeytypes",
+    /// ssh-keygen's output kept off the console.
+    ssh_quiet_keygen: serde_json::Value = "ssh_quiet_keygen",
     /// `ssh: {emit_keys_to_console: false}` keeps the host keys off the console.
     ssh: serde_json::Map<String, serde_json::Value> = "ssh",
     /// Key types whose host keys are not printed on the console (default `ssh-dss`).

@@ -10,7 +10,6 @@ const REPOSITORIES: &str = "metaboot configures apt's repositories only (`apt`)"
 const DISKS: &str = "metaboot partitions and formats no disks";
 const SERVICES: &str = "metaboot installs and configures no agents or services";
 const SYSTEM: &str = "metaboot leaves this system setting to the image";
-const HOST_KEYS: &str = "metaboot makes the ed25519 host key; the other types are the image's";
 
 /// The keys of cloud-init's modules (its cloud-config schema) that metaboot does not apply,
 /// sorted, with why.
@@ -41,7 +40,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("salt_minion", SERVICES),
     ("snap", PACKAGES),
     ("spacewalk", SERVICES),
-    ("ssh_genkeytypes", HOST_KEYS),
     (
         "ssh_import_id",
         "metaboot fetches no keys from Launchpad or GitHub (no name lookup, no TLS)",
@@ -50,7 +48,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
         "ssh_publish_hostkeys",
         "metaboot publishes no host keys (neither does cloud-init on OpenStack)",
     ),
-    ("ssh_quiet_keygen", HOST_KEYS),
     ("ubuntu_advantage", SERVICES),
     ("ubuntu_pro", SERVICES),
     ("updates", SYSTEM),
