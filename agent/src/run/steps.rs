@@ -8,9 +8,9 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    apt, ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, locale,
-    mounts, network, ntp, packages, phone_home, power_state, random_seed, resizefs, scripts,
-    ssh_genkeytypes, timezone, tool, write_files,
+    apt, ca_certs, disable_ec2_metadata, final_message, growpart, hosts, instance_host_keys,
+    keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state, random_seed,
+    resizefs, scripts, ssh_genkeytypes, timezone, tool, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -19,7 +19,7 @@ use crate::source::http::HttpClient;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
-use crate::userdata::cloud_config::{ManageEtcHosts, is_false};
+use crate::userdata::cloud_config::{ManageEtcHosts, is_false, is_true};
 
 /// The body of an apply step: it reads the instance, may add warnings, and says what it did.
 pub(super) type StepFn = fn(&Instance<'_>, &mut Vec<String>) -> Done;
@@ -99,6 +99,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
     apply("timezone", PerInstance, timezone),
+    // cloud-init's config stage, before the user scripts: the metadata read, no guest process
+    // reads it after this.
+    apply("disable-ec2-metadata", Always, disable_ec2_metadata),
     apply("runcmd", PerInstance, runcmd),
     apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
@@ -646,6 +649,20 @@ fn install_packages(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     } else {
         let errors: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
         Done::error(format!("{}; {done}", errors.join("; ")))
+    }
+}
+
+/// `disable_ec2_metadata`: the running system's route to the metadata service prohibited.
+fn disable_ec2_metadata(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    if !i.config.disable_ec2_metadata.as_ref().is_some_and(is_true) {
+        return Done::skipped("disable_ec2_metadata is not true");
+    }
+    if !i.root.is_host() {
+        return Done::skipped("root is not /: the route is the running system's");
+    }
+    match disable_ec2_metadata::block() {
+        Ok(command) => Done::ok_with(command),
+        Err(err) => Done::error(chain(&err)),
     }
 }
 

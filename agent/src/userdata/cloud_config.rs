@@ -202,6 +202,9 @@ cloud_config! {
     apt: serde_json::Map<String, serde_json::Value> = "apt",
     /// `apt_pipelining`: apt's HTTP pipeline depth (`false`, 0–5, `os`).
     apt_pipelining: serde_json::Value = "apt_pipelining",
+    /// `disable_ec2_metadata: true`: the route to the metadata service prohibited once the run
+    /// has read it.
+    disable_ec2_metadata: serde_json::Value = "disable_ec2_metadata",
     /// `ntp: {enabled, ntp_client, servers, pools, config}`: the time client's servers.
     ntp: serde_json::Map<String, serde_json::Value> = "ntp",
     /// `final_message`: the line printed when the run is done (`$uptime`, `$timestamp`, …).

@@ -20,7 +20,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("byobu_by_default", SYSTEM),
     ("chef", SERVICES),
     ("device_aliases", DISKS),
-    ("disable_ec2_metadata", SYSTEM),
     ("disk_setup", DISKS),
     ("drivers", PACKAGES),
     ("fan", SERVICES),
