@@ -152,6 +152,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 // path keeps sshd's default).
                 keys_elsewhere: path == MetadataPath::Router,
                 ntp: true,
+                disable_metadata: true,
             }
         })
         .collect();

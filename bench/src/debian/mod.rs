@@ -177,6 +177,7 @@ fn boot(
         locale: false,
         keys_elsewhere: false,
         ntp: false,
+        disable_metadata: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

@@ -123,11 +123,14 @@ pub fn cloud_config(
     } else {
         String::new()
     };
-    let ntp = if spec.ntp {
+    let mut ntp = if spec.ntp {
         format!("ntp:\n  servers: [{NTP_SERVER}]\n")
     } else {
         String::new()
     };
+    if spec.disable_metadata {
+        ntp.push_str("disable_ec2_metadata: true\n");
+    }
     let locale = if spec.locale {
         format!("locale: {LOCALE}\n")
     } else {
@@ -539,6 +542,18 @@ pub(crate) fn verdict_and_checks(
             ),
         );
     }
+    if spec.disable_metadata {
+        push(
+            "the metadata service unreachable from the guest (disable_ec2_metadata)",
+            check_output(
+                target,
+                &who.key,
+                // A prohibit route refuses the connection with EACCES.
+                "bash -c 'exec 3<>/dev/tcp/169.254.169.254/80' 2>&1 | grep -o -m1 'Permission denied'",
+                "Permission denied",
+            ),
+        );
+    }
     if spec.apt_package.is_some() {
         push(
             "sources.list rewritten from the user data's template (apt)",
@@ -691,6 +706,7 @@ mod tests {
             locale: true,
             keys_elsewhere: true,
             ntp: true,
+            disable_metadata: true,
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
@@ -723,6 +739,7 @@ mod tests {
             "packages:\n  - hello\n",
             "locale: en_US.UTF-8\n",
             "ntp:\n  servers: [time.metaboot.test]\n",
+            "disable_ec2_metadata: true\n",
             "write_files:\n  - path: /etc/ssh/sshd_config\n    append: true\n    content: |\n      \
              AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n",
         ] {
@@ -735,6 +752,7 @@ mod tests {
             locale: false,
             keys_elsewhere: false,
             ntp: false,
+            disable_metadata: false,
             ..spec
         };
         let plain = cloud_config(
@@ -752,6 +770,7 @@ mod tests {
             "locale",
             "write_files",
             "ntp",
+            "disable_ec2_metadata",
         ] {
             assert!(!plain.contains(key), "{key}");
         }

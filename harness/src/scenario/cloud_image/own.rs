@@ -186,6 +186,7 @@ impl OwnImage {
             locale: false,
             keys_elsewhere: false,
             ntp: false,
+            disable_metadata: false,
         }
     }
 }

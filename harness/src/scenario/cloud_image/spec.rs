@@ -105,6 +105,10 @@ pub struct CloudImageGuest {
     /// write its drop-in and restart it, and a check finds the server among the ones
     /// timesyncd uses (`timedatectl show-timesync`).
     pub ntp: bool,
+    /// The user data also asks for `disable_ec2_metadata: true`: both provisioners prohibit
+    /// the route to 169.254.169.254 once they have read it, and a check finds that no process
+    /// of the guest can connect to the metadata service any more.
+    pub disable_metadata: bool,
 }
 
 /// The time server of [`CloudImageGuest::ntp`]: a name under `.test` (RFC 2606), which nothing
