@@ -218,6 +218,7 @@ fn api_never_answering_hits_the_deadline() {
         "hostname",
         "etc-hosts",
         "ssh-host-keys",
+        "disable-ec2-metadata",
         "scripts-per-boot",
         "final-message",
     ];

@@ -2,7 +2,8 @@
 //! and no key (`agent/src/apply/ssh_host_key.rs`): OpenSSH reads it back, it is made once, a
 //! half key is made anew, a planted symlink is replaced and never written through; and on a new
 //! instance the image's host keys deleted and the keys `ssh_keys` gives written
-//! (`agent/src/apply/instance_host_keys.rs`), as cloud-init's `cc_ssh` does.
+//! (`agent/src/apply/instance_host_keys.rs`), and the other types `ssh_genkeytypes` names made by
+//! ssh-keygen (`agent/src/apply/ssh_genkeytypes.rs`), as cloud-init's `cc_ssh` does.
 
 mod support;
 
@@ -98,6 +99,59 @@ fn an_image_with_sshd_gets_an_ed25519_host_key_that_openssh_reads() {
     assert_eq!(guest.step("ssh-host-keys").0, "skipped");
     assert_eq!(guest.read(PRIVATE), private);
     assert_eq!(guest.read(PUBLIC), public);
+}
+
+#[test]
+fn ssh_genkeytypes_makes_the_types_it_names_with_ssh_keygen() {
+    if !testutil::require_tool("ssh-keygen") {
+        return;
+    }
+    let guest = guest_with_sshd();
+    guest.user_data("#cloud-config\nssh_genkeytypes: [ecdsa, ed25519]\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.step("ssh-host-keys"),
+        (
+            "ok".into(),
+            format!("ecdsa: /etc/ssh/ssh_host_ecdsa_key, ed25519: {PRIVATE}")
+        )
+    );
+    // OpenSSH derives the public half written beside the private one.
+    let ecdsa = guest.path("/etc/ssh/ssh_host_ecdsa_key");
+    let derived = ssh_keygen(&["-y".as_ref(), "-f".as_ref(), ecdsa.as_os_str()]).unwrap();
+    let public = guest.read("/etc/ssh/ssh_host_ecdsa_key.pub");
+    assert!(public.starts_with(derived.trim()), "{public} / {derived}");
+    assert!(public.trim_end().ends_with(" root@test"), "{public}");
+    assert_eq!(guest.mode_owner("/etc/ssh/ssh_host_ecdsa_key").0, 0o600);
+    assert_eq!(guest.mode_owner("/etc/ssh/ssh_host_ecdsa_key.pub").0, 0o644);
+    // ssh-keygen's own words on the console, as cloud-init shows them.
+    assert!(stderr.contains("The key fingerprint is"), "{stderr}");
+    assert!(guest.read(PUBLIC).starts_with("ssh-ed25519 "));
+}
+
+#[test]
+fn ssh_genkeytypes_without_ed25519_makes_only_what_it_names_quietly() {
+    if !testutil::require_tool("ssh-keygen") {
+        return;
+    }
+    let guest = guest_with_sshd();
+    guest.user_data("#cloud-config\nssh_genkeytypes: ecdsa\nssh_quiet_keygen: true\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.step("ssh-host-keys").1,
+        "ecdsa: /etc/ssh/ssh_host_ecdsa_key"
+    );
+    assert!(!guest.path(PRIVATE).exists(), "ed25519 was not asked for");
+    assert!(!stderr.contains("The key fingerprint is"), "{stderr}");
+    // The next boot finds it there.
+    let (code, _) = guest.run();
+    assert_eq!(code, 0);
+    assert_eq!(
+        guest.step("ssh-host-keys"),
+        ("skipped".into(), "the ecdsa host key is there".into())
+    );
 }
 
 #[test]

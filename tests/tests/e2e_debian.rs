@@ -151,6 +151,8 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 // Keys where the image's sshd reads them, on the router path (the isolated
                 // path keeps sshd's default).
                 keys_elsewhere: path == MetadataPath::Router,
+                ntp: true,
+                disable_metadata: true,
             }
         })
         .collect();

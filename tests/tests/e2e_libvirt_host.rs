@@ -211,6 +211,8 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             apt_package: None,
             locale: false,
             keys_elsewhere: false,
+            ntp: false,
+            disable_metadata: false,
         },
         tiny,
         run_dir: dir.clone(),

@@ -10,7 +10,7 @@ use std::path::Path;
 use nix::sys::stat::SFlag;
 
 use crate::apply::users::User;
-use crate::fsutil::{Dir, Refused, check_owner, kind};
+use crate::fsutil::{Dir, check_owner, kind};
 use crate::root::Root;
 
 /// Mode of a home the agent creates.
@@ -66,17 +66,10 @@ pub fn open_user_dir(home: &Dir, name: &str, user: &User) -> io::Result<Dir> {
 /// else, or a file with more than one link (a hard link to a file elsewhere) is refused.
 pub fn read_user_file(dir: &Dir, name: &str, user: &User) -> io::Result<Option<Vec<u8>>> {
     let path = dir.child_path(name);
-    let Some((mut file, stat)) = dir.open_file(OsStr::new(name))? else {
+    let Some((mut file, stat)) = dir.open_unshared(OsStr::new(name))? else {
         return Ok(None);
     };
-    check_owner(&stat, path.clone(), &user.name, user.uid)?;
-    if stat.st_nlink > 1 {
-        return Err(Refused::HardLinks {
-            path,
-            links: stat.st_nlink,
-        }
-        .into());
-    }
+    check_owner(&stat, path, &user.name, user.uid)?;
     let mut bytes = Vec::new();
     io::Read::read_to_end(&mut file, &mut bytes)?;
     Ok(Some(bytes))
@@ -116,7 +109,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
-    use crate::fsutil::can_chown;
+    use crate::fsutil::{Refused, can_chown};
 
     fn user(home: &str) -> User {
         User {

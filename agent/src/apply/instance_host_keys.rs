@@ -2,8 +2,9 @@
 //! host keys are deleted (`ssh_deletekeys`, true unless set false), so that no two instances
 //! of one image share a host key, and the keys user data gives (`ssh_keys`) are written. The
 //! ed25519 key is then made by the `ssh-host-keys` step when it is missing
-//! ([`super::ssh_host_key`]); other key types are the image's to make (the debian-metaboot
-//! image makes its ECDSA and RSA keys once sshd has started,
+//! ([`super::ssh_host_key`]), with the other types `ssh_genkeytypes` names
+//! ([`super::ssh_genkeytypes`]); by default other types are the image's to make (the
+//! debian-metaboot image makes its ECDSA and RSA keys once sshd has started,
 //! `images/debian/ssh-host-keys-later.service`).
 //!
 //! Deleting goes by name, as cloud-init's `/etc/ssh/ssh_host_*key*` glob does: each such entry

@@ -33,8 +33,6 @@ pub const SYSTEMD_OPTIONS: &str = "defaults,nofail,x-systemd.after=metaboot.serv
 /// The same elsewhere (cloud-init's `nobootwait` is upstart's; busybox and util-linux both
 /// take `nofail`).
 pub const PLAIN_OPTIONS: &str = "defaults,nofail";
-/// systemd's runtime directory: present when systemd runs the system.
-const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 
 /// Failures of the step.
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +217,7 @@ pub fn apply(
     config: Config<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Applied>, MountsError> {
-    let systemd = root.is_dir(SYSTEMD_RUNNING);
+    let systemd = tool::systemd_runs(root);
     let options = if systemd {
         SYSTEMD_OPTIONS
     } else {

@@ -2,8 +2,9 @@
 //! missing: an image ships no host keys (every instance must have its own), and sshd cannot
 //! start without one. cloud-init runs `ssh-keygen` for each key type; making the key here costs
 //! microseconds where an `ssh-keygen` run (loading OpenSSL) costs a fraction of a second of the
-//! boot under emulation, before sshd can start. Other key types (ECDSA, RSA) are left to the
-//! image (the Debian images make them after the first logins, `images/debian/`).
+//! boot under emulation, before sshd can start. Other key types (ECDSA, RSA) are made by
+//! ssh-keygen when `ssh_genkeytypes` names them (`ssh_genkeytypes.rs`), else left to the image
+//! (the Debian images make them after the first logins, `images/debian/`).
 //!
 //! The key is `SHA-512(seed)`'s clamped first half times the ed25519 base point (RFC 8032,
 //! 5.1.5), with a seed from the kernel's random source, in OpenSSH's file formats

@@ -168,19 +168,20 @@ fn refused_or(
 }
 
 /// Writes `keys` into the file sshd reads `user`'s keys from under `root` (`~/.ssh/authorized_keys`
-/// unless the image's `AuthorizedKeysFile` names another of the user's), merged with what is
-/// there. Returns the file written.
-pub fn write_user_keys(root: &Root, user: &User, keys: &[String]) -> Result<PathBuf, SshKeysError> {
+/// unless the image's `AuthorizedKeysFile`, read into `settings` by
+/// [`ssh_keys_file::sshd_settings`], names another of the user's), merged with what is there.
+/// Returns the file written.
+pub fn write_user_keys(
+    root: &Root,
+    settings: &KeysFiles,
+    user: &User,
+    keys: &[String],
+) -> Result<PathBuf, SshKeysError> {
     if keys.len() > MAX_KEYS {
         return Err(SshKeysError::TooMany(user.name.clone()));
     }
-    let settings = ssh_keys_file::sshd_settings(root);
-    let default = Path::new(&user.home).join(DEFAULT_KEYS_FILE);
-    for path in ssh_keys_file::candidates(&settings, user) {
-        if path == default {
-            break;
-        }
-        match write_keys_at(root, user, &path, &settings, keys) {
+    for path in ssh_keys_file::elsewhere(settings, user) {
+        match write_keys_at(root, user, &path, settings, keys) {
             Ok(written) => return Ok(written),
             // As cloud-init: a file sshd would not use is passed over for the next one.
             Err(SshKeysError::Refused { .. }) => {}
@@ -223,20 +224,20 @@ fn write_home_keys(root: &Root, user: &User, keys: &[String]) -> Result<PathBuf,
 /// [`ssh_keys_file::candidates`] that exists and passes the checks writing it makes: no
 /// symlink on the way, the user's or root's, one link; else `~/.ssh/authorized_keys`) and its
 /// text, `None` when that file is missing. Creates nothing.
-pub fn read_user_keys(root: &Root, user: &User) -> Result<(PathBuf, Option<String>), PathError> {
-    let settings = ssh_keys_file::sshd_settings(root);
-    let default = Path::new(&user.home).join(DEFAULT_KEYS_FILE);
-    for path in ssh_keys_file::candidates(&settings, user) {
-        if path == default {
-            break;
-        }
-        let Ok(Some((dir, name))) = walk_to(root, user, &path, &settings, false) else {
+pub fn read_user_keys(
+    root: &Root,
+    settings: &KeysFiles,
+    user: &User,
+) -> Result<(PathBuf, Option<String>), PathError> {
+    for path in ssh_keys_file::elsewhere(settings, user) {
+        let Ok(Some((dir, name))) = walk_to(root, user, &path, settings, false) else {
             continue;
         };
-        if let Ok(Some(bytes)) = read_checked(&dir, &name, user, &settings) {
+        if let Ok(Some(bytes)) = read_checked(&dir, &name, user, settings) {
             return Ok((path, Some(String::from_utf8_lossy(&bytes).into_owned())));
         }
     }
+    let default = Path::new(&user.home).join(DEFAULT_KEYS_FILE);
     Ok((default, read_home_keys(root, user)?))
 }
 
@@ -426,8 +427,14 @@ mod tests {
             home: "/home/bob".into(),
             shell: "/bin/sh".into(),
         };
-        let path = write_user_keys(&root, &user, &[K1.to_owned()]).unwrap();
-        write_user_keys(&root, &user, &[K1.to_owned(), K2.to_owned()]).unwrap();
+        let path = write_user_keys(&root, &KeysFiles::default(), &user, &[K1.to_owned()]).unwrap();
+        write_user_keys(
+            &root,
+            &KeysFiles::default(),
+            &user,
+            &[K1.to_owned(), K2.to_owned()],
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             format!("{K1}\n{K2}\n")
@@ -442,7 +449,7 @@ mod tests {
             .map(|i| format!("ssh-ed25519 AAAA{i}"))
             .collect();
         assert!(matches!(
-            write_user_keys(&root, &user, &too_many),
+            write_user_keys(&root, &KeysFiles::default(), &user, &too_many),
             Err(SshKeysError::TooMany(_))
         ));
     }

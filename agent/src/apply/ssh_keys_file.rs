@@ -197,6 +197,15 @@ pub fn candidates(settings: &KeysFiles, user: &User) -> Vec<PathBuf> {
     out
 }
 
+/// [`candidates`] before `~/.ssh/authorized_keys`: the files the image's sshd reads instead of
+/// it, tried first.
+pub fn elsewhere(settings: &KeysFiles, user: &User) -> impl Iterator<Item = PathBuf> {
+    let default = Path::new(&user.home).join(DEFAULT_KEYS_FILE);
+    candidates(settings, user)
+        .into_iter()
+        .take_while(move |path| *path != default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,14 @@
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
 
+/// systemd's runtime directory: present when systemd runs the system.
+pub const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+
+/// True when systemd runs the system of `root`.
+pub fn systemd_runs(root: &crate::root::Root) -> bool {
+    root.is_dir(SYSTEMD_RUNNING)
+}
+
 /// A program that ran and failed, or could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -26,9 +34,14 @@ pub fn run(tool: &str, args: &[&str]) -> Result<Option<()>, ToolError> {
     run_with_input(tool, args, &[])
 }
 
+/// [`run`], returning what the program wrote on its standard output.
+pub fn output(tool: &str, args: &[&str]) -> Result<Option<Vec<u8>>, ToolError> {
+    spawn(tool, args, &[], &[])
+}
+
 /// [`run`], with `input` on the program's standard input.
 pub fn run_with_input(tool: &str, args: &[&str], input: &[u8]) -> Result<Option<()>, ToolError> {
-    spawn(tool, args, input, &[])
+    Ok(spawn(tool, args, input, &[])?.map(drop))
 }
 
 /// [`run`], with `env` added to the program's environment.
@@ -37,7 +50,7 @@ pub fn run_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Result<Option<()>, ToolError> {
-    spawn(tool, args, &[], env)
+    Ok(spawn(tool, args, &[], env)?.map(drop))
 }
 
 /// Where `tool` is in `PATH` (an executable file), if anywhere.
@@ -57,7 +70,7 @@ fn spawn(
     args: &[&str],
     input: &[u8],
     env: &[(&str, &str)],
-) -> Result<Option<()>, ToolError> {
+) -> Result<Option<Vec<u8>>, ToolError> {
     let spawned = Command::new(tool)
         .args(args)
         .envs(env.iter().copied())
@@ -82,7 +95,7 @@ fn spawn(
         }
     };
     if output.status.success() {
-        return Ok(Some(()));
+        return Ok(Some(output.stdout));
     }
     let mut said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     if said.is_empty() {

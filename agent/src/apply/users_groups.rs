@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::apply::{home, passwords, ssh_keys};
+use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
 use crate::fsutil::{self, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::{
@@ -312,6 +312,7 @@ pub fn apply(
         }
     }
 
+    let keys_files = ssh_keys_file::sshd_settings(root);
     let mut sudo = String::new();
     for cfg in users.iter().filter(|c| !errored.contains(&c.name.trim())) {
         let name = cfg.name.trim();
@@ -328,7 +329,7 @@ pub fn apply(
         }
         if let Some(user) = accounts.user(name) {
             let keys = ssh_keys::split_keys(keys.iter().map(String::as_str));
-            if let Err(err) = ssh_keys::write_user_keys(root, &user, &keys) {
+            if let Err(err) = ssh_keys::write_user_keys(root, &keys_files, &user, &keys) {
                 summary
                     .errors
                     .push(format!("{name}: {}", crate::log::chain(&err)));

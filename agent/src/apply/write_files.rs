@@ -3,13 +3,12 @@
 //! path is resolved inside the root; appending reads the old file only when it is a regular file
 //! with one link (never through a symlink, never a hard link to another file).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
 use crate::apply::users::Accounts;
-use crate::fsutil::{Owner, PathError, Refused, WriteOptions};
+use crate::fsutil::{Owner, PathError, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::WriteFile;
 use crate::userdata::gzip::{self, GzipError};
@@ -177,20 +176,10 @@ pub fn write_entry(
         .parent(Path::new(path), true)
         .map_err(PathError::fail("create directory", &target))?;
     if entry.append == Some(true) {
-        let read_error = |source| PathError::fail("read", &target)(source);
-        if let Some((mut file, stat)) = dir.open_file(&name).map_err(read_error)? {
-            if stat.st_nlink > 1 {
-                return Err(read_error(
-                    Refused::HardLinks {
-                        path: target.clone(),
-                        links: stat.st_nlink,
-                    }
-                    .into(),
-                )
-                .into());
-            }
-            let mut old = Vec::new();
-            file.read_to_end(&mut old).map_err(read_error)?;
+        let old = dir
+            .read_unshared(&name)
+            .map_err(PathError::fail("read", &target))?;
+        if let Some(mut old) = old {
             old.extend_from_slice(&data);
             data = old;
         }

@@ -143,6 +143,33 @@ impl Dir {
         Ok(Some(bytes))
     }
 
+    /// [`Dir::open_file`] for a file about to be replaced by one with its content and more (an
+    /// append): a file with more than one link is refused as well, since the new file would
+    /// part from its other names and what is read may be a file elsewhere.
+    pub fn open_unshared(&self, name: &OsStr) -> io::Result<Option<(File, FileStat)>> {
+        let Some((file, stat)) = self.open_file(name)? else {
+            return Ok(None);
+        };
+        if stat.st_nlink > 1 {
+            return Err(Refused::HardLinks {
+                path: self.child_path(name),
+                links: stat.st_nlink,
+            }
+            .into());
+        }
+        Ok(Some((file, stat)))
+    }
+
+    /// Reads file `name` as [`Dir::open_unshared`] opens it; `None` when missing.
+    pub fn read_unshared(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        let Some((mut file, _)) = self.open_unshared(name)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+
     /// Creates file `name`, which must not exist (nor be a symlink), with `mode`.
     pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
         self.settle(name);

@@ -9,7 +9,7 @@ use metaboot_proto::MetaData;
 use super::instance::Instance;
 use crate::apply::users::Accounts;
 use crate::apply::{
-    authkey_fingerprints, password_postback, passwords, ssh_keys, sshd, users_groups,
+    authkey_fingerprints, password_postback, passwords, ssh_keys, ssh_keys_file, sshd, users_groups,
 };
 use crate::log::chain;
 use crate::retry::Retry;
@@ -82,12 +82,13 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     let Some(accounts) = load(i) else {
         return Done::error("cannot read the root's /etc/passwd");
     };
+    let settings = ssh_keys_file::sshd_settings(i.root);
     let mut done_for = Vec::new();
     let mut errors = Vec::new();
     let default = default_user_name(i).filter(|name| name != "root");
     if let Some(name) = &default {
         match accounts.user(name) {
-            Some(user) => match ssh_keys::write_user_keys(i.root, &user, &keys) {
+            Some(user) => match ssh_keys::write_user_keys(i.root, &settings, &user, &keys) {
                 Ok(_) => done_for.push(name.clone()),
                 Err(err) => errors.push(chain(&err)),
             },
@@ -108,7 +109,7 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         keys.clone()
     };
     match accounts.user("root") {
-        Some(root) => match ssh_keys::write_user_keys(i.root, &root, &root_keys) {
+        Some(root) => match ssh_keys::write_user_keys(i.root, &settings, &root, &root_keys) {
             Ok(_) => done_for.push("root".to_owned()),
             Err(err) => errors.push(chain(&err)),
         },
@@ -345,6 +346,7 @@ pub(super) fn authkey_fingerprints(i: &Instance<'_>, warnings: &mut Vec<String>)
     };
     // The user list's own warnings were the users-groups step's.
     let users = users_groups::user_list(&i.config, default_user(i).as_ref(), &mut Vec::new());
+    let settings = ssh_keys_file::sshd_settings(i.root);
     let mut shown = Vec::new();
     for wanted in users {
         if wanted.no_create_home == Some(true) || wanted.system == Some(true) {
@@ -355,7 +357,7 @@ pub(super) fn authkey_fingerprints(i: &Instance<'_>, warnings: &mut Vec<String>)
             warnings.push(format!("no fingerprints for {name}: no such user"));
             continue;
         };
-        match ssh_keys::read_user_keys(i.root, &user) {
+        match ssh_keys::read_user_keys(i.root, &settings, &user) {
             Ok((file, text)) => {
                 eprint!(
                     "{}",

@@ -8,9 +8,9 @@ use super::instance::Instance;
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    apt, ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, locale,
-    mounts, network, packages, phone_home, power_state, random_seed, resizefs, scripts, timezone,
-    write_files,
+    apt, ca_certs, disable_ec2_metadata, final_message, growpart, hosts, instance_host_keys,
+    keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state, random_seed,
+    resizefs, scripts, ssh_genkeytypes, timezone, tool, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -19,7 +19,7 @@ use crate::source::http::HttpClient;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
-use crate::userdata::cloud_config::{ManageEtcHosts, is_false};
+use crate::userdata::cloud_config::{ManageEtcHosts, is_false, is_true};
 
 /// The body of an apply step: it reads the instance, may add warnings, and says what it did.
 pub(super) type StepFn = fn(&Instance<'_>, &mut Vec<String>) -> Done;
@@ -99,6 +99,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
     apply("timezone", PerInstance, timezone),
+    // cloud-init's config stage, before the user scripts: the metadata read, no guest process
+    // reads it after this.
+    apply("disable-ec2-metadata", Always, disable_ec2_metadata),
     apply("runcmd", PerInstance, runcmd),
     apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
@@ -111,6 +114,8 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     last("locale", PerInstance, set_locale),
     // cloud-init's config stage: apt's sources before the packages that come from them.
     last("apt-configure", PerInstance, configure_apt),
+    // cloud-init's config stage: the time client, installed from apt's sources when missing.
+    last("ntp", PerInstance, configure_ntp),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, install_packages),
     scripts(
@@ -537,6 +542,76 @@ fn configure_apt(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     }
 }
 
+/// `ntp`: the time client's configuration; on the running system the client installed when the
+/// image lacks it and (re)started.
+fn configure_ntp(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let request = match ntp::request(&i.config) {
+        Ok(Some(request)) => request,
+        Ok(None) => return Done::skipped("no ntp, or enabled: false"),
+        Err(err) => return Done::error(err),
+    };
+    let (client, installed) = match ntp::choose(i.root, &request) {
+        Ok(chosen) => chosen,
+        Err(err) => return Done::error(err),
+    };
+    let (servers, pools) = ntp::servers_and_pools(&request, ntp::distro(i.root).as_deref());
+    let names: Vec<&str> = servers.iter().chain(&pools).map(String::as_str).collect();
+    let mut said = vec![format!(
+        "{} in {}: {}",
+        client.name,
+        client.confpath,
+        names.join(" ")
+    )];
+    match ntp::write(i.root, &client, &ntp::render(&client, &servers, &pools)) {
+        Ok(Some(kept)) => said.push(format!("the image's file kept as {kept}")),
+        Ok(None) => {}
+        Err(err) => return Done::error(chain(&err)),
+    }
+    if !i.root.is_host() {
+        said.push("root is not /: nothing installed or restarted".to_owned());
+        return Done::ok_with(said.join("; "));
+    }
+    i.root.publish();
+    let mut errors = Vec::new();
+    if !installed {
+        if client.packages.is_empty() {
+            errors.push(format!(
+                "{} is not installed ({} missing) and names no package",
+                client.name, client.check_exe
+            ));
+        } else {
+            let refreshed = i.state.semaphores(&i.id).has(UPDATE_SOURCES, PerInstance);
+            let asked = packages::Request {
+                install: client.packages.clone(),
+                ..packages::Request::default()
+            };
+            let applied = packages::apply(&asked, refreshed);
+            if applied.done.contains(&"update") {
+                mark_updated(i);
+            }
+            errors.extend(applied.errors.iter().map(|e| chain(e)));
+            if applied.done.contains(&"install") {
+                said.push(format!("installed {}", client.packages.join(" ")));
+            }
+        }
+    }
+    if tool::systemd_runs(i.root) {
+        match tool::run("systemctl", &["reload-or-restart", &client.service_name]) {
+            Ok(Some(())) => said.push(format!("{} restarted", client.service_name)),
+            Ok(None) => errors.push("systemctl is not installed".to_owned()),
+            Err(err) => errors.push(chain(&err)),
+        }
+    } else {
+        said.push(format!("no systemd: {} not restarted", client.service_name));
+    }
+    if errors.is_empty() {
+        Done::ok_with(said.join("; "))
+    } else {
+        errors.extend(said);
+        Done::error(errors.join("; "))
+    }
+}
+
 /// `packages`, `package_update`, `package_upgrade`: apt-get run on the running system, after
 /// the run's writes are in place (a `write_files` entry may be an apt source).
 fn install_packages(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
@@ -574,6 +649,20 @@ fn install_packages(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     } else {
         let errors: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
         Done::error(format!("{}; {done}", errors.join("; ")))
+    }
+}
+
+/// `disable_ec2_metadata`: the running system's route to the metadata service prohibited.
+fn disable_ec2_metadata(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    if !i.config.disable_ec2_metadata.as_ref().is_some_and(is_true) {
+        return Done::skipped("disable_ec2_metadata is not true");
+    }
+    if !i.root.is_host() {
+        return Done::skipped("root is not /: the route is the running system's");
+    }
+    match disable_ec2_metadata::block() {
+        Ok(command) => Done::ok_with(command),
+        Err(err) => Done::error(chain(&err)),
     }
 }
 
@@ -633,14 +722,43 @@ fn host_key_comment(i: &Instance<'_>) -> String {
     format!("root@{host}")
 }
 
-/// The ed25519 SSH host key when sshd is installed and it is missing, named `root@<hostname>`.
-fn ssh_host_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    // The host name is resolved only when a key is made (on most boots nothing is).
-    match ssh_host_key::ensure(i.root, || host_key_comment(i)) {
-        Ok(HostKey::NoSshd) => Done::skipped(format!("no {}", ssh_host_key::SSHD_CONFIG)),
-        Ok(HostKey::Present) => Done::skipped("the ed25519 host key is there"),
-        Ok(HostKey::Made) => Done::ok_with(format!("ed25519: {}", ssh_host_key::PRIVATE_KEY)),
-        Err(err) => Done::error(chain(&err)),
+/// The host keys of `ssh_genkeytypes` (by default ed25519 only) when sshd is installed and they
+/// are missing, named `root@<hostname>`: ed25519 made in-process, the others by ssh-keygen.
+fn ssh_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    if !i.root.exists(ssh_host_key::SSHD_CONFIG) {
+        return Done::skipped(format!("no {}", ssh_host_key::SSHD_CONFIG));
+    }
+    let types = ssh_genkeytypes::wanted(&i.config, warnings);
+    let quiet = ssh_genkeytypes::quiet(&i.config);
+    let mut made = Vec::new();
+    let mut errors = Vec::new();
+    for kind in &types {
+        // The host name is resolved only when a key is made (on most boots nothing is).
+        let result = if kind == "ed25519" {
+            ssh_host_key::ensure(i.root, || host_key_comment(i))
+                .map(|made| made == HostKey::Made)
+                .map_err(|err| chain(&err))
+        } else {
+            ssh_genkeytypes::make(i.root, kind, &host_key_comment(i), quiet)
+                .map_err(|err| chain(&err))
+        };
+        match result {
+            Ok(true) => made.push(format!("{kind}: {}", ssh_genkeytypes::key_path(kind))),
+            Ok(false) => {}
+            Err(err) => errors.push(err),
+        }
+    }
+    if !errors.is_empty() {
+        errors.extend(made);
+        Done::error(errors.join("; "))
+    } else if made.is_empty() {
+        match types.as_slice() {
+            [] => Done::skipped("ssh_genkeytypes names no type"),
+            [one] => Done::skipped(format!("the {one} host key is there")),
+            _ => Done::skipped(format!("the {} host keys are there", types.join(", "))),
+        }
+    } else {
+        Done::ok_with(made.join(", "))
     }
 }
 
@@ -1167,7 +1285,7 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_locale_apt_packages_user_scripts_keys_message_then_power()
+    fn the_final_stage_is_the_trust_store_locale_apt_ntp_packages_scripts_keys_message_then_power()
     {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
@@ -1176,6 +1294,7 @@ mod tests {
                 "ca-certs",
                 "locale",
                 "apt-configure",
+                "ntp",
                 "packages",
                 "scripts-vendor",
                 "scripts-per-once",

@@ -46,10 +46,21 @@ macro_rules! cloud_config {
                 let mut config = CloudConfig::default();
                 let mut errors = Vec::new();
                 $(config.$field = read(map, $key, &mut errors);)*
+                config.read_empty_modules(map);
                 (config, errors)
             }
         }
     };
+}
+
+impl CloudConfig {
+    /// The keys whose `null` is not absence: `ntp:` with no value asks cloud-init's `ntp` for
+    /// its defaults (the distribution's pool).
+    fn read_empty_modules(&mut self, map: &ConfigMap) {
+        if self.ntp.is_none() && map.get("ntp").is_some_and(serde_json::Value::is_null) {
+            self.ntp = Some(serde_json::Map::new());
+        }
+    }
 }
 
 /// cloud-init's `util.is_true`: `true`, or a value whose text is `true`, `1`, `on` or `yes`
@@ -120,6 +131,10 @@ cloud_config! {
     /// The instance's SSH host keys, given: `<type>_private`, `<type>_public` (`<type>_certificate`
     /// is reported and not written).
     ssh_keys: serde_json::Map<String, serde_json::Value> = "ssh_keys",
+    /// The host key types made when missing (metaboot's default: ed25519 only).
+    ssh_genkeytypes: OneOrMany<String> = "ssh_genkeytypes",
+    /// ssh-keygen's output kept off the console.
+    ssh_quiet_keygen: serde_json::Value = "ssh_quiet_keygen",
     /// `ssh: {emit_keys_to_console: false}` keeps the host keys off the console.
     ssh: serde_json::Map<String, serde_json::Value> = "ssh",
     /// Key types whose host keys are not printed on the console (default `ssh-dss`).
@@ -187,6 +202,11 @@ cloud_config! {
     apt: serde_json::Map<String, serde_json::Value> = "apt",
     /// `apt_pipelining`: apt's HTTP pipeline depth (`false`, 0–5, `os`).
     apt_pipelining: serde_json::Value = "apt_pipelining",
+    /// `disable_ec2_metadata: true`: the route to the metadata service prohibited once the run
+    /// has read it.
+    disable_ec2_metadata: serde_json::Value = "disable_ec2_metadata",
+    /// `ntp: {enabled, ntp_client, servers, pools, config}`: the time client's servers.
+    ntp: serde_json::Map<String, serde_json::Value> = "ntp",
     /// `final_message`: the line printed when the run is done (`$uptime`, `$timestamp`, …).
     final_message: StrLike = "final_message",
     /// `phone_home: {url, post, tries}`: a POST saying the instance is up.

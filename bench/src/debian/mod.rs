@@ -176,6 +176,8 @@ fn boot(
         apt_package: None,
         locale: false,
         keys_elsewhere: false,
+        ntp: false,
+        disable_metadata: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

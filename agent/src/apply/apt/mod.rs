@@ -572,9 +572,15 @@ fn add_source(
     if !path.ends_with(".list") {
         path.push_str(".list");
     }
+    let shown = root.host_path(&path);
+    let (dir, name) = root
+        .parent(&path, true)
+        .map_err(PathError::fail("create directory", &shown))?;
     let mut text = if source.append {
-        root.read_optional_string(&path)
-            .map_err(PathError::fail("read", root.host_path(&path)))?
+        // As write_files' `append`: never through a symlink or a hard link.
+        dir.read_unshared(&name)
+            .map_err(PathError::fail("read", &shown))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .unwrap_or_default()
     } else {
         String::new()
@@ -584,7 +590,7 @@ fn add_source(
     }
     text.push_str(&line);
     text.push('\n');
-    root.write_atomic(&path, text.as_bytes(), &options)?;
+    dir.write_atomic_as(&name, &shown, text.as_bytes(), &options)?;
     applied.written.push(path);
     Ok(())
 }

@@ -135,6 +135,36 @@ fn sources_with_their_keys() {
 }
 
 #[test]
+fn a_source_is_never_appended_through_a_symlink_or_a_hard_link() {
+    let (dir, root) = debian_root();
+    let sources = dir.path().join("etc/apt/sources.list.d");
+    std::fs::create_dir_all(&sources).unwrap();
+    std::fs::write(dir.path().join("etc/shadow"), "root:secret:::::::\n").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", sources.join("linked.list")).unwrap();
+    std::fs::hard_link(dir.path().join("etc/shadow"), sources.join("hard.list")).unwrap();
+    let (request, _) = asked(json!({"apt": {"sources": {
+        "hard": {"source": "deb http://h/ ./"},
+        "linked": {"source": "deb http://l/ ./"},
+        "plain": {"source": "deb http://p/ ./"},
+    }}}));
+    let applied = apply(&root, &request);
+    let errors: Vec<String> = applied
+        .errors
+        .iter()
+        .map(|e| crate::log::chain(e))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("hard.list"), "{errors:?}");
+    assert!(errors[1].contains("linked.list"), "{errors:?}");
+    assert_eq!(read(&dir, "/etc/shadow"), "root:secret:::::::\n");
+    assert!(sources.join("linked.list").is_symlink());
+    assert_eq!(
+        read(&dir, "/etc/apt/sources.list.d/plain.list"),
+        "deb http://p/ ./\n"
+    );
+}
+
+#[test]
 fn a_bad_source_fails_alone() {
     let (dir, root) = debian_root();
     let (request, _) = asked(json!({"apt": {"sources": {

@@ -14,7 +14,7 @@ fn root_with(text: &str) -> (tempfile::TempDir, Root) {
     fs::write(root.host_path(FSTAB), text).unwrap();
     add_device(&root, "vdb", None);
     fs::create_dir_all(root.host_path("/sys/block/vdb")).unwrap();
-    fs::create_dir_all(root.host_path(SYSTEMD_RUNNING)).unwrap();
+    fs::create_dir_all(root.host_path(crate::apply::tool::SYSTEMD_RUNNING)).unwrap();
     (dir, root)
 }
 

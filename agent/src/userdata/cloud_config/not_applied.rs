@@ -10,7 +10,6 @@ const REPOSITORIES: &str = "metaboot configures apt's repositories only (`apt`)"
 const DISKS: &str = "metaboot partitions and formats no disks";
 const SERVICES: &str = "metaboot installs and configures no agents or services";
 const SYSTEM: &str = "metaboot leaves this system setting to the image";
-const HOST_KEYS: &str = "metaboot makes the ed25519 host key; the other types are the image's";
 
 /// The keys of cloud-init's modules (its cloud-config schema) that metaboot does not apply,
 /// sorted, with why.
@@ -21,7 +20,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("byobu_by_default", SYSTEM),
     ("chef", SERVICES),
     ("device_aliases", DISKS),
-    ("disable_ec2_metadata", SYSTEM),
     ("disk_setup", DISKS),
     ("drivers", PACKAGES),
     ("fan", SERVICES),
@@ -33,7 +31,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),
     ("mcollective", SERVICES),
-    ("ntp", SYSTEM),
     ("package_reboot_if_required", REBOOT),
     ("puppet", SERVICES),
     ("resolv_conf", SYSTEM),
@@ -42,7 +39,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("salt_minion", SERVICES),
     ("snap", PACKAGES),
     ("spacewalk", SERVICES),
-    ("ssh_genkeytypes", HOST_KEYS),
     (
         "ssh_import_id",
         "metaboot fetches no keys from Launchpad or GitHub (no name lookup, no TLS)",
@@ -51,7 +47,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
         "ssh_publish_hostkeys",
         "metaboot publishes no host keys (neither does cloud-init on OpenStack)",
     ),
-    ("ssh_quiet_keygen", HOST_KEYS),
     ("ubuntu_advantage", SERVICES),
     ("ubuntu_pro", SERVICES),
     ("updates", SYSTEM),

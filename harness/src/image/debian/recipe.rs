@@ -329,6 +329,7 @@ mod tests {
             "locales",
             "tzdata",
             "ca-certificates",
+            "systemd-timesyncd",
         ] {
             assert!(
                 common.contains(&needed),

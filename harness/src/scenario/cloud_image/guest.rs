@@ -16,8 +16,8 @@ use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
     CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE,
-    LOCALE_LISTED, POLL, PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION,
-    TRUSTED_CA, USER,
+    LOCALE_LISTED, NTP_SERVER, POLL, PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE,
+    TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::apt_repo::{self, AptRepo, RepoSource};
@@ -123,6 +123,14 @@ pub fn cloud_config(
     } else {
         String::new()
     };
+    let mut ntp = if spec.ntp {
+        format!("ntp:\n  servers: [{NTP_SERVER}]\n")
+    } else {
+        String::new()
+    };
+    if spec.disable_metadata {
+        ntp.push_str("disable_ec2_metadata: true\n");
+    }
     let locale = if spec.locale {
         format!("locale: {LOCALE}\n")
     } else {
@@ -139,6 +147,7 @@ pub fn cloud_config(
          hostname: {host}\n\
          timezone: {TIMEZONE}\n\
          {locale}\
+         {ntp}\
          ssh_pwauth: true\n\
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
@@ -522,6 +531,29 @@ pub(crate) fn verdict_and_checks(
             );
         }
     }
+    if spec.ntp {
+        push(
+            &format!("time server {NTP_SERVER} in systemd-timesyncd (ntp)"),
+            check_output(
+                target,
+                &who.key,
+                "timedatectl show-timesync --property=SystemNTPServers --value",
+                NTP_SERVER,
+            ),
+        );
+    }
+    if spec.disable_metadata {
+        push(
+            "the metadata service unreachable from the guest (disable_ec2_metadata)",
+            check_output(
+                target,
+                &who.key,
+                // A prohibit route refuses the connection with EACCES.
+                "bash -c 'exec 3<>/dev/tcp/169.254.169.254/80' 2>&1 | grep -o -m1 'Permission denied'",
+                "Permission denied",
+            ),
+        );
+    }
     if spec.apt_package.is_some() {
         push(
             "sources.list rewritten from the user data's template (apt)",
@@ -673,6 +705,8 @@ mod tests {
             apt_package: None,
             locale: true,
             keys_elsewhere: true,
+            ntp: true,
+            disable_metadata: true,
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
@@ -704,6 +738,8 @@ mod tests {
              -----BEGIN PGP PUBLIC KEY BLOCK-----\n        \n        mDMEaxJk\n",
             "packages:\n  - hello\n",
             "locale: en_US.UTF-8\n",
+            "ntp:\n  servers: [time.metaboot.test]\n",
+            "disable_ec2_metadata: true\n",
             "write_files:\n  - path: /etc/ssh/sshd_config\n    append: true\n    content: |\n      \
              AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n",
         ] {
@@ -715,6 +751,8 @@ mod tests {
             mounts: false,
             locale: false,
             keys_elsewhere: false,
+            ntp: false,
+            disable_metadata: false,
             ..spec
         };
         let plain = cloud_config(
@@ -731,6 +769,8 @@ mod tests {
             "packages",
             "locale",
             "write_files",
+            "ntp",
+            "disable_ec2_metadata",
         ] {
             assert!(!plain.contains(key), "{key}");
         }

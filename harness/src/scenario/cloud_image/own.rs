@@ -185,6 +185,8 @@ impl OwnImage {
             apt_package: None,
             locale: false,
             keys_elsewhere: false,
+            ntp: false,
+            disable_metadata: false,
         }
     }
 }

@@ -100,7 +100,20 @@ pub struct CloudImageGuest {
     /// provisioner wrote the keys where sshd reads them, and a check finds the user's file in
     /// [`KEYS_DIR`] and none in its home.
     pub keys_elsewhere: bool,
+    /// The user data also names [`NTP_SERVER`] as the time server (`ntp`): both provisioners
+    /// choose the image's systemd-timesyncd (cloud-init's `auto` on an image without chrony),
+    /// write its drop-in and restart it, and a check finds the server among the ones
+    /// timesyncd uses (`timedatectl show-timesync`).
+    pub ntp: bool,
+    /// The user data also asks for `disable_ec2_metadata: true`: both provisioners prohibit
+    /// the route to 169.254.169.254 once they have read it, and a check finds that no process
+    /// of the guest can connect to the metadata service any more.
+    pub disable_metadata: bool,
 }
+
+/// The time server of [`CloudImageGuest::ntp`]: a name under `.test` (RFC 2606), which nothing
+/// answers; timesyncd lists it all the same.
+pub const NTP_SERVER: &str = "time.metaboot.test";
 
 /// The `AuthorizedKeysFile` line of [`CloudImageGuest::keys_elsewhere`]: a file per user in
 /// [`KEYS_DIR`] (as hardened images keep them), then sshd's default.
