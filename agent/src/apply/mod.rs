@@ -26,6 +26,7 @@ pub mod phone_home;
 pub mod power_state;
 pub mod random_seed;
 pub mod resizefs;
+pub mod rsyslog;
 pub mod scripts;
 pub mod ssh_genkeytypes;
 pub mod ssh_host_key;

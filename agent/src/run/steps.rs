@@ -10,7 +10,7 @@ use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     apt, ca_certs, disable_ec2_metadata, final_message, growpart, hosts, instance_host_keys,
     keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state, random_seed,
-    resizefs, scripts, ssh_genkeytypes, timezone, tool, write_files,
+    resizefs, rsyslog, scripts, ssh_genkeytypes, timezone, tool, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -118,6 +118,8 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     last("ntp", PerInstance, configure_ntp),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, install_packages),
+    // cloud-init's init stage: here after the packages, which may have brought rsyslog.
+    last("rsyslog", PerInstance, configure_rsyslog),
     scripts(
         "scripts-vendor",
         PerInstance,
@@ -664,6 +666,40 @@ fn disable_ec2_metadata(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Ok(command) => Done::ok_with(command),
         Err(err) => Done::error(chain(&err)),
     }
+}
+
+/// `rsyslog`: its configuration files; on the running system rsyslog reloaded (a failed reload
+/// is a warning, as cloud-init logs it).
+fn configure_rsyslog(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let request = match rsyslog::request(&i.config, warnings) {
+        Ok(Some(request)) => request,
+        Ok(None) => return Done::skipped("no rsyslog configs or remotes"),
+        Err(err) => return Done::error(err),
+    };
+    let files = match rsyslog::write(i.root, &request) {
+        Ok(files) => files,
+        Err(err) => return Done::error(chain(&err)),
+    };
+    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut said = vec![format!("wrote {}", shown.join(", "))];
+    let command = rsyslog::reload_command(&request.reload);
+    if !i.root.is_host() {
+        said.push("root is not /: rsyslog not reloaded".to_owned());
+    } else if request.reload == rsyslog::Reload::Auto && !tool::systemd_runs(i.root) {
+        said.push("no systemd: rsyslog not reloaded".to_owned());
+    } else {
+        i.root.publish();
+        let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+        match tool::run(&command[0], &args) {
+            Ok(Some(())) => said.push(format!("ran {}", command.join(" "))),
+            Ok(None) => warnings.push(format!(
+                "rsyslog: not reloaded: {} is not installed",
+                command[0]
+            )),
+            Err(err) => warnings.push(format!("rsyslog: not reloaded: {}", chain(&err))),
+        }
+    }
+    Done::ok_with(said.join("; "))
 }
 
 /// `timezone`: `/etc/localtime` and `/etc/timezone` for the zone.
@@ -1296,6 +1332,7 @@ mod tests {
                 "apt-configure",
                 "ntp",
                 "packages",
+                "rsyslog",
                 "scripts-vendor",
                 "scripts-per-once",
                 "scripts-per-boot",

@@ -35,7 +35,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("puppet", SERVICES),
     ("resolv_conf", SYSTEM),
     ("rh_subscription", SERVICES),
-    ("rsyslog", SERVICES),
     ("salt_minion", SERVICES),
     ("snap", PACKAGES),
     ("spacewalk", SERVICES),
