@@ -14,6 +14,7 @@ pub mod home;
 pub mod hostname;
 pub mod hosts;
 pub mod instance_host_keys;
+pub mod keyboard;
 pub mod keys_to_console;
 pub mod locale;
 pub mod mounts;

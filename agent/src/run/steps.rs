@@ -9,8 +9,8 @@ use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     apt, ca_certs, disable_ec2_metadata, final_message, growpart, hosts, instance_host_keys,
-    keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state, random_seed,
-    resizefs, rsyslog, scripts, ssh_genkeytypes, timezone, tool, write_files,
+    keyboard, keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state,
+    random_seed, resizefs, rsyslog, scripts, ssh_genkeytypes, timezone, tool, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -99,6 +99,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
     apply("timezone", PerInstance, timezone),
+    apply("keyboard", PerInstance, keyboard),
     // cloud-init's config stage, before the user scripts: the metadata read, no guest process
     // reads it after this.
     apply("disable-ec2-metadata", Always, disable_ec2_metadata),
@@ -700,6 +701,37 @@ fn configure_rsyslog(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         }
     }
     Done::ok_with(said.join("; "))
+}
+
+/// `keyboard`: the layout in `/etc/default/keyboard`; on the running system console-setup
+/// restarted when it runs.
+fn keyboard(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let keymap = match keyboard::request(i.config.keyboard.as_ref()) {
+        Ok(Some(keymap)) => keymap,
+        Ok(None) => return Done::skipped("no keyboard"),
+        Err(err) => return Done::error(err),
+    };
+    if let Err(err) = keyboard::write(i.root, &keymap) {
+        return Done::error(chain(&err));
+    }
+    let mut said = format!(
+        "{} (model {}, variant {:?}, options {:?}) in {}",
+        keymap.layout,
+        keymap.model,
+        keymap.variant,
+        keymap.options,
+        keyboard::KEYBOARD_FILE
+    );
+    if i.root.is_host() && tool::systemd_runs(i.root) && keyboard::has_console_setup(i.root) {
+        i.root.publish();
+        let args = ["--no-block", "try-restart", keyboard::CONSOLE_SETUP];
+        match tool::run("systemctl", &args) {
+            Ok(Some(())) => said.push_str(&format!("; {} restarted", keyboard::CONSOLE_SETUP)),
+            Ok(None) => {}
+            Err(err) => return Done::error(format!("{}; {said}", chain(&err))),
+        }
+    }
+    Done::ok_with(said)
 }
 
 /// `timezone`: `/etc/localtime` and `/etc/timezone` for the zone.

@@ -209,6 +209,8 @@ cloud_config! {
     rsyslog_filename: String = "rsyslog_filename",
     /// The old list form's directory.
     rsyslog_dir: String = "rsyslog_dir",
+    /// `keyboard: {layout, model, variant, options}`: the system's keyboard layout.
+    keyboard: serde_json::Map<String, serde_json::Value> = "keyboard",
     /// `disable_ec2_metadata: true`: the route to the metadata service prohibited once the run
     /// has read it.
     disable_ec2_metadata: serde_json::Value = "disable_ec2_metadata",

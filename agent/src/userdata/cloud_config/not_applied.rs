@@ -26,7 +26,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("fs_setup", DISKS),
     ("grub-dpkg", SYSTEM),
     ("grub_dpkg", SYSTEM),
-    ("keyboard", SYSTEM),
     ("landscape", SERVICES),
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),
