@@ -240,10 +240,10 @@ fn one_bad_write_files_entry_fails_alone() {
 fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
     let guest = Guest::new();
     // metaboot.yaml's own keys are the image author's business: not reported.
-    guest.config("disable_root: false\nntp: {enabled: false}\n");
+    guest.config("disable_root: false\ngrub_dpkg: {enabled: false}\n");
     guest.user_data(
         "#cloud-config\nhostname: kept\nsnap: {commands: [install hello]}\n\
-         package_reboot_if_required: true\nkeyboard: {layout: de}\nmerge_how: dict(recurse_array)\n",
+         package_reboot_if_required: true\nbyobu_by_default: enable\nmerge_how: dict(recurse_array)\n",
     );
     let (code, stderr) = guest.run();
     assert_eq!(code, 0, "{stderr}");
@@ -251,8 +251,8 @@ fn cloud_init_keys_metaboot_does_not_apply_are_warnings_that_say_why() {
     assert_eq!(
         warnings,
         [
-            "cloud-config: `keyboard` is a cloud-init key metaboot does not apply: metaboot \
-             leaves this system setting to the image",
+            "cloud-config: `byobu_by_default` is a cloud-init key metaboot does not apply: \
+             metaboot leaves this system setting to the image",
             "cloud-config: `package_reboot_if_required` is a cloud-init key metaboot does not \
              apply: metaboot does not reboot after installing packages (`power_state` reboots)",
             "cloud-config: `snap` is a cloud-init key metaboot does not apply: metaboot installs \

@@ -152,7 +152,13 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 // path keeps sshd's default).
                 keys_elsewhere: path == MetadataPath::Router,
                 ntp: true,
-                disable_metadata: true,
+                // cloud-init 22.4's `ip route add prohibit 169.254.169.254` fails on the
+                // isolated path, where the route to the metadata service comes from DHCP
+                // (option 121) and exists already (EEXIST: its module fails, `cloud-init status`
+                // is `error`, the service stays reachable); metaboot replaces that route. So
+                // metaboot's guests are asked on both paths, cloud-init's on the router path.
+                disable_metadata: path == MetadataPath::Router
+                    || image.manifest.provisioner == Provisioner::Metaboot,
             }
         })
         .collect();

@@ -120,7 +120,7 @@ pub fn set(root: &Root, locale: &str, file: Option<&str>) -> Result<Applied, Loc
 
 /// `text` with `key` set to `value`: its assignment replaced where it is, else appended; every
 /// other line kept (what `update-locale` does).
-fn with_value(text: &str, key: &str, value: &str) -> String {
+pub fn with_value(text: &str, key: &str, value: &str) -> String {
     let line = format!("{key}={value}");
     let mut replaced = false;
     let mut lines: Vec<String> = text

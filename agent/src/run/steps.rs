@@ -9,8 +9,8 @@ use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     apt, ca_certs, disable_ec2_metadata, final_message, growpart, hosts, instance_host_keys,
-    keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state, random_seed,
-    resizefs, scripts, ssh_genkeytypes, timezone, tool, write_files,
+    keyboard, keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state,
+    random_seed, resizefs, rsyslog, scripts, ssh_genkeytypes, timezone, tool, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -99,6 +99,7 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
     apply("timezone", PerInstance, timezone),
+    apply("keyboard", PerInstance, keyboard),
     // cloud-init's config stage, before the user scripts: the metadata read, no guest process
     // reads it after this.
     apply("disable-ec2-metadata", Always, disable_ec2_metadata),
@@ -118,6 +119,8 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     last("ntp", PerInstance, configure_ntp),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, install_packages),
+    // cloud-init's init stage: here after the packages, which may have brought rsyslog.
+    last("rsyslog", PerInstance, configure_rsyslog),
     scripts(
         "scripts-vendor",
         PerInstance,
@@ -664,6 +667,71 @@ fn disable_ec2_metadata(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Ok(command) => Done::ok_with(command),
         Err(err) => Done::error(chain(&err)),
     }
+}
+
+/// `rsyslog`: its configuration files; on the running system rsyslog reloaded (a failed reload
+/// is a warning, as cloud-init logs it).
+fn configure_rsyslog(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let request = match rsyslog::request(&i.config, warnings) {
+        Ok(Some(request)) => request,
+        Ok(None) => return Done::skipped("no rsyslog configs or remotes"),
+        Err(err) => return Done::error(err),
+    };
+    let files = match rsyslog::write(i.root, &request) {
+        Ok(files) => files,
+        Err(err) => return Done::error(chain(&err)),
+    };
+    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut said = vec![format!("wrote {}", shown.join(", "))];
+    let command = rsyslog::reload_command(&request.reload);
+    if !i.root.is_host() {
+        said.push("root is not /: rsyslog not reloaded".to_owned());
+    } else if request.reload == rsyslog::Reload::Auto && !tool::systemd_runs(i.root) {
+        said.push("no systemd: rsyslog not reloaded".to_owned());
+    } else {
+        i.root.publish();
+        let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+        match tool::run(&command[0], &args) {
+            Ok(Some(())) => said.push(format!("ran {}", command.join(" "))),
+            Ok(None) => warnings.push(format!(
+                "rsyslog: not reloaded: {} is not installed",
+                command[0]
+            )),
+            Err(err) => warnings.push(format!("rsyslog: not reloaded: {}", chain(&err))),
+        }
+    }
+    Done::ok_with(said.join("; "))
+}
+
+/// `keyboard`: the layout in `/etc/default/keyboard`; on the running system console-setup
+/// restarted when it runs.
+fn keyboard(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let keymap = match keyboard::request(i.config.keyboard.as_ref()) {
+        Ok(Some(keymap)) => keymap,
+        Ok(None) => return Done::skipped("no keyboard"),
+        Err(err) => return Done::error(err),
+    };
+    if let Err(err) = keyboard::write(i.root, &keymap) {
+        return Done::error(chain(&err));
+    }
+    let mut said = format!(
+        "{} (model {}, variant {:?}, options {:?}) in {}",
+        keymap.layout,
+        keymap.model,
+        keymap.variant,
+        keymap.options,
+        keyboard::KEYBOARD_FILE
+    );
+    if i.root.is_host() && tool::systemd_runs(i.root) && keyboard::has_console_setup(i.root) {
+        i.root.publish();
+        let args = ["--no-block", "try-restart", keyboard::CONSOLE_SETUP];
+        match tool::run("systemctl", &args) {
+            Ok(Some(())) => said.push_str(&format!("; {} restarted", keyboard::CONSOLE_SETUP)),
+            Ok(None) => {}
+            Err(err) => return Done::error(format!("{}; {said}", chain(&err))),
+        }
+    }
+    Done::ok_with(said)
 }
 
 /// `timezone`: `/etc/localtime` and `/etc/timezone` for the zone.
@@ -1296,6 +1364,7 @@ mod tests {
                 "apt-configure",
                 "ntp",
                 "packages",
+                "rsyslog",
                 "scripts-vendor",
                 "scripts-per-once",
                 "scripts-per-boot",

@@ -202,6 +202,15 @@ cloud_config! {
     apt: serde_json::Map<String, serde_json::Value> = "apt",
     /// `apt_pipelining`: apt's HTTP pipeline depth (`false`, 0–5, `os`).
     apt_pipelining: serde_json::Value = "apt_pipelining",
+    /// `rsyslog: {configs, remotes, config_dir, config_filename, service_reload_command}` (or
+    /// the old list of configs).
+    rsyslog: serde_json::Value = "rsyslog",
+    /// The old list form's file name.
+    rsyslog_filename: String = "rsyslog_filename",
+    /// The old list form's directory.
+    rsyslog_dir: String = "rsyslog_dir",
+    /// `keyboard: {layout, model, variant, options}`: the system's keyboard layout.
+    keyboard: serde_json::Map<String, serde_json::Value> = "keyboard",
     /// `disable_ec2_metadata: true`: the route to the metadata service prohibited once the run
     /// has read it.
     disable_ec2_metadata: serde_json::Value = "disable_ec2_metadata",

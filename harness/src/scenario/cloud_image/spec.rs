@@ -105,9 +105,10 @@ pub struct CloudImageGuest {
     /// write its drop-in and restart it, and a check finds the server among the ones
     /// timesyncd uses (`timedatectl show-timesync`).
     pub ntp: bool,
-    /// The user data also asks for `disable_ec2_metadata: true`: both provisioners prohibit
-    /// the route to 169.254.169.254 once they have read it, and a check finds that no process
-    /// of the guest can connect to the metadata service any more.
+    /// The user data also asks for `disable_ec2_metadata: true`: the provisioner prohibits the
+    /// route to 169.254.169.254 once it has read it, and a check finds that no process of the
+    /// guest can connect to the metadata service any more (cloud-init 22.4 cannot where DHCP
+    /// gave that route: `tests/tests/e2e_debian.rs`).
     pub disable_metadata: bool,
 }
 
