@@ -99,17 +99,23 @@ pub enum KeygenError {
 }
 
 /// Makes the `kind` host key with ssh-keygen when its private half is missing or empty (as
-/// cloud-init, which looks at the private file only); true when made. `comment` ends the
-/// public line.
-pub fn make(root: &Root, kind: &str, comment: &str, quiet: bool) -> Result<bool, KeygenError> {
+/// cloud-init, which looks at the private file only); true when made. `comment`, asked only
+/// when a key is made, ends the public line.
+pub fn make(
+    root: &Root,
+    kind: &str,
+    comment: impl FnOnce() -> String,
+    quiet: bool,
+) -> Result<bool, KeygenError> {
     let private = key_path(kind);
     if root.is_nonempty_file(&private) {
         return Ok(false);
     }
+    let comment = comment();
     let dir = KeygenDir::new()?;
     let file = dir.0.join("key");
     let file_arg = file.to_string_lossy();
-    let args = ["-t", kind, "-N", "", "-C", comment, "-f", &file_arg];
+    let args = ["-t", kind, "-N", "", "-C", &comment, "-f", &file_arg];
     let said = match tool::output("ssh-keygen", &args) {
         Ok(Some(said)) => said,
         Ok(None) => return Err(KeygenError::NoSshKeygen(kind.to_owned())),
@@ -233,7 +239,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
-        assert!(make(&root, "ecdsa", "root@keys", true).unwrap());
+        assert!(make(&root, "ecdsa", || "root@keys".into(), true).unwrap());
         let private = dir.path().join("etc/ssh/ssh_host_ecdsa_key");
         let public = std::fs::read_to_string(private.with_extension("pub")).unwrap();
         assert!(public.starts_with("ecdsa-sha2-nistp256 "), "{public}");
@@ -244,10 +250,10 @@ mod tests {
         assert_eq!(mode(&private), PRIVATE_MODE);
         assert_eq!(mode(&private.with_extension("pub")), PUBLIC_MODE);
         // There: not made again.
-        assert!(!make(&root, "ecdsa", "root@keys", true).unwrap());
+        assert!(!make(&root, "ecdsa", || "root@keys".into(), true).unwrap());
         assert_eq!(std::fs::read_to_string(&private).unwrap(), text);
         // ssh-keygen's refusal carries its words.
-        let err = make(&root, "nonsense", "c", true).unwrap_err();
+        let err = make(&root, "nonsense", || "c".into(), true).unwrap_err();
         assert!(
             crate::log::chain(&err).contains("cannot make the nonsense host key"),
             "{err}"
