@@ -182,27 +182,22 @@ impl Drop for KeygenDir {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
-
-    fn config(value: Value) -> CloudConfig {
-        let Value::Object(object) = value else {
-            panic!("a cloud-config is a map")
-        };
-        let map = object.into_iter().collect();
-        let (config, errors) = CloudConfig::from_map(&map);
-        assert!(errors.is_empty(), "{errors:?}");
-        config
-    }
 
     #[test]
     fn the_types_asked_default_and_refused() {
         let mut warnings = Vec::new();
-        assert_eq!(wanted(&config(json!({})), &mut warnings), ["ed25519"]);
+        assert_eq!(
+            wanted(&CloudConfig::from_json(json!({})), &mut warnings),
+            ["ed25519"]
+        );
         assert_eq!(
             wanted(
-                &config(json!({"ssh_genkeytypes": ["rsa", "ecdsa", "rsa", "ecdsa-sk"]})),
+                &CloudConfig::from_json(
+                    json!({"ssh_genkeytypes": ["rsa", "ecdsa", "rsa", "ecdsa-sk"]})
+                ),
                 &mut warnings
             ),
             ["rsa", "ecdsa"]
@@ -213,20 +208,29 @@ mod tests {
         );
         warnings.clear();
         assert_eq!(
-            wanted(&config(json!({"ssh_genkeytypes": "ecdsa"})), &mut warnings),
+            wanted(
+                &CloudConfig::from_json(json!({"ssh_genkeytypes": "ecdsa"})),
+                &mut warnings
+            ),
             ["ecdsa"]
         );
         assert!(
-            wanted(&config(json!({"ssh_genkeytypes": []})), &mut warnings).is_empty(),
+            wanted(
+                &CloudConfig::from_json(json!({"ssh_genkeytypes": []})),
+                &mut warnings
+            )
+            .is_empty(),
             "an empty list makes none, as in cloud-init"
         );
         assert!(warnings.is_empty());
-        let given = config(json!({"ssh_genkeytypes": ["rsa"],
+        let given = CloudConfig::from_json(json!({"ssh_genkeytypes": ["rsa"],
                                   "ssh_keys": {"rsa_private": "x", "rsa_public": "y"}}));
         assert_eq!(wanted(&given, &mut warnings), ["ed25519"]);
         assert!(warnings[0].contains("ssh_keys"), "{warnings:?}");
-        assert!(quiet(&config(json!({"ssh_quiet_keygen": true}))));
-        assert!(!quiet(&config(json!({}))));
+        assert!(quiet(&CloudConfig::from_json(
+            json!({"ssh_quiet_keygen": true})
+        )));
+        assert!(!quiet(&CloudConfig::from_json(json!({}))));
         assert_eq!(key_path("rsa"), "/etc/ssh/ssh_host_rsa_key");
         assert_eq!(KEY_TYPES.len(), 4);
     }
