@@ -53,12 +53,7 @@ pub(super) fn configure_apt(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
     if said.is_empty() {
         said.push("nothing to write".into());
     }
-    if errors.is_empty() {
-        Done::ok_with(said.join("; "))
-    } else {
-        errors.extend(said);
-        Done::error(errors.join("; "))
-    }
+    Done::with_errors(errors, said)
 }
 
 /// `packages`, `package_update`, `package_upgrade`: apt-get run on the running system, after

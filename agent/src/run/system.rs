@@ -110,12 +110,7 @@ pub(super) fn configure_ntp(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     } else {
         said.push(format!("no systemd: {} not restarted", client.service_name));
     }
-    if errors.is_empty() {
-        Done::ok_with(said.join("; "))
-    } else {
-        errors.extend(said);
-        Done::error(errors.join("; "))
-    }
+    Done::with_errors(errors, said)
 }
 
 /// `disable_ec2_metadata`: the running system's route to the metadata service prohibited.
