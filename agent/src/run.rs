@@ -11,7 +11,9 @@ mod fetch;
 mod final_stage;
 mod finish;
 mod instance;
+mod packages;
 mod steps;
+mod system;
 
 use std::fs::File;
 use std::time::Instant;

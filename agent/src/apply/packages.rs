@@ -309,17 +309,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn config(value: Value) -> CloudConfig {
-        let Value::Object(object) = value else {
-            panic!("a cloud-config is a map")
-        };
-        let map = object.into_iter().collect();
-        CloudConfig::from_map(&map).0
-    }
-
     #[test]
     fn names_pins_and_both_spellings_of_the_switches() {
-        let asked = request(&config(json!({
+        let asked = request(&CloudConfig::from_json(json!({
             "packages": ["hello", ["tree", "2.1.0-1"], ["jq"], ["curl", null], ["vim", ""]],
             "apt_update": "yes",
             "package_upgrade": true,
@@ -335,14 +327,20 @@ mod tests {
                     .to_vec(),
             }
         );
-        let lone = request(&config(json!({"packages": "hello", "apt_upgrade": "on"}))).unwrap();
+        let lone = request(&CloudConfig::from_json(
+            json!({"packages": "hello", "apt_upgrade": "on"}),
+        ))
+        .unwrap();
         assert_eq!(lone.install, ["hello"]);
         assert_eq!(
-            request(&config(json!({"packages": "-y"}))).unwrap_err(),
+            request(&CloudConfig::from_json(json!({"packages": "-y"}))).unwrap_err(),
             BadPackages::Entry(0)
         );
         assert!(lone.upgrade && !lone.update);
-        let nothing = request(&config(json!({"package_update": false, "packages": []}))).unwrap();
+        let nothing = request(&CloudConfig::from_json(
+            json!({"package_update": false, "packages": []}),
+        ))
+        .unwrap();
         assert!(nothing.is_empty());
         assert!(request(&CloudConfig::default()).unwrap().is_empty());
     }
@@ -356,7 +354,7 @@ mod tests {
             json!(["hello", "--allow-unauthenticated"]),
             json!(["hello", ""]),
         ] {
-            let err = request(&config(json!({ "packages": bad }))).unwrap_err();
+            let err = request(&CloudConfig::from_json(json!({ "packages": bad }))).unwrap_err();
             assert_eq!(err, BadPackages::Entry(1), "{bad}");
             assert_eq!(
                 err.to_string(),
@@ -368,11 +366,11 @@ mod tests {
     #[test]
     fn at_most_max_packages() {
         let names: Vec<Value> = (0..=MAX_PACKAGES).map(|n| json!(format!("p{n}"))).collect();
-        let err = request(&config(json!({ "packages": names }))).unwrap_err();
+        let err = request(&CloudConfig::from_json(json!({ "packages": names }))).unwrap_err();
         assert_eq!(err, BadPackages::TooMany(MAX_PACKAGES + 1));
         let names: Vec<Value> = (0..MAX_PACKAGES).map(|n| json!(format!("p{n}"))).collect();
         assert_eq!(
-            request(&config(json!({ "packages": names })))
+            request(&CloudConfig::from_json(json!({ "packages": names })))
                 .unwrap()
                 .install
                 .len(),

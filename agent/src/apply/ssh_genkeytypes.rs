@@ -99,17 +99,23 @@ pub enum KeygenError {
 }
 
 /// Makes the `kind` host key with ssh-keygen when its private half is missing or empty (as
-/// cloud-init, which looks at the private file only); true when made. `comment` ends the
-/// public line.
-pub fn make(root: &Root, kind: &str, comment: &str, quiet: bool) -> Result<bool, KeygenError> {
+/// cloud-init, which looks at the private file only); true when made. `comment`, asked only
+/// when a key is made, ends the public line.
+pub fn make(
+    root: &Root,
+    kind: &str,
+    comment: impl FnOnce() -> String,
+    quiet: bool,
+) -> Result<bool, KeygenError> {
     let private = key_path(kind);
     if root.is_nonempty_file(&private) {
         return Ok(false);
     }
+    let comment = comment();
     let dir = KeygenDir::new()?;
     let file = dir.0.join("key");
     let file_arg = file.to_string_lossy();
-    let args = ["-t", kind, "-N", "", "-C", comment, "-f", &file_arg];
+    let args = ["-t", kind, "-N", "", "-C", &comment, "-f", &file_arg];
     let said = match tool::output("ssh-keygen", &args) {
         Ok(Some(said)) => said,
         Ok(None) => return Err(KeygenError::NoSshKeygen(kind.to_owned())),
@@ -176,27 +182,22 @@ impl Drop for KeygenDir {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
-
-    fn config(value: Value) -> CloudConfig {
-        let Value::Object(object) = value else {
-            panic!("a cloud-config is a map")
-        };
-        let map = object.into_iter().collect();
-        let (config, errors) = CloudConfig::from_map(&map);
-        assert!(errors.is_empty(), "{errors:?}");
-        config
-    }
 
     #[test]
     fn the_types_asked_default_and_refused() {
         let mut warnings = Vec::new();
-        assert_eq!(wanted(&config(json!({})), &mut warnings), ["ed25519"]);
+        assert_eq!(
+            wanted(&CloudConfig::from_json(json!({})), &mut warnings),
+            ["ed25519"]
+        );
         assert_eq!(
             wanted(
-                &config(json!({"ssh_genkeytypes": ["rsa", "ecdsa", "rsa", "ecdsa-sk"]})),
+                &CloudConfig::from_json(
+                    json!({"ssh_genkeytypes": ["rsa", "ecdsa", "rsa", "ecdsa-sk"]})
+                ),
                 &mut warnings
             ),
             ["rsa", "ecdsa"]
@@ -207,20 +208,29 @@ mod tests {
         );
         warnings.clear();
         assert_eq!(
-            wanted(&config(json!({"ssh_genkeytypes": "ecdsa"})), &mut warnings),
+            wanted(
+                &CloudConfig::from_json(json!({"ssh_genkeytypes": "ecdsa"})),
+                &mut warnings
+            ),
             ["ecdsa"]
         );
         assert!(
-            wanted(&config(json!({"ssh_genkeytypes": []})), &mut warnings).is_empty(),
+            wanted(
+                &CloudConfig::from_json(json!({"ssh_genkeytypes": []})),
+                &mut warnings
+            )
+            .is_empty(),
             "an empty list makes none, as in cloud-init"
         );
         assert!(warnings.is_empty());
-        let given = config(json!({"ssh_genkeytypes": ["rsa"],
+        let given = CloudConfig::from_json(json!({"ssh_genkeytypes": ["rsa"],
                                   "ssh_keys": {"rsa_private": "x", "rsa_public": "y"}}));
         assert_eq!(wanted(&given, &mut warnings), ["ed25519"]);
         assert!(warnings[0].contains("ssh_keys"), "{warnings:?}");
-        assert!(quiet(&config(json!({"ssh_quiet_keygen": true}))));
-        assert!(!quiet(&config(json!({}))));
+        assert!(quiet(&CloudConfig::from_json(
+            json!({"ssh_quiet_keygen": true})
+        )));
+        assert!(!quiet(&CloudConfig::from_json(json!({}))));
         assert_eq!(key_path("rsa"), "/etc/ssh/ssh_host_rsa_key");
         assert_eq!(KEY_TYPES.len(), 4);
     }
@@ -233,7 +243,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
-        assert!(make(&root, "ecdsa", "root@keys", true).unwrap());
+        assert!(make(&root, "ecdsa", || "root@keys".into(), true).unwrap());
         let private = dir.path().join("etc/ssh/ssh_host_ecdsa_key");
         let public = std::fs::read_to_string(private.with_extension("pub")).unwrap();
         assert!(public.starts_with("ecdsa-sha2-nistp256 "), "{public}");
@@ -244,10 +254,10 @@ mod tests {
         assert_eq!(mode(&private), PRIVATE_MODE);
         assert_eq!(mode(&private.with_extension("pub")), PUBLIC_MODE);
         // There: not made again.
-        assert!(!make(&root, "ecdsa", "root@keys", true).unwrap());
+        assert!(!make(&root, "ecdsa", || "root@keys".into(), true).unwrap());
         assert_eq!(std::fs::read_to_string(&private).unwrap(), text);
         // ssh-keygen's refusal carries its words.
-        let err = make(&root, "nonsense", "c", true).unwrap_err();
+        let err = make(&root, "nonsense", || "c".into(), true).unwrap_err();
         assert!(
             crate::log::chain(&err).contains("cannot make the nonsense host key"),
             "{err}"

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use super::accounts;
 use super::instance::Instance;
+use super::{packages, system};
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    apt, ca_certs, disable_ec2_metadata, final_message, growpart, hosts, instance_host_keys,
-    keyboard, keys_to_console, locale, mounts, network, ntp, packages, phone_home, power_state,
-    random_seed, resizefs, rsyslog, scripts, ssh_genkeytypes, timezone, tool, write_files,
+    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, mounts, network,
+    phone_home, power_state, random_seed, resizefs, scripts, ssh_genkeytypes, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -19,7 +19,7 @@ use crate::source::http::HttpClient;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
-use crate::userdata::cloud_config::{ManageEtcHosts, is_false, is_true};
+use crate::userdata::cloud_config::{ManageEtcHosts, is_false};
 
 /// The body of an apply step: it reads the instance, may add warnings, and says what it did.
 pub(super) type StepFn = fn(&Instance<'_>, &mut Vec<String>) -> Done;
@@ -98,11 +98,11 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
         accounts::password_postback,
     ),
     apply("ssh-pwauth", PerInstance, accounts::ssh_pwauth),
-    apply("timezone", PerInstance, timezone),
-    apply("keyboard", PerInstance, keyboard),
+    apply("timezone", PerInstance, system::timezone),
+    apply("keyboard", PerInstance, system::keyboard),
     // cloud-init's config stage, before the user scripts: the metadata read, no guest process
     // reads it after this.
-    apply("disable-ec2-metadata", Always, disable_ec2_metadata),
+    apply("disable-ec2-metadata", Always, system::disable_ec2_metadata),
     apply("runcmd", PerInstance, runcmd),
     apply("write-files-deferred", PerInstance, |i, w| {
         write_files(i, w, true)
@@ -112,15 +112,15 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     last("ca-certs", PerInstance, ca_certs),
     // cloud-init's config stage, which runs while the logins start: here after them, as
     // building a locale takes tens of seconds under emulation.
-    last("locale", PerInstance, set_locale),
+    last("locale", PerInstance, system::set_locale),
     // cloud-init's config stage: apt's sources before the packages that come from them.
-    last("apt-configure", PerInstance, configure_apt),
+    last("apt-configure", PerInstance, packages::configure_apt),
     // cloud-init's config stage: the time client, installed from apt's sources when missing.
-    last("ntp", PerInstance, configure_ntp),
+    last("ntp", PerInstance, system::configure_ntp),
     // cloud-init's first final module: installed before the scripts that may use them.
-    last("packages", PerInstance, install_packages),
+    last("packages", PerInstance, packages::install_packages),
     // cloud-init's init stage: here after the packages, which may have brought rsyslog.
-    last("rsyslog", PerInstance, configure_rsyslog),
+    last("rsyslog", PerInstance, system::configure_rsyslog),
     scripts(
         "scripts-vendor",
         PerInstance,
@@ -455,305 +455,6 @@ fn ca_certs(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     }
 }
 
-/// `locale` (and `locale_configfile`): the system locale, built first when it must be.
-fn set_locale(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let name = match &i.config.locale {
-        None => return Done::skipped("no locale (the image's stays)"),
-        Some(serde_json::Value::String(name)) => name.clone(),
-        Some(other) => other.to_string(),
-    };
-    // Read as text, as cloud-init reads `locale` (`get_cfg_option_str`) before `is_false`.
-    if is_false(&serde_json::Value::String(name.trim().to_owned())) {
-        return Done::skipped(format!("locale: {name}"));
-    }
-    let file = i
-        .config
-        .locale_configfile
-        .as_deref()
-        .unwrap_or(locale::LOCALE_FILE);
-    match locale::set(i.root, &name, Some(file)) {
-        Ok(locale::Applied::Already) => {
-            Done::skipped(format!("{}={name} already in {file}", locale::KEY))
-        }
-        Ok(locale::Applied::Set { generated }) => {
-            let how = match generated {
-                locale::Generated::BuiltIn => "built into the C library".to_owned(),
-                locale::Generated::Built => {
-                    format!("built by locale-gen from {}", locale::LOCALE_GEN)
-                }
-                locale::Generated::EnabledOnly => format!(
-                    "enabled in {}; root is not /: locale-gen not run",
-                    locale::LOCALE_GEN
-                ),
-            };
-            Done::ok_with(format!("{}={name} in {file} ({how})", locale::KEY))
-        }
-        Err(err) => Done::error(chain(&err)),
-    }
-}
-
-/// The record that the package lists were refreshed for an instance (cloud-init's
-/// `update-sources` semaphore): `apt-configure` and `packages` refresh them once between them.
-const UPDATE_SOURCES: &str = "update-sources";
-
-fn mark_updated(i: &Instance<'_>) {
-    // Not recorded: the next step refreshes the lists again, which costs time only.
-    let _ = i.state.semaphores(&i.id).mark(UPDATE_SOURCES, PerInstance);
-}
-
-/// `apt` and `apt_pipelining`: apt's sources, keys and configuration; the package lists
-/// refreshed on the running system when `sources` added any.
-fn configure_apt(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
-    let request = match apt::request(&i.config, warnings) {
-        Ok(request) => request,
-        Err(err) => return Done::error(err),
-    };
-    if request.is_empty() {
-        return Done::skipped("no apt or apt_pipelining");
-    }
-    let applied = apt::apply(i.root, &request);
-    let mut said = Vec::new();
-    if !applied.written.is_empty() {
-        said.push(format!("wrote {}", applied.written.join(", ")));
-    }
-    if !applied.added.is_empty() {
-        said.push(format!("add-apt-repository {}", applied.added.join(", ")));
-    }
-    let mut errors: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
-    if applied.refresh {
-        if i.root.is_host() {
-            i.root.publish();
-            match packages::update() {
-                Ok(()) => {
-                    mark_updated(i);
-                    said.push("ran apt-get update".into());
-                }
-                Err(err) => errors.push(chain(&err)),
-            }
-        } else {
-            said.push("root is not /: apt-get update not run".into());
-        }
-    }
-    if said.is_empty() {
-        said.push("nothing to write".into());
-    }
-    if errors.is_empty() {
-        Done::ok_with(said.join("; "))
-    } else {
-        errors.extend(said);
-        Done::error(errors.join("; "))
-    }
-}
-
-/// `ntp`: the time client's configuration; on the running system the client installed when the
-/// image lacks it and (re)started.
-fn configure_ntp(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let request = match ntp::request(&i.config) {
-        Ok(Some(request)) => request,
-        Ok(None) => return Done::skipped("no ntp, or enabled: false"),
-        Err(err) => return Done::error(err),
-    };
-    let (client, installed) = match ntp::choose(i.root, &request) {
-        Ok(chosen) => chosen,
-        Err(err) => return Done::error(err),
-    };
-    let (servers, pools) = ntp::servers_and_pools(&request, ntp::distro(i.root).as_deref());
-    let names: Vec<&str> = servers.iter().chain(&pools).map(String::as_str).collect();
-    let mut said = vec![format!(
-        "{} in {}: {}",
-        client.name,
-        client.confpath,
-        names.join(" ")
-    )];
-    match ntp::write(i.root, &client, &ntp::render(&client, &servers, &pools)) {
-        Ok(Some(kept)) => said.push(format!("the image's file kept as {kept}")),
-        Ok(None) => {}
-        Err(err) => return Done::error(chain(&err)),
-    }
-    if !i.root.is_host() {
-        said.push("root is not /: nothing installed or restarted".to_owned());
-        return Done::ok_with(said.join("; "));
-    }
-    i.root.publish();
-    let mut errors = Vec::new();
-    if !installed {
-        if client.packages.is_empty() {
-            errors.push(format!(
-                "{} is not installed ({} missing) and names no package",
-                client.name, client.check_exe
-            ));
-        } else {
-            let refreshed = i.state.semaphores(&i.id).has(UPDATE_SOURCES, PerInstance);
-            let asked = packages::Request {
-                install: client.packages.clone(),
-                ..packages::Request::default()
-            };
-            let applied = packages::apply(&asked, refreshed);
-            if applied.done.contains(&"update") {
-                mark_updated(i);
-            }
-            errors.extend(applied.errors.iter().map(|e| chain(e)));
-            if applied.done.contains(&"install") {
-                said.push(format!("installed {}", client.packages.join(" ")));
-            }
-        }
-    }
-    if tool::systemd_runs(i.root) {
-        match tool::run("systemctl", &["reload-or-restart", &client.service_name]) {
-            Ok(Some(())) => said.push(format!("{} restarted", client.service_name)),
-            Ok(None) => errors.push("systemctl is not installed".to_owned()),
-            Err(err) => errors.push(chain(&err)),
-        }
-    } else {
-        said.push(format!("no systemd: {} not restarted", client.service_name));
-    }
-    if errors.is_empty() {
-        Done::ok_with(said.join("; "))
-    } else {
-        errors.extend(said);
-        Done::error(errors.join("; "))
-    }
-}
-
-/// `packages`, `package_update`, `package_upgrade`: apt-get run on the running system, after
-/// the run's writes are in place (a `write_files` entry may be an apt source).
-fn install_packages(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let request = match packages::request(&i.config) {
-        Ok(request) => request,
-        Err(err) => return Done::error(err.to_string()),
-    };
-    if request.is_empty() {
-        return Done::skipped("no packages, package_update or package_upgrade");
-    }
-    let asked = if request.install.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", request.install.join(" "))
-    };
-    if !i.root.is_host() {
-        return Done::skipped(format!(
-            "root is not /: apt-get installs on the running system only (asked:{asked})"
-        ));
-    }
-    i.root.publish();
-    let semaphores = i.state.semaphores(&i.id);
-    let refreshed = semaphores.has(UPDATE_SOURCES, PerInstance);
-    let applied = packages::apply(&request, refreshed);
-    if applied.done.contains(&"update") {
-        mark_updated(i);
-    }
-    let done = if applied.done.is_empty() {
-        "nothing done".to_owned()
-    } else {
-        format!("apt-get {}{asked}", applied.done.join(", "))
-    };
-    if applied.errors.is_empty() {
-        Done::ok_with(done)
-    } else {
-        let errors: Vec<String> = applied.errors.iter().map(|e| chain(e)).collect();
-        Done::error(format!("{}; {done}", errors.join("; ")))
-    }
-}
-
-/// `disable_ec2_metadata`: the running system's route to the metadata service prohibited.
-fn disable_ec2_metadata(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    if !i.config.disable_ec2_metadata.as_ref().is_some_and(is_true) {
-        return Done::skipped("disable_ec2_metadata is not true");
-    }
-    if !i.root.is_host() {
-        return Done::skipped("root is not /: the route is the running system's");
-    }
-    match disable_ec2_metadata::block() {
-        Ok(command) => Done::ok_with(command),
-        Err(err) => Done::error(chain(&err)),
-    }
-}
-
-/// `rsyslog`: its configuration files; on the running system rsyslog reloaded (a failed reload
-/// is a warning, as cloud-init logs it).
-fn configure_rsyslog(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
-    let request = match rsyslog::request(&i.config, warnings) {
-        Ok(Some(request)) => request,
-        Ok(None) => return Done::skipped("no rsyslog configs or remotes"),
-        Err(err) => return Done::error(err),
-    };
-    let files = match rsyslog::write(i.root, &request) {
-        Ok(files) => files,
-        Err(err) => return Done::error(chain(&err)),
-    };
-    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let mut said = vec![format!("wrote {}", shown.join(", "))];
-    let command = rsyslog::reload_command(&request.reload);
-    if !i.root.is_host() {
-        said.push("root is not /: rsyslog not reloaded".to_owned());
-    } else if request.reload == rsyslog::Reload::Auto && !tool::systemd_runs(i.root) {
-        said.push("no systemd: rsyslog not reloaded".to_owned());
-    } else {
-        i.root.publish();
-        let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
-        match tool::run(&command[0], &args) {
-            Ok(Some(())) => said.push(format!("ran {}", command.join(" "))),
-            Ok(None) => warnings.push(format!(
-                "rsyslog: not reloaded: {} is not installed",
-                command[0]
-            )),
-            Err(err) => warnings.push(format!("rsyslog: not reloaded: {}", chain(&err))),
-        }
-    }
-    Done::ok_with(said.join("; "))
-}
-
-/// `keyboard`: the layout in `/etc/default/keyboard`; on the running system console-setup
-/// restarted when it runs.
-fn keyboard(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let keymap = match keyboard::request(i.config.keyboard.as_ref()) {
-        Ok(Some(keymap)) => keymap,
-        Ok(None) => return Done::skipped("no keyboard"),
-        Err(err) => return Done::error(err),
-    };
-    if let Err(err) = keyboard::write(i.root, &keymap) {
-        return Done::error(chain(&err));
-    }
-    let mut said = format!(
-        "{} (model {}, variant {:?}, options {:?}) in {}",
-        keymap.layout,
-        keymap.model,
-        keymap.variant,
-        keymap.options,
-        keyboard::KEYBOARD_FILE
-    );
-    if i.root.is_host() && tool::systemd_runs(i.root) && keyboard::has_console_setup(i.root) {
-        i.root.publish();
-        let args = ["--no-block", "try-restart", keyboard::CONSOLE_SETUP];
-        match tool::run("systemctl", &args) {
-            Ok(Some(())) => said.push_str(&format!("; {} restarted", keyboard::CONSOLE_SETUP)),
-            Ok(None) => {}
-            Err(err) => return Done::error(format!("{}; {said}", chain(&err))),
-        }
-    }
-    Done::ok_with(said)
-}
-
-/// `timezone`: `/etc/localtime` and `/etc/timezone` for the zone.
-fn timezone(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let Some(zone) = &i.config.timezone else {
-        return Done::skipped("no timezone");
-    };
-    match timezone::set(i.root, zone) {
-        Ok(timezone::Localtime::Linked) => Done::ok_with(format!(
-            "{zone}: {} -> {}/{zone}",
-            timezone::LOCALTIME,
-            timezone::ZONEINFO
-        )),
-        Ok(timezone::Localtime::Copied) => Done::ok_with(format!(
-            "{zone}: {} is a copy of {}/{zone}",
-            timezone::LOCALTIME,
-            timezone::ZONEINFO
-        )),
-        Err(err) => Done::error(chain(&err)),
-    }
-}
-
 /// On a new instance: the image's SSH host keys deleted (`ssh_deletekeys`, default true) and
 /// the keys `ssh_keys` gives written.
 fn instance_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
@@ -807,7 +508,7 @@ fn ssh_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
                 .map(|made| made == HostKey::Made)
                 .map_err(|err| chain(&err))
         } else {
-            ssh_genkeytypes::make(i.root, kind, &host_key_comment(i), quiet)
+            ssh_genkeytypes::make(i.root, kind, || host_key_comment(i), quiet)
                 .map_err(|err| chain(&err))
         };
         match result {

@@ -100,6 +100,17 @@ impl Done {
         Self::new(Outcome::Error, Some(message.into()))
     }
 
+    /// What a step did (`said`) with what failed (`errors`): success with `said` when nothing
+    /// failed, else an error with the failures first, then what was done.
+    pub fn with_errors(mut errors: Vec<String>, said: Vec<String>) -> Self {
+        if errors.is_empty() {
+            Done::ok_with(said.join("; "))
+        } else {
+            errors.extend(said);
+            Done::error(errors.join("; "))
+        }
+    }
+
     /// `Ok(done)` as is, `Err(e)` as an error with the whole cause chain.
     pub fn from_result<E: Error>(result: Result<Done, E>) -> Self {
         result.unwrap_or_else(|err| Done::error(chain(&err)))
@@ -272,6 +283,21 @@ mod tests {
         assert_eq!(json["steps"][1]["outcome"], "error");
         assert_eq!(json["steps"][1]["message"], "boom");
         assert!(json["steps"][0].get("message").is_none());
+    }
+
+    #[test]
+    fn with_errors_puts_the_failures_first() {
+        let said = vec!["wrote a".to_owned(), "ran b".to_owned()];
+        let mut report = Report::start();
+        report.step("fine", || Done::with_errors(Vec::new(), said.clone()));
+        report.step("broken", || {
+            Done::with_errors(vec!["c failed".into()], said.clone())
+        });
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["steps"][0]["outcome"], "ok");
+        assert_eq!(json["steps"][0]["message"], "wrote a; ran b");
+        assert_eq!(json["steps"][1]["outcome"], "error");
+        assert_eq!(json["steps"][1]["message"], "c failed; wrote a; ran b");
     }
 
     #[test]

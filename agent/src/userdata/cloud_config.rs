@@ -63,6 +63,19 @@ impl CloudConfig {
     }
 }
 
+#[cfg(test)]
+impl CloudConfig {
+    /// The cloud-config of a JSON object whose every key reads without error (tests).
+    pub fn from_json(value: serde_json::Value) -> CloudConfig {
+        let serde_json::Value::Object(object) = value else {
+            panic!("a cloud-config is a map")
+        };
+        let (config, errors) = CloudConfig::from_map(&object.into_iter().collect());
+        assert!(errors.is_empty(), "{errors:?}");
+        config
+    }
+}
+
 /// cloud-init's `util.is_true`: `true`, or a value whose text is `true`, `1`, `on` or `yes`
 /// (any case, spaces around ignored).
 pub fn is_true(value: &serde_json::Value) -> bool {

@@ -6,19 +6,9 @@ use super::*;
 const KEY: &str = include_str!("../../../tests/fixtures/apt/key.asc");
 const KEY_GPG: &[u8] = include_bytes!("../../../tests/fixtures/apt/key.gpg");
 
-fn config(value: Value) -> CloudConfig {
-    let Value::Object(object) = value else {
-        panic!("a cloud-config is a map")
-    };
-    let map = object.into_iter().collect();
-    let (config, errors) = CloudConfig::from_map(&map);
-    assert!(errors.is_empty(), "{errors:?}");
-    config
-}
-
 fn asked(value: Value) -> (Request, Vec<String>) {
     let mut warnings = Vec::new();
-    let request = request(&config(value), &mut warnings).unwrap();
+    let request = request(&CloudConfig::from_json(value), &mut warnings).unwrap();
     (request, warnings)
 }
 
@@ -314,7 +304,7 @@ fn what_metaboot_does_not_do_is_said() {
         json!({"apt": {"sources_list": ["x"]}}),
     ] {
         assert!(
-            super::request(&config(bad.clone()), &mut warnings).is_err(),
+            super::request(&CloudConfig::from_json(bad.clone()), &mut warnings).is_err(),
             "{bad}"
         );
     }

@@ -2,18 +2,8 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn config(value: Value) -> CloudConfig {
-    let Value::Object(object) = value else {
-        panic!("a cloud-config is a map")
-    };
-    let map = object.into_iter().collect();
-    let (config, errors) = CloudConfig::from_map(&map);
-    assert!(errors.is_empty(), "{errors:?}");
-    config
-}
-
 fn asked(value: Value) -> Request {
-    request(&config(value)).unwrap().unwrap()
+    request(&CloudConfig::from_json(value)).unwrap().unwrap()
 }
 
 /// A root with os-release and the given programs (executables) in it.
@@ -38,16 +28,16 @@ fn image(programs: &[&str]) -> (tempfile::TempDir, Root) {
 
 #[test]
 fn absent_or_disabled_asks_nothing() {
-    assert_eq!(request(&config(json!({}))).unwrap(), None);
+    assert_eq!(request(&CloudConfig::from_json(json!({}))).unwrap(), None);
     assert_eq!(
-        request(&config(
+        request(&CloudConfig::from_json(
             json!({"ntp": {"enabled": false, "servers": ["a"]}})
         ))
         .unwrap(),
         None
     );
     assert_eq!(
-        request(&config(json!({"ntp": {"enabled": "no"}}))).unwrap(),
+        request(&CloudConfig::from_json(json!({"ntp": {"enabled": "no"}}))).unwrap(),
         None
     );
 }
@@ -80,7 +70,7 @@ fn servers_pools_client_and_overrides() {
 
 #[test]
 fn bad_values_say_which() {
-    let error = |value: Value| request(&config(value)).unwrap_err();
+    let error = |value: Value| request(&CloudConfig::from_json(value)).unwrap_err();
     assert_eq!(
         error(json!({"ntp": {"servers": ["a b"]}})),
         "ntp: `servers` holds \"a b\", not a host name or address"
@@ -101,7 +91,12 @@ fn bad_values_say_which() {
     assert!(error(json!({"ntp": {"servers": many}})).contains(&format!("more than {MAX_SERVERS}")));
     let long = "a".repeat(MAX_NAME + 1);
     assert!(error(json!({"ntp": {"servers": [long]}})).contains("not a host name"));
-    assert!(request(&config(json!({"ntp": {"servers": ["a".repeat(MAX_NAME)]}}))).is_ok());
+    assert!(
+        request(&CloudConfig::from_json(
+            json!({"ntp": {"servers": ["a".repeat(MAX_NAME)]}})
+        ))
+        .is_ok()
+    );
 }
 
 #[test]

@@ -2,19 +2,9 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn config(value: Value) -> CloudConfig {
-    let Value::Object(object) = value else {
-        panic!("a cloud-config is a map")
-    };
-    let map = object.into_iter().collect();
-    let (config, errors) = CloudConfig::from_map(&map);
-    assert!(errors.is_empty(), "{errors:?}");
-    config
-}
-
 fn asked(value: Value) -> (Option<Request>, Vec<String>) {
     let mut warnings = Vec::new();
-    let request = request(&config(value), &mut warnings).unwrap();
+    let request = request(&CloudConfig::from_json(value), &mut warnings).unwrap();
     (request, warnings)
 }
 
@@ -147,7 +137,8 @@ fn nothing_to_write_and_wrong_types() {
     assert_eq!(asked(json!({})).0, None);
     assert_eq!(asked(json!({"rsyslog": {}})).0, None);
     assert_eq!(asked(json!({"rsyslog": {"remotes": {}}})).0, None);
-    let error = |value: Value| request(&config(value), &mut Vec::new()).unwrap_err();
+    let error =
+        |value: Value| request(&CloudConfig::from_json(value), &mut Vec::new()).unwrap_err();
     assert_eq!(
         error(json!({"rsyslog": "x"})),
         "rsyslog: neither a map nor a list"
