@@ -159,6 +159,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 // metaboot's guests are asked on both paths, cloud-init's on the router path.
                 disable_metadata: path == MetadataPath::Router
                     || image.manifest.provisioner == Provisioner::Metaboot,
+                rsyslog: true,
             }
         })
         .collect();

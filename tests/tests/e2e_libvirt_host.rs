@@ -213,6 +213,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             keys_elsewhere: false,
             ntp: false,
             disable_metadata: false,
+            rsyslog: false,
         },
         tiny,
         run_dir: dir.clone(),

@@ -206,17 +206,10 @@ pub fn choose(root: &Root, request: &Request) -> Result<(Client, bool), String> 
                  ntp or ntpdate configuration)"
                 )
             })?,
-        None => {
-            let mut clients = preferred();
-            let first = clients.next().expect("PREFERRED is not empty");
-            if has_program(root, &first.check_exe) {
-                first
-            } else {
-                clients
-                    .find(|client| has_program(root, &client.check_exe))
-                    .unwrap_or(first)
-            }
-        }
+        // cloud-init's `auto`: the first the image has, else the first of all, to install.
+        None => preferred()
+            .find(|client| has_program(root, &client.check_exe))
+            .unwrap_or_else(|| preferred().next().expect("PREFERRED is not empty")),
     };
     if let Some(confpath) = &request.confpath {
         client.confpath.clone_from(confpath);
@@ -284,7 +277,9 @@ pub fn render(client: &Client, servers: &[String], pools: &[String]) -> String {
         }
     };
     if client.name == "chrony" {
-        text.push_str("# See chrony.conf(5); the image's file is beside it as chrony.conf.dist.\n");
+        text.push_str(
+            "# See chrony.conf(5). A file that was here before is kept as <this file>.dist.\n",
+        );
         lines(&mut text);
         text.push_str(
             "keyfile /etc/chrony/chrony.keys\n\
@@ -295,7 +290,9 @@ pub fn render(client: &Client, servers: &[String], pools: &[String]) -> String {
              makestep 1 3\n",
         );
     } else {
-        text.push_str("# See ntp.conf(5); the image's file is beside it as ntp.conf.dist.\n");
+        text.push_str(
+            "# See ntp.conf(5). A file that was here before is kept as <this file>.dist.\n",
+        );
         text.push_str("driftfile /var/lib/ntp/ntp.drift\n");
         lines(&mut text);
         text.push_str(

@@ -178,6 +178,7 @@ fn boot(
         keys_elsewhere: false,
         ntp: false,
         disable_metadata: false,
+        rsyslog: false,
     };
     let guest_dir = dir.join(spec.slug());
     let mut seen = None;

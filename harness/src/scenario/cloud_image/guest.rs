@@ -16,8 +16,8 @@ use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
     CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE,
-    LOCALE_LISTED, NTP_SERVER, POLL, PROVISION_TIMEOUT, SWAP_FILE, SWAP_SIZE, TIMEZONE,
-    TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+    LOCALE_LISTED, NTP_SERVER, POLL, PROVISION_TIMEOUT, RSYSLOG_FILE, RSYSLOG_LINES,
+    RSYSLOG_REMOTE, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::apt_repo::{self, AptRepo, RepoSource};
@@ -130,6 +130,11 @@ pub fn cloud_config(
     };
     if spec.disable_metadata {
         ntp.push_str("disable_ec2_metadata: true\n");
+    }
+    if spec.rsyslog {
+        ntp.push_str(&format!(
+            "rsyslog:\n  remotes:\n    lab: \"{RSYSLOG_REMOTE}\"\n"
+        ));
     }
     let locale = if spec.locale {
         format!("locale: {LOCALE}\n")
@@ -542,6 +547,17 @@ pub(crate) fn verdict_and_checks(
             ),
         );
     }
+    if spec.rsyslog {
+        push(
+            "rsyslog's remote in its configuration (rsyslog)",
+            check_output(
+                target,
+                &who.key,
+                &format!("cat {RSYSLOG_FILE}"),
+                RSYSLOG_LINES,
+            ),
+        );
+    }
     if spec.disable_metadata {
         push(
             "the metadata service unreachable from the guest (disable_ec2_metadata)",
@@ -707,6 +723,7 @@ mod tests {
             keys_elsewhere: true,
             ntp: true,
             disable_metadata: true,
+            rsyslog: true,
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
@@ -740,6 +757,7 @@ mod tests {
             "locale: en_US.UTF-8\n",
             "ntp:\n  servers: [time.metaboot.test]\n",
             "disable_ec2_metadata: true\n",
+            "rsyslog:\n  remotes:\n    lab: \"@@[2001:db8::514]:6514\"\n",
             "write_files:\n  - path: /etc/ssh/sshd_config\n    append: true\n    content: |\n      \
              AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n",
         ] {
@@ -753,6 +771,7 @@ mod tests {
             keys_elsewhere: false,
             ntp: false,
             disable_metadata: false,
+            rsyslog: false,
             ..spec
         };
         let plain = cloud_config(
@@ -771,6 +790,7 @@ mod tests {
             "write_files",
             "ntp",
             "disable_ec2_metadata",
+            "rsyslog",
         ] {
             assert!(!plain.contains(key), "{key}");
         }

@@ -187,6 +187,7 @@ impl OwnImage {
             keys_elsewhere: false,
             ntp: false,
             disable_metadata: false,
+            rsyslog: false,
         }
     }
 }

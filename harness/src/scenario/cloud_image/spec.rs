@@ -110,7 +110,19 @@ pub struct CloudImageGuest {
     /// guest can connect to the metadata service any more (cloud-init 22.4 cannot where DHCP
     /// gave that route: `tests/tests/e2e_debian.rs`).
     pub disable_metadata: bool,
+    /// The user data also gives rsyslog a remote ([`RSYSLOG_REMOTE`], `rsyslog: remotes:`): both
+    /// provisioners write it into `/etc/rsyslog.d/20-cloud-config.conf` as cloud-init renders
+    /// it (the images have no rsyslog: the reload each tries is a warning), and a check reads
+    /// the file back.
+    pub rsyslog: bool,
 }
+
+/// The remote of [`CloudImageGuest::rsyslog`] (TCP to a documentation address and port).
+pub const RSYSLOG_REMOTE: &str = "@@[2001:db8::514]:6514";
+/// The file both provisioners write it into, and what it holds.
+pub const RSYSLOG_FILE: &str = "/etc/rsyslog.d/20-cloud-config.conf";
+/// What that file holds: the remote as cloud-init 22.4 renders it, named `lab`.
+pub const RSYSLOG_LINES: &str = "# begin remotes\n*.* @@[2001:db8::514]:6514 # lab\n# end remotes";
 
 /// The time server of [`CloudImageGuest::ntp`]: a name under `.test` (RFC 2606), which nothing
 /// answers; timesyncd lists it all the same.
