@@ -123,16 +123,17 @@ pub fn cloud_config(
     } else {
         String::new()
     };
-    let mut ntp = if spec.ntp {
+    // The system's settings: time server, the metadata route, rsyslog's remote.
+    let mut system = if spec.ntp {
         format!("ntp:\n  servers: [{NTP_SERVER}]\n")
     } else {
         String::new()
     };
     if spec.disable_metadata {
-        ntp.push_str("disable_ec2_metadata: true\n");
+        system.push_str("disable_ec2_metadata: true\n");
     }
     if spec.rsyslog {
-        ntp.push_str(&format!(
+        system.push_str(&format!(
             "rsyslog:\n  remotes:\n    lab: \"{RSYSLOG_REMOTE}\"\n"
         ));
     }
@@ -152,7 +153,7 @@ pub fn cloud_config(
          hostname: {host}\n\
          timezone: {TIMEZONE}\n\
          {locale}\
-         {ntp}\
+         {system}\
          ssh_pwauth: true\n\
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
