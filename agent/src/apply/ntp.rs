@@ -341,7 +341,9 @@ pub fn write(root: &Root, client: &Client, text: &str) -> Result<Option<String>,
 
 /// os-release's `ID` of the image (`debian`, `ubuntu`, …), when it is a plain name.
 pub fn distro(root: &Root) -> Option<String> {
-    let text = root.read_optional_string("/etc/os-release").ok()??;
+    let text = root
+        .read_optional_string(crate::apply::apt::OS_RELEASE)
+        .ok()??;
     crate::apply::locale::shell_value(&text, "ID")
         .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }

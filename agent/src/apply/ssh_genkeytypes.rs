@@ -12,8 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::apply::ssh_host_key;
 use crate::apply::tool::{self, ToolError};
-use crate::fsutil::{PathError, WriteOptions};
+use crate::fsutil::PathError;
 use crate::root::Root;
 use crate::userdata::cloud_config::{CloudConfig, is_true};
 
@@ -21,10 +22,6 @@ use crate::userdata::cloud_config::{CloudConfig, is_true};
 pub const KEY_TYPES: [&str; 4] = ["rsa", "dsa", "ecdsa", "ed25519"];
 /// The types metaboot makes when user data does not say.
 pub const DEFAULT_TYPES: [&str; 1] = ["ed25519"];
-/// A private key's mode, as ssh-keygen makes it.
-pub const PRIVATE_MODE: u32 = 0o600;
-/// A public key's mode.
-pub const PUBLIC_MODE: u32 = 0o644;
 
 /// The private key of `kind` (`/etc/ssh/ssh_host_<kind>_key`; the public half adds `.pub`).
 pub fn key_path(kind: &str) -> String {
@@ -136,17 +133,8 @@ pub fn make(
         })
     };
     let public = read(&file.with_extension("pub"))?;
-    let mut secret = read(&file)?;
-    let written = (|| {
-        root.write_atomic(
-            format!("{private}.pub"),
-            &public,
-            &WriteOptions::exact(PUBLIC_MODE, None),
-        )?;
-        root.write_atomic(&private, &secret, &WriteOptions::exact(PRIVATE_MODE, None))
-    })();
-    secret.fill(0);
-    written?;
+    let secret = read(&file)?;
+    ssh_host_key::write_pair(root, &private, &public, secret)?;
     Ok(true)
 }
 
@@ -251,8 +239,11 @@ mod tests {
         let text = std::fs::read_to_string(&private).unwrap();
         assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&private), PRIVATE_MODE);
-        assert_eq!(mode(&private.with_extension("pub")), PUBLIC_MODE);
+        assert_eq!(mode(&private), ssh_host_key::PRIVATE_KEY_MODE);
+        assert_eq!(
+            mode(&private.with_extension("pub")),
+            ssh_host_key::PUBLIC_KEY_MODE
+        );
         // There: not made again.
         assert!(!make(&root, "ecdsa", || "root@keys".into(), true).unwrap());
         assert_eq!(std::fs::read_to_string(&private).unwrap(), text);

@@ -84,22 +84,27 @@ pub fn ensure(root: &Root, comment: impl FnOnce() -> String) -> Result<HostKey, 
     let public = openssh::public_line(&pair, &comment);
     let private = openssh::private_file(&pair, &comment, check);
     pair.seed.fill(0);
-    write_pair(root, &public, private)?;
+    write_pair(root, PRIVATE_KEY, public.as_bytes(), private.into_bytes())?;
     Ok(HostKey::Made)
 }
 
-/// Writes the public half, then the private half, each atomically with exactly its mode, owned
-/// by root.
-fn write_pair(root: &Root, public: &str, private: String) -> Result<(), PathError> {
-    let mut private = private.into_bytes();
+/// Writes a host key pair, private half at `private_path`, public half beside it (`.pub`): the
+/// public half first, then the private one, each atomically with exactly its mode, owned by root
+/// (a run cut short leaves no private key without its public half). `private` is zeroed.
+pub fn write_pair(
+    root: &Root,
+    private_path: &str,
+    public: &[u8],
+    mut private: Vec<u8>,
+) -> Result<(), PathError> {
     let result = (|| {
         root.write_atomic(
-            PUBLIC_KEY,
-            public.as_bytes(),
+            format!("{private_path}.pub"),
+            public,
             &WriteOptions::exact(PUBLIC_KEY_MODE, None),
         )?;
         root.write_atomic(
-            PRIVATE_KEY,
+            private_path,
             &private,
             &WriteOptions::exact(PRIVATE_KEY_MODE, None),
         )
