@@ -124,7 +124,9 @@ impl HostBridges {
     }
 
     /// Serves every host network of the model whose bridge exists, stops serving the others.
-    pub async fn reconcile<F: Forward>(
+    /// Not `async`: a stop drops the supervisor's future at an await, and `Drop` takes off only
+    /// the addresses `served` knows, so putting an address on and recording it must not be split.
+    pub fn reconcile<F: Forward>(
         &mut self,
         model: &ReadModel,
         workers: &Workers,
@@ -172,15 +174,15 @@ impl HostBridges {
                 .map(|(_, host)| host.clone());
             let Some(host) = host else { continue };
             let count = workers.count();
-            let device = bridge.clone();
-            let bound = tokio::task::spawn_blocking(move || {
-                ip_addr("replace", &device)?;
-                tcp_listeners_on(HOST_LISTEN, Some(&device), count).map_err(|err| {
-                    format!("cannot listen on {HOST_LISTEN} on bridge {device}: {err}")
+            // On the caller's thread (an await here once left an address behind at a stop).
+            let bound = ip_addr("replace", &bridge).and_then(|()| {
+                tcp_listeners_on(HOST_LISTEN, Some(&bridge), count).map_err(|err| {
+                    if !self.served.values().any(|served| served.bridge == bridge) {
+                        remove_address(&bridge);
+                    }
+                    format!("cannot listen on {HOST_LISTEN} on bridge {bridge}: {err}")
                 })
-            })
-            .await
-            .unwrap_or_else(|err| Err(err.to_string()));
+            });
             match bound {
                 Ok(listeners) => {
                     self.failing.remove(&id);

@@ -141,15 +141,13 @@ impl<F: Forward> Supervisor<F> {
                     placement.netns
                 );
             }
-            hosts
-                .reconcile(
-                    &self.model,
-                    &self.workers,
-                    self.limits,
-                    &*self.make_handler,
-                    &self.forward,
-                )
-                .await;
+            hosts.reconcile(
+                &self.model,
+                &self.workers,
+                self.limits,
+                &*self.make_handler,
+                &self.forward,
+            );
             if first {
                 tracing::info!(
                     registry = %self.registry,
