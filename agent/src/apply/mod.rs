@@ -8,6 +8,7 @@ pub mod apt;
 pub mod authkey_fingerprints;
 pub mod ca_certs;
 pub mod disable_ec2_metadata;
+pub mod disk_setup;
 pub mod final_message;
 pub mod growpart;
 pub mod home;
