@@ -11,6 +11,7 @@ pub mod disable_ec2_metadata;
 pub mod disk_setup;
 pub mod final_message;
 pub mod growpart;
+pub mod grub_dpkg;
 pub mod home;
 pub mod hostname;
 pub mod hosts;

@@ -114,6 +114,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     // cloud-init's config stage, which runs while the logins start: here after them, as
     // building a locale takes tens of seconds under emulation.
     last("locale", PerInstance, system::set_locale),
+    // cloud-init's config stage: debconf's answers before apt may upgrade grub-pc (perl under
+    // emulation: after the logins).
+    last("grub-dpkg", PerInstance, system::grub_dpkg),
     // cloud-init's config stage: apt's sources before the packages that come from them.
     last("apt-configure", PerInstance, packages::configure_apt),
     // cloud-init's config stage: the time client, installed from apt's sources when missing.
@@ -960,14 +963,15 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_locale_apt_ntp_packages_scripts_keys_message_then_power()
-    {
+    fn the_final_stage_is_the_trust_store_locale_grub_apt_ntp_packages_scripts_keys_message_then_power()
+     {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
             [
                 "ca-certs",
                 "locale",
+                "grub-dpkg",
                 "apt-configure",
                 "ntp",
                 "packages",

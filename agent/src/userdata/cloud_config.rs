@@ -196,6 +196,11 @@ cloud_config! {
     disk_setup: serde_json::Value = "disk_setup",
     /// `fs_setup`: file systems to make (`{device, filesystem, label, partition, …}` each).
     fs_setup: serde_json::Value = "fs_setup",
+    /// `grub_dpkg: {enabled, grub-pc/install_devices, grub-pc/install_devices_empty}`: the
+    /// boot disk in debconf's answers for grub-pc (on unless `enabled: false`).
+    grub_dpkg: serde_json::Map<String, serde_json::Value> = "grub_dpkg",
+    /// The same under its older name (used when `grub_dpkg` is absent).
+    grub_dpkg_old: serde_json::Map<String, serde_json::Value> = "grub-dpkg",
     /// `timezone`: a tz database zone (`Europe/Berlin`).
     timezone: String = "timezone",
     /// `ca_certs: {remove_defaults, trusted}`: certificates the instance trusts.

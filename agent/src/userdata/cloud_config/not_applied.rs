@@ -20,8 +20,6 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("chef", SERVICES),
     ("drivers", PACKAGES),
     ("fan", SERVICES),
-    ("grub-dpkg", SYSTEM),
-    ("grub_dpkg", SYSTEM),
     ("landscape", SERVICES),
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),

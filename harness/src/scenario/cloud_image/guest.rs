@@ -710,6 +710,18 @@ pub(crate) fn verdict_and_checks(
             check_root_fills(target, &who.key),
         );
     }
+    if spec.provisioner.is_some() {
+        // The images leave the answer empty: the provisioner's `grub_dpkg` names the disk.
+        push(
+            "grub-pc's install device is the boot disk (grub_dpkg)",
+            check_output(
+                target,
+                &who.key,
+                "sudo -n debconf-show grub-pc | grep -F 'grub-pc/install_devices:'",
+                "* grub-pc/install_devices: /dev/vda",
+            ),
+        );
+    }
     // Last: an image may make its RSA key after the first login. Only the images this project
     // builds (their provisioner is known) are held to all three types; a user's own image makes
     // the types its configuration asks for (cloud-init's `ssh_genkeytypes`).
