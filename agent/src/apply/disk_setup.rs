@@ -203,6 +203,16 @@ fn file_system(map: &Map<String, Value>) -> Result<FsRequest, String> {
         extra_opts,
         cmd: optional("cmd")?,
     };
+    if let Some(fs) = &request.filesystem
+        && (fs.is_empty()
+            || !fs
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        return Err(format!(
+            "filesystem {fs:?} is not a file system type (ext4, xfs, swap, …)"
+        ));
+    }
     if request.filesystem.is_none() && request.cmd.is_none() {
         return Err("it names no filesystem and no cmd: no way to make one".to_owned());
     }
@@ -434,7 +444,10 @@ pub fn make(device: &str, request: &FsRequest) -> Result<Made, DiskError> {
     }
     args.extend(request.extra_opts.iter().map(String::as_str));
     args.push(&target);
-    tool::run(&mkfs, &args)?;
+    tool::run(&mkfs, &args)?.ok_or(DiskError::Missing {
+        tool: "mkfs",
+        package: "the file system's tools",
+    })?;
     Ok(Made::Made(target))
 }
 

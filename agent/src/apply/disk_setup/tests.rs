@@ -229,6 +229,10 @@ fn fs_entries_are_read_with_cloud_inits_defaults() {
             json!({"device": "/dev/vdb"}),
             "is not a list of file systems",
         ),
+        (
+            json!([{"device": "/dev/vdb", "filesystem": "../../tmp/x"}]),
+            "filesystem \"../../tmp/x\" is not a file system type",
+        ),
     ] {
         let err = file_systems(&value, &mut Vec::new()).unwrap_err();
         assert!(err.contains(said), "{value}: {err}");
