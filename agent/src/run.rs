@@ -7,6 +7,7 @@
 //! `final` (metaboot-final.service, after sshd starts) runs them (`run/final_stage.rs`).
 
 mod accounts;
+mod disks;
 mod fetch;
 mod final_stage;
 mod finish;

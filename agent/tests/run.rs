@@ -440,7 +440,7 @@ fn status_json_shape() {
         .collect();
     assert_eq!(names.first(), Some(&"config"));
     assert_eq!(names.last(), Some(&"power-state"));
-    assert_eq!(names.len(), 44);
+    assert_eq!(names.len(), 46);
     // A root that is not the running system's `/` (an image being prepared, these tests)
     // never has its disk's partitions or file system grown.
     for (step, message) in [

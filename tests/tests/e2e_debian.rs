@@ -16,7 +16,9 @@
 //! four boots through a real libvirtd (`virsh create` of a transient domain) instead of the
 //! harness's own QEMU; two boot at once, in one lab. Every guest also gets an ephemeral disk
 //! as nova makes one (ext4 labelled `ephemeral0`), found mounted on `/mnt`, and a swap file
-//! from its user data, found in `/proc/swaps`. On the router path the user data also
+//! from its user data, found in `/proc/swaps`, and a blank data disk its user data partitions
+//! (`disk_setup`), formats (`fs_setup`) and mounts (`mounts`) under an alias (`device_aliases`),
+//! read back with lsblk and findmnt. On the router path the user data also
 //! asks for a reboot once provisioned (`power_state`) and a `final_message`: the first boot
 //! must end by itself with the message on its console, and the checks run on the second boot
 //! (runcmd not re-run). `METABOOT_E2E_DEBIAN` (space-separated `path/image[@libvirt][+reboot]`)
@@ -160,6 +162,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 disable_metadata: path == MetadataPath::Router
                     || image.manifest.provisioner == Provisioner::Metaboot,
                 rsyslog: true,
+                disk_setup: true,
             }
         })
         .collect();

@@ -55,6 +55,8 @@ pub struct Config<'a> {
     pub mounts: Option<&'a Value>,
     pub default_fields: Option<&'a Value>,
     pub swap: Option<&'a Map<String, Value>>,
+    /// `device_aliases`: names for devices (`data.1` is the first partition of `data`'s).
+    pub device_aliases: Option<&'a Value>,
 }
 
 /// What the step did.
@@ -234,7 +236,8 @@ pub fn apply(
         .map_err(MountsError::Read)?
         .unwrap_or_default();
     let fstab = Fstab::parse(&text);
-    let devices = Devices::new(root);
+    let aliases = super::disk_setup::aliases(config.device_aliases).map_err(MountsError::Config)?;
+    let devices = Devices::new(root).with_aliases(aliases);
     let mut entries = plan(given, &defaults, options, &fstab, &devices);
     for entry in &mut entries {
         entry[3] = format!("{},{MNT_COMMENT}", entry[3]);

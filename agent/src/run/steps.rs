@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use super::accounts;
 use super::instance::Instance;
-use super::{packages, system};
+use super::{disks, packages, system};
 use crate::apply::hostname::{self, HostnameError};
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
-    ca_certs, final_message, growpart, hosts, instance_host_keys, keys_to_console, mounts, network,
-    phone_home, power_state, random_seed, resizefs, scripts, ssh_genkeytypes, write_files,
+    ca_certs, final_message, hosts, instance_host_keys, keys_to_console, network, phone_home,
+    power_state, random_seed, scripts, ssh_genkeytypes, write_files,
 };
 use crate::fsutil::WriteOptions;
 use crate::log::chain;
@@ -82,9 +82,10 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     apply("bootcmd", Always, bootcmd),
     apply("boothooks", Always, boothooks),
     apply("write-files", PerInstance, |i, w| write_files(i, w, false)),
-    apply("growpart", Always, growpart),
-    apply("resizefs", Always, resizefs),
-    apply("mounts", PerInstance, mounts),
+    apply("growpart", Always, disks::growpart),
+    apply("resizefs", Always, disks::resizefs),
+    apply("disk-setup", PerInstance, disks::disk_setup),
+    apply("mounts", PerInstance, disks::mounts),
     apply("hostname", Always, hostname),
     apply("etc-hosts", Always, etc_hosts),
     apply("users-groups", PerInstance, accounts::users_groups),
@@ -113,6 +114,9 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     // cloud-init's config stage, which runs while the logins start: here after them, as
     // building a locale takes tens of seconds under emulation.
     last("locale", PerInstance, system::set_locale),
+    // cloud-init's config stage: debconf's answers before apt may upgrade grub-pc (perl under
+    // emulation: after the logins).
+    last("grub-dpkg", PerInstance, system::grub_dpkg),
     // cloud-init's config stage: apt's sources before the packages that come from them.
     last("apt-configure", PerInstance, packages::configure_apt),
     // cloud-init's config stage: the time client, installed from apt's sources when missing.
@@ -347,71 +351,6 @@ fn random_seed(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         random_seed::feed_urandom(i.root, &seed)
             .map(|()| Done::ok_with(format!("{} bytes", seed.len()))),
     )
-}
-
-/// Every boot, on the host root: the partitions of `growpart.devices` (default `/`) grown into
-/// the free space after them, unless `growpart.mode` is off or `/etc/growroot-disabled` exists.
-fn growpart(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let config = i.config.growpart.clone().unwrap_or_default();
-    match growpart::enabled(config.mode.as_ref()) {
-        Ok(true) => {}
-        Ok(false) => return Done::skipped("growpart.mode is off"),
-        Err(err) => return Done::error(err),
-    }
-    if !i.root.is_host() {
-        return Done::skipped("root is not /: its disks are left alone");
-    }
-    if !config.ignore_growroot_disabled.unwrap_or(false)
-        && i.root.exists(growpart::GROWROOT_DISABLED)
-    {
-        return Done::skipped(format!("{} exists", growpart::GROWROOT_DISABLED));
-    }
-    let devices = config.devices.unwrap_or_else(|| {
-        growpart::DEFAULT_DEVICES
-            .iter()
-            .map(|d| (*d).to_owned())
-            .collect()
-    });
-    let mut grew = false;
-    let mut said = Vec::new();
-    let mut errors = Vec::new();
-    for device in &devices {
-        match growpart::grow(device) {
-            Ok(growth) => {
-                grew |= matches!(growth, growpart::Growth::Grew { .. });
-                said.push(format!("{device}: {}", growth.describe()));
-            }
-            Err(err) => errors.push(format!("{device}: {}", chain(&err))),
-        }
-    }
-    if !errors.is_empty() {
-        errors.extend(said);
-        Done::error(errors.join("; "))
-    } else if grew {
-        Done::ok_with(said.join("; "))
-    } else {
-        Done::skipped(said.join("; "))
-    }
-}
-
-/// Every boot, on the host root: the root file system grown to its partition (`resize_rootfs`,
-/// default true).
-fn resizefs(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    if !resizefs::wanted(i.config.resize_rootfs.as_ref()) {
-        return Done::skipped("resize_rootfs is false");
-    }
-    if !i.root.is_host() {
-        return Done::skipped("root is not /: its file system is left alone");
-    }
-    match resizefs::resize(
-        Path::new("/"),
-        Path::new(growpart::partition::SYS_DEV_BLOCK),
-        Path::new(growpart::partition::DEV),
-    ) {
-        Ok(resized @ resizefs::Resized::Grew { .. }) => Done::ok_with(resized.describe()),
-        Ok(resized) => Done::skipped(resized.describe()),
-        Err(err) => Done::error(chain(&err)),
-    }
 }
 
 /// `ca_certs` (or its older name `ca-certs`): the default CAs deselected when asked, the
@@ -861,36 +800,6 @@ fn keys_to_console(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     }
 }
 
-/// The `mounts` step (cloud-init's `cc_mounts`, once per instance): fstab entries of
-/// `mounts` and the defaults (`ephemeral0` on `/mnt`, a swap area), a `swap` file, then
-/// `swapon -a` and `mount -a` on the host root.
-fn mounts(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
-    let config = mounts::Config {
-        mounts: i.config.mounts.as_ref(),
-        default_fields: i.config.mount_default_fields.as_ref(),
-        swap: i.config.swap.as_ref(),
-    };
-    match mounts::apply(i.root, config, warnings) {
-        Ok(None) => Done::skipped("no mounts, no swap and no ephemeral0 or swap device"),
-        Ok(Some(applied)) => {
-            let mut message = format!(
-                "{}: {} added, {} of an earlier instance dropped",
-                mounts::FSTAB,
-                count(applied.added.len(), "line"),
-                applied.dropped
-            );
-            for line in &applied.added {
-                message.push_str(&format!("; {}", line.replace('\t', " ")));
-            }
-            if !applied.ran.is_empty() {
-                message.push_str(&format!("; ran {}", applied.ran.join(", ")));
-            }
-            Done::ok_with(message)
-        }
-        Err(err) => Done::error(chain(&err)),
-    }
-}
-
 /// The `phone-home` step (cloud-init's `phone_home`, once per instance, after the keys are on
 /// the console): the instance's id, the datasource's host names and the host keys POSTed as a
 /// form to `url`. As with cloud-init, a POST that fails in every try is a warning, not a failed
@@ -1054,14 +963,15 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_locale_apt_ntp_packages_scripts_keys_message_then_power()
-    {
+    fn the_final_stage_is_the_trust_store_locale_grub_apt_ntp_packages_scripts_keys_message_then_power()
+     {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
             finals,
             [
                 "ca-certs",
                 "locale",
+                "grub-dpkg",
                 "apt-configure",
                 "ntp",
                 "packages",

@@ -1,10 +1,10 @@
-//! The system's settings: time zone, keyboard, locale, time servers, system logging, and the
-//! route to the metadata service once it is read.
+//! The system's settings: time zone, keyboard, locale, time servers, system logging, GRUB's
+//! disk in debconf, and the route to the metadata service once it is read.
 
 use super::instance::Instance;
 use super::packages::{UPDATE_SOURCES, mark_updated};
 use crate::apply::{
-    disable_ec2_metadata, keyboard, locale, ntp, packages, rsyslog, timezone, tool,
+    disable_ec2_metadata, grub_dpkg, keyboard, locale, ntp, packages, rsyslog, timezone, tool,
 };
 use crate::log::chain;
 use crate::state::result::Done;
@@ -190,6 +190,38 @@ pub(super) fn keyboard(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         }
     }
     Done::ok_with(said)
+}
+
+/// `grub_dpkg` (on unless disabled; host root, Debian family): the disk GRUB boots from in
+/// debconf's answers for grub-pc, so an upgrade installs GRUB there without asking.
+pub(super) fn grub_dpkg(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+    let config = grub_dpkg::config(i.config.grub_dpkg.as_ref(), i.config.grub_dpkg_old.as_ref());
+    if !grub_dpkg::enabled(config) {
+        return Done::skipped("grub_dpkg.enabled is false");
+    }
+    if !i.root.is_host() {
+        return Done::skipped("root is not /: debconf's answers are the running system's");
+    }
+    if tool::find(grub_dpkg::SET_SELECTIONS).is_none() {
+        return Done::skipped(format!(
+            "no {} here (not a Debian system)",
+            grub_dpkg::SET_SELECTIONS
+        ));
+    }
+    let selections = match grub_dpkg::selections(config, grub_dpkg::boot_disk) {
+        Ok(selections) => selections,
+        Err(err) => return Done::error(err),
+    };
+    match tool::run_with_input(grub_dpkg::SET_SELECTIONS, &[], selections.text().as_bytes()) {
+        Ok(_) => Done::ok_with(format!(
+            "{} {:?}, {} {}",
+            grub_dpkg::INSTALL_DEVICES,
+            selections.devices,
+            grub_dpkg::INSTALL_DEVICES_EMPTY,
+            selections.empty
+        )),
+        Err(err) => Done::error(chain(&err)),
+    }
 }
 
 /// `timezone`: `/etc/localtime` and `/etc/timezone` for the zone.

@@ -190,6 +190,17 @@ cloud_config! {
     mount_default_fields: serde_json::Value = "mount_default_fields",
     /// `swap: {filename, size, maxsize}`: a swap file.
     swap: serde_json::Map<String, serde_json::Value> = "swap",
+    /// `device_aliases`: names for devices, used by `disk_setup`, `fs_setup` and `mounts`.
+    device_aliases: serde_json::Value = "device_aliases",
+    /// `disk_setup`: disks to partition (`{table_type, layout, overwrite}` per device).
+    disk_setup: serde_json::Value = "disk_setup",
+    /// `fs_setup`: file systems to make (`{device, filesystem, label, partition, …}` each).
+    fs_setup: serde_json::Value = "fs_setup",
+    /// `grub_dpkg: {enabled, grub-pc/install_devices, grub-pc/install_devices_empty}`: the
+    /// boot disk in debconf's answers for grub-pc (on unless `enabled: false`).
+    grub_dpkg: serde_json::Map<String, serde_json::Value> = "grub_dpkg",
+    /// The same under its older name (used when `grub_dpkg` is absent).
+    grub_dpkg_old: serde_json::Map<String, serde_json::Value> = "grub-dpkg",
     /// `timezone`: a tz database zone (`Europe/Berlin`).
     timezone: String = "timezone",
     /// `ca_certs: {remove_defaults, trusted}`: certificates the instance trusts.

@@ -74,12 +74,12 @@ pub fn domain_xml(guest: &Guest) -> String {
     let _ = writeln!(xml, "  <on_crash>destroy</on_crash>");
     let _ = writeln!(xml, "  <devices>");
     let _ = writeln!(xml, "    <emulator>{EMULATOR}</emulator>");
-    // virtio disks in order: the boot disk (if any), the state disk, the config drive.
+    // virtio disks in order: the boot disk (if any), the further disks, the config drive.
     let mut disks: Vec<(&Path, &str, bool)> = Vec::new();
     if let Boot::Disk { overlay } = &guest.boot {
         disks.push((overlay, "qcow2", false));
     }
-    if let Some(disk) = &guest.disk {
+    for disk in &guest.disks {
         disks.push((disk, "raw", false));
     }
     if let Some(drive) = &guest.config_drive {

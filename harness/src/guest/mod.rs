@@ -110,8 +110,9 @@ pub struct Guest {
     pub boot: Boot,
     /// Memory in MiB.
     pub memory_mb: u32,
-    /// Persistent disk (raw ext4), attached with virtio-blk.
-    pub disk: Option<PathBuf>,
+    /// Further disks (raw), attached with virtio-blk in this order after the boot disk (a
+    /// tiny guest's state disk; a cloud image guest's ephemeral and data disks).
+    pub disks: Vec<PathBuf>,
     /// A config drive (a `config-2` ISO 9660 image), attached read-only as a second virtio disk.
     pub config_drive: Option<PathBuf>,
     /// Network interface.
@@ -133,7 +134,7 @@ impl Guest {
                 cmdline: KERNEL_CMDLINE.to_owned(),
             },
             memory_mb: MEMORY_MB,
-            disk: None,
+            disks: Vec::new(),
             config_drive: None,
             nic: None,
             entropy: Entropy::CpuMax,
@@ -150,7 +151,7 @@ impl Guest {
                 overlay: overlay.to_owned(),
             },
             memory_mb: DISK_MEMORY_MB,
-            disk: None,
+            disks: Vec::new(),
             config_drive: None,
             nic: None,
             entropy: Entropy::CpuMax,
@@ -167,9 +168,9 @@ impl Guest {
         }
     }
 
-    /// Attaches a persistent disk.
+    /// Attaches a disk after the ones attached before.
     pub fn with_disk(mut self, disk: &Path) -> Self {
-        self.disk = Some(disk.to_owned());
+        self.disks.push(disk.to_owned());
         self
     }
 
@@ -218,10 +219,7 @@ pub fn make_state_disk(path: &Path) -> anyhow::Result<()> {
 /// file of `bytes`, formatted ext4 and labelled `ephemeral0` (cloud-init's `mounts` default
 /// mounts it on `/mnt`, metaboot's too).
 pub fn make_ephemeral_disk(path: &Path, bytes: u64) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(path);
-    std::fs::File::create(path)
-        .and_then(|f| f.set_len(bytes))
-        .with_context(|| format!("failed to create {}", path.display()))?;
+    make_blank_disk(path, bytes)?;
     check(
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", EPHEMERAL_LABEL])
@@ -234,6 +232,15 @@ pub fn make_ephemeral_disk(path: &Path, bytes: u64) -> anyhow::Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// Creates `path` as a blank raw disk of `bytes` bytes (sparse: it costs nothing until written),
+/// as a volume attached to an instance is before anything formats it.
+pub fn make_blank_disk(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(bytes))
+        .with_context(|| format!("failed to create {}", path.display()))
 }
 
 /// The label nova gives an instance's ephemeral disk.

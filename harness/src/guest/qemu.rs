@@ -99,7 +99,7 @@ pub fn args(guest: &Guest) -> Vec<OsString> {
         args.push("-device".into());
         args.push(format!("virtio-net-pci,netdev=net0,mac={}", nic.mac).into());
     }
-    if let Some(disk) = &guest.disk {
+    for disk in &guest.disks {
         let mut spec = OsString::from("file=");
         spec.push(disk.as_os_str());
         spec.push(",format=raw,if=virtio");

@@ -96,7 +96,7 @@ pub fn command(guest: &Guest, nic: &NetworkNic, console: &Path) -> anyhow::Resul
             ));
         }
     }
-    if let Some(disk) = &guest.disk {
+    for disk in &guest.disks {
         add("--disk");
         add(&format!(
             "path={},format=raw,bus=virtio",

@@ -4,9 +4,11 @@
 //! `TYPE=swap`: nova labels an instance's ephemeral disk `ephemeral0`); `sdb`, `vdb1`, `xvdc`,
 //! `sr0` under `/dev`; a device given without a partition number takes its first partition
 //! when it has one (`/dev/vdb` → `/dev/vdb1`), `name.N` its N-th. A device that is not a block
-//! device of this system is `None` (the caller keeps the entry as written).
+//! device of this system is `None` (the caller keeps the entry as written). `device_aliases`
+//! names are replaced by their devices first.
 
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::root::Root;
@@ -17,6 +19,8 @@ use crate::source::drive::{self, FsType};
 pub struct Devices<'a> {
     root: &'a Root,
     labelled: OnceCell<Vec<(PathBuf, FsType, String)>>,
+    /// `device_aliases`: a name for a device.
+    aliases: BTreeMap<String, String>,
 }
 
 /// `[x]?[shv]d[a-z][0-9]*` or `sr[0-9]+` (cloud-init's `DEVICE_NAME_FILTER`).
@@ -62,6 +66,28 @@ impl<'a> Devices<'a> {
         Devices {
             root,
             labelled: OnceCell::new(),
+            aliases: BTreeMap::new(),
+        }
+    }
+
+    /// The same, `aliases` (`device_aliases`) replaced by their devices.
+    pub fn with_aliases(mut self, aliases: BTreeMap<String, String>) -> Self {
+        self.aliases = aliases;
+        self
+    }
+
+    /// The whole device `name` stands for, as `disk_setup` and `fs_setup` name it (cloud-init's
+    /// `alias_to_device`): an alias's device, a name of the metadata's device (by label), a
+    /// kernel name under `/dev`, anything else as written. `None`: a name of the metadata no
+    /// device has.
+    pub fn disk(&self, name: &str) -> Option<String> {
+        let name = self.aliases.get(name).map_or(name, String::as_str);
+        if is_metadata_name(name) {
+            self.by_label(name)
+        } else if is_device_name(name) {
+            Some(format!("/dev/{name}"))
+        } else {
+            Some(name.to_owned())
         }
     }
 
@@ -76,6 +102,7 @@ impl<'a> Devices<'a> {
             name
         };
         let (device, partition) = split_partition(name);
+        let device = self.aliases.get(device).map_or(device, String::as_str);
         let device = if is_metadata_name(device) {
             self.by_label(device)?
         } else if is_device_name(name) {
@@ -188,5 +215,16 @@ mod tests {
         // No device is labelled ephemeral0 here.
         assert_eq!(devices.resolve("ephemeral0"), None);
         assert_eq!(devices.resolve("swap"), None);
+        assert_eq!(devices.disk("ephemeral0"), None);
+
+        // `device_aliases`: `data.1` is the first partition of the alias's device.
+        let aliases = [("data".to_owned(), "/dev/vdc".to_owned())].into();
+        let devices = Devices::new(&root).with_aliases(aliases);
+        assert_eq!(devices.resolve("data.1").as_deref(), Some("/dev/vdc1"));
+        assert_eq!(devices.resolve("data").as_deref(), Some("/dev/vdc1"));
+        assert_eq!(devices.resolve("data.2"), None);
+        assert_eq!(devices.disk("data").as_deref(), Some("/dev/vdc"));
+        assert_eq!(devices.disk("vdb").as_deref(), Some("/dev/vdb"));
+        assert_eq!(devices.disk("/dev/sdz").as_deref(), Some("/dev/sdz"));
     }
 }

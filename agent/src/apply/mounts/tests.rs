@@ -218,6 +218,7 @@ fn malformed_configuration_is_named() {
             mounts: Some(&mounts),
             default_fields: Some(&defaults),
             swap: None,
+            device_aliases: None,
         };
         let err = apply(&root, config, &mut warnings).unwrap_err().to_string();
         assert!(err.starts_with(message), "{err}");
@@ -229,4 +230,39 @@ fn malformed_configuration_is_named() {
     };
     let err = apply(&root, config, &mut warnings).unwrap_err().to_string();
     assert!(err.contains("at most 64"), "{err}");
+}
+
+#[test]
+fn an_alias_names_the_disk_and_its_dotted_number_the_partition() {
+    let (_dir, root) = root_with("");
+    add_device(&root, "vdc", None);
+    add_device(&root, "vdc1", None);
+    fs::create_dir_all(root.host_path("/sys/block/vdc/vdc1")).unwrap();
+    let mounts = json!([["data.1", "/data"]]);
+    let aliases = json!({"data": "/dev/vdc"});
+    let config = Config {
+        mounts: Some(&mounts),
+        device_aliases: Some(&aliases),
+        ..Config::default()
+    };
+    let done = apply(&root, config, &mut Vec::new()).unwrap().unwrap();
+    assert_eq!(
+        done.added,
+        [format!(
+            "/dev/vdc1\t/data\tauto\t{SYSTEMD_OPTIONS},comment=cloudconfig\t0\t2"
+        )]
+    );
+    let bad = json!(["/dev/vdc"]);
+    let config = Config {
+        mounts: Some(&mounts),
+        device_aliases: Some(&bad),
+        ..Config::default()
+    };
+    let err = apply(&root, config, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("device_aliases [\"/dev/vdc\"] is not a map"),
+        "{err}"
+    );
 }

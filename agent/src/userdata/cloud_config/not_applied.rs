@@ -7,7 +7,6 @@
 const PACKAGES: &str = "metaboot installs packages with apt-get (`packages`), no snaps or drivers";
 const REBOOT: &str = "metaboot does not reboot after installing packages (`power_state` reboots)";
 const REPOSITORIES: &str = "metaboot configures apt's repositories only (`apt`)";
-const DISKS: &str = "metaboot partitions and formats no disks";
 const SERVICES: &str = "metaboot installs and configures no agents or services";
 const SYSTEM: &str = "metaboot leaves this system setting to the image";
 
@@ -19,13 +18,8 @@ pub const NOT_APPLIED: &[(&str, &str)] = &[
     ("apt_reboot_if_required", REBOOT),
     ("byobu_by_default", SYSTEM),
     ("chef", SERVICES),
-    ("device_aliases", DISKS),
-    ("disk_setup", DISKS),
     ("drivers", PACKAGES),
     ("fan", SERVICES),
-    ("fs_setup", DISKS),
-    ("grub-dpkg", SYSTEM),
-    ("grub_dpkg", SYSTEM),
     ("landscape", SERVICES),
     ("lxd", SERVICES),
     ("manage_resolv_conf", SYSTEM),

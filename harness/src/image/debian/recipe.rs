@@ -330,6 +330,7 @@ mod tests {
             "tzdata",
             "ca-certificates",
             "systemd-timesyncd",
+            "fdisk",
         ] {
             assert!(
                 common.contains(&needed),

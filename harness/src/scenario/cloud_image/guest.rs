@@ -15,9 +15,10 @@ use super::checks::{
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
-    CloudImageGuest, CloudImageReport, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE,
-    LOCALE_LISTED, NTP_SERVER, POLL, PROVISION_TIMEOUT, RSYSLOG_FILE, RSYSLOG_LINES,
-    RSYSLOG_REMOTE, SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+    CloudImageGuest, CloudImageReport, DATA_ALIAS, DATA_DEVICE, DATA_DISK_BYTES, DATA_LABEL,
+    DATA_MOUNT, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE, LOCALE_LISTED, LOGS_LABEL,
+    NTP_SERVER, POLL, PROVISION_TIMEOUT, RSYSLOG_FILE, RSYSLOG_LINES, RSYSLOG_REMOTE, SWAP_FILE,
+    SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::apt_repo::{self, AptRepo, RepoSource};
@@ -118,11 +119,14 @@ pub fn cloud_config(
     } else {
         String::new()
     };
-    let swap = if spec.mounts {
+    let mut swap = if spec.mounts {
         format!("swap:\n  filename: {SWAP_FILE}\n  size: {SWAP_SIZE}\n")
     } else {
         String::new()
     };
+    if spec.disk_setup {
+        swap.push_str(&data_disk_user_data());
+    }
     // The system's settings: time server, the metadata route, rsyslog's remote.
     let mut system = if spec.ntp {
         format!("ntp:\n  servers: [{NTP_SERVER}]\n")
@@ -179,6 +183,18 @@ pub fn cloud_config(
         } else {
             ""
         },
+    )
+}
+
+/// The user data of [`CloudImageGuest::disk_setup`]: the data disk named, partitioned (GPT,
+/// two partitions), formatted, its first partition mounted.
+fn data_disk_user_data() -> String {
+    format!(
+        "device_aliases:\n  {DATA_ALIAS}: {DATA_DEVICE}\n\
+         disk_setup:\n  {DATA_ALIAS}:\n    table_type: gpt\n    layout: [40, 60]\n    overwrite: false\n\
+         fs_setup:\n  - label: {DATA_LABEL}\n    filesystem: ext4\n    device: {DATA_ALIAS}.1\n\
+         \x20 - label: {LOGS_LABEL}\n    filesystem: ext4\n    device: {DATA_ALIAS}.2\n\
+         mounts:\n  - [{DATA_ALIAS}.1, {DATA_MOUNT}]\n"
     )
 }
 
@@ -312,13 +328,19 @@ fn run_guest(
     if spec.mounts {
         guest::make_ephemeral_disk(&ephemeral, EPHEMERAL_DISK_BYTES)?;
     }
+    let data = dir.join("data.img");
+    if spec.disk_setup {
+        guest::make_blank_disk(&data, DATA_DISK_BYTES)?;
+    }
     let guest_with = |serial_log: &Path| {
-        let guest = Guest::from_disk(&slug, &overlay, serial_log).with_nic(nic.clone());
+        let mut guest = Guest::from_disk(&slug, &overlay, serial_log).with_nic(nic.clone());
         if spec.mounts {
-            guest.with_disk(&ephemeral)
-        } else {
-            guest
+            guest = guest.with_disk(&ephemeral);
         }
+        if spec.disk_setup {
+            guest = guest.with_disk(&data);
+        }
+        guest
     };
     let mut guest = guest_with(&report.serial_log);
     let target = SshTarget {
@@ -658,10 +680,46 @@ pub(crate) fn verdict_and_checks(
             ),
         );
     }
+    if spec.disk_setup {
+        push(
+            &format!(
+                "{DATA_DEVICE}: a GPT, ext4 {DATA_LABEL:?} and {LOGS_LABEL:?} on its two partitions (disk_setup, fs_setup)"
+            ),
+            check_output(
+                target,
+                &who.key,
+                &format!(
+                    "lsblk -n -r -o PTTYPE,FSTYPE,LABEL {DATA_DEVICE}1 {DATA_DEVICE}2 | tr '\\n' ' '"
+                ),
+                &format!("gpt ext4 {DATA_LABEL} gpt ext4 {LOGS_LABEL}"),
+            ),
+        );
+        push(
+            &format!("{DATA_ALIAS}.1 is on {DATA_MOUNT} (device_aliases, mounts)"),
+            check_output(
+                target,
+                &who.key,
+                &format!("findmnt -n -o SOURCE,FSTYPE,LABEL {DATA_MOUNT} | tr -s ' '"),
+                &format!("{DATA_DEVICE}1 ext4 {DATA_LABEL}"),
+            ),
+        );
+    }
     if spec.disk_growth > 0 {
         push(
             "the root file system fills the disk (grown from the image's size)",
             check_root_fills(target, &who.key),
+        );
+    }
+    if spec.provisioner.is_some() {
+        // The images leave the answer empty: the provisioner's `grub_dpkg` names the disk.
+        push(
+            "grub-pc's install device is the boot disk (grub_dpkg)",
+            check_output(
+                target,
+                &who.key,
+                "sudo -n debconf-show grub-pc | grep -F 'grub-pc/install_devices:'",
+                "* grub-pc/install_devices: /dev/vda",
+            ),
         );
     }
     // Last: an image may make its RSA key after the first login. Only the images this project
@@ -725,6 +783,7 @@ mod tests {
             ntp: true,
             disable_metadata: true,
             rsyslog: true,
+            disk_setup: true,
         };
         let services = LabServices {
             phone_home: Some("http://u/".into()),
@@ -759,6 +818,11 @@ mod tests {
             "ntp:\n  servers: [time.metaboot.test]\n",
             "disable_ec2_metadata: true\n",
             "rsyslog:\n  remotes:\n    lab: \"@@[2001:db8::514]:6514\"\n",
+            "device_aliases:\n  data: /dev/vdc\n",
+            "disk_setup:\n  data:\n    table_type: gpt\n    layout: [40, 60]\n    overwrite: false\n",
+            "fs_setup:\n  - label: data\n    filesystem: ext4\n    device: data.1\n  \
+             - label: logs\n    filesystem: ext4\n    device: data.2\n",
+            "mounts:\n  - [data.1, /data]\n",
             "write_files:\n  - path: /etc/ssh/sshd_config\n    append: true\n    content: |\n      \
              AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n",
         ] {
@@ -773,6 +837,7 @@ mod tests {
             ntp: false,
             disable_metadata: false,
             rsyslog: false,
+            disk_setup: false,
             ..spec
         };
         let plain = cloud_config(
@@ -792,6 +857,10 @@ mod tests {
             "ntp",
             "disable_ec2_metadata",
             "rsyslog",
+            "disk_setup",
+            "fs_setup",
+            "device_aliases",
+            "mounts",
         ] {
             assert!(!plain.contains(key), "{key}");
         }

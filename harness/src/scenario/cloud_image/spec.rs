@@ -115,7 +115,25 @@ pub struct CloudImageGuest {
     /// it (the images have no rsyslog: the reload each tries is a warning), and a check reads
     /// the file back.
     pub rsyslog: bool,
+    /// The guest also gets a blank data disk ([`DATA_DISK_BYTES`], `/dev/vdc` after the
+    /// ephemeral disk) and the user data names it [`DATA_ALIAS`] (`device_aliases`), asks for a
+    /// GPT with two partitions on it (`disk_setup`), an ext4 file system on each
+    /// ([`DATA_LABEL`], [`LOGS_LABEL`]: `fs_setup`) and the first one on [`DATA_MOUNT`]
+    /// (`mounts`): checks find both file systems and the mount. Needs [`Self::mounts`] (the
+    /// data disk comes after the ephemeral one).
+    pub disk_setup: bool,
 }
+
+/// The data disk's size.
+pub const DATA_DISK_BYTES: u64 = 64 << 20;
+/// The name the user data gives it, and the device it names.
+pub const DATA_ALIAS: &str = "data";
+pub const DATA_DEVICE: &str = "/dev/vdc";
+/// The labels of its two file systems.
+pub const DATA_LABEL: &str = "data";
+pub const LOGS_LABEL: &str = "logs";
+/// Where the first is mounted.
+pub const DATA_MOUNT: &str = "/data";
 
 /// The remote of [`CloudImageGuest::rsyslog`] (TCP to a documentation address and port).
 pub const RSYSLOG_REMOTE: &str = "@@[2001:db8::514]:6514";
