@@ -60,10 +60,11 @@ done
 # the blacklisted modules (modprobe.d/50-metaboot-image.conf).
 update-initramfs -u -k all
 
-# No boot disk in debconf's answers for grub-pc: the build's disk is not an instance's. Each
-# instance's provisioner names its own (cloud-init's and metaboot's `grub_dpkg`), so that a GRUB
-# upgrade inside the guest reinstalls it on the disk it boots from.
-echo "grub-pc grub-pc/install_devices multiselect" | debconf-set-selections
+# A GRUB upgrade inside the guest reinstalls it on the boot disk: the disk a cloud gives its
+# instances (virtio). Each instance's provisioner checks it against the disk it booted from
+# and answers again where they differ (cloud-init's and metaboot's `grub_dpkg`).
+echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
+echo "grub-pc grub-pc/install_devices_empty boolean false" | debconf-set-selections
 
 # Every instance gets its own identity: no SSH host keys (cloud-init, or ssh-host-keys.service
 # and ssh-host-keys-later.service, make them at first boot), an empty machine-id (systemd makes one at boot).

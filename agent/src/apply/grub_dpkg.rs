@@ -1,19 +1,27 @@
 //! cloud-init's `grub_dpkg` (once per instance, on by default on the Debian family): the disk
 //! GRUB boots from told to debconf, so that an upgrade of `grub-pc` installs GRUB on the
 //! instance's disk, not on the one the image was built on (a loop device, a builder's disk),
-//! and does not stop to ask. The disk is `grub-probe -t disk /boot`, named by its first
-//! `/dev/disk/by-id/` link when udev has one (a disk's serial; a virtio disk without one keeps
-//! its kernel name); `grub-pc/install_devices` and `grub-pc/install_devices_empty` are set
-//! with `debconf-set-selections`, as cloud-init sets them. `grub_dpkg` (or `grub-dpkg`):
+//! and does not stop to ask. The disk is the one whose partition holds `/boot` (from the
+//! kernel's view, in-process; `grub-probe -t disk /boot`, as cloud-init asks, where `/boot` is
+//! on no partition: LVM, RAID), named by its first `/dev/disk/by-id/` link when udev has one (a
+//! disk's serial; a virtio disk without one keeps its kernel name); `grub-pc/install_devices`
+//! and `grub-pc/install_devices_empty` are set with `debconf-set-selections`, as cloud-init
+//! sets them, unless debconf's database already holds both answers (a perl program that takes
+//! seconds under emulation is not run for nothing). `grub_dpkg` (or `grub-dpkg`):
 //! `{enabled, grub-pc/install_devices, grub-pc/install_devices_empty}`.
 
 use serde_json::{Map, Value};
 
+use std::path::Path;
+
+use super::growpart::partition::{self, Located};
 use super::tool::{self, ToolError};
 use crate::userdata::cloud_config::{is_false, is_true};
 
 /// debconf's tool that sets answers (the Debian family's).
 pub const SET_SELECTIONS: &str = "debconf-set-selections";
+/// debconf's database of answers (its default configuration's `configdb`).
+pub const DEBCONF_CONFIG: &str = "/var/cache/debconf/config.dat";
 /// The directory whose disk GRUB is installed on.
 pub const BOOT_DIR: &str = "/boot";
 /// The prefix of the links that name a disk by its identity.
@@ -82,26 +90,78 @@ pub fn selections(
     Ok(Selections { devices, empty })
 }
 
-/// The disk GRUB boots from, as cloud-init finds it: empty when grub-probe is missing or finds
-/// none; its first `/dev/disk/by-id/` link, else its name.
+/// The disk GRUB boots from: the disk of the partition `/boot` is on, else what grub-probe says
+/// (empty when it is missing or finds none, as in cloud-init); its first `/dev/disk/by-id/`
+/// link, else its name.
 pub fn boot_disk() -> Result<String, ToolError> {
-    let disk = match tool::output("grub-probe", &["-t", "disk", BOOT_DIR]) {
-        Ok(Some(out)) => String::from_utf8_lossy(&out).trim().to_owned(),
-        // No grub-common (a container), or /boot on a disk this system cannot name.
-        Ok(None) => return Ok(String::new()),
-        Err(ToolError::Failed { said, .. }) if said.contains("failed to get canonical path") => {
-            return Ok(String::new());
-        }
-        Err(err) => return Err(err),
+    let disk = match partition_disk(Path::new(BOOT_DIR)) {
+        Some(disk) => disk,
+        None => match grub_probe()? {
+            Some(disk) => disk,
+            None => return Ok(String::new()),
+        },
     };
-    if disk.is_empty() || !std::path::Path::new(&disk).exists() {
-        return Ok(String::new());
-    }
     let links = match tool::output("udevadm", &["info", "--root", "--query=symlink", &disk]) {
         Ok(Some(out)) => String::from_utf8_lossy(&out).into_owned(),
         _ => String::new(),
     };
     Ok(by_id(&links).unwrap_or(disk))
+}
+
+/// `/dev/<disk>` of the partition the file system at `dir` is on, as the kernel sees it.
+pub fn partition_disk(dir: &Path) -> Option<String> {
+    let dev = partition::device_of(dir, Path::new(partition::MOUNTINFO)).ok()?;
+    match partition::locate(Path::new(partition::SYS_DEV_BLOCK), dev).ok()? {
+        Located::Partition(found) => {
+            let node = Path::new(partition::DEV).join(&found.disk.name);
+            node.exists().then(|| node.to_string_lossy().into_owned())
+        }
+        Located::Not(_) => None,
+    }
+}
+
+/// `grub-probe -t disk /boot`: `None` when grub-probe is missing or cannot name the disk.
+fn grub_probe() -> Result<Option<String>, ToolError> {
+    let disk = match tool::output("grub-probe", &["-t", "disk", BOOT_DIR]) {
+        Ok(Some(out)) => String::from_utf8_lossy(&out).trim().to_owned(),
+        // No grub-common (a container).
+        Ok(None) => return Ok(None),
+        // /boot on a disk this system cannot name.
+        Err(ToolError::Failed { said, .. }) if said.contains("failed to get canonical path") => {
+            return Ok(None);
+        }
+        Err(err) => return Err(err),
+    };
+    Ok((!disk.is_empty() && Path::new(&disk).exists()).then_some(disk))
+}
+
+/// The two answers debconf's database `config` (config.dat's text) holds now, if any.
+pub fn current(config: &str) -> Option<Selections> {
+    let value = |name: &str| {
+        config.split("\n\n").find_map(|stanza| {
+            if !stanza
+                .lines()
+                .any(|line| line.strip_prefix("Name: ") == Some(name))
+            {
+                return None;
+            }
+            Some(
+                stanza
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Value:"))
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+    };
+    let devices = value(INSTALL_DEVICES)?;
+    let empty = match value(INSTALL_DEVICES_EMPTY)?.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => return None,
+    };
+    Some(Selections { devices, empty })
 }
 
 /// The first (sorted) `/dev/disk/by-id/` link among udev's `links`.
@@ -170,6 +230,42 @@ mod tests {
         assert!(!enabled(Some(&off)) && !enabled(Some(&off_text)) && enabled(Some(&on)));
         assert_eq!(config(Some(&on), Some(&off)), Some(&on));
         assert_eq!(config(None, Some(&off)), Some(&off));
+    }
+
+    #[test]
+    fn the_answers_debconf_holds_are_read_from_its_database() {
+        let config = "Name: grub-pc/install_devices\nTemplate: grub-pc/install_devices\n\
+                      Value: /dev/vda\nOwners: grub-pc\nFlags: seen\n\n\
+                      Name: grub-pc/install_devices_empty\nTemplate: grub-pc/install_devices_empty\n\
+                      Value: false\nOwners: grub-pc\n\n\
+                      Name: tzdata/Areas\nValue: Etc\n";
+        assert_eq!(
+            current(config),
+            Some(Selections {
+                devices: "/dev/vda".to_owned(),
+                empty: false
+            })
+        );
+        // An answer never given (the image's build left it out): the step sets both.
+        let unset = "Name: grub-pc/install_devices\nTemplate: grub-pc/install_devices\n\
+                     Owners: grub-pc\n";
+        assert_eq!(current(unset), None);
+        let blank = "Name: grub-pc/install_devices\nValue: \n\n\
+                     Name: grub-pc/install_devices_empty\nValue: true\n";
+        assert_eq!(
+            current(blank),
+            Some(Selections {
+                devices: String::new(),
+                empty: true
+            })
+        );
+        assert_eq!(current(""), None);
+    }
+
+    #[test]
+    fn the_disk_of_a_directory_on_no_partition_is_left_to_grub_probe() {
+        // /proc is on no block device at all.
+        assert_eq!(partition_disk(Path::new("/proc")), None);
     }
 
     #[test]

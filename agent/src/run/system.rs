@@ -212,6 +212,21 @@ pub(super) fn grub_dpkg(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Ok(selections) => selections,
         Err(err) => return Done::error(err),
     };
+    let held = i
+        .root
+        .read_optional_string(grub_dpkg::DEBCONF_CONFIG)
+        .ok()
+        .flatten()
+        .and_then(|config| grub_dpkg::current(&config));
+    if held.as_ref() == Some(&selections) {
+        return Done::skipped(format!(
+            "debconf already has {} {:?}, {} {}",
+            grub_dpkg::INSTALL_DEVICES,
+            selections.devices,
+            grub_dpkg::INSTALL_DEVICES_EMPTY,
+            selections.empty
+        ));
+    }
     match tool::run_with_input(grub_dpkg::SET_SELECTIONS, &[], selections.text().as_bytes()) {
         Ok(_) => Done::ok_with(format!(
             "{} {:?}, {} {}",

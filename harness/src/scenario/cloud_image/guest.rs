@@ -711,9 +711,9 @@ pub(crate) fn verdict_and_checks(
         );
     }
     if spec.provisioner.is_some() {
-        // The images leave the answer empty: the provisioner's `grub_dpkg` names the disk.
+        // The images' answer, checked against the boot disk by the provisioner's `grub_dpkg`.
         push(
-            "grub-pc's install device is the boot disk (grub_dpkg)",
+            "grub-pc installs on the boot disk (debconf's answer, grub_dpkg)",
             check_output(
                 target,
                 &who.key,
