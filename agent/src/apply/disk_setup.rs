@@ -21,11 +21,11 @@ mod error;
 mod layout;
 pub mod probe;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::mounts::split_partition;
 use super::tool;
 pub use error::DiskError;
 pub use layout::{GPT_TYPES, Layout, MAX_GPT_PARTITIONS, MAX_MBR_PARTITIONS, Part, TableType};
@@ -86,21 +86,6 @@ fn flag(map: &Map<String, Value>, key: &str) -> Result<bool, String> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(other) => Err(format!("{key} {other} is neither true nor false")),
     }
-}
-
-/// `device_aliases`: names for device paths.
-pub fn aliases(value: Option<&Value>) -> Result<BTreeMap<String, String>, String> {
-    let Some(value) = value.filter(|v| !v.is_null()) else {
-        return Ok(BTreeMap::new());
-    };
-    let Value::Object(map) = value else {
-        return Err(format!(
-            "device_aliases {value} is not a map of names to devices"
-        ));
-    };
-    map.iter()
-        .map(|(name, device)| Ok((name.clone(), string(device, "device")?)))
-        .collect()
 }
 
 /// `disk_setup`: a map of devices to their tables; an entry that is no map is a warning, as in
@@ -233,12 +218,11 @@ fn placement(given: &str) -> Result<Placement, String> {
     }
 }
 
-/// `ephemeral0.1` → (`ephemeral0`, 1).
+/// `ephemeral0.1` → (`ephemeral0`, 1), as `mounts` splits the name; no partition 0.
 pub fn split_number(name: &str) -> Option<(&str, u32)> {
-    let (device, number) = name.rsplit_once('.')?;
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+    let (device, Some(number)) = split_partition(name) else {
         return None;
-    }
+    };
     Some((device, number.parse().ok().filter(|n| *n > 0)?))
 }
 

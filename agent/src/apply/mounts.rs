@@ -17,7 +17,7 @@ use super::tool::{self, ToolError};
 use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::StrLike;
-pub use devices::Devices;
+pub use devices::{Devices, aliases, split_partition};
 pub use fstab::{Fstab, MNT_COMMENT};
 
 /// The file edited.
@@ -236,7 +236,7 @@ pub fn apply(
         .map_err(MountsError::Read)?
         .unwrap_or_default();
     let fstab = Fstab::parse(&text);
-    let aliases = super::disk_setup::aliases(config.device_aliases).map_err(MountsError::Config)?;
+    let aliases = devices::aliases(config.device_aliases).map_err(MountsError::Config)?;
     let devices = Devices::new(root).with_aliases(aliases);
     let mut entries = plan(given, &defaults, options, &fstab, &devices);
     for entry in &mut entries {

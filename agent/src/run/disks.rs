@@ -86,7 +86,7 @@ pub(super) fn disk_setup(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         return Done::skipped("root is not /: its disks are left alone");
     }
     let parsed = (|| {
-        let aliases = disk_setup::aliases(config.device_aliases.as_ref())?;
+        let aliases = mounts::aliases(config.device_aliases.as_ref())?;
         let disks = match &config.disk_setup {
             Some(value) => disk_setup::disks(value, warnings)?,
             None => Vec::new(),

@@ -241,9 +241,9 @@ fn fs_entries_are_read_with_cloud_inits_defaults() {
 
 #[test]
 fn aliases_and_partition_nodes() {
-    let aliases = aliases(Some(&json!({"data": "/dev/vdb"}))).unwrap();
+    let aliases = crate::apply::mounts::aliases(Some(&json!({"data": "/dev/vdb"}))).unwrap();
     assert_eq!(aliases["data"], "/dev/vdb");
-    assert!(super::aliases(Some(&json!(["x"]))).is_err());
+    assert!(crate::apply::mounts::aliases(Some(&json!(["x"]))).is_err());
     assert_eq!(split_number("my_alias.2"), Some(("my_alias", 2)));
     assert_eq!(split_number("/dev/vdb"), None);
     assert_eq!(split_number("host.example"), None);

@@ -11,6 +11,8 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 use crate::root::Root;
 use crate::source::drive::{self, FsType};
 
@@ -50,7 +52,7 @@ pub fn is_network(name: &str) -> bool {
 }
 
 /// `ephemeral0.1` → (`ephemeral0`, `1`); no number after the last dot: no partition.
-fn split_partition(name: &str) -> (&str, Option<&str>) {
+pub fn split_partition(name: &str) -> (&str, Option<&str>) {
     match name.rsplit_once('.') {
         Some((device, number))
             if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) =>
@@ -59,6 +61,25 @@ fn split_partition(name: &str) -> (&str, Option<&str>) {
         }
         _ => (name, None),
     }
+}
+
+/// `device_aliases`: names for device paths (for `mounts`, `disk_setup` and `fs_setup`).
+pub fn aliases(value: Option<&Value>) -> Result<BTreeMap<String, String>, String> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(BTreeMap::new());
+    };
+    let Value::Object(map) = value else {
+        return Err(format!(
+            "device_aliases {value} is not a map of names to devices"
+        ));
+    };
+    map.iter()
+        .map(|(name, device)| match device {
+            Value::String(s) => Ok((name.clone(), s.clone())),
+            Value::Number(n) => Ok((name.clone(), n.to_string())),
+            other => Err(format!("device {other} is not a string")),
+        })
+        .collect()
 }
 
 impl<'a> Devices<'a> {
