@@ -2,6 +2,8 @@
 //! that glibc's crypt verifies, random passwords, and the plan of which user gets what from
 //! `chpasswd`, `password` and the config drive's `admin_pass`.
 
+pub mod ahead;
+
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::apply::users::Accounts;
@@ -30,8 +32,17 @@ pub enum PasswordError {
     Hash(String),
 }
 
-/// `$6$rounds=5000$<16 chars>$<86 chars>` for `password`, with a fresh random salt.
+/// `$6$rounds=5000$<16 chars>$<86 chars>` for `password`, with a fresh random salt: one made
+/// ahead for it (`passwords/ahead.rs`), else made now.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    match ahead::take(password) {
+        Some(hash) => Ok(hash),
+        None => hash_now(password),
+    }
+}
+
+/// [`hash_password`], made now.
+fn hash_now(password: &str) -> Result<String, PasswordError> {
     let mut salt = [0u8; SALT_BYTES];
     getrandom::fill(&mut salt).map_err(PasswordError::Random)?;
     hash_with_salt(password, &salt)
