@@ -1,7 +1,7 @@
 //! The metadata service's documents: once the service has answered, the ones a run reads after
 //! `meta_data.json` are asked for ahead, while `meta_data.json` is on its way
 //! (`agent/src/source/prefetch.rs`), each once, and the run uses each as if it had fetched it in
-//! its own step.
+//! its own step. With one CPU, each is fetched in its own step.
 
 mod support;
 
@@ -22,8 +22,27 @@ const AHEAD: [&str; 4] = [
     "network_data.json",
 ];
 
+/// Runs `f` on a thread that, like every process it starts, may run on CPU 0 only.
+fn on_one_cpu<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut only = nix::sched::CpuSet::new();
+                only.set(0).unwrap();
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+    })
+}
+
 #[test]
 fn the_other_documents_are_asked_for_while_meta_data_is_on_its_way() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        testutil::missing("a second CPU", "is not there to fetch ahead on");
+        return;
+    }
     let guest = Guest::new();
     guest.user_data("#cloud-config\nhostname: side-by-side\n");
     guest.serve(
@@ -67,4 +86,23 @@ fn a_document_that_fails_side_by_side_fails_its_own_step_only() {
     assert!(message.contains("vendor_data.json"), "{message}");
     assert_eq!(guest.step("user-data").0, "ok", "{log}");
     assert_eq!(guest.read("/etc/hostname"), "still-set\n");
+}
+
+#[test]
+fn with_one_cpu_each_document_is_fetched_in_its_own_step() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: one-cpu\n");
+    let meta_data = "/openstack/latest/meta_data.json";
+    guest.server.fail(meta_data, Fault::Delay(HELD_BACK), 1);
+    let (code, log) = on_one_cpu(|| guest.run());
+    assert_eq!(code, 0, "{log}");
+    for name in AHEAD {
+        let path = format!("/openstack/latest/{name}");
+        assert_eq!(
+            guest.server.others_in_flight(&path),
+            [0],
+            "{path}: asked for once, after meta_data.json"
+        );
+    }
+    assert_eq!(guest.read("/etc/hostname"), "one-cpu\n");
 }

@@ -170,7 +170,7 @@ pub(super) fn hash_ahead(i: &Instance<'_>) -> bool {
             UserEntry::Name(_) => None,
         }));
     }
-    passwords::ahead::start(texts)
+    passwords::hash_ahead(texts)
 }
 
 pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {

@@ -4,11 +4,12 @@
 //! the proxy, the agent and the API overlap that work instead of following it. A run then
 //! takes each one where it used to fetch it: the same request, the same retries, the same
 //! answer or error, only earlier. cloud-init's OpenStack datasource also reads every document
-//! before it applies anything.
+//! before it applies anything. With one CPU nothing is fetched ahead (`cpus.rs`).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::http::{FetchError, HttpClient};
+use crate::cpus::second_cpu;
 use crate::retry::RetryError;
 
 /// A document's fetch, as [`HttpClient::get`] returns it.
@@ -54,9 +55,13 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    /// Starts fetching `base/NAME` (at most LIMIT bytes) for each of `documents`, in order;
-    /// when the thread cannot start, every document is left to [`Prefetch::take`]'s caller.
+    /// Starts fetching `base/NAME` (at most LIMIT bytes) for each of `documents`, in order,
+    /// when there is a second CPU; otherwise, or when the thread cannot start, every document
+    /// is left to [`Prefetch::take`]'s caller.
     pub fn start(client: &HttpClient, base: &str, documents: &[(&'static str, u64)]) -> Self {
+        if !second_cpu() {
+            return Prefetch::default();
+        }
         let shared = Arc::new(Shared::default());
         let (client, base, list) = (client.clone(), base.to_owned(), documents.to_vec());
         let mark = EndMark(shared.clone());
