@@ -184,9 +184,13 @@ impl Root {
         follow: bool,
         create_parents: bool,
     ) -> io::Result<File> {
+        let mode = Mode::from_bits_truncate(mode);
         let mut walker = self.walker();
+        if let Some(fd) = walker.open_whole(path.as_ref(), flags, mode) {
+            return Ok(File::from(fd));
+        }
         let name = walker.walk_parent(path.as_ref(), create_parents)?;
-        let fd = walker.open_final(name, flags, Mode::from_bits_truncate(mode), follow)?;
+        let fd = walker.open_final(name, flags, mode, follow)?;
         Ok(File::from(fd))
     }
 

@@ -139,6 +139,7 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     // A mounted drive is released before anything runs.
     drop(source);
     if let Some(instance) = instance {
+        accounts::hash_ahead(&instance);
         steps::apply_init(&instance, &mut report, |_| true);
         if whole {
             steps::apply_final(&instance, &mut report, |_| true);

@@ -2,6 +2,8 @@
 //! that glibc's crypt verifies, random passwords, and the plan of which user gets what from
 //! `chpasswd`, `password` and the config drive's `admin_pass`.
 
+pub mod ahead;
+
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::apply::users::Accounts;
@@ -30,8 +32,23 @@ pub enum PasswordError {
     Hash(String),
 }
 
-/// `$6$rounds=5000$<16 chars>$<86 chars>` for `password`, with a fresh random salt.
+/// `$6$rounds=5000$<16 chars>$<86 chars>` for `password`, with a fresh random salt: one made
+/// ahead for it (`passwords/ahead.rs`), else made now.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    match ahead::take(password) {
+        Some(hash) => Ok(hash),
+        None => hash_now(password),
+    }
+}
+
+/// Starts hashing `passwords` ahead, on a second CPU (`passwords/ahead.rs`); those that cannot
+/// be hashed are left to [`hash_password`] and its error. Returns whether it started.
+pub fn hash_ahead(passwords: Vec<String>) -> bool {
+    ahead::start(passwords, |text| hash_now(text).ok())
+}
+
+/// [`hash_password`], made now.
+fn hash_now(password: &str) -> Result<String, PasswordError> {
     let mut salt = [0u8; SALT_BYTES];
     getrandom::fill(&mut salt).map_err(PasswordError::Random)?;
     hash_with_salt(password, &salt)
@@ -291,6 +308,29 @@ mod tests {
             .output()
             .expect("openssl is needed to check hashes");
         assert!(out.status.success());
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(theirs, hash.replace("$rounds=5000", ""));
+    }
+
+    /// A hash made ahead is a hash of the same password: `openssl` gives the same digest.
+    #[test]
+    fn a_hash_made_ahead_is_the_passwords() {
+        let _one_at_a_time = ahead::TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let password = "made ahead, checked";
+        if !hash_ahead(vec![password.to_owned()]) {
+            assert!(
+                !crate::cpus::second_cpu(),
+                "only one CPU keeps it from starting"
+            );
+            crate::testutil::missing("a second CPU", "is not there to hash on");
+            return;
+        }
+        let hash = hash_password(password).unwrap();
+        let salt = hash.split('$').nth(3).unwrap().to_owned();
+        let out = Command::new("openssl")
+            .args(["passwd", "-6", "-salt", &salt, password])
+            .output()
+            .expect("openssl is needed to check hashes");
         let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         assert_eq!(theirs, hash.replace("$rounds=5000", ""));
     }

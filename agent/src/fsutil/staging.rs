@@ -159,6 +159,13 @@ impl Staging {
             .map(|entry| entry.temp.clone())
     }
 
+    /// True when any of `names` is the final name of a staged write, in whatever directory:
+    /// a path through such a name must be walked name by name to be seen as staged.
+    pub fn stages_any<'n>(&self, mut names: impl Iterator<Item = &'n OsStr>) -> bool {
+        let pending = self.lock();
+        !pending.by_name.is_empty() && names.any(|name| pending.by_name.contains_key(name))
+    }
+
     /// Publishes when `name` in `dir` is staged: before it is changed other than by staging.
     pub fn settle(&self, dir: BorrowedFd<'_>, name: &OsStr) {
         if self.redirect(dir, name).is_some() {

@@ -137,15 +137,46 @@ fn users_set_root_password(i: &Instance<'_>) -> bool {
     })
 }
 
-pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
-    let plan = passwords::plan(&i.config, default_user_name(i).as_deref());
-    warnings.extend(plan.warnings.iter().cloned());
-    let admin_pass = i
-        .meta
+/// nova's `admin_pass` when it is root's new password: given, applied by the configuration,
+/// and root gets none from `chpasswd`/`password` or `users:`.
+fn admin_pass<'i>(i: &'i Instance<'_>, plan: &passwords::Plan) -> Option<&'i str> {
+    i.meta
         .admin_pass
         .as_deref()
         .filter(|p| !p.is_empty() && i.settings.agent.apply_admin_pass)
-        .filter(|_| !plan.sets("root") && !users_set_root_password(i));
+        .filter(|_| !plan.sets("root") && !users_set_root_password(i))
+}
+
+/// Starts hashing, on a second CPU, the clear-text passwords this new instance's steps will
+/// set (`users:` `plain_text_passwd`, `chpasswd`/`password`, `admin_pass`): see
+/// `apply/passwords/ahead.rs`. Returns whether it started.
+pub(super) fn hash_ahead(i: &Instance<'_>) -> bool {
+    if !i.new_instance {
+        return false;
+    }
+    let plan = passwords::plan(&i.config, default_user_name(i).as_deref());
+    let mut texts: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|(_, change)| match change {
+            passwords::NewPassword::Text(text) => Some(text.clone()),
+            passwords::NewPassword::Hash(_) | passwords::NewPassword::Random => None,
+        })
+        .collect();
+    texts.extend(admin_pass(i, &plan).map(str::to_owned));
+    if let Some(Users::List(list)) = &i.config.users {
+        texts.extend(list.iter().filter_map(|entry| match entry {
+            UserEntry::Config(cfg) => cfg.plain_text_passwd.as_ref().map(|text| text.0.clone()),
+            UserEntry::Name(_) => None,
+        }));
+    }
+    passwords::hash_ahead(texts)
+}
+
+pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
+    let plan = passwords::plan(&i.config, default_user_name(i).as_deref());
+    warnings.extend(plan.warnings.iter().cloned());
+    let admin_pass = admin_pass(i, &plan);
     if plan.changes.is_empty() && admin_pass.is_none() {
         return Done::skipped("no passwords to set");
     }

@@ -1,7 +1,9 @@
 //! The OpenStack metadata service (docs/protocol.md §4.3): find which of the metadata URLs
 //! answers (IPv4 then IPv6 by default, the first that answers wins, as cloud-init's
 //! `metadata_urls`; a link-local one scoped to the fallback interface), `GET /openstack`, pick
-//! the newest version both sides know (else `latest`), then the documents under it.
+//! the newest version both sides know (else `latest`), then the documents under it: the first
+//! one asked for (`meta_data.json`) here, the others of [`AHEAD`] on a thread of their own at
+//! the same time (`prefetch.rs`).
 
 use std::time::Duration;
 
@@ -9,14 +11,25 @@ use metaboot_proto::OpenStackVersion;
 
 use super::contract::{Probe, Source, SourceError};
 use super::fallback_nic::fallback_nic;
-use super::http::{FetchError, HttpClient, MAX_METADATA_BYTES};
+use super::http::{FetchError, HttpClient, MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
 use super::openstack::OpenStackLayout;
+use super::prefetch::Prefetch;
 use super::url::{needs_zone, with_zone};
 use crate::retry::{RetryError, Transient};
 use crate::root::Root;
 
 /// Its name in `datasources:`.
 pub const NAME: &str = "metadata-service";
+
+/// The documents fetched ahead once the first one is asked for, in the order a run reads them,
+/// with the limits their getters ask for (`openstack.rs`); one asked with another limit is
+/// fetched again.
+pub const AHEAD: [(&str, u64); 4] = [
+    ("user_data", MAX_USER_DATA_BYTES),
+    ("vendor_data.json", MAX_METADATA_BYTES),
+    ("vendor_data2.json", MAX_METADATA_BYTES),
+    ("network_data.json", MAX_METADATA_BYTES),
+];
 
 /// Metadata service failures.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +146,8 @@ pub struct MetadataService {
     /// The one that answered.
     base: Option<String>,
     version: Option<String>,
+    /// The documents under way; `None` until the first document is asked for.
+    prefetch: Option<Prefetch>,
 }
 
 /// The newest dated version in a `/openstack` listing that metaboot knows, else `latest`.
@@ -159,6 +174,7 @@ impl MetadataService {
                 .collect(),
             base: None,
             version: None,
+            prefetch: None,
         }
     }
 
@@ -184,11 +200,17 @@ impl OpenStackLayout for MetadataService {
 
     fn document(&mut self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, SourceError> {
         let (base, version) = self.version()?;
-        let url = format!("{base}/openstack/{version}/{name}");
-        Ok(self
-            .client
-            .get(&url, limit)
-            .map_err(MetadataServiceError::from)?)
+        let dir = format!("{base}/openstack/{version}");
+        let prefetch = self.prefetch.get_or_insert_with(|| {
+            let others: Vec<(&'static str, u64)> =
+                AHEAD.into_iter().filter(|(n, _)| *n != name).collect();
+            Prefetch::start(&self.client, &dir, &others)
+        });
+        let fetched = match prefetch.take(name, limit) {
+            Some(fetched) => fetched,
+            None => self.client.get(&format!("{dir}/{name}"), limit),
+        };
+        Ok(fetched.map_err(MetadataServiceError::from)?)
     }
 
     fn missing_meta_data(&self) -> SourceError {

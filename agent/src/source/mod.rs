@@ -17,6 +17,7 @@ pub mod http;
 pub mod metadata_service;
 pub mod nocloud;
 pub mod openstack;
+pub mod prefetch;
 pub mod url;
 
 pub use contract::{Detect, NetworkData, Probe, Source, SourceError, VendorData};

@@ -1,7 +1,14 @@
-//! MIME multipart user data (what cloud-init's `make-mime` writes), split with mailparse into
-//! leaf parts; transfer encodings (base64, quoted-printable) are decoded here.
+//! MIME multipart user data (what cloud-init's `make-mime` writes, RFC 2046 §5.1), split into
+//! its leaf parts as Python's email package splits it for cloud-init: a part starts after a
+//! line `--BOUNDARY` (trailing blanks allowed) and ends before the line break of the next one,
+//! `--BOUNDARY--` ends the parts, the preamble and the epilogue are not parts, and a message
+//! whose closing line is missing ends its last part at its end. Headers: `mime/header.rs`;
+//! transfer encodings (base64, quoted-printable): `mime/transfer.rs`.
 
-use mailparse::ParsedMail;
+mod header;
+mod transfer;
+
+use header::{Head, Parameterised};
 
 /// How far into user data cloud-init looks for `MIME-Version:` to decide it is MIME.
 pub const MIME_SNIFF_BYTES: usize = 4096;
@@ -24,8 +31,8 @@ pub struct MimePart {
 /// A MIME message that could not be split.
 #[derive(Debug, thiserror::Error)]
 pub enum MimeError {
-    #[error("Malformed MIME message")]
-    Parse(#[source] mailparse::MailParseError),
+    #[error("MIME part {0} is not valid base64")]
+    Base64(usize),
     #[error("MIME multipart message has no boundary parameter in its Content-Type")]
     NoBoundary,
     #[error("MIME multipart message has no parts (boundary {0:?} never appears)")]
@@ -45,40 +52,114 @@ pub fn looks_like_mime(data: &[u8]) -> bool {
 
 /// Splits a MIME message into its leaf parts, in order.
 pub fn split(data: &[u8]) -> Result<Vec<MimePart>, MimeError> {
-    let mail = mailparse::parse_mail(data).map_err(MimeError::Parse)?;
     let mut parts = Vec::new();
-    collect(&mail, 0, &mut parts)?;
+    collect(data, 0, &mut parts)?;
     Ok(parts)
 }
 
-fn collect(mail: &ParsedMail<'_>, depth: usize, out: &mut Vec<MimePart>) -> Result<(), MimeError> {
+/// Where each line of `data` starts.
+fn line_starts(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(0).chain(
+        data.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .filter(move |&i| i < data.len()),
+    )
+}
+
+/// The line at `at` when it is a delimiter of `boundary`: `Some(true)` for the closing one
+/// (`--BOUNDARY--`), `Some(false)` for the others.
+fn delimiter(data: &[u8], at: usize, boundary: &[u8]) -> Option<bool> {
+    let rest = data[at..].strip_prefix(b"--")?.strip_prefix(boundary)?;
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let line = &rest[..end];
+    let (closing, tail) = match line.strip_prefix(b"--") {
+        Some(tail) => (true, tail),
+        None => (false, line),
+    };
+    tail.iter()
+        .all(|b| b.is_ascii_whitespace())
+        .then_some(closing)
+}
+
+/// The body parts of a multipart body: what lies between its delimiter lines (the line break
+/// before a delimiter is the delimiter's).
+fn body_parts<'a>(body: &'a [u8], boundary: &[u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    let mut start: Option<usize> = None;
+    for at in line_starts(body) {
+        let Some(closing) = delimiter(body, at, boundary) else {
+            continue;
+        };
+        if let Some(from) = start {
+            let mut end = at;
+            if end > from && body[end - 1] == b'\n' {
+                end -= 1;
+                if end > from && body[end - 1] == b'\r' {
+                    end -= 1;
+                }
+            }
+            parts.push(&body[from..end]);
+        }
+        if closing {
+            return parts;
+        }
+        let after = body[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |n| at + n + 1);
+        start = Some(after);
+    }
+    // No closing delimiter: the last part ends at the end, without its last line break.
+    if let Some(from) = start {
+        let mut last = &body[from..];
+        last = last.strip_suffix(b"\n").unwrap_or(last);
+        last = last.strip_suffix(b"\r").unwrap_or(last);
+        parts.push(last);
+    }
+    parts
+}
+
+fn collect(entity: &[u8], depth: usize, out: &mut Vec<MimePart>) -> Result<(), MimeError> {
     if depth > MAX_MIME_DEPTH {
         return Err(MimeError::TooDeep);
     }
-    let content_type = mail.ctype.mimetype.to_ascii_lowercase();
-    if content_type.starts_with("multipart/") {
-        let Some(boundary) = mail.ctype.params.get("boundary") else {
+    let head = Head::parse(entity);
+    let body = &entity[head.body..];
+    let content_type = head
+        .get("content-type")
+        .map(Parameterised::parse)
+        .unwrap_or_default();
+    let mimetype = if content_type.value.contains('/') {
+        content_type.value
+    } else {
+        "text/plain".to_owned()
+    };
+    if mimetype.starts_with("multipart/") {
+        let Some(boundary) = content_type.params.get("boundary") else {
             return Err(MimeError::NoBoundary);
         };
-        if mail.subparts.is_empty() {
+        let parts = body_parts(body, boundary.as_bytes());
+        if parts.is_empty() {
             return Err(MimeError::NoParts(boundary.clone()));
         }
-        for sub in &mail.subparts {
-            collect(sub, depth + 1, out)?;
+        for part in parts {
+            collect(part, depth + 1, out)?;
         }
         return Ok(());
     }
     if out.len() >= MAX_MIME_PARTS {
         return Err(MimeError::TooManyParts);
     }
-    let filename = mail
-        .get_content_disposition()
-        .params
-        .get("filename")
-        .cloned();
-    let body = mail.get_body_raw().map_err(MimeError::Parse)?;
+    let filename = head
+        .get("content-disposition")
+        .map(Parameterised::parse)
+        .and_then(|mut disposition| disposition.params.remove("filename"));
+    let body = transfer::decode(head.get("content-transfer-encoding"), body)
+        .ok_or(MimeError::Base64(out.len() + 1))?;
     out.push(MimePart {
-        content_type,
+        content_type: mimetype,
         filename,
         body,
     });
@@ -181,5 +262,105 @@ hostname: mime\n\
             );
         }
         assert!(matches!(split(msg.as_bytes()), Err(MimeError::TooDeep)));
+    }
+
+    /// Messages split by Python's email package as cloud-init splits user data
+    /// (`email.message_from_string`, `walk()`, `get_content_type()`, `get_filename()`,
+    /// `get_payload(decode=True)`): what it gave is what is expected here.
+    #[test]
+    fn splits_as_pythons_email_package() {
+        type Expected<'a> = &'a [(&'a str, Option<&'a str>, &'a str)];
+        let cases: [(&str, &str, Expected<'_>); 11] = [
+            (
+                "CRLF, preamble and epilogue",
+                "Content-Type: multipart/mixed; boundary=\"XX\"\r\nMIME-Version: 1.0\r\n\r\npreamble\r\n--XX\r\nContent-Type: text/x-shellscript\r\n\r\n#!/bin/sh\r\necho a\r\n--XX\r\nContent-Type: text/cloud-config\r\n\r\n#cloud-config\r\n--XX--\r\nepilogue\r\n",
+                &[
+                    ("text/x-shellscript", None, "#!/bin/sh\r\necho a"),
+                    ("text/cloud-config", None, "#cloud-config"),
+                ],
+            ),
+            (
+                "no closing delimiter",
+                "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\nContent-Type: text/plain\n\none\n--b\nContent-Type: text/plain\n\ntwo\n",
+                &[("text/plain", None, "one"), ("text/plain", None, "two")],
+            ),
+            (
+                "a longer boundary is not a delimiter; trailing blanks are",
+                "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\nContent-Type: text/plain\n\none\n--bb\nstill one\n--b \nContent-Type: text/plain\n\ntwo\n--b--\n",
+                &[
+                    ("text/plain", None, "one\n--bb\nstill one"),
+                    ("text/plain", None, "two"),
+                ],
+            ),
+            (
+                "a part without headers",
+                "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\n\nbare\n--b--\n",
+                &[("text/plain", None, "bare")],
+            ),
+            (
+                "folded headers, an RFC 2231 file name",
+                "Content-Type: multipart/mixed;\n boundary=\"fold\"\nMIME-Version: 1.0\n\n--fold\nContent-Type: text/x-shellscript;\n\tcharset=utf-8\nContent-Disposition: attachment;\n filename*=utf-8''my%20script.sh\n\n#!/bin/sh\n--fold--\n",
+                &[("text/x-shellscript", Some("my script.sh"), "#!/bin/sh")],
+            ),
+            (
+                "base64 without its padding",
+                "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\naGVs\nbG8\n--b--\n",
+                &[("text/plain", None, "hello")],
+            ),
+            (
+                "quoted-printable",
+                "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\ncaf=C3=A9 =3D x=\ny\n--b--\n",
+                &[("text/plain", None, "café = xy")],
+            ),
+            (
+                "one part, its type in any case",
+                "MIME-Version: 1.0\nContent-Type: Text/Cloud-Config\n\n#cloud-config\nhostname: x\n",
+                &[("text/cloud-config", None, "#cloud-config\nhostname: x\n")],
+            ),
+            (
+                "no Content-Type",
+                "MIME-Version: 1.0\n\n#!/bin/sh\necho\n",
+                &[("text/plain", None, "#!/bin/sh\necho\n")],
+            ),
+            (
+                "multipart in multipart",
+                "Content-Type: multipart/mixed; boundary=o\nMIME-Version: 1.0\n\n--o\nContent-Type: multipart/alternative; boundary=i\n\n--i\nContent-Type: text/plain\n\ninner1\n--i\nContent-Type: text/x-shellscript\n\ninner2\n--i--\n--o\nContent-Type: text/cloud-config\n\nouter\n--o--\n",
+                &[
+                    ("text/plain", None, "inner1"),
+                    ("text/x-shellscript", None, "inner2"),
+                    ("text/cloud-config", None, "outer"),
+                ],
+            ),
+            (
+                "a type without a slash",
+                "MIME-Version: 1.0\nContent-Type: garbage\n\nbody\n",
+                &[("text/plain", None, "body\n")],
+            ),
+        ];
+        for (what, message, expected) in cases {
+            let parts = split(message.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let got: Vec<(&str, Option<&str>, String)> = parts
+                .iter()
+                .map(|p| {
+                    (
+                        p.content_type.as_str(),
+                        p.filename.as_deref(),
+                        String::from_utf8_lossy(&p.body).into_owned(),
+                    )
+                })
+                .collect();
+            let want: Vec<(&str, Option<&str>, String)> = expected
+                .iter()
+                .map(|(t, f, b)| (*t, *f, (*b).to_owned()))
+                .collect();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn base64_that_does_not_decode_names_its_part() {
+        let msg = "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\n\nok\n--b\nContent-Transfer-Encoding: base64\n\naGVsbG8x\nx\n--b--\n";
+        let err = split(msg.as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "MIME part 2 is not valid base64");
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,12 +23,17 @@ pub enum Fault {
     Hang(Duration),
     /// The connection closes without an answer.
     Close,
+    /// The file's answer, after this long.
+    Delay(Duration),
 }
 
 #[derive(Default)]
 struct Shared {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     hits: Mutex<Vec<String>>,
+    in_flight: AtomicUsize,
+    /// Per request, in arrival order: its path and how many others were being answered.
+    arrivals: Mutex<Vec<(String, usize)>>,
 }
 
 /// The running server; stops when dropped.
@@ -71,6 +76,18 @@ impl MetadataServer {
             .entry(path.to_owned())
             .or_default()
             .extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// For each request for `path`, how many others were being answered when it arrived.
+    pub fn others_in_flight(&self, path: &str) -> Vec<usize> {
+        self.shared
+            .arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, others)| *others)
+            .collect()
     }
 
     /// Requests received for `path`.
@@ -133,21 +150,29 @@ fn serve(mut stream: TcpStream, dir: &Path, shared: &Shared) {
         .trim_end_matches('/')
         .to_owned();
     shared.hits.lock().unwrap().push(path.clone());
+    let others = shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    shared.arrivals.lock().unwrap().push((path.clone(), others));
+    answer(&mut stream, dir, shared, &path);
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn answer(stream: &mut TcpStream, dir: &Path, shared: &Shared, path: &str) {
     let fault = shared
         .faults
         .lock()
         .unwrap()
-        .get_mut(&path)
+        .get_mut(path)
         .and_then(VecDeque::pop_front);
     match fault {
-        Some(Fault::Status(code)) => return respond(&mut stream, code, b""),
+        Some(Fault::Status(code)) => return respond(stream, code, b""),
         Some(Fault::Hang(duration)) => return std::thread::sleep(duration),
         Some(Fault::Close) => return,
+        Some(Fault::Delay(duration)) => std::thread::sleep(duration),
         None => {}
     }
     let file: PathBuf = dir.join(path.trim_start_matches('/'));
     if path.split('/').any(|part| part == "..") {
-        return respond(&mut stream, 404, b"");
+        return respond(stream, 404, b"");
     }
     if file.is_dir() {
         let mut names: Vec<String> = std::fs::read_dir(&file)
@@ -159,10 +184,10 @@ fn serve(mut stream: TcpStream, dir: &Path, shared: &Shared) {
             })
             .unwrap_or_default();
         names.sort();
-        respond(&mut stream, 200, names.join("\n").as_bytes());
+        respond(stream, 200, names.join("\n").as_bytes());
     } else if let Ok(body) = std::fs::read(&file) {
-        respond(&mut stream, 200, &body);
+        respond(stream, 200, &body);
     } else {
-        respond(&mut stream, 404, b"");
+        respond(stream, 404, b"");
     }
 }

@@ -2,9 +2,12 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::symlink;
+use std::path::Path;
 
 use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::MAX_SYMLINKS;
 use crate::fsutil::{Refused, WriteOptions, can_chown};
@@ -143,4 +146,92 @@ fn a_file_in_the_middle_is_not_a_directory() {
     let (_dir, root) = root();
     let err = root.read_optional("/etc/passwd/x").unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+}
+
+#[test]
+fn a_plain_run_of_names_opens_in_one_call_and_a_link_on_the_way_does_not() {
+    let (dir, _root) = root();
+    fs::create_dir_all(dir.path().join("a/b/c")).unwrap();
+    symlink("b", dir.path().join("a/l")).unwrap();
+    let top = fs::File::open(dir.path()).unwrap();
+    let fd = super::open_run(
+        top.as_fd(),
+        Path::new("a/b/c"),
+        super::DIR_FLAGS,
+        Mode::empty(),
+    );
+    assert!(fd.is_some(), "a/b/c has no link on the way");
+    for walked_instead in ["a/l/c", "a/b/missing", "a/l"] {
+        let fd = super::open_run(
+            top.as_fd(),
+            Path::new(walked_instead),
+            super::DIR_FLAGS,
+            Mode::empty(),
+        );
+        assert!(fd.is_none(), "{walked_instead} is for the walk");
+    }
+}
+
+#[test]
+fn a_link_to_a_parent_leaves_directories_entered_in_one_call() {
+    let (dir, root) = root();
+    fs::create_dir_all(dir.path().join("a/b/c/d")).unwrap();
+    fs::create_dir_all(dir.path().join("a/b/x")).unwrap();
+    fs::write(dir.path().join("a/b/x/file"), "x\n").unwrap();
+    // a/b/c/d is entered in one call; the link's `..` twice must land in a/b, not the root.
+    symlink("../../x", dir.path().join("a/b/c/d/up")).unwrap();
+    assert_eq!(
+        root.read_optional("/a/b/c/d/up/file").unwrap().unwrap(),
+        b"x\n"
+    );
+    root.write_atomic("/a/b/c/d/up/new", b"y", &WriteOptions::default())
+        .unwrap();
+    assert_eq!(fs::read(dir.path().join("a/b/x/new")).unwrap(), b"y");
+    // Past the root, `..` stays there.
+    symlink("../../../../../etc", dir.path().join("a/b/c/d/top")).unwrap();
+    assert_eq!(
+        root.read_optional("/a/b/c/d/top/passwd").unwrap().unwrap(),
+        b"inside\n"
+    );
+}
+
+#[test]
+fn a_foreign_link_deep_in_the_path_is_refused_as_at_the_top() {
+    if !can_chown() {
+        eprintln!("skipping: only root sees another user's symlinks refused");
+        return;
+    }
+    let (dir, root) = root();
+    fs::create_dir_all(dir.path().join("home/alice/.ssh")).unwrap();
+    let link = dir.path().join("home/alice/.ssh/authorized_keys");
+    symlink("/etc/passwd", &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(1000), Some(1000)).unwrap();
+    let err = root
+        .read_optional("/home/alice/.ssh/authorized_keys")
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused(&err),
+            Some(Refused::ForeignSymlink { uid: 1000, .. })
+        ),
+        "{err}"
+    );
+    let planted = dir.path().join("home/alice/.cache");
+    symlink("/etc", &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(1000), Some(1000)).unwrap();
+    let err = root
+        .write_atomic(
+            "/home/alice/.cache/deep/new",
+            b"x",
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused(&err.source),
+            Some(Refused::ForeignSymlink { uid: 1000, .. })
+        ),
+        "{err}"
+    );
+    assert!(!dir.path().join("etc/deep").exists());
 }

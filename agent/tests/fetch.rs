@@ -1,0 +1,108 @@
+//! The metadata service's documents: once the service has answered, the ones a run reads after
+//! `meta_data.json` are asked for ahead, while `meta_data.json` is on its way
+//! (`agent/src/source/prefetch.rs`), each once, and the run uses each as if it had fetched it in
+//! its own step. With one CPU, each is fetched in its own step.
+
+mod support;
+
+use std::time::Duration;
+
+use support::server::Fault;
+use support::*;
+
+/// How long the test server holds `meta_data.json` back: long enough for the other requests to
+/// be seen arriving while it is on its way.
+const HELD_BACK: Duration = Duration::from_millis(500);
+
+/// The documents fetched ahead, in the order the run reads them.
+const AHEAD: [&str; 4] = [
+    "user_data",
+    "vendor_data.json",
+    "vendor_data2.json",
+    "network_data.json",
+];
+
+/// Runs `f` on a thread that, like every process it starts, may run on CPU 0 only.
+fn on_one_cpu<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut only = nix::sched::CpuSet::new();
+                only.set(0).unwrap();
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+#[test]
+fn the_other_documents_are_asked_for_while_meta_data_is_on_its_way() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        testutil::missing("a second CPU", "is not there to fetch ahead on");
+        return;
+    }
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: side-by-side\n");
+    guest.serve(
+        "vendor_data.json",
+        br##"{"cloud-init": "#cloud-config\nruncmd: [[touch, /tmp/vendor-ran]]\n"}"##,
+    );
+    let meta_data = "/openstack/latest/meta_data.json";
+    guest.server.fail(meta_data, Fault::Delay(HELD_BACK), 1);
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(guest.server.hits(meta_data), 1);
+    for (n, name) in AHEAD.iter().enumerate() {
+        let path = format!("/openstack/latest/{name}");
+        let others = guest.server.others_in_flight(&path);
+        assert_eq!(others.len(), 1, "{path}: asked for once");
+        // The first may reach the server before meta_data.json's own request does; the
+        // others follow it on the same thread, while meta_data.json is held back.
+        if n > 0 {
+            assert_eq!(
+                others,
+                [1],
+                "{path}: asked for while meta_data.json was on its way"
+            );
+        }
+    }
+    assert_eq!(guest.read("/etc/hostname"), "side-by-side\n");
+    assert_eq!(guest.step("vendor-data").0, "ok", "{log}");
+}
+
+#[test]
+fn a_document_that_fails_side_by_side_fails_its_own_step_only() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: still-set\n");
+    guest
+        .server
+        .fail("/openstack/latest/vendor_data.json", Fault::Status(403), 1);
+    let (code, log) = guest.run();
+    assert_ne!(code, 0, "{log}");
+    let (outcome, message) = guest.step("vendor-data");
+    assert_eq!(outcome, "error", "{log}");
+    assert!(message.contains("vendor_data.json"), "{message}");
+    assert_eq!(guest.step("user-data").0, "ok", "{log}");
+    assert_eq!(guest.read("/etc/hostname"), "still-set\n");
+}
+
+#[test]
+fn with_one_cpu_each_document_is_fetched_in_its_own_step() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: one-cpu\n");
+    let meta_data = "/openstack/latest/meta_data.json";
+    guest.server.fail(meta_data, Fault::Delay(HELD_BACK), 1);
+    let (code, log) = on_one_cpu(|| guest.run());
+    assert_eq!(code, 0, "{log}");
+    for name in AHEAD {
+        let path = format!("/openstack/latest/{name}");
+        assert_eq!(
+            guest.server.others_in_flight(&path),
+            [0],
+            "{path}: asked for once, after meta_data.json"
+        );
+    }
+    assert_eq!(guest.read("/etc/hostname"), "one-cpu\n");
+}
