@@ -376,11 +376,12 @@ pub fn make(device: &str, request: &FsRequest) -> Result<Made, DiskError> {
     let device = settled(device)?;
     let fs_type = request.filesystem.as_deref();
     let label = request.label.as_deref();
-    let target = match request.placement {
+    // The target, and whether it is a partition when that is known already.
+    let (target, partition) = match request.placement {
         Placement::Number(_) | Placement::Whole => {
-            let target = match request.placement {
-                Placement::Number(n) => partition_node(&device, n),
-                _ => device.clone(),
+            let (target, partition) = match request.placement {
+                Placement::Number(n) => (partition_node(&device, n), Some(true)),
+                _ => (device.clone(), None),
             };
             if !Path::new(&target).exists() {
                 return Err(DiskError::Config(format!(
@@ -394,13 +395,13 @@ pub fn make(device: &str, request: &FsRequest) -> Result<Made, DiskError> {
             {
                 return Ok(Made::Found(target));
             }
-            target
+            (target, partition)
         }
         Placement::Auto | Placement::Any => {
             let by_label = request.placement == Placement::Auto;
             match choose(&probe::blocks(&device)?, &device, request, by_label) {
                 Choice::Reuse(found) => return Ok(Made::Found(found)),
-                Choice::Make(target) => target,
+                Choice::Make { target, partition } => (target, Some(partition)),
                 Choice::None => return Ok(Made::NoRoom),
             }
         }
@@ -421,7 +422,11 @@ pub fn make(device: &str, request: &FsRequest) -> Result<Made, DiskError> {
     if let Some(label) = label {
         args.extend(["-L", label]);
     }
-    if (request.overwrite || probe::kind(&target)? != "part")
+    let partition = match partition {
+        Some(known) => known,
+        None => probe::kind(&target)? == "part",
+    };
+    if (request.overwrite || !partition)
         && let Some(force) = force_flag(fs_type)
     {
         args.push(force);
@@ -438,7 +443,11 @@ pub fn make(device: &str, request: &FsRequest) -> Result<Made, DiskError> {
 /// Where `auto`/`any` put a file system.
 enum Choice {
     Reuse(String),
-    Make(String),
+    /// On `target`, a partition or (`partition: false`) the whole disk, as lsblk listed it.
+    Make {
+        target: String,
+        partition: bool,
+    },
     None,
 }
 
@@ -453,7 +462,10 @@ fn choose(blocks: &[Block], device: &str, request: &FsRequest, by_label: bool) -
             && request.replace_fs.is_some()
             && block.fstype.as_deref() == request.replace_fs.as_deref()
         {
-            return Choice::Make(block.name.clone());
+            return Choice::Make {
+                target: block.name.clone(),
+                partition: block.kind == "part",
+            };
         }
         if block.fstype.is_some()
             && block.fstype == request.filesystem
@@ -464,7 +476,10 @@ fn choose(blocks: &[Block], device: &str, request: &FsRequest, by_label: bool) -
         if block.kind == "part" {
             disk_used = true;
             if block.fstype.is_none() {
-                return Choice::Make(block.name.clone());
+                return Choice::Make {
+                    target: block.name.clone(),
+                    partition: true,
+                };
             }
         } else if block.fstype.is_some() {
             disk_used = true;
@@ -473,7 +488,10 @@ fn choose(blocks: &[Block], device: &str, request: &FsRequest, by_label: bool) -
     if disk_used {
         Choice::None
     } else {
-        Choice::Make(device.to_owned())
+        Choice::Make {
+            target: device.to_owned(),
+            partition: blocks.first().is_some_and(|disk| disk.kind == "part"),
+        }
     }
 }
 

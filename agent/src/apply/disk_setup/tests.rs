@@ -268,7 +268,14 @@ fn request(fs: &str, label: Option<&str>, replace: Option<&str>) -> FsRequest {
 fn chosen(blocks: &[Block], request: &FsRequest, by_label: bool) -> String {
     match choose(blocks, "/dev/vdb", request, by_label) {
         Choice::Reuse(d) => format!("reuse {d}"),
-        Choice::Make(d) => format!("make {d}"),
+        Choice::Make {
+            target,
+            partition: true,
+        } => format!("make partition {target}"),
+        Choice::Make {
+            target,
+            partition: false,
+        } => format!("make {target}"),
         Choice::None => "none".to_owned(),
     }
 }
@@ -301,7 +308,7 @@ fn auto_and_any_choose_as_cloud_inits_find_device_node() {
     ];
     assert_eq!(
         chosen(&parts, &request("ext4", Some("two"), None), true),
-        "make /dev/vdb2"
+        "make partition /dev/vdb2"
     );
     assert_eq!(
         chosen(&parts, &request("ext4", Some("one"), None), true),
@@ -309,13 +316,18 @@ fn auto_and_any_choose_as_cloud_inits_find_device_node() {
     );
     assert_eq!(
         chosen(&parts, &request("xfs", None, None), false),
-        "make /dev/vdb2"
+        "make partition /dev/vdb2"
     );
     let full = [
         block("/dev/vdb", "disk", None, None),
         block("/dev/vdb1", "part", Some("ext4"), None),
     ];
     assert_eq!(chosen(&full, &request("xfs", None, None), false), "none");
+    // `replace_fs` on a partition: mkfs is not forced there (what lsblk listed decides).
+    assert_eq!(
+        chosen(&full, &request("xfs", None, Some("ext4")), false),
+        "make partition /dev/vdb1"
+    );
 }
 
 #[test]
