@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,9 +31,9 @@ pub enum Fault {
 struct Shared {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     hits: Mutex<Vec<String>>,
-    in_flight: AtomicUsize,
-    /// Per request, in arrival order: its path and how many others were being answered.
-    arrivals: Mutex<Vec<(String, usize)>>,
+    /// What happened, in order: a request's path when it arrived (`false`) and when its
+    /// answer was about to go out (`true`).
+    events: Mutex<Vec<(String, bool)>>,
 }
 
 /// The running server; stops when dropped.
@@ -78,16 +78,17 @@ impl MetadataServer {
             .extend(std::iter::repeat_n(fault, times));
     }
 
-    /// For each request for `path`, how many others were being answered when it arrived.
-    pub fn others_in_flight(&self, path: &str) -> Vec<usize> {
-        self.shared
-            .arrivals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, others)| *others)
-            .collect()
+    /// Where in the server's events the first request for `path` arrived, and where its
+    /// answer was about to go out (`usize::MAX` for what did not happen).
+    pub fn arrived_and_answered(&self, path: &str) -> (usize, usize) {
+        let events = self.shared.events.lock().unwrap();
+        let at = |answered: bool| {
+            events
+                .iter()
+                .position(|(p, a)| p == path && *a == answered)
+                .unwrap_or(usize::MAX)
+        };
+        (at(false), at(true))
     }
 
     /// Requests received for `path`.
@@ -150,13 +151,17 @@ fn serve(mut stream: TcpStream, dir: &Path, shared: &Shared) {
         .trim_end_matches('/')
         .to_owned();
     shared.hits.lock().unwrap().push(path.clone());
-    let others = shared.in_flight.fetch_add(1, Ordering::SeqCst);
-    shared.arrivals.lock().unwrap().push((path.clone(), others));
-    answer(&mut stream, dir, shared, &path);
-    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    shared.events.lock().unwrap().push((path.clone(), false));
+    if let Some((status, body)) = answer(dir, shared, &path) {
+        // Before the answer goes out: the client cannot have seen it, and so cannot have
+        // asked for anything because of it, before this event.
+        shared.events.lock().unwrap().push((path, true));
+        respond(&mut stream, status, &body);
+    }
 }
 
-fn answer(stream: &mut TcpStream, dir: &Path, shared: &Shared, path: &str) {
+/// The status and body for `path`; `None` for no answer at all.
+fn answer(dir: &Path, shared: &Shared, path: &str) -> Option<(u16, Vec<u8>)> {
     let fault = shared
         .faults
         .lock()
@@ -164,15 +169,18 @@ fn answer(stream: &mut TcpStream, dir: &Path, shared: &Shared, path: &str) {
         .get_mut(path)
         .and_then(VecDeque::pop_front);
     match fault {
-        Some(Fault::Status(code)) => return respond(stream, code, b""),
-        Some(Fault::Hang(duration)) => return std::thread::sleep(duration),
-        Some(Fault::Close) => return,
+        Some(Fault::Status(code)) => return Some((code, Vec::new())),
+        Some(Fault::Hang(duration)) => {
+            std::thread::sleep(duration);
+            return None;
+        }
+        Some(Fault::Close) => return None,
         Some(Fault::Delay(duration)) => std::thread::sleep(duration),
         None => {}
     }
     let file: PathBuf = dir.join(path.trim_start_matches('/'));
     if path.split('/').any(|part| part == "..") {
-        return respond(stream, 404, b"");
+        return Some((404, Vec::new()));
     }
     if file.is_dir() {
         let mut names: Vec<String> = std::fs::read_dir(&file)
@@ -184,10 +192,10 @@ fn answer(stream: &mut TcpStream, dir: &Path, shared: &Shared, path: &str) {
             })
             .unwrap_or_default();
         names.sort();
-        respond(stream, 200, names.join("\n").as_bytes());
+        Some((200, names.join("\n").into_bytes()))
     } else if let Ok(body) = std::fs::read(&file) {
-        respond(stream, 200, &body);
+        Some((200, body))
     } else {
-        respond(stream, 404, b"");
+        Some((404, Vec::new()))
     }
 }
