@@ -21,14 +21,7 @@ mod tests {
 
     #[test]
     fn a_process_pinned_to_one_cpu_has_no_second() {
-        let pinned = std::thread::spawn(|| {
-            let mut only = nix::sched::CpuSet::new();
-            only.set(0).unwrap();
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only).unwrap();
-            second_cpu()
-        })
-        .join()
-        .unwrap();
+        let pinned = crate::testutil::on_one_cpu(second_cpu);
         assert!(!pinned);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(second_cpu(), cpus > 1);

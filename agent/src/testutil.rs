@@ -53,3 +53,18 @@ pub fn sfdisk(image: &std::path::Path, script: &str) {
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
     assert!(child.wait().unwrap().success(), "sfdisk refused {script}");
 }
+
+/// Runs `f` on a thread that, like every process it starts, may run on CPU 0 only.
+pub fn on_one_cpu<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut only = nix::sched::CpuSet::new();
+                only.set(0).unwrap();
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+    })
+}

@@ -23,19 +23,20 @@ const AHEAD: [&str; 4] = [
     "network_data.json",
 ];
 
-/// Runs `f` on a thread that, like every process it starts, may run on CPU 0 only.
-fn on_one_cpu<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let mut only = nix::sched::CpuSet::new();
-                only.set(0).unwrap();
-                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only).unwrap();
-                f()
-            })
-            .join()
-            .unwrap()
-    })
+/// Where meta_data.json's answer went out among the test server's events, and where each
+/// document of [`AHEAD`] arrived, each asked for once.
+fn arrivals(guest: &Guest, meta_data: &str) -> (usize, Vec<(String, usize)>) {
+    let (_, answered) = guest.server.arrived_and_answered(meta_data);
+    let arrived = AHEAD
+        .iter()
+        .map(|name| {
+            let path = format!("/openstack/latest/{name}");
+            assert_eq!(guest.server.hits(&path), 1, "{path}: asked for once");
+            let (arrived, _) = guest.server.arrived_and_answered(&path);
+            (path, arrived)
+        })
+        .collect();
+    (answered, arrived)
 }
 
 #[test]
@@ -55,11 +56,8 @@ fn the_other_documents_are_asked_for_while_meta_data_is_on_its_way() {
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
     assert_eq!(guest.server.hits(meta_data), 1);
-    let (_, meta_data_answered) = guest.server.arrived_and_answered(meta_data);
-    for name in AHEAD {
-        let path = format!("/openstack/latest/{name}");
-        assert_eq!(guest.server.hits(&path), 1, "{path}: asked for once");
-        let (arrived, _) = guest.server.arrived_and_answered(&path);
+    let (meta_data_answered, ahead) = arrivals(&guest, meta_data);
+    for (path, arrived) in ahead {
         assert!(
             arrived < meta_data_answered,
             "{path}: asked for before meta_data.json was answered"
@@ -91,13 +89,10 @@ fn with_one_cpu_each_document_is_fetched_in_its_own_step() {
     guest.user_data("#cloud-config\nhostname: one-cpu\n");
     let meta_data = "/openstack/latest/meta_data.json";
     guest.server.fail(meta_data, Fault::Delay(HELD_BACK), 1);
-    let (code, log) = on_one_cpu(|| guest.run());
+    let (code, log) = testutil::on_one_cpu(|| guest.run());
     assert_eq!(code, 0, "{log}");
-    let (_, meta_data_answered) = guest.server.arrived_and_answered(meta_data);
-    for name in AHEAD {
-        let path = format!("/openstack/latest/{name}");
-        assert_eq!(guest.server.hits(&path), 1, "{path}: asked for once");
-        let (arrived, _) = guest.server.arrived_and_answered(&path);
+    let (meta_data_answered, ahead) = arrivals(&guest, meta_data);
+    for (path, arrived) in ahead {
         assert!(
             meta_data_answered < arrived && arrived != usize::MAX,
             "{path}: asked for after meta_data.json, in its own step"

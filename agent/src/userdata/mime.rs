@@ -8,7 +8,7 @@
 mod header;
 mod transfer;
 
-use header::{Head, Parameterised};
+use header::{Head, Parameterised, line};
 
 /// How far into user data cloud-init looks for `MIME-Version:` to decide it is MIME.
 pub const MIME_SNIFF_BYTES: usize = 4096;
@@ -57,66 +57,46 @@ pub fn split(data: &[u8]) -> Result<Vec<MimePart>, MimeError> {
     Ok(parts)
 }
 
-/// Where each line of `data` starts.
-fn line_starts(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    std::iter::once(0).chain(
-        data.iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .map(|(i, _)| i + 1)
-            .filter(move |&i| i < data.len()),
-    )
-}
-
-/// The line at `at` when it is a delimiter of `boundary`: `Some(true)` for the closing one
+/// A delimiter line of `boundary` (its line break gone): `Some(true)` for the closing one
 /// (`--BOUNDARY--`), `Some(false)` for the others.
-fn delimiter(data: &[u8], at: usize, boundary: &[u8]) -> Option<bool> {
-    let rest = data[at..].strip_prefix(b"--")?.strip_prefix(boundary)?;
-    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-    let line = &rest[..end];
-    let (closing, tail) = match line.strip_prefix(b"--") {
+fn delimiter(line: &[u8], boundary: &[u8]) -> Option<bool> {
+    let rest = line.strip_prefix(b"--")?.strip_prefix(boundary)?;
+    let (closing, tail) = match rest.strip_prefix(b"--") {
         Some(tail) => (true, tail),
-        None => (false, line),
+        None => (false, rest),
     };
     tail.iter()
         .all(|b| b.is_ascii_whitespace())
         .then_some(closing)
 }
 
-/// The body parts of a multipart body: what lies between its delimiter lines (the line break
-/// before a delimiter is the delimiter's).
+/// `part` without the line break that ends it (it belongs to the delimiter after it).
+fn without_line_break(part: &[u8]) -> &[u8] {
+    let part = part.strip_suffix(b"\n").unwrap_or(part);
+    part.strip_suffix(b"\r").unwrap_or(part)
+}
+
+/// The body parts of a multipart body: what lies between its delimiter lines; with no
+/// closing delimiter the last part ends at the end.
 fn body_parts<'a>(body: &'a [u8], boundary: &[u8]) -> Vec<&'a [u8]> {
     let mut parts = Vec::new();
     let mut start: Option<usize> = None;
-    for at in line_starts(body) {
-        let Some(closing) = delimiter(body, at, boundary) else {
-            continue;
-        };
-        if let Some(from) = start {
-            let mut end = at;
-            if end > from && body[end - 1] == b'\n' {
-                end -= 1;
-                if end > from && body[end - 1] == b'\r' {
-                    end -= 1;
-                }
+    let mut at = 0;
+    while at < body.len() {
+        let (text, next) = line(body, at);
+        if let Some(closing) = delimiter(text, boundary) {
+            if let Some(from) = start {
+                parts.push(without_line_break(&body[from..at]));
             }
-            parts.push(&body[from..end]);
+            if closing {
+                return parts;
+            }
+            start = Some(next);
         }
-        if closing {
-            return parts;
-        }
-        let after = body[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(body.len(), |n| at + n + 1);
-        start = Some(after);
+        at = next;
     }
-    // No closing delimiter: the last part ends at the end, without its last line break.
     if let Some(from) = start {
-        let mut last = &body[from..];
-        last = last.strip_suffix(b"\n").unwrap_or(last);
-        last = last.strip_suffix(b"\r").unwrap_or(last);
-        parts.push(last);
+        parts.push(without_line_break(&body[from..]));
     }
     parts
 }

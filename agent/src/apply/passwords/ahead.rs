@@ -86,14 +86,9 @@ mod tests {
     #[test]
     fn hashes_made_ahead_are_taken_once_each_and_only_with_a_second_cpu() {
         let _one_at_a_time = TESTS.lock().unwrap_or_else(|p| p.into_inner());
-        let one_cpu = std::thread::spawn(|| {
-            let mut only = nix::sched::CpuSet::new();
-            only.set(0).unwrap();
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &only).unwrap();
+        let one_cpu = crate::testutil::on_one_cpu(|| {
             (second_cpu(), start(vec!["on one cpu".to_owned()], made))
-        })
-        .join()
-        .unwrap();
+        });
         assert_eq!(one_cpu, (false, false), "nothing starts with one CPU");
         if !second_cpu() {
             crate::testutil::missing("a second CPU", "is not there to hash on");

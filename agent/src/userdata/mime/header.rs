@@ -13,8 +13,8 @@ pub struct Head {
     pub body: usize,
 }
 
-/// The lines of `data` from `at`: (line without its end, offset after its end).
-fn line(data: &[u8], at: usize) -> (&[u8], usize) {
+/// The line of `data` at `at`: (the line without its line break, the offset after it).
+pub(super) fn line(data: &[u8], at: usize) -> (&[u8], usize) {
     let rest = &data[at..];
     match rest.iter().position(|&b| b == b'\n') {
         Some(end) => {
