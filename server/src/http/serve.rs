@@ -100,10 +100,17 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
         // Boxed: the connection's future holds the handler's whole chain, kilobytes, and the
         // runtime moves a task's future several times as it starts and ends it; a box makes
         // those moves a pointer's.
-        tokio::spawn(Box::pin(async move {
+        let mut connection = Box::pin(async move {
             serve_connection(stream, peer, limits, handler).await;
             drop(admitted);
-        }));
+        });
+        // Served here first: a guest's request is usually already read and answered at once
+        // (`accept.rs`), and then ends in this poll, before the next accept, with no task. A
+        // connection that has to wait becomes a task (its next poll registers the runtime's
+        // wakers in place of this poll's no-op one).
+        if futures_util::FutureExt::now_or_never(&mut connection).is_none() {
+            tokio::spawn(connection);
+        }
         // Accepting counts against the task's budget like any I/O, so a stream of new
         // connections still lets this worker's other connections run (every 128 accepts):
         // the listener's readiness alone does not count.
