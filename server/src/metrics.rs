@@ -213,7 +213,7 @@ pub async fn serve_metrics(
         return Ok(());
     };
     let listener = crate::http::listen::tcp_listener(listen)
-        .and_then(tokio::net::TcpListener::from_std)
+        .and_then(crate::http::TcpAcceptor::new)
         .with_context(|| format!("failed to bind the metrics listener on {listen}"))?;
     tracing::info!(%listen, "metrics at /metrics");
     tokio::spawn(crate::http::serve(

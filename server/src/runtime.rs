@@ -114,7 +114,7 @@ impl Workers {
             .map(|(listener, worker)| {
                 let (handler, gate) = (handler.clone(), gate.clone());
                 worker.spawn(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
+                    match crate::http::TcpAcceptor::new(listener) {
                         Ok(listener) => serve_gated(listener, gate, limits, handler).await,
                         Err(err) => tracing::error!(error = %err, "cannot serve a listener"),
                     }

@@ -14,6 +14,12 @@ use socket2::{Domain, Socket, Type};
 /// Connections the kernel queues before `accept`: deep enough for a boot storm (the kernel
 /// caps it at `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: i32 = 4096;
+/// Seconds a new connection may stay silent before `accept` takes it anyway
+/// (`TCP_DEFER_ACCEPT`, nginx's `deferred`): an HTTP client speaks first, so a connection is
+/// accepted with its request head already there, and one that says nothing costs the server
+/// nothing until the kernel hands it over (after one SYN-ACK retransmission, about a second),
+/// when the head timeout starts.
+pub const DEFER_ACCEPT_SECONDS: libc::c_int = 1;
 /// Where `ip netns add` puts named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 
@@ -51,6 +57,7 @@ pub fn tcp_listener_on(addr: SocketAddr, device: Option<&str>) -> io::Result<Tcp
     // acknowledgement. Set here, on the listener: Linux copies it to every accepted connection,
     // one system call per listener instead of one per connection.
     socket.set_tcp_nodelay(true)?;
+    defer_accept(&socket, DEFER_ACCEPT_SECONDS)?;
     if let Some(device) = device {
         socket.bind_device(Some(device.as_bytes())).map_err(|err| {
             io::Error::new(
@@ -62,6 +69,29 @@ pub fn tcp_listener_on(addr: SocketAddr, device: Option<&str>) -> io::Result<Tcp
     socket.bind(&addr.into()).map_err(in_use_hint)?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on `socket` (see [`DEFER_ACCEPT_SECONDS`]).
+fn defer_accept(socket: &Socket, seconds: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let size =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).map_err(io::Error::other)?;
+    // SAFETY: the descriptor is `socket`'s, open for the whole call; the option value is a
+    // `c_int` that lives across the call, and `size` is its size.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const seconds).cast(),
+            size,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// One listening socket on `addr` (see [`tcp_listener`]) as `count` handles, one per worker:
@@ -253,10 +283,33 @@ mod tests {
         let listener = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
         listener.set_nonblocking(false).unwrap();
         let addr = listener.local_addr().unwrap();
-        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut client, b"G").unwrap();
         let (accepted, _) = listener.accept().unwrap();
         // Inherited from the listener: the accept loop sets nothing per connection.
         assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_connection_is_accepted_once_its_client_speaks() {
+        let listener = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // Connected on the client's side, but not handed to the server while it is silent
+        // (well within the DEFER_ACCEPT_SECONDS after which the kernel hands it over anyway).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let silent = listener.accept().map(|_| ()).unwrap_err();
+        assert_eq!(silent.kind(), io::ErrorKind::WouldBlock);
+        std::io::Write::write_all(&mut client, b"GET").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let mut accepted = listener.accept();
+        while accepted.is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            accepted = listener.accept();
+        }
+        let (mut accepted, _) = accepted.expect("not accepted after the client spoke");
+        let mut head = [0u8; 3];
+        std::io::Read::read_exact(&mut accepted, &mut head).unwrap();
+        assert_eq!(&head, b"GET");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the three roles: the accept loop and the HTTP/1.1 connection loop
 //! with their limits, small response builders and the pooled upstream client (TCP or Unix socket).
 
+pub mod accept;
 pub mod answer;
 pub mod body;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod response;
 pub mod serve;
 pub mod unix;
 
+pub use accept::{Accepted, TcpAcceptor};
 pub use answer::Answer;
 pub use body::{BodyError, RequestBody};
 pub use client::{Upstream, UpstreamError};

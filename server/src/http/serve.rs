@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::UnixListener;
 
 use super::body::RequestBody;
 use super::gate::{ConnectionGate, Refusal};
@@ -38,21 +38,10 @@ pub trait Handler: Clone + Send + Sync + 'static {
     fn refused_connection(&self, _peer: Peer, _refusal: Refusal) {}
 }
 
-/// A listener: TCP (the proxy, the API) or a Unix socket (the agent, the API).
+/// A listener: TCP (the proxy, the API; `accept.rs`) or a Unix socket (the agent, the API).
 pub trait Acceptor: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept_peer(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
-}
-
-impl Acceptor for TcpListener {
-    type Stream = tokio::net::TcpStream;
-
-    async fn accept_peer(&self) -> io::Result<(Self::Stream, Peer)> {
-        // No per-connection TCP_NODELAY: the listeners of `listen.rs` carry it and accepted
-        // connections inherit it.
-        let (stream, addr) = self.accept().await?;
-        Ok((stream, Peer::Tcp(addr)))
-    }
 }
 
 impl Acceptor for UnixListener {
@@ -111,9 +100,20 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
         // Boxed: the connection's future holds the handler's whole chain, kilobytes, and the
         // runtime moves a task's future several times as it starts and ends it; a box makes
         // those moves a pointer's.
-        tokio::spawn(Box::pin(async move {
+        let mut connection = Box::pin(async move {
             serve_connection(stream, peer, limits, handler).await;
             drop(admitted);
-        }));
+        });
+        // Served here first: a guest's request is usually already read and answered at once
+        // (`accept.rs`), and then ends in this poll, before the next accept, with no task. A
+        // connection that has to wait becomes a task (its next poll registers the runtime's
+        // wakers in place of this poll's no-op one).
+        if futures_util::FutureExt::now_or_never(&mut connection).is_none() {
+            tokio::spawn(connection);
+        }
+        // Accepting counts against the task's budget like any I/O, so a stream of new
+        // connections still lets this worker's other connections run (every 128 accepts):
+        // the listener's readiness alone does not count.
+        tokio::task::consume_budget().await;
     }
 }

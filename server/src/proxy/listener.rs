@@ -249,7 +249,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
     let bound = listener.local_addr().unwrap_or(args.listen);
     // One proxy per namespace: a single thread keeps it small.
     crate::runtime::run_service(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener = crate::http::TcpAcceptor::new(listener)?;
         let metrics = Metrics::new("proxy");
         crate::metrics::serve_metrics(args.metrics_listen, vec![metrics.clone()], None).await?;
         let forward = ToAgent::new(

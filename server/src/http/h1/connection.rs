@@ -93,10 +93,9 @@ where
         };
         match written {
             Ok(true) => {}
-            Ok(false) => {
-                let _ = stream.shutdown().await;
-                return;
-            }
+            // Dropping the stream closes it: the FIN a shutdown would send first, for one more
+            // system call per connection.
+            Ok(false) => return,
             Err(err) => {
                 tracing::debug!(?peer, error = %err, "response not written");
                 return;

@@ -1,0 +1,253 @@
+//! Accepting TCP connections without the poller. A guest's connection usually asks one thing
+//! and is closed: its request is already there when it is accepted (the listeners defer
+//! accepting until the client has spoken, `listen.rs`), and its answer fits in the socket's
+//! send buffer. So a connection is read and written directly, and joins the runtime's poller
+//! (`epoll_ctl` to add it, and again to remove it when it closes) only when a read or a write
+//! would block: a keep-alive client waiting between requests, a slow one, a large answer.
+//! One request on a new connection then costs `accept4`, `recvfrom`, `writev` and `close`,
+//! and is answered without waiting for the poller's next round. `TCP_NODELAY` comes from the
+//! listener: Linux copies it to every connection it accepts.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+use super::peer::Peer;
+use super::serve::Acceptor;
+
+/// A listening TCP socket whose connections are taken as [`Accepted`].
+pub struct TcpAcceptor(AsyncFd<std::net::TcpListener>);
+
+impl TcpAcceptor {
+    /// Watches `listener` (non-blocking, as `listen.rs` makes it) with the current runtime's
+    /// poller.
+    pub fn new(listener: std::net::TcpListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        // SAFETY: a `std::net::TcpListener` owns its descriptor: it stays open, and is the one
+        // `as_raw_fd` returns, until the listener is dropped, which only the `AsyncFd` does.
+        let registered = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) };
+        Ok(Self(registered?))
+    }
+}
+
+impl Acceptor for TcpAcceptor {
+    type Stream = Accepted;
+
+    async fn accept_peer(&self) -> io::Result<(Accepted, Peer)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            if let Ok(accepted) = ready.try_io(|listener| accept_now(listener.get_ref())) {
+                let (stream, addr) = accepted?;
+                return Ok((Accepted(State::Unpolled(stream)), Peer::Tcp(addr)));
+            }
+        }
+    }
+}
+
+/// One `accept4`: the connection non-blocking and closed on exec from the start, and its peer.
+fn accept_now(listener: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    let (socket, addr) =
+        socket2::SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    let addr = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accepted a connection without an IP address"))?;
+    Ok((socket.into(), addr))
+}
+
+/// An accepted connection: read and written directly until an operation would block, then
+/// registered with the runtime's poller for the rest of its life.
+pub struct Accepted(State);
+
+enum State {
+    /// Not known to the poller: every read and write so far found the socket ready.
+    Unpolled(std::net::TcpStream),
+    /// Registered, once a read or a write would have blocked.
+    Polled(tokio::net::TcpStream),
+    /// Registration failed: the connection is closed.
+    Lost,
+}
+
+impl Accepted {
+    /// Whether the connection has joined the poller.
+    #[cfg(test)]
+    pub fn is_polled(&self) -> bool {
+        matches!(self.0, State::Polled(_))
+    }
+
+    /// The registered stream, registering it first when it is not yet.
+    fn polled(&mut self) -> io::Result<Pin<&mut tokio::net::TcpStream>> {
+        if let State::Unpolled(_) = self.0
+            && let State::Unpolled(stream) = std::mem::replace(&mut self.0, State::Lost)
+        {
+            self.0 = State::Polled(tokio::net::TcpStream::from_std(stream)?);
+        }
+        match &mut self.0 {
+            State::Polled(stream) => Ok(Pin::new(stream)),
+            State::Unpolled(_) | State::Lost => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection could not join the runtime's poller",
+            )),
+        }
+    }
+}
+
+/// The result of a direct call, or `None` when it would block (the caller then registers).
+fn unless_blocked<T>(result: io::Result<T>) -> Option<io::Result<T>> {
+    match result {
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => None,
+        done => Some(done),
+    }
+}
+
+impl AsyncRead for Accepted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let State::Unpolled(stream) = &mut this.0 {
+            let read = stream.read(buf.initialize_unfilled());
+            if let Some(done) = unless_blocked(read) {
+                return Poll::Ready(done.map(|n| buf.advance(n)));
+            }
+        }
+        this.polled()?.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Accepted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let State::Unpolled(stream) = &mut this.0
+            && let Some(done) = unless_blocked(stream.write(buf))
+        {
+            return Poll::Ready(done);
+        }
+        this.polled()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let State::Unpolled(stream) = &mut this.0
+            && let Some(done) = unless_blocked(stream.write_vectored(bufs))
+        {
+            return Poll::Ready(done);
+        }
+        this.polled()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            State::Polled(stream) => Pin::new(stream).poll_flush(cx),
+            State::Unpolled(_) | State::Lost => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            State::Polled(stream) => Pin::new(stream).poll_shutdown(cx),
+            State::Unpolled(stream) => Poll::Ready(stream.shutdown(Shutdown::Write)),
+            State::Lost => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::http::listen::tcp_listener;
+
+    /// Runs `serve` on a one-thread runtime against a client thread that runs `client`
+    /// against the listener's address; the client's result.
+    fn exchange<T: Send + 'static>(
+        client: impl FnOnce(SocketAddr) -> T + Send + 'static,
+        serve: impl AsyncFnOnce(TcpAcceptor),
+    ) -> T {
+        let listener = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || client(addr));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move { serve(TcpAcceptor::new(listener).unwrap()).await });
+        client.join().unwrap()
+    }
+
+    #[test]
+    fn a_request_already_there_is_answered_without_the_poller() {
+        let answer = exchange(
+            |addr| {
+                let mut client = std::net::TcpStream::connect(addr).unwrap();
+                client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+                let mut answer = String::new();
+                client.read_to_string(&mut answer).unwrap();
+                (client.local_addr().unwrap(), answer)
+            },
+            async |acceptor| {
+                let (mut stream, peer) = acceptor.accept_peer().await.unwrap();
+                let mut head = [0u8; 64];
+                let n = stream.read(&mut head).await.unwrap();
+                assert_eq!(&head[..n], b"GET / HTTP/1.1\r\n\r\n");
+                stream.write_all(b"answered").await.unwrap();
+                assert!(!stream.is_polled(), "a ready connection joined the poller");
+                let Peer::Tcp(addr) = peer else {
+                    panic!("{peer:?}")
+                };
+                stream.write_all(addr.to_string().as_bytes()).await.unwrap();
+            },
+        );
+        assert_eq!(answer.1, format!("answered{}", answer.0));
+    }
+
+    #[test]
+    fn a_connection_that_must_wait_joins_the_poller_and_is_served() {
+        let answer = exchange(
+            |addr| {
+                let mut client = std::net::TcpStream::connect(addr).unwrap();
+                client.write_all(b"GET / HT").unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                client.write_all(b"TP/1.1\r\n\r\n").unwrap();
+                let mut answer = String::new();
+                client.read_to_string(&mut answer).unwrap();
+                answer
+            },
+            async |acceptor| {
+                let (mut stream, _) = acceptor.accept_peer().await.unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut chunk = [0u8; 64];
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    assert_ne!(n, 0, "closed early");
+                    head.extend_from_slice(&chunk[..n]);
+                }
+                assert!(stream.is_polled(), "it waited without the poller");
+                stream.write_all(b"answered").await.unwrap();
+                stream.shutdown().await.unwrap();
+            },
+        );
+        assert_eq!(answer, "answered");
+    }
+}
