@@ -212,11 +212,17 @@ pub struct StaticSite {
 /// Accept backlog of the storm's nginx (nginx's default is 511; metaboot listens with 4096,
 /// so the baseline gets the same room for a thousand simultaneous connects).
 pub const STATIC_SITE_BACKLOG: u32 = 4096;
+/// The storm's nginx also accepts a connection only once its client has spoken (`deferred`,
+/// `TCP_DEFER_ACCEPT`), as metaboot's listeners do (`server/src/http/listen.rs`), and then
+/// reads the request at once: the storm compares the servers, not their listener options.
+const STATIC_SITE_LISTEN_OPTIONS: &str = "deferred";
 
 /// The `server {}` block of [`StaticSite`]: `paths[i]` answers with the file `doc-i` of
 /// `site` (try_files, not alias: a path ending in '/' would be taken as a directory).
 pub fn static_site_server(addr: SocketAddr, site: &Path, paths: &[&str]) -> String {
-    let mut text = format!("    server {{\n        listen {addr} backlog={STATIC_SITE_BACKLOG};\n");
+    let mut text = format!(
+        "    server {{\n        listen {addr} backlog={STATIC_SITE_BACKLOG} {STATIC_SITE_LISTEN_OPTIONS};\n"
+    );
     for (index, path) in paths.iter().enumerate() {
         text.push_str(&format!(
             "        location = {path} {{ root {}; try_files /doc-{index} =404; }}\n",
@@ -281,7 +287,7 @@ mod tests {
             &["/openstack", "/latest/meta-data/"],
         );
         assert!(
-            text.contains("listen 127.0.0.1:8080 backlog=4096;"),
+            text.contains("listen 127.0.0.1:8080 backlog=4096 deferred;"),
             "{text}"
         );
         assert!(
