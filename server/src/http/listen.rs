@@ -313,6 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_connection_is_handed_over_once_the_deferral_is_over() {
+        let listener = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let started = std::time::Instant::now();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let deferral = std::time::Duration::from_secs(DEFER_ACCEPT_SECONDS.unsigned_abs().into());
+        // The kernel's SYN-ACK timer starts at a second and may run late on a busy host.
+        let bound = started + 5 * deferral;
+        let accepted = loop {
+            match listener.accept() {
+                Ok(_) => break started.elapsed(),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < bound, "never handed over");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(err) => panic!("{err}"),
+            }
+        };
+        // Handed over after the deferral, not at once: its head timeout starts then.
+        assert!(accepted >= deferral / 2, "accepted after {accepted:?}");
+    }
+
+    #[test]
     fn a_missing_namespace_is_a_clear_error() {
         let err = tcp_listener_in(
             Some("metaboot-test-no-such-namespace"),
