@@ -93,6 +93,25 @@ impl Accepted {
             )),
         }
     }
+
+    /// A write: `direct` on the socket while it is not polled and the write does not block,
+    /// else `polled` on the registered stream.
+    fn write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        direct: impl FnOnce(&mut std::net::TcpStream) -> io::Result<usize>,
+        polled: impl FnOnce(
+            Pin<&mut tokio::net::TcpStream>,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let State::Unpolled(stream) = &mut self.0
+            && let Some(done) = unless_blocked(direct(stream))
+        {
+            return Poll::Ready(done);
+        }
+        polled(self.polled()?, cx)
+    }
 }
 
 /// The result of a direct call, or `None` when it would block (the caller then registers).
@@ -126,13 +145,11 @@ impl AsyncWrite for Accepted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let State::Unpolled(stream) = &mut this.0
-            && let Some(done) = unless_blocked(stream.write(buf))
-        {
-            return Poll::Ready(done);
-        }
-        this.polled()?.poll_write(cx, buf)
+        self.get_mut().write_with(
+            cx,
+            |stream| stream.write(buf),
+            |stream, cx| stream.poll_write(cx, buf),
+        )
     }
 
     fn poll_write_vectored(
@@ -140,13 +157,11 @@ impl AsyncWrite for Accepted {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let State::Unpolled(stream) = &mut this.0
-            && let Some(done) = unless_blocked(stream.write_vectored(bufs))
-        {
-            return Poll::Ready(done);
-        }
-        this.polled()?.poll_write_vectored(cx, bufs)
+        self.get_mut().write_with(
+            cx,
+            |stream| stream.write_vectored(bufs),
+            |stream, cx| stream.poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -249,5 +264,44 @@ mod tests {
             },
         );
         assert_eq!(answer, "answered");
+    }
+
+    #[test]
+    fn an_answer_larger_than_the_send_buffer_joins_the_poller_and_arrives_whole() {
+        const ANSWER_BYTES: usize = 8 * 1024 * 1024;
+        let received = exchange(
+            |addr| {
+                let mut client = std::net::TcpStream::connect(addr).unwrap();
+                client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+                let mut answer = Vec::new();
+                client.read_to_end(&mut answer).unwrap();
+                answer
+            },
+            async |acceptor| {
+                let (mut stream, _) = acceptor.accept_peer().await.unwrap();
+                let mut head = [0u8; 18];
+                stream.read_exact(&mut head).await.unwrap();
+                let answer: Vec<u8> = (0..ANSWER_BYTES).map(|i| (i % 251) as u8).collect();
+                let half = ANSWER_BYTES / 2;
+                stream.write_all(&answer[..half]).await.unwrap();
+                // The rest through the vectored write, as answers go out.
+                let mut written = half;
+                while written < ANSWER_BYTES {
+                    let rest = [IoSlice::new(&answer[written..])];
+                    written += stream.write_vectored(&rest).await.unwrap();
+                }
+                assert!(
+                    stream.is_polled(),
+                    "{ANSWER_BYTES} bytes went out without waiting"
+                );
+            },
+        );
+        assert_eq!(received.len(), ANSWER_BYTES);
+        assert!(
+            received
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (i % 251) as u8)
+        );
     }
 }
