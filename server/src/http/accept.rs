@@ -42,6 +42,10 @@ impl Acceptor for TcpAcceptor {
             let mut ready = self.0.readable().await?;
             if let Ok(accepted) = ready.try_io(|listener| accept_now(listener.get_ref())) {
                 let (stream, addr) = accepted?;
+                // An accept counts against the task's budget, as tokio's own accept does (an
+                // `AsyncFd`'s readiness does not), so a stream of new connections still lets
+                // the worker's other connections run (every 128 accepts).
+                tokio::task::consume_budget().await;
                 return Ok((Accepted(State::Unpolled(stream)), Peer::Tcp(addr)));
             }
         }
