@@ -23,8 +23,8 @@ use super::serve::Acceptor;
 pub struct TcpAcceptor(AsyncFd<std::net::TcpListener>);
 
 impl TcpAcceptor {
-    /// Watches `listener` (non-blocking, as `listen.rs` makes it) with the current runtime's
-    /// poller.
+    /// Watches `listener` with the current runtime's poller, non-blocking (`listen.rs` makes
+    /// its listeners so already; this holds for any other).
     pub fn new(listener: std::net::TcpListener) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         // SAFETY: a `std::net::TcpListener` owns its descriptor: it stays open, and is the one
