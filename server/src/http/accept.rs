@@ -23,8 +23,8 @@ use super::serve::Acceptor;
 pub struct TcpAcceptor(AsyncFd<std::net::TcpListener>);
 
 impl TcpAcceptor {
-    /// Watches `listener` (non-blocking, as `listen.rs` makes it) with the current runtime's
-    /// poller.
+    /// Watches `listener` with the current runtime's poller, non-blocking (`listen.rs` makes
+    /// its listeners so already; this holds for any other).
     pub fn new(listener: std::net::TcpListener) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         // SAFETY: a `std::net::TcpListener` owns its descriptor: it stays open, and is the one
@@ -42,6 +42,10 @@ impl Acceptor for TcpAcceptor {
             let mut ready = self.0.readable().await?;
             if let Ok(accepted) = ready.try_io(|listener| accept_now(listener.get_ref())) {
                 let (stream, addr) = accepted?;
+                // An accept counts against the task's budget, as tokio's own accept does (an
+                // `AsyncFd`'s readiness does not), so a stream of new connections still lets
+                // the worker's other connections run (every 128 accepts).
+                tokio::task::consume_budget().await;
                 return Ok((Accepted(State::Unpolled(stream)), Peer::Tcp(addr)));
             }
         }

@@ -290,23 +290,39 @@ mod tests {
         assert!(accepted.nodelay().unwrap());
     }
 
+    /// The next connection `listener` (non-blocking) hands over within `within`, if any.
+    fn accepted_within(
+        listener: &std::net::TcpListener,
+        within: std::time::Duration,
+    ) -> Option<std::net::TcpStream> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => return Some(stream),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(err) => panic!("accept: {err}"),
+            }
+        }
+    }
+
     #[test]
     fn a_connection_is_accepted_once_its_client_speaks() {
         let listener = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         // Connected on the client's side, but not handed to the server while it is silent
         // (well within the DEFER_ACCEPT_SECONDS after which the kernel hands it over anyway).
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let silent = listener.accept().map(|_| ()).unwrap_err();
-        assert_eq!(silent.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            accepted_within(&listener, std::time::Duration::from_millis(300)).is_none(),
+            "a silent connection was handed over at once"
+        );
         std::io::Write::write_all(&mut client, b"GET").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        let mut accepted = listener.accept();
-        while accepted.is_err() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            accepted = listener.accept();
-        }
-        let (mut accepted, _) = accepted.expect("not accepted after the client spoke");
+        let mut accepted = accepted_within(&listener, std::time::Duration::from_millis(500))
+            .expect("not accepted after the client spoke");
         let mut head = [0u8; 3];
         std::io::Read::read_exact(&mut accepted, &mut head).unwrap();
         assert_eq!(&head, b"GET");
@@ -319,17 +335,9 @@ mod tests {
         let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let deferral = std::time::Duration::from_secs(DEFER_ACCEPT_SECONDS.unsigned_abs().into());
         // The kernel's SYN-ACK timer starts at a second and may run late on a busy host.
-        let bound = started + 5 * deferral;
-        let accepted = loop {
-            match listener.accept() {
-                Ok(_) => break started.elapsed(),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    assert!(std::time::Instant::now() < bound, "never handed over");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(err) => panic!("{err}"),
-            }
-        };
+        let bound = (5 * deferral).saturating_sub(started.elapsed());
+        accepted_within(&listener, bound).expect("never handed over");
+        let accepted = started.elapsed();
         // Handed over after the deferral, not at once: its head timeout starts then.
         assert!(accepted >= deferral / 2, "accepted after {accepted:?}");
     }

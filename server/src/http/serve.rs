@@ -111,9 +111,5 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
         if futures_util::FutureExt::now_or_never(&mut connection).is_none() {
             tokio::spawn(connection);
         }
-        // Accepting counts against the task's budget like any I/O, so a stream of new
-        // connections still lets this worker's other connections run (every 128 accepts):
-        // the listener's readiness alone does not count.
-        tokio::task::consume_budget().await;
     }
 }
