@@ -33,9 +33,14 @@ pub use error::UpstreamError;
 use pipeline::{NoAnswer, Pipeline};
 use pool::{Pipelines, Pool};
 use stream::Dialer;
+use tokio::time::Instant;
 
 use super::h1::{Answer, ClientConnection, ExchangeError};
 use super::limits::UPSTREAM_IDLE_REUSE;
+
+/// What a request's deadline is when its timeout is too large for a clock reading (about 30
+/// years, as tokio's own `timeout` does).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// The `Host` requests to a Unix-socket upstream carry.
 const UNIX_AUTHORITY: &str = "metadata.local";
@@ -145,38 +150,40 @@ impl Upstream {
         request
             .headers_mut()
             .insert(header::HOST, self.host.clone());
+        // A timeout too large for a clock reading waits as long as tokio's own `timeout` does.
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
         let (parts, mut body) = request.into_parts();
-        let exchange = async move {
-            // A `Full` body is one frame, already in memory.
-            let body = match body.frame().await {
-                Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
-                _ => Bytes::new(),
-            };
-            if self.pipelining && (parts.method == Method::GET || parts.method == Method::HEAD) {
-                self.pipelined(&parts, &body).await
-            } else {
-                self.alone(&parts, &body).await
-            }
+        // A `Full` body is one frame, already in memory.
+        let body = match body.frame().await {
+            Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+            _ => Bytes::new(),
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| UpstreamError::Timeout(timeout))?
+        if self.pipelining && (parts.method == Method::GET || parts.method == Method::HEAD) {
+            // The pipelined connection keeps the deadline (`pipeline.rs` says why).
+            self.pipelined(&parts, &body, deadline, timeout).await
+        } else {
+            tokio::time::timeout_at(deadline, self.alone(&parts, &body))
+                .await
+                .map_err(|_| UpstreamError::Timeout(timeout))?
+        }
     }
 
-    /// Sends a request on this thread's pipelined connection.
+    /// Sends a request on this thread's pipelined connection; it gets its answer by `deadline`
+    /// or fails with `timeout`.
     async fn pipelined(
         &self,
         parts: &request::Parts,
         body: &[u8],
+        deadline: Instant,
+        timeout: Duration,
     ) -> Result<Response<Bytes>, UpstreamError> {
         loop {
-            let (pipeline, kept) = self
-                .pipelines
-                .take_or_start(|| Pipeline::start(self.dialer.clone(), self.describe.clone()));
-            let waiting = Unanswered(Some(&pipeline));
-            let answered = pipeline.exchange(parts, body).await;
-            waiting.answered();
-            match answered {
+            let (pipeline, kept) = self.pipelines.take_or_start(|| {
+                Pipeline::start(self.dialer.clone(), self.describe.clone(), deadline)
+            });
+            match pipeline.exchange(parts, body, deadline).await {
                 Ok(response) => return Ok(response),
                 // Never written: the connection had broken. Try another.
                 Err(NoAnswer::Unsent(_)) if kept => {}
@@ -190,6 +197,7 @@ impl Upstream {
                 Err(NoAnswer::Failed(why)) => {
                     return Err(UpstreamError::Failed(format!("{}: {why}", self.describe)));
                 }
+                Err(NoAnswer::TimedOut) => return Err(UpstreamError::Timeout(timeout)),
             }
         }
     }
@@ -227,24 +235,6 @@ impl Upstream {
                     return Err(UpstreamError::Failed(format!("{}: {why}", self.describe)));
                 }
             }
-        }
-    }
-}
-
-/// A pipelined request waiting for its answer. Dropped unanswered (its timeout ran out), it
-/// gives the connection up: the upstream may be stuck, and the requests behind it with it.
-struct Unanswered<'a>(Option<&'a Pipeline>);
-
-impl Unanswered<'_> {
-    fn answered(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for Unanswered<'_> {
-    fn drop(&mut self) {
-        if let Some(pipeline) = self.0 {
-            pipeline.abandon("an earlier request on the connection got no answer in time");
         }
     }
 }

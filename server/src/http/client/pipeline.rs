@@ -4,15 +4,24 @@
 //! arrive in. Under load a hop then costs a system call per batch instead of two per request
 //! (the roles answer pipelined requests together, `h1/connection.rs`).
 //!
-//! Two tasks drive it: the writer opens the connection (requests queue meanwhile) and sends
-//! what was queued, the reader hands each answer to the request that waits for it. Once the
-//! connection breaks (the upstream closed it, an answer was
-//! malformed, a request timed out) it takes no more requests: the ones not yet written come
-//! back unsent, to go out on a new connection; the ones written fail (a request that was
-//! written is never sent twice).
+//! Two tasks drive it: the reader opens the connection (requests queue meanwhile), starts the
+//! writer, which sends what was queued, and hands each answer to the request that waits for
+//! it. Once the connection breaks (the upstream closed it, an answer was malformed, a request
+//! timed out) it takes no more requests: the ones not yet written come back unsent, to go out
+//! on a new connection; the ones written fail (a request that was written is never sent twice).
+//!
+//! The reader also keeps the requests' deadlines, with one timer for the whole connection set
+//! to the earliest deadline of the requests waiting. A timer per request would mostly be due
+//! before every other timer the runtime holds (a hop's upstream timeout is shorter than a
+//! connection's head timeout, and the previous request's timer is gone), and tokio wakes its
+//! driver for each such new timer: an `eventfd` write and one more `epoll_wait` per request.
+//! The connection's timer is only moved later while requests flow, which tokio does without
+//! waking anything; it goes off about once per timeout, and fails the connection's requests
+//! only when one of them is past its deadline.
 
 use std::collections::VecDeque;
 use std::io;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -20,10 +29,10 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Response, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::error::UpstreamError;
-use super::stream::{Dialer, ReadHalf, WriteHalf};
+use super::stream::{Dialer, ReadHalf, Stream, WriteHalf};
 use crate::http::h1::{encode_request_head, read_answer};
 
 /// Bytes the read buffer starts with (answers are read on by `h1::read_answer`).
@@ -40,6 +49,8 @@ pub enum NoAnswer {
     Unreachable(String),
     /// Written, but no usable answer came back: why.
     Failed(String),
+    /// Its deadline passed first.
+    TimedOut,
 }
 
 /// A handle on a pipelined connection; clones share it.
@@ -54,6 +65,8 @@ struct Shared {
     queued: Notify,
     /// Wakes the reader when the pipeline broke elsewhere.
     broke: Notify,
+    /// Wakes the reader when a request came with a deadline before its timer's.
+    hurried: Notify,
 }
 
 struct State {
@@ -71,6 +84,9 @@ struct State {
     unreachable: bool,
     /// When the connection started or last handed an answer over.
     used: Instant,
+    /// When the reader's timer goes off: no waiting request's deadline is earlier. Unset while
+    /// no request waits.
+    watched: Option<Instant>,
 }
 
 impl Default for State {
@@ -83,6 +99,7 @@ impl Default for State {
             broken: None,
             unreachable: false,
             used: Instant::now(),
+            watched: None,
         }
     }
 }
@@ -91,6 +108,8 @@ struct Waiter {
     number: u64,
     /// The request was HEAD: its answer has no body.
     to_head: bool,
+    /// When its caller stops waiting.
+    deadline: Instant,
     reply: Reply,
 }
 
@@ -99,16 +118,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes no more requests, for `why`: the waiting requests numbered from `unsent_from` on
-    /// were not written and come back unsent; the others fail.
+    /// Takes no more requests, for `why`: the waiting requests past their deadline time out;
+    /// of the others, those numbered from `unsent_from` on were not written and come back
+    /// unsent, the rest fail.
     fn break_off(&self, state: &mut State, why: &str, unsent_from: u64) {
         if state.broken.is_none() {
             state.broken = Some(why.to_owned());
         }
         state.out.clear();
         let unreachable = state.unreachable;
+        let now = Instant::now();
         for waiter in state.waiting.drain(..) {
-            let err = if unreachable {
+            let err = if waiter.deadline <= now {
+                NoAnswer::TimedOut
+            } else if unreachable {
                 NoAnswer::Unreachable(why.to_owned())
             } else if waiter.number >= unsent_from {
                 NoAnswer::Unsent(why.to_owned())
@@ -124,14 +147,18 @@ impl Shared {
 
 impl Pipeline {
     /// Starts a connection to `dialer`'s upstream (`describe`) on the current runtime; it takes
-    /// requests at once.
-    pub fn start(dialer: Arc<Dialer>, describe: Arc<str>) -> Self {
+    /// requests at once, the first with its deadline at `first_deadline`.
+    pub fn start(dialer: Arc<Dialer>, describe: Arc<str>, first_deadline: Instant) -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                watched: Some(first_deadline),
+                ..State::default()
+            }),
             queued: Notify::new(),
             broke: Notify::new(),
+            hurried: Notify::new(),
         });
-        tokio::spawn(connect(shared.clone(), dialer, describe));
+        tokio::spawn(read(shared.clone(), dialer, describe));
         Self { shared }
     }
 
@@ -146,13 +173,14 @@ impl Pipeline {
         state.waiting.is_empty() && state.used.elapsed() > bound
     }
 
-    /// Queues `request` (its body is `body`) and waits for its answer, its body read whole.
-    /// Does not time out: the caller bounds it and calls [`Pipeline::abandon`] when it gives
-    /// up.
+    /// Queues `request` (its body is `body`) and waits for its answer, its body read whole,
+    /// until `deadline`. A caller that stops waiting earlier leaves the connection as it is:
+    /// the answer, when it comes, is dropped.
     pub async fn exchange(
         &self,
         request: &request::Parts,
         body: &[u8],
+        deadline: Instant,
     ) -> Result<Response<Bytes>, NoAnswer> {
         let (reply, answer) = oneshot::channel();
         {
@@ -175,10 +203,15 @@ impl Pipeline {
             state.waiting.push_back(Waiter {
                 number,
                 to_head: request.method == Method::HEAD,
+                deadline,
                 reply,
             });
             if first {
                 self.shared.queued.notify_one();
+            }
+            if state.watched.is_none_or(|watched| deadline < watched) {
+                state.watched = Some(deadline);
+                self.shared.hurried.notify_one();
             }
         }
         answer
@@ -186,33 +219,12 @@ impl Pipeline {
             .unwrap_or_else(|_| Err(NoAnswer::Failed("the connection ended".to_owned())))
     }
 
-    /// Gives the connection up (a request on it timed out): the requests on it fail, the next
-    /// ones go out on a new connection.
+    /// Gives the connection up: the requests on it fail, the next ones go out on a new
+    /// connection.
     pub fn abandon(&self, why: &str) {
         let mut state = self.shared.lock();
         let handed = state.handed;
         self.shared.break_off(&mut state, why, handed);
-    }
-}
-
-/// Opens the connection, then starts the reader and becomes the writer.
-async fn connect(shared: Arc<Shared>, dialer: Arc<Dialer>, describe: Arc<str>) {
-    match dialer.connect(&describe).await {
-        Ok(stream) => {
-            let (reader, writer) = stream.into_split();
-            tokio::spawn(read(shared.clone(), reader));
-            write(shared, writer).await;
-        }
-        Err(err) => {
-            let why = match err {
-                UpstreamError::Unreachable(why) => why,
-                other => other.to_string(),
-            };
-            let mut state = shared.lock();
-            state.unreachable = true;
-            let handed = state.handed;
-            shared.break_off(&mut state, &why, handed);
-        }
     }
 }
 
@@ -257,16 +269,75 @@ async fn write(shared: Arc<Shared>, mut stream: WriteHalf) {
     }
 }
 
-/// The reader: hands each answer to the request waiting for it, until the connection breaks.
-async fn read(shared: Arc<Shared>, mut stream: ReadHalf) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+/// The reader: opens the connection, starts the writer and hands each answer to the request
+/// waiting for it, until the connection breaks; meanwhile it keeps the requests' deadlines.
+async fn read(shared: Arc<Shared>, dialer: Arc<Dialer>, describe: Arc<str>) {
+    let first_deadline = shared.lock().watched.unwrap_or_else(Instant::now);
+    let mut timer = pin!(tokio::time::sleep_until(first_deadline));
     let why = tokio::select! {
-        why = answers(&shared, &mut stream, &mut buf) => why,
-        () = shared.broke.notified() => return,
+        connected = dialer.connect(&describe) => match connected {
+            Ok(stream) => match relay(&shared, stream, timer.as_mut()).await {
+                Some(why) => why,
+                // Broken elsewhere, its requests told.
+                None => return,
+            },
+            Err(err) => {
+                shared.lock().unreachable = true;
+                match err {
+                    UpstreamError::Unreachable(why) => why,
+                    other => other.to_string(),
+                }
+            }
+        },
+        why = overdue(&shared, timer.as_mut()) => why,
     };
     let mut state = shared.lock();
     let handed = state.handed;
     shared.break_off(&mut state, &why, handed);
+}
+
+/// Starts the writer on `stream` and reads answers until the connection breaks: why, or
+/// `None` when it was broken elsewhere.
+async fn relay(shared: &Arc<Shared>, stream: Stream, timer: Pin<&mut Sleep>) -> Option<String> {
+    let (mut reader, writer) = stream.into_split();
+    tokio::spawn(write(shared.clone(), writer));
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    tokio::select! {
+        why = answers(shared, &mut reader, &mut buf) => Some(why),
+        why = overdue(shared, timer) => Some(why),
+        () = shared.broke.notified() => None,
+    }
+}
+
+/// Returns once a waiting request is past its deadline, saying so; `timer` goes off at the
+/// earliest deadline (`State::watched`).
+async fn overdue(shared: &Shared, mut timer: Pin<&mut Sleep>) -> String {
+    loop {
+        // A request queued meanwhile leaves a permit on `hurried`: no wake-up is lost.
+        if shared.lock().watched.is_some() {
+            tokio::select! {
+                () = timer.as_mut() => {}
+                () = shared.hurried.notified() => {}
+            }
+        } else {
+            shared.hurried.notified().await;
+        }
+        let now = Instant::now();
+        let earliest = {
+            let mut state = shared.lock();
+            let earliest = state.waiting.iter().map(|waiter| waiter.deadline).min();
+            if earliest.is_some_and(|deadline| deadline <= now) {
+                return "a request on the connection got no answer in time".to_owned();
+            }
+            state.watched = earliest;
+            earliest
+        };
+        if let Some(deadline) = earliest {
+            // Later than before while requests flow: tokio then moves the timer without
+            // waking its driver.
+            timer.as_mut().reset(deadline);
+        }
+    }
 }
 
 /// Reads answers until one cannot be read or the connection may not carry more; says why.

@@ -24,6 +24,8 @@ enum Then {
     Answer(Vec<u8>),
     /// Answers, then closes the connection without saying so first.
     AnswerAndClose(Vec<u8>),
+    /// Answers after a while.
+    AnswerAfter(Duration, Vec<u8>),
     /// Never answers, keeping the connection open.
     Hang,
 }
@@ -115,6 +117,12 @@ async fn answer_connection<S: AsyncRead + AsyncWrite + Unpin>(
             Then::AnswerAndClose(bytes) => {
                 let _ = stream.write_all(bytes).await;
                 return;
+            }
+            Then::AnswerAfter(delay, bytes) => {
+                tokio::time::sleep(*delay).await;
+                if stream.write_all(bytes).await.is_err() {
+                    return;
+                }
             }
             Then::Hang => std::future::pending::<()>().await,
         }
@@ -491,6 +499,63 @@ async fn a_timed_out_read_gives_its_connection_up_and_the_next_goes_out_on_a_new
     assert_eq!(response.body(), "ok");
     assert_eq!(canned.accepted(), 2);
     assert_eq!(canned.seen().len(), 2, "each request sent once");
+}
+
+#[tokio::test]
+async fn a_request_due_before_the_ones_ahead_of_it_times_out_on_its_own_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let canned = Canned::unix(&path, vec![Then::Hang]);
+    let upstream = Upstream::unix(path);
+    let started = std::time::Instant::now();
+    // The first request may wait long, the second, queued behind it, only briefly.
+    let (first, second) = tokio::join!(
+        upstream.send(get(&upstream), TIMEOUT),
+        upstream.send(get(&upstream), Duration::from_millis(200)),
+    );
+    let second = second.unwrap_err();
+    assert_eq!(second.status(), StatusCode::GATEWAY_TIMEOUT, "{second}");
+    // The connection is given up with it: the first was written and fails, at once.
+    let first = first.unwrap_err();
+    assert_eq!(first.status(), StatusCode::BAD_GATEWAY, "{first}");
+    assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
+    assert_eq!(canned.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_leaves_the_connection_to_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let canned = Canned::unix(
+        &path,
+        vec![
+            Then::AnswerAfter(Duration::from_millis(300), OK.to_vec()),
+            answer(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"),
+        ],
+    );
+    let upstream = Upstream::unix(path);
+    // Its guest went away: the request's future is dropped before the answer came.
+    let gone = tokio::time::timeout(
+        Duration::from_millis(50),
+        upstream.send(get(&upstream), TIMEOUT),
+    )
+    .await;
+    assert!(gone.is_err(), "answered before the caller left");
+    let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+    assert_eq!(response.body(), "second");
+    assert_eq!(canned.accepted(), 1, "the connection was kept");
+}
+
+#[tokio::test]
+async fn a_timeout_too_long_for_the_clock_still_gets_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let _canned = Canned::unix(&path, vec![answer(OK)]);
+    let upstream = Upstream::unix(path);
+    for upstream in [upstream.clone(), upstream.without_pipelining()] {
+        let response = upstream.send(get(&upstream), Duration::MAX).await.unwrap();
+        assert_eq!(response.body(), "ok");
+    }
 }
 
 #[tokio::test]
