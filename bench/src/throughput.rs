@@ -106,6 +106,22 @@ pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
 const THROUGHPUT_TARGETS: [&str; 5] = ["nginx", "haproxy", "three-hop", "chain", "all"];
 const LATENCY_TARGETS: [&str; 4] = ["nginx", "three-hop", "chain", "all"];
 
+/// The CPU µs each part spent per request of `run`, from its groups' CPU time `before` it.
+fn cpu_per_request<'a>(
+    parts: &[(&'a str, Vec<u32>)],
+    before: Vec<Duration>,
+    run: &WrkRun,
+) -> Vec<(&'a str, f64)> {
+    parts
+        .iter()
+        .zip(before)
+        .map(|((part, groups), before)| {
+            let used = groups_cpu(groups).saturating_sub(before);
+            (*part, used.as_secs_f64() * 1e6 / run.requests.max(1) as f64)
+        })
+        .collect()
+}
+
 /// Runs the interleaved rounds and returns the section's rows.
 pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let url = |addr: SocketAddr| format!("http://{addr}{META_DATA_PATH}");
@@ -151,9 +167,7 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
             let before: Vec<Duration> = parts.iter().map(|(_, g)| groups_cpu(g)).collect();
             let run = load::run(&Load::throughput(plan.wrk_duration), &url, netns)?;
             let mut split = String::new();
-            for ((part, groups), before) in parts.iter().zip(before) {
-                let used = groups_cpu(groups).saturating_sub(before);
-                let per_request = used.as_secs_f64() * 1e6 / run.requests.max(1) as f64;
+            for (part, per_request) in cpu_per_request(&parts, before, &run) {
                 split.push_str(&format!(" {part} {per_request:.1}"));
                 cpu.entry((name, part)).or_default().push(per_request);
             }
@@ -166,9 +180,15 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
         for name in LATENCY_TARGETS {
             interrupt::check()?;
             let (url, netns) = target(name);
+            let parts = parts(name);
+            let before: Vec<Duration> = parts.iter().map(|(_, g)| groups_cpu(g)).collect();
             let run = load::run(&Load::single(plan.latency_duration), &url, netns)?;
+            let split: String = cpu_per_request(&parts, before, &run)
+                .into_iter()
+                .map(|(part, per_request)| format!(" {part} {per_request:.1}"))
+                .collect();
             println!(
-                "  round {round}: {name:<9} -t1 -c1:  {:>9.0} req/s, p50 {:>6.0} µs, p99 {:>7.0} µs, {} errors",
+                "  round {round}: {name:<9} -t1 -c1:  {:>9.0} req/s, p50 {:>6.0} µs, p99 {:>7.0} µs, {} errors; CPU µs/request:{split}",
                 run.requests_per_sec, run.p50_us, run.p99_us, run.errors
             );
             single.entry(name).or_default().push(run);
