@@ -85,9 +85,15 @@ fn poll_read(
         // SAFETY: `recv` below only writes into these bytes, and nothing here marks a byte of
         // `buf` uninitialised.
         let unfilled: &mut [MaybeUninit<u8>] = unsafe { buf.unfilled_mut() };
+        let room = unfilled.len();
         let read = ready.try_io(|socket| socket2::SockRef::from(socket.get_ref()).recv(unfilled));
         if let Ok(read) = read {
             let n = read?;
+            // Less than there was room for: the socket is empty, and the next read waits for
+            // the poller instead of finding that out (tokio's own streams do the same).
+            if n > 0 && n < room {
+                ready.clear_ready();
+            }
             // SAFETY: `recv` wrote the first `n` bytes of the unfilled part.
             unsafe { buf.assume_init(n) };
             buf.advance(n);
