@@ -15,6 +15,7 @@ pub mod rejection;
 pub mod response;
 pub mod serve;
 pub mod unix;
+pub mod unix_connection;
 
 pub use accept::{Accepted, TcpAcceptor};
 pub use answer::Answer;
@@ -27,3 +28,4 @@ pub use rejection::Rejection;
 pub use response::{Body, Reply};
 pub use serve::{Acceptor, Handler, serve, serve_gated};
 pub use unix::{UnixSocket, bind_unix};
+pub use unix_connection::UnixConnection;

@@ -16,6 +16,7 @@ use super::h1::serve_connection;
 use super::limits::ServerLimits;
 use super::peer::Peer;
 use super::response::Body;
+use super::unix_connection::UnixConnection;
 
 /// Pause after an accept error such as EMFILE, so a full file table does not spin the loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
@@ -45,11 +46,11 @@ pub trait Acceptor: Send + 'static {
 }
 
 impl Acceptor for UnixListener {
-    type Stream = tokio::net::UnixStream;
+    type Stream = UnixConnection;
 
     async fn accept_peer(&self) -> io::Result<(Self::Stream, Peer)> {
         let (stream, _) = self.accept().await?;
-        Ok((stream, Peer::Unix))
+        Ok((UnixConnection::from_tokio(stream)?, Peer::Unix))
     }
 }
 

@@ -7,11 +7,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::net::{TcpStream, UnixStream, tcp};
 
 use super::error::UpstreamError;
 use crate::http::h1::TryRead;
 use crate::http::limits::UPSTREAM_CONNECT_TIMEOUT;
+use crate::http::unix_connection::{UnixConnection, UnixReadHalf, UnixWriteHalf};
 
 /// Where connections go.
 pub enum Dialer {
@@ -47,6 +48,8 @@ impl Dialer {
                         .await
                         .map_err(timed_out)?
                         .map_err(unreachable)?;
+                // Watched for reading only (`unix_connection.rs` says why).
+                let stream = UnixConnection::from_tokio(stream).map_err(unreachable)?;
                 Ok(Stream::Unix(stream))
             }
         }
@@ -56,7 +59,7 @@ impl Dialer {
 /// A connection to an upstream.
 pub enum Stream {
     Tcp(TcpStream),
-    Unix(UnixStream),
+    Unix(UnixConnection),
 }
 
 impl Stream {
@@ -78,13 +81,13 @@ impl Stream {
 /// The reading half of a connection.
 pub enum ReadHalf {
     Tcp(tcp::OwnedReadHalf),
-    Unix(unix::OwnedReadHalf),
+    Unix(UnixReadHalf),
 }
 
 /// The writing half of a connection.
 pub enum WriteHalf {
     Tcp(tcp::OwnedWriteHalf),
-    Unix(unix::OwnedWriteHalf),
+    Unix(UnixWriteHalf),
 }
 
 impl TryRead for Stream {
