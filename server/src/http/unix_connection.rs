@@ -103,16 +103,17 @@ fn poll_read(
     }
 }
 
-/// `write` on `socket` at once; while it would block, `writable` watches for room.
+/// Writes `bufs` on `socket` at once (one `writev`); while that would block, `writable` watches
+/// for room.
 fn poll_write(
-    socket: &UnixStream,
+    mut socket: &UnixStream,
     writable: &mut Option<AsyncFd<OwnedFd>>,
     cx: &mut Context<'_>,
-    write: impl Fn(&UnixStream) -> io::Result<usize>,
+    bufs: &[IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
     loop {
         let Some(watch) = writable else {
-            match write(socket) {
+            match socket.write_vectored(bufs) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     let copy = socket.as_fd().try_clone_to_owned()?;
                     // SAFETY: as in `UnixConnection::new`, for the copy the `OwnedFd` owns.
@@ -125,7 +126,7 @@ fn poll_write(
             }
         };
         let mut ready = ready!(watch.poll_write_ready(cx))?;
-        if let Ok(done) = ready.try_io(|_| write(socket)) {
+        if let Ok(done) = ready.try_io(|_| socket.write_vectored(bufs)) {
             // Room again: back to writing unwatched.
             *writable = None;
             return Poll::Ready(done);
@@ -169,13 +170,7 @@ macro_rules! write_unwatched {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                let this = self.get_mut();
-                poll_write(
-                    this.socket.get_ref(),
-                    &mut this.writable,
-                    cx,
-                    |mut socket| socket.write(buf),
-                )
+                self.poll_write_vectored(cx, &[IoSlice::new(buf)])
             }
 
             fn poll_write_vectored(
@@ -184,12 +179,7 @@ macro_rules! write_unwatched {
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
                 let this = self.get_mut();
-                poll_write(
-                    this.socket.get_ref(),
-                    &mut this.writable,
-                    cx,
-                    |mut socket| socket.write_vectored(bufs),
-                )
+                poll_write(this.socket.get_ref(), &mut this.writable, cx, bufs)
             }
 
             fn is_write_vectored(&self) -> bool {
