@@ -7,8 +7,9 @@
 //! Two tasks drive it: the reader opens the connection (requests queue meanwhile), starts the
 //! writer, which sends what was queued, and hands each answer to the request that waits for
 //! it. Once the connection breaks (the upstream closed it, an answer was malformed, a request
-//! timed out) it takes no more requests: the ones not yet written come back unsent, to go out
-//! on a new connection; the ones written fail (a request that was written is never sent twice).
+//! timed out) it takes no more requests: a request past its deadline times out; of the others,
+//! the ones not yet written come back unsent, to go out on a new connection, and the ones
+//! written fail (a request that was written is never sent twice).
 //!
 //! The reader also keeps the requests' deadlines, with one timer for the whole connection set
 //! to the earliest deadline of the requests waiting. A timer per request would mostly be due
