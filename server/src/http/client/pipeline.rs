@@ -159,7 +159,7 @@ impl Pipeline {
             broke: Notify::new(),
             hurried: Notify::new(),
         });
-        tokio::spawn(read(shared.clone(), dialer, describe));
+        tokio::spawn(read(shared.clone(), dialer, describe, first_deadline));
         Self { shared }
     }
 
@@ -271,9 +271,14 @@ async fn write(shared: Arc<Shared>, mut stream: WriteHalf) {
 }
 
 /// The reader: opens the connection, starts the writer and hands each answer to the request
-/// waiting for it, until the connection breaks; meanwhile it keeps the requests' deadlines.
-async fn read(shared: Arc<Shared>, dialer: Arc<Dialer>, describe: Arc<str>) {
-    let first_deadline = shared.lock().watched.unwrap_or_else(Instant::now);
+/// waiting for it, until the connection breaks; meanwhile it keeps the requests' deadlines, its
+/// timer first set to the first request's (`first_deadline`).
+async fn read(
+    shared: Arc<Shared>,
+    dialer: Arc<Dialer>,
+    describe: Arc<str>,
+    first_deadline: Instant,
+) {
     let mut timer = pin!(tokio::time::sleep_until(first_deadline));
     let why = tokio::select! {
         connected = dialer.connect(&describe) => match connected {
