@@ -4,9 +4,11 @@
 //! agent would unlink the live socket). A socket nobody listens on is still replaced.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use metaboot_tests::chain::{Chain, Refused, Scope, run_to_exit, write_private};
 use metaboot_tests::{guest, registry};
@@ -234,9 +236,13 @@ fn a_second_all_on_a_held_api_address_or_agent_socket_fails_to_start() {
 #[test]
 fn a_stale_socket_is_replaced_and_two_agents_starting_at_once_leave_one() {
     let mut w = world();
-    // A socket left behind by a server that died: nobody listens on it.
+    // A socket left behind by a server that died: nobody listens on it. Bound without
+    // `listen`: a listener closed here could still be held for a moment by a child that
+    // another test forks before its `exec` (close-on-exec), and would accept then.
     let path = w.chain.path().join("stale.sock");
-    drop(UnixListener::bind(&path).unwrap());
+    let stale = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    stale.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+    drop(stale);
     assert!(path.exists() && UnixStream::connect(&path).is_err());
     let socket = shown(&path);
     let api = format!("http://{}", w.chain.api_addr);
