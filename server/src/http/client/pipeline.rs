@@ -9,7 +9,8 @@
 //! it. Once the connection breaks (the upstream closed it, an answer was malformed, a request
 //! timed out) it takes no more requests: a request past its deadline times out; of the others,
 //! the ones not yet written come back unsent, to go out on a new connection, and the ones
-//! written fail (a request that was written is never sent twice).
+//! written fail (a request that was written is never sent twice). The writer stops then too,
+//! also in the middle of a write, and the connection closes.
 //!
 //! The reader also keeps the requests' deadlines, with one timer for the whole connection set
 //! to the earliest deadline of the requests waiting. A timer per request would mostly be due
@@ -302,11 +303,22 @@ async fn read(
     shared.break_off(&mut state, &why, handed);
 }
 
+/// The writer task, stopped when the reader is done with the connection: a writer blocked in a
+/// write (the upstream stopped reading and its socket buffer is full) would otherwise hold the
+/// connection open until the upstream reads or closes it.
+struct WriterTask(tokio::task::JoinHandle<()>);
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Starts the writer on `stream` and reads answers until the connection breaks: why, or
-/// `None` when it was broken elsewhere.
+/// `None` when it was broken elsewhere. The writer stops with it.
 async fn relay(shared: &Arc<Shared>, stream: Stream, timer: Pin<&mut Sleep>) -> Option<String> {
     let (mut reader, writer) = stream.into_split();
-    tokio::spawn(write(shared.clone(), writer));
+    let _writer = WriterTask(tokio::spawn(write(shared.clone(), writer)));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     tokio::select! {
         why = answers(shared, &mut reader, &mut buf) => Some(why),

@@ -523,6 +523,44 @@ async fn a_request_due_before_the_ones_ahead_of_it_times_out_on_its_own_deadline
 }
 
 #[tokio::test]
+async fn a_connection_given_up_in_the_middle_of_a_write_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    // An upstream that accepts and never reads: the requests fill the socket's buffers and
+    // the pipeline's writer blocks in its write.
+    let listener = UnixListener::bind(&path).unwrap();
+    let upstream = Upstream::unix(path);
+    let fill = "a".repeat(8 * 1024);
+    let sends = (0..64).map(|_| {
+        let mut request = get(&upstream);
+        request
+            .headers_mut()
+            .insert("x-fill", http::HeaderValue::from_str(&fill).unwrap());
+        upstream.send(request, Duration::from_millis(300))
+    });
+    let (answers, accepted) =
+        tokio::join!(futures_util::future::join_all(sends), listener.accept());
+    let (held, _) = accepted.unwrap();
+    for answer in answers {
+        let err = answer.unwrap_err();
+        assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT, "{err}");
+    }
+    // Given up: the client closes its end, though the upstream still has not read a byte.
+    let closed = async {
+        loop {
+            let ready = held.ready(tokio::io::Interest::READABLE).await.unwrap();
+            if ready.is_read_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(TIMEOUT, closed)
+        .await
+        .expect("the connection stayed open behind its blocked writer");
+}
+
+#[tokio::test]
 async fn a_caller_that_stops_waiting_leaves_the_connection_to_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("api.sock");
