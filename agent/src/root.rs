@@ -186,8 +186,8 @@ impl Root {
     ) -> io::Result<File> {
         let mode = Mode::from_bits_truncate(mode);
         let mut walker = self.walker();
-        if let Some(fd) = walker.open_whole(path.as_ref(), flags, mode) {
-            return Ok(File::from(fd));
+        if let Some(opened) = walker.open_whole(path.as_ref(), flags, mode, create_parents) {
+            return opened.map(File::from);
         }
         let name = walker.walk_parent(path.as_ref(), create_parents)?;
         let fd = walker.open_final(name, flags, mode, follow)?;

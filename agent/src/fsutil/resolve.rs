@@ -13,8 +13,11 @@
 //! A run of plain names (no `..`, none of them staged) is first tried in one
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` call: a path with no symlink on it resolves
 //! the same either way, and the kernel refuses one that has any, which is then walked component
-//! by component as above. A guest agent run resolves a few hundred paths: one system call each
-//! instead of two per component (an `openat` and a `close`).
+//! by component as above. A name the call finds missing is missing for the walk too (the
+//! kernel stops at the first link, so none came before it): unless directories may be created
+//! on the way, that is the answer, without a walk. A guest agent run resolves a few hundred
+//! paths, a few dozen of them missing: one system call each instead of two per component (an
+//! `openat` and a `close`).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -52,24 +55,35 @@ const ONE_CALL: ResolveFlag = ResolveFlag::RESOLVE_BENEATH.union(ResolveFlag::RE
 /// refuses it): every path is then walked component by component.
 static OPENAT2: AtomicBool = AtomicBool::new(true);
 
+/// What one `openat2` call made of a run of names.
+#[derive(Debug)]
+enum Run {
+    Opened(OwnedFd),
+    /// A name on the way does not exist, with no symlink before it (the kernel refuses the
+    /// first link it meets): walking the names one by one would stop at the same one.
+    Missing,
+    /// The names must be walked one by one: a symlink on the way, no `openat2`, another error.
+    Walk,
+}
+
 /// Opens the names `run` below `dir` in one call, as [`DIR_FLAGS`] (`flags` for the last,
-/// with `mode` when it creates); `None` when the call cannot or may not do it (a symlink on
-/// the way, a missing component, no `openat2`): the caller walks the names one by one.
-fn open_run(dir: BorrowedFd<'_>, run: &Path, flags: OFlag, mode: Mode) -> Option<OwnedFd> {
+/// with `mode` when it creates); see [`Run`] for what else it can say.
+fn open_run(dir: BorrowedFd<'_>, run: &Path, flags: OFlag, mode: Mode) -> Run {
     if !OPENAT2.load(Ordering::Relaxed) {
-        return None;
+        return Run::Walk;
     }
     let mut how = OpenHow::new().flags(flags).resolve(ONE_CALL);
     if flags.intersects(OFlag::O_CREAT | OFlag::O_TMPFILE) {
         how = how.mode(mode);
     }
     match openat2(dir, run, how) {
-        Ok(fd) => Some(fd),
+        Ok(fd) => Run::Opened(fd),
+        Err(Errno::ENOENT) => Run::Missing,
         Err(Errno::ENOSYS) => {
             OPENAT2.store(false, Ordering::Relaxed);
-            None
+            Run::Walk
         }
-        Err(_) => None,
+        Err(_) => Run::Walk,
     }
 }
 
@@ -156,9 +170,17 @@ impl<'r> Walker<'r> {
     }
 
     /// Opens `path` (from the root, plain names only, none staged) in one call with `flags`
-    /// (plus `O_NOFOLLOW | O_CLOEXEC`); `None` when it must be walked instead (see
-    /// [`Walker::open_final`]), which also decides what a failure means.
-    pub(crate) fn open_whole(&self, path: &Path, flags: OFlag, mode: Mode) -> Option<OwnedFd> {
+    /// (plus `O_NOFOLLOW | O_CLOEXEC`): `Some` with the file, or with `NotFound` when a name on
+    /// the way is missing and no directory may be created (`create_parents` false); `None`
+    /// when it must be walked instead (see [`Walker::open_final`]), which also decides what
+    /// any other failure means.
+    pub(crate) fn open_whole(
+        &self,
+        path: &Path,
+        flags: OFlag,
+        mode: Mode,
+        create_parents: bool,
+    ) -> Option<io::Result<OwnedFd>> {
         if !self.stack.is_empty() {
             return None;
         }
@@ -178,7 +200,11 @@ impl<'r> Walker<'r> {
         }
         let run: PathBuf = names.into_iter().collect();
         let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        open_run(self.current(), &run, flags, mode)
+        match open_run(self.current(), &run, flags, mode) {
+            Run::Opened(fd) => Some(Ok(fd)),
+            Run::Missing if !create_parents => Some(Err(Errno::ENOENT.into())),
+            Run::Missing | Run::Walk => None,
+        }
     }
 
     /// Walks every component of `path` as a directory, creating missing ones when `create`.
@@ -216,19 +242,25 @@ impl<'r> Walker<'r> {
     }
 
     /// Enters the leading names of `todo` in one call when they make a run: `Some(true)` when
-    /// it did, `Some(false)` when the call could not, `None` when there was no run to try.
-    fn enter_run(&mut self, todo: &mut VecDeque<Step>) -> Option<bool> {
+    /// it did, `Some(false)` when the call could not, `None` when there was no run to try;
+    /// `NotFound` when a name of the run is missing and none of them may be created.
+    fn enter_run(&mut self, todo: &mut VecDeque<Step>) -> io::Result<Option<bool>> {
         let run = self.run_len(todo);
         if run == 0 {
-            return None;
+            return Ok(None);
         }
         let path: PathBuf = todo.iter().take(run).map(|step| &step.name).collect();
-        let Some(fd) = open_run(self.current(), &path, DIR_FLAGS, Mode::empty()) else {
-            return Some(false);
-        };
-        todo.drain(..run);
-        self.stack.push((path.into_os_string(), fd));
-        Some(true)
+        match open_run(self.current(), &path, DIR_FLAGS, Mode::empty()) {
+            Run::Opened(fd) => {
+                todo.drain(..run);
+                self.stack.push((path.into_os_string(), fd));
+                Ok(Some(true))
+            }
+            Run::Missing if todo.iter().take(run).all(|step| !step.creatable) => {
+                Err(Errno::ENOENT.into())
+            }
+            Run::Missing | Run::Walk => Ok(Some(false)),
+        }
     }
 
     /// Leaves the innermost directory (`..`; never above the root). An entry entered in one
@@ -249,7 +281,7 @@ impl<'r> Walker<'r> {
         let mut one_call = true;
         while !todo.is_empty() {
             if one_call {
-                match self.enter_run(&mut todo) {
+                match self.enter_run(&mut todo)? {
                     Some(true) => continue,
                     Some(false) => one_call = false,
                     None => {}

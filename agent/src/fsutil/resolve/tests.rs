@@ -154,21 +154,62 @@ fn a_plain_run_of_names_opens_in_one_call_and_a_link_on_the_way_does_not() {
     fs::create_dir_all(dir.path().join("a/b/c")).unwrap();
     symlink("b", dir.path().join("a/l")).unwrap();
     let top = fs::File::open(dir.path()).unwrap();
-    let fd = super::open_run(
-        top.as_fd(),
-        Path::new("a/b/c"),
-        super::DIR_FLAGS,
-        Mode::empty(),
-    );
-    assert!(fd.is_some(), "a/b/c has no link on the way");
-    for walked_instead in ["a/l/c", "a/b/missing", "a/l"] {
-        let fd = super::open_run(
+    let open = |path: &str| {
+        super::open_run(
             top.as_fd(),
-            Path::new(walked_instead),
+            Path::new(path),
             super::DIR_FLAGS,
             Mode::empty(),
+        )
+    };
+    assert!(
+        matches!(open("a/b/c"), super::Run::Opened(_)),
+        "a/b/c has no link on the way"
+    );
+    for missing in ["a/b/missing", "a/missing/c", "missing"] {
+        assert!(matches!(open(missing), super::Run::Missing), "{missing}");
+    }
+    // A link comes first: the walk judges it, and what lies behind it.
+    for walked_instead in ["a/l/c", "a/l", "a/l/missing"] {
+        assert!(
+            matches!(open(walked_instead), super::Run::Walk),
+            "{walked_instead} is for the walk"
         );
-        assert!(fd.is_none(), "{walked_instead} is for the walk");
+    }
+}
+
+#[test]
+fn a_missing_name_is_not_found_in_one_call_but_a_link_before_it_is_still_judged() {
+    let (dir, root) = root();
+    fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    for missing in ["/a/b/none", "/a/none/file", "/none/a/b"] {
+        assert_eq!(root.read_optional(missing).unwrap(), None, "{missing}");
+        assert!(!root.exists(missing), "{missing}");
+        let err = root.dir(missing, false).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{missing}: {err}");
+    }
+    // Where directories may be created, a missing one on the way still is.
+    root.write_atomic("/a/new/dir/file", b"x", &WriteOptions::default())
+        .unwrap();
+    assert_eq!(fs::read(dir.path().join("a/new/dir/file")).unwrap(), b"x");
+    // A root-owned link leads on, also to a name that turns out missing.
+    symlink("b", dir.path().join("a/l")).unwrap();
+    fs::write(dir.path().join("a/b/file"), "in b\n").unwrap();
+    assert_eq!(root.read_optional("/a/l/file").unwrap().unwrap(), b"in b\n");
+    assert_eq!(root.read_optional("/a/l/none").unwrap(), None);
+    if !can_chown() {
+        return;
+    }
+    // A link a guest user planted is refused before anything behind it, missing or not.
+    let planted = dir.path().join("a/planted");
+    symlink("b", &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(1000), Some(1000)).unwrap();
+    for behind in ["/a/planted/none", "/a/planted/file"] {
+        let err = root.read_optional(behind).unwrap_err();
+        assert!(
+            matches!(refused(&err), Some(Refused::ForeignSymlink { .. })),
+            "{behind}: {err}"
+        );
     }
 }
 
