@@ -5,16 +5,17 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use nix::fcntl::{OFlag, open};
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 
 use crate::fsutil::atomic::temp_name;
+use crate::fsutil::dir::read_whole;
 use crate::fsutil::resolve::Walker;
 use crate::fsutil::staging::{Committed, Staging, Totals};
 use crate::fsutil::{Dir, Owner, PathError, Refused, WriteOptions, kind};
@@ -202,12 +203,11 @@ impl Root {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
-        if !file.metadata()?.is_file() {
+        let stat = fstat(&file)?;
+        if kind(&stat) != SFlag::S_IFREG {
             return Err(Refused::NotAFile(self.host_path(path)).into());
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(Some(bytes))
+        read_whole(&mut file, &stat).map(Some)
     }
 
     /// Reads a text file, `None` when it does not exist; invalid UTF-8 is replaced.
