@@ -17,7 +17,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 use crate::fsutil::atomic::temp_name;
 use crate::fsutil::dir::read_whole;
 use crate::fsutil::resolve::Walker;
-use crate::fsutil::staging::{Committed, Staging, Totals};
+use crate::fsutil::staging::{Committed, Staging, Totals, dir_id};
 use crate::fsutil::{Dir, Owner, PathError, Refused, WriteOptions, kind};
 
 /// The root directory: `/` on a guest, a temporary directory in tests.
@@ -310,7 +310,8 @@ impl Root {
         let temp = temp_name(&name);
         nix::unistd::symlinkat(target, dir.fd(), temp.as_os_str())?;
         let placed = match dir.staging() {
-            Some(staging) => staging.stage(dir.fd(), dir.path(), temp.clone(), &name, shown),
+            Some(staging) => dir_id(dir.fd())
+                .and_then(|id| staging.stage(dir.fd(), id, dir.path(), temp.clone(), &name, shown)),
             None => nix::fcntl::renameat(dir.fd(), temp.as_os_str(), dir.fd(), name.as_os_str())
                 .map_err(io::Error::from),
         };
