@@ -5,18 +5,19 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use nix::fcntl::{OFlag, open};
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 
 use crate::fsutil::atomic::temp_name;
+use crate::fsutil::dir::read_whole;
 use crate::fsutil::resolve::Walker;
-use crate::fsutil::staging::{Committed, Staging, Totals};
+use crate::fsutil::staging::{Committed, Staging, Totals, dir_id};
 use crate::fsutil::{Dir, Owner, PathError, Refused, WriteOptions, kind};
 
 /// The root directory: `/` on a guest, a temporary directory in tests.
@@ -202,12 +203,11 @@ impl Root {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
-        if !file.metadata()?.is_file() {
+        let stat = fstat(&file)?;
+        if kind(&stat) != SFlag::S_IFREG {
             return Err(Refused::NotAFile(self.host_path(path)).into());
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(Some(bytes))
+        read_whole(&mut file, &stat).map(Some)
     }
 
     /// Reads a text file, `None` when it does not exist; invalid UTF-8 is replaced.
@@ -310,7 +310,8 @@ impl Root {
         let temp = temp_name(&name);
         nix::unistd::symlinkat(target, dir.fd(), temp.as_os_str())?;
         let placed = match dir.staging() {
-            Some(staging) => staging.stage(dir.fd(), dir.path(), temp.clone(), &name, shown),
+            Some(staging) => dir_id(dir.fd())
+                .and_then(|id| staging.stage(dir.fd(), id, dir.path(), temp.clone(), &name, shown)),
             None => nix::fcntl::renameat(dir.fd(), temp.as_os_str(), dir.fd(), name.as_os_str())
                 .map_err(io::Error::from),
         };

@@ -21,6 +21,7 @@ use super::dir::Dir;
 use super::dir::set_owner_mode;
 use super::error::PathError;
 use super::owner::{Owner, kind};
+use super::staging::dir_id;
 
 /// Mode of a file created when neither the caller nor an old file says otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -136,16 +137,29 @@ impl Dir {
             })
         });
         let temp = temp_name(name);
-        if let Some(staging) = self.staging() {
-            staging.sweep(self.fd());
-        }
-        let staging = self.staging().filter(|_| when == When::InTurn);
-        let durable = self.staging().is_none();
+        // The directory's identity, asked once for the sweep and the staging.
+        let staged_in = match self.staging() {
+            Some(staging) => {
+                let id = dir_id(self.fd()).map_err(PathError::fail("stage", shown))?;
+                staging.sweep(self.fd(), id);
+                Some((staging, id))
+            }
+            None => None,
+        };
+        let durable = staged_in.is_none();
+        let staging = staged_in.filter(|_| when == When::InTurn);
         let result = self
             .write_temp(&temp, shown, contents, mode, owner, durable)
             .and_then(|()| match staging {
-                Some(staging) => staging
-                    .stage(self.fd(), self.path(), temp.clone(), name, shown.to_owned())
+                Some((staging, id)) => staging
+                    .stage(
+                        self.fd(),
+                        id,
+                        self.path(),
+                        temp.clone(),
+                        name,
+                        shown.to_owned(),
+                    )
                     .map_err(PathError::fail("stage", shown)),
                 None => renameat(self.fd(), temp.as_os_str(), self.fd(), name)
                     .map_err(|errno| PathError::fail("rename into place", shown)(errno.into())),

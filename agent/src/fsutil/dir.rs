@@ -135,12 +135,10 @@ impl Dir {
 
     /// Reads regular file `name` (a symlink there is refused); `None` when missing.
     pub fn read(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
-        let Some((mut file, _)) = self.open_file(name)? else {
+        let Some((mut file, stat)) = self.open_file(name)? else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(Some(bytes))
+        read_whole(&mut file, &stat).map(Some)
     }
 
     /// [`Dir::open_file`] for a file about to be replaced by one with its content and more (an
@@ -162,12 +160,10 @@ impl Dir {
 
     /// Reads file `name` as [`Dir::open_unshared`] opens it; `None` when missing.
     pub fn read_unshared(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
-        let Some((mut file, _)) = self.open_unshared(name)? else {
+        let Some((mut file, stat)) = self.open_unshared(name)? else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        Ok(Some(bytes))
+        read_whole(&mut file, &stat).map(Some)
     }
 
     /// Creates file `name`, which must not exist (nor be a symlink), with `mode`.
@@ -258,4 +254,62 @@ pub fn set_owner_mode(fd: BorrowedFd<'_>, owner: Option<Owner>, mode: u32) -> io
     }
     fchmod(fd, Mode::from_bits_truncate(mode))?;
     Ok(())
+}
+
+/// Reads `file` to its end, `stat` (taken when it was opened) saying how much room to make:
+/// one read for the content and one that finds the end. std's `read_to_end` on a `File`
+/// would ask the kernel for the size and the offset again first (a `statx` and an `lseek`
+/// per file read).
+pub(crate) fn read_whole(file: &mut File, stat: &FileStat) -> io::Result<Vec<u8>> {
+    let size = usize::try_from(stat.st_size).unwrap_or(0);
+    let mut bytes = vec![0; size.saturating_add(1)];
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            // It grew since: more room, as much again.
+            bytes.resize(bytes.len().saturating_mul(2), 0);
+        }
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn a_file_is_read_whole_whatever_its_size_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        for len in [0, 1, 31, 4096, 100_000] {
+            let text: Vec<u8> = (0..len)
+                .map(|i| b'a' + u8::try_from(i % 26).unwrap())
+                .collect();
+            std::fs::write(&path, &text).unwrap();
+            let mut file = File::open(&path).unwrap();
+            let stat = fstat(&file).unwrap();
+            assert_eq!(read_whole(&mut file, &stat).unwrap(), text, "{len} bytes");
+        }
+        // It grew after its size was taken: the rest is read too.
+        std::fs::write(&path, "first\n").unwrap();
+        let mut file = File::open(&path).unwrap();
+        let stat = fstat(&file).unwrap();
+        let mut more = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        more.write_all(&[b'x'; 10_000]).unwrap();
+        let read = read_whole(&mut file, &stat).unwrap();
+        assert_eq!(read.len(), 6 + 10_000);
+        assert!(read.starts_with(b"first\n"));
+    }
 }

@@ -69,7 +69,7 @@ use super::error::PathError;
 pub const MAX_STAGED_DIRS: usize = 256;
 
 /// A directory's identity: (device, inode).
-type DirId = (u64, u64);
+pub type DirId = (u64, u64);
 
 /// The staged writes of one run (shared by every handle of its root).
 #[derive(Debug, Default)]
@@ -134,7 +134,8 @@ pub struct Committed {
     pub failures: Vec<PathError>,
 }
 
-fn dir_id(fd: BorrowedFd<'_>) -> io::Result<DirId> {
+/// The identity of directory `fd`, as [`Staging::sweep`] and [`Staging::stage`] take it.
+pub fn dir_id(fd: BorrowedFd<'_>) -> io::Result<DirId> {
     let stat = fstat(fd)?;
     Ok((stat.st_dev, stat.st_ino))
 }
@@ -194,11 +195,8 @@ impl Staging {
     /// there (names of the form `.NAME.metaboot-PID-N.tmp`; the run lock keeps any other run
     /// out, so none is in use). Only names of that form go, and `unlinkat` never follows a
     /// link: an entry a user planted under such a name in their own directory is theirs to
-    /// lose. Returns how many were removed.
-    pub fn sweep(&self, dir: BorrowedFd<'_>) -> usize {
-        let Ok(id) = dir_id(dir) else {
-            return 0;
-        };
+    /// lose. `id` is the directory's ([`dir_id`]). Returns how many were removed.
+    pub fn sweep(&self, dir: BorrowedFd<'_>, id: DirId) -> usize {
         if !self.lock().swept.insert(id) {
             return 0;
         }
@@ -230,18 +228,19 @@ impl Staging {
             .count()
     }
 
-    /// Records that `temp`, a complete file (or symlink) in `dir`, replaces `name` at the next
-    /// publish. A write replacing the previous staged write of the same name, with nothing
-    /// staged in between, takes its place (the older temp file is removed).
+    /// Records that `temp`, a complete file (or symlink) in `dir` (identity `id`, from
+    /// [`dir_id`]), replaces `name` at the next publish. A write replacing the previous staged
+    /// write of the same name, with nothing staged in between, takes its place (the older temp
+    /// file is removed).
     pub fn stage(
         &self,
         dir: BorrowedFd<'_>,
+        id: DirId,
         dir_path: &std::path::Path,
         temp: OsString,
         name: &OsStr,
         shown: PathBuf,
     ) -> io::Result<()> {
-        let id = dir_id(dir)?;
         let full = {
             let pending = self.lock();
             pending.dirs.len() >= MAX_STAGED_DIRS && !pending.dirs.iter().any(|d| d.id == id)
