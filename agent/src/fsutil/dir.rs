@@ -256,13 +256,17 @@ pub fn set_owner_mode(fd: BorrowedFd<'_>, owner: Option<Owner>, mode: u32) -> io
     Ok(())
 }
 
+/// Room a file read starts with at least: files the kernel makes up as they are read
+/// (`/proc/cmdline`, `/proc/mounts`) say they have size 0.
+pub const MIN_READ_ROOM: usize = 4096;
+
 /// Reads `file` to its end, `stat` (taken when it was opened) saying how much room to make:
 /// one read for the content and one that finds the end. std's `read_to_end` on a `File`
 /// would ask the kernel for the size and the offset again first (a `statx` and an `lseek`
 /// per file read).
 pub(crate) fn read_whole(file: &mut File, stat: &FileStat) -> io::Result<Vec<u8>> {
     let size = usize::try_from(stat.st_size).unwrap_or(0);
-    let mut bytes = vec![0; size.saturating_add(1)];
+    let mut bytes = vec![0; size.saturating_add(1).max(MIN_READ_ROOM)];
     let mut filled = 0;
     loop {
         if filled == bytes.len() {
@@ -299,6 +303,13 @@ mod tests {
             let stat = fstat(&file).unwrap();
             assert_eq!(read_whole(&mut file, &stat).unwrap(), text, "{len} bytes");
         }
+        // A file of the kernel's, size 0 but not empty: two reads, not one per doubling.
+        let mut cmdline = File::open("/proc/self/cmdline").unwrap();
+        let stat = fstat(&cmdline).unwrap();
+        assert_eq!(stat.st_size, 0);
+        let read = read_whole(&mut cmdline, &stat).unwrap();
+        assert_eq!(read, std::fs::read("/proc/self/cmdline").unwrap());
+        assert!(!read.is_empty() && read.len() < MIN_READ_ROOM);
         // It grew after its size was taken: the rest is read too.
         std::fs::write(&path, "first\n").unwrap();
         let mut file = File::open(&path).unwrap();
