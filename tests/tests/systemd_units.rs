@@ -245,6 +245,9 @@ fn the_guest_agent_runs_once_per_boot_before_logins() {
             "Before={login}: {before:?}"
         );
     }
+    // Provisioning goes first on a guest with one CPU: the logins wait for it (the user's
+    // commands go back to nice 0, agent/src/apply/scripts.rs).
+    assert_eq!(get(&unit, "Service", "Nice"), "-10");
     assert_eq!(get(&unit, "Install", "WantedBy"), "multi-user.target");
 }
 

@@ -3,6 +3,7 @@
 //! output logged line by line, exit codes recorded.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::sync::mpsc;
@@ -29,6 +30,9 @@ pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 pub const BUSY_SCRIPT_WAIT: Duration = Duration::from_secs(2);
 /// First wait after a "text file busy" start; the retry driver doubles it, capped at 10 times it.
 const BUSY_SCRIPT_BACKOFF: Duration = Duration::from_millis(10);
+/// The nice value a script starts with when metaboot runs with a negative one: the default,
+/// which the user's commands have under cloud-init.
+pub const SCRIPT_NICE: i32 = 0;
 
 /// A script that could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +136,11 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(stderr);
+    // SAFETY: the hook runs in the child between fork and exec, and makes only two system
+    // calls (getpriority, setpriority): no allocation, no lock.
+    unsafe {
+        process.pre_exec(lift_negative_nice);
+    }
     tracing::info!(script = name, "running {}", host_path.display());
     let spawned = Retry::until(Instant::now() + BUSY_SCRIPT_WAIT)
         .with_backoff(BUSY_SCRIPT_BACKOFF, BUSY_SCRIPT_BACKOFF * 10)
@@ -167,6 +176,25 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
             result(None, Some(format!("killed by signal {signal}")))
         }
     }
+}
+
+/// In a script's process, before exec: a negative nice value becomes [`SCRIPT_NICE`].
+/// metaboot.service runs at nice -10 so that provisioning goes first on a guest with one CPU
+/// (agent/systemd/metaboot.service); the user's commands, and daemons they leave running, must
+/// not keep that priority. A positive value (an operator's `nice metaboot …`) stays.
+fn lift_negative_nice() -> std::io::Result<()> {
+    // The system call, not libc's wrapper: it returns 20 - nice (1 to 40), so a nice value of
+    // -1 is not confused with an error.
+    // SAFETY: getpriority takes two integers and reads nothing of this process's memory.
+    let raw = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0) };
+    if raw > 20 {
+        // SAFETY: setpriority takes three integers; raising one's own nice value needs no
+        // privilege.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SCRIPT_NICE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Logs a script's output line by line up to `max` bytes and reads (drops) the rest; returns
@@ -324,6 +352,40 @@ mod tests {
             summary,
             "1 of 3 script(s) failed: 20-fail exited with status 3"
         );
+    }
+
+    /// The nice value of the calling thread (Linux keeps one per thread; a child takes its
+    /// forking thread's).
+    fn set_thread_nice(nice: i32) -> bool {
+        // SAFETY: setpriority takes three integers.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0 }
+    }
+
+    fn script_nice(dir: &Path, root: &Root) -> i32 {
+        let script = Path::new("/nice-script");
+        write_script(root, script, b"#!/bin/sh\nnice > nice-out\n").unwrap();
+        let result = run_script(root, script, "nice", &env(dir));
+        assert_eq!(result.exit_code, Some(0), "{result:?}");
+        let out = std::fs::read_to_string(dir.join("nice-out")).unwrap();
+        out.trim().parse().unwrap()
+    }
+
+    #[test]
+    fn scripts_run_at_the_default_priority_when_metaboot_runs_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        // As metaboot.service starts the agent (Nice=-10): needs root.
+        if !nix::unistd::geteuid().is_root() {
+            crate::testutil::missing("root", "is needed to raise a thread's priority");
+            return;
+        }
+        assert!(set_thread_nice(-10));
+        let nice = script_nice(dir.path(), &root);
+        assert!(set_thread_nice(0));
+        assert_eq!(nice, SCRIPT_NICE);
+        // Started at a lower priority than the default, the scripts keep it.
+        assert!(set_thread_nice(5));
+        assert_eq!(script_nice(dir.path(), &root), 5);
     }
 
     #[test]
