@@ -5,8 +5,9 @@
 //! with an SSH key and a password, and a runcmd; and each is checked from outside: key login as
 //! `debian`, the host name, the user's key and password logins, sudo and runcmd, the host keys
 //! sshd offers (ed25519, ECDSA, RSA) and that each is one the guest printed on its console
-//! (`keys_to_console`), and the provisioner's own verdict (`cloud-init status --long`,
-//! `metaboot status`). No two of the instances share a host key.
+//! (`keys_to_console`), that bootcmd ran at nice 0 (metaboot.service itself runs at -10), and
+//! the provisioner's own verdict (`cloud-init status --long`, `metaboot status`). No two of the
+//! instances share a host key.
 //!
 //! Needs root, QEMU, the lab's tools and the image build's (scripts/install-lab-deps): fails in
 //! CI when they are missing, skips elsewhere. A cold image build takes a few minutes, each
@@ -162,6 +163,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
                 disable_metadata: path == MetadataPath::Router
                     || image.manifest.provisioner == Provisioner::Metaboot,
                 rsyslog: true,
+                bootcmd: true,
                 disk_setup: true,
             }
         })

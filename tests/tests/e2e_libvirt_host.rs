@@ -214,6 +214,7 @@ fn a_plain_libvirt_host_provisions_guests_known_by_mac() {
             ntp: false,
             disable_metadata: false,
             rsyslog: false,
+            bootcmd: false,
             disk_setup: false,
         },
         tiny,

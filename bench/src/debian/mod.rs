@@ -179,6 +179,7 @@ fn boot(
         ntp: false,
         disable_metadata: false,
         rsyslog: false,
+        bootcmd: false,
         disk_setup: false,
     };
     let guest_dir = dir.join(spec.slug());

@@ -15,10 +15,10 @@ use super::checks::{
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
 use super::spec::{
-    CloudImageGuest, CloudImageReport, DATA_ALIAS, DATA_DEVICE, DATA_DISK_BYTES, DATA_LABEL,
-    DATA_MOUNT, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE, LOCALE_LISTED, LOGS_LABEL,
-    NTP_SERVER, POLL, PROVISION_TIMEOUT, RSYSLOG_FILE, RSYSLOG_LINES, RSYSLOG_REMOTE, SWAP_FILE,
-    SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
+    BOOTCMD_NICE_FILE, CloudImageGuest, CloudImageReport, DATA_ALIAS, DATA_DEVICE, DATA_DISK_BYTES,
+    DATA_LABEL, DATA_MOUNT, EPHEMERAL_DISK_BYTES, KEYS_DIR, KEYS_ELSEWHERE, LOCALE, LOCALE_LISTED,
+    LOGS_LABEL, NTP_SERVER, POLL, PROVISION_TIMEOUT, RSYSLOG_FILE, RSYSLOG_LINES, RSYSLOG_REMOTE,
+    SWAP_FILE, SWAP_SIZE, TIMEZONE, TIMEZONE_ABBREVIATION, TRUSTED_CA, USER,
 };
 use crate::check::CheckResult;
 use crate::check::apt_repo::{self, AptRepo, RepoSource};
@@ -141,6 +141,11 @@ pub fn cloud_config(
             "rsyslog:\n  remotes:\n    lab: \"{RSYSLOG_REMOTE}\"\n"
         ));
     }
+    let bootcmd = if spec.bootcmd {
+        format!("bootcmd:\n  - nice > {BOOTCMD_NICE_FILE}\n")
+    } else {
+        String::new()
+    };
     let locale = if spec.locale {
         format!("locale: {LOCALE}\n")
     } else {
@@ -158,6 +163,7 @@ pub fn cloud_config(
          timezone: {TIMEZONE}\n\
          {locale}\
          {system}\
+         {bootcmd}\
          ssh_pwauth: true\n\
          users:\n  - default\n  - name: {USER}\n    shell: /bin/bash\n    lock_passwd: false\n\
          \x20   sudo: ALL=(ALL) NOPASSWD:ALL\n    ssh_authorized_keys:\n      - {user_key}\n\
@@ -581,6 +587,12 @@ pub(crate) fn verdict_and_checks(
             ),
         );
     }
+    if spec.bootcmd {
+        push(
+            "bootcmd ran at nice 0, the default priority (bootcmd)",
+            check_output(target, &who.key, &format!("cat {BOOTCMD_NICE_FILE}"), "0"),
+        );
+    }
     if spec.disable_metadata {
         push(
             "the metadata service unreachable from the guest (disable_ec2_metadata)",
@@ -783,6 +795,7 @@ mod tests {
             ntp: true,
             disable_metadata: true,
             rsyslog: true,
+            bootcmd: true,
             disk_setup: true,
         };
         let services = LabServices {
@@ -818,6 +831,7 @@ mod tests {
             "ntp:\n  servers: [time.metaboot.test]\n",
             "disable_ec2_metadata: true\n",
             "rsyslog:\n  remotes:\n    lab: \"@@[2001:db8::514]:6514\"\n",
+            "bootcmd:\n  - nice > /run/bootcmd-nice\n",
             "device_aliases:\n  data: /dev/vdc\n",
             "disk_setup:\n  data:\n    table_type: gpt\n    layout: [40, 60]\n    overwrite: false\n",
             "fs_setup:\n  - label: data\n    filesystem: ext4\n    device: data.1\n  \
@@ -837,6 +851,7 @@ mod tests {
             ntp: false,
             disable_metadata: false,
             rsyslog: false,
+            bootcmd: false,
             disk_setup: false,
             ..spec
         };
@@ -857,6 +872,7 @@ mod tests {
             "ntp",
             "disable_ec2_metadata",
             "rsyslog",
+            "bootcmd",
             "disk_setup",
             "fs_setup",
             "device_aliases",

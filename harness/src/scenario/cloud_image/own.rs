@@ -188,6 +188,7 @@ impl OwnImage {
             ntp: false,
             disable_metadata: false,
             rsyslog: false,
+            bootcmd: false,
             disk_setup: false,
         }
     }

@@ -115,6 +115,10 @@ pub struct CloudImageGuest {
     /// it (the images have no rsyslog: the reload each tries is a warning), and a check reads
     /// the file back.
     pub rsyslog: bool,
+    /// The user data also has a `bootcmd` that writes the nice value it runs at to
+    /// [`BOOTCMD_NICE_FILE`], and a check reads 0 there: the user's commands run at the default
+    /// priority, also where the provisioner itself runs above it (metaboot.service at -10).
+    pub bootcmd: bool,
     /// The guest also gets a blank data disk ([`DATA_DISK_BYTES`], `/dev/vdc` after the
     /// ephemeral disk) and the user data names it [`DATA_ALIAS`] (`device_aliases`), asks for a
     /// GPT with two partitions on it (`disk_setup`), an ext4 file system on each
@@ -139,6 +143,9 @@ pub const DATA_MOUNT: &str = "/data";
 pub const RSYSLOG_REMOTE: &str = "@@[2001:db8::514]:6514";
 /// The file both provisioners write it into, and what it holds.
 pub const RSYSLOG_FILE: &str = "/etc/rsyslog.d/20-cloud-config.conf";
+/// Where [`CloudImageGuest::bootcmd`]'s command writes its nice value (every boot: bootcmd runs
+/// on each).
+pub const BOOTCMD_NICE_FILE: &str = "/run/bootcmd-nice";
 /// What that file holds: the remote as cloud-init 22.4 renders it, named `lab`.
 pub const RSYSLOG_LINES: &str = "# begin remotes\n*.* @@[2001:db8::514]:6514 # lab\n# end remotes";
 
