@@ -225,6 +225,21 @@ impl Root {
             self.dir(path, false).and_then(|dir| dir.stat())
         } else {
             let mut walker = self.walker();
+            // One call first: a path with no link on it is the file itself, and a missing name
+            // with no link before it is missing (a semaphore of a new instance: one call, not
+            // three). A final link is opened as itself (`O_PATH | O_NOFOLLOW`) and left to the
+            // walk, which judges and follows it.
+            match walker.open_whole(path, OFlag::O_PATH, Mode::empty(), false) {
+                Some(Ok(fd)) => {
+                    let stat = fstat(&fd)?;
+                    if kind(&stat) != SFlag::S_IFLNK {
+                        return Ok(Some(stat));
+                    }
+                }
+                Some(Err(err)) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Some(Err(err)) => return Err(err),
+                None => {}
+            }
             match walker.walk_parent(path, false) {
                 Ok(name) => return walker.stat_final(name, true),
                 Err(err) => Err(err),

@@ -276,3 +276,51 @@ fn a_foreign_link_deep_in_the_path_is_refused_as_at_the_top() {
     );
     assert!(!dir.path().join("etc/deep").exists());
 }
+
+#[test]
+fn a_status_is_taken_in_one_call_or_by_the_walk_with_the_same_answer() {
+    let (dir, root) = root();
+    fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    fs::write(dir.path().join("a/b/file"), "12345").unwrap();
+    symlink("b/file", dir.path().join("a/to-file")).unwrap();
+    symlink("/a/b", dir.path().join("to-b")).unwrap();
+    symlink("none", dir.path().join("a/dangling")).unwrap();
+    let size = |path: &str| root.stat(path).unwrap().map(|stat| stat.st_size);
+    // No link on the way (one call), a final link and a link on the way (the walk).
+    for path in ["/a/b/file", "/a/to-file", "/to-b/file"] {
+        assert_eq!(size(path), Some(5), "{path}");
+    }
+    assert!(root.is_dir("/a/b") && root.is_dir("/to-b"));
+    for missing in [
+        "/a/b/none",
+        "/a/none/file",
+        "/none",
+        "/to-b/none",
+        "/a/dangling",
+    ] {
+        assert_eq!(size(missing), None, "{missing}");
+    }
+    let err = root.stat("/a/b/file/x").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+    // A staged write is seen before it is in place, through the walk.
+    let staged = root.staged();
+    staged
+        .write_atomic("/a/b/new", b"xy", &WriteOptions::default())
+        .unwrap();
+    assert!(!dir.path().join("a/b/new").exists());
+    assert_eq!(staged.stat("/a/b/new").unwrap().map(|s| s.st_size), Some(2));
+    staged.commit();
+    if !can_chown() {
+        return;
+    }
+    // A final link a guest user planted is refused, as before the one call.
+    let planted = dir.path().join("a/planted");
+    symlink("b/file", &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(1000), Some(1000)).unwrap();
+    let err = root.stat("/a/planted").unwrap_err();
+    assert!(
+        matches!(refused(&err), Some(Refused::ForeignSymlink { .. })),
+        "{err}"
+    );
+    assert!(!root.exists("/a/planted"));
+}
