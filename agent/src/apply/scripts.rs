@@ -354,7 +354,7 @@ mod tests {
         );
     }
 
-    /// The nice value of the calling thread (Linux keeps one per thread; a child takes its
+    /// Sets the calling thread's nice value (Linux keeps one per thread; a child takes its
     /// forking thread's).
     fn set_thread_nice(nice: i32) -> bool {
         // SAFETY: setpriority takes three integers.
