@@ -143,11 +143,11 @@ pub const DATA_MOUNT: &str = "/data";
 pub const RSYSLOG_REMOTE: &str = "@@[2001:db8::514]:6514";
 /// The file both provisioners write it into, and what it holds.
 pub const RSYSLOG_FILE: &str = "/etc/rsyslog.d/20-cloud-config.conf";
+/// What that file holds: the remote as cloud-init 22.4 renders it, named `lab`.
+pub const RSYSLOG_LINES: &str = "# begin remotes\n*.* @@[2001:db8::514]:6514 # lab\n# end remotes";
 /// Where [`CloudImageGuest::bootcmd`]'s command writes its nice value (every boot: bootcmd runs
 /// on each).
 pub const BOOTCMD_NICE_FILE: &str = "/run/bootcmd-nice";
-/// What that file holds: the remote as cloud-init 22.4 renders it, named `lab`.
-pub const RSYSLOG_LINES: &str = "# begin remotes\n*.* @@[2001:db8::514]:6514 # lab\n# end remotes";
 
 /// The time server of [`CloudImageGuest::ntp`]: a name under `.test` (RFC 2606), which nothing
 /// answers; timesyncd lists it all the same.
