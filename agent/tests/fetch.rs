@@ -1,5 +1,7 @@
-//! The metadata service's documents: once the service has answered, the ones a run reads after
-//! `meta_data.json` are asked for ahead, while `meta_data.json` is on its way
+//! The metadata service's documents: the service is found by asking it for `meta_data.json`
+//! at the newest version metaboot knows, and an older one by its listing
+//! (`agent/src/source/metadata_service.rs`). Once the service has answered, the documents a run
+//! reads after `meta_data.json` are asked for ahead, while `meta_data.json` is on its way
 //! (`agent/src/source/prefetch.rs`), each once, and the run uses each as if it had fetched it in
 //! its own step. With one CPU, each is fetched in its own step.
 
@@ -37,6 +39,70 @@ fn arrivals(guest: &Guest, meta_data: &str) -> (usize, Vec<(String, usize)>) {
         })
         .collect();
     (answered, arrived)
+}
+
+/// The newest version metaboot knows (`2025-04-04`).
+fn newest() -> &'static str {
+    metaboot_proto::OpenStackVersion::LATEST.date()
+}
+
+/// Serves the documents of `openstack/latest` under `openstack/<version>` too.
+fn serve_as(guest: &Guest, version: &str) {
+    let latest = guest.tree.join("openstack/latest");
+    let dated = guest.tree.join("openstack").join(version);
+    std::fs::create_dir_all(&dated).unwrap();
+    for entry in std::fs::read_dir(&latest).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dated.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_service_that_serves_the_newest_version_is_found_by_its_meta_data() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: found-at-once\n");
+    serve_as(&guest, newest());
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let meta_data = format!("/openstack/{}/meta_data.json", newest());
+    assert_eq!(guest.server.hits(&meta_data), 1, "{log}");
+    assert_eq!(
+        guest.server.arrived_and_answered(&meta_data).0,
+        0,
+        "the first request"
+    );
+    assert_eq!(guest.server.hits("/openstack"), 0, "no listing asked for");
+    assert_eq!(guest.server.hits("/openstack/latest/meta_data.json"), 0);
+    assert_eq!(
+        guest
+            .server
+            .hits(&format!("/openstack/{}/user_data", newest())),
+        1
+    );
+    assert_eq!(guest.read("/etc/hostname"), "found-at-once\n");
+    assert!(log.contains(&format!("version=\"{}\"", newest())), "{log}");
+}
+
+#[test]
+fn an_older_service_is_read_at_the_newest_version_of_its_listing() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: from-rocky\n");
+    serve_as(&guest, "2018-08-27");
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let first = format!("/openstack/{}/meta_data.json", newest());
+    let rocky = "/openstack/2018-08-27/meta_data.json";
+    for path in [first.as_str(), "/openstack", rocky] {
+        assert_eq!(guest.server.hits(path), 1, "{path}: {log}");
+    }
+    let arrived = |path: &str| guest.server.arrived_and_answered(path).0;
+    assert!(
+        arrived(&first) < arrived("/openstack") && arrived("/openstack") < arrived(rocky),
+        "the newest version, then the listing, then the pick: {log}"
+    );
+    assert_eq!(guest.server.hits("/openstack/latest/meta_data.json"), 0);
+    assert_eq!(guest.read("/etc/hostname"), "from-rocky\n");
+    assert!(log.contains("version=\"2018-08-27\""), "{log}");
 }
 
 #[test]

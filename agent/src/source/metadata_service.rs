@@ -1,9 +1,12 @@
 //! The OpenStack metadata service (docs/protocol.md §4.3): find which of the metadata URLs
 //! answers (IPv4 then IPv6 by default, the first that answers wins, as cloud-init's
-//! `metadata_urls`; a link-local one scoped to the fallback interface), `GET /openstack`, pick
-//! the newest version both sides know (else `latest`), then the documents under it: the first
-//! one asked for (`meta_data.json`) here, the others of [`AHEAD`] on a thread of their own at
-//! the same time (`prefetch.rs`).
+//! `metadata_urls`; a link-local one scoped to the fallback interface) by asking it for
+//! `meta_data.json` at the newest version metaboot knows ([`FIRST_DOCUMENT`]): a service that
+//! serves that version (metaboot, a current nova) is found and read in one round trip. One that
+//! answers 404 (an older nova, or one that does not know the instance) is asked for its
+//! listing, `GET /openstack`, as cloud-init asks, and the newest version both sides know (else
+//! `latest`) is read. Then the other documents of [`AHEAD`], on a thread of their own while the
+//! run applies `meta_data.json` (`prefetch.rs`).
 
 use std::time::Duration;
 
@@ -20,6 +23,10 @@ use crate::root::Root;
 
 /// Its name in `datasources:`.
 pub const NAME: &str = "metadata-service";
+
+/// The document the service is found with: the instance's one required document, at the newest
+/// version metaboot knows.
+pub const FIRST_DOCUMENT: &str = "meta_data.json";
 
 /// The documents fetched ahead once the first one is asked for, in the order a run reads them,
 /// with the limits their getters ask for (`openstack.rs`); one asked with another limit is
@@ -83,12 +90,22 @@ pub fn service_urls(root: &Root, configured: &[String], warnings: &mut Vec<Strin
     urls
 }
 
-/// The first of `urls` whose `/openstack` answers (200, else 404: the service is there but
-/// does not know this instance), retried round after round within the client's deadline.
-/// Returns the URL and, on 200, the version listing.
+/// The path under a base URL that finds the service: [`FIRST_DOCUMENT`] at the newest version
+/// metaboot knows.
+pub fn first_path() -> String {
+    format!(
+        "openstack/{}/{FIRST_DOCUMENT}",
+        OpenStackVersion::LATEST.date()
+    )
+}
+
+/// The first of `urls` whose `path` (e.g. `openstack`) answers (200, else 404: the service is
+/// there but does not serve that path, e.g. does not know this instance), retried round after
+/// round within the client's deadline. Returns the URL and, on 200, the body.
 pub fn discover(
     client: &HttpClient,
     urls: &[String],
+    path: &str,
 ) -> Result<(String, Option<Vec<u8>>), RetryError<Unanswered>> {
     client.retry().run("metadata service", |remaining| {
         let started = std::time::Instant::now();
@@ -99,10 +116,10 @@ pub fn discover(
             let left = remaining
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1));
-            match client.get_once(&format!("{url}/openstack"), MAX_METADATA_BYTES, left) {
-                Ok(Some(listing)) => {
+            match client.get_once(&format!("{url}/{path}"), MAX_METADATA_BYTES, left) {
+                Ok(Some(body)) => {
                     tracing::info!(url, "metadata service answered");
-                    return Ok((url.clone(), Some(listing)));
+                    return Ok((url.clone(), Some(body)));
                 }
                 Ok(None) => {
                     unknown_here.get_or_insert_with(|| url.clone());
@@ -115,7 +132,7 @@ pub fn discover(
             }
         }
         if let Some(url) = unknown_here {
-            tracing::info!(url, "metadata service answered 404 for /openstack");
+            tracing::info!(url, "metadata service answered 404 for /{path}");
             return Ok((url, None));
         }
         Err(Unanswered {
@@ -146,6 +163,9 @@ pub struct MetadataService {
     /// The one that answered.
     base: Option<String>,
     version: Option<String>,
+    /// [`FIRST_DOCUMENT`] at `version`, as the request that found the service got it, until the
+    /// run asks for it.
+    first: Option<Vec<u8>>,
     /// The documents under way; `None` until the first document is asked for.
     prefetch: Option<Prefetch>,
 }
@@ -174,6 +194,7 @@ impl MetadataService {
                 .collect(),
             base: None,
             version: None,
+            first: None,
             prefetch: None,
         }
     }
@@ -183,10 +204,21 @@ impl MetadataService {
         if let (Some(base), Some(version)) = (&self.base, &self.version) {
             return Ok((base.clone(), version.clone()));
         }
-        let (base, listing) = discover(&self.client, &self.urls)?;
-        let version = match listing {
-            Some(body) => pick_version(&String::from_utf8_lossy(&body)),
-            None => "latest".to_owned(),
+        let (base, first) = discover(&self.client, &self.urls, &first_path())?;
+        let version = match first {
+            Some(body) => {
+                self.first = Some(body);
+                OpenStackVersion::LATEST.date().to_owned()
+            }
+            // An older service, or one that does not know this instance: the pick from its
+            // listing, as cloud-init makes it.
+            None => match self
+                .client
+                .get(&format!("{base}/openstack"), MAX_METADATA_BYTES)?
+            {
+                Some(listing) => pick_version(&String::from_utf8_lossy(&listing)),
+                None => "latest".to_owned(),
+            },
         };
         tracing::info!(url = base, version, "metadata version chosen");
         self.base = Some(base.clone());
@@ -206,9 +238,15 @@ impl OpenStackLayout for MetadataService {
                 AHEAD.into_iter().filter(|(n, _)| *n != name).collect();
             Prefetch::start(&self.client, &dir, &others)
         });
-        let fetched = match prefetch.take(name, limit) {
-            Some(fetched) => fetched,
-            None => self.client.get(&format!("{dir}/{name}"), limit),
+        let found_with = (name == FIRST_DOCUMENT && limit == MAX_METADATA_BYTES)
+            .then(|| self.first.take())
+            .flatten();
+        let fetched = match found_with {
+            Some(body) => Ok(Some(body)),
+            None => match prefetch.take(name, limit) {
+                Some(fetched) => fetched,
+                None => self.client.get(&format!("{dir}/{name}"), limit),
+            },
         };
         Ok(fetched.map_err(MetadataServiceError::from)?)
     }
