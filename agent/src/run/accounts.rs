@@ -296,7 +296,7 @@ fn password_url(i: &Instance<'_>, client: &HttpClient) -> Result<String, String>
     let base = match urls.as_slice() {
         [one] => one.clone(),
         _ => {
-            metadata_service::discover(client, &urls, "openstack")
+            metadata_service::discover(client, &urls, &[metadata_service::LISTING])
                 .map_err(|err| {
                     let mut text = chain(&err);
                     for warning in &warnings {

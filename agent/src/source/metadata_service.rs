@@ -4,9 +4,10 @@
 //! `meta_data.json` at the newest version metaboot knows ([`FIRST_DOCUMENT`]): a service that
 //! serves that version (metaboot, a current nova) is found and read in one round trip. One that
 //! answers 404 (an older nova, or one that does not know the instance) is asked for its
-//! listing, `GET /openstack`, as cloud-init asks, and the newest version both sides know (else
-//! `latest`) is read. Then the other documents of [`AHEAD`], on a thread of their own while the
-//! run applies `meta_data.json` (`prefetch.rs`).
+//! listing, `GET /openstack`, at once, as cloud-init asks: a 200 there finds it (the newest
+//! version both sides know, else `latest`, is read), as a 200 found it before; a 404 there too
+//! moves to the next URL. Then the other documents of [`AHEAD`], on a thread of their own
+//! while the run applies `meta_data.json` (`prefetch.rs`).
 
 use std::time::Duration;
 
@@ -99,40 +100,55 @@ pub fn first_path() -> String {
     )
 }
 
-/// The first of `urls` whose `path` (e.g. `openstack`) answers (200, else 404: the service is
-/// there but does not serve that path, e.g. does not know this instance), retried round after
-/// round within the client's deadline. Returns the URL and, on 200, the body.
+/// The version listing, under a base URL (`GET /openstack`).
+pub const LISTING: &str = "openstack";
+
+/// What [`discover`] got at the URL it found: which of the paths answered 200 and its body, or
+/// `None` when each answered 404.
+pub type Answer = Option<(usize, Vec<u8>)>;
+
+/// The first of `urls` where one of `paths` answers, asked in order at each URL (a 404 on one
+/// path asks the next at the same URL; an error moves to the next URL), retried round after
+/// round within the client's deadline. A URL where every path answers 404 wins when none
+/// answers 200: the service is there but does not know this instance. Returns the URL and, on
+/// a 200, which path answered and its body.
 pub fn discover(
     client: &HttpClient,
     urls: &[String],
-    path: &str,
-) -> Result<(String, Option<Vec<u8>>), RetryError<Unanswered>> {
+    paths: &[&str],
+) -> Result<(String, Answer), RetryError<Unanswered>> {
     client.retry().run("metadata service", |remaining| {
         let started = std::time::Instant::now();
         let mut unknown_here = None;
         let mut last = None;
         let mut transient = false;
-        for url in urls {
-            let left = remaining
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(1));
-            match client.get_once(&format!("{url}/{path}"), MAX_METADATA_BYTES, left) {
-                Ok(Some(body)) => {
-                    tracing::info!(url, "metadata service answered");
-                    return Ok((url.clone(), Some(body)));
-                }
-                Ok(None) => {
-                    unknown_here.get_or_insert_with(|| url.clone());
-                }
-                Err(err) => {
-                    tracing::debug!(url, error = %err, "metadata URL did not answer");
-                    transient |= err.is_transient();
-                    last = Some(err);
+        'urls: for url in urls {
+            for (at, path) in paths.iter().enumerate() {
+                let left = remaining
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1));
+                match client.get_once(&format!("{url}/{path}"), MAX_METADATA_BYTES, left) {
+                    Ok(Some(body)) => {
+                        tracing::info!(url, "metadata service answered");
+                        return Ok((url.clone(), Some((at, body))));
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::debug!(url, error = %err, "metadata URL did not answer");
+                        transient |= err.is_transient();
+                        last = Some(err);
+                        continue 'urls;
+                    }
                 }
             }
+            unknown_here.get_or_insert_with(|| url.clone());
         }
         if let Some(url) = unknown_here {
-            tracing::info!(url, "metadata service answered 404 for /{path}");
+            tracing::info!(
+                url,
+                "metadata service answered 404 for /{}",
+                paths.join(" and /")
+            );
             return Ok((url, None));
         }
         Err(Unanswered {
@@ -204,21 +220,17 @@ impl MetadataService {
         if let (Some(base), Some(version)) = (&self.base, &self.version) {
             return Ok((base.clone(), version.clone()));
         }
-        let (base, first) = discover(&self.client, &self.urls, &first_path())?;
-        let version = match first {
-            Some(body) => {
+        let first = first_path();
+        let (base, answer) = discover(&self.client, &self.urls, &[&first, LISTING])?;
+        let version = match answer {
+            Some((0, body)) => {
                 self.first = Some(body);
                 OpenStackVersion::LATEST.date().to_owned()
             }
-            // An older service, or one that does not know this instance: the pick from its
-            // listing, as cloud-init makes it.
-            None => match self
-                .client
-                .get(&format!("{base}/openstack"), MAX_METADATA_BYTES)?
-            {
-                Some(listing) => pick_version(&String::from_utf8_lossy(&listing)),
-                None => "latest".to_owned(),
-            },
+            // An older service: the pick from its listing, as cloud-init makes it.
+            Some((_, listing)) => pick_version(&String::from_utf8_lossy(&listing)),
+            // One that does not know this instance.
+            None => "latest".to_owned(),
         };
         tracing::info!(url = base, version, "metadata version chosen");
         self.base = Some(base.clone());
