@@ -223,6 +223,7 @@ impl MetadataService {
         let first = first_path();
         let (base, answer) = discover(&self.client, &self.urls, &[&first, LISTING])?;
         let version = match answer {
+            // The first path answered: the document itself, at the newest version.
             Some((0, body)) => {
                 self.first = Some(body);
                 OpenStackVersion::LATEST.date().to_owned()
