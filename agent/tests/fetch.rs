@@ -46,6 +46,11 @@ fn newest() -> &'static str {
     metaboot_proto::OpenStackVersion::LATEST.date()
 }
 
+/// The path of document `name` at the newest version.
+fn at_newest(name: &str) -> String {
+    format!("/openstack/{}/{name}", newest())
+}
+
 /// Serves the documents of `openstack/latest` under `openstack/<version>` too.
 fn serve_as(guest: &Guest, version: &str) {
     let latest = guest.tree.join("openstack/latest");
@@ -64,7 +69,7 @@ fn a_service_that_serves_the_newest_version_is_found_by_its_meta_data() {
     serve_as(&guest, newest());
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
-    let meta_data = format!("/openstack/{}/meta_data.json", newest());
+    let meta_data = at_newest("meta_data.json");
     assert_eq!(guest.server.hits(&meta_data), 1, "{log}");
     assert_eq!(
         guest.server.arrived_and_answered(&meta_data).0,
@@ -73,12 +78,7 @@ fn a_service_that_serves_the_newest_version_is_found_by_its_meta_data() {
     );
     assert_eq!(guest.server.hits("/openstack"), 0, "no listing asked for");
     assert_eq!(guest.server.hits("/openstack/latest/meta_data.json"), 0);
-    assert_eq!(
-        guest
-            .server
-            .hits(&format!("/openstack/{}/user_data", newest())),
-        1
-    );
+    assert_eq!(guest.server.hits(&at_newest("user_data")), 1);
     assert_eq!(guest.read("/etc/hostname"), "found-at-once\n");
     assert!(log.contains(&format!("version=\"{}\"", newest())), "{log}");
 }
@@ -90,7 +90,7 @@ fn an_older_service_is_read_at_the_newest_version_of_its_listing() {
     serve_as(&guest, "2018-08-27");
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
-    let first = format!("/openstack/{}/meta_data.json", newest());
+    let first = at_newest("meta_data.json");
     let rocky = "/openstack/2018-08-27/meta_data.json";
     for path in [first.as_str(), "/openstack", rocky] {
         assert_eq!(guest.server.hits(path), 1, "{path}: {log}");
@@ -124,12 +124,7 @@ fn an_older_service_at_the_first_url_is_read_without_asking_the_next_one() {
     .unwrap();
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
-    assert_eq!(
-        guest
-            .server
-            .hits(&format!("/openstack/{}/meta_data.json", newest())),
-        1
-    );
+    assert_eq!(guest.server.hits(&at_newest("meta_data.json")), 1);
     assert_eq!(guest.server.hits("/openstack"), 1);
     assert_eq!(guest.server.hits("/openstack/latest/meta_data.json"), 1);
     assert!(
