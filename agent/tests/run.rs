@@ -608,3 +608,54 @@ fn a_failed_password_post_leaves_the_password_on_the_console() {
     assert!(crypt_verifies(printed, &guest.shadow_hash("root")));
     assert!(!guest.read("/var/log/metaboot.log").contains(printed));
 }
+
+/// With several metadata URLs, the password goes to the one the instance's documents came
+/// from, without a second search for the service: no second `GET /openstack`, nothing asked
+/// at the other URL (here one where no one accepts).
+#[test]
+fn the_password_is_posted_where_the_documents_came_from() {
+    if !testutil::require_tool("ssh-keygen") {
+        return;
+    }
+    let guest = Guest::new();
+    let key = guest.dir.path().join("id_rsa");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    guest.meta_data(&json!({
+        "uuid": UUID,
+        "hostname": "test.novalocal",
+        "keys": [{"name": "rsa", "type": "ssh", "data": public.trim()}],
+        "public_keys": {"rsa": public.trim()},
+    }));
+    guest.user_data("#cloud-config\npassword_postback: true\n");
+    let next = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    next.set_nonblocking(true).unwrap();
+    std::fs::write(
+        guest.path("/etc/metaboot/metaboot.yaml"),
+        format!(
+            "metadata_urls: [{}, 'http://{}']\ndeadline_secs: 5\nrequest_timeout_secs: 2\n",
+            guest.server.url(),
+            next.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let (_, stderr) = guest.run();
+    let (_, message) = guest.step("password-postback");
+    let posted_to = format!("{}/openstack/latest/password", guest.server.url());
+    assert!(message.contains(&posted_to), "{message}\n{stderr}");
+    assert_eq!(guest.server.hits("/openstack/latest/password"), 1);
+    assert_eq!(
+        guest.server.hits("/openstack"),
+        1,
+        "the listing asked for once"
+    );
+    assert!(
+        matches!(next.accept(), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
+        "the second URL was asked: {stderr}"
+    );
+}

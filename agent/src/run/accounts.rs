@@ -288,9 +288,13 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     }
 }
 
-/// The `password` endpoint of the metadata service: at the one metadata URL, or at the first
-/// of several that answers (the same search as the metadata service's).
+/// The `password` endpoint of the metadata service: at the URL the instance's documents came
+/// from, else (they came from a config drive) at the one metadata URL, or at the first of
+/// several that answers (the same search as the metadata service's).
 fn password_url(i: &Instance<'_>, client: &HttpClient) -> Result<String, String> {
+    if let Some(base) = &i.service_url {
+        return Ok(format!("{base}/openstack/latest/password"));
+    }
     let mut warnings = Vec::new();
     let urls = metadata_service::service_urls(i.root, &i.settings.urls, &mut warnings);
     let base = match urls.as_slice() {

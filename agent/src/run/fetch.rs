@@ -71,6 +71,7 @@ pub(super) fn fetch<'a>(
         vendor,
         network,
         source: Some(source.name().to_owned()),
+        service_url: source.service_url(),
     })
 }
 

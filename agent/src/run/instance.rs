@@ -24,6 +24,8 @@ pub struct Instance<'a> {
     pub network: Option<NetworkDoc>,
     /// The datasource the data came from (`metadata-service`, …), when one was found.
     pub source: Option<String>,
+    /// The metadata service's base URL the data was read from, when it came from the service.
+    pub service_url: Option<String>,
 }
 
 /// The merged cloud-config the fetch phase caches under the instance's directory.
@@ -95,6 +97,7 @@ impl<'a> Instance<'a> {
             vendor: Decoded::default(),
             network: None,
             source: None,
+            service_url: None,
         }
     }
 }

@@ -59,6 +59,12 @@ pub trait Source {
     fn network_data(&mut self) -> Result<Option<NetworkData>, SourceError> {
         Ok(None)
     }
+
+    /// The metadata service's base URL the documents were read from (e.g.
+    /// `http://169.254.169.254`), for a source that reads them from the service.
+    fn service_url(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a datasource may look at to find itself.

@@ -264,6 +264,10 @@ impl OpenStackLayout for MetadataService {
         Ok(fetched.map_err(MetadataServiceError::from)?)
     }
 
+    fn service_url(&self) -> Option<String> {
+        self.base.clone()
+    }
+
     fn missing_meta_data(&self) -> SourceError {
         let version = self.version.as_deref().unwrap_or("latest");
         let base = self.base.clone().unwrap_or_else(|| self.urls.join(", "));

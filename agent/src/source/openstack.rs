@@ -16,6 +16,11 @@ pub trait OpenStackLayout {
 
     /// The error for a missing `meta_data.json`, saying where it was looked for.
     fn missing_meta_data(&self) -> SourceError;
+
+    /// The metadata service's base URL the documents came from, for the service.
+    fn service_url(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<T: OpenStackLayout> Source for T {
@@ -48,5 +53,9 @@ impl<T: OpenStackLayout> Source for T {
         Ok(self
             .document("network_data.json", MAX_METADATA_BYTES)?
             .map(NetworkData::Json))
+    }
+
+    fn service_url(&self) -> Option<String> {
+        OpenStackLayout::service_url(self)
     }
 }
