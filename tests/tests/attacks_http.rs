@@ -162,6 +162,58 @@ fn malformed_requests_get_a_4xx_and_the_chain_keeps_serving() {
     }
 }
 
+/// A head within the limits the proxy takes grows on the way: the proxy adds `X-Forwarded-For`
+/// and the router's header, the agent its signed headers and the guest's tokens. The hop that
+/// would send it over the next hop's limits answers 431 itself and sends nothing; the
+/// connections each hop shares with other guests' requests (the proxy's to the agent, the
+/// agent's to the API, across tenants) stay up, and the others, reading all along, get every
+/// answer.
+#[test]
+fn a_head_that_grows_past_the_limits_on_the_way_is_431_and_the_others_are_served() {
+    let w = world();
+    // Each with `Host` and `Connection: close` (get_raw's): at the proxy's limit of lines, and
+    // one the proxy forwards that the agent's headers take past it.
+    let at_the_proxy: Vec<String> = (0..MAX_HEADERS - 2).map(|i| format!("X-H{i}: v")).collect();
+    let at_the_agent: Vec<String> = (0..MAX_HEADERS - 4)
+        .map(|_| "X-Metadata-Token: t".to_owned())
+        .collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = [
+        (w.charlie.clone(), w.router_a),
+        (w.bravo.clone(), w.router_b),
+    ]
+    .into_iter()
+    .map(|(me, proxy)| {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut answers = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || answers == 0 {
+                let reply = guest::get(Some(me.ip()), proxy, META_DATA, &[]).unwrap();
+                assert_eq!(reply.status, 200, "{}: {}", me.name, reply.text());
+                assert_eq!(reply.json()["uuid"], me.uuid.as_str());
+                answers += 1;
+            }
+            answers
+        })
+    })
+    .collect();
+    for _ in 0..20 {
+        for lines in [&at_the_proxy, &at_the_agent] {
+            let reply = attack_support::get_raw(&w.alpha, w.router_a, META_DATA, lines);
+            assert_eq!(reply.status, 431, "{}", reply.text());
+            assert!(
+                reply.text().contains("send fewer or shorter headers"),
+                "{}",
+                reply.text()
+            );
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for reader in readers {
+        assert!(reader.join().expect("every other guest was served") > 0);
+    }
+}
+
 #[test]
 fn the_size_limits_answer_431_and_413() {
     let w = world();

@@ -119,7 +119,10 @@ impl ApiTarget for HttpApi {
         let answered = self.upstream.send(request, self.timeout).await;
         agent.metrics.upstream_latency(started.elapsed());
         answered.map(relay_keeping_mark).map_err(|err| {
-            tracing::warn!(api = self.upstream.describe(), error = %err, "metadata API call failed");
+            // The guest's own fault is logged with the other refusals (`Agent::refused`).
+            if !err.is_the_clients() {
+                tracing::warn!(api = self.upstream.describe(), error = %err, "metadata API call failed");
+            }
             Answer::refused(err.status(), err.to_string(), err.rejection())
         })
     }

@@ -62,6 +62,9 @@ rejections! {
     UpstreamTimeout => "upstream_timeout",
     /// The upstream connection broke or its answer was malformed or too large (502).
     UpstreamFailed => "upstream_failed",
+    /// The request's head, with the headers this hop adds, is over what the next hop takes
+    /// (431): not sent.
+    HeadTooLarge => "head_too_large",
     // The namespace proxy.
     /// The guest is past its rate limit (429).
     RateLimited => "rate_limited",

@@ -65,7 +65,11 @@ impl Forward for ToAgent {
         match answered {
             Ok(response) => Reply::relay(response),
             Err(err) => {
-                tracing::warn!(agent = self.agent.describe(), error = %err, "agent call failed");
+                if err.is_the_clients() {
+                    tracing::info!(status = err.status().as_u16(), rejection = %err.rejection(), reason = %err, "refused");
+                } else {
+                    tracing::warn!(agent = self.agent.describe(), error = %err, "agent call failed");
+                }
                 self.metrics.reject(err.rejection());
                 Answer::refused(err.status(), err.to_string(), err.rejection()).into_response()
             }

@@ -1,4 +1,5 @@
-//! What an upstream call's failure tells the client: 503, 504 or 502.
+//! What an upstream call's failure tells the client: 503, 504, 502, or 431 for a request that
+//! would be too large for the upstream.
 
 use std::time::Duration;
 
@@ -18,6 +19,17 @@ pub enum UpstreamError {
     /// The connection broke or the answer was malformed or too large: 502.
     #[error("upstream failed: {0}")]
     Failed(String),
+    /// The request's head, with this hop's headers, is over the limits the upstream applies
+    /// (`MAX_HEADER_BYTES`, `MAX_HEADERS`): never sent, 431.
+    #[error(
+        "the request head is {bytes} bytes in {lines} header lines with the headers added on the way; the next hop takes at most {max_bytes} bytes and {max_lines} lines: send fewer or shorter headers"
+    )]
+    HeadTooLarge {
+        bytes: usize,
+        lines: usize,
+        max_bytes: usize,
+        max_lines: usize,
+    },
 }
 
 impl UpstreamError {
@@ -26,7 +38,13 @@ impl UpstreamError {
             Self::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Failed(_) => StatusCode::BAD_GATEWAY,
+            Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
+    }
+
+    /// The client's request is at fault, not the upstream: worth a line at info, not a warning.
+    pub fn is_the_clients(&self) -> bool {
+        matches!(self, Self::HeadTooLarge { .. })
     }
 
     /// Why the client is refused, for metrics and logs.
@@ -35,6 +53,7 @@ impl UpstreamError {
             Self::Unreachable(_) => Rejection::UpstreamUnreachable,
             Self::Timeout(_) => Rejection::UpstreamTimeout,
             Self::Failed(_) => Rejection::UpstreamFailed,
+            Self::HeadTooLarge { .. } => Rejection::HeadTooLarge,
         }
     }
 }

@@ -12,6 +12,11 @@
 //! `UPSTREAM_IDLE_REUSE` is not used again: the upstream might close it just as a request is
 //! written to it. A request that times out gives its pipelined connection up: the upstream may
 //! be stuck on it.
+//!
+//! A request whose head, with the headers this hop added (the proxy's `X-Forwarded-For` and
+//! scope header, `Host`), is over what every role's listener takes (`MAX_HEADER_BYTES`,
+//! `MAX_HEADERS`) is never sent: its client gets 431 here. Sent, the upstream would refuse it
+//! and close the connection, and with it every request pipelined behind it, other guests'.
 
 mod error;
 mod pipeline;
@@ -35,8 +40,8 @@ use pool::{Pipelines, Pool};
 use stream::Dialer;
 use tokio::time::Instant;
 
-use super::h1::{Answer, ClientConnection, ExchangeError};
-use super::limits::UPSTREAM_IDLE_REUSE;
+use super::h1::{Answer, ClientConnection, ExchangeError, request_head_size};
+use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS, UPSTREAM_IDLE_REUSE};
 
 /// What a request's deadline is when its timeout is too large for a clock reading (about 30
 /// years, as tokio's own `timeout` does).
@@ -160,6 +165,16 @@ impl Upstream {
             Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
             _ => Bytes::new(),
         };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let size = request_head_size(&parts.method, target, &parts.headers, body.len());
+        if size.bytes > MAX_HEADER_BYTES || size.lines > MAX_HEADERS {
+            return Err(UpstreamError::HeadTooLarge {
+                bytes: size.bytes,
+                lines: size.lines,
+                max_bytes: MAX_HEADER_BYTES,
+                max_lines: MAX_HEADERS,
+            });
+        }
         if self.pipelining && (parts.method == Method::GET || parts.method == Method::HEAD) {
             // The pipelined connection keeps the deadline (`pipeline.rs` says why).
             self.pipelined(&parts, &body, deadline, timeout).await

@@ -12,9 +12,10 @@ use tokio::net::{TcpListener, UnixListener};
 
 use super::*;
 use crate::http::limits::{
-    HEADER_READ_TIMEOUT, MAX_UPSTREAM_BODY_BYTES, MAX_UPSTREAM_INTERIM_ANSWERS,
+    HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, MAX_UPSTREAM_BODY_BYTES,
+    MAX_UPSTREAM_INTERIM_ANSWERS,
 };
-use crate::http::{Body, Handler, Peer, RequestBody, ServerLimits};
+use crate::http::{Body, Handler, Peer, Rejection, RequestBody, ServerLimits};
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -703,6 +704,94 @@ async fn concurrent_reads_share_one_pipelined_connection_and_each_gets_its_own_a
         accepted.load(Ordering::SeqCst),
         1,
         "one pipelined connection"
+    );
+}
+
+/// A GET for `path` with `extra` more header lines, the last one padded so that the head as
+/// sent (`Host` included) is `bytes` long.
+fn get_with_head(
+    upstream: &Upstream,
+    path: &str,
+    extra: usize,
+    bytes: usize,
+) -> Request<Full<Bytes>> {
+    let mut request = get(upstream);
+    *request.uri_mut() = upstream.uri(path).unwrap();
+    let headers = request.headers_mut();
+    headers.insert(header::HOST, upstream.host.clone());
+    for n in 0..extra {
+        headers.insert(
+            http::HeaderName::try_from(format!("x-h{n}")).unwrap(),
+            HeaderValue::from_static("v"),
+        );
+    }
+    let size = |headers: &http::HeaderMap| {
+        crate::http::h1::request_head_size(&Method::GET, path, headers, 0).bytes
+    };
+    let pad = bytes.checked_sub(size(headers)).expect("room to pad");
+    let last = http::HeaderName::try_from(format!("x-h{}", extra - 1)).unwrap();
+    headers.insert(last, HeaderValue::from_str(&"v".repeat(1 + pad)).unwrap());
+    assert_eq!(size(headers), bytes);
+    request
+}
+
+/// A head the roles' listeners would refuse never goes out: its caller gets 431 and the
+/// pipelined connection, shared with the requests of other guests, stays up. A head exactly
+/// at the limits goes out and is answered.
+#[tokio::test]
+async fn a_head_over_the_listeners_limits_is_431_and_never_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(crate::http::h1::serve_connection(
+                stream,
+                Peer::Unix,
+                ServerLimits::default(),
+                PathAnswer,
+            ));
+        }
+    });
+    let upstream = Upstream::unix(path);
+    let lines = MAX_HEADERS - 1; // and Host
+    let asked = (0..300).map(|n| {
+        let upstream = upstream.clone();
+        async move {
+            let path = format!("/{n}");
+            let request = match n % 3 {
+                0 => get_with_head(&upstream, &path, lines, MAX_HEADER_BYTES),
+                1 if n % 2 == 0 => get_with_head(&upstream, &path, lines + 1, 2_000),
+                1 => get_with_head(&upstream, &path, lines, MAX_HEADER_BYTES + 1),
+                _ => get_with_head(&upstream, &path, 1, 200),
+            };
+            (n, path, upstream.send(request, TIMEOUT).await)
+        }
+    });
+    for (n, path, answered) in futures_util::future::join_all(asked).await {
+        match answered {
+            Ok(response) => {
+                assert_ne!(n % 3, 1, "{path} was sent");
+                assert_eq!(response.into_body(), path.as_bytes());
+            }
+            Err(err) => {
+                assert_eq!(n % 3, 1, "{path}: {err}");
+                assert_eq!(err.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                assert_eq!(err.rejection(), Rejection::HeadTooLarge);
+                assert!(
+                    err.to_string().contains("send fewer or shorter headers"),
+                    "{err}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one pipelined connection, never closed"
     );
 }
 

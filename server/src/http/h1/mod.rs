@@ -20,4 +20,4 @@ pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS};
 pub use client::{Answer, ClientConnection, ExchangeError, TryRead, read_answer};
 pub use connection::serve_connection;
 pub use fields::has_token;
-pub use request::encode_head as encode_request_head;
+pub use request::{HeadSize, encode_head as encode_request_head, head_size as request_head_size};
