@@ -1,7 +1,8 @@
 //! Planted symlinks: `metaboot run --root TMP` (as root) never follows a symlink out of the root
 //! or onto a file it was not asked to touch. A guest user (`debian`, uid 1000, the default
 //! user) plants links in the places it controls; the run must leave their targets alone and
-//! say which path it refused.
+//! say which path it refused. Also what else such a user can plant there: a file that says it
+//! is a terabyte.
 
 mod support;
 
@@ -85,6 +86,47 @@ fn an_authorized_keys_symlink_to_shadow_is_refused() {
     assert!(
         message.contains(&format!("{} is a symlink", link.display())),
         "{message}"
+    );
+    assert_eq!(
+        guest.read("/root/.ssh/authorized_keys"),
+        format!("{META_KEY}\n"),
+        "root still gets its keys"
+    );
+}
+
+/// A sparse `authorized_keys` of a terabyte costs its owner nothing; read whole, it would take
+/// the guest's memory on every boot. The run refuses it, saying why, and goes on.
+#[test]
+fn an_authorized_keys_of_a_terabyte_is_refused_and_the_run_goes_on() {
+    if !require_root() {
+        return;
+    }
+    const TERABYTE: u64 = 1 << 40;
+    let guest = debian_guest();
+    let ssh = guest.path("/home/debian/.ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    lchown(&ssh, Some(DEBIAN), Some(DEBIAN)).unwrap();
+    let keys = ssh.join("authorized_keys");
+    std::fs::File::create(&keys)
+        .unwrap()
+        .set_len(TERABYTE)
+        .unwrap();
+    lchown(&keys, Some(DEBIAN), Some(DEBIAN)).unwrap();
+
+    let (code, stderr) = guest.run();
+
+    assert_eq!(code, 1, "{stderr}");
+    let (outcome, message) = guest.step("ssh-keys");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.contains(&format!("{TERABYTE} bytes, over the"))
+            && message.contains("make it smaller"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().len(),
+        TERABYTE,
+        "left as it was"
     );
     assert_eq!(
         guest.read("/root/.ssh/authorized_keys"),

@@ -70,9 +70,7 @@ pub fn read_user_file(dir: &Dir, name: &str, user: &User) -> io::Result<Option<V
         return Ok(None);
     };
     check_owner(&stat, path, &user.name, user.uid)?;
-    let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut file, &mut bytes)?;
-    Ok(Some(bytes))
+    crate::fsutil::dir::read_whole(&mut file, &stat).map(Some)
 }
 
 /// Copies the skeleton directory `skel` into a new home: directories and regular files (not

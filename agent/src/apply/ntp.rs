@@ -320,8 +320,7 @@ pub fn write(root: &Root, client: &Client, text: &str) -> Result<Option<String>,
         .map_err(PathError::fail("read", &shown))?
     {
         Some((mut file, stat)) => {
-            let mut old = Vec::new();
-            std::io::Read::read_to_end(&mut file, &mut old)
+            let old = crate::fsutil::dir::read_whole(&mut file, &stat)
                 .map_err(PathError::fail("read", &shown))?;
             let dist = format!("{}.dist", client.confpath);
             let mode = stat.st_mode & 0o7777;

@@ -260,18 +260,42 @@ pub fn set_owner_mode(fd: BorrowedFd<'_>, owner: Option<Owner>, mode: u32) -> io
 /// (`/proc/cmdline`, `/proc/mounts`) say they have size 0.
 pub const MIN_READ_ROOM: usize = 4096;
 
+/// Largest file metaboot reads, to parse it or to rewrite it whole (an append is a rewrite);
+/// past it the read fails saying so. A file a guest user owns (`authorized_keys`, a file
+/// `write_files` appends to) may say any size: a sparse file of a terabyte costs its owner
+/// nothing, and reading it would take all of the guest's memory on every boot.
+pub const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
+
 /// Reads `file` to its end, `stat` (taken when it was opened) saying how much room to make:
 /// one read for the content and one that finds the end. std's `read_to_end` on a `File`
 /// would ask the kernel for the size and the offset again first (a `statx` and an `lseek`
-/// per file read).
+/// per file read). A file over [`MAX_READ_BYTES`] is an error (`FileTooLarge`), whatever its
+/// size said.
 pub(crate) fn read_whole(file: &mut File, stat: &FileStat) -> io::Result<Vec<u8>> {
+    let too_large = |size: String| {
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "the file is {size} bytes, over the {MAX_READ_BYTES} bytes metaboot reads: \
+                 make it smaller"
+            ),
+        )
+    };
     let size = usize::try_from(stat.st_size).unwrap_or(0);
-    let mut bytes = vec![0; size.saturating_add(1).max(MIN_READ_ROOM)];
+    if size > MAX_READ_BYTES {
+        return Err(too_large(size.to_string()));
+    }
+    // One byte past the limit tells a file that grew past it.
+    let room = |wanted: usize| wanted.min(MAX_READ_BYTES + 1);
+    let mut bytes = vec![0; room(size.saturating_add(1).max(MIN_READ_ROOM))];
     let mut filled = 0;
     loop {
         if filled == bytes.len() {
+            if filled > MAX_READ_BYTES {
+                return Err(too_large(format!("more than {MAX_READ_BYTES}")));
+            }
             // It grew since: more room, as much again.
-            bytes.resize(bytes.len().saturating_mul(2), 0);
+            bytes.resize(room(bytes.len().saturating_mul(2)), 0);
         }
         match file.read(&mut bytes[filled..]) {
             Ok(0) => break,
@@ -289,6 +313,41 @@ mod tests {
     use std::io::Write as _;
 
     use super::*;
+
+    #[test]
+    fn a_file_over_the_read_limit_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let at_limit = u64::try_from(MAX_READ_BYTES).unwrap();
+        for (size, read) in [(at_limit, true), (at_limit + 1, false), (1 << 40, false)] {
+            let file = File::create(&path).unwrap();
+            file.set_len(size).unwrap();
+            let mut file = File::open(&path).unwrap();
+            let stat = fstat(&file).unwrap();
+            match read_whole(&mut file, &stat) {
+                Ok(bytes) => {
+                    assert!(read, "{size} bytes read");
+                    assert_eq!(bytes.len(), MAX_READ_BYTES);
+                }
+                Err(err) => {
+                    assert!(!read, "{size} bytes: {err}");
+                    assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+                    assert!(
+                        err.to_string().contains(&format!("{size} bytes, over the")),
+                        "{err}"
+                    );
+                }
+            }
+        }
+        // A file that grew past the limit after its size was taken.
+        let small = dir.path().join("small");
+        std::fs::write(&small, b"x").unwrap();
+        let stat = fstat(File::open(&small).unwrap()).unwrap();
+        let mut grown = File::open(&path).unwrap();
+        let err = read_whole(&mut grown, &stat).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("more than"), "{err}");
+    }
 
     #[test]
     fn a_file_is_read_whole_whatever_its_size_said() {
