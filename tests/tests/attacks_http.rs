@@ -362,7 +362,7 @@ fn pipelined_requests_are_answered_in_order() {
 /// door (see attacks_connections.rs) before the limit under test is reached.
 const MANY_PER_GUEST: &str = "1000";
 
-/// A proxy of tenant A with 1 s client timeouts.
+/// A proxy of tenant A with 1 s client timeouts (head, body, taking an answer).
 fn impatient_proxy(w: &mut World) -> SocketAddr {
     w.chain
         .start_proxy(
@@ -371,6 +371,8 @@ fn impatient_proxy(w: &mut World) -> SocketAddr {
                 "--header-timeout",
                 SHORT_TIMEOUT_SECS,
                 "--body-timeout",
+                SHORT_TIMEOUT_SECS,
+                "--write-timeout",
                 SHORT_TIMEOUT_SECS,
                 "--max-connections-per-guest",
                 MANY_PER_GUEST,
@@ -461,6 +463,36 @@ fn slowloris_heads_and_bodies_are_cut_off_while_others_are_served() {
     let (took, out) = time_to_close(&mut kept, Duration::from_secs(5));
     assert_eq!(status_of(&out), 200);
     assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_serving(&w);
+}
+
+/// A guest that pipelines requests and never reads the answers holds its connection only
+/// until an answer waits longer than the write timeout for it to make room; meanwhile the
+/// others are served.
+#[test]
+fn a_guest_that_takes_no_answer_is_disconnected_while_others_are_served() {
+    /// Far more answers than the sockets between guest and proxy hold.
+    const ASKED: usize = 5_000;
+    let mut w = world();
+    let proxy = impatient_proxy(&mut w);
+    let me = w.alpha.clone();
+    let mut stream = guest::connect(Some(me.ip()), proxy).unwrap();
+    let mut asking = stream.try_clone().unwrap();
+    let request = format!("GET {META_DATA} HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Writes until the proxy stops reading, then until it closes the connection.
+    let asked = std::thread::spawn(move || {
+        (0..ASKED)
+            .take_while(|_| asking.write_all(request.as_bytes()).is_ok())
+            .count()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_serving(&w);
+    // What the proxy sent before it gave up: far fewer answers than were asked for.
+    let (took, out) = time_to_close(&mut stream, Duration::from_secs(10));
+    let answered = out.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    assert!(answered < ASKED / 2, "{answered} answers");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    asked.join().unwrap();
     assert_serving(&w);
 }
 

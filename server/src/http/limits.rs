@@ -13,6 +13,10 @@ pub const MAX_HEADERS: usize = 64;
 /// Time a client has to send a complete request head, also between keep-alive requests
 /// (slowloris defence).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to take an answer: a write it does not drain within it (a client that
+/// stopped reading) closes the connection, which it would otherwise hold as long as it likes
+/// (Neutron's haproxy: `timeout client`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request body, in bytes (the password endpoint needs 1020).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Time a client has to send the whole body once its head arrived.
@@ -62,6 +66,7 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_connections: usize,
     /// Most connections one peer address holds at once (`None`: no cap per address). The
     /// namespace proxy sets it for guests; the agent and the API, whose peers are the chain's
@@ -81,6 +86,7 @@ impl Default for ServerLimits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_body_bytes: MAX_BODY_BYTES,
             body_read_timeout: BODY_READ_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
             max_connections_per_peer: None,
             pipelined_at_once: MAX_PIPELINED_REQUESTS,

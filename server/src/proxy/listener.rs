@@ -18,7 +18,7 @@ use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
     BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_GUEST,
-    UPSTREAM_TIMEOUT,
+    UPSTREAM_TIMEOUT, WRITE_TIMEOUT,
 };
 use crate::http::{
     Answer, Body, Handler, Peer, Refusal, Rejection, Reply, RequestBody, ServerLimits, Upstream,
@@ -211,6 +211,9 @@ pub struct ProxyArgs {
     /// Seconds a guest has to send a request body once its head arrived.
     #[arg(long, default_value_t = BODY_READ_TIMEOUT.as_secs_f64())]
     pub body_timeout: f64,
+    /// Seconds a guest has to take an answer; one that stops reading is disconnected.
+    #[arg(long, default_value_t = WRITE_TIMEOUT.as_secs_f64())]
+    pub write_timeout: f64,
     /// Serve Prometheus metrics at http://ADDR/metrics (in this process's namespace).
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -233,6 +236,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         ("--agent-timeout", args.agent_timeout),
         ("--header-timeout", args.header_timeout),
         ("--body-timeout", args.body_timeout),
+        ("--write-timeout", args.write_timeout),
     ] {
         if !(seconds > 0.0 && Duration::try_from_secs_f64(seconds).is_ok()) {
             anyhow::bail!("{flag} must be a positive number of seconds");
@@ -266,6 +270,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             max_connections_per_peer: Some(args.max_connections_per_guest),
             header_read_timeout: Duration::from_secs_f64(args.header_timeout),
             body_read_timeout: Duration::from_secs_f64(args.body_timeout),
+            write_timeout: Duration::from_secs_f64(args.write_timeout),
             pipelined_at_once: 1,
             ..ServerLimits::default()
         };
@@ -286,7 +291,12 @@ mod tests {
 
     #[test]
     fn timeouts_that_are_not_a_positive_duration_are_refused() {
-        for flag in ["--agent-timeout", "--header-timeout", "--body-timeout"] {
+        for flag in [
+            "--agent-timeout",
+            "--header-timeout",
+            "--body-timeout",
+            "--write-timeout",
+        ] {
             for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
                 let mut args = ProxyArgs {
                     socket: PathBuf::from("/nonexistent/agent.sock"),
@@ -301,12 +311,14 @@ mod tests {
                     agent_timeout: 1.0,
                     header_timeout: 1.0,
                     body_timeout: 1.0,
+                    write_timeout: 1.0,
                     metrics_listen: None,
                 };
                 match flag {
                     "--agent-timeout" => args.agent_timeout = bad,
                     "--header-timeout" => args.header_timeout = bad,
-                    _ => args.body_timeout = bad,
+                    "--body-timeout" => args.body_timeout = bad,
+                    _ => args.write_timeout = bad,
                 }
                 let err = serve(args).unwrap_err();
                 assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");

@@ -1,11 +1,14 @@
 //! The connection loop: read a head (within the head timeout, also between keep-alive
 //! requests), read its body (within the body timeout), let the handler answer, write the
-//! answer; again while both sides keep the connection open. Pipelined requests that are
+//! answer (within the write timeout); again while both sides keep the connection open. Pipelined requests that are
 //! already read (up to `ServerLimits::pipelined_at_once`) are handled together and answered in
 //! order in one write: the chain's roles pipeline their upstream requests
 //! (`http/client/pipeline.rs`), and one read and one write then carry many answers.
 
+use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::Method;
@@ -50,7 +53,8 @@ where
             Ok(None) => return,
             Err(err) => {
                 tracing::debug!(?peer, reason = err.reason(), "request head refused");
-                if write::refusal(&mut stream, &mut out, err.status(), err.reason())
+                let refusing = write::refusal(&mut stream, &mut out, err.status(), err.reason());
+                if within(refusing, limits.write_timeout, timer.as_mut())
                     .await
                     .is_ok()
                 {
@@ -81,7 +85,8 @@ where
         }
         let written = if more.is_empty() {
             let response = handler.handle(request, peer).await;
-            write::response(&mut stream, &mut out, response, answering).await
+            let writing = write::response(&mut stream, &mut out, response, answering);
+            within(writing, limits.write_timeout, timer.as_mut()).await
         } else {
             more.insert(0, (request, answering));
             let handling = more.into_iter().map(|(request, answering)| {
@@ -89,7 +94,8 @@ where
                 async move { (handler.handle(request, peer).await, answering) }
             });
             let responses = futures_util::future::join_all(handling).await;
-            write::responses(&mut stream, &mut out, responses).await
+            let writing = write::responses(&mut stream, &mut out, responses);
+            within(writing, limits.write_timeout, timer.as_mut()).await
         };
         match written {
             Ok(true) => {}
@@ -99,6 +105,37 @@ where
             Err(err) => {
                 tracing::debug!(?peer, error = %err, "response not written");
                 return;
+            }
+        }
+    }
+}
+
+/// `writing`, given up (an error, the connection to be closed) when the client has not taken
+/// it whole within `timeout`. The connection's `timer` bounds it, moved on to the deadline
+/// only when a write has to wait: an answer the socket takes at once arms nothing.
+async fn within<T>(
+    writing: impl Future<Output = io::Result<T>>,
+    timeout: Duration,
+    mut timer: Pin<&mut Sleep>,
+) -> io::Result<T> {
+    let deadline = Instant::now() + timeout;
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    tokio::pin!(writing);
+    loop {
+        tokio::select! {
+            biased;
+            written = &mut writing => return written,
+            () = timer.as_mut() => {
+                if Instant::now() < deadline {
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client took no answer within {timeout:?}"),
+                ));
             }
         }
     }
@@ -153,8 +190,12 @@ async fn read_head<S: AsyncRead + Unpin>(
         return Ok(Some(head));
     }
     // The timer stays armed at an earlier deadline; when it fires before this one, it is
-    // moved on. Re-arming it for every request would cost more than the rare move.
+    // moved on. Re-arming it for every request would cost more than the rare move. Only a
+    // later one (a write that waited, with a longer write timeout) is moved back.
     let deadline = Instant::now() + limits.header_read_timeout;
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
     loop {
         if buf.capacity() - buf.len() < MIN_READ_ROOM {
             buf.reserve(READ_CHUNK);

@@ -50,6 +50,7 @@ fn limits() -> ServerLimits {
     ServerLimits {
         header_read_timeout: SHORT,
         body_read_timeout: SHORT,
+        write_timeout: SHORT,
         ..ServerLimits::default()
     }
 }
@@ -500,6 +501,71 @@ async fn a_slow_head_is_cut_off_and_an_idle_connection_closed() {
         .unwrap();
     let got = answers(&out, &[]);
     assert_eq!((got.len(), got[0].status), (1, 200));
+    served.await.unwrap();
+}
+
+/// How many times `needle` occurs in `bytes`.
+fn occurrences(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes.windows(needle.len()).filter(|w| w == &needle).count()
+}
+
+/// A client that sends requests and never reads the answers: once the stream takes no more of
+/// them, the connection is closed at the write timeout instead of being held for ever. One
+/// that reads slowly but reads keeps it.
+#[tokio::test]
+async fn a_client_that_takes_no_answer_is_disconnected_at_the_write_timeout() {
+    let (client, server) = tokio::io::duplex(1024);
+    let served = tokio::spawn(serve_connection(server, Peer::Unix, limits(), Echo));
+    let (mut reading, mut writing) = tokio::io::split(client);
+    let asking = tokio::spawn(async move {
+        for _ in 0..10_000 {
+            if writing.write_all(b"GET /x HTTP/1.1\r\n\r\n").await.is_err() {
+                break;
+            }
+        }
+        writing
+    });
+    let started = std::time::Instant::now();
+    tokio::time::timeout(SHORT * 8, served)
+        .await
+        .expect("the connection is closed at the write timeout")
+        .unwrap();
+    assert!(started.elapsed() >= SHORT, "closed before the timeout");
+    // What was written before: answers (the last one maybe cut), then the end of the stream.
+    let mut out = Vec::new();
+    reading.read_to_end(&mut out).await.unwrap();
+    assert!(occurrences(&out, b"HTTP/1.1 200 OK") < 10_000);
+    drop(asking.await.unwrap());
+
+    // A client that reads slowly, 64 bytes at a time, taking each answer within the timeout
+    // and all of them in more than twice it: served to the end.
+    let one_at_a_time = ServerLimits {
+        pipelined_at_once: 1,
+        ..limits()
+    };
+    let (client, server) = tokio::io::duplex(64);
+    let served = tokio::spawn(serve_connection(server, Peer::Unix, one_at_a_time, Echo));
+    let (mut reading, mut writing) = tokio::io::split(client);
+    let asking = tokio::spawn(async move {
+        writing
+            .write_all(&b"GET /x HTTP/1.1\r\n\r\n".repeat(8))
+            .await
+            .unwrap();
+        writing
+    });
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let mut chunk = [0; 64];
+    // Each answer ends with its body, `GET /x `.
+    while occurrences(&out, b"GET /x ") < 8 {
+        tokio::time::sleep(SHORT / 8).await;
+        let read = reading.read(&mut chunk).await.unwrap();
+        assert_ne!(read, 0, "closed after {:?}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&chunk[..read]);
+    }
+    assert!(started.elapsed() > SHORT * 2);
+    assert!(answers(&out, &[]).iter().all(|answer| answer.status == 200));
+    drop((reading, asking.await.unwrap()));
     served.await.unwrap();
 }
 
