@@ -125,7 +125,11 @@ fn a_model_answers_what_the_store_holds_and_follows_it() {
     assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::UpToDate);
 
     // A password stored by this server is served at once and survives a batch read before it.
-    model.password_stored(&uuid(6), "secret");
+    let seen = model.instance(&uuid(6)).map(|record| record.ec2_id);
+    // Not for an instance created again under the same uuid since (another ec2 id).
+    model.password_stored(&uuid(6), seen.map(|id| id + 1), "stale");
+    assert_eq!(model.instance(&uuid(6)).unwrap().password(), None);
+    model.password_stored(&uuid(6), seen, "secret");
     assert_eq!(model.instance(&uuid(6)).unwrap().password(), Some("secret"));
     create(&w, 501, "198.18.0.250");
     model.catch_up(w.store.as_ref()).unwrap();
