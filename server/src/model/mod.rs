@@ -72,6 +72,10 @@ pub enum CatchUp {
     Reloaded,
 }
 
+/// An instance made whole from the model: its record, the instance, its ports and their
+/// networks.
+pub type Materialized = (Arc<InstanceRecord>, Instance, Vec<(Port, Network)>);
+
 /// The shared read model.
 pub struct ReadModel {
     model: RwLock<Model>,
@@ -282,13 +286,16 @@ impl ReadModel {
         (routers, isolated)
     }
 
-    /// The instance as the store would give it, with its ports and their networks, for the
-    /// API's renderers. `created` is not kept in memory (no document has it): empty.
-    pub fn materialize(
-        &self,
-        record: &InstanceRecord,
-    ) -> StoreResult<(Instance, Vec<(Port, Network)>)> {
+    /// The instance `record` is, as the store would give it, with its ports and their
+    /// networks, for the API's renderers, and the record it was made from: the model's record
+    /// of that instance now, whose user data was packed with the dictionary the model has now
+    /// (a reload since `record` was read swaps both); `None` when the instance is gone.
+    /// `created` is not kept in memory (no document has it): empty.
+    pub fn materialize(&self, record: &InstanceRecord) -> StoreResult<Option<Materialized>> {
         let model = self.read();
+        let Some(record) = model.instances.get(&record.uuid).cloned() else {
+            return Ok(None);
+        };
         let user_data = match &record.user_data {
             Some(packed) => Some(
                 user_data::unpack(packed, model.codec.as_deref()).ok_or_else(|| {
@@ -336,7 +343,7 @@ impl ReadModel {
                 Network::clone(&network.record),
             ));
         }
-        Ok((instance, ports))
+        Ok(Some((record, instance, ports)))
     }
 
     /// Instances in the model.

@@ -103,7 +103,7 @@ fn a_model_answers_what_the_store_holds_and_follows_it() {
     ));
     // Documents come back as the store has them, user data included (compressed in memory).
     let record = model.instance(&uuid(5)).unwrap();
-    let (instance, ports) = model.materialize(&record).unwrap();
+    let (_, instance, ports) = model.materialize(&record).unwrap().unwrap();
     let stored = w.store.instance(&uuid(5)).unwrap();
     assert_eq!(instance.user_data, stored.user_data);
     assert_eq!(instance.name, stored.name);
