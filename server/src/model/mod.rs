@@ -132,6 +132,12 @@ impl ReadModel {
                         }
                         model.apply(prepared);
                         self.status.applied(model.seq, model.instance_count());
+                        drop(model);
+                        // After the model let go of what the batch replaced or deleted.
+                        self.interner
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .prune_if_grown();
                         CatchUp::Applied(changes)
                     }
                     Err(err) => {

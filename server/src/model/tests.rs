@@ -328,3 +328,45 @@ fn a_host_network_finds_guests_by_the_mac_their_lease_names() {
         Lookup::Ambiguous(2)
     ));
 }
+
+/// Instances created and deleted, each with a key pair of its own, between reloads: the
+/// values only deleted instances used are forgotten as batches are applied, so a server's
+/// memory follows what the registry holds, not what it ever held.
+#[test]
+fn deleted_instances_key_pairs_are_forgotten_without_a_reload() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    for n in 0..1500 {
+        let new = NewInstance {
+            uuid: uuid(n),
+            project: format!("project-{n}"),
+            name: format!("vm{n}"),
+            hostname: format!("vm{n}"),
+            key_pairs: vec![metaboot_proto::KeyPair {
+                name: format!("key-{n}"),
+                kind: "ssh".into(),
+                data: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{n:032} vm{n}"),
+            }],
+            ..NewInstance::default()
+        };
+        let port = NewPort {
+            network_id: w.network.clone(),
+            ip: Some(ip("198.18.0.10")),
+            ..NewPort::default()
+        };
+        w.store.create_instance(&new, &port).unwrap();
+        assert!(matches!(
+            model.catch_up(w.store.as_ref()).unwrap(),
+            CatchUp::Applied(_)
+        ));
+        w.store.delete_instance(&uuid(n)).unwrap();
+        assert!(matches!(
+            model.catch_up(w.store.as_ref()).unwrap(),
+            CatchUp::Applied(_)
+        ));
+    }
+    assert_eq!(model.status().reloads(), 0);
+    assert_eq!(model.instance_count(), 0);
+    let held = model.interner.lock().unwrap().len();
+    assert!(held <= 1100, "{held} values held for no instance");
+}
