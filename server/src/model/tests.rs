@@ -370,3 +370,46 @@ fn deleted_instances_key_pairs_are_forgotten_without_a_reload() {
     let held = model.interner.lock().unwrap().len();
     assert!(held <= 1100, "{held} values held for no instance");
 }
+
+/// A record read before a reload (a request on its way) is made whole with the record and the
+/// dictionary of the model that replaced it: never its old bytes with the new dictionary.
+#[test]
+fn a_record_read_before_a_reload_is_materialized_from_the_new_model() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    for n in 0..100 {
+        create(&w, n, &format!("198.18.0.{}", n + 10));
+    }
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let before = model.instance(&uuid(99)).unwrap();
+    // Other user data for the samples the next dictionary is made from.
+    for n in 0..99 {
+        w.store.delete_instance(&uuid(n)).unwrap();
+    }
+    for n in 100..200 {
+        let new = NewInstance {
+            uuid: uuid(n),
+            project: "p".into(),
+            name: format!("other{n}"),
+            hostname: format!("other{n}"),
+            user_data: Some(
+                format!("#!/bin/sh\necho {n} > /tmp/n\n")
+                    .repeat(8)
+                    .into_bytes(),
+            ),
+            ..NewInstance::default()
+        };
+        let port = NewPort {
+            network_id: w.network.clone(),
+            ip: None,
+            ..NewPort::default()
+        };
+        w.store.create_instance(&new, &port).unwrap();
+    }
+    model.reload(w.store.as_ref()).unwrap();
+    let (record, instance, _) = model.materialize(&before).unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&record, &before), "the new model's record");
+    assert_eq!(
+        instance.user_data,
+        w.store.instance(&uuid(99)).unwrap().user_data
+    );
+}
