@@ -55,7 +55,7 @@ pub struct MetaData {
 }
 
 /// One entry of `keys`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeyPair {
     pub name: String,
     /// `ssh` or `x509`.

@@ -273,7 +273,10 @@ impl Api {
             return Ok(Some(view));
         }
         self.metrics.cache_miss();
-        let (instance, ports) = unavailable(self.model.materialize(&record))?;
+        // The record again, under the same lock as the dictionary its user data needs.
+        let Some((record, instance, ports)) = unavailable(self.model.materialize(&record))? else {
+            return Ok(None);
+        };
         let view = Arc::new(InstanceView::new(instance, ports));
         self.cache.insert(record, view.clone());
         Ok(Some(view))

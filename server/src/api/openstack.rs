@@ -102,7 +102,7 @@ pub fn answer(target: Target, view: &InstanceView, rendering: &Rendering) -> Ans
         // Nova serves network_data.json as text/plain although the body is JSON
         // (docs/protocol.md §1.3); we keep that: cloud-init does not look at the type.
         Target::NetworkData => Answer::ok(TEXT_PLAIN, view.network_data()),
-        // The password has its own handler (it reads the store, not the cache).
+        // The password has its own handler (it reads the record, not the rendered view).
         Target::Password => Answer::refuse(StatusCode::NOT_FOUND, "not found"),
     }
 }

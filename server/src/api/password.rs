@@ -45,12 +45,15 @@ impl Api {
                 };
                 let password = password.to_owned();
                 let stored = password.clone();
+                // Which instance this is now: one deleted and created again under the same
+                // uuid while the write is on its way must not get this password in the model.
+                let seen = self.model.instance(uuid).map(|record| record.ec2_id);
                 match self
                     .write(move |store| store.set_password(&key, &password))
                     .await
                 {
                     Ok(PasswordSet::Stored) => {
-                        self.model.password_stored(uuid, &stored);
+                        self.model.password_stored(uuid, seen, &stored);
                         Answer::text(Bytes::new())
                     }
                     Ok(PasswordSet::AlreadySet) => Answer::refused(

@@ -72,6 +72,10 @@ pub enum CatchUp {
     Reloaded,
 }
 
+/// An instance made whole from the model: its record, the instance, its ports and their
+/// networks.
+pub type Materialized = (Arc<InstanceRecord>, Instance, Vec<(Port, Network)>);
+
 /// The shared read model.
 pub struct ReadModel {
     model: RwLock<Model>,
@@ -128,6 +132,12 @@ impl ReadModel {
                         }
                         model.apply(prepared);
                         self.status.applied(model.seq, model.instance_count());
+                        drop(model);
+                        // After the model let go of what the batch replaced or deleted.
+                        self.interner
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .prune_if_grown();
                         CatchUp::Applied(changes)
                     }
                     Err(err) => {
@@ -165,9 +175,10 @@ impl ReadModel {
         Ok(())
     }
 
-    /// Records a password this server just stored (write-once), so it is served at once;
-    /// other servers get it from the change log.
-    pub fn password_stored(&self, uuid: &str, password: &str) {
+    /// Records a password this server just stored (write-once) for the instance it knew as
+    /// `ec2_id` before the write, so it is served at once; other servers, and an instance
+    /// created again under the same uuid meanwhile, get it from the change log.
+    pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str) {
         let Ok(uuid) = Uuid::parse_str(uuid) else {
             return;
         };
@@ -175,7 +186,7 @@ impl ReadModel {
         let Some(record) = model.instances.get(&uuid) else {
             return;
         };
-        if record.password().is_none() {
+        if Some(record.ec2_id) == ec2_id && record.password().is_none() {
             let updated = record.with_password(password);
             model.replace(updated);
         }
@@ -281,13 +292,16 @@ impl ReadModel {
         (routers, isolated)
     }
 
-    /// The instance as the store would give it, with its ports and their networks, for the
-    /// API's renderers. `created` is not kept in memory (no document has it): empty.
-    pub fn materialize(
-        &self,
-        record: &InstanceRecord,
-    ) -> StoreResult<(Instance, Vec<(Port, Network)>)> {
+    /// The instance `record` is, as the store would give it, with its ports and their
+    /// networks, for the API's renderers, and the record it was made from: the model's record
+    /// of that instance now, whose user data was packed with the dictionary the model has now
+    /// (a reload since `record` was read swaps both); `None` when the instance is gone.
+    /// `created` is not kept in memory (no document has it): empty.
+    pub fn materialize(&self, record: &InstanceRecord) -> StoreResult<Option<Materialized>> {
         let model = self.read();
+        let Some(record) = model.instances.get(&record.uuid).cloned() else {
+            return Ok(None);
+        };
         let user_data = match &record.user_data {
             Some(packed) => Some(
                 user_data::unpack(packed, model.codec.as_deref()).ok_or_else(|| {
@@ -335,7 +349,7 @@ impl ReadModel {
                 Network::clone(&network.record),
             ));
         }
-        Ok((instance, ports))
+        Ok(Some((record, instance, ports)))
     }
 
     /// Instances in the model.

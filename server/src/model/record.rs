@@ -3,7 +3,7 @@
 //! uuids, projects, zones and key-pair lists are shared between instances, and rare fields
 //! (meta, passwords) live behind one pointer.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -138,14 +138,24 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
     text
 }
 
-/// Shares the values many instances repeat: projects, zones and key-pair lists.
+/// How much the interner may grow past what it held after it was last pruned before the next
+/// batch prunes it (and at least [`PRUNE_SLACK`] values more): the values of deleted instances
+/// go without a reload, at one pass over the interner per that much growth.
+const PRUNE_GROWTH: usize = 2;
+/// Values the interner may gain before a batch prunes it, however small it is.
+const PRUNE_SLACK: usize = 1024;
+
+/// Shares the values many instances repeat: projects, zones and key-pair lists, each list
+/// compared whole (never by a text made of its parts, which two different lists could share).
 #[derive(Debug, Default)]
 pub struct Interner {
     texts: HashSet<Arc<str>>,
-    key_pairs: HashMap<String, Arc<[KeyPair]>>,
+    key_pairs: HashSet<Arc<[KeyPair]>>,
     /// The key-pair list handed out last: a fleet's instances mostly share one, and comparing
-    /// with it is cheaper than making and hashing the list's key (5% of a start-up).
+    /// with it is cheaper than hashing the list (5% of a start-up).
     last_key_pairs: Option<Arc<[KeyPair]>>,
+    /// Values held after the last prune.
+    kept: usize,
 }
 
 impl Interner {
@@ -164,18 +174,14 @@ impl Interner {
         {
             return last.clone();
         }
-        let mut key = String::new();
-        for pair in pairs {
-            for part in [&pair.name, &pair.kind, &pair.data] {
-                key.push_str(part);
-                key.push('\0');
+        let shared = match self.key_pairs.get(pairs) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<[KeyPair]> = Arc::from(pairs);
+                self.key_pairs.insert(shared.clone());
+                shared
             }
-        }
-        let shared = self
-            .key_pairs
-            .entry(key)
-            .or_insert_with(|| Arc::from(pairs))
-            .clone();
+        };
         self.last_key_pairs = Some(shared.clone());
         shared
     }
@@ -185,8 +191,16 @@ impl Interner {
         // The last list is held here too: let go of it, or it would never look unused.
         self.last_key_pairs = None;
         self.texts.retain(|text| Arc::strong_count(text) > 1);
-        self.key_pairs
-            .retain(|_, pairs| Arc::strong_count(pairs) > 1);
+        self.key_pairs.retain(|pairs| Arc::strong_count(pairs) > 1);
+        self.kept = self.len();
+    }
+
+    /// [`Interner::prune`] once it has grown [`PRUNE_GROWTH`] times what it kept at the last
+    /// one: between reloads, deleted instances' values are forgotten too.
+    pub fn prune_if_grown(&mut self) {
+        if self.len() > PRUNE_GROWTH * self.kept + PRUNE_SLACK {
+            self.prune();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -313,5 +327,53 @@ mod tests {
         drop((a, b, first, second));
         interner.prune();
         assert_eq!(interner.len(), 0);
+    }
+
+    /// Two lists whose parts joined with a separator read the same (a key's data may hold
+    /// any byte, the separator included) are two lists: each instance keeps its own keys.
+    #[test]
+    fn key_pair_lists_are_told_apart_whole() {
+        let pair = |name: &str, data: &str| KeyPair {
+            name: name.into(),
+            kind: "ssh".into(),
+            data: data.into(),
+        };
+        let two = [
+            pair("k1", "ssh-ed25519 AAAA x"),
+            pair("k2", "ssh-ed25519 BBBB y"),
+        ];
+        let crafted = [pair(
+            "k1",
+            "ssh-ed25519 AAAA x\0k2\0ssh\0ssh-ed25519 BBBB y",
+        )];
+        let mut interner = Interner::default();
+        let first = interner.key_pairs(&crafted);
+        // Not the last one handed out, so the lookup goes through the table.
+        let _other = interner.key_pairs(&[pair("k3", "ssh-ed25519 CCCC z")]);
+        assert_eq!(*interner.key_pairs(&two), two);
+        assert_eq!(*interner.key_pairs(&crafted), *first);
+    }
+
+    #[test]
+    fn the_interner_is_pruned_once_it_has_grown() {
+        let mut interner = Interner::default();
+        let mut grew = 0;
+        for n in 0..PRUNE_SLACK * 3 {
+            drop(interner.text(&format!("project-{n}")));
+            let before = interner.len();
+            interner.prune_if_grown();
+            if interner.len() < before {
+                grew += 1;
+            }
+            assert!(interner.len() <= PRUNE_SLACK + 1);
+        }
+        assert!(grew >= 2, "pruned {grew} times");
+        // What records still use is kept.
+        let kept = interner.text("kept");
+        for n in 0..PRUNE_SLACK * 2 {
+            drop(interner.text(&format!("other-{n}")));
+            interner.prune_if_grown();
+        }
+        assert!(Arc::ptr_eq(&kept, &interner.text("kept")));
     }
 }

@@ -103,7 +103,7 @@ fn a_model_answers_what_the_store_holds_and_follows_it() {
     ));
     // Documents come back as the store has them, user data included (compressed in memory).
     let record = model.instance(&uuid(5)).unwrap();
-    let (instance, ports) = model.materialize(&record).unwrap();
+    let (_, instance, ports) = model.materialize(&record).unwrap().unwrap();
     let stored = w.store.instance(&uuid(5)).unwrap();
     assert_eq!(instance.user_data, stored.user_data);
     assert_eq!(instance.name, stored.name);
@@ -125,7 +125,11 @@ fn a_model_answers_what_the_store_holds_and_follows_it() {
     assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::UpToDate);
 
     // A password stored by this server is served at once and survives a batch read before it.
-    model.password_stored(&uuid(6), "secret");
+    let seen = model.instance(&uuid(6)).map(|record| record.ec2_id);
+    // Not for an instance created again under the same uuid since (another ec2 id).
+    model.password_stored(&uuid(6), seen.map(|id| id + 1), "stale");
+    assert_eq!(model.instance(&uuid(6)).unwrap().password(), None);
+    model.password_stored(&uuid(6), seen, "secret");
     assert_eq!(model.instance(&uuid(6)).unwrap().password(), Some("secret"));
     create(&w, 501, "198.18.0.250");
     model.catch_up(w.store.as_ref()).unwrap();
@@ -323,4 +327,89 @@ fn a_host_network_finds_guests_by_the_mac_their_lease_names() {
         model.on_host_network(ip("198.18.0.50"), &lan, &[mac_web, mac_fixed]),
         Lookup::Ambiguous(2)
     ));
+}
+
+/// Instances created and deleted, each with a key pair of its own, between reloads: the
+/// values only deleted instances used are forgotten as batches are applied, so a server's
+/// memory follows what the registry holds, not what it ever held.
+#[test]
+fn deleted_instances_key_pairs_are_forgotten_without_a_reload() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    for n in 0..1500 {
+        let new = NewInstance {
+            uuid: uuid(n),
+            project: format!("project-{n}"),
+            name: format!("vm{n}"),
+            hostname: format!("vm{n}"),
+            key_pairs: vec![metaboot_proto::KeyPair {
+                name: format!("key-{n}"),
+                kind: "ssh".into(),
+                data: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{n:032} vm{n}"),
+            }],
+            ..NewInstance::default()
+        };
+        let port = NewPort {
+            network_id: w.network.clone(),
+            ip: Some(ip("198.18.0.10")),
+            ..NewPort::default()
+        };
+        w.store.create_instance(&new, &port).unwrap();
+        assert!(matches!(
+            model.catch_up(w.store.as_ref()).unwrap(),
+            CatchUp::Applied(_)
+        ));
+        w.store.delete_instance(&uuid(n)).unwrap();
+        assert!(matches!(
+            model.catch_up(w.store.as_ref()).unwrap(),
+            CatchUp::Applied(_)
+        ));
+    }
+    assert_eq!(model.status().reloads(), 0);
+    assert_eq!(model.instance_count(), 0);
+    let held = model.interner.lock().unwrap().len();
+    assert!(held <= 1100, "{held} values held for no instance");
+}
+
+/// A record read before a reload (a request on its way) is made whole with the record and the
+/// dictionary of the model that replaced it: never its old bytes with the new dictionary.
+#[test]
+fn a_record_read_before_a_reload_is_materialized_from_the_new_model() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    for n in 0..100 {
+        create(&w, n, &format!("198.18.0.{}", n + 10));
+    }
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let before = model.instance(&uuid(99)).unwrap();
+    // Other user data for the samples the next dictionary is made from.
+    for n in 0..99 {
+        w.store.delete_instance(&uuid(n)).unwrap();
+    }
+    for n in 100..200 {
+        let new = NewInstance {
+            uuid: uuid(n),
+            project: "p".into(),
+            name: format!("other{n}"),
+            hostname: format!("other{n}"),
+            user_data: Some(
+                format!("#!/bin/sh\necho {n} > /tmp/n\n")
+                    .repeat(8)
+                    .into_bytes(),
+            ),
+            ..NewInstance::default()
+        };
+        let port = NewPort {
+            network_id: w.network.clone(),
+            ip: None,
+            ..NewPort::default()
+        };
+        w.store.create_instance(&new, &port).unwrap();
+    }
+    model.reload(w.store.as_ref()).unwrap();
+    let (record, instance, _) = model.materialize(&before).unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&record, &before), "the new model's record");
+    assert_eq!(
+        instance.user_data,
+        w.store.instance(&uuid(99)).unwrap().user_data
+    );
 }

@@ -351,6 +351,18 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
                 pair.name, pair.kind
             )));
         }
+        // A guest writes an SSH key as one line of authorized_keys; a certificate (PEM) has
+        // several lines. No other control character belongs in either.
+        let allowed = |c: char| {
+            !c.is_control() || c == '\t' || (pair.kind == "x509" && matches!(c, '\n' | '\r'))
+        };
+        if !pair.data.trim_end().chars().all(allowed) {
+            return Err(invalid(format!(
+                "key pair {:?} has a line break or a control character in its data: an ssh key \
+                 is one line of text",
+                pair.name
+            )));
+        }
     }
     Ok(())
 }

@@ -103,6 +103,29 @@ fn meta_and_key_pair_limits() {
     assert!(key_pairs(std::slice::from_ref(&big)).is_ok());
     big.data.push('k');
     assert!(key_pairs(&[big]).is_err());
+    // One line of text for an ssh key (a trailing line break is fine); a PEM certificate has
+    // lines; nothing else that is a control character.
+    let with = |kind: &str, data: &str| KeyPair {
+        kind: kind.to_owned(),
+        data: data.to_owned(),
+        ..pair("k")
+    };
+    assert!(key_pairs(&[with("ssh", "ssh-ed25519 AAAA me@host\n")]).is_ok());
+    assert!(key_pairs(&[with("ssh", "ssh-ed25519 AAAA\tme")]).is_ok());
+    for bad in [
+        "ssh-ed25519 AAAA x\0k2\0ssh\0ssh-ed25519 BBBB",
+        "ssh-ed25519 AAAA\nssh-rsa BBBB",
+        "a\rb",
+        "a\u{1b}[2Jb",
+    ] {
+        assert!(
+            message(key_pairs(&[with("ssh", bad)])).contains("control character"),
+            "{bad:?}"
+        );
+    }
+    let pem = "-----BEGIN CERTIFICATE-----\r\nMIIB\nAAAA\n-----END CERTIFICATE-----\n";
+    assert!(key_pairs(&[with("x509", pem)]).is_ok());
+    assert!(key_pairs(&[with("x509", "MIIB\0AAAA")]).is_err());
 }
 
 #[test]
