@@ -659,3 +659,25 @@ fn the_password_is_posted_where_the_documents_came_from() {
         "the second URL was asked: {stderr}"
     );
 }
+
+/// A long host name that is not ASCII (user data's `hostname`, cut at 64 bytes inside a
+/// character): the hostname step refuses it and the run goes on, the host name left as it was.
+#[test]
+fn a_long_host_name_that_is_not_ascii_is_refused_and_the_run_goes_on() {
+    let guest = Guest::new();
+    let name = "\u{4e2d}".repeat(30);
+    guest.user_data(format!(
+        "#cloud-config\nhostname: {name}\nwrite_files:\n- {{path: /etc/after, content: ran}}\n"
+    ));
+    let before = guest.read("/etc/hostname");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    let (outcome, message) = guest.step("hostname");
+    assert_eq!(outcome, "error");
+    assert!(
+        message.starts_with("Invalid hostname") && message.contains('\u{4e2d}'),
+        "{message}"
+    );
+    assert_eq!(guest.read("/etc/hostname"), before);
+    assert_eq!(guest.read("/etc/after"), "ran");
+}

@@ -79,7 +79,9 @@ pub fn sanitize(name: &str) -> Result<String, HostnameError> {
     let mut name = name.trim().trim_end_matches('.').to_owned();
     if name.len() > MAX_HOSTNAME_LEN {
         name = first_label(&name).to_owned();
-        name.truncate(MAX_HOSTNAME_LEN);
+        // On a character's boundary: a name that is not ASCII is refused below, not cut
+        // inside a character.
+        name.truncate(name.floor_char_boundary(MAX_HOSTNAME_LEN));
     }
     let ok = !name.is_empty()
         && !name.starts_with(['-', '.'])
@@ -200,6 +202,17 @@ mod tests {
         assert!(sanitize("a/b").is_err());
         assert!(sanitize("").is_err());
         assert!(sanitize("-x").is_err());
+        // A long name that is not ASCII, whatever byte the bound falls on: refused, no panic.
+        for name in [
+            "\u{e9}".repeat(40),
+            format!("a{}", "\u{e9}".repeat(40)),
+            "\u{4e2d}".repeat(30),
+        ] {
+            assert!(
+                matches!(sanitize(&name), Err(HostnameError::Invalid(_))),
+                "{name}"
+            );
+        }
     }
 
     #[test]

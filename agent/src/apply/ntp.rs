@@ -122,7 +122,7 @@ pub fn request(config: &CloudConfig) -> Result<Option<Request>, String> {
                 match key.as_str() {
                     "confpath" => request.confpath = Some(path(&key_path, value)?),
                     "check_exe" => request.check_exe = Some(text(&key_path, value)?),
-                    "service_name" => request.service_name = Some(text(&key_path, value)?),
+                    "service_name" => request.service_name = Some(unit(&key_path, value)?),
                     "packages" => request.packages = Some(names(&key_path, Some(value))?),
                     "template" | "template_name" if !value.is_null() => {
                         return Err(format!(
@@ -156,8 +156,18 @@ fn path(key: &str, value: &Value) -> Result<String, String> {
     Ok(path)
 }
 
+/// A systemd unit name for `systemctl`: one word, never read as an option.
+fn unit(key: &str, value: &Value) -> Result<String, String> {
+    let name = text(key, value)?;
+    if name.starts_with('-') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("ntp: `{key}` {name:?} is not a service name"));
+    }
+    Ok(name)
+}
+
 /// A list of names (a lone string is a list of one); a name with white space or a control
-/// character would end the line it is written on, and is refused.
+/// character would end the line it is written on, and one starting with `-` would be read as
+/// an option (a package for apt-get), so both are refused.
 fn names(key: &str, value: Option<&Value>) -> Result<Vec<String>, String> {
     let items: Vec<&Value> = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
@@ -173,6 +183,7 @@ fn names(key: &str, value: Option<&Value>) -> Result<Vec<String>, String> {
             };
             if name.is_empty()
                 || name.len() > MAX_NAME
+                || name.starts_with('-')
                 || name.chars().any(|c| c.is_whitespace() || c.is_control())
             {
                 return Err(format!(

@@ -202,7 +202,14 @@ impl PowerChange {
                 Delay::Minutes(m) => format!("+{m}"),
             },
         ];
-        args.extend(self.message.clone());
+        if let Some(message) = &self.message {
+            // cloud-init passes the message as it is; one starting with `-` would be read as
+            // an option of shutdown (`-k`: no power-off at all), so it comes after `--` then.
+            if message.starts_with('-') {
+                args.push("--".to_owned());
+            }
+            args.push(message.clone());
+        }
         args
     }
 
@@ -298,6 +305,9 @@ mod tests {
         );
         let change = parsed(&json!({"mode": "halt"})).unwrap();
         assert_eq!(change.args(), ["-H", "now"]);
+        // A message shutdown would take for an option is only ever its message.
+        let change = parsed(&json!({"mode": "poweroff", "message": "-k"})).unwrap();
+        assert_eq!(change.args(), ["-P", "now", "--", "-k"]);
         assert_eq!(change.condition, Condition::Fixed(true));
         assert_eq!(change.timeout_secs, DEFAULT_TIMEOUT_SECS);
     }

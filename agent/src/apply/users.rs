@@ -142,12 +142,15 @@ impl User {
 }
 
 /// Checks a user or group name as useradd would (`[A-Za-z0-9._-]`, optional trailing `$`, not
-/// starting with `-`, at most 32 characters).
+/// starting with `-`, not `.` or `..`, at most 32 characters).
 pub fn check_name(name: &str) -> Result<(), UsersError> {
     let body = name.strip_suffix('$').unwrap_or(name);
     let ok = !body.is_empty()
         && name.len() <= 32
         && !body.starts_with('-')
+        // `/home/.` and `/home/..` are /home and /: never a new user's home.
+        && body != "."
+        && body != ".."
         && body
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));

@@ -235,9 +235,13 @@ fn apply_user(
 /// skeleton files when the agent made it.
 fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
     let (home, created) = home::open_home(root, user)?;
-    home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
-    if created && let Some(skel) = root.dir_optional(SKEL_DIR)? {
-        home::copy_skel(&skel, &home, user)?;
+    // A directory that was there is left as it is, as useradd leaves it: a `homedir` naming
+    // one of the system's (`/etc`, `/home`) never becomes the user's.
+    if created {
+        home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
+        if let Some(skel) = root.dir_optional(SKEL_DIR)? {
+            home::copy_skel(&skel, &home, user)?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `/etc/fstab` as cloud-init's `cc_mounts` edits it: the lines it wrote before (marked
 //! `comment=cloudconfig` in their options) are dropped, every other line is kept as it is, and
-//! the new entries are appended, tab-separated, their first two fields octal-escaped.
+//! the new entries are appended, tab-separated, their fields octal-escaped (cloud-init escapes
+//! the first two; a line break in another field would start a line of its own, without the
+//! mark that lets the next instance drop it).
 
 /// The mark in the options of every line metaboot (and cloud-init) writes.
 pub const MNT_COMMENT: &str = "comment=cloudconfig";
@@ -74,12 +76,11 @@ pub fn unescape(field: &str) -> String {
     out
 }
 
-/// One entry's line: six fields, tab-separated, the device and the mount point escaped.
+/// One entry's line: six fields, tab-separated, each escaped.
 pub fn line(entry: &[String]) -> String {
     entry
         .iter()
-        .enumerate()
-        .map(|(i, field)| if i < 2 { escape(field) } else { field.clone() })
+        .map(|field| escape(field))
         .collect::<Vec<_>>()
         .join("\t")
 }
@@ -127,5 +128,24 @@ mod tests {
             assert_eq!(unescape(&escape(field)), field);
         }
         assert_eq!(escape("a b\\"), "a\\040b\\134");
+    }
+
+    /// A line break in any field (here the type, as `mounts` gives it) stays inside the line:
+    /// no entry of its own, which would lack the mark and outlive the instance.
+    #[test]
+    fn every_field_stays_on_its_line() {
+        let entry = [
+            "/dev/vdb",
+            "/data",
+            "ext4\n/dev/vdc /etc ext4 defaults 0 0",
+            "defaults,comment=cloudconfig",
+            "0\n/dev/vdd /usr ext4 defaults 0",
+            "2",
+        ]
+        .map(str::to_owned);
+        let written = line(&entry);
+        assert!(!written.contains('\n'), "{written}");
+        assert_eq!(written.split('\t').count(), 6, "{written}");
+        assert!(written.contains(MNT_COMMENT));
     }
 }

@@ -39,6 +39,7 @@ pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, Networ
     if plan.interfaces.len() > MAX_INTERFACES {
         return Err(NetworkError::TooMany);
     }
+    plan.check()?;
     Ok(plan)
 }
 

@@ -97,6 +97,67 @@ impl Plan {
             self.search.push(domain.to_owned());
         }
     }
+
+    /// Refuses a plan with a name, MAC or search domain that is not one: each is written into
+    /// a configuration file (an ifupdown stanza runs its `up` lines as root), where a line
+    /// break or a space would add lines or words of its own.
+    pub(super) fn check(&self) -> Result<(), NetworkError> {
+        let refuse = |what: &str, value: &str| {
+            Err(NetworkError::Invalid(format!(
+                "{what} {value:?} is not one: nothing was applied"
+            )))
+        };
+        for interface in &self.interfaces {
+            if let Some(name) = &interface.name
+                && !is_interface_name(name)
+            {
+                return refuse("interface name", name);
+            }
+            if let Some(mac) = &interface.mac
+                && !is_mac(mac)
+            {
+                return refuse("MAC address", mac);
+            }
+        }
+        for domain in &self.search {
+            if !is_domain(domain) {
+                return refuse("search domain", domain);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Longest interface name Linux takes (`IFNAMSIZ` less its NUL).
+pub const MAX_INTERFACE_NAME_BYTES: usize = 15;
+/// Longest domain name.
+pub const MAX_DOMAIN_BYTES: usize = 253;
+
+/// A name Linux gives an interface: up to 15 bytes, no white space, `/` or `:`, not `.`/`..`.
+fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_INTERFACE_NAME_BYTES
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+}
+
+/// Hex digit pairs separated by `:` (or `-`).
+fn is_mac(mac: &str) -> bool {
+    !mac.is_empty()
+        && mac
+            .split([':', '-'])
+            .all(|pair| pair.len() == 2 && pair.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Letters, digits, `-`, `_` and dots, up to 253 bytes.
+fn is_domain(domain: &str) -> bool {
+    domain.len() <= MAX_DOMAIN_BYTES
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// A document that cannot be turned into a plan.

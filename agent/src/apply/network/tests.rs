@@ -413,6 +413,61 @@ fn a_link_already_up_with_its_mtu_gets_no_ip_link_set() {
     );
 }
 
+/// A name, MAC or search domain with a line break or a space in it would write lines of its
+/// own into the image's configuration (an ifupdown `up` line runs as root): the document is
+/// refused whole, saying which value.
+#[test]
+fn values_that_would_add_lines_to_a_configuration_are_refused() {
+    let static_eth = |extra: serde_json::Value| {
+        let mut eth = json!({"type": "physical", "name": "eth0",
+            "subnets": [{"type": "static", "address": "198.18.1.10/24"}]});
+        eth.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"version": 1, "config": [eth]})
+    };
+    let cases = [
+        (
+            static_eth(
+                json!({"subnets": [{"type": "static", "address": "198.18.1.10/24",
+            "dns_search": ["x.org\n    up touch /pwned"]}]}),
+            ),
+            "search domain",
+        ),
+        (
+            static_eth(json!({"name": "eth0\nup touch /pwned"})),
+            "interface name",
+        ),
+        (
+            static_eth(json!({"name": "a-name-far-too-long"})),
+            "interface name",
+        ),
+        (static_eth(json!({"name": ".."})), "interface name"),
+        (
+            static_eth(json!({"mac_address": "fa:16:3e:00:00:01\nName=x"})),
+            "MAC address",
+        ),
+        (
+            json!({"version": 2, "ethernets": {"e": {"set-name": "en s3", "dhcp4": true,
+            "match": {"macaddress": "fa:16:3e:00:00:02"}}}}),
+            "interface name",
+        ),
+        (
+            json!({"version": 2, "ethernets": {"e0 up": {"dhcp4": true}}}),
+            "interface name",
+        ),
+    ];
+    for (doc, what) in cases {
+        let mut warnings = Vec::new();
+        match plan(&NetworkDoc::NetworkConfig(doc.clone()), &mut warnings) {
+            Err(NetworkError::Invalid(message)) => {
+                assert!(message.starts_with(what), "{doc}: {message}");
+            }
+            other => panic!("{doc}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn too_many_interfaces_are_refused() {
     let links: Vec<serde_json::Value> = (0..=MAX_INTERFACES)

@@ -91,6 +91,13 @@ fn bad_values_say_which() {
     assert!(error(json!({"ntp": {"servers": many}})).contains(&format!("more than {MAX_SERVERS}")));
     let long = "a".repeat(MAX_NAME + 1);
     assert!(error(json!({"ntp": {"servers": [long]}})).contains("not a host name"));
+    // Nothing apt-get or systemctl would read as an option.
+    let option = json!({"ntp": {"config": {"packages": ["-oAPT::Update::Pre-Invoke::=touch /x"]}}});
+    assert!(error(option).contains("`config.packages`"));
+    let option = json!({"ntp": {"config": {"service_name": "--now"}}});
+    assert!(error(option).contains("not a service name"));
+    let two = json!({"ntp": {"config": {"service_name": "chrony sshd"}}});
+    assert!(error(two).contains("not a service name"));
     assert!(
         request(&CloudConfig::from_json(
             json!({"ntp": {"servers": ["a".repeat(MAX_NAME)]}})

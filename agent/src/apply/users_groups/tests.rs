@@ -153,6 +153,33 @@ fn groups_and_bad_names() {
     assert!(read(&root, "/etc/group").contains("admins:x:1001:bob\n"));
 }
 
+/// A user named `.` or `..` (whose home would be /home itself or /), and a `homedir` naming a
+/// directory that is there already (here the root's /etc): /home and /etc stay root's, as
+/// useradd leaves them.
+#[test]
+fn no_user_takes_a_directory_that_was_there() {
+    let (_dir, root) = setup();
+    fs::create_dir_all(root.host_path("/home")).unwrap();
+    let mode = |path: &str| fs::metadata(root.host_path(path)).unwrap().mode() & 0o7777;
+    let (home_mode, etc_mode) = (mode("/home"), mode("/etc"));
+    let cfg = config("users:\n- name: '.'\n- name: '..'\n- {name: eve, homedir: /etc}\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert_eq!(summary.created, ["eve"]);
+    assert_eq!(summary.errors.len(), 2, "{:?}", summary.errors);
+    for (path, was) in [("/home", home_mode), ("/etc", etc_mode)] {
+        let meta = fs::metadata(root.host_path(path)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o7777),
+            (nix::unistd::getuid().as_raw(), was),
+            "{path}"
+        );
+    }
+    assert!(
+        !root.host_path("/etc/.profile").exists(),
+        "no skeleton copied into /etc"
+    );
+}
+
 #[test]
 fn a_second_run_changes_nothing() {
     let (_dir, root) = setup();
