@@ -358,6 +358,20 @@ fn disable_root_prefixes_root_keys_and_a_default_user_gets_them_plain() {
     );
 }
 
+/// A default user whose name useradd would refuse (here with a quote and a line break): root's
+/// keys still get one line each, naming no user.
+#[test]
+fn a_default_user_with_a_bad_name_is_not_named_in_roots_keys() {
+    let guest = Guest::new();
+    guest.config("default_user: {name: \"deb'ian\\nx\"}\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 1, "{stderr}");
+    let root_keys = guest.read("/root/.ssh/authorized_keys");
+    assert_eq!(root_keys.lines().count(), 1, "{root_keys}");
+    assert!(root_keys.contains(r#"as the user \"NONE\""#), "{root_keys}");
+    assert!(root_keys.trim_end().ends_with(META_KEY), "{root_keys}");
+}
+
 #[test]
 fn admin_pass_sets_root_unless_user_data_does() {
     let guest = Guest::new();

@@ -99,6 +99,12 @@ fn the_admin_password_can_come_from_a_file_instead_of_argv() {
         reg.refused(&vm(&["--admin-pass-file", &long]))
             .contains("1020")
     );
+    // Cut inside a character at the limit: still "too long", not "not UTF-8".
+    let long = reg.write("long-text", "\u{e9}".repeat(1000).as_bytes());
+    assert!(
+        reg.refused(&vm(&["--admin-pass-file", &long]))
+            .contains("more than 1020 bytes")
+    );
     // Both at once is a usage error.
     let before = reg.state();
     let out = reg

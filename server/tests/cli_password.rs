@@ -151,4 +151,34 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
     let locked = locked.display().to_string();
     let refused = reg.refused(&["instance", "get-password", "web", "--private-key", &locked]);
     assert!(refused.contains("passphrase"), "{refused}");
+
+    // The guest chooses every byte of what it posts: a terminal's escape sequence is never
+    // printed as it is, decrypted or raw; the error shows it escaped.
+    let escape = instance(&reg, "esc", &[&openssh]);
+    db.set_password(&escape, &encrypt(&reg, &openssh, "pw\u{1b}]0;owned\u{7}"))
+        .unwrap();
+    let out = reg
+        .cmd(&["instance", "get-password", "esc", "--private-key", &key])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(r"pw\u{1b}]0;owned\u{7}") && !said.contains('\u{1b}'),
+        "{said}"
+    );
+    let raw = instance(&reg, "raw", &[&openssh]);
+    db.set_password(&raw, "\u{1b}[2J").unwrap();
+    let out = reg
+        .cmd(&["instance", "get-password", "raw", "--raw"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(r"\u{1b}[2J") && !said.contains('\u{1b}'),
+        "{said}"
+    );
 }

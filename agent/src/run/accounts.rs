@@ -101,7 +101,12 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             .disable_root_opts
             .as_deref()
             .unwrap_or(ssh_keys::DISABLE_ROOT_OPTS);
-        let prefix = ssh_keys::root_prefix(opts, default.as_deref());
+        // A name useradd would refuse (a quote or a line break in it would break root's
+        // authorized_keys lines) is not named there.
+        let named = default
+            .as_deref()
+            .filter(|name| crate::apply::users::check_name(name).is_ok());
+        let prefix = ssh_keys::root_prefix(opts, named);
         keys.iter()
             .map(|k| format!("{prefix} {}", without_options(k)))
             .collect()

@@ -246,6 +246,13 @@ fn read_admin_pass(path: &Path) -> Result<String, InputError> {
             "admin password file {shown} is empty: write the password into it"
         )));
     }
+    // Before the text is judged: the cut may fall inside a character.
+    if bytes.len() > MAX_PASSWORD_BYTES {
+        return Err(InputError(format!(
+            "admin password file {shown} holds more than {MAX_PASSWORD_BYTES} bytes: the limit \
+             of a password"
+        )));
+    }
     String::from_utf8(bytes)
         .map_err(|_| InputError(format!("admin password file {shown} is not UTF-8 text")))
 }

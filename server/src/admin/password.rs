@@ -50,7 +50,7 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
         );
     }
     if args.raw {
-        return output::line(&stored);
+        return print_posted("stored text", stored.trim_end_matches(['\r', '\n']));
     }
     let Some(path) = &args.private_key else {
         return Err(InputError("give --private-key FILE, or --raw".to_owned()).into());
@@ -96,7 +96,20 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
             first.name
         )
     })?;
-    output::line(&password)
+    print_posted("decrypted password", &password)
+}
+
+/// Prints what a guest posted. The guest chose every byte of it (it has the public key), so
+/// text with a control character, such as a terminal's escape sequence, is not printed as it
+/// is: the error shows it escaped.
+fn print_posted(what: &str, text: &str) -> anyhow::Result<()> {
+    if text.chars().any(char::is_control) {
+        anyhow::bail!(
+            "the {what} holds control characters, so it is not printed as it is: \"{}\"",
+            text.escape_default()
+        );
+    }
+    output::line(text)
 }
 
 /// Reads an RSA private key file: OpenSSH, PKCS#1 or PKCS#8, without a passphrase.

@@ -178,6 +178,26 @@ fn no_user_takes_a_directory_that_was_there() {
         !root.host_path("/etc/.profile").exists(),
         "no skeleton copied into /etc"
     );
+    // An empty home left by a run cut short before it gave it to its user: taken.
+    fs::create_dir(root.host_path("/home/frank")).unwrap();
+    let summary = apply(&root, &config("users:\n- name: frank\n"), None).unwrap();
+    assert_eq!(summary.created, ["frank"]);
+    let frank = fs::metadata(root.host_path("/home/frank")).unwrap();
+    let passwd = read(&root, "/etc/passwd");
+    let uid: u32 = passwd
+        .lines()
+        .find_map(|line| line.strip_prefix("frank:x:"))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    if nix::unistd::getuid().is_root() {
+        assert_eq!(frank.uid(), uid);
+    }
+    assert!(
+        root.host_path("/home/frank/.profile").exists(),
+        "the skeleton copied"
+    );
 }
 
 #[test]
