@@ -695,3 +695,32 @@ fn a_long_host_name_that_is_not_ascii_is_refused_and_the_run_goes_on() {
     assert_eq!(guest.read("/etc/hostname"), before);
     assert_eq!(guest.read("/etc/after"), "ran");
 }
+
+/// Vendor data's and user data's boothooks and per-instance scripts, each unnamed (both
+/// `part-001` where each was decoded): every one of them runs.
+#[test]
+fn vendor_and_user_scripts_of_the_same_name_all_run() {
+    let guest = Guest::new();
+    let vendor = "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+                  --B\nContent-Type: text/cloud-boothook\n\n#cloud-boothook\ntouch tmp/vendor-hook\n\
+                  --B\nContent-Type: text/x-shellscript-per-instance\n\n#!/bin/sh\ntouch tmp/vendor-once\n\
+                  --B--\n";
+    guest.serve(
+        "vendor_data.json",
+        json!({"cloud-init": vendor}).to_string().as_bytes(),
+    );
+    guest.user_data(
+        "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+         --B\nContent-Type: text/cloud-boothook\n\n#cloud-boothook\ntouch tmp/user-hook\n\
+         --B\nContent-Type: text/x-shellscript-per-instance\n\n#!/bin/sh\ntouch tmp/user-once\n\
+         --B--\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    for file in ["vendor-hook", "user-hook", "vendor-once", "user-once"] {
+        assert!(
+            guest.path(&format!("/tmp/{file}")).exists(),
+            "{file}: {stderr}"
+        );
+    }
+}

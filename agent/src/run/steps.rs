@@ -509,12 +509,8 @@ fn write_and_run(i: &Instance<'_>, dir: &Path, list: &[Script]) -> Done {
 }
 
 fn boothooks(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let hooks: Vec<Script> = i
-        .vendor
-        .boothooks
-        .iter()
-        .chain(&i.user.boothooks)
-        .cloned()
+    let hooks: Vec<Script> = from_vendor(&i.vendor.boothooks)
+        .chain(i.user.boothooks.iter().cloned())
         .collect();
     if hooks.is_empty() {
         return Done::skipped("no #cloud-boothook parts");
@@ -733,12 +729,27 @@ fn per_dir(i: &Instance<'_>, frequency: Frequency) -> (std::path::PathBuf, &'sta
     (i.state.scripts_dir(what), what)
 }
 
-/// A new instance's per-`frequency` scripts, into their directory.
+/// A new instance's per-`frequency` scripts (user data's and vendor data's, as cloud-init's
+/// handler takes both), into their directory.
 fn write_per_scripts(i: &Instance<'_>, frequency: Frequency) -> Result<(), String> {
     if !i.new_instance {
         return Ok(());
     }
-    write_all(i, &per_dir(i, frequency).0, i.user.per(frequency))
+    let vendor: Vec<Script> = from_vendor(i.vendor.per(frequency)).collect();
+    write_all(
+        i,
+        &per_dir(i, frequency).0,
+        vendor.iter().chain(i.user.per(frequency)),
+    )
+}
+
+/// Vendor data's scripts named apart from user data's (`vendor-<name>`): the two are decoded
+/// separately, so both may have a `part-001`, and they share a directory.
+fn from_vendor<'s>(scripts: impl IntoIterator<Item = &'s Script>) -> impl Iterator<Item = Script> {
+    scripts.into_iter().map(|script| Script {
+        name: format!("vendor-{}", script.name),
+        body: script.body.clone(),
+    })
 }
 
 fn run_per_scripts(i: &Instance<'_>, frequency: Frequency) -> Done {

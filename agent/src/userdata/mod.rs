@@ -23,6 +23,9 @@ use yaml::ConfigMap;
 
 /// Most parts one document may yield, after MIME splitting, includes and archives.
 pub const MAX_PARTS: usize = 256;
+/// Most `#cloud-config-archive`s nested one in another: each level holds its text while the
+/// next is decoded.
+pub const MAX_ARCHIVE_DEPTH: usize = 8;
 
 /// A script taken from user data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +123,10 @@ struct Decoder<'a> {
     parts: usize,
     urls: usize,
     names: BTreeSet<String>,
+    /// Bytes the gzip parts decompressed to so far.
+    inflated: usize,
+    /// Archives being decoded, one inside the other.
+    archives: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -130,6 +137,8 @@ impl<'a> Decoder<'a> {
             parts: 0,
             urls: 0,
             names: BTreeSet::new(),
+            inflated: 0,
+            archives: 0,
         }
     }
 
@@ -199,9 +208,21 @@ impl<'a> Decoder<'a> {
         let mut declared = declared.to_ascii_lowercase();
         let mut body = Cow::Borrowed(body);
         if GZIP_TYPES.contains(&declared.as_str()) || gzip::is_gzip(&body) {
-            match gzip::gunzip(&body, gzip::MAX_DECOMPRESSED_BYTES) {
-                Ok(plain) => body = Cow::Owned(plain),
-                Err(err) => return self.error(format!("{name}: {}", chain(&err))),
+            // One bound for every gzip part of the document together, not one per part.
+            let left = gzip::MAX_DECOMPRESSED_BYTES.saturating_sub(self.inflated);
+            match gzip::gunzip(&body, left) {
+                Ok(plain) => {
+                    self.inflated += plain.len();
+                    body = Cow::Owned(plain);
+                }
+                Err(err) => {
+                    return self.error(format!(
+                        "{name}: {} (the gzip parts of one user data decompress to at most {} \
+                         bytes together)",
+                        chain(&err),
+                        gzip::MAX_DECOMPRESSED_BYTES
+                    ));
+                }
             }
             declared = NOT_MULTIPART.to_owned();
         }
@@ -222,10 +243,15 @@ impl<'a> Decoder<'a> {
                 self.out.per_frequency.push((frequency, script(&body)));
             }
             PartKind::Boothook => {
-                let rest = body
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(&[][..], |nl| &body[nl + 1..]);
+                // The `#cloud-boothook` line goes, as cloud-init strips it; a part declared
+                // `text/cloud-boothook` without it (`#!/bin/bash` first) is kept whole.
+                let rest = if body.starts_with(b"#cloud-boothook") {
+                    body.iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(&[][..], |nl| &body[nl + 1..])
+                } else {
+                    &body[..]
+                };
                 self.out.boothooks.push(script(rest));
             }
             PartKind::Include | PartKind::IncludeOnce => self.include(&body, depth, &name),
@@ -266,6 +292,17 @@ impl<'a> Decoder<'a> {
     }
 
     fn archive(&mut self, body: &[u8], depth: usize, name: &str) {
+        if self.archives >= MAX_ARCHIVE_DEPTH {
+            return self.error(format!(
+                "{name}: cloud-config-archives nested more than {MAX_ARCHIVE_DEPTH} levels deep"
+            ));
+        }
+        self.archives += 1;
+        self.archive_items(body, depth, name);
+        self.archives -= 1;
+    }
+
+    fn archive_items(&mut self, body: &[u8], depth: usize, name: &str) {
         let text = String::from_utf8_lossy(body);
         match yaml::parse_value(&text) {
             Ok(Value::Array(items)) => {

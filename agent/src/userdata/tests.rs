@@ -130,6 +130,67 @@ fn gzip_bomb_is_an_error() {
     );
 }
 
+/// The bound is for every gzip part of a document together: parts that each stay under it
+/// cannot add up to many times it in memory.
+#[test]
+fn gzip_parts_share_one_bound() {
+    let half = base64::engine::general_purpose::STANDARD.encode(gz(&vec![
+        b'#';
+        gzip::MAX_DECOMPRESSED_BYTES
+            / 2
+            + 1
+    ]));
+    let parts: Vec<(&str, &str, Option<&str>)> = (0..3)
+        .map(|_| ("application/gzip", half.as_str(), Some("base64")))
+        .collect();
+    let out = decode_str(&mime(&parts));
+    assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
+    assert!(
+        out.errors.iter().all(|e| e.contains("together")),
+        "{:?}",
+        out.errors
+    );
+}
+
+/// A part declared `text/cloud-boothook` without the `#cloud-boothook` line keeps its first
+/// line (its `#!`); with it, only that line goes.
+#[test]
+fn a_boothook_loses_only_its_marker_line() {
+    let out = decode_str(&mime(&[
+        ("text/cloud-boothook", "#!/bin/bash\necho declared\n", None),
+        ("text/cloud-boothook", "echo first\necho second\n", None),
+    ]));
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.boothooks[0].body, b"#!/bin/bash\necho declared\n");
+    assert_eq!(out.boothooks[1].body, b"echo first\necho second\n");
+}
+
+/// Archives inside archives: decoded to a bounded depth, each level holding its text.
+#[test]
+fn archives_nest_to_a_bound() {
+    let mut doc = "#!/bin/sh\necho deepest\n".to_owned();
+    for _ in 0..MAX_ARCHIVE_DEPTH + 2 {
+        doc = format!(
+            "#cloud-config-archive\n- {}\n",
+            serde_json::to_string(&doc).unwrap()
+        );
+    }
+    let out = decode_str(&doc);
+    assert!(out.scripts.is_empty());
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(out.errors[0].contains(&format!("nested more than {MAX_ARCHIVE_DEPTH}")));
+    let mut doc = "#!/bin/sh\necho deepest\n".to_owned();
+    for _ in 0..MAX_ARCHIVE_DEPTH {
+        doc = format!(
+            "#cloud-config-archive\n- {}\n",
+            serde_json::to_string(&doc).unwrap()
+        );
+    }
+    let out = decode_str(&doc);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.scripts.len(), 1);
+}
+
 #[test]
 fn mime_without_boundary_is_an_error() {
     let out = decode_str("Content-Type: multipart/mixed\nMIME-Version: 1.0\n\n--x\n\nhi\n--x--\n");
