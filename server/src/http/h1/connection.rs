@@ -1,9 +1,10 @@
 //! The connection loop: read a head (within the head timeout, also between keep-alive
 //! requests), read its body (within the body timeout), let the handler answer, write the
-//! answer (within the write timeout); again while both sides keep the connection open. Pipelined requests that are
-//! already read (up to `ServerLimits::pipelined_at_once`) are handled together and answered in
-//! order in one write: the chain's roles pipeline their upstream requests
-//! (`http/client/pipeline.rs`), and one read and one write then carry many answers.
+//! answer (within the write timeout); again while both sides keep the connection open.
+//! Pipelined requests that are already read (up to `ServerLimits::pipelined_at_once`) are
+//! handled together and answered in order in one write: the chain's roles pipeline their
+//! upstream requests (`http/client/pipeline.rs`), and one read and one write then carry many
+//! answers.
 
 use std::future::Future;
 use std::io;
