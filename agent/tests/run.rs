@@ -581,14 +581,9 @@ fn network_data_is_rendered_for_the_image() {
     assert_eq!(guest.step("network").0, "skipped");
 }
 
-/// `password_postback` when the post fails (here the server has no password endpoint: 404):
-/// the password is still set, goes to the console (never to the log) so it is not lost, and
-/// the step is an error naming the failed POST.
-#[test]
-fn a_failed_password_post_leaves_the_password_on_the_console() {
-    if !testutil::require_tool("ssh-keygen") || !testutil::require_tool("perl") {
-        return;
-    }
+/// A guest whose meta-data has an RSA key pair (made with ssh-keygen) and whose user data sets
+/// `password_postback: true`.
+fn posting_guest() -> Guest {
     let guest = Guest::new();
     let key = guest.dir.path().join("id_rsa");
     let made = std::process::Command::new("ssh-keygen")
@@ -605,6 +600,18 @@ fn a_failed_password_post_leaves_the_password_on_the_console() {
         "public_keys": {"rsa": public.trim()},
     }));
     guest.user_data("#cloud-config\npassword_postback: true\n");
+    guest
+}
+
+/// `password_postback` when the post fails (here the server has no password endpoint: 404):
+/// the password is still set, goes to the console (never to the log) so it is not lost, and
+/// the step is an error naming the failed POST.
+#[test]
+fn a_failed_password_post_leaves_the_password_on_the_console() {
+    if !testutil::require_tool("ssh-keygen") || !testutil::require_tool("perl") {
+        return;
+    }
+    let guest = posting_guest();
     let (code, stderr) = guest.run();
     assert_eq!(code, 1, "{stderr}");
     let (outcome, message) = guest.step("password-postback");
@@ -631,22 +638,7 @@ fn the_password_is_posted_where_the_documents_came_from() {
     if !testutil::require_tool("ssh-keygen") {
         return;
     }
-    let guest = Guest::new();
-    let key = guest.dir.path().join("id_rsa");
-    let made = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    guest.meta_data(&json!({
-        "uuid": UUID,
-        "hostname": "test.novalocal",
-        "keys": [{"name": "rsa", "type": "ssh", "data": public.trim()}],
-        "public_keys": {"rsa": public.trim()},
-    }));
-    guest.user_data("#cloud-config\npassword_postback: true\n");
+    let guest = posting_guest();
     let next = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     next.set_nonblocking(true).unwrap();
     std::fs::write(

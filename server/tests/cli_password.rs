@@ -157,28 +157,19 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
     let escape = instance(&reg, "esc", &[&openssh]);
     db.set_password(&escape, &encrypt(&reg, &openssh, "pw\u{1b}]0;owned\u{7}"))
         .unwrap();
-    let out = reg
-        .cmd(&["instance", "get-password", "esc", "--private-key", &key])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains(r"pw\u{1b}]0;owned\u{7}") && !said.contains('\u{1b}'),
-        "{said}"
+    // Exit 1, nothing on stdout, the text escaped on stderr and no escape character.
+    let shown_escaped = |args: &[&str], escaped: &str| {
+        let out = reg.cmd(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(escaped) && !said.contains('\u{1b}'), "{said}");
+    };
+    shown_escaped(
+        &["instance", "get-password", "esc", "--private-key", &key],
+        r"pw\u{1b}]0;owned\u{7}",
     );
     let raw = instance(&reg, "raw", &[&openssh]);
     db.set_password(&raw, "\u{1b}[2J").unwrap();
-    let out = reg
-        .cmd(&["instance", "get-password", "raw", "--raw"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains(r"\u{1b}[2J") && !said.contains('\u{1b}'),
-        "{said}"
-    );
+    shown_escaped(&["instance", "get-password", "raw", "--raw"], r"\u{1b}[2J");
 }

@@ -667,11 +667,10 @@ impl Handler for PathAnswer {
     }
 }
 
-#[tokio::test]
-async fn concurrent_reads_share_one_pipelined_connection_and_each_gets_its_own_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("api.sock");
-    let listener = UnixListener::bind(&path).unwrap();
+/// The roles' own server answering with each request's path on `path`, counting its
+/// connections.
+fn path_server(path: &Path) -> Arc<AtomicUsize> {
+    let listener = UnixListener::bind(path).unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     tokio::spawn(async move {
@@ -685,6 +684,14 @@ async fn concurrent_reads_share_one_pipelined_connection_and_each_gets_its_own_a
             ));
         }
     });
+    accepted
+}
+
+#[tokio::test]
+async fn concurrent_reads_share_one_pipelined_connection_and_each_gets_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let accepted = path_server(&path);
     let upstream = Upstream::unix(path);
     for round in 0..3 {
         let asked = (0..200).map(|n| {
@@ -742,20 +749,7 @@ fn get_with_head(
 async fn a_head_over_the_listeners_limits_is_431_and_never_sent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.sock");
-    let listener = UnixListener::bind(&path).unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(crate::http::h1::serve_connection(
-                stream,
-                Peer::Unix,
-                ServerLimits::default(),
-                PathAnswer,
-            ));
-        }
-    });
+    let accepted = path_server(&path);
     let upstream = Upstream::unix(path);
     let lines = MAX_HEADERS - 1; // and Host
     let asked = (0..300).map(|n| {
