@@ -293,31 +293,34 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     }
 }
 
-/// The `password` endpoint of the metadata service: at the URL the instance's documents came
-/// from, else (they came from a config drive) at the one metadata URL, or at the first of
-/// several that answers (the same search as the metadata service's).
+/// The `password` endpoint of the metadata service: under the URL the instance's documents
+/// came from, else (they came from a config drive) under [`service_base`].
 fn password_url(i: &Instance<'_>, client: &HttpClient) -> Result<String, String> {
-    if let Some(base) = &i.service_url {
-        return Ok(format!("{base}/openstack/latest/password"));
-    }
-    let mut warnings = Vec::new();
-    let urls = metadata_service::service_urls(i.root, &i.settings.urls, &mut warnings);
-    let base = match urls.as_slice() {
-        [one] => one.clone(),
-        _ => {
-            metadata_service::discover(client, &urls, &[metadata_service::LISTING])
-                .map_err(|err| {
-                    let mut text = chain(&err);
-                    for warning in &warnings {
-                        text.push_str("; ");
-                        text.push_str(warning);
-                    }
-                    text
-                })?
-                .0
-        }
+    let base = match &i.service_url {
+        Some(base) => base.clone(),
+        None => service_base(i, client)?,
     };
     Ok(format!("{base}/openstack/latest/password"))
+}
+
+/// The metadata service's base URL when the documents did not come from it: the one URL, or
+/// the first of several that answers (the same search as the metadata service's).
+fn service_base(i: &Instance<'_>, client: &HttpClient) -> Result<String, String> {
+    let mut warnings = Vec::new();
+    let urls = metadata_service::service_urls(i.root, &i.settings.urls, &mut warnings);
+    match urls.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => metadata_service::discover(client, &urls, &[metadata_service::LISTING])
+            .map(|(base, _)| base)
+            .map_err(|err| {
+                let mut text = chain(&err);
+                for warning in &warnings {
+                    text.push_str("; ");
+                    text.push_str(warning);
+                }
+                text
+            }),
+    }
 }
 
 /// POSTs the encrypted password. A 409 after a retried POST may mean the first one did

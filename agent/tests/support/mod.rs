@@ -131,10 +131,25 @@ impl Guest {
 
     /// Writes metaboot.yaml: the server URL, a 5 s deadline, then `extra` (YAML).
     pub fn config(&self, extra: &str) {
-        let text = format!(
-            "metadata_url: {}\ndeadline_secs: 5\nrequest_timeout_secs: 2\n{extra}",
-            self.server.url()
+        self.write_config(&format!("metadata_url: {}", self.server.url()), extra);
+    }
+
+    /// Writes metaboot.yaml as [`Guest::config`] does, with the server's URL followed by an
+    /// [`Unanswered`] one, which it returns.
+    pub fn config_with_unanswered_url(&self, extra: &str) -> Unanswered {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let urls = format!(
+            "metadata_urls: [{}, 'http://{}']",
+            self.server.url(),
+            listener.local_addr().unwrap()
         );
+        self.write_config(&urls, extra);
+        Unanswered(listener)
+    }
+
+    fn write_config(&self, urls: &str, extra: &str) {
+        let text = format!("{urls}\ndeadline_secs: 5\nrequest_timeout_secs: 2\n{extra}");
         std::fs::write(self.root.join("etc/metaboot/metaboot.yaml"), text).unwrap();
     }
 
@@ -233,6 +248,17 @@ impl Guest {
             .nth(1)
             .unwrap()
             .to_owned()
+    }
+}
+
+/// A metadata URL where no one answers: a listener nothing accepts from, so a request there
+/// would wait for its timeout.
+pub struct Unanswered(std::net::TcpListener);
+
+impl Unanswered {
+    /// Whether anything connected to it.
+    pub fn was_asked(&self) -> bool {
+        !matches!(self.0.accept(), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 

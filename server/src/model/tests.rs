@@ -55,24 +55,30 @@ fn uuid(n: u32) -> String {
 }
 
 fn create(w: &World, n: u32, at: &str) -> String {
-    let new = NewInstance {
+    let user_data = format!("#cloud-config\nhostname: vm{n}\n").repeat(4);
+    create_with(w, &vm(n, "p", user_data.as_bytes()), Some(ip(at)))
+}
+
+/// Instance `vm<n>` of `project` with `user_data` (none when empty).
+fn vm(n: u32, project: &str, user_data: &[u8]) -> NewInstance {
+    NewInstance {
         uuid: uuid(n),
-        project: "p".into(),
+        project: project.into(),
         name: format!("vm{n}"),
         hostname: format!("vm{n}"),
-        user_data: Some(
-            format!("#cloud-config\nhostname: vm{n}\n")
-                .repeat(4)
-                .into_bytes(),
-        ),
+        user_data: (!user_data.is_empty()).then(|| user_data.to_vec()),
         ..NewInstance::default()
-    };
+    }
+}
+
+/// Creates `new` with a port on the world's network at `at` (a free address when `None`).
+fn create_with(w: &World, new: &NewInstance, at: Option<IpAddr>) -> String {
     let port = NewPort {
         network_id: w.network.clone(),
-        ip: Some(ip(at)),
+        ip: at,
         ..NewPort::default()
     };
-    w.store.create_instance(&new, &port).unwrap().0.uuid
+    w.store.create_instance(new, &port).unwrap().0.uuid
 }
 
 fn owner(model: &ReadModel, w: &World, at: &str) -> Option<String> {
@@ -338,23 +344,14 @@ fn deleted_instances_key_pairs_are_forgotten_without_a_reload() {
     let model = ReadModel::load(w.store.as_ref()).unwrap();
     for n in 0..1500 {
         let new = NewInstance {
-            uuid: uuid(n),
-            project: format!("project-{n}"),
-            name: format!("vm{n}"),
-            hostname: format!("vm{n}"),
             key_pairs: vec![metaboot_proto::KeyPair {
                 name: format!("key-{n}"),
                 kind: "ssh".into(),
                 data: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{n:032} vm{n}"),
             }],
-            ..NewInstance::default()
+            ..vm(n, &format!("project-{n}"), b"")
         };
-        let port = NewPort {
-            network_id: w.network.clone(),
-            ip: Some(ip("198.18.0.10")),
-            ..NewPort::default()
-        };
-        w.store.create_instance(&new, &port).unwrap();
+        create_with(&w, &new, Some(ip("198.18.0.10")));
         assert!(matches!(
             model.catch_up(w.store.as_ref()).unwrap(),
             CatchUp::Applied(_)
@@ -386,24 +383,8 @@ fn a_record_read_before_a_reload_is_materialized_from_the_new_model() {
         w.store.delete_instance(&uuid(n)).unwrap();
     }
     for n in 100..200 {
-        let new = NewInstance {
-            uuid: uuid(n),
-            project: "p".into(),
-            name: format!("other{n}"),
-            hostname: format!("other{n}"),
-            user_data: Some(
-                format!("#!/bin/sh\necho {n} > /tmp/n\n")
-                    .repeat(8)
-                    .into_bytes(),
-            ),
-            ..NewInstance::default()
-        };
-        let port = NewPort {
-            network_id: w.network.clone(),
-            ip: None,
-            ..NewPort::default()
-        };
-        w.store.create_instance(&new, &port).unwrap();
+        let user_data = format!("#!/bin/sh\necho {n} > /tmp/n\n").repeat(8);
+        create_with(&w, &vm(n, "p", user_data.as_bytes()), None);
     }
     model.reload(w.store.as_ref()).unwrap();
     let (record, instance, _) = model.materialize(&before).unwrap().unwrap();

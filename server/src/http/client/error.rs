@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::http::limits::{MAX_HEADER_BYTES, MAX_HEADERS};
 use crate::http::rejection::Rejection;
 
 /// Why an upstream call failed, and what the client is told.
@@ -22,14 +23,9 @@ pub enum UpstreamError {
     /// The request's head, with this hop's headers, is over the limits the upstream applies
     /// (`MAX_HEADER_BYTES`, `MAX_HEADERS`): never sent, 431.
     #[error(
-        "the request head is {bytes} bytes in {lines} header lines with the headers added on the way; the next hop takes at most {max_bytes} bytes and {max_lines} lines: send fewer or shorter headers"
+        "the request head is {bytes} bytes in {lines} header lines with the headers added on the way; the next hop takes at most {MAX_HEADER_BYTES} bytes and {MAX_HEADERS} lines: send fewer or shorter headers"
     )]
-    HeadTooLarge {
-        bytes: usize,
-        lines: usize,
-        max_bytes: usize,
-        max_lines: usize,
-    },
+    HeadTooLarge { bytes: usize, lines: usize },
 }
 
 impl UpstreamError {

@@ -171,8 +171,6 @@ impl Upstream {
             return Err(UpstreamError::HeadTooLarge {
                 bytes: size.bytes,
                 lines: size.lines,
-                max_bytes: MAX_HEADER_BYTES,
-                max_lines: MAX_HEADERS,
             });
         }
         if self.pipelining && (parts.method == Method::GET || parts.method == Method::HEAD) {

@@ -112,31 +112,47 @@ where
 }
 
 /// `writing`, given up (an error, the connection to be closed) when the client has not taken
-/// it whole within `timeout`. The connection's `timer` bounds it, moved on to the deadline
-/// only when a write has to wait: an answer the socket takes at once arms nothing.
+/// it whole within `timeout` ([`by_deadline`]).
 async fn within<T>(
     writing: impl Future<Output = io::Result<T>>,
     timeout: Duration,
-    mut timer: Pin<&mut Sleep>,
+    timer: Pin<&mut Sleep>,
 ) -> io::Result<T> {
+    by_deadline(writing, timeout, timer)
+        .await
+        .unwrap_or_else(|| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client took no answer within {timeout:?}"),
+            ))
+        })
+}
+
+/// `work`, or `None` once `timeout` has passed. The connection's one `timer` bounds every
+/// wait: it stays armed at an earlier deadline and is moved on when it fires before this one
+/// (re-arming it for every request would cost more than the rare move); only a later one (a
+/// write that waited, with a longer write timeout) is moved back. Work done at once (a head
+/// already read, an answer the socket takes whole) never polls it.
+async fn by_deadline<T>(
+    work: impl Future<Output = T>,
+    timeout: Duration,
+    mut timer: Pin<&mut Sleep>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     if timer.deadline() > deadline {
         timer.as_mut().reset(deadline);
     }
-    tokio::pin!(writing);
+    tokio::pin!(work);
     loop {
         tokio::select! {
             biased;
-            written = &mut writing => return written,
+            done = &mut work => return Some(done),
             () = timer.as_mut() => {
                 if Instant::now() < deadline {
                     timer.as_mut().reset(deadline);
                     continue;
                 }
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the client took no answer within {timeout:?}"),
-                ));
+                return None;
             }
         }
     }
@@ -183,42 +199,31 @@ async fn read_head<S: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     limits: &ServerLimits,
     room: usize,
-    mut timer: Pin<&mut Sleep>,
+    timer: Pin<&mut Sleep>,
 ) -> Result<Option<Head>, HeadError> {
     if !buf.is_empty()
         && let Some(head) = head::parse(buf, limits, room)?
     {
         return Ok(Some(head));
     }
-    // The timer stays armed at an earlier deadline; when it fires before this one, it is
-    // moved on. Re-arming it for every request would cost more than the rare move. Only a
-    // later one (a write that waited, with a longer write timeout) is moved back.
-    let deadline = Instant::now() + limits.header_read_timeout;
-    if timer.deadline() > deadline {
-        timer.as_mut().reset(deadline);
-    }
-    loop {
-        if buf.capacity() - buf.len() < MIN_READ_ROOM {
-            buf.reserve(READ_CHUNK);
-        }
-        let read = tokio::select! {
-            biased;
-            read = stream.read_buf(buf) => read,
-            () = timer.as_mut() => {
-                if Instant::now() < deadline {
-                    timer.as_mut().reset(deadline);
-                    continue;
-                }
-                return if buf.is_empty() { Ok(None) } else { Err(HeadError::Timeout) };
+    let reading = async {
+        loop {
+            if buf.capacity() - buf.len() < MIN_READ_ROOM {
+                buf.reserve(READ_CHUNK);
             }
-        };
-        match read {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(_) => {}
+            match stream.read_buf(buf).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+            if let Some(head) = head::parse(buf, limits, room).transpose() {
+                return head.map(Some);
+            }
         }
-        if let Some(head) = head::parse(buf, limits, room)? {
-            return Ok(Some(head));
-        }
+    };
+    match by_deadline(reading, limits.header_read_timeout, timer).await {
+        Some(read) => read,
+        None if buf.is_empty() => Ok(None),
+        None => Err(HeadError::Timeout),
     }
 }
 
