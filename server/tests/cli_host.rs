@@ -120,6 +120,18 @@ fn a_libvirt_network_and_instances_known_by_mac() {
             "bad bridge name",
         ),
         (
+            vec![
+                "network",
+                "create",
+                "x",
+                "--cidr",
+                "198.18.32.0/24",
+                "--libvirt-network",
+                "default",
+            ],
+            "network lan is already served on the libvirt network default",
+        ),
+        (
             vec!["router", "create", "r", "--network", "lan"],
             "no router",
         ),

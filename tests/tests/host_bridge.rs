@@ -8,8 +8,9 @@
 //! gets its own `meta_data.json`, an unregistered one 404; a guest whose lease moved to another
 //! address is still served as itself, and the address it left, leased to another MAC, serves
 //! that MAC's instance, never the old one; a guest that takes another's address is not served
-//! the other's data. Deleting the network takes the address off the bridge, and so does a
-//! clean stop.
+//! the other's data. A second network on the same bridge is refused by the registry or, named
+//! another way, not served (the first keeps its guests). Deleting the network takes the
+//! address off the bridge, and so does a clean stop.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -110,6 +111,46 @@ fn until_address(host: &Netns, present: bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A second network on the bridge `lan` is served on. The registry refuses one made with the
+/// same flag and name; a `--bridge` naming the libvirt network's bridge is only found out by
+/// `all`, which keeps serving `lan` (its guests are never answered 404 for the newcomer) and
+/// logs why the other is not served.
+fn second_network_on_the_bridge(chain: &Chain, dhcp: Dhcp, web: &Netns, web_id: &str) {
+    let twin = chain.registry(&[
+        "network",
+        "create",
+        "twin",
+        "--cidr",
+        "198.18.21.0/24",
+        "--bridge",
+        BRIDGE,
+    ]);
+    if dhcp == Dhcp::Plain {
+        let refused = format!("{:#}", twin.unwrap_err());
+        assert!(
+            refused.contains(&format!("already served on the bridge {BRIDGE}")),
+            "{refused}"
+        );
+        return;
+    }
+    twin.unwrap();
+    let log = chain.path().join("all.log");
+    let started = Instant::now();
+    loop {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if logged.contains(&format!("bridge {BRIDGE} already serves network")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "all never said why twin is not served:\n{logged}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    until_served(web, Some(web_id));
+    chain.run(&["network", "delete", "twin"]).unwrap();
 }
 
 /// Which DHCP server hands out the leases, and where `all` reads them.
@@ -298,6 +339,7 @@ fn serve_guests(dhcp: Dhcp) {
     lease(&stranger, &script, "198.18.20.80");
     until_served(&web, Some(&web_id));
     until_served(&db, Some(&db_id));
+    second_network_on_the_bridge(&chain, dhcp, &web, &web_id);
     // Its network_data.json says DHCP, with no made-up address.
     let network_data = web
         .within(|| {

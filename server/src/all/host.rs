@@ -135,6 +135,7 @@ impl HostBridges {
         forward: &F,
     ) {
         let mut wanted: HashMap<String, (Arc<str>, u32)> = HashMap::new();
+        // The oldest first: of two networks on one bridge, the older one is served.
         let networks = model.host_networks();
         for (id, host) in &networks {
             match self.locate(host) {
@@ -164,15 +165,34 @@ impl HostBridges {
                 remove_address(&bridge);
             }
         }
-        for (id, (bridge, index)) in wanted {
-            if self.served.contains_key(&id) {
+        for (id, host) in &networks {
+            let Some((bridge, index)) = wanted.get(id).cloned() else {
+                continue;
+            };
+            if self.served.contains_key(id) {
                 continue;
             }
-            let host = networks
+            // The address and its listener on a bridge stand for one network: a second one's
+            // guests would be looked up on the first and answered 404. The registry refuses a
+            // second network of the same kind and name; a libvirt network and a `--bridge` can
+            // still name one bridge.
+            let holder = self
+                .served
                 .iter()
-                .find(|(network, _)| *network == id)
-                .map(|(_, host)| host.clone());
-            let Some(host) = host else { continue };
+                .find(|(_, served)| served.bridge == bridge)
+                .map(|(other, _)| other.clone());
+            if let Some(other) = holder {
+                self.waiting(
+                    id,
+                    host,
+                    format!(
+                        "bridge {bridge} already serves network {other}, and a bridge serves \
+                         one network: move this network's instances there and delete it \
+                         (`network delete`)"
+                    ),
+                );
+                continue;
+            }
             let count = workers.count();
             // On the caller's thread (an await here once left an address behind at a stop).
             let bound = ip_addr("replace", &bridge).and_then(|()| {
@@ -185,12 +205,12 @@ impl HostBridges {
             });
             match bound {
                 Ok(listeners) => {
-                    self.failing.remove(&id);
+                    self.failing.remove(id);
                     tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %HOST_LISTEN, workers = count, "serving host network");
                     let handler = make_handler(ProxyScope::Network(id.clone()), forward.clone());
                     let tasks = workers.serve_tcp(listeners, limits, &handler);
                     self.served.insert(
-                        id,
+                        id.clone(),
                         Served {
                             bridge,
                             index,
@@ -198,7 +218,7 @@ impl HostBridges {
                         },
                     );
                 }
-                Err(problem) => self.waiting(&id, &host, problem),
+                Err(problem) => self.waiting(id, host, problem),
             }
         }
     }

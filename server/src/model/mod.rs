@@ -245,12 +245,21 @@ impl ReadModel {
         self.read().networks.get(&network)?.record.host.clone()
     }
 
-    /// Every host network: (id, its bridge as the registry names it).
+    /// Every host network: (id, its bridge as the registry names it), the oldest first (ties
+    /// by id), so that of two networks that turn out to share a bridge the older one is served
+    /// at every start.
     pub fn host_networks(&self) -> Vec<(String, HostBridge)> {
-        self.read()
+        let model = self.read();
+        let mut networks: Vec<&Network> = model
             .networks
             .values()
-            .filter_map(|entry| Some((entry.record.id.clone(), entry.record.host.clone()?)))
+            .map(|entry| &*entry.record)
+            .filter(|network| network.host.is_some())
+            .collect();
+        networks.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        networks
+            .into_iter()
+            .filter_map(|network| Some((network.id.clone(), network.host.clone()?)))
             .collect()
     }
 

@@ -394,3 +394,43 @@ fn a_record_read_before_a_reload_is_materialized_from_the_new_model() {
         w.store.instance(&uuid(99)).unwrap().user_data
     );
 }
+
+#[test]
+fn host_networks_come_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&dir.path().join("r.sqlite").display().to_string()).unwrap();
+    let network = |name: &str, host: store::HostBridge| {
+        store
+            .create_network(&NewNetwork {
+                name: name.into(),
+                project: "p".into(),
+                cidr: "198.18.0.0/24".parse().unwrap(),
+                host: Some(host),
+                ..NewNetwork::default()
+            })
+            .unwrap()
+    };
+    // A libvirt network and a bridge may turn out to be one bridge: the older one is served.
+    let older = network("older", store::HostBridge::LibvirtNetwork("lab".into()));
+    // The registry's clock counts seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let newer: Vec<String> = (0..4)
+        .map(|n| {
+            network(
+                &format!("n{n}"),
+                store::HostBridge::Bridge(format!("br{n}")),
+            )
+            .id
+        })
+        .collect();
+    let model = ReadModel::load(store.as_ref()).unwrap();
+    let ids: Vec<String> = model
+        .host_networks()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut same_second = newer.clone();
+    same_second.sort();
+    assert_eq!(ids[0], older.id);
+    assert_eq!(ids[1..], same_second[..], "ties come by id");
+}

@@ -94,6 +94,27 @@ pub fn filled_host_network(new: &NewNetwork, host: &HostBridge) -> StoreResult<N
     Ok(filled)
 }
 
+/// Refuses a second network on the same libvirt network or bridge: the metadata address and
+/// its listener on a bridge can stand for one network only, so the guests of the second would
+/// be looked up on the first and answered 404. In the write transaction, so two CLIs racing
+/// cannot both pass.
+pub fn check_bridge_free(sql: &mut dyn Sql, host: &HostBridge) -> StoreResult<()> {
+    let taken = sql
+        .networks()?
+        .into_iter()
+        .find(|network| network.host.as_ref() == Some(host));
+    match taken {
+        Some(network) => Err(StoreError::Conflict(format!(
+            "network {} is already served on the {}: one network per bridge (metadata is \
+             served there for one network); add the instances to {} or delete it first",
+            network.name,
+            host.describe(),
+            network.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A port's address on a host network: the one given (checked as any fixed address), else a
 /// placeholder from [`LEARNED_IP_BLOCK`] free on the network, which says "learned from the
 /// leases". A port there needs its MAC: that is how the instance is known.

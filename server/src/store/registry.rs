@@ -123,7 +123,8 @@ fn overlaps(a: ipnet::IpNet, b: ipnet::IpNet) -> bool {
 fn check_attachable(network: &Network, attached: &[Network]) -> StoreResult<()> {
     if let Some(host) = &network.host {
         return Err(StoreError::Invalid(format!(
-            "network {} is served on the {}: it has no router; make a network without              --libvirt-network or --bridge to put it behind one",
+            "network {} is served on the {}: it has no router; make a network without \
+             --libvirt-network or --bridge to put it behind one",
             network.name,
             host.describe()
         )));
@@ -242,6 +243,9 @@ impl<B: Backend> Store for Registry<B> {
             host: filled.host,
         };
         self.write(|sql| {
+            if let Some(host) = &network.host {
+                host::check_bridge_free(sql, host)?;
+            }
             sql.insert_network(&network)?;
             sql.log_change(ChangeKind::Network, &network.id)
         })?;

@@ -137,6 +137,20 @@ pub fn host_networks_and_their_instances(store: &dyn Store) {
         let msg = format!("{result:?}");
         assert!(result.is_err() && msg.contains(word), "{address}: {msg}");
     }
+    // One network per libvirt network or bridge: a second would never be served.
+    for (name, host) in [
+        ("lan2", HostBridge::LibvirtNetwork("lab".to_owned())),
+        ("br2", HostBridge::Bridge("br-lab".to_owned())),
+    ] {
+        let msg = conflict(store.create_network(&host_network(name, "198.18.11.0/24", host)));
+        assert!(msg.contains("already served on the"), "{name}: {msg}");
+    }
+    // The names are told apart by kind: a bridge named like the libvirt network is another.
+    let other_kind = host_network(
+        "other",
+        "198.18.11.0/24",
+        HostBridge::Bridge("lab".to_owned()),
+    );
     // No router takes a host network.
     let msg = invalid(store.create_router(&NewRouter {
         name: "r".to_owned(),
@@ -145,6 +159,8 @@ pub fn host_networks_and_their_instances(store: &dyn Store) {
     }));
     assert!(msg.contains("no router"), "{msg}");
     assert_eq!(snapshot(store), before);
+    let other = store.create_network(&other_kind).unwrap();
+    store.delete_network(&other.id).unwrap();
 
     // Deleted once its instances are gone.
     let msg = conflict(store.delete_network(&lan.id));
@@ -154,6 +170,15 @@ pub fn host_networks_and_their_instances(store: &dyn Store) {
         store.delete_instance(&uuid).unwrap();
     }
     store.delete_network(&lan.id).unwrap();
+    // Its libvirt network is free again.
+    let again = store
+        .create_network(&host_network(
+            "lan-again",
+            "198.18.8.0/24",
+            HostBridge::LibvirtNetwork("lab".to_owned()),
+        ))
+        .unwrap();
+    store.delete_network(&again.id).unwrap();
     let left: Vec<String> = store
         .networks()
         .unwrap()
