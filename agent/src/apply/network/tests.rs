@@ -552,3 +552,45 @@ fn name_patterns_match_as_globs() {
         );
     }
 }
+
+/// Version 1 addresses and route networks take their prefix as cloud-init does: their own
+/// `/N`, else `prefix` (number or string), else `netmask`, else /24 or /64; `ip_address`
+/// stands for `address`.
+#[test]
+fn version_1_prefixes_are_read_as_cloud_init_reads_them() {
+    let doc = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.1.10", "prefix": 16, "gateway": "198.18.0.1",
+             "routes": [{"network": "198.19.0.0", "prefix": 8, "gateway": "198.18.0.2"},
+                        {"destination": "198.20.0.0", "prefix": "16", "gateway": "198.18.0.3"},
+                        {"network": "198.21.0.0", "gateway": "198.18.0.4"}]},
+            {"type": "static", "address": "198.18.2.10"},
+            {"type": "static", "ip_address": "198.18.3.10", "netmask": "255.255.255.128"},
+            {"type": "static6", "address": "2001:db8::5"},
+            {"type": "static6", "address": "2001:db8:1::5/48", "prefix": 64}
+        ]}
+    ]});
+    let mut warnings = Vec::new();
+    let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    let eth0 = &plan.interfaces[0];
+    assert_eq!(
+        eth0.addresses,
+        [
+            addr("198.18.1.10/16"),
+            addr("198.18.2.10/24"),
+            addr("198.18.3.10/25"),
+            addr("2001:db8::5/64"),
+            addr("2001:db8:1::5/48"),
+        ]
+    );
+    let routes: Vec<String> = eth0.routes.iter().map(|r| r.to.to_string()).collect();
+    assert_eq!(
+        routes,
+        [
+            "0.0.0.0/0",
+            "198.19.0.0/8",
+            "198.20.0.0/16",
+            "198.21.0.0/24"
+        ]
+    );
+}
