@@ -237,6 +237,7 @@ fn networkd_files() {
         "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
 [Match]
 MACAddress=fa:16:3e:00:00:01
+Name=eth0
 
 [Link]
 MTUBytes=1450
