@@ -566,7 +566,7 @@ fn network_data_is_rendered_for_the_image() {
     assert!(message.contains("systemd-networkd"), "{message}");
     let file = guest.read("/etc/systemd/network/10-metaboot-ens3.network");
     assert!(
-        file.contains("MACAddress=fa:16:3e:00:00:07\n")
+        file.contains("MACAddress=fa:16:3e:00:00:07\nName=ens3\n")
             && file.contains("Address=198.18.30.2/24\n"),
         "{file}"
     );

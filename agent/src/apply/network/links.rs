@@ -1,6 +1,7 @@
 //! The system's network interfaces as the network apply sees them (read through
-//! `crate::sys_net`): their names and MACs (to name a plan's interfaces), and whether a link is
-//! already up with a given MTU (so that applying a plan changes only what differs).
+//! `crate::sys_net`): their names and MACs (to name a plan's interfaces, also by a pattern such
+//! as `en*`), and whether a link is already up with a given MTU (so that applying a plan
+//! changes only what differs).
 
 use crate::root::Root;
 use crate::sys_net::{attribute, interface_names};
@@ -29,4 +30,34 @@ pub fn link_in_place(root: &Root, name: &str, mtu: Option<u32>) -> bool {
         .is_some_and(|flags| flags & IFF_UP != 0);
     up && mtu
         .is_none_or(|mtu| attribute(root, name, "mtu").and_then(|m| m.parse().ok()) == Some(mtu))
+}
+
+/// Whether `name` matches `pattern`: `*` any run of characters, `?` any one, anything else
+/// itself (netplan's `match: name:` globs, without `[…]`).
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.as_bytes(), name.as_bytes());
+    // The classic backtracking match: on a mismatch, let the last `*` take one more byte.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((star_p, star_n)) => {
+                    p = star_p + 1;
+                    n = star_n + 1;
+                    star = Some((star_p, star_n + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }

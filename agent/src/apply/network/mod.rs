@@ -44,10 +44,19 @@ pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, Networ
 }
 
 /// Names the plan's interfaces after the system's (by MAC); an interface whose MAC no
-/// system interface has gets a warning and keeps the document's name, if any.
+/// system interface has gets a warning and keeps the document's name, if any. An interface
+/// known by a pattern (`en*`) takes the first system interface it matches that no other of
+/// the plan's has (by name order, never `lo`); one that matches none is left out with a
+/// warning, so that no renderer ever writes a pattern.
 pub fn name_interfaces(plan: &mut Plan, links: &[(String, String)], warnings: &mut Vec<String>) {
-    for interface in &mut plan.interfaces {
-        let Some(mac) = &interface.mac else { continue };
+    let mut patterns = Vec::new();
+    for (index, interface) in plan.interfaces.iter_mut().enumerate() {
+        let Some(mac) = &interface.mac else {
+            if interface.name.as_deref().is_some_and(plan::is_name_pattern) {
+                patterns.push(index);
+            }
+            continue;
+        };
         match links.iter().find(|(_, address)| address == mac) {
             Some((name, _)) => interface.name = Some(name.clone()),
             None => warnings.push(format!(
@@ -59,6 +68,33 @@ pub fn name_interfaces(plan: &mut Plan, links: &[(String, String)], warnings: &m
                     .unwrap_or_default()
             )),
         }
+    }
+    let mut unmatched = Vec::new();
+    for index in patterns {
+        let pattern = plan.interfaces[index].name.clone().unwrap_or_default();
+        let taken = |name: &str| {
+            plan.interfaces
+                .iter()
+                .any(|other| other.name.as_deref() == Some(name))
+        };
+        let found = links
+            .iter()
+            .map(|(name, _)| name)
+            .find(|name| *name != "lo" && links::name_matches(&pattern, name) && !taken(name))
+            .cloned();
+        match found {
+            Some(name) => plan.interfaces[index].name = Some(name),
+            None => {
+                warnings.push(format!(
+                    "no interface of this system matches {pattern:?}: its configuration is \
+                     left out"
+                ));
+                unmatched.push(index);
+            }
+        }
+    }
+    for index in unmatched.into_iter().rev() {
+        plan.interfaces.remove(index);
     }
 }
 

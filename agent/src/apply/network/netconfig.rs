@@ -79,15 +79,27 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
     }
 }
 
+/// A version 1 address or route network, read as cloud-init reads it: the first of `keys`
+/// present, its prefix from its own `/N`, else `prefix` (a number or a string), else
+/// `netmask`, else /24 for IPv4 and /64 for IPv6.
+fn address_v1(value: &Value, keys: &[&str]) -> Option<Address> {
+    let given = keys.iter().find_map(|key| text(value, key))?;
+    if given.contains('/') {
+        return address(given, None);
+    }
+    let prefix = match value.get("prefix") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let default = if given.contains(':') { "64" } else { "24" };
+    let mask = prefix.or_else(|| text(value, "netmask").map(str::to_owned));
+    address(given, Some(mask.as_deref().unwrap_or(default)))
+}
+
 fn route_v1(route: &Value, what: &str) -> Result<Route, NetworkError> {
-    let to = text(route, "network")
-        .or_else(|| text(route, "destination"))
-        .unwrap_or_default();
-    let to = address(
-        to,
-        text(route, "netmask").or(route.get("prefix").and_then(Value::as_str)),
-    )
-    .ok_or_else(|| bad(&format!("{what}: a route without a usable network")))?;
+    let to = address_v1(route, &["network", "destination"])
+        .ok_or_else(|| bad(&format!("{what}: a route without a usable network")))?;
     let via = text(route, "gateway")
         .and_then(|g| g.trim().parse().ok())
         .ok_or_else(|| bad(&format!("{what}: a route without a usable gateway")))?;
@@ -130,9 +142,13 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                 "dhcp6" | "ipv6_dhcpv6-stateful" => interface.ipv6 = Ipv6Auto::Dhcp,
                 "ipv6_slaac" | "ipv6_dhcpv6-stateless" => interface.ipv6 = Ipv6Auto::Slaac,
                 "static" | "static6" => {
-                    let ip = text(subnet, "address").unwrap_or_default();
-                    let addr = address(ip, text(subnet, "netmask"))
-                        .ok_or_else(|| bad(&format!("{what}: static address {ip:?}")))?;
+                    let addr = address_v1(subnet, &["address", "ip_address"]).ok_or_else(|| {
+                        let ip = text(subnet, "address").or_else(|| text(subnet, "ip_address"));
+                        bad(&format!(
+                            "{what}: static address {:?}",
+                            ip.unwrap_or_default()
+                        ))
+                    })?;
                     interface.addresses.push(addr);
                     if let Some(gateway) = text(subnet, "gateway") {
                         interface.routes.push(default_route(gateway, &what)?);

@@ -36,14 +36,13 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
     let mut out = format!(
         "# Written by metaboot from {source}; metaboot rewrites it for a new instance.\n[Match]\n"
     );
-    match (&interface.mac, &interface.name) {
-        (Some(mac), _) => {
-            let _ = writeln!(out, "MACAddress={mac}");
-        }
-        (None, Some(name)) => {
-            let _ = writeln!(out, "Name={name}");
-        }
-        (None, None) => {}
+    // Both when both are known, as cloud-init writes them: a VLAN or bond takes its parent's
+    // MAC, and must not take its parent's addresses too.
+    if let Some(mac) = &interface.mac {
+        let _ = writeln!(out, "MACAddress={mac}");
+    }
+    if let Some(name) = &interface.name {
+        let _ = writeln!(out, "Name={name}");
     }
     if let Some(mtu) = interface.mtu {
         let _ = write!(out, "\n[Link]\nMTUBytes={mtu}\n");

@@ -133,15 +133,26 @@ pub const MAX_INTERFACE_NAME_BYTES: usize = 15;
 /// Longest domain name.
 pub const MAX_DOMAIN_BYTES: usize = 253;
 
-/// A name Linux gives an interface: up to 15 bytes, no white space, `/` or `:`, not `.`/`..`.
+/// An interface name, or a pattern of one (`en*`, `eth?`, as netplan's `match: name:` takes,
+/// resolved against the system's interfaces before anything is written): 1 to 15 bytes of
+/// letters, digits, `_`, `.` and `-` (and `*`, `?`), not starting with `-`, not `.` or `..`.
+/// Linux takes more (any byte but `/`, `:` and blanks), but the name is written into
+/// ifupdown's `up` lines, which a shell runs as root, and is an argument of `ifup`, `ip` and
+/// `networkctl`: `e;reboot` or `-a` must never get there.
 fn is_interface_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_INTERFACE_NAME_BYTES
         && name != "."
         && name != ".."
+        && !name.starts_with('-')
         && name
             .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+            .all(|c| c.is_ascii_alphanumeric() || "_.-*?".contains(c))
+}
+
+/// Whether an interface name is a pattern (`*` or `?` in it) rather than a name.
+pub fn is_name_pattern(name: &str) -> bool {
+    name.contains(['*', '?'])
 }
 
 /// Hex digit pairs separated by `:` (or `-`).

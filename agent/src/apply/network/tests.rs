@@ -237,6 +237,7 @@ fn networkd_files() {
         "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
 [Match]
 MACAddress=fa:16:3e:00:00:01
+Name=eth0
 
 [Link]
 MTUBytes=1450
@@ -456,6 +457,18 @@ fn values_that_would_add_lines_to_a_configuration_are_refused() {
             json!({"version": 2, "ethernets": {"e0 up": {"dhcp4": true}}}),
             "interface name",
         ),
+        // A shell runs ifupdown's `up` lines; `ifup`, `ip` and `networkctl` take the name as
+        // an argument.
+        (static_eth(json!({"name": "e;reboot"})), "interface name"),
+        (static_eth(json!({"name": "e$(id)"})), "interface name"),
+        (static_eth(json!({"name": "e`id`"})), "interface name"),
+        (static_eth(json!({"name": "e|id"})), "interface name"),
+        (static_eth(json!({"name": "-a"})), "interface name"),
+        (
+            json!({"version": 2, "ethernets": {"e": {"dhcp4": true,
+            "match": {"name": "en&id"}}}}),
+            "interface name",
+        ),
     ];
     for (doc, what) in cases {
         let mut warnings = Vec::new();
@@ -480,5 +493,105 @@ fn too_many_interfaces_are_refused() {
             &mut warnings
         ),
         Err(NetworkError::TooMany)
+    );
+}
+
+/// A name pattern (`match: name: en*`) takes the first system interface it matches that no
+/// other interface of the plan has; one that matches none is left out, so no renderer ever
+/// writes a pattern.
+#[test]
+fn name_patterns_are_resolved_against_the_system() {
+    let links: Vec<(String, String)> = [
+        ("ens3", "fa:16:3e:00:00:01"),
+        ("ens4", "fa:16:3e:00:00:02"),
+        ("lo", "00:00:00:00:00:00"),
+    ]
+    .iter()
+    .map(|(n, m)| ((*n).to_owned(), (*m).to_owned()))
+    .collect();
+    let doc = json!({"version": 2, "ethernets": {
+        "a": {"match": {"macaddress": "fa:16:3e:00:00:01"}, "dhcp4": true},
+        "b": {"match": {"name": "en*"}, "dhcp4": true},
+        "c": {"match": {"name": "e?s*"}, "dhcp4": true},
+        "d": {"match": {"name": "l?"}, "dhcp4": true}
+    }});
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    name_interfaces(&mut plan, &links, &mut warnings);
+    let names: Vec<&str> = plan
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_deref().unwrap())
+        .collect();
+    // `a` has ens3 by its MAC, `b` the next match, `c` none left, `d` never `lo`.
+    assert_eq!(names, ["ens3", "ens4"]);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("\"e?s*\""), "{warnings:?}");
+    assert!(warnings[1].contains("\"l?\""), "{warnings:?}");
+}
+
+#[test]
+fn name_patterns_match_as_globs() {
+    for (pattern, name, matches) in [
+        ("en*", "ens3", true),
+        ("en*", "en", true),
+        ("en*", "eth0", false),
+        ("*", "eth0", true),
+        ("e?h0", "eth0", true),
+        ("e?h0", "eh0", false),
+        ("*0", "eth0", true),
+        ("*0", "eth1", false),
+        ("e*s*3", "enp0s3", true),
+        ("e*s*3", "enp0s4", false),
+        ("eth0", "eth0", true),
+        ("eth0", "eth00", false),
+    ] {
+        assert_eq!(
+            links::name_matches(pattern, name),
+            matches,
+            "{pattern} {name}"
+        );
+    }
+}
+
+/// Version 1 addresses and route networks take their prefix as cloud-init does: their own
+/// `/N`, else `prefix` (number or string), else `netmask`, else /24 or /64; `ip_address`
+/// stands for `address`.
+#[test]
+fn version_1_prefixes_are_read_as_cloud_init_reads_them() {
+    let doc = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.1.10", "prefix": 16, "gateway": "198.18.0.1",
+             "routes": [{"network": "198.19.0.0", "prefix": 8, "gateway": "198.18.0.2"},
+                        {"destination": "198.20.0.0", "prefix": "16", "gateway": "198.18.0.3"},
+                        {"network": "198.21.0.0", "gateway": "198.18.0.4"}]},
+            {"type": "static", "address": "198.18.2.10"},
+            {"type": "static", "ip_address": "198.18.3.10", "netmask": "255.255.255.128"},
+            {"type": "static6", "address": "2001:db8::5"},
+            {"type": "static6", "address": "2001:db8:1::5/48", "prefix": 64}
+        ]}
+    ]});
+    let mut warnings = Vec::new();
+    let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    let eth0 = &plan.interfaces[0];
+    assert_eq!(
+        eth0.addresses,
+        [
+            addr("198.18.1.10/16"),
+            addr("198.18.2.10/24"),
+            addr("198.18.3.10/25"),
+            addr("2001:db8::5/64"),
+            addr("2001:db8:1::5/48"),
+        ]
+    );
+    let routes: Vec<String> = eth0.routes.iter().map(|r| r.to.to_string()).collect();
+    assert_eq!(
+        routes,
+        [
+            "0.0.0.0/0",
+            "198.19.0.0/8",
+            "198.20.0.0/16",
+            "198.21.0.0/24"
+        ]
     );
 }
