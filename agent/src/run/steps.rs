@@ -474,7 +474,7 @@ fn ssh_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         // The host name is resolved only when a key is made (on most boots nothing is).
         let result = if kind == "ed25519" {
             ssh_host_key::ensure(i.root, || host_key_comment(i))
-                .map(|made| made == HostKey::Made)
+                .map(|done| matches!(done, HostKey::Made | HostKey::PublicWritten))
                 .map_err(|err| chain(&err))
         } else {
             ssh_genkeytypes::make(i.root, kind, || host_key_comment(i), quiet)
