@@ -174,7 +174,7 @@ fn no_sshd_no_host_key() {
 }
 
 #[test]
-fn a_private_key_without_its_public_half_is_made_anew() {
+fn a_private_key_file_that_is_no_key_is_made_anew() {
     let guest = guest_with_sshd();
     std::fs::write(guest.path(PRIVATE), "left by a boot cut short\n").unwrap();
     run_done(&guest);
@@ -187,6 +187,46 @@ fn a_private_key_without_its_public_half_is_made_anew() {
     if let Some(derived) = openssh_public_of(&guest) {
         assert!(guest.read(PUBLIC).starts_with(derived.trim_end()));
     }
+}
+
+/// `ssh_keys` gives an ed25519 private key in PKCS#8 (as `openssl genpkey` writes it), whose
+/// public line cannot be read without a key parser: it is the user's key, which their
+/// known_hosts may pin, and no boot replaces it (cloud-init never makes a key `ssh_keys` gave).
+#[test]
+fn a_given_private_key_without_its_public_half_is_kept() {
+    const PKCS8: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIKekVhJl9yHW77qsVc1nj6Z6eCPCIErbY99l3464ACgw
+-----END PRIVATE KEY-----
+";
+    let guest = guest_with_sshd();
+    guest.user_data(format!(
+        "#cloud-config\nssh_keys:\n  ed25519_private: |\n{}",
+        PKCS8
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    ));
+    for _boot in 0..2 {
+        run_done(&guest);
+        assert_eq!(guest.read(PRIVATE), PKCS8);
+        assert!(!guest.path(PUBLIC).exists());
+        assert_eq!(guest.step("ssh-host-keys").0, "skipped");
+    }
+}
+
+/// A private key in OpenSSH's format without its public half (deleted by hand): kept, and its
+/// public half written from it.
+#[test]
+fn a_private_key_alone_gets_its_public_half_back() {
+    let guest = guest_with_sshd();
+    run_done(&guest);
+    let private = guest.read(PRIVATE);
+    let public = guest.read(PUBLIC);
+    std::fs::remove_file(guest.path(PUBLIC)).unwrap();
+    run_done(&guest);
+    assert_eq!(guest.step("ssh-host-keys").0, "ok");
+    assert_eq!(guest.read(PRIVATE), private);
+    assert_eq!(guest.read(PUBLIC), public);
 }
 
 #[test]

@@ -207,3 +207,29 @@ fn without_metadata_the_final_stage_runs_only_the_per_boot_scripts() {
     }
     assert_eq!(guest.status()["status"], "error");
 }
+
+/// `runcmd: [reboot]`: the machine goes down while the final stage runs, and systemd's
+/// SIGTERM ends it before it commits. The next boot of the same instance does not run the
+/// scripts again (cloud-init writes a module's semaphore before it runs): else the instance
+/// would reboot at every boot.
+#[test]
+fn a_script_that_reboots_the_machine_runs_once() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nruncmd:\n  - echo ran >> tmp/reboots.count\n  - kill -TERM $PPID\n  \
+         - sleep 5\n",
+    );
+    assert_eq!(guest.run_stage("init").0, 0);
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, -1, "the final stage was not killed: {stderr}");
+    assert_eq!(guest.read("/tmp/reboots.count"), "ran\n");
+    // The boot after the reboot, same instance.
+    assert_eq!(guest.run_stage("init").0, 0);
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/tmp/reboots.count"), "ran\n");
+    assert_eq!(
+        guest.step("scripts-user"),
+        ("skipped".into(), "already ran for this instance".into())
+    );
+}

@@ -26,28 +26,30 @@ pub enum RandomSeedError {
     Write(#[source] std::io::Error),
 }
 
-/// The seed: `random_seed.data` (decoded per `encoding`) followed by the metadata seed.
+/// The seed: `random_seed.data` (decoded per `encoding`) followed by the metadata seed, at most
+/// [`MAX_SEED_BYTES`]. What is cut is user data's: the metadata seed (nova's, made by the
+/// host) is always written whole, however much user data gives.
 pub fn seed_bytes(
     meta: Option<&str>,
     config: Option<&RandomSeed>,
 ) -> Result<Vec<u8>, RandomSeedError> {
+    let mut host = Vec::new();
+    if let Some(meta) = meta {
+        let compact: String = meta.chars().filter(|c| !c.is_whitespace()).collect();
+        host = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|_| RandomSeedError::MetaData)?;
+        host.truncate(MAX_SEED_BYTES);
+    }
     let mut seed = Vec::new();
     if let Some(config) = config
         && let Some(data) = &config.data
     {
         let (encoding, _) = write_files::parse_encoding(config.encoding.as_deref());
-        seed.extend(
-            write_files::decode("random_seed", data, encoding).map_err(RandomSeedError::Data)?,
-        );
+        seed = write_files::decode("random_seed", data, encoding).map_err(RandomSeedError::Data)?;
+        seed.truncate(MAX_SEED_BYTES - host.len());
     }
-    if let Some(meta) = meta {
-        let compact: String = meta.chars().filter(|c| !c.is_whitespace()).collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .map_err(|_| RandomSeedError::MetaData)?;
-        seed.extend(bytes);
-    }
-    seed.truncate(MAX_SEED_BYTES);
+    seed.extend(host);
     Ok(seed)
 }
 
@@ -84,5 +86,13 @@ mod tests {
     fn seed_is_bounded() {
         let big = base64::engine::general_purpose::STANDARD.encode(vec![1u8; MAX_SEED_BYTES + 10]);
         assert_eq!(seed_bytes(Some(&big), None).unwrap().len(), MAX_SEED_BYTES);
+        // User data's seed is what is cut: nova's is written whole.
+        let config = RandomSeed {
+            data: Some("x".repeat(MAX_SEED_BYTES)),
+            encoding: None,
+        };
+        let seed = seed_bytes(Some("IHdvcmxk"), Some(&config)).unwrap();
+        assert_eq!(seed.len(), MAX_SEED_BYTES);
+        assert!(seed.ends_with(b"x world"), "nova's seed is cut");
     }
 }

@@ -9,7 +9,10 @@
 //! The key is `SHA-512(seed)`'s clamped first half times the ed25519 base point (RFC 8032,
 //! 5.1.5), with a seed from the kernel's random source, in OpenSSH's file formats
 //! ([`openssh`]). The public half is written first and the private half last, each atomically:
-//! a run cut short leaves no torn key, and a private key without its public half is made anew.
+//! a run cut short leaves no torn key. A private key without its public half is someone's key
+//! (`ssh_keys` may give one in a format whose public line cannot be read, and known_hosts may
+//! pin it): it is kept, its public half written from it when it is in OpenSSH's format; only a
+//! file that is no key at all is replaced.
 
 pub mod openssh;
 
@@ -49,7 +52,12 @@ pub enum HostKey {
     Present,
     /// Made now.
     Made,
+    /// The private half was there alone: its public half was written from it.
+    PublicWritten,
 }
+
+/// How every PEM-armoured key file starts (OpenSSH's, PKCS#1, PKCS#8, SEC1).
+const PEM_START: &str = "-----BEGIN ";
 
 /// The key pair of a 32-byte seed (RFC 8032, 5.1.5).
 pub fn key_pair(seed: [u8; 32]) -> KeyPair {
@@ -61,15 +69,35 @@ pub fn key_pair(seed: [u8; 32]) -> KeyPair {
     KeyPair { seed, public }
 }
 
-/// Makes the ed25519 host key when sshd is installed and either half is missing (or empty, or
-/// a symlink: sshd would read whatever it points at as its key); `comment`, asked only when
-/// a key is made, ends the public line (`root@<hostname>`, as ssh-keygen writes it).
+/// Makes the ed25519 host key when sshd is installed and the private half is missing (or empty,
+/// or a symlink: sshd would read whatever it points at as its key, or no key file at all); a
+/// private key alone is kept, its public half written from it when it is in OpenSSH's format.
+/// `comment`, asked only when a public line is written, ends it (`root@<hostname>`, as
+/// ssh-keygen writes it).
 pub fn ensure(root: &Root, comment: impl FnOnce() -> String) -> Result<HostKey, HostKeyError> {
     if !root.exists(SSHD_CONFIG) {
         return Ok(HostKey::NoSshd);
     }
-    if root.is_nonempty_file(PRIVATE_KEY) && root.is_nonempty_file(PUBLIC_KEY) {
-        return Ok(HostKey::Present);
+    if root.is_nonempty_file(PRIVATE_KEY) {
+        if root.is_nonempty_file(PUBLIC_KEY) {
+            return Ok(HostKey::Present);
+        }
+        let private = root
+            .read_optional_string(PRIVATE_KEY)
+            .map_err(PathError::fail("read", root.host_path(PRIVATE_KEY)))?
+            .unwrap_or_default();
+        if private.starts_with(PEM_START) {
+            let Some(public) = openssh::public_line_of_private(&private, &comment()) else {
+                // sshd needs the private half only.
+                return Ok(HostKey::Present);
+            };
+            root.write_atomic(
+                PUBLIC_KEY,
+                public.as_bytes(),
+                &WriteOptions::exact(PUBLIC_KEY_MODE, None),
+            )?;
+            return Ok(HostKey::PublicWritten);
+        }
     }
     let mut random = [0u8; 36];
     getrandom::fill(&mut random).map_err(HostKeyError::Random)?;

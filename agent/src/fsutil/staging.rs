@@ -13,7 +13,8 @@
 //! - between two renames (SIGKILL): each target is old or new, and the new ones are exactly
 //!   the writes made before some point of the run, in order, as if the run had been killed
 //!   there (`/etc/passwd` is written after shadow and group, so a user never exists without
-//!   them; a step's semaphore after the step's files; `status.json` last);
+//!   them; a step's semaphore after the step's files, except a user-script step's, which
+//!   comes before its scripts run; `status.json` last);
 //! - power loss: the temp files' data was synced before any rename, so a renamed file is never
 //!   empty or torn; renames reach the disk in the order they were made on journaling file
 //!   systems (ext4, XFS, btrfs keep metadata operations in order), so the same prefix rule

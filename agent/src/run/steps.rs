@@ -39,8 +39,10 @@ pub(super) enum Stage {
     /// keys on the console; here also the CAs the scripts may need): what it needs is written
     /// with the apply steps (a user-script step's scripts), and the step runs at the end
     /// (`metaboot run --stage final`, or at the end of a whole run), at most as often as its
-    /// frequency.
-    Final(Frequency, WriteFn, StepFn),
+    /// frequency. A user-script step (with a `WriteFn`) is marked as run before it runs, as
+    /// cloud-init's semaphores are: a script that reboots the machine (`runcmd: [reboot]`)
+    /// kills the run before its end, and must not run again at every boot.
+    Final(Frequency, Option<WriteFn>, StepFn),
 }
 
 /// A fetch step.
@@ -60,12 +62,12 @@ const fn scripts(
     write: WriteFn,
     run: StepFn,
 ) -> (&'static str, Stage) {
-    (name, Stage::Final(frequency, write, run))
+    (name, Stage::Final(frequency, Some(write), run))
 }
 
 /// A final-stage step with nothing to write before the logins.
 const fn last(name: &'static str, frequency: Frequency, run: StepFn) -> (&'static str, Stage) {
-    (name, Stage::Final(frequency, |_| Ok(()), run))
+    (name, Stage::Final(frequency, None, run))
 }
 
 /// Every step of a run, in order (cloud-init's init, config and final stages): the one list of
@@ -206,7 +208,14 @@ pub(super) fn apply_final(
     wanted: impl Fn(Frequency) -> bool,
 ) {
     let run = STEPS.iter().filter_map(|&(name, stage)| match stage {
-        Stage::Final(frequency, _, run) if wanted(frequency) => Some((name, frequency, run)),
+        Stage::Final(frequency, write, run) if wanted(frequency) => {
+            let marked = if write.is_some() {
+                Marked::Before
+            } else {
+                Marked::After
+            };
+            Some((name, frequency, run, marked))
+        }
         _ => None,
     });
     let run: Vec<_> = run
@@ -220,7 +229,7 @@ pub(super) fn apply_final(
 fn write_scripts(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
     let semaphores = instance.state.semaphores(&instance.id);
     for &(name, stage) in STEPS {
-        let Stage::Final(frequency, write, _) = stage else {
+        let Stage::Final(frequency, Some(write), _) = stage else {
             continue;
         };
         if !wanted(frequency)
@@ -239,20 +248,35 @@ fn write_scripts(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(F
 
 fn apply_where(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
     let apply = STEPS.iter().filter_map(|&(name, stage)| match stage {
-        Stage::Apply(frequency, step) if wanted(frequency) => Some((name, frequency, step)),
+        Stage::Apply(frequency, step) if wanted(frequency) => {
+            Some((name, frequency, step, Marked::After))
+        }
         _ => None,
     });
     run_steps(instance, report, apply);
+}
+
+/// When a step's semaphore is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Marked {
+    /// After the step, staged after its files: a run killed before its commit runs the step
+    /// again at the next boot, which finds its files old or new.
+    After,
+    /// Before the step, whatever it then does (cloud-init's rule for every module): a user
+    /// script runs at most once per instance even when it reboots the machine (`runcmd:
+    /// [reboot]`, `apt-get dist-upgrade && reboot`). The script runner publishes every staged
+    /// write, this one included, before the first script starts.
+    Before,
 }
 
 /// Runs `steps`, each unless `steps:` disables it or its semaphore says it already ran.
 fn run_steps(
     instance: &Instance<'_>,
     report: &mut Report,
-    steps: impl IntoIterator<Item = (&'static str, Frequency, StepFn)>,
+    steps: impl IntoIterator<Item = (&'static str, Frequency, StepFn, Marked)>,
 ) {
     let semaphores = instance.state.semaphores(&instance.id);
-    for (name, frequency, step) in steps {
+    for (name, frequency, step, marked) in steps {
         if !instance.settings.agent.step_enabled(name) {
             report.skip(name, "disabled by `steps` in metaboot.yaml");
             continue;
@@ -266,11 +290,17 @@ fn run_steps(
             continue;
         }
         let mut warnings = Vec::new();
+        if marked == Marked::Before
+            && let Err(err) = semaphores.mark(name, frequency)
+        {
+            warnings.push(chain(&err));
+        }
         let outcome = report.step(name, || step(instance, &mut warnings));
         report
             .warnings
             .extend(warnings.into_iter().map(|w| format!("{name}: {w}")));
-        if outcome != Outcome::Skipped
+        if marked == Marked::After
+            && outcome != Outcome::Skipped
             && let Err(err) = semaphores.mark(name, frequency)
         {
             report.warnings.push(format!("{name}: {}", chain(&err)));
@@ -444,7 +474,7 @@ fn ssh_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         // The host name is resolved only when a key is made (on most boots nothing is).
         let result = if kind == "ed25519" {
             ssh_host_key::ensure(i.root, || host_key_comment(i))
-                .map(|made| made == HostKey::Made)
+                .map(|done| matches!(done, HostKey::Made | HostKey::PublicWritten))
                 .map_err(|err| chain(&err))
         } else {
             ssh_genkeytypes::make(i.root, kind, || host_key_comment(i), quiet)
