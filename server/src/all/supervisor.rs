@@ -1,12 +1,14 @@
 //! Keeping one proxy listener per router namespace (`qrouter-<id>`, `[::]:9697`, both
 //! families) and per address of each isolated network's DHCP namespace (`qdhcp-<id>`, the
 //! metadata addresses on port 80, each on a network with a subnet of its family; the IPv6
-//! one bound on the interface holding it), following the registry. A missing namespace is logged once and retried; a namespace that was deleted and
-//! made again is noticed (its inode changes) and served anew. An address another server holds
+//! one bound on the interface holding it), following the registry. A missing namespace is
+//! logged once and retried; a namespace that was deleted and made again is noticed (its inode
+//! changes) and served anew, and so is an IPv6 address whose interface was replaced inside the
+//! same namespace (a DHCP port plugged again has a new index). An address another server holds
 //! when `all` starts stops it with an error; one taken later is logged and retried.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::host::HostBridges;
 use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
-use crate::http::listen::{netns_path, tcp_listeners_in};
+use crate::http::listen::{link_local_holders, netns_path, tcp_listeners_in};
 use crate::leases::HostLeases;
 use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
@@ -76,6 +78,18 @@ struct Running {
     /// One serving task per worker.
     tasks: Vec<JoinHandle<()>>,
     inode: Option<u64>,
+    /// A link-local listener's address, bound on the interface of this index.
+    link_local: Option<(Ipv6Addr, u32)>,
+}
+
+/// The link-local address and interface index a listener is bound on, if it is one.
+fn link_local_of(bound: SocketAddr) -> Option<(Ipv6Addr, u32)> {
+    match bound {
+        SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() && v6.scope_id() != 0 => {
+            Some((*v6.ip(), v6.scope_id()))
+        }
+        _ => None,
+    }
 }
 
 fn netns_inode(name: &str) -> Option<u64> {
@@ -173,9 +187,38 @@ impl<F: Forward> Supervisor<F> {
         failing: &mut HashMap<Placement, String>,
         stop_if_in_use: bool,
     ) -> Option<Placement> {
+        // A link-local listener serves the interface it was bound on: one that is no longer
+        // the address's holder (replaced, so with a new index) is bound anew.
+        let link_local: Vec<(Placement, u32, (String, Ipv6Addr))> = running
+            .iter()
+            .filter_map(|(placement, listener)| {
+                let (ip, index) = listener.link_local?;
+                Some((placement.clone(), index, (placement.netns.clone(), ip)))
+            })
+            .collect();
+        let moved: HashSet<Placement> = if link_local.is_empty() {
+            HashSet::new()
+        } else {
+            let asked: Vec<(String, Ipv6Addr)> = link_local
+                .iter()
+                .map(|(_, _, asked)| asked.clone())
+                .collect();
+            let holders = tokio::task::spawn_blocking(move || link_local_holders(&asked))
+                .await
+                .unwrap_or_default();
+            link_local
+                .into_iter()
+                .zip(holders)
+                .filter(|((_, index, _), holder)| *holder != Some(*index))
+                .map(|((placement, ..), _)| placement)
+                .collect()
+        };
         running.retain(|placement, listener| {
             let current = netns_inode(&placement.netns);
-            let keep = wanted.contains(placement) && current.is_some() && current == listener.inode;
+            let keep = wanted.contains(placement)
+                && current.is_some()
+                && current == listener.inode
+                && !moved.contains(placement);
             if !keep {
                 listener.tasks.iter().for_each(JoinHandle::abort);
                 tracing::info!(netns = %placement.netns, listen = %placement.listen, "stopped serving");
@@ -205,7 +248,14 @@ impl<F: Forward> Supervisor<F> {
                     let handler =
                         (self.make_handler)(placement.scope.clone(), self.forward.clone());
                     let tasks = self.workers.serve_tcp(listeners, self.limits, &handler);
-                    running.insert(placement.clone(), Running { tasks, inode });
+                    running.insert(
+                        placement.clone(),
+                        Running {
+                            tasks,
+                            inode,
+                            link_local: link_local_of(bound),
+                        },
+                    );
                 }
                 Err(err) => {
                     if stop_if_in_use && err.kind() == std::io::ErrorKind::AddrInUse {

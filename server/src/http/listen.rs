@@ -159,6 +159,28 @@ pub fn scoped(addr: SocketAddr) -> io::Result<SocketAddr> {
     }
 }
 
+/// For each (namespace, link-local address): the index of the one interface holding the
+/// address there now, `None` when none or several do or the namespace is gone. One
+/// short-lived thread visits the namespaces in turn (setns affects only the calling thread),
+/// so a listener bound on an interface that was since replaced (a DHCP port unplugged and
+/// plugged again, which gets a new index) can be noticed and bound anew.
+pub fn link_local_holders(wanted: &[(String, Ipv6Addr)]) -> Vec<Option<u32>> {
+    let holder = |name: &str, ip: Ipv6Addr| -> Option<u32> {
+        let namespace = std::fs::File::open(netns_path(name).ok()?).ok()?;
+        nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        match interfaces_holding(ip).ok()?.as_slice() {
+            [(_, index)] => Some(*index),
+            _ => None,
+        }
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| wanted.iter().map(|(name, ip)| holder(name, *ip)).collect())
+            .join()
+            .unwrap_or_else(|_| vec![None; wanted.len()])
+    })
+}
+
 /// The interfaces of the current namespace holding `ip`: (name, index).
 fn interfaces_holding(ip: Ipv6Addr) -> io::Result<Vec<(String, u32)>> {
     let mut found: Vec<(String, u32)> = Vec::new();

@@ -186,9 +186,27 @@ impl Model {
         self.insert(record);
     }
 
+    /// How many addresses and MACs the indexes hold, for tests of what they let go.
+    #[cfg(test)]
+    pub fn indexed(&self) -> usize {
+        self.v4.len() + self.v6.len() + self.macs.len()
+    }
+
     /// Applies records built from a batch (see [`prepare`]), all or nothing as seen by
     /// readers (the caller holds the write lock).
     pub fn apply(&mut self, prepared: Prepared) {
+        // Every changed instance leaves first: before its network (an instance deleted with
+        // its network in one batch is found in the indexes by that network's slot), and so
+        // that an address that moved between two of them in this batch ends up with its new
+        // owner whatever the order.
+        let mut kept_passwords = HashMap::new();
+        for uuid in &prepared.instances_changed {
+            if let Some(old) = self.remove(uuid)
+                && let Some(password) = old.password()
+            {
+                kept_passwords.insert(*uuid, (old.ec2_id, password.to_owned()));
+            }
+        }
         for (id, network) in prepared.networks {
             match network {
                 Some(network) => {
@@ -211,16 +229,6 @@ impl Model {
                 None => {
                     self.routers.remove(&id);
                 }
-            }
-        }
-        // Every changed instance leaves first, so an address that moved between two of them
-        // in this batch ends up with its new owner whatever the order.
-        let mut kept_passwords = HashMap::new();
-        for uuid in &prepared.instances_changed {
-            if let Some(old) = self.remove(uuid)
-                && let Some(password) = old.password()
-            {
-                kept_passwords.insert(*uuid, (old.ec2_id, password.to_owned()));
             }
         }
         for mut record in prepared.instances {

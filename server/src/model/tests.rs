@@ -434,3 +434,41 @@ fn host_networks_come_oldest_first() {
     assert_eq!(ids[0], older.id);
     assert_eq!(ids[1..], same_second[..], "ties come by id");
 }
+
+#[test]
+fn an_instance_deleted_with_its_network_in_one_batch_leaves_the_indexes() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let lan = w
+        .store
+        .create_network(&NewNetwork {
+            name: "lan".into(),
+            project: "p".into(),
+            cidr: "198.18.1.0/24".parse().unwrap(),
+            second_subnet: Some(store::Subnet {
+                cidr: "fdc6:1200:0:1::/64".parse().unwrap(),
+                gateway: None,
+                dhcp_ip: None,
+            }),
+            ipv6_address_mode: Some(store::Ipv6AddressMode::Slaac),
+            ..NewNetwork::default()
+        })
+        .unwrap()
+        .id;
+    let port = NewPort {
+        network_id: lan.clone(),
+        ..NewPort::default()
+    };
+    w.store.create_instance(&vm(2, "p", b""), &port).unwrap();
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let before = model.read().indexed();
+    w.store.delete_instance(&uuid(2)).unwrap();
+    w.store.delete_network(&lan).unwrap();
+    assert!(matches!(
+        model.catch_up(w.store.as_ref()).unwrap(),
+        CatchUp::Applied(_)
+    ));
+    assert_eq!(model.instance_count(), 1);
+    // vm1's address alone: vm2's IPv4, IPv6 and MAC entries went with it.
+    assert_eq!(model.read().indexed(), 1, "{before} before");
+}

@@ -40,7 +40,8 @@ struct Lab6 {
     /// On the isolated network, with a MAC no port has.
     stranger: Netns,
     _router: Netns,
-    _dhcp: Netns,
+    /// The isolated network's DHCP namespace.
+    dhcp: Netns,
 }
 
 /// A namespace without duplicate address detection: addresses are usable at once (as the
@@ -259,7 +260,7 @@ fn lab() -> Lab6 {
         isolated: guest(isolated_ns, &isolated_vm, isolated_mac),
         stranger,
         _router: router,
-        _dhcp: dhcp,
+        dhcp,
     }
 }
 
@@ -338,6 +339,35 @@ fn all_serves_ipv6_guests_on_both_paths() {
         log.contains(&format!("[{METADATA_IPV6}%")),
         "no scoped listener in the log:\n{log}"
     );
+
+    // The DHCP port is plugged again inside the same namespace (a DHCP agent's resync): a
+    // new interface with a new index holds the address, and is served.
+    let dhcp = &lab.dhcp;
+    let index = |name: &str| dhcp.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")]);
+    let before = index("br-six").unwrap();
+    dhcp.exec("ip", &["link", "del", "br-six"]).unwrap();
+    dhcp.exec("ip", &["link", "add", "br-six", "type", "bridge"])
+        .unwrap();
+    assert_ne!(index("br-six").unwrap(), before);
+    dhcp.exec("ip", &["link", "set", "br-six", "up"]).unwrap();
+    dhcp.exec(
+        "ip",
+        &[
+            "addr",
+            "add",
+            "fdc6:1200:0:11::2/64",
+            "dev",
+            "br-six",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    hold_metadata_address(dhcp, "br-six");
+    for port in ["g-six", "s-six"] {
+        dhcp.exec("ip", &["link", "set", port, "master", "br-six"])
+            .unwrap();
+    }
+    check_guests(&lab);
 }
 
 #[test]
