@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::retry::DEFAULT_DEADLINE;
 use crate::root::Root;
 use crate::source::{self, http::DEFAULT_REQUEST_TIMEOUT};
-use crate::userdata::cloud_config::UserConfig;
+use crate::userdata::cloud_config::{UserConfig, shape_error};
 use crate::userdata::yaml::{self, ConfigMap};
 
 /// Default configuration file, under the root.
@@ -154,9 +154,11 @@ pub fn load(
         Ok(Some(map)) => {
             match serde_json::from_value::<AgentConfig>(serde_json::Value::Object(map.clone())) {
                 Ok(agent) => settings.agent = agent,
-                Err(err) => settings
-                    .errors
-                    .push(format!("{}: {err}; using defaults", path.display())),
+                Err(err) => settings.errors.push(format!(
+                    "{}: {}; using defaults",
+                    path.display(),
+                    shape_error::without_values(&err)
+                )),
             }
             settings.base = map;
         }

@@ -53,6 +53,9 @@ const PLANTED: &[&str] = &[
     "Pw-Top-1313",
     "Pw-Alone-NoColon-1515",
     "Pw-Unterminated-1717",
+    "Pw-Shape-String-2121",
+    "Pw-Shape-Users-2323",
+    "Pw-Url-2525",
     "Pw-Admin-1818",
     "Pw-Wrong-Shape-1919",
 ];
@@ -112,6 +115,19 @@ fn no_password_is_kept_in_a_report_the_log_or_the_output() {
             "#cloud-config\nchpasswd: {users: [{name: root, password: [Pw-Wrong-Shape-1919]}]}\n",
             None,
         ),
+        // Values of the wrong shape: what serde would quote in its message.
+        run_with(
+            "#cloud-config\nchpasswd: \"root:Pw-Shape-String-2121\"\n",
+            None,
+        ),
+        run_with(
+            "#cloud-config\nchpasswd: {users: \"root:Pw-Shape-Users-2323\"}\n",
+            None,
+        ),
+        run_with(
+            "#include\nhttp://admin:Pw-Url-2525@10.0.0.1/user-data\n",
+            None,
+        ),
     ];
     let raw_caches = ["user_data", "vendor_data.json", "vendor_data2.json"];
     for (guest, printed) in &runs {
@@ -141,6 +157,15 @@ fn no_password_is_kept_in_a_report_the_log_or_the_output() {
             assert_eq!(guest.mode_owner(&cloud_config).0, 0o600);
         }
     }
+    // A `write_files` entry that is not a map: its text (a file's content, often a secret)
+    // is not quoted in what the run reports.
+    let (guest, printed) = run_with("#cloud-config\nwrite_files: [\"Pw-Content-2424\"]\n", None);
+    let status = guest.read("/var/lib/metaboot/status.json");
+    assert!(status.contains("write_files"), "{status}");
+    for said in [&status, &printed] {
+        assert!(!said.contains("Pw-Content-2424"), "{said}");
+    }
+
     // The passwords themselves were applied.
     let first = &runs[0].0;
     assert!(crypt_verifies("Pw-Plain-3333", &first.shadow_hash("bob")));

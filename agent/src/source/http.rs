@@ -13,6 +13,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::log::chain;
 use crate::retry::{Retry, RetryError, Transient};
+use crate::source::url::shown;
 use crate::userdata::include::Fetch;
 
 /// Largest `meta_data.json`, `vendor_data*.json`, `network_data.json` or version list accepted.
@@ -163,8 +164,9 @@ impl HttpClient {
 
     /// GET with retries: `Ok(Some(body))` on 200, `Ok(None)` on 404.
     pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
-        self.retry
-            .run(url, |remaining| self.get_once(url, limit, remaining))
+        self.retry.run(&shown(url), |remaining| {
+            self.get_once(url, limit, remaining)
+        })
     }
 
     /// One GET, bounded by the request timeout and by `remaining`.
@@ -176,10 +178,10 @@ impl HttpClient {
     ) -> Result<Option<Vec<u8>>, FetchError> {
         check_url(url)?;
         let transport = |source| FetchError::Transport {
-            url: url.to_owned(),
+            url: shown(url),
             source,
         };
-        tracing::debug!(url, "GET");
+        tracing::debug!(url = %shown(url), "GET");
         let mut response = self
             .agent
             .get(url)
@@ -194,7 +196,7 @@ impl HttpClient {
             404 => return Ok(None),
             _ => {
                 return Err(FetchError::Status {
-                    url: url.to_owned(),
+                    url: shown(url),
                     status,
                 });
             }
@@ -202,7 +204,7 @@ impl HttpClient {
         match response.body_mut().with_config().limit(limit).read_to_vec() {
             Ok(body) => Ok(Some(body)),
             Err(ureq::Error::BodyExceedsLimit(_)) => Err(FetchError::TooLarge {
-                url: url.to_owned(),
+                url: shown(url),
                 limit,
             }),
             Err(source) => Err(transport(source)),
@@ -222,7 +224,7 @@ impl HttpClient {
         content_type: &str,
         body: &[u8],
     ) -> Result<(), RetryError<FetchError>> {
-        self.retry.run(url, |remaining| {
+        self.retry.run(&shown(url), |remaining| {
             self.post_once(url, content_type, body, remaining)
         })
     }
@@ -246,7 +248,7 @@ impl HttpClient {
             .content_type(content_type)
             .send(body)
             .map_err(|source| FetchError::PostTransport {
-                url: url.to_owned(),
+                url: shown(url),
                 source,
             })?;
         let status = response.status().as_u16();
@@ -260,7 +262,7 @@ impl HttpClient {
             .read_to_string()
             .unwrap_or_default();
         Err(FetchError::PostStatus {
-            url: url.to_owned(),
+            url: shown(url),
             status,
             reason: reason.lines().next().unwrap_or_default().to_owned(),
         })

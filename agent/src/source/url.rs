@@ -33,15 +33,28 @@ pub struct Host {
     pub zone: Option<String>,
 }
 
+/// `url` as messages show it: a user name and password before the host (`http://user:pw@…`,
+/// which the agent never sends) replaced by `…@`, as the message goes to `status.json`.
+pub fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The authority of `http://AUTHORITY/…` (what comes before the path, query or fragment).
 fn authority(url: &str) -> Result<&str, UrlError> {
     let lower = url.to_ascii_lowercase();
     let rest = if lower.starts_with("http://") {
         &url[7..]
     } else if lower.starts_with("https://") {
-        return Err(UrlError::Https(url.to_owned()));
+        return Err(UrlError::Https(shown(url)));
     } else {
-        return Err(UrlError::Scheme(url.to_owned()));
+        return Err(UrlError::Scheme(shown(url)));
     };
     Ok(rest.split(['/', '?', '#']).next().unwrap_or_default())
 }
@@ -49,7 +62,7 @@ fn authority(url: &str) -> Result<&str, UrlError> {
 /// Parses the host of an authority (`169.254.169.254:80`, `[fe80::a9fe:a9fe%25eth0]`) and
 /// returns it with the port text, if any. `url` is for messages.
 fn parse_authority<'a>(url: &str, authority: &'a str) -> Result<(Host, Option<&'a str>), UrlError> {
-    let not_ip = || UrlError::NotIpLiteral(url.to_owned());
+    let not_ip = || UrlError::NotIpLiteral(shown(url));
     if let Some(v6) = authority.strip_prefix('[') {
         let (inside, after) = v6.split_once(']').ok_or_else(not_ip)?;
         let host = bracketed(url, inside)?;
@@ -81,14 +94,14 @@ fn bracketed(url: &str, inside: &str) -> Result<Host, UrlError> {
     };
     let ip: Ipv6Addr = address
         .parse()
-        .map_err(|_| UrlError::NotIpLiteral(url.to_owned()))?;
+        .map_err(|_| UrlError::NotIpLiteral(shown(url)))?;
     if let Some(zone) = zone {
         let plain = !zone.is_empty()
             && zone
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if !ip.is_unicast_link_local() || !plain {
-            return Err(UrlError::Zone(url.to_owned()));
+            return Err(UrlError::Zone(shown(url)));
         }
     }
     Ok(Host {
@@ -108,7 +121,7 @@ pub fn host(url: &str) -> Result<Host, UrlError> {
     if let Some(port) = port
         && port.parse::<u16>().is_err()
     {
-        return Err(UrlError::Port(url.to_owned()));
+        return Err(UrlError::Port(shown(url)));
     }
     Ok(host)
 }
@@ -147,6 +160,20 @@ pub fn with_zone(url: &str, interface: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_never_shown() {
+        assert_eq!(
+            shown("http://user:S3cret@10.0.0.1/x?a=b@c"),
+            "http://…@10.0.0.1/x?a=b@c"
+        );
+        assert_eq!(shown("http://10.0.0.1/a@b"), "http://10.0.0.1/a@b");
+        assert_eq!(shown("no scheme"), "no scheme");
+        let refused = host("http://user:S3cret@10.0.0.1/")
+            .unwrap_err()
+            .to_string();
+        assert!(!refused.contains("S3cret"), "{refused}");
+    }
 
     #[test]
     fn ip_literal_http_urls_only() {

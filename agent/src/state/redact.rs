@@ -42,20 +42,31 @@ pub fn meta_data(raw: &[u8]) -> Vec<u8> {
 }
 
 /// The merged cloud-config as cached: `password`, `chpasswd.list`, `chpasswd.users[].password`,
-/// the users' `passwd`, `hashed_passwd`, `plain_text_passwd` and the private host keys of
-/// `ssh_keys` (`<type>_private`) replaced, whatever their shape.
+/// the users' `passwd`, `hashed_passwd`, `plain_text_passwd`, the private host keys of
+/// `ssh_keys` (`<type>_private`) and `random_seed.data` replaced, whatever their shape (a
+/// `chpasswd` or `ssh_keys` that is not a map, whole).
 pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
     let mut out = config.clone();
     redact(&mut out, "password");
-    if let Some(Value::Object(chpasswd)) = out.get_mut("chpasswd") {
-        redact(chpasswd, "list");
-        if let Some(Value::Array(users)) = chpasswd.get_mut("users") {
-            for user in users {
-                if let Value::Object(user) = user {
-                    redact(user, "password");
+    // A value of another shape than expected is redacted whole: `chpasswd: "root:pw"`.
+    match out.get_mut("chpasswd") {
+        Some(Value::Object(chpasswd)) => {
+            redact(chpasswd, "list");
+            match chpasswd.get_mut("users") {
+                Some(Value::Array(users)) => {
+                    for user in users {
+                        match user {
+                            Value::Object(user) => redact(user, "password"),
+                            other => redact_value(other),
+                        }
+                    }
                 }
+                Some(other) => redact_value(other),
+                None => {}
             }
         }
+        Some(other) => redact_value(other),
+        None => {}
     }
     match out.get_mut("users") {
         Some(Value::Array(users)) => users.iter_mut().for_each(redact_user),
@@ -68,10 +79,20 @@ pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
         }
     }
     // The private halves of the host keys `ssh_keys` gives.
-    if let Some(Value::Object(keys)) = out.get_mut("ssh_keys") {
-        for (_, value) in keys.iter_mut().filter(|(key, _)| key.ends_with("_private")) {
-            redact_value(value);
+    match out.get_mut("ssh_keys") {
+        Some(Value::Object(keys)) => {
+            for (_, value) in keys.iter_mut().filter(|(key, _)| key.ends_with("_private")) {
+                redact_value(value);
+            }
         }
+        Some(other) => redact_value(other),
+        None => {}
+    }
+    // The seed mixed into the kernel's pool.
+    match out.get_mut("random_seed") {
+        Some(Value::Object(seed)) => redact(seed, "data"),
+        Some(other) => redact_value(other),
+        None => {}
     }
     out
 }
@@ -108,6 +129,7 @@ mod tests {
             "\"d\"",
             "$6$d$e",
             "BEGIN OPENSSH",
+            "\"odd\"",
         ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
@@ -116,7 +138,6 @@ mod tests {
             "alice",
             "\"text\"",
             "sudo",
-            "\"odd\"",
             "\"default\"",
             "ssh-ed25519 AAAApublic",
         ] {
@@ -127,6 +148,21 @@ mod tests {
         assert_eq!(
             Value::Object(cloud_config(&map)),
             json!({"users": {"bob": {"plain_text_passwd": REDACTED}, "carol": true}})
+        );
+        // Values of another shape, whole; the seed's data.
+        let odd = json!({"chpasswd": "root:pw", "ssh_keys": "-----BEGIN",
+            "random_seed": {"data": "seed", "encoding": "raw"}});
+        let Value::Object(map) = odd else { panic!() };
+        assert_eq!(
+            Value::Object(cloud_config(&map)),
+            json!({"chpasswd": REDACTED, "ssh_keys": REDACTED,
+                "random_seed": {"data": REDACTED, "encoding": "raw"}})
+        );
+        let users = json!({"chpasswd": {"users": "root:pw", "expire": false}});
+        let Value::Object(map) = users else { panic!() };
+        assert_eq!(
+            Value::Object(cloud_config(&map)),
+            json!({"chpasswd": {"users": REDACTED, "expire": false}})
         );
     }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::yaml::ConfigMap;
 
 pub mod not_applied;
+pub mod shape_error;
 mod str_like;
 mod write_file;
 
@@ -110,7 +111,7 @@ fn read<T: serde::de::DeserializeOwned>(
         .map_err(|err| {
             errors.push(KeyError {
                 key,
-                message: err.to_string(),
+                message: shape_error::without_values(&err),
             });
         })
         .ok()

@@ -16,6 +16,7 @@ use metaboot_proto::vendor_data::CLOUD_INIT_KEY;
 use serde_json::Value;
 
 use crate::log::chain;
+use crate::source::url::shown as shown_url;
 use crate::state::semaphore::Frequency;
 use include::Fetch;
 use parts::{GZIP_TYPES, NOT_MULTIPART, PartKind};
@@ -279,14 +280,18 @@ impl<'a> Decoder<'a> {
             self.urls += 1;
             if self.urls > include::MAX_INCLUDE_URLS {
                 return self.error(format!(
-                    "{name}: more than {} include URLs; {url} and the rest ignored",
-                    include::MAX_INCLUDE_URLS
+                    "{name}: more than {} include URLs; {} and the rest ignored",
+                    include::MAX_INCLUDE_URLS,
+                    shown_url(&url)
                 ));
             }
             match self.fetch.fetch(&url, include::MAX_INCLUDE_BYTES) {
                 Ok(Some(content)) => self.document(&content, depth + 1, &url),
-                Ok(None) => self.error(format!("{name}: include {url}: not found (404)")),
-                Err(err) => self.error(format!("{name}: include {url}: {err}")),
+                Ok(None) => self.error(format!(
+                    "{name}: include {}: not found (404)",
+                    shown_url(&url)
+                )),
+                Err(err) => self.error(format!("{name}: include {}: {err}", shown_url(&url))),
             }
         }
     }
@@ -328,7 +333,10 @@ impl<'a> Decoder<'a> {
                 let filename = map.get("filename").and_then(Value::as_str);
                 self.part(kind, filename, content.as_bytes(), depth);
             }
-            other => self.warning(format!("{origin}: ignoring list item {other}")),
+            // Not quoted: it may hold anything, and warnings go to status.json.
+            _ => self.warning(format!(
+                "{origin}: ignoring a list item that is neither text nor a part (a map)"
+            )),
         }
     }
 }

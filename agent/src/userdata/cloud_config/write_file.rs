@@ -53,7 +53,7 @@ impl<'de> Deserialize<'de> for WriteFiles {
                 index: i + 1,
                 path,
                 defer,
-                message: err.to_string(),
+                message: super::shape_error::without_values(&err),
             })
         };
         Ok(WriteFiles(
