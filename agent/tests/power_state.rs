@@ -43,7 +43,7 @@ fn a_malformed_request_is_its_steps_error() {
         ),
         (
             "power_state: reboot",
-            "invalid `power_state`: invalid type: string \"reboot\", expected a map",
+            "invalid `power_state`: invalid type: string, expected a map",
         ),
     ] {
         let guest = Guest::new();

@@ -471,12 +471,22 @@ fn slowloris_heads_and_bodies_are_cut_off_while_others_are_served() {
 /// others are served.
 #[test]
 fn a_guest_that_takes_no_answer_is_disconnected_while_others_are_served() {
-    /// Far more answers than the sockets between guest and proxy hold.
-    const ASKED: usize = 5_000;
+    /// Far more answers than the sockets between guest and proxy hold: the guest's receive
+    /// buffer is pinned small, and the proxy's send buffer grows to at most `tcp_wmem`'s
+    /// 4 MiB, a few thousand answers.
+    const ASKED: usize = 20_000;
+    /// The guest's receive buffer (pinned: no autotuning to megabytes on a loaded machine).
+    const GUEST_RECEIVE_BUFFER: usize = 16 * 1024;
     let mut w = world();
     let proxy = impatient_proxy(&mut w);
     let me = w.alpha.clone();
     let mut stream = guest::connect(Some(me.ip()), proxy).unwrap();
+    nix::sys::socket::setsockopt(
+        &stream,
+        nix::sys::socket::sockopt::RcvBuf,
+        &GUEST_RECEIVE_BUFFER,
+    )
+    .unwrap();
     let mut asking = stream.try_clone().unwrap();
     let request = format!("GET {META_DATA} HTTP/1.1\r\nHost: x\r\n\r\n");
     // Writes until the proxy stops reading, then until it closes the connection.
