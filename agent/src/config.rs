@@ -125,6 +125,28 @@ pub struct Settings {
     pub errors: Vec<String>,
 }
 
+/// The agent's keys of metaboot.yaml, each read on its own: a key of the wrong shape
+/// (`deadline_secs: soon`) is an error and keeps its default, and the others still apply (the
+/// `steps` an operator turned off stay off).
+fn agent_config(map: &ConfigMap, path: &Path, errors: &mut Vec<String>) -> AgentConfig {
+    let mut readable = serde_json::Map::new();
+    for (key, value) in map {
+        let alone = serde_json::Map::from_iter([(key.clone(), value.clone())]);
+        match serde_json::from_value::<AgentConfig>(serde_json::Value::Object(alone)) {
+            Ok(_) => {
+                readable.insert(key.clone(), value.clone());
+            }
+            Err(err) => errors.push(format!(
+                "{}: `{key}`: {}; its default is used",
+                path.display(),
+                shape_error::without_values(&err)
+            )),
+        }
+    }
+    // Each key read alone, so together they read too.
+    serde_json::from_value(serde_json::Value::Object(readable)).unwrap_or_default()
+}
+
 /// Loads metaboot.yaml (`config_path` as given, else under the root), then the kernel command
 /// line, then `cli_url`, each overriding the previous for the URL. `steps:` may name only
 /// `known_steps`.
@@ -152,14 +174,7 @@ pub fn load(
     };
     match read_config(&path, bytes) {
         Ok(Some(map)) => {
-            match serde_json::from_value::<AgentConfig>(serde_json::Value::Object(map.clone())) {
-                Ok(agent) => settings.agent = agent,
-                Err(err) => settings.errors.push(format!(
-                    "{}: {}; using defaults",
-                    path.display(),
-                    shape_error::without_values(&err)
-                )),
-            }
+            settings.agent = agent_config(&map, &path, &mut settings.errors);
             settings.base = map;
         }
         Ok(None) => {}
@@ -365,13 +380,23 @@ mod tests {
         );
         assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
 
-        fs::write(&path, "deadline_secs: soon\nsteps: [hostname, nope]\n").unwrap();
+        // A key of the wrong shape keeps its default; the others still apply.
+        fs::write(
+            &path,
+            "deadline_secs: soon\nsteps: [hostname]\napply_admin_pass: [no]\n",
+        )
+        .unwrap();
         let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
+        assert_eq!(settings.errors.len(), 2, "{:?}", settings.errors);
         assert!(
-            settings.errors[0].contains("using defaults"),
+            settings.errors[0].contains("`apply_admin_pass`: invalid type: sequence")
+                && settings.errors[1].contains("`deadline_secs`: invalid type: string")
+                && settings.errors[1].ends_with("its default is used"),
             "{:?}",
             settings.errors
         );
+        assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
+        assert!(!settings.agent.step_enabled("runcmd"), "steps still apply");
 
         fs::write(&path, "steps: [hostname, nope]\ndeadline_secs: 99999\n").unwrap();
         let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);

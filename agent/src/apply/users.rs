@@ -248,6 +248,11 @@ impl Accounts {
         self.group.get(name)?.get(2)?.parse().ok()
     }
 
+    /// Whether a group has the id `gid` (`useradd -g 100` takes a number as well as a name).
+    pub fn has_gid(&self, gid: u32) -> bool {
+        Self::used_ids(&self.group).contains(&gid)
+    }
+
     fn used_ids(file: &ColonFile) -> Vec<u32> {
         file.entries()
             .filter_map(|f| f.get(2).and_then(|id| id.parse().ok()))

@@ -8,6 +8,7 @@ use crate::apply::users::{Accounts, NewUser, User, check_field};
 use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
 use crate::fsutil::{self, WriteOptions};
 use crate::root::Root;
+use crate::userdata::cloud_config::shape_error::without_values;
 use crate::userdata::cloud_config::{
     CloudConfig, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
 };
@@ -72,11 +73,13 @@ pub fn default_user(configured: Option<&UserConfig>, config: &CloudConfig) -> Op
 }
 
 /// The user list to apply: `users` (default `[default]`) with `default` replaced by the
-/// configured default user.
+/// configured default user. An entry that cannot be read is in `errors` (what is wrong with
+/// it, never its values) and left out; a `users` that is no list, text or map creates nobody.
 pub fn user_list(
     config: &CloudConfig,
     default_user: Option<&UserConfig>,
     warnings: &mut Vec<String>,
+    errors: &mut Vec<String>,
 ) -> Vec<UserConfig> {
     let named = |name: &str| UserConfig {
         name: name.to_owned(),
@@ -92,14 +95,32 @@ pub fn user_list(
             });
         }
     };
+    let unreadable = |what: String, value: &serde_json::Value| {
+        let why = serde_json::from_value::<UserConfig>(value.clone())
+            .err()
+            .map_or_else(|| "not a user".to_owned(), |err| without_values(&err));
+        format!("{what}: {why}; not applied")
+    };
     match &config.users {
         None => wanted.push(None),
+        Some(Users::Invalid(_)) => errors.push(
+            "users: not a list, a comma-separated text or a map of users; no user applied"
+                .to_owned(),
+        ),
         Some(Users::Text(text)) => push_names(text, &mut wanted),
         Some(Users::List(list)) => {
-            for entry in list {
+            for (index, entry) in list.iter().enumerate() {
                 match entry {
                     UserEntry::Name(text) => push_names(text, &mut wanted),
                     UserEntry::Config(cfg) => wanted.push(Some((**cfg).clone())),
+                    UserEntry::Invalid(value) => {
+                        let name = value.get("name").and_then(|n| n.as_str());
+                        let what = match name {
+                            Some(name) => format!("users: {name}"),
+                            None => format!("users: entry {}", index + 1),
+                        };
+                        errors.push(unreadable(what, value));
+                    }
                 }
             }
         }
@@ -112,6 +133,9 @@ pub fn user_list(
                         name: name.clone(),
                         ..(**cfg).clone()
                     })),
+                    UserMapValue::Invalid(value) => {
+                        errors.push(unreadable(format!("users: {name}"), value));
+                    }
                 }
             }
         }
@@ -164,9 +188,16 @@ fn apply_user(
             .next_uid(system, uid_wanted)
             .map_err(|e| format!("{name}: {e}"))?;
         let gid = if let Some(group) = &cfg.primary_group {
-            accounts
-                .ensure_group(group, system, None)
-                .map_err(|e| format!("{name}: {e}"))?
+            // A number is a group id, as useradd -g takes it.
+            match group.trim().parse::<u32>() {
+                Ok(gid) if accounts.has_gid(gid) => gid,
+                Ok(gid) => {
+                    return Err(format!("{name}: primary_group {gid}: no group has that id"));
+                }
+                Err(_) => accounts
+                    .ensure_group(group, system, None)
+                    .map_err(|e| format!("{name}: {e}"))?,
+            }
         } else if cfg.no_user_group == Some(true) {
             accounts.gid("users").unwrap_or(100)
         } else {
@@ -277,7 +308,12 @@ pub fn apply(
             }
         }
     }
-    let users = user_list(config, default_user, &mut summary.warnings);
+    let users = user_list(
+        config,
+        default_user,
+        &mut summary.warnings,
+        &mut summary.errors,
+    );
     let mut errored: Vec<&str> = Vec::new();
     let mut homes: Vec<(&str, String)> = Vec::new();
     for cfg in &users {

@@ -139,6 +139,13 @@ fn users_set_root_password(i: &Instance<'_>) -> bool {
                 && (cfg.hashed_passwd.is_some() || cfg.plain_text_passwd.is_some())
         }
         UserEntry::Name(_) => false,
+        // An entry for root that cannot be read is not applied; its password still means
+        // `admin_pass` is not root's.
+        UserEntry::Invalid(value) => {
+            value.get("name").and_then(|n| n.as_str()).map(str::trim) == Some("root")
+                && (value.get("hashed_passwd").is_some()
+                    || value.get("plain_text_passwd").is_some())
+        }
     })
 }
 
@@ -172,7 +179,7 @@ pub(super) fn hash_ahead(i: &Instance<'_>) -> bool {
     if let Some(Users::List(list)) = &i.config.users {
         texts.extend(list.iter().filter_map(|entry| match entry {
             UserEntry::Config(cfg) => cfg.plain_text_passwd.as_ref().map(|text| text.0.clone()),
-            UserEntry::Name(_) => None,
+            UserEntry::Name(_) | UserEntry::Invalid(_) => None,
         }));
     }
     passwords::hash_ahead(texts)
@@ -387,8 +394,13 @@ pub(super) fn authkey_fingerprints(i: &Instance<'_>, warnings: &mut Vec<String>)
     let Some(accounts) = load(i) else {
         return Done::error("cannot read the root's /etc/passwd");
     };
-    // The user list's own warnings were the users-groups step's.
-    let users = users_groups::user_list(&i.config, default_user(i).as_ref(), &mut Vec::new());
+    // The user list's own warnings and errors were the users-groups step's.
+    let users = users_groups::user_list(
+        &i.config,
+        default_user(i).as_ref(),
+        &mut Vec::new(),
+        &mut Vec::new(),
+    );
     let settings = ssh_keys_file::sshd_settings(i.root);
     let mut shown = Vec::new();
     for wanted in users {

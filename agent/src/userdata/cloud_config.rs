@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::yaml::ConfigMap;
 
+mod lenient;
 pub mod not_applied;
 pub mod shape_error;
 mod str_like;
@@ -373,6 +374,7 @@ impl TryFrom<serde_json::Value> for SshPwauth {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Chpasswd {
     /// Force a password change at first login (default true).
+    #[serde(default, deserialize_with = "lenient::flag")]
     pub expire: Option<bool>,
     /// `[{name, password, type}]`.
     pub users: Option<Vec<ChpasswdUser>>,
@@ -397,6 +399,9 @@ pub enum Users {
     List(Vec<UserEntry>),
     Text(String),
     Map(BTreeMap<String, UserMapValue>),
+    /// None of these: the step says so, and creates no user in its place (not even the
+    /// default user, whom a `users` list may have left out on purpose).
+    Invalid(serde_json::Value),
 }
 
 /// `user`: a new name for the default user, or options overriding its configuration.
@@ -414,6 +419,8 @@ pub enum UserEntry {
     /// `default` or a user name (comma-separated names allowed).
     Name(String),
     Config(Box<UserConfig>),
+    /// An entry whose options cannot be read: that user's error, the others still applied.
+    Invalid(serde_json::Value),
 }
 
 /// A value in the mapping form of `users` (`users: {default: true, bob: {gecos: Bob}}`).
@@ -422,6 +429,8 @@ pub enum UserEntry {
 pub enum UserMapValue {
     Enabled(bool),
     Config(Box<UserConfig>),
+    /// Options that cannot be read: that user's error.
+    Invalid(serde_json::Value),
 }
 
 /// A user's options (docs/protocol.md §5.4); unknown keys are ignored.
@@ -430,11 +439,14 @@ pub enum UserMapValue {
 pub struct UserConfig {
     pub name: String,
     pub gecos: Option<StrLike>,
+    #[serde(deserialize_with = "lenient::text")]
     pub homedir: Option<String>,
+    #[serde(deserialize_with = "lenient::text")]
     pub primary_group: Option<String>,
     pub groups: Option<CsvList>,
+    #[serde(deserialize_with = "lenient::text")]
     pub shell: Option<String>,
-    #[serde(alias = "lock-passwd")]
+    #[serde(alias = "lock-passwd", deserialize_with = "lenient::flag")]
     pub lock_passwd: Option<bool>,
     /// A hash, used only when the user is created.
     pub passwd: Option<StrLike>,
@@ -444,9 +456,12 @@ pub struct UserConfig {
     pub plain_text_passwd: Option<StrLike>,
     pub ssh_authorized_keys: Option<OneOrMany<String>>,
     pub sudo: Option<Sudo>,
+    #[serde(deserialize_with = "lenient::flag")]
     pub system: Option<bool>,
     pub uid: Option<StrLike>,
+    #[serde(deserialize_with = "lenient::flag")]
     pub no_create_home: Option<bool>,
+    #[serde(deserialize_with = "lenient::flag")]
     pub no_user_group: Option<bool>,
 }
 

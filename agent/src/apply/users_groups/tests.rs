@@ -256,3 +256,51 @@ fn the_user_key_overrides_the_default_user() {
     assert!(default_user(None, &config("hostname: x\n")).is_none());
     assert!(default_user(None, &config("user: {shell: /bin/sh}\n")).is_none());
 }
+
+/// cloud-init reads a user's flags loosely (`lock_passwd: "false"`) and a group given as a
+/// number as its name; an entry that still cannot be read is that user's error alone, and a
+/// `users` of no known shape creates nobody, not the default user in its place.
+#[test]
+fn a_user_of_an_unexpected_shape_fails_alone_and_never_brings_the_default_user() {
+    let (_dir, root) = setup();
+    let default = UserConfig {
+        name: "debian".into(),
+        ..UserConfig::default()
+    };
+    let cfg = config(
+        "users:\n- {name: admin, passwd: $6$a$b, lock_passwd: \"false\", system: \"no\", \
+         primary_group: 100}\n\
+         - {name: carol, lock_passwd: sometimes}\n- {name: dave, groups: {a: [b]}, sudo: 7}\n\
+         - erin\n",
+    );
+    let summary = apply(&root, &cfg, Some(&default)).unwrap();
+    assert_eq!(summary.created, ["admin", "erin"]);
+    assert_eq!(summary.errors.len(), 2, "{:?}", summary.errors);
+    assert!(
+        summary.errors[0].starts_with("users: carol: ")
+            && summary.errors[0].contains("expected true or false")
+            && !summary.errors[0].contains("sometimes"),
+        "{:?}",
+        summary.errors
+    );
+    assert!(
+        summary.errors[1].starts_with("users: dave: "),
+        "{:?}",
+        summary.errors
+    );
+    let passwd = read(&root, "/etc/passwd");
+    assert!(passwd.contains("\nadmin:x:1001:100:"), "{passwd}");
+    assert!(!passwd.contains("debian"), "{passwd}");
+    // Unlocked, as `lock_passwd: "false"` asks.
+    let shadow = read(&root, "/etc/shadow");
+    assert!(shadow.contains("\nadmin:$6$a$b:"), "{shadow}");
+
+    let (_dir2, root2) = setup();
+    let summary = apply(&root2, &config("users: 5\n"), Some(&default)).unwrap();
+    assert!(summary.created.is_empty(), "{:?}", summary.created);
+    assert!(
+        summary.errors[0].starts_with("users: not a list"),
+        "{:?}",
+        summary.errors
+    );
+}
