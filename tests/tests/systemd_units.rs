@@ -289,11 +289,18 @@ fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
 
 #[test]
 fn each_server_role_gets_only_the_privileges_it_needs() {
-    // (unit, capabilities) — setns needs CAP_SYS_ADMIN, port 80 CAP_NET_BIND_SERVICE.
+    // (unit, capabilities) — setns needs CAP_SYS_ADMIN, port 80 CAP_NET_BIND_SERVICE; `all`
+    // also serves host bridges: `ip addr` on the bridge (CAP_NET_ADMIN) and libvirt's dnsmasq
+    // configuration, mode 0600 root (CAP_DAC_READ_SEARCH).
     let roles: [(&str, &[&str]); 5] = [
         (
             "server/systemd/metaboot-server.service",
-            &["CAP_SYS_ADMIN", "CAP_NET_BIND_SERVICE"],
+            &[
+                "CAP_SYS_ADMIN",
+                "CAP_NET_BIND_SERVICE",
+                "CAP_NET_ADMIN",
+                "CAP_DAC_READ_SEARCH",
+            ],
         ),
         ("server/systemd/metaboot-api.service", &[]),
         ("server/systemd/metaboot-agent.service", &[]),
@@ -340,7 +347,22 @@ fn each_server_role_gets_only_the_privileges_it_needs() {
             assert_eq!(namespaces, "yes", "{source}: no namespaces at all");
             assert_eq!(get(&unit, "Service", "PrivateUsers"), "yes", "{source}");
         }
+        // `all` finds the interface holding fe80::a9fe:a9fe (getifaddrs) and runs `ip addr`:
+        // both over netlink. The others have no use for it.
         let exec = get(&unit, "Service", "ExecStart");
+        let mut families = vec!["AF_UNIX", "AF_INET", "AF_INET6"];
+        if exec.contains(" all ") {
+            families.push("AF_NETLINK");
+        }
+        assert_eq!(
+            words(&unit, "Service", "RestrictAddressFamilies"),
+            families,
+            "{source}"
+        );
+        // A router's proxy takes both families (the binary's default `[::]:9697`).
+        if exec.contains("--router-id") {
+            assert!(!exec.contains("--listen"), "{source}: {exec}");
+        }
         let needs_state = !exec.contains(" ns-proxy ");
         assert_eq!(
             get(&unit, "Service", "StateDirectory") == "metaboot",
