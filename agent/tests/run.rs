@@ -675,6 +675,26 @@ fn a_long_host_name_that_is_not_ascii_is_refused_and_the_run_goes_on() {
     assert_eq!(guest.read("/etc/after"), "ran");
 }
 
+/// A fully qualified name over the 64 bytes a host name may have: the host name is its first
+/// label, and /etc/hosts has it whole (`hostname -f`), as cloud-init writes it.
+#[test]
+fn a_long_fqdn_is_kept_whole_in_etc_hosts() {
+    let guest = Guest::new();
+    let fqdn = format!("node-0123456789abcdef.{}.example.com", "c".repeat(50));
+    assert!(fqdn.len() > 64);
+    guest.user_data(format!(
+        "#cloud-config\nfqdn: {fqdn}\nmanage_etc_hosts: localhost\n"
+    ));
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/etc/hostname"), "node-0123456789abcdef\n");
+    let hosts = guest.read("/etc/hosts");
+    assert!(
+        hosts.contains(&format!("\n127.0.1.1 {fqdn} node-0123456789abcdef\n")),
+        "{hosts}"
+    );
+}
+
 /// Vendor data's and user data's boothooks and per-instance scripts, each unnamed (both
 /// `part-001` where each was decoded): every one of them runs.
 #[test]

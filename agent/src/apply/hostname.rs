@@ -10,6 +10,11 @@ use crate::root::Root;
 pub const HOSTNAME_FILE: &str = "/etc/hostname";
 /// Linux's HOST_NAME_MAX: longer names are cut at the first dot, then truncated.
 pub const MAX_HOSTNAME_LEN: usize = 64;
+/// Longest fully qualified name (`/etc/hosts` takes it whole; the kernel's host name is the
+/// short one).
+pub const MAX_FQDN_LEN: usize = 253;
+/// Longest label of a name (RFC 1035).
+pub const MAX_LABEL_LEN: usize = 63;
 
 /// Hostname failures.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +97,28 @@ pub fn sanitize(name: &str) -> Result<String, HostnameError> {
         Ok(name)
     } else {
         Err(HostnameError::Invalid(name))
+    }
+}
+
+/// Checks a fully qualified name, as `/etc/hosts` takes it: up to [`MAX_FQDN_LEN`] bytes of
+/// labels of at most [`MAX_LABEL_LEN`], as cloud-init keeps it whole. A longer one is cut as
+/// [`sanitize`] cuts a host name.
+pub fn sanitize_fqdn(name: &str) -> Result<String, HostnameError> {
+    let name = name.trim().trim_end_matches('.');
+    let fits = name.len() <= MAX_FQDN_LEN && name.split('.').all(|l| l.len() <= MAX_LABEL_LEN);
+    if !fits {
+        return sanitize(name);
+    }
+    let ok = !name.is_empty()
+        && !name.starts_with(['-', '.'])
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(HostnameError::Invalid(name.to_owned()))
     }
 }
 
@@ -202,6 +229,16 @@ mod tests {
         assert!(sanitize("a/b").is_err());
         assert!(sanitize("").is_err());
         assert!(sanitize("-x").is_err());
+        // A fully qualified name over the host name's bound is kept whole where it goes
+        // (/etc/hosts), up to its own.
+        let fqdn = format!("node-0123456789abcdef.{}.example.com", "c".repeat(60));
+        assert!(fqdn.len() > MAX_HOSTNAME_LEN);
+        assert_eq!(sanitize_fqdn(&format!("{fqdn}.")).unwrap(), fqdn);
+        let too_long = format!("x.{}", "d.".repeat(130));
+        assert_eq!(sanitize_fqdn(&too_long).unwrap(), "x");
+        for bad in ["a..b", "bad name.org", "-x.org", ""] {
+            assert!(sanitize_fqdn(bad).is_err(), "{bad}");
+        }
         // A long name that is not ASCII, whatever byte the bound falls on: refused, no panic.
         for name in [
             "\u{e9}".repeat(40),

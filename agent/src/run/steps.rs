@@ -601,10 +601,11 @@ fn names(i: &Instance<'_>) -> Result<(hostname::Names, String), HostnameError> {
         Some(i.meta.hostname.as_str()),
         &current,
     );
-    let fqdn = hostname::sanitize(&names.fqdn)?;
+    // The whole name for /etc/hosts; the kernel's and /etc/hostname's within their bound.
+    let fqdn = hostname::sanitize_fqdn(&names.fqdn)?;
     let short = hostname::sanitize(&names.hostname)?;
     let chosen = if i.config.prefer_fqdn_over_hostname == Some(true) {
-        fqdn.clone()
+        hostname::sanitize(&fqdn)?
     } else {
         short.clone()
     };
