@@ -13,6 +13,26 @@ use crate::scenario::cloud_image::own;
 use crate::scenario::matrix::MetadataPath;
 use crate::{lab, progress, scenario, workspace};
 
+/// Longest user name `useradd` takes.
+pub const MAX_USER_NAME_BYTES: usize = 32;
+
+/// `run --user`: a user name as `useradd` takes it (a letter or `_` first, then letters,
+/// digits, `_`, `.` and `-`): it goes on ssh's command line.
+fn user_name(name: &str) -> Result<String, String> {
+    let mut bytes = name.bytes();
+    let first = bytes.next();
+    let good = name.len() <= MAX_USER_NAME_BYTES
+        && first.is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if good {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} is not a user name: 1 to {MAX_USER_NAME_BYTES} letters, digits, _ . -              starting with a letter or _"
+        ))
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Run {
     /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
@@ -23,7 +43,13 @@ pub struct Run {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["scenarios", "list"])]
     pub image: Option<PathBuf>,
     /// The image's default user, who gets the instance's SSH key (`ubuntu` on Ubuntu images).
-    #[arg(long, value_name = "NAME", default_value = own::DEFAULT_USER, requires = "image")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = own::DEFAULT_USER,
+        requires = "image",
+        value_parser = user_name
+    )]
     pub user: String,
     /// The network the image boots on.
     #[arg(long, value_enum, default_value_t = MetadataPath::Router, requires = "image")]
@@ -138,4 +164,32 @@ pub fn build_debian(
         flavours: flavours.to_vec(),
     };
     debian::build(&spec, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_what_useradd_takes() {
+        for good in [
+            "debian",
+            "ubuntu",
+            "_svc",
+            "a.b-c_1",
+            &"u".repeat(MAX_USER_NAME_BYTES),
+        ] {
+            assert!(user_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=touch /x",
+            "1abc",
+            "a b",
+            "a@b",
+            &"u".repeat(MAX_USER_NAME_BYTES + 1),
+        ] {
+            assert!(user_name(bad).is_err(), "{bad}");
+        }
+    }
 }

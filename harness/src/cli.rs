@@ -49,16 +49,31 @@ pub enum Command {
     Bench(bench::Forward),
 }
 
+/// `--lab-id`/`--id`: a lab id, which names the lab's directory and namespaces.
+fn lab_id(id: &str) -> Result<String, String> {
+    lab::config::validate_id(id)
+        .map(|()| id.to_owned())
+        .map_err(|err| err.to_string())
+}
+
+/// `boot --name`: an instance name, which names the guest's directory.
+fn guest_name(name: &str) -> Result<String, String> {
+    lab::config::validate_name(name)
+        .map(|()| name.to_owned())
+        .map_err(|err| err.to_string())
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Boot {
     /// The lab (see `lab list`).
-    #[arg(long)]
+    #[arg(long, value_parser = lab_id)]
     pub lab_id: String,
     /// Its network.
     #[arg(long, default_value = "tenant-r")]
     pub network: String,
-    /// Instance name: a guest of the lab file, or a new instance registered now.
-    #[arg(long, default_value = "guest1")]
+    /// Instance name: a guest of the lab file, or a new instance registered now (letters,
+    /// digits, - and _; it names the guest's directory).
+    #[arg(long, default_value = "guest1", value_parser = guest_name)]
     pub name: String,
     /// SSH public key to inject (default: a new key pair in the guest's directory).
     #[arg(long)]
@@ -91,7 +106,7 @@ pub struct LabUp {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The lab id (overrides the file's; default for the built-in lab: random).
-    #[arg(long)]
+    #[arg(long, value_parser = lab_id)]
     pub id: Option<String>,
     #[command(flatten)]
     pub lab: LabArgs,
@@ -102,7 +117,7 @@ pub struct LabUp {
 #[derive(Debug, clap::Args)]
 pub struct LabDown {
     /// The lab id.
-    #[arg(long, required_unless_present_any = ["config", "all"])]
+    #[arg(long, required_unless_present_any = ["config", "all"], value_parser = lab_id)]
     pub id: Option<String>,
     /// Take down the lab of this lab file.
     #[arg(long)]
@@ -211,8 +226,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 state_root: args.lab.state_root,
                 server_bin: args.server.resolve()?,
             };
-            let lab = Lab::up(&config, &opts)
-                .with_context(|| format!("failed to bring lab {} up", config.id))?;
+            // Ctrl-C while it comes up takes down what was made.
+            crate::scenario::tear_down_on_signal(&opts.state_root, &config.id)?;
+            let lab = Lab::up(&config, &opts);
+            crate::scenario::yield_to_a_signal();
+            let lab = lab.with_context(|| format!("failed to bring lab {} up", config.id))?;
             println!("{}", lab.describe());
             println!(
                 "take it down with: metaboot-harness lab down --id {}",

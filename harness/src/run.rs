@@ -49,7 +49,9 @@ fn scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         keep_lab: args.keep_lab,
         via: args.via,
     };
-    let report = scenario::run(&opts, progress.as_ref())?;
+    let report = scenario::run(&opts, progress.as_ref());
+    scenario::yield_to_a_signal();
+    let report = report?;
     drop(progress);
     let failures = report.failures();
     if !failures.is_empty() {
@@ -64,13 +66,15 @@ fn scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
     Ok(if report.passed { 0 } else { 1 })
 }
 
-/// A new run directory under `<cache>/runs`, keeping the newest [`MAX_KEPT_RUNS`].
+/// A new run directory under `<cache>/runs`, keeping the newest [`MAX_KEPT_RUNS`]. Named by
+/// the time and the PID: two runs started in the same second never share one (its overlay
+/// and its SSH key are the run's own).
 fn new_run_dir(cache: &std::path::Path) -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let runs = cache.join("runs");
-    let dir = runs.join(format!("run-{stamp}"));
+    let dir = runs.join(format!("run-{stamp}-{}", std::process::id()));
     image::output::prune_prefixed(&runs, "run-", &dir, MAX_KEPT_RUNS - 1);
     dir
 }
@@ -113,7 +117,9 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         state_root: args.lab.state_root,
         run_dir: run_dir.clone(),
     };
-    let reports = cloud_image::run_all(&opts, &progress::Lines::new())?;
+    let reports = cloud_image::run_all(&opts, &progress::Lines::new());
+    scenario::yield_to_a_signal();
+    let reports = reports?;
     print!("{}", cloud_image::table(&reports));
     println!(
         "lab {lab_id} is down; logs, keys and the overlay: {}",

@@ -82,6 +82,9 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
     ) {
         return;
     }
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let state = tempfile::tempdir().unwrap();
     let opts = LabOptions {
         state_root: state.path().to_owned(),
@@ -301,6 +304,93 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         );
     }
 }
+
+/// The namespaces of this machine (`ip netns list`'s names).
+fn namespace_names() -> std::collections::BTreeSet<String> {
+    namespaces()
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Ctrl-C while `lab up` builds the lab (namespaces made, dnsmasq and the server starting):
+/// the process takes down what it made, including what it was making when the signal came,
+/// and exits with 130; a second `lab up` of the same id meanwhile is refused.
+#[test]
+fn ctrl_c_during_lab_up_leaves_nothing_behind() {
+    if !require(
+        "root and the lab tools",
+        metaboot_harness::scenario::preflight()
+            .err()
+            .map(|e| format!("{e:#}")),
+    ) {
+        return;
+    }
+    // The other test of this file makes namespaces too: not at the same time.
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let state = tempfile::tempdir().unwrap();
+    let server = workspace::build(workspace::SERVER).expect("metaboot-server builds");
+    let harness = workspace::build(workspace::HARNESS).expect("metaboot-harness builds");
+    let id = lab::config::random_id();
+    let _cleanup = Cleanup {
+        state_root: state.path().to_owned(),
+        ids: vec![id.clone()],
+    };
+    let before = namespace_names();
+    let up = || {
+        let mut cmd = Command::new(&harness);
+        cmd.args(["lab", "up", "--id", &id])
+            .env("METABOOT_LAB_STATE", state.path())
+            .env("METABOOT_SERVER_BIN", &server)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let mut child = up().spawn().unwrap();
+    // Once the lab's bridge namespace is there, it is building.
+    let bridge_ns = metaboot_harness::lab::bridge::namespace(&id);
+    let started = std::time::Instant::now();
+    while !netns::exists(&bridge_ns) {
+        assert!(child.try_wait().unwrap().is_none(), "lab up ended early");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no bridge namespace"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let twice = up().output().unwrap();
+    assert_eq!(twice.status.code(), Some(1), "{twice:?}");
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("is being brought up by another process")
+            || String::from_utf8_lossy(&twice.stderr).contains("is already up"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<String> = namespace_names().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    assert!(
+        !lab::state::lab_dir(state.path(), &id).exists(),
+        "the lab's state directory is left behind"
+    );
+}
+
+/// Serializes the tests that make namespaces.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn bad_lab_files_are_refused_before_anything_is_made() {

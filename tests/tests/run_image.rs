@@ -114,6 +114,54 @@ fn a_missing_file_or_one_that_is_not_a_disk_image_gets_one_line_and_exit_2() {
     );
 }
 
+/// Names that go into paths and command lines are checked before anything is done: a guest
+/// name that would leave the lab's directory, a user name ssh would take for an option, and an
+/// image file whose name starts with `-` (read as the file it is, not as qemu-img's option).
+#[test]
+fn names_that_would_be_read_as_paths_or_options_are_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let notes = dir.path().join("-notes.qcow2");
+    std::fs::write(&notes, "not a disk image\n".repeat(64)).unwrap();
+    let harness_in = |args: &[&str]| {
+        Command::new(harness())
+            .args(args)
+            .current_dir(dir.path())
+            .env("METABOOT_LAB_STATE", &state)
+            .output()
+            .expect("metaboot-harness runs")
+    };
+    for (args, says) in [
+        (
+            &["boot", "--lab-id", "abc", "--name", "../../root/.ssh"][..],
+            "must be 1 to 63 characters of letters, digits, - and _",
+        ),
+        (&["boot", "--lab-id", "../x"][..], "lab id \"../x\" must be"),
+        (
+            &[
+                "run",
+                "--image=-notes.qcow2",
+                "--user=-oProxyCommand=touch /x",
+            ][..],
+            "is not a user name",
+        ),
+    ] {
+        let out = harness_in(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+    }
+    if require_command("qemu-img") {
+        let out = harness_in(&["run", "--image=-notes.qcow2"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains("-notes.qcow2: not a disk image: qemu-img sees raw data"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(!state.exists(), "nothing was brought up");
+}
+
 /// A BIOS boot sector that prints [`NEVER_MESSAGE`] on COM1 and halts: a real bootable disk
 /// with nothing on it that could provision.
 fn never_provisioning_disk(path: &Path) {

@@ -125,7 +125,8 @@ fn run(
     let mut tries = 0;
     loop {
         let mut cmd = make();
-        cmd.arg(format!("{}@{}", target.user, target.ip))
+        // The user apart from the host, after `--`: neither is ever read as an option.
+        cmd.args(["-l", &target.user, "--", &target.ip.to_string()])
             .arg(command);
         let out = output_with_timeout(&mut cmd, SSH_COMMAND_TIMEOUT)?;
         let out = SshOutput {

@@ -50,7 +50,10 @@ impl Domain {
         // libvirt's QEMU appends to the console file: start from an empty one.
         File::create(console).with_context(|| format!("failed to create {}", console.display()))?;
         let mut cmd = virsh([std::ffi::OsStr::new("create"), xml_path.as_os_str()]);
+        // Not while a signal's teardown runs: a domain made after it would outlive the lab.
+        let changes = crate::lab::changes();
         let out = output_with_timeout(&mut cmd, VIRSH_TIMEOUT)?;
+        drop(changes);
         if !out.status.success() {
             bail!(
                 "{} failed: {}",

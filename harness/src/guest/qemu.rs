@@ -176,7 +176,10 @@ impl RunningGuest {
             .stdout(Stdio::piped())
             .stderr(stderr);
         let started = Instant::now();
+        // Not while a signal's teardown runs: a QEMU started after it would outlive the lab.
+        let changes = crate::lab::changes();
         let mut process = ProcessGroup::spawn(&format!("QEMU for {}", guest.name), &mut cmd)?;
+        drop(changes);
         let stdout = process
             .child_mut()
             .stdout

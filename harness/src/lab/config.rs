@@ -300,7 +300,9 @@ pub fn validate_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate_name(name: &str) -> anyhow::Result<()> {
+/// A name of the lab file (a network, router or guest) or of `boot --name`: it names
+/// directories and namespaces, so 1 to 63 letters, digits, `-` and `_`.
+pub fn validate_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty()
         || name.len() > 63
         || !name

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -58,6 +58,17 @@ pub struct Lab {
     lock: Mutex<()>,
 }
 
+/// Held while a lab is built (each namespace recorded in its state before it is made, each
+/// daemon after it starts) and while a guest's process is started; and for good by the teardown
+/// a signal starts (`scenario::tear_down_on_signal`): what that teardown reads from the state is
+/// then everything there is, and nothing is made after it that it would miss.
+static CHANGES: Mutex<()> = Mutex::new(());
+
+/// Takes [`CHANGES`] (blocking until a build or a guest start in progress is over).
+pub fn changes() -> MutexGuard<'static, ()> {
+    CHANGES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Fails unless the process runs as root (namespaces, taps and iptables need it).
 pub fn require_root() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -87,7 +98,25 @@ impl Lab {
                 config.id
             );
         }
-        fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        // The directory is the lab's claim on its id: of two `lab up` of one id at once, one
+        // makes it and the other stops here, before it records (and so would tear down)
+        // anything.
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("failed to create {}", parent.display()))?;
+        }
+        if let Err(err) = fs::create_dir(&dir) {
+            if err.kind() == std::io::ErrorKind::AlreadyExists {
+                bail!(
+                    "lab {} is being brought up by another process ({} exists): wait for it, or \
+                     run `metaboot-harness lab down --id {}` if none is",
+                    config.id,
+                    dir.display(),
+                    config.id
+                );
+            }
+            return Err(err).with_context(|| format!("failed to create {}", dir.display()));
+        }
         let db = dir.join("registry.sqlite");
         let state = LabState {
             config: config.clone(),
@@ -112,6 +141,7 @@ impl Lab {
             registry,
             lock: Mutex::new(()),
         };
+        let _building = changes();
         match lab.build() {
             Ok(()) => Ok(lab),
             Err(err) => {

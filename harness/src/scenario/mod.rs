@@ -186,10 +186,27 @@ impl Drop for DownOnDrop<'_> {
     }
 }
 
+/// Set when a signal's teardown has begun (see [`tear_down_on_signal`]).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Waits for a signal's teardown to end the process, if one has begun: called before the
+/// process would end by itself, so that it does not exit (0, with the lab up) under it.
+pub fn yield_to_a_signal() {
+    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        // The teardown exits the process when it is done (taking no lock here: it waits for
+        // the one it needs).
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// On SIGINT or SIGTERM, takes lab `lab_id` down (guests included) and exits with 130.
 ///
 /// Blocks both signals in the calling thread, which every thread started later inherits, and
-/// waits for them on a dedicated thread: so an interrupted run leaves nothing behind.
+/// waits for them on a dedicated thread: so an interrupted run leaves nothing behind. The
+/// teardown waits for a build or a guest start in progress and holds [`lab::changes`] until the
+/// process exits, so nothing is made that it would miss.
 pub fn tear_down_on_signal(state_root: &std::path::Path, lab_id: &str) -> anyhow::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
@@ -201,7 +218,10 @@ pub fn tear_down_on_signal(state_root: &std::path::Path, lab_id: &str) -> anyhow
     let lab_id = lab_id.to_owned();
     std::thread::spawn(move || {
         if let Ok(signal) = set.wait() {
+            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("\n{signal:?}: taking lab {lab_id} down");
+            // Held until the exit below.
+            let _changes = lab::changes();
             if let Err(err) = lab::down(&state_root, &lab_id) {
                 eprintln!(
                     "failed to take lab {lab_id} down: {err:#}; run `metaboot-harness lab down --id {lab_id}`"

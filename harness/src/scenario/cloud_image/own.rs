@@ -97,9 +97,12 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     }
     // --force-share: a guest that has the image open (read-only, as a backing file) holds
     // QEMU's lock on it; reading its header is still safe.
+    // An absolute path: `-x.qcow2` is no option, `a:b.qcow2` no protocol (as the overlay
+    // names its backing file).
+    let absolute = std::path::absolute(path).map_err(|err| ImageError::QemuImg(err.into()))?;
     let mut cmd = Command::new("qemu-img");
     cmd.args(["info", "--force-share", "--output=json"])
-        .arg(path);
+        .arg(&absolute);
     let out =
         crate::process::output_with_timeout(&mut cmd, INFO_TIMEOUT).map_err(ImageError::QemuImg)?;
     if !out.status.success() {
