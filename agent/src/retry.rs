@@ -81,6 +81,14 @@ impl Retry {
         }
     }
 
+    /// Same backoff, a deadline at most `budget` from now.
+    pub fn within(self, budget: Duration) -> Self {
+        Retry {
+            deadline: self.deadline.min(Instant::now() + budget),
+            ..self
+        }
+    }
+
     /// Same deadline, other backoff bounds.
     pub fn with_backoff(self, base: Duration, cap: Duration) -> Self {
         Retry { base, cap, ..self }

@@ -580,3 +580,28 @@ fn the_first_metadata_url_that_answers_wins() {
         "{message}"
     );
 }
+
+/// An `#include` URL that never answers is given up after `MAX_INCLUDE_FETCH_TIME` (10 s), not
+/// the run's whole deadline: the include after it is still fetched and applied.
+#[test]
+fn an_include_that_never_answers_leaves_the_next_its_time() {
+    let guest = Guest::new();
+    guest.config("deadline_secs: 120\nrequest_timeout_secs: 1\n");
+    guest.serve("good.yaml", b"#cloud-config\nhostname: included\n");
+    guest.serve("dead.yaml", b"never served");
+    guest.server.fail(
+        "/openstack/latest/dead.yaml",
+        Fault::Hang(Duration::from_secs(5)),
+        1000,
+    );
+    let base = format!("{}/openstack/latest", guest.server.url());
+    guest.user_data(format!("#include\n{base}/dead.yaml\n{base}/good.yaml\n"));
+    let start = Instant::now();
+    let (code, stderr) = guest.run();
+    let took = start.elapsed();
+    assert_eq!(code, 1, "the dead include is an error: {stderr}");
+    assert_eq!(guest.read("/etc/hostname"), "included\n", "{stderr}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    let (_, message) = guest.step("user-data");
+    assert!(message.contains("dead.yaml"), "{message}");
+}

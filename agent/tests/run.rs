@@ -516,8 +516,14 @@ fn network_data_is_rendered_for_the_image() {
     let guest = Guest::new();
     guest.serve(
         "network_data.json",
+        // With a trunk's VLAN (no ethernet_mac_address) and an Ironic bond (no vif_id), as
+        // nova's schema allows: left out with a warning, the rest applied.
         br#"{"links": [{"id": "tapabc", "vif_id": "p", "type": "bridge", "mtu": 1450,
-              "ethernet_mac_address": "fa:16:3e:00:00:07"}],
+              "ethernet_mac_address": "fa:16:3e:00:00:07"},
+              {"id": "vlan0", "type": "vlan", "vlan_link": "tapabc", "vlan_id": 42,
+               "vlan_mac_address": "fa:16:3e:00:00:07", "vif_id": "q"},
+              {"id": "bond0", "type": "bond", "bond_links": ["tapabc"],
+               "ethernet_mac_address": "fa:16:3e:00:00:08"}],
             "networks": [{"id": "network0", "link": "tapabc", "network_id": "n", "type": "ipv4",
               "ip_address": "198.18.30.2", "netmask": "255.255.255.0",
               "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"}],
@@ -529,9 +535,15 @@ fn network_data_is_rendered_for_the_image() {
     std::fs::write(iface.join("address"), "fa:16:3e:00:00:07\n").unwrap();
 
     // No network manager: DNS in /etc/resolv.conf, the commands left for a real `/`.
-    assert_eq!(guest.run().0, 0);
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    assert_eq!(guest.step("network-data").0, "ok");
     let (outcome, message) = guest.step("network");
     assert_eq!(outcome, "ok", "{message}");
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("vlan0") && warnings.contains("bond0"),
+        "{warnings}"
+    );
     assert!(message.contains("not run"), "{message}");
     assert!(
         guest

@@ -23,13 +23,13 @@ pub struct MetaData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<KeyPair>>,
     /// `<hostname>.<dhcp_domain>` (nova's default domain is `novalocal`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hostname: String,
     /// The display name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// Index within a multi-create request.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub launch_index: u32,
     /// Always present; `null` when unset.
     #[serde(default)]
@@ -54,6 +54,16 @@ pub struct MetaData {
     pub files: Option<Vec<InjectedFile>>,
 }
 
+/// A field a guest reads as its default when it is `null` (a metadata service other than nova
+/// may write one where nova writes a value).
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// One entry of `keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeyPair {
@@ -76,7 +86,9 @@ pub struct Device {
     /// `nic`, `disk` or `share`.
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default)]
     pub bus: String,
+    #[serde(default)]
     pub address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -111,6 +123,15 @@ mod tests {
             serde_json::to_string(&md).unwrap(),
             r#"{"uuid":"u","hostname":"h.novalocal","name":"h","launch_index":0,"availability_zone":null}"#
         );
+    }
+
+    #[test]
+    fn nulls_and_devices_without_an_address_are_read_as_their_defaults() {
+        let doc = r#"{"uuid": "u", "hostname": null, "name": null, "launch_index": null,
+            "devices": [{"type": "nic", "mac": "fa:16:3e:00:00:01"}]}"#;
+        let md: MetaData = serde_json::from_str(doc).unwrap();
+        assert_eq!((md.hostname.as_str(), md.launch_index), ("", 0));
+        assert_eq!(md.devices.unwrap()[0].bus, "");
     }
 
     #[test]

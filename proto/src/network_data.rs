@@ -14,19 +14,24 @@ pub struct NetworkData {
     pub services: Vec<Service>,
 }
 
-/// A layer-2 link: one per port (VIF).
+/// A layer-2 link: one per port (VIF). What metaboot serves always has `vif_id` and
+/// `ethernet_mac_address`; nova's schema makes both optional (a bond has no VIF, a VLAN link
+/// has `vlan_mac_address` instead), so a guest reads a document without them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     /// The tap device name (`tap` + the first 11 characters of the port id).
     pub id: String,
     /// The port id.
-    pub vif_id: String,
-    /// `bridge`, `ovs`, `tap`, …, or `phy`.
+    #[serde(default)]
+    pub vif_id: Option<String>,
+    /// `bridge`, `ovs`, `tap`, …, or `phy`; `bond`, `vlan` from nova for Ironic and trunks.
     #[serde(rename = "type")]
     pub kind: String,
     /// Network MTU, or null.
+    #[serde(default)]
     pub mtu: Option<u32>,
-    pub ethernet_mac_address: String,
+    #[serde(default)]
+    pub ethernet_mac_address: Option<String>,
 }
 
 /// A layer-3 network on a link.

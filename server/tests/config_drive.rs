@@ -187,13 +187,25 @@ fn without_seed_and_admin_pass(doc: &[u8]) -> (String, Option<String>) {
     (text, admin)
 }
 
-/// Every leaf of an EC2 `meta-data.json` against `GET /<version>/meta-data/<path>`.
+/// Every leaf of an EC2 `meta-data.json` against `GET /<version>/meta-data/<path>`; a
+/// directory's `_name` (nova's public-keys `0=<name>`) against its parent's listing.
 async fn compare_ec2(api: &Metadata, base: &str, value: &serde_json::Value, checked: &mut usize) {
     let mut stack = vec![(base.to_owned(), value.clone())];
     while let Some((path, value)) = stack.pop() {
         match value {
             serde_json::Value::Object(map) => {
                 for (key, child) in map {
+                    if key == "_name" {
+                        let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+                        let listing = String::from_utf8_lossy(&api.get(parent).await).into_owned();
+                        let name = child.as_str().unwrap();
+                        assert!(
+                            listing.lines().any(|line| line == name),
+                            "{path}: {listing}"
+                        );
+                        *checked += 1;
+                        continue;
+                    }
                     stack.push((format!("{path}/{key}"), child));
                 }
             }

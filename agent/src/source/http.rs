@@ -14,7 +14,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use crate::log::chain;
 use crate::retry::{Retry, RetryError, Transient};
 use crate::source::url::shown;
-use crate::userdata::include::Fetch;
+use crate::userdata::include::{Fetch, MAX_INCLUDE_FETCH_TIME};
 
 /// Largest `meta_data.json`, `vendor_data*.json`, `network_data.json` or version list accepted.
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
@@ -164,7 +164,17 @@ impl HttpClient {
 
     /// GET with retries: `Ok(Some(body))` on 200, `Ok(None)` on 404.
     pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
-        self.retry.run(&shown(url), |remaining| {
+        self.get_retried(url, limit, self.retry)
+    }
+
+    /// [`HttpClient::get`] within `retry`'s bounds.
+    fn get_retried(
+        &self,
+        url: &str,
+        limit: u64,
+        retry: Retry,
+    ) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
+        retry.run(&shown(url), |remaining| {
             self.get_once(url, limit, remaining)
         })
     }
@@ -270,8 +280,11 @@ impl HttpClient {
 }
 
 impl Fetch for HttpClient {
+    /// An include's GET, retried for at most [`MAX_INCLUDE_FETCH_TIME`] of the run's deadline:
+    /// one URL that never answers leaves the others their time.
     fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
-        self.get(url, limit).map_err(|err| chain(&err))
+        self.get_retried(url, limit, self.retry.within(MAX_INCLUDE_FETCH_TIME))
+            .map_err(|err| chain(&err))
     }
 }
 

@@ -23,10 +23,10 @@ pub fn render(ports: &[(store::Port, store::Network)]) -> Bytes {
         let link_id = tap_name(&port.id);
         doc.links.push(Link {
             id: link_id.clone(),
-            vif_id: port.id.clone(),
+            vif_id: Some(port.id.clone()),
             kind: LINK_TYPE.to_owned(),
             mtu: network.mtu,
-            ethernet_mac_address: port.mac.clone(),
+            ethernet_mac_address: Some(port.mac.clone()),
         });
         for subnet in network.subnets() {
             let ipv4 = subnet.cidr.addr().is_ipv4();

@@ -103,15 +103,25 @@ pub fn contents(view: &InstanceView, rendering: &Rendering) -> Vec<DriveFile> {
     files
 }
 
-/// An EC2 tree node as nova's `meta-data.json` holds it: directories as objects (the
-/// public-keys `0=<name>` listing name dropped, as nova deletes `_name`), lists as arrays,
-/// values as strings.
+/// An EC2 tree node as nova's `meta-data.json` holds it: directories as objects (a directory
+/// listed by another name, the public-keys `0=<name>`, with it as `_name`: nova means to
+/// delete it, but its `del data['public-keys']['0']['_name']` looks outside `meta-data` and the
+/// KeyError is swallowed), lists as arrays, values as strings.
 fn node_json(node: &Node) -> serde_json::Value {
     match node {
-        Node::Dir { entries, .. } => serde_json::Value::Object(
-            entries
-                .iter()
-                .map(|(key, child)| (key.to_string(), node_json(child)))
+        Node::Dir { entries, name } => serde_json::Value::Object(
+            name.iter()
+                .map(|name| {
+                    (
+                        "_name".to_owned(),
+                        serde_json::Value::from(name.to_string()),
+                    )
+                })
+                .chain(
+                    entries
+                        .iter()
+                        .map(|(key, child)| (key.to_string(), node_json(child))),
+                )
                 .collect(),
         ),
         Node::List(items) => serde_json::Value::Array(

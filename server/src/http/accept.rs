@@ -277,6 +277,10 @@ mod tests {
             |addr| {
                 let mut client = std::net::TcpStream::connect(addr).unwrap();
                 client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+                // Not reading yet: the receive window stays small (it grows only as the
+                // reader takes data), so the answer fills the send buffer however fast this
+                // machine is.
+                std::thread::sleep(std::time::Duration::from_millis(300));
                 let mut answer = Vec::new();
                 client.read_to_end(&mut answer).unwrap();
                 answer
