@@ -74,17 +74,9 @@ fn namespaces() -> String {
 
 #[test]
 fn two_labs_come_up_side_by_side_and_down_removes_everything() {
-    if !require(
-        "root and the lab tools",
-        metaboot_harness::scenario::preflight()
-            .err()
-            .map(|e| format!("{e:#}")),
-    ) {
+    let Some(_alone) = lab_tools_alone() else {
         return;
-    }
-    let _alone = ALONE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let state = tempfile::tempdir().unwrap();
     let opts = LabOptions {
         state_root: state.path().to_owned(),
@@ -319,18 +311,9 @@ fn namespace_names() -> std::collections::BTreeSet<String> {
 /// and exits with 130; a second `lab up` of the same id meanwhile is refused.
 #[test]
 fn ctrl_c_during_lab_up_leaves_nothing_behind() {
-    if !require(
-        "root and the lab tools",
-        metaboot_harness::scenario::preflight()
-            .err()
-            .map(|e| format!("{e:#}")),
-    ) {
+    let Some(_alone) = lab_tools_alone() else {
         return;
-    }
-    // The other test of this file makes namespaces too: not at the same time.
-    let _alone = ALONE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    };
     let state = tempfile::tempdir().unwrap();
     let server = workspace::build(workspace::SERVER).expect("metaboot-server builds");
     let harness = workspace::build(workspace::HARNESS).expect("metaboot-harness builds");
@@ -391,6 +374,22 @@ fn ctrl_c_during_lab_up_leaves_nothing_behind() {
 
 /// Serializes the tests that make namespaces.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Root and the lab's tools (else `None`: skipped, or a failure in CI), and no other test of
+/// this file making namespaces meanwhile.
+fn lab_tools_alone() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let ready = require(
+        "root and the lab tools",
+        metaboot_harness::scenario::preflight()
+            .err()
+            .map(|e| format!("{e:#}")),
+    );
+    ready.then(|| {
+        ALONE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    })
+}
 
 #[test]
 fn bad_lab_files_are_refused_before_anything_is_made() {

@@ -97,6 +97,35 @@ fn hold_metadata_address(netns: &Netns, interface: &str) {
         .unwrap();
 }
 
+/// The isolated network's DHCP port in `dhcp`: a bridge holding the DHCP address and the
+/// metadata address.
+fn plug_dhcp_port(dhcp: &Netns) {
+    dhcp.exec("ip", &["link", "add", "br-six", "type", "bridge"])
+        .unwrap();
+    dhcp.exec("ip", &["link", "set", "br-six", "up"]).unwrap();
+    dhcp.exec(
+        "ip",
+        &[
+            "addr",
+            "add",
+            "fdc6:1200:0:11::2/64",
+            "dev",
+            "br-six",
+            "nodad",
+        ],
+    )
+    .unwrap();
+    hold_metadata_address(dhcp, "br-six");
+}
+
+/// The guest's and the stranger's veths joined to the DHCP port's bridge.
+fn join_dhcp_port(dhcp: &Netns) {
+    for port in ["g-six", "s-six"] {
+        dhcp.exec("ip", &["link", "set", port, "master", "br-six"])
+            .unwrap();
+    }
+}
+
 fn mac_bytes(mac: &str) -> [u8; 6] {
     eui64::parse_mac(mac).unwrap()
 }
@@ -209,23 +238,8 @@ fn lab() -> Lab6 {
         .unwrap();
 
     // Isolated path: the DHCP namespace's bridge is its port on the network, joining the guest
-    // and the stranger; it holds the DHCP address and the metadata address.
-    dhcp.exec("ip", &["link", "add", "br-six", "type", "bridge"])
-        .unwrap();
-    dhcp.exec("ip", &["link", "set", "br-six", "up"]).unwrap();
-    dhcp.exec(
-        "ip",
-        &[
-            "addr",
-            "add",
-            "fdc6:1200:0:11::2/64",
-            "dev",
-            "br-six",
-            "nodad",
-        ],
-    )
-    .unwrap();
-    hold_metadata_address(&dhcp, "br-six");
+    // and the stranger.
+    plug_dhcp_port(&dhcp);
     let isolated_fixed = fixed(&isolated_vm);
     wire(
         &isolated_ns,
@@ -241,10 +255,7 @@ fn lab() -> Lab6 {
         &dhcp,
         "s-six",
     );
-    for port in ["g-six", "s-six"] {
-        dhcp.exec("ip", &["link", "set", port, "master", "br-six"])
-            .unwrap();
-    }
+    join_dhcp_port(&dhcp);
 
     let guest = |netns: Netns, vm: &serde_json::Value, mac: &str| Guest {
         netns,
@@ -346,27 +357,9 @@ fn all_serves_ipv6_guests_on_both_paths() {
     let index = |name: &str| dhcp.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")]);
     let before = index("br-six").unwrap();
     dhcp.exec("ip", &["link", "del", "br-six"]).unwrap();
-    dhcp.exec("ip", &["link", "add", "br-six", "type", "bridge"])
-        .unwrap();
+    plug_dhcp_port(dhcp);
     assert_ne!(index("br-six").unwrap(), before);
-    dhcp.exec("ip", &["link", "set", "br-six", "up"]).unwrap();
-    dhcp.exec(
-        "ip",
-        &[
-            "addr",
-            "add",
-            "fdc6:1200:0:11::2/64",
-            "dev",
-            "br-six",
-            "nodad",
-        ],
-    )
-    .unwrap();
-    hold_metadata_address(dhcp, "br-six");
-    for port in ["g-six", "s-six"] {
-        dhcp.exec("ip", &["link", "set", port, "master", "br-six"])
-            .unwrap();
-    }
+    join_dhcp_port(dhcp);
     check_guests(&lab);
 }
 
