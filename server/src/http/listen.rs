@@ -165,12 +165,12 @@ pub fn scoped(addr: SocketAddr) -> io::Result<SocketAddr> {
 /// so a listener bound on an interface that was since replaced (a DHCP port unplugged and
 /// plugged again, which gets a new index) can be noticed and bound anew.
 pub fn link_local_holders(wanted: &[(String, Ipv6Addr)]) -> Vec<Option<u32>> {
+    // The interface the listener would be bound on now, by the same rule as at its bind.
     let holder = |name: &str, ip: Ipv6Addr| -> Option<u32> {
-        let namespace = std::fs::File::open(netns_path(name).ok()?).ok()?;
-        nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
-        match interfaces_holding(ip).ok()?.as_slice() {
-            [(_, index)] => Some(*index),
-            _ => None,
+        enter_netns(name).ok()?;
+        match scoped(SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, 0))).ok()? {
+            SocketAddr::V6(bound) => Some(bound.scope_id()),
+            SocketAddr::V4(_) => None,
         }
     };
     std::thread::scope(|scope| {
@@ -240,30 +240,34 @@ pub fn tcp_listeners_in(
     let Some(name) = netns else {
         return tcp_listeners(addr, count);
     };
-    let path = netns_path(name)?;
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let namespace = std::fs::File::open(&path).map_err(|err| {
-                    io::Error::new(
-                        err.kind(),
-                        format!(
-                            "network namespace {name} not found at {}: {err}",
-                            path.display()
-                        ),
-                    )
-                })?;
-                nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
-                    |err| {
-                        io::Error::other(format!(
-                            "cannot enter network namespace {name}: {err} (needs root)"
-                        ))
-                    },
-                )?;
+                enter_netns(name)?;
                 tcp_listeners(addr, count)
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("namespace bind thread panicked")))
+    })
+}
+
+/// Moves the calling thread into the named network namespace (setns affects only that
+/// thread: callers use a short-lived one).
+fn enter_netns(name: &str) -> io::Result<()> {
+    let path = netns_path(name)?;
+    let namespace = std::fs::File::open(&path).map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!(
+                "network namespace {name} not found at {}: {err}",
+                path.display()
+            ),
+        )
+    })?;
+    nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|err| {
+        io::Error::other(format!(
+            "cannot enter network namespace {name}: {err} (needs root)"
+        ))
     })
 }
 
