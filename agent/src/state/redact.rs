@@ -15,6 +15,16 @@ fn redact(map: &mut serde_json::Map<String, Value>, key: &str) {
     }
 }
 
+/// `inside` applied to `value` when it is a map; any other value redacted whole (a
+/// `chpasswd: "root:pw"` is the secret itself).
+fn redact_map(value: Option<&mut Value>, inside: impl FnOnce(&mut Map<String, Value>)) {
+    match value {
+        Some(Value::Object(map)) => inside(map),
+        Some(other) => redact_value(other),
+        None => {}
+    }
+}
+
 /// A secret's value replaced; a `null` (no secret) is left.
 fn redact_value(value: &mut Value) {
     if !value.is_null() {
@@ -48,26 +58,18 @@ pub fn meta_data(raw: &[u8]) -> Vec<u8> {
 pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
     let mut out = config.clone();
     redact(&mut out, "password");
-    // A value of another shape than expected is redacted whole: `chpasswd: "root:pw"`.
-    match out.get_mut("chpasswd") {
-        Some(Value::Object(chpasswd)) => {
-            redact(chpasswd, "list");
-            match chpasswd.get_mut("users") {
-                Some(Value::Array(users)) => {
-                    for user in users {
-                        match user {
-                            Value::Object(user) => redact(user, "password"),
-                            other => redact_value(other),
-                        }
-                    }
+    redact_map(out.get_mut("chpasswd"), |chpasswd| {
+        redact(chpasswd, "list");
+        match chpasswd.get_mut("users") {
+            Some(Value::Array(users)) => {
+                for user in users {
+                    redact_map(Some(user), |user| redact(user, "password"));
                 }
-                Some(other) => redact_value(other),
-                None => {}
             }
+            Some(other) => redact_value(other),
+            None => {}
         }
-        Some(other) => redact_value(other),
-        None => {}
-    }
+    });
     match out.get_mut("users") {
         Some(Value::Array(users)) => users.iter_mut().for_each(redact_user),
         Some(Value::Object(users)) => users.values_mut().for_each(redact_user),
@@ -79,21 +81,13 @@ pub fn cloud_config(config: &Map<String, Value>) -> Map<String, Value> {
         }
     }
     // The private halves of the host keys `ssh_keys` gives.
-    match out.get_mut("ssh_keys") {
-        Some(Value::Object(keys)) => {
-            for (_, value) in keys.iter_mut().filter(|(key, _)| key.ends_with("_private")) {
-                redact_value(value);
-            }
+    redact_map(out.get_mut("ssh_keys"), |keys| {
+        for (_, value) in keys.iter_mut().filter(|(key, _)| key.ends_with("_private")) {
+            redact_value(value);
         }
-        Some(other) => redact_value(other),
-        None => {}
-    }
+    });
     // The seed mixed into the kernel's pool.
-    match out.get_mut("random_seed") {
-        Some(Value::Object(seed)) => redact(seed, "data"),
-        Some(other) => redact_value(other),
-        None => {}
-    }
+    redact_map(out.get_mut("random_seed"), |seed| redact(seed, "data"));
     out
 }
 
