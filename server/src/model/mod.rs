@@ -147,6 +147,15 @@ impl ReadModel {
                     }
                 }
             }
+            Feed::Unknown(change) => {
+                tracing::warn!(
+                    seq,
+                    "{}: reloading the model from a snapshot",
+                    change.unknown_kind()
+                );
+                self.reload(store)?;
+                CatchUp::Reloaded
+            }
             Feed::Gap | Feed::TooMany => {
                 tracing::info!(
                     seq,

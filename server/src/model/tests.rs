@@ -472,3 +472,27 @@ fn an_instance_deleted_with_its_network_in_one_batch_leaves_the_indexes() {
     // vm1's address alone: vm2's IPv4, IPv6 and MAC entries went with it.
     assert_eq!(model.read().indexed(), 1, "{before} before");
 }
+
+#[test]
+fn a_change_of_a_kind_this_server_does_not_know_rebuilds_the_model() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    // A newer metaboot logs a kind this one does not know, then an instance this one must
+    // serve: the model cannot tell what the first touched, so it reloads rather than stall.
+    rusqlite::Connection::open(&w.url)
+        .unwrap()
+        .execute("INSERT INTO changes (kind, id) VALUES ('volume', 'v1')", [])
+        .unwrap();
+    create(&w, 2, "198.18.0.11");
+    assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::Reloaded);
+    assert_eq!(owner(&model, &w, "198.18.0.11").as_deref(), Some("vm2"));
+    assert_eq!(model.seq(), w.store.last_change().unwrap());
+    // Past it, changes are applied one batch at a time again.
+    create(&w, 3, "198.18.0.12");
+    assert!(matches!(
+        model.catch_up(w.store.as_ref()).unwrap(),
+        CatchUp::Applied(_)
+    ));
+    assert_eq!(model.status().reloads(), 1);
+}

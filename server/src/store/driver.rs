@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::error::StoreResult;
 use super::model::{Change, ChangeKind, HostBridge, Instance, Network, NewInstance, Port, Router};
-use super::rows::{Columns, FromRow, Param, to_json};
+use super::rows::{Columns, FromRow, LoggedChange, Param, to_json};
 use super::sql::Sql;
 use super::statements::{self as st, Statement};
 
@@ -325,7 +325,7 @@ impl<D: Driver> Sql for D {
         Ok(first(self, st::OLDEST_CHANGE, &[])?.unwrap_or(0))
     }
 
-    fn changes_limited(&mut self, seq: i64, limit: usize) -> StoreResult<Vec<Change>> {
+    fn changes_limited(&mut self, seq: i64, limit: usize) -> StoreResult<Vec<LoggedChange>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
             st::CHANGES_AFTER_LIMITED,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::error::StoreResult;
 use super::model::{Change, ChangeKind, Instance, Network, Port, Router};
+use super::rows::LoggedChange;
 
 /// Most changes `changes_after` hands over in one batch; past it the caller is told to build
 /// from a snapshot instead (cheaper than fetching that many records one by one).
@@ -35,6 +36,9 @@ pub enum Feed {
     Gap,
     /// More than `MAX_CHANGES_PER_BATCH` changes: build from a snapshot.
     TooMany,
+    /// A change of a kind this metaboot does not know (a newer one logged it): what it
+    /// touched cannot be told, so build from a snapshot.
+    Unknown(LoggedChange),
     /// The changes, with the records they touched as they are now.
     Batch(Batch),
 }

@@ -34,6 +34,7 @@ pub use model::{
     LEARNED_IP_SHOWN, Network, NewInstance, NewNetwork, NewPort, NewRouter, PasswordSet, Port,
     Router, Subnet, is_learned_placeholder,
 };
+pub use rows::LoggedChange;
 pub use validate::{MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES};
 
 use std::sync::Arc;

@@ -515,9 +515,16 @@ impl<B: Backend> Store for Registry<B> {
             if last < seq || sql.oldest_change()? > seq + 1 {
                 return Ok(Feed::Gap);
             }
-            let changes = sql.changes_limited(seq, max.saturating_add(1))?;
-            if changes.len() > max {
+            let logged = sql.changes_limited(seq, max.saturating_add(1))?;
+            if logged.len() > max {
                 return Ok(Feed::TooMany);
+            }
+            let mut changes = Vec::with_capacity(logged.len());
+            for row in logged {
+                match row.known() {
+                    Ok(change) => changes.push(change),
+                    Err(unknown) => return Ok(Feed::Unknown(unknown)),
+                }
             }
             let kinds = |kind| changes.iter().any(|change: &Change| change.kind == kind);
             let networks = if kinds(ChangeKind::Network) {

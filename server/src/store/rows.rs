@@ -258,14 +258,49 @@ impl FromRow for (Instance, Option<Port>) {
 /// A row of the change log: sequence number, kind, id.
 impl FromRow for Change {
     fn from_row(row: &dyn Columns) -> StoreResult<Self> {
-        let seq = row.int(0)?;
-        let kind = row.text(1)?;
-        let kind = ChangeKind::parse(&kind).ok_or_else(|| {
-            StoreError::Backend(format!("change {seq} has an unknown kind {kind:?}"))
-        })?;
-        Ok(Change {
-            seq,
-            kind,
+        LoggedChange::from_row(row)?
+            .known()
+            .map_err(|logged| StoreError::Backend(logged.unknown_kind()))
+    }
+}
+
+/// A row of the change log as stored, its kind still text: a newer metaboot may log kinds
+/// this one does not know, and a reader must be able to say so rather than stall on the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    pub seq: i64,
+    pub kind: String,
+    pub id: String,
+}
+
+impl LoggedChange {
+    /// The change, or the row back when its kind is unknown.
+    pub fn known(self) -> Result<Change, Self> {
+        match ChangeKind::parse(&self.kind) {
+            Some(kind) => Ok(Change {
+                seq: self.seq,
+                kind,
+                id: self.id,
+            }),
+            None => Err(self),
+        }
+    }
+
+    /// What an unknown kind means, for an error or a log line.
+    pub fn unknown_kind(&self) -> String {
+        format!(
+            "change {} has a kind this metaboot does not know ({:?}): a newer metaboot wrote it; \
+             upgrade this server",
+            self.seq, self.kind
+        )
+    }
+}
+
+impl FromRow for LoggedChange {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        Ok(Self {
+            seq: row.int(0)?,
+            kind: row.text(1)?,
             id: row.text(2)?,
         })
     }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use super::error::StoreResult;
 use super::feed::Wakeups;
 use super::model::{Change, ChangeKind, Instance, Network, NewInstance, Port, Router};
+use super::rows::LoggedChange;
 
 /// The schema both backends create; a registry with a newer version is refused at open, one
 /// with an older version is brought up to this one. Version 2 added dual-stack networks (a
@@ -84,7 +85,7 @@ pub trait Sql {
     /// The oldest change the log holds (0 when empty).
     fn oldest_change(&mut self) -> StoreResult<i64>;
     /// At most `limit` changes after `seq`, oldest first.
-    fn changes_limited(&mut self, seq: i64, limit: usize) -> StoreResult<Vec<Change>>;
+    fn changes_limited(&mut self, seq: i64, limit: usize) -> StoreResult<Vec<LoggedChange>>;
     /// Networks changed after `seq` that exist.
     fn changed_networks(&mut self, seq: i64) -> StoreResult<Vec<Network>>;
     /// Routers changed after `seq` that exist, with their networks.
