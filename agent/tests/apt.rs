@@ -136,3 +136,57 @@ fn no_apt_leaves_the_image_alone() {
     );
     assert!(!guest.path("/etc/apt").exists());
 }
+
+/// User data written for an older cloud-init (`apt_proxy`, `apt_mirror` before `apt:`) still
+/// configures apt, with a warning that names the key to write instead.
+#[test]
+fn cloud_inits_older_apt_keys_are_read_as_apt() {
+    let guest = debian_guest();
+    guest.user_data("#cloud-config\napt_proxy: http://proxy.invalid:3128\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.read("/etc/apt/apt.conf.d/90cloud-init-aptproxy"),
+        "Acquire::http::Proxy \"http://proxy.invalid:3128\";\n"
+    );
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("apt_proxy → apt.proxy): write them under `apt`"),
+        "{warnings}"
+    );
+}
+
+/// An image made with a build proxy (`apt: {proxy: …}` on the instance it was captured from),
+/// booted as an instance that asks for none: the proxy and configuration files go, as
+/// cloud-init removes them, so apt does not keep going through a proxy that is not there.
+#[test]
+fn a_proxy_and_configuration_no_instance_asks_for_are_removed() {
+    let guest = debian_guest();
+    let dir = guest.path("/etc/apt/apt.conf.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("90cloud-init-aptproxy"),
+        "Acquire::http::Proxy \"http://build-proxy:3142\";\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("94cloud-init-config"), "APT::Get::Foo \"1\";\n").unwrap();
+    std::fs::write(dir.join("99image"), "kept\n").unwrap();
+    guest.user_data("#cloud-config\nhostname: vm\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.step("apt-configure"),
+        (
+            "ok".into(),
+            "removed /etc/apt/apt.conf.d/90cloud-init-aptproxy, \
+             /etc/apt/apt.conf.d/94cloud-init-config (not asked for by this instance)"
+                .into()
+        )
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["99image"]);
+}

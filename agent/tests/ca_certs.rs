@@ -50,6 +50,55 @@ fn trusted_certificates_are_written_for_the_store() {
     }
 }
 
+/// An image captured from an instance that trusted three CAs, booted as an instance that
+/// trusts one: the other two are trusted no longer; a certificate the image's maker put there
+/// under another name stays.
+#[test]
+fn certificates_an_earlier_instance_trusted_are_removed() {
+    let guest = Guest::new();
+    let dir = "/usr/local/share/ca-certificates";
+    fs::create_dir_all(guest.path(dir)).unwrap();
+    for name in [
+        "metaboot-ca-cert-1.crt",
+        "metaboot-ca-cert-2.crt",
+        "metaboot-ca-cert-3.crt",
+        "corp.crt",
+        "metaboot-ca-cert-old.crt",
+    ] {
+        fs::write(guest.path(&format!("{dir}/{name}")), "an older CA\n").unwrap();
+    }
+    guest.user_data(format!(
+        "#cloud-config\nca_certs:\n  trusted:\n{}",
+        item(CA)
+    ));
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        guest.step("ca-certs"),
+        (
+            "ok".into(),
+            "wrote metaboot-ca-cert-1.crt to /usr/local/share/ca-certificates; removed \
+             metaboot-ca-cert-2.crt, metaboot-ca-cert-3.crt (no longer trusted) from \
+             /usr/local/share/ca-certificates; root is not /: update-ca-certificates not run"
+                .into()
+        )
+    );
+    let mut left: Vec<String> = fs::read_dir(guest.path(dir))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "corp.crt",
+            "metaboot-ca-cert-1.crt",
+            "metaboot-ca-cert-old.crt"
+        ]
+    );
+    assert_eq!(guest.read(&format!("{dir}/metaboot-ca-cert-1.crt")), CA);
+}
+
 #[test]
 fn remove_defaults_deselects_the_distributions_cas() {
     let guest = Guest::new();

@@ -24,7 +24,7 @@ fn fstab_gets_the_entries_once_per_instance() {
         "UUID=r / ext4 defaults 0 1\n\
          nas:/export\t/srv/nfs\tnfs\tro,soft,comment=cloudconfig\t0\t0\n\
          vdz\t/data\tauto\tdefaults,nofail,comment=cloudconfig\t0\t2\n\
-         /swapfile\tnone\tswap\tsw\t0\t0\n"
+         /swapfile\tnone\tswap\tsw,comment=cloudconfig\t0\t0\n"
     );
     let (outcome, message) = guest.step("mounts");
     assert_eq!(outcome, "ok", "{message}");

@@ -56,6 +56,13 @@ pub fn file_name(index: usize) -> String {
     format!("metaboot-ca-cert-{index}.crt")
 }
 
+/// True for a name `file_name` gives.
+fn is_certificate_file(name: &str) -> bool {
+    name.strip_prefix("metaboot-ca-cert-")
+        .and_then(|rest| rest.strip_suffix(".crt"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// A `ca_certs` that could not be applied in full.
 #[derive(Debug, thiserror::Error)]
 pub enum CaCertsError {
@@ -87,6 +94,8 @@ pub struct Applied {
     pub store: Store,
     /// Certificate files written, under the store's local directory.
     pub written: Vec<String>,
+    /// Certificate files of an earlier run that this `trusted` no longer holds, removed.
+    pub removed: Vec<String>,
     /// Entries of the selection file deselected.
     pub deselected: usize,
     /// The store was rebuilt (false when the root is not the running system's).
@@ -111,6 +120,7 @@ pub fn apply(root: &Root, config: &CaCerts) -> Applied {
     let mut applied = Applied {
         store,
         written: Vec::new(),
+        removed: Vec::new(),
         deselected: 0,
         updated: false,
         errors: Vec::new(),
@@ -154,6 +164,7 @@ pub fn apply(root: &Root, config: &CaCerts) -> Applied {
             Err(err) => applied.errors.push(err.into()),
         }
     }
+    remove_others(root, store, &mut applied);
     if root.is_host() {
         // Written files must be in place before the tool reads the directory.
         root.publish();
@@ -166,6 +177,47 @@ pub fn apply(root: &Root, config: &CaCerts) -> Applied {
         }
     }
     applied
+}
+
+/// Removes the certificate files an earlier run wrote that this run did not (an image captured
+/// from an instance that trusted more, an entry now refused): what `trusted` lists now is what
+/// the store trusts, as cloud-init's one file, replaced whole, makes it.
+fn remove_others(root: &Root, store: Store, applied: &mut Applied) {
+    let dir = match root.dir_optional(store.local_dir) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return,
+        Err(err) => {
+            applied
+                .errors
+                .push(PathError::fail("open", store.local_dir)(err).into());
+            return;
+        }
+    };
+    let entries = match dir.entries() {
+        Ok(entries) => entries,
+        Err(err) => {
+            applied
+                .errors
+                .push(PathError::fail("list", store.local_dir)(err).into());
+            return;
+        }
+    };
+    for (name, _) in entries {
+        let Some(name) = name.to_str().filter(|n| is_certificate_file(n)) else {
+            continue;
+        };
+        if applied.written.iter().any(|w| w == name) {
+            continue;
+        }
+        let path = format!("{}/{name}", store.local_dir);
+        match dir.remove_file(name.as_ref()) {
+            Ok(true) => applied.removed.push(name.to_owned()),
+            Ok(false) => {}
+            Err(err) => applied
+                .errors
+                .push(PathError::fail("remove", path)(err).into()),
+        }
+    }
 }
 
 /// Puts `!` in front of every selected entry of the store's selection file, under one header

@@ -68,6 +68,8 @@ pub struct Applied {
     pub dropped: usize,
     /// The commands run (`swapon -a`, `mount -a`, …).
     pub ran: Vec<&'static str>,
+    /// The commands that failed, each with why (the others still ran).
+    pub failed: Vec<String>,
 }
 
 /// One field of an entry: text, or nothing (`null`: the default, or "leave this device out").
@@ -239,29 +241,29 @@ pub fn apply(
     let aliases = devices::aliases(config.device_aliases).map_err(MountsError::Config)?;
     let devices = Devices::new(root).with_aliases(aliases);
     let mut entries = plan(given, &defaults, options, &fstab, &devices);
-    for entry in &mut entries {
-        entry[3] = format!("{},{MNT_COMMENT}", entry[3]);
-    }
+    let mut swap_line_kept = false;
     if let Some(request) = &swap
         && let Some(file) = swap::make(root, request)?
     {
-        entries.push(
-            [file.as_str(), "none", "swap", "sw", "0", "0"]
-                .map(str::to_owned)
-                .to_vec(),
-        );
+        let entry = [file.as_str(), "none", "swap", "sw", "0", "0"].map(str::to_owned);
+        // An older metaboot wrote a swap file's line without the mark: that line stands for
+        // this one rather than being doubled (two lines for one file fail `swapon -a`).
+        swap_line_kept = fstab.kept.contains(&fstab::line(&entry));
+        if !swap_line_kept {
+            entries.push(entry.to_vec());
+        }
+    }
+    // Every line the step adds carries the mark, the swap file's too (as cloud-init's), so the
+    // next instance replaces it.
+    for entry in &mut entries {
+        entry[3] = format!("{},{MNT_COMMENT}", entry[3]);
     }
     // Nothing asked and no default device: fstab is left as it is (cloud-init's too, an
     // earlier instance's lines included).
-    if entries.is_empty() {
+    if entries.is_empty() && !swap_line_kept {
         return Ok(None);
     }
-    // A line already kept (a swap file's, which carries no mark) is not added twice.
-    let added: Vec<String> = entries
-        .iter()
-        .map(|e| fstab::line(e))
-        .filter(|line| !fstab.kept.contains(line))
-        .collect();
+    let added: Vec<String> = entries.iter().map(|e| fstab::line(e)).collect();
     let changed = added.iter().any(|l| !fstab.dropped.contains(l))
         || fstab.dropped.iter().any(|l| !added.contains(l));
     root.write_atomic(
@@ -285,35 +287,39 @@ pub fn apply(
         added,
         dropped: fstab.dropped.len(),
         ran: Vec::new(),
+        failed: Vec::new(),
     };
     if !root.is_host() {
         return Ok(Some(applied));
     }
-    // The tools read /etc/fstab: it must be in place.
+    // The tools read /etc/fstab: it must be in place. Each runs whatever the one before did
+    // (as cloud-init's): a swap area that fails does not keep the volumes unmounted.
     root.publish();
-    if entries.iter().any(|e| e[2] == "swap") {
-        run(&mut applied, "swapon", &["-a"])?;
+    if swap_line_kept || entries.iter().any(|e| e[2] == "swap") {
+        run(&mut applied, "swapon", &["-a"]);
     }
     if changed || mount_points.iter().any(|dir| !is_mounted(root, dir)) {
-        run(&mut applied, "mount", &["-a"])?;
+        run(&mut applied, "mount", &["-a"]);
         if systemd {
-            run(&mut applied, "systemctl", &["daemon-reload"])?;
+            run(&mut applied, "systemctl", &["daemon-reload"]);
         }
     }
     Ok(Some(applied))
 }
 
-fn run(applied: &mut Applied, tool: &'static str, args: &[&str]) -> Result<(), MountsError> {
-    match tool::run(tool, args)? {
-        Some(()) => {
-            applied.ran.push(match (tool, args) {
-                ("swapon", _) => "swapon -a",
-                ("mount", _) => "mount -a",
-                _ => "systemctl daemon-reload",
-            });
-            Ok(())
-        }
-        None => Err(MountsError::Config(format!("{tool} is not installed"))),
+/// Runs `tool args`; what it ran, or why it failed, goes into `applied`.
+fn run(applied: &mut Applied, tool: &'static str, args: &[&str]) {
+    let command = match tool {
+        "swapon" => "swapon -a",
+        "mount" => "mount -a",
+        _ => "systemctl daemon-reload",
+    };
+    match tool::run(tool, args) {
+        Ok(Some(())) => applied.ran.push(command),
+        Ok(None) => applied.failed.push(format!("{tool} is not installed")),
+        Err(err) => applied
+            .failed
+            .push(format!("{command}: {}", crate::log::chain(&err))),
     }
 }
 

@@ -180,7 +180,11 @@ pub(super) fn mounts(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
             if !applied.ran.is_empty() {
                 message.push_str(&format!("; ran {}", applied.ran.join(", ")));
             }
-            Done::ok_with(message)
+            if applied.failed.is_empty() {
+                Done::ok_with(message)
+            } else {
+                Done::error(format!("{}; {message}", applied.failed.join("; ")))
+            }
         }
         Err(err) => Done::error(chain(&err)),
     }

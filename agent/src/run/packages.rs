@@ -24,13 +24,19 @@ pub(super) fn configure_apt(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
         Ok(request) => request,
         Err(err) => return Done::error(err),
     };
-    if request.is_empty() {
+    if request.is_empty() && !apt::stale_files(i.root) {
         return Done::skipped("no apt or apt_pipelining");
     }
     let applied = apt::apply(i.root, &request);
     let mut said = Vec::new();
     if !applied.written.is_empty() {
         said.push(format!("wrote {}", applied.written.join(", ")));
+    }
+    if !applied.removed.is_empty() {
+        said.push(format!(
+            "removed {} (not asked for by this instance)",
+            applied.removed.join(", ")
+        ));
     }
     if !applied.added.is_empty() {
         said.push(format!("add-apt-repository {}", applied.added.join(", ")));

@@ -410,6 +410,13 @@ fn ca_certs(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
             store.local_dir
         ));
     }
+    if !applied.removed.is_empty() {
+        said.push(format!(
+            "removed {} (no longer trusted) from {}",
+            applied.removed.join(", "),
+            store.local_dir
+        ));
+    }
     if applied.updated {
         said.push(format!("ran {}", store.update));
     } else if !i.root.is_host() {

@@ -228,6 +228,19 @@ cloud_config! {
     apt: serde_json::Map<String, serde_json::Value> = "apt",
     /// `apt_pipelining`: apt's HTTP pipeline depth (`false`, 0–5, `os`).
     apt_pipelining: serde_json::Value = "apt_pipelining",
+    /// cloud-init's older spellings of `apt`'s keys, read as `apt` when it is absent
+    /// (`apply::apt::legacy`).
+    apt_proxy: serde_json::Value = "apt_proxy",
+    apt_http_proxy: serde_json::Value = "apt_http_proxy",
+    apt_ftp_proxy: serde_json::Value = "apt_ftp_proxy",
+    apt_https_proxy: serde_json::Value = "apt_https_proxy",
+    apt_preserve_sources_list: serde_json::Value = "apt_preserve_sources_list",
+    apt_custom_sources_list: serde_json::Value = "apt_custom_sources_list",
+    apt_sources: serde_json::Value = "apt_sources",
+    apt_mirror: serde_json::Value = "apt_mirror",
+    apt_mirror_search: serde_json::Value = "apt_mirror_search",
+    apt_mirror_search_dns: serde_json::Value = "apt_mirror_search_dns",
+    add_apt_repo_match: serde_json::Value = "add_apt_repo_match",
     /// `rsyslog: {configs, remotes, config_dir, config_filename, service_reload_command}` (or
     /// the old list of configs).
     rsyslog: serde_json::Value = "rsyslog",

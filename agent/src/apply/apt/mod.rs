@@ -22,6 +22,7 @@
 //! mirror `search`/`search_dns`, `debconf_selections`, `add_apt_repo_match`.
 
 pub mod armor;
+pub mod legacy;
 pub mod template;
 
 use serde_json::{Map, Value};
@@ -135,9 +136,10 @@ pub fn request(config: &CloudConfig, warnings: &mut Vec<String>) -> Result<Reque
         pipeline_depth: pipelining(config.apt_pipelining.as_ref(), warnings),
         ..Request::default()
     };
-    let Some(apt) = &config.apt else {
+    let Some(apt) = legacy::effective(config, warnings)? else {
         return Ok(request);
     };
+    let apt = &apt;
     let arch = dpkg_architecture();
     for (key, value) in apt {
         match key.as_str() {
@@ -357,11 +359,35 @@ pub enum AptError {
 pub struct Applied {
     /// Files written, in order.
     pub written: Vec<String>,
+    /// Files of an earlier run removed (a proxy or configuration no longer asked for).
+    pub removed: Vec<String>,
     /// Sources handed to add-apt-repository.
     pub added: Vec<String>,
     /// `sources` was given: the package lists are to be refreshed.
     pub refresh: bool,
     pub errors: Vec<AptError>,
+}
+
+/// The proxy and configuration files an earlier run (metaboot's or cloud-init's) left.
+pub fn stale_files(root: &Root) -> bool {
+    root.exists(PROXY_FILE) || root.exists(CONF_FILE)
+}
+
+/// Removes `path` when it is there.
+fn remove(root: &Root, applied: &mut Applied, path: &str) {
+    if !root.exists(path) {
+        return;
+    }
+    let removed = root
+        .parent(path, false)
+        .and_then(|(dir, name)| dir.remove_file(&name));
+    match removed {
+        Ok(true) => applied.removed.push(path.to_owned()),
+        Ok(false) => {}
+        Err(err) => applied
+            .errors
+            .push(PathError::fail("remove", path)(err).into()),
+    }
 }
 
 /// Writes what `request` asks under `root`; each part is tried when one before it failed.
@@ -410,12 +436,17 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
             }),
         }
     }
-    if !request.proxies.is_empty() {
+    // A proxy or a configuration no longer asked for (an image made with a build proxy) is
+    // removed, as cloud-init removes them: apt must not keep going through it.
+    if request.proxies.is_empty() {
+        remove(root, &mut applied, PROXY_FILE);
+    } else {
         let text = request.proxies.join("\n") + "\n";
         write(&mut applied, PROXY_FILE, text.as_bytes());
     }
-    if let Some(conf) = &request.conf {
-        write(&mut applied, CONF_FILE, conf.as_bytes());
+    match request.conf.as_deref().filter(|conf| !conf.is_empty()) {
+        Some(conf) => write(&mut applied, CONF_FILE, conf.as_bytes()),
+        None => remove(root, &mut applied, CONF_FILE),
     }
     for source in request.sources.iter().flatten() {
         if let Err(err) = add_source(root, source, &mut params, &mut applied) {

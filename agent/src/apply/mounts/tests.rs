@@ -131,7 +131,10 @@ fn a_swap_file_is_made_as_mkswap_makes_it_and_listed_once() {
     };
     let mut warnings = Vec::new();
     let done = apply(&root, config, &mut warnings).unwrap().unwrap();
-    assert_eq!(done.added, ["/var/swapfile\tnone\tswap\tsw\t0\t0"]);
+    assert_eq!(
+        done.added,
+        ["/var/swapfile\tnone\tswap\tsw,comment=cloudconfig\t0\t0"]
+    );
     let file = root.host_path("/var/swapfile");
     let meta = fs::metadata(&file).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -148,8 +151,38 @@ fn a_swap_file_is_made_as_mkswap_makes_it_and_listed_once() {
         assert_eq!(kind.trim(), "swap");
     }
     // A second instance: the file is not in use here (no /proc/swaps under this root: it is
-    // kept as it is) and its line, which carries no mark, is not written twice.
+    // kept as it is) and its marked line is replaced by the same one, not written twice.
     let done = apply(&root, config, &mut warnings).unwrap().unwrap();
+    assert_eq!(done.dropped, 1);
+    assert_eq!(
+        fs::read_to_string(root.host_path(FSTAB)).unwrap(),
+        "UUID=r / ext4 defaults 0 1\n/var/swapfile\tnone\tswap\tsw,comment=cloudconfig\t0\t0\n"
+    );
+    // An instance that asks for another file: the first one's line goes with the mark, so
+    // `swapon -a` does not look for a file the user may have deleted.
+    let other = json!({"filename": "/var/swap2", "size": "1M"});
+    let config = Config {
+        swap: other.as_object(),
+        ..Config::default()
+    };
+    apply(&root, config, &mut warnings).unwrap().unwrap();
+    assert_eq!(
+        fs::read_to_string(root.host_path(FSTAB)).unwrap(),
+        "UUID=r / ext4 defaults 0 1\n/var/swap2\tnone\tswap\tsw,comment=cloudconfig\t0\t0\n"
+    );
+}
+
+#[test]
+fn a_swap_file_line_an_older_metaboot_wrote_without_the_mark_is_not_doubled() {
+    let (_dir, root) =
+        root_with("UUID=r / ext4 defaults 0 1\n/var/swapfile\tnone\tswap\tsw\t0\t0\n");
+    fs::remove_dir_all(root.host_path("/sys/block/vdb")).unwrap();
+    let swap_config = json!({"filename": "/var/swapfile", "size": "1M"});
+    let config = Config {
+        swap: swap_config.as_object(),
+        ..Config::default()
+    };
+    let done = apply(&root, config, &mut Vec::new()).unwrap().unwrap();
     assert!(done.added.is_empty());
     assert_eq!(
         fs::read_to_string(root.host_path(FSTAB)).unwrap(),

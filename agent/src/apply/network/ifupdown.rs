@@ -1,12 +1,12 @@
-//! ifupdown: one file, `/etc/network/interfaces.d/50-metaboot`, with a stanza per interface
-//! and family (`inet static|dhcp`, `inet6 static|auto|dhcp`), as cloud-init's ENI renderer
-//! writes `50-cloud-init`. The image's `/etc/network/interfaces` must `source` the directory
+//! ifupdown: one file, `/etc/network/interfaces.d/50-metaboot`, with a stanza per interface,
+//! family and method (`inet dhcp|static|manual`, `inet6 static|auto|dhcp`), as cloud-init's ENI
+//! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces` must `source` the directory
 //! (Debian's does). Static interfaces are brought up at once (`ifup`) when the root is `/`.
 
 use std::fmt::Write as _;
 use std::process::Command;
 
-use super::plan::{Applied, Interface, Ipv6Auto, Plan};
+use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
 
@@ -15,38 +15,105 @@ pub const INTERFACES: &str = "/etc/network/interfaces";
 /// The file metaboot writes.
 pub const FILE: &str = "/etc/network/interfaces.d/50-metaboot";
 
-fn stanza(out: &mut String, name: &str, interface: &Interface, v6: bool, plan: &Plan) {
-    let family = if v6 { "inet6" } else { "inet" };
-    let addresses: Vec<_> = interface
+/// One `iface` stanza: its family, its method, and the static addresses it carries.
+struct Stanza<'a> {
+    v6: bool,
+    method: &'static str,
+    addresses: Vec<&'a Address>,
+}
+
+/// The stanzas of one family, as cloud-init writes one per subnet: DHCP or router
+/// advertisements when asked, and the static addresses; both when both are asked. ifup
+/// applies them in order, and IPv6's `static` turns autoconfiguration off: for IPv6 the static
+/// stanza comes first, so that `auto` or `dhcp` turns it back on.
+fn stanzas_of(interface: &Interface, v6: bool) -> Vec<Stanza<'_>> {
+    let automatic = match (v6, interface.dhcp4, interface.ipv6) {
+        (false, true, _) | (true, _, Ipv6Auto::Dhcp) => Some("dhcp"),
+        (true, _, Ipv6Auto::Slaac) => Some("auto"),
+        _ => None,
+    }
+    .map(|method| Stanza {
+        v6,
+        method,
+        addresses: Vec::new(),
+    });
+    let addresses: Vec<&Address> = interface
         .addresses
         .iter()
         .filter(|a| a.ip.is_ipv6() == v6)
         .collect();
-    let routes: Vec<_> = interface
-        .routes
-        .iter()
-        .filter(|r| r.via.is_ipv6() == v6)
-        .collect();
-    let method = match (v6, interface.dhcp4, interface.ipv6) {
-        (_, _, _) if !addresses.is_empty() => "static",
-        (false, true, _) => "dhcp",
-        (true, _, Ipv6Auto::Dhcp) => "dhcp",
-        (true, _, Ipv6Auto::Slaac) => "auto",
-        _ => return,
-    };
-    let _ = writeln!(out, "iface {name} {family} {method}");
-    if let Some(mtu) = interface.mtu.filter(|_| !v6) {
-        let _ = writeln!(out, "    mtu {mtu}");
+    let fixed = (!addresses.is_empty()).then_some(Stanza {
+        v6,
+        method: "static",
+        addresses,
+    });
+    if v6 {
+        fixed.into_iter().chain(automatic).collect()
+    } else {
+        automatic.into_iter().chain(fixed).collect()
     }
-    for (i, address) in addresses.iter().enumerate() {
-        if i == 0 {
-            let _ = writeln!(out, "    address {address}");
-        } else {
-            let _ = writeln!(out, "    up ip addr add {address} dev {name}");
+}
+
+/// An interface's `auto` line and stanzas (none for an interface with nothing to configure):
+/// IPv4's, then IPv6's; one `manual` stanza when neither family has a
+/// method but routes are asked, so that they are still added. The first stanza carries the
+/// interface's MTU and the DNS servers (as cloud-init puts an interface's attributes on its
+/// first stanza); a family's routes go on its last stanza (the interface's last when the
+/// family has none).
+fn interface_stanzas(out: &mut String, name: &str, interface: &Interface, plan: &Plan) {
+    let mut stanzas = stanzas_of(interface, false);
+    stanzas.extend(stanzas_of(interface, true));
+    if stanzas.is_empty() {
+        if interface.routes.is_empty() {
+            return;
+        }
+        stanzas.push(Stanza {
+            v6: false,
+            method: "manual",
+            addresses: Vec::new(),
+        });
+    }
+    let _ = write!(out, "\nauto {name}\n");
+    let last_of = |v6: bool| {
+        stanzas
+            .iter()
+            .rposition(|stanza| stanza.v6 == v6)
+            .unwrap_or(stanzas.len() - 1)
+    };
+    let (last_v4, last_v6) = (last_of(false), last_of(true));
+    for (index, stanza) in stanzas.iter().enumerate() {
+        let family = if stanza.v6 { "inet6" } else { "inet" };
+        let _ = writeln!(out, "iface {name} {family} {}", stanza.method);
+        if index == 0
+            && let Some(mtu) = interface.mtu
+        {
+            let _ = writeln!(out, "    mtu {mtu}");
+        }
+        for (i, address) in stanza.addresses.iter().enumerate() {
+            if i == 0 {
+                let _ = writeln!(out, "    address {address}");
+            } else {
+                let _ = writeln!(out, "    up ip addr add {address} dev {name}");
+            }
+        }
+        for v6 in [false, true] {
+            if index != if v6 { last_v6 } else { last_v4 } {
+                continue;
+            }
+            routes(out, name, interface, v6, stanza);
+        }
+        if index == 0 {
+            dns(out, plan);
         }
     }
-    for route in routes {
-        if route.is_default() && method == "static" {
+}
+
+/// The routes of one family, on `stanza`: the default route as `gateway` on a static stanza
+/// of that family, every other as an `up ip route` line.
+fn routes(out: &mut String, name: &str, interface: &Interface, v6: bool, stanza: &Stanza<'_>) {
+    let static_here = stanza.v6 == v6 && stanza.method == "static";
+    for route in interface.routes.iter().filter(|r| r.via.is_ipv6() == v6) {
+        if route.is_default() && static_here {
             let _ = writeln!(out, "    gateway {}", route.via);
         } else {
             let _ = writeln!(
@@ -58,14 +125,16 @@ fn stanza(out: &mut String, name: &str, interface: &Interface, v6: bool, plan: &
             );
         }
     }
-    if method == "static" && !v6 {
-        if !plan.nameservers.is_empty() {
-            let ns: Vec<String> = plan.nameservers.iter().map(ToString::to_string).collect();
-            let _ = writeln!(out, "    dns-nameservers {}", ns.join(" "));
-        }
-        if !plan.search.is_empty() {
-            let _ = writeln!(out, "    dns-search {}", plan.search.join(" "));
-        }
+}
+
+/// The DNS servers and search domains, for resolvconf's hook.
+fn dns(out: &mut String, plan: &Plan) {
+    if !plan.nameservers.is_empty() {
+        let ns: Vec<String> = plan.nameservers.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "    dns-nameservers {}", ns.join(" "));
+    }
+    if !plan.search.is_empty() {
+        let _ = writeln!(out, "    dns-search {}", plan.search.join(" "));
     }
 }
 
@@ -81,9 +150,7 @@ pub fn render(plan: &Plan, source: &str) -> (String, Vec<String>) {
             }
             continue;
         };
-        let _ = write!(out, "\nauto {name}\n");
-        stanza(&mut out, name, interface, false, plan);
-        stanza(&mut out, name, interface, true, plan);
+        interface_stanzas(&mut out, name, interface, plan);
     }
     (out, unnamed)
 }

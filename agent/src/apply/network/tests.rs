@@ -310,6 +310,8 @@ iface eth0 inet6 static
 
 auto eth1
 iface eth1 inet dhcp
+    dns-nameservers 198.18.30.2 198.18.30.3
+    dns-search lab.example
 iface eth1 inet6 auto
 "
     );
@@ -328,6 +330,85 @@ iface eth1 inet6 auto
     assert_eq!(
         fs::read_to_string(root.host_path(ifupdown::FILE)).unwrap(),
         text
+    );
+}
+
+/// What one family alone, or DHCP and static addresses together, ask of ifupdown: nothing
+/// the document gives is dropped (the MTU of an IPv6-only interface, the static addresses of a
+/// DHCP one, routes of a family with no method).
+#[test]
+fn ifupdown_keeps_every_setting_whatever_the_mix_of_methods() {
+    let address = |text: &str| {
+        let (ip, prefix) = text.split_once('/').unwrap();
+        Address {
+            ip: ip.parse().unwrap(),
+            prefix: prefix.parse().unwrap(),
+        }
+    };
+    let route = |to: &str, via: &str| Route {
+        to: address(to),
+        via: via.parse().unwrap(),
+    };
+    let plan = Plan {
+        interfaces: vec![
+            Interface {
+                name: Some("eth0".into()),
+                mtu: Some(1400),
+                addresses: vec![address("2001:db8::5/64")],
+                routes: vec![route("::/0", "2001:db8::1")],
+                ..Interface::default()
+            },
+            Interface {
+                name: Some("eth1".into()),
+                dhcp4: true,
+                ipv6: Ipv6Auto::Slaac,
+                addresses: vec![address("198.18.40.5/24"), address("2001:db8:1::5/64")],
+                routes: vec![route("198.19.0.0/16", "198.18.40.254")],
+                ..Interface::default()
+            },
+            Interface {
+                name: Some("eth2".into()),
+                mtu: Some(9000),
+                routes: vec![route("2001:db8:2::/48", "fe80::1")],
+                ..Interface::default()
+            },
+            Interface {
+                name: Some("eth3".into()),
+                ..Interface::default()
+            },
+        ],
+        nameservers: vec!["2001:db8::53".parse().unwrap()],
+        search: Vec::new(),
+    };
+    let (text, unnamed) = ifupdown::render(&plan, "network-config");
+    assert!(unnamed.is_empty());
+    assert_eq!(
+        text,
+        "# Written by metaboot from network-config; metaboot rewrites it for a new instance.
+
+auto eth0
+iface eth0 inet6 static
+    mtu 1400
+    address 2001:db8::5/64
+    gateway 2001:db8::1
+    dns-nameservers 2001:db8::53
+
+auto eth1
+iface eth1 inet dhcp
+    dns-nameservers 2001:db8::53
+iface eth1 inet static
+    address 198.18.40.5/24
+    up ip route replace 198.19.0.0/16 via 198.18.40.254 dev eth1
+iface eth1 inet6 static
+    address 2001:db8:1::5/64
+iface eth1 inet6 auto
+
+auto eth2
+iface eth2 inet manual
+    mtu 9000
+    up ip -6 route replace 2001:db8:2::/48 via fe80::1 dev eth2
+    dns-nameservers 2001:db8::53
+"
     );
 }
 
