@@ -225,7 +225,7 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     let (public, private) = ssh_key(&reg, "bob");
     let empty = reg.write("empty.pub", b"");
     let garbage = reg.write("garbage.pub", b"not a key at all\n");
-    let too_big = reg.write("too-big", &vec![b'x'; USER_DATA_LIMIT + 1]);
+    let too_big = reg.write("too-big", &vec![b'x'; 5 * USER_DATA_LIMIT]);
     let missing = reg.path("missing.pub").display().to_string();
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -258,6 +258,14 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
         (vm(&["--mac", "zz"]), "bad MAC"),
         (vm(&["--meta", "novalue"]), "KEY=VALUE"),
         (vm(&["--meta", "a=1", "--meta", "a=2"]), "twice"),
+        (
+            vm(&["--meta", "team/owner=x"]),
+            "has a character nova does not allow in one",
+        ),
+        (
+            vm(&["--meta", "\u{1b}]0;pwn\u{7}=1"]),
+            "has a character nova does not allow in one",
+        ),
         (vm(&["--hostname", "bad_host"]), "hostname"),
         (vm(&["--uuid", "not-a-uuid"]), "uuid"),
         (
@@ -289,7 +297,10 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     }
 
     let files: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--user-data", &too_big], "65536 bytes"),
+        (
+            vec!["--user-data", &too_big],
+            "is 327675 bytes: the limit is 65535 bytes",
+        ),
         (vec!["--user-data", &missing], "cannot read user data file"),
         (vec!["--key-file", &missing], "cannot read key file"),
         (vec!["--key-file", &private], "private key"),

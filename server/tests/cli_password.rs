@@ -135,6 +135,33 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
         "pem-pw\n"
     );
 
+    // base64 wrapped at 76 columns (`openssl … | base64`), and a key file with CRLF line
+    // ends: novaclient and OpenSSH read both, so does get-password.
+    let wrapped_posted: String = encrypt(&reg, &openssh, "wrapped-pw")
+        .as_bytes()
+        .chunks(76)
+        .map(|line| format!("{}\n", String::from_utf8_lossy(line)))
+        .collect();
+    let wrapped = instance(&reg, "wrapped", &[&openssh]);
+    db.set_password(&wrapped, &wrapped_posted).unwrap();
+    let crlf = reg.write(
+        "rsa-openssh-crlf",
+        std::fs::read_to_string(&openssh)
+            .unwrap()
+            .replace('\n', "\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(
+        reg.ok(&[
+            "instance",
+            "get-password",
+            "wrapped",
+            "--private-key",
+            &crlf
+        ]),
+        "wrapped-pw\n"
+    );
+
     // A non-RSA first key: nothing can decrypt; a non-key file: said so.
     let third = instance(&reg, "ed", &[&ed]);
     db.set_password(&third, "c29tZXRoaW5n").unwrap();

@@ -205,10 +205,26 @@ fn libvirt_host_entry(network: &Network, port: &Port) -> Option<String> {
         return None;
     }
     Some(format!(
-        "libvirt hands the guest this address once told: virsh net-update {name} add \
+        "libvirt hands the guest this address once told: virsh net-update {} add \
          ip-dhcp-host \"<host mac='{}' ip='{}'/>\" --live --config",
-        port.mac, port.ip
+        shell_word(name),
+        port.mac,
+        port.ip
     ))
+}
+
+/// `text` as one shell word: as it is when it holds only characters no shell treats
+/// specially, else single-quoted (a user pastes the line, so a name such as `my lab` or one
+/// with `$(…)` must stay one argument and run nothing).
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '%' | '+' | ',')
+    };
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// Reads the user data file; reads one byte past the limit so the store can refuse a file
@@ -218,9 +234,21 @@ fn read_user_data(path: &Path) -> Result<Vec<u8>, InputError> {
     let file = File::open(path)
         .map_err(|err| InputError(format!("cannot read user data file {shown}: {err}")))?;
     let mut data = Vec::new();
-    file.take(MAX_USER_DATA_BYTES as u64 + 1)
+    (&file)
+        .take(MAX_USER_DATA_BYTES as u64 + 1)
         .read_to_end(&mut data)
         .map_err(|err| InputError(format!("cannot read user data file {shown}: {err}")))?;
+    if data.len() > MAX_USER_DATA_BYTES {
+        // The file's own size, not the part read to find it too large.
+        let size = file.metadata().map_or_else(
+            |_| format!("more than {MAX_USER_DATA_BYTES}"),
+            |meta| meta.len().to_string(),
+        );
+        return Err(InputError(format!(
+            "user data file {shown} is {size} bytes: the limit is {MAX_USER_DATA_BYTES} bytes \
+             (compress it with gzip or fetch the rest from a URL)"
+        )));
+    }
     Ok(data)
 }
 
@@ -432,5 +460,25 @@ mod tests {
                 .0
                 .contains("twice")
         );
+    }
+
+    /// A libvirt network's name goes into a line the user pastes into a shell: it stays one
+    /// word, and nothing in it runs.
+    #[test]
+    fn a_name_in_the_virsh_line_stays_one_shell_word() {
+        assert_eq!(shell_word("default"), "default");
+        assert_eq!(shell_word("lab-net_1.a"), "lab-net_1.a");
+        assert_eq!(shell_word("my lab"), "'my lab'");
+        assert_eq!(shell_word("$(reboot)"), "'$(reboot)'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("printf '%s|' {}", shell_word("a b'c $(x) `y`")),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b'c $(x) `y`|");
     }
 }

@@ -79,7 +79,7 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
         .into());
     }
     let ciphertext = base64::engine::general_purpose::STANDARD
-        .decode(stored.trim())
+        .decode(without_whitespace(&stored))
         .map_err(|_| {
             anyhow::anyhow!(
                 "the stored password of instance {} is not base64 (it was not posted \
@@ -97,6 +97,13 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
         )
     })?;
     print_posted("decrypted password", &password)
+}
+
+/// Base64 text without the line breaks and spaces it may be wrapped with (`base64` wraps at 76
+/// columns; a key file written on Windows ends its lines with CR), which novaclient and OpenSSH
+/// skip too.
+fn without_whitespace(text: &str) -> String {
+    text.chars().filter(|c| !c.is_ascii_whitespace()).collect()
 }
 
 /// Prints what a guest posted. The guest chose every byte of it (it has the public key), so
@@ -154,7 +161,7 @@ fn openssh_private_key(text: &str) -> Result<PrivateKey, String> {
         .filter(|line| !line.starts_with("-----"))
         .collect();
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
+        .decode(without_whitespace(&body))
         .map_err(|_| "the OpenSSH key's base64 does not decode".to_owned())?;
     let malformed = |err: SshKeyError| format!("a malformed OpenSSH key ({err})");
     let rest = bytes

@@ -28,10 +28,10 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub const MAX_PROJECT_BYTES: usize = 255;
 /// Most `meta` entries per instance (nova's default `metadata_items` quota).
 pub const MAX_META_ITEMS: usize = 128;
-/// Longest `meta` key, in bytes (nova's API schema).
-pub const MAX_META_KEY_BYTES: usize = 255;
-/// Longest `meta` value, in bytes (nova's API schema).
-pub const MAX_META_VALUE_BYTES: usize = 255;
+/// Longest `meta` key, in characters (nova's API schema; its characters are ASCII).
+pub const MAX_META_KEY_CHARS: usize = 255;
+/// Longest `meta` value, in characters (nova's API schema counts characters, not bytes).
+pub const MAX_META_VALUE_CHARS: usize = 255;
 /// Most key pairs per instance; real instances have one.
 pub const MAX_KEY_PAIRS: usize = 16;
 /// Longest key pair name, in characters (nova's API schema).
@@ -253,8 +253,14 @@ pub fn uuid(text: &str) -> StoreResult<String> {
         })
 }
 
-/// Server metadata (`meta`): at most [`MAX_META_ITEMS`] entries, non-empty keys, sizes within
-/// nova's limits.
+/// A character nova's API schema allows in a metadata key (`^[a-zA-Z0-9-_:. ]{1,255}$`).
+fn is_meta_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | ' ')
+}
+
+/// Server metadata (`meta`): at most [`MAX_META_ITEMS`] entries, keys and values as nova's API
+/// schema takes them (a key of letters, digits, `-`, `_`, `:`, `.` and spaces; up to 255
+/// characters each).
 pub fn meta(meta: &BTreeMap<String, String>) -> StoreResult<()> {
     if meta.len() > MAX_META_ITEMS {
         return Err(invalid(format!(
@@ -268,16 +274,23 @@ pub fn meta(meta: &BTreeMap<String, String>) -> StoreResult<()> {
                 "meta key is empty: write KEY=VALUE with a non-empty KEY".to_owned(),
             ));
         }
-        if key.len() > MAX_META_KEY_BYTES {
+        if !key.chars().all(is_meta_key_char) {
             return Err(invalid(format!(
-                "meta key {key:?} is {} bytes long: the limit is {MAX_META_KEY_BYTES}",
+                "meta key {key:?} has a character nova does not allow in one: use letters, \
+                 digits, '-', '_', ':', '.' and spaces"
+            )));
+        }
+        if key.len() > MAX_META_KEY_CHARS {
+            return Err(invalid(format!(
+                "meta key {key:?} is {} characters long: the limit is {MAX_META_KEY_CHARS}",
                 key.len()
             )));
         }
-        if value.len() > MAX_META_VALUE_BYTES {
+        let chars = value.chars().count();
+        if chars > MAX_META_VALUE_CHARS {
             return Err(invalid(format!(
-                "meta value of {key:?} is {} bytes long: the limit is {MAX_META_VALUE_BYTES}",
-                value.len()
+                "meta value of {key:?} is {chars} characters long: the limit is \
+                 {MAX_META_VALUE_CHARS}"
             )));
         }
     }

@@ -78,12 +78,24 @@ fn name_and_project_limits() {
 fn meta_and_key_pair_limits() {
     let mut map = BTreeMap::new();
     map.insert(
-        "k".repeat(MAX_META_KEY_BYTES),
-        "v".repeat(MAX_META_VALUE_BYTES),
+        "k".repeat(MAX_META_KEY_CHARS),
+        "v".repeat(MAX_META_VALUE_CHARS),
     );
     assert!(meta(&map).is_ok());
-    map.insert("k".repeat(MAX_META_KEY_BYTES + 1), String::new());
+    map.insert("k".repeat(MAX_META_KEY_CHARS + 1), String::new());
     assert!(meta(&map).is_err());
+    // nova counts a value's characters: 255 two-byte characters fit, 256 do not.
+    let one = |key: &str, value: &str| meta(&BTreeMap::from([(key.to_owned(), value.to_owned())]));
+    assert!(one("note", &"é".repeat(MAX_META_VALUE_CHARS)).is_ok());
+    assert!(one("note", &"é".repeat(MAX_META_VALUE_CHARS + 1)).is_err());
+    // A key has the characters nova's schema allows, no others (a terminal escape, a '/').
+    assert!(one("Team-1_a:b.c d", "x").is_ok());
+    for key in ["team/owner", "\u{1b}]0;pwn\u{7}", "ключ", "a\nb"] {
+        assert!(
+            message(one(key, "x")).contains("has a character nova does not allow"),
+            "{key:?}"
+        );
+    }
     let many: BTreeMap<_, _> = (0..=MAX_META_ITEMS)
         .map(|i| (i.to_string(), String::new()))
         .collect();
