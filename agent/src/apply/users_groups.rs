@@ -10,7 +10,7 @@ use crate::fsutil::{self, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
 use crate::userdata::cloud_config::{
-    CloudConfig, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
+    CloudConfig, StrLike, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
 };
 
 /// Login shell of created users when none is given (Debian's useradd default).
@@ -158,6 +158,12 @@ pub fn user_list(
     out
 }
 
+/// A password key's value, unless it is empty: cloud-init sets none then (an empty shadow
+/// field would let the user in without a password where PAM allows `nullok`).
+fn given(value: &Option<StrLike>) -> Option<&StrLike> {
+    value.as_ref().filter(|value| !value.is_empty())
+}
+
 /// What one user's account edits did.
 struct Applied {
     created: bool,
@@ -184,6 +190,16 @@ fn apply_user(
             ),
             None => None,
         };
+        // A uid asked for is that uid or nothing, as `useradd --uid` makes it: another would
+        // break what the uid is for (files on a shared disk, NFS).
+        if let Some(uid) = uid_wanted
+            && let Some(owner) = accounts.uid_owner(uid)
+        {
+            return Err(format!(
+                "{name}: uid {uid} is taken by {owner}; not created (choose a free uid, or \
+                 leave uid out)"
+            ));
+        }
         let uid = accounts
             .next_uid(system, uid_wanted)
             .map_err(|e| format!("{name}: {e}"))?;
@@ -226,13 +242,13 @@ fn apply_user(
         if !system && cfg.no_create_home != Some(true) {
             home = Some(home_dir);
         }
-        if let Some(hash) = &cfg.passwd {
+        if let Some(hash) = given(&cfg.passwd) {
             check_field("passwd", hash).map_err(|e| format!("{name}: {e}"))?;
             accounts
                 .set_password_hash(name, hash, false)
                 .map_err(|e| format!("{name}: {e}"))?;
         }
-    } else if cfg.passwd.is_some() {
+    } else if given(&cfg.passwd).is_some() {
         warnings.push(format!(
             "{name}: `passwd` is only used when the user is created; ignored"
         ));
@@ -243,12 +259,12 @@ fn apply_user(
             .map_err(|e| format!("{name}: {e}"))?;
         accounts.add_member(&group, name);
     }
-    if let Some(hash) = &cfg.hashed_passwd {
+    if let Some(hash) = given(&cfg.hashed_passwd) {
         accounts
             .set_password_hash(name, hash, false)
             .map_err(|e| format!("{name}: {e}"))?;
     }
-    if let Some(text) = &cfg.plain_text_passwd {
+    if let Some(text) = given(&cfg.plain_text_passwd) {
         let hash = passwords::hash_password(text).map_err(|e| format!("{name}: {e}"))?;
         accounts
             .set_password_hash(name, &hash, false)
