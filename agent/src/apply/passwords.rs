@@ -227,9 +227,11 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
     {
         match default_user {
             Some(user) => plan.changes.push((user.to_owned(), classify(password))),
-            None => plan
-                .warnings
-                .push("password: no default user configured; ignored".to_owned()),
+            None => plan.warnings.push(
+                "password: no default user (none in metaboot.yaml, or `users` leaves \
+                     `default` out); ignored"
+                    .to_owned(),
+            ),
         }
     }
     plan

@@ -140,6 +140,12 @@ pub fn user_list(
             }
         }
     }
+    // `user:` makes its user the default one and adds it to the list (cloud-init's
+    // `normalize_users_groups`), unless the list has it already or turns it off.
+    let turned_off = matches!(&config.users, Some(Users::Map(map)) if map.contains_key("default"));
+    if config.user.is_some() && !turned_off && !wanted.iter().any(Option::is_none) {
+        wanted.push(None);
+    }
     let mut out = Vec::new();
     for item in wanted {
         match item {
@@ -162,6 +168,27 @@ pub fn user_list(
 /// field would let the user in without a password where PAM allows `nullok`).
 fn given(value: &Option<StrLike>) -> Option<&StrLike> {
     value.as_ref().filter(|value| !value.is_empty())
+}
+
+/// Whether the user list holds the default user, as cloud-init's `extract_default` finds it:
+/// with no `users` (the image's `[default]`), with `default` among them, or with `user:` set
+/// (which adds it). Without it, the steps that act for the default user (the instance's SSH
+/// keys, `password`) have none: the keys go to root alone, as cloud-init gives them.
+pub fn lists_default(config: &CloudConfig) -> bool {
+    let named = |text: &str| text.split(',').any(|name| name.trim() == "default");
+    match &config.users {
+        None => true,
+        Some(Users::Invalid(_)) => false,
+        Some(Users::Map(map)) if map.contains_key("default") => {
+            matches!(map.get("default"), Some(UserMapValue::Enabled(true)))
+        }
+        Some(_) if config.user.is_some() => true,
+        Some(Users::Text(text)) => named(text),
+        Some(Users::List(list)) => list
+            .iter()
+            .any(|entry| matches!(entry, UserEntry::Name(text) if named(text))),
+        Some(Users::Map(_)) => false,
+    }
 }
 
 /// What one user's account edits did.
