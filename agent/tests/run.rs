@@ -358,6 +358,42 @@ fn disable_root_prefixes_root_keys_and_a_default_user_gets_them_plain() {
     );
 }
 
+/// `users:` that leaves `default` out has no default user, as cloud-init's: the instance's
+/// keys go to root alone (under `disable_root`'s prefix naming nobody), the listed user is
+/// created, and the image's default user is neither created nor given the keys.
+#[test]
+fn users_without_default_leave_the_default_user_out() {
+    let guest = Guest::new();
+    guest.config("default_user: {name: debian}\n");
+    guest.user_data("#cloud-config\nusers: [{name: alice}]\npassword: Given-pw-1\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.step("ssh-keys"),
+        ("ok".into(), "1 key for root".into())
+    );
+    let root_keys = guest.read("/root/.ssh/authorized_keys");
+    assert!(root_keys.contains(r#"as the user \"NONE\""#), "{root_keys}");
+    let passwd = guest.read("/etc/passwd");
+    assert!(
+        passwd.contains("\nalice:") && !passwd.contains("debian"),
+        "{passwd}"
+    );
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(warnings.contains("password: no default user"), "{warnings}");
+    // `user:` names the default user and adds it to the list.
+    let guest = Guest::new();
+    guest.config("default_user: {name: debian}\n");
+    guest.user_data("#cloud-config\nuser: ubuntu\nusers: [{name: alice}]\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.read("/home/ubuntu/.ssh/authorized_keys"),
+        format!("{META_KEY}\n")
+    );
+    assert!(guest.read("/etc/passwd").contains("\nalice:"));
+}
+
 /// A default user whose name useradd would refuse (here with a quote and a line break): root's
 /// keys still get one line each, naming no user.
 #[test]

@@ -171,11 +171,14 @@ pub fn render(user: &str, key_file: &str, text: Option<&str>, hash: &str) -> Str
         "Options".to_owned(),
         "Comment".to_owned(),
     ];
+    // The file is the user's: its options and comments may hold a terminal's escape
+    // sequences or line breaks of their own, which the console must not act on (escaped as
+    // the log escapes them).
     let or_dash = |s: &str| {
         if s.is_empty() {
             "-".to_owned()
         } else {
-            s.to_owned()
+            crate::log::escape_controls(s).into_owned()
         }
     };
     let rows: Vec<[String; 4]> = text
@@ -324,5 +327,28 @@ ci-info: +-------------+--------------------------------------------------------
                 "ci-info: no authorized SSH keys fingerprints found for user debian.\n"
             );
         }
+    }
+
+    /// A comment a guest user wrote with a terminal's escape sequence, a carriage return and a
+    /// next-line character: printed escaped, so it can neither drive the console nor forge a
+    /// line of its log.
+    #[test]
+    fn control_characters_of_a_users_file_are_escaped() {
+        let line = format!(
+            "command=\"x\u{1b}[2J\" ssh-ed25519 {ED25519} me\u{1b}]0;owned\u{7}\rci-info: forged\u{85}"
+        );
+        let table = render(
+            "debian",
+            "/home/debian/.ssh/authorized_keys",
+            Some(&line),
+            DEFAULT_HASH,
+        );
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(table.contains(r"\x1b]0;owned"), "{table}");
+        assert_eq!(table.lines().filter(|l| l.contains("forged")).count(), 1);
+        assert!(table.lines().all(|l| l.starts_with(PREFIX)), "{table}");
     }
 }

@@ -220,15 +220,18 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
             }
         }
     }
-    if let Some(password) = &config.password
+    // An empty `password` sets nothing, as in cloud-init.
+    if let Some(password) = config.password.as_ref().filter(|p| !p.is_empty())
         && chpasswd.users.is_none()
         && chpasswd.list.is_none()
     {
         match default_user {
             Some(user) => plan.changes.push((user.to_owned(), classify(password))),
-            None => plan
-                .warnings
-                .push("password: no default user configured; ignored".to_owned()),
+            None => plan.warnings.push(
+                "password: no default user (none in metaboot.yaml, or `users` leaves \
+                     `default` out); ignored"
+                    .to_owned(),
+            ),
         }
     }
     plan
@@ -455,5 +458,8 @@ mod tests {
         let p = plan(&cfg("password: pw\n"), None);
         assert!(p.changes.is_empty());
         assert_eq!(p.warnings.len(), 1);
+        // An empty one sets nothing (cloud-init's `if password`), and says nothing either.
+        let p = plan_of("password: ''\n");
+        assert!(p.changes.is_empty() && p.warnings.is_empty(), "{p:?}");
     }
 }

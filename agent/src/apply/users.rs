@@ -349,6 +349,14 @@ impl Accounts {
             .ok_or_else(|| UsersError::NoSuchUser(new.name.clone()))
     }
 
+    /// The user that has `uid`, if any.
+    pub fn uid_owner(&self, uid: u32) -> Option<String> {
+        self.passwd
+            .entries()
+            .find(|fields| fields.get(2).and_then(|id| id.parse::<u32>().ok()) == Some(uid))
+            .and_then(|fields| fields.first().map(|name| (*name).to_owned()))
+    }
+
     /// A uid for a new user: `prefer` if free, else the next free one.
     pub fn next_uid(&self, system: bool, prefer: Option<u32>) -> Result<u32, UsersError> {
         Self::free_id(&Self::used_ids(&self.passwd), system, prefer)

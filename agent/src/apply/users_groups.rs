@@ -10,7 +10,7 @@ use crate::fsutil::{self, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
 use crate::userdata::cloud_config::{
-    CloudConfig, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
+    CloudConfig, StrLike, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
 };
 
 /// Login shell of created users when none is given (Debian's useradd default).
@@ -140,6 +140,12 @@ pub fn user_list(
             }
         }
     }
+    // `user:` makes its user the default one and adds it to the list (cloud-init's
+    // `normalize_users_groups`), unless the list has it already or turns it off.
+    let turned_off = matches!(&config.users, Some(Users::Map(map)) if map.contains_key("default"));
+    if config.user.is_some() && !turned_off && !wanted.iter().any(Option::is_none) {
+        wanted.push(None);
+    }
     let mut out = Vec::new();
     for item in wanted {
         match item {
@@ -156,6 +162,33 @@ pub fn user_list(
         }
     }
     out
+}
+
+/// A password key's value, unless it is empty: cloud-init sets none then (an empty shadow
+/// field would let the user in without a password where PAM allows `nullok`).
+fn given(value: &Option<StrLike>) -> Option<&StrLike> {
+    value.as_ref().filter(|value| !value.is_empty())
+}
+
+/// Whether the user list holds the default user, as cloud-init's `extract_default` finds it:
+/// with no `users` (the image's `[default]`), with `default` among them, or with `user:` set
+/// (which adds it). Without it, the steps that act for the default user (the instance's SSH
+/// keys, `password`) have none: the keys go to root alone, as cloud-init gives them.
+pub fn lists_default(config: &CloudConfig) -> bool {
+    let named = |text: &str| text.split(',').any(|name| name.trim() == "default");
+    match &config.users {
+        None => true,
+        Some(Users::Invalid(_)) => false,
+        Some(Users::Map(map)) if map.contains_key("default") => {
+            matches!(map.get("default"), Some(UserMapValue::Enabled(true)))
+        }
+        Some(_) if config.user.is_some() => true,
+        Some(Users::Text(text)) => named(text),
+        Some(Users::List(list)) => list
+            .iter()
+            .any(|entry| matches!(entry, UserEntry::Name(text) if named(text))),
+        Some(Users::Map(_)) => false,
+    }
 }
 
 /// What one user's account edits did.
@@ -184,6 +217,16 @@ fn apply_user(
             ),
             None => None,
         };
+        // A uid asked for is that uid or nothing, as `useradd --uid` makes it: another would
+        // break what the uid is for (files on a shared disk, NFS).
+        if let Some(uid) = uid_wanted
+            && let Some(owner) = accounts.uid_owner(uid)
+        {
+            return Err(format!(
+                "{name}: uid {uid} is taken by {owner}; not created (choose a free uid, or \
+                 leave uid out)"
+            ));
+        }
         let uid = accounts
             .next_uid(system, uid_wanted)
             .map_err(|e| format!("{name}: {e}"))?;
@@ -226,13 +269,13 @@ fn apply_user(
         if !system && cfg.no_create_home != Some(true) {
             home = Some(home_dir);
         }
-        if let Some(hash) = &cfg.passwd {
+        if let Some(hash) = given(&cfg.passwd) {
             check_field("passwd", hash).map_err(|e| format!("{name}: {e}"))?;
             accounts
                 .set_password_hash(name, hash, false)
                 .map_err(|e| format!("{name}: {e}"))?;
         }
-    } else if cfg.passwd.is_some() {
+    } else if given(&cfg.passwd).is_some() {
         warnings.push(format!(
             "{name}: `passwd` is only used when the user is created; ignored"
         ));
@@ -243,12 +286,12 @@ fn apply_user(
             .map_err(|e| format!("{name}: {e}"))?;
         accounts.add_member(&group, name);
     }
-    if let Some(hash) = &cfg.hashed_passwd {
+    if let Some(hash) = given(&cfg.hashed_passwd) {
         accounts
             .set_password_hash(name, hash, false)
             .map_err(|e| format!("{name}: {e}"))?;
     }
-    if let Some(text) = &cfg.plain_text_passwd {
+    if let Some(text) = given(&cfg.plain_text_passwd) {
         let hash = passwords::hash_password(text).map_err(|e| format!("{name}: {e}"))?;
         accounts
             .set_password_hash(name, &hash, false)

@@ -23,8 +23,10 @@ pub(super) fn load(i: &Instance<'_>) -> Option<Accounts> {
     Accounts::load(i.root).ok()
 }
 
+/// The default user, when the user list holds it (`users_groups::lists_default`).
 fn default_user(i: &Instance<'_>) -> Option<UserConfig> {
     users_groups::default_user(i.settings.agent.default_user.as_ref(), &i.config)
+        .filter(|_| users_groups::lists_default(&i.config))
 }
 
 fn default_user_name(i: &Instance<'_>) -> Option<String> {

@@ -304,3 +304,47 @@ fn a_user_of_an_unexpected_shape_fails_alone_and_never_brings_the_default_user()
         summary.errors
     );
 }
+
+/// An empty password key sets nothing, as in cloud-init: never an empty shadow field, which
+/// PAM's `nullok` would let anyone log in with.
+#[test]
+fn an_empty_password_sets_nothing() {
+    let (_dir, root) = setup();
+    let cfg = config(
+        "users:\n- {name: erin, passwd: '', lock_passwd: false}\n\
+         - {name: bob, hashed_passwd: '', lock_passwd: false}\n\
+         - {name: fred, plain_text_passwd: '', lock_passwd: false}\n",
+    );
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    let shadow = read(&root, "/etc/shadow");
+    for user in ["erin", "bob", "fred"] {
+        let field = shadow
+            .lines()
+            .find(|l| l.starts_with(&format!("{user}:")))
+            .unwrap()
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        assert!(field.starts_with('!'), "{user} has {field:?}: {shadow}");
+    }
+    assert!(shadow.contains("\nbob:!:19000:"), "bob unchanged: {shadow}");
+}
+
+/// A uid asked for that another user has: that user is not created (useradd --uid refuses
+/// it), rather than created under another uid.
+#[test]
+fn a_uid_taken_by_another_user_is_refused() {
+    let (_dir, root) = setup();
+    let cfg = config("users:\n- {name: alice, uid: 1000}\n- {name: carol, uid: 2000}\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert_eq!(summary.created, ["carol"]);
+    assert_eq!(
+        summary.errors,
+        ["alice: uid 1000 is taken by bob; not created (choose a free uid, or leave uid out)"]
+    );
+    let passwd = read(&root, "/etc/passwd");
+    assert!(!passwd.contains("alice"), "{passwd}");
+    assert!(passwd.contains("carol:x:2000:"), "{passwd}");
+}
