@@ -190,8 +190,21 @@ impl Agent {
         let Lookup::Found(record) = &found else {
             return Ok(found);
         };
-        let (IpAddr::V4(v4), Ok(Some(bridge))) = (ip, self.leases.bridge_of(host)) else {
+        let IpAddr::V4(v4) = ip else {
             return Ok(found);
+        };
+        // Without the bridge there is no neighbor table to ask: nobody is served, as when the
+        // table cannot be read (a fixed address's owner would be served unchecked).
+        let bridge = match self.leases.bridge_of(host) {
+            Ok(Some(bridge)) => bridge,
+            Ok(None) => {
+                return Err(unreadable(
+                    "bridge",
+                    "the libvirt network's dnsmasq configuration is missing (is it started?)"
+                        .to_owned(),
+                ));
+            }
+            Err(err) => return Err(unreadable("bridge", chain(&err))),
         };
         let neighbor = neighbor_mac(v4, &bridge)
             .map_err(|err| unreadable("neighbor table", err.to_string()))?;

@@ -53,14 +53,7 @@ where
             // Closed by the client, or idle past the timeout between requests.
             Ok(None) => return,
             Err(err) => {
-                tracing::debug!(?peer, reason = err.reason(), "request head refused");
-                let refusing = write::refusal(&mut stream, &mut out, err.status(), err.reason());
-                if within(refusing, limits.write_timeout, timer.as_mut())
-                    .await
-                    .is_ok()
-                {
-                    let _ = stream.shutdown().await;
-                }
+                refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await;
                 return;
             }
         };
@@ -68,10 +61,20 @@ where
         // More requests already read: a pipelining client. They are handled together.
         let mut more = Vec::new();
         let mut open = answering.keep_alive;
+        // A head refused while gathering the batch: answered after the batch, in its place.
+        let mut refused = None;
         while open && !buf.is_empty() && 1 + more.len() < limits.pipelined_at_once {
-            // An incomplete or refused head waits for the next round.
-            let Ok(Some(head)) = head::parse(&mut buf, &limits, room) else {
-                break;
+            let head = match head::parse(&mut buf, &limits, room) {
+                Ok(Some(head)) => head,
+                // An incomplete head waits for the next round.
+                Ok(None) => break,
+                // A refused one may already be off the buffer: it must still get its answer,
+                // or every answer after it would go to the request behind the one it is for
+                // (on the chain's own connections, another guest's).
+                Err(err) => {
+                    refused = Some(err);
+                    break;
+                }
             };
             // So does a request whose body is not all here (or that waits for a 100 Continue,
             // which must not go out before the answers in front of it): the batch is answered
@@ -108,6 +111,27 @@ where
                 return;
             }
         }
+        if let Some(err) = refused {
+            refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await;
+            return;
+        }
+    }
+}
+
+/// Answers a refused head (its status and reason) and closes the connection: what follows a
+/// head that could not be read cannot be told apart.
+async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    err: HeadError,
+    peer: Peer,
+    limits: &ServerLimits,
+    timer: Pin<&mut Sleep>,
+) {
+    tracing::debug!(?peer, reason = err.reason(), "request head refused");
+    let refusing = write::refusal(stream, out, err.status(), err.reason());
+    if within(refusing, limits.write_timeout, timer).await.is_ok() {
+        let _ = stream.shutdown().await;
     }
 }
 

@@ -322,6 +322,27 @@ async fn a_malformed_request_behind_pipelined_ones_is_refused_after_their_answer
     assert_eq!(seen[2].0, 400);
 }
 
+/// A head the parser takes off the buffer before refusing it (a request target `http::Uri`
+/// cannot hold, though httparse read it): the requests before it are answered, it gets its 400 in its place,
+/// and the connection closes, so no later answer can go to the request in front of its own.
+#[tokio::test]
+async fn a_request_refused_after_its_head_was_read_is_answered_in_its_place() {
+    for bad in [
+        &b"GET /a<b> HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &b"GET /a`b HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+    ] {
+        let mut batch = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        batch.extend_from_slice(bad);
+        batch.extend_from_slice(b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+        let out = exchange(limits(), &batch).await;
+        let got = answers(&out, &[]);
+        let seen: Vec<(u16, &str)> = got.iter().map(|a| (a.status, a.body.as_str())).collect();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], (200, "GET /1 "));
+        assert_eq!(seen[1].0, 400, "{seen:?}");
+    }
+}
+
 #[tokio::test]
 async fn http_1_0_closes_unless_asked_to_keep_alive() {
     let out = exchange(
