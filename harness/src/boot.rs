@@ -70,12 +70,16 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
     };
     let disk = dir.join("disk.img");
     guest::make_state_disk(&disk)?;
-    let tap = lab.add_tap(&record)?;
+    let tap = TapGuard {
+        lab: &lab,
+        tap: Some(lab.add_tap(&record)?),
+    };
+    let tap_name = tap.name().to_owned();
     let guest = Guest::new(&spec.name, image, &dir.join("serial.log"))
         .with_disk(&disk)
         .with_nic(Nic {
             netns: lab.state().bridge_ns.clone(),
-            tap: tap.clone(),
+            tap: tap_name.clone(),
             mac: record.mac.clone(),
         });
     let login = format!(
@@ -90,8 +94,10 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
 
     if let Some(path) = &spec.emit_libvirt_xml {
         atomic::write(path, libvirt::domain_xml(&guest).as_bytes(), 0o644)?;
+        // The domain the user starts plugs into it.
+        tap.keep();
         println!(
-            "wrote {} (instance {} {} {}, tap {tap} in namespace {})",
+            "wrote {} (instance {} {} {}, tap {tap_name} in namespace {})",
             path.display(),
             record.uuid,
             record.ip,
@@ -137,6 +143,30 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
         }
     }
     vm.kill()?;
-    lab.delete_tap(&tap);
     Ok(0)
+}
+
+/// A guest's tap, removed when the boot ends, on an error too (a boot again of the same guest
+/// makes it anew), unless kept for a domain the user starts.
+struct TapGuard<'a> {
+    lab: &'a Lab,
+    tap: Option<String>,
+}
+
+impl TapGuard<'_> {
+    fn name(&self) -> &str {
+        self.tap.as_deref().unwrap_or_default()
+    }
+
+    fn keep(mut self) {
+        self.tap = None;
+    }
+}
+
+impl Drop for TapGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            self.lab.delete_tap(&tap);
+        }
+    }
 }

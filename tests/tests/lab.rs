@@ -219,6 +219,16 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         bridge_links.contains(&tap),
         "the tap {tap} is on the lab bridge: {bridge_links}"
     );
+    // A boot that fails once its tap is made (here: the XML cannot be written) removes it.
+    let failing = BootSpec {
+        name: "web2".into(),
+        emit_libvirt_xml: Some(xml_dir.path().join("missing-dir/web2.xml")),
+        ..spec.clone()
+    };
+    assert!(boot::boot(state.path(), &image, &failing).is_err());
+    let taps = |links: &str| links.matches(": tap").count();
+    let after = netns::ip(&labs[0].state().bridge_ns, &["-o", "link"]).unwrap();
+    assert_eq!(taps(&after), taps(&bridge_links), "{after}");
     if Command::new("virt-xml-validate")
         .arg("--help")
         .output()

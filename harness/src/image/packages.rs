@@ -13,6 +13,32 @@ use crate::process::{check, check_timeout};
 /// Deadline for one `apt-get download` (the kernel package is about 27 MB).
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Deadline for `apt-get update`.
+pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// An `apt-get download` that failed: the version resolved from the local lists may be gone
+/// from the archive (lists older than a point release or a security update).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to download {0}")]
+pub struct DownloadFailed(pub String);
+
+impl DownloadFailed {
+    /// Whether `err` is (or was caused by) a failed download.
+    pub fn in_chain(err: &anyhow::Error) -> bool {
+        err.downcast_ref::<DownloadFailed>().is_some()
+    }
+}
+
+/// Refreshes apt's package lists (`apt-get update`), waiting for another apt's lock.
+pub fn refresh_lists() -> anyhow::Result<()> {
+    check_timeout(
+        Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=300", "update", "-q"]),
+        UPDATE_TIMEOUT,
+    )
+    .map(|_| ())
+    .context("failed to refresh apt's package lists (apt-get update)")
+}
+
 /// One binary package at the version apt would install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
@@ -100,7 +126,7 @@ impl PackageCache {
                 .current_dir(&tmp),
             DOWNLOAD_TIMEOUT,
         )
-        .with_context(|| format!("failed to download {}", package.spec()))
+        .context(DownloadFailed(package.spec()))
         .and_then(|_| {
             let got = tmp.join(package.file_name());
             fs::rename(&got, &path)
@@ -184,6 +210,24 @@ fn first_dependency(depends: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A download that failed is told apart from any other failure, under the contexts the
+    /// build adds, so that the build refreshes the lists only then.
+    #[test]
+    fn a_failed_download_is_found_under_the_builds_contexts() {
+        let failed: anyhow::Result<()> = Err(anyhow::anyhow!("E: Can't find a source to download"));
+        let err = failed
+            .context(DownloadFailed(
+                "linux-image-6.1.0-9-cloud-amd64=6.1.27-1".into(),
+            ))
+            .context("failed to unpack the kernel")
+            .unwrap_err();
+        assert!(DownloadFailed::in_chain(&err));
+        assert!(format!("{err:#}").contains("failed to download linux-image-6.1.0-9"));
+        assert!(!DownloadFailed::in_chain(&anyhow::anyhow!(
+            "failed to read a module"
+        )));
+    }
 
     const SHOW: &str = "Package: busybox-static\nVersion: 1:1.35.0-4+deb12u1+b1\n\
         Architecture: amd64\nDepends: libc6 (>= 2.34)\n\nPackage: busybox-static\nVersion: 0\n";

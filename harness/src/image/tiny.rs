@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 
 use super::cache::InputHash;
 use super::cpio::{Archive, Entry};
-use super::packages::{Package, PackageCache};
+use super::packages::{self, DownloadFailed, Package, PackageCache};
 use super::{Image, Manifest, modules, output};
 use crate::process::check;
 
@@ -157,6 +157,20 @@ pub struct TinyBuild {
 
 /// Builds the tiny image unless an image with the same input key exists.
 pub fn build(spec: &TinyBuild) -> anyhow::Result<Image> {
+    match build_from_lists(spec) {
+        // A version the local lists name is gone from the archive: once more, from fresh lists
+        // (the new versions make a new image key).
+        Err(err) if DownloadFailed::in_chain(&err) => {
+            eprintln!("{err:#}: refreshing apt's package lists and resolving again");
+            packages::refresh_lists().context(format!("{err:#}"))?;
+            build_from_lists(spec)
+        }
+        done => done,
+    }
+}
+
+/// The build with the versions apt's lists name now.
+fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
     let started = Instant::now();
     let cache = PackageCache::new(&spec.package_cache);
     let resolved = resolve(&cache)?;

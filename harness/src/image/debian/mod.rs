@@ -136,6 +136,7 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
             });
             continue;
         }
+        scratch::set_aside_incomplete(&spec.out, &dir)?;
         let root = match &rootfs {
             Some(root) => root.clone(),
             None => {

@@ -75,6 +75,7 @@ pub fn ensure(
             cached: true,
         });
     }
+    super::scratch::set_aside_incomplete(out, &dir)?;
     let started = Instant::now();
     let work = WorkDir::create(out, &format!("debian-rootfs-{key_hex}"))?;
     let staging = work.path().join("image");

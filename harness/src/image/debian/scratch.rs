@@ -63,6 +63,31 @@ pub fn clean_leftovers(out: &Path) {
     }
 }
 
+/// Removes `dir`, a product under its final name that is not complete (its manifest gone or
+/// torn: a power loss after the rename, a hand that deleted a file), so that the build that
+/// makes it anew can rename its own into place. Moved aside first, under a scratch name: a
+/// removal that stops half-way leaves what the next build's cleanup removes.
+pub fn set_aside_incomplete(out: &Path, dir: &Path) -> anyhow::Result<()> {
+    if fs::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("product");
+    let aside = out.join(format!(
+        "{SCRATCH_PREFIX}incomplete-{name}.{}",
+        std::process::id()
+    ));
+    eprintln!(
+        "warning: {} is not a complete image (no readable manifest): building it anew",
+        dir.display()
+    );
+    fs::rename(dir, &aside).with_context(|| format!("failed to move {} aside", dir.display()))?;
+    WorkDir { path: aside }.remove();
+    Ok(())
+}
+
 /// A scratch directory in the image directory, removed when dropped (build failed or
 /// interrupted); [`WorkDir::commit`] moves its product into place first.
 #[derive(Debug)]
@@ -194,6 +219,20 @@ mod tests {
         drop(failed);
         assert!(!failed_path.exists());
         assert!(!out.path().join("debian-cloud-init-def").exists());
+
+        // A product under its final name that is not complete is set aside and removed.
+        let incomplete = out.path().join("debian-cloud-init-ghi");
+        fs::create_dir_all(&incomplete).unwrap();
+        fs::write(incomplete.join("disk.qcow2"), b"no manifest").unwrap();
+        set_aside_incomplete(out.path(), &incomplete).unwrap();
+        assert!(!incomplete.exists());
+        let left: Vec<_> = fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from("debian-metaboot-abc")]);
+        // Nothing there: nothing to do.
+        set_aside_incomplete(out.path(), &incomplete).unwrap();
 
         // A killed build's scratch directory is removed by the next build.
         let stale = out.path().join(".debian-rootfs-1.99999");
