@@ -771,3 +771,37 @@ fn vendor_and_user_scripts_of_the_same_name_all_run() {
         );
     }
 }
+
+/// A first boot cut short after it kept the instance's id but before it wrote the per-instance
+/// scripts (power lost after a `bootcmd`): the next boot, the same instance, writes and runs
+/// them, since their step has not run for this instance.
+#[test]
+fn per_instance_scripts_a_cut_first_boot_did_not_write_run_at_the_next() {
+    let guest = Guest::new();
+    guest.user_data(
+        "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+         --B\nContent-Type: text/x-shellscript-per-instance\n\n#!/bin/sh\necho ran >> tmp/per-instance\n\
+         --B--\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.read("/tmp/per-instance"), "ran\n");
+    // The state such a cut leaves: the id kept, neither the scripts nor their step's mark.
+    let instances = guest.path("/var/lib/metaboot/instances");
+    let instance = std::fs::read_dir(&instances)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(instance.join("sem/config_scripts_per_instance")).unwrap();
+    std::fs::remove_dir_all(guest.path("/var/lib/metaboot/scripts/per-instance")).unwrap();
+    std::fs::remove_file(guest.path("/tmp/per-instance")).unwrap();
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.read("/tmp/per-instance"), "ran\n", "{stderr}");
+    // Then once per instance, as always.
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.read("/tmp/per-instance"), "ran\n");
+}

@@ -767,10 +767,13 @@ fn per_dir(i: &Instance<'_>, frequency: Frequency) -> (std::path::PathBuf, &'sta
     (i.state.scripts_dir(what), what)
 }
 
-/// A new instance's per-`frequency` scripts (user data's and vendor data's, as cloud-init's
-/// handler takes both), into their directory.
+/// The instance's per-`frequency` scripts (user data's and vendor data's, as cloud-init's
+/// handler takes both), into their directory. Per-boot scripts are a new instance's to write
+/// (they stay for its later boots); per-instance and per-once ones are written whenever their
+/// step has not run yet (`write_scripts` checks its semaphore), so a first boot cut short after
+/// its instance id was kept, but before they were written, still gets them at the next boot.
 fn write_per_scripts(i: &Instance<'_>, frequency: Frequency) -> Result<(), String> {
-    if !i.new_instance {
+    if frequency == Always && !i.new_instance {
         return Ok(());
     }
     let vendor: Vec<Script> = from_vendor(i.vendor.per(frequency)).collect();
