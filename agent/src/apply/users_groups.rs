@@ -141,8 +141,13 @@ pub fn user_list(
         }
     }
     // `user:` makes its user the default one and adds it to the list (cloud-init's
-    // `normalize_users_groups`), unless the list has it already or turns it off.
-    let turned_off = matches!(&config.users, Some(Users::Map(map)) if map.contains_key("default"));
+    // `normalize_users_groups`), unless the list has it already or turns it off. A `users` of
+    // no known shape creates nobody, as `lists_default` says.
+    let turned_off = match &config.users {
+        Some(Users::Map(map)) => map.contains_key("default"),
+        Some(Users::Invalid(_)) => true,
+        _ => false,
+    };
     if config.user.is_some() && !turned_off && !wanted.iter().any(Option::is_none) {
         wanted.push(None);
     }

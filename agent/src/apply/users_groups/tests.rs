@@ -303,6 +303,10 @@ fn a_user_of_an_unexpected_shape_fails_alone_and_never_brings_the_default_user()
         "{:?}",
         summary.errors
     );
+    // Not with `user:` either, which otherwise adds the default user to the list.
+    let renamed = default_user(Some(&default), &config("user: ubuntu\n")).unwrap();
+    let summary = apply(&root2, &config("user: ubuntu\nusers: 5\n"), Some(&renamed)).unwrap();
+    assert!(summary.created.is_empty(), "{:?}", summary.created);
 }
 
 /// An empty password key sets nothing, as in cloud-init: never an empty shadow field, which
