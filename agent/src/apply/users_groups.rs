@@ -81,6 +81,27 @@ pub fn user_list(
     warnings: &mut Vec<String>,
     errors: &mut Vec<String>,
 ) -> Vec<UserConfig> {
+    let mut out = Vec::new();
+    for item in wanted(config, errors) {
+        match item {
+            Some(cfg) => out.push(cfg),
+            None => match default_user {
+                Some(default) => out.push(default.clone()),
+                None if config.users.is_some() => {
+                    warnings.push(
+                        "users: `default` given but metaboot.yaml has no default_user".to_owned(),
+                    );
+                }
+                None => {}
+            },
+        }
+    }
+    out
+}
+
+/// The users the list names, in order, `None` standing for the default user, as cloud-init's
+/// `normalize_users_groups` reads `users` and `user:`; what cannot be read is in `errors`.
+fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Option<UserConfig>> {
     let named = |name: &str| UserConfig {
         name: name.to_owned(),
         ..UserConfig::default()
@@ -140,9 +161,8 @@ pub fn user_list(
             }
         }
     }
-    // `user:` makes its user the default one and adds it to the list (cloud-init's
-    // `normalize_users_groups`), unless the list has it already or turns it off. A `users` of
-    // no known shape creates nobody, as `lists_default` says.
+    // `user:` makes its user the default one and adds it to the list, unless the list has it
+    // already or turns it off. A `users` of no known shape creates nobody.
     let turned_off = match &config.users {
         Some(Users::Map(map)) => map.contains_key("default"),
         Some(Users::Invalid(_)) => true,
@@ -151,22 +171,7 @@ pub fn user_list(
     if config.user.is_some() && !turned_off && !wanted.iter().any(Option::is_none) {
         wanted.push(None);
     }
-    let mut out = Vec::new();
-    for item in wanted {
-        match item {
-            Some(cfg) => out.push(cfg),
-            None => match default_user {
-                Some(default) => out.push(default.clone()),
-                None if config.users.is_some() => {
-                    warnings.push(
-                        "users: `default` given but metaboot.yaml has no default_user".to_owned(),
-                    );
-                }
-                None => {}
-            },
-        }
-    }
-    out
+    wanted
 }
 
 /// A password key's value, unless it is empty: cloud-init sets none then (an empty shadow
@@ -180,20 +185,7 @@ fn given(value: &Option<StrLike>) -> Option<&StrLike> {
 /// (which adds it). Without it, the steps that act for the default user (the instance's SSH
 /// keys, `password`) have none: the keys go to root alone, as cloud-init gives them.
 pub fn lists_default(config: &CloudConfig) -> bool {
-    let named = |text: &str| text.split(',').any(|name| name.trim() == "default");
-    match &config.users {
-        None => true,
-        Some(Users::Invalid(_)) => false,
-        Some(Users::Map(map)) if map.contains_key("default") => {
-            matches!(map.get("default"), Some(UserMapValue::Enabled(true)))
-        }
-        Some(_) if config.user.is_some() => true,
-        Some(Users::Text(text)) => named(text),
-        Some(Users::List(list)) => list
-            .iter()
-            .any(|entry| matches!(entry, UserEntry::Name(text) if named(text))),
-        Some(Users::Map(_)) => false,
-    }
+    wanted(config, &mut Vec::new()).iter().any(Option::is_none)
 }
 
 /// What one user's account edits did.

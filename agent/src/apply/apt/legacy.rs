@@ -3,6 +3,8 @@
 //! under `apt` when user data has no `apt`, dropped in its favour when it has one. Each use is a
 //! warning that names the key to write instead.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::userdata::cloud_config::CloudConfig;
@@ -67,27 +69,30 @@ fn given(value: Option<&Value>) -> Option<&Value> {
     value.filter(|v| !v.is_null() && v.as_str() != Some(""))
 }
 
+/// The keys of `keys` that are given, with their new names and values.
+fn present<'c, const N: usize>(
+    keys: [(&'static str, &'static str, Option<&'c Value>); N],
+) -> Vec<(&'static str, &'static str, &'c Value)> {
+    keys.into_iter()
+        .filter_map(|(old, new, value)| given(value).map(|value| (old, new, value)))
+        .collect()
+}
+
 /// The `apt` to apply: user data's own, or the older keys moved under it when it has none.
-pub fn effective(
-    config: &CloudConfig,
+pub fn effective<'c>(
+    config: &'c CloudConfig,
     warnings: &mut Vec<String>,
-) -> Result<Option<Map<String, Value>>, String> {
+) -> Result<Option<Cow<'c, Map<String, Value>>>, String> {
     let sources = given(config.apt_sources.as_ref());
-    let renamed: Vec<_> = renames(config)
-        .into_iter()
-        .filter_map(|(old, new, value)| given(value).map(|value| (old, new, value)))
-        .collect();
-    let mirrors: Vec<_> = mirror_keys(config)
-        .into_iter()
-        .filter_map(|(old, new, value)| given(value).map(|value| (old, new, value)))
-        .collect();
+    let renamed = present(renames(config));
+    let mirrors = present(mirror_keys(config));
     let mut old_keys: Vec<&str> = renamed.iter().map(|(old, ..)| *old).collect();
     old_keys.extend(mirrors.iter().map(|(old, ..)| *old));
     if sources.is_some() {
         old_keys.push("apt_sources");
     }
     if old_keys.is_empty() {
-        return Ok(config.apt.clone());
+        return Ok(config.apt.as_ref().map(Cow::Borrowed));
     }
     old_keys.sort_unstable();
     if let Some(apt) = &config.apt {
@@ -106,7 +111,7 @@ pub fn effective(
                 ));
             }
         }
-        return Ok(Some(apt.clone()));
+        return Ok(Some(Cow::Borrowed(apt)));
     }
     let mut apt = Map::new();
     for (_, new, value) in &renamed {
@@ -137,7 +142,7 @@ pub fn effective(
         "cloud-init's older apt keys read as `apt` ({}): write them under `apt`",
         moved.join(", ")
     ));
-    Ok(Some(apt))
+    Ok(Some(Cow::Owned(apt)))
 }
 
 /// `apt_sources` as `apt.sources` takes it: a list (the oldest form) becomes a map keyed by each
@@ -190,7 +195,9 @@ mod tests {
     fn read(value: Value) -> (Option<Map<String, Value>>, Vec<String>) {
         let config = CloudConfig::from_json(value);
         let mut warnings = Vec::new();
-        let apt = effective(&config, &mut warnings).unwrap();
+        let apt = effective(&config, &mut warnings)
+            .unwrap()
+            .map(Cow::into_owned);
         (apt, warnings)
     }
 

@@ -139,7 +139,7 @@ pub fn request(config: &CloudConfig, warnings: &mut Vec<String>) -> Result<Reque
     let Some(apt) = legacy::effective(config, warnings)? else {
         return Ok(request);
     };
-    let apt = &apt;
+    let apt: &Map<String, Value> = &apt;
     let arch = dpkg_architecture();
     for (key, value) in apt {
         match key.as_str() {
