@@ -210,7 +210,20 @@ impl Root {
         read_whole(&mut file, &stat).map(Some)
     }
 
-    /// Reads a text file, `None` when it does not exist; invalid UTF-8 is replaced.
+    /// Reads a text file to edit and write back, `None` when it does not exist. A file that is
+    /// not UTF-8 is refused: the replacement characters of a lossy read would be written back
+    /// over the bytes they stand for.
+    pub fn read_optional_text(&self, path: impl AsRef<Path>) -> io::Result<Option<String>> {
+        match self.read_optional(path.as_ref())? {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| Refused::NotText(self.host_path(path)).into()),
+        }
+    }
+
+    /// Reads a text file only to look at it, `None` when it does not exist; invalid UTF-8 is
+    /// replaced. A file edited and written back is read with [`Root::read_optional_text`].
     pub fn read_optional_string(&self, path: impl AsRef<Path>) -> io::Result<Option<String>> {
         Ok(self
             .read_optional(path)?

@@ -230,7 +230,7 @@ fn deselect_defaults(root: &Root, store: Store) -> Result<usize, CaCertsError> {
         });
     };
     let Some(text) = root
-        .read_optional_string(config)
+        .read_optional_text(config)
         .map_err(PathError::fail("read", root.host_path(config)))?
     else {
         return Ok(0);

@@ -80,7 +80,7 @@ pub fn has_console_setup(root: &Root) -> bool {
 /// Writes `keymap` into [`KEYBOARD_FILE`] under `root`, the file's other lines kept.
 pub fn write(root: &Root, keymap: &Keymap) -> Result<(), PathError> {
     let current = root
-        .read_optional_string(KEYBOARD_FILE)
+        .read_optional_text(KEYBOARD_FILE)
         .map_err(PathError::fail("read", root.host_path(KEYBOARD_FILE)))?;
     let mut text = current.unwrap_or_else(|| "# KEYBOARD CONFIGURATION FILE\n".to_owned());
     for (key, value) in [

@@ -201,7 +201,7 @@ fn generate(root: &Root, locale: &str) -> Result<Generated, LocaleError> {
 /// A text file under `root`, bounded; `None` when it does not exist.
 fn read(root: &Root, path: &str) -> Result<Option<String>, LocaleError> {
     let text = root
-        .read_optional_string(path)
+        .read_optional_text(path)
         .map_err(PathError::fail("read", root.host_path(path)))?;
     if text.as_ref().is_some_and(|t| t.len() > MAX_FILE_BYTES) {
         return Err(LocaleError::TooLarge {

@@ -234,7 +234,7 @@ pub fn apply(
         None => None,
     };
     let text = root
-        .read_optional_string(FSTAB)
+        .read_optional_text(FSTAB)
         .map_err(MountsError::Read)?
         .unwrap_or_default();
     let fstab = Fstab::parse(&text);

@@ -77,7 +77,7 @@ pub fn set_password_auth(
         root.write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644))?;
         written.push(root.host_path(path));
     } else if let Some(old) = root
-        .read_optional_string(config)
+        .read_optional_text(config)
         .map_err(PathError::fail("read", root.host_path(config)))?
     {
         let new = set_option(&old, PASSWORD_AUTHENTICATION, value);
@@ -157,5 +157,21 @@ mod tests {
                 .ends_with("PasswordAuthentication no\n")
         );
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "no\n");
+    }
+
+    #[test]
+    fn a_config_that_is_not_utf8_is_left_as_it_is_with_an_error_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let state = State::new(&root);
+        std::fs::create_dir_all(root.host_path("/etc/ssh")).unwrap();
+        // A Latin-1 comment: a lossy read would write U+FFFD back over its byte.
+        let latin1: &[u8] = b"# Gr\xfc\xdfe\nPort 22\n";
+        std::fs::write(root.host_path(SSHD_CONFIG), latin1).unwrap();
+        let err = set_password_auth(&root, &state, true).unwrap_err();
+        let shown = crate::log::chain(&err);
+        assert!(shown.contains("is not UTF-8 text"), "{shown}");
+        assert!(shown.contains("sshd_config"), "{shown}");
+        assert_eq!(std::fs::read(root.host_path(SSHD_CONFIG)).unwrap(), latin1);
     }
 }

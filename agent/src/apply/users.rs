@@ -2,6 +2,7 @@
 //! changed in place, lines metaboot does not touch are kept byte for byte, and each file is
 //! replaced atomically with its mode and owner.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use crate::fsutil::{self, PathError, WriteOptions};
@@ -41,10 +42,12 @@ pub enum UsersError {
 }
 
 /// A colon-separated account file: entries addressed by their first field, every other line
-/// (comments, blank or malformed lines, NIS `+` lines) kept as it was.
+/// (comments, blank or malformed lines, NIS `+` lines) kept as it was. Lines are bytes: a
+/// field in another encoding (a Latin-1 gecos) is kept byte for byte, and read as text only
+/// where metaboot looks at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColonFile {
-    lines: Vec<String>,
+    lines: Vec<Vec<u8>>,
     /// Fields of a new entry (7 for passwd, 4 for group, 9 for shadow).
     width: usize,
     changed: bool,
@@ -52,55 +55,65 @@ pub struct ColonFile {
 
 impl ColonFile {
     /// Parses `text`.
-    pub fn parse(text: &str, width: usize) -> Self {
+    pub fn parse(text: &[u8], width: usize) -> Self {
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
+        let lines = if text.is_empty() {
+            Vec::new()
+        } else {
+            text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+        };
         ColonFile {
-            lines: text.lines().map(str::to_owned).collect(),
+            lines,
             width,
             changed: false,
         }
     }
 
-    /// The file's text (always newline-terminated).
-    pub fn render(&self) -> String {
-        let mut out = self.lines.join("\n");
+    /// The file's bytes (always newline-terminated).
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = self.lines.join(&b'\n');
         if !out.is_empty() {
-            out.push('\n');
+            out.push(b'\n');
         }
         out
     }
 
     fn index(&self, name: &str) -> Option<usize> {
-        self.lines
-            .iter()
-            .position(|line| line.split(':').next() == Some(name) && line.contains(':'))
+        self.lines.iter().position(|line| {
+            line.contains(&b':') && line.split(|&b| b == b':').next() == Some(name.as_bytes())
+        })
     }
 
-    /// The fields of `name`'s entry.
+    /// The fields of `name`'s entry (bytes that are not UTF-8 read as U+FFFD).
     pub fn get(&self, name: &str) -> Option<Vec<String>> {
-        self.index(name)
-            .map(|i| self.lines[i].split(':').map(str::to_owned).collect())
+        self.index(name).map(|i| {
+            fields(&self.lines[i])
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect()
+        })
     }
 
-    /// Every entry's fields, in order.
-    pub fn entries(&self) -> impl Iterator<Item = Vec<&str>> {
+    /// Every entry's fields, in order (bytes that are not UTF-8 read as U+FFFD).
+    pub fn entries(&self) -> impl Iterator<Item = Vec<Cow<'_, str>>> {
         self.lines
             .iter()
-            .filter(|l| l.contains(':') && !l.starts_with('#') && !l.starts_with('+'))
-            .map(|l| l.split(':').collect())
+            .filter(|l| l.contains(&b':') && !l.starts_with(b"#") && !l.starts_with(b"+"))
+            .map(|l| fields(l).map(String::from_utf8_lossy).collect())
     }
 
-    /// Sets field `field` of `name`'s entry (padding short entries); false when absent.
+    /// Sets field `field` of `name`'s entry (padding short entries), the other fields kept byte
+    /// for byte; false when absent.
     pub fn set(&mut self, name: &str, field: usize, value: &str) -> bool {
         let Some(i) = self.index(name) else {
             return false;
         };
-        let mut fields: Vec<String> = self.lines[i].split(':').map(str::to_owned).collect();
+        let mut fields: Vec<&[u8]> = fields(&self.lines[i]).collect();
         if fields.len() <= field {
-            fields.resize(field + 1, String::new());
+            fields.resize(field + 1, b"");
         }
-        if fields[field] != value {
-            fields[field] = value.to_owned();
-            self.lines[i] = fields.join(":");
+        if fields[field] != value.as_bytes() {
+            fields[field] = value.as_bytes();
+            self.lines[i] = fields.join(&b':');
             self.changed = true;
         }
         true
@@ -111,7 +124,7 @@ impl ColonFile {
         if fields.len() < self.width {
             fields.resize(self.width, String::new());
         }
-        self.lines.push(fields.join(":"));
+        self.lines.push(fields.join(":").into_bytes());
         self.changed = true;
     }
 
@@ -119,6 +132,11 @@ impl ColonFile {
     pub fn changed(&self) -> bool {
         self.changed
     }
+}
+
+/// The colon-separated fields of one line.
+fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b':')
 }
 
 /// A user as passwd knows it.
@@ -191,7 +209,7 @@ impl Accounts {
     /// Loads the account files of `root`; passwd must exist.
     pub fn load(root: &Root) -> Result<Self, UsersError> {
         let read = |path: &str| {
-            root.read_optional_string(path)
+            root.read_optional(path)
                 .map_err(PathError::fail("read", root.host_path(path)))
         };
         let passwd = read(PASSWD)?.ok_or_else(|| UsersError::NoPasswd(PASSWD.to_owned()))?;
@@ -216,7 +234,7 @@ impl Accounts {
             (GROUP, Some(&self.group), 0o644),
             (PASSWD, Some(&self.passwd), 0o644),
         ];
-        let texts: Vec<(&Path, String, WriteOptions)> = files
+        let texts: Vec<(&Path, Vec<u8>, WriteOptions)> = files
             .into_iter()
             .filter_map(|(path, file, mode)| {
                 let file = file.filter(|f| f.changed())?;
@@ -225,7 +243,7 @@ impl Accounts {
             .collect();
         let writes: Vec<(&Path, &[u8], WriteOptions)> = texts
             .iter()
-            .map(|(path, text, options)| (*path, text.as_bytes(), *options))
+            .map(|(path, text, options)| (*path, text.as_slice(), *options))
             .collect();
         self.root.write_all_or_none(&writes)?;
         Ok(())
@@ -354,7 +372,7 @@ impl Accounts {
         self.passwd
             .entries()
             .find(|fields| fields.get(2).and_then(|id| id.parse::<u32>().ok()) == Some(uid))
-            .and_then(|fields| fields.first().map(|name| (*name).to_owned()))
+            .and_then(|fields| fields.first().map(|name| name.to_string()))
     }
 
     /// A uid for a new user: `prefer` if free, else the next free one.

@@ -10,7 +10,7 @@ use crate::fsutil::{self, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
 use crate::userdata::cloud_config::{
-    CloudConfig, StrLike, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
+    CloudConfig, CsvList, StrLike, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
 };
 
 /// Login shell of created users when none is given (Debian's useradd default).
@@ -40,36 +40,68 @@ pub fn default_user(configured: Option<&UserConfig>, config: &CloudConfig) -> Op
             name: name.clone(),
             ..base
         },
-        Some(UserOverride::Config(over)) => {
-            let over = (**over).clone();
-            macro_rules! pick {
-                ($($field:ident),*) => {
-                    UserConfig {
-                        name: if over.name.trim().is_empty() { base.name } else { over.name },
-                        $($field: over.$field.or(base.$field),)*
-                    }
-                };
-            }
-            pick!(
-                gecos,
-                homedir,
-                primary_group,
-                groups,
-                shell,
-                lock_passwd,
-                passwd,
-                hashed_passwd,
-                plain_text_passwd,
-                ssh_authorized_keys,
-                sudo,
-                system,
-                uid,
-                no_create_home,
-                no_user_group
-            )
-        }
+        Some(UserOverride::Config(over)) => laid_over((**over).clone(), base),
     };
     (!user.name.trim().is_empty()).then_some(user)
+}
+
+/// `over`'s options, each one `over` lacks taken from `base` (the name too, when `over` has
+/// none).
+fn laid_over(over: UserConfig, base: UserConfig) -> UserConfig {
+    macro_rules! pick {
+        ($($field:ident),*) => {
+            UserConfig {
+                name: if over.name.trim().is_empty() { base.name } else { over.name },
+                $($field: over.$field.or(base.$field),)*
+            }
+        };
+    }
+    pick!(
+        gecos,
+        homedir,
+        primary_group,
+        groups,
+        shell,
+        lock_passwd,
+        passwd,
+        hashed_passwd,
+        plain_text_passwd,
+        ssh_authorized_keys,
+        sudo,
+        system,
+        uid,
+        no_create_home,
+        no_user_group
+    )
+}
+
+/// The default user with the options of an entry that names it (`{name: default, ...}`, or
+/// no name), as cloud-init's `_normalize_users` merges them: the default user's own options
+/// stay, the entry adds the ones it lacks, and its groups join the default user's.
+fn default_with(default: &UserConfig, entry: &UserConfig) -> UserConfig {
+    let mut groups = default
+        .groups
+        .as_ref()
+        .map(CsvList::items)
+        .unwrap_or_default();
+    for group in entry
+        .groups
+        .as_ref()
+        .map(CsvList::items)
+        .unwrap_or_default()
+    {
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    let entry = UserConfig {
+        name: String::new(),
+        ..entry.clone()
+    };
+    UserConfig {
+        groups: (!groups.is_empty()).then(|| CsvList::Text(groups.join(","))),
+        ..laid_over(default.clone(), entry)
+    }
 }
 
 /// The user list to apply: `users` (default `[default]`) with `default` replaced by the
@@ -84,9 +116,12 @@ pub fn user_list(
     let mut out = Vec::new();
     for item in wanted(config, errors) {
         match item {
-            Some(cfg) => out.push(cfg),
-            None => match default_user {
-                Some(default) => out.push(default.clone()),
+            Wanted::User(cfg) => out.push(cfg),
+            Wanted::Default(entry) => match default_user {
+                Some(default) => out.push(match entry {
+                    Some(entry) => default_with(default, &entry),
+                    None => default.clone(),
+                }),
                 None if config.users.is_some() => {
                     warnings.push(
                         "users: `default` given but metaboot.yaml has no default_user".to_owned(),
@@ -99,20 +134,47 @@ pub fn user_list(
     out
 }
 
-/// The users the list names, in order, `None` standing for the default user, as cloud-init's
-/// `normalize_users_groups` reads `users` and `user:`; what cannot be read is in `errors`.
-fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Option<UserConfig>> {
+/// One user the list names.
+enum Wanted {
+    /// The default user, with the options of an entry that names it `default` (or not at all).
+    Default(Option<UserConfig>),
+    User(UserConfig),
+}
+
+impl Wanted {
+    /// An entry with options: the default user's when its name is `default` or missing, as
+    /// cloud-init reads it.
+    fn entry(cfg: UserConfig) -> Self {
+        let name = cfg.name.trim();
+        if name.is_empty() || name == DEFAULT {
+            Wanted::Default(Some(cfg))
+        } else {
+            Wanted::User(cfg)
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        matches!(self, Wanted::Default(_))
+    }
+}
+
+/// The name that stands for the default user in `users`.
+const DEFAULT: &str = "default";
+
+/// The users the list names, in order, as cloud-init's `normalize_users_groups` reads `users`
+/// and `user:`; what cannot be read is in `errors`.
+fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Wanted> {
     let named = |name: &str| UserConfig {
         name: name.to_owned(),
         ..UserConfig::default()
     };
-    let mut wanted: Vec<Option<UserConfig>> = Vec::new();
-    let push_names = |text: &str, wanted: &mut Vec<Option<UserConfig>>| {
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let push_names = |text: &str, wanted: &mut Vec<Wanted>| {
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            wanted.push(if name == "default" {
-                None
+            wanted.push(if name == DEFAULT {
+                Wanted::Default(None)
             } else {
-                Some(named(name))
+                Wanted::User(named(name))
             });
         }
     };
@@ -123,7 +185,7 @@ fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Option<UserConf
         format!("{what}: {why}; not applied")
     };
     match &config.users {
-        None => wanted.push(None),
+        None => wanted.push(Wanted::Default(None)),
         Some(Users::Invalid(_)) => errors.push(
             "users: not a list, a comma-separated text or a map of users; no user applied"
                 .to_owned(),
@@ -133,7 +195,7 @@ fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Option<UserConf
             for (index, entry) in list.iter().enumerate() {
                 match entry {
                     UserEntry::Name(text) => push_names(text, &mut wanted),
-                    UserEntry::Config(cfg) => wanted.push(Some((**cfg).clone())),
+                    UserEntry::Config(cfg) => wanted.push(Wanted::entry((**cfg).clone())),
                     UserEntry::Invalid(value) => {
                         let name = value.get("name").and_then(|n| n.as_str());
                         let what = match name {
@@ -150,7 +212,7 @@ fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Option<UserConf
                 match value {
                     UserMapValue::Enabled(false) => {}
                     UserMapValue::Enabled(true) => push_names(name, &mut wanted),
-                    UserMapValue::Config(cfg) => wanted.push(Some(UserConfig {
+                    UserMapValue::Config(cfg) => wanted.push(Wanted::entry(UserConfig {
                         name: name.clone(),
                         ..(**cfg).clone()
                     })),
@@ -164,12 +226,12 @@ fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Option<UserConf
     // `user:` makes its user the default one and adds it to the list, unless the list has it
     // already or turns it off. A `users` of no known shape creates nobody.
     let turned_off = match &config.users {
-        Some(Users::Map(map)) => map.contains_key("default"),
+        Some(Users::Map(map)) => map.contains_key(DEFAULT),
         Some(Users::Invalid(_)) => true,
         _ => false,
     };
-    if config.user.is_some() && !turned_off && !wanted.iter().any(Option::is_none) {
-        wanted.push(None);
+    if config.user.is_some() && !turned_off && !wanted.iter().any(Wanted::is_default) {
+        wanted.push(Wanted::Default(None));
     }
     wanted
 }
@@ -185,7 +247,9 @@ fn given(value: &Option<StrLike>) -> Option<&StrLike> {
 /// (which adds it). Without it, the steps that act for the default user (the instance's SSH
 /// keys, `password`) have none: the keys go to root alone, as cloud-init gives them.
 pub fn lists_default(config: &CloudConfig) -> bool {
-    wanted(config, &mut Vec::new()).iter().any(Option::is_none)
+    wanted(config, &mut Vec::new())
+        .iter()
+        .any(Wanted::is_default)
 }
 
 /// What one user's account edits did.

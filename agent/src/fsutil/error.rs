@@ -51,12 +51,19 @@ pub enum Refused {
         .0.display()
     )]
     Writable(PathBuf),
+    #[error(
+        "{} is not UTF-8 text; metaboot edits only UTF-8 files, so it was left as it is \
+         (convert it, e.g. with iconv, to have it edited)",
+        .0.display()
+    )]
+    NotText(PathBuf),
 }
 
 impl From<Refused> for io::Error {
     fn from(refused: Refused) -> io::Error {
         let kind = match refused {
             Refused::TooManySymlinks { .. } => io::ErrorKind::Other,
+            Refused::NotText(_) => io::ErrorKind::InvalidData,
             _ => io::ErrorKind::PermissionDenied,
         };
         io::Error::new(kind, refused)

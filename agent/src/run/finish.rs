@@ -123,11 +123,14 @@ fn commit(state: &State, report: &mut Report) {
             break;
         }
         // What did not reach its place (its old file is kept) makes the run an error; the
-        // report says so in a new commit.
+        // report says so in a new commit. A run paused for its final stage stays `running`
+        // (with the error), so `status --wait` waits for that stage; its end makes it an error.
         for failure in &committed.failures {
             report.errors.push(format!("commit: {}", chain(failure)));
         }
-        report.status = RunStatus::Error;
+        if report.next_stage.is_none() {
+            report.status = RunStatus::Error;
+        }
     }
 }
 
@@ -179,5 +182,35 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
         assert_eq!(written["status"], "error");
         assert_eq!(written["errors"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_failed_commit_of_the_init_stage_leaves_the_run_running_for_the_final_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap().staged();
+        let state = State::new(&root);
+        let mut report = Report::start();
+        root.write_atomic(
+            "/etc/app.conf",
+            b"x",
+            &crate::fsutil::WriteOptions::default(),
+        )
+        .unwrap();
+        // Someone puts a non-empty directory where the file goes before the commit.
+        std::fs::create_dir_all(dir.path().join("etc/app.conf/inside")).unwrap();
+        pause(&state, &mut report);
+        let status = state.root().host_path(state.status_path());
+        let read = || -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap()
+        };
+        // `metaboot status --wait` goes on waiting: the final stage is still to run.
+        let written = read();
+        assert_eq!(written["status"], "running", "{written}");
+        assert_eq!(written["next_stage"], "final", "{written}");
+        assert_eq!(written["errors"].as_array().unwrap().len(), 1, "{written}");
+        // The final stage's end makes the run an error.
+        report.resume();
+        finish(&state, &mut report);
+        assert_eq!(read()["status"], "error");
     }
 }

@@ -677,7 +677,7 @@ fn etc_hosts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         Err(err) => return Done::error(chain(&err)),
     };
     let path = hosts::HOSTS_FILE;
-    let old = match i.root.read_optional_string(path) {
+    let old = match i.root.read_optional_text(path) {
         Ok(old) => old.unwrap_or_default(),
         Err(err) => {
             let shown = i.root.host_path(path);

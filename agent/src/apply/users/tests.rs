@@ -21,17 +21,19 @@ fn root_with(shadow: bool) -> (tempfile::TempDir, Root) {
 
 #[test]
 fn colon_file_edits_in_place_and_keeps_other_lines() {
-    let mut file = ColonFile::parse(PASSWD_TEXT, 7);
+    let mut file = ColonFile::parse(PASSWD_TEXT.as_bytes(), 7);
     assert!(file.set("daemon", 6, "/bin/false"));
     assert!(!file.set("nobody", 6, "/bin/false"));
     assert_eq!(
         file.render(),
-        PASSWD_TEXT.replace(
-            "daemon:/usr/sbin:/usr/sbin/nologin",
-            "daemon:/usr/sbin:/bin/false"
-        )
+        PASSWD_TEXT
+            .replace(
+                "daemon:/usr/sbin:/usr/sbin/nologin",
+                "daemon:/usr/sbin:/bin/false"
+            )
+            .into_bytes()
     );
-    let mut same = ColonFile::parse(PASSWD_TEXT, 7);
+    let mut same = ColonFile::parse(PASSWD_TEXT.as_bytes(), 7);
     same.set("root", 6, "/bin/sh");
     assert!(!same.changed());
 }
@@ -167,4 +169,36 @@ fn names_are_checked() {
     for bad in ["", "-x", "a:b", "a b", "a\nb", &"x".repeat(33)] {
         assert!(check_name(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn fields_in_another_encoding_are_kept_byte_for_byte() {
+    // A Latin-1 gecos ("Jörg", 0xF6), as useradd and chfn store what they are given.
+    let (_dir, root) = root_with(true);
+    let passwd = b"root:x:0:0:root:/root:/bin/sh\n\
+        jorg:x:1001:1001:J\xf6rg,Raum 4:/home/jorg:/bin/sh\n";
+    let shadow = b"root:*:19000:0:99999:7:::\njorg:$6$a$b:19000:0:99999:7:::\n";
+    std::fs::write(root.host_path(PASSWD), passwd).unwrap();
+    std::fs::write(root.host_path(SHADOW), shadow).unwrap();
+    let mut accounts = Accounts::load(&root).unwrap();
+    // An edit of that user's own entry keeps its other fields' bytes.
+    accounts.passwd.set("jorg", 6, "/bin/bash");
+    accounts.lock("jorg").unwrap();
+    accounts
+        .create_user(&NewUser {
+            name: "alice".into(),
+            uid: None,
+            gid: 100,
+            gecos: String::new(),
+            home: "/home/alice".into(),
+            shell: "/bin/sh".into(),
+            system: false,
+        })
+        .unwrap();
+    accounts.save().unwrap();
+    let written = std::fs::read(root.host_path(PASSWD)).unwrap();
+    let expected: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n\
+        jorg:x:1001:1001:J\xf6rg,Raum 4:/home/jorg:/bin/bash\n\
+        alice:x:1002:100::/home/alice:/bin/sh\n";
+    assert_eq!(written, expected, "{}", String::from_utf8_lossy(&written));
 }

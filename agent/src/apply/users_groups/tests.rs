@@ -352,3 +352,45 @@ fn a_uid_taken_by_another_user_is_refused() {
     assert!(!passwd.contains("alice"), "{passwd}");
     assert!(passwd.contains("carol:x:2000:"), "{passwd}");
 }
+
+/// `{name: default, ...}` (or an entry with no name) is the default user with more options, as
+/// cloud-init reads it, never a user called "default".
+#[test]
+fn an_entry_named_default_adds_options_to_the_default_user() {
+    let default = UserConfig {
+        name: "debian".into(),
+        shell: Some("/bin/bash".into()),
+        groups: Some(CsvList::Text("sudo".into())),
+        ..UserConfig::default()
+    };
+    for users in [
+        format!(
+            "users:\n- name: default\n  groups: [docker]\n  shell: /bin/sh\n  ssh_authorized_keys: ['{KEY}']\n"
+        ),
+        format!("users:\n- groups: docker\n  shell: /bin/sh\n  ssh_authorized_keys: ['{KEY}']\n"),
+        format!(
+            "users:\n  default:\n    groups: docker\n    shell: /bin/sh\n    ssh_authorized_keys: ['{KEY}']\n"
+        ),
+    ] {
+        let (_dir, root) = setup();
+        let cfg = config(&users);
+        assert!(lists_default(&cfg), "{users}");
+        let summary = apply(&root, &cfg, Some(&default)).unwrap();
+        assert!(summary.errors.is_empty(), "{users}: {:?}", summary.errors);
+        assert_eq!(summary.created, ["debian"], "{users}");
+        let passwd = read(&root, "/etc/passwd");
+        assert!(!passwd.contains("default:"), "{passwd}");
+        // The default user's own shell stays; the entry's groups join its own.
+        assert!(passwd.ends_with(":/home/debian:/bin/bash\n"), "{passwd}");
+        let group = read(&root, "/etc/group");
+        assert!(group.contains("sudo:x:27:debian\n"), "{group}");
+        assert!(
+            group
+                .lines()
+                .any(|l| l.starts_with("docker:") && l.ends_with(":debian")),
+            "{group}"
+        );
+        let keys = read(&root, "/home/debian/.ssh/authorized_keys");
+        assert!(keys.contains(KEY), "{keys}");
+    }
+}
