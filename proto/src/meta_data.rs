@@ -78,6 +78,11 @@ impl KeyPair {
     fn default_type() -> String {
         "ssh".to_owned()
     }
+
+    /// Whether this is an OpenSSH public key (not an `x509` certificate).
+    pub fn is_ssh(&self) -> bool {
+        self.kind == "ssh"
+    }
 }
 
 /// One entry of `devices`.

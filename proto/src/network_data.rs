@@ -34,14 +34,17 @@ pub struct Link {
     pub ethernet_mac_address: Option<String>,
 }
 
-/// A layer-3 network on a link.
+/// A layer-3 network on a link. Only `link` and `type` are read by every guest (cloud-init's
+/// `convert_net_json`); a document from elsewhere without the others is still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     /// `network<N>`, counted across all links.
+    #[serde(default)]
     pub id: String,
     /// The link id.
     pub link: String,
     /// The registry's network id.
+    #[serde(default)]
     pub network_id: String,
     /// `ipv4`, `ipv4_dhcp`, `ipv6`, `ipv6_dhcp`, `ipv6_slaac`, ….
     #[serde(rename = "type")]
@@ -56,11 +59,13 @@ pub struct Network {
     pub services: Option<Vec<Service>>,
 }
 
-/// A route of a static network.
+/// A route of a static network (one without a gateway is read, and left to the guest to
+/// judge).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub network: String,
     pub netmask: String,
+    #[serde(default)]
     pub gateway: String,
 }
 
@@ -70,4 +75,22 @@ pub struct Service {
     #[serde(rename = "type")]
     pub kind: String,
     pub address: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_network_without_the_ids_nova_adds_is_read() {
+        let doc: NetworkData = serde_json::from_value(serde_json::json!({
+            "links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+            "networks": [{"link": "eth0", "type": "ipv4", "ip_address": "198.18.0.5",
+                "netmask": "255.255.255.0",
+                "routes": [{"network": "198.19.0.0", "netmask": "255.255.0.0"}]}],
+        }))
+        .unwrap();
+        assert_eq!(doc.networks[0].network_id, "");
+        assert_eq!(doc.networks[0].routes.as_ref().unwrap()[0].gateway, "");
+    }
 }

@@ -91,17 +91,54 @@ impl<'a> WireReader<'a> {
     }
 }
 
+/// Splits a key line into whitespace-separated tokens; double quotes (in options such as
+/// `command="…"`) protect spaces, and `\"` inside them does not end the quote.
+pub fn line_tokens(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (None, false, false);
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    out.push(&line[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&line[s..]);
+    }
+    out
+}
+
+/// Whether `token` is an OpenSSH key type (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `sk-…`).
+pub fn is_key_type(token: &str) -> bool {
+    ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-"]
+        .iter()
+        .any(|prefix| token.starts_with(prefix))
+}
+
+/// Where the key type is among a line's [`line_tokens`]: first, or second after the options
+/// (which are one token: spaces in them are quoted), as sshd reads an authorized_keys line.
+pub fn type_position(tokens: &[&str]) -> Option<usize> {
+    tokens.iter().take(2).position(|t| is_key_type(t))
+}
+
 /// The RSA public key of an OpenSSH public key line (`[options] ssh-rsa AAAA… [comment]`).
 pub fn rsa_public_key(line: &str) -> Result<RsaPublicKey, SshKeyError> {
     if line.len() > MAX_KEY_LINE_BYTES {
         return Err(SshKeyError::TooLong);
     }
-    let tokens: Vec<&str> = line.split_whitespace().collect();
-    // The type is the first token that looks like one (options may come first).
-    let at = tokens
-        .iter()
-        .position(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
-        .ok_or(SshKeyError::NoKey)?;
+    let tokens = line_tokens(line);
+    let at = type_position(&tokens).ok_or(SshKeyError::NoKey)?;
     let kind = tokens[at];
     if kind != SSH_RSA {
         return Err(SshKeyError::NotRsa(kind.to_owned()));
@@ -146,6 +183,9 @@ mod tests {
         // Options in front are skipped.
         let with_options = format!("no-pty,command=\"x\" {RSA_1024}");
         assert_eq!(rsa_public_key(&with_options).unwrap(), key);
+        // Quoted options are one token, whatever words they hold.
+        let quoted = format!("command=\"exec ssh-agent \\\"a b\\\" bash\",no-pty {RSA_1024}");
+        assert_eq!(rsa_public_key(&quoted).unwrap(), key);
     }
 
     #[test]

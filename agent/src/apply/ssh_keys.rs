@@ -15,6 +15,7 @@ use crate::apply::ssh_keys_file::{self, DEFAULT_KEYS_FILE, KeysFiles};
 use crate::apply::users::User;
 use crate::fsutil::{Dir, PathError, Refused, WriteOptions, check_owner};
 use crate::root::Root;
+use metaboot_proto::ssh_key;
 
 /// cloud-init's `disable_root_opts`: root's keys only print where to log in instead.
 pub const DISABLE_ROOT_OPTS: &str = r#"no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command="echo 'Please login as the user \"$USER\" rather than the user \"$DISABLE_USER\".';echo;sleep 10;exit 142""#;
@@ -39,40 +40,6 @@ pub enum SshKeysError {
     TooMany(String),
 }
 
-/// Splits a line into whitespace-separated tokens; double quotes (in options such as
-/// `command="…"`) protect spaces, and `\"` inside them does not end the quote.
-fn tokens(line: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (None, false, false);
-    for (i, c) in line.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if let Some(s) = start.take() {
-                    out.push(&line[s..i]);
-                }
-                continue;
-            }
-            _ => {}
-        }
-        if start.is_none() {
-            start = Some(i);
-        }
-    }
-    if let Some(s) = start {
-        out.push(&line[s..]);
-    }
-    out
-}
-
-fn is_key_type(token: &str) -> bool {
-    ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-sha2-"]
-        .iter()
-        .any(|prefix| token.starts_with(prefix))
-}
-
 /// The base64 blob of an authorized_keys line (`[options] type blob [comment]`); `None` for
 /// comments, blank lines and lines without a recognised key type.
 pub fn key_blob(line: &str) -> Option<&str> {
@@ -80,8 +47,8 @@ pub fn key_blob(line: &str) -> Option<&str> {
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    let tokens = tokens(line);
-    let at = tokens.iter().take(2).position(|t| is_key_type(t))?;
+    let tokens = ssh_key::line_tokens(line);
+    let at = ssh_key::type_position(&tokens)?;
     tokens.get(at + 1).copied()
 }
 

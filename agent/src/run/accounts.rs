@@ -242,10 +242,14 @@ pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
 }
 
 /// The instance's first SSH key: `(name, key line)`, from `keys` (which keeps the order the
-/// key pairs were given in) or else the first of `public_keys`.
+/// key pairs were given in; an `x509` certificate is no SSH key) or else the first of
+/// `public_keys`. `metaboot-server instance get-password` picks the same key.
 fn first_key(meta: &MetaData) -> Option<(String, String)> {
-    if let Some(first) = meta.keys.as_ref().and_then(|keys| keys.first()) {
-        return Some((first.name.clone(), first.data.clone()));
+    if let Some(keys) = &meta.keys {
+        return keys
+            .iter()
+            .find(|key| key.is_ssh())
+            .map(|first| (first.name.clone(), first.data.clone()));
     }
     meta.public_keys
         .as_ref()
@@ -437,4 +441,35 @@ pub(super) fn authkey_fingerprints(i: &Instance<'_>, warnings: &mut Vec<String>)
         "the authorized keys' fingerprints of {} on the console",
         shown.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_encrypted_for_the_first_ssh_key_not_a_certificate() {
+        let meta: MetaData = serde_json::from_value(serde_json::json!({
+            "uuid": "u",
+            "keys": [
+                {"name": "cert", "type": "x509", "data": "-----BEGIN CERTIFICATE-----\n"},
+                {"name": "rsa", "type": "ssh", "data": "ssh-rsa AAAA r@h"},
+            ],
+            "public_keys": {"cert": "-----BEGIN CERTIFICATE-----\n"},
+        }))
+        .unwrap();
+        assert_eq!(
+            first_key(&meta),
+            Some(("rsa".to_owned(), "ssh-rsa AAAA r@h".to_owned()))
+        );
+        // Without `keys` (an older metadata version), the first of `public_keys`.
+        let older: MetaData = serde_json::from_value(serde_json::json!({
+            "uuid": "u", "public_keys": {"k": "ssh-rsa BBBB k@h"},
+        }))
+        .unwrap();
+        assert_eq!(
+            first_key(&older),
+            Some(("k".to_owned(), "ssh-rsa BBBB k@h".to_owned()))
+        );
+    }
 }

@@ -55,23 +55,24 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
     let Some(path) = &args.private_key else {
         return Err(InputError("give --private-key FILE, or --raw".to_owned()).into());
     };
-    let Some(first) = instance.key_pairs.first() else {
+    // The key the guest agent encrypts with: the first SSH key pair (an x509 one is none).
+    let Some(first) = instance.key_pairs.iter().find(|pair| pair.is_ssh()) else {
         anyhow::bail!(
-            "instance {} has no key pair, so nothing can decrypt its password",
+            "instance {} has no SSH key pair, so nothing can decrypt its password",
             instance.name
         );
     };
     let public = ssh_key::rsa_public_key(&first.data).map_err(|err| {
         InputError(format!(
-            "the first key pair of instance {} ({}) is not RSA: {err}",
+            "the first SSH key pair of instance {} ({}) is not RSA: {err}",
             instance.name, first.name
         ))
     })?;
     let key = read_private_key(path)?;
     if key.n().to_be_bytes_trimmed_vartime().as_ref() != public.n.as_slice() {
         return Err(InputError(format!(
-            "{} is not the private key of key pair {} (the first key of instance {}), which \
-             the password is encrypted with",
+            "{} is not the private key of key pair {} (the first SSH key of instance {}), \
+             which the password is encrypted with",
             path.display(),
             first.name,
             instance.name
