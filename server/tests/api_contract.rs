@@ -846,6 +846,18 @@ async fn password_is_write_once() {
     assert_eq!(got.status, StatusCode::OK);
 }
 
+/// nova's `handle_password` answers 409 for a password already set before it looks at the
+/// body's size.
+#[tokio::test]
+async fn a_password_post_once_set_is_409_even_when_too_large() {
+    let f = fixture();
+    let path = "/openstack/latest/password";
+    let post = |body: &'static [u8]| send(&f.api, Method::POST, path, signed(UUID, "p1"), body);
+    assert_eq!(post(b"c2VjcmV0").await.status, StatusCode::OK);
+    assert_eq!(post(&[b'x'; 1021]).await.status, StatusCode::CONFLICT);
+    assert_eq!(get_ok(&f, path).await.text(), "c2VjcmV0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_password_posts_store_exactly_one() {
     let f = Arc::new(fixture());
