@@ -54,6 +54,17 @@ impl Api {
                         Rejection::PasswordNotText,
                     );
                 };
+                // PostgreSQL's `text` cannot hold NUL: the write would fail as if the registry
+                // were down. Refused here, the same on both backends.
+                if password.contains('\0') {
+                    return Answer::refused(
+                        StatusCode::BAD_REQUEST,
+                        "The password contains a NUL byte: post the base64 of the encrypted \
+                         password."
+                            .to_owned(),
+                        Rejection::PasswordHasNul,
+                    );
+                }
                 let password = password.to_owned();
                 let stored = password.clone();
                 // Which instance this is now: one deleted and created again under the same
