@@ -368,6 +368,52 @@ async fn the_vfat_drive_holds_what_the_api_serves() {
     every_document_is_what_the_api_serves(true).await;
 }
 
+/// `instance config-drive web -o IMAGE` under strace (only the command itself, not its tools),
+/// tracing `syscalls`; its trace.
+fn traced_config_drive(reg: &Registry, image: &Path, syscalls: &str) -> String {
+    let trace = reg.path("trace");
+    let output = Command::new("strace")
+        .args(["-qq", "-y", "-e"])
+        .arg(format!("trace={syscalls}"))
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_metaboot-server"))
+        .arg("--db")
+        .arg(&reg.db)
+        .args(["instance", "config-drive", "web", "-o"])
+        .arg(image)
+        .env_remove("METABOOT_DB")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    fs::read_to_string(&trace).unwrap()
+}
+
+/// The image is on disk before it is renamed into place, and the rename after (the image
+/// file fsynced before the rename, its directory after).
+#[test]
+fn the_image_is_synced_before_and_after_its_rename() {
+    if !require_tools(&["xorriso", "strace"]) {
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.iso");
+    let trace = traced_config_drive(&reg, &image, "fsync,rename,renameat,renameat2");
+    let dir = fs::canonicalize(reg.dir.path()).unwrap();
+    let at = |what: &dyn Fn(&str) -> bool| {
+        trace
+            .lines()
+            .position(|line| line.ends_with("= 0") && what(line))
+            .unwrap_or_else(|| panic!("not in the trace:\n{trace}"))
+    };
+    let renamed = at(&|line| line.starts_with("rename") && line.contains("/image\""));
+    let image_synced = at(&|line| line.starts_with("fsync(") && line.contains("/image>)"));
+    let dir_synced =
+        at(&|line| line.starts_with("fsync(") && line.contains(&format!("<{}>)", dir.display())));
+    assert!(image_synced < renamed && renamed < dir_synced, "{trace}");
+}
+
 /// Without any ISO tool on `PATH` the command names the packages to install and writes
 /// nothing; an unknown instance is refused with exit code 2.
 #[test]

@@ -5,7 +5,7 @@
 //! `config-2`, made with `mkfs.vfat` and filled with mtools (no loop mount, no root).
 //!
 //! The image holds the admin password, so it is made private (0600), in a temporary file next
-//! to the destination, renamed into place only once complete.
+//! to the destination, synced to disk and renamed into place only once complete.
 
 use std::fs;
 use std::io::Write as _;
@@ -142,7 +142,16 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
     }
     // The tools create it with the umask's mode: it holds the admin password.
     fs::set_permissions(&image, fs::Permissions::from_mode(0o600)).map_err(io(&image))?;
+    // The image on disk before its rename, the rename on disk after it: a crash leaves the old
+    // file or the whole new image under `out`, never a short one. An admin command run once
+    // per drive: the two fsyncs cost nothing that matters.
+    fs::File::open(&image)
+        .and_then(|file| file.sync_all())
+        .map_err(io(&image))?;
     fs::rename(&image, out).map_err(io(out))?;
+    fs::File::open(&parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io(&parent))?;
     Ok(())
 }
 
