@@ -8,7 +8,7 @@ mod cli_support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -368,15 +368,11 @@ async fn the_vfat_drive_holds_what_the_api_serves() {
     every_document_is_what_the_api_serves(true).await;
 }
 
-/// `instance config-drive web -o IMAGE` under strace (only the command itself, not its tools),
-/// tracing `syscalls`; its trace.
-fn traced_config_drive(reg: &Registry, image: &Path, syscalls: &str) -> String {
-    let trace = reg.path("trace");
-    let output = Command::new("strace")
-        .args(["-qq", "-y", "-e"])
-        .arg(format!("trace={syscalls}"))
-        .arg("-o")
-        .arg(&trace)
+/// `instance config-drive web -o IMAGE` under `strace ARGS` (without `-f`: the command
+/// itself, not its tools).
+fn config_drive_under_strace(reg: &Registry, image: &Path, args: &[&str]) -> Output {
+    Command::new("strace")
+        .args(args)
         .arg(env!("CARGO_BIN_EXE_metaboot-server"))
         .arg("--db")
         .arg(&reg.db)
@@ -384,10 +380,7 @@ fn traced_config_drive(reg: &Registry, image: &Path, syscalls: &str) -> String {
         .arg(image)
         .env_remove("METABOOT_DB")
         .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    fs::read_to_string(&trace).unwrap()
+        .unwrap()
 }
 
 /// The image is on disk before it is renamed into place, and the rename after (the image
@@ -399,7 +392,21 @@ fn the_image_is_synced_before_and_after_its_rename() {
     }
     let (reg, _) = registry();
     let image = reg.path("drive.iso");
-    let trace = traced_config_drive(&reg, &image, "fsync,rename,renameat,renameat2");
+    let trace = reg.path("trace");
+    let output = config_drive_under_strace(
+        &reg,
+        &image,
+        &[
+            "-qq",
+            "-y",
+            "-e",
+            "trace=fsync,rename,renameat,renameat2",
+            "-o",
+            trace.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let trace = fs::read_to_string(&trace).unwrap();
     let dir = fs::canonicalize(reg.dir.path()).unwrap();
     let at = |what: &dyn Fn(&str) -> bool| {
         trace
@@ -412,6 +419,59 @@ fn the_image_is_synced_before_and_after_its_rename() {
     let dir_synced =
         at(&|line| line.starts_with("fsync(") && line.contains(&format!("<{}>)", dir.display())));
     assert!(image_synced < renamed && renamed < dir_synced, "{trace}");
+}
+
+/// A run killed (SIGKILL, no cleanup) before its rename leaves its working directory, which
+/// holds the admin password; the next run for the same output removes it.
+#[test]
+fn a_killed_run_s_working_directory_is_removed_by_the_next_run() {
+    if !require_tools(&["xorriso", "strace"]) {
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.iso");
+    let scratch = || -> Vec<PathBuf> {
+        fs::read_dir(reg.dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".drive.iso.")
+            })
+            .collect()
+    };
+    let killed = config_drive_under_strace(
+        &reg,
+        &image,
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=rename,renameat,renameat2",
+            "--inject=rename,renameat,renameat2:signal=KILL",
+        ],
+    );
+    assert!(!killed.status.success(), "{killed:?}");
+    assert!(!image.exists());
+    let left = scratch();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0]
+            .join("tree/openstack/latest/meta_data.json")
+            .exists()
+    );
+    reg.ok(&[
+        "instance",
+        "config-drive",
+        "web",
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    assert!(image.exists());
+    assert_eq!(scratch(), Vec::<PathBuf>::new());
 }
 
 /// Without any ISO tool on `PATH` the command names the packages to install and writes

@@ -5,7 +5,8 @@
 //! `config-2`, made with `mkfs.vfat` and filled with mtools (no loop mount, no root).
 //!
 //! The image holds the admin password, so it is made private (0600), in a temporary file next
-//! to the destination, synced to disk and renamed into place only once complete.
+//! to the destination, synced to disk and renamed into place only once complete. The working
+//! directory a killed run leaves behind is removed by the next run for the same destination.
 
 use std::fs;
 use std::io::Write as _;
@@ -102,6 +103,15 @@ pub fn on_path(command: &str) -> bool {
 
 /// Writes `files` as a config drive of `format` to `out`.
 pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(), ImageError> {
+    let parent = match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = out.file_name().map_or_else(
+        || "config-drive".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    remove_stale_scratch(&parent, &name);
     // Find the tools before writing anything.
     let iso_tool = match format {
         DriveFormat::Iso9660 => Some(
@@ -119,16 +129,7 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
             None
         }
     };
-    let parent = match out.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = out.file_name().map_or_else(
-        || "config-drive".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let nonce: u64 = rand::random();
-    let work = Scratch(parent.join(format!(".{name}.{}-{nonce:x}", std::process::id())));
+    let work = Scratch(parent.join(scratch_name(&name, std::process::id(), rand::random())));
     fs::DirBuilder::new()
         .mode(0o700)
         .create(&work.0)
@@ -153,6 +154,59 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
         .and_then(|dir| dir.sync_all())
         .map_err(io(&parent))?;
     Ok(())
+}
+
+/// The name of the private working directory next to the output `name`, for the process `pid`:
+/// `.<name>.<pid>-<nonce in hex>`.
+fn scratch_name(name: &str, pid: u32, nonce: u64) -> String {
+    format!(".{name}.{pid}-{nonce:x}")
+}
+
+/// The process whose working directory for the output `name` is `entry`, when `entry` is
+/// named as [`scratch_name`] names one.
+fn scratch_pid(entry: &str, name: &str) -> Option<i32> {
+    let rest = entry
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('.')?;
+    let (pid, nonce) = rest.split_once('-')?;
+    let digits = |text: &str, radix| !text.is_empty() && text.chars().all(|c| c.is_digit(radix));
+    if !digits(pid, 10) || !digits(nonce, 16) {
+        return None;
+    }
+    pid.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// What `build` puts in its working directory.
+const SCRATCH_ENTRIES: [&str; 2] = ["tree", "image"];
+
+/// Removes the working directories that runs killed before their end (`kill -9` runs no
+/// [`Scratch`] drop) left next to the output `name`: they hold the admin password and the user
+/// data. Only a directory named as [`scratch_name`] names one for this output, whose process
+/// is gone, and holding nothing but [`SCRATCH_ENTRIES`]; a run still at work is left alone.
+/// Best effort: what cannot be removed stays, as it would without this.
+fn remove_stale_scratch(parent: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = scratch_pid(&entry.file_name().to_string_lossy(), name) else {
+            continue;
+        };
+        // Signal 0 only asks whether the process exists (EPERM: it does, as another user).
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        let path = entry.path();
+        let ours = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir())
+            && fs::read_dir(&path).is_ok_and(|inside| {
+                inside
+                    .flatten()
+                    .all(|e| SCRATCH_ENTRIES.iter().any(|&known| e.file_name() == known))
+            });
+        if gone && ours {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// A private working directory, removed when dropped.
@@ -259,4 +313,60 @@ fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
         .arg(image)
         .args(&entries)
         .arg("::/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process id no process has now: a child that has exited and been waited for.
+    fn dead_pid() -> u32 {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_killed_run_s_scratch_directory_is_removed_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        let dead = dead_pid();
+        // What a run killed while mkisofs ran leaves: the tree, a partial image.
+        let stale = at(&scratch_name("drive.iso", dead, 0xabc));
+        fs::create_dir_all(stale.join("tree/openstack/latest")).unwrap();
+        fs::write(stale.join("tree/openstack/latest/meta_data.json"), "pw").unwrap();
+        fs::write(stale.join("image"), "partial").unwrap();
+        // A run still at work, another output's, a directory holding something else, and
+        // names `scratch_name` does not make: all left alone.
+        let live = at(&scratch_name("drive.iso", std::process::id(), 0xdef));
+        let other = at(&scratch_name("other.iso", dead, 0xabc));
+        let foreign = at(&scratch_name("drive.iso", dead, 0x123));
+        let odd = at(&format!(".drive.iso.{dead}-xyz"));
+        let suffixed = at(&format!(".drive.iso.{dead}-abc.bak"));
+        for kept in [&live, &other, &odd, &suffixed] {
+            fs::create_dir_all(kept.join("tree")).unwrap();
+        }
+        fs::create_dir_all(foreign.join("notes")).unwrap();
+        let out = at("drive.iso");
+        // The tools may be missing here: the stale directory goes first all the same.
+        let _ = build(&[], DriveFormat::Iso9660, &out);
+        assert!(!stale.exists(), "the killed run's directory is still there");
+        for kept in [&live, &other, &foreign, &odd, &suffixed] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+    }
+
+    #[test]
+    fn scratch_names_are_read_back_only_for_their_output() {
+        assert_eq!(
+            scratch_pid(&scratch_name("d.iso", 42, 0xbeef), "d.iso"),
+            Some(42)
+        );
+        assert_eq!(scratch_pid(&scratch_name("d.iso", 42, 0xbeef), "d"), None);
+        assert_eq!(scratch_pid(".d.iso.0-1", "d.iso"), None);
+        assert_eq!(scratch_pid(".d.iso.-1", "d.iso"), None);
+        assert_eq!(scratch_pid(".d.iso.1-", "d.iso"), None);
+        assert_eq!(scratch_pid("d.iso.1-1", "d.iso"), None);
+    }
 }
