@@ -474,8 +474,39 @@ fn a_killed_run_s_working_directory_is_removed_by_the_next_run() {
     assert_eq!(scratch(), Vec::<PathBuf>::new());
 }
 
+/// A user's `PATH` on Debian has no sbin directory, where `mkfs.vfat` is: it is found there all
+/// the same, and run by its full path.
+#[test]
+fn mkfs_vfat_in_sbin_is_found_without_sbin_on_path() {
+    if !require_tools(&["mkfs.vfat", "mcopy"]) {
+        return;
+    }
+    let in_sbin = ["/usr/sbin", "/sbin"]
+        .iter()
+        .any(|dir| Path::new(dir).join("mkfs.vfat").exists());
+    let mcopy_on_user_path = ["/usr/bin", "/bin"]
+        .iter()
+        .any(|dir| Path::new(dir).join("mcopy").exists());
+    if !in_sbin || !mcopy_on_user_path {
+        eprintln!("skipping: mkfs.vfat is not in an sbin directory, or mcopy not in /usr/bin");
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.vfat");
+    let output = reg
+        .cmd(&["instance", "config-drive", "web", "--format", "vfat", "-o"])
+        .arg(&image)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(image.exists());
+}
+
 /// Without any ISO tool on `PATH` the command names the packages to install and writes
-/// nothing; an unknown instance is refused with exit code 2.
+/// nothing (`mkfs.vfat` is looked for in /usr/sbin and /sbin too, so the vfat refusal may
+/// name mcopy); an unknown instance is refused with exit code 2.
 #[test]
 fn a_missing_tool_or_instance_is_a_clear_error() {
     let (reg, _) = registry();
@@ -503,8 +534,10 @@ fn a_missing_tool_or_instance_is_a_clear_error() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // mkfs.vfat is found in /usr/sbin or /sbin without PATH: then mcopy is the one missing.
     assert!(
-        stderr.contains("mkfs.vfat") && stderr.contains("dosfstools"),
+        (stderr.contains("mkfs.vfat") && stderr.contains("dosfstools"))
+            || (stderr.contains("mcopy") && stderr.contains("mtools")),
         "{stderr}"
     );
     assert!(!image.exists());

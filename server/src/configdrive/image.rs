@@ -91,14 +91,33 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
     }
 }
 
-/// True when `command` is an executable file in a `PATH` directory.
-pub fn on_path(command: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            fs::metadata(dir.join(command))
+/// Where a tool is looked for after `PATH`: a user's `PATH` on Debian lacks them, and
+/// `mkfs.vfat` lives there.
+pub const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
+
+/// The executable file `command` in a `PATH` directory, else in [`SBIN_DIRS`]: the full path
+/// the tool is run by. Relative `PATH` entries are skipped.
+pub fn find_tool(command: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN_DIRS.iter().map(PathBuf::from))
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(command))
+        .find(|file| {
+            fs::metadata(file)
                 .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         })
-    })
+}
+
+/// [`find_tool`] for `tool`, or the error naming its package.
+fn found(tool: Tool) -> Result<PathBuf, ImageError> {
+    find_tool(tool.command).ok_or(ImageError::MissingTool(tool))
+}
+
+/// The tools an image is made with, by the full paths found.
+enum Tools {
+    Iso { tool: Tool, path: PathBuf },
+    Vfat { mkfs: PathBuf, mcopy: PathBuf },
 }
 
 /// Writes `files` as a config drive of `format` to `out`.
@@ -113,21 +132,15 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
     );
     remove_stale_scratch(&parent, &name);
     // Find the tools before writing anything.
-    let iso_tool = match format {
-        DriveFormat::Iso9660 => Some(
-            [GENISOIMAGE, XORRISO]
-                .into_iter()
-                .find(|tool| on_path(tool.command))
-                .ok_or(ImageError::NoIsoTool)?,
-        ),
-        DriveFormat::Vfat => {
-            for tool in [MKFS_VFAT, MCOPY] {
-                if !on_path(tool.command) {
-                    return Err(ImageError::MissingTool(tool));
-                }
-            }
-            None
-        }
+    let tools = match format {
+        DriveFormat::Iso9660 => [GENISOIMAGE, XORRISO]
+            .into_iter()
+            .find_map(|tool| find_tool(tool.command).map(|path| Tools::Iso { tool, path }))
+            .ok_or(ImageError::NoIsoTool)?,
+        DriveFormat::Vfat => Tools::Vfat {
+            mkfs: found(MKFS_VFAT)?,
+            mcopy: found(MCOPY)?,
+        },
     };
     let work = Scratch(parent.join(scratch_name(&name, std::process::id(), rand::random())));
     fs::DirBuilder::new()
@@ -137,9 +150,9 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
     let tree = work.0.join("tree");
     write_tree(files, &tree)?;
     let image = work.0.join("image");
-    match iso_tool {
-        Some(tool) => make_iso(tool, &tree, &image)?,
-        None => make_vfat(&tree, &image)?,
+    match &tools {
+        Tools::Iso { tool, path } => make_iso(*tool, path, &tree, &image)?,
+        Tools::Vfat { mkfs, mcopy } => make_vfat(mkfs, mcopy, &tree, &image)?,
     }
     // The tools create it with the umask's mode: it holds the admin password.
     fs::set_permissions(&image, fs::Permissions::from_mode(0o600)).map_err(io(&image))?;
@@ -262,8 +275,8 @@ fn run(cmd: &mut Command) -> Result<(), ImageError> {
 }
 
 /// nova's `_make_iso9660`: genisoimage's flags (xorriso takes them with `-as mkisofs`).
-fn make_iso(tool: Tool, tree: &Path, image: &Path) -> Result<(), ImageError> {
-    let mut cmd = Command::new(tool.command);
+fn make_iso(tool: Tool, path: &Path, tree: &Path, image: &Path) -> Result<(), ImageError> {
+    let mut cmd = Command::new(path);
     if tool == XORRISO {
         cmd.args(["-as", "mkisofs"]);
     }
@@ -288,7 +301,7 @@ fn make_iso(tool: Tool, tree: &Path, image: &Path) -> Result<(), ImageError> {
 
 /// nova's `_make_vfat`, without the loop mount: a 64 MiB file, `mkfs.vfat -n config-2`, then
 /// the tree copied in with mcopy.
-fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
+fn make_vfat(mkfs: &Path, mcopy: &Path, tree: &Path, image: &Path) -> Result<(), ImageError> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -296,9 +309,7 @@ fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
         .open(image)
         .and_then(|f| f.set_len(VFAT_BYTES))
         .map_err(io(image))?;
-    run(Command::new(MKFS_VFAT.command)
-        .args(["-n", LABEL])
-        .arg(image))?;
+    run(Command::new(mkfs).args(["-n", LABEL]).arg(image))?;
     let mut entries: Vec<PathBuf> = fs::read_dir(tree)
         .map_err(io(tree))?
         .map(|entry| entry.map(|e| e.path()))
@@ -308,7 +319,7 @@ fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
     if entries.is_empty() {
         return Ok(());
     }
-    run(Command::new(MCOPY.command)
+    run(Command::new(mcopy)
         .args(["-s", "-Q", "-i"])
         .arg(image)
         .args(&entries)
