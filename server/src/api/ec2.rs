@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use metaboot_proto::Ec2Version;
 
 use super::rendering::Rendering;
@@ -105,11 +104,8 @@ pub fn tree(
         put("instance-action", Node::leaf("none"));
     }
     let mut root = BTreeMap::from([("meta-data".to_owned(), Node::dir(md))]);
-    if let Some(data) = &instance.user_data {
-        root.insert(
-            "user-data".to_owned(),
-            Node::Leaf(Bytes::copy_from_slice(data)),
-        );
+    if let Some(data) = view.user_data() {
+        root.insert("user-data".to_owned(), Node::Leaf(data.clone()));
     }
     Node::dir(root)
 }

@@ -81,11 +81,8 @@ pub fn contents(view: &InstanceView, rendering: &Rendering) -> Vec<DriveFile> {
             view.instance.admin_pass.clone(),
         );
         add(format!("{dir}/{META_DATA}"), meta.body());
-        if let Some(user_data) = &view.instance.user_data {
-            add(
-                format!("{dir}/{USER_DATA}"),
-                Bytes::copy_from_slice(user_data),
-            );
+        if let Some(user_data) = view.user_data() {
+            add(format!("{dir}/{USER_DATA}"), user_data.clone());
         }
         if version >= V::Havana {
             add(
