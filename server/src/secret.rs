@@ -40,18 +40,29 @@ pub enum SecretError {
         path.display()
     )]
     TooLarge { path: PathBuf },
+    #[error(
+        "the shared secret file {} is empty: with an empty secret anyone who can reach the API \
+         can sign for any instance; write one into it (e.g. `umask 077; head -c 32 \
+         /dev/urandom | base64 > {}`)",
+        path.display(),
+        path.display()
+    )]
+    Empty { path: PathBuf },
 }
 
 impl SecretError {
     /// True when the user's file (not the machine) is at fault: the CLI exits 2.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Self::TooOpen { .. } | Self::TooLarge { .. })
+        matches!(
+            self,
+            Self::TooOpen { .. } | Self::TooLarge { .. } | Self::Empty { .. }
+        )
     }
 }
 
 /// Reads the secret: the file's bytes without one trailing newline. Refuses a file its group
-/// or others may access (before reading it). An empty secret works (both sides then sign with
-/// an empty key, as nova tolerates) but is logged as a warning.
+/// or others may access (before reading it), and an empty secret: nova tolerates one with a
+/// warning, but then anyone who can reach the API signs for any instance.
 pub fn read_secret(path: &Path) -> Result<Arc<[u8]>, SecretError> {
     let read_error = |source| SecretError::Read {
         path: path.to_owned(),
@@ -83,7 +94,9 @@ pub fn read_secret(path: &Path) -> Result<Arc<[u8]>, SecretError> {
         }
     }
     if bytes.is_empty() {
-        tracing::warn!(file = %path.display(), "the shared secret is empty: anyone who can reach the API can forge requests");
+        return Err(SecretError::Empty {
+            path: path.to_owned(),
+        });
     }
     Ok(bytes.into())
 }
@@ -126,6 +139,23 @@ mod tests {
             read_secret(&dir.path().join("missing")),
             Err(SecretError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_with_how_to_write_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        for bytes in [&b""[..], b"\n", b"\r\n"] {
+            write_private(&file, bytes);
+            let err = read_secret(&file).unwrap_err();
+            assert!(matches!(err, SecretError::Empty { .. }), "{bytes:?}: {err}");
+            assert!(err.is_user_error());
+            let text = err.to_string();
+            assert!(
+                text.contains("is empty") && text.contains(&format!("base64 > {}", file.display())),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -846,6 +846,32 @@ async fn password_is_write_once() {
     assert_eq!(got.status, StatusCode::OK);
 }
 
+/// nova's `handle_password` answers 409 for a password already set before it looks at the
+/// body's size.
+#[tokio::test]
+async fn a_password_post_once_set_is_409_even_when_too_large() {
+    let f = fixture();
+    let path = "/openstack/latest/password";
+    let post = |body: &'static [u8]| send(&f.api, Method::POST, path, signed(UUID, "p1"), body);
+    assert_eq!(post(b"c2VjcmV0").await.status, StatusCode::OK);
+    assert_eq!(post(&[b'x'; 1021]).await.status, StatusCode::CONFLICT);
+    assert_eq!(get_ok(&f, path).await.text(), "c2VjcmV0");
+}
+
+/// A NUL byte is valid UTF-8 but no registry column takes it (PostgreSQL's `text` refuses it):
+/// 400 saying so, never 503 "registry unavailable", and the password stays unset.
+#[tokio::test]
+async fn a_password_with_a_nul_byte_is_400_and_leaves_it_unset() {
+    let f = fixture();
+    let path = "/openstack/latest/password";
+    let post = |body: &'static [u8]| send(&f.api, Method::POST, path, signed(UUID, "p1"), body);
+    let refused = post(b"c2Vj\0cmV0").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text().contains("NUL"), "{}", refused.text());
+    assert_eq!(get_ok(&f, path).await.text(), "");
+    assert_eq!(post(b"c2VjcmV0").await.status, StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_password_posts_store_exactly_one() {
     let f = Arc::new(fixture());

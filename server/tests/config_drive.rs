@@ -8,7 +8,7 @@ mod cli_support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -218,6 +218,11 @@ async fn compare_ec2(api: &Metadata, base: &str, value: &serde_json::Value, chec
                 assert_eq!(api.get(&path).await, text, "{path}");
                 *checked += 1;
             }
+            // nova's int `ami-launch-index`: the API answers its text.
+            serde_json::Value::Number(number) => {
+                assert_eq!(api.get(&path).await, number.to_string(), "{path}");
+                *checked += 1;
+            }
             other => panic!("{path}: unexpected {other}"),
         }
     }
@@ -363,8 +368,145 @@ async fn the_vfat_drive_holds_what_the_api_serves() {
     every_document_is_what_the_api_serves(true).await;
 }
 
+/// `instance config-drive web -o IMAGE` under `strace ARGS` (without `-f`: the command
+/// itself, not its tools).
+fn config_drive_under_strace(reg: &Registry, image: &Path, args: &[&str]) -> Output {
+    Command::new("strace")
+        .args(args)
+        .arg(env!("CARGO_BIN_EXE_metaboot-server"))
+        .arg("--db")
+        .arg(&reg.db)
+        .args(["instance", "config-drive", "web", "-o"])
+        .arg(image)
+        .env_remove("METABOOT_DB")
+        .output()
+        .unwrap()
+}
+
+/// The image is on disk before it is renamed into place, and the rename after (the image
+/// file fsynced before the rename, its directory after).
+#[test]
+fn the_image_is_synced_before_and_after_its_rename() {
+    if !require_tools(&["xorriso", "strace"]) {
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.iso");
+    let trace = reg.path("trace");
+    let output = config_drive_under_strace(
+        &reg,
+        &image,
+        &[
+            "-qq",
+            "-y",
+            "-e",
+            "trace=fsync,rename,renameat,renameat2",
+            "-o",
+            trace.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let trace = fs::read_to_string(&trace).unwrap();
+    let dir = fs::canonicalize(reg.dir.path()).unwrap();
+    let at = |what: &dyn Fn(&str) -> bool| {
+        trace
+            .lines()
+            .position(|line| line.ends_with("= 0") && what(line))
+            .unwrap_or_else(|| panic!("not in the trace:\n{trace}"))
+    };
+    let renamed = at(&|line| line.starts_with("rename") && line.contains("/image\""));
+    let image_synced = at(&|line| line.starts_with("fsync(") && line.contains("/image>)"));
+    let dir_synced =
+        at(&|line| line.starts_with("fsync(") && line.contains(&format!("<{}>)", dir.display())));
+    assert!(image_synced < renamed && renamed < dir_synced, "{trace}");
+}
+
+/// A run killed (SIGKILL, no cleanup) before its rename leaves its working directory, which
+/// holds the admin password; the next run for the same output removes it.
+#[test]
+fn a_killed_run_s_working_directory_is_removed_by_the_next_run() {
+    if !require_tools(&["xorriso", "strace"]) {
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.iso");
+    let scratch = || -> Vec<PathBuf> {
+        fs::read_dir(reg.dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".drive.iso.")
+            })
+            .collect()
+    };
+    let killed = config_drive_under_strace(
+        &reg,
+        &image,
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=rename,renameat,renameat2",
+            "--inject=rename,renameat,renameat2:signal=KILL",
+        ],
+    );
+    assert!(!killed.status.success(), "{killed:?}");
+    assert!(!image.exists());
+    let left = scratch();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0]
+            .join("tree/openstack/latest/meta_data.json")
+            .exists()
+    );
+    reg.ok(&[
+        "instance",
+        "config-drive",
+        "web",
+        "-o",
+        image.to_str().unwrap(),
+    ]);
+    assert!(image.exists());
+    assert_eq!(scratch(), Vec::<PathBuf>::new());
+}
+
+/// A user's `PATH` on Debian has no sbin directory, where `mkfs.vfat` is: it is found there all
+/// the same, and run by its full path.
+#[test]
+fn mkfs_vfat_in_sbin_is_found_without_sbin_on_path() {
+    if !require_tools(&["mkfs.vfat", "mcopy"]) {
+        return;
+    }
+    let in_sbin = ["/usr/sbin", "/sbin"]
+        .iter()
+        .any(|dir| Path::new(dir).join("mkfs.vfat").exists());
+    let mcopy_on_user_path = ["/usr/bin", "/bin"]
+        .iter()
+        .any(|dir| Path::new(dir).join("mcopy").exists());
+    if !in_sbin || !mcopy_on_user_path {
+        eprintln!("skipping: mkfs.vfat is not in an sbin directory, or mcopy not in /usr/bin");
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.vfat");
+    let output = reg
+        .cmd(&["instance", "config-drive", "web", "--format", "vfat", "-o"])
+        .arg(&image)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(image.exists());
+}
+
 /// Without any ISO tool on `PATH` the command names the packages to install and writes
-/// nothing; an unknown instance is refused with exit code 2.
+/// nothing (`mkfs.vfat` is looked for in /usr/sbin and /sbin too, so the vfat refusal may
+/// name mcopy); an unknown instance is refused with exit code 2.
 #[test]
 fn a_missing_tool_or_instance_is_a_clear_error() {
     let (reg, _) = registry();
@@ -392,8 +534,10 @@ fn a_missing_tool_or_instance_is_a_clear_error() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // mkfs.vfat is found in /usr/sbin or /sbin without PATH: then mcopy is the one missing.
     assert!(
-        stderr.contains("mkfs.vfat") && stderr.contains("dosfstools"),
+        (stderr.contains("mkfs.vfat") && stderr.contains("dosfstools"))
+            || (stderr.contains("mcopy") && stderr.contains("mtools")),
         "{stderr}"
     );
     assert!(!image.exists());

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use metaboot_proto::Ec2Version;
 
 use super::rendering::Rendering;
@@ -16,6 +15,9 @@ pub const IMAGE_EC2_ID: &str = "ami-00000001";
 pub const INSTANCE_TYPE: &str = "m1.small";
 /// The security groups every instance reports.
 pub const SECURITY_GROUP: &str = "default";
+/// The key of the instance's launch index: nova's int `launch_index`, text in the tree (the
+/// API's plain-text answer), a number in a config drive's `meta-data.json`.
+pub const AMI_LAUNCH_INDEX: &str = "ami-launch-index";
 
 /// Builds the tree of one EC2 version (nova's `get_ec2_metadata`). `address` is the request
 /// address, used for `local-ipv4` when the instance has no fixed IPv4 address.
@@ -34,7 +36,7 @@ pub fn tree(
     };
     put("ami-id", Node::leaf(IMAGE_EC2_ID));
     put(
-        "ami-launch-index",
+        AMI_LAUNCH_INDEX,
         Node::leaf(instance.launch_index.to_string()),
     );
     put("ami-manifest-path", Node::leaf("FIXME"));
@@ -102,11 +104,8 @@ pub fn tree(
         put("instance-action", Node::leaf("none"));
     }
     let mut root = BTreeMap::from([("meta-data".to_owned(), Node::dir(md))]);
-    if let Some(data) = &instance.user_data {
-        root.insert(
-            "user-data".to_owned(),
-            Node::Leaf(Bytes::copy_from_slice(data)),
-        );
+    if let Some(data) = view.user_data() {
+        root.insert("user-data".to_owned(), Node::Leaf(data.clone()));
     }
     Node::dir(root)
 }

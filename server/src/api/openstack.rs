@@ -87,14 +87,14 @@ pub fn answer(target: Target, view: &InstanceView, rendering: &Rendering) -> Ans
     match target {
         Target::Versions => Answer::text(Bytes::from(OpenStackVersion::listing(&today_utc()))),
         Target::Version(version) => {
-            Answer::text(version_listing(version, view.instance.user_data.is_some()))
+            Answer::text(version_listing(version, view.user_data().is_some()))
         }
         Target::MetaData(version) => Answer::ok(
             APPLICATION_JSON,
             view.meta_data(version, || render_meta_data(view, version, rendering)),
         ),
-        Target::UserData => match &view.instance.user_data {
-            Some(data) => Answer::ok(TEXT_PLAIN, Bytes::copy_from_slice(data)),
+        Target::UserData => match view.user_data() {
+            Some(data) => Answer::ok(TEXT_PLAIN, data.clone()),
             None => Answer::refuse(StatusCode::NOT_FOUND, "the instance has no user data"),
         },
         Target::VendorData => Answer::ok(APPLICATION_JSON, rendering.vendor.vendor_data.clone()),

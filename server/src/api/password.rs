@@ -27,6 +27,17 @@ impl Api {
                 ),
             },
             Method::POST => {
+                // nova's order (`handle_password`): a password already set is 409 whatever the
+                // body, then the size. The read model may lag behind another server's write;
+                // the store's conditional write below still lets only one password in.
+                let set = self.model.instance(uuid).is_some_and(|record| {
+                    record
+                        .password()
+                        .is_some_and(|password| !password.is_empty())
+                });
+                if set {
+                    return already_set();
+                }
                 if request.body.len() > MAX_PASSWORD_BYTES {
                     return Answer::refused(
                         StatusCode::BAD_REQUEST,
@@ -43,6 +54,17 @@ impl Api {
                         Rejection::PasswordNotText,
                     );
                 };
+                // PostgreSQL's `text` cannot hold NUL: the write would fail as if the registry
+                // were down. Refused here, the same on both backends.
+                if password.contains('\0') {
+                    return Answer::refused(
+                        StatusCode::BAD_REQUEST,
+                        "The password contains a NUL byte: post the base64 of the encrypted \
+                         password."
+                            .to_owned(),
+                        Rejection::PasswordHasNul,
+                    );
+                }
                 let password = password.to_owned();
                 let stored = password.clone();
                 // Which instance this is now: one deleted and created again under the same
@@ -56,11 +78,7 @@ impl Api {
                         self.model.password_stored(uuid, seen, &stored);
                         Answer::text(Bytes::new())
                     }
-                    Ok(PasswordSet::AlreadySet) => Answer::refused(
-                        StatusCode::CONFLICT,
-                        "The password is already set; it can be set once.".to_owned(),
-                        Rejection::PasswordAlreadySet,
-                    ),
+                    Ok(PasswordSet::AlreadySet) => already_set(),
                     Ok(PasswordSet::NoInstance) => Answer::refused(
                         StatusCode::BAD_REQUEST,
                         "The instance no longer exists.".to_owned(),
@@ -76,4 +94,12 @@ impl Api {
             ),
         }
     }
+}
+
+fn already_set() -> Answer {
+    Answer::refused(
+        StatusCode::CONFLICT,
+        "The password is already set; it can be set once.".to_owned(),
+        Rejection::PasswordAlreadySet,
+    )
 }

@@ -45,22 +45,33 @@ impl MetaDataDoc {
 /// An instance with everything the API serves for it.
 #[derive(Debug)]
 pub struct InstanceView {
+    /// The record, without its user data: that is in [`InstanceView::user_data`].
     pub instance: Instance,
     pub ports: Vec<(Port, Network)>,
+    /// Moved out of `instance` once, so every EC2 tree, answer and drive file holds a cheap
+    /// clone of these bytes rather than a copy of its own.
+    user_data: Option<Bytes>,
     meta_data: [OnceLock<MetaDataDoc>; OpenStackVersion::ALL.len()],
     network_data: OnceLock<Bytes>,
     ec2: [OnceLock<Node>; Ec2Version::ALL.len()],
 }
 
 impl InstanceView {
-    pub fn new(instance: Instance, ports: Vec<(Port, Network)>) -> Self {
+    pub fn new(mut instance: Instance, ports: Vec<(Port, Network)>) -> Self {
+        let user_data = instance.user_data.take().map(Bytes::from);
         Self {
             instance,
             ports,
+            user_data,
             meta_data: Default::default(),
             network_data: OnceLock::new(),
             ec2: Default::default(),
         }
+    }
+
+    /// The instance's user data, shared: a clone is a reference count, not a copy.
+    pub fn user_data(&self) -> Option<&Bytes> {
+        self.user_data.as_ref()
     }
 
     /// The first fixed IPv4 address of the instance (EC2 `local-ipv4`); a learned address's
@@ -96,5 +107,43 @@ impl InstanceView {
             return Cow::Owned(build());
         }
         Cow::Borrowed(self.ec2[version as usize].get_or_init(build))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ec2;
+    use crate::api::rendering::Rendering;
+
+    /// A guest walking every EC2 version must not make the cached view hold one copy of its
+    /// user data per version tree.
+    #[test]
+    fn every_ec2_tree_shares_the_view_s_user_data() {
+        let instance = Instance {
+            uuid: "d8e02d56-2648-49a3-bf97-6be8f1204f38".into(),
+            ec2_id: 1,
+            project: "p1".into(),
+            name: "web".into(),
+            hostname: "web".into(),
+            availability_zone: None,
+            launch_index: 0,
+            key_pairs: Vec::new(),
+            user_data: Some(b"#cloud-config\n".to_vec()),
+            meta: Default::default(),
+            admin_pass: None,
+            password: None,
+            created: String::new(),
+        };
+        let view = InstanceView::new(instance, Vec::new());
+        let shared = view.user_data().unwrap().as_ptr();
+        for version in Ec2Version::ALL {
+            let tree = ec2::tree(&view, version, &Rendering::default(), "");
+            let Some(Node::Leaf(data)) = tree.find(&["user-data".into()]) else {
+                panic!("{version:?}: no user-data");
+            };
+            assert_eq!(data, "#cloud-config\n");
+            assert_eq!(data.as_ptr(), shared, "{version:?}: a copy");
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! `config-2`, made with `mkfs.vfat` and filled with mtools (no loop mount, no root).
 //!
 //! The image holds the admin password, so it is made private (0600), in a temporary file next
-//! to the destination, renamed into place only once complete.
+//! to the destination, synced to disk and renamed into place only once complete. The working
+//! directory a killed run leaves behind is removed by the next run for the same destination.
 
 use std::fs;
 use std::io::Write as _;
@@ -90,35 +91,37 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
     }
 }
 
-/// True when `command` is an executable file in a `PATH` directory.
-pub fn on_path(command: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            fs::metadata(dir.join(command))
+/// Where a tool is looked for after `PATH`: a user's `PATH` on Debian lacks them, and
+/// `mkfs.vfat` lives there.
+pub const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
+
+/// The executable file `command` in a `PATH` directory, else in [`SBIN_DIRS`]: the full path
+/// the tool is run by. Relative `PATH` entries are skipped.
+pub fn find_tool(command: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN_DIRS.iter().map(PathBuf::from))
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(command))
+        .find(|file| {
+            fs::metadata(file)
                 .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         })
-    })
+}
+
+/// [`find_tool`] for `tool`, or the error naming its package.
+fn found(tool: Tool) -> Result<PathBuf, ImageError> {
+    find_tool(tool.command).ok_or(ImageError::MissingTool(tool))
+}
+
+/// The tools an image is made with, by the full paths found.
+enum Tools {
+    Iso { tool: Tool, path: PathBuf },
+    Vfat { mkfs: PathBuf, mcopy: PathBuf },
 }
 
 /// Writes `files` as a config drive of `format` to `out`.
 pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(), ImageError> {
-    // Find the tools before writing anything.
-    let iso_tool = match format {
-        DriveFormat::Iso9660 => Some(
-            [GENISOIMAGE, XORRISO]
-                .into_iter()
-                .find(|tool| on_path(tool.command))
-                .ok_or(ImageError::NoIsoTool)?,
-        ),
-        DriveFormat::Vfat => {
-            for tool in [MKFS_VFAT, MCOPY] {
-                if !on_path(tool.command) {
-                    return Err(ImageError::MissingTool(tool));
-                }
-            }
-            None
-        }
-    };
     let parent = match out.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -127,8 +130,19 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
         || "config-drive".into(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let nonce: u64 = rand::random();
-    let work = Scratch(parent.join(format!(".{name}.{}-{nonce:x}", std::process::id())));
+    remove_stale_scratch(&parent, &name);
+    // Find the tools before writing anything.
+    let tools = match format {
+        DriveFormat::Iso9660 => [GENISOIMAGE, XORRISO]
+            .into_iter()
+            .find_map(|tool| find_tool(tool.command).map(|path| Tools::Iso { tool, path }))
+            .ok_or(ImageError::NoIsoTool)?,
+        DriveFormat::Vfat => Tools::Vfat {
+            mkfs: found(MKFS_VFAT)?,
+            mcopy: found(MCOPY)?,
+        },
+    };
+    let work = Scratch(parent.join(scratch_name(&name, std::process::id(), rand::random())));
     fs::DirBuilder::new()
         .mode(0o700)
         .create(&work.0)
@@ -136,14 +150,76 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
     let tree = work.0.join("tree");
     write_tree(files, &tree)?;
     let image = work.0.join("image");
-    match iso_tool {
-        Some(tool) => make_iso(tool, &tree, &image)?,
-        None => make_vfat(&tree, &image)?,
+    match &tools {
+        Tools::Iso { tool, path } => make_iso(*tool, path, &tree, &image)?,
+        Tools::Vfat { mkfs, mcopy } => make_vfat(mkfs, mcopy, &tree, &image)?,
     }
     // The tools create it with the umask's mode: it holds the admin password.
     fs::set_permissions(&image, fs::Permissions::from_mode(0o600)).map_err(io(&image))?;
+    // The image on disk before its rename, the rename on disk after it: a crash leaves the old
+    // file or the whole new image under `out`, never a short one. An admin command run once
+    // per drive: the two fsyncs cost nothing that matters.
+    fs::File::open(&image)
+        .and_then(|file| file.sync_all())
+        .map_err(io(&image))?;
     fs::rename(&image, out).map_err(io(out))?;
+    fs::File::open(&parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io(&parent))?;
     Ok(())
+}
+
+/// The name of the private working directory next to the output `name`, for the process `pid`:
+/// `.<name>.<pid>-<nonce in hex>`.
+fn scratch_name(name: &str, pid: u32, nonce: u64) -> String {
+    format!(".{name}.{pid}-{nonce:x}")
+}
+
+/// The process whose working directory for the output `name` is `entry`, when `entry` is
+/// named as [`scratch_name`] names one.
+fn scratch_pid(entry: &str, name: &str) -> Option<i32> {
+    let rest = entry
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('.')?;
+    let (pid, nonce) = rest.split_once('-')?;
+    let digits = |text: &str, radix| !text.is_empty() && text.chars().all(|c| c.is_digit(radix));
+    if !digits(pid, 10) || !digits(nonce, 16) {
+        return None;
+    }
+    pid.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// What `build` puts in its working directory.
+const SCRATCH_ENTRIES: [&str; 2] = ["tree", "image"];
+
+/// Removes the working directories that runs killed before their end (`kill -9` runs no
+/// [`Scratch`] drop) left next to the output `name`: they hold the admin password and the user
+/// data. Only a directory named as [`scratch_name`] names one for this output, whose process
+/// is gone, and holding nothing but [`SCRATCH_ENTRIES`]; a run still at work is left alone.
+/// Best effort: what cannot be removed stays, as it would without this.
+fn remove_stale_scratch(parent: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = scratch_pid(&entry.file_name().to_string_lossy(), name) else {
+            continue;
+        };
+        // Signal 0 only asks whether the process exists (EPERM: it does, as another user).
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        let path = entry.path();
+        let ours = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir())
+            && fs::read_dir(&path).is_ok_and(|inside| {
+                inside
+                    .flatten()
+                    .all(|e| SCRATCH_ENTRIES.iter().any(|&known| e.file_name() == known))
+            });
+        if gone && ours {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// A private working directory, removed when dropped.
@@ -199,8 +275,8 @@ fn run(cmd: &mut Command) -> Result<(), ImageError> {
 }
 
 /// nova's `_make_iso9660`: genisoimage's flags (xorriso takes them with `-as mkisofs`).
-fn make_iso(tool: Tool, tree: &Path, image: &Path) -> Result<(), ImageError> {
-    let mut cmd = Command::new(tool.command);
+fn make_iso(tool: Tool, path: &Path, tree: &Path, image: &Path) -> Result<(), ImageError> {
+    let mut cmd = Command::new(path);
     if tool == XORRISO {
         cmd.args(["-as", "mkisofs"]);
     }
@@ -225,7 +301,7 @@ fn make_iso(tool: Tool, tree: &Path, image: &Path) -> Result<(), ImageError> {
 
 /// nova's `_make_vfat`, without the loop mount: a 64 MiB file, `mkfs.vfat -n config-2`, then
 /// the tree copied in with mcopy.
-fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
+fn make_vfat(mkfs: &Path, mcopy: &Path, tree: &Path, image: &Path) -> Result<(), ImageError> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -233,9 +309,7 @@ fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
         .open(image)
         .and_then(|f| f.set_len(VFAT_BYTES))
         .map_err(io(image))?;
-    run(Command::new(MKFS_VFAT.command)
-        .args(["-n", LABEL])
-        .arg(image))?;
+    run(Command::new(mkfs).args(["-n", LABEL]).arg(image))?;
     let mut entries: Vec<PathBuf> = fs::read_dir(tree)
         .map_err(io(tree))?
         .map(|entry| entry.map(|e| e.path()))
@@ -245,9 +319,65 @@ fn make_vfat(tree: &Path, image: &Path) -> Result<(), ImageError> {
     if entries.is_empty() {
         return Ok(());
     }
-    run(Command::new(MCOPY.command)
+    run(Command::new(mcopy)
         .args(["-s", "-Q", "-i"])
         .arg(image)
         .args(&entries)
         .arg("::/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process id no process has now: a child that has exited and been waited for.
+    fn dead_pid() -> u32 {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_killed_run_s_scratch_directory_is_removed_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        let dead = dead_pid();
+        // What a run killed while mkisofs ran leaves: the tree, a partial image.
+        let stale = at(&scratch_name("drive.iso", dead, 0xabc));
+        fs::create_dir_all(stale.join("tree/openstack/latest")).unwrap();
+        fs::write(stale.join("tree/openstack/latest/meta_data.json"), "pw").unwrap();
+        fs::write(stale.join("image"), "partial").unwrap();
+        // A run still at work, another output's, a directory holding something else, and
+        // names `scratch_name` does not make: all left alone.
+        let live = at(&scratch_name("drive.iso", std::process::id(), 0xdef));
+        let other = at(&scratch_name("other.iso", dead, 0xabc));
+        let foreign = at(&scratch_name("drive.iso", dead, 0x123));
+        let odd = at(&format!(".drive.iso.{dead}-xyz"));
+        let suffixed = at(&format!(".drive.iso.{dead}-abc.bak"));
+        for kept in [&live, &other, &odd, &suffixed] {
+            fs::create_dir_all(kept.join("tree")).unwrap();
+        }
+        fs::create_dir_all(foreign.join("notes")).unwrap();
+        let out = at("drive.iso");
+        // The tools may be missing here: the stale directory goes first all the same.
+        let _ = build(&[], DriveFormat::Iso9660, &out);
+        assert!(!stale.exists(), "the killed run's directory is still there");
+        for kept in [&live, &other, &foreign, &odd, &suffixed] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+    }
+
+    #[test]
+    fn scratch_names_are_read_back_only_for_their_output() {
+        assert_eq!(
+            scratch_pid(&scratch_name("d.iso", 42, 0xbeef), "d.iso"),
+            Some(42)
+        );
+        assert_eq!(scratch_pid(&scratch_name("d.iso", 42, 0xbeef), "d"), None);
+        assert_eq!(scratch_pid(".d.iso.0-1", "d.iso"), None);
+        assert_eq!(scratch_pid(".d.iso.-1", "d.iso"), None);
+        assert_eq!(scratch_pid(".d.iso.1-", "d.iso"), None);
+        assert_eq!(scratch_pid("d.iso.1-1", "d.iso"), None);
+    }
 }

@@ -57,9 +57,12 @@ pub fn contents(view: &InstanceView, rendering: &Rendering) -> Vec<DriveFile> {
             add(format!("ec2/{name}/user-data"), user_data.clone());
         }
         if let Some(meta) = tree.find(&["meta-data".into()]) {
+            let mut json = node_json(meta);
+            // An int in nova's dict, so `json.dumps` writes a number (the API answers `0`).
+            json[ec2::AMI_LAUNCH_INDEX] = view.instance.launch_index.into();
             add(
                 format!("ec2/{name}/meta-data.json"),
-                Bytes::from(node_json(meta).to_string()),
+                Bytes::from(json.to_string()),
             );
         }
     }
@@ -78,11 +81,8 @@ pub fn contents(view: &InstanceView, rendering: &Rendering) -> Vec<DriveFile> {
             view.instance.admin_pass.clone(),
         );
         add(format!("{dir}/{META_DATA}"), meta.body());
-        if let Some(user_data) = &view.instance.user_data {
-            add(
-                format!("{dir}/{USER_DATA}"),
-                Bytes::copy_from_slice(user_data),
-            );
+        if let Some(user_data) = view.user_data() {
+            add(format!("{dir}/{USER_DATA}"), user_data.clone());
         }
         if version >= V::Havana {
             add(
@@ -106,7 +106,8 @@ pub fn contents(view: &InstanceView, rendering: &Rendering) -> Vec<DriveFile> {
 /// An EC2 tree node as nova's `meta-data.json` holds it: directories as objects (a directory
 /// listed by another name, the public-keys `0=<name>`, with it as `_name`: nova means to
 /// delete it, but its `del data['public-keys']['0']['_name']` looks outside `meta-data` and the
-/// KeyError is swallowed), lists as arrays, values as strings.
+/// KeyError is swallowed), lists as arrays, values as strings (the caller makes
+/// `ami-launch-index` the number it is in nova).
 fn node_json(node: &Node) -> serde_json::Value {
     match node {
         Node::Dir { entries, name } => serde_json::Value::Object(

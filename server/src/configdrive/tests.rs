@@ -105,3 +105,19 @@ fn admin_pass_is_on_the_drive_and_nothing_without_user_data() {
     .unwrap();
     assert!(meta.get("admin_pass").is_none());
 }
+
+/// nova's `ami-launch-index` is the int `launch_index`, so its `meta-data.json` has a number
+/// (the API's plain-text answer stays `0`).
+#[test]
+fn ec2_ami_launch_index_is_a_number_as_in_nova() {
+    let files = contents(&view(None, None), &Rendering::default());
+    for path in ["ec2/2009-04-04/meta-data.json", "ec2/latest/meta-data.json"] {
+        let ec2: serde_json::Value =
+            serde_json::from_slice(&file(&files, path).unwrap().data).unwrap();
+        assert_eq!(
+            ec2["ami-launch-index"],
+            serde_json::json!(0),
+            "{path}: {ec2}"
+        );
+    }
+}

@@ -98,6 +98,8 @@ rejections! {
     PasswordAlreadySet => "password_already_set",
     /// The password is not text.
     PasswordNotText => "password_not_text",
+    /// The password holds a NUL byte (no registry column can store it).
+    PasswordHasNul => "password_has_nul",
     /// The password is over the size limit.
     PasswordTooLarge => "password_too_large",
     // IMDSv2-style session tokens.

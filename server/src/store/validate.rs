@@ -230,12 +230,18 @@ pub fn user_data(data: Option<&[u8]>) -> StoreResult<()> {
     }
 }
 
-/// A password (posted by the guest, or the admin password) fits [`MAX_PASSWORD_BYTES`].
+/// A password (posted by the guest, or the admin password) fits [`MAX_PASSWORD_BYTES`] and has
+/// no NUL byte (PostgreSQL's `text` refuses one, SQLite would keep it: refused on both).
 pub fn password(what: &str, password: &str) -> StoreResult<()> {
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(invalid(format!(
             "{what} is {} bytes: the limit is {MAX_PASSWORD_BYTES} bytes",
             password.len()
+        )));
+    }
+    if password.contains('\0') {
+        return Err(invalid(format!(
+            "{what} contains a NUL byte: use text without NUL (e.g. base64)"
         )));
     }
     Ok(())

@@ -60,6 +60,7 @@ fn user_data_and_password_limits() {
     );
     assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
     assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+    assert!(password("password", "c2Vj\0cmV0").is_err());
 }
 
 #[test]
