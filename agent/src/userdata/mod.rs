@@ -19,7 +19,7 @@ use crate::log::chain;
 use crate::source::url::shown as shown_url;
 use crate::state::semaphore::Frequency;
 use include::Fetch;
-use parts::{GZIP_TYPES, NOT_MULTIPART, PartKind};
+use parts::{CLOUD_CONFIG_TYPE, GZIP_TYPES, NOT_MULTIPART, PartKind};
 use yaml::ConfigMap;
 
 /// Most parts one document may yield, after MIME splitting, includes and archives.
@@ -105,7 +105,7 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         Value::String(text) => decoder.document(text.as_bytes(), 0, origin),
         Value::Array(items) => {
             for item in items {
-                decoder.archive_item(&item, 0, origin);
+                decoder.archive_item(&item, 0, origin, NOT_MULTIPART);
             }
         }
         Value::Object(_) => decoder.error(format!(
@@ -243,26 +243,17 @@ impl<'a> Decoder<'a> {
             PartKind::ScriptPer(frequency) => {
                 self.out.per_frequency.push((frequency, script(&body)));
             }
-            PartKind::Boothook => {
-                // The `#cloud-boothook` line goes, as cloud-init strips it; a part declared
-                // `text/cloud-boothook` without it (`#!/bin/bash` first) is kept whole.
-                let rest = if body.starts_with(b"#cloud-boothook") {
-                    body.iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(&[][..], |nl| &body[nl + 1..])
-                } else {
-                    &body[..]
-                };
-                self.out.boothooks.push(script(rest));
-            }
+            PartKind::Boothook => self.out.boothooks.push(script(&boothook(&body))),
             PartKind::Include | PartKind::IncludeOnce => self.include(&body, depth, &name),
             PartKind::CloudConfigArchive => self.archive(&body, depth, &name),
             PartKind::Untyped => self.warning(format!(
                 "{name}: unrecognised content (first line is not #cloud-config, #!, #include, …); ignored"
             )),
-            PartKind::Unhandled(mime) => {
-                self.warning(format!("{name}: unsupported part type {mime}; ignored"));
-            }
+            // cloud-init would apply it: the run is an error, so that status says what of the
+            // user's data was left out.
+            PartKind::Unhandled(mime) => self.error(format!(
+                "{name}: {mime} parts are not supported by metaboot; this part was not applied"
+            )),
             PartKind::Other(mime) => {
                 self.warning(format!("{name}: unsupported part type {mime}; ignored"));
             }
@@ -312,7 +303,7 @@ impl<'a> Decoder<'a> {
         match yaml::parse_value(&text) {
             Ok(Value::Array(items)) => {
                 for item in items {
-                    self.archive_item(&item, depth, name);
+                    self.archive_item(&item, depth, name, CLOUD_CONFIG_TYPE);
                 }
             }
             Ok(_) => self.error(format!("{name}: cloud-config-archive must be a list")),
@@ -320,16 +311,30 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// An archive or vendor-data list item: a string, or `{content, type, filename}`.
-    fn archive_item(&mut self, item: &Value, depth: usize, origin: &str) {
+    /// An archive or vendor-data list item: a string, or `{content, type, filename}`. An item
+    /// without a type is typed by its first line, else as `untyped` says: cloud-config in an
+    /// archive (cloud-init's `ARCHIVE_UNDEF_TYPE`), nothing in a vendor-data list.
+    fn archive_item(&mut self, item: &Value, depth: usize, origin: &str, untyped: &str) {
+        let typed = |content: &str| {
+            if PartKind::from_first_line(content.as_bytes()).is_some() {
+                NOT_MULTIPART
+            } else {
+                untyped
+            }
+        };
         match item {
-            Value::String(content) => self.document(content.as_bytes(), depth, origin),
+            Value::String(content)
+                if untyped == NOT_MULTIPART || mime::looks_like_mime(content.as_bytes()) =>
+            {
+                self.document(content.as_bytes(), depth, origin);
+            }
+            Value::String(content) => self.part(typed(content), None, content.as_bytes(), depth),
             Value::Object(map) => {
                 let content = map.get("content").and_then(Value::as_str).unwrap_or("");
                 let kind = map
                     .get("type")
                     .and_then(Value::as_str)
-                    .unwrap_or(NOT_MULTIPART);
+                    .unwrap_or_else(|| typed(content));
                 let filename = map.get("filename").and_then(Value::as_str);
                 self.part(kind, filename, content.as_bytes(), depth);
             }
@@ -340,6 +345,28 @@ impl<'a> Decoder<'a> {
         }
     }
 }
+
+/// A boothook's script, as cloud-init's `BootHookPartHandler` writes it: CRLF line ends made
+/// LF, the `#cloud-boothook` marker taken off, then the blank space before the script (a part
+/// declared `text/cloud-boothook` without the marker, `#!/bin/bash` first, is kept whole).
+fn boothook(body: &[u8]) -> Vec<u8> {
+    let mut unix = Vec::with_capacity(body.len());
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\r' && body.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        unix.push(b);
+    }
+    let rest = unix.strip_prefix(BOOTHOOK_MARKER).unwrap_or(&unix);
+    let start = rest
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(rest.len());
+    rest[start..].to_vec()
+}
+
+/// The first line of a boothook.
+const BOOTHOOK_MARKER: &[u8] = b"#cloud-boothook";
 
 #[cfg(test)]
 mod tests;
