@@ -164,18 +164,17 @@ impl<'a> Decoder<'a> {
             Cow::Borrowed(data)
         };
         if mime::looks_like_mime(&data) {
-            match mime::split(&data) {
-                Ok(parts) => {
-                    for part in parts {
-                        self.part(
-                            &part.content_type,
-                            part.filename.as_deref(),
-                            &part.body,
-                            depth,
-                        );
-                    }
-                }
-                Err(err) => self.error(format!("{origin}: {}", chain(&err))),
+            let split = mime::split(&data);
+            for err in &split.errors {
+                self.error(format!("{origin}: {}", chain(err)));
+            }
+            for part in split.parts {
+                self.part(
+                    &part.content_type,
+                    part.filename.as_deref(),
+                    &part.body,
+                    depth,
+                );
             }
         } else {
             self.part(NOT_MULTIPART, None, &data, depth);
