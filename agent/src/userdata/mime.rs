@@ -24,6 +24,8 @@ pub struct MimePart {
     pub content_type: String,
     /// The `filename` of its Content-Disposition, if any.
     pub filename: Option<String>,
+    /// Its `Merge-Type` (or `X-Merge-Type`) header: how a cloud-config part merges.
+    pub merge_type: Option<String>,
     /// The body after transfer decoding.
     pub body: Vec<u8>,
 }
@@ -154,6 +156,10 @@ fn collect(entity: &[u8], depth: usize, out: &mut Split) {
         Some(body) => out.parts.push(MimePart {
             content_type: mimetype,
             filename,
+            merge_type: head
+                .get("merge-type")
+                .or_else(|| head.get("x-merge-type"))
+                .map(str::to_owned),
             body,
         }),
         None => out.errors.push(MimeError::Base64(out.leaves)),

@@ -5,6 +5,7 @@
 pub mod cloud_config;
 pub mod gzip;
 pub mod include;
+pub mod merge;
 pub mod mime;
 pub mod parts;
 pub mod yaml;
@@ -19,6 +20,7 @@ use crate::log::chain;
 use crate::source::url::shown as shown_url;
 use crate::state::semaphore::Frequency;
 use include::Fetch;
+use merge::Mergers;
 use parts::{CLOUD_CONFIG_TYPE, GZIP_TYPES, NOT_MULTIPART, PartKind};
 use yaml::ConfigMap;
 
@@ -39,7 +41,8 @@ pub struct Script {
 /// Everything one user-data (or vendor-data) document contributes.
 #[derive(Debug, Clone, Default)]
 pub struct Decoded {
-    /// `#cloud-config` documents in order (merged later, later ones winning).
+    /// `#cloud-config` documents in order, each with its mergers checked and kept under
+    /// `merge_how` (`merge::parts` merges them).
     pub configs: Vec<ConfigMap>,
     /// `#!` scripts, run once per instance.
     pub scripts: Vec<Script>,
@@ -118,6 +121,23 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
     decoder.out
 }
 
+/// What a part says of itself: its MIME type, file name and `Merge-Type` header.
+struct Declared<'a> {
+    mime: &'a str,
+    filename: Option<&'a str>,
+    merge_type: Option<&'a str>,
+}
+
+impl<'a> Declared<'a> {
+    fn mime(mime: &'a str) -> Self {
+        Declared {
+            mime,
+            filename: None,
+            merge_type: None,
+        }
+    }
+}
+
 struct Decoder<'a> {
     out: Decoded,
     fetch: &'a dyn Fetch,
@@ -169,15 +189,15 @@ impl<'a> Decoder<'a> {
                 self.error(format!("{origin}: {}", chain(err)));
             }
             for part in split.parts {
-                self.part(
-                    &part.content_type,
-                    part.filename.as_deref(),
-                    &part.body,
-                    depth,
-                );
+                let declared = Declared {
+                    mime: &part.content_type,
+                    filename: part.filename.as_deref(),
+                    merge_type: part.merge_type.as_deref(),
+                };
+                self.part(&declared, &part.body, depth);
             }
         } else {
-            self.part(NOT_MULTIPART, None, &data, depth);
+            self.part(&Declared::mime(NOT_MULTIPART), &data, depth);
         }
     }
 
@@ -194,7 +214,10 @@ impl<'a> Decoder<'a> {
         name
     }
 
-    fn part(&mut self, declared: &str, filename: Option<&str>, body: &[u8], depth: usize) {
+    fn part(&mut self, declared: &Declared<'_>, body: &[u8], depth: usize) {
+        let filename = declared.filename;
+        let merge_type = declared.merge_type;
+        let declared = declared.mime;
         self.parts += 1;
         if self.parts > MAX_PARTS {
             if self.parts == MAX_PARTS + 1 {
@@ -233,7 +256,17 @@ impl<'a> Decoder<'a> {
         match PartKind::of(&declared, &body) {
             PartKind::CloudConfig => match std::str::from_utf8(&body) {
                 Ok(text) => match yaml::parse_cloud_config(text) {
-                    Ok(map) => self.out.configs.push(map),
+                    Ok(mut map) => match Mergers::of_part(&mut map, merge_type) {
+                        Ok(mergers) => {
+                            if let Some(mergers) = mergers {
+                                map.insert(merge::MERGE_HOW.to_owned(), mergers.text().into());
+                            }
+                            self.out.configs.push(map);
+                        }
+                        Err(err) => self.error(format!(
+                            "{name}: merge_how: {err}; this part was not merged"
+                        )),
+                    },
                     Err(err) => self.error(format!("{name}: cloud-config: {err}")),
                 },
                 Err(_) => self.error(format!("{name}: cloud-config is not UTF-8")),
@@ -327,15 +360,27 @@ impl<'a> Decoder<'a> {
             {
                 self.document(content.as_bytes(), depth, origin);
             }
-            Value::String(content) => self.part(typed(content), None, content.as_bytes(), depth),
+            Value::String(content) => {
+                self.part(&Declared::mime(typed(content)), content.as_bytes(), depth);
+            }
             Value::Object(map) => {
                 let content = map.get("content").and_then(Value::as_str).unwrap_or("");
                 let kind = map
                     .get("type")
                     .and_then(Value::as_str)
                     .unwrap_or_else(|| typed(content));
-                let filename = map.get("filename").and_then(Value::as_str);
-                self.part(kind, filename, content.as_bytes(), depth);
+                // Its other keys are its headers, as cloud-init's `_explode_archive` makes them.
+                let header = |name: &str| {
+                    map.iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                        .and_then(|(_, value)| value.as_str())
+                };
+                let declared = Declared {
+                    mime: kind,
+                    filename: map.get("filename").and_then(Value::as_str),
+                    merge_type: header("merge-type").or_else(|| header("x-merge-type")),
+                };
+                self.part(&declared, content.as_bytes(), depth);
             }
             // Not quoted: it may hold anything, and warnings go to status.json.
             _ => self.warning(format!(

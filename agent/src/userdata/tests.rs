@@ -382,3 +382,25 @@ fn a_part_metaboot_cannot_apply_is_an_error() {
     );
     assert_eq!(out.configs[0]["hostname"], json!("kept"));
 }
+
+/// A part's `Merge-Type` header and `merge_how` key are read (and checked) with it, as
+/// cloud-init's part handler reads them; one it cannot read leaves that part alone out.
+#[test]
+fn merge_types_come_from_the_header_or_the_part() {
+    let msg = "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n\
+--b\nContent-Type: text/cloud-config\n\nruncmd: [a]\n\
+--b\nContent-Type: text/cloud-config\nMerge-Type: list(append)+dict(no_replace,recurse_list)+str()\n\nruncmd: [b]\n\
+--b\nContent-Type: text/cloud-config\n\nmerge_how: 'dict(oops'\nruncmd: [c]\n--b--\n";
+    let out = decode_str(msg);
+    assert_eq!(out.configs.len(), 2, "{:?}", out.configs);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(
+        out.errors[0].contains("this part was not merged"),
+        "{:?}",
+        out.errors
+    );
+    assert_eq!(
+        Value::Object(super::merge::parts(&out.configs)),
+        json!({"runcmd": ["a", "b"]})
+    );
+}
