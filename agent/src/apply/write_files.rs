@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
+use nix::sys::stat::SFlag;
+
 use crate::apply::users::Accounts;
 use crate::fsutil::{Owner, PathError, WriteOptions};
 use crate::root::Root;
@@ -103,16 +105,23 @@ pub fn decode(path: &str, content: &str, encoding: Encoding) -> Result<Vec<u8>, 
     Ok(data)
 }
 
-/// Resolves `user[:group]` in the root's account files; a missing group keeps the user's
-/// primary group.
+/// Resolves `user[:group]` in the root's account files (`None`: the root has no passwd), as
+/// cloud-init's `extract_usergroup` and `chownbyname` read it: a user or group that is empty,
+/// `-1` or `none` is left unchanged, which for the file written is `unchanged`'s (the file it
+/// replaces), else root's. A number is taken as an id.
 pub fn resolve_owner(
-    accounts: &Accounts,
+    accounts: Option<&Accounts>,
     path: &str,
     owner: &str,
+    unchanged: Option<Owner>,
 ) -> Result<Owner, WriteFilesError> {
     let (user, group) = match owner.split_once(':') {
-        Some((user, group)) => (user.trim(), Some(group.trim())),
-        None => (owner.trim(), None),
+        Some((user, group)) => (user.trim(), group.trim()),
+        None => (owner.trim(), ""),
+    };
+    let given = |name: &str| {
+        let unset = name.is_empty() || name == "-1" || name.eq_ignore_ascii_case("none");
+        (!unset).then(|| name.to_owned())
     };
     let err = |what, file| WriteFilesError::Owner {
         path: path.to_owned(),
@@ -120,26 +129,26 @@ pub fn resolve_owner(
         what,
         file,
     };
-    let (uid, primary_gid) = match user.parse::<u32>() {
-        Ok(uid) => {
-            let primary = accounts
-                .passwd
-                .entries()
-                .find(|f| f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
-                .and_then(|f| f.get(3)?.parse().ok())
-                .unwrap_or(0);
-            (uid, primary)
-        }
-        Err(_) => {
-            let found = accounts.user(user).ok_or_else(|| err("user", "passwd"))?;
-            (found.uid, found.gid)
-        }
+    let unchanged = unchanged.unwrap_or(Owner { uid: 0, gid: 0 });
+    let uid = match given(user) {
+        None => unchanged.uid,
+        Some(user) => match user.parse::<u32>() {
+            Ok(uid) => uid,
+            Err(_) if user == "root" && accounts.is_none() => 0,
+            Err(_) => {
+                let found = accounts.and_then(|a| a.user(&user));
+                found.ok_or_else(|| err("user", "passwd"))?.uid
+            }
+        },
     };
-    let gid = match group.filter(|g| !g.is_empty()) {
-        None => primary_gid,
+    let gid = match given(group) {
+        None => unchanged.gid,
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => accounts.gid(group).ok_or_else(|| err("group", "group"))?,
+            Err(_) if group == "root" && accounts.is_none() => 0,
+            Err(_) => accounts
+                .and_then(|a| a.gid(&group))
+                .ok_or_else(|| err("group", "group"))?,
         },
     };
     Ok(Owner { uid, gid })
@@ -166,15 +175,22 @@ pub fn write_entry(
     let content = entry.content.as_ref().map(|c| c.0.as_str()).unwrap_or("");
     let mut data = decode(path, content, encoding)?;
     let owner_spec = entry.owner.as_deref().unwrap_or("root:root");
-    let owner = match accounts {
-        Some(accounts) => Some(resolve_owner(accounts, path, owner_spec)?),
-        // Without passwd there is nobody but root.
-        None => Some(Owner { uid: 0, gid: 0 }),
-    };
+    // A name the root does not know fails the entry before any directory is made.
+    resolve_owner(accounts, path, owner_spec, None)?;
     let target = root.host_path(path);
     let (dir, name) = root
         .parent(Path::new(path), true)
         .map_err(PathError::fail("create directory", &target))?;
+    // The owner of the file replaced, for a user or group left unchanged.
+    let replaced = dir
+        .entry(&name)
+        .map_err(PathError::fail("read", &target))?
+        .filter(|stat| SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
+        .map(|stat| Owner {
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+        });
+    let owner = Some(resolve_owner(accounts, path, owner_spec, replaced)?);
     if entry.append == Some(true) {
         let old = dir
             .read_unshared(&name)
@@ -265,7 +281,51 @@ mod tests {
         let meta = std::fs::metadata(root.host_path("/etc/app/conf")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o600);
         if fsutil::can_chown() {
-            assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
+            // `owner: bob` leaves the group as it was, as cloud-init's chown does.
+            assert_eq!((meta.uid(), meta.gid()), (1000, 4));
+        }
+    }
+
+    /// `append` and `defer` take the words cloud-init's `get_cfg_option_bool` takes.
+    #[test]
+    fn append_and_defer_may_be_words() {
+        let list = entries(
+            "write_files:\n- {path: /a, append: 'yes', defer: 'false'}\n- {path: /b, append: 'on'}\n",
+        );
+        assert_eq!((list[0].append, list[0].defer), (Some(true), Some(false)));
+        assert_eq!(list[1].append, Some(true));
+    }
+
+    /// A user or group that is empty, `-1` or `none` is left unchanged (root's for a new file,
+    /// the replaced file's otherwise), as cloud-init's `extract_usergroup` reads it.
+    #[test]
+    fn an_owner_part_left_out_is_unchanged() {
+        let (_dir, root, accounts) = root();
+        let owner = |spec: &str, unchanged| resolve_owner(Some(&accounts), "/f", spec, unchanged);
+        let of = |uid, gid| Owner { uid, gid };
+        assert_eq!(owner(":adm", None).unwrap(), of(0, 4));
+        assert_eq!(owner("none:adm", Some(of(7, 8))).unwrap(), of(7, 4));
+        assert_eq!(owner("-1:-1", Some(of(7, 8))).unwrap(), of(7, 8));
+        assert_eq!(owner("bob", None).unwrap(), of(1000, 0));
+        assert_eq!(owner("bob:", Some(of(7, 8))).unwrap(), of(1000, 8));
+        assert_eq!(owner("1234:55", None).unwrap(), of(1234, 55));
+        // A root without passwd knows root alone.
+        assert_eq!(
+            resolve_owner(None, "/f", "root:root", None).unwrap(),
+            of(0, 0)
+        );
+        let err = resolve_owner(None, "/f", "bob", None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "/f: owner \"bob\": no such user in the root's /etc/passwd"
+        );
+        if fsutil::can_chown() {
+            let text = "write_files:\n- {path: /etc/g, content: x, owner: ':adm'}\n";
+            write_entry(&root, Some(&accounts), &entries(text)[0]).unwrap();
+            let meta = std::fs::metadata(root.host_path("/etc/g")).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (0, 4));
         }
     }
 

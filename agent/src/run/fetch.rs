@@ -15,7 +15,7 @@ use crate::state::State;
 use crate::state::redact;
 use crate::state::result::{Done, Report, count};
 use crate::userdata::cloud_config::{CloudConfig, not_applied};
-use crate::userdata::{self, Decoded, yaml};
+use crate::userdata::{self, Decoded, merge, yaml};
 
 /// Why a step the configuration switched off did not run.
 const DISABLED: &str = "disabled by `steps` in metaboot.yaml";
@@ -245,10 +245,11 @@ fn merge(
     vendor: &Decoded,
     report: &mut Report,
 ) -> CloudConfig {
+    // The parts of each merge as cloud-init's part handler merges them; the layers merge as
+    // its `mergemanydict` does, user data over vendor data over the image's configuration.
     let mut merged = settings.base.clone();
-    for doc in vendor.configs.iter().chain(&user.configs) {
-        yaml::merge(&mut merged, doc.clone());
-    }
+    yaml::merge(&mut merged, merge::parts(&vendor.configs));
+    yaml::merge(&mut merged, merge::parts(&user.configs));
     // What the instance's data asks for and metaboot does not do (not the image's own
     // metaboot.yaml, whose author knows).
     let mut skipped: Vec<String> = vendor

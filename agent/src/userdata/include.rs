@@ -17,15 +17,29 @@ pub trait Fetch {
     fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String>;
 }
 
-/// The URLs of an include part: every non-empty line that is not a comment (the marker line
-/// starts with `#`, so it is skipped too).
+/// The URLs of an include part: every non-empty line that is not a comment. A line may start
+/// with the marker (`#include URL`, `#include-once URL`, any case), as cloud-init's
+/// `_do_include` reads it: the marker is taken off and the rest is a URL.
 pub fn urls(body: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(body)
         .lines()
-        .map(str::trim)
+        .map(|line| without_marker(line.trim()).trim())
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
         .collect()
+}
+
+/// `line` without a leading `#include-once` or `#include` (matched in any case).
+fn without_marker(line: &str) -> &str {
+    for marker in ["#include-once", "#include"] {
+        if line
+            .get(..marker.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(marker))
+        {
+            return &line[marker.len()..];
+        }
+    }
+    line
 }
 
 /// An include fetcher that refuses everything (no network available).
@@ -45,6 +59,13 @@ mod tests {
     #[test]
     fn one_url_per_line_comments_and_blanks_skipped() {
         let body = b"#include\nhttp://10.0.0.1/a\n\n  # comment\n  http://10.0.0.1/b  \n";
+        assert_eq!(urls(body), ["http://10.0.0.1/a", "http://10.0.0.1/b"]);
+    }
+
+    #[test]
+    fn a_url_on_the_marker_line_is_read() {
+        assert_eq!(urls(b"#include http://10.0.0.1/a"), ["http://10.0.0.1/a"]);
+        let body = b"#include-once  http://10.0.0.1/a\n#INCLUDE http://10.0.0.1/b\n#include\n";
         assert_eq!(urls(body), ["http://10.0.0.1/a", "http://10.0.0.1/b"]);
     }
 }

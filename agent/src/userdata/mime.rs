@@ -24,22 +24,24 @@ pub struct MimePart {
     pub content_type: String,
     /// The `filename` of its Content-Disposition, if any.
     pub filename: Option<String>,
+    /// Its `Merge-Type` (or `X-Merge-Type`) header: how a cloud-config part merges.
+    pub merge_type: Option<String>,
     /// The body after transfer decoding.
     pub body: Vec<u8>,
 }
 
-/// A MIME message that could not be split.
+/// A part of a MIME message that could not be read (the others are still read).
 #[derive(Debug, thiserror::Error)]
 pub enum MimeError {
-    #[error("MIME part {0} is not valid base64")]
+    #[error("MIME part {0} is not valid base64; ignored")]
     Base64(usize),
     #[error("MIME multipart message has no boundary parameter in its Content-Type")]
     NoBoundary,
     #[error("MIME multipart message has no parts (boundary {0:?} never appears)")]
     NoParts(String),
-    #[error("MIME message has more than {MAX_MIME_PARTS} parts")]
+    #[error("MIME message has more than {MAX_MIME_PARTS} parts; the rest is ignored")]
     TooManyParts,
-    #[error("MIME multipart nested more than {MAX_MIME_DEPTH} levels deep")]
+    #[error("MIME multipart nested more than {MAX_MIME_DEPTH} levels deep; ignored")]
     TooDeep,
 }
 
@@ -50,11 +52,21 @@ pub fn looks_like_mime(data: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(b"mime-version:"))
 }
 
+/// A MIME message split: the leaf parts read, in order, and what could not be read.
+#[derive(Debug, Default)]
+pub struct Split {
+    pub parts: Vec<MimePart>,
+    /// One per part (or multipart) left out; a bad part never hides the good ones.
+    pub errors: Vec<MimeError>,
+    /// Leaf parts met, read or not (a part's number in an error).
+    leaves: usize,
+}
+
 /// Splits a MIME message into its leaf parts, in order.
-pub fn split(data: &[u8]) -> Result<Vec<MimePart>, MimeError> {
-    let mut parts = Vec::new();
-    collect(data, 0, &mut parts)?;
-    Ok(parts)
+pub fn split(data: &[u8]) -> Split {
+    let mut split = Split::default();
+    collect(data, 0, &mut split);
+    split
 }
 
 /// A delimiter line of `boundary` (its line break gone): `Some(true)` for the closing one
@@ -101,9 +113,9 @@ fn body_parts<'a>(body: &'a [u8], boundary: &[u8]) -> Vec<&'a [u8]> {
     parts
 }
 
-fn collect(entity: &[u8], depth: usize, out: &mut Vec<MimePart>) -> Result<(), MimeError> {
+fn collect(entity: &[u8], depth: usize, out: &mut Split) {
     if depth > MAX_MIME_DEPTH {
-        return Err(MimeError::TooDeep);
+        return out.errors.push(MimeError::TooDeep);
     }
     let head = Head::parse(entity);
     let body = &entity[head.body..];
@@ -118,32 +130,40 @@ fn collect(entity: &[u8], depth: usize, out: &mut Vec<MimePart>) -> Result<(), M
     };
     if mimetype.starts_with("multipart/") {
         let Some(boundary) = content_type.params.get("boundary") else {
-            return Err(MimeError::NoBoundary);
+            return out.errors.push(MimeError::NoBoundary);
         };
         let parts = body_parts(body, boundary.as_bytes());
         if parts.is_empty() {
-            return Err(MimeError::NoParts(boundary.clone()));
+            return out.errors.push(MimeError::NoParts(boundary.clone()));
         }
         for part in parts {
-            collect(part, depth + 1, out)?;
+            collect(part, depth + 1, out);
         }
-        return Ok(());
+        return;
     }
-    if out.len() >= MAX_MIME_PARTS {
-        return Err(MimeError::TooManyParts);
+    out.leaves += 1;
+    if out.leaves > MAX_MIME_PARTS {
+        if out.leaves == MAX_MIME_PARTS + 1 {
+            out.errors.push(MimeError::TooManyParts);
+        }
+        return;
     }
     let filename = head
         .get("content-disposition")
         .map(Parameterised::parse)
         .and_then(|mut disposition| disposition.params.remove("filename"));
-    let body = transfer::decode(head.get("content-transfer-encoding"), body)
-        .ok_or(MimeError::Base64(out.len() + 1))?;
-    out.push(MimePart {
-        content_type: mimetype,
-        filename,
-        body,
-    });
-    Ok(())
+    match transfer::decode(head.get("content-transfer-encoding"), body) {
+        Some(body) => out.parts.push(MimePart {
+            content_type: mimetype,
+            filename,
+            merge_type: head
+                .get("merge-type")
+                .or_else(|| head.get("x-merge-type"))
+                .map(str::to_owned),
+            body,
+        }),
+        None => out.errors.push(MimeError::Base64(out.leaves)),
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +204,7 @@ hostname: mime\n\
 
     #[test]
     fn splits_make_mime_output_and_decodes_base64() {
-        let parts = split(TWO_PARTS.as_bytes()).unwrap();
+        let parts = split(TWO_PARTS.as_bytes()).parts;
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].content_type, "text/x-shellscript");
         assert_eq!(parts[0].filename.as_deref(), Some("hello.sh"));
@@ -196,15 +216,18 @@ hostname: mime\n\
     #[test]
     fn multipart_without_boundary_is_an_error() {
         let msg = "Content-Type: multipart/mixed\nMIME-Version: 1.0\n\n--x\n\nbody\n";
-        assert!(matches!(split(msg.as_bytes()), Err(MimeError::NoBoundary)));
+        assert!(matches!(
+            &split(msg.as_bytes()).errors[..],
+            [MimeError::NoBoundary]
+        ));
         let msg = "Content-Type: multipart/mixed; boundary=zz\nMIME-Version: 1.0\n\nno parts\n";
-        assert!(matches!(split(msg.as_bytes()), Err(MimeError::NoParts(b)) if b == "zz"));
+        assert!(matches!(&split(msg.as_bytes()).errors[..], [MimeError::NoParts(b)] if b == "zz"));
     }
 
     #[test]
     fn a_single_part_message_is_one_part() {
         let msg = "Content-Type: text/cloud-config\nMIME-Version: 1.0\n\n#cloud-config\n";
-        let parts = split(msg.as_bytes()).unwrap();
+        let parts = split(msg.as_bytes()).parts;
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].content_type, "text/cloud-config");
     }
@@ -223,14 +246,13 @@ hostname: mime\n\
 
     #[test]
     fn the_part_count_is_bounded() {
-        assert_eq!(
-            split(many_parts(MAX_MIME_PARTS).as_bytes()).unwrap().len(),
-            MAX_MIME_PARTS
-        );
-        assert!(matches!(
-            split(many_parts(MAX_MIME_PARTS + 1).as_bytes()),
-            Err(MimeError::TooManyParts)
-        ));
+        let all = split(many_parts(MAX_MIME_PARTS).as_bytes());
+        assert_eq!(all.parts.len(), MAX_MIME_PARTS);
+        assert!(all.errors.is_empty());
+        // The first ones are kept, the rest reported once.
+        let over = split(many_parts(MAX_MIME_PARTS + 2).as_bytes());
+        assert_eq!(over.parts.len(), MAX_MIME_PARTS);
+        assert!(matches!(&over.errors[..], [MimeError::TooManyParts]));
     }
 
     #[test]
@@ -241,7 +263,9 @@ hostname: mime\n\
                 "Content-Type: multipart/mixed; boundary=b{level}\nMIME-Version: 1.0\n\n--b{level}\n{msg}--b{level}--\n"
             );
         }
-        assert!(matches!(split(msg.as_bytes()), Err(MimeError::TooDeep)));
+        let split = split(msg.as_bytes());
+        assert!(matches!(&split.errors[..], [MimeError::TooDeep]));
+        assert!(split.parts.is_empty());
     }
 
     /// Messages split by Python's email package as cloud-init splits user data
@@ -318,7 +342,9 @@ hostname: mime\n\
             ),
         ];
         for (what, message, expected) in cases {
-            let parts = split(message.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let split = split(message.as_bytes());
+            assert!(split.errors.is_empty(), "{what}: {:?}", split.errors);
+            let parts = split.parts;
             let got: Vec<(&str, Option<&str>, String)> = parts
                 .iter()
                 .map(|p| {
@@ -338,9 +364,12 @@ hostname: mime\n\
     }
 
     #[test]
-    fn base64_that_does_not_decode_names_its_part() {
-        let msg = "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\n\nok\n--b\nContent-Transfer-Encoding: base64\n\naGVsbG8x\nx\n--b--\n";
-        let err = split(msg.as_bytes()).unwrap_err();
-        assert_eq!(err.to_string(), "MIME part 2 is not valid base64");
+    fn base64_that_does_not_decode_names_its_part_and_hides_no_other() {
+        let msg = "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n--b\n\nok\n--b\nContent-Transfer-Encoding: base64\n\naGVsbG8x\nx\n--b\n\nafter\n--b--\n";
+        let split = split(msg.as_bytes());
+        let errors: Vec<String> = split.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors, ["MIME part 2 is not valid base64; ignored"]);
+        let bodies: Vec<&[u8]> = split.parts.iter().map(|p| p.body.as_slice()).collect();
+        assert_eq!(bodies, [&b"ok"[..], &b"after"[..]]);
     }
 }

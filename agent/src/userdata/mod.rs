@@ -5,6 +5,7 @@
 pub mod cloud_config;
 pub mod gzip;
 pub mod include;
+pub mod merge;
 pub mod mime;
 pub mod parts;
 pub mod yaml;
@@ -19,7 +20,8 @@ use crate::log::chain;
 use crate::source::url::shown as shown_url;
 use crate::state::semaphore::Frequency;
 use include::Fetch;
-use parts::{GZIP_TYPES, NOT_MULTIPART, PartKind};
+use merge::Mergers;
+use parts::{CLOUD_CONFIG_TYPE, GZIP_TYPES, NOT_MULTIPART, PartKind};
 use yaml::ConfigMap;
 
 /// Most parts one document may yield, after MIME splitting, includes and archives.
@@ -39,7 +41,8 @@ pub struct Script {
 /// Everything one user-data (or vendor-data) document contributes.
 #[derive(Debug, Clone, Default)]
 pub struct Decoded {
-    /// `#cloud-config` documents in order (merged later, later ones winning).
+    /// `#cloud-config` documents in order, each with its mergers checked and kept under
+    /// `merge_how` (`merge::parts` merges them).
     pub configs: Vec<ConfigMap>,
     /// `#!` scripts, run once per instance.
     pub scripts: Vec<Script>,
@@ -105,7 +108,7 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         Value::String(text) => decoder.document(text.as_bytes(), 0, origin),
         Value::Array(items) => {
             for item in items {
-                decoder.archive_item(&item, 0, origin);
+                decoder.archive_item(&item, 0, origin, NOT_MULTIPART);
             }
         }
         Value::Object(_) => decoder.error(format!(
@@ -116,6 +119,23 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         )),
     }
     decoder.out
+}
+
+/// What a part says of itself: its MIME type, file name and `Merge-Type` header.
+struct Declared<'a> {
+    mime: &'a str,
+    filename: Option<&'a str>,
+    merge_type: Option<&'a str>,
+}
+
+impl<'a> Declared<'a> {
+    fn mime(mime: &'a str) -> Self {
+        Declared {
+            mime,
+            filename: None,
+            merge_type: None,
+        }
+    }
 }
 
 struct Decoder<'a> {
@@ -164,21 +184,20 @@ impl<'a> Decoder<'a> {
             Cow::Borrowed(data)
         };
         if mime::looks_like_mime(&data) {
-            match mime::split(&data) {
-                Ok(parts) => {
-                    for part in parts {
-                        self.part(
-                            &part.content_type,
-                            part.filename.as_deref(),
-                            &part.body,
-                            depth,
-                        );
-                    }
-                }
-                Err(err) => self.error(format!("{origin}: {}", chain(&err))),
+            let split = mime::split(&data);
+            for err in &split.errors {
+                self.error(format!("{origin}: {}", chain(err)));
+            }
+            for part in split.parts {
+                let declared = Declared {
+                    mime: &part.content_type,
+                    filename: part.filename.as_deref(),
+                    merge_type: part.merge_type.as_deref(),
+                };
+                self.part(&declared, &part.body, depth);
             }
         } else {
-            self.part(NOT_MULTIPART, None, &data, depth);
+            self.part(&Declared::mime(NOT_MULTIPART), &data, depth);
         }
     }
 
@@ -195,7 +214,10 @@ impl<'a> Decoder<'a> {
         name
     }
 
-    fn part(&mut self, declared: &str, filename: Option<&str>, body: &[u8], depth: usize) {
+    fn part(&mut self, declared: &Declared<'_>, body: &[u8], depth: usize) {
+        let filename = declared.filename;
+        let merge_type = declared.merge_type;
+        let declared = declared.mime;
         self.parts += 1;
         if self.parts > MAX_PARTS {
             if self.parts == MAX_PARTS + 1 {
@@ -234,7 +256,17 @@ impl<'a> Decoder<'a> {
         match PartKind::of(&declared, &body) {
             PartKind::CloudConfig => match std::str::from_utf8(&body) {
                 Ok(text) => match yaml::parse_cloud_config(text) {
-                    Ok(map) => self.out.configs.push(map),
+                    Ok(mut map) => match Mergers::of_part(&mut map, merge_type) {
+                        Ok(mergers) => {
+                            if let Some(mergers) = mergers {
+                                map.insert(merge::MERGE_HOW.to_owned(), mergers.text().into());
+                            }
+                            self.out.configs.push(map);
+                        }
+                        Err(err) => self.error(format!(
+                            "{name}: merge_how: {err}; this part was not merged"
+                        )),
+                    },
                     Err(err) => self.error(format!("{name}: cloud-config: {err}")),
                 },
                 Err(_) => self.error(format!("{name}: cloud-config is not UTF-8")),
@@ -243,26 +275,17 @@ impl<'a> Decoder<'a> {
             PartKind::ScriptPer(frequency) => {
                 self.out.per_frequency.push((frequency, script(&body)));
             }
-            PartKind::Boothook => {
-                // The `#cloud-boothook` line goes, as cloud-init strips it; a part declared
-                // `text/cloud-boothook` without it (`#!/bin/bash` first) is kept whole.
-                let rest = if body.starts_with(b"#cloud-boothook") {
-                    body.iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(&[][..], |nl| &body[nl + 1..])
-                } else {
-                    &body[..]
-                };
-                self.out.boothooks.push(script(rest));
-            }
+            PartKind::Boothook => self.out.boothooks.push(script(&boothook(&body))),
             PartKind::Include | PartKind::IncludeOnce => self.include(&body, depth, &name),
             PartKind::CloudConfigArchive => self.archive(&body, depth, &name),
             PartKind::Untyped => self.warning(format!(
                 "{name}: unrecognised content (first line is not #cloud-config, #!, #include, …); ignored"
             )),
-            PartKind::Unhandled(mime) => {
-                self.warning(format!("{name}: unsupported part type {mime}; ignored"));
-            }
+            // cloud-init would apply it: the run is an error, so that status says what of the
+            // user's data was left out.
+            PartKind::Unhandled(mime) => self.error(format!(
+                "{name}: {mime} parts are not supported by metaboot; this part was not applied"
+            )),
             PartKind::Other(mime) => {
                 self.warning(format!("{name}: unsupported part type {mime}; ignored"));
             }
@@ -312,7 +335,7 @@ impl<'a> Decoder<'a> {
         match yaml::parse_value(&text) {
             Ok(Value::Array(items)) => {
                 for item in items {
-                    self.archive_item(&item, depth, name);
+                    self.archive_item(&item, depth, name, CLOUD_CONFIG_TYPE);
                 }
             }
             Ok(_) => self.error(format!("{name}: cloud-config-archive must be a list")),
@@ -320,18 +343,44 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// An archive or vendor-data list item: a string, or `{content, type, filename}`.
-    fn archive_item(&mut self, item: &Value, depth: usize, origin: &str) {
+    /// An archive or vendor-data list item: a string, or `{content, type, filename}`. An item
+    /// without a type is typed by its first line, else as `untyped` says: cloud-config in an
+    /// archive (cloud-init's `ARCHIVE_UNDEF_TYPE`), nothing in a vendor-data list.
+    fn archive_item(&mut self, item: &Value, depth: usize, origin: &str, untyped: &str) {
+        let typed = |content: &str| {
+            if PartKind::from_first_line(content.as_bytes()).is_some() {
+                NOT_MULTIPART
+            } else {
+                untyped
+            }
+        };
         match item {
-            Value::String(content) => self.document(content.as_bytes(), depth, origin),
+            Value::String(content)
+                if untyped == NOT_MULTIPART || mime::looks_like_mime(content.as_bytes()) =>
+            {
+                self.document(content.as_bytes(), depth, origin);
+            }
+            Value::String(content) => {
+                self.part(&Declared::mime(typed(content)), content.as_bytes(), depth);
+            }
             Value::Object(map) => {
                 let content = map.get("content").and_then(Value::as_str).unwrap_or("");
                 let kind = map
                     .get("type")
                     .and_then(Value::as_str)
-                    .unwrap_or(NOT_MULTIPART);
-                let filename = map.get("filename").and_then(Value::as_str);
-                self.part(kind, filename, content.as_bytes(), depth);
+                    .unwrap_or_else(|| typed(content));
+                // Its other keys are its headers, as cloud-init's `_explode_archive` makes them.
+                let header = |name: &str| {
+                    map.iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                        .and_then(|(_, value)| value.as_str())
+                };
+                let declared = Declared {
+                    mime: kind,
+                    filename: map.get("filename").and_then(Value::as_str),
+                    merge_type: header("merge-type").or_else(|| header("x-merge-type")),
+                };
+                self.part(&declared, content.as_bytes(), depth);
             }
             // Not quoted: it may hold anything, and warnings go to status.json.
             _ => self.warning(format!(
@@ -340,6 +389,28 @@ impl<'a> Decoder<'a> {
         }
     }
 }
+
+/// A boothook's script, as cloud-init's `BootHookPartHandler` writes it: CRLF line ends made
+/// LF, the `#cloud-boothook` marker taken off, then the blank space before the script (a part
+/// declared `text/cloud-boothook` without the marker, `#!/bin/bash` first, is kept whole).
+fn boothook(body: &[u8]) -> Vec<u8> {
+    let mut unix = Vec::with_capacity(body.len());
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\r' && body.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        unix.push(b);
+    }
+    let rest = unix.strip_prefix(BOOTHOOK_MARKER).unwrap_or(&unix);
+    let start = rest
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(rest.len());
+    rest[start..].to_vec()
+}
+
+/// The first line of a boothook.
+const BOOTHOOK_MARKER: &[u8] = b"#cloud-boothook";
 
 #[cfg(test)]
 mod tests;

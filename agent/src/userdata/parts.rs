@@ -33,7 +33,7 @@ pub enum PartKind {
 
 /// The MIME type of each kind that has one of its own.
 const MIME_TYPES: &[(&str, PartKind)] = &[
-    ("text/cloud-config", PartKind::CloudConfig),
+    (CLOUD_CONFIG_TYPE, PartKind::CloudConfig),
     ("text/cloud-config-archive", PartKind::CloudConfigArchive),
     ("text/x-shellscript", PartKind::Script),
     (
@@ -51,6 +51,15 @@ const MIME_TYPES: &[(&str, PartKind)] = &[
     ("text/cloud-boothook", PartKind::Boothook),
     ("text/x-include-url", PartKind::Include),
     ("text/x-include-once-url", PartKind::IncludeOnce),
+    (
+        "text/cloud-config-jsonp",
+        PartKind::Unhandled("text/cloud-config-jsonp"),
+    ),
+    ("text/jinja2", PartKind::Unhandled("text/jinja2")),
+    (
+        "text/part-handler",
+        PartKind::Unhandled("text/part-handler"),
+    ),
     ("text/plain", PartKind::Untyped),
     (NOT_MULTIPART, PartKind::Untyped),
 ];
@@ -74,6 +83,8 @@ pub const FIRST_LINE_KINDS: &[(&str, PartKind)] = &[
 
 /// The type of content that is not MIME multipart (cloud-init's name for it).
 pub const NOT_MULTIPART: &str = "text/x-not-multipart";
+/// The type of a `#cloud-config` part.
+pub const CLOUD_CONFIG_TYPE: &str = "text/cloud-config";
 
 /// MIME types whose body is gzip (cloud-init's `DECOMP_TYPES`).
 pub const GZIP_TYPES: &[&str] = &[

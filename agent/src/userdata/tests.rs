@@ -165,6 +165,25 @@ fn a_boothook_loses_only_its_marker_line() {
     assert_eq!(out.boothooks[1].body, b"echo first\necho second\n");
 }
 
+/// A boothook written on Windows, or with a blank line after the marker, still starts with its
+/// interpreter line, as cloud-init writes it (`dos2unix`, the marker off, `lstrip`).
+#[test]
+fn a_boothooks_crlf_and_blank_lines_go() {
+    for doc in [
+        "#cloud-boothook\r\n#!/bin/bash\r\necho hi\r\n",
+        "#cloud-boothook\n\n#!/bin/bash\necho hi\n",
+        "#cloud-boothook #!/bin/bash\necho hi\n",
+    ] {
+        let out = decode_str(doc);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            String::from_utf8_lossy(&out.boothooks[0].body),
+            "#!/bin/bash\necho hi\n",
+            "{doc:?}"
+        );
+    }
+}
+
 /// Archives inside archives: decoded to a bounded depth, each level holding its text.
 #[test]
 fn archives_nest_to_a_bound() {
@@ -278,6 +297,20 @@ fn cloud_config_archive_expands_to_parts() {
     assert_eq!(out.scripts[0].name, "arch.sh");
 }
 
+/// An archive's item without a type is cloud-config unless its first line says otherwise, as
+/// cloud-init's `ARCHIVE_UNDEF_TYPE` makes it.
+#[test]
+fn an_archive_item_without_a_type_is_cloud_config() {
+    let archive = "#cloud-config-archive\n- content: \"runcmd: [[touch, /a]]\"\n- \"hostname: plain\"\n\
+                   - \"#!/bin/sh\\necho typed\"\n";
+    let out = decode_str(archive);
+    assert!(out.errors.is_empty() && out.warnings.is_empty(), "{out:?}");
+    assert_eq!(out.configs.len(), 2);
+    assert_eq!(out.configs[0]["runcmd"], json!([["touch", "/a"]]));
+    assert_eq!(out.configs[1]["hostname"], json!("plain"));
+    assert_eq!(out.scripts.len(), 1);
+}
+
 #[test]
 fn the_part_count_is_bounded() {
     let archive: String = std::iter::once("#cloud-config-archive\n".to_owned())
@@ -327,4 +360,47 @@ fn vendor_data_cloud_init_key() {
         &NoFetch,
     );
     assert_eq!(out.configs[0]["b"], json!(2));
+}
+
+/// A part cloud-init would apply and metaboot cannot is an error naming it (status `error`);
+/// the other parts are still applied.
+#[test]
+fn a_part_metaboot_cannot_apply_is_an_error() {
+    let out = decode_str(&mime(&[
+        (
+            "text/jinja2",
+            "## template: jinja\n#cloud-config\nhostname: {{ v1.name }}\n",
+            None,
+        ),
+        ("text/cloud-config", "#cloud-config\nhostname: kept\n", None),
+    ]));
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(
+        out.errors[0].contains("text/jinja2 parts are not supported"),
+        "{:?}",
+        out.errors
+    );
+    assert_eq!(out.configs[0]["hostname"], json!("kept"));
+}
+
+/// A part's `Merge-Type` header and `merge_how` key are read (and checked) with it, as
+/// cloud-init's part handler reads them; one it cannot read leaves that part alone out.
+#[test]
+fn merge_types_come_from_the_header_or_the_part() {
+    let msg = "Content-Type: multipart/mixed; boundary=b\nMIME-Version: 1.0\n\n\
+--b\nContent-Type: text/cloud-config\n\nruncmd: [a]\n\
+--b\nContent-Type: text/cloud-config\nMerge-Type: list(append)+dict(no_replace,recurse_list)+str()\n\nruncmd: [b]\n\
+--b\nContent-Type: text/cloud-config\n\nmerge_how: 'dict(oops'\nruncmd: [c]\n--b--\n";
+    let out = decode_str(msg);
+    assert_eq!(out.configs.len(), 2, "{:?}", out.configs);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(
+        out.errors[0].contains("this part was not merged"),
+        "{:?}",
+        out.errors
+    );
+    assert_eq!(
+        Value::Object(super::merge::parts(&out.configs)),
+        json!({"runcmd": ["a", "b"]})
+    );
 }

@@ -101,8 +101,10 @@ fn mark_binary_write_files(text: &str, map: &mut ConfigMap) {
     }
 }
 
-/// Merges `over` onto `base` as cloud-init's default merger (`dict(replace)+list()+str()`)
-/// does: mappings merge key by key, recursively; anything else in `over` replaces `base`.
+/// Merges the configuration layer `over` onto `base` as cloud-init's `mergemanydict` merges its
+/// layers (the image's configuration, vendor data, user data): mappings merge key by key,
+/// recursively; anything else in `over` replaces `base`. The parts of one user data merge by
+/// their own rules (`merge.rs`).
 pub fn merge(base: &mut ConfigMap, over: ConfigMap) {
     for (key, value) in over {
         match (base.get_mut(&key), value) {

@@ -77,9 +77,9 @@ pub struct WriteFile {
     pub permissions: Option<Permissions>,
     #[serde(default)]
     pub owner: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::flag")]
     pub append: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::flag")]
     pub defer: Option<bool>,
 }
 
