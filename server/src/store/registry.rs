@@ -181,7 +181,7 @@ fn add_port(
     let network = network(sql, network_key)?;
     if let Some(host) = &network.host {
         // Checked before a MAC is made up: there the MAC is how the instance is known.
-        host::host_port_ip(sql, &network, host, &[], mac).map(drop)?;
+        host::host_port_ip(sql, &network, host, ips, mac).map(drop)?;
     }
     let mac = match mac {
         Some(mac) => {
