@@ -492,6 +492,8 @@ impl<B: Backend> Store for Registry<B> {
 
     fn snapshot(&self, visit: &mut dyn FnMut(Record) -> StoreResult<()>) -> StoreResult<i64> {
         self.backend.read_snapshot(|sql| {
+            // Each attempt (a retry on a new connection is one) starts the reader afresh.
+            visit(Record::Start)?;
             let seq = sql.last_change()?;
             for network in sql.networks()? {
                 visit(Record::Network(network))?;
