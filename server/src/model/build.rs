@@ -334,6 +334,15 @@ impl<'i> Builder<'i> {
     /// Takes one record of the snapshot.
     pub fn add(&mut self, record: Record) -> StoreResult<()> {
         match record {
+            // Every record read so far goes: the snapshot is read again from its start.
+            Record::Start => {
+                self.model = Model::default();
+                self.waiting = Some(Vec::new());
+                self.waiting_bytes = 0;
+                self.waiting_samples = 0;
+                self.packer = Packer::new(None);
+                self.skipped = 0;
+            }
             Record::Network(network) => {
                 if let Err(err) = self.model.put_network(network) {
                     self.skip(&err);

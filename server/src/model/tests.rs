@@ -496,3 +496,37 @@ fn a_change_of_a_kind_this_server_does_not_know_rebuilds_the_model() {
     ));
     assert_eq!(model.status().reloads(), 1);
 }
+
+/// A snapshot read again after its connection was lost part way (the PostgreSQL backend
+/// retries on a new connection) starts with `Record::Start`: what the first attempt read is
+/// forgotten, never mixed with the second.
+#[test]
+fn a_snapshot_read_again_forgets_what_the_first_attempt_read() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let mut first = Vec::new();
+    w.store
+        .snapshot(&mut |record| {
+            first.push(record);
+            Ok(())
+        })
+        .unwrap();
+    // Between the attempts, vm1 goes and vm2 comes.
+    w.store.delete_instance(&uuid(1)).unwrap();
+    create(&w, 2, "198.18.0.11");
+    let mut interner = super::Interner::default();
+    let mut builder = super::Builder::new(&mut interner);
+    for record in first {
+        builder.add(record).unwrap();
+    }
+    let seq = w.store.snapshot(&mut |record| builder.add(record)).unwrap();
+    let built = builder.finish(seq);
+    assert_eq!(built.instance_count(), 1);
+    let model = ReadModel {
+        model: std::sync::RwLock::new(built),
+        interner: std::sync::Mutex::new(interner),
+        status: Arc::default(),
+    };
+    assert_eq!(owner(&model, &w, "198.18.0.10"), None);
+    assert_eq!(owner(&model, &w, "198.18.0.11").as_deref(), Some("vm2"));
+}

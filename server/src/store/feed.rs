@@ -21,6 +21,9 @@ pub const CHANGE_CHANNEL: &str = "metaboot_changes";
 /// ports, oldest first), so a reader can check references as it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
+    /// The snapshot starts (again, after a connection lost part way: every record before this
+    /// one is to be forgotten, or the reader would mix two snapshots).
+    Start,
     Network(Network),
     Router(Router),
     Instance(Instance, Vec<Port>),

@@ -1,6 +1,7 @@
 //! The registry's rules, once for both backends: validation, name resolution, address
 //! allocation, referential checks and the change log, on top of a backend's `Sql`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::contract::{CHANGE_LOG_KEPT, Store};
@@ -85,18 +86,43 @@ fn resolve<T>(
     }
 }
 
+/// The id a lookup key stands for: a UUID in any case is stored in lower case (as nova and
+/// neutron take one in either); `None` for a key no record can have (a NUL byte, which no
+/// stored id or name holds and PostgreSQL refuses in a query).
+fn lookup_id(key: &str) -> Option<Cow<'_, str>> {
+    if key.contains('\0') {
+        return None;
+    }
+    Some(match uuid::Uuid::parse_str(key) {
+        Ok(_) if key.chars().any(|c| c.is_ascii_uppercase()) => {
+            Cow::Owned(key.to_ascii_lowercase())
+        }
+        _ => Cow::Borrowed(key),
+    })
+}
+
+fn not_found(kind: &'static str, key: &str) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        key: key.to_owned(),
+    }
+}
+
 fn network(sql: &mut dyn Sql, key: &str) -> StoreResult<Network> {
-    let by_id = sql.network(key)?;
+    let id = lookup_id(key).ok_or_else(|| not_found("network", key))?;
+    let by_id = sql.network(&id)?;
     resolve("network", key, by_id, || sql.networks_named(key), |n| &n.id)
 }
 
 fn router(sql: &mut dyn Sql, key: &str) -> StoreResult<Router> {
-    let by_id = sql.router(key)?;
+    let id = lookup_id(key).ok_or_else(|| not_found("router", key))?;
+    let by_id = sql.router(&id)?;
     resolve("router", key, by_id, || sql.routers_named(key), |r| &r.id)
 }
 
 fn instance(sql: &mut dyn Sql, key: &str) -> StoreResult<Instance> {
-    let by_id = sql.instance(key)?;
+    let id = lookup_id(key).ok_or_else(|| not_found("instance", key))?;
+    let by_id = sql.instance(&id)?;
     resolve(
         "instance",
         key,
@@ -106,11 +132,9 @@ fn instance(sql: &mut dyn Sql, key: &str) -> StoreResult<Instance> {
     )
 }
 
-fn port(sql: &mut dyn Sql, id: &str) -> StoreResult<Port> {
-    sql.port(id)?.ok_or_else(|| StoreError::NotFound {
-        kind: "port",
-        key: id.to_owned(),
-    })
+fn port(sql: &mut dyn Sql, key: &str) -> StoreResult<Port> {
+    let id = lookup_id(key).ok_or_else(|| not_found("port", key))?;
+    sql.port(&id)?.ok_or_else(|| not_found("port", key))
 }
 
 fn overlaps(a: ipnet::IpNet, b: ipnet::IpNet) -> bool {
@@ -181,7 +205,7 @@ fn add_port(
     let network = network(sql, network_key)?;
     if let Some(host) = &network.host {
         // Checked before a MAC is made up: there the MAC is how the instance is known.
-        host::host_port_ip(sql, &network, host, &[], mac).map(drop)?;
+        host::host_port_ip(sql, &network, host, ips, mac).map(drop)?;
     }
     let mac = match mac {
         Some(mac) => {
@@ -492,6 +516,8 @@ impl<B: Backend> Store for Registry<B> {
 
     fn snapshot(&self, visit: &mut dyn FnMut(Record) -> StoreResult<()>) -> StoreResult<i64> {
         self.backend.read_snapshot(|sql| {
+            // Each attempt (a retry on a new connection is one) starts the reader afresh.
+            visit(Record::Start)?;
             let seq = sql.last_change()?;
             for network in sql.networks()? {
                 visit(Record::Network(network))?;

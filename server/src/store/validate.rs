@@ -3,9 +3,9 @@
 //! Every refusal is a `StoreError::Invalid` whose message says what was wrong and what to do.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::allocate::{host_range, ip_from_u128, ip_to_u128};
 use super::error::{StoreError, StoreResult};
@@ -125,9 +125,46 @@ pub fn cidr(net: IpNet) -> StoreResult<()> {
              (room for a gateway, a DHCP port and instances)"
         )));
     }
+    if let Some((reserved, what)) = RESERVED_SUBNETS
+        .iter()
+        .find(|(reserved, _)| reserved.contains(&net) || net.contains(reserved))
+    {
+        return Err(invalid(format!(
+            "CIDR {net} overlaps {reserved}, {what}, which no guest network can use: pick \
+             another range (e.g. 198.18.0.0/24)"
+        )));
+    }
     Ok(())
 }
 
+/// Ranges a network's subnet may not overlap, as neutron refuses them: no guest can be
+/// reached at such an address (and 0.0.0.0/8 holds the placeholders of learned addresses).
+pub const RESERVED_SUBNETS: [(IpNet, &str); 5] = [
+    (v4(0, 8), "\"this network\""),
+    (v4(127, 8), "loopback"),
+    (v4(224, 3), "multicast and reserved"),
+    (
+        v6(0, 8),
+        "IPv6's unspecified, loopback and mapped addresses",
+    ),
+    (v6(0xff00, 8), "IPv6 multicast"),
+];
+
+/// `FIRST.0.0.0/PREFIX`.
+const fn v4(first: u8, prefix: u8) -> IpNet {
+    match Ipv4Net::new(Ipv4Addr::new(first, 0, 0, 0), prefix) {
+        Ok(net) => IpNet::V4(net),
+        Err(_) => panic!("a valid IPv4 prefix"),
+    }
+}
+
+/// `FIRST::/PREFIX`.
+const fn v6(first: u16, prefix: u8) -> IpNet {
+    match Ipv6Net::new(Ipv6Addr::new(first, 0, 0, 0, 0, 0, 0, 0), prefix) {
+        Ok(net) => IpNet::V6(net),
+        Err(_) => panic!("a valid IPv6 prefix"),
+    }
+}
 /// Parses an IP address; `what` names the flag or field for the message (`--ip`, `gateway`).
 pub fn parse_ip(what: &str, text: &str) -> StoreResult<IpAddr> {
     text.trim().parse().map_err(|_| {

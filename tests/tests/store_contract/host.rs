@@ -99,6 +99,15 @@ pub fn host_networks_and_their_instances(store: &dyn Store) {
         &mac_port("static", "52:54:00:aa:00:0a", None),
     ));
     assert!(msg.contains("--ip"), "{msg}");
+    // With it, the port is made.
+    let (_, given) = store
+        .create_instance(
+            &new_instance("static1"),
+            &mac_port("static", "52:54:00:aa:00:0b", Some("198.18.10.5")),
+        )
+        .unwrap();
+    assert_eq!(given.ip, ip("198.18.10.5"));
+    store.delete_instance(&given.instance_id).unwrap();
     let before = snapshot(store);
     // No MAC: refused, saying how the instance is known.
     let msg = invalid(store.create_instance(

@@ -137,6 +137,11 @@ pub fn names_resolve_by_id_or_unique_name(store: &dyn Store) {
     assert_eq!(store.network(&a.id).unwrap(), a);
     assert_eq!(store.network("solo").unwrap(), unique);
     not_found(store.network("nothing"));
+    // An id in upper case is the same id; a key with a NUL byte names nothing (no error from
+    // the backend).
+    assert_eq!(store.network(&a.id.to_ascii_uppercase()).unwrap(), a);
+    not_found(store.network("so\0lo"));
+    not_found(store.instance("web\0"));
 
     let first = store
         .create_instance(&new_instance("web"), &port_on(&unique))

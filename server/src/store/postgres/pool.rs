@@ -17,6 +17,17 @@ pub const POOL_WAIT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a single statement may run (a lock wait included) before PostgreSQL cancels it.
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time before a connection's first TCP keepalive probe (the kernel's default is 2
+/// hours): a database host gone from the network without closing its connections is found
+/// within [`KEEPALIVE_IDLE`] + [`KEEPALIVE_RETRIES`] × [`KEEPALIVE_INTERVAL`], not a query
+/// (and the registry follower) blocked for hours.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Time between keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Probes unanswered before the connection is dropped.
+pub const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest data sent may stay unacknowledged before the connection is dropped.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One connection and the statements already prepared on it.
 pub struct Conn {
@@ -67,13 +78,29 @@ pub fn error_text(err: &::postgres::Error) -> String {
     }
 }
 
+/// The postgres crate's keepalive idle time when the URL sets none.
+const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
 impl Pool {
     /// A pool for `config`; sets a connect timeout when the URL has none.
     pub fn new(mut config: Config) -> Self {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // The URL's own settings win (`keepalives_idle=…`, `tcp_user_timeout=…`).
         config.keepalives(true);
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVE_IDLE {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
         let target = describe(&config);
         Self {
             config,
@@ -179,5 +206,40 @@ impl Pool {
         state.open = state.open.saturating_sub(1);
         drop(state);
         self.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dead database host is found in seconds, not the kernel's two hours, unless the URL
+    /// says otherwise.
+    #[test]
+    fn connections_probe_a_silent_peer_within_seconds() {
+        let pool = Pool::new("postgresql://u@db.example/registry".parse().unwrap());
+        assert!(pool.config.get_keepalives());
+        assert_eq!(pool.config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(
+            pool.config.get_keepalives_interval(),
+            Some(KEEPALIVE_INTERVAL)
+        );
+        assert_eq!(
+            pool.config.get_keepalives_retries(),
+            Some(KEEPALIVE_RETRIES)
+        );
+        assert_eq!(pool.config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        let dead_after = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES;
+        assert!(dead_after <= Duration::from_secs(60), "{dead_after:?}");
+        let own = Pool::new(
+            "postgresql://u@db/r?keepalives_idle=300&tcp_user_timeout=9"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(own.config.get_keepalives_idle(), Duration::from_secs(300));
+        assert_eq!(
+            own.config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(9))
+        );
     }
 }

@@ -23,6 +23,35 @@ fn cidr_refuses_host_bits_and_tiny_networks() {
     assert!(msg.contains("ADDRESS/PREFIX"), "{msg}");
 }
 
+/// Ranges neutron refuses, and where learned addresses' placeholders live.
+#[test]
+fn cidr_refuses_reserved_ranges() {
+    for (cidr, named) in [
+        ("0.0.0.0/24", "0.0.0.0/8"),
+        ("0.0.0.0/0", "0.0.0.0/8"),
+        ("127.0.0.0/24", "loopback"),
+        ("224.0.0.0/24", "multicast"),
+        ("240.0.0.0/24", "multicast and reserved"),
+        ("::/64", "::/8"),
+        ("ff02::/64", "IPv6 multicast"),
+    ] {
+        let msg = message(parse_cidr(cidr));
+        assert!(
+            msg.contains(named) && msg.contains("pick another range"),
+            "{cidr}: {msg}"
+        );
+    }
+    for fine in [
+        "10.0.0.0/8",
+        "198.18.0.0/15",
+        "223.255.255.0/24",
+        "2001:db8::/64",
+        "fd00::/8",
+    ] {
+        assert!(parse_cidr(fine).is_ok(), "{fine}");
+    }
+}
+
 #[test]
 fn host_ip_names_the_network_and_the_fix() {
     let net: IpNet = "198.18.0.0/24".parse().unwrap();
