@@ -88,8 +88,19 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
         let kind = text(network, "type").unwrap_or_default();
         match kind {
             "ipv4_dhcp" | "dhcp4" => interface.dhcp4 = true,
-            "ipv6_dhcp" | "ipv6_dhcpv6-stateful" | "dhcp6" => interface.ipv6 = Ipv6Auto::Dhcp,
-            "ipv6_slaac" | "ipv6_dhcpv6-stateless" => interface.ipv6 = Ipv6Auto::Slaac,
+            "ipv6_dhcp" | "dhcp6" => interface.ipv6 = Ipv6Auto::Dhcp,
+            // nova writes these with the subnet's address, routes and DNS, as a static
+            // network: the address comes from the router's advertisements or DHCPv6, the
+            // routes and DNS from here (cloud-init's `convert_net_json` keeps them too).
+            "ipv6_dhcpv6-stateful" | "ipv6_slaac" | "ipv6_dhcpv6-stateless" => {
+                interface.ipv6 = if kind == "ipv6_dhcpv6-stateful" {
+                    Ipv6Auto::Dhcp
+                } else {
+                    Ipv6Auto::Slaac
+                };
+                routes(interface, id, network, warnings);
+                services(&mut plan, list(network, "services"), warnings);
+            }
             "ipv4" | "ipv6" => {
                 let ip = text(network, "ip_address").unwrap_or_default();
                 let Some(addr) = address(ip, text(network, "netmask")) else {
@@ -98,17 +109,7 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                     )));
                 };
                 interface.addresses.push(addr);
-                for route in list(network, "routes") {
-                    let to = text(route, "network").unwrap_or_default();
-                    let parsed = address(to, text(route, "netmask"))
-                        .zip(text(route, "gateway").and_then(|g| g.trim().parse().ok()));
-                    match parsed {
-                        Some((to, via)) => interface.routes.push(Route { to, via }),
-                        None => warnings.push(format!(
-                            "network_data.json: network {id}: a route without a usable network, netmask and gateway: {route}"
-                        )),
-                    }
-                }
+                routes(interface, id, network, warnings);
                 services(&mut plan, list(network, "services"), warnings);
             }
             other => warnings.push(format!(
@@ -119,4 +120,20 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
     services(&mut plan, list(doc, "services"), warnings);
     plan.interfaces = links.into_iter().map(|(_, i)| i).collect();
     Ok(plan)
+}
+
+/// A network's `routes` onto `interface`; one without a usable network, netmask and gateway is
+/// a warning.
+fn routes(interface: &mut Interface, id: &str, network: &Value, warnings: &mut Vec<String>) {
+    for route in list(network, "routes") {
+        let to = text(route, "network").unwrap_or_default();
+        let parsed = address(to, text(route, "netmask"))
+            .zip(text(route, "gateway").and_then(|g| g.trim().parse().ok()));
+        match parsed {
+            Some((to, via)) => interface.routes.push(Route { to, via }),
+            None => warnings.push(format!(
+                "network_data.json: network {id}: a route without a usable network, netmask and gateway: {route}"
+            )),
+        }
+    }
 }

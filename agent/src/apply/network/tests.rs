@@ -117,6 +117,51 @@ fn network_data_json_becomes_a_plan() {
     assert!(super::plan(&NetworkDoc::OpenStack(broken), &mut warnings).is_err());
 }
 
+/// nova writes an `ipv6_slaac` or `ipv6_dhcpv6-*` network with the subnet's routes and DNS:
+/// they are kept, the address left to the router's advertisements (or DHCPv6), as cloud-init
+/// keeps them.
+#[test]
+fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
+    for (kind, auto) in [
+        ("ipv6_slaac", Ipv6Auto::Slaac),
+        ("ipv6_dhcpv6-stateless", Ipv6Auto::Slaac),
+        ("ipv6_dhcpv6-stateful", Ipv6Auto::Dhcp),
+    ] {
+        let doc = json!({
+            "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+            "networks": [{"id": "network0", "link": "tap1", "network_id": "n1", "type": kind,
+                "ip_address": "2001:db8::f816:3eff:fe00:1", "netmask": "ffff:ffff:ffff:ffff::",
+                "routes": [
+                    {"network": "::", "netmask": "::", "gateway": "fe80::1"},
+                    {"network": "2001:db8:9::", "netmask": "ffff:ffff:ffff::", "gateway": "2001:db8::fe"}
+                ],
+                "services": [{"type": "dns", "address": "2001:db8::53"}]}],
+            "services": []
+        });
+        let mut warnings = Vec::new();
+        let plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{kind}: {warnings:?}");
+        let interface = &plan.interfaces[0];
+        assert_eq!(interface.ipv6, auto, "{kind}");
+        assert!(interface.addresses.is_empty(), "{kind}");
+        assert_eq!(
+            interface.routes,
+            [
+                Route {
+                    to: addr("::/0"),
+                    via: ip("fe80::1")
+                },
+                Route {
+                    to: addr("2001:db8:9::/48"),
+                    via: ip("2001:db8::fe")
+                },
+            ],
+            "{kind}"
+        );
+        assert_eq!(plan.nameservers, [ip("2001:db8::53")], "{kind}");
+    }
+}
+
 #[test]
 fn network_config_versions_1_and_2_become_plans() {
     let v1 = json!({"version": 1, "config": [
