@@ -412,6 +412,77 @@ iface eth2 inet manual
     );
 }
 
+/// The renderer is what the image starts: Debian 11 and 12's genericcloud images have
+/// systemd-networkd's daemon and `/etc/systemd/network` (the `systemd` package ships them) but
+/// bring their network up with ifupdown; networkd wins only when `systemctl enable` linked it
+/// (each of the links it makes counts, a link to a unit that is not there does not), and is
+/// still used on an image with nothing else.
+#[test]
+fn the_renderer_is_the_one_the_image_enables() {
+    let image = |files: &[&str], links: &[(&str, &str)]| {
+        let (dir, root) = root_with_links(&[]);
+        for file in files {
+            let path = root.host_path(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if file.ends_with('/') {
+                fs::create_dir_all(&path).unwrap();
+            } else {
+                fs::write(&path, "").unwrap();
+            }
+        }
+        for (link, target) in links {
+            let path = root.host_path(link);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, &path).unwrap();
+        }
+        let renderer = detect(&root);
+        drop(dir);
+        renderer
+    };
+    let networkd = [
+        "/lib/systemd/systemd-networkd",
+        "/etc/systemd/network/",
+        "/lib/systemd/system/systemd-networkd.service",
+        "/lib/systemd/system/systemd-networkd.socket",
+    ];
+    let ifupdown = ["/etc/network/interfaces", "/sbin/ifup"];
+    let both: Vec<&str> = networkd.iter().chain(&ifupdown).copied().collect();
+    // Debian 12 genericcloud: networkd installed, not enabled; ifupdown.
+    assert_eq!(image(&both, &[]), Renderer::Ifupdown);
+    // debian-metaboot (images/debian/customize.sh enables systemd-networkd): any of the links
+    // `systemctl enable systemd-networkd` makes.
+    for (link, unit) in NETWORKD_ENABLED.into_iter().zip([
+        "systemd-networkd.service",
+        "systemd-networkd.service",
+        "systemd-networkd.socket",
+    ]) {
+        let target = format!("/lib/systemd/system/{unit}");
+        assert_eq!(
+            image(&both, &[(link, target.as_str())]),
+            Renderer::Networkd,
+            "{link}"
+        );
+        assert_eq!(
+            image(&networkd, &[(link, target.as_str())]),
+            Renderer::Networkd
+        );
+        // A link left behind by a unit since removed.
+        assert_eq!(
+            image(&ifupdown, &[(link, "/lib/systemd/system/gone.service")]),
+            Renderer::Ifupdown,
+            "{link}"
+        );
+    }
+    // networkd installed and nothing else: networkd.
+    assert_eq!(image(&networkd, &[]), Renderer::Networkd);
+    assert_eq!(image(&networkd[..1], &[]), Renderer::Direct, "no directory");
+    // The tiny image: busybox's `ifup` applet, but no /etc/network/interfaces.
+    assert_eq!(
+        image(&["/sbin/ifup", "/etc/hostname"], &[]),
+        Renderer::Direct
+    );
+}
+
 #[test]
 fn direct_commands_and_resolv_conf() {
     let plan = named_plan();
