@@ -412,6 +412,65 @@ iface eth2 inet manual
     );
 }
 
+/// Two default routes of one family on one interface (two static subnets with a gateway each,
+/// or `gateway4` and a `routes` entry to `default`) make one `gateway` line (ifup refuses a
+/// second in a stanza); the other is added next to it, as cloud-init's ENI renderer adds a
+/// subnet route to `default`.
+#[test]
+fn ifupdown_writes_one_gateway_per_stanza() {
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.1.10/24", "gateway": "198.18.1.1"},
+            {"type": "static", "address": "198.18.2.10/24", "gateway": "198.18.2.1"},
+            {"type": "static6", "address": "2001:db8::5/64", "gateway": "2001:db8::1"},
+            {"type": "static6", "address": "2001:db8:1::5/64", "gateway": "2001:db8:1::1"}
+        ]}
+    ]});
+    let v2 = json!({"version": 2, "ethernets": {"eth0": {
+        "addresses": ["198.18.1.10/24"], "gateway4": "198.18.1.1",
+        "routes": [{"to": "default", "via": "198.18.1.2"},
+                   {"to": "198.19.0.0/16", "via": "198.18.1.254"}]
+    }}});
+    let mut warnings = Vec::new();
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert_eq!(
+        text,
+        "# Written by metaboot from network-config; metaboot rewrites it for a new instance.
+
+auto eth0
+iface eth0 inet static
+    address 198.18.1.10/24
+    up ip addr add 198.18.2.10/24 dev eth0
+    gateway 198.18.1.1
+    up ip route append default via 198.18.2.1 dev eth0
+iface eth0 inet6 static
+    address 2001:db8::5/64
+    up ip addr add 2001:db8:1::5/64 dev eth0
+    gateway 2001:db8::1
+    up ip -6 route append default via 2001:db8:1::1 dev eth0
+"
+    );
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v2), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert!(
+        text.ends_with(
+            "iface eth0 inet static
+    address 198.18.1.10/24
+    gateway 198.18.1.1
+    up ip route append default via 198.18.1.2 dev eth0
+    up ip route replace 198.19.0.0/16 via 198.18.1.254 dev eth0
+"
+        ),
+        "{text}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 /// The renderer is what the image starts: Debian 11 and 12's genericcloud images have
 /// systemd-networkd's daemon and `/etc/systemd/network` (the `systemd` package ships them) but
 /// bring their network up with ifupdown; networkd wins only when `systemctl enable` linked it
