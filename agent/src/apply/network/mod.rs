@@ -30,6 +30,17 @@ pub enum NetworkDoc {
     NetworkConfig(serde_json::Value),
 }
 
+impl NetworkDoc {
+    /// Whether the document turns networking off: a `network-config` of `config: disabled`
+    /// (also under `network:`), as cloud-init reads it.
+    pub fn disabled(&self) -> bool {
+        match self {
+            NetworkDoc::OpenStack(_) => false,
+            NetworkDoc::NetworkConfig(value) => netconfig::disabled(value),
+        }
+    }
+}
+
 /// The plan of a document; `warnings` gets what is left out (bonds, VLANs, unknown types).
 pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
     let plan = match doc {
