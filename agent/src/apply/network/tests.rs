@@ -287,6 +287,51 @@ Gateway=2001:db8::1
     );
 }
 
+/// A link with nothing to configure (a NIC of a bond left out, a port without networks) gets
+/// no `10-metaboot-` file, which would sort before the image's catch-all and leave the NIC
+/// unconfigured; the file metaboot wrote for it earlier is removed.
+#[test]
+fn networkd_writes_no_file_for_a_link_with_nothing_to_configure() {
+    let mut plan = named_plan();
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:03".into()),
+        name: Some("eth2".into()),
+        mtu: Some(1450),
+        ..Interface::default()
+    });
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:04".into()),
+        name: Some("eth3".into()),
+        ..Interface::default()
+    });
+    let (_dir, root) = root_with_links(&[]);
+    let stale = "/etc/systemd/network/10-metaboot-eth2.network";
+    fs::create_dir_all(root.host_path("/etc/systemd/network")).unwrap();
+    fs::write(
+        root.host_path(stale),
+        "[Match]\nName=eth2\n[Network]\nDHCP=no\n",
+    )
+    .unwrap();
+    let applied = apply(&root, &plan, Renderer::Networkd, "network_data.json");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(root.exists("/etc/systemd/network/10-metaboot-eth0.network"));
+    assert!(root.exists("/etc/systemd/network/10-metaboot-eth1.network"));
+    assert!(!root.exists(stale), "{:?}", applied.done);
+    assert!(!root.exists("/etc/systemd/network/10-metaboot-eth3.network"));
+    assert!(
+        applied
+            .done
+            .iter()
+            .any(|d| d.starts_with("eth2: nothing to configure") && d.contains("removed"))
+            && applied
+                .done
+                .iter()
+                .any(|d| d.starts_with("eth3: nothing to configure")),
+        "{:?}",
+        applied.done
+    );
+}
+
 #[test]
 fn ifupdown_file() {
     let plan = named_plan();
