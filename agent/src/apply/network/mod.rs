@@ -54,7 +54,8 @@ pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, Networ
     Ok(plan)
 }
 
-/// Names the plan's interfaces after the system's (by MAC); an interface whose MAC no
+/// Names the plan's interfaces after the system's (`links`, [`system_links`]: NICs, not the
+/// bridges, bonds and VLANs that share their MACs) by MAC; an interface whose MAC no
 /// system interface has gets a warning and keeps the document's name, if any. An interface
 /// known by a pattern (`en*`) takes the first system interface it matches that no other of
 /// the plan's has (by name order, never `lo`); one that matches none is left out with a

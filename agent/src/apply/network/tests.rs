@@ -220,6 +220,47 @@ fn interfaces_are_named_by_mac_as_the_system_names_them() {
     assert!(warnings[0].contains("fa:16:3e:00:00:02"), "{warnings:?}");
 }
 
+/// A bridge, bond or VLAN has the MAC of a NIC under it, and a bridge or bond sorts before the
+/// NIC: the NIC is the one a MAC names, as with cloud-init's `get_interfaces_by_mac`.
+#[test]
+fn a_mac_names_the_nic_not_a_bridge_bond_or_vlan_over_it() {
+    let (_dir, root) = root_with_links(&[
+        ("br0", "fa:16:3e:00:00:01"),
+        ("ens3", "fa:16:3e:00:00:01"),
+        ("bond0", "fa:16:3e:00:00:02"),
+        ("ens4", "fa:16:3e:00:00:02"),
+        ("dmz", "fa:16:3e:00:00:03"),
+        ("ens5", "fa:16:3e:00:00:03"),
+    ]);
+    let net = |name: &str| root.host_path(Path::new(SYS_CLASS_NET).join(name));
+    fs::create_dir_all(net("br0").join("bridge")).unwrap();
+    fs::create_dir_all(net("bond0").join("bonding")).unwrap();
+    fs::write(
+        net("dmz").join("uevent"),
+        "DEVTYPE=vlan\nINTERFACE=dmz\nIFINDEX=5\n",
+    )
+    .unwrap();
+    fs::write(net("ens5").join("uevent"), "INTERFACE=ens5\nIFINDEX=4\n").unwrap();
+    let links = system_links(&root);
+    let names: Vec<&str> = links.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["ens3", "ens4", "ens5"]);
+    let doc = json!({"version": 2, "ethernets": {
+        "a": {"match": {"macaddress": "fa:16:3e:00:00:01"}, "dhcp4": true},
+        "b": {"match": {"macaddress": "fa:16:3e:00:00:02"}, "dhcp4": true},
+        "c": {"match": {"macaddress": "fa:16:3e:00:00:03"}, "dhcp4": true}
+    }});
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    name_interfaces(&mut plan, &links, &mut warnings);
+    let named: Vec<&str> = plan
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(named, ["ens3", "ens4", "ens5"]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 fn named_plan() -> Plan {
     let mut warnings = Vec::new();
     let mut plan = plan(&NetworkDoc::OpenStack(nova_doc()), &mut warnings).unwrap();
