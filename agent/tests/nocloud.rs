@@ -152,3 +152,41 @@ fn a_libvirt_seed_provisions_the_guest_without_the_metadata_service() {
         assert_eq!(guest.step("write-files").0, "skipped");
     }
 }
+
+/// A seed directory whose `network-config` is cloud-init's switch to leave the network alone,
+/// `network: {config: disabled}` or `config: disabled` (no `version`): the run is no error, the
+/// `network` step skips, nothing is written for the network.
+#[test]
+fn a_network_config_of_config_disabled_leaves_the_network_alone() {
+    for network_config in ["network:\n  config: disabled\n", "config: disabled\n"] {
+        let guest = Guest::new();
+        let seed = guest.path("/var/lib/cloud/seed/nocloud");
+        std::fs::create_dir_all(&seed).unwrap();
+        std::fs::write(
+            seed.join("meta-data"),
+            format!("instance-id: {INSTANCE_ID}\n"),
+        )
+        .unwrap();
+        std::fs::write(seed.join("user-data"), "#cloud-config\n").unwrap();
+        std::fs::write(seed.join("network-config"), network_config).unwrap();
+
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{network_config}: {stderr}");
+        assert_eq!(guest.status()["source"], "nocloud");
+        assert_eq!(
+            guest.step("network-data"),
+            (
+                "ok".to_owned(),
+                "network-config: {config: disabled}".to_owned()
+            )
+        );
+        assert_eq!(
+            guest.step("network"),
+            (
+                "skipped".to_owned(),
+                "network-config: {config: disabled}".to_owned()
+            )
+        );
+        assert!(!guest.path("/etc/resolv.conf").exists());
+    }
+}

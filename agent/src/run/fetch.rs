@@ -19,6 +19,8 @@ use crate::userdata::{self, Decoded, merge, yaml};
 
 /// Why a step the configuration switched off did not run.
 const DISABLED: &str = "disabled by `steps` in metaboot.yaml";
+/// The `network-data` step's word for a `network-config` of `config: disabled`.
+pub(super) const NETWORK_CONFIG_DISABLED: &str = "network-config: {config: disabled}";
 
 /// Fetches, decodes and merges what `source` has; `None` when its meta-data failed.
 pub(super) fn fetch<'a>(
@@ -202,10 +204,20 @@ impl Documents<'_> {
                             .and_then(|n| n.get("version"))
                             .or_else(|| map.get("version"))
                             .cloned();
+                        let doc = NetworkDoc::NetworkConfig(serde_json::Value::Object(map));
+                        // cloud-init's way to turn networking off has no `version`: the
+                        // `network` step skips it.
+                        if doc.disabled() {
+                            *out = Some(doc);
+                            return Done::ok_with(NETWORK_CONFIG_DISABLED);
+                        }
                         let Some(version) = inner else {
-                            return Done::error("network-config has no `version`");
+                            return Done::error(
+                                "network-config has no `version`: give `version: 1` or \
+                                 `version: 2`, or `config: disabled` to leave the network alone",
+                            );
                         };
-                        *out = Some(NetworkDoc::NetworkConfig(serde_json::Value::Object(map)));
+                        *out = Some(doc);
                         Done::ok_with(format!("network-config version {version}"))
                     }
                     Err(err) => Done::error(format!("network-config: {err}")),

@@ -335,6 +335,9 @@ fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     let Some(doc) = &i.network else {
         return Done::skipped("no network data");
     };
+    if doc.disabled() {
+        return Done::skipped(super::fetch::NETWORK_CONFIG_DISABLED);
+    }
     let source = match doc {
         network::NetworkDoc::OpenStack(_) => "network_data.json",
         network::NetworkDoc::NetworkConfig(_) => "network-config",

@@ -108,20 +108,32 @@ fn interface_stanzas(out: &mut String, name: &str, interface: &Interface, plan: 
     }
 }
 
-/// The routes of one family, on `stanza`: the default route as `gateway` on a static stanza
-/// of that family, every other as an `up ip route` line.
+/// The routes of one family, on `stanza`: the family's first default route as `gateway` on a
+/// static stanza of that family, every other as an `up ip route` line. A stanza takes one
+/// `gateway` (ifup refuses a second: a duplicate option), and here a family's addresses share
+/// one stanza; cloud-init's ENI renderer writes a stanza per subnet, each with its own
+/// `gateway`, and a default route of a subnet's `routes` as `post-up route add default gw …`,
+/// which adds it next to the first. A further default route is likewise added next to the
+/// first, `ip route append` (`replace` would put it in the first's place).
 fn routes(out: &mut String, name: &str, interface: &Interface, v6: bool, stanza: &Stanza<'_>) {
     let static_here = stanza.v6 == v6 && stanza.method == "static";
+    let family = if v6 { "-6 " } else { "" };
+    let mut first_default = true;
     for route in interface.routes.iter().filter(|r| r.via.is_ipv6() == v6) {
-        if route.is_default() && static_here {
+        let first = route.is_default() && std::mem::take(&mut first_default);
+        if first && static_here {
             let _ = writeln!(out, "    gateway {}", route.via);
+        } else if route.is_default() && !first {
+            let _ = writeln!(
+                out,
+                "    up ip {family}route append default via {} dev {name}",
+                route.via
+            );
         } else {
             let _ = writeln!(
                 out,
-                "    up ip {}route replace {} via {} dev {name}",
-                if v6 { "-6 " } else { "" },
-                route.to,
-                route.via
+                "    up ip {family}route replace {} via {} dev {name}",
+                route.to, route.via
             );
         }
     }

@@ -4,12 +4,17 @@
 //! changes only what differs).
 
 use crate::root::Root;
-use crate::sys_net::{attribute, interface_names};
+use crate::sys_net::{attribute, has_entry, interface_names};
 
-/// The interfaces of the system: `(name, MAC)` from `<root>/sys/class/net/*/address`.
+/// The interfaces of the system that a plan's interface can be: `(name, MAC)` from
+/// `<root>/sys/class/net/*/address`, by name, without bridges, bonds and VLANs. Each of those
+/// takes the MAC of a NIC under it (and a bridge or bond sorts before `ens3`), so matching by
+/// MAC would give it the NIC's configuration; a plan configures physical NICs only (bonds,
+/// bridges and VLANs are left out). cloud-init's `get_interfaces_by_mac` skips them too.
 pub fn system_links(root: &Root) -> Vec<(String, String)> {
     let mut links: Vec<(String, String)> = interface_names(root)
         .into_iter()
+        .filter(|name| !is_virtual(root, name))
         .filter_map(|name| {
             let mac = attribute(root, &name, "address")?;
             Some((name, mac.to_ascii_lowercase()))
@@ -17,6 +22,18 @@ pub fn system_links(root: &Root) -> Vec<(String, String)> {
         .collect();
     links.sort_unstable();
     links
+}
+
+/// What a VLAN's `uevent` says of its type.
+const VLAN_DEVTYPE: &str = "DEVTYPE=vlan";
+
+/// Whether interface `name` is a bridge (`bridge/`), a bond (`bonding/`) or a VLAN (`uevent`
+/// says `DEVTYPE=vlan`), as cloud-init's `is_bridge`, `is_bond` and `is_vlan` tell.
+fn is_virtual(root: &Root, name: &str) -> bool {
+    has_entry(root, name, "bridge")
+        || has_entry(root, name, "bonding")
+        || attribute(root, name, "uevent")
+            .is_some_and(|uevent| uevent.lines().any(|line| line.trim() == VLAN_DEVTYPE))
 }
 
 /// `IFF_UP` of an interface's `flags` (linux/if.h).

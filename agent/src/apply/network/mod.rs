@@ -30,6 +30,17 @@ pub enum NetworkDoc {
     NetworkConfig(serde_json::Value),
 }
 
+impl NetworkDoc {
+    /// Whether the document turns networking off: a `network-config` of `config: disabled`
+    /// (also under `network:`), as cloud-init reads it.
+    pub fn disabled(&self) -> bool {
+        match self {
+            NetworkDoc::OpenStack(_) => false,
+            NetworkDoc::NetworkConfig(value) => netconfig::disabled(value),
+        }
+    }
+}
+
 /// The plan of a document; `warnings` gets what is left out (bonds, VLANs, unknown types).
 pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
     let plan = match doc {
@@ -43,7 +54,8 @@ pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, Networ
     Ok(plan)
 }
 
-/// Names the plan's interfaces after the system's (by MAC); an interface whose MAC no
+/// Names the plan's interfaces after the system's (`links`, [`system_links`]: NICs, not the
+/// bridges, bonds and VLANs that share their MACs) by MAC; an interface whose MAC no
 /// system interface has gets a warning and keeps the document's name, if any. An interface
 /// known by a pattern (`en*`) takes the first system interface it matches that no other of
 /// the plan's has (by name order, never `lo`); one that matches none is left out with a
@@ -120,20 +132,39 @@ impl Renderer {
     }
 }
 
-/// The renderer of the image under `root`: systemd-networkd when its daemon and its
-/// configuration directory are there, else ifupdown when `ifup` and `/etc/network/interfaces`
-/// are, else direct.
+/// What `systemctl enable systemd-networkd` links in `/etc/systemd/system` (its unit's
+/// `WantedBy=multi-user.target`, `Alias=dbus-org.freedesktop.network1.service` and
+/// `Also=systemd-networkd.socket`, with `WantedBy=sockets.target`): any one of them means the
+/// image starts networkd. A link is followed (inside the root): one to a unit that is not
+/// there counts for nothing.
+pub const NETWORKD_ENABLED: [&str; 3] = [
+    "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+    "/etc/systemd/system/dbus-org.freedesktop.network1.service",
+    "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
+];
+/// systemd-networkd's daemon (`/lib` on an image without merged `/usr`).
+const NETWORKD_DAEMON: [&str; 2] = [
+    "/usr/lib/systemd/systemd-networkd",
+    "/lib/systemd/systemd-networkd",
+];
+/// ifupdown's `ifup`.
+const IFUP: [&str; 2] = ["/usr/sbin/ifup", "/sbin/ifup"];
+
+/// The renderer of the image under `root`: systemd-networkd when the image enables it (one of
+/// [`NETWORKD_ENABLED`]), else ifupdown when `ifup` and `/etc/network/interfaces` are there,
+/// else systemd-networkd when its daemon and its configuration directory are, else direct.
+/// Installed is not enabled: Debian's `systemd` package ships networkd's daemon and
+/// `/etc/systemd/network` on images that bring their network up with ifupdown (Debian 11 and
+/// 12's genericcloud), where `.network` files are read by nothing. cloud-init's renderer
+/// order likewise puts ifupdown (`eni`) before networkd.
 pub fn detect(root: &Root) -> Renderer {
     let any = |paths: &[&str]| paths.iter().any(|p| root.exists(p));
-    if root.is_dir(networkd::DIR)
-        && any(&[
-            "/usr/lib/systemd/systemd-networkd",
-            "/lib/systemd/systemd-networkd",
-        ])
-    {
+    if any(&NETWORKD_ENABLED) {
         Renderer::Networkd
-    } else if root.exists(ifupdown::INTERFACES) && any(&["/usr/sbin/ifup", "/sbin/ifup"]) {
+    } else if root.exists(ifupdown::INTERFACES) && any(&IFUP) {
         Renderer::Ifupdown
+    } else if root.is_dir(networkd::DIR) && any(&NETWORKD_DAEMON) {
+        Renderer::Networkd
     } else {
         Renderer::Direct
     }

@@ -62,12 +62,23 @@ fn add_dns(plan: &mut Plan, addresses: Option<&Value>, search: Option<&Value>) {
     }
 }
 
+/// The document itself: under a top-level `network:` key, or the whole.
+fn inner(doc: &Value) -> &Value {
+    doc.get("network").filter(|n| n.is_object()).unwrap_or(doc)
+}
+
+/// Whether the document is `config: disabled` (at the top or under `network:`), cloud-init's
+/// way to leave the network alone: it has no `version`.
+pub fn disabled(doc: &Value) -> bool {
+    text(inner(doc), "config") == Some("disabled")
+}
+
 /// The plan of a `network-config` document.
 pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
-    let doc = doc.get("network").filter(|n| n.is_object()).unwrap_or(doc);
-    if text(doc, "config") == Some("disabled") {
+    if disabled(doc) {
         return Ok(Plan::default());
     }
+    let doc = inner(doc);
     match doc
         .get("version")
         .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))

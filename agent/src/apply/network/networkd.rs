@@ -2,7 +2,9 @@
 //! `10-metaboot-<name>.network` so it sorts before an image's catch-all (such as
 //! `50-dhcp.network`) and wins for its link. A file that changed for a static interface is
 //! applied at once on the running system (`networkctl reload`, `networkctl reconfigure`);
-//! DHCP-only links are left running as they are.
+//! DHCP-only links are left running as they are. An interface with nothing to configure gets
+//! no file (one would take its link from the image's catch-all and leave it unconfigured), and
+//! the one metaboot wrote for it earlier is removed.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -80,7 +82,17 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
     out
 }
 
-/// Writes the files; applies the changed static ones when the root is `/`.
+/// Removes metaboot's file `path`; true when it was there.
+fn remove(root: &Root, path: &str) -> std::io::Result<bool> {
+    if !root.exists(path) {
+        return Ok(false);
+    }
+    root.parent(path, false)
+        .and_then(|(dir, name)| dir.remove_file(&name))
+}
+
+/// Writes the files; applies the changed static ones (and the links whose file was removed)
+/// when the root is `/`.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
     let mut applied = Applied::default();
     let mut reconfigure = Vec::new();
@@ -92,6 +104,26 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
             continue;
         }
         let path = format!("{DIR}/{PREFIX}{}.network", file_label(interface));
+        if interface.configures_nothing() {
+            let label = interface.label();
+            match remove(root, &path) {
+                Ok(true) => {
+                    applied.done.push(format!(
+                        "{label}: nothing to configure, {path} removed (the image's own \
+                         configuration applies)"
+                    ));
+                    reconfigure.extend(interface.name.clone());
+                }
+                Ok(false) => applied.done.push(format!(
+                    "{label}: nothing to configure, left to the image's own configuration"
+                )),
+                Err(err) => applied.errors.push(format!(
+                    "{label}: nothing to configure, but {path}, written for it earlier, could \
+                     not be removed ({err}): remove it, or the link stays unconfigured"
+                )),
+            }
+            continue;
+        }
         let text = render(interface, plan, source);
         let old = root.read_optional_string(&path).ok().flatten();
         if old.as_deref() == Some(text.as_str()) {

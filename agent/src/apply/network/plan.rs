@@ -67,6 +67,13 @@ impl Interface {
         !self.addresses.is_empty() || !self.routes.is_empty()
     }
 
+    /// Whether there is nothing to configure: no address, route, DHCP or router
+    /// advertisements (a link without networks, such as a member of a bond left out); its MTU
+    /// alone is no configuration.
+    pub fn configures_nothing(&self) -> bool {
+        !self.dhcp4 && self.ipv6 == Ipv6Auto::None && !self.is_static()
+    }
+
     /// How the interface is named in messages and file names.
     pub fn label(&self) -> String {
         self.name

@@ -265,6 +265,47 @@ fn interfaces_are_named_by_mac_as_the_system_names_them() {
     assert!(warnings[0].contains("fa:16:3e:00:00:02"), "{warnings:?}");
 }
 
+/// A bridge, bond or VLAN has the MAC of a NIC under it, and a bridge or bond sorts before the
+/// NIC: the NIC is the one a MAC names, as with cloud-init's `get_interfaces_by_mac`.
+#[test]
+fn a_mac_names_the_nic_not_a_bridge_bond_or_vlan_over_it() {
+    let (_dir, root) = root_with_links(&[
+        ("br0", "fa:16:3e:00:00:01"),
+        ("ens3", "fa:16:3e:00:00:01"),
+        ("bond0", "fa:16:3e:00:00:02"),
+        ("ens4", "fa:16:3e:00:00:02"),
+        ("dmz", "fa:16:3e:00:00:03"),
+        ("ens5", "fa:16:3e:00:00:03"),
+    ]);
+    let net = |name: &str| root.host_path(Path::new(SYS_CLASS_NET).join(name));
+    fs::create_dir_all(net("br0").join("bridge")).unwrap();
+    fs::create_dir_all(net("bond0").join("bonding")).unwrap();
+    fs::write(
+        net("dmz").join("uevent"),
+        "DEVTYPE=vlan\nINTERFACE=dmz\nIFINDEX=5\n",
+    )
+    .unwrap();
+    fs::write(net("ens5").join("uevent"), "INTERFACE=ens5\nIFINDEX=4\n").unwrap();
+    let links = system_links(&root);
+    let names: Vec<&str> = links.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["ens3", "ens4", "ens5"]);
+    let doc = json!({"version": 2, "ethernets": {
+        "a": {"match": {"macaddress": "fa:16:3e:00:00:01"}, "dhcp4": true},
+        "b": {"match": {"macaddress": "fa:16:3e:00:00:02"}, "dhcp4": true},
+        "c": {"match": {"macaddress": "fa:16:3e:00:00:03"}, "dhcp4": true}
+    }});
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    name_interfaces(&mut plan, &links, &mut warnings);
+    let named: Vec<&str> = plan
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(named, ["ens3", "ens4", "ens5"]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 fn named_plan() -> Plan {
     let mut warnings = Vec::new();
     let mut plan = plan(&NetworkDoc::OpenStack(nova_doc()), &mut warnings).unwrap();
@@ -329,6 +370,51 @@ Gateway=2001:db8::1
         again.done.iter().all(|d| d.ends_with("(unchanged)")),
         "{:?}",
         again.done
+    );
+}
+
+/// A link with nothing to configure (a NIC of a bond left out, a port without networks) gets
+/// no `10-metaboot-` file, which would sort before the image's catch-all and leave the NIC
+/// unconfigured; the file metaboot wrote for it earlier is removed.
+#[test]
+fn networkd_writes_no_file_for_a_link_with_nothing_to_configure() {
+    let mut plan = named_plan();
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:03".into()),
+        name: Some("eth2".into()),
+        mtu: Some(1450),
+        ..Interface::default()
+    });
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:04".into()),
+        name: Some("eth3".into()),
+        ..Interface::default()
+    });
+    let (_dir, root) = root_with_links(&[]);
+    let stale = "/etc/systemd/network/10-metaboot-eth2.network";
+    fs::create_dir_all(root.host_path("/etc/systemd/network")).unwrap();
+    fs::write(
+        root.host_path(stale),
+        "[Match]\nName=eth2\n[Network]\nDHCP=no\n",
+    )
+    .unwrap();
+    let applied = apply(&root, &plan, Renderer::Networkd, "network_data.json");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(root.exists("/etc/systemd/network/10-metaboot-eth0.network"));
+    assert!(root.exists("/etc/systemd/network/10-metaboot-eth1.network"));
+    assert!(!root.exists(stale), "{:?}", applied.done);
+    assert!(!root.exists("/etc/systemd/network/10-metaboot-eth3.network"));
+    assert!(
+        applied
+            .done
+            .iter()
+            .any(|d| d.starts_with("eth2: nothing to configure") && d.contains("removed"))
+            && applied
+                .done
+                .iter()
+                .any(|d| d.starts_with("eth3: nothing to configure")),
+        "{:?}",
+        applied.done
     );
 }
 
@@ -454,6 +540,136 @@ iface eth2 inet manual
     up ip -6 route replace 2001:db8:2::/48 via fe80::1 dev eth2
     dns-nameservers 2001:db8::53
 "
+    );
+}
+
+/// Two default routes of one family on one interface (two static subnets with a gateway each,
+/// or `gateway4` and a `routes` entry to `default`) make one `gateway` line (ifup refuses a
+/// second in a stanza); the other is added next to it, as cloud-init's ENI renderer adds a
+/// subnet route to `default`.
+#[test]
+fn ifupdown_writes_one_gateway_per_stanza() {
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.1.10/24", "gateway": "198.18.1.1"},
+            {"type": "static", "address": "198.18.2.10/24", "gateway": "198.18.2.1"},
+            {"type": "static6", "address": "2001:db8::5/64", "gateway": "2001:db8::1"},
+            {"type": "static6", "address": "2001:db8:1::5/64", "gateway": "2001:db8:1::1"}
+        ]}
+    ]});
+    let v2 = json!({"version": 2, "ethernets": {"eth0": {
+        "addresses": ["198.18.1.10/24"], "gateway4": "198.18.1.1",
+        "routes": [{"to": "default", "via": "198.18.1.2"},
+                   {"to": "198.19.0.0/16", "via": "198.18.1.254"}]
+    }}});
+    let mut warnings = Vec::new();
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert_eq!(
+        text,
+        "# Written by metaboot from network-config; metaboot rewrites it for a new instance.
+
+auto eth0
+iface eth0 inet static
+    address 198.18.1.10/24
+    up ip addr add 198.18.2.10/24 dev eth0
+    gateway 198.18.1.1
+    up ip route append default via 198.18.2.1 dev eth0
+iface eth0 inet6 static
+    address 2001:db8::5/64
+    up ip addr add 2001:db8:1::5/64 dev eth0
+    gateway 2001:db8::1
+    up ip -6 route append default via 2001:db8:1::1 dev eth0
+"
+    );
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v2), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert!(
+        text.ends_with(
+            "iface eth0 inet static
+    address 198.18.1.10/24
+    gateway 198.18.1.1
+    up ip route append default via 198.18.1.2 dev eth0
+    up ip route replace 198.19.0.0/16 via 198.18.1.254 dev eth0
+"
+        ),
+        "{text}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// The renderer is what the image starts: Debian 11 and 12's genericcloud images have
+/// systemd-networkd's daemon and `/etc/systemd/network` (the `systemd` package ships them) but
+/// bring their network up with ifupdown; networkd wins only when `systemctl enable` linked it
+/// (each of the links it makes counts, a link to a unit that is not there does not), and is
+/// still used on an image with nothing else.
+#[test]
+fn the_renderer_is_the_one_the_image_enables() {
+    let image = |files: &[&str], links: &[(&str, &str)]| {
+        let (dir, root) = root_with_links(&[]);
+        for file in files {
+            let path = root.host_path(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if file.ends_with('/') {
+                fs::create_dir_all(&path).unwrap();
+            } else {
+                fs::write(&path, "").unwrap();
+            }
+        }
+        for (link, target) in links {
+            let path = root.host_path(link);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, &path).unwrap();
+        }
+        let renderer = detect(&root);
+        drop(dir);
+        renderer
+    };
+    let networkd = [
+        "/lib/systemd/systemd-networkd",
+        "/etc/systemd/network/",
+        "/lib/systemd/system/systemd-networkd.service",
+        "/lib/systemd/system/systemd-networkd.socket",
+    ];
+    let ifupdown = ["/etc/network/interfaces", "/sbin/ifup"];
+    let both: Vec<&str> = networkd.iter().chain(&ifupdown).copied().collect();
+    // Debian 12 genericcloud: networkd installed, not enabled; ifupdown.
+    assert_eq!(image(&both, &[]), Renderer::Ifupdown);
+    // debian-metaboot (images/debian/customize.sh enables systemd-networkd): any of the links
+    // `systemctl enable systemd-networkd` makes.
+    for (link, unit) in NETWORKD_ENABLED.into_iter().zip([
+        "systemd-networkd.service",
+        "systemd-networkd.service",
+        "systemd-networkd.socket",
+    ]) {
+        let target = format!("/lib/systemd/system/{unit}");
+        assert_eq!(
+            image(&both, &[(link, target.as_str())]),
+            Renderer::Networkd,
+            "{link}"
+        );
+        assert_eq!(
+            image(&networkd, &[(link, target.as_str())]),
+            Renderer::Networkd
+        );
+        // A link left behind by a unit since removed.
+        assert_eq!(
+            image(&ifupdown, &[(link, "/lib/systemd/system/gone.service")]),
+            Renderer::Ifupdown,
+            "{link}"
+        );
+    }
+    // networkd installed and nothing else: networkd.
+    assert_eq!(image(&networkd, &[]), Renderer::Networkd);
+    assert_eq!(image(&networkd[..1], &[]), Renderer::Direct, "no directory");
+    // The tiny image: busybox's `ifup` applet, but no /etc/network/interfaces.
+    assert_eq!(
+        image(&["/sbin/ifup", "/etc/hostname"], &[]),
+        Renderer::Direct
     );
 }
 
