@@ -35,6 +35,10 @@ pub struct BootSpec {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Exit code of a boot stopped (Ctrl-C, SIGTERM) before its guest was provisioned, as a shell
+/// reports a command SIGINT ended.
+pub const EXIT_STOPPED: i32 = 130;
+
 extern "C" fn request_stop(_: i32) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -125,7 +129,20 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
         record.mac,
         guest.serial_log.display()
     );
-    let marker = vm.wait_for(serial::MARK_PROVISIONED, 0, vm.started + BOOT_TIMEOUT)?;
+    // Ctrl-C is heard while the guest boots too (the guest and its tap then go).
+    let deadline = vm.started + BOOT_TIMEOUT;
+    let marker = match vm
+        .serial()
+        .wait_for_unless(serial::MARK_PROVISIONED, 0, deadline, &STOP)
+    {
+        Some(marker) => marker,
+        None if STOP.load(Ordering::SeqCst) => {
+            println!("stopped before the guest was provisioned");
+            vm.kill()?;
+            return Ok(EXIT_STOPPED);
+        }
+        None => vm.wait_for(serial::MARK_PROVISIONED, 0, deadline)?,
+    };
     println!(
         "provisioned after {:.2} s: {}",
         marker.at.as_secs_f64(),

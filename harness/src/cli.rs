@@ -246,12 +246,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 args.id.into_iter().collect()
             };
+            // Every lab is taken down even when one cannot be: the failures are told at the end.
+            let mut failed = Vec::new();
             for id in ids {
-                if lab::down(&args.lab.state_root, &id)? {
-                    println!("lab {id} is down");
-                } else {
-                    println!("lab {id} was not up");
+                match lab::down(&args.lab.state_root, &id) {
+                    Ok(true) => println!("lab {id} is down"),
+                    Ok(false) => println!("lab {id} was not up"),
+                    Err(err) => {
+                        eprintln!("lab {id}: {err:#}");
+                        failed.push(id);
+                    }
                 }
+            }
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "could not take down lab {}: see above, then run `metaboot-harness lab down \
+                     --id ID` again",
+                    failed.join(", ")
+                );
             }
             Ok(0)
         }

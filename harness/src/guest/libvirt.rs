@@ -22,7 +22,7 @@ pub fn domain_xml(guest: &Guest) -> String {
     let _ = writeln!(
         xml,
         "<!-- metaboot guest {}: {how} under TCG -->",
-        e(&guest.name)
+        in_comment(&e(&guest.name))
     );
     let _ = writeln!(xml, "<domain type='qemu'>");
     let _ = writeln!(xml, "  <name>{}</name>", e(&guest.name));
@@ -137,6 +137,16 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// `text` as an XML comment may hold it: no `--` (a guest named after an image file
+/// `Debian 12 (x).qcow2` is `debian-12--x`), which XML forbids there.
+fn in_comment(text: &str) -> String {
+    let mut out = text.to_owned();
+    while out.contains("--") {
+        out = out.replace("--", "- -");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;
@@ -218,6 +228,12 @@ mod tests {
             domain_xml(&guest(Entropy::CpuMax)),
             domain_xml(&guest(Entropy::VirtioRng)),
             domain_xml(&disk_guest()),
+            // A user's image named `Debian 12 (x).qcow2`: `--` may not be in a comment.
+            domain_xml(&Guest::from_disk(
+                "isolated/debian-12--x",
+                Path::new("/var/tmp/run/overlay.qcow2"),
+                Path::new("/var/tmp/run/serial.log"),
+            )),
         ] {
             let path = dir.path().join("guest1.xml");
             std::fs::write(&path, xml).unwrap();

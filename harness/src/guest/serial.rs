@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -67,6 +68,9 @@ struct Shared {
 }
 
 /// Reads a console stream on a thread; see the module doc.
+/// How often a wait looks at its stop flag.
+pub const STOP_POLL: Duration = Duration::from_millis(200);
+
 #[derive(Debug, Clone)]
 pub struct SerialMonitor {
     shared: Arc<(Mutex<Shared>, Condvar)>,
@@ -147,6 +151,31 @@ impl SerialMonitor {
                 .wait_timeout(state, deadline - now)
                 .map(|(s, _)| s)
                 .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// [`SerialMonitor::wait_for`], but looking at `stop` every [`STOP_POLL`] (a Ctrl-C's
+    /// flag): `None` as soon as it is set, too.
+    pub fn wait_for_unless(
+        &self,
+        name: &str,
+        from: usize,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Option<Marker> {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            let slice = (Instant::now() + STOP_POLL).min(deadline);
+            if let Some(marker) = self.wait_for(name, from, slice) {
+                return Some(marker);
+            }
+            let (lock, _) = &*self.shared;
+            let state = lock.lock().unwrap_or_else(|p| p.into_inner());
+            if state.closed || state.panicked || slice >= deadline {
+                return None;
+            }
         }
     }
 
@@ -290,6 +319,34 @@ mod tests {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("] noise\n"), "{text}");
         assert!(!text.contains('\u{1b}'));
+    }
+
+    /// A Ctrl-C while a guest boots ends the wait within a poll, not at the boot's deadline.
+    #[test]
+    fn a_wait_ends_soon_after_its_stop_flag_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        // A console that stays open and quiet.
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let monitor =
+            SerialMonitor::start(reader, &dir.path().join("serial.log"), Instant::now()).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let setter = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            setter.store(true, Ordering::SeqCst);
+        });
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs(120);
+        assert_eq!(
+            monitor.wait_for_unless(MARK_PROVISIONED, 0, deadline, &stop),
+            None
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            began.elapsed()
+        );
+        assert!(STOP_POLL <= Duration::from_secs(1));
     }
 
     #[test]

@@ -5,10 +5,13 @@ use std::net::{SocketAddr, SocketAddrV6, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait;
+use nix::unistd::Pid;
 
 use crate::process::check;
 
@@ -62,18 +65,49 @@ pub fn process_in(pid: u32, ns: &str) -> bool {
         .is_ok_and(|ours| ours.dev() == theirs.dev() && ours.ino() == theirs.ino())
 }
 
-/// Kills (SIGKILL) every process whose network namespace is `ns`: processes inside a lab's
-/// namespaces were all started by the lab (QEMU, dnsmasq, ssh), so this never touches others.
-/// Returns how many were signalled.
+/// How long processes left in a namespace being removed get to end on SIGTERM before SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// Ends every process whose network namespace is `ns`, which is about to go: SIGTERM, then
+/// SIGKILL for those still there after [`TERM_GRACE`]. They are the lab's own (QEMU, ssh
+/// checks of a run that was killed) or a user's (an `ip netns exec … ssh`), so each is named
+/// in a warning. Returns how many were signalled.
 pub fn kill_processes_in(ns: &str) -> usize {
-    let Ok(target) = std::fs::metadata(Path::new(NETNS_DIR).join(ns)) else {
+    let found = processes_in(ns);
+    if found.is_empty() {
         return 0;
+    }
+    for (pid, name) in &found {
+        tracing::warn!("stopping process {pid} ({name}), left in network namespace {ns}");
+        let _ = signal::kill(*pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + TERM_GRACE;
+    let alive = |pid: Pid| {
+        // Reap it if it is our child; harmless (ECHILD) otherwise.
+        let _ = wait::waitpid(pid, Some(wait::WaitPidFlag::WNOHANG));
+        signal::kill(pid, None).is_ok()
+    };
+    while Instant::now() < deadline && found.iter().any(|(pid, _)| alive(*pid)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (pid, _) in &found {
+        if alive(*pid) && signal::kill(*pid, Signal::SIGKILL).is_ok() {
+            let _ = wait::waitpid(*pid, Some(wait::WaitPidFlag::WNOHANG));
+        }
+    }
+    found.len()
+}
+
+/// The processes (pid, command name) whose network namespace is `ns`, this one excepted.
+fn processes_in(ns: &str) -> Vec<(Pid, String)> {
+    let Ok(target) = std::fs::metadata(Path::new(NETNS_DIR).join(ns)) else {
+        return Vec::new();
     };
     let (dev, ino) = (target.dev(), target.ino());
-    let mut killed = 0;
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
+    let mut found = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let Some(pid) = entry
             .file_name()
@@ -86,15 +120,11 @@ pub fn kill_processes_in(ns: &str) -> usize {
             continue;
         };
         if meta.dev() == dev && meta.ino() == ino && pid != std::process::id() as i32 {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
-                killed += 1;
-                // Reap it if it is our child; harmless (ECHILD) otherwise.
-                let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-            }
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            found.push((Pid::from_raw(pid), name.trim().to_owned()));
         }
     }
-    killed
+    found
 }
 
 /// Connects to `addr` from inside the namespace; Ok when something accepted the connection.
@@ -144,4 +174,53 @@ pub fn tcp_probe_on_link(
             other => other,
         };
     tcp_probe(ns, addr, timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process left in a lab namespace (a user's `ip netns exec … sleep`) gets SIGTERM first
+    /// and is gone well before the grace ends.
+    #[test]
+    fn processes_left_in_a_namespace_are_asked_to_end_then_counted() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root"
+            );
+            eprintln!("skipped: network namespaces need root");
+            return;
+        }
+        let ns = format!("metaboot-test-{}", std::process::id());
+        create(&ns).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let told = dir.path().join("told");
+        // A shell that says it was asked to end (SIGTERM), and its `sleep`.
+        let script = format!(
+            "trap 'echo term > {}; kill $!; exit 0' TERM; sleep 60 & wait",
+            told.display()
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, "sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while processes_in(&ns).len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let began = Instant::now();
+        let killed = kill_processes_in(&ns);
+        let took = began.elapsed();
+        delete(&ns).unwrap();
+        assert_eq!(killed, 2);
+        assert_eq!(std::fs::read_to_string(&told).unwrap(), "term\n");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} still there"
+        );
+        assert!(took < TERM_GRACE, "SIGTERM ends them at once: {took:?}");
+        assert_eq!(kill_processes_in(&ns), 0, "the namespace is gone");
+    }
 }
