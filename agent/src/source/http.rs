@@ -289,11 +289,11 @@ impl Fetch for HttpClient {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Serves one canned response per connection on `addr`, `count` times.
-    fn serve(addr: &str, responses: Vec<Vec<u8>>) -> Option<std::net::SocketAddr> {
+    /// Serves one canned response per connection on `addr`, in order, one each.
+    pub fn serve(addr: &str, responses: Vec<Vec<u8>>) -> Option<std::net::SocketAddr> {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind(addr).ok()?;
         let local = listener.local_addr().ok()?;
@@ -315,7 +315,8 @@ mod tests {
         HttpClient::new(Duration::from_secs(5), retry)
     }
 
-    fn response(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    /// An HTTP/1.1 response that closes its connection.
+    pub fn response(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
             body.len()
