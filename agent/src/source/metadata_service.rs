@@ -44,7 +44,10 @@ pub const AHEAD: [(&str, u64); 4] = [
 pub enum MetadataServiceError {
     #[error("Metadata service")]
     Fetch(#[from] RetryError<FetchError>),
-    #[error("Metadata service")]
+    #[error(
+        "Metadata service not found (check the network and `metadata_urls`, or give it more \
+         time with `deadline_secs` in metaboot.yaml)"
+    )]
     Unanswered(#[from] RetryError<Unanswered>),
     #[error("meta_data.json is missing (404) at {0}")]
     MissingMetaData(String),
@@ -199,13 +202,13 @@ fn discovery_rounds(
     })
 }
 
-/// The metadata service at the configured URLs. It is always "there": whether it answers,
-/// and at which URL, is found out by fetching, within the run's deadline.
+/// The metadata service at the first configured URL that answers within the run's deadline
+/// ([`discover`]). One never found is an error: the chooser warns and tries the next
+/// datasource (a config drive listed after it).
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
-    Ok(Some(Box::new(MetadataService::new(
-        probe.client.clone(),
-        probe.urls.to_vec(),
-    ))))
+    let mut service = MetadataService::new(probe.client.clone(), probe.urls.to_vec());
+    service.version()?;
+    Ok(Some(Box::new(service)))
 }
 
 /// The metadata service at one of its base URLs.
