@@ -17,7 +17,6 @@ mod steps;
 mod system;
 
 use std::fs::File;
-use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
@@ -114,8 +113,10 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
             Done::error(settings.errors.join("; "))
         }
     });
-    let deadline = Instant::now() + settings.agent.deadline();
-    let client = HttpClient::new(settings.agent.request_timeout(), Retry::until(deadline));
+    let client = HttpClient::new(
+        settings.agent.request_timeout(),
+        Retry::for_budget(settings.agent.deadline()),
+    );
     let probe = Probe {
         root,
         urls: &urls,
