@@ -41,7 +41,8 @@ pub struct AgentConfig {
     pub metadata_url: Option<String>,
     /// The metadata service's base URLs, tried in order; the first that answers wins.
     pub metadata_urls: Option<Vec<String>>,
-    /// How long to keep retrying the metadata service, in seconds.
+    /// How long to keep retrying the metadata service, in seconds (0: one round, each request
+    /// with its full timeout).
     pub deadline_secs: u64,
     /// Bound of one HTTP request, in seconds.
     pub request_timeout_secs: u64,

@@ -55,7 +55,10 @@ impl<E: std::error::Error + 'static> RetryError<E> {
 /// Backoff bounds and a deadline shared by every operation of one pass.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
-    deadline: Instant,
+    /// No attempt starts after it, and an attempt is given the time left before it. `None`:
+    /// only `attempts` bounds the retries, and each attempt has the time its own timeout
+    /// allows.
+    deadline: Option<Instant>,
     base: Duration,
     cap: Duration,
     /// At most this many attempts, when set (a deadline still applies).
@@ -66,10 +69,22 @@ impl Retry {
     /// Retries until `deadline` with the default backoff.
     pub fn until(deadline: Instant) -> Self {
         Retry {
-            deadline,
+            deadline: Some(deadline),
             base: BACKOFF_BASE,
             cap: BACKOFF_CAP,
             attempts: None,
+        }
+    }
+
+    /// Retries for `budget` from now (a pass's `deadline_secs`). A zero budget is one attempt
+    /// with no time bound of its own, so that each request has its full timeout (cloud-init's
+    /// `max_wait: -1`, one round), not a run whose every request is given nothing.
+    pub fn for_budget(budget: Duration) -> Self {
+        let now = Instant::now();
+        if budget.is_zero() {
+            Retry::until(now).attempts_only(1)
+        } else {
+            Retry::until(now + budget)
         }
     }
 
@@ -81,10 +96,22 @@ impl Retry {
         }
     }
 
-    /// Same backoff, a deadline at most `budget` from now.
-    pub fn within(self, budget: Duration) -> Self {
+    /// Same backoff, no deadline: at most `attempts` attempts (at least one), each with the
+    /// time its own timeout allows.
+    pub fn attempts_only(self, attempts: u32) -> Self {
         Retry {
-            deadline: self.deadline.min(Instant::now() + budget),
+            deadline: None,
+            attempts: Some(attempts.max(1)),
+            ..self
+        }
+    }
+
+    /// Same backoff, a deadline `budget` from now, whatever this one's (an operation with a
+    /// budget of its own), and no cap on attempts.
+    pub fn afresh(self, budget: Duration) -> Self {
+        Retry {
+            deadline: Some(Instant::now() + budget),
+            attempts: None,
             ..self
         }
     }
@@ -94,9 +121,11 @@ impl Retry {
         Retry { base, cap, ..self }
     }
 
-    /// Time left before the deadline (zero once past it).
+    /// Time left before the deadline (zero once past it; [`Duration::MAX`] without one).
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.deadline.map_or(Duration::MAX, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        })
     }
 
     /// The wait after the `attempt`-th failure (1-based): base · 2^(attempt−1), capped.
@@ -105,8 +134,9 @@ impl Retry {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// Runs `op` until it succeeds, fails permanently, or the deadline passes. `op` gets the time
-    /// left, to bound its own timeouts. At least one attempt is always made.
+    /// Runs `op` until it succeeds, fails permanently, or the deadline passes (or the attempts
+    /// run out). `op` gets the time left ([`Retry::remaining`], at least 1 ms), to bound its own
+    /// timeouts. At least one attempt is always made.
     pub fn run<T, E>(
         &self,
         what: &str,
@@ -254,6 +284,30 @@ mod tests {
                 Err(Fake(true))
             });
         assert_eq!(calls, 1);
+    }
+
+    /// `deadline_secs: 0` is one attempt given all the time its own timeout allows, not one
+    /// given 1 ms; an operation with a budget of its own gets it whatever the pass has left.
+    #[test]
+    fn a_zero_budget_is_one_attempt_with_its_full_time() {
+        let mut given = Vec::new();
+        let got: Result<(), _> = Retry::for_budget(Duration::ZERO).run("test", |left| {
+            given.push(left);
+            Err(Fake(true))
+        });
+        assert!(matches!(got, Err(RetryError::Attempts { attempts: 1, .. })));
+        assert_eq!(given, [Duration::MAX]);
+
+        let spent = fast(Duration::ZERO);
+        let own = spent.afresh(Duration::from_secs(30));
+        assert!(own.remaining() > Duration::from_secs(29));
+        let mut calls = 0;
+        let _: Result<(), _> = spent.attempts_only(3).run("test", |left| {
+            calls += 1;
+            assert_eq!(left, Duration::MAX);
+            Err(Fake(true))
+        });
+        assert_eq!(calls, 3);
     }
 
     #[test]

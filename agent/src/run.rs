@@ -17,7 +17,6 @@ mod steps;
 mod system;
 
 use std::fs::File;
-use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
@@ -114,22 +113,28 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
             Done::error(settings.errors.join("; "))
         }
     });
-    let deadline = Instant::now() + settings.agent.deadline();
-    let client = HttpClient::new(settings.agent.request_timeout(), Retry::until(deadline));
+    let client = HttpClient::new(
+        settings.agent.request_timeout(),
+        Retry::for_budget(settings.agent.deadline()),
+    );
     let probe = Probe {
         root,
         urls: &urls,
         client: &client,
     };
     let order = settings.agent.datasources();
-    let mut source = source::choose(&order, &probe, &mut report.warnings);
+    let (mut source, unusable) = match source::choose(&order, &probe, &mut report.warnings) {
+        Ok(source) => (Some(source), Vec::new()),
+        Err(unusable) => (None, unusable),
+    };
     report.source = source.as_ref().map(|s| s.name().to_owned());
     let instance = match source.as_deref_mut() {
         Some(source) => fetch::fetch(root, &state, settings, source, &client, &mut report),
         None => {
             report.step("meta-data", || {
+                let why: String = unusable.iter().map(|why| format!("; {why}")).collect();
                 Done::error(format!(
-                    "no datasource found (tried: {}; see `datasources` in metaboot.yaml)",
+                    "no datasource found (tried: {}; see `datasources` in metaboot.yaml){why}",
                     order.join(", ")
                 ))
             });

@@ -180,3 +180,59 @@ fn with_one_cpu_each_document_is_fetched_in_its_own_step() {
     }
     assert_eq!(guest.read("/etc/hostname"), "one-cpu\n");
 }
+
+/// Writes metaboot.yaml with the guest's server, `deadline_secs` and `request_timeout_secs`.
+fn timing(guest: &Guest, deadline_secs: u64, request_timeout_secs: u64) {
+    std::fs::write(
+        guest.path("/etc/metaboot/metaboot.yaml"),
+        format!(
+            "metadata_url: {}\ndeadline_secs: {deadline_secs}\n\
+             request_timeout_secs: {request_timeout_secs}\ndisable_root: false\n",
+            guest.server.url()
+        ),
+    )
+    .unwrap();
+}
+
+/// `deadline_secs: 0` is one round whose requests each have the full request timeout, not
+/// requests given 1 ms each.
+#[test]
+fn a_zero_deadline_is_one_round_with_full_request_timeouts() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: at-once\n");
+    timing(&guest, 0, 5);
+    guest
+        .server
+        .fail("/openstack", Fault::Delay(Duration::from_millis(300)), 1);
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(guest.server.hits("/openstack"), 1, "{log}");
+    assert_eq!(guest.read("/etc/hostname"), "at-once\n");
+}
+
+/// A service that answers just before the deadline still has its documents read, its
+/// `#include` URLs too: each has a budget of its own (`DOCUMENT_ATTEMPTS` attempts with the
+/// full request timeout, `MAX_INCLUDE_FETCH_TIME`), not what is left of the deadline.
+#[test]
+fn documents_of_a_service_found_late_have_their_own_time() {
+    let guest = Guest::new();
+    let base = format!("{}/openstack/latest", guest.server.url());
+    guest.user_data(format!("#include\n{base}/late.yaml\n"));
+    guest.serve("late.yaml", b"#cloud-config\nhostname: found-late\n");
+    timing(&guest, 2, 3);
+    let slow = |path: &str, millis| {
+        guest
+            .server
+            .fail(path, Fault::Delay(Duration::from_millis(millis)), 1);
+    };
+    slow("/openstack", 1500);
+    for name in ["meta_data.json", "user_data", "late.yaml"] {
+        slow(&format!("/openstack/latest/{name}"), 1000);
+    }
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    for name in ["meta_data.json", "user_data", "late.yaml"] {
+        assert_eq!(guest.server.hits(&format!("/openstack/latest/{name}")), 1);
+    }
+    assert_eq!(guest.read("/etc/hostname"), "found-late\n");
+}

@@ -2,8 +2,6 @@
 //! `admin_pass`), the password post-back, `ssh_pwauth`, and the authorized keys' fingerprints
 //! on the console.
 
-use std::time::Instant;
-
 use metaboot_proto::MetaData;
 
 use super::instance::Instance;
@@ -288,7 +286,7 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     };
     let client = HttpClient::new(
         i.settings.agent.request_timeout(),
-        Retry::until(Instant::now() + i.settings.agent.deadline()),
+        Retry::for_budget(i.settings.agent.deadline()),
     );
     let posted_to = password_url(i, &client)
         .and_then(|url| post_password(&client, &url, &posted).map(|()| url));

@@ -37,10 +37,11 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
         return Ok(None);
     };
     let mounted = Mounted::mount(probe.root, &device, fs, NAME).map_err(ConfigDriveError::from)?;
-    Ok(Some(Box::new(ConfigDrive {
+    let drive = ConfigDrive {
         dir: mounted.dir().to_owned(),
         _mounted: Some(mounted),
-    })))
+    };
+    Ok(Some(Box::new(drive.checked()?)))
 }
 
 /// A config drive's contents (a mounted device or a plain directory).
@@ -57,6 +58,17 @@ impl ConfigDrive {
         ConfigDrive {
             dir: dir.into(),
             _mounted: None,
+        }
+    }
+
+    /// The drive, when it holds `openstack/latest/meta_data.json`: one without it cannot be
+    /// used (as cloud-init's ConfigDrive, whose one required file it is), so the chooser warns
+    /// and tries the next datasource. A mounted one is released.
+    pub fn checked(self) -> Result<Self, ConfigDriveError> {
+        let meta_data = Path::new(LATEST).join("meta_data.json");
+        match Root::open(&self.dir) {
+            Ok(drive) if drive.exists(&meta_data) => Ok(self),
+            _ => Err(ConfigDriveError::MissingMetaData(self.dir.join(LATEST))),
         }
     }
 }

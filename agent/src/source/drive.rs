@@ -4,7 +4,9 @@
 //! unmounted when dropped, and read file by file with a size bound and never through a symlink
 //! out of the drive.
 
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -17,7 +19,7 @@ use crate::root::Root;
 pub const SYS_CLASS_BLOCK: &str = "/sys/class/block";
 /// Where drives are mounted (one directory each), under the root.
 pub const MOUNT_DIR: &str = "/run/metaboot";
-/// Most block devices probed.
+/// Most block devices probed, counted among those that may hold a drive (see [`probe_all`]).
 pub const MAX_PROBED_DEVICES: usize = 128;
 /// Bytes read from a device to find its label: the iso9660 primary volume descriptor ends at
 /// 32 KiB + 2 KiB.
@@ -137,13 +139,41 @@ fn probe_device(root: &Root, path: &Path) -> Option<(FsType, String)> {
     probe_label(&head)
 }
 
-/// Every labelled block device under the root (at most [`MAX_PROBED_DEVICES`] probed), in
-/// probing order: `(device path under the root, filesystem, label)`.
+/// Where a block device comes in the probing order: whole disks first (a config drive or a
+/// NoCloud seed is one: `sr0`, `vdb`), then partitions, then loop devices (a snap each);
+/// `None` for one of size zero, which holds nothing to probe (an unused loop device, an empty
+/// CD tray). Read from sysfs only, the device itself is not opened.
+fn probing_rank(root: &Root, name: &OsStr) -> Option<u8> {
+    let sys = Path::new(SYS_CLASS_BLOCK).join(name);
+    let size = root.read_optional_string(sys.join("size")).ok().flatten();
+    if size.is_some_and(|size| size.trim() == "0") {
+        return None;
+    }
+    Some(if name.as_bytes().starts_with(b"loop") {
+        2
+    } else if root.exists(sys.join("partition")) {
+        1
+    } else {
+        0
+    })
+}
+
+/// Every labelled block device under the root, in probing order: `(device path under the root,
+/// filesystem, label)`. The devices that may hold one are picked first ([`probing_rank`]:
+/// none of size zero; whole disks, then partitions, then loop devices, each in name order),
+/// then at most [`MAX_PROBED_DEVICES`] of them are probed: dozens of loop devices and
+/// partitions do not hide the drive.
 pub fn probe_all(root: &Root) -> Vec<(PathBuf, FsType, String)> {
-    root.entries_or_none(SYS_CLASS_BLOCK)
+    let mut candidates: Vec<(u8, OsString)> = root
+        .entries_or_none(SYS_CLASS_BLOCK)
+        .into_iter()
+        .filter_map(|(name, _)| Some((probing_rank(root, &name)?, name)))
+        .collect();
+    candidates.sort_unstable();
+    candidates
         .into_iter()
         .take(MAX_PROBED_DEVICES)
-        .filter_map(|(name, _)| {
+        .filter_map(|(_, name)| {
             let device = Path::new("/dev").join(&name);
             let (fs, label) = probe_device(root, &device)?;
             tracing::debug!(device = %device.display(), fs = fs.name(), label, "probed");

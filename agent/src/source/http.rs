@@ -23,6 +23,12 @@ pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 pub const MAX_USER_DATA_BYTES: u64 = 1024 * 1024;
 /// Default bound of one request, connect to last body byte (cloud-init's `timeout: 10`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts at each document once the service has answered (`user_data`, vendor and network
+/// data, `meta_data.json` at a listed version), each with the full request timeout whatever
+/// is left of the run's deadline, so that a service found late still has its documents read
+/// (cloud-init: 6 attempts 1 s apart, 10 s each). With the defaults, a document that never
+/// answers is given up after 3 × 10 s and 1 + 2 s of backoff.
+pub const DOCUMENT_ATTEMPTS: u32 = 3;
 /// Bound on establishing a TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response header block.
@@ -134,8 +140,8 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client whose requests each last at most `request_timeout` (and never past the retry
-    /// deadline).
+    /// A client whose requests each last at most `request_timeout` (and, while the service is
+    /// looked for, never past `retry`'s deadline).
     pub fn new(request_timeout: Duration, retry: Retry) -> Self {
         let config = ureq::Agent::config_builder()
             .proxy(None)
@@ -162,9 +168,12 @@ impl HttpClient {
         &self.retry
     }
 
-    /// GET with retries: `Ok(Some(body))` on 200, `Ok(None)` on 404.
+    /// A document's GET once the service has answered, with a budget of its own:
+    /// [`DOCUMENT_ATTEMPTS`] attempts (transient failures only), each with the full request
+    /// timeout, whatever is left of the run's deadline. `Ok(Some(body))` on 200, `Ok(None)` on
+    /// 404.
     pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
-        self.get_retried(url, limit, self.retry)
+        self.get_retried(url, limit, self.retry.attempts_only(DOCUMENT_ATTEMPTS))
     }
 
     /// [`HttpClient::get`] within `retry`'s bounds.
@@ -280,20 +289,21 @@ impl HttpClient {
 }
 
 impl Fetch for HttpClient {
-    /// An include's GET, retried for at most [`MAX_INCLUDE_FETCH_TIME`] of the run's deadline:
-    /// one URL that never answers leaves the others their time.
+    /// An include's GET, retried for [`MAX_INCLUDE_FETCH_TIME`] of its own, whatever is left
+    /// of the run's deadline (user data read from a service found late still has its includes
+    /// read): one URL that never answers leaves the others their time.
     fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
-        self.get_retried(url, limit, self.retry.within(MAX_INCLUDE_FETCH_TIME))
+        self.get_retried(url, limit, self.retry.afresh(MAX_INCLUDE_FETCH_TIME))
             .map_err(|err| chain(&err))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Serves one canned response per connection on `addr`, `count` times.
-    fn serve(addr: &str, responses: Vec<Vec<u8>>) -> Option<std::net::SocketAddr> {
+    /// Serves one canned response per connection on `addr`, in order, one each.
+    pub fn serve(addr: &str, responses: Vec<Vec<u8>>) -> Option<std::net::SocketAddr> {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind(addr).ok()?;
         let local = listener.local_addr().ok()?;
@@ -315,7 +325,8 @@ mod tests {
         HttpClient::new(Duration::from_secs(5), retry)
     }
 
-    fn response(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    /// An HTTP/1.1 response that closes its connection.
+    pub fn response(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
             body.len()
@@ -405,6 +416,32 @@ mod tests {
             .unwrap_err();
         assert!(!err.is_transient(), "{err:?}");
         assert!(crate::log::chain(&err).contains("nosuchif0"), "{err:?}");
+    }
+
+    /// A document's own budget is bounded, below cloud-init's (6 attempts of 10 s, 1 s
+    /// apart), and does not depend on the run's deadline.
+    #[test]
+    fn a_document_has_a_bounded_budget_of_its_own() {
+        let spent = Retry::until(std::time::Instant::now());
+        let backoff: Duration = (1..DOCUMENT_ATTEMPTS).map(|n| spent.backoff(n)).sum();
+        let worst = DEFAULT_REQUEST_TIMEOUT * DOCUMENT_ATTEMPTS + backoff;
+        const { assert!(DOCUMENT_ATTEMPTS >= 2, "a document is retried") };
+        assert!(worst <= Duration::from_secs(6 * 10 + 5), "{worst:?}");
+        // A client whose run's deadline has passed still reads a document (a 503 first).
+        let addr = serve(
+            "127.0.0.1:0",
+            vec![
+                response("503 Busy", "", b""),
+                response("200 OK", "", b"late"),
+            ],
+        )
+        .unwrap();
+        let client = HttpClient::new(
+            Duration::from_secs(5),
+            spent.with_backoff(Duration::from_millis(10), Duration::from_millis(10)),
+        );
+        let got = client.get(&format!("http://{addr}/user_data"), 10).unwrap();
+        assert_eq!(got.unwrap(), b"late");
     }
 
     #[test]

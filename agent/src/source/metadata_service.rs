@@ -44,7 +44,10 @@ pub const AHEAD: [(&str, u64); 4] = [
 pub enum MetadataServiceError {
     #[error("Metadata service")]
     Fetch(#[from] RetryError<FetchError>),
-    #[error("Metadata service")]
+    #[error(
+        "Metadata service not found (check the network and `metadata_urls`, or give it more \
+         time with `deadline_secs` in metaboot.yaml)"
+    )]
     Unanswered(#[from] RetryError<Unanswered>),
     #[error("meta_data.json is missing (404) at {0}")]
     MissingMetaData(String),
@@ -52,7 +55,7 @@ pub enum MetadataServiceError {
 
 /// No metadata URL answered in one round.
 #[derive(Debug, thiserror::Error)]
-#[error("none of the metadata URLs answered ({urls})")]
+#[error("none of the metadata URLs answered ({urls}){}", not_found_note(.not_found_at.as_deref()))]
 pub struct Unanswered {
     /// The URLs tried, comma-separated.
     pub urls: String,
@@ -61,6 +64,14 @@ pub struct Unanswered {
     pub last: Box<FetchError>,
     /// Whether any of them may answer later.
     pub transient: bool,
+    /// A URL that answered 404 at every path while another failed in a way that may pass:
+    /// it is the service only when no round is left for the other one.
+    pub not_found_at: Option<String>,
+}
+
+fn not_found_note(url: Option<&str>) -> String {
+    url.map(|url| format!("; {url} answered 404, waiting for the others"))
+        .unwrap_or_default()
 }
 
 impl Transient for Unanswered {
@@ -110,9 +121,36 @@ pub type Answer = Option<(usize, Vec<u8>)>;
 /// The first of `urls` where one of `paths` answers, asked in order at each URL (a 404 on one
 /// path asks the next at the same URL; an error moves to the next URL), retried round after
 /// round within the client's deadline. A URL where every path answers 404 wins when none
-/// answers 200: the service is there but does not know this instance. Returns the URL and, on
-/// a 200, which path answered and its body.
+/// answers 200 and none failed in a way that may pass (unreachable, a timeout, a 5xx: IPv4 not
+/// up yet while the IPv6 URL answers 404, as cloud-init's `wait_for_url` takes anything but a
+/// 200 for "not ready"); with such a failure the round is tried again, and the 404 wins only
+/// when the deadline leaves no other round. Returns the URL and, on a 200, which path answered
+/// and its body.
 pub fn discover(
+    client: &HttpClient,
+    urls: &[String],
+    paths: &[&str],
+) -> Result<(String, Answer), RetryError<Unanswered>> {
+    let found = discovery_rounds(client, urls, paths);
+    match found {
+        Err(RetryError::Deadline { last, .. } | RetryError::Attempts { last, .. })
+            if last.not_found_at.is_some() =>
+        {
+            let url = last.not_found_at.unwrap_or_default();
+            tracing::info!(
+                url,
+                "metadata service answered 404 for /{}, and no other URL answered in time",
+                paths.join(" and /")
+            );
+            Ok((url, None))
+        }
+        other => other,
+    }
+}
+
+/// The rounds of [`discover`]: a URL answering 404 everywhere ends them only when no other
+/// URL may answer later.
+fn discovery_rounds(
     client: &HttpClient,
     urls: &[String],
     paths: &[&str],
@@ -143,13 +181,15 @@ pub fn discover(
             }
             unknown_here.get_or_insert_with(|| url.clone());
         }
-        if let Some(url) = unknown_here {
+        if let Some(url) = &unknown_here
+            && !transient
+        {
             tracing::info!(
                 url,
                 "metadata service answered 404 for /{}",
                 paths.join(" and /")
             );
-            return Ok((url, None));
+            return Ok((url.clone(), None));
         }
         Err(Unanswered {
             urls: urls.join(", "),
@@ -157,17 +197,18 @@ pub fn discover(
                 FetchError::Url(super::url::UrlError::Scheme("(no metadata URL)".to_owned()))
             })),
             transient,
+            not_found_at: unknown_here,
         })
     })
 }
 
-/// The metadata service at the configured URLs. It is always "there": whether it answers,
-/// and at which URL, is found out by fetching, within the run's deadline.
+/// The metadata service at the first configured URL that answers within the run's deadline
+/// ([`discover`]). One never found is an error: the chooser warns and tries the next
+/// datasource (a config drive listed after it).
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
-    Ok(Some(Box::new(MetadataService::new(
-        probe.client.clone(),
-        probe.urls.to_vec(),
-    ))))
+    let mut service = MetadataService::new(probe.client.clone(), probe.urls.to_vec());
+    service.version()?;
+    Ok(Some(Box::new(service)))
 }
 
 /// The metadata service at one of its base URLs.
@@ -292,6 +333,51 @@ mod tests {
         assert_eq!(pick_version("2099-12-31\nlatest"), "latest");
         assert_eq!(pick_version(""), "latest");
         assert_eq!(pick_version("2016-06-30 \r\nlatest"), "2016-06-30");
+    }
+
+    /// A URL that answers 404 everywhere (an IPv6 address the service cannot map) does not
+    /// win while another failed in a way that may pass (IPv4 not up yet, a 503): the round is
+    /// tried again, and the 404 wins only when the deadline leaves no other round.
+    #[test]
+    fn a_url_answering_404_waits_for_one_that_may_answer_later() {
+        use crate::retry::Retry;
+        use crate::source::http::tests::{response, serve};
+        use std::time::Instant;
+
+        let client = |deadline: Duration| {
+            let retry = Retry::until(Instant::now() + deadline)
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(40));
+            HttpClient::new(Duration::from_secs(5), retry)
+        };
+        let not_found = || vec![response("404 Not Found", "", b""); 200];
+        let paths = ["first", "listing"];
+        let later = serve(
+            "127.0.0.1:0",
+            vec![
+                response("503 Service Unavailable", "", b""),
+                response("200 OK", "", b"{}"),
+            ],
+        )
+        .unwrap();
+        let unknown = serve("127.0.0.1:0", not_found()).unwrap();
+        let urls = [format!("http://{later}"), format!("http://{unknown}")];
+        let (url, answer) = discover(&client(Duration::from_secs(5)), &urls, &paths).unwrap();
+        assert_eq!(
+            (url.as_str(), answer),
+            (urls[0].as_str(), Some((0, b"{}".to_vec())))
+        );
+
+        // Never up: the 404 wins once the deadline is reached.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let unknown = serve("127.0.0.1:0", not_found()).unwrap();
+        let urls = [format!("http://{closed}"), format!("http://{unknown}")];
+        let started = Instant::now();
+        let (url, answer) = discover(&client(Duration::from_millis(300)), &urls, &paths).unwrap();
+        assert_eq!((url.as_str(), answer), (urls[1].as_str(), None));
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[test]

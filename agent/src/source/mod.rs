@@ -35,12 +35,15 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 }
 
 /// The first datasource of `order` (names from [`DATASOURCES`]; others are skipped) that this
-/// machine has. One that is there but unusable adds a line to `warnings` and the next is tried.
+/// machine has. One that is there but unusable (a drive that does not mount, a metadata
+/// service that never answers) adds a line to `warnings` and the next is tried. Without one,
+/// why each unusable one was passed over (`name: reason`).
 pub fn choose(
     order: &[&str],
     probe: &Probe<'_>,
     warnings: &mut Vec<String>,
-) -> Option<Box<dyn Source>> {
+) -> Result<Box<dyn Source>, Vec<String>> {
+    let mut unusable = Vec::new();
     for wanted in order {
         let Some((name, detect)) = DATASOURCES.iter().find(|(name, _)| name == wanted) else {
             continue;
@@ -48,16 +51,17 @@ pub fn choose(
         match detect(probe) {
             Ok(Some(source)) => {
                 tracing::info!(datasource = name, "datasource found");
-                return Some(source);
+                return Ok(source);
             }
             Ok(None) => tracing::debug!(datasource = name, "not present"),
-            Err(err) => warnings.push(format!(
-                "{name}: {}; trying the next datasource",
-                crate::log::chain(err.as_ref())
-            )),
+            Err(err) => {
+                let why = format!("{name}: {}", crate::log::chain(err.as_ref()));
+                warnings.push(format!("{why}; trying the next datasource"));
+                unusable.push(why);
+            }
         }
     }
-    None
+    Err(unusable)
 }
 
 #[cfg(test)]

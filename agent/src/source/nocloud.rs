@@ -16,7 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::contract::{NetworkData, Probe, Source, SourceError, VendorData};
 use super::drive::{self, DriveError, Mounted};
-use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
+use super::http::MAX_METADATA_BYTES;
+use crate::userdata::gzip::MAX_DECOMPRESSED_BYTES;
 use crate::userdata::yaml::{self, YamlError};
 
 /// Its name in `datasources:`.
@@ -30,6 +31,10 @@ pub const SEED_DIRS: [&str; 2] = [
 ];
 /// The instance id of a seed whose meta-data has none (cloud-init's default).
 pub const DEFAULT_INSTANCE_ID: &str = "nocloud";
+/// Largest `user-data` or `vendor-data` of a seed. A seed is local, made by the machine's
+/// owner, and cloud-init reads it whole, so the bound is not the metadata service's (nova
+/// keeps at most 64 KiB of user data) but what the decoder takes after gunzip anyway.
+pub const MAX_SEED_USER_DATA_BYTES: u64 = MAX_DECOMPRESSED_BYTES as u64;
 
 /// NoCloud failures.
 #[derive(Debug, thiserror::Error)]
@@ -76,14 +81,14 @@ impl Seed {
         };
         let (Some(meta_data), Some(user_data)) = (
             file("meta-data", MAX_METADATA_BYTES)?,
-            file("user-data", MAX_USER_DATA_BYTES)?,
+            file("user-data", MAX_SEED_USER_DATA_BYTES)?,
         ) else {
             return Ok(None);
         };
         Ok(Some(Seed {
             meta_data,
             user_data,
-            vendor_data: file("vendor-data", MAX_USER_DATA_BYTES)?,
+            vendor_data: file("vendor-data", MAX_SEED_USER_DATA_BYTES)?,
             network_config: file("network-config", MAX_METADATA_BYTES)?,
             origin,
         }))
@@ -91,17 +96,27 @@ impl Seed {
 }
 
 /// This machine's NoCloud seeds (a seed directory, a `cidata` device), read; `None` without any.
+/// A seed that cannot be read (a file that is not readable, or over its bound) is a warning and
+/// the next one is looked at; its error explains why none was found.
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
     let mut seeds: Vec<Seed> = Vec::new();
+    let mut unusable = None;
     for dir in SEED_DIRS {
-        if probe.root.is_dir(dir)
-            && let Some(seed) = Seed::read(&probe.root.host_path(dir), dir.to_owned())?
-        {
-            seeds.push(seed);
-            break;
+        if !probe.root.is_dir(dir) {
+            continue;
+        }
+        match Seed::read(&probe.root.host_path(dir), dir.to_owned()) {
+            Ok(Some(seed)) => {
+                seeds.push(seed);
+                break;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(seed = dir, "{}", crate::log::chain(&err));
+                unusable.get_or_insert(err);
+            }
         }
     }
-    let mut unusable = None;
     for (device, fs) in drive::find(probe.root, |label| LABELS.contains(&label)) {
         let origin = device.display().to_string();
         let seed = Mounted::mount(probe.root, &device, fs, NAME)

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::http::HttpClient;
+use super::http::tests::{response, serve};
 use super::*;
 use crate::retry::Retry;
 use crate::root::Root;
@@ -14,14 +15,33 @@ fn client() -> HttpClient {
     HttpClient::new(Duration::from_secs(1), Retry::until(Instant::now()))
 }
 
-fn chosen(root: &Root, order: &[&str], warnings: &mut Vec<String>) -> Option<&'static str> {
+/// A metadata service that answers `meta_data.json` `times` times.
+fn service(times: usize) -> String {
+    let answers = vec![response("200 OK", "", br#"{"uuid": "u"}"#); times];
+    format!("http://{}", serve("127.0.0.1:0", answers).unwrap())
+}
+
+/// A metadata URL where nothing listens.
+fn no_service() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", closed.local_addr().unwrap())
+}
+
+fn chosen(
+    root: &Root,
+    url: &str,
+    order: &[&str],
+    warnings: &mut Vec<String>,
+) -> Option<&'static str> {
     let client = client();
     let probe = Probe {
         root,
-        urls: &["http://127.0.0.1:9".to_owned()],
+        urls: &[url.to_owned()],
         client: &client,
     };
-    choose(order, &probe, warnings).map(|source| source.name())
+    choose(order, &probe, warnings)
+        .ok()
+        .map(|source| source.name())
 }
 
 #[test]
@@ -38,17 +58,62 @@ fn the_first_datasource_present_wins_and_unknown_names_are_ignored() {
     let root = Root::open(dir.path()).unwrap();
     let mut warnings = Vec::new();
     let all: Vec<&str> = names().collect();
+    let url = service(2);
     assert_eq!(
-        chosen(&root, &all, &mut warnings),
+        chosen(&root, &url, &all, &mut warnings),
         Some(metadata_service::NAME)
     );
-    assert_eq!(chosen(&root, &["config-drive"], &mut warnings), None);
+    assert_eq!(chosen(&root, &url, &["config-drive"], &mut warnings), None);
     assert_eq!(
-        chosen(&root, &["nope", "metadata-service"], &mut warnings),
+        chosen(&root, &url, &["nope", "metadata-service"], &mut warnings),
         Some(metadata_service::NAME)
     );
-    assert_eq!(chosen(&root, &[], &mut warnings), None);
+    assert_eq!(chosen(&root, &url, &[], &mut warnings), None);
     assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// A metadata service that never answers within the deadline passes to the next datasource
+/// (here a NoCloud seed directory), with a warning; with none after it, the chooser says why
+/// it was passed over.
+#[test]
+fn a_metadata_service_never_found_passes_to_the_next_datasource() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let seed = root.host_path(nocloud::SEED_DIRS[0]);
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("meta-data"), "instance-id: seeded\n").unwrap();
+    std::fs::write(seed.join("user-data"), "").unwrap();
+    let mut warnings = Vec::new();
+    let url = no_service();
+    assert_eq!(
+        chosen(
+            &root,
+            &url,
+            &[metadata_service::NAME, nocloud::NAME],
+            &mut warnings
+        ),
+        Some(nocloud::NAME)
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("metadata-service: Metadata service not found (check")
+            && warnings[0].contains(&url)
+            && warnings[0].ends_with("; trying the next datasource"),
+        "{warnings:?}"
+    );
+
+    let client = client();
+    let urls = [url.clone()];
+    let probe = Probe {
+        root: &root,
+        urls: &urls,
+        client: &client,
+    };
+    let Err(unusable) = choose(&[metadata_service::NAME], &probe, &mut Vec::new()) else {
+        panic!("no metadata service there");
+    };
+    assert_eq!(unusable.len(), 1, "{unusable:?}");
+    assert!(unusable[0].starts_with("metadata-service: Metadata service not found"));
 }
 
 /// A config drive that cannot be mounted (here: an image file, not a block device) is a
@@ -68,7 +133,7 @@ fn an_unusable_datasource_is_a_warning_and_the_next_one_is_tried() {
     let mut warnings = Vec::new();
     let all: Vec<&str> = names().collect();
     assert_eq!(
-        chosen(&root, &all, &mut warnings),
+        chosen(&root, &service(1), &all, &mut warnings),
         Some(metadata_service::NAME)
     );
     assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -7,8 +7,9 @@ pub const MAX_INCLUDE_URLS: usize = 16;
 pub const MAX_INCLUDE_DEPTH: usize = 4;
 /// Largest included document (before gzip decompression).
 pub const MAX_INCLUDE_BYTES: u64 = 1024 * 1024;
-/// Longest one include is retried (within the run's deadline): a URL that never answers does
-/// not take the whole deadline from the ones after it (cloud-init: 10 tries of 5 s).
+/// Longest one include is retried, a budget of its own whatever is left of the run's deadline:
+/// a URL that never answers does not take the time of the ones after it (cloud-init: 10 tries
+/// of 5 s).
 pub const MAX_INCLUDE_FETCH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Something that can GET a URL: the guest agent's HTTP client, or a test double.

@@ -59,6 +59,22 @@ fn reads_the_openstack_latest_layout() {
     );
 }
 
+/// A drive without `openstack/latest/meta_data.json` cannot be used: `detect` refuses it, so
+/// the chooser warns and tries the next datasource.
+#[test]
+fn a_drive_without_meta_data_is_refused_for_the_next_datasource() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join(LATEST)).unwrap();
+    fs::write(dir.path().join(LATEST).join("user_data"), "#!/bin/sh\n").unwrap();
+    let err = ConfigDrive::from_dir(dir.path()).checked().unwrap_err();
+    assert!(
+        matches!(&err, ConfigDriveError::MissingMetaData(at) if *at == dir.path().join(LATEST)),
+        "{err}"
+    );
+    tree(dir.path());
+    assert!(ConfigDrive::from_dir(dir.path()).checked().is_ok());
+}
+
 #[test]
 fn finds_the_config_2_device_in_either_case_and_on_either_filesystem() {
     if !require_tool("mkfs.vfat") || !require_tool("xorriso") {

@@ -159,6 +159,42 @@ fn finds_labelled_devices_among_others_and_probes_a_bounded_number() {
     assert_eq!(find(&root, |label| label == "WANTED"), []);
 }
 
+/// The bound counts the devices that may hold a drive, whole disks first: many loop devices
+/// and partitions (sorted before `sr0`) do not keep it from being probed.
+#[test]
+fn loop_devices_and_partitions_do_not_hide_a_drive() {
+    if !require_tool("mkfs.vfat") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let sys = |name: &str, file: &str, text: &str| {
+        let at = root.host_path(SYS_CLASS_BLOCK).join(name);
+        fs::create_dir_all(&at).unwrap();
+        fs::write(at.join(file), text).unwrap();
+    };
+    // Unused loop devices (size 0), then partitions: more of both than the bound.
+    for i in 0..MAX_PROBED_DEVICES {
+        sys(&format!("loop{i}"), "size", "0\n");
+    }
+    for i in 1..MAX_PROBED_DEVICES - 8 {
+        sys(&format!("nvme0n1p{i}"), "partition", &format!("{i}\n"));
+    }
+    sys("loop999", "size", "4096\n");
+    let wanted = vfat_image(dir.path(), "WANTED", false);
+    add_device(&root, "sr0", Some(&wanted));
+    add_device(&root, "loop999", Some(&wanted));
+    add_device(&root, "nvme0n1p7", Some(&wanted));
+    assert_eq!(
+        find(&root, |label| label == "WANTED"),
+        [
+            (root.host_path("/dev/sr0"), FsType::Vfat),
+            (root.host_path("/dev/nvme0n1p7"), FsType::Vfat),
+            (root.host_path("/dev/loop999"), FsType::Vfat),
+        ]
+    );
+}
+
 #[test]
 fn reads_are_bounded_and_stay_inside_the_drive() {
     let dir = tempfile::tempdir().unwrap();

@@ -160,7 +160,7 @@ fn documents_are_bounded() {
     write_seed(
         dir.path(),
         "instance-id: big\n",
-        &"#".repeat(MAX_USER_DATA_BYTES as usize + 1),
+        &"#".repeat(MAX_SEED_USER_DATA_BYTES as usize + 1),
     );
     let err = NoCloud::from_dir(dir.path()).unwrap_err();
     assert!(
@@ -172,6 +172,55 @@ fn documents_are_bounded() {
             }
         ),
         "{err}"
+    );
+}
+
+/// A seed's user data may be larger than the metadata service's (local, and cloud-init has no
+/// bound), up to what the decoder takes after gunzip.
+#[test]
+fn seed_user_data_is_bounded_by_what_the_decoder_takes() {
+    use crate::source::http::MAX_USER_DATA_BYTES;
+    const { assert!(MAX_SEED_USER_DATA_BYTES > MAX_USER_DATA_BYTES) };
+    assert_eq!(MAX_SEED_USER_DATA_BYTES, MAX_DECOMPRESSED_BYTES as u64);
+    let dir = tempfile::tempdir().unwrap();
+    let big = format!("#cloud-config\n#{}\n", "x".repeat(2 * 1024 * 1024));
+    write_seed(dir.path(), "instance-id: big\n", &big);
+    let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
+    assert_eq!(source.user_data().unwrap().unwrap().len(), big.len());
+}
+
+/// A seed that cannot be read (a file that is no file, user data over its bound) is a warning:
+/// the next seed is read, and the error only explains why none was found.
+#[test]
+fn an_unreadable_seed_passes_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let bad = root.host_path(SEED_DIRS[0]);
+    fs::create_dir_all(bad.join("user-data")).unwrap();
+    fs::write(bad.join("meta-data"), "instance-id: bad\n").unwrap();
+    write_seed(&root.host_path(SEED_DIRS[1]), "instance-id: net\n", "");
+    let mut source = detect_in(&root).unwrap().unwrap();
+    let meta: Value = serde_json::from_slice(&source.meta_data().unwrap()).unwrap();
+    assert_eq!(meta["uuid"], "net");
+
+    fs::remove_dir(bad.join("user-data")).unwrap();
+    fs::write(
+        bad.join("user-data"),
+        vec![b'#'; MAX_SEED_USER_DATA_BYTES as usize + 1],
+    )
+    .unwrap();
+    let mut source = detect_in(&root).unwrap().unwrap();
+    let meta: Value = serde_json::from_slice(&source.meta_data().unwrap()).unwrap();
+    assert_eq!(meta["uuid"], "net");
+
+    // With no other seed, the bad one's error says why there is none.
+    fs::remove_dir_all(root.host_path(SEED_DIRS[1])).unwrap();
+    let err = detect_in(&root).err().expect("no usable seed");
+    let shown = crate::log::chain(err.as_ref());
+    assert!(
+        shown.starts_with(&format!("NoCloud seed {}: ", SEED_DIRS[0]))
+            && shown.contains("larger than"),
+        "{shown}"
     );
 }
 
