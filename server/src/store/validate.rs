@@ -137,11 +137,12 @@ pub fn cidr(net: IpNet) -> StoreResult<()> {
     Ok(())
 }
 
-/// Ranges a network's subnet may not overlap, as neutron refuses them: no guest can be
-/// reached at such an address (and 0.0.0.0/8 holds the placeholders of learned addresses).
-pub const RESERVED_SUBNETS: [(IpNet, &str); 5] = [
+/// Ranges a network's subnet may not overlap, as neutron refuses them: no guest can have
+/// such an address (and 0.0.0.0/8 holds the placeholders of learned addresses). Loopback
+/// (127.0.0.0/8) stays allowed, unlike in neutron: a chain run in one network namespace
+/// stands its guests on loopback addresses (the repository's chain tests and bench do).
+pub const RESERVED_SUBNETS: [(IpNet, &str); 4] = [
     (v4(0, 8), "\"this network\""),
-    (v4(127, 8), "loopback"),
     (v4(224, 3), "multicast and reserved"),
     (
         v6(0, 8),

@@ -90,7 +90,7 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
             "ipv4_dhcp" | "dhcp4" => interface.dhcp4 = true,
             "ipv6_dhcp" | "dhcp6" => interface.ipv6 = Ipv6Auto::Dhcp,
             // nova writes these with the subnet's address, routes and DNS, as a static
-            // network: the address comes from the router's advertisements or DHCPv6, the
+            // network: the address comes from the router's advertisements or DHCPv6, the host
             // routes and DNS from here (cloud-init's `convert_net_json` keeps them too).
             "ipv6_dhcpv6-stateful" | "ipv6_slaac" | "ipv6_dhcpv6-stateless" => {
                 interface.ipv6 = if kind == "ipv6_dhcpv6-stateful" {
@@ -98,7 +98,13 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                 } else {
                     Ipv6Auto::Slaac
                 };
-                routes(interface, id, network, warnings);
+                // The default route comes with the router's advertisements, as the address
+                // does: only the subnet's host routes are added (a link without them stays one
+                // with nothing static to apply).
+                let host_routes = routes(id, network, warnings).into_iter();
+                interface
+                    .routes
+                    .extend(host_routes.filter(|route| !route.is_default()));
                 services(&mut plan, list(network, "services"), warnings);
             }
             "ipv4" | "ipv6" => {
@@ -109,7 +115,7 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                     )));
                 };
                 interface.addresses.push(addr);
-                routes(interface, id, network, warnings);
+                interface.routes.extend(routes(id, network, warnings));
                 services(&mut plan, list(network, "services"), warnings);
             }
             other => warnings.push(format!(
@@ -122,18 +128,19 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
     Ok(plan)
 }
 
-/// A network's `routes` onto `interface`; one without a usable network, netmask and gateway is
-/// a warning.
-fn routes(interface: &mut Interface, id: &str, network: &Value, warnings: &mut Vec<String>) {
+/// A network's `routes`; one without a usable network, netmask and gateway is a warning.
+fn routes(id: &str, network: &Value, warnings: &mut Vec<String>) -> Vec<Route> {
+    let mut out = Vec::new();
     for route in list(network, "routes") {
         let to = text(route, "network").unwrap_or_default();
         let parsed = address(to, text(route, "netmask"))
             .zip(text(route, "gateway").and_then(|g| g.trim().parse().ok()));
         match parsed {
-            Some((to, via)) => interface.routes.push(Route { to, via }),
+            Some((to, via)) => out.push(Route { to, via }),
             None => warnings.push(format!(
                 "network_data.json: network {id}: a route without a usable network, netmask and gateway: {route}"
             )),
         }
     }
+    out
 }

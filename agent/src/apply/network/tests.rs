@@ -118,8 +118,8 @@ fn network_data_json_becomes_a_plan() {
 }
 
 /// nova writes an `ipv6_slaac` or `ipv6_dhcpv6-*` network with the subnet's routes and DNS:
-/// they are kept, the address left to the router's advertisements (or DHCPv6), as cloud-init
-/// keeps them.
+/// its host routes and DNS are kept, the address and the default route left to the router's
+/// advertisements (or DHCPv6).
 #[test]
 fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
     for (kind, auto) in [
@@ -144,18 +144,13 @@ fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
         let interface = &plan.interfaces[0];
         assert_eq!(interface.ipv6, auto, "{kind}");
         assert!(interface.addresses.is_empty(), "{kind}");
+        // The default route comes with the router's advertisements.
         assert_eq!(
             interface.routes,
-            [
-                Route {
-                    to: addr("::/0"),
-                    via: ip("fe80::1")
-                },
-                Route {
-                    to: addr("2001:db8:9::/48"),
-                    via: ip("2001:db8::fe")
-                },
-            ],
+            [Route {
+                to: addr("2001:db8:9::/48"),
+                via: ip("2001:db8::fe")
+            }],
             "{kind}"
         );
         assert_eq!(plan.nameservers, [ip("2001:db8::53")], "{kind}");
