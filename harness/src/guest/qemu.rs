@@ -2,6 +2,8 @@
 //! process group or domain, the console monitor and the boot timeline measured on the host.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,11 +30,25 @@ pub const NOVA_SMBIOS: &str = "type=1,manufacturer=OpenStack Foundation,product=
 /// How long a guest may take to power off after `poweroff -f`.
 pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// `path` as the value of a QEMU option (`file=…` in `-drive`): a comma doubled, as QEMU reads
+/// `,,` as one comma, so a directory named `a,b` can neither break the option nor add one.
+fn option_value(path: &Path) -> OsString {
+    let bytes = path.as_os_str().as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    for &byte in bytes {
+        out.push(byte);
+        if byte == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
 /// QEMU's arguments for `guest`.
 pub fn args(guest: &Guest) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-name", &format!("guest={}", guest.name)]);
+    push(&["-name", &format!("guest={}", guest.name.replace(',', ",,"))]);
     // KVM guests hang on these machines (/dev/kvm exists, but a guest spins at 100 % system
     // time with nothing on the console): TCG only.
     push(&[
@@ -81,7 +97,7 @@ pub fn args(guest: &Guest) -> Vec<OsString> {
         Boot::Disk { overlay } => {
             // The disk SeaBIOS boots from, whatever other disks the guest has.
             let mut spec = OsString::from("file=");
-            spec.push(overlay.as_os_str());
+            spec.push(option_value(overlay));
             spec.push(",format=qcow2,if=none,id=boot");
             args.push("-drive".into());
             args.push(spec);
@@ -101,14 +117,14 @@ pub fn args(guest: &Guest) -> Vec<OsString> {
     }
     for disk in &guest.disks {
         let mut spec = OsString::from("file=");
-        spec.push(disk.as_os_str());
+        spec.push(option_value(disk));
         spec.push(",format=raw,if=virtio");
         args.push("-drive".into());
         args.push(spec);
     }
     if let Some(drive) = &guest.config_drive {
         let mut spec = OsString::from("file=");
-        spec.push(drive.as_os_str());
+        spec.push(option_value(drive));
         spec.push(",format=raw,if=virtio,readonly=on");
         args.push("-drive".into());
         args.push(spec);
@@ -417,6 +433,30 @@ mod tests {
             line.contains("virtio-rng-pci") && line.contains("-cpu qemu64"),
             "{line}"
         );
+    }
+
+    /// A run directory named `a,b` (QEMU reads `,` as the end of an option's value): the
+    /// comma is doubled, so it cannot end `file=` or add an option.
+    #[test]
+    fn a_comma_in_a_path_stays_in_the_path() {
+        let g = Guest::from_disk(
+            "debian,x",
+            Path::new("/run/a,format=raw/overlay.qcow2"),
+            Path::new("/run/d/serial.log"),
+        )
+        .with_disk(Path::new("/run/a,b/state.img"));
+        let line: Vec<String> = args(&g)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = line.join(" ");
+        for expect in [
+            "-name guest=debian,,x ",
+            "-drive file=/run/a,,format=raw/overlay.qcow2,format=qcow2,if=none,id=boot",
+            "-drive file=/run/a,,b/state.img,format=raw,if=virtio",
+        ] {
+            assert!(line.contains(expect), "{expect} in {line}");
+        }
     }
 
     #[test]
