@@ -19,6 +19,9 @@ pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// which `in_place(name, mtu)` holds gets no `link set` command.
 pub fn commands(plan: &Plan, in_place: impl Fn(&str, Option<u32>) -> bool) -> Vec<Vec<String>> {
     let mut out = Vec::new();
+    // A family's first default route replaces the one there; a further one (another subnet's,
+    // another interface's) is appended, not put in its place.
+    let mut defaults = [false; 2];
     let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     for interface in &plan.interfaces {
         let Some(name) = &interface.name else {
@@ -45,7 +48,12 @@ pub fn commands(plan: &Plan, in_place: impl Fn(&str, Option<u32>) -> bool) -> Ve
         }
         for route in &interface.routes {
             let family = if route.via.is_ipv6() { "-6" } else { "-4" };
+            let mut how = "replace";
             let to = if route.is_default() {
+                let seen = &mut defaults[usize::from(route.via.is_ipv6())];
+                if std::mem::replace(seen, true) {
+                    how = "append";
+                }
                 "default".to_owned()
             } else {
                 route.to.to_string()
@@ -53,7 +61,7 @@ pub fn commands(plan: &Plan, in_place: impl Fn(&str, Option<u32>) -> bool) -> Ve
             out.push(args(&[
                 family,
                 "route",
-                "replace",
+                how,
                 &to,
                 "via",
                 &route.via.to_string(),

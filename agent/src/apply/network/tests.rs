@@ -711,6 +711,34 @@ fn direct_commands_and_resolv_conf() {
     );
 }
 
+/// A second default route of a family (two subnets with gateways, or two interfaces) is
+/// appended: `replace` would put it in the first one's place.
+#[test]
+fn direct_appends_a_second_default_route() {
+    let mut plan = named_plan();
+    let extra = Route {
+        to: addr("0.0.0.0/0"),
+        via: ip("198.18.31.1"),
+    };
+    plan.interfaces[1].routes.push(extra);
+    let commands: Vec<String> = direct::commands(&plan, |_, _| true)
+        .iter()
+        .map(|c| c.join(" "))
+        .collect();
+    assert!(
+        commands.contains(&"-4 route replace default via 198.18.30.1 dev eth0".to_owned()),
+        "{commands:?}"
+    );
+    assert!(
+        commands.contains(&"-4 route append default via 198.18.31.1 dev eth1".to_owned()),
+        "{commands:?}"
+    );
+    assert!(
+        commands.contains(&"-6 route replace default via 2001:db8::1 dev eth0".to_owned()),
+        "{commands:?}"
+    );
+}
+
 #[test]
 fn a_link_already_up_with_its_mtu_gets_no_ip_link_set() {
     let plan = named_plan();
