@@ -13,8 +13,14 @@ use serde::{Deserialize, Serialize};
 pub struct MetaData {
     /// The instance UUID (cloud-init's instance-id). Required.
     pub uuid: String,
-    /// Server metadata (`--property k=v`); absent when the server has none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Server metadata (`--property k=v`); absent when the server has none. nova's values are
+    /// text; a value of another kind (a config drive made by other tools) is read as its JSON
+    /// text, not refused with the whole document.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "meta_as_text"
+    )]
     pub meta: Option<BTreeMap<String, String>>,
     /// `{ key pair name: public key text }`; absent without a key pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +68,25 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `meta`, each value as text: a string as it is, anything else as its JSON.
+fn meta_as_text<'de, D>(deserializer: D) -> Result<Option<BTreeMap<String, String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let map = Option::<BTreeMap<String, serde_json::Value>>::deserialize(deserializer)?;
+    Ok(map.map(|map| {
+        map.into_iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                (key, text)
+            })
+            .collect()
+    }))
 }
 
 /// One entry of `keys`.
@@ -137,6 +162,23 @@ mod tests {
         let md: MetaData = serde_json::from_str(doc).unwrap();
         assert_eq!((md.hostname.as_str(), md.launch_index), ("", 0));
         assert_eq!(md.devices.unwrap()[0].bus, "");
+    }
+
+    /// A `meta` value that is not text (a config drive from other tools) is its JSON text; the
+    /// document is still read.
+    #[test]
+    fn meta_values_of_other_kinds_are_read_as_their_json() {
+        let doc = r#"{"uuid": "u", "meta": {"role": "web", "replicas": 3, "on": true,
+            "tags": ["a"], "none": null}}"#;
+        let md: MetaData = serde_json::from_str(doc).unwrap();
+        let meta = md.meta.unwrap();
+        assert_eq!(meta["role"], "web");
+        assert_eq!(meta["replicas"], "3");
+        assert_eq!(meta["on"], "true");
+        assert_eq!(meta["tags"], r#"["a"]"#);
+        assert_eq!(meta["none"], "null");
+        let absent: MetaData = serde_json::from_str(r#"{"uuid": "u", "meta": null}"#).unwrap();
+        assert_eq!(absent.meta, None);
     }
 
     #[test]

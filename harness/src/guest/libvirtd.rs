@@ -5,11 +5,13 @@
 //! libvirtd's control sockets under /run/libvirt belong to the whole machine, so one libvirtd
 //! serves at a time: a lock file keeps a second harness run waiting, and a libvirtd that some
 //! one else started outside the lab's namespace is refused (its guests could not reach the
-//! taps). A `virtlogd` already running is used as it is; otherwise one is started beside
+//! taps), as is a host's libvirt that systemd starts on demand (`libvirtd.socket`,
+//! `virtqemud.socket`: no process while idle, but its sockets are the host's). A `virtlogd` already running is used as it is; otherwise one is started beside
 //! libvirtd and stopped with it.
 //!
 //! libvirtd reads a private `qemu.conf`, bind-mounted over /etc/libvirt/qemu.conf in a private
-//! mount namespace (nothing on the host changes): its guests run as root without relabelling,
+//! mount namespace (nothing on the host changes): its guests run as root without relabelling
+//! (no DAC ownership changes, no SELinux or AppArmor labels),
 //! like the harness's own QEMU, so a user's image is never chowned. It also keeps libvirt's
 //! QEMU capability cache valid on machines whose /dev/kvm only root may open; with the
 //! distribution's `libvirt-qemu` user, libvirt probes QEMU again on every call (about 50 s per
@@ -64,6 +66,7 @@ pub const QEMU_CONF: &str = "# metaboot-harness: the qemu.conf of the libvirtd i
 user = \"root\"\n\
 group = \"root\"\n\
 dynamic_ownership = 0\n\
+security_driver = \"none\"\n\
 remember_owner = 0\n\
 cgroup_controllers = [ ]\n";
 
@@ -123,6 +126,25 @@ impl Libvirtd {
                 "libvirtd (pid {pid}) is already running outside the lab's namespace {ns}: the \
                  guests it starts could not reach the lab's taps; stop it (the harness starts \
                  its own) or run without --via libvirt"
+            );
+        }
+        // The host's own libvirt, started by systemd on a connection (and gone when idle), or
+        // its modular QEMU daemon: a libvirtd of the harness's would take over their sockets
+        // under /run/libvirt and leave the host's libvirt broken after the run.
+        if let Some(pid) = running("virtqemud") {
+            bail!(
+                "virtqemud (pid {pid}), the host's libvirt, is running: the guests it starts \
+                 could not reach the lab's taps, and the harness's libvirtd would take its \
+                 sockets; stop it (systemctl stop virtqemud.service virtqemud.socket) or run \
+                 without --via libvirt"
+            );
+        }
+        if let Some(unit) = socket_activated(Path::new(SYSTEMD_RUNTIME), Path::new("systemctl")) {
+            bail!(
+                "the host's libvirt is started by systemd on demand ({unit}): the harness's \
+                 libvirtd would take its sockets under /run/libvirt; stop it first (systemctl \
+                 stop {}) and start it again after the run, or run without --via libvirt",
+                SOCKET_UNITS.join(" ")
             );
         }
         if running("virtlogd").is_none() {
@@ -247,6 +269,27 @@ fn running(name: &str) -> Option<u32> {
         })
 }
 
+/// Present when systemd runs the machine (`sd_booted`).
+const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
+
+/// The host's libvirt units systemd starts on a connection: Debian's libvirt-daemon-system
+/// enables `libvirtd.socket` (libvirtd then exits when idle), newer libvirt the modular
+/// `virtqemud.socket`.
+pub const SOCKET_UNITS: [&str; 2] = ["libvirtd.socket", "virtqemud.socket"];
+
+/// The first of [`SOCKET_UNITS`] active on a machine systemd runs (`runtime` is its
+/// `/run/systemd/system`, `systemctl` the tool asked).
+fn socket_activated(runtime: &Path, systemctl: &Path) -> Option<&'static str> {
+    if !runtime.is_dir() {
+        return None;
+    }
+    SOCKET_UNITS.into_iter().find(|unit| {
+        let mut ask = Command::new(systemctl);
+        ask.args(["is-active", "--quiet", unit]);
+        output_with_timeout(&mut ask, VIRSH_TIMEOUT).is_ok_and(|out| out.status.success())
+    })
+}
+
 /// Whether process `pid` lives in network namespace `ns`.
 fn in_namespace(pid: u32, ns: &str) -> bool {
     let Ok(theirs) = fs::metadata(format!("/proc/{pid}/ns/net")) else {
@@ -260,12 +303,42 @@ fn in_namespace(pid: u32, ns: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A host whose libvirt systemd starts on demand is found (and then refused by `start`);
+    /// without systemd, or with the units inactive, nothing is.
+    #[test]
+    fn the_hosts_socket_activated_libvirt_is_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = dir.path().join("run-systemd-system");
+        let systemctl = dir.path().join("systemctl");
+        let fake = |active: &str| {
+            let script = format!("#!/bin/sh\n[ \"$3\" = \"{active}\" ]\n");
+            fs::write(&systemctl, script).unwrap();
+            fs::set_permissions(&systemctl, fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        fake("virtqemud.socket");
+        assert_eq!(socket_activated(&runtime, &systemctl), None, "no systemd");
+        fs::create_dir(&runtime).unwrap();
+        assert_eq!(
+            socket_activated(&runtime, &systemctl),
+            Some("virtqemud.socket")
+        );
+        fake("libvirtd.socket");
+        assert_eq!(
+            socket_activated(&runtime, &systemctl),
+            Some("libvirtd.socket")
+        );
+        fake("nothing");
+        assert_eq!(socket_activated(&runtime, &systemctl), None);
+    }
+
     #[test]
     fn the_private_qemu_conf_runs_guests_as_root_without_relabelling() {
         for line in [
             "user = \"root\"",
             "group = \"root\"",
             "dynamic_ownership = 0",
+            "security_driver = \"none\"",
             "cgroup_controllers = [ ]",
         ] {
             assert!(QEMU_CONF.lines().any(|l| l == line), "{line}");

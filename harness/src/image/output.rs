@@ -43,6 +43,15 @@ pub fn link_named(out: &Path, link: &str, dir: &Path) -> anyhow::Result<()> {
     fs::rename(&tmp, out.join(link)).context("failed to link the newest image")
 }
 
+/// Marks image `dir` as used now: pruning keeps the images used last, not only those built
+/// last (a run reusing an older image keeps it from a build that prunes meanwhile). Best
+/// effort: a failure only lets the image age.
+pub fn mark_used(dir: &Path) {
+    if let Ok(file) = fs::File::open(dir) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).
 pub const MAX_CACHED_IMAGES: usize = 3;
 
@@ -94,5 +103,23 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["other", "tiny-0", "tiny-2", "tiny-3", "tiny-4"]);
+    }
+
+    /// An image a run reuses is kept by the next prune, however long ago it was built.
+    #[test]
+    fn an_image_used_last_is_kept_like_one_built_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::now();
+        for i in 0..4u64 {
+            let image = dir.path().join(format!("tiny-{i}"));
+            fs::create_dir(&image).unwrap();
+            let when = base - std::time::Duration::from_secs(100 * (4 - i));
+            fs::File::open(&image).unwrap().set_modified(when).unwrap();
+        }
+        mark_used(&dir.path().join("tiny-0"));
+        prune(dir.path(), &dir.path().join("tiny-3"), 2);
+        assert!(dir.path().join("tiny-0").exists());
+        assert!(dir.path().join("tiny-3").exists());
+        assert!(!dir.path().join("tiny-1").exists());
     }
 }

@@ -196,6 +196,7 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
     let key_hex = key.key();
     let dir = spec.out.join(format!("tiny-{key_hex}"));
     if let Ok(image) = Image::open(&dir) {
+        output::mark_used(&dir);
         output::link_latest(&spec.out, &dir)?;
         return Ok(Image {
             cached: true,

@@ -128,6 +128,7 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
         );
         let dir = spec.out.join(format!("{}-{}", flavour.name(), key.key()));
         if let Ok(image) = DiskImage::open(&dir) {
+            output::mark_used(&dir);
             output::link_named(&spec.out, flavour.name(), &dir)?;
             progress.done(flavour.name(), true, &format!("reused {}", dir.display()));
             images.push(DiskImage {

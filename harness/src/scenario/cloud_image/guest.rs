@@ -385,9 +385,17 @@ fn run_guest(
             (hooks.inspect)(&target, &who.key).context("failed to look inside the guest")
         });
     record_markers(&vm, report);
-    vm.kill()?;
+    // A guest that cannot be stopped is an error of its own, but never hides why a check
+    // failed.
+    let killed = vm.kill();
     drop(tap);
-    result
+    match (result, killed) {
+        (Err(err), Err(kill)) => Err(anyhow::anyhow!(
+            "{err:#}; and the guest could not be stopped: {kill:#}"
+        )),
+        (Err(err), Ok(())) => Err(err),
+        (Ok(()), killed) => killed,
+    }
 }
 
 /// The first boot of a guest whose user data reboots it once provisioned: it must end by
