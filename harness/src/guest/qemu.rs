@@ -397,6 +397,15 @@ mod tests {
         Guest::new("g1", &image, Path::new("/run/g1.serial.log"))
     }
 
+    /// QEMU's arguments for `guest` as one line.
+    fn command_line(guest: &Guest) -> String {
+        let words: Vec<String> = args(guest)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        words.join(" ")
+    }
+
     #[test]
     fn qemu_uses_tcg_the_tap_and_the_ports_mac() {
         let g = guest().with_disk(Path::new("/run/g1.img")).with_nic(Nic {
@@ -404,11 +413,7 @@ mod tests {
             tap: "tap1".into(),
             mac: "fa:16:3e:00:00:01".into(),
         });
-        let line: Vec<String> = args(&g)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let line = line.join(" ");
+        let line = command_line(&g);
         for expect in [
             "-accel tcg",
             "-cpu max",
@@ -424,11 +429,7 @@ mod tests {
         assert!(!line.contains("virtio-rng"));
         assert!(!line.contains("-smbios"), "a direct kernel boot: {line}");
         let rng = guest().with_entropy(Entropy::VirtioRng);
-        let line = args(&rng)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let line = command_line(&rng);
         assert!(
             line.contains("virtio-rng-pci") && line.contains("-cpu qemu64"),
             "{line}"
@@ -445,11 +446,7 @@ mod tests {
             Path::new("/run/d/serial.log"),
         )
         .with_disk(Path::new("/run/a,b/state.img"));
-        let line: Vec<String> = args(&g)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let line = line.join(" ");
+        let line = command_line(&g);
         for expect in [
             "-name guest=debian,,x ",
             "-drive file=/run/a,,format=raw/overlay.qcow2,format=qcow2,if=none,id=boot",
@@ -469,11 +466,7 @@ mod tests {
         .with_disk(Path::new("/run/d/state.img"));
         g.add_kernel_arg("ignored");
         assert_eq!(g.memory_mb, super::super::DISK_MEMORY_MB);
-        let line: Vec<String> = args(&g)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let line = line.join(" ");
+        let line = command_line(&g);
         assert!(
             !line.contains("-kernel") && !line.contains("-append"),
             "{line}"

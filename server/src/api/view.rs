@@ -120,22 +120,7 @@ mod tests {
     /// user data per version tree.
     #[test]
     fn every_ec2_tree_shares_the_view_s_user_data() {
-        let instance = Instance {
-            uuid: "d8e02d56-2648-49a3-bf97-6be8f1204f38".into(),
-            ec2_id: 1,
-            project: "p1".into(),
-            name: "web".into(),
-            hostname: "web".into(),
-            availability_zone: None,
-            launch_index: 0,
-            key_pairs: Vec::new(),
-            user_data: Some(b"#cloud-config\n".to_vec()),
-            meta: Default::default(),
-            admin_pass: None,
-            password: None,
-            created: String::new(),
-        };
-        let view = InstanceView::new(instance, Vec::new());
+        let view = crate::configdrive::tests::view(None, Some(b"#cloud-config\n"));
         let shared = view.user_data().unwrap().as_ptr();
         for version in Ec2Version::ALL {
             let tree = ec2::tree(&view, version, &Rendering::default(), "");

@@ -136,4 +136,4 @@ fn node_json(node: &Node) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

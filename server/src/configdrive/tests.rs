@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::store::{Instance, KeyPair};
 
-fn view(admin_pass: Option<&str>, user_data: Option<&[u8]>) -> InstanceView {
+/// The view of instance `web`, with a key pair, `admin_pass` and `user_data` (also used by
+/// other modules' tests).
+pub(crate) fn view(admin_pass: Option<&str>, user_data: Option<&[u8]>) -> InstanceView {
     let instance = Instance {
         uuid: "d8e02d56-2648-49a3-bf97-6be8f1204f38".into(),
         ec2_id: 1,
