@@ -105,53 +105,71 @@ pub fn decode(path: &str, content: &str, encoding: Encoding) -> Result<Vec<u8>, 
     Ok(data)
 }
 
+/// An owner as a `write_files` entry gives it: each part an id, or `None` where it is left
+/// unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerSpec {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl OwnerSpec {
+    /// The owner of the file written: a part left unchanged is `replaced`'s (the file it
+    /// replaces), else root's.
+    pub fn or(self, replaced: Option<Owner>) -> Owner {
+        let replaced = replaced.unwrap_or(Owner { uid: 0, gid: 0 });
+        Owner {
+            uid: self.uid.unwrap_or(replaced.uid),
+            gid: self.gid.unwrap_or(replaced.gid),
+        }
+    }
+}
+
 /// Resolves `user[:group]` in the root's account files (`None`: the root has no passwd), as
 /// cloud-init's `extract_usergroup` and `chownbyname` read it: a user or group that is empty,
-/// `-1` or `none` is left unchanged, which for the file written is `unchanged`'s (the file it
-/// replaces), else root's. A number is taken as an id.
+/// `-1` or `none` is left unchanged. A number is taken as an id.
 pub fn resolve_owner(
     accounts: Option<&Accounts>,
     path: &str,
     owner: &str,
-    unchanged: Option<Owner>,
-) -> Result<Owner, WriteFilesError> {
+) -> Result<OwnerSpec, WriteFilesError> {
     let (user, group) = match owner.split_once(':') {
         Some((user, group)) => (user.trim(), group.trim()),
         None => (owner.trim(), ""),
     };
-    let given = |name: &str| {
-        let unset = name.is_empty() || name == "-1" || name.eq_ignore_ascii_case("none");
-        (!unset).then(|| name.to_owned())
+    // One part: unchanged, a number, root on a root without passwd, or a name looked up.
+    let id = |name: &str,
+              lookup: fn(&Accounts, &str) -> Option<u32>,
+              what: &'static str,
+              file: &'static str| {
+        if name.is_empty() || name == "-1" || name.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        if let Ok(id) = name.parse::<u32>() {
+            return Ok(Some(id));
+        }
+        if name == "root" && accounts.is_none() {
+            return Ok(Some(0));
+        }
+        accounts
+            .and_then(|accounts| lookup(accounts, name))
+            .map(Some)
+            .ok_or_else(|| WriteFilesError::Owner {
+                path: path.to_owned(),
+                owner: owner.to_owned(),
+                what,
+                file,
+            })
     };
-    let err = |what, file| WriteFilesError::Owner {
-        path: path.to_owned(),
-        owner: owner.to_owned(),
-        what,
-        file,
-    };
-    let unchanged = unchanged.unwrap_or(Owner { uid: 0, gid: 0 });
-    let uid = match given(user) {
-        None => unchanged.uid,
-        Some(user) => match user.parse::<u32>() {
-            Ok(uid) => uid,
-            Err(_) if user == "root" && accounts.is_none() => 0,
-            Err(_) => {
-                let found = accounts.and_then(|a| a.user(&user));
-                found.ok_or_else(|| err("user", "passwd"))?.uid
-            }
-        },
-    };
-    let gid = match given(group) {
-        None => unchanged.gid,
-        Some(group) => match group.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) if group == "root" && accounts.is_none() => 0,
-            Err(_) => accounts
-                .and_then(|a| a.gid(&group))
-                .ok_or_else(|| err("group", "group"))?,
-        },
-    };
-    Ok(Owner { uid, gid })
+    Ok(OwnerSpec {
+        uid: id(
+            user,
+            |a, name| a.user(name).map(|u| u.uid),
+            "user",
+            "passwd",
+        )?,
+        gid: id(group, Accounts::gid, "group", "group")?,
+    })
 }
 
 /// Writes one entry; returns the file written and any warnings.
@@ -174,9 +192,12 @@ pub fn write_entry(
     warnings.extend(warning.map(|w| format!("{path}: {w}")));
     let content = entry.content.as_ref().map(|c| c.0.as_str()).unwrap_or("");
     let mut data = decode(path, content, encoding)?;
-    let owner_spec = entry.owner.as_deref().unwrap_or("root:root");
     // A name the root does not know fails the entry before any directory is made.
-    resolve_owner(accounts, path, owner_spec, None)?;
+    let owner = resolve_owner(
+        accounts,
+        path,
+        entry.owner.as_deref().unwrap_or("root:root"),
+    )?;
     let target = root.host_path(path);
     let (dir, name) = root
         .parent(Path::new(path), true)
@@ -190,7 +211,7 @@ pub fn write_entry(
             uid: stat.st_uid,
             gid: stat.st_gid,
         });
-    let owner = Some(resolve_owner(accounts, path, owner_spec, replaced)?);
+    let owner = Some(owner.or(replaced));
     if entry.append == Some(true) {
         let old = dir
             .read_unshared(&name)
@@ -301,7 +322,9 @@ mod tests {
     #[test]
     fn an_owner_part_left_out_is_unchanged() {
         let (_dir, root, accounts) = root();
-        let owner = |spec: &str, unchanged| resolve_owner(Some(&accounts), "/f", spec, unchanged);
+        let owner = |spec: &str, unchanged| {
+            resolve_owner(Some(&accounts), "/f", spec).map(|spec| spec.or(unchanged))
+        };
         let of = |uid, gid| Owner { uid, gid };
         assert_eq!(owner(":adm", None).unwrap(), of(0, 4));
         assert_eq!(owner("none:adm", Some(of(7, 8))).unwrap(), of(7, 4));
@@ -311,12 +334,10 @@ mod tests {
         assert_eq!(owner("1234:55", None).unwrap(), of(1234, 55));
         // A root without passwd knows root alone.
         assert_eq!(
-            resolve_owner(None, "/f", "root:root", None).unwrap(),
+            resolve_owner(None, "/f", "root:root").unwrap().or(None),
             of(0, 0)
         );
-        let err = resolve_owner(None, "/f", "bob", None)
-            .unwrap_err()
-            .to_string();
+        let err = resolve_owner(None, "/f", "bob").unwrap_err().to_string();
         assert_eq!(
             err,
             "/f: owner \"bob\": no such user in the root's /etc/passwd"
