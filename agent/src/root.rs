@@ -210,6 +210,17 @@ impl Root {
         read_whole(&mut file, &stat).map(Some)
     }
 
+    /// Removes the file or symlink `path` (the link itself, never what it points to); false
+    /// when nothing is there.
+    pub fn remove_file(&self, path: impl AsRef<Path>) -> io::Result<bool> {
+        let path = path.as_ref();
+        if !self.exists(path) {
+            return Ok(false);
+        }
+        let (dir, name) = self.parent(path, false)?;
+        dir.remove_file(&name)
+    }
+
     /// Reads a text file to edit and write back, `None` when it does not exist. A file that is
     /// not UTF-8 is refused: the replacement characters of a lossy read would be written back
     /// over the bytes they stand for.

@@ -375,13 +375,7 @@ pub fn stale_files(root: &Root) -> bool {
 
 /// Removes `path` when it is there.
 fn remove(root: &Root, applied: &mut Applied, path: &str) {
-    if !root.exists(path) {
-        return;
-    }
-    let removed = root
-        .parent(path, false)
-        .and_then(|(dir, name)| dir.remove_file(&name));
-    match removed {
+    match root.remove_file(path) {
         Ok(true) => applied.removed.push(path.to_owned()),
         Ok(false) => {}
         Err(err) => applied

@@ -82,15 +82,6 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
     out
 }
 
-/// Removes metaboot's file `path`; true when it was there.
-fn remove(root: &Root, path: &str) -> std::io::Result<bool> {
-    if !root.exists(path) {
-        return Ok(false);
-    }
-    root.parent(path, false)
-        .and_then(|(dir, name)| dir.remove_file(&name))
-}
-
 /// Writes the files; applies the changed static ones (and the links whose file was removed)
 /// when the root is `/`.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
@@ -106,7 +97,7 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
         let path = format!("{DIR}/{PREFIX}{}.network", file_label(interface));
         if interface.configures_nothing() {
             let label = interface.label();
-            match remove(root, &path) {
+            match root.remove_file(&path) {
                 Ok(true) => {
                     applied.done.push(format!(
                         "{label}: nothing to configure, {path} removed (the image's own \
