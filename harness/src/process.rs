@@ -177,6 +177,15 @@ pub fn check_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<Str
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether process `pid` has ended and waits for its parent to reap it (state `Z` in its
+/// stat, which follows the command name: that is in parentheses and may hold any byte).
+pub fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
 /// Whether `tool` is an executable on the PATH or in root's sbin directories (which a
 /// non-login PATH may lack).
 pub fn on_path(tool: &str) -> bool {
@@ -339,6 +348,19 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that ended and is not reaped yet is a zombie; a running process is not.
+    #[test]
+    fn a_child_not_yet_reaped_is_a_zombie() {
+        assert!(!is_zombie(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_zombie(child.id()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(is_zombie(child.id()));
+        child.wait().unwrap();
+    }
 
     #[test]
     fn parse_stat_handles_names_with_spaces_and_parens() {

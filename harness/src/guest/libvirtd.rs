@@ -21,7 +21,6 @@
 //! bridge or dnsmasq.
 
 use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -118,7 +117,7 @@ impl Libvirtd {
             _lock: lock,
         };
         if let Some(pid) = running("libvirtd") {
-            if in_namespace(pid, ns) {
+            if netns::process_in(pid, ns) {
                 tracing::info!("using libvirtd (pid {pid}) already running in {ns}");
                 return Ok(this);
             }
@@ -264,8 +263,7 @@ fn running(name: &str) -> Option<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .find(|pid| {
             fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name)
-                && fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|stat| !stat.contains(") Z "))
+                && !process::is_zombie(*pid)
         })
 }
 
@@ -288,15 +286,6 @@ fn socket_activated(runtime: &Path, systemctl: &Path) -> Option<&'static str> {
         ask.args(["is-active", "--quiet", unit]);
         output_with_timeout(&mut ask, VIRSH_TIMEOUT).is_ok_and(|out| out.status.success())
     })
-}
-
-/// Whether process `pid` lives in network namespace `ns`.
-fn in_namespace(pid: u32, ns: &str) -> bool {
-    let Ok(theirs) = fs::metadata(format!("/proc/{pid}/ns/net")) else {
-        return false;
-    };
-    fs::metadata(Path::new(netns::NETNS_DIR).join(ns))
-        .is_ok_and(|ours| ours.dev() == theirs.dev() && ours.ino() == theirs.ino())
 }
 
 #[cfg(test)]
@@ -372,6 +361,9 @@ mod tests {
         let me = fs::read_to_string("/proc/self/comm").unwrap();
         assert!(running(me.trim()).is_some());
         assert!(running("no-such-process-name").is_none());
-        assert!(!in_namespace(std::process::id(), "metaboot-no-such-lab"));
+        assert!(!netns::process_in(
+            std::process::id(),
+            "metaboot-no-such-lab"
+        ));
     }
 }

@@ -86,7 +86,7 @@ pub fn kill_processes_in(ns: &str) -> usize {
         // Reap it if it is our child; harmless (ECHILD) otherwise. A zombie has ended (its
         // parent reaps it).
         let _ = wait::waitpid(pid, Some(wait::WaitPidFlag::WNOHANG));
-        signal::kill(pid, None).is_ok() && !is_zombie(pid)
+        signal::kill(pid, None).is_ok() && !crate::process::is_zombie(pid.as_raw().unsigned_abs())
     };
     while Instant::now() < deadline && found.iter().any(|(pid, _)| alive(*pid)) {
         std::thread::sleep(Duration::from_millis(50));
@@ -97,15 +97,6 @@ pub fn kill_processes_in(ns: &str) -> usize {
         }
     }
     found.len()
-}
-
-/// Whether `pid` has ended and waits for its parent to reap it (state `Z` in its stat).
-fn is_zombie(pid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may hold any byte.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
 }
 
 /// The processes (pid, command name) whose network namespace is `ns`, this one excepted.
