@@ -25,11 +25,16 @@ use super::staging::dir_id;
 
 /// Mode of a file created when neither the caller nor an old file says otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
+/// The bits of an old file's mode its replacement keeps: the permissions, never setuid,
+/// setgid or sticky. The old file is whatever holds the name when it is replaced: in a user's
+/// directory that may be a hard link to a setuid program, and the new content theirs.
+pub const KEPT_MODE_BITS: u32 = 0o777;
 
 /// How a file is written.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
-    /// Mode to set; `None` keeps the old file's mode, or [`DEFAULT_FILE_MODE`] for a new file.
+    /// Mode to set; `None` keeps the old file's permissions ([`KEPT_MODE_BITS`]), or
+    /// [`DEFAULT_FILE_MODE`] for a new file.
     pub mode: Option<u32>,
     /// Mode for a new file when `mode` is `None`.
     pub new_file_mode: Option<u32>,
@@ -127,7 +132,7 @@ impl Dir {
         let old = old.filter(|stat| kind(stat) == SFlag::S_IFREG);
         let mode = options
             .mode
-            .or_else(|| old.as_ref().map(|stat| stat.st_mode & 0o7777))
+            .or_else(|| old.as_ref().map(|stat| stat.st_mode & KEPT_MODE_BITS))
             .or(options.new_file_mode)
             .unwrap_or(DEFAULT_FILE_MODE);
         let owner = options.owner.or_else(|| {
@@ -257,6 +262,17 @@ mod tests {
             assert_eq!((meta.uid(), meta.gid()), (1234, 42));
         }
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    #[test]
+    fn setuid_setgid_and_sticky_bits_are_not_kept() {
+        let (dir, root) = root();
+        let path = dir.path().join("keys");
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o7755)).unwrap();
+        root.write_atomic("/keys", b"new", &WriteOptions::keep_or(0o600))
+            .unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o755);
     }
 
     #[test]
