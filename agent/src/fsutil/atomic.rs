@@ -206,10 +206,15 @@ impl Dir {
     }
 }
 
-/// A temp file name next to `name`, unique in this process (`.NAME.metaboot-PID-N.tmp`).
+/// A temp file name next to `name`, unique in this process (`.NAME.metaboot-PID-N.tmp`). `N`
+/// is a counter in its high 32 bits and random in its low ones: a user who owns the directory
+/// (their home, `~/.ssh`) and sees the PID cannot create the next names first and make the
+/// write fail (the temp file is created with `O_EXCL`).
 pub(crate) fn temp_name(name: &OsStr) -> std::ffi::OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Without randomness (no getrandom, no /dev/urandom) the name is still unique.
+    let random = getrandom::u32().unwrap_or(0);
+    let n = (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(random);
     let mut temp = std::ffi::OsString::from(".");
     temp.push(name);
     temp.push(format!(".metaboot-{}-{n}.tmp", std::process::id()));
@@ -273,6 +278,39 @@ mod tests {
         root.write_atomic("/keys", b"new", &WriteOptions::keep_or(0o600))
             .unwrap();
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn temp_names_differ_in_a_part_no_one_can_guess() {
+        let names: Vec<String> = (0..4)
+            .map(|_| temp_name(OsStr::new("keys")).into_string().unwrap())
+            .collect();
+        let pid = std::process::id();
+        for name in &names {
+            assert!(
+                super::super::staging::is_temp_name(OsStr::new(name)),
+                "{name}"
+            );
+            assert!(
+                name.starts_with(&format!(".keys.metaboot-{pid}-")),
+                "{name}"
+            );
+        }
+        let low = |name: &str| {
+            let n: u64 = name
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .trim_end_matches(".tmp")
+                .parse()
+                .unwrap();
+            n & 0xffff_ffff
+        };
+        // Four random 32-bit parts, all equal, would be one chance in 2^96.
+        assert!(
+            names.iter().any(|name| low(name) != low(&names[0])),
+            "{names:?}"
+        );
     }
 
     #[test]
