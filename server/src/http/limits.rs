@@ -68,9 +68,9 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_connections: usize,
-    /// Most connections one peer address holds at once (`None`: no cap per address). The
-    /// namespace proxy sets it for guests; the agent and the API, whose peers are the chain's
-    /// own roles, leave it off.
+    /// Most connections one peer address holds at once (`None`: no cap per address). A
+    /// guest-facing listener sets it ([`ServerLimits::guest_facing`]); the agent and the API
+    /// behind the chain, whose peers are the chain's own roles, leave it off.
     pub max_connections_per_peer: Option<usize>,
     /// Most pipelined requests of one connection handled at once. A guest-facing listener
     /// takes 1: a guest's requests are answered one after the other, so that a guest cannot
@@ -102,8 +102,42 @@ const _: () =
 const _: () = assert!(MAX_PIPELINED_REQUESTS >= 2 && 2 * MAX_PIPELINED_REQUESTS <= 1024);
 
 impl ServerLimits {
+    /// The limits of a listener guests reach directly (the namespace proxy, and the API when
+    /// it identifies guests by their address): at most [`MAX_CONNECTIONS_PER_GUEST`]
+    /// connections per guest address, and one request of a connection at a time.
+    pub fn guest_facing() -> Self {
+        Self {
+            max_connections_per_peer: Some(MAX_CONNECTIONS_PER_GUEST),
+            pipelined_at_once: 1,
+            ..Self::default()
+        }
+    }
+
     /// The largest head, in bytes.
     pub fn header_buffer(&self) -> usize {
         self.max_header_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_facing_listener_caps_each_guest_and_answers_one_request_at_a_time() {
+        let guest = ServerLimits::guest_facing();
+        assert_eq!(
+            guest.max_connections_per_peer,
+            Some(MAX_CONNECTIONS_PER_GUEST)
+        );
+        assert_eq!(guest.pipelined_at_once, 1);
+        assert_eq!(
+            ServerLimits {
+                max_connections_per_peer: None,
+                pipelined_at_once: MAX_PIPELINED_REQUESTS,
+                ..guest
+            },
+            ServerLimits::default()
+        );
     }
 }

@@ -271,8 +271,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             header_read_timeout: Duration::from_secs_f64(args.header_timeout),
             body_read_timeout: Duration::from_secs_f64(args.body_timeout),
             write_timeout: Duration::from_secs_f64(args.write_timeout),
-            pipelined_at_once: 1,
-            ..ServerLimits::default()
+            ..ServerLimits::guest_facing()
         };
         let rate_limit = args
             .rate_limit
