@@ -42,6 +42,10 @@ pub const MAX_UPSTREAM_HEADERS: usize = 100;
 pub const MAX_UPSTREAM_INTERIM_ANSWERS: usize = 8;
 /// Time an upstream has to answer before the client gets 504.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time the namespace proxy gives the agent: the agent's own [`UPSTREAM_TIMEOUT`] for the API
+/// plus a margin, so that when the API is slow the agent's 504 reaches the guest before the
+/// proxy gives up on the agent (and on the other requests its connection to the agent carries).
+pub const PROXY_AGENT_TIMEOUT: Duration = Duration::from_secs(12);
 /// Time to open a connection to an upstream before the client gets 503.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled upstream connections kept per upstream and worker thread (an idle one lives
@@ -97,6 +101,9 @@ impl Default for ServerLimits {
 // A guest's cap leaves the listener to hundreds of neighbours, and still fits cloud-init.
 const _: () =
     assert!(MAX_CONNECTIONS_PER_GUEST >= 2 && MAX_CONNECTIONS_PER_GUEST * 256 <= MAX_CONNECTIONS);
+
+// The proxy waits longer than the agent it waits for.
+const _: () = assert!(PROXY_AGENT_TIMEOUT.as_millis() > UPSTREAM_TIMEOUT.as_millis());
 
 // Each answer is two slices of one vectored write, within Linux's IOV_MAX (1024).
 const _: () = assert!(MAX_PIPELINED_REQUESTS >= 2 && 2 * MAX_PIPELINED_REQUESTS <= 1024);
