@@ -71,7 +71,7 @@ impl Forward for ToAgent {
                     tracing::warn!(agent = self.agent.describe(), error = %err, "agent call failed");
                 }
                 self.metrics.reject(err.rejection());
-                Answer::refused(err.status(), err.to_string(), err.rejection()).into_response()
+                Answer::refused(err.status(), err.client_text(), err.rejection()).into_response()
             }
         }
     }
