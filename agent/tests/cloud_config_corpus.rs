@@ -29,7 +29,7 @@ fn every_fixture_parses_as_user_data_and_as_typed_config() {
     let files = corpus();
     assert!(files.len() >= 30, "corpus has {} files", files.len());
     for (name, text) in &files {
-        let decoded = decode(text.as_bytes(), &NoFetch);
+        let decoded = decode(text.as_bytes(), None, &NoFetch);
         assert!(decoded.errors.is_empty(), "{name}: {:?}", decoded.errors);
         assert!(
             decoded.warnings.is_empty(),

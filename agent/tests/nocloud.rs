@@ -190,3 +190,70 @@ fn a_network_config_of_config_disabled_leaves_the_network_alone() {
         assert!(!guest.path("/etc/resolv.conf").exists());
     }
 }
+
+/// A NoCloud instance id that is no file name (`instance-id: "web/01 (blue)"`, which cloud-init
+/// takes): the guest is provisioned, its state goes to an encoded directory inside
+/// `instances/`, and a second boot is the same instance.
+#[test]
+fn an_instance_id_that_is_no_file_name_is_still_one_instance() {
+    let id = "web/01 (blue)";
+    let guest = Guest::new();
+    let seed = guest.path("/var/lib/cloud/seed/nocloud");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("meta-data"), format!("instance-id: {id:?}\n")).unwrap();
+    std::fs::write(
+        seed.join("user-data"),
+        "#cloud-config\nwrite_files:\n  - path: /etc/seeded\n    content: once\n",
+    )
+    .unwrap();
+
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.status()["instance_id"], id);
+    assert_eq!(guest.read("/etc/seeded"), "once");
+    let dir = guest.path("/var/lib/metaboot/instances/web%2F01%20%28blue%29");
+    assert!(dir.join("boot-finished").is_file(), "{dir:?}");
+    assert!(!guest.path("/var/lib/metaboot/instances/web").exists());
+
+    std::fs::remove_file(guest.path("/etc/seeded")).unwrap();
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.status()["new_instance"], false);
+    assert_eq!(guest.step("write-files").0, "skipped");
+    assert!(!guest.path("/etc/seeded").exists());
+}
+
+/// A seed with `launch-index: 1` (the second instance of a multi-create request) and MIME user
+/// data with parts for instance 0 and instance 1 (each appending to `write_files`): only its own
+/// part and the unmarked one apply.
+#[test]
+fn a_seed_with_a_launch_index_applies_only_the_parts_for_it() {
+    let guest = Guest::new();
+    let seed = guest.path("/var/lib/cloud/seed/nocloud");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(
+        seed.join("meta-data"),
+        format!("instance-id: {INSTANCE_ID}\nlaunch-index: 1\n"),
+    )
+    .unwrap();
+    let part = |header: &str, path: &str| {
+        format!(
+            "--B\nContent-Type: text/cloud-config\n\
+             Merge-Type: dict(recurse_array)+list(append)+str()\n{header}\n\
+             #cloud-config\nwrite_files:\n  - path: {path}\n    content: x\n"
+        )
+    };
+    let user_data = format!(
+        "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n{}{}{}--B--\n",
+        part("", "/etc/for-all"),
+        part("Launch-Index: 0\n", "/etc/for-zero"),
+        part("Launch-Index: 1\n", "/etc/for-one"),
+    );
+    std::fs::write(seed.join("user-data"), user_data).unwrap();
+
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(guest.path("/etc/for-one").is_file());
+    assert!(guest.path("/etc/for-all").is_file());
+    assert!(!guest.path("/etc/for-zero").exists());
+}

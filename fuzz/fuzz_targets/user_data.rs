@@ -10,7 +10,7 @@ use metaboot::userdata::include::NoFetch;
 use metaboot::userdata::{self, MAX_PARTS, yaml};
 
 fuzz_target!(|data: &[u8]| {
-    let decoded = userdata::decode(data, &NoFetch);
+    let decoded = userdata::decode(data, None, &NoFetch);
     let parts = decoded.configs.len() + decoded.script_count();
     assert!(parts <= MAX_PARTS, "{parts} parts");
     for script in decoded

@@ -1009,3 +1009,46 @@ async fn registry_changes_reach_the_model_at_once() {
         "a deleted instance must stop being served within the freshness bound"
     );
 }
+
+/// With no proxy in front (source-IP mode), a session token PUT that a proxy inside the guest
+/// relayed (it carries `X-Forwarded-For` or `Forwarded`) gets 403, as at the namespace proxy;
+/// the guest's own PUT gets its token.
+#[tokio::test]
+async fn source_ip_mode_refuses_a_token_request_relayed_by_a_proxy() {
+    let f = fixture_with(Identify::SourceIp, Rendering::default());
+    let put = |relayed: Option<(&'static str, &'static str)>| {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-metadata-token-ttl-seconds",
+            HeaderValue::from_static("60"),
+        );
+        if let Some((name, value)) = relayed {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        MetadataRequest {
+            method: Method::PUT,
+            path: "/latest/api/token".into(),
+            headers,
+            peer: Some("198.18.0.10".parse().unwrap()),
+            body: Bytes::new(),
+        }
+    };
+    for relayed in [
+        ("x-forwarded-for", "198.18.0.10"),
+        ("forwarded", "for=198.18.0.10"),
+    ] {
+        let response = f.api.answer(&put(Some(relayed))).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{relayed:?}");
+    }
+    let response = f.api.answer(&put(None)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        !response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+}

@@ -25,11 +25,16 @@ use super::staging::dir_id;
 
 /// Mode of a file created when neither the caller nor an old file says otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
+/// The bits of an old file's mode its replacement keeps: the permissions, never setuid,
+/// setgid or sticky. The old file is whatever holds the name when it is replaced: in a user's
+/// directory that may be a hard link to a setuid program, and the new content theirs.
+pub const KEPT_MODE_BITS: u32 = 0o777;
 
 /// How a file is written.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
-    /// Mode to set; `None` keeps the old file's mode, or [`DEFAULT_FILE_MODE`] for a new file.
+    /// Mode to set; `None` keeps the old file's permissions ([`KEPT_MODE_BITS`]), or
+    /// [`DEFAULT_FILE_MODE`] for a new file.
     pub mode: Option<u32>,
     /// Mode for a new file when `mode` is `None`.
     pub new_file_mode: Option<u32>,
@@ -127,7 +132,7 @@ impl Dir {
         let old = old.filter(|stat| kind(stat) == SFlag::S_IFREG);
         let mode = options
             .mode
-            .or_else(|| old.as_ref().map(|stat| stat.st_mode & 0o7777))
+            .or_else(|| old.as_ref().map(|stat| stat.st_mode & KEPT_MODE_BITS))
             .or(options.new_file_mode)
             .unwrap_or(DEFAULT_FILE_MODE);
         let owner = options.owner.or_else(|| {
@@ -201,10 +206,15 @@ impl Dir {
     }
 }
 
-/// A temp file name next to `name`, unique in this process (`.NAME.metaboot-PID-N.tmp`).
+/// A temp file name next to `name`, unique in this process (`.NAME.metaboot-PID-N.tmp`). `N`
+/// is a counter in its high 32 bits and random in its low ones: a user who owns the directory
+/// (their home, `~/.ssh`) and sees the PID cannot create the next names first and make the
+/// write fail (the temp file is created with `O_EXCL`).
 pub(crate) fn temp_name(name: &OsStr) -> std::ffi::OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Without randomness (no getrandom, no /dev/urandom) the name is still unique.
+    let random = getrandom::u32().unwrap_or(0);
+    let n = (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(random);
     let mut temp = std::ffi::OsString::from(".");
     temp.push(name);
     temp.push(format!(".metaboot-{}-{n}.tmp", std::process::id()));
@@ -257,6 +267,50 @@ mod tests {
             assert_eq!((meta.uid(), meta.gid()), (1234, 42));
         }
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    #[test]
+    fn setuid_setgid_and_sticky_bits_are_not_kept() {
+        let (dir, root) = root();
+        let path = dir.path().join("keys");
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o7755)).unwrap();
+        root.write_atomic("/keys", b"new", &WriteOptions::keep_or(0o600))
+            .unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn temp_names_differ_in_a_part_no_one_can_guess() {
+        let names: Vec<String> = (0..4)
+            .map(|_| temp_name(OsStr::new("keys")).into_string().unwrap())
+            .collect();
+        let pid = std::process::id();
+        for name in &names {
+            assert!(
+                super::super::staging::is_temp_name(OsStr::new(name)),
+                "{name}"
+            );
+            assert!(
+                name.starts_with(&format!(".keys.metaboot-{pid}-")),
+                "{name}"
+            );
+        }
+        let low = |name: &str| {
+            let n: u64 = name
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .trim_end_matches(".tmp")
+                .parse()
+                .unwrap();
+            n & 0xffff_ffff
+        };
+        // Four random 32-bit parts, all equal, would be one chance in 2^96.
+        assert!(
+            names.iter().any(|name| low(name) != low(&names[0])),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub enum Refused {
     Symlink(PathBuf),
     #[error("{} is a symlink owned by uid {uid}; only root's symlinks are followed", path.display())]
     ForeignSymlink { path: PathBuf, uid: u32 },
+    #[error(
+        "{} is a symlink with {links} hard links; not followed (a hard link can put root's \
+         symlink in a user's directory)",
+        path.display()
+    )]
+    LinkedSymlink { path: PathBuf, links: u64 },
     #[error("{}: more than {limit} symlinks to follow", path.display())]
     TooManySymlinks { path: PathBuf, limit: usize },
     #[error("{} is owned by uid {uid}, neither by {user} nor by root", path.display())]

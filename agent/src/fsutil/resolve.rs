@@ -325,7 +325,8 @@ impl<'r> Walker<'r> {
 
     /// The target of symlink `name` in the current directory (read from entry `seen`, which is
     /// `name` or its staged temp), as steps to walk (the walk restarts at the root for an
-    /// absolute target). Refuses what is not a trusted symlink.
+    /// absolute target). Refuses what is not a trusted symlink: one owned by someone else,
+    /// or one with more than one hard link.
     fn follow(&mut self, seen: &OsStr, name: &OsStr) -> io::Result<VecDeque<Step>> {
         // The link itself, so that its owner and its target are read from the same inode.
         let link = openat(
@@ -342,6 +343,16 @@ impl<'r> Walker<'r> {
             return Err(Refused::ForeignSymlink {
                 path: self.shown(Some(name)),
                 uid: stat.st_uid,
+            }
+            .into());
+        }
+        // Root's own symlink, hard-linked by a user into a directory of theirs (the kernel
+        // allows it where `fs.protected_hardlinks` is 0, its default without systemd), would
+        // lead a path in that user's area anywhere.
+        if stat.st_nlink > 1 {
+            return Err(Refused::LinkedSymlink {
+                path: self.shown(Some(name)),
+                links: stat.st_nlink,
             }
             .into());
         }

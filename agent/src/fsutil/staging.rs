@@ -88,6 +88,10 @@ struct Pending {
     by_name: HashMap<OsString, Vec<usize>>,
     /// Where the open group of writes starts ([`Staging::begin_group`]).
     group: Option<usize>,
+    /// The open group's number, given to each of its writes; kept across a publish.
+    group_number: Option<u64>,
+    /// Groups opened so far in the run.
+    groups: u64,
     /// Totals of the run.
     totals: Totals,
     /// Writes that could not be made durable or renamed, for the run's report.
@@ -112,6 +116,9 @@ struct Entry {
     name: OsString,
     /// The target as the caller named it (for messages).
     shown: PathBuf,
+    /// The group ([`Staging::begin_group`]) the write belongs to: when one of its renames
+    /// fails, its later ones are not made.
+    group: Option<u64>,
 }
 
 /// What a run's staging did: files renamed into place, publishes, and syncs.
@@ -279,11 +286,13 @@ impl Staging {
             return Ok(());
         }
         let index = pending.entries.len();
+        let group = pending.group_number;
         pending.entries.push(Entry {
             dir: at,
             temp,
             name: name.to_owned(),
             shown,
+            group,
         });
         pending
             .by_name
@@ -297,17 +306,22 @@ impl Staging {
     pub fn begin_group(&self) {
         let mut pending = self.lock();
         pending.group = Some(pending.entries.len());
+        pending.groups += 1;
+        pending.group_number = Some(pending.groups);
     }
 
     /// Closes the open group, keeping its writes.
     pub fn end_group(&self) {
-        self.lock().group = None;
+        let mut pending = self.lock();
+        pending.group = None;
+        pending.group_number = None;
     }
 
     /// Drops every write staged since [`Staging::begin_group`] (their temp files are removed;
     /// the targets stay as they were).
     pub fn abandon_group(&self) {
         let mut pending = self.lock();
+        pending.group_number = None;
         let Some(start) = pending.group.take() else {
             return;
         };
@@ -329,7 +343,9 @@ impl Staging {
 
     /// Makes every staged write visible: one `syncfs` per file system holding temp files,
     /// then the renames in the order the writes were made. A write that cannot be synced or
-    /// renamed keeps its old file and is kept for [`Staging::commit`]'s report.
+    /// renamed keeps its old file and is kept for [`Staging::commit`]'s report, and so do the
+    /// later writes of its group (a group's earlier ones stay placed: its writer orders them so
+    /// that a prefix is safe, as a crash between two renames leaves one).
     pub fn publish(&self) {
         let mut pending = self.lock();
         if pending.entries.is_empty() {
@@ -368,8 +384,24 @@ impl Staging {
             return;
         }
         let mut renamed = 0;
+        // Groups with a rename that failed, and the file that failed: their later writes are
+        // not made (passwd is not renamed when shadow could not be).
+        let mut broken: HashMap<u64, PathBuf> = HashMap::new();
         for entry in &entries {
             let dir = &dirs[entry.dir];
+            if let Some(failed) = entry.group.and_then(|group| broken.get(&group)) {
+                let _ = unlinkat(&dir.fd, entry.temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+                let why = io::Error::other(format!(
+                    "not placed: it is written together with {}, which could not be",
+                    failed.display()
+                ));
+                pending
+                    .failures
+                    .push(PathError::fail("rename into place", entry.shown.clone())(
+                        why,
+                    ));
+                continue;
+            }
             match renameat(
                 &dir.fd,
                 entry.temp.as_os_str(),
@@ -379,6 +411,9 @@ impl Staging {
                 Ok(()) => renamed += 1,
                 Err(errno) => {
                     let _ = unlinkat(&dir.fd, entry.temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+                    if let Some(group) = entry.group {
+                        broken.insert(group, entry.shown.clone());
+                    }
                     pending
                         .failures
                         .push(PathError::fail("rename into place", entry.shown.clone())(

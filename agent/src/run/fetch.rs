@@ -31,11 +31,15 @@ pub(super) fn fetch<'a>(
     client: &HttpClient,
     report: &mut Report,
 ) -> Option<Instance<'a>> {
-    let (meta, new_instance) = meta_data(state, source, report)?;
+    let (meta, new_instance, launch_index) = meta_data(state, source, report)?;
     let id = meta.uuid.clone();
     report.instance_id = Some(id.clone());
     report.new_instance = Some(new_instance);
-    let docs = Documents { state, id: &id };
+    let docs = Documents {
+        state,
+        id: &id,
+        launch_index,
+    };
     let mut user = Decoded::default();
     let mut vendor = Decoded::default();
     let mut network = None;
@@ -78,11 +82,12 @@ pub(super) fn fetch<'a>(
 }
 
 /// The `meta-data` step: fetch, decode, switch the current instance, cache without secrets.
+/// Returns the meta-data, whether the instance is new, and its launch index if it has one.
 fn meta_data(
     state: &State,
     source: &mut dyn Source,
     report: &mut Report,
-) -> Option<(MetaData, bool)> {
+) -> Option<(MetaData, bool, Option<i64>)> {
     let mut meta = None;
     report.step("meta-data", || {
         let raw = match source.meta_data() {
@@ -108,10 +113,23 @@ fn meta_data(
             parsed.uuid,
             if new { "new" } else { "same as last boot" }
         );
-        meta = Some((parsed, new));
+        meta = Some((parsed, new, launch_index(&raw)));
         Done::ok_with(message)
     });
     meta
+}
+
+/// The instance's launch index, when its meta-data has one: `launch_index` (nova always
+/// gives it; a NoCloud seed's `launch-index` is carried there). A document without it (or
+/// with `null`) has none, and then no user-data part is left out for another index, as in
+/// cloud-init.
+fn launch_index(raw: &[u8]) -> Option<i64> {
+    let doc: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    match doc.get("launch_index")? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// Caches a fetched document; a failure costs only `metaboot query`, so it is a log line.
@@ -130,6 +148,8 @@ fn fetched<T>(result: Result<Option<T>, SourceError>, what: &str) -> Result<Opti
 struct Documents<'a> {
     state: &'a State,
     id: &'a str,
+    /// The instance's launch index: user-data parts marked for another are left out.
+    launch_index: Option<i64>,
 }
 
 impl Documents<'_> {
@@ -141,7 +161,7 @@ impl Documents<'_> {
             Err(err) => return Done::error(err),
         };
         cache(self.state, self.id, "user_data", &raw);
-        *out = userdata::decode(&raw, client);
+        *out = userdata::decode(&raw, self.launch_index, client);
         decoded_done(out)
     }
 
@@ -169,7 +189,7 @@ impl Documents<'_> {
                 }
                 Ok(Some(VendorData::Plain(raw))) => {
                     cache(self.state, self.id, plain_name, &raw);
-                    out.extend(userdata::decode(&raw, client));
+                    out.extend(userdata::decode(&raw, None, client));
                 }
                 Ok(None) => {}
                 Err(err) => errors.push(err),

@@ -248,7 +248,8 @@ impl Source for NoCloud {
     }
 
     /// The seed's meta-data in `meta_data.json`'s shape: `instance-id` is the uuid,
-    /// `local-hostname` the hostname and name, `public-keys` the key pairs (named by position).
+    /// `local-hostname` the hostname and name, `public-keys` the key pairs (named by position),
+    /// `launch-index` (when it is a number) the launch index.
     fn meta_data(&mut self) -> Result<Vec<u8>, SourceError> {
         let meta = self.merged_meta_data()?;
         let id = text(&meta, "instance-id")?.unwrap_or_else(|| DEFAULT_INSTANCE_ID.to_owned());
@@ -259,6 +260,16 @@ impl Source for NoCloud {
             .map(|(i, key)| (format!("{i:04}"), Value::String(key)))
             .collect();
         let mut doc = json!({"uuid": id, "hostname": hostname, "name": hostname});
+        // cloud-init's NoCloud `launch-index`, given as a number or as text holding one (nova's
+        // are never negative, and meta_data.json's is unsigned).
+        let launch_index = match meta.get("launch-index") {
+            Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            Some(Value::String(text)) => text.trim().parse::<u32>().ok(),
+            _ => None,
+        };
+        if let Some(index) = launch_index {
+            doc["launch_index"] = index.into();
+        }
         if !keys.is_empty() {
             doc["public_keys"] = Value::Object(keys);
         }

@@ -15,34 +15,65 @@ use semaphore::Semaphores;
 
 /// The state directory, under the root.
 pub const STATE_DIR: &str = "/var/lib/metaboot";
-/// Longest instance id accepted (nova's are 36-character UUIDs).
+/// Longest instance id accepted, in bytes (nova's are 36-character UUIDs).
 pub const MAX_INSTANCE_ID_LEN: usize = 128;
+/// Longest name an instance's directory gets (`NAME_MAX` is 255): an id whose encoded name
+/// would be longer keeps this many bytes of it, then `~` and a hash of the whole id.
+pub const MAX_INSTANCE_DIR_NAME: usize = 200;
 
 /// State bookkeeping failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(
-        "Instance id {0:?} is not usable as a directory name (want 1-{MAX_INSTANCE_ID_LEN} of A-Z a-z 0-9 . _ -)"
+        "Instance id {0:?} is not usable: want 1-{MAX_INSTANCE_ID_LEN} bytes without control characters or surrounding spaces"
     )]
     BadInstanceId(String),
     #[error(transparent)]
     Io(#[from] PathError),
 }
 
-/// Checks that an instance id is safe as a path component.
+/// Checks that an instance id can be stored and compared: it is not empty, not too long, one
+/// line with no control characters, and not padded with spaces (the stored id is read back
+/// trimmed). Any other character is allowed, as cloud-init allows it (NoCloud users pick ids
+/// such as `my host:1`); [`instance_dir_name`] makes the directory name safe.
 pub fn check_instance_id(id: &str) -> Result<(), StateError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_INSTANCE_ID_LEN
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        && id.trim() == id
+        && !id.chars().any(char::is_control);
     if ok {
         Ok(())
     } else {
         Err(StateError::BadInstanceId(id.to_owned()))
     }
+}
+
+/// The name of instance `id`'s directory under `instances/`: the id itself when it is made of
+/// `A-Z a-z 0-9 . _ -` and does not start with a dot (every nova, EC2 and most NoCloud ids);
+/// otherwise each other byte and a leading dot as `%XX`, so that no two ids share a directory
+/// and no id names `.`, `..` or a path. An encoded name longer than
+/// [`MAX_INSTANCE_DIR_NAME`] is cut there and ends in `~` and a hash of the id.
+pub fn instance_dir_name(id: &str) -> String {
+    let mut name = String::with_capacity(id.len());
+    for (i, byte) in id.bytes().enumerate() {
+        let plain = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-';
+        let unit = if plain || (byte == b'.' && i > 0) {
+            char::from(byte).to_string()
+        } else {
+            format!("%{byte:02X}")
+        };
+        if name.len() + unit.len() > MAX_INSTANCE_DIR_NAME {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(id.as_bytes());
+            name.push('~');
+            for byte in &digest[..8] {
+                name.push_str(&format!("{byte:02x}"));
+            }
+            return name;
+        }
+        name.push_str(&unit);
+    }
+    name
 }
 
 /// The state directory of one root; every path it gives is taken under that root.
@@ -71,9 +102,9 @@ impl State {
         self.base.join("status.json")
     }
 
-    /// `instances/<id>`.
+    /// `instances/<id>`, its name made safe by [`instance_dir_name`].
     pub fn instance_dir(&self, id: &str) -> PathBuf {
-        self.base.join("instances").join(id)
+        self.base.join("instances").join(instance_dir_name(id))
     }
 
     /// `instance`: symlink to the current instance's directory.
@@ -144,7 +175,10 @@ impl State {
     fn point_current_at(&self, id: &str) -> Result<(), StateError> {
         let link = self.current_instance_dir();
         self.root
-            .replace_symlink(&link, Path::new(&format!("instances/{id}")))
+            .replace_symlink(
+                &link,
+                Path::new(&format!("instances/{}", instance_dir_name(id))),
+            )
             .map_err(PathError::fail("update", self.root.host_path(&link)))
             .map_err(StateError::from)
     }
@@ -196,14 +230,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn instance_ids_must_be_safe_path_components() {
-        for ok in ["d8e02d56-2648-49a3-bf97-6be8f1204f38", "i-0001", "a.b_c"] {
+    fn instance_ids_are_one_line_of_bounded_length() {
+        let longest = "a".repeat(MAX_INSTANCE_ID_LEN);
+        for ok in [
+            "d8e02d56-2648-49a3-bf97-6be8f1204f38",
+            "i-0001",
+            "a.b_c",
+            "..",
+            "a/b",
+            "my host:1",
+            longest.as_str(),
+        ] {
             assert!(check_instance_id(ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(MAX_INSTANCE_ID_LEN + 1);
-        for bad in ["", ".", "..", "../etc", "a/b", "a b", long.as_str()] {
+        for bad in ["", " a", "a ", "a\nb", "a\tb", long.as_str()] {
             assert!(check_instance_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_directory_name_is_the_id_or_its_encoding() {
+        let uuid = "d8e02d56-2648-49a3-bf97-6be8f1204f38";
+        assert_eq!(instance_dir_name(uuid), uuid);
+        assert_eq!(instance_dir_name("a.b_c"), "a.b_c");
+        assert_eq!(instance_dir_name("."), "%2E");
+        assert_eq!(instance_dir_name(".."), "%2E.");
+        assert_eq!(instance_dir_name("../etc"), "%2E.%2Fetc");
+        assert_eq!(instance_dir_name("my host:1"), "my%20host%3A1");
+        // `%` itself is encoded, so an id that looks encoded keeps its own directory.
+        assert_eq!(instance_dir_name("my%20host%3A1"), "my%2520host%253A1");
+        assert_eq!(instance_dir_name("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn a_long_encoded_name_is_cut_and_ends_in_a_hash() {
+        let a = "/".repeat(MAX_INSTANCE_ID_LEN);
+        let b = format!("{}:", "/".repeat(MAX_INSTANCE_ID_LEN - 1));
+        let (name_a, name_b) = (instance_dir_name(&a), instance_dir_name(&b));
+        assert_ne!(name_a, name_b);
+        for name in [&name_a, &name_b] {
+            assert!(name.len() <= MAX_INSTANCE_DIR_NAME + 17, "{name}");
+            assert!(name.starts_with("%2F%2F") && name.contains('~'), "{name}");
+        }
+        let plain = "a".repeat(MAX_INSTANCE_ID_LEN);
+        assert_eq!(instance_dir_name(&plain), plain);
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_path_component_gets_its_own_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let state = State::new(&root);
+        assert!(state.switch_instance("../../etc").unwrap());
+        assert!(!state.switch_instance("../../etc").unwrap());
+        assert_eq!(state.stored_instance_id().as_deref(), Some("../../etc"));
+        state.cache("../../etc", "user-data", b"x").unwrap();
+        let inside = dir
+            .path()
+            .join("var/lib/metaboot/instances/%2E.%2F..%2Fetc");
+        assert_eq!(std::fs::read(inside.join("user-data")).unwrap(), b"x");
+        assert!(!dir.path().join("var/lib/etc").exists());
+        let link = std::fs::read_link(root.host_path(state.current_instance_dir())).unwrap();
+        assert_eq!(link, PathBuf::from("instances/%2E.%2F..%2Fetc"));
     }
 
     #[test]

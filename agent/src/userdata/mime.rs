@@ -26,6 +26,8 @@ pub struct MimePart {
     pub filename: Option<String>,
     /// Its `Merge-Type` (or `X-Merge-Type`) header: how a cloud-config part merges.
     pub merge_type: Option<String>,
+    /// Its `Launch-Index` header: the one instance of a multi-create request it is for.
+    pub launch_index: Option<String>,
     /// The body after transfer decoding.
     pub body: Vec<u8>,
 }
@@ -160,6 +162,7 @@ fn collect(entity: &[u8], depth: usize, out: &mut Split) {
                 .get("merge-type")
                 .or_else(|| head.get("x-merge-type"))
                 .map(str::to_owned),
+            launch_index: head.get("launch-index").map(str::to_owned),
             body,
         }),
         None => out.errors.push(MimeError::Base64(out.leaves)),

@@ -81,9 +81,13 @@ impl Decoded {
     }
 }
 
-/// Decodes user data as cloud-init does.
-pub fn decode(data: &[u8], fetch: &dyn Fetch) -> Decoded {
+/// Decodes user data as cloud-init does. With the instance's `launch_index` (nova's
+/// `launch_index`, NoCloud's `launch-index`), a part marked for another instance of its
+/// multi-create request is left out (cloud-init's `launch_index.Filter`); vendor data is never
+/// filtered.
+pub fn decode(data: &[u8], launch_index: Option<i64>, fetch: &dyn Fetch) -> Decoded {
     let mut decoder = Decoder::new(fetch);
+    decoder.launch_index = launch_index;
     decoder.document(data, 0, "user data");
     decoder.out
 }
@@ -121,11 +125,13 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
     decoder.out
 }
 
-/// What a part says of itself: its MIME type, file name and `Merge-Type` header.
+/// What a part says of itself: its MIME type, file name, `Merge-Type` and `Launch-Index`
+/// headers.
 struct Declared<'a> {
     mime: &'a str,
     filename: Option<&'a str>,
     merge_type: Option<&'a str>,
+    launch_index: Option<String>,
 }
 
 impl<'a> Declared<'a> {
@@ -134,9 +140,23 @@ impl<'a> Declared<'a> {
             mime,
             filename: None,
             merge_type: None,
+            launch_index: None,
         }
     }
 }
+
+/// The launch index a `#cloud-config` part gives itself with a `launch-index` key (read when
+/// it has no `Launch-Index` header): an integer, or text holding one; anything else is none.
+fn config_launch_index(map: &ConfigMap) -> Option<String> {
+    match map.get(LAUNCH_INDEX_KEY)? {
+        Value::Number(n) => n.as_i64().map(|n| n.to_string()),
+        Value::String(text) => text.trim().parse::<i64>().ok().map(|n| n.to_string()),
+        _ => None,
+    }
+}
+
+/// The key of a `#cloud-config` part (and of an archive item) naming its launch index.
+const LAUNCH_INDEX_KEY: &str = "launch-index";
 
 struct Decoder<'a> {
     out: Decoded,
@@ -148,6 +168,8 @@ struct Decoder<'a> {
     inflated: usize,
     /// Archives being decoded, one inside the other.
     archives: usize,
+    /// The instance's launch index: parts marked for another are left out.
+    launch_index: Option<i64>,
 }
 
 impl<'a> Decoder<'a> {
@@ -160,7 +182,25 @@ impl<'a> Decoder<'a> {
             names: BTreeSet::new(),
             inflated: 0,
             archives: 0,
+            launch_index: None,
         }
+    }
+
+    /// Whether a part marked with launch index `marked` (`None`: unmarked) is for this
+    /// instance: unmarked parts are for every instance, and so is every part when the
+    /// instance has no launch index. A mark that is not a number is for none (cloud-init's
+    /// `safe_int` gives `None`, which matches no index).
+    fn for_this_instance(&self, name: &str, marked: Option<&str>) -> bool {
+        let (Some(wanted), Some(marked)) = (self.launch_index, marked) else {
+            return true;
+        };
+        let chosen = marked.trim().parse::<i64>().ok() == Some(wanted);
+        if !chosen {
+            tracing::info!(
+                "{name}: Launch-Index {marked:?} is not this instance's ({wanted}); left out"
+            );
+        }
+        chosen
     }
 
     fn error(&mut self, message: String) {
@@ -193,6 +233,7 @@ impl<'a> Decoder<'a> {
                     mime: &part.content_type,
                     filename: part.filename.as_deref(),
                     merge_type: part.merge_type.as_deref(),
+                    launch_index: part.launch_index.clone(),
                 };
                 self.part(&declared, &part.body, depth);
             }
@@ -217,6 +258,7 @@ impl<'a> Decoder<'a> {
     fn part(&mut self, declared: &Declared<'_>, body: &[u8], depth: usize) {
         let filename = declared.filename;
         let merge_type = declared.merge_type;
+        let launch_index = declared.launch_index.as_deref();
         let declared = declared.mime;
         self.parts += 1;
         if self.parts > MAX_PARTS {
@@ -253,9 +295,25 @@ impl<'a> Decoder<'a> {
             name: name.clone(),
             body: body.to_vec(),
         };
-        match PartKind::of(&declared, &body) {
+        let kind = PartKind::of(&declared, &body);
+        // An include or an archive is opened whatever its mark: cloud-init filters the parts
+        // they hold, each by its own mark.
+        let opened = matches!(
+            kind,
+            PartKind::Include | PartKind::IncludeOnce | PartKind::CloudConfigArchive
+        );
+        if !opened && !self.for_this_instance(&name, launch_index) {
+            return;
+        }
+        match kind {
             PartKind::CloudConfig => match std::str::from_utf8(&body) {
                 Ok(text) => match yaml::parse_cloud_config(text) {
+                    Ok(map)
+                        if launch_index.is_none()
+                            && !self.for_this_instance(
+                                &name,
+                                config_launch_index(&map).as_deref(),
+                            ) => {}
                     Ok(mut map) => match Mergers::of_part(&mut map, merge_type) {
                         Ok(mergers) => {
                             if let Some(mergers) = mergers {
@@ -379,6 +437,11 @@ impl<'a> Decoder<'a> {
                     mime: kind,
                     filename: map.get("filename").and_then(Value::as_str),
                     merge_type: header("merge-type").or_else(|| header("x-merge-type")),
+                    // As cloud-init's `str(ent["launch-index"])`: a number or text.
+                    launch_index: map.get(LAUNCH_INDEX_KEY).map(|value| match value {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    }),
                 };
                 self.part(&declared, content.as_bytes(), depth);
             }

@@ -27,7 +27,7 @@ impl Fetch for FakeWeb {
 }
 
 fn decode_str(text: &str) -> Decoded {
-    decode(text.as_bytes(), &NoFetch)
+    decode(text.as_bytes(), None, &NoFetch)
 }
 
 const CONFIG: &str = "#cloud-config\nhostname: web\n";
@@ -50,7 +50,7 @@ fn mime(parts: &[(&str, &str, Option<&str>)]) -> String {
 #[test]
 fn cloud_config_plain_and_gzipped() {
     for data in [CONFIG.as_bytes().to_vec(), gz(CONFIG.as_bytes())] {
-        let out = decode(&data, &NoFetch);
+        let out = decode(&data, None, &NoFetch);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(out.configs.len(), 1);
         assert_eq!(out.configs[0]["hostname"], json!("web"));
@@ -60,7 +60,7 @@ fn cloud_config_plain_and_gzipped() {
 #[test]
 fn script_plain_and_gzipped() {
     for data in [SCRIPT.as_bytes().to_vec(), gz(SCRIPT.as_bytes())] {
-        let out = decode(&data, &NoFetch);
+        let out = decode(&data, None, &NoFetch);
         assert!(out.errors.is_empty());
         assert_eq!(out.scripts.len(), 1);
         assert_eq!(out.scripts[0].body, SCRIPT.as_bytes());
@@ -108,7 +108,7 @@ fn corrupt_gzip_is_an_error_and_yields_nothing() {
     let mut data = gz(CONFIG.as_bytes());
     let mid = data.len() / 2;
     data[mid] ^= 0x55;
-    let out = decode(&data, &NoFetch);
+    let out = decode(&data, None, &NoFetch);
     assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
     assert!(
         out.errors[0].starts_with("user data: Corrupt gzip data"),
@@ -121,7 +121,7 @@ fn corrupt_gzip_is_an_error_and_yields_nothing() {
 #[test]
 fn gzip_bomb_is_an_error() {
     let bomb = gz(&vec![b'#'; gzip::MAX_DECOMPRESSED_BYTES + 1]);
-    let out = decode(&bomb, &NoFetch);
+    let out = decode(&bomb, None, &NoFetch);
     assert_eq!(out.errors.len(), 1);
     assert!(
         out.errors[0].contains("decompresses to more than"),
@@ -253,6 +253,7 @@ fn includes_are_followed_and_bounded() {
         .insert("http://10.0.0.1/b".into(), gz(SCRIPT.as_bytes()));
     let out = decode(
         b"#include\nhttp://10.0.0.1/a\nhttp://10.0.0.1/b\nhttp://10.0.0.1/404\n",
+        None,
         &web,
     );
     assert_eq!(out.configs.len(), 1);
@@ -273,7 +274,7 @@ fn includes_are_followed_and_bounded() {
         "http://10.0.0.1/loop".into(),
         b"#include\nhttp://10.0.0.1/loop\n".to_vec(),
     );
-    let out = decode(b"#include\nhttp://10.0.0.1/loop\n", &web);
+    let out = decode(b"#include\nhttp://10.0.0.1/loop\n", None, &web);
     assert_eq!(web.hits.borrow().len(), MAX_INCLUDE_DEPTH);
     assert!(out.errors[0].contains("levels deep"), "{:?}", out.errors);
 
@@ -282,7 +283,7 @@ fn includes_are_followed_and_bounded() {
     let list: String = (0..MAX_INCLUDE_URLS + 3)
         .map(|i| format!("http://10.0.0.1/{i}\n"))
         .collect();
-    let out = decode(format!("#include\n{list}").as_bytes(), &web);
+    let out = decode(format!("#include\n{list}").as_bytes(), None, &web);
     assert_eq!(web.hits.borrow().len(), MAX_INCLUDE_URLS);
     assert!(out.errors.last().unwrap().contains("include URLs"));
 }
@@ -403,4 +404,76 @@ fn merge_types_come_from_the_header_or_the_part() {
         Value::Object(super::merge::parts(&out.configs)),
         json!({"runcmd": ["a", "b"]})
     );
+}
+
+/// A multi-create request's user data, parts marked with `Launch-Index` (the MIME header, an
+/// archive item's `launch-index`, a cloud-config's own `launch-index` key): each instance keeps
+/// the unmarked parts and those marked with its own index, as cloud-init's launch index filter
+/// does; without a launch index every part is kept.
+#[test]
+fn parts_marked_for_another_launch_index_are_left_out() {
+    let msg = mime(&[
+        (
+            "text/x-shellscript\nLaunch-Index: 0",
+            "#!/bin/sh\necho zero\n",
+            None,
+        ),
+        (
+            "text/x-shellscript\nLaunch-Index: 1",
+            "#!/bin/sh\necho one\n",
+            None,
+        ),
+        (
+            "text/x-shellscript\nLaunch-Index: one",
+            "#!/bin/sh\necho bad\n",
+            None,
+        ),
+        ("text/x-shellscript", "#!/bin/sh\necho all\n", None),
+        (
+            "text/cloud-config",
+            "#cloud-config\nlaunch-index: 1\nhostname: one\n",
+            None,
+        ),
+        (
+            "text/cloud-config\nLaunch-Index: 0",
+            "#cloud-config\nlaunch-index: 1\nhostname: header-wins\n",
+            None,
+        ),
+        (
+            "text/cloud-config-archive",
+            "- {type: text/x-shellscript, launch-index: 1, content: \"#!/bin/sh\\necho arch1\\n\"}\n\
+             - {type: text/x-shellscript, launch-index: \"0\", content: \"#!/bin/sh\\necho arch0\\n\"}\n",
+            None,
+        ),
+    ]);
+    let bodies = |out: &Decoded| -> Vec<String> {
+        out.scripts
+            .iter()
+            .map(|s| {
+                String::from_utf8_lossy(&s.body)
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let hostnames = |out: &Decoded| -> Vec<String> {
+        out.configs
+            .iter()
+            .map(|c| c["hostname"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let one = decode(msg.as_bytes(), Some(1), &NoFetch);
+    assert_eq!(bodies(&one), ["echo one", "echo all", "echo arch1"]);
+    assert_eq!(hostnames(&one), ["one"]);
+    let zero = decode(msg.as_bytes(), Some(0), &NoFetch);
+    assert_eq!(bodies(&zero), ["echo zero", "echo all", "echo arch0"]);
+    assert_eq!(hostnames(&zero), ["header-wins"]);
+    let every = decode(msg.as_bytes(), None, &NoFetch);
+    assert_eq!(every.scripts.len(), 6);
+    assert_eq!(every.configs.len(), 2);
+    for out in [&one, &zero, &every] {
+        assert!(out.errors.is_empty() && out.warnings.is_empty(), "{out:?}");
+    }
 }

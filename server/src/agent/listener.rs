@@ -123,7 +123,7 @@ impl ApiTarget for HttpApi {
             if !err.is_the_clients() {
                 tracing::warn!(api = self.upstream.describe(), error = %err, "metadata API call failed");
             }
-            Answer::refused(err.status(), err.to_string(), err.rejection())
+            Answer::refused(err.status(), err.client_text(), err.rejection())
         })
     }
 }

@@ -71,6 +71,16 @@ impl ApiArgs {
         Ok(Identify::proxy(crate::secret::read_secret(file)?))
     }
 
+    /// The listener's limits: guests reach the API directly when it identifies them by their
+    /// address, and then get the namespace proxy's caps per guest.
+    pub fn limits(&self) -> ServerLimits {
+        if self.identify_by_source_ip {
+            ServerLimits::guest_facing()
+        } else {
+            ServerLimits::default()
+        }
+    }
+
     /// The rendering settings these flags ask for.
     pub fn rendering(&self) -> anyhow::Result<Rendering> {
         let vendor = match &self.vendor_data {
@@ -160,7 +170,7 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
             Some(model.status()),
         )
         .await?;
-        let limits = ServerLimits::default();
+        let limits = args.limits();
         let handler = ApiHandler::new(api);
         let workers = crate::runtime::Workers::start(threads)?;
         for (addr, listeners) in tcp {
@@ -175,4 +185,25 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         drop(socket);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        api: ApiArgs,
+    }
+
+    #[test]
+    fn guests_reaching_the_api_directly_get_the_guest_caps() {
+        let direct = Command::parse_from(["api", "--identify-by-source-ip"]).api;
+        assert_eq!(direct.limits(), ServerLimits::guest_facing());
+        let chained = Command::parse_from(["api", "--shared-secret-file", "/s"]).api;
+        assert_eq!(chained.limits(), ServerLimits::default());
+    }
 }

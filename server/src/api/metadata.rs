@@ -181,6 +181,22 @@ impl Api {
             );
         }
         if token::is_token_path(&segments) {
+            // With no proxy in front, the guest's own headers arrive here: a token PUT relayed
+            // by a proxy inside the guest (it adds X-Forwarded-For) is an SSRF, refused as the
+            // namespace proxy refuses it.
+            if matches!(self.identify, Identify::SourceIp)
+                && token::is_forwarded_token_request(
+                    &request.method,
+                    &request.path,
+                    &request.headers,
+                )
+            {
+                return Answer::refused(
+                    StatusCode::FORBIDDEN,
+                    "A session token request must not carry X-Forwarded-For.".to_owned(),
+                    Rejection::TokenForwarded,
+                );
+            }
             return self
                 .tokens
                 .answer_put(&request.method, &request.headers, &view.instance.uuid);

@@ -42,6 +42,10 @@ pub const MAX_UPSTREAM_HEADERS: usize = 100;
 pub const MAX_UPSTREAM_INTERIM_ANSWERS: usize = 8;
 /// Time an upstream has to answer before the client gets 504.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time the namespace proxy gives the agent: the agent's own [`UPSTREAM_TIMEOUT`] for the API
+/// plus a margin, so that when the API is slow the agent's 504 reaches the guest before the
+/// proxy gives up on the agent (and on the other requests its connection to the agent carries).
+pub const PROXY_AGENT_TIMEOUT: Duration = Duration::from_secs(12);
 /// Time to open a connection to an upstream before the client gets 503.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled upstream connections kept per upstream and worker thread (an idle one lives
@@ -68,9 +72,9 @@ pub struct ServerLimits {
     pub body_read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_connections: usize,
-    /// Most connections one peer address holds at once (`None`: no cap per address). The
-    /// namespace proxy sets it for guests; the agent and the API, whose peers are the chain's
-    /// own roles, leave it off.
+    /// Most connections one peer address holds at once (`None`: no cap per address). A
+    /// guest-facing listener sets it ([`ServerLimits::guest_facing`]); the agent and the API
+    /// behind the chain, whose peers are the chain's own roles, leave it off.
     pub max_connections_per_peer: Option<usize>,
     /// Most pipelined requests of one connection handled at once. A guest-facing listener
     /// takes 1: a guest's requests are answered one after the other, so that a guest cannot
@@ -98,12 +102,49 @@ impl Default for ServerLimits {
 const _: () =
     assert!(MAX_CONNECTIONS_PER_GUEST >= 2 && MAX_CONNECTIONS_PER_GUEST * 256 <= MAX_CONNECTIONS);
 
+// The proxy waits longer than the agent it waits for.
+const _: () = assert!(PROXY_AGENT_TIMEOUT.as_millis() > UPSTREAM_TIMEOUT.as_millis());
+
 // Each answer is two slices of one vectored write, within Linux's IOV_MAX (1024).
 const _: () = assert!(MAX_PIPELINED_REQUESTS >= 2 && 2 * MAX_PIPELINED_REQUESTS <= 1024);
 
 impl ServerLimits {
+    /// The limits of a listener guests reach directly (the namespace proxy, and the API when
+    /// it identifies guests by their address): at most [`MAX_CONNECTIONS_PER_GUEST`]
+    /// connections per guest address, and one request of a connection at a time.
+    pub fn guest_facing() -> Self {
+        Self {
+            max_connections_per_peer: Some(MAX_CONNECTIONS_PER_GUEST),
+            pipelined_at_once: 1,
+            ..Self::default()
+        }
+    }
+
     /// The largest head, in bytes.
     pub fn header_buffer(&self) -> usize {
         self.max_header_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_facing_listener_caps_each_guest_and_answers_one_request_at_a_time() {
+        let guest = ServerLimits::guest_facing();
+        assert_eq!(
+            guest.max_connections_per_peer,
+            Some(MAX_CONNECTIONS_PER_GUEST)
+        );
+        assert_eq!(guest.pipelined_at_once, 1);
+        assert_eq!(
+            ServerLimits {
+                max_connections_per_peer: None,
+                pipelined_at_once: MAX_PIPELINED_REQUESTS,
+                ..guest
+            },
+            ServerLimits::default()
+        );
     }
 }

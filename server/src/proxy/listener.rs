@@ -18,7 +18,7 @@ use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
     BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_GUEST,
-    UPSTREAM_TIMEOUT, WRITE_TIMEOUT,
+    PROXY_AGENT_TIMEOUT, WRITE_TIMEOUT,
 };
 use crate::http::{
     Answer, Body, Handler, Peer, Refusal, Rejection, Reply, RequestBody, ServerLimits, Upstream,
@@ -71,7 +71,7 @@ impl Forward for ToAgent {
                     tracing::warn!(agent = self.agent.describe(), error = %err, "agent call failed");
                 }
                 self.metrics.reject(err.rejection());
-                Answer::refused(err.status(), err.to_string(), err.rejection()).into_response()
+                Answer::refused(err.status(), err.client_text(), err.rejection()).into_response()
             }
         }
     }
@@ -202,8 +202,9 @@ pub struct ProxyArgs {
     /// Most connections one guest address may hold at once; more are closed at once.
     #[arg(long, default_value_t = MAX_CONNECTIONS_PER_GUEST)]
     pub max_connections_per_guest: usize,
-    /// Seconds the agent has to answer before the guest gets 504.
-    #[arg(long, default_value_t = UPSTREAM_TIMEOUT.as_secs_f64())]
+    /// Seconds the agent has to answer before the guest gets 504 (longer than the agent's
+    /// `--api-timeout`, so that the agent's own 504 comes first).
+    #[arg(long, default_value_t = PROXY_AGENT_TIMEOUT.as_secs_f64())]
     pub agent_timeout: f64,
     /// Seconds a guest has to send a request head (also between keep-alive requests).
     #[arg(long, default_value_t = HEADER_READ_TIMEOUT.as_secs_f64())]
@@ -271,8 +272,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             header_read_timeout: Duration::from_secs_f64(args.header_timeout),
             body_read_timeout: Duration::from_secs_f64(args.body_timeout),
             write_timeout: Duration::from_secs_f64(args.write_timeout),
-            pipelined_at_once: 1,
-            ..ServerLimits::default()
+            ..ServerLimits::guest_facing()
         };
         let rate_limit = args
             .rate_limit

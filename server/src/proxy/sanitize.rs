@@ -49,15 +49,19 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// it could forge, every hop-by-hop header (and those `Connection` names) and its
 /// `Content-Length` (recomputed), then sets `X-Forwarded-For` to the peer and the scope header.
 pub fn sanitize(headers: &mut HeaderMap, peer: IpAddr, scope: &(HeaderName, HeaderValue)) {
-    // One name at a time, each found in one pass over the guest's names (a few): no list is
-    // built, and a request that sends nothing to drop but `Connection` costs one pass. The
-    // names `Connection` lists are read while it is still there; it goes last.
-    while let Some(name) = headers
-        .keys()
-        .find(|name| *name != header::CONNECTION && dropped(headers, name))
-        .cloned()
-    {
-        headers.remove(&name);
+    // One pass over the guest's names (each `Connection` value read once per name), then the
+    // removals: the list is allocated only when there is something to drop. Rescanning after
+    // each removal would cost (names dropped × names kept) reads of `Connection`, which a
+    // guest can make 16 KiB long. The names `Connection` lists are read while it is still
+    // there; it goes last.
+    let mut drop: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if *name != header::CONNECTION && dropped(headers, name) {
+            drop.push(name.clone());
+        }
+    }
+    for name in &drop {
+        headers.remove(name);
     }
     headers.remove(header::CONNECTION);
     headers.insert(names::FORWARDED_FOR, address_value(peer));
@@ -182,6 +186,32 @@ mod tests {
         assert_eq!(out.get_all(headers::FORWARDED_FOR).iter().count(), 1);
         assert_eq!(out[headers::FORWARDED_FOR], "198.18.0.10");
         assert_eq!(out[headers::ROUTER_ID], "r1");
+    }
+
+    /// Many names to drop among many to keep, with a long `Connection` (the request a guest
+    /// would send to make a rescan after each removal expensive): every forged name goes,
+    /// every other stays, in one pass.
+    #[test]
+    fn many_dropped_and_kept_names_with_a_long_connection() {
+        let mut pairs: Vec<(String, String)> =
+            (0..32).map(|i| (format!("a{i}"), "x".to_owned())).collect();
+        pairs.extend((0..31).map(|i| (format!("x-tenant-{i}"), "x".to_owned())));
+        pairs.push(("Connection".into(), format!("{}, a5", ",".repeat(15_000))));
+        let borrowed: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let out = upstream_headers(
+            &guest(&borrowed),
+            "198.18.0.10".parse().unwrap(),
+            &ProxyScope::Router("r1".into()),
+        );
+        assert_eq!(out.len(), 31 + 2, "{out:?}");
+        assert!(out.get("a5").is_none() && out.get("a4").is_some());
+        assert!(
+            out.keys()
+                .all(|name| !name.as_str().starts_with("x-tenant"))
+        );
     }
 
     #[test]

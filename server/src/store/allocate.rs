@@ -32,12 +32,17 @@ pub fn ip_from_u128(net: IpNet, value: u128) -> IpAddr {
     }
 }
 
-/// First and last host address of `net` as numbers: the network address and the
-/// broadcast (IPv6: all-ones) address are never handed out.
+/// First and last host address of `net` as numbers. The network address (IPv6: the
+/// subnet-router anycast address) is never handed out, nor an IPv4 broadcast address; IPv6 has
+/// no broadcast, so its all-ones address is a host, as in neutron's allocation pools.
 pub fn host_range(net: IpNet) -> (u128, u128) {
     let network = ip_to_u128(net.network());
-    let broadcast = ip_to_u128(net.broadcast());
-    (network.saturating_add(1), broadcast.saturating_sub(1))
+    let last = ip_to_u128(net.broadcast());
+    let last = match net {
+        IpNet::V4(_) => last.saturating_sub(1),
+        IpNet::V6(_) => last,
+    };
+    (network.saturating_add(1), last)
 }
 
 /// The gateway and DHCP address of a new network: what was given, else the first host
@@ -175,6 +180,16 @@ mod tests {
             Err(StoreError::Conflict(msg)) => assert!(msg.contains("no free address"), "{msg}"),
             other => panic!("expected Conflict, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_ipv6_network_hands_out_its_last_address_and_ipv4_keeps_its_broadcast() {
+        let v6 = network("fd00::/125");
+        let taken: HashSet<IpAddr> = (3..=6).map(|i| ip(&format!("fd00::{i}"))).collect();
+        assert_eq!(lowest_free_ip("net6", &v6, &taken).unwrap(), ip("fd00::7"));
+        let v4 = network("198.18.0.0/29");
+        let taken: HashSet<IpAddr> = (3..=6).map(|i| ip(&format!("198.18.0.{i}"))).collect();
+        assert!(lowest_free_ip("net4", &v4, &taken).is_err());
     }
 
     #[test]

@@ -175,7 +175,8 @@ pub fn parse_ip(what: &str, text: &str) -> StoreResult<IpAddr> {
     })
 }
 
-/// `ip` is a host address of `net` (inside it, not its network or broadcast address).
+/// `ip` is a host address of `net` (inside it, not its network address nor an IPv4
+/// broadcast address).
 /// `what` names the address ("IP", "gateway", "DHCP address") and `network` the network (its
 /// name, or "the new network").
 pub fn host_ip(what: &str, ip: IpAddr, network: &str, net: IpNet) -> StoreResult<()> {

@@ -107,6 +107,39 @@ fn a_symlink_someone_else_owns_is_never_followed() {
 }
 
 #[test]
+fn a_trusted_symlink_hard_linked_elsewhere_is_not_followed() {
+    let (dir, root) = root();
+    fs::create_dir_all(dir.path().join("etc")).unwrap();
+    fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    fs::create_dir_all(dir.path().join("home/bob")).unwrap();
+    let link = dir.path().join("to-etc");
+    symlink("/etc", &link).unwrap();
+    assert_eq!(
+        root.read_optional("/to-etc/passwd").unwrap().as_deref(),
+        Some(&b"root:x:0:0::/root:/bin/sh\n"[..])
+    );
+    // A hard link of the symlink itself (link(2) does not follow it), as a user could make.
+    let planted = dir.path().join("home/bob/config");
+    fs::hard_link(&link, &planted).unwrap();
+    assert!(fs::symlink_metadata(&planted).unwrap().is_symlink());
+    for path in ["/home/bob/config/passwd", "/to-etc/passwd"] {
+        let err = root.read_optional(path).unwrap_err();
+        assert!(
+            err.to_string().contains("2 hard links; not followed"),
+            "{err}"
+        );
+    }
+    let err = root
+        .write_atomic("/home/bob/config/new", b"x", &WriteOptions::default())
+        .unwrap_err();
+    assert!(matches!(
+        refused(&err.source),
+        Some(Refused::LinkedSymlink { links: 2, .. })
+    ));
+    assert!(!dir.path().join("etc/new").exists());
+}
+
+#[test]
 fn missing_directories_are_created_along_the_path_but_not_through_a_link() {
     let (dir, root) = root();
     root.write_atomic("/a/b/c", b"x", &WriteOptions::default())

@@ -212,6 +212,45 @@ fn a_group_is_staged_whole_or_not_at_all() {
 }
 
 #[test]
+fn a_rename_that_fails_in_a_group_stops_the_rest_of_the_group_only() {
+    let (dir, root) = staged_root();
+    root.write_all_or_none(&[
+        (Path::new("/etc/shadow"), b"s\n", WriteOptions::default()),
+        (Path::new("/etc/group"), b"g\n", WriteOptions::default()),
+        (Path::new("/etc/passwd"), b"p\n", WriteOptions::default()),
+    ])
+    .unwrap();
+    write(&root, "/etc/hosts", "new\n");
+    // group cannot be replaced any more: a directory with a file took its name.
+    fs::create_dir_all(dir.path().join("etc/group/x")).unwrap();
+    let committed = root.commit();
+    let failures: Vec<String> = committed
+        .failures
+        .iter()
+        .map(|f| crate::log::chain(f))
+        .collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures[0].contains("etc/group"), "{failures:?}");
+    assert!(
+        failures[1].contains("etc/passwd")
+            && failures[1].contains("written together with")
+            && failures[1].contains("etc/group"),
+        "{failures:?}"
+    );
+    assert_eq!(committed.totals.files, 2);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("etc/shadow")).unwrap(),
+        "s\n"
+    );
+    assert!(!dir.path().join("etc/passwd").exists());
+    assert_eq!(
+        fs::read_to_string(dir.path().join("etc/hosts")).unwrap(),
+        "new\n"
+    );
+    assert!(temp_files(dir.path()).is_empty());
+}
+
+#[test]
 fn a_target_that_cannot_be_replaced_is_reported_and_keeps_its_place() {
     let (dir, root) = staged_root();
     write(&root, "/etc/app.conf", "x");

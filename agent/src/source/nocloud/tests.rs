@@ -104,6 +104,25 @@ fn public_keys_as_text_one_key_a_line_and_empty_user_data_is_none() {
 }
 
 #[test]
+fn a_launch_index_is_carried_when_it_is_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    for (line, index) in [
+        ("launch-index: 2\n", Some(json!(2))),
+        ("launch-index: '3'\n", Some(json!(3))),
+        ("launch-index: first\n", None),
+        ("", None),
+    ] {
+        write_seed(dir.path(), &format!("instance-id: a\n{line}"), "");
+        let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            meta(&mut source).get("launch_index").cloned(),
+            index,
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn meta_data_without_user_data_is_no_seed() {
     assert!(
         NoCloud::from_dir(&fixture("no-user-data"))

@@ -43,6 +43,18 @@ impl UpstreamError {
         matches!(self, Self::HeadTooLarge { .. })
     }
 
+    /// What the client (a guest, at the end of the chain) is told: the client's own fault
+    /// in full, an upstream's in general words. The details (a socket path, the API's
+    /// address, an error of the operating system) are the operator's: they go to the log.
+    pub fn client_text(&self) -> String {
+        match self {
+            Self::Unreachable(_) => "The metadata service is unavailable: try again later.".into(),
+            Self::Timeout(_) => "The metadata service did not answer in time: try again.".into(),
+            Self::Failed(_) => "The metadata service failed to answer: try again.".into(),
+            Self::HeadTooLarge { .. } => self.to_string(),
+        }
+    }
+
     /// Why the client is refused, for metrics and logs.
     pub fn rejection(&self) -> Rejection {
         match self {
@@ -51,5 +63,36 @@ impl UpstreamError {
             Self::Failed(_) => Rejection::UpstreamFailed,
             Self::HeadTooLarge { .. } => Rejection::HeadTooLarge,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_told_what_failed_but_not_where() {
+        let inside = "unix:/run/metaboot/agent.sock: Connection refused (os error 111)";
+        for err in [
+            UpstreamError::Unreachable(inside.into()),
+            UpstreamError::Failed(inside.into()),
+            UpstreamError::Timeout(Duration::from_secs(10)),
+        ] {
+            let text = err.client_text();
+            assert!(text.starts_with("The metadata service"), "{text}");
+            assert!(
+                !text.contains("agent.sock") && !text.contains("os error"),
+                "{text}"
+            );
+            assert!(
+                err.to_string().contains("upstream"),
+                "the log keeps the detail"
+            );
+        }
+        let big = UpstreamError::HeadTooLarge {
+            bytes: 20_000,
+            lines: 3,
+        };
+        assert_eq!(big.client_text(), big.to_string());
     }
 }
