@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cpio;
 pub mod debian;
 pub mod disk;
+pub mod leftovers;
 pub mod modules;
 pub mod output;
 pub mod packages;
