@@ -94,21 +94,9 @@ impl PackageCache {
         leftovers::remove_dead(&self.dir.join("root"), UNPACK_SCRATCH);
     }
 
-    /// Resolves each name to the candidate version apt would install, from the local package
-    /// lists (one `apt-cache` call: each takes about half a second).
+    /// Resolves each name to the candidate version apt would install (see [`resolve`]).
     pub fn resolve(&self, names: &[&str]) -> anyhow::Result<Vec<Package>> {
-        let out = apt_cache_show(names)?;
-        let found: Vec<Package> = stanzas(&out)
-            .map(|stanza| parse_show(stanza).context("failed to read `apt-cache show` output"))
-            .collect::<anyhow::Result<_>>()?;
-        names
-            .iter()
-            .map(|name| {
-                found.iter().find(|p| p.name == *name).cloned().with_context(|| {
-                    format!("apt does not know the package {name}: run `apt-get update` (scripts/install-lab-deps does)")
-                })
-            })
-            .collect()
+        resolve(names)
     }
 
     /// The package a metapackage (e.g. `linux-image-cloud-amd64`) depends on first, by name.
@@ -190,6 +178,25 @@ fn fill_into_place(
     });
     let _ = fs::remove_dir_all(tmp);
     filled
+}
+
+/// Resolves each name to the candidate version apt would install, from the local package
+/// lists (one `apt-cache` call: each takes about half a second). The images' cache keys are
+/// made of these versions, so a new version in the lists (a point release, a new kernel)
+/// makes a new image.
+pub fn resolve(names: &[&str]) -> anyhow::Result<Vec<Package>> {
+    let out = apt_cache_show(names)?;
+    let found: Vec<Package> = stanzas(&out)
+        .map(|stanza| parse_show(stanza).context("failed to read `apt-cache show` output"))
+        .collect::<anyhow::Result<_>>()?;
+    names
+        .iter()
+        .map(|name| {
+            found.iter().find(|p| p.name == *name).cloned().with_context(|| {
+                format!("apt does not know the package {name}: run `apt-get update` (scripts/install-lab-deps does)")
+            })
+        })
+        .collect()
 }
 
 fn apt_cache_show(names: &[&str]) -> anyhow::Result<String> {
