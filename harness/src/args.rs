@@ -69,7 +69,7 @@ pub struct Run {
     #[arg(long, short = 'j', default_value_t = scenario::DEFAULT_JOBS)]
     pub jobs: usize,
     /// Directory for keys, disks and console logs (default: `<cache>/runs/run-<time>`; the newest
-    /// `MAX_KEPT_RUNS` are kept).
+    /// `MAX_KEPT_RUNS` are kept, and any another run still uses).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Leave the lab up afterwards.

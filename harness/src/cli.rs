@@ -161,11 +161,37 @@ impl Cli {
     pub fn cache_dir(&self) -> PathBuf {
         self.cache.clone().unwrap_or_else(image::cache::default_dir)
     }
+
+    /// Makes the directories the commands write under absolute, once, from the current
+    /// directory: `--cache` (`METABOOT_CACHE`), `image build --out` and `run --run-dir`. The
+    /// paths reach libvirt's domain XML (read by libvirtd, whose current directory is not
+    /// ours) and are compared with the absolute backing files `losetup` lists.
+    pub fn with_absolute_paths(mut self) -> anyhow::Result<Self> {
+        self.cache = self.cache.map(absolute).transpose()?;
+        match &mut self.command {
+            Command::Image(ImageCommand::Build(args)) => {
+                args.out = args.out.take().map(absolute).transpose()?;
+            }
+            Command::Run(args) => {
+                args.run_dir = args.run_dir.take().map(absolute).transpose()?;
+            }
+            _ => {}
+        }
+        Ok(self)
+    }
+}
+
+/// `path` made absolute from the current directory (symbolic links left as they are).
+fn absolute(path: impl AsRef<std::path::Path>) -> anyhow::Result<PathBuf> {
+    let path = path.as_ref();
+    std::path::absolute(path)
+        .with_context(|| format!("failed to make {} an absolute path", path.display()))
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let cache = cli.cache_dir();
+    let cli = cli.with_absolute_paths()?;
+    let cache = absolute(cli.cache_dir())?;
     match cli.command {
         Command::Image(ImageCommand::Build(args)) if args.kind == ImageKind::Debian => {
             // Ctrl-C stops the build step by step: loop devices and scratch directories go.
@@ -308,8 +334,56 @@ pub fn init_logging(verbose: u8) {
 #[cfg(test)]
 mod tests {
     use std::ffi::OsString;
+    use std::path::Path;
 
     use super::*;
+
+    /// Relative directories are made absolute from the current directory, whether from the
+    /// command line or the environment; absolute ones stay as they are.
+    #[test]
+    fn the_directories_commands_write_under_are_made_absolute() {
+        let here = std::env::current_dir().unwrap();
+        let cli = Cli::try_parse_from([
+            "metaboot-harness",
+            "--cache",
+            "c",
+            "run",
+            "--run-dir",
+            "runs/r1",
+        ])
+        .unwrap()
+        .with_absolute_paths()
+        .unwrap();
+        assert_eq!(cli.cache_dir(), here.join("c"));
+        let Command::Run(run) = &cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(run.run_dir.as_deref(), Some(here.join("runs/r1").as_path()));
+
+        let cli = Cli::try_parse_from([
+            "metaboot-harness",
+            "image",
+            "build",
+            "tiny",
+            "--out",
+            "./images",
+            "--cache",
+            "/var/cache/m",
+        ])
+        .unwrap()
+        .with_absolute_paths()
+        .unwrap();
+        assert_eq!(cli.cache_dir(), Path::new("/var/cache/m"));
+        let Command::Image(ImageCommand::Build(build)) = &cli.command else {
+            panic!("not image build");
+        };
+        let out = build.out.as_deref().unwrap();
+        assert!(
+            out.is_absolute() && out.starts_with(&here),
+            "{}",
+            out.display()
+        );
+    }
 
     /// The harness's global flags reach `metaboot-bench` wherever they stand, and the rest
     /// (help included) goes through as typed.

@@ -186,6 +186,14 @@ pub fn is_zombie(pid: u32) -> bool {
     })
 }
 
+/// Whether a process `pid` exists and has not ended (a zombie has).
+pub fn is_alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_stat(&stat))
+        .is_some_and(|(state, _)| state != 'Z')
+}
+
 /// Whether `tool` is an executable on the PATH or in root's sbin directories (which a
 /// non-login PATH may lack).
 pub fn on_path(tool: &str) -> bool {
@@ -360,6 +368,24 @@ mod tests {
         }
         assert!(is_zombie(child.id()));
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_process_is_alive_until_it_ends() {
+        assert!(is_alive(std::process::id()));
+        let mut child = Command::new("sleep").arg("10").spawn().unwrap();
+        let pid = child.id();
+        assert!(is_alive(pid));
+        child.kill().unwrap();
+        // Ended, not reaped yet (once reaped, its PID may go to another process).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_zombie(pid) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_alive(pid));
+        child.wait().unwrap();
+        // Above Linux's PID_MAX_LIMIT (2^22): never a process.
+        assert!(!is_alive(1 << 23));
     }
 
     #[test]

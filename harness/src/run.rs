@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use crate::args::{Run, build_tiny};
 use crate::scenario::cloud_image::{self, own};
 use crate::{image, lab, progress, scenario};
@@ -31,7 +33,7 @@ fn scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
     scenario::preflight()?;
     let image = build_tiny(cache, None, &args.agent)?;
     let server_bin = args.server.resolve()?;
-    let run_dir = args.run_dir.unwrap_or_else(|| new_run_dir(cache));
+    let run_dir = run_dir(cache, args.run_dir)?;
     let names: Vec<String> = std::iter::once("lab".to_owned())
         .chain(scenarios.iter().map(|s| s.name()))
         .collect();
@@ -66,17 +68,24 @@ fn scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
     Ok(if report.passed { 0 } else { 1 })
 }
 
-/// A new run directory under `<cache>/runs`, keeping the newest [`MAX_KEPT_RUNS`]. Named by
-/// the time and the PID: two runs started in the same second never share one (its overlay
-/// and its SSH key are the run's own).
-fn new_run_dir(cache: &std::path::Path) -> PathBuf {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let runs = cache.join("runs");
-    let dir = runs.join(format!("run-{stamp}-{}", std::process::id()));
-    image::output::prune_prefixed(&runs, "run-", &dir, MAX_KEPT_RUNS - 1);
-    dir
+/// The run directory: `--run-dir`, else a new one under `<cache>/runs`, keeping the newest
+/// [`MAX_KEPT_RUNS`] (and any another run still uses). Named by the time and the PID: two runs
+/// started in the same second never share one (its overlay and its SSH key are the run's
+/// own). Created, and held by this process until it exits, so that no other run prunes it.
+fn run_dir(cache: &std::path::Path, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = given.unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let runs = cache.join("runs");
+        let dir = runs.join(format!("run-{stamp}-{}", std::process::id()));
+        image::output::prune_prefixed(&runs, "run-", &dir, MAX_KEPT_RUNS - 1);
+        dir
+    });
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create the run directory {}", dir.display()))?;
+    image::in_use::hold(&dir)?.keep();
+    Ok(dir)
 }
 
 /// `run --image FILE`: one cloud image guest in a fresh lab. A file that is not a disk image
@@ -106,7 +115,7 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         ),
     };
     let guest = own.guest();
-    let run_dir = args.run_dir.unwrap_or_else(|| new_run_dir(cache));
+    let run_dir = run_dir(cache, args.run_dir)?;
     let lab_id = lab::config::random_id();
     scenario::tear_down_on_signal(&args.lab.state_root, &lab_id)?;
     let opts = cloud_image::CloudImageRun {
@@ -139,6 +148,25 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run's directory survives the prune of a run started after it, however many newer
+    /// ones there are.
+    #[test]
+    fn a_run_directory_in_use_is_not_pruned() {
+        let cache = tempfile::tempdir().unwrap();
+        let ours = run_dir(cache.path(), None).unwrap();
+        assert!(ours.is_dir() && ours.starts_with(cache.path().join("runs")));
+        let old = cache.path().join("runs/run-0-1");
+        std::fs::create_dir(&old).unwrap();
+        let next = cache.path().join("runs/run-next");
+        image::output::prune_prefixed(&cache.path().join("runs"), "run-", &next, 0);
+        assert!(ours.is_dir(), "still in use");
+        assert!(!old.exists());
+        // A directory given with --run-dir is made and held too.
+        let given = cache.path().join("mine/run");
+        assert_eq!(run_dir(cache.path(), Some(given.clone())).unwrap(), given);
+        assert!(!image::in_use::remove_unless_held(&given));
+    }
 
     #[test]
     fn old_run_directories_are_pruned_to_the_limit() {

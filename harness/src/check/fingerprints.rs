@@ -43,19 +43,46 @@ pub fn authkey_fingerprints(
             format!("the lab's key has no base64 blob: {public_key}"),
         );
     };
-    let titled = console.lines().any(|line| line.contains(&title));
-    let row = console
-        .lines()
-        .any(|line| line.contains("ci-info: |") && line.contains(&expected));
+    let (titled, row) = find_row(console, &title, &expected);
     CheckResult::from_bool(
         NAME,
         titled && row,
         format!(
-            "expected `{title}` and a row with {expected}: title {}, row {}",
+            "expected `{title}` and a row with {expected} in that table: title {}, row {}",
             if titled { "seen" } else { "missing" },
             if row { "seen" } else { "missing" }
         ),
     )
+}
+
+/// What starts every table of authorized keys, whichever file and user.
+const TABLE_TITLE: &str = "Authorized keys from ";
+
+/// Whether the console shows the table titled `title`, and a row with `fingerprint` inside
+/// it: after that title and before the next table's (another user's table, or another file's,
+/// does not count).
+fn find_row(console: &str, title: &str, fingerprint: &str) -> (bool, bool) {
+    let (mut titled, mut inside) = (false, false);
+    for line in console.lines() {
+        if line.contains(TABLE_TITLE) {
+            inside = is_title(line, title);
+            titled |= inside;
+        } else if inside && line.contains("ci-info: |") && line.contains(fingerprint) {
+            return (true, true);
+        }
+    }
+    (titled, false)
+}
+
+/// Whether `line` holds `title` whole: cloud-init centres it between `+` runs, so a longer
+/// user name (`debian2` for `debian`) does not match.
+fn is_title(line: &str, title: &str) -> bool {
+    line.match_indices(title).any(|(at, _)| {
+        line[at + title.len()..]
+            .chars()
+            .next()
+            .is_none_or(|next| next == '+' || next.is_whitespace())
+    })
 }
 
 #[cfg(test)]
@@ -90,6 +117,24 @@ mod tests {
             authkey_fingerprints(&elsewhere, "debian", "/etc/ssh/authorized_keys/debian", KEY)
                 .passed
         );
+        // The row must be in the user's own table: not in the table before it, nor in the
+        // next one, nor under a user whose name only starts the same.
+        let root_table = format!(
+            "ci-info: +++Authorized keys from /root/.ssh/authorized_keys for user root+++\n\
+             ci-info: | ssh-ed25519 | {fp} |    -    |  lab  |\n"
+        );
+        let other_row = "ci-info: | ssh-ed25519 | 00:11 |    -    |  other  |\n";
+        let title_only = cloud_init.lines().next().unwrap();
+        for console in [
+            format!("{root_table}{title_only}\n{other_row}"),
+            format!("{title_only}\n{other_row}{root_table}"),
+            cloud_init.replace("user debian", "user debian2"),
+        ] {
+            let failed = authkey_fingerprints(&console, "debian", home, KEY);
+            assert!(!failed.passed, "{console}");
+        }
+        let separate = format!("{root_table}{cloud_init}");
+        assert!(authkey_fingerprints(&separate, "debian", home, KEY).passed);
         let no_row = cloud_init.lines().next().unwrap().to_owned();
         let failed = authkey_fingerprints(&no_row, "debian", home, KEY);
         assert!(

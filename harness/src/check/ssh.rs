@@ -105,7 +105,30 @@ impl SshOutput {
         ];
         self.code == 255 && SIGNS.iter().any(|sign| self.stderr.contains(sign))
     }
+
+    /// The authentication methods the server still offered when it refused the login, from
+    /// ssh's `user@host: Permission denied (publickey,password).`; `None` when ssh failed
+    /// otherwise (or the command ran).
+    pub fn refused_methods(&self) -> Option<Vec<&str>> {
+        if self.code != 255 {
+            return None;
+        }
+        let (_, after) = self.stderr.rsplit_once("Permission denied (")?;
+        let (methods, _) = after.split_once(')')?;
+        Some(methods.split(',').map(str::trim).collect())
+    }
+
+    /// Whether the server refused the login and offers no way to log in with a password
+    /// ([`PASSWORD_METHODS`]): a wrong password alone is refused too, but with `password`
+    /// still in the list.
+    pub fn password_logins_off(&self) -> bool {
+        self.refused_methods()
+            .is_some_and(|methods| !methods.iter().any(|m| PASSWORD_METHODS.contains(m)))
+    }
 }
+
+/// The SSH authentication methods that take a password (RFC 4252 section 8, RFC 4256).
+pub const PASSWORD_METHODS: [&str; 2] = ["password", "keyboard-interactive"];
 
 /// Whether a command whose connection fails is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +324,33 @@ mod tests {
         assert!(!out(1, "Connection refused").connection_failed());
         const { assert!(CONNECTION_RETRIES >= 1 && CONNECTION_RETRIES <= 5) };
         assert!(CONNECTION_RETRY_PAUSE * CONNECTION_RETRIES < SSH_READY_TIMEOUT);
+    }
+
+    #[test]
+    fn password_logins_are_off_only_when_no_password_method_is_offered() {
+        let out = |code: i32, stderr: &str| SshOutput {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        };
+        let off = out(255, "root@198.18.1.10: Permission denied (publickey).");
+        assert_eq!(off.refused_methods(), Some(vec!["publickey"]));
+        assert!(off.password_logins_off());
+        // A refused password on a server that takes passwords: it still offers them.
+        for methods in [
+            "publickey,password",
+            "publickey,keyboard-interactive",
+            "password",
+        ] {
+            let on = out(
+                255,
+                &format!("root@198.18.1.10: Permission denied ({methods})."),
+            );
+            assert!(!on.password_logins_off(), "{methods}");
+        }
+        // ssh failed for another reason, or the login worked.
+        assert!(!out(255, "Connection refused").password_logins_off());
+        assert!(!out(0, "Permission denied (publickey).").password_logins_off());
     }
 
     #[test]

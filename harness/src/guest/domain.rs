@@ -24,6 +24,39 @@ pub const CONSOLE_POLL: Duration = Duration::from_millis(50);
 /// How often a domain's state is asked while waiting for it to power off (each is a `virsh`).
 pub const STATE_POLL: Duration = Duration::from_millis(500);
 
+/// Times `virsh domstate` is asked before an answer that says neither "running" nor "gone"
+/// is an error.
+pub const STATE_ATTEMPTS: u32 = 3;
+
+/// What `virsh domstate` says of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DomainState {
+    /// It exists and has not stopped (running, paused, shutting down, …).
+    Running,
+    /// It shut off or crashed, or no longer exists (a transient domain that stopped).
+    Gone,
+}
+
+/// Reads `virsh domstate`'s answer (its success, stdout and stderr); an error when it says
+/// neither that the domain is there nor that it is gone (libvirtd unreachable, an unknown
+/// state).
+fn domain_state(success: bool, stdout: &str, stderr: &str) -> anyhow::Result<DomainState> {
+    if success {
+        return match stdout.trim() {
+            "running" | "idle" | "paused" | "in shutdown" | "blocked" | "pmsuspended" => {
+                Ok(DomainState::Running)
+            }
+            "shut off" | "crashed" => Ok(DomainState::Gone),
+            other => bail!("unknown domain state {other:?}"),
+        };
+    }
+    // virsh's words for a domain that does not exist (VIR_ERR_NO_DOMAIN).
+    if stderr.contains("Domain not found") || stderr.contains("failed to get domain") {
+        return Ok(DomainState::Gone);
+    }
+    bail!("{}", stderr.trim())
+}
+
 /// A running transient domain; destroyed when dropped.
 #[derive(Debug)]
 pub struct Domain {
@@ -96,17 +129,41 @@ impl Domain {
     }
 
     /// Whether the domain still runs (a transient domain that shut off no longer exists).
+    ///
+    /// Asks `virsh domstate` up to [`STATE_ATTEMPTS`] times while its answer says neither
+    /// (libvirtd restarting, a timeout), then fails: only an answer that says the domain is
+    /// gone ends the console reader.
     pub fn running(&self) -> anyhow::Result<bool> {
-        let out = output_with_timeout(&mut virsh(["domstate", &self.name]), VIRSH_TIMEOUT)?;
-        let running = out.status.success()
-            && matches!(
-                String::from_utf8_lossy(&out.stdout).trim(),
-                "running" | "paused" | "in shutdown" | "blocked"
-            );
-        if !running {
-            self.gone.store(true, Ordering::SeqCst);
+        let mut attempt = 1;
+        loop {
+            let mut cmd = virsh(["domstate", &self.name]);
+            let state = output_with_timeout(&mut cmd, VIRSH_TIMEOUT).and_then(|out| {
+                domain_state(
+                    out.status.success(),
+                    &String::from_utf8_lossy(&out.stdout),
+                    &String::from_utf8_lossy(&out.stderr),
+                )
+                .with_context(|| format!("{} failed", describe(&cmd)))
+            });
+            match state {
+                Ok(DomainState::Running) => return Ok(true),
+                Ok(DomainState::Gone) => {
+                    self.gone.store(true, Ordering::SeqCst);
+                    return Ok(false);
+                }
+                Err(err) if attempt >= STATE_ATTEMPTS => {
+                    return Err(err.context(format!(
+                        "cannot tell whether libvirt domain {} still runs (is libvirtd up? \
+                         `virsh domstate {}`)",
+                        self.name, self.name
+                    )));
+                }
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(STATE_POLL);
+                }
+            }
         }
-        Ok(running)
     }
 
     /// Destroys the domain (nothing when it is already gone).
@@ -163,6 +220,36 @@ mod tests {
     use std::io::{BufRead, BufReader, Write};
 
     use super::*;
+
+    #[test]
+    fn only_virsh_saying_so_makes_a_domain_gone() {
+        assert_eq!(
+            domain_state(true, "running\n", "").unwrap(),
+            DomainState::Running
+        );
+        assert_eq!(
+            domain_state(true, "in shutdown\n", "").unwrap(),
+            DomainState::Running
+        );
+        assert_eq!(
+            domain_state(true, "shut off\n", "").unwrap(),
+            DomainState::Gone
+        );
+        let not_found = "error: failed to get domain 'web1'\n\
+            error: Domain not found: no domain with matching name 'web1'\n";
+        assert_eq!(
+            domain_state(false, "", not_found).unwrap(),
+            DomainState::Gone
+        );
+        // libvirtd away is no answer about the domain.
+        let unreachable = "error: failed to connect to the hypervisor\n\
+            error: Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory\n";
+        let err = domain_state(false, "", unreachable).unwrap_err();
+        assert!(err.to_string().contains("failed to connect"), "{err}");
+        assert!(domain_state(true, "no state\n", "").is_err());
+        const { assert!(STATE_ATTEMPTS >= 1 && STATE_ATTEMPTS <= 5) };
+        assert!(STATE_POLL * STATE_ATTEMPTS < VIRSH_TIMEOUT);
+    }
 
     #[test]
     fn the_console_is_followed_until_the_domain_is_gone() {

@@ -75,8 +75,11 @@ pub struct DiskImage {
 }
 
 impl DiskImage {
-    /// Opens a complete image directory (its manifest is written last).
+    /// Opens a complete image directory (its manifest is written last), which this process
+    /// then uses until it exits (see [`super::in_use`]).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        // Before reading it: a prune that removes it meanwhile fails to lock it.
+        let held = super::in_use::hold(dir)?;
         let manifest_path = dir.join(MANIFEST);
         let text = fs::read_to_string(&manifest_path)
             .with_context(|| format!("failed to read {}", manifest_path.display()))?;
@@ -90,6 +93,7 @@ impl DiskImage {
                 disk.display()
             );
         }
+        held.keep();
         Ok(Self {
             dir: dir.to_owned(),
             disk,

@@ -6,6 +6,8 @@ pub mod cache;
 pub mod cpio;
 pub mod debian;
 pub mod disk;
+pub mod in_use;
+pub mod leftovers;
 pub mod modules;
 pub mod output;
 pub mod packages;
@@ -63,8 +65,11 @@ pub struct Image {
 }
 
 impl Image {
-    /// Opens a complete image directory.
+    /// Opens a complete image directory, which this process then uses until it exits (see
+    /// [`in_use`]).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        // Before reading it: a prune that removes it meanwhile fails to lock it.
+        let held = in_use::hold(dir)?;
         let manifest_path = dir.join(MANIFEST);
         let text = fs::read_to_string(&manifest_path)
             .with_context(|| format!("failed to read {}", manifest_path.display()))?;
@@ -86,6 +91,7 @@ impl Image {
                 );
             }
         }
+        held.keep();
         Ok(image)
     }
 }

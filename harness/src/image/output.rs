@@ -61,7 +61,8 @@ pub fn prune(out: &Path, current: &Path, keep: usize) {
 }
 
 /// Removes all but the `keep` newest entries of `dir` whose names start with `prefix`, never
-/// `current` (also used for the run directories).
+/// `current` nor one a running harness holds ([`in_use`](super::in_use)); also used for the
+/// run directories.
 pub fn prune_prefixed(out: &Path, prefix: &str, current: &Path, keep: usize) {
     let Ok(entries) = fs::read_dir(out) else {
         return;
@@ -74,8 +75,7 @@ pub fn prune_prefixed(out: &Path, prefix: &str, current: &Path, keep: usize) {
     images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     for (_, path) in images.into_iter().skip(keep) {
         if path != current {
-            // Best effort: a failed removal only costs disk space.
-            let _ = fs::remove_dir_all(&path);
+            super::in_use::remove_unless_held(&path);
         }
     }
 }
@@ -103,6 +103,26 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["other", "tiny-0", "tiny-2", "tiny-3", "tiny-4"]);
+    }
+
+    /// An image another run still uses is kept, however old.
+    #[test]
+    fn prune_keeps_an_image_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::now();
+        for i in 0..3u64 {
+            let image = dir.path().join(format!("tiny-{i}"));
+            fs::create_dir(&image).unwrap();
+            let when = base - std::time::Duration::from_secs(100 * (3 - i));
+            fs::File::open(&image).unwrap().set_modified(when).unwrap();
+        }
+        super::super::in_use::hold(&dir.path().join("tiny-0"))
+            .unwrap()
+            .keep();
+        prune(dir.path(), &dir.path().join("tiny-2"), 1);
+        assert!(dir.path().join("tiny-0").exists(), "in use");
+        assert!(!dir.path().join("tiny-1").exists());
+        assert!(dir.path().join("tiny-2").exists());
     }
 
     /// An image a run reuses is kept by the next prune, however long ago it was built.

@@ -8,7 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use super::leftovers;
 use crate::process::{check, check_timeout};
+
+/// Prefix of a download's scratch directory in `debs/` (see [`leftovers`]).
+pub const DOWNLOAD_SCRATCH: &str = ".download";
+
+/// Prefix of an unpacking's scratch directory in `root/` (see [`leftovers`]).
+pub const UNPACK_SCRATCH: &str = ".unpack-";
 
 /// Deadline for one `apt-get download` (the kernel package is about 27 MB).
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -81,21 +88,15 @@ impl PackageCache {
         }
     }
 
-    /// Resolves each name to the candidate version apt would install, from the local package
-    /// lists (one `apt-cache` call: each takes about half a second).
+    /// Removes the scratch directories of downloads and unpackings whose build was killed.
+    pub fn remove_leftovers(&self) {
+        leftovers::remove_dead(&self.dir.join("debs"), DOWNLOAD_SCRATCH);
+        leftovers::remove_dead(&self.dir.join("root"), UNPACK_SCRATCH);
+    }
+
+    /// Resolves each name to the candidate version apt would install (see [`resolve`]).
     pub fn resolve(&self, names: &[&str]) -> anyhow::Result<Vec<Package>> {
-        let out = apt_cache_show(names)?;
-        let found: Vec<Package> = stanzas(&out)
-            .map(|stanza| parse_show(stanza).context("failed to read `apt-cache show` output"))
-            .collect::<anyhow::Result<_>>()?;
-        names
-            .iter()
-            .map(|name| {
-                found.iter().find(|p| p.name == *name).cloned().with_context(|| {
-                    format!("apt does not know the package {name}: run `apt-get update` (scripts/install-lab-deps does)")
-                })
-            })
-            .collect()
+        resolve(names)
     }
 
     /// The package a metapackage (e.g. `linux-image-cloud-amd64`) depends on first, by name.
@@ -117,7 +118,7 @@ impl PackageCache {
         }
         // Download into a private directory, then rename: a concurrent build or an interrupted
         // download never leaves a torn .deb under its final name.
-        let tmp = debs.join(format!(".download-{}", std::process::id()));
+        let tmp = leftovers::scratch_path(&debs, DOWNLOAD_SCRATCH, "");
         fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
         let result = check_timeout(
             Command::new("apt-get")
@@ -149,19 +150,53 @@ impl PackageCache {
         let parent = root.parent().context("a cache path has a parent")?;
         fs::create_dir_all(parent)
             .with_context(|| format!("failed to create {}", parent.display()))?;
-        let tmp = parent.join(format!(".unpack-{}-{}", std::process::id(), package.name));
-        let _ = fs::remove_dir_all(&tmp);
-        check(Command::new("dpkg").arg("-x").arg(&deb).arg(&tmp))
-            .with_context(|| format!("failed to unpack {}", deb.display()))?;
-        if let Err(err) = fs::rename(&tmp, &root) {
-            let _ = fs::remove_dir_all(&tmp);
-            // Another build unpacked the same package meanwhile: theirs is as good as ours.
-            if !root.is_dir() {
-                return Err(err).with_context(|| format!("failed to move into {}", root.display()));
-            }
-        }
+        let tmp = leftovers::scratch_path(parent, UNPACK_SCRATCH, &package.name);
+        fill_into_place(&tmp, &root, |tmp| {
+            check(Command::new("dpkg").arg("-x").arg(&deb).arg(tmp))
+                .map(|_| ())
+                .with_context(|| format!("failed to unpack {}", deb.display()))
+        })?;
         Ok(root)
     }
+}
+
+/// Has `fill` make the scratch directory `tmp`, then renames it to `dest`; `tmp` is gone
+/// afterwards whatever failed (`dpkg -x` stopped half-way leaves a partial tree).
+fn fill_into_place(
+    tmp: &Path,
+    dest: &Path,
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let _ = fs::remove_dir_all(tmp);
+    let filled = fill(tmp).and_then(|()| {
+        fs::rename(tmp, dest)
+            .or_else(|err| {
+                // Another build unpacked the same package meanwhile: theirs is as good as ours.
+                if dest.is_dir() { Ok(()) } else { Err(err) }
+            })
+            .with_context(|| format!("failed to move into {}", dest.display()))
+    });
+    let _ = fs::remove_dir_all(tmp);
+    filled
+}
+
+/// Resolves each name to the candidate version apt would install, from the local package
+/// lists (one `apt-cache` call: each takes about half a second). The images' cache keys are
+/// made of these versions, so a new version in the lists (a point release, a new kernel)
+/// makes a new image.
+pub fn resolve(names: &[&str]) -> anyhow::Result<Vec<Package>> {
+    let out = apt_cache_show(names)?;
+    let found: Vec<Package> = stanzas(&out)
+        .map(|stanza| parse_show(stanza).context("failed to read `apt-cache show` output"))
+        .collect::<anyhow::Result<_>>()?;
+    names
+        .iter()
+        .map(|name| {
+            found.iter().find(|p| p.name == *name).cloned().with_context(|| {
+                format!("apt does not know the package {name}: run `apt-get update` (scripts/install-lab-deps does)")
+            })
+        })
+        .collect()
 }
 
 fn apt_cache_show(names: &[&str]) -> anyhow::Result<String> {
@@ -227,6 +262,26 @@ mod tests {
         assert!(!DownloadFailed::in_chain(&anyhow::anyhow!(
             "failed to read a module"
         )));
+    }
+
+    #[test]
+    fn an_unpacking_that_fails_leaves_no_scratch_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = leftovers::scratch_path(dir.path(), UNPACK_SCRATCH, "zlib1g");
+        let dest = dir.path().join("zlib1g_1_amd64");
+        let err = fill_into_place(&tmp, &dest, |tmp| {
+            fs::create_dir_all(tmp.join("usr/lib"))?;
+            anyhow::bail!("dpkg-deb: error: unexpected end of file")
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("dpkg-deb"), "{err}");
+        assert!(!tmp.exists() && !dest.exists());
+
+        fill_into_place(&tmp, &dest, |tmp| Ok(fs::create_dir_all(tmp.join("usr"))?)).unwrap();
+        assert!(dest.join("usr").is_dir() && !tmp.exists());
+        // Unpacked by another build meanwhile: theirs is kept, ours goes.
+        fill_into_place(&tmp, &dest, |tmp| Ok(fs::create_dir_all(tmp.join("etc"))?)).unwrap();
+        assert!(dest.join("usr").is_dir() && !dest.join("etc").exists() && !tmp.exists());
     }
 
     const SHOW: &str = "Package: busybox-static\nVersion: 1:1.35.0-4+deb12u1+b1\n\

@@ -155,8 +155,15 @@ pub struct TinyBuild {
     pub agent: PathBuf,
 }
 
+/// Prefix of a tiny build's scratch directory in the image directory (see
+/// [`leftovers`](super::leftovers)).
+pub const SCRATCH_PREFIX: &str = ".tiny-";
+
 /// Builds the tiny image unless an image with the same input key exists.
 pub fn build(spec: &TinyBuild) -> anyhow::Result<Image> {
+    // What builds killed before they could clean up left (a running build's stays).
+    super::leftovers::remove_dead(&spec.out, SCRATCH_PREFIX);
+    PackageCache::new(&spec.package_cache).remove_leftovers();
     match build_from_lists(spec) {
         // A version the local lists name is gone from the archive: once more, from fresh lists
         // (the new versions make a new image key).
@@ -227,9 +234,7 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
     add_dropbear(&mut archive, &dropbear_root, &lib_roots)?;
     let (vmlinuz, module_order) = add_kernel_modules(&mut archive, &kernel_root)?;
 
-    let tmp = spec
-        .out
-        .join(format!(".tiny-{key_hex}.{}", std::process::id()));
+    let tmp = super::leftovers::scratch_path(&spec.out, SCRATCH_PREFIX, &key_hex);
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
     let result = output::write_image(&tmp, &archive, &vmlinuz).and_then(|initrd_bytes| {

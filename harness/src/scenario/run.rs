@@ -492,11 +492,11 @@ fn check_password_refused(
     password: &str,
 ) -> anyhow::Result<CheckResult> {
     let out = ssh::with_password(target, askpass, password, "id -un")?;
-    // 255: ssh itself failed (authentication), as opposed to a command exit code.
-    let refused = out.code == 255 && out.stderr.contains("Permission denied");
+    // Refused, and no password method offered: a refused password alone would also be
+    // "Permission denied", from a server that still takes passwords.
     Ok(CheckResult::from_bool(
         "",
-        refused,
+        out.password_logins_off(),
         format!("no ssh_pwauth, so no password logins: {}", out.summary()),
     ))
 }

@@ -8,7 +8,9 @@
 //!   `/usr/bin/metaboot`, its metaboot.yaml and its systemd unit enabled.
 //!
 //! The work is shared and cached (see [`rootfs`]): one mmdebstrap run makes the root both
-//! flavours unpack; each flavour is then finished inside a chroot, laid out on a disk with
+//! flavours unpack, keyed (as the tiny image is) by the versions the machine's apt lists name
+//! for the recipe's packages, so an `apt-get update` that brings a point release or a new
+//! kernel makes new images; each flavour is then finished inside a chroot, laid out on a disk with
 //! GRUB ([`bootdisk`]) and converted to qcow2. Every product is made in a scratch directory
 //! and renamed into place, so an interrupted build leaves no half image; loop devices are
 //! released by guards, mounts live in private mount namespaces, and a killed build's
@@ -106,7 +108,9 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
     fs::create_dir_all(&logs).with_context(|| format!("failed to create {}", logs.display()))?;
 
     let sources = sources::debian_sources(recipe::RELEASE)?;
-    let rootfs_key = recipe::rootfs_key(&sources);
+    let resolved = super::packages::resolve(&recipe::rootfs_packages())
+        .context("failed to resolve the versions of the images' packages")?;
+    let rootfs_key = recipe::rootfs_key(&sources, &resolved);
     let agent = match (&spec.agent, spec.flavours.contains(&Flavour::Metaboot)) {
         (Some(path), true) => Some(
             fs::read(path)

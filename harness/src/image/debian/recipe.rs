@@ -5,6 +5,7 @@
 use super::sources::Source;
 use crate::image::cache::InputHash;
 use crate::image::disk::Provisioner;
+use crate::image::packages::Package;
 
 /// The two images of the recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,8 +273,10 @@ pub fn rootfs_packages() -> Vec<&'static str> {
     names
 }
 
-/// The key of the shared root: release, variant, packages and the apt sources.
-pub fn rootfs_key(sources: &[Source]) -> InputHash {
+/// The key of the shared root: release, variant, packages, the apt sources, and the version
+/// apt's lists name for each of [`rootfs_packages`] (`resolved`, as the tiny image's key has
+/// them): a point release or a new kernel makes a new root, and with it new flavours.
+pub fn rootfs_key(sources: &[Source], resolved: &[Package]) -> InputHash {
     let mut key = InputHash::new("debian-rootfs");
     key.add("recipe-version", RECIPE_VERSION.to_string().as_bytes());
     key.add("release", RELEASE.as_bytes());
@@ -282,6 +285,12 @@ pub fn rootfs_key(sources: &[Source]) -> InputHash {
     key.add("recipe:packages.cloud-init", CLOUD_INIT_PACKAGES.as_bytes());
     let lines: Vec<String> = sources.iter().map(Source::line).collect();
     key.add("apt-sources", lines.join("\n").as_bytes());
+    for package in resolved {
+        key.add(
+            &format!("package:{}", package.spec()),
+            package.file_name().as_bytes(),
+        );
+    }
     key
 }
 
@@ -498,9 +507,42 @@ mod tests {
             uri: "http://mirror.example/debian".into(),
             ..debian.clone()
         };
-        let base = rootfs_key(std::slice::from_ref(&debian)).key();
-        assert_eq!(base, rootfs_key(std::slice::from_ref(&debian)).key());
-        assert_ne!(base, rootfs_key(&[mirror]).key(), "other apt sources");
+        let kernel = |version: &str| Package {
+            name: "linux-image-cloud-amd64".into(),
+            version: version.into(),
+            arch: "amd64".into(),
+        };
+        let packages = [kernel("6.1.129-1")];
+        let base = rootfs_key(std::slice::from_ref(&debian), &packages).key();
+        assert_eq!(
+            base,
+            rootfs_key(std::slice::from_ref(&debian), &packages).key()
+        );
+        assert_ne!(
+            base,
+            rootfs_key(&[mirror], &packages).key(),
+            "other apt sources"
+        );
+        // A point release or a new kernel in apt's lists: a new root, and so new flavours
+        // (whose keys are looked up before the root's).
+        let newer = rootfs_key(std::slice::from_ref(&debian), &[kernel("6.1.133-1")]);
+        assert_ne!(base, newer.key(), "a new package version");
+        assert!(
+            newer
+                .inputs()
+                .iter()
+                .any(|i| i.starts_with("package:linux-image-cloud-amd64=6.1.133-1 ")),
+            "{:?}",
+            newer.inputs()
+        );
+        for flavour in Flavour::ALL {
+            assert_ne!(
+                flavour_key(&base, flavour, Some(b"a"), "gpt").key(),
+                flavour_key(&newer.key(), flavour, Some(b"a"), "gpt").key(),
+                "{} follows its root",
+                flavour.name()
+            );
+        }
 
         let metaboot =
             |agent: &[u8], layout| flavour_key(&base, Flavour::Metaboot, Some(agent), layout).key();

@@ -42,8 +42,7 @@ pub fn lock(out: &Path) -> anyhow::Result<Flock<fs::File>> {
 /// Removes what a killed build left (under the lock, so no build is running): its loop
 /// devices, then its scratch directories.
 pub fn clean_leftovers(out: &Path) {
-    let prefix = format!("{}/{SCRATCH_PREFIX}", out.display());
-    for device in loopdev::detach_backed_by(&prefix) {
+    for device in loopdev::detach_backed_by(&leftover_prefix(out)) {
         eprintln!(
             "detached {}, left by an interrupted image build",
             device.display()
@@ -61,6 +60,14 @@ pub fn clean_leftovers(out: &Path) {
             WorkDir { path: entry.path() }.remove();
         }
     }
+}
+
+/// The path prefix of the files a build's loop devices are backed by: the scratch prefix in
+/// `out` as the kernel names it (`losetup` lists backing files canonical: absolute, with no
+/// symbolic link), whatever path `out` was given by.
+fn leftover_prefix(out: &Path) -> String {
+    let out = fs::canonicalize(out).unwrap_or_else(|_| out.to_owned());
+    format!("{}/{SCRATCH_PREFIX}", out.display())
 }
 
 /// Removes `dir`, a product under its final name that is not complete (its manifest gone or
@@ -240,6 +247,27 @@ mod tests {
         clean_leftovers(out.path());
         assert!(!stale.exists());
         assert!(dest.exists(), "images stay");
+    }
+
+    /// The cache reached through a symbolic link (or a relative path) still finds the loop
+    /// devices a killed build left: `losetup` names their files by the canonical path.
+    #[test]
+    fn leftovers_are_looked_for_under_the_canonical_image_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("images");
+        fs::create_dir(&real).unwrap();
+        let link = dir.path().join("cache-link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let canonical = fs::canonicalize(&real).unwrap();
+        let expected = format!("{}/{SCRATCH_PREFIX}", canonical.display());
+        assert_eq!(leftover_prefix(&link), expected);
+        assert_eq!(leftover_prefix(&link.join("../images")), expected);
+        // An image directory that is gone: the path as given.
+        let gone = dir.path().join("gone");
+        assert_eq!(
+            leftover_prefix(&gone),
+            format!("{}/{SCRATCH_PREFIX}", gone.display())
+        );
     }
 
     #[test]

@@ -129,6 +129,23 @@ pub(super) fn check_password(
     ))
 }
 
+/// Where the guest's static host table is.
+pub(super) const HOSTS_FILE: &str = "/etc/hosts";
+
+/// A command that prints [`HOSTNAME_LISTED`] when a line of `hosts` (a hosts file, e.g.
+/// [`HOSTS_FILE`]) names the guest's host name. Read from the file itself: `getent hosts`
+/// also answers from nss-myhostname or resolved, which know the host name whatever the file
+/// says.
+pub(super) fn hostname_in_hosts(hosts: &str) -> String {
+    format!(
+        "awk -v name=\"$(hostname)\" '{{ sub(/#.*/, \"\"); for (i = 2; i <= NF; i++) \
+         if ($i == name) found = 1 }} END {{ if (found) print \"{HOSTNAME_LISTED}\" }}' {hosts}"
+    )
+}
+
+/// What [`hostname_in_hosts`] prints when the host name is there.
+pub(super) const HOSTNAME_LISTED: &str = "listed";
+
 /// Prints the size of the root file system and of the disk its partition is on, in bytes.
 const ROOT_AND_DISK: &str = "src=$(findmnt -no SOURCE /) && disk=$(lsblk -no PKNAME \"$src\") && \
     echo \"$(findmnt -bno SIZE /) $(lsblk -bdno SIZE \"/dev/$disk\")\"";
@@ -182,6 +199,40 @@ pub(super) fn polled(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host name check reads the file: a name only in a comment, or only as a line's
+    /// address field, is not listed.
+    #[test]
+    fn the_hostname_is_listed_only_by_a_line_of_the_hosts_file() {
+        let name = std::process::Command::new("hostname").output().unwrap();
+        let name = String::from_utf8(name.stdout).unwrap().trim().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        let ask = |content: String| {
+            std::fs::write(&hosts, content).unwrap();
+            let command = hostname_in_hosts(&hosts.display().to_string());
+            let out = std::process::Command::new("sh")
+                .args(["-c", &command])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        assert_eq!(
+            ask(format!(
+                "127.0.0.1 localhost\n127.0.1.1 {name}.example {name}\n"
+            )),
+            HOSTNAME_LISTED
+        );
+        assert_eq!(ask(format!("127.0.1.1\t{name}\n")), HOSTNAME_LISTED);
+        assert_eq!(
+            ask(format!(
+                "127.0.0.1 localhost\n# 127.0.1.1 {name}\n127.0.0.2 x # {name}\n"
+            )),
+            ""
+        );
+        assert_eq!(ask(format!("127.0.0.1 {name}-other localhost\n")), "");
+    }
 
     #[test]
     fn verdicts_are_read_from_either_status() {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::checks::{
-    check_output, check_password, check_root_fills, detect_provisioner, wait_for_verdict,
+    HOSTNAME_LISTED, HOSTS_FILE, check_output, check_password, check_root_fills,
+    detect_provisioner, hostname_in_hosts, wait_for_verdict,
 };
 use super::console_keys::check_console_host_keys;
 use super::host_keys::check_host_keys;
@@ -641,8 +642,8 @@ pub(crate) fn verdict_and_checks(
         check_output(
             target,
             &who.key,
-            "getent hosts \"$(hostname)\" >/dev/null && echo resolves",
-            "resolves",
+            &hostname_in_hosts(HOSTS_FILE),
+            HOSTNAME_LISTED,
         ),
     );
     let user = SshTarget {
