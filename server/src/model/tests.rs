@@ -167,6 +167,59 @@ fn a_gap_in_the_change_log_rebuilds_the_model() {
     assert_eq!(model.instance_count(), 0);
 }
 
+/// The registry file deleted and made again while a server holds it open (`rm
+/// registry.sqlite*`, then another process's `network create`, …): the server's own store
+/// handle moves to the new file, its model reloads from it even when the new change log is
+/// already longer than the old one, and its writes land in the new file.
+#[test]
+fn a_registry_file_made_again_under_the_server_is_followed() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let old_seq = model.seq();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", w.url));
+    }
+    let other = world_at(&w.url);
+    for n in 2..8 {
+        create_with(
+            &other,
+            &vm(n, "p", b""),
+            Some(ip(&format!("198.18.0.{}", n + 10))),
+        );
+    }
+    assert!(other.store.last_change().unwrap() > old_seq);
+    assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::Reloaded);
+    assert_eq!(model.instance_count(), 6);
+    assert!(model.instance(&uuid(1)).is_none());
+    assert!(model.instance(&uuid(7)).is_some());
+    assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::UpToDate);
+    // A write through the server's handle goes to the file the other process sees.
+    w.store.delete_instance(&uuid(7)).unwrap();
+    assert!(other.store.instance(&uuid(7)).is_err());
+}
+
+/// A second process's world on the registry at `url` (made when missing).
+fn world_at(url: &str) -> World {
+    let store = store::open(url).unwrap();
+    let network = store
+        .create_network(&NewNetwork {
+            name: "net".into(),
+            project: "p".into(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            ..NewNetwork::default()
+        })
+        .unwrap()
+        .id;
+    World {
+        _dir: tempfile::tempdir().unwrap(),
+        url: url.to_owned(),
+        store,
+        network,
+        router: String::new(),
+    }
+}
+
 #[test]
 fn readers_never_see_half_a_batch() {
     let w = world(store::CHANGE_LOG_KEPT);

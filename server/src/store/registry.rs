@@ -533,6 +533,9 @@ impl<B: Backend> Store for Registry<B> {
     }
 
     fn changes_after(&self, seq: i64, max: usize) -> StoreResult<Feed> {
+        if self.backend.follow_replacement()? {
+            return Ok(Feed::Gap);
+        }
         self.backend.read_snapshot(|sql| {
             let last = sql.last_change()?;
             if last == seq {

@@ -117,6 +117,12 @@ pub trait Backend: Send + Sync {
     fn read_snapshot<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
         self.read(op)
     }
+    /// Notices that the registry was replaced under the same name (a SQLite file deleted and
+    /// made again) and moves to the new one; true once after it did. The change log then
+    /// belongs to another registry: its reader starts over from a snapshot.
+    fn follow_replacement(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
     /// A connection that hears about committed changes, where the backend has one.
     fn listen(&self) -> StoreResult<Option<Box<dyn Wakeups>>> {
         Ok(None)

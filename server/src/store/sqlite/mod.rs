@@ -7,8 +7,9 @@ mod schema;
 mod sql;
 
 use std::fs;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,14 @@ fn create_private(path: &Path) -> StoreResult<()> {
     }
 }
 
+/// A file's identity: (device, inode).
+type FileId = (u64, u64);
+
+/// The identity of the file at `path`, `None` when there is none.
+fn file_id(path: &Path) -> Option<FileId> {
+    fs::metadata(path).ok().map(|meta| (meta.dev(), meta.ino()))
+}
+
 /// The SQLite registry file.
 pub struct SqliteBackend {
     path: PathBuf,
@@ -55,12 +64,21 @@ pub struct SqliteBackend {
     conn: Mutex<Connection>,
     /// Idle read connections.
     readers: Mutex<Vec<Connection>>,
+    /// The file the connections have open: a registry deleted and made again under the same
+    /// name (a lab reset while a server runs) is another file, which they would never see.
+    opened: Mutex<Option<FileId>>,
+    /// Set when the connections moved to a new file, until the change log's reader learns it.
+    replaced: AtomicBool,
+    /// How many times they moved: a read connection of an older file is not kept.
+    generation: AtomicU64,
 }
 
 /// A read connection on loan from the pool; it goes back when dropped.
 struct Reader<'a> {
     backend: &'a SqliteBackend,
     conn: Option<Connection>,
+    /// The backend's generation when it was taken.
+    generation: u64,
 }
 
 impl Drop for Reader<'_> {
@@ -71,7 +89,8 @@ impl Drop for Reader<'_> {
                 .readers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < MAX_IDLE_READERS {
+            let current = self.backend.generation.load(Ordering::SeqCst) == self.generation;
+            if current && idle.len() < MAX_IDLE_READERS {
                 idle.push(conn);
             }
         }
@@ -117,60 +136,96 @@ impl SqliteBackend {
             })?;
         }
         create_private(path)?;
-        let conn = connect(path)?;
-        let mode = wal_mode(&conn)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
-                "the registry {} cannot use WAL mode (got {mode}): put it on a local file system",
-                path.display()
-            )));
-        }
-        let backend = Self {
+        let opened = file_id(path);
+        let conn = writer(path)?;
+        Ok(Self {
             path: path.to_owned(),
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
-        };
-        backend.create_schema(path)?;
-        Ok(backend)
+            opened: Mutex::new(opened),
+            replaced: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        })
     }
 
-    fn create_schema(&self, path: &Path) -> StoreResult<()> {
-        let mut conn = self.lock();
-        let tx = map(conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
-        map(tx.execute_batch(schema::SCHEMA))?;
-        let version: Option<i64> =
-            map(tx.query_row(SCHEMA_VERSION_READ.sqlite, [], |row| row.get(0)))?;
-        match version {
-            None => {
-                map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
-            }
-            Some(found) if found > SCHEMA_VERSION => {
-                return Err(StoreError::Backend(format!(
-                    "the registry {} has schema version {found}, newer than this \
-                     metaboot-server knows ({SCHEMA_VERSION}): upgrade metaboot-server",
-                    path.display()
-                )));
-            }
-            Some(found) if found < SCHEMA_VERSION => {
-                if found < 2 {
-                    map(tx.execute_batch(schema::MIGRATE_FROM_1))?;
-                }
-                map(tx.execute_batch(schema::MIGRATE_FROM_2))?;
-                map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
-            }
-            Some(_) => {}
+    /// Moves the connections to the file now at the path when it is not the one they have
+    /// open (deleted and made again: `rm registry.sqlite*` and a new `network create`), so
+    /// that this server reads the new registry and its writes (a password a guest posts) go
+    /// there rather than into a deleted file. A path with no file yet keeps the old one.
+    fn follow_path(&self) -> StoreResult<()> {
+        let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = file_id(&self.path);
+        if now.is_none() || now == *opened {
+            return Ok(());
         }
-        map(tx.execute_batch(schema::INDEXES_2))?;
-        map(tx.commit())
+        let conn = writer(&self.path)?;
+        *self.lock() = conn;
+        {
+            let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            idle.clear();
+        }
+        *opened = file_id(&self.path);
+        self.replaced.store(true, Ordering::SeqCst);
+        tracing::warn!(
+            registry = %self.path.display(),
+            "the registry file was replaced (deleted and made again): now serving the new one"
+        );
+        Ok(())
     }
+}
 
+/// The writing connection of the registry at `path`: in WAL mode, with the schema made or
+/// brought up to date.
+fn writer(path: &Path) -> StoreResult<Connection> {
+    let mut conn = connect(path)?;
+    let mode = wal_mode(&conn)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "the registry {} cannot use WAL mode (got {mode}): put it on a local file system",
+            path.display()
+        )));
+    }
+    create_schema(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Makes the schema, or brings an older one up to date.
+fn create_schema(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    let tx = map(conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
+    map(tx.execute_batch(schema::SCHEMA))?;
+    let version: Option<i64> = map(tx.query_row(SCHEMA_VERSION_READ.sqlite, [], |row| row.get(0)))?;
+    match version {
+        None => {
+            map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
+        }
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(StoreError::Backend(format!(
+                "the registry {} has schema version {found}, newer than this \
+                 metaboot-server knows ({SCHEMA_VERSION}): upgrade metaboot-server",
+                path.display()
+            )));
+        }
+        Some(found) if found < SCHEMA_VERSION => {
+            if found < 2 {
+                map(tx.execute_batch(schema::MIGRATE_FROM_1))?;
+            }
+            map(tx.execute_batch(schema::MIGRATE_FROM_2))?;
+            map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
+        }
+        Some(_) => {}
+    }
+    map(tx.execute_batch(schema::INDEXES_2))?;
+    map(tx.commit())
+}
+
+impl SqliteBackend {
     /// A read connection: an idle one, or a new one (`query_only`: it can never write).
     fn reader(&self) -> StoreResult<Reader<'_>> {
-        let idle = self
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let (idle, generation) = {
+            let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            (idle.pop(), self.generation.load(Ordering::SeqCst))
+        };
         let conn = match idle {
             Some(conn) => conn,
             None => {
@@ -184,6 +239,7 @@ impl SqliteBackend {
         Ok(Reader {
             backend: self,
             conn: Some(conn),
+            generation,
         })
     }
 
@@ -221,7 +277,16 @@ impl Backend for SqliteBackend {
         op(&mut SqliteSql { conn: &tx })
     }
 
+    /// Moves to the file now at the registry's path when it was replaced; true once after it
+    /// did, so that the change log's reader starts over from a snapshot.
+    fn follow_replacement(&self) -> StoreResult<bool> {
+        self.follow_path()?;
+        Ok(self.replaced.swap(false, Ordering::SeqCst))
+    }
+
     fn write<T>(&self, mut op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
+        // A write never goes into a deleted file.
+        self.follow_path()?;
         let mut conn = self.lock();
         // IMMEDIATE takes the write lock up front, so checks and the write see the same data
         // and change log numbers are committed in order.
