@@ -16,14 +16,26 @@ pub fn require_tool(tool: &str) -> bool {
     found
 }
 
-/// A test's prerequisite `what` is missing (`why`): under `CI=true` the test fails; elsewhere
+/// A test's prerequisite `what` is missing (`why`): under `CI=true` (or `CI=1`, as the
+/// end-to-end suite's `tests/src/prerequisite.rs` reads it) the test fails; elsewhere
 /// it is skipped with a printed reason (the caller returns).
 pub fn missing(what: &str, why: &str) {
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
+        !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
         "{what} is required in CI (scripts/install-test-deps installs what the tests need)"
     );
     eprintln!("skipping: {what} {why}");
+}
+
+/// True when the test runs as root (owners are only changed, and only observable, as root).
+/// Without root: under `CI=true` the test fails; elsewhere it is skipped (or its owner checks
+/// left out) with a printed reason.
+pub fn require_root() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        missing("root", "is needed: the test is not running as root");
+    }
+    root
 }
 
 /// Runs a command and panics with its output when it fails.

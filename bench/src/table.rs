@@ -200,11 +200,15 @@ impl Row {
         metaboot: &[Vec<f64>],
         goal: Goal,
     ) -> Self {
-        let rounds: Vec<f64> = baseline
+        let judged: Vec<Option<f64>> = baseline
             .iter()
             .zip(metaboot)
-            .filter_map(|(b, m)| goal.judged(median(b), median(m)))
+            .map(|(b, m)| goal.judged(median(b), median(m)))
             .collect();
+        // A round that measured one side only (a boot that never said it was provisioned) or
+        // a round missing on one side cannot meet the goal: "every round" counts them.
+        let whole = baseline.len() == metaboot.len() && judged.iter().all(Option::is_some);
+        let rounds: Vec<f64> = judged.into_iter().flatten().collect();
         let mut row = Self::new(
             section,
             metric,
@@ -218,7 +222,7 @@ impl Row {
                 .iter()
                 .map(|value| goal.meets(*value))
                 .collect::<Option<Vec<bool>>>()
-                .map(|all| all.iter().all(|met| *met));
+                .map(|all| whole && all.iter().all(|met| *met));
         }
         row.rounds = rounds;
         row
@@ -506,6 +510,21 @@ mod tests {
             Goal::RatioAtMost(1.0 / 30.0),
         );
         assert_eq!(all.met, Some(true));
+        // A round without its metaboot sample, or with no round on one side, is not met.
+        for (baseline, metaboot) in [
+            (vec![vec![0.30], vec![0.40]], vec![vec![0.009], vec![]]),
+            (vec![vec![0.30], vec![0.40]], vec![vec![0.009]]),
+        ] {
+            let short = Row::in_rounds(
+                "agent",
+                "wall",
+                Unit::Seconds,
+                &baseline,
+                &metaboot,
+                Goal::RatioAtMost(1.0 / 30.0),
+            );
+            assert_eq!(short.met, Some(false), "{metaboot:?}");
+        }
         let diff = Row::in_rounds(
             "qemu",
             "init → provisioned",

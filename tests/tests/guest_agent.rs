@@ -465,5 +465,6 @@ fn password_postback_needs_an_rsa_key() {
     let stored = guest
         .chain
         .run(&["instance", "get-password", "test", "--raw"]);
-    assert!(stored.is_err(), "nothing posted");
+    let refused = stored.expect_err("nothing posted").to_string();
+    assert!(refused.contains("has no password yet"), "{refused}");
 }

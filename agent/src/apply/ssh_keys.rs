@@ -326,7 +326,6 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
-    use crate::fsutil;
 
     const K1: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey1 one@host";
     const K2: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABKey2 two@host";
@@ -409,7 +408,7 @@ mod tests {
         let file = std::fs::metadata(&path).unwrap();
         let ssh = std::fs::metadata(path.parent().unwrap()).unwrap();
         assert_eq!((file.mode() & 0o777, ssh.mode() & 0o777), (0o600, 0o700));
-        if fsutil::can_chown() {
+        if crate::testutil::require_root() {
             assert_eq!((file.uid(), file.gid(), ssh.uid()), (1000, 1000, 1000));
         }
         let too_many: Vec<String> = (0..=MAX_KEYS)

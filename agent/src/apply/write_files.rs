@@ -231,7 +231,6 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
-    use crate::fsutil;
     use crate::userdata::cloud_config::CloudConfig;
     use crate::userdata::gzip::tests::gz;
     use crate::userdata::yaml::parse_map;
@@ -291,7 +290,7 @@ mod tests {
         write_entry(&root, Some(&accounts), &list[0]).unwrap();
         let meta = std::fs::metadata(root.host_path("/etc/app/conf")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
-        if fsutil::can_chown() {
+        if crate::testutil::require_root() {
             assert_eq!((meta.uid(), meta.gid()), (1000, 4));
         }
         write_entry(&root, Some(&accounts), &list[1]).unwrap();
@@ -301,7 +300,7 @@ mod tests {
         );
         let meta = std::fs::metadata(root.host_path("/etc/app/conf")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o600);
-        if fsutil::can_chown() {
+        if crate::testutil::require_root() {
             // `owner: bob` leaves the group as it was, as cloud-init's chown does.
             assert_eq!((meta.uid(), meta.gid()), (1000, 4));
         }
@@ -342,7 +341,7 @@ mod tests {
             err,
             "/f: owner \"bob\": no such user in the root's /etc/passwd"
         );
-        if fsutil::can_chown() {
+        if crate::testutil::require_root() {
             let text = "write_files:\n- {path: /etc/g, content: x, owner: ':adm'}\n";
             write_entry(&root, Some(&accounts), &entries(text)[0]).unwrap();
             let meta = std::fs::metadata(root.host_path("/etc/g")).unwrap();

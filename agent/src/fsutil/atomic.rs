@@ -227,7 +227,6 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
-    use crate::fsutil::can_chown;
     use crate::root::Root;
 
     fn root() -> (tempfile::TempDir, Root) {
@@ -256,14 +255,14 @@ mod tests {
         let path = dir.path().join("shadow");
         fs::write(&path, "old").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        if can_chown() {
+        if crate::testutil::require_root() {
             std::os::unix::fs::chown(&path, Some(1234), Some(42)).unwrap();
         }
         root.write_atomic("/shadow", b"new", &WriteOptions::keep_or(0o600))
             .unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
-        if can_chown() {
+        if crate::testutil::require_root() {
             assert_eq!((meta.uid(), meta.gid()), (1234, 42));
         }
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
@@ -323,7 +322,7 @@ mod tests {
             .unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o4750, "set-uid survives the chown");
-        if can_chown() {
+        if crate::testutil::require_root() {
             assert_eq!((meta.uid(), meta.gid()), (7, 8));
         }
     }

@@ -267,14 +267,9 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// True when the test runs as root (owners are only changed, and only observable, as root).
-/// Without root: under `CI=true` the test fails; elsewhere it is skipped with a printed reason.
+/// True when the test runs as root; see `testutil::require_root`.
 pub fn require_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        testutil::missing("root", "is needed: the test is not running as root");
-    }
-    root
+    testutil::require_root()
 }
 
 /// Every regular file under `dir` (symlinks are listed, never followed).

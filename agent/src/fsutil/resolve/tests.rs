@@ -10,7 +10,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use super::MAX_SYMLINKS;
-use crate::fsutil::{Refused, WriteOptions, can_chown};
+use crate::fsutil::{Refused, WriteOptions};
 use crate::root::Root;
 
 fn root() -> (tempfile::TempDir, Root) {
@@ -80,8 +80,7 @@ fn link_chains_end_at_the_limit_and_loops_fail() {
 
 #[test]
 fn a_symlink_someone_else_owns_is_never_followed() {
-    if !can_chown() {
-        eprintln!("skipping: only root sees another user's symlinks refused");
+    if !crate::testutil::require_root() {
         return;
     }
     let (dir, root) = root();
@@ -230,7 +229,7 @@ fn a_missing_name_is_not_found_in_one_call_but_a_link_before_it_is_still_judged(
     fs::write(dir.path().join("a/b/file"), "in b\n").unwrap();
     assert_eq!(root.read_optional("/a/l/file").unwrap().unwrap(), b"in b\n");
     assert_eq!(root.read_optional("/a/l/none").unwrap(), None);
-    if !can_chown() {
+    if !crate::testutil::require_root() {
         return;
     }
     // A link a guest user planted is refused before anything behind it, missing or not.
@@ -271,8 +270,7 @@ fn a_link_to_a_parent_leaves_directories_entered_in_one_call() {
 
 #[test]
 fn a_foreign_link_deep_in_the_path_is_refused_as_at_the_top() {
-    if !can_chown() {
-        eprintln!("skipping: only root sees another user's symlinks refused");
+    if !crate::testutil::require_root() {
         return;
     }
     let (dir, root) = root();
@@ -343,7 +341,7 @@ fn a_status_is_taken_in_one_call_or_by_the_walk_with_the_same_answer() {
     assert!(!dir.path().join("a/b/new").exists());
     assert_eq!(staged.stat("/a/b/new").unwrap().map(|s| s.st_size), Some(2));
     staged.commit();
-    if !can_chown() {
+    if !crate::testutil::require_root() {
         return;
     }
     // A final link a guest user planted is refused, as before the one call.
