@@ -66,7 +66,7 @@ fn without_options(key: &str) -> &str {
 
 pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     let mut keys = Vec::new();
-    if i.config.allow_public_ssh_keys != Some(false) {
+    if i.config.allow_public_ssh_keys.is_none_or(|flag| flag.0) {
         keys.extend(ssh_keys::split_keys(
             i.meta.public_keys.iter().flatten().map(|(_, k)| k.as_str()),
         ));
@@ -95,7 +95,7 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             None => errors.push(format!("default user {name} does not exist")),
         }
     }
-    let root_keys: Vec<String> = if i.config.disable_root.unwrap_or(true) {
+    let root_keys: Vec<String> = if i.config.disable_root.is_none_or(|flag| flag.0) {
         let opts = i
             .config
             .disable_root_opts
@@ -260,7 +260,7 @@ fn first_key(meta: &MetaData) -> Option<(String, String)> {
 /// cannot be done), set, then POSTed to the metadata service's `password` endpoint. The clear
 /// password goes to the console only when the post fails, so that it is not lost.
 pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    if i.config.password_postback != Some(true) {
+    if !i.config.password_postback.is_some_and(|flag| flag.0) {
         return Done::skipped("password_postback is not set");
     }
     let user = default_user_name(i).unwrap_or_else(|| "root".to_owned());
