@@ -425,6 +425,19 @@ fn admin_pass_sets_root_unless_user_data_does() {
     guest.user_data("#cloud-config\nchpasswd: {expire: false, users: [{name: root, password: mine, type: text}]}\n");
     assert_eq!(guest.run().0, 0);
     assert!(crypt_verifies("mine", &guest.shadow_hash("root")));
+    // `users:` in its map form setting root's password: that one stays, not admin_pass.
+    for users in [
+        "users: {root: {plain_text_passwd: from-users, lock_passwd: false}}",
+        "users: [{name: root, plain_text_passwd: from-users, lock_passwd: false}]",
+    ] {
+        let guest = Guest::new();
+        guest.meta_data(&json!({"uuid": UUID, "hostname": "h", "admin_pass": "Adm1n-pass"}));
+        guest.user_data(format!("#cloud-config\n{users}\n"));
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{users}: {stderr}");
+        let hash = guest.shadow_hash("root");
+        assert!(crypt_verifies("from-users", &hash), "{users}: {hash}");
+    }
 }
 
 #[test]
