@@ -736,6 +736,19 @@ fn a_long_host_name_that_is_not_ascii_is_refused_and_the_run_goes_on() {
     assert_eq!(guest.read("/etc/after"), "ran");
 }
 
+/// `hostname: localhost` asked for in user data is set, as cloud-init sets it (it leaves alone
+/// only a `localhost` no one asked for).
+#[test]
+fn a_localhost_asked_for_is_set() {
+    let guest = Guest::new();
+    std::fs::write(guest.path("/etc/hostname"), "old-name\n").unwrap();
+    guest.user_data("#cloud-config\nhostname: localhost\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/etc/hostname"), "localhost\n");
+    assert_eq!(guest.step("hostname").0, "ok");
+}
+
 /// A fully qualified name over the 64 bytes a host name may have: the host name is its first
 /// label, and /etc/hosts has it whole (`hostname -f`), as cloud-init writes it.
 #[test]

@@ -638,7 +638,16 @@ fn hostname(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     }
     let result = (|| {
         let (_, name) = names(i)?;
-        if name == "localhost" {
+        // cloud-init leaves a default `localhost` alone (no name from the data, `is_default`)
+        // but sets one the user or the metadata asked for.
+        let asked = [
+            i.config.hostname.as_deref(),
+            i.config.fqdn.as_deref(),
+            Some(i.meta.hostname.as_str()),
+        ]
+        .into_iter()
+        .any(|name| name.is_some_and(|name| !name.trim().is_empty()));
+        if name == "localhost" && !asked {
             return Ok(Done::skipped("resolved name is localhost; not applied"));
         }
         let record = i.state.data_file("previous-hostname");
