@@ -448,7 +448,8 @@ pub enum UserMapValue {
     Invalid(serde_json::Value),
 }
 
-/// A user's options (docs/protocol.md §5.4); unknown keys are ignored.
+/// A user's options (docs/protocol.md §5.4); unknown keys are ignored (those cloud-init
+/// applies are warned about: `not_applied::user_warnings`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct UserConfig {
