@@ -425,6 +425,19 @@ fn admin_pass_sets_root_unless_user_data_does() {
     guest.user_data("#cloud-config\nchpasswd: {expire: false, users: [{name: root, password: mine, type: text}]}\n");
     assert_eq!(guest.run().0, 0);
     assert!(crypt_verifies("mine", &guest.shadow_hash("root")));
+    // `users:` in its map form setting root's password: that one stays, not admin_pass.
+    for users in [
+        "users: {root: {plain_text_passwd: from-users, lock_passwd: false}}",
+        "users: [{name: root, plain_text_passwd: from-users, lock_passwd: false}]",
+    ] {
+        let guest = Guest::new();
+        guest.meta_data(&json!({"uuid": UUID, "hostname": "h", "admin_pass": "Adm1n-pass"}));
+        guest.user_data(format!("#cloud-config\n{users}\n"));
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{users}: {stderr}");
+        let hash = guest.shadow_hash("root");
+        assert!(crypt_verifies("from-users", &hash), "{users}: {hash}");
+    }
 }
 
 #[test]
@@ -721,6 +734,19 @@ fn a_long_host_name_that_is_not_ascii_is_refused_and_the_run_goes_on() {
     );
     assert_eq!(guest.read("/etc/hostname"), before);
     assert_eq!(guest.read("/etc/after"), "ran");
+}
+
+/// `hostname: localhost` asked for in user data is set, as cloud-init sets it (it leaves alone
+/// only a `localhost` no one asked for).
+#[test]
+fn a_localhost_asked_for_is_set() {
+    let guest = Guest::new();
+    std::fs::write(guest.path("/etc/hostname"), "old-name\n").unwrap();
+    guest.user_data("#cloud-config\nhostname: localhost\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/etc/hostname"), "localhost\n");
+    assert_eq!(guest.step("hostname").0, "ok");
 }
 
 /// A fully qualified name over the 64 bytes a host name may have: the host name is its first

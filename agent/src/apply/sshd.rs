@@ -1,5 +1,6 @@
-//! `ssh_pwauth`: `PasswordAuthentication yes|no` in an sshd drop-in (when `sshd_config.d` exists)
-//! or in `sshd_config` itself (other lines kept), plus a one-word file for dropbear images.
+//! `ssh_pwauth`: `PasswordAuthentication yes|no` in an sshd drop-in (when `sshd_config.d` exists
+//! and `sshd_config` includes it) or in `sshd_config` itself (other lines kept), plus a one-word
+//! file for dropbear images.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,22 @@ pub fn set_option(text: &str, key: &str, value: &str) -> String {
     text
 }
 
+/// Whether an sshd_config text includes the drop-in directory: an `Include` line (any case)
+/// naming a pattern in it, absolute or relative to `/etc/ssh` (Debian's and Ubuntu's
+/// `Include /etc/ssh/sshd_config.d/*.conf`).
+pub fn includes_dropins(text: &str) -> bool {
+    text.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("include"))
+            && words.any(|pattern| {
+                pattern.starts_with(&format!("{SSHD_DROPIN_DIR}/"))
+                    || pattern.starts_with("sshd_config.d/")
+            })
+    })
+}
+
 /// Applies `ssh_pwauth`; returns the files written (host paths).
 pub fn set_password_auth(
     root: &Root,
@@ -70,16 +87,19 @@ pub fn set_password_auth(
     let value = if allow { "yes" } else { "no" };
     let mut written = Vec::new();
     let config = Path::new(SSHD_CONFIG);
-    if root.is_dir(SSHD_DROPIN_DIR) {
+    let main = root
+        .read_optional_text(config)
+        .map_err(PathError::fail("read", root.host_path(config)))?;
+    // The drop-in only where sshd reads it, as cloud-init's `_includes_dconf` decides: an image
+    // with the directory but without the `Include` would ignore it.
+    let reads_dropins = main.as_deref().is_none_or(includes_dropins);
+    if root.is_dir(SSHD_DROPIN_DIR) && reads_dropins {
         let path = Path::new(SSHD_DROPIN_DIR).join(SSHD_DROPIN_NAME);
         let text =
             format!("# Written by metaboot from ssh_pwauth.\n{PASSWORD_AUTHENTICATION} {value}\n");
         root.write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644))?;
         written.push(root.host_path(path));
-    } else if let Some(old) = root
-        .read_optional_text(config)
-        .map_err(PathError::fail("read", root.host_path(config)))?
-    {
+    } else if let Some(old) = main {
         let new = set_option(&old, PASSWORD_AUTHENTICATION, value);
         if new != old {
             root.write_atomic(config, new.as_bytes(), &WriteOptions::keep_or(0o644))?;
@@ -148,15 +168,46 @@ mod tests {
             "Port 22\nPasswordAuthentication yes\n"
         );
 
+        // The directory without an `Include` in sshd_config: sshd would not read a drop-in.
         std::fs::create_dir_all(root.host_path(SSHD_DROPIN_DIR)).unwrap();
         set_password_auth(&root, &state, false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.host_path(SSHD_CONFIG)).unwrap(),
+            "Port 22\nPasswordAuthentication no\n"
+        );
         let dropin = root.host_path(SSHD_DROPIN_DIR).join(SSHD_DROPIN_NAME);
+        assert!(!dropin.exists());
+
+        std::fs::write(
+            root.host_path(SSHD_CONFIG),
+            "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n",
+        )
+        .unwrap();
+        set_password_auth(&root, &state, false).unwrap();
         assert!(
             std::fs::read_to_string(dropin)
                 .unwrap()
                 .ends_with("PasswordAuthentication no\n")
         );
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "no\n");
+    }
+
+    #[test]
+    fn an_include_of_the_directory_is_recognised_in_its_forms() {
+        for text in [
+            "Include /etc/ssh/sshd_config.d/*.conf\n",
+            "  include sshd_config.d/*.conf /etc/other\n",
+            "Port 22\nInclude /etc/a /etc/ssh/sshd_config.d/50-x.conf\n",
+        ] {
+            assert!(includes_dropins(text), "{text}");
+        }
+        for text in [
+            "#Include /etc/ssh/sshd_config.d/*.conf\n",
+            "Include /etc/ssh/other.d/*.conf\n",
+            "Port 22\n",
+        ] {
+            assert!(!includes_dropins(text), "{text}");
+        }
     }
 
     #[test]

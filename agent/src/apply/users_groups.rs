@@ -6,11 +6,11 @@ use std::path::Path;
 
 use crate::apply::users::{Accounts, NewUser, User, check_field};
 use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
-use crate::fsutil::{self, WriteOptions};
+use crate::fsutil::{self, PathError, WriteOptions};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
 use crate::userdata::cloud_config::{
-    CloudConfig, CsvList, StrLike, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
+    CloudConfig, CsvList, StrLike, Sudo, UserConfig, UserEntry, UserMapValue, UserOverride, Users,
 };
 
 /// Login shell of created users when none is given (Debian's useradd default).
@@ -458,11 +458,32 @@ pub fn apply(
     }
 
     let keys_files = ssh_keys_file::sshd_settings(root);
-    let mut sudo = String::new();
+    let mut rules = String::new();
     for cfg in users.iter().filter(|c| !errored.contains(&c.name.trim())) {
         let name = cfg.name.trim();
-        for rule in cfg.sudo.as_ref().map(|s| s.rules()).unwrap_or_default() {
-            sudo.push_str(&format!("{name} {rule}\n"));
+        match &cfg.sudo {
+            // cloud-init raises on it: `true` names no rule.
+            Some(Sudo::Enabled(true)) => summary.errors.push(format!(
+                "{name}: `sudo: true` is not a sudoers rule; write one, e.g. \
+                 `sudo: ALL=(ALL) NOPASSWD:ALL`"
+            )),
+            Some(sudo) => {
+                for rule in sudo.rules() {
+                    // A blank rule (`sudo: ""`, a template's empty variable) would be the line
+                    // `NAME`, which sudo cannot parse: it would refuse every user's sudo.
+                    if rule.trim().is_empty() {
+                        continue;
+                    }
+                    if rule.contains(['\n', '\r']) {
+                        summary.errors.push(format!(
+                            "{name}: a sudo rule holds a line break; it was not written"
+                        ));
+                        continue;
+                    }
+                    rules.push_str(&format!("{name} {}\n", rule.trim()));
+                }
+            }
+            None => {}
         }
         let keys = cfg
             .ssh_authorized_keys
@@ -481,12 +502,15 @@ pub fn apply(
             }
         }
     }
-    if !sudo.is_empty() {
-        write_sudoers(root, &sudo, &mut summary);
+    if !rules.is_empty() {
+        write_sudoers(root, &rules, &mut summary);
     }
     Ok(summary)
 }
 
+/// Adds `rules` (one `NAME RULE` line each) to metaboot's sudoers file, as cloud-init appends
+/// to its own: rules an earlier instance wrote stay (its users still exist), a line already
+/// there is not written twice.
 fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
     let path = Path::new(SUDOERS_FILE);
     if !path.parent().is_some_and(|dir| root.is_dir(dir)) {
@@ -496,7 +520,31 @@ fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
         );
         return;
     }
-    let text = format!("# Created by metaboot from the users of user data.\n{rules}");
+    let old = match root.read_optional_text(path) {
+        Ok(old) => old,
+        Err(err) => {
+            summary.errors.push(crate::log::chain(&PathError::fail(
+                "read",
+                root.host_path(path),
+            )(err)));
+            return;
+        }
+    };
+    let mut text = old.unwrap_or_else(|| SUDOERS_HEADER.to_owned());
+    let mut added = false;
+    for line in rules.lines() {
+        if !text.lines().any(|old| old.trim() == line) {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(line);
+            text.push('\n');
+            added = true;
+        }
+    }
+    if !added && root.exists(path) {
+        return;
+    }
     if let Err(err) = root.write_atomic(
         path,
         text.as_bytes(),
@@ -505,6 +553,9 @@ fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
         summary.errors.push(crate::log::chain(&err));
     }
 }
+
+/// The first line of metaboot's sudoers file.
+const SUDOERS_HEADER: &str = "# Created by metaboot from the users of user data.\n";
 
 #[cfg(test)]
 mod tests;

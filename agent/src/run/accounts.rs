@@ -14,7 +14,7 @@ use crate::retry::Retry;
 use crate::source::http::{FetchError, HttpClient};
 use crate::source::metadata_service;
 use crate::state::result::{Done, count};
-use crate::userdata::cloud_config::{SshPwauth, UserConfig, UserEntry, Users};
+use crate::userdata::cloud_config::{SshPwauth, UserConfig, UserEntry, UserMapValue, Users};
 
 /// The root's accounts, if its passwd can be read.
 pub(super) fn load(i: &Instance<'_>) -> Option<Accounts> {
@@ -66,7 +66,7 @@ fn without_options(key: &str) -> &str {
 
 pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     let mut keys = Vec::new();
-    if i.config.allow_public_ssh_keys != Some(false) {
+    if i.config.allow_public_ssh_keys.is_none_or(|flag| flag.0) {
         keys.extend(ssh_keys::split_keys(
             i.meta.public_keys.iter().flatten().map(|(_, k)| k.as_str()),
         ));
@@ -95,7 +95,7 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             None => errors.push(format!("default user {name} does not exist")),
         }
     }
-    let root_keys: Vec<String> = if i.config.disable_root.unwrap_or(true) {
+    let root_keys: Vec<String> = if i.config.disable_root.is_none_or(|flag| flag.0) {
         let opts = i
             .config
             .disable_root_opts
@@ -128,25 +128,31 @@ pub(super) fn ssh_keys(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     }
 }
 
-/// True when `users:` sets root's password itself.
+/// True when `users:` sets root's password itself (as a list entry or in the map form).
 fn users_set_root_password(i: &Instance<'_>) -> bool {
-    let Some(Users::List(list)) = &i.config.users else {
-        return false;
+    let sets_password =
+        |cfg: &UserConfig| cfg.hashed_passwd.is_some() || cfg.plain_text_passwd.is_some();
+    // An entry for root that cannot be read is not applied; its password still means
+    // `admin_pass` is not root's.
+    let unread_sets_password = |value: &serde_json::Value| {
+        value.get("hashed_passwd").is_some() || value.get("plain_text_passwd").is_some()
     };
-    list.iter().any(|entry| match entry {
-        UserEntry::Config(cfg) => {
-            cfg.name.trim() == "root"
-                && (cfg.hashed_passwd.is_some() || cfg.plain_text_passwd.is_some())
-        }
-        UserEntry::Name(_) => false,
-        // An entry for root that cannot be read is not applied; its password still means
-        // `admin_pass` is not root's.
-        UserEntry::Invalid(value) => {
-            value.get("name").and_then(|n| n.as_str()).map(str::trim) == Some("root")
-                && (value.get("hashed_passwd").is_some()
-                    || value.get("plain_text_passwd").is_some())
-        }
-    })
+    match &i.config.users {
+        Some(Users::List(list)) => list.iter().any(|entry| match entry {
+            UserEntry::Config(cfg) => cfg.name.trim() == "root" && sets_password(cfg),
+            UserEntry::Name(_) => false,
+            UserEntry::Invalid(value) => {
+                value.get("name").and_then(|n| n.as_str()).map(str::trim) == Some("root")
+                    && unread_sets_password(value)
+            }
+        }),
+        Some(Users::Map(map)) => match map.get("root") {
+            Some(UserMapValue::Config(cfg)) => sets_password(cfg),
+            Some(UserMapValue::Invalid(value)) => unread_sets_password(value),
+            Some(UserMapValue::Enabled(_)) | None => false,
+        },
+        Some(Users::Text(_) | Users::Invalid(_)) | None => false,
+    }
 }
 
 /// nova's `admin_pass` when it is root's new password: given, applied by the configuration,
@@ -176,11 +182,22 @@ pub(super) fn hash_ahead(i: &Instance<'_>) -> bool {
         })
         .collect();
     texts.extend(admin_pass(i, &plan).map(str::to_owned));
-    if let Some(Users::List(list)) = &i.config.users {
-        texts.extend(list.iter().filter_map(|entry| match entry {
-            UserEntry::Config(cfg) => cfg.plain_text_passwd.as_ref().map(|text| text.0.clone()),
-            UserEntry::Name(_) | UserEntry::Invalid(_) => None,
-        }));
+    match &i.config.users {
+        Some(Users::List(list)) => {
+            texts.extend(list.iter().filter_map(|entry| match entry {
+                UserEntry::Config(cfg) => cfg.plain_text_passwd.as_ref().map(|text| text.0.clone()),
+                UserEntry::Name(_) | UserEntry::Invalid(_) => None,
+            }));
+        }
+        Some(Users::Map(map)) => {
+            texts.extend(map.values().filter_map(|value| match value {
+                UserMapValue::Config(cfg) => {
+                    cfg.plain_text_passwd.as_ref().map(|text| text.0.clone())
+                }
+                UserMapValue::Enabled(_) | UserMapValue::Invalid(_) => None,
+            }));
+        }
+        _ => {}
     }
     passwords::hash_ahead(texts)
 }
@@ -260,7 +277,7 @@ fn first_key(meta: &MetaData) -> Option<(String, String)> {
 /// cannot be done), set, then POSTed to the metadata service's `password` endpoint. The clear
 /// password goes to the console only when the post fails, so that it is not lost.
 pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    if i.config.password_postback != Some(true) {
+    if !i.config.password_postback.is_some_and(|flag| flag.0) {
         return Done::skipped("password_postback is not set");
     }
     let user = default_user_name(i).unwrap_or_else(|| "root".to_owned());

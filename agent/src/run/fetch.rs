@@ -291,6 +291,13 @@ fn merge(
         .flat_map(|doc| doc.keys())
         .filter_map(|key| not_applied::warning(key))
         .collect();
+    skipped.extend(
+        vendor
+            .configs
+            .iter()
+            .chain(&user.configs)
+            .flat_map(not_applied::user_warnings),
+    );
     skipped.sort_unstable();
     skipped.dedup();
     report

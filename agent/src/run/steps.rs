@@ -437,7 +437,7 @@ fn ca_certs(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
 /// On a new instance: the image's SSH host keys deleted (`ssh_deletekeys`, default true) and
 /// the keys `ssh_keys` gives written.
 fn instance_host_keys(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
-    let delete = i.config.ssh_deletekeys.unwrap_or(true);
+    let delete = i.config.ssh_deletekeys.is_none_or(|flag| flag.0);
     let none = serde_json::Map::new();
     let given = i.config.ssh_keys.as_ref().unwrap_or(&none);
     if !delete && given.is_empty() {
@@ -614,7 +614,11 @@ fn names(i: &Instance<'_>) -> Result<(hostname::Names, String), HostnameError> {
     // The whole name for /etc/hosts; the kernel's and /etc/hostname's within their bound.
     let fqdn = hostname::sanitize_fqdn(&names.fqdn)?;
     let short = hostname::sanitize(&names.hostname)?;
-    let chosen = if i.config.prefer_fqdn_over_hostname == Some(true) {
+    let chosen = if i
+        .config
+        .prefer_fqdn_over_hostname
+        .is_some_and(|flag| flag.0)
+    {
         hostname::sanitize(&fqdn)?
     } else {
         short.clone()
@@ -629,12 +633,21 @@ fn names(i: &Instance<'_>) -> Result<(hostname::Names, String), HostnameError> {
 }
 
 fn hostname(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    if i.config.preserve_hostname == Some(true) {
+    if i.config.preserve_hostname.is_some_and(|flag| flag.0) {
         return Done::skipped("preserve_hostname is set");
     }
     let result = (|| {
         let (_, name) = names(i)?;
-        if name == "localhost" {
+        // cloud-init leaves a default `localhost` alone (no name from the data, `is_default`)
+        // but sets one the user or the metadata asked for.
+        let asked = [
+            i.config.hostname.as_deref(),
+            i.config.fqdn.as_deref(),
+            Some(i.meta.hostname.as_str()),
+        ]
+        .into_iter()
+        .any(|name| name.is_some_and(|name| !name.trim().is_empty()));
+        if name == "localhost" && !asked {
             return Ok(Done::skipped("resolved name is localhost; not applied"));
         }
         let record = i.state.data_file("previous-hostname");
@@ -654,8 +667,11 @@ fn hostname(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
                 previous.unwrap_or_default()
             )));
         }
-        let changed =
-            hostname::write(i.root, &name, i.config.create_hostname_file.unwrap_or(true))?;
+        let changed = hostname::write(
+            i.root,
+            &name,
+            i.config.create_hostname_file.is_none_or(|flag| flag.0),
+        )?;
         i.root.write_atomic(
             &record,
             format!("{name}\n").as_bytes(),

@@ -14,6 +14,7 @@ pub mod shape_error;
 mod str_like;
 mod write_file;
 
+pub use lenient::Flag;
 pub use str_like::StrLike;
 pub use write_file::{BadWriteFile, MAX_PERMISSIONS, Permissions, WriteFile, WriteFiles};
 
@@ -124,25 +125,25 @@ cloud_config! {
     /// `fqdn`.
     fqdn: StrLike = "fqdn",
     /// Write the FQDN instead of the short name.
-    prefer_fqdn_over_hostname: bool = "prefer_fqdn_over_hostname",
+    prefer_fqdn_over_hostname: Flag = "prefer_fqdn_over_hostname",
     /// Leave the hostname alone.
-    preserve_hostname: bool = "preserve_hostname",
+    preserve_hostname: Flag = "preserve_hostname",
     /// Whether `/etc/hostname` may be created when missing.
-    create_hostname_file: bool = "create_hostname_file",
+    create_hostname_file: Flag = "create_hostname_file",
     /// `true` / `template`: regenerate `/etc/hosts`; `localhost`: only its 127.0.1.1 line.
     manage_etc_hosts: ManageEtcHosts = "manage_etc_hosts",
     /// Keys added for the default user and root.
     ssh_authorized_keys: OneOrMany<String> = "ssh_authorized_keys",
     /// Whether `public_keys` of meta_data.json are used.
-    allow_public_ssh_keys: bool = "allow_public_ssh_keys",
+    allow_public_ssh_keys: Flag = "allow_public_ssh_keys",
     /// Prefix root's keys with `disable_root_opts`.
-    disable_root: bool = "disable_root",
+    disable_root: Flag = "disable_root",
     /// The options written in front of root's keys when `disable_root` is true.
     disable_root_opts: String = "disable_root_opts",
     /// `PasswordAuthentication yes|no`, or `unchanged`.
     ssh_pwauth: SshPwauth = "ssh_pwauth",
     /// Delete the image's SSH host keys on a new instance (default true, as cloud-init).
-    ssh_deletekeys: bool = "ssh_deletekeys",
+    ssh_deletekeys: Flag = "ssh_deletekeys",
     /// The instance's SSH host keys, given: `<type>_private`, `<type>_public` (`<type>_certificate`
     /// is reported and not written).
     ssh_keys: serde_json::Map<String, serde_json::Value> = "ssh_keys",
@@ -164,7 +165,7 @@ cloud_config! {
     password: StrLike = "password",
     /// Make the default user's password here and post it, encrypted for the instance's first
     /// SSH key, to the metadata service (nova's `get-password`; metaboot's own key).
-    password_postback: bool = "password_postback",
+    password_postback: Flag = "password_postback",
     /// `chpasswd: {expire, users, list}`.
     chpasswd: Chpasswd = "chpasswd",
     /// Overrides of the default user (cloud.cfg's `system_info.default_user`).
@@ -338,8 +339,9 @@ impl TryFrom<serde_json::Value> for ManageEtcHosts {
     type Error = String;
     fn try_from(value: serde_json::Value) -> Result<Self, String> {
         match &value {
-            serde_json::Value::Bool(true) => Ok(Self::Template),
-            serde_json::Value::Bool(false) => Ok(Self::Off),
+            // cloud-init's `translate_bool`: the words of a flag too (`"true"`, `"no"`).
+            _ if is_true(&value) => Ok(Self::Template),
+            _ if is_false(&value) => Ok(Self::Off),
             serde_json::Value::String(s) if s.eq_ignore_ascii_case("template") => {
                 Ok(Self::Template)
             }
@@ -446,7 +448,8 @@ pub enum UserMapValue {
     Invalid(serde_json::Value),
 }
 
-/// A user's options (docs/protocol.md §5.4); unknown keys are ignored.
+/// A user's options (docs/protocol.md §5.4); unknown keys are ignored (those cloud-init
+/// applies are warned about: `not_applied::user_warnings`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct UserConfig {

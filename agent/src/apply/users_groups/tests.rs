@@ -79,6 +79,37 @@ fn creates_a_user_with_group_home_skel_keys_sudo_and_password() {
     }
 }
 
+/// `sudo:` as cloud-init takes it: an empty rule is none (never the line `NAME`, which sudo
+/// cannot parse), `true` is an error, and a later instance's rules are added to the file, the
+/// earlier ones kept and none written twice.
+#[test]
+fn sudo_rules_are_added_never_blank_and_true_is_no_rule() {
+    let (_dir, root) = setup();
+    let cfg = config(
+        "users:\n- {name: alice, sudo: \"\"}\n- {name: carol, sudo: ['', 'ALL=(ALL) ALL']}\n\
+         - {name: dave, sudo: true}\n",
+    );
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert!(summary.errors[0].contains("dave: `sudo: true` is not a sudoers rule"));
+    let sudoers = read(&root, SUDOERS_FILE);
+    assert_eq!(
+        sudoers,
+        "# Created by metaboot from the users of user data.\ncarol ALL=(ALL) ALL\n"
+    );
+    // The next instance's users: carol's rule stays, once; erin's is added.
+    let cfg = config(
+        "users:\n- {name: erin, sudo: 'ALL=(ALL) NOPASSWD:ALL'}\n- {name: carol, sudo: 'ALL=(ALL) ALL'}\n",
+    );
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(
+        read(&root, SUDOERS_FILE),
+        "# Created by metaboot from the users of user data.\ncarol ALL=(ALL) ALL\n\
+         erin ALL=(ALL) NOPASSWD:ALL\n"
+    );
+}
+
 #[test]
 fn lock_passwd_defaults_to_true_and_passwd_is_for_new_users_only() {
     let (_dir, root) = setup();

@@ -22,6 +22,19 @@ pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, 
     Err(de::Error::custom("expected true or false"))
 }
 
+/// A top-level flag (`preserve_hostname: "true"`), read as [`flag`] reads one: cloud-init's
+/// `util.get_cfg_option_bool` takes the same words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        flag(deserializer)?
+            .map(Flag)
+            .ok_or_else(|| de::Error::custom("expected true or false"))
+    }
+}
+
 /// A name or path: text, or a number written as text (`primary_group: 100`).
 pub fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<super::StrLike>::deserialize(deserializer)?.map(|text| text.0))
@@ -68,5 +81,14 @@ mod tests {
             Some("100")
         );
         assert_eq!(read(serde_json::json!({"flag": null})).unwrap().flag, None);
+        let top = |value| {
+            serde_json::from_value::<super::Flag>(value)
+                .map(|f| f.0)
+                .ok()
+        };
+        assert_eq!(top(serde_json::json!("true")), Some(true));
+        assert_eq!(top(serde_json::json!("No")), Some(false));
+        assert_eq!(top(serde_json::json!(false)), Some(false));
+        assert_eq!(top(serde_json::json!("sometimes")), None);
     }
 }

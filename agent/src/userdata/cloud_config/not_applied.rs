@@ -57,10 +57,95 @@ pub fn warning(key: &str) -> Option<String> {
     ))
 }
 
+/// The keys of a user's entry in `users` (or of `user`) that cloud-init applies and metaboot
+/// does not, sorted, with why. The user is still made, without them.
+pub const USER_NOT_APPLIED: &[(&str, &str)] = &[
+    ("doas", "metaboot writes sudo rules only (`sudo`)"),
+    ("expiredate", "metaboot sets no account expiry date"),
+    ("inactive", "metaboot sets no password inactivity period"),
+    ("selinux_user", "metaboot sets no SELinux user"),
+    ("snapuser", "metaboot makes no snap users"),
+    (
+        "ssh_import_id",
+        "metaboot fetches no keys from Launchpad or GitHub (give them in ssh_authorized_keys)",
+    ),
+    (
+        "ssh_redirect_user",
+        "metaboot redirects no user's keys (`disable_root` does it for root)",
+    ),
+];
+
+/// A warning for each user option of [`USER_NOT_APPLIED`] that a cloud-config document's
+/// `users` (a list of entries, or a map of name → options) or `user` sets.
+pub fn user_warnings(doc: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    use serde_json::Value;
+    let mut entries: Vec<(String, &serde_json::Map<String, Value>)> = Vec::new();
+    let named = |entry: &serde_json::Map<String, Value>, fallback: &str| {
+        entry
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(fallback)
+            .to_owned()
+    };
+    match doc.get("users") {
+        Some(Value::Array(list)) => {
+            for item in list {
+                if let Value::Object(entry) = item {
+                    entries.push((named(entry, "default"), entry));
+                }
+            }
+        }
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                if let Value::Object(entry) = value {
+                    entries.push((name.clone(), entry));
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(Value::Object(entry)) = doc.get("user") {
+        entries.push((named(entry, "default"), entry));
+    }
+    let mut warnings = Vec::new();
+    for (user, entry) in entries {
+        for (key, why) in USER_NOT_APPLIED {
+            if entry.get(*key).is_some_and(|value| !value.is_null()) {
+                warnings.push(format!(
+                    "users: {user}: `{key}` is a cloud-init user option metaboot does not \
+                     apply: {why}"
+                ));
+            }
+        }
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::userdata::cloud_config::CloudConfig;
+
+    #[test]
+    fn user_options_metaboot_skips_are_named_with_the_user() {
+        assert!(USER_NOT_APPLIED.windows(2).all(|w| w[0].0 < w[1].0));
+        let doc = serde_json::json!({
+            "users": ["default", {"name": "bob", "ssh_import_id": ["gh:bob"], "shell": "/bin/sh"}],
+            "user": {"name": "deb", "expiredate": "2030-01-01"},
+        });
+        let serde_json::Value::Object(doc) = doc else {
+            unreachable!()
+        };
+        let warnings = user_warnings(&doc);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("users: bob: `ssh_import_id` is a cloud-init user option"));
+        assert!(warnings[1].starts_with("users: deb: `expiredate`"));
+        let map = serde_json::json!({"users": {"carol": {"doas": ["permit carol"]}}});
+        let serde_json::Value::Object(map) = map else {
+            unreachable!()
+        };
+        assert_eq!(user_warnings(&map).len(), 1);
+    }
 
     #[test]
     fn the_list_is_sorted_and_never_names_a_key_metaboot_applies() {

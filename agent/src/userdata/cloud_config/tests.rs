@@ -181,3 +181,20 @@ fn false_is_read_as_cloud_init_reads_it() {
         assert!(!is_false(&value), "{value}");
     }
 }
+
+/// Top-level flags written as text, as cloud-init's `get_cfg_option_bool` takes them
+/// (`preserve_hostname: "true"` from a template), and `manage_etc_hosts` likewise.
+#[test]
+fn top_level_flags_may_be_words() {
+    let (cfg, errors) = config(
+        "preserve_hostname: 'true'\ndisable_root: 'false'\nssh_deletekeys: 'no'\n\
+         manage_etc_hosts: 'True'\n",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(cfg.preserve_hostname, Some(Flag(true)));
+    assert_eq!(cfg.disable_root, Some(Flag(false)));
+    assert_eq!(cfg.ssh_deletekeys, Some(Flag(false)));
+    assert_eq!(cfg.manage_etc_hosts, Some(ManageEtcHosts::Template));
+    let (_, errors) = config("preserve_hostname: sometimes\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
