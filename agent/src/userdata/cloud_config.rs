@@ -12,10 +12,12 @@ mod lenient;
 pub mod not_applied;
 pub mod shape_error;
 mod str_like;
+mod truth;
 mod write_file;
 
 pub use lenient::Flag;
 pub use str_like::StrLike;
+pub use truth::{is_false, is_true};
 pub use write_file::{BadWriteFile, MAX_PERMISSIONS, Permissions, WriteFile, WriteFiles};
 
 /// A key whose value has the wrong shape; the rest of the config still applies.
@@ -76,28 +78,6 @@ impl CloudConfig {
         let (config, errors) = CloudConfig::from_map(&object.into_iter().collect());
         assert!(errors.is_empty(), "{errors:?}");
         config
-    }
-}
-
-/// cloud-init's `util.is_true`: `true`, or a value whose text is `true`, `1`, `on` or `yes`
-/// (any case, spaces around ignored).
-pub fn is_true(value: &serde_json::Value) -> bool {
-    let text = match value {
-        serde_json::Value::Bool(flag) => return *flag,
-        serde_json::Value::String(text) => text.trim().to_ascii_lowercase(),
-        other => other.to_string().to_ascii_lowercase(),
-    };
-    ["true", "1", "on", "yes"].contains(&text.as_str())
-}
-
-/// cloud-init's `util.is_false`: `false`, or the text `false`, `0`, `off` or `no` (any case).
-pub fn is_false(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::Bool(flag) => !flag,
-        serde_json::Value::String(text) => ["false", "0", "off", "no"]
-            .iter()
-            .any(|word| text.eq_ignore_ascii_case(word)),
-        _ => false,
     }
 }
 

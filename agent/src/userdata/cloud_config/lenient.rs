@@ -13,10 +13,10 @@ pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, 
     let Some(value) = value else {
         return Ok(None);
     };
-    if super::is_true(&value) {
+    if super::truth::is_true(&value) {
         return Ok(Some(true));
     }
-    if super::is_false(&value) || value.as_u64() == Some(0) {
+    if super::truth::is_false(&value) || value.as_u64() == Some(0) {
         return Ok(Some(false));
     }
     Err(de::Error::custom("expected true or false"))
@@ -37,7 +37,7 @@ impl<'de> Deserialize<'de> for Flag {
 
 /// A name or path: text, or a number written as text (`primary_group: 100`).
 pub fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    Ok(Option::<super::StrLike>::deserialize(deserializer)?.map(|text| text.0))
+    Ok(Option::<super::str_like::StrLike>::deserialize(deserializer)?.map(|text| text.0))
 }
 
 #[cfg(test)]
