@@ -57,6 +57,20 @@ fn a_libvirt_network_and_instances_known_by_mac() {
     assert_eq!(web["mac"], "52:54:00:aa:bb:01");
     assert_eq!(web["ip"], "leased");
     assert!(reg.ok(&["instance", "list"]).contains("lan=leased"));
+    // The port commands show it as the instance commands do, never its placeholder.
+    let ports = reg.json(&["port", "list", "--json"]);
+    assert_eq!(ports[0]["ip"], "leased", "{ports}");
+    let port_id = ports[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reg.json(&["port", "show", &port_id, "--json"])["ip"],
+        "leased"
+    );
+    let table = reg.ok(&["port", "list"]);
+    assert!(
+        table.contains("leased") && !table.contains("0.0.0."),
+        "{table}"
+    );
+    assert!(reg.ok(&["port", "show", &port_id]).contains("leased"));
 
     // A fixed address: the line that makes libvirt's DHCP server hand it out.
     let fixed = reg.ok(&[

@@ -9,8 +9,9 @@
 //! address is still served as itself, and the address it left, leased to another MAC, serves
 //! that MAC's instance, never the old one; a guest that takes another's address is not served
 //! the other's data. A second network on the same bridge is refused by the registry or, named
-//! another way, not served (the first keeps its guests). Deleting the network takes the
-//! address off the bridge, and so does a clean stop.
+//! another way, not served (the first keeps its guests). The address taken off the bridge
+//! behind `all`'s back is put back. Deleting the network takes the address off the bridge, and
+//! so does a clean stop.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -366,6 +367,21 @@ fn serve_guests(dhcp: Dhcp) {
         !network_data.to_string().contains("0.0.0."),
         "{network_data}"
     );
+    // The address taken off the bridge behind `all`'s back (`ip addr flush`, a network
+    // manager reconfiguring the bridge): it is put back, and web is served again.
+    host.exec(
+        "ip",
+        &[
+            "addr",
+            "del",
+            &format!("{}/32", METADATA_IPV4_LISTEN.ip()),
+            "dev",
+            BRIDGE,
+        ],
+    )
+    .unwrap();
+    until_address(&host, true);
+    until_served(&web, Some(&web_id));
     // A MAC no instance has: 404, never another's data.
     until_served(&stranger, None);
     let reply = stranger

@@ -107,12 +107,9 @@ pub fn parse_ips(given: &[String]) -> anyhow::Result<(Option<IpAddr>, Option<IpA
     }
 }
 
-/// A port's addresses, comma-separated.
+/// A port's addresses, comma-separated (`leased` for one learned from the DHCP leases).
 fn ips_text(port: &Port) -> String {
-    port.ips()
-        .map(|ip| ip.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    port.shown_ips().join(", ")
 }
 
 /// Display names of networks and instances, for tables.

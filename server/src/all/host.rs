@@ -74,6 +74,25 @@ fn remove_address(bridge: &str) {
     }
 }
 
+/// The bridges (by name) that hold the metadata address now, from one read of the host's
+/// interface addresses; `None` when they cannot be read.
+fn bridges_holding_address() -> Option<Vec<String>> {
+    let addresses = nix::ifaddrs::getifaddrs().ok()?;
+    let wanted = HOST_LISTEN.ip();
+    Some(
+        addresses
+            .filter(|entry| {
+                entry
+                    .address
+                    .as_ref()
+                    .and_then(|address| address.as_sockaddr_in())
+                    .is_some_and(|v4| std::net::IpAddr::V4(v4.ip()) == wanted)
+            })
+            .map(|entry| entry.interface_name)
+            .collect(),
+    )
+}
+
 /// The host networks served, their addresses and listeners.
 pub struct HostBridges {
     leases: Arc<HostLeases>,
@@ -159,6 +178,7 @@ impl HostBridges {
         });
         self.failing
             .retain(|id, _| networks.iter().any(|(network, _)| network == id));
+        self.restore_addresses();
         for bridge in dropped {
             // Another network served on the same bridge keeps the address.
             if !wanted.values().any(|(other, _)| *other == bridge) {
@@ -219,6 +239,34 @@ impl HostBridges {
                     );
                 }
                 Err(problem) => self.waiting(id, host, problem),
+            }
+        }
+    }
+
+    /// Puts the metadata address back on a served bridge that lost it (an `ip addr flush`, or
+    /// systemd-networkd reconfiguring a bridge it manages removes what it did not add): the
+    /// listener is still bound, and answers again once the address is back.
+    fn restore_addresses(&self) {
+        if self.served.is_empty() {
+            return;
+        }
+        let Some(holding) = bridges_holding_address() else {
+            return;
+        };
+        let mut restored: Vec<&str> = Vec::new();
+        for served in self.served.values() {
+            let bridge = &*served.bridge;
+            if holding.iter().any(|name| name == bridge) || restored.contains(&bridge) {
+                continue;
+            }
+            restored.push(bridge);
+            match ip_addr("replace", bridge) {
+                Ok(()) => {
+                    tracing::warn!(bridge, address = %host_address(), "the metadata address was taken off the bridge (ip addr flush, or a network manager?): put it back")
+                }
+                Err(err) => {
+                    tracing::warn!(bridge, error = %err, "the metadata address was taken off the bridge and cannot be put back; retrying")
+                }
             }
         }
     }

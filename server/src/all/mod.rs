@@ -167,6 +167,12 @@ impl Settings {
         if max_connections_per_guest == 0 {
             anyhow::bail!("max_connections_per_guest must be at least 1");
         }
+        let max_connections = args
+            .max_connections
+            .or(file.proxy.max_connections)
+            .unwrap_or(crate::http::limits::MAX_CONNECTIONS);
+        crate::http::limits::check_max_connections("max_connections", max_connections)
+            .map_err(anyhow::Error::msg)?;
         if rate_limit == Some(0) || rate_window == 0 {
             anyhow::bail!(
                 "rate_limit and rate_window must be at least 1 (leave rate_limit out for no limit)"
@@ -201,10 +207,7 @@ impl Settings {
             router_listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, router_port)),
             isolated_listen,
             rate_limit: rate_limit.map(|limit| (limit, Duration::from_secs(rate_window))),
-            max_connections: args
-                .max_connections
-                .or(file.proxy.max_connections)
-                .unwrap_or(crate::http::limits::MAX_CONNECTIONS),
+            max_connections,
             max_connections_per_guest,
             leases_dir: args
                 .leases_dir
@@ -346,6 +349,35 @@ mod tests {
     fn resolve(args: &AllArgs, file: &str) -> anyhow::Result<Settings> {
         let file: ConfigFile = toml::from_str(file).unwrap();
         Settings::resolve(None, args, &file)
+    }
+
+    #[test]
+    fn a_connection_limit_of_zero_or_past_the_ceiling_is_refused() {
+        let secret = "shared_secret_file = \"/etc/metaboot/secret\"\n";
+        for bad in ["0", "100000000000"] {
+            let err = resolve(
+                &AllArgs::default(),
+                &format!("{secret}[proxy]\nmax_connections = {bad}\n"),
+            )
+            .map(|_| ())
+            .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("max_connections must be from 1 to"),
+                "{err}"
+            );
+        }
+        let flag = AllArgs {
+            max_connections: Some(0),
+            ..AllArgs::default()
+        };
+        assert!(resolve(&flag, secret).is_err());
+        assert_eq!(
+            resolve(&AllArgs::default(), secret)
+                .unwrap()
+                .max_connections,
+            4096
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections one listener serves at once; further connections are closed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Most connections a listener may be configured to serve at once (`--max-connections`):
+/// each holds a file descriptor, so more than this is a typo, and the connection gate's
+/// semaphore could not count them all.
+pub const MAX_CONFIGURABLE_CONNECTIONS: usize = 1 << 20;
 /// Most connections one guest address holds at once on a namespace proxy listener; further
 /// ones from that address are closed at once. cloud-init opens one connection at a time (two
 /// while it races the metadata addresses); 8 leaves room for a guest's own tools, while a guest
@@ -102,11 +106,29 @@ impl Default for ServerLimits {
 const _: () =
     assert!(MAX_CONNECTIONS_PER_GUEST >= 2 && MAX_CONNECTIONS_PER_GUEST * 256 <= MAX_CONNECTIONS);
 
+// The gate's semaphore counts this many permits (tokio's `Semaphore::MAX_PERMITS`).
+const _: () = assert!(
+    MAX_CONFIGURABLE_CONNECTIONS >= MAX_CONNECTIONS
+        && MAX_CONFIGURABLE_CONNECTIONS <= tokio::sync::Semaphore::MAX_PERMITS
+);
+
 // The proxy waits longer than the agent it waits for.
 const _: () = assert!(PROXY_AGENT_TIMEOUT.as_millis() > UPSTREAM_TIMEOUT.as_millis());
 
 // Each answer is two slices of one vectored write, within Linux's IOV_MAX (1024).
 const _: () = assert!(MAX_PIPELINED_REQUESTS >= 2 && 2 * MAX_PIPELINED_REQUESTS <= 1024);
+
+/// Checks a configured `max_connections` (`what` names the flag or key): from 1 to
+/// [`MAX_CONFIGURABLE_CONNECTIONS`].
+pub fn check_max_connections(what: &str, count: usize) -> Result<(), String> {
+    if (1..=MAX_CONFIGURABLE_CONNECTIONS).contains(&count) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} must be from 1 to {MAX_CONFIGURABLE_CONNECTIONS}, not {count}"
+        ))
+    }
+}
 
 impl ServerLimits {
     /// The limits of a listener guests reach directly (the namespace proxy, and the API when
@@ -129,6 +151,19 @@ impl ServerLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configured_connection_limit_is_at_least_one_and_at_most_the_ceiling() {
+        assert!(check_max_connections("--max-connections", 1).is_ok());
+        assert!(check_max_connections("--max-connections", MAX_CONFIGURABLE_CONNECTIONS).is_ok());
+        for bad in [0, MAX_CONFIGURABLE_CONNECTIONS + 1, usize::MAX] {
+            let err = check_max_connections("max_connections", bad).unwrap_err();
+            assert!(
+                err.starts_with("max_connections must be from 1 to"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn a_guest_facing_listener_caps_each_guest_and_answers_one_request_at_a_time() {

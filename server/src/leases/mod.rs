@@ -127,6 +127,27 @@ fn read(path: &Path) -> Result<String, HostLeaseError> {
     })
 }
 
+/// Most reads of a lease file that changed while it was read before one is taken as it is.
+pub const MAX_LEASE_READS: usize = 3;
+
+/// The text of `path`, read again while its stamp changes under the read (dnsmasq rewrites
+/// its file in place), so that what is cached under a stamp is what the file held at that
+/// stamp. After [`MAX_LEASE_READS`] the last read is used: the parser takes whole lines only.
+fn read_whole(path: &Path, mut stamp: Stamp) -> Result<String, HostLeaseError> {
+    let mut text = read(path)?;
+    for _ in 1..MAX_LEASE_READS {
+        let Some(after) = stat(path)?.map(|meta| Stamp::of(&meta)) else {
+            break;
+        };
+        if after == stamp {
+            break;
+        }
+        stamp = after;
+        text = read(path)?;
+    }
+    Ok(text)
+}
+
 /// The cached value of `path` when its stamp is `stamp`, else `load`ed anew and kept.
 fn cached<T: ?Sized>(
     cache: &Mutex<HashMap<PathBuf, (Stamp, Arc<T>)>>,
@@ -215,7 +236,7 @@ impl HostLeases {
             return Ok(Vec::new());
         };
         let table = cached(&self.leases, &path, Stamp::of(&meta), || {
-            let text = read(&path)?;
+            let text = read_whole(&path, Stamp::of(&meta))?;
             let leases = parse(&text).map_err(|source| HostLeaseError::Parse {
                 path: path.clone(),
                 source,

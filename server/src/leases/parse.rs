@@ -63,7 +63,8 @@ fn expiry(value: u64) -> Option<u64> {
 /// The leases of a status file or a dnsmasq lease file (told apart by the `[` a JSON array
 /// starts with). Lines or entries that are not an Ethernet lease (DHCPv6 DUIDs, other hardware
 /// types) are skipped; a status file that is not JSON is an error, so a torn file never reads
-/// as "no leases".
+/// as "no leases"; a lease file's line counts only whole (its five fields, then a line break),
+/// so a torn one never names a cut address.
 pub fn parse(text: &str) -> Result<Vec<Lease>, LeaseError> {
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
@@ -82,16 +83,24 @@ pub fn parse(text: &str) -> Result<Vec<Lease>, LeaseError> {
             })
             .collect());
     }
-    Ok(text
+    // dnsmasq rewrites its file in place: a read while it writes may end inside a line, whose
+    // address may be cut short (`198.18.0.2` of `.25`). Only whole lines count: ended by a
+    // line break, with all of dnsmasq's fields.
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    Ok(whole
         .lines()
         .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let end: u64 = fields.next()?.parse().ok()?;
-            let mac = parse_mac(fields.next()?)?;
-            let ip = fields.next()?.parse().ok()?;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [end, mac, ip, _hostname, _client_id] = fields.as_slice() else {
+                return None;
+            };
+            let end: u64 = end.parse().ok()?;
             Some(Lease {
-                ip,
-                mac,
+                ip: ip.parse().ok()?,
+                mac: parse_mac(mac)?,
                 expiry: expiry(end),
             })
         })
@@ -152,6 +161,32 @@ mod tests {
         assert_eq!(leases.len(), 2);
         assert_eq!(leases[1].expiry, None);
         assert!(leases[1].holds_at(u64::MAX));
+    }
+
+    /// A lease file read while dnsmasq rewrites it in place: its last line cut short (here
+    /// inside the address, which would name `.2` instead of `.25`, or before its last fields)
+    /// is no lease; the whole lines before it still are.
+    #[test]
+    fn a_torn_lease_line_is_no_lease() {
+        let whole = "1800000000 52:54:00:00:00:01 198.18.5.7 host1 *\n";
+        for torn in [
+            "1800000000 52:54:00:00:00:0a 198.18.5.2",
+            "1800000000 52:54:00:00:00:0a 198.18.5.25 vm",
+            "1800000000 52:54:00:00:00:0a 198.18.5.25 vm *",
+        ] {
+            let leases = parse(&format!("{whole}{torn}")).unwrap();
+            assert_eq!(leases.len(), 1, "{torn}");
+            assert_eq!(
+                leases[0].ip,
+                "198.18.5.7".parse::<std::net::IpAddr>().unwrap()
+            );
+        }
+        // A whole line missing fields (not dnsmasq's) is no lease either.
+        assert!(
+            parse("1800000000 52:54:00:00:00:0a 198.18.5.2\n")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

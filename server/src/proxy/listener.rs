@@ -246,8 +246,10 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
     if args.rate_limit == Some(0) || args.rate_window == 0 {
         anyhow::bail!("--rate-limit and --rate-window must be at least 1");
     }
-    if args.max_connections == 0 || args.max_connections_per_guest == 0 {
-        anyhow::bail!("--max-connections and --max-connections-per-guest must be at least 1");
+    crate::http::limits::check_max_connections("--max-connections", args.max_connections)
+        .map_err(anyhow::Error::msg)?;
+    if args.max_connections_per_guest == 0 {
+        anyhow::bail!("--max-connections-per-guest must be at least 1");
     }
     let listener = crate::http::listen::tcp_listener_in(args.netns.as_deref(), args.listen)
         .with_context(|| match &args.netns {

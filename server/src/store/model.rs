@@ -238,7 +238,9 @@ pub struct Port {
     pub network_id: String,
     /// Lower case, colon separated.
     pub mac: String,
-    /// Its address on the network's first subnet.
+    /// Its address on the network's first subnet (`leased` in JSON when it is learned from
+    /// the DHCP leases: see [`Port::ip_learned`]).
+    #[serde(serialize_with = "shown_ip")]
     pub ip: IpAddr,
     /// Its address on the network's second subnet (dual stack).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,6 +249,16 @@ pub struct Port {
     pub instance_id: String,
     pub project: String,
     pub created: String,
+}
+
+/// A port's first address as JSON shows it: `leased` for a learned one's placeholder, which
+/// no script must take for an address.
+fn shown_ip<S: serde::Serializer>(ip: &IpAddr, serializer: S) -> Result<S::Ok, S::Error> {
+    if is_learned_placeholder(*ip) {
+        serializer.serialize_str(LEARNED_IP_SHOWN)
+    } else {
+        serializer.collect_str(ip)
+    }
 }
 
 impl Port {
