@@ -104,7 +104,14 @@ impl<'a> Devices<'a> {
     pub fn disk(&self, name: &str) -> Option<String> {
         let name = self.aliases.get(name).map_or(name, String::as_str);
         if is_metadata_name(name) {
-            self.by_label(name)
+            // A label on a partition (`disk_setup` partitioned the disk, `fs_setup` labelled
+            // its first partition `ephemeral0`) names the disk holding it.
+            let device = self.by_label(name)?;
+            Some(
+                self.real_name(&device)
+                    .and_then(|part| self.partition_of(&part))
+                    .map_or(device, |disk| format!("/dev/{disk}")),
+            )
         } else if is_device_name(name) {
             Some(format!("/dev/{name}"))
         } else {
@@ -168,6 +175,10 @@ impl<'a> Devices<'a> {
         let Some(name) = self.real_name(device) else {
             return false;
         };
+        // A partition itself (a label found on `vdb1`): `/sys/block/vdb/vdb1`.
+        if partition.is_none() && self.partition_of(&name).is_some() {
+            return true;
+        }
         let mut sys = Path::new("/sys/block").join(name);
         if let Some(partition) = partition {
             let Some(part) = self.real_name(partition) else {
@@ -176,6 +187,22 @@ impl<'a> Devices<'a> {
             sys.push(part);
         }
         self.root.exists(sys)
+    }
+
+    /// The disk holding partition `name` (`vdb1` → `vdb`: `/sys/block/vdb/vdb1` exists);
+    /// `None` for a whole disk or an unknown name.
+    fn partition_of(&self, name: &str) -> Option<String> {
+        if name.is_empty() || self.root.exists(Path::new("/sys/block").join(name)) {
+            return None;
+        }
+        self.root
+            .entries_or_none("/sys/block")
+            .into_iter()
+            .map(|(disk, _)| disk.to_string_lossy().into_owned())
+            .find(|disk| {
+                self.root
+                    .exists(Path::new("/sys/block").join(disk).join(name))
+            })
     }
 
     fn real_name(&self, path: &str) -> Option<String> {

@@ -107,12 +107,15 @@ fn human_to_bytes(text: &str) -> Result<u64, String> {
     Ok((number * multiplier as f64) as u64)
 }
 
+/// The largest swap file `size: auto` makes without a `maxsize` (cloud-init's `sugg_max`).
+pub const SUGGESTED_MAX_BYTES: u64 = 8 * GIB;
+
 /// cloud-init's `suggested_swapsize`: the memory up to 4 GiB, 4 GiB up to 16 GiB of memory,
 /// then √(memory in GiB) GiB; at most `maxsize`, else the smaller of a quarter of the free
-/// space and twice the memory (and never over 90 % of the free space).
+/// space and [`SUGGESTED_MAX_BYTES`] (and never over 90 % of the free space).
 pub fn suggested(memory: u64, maxsize: Option<u64>, free: u64) -> u64 {
     let max = match maxsize {
-        None => (free / 4).min(memory * 2),
+        None => (free / 4).min(SUGGESTED_MAX_BYTES),
         Some(max) if (max as f64) > free as f64 * 0.9 => (free as f64 * 0.9) as u64,
         Some(max) => max,
     };
@@ -364,6 +367,8 @@ mod tests {
         assert_eq!(suggested(2 * GIB, None, 4 * GIB), GIB);
         assert_eq!(suggested(8 * GIB, None, 100 * GIB), 4 * GIB);
         assert_eq!(suggested(64 * GIB, None, 1000 * GIB), 8 * GIB);
+        // √256 GiB is 16 GiB: without a maxsize, cloud-init's 8 GiB ceiling holds.
+        assert_eq!(suggested(256 * GIB, None, 1000 * GIB), SUGGESTED_MAX_BYTES);
         assert_eq!(suggested(2 * GIB, Some(512 * MIB), 100 * GIB), 512 * MIB);
         // A maximum over 90 % of the free space is cut to it.
         assert_eq!(

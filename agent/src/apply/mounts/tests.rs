@@ -108,6 +108,38 @@ fn a_null_mount_point_leaves_the_device_out_and_the_defaults_come_from_labels() 
     );
 }
 
+/// nova's ephemeral disk partitioned by `disk_setup` and its first partition labelled
+/// `ephemeral0` by `fs_setup` (cloud-init's documented pattern): the `/mnt` default finds the
+/// partition, and `disk_setup`'s `ephemeral0` is the disk holding it.
+#[test]
+fn a_label_on_a_partition_is_that_partition_and_its_disk() {
+    if !require_tool("mkfs.ext4") {
+        return;
+    }
+    let (dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
+    fs::remove_dir_all(root.host_path("/sys/block/vdb")).unwrap();
+    let part = dir.path().join("part.img");
+    fs::write(&part, vec![0u8; 8 << 20]).unwrap();
+    crate::testutil::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "ephemeral0"])
+            .arg(&part),
+    );
+    add_device(&root, "vdc", None);
+    add_device(&root, "vdc1", Some(&part));
+    fs::create_dir_all(root.host_path("/sys/block/vdc/vdc1")).unwrap();
+    let (done, _) = applied(&root, &json!([]));
+    assert_eq!(
+        done.unwrap().added,
+        [format!(
+            "/dev/vdc1\t/mnt\tauto\t{SYSTEMD_OPTIONS},comment=cloudconfig\t0\t2"
+        )]
+    );
+    let devices = devices::Devices::new(&root);
+    assert_eq!(devices.disk("ephemeral0").as_deref(), Some("/dev/vdc"));
+    assert_eq!(devices.resolve("ephemeral0").as_deref(), Some("/dev/vdc1"));
+}
+
 #[test]
 fn nothing_asked_and_no_default_device_leaves_fstab_alone() {
     let (_dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
