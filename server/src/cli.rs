@@ -60,7 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(args) => api::serve(db, args),
         Command::Agent(args) => agent::serve(db, args),
         Command::NsProxy(args) => proxy::serve(args),
-        // `all` may take the registry from its configuration file: only an explicit --db wins.
+        // `all` may take the registry from its configuration file: only --db wins over it (or
+        // METABOOT_DB, the flag's environment form; docs/server.md says so).
         Command::All(args) => all::serve(cli.db.as_deref(), &args),
     }
 }

@@ -104,42 +104,60 @@ impl Metrics {
         self.rejections[reason.index()].load(Ordering::Relaxed)
     }
 
-    fn render_into(&self, out: &mut String) {
+    /// This role's samples of one family.
+    fn render_family(&self, family: Family, out: &mut String) {
         let role = self.role;
-        for (code, count) in self.statuses.iter().enumerate() {
-            let count = count.load(Ordering::Relaxed);
-            if count > 0 {
+        match family {
+            Family::Requests => {
+                for (code, count) in self.statuses.iter().enumerate() {
+                    let count = count.load(Ordering::Relaxed);
+                    if count > 0 {
+                        let _ = writeln!(
+                            out,
+                            "metaboot_requests_total{{role=\"{role}\",status=\"{code}\"}} {count}"
+                        );
+                    }
+                }
+            }
+            Family::Rejections => {
+                // By label: a stable order for readers and diffs.
+                let mut rejections: Vec<(&str, u64)> = Rejection::ALL
+                    .iter()
+                    .map(|reason| (reason.as_str(), self.rejections_for(*reason)))
+                    .filter(|(_, count)| *count > 0)
+                    .collect();
+                rejections.sort_unstable();
+                for (reason, count) in rejections {
+                    let _ = writeln!(
+                        out,
+                        "metaboot_rejections_total{{role=\"{role}\",reason=\"{reason}\"}} {count}"
+                    );
+                }
+            }
+            Family::CacheHits => {
+                let hits = self.cache_hits.load(Ordering::Relaxed);
+                let _ = writeln!(out, "metaboot_cache_hits_total{{role=\"{role}\"}} {hits}");
+            }
+            Family::CacheMisses => {
+                let misses = self.cache_misses.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
-                    "metaboot_requests_total{{role=\"{role}\",status=\"{code}\"}} {count}"
+                    "metaboot_cache_misses_total{{role=\"{role}\"}} {misses}"
                 );
             }
+            Family::RegistryReads => {
+                let reads = self.registry_reads.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "metaboot_registry_reads_total{{role=\"{role}\"}} {reads}"
+                );
+            }
+            Family::UpstreamLatency => self.render_latency(out),
         }
-        // By label: a stable order for readers and diffs.
-        let mut rejections: Vec<(&str, u64)> = Rejection::ALL
-            .iter()
-            .map(|reason| (reason.as_str(), self.rejections_for(*reason)))
-            .filter(|(_, count)| *count > 0)
-            .collect();
-        rejections.sort_unstable();
-        for (reason, count) in rejections {
-            let _ = writeln!(
-                out,
-                "metaboot_rejections_total{{role=\"{role}\",reason=\"{reason}\"}} {count}"
-            );
-        }
-        let hits = self.cache_hits.load(Ordering::Relaxed);
-        let misses = self.cache_misses.load(Ordering::Relaxed);
-        let _ = writeln!(out, "metaboot_cache_hits_total{{role=\"{role}\"}} {hits}");
-        let _ = writeln!(
-            out,
-            "metaboot_cache_misses_total{{role=\"{role}\"}} {misses}"
-        );
-        let reads = self.registry_reads.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "metaboot_registry_reads_total{{role=\"{role}\"}} {reads}"
-        );
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let role = self.role;
         let mut cumulative = 0;
         for (bound, count) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
             cumulative += count.load(Ordering::Relaxed);
@@ -166,6 +184,64 @@ impl Metrics {
     }
 }
 
+/// The metric families every role has, in the order they are rendered.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    Requests,
+    Rejections,
+    CacheHits,
+    CacheMisses,
+    RegistryReads,
+    UpstreamLatency,
+}
+
+impl Family {
+    const ALL: [Family; 6] = [
+        Family::Requests,
+        Family::Rejections,
+        Family::CacheHits,
+        Family::CacheMisses,
+        Family::RegistryReads,
+        Family::UpstreamLatency,
+    ];
+
+    /// (name, type, help) for its `# HELP` and `# TYPE` lines.
+    fn header(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Family::Requests => (
+                "metaboot_requests_total",
+                "counter",
+                "Requests answered, by role and HTTP status.",
+            ),
+            Family::Rejections => (
+                "metaboot_rejections_total",
+                "counter",
+                "Requests refused, by role and reason.",
+            ),
+            Family::CacheHits => (
+                "metaboot_cache_hits_total",
+                "counter",
+                "Documents answered from the render cache.",
+            ),
+            Family::CacheMisses => (
+                "metaboot_cache_misses_total",
+                "counter",
+                "Documents rendered anew.",
+            ),
+            Family::RegistryReads => (
+                "metaboot_registry_reads_total",
+                "counter",
+                "Registry reads made to answer requests (zero: answers come from memory).",
+            ),
+            Family::UpstreamLatency => (
+                "metaboot_upstream_latency_seconds",
+                "histogram",
+                "Time the next hop took to answer.",
+            ),
+        }
+    }
+}
+
 /// Renders the metrics of several roles, and the read model's state when there is one, in
 /// the Prometheus text format.
 pub fn render(all: &[Arc<Metrics>], model: Option<&ModelStatus>) -> String {
@@ -173,14 +249,15 @@ pub fn render(all: &[Arc<Metrics>], model: Option<&ModelStatus>) -> String {
     if let Some(model) = model {
         out.push_str(&model.render());
     }
-    out.push_str("# TYPE metaboot_requests_total counter\n");
-    out.push_str("# TYPE metaboot_rejections_total counter\n");
-    out.push_str("# TYPE metaboot_cache_hits_total counter\n");
-    out.push_str("# TYPE metaboot_cache_misses_total counter\n");
-    out.push_str("# TYPE metaboot_registry_reads_total counter\n");
-    out.push_str("# TYPE metaboot_upstream_latency_seconds histogram\n");
-    for metrics in all {
-        metrics.render_into(&mut out);
+    // Each family one group (its HELP, its TYPE, then every role's samples), as the text
+    // format asks: `all` renders three roles.
+    for family in Family::ALL {
+        let (name, kind, help) = family.header();
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for metrics in all {
+            metrics.render_family(family, &mut out);
+        }
     }
     out
 }
@@ -252,5 +329,39 @@ mod tests {
             "metaboot_upstream_latency_seconds_bucket{role=\"agent\",le=\"0.0001\"} 1\n"
         ));
         assert!(text.contains("metaboot_upstream_latency_seconds_count{role=\"agent\"} 1\n"));
+    }
+
+    /// `all`'s three roles: each family is one group (its `# TYPE` just before every role's
+    /// samples of it), as strict parsers of the text format require.
+    #[test]
+    fn each_family_is_one_group_across_roles() {
+        let roles: Vec<Arc<Metrics>> = ["proxy", "agent", "api"]
+            .into_iter()
+            .map(|role| {
+                let metrics = Metrics::new(role);
+                metrics.request(StatusCode::OK);
+                metrics
+            })
+            .collect();
+        let text = render(&roles, None);
+        let mut seen: Vec<&str> = Vec::new();
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap();
+                assert!(!seen.contains(&current), "{current} twice:\n{text}");
+                seen.push(current);
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                line.starts_with(current),
+                "{line} outside {current}'s group:\n{text}"
+            );
+        }
+        assert_eq!(seen.len(), 6, "{text}");
+        assert_eq!(text.matches("metaboot_requests_total{").count(), 3);
     }
 }
