@@ -32,6 +32,9 @@ pub const MAX_METADATA_URLS: usize = 8;
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
 /// Longest deadline accepted from the configuration (one hour).
 pub const MAX_DEADLINE_SECS: u64 = 3600;
+/// Longest bound of one request accepted from the configuration (ten minutes): the steps
+/// that retry multiply it by their attempts, which a larger value would overflow.
+pub const MAX_REQUEST_TIMEOUT_SECS: u64 = 600;
 
 /// The agent's own keys in metaboot.yaml.
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +248,14 @@ fn check(settings: &mut Settings, known_steps: &[&str]) {
         ));
         agent.deadline_secs = MAX_DEADLINE_SECS;
     }
+    if agent.request_timeout_secs > MAX_REQUEST_TIMEOUT_SECS {
+        settings.errors.push(format!(
+            "request_timeout_secs {} is above {MAX_REQUEST_TIMEOUT_SECS}; using \
+             {MAX_REQUEST_TIMEOUT_SECS}",
+            agent.request_timeout_secs
+        ));
+        agent.request_timeout_secs = MAX_REQUEST_TIMEOUT_SECS;
+    }
     if let Some(listed) = &agent.datasources {
         let known: Vec<&str> = source::names().collect();
         let unknown: Vec<&String> = listed
@@ -399,10 +410,19 @@ mod tests {
         assert_eq!(settings.agent.deadline(), DEFAULT_DEADLINE);
         assert!(!settings.agent.step_enabled("runcmd"), "steps still apply");
 
-        fs::write(&path, "steps: [hostname, nope]\ndeadline_secs: 99999\n").unwrap();
+        fs::write(
+            &path,
+            "steps: [hostname, nope]\ndeadline_secs: 99999\n\
+             request_timeout_secs: 18446744073709551615\n",
+        )
+        .unwrap();
         let settings = load(&Root::open(dir.path()).unwrap(), Some(&path), None, STEPS);
-        assert_eq!(settings.errors.len(), 2, "{:?}", settings.errors);
+        assert_eq!(settings.errors.len(), 3, "{:?}", settings.errors);
         assert_eq!(settings.agent.deadline_secs, MAX_DEADLINE_SECS);
+        assert_eq!(
+            settings.agent.request_timeout_secs,
+            MAX_REQUEST_TIMEOUT_SECS
+        );
 
         let missing = load(
             &Root::open(dir.path()).unwrap(),

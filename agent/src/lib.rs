@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod cpus;
 pub mod fsutil;
 pub mod log;

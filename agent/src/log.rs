@@ -24,6 +24,11 @@ pub use record::rfc2822;
 pub const LOG_FILE: &str = "/var/log/metaboot.log";
 /// Mode of a new log file: script output lands there, and scripts may print anything.
 pub const LOG_MODE: u32 = 0o600;
+/// Size past which a run starts a new log: the old one becomes `metaboot.log.1` (replacing
+/// the one before), so every boot's lines and scripts' output never fill the disk.
+pub const MAX_LOG_BYTES: i64 = 4 << 20;
+/// The name the log is kept under when a run starts a new one.
+pub const OLD_LOG_NAME: &str = "metaboot.log.1";
 
 /// An error and its sources on one line, joined by ": ".
 pub fn chain(err: &dyn Error) -> String {
@@ -116,9 +121,26 @@ fn escape_record(line: &str) -> Cow<'_, str> {
     }
 }
 
+/// Keeps a log over [`MAX_LOG_BYTES`] as [`OLD_LOG_NAME`], so that the run starts a new one.
+fn rotate(root: &Root) -> io::Result<()> {
+    let Some(dir) = root.dir_optional("/var/log")? else {
+        return Ok(());
+    };
+    let name = std::ffi::OsStr::new("metaboot.log");
+    let Some(stat) = dir.entry(name)? else {
+        return Ok(());
+    };
+    if crate::fsutil::kind(&stat) == nix::sys::stat::SFlag::S_IFREG && stat.st_size > MAX_LOG_BYTES
+    {
+        nix::fcntl::renameat(dir.fd(), name, dir.fd(), OLD_LOG_NAME)?;
+    }
+    Ok(())
+}
+
 /// Opens the log for appending: created [`LOG_MODE`]; an existing log readable by others is
 /// narrowed; a symlink there is refused (the console still gets everything).
 fn open_log(root: &Root) -> io::Result<std::fs::File> {
+    rotate(root)?;
     let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT;
     let file = root.open_file(LOG_FILE, flags, LOG_MODE, false, true)?;
     let mode = file.metadata()?.permissions().mode() & 0o7777;
@@ -153,6 +175,28 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("Failed to write /etc/hostname")]
     struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_log_over_its_bound_is_kept_as_the_old_one_and_a_new_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let log = dir.path().join("var/log/metaboot.log");
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        std::fs::write(&log, "small\n").unwrap();
+        drop(open_log(&root).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "small\n",
+            "under the bound: kept"
+        );
+        let big = vec![b'x'; MAX_LOG_BYTES as usize + 1];
+        std::fs::write(&log, &big).unwrap();
+        let mut file = open_log(&root).unwrap();
+        file.write_all(b"new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "new\n");
+        let old = dir.path().join("var/log").join(OLD_LOG_NAME);
+        assert_eq!(std::fs::metadata(old).unwrap().len(), big.len() as u64);
+    }
 
     #[test]
     fn chain_joins_sources_on_one_line() {

@@ -33,6 +33,12 @@ pub enum QueryError {
     NoData(String),
     #[error("cached meta_data.json is unreadable: {0}")]
     Corrupt(String),
+    #[error("cannot read {path}: {source} (the instance's data is root's: run it as root)")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The value of `key` for the current instance under `root` (raw bytes for user-data).
@@ -41,19 +47,30 @@ pub fn value(root: &Root, key: &str) -> Result<Vec<u8>, QueryError> {
         return Err(QueryError::UnknownKey(key.to_owned()));
     }
     let dir = State::new(root).current_instance_dir();
-    let read = |name: &str| root.read_optional(dir.join(name)).ok().flatten();
+    // Missing is "not there"; any other failure (a user who may not read root's files) is
+    // said, never taken for an empty answer.
+    let read = |name: &str| {
+        let path = dir.join(name);
+        root.read_optional(&path)
+            .map_err(|source| QueryError::Unreadable {
+                path: root.host_path(&path).display().to_string(),
+                source,
+            })
+    };
+    // Every instance the agent ran for has its meta-data: without it, no run has been.
+    let raw = read("meta_data.json")?
+        .ok_or_else(|| QueryError::NoData(root.host_path(&dir).display().to_string()))?;
     match key {
-        "user-data" => return Ok(read("user_data").unwrap_or_default()),
+        "user-data" => return Ok(read("user_data")?.unwrap_or_default()),
         // OpenStack's JSON document, or a source's plain vendor data (NoCloud's).
         "vendor-data" => {
-            return Ok(read("vendor_data.json")
-                .or_else(|| read("vendor_data"))
-                .unwrap_or_default());
+            return Ok(match read("vendor_data.json")? {
+                Some(json) => json,
+                None => read("vendor_data")?.unwrap_or_default(),
+            });
         }
         _ => {}
     }
-    let raw = read("meta_data.json")
-        .ok_or_else(|| QueryError::NoData(root.host_path(&dir).display().to_string()))?;
     let meta: MetaData =
         serde_json::from_slice(&raw).map_err(|e| QueryError::Corrupt(e.to_string()))?;
     let text = match key {
@@ -119,6 +136,13 @@ mod tests {
             value(&root, "nope"),
             Err(QueryError::UnknownKey(_))
         ));
+        // No run yet: user data too is "no data", never an empty answer.
+        for key in ["user-data", "vendor-data"] {
+            assert!(
+                matches!(value(&root, key), Err(QueryError::NoData(_))),
+                "{key}"
+            );
+        }
         let state = State::new(&root);
         state.switch_instance("i-9").unwrap();
         state
@@ -139,5 +163,13 @@ mod tests {
         assert_eq!(get("public-keys"), "ssh-ed25519 AAAA a\nssh-rsa BBBB b\n");
         assert_eq!(value(&root, "user-data").unwrap(), b"\x1f\x8braw");
         assert_eq!(value(&root, "vendor-data").unwrap(), b"");
+        // A file that is there but cannot be read (another user than root asking) says so.
+        let meta = root.host_path("/var/lib/metaboot/instances/i-9/meta_data.json");
+        std::fs::remove_file(&meta).unwrap();
+        std::fs::create_dir(&meta).unwrap();
+        assert!(matches!(
+            value(&root, "instance-id"),
+            Err(QueryError::Unreadable { .. })
+        ));
     }
 }

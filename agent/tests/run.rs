@@ -468,6 +468,30 @@ fn random_passwords_go_to_the_console_only() {
     }
 }
 
+/// A run of an earlier boot (the status a snapshot or a reboot carries) says nothing of this
+/// one: `metaboot status` is "not started" until this boot's run writes its own.
+#[test]
+fn a_status_of_another_boot_is_not_this_boots() {
+    let guest = Guest::new();
+    assert_eq!(guest.run().0, 0);
+    assert_eq!(guest.metaboot(&["status"]).status.code(), Some(0));
+    let path = guest.path("/var/lib/metaboot/status.json");
+    let mut status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(status["boot_id"].is_string(), "{status:#}");
+    status["boot_id"] = json!("00000000-0000-4000-8000-000000000000");
+    std::fs::write(&path, serde_json::to_vec(&status).unwrap()).unwrap();
+    let out = guest.metaboot(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "status: not started\n"
+    );
+    // This boot's run: its own status again.
+    assert_eq!(guest.run().0, 0);
+    assert_eq!(guest.metaboot(&["status"]).status.code(), Some(0));
+}
+
 #[test]
 fn status_json_shape() {
     let guest = Guest::new();

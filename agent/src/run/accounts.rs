@@ -238,7 +238,13 @@ pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
             .iter()
             .map(|(u, p)| format!("{u}:{p}"))
             .collect();
-        eprintln!("Set the following 'random' passwords\n{}", lines.join("\n"));
+        crate::console::show_secret(
+            i.root,
+            &format!(
+                "Set the following 'random' passwords\n{}\n",
+                lines.join("\n")
+            ),
+        );
     }
     let message = format!(
         "set for {}{}",
@@ -313,7 +319,10 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
         )),
         Err(err) => {
             // The console only, as cloud-init's random passwords: never the log file.
-            eprintln!("Set the following 'random' passwords\n{user}:{password}");
+            crate::console::show_secret(
+                i.root,
+                &format!("Set the following 'random' passwords\n{user}:{password}\n"),
+            );
             Done::error(format!(
                 "set for {user} but not posted ({err}); the password is on the console"
             ))

@@ -155,11 +155,35 @@ pub struct Report {
     /// `metaboot run --stage init` (the user scripts, run by `metaboot run --stage final`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_stage: Option<String>,
+    /// The kernel's id of the boot the run began in ([`boot_id`]): `status` takes a report of
+    /// another boot for "not started" in this one, as cloud-init's status in `/run` is gone
+    /// after a reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     #[serde(skip)]
     started: Option<Instant>,
     /// The commands steps of this stage left to run once the report is committed, in order.
     #[serde(skip)]
     pub after_commit: Vec<Vec<String>>,
+}
+
+/// Where the kernel gives the id of the running boot (a new random UUID at every boot).
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The id of the running boot; `None` without procfs (then no report is taken for another
+/// boot's).
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string(BOOT_ID_PATH)
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+}
+
+impl Report {
+    /// Whether the run began in an earlier boot than `now` (both known and different).
+    pub fn from_another_boot(&self, now: Option<&str>) -> bool {
+        matches!((self.boot_id.as_deref(), now), (Some(then), Some(now)) if then != now)
+    }
 }
 
 /// Unix time in seconds.
@@ -189,6 +213,7 @@ impl Report {
             errors: Vec::new(),
             warnings: Vec::new(),
             next_stage: None,
+            boot_id: boot_id(),
             started: Some(Instant::now()),
             after_commit: Vec::new(),
         }

@@ -37,6 +37,7 @@ pub fn read(root: &Root) -> Result<Option<Report>, String> {
 
 /// Runs `metaboot status`.
 pub fn main(args: &StatusArgs) -> u8 {
+    let this_boot = super::result::boot_id();
     let report = loop {
         let found = match Root::open(&args.root) {
             Ok(root) => read(&root),
@@ -50,6 +51,10 @@ pub fn main(args: &StatusArgs) -> u8 {
                 return EXIT_ERROR;
             }
             Ok(report) => {
+                // A run of an earlier boot (a reboot, an instance started from a snapshot) says
+                // nothing of this one: not started yet.
+                let report =
+                    report.filter(|report| !report.from_another_boot(this_boot.as_deref()));
                 let running = report
                     .as_ref()
                     .is_none_or(|r| r.status == RunStatus::Running);
