@@ -13,7 +13,7 @@ use crate::{admin, agent, all, api, proxy};
 )]
 pub struct Cli {
     /// The registry: a SQLite file path (or sqlite:PATH) or a postgres:// URL.
-    /// [default: /var/lib/metaboot/registry.sqlite]
+    /// [default: /var/lib/metaboot-server/registry.sqlite]
     #[arg(long, global = true, env = "METABOOT_DB")]
     pub db: Option<String>,
 
@@ -51,7 +51,12 @@ pub enum Command {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let db = cli.db.as_deref().unwrap_or(DEFAULT_DB);
+    let db = match cli.db.as_deref() {
+        Some(db) => db,
+        // `all` looks in its configuration file first.
+        None if matches!(cli.command, Command::All(_)) => DEFAULT_DB,
+        None => crate::store::default_db().map_err(anyhow::Error::msg)?,
+    };
     match cli.command {
         Command::Network(cmd) => admin::network(db, cmd),
         Command::Router(cmd) => admin::router(db, cmd),

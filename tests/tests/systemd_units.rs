@@ -365,9 +365,10 @@ fn each_server_role_gets_only_the_privileges_it_needs() {
         }
         let needs_state = !exec.contains(" ns-proxy ");
         assert_eq!(
-            get(&unit, "Service", "StateDirectory") == "metaboot",
+            get(&unit, "Service", "StateDirectory") == "metaboot-server",
             needs_state,
-            "{source}: only the roles that open the registry get /var/lib/metaboot"
+            "{source}: only the roles that open the registry get /var/lib/metaboot-server (never \
+             the guest agent's /var/lib/metaboot)"
         );
     }
 }

@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn reads_the_documented_example_and_refuses_typos() {
         let example = r#"
-db = "/var/lib/metaboot/registry.sqlite"
+db = "/var/lib/metaboot-server/registry.sqlite"
 shared_secret_file = "/etc/metaboot/secret"
 threads = 2
 

@@ -179,10 +179,12 @@ impl Settings {
             );
         }
         Ok(Self {
-            db: db_flag
-                .map(str::to_owned)
-                .or_else(|| file.db.clone())
-                .unwrap_or_else(|| crate::store::DEFAULT_DB.to_owned()),
+            db: match db_flag.map(str::to_owned).or_else(|| file.db.clone()) {
+                Some(db) => db,
+                None => crate::store::default_db()
+                    .map_err(anyhow::Error::msg)?
+                    .to_owned(),
+            },
             shared_secret_file,
             api_listen: if args.api_listen.is_empty() {
                 file.api.listen.clone().unwrap_or_default()
