@@ -63,8 +63,12 @@ pub struct AllArgs {
     #[arg(long, hide = true)]
     pub api_cache_ttl: Option<u64>,
     /// `api.require_token`: require an IMDSv2-style session token on every request.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_require_token")]
     pub require_token: bool,
+    /// Serve without session tokens, whatever `api.require_token` says (the flag wins, as
+    /// every flag does over the file).
+    #[arg(long, overrides_with = "require_token")]
+    pub no_require_token: bool,
     /// Also serve the agent on this Unix socket (`agent.socket`).
     #[arg(long)]
     pub agent_socket: Option<PathBuf>,
@@ -200,7 +204,11 @@ impl Settings {
                 .vendor_data
                 .clone()
                 .or_else(|| file.api.vendor_data.clone()),
-            require_token: args.require_token || file.api.require_token.unwrap_or(false),
+            require_token: if args.no_require_token {
+                false
+            } else {
+                args.require_token || file.api.require_token.unwrap_or(false)
+            },
             agent_socket: args
                 .agent_socket
                 .clone()
@@ -380,6 +388,23 @@ mod tests {
                 .max_connections,
             4096
         );
+    }
+
+    #[test]
+    fn require_token_is_turned_off_by_its_flag_too() {
+        let secret = "shared_secret_file = \"/etc/metaboot/secret\"\n";
+        let on = format!("{secret}[api]\nrequire_token = true\n");
+        assert!(resolve(&AllArgs::default(), &on).unwrap().require_token);
+        let off = AllArgs {
+            no_require_token: true,
+            ..AllArgs::default()
+        };
+        assert!(!resolve(&off, &on).unwrap().require_token);
+        let flag = AllArgs {
+            require_token: true,
+            ..AllArgs::default()
+        };
+        assert!(resolve(&flag, secret).unwrap().require_token);
     }
 
     #[test]
