@@ -20,11 +20,9 @@ struct World {
     router: String,
 }
 
-fn world(kept: i64) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("r.sqlite").display().to_string();
-    let store = store::open_keeping_changes(&url, kept).unwrap();
-    let network = store
+/// The world's network `net` (198.18.0.0/24), made in `store`; its id.
+fn the_network(store: &dyn Store) -> String {
+    store
         .create_network(&NewNetwork {
             name: "net".into(),
             project: "p".into(),
@@ -32,7 +30,14 @@ fn world(kept: i64) -> World {
             ..NewNetwork::default()
         })
         .unwrap()
-        .id;
+        .id
+}
+
+fn world(kept: i64) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("r.sqlite").display().to_string();
+    let store = store::open_keeping_changes(&url, kept).unwrap();
+    let network = the_network(store.as_ref());
     let router = store
         .create_router(&NewRouter {
             name: "r".into(),
@@ -202,15 +207,7 @@ fn a_registry_file_made_again_under_the_server_is_followed() {
 /// A second process's world on the registry at `url` (made when missing).
 fn world_at(url: &str) -> World {
     let store = store::open(url).unwrap();
-    let network = store
-        .create_network(&NewNetwork {
-            name: "net".into(),
-            project: "p".into(),
-            cidr: "198.18.0.0/24".parse().unwrap(),
-            ..NewNetwork::default()
-        })
-        .unwrap()
-        .id;
+    let network = the_network(store.as_ref());
     World {
         _dir: tempfile::tempdir().unwrap(),
         url: url.to_owned(),
