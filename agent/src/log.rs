@@ -123,16 +123,17 @@ fn escape_record(line: &str) -> Cow<'_, str> {
 
 /// Keeps a log over [`MAX_LOG_BYTES`] as [`OLD_LOG_NAME`], so that the run starts a new one.
 fn rotate(root: &Root) -> io::Result<()> {
-    let Some(dir) = root.dir_optional("/var/log")? else {
-        return Ok(());
+    let (dir, name) = match root.parent(LOG_FILE, false) {
+        Ok(found) => found,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
     };
-    let name = std::ffi::OsStr::new("metaboot.log");
-    let Some(stat) = dir.entry(name)? else {
+    let Some(stat) = dir.entry(&name)? else {
         return Ok(());
     };
     if crate::fsutil::kind(&stat) == nix::sys::stat::SFlag::S_IFREG && stat.st_size > MAX_LOG_BYTES
     {
-        nix::fcntl::renameat(dir.fd(), name, dir.fd(), OLD_LOG_NAME)?;
+        nix::fcntl::renameat(dir.fd(), name.as_os_str(), dir.fd(), OLD_LOG_NAME)?;
     }
     Ok(())
 }

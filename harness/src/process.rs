@@ -180,18 +180,18 @@ pub fn check_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<Str
 /// Whether process `pid` has ended and waits for its parent to reap it (state `Z` in its
 /// stat, which follows the command name: that is in parentheses and may hold any byte).
 pub fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
+    state_of(pid) == Some('Z')
 }
 
 /// Whether a process `pid` exists and has not ended (a zombie has).
 pub fn is_alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| parse_stat(&stat))
-        .is_some_and(|(state, _)| state != 'Z')
+    state_of(pid).is_some_and(|state| state != 'Z')
+}
+
+/// The state letter of process `pid` (`R`, `S`, `Z`, …); `None` when there is no such process.
+fn state_of(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(state, _)| state)
 }
 
 /// Whether `tool` is an executable on the PATH or in root's sbin directories (which a

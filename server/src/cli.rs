@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::store::{DEFAULT_DB, StoreError};
+use crate::store::StoreError;
 use crate::{admin, agent, all, api, proxy};
 
 #[derive(Debug, Parser)]
@@ -51,19 +51,17 @@ pub enum Command {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let db = match cli.db.as_deref() {
-        Some(db) => db,
-        // `all` looks in its configuration file first.
-        None if matches!(cli.command, Command::All(_)) => DEFAULT_DB,
-        None => crate::store::default_db().map_err(anyhow::Error::msg)?,
+    let db = || match cli.db.as_deref() {
+        Some(db) => Ok(db),
+        None => crate::store::default_db().map_err(anyhow::Error::msg),
     };
     match cli.command {
-        Command::Network(cmd) => admin::network(db, cmd),
-        Command::Router(cmd) => admin::router(db, cmd),
-        Command::Port(cmd) => admin::port(db, cmd),
-        Command::Instance(cmd) => admin::instance(db, cmd),
-        Command::Api(args) => api::serve(db, args),
-        Command::Agent(args) => agent::serve(db, args),
+        Command::Network(cmd) => admin::network(db()?, cmd),
+        Command::Router(cmd) => admin::router(db()?, cmd),
+        Command::Port(cmd) => admin::port(db()?, cmd),
+        Command::Instance(cmd) => admin::instance(db()?, cmd),
+        Command::Api(args) => api::serve(db()?, args),
+        Command::Agent(args) => agent::serve(db()?, args),
         Command::NsProxy(args) => proxy::serve(args),
         // `all` may take the registry from its configuration file: only --db wins over it (or
         // METABOOT_DB, the flag's environment form; docs/server.md says so).

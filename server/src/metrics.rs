@@ -134,23 +134,16 @@ impl Metrics {
                     );
                 }
             }
-            Family::CacheHits => {
-                let hits = self.cache_hits.load(Ordering::Relaxed);
-                let _ = writeln!(out, "metaboot_cache_hits_total{{role=\"{role}\"}} {hits}");
-            }
-            Family::CacheMisses => {
-                let misses = self.cache_misses.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "metaboot_cache_misses_total{{role=\"{role}\"}} {misses}"
-                );
-            }
-            Family::RegistryReads => {
-                let reads = self.registry_reads.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "metaboot_registry_reads_total{{role=\"{role}\"}} {reads}"
-                );
+            // One counter each: its name from the family's header, so the two never differ.
+            Family::CacheHits | Family::CacheMisses | Family::RegistryReads => {
+                let counter = match family {
+                    Family::CacheHits => &self.cache_hits,
+                    Family::CacheMisses => &self.cache_misses,
+                    _ => &self.registry_reads,
+                };
+                let (name, _, _) = family.header();
+                let value = counter.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{role=\"{role}\"}} {value}");
             }
             Family::UpstreamLatency => self.render_latency(out),
         }

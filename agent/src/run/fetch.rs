@@ -125,11 +125,7 @@ fn meta_data(
 /// cloud-init.
 fn launch_index(raw: &[u8]) -> Option<i64> {
     let doc: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    match doc.get("launch_index")? {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
+    doc.get("launch_index").and_then(userdata::launch_index_of)
 }
 
 /// Caches a fetched document; a failure costs only `metaboot query`, so it is a log line.

@@ -262,11 +262,10 @@ impl Source for NoCloud {
         let mut doc = json!({"uuid": id, "hostname": hostname, "name": hostname});
         // cloud-init's NoCloud `launch-index`, given as a number or as text holding one (nova's
         // are never negative, and meta_data.json's is unsigned).
-        let launch_index = match meta.get("launch-index") {
-            Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-            Some(Value::String(text)) => text.trim().parse::<u32>().ok(),
-            _ => None,
-        };
+        let launch_index = meta
+            .get("launch-index")
+            .and_then(crate::userdata::launch_index_of)
+            .and_then(|n| u32::try_from(n).ok());
         if let Some(index) = launch_index {
             doc["launch_index"] = index.into();
         }

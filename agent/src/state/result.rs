@@ -179,13 +179,6 @@ pub fn boot_id() -> Option<String> {
         .filter(|id| !id.is_empty())
 }
 
-impl Report {
-    /// Whether the run began in an earlier boot than `now` (both known and different).
-    pub fn from_another_boot(&self, now: Option<&str>) -> bool {
-        matches!((self.boot_id.as_deref(), now), (Some(then), Some(now)) if then != now)
-    }
-}
-
 /// Unix time in seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -198,6 +191,11 @@ fn millis(start: Instant) -> u64 {
 }
 
 impl Report {
+    /// Whether the run began in an earlier boot than `now` (both known and different).
+    pub fn from_another_boot(&self, now: Option<&str>) -> bool {
+        matches!((self.boot_id.as_deref(), now), (Some(then), Some(now)) if then != now)
+    }
+
     /// A report for a run starting now.
     pub fn start() -> Self {
         Report {

@@ -145,14 +145,23 @@ impl<'a> Declared<'a> {
     }
 }
 
-/// The launch index a `#cloud-config` part gives itself with a `launch-index` key (read when
-/// it has no `Launch-Index` header): an integer, or text holding one; anything else is none.
-fn config_launch_index(map: &ConfigMap) -> Option<String> {
-    match map.get(LAUNCH_INDEX_KEY)? {
-        Value::Number(n) => n.as_i64().map(|n| n.to_string()),
-        Value::String(text) => text.trim().parse::<i64>().ok().map(|n| n.to_string()),
+/// A launch index as cloud-init's `safe_int` reads one: an integer, or text holding one;
+/// anything else is none. Also how meta-data's `launch_index` and NoCloud's `launch-index`
+/// are read.
+pub fn launch_index_of(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(text) => text.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// The launch index a `#cloud-config` part gives itself with a `launch-index` key (read when
+/// it has no `Launch-Index` header).
+fn config_launch_index(map: &ConfigMap) -> Option<String> {
+    map.get(LAUNCH_INDEX_KEY)
+        .and_then(launch_index_of)
+        .map(|n| n.to_string())
 }
 
 /// The key of a `#cloud-config` part (and of an archive item) naming its launch index.

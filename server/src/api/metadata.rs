@@ -193,7 +193,7 @@ impl Api {
             {
                 return Answer::refused(
                     StatusCode::FORBIDDEN,
-                    "A session token request must not carry X-Forwarded-For.".to_owned(),
+                    token::FORWARDED_TOKEN_REFUSAL.to_owned(),
                     Rejection::TokenForwarded,
                 );
             }

@@ -212,6 +212,9 @@ pub fn is_token_path(segments: &[Segment<'_>]) -> bool {
     segments.iter().map(|segment| &**segment).eq(TOKEN_PATH)
 }
 
+/// What a relayed token PUT ([`is_forwarded_token_request`]) is told, with 403.
+pub const FORWARDED_TOKEN_REFUSAL: &str = "A session token request must not carry X-Forwarded-For.";
+
 /// The namespace proxy's SSRF defence: a token PUT that carries `X-Forwarded-For` (or
 /// `Forwarded`) came through a proxy inside the guest and must not get a token. Checked on the
 /// guest's own headers, before the proxy replaces them.

@@ -137,7 +137,7 @@ impl<F: Forward> ProxyHandler<F> {
         ) {
             return self.refuse(
                 StatusCode::FORBIDDEN,
-                "A session token request must not carry X-Forwarded-For.",
+                crate::api::token::FORWARDED_TOKEN_REFUSAL,
                 Rejection::TokenForwarded,
             );
         }

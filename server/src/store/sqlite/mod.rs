@@ -165,7 +165,7 @@ impl SqliteBackend {
             self.generation.fetch_add(1, Ordering::SeqCst);
             idle.clear();
         }
-        *opened = file_id(&self.path);
+        *opened = now;
         self.replaced.store(true, Ordering::SeqCst);
         tracing::warn!(
             registry = %self.path.display(),
