@@ -302,7 +302,7 @@ impl<'a> Decoder<'a> {
         }
         let script = |body: &[u8]| Script {
             name: name.clone(),
-            body: body.to_vec(),
+            body: dos2unix(body),
         };
         let kind = PartKind::of(&declared, &body);
         // An include or an archive is opened whatever its mark: cloud-init filters the parts
@@ -342,7 +342,10 @@ impl<'a> Decoder<'a> {
             PartKind::ScriptPer(frequency) => {
                 self.out.per_frequency.push((frequency, script(&body)));
             }
-            PartKind::Boothook => self.out.boothooks.push(script(&boothook(&body))),
+            PartKind::Boothook => self.out.boothooks.push(Script {
+                name: name.clone(),
+                body: boothook(&body),
+            }),
             PartKind::Include | PartKind::IncludeOnce => self.include(&body, depth, &name),
             PartKind::CloudConfigArchive => self.archive(&body, depth, &name),
             PartKind::Untyped => self.warning(format!(
@@ -462,10 +465,18 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// A boothook's script, as cloud-init's `BootHookPartHandler` writes it: CRLF line ends made
-/// LF, the `#cloud-boothook` marker taken off, then the blank space before the script (a part
-/// declared `text/cloud-boothook` without the marker, `#!/bin/bash` first, is kept whole).
-fn boothook(body: &[u8]) -> Vec<u8> {
+/// A script's body as cloud-init writes every script (`util.dos2unix`): when its first line
+/// ends in CRLF (a script typed in a Windows browser, Horizon's user data box), every CRLF
+/// becomes LF, else the kernel would look for the interpreter `/bin/bash\r`; a script whose
+/// first line ends in LF is kept as it is.
+pub fn dos2unix(body: &[u8]) -> Vec<u8> {
+    let crlf = body
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|end| end > 0 && body[end - 1] == b'\r');
+    if !crlf {
+        return body.to_vec();
+    }
     let mut unix = Vec::with_capacity(body.len());
     for (i, &b) in body.iter().enumerate() {
         if b == b'\r' && body.get(i + 1) == Some(&b'\n') {
@@ -473,6 +484,15 @@ fn boothook(body: &[u8]) -> Vec<u8> {
         }
         unix.push(b);
     }
+    unix
+}
+
+/// A boothook's script, as cloud-init's `BootHookPartHandler` writes it: line ends made LF as
+/// every script's ([`dos2unix`]), the `#cloud-boothook` marker taken off, then the blank space
+/// before the script (a part declared `text/cloud-boothook` without the marker, `#!/bin/bash`
+/// first, is kept whole).
+fn boothook(body: &[u8]) -> Vec<u8> {
+    let unix = dos2unix(body);
     let rest = unix.strip_prefix(BOOTHOOK_MARKER).unwrap_or(&unix);
     let start = rest
         .iter()

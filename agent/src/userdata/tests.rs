@@ -184,6 +184,32 @@ fn a_boothooks_crlf_and_blank_lines_go() {
     }
 }
 
+/// A script typed on Windows (Horizon's user data box sends CRLF) runs, as under cloud-init:
+/// its line ends become LF when its first line ends in CRLF (`util.dos2unix`), whatever its
+/// kind; one whose first line ends in LF is written byte for byte, a lone CR kept.
+#[test]
+fn a_script_typed_on_windows_gets_unix_line_ends() {
+    let msg = mime(&[
+        ("text/x-shellscript", "#!/bin/bash\r\necho one\r\n", None),
+        (
+            "text/x-shellscript-per-boot",
+            "#!/bin/sh\r\necho boot\r\n",
+            None,
+        ),
+    ]);
+    let out = decode_str(&msg);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.scripts[0].body, b"#!/bin/bash\necho one\n");
+    assert_eq!(out.per_frequency[0].1.body, b"#!/bin/sh\necho boot\n");
+    let out = decode_str("#!/bin/sh\r\nprintf 'a\\r\\n'\r\n");
+    assert_eq!(out.scripts[0].body, b"#!/bin/sh\nprintf 'a\\r\\n'\n");
+    // The first line decides: LF there, and the rest is the user's bytes.
+    let kept = "#!/bin/sh\nprintf 'x\r\n'\n";
+    assert_eq!(decode_str(kept).scripts[0].body, kept.as_bytes());
+    assert_eq!(dos2unix(b"\n\r\n"), b"\n\r\n", "an empty first line");
+    assert_eq!(dos2unix(b"a\rb\r\n"), b"a\rb\n", "a lone CR stays");
+}
+
 /// Archives inside archives: decoded to a bounded depth, each level holding its text.
 #[test]
 fn archives_nest_to_a_bound() {
