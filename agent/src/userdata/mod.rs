@@ -70,16 +70,53 @@ impl Decoded {
             .map(|(_, script)| script)
     }
 
-    /// Appends everything `other` contributed (later documents win when configs merge).
+    /// Appends everything `other` contributed (later documents win when configs merge): the
+    /// parts of another document (vendor_data2.json after vendor_data.json). Each document
+    /// names its unnamed parts from `part-001`: a script whose name this one already has gets a
+    /// suffix (`part-001.1`), so the two never overwrite each other's file.
     pub fn extend(&mut self, other: Decoded) {
         self.configs.extend(other.configs);
-        self.scripts.extend(other.scripts);
-        self.per_frequency.extend(other.per_frequency);
-        self.boothooks.extend(other.boothooks);
+        let mut taken = names(&self.scripts);
+        for script in other.scripts {
+            self.scripts.push(renamed_apart(&mut taken, script));
+        }
+        let mut taken: BTreeSet<String> = self
+            .per_frequency
+            .iter()
+            .map(|(_, script)| script.name.clone())
+            .collect();
+        for (frequency, script) in other.per_frequency {
+            self.per_frequency
+                .push((frequency, renamed_apart(&mut taken, script)));
+        }
+        let mut taken = names(&self.boothooks);
+        for script in other.boothooks {
+            self.boothooks.push(renamed_apart(&mut taken, script));
+        }
         self.warnings.extend(other.warnings);
         self.errors.extend(other.errors);
     }
 }
+
+fn names(scripts: &[Script]) -> BTreeSet<String> {
+    scripts.iter().map(|script| script.name.clone()).collect()
+}
+
+/// `script`, with a suffix (`.1`, `.2`, …) when its name is `taken`; its name is taken then.
+fn renamed_apart(taken: &mut BTreeSet<String>, mut script: Script) -> Script {
+    let base = script.name.clone();
+    let mut n = 1;
+    while !taken.insert(script.name.clone()) {
+        script.name = format!("{base}.{n}");
+        n += 1;
+    }
+    script
+}
+
+/// Names no part takes: files of their own beside the user's scripts (`runcmd`'s script, the
+/// `vendor` directory of vendor data's), which a part named so would overwrite or fail on. A
+/// part of such a name gets a suffix (`runcmd.1`), as a second part of one name does.
+pub const RESERVED_NAMES: &[&str] = &["runcmd", "vendor"];
 
 /// Decodes user data as cloud-init does. With the instance's `launch_index` (nova's
 /// `launch_index`, NoCloud's `launch-index`), a part marked for another instance of its
@@ -188,7 +225,7 @@ impl<'a> Decoder<'a> {
             fetch,
             parts: 0,
             urls: 0,
-            names: BTreeSet::new(),
+            names: RESERVED_NAMES.iter().map(|&name| name.to_owned()).collect(),
             inflated: 0,
             archives: 0,
             launch_index: None,

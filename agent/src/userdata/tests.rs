@@ -210,6 +210,31 @@ fn a_script_typed_on_windows_gets_unix_line_ends() {
     assert_eq!(dos2unix(b"a\rb\r\n"), b"a\rb\n", "a lone CR stays");
 }
 
+/// A part never takes a name of metaboot's own files beside the scripts (`runcmd`'s script,
+/// the `vendor` directory), and a second document's parts (vendor_data2.json after
+/// vendor_data.json) are named apart from the first's.
+#[test]
+fn parts_are_named_apart_from_metabots_files_and_each_other() {
+    let named = |name: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n--B\n\
+             Content-Type: text/x-shellscript\nContent-Disposition: attachment; \
+             filename=\"{name}\"\n\n#!/bin/sh\necho {name}\n--B--\n"
+        )
+    };
+    for name in RESERVED_NAMES {
+        let out = decode_str(&named(name));
+        assert_eq!(out.scripts[0].name, format!("{name}.1"));
+    }
+    let mut vendor = decode_str("#!/bin/sh\necho one\n");
+    vendor.extend(decode_str("#!/bin/sh\necho two\n"));
+    vendor.extend(decode_str("#cloud-boothook\necho hook\n"));
+    vendor.extend(decode_str("#cloud-boothook\necho hook2\n"));
+    let names = |list: &[Script]| list.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&vendor.scripts), ["part-001", "part-001.1"]);
+    assert_eq!(names(&vendor.boothooks), ["part-001", "part-001.1"]);
+}
+
 /// Archives inside archives: decoded to a bounded depth, each level holding its text.
 #[test]
 fn archives_nest_to_a_bound() {
