@@ -126,7 +126,7 @@ pub fn decode(data: &[u8], launch_index: Option<i64>, fetch: &dyn Fetch) -> Deco
     let mut decoder = Decoder::new(fetch);
     decoder.launch_index = launch_index;
     decoder.document(data, 0, "user data");
-    decoder.out
+    decoder.finish()
 }
 
 /// Decodes `vendor_data.json` / `vendor_data2.json`: a string is user-data-like content, a list
@@ -137,7 +137,7 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         Ok(value) => value,
         Err(err) => {
             decoder.error(format!("{origin}: not valid JSON: {err}"));
-            return decoder.out;
+            return decoder.finish();
         }
     };
     let payload = match value {
@@ -159,8 +159,14 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
             "{origin}: `{CLOUD_INIT_KEY}` must be a string or a list, found {other}"
         )),
     }
-    decoder.out
+    decoder.finish()
 }
+
+/// The most errors, and the most warnings, one document's decoding lists (logs and keeps for
+/// `status.json`) one by one; past it they are counted, and the count is the last line. A
+/// document of a million empty multiparts gives 64 lines and a count, not a million lines on
+/// the serial console.
+pub const MAX_LISTED_MESSAGES: usize = 64;
 
 /// What a part says of itself: its MIME type, file name, `Merge-Type` and `Launch-Index`
 /// headers.
@@ -216,6 +222,9 @@ struct Decoder<'a> {
     archives: usize,
     /// The instance's launch index: parts marked for another are left out.
     launch_index: Option<i64>,
+    /// Errors and warnings past [`MAX_LISTED_MESSAGES`], counted only.
+    unlisted_errors: usize,
+    unlisted_warnings: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -229,7 +238,24 @@ impl<'a> Decoder<'a> {
             inflated: 0,
             archives: 0,
             launch_index: None,
+            unlisted_errors: 0,
+            unlisted_warnings: 0,
         }
+    }
+
+    /// What was decoded, with the count of the messages not listed.
+    fn finish(mut self) -> Decoded {
+        if self.unlisted_errors > 0 {
+            let message = format!("{} more errors like these", self.unlisted_errors);
+            tracing::error!("{message}");
+            self.out.errors.push(message);
+        }
+        if self.unlisted_warnings > 0 {
+            let message = format!("{} more warnings like these", self.unlisted_warnings);
+            tracing::warn!("{message}");
+            self.out.warnings.push(message);
+        }
+        self.out
     }
 
     /// Whether a part marked with launch index `marked` (`None`: unmarked) is for this
@@ -250,11 +276,19 @@ impl<'a> Decoder<'a> {
     }
 
     fn error(&mut self, message: String) {
+        if self.out.errors.len() >= MAX_LISTED_MESSAGES {
+            self.unlisted_errors += 1;
+            return;
+        }
         tracing::error!("{message}");
         self.out.errors.push(message);
     }
 
     fn warning(&mut self, message: String) {
+        if self.out.warnings.len() >= MAX_LISTED_MESSAGES {
+            self.unlisted_warnings += 1;
+            return;
+        }
         tracing::warn!("{message}");
         self.out.warnings.push(message);
     }
@@ -262,9 +296,22 @@ impl<'a> Decoder<'a> {
     /// A whole document: gunzip by magic, then MIME or a single untyped part.
     fn document(&mut self, data: &[u8], depth: usize, origin: &str) {
         let data = if gzip::is_gzip(data) {
-            match gzip::gunzip(data, gzip::MAX_DECOMPRESSED_BYTES) {
-                Ok(plain) => Cow::Owned(plain),
-                Err(err) => return self.error(format!("{origin}: {}", chain(&err))),
+            // The document's own gzip counts with its parts' and its includes' towards the one
+            // bound of the whole user data.
+            let left = gzip::MAX_DECOMPRESSED_BYTES.saturating_sub(self.inflated);
+            match gzip::gunzip(data, left) {
+                Ok(plain) => {
+                    self.inflated += plain.len();
+                    Cow::Owned(plain)
+                }
+                Err(err) => {
+                    return self.error(format!(
+                        "{origin}: {} (the gzip parts of one user data decompress to at most \
+                         {} bytes together)",
+                        chain(&err),
+                        gzip::MAX_DECOMPRESSED_BYTES
+                    ));
+                }
             }
         } else {
             Cow::Borrowed(data)

@@ -152,6 +152,61 @@ fn gzip_parts_share_one_bound() {
     );
 }
 
+/// Gzipped includes share the bound with the document that includes them: each under it
+/// alone, together they stop at it.
+#[test]
+fn gzipped_includes_share_the_documents_bound() {
+    let half = gz(&vec![b'#'; gzip::MAX_DECOMPRESSED_BYTES / 2 + 1]);
+    let mut web = FakeWeb::default();
+    for n in 0..3 {
+        web.pages
+            .insert(format!("http://198.18.0.9/{n}"), half.clone());
+    }
+    let doc = "#include\nhttp://198.18.0.9/0\nhttp://198.18.0.9/1\nhttp://198.18.0.9/2\n";
+    let out = decode(doc.as_bytes(), None, &web);
+    assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
+    assert!(
+        out.errors.iter().all(|e| e.contains("together")),
+        "{:?}",
+        out.errors
+    );
+}
+
+/// A document that makes an error (or a warning) of each of a great many parts lists the
+/// first [`MAX_LISTED_MESSAGES`], then how many more there were.
+#[test]
+fn a_flood_of_errors_is_listed_to_a_bound_then_counted() {
+    let many = MAX_LISTED_MESSAGES + 10;
+    let items: Vec<String> = (0..many).map(|_| "- 1".to_owned()).collect();
+    let out = decode_str(&format!("#cloud-config-archive\n{}\n", items.join("\n")));
+    assert_eq!(
+        out.warnings.len(),
+        MAX_LISTED_MESSAGES + 1,
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(
+        out.warnings.last().map(String::as_str),
+        Some("10 more warnings like these")
+    );
+    let parts: Vec<(&str, &str, Option<&str>)> = (0..many)
+        .map(|_| ("text/x-include-url", "ftp://nowhere/\n", None))
+        .collect();
+    let out = decode_str(&mime(&parts));
+    assert!(
+        out.errors.len() <= MAX_LISTED_MESSAGES + 1,
+        "{}",
+        out.errors.len()
+    );
+    assert!(
+        out.errors
+            .last()
+            .is_some_and(|e| e.ends_with("more errors like these")),
+        "{:?}",
+        out.errors.last()
+    );
+}
+
 /// A part declared `text/cloud-boothook` without the `#cloud-boothook` line keeps its first
 /// line (its `#!`); with it, only that line goes.
 #[test]
