@@ -486,7 +486,7 @@ impl<'a> Decoder<'a> {
 
     fn archive_items(&mut self, body: &[u8], depth: usize, name: &str) {
         let text = String::from_utf8_lossy(body);
-        match yaml::parse_value(&text) {
+        match yaml::parse_archive(&text) {
             Ok(Value::Array(items)) => {
                 for item in items {
                     self.archive_item(&item, depth, name, CLOUD_CONFIG_TYPE);
@@ -518,7 +518,22 @@ impl<'a> Decoder<'a> {
                 self.part(&Declared::mime(typed(content)), content.as_bytes(), depth);
             }
             Value::Object(map) => {
-                let content = map.get("content").and_then(Value::as_str).unwrap_or("");
+                let content = match map.get("content") {
+                    None | Some(Value::Null) => "",
+                    Some(Value::String(text)) => text,
+                    // A mapping or a list (a `content:` without its `|`): no part's text.
+                    Some(other) => {
+                        let found = match other {
+                            Value::Object(_) => "a mapping",
+                            Value::Array(_) => "a list",
+                            _ => "not text",
+                        };
+                        return self.warning(format!(
+                            "{origin}: an archive item's content is {found}, not text (a block \
+                             scalar needs `content: |`); ignored"
+                        ));
+                    }
+                };
                 let kind = map
                     .get("type")
                     .and_then(Value::as_str)

@@ -404,6 +404,31 @@ fn cloud_config_archive_expands_to_parts() {
     assert_eq!(out.scripts[0].name, "arch.sh");
 }
 
+/// An archive item's `!!binary` content is the decoded bytes, as PyYAML hands them to
+/// cloud-init: a base64 script is run as the script, never as its base64 text; content that is
+/// a mapping (a `content:` without its `|`) is a warning, not an empty cloud-config.
+#[test]
+fn an_archive_items_binary_content_is_decoded() {
+    let script = base64::engine::general_purpose::STANDARD.encode("#!/bin/sh\necho hi\n");
+    let out = decode_str(&format!(
+        "#cloud-config-archive\n- content: !!binary {script}\n- type: text/x-shellscript\n  \
+         content: !!binary |\n    {script}\n- !!binary {script}\n"
+    ));
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.configs.is_empty(), "{:?}", out.configs);
+    assert_eq!(out.scripts.len(), 3);
+    for script in &out.scripts {
+        assert_eq!(script.body, b"#!/bin/sh\necho hi\n");
+    }
+    let out = decode_str("#cloud-config-archive\n- content:\n    hostname: x\n");
+    assert!(out.configs.is_empty(), "{:?}", out.configs);
+    assert!(
+        out.warnings[0].contains("content is a mapping, not text"),
+        "{:?}",
+        out.warnings
+    );
+}
+
 /// An archive's item without a type is cloud-config unless its first line says otherwise, as
 /// cloud-init's `ARCHIVE_UNDEF_TYPE` makes it.
 #[test]
