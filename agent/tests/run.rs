@@ -822,6 +822,84 @@ fn vendor_and_user_scripts_of_the_same_name_all_run() {
     }
 }
 
+/// Boothooks run as cloud-init runs them, each as it is handled: user data's in the order of
+/// its parts (not of their names), then vendor_data.json's and vendor_data2.json's (both
+/// `part-001` where each was decoded, and both run), all before bootcmd; a hook an earlier
+/// run wrote and this one's user data no longer has does not run. A user script named
+/// `runcmd` or `vendor` (names metaboot's own files take) runs beside runcmd's.
+#[test]
+fn boothooks_run_in_cloud_inits_order_and_only_this_boots() {
+    let guest = Guest::new();
+    let hook = |text: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+             --B\nContent-Type: text/cloud-boothook\n\n#cloud-boothook\necho {text} >> tmp/order\n\
+             --B--\n"
+        )
+    };
+    guest.serve(
+        "vendor_data.json",
+        json!({"cloud-init": hook("vendor")}).to_string().as_bytes(),
+    );
+    guest.serve(
+        "vendor_data2.json",
+        json!({"cloud-init": hook("vendor2")})
+            .to_string()
+            .as_bytes(),
+    );
+    guest.user_data(
+        "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+         --B\nContent-Type: text/cloud-boothook\nContent-Disposition: attachment; filename=\"z-first\"\n\n\
+         #cloud-boothook\necho user-z-first >> tmp/order\n\
+         --B\nContent-Type: text/cloud-boothook\nContent-Disposition: attachment; filename=\"a-second\"\n\n\
+         #cloud-boothook\necho user-a-second >> tmp/order\n\
+         --B\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"runcmd\"\n\n\
+         #!/bin/sh\necho part-runcmd >> tmp/scripts\n\
+         --B\nContent-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\"vendor\"\n\n\
+         #!/bin/sh\necho part-vendor >> tmp/scripts\n\
+         --B\nContent-Type: text/cloud-config\n\n\
+         bootcmd: [echo bootcmd >> tmp/order]\nruncmd: [echo runcmd >> tmp/scripts]\n\
+         --B--\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(
+        guest.read("/tmp/order"),
+        "user-z-first\nuser-a-second\nvendor\nvendor2\nbootcmd\n",
+        "{stderr}"
+    );
+    let mut scripts: Vec<String> = guest
+        .read("/tmp/scripts")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    scripts.sort();
+    assert_eq!(
+        scripts,
+        ["part-runcmd", "part-vendor", "runcmd"],
+        "{stderr}"
+    );
+
+    // A hook left from an earlier boot's user data: not this boot's, so it does not run.
+    let stale = guest.path(&format!(
+        "/var/lib/metaboot/instances/{UUID}/boothooks/old-hook"
+    ));
+    std::fs::write(&stale, "#!/bin/sh\necho stale >> tmp/order\n").unwrap();
+    std::fs::set_permissions(
+        &stale,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::remove_file(guest.path("/tmp/order")).unwrap();
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(
+        guest.read("/tmp/order"),
+        "user-z-first\nuser-a-second\nvendor\nvendor2\nbootcmd\n",
+        "{stderr}"
+    );
+}
+
 /// A first boot cut short after it kept the instance's id but before it wrote the per-instance
 /// scripts (power lost after a `bootcmd`): the next boot, the same instance, writes and runs
 /// them, since their step has not run for this instance.

@@ -94,6 +94,20 @@ pub struct LabArgs {
     pub state_root: PathBuf,
 }
 
+impl LabArgs {
+    /// The state root made absolute from the current directory: a lab's files are opened by
+    /// daemons that change directory, and by later commands run from anywhere.
+    pub fn make_absolute(&mut self) -> anyhow::Result<()> {
+        self.state_root = std::path::absolute(&self.state_root).with_context(|| {
+            format!(
+                "failed to make {} an absolute path",
+                self.state_root.display()
+            )
+        })?;
+        Ok(())
+    }
+}
+
 /// Where `metaboot-server` comes from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {

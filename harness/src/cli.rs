@@ -163,9 +163,11 @@ impl Cli {
     }
 
     /// Makes the directories the commands write under absolute, once, from the current
-    /// directory: `--cache` (`METABOOT_CACHE`), `image build --out` and `run --run-dir`. The
-    /// paths reach libvirt's domain XML (read by libvirtd, whose current directory is not
-    /// ours) and are compared with the absolute backing files `losetup` lists.
+    /// directory: `--cache` (`METABOOT_CACHE`), `image build --out`, `run --run-dir` and the
+    /// labs' `--state-root` (`METABOOT_LAB_STATE`). The paths reach libvirt's domain XML (read
+    /// by libvirtd, whose current directory is not ours), dnsmasq (which changes to `/` before
+    /// it writes its pid file) and later commands run from elsewhere, and are compared with the
+    /// absolute backing files `losetup` lists.
     pub fn with_absolute_paths(mut self) -> anyhow::Result<Self> {
         self.cache = self.cache.map(absolute).transpose()?;
         match &mut self.command {
@@ -174,8 +176,13 @@ impl Cli {
             }
             Command::Run(args) => {
                 args.run_dir = args.run_dir.take().map(absolute).transpose()?;
+                args.lab.make_absolute()?;
             }
-            _ => {}
+            Command::Lab(LabCommand::Up(args)) => args.lab.make_absolute()?,
+            Command::Lab(LabCommand::Down(args)) => args.lab.make_absolute()?,
+            Command::Lab(LabCommand::List(args)) => args.make_absolute()?,
+            Command::Boot(args) => args.lab.make_absolute()?,
+            Command::Bench(_) => {}
         }
         Ok(self)
     }
@@ -382,6 +389,43 @@ mod tests {
             out.is_absolute() && out.starts_with(&here),
             "{}",
             out.display()
+        );
+    }
+
+    /// A relative lab state root (`--state-root`, `METABOOT_LAB_STATE`) is made absolute for
+    /// every command that finds labs by it: dnsmasq changes to `/` before it writes its pid
+    /// file there, and `lab down` may run from another directory.
+    #[test]
+    fn the_lab_state_root_is_made_absolute_for_every_lab_command() {
+        let here = std::env::current_dir().unwrap();
+        let root = |line: &[&str]| {
+            let cli = Cli::try_parse_from(line)
+                .unwrap()
+                .with_absolute_paths()
+                .unwrap();
+            match cli.command {
+                Command::Lab(LabCommand::Up(args)) => args.lab.state_root,
+                Command::Lab(LabCommand::Down(args)) => args.lab.state_root,
+                Command::Lab(LabCommand::List(args)) => args.state_root,
+                Command::Boot(args) => args.lab.state_root,
+                Command::Run(args) => args.lab.state_root,
+                other => panic!("no state root in {other:?}"),
+            }
+        };
+        let flag = ["--state-root", "labs"];
+        for line in [
+            &["metaboot-harness", "lab", "up"][..],
+            &["metaboot-harness", "lab", "down", "--id", "x1"],
+            &["metaboot-harness", "lab", "list"],
+            &["metaboot-harness", "boot", "--lab-id", "x1"],
+            &["metaboot-harness", "run"],
+        ] {
+            let line: Vec<&str> = line.iter().chain(&flag).copied().collect();
+            assert_eq!(root(&line), here.join("labs"), "{line:?}");
+        }
+        assert_eq!(
+            root(&["metaboot-harness", "lab", "list", "--state-root", "/run/l"]),
+            Path::new("/run/l")
         );
     }
 

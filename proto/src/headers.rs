@@ -18,9 +18,9 @@ pub const INSTANCE_ID_SIGNATURE: &str = "x-instance-id-signature";
 pub const OVN_NETWORK_ID: &str = "x-ovn-network-id";
 /// Third-party load balancer identification in nova; never trusted from a guest.
 pub const METADATA_PROVIDER: &str = "x-metadata-provider";
-/// Set by the API on a 404 for an instance it does not know (or of another project): the
-/// agent then looks a cached guest up once more, and strips it from what it relays, so a
-/// guest never sees it. A 404 for a path carries no such mark and costs no second lookup.
+/// Set by the API on a 404 for an instance it does not know (or of another project), to tell
+/// it from a 404 for a path; the agent strips it from what it relays (the 404 itself is
+/// relayed as it is), so a guest never sees it.
 pub const INSTANCE_UNKNOWN: &str = "x-instance-unknown";
 /// IMDSv2-style session token (optional hardening, off by default).
 pub const METADATA_TOKEN: &str = "x-metadata-token";

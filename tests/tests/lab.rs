@@ -307,6 +307,52 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
     }
 }
 
+/// A lab whose state is gone (its directory removed, or `lab down` given another state root)
+/// is still taken down whole: its server stopped, its dnsmasqs ended, every namespace deleted.
+#[test]
+fn a_lab_whose_state_is_lost_is_still_taken_down() {
+    let Some(_alone) = lab_tools_alone() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        state_root: state.path().to_owned(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+    };
+    let id = lab::config::random_id();
+    let _cleanup = Cleanup {
+        state_root: state.path().to_owned(),
+        ids: vec![id.clone()],
+    };
+    let before = namespace_names();
+    let lab = Lab::up(&LabConfig::default_with_id(&id), &opts).expect("the lab comes up");
+    let namespaces = lab.state().namespaces.clone();
+    let daemons = lab.state().daemons.clone();
+    assert!(daemons.len() >= 2, "dnsmasq and the server: {daemons:?}");
+    drop(lab);
+    // The state moves out of the state root's reach.
+    std::fs::rename(
+        lab::state::lab_dir(state.path(), &id),
+        elsewhere.path().join(&id),
+    )
+    .unwrap();
+
+    assert!(lab::down(state.path(), &id).unwrap(), "lab {id} was up");
+    let left: Vec<String> = namespace_names().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    for ns in &namespaces {
+        assert!(!netns::exists(ns), "{ns} removed");
+    }
+    for daemon in &daemons {
+        assert!(!daemon.is_running(), "{} stopped", daemon.name);
+    }
+    assert!(
+        !lab::down(state.path(), &id).unwrap(),
+        "a second down finds nothing"
+    );
+}
+
 /// The namespaces of this machine (`ip netns list`'s names).
 fn namespace_names() -> std::collections::BTreeSet<String> {
     namespaces()

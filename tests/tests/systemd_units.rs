@@ -237,6 +237,9 @@ fn the_guest_agent_runs_once_per_boot_before_logins() {
         "ssh.service",
         "sshd.service",
         "sshd-keygen.service",
+        "sshd-keygen@rsa.service",
+        "sshd-keygen@ecdsa.service",
+        "sshd-keygen@ed25519.service",
         "systemd-user-sessions.service",
         "getty.target",
     ] {

@@ -10,7 +10,7 @@ use std::path::Path;
 use nix::sys::stat::SFlag;
 
 use crate::apply::users::User;
-use crate::fsutil::{Dir, check_owner, kind};
+use crate::fsutil::{Dir, WriteOptions, check_owner, kind};
 use crate::root::Root;
 
 /// Mode of a home the agent creates.
@@ -74,7 +74,8 @@ pub fn read_user_file(dir: &Dir, name: &str, user: &User) -> io::Result<Option<V
 }
 
 /// Copies the skeleton directory `skel` into a new home: directories and regular files (not
-/// symlinks), owned by the user, files keeping their mode; what the home already has is kept.
+/// symlinks), owned by the user, files keeping their mode, each written whole (atomically);
+/// what the home already has is kept.
 pub fn copy_skel(skel: &Dir, home: &Dir, user: &User) -> io::Result<()> {
     for (name, stat) in skel.entries()? {
         let kind = kind(&stat);
@@ -89,13 +90,15 @@ pub fn copy_skel(skel: &Dir, home: &Dir, user: &User) -> io::Result<()> {
             let Some((mut from, stat)) = skel.open_file(&name)? else {
                 continue;
             };
-            let mut to = home.create_new(&name, 0o600)?;
-            io::copy(&mut from, &mut to)?;
-            crate::fsutil::dir::set_owner_mode(
-                std::os::fd::AsFd::as_fd(&to),
-                Some(user.owner()),
-                stat.st_mode & 0o7777,
-            )?;
+            let contents = crate::fsutil::dir::read_whole(&mut from, &stat)?;
+            // Whole or not at all: a run cut short leaves no torn `.bashrc`, and the next
+            // run copies what is missing.
+            home.write_atomic(
+                &name,
+                &contents,
+                &WriteOptions::exact(stat.st_mode & 0o7777, Some(user.owner())),
+            )
+            .map_err(io::Error::other)?;
         }
     }
     Ok(())

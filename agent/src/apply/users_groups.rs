@@ -371,9 +371,12 @@ fn apply_user(
 fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
     let (home, created) = home::open_home(root, user)?;
     // A directory that was there is left as it is, as useradd leaves it: a `homedir` naming
-    // one of the system's (`/etc`, `/home`) never becomes the user's. An empty one is taken:
-    // what a run cut short between making the home and giving it to its user leaves.
-    if created || home.entries()?.is_empty() {
+    // one of the system's (`/etc`, `/home`) never becomes the user's. An empty one is taken,
+    // and one the new user already owns gets the skeleton files it lacks: what a run cut short
+    // between making the home and giving it to its user, or before the skeleton files it
+    // staged were published, leaves (never root's: every system directory is).
+    let owned = user.uid != 0 && home.stat()?.st_uid == user.uid;
+    if created || owned || home.entries()?.is_empty() {
         home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
         if let Some(skel) = root.dir_optional(SKEL_DIR)? {
             home::copy_skel(&skel, &home, user)?;

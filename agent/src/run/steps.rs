@@ -81,8 +81,10 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     fetch("cloud-config"),
     apply("network", PerInstance, network),
     apply("random-seed", PerInstance, random_seed),
-    apply("bootcmd", Always, bootcmd),
+    // cloud-init runs the boothooks as it consumes user data, before its init modules (bootcmd
+    // the first of those that metaboot has).
     apply("boothooks", Always, boothooks),
+    apply("bootcmd", Always, bootcmd),
     apply("write-files", PerInstance, |i, w| write_files(i, w, false)),
     apply("growpart", Always, disks::growpart),
     apply("resizefs", Always, disks::resizefs),
@@ -541,21 +543,41 @@ fn bootcmd(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     }
 }
 
-fn write_and_run(i: &Instance<'_>, dir: &Path, list: &[Script]) -> Done {
-    if let Err(err) = write_all(i, dir, list) {
-        return Done::error(err);
-    }
-    scripts_done(scripts::run_dir(i.root, dir, &script_env(i)))
-}
-
+/// The `boothooks` step: this boot's hooks, each written then run in the order cloud-init
+/// handles them (user data's parts in their order, then vendor data's), and only they: a hook
+/// an earlier boot wrote (user data changed by a rebuild, an include that failed this time)
+/// stays in the directory but does not run.
 fn boothooks(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    let hooks: Vec<Script> = from_vendor(&i.vendor.boothooks)
-        .chain(i.user.boothooks.iter().cloned())
+    let hooks: Vec<Script> = i
+        .user
+        .boothooks
+        .iter()
+        .cloned()
+        .chain(from_vendor(&i.vendor.boothooks))
         .collect();
     if hooks.is_empty() {
         return Done::skipped("no #cloud-boothook parts");
     }
-    write_and_run(i, &i.state.instance_dir(&i.id).join("boothooks"), &hooks)
+    let dir = i.state.instance_dir(&i.id).join("boothooks");
+    let env = script_env(i);
+    let mut results = Vec::new();
+    let mut unwritten = Vec::new();
+    for hook in &hooks {
+        let path = dir.join(&hook.name);
+        match scripts::write_script(i.root, &path, &hook.body) {
+            Ok(()) => results.push(scripts::run_script(i.root, &path, &hook.name, &env)),
+            Err(err) => unwritten.push(chain(&err)),
+        }
+    }
+    let mut done = scripts_done(results);
+    if !unwritten.is_empty() {
+        let ran = done.message.take().unwrap_or_default();
+        done = Done {
+            scripts: done.scripts,
+            ..Done::error(format!("{}; {ran}", unwritten.join("; ")))
+        };
+    }
+    done
 }
 
 fn write_files(i: &Instance<'_>, warnings: &mut Vec<String>, deferred: bool) -> Done {
@@ -740,17 +762,26 @@ fn runcmd(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     )
 }
 
-/// Writes `list` into `dir`.
+/// Writes `list` into `dir`: every script that can be, whatever became of the others; the
+/// error names each one that could not.
 fn write_all<'s>(
     i: &Instance<'_>,
     dir: &Path,
     list: impl IntoIterator<Item = &'s Script>,
 ) -> Result<(), String> {
-    for script in list {
-        scripts::write_script(i.root, &dir.join(&script.name), &script.body)
-            .map_err(|err| chain(&err))?;
+    let failed: Vec<String> = list
+        .into_iter()
+        .filter_map(|script| {
+            scripts::write_script(i.root, &dir.join(&script.name), &script.body)
+                .err()
+                .map(|err| chain(&err))
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
     }
-    Ok(())
 }
 
 /// Runs every script in `dir`; skipped, saying `none`, when it has none.

@@ -70,16 +70,53 @@ impl Decoded {
             .map(|(_, script)| script)
     }
 
-    /// Appends everything `other` contributed (later documents win when configs merge).
+    /// Appends everything `other` contributed (later documents win when configs merge): the
+    /// parts of another document (vendor_data2.json after vendor_data.json). Each document
+    /// names its unnamed parts from `part-001`: a script whose name this one already has gets a
+    /// suffix (`part-001.1`), so the two never overwrite each other's file.
     pub fn extend(&mut self, other: Decoded) {
         self.configs.extend(other.configs);
-        self.scripts.extend(other.scripts);
-        self.per_frequency.extend(other.per_frequency);
-        self.boothooks.extend(other.boothooks);
+        let mut taken = names(&self.scripts);
+        for script in other.scripts {
+            self.scripts.push(renamed_apart(&mut taken, script));
+        }
+        let mut taken: BTreeSet<String> = self
+            .per_frequency
+            .iter()
+            .map(|(_, script)| script.name.clone())
+            .collect();
+        for (frequency, script) in other.per_frequency {
+            self.per_frequency
+                .push((frequency, renamed_apart(&mut taken, script)));
+        }
+        let mut taken = names(&self.boothooks);
+        for script in other.boothooks {
+            self.boothooks.push(renamed_apart(&mut taken, script));
+        }
         self.warnings.extend(other.warnings);
         self.errors.extend(other.errors);
     }
 }
+
+fn names(scripts: &[Script]) -> BTreeSet<String> {
+    scripts.iter().map(|script| script.name.clone()).collect()
+}
+
+/// `script`, with a suffix (`.1`, `.2`, …) when its name is `taken`; its name is taken then.
+fn renamed_apart(taken: &mut BTreeSet<String>, mut script: Script) -> Script {
+    let base = script.name.clone();
+    let mut n = 1;
+    while !taken.insert(script.name.clone()) {
+        script.name = format!("{base}.{n}");
+        n += 1;
+    }
+    script
+}
+
+/// Names no part takes: files of their own beside the user's scripts (`runcmd`'s script, the
+/// `vendor` directory of vendor data's), which a part named so would overwrite or fail on. A
+/// part of such a name gets a suffix (`runcmd.1`), as a second part of one name does.
+pub const RESERVED_NAMES: &[&str] = &["runcmd", "vendor"];
 
 /// Decodes user data as cloud-init does. With the instance's `launch_index` (nova's
 /// `launch_index`, NoCloud's `launch-index`), a part marked for another instance of its
@@ -89,7 +126,7 @@ pub fn decode(data: &[u8], launch_index: Option<i64>, fetch: &dyn Fetch) -> Deco
     let mut decoder = Decoder::new(fetch);
     decoder.launch_index = launch_index;
     decoder.document(data, 0, "user data");
-    decoder.out
+    decoder.finish()
 }
 
 /// Decodes `vendor_data.json` / `vendor_data2.json`: a string is user-data-like content, a list
@@ -100,7 +137,7 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         Ok(value) => value,
         Err(err) => {
             decoder.error(format!("{origin}: not valid JSON: {err}"));
-            return decoder.out;
+            return decoder.finish();
         }
     };
     let payload = match value {
@@ -122,8 +159,14 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
             "{origin}: `{CLOUD_INIT_KEY}` must be a string or a list, found {other}"
         )),
     }
-    decoder.out
+    decoder.finish()
 }
+
+/// The most errors, and the most warnings, one document's decoding lists (logs and keeps for
+/// `status.json`) one by one; past it they are counted, and the count is the last line. A
+/// document of a million empty multiparts gives 64 lines and a count, not a million lines on
+/// the serial console.
+pub const MAX_LISTED_MESSAGES: usize = 64;
 
 /// What a part says of itself: its MIME type, file name, `Merge-Type` and `Launch-Index`
 /// headers.
@@ -179,6 +222,9 @@ struct Decoder<'a> {
     archives: usize,
     /// The instance's launch index: parts marked for another are left out.
     launch_index: Option<i64>,
+    /// Errors and warnings past [`MAX_LISTED_MESSAGES`], counted only.
+    unlisted_errors: usize,
+    unlisted_warnings: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -188,11 +234,28 @@ impl<'a> Decoder<'a> {
             fetch,
             parts: 0,
             urls: 0,
-            names: BTreeSet::new(),
+            names: RESERVED_NAMES.iter().map(|&name| name.to_owned()).collect(),
             inflated: 0,
             archives: 0,
             launch_index: None,
+            unlisted_errors: 0,
+            unlisted_warnings: 0,
         }
+    }
+
+    /// What was decoded, with the count of the messages not listed.
+    fn finish(mut self) -> Decoded {
+        if self.unlisted_errors > 0 {
+            let message = format!("{} more errors like these", self.unlisted_errors);
+            tracing::error!("{message}");
+            self.out.errors.push(message);
+        }
+        if self.unlisted_warnings > 0 {
+            let message = format!("{} more warnings like these", self.unlisted_warnings);
+            tracing::warn!("{message}");
+            self.out.warnings.push(message);
+        }
+        self.out
     }
 
     /// Whether a part marked with launch index `marked` (`None`: unmarked) is for this
@@ -213,11 +276,19 @@ impl<'a> Decoder<'a> {
     }
 
     fn error(&mut self, message: String) {
+        if self.out.errors.len() >= MAX_LISTED_MESSAGES {
+            self.unlisted_errors += 1;
+            return;
+        }
         tracing::error!("{message}");
         self.out.errors.push(message);
     }
 
     fn warning(&mut self, message: String) {
+        if self.out.warnings.len() >= MAX_LISTED_MESSAGES {
+            self.unlisted_warnings += 1;
+            return;
+        }
         tracing::warn!("{message}");
         self.out.warnings.push(message);
     }
@@ -225,9 +296,22 @@ impl<'a> Decoder<'a> {
     /// A whole document: gunzip by magic, then MIME or a single untyped part.
     fn document(&mut self, data: &[u8], depth: usize, origin: &str) {
         let data = if gzip::is_gzip(data) {
-            match gzip::gunzip(data, gzip::MAX_DECOMPRESSED_BYTES) {
-                Ok(plain) => Cow::Owned(plain),
-                Err(err) => return self.error(format!("{origin}: {}", chain(&err))),
+            // The document's own gzip counts with its parts' and its includes' towards the one
+            // bound of the whole user data.
+            let left = gzip::MAX_DECOMPRESSED_BYTES.saturating_sub(self.inflated);
+            match gzip::gunzip(data, left) {
+                Ok(plain) => {
+                    self.inflated += plain.len();
+                    Cow::Owned(plain)
+                }
+                Err(err) => {
+                    return self.error(format!(
+                        "{origin}: {} (the gzip parts of one user data decompress to at most \
+                         {} bytes together)",
+                        chain(&err),
+                        gzip::MAX_DECOMPRESSED_BYTES
+                    ));
+                }
             }
         } else {
             Cow::Borrowed(data)
@@ -302,7 +386,7 @@ impl<'a> Decoder<'a> {
         }
         let script = |body: &[u8]| Script {
             name: name.clone(),
-            body: body.to_vec(),
+            body: dos2unix(body),
         };
         let kind = PartKind::of(&declared, &body);
         // An include or an archive is opened whatever its mark: cloud-init filters the parts
@@ -342,7 +426,10 @@ impl<'a> Decoder<'a> {
             PartKind::ScriptPer(frequency) => {
                 self.out.per_frequency.push((frequency, script(&body)));
             }
-            PartKind::Boothook => self.out.boothooks.push(script(&boothook(&body))),
+            PartKind::Boothook => self.out.boothooks.push(Script {
+                name: name.clone(),
+                body: boothook(&body),
+            }),
             PartKind::Include | PartKind::IncludeOnce => self.include(&body, depth, &name),
             PartKind::CloudConfigArchive => self.archive(&body, depth, &name),
             PartKind::Untyped => self.warning(format!(
@@ -399,7 +486,7 @@ impl<'a> Decoder<'a> {
 
     fn archive_items(&mut self, body: &[u8], depth: usize, name: &str) {
         let text = String::from_utf8_lossy(body);
-        match yaml::parse_value(&text) {
+        match yaml::parse_archive(&text) {
             Ok(Value::Array(items)) => {
                 for item in items {
                     self.archive_item(&item, depth, name, CLOUD_CONFIG_TYPE);
@@ -431,7 +518,22 @@ impl<'a> Decoder<'a> {
                 self.part(&Declared::mime(typed(content)), content.as_bytes(), depth);
             }
             Value::Object(map) => {
-                let content = map.get("content").and_then(Value::as_str).unwrap_or("");
+                let content = match map.get("content") {
+                    None | Some(Value::Null) => "",
+                    Some(Value::String(text)) => text,
+                    // A mapping or a list (a `content:` without its `|`): no part's text.
+                    Some(other) => {
+                        let found = match other {
+                            Value::Object(_) => "a mapping",
+                            Value::Array(_) => "a list",
+                            _ => "not text",
+                        };
+                        return self.warning(format!(
+                            "{origin}: an archive item's content is {found}, not text (a block \
+                             scalar needs `content: |`); ignored"
+                        ));
+                    }
+                };
                 let kind = map
                     .get("type")
                     .and_then(Value::as_str)
@@ -462,10 +564,18 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// A boothook's script, as cloud-init's `BootHookPartHandler` writes it: CRLF line ends made
-/// LF, the `#cloud-boothook` marker taken off, then the blank space before the script (a part
-/// declared `text/cloud-boothook` without the marker, `#!/bin/bash` first, is kept whole).
-fn boothook(body: &[u8]) -> Vec<u8> {
+/// A script's body as cloud-init writes every script (`util.dos2unix`): when its first line
+/// ends in CRLF (a script typed in a Windows browser, Horizon's user data box), every CRLF
+/// becomes LF, else the kernel would look for the interpreter `/bin/bash\r`; a script whose
+/// first line ends in LF is kept as it is.
+pub fn dos2unix(body: &[u8]) -> Vec<u8> {
+    let crlf = body
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|end| end > 0 && body[end - 1] == b'\r');
+    if !crlf {
+        return body.to_vec();
+    }
     let mut unix = Vec::with_capacity(body.len());
     for (i, &b) in body.iter().enumerate() {
         if b == b'\r' && body.get(i + 1) == Some(&b'\n') {
@@ -473,6 +583,15 @@ fn boothook(body: &[u8]) -> Vec<u8> {
         }
         unix.push(b);
     }
+    unix
+}
+
+/// A boothook's script, as cloud-init's `BootHookPartHandler` writes it: line ends made LF as
+/// every script's ([`dos2unix`]), the `#cloud-boothook` marker taken off, then the blank space
+/// before the script (a part declared `text/cloud-boothook` without the marker, `#!/bin/bash`
+/// first, is kept whole).
+fn boothook(body: &[u8]) -> Vec<u8> {
+    let unix = dos2unix(body);
     let rest = unix.strip_prefix(BOOTHOOK_MARKER).unwrap_or(&unix);
     let start = rest
         .iter()

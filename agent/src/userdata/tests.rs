@@ -152,6 +152,61 @@ fn gzip_parts_share_one_bound() {
     );
 }
 
+/// Gzipped includes share the bound with the document that includes them: each under it
+/// alone, together they stop at it.
+#[test]
+fn gzipped_includes_share_the_documents_bound() {
+    let half = gz(&vec![b'#'; gzip::MAX_DECOMPRESSED_BYTES / 2 + 1]);
+    let mut web = FakeWeb::default();
+    for n in 0..3 {
+        web.pages
+            .insert(format!("http://198.18.0.9/{n}"), half.clone());
+    }
+    let doc = "#include\nhttp://198.18.0.9/0\nhttp://198.18.0.9/1\nhttp://198.18.0.9/2\n";
+    let out = decode(doc.as_bytes(), None, &web);
+    assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
+    assert!(
+        out.errors.iter().all(|e| e.contains("together")),
+        "{:?}",
+        out.errors
+    );
+}
+
+/// A document that makes an error (or a warning) of each of a great many parts lists the
+/// first [`MAX_LISTED_MESSAGES`], then how many more there were.
+#[test]
+fn a_flood_of_errors_is_listed_to_a_bound_then_counted() {
+    let many = MAX_LISTED_MESSAGES + 10;
+    let items: Vec<String> = (0..many).map(|_| "- 1".to_owned()).collect();
+    let out = decode_str(&format!("#cloud-config-archive\n{}\n", items.join("\n")));
+    assert_eq!(
+        out.warnings.len(),
+        MAX_LISTED_MESSAGES + 1,
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(
+        out.warnings.last().map(String::as_str),
+        Some("10 more warnings like these")
+    );
+    let parts: Vec<(&str, &str, Option<&str>)> = (0..many)
+        .map(|_| ("text/x-include-url", "ftp://nowhere/\n", None))
+        .collect();
+    let out = decode_str(&mime(&parts));
+    assert!(
+        out.errors.len() <= MAX_LISTED_MESSAGES + 1,
+        "{}",
+        out.errors.len()
+    );
+    assert!(
+        out.errors
+            .last()
+            .is_some_and(|e| e.ends_with("more errors like these")),
+        "{:?}",
+        out.errors.last()
+    );
+}
+
 /// A part declared `text/cloud-boothook` without the `#cloud-boothook` line keeps its first
 /// line (its `#!`); with it, only that line goes.
 #[test]
@@ -182,6 +237,57 @@ fn a_boothooks_crlf_and_blank_lines_go() {
             "{doc:?}"
         );
     }
+}
+
+/// A script typed on Windows (Horizon's user data box sends CRLF) runs, as under cloud-init:
+/// its line ends become LF when its first line ends in CRLF (`util.dos2unix`), whatever its
+/// kind; one whose first line ends in LF is written byte for byte, a lone CR kept.
+#[test]
+fn a_script_typed_on_windows_gets_unix_line_ends() {
+    let msg = mime(&[
+        ("text/x-shellscript", "#!/bin/bash\r\necho one\r\n", None),
+        (
+            "text/x-shellscript-per-boot",
+            "#!/bin/sh\r\necho boot\r\n",
+            None,
+        ),
+    ]);
+    let out = decode_str(&msg);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.scripts[0].body, b"#!/bin/bash\necho one\n");
+    assert_eq!(out.per_frequency[0].1.body, b"#!/bin/sh\necho boot\n");
+    let out = decode_str("#!/bin/sh\r\nprintf 'a\\r\\n'\r\n");
+    assert_eq!(out.scripts[0].body, b"#!/bin/sh\nprintf 'a\\r\\n'\n");
+    // The first line decides: LF there, and the rest is the user's bytes.
+    let kept = "#!/bin/sh\nprintf 'x\r\n'\n";
+    assert_eq!(decode_str(kept).scripts[0].body, kept.as_bytes());
+    assert_eq!(dos2unix(b"\n\r\n"), b"\n\r\n", "an empty first line");
+    assert_eq!(dos2unix(b"a\rb\r\n"), b"a\rb\n", "a lone CR stays");
+}
+
+/// A part never takes a name of metaboot's own files beside the scripts (`runcmd`'s script,
+/// the `vendor` directory), and a second document's parts (vendor_data2.json after
+/// vendor_data.json) are named apart from the first's.
+#[test]
+fn parts_are_named_apart_from_metabots_files_and_each_other() {
+    let named = |name: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n--B\n\
+             Content-Type: text/x-shellscript\nContent-Disposition: attachment; \
+             filename=\"{name}\"\n\n#!/bin/sh\necho {name}\n--B--\n"
+        )
+    };
+    for name in RESERVED_NAMES {
+        let out = decode_str(&named(name));
+        assert_eq!(out.scripts[0].name, format!("{name}.1"));
+    }
+    let mut vendor = decode_str("#!/bin/sh\necho one\n");
+    vendor.extend(decode_str("#!/bin/sh\necho two\n"));
+    vendor.extend(decode_str("#cloud-boothook\necho hook\n"));
+    vendor.extend(decode_str("#cloud-boothook\necho hook2\n"));
+    let names = |list: &[Script]| list.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&vendor.scripts), ["part-001", "part-001.1"]);
+    assert_eq!(names(&vendor.boothooks), ["part-001", "part-001.1"]);
 }
 
 /// Archives inside archives: decoded to a bounded depth, each level holding its text.
@@ -296,6 +402,31 @@ fn cloud_config_archive_expands_to_parts() {
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert_eq!(out.configs[0]["hostname"], json!("arch"));
     assert_eq!(out.scripts[0].name, "arch.sh");
+}
+
+/// An archive item's `!!binary` content is the decoded bytes, as PyYAML hands them to
+/// cloud-init: a base64 script is run as the script, never as its base64 text; content that is
+/// a mapping (a `content:` without its `|`) is a warning, not an empty cloud-config.
+#[test]
+fn an_archive_items_binary_content_is_decoded() {
+    let script = base64::engine::general_purpose::STANDARD.encode("#!/bin/sh\necho hi\n");
+    let out = decode_str(&format!(
+        "#cloud-config-archive\n- content: !!binary {script}\n- type: text/x-shellscript\n  \
+         content: !!binary |\n    {script}\n- !!binary {script}\n"
+    ));
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.configs.is_empty(), "{:?}", out.configs);
+    assert_eq!(out.scripts.len(), 3);
+    for script in &out.scripts {
+        assert_eq!(script.body, b"#!/bin/sh\necho hi\n");
+    }
+    let out = decode_str("#cloud-config-archive\n- content:\n    hostname: x\n");
+    assert!(out.configs.is_empty(), "{:?}", out.configs);
+    assert!(
+        out.warnings[0].contains("content is a mapping, not text"),
+        "{:?}",
+        out.warnings
+    );
 }
 
 /// An archive's item without a type is cloud-config unless its first line says otherwise, as

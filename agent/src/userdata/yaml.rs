@@ -33,12 +33,25 @@ fn options() -> serde_saphyr::Options {
 
 /// Parses any YAML document into a JSON value (budgets: serde-saphyr's defaults, depth 64).
 pub fn parse_value(text: &str) -> Result<Value, YamlError> {
-    serde_saphyr::from_str_with_options::<Value>(text, options()).map_err(|err| {
+    parse_value_with(text, options())
+}
+
+fn parse_value_with(text: &str, options: serde_saphyr::Options) -> Result<Value, YamlError> {
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|err| {
         // The library's message carries a multi-line source snippet; the first line says it.
         let message = err.to_string();
         let first = message.lines().next().unwrap_or("parse error");
         YamlError::Syntax(first.trim_start_matches("error: ").to_owned())
     })
+}
+
+/// Parses a `#cloud-config-archive` document. Its items' `!!binary` scalars are decoded, as
+/// PyYAML hands them to cloud-init (`content: !!binary IyEvYmluL3No…` is the script itself);
+/// binary content that is not UTF-8 text is an error naming its line.
+pub fn parse_archive(text: &str) -> Result<Value, YamlError> {
+    let mut options = options();
+    options.ignore_binary_tag_for_string = false;
+    parse_value_with(text, options)
 }
 
 /// Parses a cloud-config (or metaboot.yaml) document: a mapping, or nothing at all (a file with

@@ -134,7 +134,24 @@ impl LabConfig {
         config
             .validate()
             .with_context(|| format!("invalid lab file {}", path.display()))?;
-        Ok(config)
+        let dir = std::path::absolute(path)
+            .with_context(|| format!("failed to resolve {}", path.display()))?;
+        Ok(config.relative_to(dir.parent().unwrap_or(Path::new("/"))))
+    }
+
+    /// The guests' key and user data files given relative in the lab file, made relative to
+    /// the lab file's directory (`key_files = ["keys/web1.pub"]` next to the file), not to
+    /// wherever `lab up` runs.
+    pub fn relative_to(mut self, dir: &Path) -> Self {
+        for guest in &mut self.guests {
+            for key in &mut guest.key_files {
+                *key = dir.join(&*key);
+            }
+            if let Some(user_data) = &mut guest.user_data {
+                *user_data = dir.join(&*user_data);
+            }
+        }
+        self
     }
 
     /// The lab `run` uses: one network behind a router, one isolated network, one without
@@ -340,6 +357,37 @@ mod tests {
         let config: LabConfig = toml::from_str(text)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// A guest's files named relative in a lab file are found next to the lab file, wherever
+    /// `lab up` runs; absolute ones stay as they are.
+    #[test]
+    fn a_guests_relative_files_are_next_to_the_lab_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.toml");
+        std::fs::write(
+            &path,
+            r#"id = "demo"
+            [[network]]
+            name = "tenant-r"
+            cidr = "198.18.10.0/24"
+            [[guest]]
+            name = "g1"
+            network = "tenant-r"
+            key_files = ["keys/g1.pub", "/root/.ssh/id_ed25519.pub"]
+            user_data = "g1.yaml"
+            "#,
+        )
+        .unwrap();
+        let guest = &LabConfig::load(&path).unwrap().guests[0];
+        assert_eq!(
+            guest.key_files,
+            [
+                dir.path().join("keys/g1.pub"),
+                Path::new("/root/.ssh/id_ed25519.pub").to_path_buf()
+            ]
+        );
+        assert_eq!(guest.user_data, Some(dir.path().join("g1.yaml")));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dhcp;
 pub mod libvirt_host;
 pub mod netns;
+pub mod orphan;
 pub mod registry;
 pub mod router;
 pub mod state;
@@ -546,16 +547,16 @@ impl Lab {
     }
 }
 
-/// Takes lab `id` down from its state; without state, removes its bridge namespace if present.
+/// Takes lab `id` down from its state; without state (removed, or another state root), finds
+/// what it made from its id ([`orphan`]). Returns whether anything of it was there.
 pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
     require_root()?;
     config::validate_id(id)?;
     match LabState::load(state_root, id)? {
         Some(state) => teardown(&state).map(|()| true),
         None => {
-            let ns = bridge::namespace(id);
-            let existed = netns::exists(&ns);
-            netns::delete(&ns)?;
+            let existed =
+                orphan::down(id).with_context(|| format!("lab {id} was not removed completely"))?;
             let _ = fs::remove_dir_all(state::lab_dir(state_root, id));
             Ok(existed)
         }
@@ -620,7 +621,7 @@ pub fn write_server_config(dir: &Path, id: &str, db: &Path) -> anyhow::Result<Pa
     getrandom::fill(&mut secret)
         .map_err(|e| anyhow::anyhow!("failed to make the shared secret: {e}"))?;
     atomic::write(&secret_file, hex::encode(secret).as_bytes(), 0o600)?;
-    let config_file = dir.join("metaboot.toml");
+    let config_file = dir.join(orphan::SERVER_CONFIG);
     let config = format!(
         "# metaboot-server all, for lab {id}\ndb = {}\nshared_secret_file = {}\n",
         toml_string(db),

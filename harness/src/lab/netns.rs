@@ -74,11 +74,19 @@ pub const TERM_GRACE: Duration = Duration::from_secs(2);
 /// in a warning. Returns how many were signalled.
 pub fn kill_processes_in(ns: &str) -> usize {
     let found = processes_in(ns);
+    for (pid, name) in &found {
+        tracing::warn!("stopping process {pid} ({name}), left in network namespace {ns}");
+    }
+    end_processes(&found)
+}
+
+/// Ends the processes `found` (pid, command name): SIGTERM, then SIGKILL for those still there
+/// after [`TERM_GRACE`]. Returns how many were signalled.
+pub fn end_processes(found: &[(Pid, String)]) -> usize {
     if found.is_empty() {
         return 0;
     }
-    for (pid, name) in &found {
-        tracing::warn!("stopping process {pid} ({name}), left in network namespace {ns}");
+    for (pid, _) in found {
         let _ = signal::kill(*pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + TERM_GRACE;
@@ -91,7 +99,7 @@ pub fn kill_processes_in(ns: &str) -> usize {
     while Instant::now() < deadline && found.iter().any(|(pid, _)| alive(*pid)) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for (pid, _) in &found {
+    for (pid, _) in found {
         if alive(*pid) && signal::kill(*pid, Signal::SIGKILL).is_ok() {
             let _ = wait::waitpid(*pid, Some(wait::WaitPidFlag::WNOHANG));
         }

@@ -126,6 +126,15 @@ struct Seen<'a> {
     repeated: bool,
 }
 
+/// nova's 400 for a header that is not there.
+fn missing(shown: &str) -> Answer {
+    Answer::refused(
+        StatusCode::BAD_REQUEST,
+        format!("{shown} header is missing from request."),
+        Rejection::MissingHeader,
+    )
+}
+
 impl<'a> Seen<'a> {
     fn add(&mut self, value: &'a HeaderValue) {
         if self.first.is_some() {
@@ -135,15 +144,14 @@ impl<'a> Seen<'a> {
         }
     }
 
+    /// Refuses a header that is missing.
+    fn present(&self, shown: &str) -> Result<(), Answer> {
+        self.first.map(|_| ()).ok_or_else(|| missing(shown))
+    }
+
     /// Exactly one value, as text: missing and repeated are both refused.
     fn single(self, shown: &str) -> Result<&'a str, Answer> {
-        let Some(value) = self.first else {
-            return Err(Answer::refused(
-                StatusCode::BAD_REQUEST,
-                format!("{shown} header is missing from request."),
-                Rejection::MissingHeader,
-            ));
-        };
+        let value = self.first.ok_or_else(|| missing(shown))?;
         if self.repeated {
             return Err(Answer::refused(
                 StatusCode::BAD_REQUEST,
@@ -179,6 +187,10 @@ pub fn claim<'a>(headers: &'a HeaderMap, signatures: &Signatures) -> Result<Clai
             forwarded = Some(value);
         }
     }
+    // nova's order: every header's absence first, then repetitions.
+    instance.present("X-Instance-ID")?;
+    signature.present("X-Instance-ID-Signature")?;
+    tenant.present("X-Tenant-ID")?;
     let instance_id = instance.single("X-Instance-ID")?;
     let signature = signature.single("X-Instance-ID-Signature")?;
     let tenant_id = tenant.single("X-Tenant-ID")?;
@@ -255,6 +267,19 @@ mod tests {
             assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
             assert!(refusal.reason().starts_with(text), "{}", refusal.reason());
         }
+    }
+
+    /// As nova: a header missing is told before another one repeated.
+    #[test]
+    fn a_missing_header_is_told_before_a_repeated_one() {
+        let mut h = signed("i-1");
+        h.append(headers::INSTANCE_ID, HeaderValue::from_static("i-2"));
+        h.remove(headers::TENANT_ID);
+        let refusal = claim(&h, &signatures()).unwrap_err();
+        assert_eq!(
+            refusal.reason(),
+            "X-Tenant-ID header is missing from request."
+        );
     }
 
     #[test]

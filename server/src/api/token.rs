@@ -102,7 +102,12 @@ impl Tokens {
         else {
             return Err(TokenError::Invalid);
         };
-        let Ok(expiry) = expiry.parse::<u64>() else {
+        // Only the spelling the token was made with: digits, no sign, no leading zero.
+        let canonical = expiry
+            .parse::<u64>()
+            .ok()
+            .filter(|value| value.to_string() == expiry);
+        let Some(expiry) = canonical else {
             return Err(TokenError::Invalid);
         };
         if !metaboot_proto::verify(&self.key, &format!("{instance_id}\n{expiry}"), mac) {
@@ -279,6 +284,9 @@ mod tests {
             later,
             format!("{token}0"),
             "x".repeat(MAX_TOKEN_BYTES + 1),
+            // The same expiry spelt otherwise: only the token as issued is one.
+            token.replace(&(NOW + 60).to_string(), &format!("+{}", NOW + 60)),
+            token.replace(&(NOW + 60).to_string(), &format!("0{}", NOW + 60)),
         ] {
             assert_eq!(
                 tokens.check_at(&bad, "i-1", NOW),

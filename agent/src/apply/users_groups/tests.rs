@@ -231,6 +231,36 @@ fn no_user_takes_a_directory_that_was_there() {
     );
 }
 
+/// A run cut short after it gave the new user the home and made the skeleton's directories,
+/// before the skeleton's files it staged were published: the next run (the user is new again,
+/// as the account files were not published either) copies the files the home lacks and keeps
+/// what is there.
+#[test]
+fn a_home_the_new_user_owns_gets_the_skeleton_files_it_lacks() {
+    if !crate::testutil::require_root() {
+        return;
+    }
+    let (_dir, root) = setup();
+    fs::create_dir_all(root.host_path("/etc/skel/.config")).unwrap();
+    fs::write(root.host_path("/etc/skel/.config/app"), "app\n").unwrap();
+    fs::write(root.host_path("/etc/skel/.bashrc"), "# bashrc\n").unwrap();
+    fs::create_dir_all(root.host_path("/home/grace/.config")).unwrap();
+    fs::write(root.host_path("/home/grace/.bashrc"), "# hers\n").unwrap();
+    // grace gets uid 1001, the first free one: the earlier run gave her the home.
+    for path in ["/home/grace", "/home/grace/.config", "/home/grace/.bashrc"] {
+        std::os::unix::fs::chown(root.host_path(path), Some(1001), Some(1001)).unwrap();
+    }
+    let summary = apply(&root, &config("users:\n- name: grace\n"), None).unwrap();
+    assert_eq!(summary.created, ["grace"]);
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert!(read(&root, "/etc/passwd").contains("grace:x:1001:1001:"));
+    assert_eq!(read(&root, "/home/grace/.profile"), "# profile\n");
+    assert_eq!(read(&root, "/home/grace/.config/app"), "app\n");
+    assert_eq!(read(&root, "/home/grace/.bashrc"), "# hers\n");
+    let profile = fs::metadata(root.host_path("/home/grace/.profile")).unwrap();
+    assert_eq!((profile.uid(), profile.gid()), (1001, 1001));
+}
+
 #[test]
 fn a_second_run_changes_nothing() {
     let (_dir, root) = setup();

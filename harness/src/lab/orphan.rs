@@ -1,0 +1,167 @@
+//! Taking down a lab whose state is gone (its directory removed, or `lab down` given another
+//! state root than `lab up` had): what the lab made is found from its id alone. The bridge
+//! namespace is named after the id; the router and DHCP namespaces hang off it by veth pairs
+//! (`ip -n metaboot-ID link` names the namespace of each pair's other end); its
+//! `metaboot-server all` is the one started with the lab's `ID/metaboot.toml`.
+
+use std::path::Path;
+
+use nix::unistd::Pid;
+
+use super::{bridge, netns};
+
+/// The name of the server's configuration file in a lab's directory.
+pub const SERVER_CONFIG: &str = "metaboot.toml";
+
+/// Removes what lab `id` made without its state: stops its server, ends the processes left in
+/// its namespaces and deletes them. Returns whether anything of it was there. Keeps going after
+/// an error, then reports the first one.
+pub fn down(id: &str) -> anyhow::Result<bool> {
+    let bridge_ns = bridge::namespace(id);
+    let servers = servers_of(id);
+    for (pid, name) in &servers {
+        tracing::warn!("stopping process {pid} ({name}), the server of lab {id}");
+    }
+    netns::end_processes(&servers);
+    let mut namespaces = if netns::exists(&bridge_ns) {
+        let links = netns::ip(&bridge_ns, &["-o", "link", "show", "type", "veth"])?;
+        linked_namespaces(&links)
+    } else {
+        Vec::new()
+    };
+    let existed = !servers.is_empty() || netns::exists(&bridge_ns);
+    namespaces.push(bridge_ns);
+    let mut first_error = None;
+    for ns in &namespaces {
+        netns::kill_processes_in(ns);
+        if let Err(err) = netns::delete(ns) {
+            first_error.get_or_insert(err);
+        }
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(existed),
+    }
+}
+
+/// The namespaces at the other end of the veth pairs `ip -o link show type veth` lists
+/// (`link-netns NAME`), each once, in order.
+pub fn linked_namespaces(links: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for line in links.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "link-netns"
+                && let Some(name) = words.next()
+                && !found.iter().any(|seen| seen == name)
+            {
+                found.push(name.to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// Whether a command line is the `metaboot-server all` a lab of id `id` started (its
+/// `--config` is the lab's `ID/metaboot.toml`, under any state root).
+pub fn is_server_of(argv: &[&str], id: &str) -> bool {
+    let program = argv
+        .first()
+        .and_then(|arg| Path::new(arg).file_name())
+        .and_then(|name| name.to_str());
+    let config = argv
+        .windows(2)
+        .find(|pair| pair[0] == "--config")
+        .map(|pair| Path::new(pair[1]));
+    program == Some("metaboot-server")
+        && argv.contains(&"all")
+        && config.is_some_and(|config| {
+            config.file_name().and_then(|name| name.to_str()) == Some(SERVER_CONFIG)
+                && config
+                    .parent()
+                    .and_then(Path::file_name)
+                    .and_then(|name| name.to_str())
+                    == Some(id)
+        })
+}
+
+/// The running servers of lab `id` (pid, command name).
+fn servers_of(id: &str) -> Vec<(Pid, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline);
+        let argv: Vec<&str> = text.split('\0').filter(|arg| !arg.is_empty()).collect();
+        if is_server_of(&argv, id) {
+            found.push((Pid::from_raw(pid), "metaboot-server".to_owned()));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_other_ends_of_the_bridges_veths_are_found() {
+        let links = "\
+7: rtr-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master br-34567c7e-f1 state UP mode DEFAULT group default qlen 1000\\    link/ether 0e:b6:bf:6f:fa:87 brd ff:ff:ff:ff:ff:ff link-netns qrouter-80085ce6
+8: rtr-78a65f7c-9f@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-78a65f7c-9f state UP\\    link/ether 1a:ae:92:ef:d9:03 brd ff:ff:ff:ff:ff:ff link-netns qrouter-80085ce6
+10: dhc-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-34567c7e-f1 state UP\\    link/ether fa:06:f8:58:80:7f brd ff:ff:ff:ff:ff:ff link-netns qdhcp-34567c7e
+12: tap-guest1@if5: <BROADCAST> mtu 1500 state DOWN\\    link/ether fa:06:f8:58:80:70 brd ff:ff:ff:ff:ff:ff link-netnsid 4
+";
+        assert_eq!(
+            linked_namespaces(links),
+            ["qrouter-80085ce6", "qdhcp-34567c7e"]
+        );
+        assert!(linked_namespaces("").is_empty());
+    }
+
+    #[test]
+    fn a_labs_server_is_known_by_its_config_under_any_state_root() {
+        fn server(config: &str) -> Vec<&str> {
+            vec![
+                "/work/target/debug/metaboot-server",
+                "--db",
+                "/x/registry.sqlite",
+                "all",
+                "--config",
+                config,
+            ]
+        }
+        assert!(is_server_of(
+            &server("/run/metaboot-harness/labs/ab12/metaboot.toml"),
+            "ab12"
+        ));
+        assert!(is_server_of(
+            &server("/tmp/old-root/ab12/metaboot.toml"),
+            "ab12"
+        ));
+        // Another lab's, another file, another program, another role.
+        assert!(!is_server_of(
+            &server("/run/labs/ab123/metaboot.toml"),
+            "ab12"
+        ));
+        assert!(!is_server_of(&server("/run/labs/ab12/other.toml"), "ab12"));
+        let mut vim = server("/run/labs/ab12/metaboot.toml");
+        vim[0] = "vim";
+        assert!(!is_server_of(&vim, "ab12"));
+        let mut api = server("/run/labs/ab12/metaboot.toml");
+        api[3] = "api";
+        assert!(!is_server_of(&api, "ab12"));
+        assert!(!is_server_of(&[], "ab12"));
+    }
+}
