@@ -198,9 +198,10 @@ impl ReadModel {
         Ok(())
     }
 
-    /// Records a password this server just stored (write-once) for the instance it knew as
-    /// `ec2_id` before the write, so it is served at once; other servers, and an instance
-    /// created again under the same uuid meanwhile, get it from the change log.
+    /// Records a password this server just stored (write-once; an empty one counts as unset,
+    /// as in nova and the store) for the instance it knew as `ec2_id` before the write, so it
+    /// is served at once; other servers, and an instance created again under the same uuid
+    /// meanwhile, get it from the change log.
     pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str) {
         let Ok(uuid) = Uuid::parse_str(uuid) else {
             return;
@@ -209,7 +210,7 @@ impl ReadModel {
         let Some(record) = model.instances.get(&uuid) else {
             return;
         };
-        if Some(record.ec2_id) == ec2_id && record.password().is_none() {
+        if Some(record.ec2_id) == ec2_id && record.password().is_none_or(str::is_empty) {
             let updated = record.with_password(password);
             model.replace(updated);
         }

@@ -147,6 +147,27 @@ fn a_model_answers_what_the_store_holds_and_follows_it() {
     assert_eq!(model.instance(&uuid(6)).unwrap().password(), Some("secret"));
 }
 
+/// nova takes an empty password as unset, and so does the store: a second POST after an
+/// empty one is stored, and served at once like the first (docs/protocol.md §1.7).
+#[test]
+fn a_password_posted_after_an_empty_one_is_served_at_once() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let seen = model.instance(&uuid(1)).map(|record| record.ec2_id);
+    for password in ["", "secret"] {
+        assert_eq!(
+            w.store.set_password(&uuid(1), password).unwrap(),
+            store::PasswordSet::Stored
+        );
+        model.password_stored(&uuid(1), seen, password);
+    }
+    assert_eq!(model.instance(&uuid(1)).unwrap().password(), Some("secret"));
+    // The change log agrees.
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(model.instance(&uuid(1)).unwrap().password(), Some("secret"));
+}
+
 #[test]
 fn a_gap_in_the_change_log_rebuilds_the_model() {
     let w = world(5);
