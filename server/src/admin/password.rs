@@ -120,14 +120,32 @@ fn print_posted(what: &str, text: &str) -> anyhow::Result<()> {
     output::line(text)
 }
 
-/// Reads an RSA private key file: OpenSSH, PKCS#1 or PKCS#8, without a passphrase.
+/// Reads an RSA private key file: OpenSSH, PKCS#1 or PKCS#8, without a passphrase. Reads one
+/// byte past [`MAX_PRIVATE_KEY_BYTES`] so a larger file is refused for its size, not cut
+/// short and refused as a malformed key.
 fn read_private_key(path: &Path) -> Result<PrivateKey, InputError> {
     use std::io::Read as _;
     let shown = path.display();
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_PRIVATE_KEY_BYTES).read_to_string(&mut text))
-        .map_err(|err| InputError(format!("cannot read the private key {shown}: {err}")))?;
+    let cannot_read =
+        |err: std::io::Error| InputError(format!("cannot read the private key {shown}: {err}"));
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_PRIVATE_KEY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_PRIVATE_KEY_BYTES {
+        return Err(InputError(format!(
+            "the private key {shown} is larger than {MAX_PRIVATE_KEY_BYTES} bytes, which no RSA \
+             key file is: give the key file itself (as ssh-keygen writes it)"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        InputError(format!(
+            "{shown}: not a private key (not text; expected OpenSSH, PKCS#1 or PKCS#8 PEM, as \
+             ssh-keygen writes)"
+        ))
+    })?;
     let bad = |why: &str| InputError(format!("{shown}: {why}"));
     if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
         return openssh_private_key(&text).map_err(|why| bad(&why));
@@ -214,4 +232,39 @@ fn openssh_private_key(text: &str) -> Result<PrivateKey, String> {
         vec![uint(&p, bits)?, uint(&q, bits)?],
     )
     .map_err(|err| format!("not a usable RSA key ({err})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PEM-looking RSA key file of exactly `size` bytes (its base64 made up).
+    fn pem_of_size(size: usize) -> String {
+        const BEGIN: &str = "-----BEGIN RSA PRIVATE KEY-----\n";
+        const END: &str = "-----END RSA PRIVATE KEY-----\n";
+        let mut body: String = "A".repeat(size - BEGIN.len() - END.len() - 1);
+        body.push('\n');
+        format!("{BEGIN}{body}{END}")
+    }
+
+    #[test]
+    fn a_private_key_file_larger_than_the_limit_is_refused_for_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_rsa");
+        let limit = usize::try_from(MAX_PRIVATE_KEY_BYTES).unwrap();
+        std::fs::write(&path, pem_of_size(limit + 1)).unwrap();
+        let Err(InputError(msg)) = read_private_key(&path) else {
+            panic!("a key file over the limit was taken");
+        };
+        assert!(
+            msg.contains(&format!("larger than {MAX_PRIVATE_KEY_BYTES} bytes")),
+            "{msg}"
+        );
+        // At the limit it is read whole, and refused for what it holds.
+        std::fs::write(&path, pem_of_size(limit)).unwrap();
+        let Err(InputError(msg)) = read_private_key(&path) else {
+            panic!("made-up key material was taken");
+        };
+        assert!(msg.contains("not a usable PKCS#1 RSA key"), "{msg}");
+    }
 }

@@ -14,6 +14,13 @@ use crate::store::{
 
 /// Instances with user data read before the dictionary is made from theirs.
 pub const DICTIONARY_SAMPLES: usize = 64;
+/// Instances held back at most, raw, while the dictionary waits for samples: past it the
+/// dictionary is made from the samples there are. Instances without user data are no
+/// samples, so a fleet with little or none would otherwise be held until the snapshot ends
+/// (a million instances: about 1 GB, twice the memory budget).
+pub const DICTIONARY_WAIT_INSTANCES: usize = 4096;
+// The wait for samples can end by their count.
+const _: () = assert!(DICTIONARY_WAIT_INSTANCES >= DICTIONARY_SAMPLES);
 
 /// A network and its slot in the address index.
 #[derive(Debug, Clone)]
@@ -357,11 +364,15 @@ impl<'i> Builder<'i> {
                 Some(waiting) => {
                     if let Some(data) = &instance.user_data {
                         self.waiting_samples += 1;
-                        self.waiting_bytes += data.len();
+                        // Larger than the whole dictionary: no part of it (`Codec::from_samples`).
+                        if data.len() <= DICTIONARY_BYTES {
+                            self.waiting_bytes += data.len();
+                        }
                     }
                     waiting.push((instance, ports));
                     if self.waiting_samples >= DICTIONARY_SAMPLES
                         || self.waiting_bytes >= DICTIONARY_BYTES
+                        || waiting.len() >= DICTIONARY_WAIT_INSTANCES
                     {
                         self.make_dictionary();
                     }
@@ -404,3 +415,6 @@ impl<'i> Builder<'i> {
         self.model
     }
 }
+
+#[cfg(test)]
+mod tests;

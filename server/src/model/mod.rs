@@ -11,6 +11,7 @@ mod status;
 pub mod user_data;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use uuid::Uuid;
@@ -81,6 +82,11 @@ pub struct ReadModel {
     model: RwLock<Model>,
     interner: Mutex<Interner>,
     status: Arc<ModelStatus>,
+    /// Set from the start of a reload until it succeeds. The change log may say once only
+    /// that one is needed (a SQLite file replaced: `Backend::follow_replacement` in
+    /// `store/sql.rs`); asked again after a failed reload, it would hand over the new
+    /// registry's changes after the old one's sequence number. So the next catch-up reloads.
+    reload_owed: AtomicBool,
 }
 
 impl ReadModel {
@@ -94,6 +100,7 @@ impl ReadModel {
             model: RwLock::new(model),
             interner: Mutex::new(interner),
             status,
+            reload_owed: AtomicBool::new(false),
         })
     }
 
@@ -113,6 +120,10 @@ impl ReadModel {
     /// Brings the model up to the store's newest change: a batch applied at once, or a new
     /// model from a snapshot when the change log cannot say what changed.
     pub fn catch_up(&self, store: &dyn Store) -> StoreResult<CatchUp> {
+        if self.reload_owed.load(Ordering::SeqCst) {
+            self.reload(store)?;
+            return Ok(CatchUp::Reloaded);
+        }
         let seq = self.seq();
         let outcome = match store.changes_after(seq, MAX_CHANGES_PER_BATCH)? {
             Feed::UpToDate => CatchUp::UpToDate,
@@ -168,8 +179,10 @@ impl ReadModel {
         Ok(outcome)
     }
 
-    /// Builds a new model from a snapshot and swaps it in whole.
+    /// Builds a new model from a snapshot and swaps it in whole; until that succeeds, every
+    /// catch-up starts with it.
     pub fn reload(&self, store: &dyn Store) -> StoreResult<()> {
+        self.reload_owed.store(true, Ordering::SeqCst);
         let mut interner = self.interner.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = build_model(store, &mut interner)?;
         let (seq, count) = (fresh.seq, fresh.instance_count());
@@ -181,12 +194,14 @@ impl ReadModel {
         drop(old);
         interner.prune();
         self.status.reloaded(seq, count);
+        self.reload_owed.store(false, Ordering::SeqCst);
         Ok(())
     }
 
-    /// Records a password this server just stored (write-once) for the instance it knew as
-    /// `ec2_id` before the write, so it is served at once; other servers, and an instance
-    /// created again under the same uuid meanwhile, get it from the change log.
+    /// Records a password this server just stored (write-once; an empty one counts as unset,
+    /// as in nova and the store) for the instance it knew as `ec2_id` before the write, so it
+    /// is served at once; other servers, and an instance created again under the same uuid
+    /// meanwhile, get it from the change log.
     pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str) {
         let Ok(uuid) = Uuid::parse_str(uuid) else {
             return;
@@ -195,7 +210,7 @@ impl ReadModel {
         let Some(record) = model.instances.get(&uuid) else {
             return;
         };
-        if Some(record.ec2_id) == ec2_id && record.password().is_none() {
+        if Some(record.ec2_id) == ec2_id && record.password().is_none_or(str::is_empty) {
             let updated = record.with_password(password);
             model.replace(updated);
         }

@@ -147,6 +147,27 @@ fn a_model_answers_what_the_store_holds_and_follows_it() {
     assert_eq!(model.instance(&uuid(6)).unwrap().password(), Some("secret"));
 }
 
+/// nova takes an empty password as unset, and so does the store: a second POST after an
+/// empty one is stored, and served at once like the first (docs/protocol.md §1.7).
+#[test]
+fn a_password_posted_after_an_empty_one_is_served_at_once() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let seen = model.instance(&uuid(1)).map(|record| record.ec2_id);
+    for password in ["", "secret"] {
+        assert_eq!(
+            w.store.set_password(&uuid(1), password).unwrap(),
+            store::PasswordSet::Stored
+        );
+        model.password_stored(&uuid(1), seen, password);
+    }
+    assert_eq!(model.instance(&uuid(1)).unwrap().password(), Some("secret"));
+    // The change log agrees.
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(model.instance(&uuid(1)).unwrap().password(), Some("secret"));
+}
+
 #[test]
 fn a_gap_in_the_change_log_rebuilds_the_model() {
     let w = world(5);
@@ -202,6 +223,47 @@ fn a_registry_file_made_again_under_the_server_is_followed() {
     // A write through the server's handle goes to the file the other process sees.
     w.store.delete_instance(&uuid(7)).unwrap();
     assert!(other.store.instance(&uuid(7)).is_err());
+}
+
+/// The reload after the registry file was replaced fails (a record of the new file the
+/// snapshot cannot read): the next catch-up reloads again, rather than ask the new file's
+/// change log what came after the old file's sequence number and mix the two registries.
+#[test]
+fn a_failed_reload_after_the_registry_file_was_replaced_is_tried_again() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", w.url));
+    }
+    let other = world_at(&w.url);
+    for n in 2..8 {
+        create_with(
+            &other,
+            &vm(n, "p", b""),
+            Some(ip(&format!("198.18.0.{}", n + 10))),
+        );
+    }
+    // Longer than the old change log, which the new one would otherwise be taken to continue.
+    assert!(other.store.last_change().unwrap() > model.seq());
+    let set_meta = |meta: &str| {
+        rusqlite::Connection::open(&w.url)
+            .unwrap()
+            .execute(
+                "UPDATE instances SET meta = ?1 WHERE uuid = ?2",
+                [meta, uuid(2).as_str()],
+            )
+            .unwrap();
+    };
+    set_meta("not json");
+    assert!(model.catch_up(w.store.as_ref()).is_err());
+    assert!(model.instance(&uuid(1)).is_some(), "the old model stays");
+    set_meta("{}");
+    assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::Reloaded);
+    assert_eq!(model.instance_count(), 6);
+    assert!(model.instance(&uuid(1)).is_none());
+    assert_eq!(model.seq(), other.store.last_change().unwrap());
+    assert_eq!(model.catch_up(w.store.as_ref()).unwrap(), CatchUp::UpToDate);
 }
 
 /// A second process's world on the registry at `url` (made when missing).
@@ -576,6 +638,7 @@ fn a_snapshot_read_again_forgets_what_the_first_attempt_read() {
         model: std::sync::RwLock::new(built),
         interner: std::sync::Mutex::new(interner),
         status: Arc::default(),
+        reload_owed: AtomicBool::default(),
     };
     assert_eq!(owner(&model, &w, "198.18.0.10"), None);
     assert_eq!(owner(&model, &w, "198.18.0.11").as_deref(), Some("vm2"));

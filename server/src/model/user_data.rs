@@ -41,14 +41,15 @@ impl std::fmt::Debug for Codec {
 }
 
 impl Codec {
-    /// A dictionary from samples of user data (at most [`DICTIONARY_BYTES`] of them); `None`
+    /// A dictionary from samples of user data (at most [`DICTIONARY_BYTES`] of them: a sample
+    /// that does not fit in what is left is passed over, and the next ones tried); `None`
     /// when there are too few to be worth one.
     pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a [u8]>) -> Option<Self> {
         let mut content = Vec::with_capacity(DICTIONARY_BYTES);
         let mut sizes = Vec::new();
         for sample in samples {
             if content.len() + sample.len() > DICTIONARY_BYTES {
-                break;
+                continue;
             }
             content.extend_from_slice(sample);
             sizes.push(sample.len());
@@ -216,5 +217,18 @@ mod tests {
         assert!(unpack(&packer.pack(&data), None).is_none());
         assert!(unpack(&[7, 1, 2], Some(&codec)).is_none());
         assert!(Codec::from_samples([&b"tiny"[..]]).is_none());
+    }
+
+    #[test]
+    fn a_sample_larger_than_the_dictionary_is_left_out_not_the_end_of_it() {
+        let large = vec![b'#'; DICTIONARY_BYTES + 1];
+        let samples: Vec<Vec<u8>> = std::iter::once(large)
+            .chain((0..16).map(|i| template(&format!("web-{i}"))))
+            .collect();
+        let codec = Codec::from_samples(samples.iter().map(Vec::as_slice))
+            .expect("a dictionary from the samples that fit");
+        let data = template("db-1");
+        let packed = Packer::new(Some(Arc::new(codec))).pack(&data);
+        assert_eq!(packed[0], ZSTD);
     }
 }

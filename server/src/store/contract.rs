@@ -80,7 +80,9 @@ pub trait Store: Send + Sync {
     /// instances with their ports, streamed) and returns the newest change it reflects.
     fn snapshot(&self, visit: &mut dyn FnMut(Record) -> StoreResult<()>) -> StoreResult<i64>;
     /// What changed after `seq`, with the records touched, read in one snapshot; at most
-    /// `max` changes (else [`Feed::TooMany`]).
+    /// `max` changes (else [`Feed::TooMany`]). A [`Feed::Gap`] for a replaced registry is
+    /// said once: a caller whose reload then fails reloads again rather than ask again (the
+    /// read model's `reload_owed`, `model/mod.rs`).
     fn changes_after(&self, seq: i64, max: usize) -> StoreResult<Feed>;
     /// A connection woken by every committed write (PostgreSQL `LISTEN`); `None` where
     /// servers poll (SQLite).

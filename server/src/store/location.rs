@@ -1,4 +1,9 @@
-//! Where the registry lives: the default file, and the location as messages may show it.
+//! Where the registry lives: the default file, what a `--db` value names, and the location
+//! as messages may show it.
+
+use std::path::PathBuf;
+
+use super::error::{StoreError, StoreResult};
 
 /// Where the registry lives when `--db`, `METABOOT_DB` and `all`'s `db` are not given: the
 /// server's own state directory. Not the guest agent's `/var/lib/metaboot`: a server on a
@@ -27,6 +32,69 @@ fn default_db_in(root: &std::path::Path) -> Result<&'static str, String> {
         ));
     }
     Ok(DEFAULT_DB)
+}
+
+/// What `--db` accepts, as messages that refuse a value say it.
+const ACCEPTED: &str = "give a SQLite file path (or sqlite:PATH), or a PostgreSQL URL that \
+                        starts with postgres:// or postgresql:// in lower case, as libpq takes it";
+
+/// The registry a `--db` value names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(&'a str),
+    /// A SQLite file (created with its directory when missing).
+    Sqlite(PathBuf),
+}
+
+/// The registry `db` names: a `postgres://` or `postgresql://` URL, or a SQLite file given as
+/// `sqlite:PATH`, `sqlite://PATH` or a plain path. A value that looks like another URL (a
+/// scheme in other case, `postgres:/h/db`, `mysql://…`) or has white space around it is
+/// refused: taken as a path it would be a new, empty registry, and every guest a 404.
+pub fn locate(db: &str) -> StoreResult<Location<'_>> {
+    if db.trim().is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "the registry location is empty: {ACCEPTED}"
+        )));
+    }
+    if db.trim() != db {
+        return Err(StoreError::Invalid(format!(
+            "the registry location begins or ends with white space: remove it; {ACCEPTED}"
+        )));
+    }
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        return Ok(Location::Postgres(db));
+    }
+    let path = db
+        .strip_prefix("sqlite://")
+        .or_else(|| db.strip_prefix("sqlite:"))
+        .unwrap_or(db);
+    if let Some(scheme) = url_scheme(path) {
+        // The scheme only: the rest may hold a password.
+        return Err(StoreError::Invalid(format!(
+            "the registry location starts with \"{scheme}:\", a URL this server does not take: \
+             {ACCEPTED} (a file whose name looks like a URL: write it ./NAME)"
+        )));
+    }
+    Ok(Location::Sqlite(PathBuf::from(path)))
+}
+
+/// Schemes `--db` knows, which a value starting with one in any case and a colon meant.
+const KNOWN_SCHEMES: [&str; 3] = ["postgres", "postgresql", "sqlite"];
+
+/// The scheme `text` starts with when it looks like a URL rather than a path: `scheme://…`
+/// (RFC 3986 §3.1's scheme), or a known scheme in any case followed by a colon. A path with a
+/// colon further on (`/var/lib/a:b`, `./x:y`) has a `/` or `.` before the colon, or a word
+/// that is no known scheme (`x:y`).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, rest) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let is_scheme = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let known = KNOWN_SCHEMES
+        .iter()
+        .any(|known| scheme.eq_ignore_ascii_case(known));
+    (is_scheme && (rest.starts_with("//") || known)).then_some(scheme)
 }
 
 /// The registry location as it may be shown in messages and logs: a PostgreSQL URL's password
@@ -82,6 +150,76 @@ mod tests {
         std::fs::create_dir_all(new.parent().unwrap()).unwrap();
         std::fs::write(&new, "").unwrap();
         assert_eq!(default_db_in(dir.path()), Ok(DEFAULT_DB));
+    }
+
+    #[test]
+    fn db_names_a_postgres_url_or_a_sqlite_path() {
+        let sqlite = |path: &str| Ok(Location::Sqlite(PathBuf::from(path)));
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u:p@h:5432/db?sslmode=require",
+        ] {
+            assert_eq!(
+                locate(url).map_err(|err| err.to_string()),
+                Ok(Location::Postgres(url))
+            );
+        }
+        for (db, path) in [
+            ("/var/lib/r.sqlite", "/var/lib/r.sqlite"),
+            ("sqlite:/var/lib/r.sqlite", "/var/lib/r.sqlite"),
+            ("sqlite:///var/lib/r.sqlite", "/var/lib/r.sqlite"),
+            ("sqlite:r.sqlite", "r.sqlite"),
+            ("r.sqlite", "r.sqlite"),
+            // A colon further on is part of a name.
+            ("/var/lib/a:b.sqlite", "/var/lib/a:b.sqlite"),
+            ("./x:y", "./x:y"),
+            ("x:y", "x:y"),
+            ("./postgres://h/db", "./postgres://h/db"),
+            ("sqlite:/var/lib/a:b", "/var/lib/a:b"),
+        ] {
+            assert_eq!(
+                locate(db).map_err(|err| err.to_string()),
+                sqlite(path),
+                "{db}"
+            );
+        }
+    }
+
+    #[test]
+    fn db_that_looks_like_a_mistyped_url_is_refused_not_made_a_file() {
+        for db in [
+            "POSTGRES://u@h/db",
+            "Postgresql://u@h/db",
+            "postgres:/h/db",
+            "postgresql:h/db",
+            "postgres:",
+            "mysql://u@h/db",
+            "file:///var/lib/r.sqlite",
+            "SQLITE:/var/lib/r.sqlite",
+            "sqlite:postgres://u@h/db",
+            " postgres://u@h/db",
+            "postgres://u@h/db\n",
+            " /var/lib/r.sqlite",
+            "",
+            "  ",
+        ] {
+            let Err(StoreError::Invalid(msg)) = locate(db) else {
+                panic!("{db:?} was taken");
+            };
+            assert!(
+                msg.contains("postgres://") && msg.contains("SQLite file path"),
+                "{db:?}: {msg}"
+            );
+        }
+        // The message shows the scheme, never the rest (a password may be in it).
+        let Err(err) = locate("POSTGRES://u:s3cret@h/db") else {
+            panic!("taken");
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"POSTGRES:\"") && !msg.contains("s3cret"),
+            "{msg}"
+        );
     }
 
     #[test]

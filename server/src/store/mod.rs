@@ -40,27 +40,28 @@ pub use validate::{MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES};
 use std::sync::Arc;
 
 use self::postgres::PostgresBackend;
+use location::Location;
 use registry::Registry;
 use sqlite::SqliteBackend;
 
 /// Opens the registry named by `--db`: a `postgres://` or `postgresql://` URL is PostgreSQL;
 /// `sqlite:PATH`, `sqlite://PATH` or a plain path is a SQLite file (created with its
-/// directory when missing). The schema is created on first use.
+/// directory when missing); a value that looks like another URL is refused
+/// ([`location::locate`]). The schema is created on first use.
 pub fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     open_keeping_changes(url, CHANGE_LOG_KEPT)
 }
 
 /// `open`, with the change log keeping only the newest `kept` changes (at least 1).
 pub fn open_keeping_changes(url: &str, kept: i64) -> StoreResult<Arc<dyn Store>> {
-    if url.trim().is_empty() {
-        return Err(StoreError::Invalid(
-            "the registry location is empty: pass --db PATH or a postgres:// URL".to_owned(),
-        ));
+    match location::locate(url)? {
+        Location::Postgres(url) => {
+            let backend = PostgresBackend::open(url)?;
+            Ok(Arc::new(Registry::new(backend).keeping_changes(kept)))
+        }
+        Location::Sqlite(path) => {
+            let backend = SqliteBackend::open(&path)?;
+            Ok(Arc::new(Registry::new(backend).keeping_changes(kept)))
+        }
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let backend = PostgresBackend::open(url)?;
-        return Ok(Arc::new(Registry::new(backend).keeping_changes(kept)));
-    }
-    let backend = SqliteBackend::open(&sqlite::path_of(url))?;
-    Ok(Arc::new(Registry::new(backend).keeping_changes(kept)))
 }

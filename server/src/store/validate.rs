@@ -232,7 +232,8 @@ pub fn mac(text: &str) -> StoreResult<String> {
     }
     let mut octets = [0u8; 6];
     for (octet, part) in octets.iter_mut().zip(&parts) {
-        if part.len() != 2 {
+        // Hex digits only: `from_str_radix` would also take a sign (`+a`).
+        if part.len() != 2 || !part.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return Err(bad());
         }
         *octet = u8::from_str_radix(part, 16).map_err(|_| bad())?;

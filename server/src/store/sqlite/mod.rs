@@ -250,15 +250,6 @@ impl SqliteBackend {
     }
 }
 
-/// Where `open` puts the file for a `sqlite:` URL or a plain path.
-pub fn path_of(url: &str) -> PathBuf {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    PathBuf::from(path)
-}
-
 impl Backend for SqliteBackend {
     /// WAL readers never wait for writers, and the file is local: a read takes microseconds.
     fn reads_in_place(&self) -> bool {

@@ -78,6 +78,14 @@ fn mac_is_normalised_and_multicast_refused() {
     assert!(mac("fa:16:3e:0a:0b").is_err());
     assert!(mac("fa:16:3e:0a:0b:0g").is_err());
     assert!(mac("fa:16:3e:0a:0b:123").is_err());
+    // Hex digits only: `from_str_radix` alone takes a sign.
+    for text in [
+        "+a:16:3e:00:00:01",
+        "fa:16:3e:00:00:+1",
+        "fa:16:3e:00:00:-1",
+    ] {
+        assert!(message(mac(text)).contains("six hex pairs"), "{text}");
+    }
 }
 
 #[test]
