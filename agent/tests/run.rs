@@ -314,6 +314,60 @@ fn vendor_data_is_merged_under_user_data() {
     );
 }
 
+/// The two vendor documents as cloud-init layers them: vendor_data2.json's cloud-config over
+/// vendor_data.json's, mappings merged key by key (not the second's mapping replacing the
+/// first's). User data's `vendor_data: {enabled: false}` leaves vendor_data.json out, its
+/// scripts with its config; `vendor_data2: {enabled: false}` the second.
+#[test]
+fn vendor_documents_layer_and_user_data_switches_them_off() {
+    let vendor = |config: &str, hook: &str| {
+        json!({"cloud-init": format!(
+            "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+             --B\nContent-Type: text/cloud-config\n\n#cloud-config\n{config}\n\
+             --B\nContent-Type: text/cloud-boothook\n\n#cloud-boothook\ntouch tmp/{hook}\n--B--\n"
+        )})
+        .to_string()
+    };
+    let run = |user_data: &str| {
+        let guest = Guest::new();
+        guest.serve(
+            "vendor_data.json",
+            vendor("layers: {a: 1, b: 1, deep: {x: 1}}", "hook1").as_bytes(),
+        );
+        guest.serve(
+            "vendor_data2.json",
+            vendor("layers: {b: 2, deep: {y: 2}}", "hook2").as_bytes(),
+        );
+        guest.user_data(user_data);
+        let (code, stderr) = guest.run();
+        assert_done(&guest, code, &stderr);
+        let merged: serde_json::Value = serde_json::from_str(&guest.read(&format!(
+            "/var/lib/metaboot/instances/{UUID}/cloud-config.json"
+        )))
+        .unwrap();
+        let hooks: Vec<bool> = ["hook1", "hook2"]
+            .iter()
+            .map(|hook| guest.path(&format!("/tmp/{hook}")).exists())
+            .collect();
+        (merged["layers"].clone(), hooks, guest.step("vendor-data").1)
+    };
+    let (layers, hooks, _) = run("#cloud-config\nhostname: h\n");
+    assert_eq!(layers, json!({"a": 1, "b": 2, "deep": {"x": 1, "y": 2}}));
+    assert_eq!(hooks, [true, true]);
+
+    let (layers, hooks, said) = run("#cloud-config\nvendor_data: {enabled: false}\n");
+    assert_eq!(layers, json!({"b": 2, "deep": {"y": 2}}));
+    assert_eq!(hooks, [false, true]);
+    assert!(
+        said.contains("vendor_data.json not applied (vendor_data: {enabled: false})"),
+        "{said}"
+    );
+
+    let (layers, hooks, _) = run("#cloud-config\nvendor_data2: {enabled: 'no'}\n");
+    assert_eq!(layers, json!({"a": 1, "b": 1, "deep": {"x": 1}}));
+    assert_eq!(hooks, [true, false]);
+}
+
 #[test]
 fn a_new_instance_reruns_per_instance_steps() {
     let guest = Guest::new();

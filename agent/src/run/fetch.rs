@@ -50,8 +50,9 @@ pub(super) fn fetch<'a>(
         report.skip("user-data", DISABLED);
     }
     if enabled("vendor-data") {
+        let consumed = vendor_consumed(settings, &user);
         report.step("vendor-data", || {
-            docs.vendor_data(source, client, &mut vendor)
+            docs.vendor_data(source, client, consumed, &mut vendor)
         });
     } else {
         report.skip("vendor-data", DISABLED);
@@ -161,9 +162,20 @@ impl Documents<'_> {
         decoded_done(out)
     }
 
-    /// The `vendor-data` step: both of OpenStack's documents (or a source's one), in order.
-    fn vendor_data(&self, source: &mut dyn Source, client: &HttpClient, out: &mut Decoded) -> Done {
+    /// The `vendor-data` step: both of OpenStack's documents (or a source's one), in order,
+    /// each fetched and cached, and decoded when `consumed` says so. vendor_data2.json's
+    /// cloud-config lies over vendor_data.json's, mappings merged recursively (cloud-init's
+    /// `ConfigMerger` layers `vendor2_cloud_config` over `vendor_cloud_config`).
+    fn vendor_data(
+        &self,
+        source: &mut dyn Source,
+        client: &HttpClient,
+        consumed: [bool; 2],
+        out: &mut Decoded,
+    ) -> Done {
         let mut errors = Vec::new();
+        let mut left_out = Vec::new();
+        let mut layers = Vec::new();
         // (OpenStack's name, the cache's name for plain vendor data, the document)
         let docs = [
             (
@@ -177,22 +189,47 @@ impl Documents<'_> {
                 fetched(source.vendor_data2(), "vendor_data2.json"),
             ),
         ];
-        for (json_name, plain_name, doc) in docs {
-            match doc {
+        for ((json_name, plain_name, doc), (consume, key)) in docs
+            .into_iter()
+            .zip(consumed.into_iter().zip(VENDOR_SWITCHES))
+        {
+            let mut decoded = match doc {
                 Ok(Some(VendorData::Json(raw))) => {
                     cache(self.state, self.id, json_name, &raw);
-                    out.extend(userdata::decode_vendor(&raw, json_name, client));
+                    consume.then(|| userdata::decode_vendor(&raw, json_name, client))
                 }
                 Ok(Some(VendorData::Plain(raw))) => {
                     cache(self.state, self.id, plain_name, &raw);
-                    out.extend(userdata::decode(&raw, None, client));
+                    consume.then(|| userdata::decode(&raw, None, client))
                 }
-                Ok(None) => {}
-                Err(err) => errors.push(err),
+                Ok(None) => continue,
+                Err(err) => {
+                    errors.push(err);
+                    continue;
+                }
+            };
+            match &mut decoded {
+                Some(decoded) => layers.push(merge::parts(&std::mem::take(&mut decoded.configs))),
+                None => left_out.push(format!(
+                    "{json_name} not applied ({key}: {{enabled: false}})"
+                )),
             }
+            out.extend(decoded.unwrap_or_default());
+        }
+        let mut layered = layers.into_iter();
+        if let Some(mut config) = layered.next() {
+            for over in layered {
+                yaml::merge(&mut config, over);
+            }
+            out.configs = vec![config];
         }
         out.errors.splice(0..0, errors);
-        decoded_done(out)
+        let mut done = decoded_done(out);
+        if !left_out.is_empty() {
+            let said = done.message.take().unwrap_or_default();
+            done.message = Some(format!("{}; {said}", left_out.join("; ")));
+        }
+        done
     }
 
     /// The `network-data` step: fetched, cached, parsed (the `network` step applies it).
@@ -243,6 +280,29 @@ impl Documents<'_> {
             Err(err) => Done::error(err),
         }
     }
+}
+
+/// The switches of the two vendor documents in cloud-config, as cloud-init reads them.
+const VENDOR_SWITCHES: [&str; 2] = ["vendor_data", "vendor_data2"];
+
+/// Whether each vendor document is applied: cloud-init consumes vendor data only when the
+/// configuration without it (metaboot.yaml, then user data's cloud-config) has
+/// `vendor_data: {enabled: …}` (`vendor_data2` for the second document) true, which it is
+/// unless set otherwise; a switch that is not a mapping turns the document off, as in
+/// cloud-init (`_consume_vendordata`).
+fn vendor_consumed(settings: &Settings, user: &Decoded) -> [bool; 2] {
+    let mut config = settings.base.clone();
+    yaml::merge(&mut config, merge::parts(&user.configs));
+    VENDOR_SWITCHES.map(|key| match config.get(key) {
+        None => true,
+        Some(serde_json::Value::Object(switch)) => switch
+            .get("enabled")
+            .is_none_or(crate::userdata::cloud_config::is_true),
+        Some(_) => {
+            tracing::warn!("`{key}` is not a mapping: its vendor data is not applied");
+            false
+        }
+    })
 }
 
 fn describe(decoded: &Decoded) -> String {
