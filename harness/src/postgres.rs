@@ -100,6 +100,18 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a database name that would need quoting.
+fn plain_database_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        bail!("database name {name:?} must be lower-case letters, digits and '_'");
+    }
+    Ok(())
+}
+
 impl PgServer {
     /// Creates a cluster in a temp dir and starts it on 127.0.0.1 and a free port, with
     /// `trust` authentication for the `postgres` superuser.
@@ -230,13 +242,7 @@ impl PgServer {
 
     /// Creates a database and returns its URL.
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            bail!("database name {name:?} must be lower-case letters, digits and '_'");
-        }
+        plain_database_name(name)?;
         let mut cmd = self.command("createdb");
         cmd.args([
             "-h",
@@ -249,6 +255,24 @@ impl PgServer {
         ]);
         run(&mut cmd, &format!("create database {name}"))?;
         Ok(self.url(name))
+    }
+
+    /// Drops a database, ending every connection to it first (`dropdb --force`, as `DROP
+    /// DATABASE … WITH (FORCE)`): a registry reset under running servers.
+    pub fn drop_database(&self, name: &str) -> anyhow::Result<()> {
+        plain_database_name(name)?;
+        let mut cmd = self.command("dropdb");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "--force",
+            name,
+        ]);
+        run(&mut cmd, &format!("drop database {name}"))
     }
 
     /// Creates a login role `user` that must give `password` (scram-sha-256 over TCP, unlike

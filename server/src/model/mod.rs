@@ -83,9 +83,10 @@ pub struct ReadModel {
     interner: Mutex<Interner>,
     status: Arc<ModelStatus>,
     /// Set from the start of a reload until it succeeds. The change log may say once only
-    /// that one is needed (a SQLite file replaced: `Backend::follow_replacement` in
-    /// `store/sql.rs`); asked again after a failed reload, it would hand over the new
-    /// registry's changes after the old one's sequence number. So the next catch-up reloads.
+    /// that one is needed (a SQLite file or a PostgreSQL database replaced:
+    /// `Backend::follow_replacement` in `store/sql.rs`); asked again after a failed reload,
+    /// it would hand over the new registry's changes after the old one's sequence number. So
+    /// the next catch-up reloads.
     reload_owed: AtomicBool,
 }
 

@@ -35,8 +35,8 @@ pub enum Feed {
     /// Nothing after it.
     UpToDate,
     /// The change log no longer holds every change after it (pruned past it), or the store
-    /// was reset (its newest change is older) or replaced (a SQLite file made again): build
-    /// from a snapshot.
+    /// was reset (its newest change is older) or replaced (a SQLite file or a PostgreSQL
+    /// database made again): build from a snapshot.
     Gap,
     /// More than `MAX_CHANGES_PER_BATCH` changes: build from a snapshot.
     TooMany,

@@ -536,7 +536,7 @@ impl<B: Backend> Store for Registry<B> {
         if self.backend.follow_replacement()? {
             return Ok(Feed::Gap);
         }
-        self.backend.read_snapshot(|sql| {
+        let feed = self.backend.read_snapshot(|sql| {
             let last = sql.last_change()?;
             if last == seq {
                 return Ok(Feed::UpToDate);
@@ -580,7 +580,14 @@ impl<B: Backend> Store for Registry<B> {
                 routers,
                 instances,
             }))
-        })
+        });
+        // The read may have met the replacement itself (PostgreSQL: its connection was lost
+        // and the new one reached a database made again), and then read, or failed to read,
+        // another registry's log after this one's sequence number.
+        if self.backend.follow_replacement()? {
+            return Ok(Feed::Gap);
+        }
+        feed
     }
 
     fn listen(&self) -> StoreResult<Option<Box<dyn Wakeups>>> {

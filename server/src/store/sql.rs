@@ -118,9 +118,10 @@ pub trait Backend: Send + Sync {
         self.read(op)
     }
     /// Notices that the registry was replaced under the same name (a SQLite file deleted and
-    /// made again) and moves to the new one; true once after it did. The change log then
-    /// belongs to another registry: its reader starts over from a snapshot, and keeps at it
-    /// until one is read (this is not said again).
+    /// made again, a PostgreSQL database dropped and made again) and moves to the new one;
+    /// true once after it did. The change log then belongs to another registry: its reader
+    /// starts over from a snapshot, and keeps at it until one is read (this is not said
+    /// again).
     fn follow_replacement(&self) -> StoreResult<bool> {
         Ok(false)
     }

@@ -1,9 +1,10 @@
 //! The store contract: one suite of checks, run against a SQLite file and a real PostgreSQL.
 //!
 //! A plain `main` (harness = false) runs every case on a fresh SQLite file, then starts one
-//! PostgreSQL server, runs every case on a fresh database, restarts the server under a live
-//! store, and stops it. Without PostgreSQL the PostgreSQL half fails when `CI=true` and is
-//! skipped with a reason otherwise. `cargo test … -- WORD` runs only cases whose name has WORD.
+//! PostgreSQL server, runs every case on a fresh database, makes a database again under a
+//! live read model, restarts the server under a live store, and stops it. Without PostgreSQL
+//! the PostgreSQL half fails when `CI=true` and is skipped with a reason otherwise. `cargo
+//! test … -- WORD` runs only cases whose name has WORD.
 
 mod addresses;
 mod changes;
@@ -241,8 +242,12 @@ fn main() -> ExitCode {
     let want_restart = filter
         .as_ref()
         .is_none_or(|f| "postgres_restart".contains(f.as_str()));
+    let want_made_again = filter
+        .as_ref()
+        .is_none_or(|f| "a_database_made_again_under_the_server_is_followed".contains(f.as_str()));
     if !selected.is_empty()
         || want_restart
+        || want_made_again
         || want_open
         || want_pruning
         || want_upgrade
@@ -305,6 +310,24 @@ fn main() -> ExitCode {
                         host::schema_2_is_brought_up_to_date(&url, &make_v2)
                     }) {
                         failed.push("postgres::schema_2_is_brought_up_to_date".to_owned());
+                    }
+                }
+                if want_made_again {
+                    let name = "made_again";
+                    server.create_database(name).unwrap();
+                    if !run_case(
+                        "postgres",
+                        "a_database_made_again_under_the_server_is_followed",
+                        || {
+                            servers::a_database_made_again_under_the_server_is_followed(
+                                &server, name,
+                            )
+                        },
+                    ) {
+                        failed.push(
+                            "postgres::a_database_made_again_under_the_server_is_followed"
+                                .to_owned(),
+                        );
                     }
                 }
                 if want_restart {

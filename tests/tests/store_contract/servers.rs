@@ -1,14 +1,19 @@
-//! Whole-registry behaviour: concurrent openers, a PostgreSQL restart under a live store.
+//! Whole-registry behaviour: concurrent openers, a PostgreSQL restart under a live store, a
+//! registry database made again under a live server.
 
 use std::time::{Duration, Instant};
 
 use metaboot_harness::postgres::PgServer;
+use metaboot_server::model::{CatchUp, Lookup, ReadModel};
 use metaboot_server::store::{self, StoreError};
 
-use crate::support::{instance, ip, network, port_on};
+use crate::support::{instance, ip, network, new_instance, port_on};
 
 /// Stores opening one new registry at once.
 pub const OPENERS: usize = 6;
+/// Instances the registry made again registers in one bulk call: its change log then runs
+/// past the old registry's.
+pub const NEW_INSTANCES: usize = 4;
 
 /// Several processes opening a new registry at once (schema creation must not race).
 pub fn concurrent_open(url: &str) {
@@ -62,4 +67,61 @@ pub fn postgres_restart(server: &mut PgServer, url: &str) {
     );
     server.start_again().unwrap();
     assert_eq!(store.networks().unwrap(), vec![net]);
+}
+
+/// The registry's database dropped and made again while a server follows it (a lab reset:
+/// `dropdb --force`, `createdb`, then the CLI), and the new change log already past the
+/// server's sequence number when the server reconnects: its read model reloads from the new
+/// database rather than take the new log for the rest of the old one, and a reload that
+/// fails is tried again (the read model's `reload_owed`, `server/src/model/mod.rs`).
+pub fn a_database_made_again_under_the_server_is_followed(server: &PgServer, name: &str) {
+    let url = server.url(name);
+    let store = store::open(&url).unwrap();
+    let old_net = network(&*store, "old", "198.18.0.0/24");
+    let old_port = instance(&*store, "old-vm", &port_on(&old_net));
+    let model = ReadModel::load(&*store).unwrap();
+    let old_seq = model.seq();
+
+    server.drop_database(name).unwrap();
+    server.create_database(name).unwrap();
+    let other = store::open(&url).unwrap();
+    let new_net = network(&*other, "new", "198.19.0.0/24");
+    let batch: Vec<_> = (0..NEW_INSTANCES)
+        .map(|i| (new_instance(&format!("new-vm{i}")), port_on(&new_net)))
+        .collect();
+    assert_eq!(other.create_instances(&batch).unwrap(), NEW_INSTANCES);
+    assert!(other.last_change().unwrap() > old_seq);
+
+    // A record of the new registry the snapshot cannot read: the reload fails.
+    let set_meta = |meta: &str| {
+        let sql = format!("UPDATE instances SET meta = '{meta}' WHERE name = 'new-vm0'");
+        server.psql(name, &sql).unwrap();
+    };
+    set_meta("not json");
+    let outcome = model.catch_up(&*store);
+    assert!(outcome.is_err(), "a reload was due, got {outcome:?}");
+    assert!(
+        model.instance(&old_port.instance_id).is_some(),
+        "the old model stays"
+    );
+    set_meta("{}");
+    assert_eq!(model.catch_up(&*store).unwrap(), CatchUp::Reloaded);
+    assert_eq!(model.instance_count(), NEW_INSTANCES);
+    assert!(model.instance(&old_port.instance_id).is_none());
+    for (new, _) in &batch {
+        assert!(model.instance(&new.uuid).is_some(), "{} missing", new.name);
+    }
+    // The old network went with its registry; the new one's ports are found on it.
+    assert!(matches!(
+        model.on_network(old_port.ip, &old_net.id),
+        Lookup::NoPort
+    ));
+    for port in other.ports().unwrap() {
+        match model.on_network(port.ip, &new_net.id) {
+            Lookup::Found(owner) => assert_eq!(owner.uuid.to_string(), port.instance_id),
+            other => panic!("{} on the new network: {other:?}", port.ip),
+        }
+    }
+    assert_eq!(model.seq(), other.last_change().unwrap());
+    assert_eq!(model.catch_up(&*store).unwrap(), CatchUp::UpToDate);
 }

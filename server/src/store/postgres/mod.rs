@@ -2,6 +2,7 @@
 //! its connection broken (the server restarted) retries once on a fresh one.
 
 mod conn;
+mod identity;
 mod pool;
 mod schema;
 mod sql;
@@ -263,6 +264,12 @@ impl Backend for PostgresBackend {
 
     fn write<T>(&self, op: impl FnMut(&mut dyn Sql) -> StoreResult<T>) -> StoreResult<T> {
         self.run(Mode::Write, op)
+    }
+
+    /// True once after a new connection (the pool's or the `LISTEN` one) reached another
+    /// database than the one before: dropped and made again (`identity.rs`).
+    fn follow_replacement(&self) -> StoreResult<bool> {
+        Ok(self.pool.identity.take_replaced())
     }
 
     fn listen(&self) -> StoreResult<Option<Box<dyn Wakeups>>> {

@@ -1,5 +1,6 @@
 //! A small pool of PostgreSQL connections: bounded, lazily opened, emptied when the server
-//! goes away so the next call reconnects.
+//! goes away so the next call reconnects. Every new connection, the `LISTEN` one too, says
+//! which registry it reached (`identity.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ::postgres::{Client, Config, NoTls, Statement};
 
+use super::identity::{Identity, registry_id};
 use crate::store::error::{StoreError, StoreResult};
 
 /// Most connections one process opens to PostgreSQL; callers beyond that wait.
@@ -45,6 +47,8 @@ struct State {
 pub struct Pool {
     config: Config,
     pub target: String,
+    /// The registry the connections reach.
+    pub identity: Identity,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -105,6 +109,7 @@ impl Pool {
         Self {
             config,
             target,
+            identity: Identity::default(),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
@@ -153,7 +158,8 @@ impl Pool {
         }
     }
 
-    /// A new connection outside the pool's count (the caller keeps it).
+    /// A new connection outside the pool's count (the caller keeps it), its registry's
+    /// identity recorded.
     pub fn connect(&self) -> StoreResult<Conn> {
         let mut client = self.config.connect(NoTls).map_err(|err| {
             StoreError::Backend(format!(
@@ -174,6 +180,15 @@ impl Pool {
                     error_text(&err)
                 ))
             })?;
+        let found = registry_id(&mut client).map_err(|err| {
+            StoreError::Backend(format!(
+                "cannot read which database {} is: {}; the role must be able to read \
+                 pg_catalog.pg_database",
+                self.target,
+                error_text(&err)
+            ))
+        })?;
+        self.identity.saw(found, &self.target);
         Ok(Conn {
             client,
             statements: HashMap::new(),
