@@ -1,7 +1,7 @@
 //! The row-level statements (`Sql`) once for both backends, on top of what a backend's
 //! connection does: run a [`Statement`] with [`Param`]s and read the rows it returns ([`Driver`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::error::StoreResult;
@@ -254,6 +254,15 @@ impl<D: Driver> Sql for D {
 
     fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>> {
         self.query(st::NETWORK_PORTS, &[Param::Text(network_id)])
+    }
+
+    fn network_ips(&mut self, network_id: &str) -> StoreResult<HashSet<IpAddr>> {
+        let mut ips = HashSet::new();
+        self.query_each(st::NETWORK_IPS, &[Param::Text(network_id)], &mut |row| {
+            ips.insert(IpAddr::from_row(row)?);
+            Ok(())
+        })?;
+        Ok(ips)
     }
 
     fn instance_ports(&mut self, uuid: &str) -> StoreResult<Vec<Port>> {

@@ -5,7 +5,6 @@
 //! address is the one the guest makes itself from the prefix and its MAC (EUI-64), as Neutron
 //! allocates it.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use metaboot_proto::eui64;
@@ -94,11 +93,7 @@ pub fn fixed_ips(
             check_free(sql, network, &subnet, asked)?;
             asked
         } else {
-            let taken: HashSet<IpAddr> = sql
-                .network_ports(&network.id)?
-                .iter()
-                .flat_map(Port::ips)
-                .collect();
+            let taken = sql.network_ips(&network.id)?;
             allocate::lowest_free_ip(&network.name, &subnet, &taken)?
         };
         chosen[index] = Some(ip);

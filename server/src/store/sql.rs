@@ -5,6 +5,7 @@
 //! `statements.rs`); a backend provides its `Driver` (run a statement, read a row) and its
 //! transactions.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::error::StoreResult;
@@ -63,6 +64,9 @@ pub trait Sql {
     fn ports(&mut self) -> StoreResult<Vec<Port>>;
     /// Ports on this network, oldest first.
     fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>>;
+    /// The addresses the ports on this network hold (first and second subnet's), read
+    /// without the rest of their rows: what allocation must skip.
+    fn network_ips(&mut self, network_id: &str) -> StoreResult<HashSet<IpAddr>>;
     /// Ports of this instance, oldest first.
     fn instance_ports(&mut self, uuid: &str) -> StoreResult<Vec<Port>>;
     fn port_with_mac(&mut self, mac: &str) -> StoreResult<Option<Port>>;

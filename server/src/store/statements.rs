@@ -193,6 +193,12 @@ pub const NETWORK_PORTS: Statement = statement!(concat!(
     port_select!(),
     " WHERE network_id = $1 ORDER BY seq"
 ));
+/// The addresses a network's ports hold, on either subnet, without their rows: two index-only
+/// scans (`ports_network_ip`, `ports_network_second_ip`), for allocating a free one.
+pub const NETWORK_IPS: Statement = statement!(
+    "SELECT ip FROM ports WHERE network_id = $1 \
+     UNION ALL SELECT second_ip FROM ports WHERE network_id = $1 AND second_ip IS NOT NULL"
+);
 pub const INSTANCE_PORTS: Statement = statement!(concat!(
     port_select!(),
     " WHERE instance_id = $1 ORDER BY seq"
