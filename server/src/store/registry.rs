@@ -287,23 +287,25 @@ impl<B: Backend> Store for Registry<B> {
     fn delete_network(&self, id: &str) -> StoreResult<()> {
         self.write(|sql| {
             let network = network(sql, id)?;
-            let ports = sql.network_ports(&network.id)?;
-            if !ports.is_empty() {
+            // The oldest few ports, counted only when there are some: a network's ports are
+            // never read whole (there may be a million).
+            let oldest = sql.network_ports_oldest(&network.id, MAX_PORTS_NAMED)?;
+            if !oldest.is_empty() {
+                let count = sql.network_port_count(&network.id)?;
                 let mut named = Vec::new();
-                for port in ports.iter().take(MAX_PORTS_NAMED) {
+                for port in &oldest {
                     named.push(describe_port(sql, port)?);
                 }
-                let more = ports.len().saturating_sub(MAX_PORTS_NAMED);
+                let more = count.saturating_sub(MAX_PORTS_NAMED);
                 let more = if more > 0 {
                     format!(" and {more} more")
                 } else {
                     String::new()
                 };
                 return Err(StoreError::Conflict(format!(
-                    "network {} still has {} port(s): {}{more}; delete those instances or ports \
-                     first",
+                    "network {} still has {count} port(s): {}{more}; delete those instances or \
+                     ports first",
                     network.name,
-                    ports.len(),
                     named.join(", ")
                 )));
             }

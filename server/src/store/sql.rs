@@ -62,8 +62,10 @@ pub trait Sql {
     fn port(&mut self, id: &str) -> StoreResult<Option<Port>>;
     /// All ports, oldest first.
     fn ports(&mut self) -> StoreResult<Vec<Port>>;
-    /// Ports on this network, oldest first.
-    fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>>;
+    /// At most `limit` ports on this network, oldest first.
+    fn network_ports_oldest(&mut self, network_id: &str, limit: usize) -> StoreResult<Vec<Port>>;
+    /// How many ports this network has, counted by the database.
+    fn network_port_count(&mut self, network_id: &str) -> StoreResult<usize>;
     /// The addresses the ports on this network hold (first and second subnet's), read
     /// without the rest of their rows: what allocation must skip.
     fn network_ips(&mut self, network_id: &str) -> StoreResult<HashSet<IpAddr>>;
