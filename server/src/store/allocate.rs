@@ -67,11 +67,17 @@ pub fn network_addresses(
 }
 
 /// The lowest host address of `subnet` (of network `name`) that is neither its gateway, its
-/// DHCP address nor in `taken`.
-pub fn lowest_free_ip(name: &str, subnet: &Subnet, taken: &HashSet<IpAddr>) -> StoreResult<IpAddr> {
+/// DHCP address nor in `taken`, looked for from the address of value `from` up (the caller
+/// knows none below it is free; 0 looks from the first host address).
+pub fn lowest_free_ip(
+    name: &str,
+    subnet: &Subnet,
+    taken: &HashSet<IpAddr>,
+    from: u128,
+) -> StoreResult<IpAddr> {
     let (first, last) = host_range(subnet.cidr);
     // At most taken + 2 addresses are skipped, so this ends quickly even on a /8.
-    let mut value = first;
+    let mut value = first.max(from);
     while value <= last {
         let ip = ip_from_u128(subnet.cidr, value);
         if Some(ip) != subnet.gateway && Some(ip) != subnet.dhcp_ip && !taken.contains(&ip) {
@@ -156,19 +162,25 @@ mod tests {
         let net = network("198.18.0.0/24");
         let mut taken = HashSet::new();
         assert_eq!(
-            lowest_free_ip("net1", &net, &taken).unwrap(),
+            lowest_free_ip("net1", &net, &taken, 0).unwrap(),
             ip("198.18.0.3")
         );
         taken.insert(ip("198.18.0.3"));
         taken.insert(ip("198.18.0.5"));
         assert_eq!(
-            lowest_free_ip("net1", &net, &taken).unwrap(),
+            lowest_free_ip("net1", &net, &taken, 0).unwrap(),
             ip("198.18.0.4")
         );
         taken.insert(ip("198.18.0.4"));
         assert_eq!(
-            lowest_free_ip("net1", &net, &taken).unwrap(),
+            lowest_free_ip("net1", &net, &taken, 0).unwrap(),
             ip("198.18.0.6")
+        );
+        // Looked for from a given address up.
+        let from = ip_to_u128(ip("198.18.0.7"));
+        assert_eq!(
+            lowest_free_ip("net1", &net, &taken, from).unwrap(),
+            ip("198.18.0.7")
         );
     }
 
@@ -176,7 +188,7 @@ mod tests {
     fn full_network_is_a_conflict() {
         let net = network("198.18.0.0/29");
         let taken: HashSet<IpAddr> = (3..=6).map(|i| ip(&format!("198.18.0.{i}"))).collect();
-        match lowest_free_ip("net1", &net, &taken) {
+        match lowest_free_ip("net1", &net, &taken, 0) {
             Err(StoreError::Conflict(msg)) => assert!(msg.contains("no free address"), "{msg}"),
             other => panic!("expected Conflict, got {other:?}"),
         }
@@ -186,10 +198,13 @@ mod tests {
     fn an_ipv6_network_hands_out_its_last_address_and_ipv4_keeps_its_broadcast() {
         let v6 = network("fd00::/125");
         let taken: HashSet<IpAddr> = (3..=6).map(|i| ip(&format!("fd00::{i}"))).collect();
-        assert_eq!(lowest_free_ip("net6", &v6, &taken).unwrap(), ip("fd00::7"));
+        assert_eq!(
+            lowest_free_ip("net6", &v6, &taken, 0).unwrap(),
+            ip("fd00::7")
+        );
         let v4 = network("198.18.0.0/29");
         let taken: HashSet<IpAddr> = (3..=6).map(|i| ip(&format!("198.18.0.{i}"))).collect();
-        assert!(lowest_free_ip("net4", &v4, &taken).is_err());
+        assert!(lowest_free_ip("net4", &v4, &taken, 0).is_err());
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The row-level statements (`Sql`) once for both backends, on top of what a backend's
 //! connection does: run a [`Statement`] with [`Param`]s and read the rows it returns ([`Driver`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::error::StoreResult;
+use super::error::{StoreError, StoreResult};
 use super::model::{Change, ChangeKind, HostBridge, Instance, Network, NewInstance, Port, Router};
 use super::rows::{Columns, FromRow, LoggedChange, Param, to_json};
 use super::sql::Sql;
@@ -252,8 +252,31 @@ impl<D: Driver> Sql for D {
         self.query(st::PORTS, &[])
     }
 
-    fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>> {
-        self.query(st::NETWORK_PORTS, &[Param::Text(network_id)])
+    fn network_ports_oldest(&mut self, network_id: &str, limit: usize) -> StoreResult<Vec<Port>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            st::NETWORK_PORTS_OLDEST,
+            &[Param::Text(network_id), Param::Int(limit)],
+        )
+    }
+
+    fn network_port_count(&mut self, network_id: &str) -> StoreResult<usize> {
+        let count: i64 =
+            first(self, st::NETWORK_PORT_COUNT, &[Param::Text(network_id)])?.unwrap_or(0);
+        usize::try_from(count).map_err(|_| {
+            StoreError::Backend(format!(
+                "the database counted {count} ports on network {network_id}"
+            ))
+        })
+    }
+
+    fn network_ips(&mut self, network_id: &str) -> StoreResult<HashSet<IpAddr>> {
+        let mut ips = HashSet::new();
+        self.query_each(st::NETWORK_IPS, &[Param::Text(network_id)], &mut |row| {
+            ips.insert(IpAddr::from_row(row)?);
+            Ok(())
+        })?;
+        Ok(ips)
     }
 
     fn instance_ports(&mut self, uuid: &str) -> StoreResult<Vec<Port>> {

@@ -5,7 +5,6 @@
 //! address is the one the guest makes itself from the prefix and its MAC (EUI-64), as Neutron
 //! allocates it.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use metaboot_proto::eui64;
@@ -13,7 +12,8 @@ use metaboot_proto::eui64;
 use super::error::{StoreError, StoreResult};
 use super::model::{Network, Port, Subnet};
 use super::sql::Sql;
-use super::{allocate, validate};
+use super::taken::Taken;
+use super::validate;
 
 /// "port ID (198.18.0.3, instance web)", for messages that name an existing port.
 pub fn describe_port(sql: &mut dyn Sql, port: &Port) -> StoreResult<String> {
@@ -58,9 +58,11 @@ fn by_subnet(network: &Network, given: &[IpAddr]) -> StoreResult<[Option<IpAddr>
 }
 
 /// The port's addresses on `network` (`(first subnet's, second subnet's)`), for a port with
-/// `mac`; `given` are the addresses asked for (at most one per subnet).
+/// `mac`; `given` are the addresses asked for (at most one per subnet), the others allocated
+/// around what `taken` knows of the network.
 pub fn fixed_ips(
     sql: &mut dyn Sql,
+    taken: &mut Taken,
     network: &Network,
     given: &[IpAddr],
     mac: &str,
@@ -94,12 +96,7 @@ pub fn fixed_ips(
             check_free(sql, network, &subnet, asked)?;
             asked
         } else {
-            let taken: HashSet<IpAddr> = sql
-                .network_ports(&network.id)?
-                .iter()
-                .flat_map(Port::ips)
-                .collect();
-            allocate::lowest_free_ip(&network.name, &subnet, &taken)?
+            taken.lowest_free(network, &subnet, || sql.network_ips(&network.id))?
         };
         chosen[index] = Some(ip);
     }

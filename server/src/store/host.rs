@@ -4,13 +4,13 @@
 //! known by the MAC of its interface, its address learned from the DHCP server's leases (or
 //! fixed with `--ip`).
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::error::{StoreError, StoreResult};
 use super::fixed_ips::check_free;
-use super::model::{HostBridge, LEARNED_IP_BLOCK, Network, NewNetwork, Port};
+use super::model::{HostBridge, LEARNED_IP_BLOCK, Network, NewNetwork};
 use super::sql::Sql;
+use super::taken::Taken;
 use super::{allocate, validate};
 
 /// The longest interface name Linux takes (`IFNAMSIZ` less its terminating NUL).
@@ -120,6 +120,7 @@ pub fn check_bridge_free(sql: &mut dyn Sql, host: &HostBridge) -> StoreResult<()
 /// leases". A port there needs its MAC: that is how the instance is known.
 pub fn host_port_ip(
     sql: &mut dyn Sql,
+    taken: &mut Taken,
     network: &Network,
     host: &HostBridge,
     given: &[IpAddr],
@@ -141,11 +142,8 @@ pub fn host_port_ip(
             network.name
         ))),
         [] => {
-            let taken: HashSet<IpAddr> = sql
-                .network_ports(&network.id)?
-                .iter()
-                .map(|port: &Port| port.ip)
-                .collect();
+            // A host network has one subnet: its ports' addresses are their first ones.
+            let taken = taken.ips(&network.id, || sql.network_ips(&network.id))?;
             let size = 1u32 << (32 - u32::from(LEARNED_IP_BLOCK.prefix_len()));
             let free = (1..size)
                 .map(|n| IpAddr::V4(Ipv4Addr::from(u32::from(LEARNED_IP_BLOCK.network()) + n)))

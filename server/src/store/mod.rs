@@ -22,6 +22,7 @@ mod sql;
 mod sqlite;
 mod statements;
 pub mod subnets;
+mod taken;
 pub mod validate;
 
 pub use calls::{MAX_CONCURRENT_CALLS, call, read};

@@ -13,6 +13,7 @@ use super::model::{
     PasswordSet, Port, Router,
 };
 use super::sql::{Backend, Sql};
+use super::taken::Taken;
 use super::{allocate, clock, host, subnets, validate};
 
 /// How many ports a "network still has ports" refusal names before it says "and N more".
@@ -193,9 +194,11 @@ struct Owner<'a> {
 }
 
 /// Creates a port on a network (id or name), checking or allocating its MAC and its address
-/// on each subnet, and logs it.
+/// on each subnet (around what `taken` knows, which then holds the port's addresses), and
+/// logs it.
 fn add_port(
     sql: &mut dyn Sql,
+    taken: &mut Taken,
     network_key: &str,
     ips: &[IpAddr],
     mac: Option<&str>,
@@ -205,7 +208,7 @@ fn add_port(
     let network = network(sql, network_key)?;
     if let Some(host) = &network.host {
         // Checked before a MAC is made up: there the MAC is how the instance is known.
-        host::host_port_ip(sql, &network, host, ips, mac).map(drop)?;
+        host::host_port_ip(sql, taken, &network, host, ips, mac).map(drop)?;
     }
     let mac = match mac {
         Some(mac) => {
@@ -222,10 +225,10 @@ fn add_port(
     };
     let (ip, second_ip) = match &network.host {
         Some(host) => (
-            host::host_port_ip(sql, &network, host, ips, Some(&mac))?,
+            host::host_port_ip(sql, taken, &network, host, ips, Some(&mac))?,
             None,
         ),
-        None => fixed_ips(sql, &network, ips, &mac)?,
+        None => fixed_ips(sql, taken, &network, ips, &mac)?,
     };
     let port = Port {
         id: new_id(),
@@ -238,6 +241,7 @@ fn add_port(
         created: created.to_owned(),
     };
     sql.insert_port(&port)?;
+    taken.hold(&port);
     sql.log_change(ChangeKind::Port, &port.id)?;
     Ok(port)
 }
@@ -287,23 +291,25 @@ impl<B: Backend> Store for Registry<B> {
     fn delete_network(&self, id: &str) -> StoreResult<()> {
         self.write(|sql| {
             let network = network(sql, id)?;
-            let ports = sql.network_ports(&network.id)?;
-            if !ports.is_empty() {
+            // The oldest few ports, counted only when there are some: a network's ports are
+            // never read whole (there may be a million).
+            let oldest = sql.network_ports_oldest(&network.id, MAX_PORTS_NAMED)?;
+            if !oldest.is_empty() {
+                let count = sql.network_port_count(&network.id)?;
                 let mut named = Vec::new();
-                for port in ports.iter().take(MAX_PORTS_NAMED) {
+                for port in &oldest {
                     named.push(describe_port(sql, port)?);
                 }
-                let more = ports.len().saturating_sub(MAX_PORTS_NAMED);
+                let more = count.saturating_sub(MAX_PORTS_NAMED);
                 let more = if more > 0 {
                     format!(" and {more} more")
                 } else {
                     String::new()
                 };
                 return Err(StoreError::Conflict(format!(
-                    "network {} still has {} port(s): {}{more}; delete those instances or ports \
-                     first",
+                    "network {} still has {count} port(s): {}{more}; delete those instances or \
+                     ports first",
                     network.name,
-                    ports.len(),
                     named.join(", ")
                 )));
             }
@@ -384,7 +390,7 @@ impl<B: Backend> Store for Registry<B> {
         first_port: &NewPort,
     ) -> StoreResult<(Instance, Port)> {
         let checked = CheckedInstance::new(new, first_port)?;
-        let (ec2_id, port) = self.write(|sql| checked.insert(sql))?;
+        let (ec2_id, port) = self.write(|sql| checked.insert(sql, &mut Taken::default()))?;
         Ok(checked.into_record(ec2_id, port))
     }
 
@@ -394,8 +400,11 @@ impl<B: Backend> Store for Registry<B> {
             .map(|(new, port)| CheckedInstance::new(new, port))
             .collect::<StoreResult<Vec<_>>>()?;
         self.write(|sql| {
+            // Each network's taken addresses are read once for the whole batch, not once per
+            // instance (a bulk registration of thousands on a network of a million ports).
+            let mut taken = Taken::default();
             for instance in &checked {
-                instance.insert(sql)?;
+                instance.insert(sql, &mut taken)?;
             }
             Ok(checked.len())
         })
@@ -449,7 +458,15 @@ impl<B: Backend> Store for Registry<B> {
                 project: &instance.project,
             };
             let ips: Vec<IpAddr> = new.ip.into_iter().chain(new.second_ip).collect();
-            let port = add_port(sql, &new.network_id, &ips, mac.as_deref(), &owner, &created)?;
+            let port = add_port(
+                sql,
+                &mut Taken::default(),
+                &new.network_id,
+                &ips,
+                mac.as_deref(),
+                &owner,
+                &created,
+            )?;
             // The instance's network_data.json changed.
             sql.log_change(ChangeKind::Instance, &instance.uuid)?;
             Ok(port)
@@ -625,8 +642,9 @@ impl CheckedInstance {
         })
     }
 
-    /// Inserts the instance and its port and logs both: (ec2_id, port).
-    fn insert(&self, sql: &mut dyn Sql) -> StoreResult<(i64, Port)> {
+    /// Inserts the instance and its port (its addresses allocated around `taken`) and logs
+    /// both: (ec2_id, port).
+    fn insert(&self, sql: &mut dyn Sql, taken: &mut Taken) -> StoreResult<(i64, Port)> {
         let uuid = &self.new.uuid;
         if sql.instance(uuid)?.is_some() {
             return Err(StoreError::Conflict(format!(
@@ -640,6 +658,7 @@ impl CheckedInstance {
         };
         let port = add_port(
             sql,
+            taken,
             &self.network_key,
             &self.ips,
             self.mac.as_deref(),

@@ -2,6 +2,7 @@
 //! ([`Param`]) and result columns ([`Columns`]), and the decoding of each kind of row, written
 //! once for both backends.
 
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use super::error::{StoreError, StoreResult};
@@ -317,6 +318,13 @@ impl FromRow for String {
 impl FromRow for i64 {
     fn from_row(row: &dyn Columns) -> StoreResult<Self> {
         row.int(0)
+    }
+}
+
+/// A one-column address row (a port's address).
+impl FromRow for IpAddr {
+    fn from_row(row: &dyn Columns) -> StoreResult<Self> {
+        parse("port IP", &row.text(0)?)
     }
 }
 

@@ -5,6 +5,7 @@
 //! `statements.rs`); a backend provides its `Driver` (run a statement, read a row) and its
 //! transactions.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::error::StoreResult;
@@ -61,8 +62,13 @@ pub trait Sql {
     fn port(&mut self, id: &str) -> StoreResult<Option<Port>>;
     /// All ports, oldest first.
     fn ports(&mut self) -> StoreResult<Vec<Port>>;
-    /// Ports on this network, oldest first.
-    fn network_ports(&mut self, network_id: &str) -> StoreResult<Vec<Port>>;
+    /// At most `limit` ports on this network, oldest first.
+    fn network_ports_oldest(&mut self, network_id: &str, limit: usize) -> StoreResult<Vec<Port>>;
+    /// How many ports this network has, counted by the database.
+    fn network_port_count(&mut self, network_id: &str) -> StoreResult<usize>;
+    /// The addresses the ports on this network hold (first and second subnet's), read
+    /// without the rest of their rows: what allocation must skip.
+    fn network_ips(&mut self, network_id: &str) -> StoreResult<HashSet<IpAddr>>;
     /// Ports of this instance, oldest first.
     fn instance_ports(&mut self, uuid: &str) -> StoreResult<Vec<Port>>;
     fn port_with_mac(&mut self, mac: &str) -> StoreResult<Option<Port>>;

@@ -189,10 +189,20 @@ pub const SET_PASSWORD_IF_UNSET: Statement = statement!(
 // --- ports
 pub const PORT: Statement = statement!(concat!(port_select!(), " WHERE id = $1"));
 pub const PORTS: Statement = statement!(concat!(port_select!(), " ORDER BY seq"));
-pub const NETWORK_PORTS: Statement = statement!(concat!(
+/// The oldest `$2` ports on a network (those a refusal names).
+pub const NETWORK_PORTS_OLDEST: Statement = statement!(concat!(
     port_select!(),
-    " WHERE network_id = $1 ORDER BY seq"
+    " WHERE network_id = $1 ORDER BY seq LIMIT $2"
 ));
+/// How many ports a network has (index `ports_network_ip`, no rows read).
+pub const NETWORK_PORT_COUNT: Statement =
+    statement!("SELECT COUNT(*) FROM ports WHERE network_id = $1");
+/// The addresses a network's ports hold, on either subnet, without their rows: two index-only
+/// scans (`ports_network_ip`, `ports_network_second_ip`), for allocating a free one.
+pub const NETWORK_IPS: Statement = statement!(
+    "SELECT ip FROM ports WHERE network_id = $1 \
+     UNION ALL SELECT second_ip FROM ports WHERE network_id = $1 AND second_ip IS NOT NULL"
+);
 pub const INSTANCE_PORTS: Statement = statement!(concat!(
     port_select!(),
     " WHERE instance_id = $1 ORDER BY seq"

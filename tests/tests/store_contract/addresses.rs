@@ -11,6 +11,12 @@ use crate::support::{
 
 /// Threads creating instances on one network at once.
 const ALLOCATION_RACERS: usize = 12;
+/// Instances registered in one bulk call, most of them without an address.
+const BULK_ALLOCATED: usize = 3_000;
+/// Every how many instances of the bulk call one goes on a second network.
+const BULK_SECOND_NETWORK_EVERY: usize = 20;
+/// Every how many instances of the bulk call one is given an address ahead of the others.
+const BULK_GIVEN_EVERY: usize = 250;
 
 pub fn overlapping_ips_on_two_networks(store: &dyn Store) {
     let a = network(store, "tenant-a", "198.18.0.0/24");
@@ -227,6 +233,99 @@ pub fn full_network_refuses_cleanly(store: &dyn Store) {
     }
     let before = snapshot(store);
     let msg = conflict(store.create_instance(&new_instance("one-too-many"), &port_on(&net)));
+    assert!(msg.contains("no free address"), "{msg}");
+    assert_eq!(snapshot(store), before);
+}
+
+/// The addresses `entries` get in order: each the one given, or else the lowest address from
+/// `first` up (past the gateway and DHCP port) not yet in `taken`.
+fn lowest_free_in_order(
+    first: &str,
+    mut taken: HashSet<IpAddr>,
+    entries: &[Option<IpAddr>],
+) -> Vec<IpAddr> {
+    let first: std::net::Ipv4Addr = first.parse().unwrap();
+    let mut hosts = (u32::from(first)..).map(|n| IpAddr::V4(n.into()));
+    entries
+        .iter()
+        .map(|given| {
+            let next =
+                given.unwrap_or_else(|| hosts.by_ref().find(|ip| !taken.contains(ip)).unwrap());
+            taken.insert(next);
+            next
+        })
+        .collect()
+}
+
+/// A bulk registration hands out addresses as that many single ones would: the lowest free,
+/// in order, none twice, each network on its own.
+pub fn bulk_allocation_fills_lowest_free_in_order(store: &dyn Store) {
+    let net = network(store, "bulk", "198.18.0.0/20");
+    let side = network(store, "side", "198.18.64.0/24");
+    // Taken before: given addresses around the hole a deleted instance leaves (.4).
+    let mut before = HashSet::new();
+    for (n, at) in ["198.18.0.3", "198.18.0.4", "198.18.0.5", "198.18.1.7"]
+        .iter()
+        .enumerate()
+    {
+        before.insert(instance(store, &format!("before{n}"), &port_at(&net, at)).ip);
+    }
+    let hole = store.find_ports_by_ip(ip("198.18.0.4")).unwrap();
+    store.delete_instance(&hole[0].instance_id).unwrap();
+    before.remove(&ip("198.18.0.4"));
+    let on_side = instance(store, "side-first", &port_on(&side)).ip;
+
+    // One call: most without an address, some on a second network, some given an address
+    // the allocation has not reached yet (which it then skips).
+    let mut batch = Vec::new();
+    let (mut on_net, mut on_second) = (Vec::new(), Vec::new());
+    for i in 0..BULK_ALLOCATED {
+        let name = format!("bulk{i}");
+        if i % BULK_SECOND_NETWORK_EVERY == 0 {
+            batch.push((new_instance(&name), port_on(&side)));
+            on_second.push(None);
+        } else if i % BULK_GIVEN_EVERY == BULK_GIVEN_EVERY - 1 {
+            let ahead = 3 + i + BULK_GIVEN_EVERY / 2;
+            let at = format!("198.18.{}.{}", ahead / 256, ahead % 256);
+            batch.push((new_instance(&name), port_at(&net, &at)));
+            on_net.push(Some(ip(&at)));
+        } else {
+            batch.push((new_instance(&name), port_on(&net)));
+            on_net.push(None);
+        }
+    }
+    assert_eq!(store.create_instances(&batch).unwrap(), BULK_ALLOCATED);
+
+    let ports = store.ports().unwrap();
+    let got = |network: &str, skip: usize| -> Vec<IpAddr> {
+        ports
+            .iter()
+            .filter(|port| port.network_id == network)
+            .skip(skip)
+            .map(|port| port.ip)
+            .collect()
+    };
+    let got_net = got(&net.id, before.len());
+    let got_side = got(&side.id, 1);
+    assert_eq!(
+        got_net.iter().collect::<HashSet<_>>().len(),
+        got_net.len(),
+        "an address handed out twice"
+    );
+    assert_eq!(got_net, lowest_free_in_order("198.18.0.3", before, &on_net));
+    assert_eq!(
+        got_side,
+        lowest_free_in_order("198.18.64.3", HashSet::from([on_side]), &on_second)
+    );
+    assert_eq!(got_net[0], ip("198.18.0.4"), "the hole is refilled first");
+
+    // A batch that does not fit is refused whole.
+    let small = network(store, "small", "198.18.80.0/29");
+    let before = snapshot(store);
+    let too_many: Vec<_> = (0..5)
+        .map(|i| (new_instance(&format!("over{i}")), port_on(&small)))
+        .collect();
+    let msg = conflict(store.create_instances(&too_many));
     assert!(msg.contains("no free address"), "{msg}");
     assert_eq!(snapshot(store), before);
 }

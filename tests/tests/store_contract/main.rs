@@ -83,6 +83,10 @@ const CASES: &[(&str, Case)] = &[
         addresses::full_network_refuses_cleanly,
     ),
     (
+        "bulk_allocation_fills_lowest_free_in_order",
+        addresses::bulk_allocation_fills_lowest_free_in_order,
+    ),
+    (
         "network_with_ports_cannot_be_deleted",
         records::network_with_ports_cannot_be_deleted,
     ),
