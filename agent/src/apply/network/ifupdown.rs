@@ -169,6 +169,28 @@ pub fn render(plan: &Plan, source: &str) -> (String, Vec<String>) {
 
 /// Writes the file; brings the static interfaces up when the root is `/`.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
+    apply_with(root, plan, source, root.is_host().then_some(&mut ifup))
+}
+
+/// What runs `ifup NAME` for [`apply_with`].
+pub type Ifup<'a> = &'a mut dyn FnMut(&str) -> Result<(), String>;
+
+/// Runs `ifup NAME`.
+fn ifup(name: &str) -> Result<(), String> {
+    match Command::new("ifup").arg(name).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "ifup {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(err) => Err(format!("ifup {name}: {err}")),
+    }
+}
+
+/// [`apply`], with `live` bringing an interface up (`None`: no live changes, a root other
+/// than `/`). The file is published first: ifup reads it from the directory, where a staged
+/// run's write is only a temp file until then.
+pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Ifup<'_>>) -> Applied {
     let mut applied = Applied::default();
     let (text, unnamed) = render(plan, source);
     for label in unnamed {
@@ -185,20 +207,17 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
         return applied;
     }
     applied.done.push(FILE.to_owned());
-    if !root.is_host() {
+    let Some(run) = live else {
         return applied;
-    }
+    };
+    root.publish();
     for interface in plan.interfaces.iter().filter(|i| i.is_static()) {
         let Some(name) = &interface.name else {
             continue;
         };
-        match Command::new("ifup").arg(name).output() {
-            Ok(out) if out.status.success() => applied.done.push(format!("ifup {name}")),
-            Ok(out) => applied.errors.push(format!(
-                "ifup {name}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(err) => applied.errors.push(format!("ifup {name}: {err}")),
+        match run(name) {
+            Ok(()) => applied.done.push(format!("ifup {name}")),
+            Err(err) => applied.errors.push(err),
         }
     }
     applied
