@@ -580,6 +580,37 @@ iface eth2 inet manual
     );
 }
 
+/// Two interfaces with a default route each: one `gateway` in the whole file, the second
+/// interface's default appended; a second `gateway` would make its `ifup` fail ("File
+/// exists") and skip its other lines.
+#[test]
+fn ifupdown_writes_one_gateway_per_file() {
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.1.10/24", "gateway": "198.18.1.1"}]},
+        {"type": "physical", "name": "eth1", "subnets": [
+            {"type": "static", "address": "198.18.2.10/24", "gateway": "198.18.2.1",
+             "routes": [{"network": "198.19.0.0", "netmask": "255.255.0.0", "gateway": "198.18.2.254"}]}]}
+    ]});
+    let mut warnings = Vec::new();
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert_eq!(text.matches("gateway ").count(), 1, "{text}");
+    assert!(
+        text.contains(
+            "iface eth1 inet static\n    address 198.18.2.10/24\n    \
+             up ip route append default via 198.18.2.1 dev eth1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("up ip route replace 198.19.0.0/16 via 198.18.2.254 dev eth1"),
+        "{text}"
+    );
+}
+
 /// Two default routes of one family on one interface (two static subnets with a gateway each,
 /// or `gateway4` and a `routes` entry to `default`) make one `gateway` line (ifup refuses a
 /// second in a stanza); the other is added next to it, as cloud-init's ENI renderer adds a
