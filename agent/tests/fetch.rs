@@ -236,3 +236,24 @@ fn documents_of_a_service_found_late_have_their_own_time() {
     }
     assert_eq!(guest.read("/etc/hostname"), "found-late\n");
 }
+
+/// An empty 200 for `meta_data.json` is no answer (cloud-init's `wait_for_url` takes it for
+/// "not ready"): the next URL, which answers, is the service.
+#[test]
+fn an_empty_answer_is_not_the_metadata_service() {
+    let guest = Guest::new();
+    let empty = guest.dir.path().join("empty");
+    let dated = empty.join("openstack").join(newest());
+    std::fs::create_dir_all(&dated).unwrap();
+    std::fs::write(dated.join("meta_data.json"), "").unwrap();
+    let first = MetadataServer::start(&empty);
+    guest.config_urls(&[first.url(), guest.server.url()], "");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.status()["source"], "metadata-service");
+    assert_eq!(
+        first.hits(&at_newest("meta_data.json")),
+        1,
+        "asked, then passed over"
+    );
+}

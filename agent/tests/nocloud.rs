@@ -191,6 +191,30 @@ fn a_network_config_of_config_disabled_leaves_the_network_alone() {
     }
 }
 
+/// A metadata service that does not know this instance (404 for `meta_data.json` and for
+/// `/openstack`) is not this guest's datasource: the next one listed, a NoCloud seed here (a
+/// config drive alike), provisions it, as cloud-init moves on when `wait_for_url` saw no 200.
+#[test]
+fn a_metadata_service_that_does_not_know_the_instance_yields_to_the_next_datasource() {
+    let guest = Guest::new();
+    // As nova's service for an address it cannot map to an instance: 404 for every path.
+    std::fs::remove_dir_all(guest.tree.join("openstack")).unwrap();
+    guest.config("datasources: [metadata-service, nocloud]\n");
+    seed_files(&guest.path("/var/lib/cloud/seed/nocloud"));
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    let status = guest.status();
+    assert_eq!(status["source"], "nocloud");
+    assert_eq!(status["instance_id"], INSTANCE_ID);
+    assert_eq!(guest.read("/etc/hostname"), "seeded\n");
+    let warnings = status["warnings"].to_string();
+    assert!(
+        warnings.contains("meta_data.json is missing (404)")
+            && warnings.contains("trying the next datasource"),
+        "{warnings}"
+    );
+}
+
 /// A NoCloud instance id that is no file name (`instance-id: "web/01 (blue)"`, which cloud-init
 /// takes): the guest is provisioned, its state goes to an encoded directory inside
 /// `instances/`, and a second boot is the same instance.

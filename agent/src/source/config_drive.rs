@@ -24,24 +24,38 @@ pub enum ConfigDriveError {
     MissingMetaData(PathBuf),
 }
 
-/// The first block device under the root labelled `config-2`: `(device path, filesystem)`.
-pub fn find(root: &Root) -> Option<(PathBuf, FsType)> {
+/// The block devices under the root labelled `config-2`: `(device path, filesystem)`.
+pub fn find(root: &Root) -> Vec<(PathBuf, FsType)> {
     drive::find(root, |label| label.eq_ignore_ascii_case(CONFIG_DRIVE_LABEL))
-        .into_iter()
-        .next()
 }
 
-/// The config drive of this machine, mounted; `None` without one.
+/// The config drive of this machine, mounted; `None` without one. Each device labelled
+/// `config-2` is tried in turn, as cloud-init's ConfigDrive tries its candidates: the first
+/// that mounts and holds `meta_data.json` is the drive; when none does, the last one's error.
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
-    let Some((device, fs)) = find(probe.root) else {
-        return Ok(None);
-    };
-    let mounted = Mounted::mount(probe.root, &device, fs, NAME).map_err(ConfigDriveError::from)?;
-    let drive = ConfigDrive {
-        dir: mounted.dir().to_owned(),
-        _mounted: Some(mounted),
-    };
-    Ok(Some(Box::new(drive.checked()?)))
+    let mut failed = None;
+    for (device, fs) in find(probe.root) {
+        let tried = Mounted::mount(probe.root, &device, fs, NAME)
+            .map_err(ConfigDriveError::from)
+            .and_then(|mounted| {
+                ConfigDrive {
+                    dir: mounted.dir().to_owned(),
+                    _mounted: Some(mounted),
+                }
+                .checked()
+            });
+        match tried {
+            Ok(drive) => return Ok(Some(Box::new(drive))),
+            Err(err) => {
+                tracing::warn!(device = %device.display(), error = %crate::log::chain(&err), "a config-2 device cannot be used");
+                failed = Some(err);
+            }
+        }
+    }
+    match failed {
+        Some(err) => Err(err.into()),
+        None => Ok(None),
+    }
 }
 
 /// A config drive's contents (a mounted device or a plain directory).

@@ -204,9 +204,7 @@ impl Mounted {
     /// directories only root can change).
     pub fn mount(root: &Root, device: &Path, fs: FsType, name: &str) -> Result<Self, DriveError> {
         let inside = Path::new(MOUNT_DIR).join(name);
-        let target = root.host_path(&inside);
-        root.ensure_dir(&inside, 0o755, None)
-            .map_err(PathError::fail("create", &target))?;
+        let target = mount_point(root, &inside)?;
         nix::mount::mount(
             Some(device),
             &target,
@@ -227,6 +225,27 @@ impl Mounted {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Most mounts an earlier run may have left stacked on a drive's directory; each is detached.
+pub const MAX_LEFT_MOUNTS: usize = 8;
+
+/// The directory a drive is mounted on (`inside` the root), made when missing. A drive an
+/// earlier run left mounted there (killed, or ended by a panic, which the guest build aborts
+/// on, so no `Drop` ran) is detached first: its read-only file system would refuse the
+/// directory's mode (`EROFS`), and the drive could not be read until a reboot.
+pub fn mount_point(root: &Root, inside: &Path) -> Result<PathBuf, DriveError> {
+    let target = root.host_path(inside);
+    for _ in 0..MAX_LEFT_MOUNTS {
+        // EINVAL: nothing is mounted there; ENOENT: no directory yet.
+        if nix::mount::umount2(&target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).is_err() {
+            break;
+        }
+        tracing::info!(dir = %target.display(), "an earlier run's drive detached");
+    }
+    root.ensure_dir(inside, 0o755, None)
+        .map_err(PathError::fail("create", &target))?;
+    Ok(target)
 }
 
 impl Drop for Mounted {

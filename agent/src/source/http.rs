@@ -90,6 +90,10 @@ pub enum FetchError {
     Status { url: String, status: u16 },
     #[error("GET {url}: body larger than {limit} bytes")]
     TooLarge { url: String, limit: u64 },
+    /// A 200 with nothing in it, which cloud-init's `wait_for_url` does not take for an answer
+    /// either: the service may be starting.
+    #[error("GET {url}: an empty answer")]
+    Empty { url: String },
     #[error("GET {url}")]
     Transport {
         url: String,
@@ -126,6 +130,7 @@ impl Transient for FetchError {
                         | ureq::Error::Protocol(_)
                 )
             }
+            FetchError::Empty { .. } => true,
             FetchError::Url(_) | FetchError::TooLarge { .. } => false,
         }
     }

@@ -155,6 +155,9 @@ fn discovery_rounds(
     urls: &[String],
     paths: &[&str],
 ) -> Result<(String, Answer), RetryError<Unanswered>> {
+    // A URL that answered 404 at every path in some round: a last round cut short by the
+    // deadline (in the middle of asking it) still leaves it the answer.
+    let mut not_found_seen: Option<String> = None;
     client.retry().run("metadata service", |remaining| {
         let started = std::time::Instant::now();
         let mut unknown_here = None;
@@ -165,7 +168,12 @@ fn discovery_rounds(
                 let left = remaining
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_millis(1));
-                match client.get_once(&format!("{url}/{path}"), MAX_METADATA_BYTES, left) {
+                let asked = format!("{url}/{path}");
+                let got = match client.get_once(&asked, MAX_METADATA_BYTES, left) {
+                    Ok(Some(body)) if body.is_empty() => Err(FetchError::Empty { url: asked }),
+                    other => other,
+                };
+                match got {
                     Ok(Some(body)) => {
                         tracing::info!(url, "metadata service answered");
                         return Ok((url.clone(), Some((at, body))));
@@ -180,6 +188,7 @@ fn discovery_rounds(
                 }
             }
             unknown_here.get_or_insert_with(|| url.clone());
+            not_found_seen.get_or_insert_with(|| url.clone());
         }
         if let Some(url) = &unknown_here
             && !transient
@@ -197,17 +206,22 @@ fn discovery_rounds(
                 FetchError::Url(super::url::UrlError::Scheme("(no metadata URL)".to_owned()))
             })),
             transient,
-            not_found_at: unknown_here,
+            not_found_at: unknown_here.or_else(|| not_found_seen.clone()),
         })
     })
 }
 
 /// The metadata service at the first configured URL that answers within the run's deadline
-/// ([`discover`]). One never found is an error: the chooser warns and tries the next
-/// datasource (a config drive listed after it).
+/// ([`discover`]). One never found is an error, and so is one that answers 404 for this
+/// instance's `meta_data.json` and for `/openstack` (it does not know the instance, or is no
+/// metadata service): the chooser warns and tries the next datasource (a config drive listed
+/// after it), as cloud-init moves on when `wait_for_url` saw no 200.
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
     let mut service = MetadataService::new(probe.client.clone(), probe.urls.to_vec());
     service.version()?;
+    if !service.knows_instance {
+        return Err(service.missing_meta_data());
+    }
     Ok(Some(Box::new(service)))
 }
 
@@ -225,6 +239,9 @@ pub struct MetadataService {
     first: Option<Vec<u8>>,
     /// The documents under way; `None` until the first document is asked for.
     prefetch: Option<Prefetch>,
+    /// Whether the service that answered had a 200 for discovery's first document or its
+    /// listing (false: 404 for both).
+    knows_instance: bool,
 }
 
 /// The newest dated version in a `/openstack` listing that metaboot knows, else `latest`.
@@ -253,6 +270,7 @@ impl MetadataService {
             version: None,
             first: None,
             prefetch: None,
+            knows_instance: false,
         }
     }
 
@@ -263,6 +281,7 @@ impl MetadataService {
         }
         let first = first_path();
         let (base, answer) = discover(&self.client, &self.urls, &[&first, LISTING])?;
+        self.knows_instance = answer.is_some();
         let version = match answer {
             // The first path answered: the document itself, at the newest version.
             Some((0, body)) => {
@@ -380,6 +399,13 @@ mod tests {
         let (url, answer) = discover(&client(deadline), &urls, &paths).unwrap();
         assert_eq!((url.as_str(), answer), (urls[1].as_str(), None));
         assert!(started.elapsed() >= deadline);
+
+        // The 404 URL answers one round only, then is gone: what it said still stands when
+        // the deadline comes in a round where it did not answer.
+        let once = serve("127.0.0.1:0", not_found()[..2].to_vec()).unwrap();
+        let urls = [format!("http://{closed}"), format!("http://{once}")];
+        let (url, answer) = discover(&client(Duration::from_millis(300)), &urls, &paths).unwrap();
+        assert_eq!((url.as_str(), answer), (urls[1].as_str(), None));
     }
 
     #[test]

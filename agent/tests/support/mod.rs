@@ -148,6 +148,12 @@ impl Guest {
         Unanswered(listener)
     }
 
+    /// Writes metaboot.yaml as [`Guest::config`] does, with `urls` in this order.
+    pub fn config_urls(&self, urls: &[String], extra: &str) {
+        let quoted: Vec<String> = urls.iter().map(|url| format!("'{url}'")).collect();
+        self.write_config(&format!("metadata_urls: [{}]", quoted.join(", ")), extra);
+    }
+
     fn write_config(&self, urls: &str, extra: &str) {
         let text = format!("{urls}\ndeadline_secs: 5\nrequest_timeout_secs: 2\n{extra}");
         std::fs::write(self.root.join("etc/metaboot/metaboot.yaml"), text).unwrap();

@@ -118,7 +118,8 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
             commands.len()
         ));
     }
-    if let Some(text) = resolv_conf(plan, source) {
+    let existing = root.read_optional_string(RESOLV_CONF).ok().flatten();
+    if let Some(text) = resolv_conf(plan, source, existing.as_deref()) {
         match root.write_atomic(RESOLV_CONF, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
             Ok(()) => applied.done.push(RESOLV_CONF.to_owned()),
             Err(err) => applied.errors.push(crate::log::chain(&err)),

@@ -60,7 +60,13 @@ fn stanzas_of(interface: &Interface, v6: bool) -> Vec<Stanza<'_>> {
 /// interface's MTU and the DNS servers (as cloud-init puts an interface's attributes on its
 /// first stanza); a family's routes go on its last stanza (the interface's last when the
 /// family has none).
-fn interface_stanzas(out: &mut String, name: &str, interface: &Interface, plan: &Plan) {
+fn interface_stanzas(
+    out: &mut String,
+    name: &str,
+    interface: &Interface,
+    plan: &Plan,
+    defaults: &mut DefaultRoutes,
+) {
     let mut stanzas = stanzas_of(interface, false);
     stanzas.extend(stanzas_of(interface, true));
     if stanzas.is_empty() {
@@ -100,7 +106,7 @@ fn interface_stanzas(out: &mut String, name: &str, interface: &Interface, plan: 
             if index != if v6 { last_v6 } else { last_v4 } {
                 continue;
             }
-            routes(out, name, interface, v6, stanza);
+            routes(out, name, interface, v6, stanza, defaults);
         }
         if index == 0 {
             dns(out, plan);
@@ -108,19 +114,33 @@ fn interface_stanzas(out: &mut String, name: &str, interface: &Interface, plan: 
     }
 }
 
-/// The routes of one family, on `stanza`: the family's first default route as `gateway` on a
-/// static stanza of that family, every other as an `up ip route` line. A stanza takes one
+/// Whether the file has given a family's default route yet (IPv4, IPv6): the first of the
+/// whole file is a `gateway`, every later one, on this interface or another, is appended.
+/// Two `gateway` lines on two interfaces make the second `ifup` fail ("File exists") and skip
+/// its later lines.
+#[derive(Debug, Default)]
+struct DefaultRoutes([bool; 2]);
+
+/// The routes of one family, on `stanza`: the file's first default route of the family as
+/// `gateway` on a static stanza of that family, every other as an `up ip route` line. A stanza takes one
 /// `gateway` (ifup refuses a second: a duplicate option), and here a family's addresses share
 /// one stanza; cloud-init's ENI renderer writes a stanza per subnet, each with its own
 /// `gateway`, and a default route of a subnet's `routes` as `post-up route add default gw …`,
 /// which adds it next to the first. A further default route is likewise added next to the
 /// first, `ip route append` (`replace` would put it in the first's place).
-fn routes(out: &mut String, name: &str, interface: &Interface, v6: bool, stanza: &Stanza<'_>) {
+fn routes(
+    out: &mut String,
+    name: &str,
+    interface: &Interface,
+    v6: bool,
+    stanza: &Stanza<'_>,
+    defaults: &mut DefaultRoutes,
+) {
     let static_here = stanza.v6 == v6 && stanza.method == "static";
     let family = if v6 { "-6 " } else { "" };
-    let mut first_default = true;
+    let given = &mut defaults.0[usize::from(v6)];
     for route in interface.routes.iter().filter(|r| r.via.is_ipv6() == v6) {
-        let first = route.is_default() && std::mem::take(&mut first_default);
+        let first = route.is_default() && !std::mem::replace(given, true);
         if first && static_here {
             let _ = writeln!(out, "    gateway {}", route.via);
         } else if route.is_default() && !first {
@@ -155,6 +175,7 @@ pub fn render(plan: &Plan, source: &str) -> (String, Vec<String>) {
     let mut out =
         format!("# Written by metaboot from {source}; metaboot rewrites it for a new instance.\n");
     let mut unnamed = Vec::new();
+    let mut defaults = DefaultRoutes::default();
     for interface in &plan.interfaces {
         let Some(name) = &interface.name else {
             if interface.is_static() {
@@ -162,13 +183,35 @@ pub fn render(plan: &Plan, source: &str) -> (String, Vec<String>) {
             }
             continue;
         };
-        interface_stanzas(&mut out, name, interface, plan);
+        interface_stanzas(&mut out, name, interface, plan, &mut defaults);
     }
     (out, unnamed)
 }
 
 /// Writes the file; brings the static interfaces up when the root is `/`.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
+    apply_with(root, plan, source, root.is_host().then_some(&mut ifup))
+}
+
+/// What runs `ifup NAME` for [`apply_with`].
+pub type Ifup<'a> = &'a mut dyn FnMut(&str) -> Result<(), String>;
+
+/// Runs `ifup NAME`.
+fn ifup(name: &str) -> Result<(), String> {
+    match Command::new("ifup").arg(name).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "ifup {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(err) => Err(format!("ifup {name}: {err}")),
+    }
+}
+
+/// [`apply`], with `live` bringing an interface up (`None`: no live changes, a root other
+/// than `/`). The file is published first: ifup reads it from the directory, where a staged
+/// run's write is only a temp file until then.
+pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Ifup<'_>>) -> Applied {
     let mut applied = Applied::default();
     let (text, unnamed) = render(plan, source);
     for label in unnamed {
@@ -185,20 +228,17 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
         return applied;
     }
     applied.done.push(FILE.to_owned());
-    if !root.is_host() {
+    let Some(run) = live else {
         return applied;
-    }
+    };
+    root.publish();
     for interface in plan.interfaces.iter().filter(|i| i.is_static()) {
         let Some(name) = &interface.name else {
             continue;
         };
-        match Command::new("ifup").arg(name).output() {
-            Ok(out) if out.status.success() => applied.done.push(format!("ifup {name}")),
-            Ok(out) => applied.errors.push(format!(
-                "ifup {name}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(err) => applied.errors.push(format!("ifup {name}: {err}")),
+        match run(name) {
+            Ok(()) => applied.done.push(format!("ifup {name}")),
+            Err(err) => applied.errors.push(err),
         }
     }
     applied

@@ -85,6 +85,34 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
 /// Writes the files; applies the changed static ones (and the links whose file was removed)
 /// when the root is `/`.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
+    apply_with(
+        root,
+        plan,
+        source,
+        root.is_host().then_some(&mut networkctl),
+    )
+}
+
+/// What runs `networkctl ARGS` for [`apply_with`].
+pub type Networkctl<'a> = &'a mut dyn FnMut(&[String]) -> Result<(), String>;
+
+/// Runs `networkctl ARGS`.
+fn networkctl(args: &[String]) -> Result<(), String> {
+    match Command::new("networkctl").args(args).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "networkctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(err) => Err(format!("networkctl {}: {err}", args.join(" "))),
+    }
+}
+
+/// [`apply`], with `live` running networkctl's reload and reconfigure (`None`: no live
+/// changes, a root other than `/`). The files are published first: networkd reads them from
+/// the directory, where a staged run's writes are only temp files until then.
+pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Networkctl<'_>>) -> Applied {
     let mut applied = Applied::default();
     let mut reconfigure = Vec::new();
     for interface in &plan.interfaces {
@@ -133,7 +161,10 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
             Err(err) => applied.errors.push(crate::log::chain(&err)),
         }
     }
-    if root.is_host() && !reconfigure.is_empty() {
+    if let Some(run) = live
+        && !reconfigure.is_empty()
+    {
+        root.publish();
         let mut calls = vec![vec!["reload".to_owned()]];
         calls.push(
             std::iter::once("reconfigure".to_owned())
@@ -141,16 +172,8 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
                 .collect(),
         );
         for args in calls {
-            match Command::new("networkctl").args(&args).output() {
-                Ok(out) if out.status.success() => {}
-                Ok(out) => applied.errors.push(format!(
-                    "networkctl {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-                Err(err) => applied
-                    .errors
-                    .push(format!("networkctl {}: {err}", args.join(" "))),
+            if let Err(err) = run(&args) {
+                applied.errors.push(err);
             }
         }
     }

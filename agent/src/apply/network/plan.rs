@@ -197,12 +197,24 @@ pub struct Applied {
 }
 
 /// `/etc/resolv.conf` for the plan's DNS (the direct renderer's, and what the others leave to
-/// their own resolver handling).
-pub fn resolv_conf(plan: &Plan, source: &str) -> Option<String> {
+/// their own resolver handling); with search domains but no servers, the `nameserver` and
+/// `options` lines of the `existing` file are kept.
+pub fn resolv_conf(plan: &Plan, source: &str, existing: Option<&str>) -> Option<String> {
     if plan.nameservers.is_empty() && plan.search.is_empty() {
         return None;
     }
     let mut out = format!("# Written by metaboot from {source}.\n");
+    if plan.nameservers.is_empty() {
+        // Search domains alone: the servers already there (a DHCP client's) stay, else the
+        // guest would be left with no resolver at all.
+        for line in existing.unwrap_or_default().lines() {
+            let word = line.split_whitespace().next().unwrap_or_default();
+            if word == "nameserver" || word == "options" {
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+    }
     for ns in &plan.nameservers {
         out.push_str(&format!("nameserver {ns}\n"));
     }

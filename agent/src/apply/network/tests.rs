@@ -368,6 +368,48 @@ Gateway=2001:db8::1
     );
 }
 
+/// On a staged run (`metaboot run`), networkctl and ifup read the files metaboot just wrote:
+/// they are in place (renamed from their temp files) before either runs, not only at the
+/// run's end, when a static address would wait for the next boot.
+#[test]
+fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
+    let plan = named_plan();
+    let (dir, root) = root_with_links(&[]);
+    fs::create_dir_all(root.host_path("/etc/systemd/network")).unwrap();
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    let staged = root.staged();
+    let file = dir
+        .path()
+        .join("etc/systemd/network/10-metaboot-eth0.network");
+    let mut calls = Vec::new();
+    let mut networkctl = |args: &[String]| {
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        calls.push((args.join(" "), text.contains("Address=198.18.30.5/24")));
+        Ok(())
+    };
+    let applied = networkd::apply_with(&staged, &plan, "network_data.json", Some(&mut networkctl));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            ("reload".to_owned(), true),
+            ("reconfigure eth0".to_owned(), true)
+        ]
+    );
+
+    let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
+    let mut brought_up = Vec::new();
+    let mut ifup = |name: &str| {
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        brought_up.push((name.to_owned(), text.contains("iface eth0 inet static")));
+        Ok(())
+    };
+    let applied = ifupdown::apply_with(&staged, &plan, "network_data.json", Some(&mut ifup));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(brought_up, [("eth0".to_owned(), true)]);
+    staged.commit();
+}
+
 /// A link with nothing to configure (a NIC of a bond left out, a port without networks) gets
 /// no `10-metaboot-` file, which would sort before the image's catch-all and leave the NIC
 /// unconfigured; the file metaboot wrote for it earlier is removed.
@@ -535,6 +577,37 @@ iface eth2 inet manual
     up ip -6 route replace 2001:db8:2::/48 via fe80::1 dev eth2
     dns-nameservers 2001:db8::53
 "
+    );
+}
+
+/// Two interfaces with a default route each: one `gateway` in the whole file, the second
+/// interface's default appended; a second `gateway` would make its `ifup` fail ("File
+/// exists") and skip its other lines.
+#[test]
+fn ifupdown_writes_one_gateway_per_file() {
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.1.10/24", "gateway": "198.18.1.1"}]},
+        {"type": "physical", "name": "eth1", "subnets": [
+            {"type": "static", "address": "198.18.2.10/24", "gateway": "198.18.2.1",
+             "routes": [{"network": "198.19.0.0", "netmask": "255.255.0.0", "gateway": "198.18.2.254"}]}]}
+    ]});
+    let mut warnings = Vec::new();
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert_eq!(text.matches("gateway ").count(), 1, "{text}");
+    assert!(
+        text.contains(
+            "iface eth1 inet static\n    address 198.18.2.10/24\n    \
+             up ip route append default via 198.18.2.1 dev eth1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("up ip route replace 198.19.0.0/16 via 198.18.2.254 dev eth1"),
+        "{text}"
     );
 }
 
@@ -708,6 +781,28 @@ fn direct_commands_and_resolv_conf() {
         applied.errors[0].contains("fa:16:3e:00:00:01"),
         "{:?}",
         applied.errors
+    );
+}
+
+/// Search domains without servers (a NoCloud v2 `nameservers: {search: […]}` on a DHCP link)
+/// keep the servers the DHCP client wrote: the guest keeps a resolver.
+#[test]
+fn search_domains_alone_keep_the_servers_there() {
+    let mut plan = named_plan();
+    plan.nameservers.clear();
+    let (_dir, root) = root_with_links(&[]);
+    fs::create_dir_all(root.host_path("/etc")).unwrap();
+    fs::write(
+        root.host_path(direct::RESOLV_CONF),
+        "# udhcpc\nsearch old.example\nnameserver 198.18.10.2\noptions edns0\n",
+    )
+    .unwrap();
+    let applied = apply(&root, &plan, Renderer::Direct, "network-config");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        fs::read_to_string(root.host_path(direct::RESOLV_CONF)).unwrap(),
+        "# Written by metaboot from network-config.\nnameserver 198.18.10.2\noptions edns0\n\
+         search lab.example\n"
     );
 }
 

@@ -84,15 +84,25 @@ fn finds_the_config_2_device_in_either_case_and_on_either_filesystem() {
     let root = Root::open(dir.path()).unwrap();
     add_device(&root, "vda", None);
     add_device(&root, "vdb", Some(&vfat_image(dir.path(), "cidata", false)));
-    assert_eq!(find(&root), None);
+    assert_eq!(find(&root), []);
     add_device(
         &root,
         "vdc",
         Some(&vfat_image(dir.path(), "CONFIG-2", false)),
     );
+    assert_eq!(find(&root), [(root.host_path("/dev/vdc"), FsType::Vfat)]);
+    // A second one: both are candidates, each tried in turn.
+    add_device(
+        &root,
+        "vdd",
+        Some(&vfat_image(dir.path(), "config-2", true)),
+    );
     assert_eq!(
         find(&root),
-        Some((root.host_path("/dev/vdc"), FsType::Vfat))
+        [
+            (root.host_path("/dev/vdc"), FsType::Vfat),
+            (root.host_path("/dev/vdd"), FsType::Vfat)
+        ]
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -104,8 +114,5 @@ fn finds_the_config_2_device_in_either_case_and_on_either_filesystem() {
         "sr0",
         Some(&iso_image(dir.path(), "config-2", &content)),
     );
-    assert_eq!(
-        find(&root),
-        Some((root.host_path("/dev/sr0"), FsType::Iso9660))
-    );
+    assert_eq!(find(&root), [(root.host_path("/dev/sr0"), FsType::Iso9660)]);
 }

@@ -239,3 +239,41 @@ fn mounting_a_file_that_is_no_block_device_fails_with_the_device_named() {
     );
     assert!(root.is_dir("/run/metaboot/test"));
 }
+
+/// A drive an earlier run left mounted on the directory (killed before it unmounted it): the
+/// next run detaches it and takes the directory again, where the read-only file system would
+/// refuse the directory's mode and the drive would be unreadable until a reboot.
+#[test]
+fn a_drive_an_earlier_run_left_mounted_is_detached() {
+    if !crate::testutil::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let inside = Path::new(MOUNT_DIR).join("config-drive");
+    let target = root.host_path(&inside);
+    fs::create_dir_all(&target).unwrap();
+    let left = |target: &Path| {
+        nix::mount::mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .unwrap();
+    };
+    left(&target);
+    left(&target);
+    let mounted = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|line| line.split(' ').nth(4) == Some(target.to_str().unwrap()))
+            .count()
+    };
+    assert_eq!(mounted(), 2);
+    assert_eq!(mount_point(&root, &inside).unwrap(), target);
+    assert_eq!(mounted(), 0, "every leftover detached");
+    assert!(target.is_dir());
+}
