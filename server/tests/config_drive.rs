@@ -474,6 +474,74 @@ fn a_killed_run_s_working_directory_is_removed_by_the_next_run() {
     assert_eq!(scratch(), Vec::<PathBuf>::new());
 }
 
+/// Ctrl-C, SIGTERM or SIGHUP while the drive is made (here SIGTERM as the command waits for
+/// its ISO tool): the command ends with an error of its own, not killed, and leaves neither
+/// an image nor its working directory (the admin password, the user data).
+#[test]
+fn a_run_ended_by_a_signal_leaves_no_working_directory() {
+    if !require_tools(&["xorriso", "strace"]) {
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.iso");
+    let ended = config_drive_under_strace(
+        &reg,
+        &image,
+        &[
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=wait4",
+            "--inject=wait4:signal=TERM:when=1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by a signal"), "{stderr}");
+    assert!(!image.exists());
+    let left: Vec<String> = fs::read_dir(reg.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".drive.iso."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// An output that exists and is no regular file (a device such as a USB stick's, a symbolic
+/// link to a drive elsewhere) is refused: the drive is a new file renamed into place, which
+/// would replace the device node or the link rather than write through it.
+#[test]
+fn an_output_that_is_no_regular_file_is_refused() {
+    let (reg, _) = registry();
+    let target = reg.path("elsewhere.iso");
+    fs::write(&target, b"old drive").unwrap();
+    let link = reg.path("linked.iso");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let dir = reg.path("a-directory");
+    fs::create_dir_all(&dir).unwrap();
+    for out in [link.as_path(), dir.as_path(), Path::new("/dev/null")] {
+        let refused = reg.refused(&[
+            "instance",
+            "config-drive",
+            "web",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(refused.contains("is not a regular file"), "{refused}");
+    }
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"old drive");
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &fs::metadata("/dev/null").unwrap().file_type()
+    ));
+}
+
 /// A user's `PATH` on Debian has no sbin directory, where `mkfs.vfat` is: it is found there all
 /// the same, and run by its full path.
 #[test]

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::output;
+use super::{InputError, output};
 use crate::api::{DEFAULT_DHCP_DOMAIN, InstanceView, Rendering, VendorDocs};
+use crate::configdrive::image::ImageError;
 use crate::configdrive::{self, DriveFormat};
 use crate::store::Store;
 
@@ -44,11 +45,13 @@ pub fn run(store: &dyn Store, args: &ConfigDriveArgs) -> anyhow::Result<()> {
     let (name, uuid) = (instance.name.clone(), instance.uuid.clone());
     let view = InstanceView::new(instance, ports);
     let files = configdrive::contents(&view, &rendering);
-    configdrive::build(&files, args.format, &args.output).map_err(|err| {
-        anyhow::Error::new(err).context(format!(
+    configdrive::build(&files, args.format, &args.output).map_err(|err| match err {
+        // The caller's path: refused as bad input, in one line.
+        ImageError::NotAFile(_) => anyhow::Error::new(InputError(err.to_string())),
+        err => anyhow::Error::new(err).context(format!(
             "failed to write the config drive {}",
             args.output.display()
-        ))
+        )),
     })?;
     output::line(&format!(
         "wrote the config drive of instance {name} ({uuid}) to {}: {} files, {}",

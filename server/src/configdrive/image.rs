@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::file::DriveFile;
+use super::interrupt;
 
 /// The volume label nova gives a config drive.
 pub const LABEL: &str = "config-2";
@@ -82,6 +83,15 @@ pub enum ImageError {
         status: String,
         stderr: String,
     },
+    #[error(
+        "{} exists and is not a regular file (a device, a directory or a symbolic link): the \
+         drive is written as a new file there, which would replace it; give a file's path (then \
+         copy the image where it goes, e.g. with dd)",
+        .0.display()
+    )]
+    NotAFile(PathBuf),
+    #[error("interrupted by a signal: nothing was written, and the working files were removed")]
+    Interrupted,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
@@ -120,8 +130,15 @@ enum Tools {
     Vfat { mkfs: PathBuf, mcopy: PathBuf },
 }
 
-/// Writes `files` as a config drive of `format` to `out`.
+/// Writes `files` as a config drive of `format` to `out`: a new regular file renamed into
+/// place (an existing regular file is replaced whole; anything else there is refused). Ctrl-C,
+/// SIGTERM or SIGHUP while it works ends it with [`ImageError::Interrupted`], its working
+/// directory (which holds the admin password and the user data) removed.
 pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(), ImageError> {
+    if fs::symlink_metadata(out).is_ok_and(|meta| !meta.is_file()) {
+        return Err(ImageError::NotAFile(out.to_owned()));
+    }
+    let signals = interrupt::Caught::new();
     let parent = match out.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -149,11 +166,15 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
         .map_err(io(&work.0))?;
     let tree = work.0.join("tree");
     write_tree(files, &tree)?;
+    interrupted(&signals)?;
     let image = work.0.join("image");
-    match &tools {
-        Tools::Iso { tool, path } => make_iso(*tool, path, &tree, &image)?,
-        Tools::Vfat { mkfs, mcopy } => make_vfat(mkfs, mcopy, &tree, &image)?,
-    }
+    let made = match &tools {
+        Tools::Iso { tool, path } => make_iso(*tool, path, &tree, &image),
+        Tools::Vfat { mkfs, mcopy } => make_vfat(mkfs, mcopy, &tree, &image),
+    };
+    // Ctrl-C ends the tool too (its process group): said as the interruption it is.
+    interrupted(&signals)?;
+    made?;
     // The tools create it with the umask's mode: it holds the admin password.
     fs::set_permissions(&image, fs::Permissions::from_mode(0o600)).map_err(io(&image))?;
     // The image on disk before its rename, the rename on disk after it: a crash leaves the old
@@ -162,11 +183,21 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
     fs::File::open(&image)
         .and_then(|file| file.sync_all())
         .map_err(io(&image))?;
+    interrupted(&signals)?;
     fs::rename(&image, out).map_err(io(out))?;
     fs::File::open(&parent)
         .and_then(|dir| dir.sync_all())
         .map_err(io(&parent))?;
     Ok(())
+}
+
+/// [`ImageError::Interrupted`] once a caught signal came.
+fn interrupted(signals: &interrupt::Caught) -> Result<(), ImageError> {
+    if signals.caught() {
+        Err(ImageError::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 /// The name of the private working directory next to the output `name`, for the process `pid`:

@@ -10,6 +10,7 @@
 
 mod file;
 pub mod image;
+mod interrupt;
 
 use bytes::Bytes;
 use metaboot_proto::{Ec2Version, OpenStackVersion};
@@ -74,12 +75,13 @@ pub fn contents(view: &InstanceView, rendering: &Rendering) -> Vec<DriveFile> {
     for (name, version) in openstack_versions {
         use OpenStackVersion as V;
         let dir = format!("openstack/{name}");
-        let meta = openstack::render_meta_data_with(
-            view,
-            version,
-            rendering,
-            view.instance.admin_pass.clone(),
-        );
+        // As nova's libvirt driver adds it only `if admin_pass`: an empty one is none.
+        let admin_pass = view
+            .instance
+            .admin_pass
+            .clone()
+            .filter(|pass| !pass.is_empty());
+        let meta = openstack::render_meta_data_with(view, version, rendering, admin_pass);
         add(format!("{dir}/{META_DATA}"), meta.body());
         if let Some(user_data) = view.user_data() {
             add(format!("{dir}/{USER_DATA}"), user_data.clone());

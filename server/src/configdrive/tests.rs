@@ -106,6 +106,12 @@ fn admin_pass_is_on_the_drive_and_nothing_without_user_data() {
     )
     .unwrap();
     assert!(meta.get("admin_pass").is_none());
+    // An empty one is none, as nova's libvirt driver adds it only `if admin_pass`.
+    let empty = contents(&view(Some(""), None), &Rendering::default());
+    for file in empty.iter().filter(|f| f.path.ends_with("meta_data.json")) {
+        let meta: serde_json::Value = serde_json::from_slice(&file.data).unwrap();
+        assert!(meta.get("admin_pass").is_none(), "{}", file.path);
+    }
 }
 
 /// nova's `ami-launch-index` is the int `launch_index`, so its `meta-data.json` has a number
