@@ -4,9 +4,11 @@
 
 use std::path::Path;
 
+use nix::sys::stat::SFlag;
+
 use crate::apply::users::{Accounts, NewUser, User, check_field};
 use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
-use crate::fsutil::{self, PathError, WriteOptions};
+use crate::fsutil::{self, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
 use crate::userdata::cloud_config::{
@@ -371,12 +373,17 @@ fn apply_user(
 fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
     let (home, created) = home::open_home(root, user)?;
     // A directory that was there is left as it is, as useradd leaves it: a `homedir` naming
-    // one of the system's (`/etc`, `/home`) never becomes the user's. An empty one is taken,
-    // and one the new user already owns gets the skeleton files it lacks: what a run cut short
-    // between making the home and giving it to its user, or before the skeleton files it
-    // staged were published, leaves (never root's: every system directory is).
-    let owned = user.uid != 0 && home.stat()?.st_uid == user.uid;
-    if created || owned || home.entries()?.is_empty() {
+    // one of the system's (`/etc`, `/home`) never becomes the user's, nor does a home kept
+    // from an earlier instance (a rebuild that kept /home) get its modes loosened. An empty
+    // one is taken: what a run cut short between making the home and giving it to its user
+    // leaves. So is one the new user owns that holds nothing but directories: what a run cut
+    // short before the skeleton files it staged were published leaves (a home in use has
+    // files: `.bashrc`, `.profile`, a shell's history); never root's, as every system
+    // directory is.
+    let entries = home.entries()?;
+    let only_directories = entries.iter().all(|(_, stat)| kind(stat) == SFlag::S_IFDIR);
+    let left_by_a_cut_run = user.uid != 0 && home.stat()?.st_uid == user.uid && only_directories;
+    if created || entries.is_empty() || left_by_a_cut_run {
         home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
         if let Some(skel) = root.dir_optional(SKEL_DIR)? {
             home::copy_skel(&skel, &home, user)?;

@@ -486,7 +486,19 @@ impl<'a> Decoder<'a> {
 
     fn archive_items(&mut self, body: &[u8], depth: usize, name: &str) {
         let text = String::from_utf8_lossy(body);
-        match yaml::parse_archive(&text) {
+        // A `!!binary` item that is not UTF-8 text (gzip bytes) fails the decoding parse; then
+        // the archive is read with such content left as its base64 text, so the other items
+        // still apply (cloud-init would gunzip it: said in a warning).
+        let parsed =
+            yaml::parse_archive(&text).or_else(|binary| -> Result<Value, yaml::YamlError> {
+                let lenient = yaml::parse_value(&text)?;
+                self.warning(format!(
+                    "{name}: cloud-config-archive: {binary}; its `!!binary` content is left as \
+                 base64 text (give text content, or a gzip part outside the archive)"
+                ));
+                Ok(lenient)
+            });
+        match parsed {
             Ok(Value::Array(items)) => {
                 for item in items {
                     self.archive_item(&item, depth, name, CLOUD_CONFIG_TYPE);

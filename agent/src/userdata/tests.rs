@@ -420,6 +420,21 @@ fn an_archive_items_binary_content_is_decoded() {
     for script in &out.scripts {
         assert_eq!(script.body, b"#!/bin/sh\necho hi\n");
     }
+    // Binary content that is not text (gzip bytes): a warning, and the other items apply.
+    let gz = base64::engine::general_purpose::STANDARD.encode(gz(b"#!/bin/sh\necho z\n"));
+    let out = decode_str(&format!(
+        "#cloud-config-archive\n- type: application/x-gzip\n  content: !!binary {gz}\n\
+         - content: \"#!/bin/sh\\necho y\\n\"\n"
+    ));
+    assert_eq!(out.scripts.len(), 1, "{:?} {:?}", out.errors, out.warnings);
+    assert_eq!(out.scripts[0].body, b"#!/bin/sh\necho y\n");
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("left as base64 text")),
+        "{:?}",
+        out.warnings
+    );
     let out = decode_str("#cloud-config-archive\n- content:\n    hostname: x\n");
     assert!(out.configs.is_empty(), "{:?}", out.configs);
     assert!(

@@ -2,8 +2,11 @@
 //! obeyed at once, so that the build ends on its own path and its working directory (the
 //! admin password, the user data) is removed, where the default action would leave it.
 //! The handlers are the process's only while a build runs; the earlier ones come back after.
+//! Builds in one process take turns ([`BUILDS`]), so that each puts back what was there
+//! before it, never another build's handler.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
@@ -17,14 +20,19 @@ extern "C" fn note(_: nix::libc::c_int) {
     NOTED.store(true, Ordering::SeqCst);
 }
 
+/// Held by the build whose handlers are installed.
+static BUILDS: Mutex<()> = Mutex::new(());
+
 /// The handlers installed for one build; the earlier ones are put back when dropped.
 pub struct Caught {
     earlier: Vec<(Signal, SigAction)>,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Caught {
     /// Installs the handlers (a signal that came before is forgotten).
     pub fn new() -> Self {
+        let turn = BUILDS.lock().unwrap_or_else(PoisonError::into_inner);
         NOTED.store(false, Ordering::SeqCst);
         let action = SigAction::new(
             SigHandler::Handler(note),
@@ -38,7 +46,10 @@ impl Caught {
                 earlier.push((signal, old));
             }
         }
-        Caught { earlier }
+        Caught {
+            earlier,
+            _turn: turn,
+        }
     }
 
     /// Whether one of [`CAUGHT`] came since the handlers were installed.

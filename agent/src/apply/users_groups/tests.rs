@@ -233,8 +233,8 @@ fn no_user_takes_a_directory_that_was_there() {
 
 /// A run cut short after it gave the new user the home and made the skeleton's directories,
 /// before the skeleton's files it staged were published: the next run (the user is new again,
-/// as the account files were not published either) copies the files the home lacks and keeps
-/// what is there.
+/// as the account files were not published either) copies the files the home lacks, in the
+/// directories that are there.
 #[test]
 fn a_home_the_new_user_owns_gets_the_skeleton_files_it_lacks() {
     if !crate::testutil::require_root() {
@@ -245,9 +245,8 @@ fn a_home_the_new_user_owns_gets_the_skeleton_files_it_lacks() {
     fs::write(root.host_path("/etc/skel/.config/app"), "app\n").unwrap();
     fs::write(root.host_path("/etc/skel/.bashrc"), "# bashrc\n").unwrap();
     fs::create_dir_all(root.host_path("/home/grace/.config")).unwrap();
-    fs::write(root.host_path("/home/grace/.bashrc"), "# hers\n").unwrap();
     // grace gets uid 1001, the first free one: the earlier run gave her the home.
-    for path in ["/home/grace", "/home/grace/.config", "/home/grace/.bashrc"] {
+    for path in ["/home/grace", "/home/grace/.config"] {
         std::os::unix::fs::chown(root.host_path(path), Some(1001), Some(1001)).unwrap();
     }
     let summary = apply(&root, &config("users:\n- name: grace\n"), None).unwrap();
@@ -256,9 +255,34 @@ fn a_home_the_new_user_owns_gets_the_skeleton_files_it_lacks() {
     assert!(read(&root, "/etc/passwd").contains("grace:x:1001:1001:"));
     assert_eq!(read(&root, "/home/grace/.profile"), "# profile\n");
     assert_eq!(read(&root, "/home/grace/.config/app"), "app\n");
-    assert_eq!(read(&root, "/home/grace/.bashrc"), "# hers\n");
+    assert_eq!(read(&root, "/home/grace/.bashrc"), "# bashrc\n");
     let profile = fs::metadata(root.host_path("/home/grace/.profile")).unwrap();
     assert_eq!((profile.uid(), profile.gid()), (1001, 1001));
+}
+
+/// A home kept from an earlier instance (a rebuild that kept /home), owned by the uid the new
+/// user gets, with files in it: left as it is, as useradd leaves it (no mode loosened, no
+/// skeleton file added).
+#[test]
+fn a_home_kept_from_an_earlier_instance_is_left_as_it_is() {
+    if !crate::testutil::require_root() {
+        return;
+    }
+    let (_dir, root) = setup();
+    fs::create_dir_all(root.host_path("/etc/skel/.config")).unwrap();
+    fs::create_dir_all(root.host_path("/home/hal/.config")).unwrap();
+    fs::write(root.host_path("/home/hal/.bash_history"), "ls\n").unwrap();
+    for (path, mode) in [("/home/hal", 0o700), ("/home/hal/.config", 0o700)] {
+        let host = root.host_path(path);
+        std::os::unix::fs::chown(&host, Some(1001), Some(1001)).unwrap();
+        fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let summary = apply(&root, &config("users:\n- name: hal\n"), None).unwrap();
+    assert_eq!(summary.created, ["hal"]);
+    let mode = |path: &str| fs::metadata(root.host_path(path)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("/home/hal"), 0o700);
+    assert_eq!(mode("/home/hal/.config"), 0o700);
+    assert!(!root.host_path("/home/hal/.profile").exists());
 }
 
 #[test]
