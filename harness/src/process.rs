@@ -177,6 +177,18 @@ pub fn check_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<Str
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The PIDs of the processes this one can see (`/proc`'s numeric entries); none when `/proc`
+/// cannot be read.
+pub fn pids() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
 /// Whether process `pid` has ended and waits for its parent to reap it (state `Z` in its
 /// stat, which follows the command name: that is in parentheses and may hold any byte).
 pub fn is_zombie(pid: u32) -> bool {

@@ -257,14 +257,10 @@ fn take_lock() -> anyhow::Result<nix::fcntl::Flock<File>> {
 
 /// The PID of a running process named `name` (its `comm`), if any.
 fn running(name: &str) -> Option<u32> {
-    fs::read_dir("/proc")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name)
-                && !process::is_zombie(*pid)
-        })
+    process::pids().into_iter().find(|pid| {
+        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name)
+            && !process::is_zombie(*pid)
+    })
 }
 
 /// Present when systemd runs the machine (`sd_booted`).

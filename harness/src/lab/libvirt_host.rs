@@ -167,12 +167,8 @@ impl Drop for LibvirtHost {
 
 /// PIDs of the processes whose `comm` is `name`.
 fn process_ids(name: &str) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    process::pids()
+        .into_iter()
         .filter(|pid| {
             fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
         })

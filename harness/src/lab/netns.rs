@@ -113,24 +113,16 @@ fn processes_in(ns: &str) -> Vec<(Pid, String)> {
         return Vec::new();
     };
     let (dev, ino) = (target.dev(), target.ino());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+    for pid in crate::process::pids() {
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
             continue;
         };
-        let Ok(meta) = std::fs::metadata(entry.path().join("ns/net")) else {
-            continue;
-        };
-        if meta.dev() == dev && meta.ino() == ino && pid != std::process::id() as i32 {
-            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            found.push((Pid::from_raw(pid), name.trim().to_owned()));
+        if meta.dev() == dev && meta.ino() == ino && pid != std::process::id() {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if let Ok(raw) = i32::try_from(pid) {
+                found.push((Pid::from_raw(raw), name.trim().to_owned()));
+            }
         }
     }
     found

@@ -87,25 +87,17 @@ pub fn is_server_of(argv: &[&str], id: &str) -> bool {
 
 /// The running servers of lab `id` (pid, command name).
 fn servers_of(id: &str) -> Vec<(Pid, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+    for pid in crate::process::pids() {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
         let text = String::from_utf8_lossy(&cmdline);
         let argv: Vec<&str> = text.split('\0').filter(|arg| !arg.is_empty()).collect();
-        if is_server_of(&argv, id) {
-            found.push((Pid::from_raw(pid), "metaboot-server".to_owned()));
+        if is_server_of(&argv, id)
+            && let Ok(raw) = i32::try_from(pid)
+        {
+            found.push((Pid::from_raw(raw), "metaboot-server".to_owned()));
         }
     }
     found
