@@ -194,6 +194,21 @@ impl PgServer {
         cmd
     }
 
+    /// [`Self::command`] for a client tool (`psql`, `createdb`, `dropdb`), connected to this
+    /// server as its superuser.
+    fn client(&self, program: &str) -> Command {
+        let mut cmd = self.command(program);
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        cmd
+    }
+
     fn pg_ctl_start(&self) -> anyhow::Result<()> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -F",
@@ -243,16 +258,8 @@ impl PgServer {
     /// Creates a database and returns its URL.
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
         plain_database_name(name)?;
-        let mut cmd = self.command("createdb");
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
-            name,
-        ]);
+        let mut cmd = self.client("createdb");
+        cmd.arg(name);
         run(&mut cmd, &format!("create database {name}"))?;
         Ok(self.url(name))
     }
@@ -261,17 +268,8 @@ impl PgServer {
     /// DATABASE … WITH (FORCE)`): a registry reset under running servers.
     pub fn drop_database(&self, name: &str) -> anyhow::Result<()> {
         plain_database_name(name)?;
-        let mut cmd = self.command("dropdb");
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
-            "--force",
-            name,
-        ]);
+        let mut cmd = self.client("dropdb");
+        cmd.args(["--force", name]);
         run(&mut cmd, &format!("drop database {name}"))
     }
 
@@ -298,26 +296,14 @@ impl PgServer {
         )
         .with_context(|| format!("failed to write {}", hba.display()))?;
         self.pg_ctl(&["reload"])?;
-        let port = self.port.to_string();
-        let mut psql = self.command("psql");
-        psql.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-c"])
-            .arg(format!(
-                "SET password_encryption = 'scram-sha-256'; \
+        let mut psql = self.client("psql");
+        psql.arg("-c").arg(format!(
+            "SET password_encryption = 'scram-sha-256'; \
                  CREATE ROLE {user} LOGIN PASSWORD '{password}'"
-            ));
+        ));
         run(&mut psql, &format!("create role {user}"))?;
-        let mut createdb = self.command("createdb");
-        createdb.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-O",
-            user,
-            user,
-        ]);
+        let mut createdb = self.client("createdb");
+        createdb.args(["-O", user, user]);
         run(&mut createdb, &format!("create database {user}"))?;
         Ok(format!("postgres://{user}@127.0.0.1:{}/{user}", self.port))
     }
@@ -325,14 +311,8 @@ impl PgServer {
     /// Runs `sql` (one or more statements, in one transaction) in database `database` as the
     /// superuser, with `psql`: a test's way to put rows there behind the store's back.
     pub fn psql(&self, database: &str, sql: &str) -> anyhow::Result<()> {
-        let mut psql = self.command("psql");
+        let mut psql = self.client("psql");
         psql.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
             "-v",
             "ON_ERROR_STOP=1",
             "-1",
