@@ -15,6 +15,7 @@ use crate::state::State;
 use crate::state::redact;
 use crate::state::result::{Done, Report, count};
 use crate::userdata::cloud_config::{CloudConfig, not_applied};
+use crate::userdata::yaml::ConfigMap;
 use crate::userdata::{self, Decoded, merge, yaml};
 
 /// Why a step the configuration switched off did not run.
@@ -49,8 +50,10 @@ pub(super) fn fetch<'a>(
     } else {
         report.skip("user-data", DISABLED);
     }
+    // User data's parts merged once: the vendor switches read it, the cloud-config step uses it.
+    let user_config = merge::parts(&user.configs);
     if enabled("vendor-data") {
-        let consumed = vendor_consumed(settings, &user);
+        let consumed = vendor_consumed(settings, &user_config);
         report.step("vendor-data", || {
             docs.vendor_data(source, client, consumed, &mut vendor)
         });
@@ -65,7 +68,7 @@ pub(super) fn fetch<'a>(
     report
         .warnings
         .extend(user.warnings.iter().chain(&vendor.warnings).cloned());
-    let config = merge(settings, &docs, &user, &vendor, report);
+    let config = merge(settings, &docs, user_config, &user, &vendor, report);
     Some(Instance {
         root,
         state,
@@ -290,10 +293,8 @@ const VENDOR_SWITCHES: [&str; 2] = ["vendor_data", "vendor_data2"];
 /// `vendor_data: {enabled: …}` (`vendor_data2` for the second document) true, which it is
 /// unless set otherwise; a switch that is not a mapping turns the document off, as in
 /// cloud-init (`_consume_vendordata`).
-fn vendor_consumed(settings: &Settings, user: &Decoded) -> [bool; 2] {
-    let mut config = settings.base.clone();
-    yaml::merge(&mut config, merge::parts(&user.configs));
-    VENDOR_SWITCHES.map(|key| match config.get(key) {
+fn vendor_consumed(settings: &Settings, user_config: &ConfigMap) -> [bool; 2] {
+    VENDOR_SWITCHES.map(|key| match switch(key, settings, user_config).as_ref() {
         None => true,
         Some(serde_json::Value::Object(switch)) => switch
             .get("enabled")
@@ -303,6 +304,19 @@ fn vendor_consumed(settings: &Settings, user: &Decoded) -> [bool; 2] {
             false
         }
     })
+}
+
+/// The switch `key` as the merged configuration has it: metaboot.yaml's, user data's merged over.
+fn switch(key: &str, settings: &Settings, user_config: &ConfigMap) -> Option<serde_json::Value> {
+    let layer = |config: &ConfigMap| {
+        config
+            .get(key)
+            .map(|value| ConfigMap::from_iter([(key.to_owned(), value.clone())]))
+            .unwrap_or_default()
+    };
+    let mut config = layer(&settings.base);
+    yaml::merge(&mut config, layer(user_config));
+    config.remove(key)
 }
 
 fn describe(decoded: &Decoded) -> String {
@@ -329,6 +343,7 @@ fn decoded_done(decoded: &Decoded) -> Done {
 fn merge(
     settings: &Settings,
     docs: &Documents<'_>,
+    user_config: ConfigMap,
     user: &Decoded,
     vendor: &Decoded,
     report: &mut Report,
@@ -337,7 +352,7 @@ fn merge(
     // its `mergemanydict` does, user data over vendor data over the image's configuration.
     let mut merged = settings.base.clone();
     yaml::merge(&mut merged, merge::parts(&vendor.configs));
-    yaml::merge(&mut merged, merge::parts(&user.configs));
+    yaml::merge(&mut merged, user_config);
     // What the instance's data asks for and metaboot does not do (not the image's own
     // metaboot.yaml, whose author knows).
     let mut skipped: Vec<String> = vendor
