@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
 
 use crate::atomic;
 use crate::check::ssh;
@@ -117,7 +117,7 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
         SaFlags::empty(),
         SigSet::empty(),
     );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+    for signal in crate::process::STOP_SIGNALS {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }.context("failed to install a signal handler")?;
     }

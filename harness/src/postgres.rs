@@ -5,7 +5,6 @@
 //! `postgres` user (Debian's `postgresql` package creates it).
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -60,13 +59,6 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin).ok_or_else(missing)
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").context("failed to find a free port on 127.0.0.1")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// A new empty directory under the system temp dir.
@@ -156,7 +148,9 @@ impl PgServer {
         run(&mut initdb, "initialise a PostgreSQL cluster (initdb)")?;
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            server.port = free_port()?;
+            // Below the ephemeral range: `start_again` binds it again after a stop, which an
+            // outgoing connection of the load could otherwise have taken meanwhile.
+            server.port = crate::chain::free_port();
             match server.pg_ctl_start() {
                 Ok(()) => {
                     server.running = true;

@@ -21,6 +21,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::wait::{POLL_INTERVAL, wait_until};
 
+/// The signals on which the harness stops and cleans up: Ctrl-C, `kill`, and the terminal going
+/// away (an ssh session that dropped), whose default action would leave a lab behind.
+pub const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// [`STOP_SIGNALS`] as a set, to block and wait for.
+pub fn stop_signal_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for signal in STOP_SIGNALS {
+        set.add(signal);
+    }
+    set
+}
+
 /// How long a killed process group may take to disappear before the harness reports it.
 pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -336,7 +349,7 @@ impl Daemon {
     }
 }
 
-/// Gives a child an empty signal mask: the harness blocks SIGINT and SIGTERM in its own threads
+/// Gives a child an empty signal mask: the harness blocks [`STOP_SIGNALS`] in its own threads
 /// (to tear its lab down on them), and a child inherits the mask, so without this a daemon
 /// would ignore the SIGTERM that stops it.
 fn unblock_signals() -> io::Result<()> {

@@ -14,28 +14,25 @@ use anyhow::{Context, bail};
 
 use crate::process::{ProcessGroup, describe};
 
-/// Set once SIGINT or SIGTERM arrived after [`interrupt_on_signal`].
+/// Set once SIGINT, SIGTERM or SIGHUP arrived after [`interrupt_on_signal`].
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Whether SIGINT or SIGTERM arrived since [`interrupt_on_signal`].
+/// Whether SIGINT, SIGTERM or SIGHUP arrived since [`interrupt_on_signal`].
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Turns SIGINT and SIGTERM into [`interrupted`]: a step run with [`run_logged`] then stops
+/// Turns SIGINT, SIGTERM and SIGHUP ([`crate::process::STOP_SIGNALS`]) into [`interrupted`]: a step run with [`run_logged`] then stops
 /// (its process group killed) and fails, so the caller's guards release what they hold (loop
 /// devices, temporary directories) on the way out. A second signal exits at once (130).
 ///
-/// Blocks both signals in the calling thread, which threads started later inherit, and waits
+/// Blocks them in the calling thread, which threads started later inherit, and waits
 /// for them on a thread of its own (children get an empty mask: see
 /// [`ProcessGroup::spawn`]).
 pub fn interrupt_on_signal() -> anyhow::Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
+    let set = crate::process::stop_signal_set();
     set.thread_block()
-        .context("failed to block SIGINT/SIGTERM")?;
+        .context("failed to block SIGINT/SIGTERM/SIGHUP")?;
     thread::spawn(move || {
         while let Ok(signal) = set.wait() {
             if INTERRUPTED.swap(true, Ordering::SeqCst) {

@@ -260,6 +260,13 @@ fn postgresql_stopped_and_started_under_load() {
         return;
     }
     let mut server = server.unwrap();
+    // Below the ephemeral range: the load's own connections cannot take the port while the
+    // server is down, and `start_again` binds it again.
+    assert!(
+        metaboot_harness::chain::PORTS.contains(&server.port()),
+        "PostgreSQL listens on {}",
+        server.port()
+    );
     let url = server.create_database("faults").unwrap();
     let mut w = world(Chain::with_database(&url).unwrap());
     let (proxy, writer) = (w.proxy, w.guests[0]);

@@ -353,6 +353,56 @@ fn a_lab_whose_state_is_lost_is_still_taken_down() {
     );
 }
 
+/// Two `lab up` of one id under two state roots: the one that finds the id's bridge namespace
+/// made by the other (between its check and its own `ip netns add`) fails and leaves that
+/// namespace, the other lab's, alone.
+#[test]
+fn a_lab_up_that_loses_its_namespace_to_another_leaves_it_alone() {
+    let Some(_alone) = lab_tools_alone() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        state_root: state.path().to_owned(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+    };
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let id = lab::config::random_id();
+        let _cleanup = Cleanup {
+            state_root: opts.state_root.clone(),
+            ids: vec![id.clone()],
+        };
+        let bridge_ns = lab::bridge::namespace(&id);
+        let dir = lab::state::lab_dir(&opts.state_root, &id);
+        let up = {
+            let opts = opts.clone();
+            let id = id.clone();
+            std::thread::spawn(move || Lab::up(&LabConfig::default_with_id(&id), &opts))
+        };
+        // The lab's directory is its claim on the id: it is past its checks, building.
+        while !dir.exists() && !up.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The other lab (this test) takes the namespace; when the lab was quicker, again.
+        let taken = netns::add(&bridge_ns).is_ok();
+        let result = up.join().unwrap();
+        if !taken {
+            drop(result);
+            continue;
+        }
+        let err = result.expect_err("lab up fails on a namespace it did not make");
+        assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+        assert!(
+            netns::exists(&bridge_ns),
+            "the other lab's namespace was deleted"
+        );
+        netns::delete(&bridge_ns).unwrap();
+        return;
+    }
+    panic!("in {ATTEMPTS} attempts, lab up made its namespace before the test could");
+}
+
 /// The namespaces of this machine (`ip netns list`'s names).
 fn namespace_names() -> std::collections::BTreeSet<String> {
     namespaces()
@@ -362,11 +412,12 @@ fn namespace_names() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// Ctrl-C while `lab up` builds the lab (namespaces made, dnsmasq and the server starting):
-/// the process takes down what it made, including what it was making when the signal came,
-/// and exits with 130; a second `lab up` of the same id meanwhile is refused.
+/// The terminal closing (SIGHUP; Ctrl-C and SIGTERM take the same path) while `lab up` builds
+/// the lab (namespaces made, dnsmasq and the server starting): the process takes down what it
+/// made, including what it was making when the signal came, and exits with 130; a second
+/// `lab up` of the same id meanwhile is refused.
 #[test]
-fn ctrl_c_during_lab_up_leaves_nothing_behind() {
+fn a_lab_up_cut_short_by_a_signal_leaves_nothing_behind() {
     let Some(_alone) = lab_tools_alone() else {
         return;
     };
@@ -410,7 +461,7 @@ fn ctrl_c_during_lab_up_leaves_nothing_behind() {
     );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();

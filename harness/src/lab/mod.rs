@@ -207,9 +207,13 @@ impl Lab {
         }
         self.state.save()?;
 
+        // The bridge namespace is named after the lab's id, which a `lab up` under another state
+        // root may claim at the same time: it is recorded (and so torn down on failure) only
+        // once this process made it.
         let bridge_ns = self.state.bridge_ns.clone();
+        netns::add(&bridge_ns)?;
         self.record_namespace(&bridge_ns)?;
-        netns::create(&bridge_ns)?;
+        netns::loopback_up(&bridge_ns)?;
         for net in &self.state.networks {
             bridge::add_bridge(&bridge_ns, &bridge::bridge_name(&net.id))?;
         }

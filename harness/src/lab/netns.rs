@@ -25,10 +25,23 @@ pub fn exists(name: &str) -> bool {
 
 /// Creates a namespace with its loopback up.
 pub fn create(name: &str) -> anyhow::Result<()> {
+    add(name)?;
+    loopback_up(name)
+}
+
+/// Creates a namespace, failing when it exists: `ip netns add` creates its file exclusively, so
+/// of two processes adding one name, one fails. Its loopback is still down.
+pub fn add(name: &str) -> anyhow::Result<()> {
     if exists(name) {
         bail!("network namespace {name} already exists (a lab that was not taken down?)");
     }
-    check(Command::new("ip").args(["netns", "add", name]))?;
+    check(Command::new("ip").args(["netns", "add", name]))
+        .with_context(|| format!("failed to create network namespace {name}"))?;
+    Ok(())
+}
+
+/// Brings the namespace's loopback up.
+pub fn loopback_up(name: &str) -> anyhow::Result<()> {
     ip(name, &["link", "set", "lo", "up"])?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! state root than `lab up` had): what the lab made is found from its id alone. The bridge
 //! namespace is named after the id; the router and DHCP namespaces hang off it by veth pairs
 //! (`ip -n metaboot-ID link` names the namespace of each pair's other end); its
-//! `metaboot-server all` is the one started with the lab's `ID/metaboot.toml`.
+//! `metaboot-server all` is the one started with the lab's `ID/lab-server.toml`.
 
 use std::path::Path;
 
@@ -10,8 +10,9 @@ use nix::unistd::Pid;
 
 use super::{bridge, netns};
 
-/// The name of the server's configuration file in a lab's directory.
-pub const SERVER_CONFIG: &str = "metaboot.toml";
+/// The name of the server's configuration file in a lab's directory: one no installed server
+/// uses (a packaged `all --config /etc/metaboot/metaboot.toml` is not lab `metaboot`'s).
+pub const SERVER_CONFIG: &str = "lab-server.toml";
 
 /// Removes what lab `id` made without its state: stops its server, ends the processes left in
 /// its namespaces and deletes them. Returns whether anything of it was there. Keeps going after
@@ -63,7 +64,7 @@ pub fn linked_namespaces(links: &str) -> Vec<String> {
 }
 
 /// Whether a command line is the `metaboot-server all` a lab of id `id` started (its
-/// `--config` is the lab's `ID/metaboot.toml`, under any state root).
+/// `--config` is the lab's `ID/lab-server.toml`, under any state root).
 pub fn is_server_of(argv: &[&str], id: &str) -> bool {
     let program = argv
         .first()
@@ -135,25 +136,33 @@ mod tests {
             ]
         }
         assert!(is_server_of(
-            &server("/run/metaboot-harness/labs/ab12/metaboot.toml"),
+            &server("/run/metaboot-harness/labs/ab12/lab-server.toml"),
             "ab12"
         ));
         assert!(is_server_of(
-            &server("/tmp/old-root/ab12/metaboot.toml"),
+            &server("/tmp/old-root/ab12/lab-server.toml"),
             "ab12"
         ));
         // Another lab's, another file, another program, another role.
         assert!(!is_server_of(
-            &server("/run/labs/ab123/metaboot.toml"),
+            &server("/run/labs/ab123/lab-server.toml"),
             "ab12"
         ));
         assert!(!is_server_of(&server("/run/labs/ab12/other.toml"), "ab12"));
-        let mut vim = server("/run/labs/ab12/metaboot.toml");
+        let mut vim = server("/run/labs/ab12/lab-server.toml");
         vim[0] = "vim";
         assert!(!is_server_of(&vim, "ab12"));
-        let mut api = server("/run/labs/ab12/metaboot.toml");
+        let mut api = server("/run/labs/ab12/lab-server.toml");
         api[3] = "api";
         assert!(!is_server_of(&api, "ab12"));
         assert!(!is_server_of(&[], "ab12"));
+        // The packaged unit's server is no lab's, whatever the lab's id.
+        let installed = [
+            "/usr/bin/metaboot-server",
+            "all",
+            "--config",
+            "/etc/metaboot/metaboot.toml",
+        ];
+        assert!(!is_server_of(&installed, "metaboot"));
     }
 }

@@ -201,19 +201,16 @@ pub fn yield_to_a_signal() {
     }
 }
 
-/// On SIGINT or SIGTERM, takes lab `lab_id` down (guests included) and exits with 130.
+/// On SIGINT, SIGTERM or SIGHUP ([`crate::process::STOP_SIGNALS`]), takes lab `lab_id` down (guests included) and exits with 130.
 ///
-/// Blocks both signals in the calling thread, which every thread started later inherits, and
+/// Blocks them in the calling thread, which every thread started later inherits, and
 /// waits for them on a dedicated thread: so an interrupted run leaves nothing behind. The
 /// teardown waits for a build or a guest start in progress and holds [`lab::changes`] until the
 /// process exits, so nothing is made that it would miss.
 pub fn tear_down_on_signal(state_root: &std::path::Path, lab_id: &str) -> anyhow::Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
+    let set = crate::process::stop_signal_set();
     set.thread_block()
-        .context("failed to block SIGINT/SIGTERM")?;
+        .context("failed to block SIGINT/SIGTERM/SIGHUP")?;
     let state_root = state_root.to_owned();
     let lab_id = lab_id.to_owned();
     std::thread::spawn(move || {
