@@ -175,6 +175,13 @@ impl Root {
         Ok((walker.into_dir()?, name))
     }
 
+    /// Refuses `dir` when it, or a directory above it, is a user's directory in a sticky,
+    /// world-writable one such as `/tmp` (one `owner`, the user a file is written for, may
+    /// own): see `fsutil/sticky.rs`.
+    pub fn refuse_user_dir_in_sticky(&self, dir: &Dir, owner: Option<u32>) -> io::Result<()> {
+        crate::fsutil::sticky::refuse_user_dir_in_sticky(dir, self.fd.as_fd(), owner)
+    }
+
     /// Opens `path` with `flags`; a final symlink is followed inside the root when `follow`,
     /// refused otherwise. Missing parent directories are created when `create_parents`.
     pub fn open_file(

@@ -202,6 +202,8 @@ pub fn write_entry(
     let (dir, name) = root
         .parent(Path::new(path), true)
         .map_err(PathError::fail("create directory", &target))?;
+    root.refuse_user_dir_in_sticky(&dir, owner.uid)
+        .map_err(PathError::fail("write", &target))?;
     // The owner of the file replaced, for a user or group left unchanged.
     let replaced = dir
         .entry(&name)
@@ -228,7 +230,7 @@ pub fn write_entry(
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
     use crate::userdata::cloud_config::CloudConfig;
@@ -347,6 +349,32 @@ mod tests {
             let meta = std::fs::metadata(root.host_path("/etc/g")).unwrap();
             assert_eq!((meta.uid(), meta.gid()), (0, 4));
         }
+    }
+
+    /// A directory a user made in /var/tmp (which survives reboots and snapshots) before the
+    /// entry was written: root's script is not put where that user could swap it; the file of
+    /// that very user may go there.
+    #[test]
+    fn a_users_directory_in_var_tmp_is_refused_unless_the_file_is_theirs() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        let (_dir, root, accounts) = root();
+        let tmp = root.host_path("/var/tmp");
+        std::fs::create_dir_all(tmp.join("setup")).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::os::unix::fs::chown(tmp.join("setup"), Some(1000), Some(1000)).unwrap();
+        let text = "write_files:\n- {path: /var/tmp/setup/install.sh, content: x, permissions: '0755'}\n\
+                    - {path: /var/tmp/setup/bobs.conf, content: x, owner: bob}\n";
+        let list = entries(text);
+        let err = write_entry(&root, Some(&accounts), &list[0]).unwrap_err();
+        assert!(
+            format!("{:#}", anyhow::Error::from(err)).contains("setup belongs to uid 1000"),
+            "the reason is told"
+        );
+        assert!(!tmp.join("setup/install.sh").exists());
+        write_entry(&root, Some(&accounts), &list[1]).unwrap();
+        assert!(tmp.join("setup/bobs.conf").exists());
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub enum Refused {
         uid: u32,
         user: String,
     },
+    #[error(
+        "{} belongs to uid {uid} and is in a directory anyone may write to (sticky, like \
+         /tmp): that user could replace what is written below it; not used (write the file \
+         elsewhere, or give it to that user with `owner`)",
+        path.display()
+    )]
+    UserDirInSticky { path: PathBuf, uid: u32 },
     #[error("{} has {links} hard links; not used", path.display())]
     HardLinks { path: PathBuf, links: u64 },
     #[error("{} is not a regular file", .0.display())]

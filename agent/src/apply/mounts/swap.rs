@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 
 use nix::errno::Errno;
-use nix::fcntl::{FallocateFlags, OFlag, fallocate};
+use nix::fcntl::{FallocateFlags, fallocate};
 use nix::sys::statfs::fstatfs;
 use serde_json::{Map, Value};
 
@@ -185,6 +185,10 @@ pub fn make(root: &Root, request: &SwapRequest) -> Result<Option<String>, SwapEr
     let (dir, name) = root
         .parent(&request.filename, true)
         .map_err(io("make its directory"))?;
+    // A user's directory in /tmp: they could swap the file for one of theirs, which the
+    // kernel would then fill with root's memory.
+    root.refuse_user_dir_in_sticky(&dir, None)
+        .map_err(io("use its directory"))?;
     let size = match request.size {
         Size::Bytes(bytes) => bytes,
         Size::Auto => {
@@ -217,10 +221,8 @@ pub fn make(root: &Root, request: &SwapRequest) -> Result<Option<String>, SwapEr
         return Ok(None);
     }
     dir.remove_file(&name).map_err(io("remove the old file"))?;
-    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC;
-    let mut file = root
-        .open_file(&request.filename, flags, 0o600, false, false)
-        .map_err(io("create it"))?;
+    // In the directory already held, not by walking the path again.
+    let mut file = dir.create_new(&name, 0o600).map_err(io("create it"))?;
     let made = fill(&mut file, size, page);
     if let Err(err) = made {
         let _ = dir.remove_file(&name);

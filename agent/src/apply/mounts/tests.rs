@@ -249,6 +249,31 @@ fn a_symlink_planted_at_the_swap_file_is_replaced_never_followed() {
     drop(dir);
 }
 
+/// A swap file asked for in a directory a user made in /var/tmp: that user could put a file
+/// of theirs in its place, and the kernel would fill it with root's memory.
+#[test]
+fn a_swap_file_in_a_users_directory_in_var_tmp_is_refused() {
+    if !crate::testutil::require_root() {
+        return;
+    }
+    let (_dir, root) = root_with("");
+    let tmp = root.host_path("/var/tmp");
+    fs::create_dir_all(tmp.join("mine")).unwrap();
+    fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::chown(tmp.join("mine"), Some(1000), Some(1000)).unwrap();
+    let request = swap::SwapRequest {
+        filename: "/var/tmp/mine/swap.img".into(),
+        size: swap::Size::Bytes(1 << 20),
+        maxsize: None,
+    };
+    let err = swap::make(&root, &request).unwrap_err();
+    assert!(
+        format!("{:#}", anyhow::Error::from(err)).contains("mine belongs to uid 1000"),
+        "the reason is told"
+    );
+    assert!(!root.exists("/var/tmp/mine/swap.img"));
+}
+
 #[test]
 fn a_swap_file_over_the_bound_is_refused_before_anything_is_written() {
     let (_dir, root) = root_with("");
