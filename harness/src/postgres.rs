@@ -357,6 +357,22 @@ impl PgServer {
     }
 }
 
+/// Whether a process of command line `cmdline` (`/proc/PID/cmdline`: NUL-separated) is a
+/// postmaster of data directory `data`, as `pg_ctl -D DATA start` runs it (`postgres -D DATA …`).
+fn is_postmaster_of(cmdline: &[u8], data: &Path) -> bool {
+    let mut args = cmdline.split(|byte| *byte == 0);
+    let is_postgres = args
+        .next()
+        .and_then(|program| Path::new(std::str::from_utf8(program).ok()?).file_name())
+        .is_some_and(|name| name == "postgres");
+    let data = data.as_os_str().as_encoded_bytes();
+    is_postgres
+        && args
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|pair| pair[0] == b"-D" && pair[1] == data)
+}
+
 impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.data_dir();
@@ -366,10 +382,38 @@ impl Drop for PgServer {
         {
             // pg_ctl failed on a server we know we started: kill its postmaster (the PID in
             // our own data directory), so no server outlives the test.
-            if let Some(pid) = Self::postmaster_pid(&data) {
+            // The PID file outlives a postmaster that died: its PID may be another process's
+            // by now, which is killed only if it is a postmaster of this directory.
+            if let Some(pid) = Self::postmaster_pid(&data)
+                && let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline"))
+                && is_postmaster_of(&cmdline, &data)
+            {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The PID in a stale `postmaster.pid` is killed only when it is this directory's
+    /// postmaster, never a process that took the PID later.
+    #[test]
+    fn only_a_postmaster_of_the_directory_is_killed() {
+        let data = Path::new("/tmp/metaboot-pg-1-0-5/data");
+        let postmaster =
+            b"/usr/lib/postgresql/15/bin/postgres\0-D\0/tmp/metaboot-pg-1-0-5/data\0-p\0\
+                           20001\0-k\0/tmp/metaboot-pg-1-0-5\0-c\0listen_addresses=127.0.0.1\0-F\0";
+        assert!(is_postmaster_of(postmaster, data));
+        assert!(!is_postmaster_of(postmaster, Path::new("/tmp/other/data")));
+        assert!(!is_postmaster_of(
+            b"/usr/bin/sleep\0-D\0/tmp/metaboot-pg-1-0-5/data\0",
+            data
+        ));
+        assert!(!is_postmaster_of(b"/usr/sbin/sshd\0-D\0", data));
+        assert!(!is_postmaster_of(b"", data));
     }
 }

@@ -46,6 +46,9 @@ pub struct ProcessGroup {
     name: String,
     child: Child,
     exited: Option<ExitStatus>,
+    /// The leader's start time (see [`Daemon::start_ticks`]): once the leader is reaped, its
+    /// PID, the group's id, may be another process's.
+    start_ticks: Option<u64>,
 }
 
 impl ProcessGroup {
@@ -63,10 +66,13 @@ impl ProcessGroup {
         let child = cmd
             .spawn()
             .with_context(|| format!("failed to start {name} ({})", describe(cmd)))?;
+        // Not reaped yet: readable even when the leader has already exited.
+        let start_ticks = start_ticks(child.id());
         Ok(Self {
             name: name.to_owned(),
             child,
             exited: None,
+            start_ticks,
         })
     }
 
@@ -120,7 +126,9 @@ impl ProcessGroup {
     pub fn kill(&mut self) -> anyhow::Result<()> {
         let pgid = pid_of(self.child.id());
         // The group may already be gone (ESRCH): that is the state we want.
-        let _ = killpg(pgid, Signal::SIGKILL);
+        if !self.group_id_reused() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
         match self.wait_timeout(KILL_TIMEOUT)? {
             Some(_) => Ok(()),
             None => bail!(
@@ -130,6 +138,19 @@ impl ProcessGroup {
             ),
         }
     }
+
+    /// Whether the group's id now names another process's group: the leader was reaped and its
+    /// PID belongs to a process started later. (The kernel hands out no PID that is still a
+    /// group's id, so while members of the group live, the PID names no other process.)
+    fn group_id_reused(&self) -> bool {
+        group_id_reused(self.child.id(), self.exited.is_some(), self.start_ticks)
+    }
+}
+
+/// Whether group id `pid`, whose leader started at `start_ticks` and has been `reaped`, now
+/// names a process started later (see [`ProcessGroup::group_id_reused`]).
+fn group_id_reused(pid: u32, reaped: bool, start_ticks_then: Option<u64>) -> bool {
+    reaped && start_ticks(pid).is_some_and(|now| Some(now) != start_ticks_then)
 }
 
 impl Drop for ProcessGroup {
@@ -381,6 +402,24 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A group whose leader was reaped is not killed when its id is now another process's
+    /// (here a live process, standing for one that took the PID); a leader not yet reaped, or
+    /// the same process, is the group's own.
+    #[test]
+    fn a_reaped_leaders_pid_taken_by_another_process_is_not_killed() {
+        let mut sleep = Command::new("sleep");
+        sleep.arg("30");
+        let other = ProcessGroup::spawn("sleep", &mut sleep).unwrap();
+        let ticks = start_ticks(other.pid());
+        assert!(ticks.is_some());
+        let earlier = ticks.map(|t| t.wrapping_sub(1));
+        assert!(group_id_reused(other.pid(), true, earlier));
+        assert!(!group_id_reused(other.pid(), true, ticks));
+        assert!(!group_id_reused(other.pid(), false, earlier));
+        // Gone altogether: its members, if any, are the group's.
+        assert!(!group_id_reused(u32::MAX, true, earlier));
+    }
 
     /// A child that ended and is not reaped yet is a zombie; a running process is not.
     #[test]
