@@ -44,6 +44,14 @@ pub const MAX_UPSTREAM_HEADERS: usize = 100;
 /// Most interim (1xx) answers skipped before an upstream's real answer; past it the client
 /// gets 502 instead of the upstream keeping the exchange busy until the timeout.
 pub const MAX_UPSTREAM_INTERIM_ANSWERS: usize = 8;
+/// Most times a GET or HEAD pipelined to an upstream (`http/client/pipeline.rs`) goes out again
+/// after a connection ended that the upstream may have died on it: the upstream closed or reset
+/// it without a word, or refused a write, while the request was the first left waiting or before
+/// any request on it was answered. Past it the client gets 502, so a request that kills the
+/// upstream is not sent on forever. Going out again after an answer that said it closes the
+/// connection (`Connection: close`: Apache's `MaxKeepAliveRequests`, HTTP/1.0), or from behind
+/// the first in line, does not count (RFC 9112 §9.3.2): the connection answered a request.
+pub const MAX_UPSTREAM_RESENDS: u32 = 2;
 /// Time an upstream has to answer before the client gets 504.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time the namespace proxy gives the agent: the agent's own [`UPSTREAM_TIMEOUT`] for the API
