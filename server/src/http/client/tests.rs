@@ -262,8 +262,14 @@ async fn a_connection_idle_past_the_reuse_bound_is_replaced() {
 }
 
 #[test]
-fn connections_are_given_up_well_before_the_roles_close_them() {
+fn connections_are_given_up_before_the_roles_or_common_upstreams_close_them() {
     assert!(UPSTREAM_IDLE_REUSE * 2 <= HEADER_READ_TIMEOUT);
+    // Their idle timeouts, by default: gunicorn, Apache (KeepAliveTimeout), Node, uvicorn,
+    // nginx (keepalive_timeout), nova's eventlet server (client_socket_timeout).
+    let upstreams = [2, 5, 5, 5, 75, 900].map(Duration::from_secs);
+    let shortest = upstreams.into_iter().min().unwrap();
+    // A quarter of it left for the answer's and the next request's way.
+    assert!(UPSTREAM_IDLE_REUSE <= shortest * 3 / 4);
 }
 
 #[tokio::test]
