@@ -44,6 +44,14 @@ pub const MAX_UPSTREAM_HEADERS: usize = 100;
 /// Most interim (1xx) answers skipped before an upstream's real answer; past it the client
 /// gets 502 instead of the upstream keeping the exchange busy until the timeout.
 pub const MAX_UPSTREAM_INTERIM_ANSWERS: usize = 8;
+/// Most times a GET or HEAD pipelined to an upstream (`http/client/pipeline.rs`) goes out again
+/// after a connection ended that the upstream may have died on it: the upstream closed or reset
+/// it without a word, or refused a write, while the request was the first left waiting or before
+/// any request on it was answered. Past it the client gets 502, so a request that kills the
+/// upstream is not sent on forever. Going out again after an answer that said it closes the
+/// connection (`Connection: close`: Apache's `MaxKeepAliveRequests`, HTTP/1.0), or from behind
+/// the first in line, does not count (RFC 9112 §9.3.2): the connection answered a request.
+pub const MAX_UPSTREAM_RESENDS: u32 = 2;
 /// Time an upstream has to answer before the client gets 504.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time the namespace proxy gives the agent: the agent's own [`UPSTREAM_TIMEOUT`] for the API
@@ -56,10 +64,14 @@ pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// until the upstream closes it or `UPSTREAM_IDLE_REUSE` passes).
 pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
 /// Longest an upstream connection idles and is still reused; past it the next request opens a
-/// new one. The roles close a connection that idles `HEADER_READ_TIMEOUT`: a request written
-/// at the moment the upstream closes is lost with the connection (a written request is never
-/// sent twice), so a connection is given up well before the upstream would close it.
-pub const UPSTREAM_IDLE_REUSE: Duration = Duration::from_secs(5);
+/// new one. A request written at the moment the upstream closes an idle connection is lost with
+/// it (only a pipelined read goes out again, `MAX_UPSTREAM_RESENDS`), so a connection is given
+/// up before the upstream would close it, with room for a round trip: below the shortest idle
+/// timeout of common upstreams (gunicorn's `keepalive` 2 s; Apache's `KeepAliveTimeout`, Node's
+/// and uvicorn's 5 s; nginx's `keepalive_timeout` 75 s; nova's eventlet `client_socket_timeout`
+/// 900 s) and well below the roles' own `HEADER_READ_TIMEOUT`. A connection that idled this long
+/// costs one connect to replace.
+pub const UPSTREAM_IDLE_REUSE: Duration = Duration::from_millis(1500);
 /// Most pipelined requests a connection of the agent or the API handles at once: the requests
 /// a client sent without waiting (the chain's own pipelined upstream connections, see
 /// `http/client/pipeline.rs`) that are already read are answered together, in order, in one

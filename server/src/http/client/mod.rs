@@ -8,10 +8,13 @@
 //! Each worker thread keeps its own connections (`pool.rs`). A connection the upstream closed
 //! meanwhile (a restart, its idle timeout) is noticed before use, or when not a byte of the
 //! request could be written to it, and the request goes out on a fresh connection instead. A
-//! request that was written is never sent twice, so a connection that idled longer than
-//! `UPSTREAM_IDLE_REUSE` is not used again: the upstream might close it just as a request is
-//! written to it. A request that times out gives its pipelined connection up: the upstream may
-//! be stuck on it.
+//! GET or HEAD the upstream ended its pipelined connection on before answering it (an answer
+//! with `Connection: close` ahead of it, a close or reset) goes out again on a new one (RFC 9112
+//! §9.3.2), at most `MAX_UPSTREAM_RESENDS` times where the upstream may have died on it
+//! (`pipeline.rs`, `Ending`); any other request that was written is never sent twice. So that
+//! this is rare, a connection that idled longer than `UPSTREAM_IDLE_REUSE` is not used again:
+//! the upstream might close it just as a request is written to it. A request that times out
+//! gives its pipelined connection up: the upstream may be stuck on it.
 //!
 //! A request whose head, with the headers this hop added (the proxy's `X-Forwarded-For` and
 //! scope header, `Host`), is over what every role's listener takes (`MAX_HEADER_BYTES`,
@@ -41,7 +44,7 @@ use stream::Dialer;
 use tokio::time::Instant;
 
 use super::h1::{Answer, ClientConnection, ExchangeError, request_head_size};
-use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS, UPSTREAM_IDLE_REUSE};
+use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_UPSTREAM_RESENDS, UPSTREAM_IDLE_REUSE};
 
 /// What a request's deadline is when its timeout is too large for a clock reading (about 30
 /// years, as tokio's own `timeout` does).
@@ -183,8 +186,9 @@ impl Upstream {
         }
     }
 
-    /// Sends a request on this thread's pipelined connection; it gets its answer by `deadline`
-    /// or fails with `timeout`.
+    /// Sends a request (a GET or a HEAD) on this thread's pipelined connection; it gets its
+    /// answer by `deadline` or fails with `timeout`. Left unanswered when the connection ended,
+    /// it goes out again on a new one, at most `MAX_UPSTREAM_RESENDS` times that count.
     async fn pipelined(
         &self,
         parts: &request::Parts,
@@ -192,19 +196,28 @@ impl Upstream {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Response<Bytes>, UpstreamError> {
+        let mut resends = 0;
         loop {
-            let (pipeline, kept) = self.pipelines.take_or_start(|| {
+            let pipeline = self.pipelines.take_or_start(|| {
                 Pipeline::start(self.dialer.clone(), self.describe.clone(), deadline)
             });
             match pipeline.exchange(parts, body, deadline).await {
                 Ok(response) => return Ok(response),
-                // Never written: the connection had broken. Try another.
-                Err(NoAnswer::Unsent(_)) if kept => {}
-                Err(NoAnswer::Unsent(why)) => {
-                    return Err(UpstreamError::Failed(format!(
-                        "{}: request not sent: {why}",
-                        self.describe
-                    )));
+                // The connection ended first: try another, unless this one had its resends.
+                Err(NoAnswer::Unsent { why, counts }) => {
+                    resends += u32::from(counts);
+                    if resends > MAX_UPSTREAM_RESENDS {
+                        return Err(UpstreamError::Failed(format!(
+                            "{}: request not sent: {why}",
+                            self.describe
+                        )));
+                    }
+                }
+                Err(NoAnswer::Unanswered { why, counts }) => {
+                    resends += u32::from(counts);
+                    if resends > MAX_UPSTREAM_RESENDS {
+                        return Err(UpstreamError::Failed(format!("{}: {why}", self.describe)));
+                    }
                 }
                 Err(NoAnswer::Unreachable(why)) => return Err(UpstreamError::Unreachable(why)),
                 Err(NoAnswer::Failed(why)) => {

@@ -7,10 +7,23 @@
 //! Two tasks drive it: the reader opens the connection (requests queue meanwhile), starts the
 //! writer, which sends what was queued, and hands each answer to the request that waits for
 //! it. Once the connection breaks (the upstream closed it, an answer was malformed, a request
-//! timed out) it takes no more requests: a request past its deadline times out; of the others,
-//! the ones not yet written come back unsent, to go out on a new connection, and the ones
-//! written fail (a request that was written is never sent twice). The writer stops then too,
-//! also in the middle of a write, and the connection closes.
+//! timed out) it takes no more requests: a request past its deadline times out; the ones not
+//! yet written come back unsent, to go out on a new connection. The ones written and not
+//! answered come back to go out again too when the upstream ended the connection (RFC 9112
+//! §9.3.2): it said so in an answer (`Connection: close`: Apache after `MaxKeepAliveRequests`,
+//! an HTTP/1.0 upstream after each), or closed or reset it without a word, or the answer before
+//! theirs could not be read. It only ever holds GET and HEAD requests, which are idempotent
+//! (`mod.rs`). A request that timed out, or one whose own answer could not be read, fails, and
+//! so do the others written on a connection given up for a timeout: the upstream may be stuck
+//! on them. The writer stops then too, also in the middle of a write, and the connection
+//! closes; a write the upstream refused stops the writer only, and the reader reads the answers
+//! that came before it.
+//!
+//! What keeps a request the upstream dies on from going out forever is `Ending::Unannounced`:
+//! it counts against the request the upstream owed the next answer to, or against every
+//! request on the connection when it answered none (`mod.rs` allows each request
+//! `MAX_UPSTREAM_RESENDS`). The other endings need no count: each settles one request (answered
+//! or failed) before the others go out again.
 //!
 //! The reader also keeps the requests' deadlines, with one timer for the whole connection set
 //! to the earliest deadline of the requests waiting. A timer per request would mostly be due
@@ -45,14 +58,36 @@ type Reply = oneshot::Sender<Result<Response<Bytes>, NoAnswer>>;
 /// Why a pipelined request got no answer.
 #[derive(Debug)]
 pub enum NoAnswer {
-    /// Not a byte of it was written: it may go out on another connection.
-    Unsent(String),
+    /// Not a byte of it was written: it may go out on another connection; `counts` when that
+    /// is a resend to count (`Ending::Unannounced`).
+    Unsent { why: String, counts: bool },
+    /// Written, and the upstream ended the connection before its answer: it may go out again
+    /// on another connection; `counts` when that is a resend to count (`Ending::Unannounced`).
+    Unanswered { why: String, counts: bool },
     /// The connection could not be opened: why.
     Unreachable(String),
     /// Written, but no usable answer came back: why.
     Failed(String),
     /// Its deadline passed first.
     TimedOut,
+}
+
+/// How a connection ended: what becomes of the requests still waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The upstream said it closes the connection, in the answer before theirs: they all go out
+    /// again.
+    Announced,
+    /// The upstream closed or reset the connection without a word, refused a write, or sent
+    /// bytes nobody asked for: they all go out again, and that counts against the first of them
+    /// (the upstream may have died on it), or against each when the connection answered none.
+    Unannounced,
+    /// The first one's answer could not be read (malformed, too large, cut short): it fails,
+    /// the others go out again.
+    BadAnswer,
+    /// Given up here (a request timed out, the connection idled, it never connected): the ones
+    /// written fail, the others go out again.
+    GivenUp,
 }
 
 /// A handle on a pipelined connection; clones share it.
@@ -78,8 +113,11 @@ struct State {
     waiting: VecDeque<Waiter>,
     /// The number the next queued request gets.
     next: u64,
-    /// Requests numbered below this were handed to the writer.
+    /// Requests numbered below this were handed to the writer (and written, once a write
+    /// failed).
     handed: u64,
+    /// The connection answered a request.
+    answered: bool,
     /// Why the pipeline takes no more requests.
     broken: Option<String>,
     /// It never connected.
@@ -98,6 +136,7 @@ impl Default for State {
             waiting: VecDeque::new(),
             next: 0,
             handed: 0,
+            answered: false,
             broken: None,
             unreachable: false,
             used: Instant::now(),
@@ -120,25 +159,37 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes no more requests, for `why`: the waiting requests past their deadline time out;
-    /// of the others, those numbered from `unsent_from` on were not written and come back
-    /// unsent, the rest fail.
-    fn break_off(&self, state: &mut State, why: &str, unsent_from: u64) {
+    /// Takes no more requests: the ones queued after this come back unsent.
+    fn stop_taking(state: &mut State, why: &str) {
         if state.broken.is_none() {
             state.broken = Some(why.to_owned());
         }
         state.out.clear();
-        let unreachable = state.unreachable;
+    }
+
+    /// Takes no more requests, for `why`, the connection having ended as `ending` says: the
+    /// waiting requests past their deadline time out, the others are told what became of them
+    /// ([`Ending`]).
+    fn break_off(&self, state: &mut State, why: &str, ending: Ending) {
+        Self::stop_taking(state, why);
+        let (unreachable, handed, answered) = (state.unreachable, state.handed, state.answered);
         let now = Instant::now();
-        for waiter in state.waiting.drain(..) {
+        for (place, waiter) in state.waiting.drain(..).enumerate() {
+            let why = why.to_owned();
+            let written = waiter.number < handed;
+            // Counted against the first in line, or against each when the upstream answered
+            // none; a request never written is only suspect then.
+            let counts = ending == Ending::Unannounced && (!answered || (place == 0 && written));
             let err = if waiter.deadline <= now {
                 NoAnswer::TimedOut
             } else if unreachable {
-                NoAnswer::Unreachable(why.to_owned())
-            } else if waiter.number >= unsent_from {
-                NoAnswer::Unsent(why.to_owned())
+                NoAnswer::Unreachable(why)
+            } else if !written {
+                NoAnswer::Unsent { why, counts }
+            } else if ending == Ending::GivenUp || (ending == Ending::BadAnswer && place == 0) {
+                NoAnswer::Failed(why)
             } else {
-                NoAnswer::Failed(why.to_owned())
+                NoAnswer::Unanswered { why, counts }
             };
             let _ = waiter.reply.send(Err(err));
         }
@@ -184,11 +235,16 @@ impl Pipeline {
         body: &[u8],
         deadline: Instant,
     ) -> Result<Response<Bytes>, NoAnswer> {
+        // Only idempotent requests may go out again when the connection ends unanswered.
+        debug_assert!(request.method == Method::GET || request.method == Method::HEAD);
         let (reply, answer) = oneshot::channel();
         {
             let mut state = self.shared.lock();
             if let Some(why) = &state.broken {
-                return Err(NoAnswer::Unsent(why.clone()));
+                return Err(NoAnswer::Unsent {
+                    why: why.clone(),
+                    counts: false,
+                });
             }
             let first = state.out.is_empty();
             let target = request.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -225,8 +281,7 @@ impl Pipeline {
     /// connection.
     pub fn abandon(&self, why: &str) {
         let mut state = self.shared.lock();
-        let handed = state.handed;
-        self.shared.break_off(&mut state, why, handed);
+        self.shared.break_off(&mut state, why, Ending::GivenUp);
     }
 }
 
@@ -235,7 +290,7 @@ async fn write(shared: Arc<Shared>, mut stream: WriteHalf) {
     let mut batch = Vec::new();
     loop {
         shared.queued.notified().await;
-        let (from, to) = {
+        let from = {
             let mut state = shared.lock();
             if state.broken.is_some() {
                 return;
@@ -246,7 +301,7 @@ async fn write(shared: Arc<Shared>, mut stream: WriteHalf) {
             std::mem::swap(&mut state.out, &mut batch);
             let from = state.handed;
             state.handed = state.next;
-            (from, state.next)
+            from
         };
         let mut written = 0;
         let sent = loop {
@@ -261,11 +316,15 @@ async fn write(shared: Arc<Shared>, mut stream: WriteHalf) {
         };
         batch.clear();
         if let Err(err) = sent {
+            // The upstream closed or reset the connection. The answers it sent before are
+            // still to read: the reader goes on until it sees the end, and tells the requests
+            // waiting then (`Ending::Unannounced`).
             let mut state = shared.lock();
-            let why = format!("request not sent whole: {err}");
-            // Not a byte of this batch went out: its requests may go out elsewhere.
-            let unsent_from = if written == 0 { from } else { to };
-            shared.break_off(&mut state, &why, unsent_from);
+            Shared::stop_taking(&mut state, &format!("request not sent whole: {err}"));
+            if written == 0 {
+                // Not a byte of this batch went out: its requests may go out elsewhere.
+                state.handed = from;
+            }
             return;
         }
     }
@@ -281,26 +340,26 @@ async fn read(
     first_deadline: Instant,
 ) {
     let mut timer = pin!(tokio::time::sleep_until(first_deadline));
-    let why = tokio::select! {
+    let (why, ending) = tokio::select! {
         connected = dialer.connect(&describe) => match connected {
             Ok(stream) => match relay(&shared, stream, timer.as_mut()).await {
-                Some(why) => why,
+                Some(ended) => ended,
                 // Broken elsewhere, its requests told.
                 None => return,
             },
             Err(err) => {
                 shared.lock().unreachable = true;
-                match err {
+                let why = match err {
                     UpstreamError::Unreachable(why) => why,
                     other => other.to_string(),
-                }
+                };
+                (why, Ending::GivenUp)
             }
         },
-        why = overdue(&shared, timer.as_mut()) => why,
+        why = overdue(&shared, timer.as_mut()) => (why, Ending::GivenUp),
     };
     let mut state = shared.lock();
-    let handed = state.handed;
-    shared.break_off(&mut state, &why, handed);
+    shared.break_off(&mut state, &why, ending);
 }
 
 /// The writer task, stopped when the reader is done with the connection: a writer blocked in a
@@ -314,15 +373,19 @@ impl Drop for WriterTask {
     }
 }
 
-/// Starts the writer on `stream` and reads answers until the connection breaks: why, or
-/// `None` when it was broken elsewhere. The writer stops with it.
-async fn relay(shared: &Arc<Shared>, stream: Stream, timer: Pin<&mut Sleep>) -> Option<String> {
+/// Starts the writer on `stream` and reads answers until the connection breaks: why and how,
+/// or `None` when it was broken elsewhere. The writer stops with it.
+async fn relay(
+    shared: &Arc<Shared>,
+    stream: Stream,
+    timer: Pin<&mut Sleep>,
+) -> Option<(String, Ending)> {
     let (mut reader, writer) = stream.into_split();
     let _writer = WriterTask(tokio::spawn(write(shared.clone(), writer)));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     tokio::select! {
-        why = answers(shared, &mut reader, &mut buf) => Some(why),
-        why = overdue(shared, timer) => Some(why),
+        ended = answers(shared, &mut reader, &mut buf) => Some(ended),
+        why = overdue(shared, timer) => Some((why, Ending::GivenUp)),
         () = shared.broke.notified() => None,
     }
 }
@@ -358,40 +421,43 @@ async fn overdue(shared: &Shared, mut timer: Pin<&mut Sleep>) -> String {
     }
 }
 
-/// Reads answers until one cannot be read or the connection may not carry more; says why.
-async fn answers(shared: &Shared, stream: &mut ReadHalf, buf: &mut BytesMut) -> String {
+/// Reads answers until one cannot be read or the connection may not carry more; says why and
+/// how it ended.
+async fn answers(shared: &Shared, stream: &mut ReadHalf, buf: &mut BytesMut) -> (String, Ending) {
+    const CLOSES: &str = "the upstream closes the connection";
     loop {
         let to_head = match front(shared, stream, buf).await {
             Ok(to_head) => to_head,
-            Err(why) => return why,
+            Err(why) => return (why, Ending::Unannounced),
         };
         let (head, body) = match read_answer(stream, buf, to_head).await {
             Ok(answer) => answer,
-            Err(why) => return why,
+            Err(why) => return (why, Ending::BadAnswer),
         };
         let waiter = {
             let mut state = shared.lock();
             let Some(waiter) = state.waiting.pop_front() else {
                 // Its request was abandoned meanwhile.
-                return "the connection was given up".to_owned();
+                return ("the connection was given up".to_owned(), Ending::GivenUp);
             };
             state.used = Instant::now();
+            state.answered = true;
             if !head.keep_alive {
                 // Taken before the answer is handed over: the next request finds it closed.
-                let handed = state.handed;
-                shared.break_off(&mut state, "the upstream closes the connection", handed);
+                shared.break_off(&mut state, CLOSES, Ending::Announced);
             }
             waiter
         };
         let _ = waiter.reply.send(Ok(head.response.map(|()| body)));
         if !head.keep_alive {
-            return "the upstream closes the connection".to_owned();
+            return (CLOSES.to_owned(), Ending::Announced);
         }
     }
 }
 
 /// Waits until an answer's first bytes are read and says whether the request they answer was
-/// HEAD; why not when the connection ended first or bytes came that nobody asked for.
+/// HEAD; why not when the connection ended first or bytes came that nobody asked for (no
+/// request written waits).
 async fn front(shared: &Shared, stream: &mut ReadHalf, buf: &mut BytesMut) -> Result<bool, String> {
     while buf.is_empty() {
         buf.reserve(READ_CHUNK);
@@ -401,8 +467,9 @@ async fn front(shared: &Shared, stream: &mut ReadHalf, buf: &mut BytesMut) -> Re
             Ok(_) => {}
         }
     }
-    match shared.lock().waiting.front() {
-        Some(waiter) => Ok(waiter.to_head),
-        None => Err("the upstream sent bytes nobody asked for".to_owned()),
+    let state = shared.lock();
+    match state.waiting.front() {
+        Some(waiter) if waiter.number < state.handed => Ok(waiter.to_head),
+        _ => Err("the upstream sent bytes nobody asked for".to_owned()),
     }
 }

@@ -92,9 +92,9 @@ impl Pipelines {
         }
     }
 
-    /// This thread's pipelined connection, and whether it was there before; a new one
-    /// (`start`) when there was none, it broke or it idled past the reuse bound.
-    pub fn take_or_start(&self, start: impl FnOnce() -> Pipeline) -> (Pipeline, bool) {
+    /// This thread's pipelined connection; a new one (`start`) when there was none, it broke or
+    /// it idled past the reuse bound.
+    pub fn take_or_start(&self, start: impl FnOnce() -> Pipeline) -> Pipeline {
         let mut by_thread = self
             .by_thread
             .lock()
@@ -104,12 +104,12 @@ impl Pipelines {
             && pipeline.is_open()
         {
             if !pipeline.idled_past(self.reuse) {
-                return (pipeline.clone(), true);
+                return pipeline.clone();
             }
             pipeline.abandon("it idled past the reuse bound");
         }
         let pipeline = start();
         by_thread.insert(thread, pipeline.clone());
-        (pipeline, false)
+        pipeline
     }
 }

@@ -1,6 +1,7 @@
 //! The client against real sockets: upstreams that answer with canned bytes (every framing, the
 //! broken ones, closing, hanging), and the roles' own HTTP/1.1 server for a restart.
 
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,12 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 
 use super::*;
 use crate::http::limits::{
     HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, MAX_UPSTREAM_BODY_BYTES,
-    MAX_UPSTREAM_INTERIM_ANSWERS,
+    MAX_UPSTREAM_INTERIM_ANSWERS, MAX_UPSTREAM_RESENDS,
 };
 use crate::http::{Body, Handler, Peer, Rejection, RequestBody, ServerLimits};
 
@@ -261,8 +262,14 @@ async fn a_connection_idle_past_the_reuse_bound_is_replaced() {
 }
 
 #[test]
-fn connections_are_given_up_well_before_the_roles_close_them() {
+fn connections_are_given_up_before_the_roles_or_common_upstreams_close_them() {
     assert!(UPSTREAM_IDLE_REUSE * 2 <= HEADER_READ_TIMEOUT);
+    // Their idle timeouts, by default: gunicorn, Apache (KeepAliveTimeout), Node, uvicorn,
+    // nginx (keepalive_timeout), nova's eventlet server (client_socket_timeout).
+    let upstreams = [2, 5, 5, 5, 75, 900].map(Duration::from_secs);
+    let shortest = upstreams.into_iter().min().unwrap();
+    // A quarter of it left for the answer's and the next request's way.
+    assert!(UPSTREAM_IDLE_REUSE <= shortest * 3 / 4);
 }
 
 #[tokio::test]
@@ -461,16 +468,211 @@ async fn malformed_answers_are_502_saying_what_is_wrong() {
     }
 }
 
+/// How an echoing upstream ([`Echo`]) ends its connections.
+#[derive(Clone, Copy)]
+enum Closes {
+    /// Each after `n` answers, the last saying `Connection: close` (Apache's
+    /// `MaxKeepAliveRequests`).
+    Announced(usize),
+    /// The first once the client's requests stopped coming, after answering the first of them,
+    /// without a word; the others never.
+    FirstAfterOneAnswer,
+    /// The first at once, before reading a byte; the others never.
+    FirstAtOnce,
+    /// Each once the client's requests stopped coming, answering none of them.
+    Unanswered,
+}
+
+/// How long an upstream waits for more pipelined requests before it deems they stopped coming.
+const QUIET: Duration = Duration::from_millis(50);
+
+/// An upstream answering each request with its path, ending connections as `Closes` says;
+/// counts its connections, the requests it read and the paths it answered.
+#[derive(Clone)]
+struct Echo {
+    accepted: Arc<AtomicUsize>,
+    read: Arc<AtomicUsize>,
+    answered: Arc<Mutex<Vec<String>>>,
+}
+
+impl Echo {
+    fn unix(path: &Path, closes: Closes) -> Self {
+        let listener = UnixListener::bind(path).unwrap();
+        let echo = Self {
+            accepted: Arc::default(),
+            read: Arc::default(),
+            answered: Arc::default(),
+        };
+        let serving = echo.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let first = serving.accepted.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(serving.clone().serve(stream, closes, first));
+            }
+        });
+        echo
+    }
+
+    async fn serve(self, mut stream: UnixStream, closes: Closes, first: bool) {
+        let mut buf = Vec::new();
+        let (answers, close) = match (closes, first) {
+            (Closes::Announced(n), _) => (n, true),
+            (Closes::FirstAtOnce, true) => return,
+            (Closes::FirstAfterOneAnswer, true) | (Closes::Unanswered, _) => {
+                // Reads what comes until nothing more does, then answers at most one and closes.
+                let mut paths = Vec::new();
+                loop {
+                    match tokio::time::timeout(QUIET, self.next(&mut stream, &mut buf)).await {
+                        Ok(Some(path)) => paths.push(path),
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                if let (Closes::FirstAfterOneAnswer, Some(path)) = (closes, paths.first()) {
+                    let _ = self.answer(&mut stream, path, false).await;
+                }
+                return;
+            }
+            (Closes::FirstAfterOneAnswer | Closes::FirstAtOnce, false) => (usize::MAX, false),
+        };
+        for n in 1..=answers {
+            let Some(path) = self.next(&mut stream, &mut buf).await else {
+                return;
+            };
+            let last = close && n == answers;
+            if self.answer(&mut stream, &path, last).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The path of the next request read, counted; `None` when the client closed.
+    async fn next(&self, stream: &mut UnixStream, buf: &mut Vec<u8>) -> Option<String> {
+        let (head, _) = read_request(stream, buf).await?;
+        self.read.fetch_add(1, Ordering::SeqCst);
+        Some(head.split(' ').nth(1).unwrap().to_owned())
+    }
+
+    async fn answer(&self, stream: &mut UnixStream, path: &str, close: bool) -> io::Result<()> {
+        self.answered.lock().unwrap().push(path.to_owned());
+        let connection = if close { "connection: close\r\n" } else { "" };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\n{connection}content-length: {}\r\n\r\n{path}",
+            path.len()
+        );
+        stream.write_all(answer.as_bytes()).await
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn read(&self) -> usize {
+        self.read.load(Ordering::SeqCst)
+    }
+
+    /// The paths answered, sorted.
+    fn answered(&self) -> Vec<String> {
+        let mut answered = self.answered.lock().unwrap().clone();
+        answered.sort();
+        answered
+    }
+}
+
+/// `count` GETs for `/0`, `/1`… sent at once, so that they share the pipelined connection;
+/// with the path each asked for.
+async fn get_at_once(
+    upstream: &Upstream,
+    count: usize,
+) -> Vec<(String, Result<Response<Bytes>, UpstreamError>)> {
+    let asked = (0..count).map(|n| async move {
+        let path = format!("/{n}");
+        let mut request = get(upstream);
+        *request.uri_mut() = upstream.uri(&path).unwrap();
+        (path, upstream.send(request, TIMEOUT).await)
+    });
+    futures_util::future::join_all(asked).await
+}
+
+/// The paths `/0`, `/1`… up to `count`, sorted as `Echo::answered` sorts them.
+fn paths(count: usize) -> Vec<String> {
+    let mut paths: Vec<String> = (0..count).map(|n| format!("/{n}")).collect();
+    paths.sort();
+    paths
+}
+
+/// Apache closes a connection with its `MaxKeepAliveRequests`-th answer: the requests
+/// pipelined behind it go out again on a new connection, as often as it takes, and each gets
+/// its own answer, once.
 #[tokio::test]
-async fn an_upstream_closing_without_answering_is_502_and_the_request_not_resent() {
+async fn requests_behind_an_answer_that_closes_the_connection_go_out_again() {
+    const PER_CONNECTION: usize = 3;
+    const ASKED: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("api.sock");
-    let canned = Canned::unix(&path, vec![Then::AnswerAndClose(Vec::new())]);
+    let echo = Echo::unix(&path, Closes::Announced(PER_CONNECTION));
     let upstream = Upstream::unix(path);
-    let err = upstream.send(get(&upstream), TIMEOUT).await.unwrap_err();
-    assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{err}");
-    assert!(err.to_string().contains("without answering"), "{err}");
-    assert_eq!(canned.seen().len(), 1);
+    for (path, answered) in get_at_once(&upstream, ASKED).await {
+        let response = answered.unwrap_or_else(|err| panic!("{path}: {err}"));
+        assert_eq!(response.into_body(), path.as_bytes());
+    }
+    assert_eq!(echo.answered(), paths(ASKED), "each answered once");
+    // More connections than any request's resends: a close the upstream announced is not
+    // counted against the requests behind it.
+    assert_eq!(echo.accepted(), ASKED.div_ceil(PER_CONNECTION));
+    assert!(echo.accepted() > 1 + MAX_UPSTREAM_RESENDS as usize);
+}
+
+/// An upstream that read the pipelined requests, answered the first and closed: the others go
+/// out again on a new connection, the answered one does not.
+#[tokio::test]
+async fn requests_the_upstream_closed_on_unanswered_go_out_again() {
+    const ASKED: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let echo = Echo::unix(&path, Closes::FirstAfterOneAnswer);
+    let upstream = Upstream::unix(path);
+    for (path, answered) in get_at_once(&upstream, ASKED).await {
+        let response = answered.unwrap_or_else(|err| panic!("{path}: {err}"));
+        assert_eq!(response.into_body(), path.as_bytes());
+    }
+    assert_eq!(echo.answered(), paths(ASKED), "each answered once");
+    assert_eq!(echo.accepted(), 2);
+    assert_eq!(echo.read(), 2 * ASKED - 1, "the unanswered ones twice");
+}
+
+/// A connection the upstream drops before reading it: the request that opened it goes out on
+/// a new one.
+#[tokio::test]
+async fn a_request_on_a_connection_dropped_at_once_goes_out_on_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let echo = Echo::unix(&path, Closes::FirstAtOnce);
+    let upstream = Upstream::unix(path);
+    let response = upstream.send(get(&upstream), TIMEOUT).await.unwrap();
+    assert_eq!(response.body(), "/openstack/latest/meta_data.json");
+    assert_eq!(echo.accepted(), 2);
+    assert_eq!(echo.read(), 1);
+}
+
+/// An upstream that closes every connection without answering: each request goes out
+/// `MAX_UPSTREAM_RESENDS` more times, then its client gets 502 saying so.
+#[tokio::test]
+async fn an_upstream_closing_without_answering_is_502_after_the_resends() {
+    const ASKED: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let echo = Echo::unix(&path, Closes::Unanswered);
+    let upstream = Upstream::unix(path);
+    for (path, answered) in get_at_once(&upstream, ASKED).await {
+        let err = answered.unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{path}: {err}");
+        assert!(err.to_string().contains("without answering"), "{err}");
+    }
+    let sends = 1 + MAX_UPSTREAM_RESENDS as usize;
+    assert_eq!(echo.accepted(), sends);
+    assert_eq!(echo.read(), ASKED * sends);
+    assert!(echo.answered().is_empty());
 }
 
 #[tokio::test]
