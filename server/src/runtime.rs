@@ -31,18 +31,22 @@ where
     })
 }
 
-/// Resolves on SIGINT or SIGTERM, with the signal's name.
+/// Resolves on SIGINT, SIGTERM or SIGHUP (the terminal a role runs in closing: its default
+/// action would end the process without taking `all`'s address off the host bridges), with
+/// the signal's name.
 pub async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
     }
 }
 

@@ -464,6 +464,11 @@ fn serve_guests(dhcp: Dhcp) {
         ])
         .unwrap();
     until_address(&host, true);
-    run("kill", &["-TERM", &all_pid.to_string()]).unwrap();
+    // SIGTERM, or SIGHUP: the terminal `all` runs in closing is a clean stop too.
+    let stop = match dhcp {
+        Dhcp::Plain => "-HUP",
+        Dhcp::Libvirt => "-TERM",
+    };
+    run("kill", &[stop, &all_pid.to_string()]).unwrap();
     until_address(&host, false);
 }

@@ -134,8 +134,10 @@ pub struct Supervisor<F: Forward> {
 }
 
 impl<F: Forward> Supervisor<F> {
-    /// Runs until the task is dropped. Fails only at start: when a listener's address is held
-    /// by another server (a second `all`, a haproxy), which would otherwise never be served.
+    /// Runs until the task is dropped. Fails only at start, when every namespace's address is
+    /// held by another server (a second `all` over the same registry), which would otherwise
+    /// serve nothing. One namespace's address held (a haproxy left in one router) is logged
+    /// and retried, as while running: the others are served meanwhile.
     pub async fn run(self) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
@@ -178,8 +180,8 @@ impl<F: Forward> Supervisor<F> {
         }
     }
 
-    /// Starts and stops listeners to match `wanted`. With `stop_if_in_use` (at start), stops
-    /// at the first placement whose address another server holds and returns it.
+    /// Starts and stops listeners to match `wanted`. With `stop_if_in_use` (at start), returns
+    /// a placement whose address another server holds when no placement could be served.
     async fn reconcile(
         &self,
         wanted: &HashSet<Placement>,
@@ -226,6 +228,7 @@ impl<F: Forward> Supervisor<F> {
             keep
         });
         failing.retain(|placement, _| wanted.contains(placement));
+        let mut in_use: Vec<(Placement, String)> = Vec::new();
         for placement in wanted {
             if running.contains_key(placement) {
                 continue;
@@ -258,10 +261,11 @@ impl<F: Forward> Supervisor<F> {
                     );
                 }
                 Err(err) => {
-                    if stop_if_in_use && err.kind() == std::io::ErrorKind::AddrInUse {
-                        return Some(placement.clone());
-                    }
                     let text = err.to_string();
+                    if err.kind() == std::io::ErrorKind::AddrInUse {
+                        in_use.push((placement.clone(), text));
+                        continue;
+                    }
                     if failing.get(placement) != Some(&text) {
                         tracing::warn!(
                             netns = %placement.netns,
@@ -274,6 +278,22 @@ impl<F: Forward> Supervisor<F> {
                         failing.insert(placement.clone(), text);
                     }
                 }
+            }
+        }
+        if stop_if_in_use && running.is_empty() {
+            // Not one namespace served: another `all` holds them all. Said once, by the caller.
+            return in_use.into_iter().next().map(|(placement, _)| placement);
+        }
+        for (placement, text) in in_use {
+            if failing.get(&placement) != Some(&text) {
+                tracing::error!(
+                    netns = %placement.netns,
+                    listen = %placement.listen,
+                    "another server listens on this namespace's metadata address (a haproxy \
+                     of Neutron's, a second metaboot-server): stop it; retrying every {:?}",
+                    RECONCILE_INTERVAL
+                );
+                failing.insert(placement, text);
             }
         }
         None

@@ -109,8 +109,75 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
         // (`accept.rs`), and then ends in this poll, before the next accept, with no task. A
         // connection that has to wait becomes a task (its next poll registers the runtime's
         // wakers in place of this poll's no-op one).
-        if futures_util::FutureExt::now_or_never(&mut connection).is_none() {
-            tokio::spawn(connection);
+        // A handler that panics ends its connection only, not this loop: a task's panic stays
+        // in the task, and the first poll, made here, is kept to the connection the same way.
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            futures_util::FutureExt::now_or_never(&mut connection)
+        }));
+        match first {
+            Ok(Some(())) => {}
+            Ok(None) => {
+                tokio::spawn(connection);
+            }
+            Err(_) => tracing::error!(?peer, "serving a connection panicked: it is closed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::StatusCode;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::http::response::{Reply, TEXT_PLAIN};
+
+    /// Panics on `/panic`, answers 200 otherwise.
+    #[derive(Clone)]
+    struct PanicsOnce;
+
+    impl Handler for PanicsOnce {
+        async fn handle(&self, request: Request<RequestBody>, _: Peer) -> Response<Body> {
+            assert!(request.uri().path() != "/panic", "a handler bug");
+            Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from_static(b"ok"))
+        }
+    }
+
+    /// A connection with a request for `path` already sent.
+    async fn send(to: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+        let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream
+    }
+
+    async fn answer(mut stream: tokio::net::TcpStream) -> String {
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        answer
+    }
+
+    /// A handler's panic closes its own connection; the listener goes on serving the next.
+    #[tokio::test]
+    async fn a_panicking_handler_ends_its_connection_not_the_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = listener.local_addr().unwrap();
+        // Sent before the listener accepts: the request is read and answered in the accept
+        // loop's own first poll of the connection (`accept.rs`).
+        let panics = send(to, "/panic").await;
+        let acceptor = crate::http::TcpAcceptor::new(listener).unwrap();
+        let served = tokio::spawn(serve(acceptor, ServerLimits::default(), PanicsOnce));
+        assert_eq!(
+            answer(panics).await,
+            "",
+            "no answer to the request that panicked"
+        );
+        for _ in 0..3 {
+            let ok = send(to, "/ok").await;
+            assert!(answer(ok).await.starts_with("HTTP/1.1 200 OK"));
+        }
+        assert!(!served.is_finished());
+        served.abort();
     }
 }

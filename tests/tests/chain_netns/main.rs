@@ -27,7 +27,7 @@ struct Lab {
     uuid_routed: String,
     uuid_isolated: String,
     _router: Netns,
-    _dhcp: Netns,
+    dhcp: Netns,
 }
 
 fn lab() -> Lab {
@@ -144,7 +144,7 @@ fn lab() -> Lab {
         uuid_routed,
         uuid_isolated,
         _router: router,
-        _dhcp: dhcp,
+        dhcp,
     }
 }
 
@@ -239,6 +239,32 @@ fn all_serves_router_and_isolated_namespaces() {
         .unwrap()
         .unwrap();
     assert_eq!(hostname.text(), "web.novalocal");
+}
+
+/// One namespace's metadata address held by another server when `all` starts (a haproxy of
+/// Neutron's left behind): the other namespaces are served at once, and that one as soon as
+/// its address is free, without a restart.
+#[test]
+fn all_serves_the_other_namespaces_while_one_address_is_held() {
+    if !require_root() || !require_command("iptables") {
+        return;
+    }
+    let mut lab = lab();
+    let held = lab
+        .dhcp
+        .within(|| std::net::TcpListener::bind(METADATA_IPV4_LISTEN))
+        .unwrap()
+        .unwrap();
+    start_all(&mut lab.chain);
+    assert_eq!(
+        uuid_from(&lab.guest_routed, Duration::from_secs(10)),
+        lab.uuid_routed
+    );
+    drop(held);
+    assert_eq!(
+        uuid_from(&lab.guest_isolated, Duration::from_secs(10)),
+        lab.uuid_isolated
+    );
 }
 
 #[test]
