@@ -14,7 +14,7 @@ use super::lookup::{Owner, OwnerCache, Scope};
 use crate::http::{Answer, Body, Rejection};
 use crate::leases::{HostLeases, chain, neighbor_mac};
 use crate::metrics::Metrics;
-use crate::model::record::{id_text, mac_text};
+use crate::model::record::{PortRecord, mac_text};
 use crate::model::{Lookup, ReadModel};
 use crate::store::HostBridge;
 
@@ -208,13 +208,10 @@ impl Agent {
         };
         let neighbor = neighbor_mac(v4, &bridge)
             .map_err(|err| unreadable("neighbor table", err.to_string()))?;
-        let port_mac = record
-            .ports
-            .iter()
-            .find(|port| id_text(&port.network) == id)
-            .map(|port| port.mac);
+        let port_mac = matched_port_mac(&record.ports, id, ip, &macs);
         match (neighbor, port_mac) {
-            (Some(seen), Some(mac)) if seen != mac => {
+            (Some(seen), Some(mac)) if seen == mac => Ok(found),
+            (Some(seen), Some(mac)) => {
                 tracing::warn!(
                     network = id,
                     %ip,
@@ -224,9 +221,38 @@ impl Agent {
                 );
                 Ok(Lookup::NoPort)
             }
-            _ => Ok(found),
+            (None, _) => {
+                tracing::warn!(
+                    network = id,
+                    %ip,
+                    bridge = %bridge,
+                    "the host's neighbor table has no MAC for this address on the bridge, so who asks cannot be told: not served (does the guest reach 169.254.169.254 through this bridge?)"
+                );
+                Ok(Lookup::NoPort)
+            }
+            (Some(_), None) => Ok(Lookup::NoPort),
         }
     }
+}
+
+/// The MAC of the port of `ports` (an instance's) that a host network's lookup matched: on network `network`,
+/// the port with the MAC the lease for `ip` names (`leased`), or without a lease the port fixed
+/// at `ip`. (An instance may have several ports on one network: the first is not always it.)
+fn matched_port_mac(
+    ports: &[PortRecord],
+    network: &str,
+    ip: IpAddr,
+    leased: &[[u8; 6]],
+) -> Option<[u8; 6]> {
+    let network = uuid::Uuid::parse_str(network).ok()?;
+    ports
+        .iter()
+        .filter(|port| port.network == network)
+        .find(|port| match leased {
+            [mac] => port.mac == *mac,
+            _ => port.ips().any(|held| held == ip),
+        })
+        .map(|port| port.mac)
 }
 
 /// The guest's session-token headers (`X-metadata-token`, `X-metadata-token-ttl-seconds`),
@@ -277,5 +303,48 @@ fn scope(headers: &HeaderMap) -> Result<Scope, Answer> {
             "Neither X-Neutron-Router-ID nor X-Neutron-Network-ID is set: only the namespace proxy may call the agent.".to_owned(),
             Rejection::NoScope,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// An instance with two ports on one host network: the port the lease (or, without one,
+    /// the fixed address) matched is the one whose MAC the neighbor table must show; the
+    /// network's id is matched whatever its case.
+    #[test]
+    fn the_matched_port_is_the_one_checked() {
+        let network = Uuid::from_u128(7);
+        let port = |n: u8, ip: &str| PortRecord {
+            id: Uuid::from_u128(u128::from(n)),
+            network,
+            mac: [0x52, 0x54, 0, 0, 0, n],
+            ip: ip.parse().unwrap(),
+            second_ip: None,
+        };
+        let other = PortRecord {
+            network: Uuid::from_u128(8),
+            ..port(9, "198.18.20.9")
+        };
+        let ports = [other, port(1, "198.18.20.10"), port(2, "198.18.20.11")];
+        let id = network.to_string();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let leased = [[0x52, 0x54, 0, 0, 0, 2]];
+        assert_eq!(
+            matched_port_mac(&ports, &id, ip("198.18.20.50"), &leased),
+            Some(leased[0])
+        );
+        assert_eq!(
+            matched_port_mac(&ports, &id, ip("198.18.20.11"), &[]),
+            Some([0x52, 0x54, 0, 0, 0, 2])
+        );
+        assert_eq!(
+            matched_port_mac(&ports, &id.to_uppercase(), ip("198.18.20.10"), &[]),
+            Some([0x52, 0x54, 0, 0, 0, 1])
+        );
+        assert_eq!(matched_port_mac(&ports, &id, ip("198.18.20.9"), &[]), None);
     }
 }
