@@ -130,20 +130,25 @@ fn read(path: &Path) -> Result<String, HostLeaseError> {
 /// Most reads of a lease file that changed while it was read before one is taken as it is.
 pub const MAX_LEASE_READS: usize = 3;
 
-/// The text of `path`, read again while its stamp changes under the read (dnsmasq rewrites
-/// its file in place), so that what is cached under a stamp is what the file held at that
-/// stamp. After [`MAX_LEASE_READS`] the last read is used: the parser takes whole lines only.
-fn read_whole(path: &Path, mut stamp: Stamp) -> Result<String, HostLeaseError> {
-    let mut text = read(path)?;
+/// The text of `path` as two reads in a row agree on it. dnsmasq rewrites its file in place in
+/// several writes, all within one tick of the file's clock, the length often the same: a read
+/// between two of them (the new beginning, the old end) is told only by a second read. After
+/// [`MAX_LEASE_READS`] the last read is used: the parser takes whole lines only.
+fn read_whole(path: &Path) -> Result<String, HostLeaseError> {
+    stable(|| read(path))
+}
+
+/// What `read` gives twice in a row, trying at most [`MAX_LEASE_READS`] times.
+fn stable(
+    mut read: impl FnMut() -> Result<String, HostLeaseError>,
+) -> Result<String, HostLeaseError> {
+    let mut text = read()?;
     for _ in 1..MAX_LEASE_READS {
-        let Some(after) = stat(path)?.map(|meta| Stamp::of(&meta)) else {
-            break;
-        };
-        if after == stamp {
+        let again = read()?;
+        if again == text {
             break;
         }
-        stamp = after;
-        text = read(path)?;
+        text = again;
     }
     Ok(text)
 }
@@ -236,7 +241,7 @@ impl HostLeases {
             return Ok(Vec::new());
         };
         let table = cached(&self.leases, &path, Stamp::of(&meta), || {
-            let text = read_whole(&path, Stamp::of(&meta))?;
+            let text = read_whole(&path)?;
             let leases = parse(&text).map_err(|source| HostLeaseError::Parse {
                 path: path.clone(),
                 source,

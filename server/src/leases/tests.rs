@@ -115,3 +115,22 @@ fn a_torn_or_oversized_file_is_an_error_not_an_answer() {
     let err = leases.macs_of(&br, ip("198.18.5.7")).unwrap_err();
     assert!(matches!(err, HostLeaseError::TooLarge { .. }), "{err}");
 }
+
+/// A read between two of dnsmasq's writes (the new file's beginning, the old one's end: same
+/// length, same tick) is not taken: the text two reads in a row agree on is.
+#[test]
+fn a_lease_file_is_taken_as_two_reads_in_a_row_agree_on_it() {
+    let texts = ["new-begin old-end", "new whole", "new whole", "later"];
+    let mut reads = texts.iter();
+    let text = super::stable(|| Ok((*reads.next().unwrap()).to_owned())).unwrap();
+    assert_eq!(text, "new whole");
+    assert_eq!(reads.len(), 1, "no read after two agreed");
+    // A file that never holds still: the last of MAX_LEASE_READS reads.
+    let mut n = 0;
+    let text = super::stable(|| {
+        n += 1;
+        Ok(n.to_string())
+    })
+    .unwrap();
+    assert_eq!(text, super::MAX_LEASE_READS.to_string());
+}
