@@ -78,6 +78,21 @@ pub fn is_hash(value: &str) -> bool {
     })
 }
 
+/// True for a value in crypt(3)'s modular form, `$id$…` with at least two fields after the id
+/// (yescrypt's `$y$j9T$salt$hash`, bcrypt's `$2b$12$…`, scrypt's `$7$…$…`, and every form
+/// [`is_hash`] knows): what `chpasswd.users` takes as a hash without a `type`, as cloud-init
+/// passes such an entry to `chpasswd -e` as it is.
+pub fn is_crypt(value: &str) -> bool {
+    let Some(rest) = value.strip_prefix('$') else {
+        return false;
+    };
+    let Some((id, fields)) = rest.split_once('$') else {
+        return false;
+    };
+    let id_ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    id_ok && fields.split('$').filter(|f| !f.is_empty()).count() >= 2
+}
+
 /// A random password of [`RANDOM_PASSWORD_LEN`] characters with at least one digit, one lower,
 /// one upper case letter and one punctuation character.
 pub fn random_password() -> Result<String, PasswordError> {
@@ -179,7 +194,7 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
                     NewPassword::Text(pw.0.clone())
                 }
                 (Some(pw), Some("hash")) => NewPassword::Hash(pw.0.clone()),
-                (Some(pw), None) if is_hash(pw) => NewPassword::Hash(pw.0.clone()),
+                (Some(pw), None) if is_crypt(pw) => NewPassword::Hash(pw.0.clone()),
                 (Some(pw), None) => {
                     plan.warnings
                         .push(literal_random(&user.name, pw).unwrap_or_else(|| {
@@ -360,6 +375,31 @@ mod tests {
         assert!(!is_hash("$6$onlysalt"));
         assert!(!is_hash("password"));
         assert!(!is_hash("$7$a$b"));
+    }
+
+    /// `chpasswd.users` without a `type` takes what `mkpasswd` makes on Debian 12 and Ubuntu
+    /// (yescrypt) as a hash, as cloud-init does, not as the text of the password.
+    #[test]
+    fn chpasswd_users_take_any_crypt_hash_without_a_type() {
+        let yescrypt = "$y$j9T$PDh5Ch1vNuwwrFEnMmT6n/$yTa1UVfvpw3MUwuOlGhsmoLJMgGCkIWjnWCsTdIQW1A";
+        for hash in [
+            yescrypt,
+            "$2b$12$abcdefghijklmnopqrstuv",
+            "$7$CU..../....salt$hash",
+            "$6$s$h",
+        ] {
+            assert!(is_crypt(hash), "{hash}");
+            let text = format!("chpasswd:\n  users:\n  - {{name: debian, password: '{hash}'}}\n");
+            let plan = plan(&cfg(&text), None);
+            assert_eq!(
+                plan.changes,
+                [("debian".to_owned(), NewPassword::Hash(hash.into()))]
+            );
+            assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        }
+        for text in ["password", "$y$only", "$$a$b", "$y-x$a$b", "pass$word$x"] {
+            assert!(!is_crypt(text), "{text}");
+        }
     }
 
     #[test]

@@ -32,10 +32,20 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
-/// The default user: metaboot.yaml's `default_user` with the cloud-config `user` key laid over
-/// it (a name, or options); `None` when neither names one.
+/// The default user: metaboot.yaml's `default_user`, with the cloud-config's
+/// `system_info.default_user` laid over it (user data's, merged over the image's configuration
+/// as cloud-init builds its distro from it), then the `user` key (a name, or options); `None`
+/// when none names one.
 pub fn default_user(configured: Option<&UserConfig>, config: &CloudConfig) -> Option<UserConfig> {
-    let base = configured.cloned().unwrap_or_default();
+    let configured = configured.cloned().unwrap_or_default();
+    let base = match config
+        .system_info
+        .as_ref()
+        .and_then(|info| info.default_user.clone())
+    {
+        Some(over) => laid_over(over, configured),
+        None => configured,
+    };
     let user = match &config.user {
         None => base,
         Some(UserOverride::Name(name)) => UserConfig {

@@ -150,6 +150,9 @@ cloud_config! {
     chpasswd: Chpasswd = "chpasswd",
     /// Overrides of the default user (cloud.cfg's `system_info.default_user`).
     user: UserOverride = "user",
+    /// The distro's settings; of them, `default_user` (what metaboot.yaml's `default_user`
+    /// gives, its options laid over those).
+    system_info: SystemInfo = "system_info",
     /// Users to create or update.
     users: Users = "users",
     /// Groups to create.
@@ -407,6 +410,15 @@ pub enum UserOverride {
     Config(Box<UserConfig>),
 }
 
+/// `system_info`, cloud.cfg's distro settings: user data may give them too, and cloud-init
+/// builds its distro, the default user with it, from the merged configuration. Only
+/// `default_user` is read (the other keys are the distro's own business).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SystemInfo {
+    pub default_user: Option<UserConfig>,
+}
+
 /// One item of a `users` list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -429,9 +441,10 @@ pub enum UserMapValue {
 }
 
 /// A user's options (docs/protocol.md §5.4); unknown keys are ignored (those cloud-init
-/// applies are warned about: `not_applied::user_warnings`).
+/// applies are warned about: `not_applied::user_warnings`). A key is read as cloud-init's
+/// `ug_util` reads it: `-` as `_`, spaces around it dropped (`ssh-authorized-keys`).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(remote = "Self", default)]
 pub struct UserConfig {
     pub name: String,
     pub gecos: Option<StrLike>,
@@ -442,7 +455,7 @@ pub struct UserConfig {
     pub groups: Option<CsvList>,
     #[serde(deserialize_with = "lenient::text")]
     pub shell: Option<String>,
-    #[serde(alias = "lock-passwd", deserialize_with = "lenient::flag")]
+    #[serde(deserialize_with = "lenient::flag")]
     pub lock_passwd: Option<bool>,
     /// A hash, used only when the user is created.
     pub passwd: Option<StrLike>,
@@ -459,6 +472,22 @@ pub struct UserConfig {
     pub no_create_home: Option<bool>,
     #[serde(deserialize_with = "lenient::flag")]
     pub no_user_group: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for UserConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let options = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let options: serde_json::Map<String, serde_json::Value> = options
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let key = key.replace('-', "_").trim().to_owned();
+                (!key.is_empty()).then_some((key, value))
+            })
+            .collect();
+        // The derived reading (`remote = "Self"`), of the keys as cloud-init names them.
+        UserConfig::deserialize(serde_json::Value::Object(options))
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `sudo`: one rule, several, or `false`/null for none.

@@ -342,6 +342,40 @@ fn the_user_key_overrides_the_default_user() {
     assert!(default_user(None, &config("user: {shell: /bin/sh}\n")).is_none());
 }
 
+/// User data's `system_info: {default_user: …}` renames or tunes the image's default user, as
+/// cloud-init builds its distro from the merged configuration; `user` still wins over it.
+#[test]
+fn user_datas_system_info_default_user_is_laid_over_the_images() {
+    let base = UserConfig {
+        name: "debian".into(),
+        shell: Some("/bin/bash".into()),
+        ..UserConfig::default()
+    };
+    let alice = default_user(
+        Some(&base),
+        &config("system_info: {default_user: {name: alice, sudo: 'ALL=(ALL) ALL'}}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        (alice.name.as_str(), alice.shell.as_deref()),
+        ("alice", Some("/bin/bash"))
+    );
+    assert!(alice.sudo.is_some());
+    let bob = default_user(
+        Some(&base),
+        &config("system_info: {default_user: {name: alice}}\nuser: bob\n"),
+    )
+    .unwrap();
+    assert_eq!(bob.name, "bob");
+    let made = default_user(
+        None,
+        &config("system_info: {default_user: {name: carol}}\n"),
+    );
+    assert_eq!(made.unwrap().name, "carol");
+    let kept = default_user(Some(&base), &config("system_info: {distro: debian}\n")).unwrap();
+    assert_eq!(kept.name, "debian");
+}
+
 /// cloud-init reads a user's flags loosely (`lock_passwd: "false"`) and a group given as a
 /// number as its name; an entry that still cannot be read is that user's error alone, and a
 /// `users` of no known shape creates nobody, not the default user in its place.

@@ -110,7 +110,11 @@ pub fn user_warnings(doc: &serde_json::Map<String, serde_json::Value>) -> Vec<St
     let mut warnings = Vec::new();
     for (user, entry) in entries {
         for (key, why) in USER_NOT_APPLIED {
-            if entry.get(*key).is_some_and(|value| !value.is_null()) {
+            // Named as cloud-init reads the key: `-` as `_` (`ssh-import-id`).
+            let given = entry
+                .iter()
+                .any(|(name, value)| name.replace('-', "_").trim() == *key && !value.is_null());
+            if given {
                 warnings.push(format!(
                     "users: {user}: `{key}` is a cloud-init user option metaboot does not \
                      apply: {why}"

@@ -81,6 +81,46 @@ fn numbers_become_text_where_text_is_expected() {
     assert_eq!(cfg.password.unwrap().0, "0123");
 }
 
+/// A user's keys as cloud-init's `ug_util` reads them: `-` as `_`, spaces around dropped, in
+/// every form a user is given (a list item, a mapping's value, `user`).
+#[test]
+fn users_keys_with_dashes_are_read_as_cloud_init_reads_them() {
+    let (cfg, errors) = config(
+        "users:\n- name: bob\n  ssh-authorized-keys: [ssh-ed25519 AAAAC3 bob]\n  \
+         plain-text-passwd: pw\n  primary-group: staff\n  ' no-create-home ': true\n\
+         user: {name: ann, lock-passwd: false}\n",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let Some(Users::List(list)) = cfg.users else {
+        panic!("list form");
+    };
+    let UserEntry::Config(bob) = &list[0] else {
+        panic!("bob is a mapping");
+    };
+    assert_eq!(
+        bob.ssh_authorized_keys.as_ref().map(OneOrMany::to_vec),
+        Some(vec!["ssh-ed25519 AAAAC3 bob".to_owned()])
+    );
+    assert_eq!(
+        bob.plain_text_passwd.as_ref().map(|p| p.0.as_str()),
+        Some("pw")
+    );
+    assert_eq!(bob.primary_group.as_deref(), Some("staff"));
+    assert_eq!(bob.no_create_home, Some(true));
+    let Some(UserOverride::Config(ann)) = cfg.user else {
+        panic!("user as options");
+    };
+    assert_eq!(ann.lock_passwd, Some(false));
+    let (cfg, _) = config("users: {bob: {ssh-authorized-keys: ssh-ed25519 AAAAC3 bob}}\n");
+    let Some(Users::Map(map)) = cfg.users else {
+        panic!("mapping form");
+    };
+    let Some(UserMapValue::Config(bob)) = map.get("bob") else {
+        panic!("bob's options");
+    };
+    assert!(bob.ssh_authorized_keys.is_some());
+}
+
 #[test]
 fn users_in_every_form() {
     let (cfg, errors) = config(
