@@ -354,6 +354,39 @@ fn db_from_env_and_missing_directories() {
     );
 }
 
+/// `--help` names METABOOT_DB but never prints its value: it holds the PostgreSQL password.
+#[test]
+fn help_never_prints_the_registry_url_from_the_environment() {
+    const PASSWORD: &str = "Hunter2-in-help";
+    let url = format!("postgres://metaboot:{PASSWORD}@db.example/metaboot");
+    let helps: [&[&str]; 5] = [
+        &["--help"],
+        &["-h"],
+        &["instance", "create", "--help"],
+        &["api", "--help"],
+        &["help", "network"],
+    ];
+    for args in helps {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env("METABOOT_DB", &url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(text.contains("--db"), "{args:?}: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "{args:?} printed the password: {text}"
+        );
+        assert!(
+            !text.contains("db.example"),
+            "{args:?} printed the URL: {text}"
+        );
+    }
+}
+
 /// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
 /// flags that contradict it.
 #[test]
