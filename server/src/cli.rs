@@ -80,6 +80,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<crate::secret::SecretError>()
                 .is_some_and(crate::secret::SecretError::is_user_error)
+            || cause
+                .downcast_ref::<crate::api::vendor::VendorDataError>()
+                .is_some_and(crate::api::vendor::VendorDataError::is_user_error)
     });
     if refused { 2 } else { 1 }
 }
