@@ -354,6 +354,43 @@ fn db_from_env_and_missing_directories() {
     );
 }
 
+/// User data from a pipe (`--user-data /dev/stdin`, `<(…)`) has no size until it is read:
+/// too much of it is refused as "more than" the limit, never as the pipe's size of 0.
+#[test]
+fn too_much_user_data_from_a_pipe_is_refused_as_more_than_the_limit() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+        .env_remove("METABOOT_DB")
+        .arg("--db")
+        .arg(&reg.db)
+        .args(vm(&["--user-data", "/dev/stdin"]))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The server stops reading one byte past the limit: the rest meets a closed pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&vec![b'x'; USER_DATA_LIMIT + 5000]);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "user data file /dev/stdin is more than {USER_DATA_LIMIT} bytes: the limit is \
+             {USER_DATA_LIMIT} bytes"
+        )),
+        "{stderr}"
+    );
+    assert!(!reg.ok(&["instance", "list"]).contains("vm"));
+}
+
 /// `--help` names METABOOT_DB but never prints its value: it holds the PostgreSQL password.
 #[test]
 fn help_never_prints_the_registry_url_from_the_environment() {

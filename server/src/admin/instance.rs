@@ -239,11 +239,14 @@ fn read_user_data(path: &Path) -> Result<Vec<u8>, InputError> {
         .read_to_end(&mut data)
         .map_err(|err| InputError(format!("cannot read user data file {shown}: {err}")))?;
     if data.len() > MAX_USER_DATA_BYTES {
-        // The file's own size, not the part read to find it too large.
-        let size = file.metadata().map_or_else(
-            |_| format!("more than {MAX_USER_DATA_BYTES}"),
-            |meta| meta.len().to_string(),
-        );
+        // A regular file's own size, not the part read to find it too large; a pipe or a
+        // device has none (its metadata says 0), so only what was read is known of it.
+        let size = match file.metadata() {
+            Ok(meta) if meta.is_file() && meta.len() > MAX_USER_DATA_BYTES as u64 => {
+                meta.len().to_string()
+            }
+            _ => format!("more than {MAX_USER_DATA_BYTES}"),
+        };
         return Err(InputError(format!(
             "user data file {shown} is {size} bytes: the limit is {MAX_USER_DATA_BYTES} bytes \
              (compress it with gzip or fetch the rest from a URL)"
