@@ -143,6 +143,14 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let admin_pass = match (&args.admin_pass, &args.admin_pass_file) {
         (_, Some(path)) => Some(read_admin_pass(path)?),
+        // Refused as an empty file is: a config drive leaves an empty password out (as nova),
+        // so taking it would only make `instance show` say one is set.
+        (Some(pass), None) if pass.is_empty() => {
+            return Err(InputError(
+                "--admin-pass is empty: give the password, or leave --admin-pass out".to_owned(),
+            )
+            .into());
+        }
         (pass, None) => pass.clone(),
     };
     let user_data = args.user_data.as_deref().map(read_user_data).transpose()?;
