@@ -354,6 +354,34 @@ fn db_from_env_and_missing_directories() {
     );
 }
 
+/// Display names follow nova's rule for a server name: up to 255 characters (not bytes), no
+/// whitespace at either end.
+#[test]
+fn display_names_count_characters_and_refuse_whitespace_at_either_end() {
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    // 255 characters of two bytes each: 510 bytes, a name nova takes.
+    let long = "\u{e9}".repeat(255);
+    let created = reg.json(&["instance", "create", &long, "--network", "net1", "--json"]);
+    assert_eq!(created["name"], long.as_str());
+    let too_long = "\u{e9}".repeat(256);
+    let refused = reg.refused(&["instance", "create", &too_long, "--network", "net1"]);
+    assert!(refused.contains("256 characters long"), "{refused}");
+    let cases: [&[&str]; 4] = [
+        &["instance", "create", " web", "--network", "net1"],
+        &["instance", "create", "web\u{a0}", "--network", "net1"],
+        &["network", "create", "net2 ", "--cidr", "198.18.1.0/24"],
+        &["router", "create", " r1", "--network", "net1"],
+    ];
+    for args in cases {
+        let refused = reg.refused(args);
+        assert!(
+            refused.contains("starts or ends with whitespace") && refused.contains("remove it"),
+            "{args:?}: {refused}"
+        );
+    }
+}
+
 /// User data from a pipe (`--user-data /dev/stdin`, `<(…)`) has no size until it is read:
 /// too much of it is refused as "more than" the limit, never as the pipe's size of 0.
 #[test]
