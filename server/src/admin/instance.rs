@@ -177,8 +177,12 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         meta,
         admin_pass,
     };
+    // Read before the write, and the port placed on it by id: once the write succeeded the
+    // command must too (an error would have the user run it again and register a second
+    // instance), so nothing after the write reads the registry.
+    let network = store.network(&args.network)?;
     let port = NewPort {
-        network_id: args.network,
+        network_id: network.id.clone(),
         ip,
         second_ip,
         mac: args.mac,
@@ -196,7 +200,6 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
             network_id: &port.network_id,
         });
     }
-    let network = store.network(&port.network_id)?;
     let hint = libvirt_host_entry(&network, &port);
     show(&instance, &[(port, network)], Output { json: false })?;
     match hint {
@@ -204,6 +207,9 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod create_tests;
 
 /// For a fixed address on a libvirt network: the `virsh` line that makes libvirt's DHCP
 /// server hand the guest that address.
