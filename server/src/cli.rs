@@ -14,7 +14,8 @@ use crate::{admin, agent, all, api, proxy};
 pub struct Cli {
     /// The registry: a SQLite file path (or sqlite:PATH) or a postgres:// URL.
     /// [default: /var/lib/metaboot-server/registry.sqlite]
-    #[arg(long, global = true, env = "METABOOT_DB")]
+    // The help names the variable but never its value: a URL may hold the password.
+    #[arg(long, global = true, env = "METABOOT_DB", hide_env_values = true)]
     pub db: Option<String>,
 
     /// Log more (repeat for even more).
@@ -79,6 +80,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<crate::secret::SecretError>()
                 .is_some_and(crate::secret::SecretError::is_user_error)
+            || cause
+                .downcast_ref::<crate::api::vendor::VendorDataError>()
+                .is_some_and(crate::api::vendor::VendorDataError::is_user_error)
     });
     if refused { 2 } else { 1 }
 }
@@ -104,6 +108,26 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// A value from the environment may be a secret (METABOOT_DB's URL holds the PostgreSQL
+    /// password): `--help` names the variable of every such flag, never its value.
+    #[test]
+    fn help_never_shows_a_value_from_the_environment() {
+        fn check(command: &clap::Command) {
+            for arg in command.get_arguments() {
+                if arg.get_env().is_some() {
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "{} --{}",
+                        command.get_name(),
+                        arg.get_id()
+                    );
+                }
+            }
+            command.get_subcommands().for_each(check);
+        }
+        check(&super::Cli::command());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The shared secret the agent signs instance ids with and the API checks them against. Whoever
 //! reads it can sign for any instance, so the file must be private to its owner.
 
-use std::io::Read as _;
+use std::io::{ErrorKind, Read as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +23,25 @@ pub enum SecretError {
          /dev/urandom | base64 > FILE`) or fix the path",
         path.display()
     )]
+    Missing {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the shared secret file {} cannot be read by {user}, which this runs as: give the file \
+         to that user (`chown {owner} {}`, keeping mode {SECRET_FILE_MODE:o})",
+        path.display(),
+        path.display()
+    )]
+    Unreadable {
+        path: PathBuf,
+        /// Who the process is, as the message names it: `user NAME (uid N)` or `uid N`.
+        user: String,
+        /// What `chown` takes for that user: its name, else its uid.
+        owner: String,
+    },
+    #[error("failed to read the shared secret file {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -55,8 +74,37 @@ impl SecretError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Self::TooOpen { .. } | Self::TooLarge { .. } | Self::Empty { .. }
+            Self::Missing { .. }
+                | Self::Unreadable { .. }
+                | Self::TooOpen { .. }
+                | Self::TooLarge { .. }
+                | Self::Empty { .. }
         )
+    }
+
+    /// The error for `source`, met opening or reading `path`: a missing file and one the
+    /// process may not read are the user's to fix (their message says how); anything else is
+    /// the machine's.
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        let path = path.to_owned();
+        match source.kind() {
+            ErrorKind::NotFound => Self::Missing { path, source },
+            ErrorKind::PermissionDenied => {
+                let (user, owner) = process_user();
+                Self::Unreadable { path, user, owner }
+            }
+            _ => Self::Read { path, source },
+        }
+    }
+}
+
+/// The user files are opened as (the effective uid): how a message names it, and what
+/// `chown` takes for it.
+fn process_user() -> (String, String) {
+    let uid = nix::unistd::Uid::effective();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => (format!("user {} (uid {uid})", user.name), user.name),
+        _ => (format!("uid {uid}"), uid.to_string()),
     }
 }
 
@@ -64,10 +112,7 @@ impl SecretError {
 /// or others may access (before reading it), and an empty secret: nova tolerates one with a
 /// warning, but then anyone who can reach the API signs for any instance.
 pub fn read_secret(path: &Path) -> Result<Arc<[u8]>, SecretError> {
-    let read_error = |source| SecretError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_error = |source| SecretError::io(path, source);
     let mut file = std::fs::File::open(path).map_err(read_error)?;
     // The mode of the file opened, not of whatever the path names a moment later.
     let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
@@ -135,10 +180,56 @@ mod tests {
             read_secret(&file),
             Err(SecretError::TooLarge { .. })
         ));
-        assert!(matches!(
-            read_secret(&dir.path().join("missing")),
-            Err(SecretError::Read { .. })
-        ));
+    }
+
+    #[test]
+    fn a_missing_file_is_the_users_to_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = read_secret(&missing).unwrap_err();
+        assert!(matches!(err, SecretError::Missing { .. }), "{err}");
+        assert!(err.is_user_error());
+        let text = err.to_string();
+        assert!(
+            text.contains(&missing.display().to_string())
+                && text.contains("create it")
+                && text.contains("or fix the path"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_file_the_process_may_not_read_names_its_user_and_the_chown() {
+        let path = Path::new("/etc/metaboot/secret");
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        let err = SecretError::io(path, denied);
+        assert!(err.is_user_error(), "{err}");
+        let uid = nix::unistd::Uid::effective();
+        let text = err.to_string();
+        assert!(text.contains(&format!("uid {uid}")), "{text}");
+        let owner = nix::unistd::User::from_uid(uid)
+            .unwrap()
+            .map_or_else(|| uid.to_string(), |user| user.name);
+        assert!(
+            text.contains(&format!("`chown {owner} /etc/metaboot/secret`")),
+            "{text}"
+        );
+        assert!(!text.contains("create it"), "{text}");
+    }
+
+    #[test]
+    fn other_read_errors_are_the_machines() {
+        let path = Path::new("/etc/metaboot/secret");
+        for errno in [libc::EIO, libc::EISDIR, libc::EMFILE] {
+            let err = SecretError::io(path, std::io::Error::from_raw_os_error(errno));
+            assert!(matches!(err, SecretError::Read { .. }), "{errno}: {err}");
+            assert!(!err.is_user_error(), "{errno}: {err}");
+        }
+        // A directory given as the secret: opened, then refused by read(2).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = read_secret(dir.path()).unwrap_err();
+        assert!(!err.is_user_error(), "{err}");
     }
 
     #[test]

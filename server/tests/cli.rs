@@ -354,6 +354,104 @@ fn db_from_env_and_missing_directories() {
     );
 }
 
+/// Display names follow nova's rule for a server name: up to 255 characters (not bytes), no
+/// whitespace at either end.
+#[test]
+fn display_names_count_characters_and_refuse_whitespace_at_either_end() {
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    // 255 characters of two bytes each: 510 bytes, a name nova takes.
+    let long = "\u{e9}".repeat(255);
+    let created = reg.json(&["instance", "create", &long, "--network", "net1", "--json"]);
+    assert_eq!(created["name"], long.as_str());
+    let too_long = "\u{e9}".repeat(256);
+    let refused = reg.refused(&["instance", "create", &too_long, "--network", "net1"]);
+    assert!(refused.contains("256 characters long"), "{refused}");
+    let cases: [&[&str]; 4] = [
+        &["instance", "create", " web", "--network", "net1"],
+        &["instance", "create", "web\u{a0}", "--network", "net1"],
+        &["network", "create", "net2 ", "--cidr", "198.18.1.0/24"],
+        &["router", "create", " r1", "--network", "net1"],
+    ];
+    for args in cases {
+        let refused = reg.refused(args);
+        assert!(
+            refused.contains("starts or ends with whitespace") && refused.contains("remove it"),
+            "{args:?}: {refused}"
+        );
+    }
+}
+
+/// User data from a pipe (`--user-data /dev/stdin`, `<(…)`) has no size until it is read:
+/// too much of it is refused as "more than" the limit, never as the pipe's size of 0.
+#[test]
+fn too_much_user_data_from_a_pipe_is_refused_as_more_than_the_limit() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+        .env_remove("METABOOT_DB")
+        .arg("--db")
+        .arg(&reg.db)
+        .args(vm(&["--user-data", "/dev/stdin"]))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The server stops reading one byte past the limit: the rest meets a closed pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&vec![b'x'; USER_DATA_LIMIT + 5000]);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "user data file /dev/stdin is more than {USER_DATA_LIMIT} bytes: the limit is \
+             {USER_DATA_LIMIT} bytes"
+        )),
+        "{stderr}"
+    );
+    assert!(!reg.ok(&["instance", "list"]).contains("vm"));
+}
+
+/// `--help` names METABOOT_DB but never prints its value: it holds the PostgreSQL password.
+#[test]
+fn help_never_prints_the_registry_url_from_the_environment() {
+    const PASSWORD: &str = "Hunter2-in-help";
+    let url = format!("postgres://metaboot:{PASSWORD}@db.example/metaboot");
+    let helps: [&[&str]; 5] = [
+        &["--help"],
+        &["-h"],
+        &["instance", "create", "--help"],
+        &["api", "--help"],
+        &["help", "network"],
+    ];
+    for args in helps {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env("METABOOT_DB", &url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(text.contains("--db"), "{args:?}: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "{args:?} printed the password: {text}"
+        );
+        assert!(
+            !text.contains("db.example"),
+            "{args:?} printed the URL: {text}"
+        );
+    }
+}
+
 /// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
 /// flags that contradict it.
 #[test]

@@ -92,8 +92,12 @@ fn the_admin_password_can_come_from_a_file_instead_of_argv() {
     let empty = reg.write("empty", b"\n");
     assert!(
         reg.refused(&vm(&["--admin-pass-file", &empty]))
-            .contains("empty")
+            .contains("is empty")
     );
+    // An empty --admin-pass alike: a config drive would leave it out, yet `instance show`
+    // would say it is set.
+    let refused = reg.refused(&vm(&["--admin-pass", ""]));
+    assert!(refused.contains("--admin-pass is empty"), "{refused}");
     let long = reg.write("long", &vec![b'p'; 1021]);
     assert!(
         reg.refused(&vm(&["--admin-pass-file", &long]))

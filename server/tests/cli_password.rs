@@ -162,11 +162,16 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
         "wrapped-pw\n"
     );
 
-    // A non-RSA first key: nothing can decrypt; a non-key file: said so.
+    // A non-RSA first key, or no SSH key pair at all: nothing can decrypt, exit 2 for both;
+    // a non-key file: said so.
     let third = instance(&reg, "ed", &[&ed]);
     db.set_password(&third, "c29tZXRoaW5n").unwrap();
     let refused = reg.refused(&["instance", "get-password", "ed", "--private-key", &key]);
     assert!(refused.contains("not RSA"), "{refused}");
+    let keyless = instance(&reg, "keyless", &[]);
+    db.set_password(&keyless, "c29tZXRoaW5n").unwrap();
+    let refused = reg.refused(&["instance", "get-password", "keyless", "--private-key", &key]);
+    assert!(refused.contains("has no SSH key pair"), "{refused}");
     let junk = reg.write("junk", b"hello\n");
     let refused = reg.refused(&["instance", "get-password", "web", "--private-key", &junk]);
     assert!(refused.contains("not a private key"), "{refused}");

@@ -542,6 +542,52 @@ fn an_output_that_is_no_regular_file_is_refused() {
     ));
 }
 
+/// A `--vendor-data` file that is missing, not JSON or too large (even endless, such as
+/// `/dev/zero`) is the user's mistake: exit 2, one line saying which, and no drive written.
+#[test]
+fn a_bad_vendor_data_file_is_refused_as_bad_input() {
+    let (reg, _) = registry();
+    let out = reg.path("drive.iso");
+    let missing = reg.path("missing.json").display().to_string();
+    let not_json = reg.write("bad.json", b"{nope");
+    let limit = metaboot_server::api::vendor::MAX_VENDOR_DATA_BYTES;
+    let too_large = reg.write(
+        "large.json",
+        format!("\"{}\"", "x".repeat(limit)).as_bytes(),
+    );
+    let cases = [
+        (missing.as_str(), "cannot read the vendor data file"),
+        (not_json.as_str(), "is not valid JSON"),
+        (too_large.as_str(), "larger than"),
+    ];
+    let args = |vendor| {
+        [
+            "instance",
+            "config-drive",
+            "web",
+            "-o",
+            out.to_str().unwrap(),
+            "--vendor-data",
+            vendor,
+        ]
+    };
+    for (vendor, expected) in cases {
+        let refused = reg.refused(&args(vendor));
+        assert!(refused.contains(expected), "{vendor}: {refused}");
+        assert!(!out.exists(), "{vendor}: a drive was written");
+    }
+    // Read up to the limit and one byte more, not to the end (killed if it does not stop).
+    let endless = reg
+        .cmd(&args("/dev/zero"))
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&endless.stderr);
+    assert_eq!(endless.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("larger than"), "{stderr}");
+    assert!(!out.exists(), "a drive was written");
+}
+
 /// A user's `PATH` on Debian has no sbin directory, where `mkfs.vfat` is: it is found there all
 /// the same, and run by its full path.
 #[test]

@@ -1,5 +1,6 @@
 //! Secrets on the host: a shared-secret file its group or others may read stops every role
-//! with the `chmod` to run; a Unix socket is created with the mode asked and never changed
+//! with the `chmod` to run, one the role's user may not read with the `chown` to run (both
+//! exit 2, as a missing one); a Unix socket is created with the mode asked and never changed
 //! afterwards (so it never exists with a wider one, whatever the umask); a PostgreSQL password
 //! given in `METABOOT_DB` works and appears in no process's argv nor in any error.
 
@@ -57,6 +58,73 @@ fn a_secret_file_others_may_read_stops_every_role_with_the_chmod_to_run() {
             );
         }
     }
+}
+
+/// The uid the unreadable-secret test runs the roles as (`nobody` on Debian).
+const OTHER_UID: u32 = 65_534;
+
+#[test]
+fn a_secret_file_the_role_may_not_read_stops_it_with_the_chown_to_run() {
+    use std::os::unix::process::CommandExt as _;
+    if !metaboot_tests::prerequisite::require_root() {
+        return;
+    }
+    // Root's file, mode 0600, in a directory anyone may search: only the file's owner stops
+    // another user.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = dir.path().join("shared-secret");
+    write_private(&secret, b"s3cret\n").unwrap();
+    let path = shown(&secret);
+    let missing = shown(&dir.path().join("missing"));
+    let socket = shown(&dir.path().join("agent.sock"));
+    let db = shown(&dir.path().join("registry.sqlite"));
+    let binary = server_binary().unwrap();
+    let roles = |file: &str| -> [Vec<String>; 3] {
+        let file = file.to_owned();
+        [
+            [
+                "api",
+                "--listen",
+                "127.0.0.1:0",
+                "--shared-secret-file",
+                &file,
+            ]
+            .map(String::from)
+            .to_vec(),
+            ["agent", "--socket", &socket, "--shared-secret-file", &file]
+                .map(String::from)
+                .to_vec(),
+            ["all", "--shared-secret-file", &file]
+                .map(String::from)
+                .to_vec(),
+        ]
+    };
+    for args in roles(&path) {
+        let mut cmd = Command::new(&binary);
+        cmd.uid(OTHER_UID).gid(OTHER_UID).env_remove("METABOOT_DB");
+        cmd.args(["--db", &db]).args(&args);
+        let refused = run_to_exit(&mut cmd).unwrap();
+        assert_eq!(refused.code, Some(2), "{args:?}: {refused:?}");
+        let lines: Vec<&str> = refused.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{refused:?}");
+        assert!(
+            lines[0].contains(&format!("uid {OTHER_UID}")) && lines[0].contains("`chown "),
+            "{refused:?}"
+        );
+        assert!(lines[0].contains(&format!(" {path}`")), "{refused:?}");
+    }
+    // A missing file is the user's mistake too.
+    for args in roles(&missing) {
+        let mut cmd = Command::new(&binary);
+        cmd.env_remove("METABOOT_DB")
+            .args(["--db", &db])
+            .args(&args);
+        let refused = run_to_exit(&mut cmd).unwrap();
+        assert_eq!(refused.code, Some(2), "{args:?}: {refused:?}");
+        assert!(refused.stderr.contains("create it"), "{refused:?}");
+    }
+    assert!(!Path::new(&socket).exists(), "a role bound its socket");
 }
 
 /// What inotify saw happen to `name` in the watched directory.

@@ -375,3 +375,68 @@ fn each_server_role_gets_only_the_privileges_it_needs() {
         );
     }
 }
+
+/// A file's comment lines as one line of text (wrapped phrases joined back up).
+fn comments(path: &str) -> String {
+    let text = fs::read_to_string(workspace::root().join(path)).expect("the file is readable");
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix('#'))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn the_shipped_files_describe_a_shared_secret_the_roles_accept() {
+    use metaboot_server::secret::{FORBIDDEN_SECRET_MODE_BITS, SECRET_FILE_MODE};
+    // The roles refuse a secret file its group or others may read (server/src/secret.rs), so
+    // the units tell the user to give it to the user they run as, with the mode asked.
+    for source in [
+        "server/systemd/metaboot-server.service",
+        "server/systemd/metaboot-api.service",
+        "server/systemd/metaboot-agent.service",
+    ] {
+        let text = comments(source);
+        let user = get(&unit(source), "Service", "User");
+        let install = format!("install -m {SECRET_FILE_MODE:o} -o {user} -g {user} ");
+        let at = text
+            .find(&install)
+            .unwrap_or_else(|| panic!("{source}: no `{install}…` for the secret: {text}"));
+        assert!(
+            text[at..].contains("/etc/metaboot/secret"),
+            "{source}: {text}"
+        );
+        assert!(
+            text.contains(&format!("owned by {user}, mode {SECRET_FILE_MODE:04o}")),
+            "{source}: {text}"
+        );
+    }
+    for source in [
+        "server/systemd/metaboot-server.service",
+        "server/systemd/metaboot-api.service",
+        "server/systemd/metaboot-agent.service",
+        "server/systemd/metaboot.sysusers",
+    ] {
+        let text = comments(source);
+        // Every mode a sentence about the secret gives is one the roles accept.
+        for sentence in text.split(". ").filter(|s| s.contains("secret")) {
+            for (at, _) in sentence.match_indices("mode 0") {
+                let digits: String = sentence[at + "mode ".len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                let mode = u32::from_str_radix(&digits, 8).unwrap();
+                assert_eq!(
+                    mode & FORBIDDEN_SECRET_MODE_BITS,
+                    0,
+                    "{source}: the roles refuse a secret of mode {digits}: {sentence}"
+                );
+            }
+        }
+        assert!(
+            text.contains(&format!("mode {SECRET_FILE_MODE:04o}")),
+            "{source}: says no mode for the secret: {text}"
+        );
+        assert!(!text.contains("root:metaboot"), "{source}: {text}");
+    }
+}

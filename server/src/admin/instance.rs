@@ -143,6 +143,14 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let admin_pass = match (&args.admin_pass, &args.admin_pass_file) {
         (_, Some(path)) => Some(read_admin_pass(path)?),
+        // Refused as an empty file is: a config drive leaves an empty password out (as nova),
+        // so taking it would only make `instance show` say one is set.
+        (Some(pass), None) if pass.is_empty() => {
+            return Err(InputError(
+                "--admin-pass is empty: give the password, or leave --admin-pass out".to_owned(),
+            )
+            .into());
+        }
         (pass, None) => pass.clone(),
     };
     let user_data = args.user_data.as_deref().map(read_user_data).transpose()?;
@@ -169,8 +177,12 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         meta,
         admin_pass,
     };
+    // Read before the write, and the port placed on it by id: once the write succeeded the
+    // command must too (an error would have the user run it again and register a second
+    // instance), so nothing after the write reads the registry.
+    let network = store.network(&args.network)?;
     let port = NewPort {
-        network_id: args.network,
+        network_id: network.id.clone(),
         ip,
         second_ip,
         mac: args.mac,
@@ -188,7 +200,6 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
             network_id: &port.network_id,
         });
     }
-    let network = store.network(&port.network_id)?;
     let hint = libvirt_host_entry(&network, &port);
     show(&instance, &[(port, network)], Output { json: false })?;
     match hint {
@@ -196,6 +207,9 @@ fn create(store: &dyn Store, args: InstanceCreate) -> anyhow::Result<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod create_tests;
 
 /// For a fixed address on a libvirt network: the `virsh` line that makes libvirt's DHCP
 /// server hand the guest that address.
@@ -239,11 +253,14 @@ fn read_user_data(path: &Path) -> Result<Vec<u8>, InputError> {
         .read_to_end(&mut data)
         .map_err(|err| InputError(format!("cannot read user data file {shown}: {err}")))?;
     if data.len() > MAX_USER_DATA_BYTES {
-        // The file's own size, not the part read to find it too large.
-        let size = file.metadata().map_or_else(
-            |_| format!("more than {MAX_USER_DATA_BYTES}"),
-            |meta| meta.len().to_string(),
-        );
+        // A regular file's own size, not the part read to find it too large; a pipe or a
+        // device has none (its metadata says 0), so only what was read is known of it.
+        let size = match file.metadata() {
+            Ok(meta) if meta.is_file() && meta.len() > MAX_USER_DATA_BYTES as u64 => {
+                meta.len().to_string()
+            }
+            _ => format!("more than {MAX_USER_DATA_BYTES}"),
+        };
         return Err(InputError(format!(
             "user data file {shown} is {size} bytes: the limit is {MAX_USER_DATA_BYTES} bytes \
              (compress it with gzip or fetch the rest from a URL)"

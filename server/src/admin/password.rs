@@ -57,10 +57,12 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
     };
     // The key the guest agent encrypts with: the first SSH key pair (an x509 one is none).
     let Some(first) = instance.key_pairs.iter().find(|pair| pair.is_ssh()) else {
-        anyhow::bail!(
-            "instance {} has no SSH key pair, so nothing can decrypt its password",
+        return Err(InputError(format!(
+            "instance {} has no SSH key pair, so nothing can decrypt its password: see the \
+             stored text with --raw",
             instance.name
-        );
+        ))
+        .into());
     };
     let public = ssh_key::rsa_public_key(&first.data).map_err(|err| {
         InputError(format!(

@@ -11,7 +11,9 @@ use super::allocate::{host_range, ip_from_u128, ip_to_u128};
 use super::error::{StoreError, StoreResult};
 use super::model::{KeyPair, NewInstance, NewNetwork};
 
+mod display_name;
 mod hostname;
+pub use display_name::{MAX_NAME_CHARS, name};
 pub use hostname::{
     MAX_HOSTNAME_BYTES, MAX_HOSTNAME_LABEL_BYTES, NOVA_FALLBACK_PREFIX, NOVA_HOSTNAME_CHARS,
     default_hostname, hostname, sanitize_hostname,
@@ -22,8 +24,6 @@ pub use hostname::{
 pub const MAX_USER_DATA_BYTES: usize = 65_535;
 /// Largest password the password endpoint stores, in bytes (nova: 4 × 255).
 pub const MAX_PASSWORD_BYTES: usize = 1_020;
-/// Longest name of a network, router or instance, in bytes (neutron's and nova's limit).
-pub const MAX_NAME_BYTES: usize = 255;
 /// Longest project id, in bytes (keystone ids are 32 hex digits; names fit too).
 pub const MAX_PROJECT_BYTES: usize = 255;
 /// Most `meta` entries per instance (nova's default `metadata_items` quota).
@@ -50,28 +50,6 @@ pub const MAX_IPV6_PREFIX: u8 = 125;
 
 fn invalid(message: String) -> StoreError {
     StoreError::Invalid(message)
-}
-
-/// A display name (network, router, instance): non-empty, printable, at most
-/// [`MAX_NAME_BYTES`].
-pub fn name(kind: &str, name: &str) -> StoreResult<()> {
-    if name.trim().is_empty() {
-        return Err(invalid(format!(
-            "{kind} name is empty: give the {kind} a name"
-        )));
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(invalid(format!(
-            "{kind} name is {} bytes long: use at most {MAX_NAME_BYTES}",
-            name.len()
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "{kind} name {name:?} contains control characters: use printable characters only"
-        )));
-    }
-    Ok(())
 }
 
 /// A project id: non-empty, no spaces or control characters, at most [`MAX_PROJECT_BYTES`].

@@ -103,8 +103,8 @@ fn user_data_and_password_limits() {
 
 #[test]
 fn name_and_project_limits() {
-    assert!(name("network", &"n".repeat(MAX_NAME_BYTES)).is_ok());
-    assert!(message(name("network", &"n".repeat(MAX_NAME_BYTES + 1))).contains("255"));
+    assert!(name("network", &"n".repeat(MAX_NAME_CHARS)).is_ok());
+    assert!(message(name("network", &"n".repeat(MAX_NAME_CHARS + 1))).contains("255"));
     assert!(name("network", "  ").is_err());
     assert!(name("network", "a\nb").is_err());
     assert!(project(&"p".repeat(MAX_PROJECT_BYTES)).is_ok());
@@ -211,4 +211,33 @@ fn key_names_are_what_novas_api_allows() {
         data: "ssh-ed25519 AAAA".to_owned(),
     };
     assert!(key_pairs(&[pair("0=forged")]).is_err());
+}
+
+/// Nova's API schema for a server name: 1 to 255 characters (not bytes), printable, no
+/// whitespace at either end (parameter_types.name's valid_name_regex).
+#[test]
+fn display_names_follow_novas_rules() {
+    // 255 two-byte characters are 510 bytes: still a name nova takes.
+    assert!(name("instance", &"\u{e9}".repeat(MAX_NAME_CHARS)).is_ok());
+    assert!(name("instance", &"\u{1f600}".repeat(MAX_NAME_CHARS)).is_ok());
+    let msg = message(name("instance", &"\u{e9}".repeat(MAX_NAME_CHARS + 1)));
+    assert!(
+        msg.contains("256 characters long") && msg.contains("at most 255"),
+        "{msg}"
+    );
+    assert!(name("instance", "My Web Server").is_ok());
+    for bad in [
+        " web",
+        "web ",
+        "\u{a0}web",
+        "web\u{3000}",
+        "\u{2003}web\u{2003}",
+    ] {
+        let msg = message(name("instance", bad));
+        assert!(
+            msg.contains("starts or ends with whitespace") && msg.contains("remove it"),
+            "{bad:?}: {msg}"
+        );
+    }
+    assert!(message(name("instance", "")).contains("is empty"));
 }
