@@ -197,6 +197,34 @@ fn qemu_img_info(absolute: &Path, chain: bool) -> Result<Result<Vec<u8>, String>
     Ok(Err(reason))
 }
 
+/// The real file behind `path` (absolute, no symbolic link on the way), which the guest's
+/// overlay is made on: a link pointed elsewhere later (the image cache's
+/// `debian-metaboot/disk.qcow2`, the newest build) leaves the run on the image it looked at. A
+/// built image's disk has its directory held for this process, as a run of the built images
+/// holds it ([`in_use`](crate::image::in_use)): no build's prune removes it under the guest.
+pub fn resolve(path: &Path) -> Result<PathBuf, ImageError> {
+    let real = std::fs::canonicalize(path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => ImageError::Missing(path.to_owned()),
+        _ => ImageError::Unreadable {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        },
+    })?;
+    if let Some(dir) = built_image_dir(&real) {
+        // Best effort: a directory that is not a complete image is only not held.
+        let _ = crate::image::disk::DiskImage::open(dir);
+    }
+    Ok(real)
+}
+
+/// The image directory `disk` is the disk of, if it is a built image's (`<dir>/disk.qcow2`
+/// beside a manifest).
+fn built_image_dir(disk: &Path) -> Option<&Path> {
+    let dir = disk.parent()?;
+    (disk.file_name()? == crate::image::disk::DISK && dir.join(crate::image::MANIFEST).is_file())
+        .then_some(dir)
+}
+
 /// Whether the file starts with a sector a BIOS would boot (MBR or GPT's protective MBR).
 fn has_boot_sector(path: &Path) -> bool {
     let mut sector = [0u8; BOOT_SIGNATURE_OFFSET + 2];
@@ -208,8 +236,10 @@ fn has_boot_sector(path: &Path) -> bool {
 /// What `run --image` boots.
 #[derive(Debug, Clone)]
 pub struct OwnImage {
-    /// The image file (never written).
+    /// The image file (never written), as [`resolve`] found it: the real file.
     pub image: PathBuf,
+    /// The path it was given by, which names it in reports.
+    pub given: PathBuf,
     /// What [`inspect`] found.
     pub info: ImageInfo,
     /// The default user, who gets the instance's key.
@@ -226,7 +256,7 @@ impl OwnImage {
     /// The guest to boot: its provisioner is found over SSH after the first login.
     pub fn guest(&self) -> CloudImageGuest {
         CloudImageGuest {
-            name: format!("{}/{}", self.path.name(), name_of(&self.image)),
+            name: format!("{}/{}", self.path.name(), name_of(&self.given)),
             image: self.image.clone(),
             format: self.info.format.clone(),
             provisioner: None,
@@ -426,6 +456,77 @@ mod tests {
         );
         let err = inspect(&p("on-encrypted.qcow2")).unwrap_err();
         assert!(matches!(err, ImageError::Encrypted(_)), "{err:?}");
+    }
+
+    /// `--image <cache>/images/debian-metaboot/disk.qcow2` (the link to the newest build) is
+    /// the build it points at now, held so that no prune removes it; a file of no built image
+    /// is resolved and left alone.
+    #[test]
+    fn an_image_is_resolved_to_its_real_file_and_a_built_one_held() {
+        let cache = tempfile::tempdir().unwrap();
+        let built = cache.path().join("debian-metaboot-0123");
+        std::fs::create_dir(&built).unwrap();
+        std::fs::write(built.join(crate::image::disk::DISK), b"QFI").unwrap();
+        let manifest = serde_json::json!({
+            "kind": "debian-metaboot", "key": "0123", "inputs": [],
+            "provisioner": "metaboot", "default_user": "debian", "packages": [],
+            "kernel": "6.1.0-57-cloud-amd64", "disk_bytes": 3, "virtual_bytes": 3,
+            "root_bytes": 3, "rootfs_cached": true, "build_seconds": 1.0,
+        });
+        std::fs::write(
+            built.join(crate::image::MANIFEST),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        let newest = cache.path().join("debian-metaboot");
+        std::os::unix::fs::symlink("debian-metaboot-0123", &newest).unwrap();
+
+        let given = newest.join("disk.qcow2");
+        let real = resolve(&given).unwrap();
+        assert_eq!(
+            real,
+            std::fs::canonicalize(built.join("disk.qcow2")).unwrap()
+        );
+        assert!(
+            !crate::image::in_use::remove_unless_held(&built),
+            "a built image booted as a user's own is held"
+        );
+        // The report still names it by the path it was given by.
+        let own = OwnImage {
+            image: real,
+            given,
+            info: ImageInfo {
+                format: "qcow2".into(),
+                virtual_size: 3,
+                full_backing: None,
+                backing: None,
+                encrypted: false,
+            },
+            user: DEFAULT_USER.into(),
+            path: MetadataPath::Router,
+            via: Via::Qemu,
+            boot_timeout: Duration::from_secs(1),
+        };
+        assert!(
+            own.guest().name.ends_with("/debian-metaboot"),
+            "{}",
+            own.guest().name
+        );
+        assert!(
+            own.guest()
+                .image
+                .starts_with(std::fs::canonicalize(&built).unwrap())
+        );
+
+        let plain = cache.path().join("mine.qcow2");
+        std::fs::write(&plain, b"QFI").unwrap();
+        assert_eq!(
+            resolve(&plain).unwrap(),
+            std::fs::canonicalize(&plain).unwrap()
+        );
+        assert!(built_image_dir(&plain).is_none());
+        let err = resolve(&cache.path().join("gone.qcow2")).unwrap_err();
+        assert!(matches!(err, ImageError::Missing(_)), "{err}");
     }
 
     #[test]
