@@ -185,12 +185,7 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
         .with_context(|| format!("failed to read the guest agent {}", spec.agent.display()))?;
 
     let mut key = InputHash::new("tiny");
-    for file in FILES {
-        key.add(
-            &format!("recipe:{} mode {:o}", file.name, file.mode),
-            file.content.as_bytes(),
-        );
-    }
+    add_recipe_files(&mut key, FILES);
     key.add("recipe:packages", PACKAGES.as_bytes());
     key.add("recipe:modules", MODULES.as_bytes());
     for (_, package) in &resolved {
@@ -255,6 +250,17 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
         return Err(err);
     }
     place(&spec.out, &tmp, &dir)
+}
+
+/// Adds the recipe's files to the cache key: each one's name, where it goes in the image, its
+/// mode and its content.
+fn add_recipe_files(key: &mut InputHash, files: &[RecipeFile]) {
+    for file in files {
+        key.add(
+            &format!("recipe:{} {} mode {:o}", file.name, file.path, file.mode),
+            file.content.as_bytes(),
+        );
+    }
 }
 
 /// The complete image in `dir` (under `out`), reused: held, marked used and linked as the
@@ -583,6 +589,33 @@ mod tests {
         assert!(Image::is_complete(&dir) && !aside.exists());
         let gone = out.path().join("tiny-gone");
         assert!(output::set_aside_incomplete(&gone, &aside, Image::is_complete).unwrap());
+    }
+
+    /// Every part of a recipe file is an input of the key: a file moved elsewhere in the image
+    /// makes another image, as a changed mode or content does.
+    #[test]
+    fn a_recipe_files_destination_is_part_of_the_key() {
+        let key = |path: &'static str, mode: u32, content: &'static str| {
+            let mut key = InputHash::new("tiny");
+            add_recipe_files(
+                &mut key,
+                &[RecipeFile {
+                    name: "udhcpc.script",
+                    path,
+                    mode,
+                    content,
+                }],
+            );
+            key.key()
+        };
+        let base = key("etc/udhcpc.script", 0o755, "#!/bin/sh\n");
+        assert_eq!(base, key("etc/udhcpc.script", 0o755, "#!/bin/sh\n"));
+        assert_ne!(
+            base,
+            key("usr/share/udhcpc/default.script", 0o755, "#!/bin/sh\n")
+        );
+        assert_ne!(base, key("etc/udhcpc.script", 0o644, "#!/bin/sh\n"));
+        assert_ne!(base, key("etc/udhcpc.script", 0o755, "#!/bin/sh -e\n"));
     }
 
     #[test]
