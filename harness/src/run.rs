@@ -94,8 +94,10 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
     let Some(image) = args.image.clone() else {
         return scenarios(cache, args);
     };
-    let info = match own::inspect(&image) {
-        Ok(info) => info,
+    // Looked at by the path given (the messages name it), booted as the real file behind it.
+    let looked_at = own::inspect(&image).and_then(|info| Ok((own::resolve(&image)?, info)));
+    let (real, info) = match looked_at {
+        Ok(found) => found,
         Err(err) if err.is_bad_input() => {
             eprintln!("metaboot-harness: {err}");
             return Ok(2);
@@ -104,7 +106,8 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
     };
     scenario::preflight()?;
     let own = own::OwnImage {
-        image,
+        image: real,
+        given: image,
         info,
         user: args.user,
         path: args.path,

@@ -74,9 +74,23 @@ fn a_missing_file_or_one_that_is_not_a_disk_image_gets_one_line_and_exit_2() {
     header.extend([0xffu8; 508]);
     std::fs::write(&broken, &header).unwrap();
     let missing = dir.path().join("missing.qcow2");
+    // A qcow2 whose backing file is gone (-u: qemu-img create would look for it).
+    let orphan = dir.path().join("orphan.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-u", "-b", "missing.qcow2"])
+        .args(["-F", "qcow2"])
+        .arg(&orphan)
+        .arg("1M")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
     let before = fingerprint(&notes);
     for (file, says) in [
         (&missing, "no such file"),
+        (
+            &orphan,
+            &*format!("its backing file {} cannot be opened", missing.display()),
+        ),
         (
             &notes,
             "not a disk image: qemu-img sees raw data with no boot sector",

@@ -1,6 +1,8 @@
 //! A guest as a transient libvirt domain: `virsh create` of the domain XML the harness writes
 //! for it (see [`super::libvirt`]), its console read from the file libvirt's QEMU writes, and
-//! `virsh destroy` at the end, also on failure (on drop).
+//! `virsh destroy` at the end, also on failure (on drop; again on drop when an earlier one did
+//! not end it). A start that got no answer in time (`virsh create`, `virt-install`) may have
+//! made the domain all the same: it is destroyed by its name.
 
 use std::fs::File;
 use std::io::Read;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::Guest;
-use super::libvirtd::{VIRSH_TIMEOUT, virsh};
+use super::libvirtd::{URI, VIRSH_TIMEOUT, virsh};
 use crate::process::{describe, output_with_timeout};
 
 /// Where libvirt keeps each domain's QEMU log.
@@ -50,11 +52,61 @@ fn domain_state(success: bool, stdout: &str, stderr: &str) -> anyhow::Result<Dom
             other => bail!("unknown domain state {other:?}"),
         };
     }
-    // virsh's words for a domain that does not exist (VIR_ERR_NO_DOMAIN).
-    if stderr.contains("Domain not found") || stderr.contains("failed to get domain") {
+    if no_such_domain(stderr) {
         return Ok(DomainState::Gone);
     }
     bail!("{}", stderr.trim())
+}
+
+/// Whether virsh's error says the domain does not exist (VIR_ERR_NO_DOMAIN).
+fn no_such_domain(stderr: &str) -> bool {
+    stderr.contains("Domain not found") || stderr.contains("failed to get domain")
+}
+
+/// What a `virsh destroy` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Destroyed {
+    /// It stopped the domain.
+    Stopped,
+    /// There was nothing to stop: no such domain, or one that does not run.
+    Absent,
+    /// It failed otherwise (libvirtd unreachable, busy): the domain may still run.
+    Failed(String),
+}
+
+/// Reads `virsh destroy`'s answer (its success and stderr).
+fn destroy_outcome(success: bool, stderr: &str) -> Destroyed {
+    if success {
+        Destroyed::Stopped
+    } else if no_such_domain(stderr) || stderr.contains("domain is not running") {
+        // The second is VIR_ERR_OPERATION_INVALID for a defined domain that is shut off.
+        Destroyed::Absent
+    } else {
+        Destroyed::Failed(stderr.trim().to_owned())
+    }
+}
+
+/// Destroys domain `name`, which a start that got no answer in time (`virsh create`,
+/// `virt-install`) may have left running with nothing in charge of it: best effort, saying so
+/// when it cannot.
+pub fn destroy_unanswered(name: &str) {
+    let mut cmd = virsh(["destroy", name]);
+    let outcome = output_with_timeout(&mut cmd, VIRSH_TIMEOUT)
+        .map(|out| destroy_outcome(out.status.success(), &String::from_utf8_lossy(&out.stderr)));
+    match outcome {
+        Ok(Destroyed::Stopped) => {
+            eprintln!("destroyed libvirt domain {name}, left by a start that timed out");
+        }
+        Ok(Destroyed::Absent) => {}
+        Ok(Destroyed::Failed(why)) => eprintln!(
+            "warning: libvirt domain {name} may still run after its start timed out ({why}): \
+             `virsh -c {URI} destroy {name}`"
+        ),
+        Err(err) => eprintln!(
+            "warning: libvirt domain {name} may still run after its start timed out ({err:#}): \
+             `virsh -c {URI} destroy {name}`"
+        ),
+    }
 }
 
 /// A running transient domain; destroyed when dropped.
@@ -85,8 +137,16 @@ impl Domain {
         let mut cmd = virsh([std::ffi::OsStr::new("create"), xml_path.as_os_str()]);
         // Not while a signal's teardown runs: a domain made after it would outlive the lab.
         let changes = crate::lab::changes();
-        let out = output_with_timeout(&mut cmd, VIRSH_TIMEOUT)?;
+        let out = output_with_timeout(&mut cmd, VIRSH_TIMEOUT);
         drop(changes);
+        let out = match out {
+            Ok(out) => out,
+            Err(err) => {
+                // No answer: libvirtd may have made the domain all the same.
+                destroy_unanswered(&guest.name);
+                return Err(err);
+            }
+        };
         if !out.status.success() {
             bail!(
                 "{} failed: {}",
@@ -101,21 +161,19 @@ impl Domain {
     /// console in `console` (a fresh file): returns it and a reader of its console, as
     /// [`Domain::create`] does.
     pub fn adopt(name: &str, console: &Path) -> anyhow::Result<(Self, ConsoleFile)> {
-        let gone = Arc::new(AtomicBool::new(false));
+        // In charge first: a console that fails to open destroys the domain (on drop).
+        let domain = Self {
+            name: name.to_owned(),
+            gone: Arc::new(AtomicBool::new(false)),
+            destroyed: false,
+        };
         let file = File::open(console)
             .with_context(|| format!("failed to open the console {}", console.display()))?;
         let reader = ConsoleFile {
             file,
-            gone: Arc::clone(&gone),
+            gone: Arc::clone(&domain.gone),
         };
-        Ok((
-            Self {
-                name: name.to_owned(),
-                gone,
-                destroyed: false,
-            },
-            reader,
-        ))
+        Ok((domain, reader))
     }
 
     /// The domain's name.
@@ -166,22 +224,22 @@ impl Domain {
         }
     }
 
-    /// Destroys the domain (nothing when it is already gone).
+    /// Destroys the domain (nothing when it is already gone). Only once it is gone is it
+    /// marked destroyed: after a failure, a later call (the one on drop) tries again.
     pub fn destroy(&mut self) -> anyhow::Result<()> {
         if self.destroyed {
             return Ok(());
         }
         let mut cmd = virsh(["destroy", &self.name]);
         let out = output_with_timeout(&mut cmd, VIRSH_TIMEOUT)?;
+        let outcome = destroy_outcome(out.status.success(), &String::from_utf8_lossy(&out.stderr));
+        if let Destroyed::Failed(why) = outcome
+            && self.running()?
+        {
+            bail!("{} failed: {why}", describe(&cmd));
+        }
         self.gone.store(true, Ordering::SeqCst);
         self.destroyed = true;
-        if !out.status.success() && self.running()? {
-            bail!(
-                "{} failed: {}",
-                describe(&cmd),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
         Ok(())
     }
 }
@@ -249,6 +307,28 @@ mod tests {
         assert!(domain_state(true, "no state\n", "").is_err());
         const { assert!(STATE_ATTEMPTS >= 1 && STATE_ATTEMPTS <= 5) };
         assert!(STATE_POLL * STATE_ATTEMPTS < VIRSH_TIMEOUT);
+    }
+
+    /// Only a `virsh destroy` that stopped the domain, or found none to stop, lets the domain
+    /// count as destroyed; any other failure leaves it to be tried again.
+    #[test]
+    fn a_destroy_counts_only_when_virsh_says_the_domain_is_gone() {
+        assert_eq!(destroy_outcome(true, ""), Destroyed::Stopped);
+        let not_found = "error: failed to get domain 'web1'\n\
+            error: Domain not found: no domain with matching name 'web1'\n";
+        assert_eq!(destroy_outcome(false, not_found), Destroyed::Absent);
+        let shut_off = "error: Failed to destroy domain 'web1'\n\
+            error: Requested operation is not valid: domain is not running\n";
+        assert_eq!(destroy_outcome(false, shut_off), Destroyed::Absent);
+        let unreachable = "error: failed to connect to the hypervisor\n\
+            error: Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory\n";
+        assert_eq!(
+            destroy_outcome(false, unreachable),
+            Destroyed::Failed(unreachable.trim().to_owned())
+        );
+        let busy = "error: Failed to destroy domain 'web1'\n\
+            error: Timed out during operation: cannot acquire state change lock\n";
+        assert!(matches!(destroy_outcome(false, busy), Destroyed::Failed(_)));
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! serves at a time: a lock file keeps a second harness run waiting, and a libvirtd that some
 //! one else started outside the lab's namespace is refused (its guests could not reach the
 //! taps), as is a host's libvirt that systemd starts on demand (`libvirtd.socket`,
-//! `virtqemud.socket`: no process while idle, but its sockets are the host's). A `virtlogd` already running is used as it is; otherwise one is started beside
-//! libvirtd and stopped with it.
+//! `virtqemud.socket`: no process while idle, but its sockets are the host's). A `virtlogd`
+//! already running is used as it is, and so is one systemd starts on demand (an active
+//! `virtlogd.socket`: a virtlogd of the harness's would unlink and bind its socket, and
+//! remove it on exit, cutting the host's libvirt off its log daemon); otherwise one is started
+//! beside libvirtd and stopped with it.
 //!
 //! libvirtd reads a private `qemu.conf`, bind-mounted over /etc/libvirt/qemu.conf in a private
 //! mount namespace (nothing on the host changes): its guests run as root without relabelling
@@ -106,8 +109,9 @@ pub struct Libvirtd {
 }
 
 impl Libvirtd {
-    /// Starts virtlogd (unless one runs) and libvirtd inside namespace `ns`, with their logs
-    /// and private config in `dir`, and waits until libvirtd answers.
+    /// Starts virtlogd (unless one runs, or systemd starts the host's on demand) and libvirtd
+    /// inside namespace `ns`, with their logs and private config in `dir`, and waits until
+    /// libvirtd answers.
     pub fn start(ns: &str, dir: &Path) -> anyhow::Result<Self> {
         preflight()?;
         let lock = take_lock()?;
@@ -146,10 +150,21 @@ impl Libvirtd {
                 SOCKET_UNITS.join(" ")
             );
         }
-        if running("virtlogd").is_none() {
-            let log = dir.join("virtlogd.log");
-            let daemon = Daemon::spawn("virtlogd", &mut netns::exec(ns, "virtlogd"), &log)?;
-            this.started.push(daemon);
+        let socket = unit_active(
+            Path::new(SYSTEMD_RUNTIME),
+            Path::new("systemctl"),
+            VIRTLOGD_SOCKET,
+        );
+        match virtlogd_plan(running("virtlogd"), socket) {
+            Virtlogd::Running(pid) => tracing::info!("using virtlogd (pid {pid}) already running"),
+            Virtlogd::SocketActivated => {
+                tracing::info!("using the host's virtlogd, started by systemd ({VIRTLOGD_SOCKET})");
+            }
+            Virtlogd::Start => {
+                let log = dir.join("virtlogd.log");
+                let daemon = Daemon::spawn("virtlogd", &mut netns::exec(ns, "virtlogd"), &log)?;
+                this.started.push(daemon);
+            }
         }
         let conf = dir.join("qemu.conf");
         fs::write(&conf, QEMU_CONF)
@@ -274,14 +289,46 @@ pub const SOCKET_UNITS: [&str; 2] = ["libvirtd.socket", "virtqemud.socket"];
 /// The first of [`SOCKET_UNITS`] active on a machine systemd runs (`runtime` is its
 /// `/run/systemd/system`, `systemctl` the tool asked).
 fn socket_activated(runtime: &Path, systemctl: &Path) -> Option<&'static str> {
+    SOCKET_UNITS
+        .into_iter()
+        .find(|unit| unit_active(runtime, systemctl, unit))
+}
+
+/// The unit through which systemd starts the host's virtlogd on the first connection
+/// (`/run/libvirt/virtlogd-sock`).
+pub const VIRTLOGD_SOCKET: &str = "virtlogd.socket";
+
+/// Whether systemd runs the machine (`runtime` is its `/run/systemd/system`) and says `unit` is
+/// active. False without systemd, and when `systemctl` is missing or fails.
+fn unit_active(runtime: &Path, systemctl: &Path, unit: &str) -> bool {
     if !runtime.is_dir() {
-        return None;
+        return false;
     }
-    SOCKET_UNITS.into_iter().find(|unit| {
-        let mut ask = Command::new(systemctl);
-        ask.args(["is-active", "--quiet", unit]);
-        output_with_timeout(&mut ask, VIRSH_TIMEOUT).is_ok_and(|out| out.status.success())
-    })
+    let mut ask = Command::new(systemctl);
+    ask.args(["is-active", "--quiet", unit]);
+    output_with_timeout(&mut ask, VIRSH_TIMEOUT).is_ok_and(|out| out.status.success())
+}
+
+/// Where the harness's libvirtd finds its virtlogd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Virtlogd {
+    /// A virtlogd process runs (pid): used as it is.
+    Running(u32),
+    /// None runs, but systemd starts the host's on the first connection ([`VIRTLOGD_SOCKET`]):
+    /// its socket is left alone.
+    SocketActivated,
+    /// None at all: the harness starts one and stops it afterwards.
+    Start,
+}
+
+/// Which virtlogd the run uses, from the PID of a running one and whether
+/// [`VIRTLOGD_SOCKET`] is active.
+fn virtlogd_plan(running: Option<u32>, socket_active: bool) -> Virtlogd {
+    match (running, socket_active) {
+        (Some(pid), _) => Virtlogd::Running(pid),
+        (None, true) => Virtlogd::SocketActivated,
+        (None, false) => Virtlogd::Start,
+    }
 }
 
 #[cfg(test)]
@@ -315,6 +362,35 @@ mod tests {
         );
         fake("nothing");
         assert_eq!(socket_activated(&runtime, &systemctl), None);
+    }
+
+    /// The host's virtlogd that systemd starts on demand is left to do so: the harness starts
+    /// its own only when there is no virtlogd at all (as on machines without systemd).
+    #[test]
+    fn a_socket_activated_virtlogd_is_used_not_replaced() {
+        assert_eq!(virtlogd_plan(None, false), Virtlogd::Start);
+        assert_eq!(virtlogd_plan(None, true), Virtlogd::SocketActivated);
+        assert_eq!(virtlogd_plan(Some(42), true), Virtlogd::Running(42));
+        assert_eq!(virtlogd_plan(Some(42), false), Virtlogd::Running(42));
+
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = dir.path().join("run-systemd-system");
+        let systemctl = dir.path().join("systemctl");
+        fs::write(
+            &systemctl,
+            format!("#!/bin/sh\n[ \"$3\" = \"{VIRTLOGD_SOCKET}\" ]\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&systemctl, fs::Permissions::from_mode(0o755)).unwrap();
+        // No systemd as PID 1 (this machine, CI): the socket is not asked about.
+        assert!(!unit_active(&runtime, &systemctl, VIRTLOGD_SOCKET));
+        fs::create_dir(&runtime).unwrap();
+        assert!(unit_active(&runtime, &systemctl, VIRTLOGD_SOCKET));
+        assert!(!unit_active(&runtime, &systemctl, "libvirtd.socket"));
+        // systemctl missing (or failing): as without systemd.
+        let absent = dir.path().join("no-systemctl");
+        assert!(!unit_active(&runtime, &absent, VIRTLOGD_SOCKET));
     }
 
     #[test]

@@ -246,10 +246,13 @@ pub fn make_blank_disk(path: &Path, bytes: u64) -> anyhow::Result<()> {
 /// The label nova gives an instance's ephemeral disk.
 pub const EPHEMERAL_LABEL: &str = "ephemeral0";
 
+/// Creates `overlay`, a qcow2 on top of `base` (of `format`), `growth` bytes larger.
 pub fn make_overlay(base: &Path, format: &str, overlay: &Path, growth: u64) -> anyhow::Result<()> {
-    // The overlay records the path as given: make it absolute so it opens from anywhere.
-    let base = std::path::absolute(base)
-        .with_context(|| format!("failed to resolve {}", base.display()))?;
+    // The overlay records the path of its backing file: the real file, absolute, so that it
+    // opens from anywhere and stays on this base when a symbolic link on the way (the image
+    // cache's `debian-metaboot`, the newest) is pointed at another image later.
+    let base = std::fs::canonicalize(base)
+        .with_context(|| format!("failed to resolve {} (is it there?)", base.display()))?;
     let _ = std::fs::remove_file(overlay);
     check(
         Command::new("qemu-img")
@@ -273,4 +276,49 @@ pub fn make_overlay(base: &Path, format: &str, overlay: &Path, growth: u64) -> a
         .with_context(|| format!("failed to enlarge the overlay {}", overlay.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overlay's backing file is the real file, not the link it was named through.
+    #[test]
+    fn an_overlay_is_made_on_the_real_file_behind_links() {
+        if !crate::process::on_path("qemu-img") {
+            let why = "qemu-img is missing (scripts/install-lab-deps installs qemu-utils)";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image_dir = dir.path().join("debian-metaboot-0123");
+        std::fs::create_dir(&image_dir).unwrap();
+        let base = image_dir.join("disk.qcow2");
+        check(
+            Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&base)
+                .arg("1M"),
+        )
+        .unwrap();
+        let newest = dir.path().join("debian-metaboot");
+        std::os::unix::fs::symlink("debian-metaboot-0123", &newest).unwrap();
+        let overlay = dir.path().join("overlay.qcow2");
+        make_overlay(&newest.join("disk.qcow2"), "qcow2", &overlay, 0).unwrap();
+        let info = check(
+            Command::new("qemu-img")
+                .args(["info", "--output=json"])
+                .arg(&overlay),
+        )
+        .unwrap();
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        let real = std::fs::canonicalize(&base).unwrap();
+        assert_eq!(info["backing-filename"], real.display().to_string());
+        let err = make_overlay(&dir.path().join("gone.qcow2"), "qcow2", &overlay, 0).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("gone.qcow2 (is it there?)"),
+            "{err:#}"
+        );
+    }
 }

@@ -144,7 +144,10 @@ pub fn install(guest: &Guest, nic: &NetworkNic, console: &Path) -> anyhow::Resul
     std::fs::File::create(console)
         .with_context(|| format!("failed to create {}", console.display()))?;
     let mut cmd = command(guest, nic, console)?;
-    let out = output_with_timeout(&mut cmd, VIRT_INSTALL_TIMEOUT)?;
+    let out = output_with_timeout(&mut cmd, VIRT_INSTALL_TIMEOUT).inspect_err(|_| {
+        // No answer: the domain may run all the same, with nothing in charge of it.
+        super::domain::destroy_unanswered(&guest.name);
+    })?;
     if !out.status.success() {
         bail!(
             "{} failed: {}{}",

@@ -52,6 +52,57 @@ pub fn mark_used(dir: &Path) {
     }
 }
 
+/// Moves `dir`, an image directory under its final name that is not a complete image (a prune
+/// cut short, a file deleted by hand), to `aside` and removes it there, so that a build can
+/// rename a new image into its place; whether `dir` is gone. `complete` is asked again under
+/// an exclusive lock on `dir`: a concurrent build's complete image stays, and so does one a
+/// process holds ([`in_use`](super::in_use)). Named as a scratch path (`aside`), what a removal
+/// cut short leaves goes with the next build's
+/// [`remove_dead`](super::leftovers::remove_dead).
+pub fn set_aside_incomplete(
+    dir: &Path,
+    aside: &Path,
+    complete: impl Fn(&Path) -> bool,
+) -> anyhow::Result<bool> {
+    let Ok(file) = fs::File::open(dir) else {
+        return Ok(fs::symlink_metadata(dir).is_err());
+    };
+    let Ok(_lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    else {
+        eprintln!(
+            "warning: {} is not a complete image, but a run uses it: remove it once the run \
+             ends",
+            dir.display()
+        );
+        return Ok(false);
+    };
+    if complete(dir) {
+        return Ok(false);
+    }
+    eprintln!(
+        "warning: {} is not a complete image: building it anew",
+        dir.display()
+    );
+    let _ = fs::remove_dir_all(aside);
+    match fs::rename(dir, aside) {
+        Ok(()) => {}
+        // Set aside by a concurrent build meanwhile.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(err) => {
+            return Err(err).with_context(|| {
+                format!(
+                    "failed to move the incomplete image {} aside (remove it)",
+                    dir.display()
+                )
+            });
+        }
+    }
+    if let Err(err) = fs::remove_dir_all(aside) {
+        eprintln!("warning: failed to remove {}: {err}", aside.display());
+    }
+    Ok(true)
+}
+
 /// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).
 pub const MAX_CACHED_IMAGES: usize = 3;
 

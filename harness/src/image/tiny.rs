@@ -185,12 +185,7 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
         .with_context(|| format!("failed to read the guest agent {}", spec.agent.display()))?;
 
     let mut key = InputHash::new("tiny");
-    for file in FILES {
-        key.add(
-            &format!("recipe:{} mode {:o}", file.name, file.mode),
-            file.content.as_bytes(),
-        );
-    }
+    add_recipe_files(&mut key, FILES);
     key.add("recipe:packages", PACKAGES.as_bytes());
     key.add("recipe:modules", MODULES.as_bytes());
     for (_, package) in &resolved {
@@ -202,13 +197,8 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
     key.add("agent:metaboot", &agent);
     let key_hex = key.key();
     let dir = spec.out.join(format!("tiny-{key_hex}"));
-    if let Ok(image) = Image::open(&dir) {
-        output::mark_used(&dir);
-        output::link_latest(&spec.out, &dir)?;
-        return Ok(Image {
-            cached: true,
-            ..image
-        });
+    if let Some(image) = cached(&spec.out, &dir)? {
+        return Ok(image);
     }
 
     let mut archive = Archive::new();
@@ -259,17 +249,54 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
         let _ = fs::remove_dir_all(&tmp);
         return Err(err);
     }
-    if let Err(err) = fs::rename(&tmp, &dir) {
-        let _ = fs::remove_dir_all(&tmp);
+    place(&spec.out, &tmp, &dir)
+}
+
+/// Adds the recipe's files to the cache key: each one's name, where it goes in the image, its
+/// mode and its content.
+fn add_recipe_files(key: &mut InputHash, files: &[RecipeFile]) {
+    for file in files {
+        key.add(
+            &format!("recipe:{} {} mode {:o}", file.name, file.path, file.mode),
+            file.content.as_bytes(),
+        );
+    }
+}
+
+/// The complete image in `dir` (under `out`), reused: held, marked used and linked as the
+/// newest. None when there is none; a directory there that is not a complete image is set
+/// aside first, so that the build's rename can put a new one in its place.
+fn cached(out: &Path, dir: &Path) -> anyhow::Result<Option<Image>> {
+    if let Ok(image) = Image::open(dir) {
+        output::mark_used(dir);
+        output::link_latest(out, dir)?;
+        return Ok(Some(Image {
+            cached: true,
+            ..image
+        }));
+    }
+    let name = dir
+        .file_name()
+        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    let aside = super::leftovers::scratch_path(out, SCRATCH_PREFIX, &format!("incomplete-{name}"));
+    output::set_aside_incomplete(dir, &aside, Image::is_complete)?;
+    Ok(None)
+}
+
+/// Renames the finished image `tmp` to `dir` (under `out`), links it as the newest and prunes
+/// older ones; opens it.
+fn place(out: &Path, tmp: &Path, dir: &Path) -> anyhow::Result<Image> {
+    if let Err(err) = fs::rename(tmp, dir) {
+        let _ = fs::remove_dir_all(tmp);
         // A concurrent build finished the same key first: use theirs.
         if !dir.is_dir() {
             return Err(err)
                 .with_context(|| format!("failed to move the image to {}", dir.display()));
         }
     }
-    output::link_latest(&spec.out, &dir)?;
-    output::prune(&spec.out, &dir, output::MAX_CACHED_IMAGES);
-    Image::open(&dir)
+    output::link_latest(out, dir)?;
+    output::prune(out, dir, output::MAX_CACHED_IMAGES);
+    Image::open(dir)
 }
 
 fn one(mut roots: Vec<PathBuf>, role: &str) -> anyhow::Result<PathBuf> {
@@ -486,6 +513,109 @@ mod tests {
             .unwrap();
         assert!(init.content.contains(&format!("-e /{}", connection.path)));
         assert!(connection.content.contains("dropbear -i") && connection.mode == 0o755);
+    }
+
+    /// A finished image in `dir`: manifest, kernel and initramfs.
+    fn complete_image(dir: &Path, key: &str) {
+        fs::create_dir_all(dir).unwrap();
+        let manifest = Manifest {
+            kind: "tiny".into(),
+            key: key.into(),
+            inputs: Vec::new(),
+            packages: Vec::new(),
+            modules: Vec::new(),
+            kernel_file: "vmlinuz-test".into(),
+            initrd_bytes: 1,
+            content_bytes: 1,
+            build_seconds: 0.0,
+        };
+        fs::write(
+            dir.join(super::super::MANIFEST),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        fs::write(dir.join(super::super::KERNEL), b"kernel").unwrap();
+        fs::write(dir.join(super::super::INITRD), b"initrd").unwrap();
+    }
+
+    /// A `tiny-<key>` directory that is not a complete image (a prune cut short, a file
+    /// deleted) is set aside, and the new build takes its place: the next run reuses that.
+    #[test]
+    fn a_damaged_image_of_the_key_is_built_anew() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("tiny-0123abcd");
+        complete_image(&dir, "0123abcd");
+        fs::remove_file(dir.join(super::super::INITRD)).unwrap();
+
+        assert!(cached(out.path(), &dir).unwrap().is_none());
+        assert!(!dir.exists(), "the damaged directory is set aside");
+        let tmp = super::super::leftovers::scratch_path(out.path(), SCRATCH_PREFIX, "0123abcd");
+        complete_image(&tmp, "0123abcd");
+        let image = place(out.path(), &tmp, &dir).unwrap();
+        assert_eq!(image.dir, dir);
+        assert!(image.initrd.is_file() && !tmp.exists());
+        let left: Vec<String> = fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left.len(),
+            2,
+            "the image and its link, nothing aside: {left:?}"
+        );
+        assert_eq!(
+            fs::read_link(out.path().join("tiny")).unwrap(),
+            Path::new("tiny-0123abcd")
+        );
+
+        let again = cached(out.path(), &dir).unwrap().expect("reused");
+        assert!(again.cached && again.initrd.is_file());
+    }
+
+    /// A damaged directory a process holds is left to it; nothing under the name is touched
+    /// when it is complete.
+    #[test]
+    fn only_an_incomplete_image_no_one_holds_is_set_aside() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("tiny-held");
+        fs::create_dir(&dir).unwrap();
+        let held = super::super::in_use::hold(&dir).unwrap();
+        let aside = out.path().join(".tiny-incomplete-tiny-held.1");
+        assert!(!output::set_aside_incomplete(&dir, &aside, Image::is_complete).unwrap());
+        assert!(dir.is_dir());
+        drop(held);
+        complete_image(&dir, "held");
+        assert!(!output::set_aside_incomplete(&dir, &aside, Image::is_complete).unwrap());
+        assert!(Image::is_complete(&dir) && !aside.exists());
+        let gone = out.path().join("tiny-gone");
+        assert!(output::set_aside_incomplete(&gone, &aside, Image::is_complete).unwrap());
+    }
+
+    /// Every part of a recipe file is an input of the key: a file moved elsewhere in the image
+    /// makes another image, as a changed mode or content does.
+    #[test]
+    fn a_recipe_files_destination_is_part_of_the_key() {
+        let key = |path: &'static str, mode: u32, content: &'static str| {
+            let mut key = InputHash::new("tiny");
+            add_recipe_files(
+                &mut key,
+                &[RecipeFile {
+                    name: "udhcpc.script",
+                    path,
+                    mode,
+                    content,
+                }],
+            );
+            key.key()
+        };
+        let base = key("etc/udhcpc.script", 0o755, "#!/bin/sh\n");
+        assert_eq!(base, key("etc/udhcpc.script", 0o755, "#!/bin/sh\n"));
+        assert_ne!(
+            base,
+            key("usr/share/udhcpc/default.script", 0o755, "#!/bin/sh\n")
+        );
+        assert_ne!(base, key("etc/udhcpc.script", 0o644, "#!/bin/sh\n"));
+        assert_ne!(base, key("etc/udhcpc.script", 0o755, "#!/bin/sh -e\n"));
     }
 
     #[test]

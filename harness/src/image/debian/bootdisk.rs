@@ -70,13 +70,14 @@ pub fn layout() -> String {
     )
 }
 
-/// The sfdisk script of the layout for a disk file named `disk` (sfdisk numbers partitions
-/// by the digits after the disk's name).
-pub fn sfdisk_script(disk: &str) -> String {
+/// The sfdisk script of the layout. Each partition line is named by its number alone: sfdisk
+/// takes the digits at the end of a line's name as the partition's number, and splits the line
+/// at its first colon, so the disk's path (which may hold one) is not written.
+pub fn sfdisk_script() -> String {
     format!(
         "label: gpt\nunit: sectors\n\n\
-         {disk}{ROOT_PARTITION} : start={ROOT_START}, size={}, type={LINUX_FS_TYPE}, name=\"root\"\n\
-         {disk}{BIOS_PARTITION} : start={BIOS_START}, size={BIOS_SECTORS}, type={BIOS_BOOT_TYPE}, name=\"bios\"\n",
+         {ROOT_PARTITION} : start={ROOT_START}, size={}, type={LINUX_FS_TYPE}, name=\"root\"\n\
+         {BIOS_PARTITION} : start={BIOS_START}, size={BIOS_SECTORS}, type={BIOS_BOOT_TYPE}, name=\"bios\"\n",
         root_sectors()
     )
 }
@@ -132,8 +133,7 @@ pub fn make(w: &DiskWork<'_>) -> anyhow::Result<()> {
     drop(file);
 
     let script = w.work.join("partitions.sfdisk");
-    let name = raw.display().to_string();
-    fs::write(&script, sfdisk_script(&name))
+    fs::write(&script, sfdisk_script())
         .with_context(|| format!("failed to write {}", script.display()))?;
     run_logged(
         "sfdisk (the GPT partition table)",
@@ -211,12 +211,19 @@ mod tests {
             root_sectors(),
             DISK_BYTES / SECTOR - ROOT_START - ALIGN_SECTORS
         );
-        let script = sfdisk_script("/x/disk.raw");
+        let script = sfdisk_script();
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines[..3], ["label: gpt", "unit: sectors", ""], "{script}");
+        assert!(lines[3].starts_with("1 : start=8192, size="), "{script}");
         assert!(
-            script.contains("/x/disk.raw14 : start=2048, size=6144, type=21686148"),
+            lines[4].starts_with("14 : start=2048, size=6144, type=21686148"),
             "{script}"
         );
-        assert!(script.contains("/x/disk.raw1 : start=8192,"), "{script}");
+        // No line names a device: the path of the disk (a colon in it) is not in the script.
+        assert!(
+            lines[3..].iter().all(|l| l.matches(':').count() == 1),
+            "{script}"
+        );
         assert!(layout().contains("bios boot 14"));
     }
 
@@ -232,7 +239,8 @@ mod tests {
     }
 
     /// The real tools: a partitioned disk file that sfdisk reads back as laid out, and a root
-    /// file system mkfs.ext4 fills at the partition's offset (no root needed for either).
+    /// file system mkfs.ext4 fills at the partition's offset (no root needed for either). The
+    /// disk's path has a colon, as a cache directory may: sfdisk splits a line at the first.
     #[test]
     fn sfdisk_and_mkfs_make_the_layout_in_a_file() {
         for tool in ["sfdisk", "mkfs.ext4", "debugfs"] {
@@ -250,10 +258,11 @@ mod tests {
         let root = dir.path().join("root");
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::write(root.join("etc/hostname"), "debian\n").unwrap();
-        let raw = dir.path().join("disk.raw");
+        let raw = dir.path().join("cache:2").join("disk.raw");
+        fs::create_dir(raw.parent().unwrap()).unwrap();
         fs::File::create(&raw).unwrap().set_len(DISK_BYTES).unwrap();
         let script = dir.path().join("s");
-        fs::write(&script, sfdisk_script(&raw.display().to_string())).unwrap();
+        fs::write(&script, sfdisk_script()).unwrap();
         let log = dir.path().join("log");
         run_logged(
             "sfdisk",
@@ -273,8 +282,16 @@ mod tests {
         assert!(dump.contains("label: gpt"), "{dump}");
         assert!(
             dump.contains(&format!(
-                "start=        {ROOT_START}, size=     {}",
+                "{}{ROOT_PARTITION} : start=        {ROOT_START}, size=     {}",
+                raw.display(),
                 root_sectors()
+            )),
+            "{dump}"
+        );
+        assert!(
+            dump.contains(&format!(
+                "{}{BIOS_PARTITION} : start=        {BIOS_START}, size=        {BIOS_SECTORS}",
+                raw.display()
             )),
             "{dump}"
         );

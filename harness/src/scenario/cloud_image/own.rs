@@ -5,7 +5,10 @@
 //!
 //! The file is looked at before anything starts: a missing file or one that is not a disk
 //! image is refused with one line (the CLI exits 2). `qemu-img info` names the format; raw
-//! data passes only with a boot sector, since qemu-img calls any file raw.
+//! data passes only with a boot sector, since qemu-img calls any file raw. An image with a
+//! backing file is opened with its whole chain (`--backing-chain`: a missing backing file is
+//! refused here, not when the overlay is made), and an encrypted one is refused (the harness
+//! has no key to give QEMU).
 
 use std::fs::File;
 use std::io::Read;
@@ -40,7 +43,7 @@ pub enum ImageError {
     /// A directory or a device.
     #[error("{}: not a regular file", .0.display())]
     NotAFile(PathBuf),
-    /// qemu-img could not open it (a damaged image, a missing backing file).
+    /// qemu-img could not open it (a damaged image, not a format it knows).
     #[error("{}: not a disk image qemu-img can open: {reason}", path.display())]
     Unreadable {
         /// The file.
@@ -48,6 +51,27 @@ pub enum ImageError {
         /// qemu-img's first line.
         reason: String,
     },
+    /// The image opens, but a file of its backing chain does not.
+    #[error(
+        "{}: its backing file {backing} cannot be opened: {reason} (put it back, or point the \
+         image at its copy with `qemu-img rebase -u -b FILE`)",
+        path.display()
+    )]
+    Backing {
+        /// The file.
+        path: PathBuf,
+        /// Its backing file, as the image names it.
+        backing: String,
+        /// qemu-img's first line.
+        reason: String,
+    },
+    /// Its data (or a backing file's) is encrypted.
+    #[error(
+        "{}: an encrypted image (QEMU would need its key, which the harness cannot give): \
+         boot a decrypted copy (`qemu-img convert --object secret,… -O qcow2`)",
+        .0.display()
+    )]
+    Encrypted(PathBuf),
     /// Raw data without a boot sector, or an image of no size.
     #[error("{}: not a disk image: {why}", path.display())]
     NotADisk {
@@ -76,6 +100,15 @@ pub struct ImageInfo {
     /// The size the guest sees.
     #[serde(rename = "virtual-size")]
     pub virtual_size: u64,
+    /// Its backing file, absolute, if it has one.
+    #[serde(rename = "full-backing-filename", default)]
+    pub full_backing: Option<String>,
+    /// Its backing file as the image names it (relative to the image's directory).
+    #[serde(rename = "backing-filename", default)]
+    pub backing: Option<String>,
+    /// Whether its data is encrypted (LUKS or the old AES qcow2).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// Looks at `path` without changing it: a regular file that qemu-img opens as a disk image.
@@ -95,35 +128,30 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     if !meta.is_file() {
         return Err(ImageError::NotAFile(path.to_owned()));
     }
-    // --force-share: a guest that has the image open (read-only, as a backing file) holds
-    // QEMU's lock on it; reading its header is still safe.
     // An absolute path: `-x.qcow2` is no option, `a:b.qcow2` no protocol (as the overlay
     // names its backing file).
     let absolute = std::path::absolute(path).map_err(|err| ImageError::QemuImg(err.into()))?;
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["info", "--force-share", "--output=json"])
-        .arg(&absolute);
-    let out =
-        crate::process::output_with_timeout(&mut cmd, INFO_TIMEOUT).map_err(ImageError::QemuImg)?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let reason = stderr
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message")
-            .trim()
-            .trim_start_matches("qemu-img: ")
-            .to_owned();
-        return Err(ImageError::Unreadable {
+    let unreadable = |reason: String| ImageError::Unreadable {
+        path: path.to_owned(),
+        reason,
+    };
+    let out = qemu_img_info(&absolute, false)?;
+    let info: ImageInfo = serde_json::from_slice(&out.map_err(unreadable)?)
+        .map_err(|e| unreadable(format!("unexpected qemu-img output: {e}")))?;
+    let mut chain = vec![info.clone()];
+    if let Some(backing) = info.full_backing.as_ref().or(info.backing.as_ref()) {
+        // The image itself opened: what does not is a file of its chain.
+        let out = qemu_img_info(&absolute, true)?.map_err(|reason| ImageError::Backing {
             path: path.to_owned(),
+            backing: backing.clone(),
             reason,
-        });
-    }
-    let info: ImageInfo =
-        serde_json::from_slice(&out.stdout).map_err(|e| ImageError::Unreadable {
-            path: path.to_owned(),
-            reason: format!("unexpected qemu-img output: {e}"),
         })?;
+        chain = serde_json::from_slice(&out)
+            .map_err(|e| unreadable(format!("unexpected qemu-img output: {e}")))?;
+    }
+    if chain.iter().any(|layer| layer.encrypted) {
+        return Err(ImageError::Encrypted(path.to_owned()));
+    }
     if info.virtual_size == 0 {
         return Err(ImageError::NotADisk {
             path: path.to_owned(),
@@ -142,6 +170,61 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     Ok(info)
 }
 
+/// `qemu-img info --output=json` of `absolute` (with `--backing-chain`: an array, every file
+/// of the chain opened): its output, or qemu-img's first line when it cannot open a file.
+fn qemu_img_info(absolute: &Path, chain: bool) -> Result<Result<Vec<u8>, String>, ImageError> {
+    // --force-share: a guest that has the image open (read-only, as a backing file) holds
+    // QEMU's lock on it; reading its header is still safe.
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["info", "--force-share", "--output=json"]);
+    if chain {
+        cmd.arg("--backing-chain");
+    }
+    cmd.arg(absolute);
+    let out =
+        crate::process::output_with_timeout(&mut cmd, INFO_TIMEOUT).map_err(ImageError::QemuImg)?;
+    if out.status.success() {
+        return Ok(Ok(out.stdout));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reason = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
+        .trim_start_matches("qemu-img: ")
+        .to_owned();
+    Ok(Err(reason))
+}
+
+/// The real file behind `path` (absolute, no symbolic link on the way), which the guest's
+/// overlay is made on: a link pointed elsewhere later (the image cache's
+/// `debian-metaboot/disk.qcow2`, the newest build) leaves the run on the image it looked at. A
+/// built image's disk has its directory held for this process, as a run of the built images
+/// holds it ([`in_use`](crate::image::in_use)): no build's prune removes it under the guest.
+pub fn resolve(path: &Path) -> Result<PathBuf, ImageError> {
+    let real = std::fs::canonicalize(path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => ImageError::Missing(path.to_owned()),
+        _ => ImageError::Unreadable {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        },
+    })?;
+    if let Some(dir) = built_image_dir(&real) {
+        // Best effort: a directory that is not a complete image is only not held.
+        let _ = crate::image::disk::DiskImage::open(dir);
+    }
+    Ok(real)
+}
+
+/// The image directory `disk` is the disk of, if it is a built image's (`<dir>/disk.qcow2`
+/// beside a manifest).
+fn built_image_dir(disk: &Path) -> Option<&Path> {
+    let dir = disk.parent()?;
+    (disk.file_name()? == crate::image::disk::DISK && dir.join(crate::image::MANIFEST).is_file())
+        .then_some(dir)
+}
+
 /// Whether the file starts with a sector a BIOS would boot (MBR or GPT's protective MBR).
 fn has_boot_sector(path: &Path) -> bool {
     let mut sector = [0u8; BOOT_SIGNATURE_OFFSET + 2];
@@ -153,8 +236,10 @@ fn has_boot_sector(path: &Path) -> bool {
 /// What `run --image` boots.
 #[derive(Debug, Clone)]
 pub struct OwnImage {
-    /// The image file (never written).
+    /// The image file (never written), as [`resolve`] found it: the real file.
     pub image: PathBuf,
+    /// The path it was given by, which names it in reports.
+    pub given: PathBuf,
     /// What [`inspect`] found.
     pub info: ImageInfo,
     /// The default user, who gets the instance's key.
@@ -171,7 +256,7 @@ impl OwnImage {
     /// The guest to boot: its provisioner is found over SSH after the first login.
     pub fn guest(&self) -> CloudImageGuest {
         CloudImageGuest {
-            name: format!("{}/{}", self.path.name(), name_of(&self.image)),
+            name: format!("{}/{}", self.path.name(), name_of(&self.given)),
             image: self.image.clone(),
             format: self.info.format.clone(),
             provisioner: None,
@@ -273,6 +358,175 @@ mod tests {
         );
         let err = inspect(dir.path()).unwrap_err();
         assert!(matches!(err, ImageError::NotAFile(_)), "{err}");
+    }
+
+    /// qemu-img, or a skip (a failure in CI) when it is not installed.
+    fn have_qemu_img() -> bool {
+        if crate::process::on_path("qemu-img") {
+            return true;
+        }
+        let why = "qemu-img is missing (scripts/install-lab-deps installs qemu-utils)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("skipped: {why}");
+        false
+    }
+
+    /// `qemu-img create -q -f qcow2 ARGS… FILE 1M`.
+    fn create_qcow2(args: &[&str], file: &Path) {
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .args(args)
+            .arg(file)
+            .arg("1M")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "qemu-img create {args:?}: {out:?}");
+    }
+
+    /// Where a qcow2 header has its encryption method (big-endian; 1 is AES, 2 LUKS).
+    const QCOW2_CRYPT_METHOD_OFFSET: u64 = 32;
+
+    /// Marks a qcow2 as AES-encrypted in its header, as `qemu-img info` then reports it (a real
+    /// LUKS image needs a PBKDF benchmark that fails on a busy machine).
+    fn mark_encrypted(file: &Path) {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+        f.seek(SeekFrom::Start(QCOW2_CRYPT_METHOD_OFFSET)).unwrap();
+        f.write_all(&1u32.to_be_bytes()).unwrap();
+    }
+
+    /// The whole backing chain must open: a qcow2 whose backing file is gone, or whose data is
+    /// encrypted, is bad input (exit 2), refused before any overlay is made on it.
+    #[test]
+    fn a_missing_backing_file_or_an_encrypted_image_is_refused() {
+        if !have_qemu_img() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        create_qcow2(&[], &p("base.qcow2"));
+        // -u: qemu-img create would check the backing file itself.
+        create_qcow2(
+            &["-u", "-b", "base.qcow2", "-F", "qcow2"],
+            &p("overlay.qcow2"),
+        );
+        create_qcow2(
+            &["-u", "-b", "missing.qcow2", "-F", "qcow2"],
+            &p("orphan.qcow2"),
+        );
+        let info = inspect(&p("overlay.qcow2")).unwrap();
+        assert_eq!(
+            (info.format.as_str(), info.virtual_size),
+            ("qcow2", 1 << 20)
+        );
+        assert_eq!(info.backing.as_deref(), Some("base.qcow2"));
+
+        let orphan = p("orphan.qcow2");
+        let err = inspect(&orphan).unwrap_err();
+        assert!(
+            matches!(err, ImageError::Backing { .. }) && err.is_bad_input(),
+            "{err:?}"
+        );
+        let line = err.to_string();
+        assert!(
+            line.starts_with(&format!(
+                "{}: its backing file {} cannot be opened: ",
+                orphan.display(),
+                p("missing.qcow2").display()
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains("No such file") && !line.contains('\n'),
+            "{line}"
+        );
+
+        let encrypted = p("encrypted.qcow2");
+        create_qcow2(&[], &encrypted);
+        mark_encrypted(&encrypted);
+        let err = inspect(&encrypted).unwrap_err();
+        assert!(
+            matches!(err, ImageError::Encrypted(_)) && err.is_bad_input(),
+            "{err:?}"
+        );
+        // Also as the backing file of a plain overlay.
+        create_qcow2(
+            &["-u", "-b", "encrypted.qcow2", "-F", "qcow2"],
+            &p("on-encrypted.qcow2"),
+        );
+        let err = inspect(&p("on-encrypted.qcow2")).unwrap_err();
+        assert!(matches!(err, ImageError::Encrypted(_)), "{err:?}");
+    }
+
+    /// `--image <cache>/images/debian-metaboot/disk.qcow2` (the link to the newest build) is
+    /// the build it points at now, held so that no prune removes it; a file of no built image
+    /// is resolved and left alone.
+    #[test]
+    fn an_image_is_resolved_to_its_real_file_and_a_built_one_held() {
+        let cache = tempfile::tempdir().unwrap();
+        let built = cache.path().join("debian-metaboot-0123");
+        std::fs::create_dir(&built).unwrap();
+        std::fs::write(built.join(crate::image::disk::DISK), b"QFI").unwrap();
+        let manifest = serde_json::json!({
+            "kind": "debian-metaboot", "key": "0123", "inputs": [],
+            "provisioner": "metaboot", "default_user": "debian", "packages": [],
+            "kernel": "6.1.0-57-cloud-amd64", "disk_bytes": 3, "virtual_bytes": 3,
+            "root_bytes": 3, "rootfs_cached": true, "build_seconds": 1.0,
+        });
+        std::fs::write(
+            built.join(crate::image::MANIFEST),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        let newest = cache.path().join("debian-metaboot");
+        std::os::unix::fs::symlink("debian-metaboot-0123", &newest).unwrap();
+
+        let given = newest.join("disk.qcow2");
+        let real = resolve(&given).unwrap();
+        assert_eq!(
+            real,
+            std::fs::canonicalize(built.join("disk.qcow2")).unwrap()
+        );
+        assert!(
+            !crate::image::in_use::remove_unless_held(&built),
+            "a built image booted as a user's own is held"
+        );
+        // The report still names it by the path it was given by.
+        let own = OwnImage {
+            image: real,
+            given,
+            info: ImageInfo {
+                format: "qcow2".into(),
+                virtual_size: 3,
+                full_backing: None,
+                backing: None,
+                encrypted: false,
+            },
+            user: DEFAULT_USER.into(),
+            path: MetadataPath::Router,
+            via: Via::Qemu,
+            boot_timeout: Duration::from_secs(1),
+        };
+        assert!(
+            own.guest().name.ends_with("/debian-metaboot"),
+            "{}",
+            own.guest().name
+        );
+        assert!(
+            own.guest()
+                .image
+                .starts_with(std::fs::canonicalize(&built).unwrap())
+        );
+
+        let plain = cache.path().join("mine.qcow2");
+        std::fs::write(&plain, b"QFI").unwrap();
+        assert_eq!(
+            resolve(&plain).unwrap(),
+            std::fs::canonicalize(&plain).unwrap()
+        );
+        assert!(built_image_dir(&plain).is_none());
+        let err = resolve(&cache.path().join("gone.qcow2")).unwrap_err();
+        assert!(matches!(err, ImageError::Missing(_)), "{err}");
     }
 
     #[test]
