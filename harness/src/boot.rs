@@ -117,7 +117,7 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
         SaFlags::empty(),
         SigSet::empty(),
     );
-    for signal in crate::process::STOP_SIGNALS {
+    for signal in crate::process::stop_signals() {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }.context("failed to install a signal handler")?;
     }

@@ -25,10 +25,37 @@ use crate::wait::{POLL_INTERVAL, wait_until};
 /// away (an ssh session that dropped), whose default action would leave a lab behind.
 pub const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
-/// [`STOP_SIGNALS`] as a set, to block and wait for.
+/// [`STOP_SIGNALS`], less SIGHUP when the harness was started ignoring it (`nohup`): a signal
+/// that is blocked and waited for is taken even when ignored, so it is left out instead.
+pub fn stop_signals() -> Vec<Signal> {
+    stop_signals_given(hangup_ignored())
+}
+
+fn stop_signals_given(hangup_ignored: bool) -> Vec<Signal> {
+    STOP_SIGNALS
+        .into_iter()
+        .filter(|signal| !(hangup_ignored && *signal == Signal::SIGHUP))
+        .collect()
+}
+
+/// Whether SIGHUP was ignored when the process started, read once, before a handler or a
+/// blocked mask of the harness's own takes its place.
+fn hangup_ignored() -> bool {
+    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORED.get_or_init(|| {
+        let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: with a null new action sigaction(2) only writes the current one into `old`,
+        // which points at memory of that type.
+        let rc = unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), old.as_mut_ptr()) };
+        // SAFETY: all zeroes is a valid `sigaction`, and a successful call filled it.
+        rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+    })
+}
+
+/// [`stop_signals`] as a set, to block and wait for.
 pub fn stop_signal_set() -> nix::sys::signal::SigSet {
     let mut set = nix::sys::signal::SigSet::empty();
-    for signal in STOP_SIGNALS {
+    for signal in stop_signals() {
         set.add(signal);
     }
     set
@@ -402,6 +429,13 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under `nohup` SIGHUP stays ignored: it is no stop signal then.
+    #[test]
+    fn a_hangup_ignored_at_start_is_no_stop_signal() {
+        assert_eq!(stop_signals_given(false), STOP_SIGNALS);
+        assert_eq!(stop_signals_given(true), [Signal::SIGINT, Signal::SIGTERM]);
+    }
 
     /// A group whose leader was reaped is not killed when its id is now another process's
     /// (here a live process, standing for one that took the PID); a leader not yet reaped, or

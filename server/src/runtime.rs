@@ -1,4 +1,4 @@
-//! Running a role: the tokio runtime, and waiting for SIGINT or SIGTERM.
+//! Running a role: the tokio runtime, and waiting for SIGINT, SIGTERM or SIGHUP.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,21 +33,46 @@ where
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP (the terminal a role runs in closing: its default
 /// action would end the process without taking `all`'s address off the host bridges), with
-/// the signal's name.
+/// the signal's name. A SIGHUP the process was started ignoring (`nohup`) stays ignored.
 pub async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let hangup_ignored = hangup_ignored();
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
     ) else {
         return std::future::pending().await;
+    };
+    let mut hup = if hangup_ignored {
+        None
+    } else {
+        signal(SignalKind::hangup()).ok()
+    };
+    let hangup = async {
+        match hup.as_mut() {
+            Some(hup) => hup.recv().await,
+            None => std::future::pending().await,
+        }
     };
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-        _ = hup.recv() => "SIGHUP",
+        _ = hangup => "SIGHUP",
     }
+}
+
+/// Whether SIGHUP was ignored when the process started (`nohup`), read once, before the
+/// process's own handler replaces that.
+fn hangup_ignored() -> bool {
+    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORED.get_or_init(|| {
+        let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: with a null new action sigaction(2) only writes the current one into `old`,
+        // which points at memory of that type.
+        let rc = unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), old.as_mut_ptr()) };
+        // SAFETY: all zeroes is a valid `sigaction`, and a successful call filled it.
+        rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+    })
 }
 
 /// Worker threads for the roles that use [`Workers`]: the machine's cores.

@@ -297,3 +297,61 @@ fn a_stale_socket_is_replaced_and_two_agents_starting_at_once_leave_one() {
         racer.kill().unwrap();
     }
 }
+
+/// SIGHUP (the terminal a role runs in closing) stops a role cleanly, exit 0; a role started
+/// ignoring it (`nohup`) keeps it ignored and goes on serving.
+#[test]
+fn sighup_stops_a_role_unless_it_was_started_ignoring_it() {
+    use std::os::unix::process::CommandExt as _;
+    use std::time::{Duration, Instant};
+    let chain = Chain::new().unwrap();
+    let secret = shown(&other_secret(&chain));
+    for nohup in [false, true] {
+        let listen = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port()));
+        let listen_text = listen.to_string();
+        let mut cmd = server(
+            &chain,
+            &with_secret(&["api", "--listen", &listen_text], &secret),
+        );
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if nohup {
+            // SAFETY: runs in the forked child before exec; signal(2) is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sys::signal::signal(
+                        nix::sys::signal::Signal::SIGHUP,
+                        nix::sys::signal::SigHandler::SigIgn,
+                    )
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        let answered = || guest::get(None, listen, "/", &[]).is_ok();
+        // Answering: its runtime runs, its signal handlers are in place.
+        let started = Instant::now();
+        while !answered() {
+            assert!(child.try_wait().unwrap().is_none(), "the API stopped");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never answered"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        if nohup {
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "nohup: stopped on SIGHUP"
+            );
+            assert!(answered(), "nohup: no longer serving");
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "nohup {nohup}: {status:?}");
+    }
+}

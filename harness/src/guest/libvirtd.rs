@@ -335,6 +335,14 @@ fn virtlogd_plan(running: Option<u32>, socket_active: bool) -> Virtlogd {
 mod tests {
     use super::*;
 
+    /// Whether `check` holds within a few seconds: a script the test just wrote cannot be run
+    /// while a child forked by another test thread still holds it open for writing (ETXTBSY),
+    /// which makes the fake `systemctl` look like a failing one for that moment.
+    fn eventually(mut check: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        crate::wait::wait_until(deadline, &mut check)
+    }
+
     /// A host whose libvirt systemd starts on demand is found (and then refused by `start`);
     /// without systemd, or with the units inactive, nothing is.
     #[test]
@@ -351,15 +359,13 @@ mod tests {
         fake("virtqemud.socket");
         assert_eq!(socket_activated(&runtime, &systemctl), None, "no systemd");
         fs::create_dir(&runtime).unwrap();
-        assert_eq!(
-            socket_activated(&runtime, &systemctl),
-            Some("virtqemud.socket")
-        );
+        assert!(eventually(
+            || socket_activated(&runtime, &systemctl) == Some("virtqemud.socket")
+        ));
         fake("libvirtd.socket");
-        assert_eq!(
-            socket_activated(&runtime, &systemctl),
-            Some("libvirtd.socket")
-        );
+        assert!(eventually(
+            || socket_activated(&runtime, &systemctl) == Some("libvirtd.socket")
+        ));
         fake("nothing");
         assert_eq!(socket_activated(&runtime, &systemctl), None);
     }
@@ -386,7 +392,11 @@ mod tests {
         // No systemd as PID 1 (this machine, CI): the socket is not asked about.
         assert!(!unit_active(&runtime, &systemctl, VIRTLOGD_SOCKET));
         fs::create_dir(&runtime).unwrap();
-        assert!(unit_active(&runtime, &systemctl, VIRTLOGD_SOCKET));
+        assert!(eventually(|| unit_active(
+            &runtime,
+            &systemctl,
+            VIRTLOGD_SOCKET
+        )));
         assert!(!unit_active(&runtime, &systemctl, "libvirtd.socket"));
         // systemctl missing (or failing): as without systemd.
         let absent = dir.path().join("no-systemctl");

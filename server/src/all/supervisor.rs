@@ -181,7 +181,7 @@ impl<F: Forward> Supervisor<F> {
     }
 
     /// Starts and stops listeners to match `wanted`. With `stop_if_in_use` (at start), returns
-    /// a placement whose address another server holds when no placement could be served.
+    /// a placement whose address another server holds when every placement's address is held.
     async fn reconcile(
         &self,
         wanted: &HashSet<Placement>,
@@ -280,8 +280,8 @@ impl<F: Forward> Supervisor<F> {
                 }
             }
         }
-        if stop_if_in_use && running.is_empty() {
-            // Not one namespace served: another `all` holds them all. Said once, by the caller.
+        if stop_if_in_use && !in_use.is_empty() && in_use.len() == wanted.len() {
+            // Every namespace's address held: another `all` holds them. Said once, by the caller.
             return in_use.into_iter().next().map(|(placement, _)| placement);
         }
         for (placement, text) in in_use {
