@@ -264,6 +264,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let lab = Lab::up(&config, &opts);
             crate::scenario::yield_to_a_signal();
             let lab = lab.with_context(|| format!("failed to bring lab {} up", config.id))?;
+            // The lab is up as asked. A stop signal from here on finds it so and leaves it: its
+            // teardown waits for this lock, held to the exit, where it would otherwise be cut
+            // short by this process ending (exit 0, the lab half down). One that came first has
+            // the lock and exits 130 when the lab is down.
+            std::mem::forget(lab::changes());
             println!("{}", lab.describe());
             println!(
                 "take it down with: metaboot-harness lab down --id {}",
