@@ -108,7 +108,7 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
 
     let posted = encrypt(&reg, &openssh, "Gen3rated-pw!");
     assert_eq!(
-        db.set_password(&uuid, &posted).unwrap(),
+        db.set_password(&uuid, None, &posted).unwrap(),
         store::PasswordSet::Stored
     );
     assert_eq!(
@@ -128,7 +128,7 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
 
     // PEM (PKCS#1) keys work too: an instance whose first key is the PEM one.
     let second = instance(&reg, "db", &[&pem]);
-    db.set_password(&second, &encrypt(&reg, &pem, "pem-pw"))
+    db.set_password(&second, None, &encrypt(&reg, &pem, "pem-pw"))
         .unwrap();
     assert_eq!(
         reg.ok(&["instance", "get-password", "db", "--private-key", &other]),
@@ -143,7 +143,7 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
         .map(|line| format!("{}\n", String::from_utf8_lossy(line)))
         .collect();
     let wrapped = instance(&reg, "wrapped", &[&openssh]);
-    db.set_password(&wrapped, &wrapped_posted).unwrap();
+    db.set_password(&wrapped, None, &wrapped_posted).unwrap();
     let crlf = reg.write(
         "rsa-openssh-crlf",
         std::fs::read_to_string(&openssh)
@@ -165,11 +165,11 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
     // A non-RSA first key, or no SSH key pair at all: nothing can decrypt, exit 2 for both;
     // a non-key file: said so.
     let third = instance(&reg, "ed", &[&ed]);
-    db.set_password(&third, "c29tZXRoaW5n").unwrap();
+    db.set_password(&third, None, "c29tZXRoaW5n").unwrap();
     let refused = reg.refused(&["instance", "get-password", "ed", "--private-key", &key]);
     assert!(refused.contains("not RSA"), "{refused}");
     let keyless = instance(&reg, "keyless", &[]);
-    db.set_password(&keyless, "c29tZXRoaW5n").unwrap();
+    db.set_password(&keyless, None, "c29tZXRoaW5n").unwrap();
     let refused = reg.refused(&["instance", "get-password", "keyless", "--private-key", &key]);
     assert!(refused.contains("has no SSH key pair"), "{refused}");
     let junk = reg.write("junk", b"hello\n");
@@ -187,8 +187,12 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
     // The guest chooses every byte of what it posts: a terminal's escape sequence is never
     // printed as it is, decrypted or raw; the error shows it escaped.
     let escape = instance(&reg, "esc", &[&openssh]);
-    db.set_password(&escape, &encrypt(&reg, &openssh, "pw\u{1b}]0;owned\u{7}"))
-        .unwrap();
+    db.set_password(
+        &escape,
+        None,
+        &encrypt(&reg, &openssh, "pw\u{1b}]0;owned\u{7}"),
+    )
+    .unwrap();
     // Exit 1, nothing on stdout, the text escaped on stderr and no escape character.
     let shown_escaped = |args: &[&str], escaped: &str| {
         let out = reg.cmd(args).output().unwrap();
@@ -202,6 +206,6 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
         r"pw\u{1b}]0;owned\u{7}",
     );
     let raw = instance(&reg, "raw", &[&openssh]);
-    db.set_password(&raw, "\u{1b}[2J").unwrap();
+    db.set_password(&raw, None, "\u{1b}[2J").unwrap();
     shown_escaped(&["instance", "get-password", "raw", "--raw"], r"\u{1b}[2J");
 }

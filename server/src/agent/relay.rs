@@ -96,13 +96,22 @@ impl Agent {
         F: Fn(HeaderMap) -> Fut,
         Fut: Future<Output = Result<Response<Body>, Answer>>,
     {
-        let outcome = match self.resolve(headers) {
-            Ok(resolved) => {
-                let mut signed = self.signed_headers(&resolved);
-                pass_token_headers(headers, &mut signed);
-                ask_api(signed).await
+        // Judged on the guest's headers, which the API never sees (only the agent's).
+        let outcome = if crate::api::token::is_relayed_token_request(method, path, headers) {
+            Err(Answer::refused(
+                StatusCode::FORBIDDEN,
+                crate::api::token::FORWARDED_TOKEN_REFUSAL.to_owned(),
+                Rejection::TokenForwarded,
+            ))
+        } else {
+            match self.resolve(headers) {
+                Ok(resolved) => {
+                    let mut signed = self.signed_headers(&resolved);
+                    pass_token_headers(headers, &mut signed);
+                    ask_api(signed).await
+                }
+                Err(refusal) => Err(refusal),
             }
-            Err(refusal) => Err(refusal),
         };
         let mut response = outcome.unwrap_or_else(|refusal| self.refused(refusal, method, path));
         // Between the API and the agent only: never relayed to the guest.

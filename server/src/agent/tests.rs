@@ -184,3 +184,72 @@ fn a_link_local_caller_on_a_network_without_ipv6_is_nobody() {
     assert_eq!(refused.status, StatusCode::NOT_FOUND);
     assert_eq!(agent.metrics.registry_reads(), 0);
 }
+
+/// A token PUT as the agent gets it behind Neutron's haproxy, which appends its own
+/// `X-Forwarded-For` line to what the guest sent; returns (status, times the API was asked).
+async fn token_put(agent: &Agent, proxy: &HeaderMap, path: &str) -> (StatusCode, usize) {
+    let mut headers = proxy.clone();
+    headers.insert(
+        headers::METADATA_TOKEN_TTL,
+        HeaderValue::from_static("21600"),
+    );
+    let asked = Cell::new(0);
+    let response = agent
+        .relay(&Method::PUT, path, &headers, |_| {
+            asked.set(asked.get() + 1);
+            async { Ok::<_, Answer>(Reply::refuse(StatusCode::OK, "token")) }
+        })
+        .await;
+    (response.status(), asked.get())
+}
+
+#[tokio::test]
+async fn a_token_put_relayed_by_a_proxy_inside_the_guest_is_refused() {
+    let (_dir, agent, proxy) = agent();
+    // Straight from the guest: one address, the one the proxy in front of the agent wrote.
+    assert_eq!(
+        token_put(&agent, &proxy, "/latest/api/token").await,
+        (StatusCode::OK, 1)
+    );
+    // Through a proxy in the guest (squid adds a line; haproxy adds its own after it), as a
+    // list on one line, or with `Forwarded`: refused before the API is asked, query or not.
+    let mut two_lines = HeaderMap::new();
+    two_lines.append(headers::FORWARDED_FOR, HeaderValue::from_static("10.0.0.5"));
+    two_lines.append(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static("198.18.0.10"),
+    );
+    let mut list = HeaderMap::new();
+    list.insert(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static("10.0.0.5, 198.18.0.10"),
+    );
+    let mut forwarded = proxy.clone();
+    forwarded.insert(
+        http::header::FORWARDED,
+        HeaderValue::from_static("for=10.0.0.5"),
+    );
+    for (relayed, path) in [
+        (two_lines, "/latest/api/token"),
+        (list, "/latest/api/token?x=1"),
+        (forwarded, "/latest//api/token"),
+    ] {
+        let mut headers = proxy.clone();
+        headers.extend(relayed);
+        assert_eq!(
+            token_put(&agent, &headers, path).await,
+            (StatusCode::FORBIDDEN, 0),
+            "{headers:?} {path}"
+        );
+    }
+    // Other requests keep the last address as before (docs/protocol.md §2.3).
+    let mut two_lines = proxy.clone();
+    two_lines.append(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static("198.18.0.10"),
+    );
+    assert_eq!(
+        relay(&agent, &two_lines, StatusCode::OK, false).await.0,
+        StatusCode::OK
+    );
+}

@@ -71,7 +71,7 @@ impl Api {
                 // uuid while the write is on its way must not get this password in the model.
                 let seen = self.model.instance(uuid).map(|record| record.ec2_id);
                 match self
-                    .write(move |store| store.set_password(&key, &password))
+                    .write(move |store| store.set_password(&key, seen, &password))
                     .await
                 {
                     Ok(PasswordSet::Stored) => {

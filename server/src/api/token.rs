@@ -230,6 +230,27 @@ pub fn is_forwarded_token_request(method: &Method, raw_path: &str, headers: &Hea
         && super::path::segments(raw_path).is_ok_and(|segments| is_token_path(&segments))
 }
 
+/// The agent's side of the same defence, for a proxy in front of it that adds its own
+/// `X-Forwarded-For` line and keeps the guest's (Neutron's haproxy, `option forwardfor`,
+/// docs/protocol.md §3): a token PUT whose `X-Forwarded-For` names more than one address (two
+/// lines, or a list), or that carries `Forwarded`, passed a proxy inside the guest first.
+/// `raw_path` may carry a query, as the agent receives it.
+pub fn is_relayed_token_request(method: &Method, raw_path: &str, headers: &HeaderMap) -> bool {
+    *method == Method::PUT
+        && (headers.contains_key(http::header::FORWARDED) || forwarded_hops(headers) > 1)
+        && super::path::segments(raw_path.split_once('?').map_or(raw_path, |(path, _)| path))
+            .is_ok_and(|segments| is_token_path(&segments))
+}
+
+/// How many addresses the `X-Forwarded-For` lines name together.
+fn forwarded_hops(headers: &HeaderMap) -> usize {
+    headers
+        .get_all(names::FORWARDED_FOR)
+        .iter()
+        .map(|line| line.as_bytes().split(|&byte| byte == b',').count())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

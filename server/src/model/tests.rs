@@ -157,7 +157,7 @@ fn a_password_posted_after_an_empty_one_is_served_at_once() {
     let seen = model.instance(&uuid(1)).map(|record| record.ec2_id);
     for password in ["", "secret"] {
         assert_eq!(
-            w.store.set_password(&uuid(1), password).unwrap(),
+            w.store.set_password(&uuid(1), None, password).unwrap(),
             store::PasswordSet::Stored
         );
         model.password_stored(&uuid(1), seen, password);

@@ -49,8 +49,15 @@ pub trait Store: Send + Sync {
     fn instance_by_uuid(&self, uuid: &str) -> StoreResult<Option<Instance>>;
     /// Deletes the instance and its ports.
     fn delete_instance(&self, uuid: &str) -> StoreResult<()>;
-    /// Write-once: exactly one of any number of concurrent calls gets `Stored`.
-    fn set_password(&self, uuid: &str, password: &str) -> StoreResult<PasswordSet>;
+    /// Write-once: exactly one of any number of concurrent calls gets `Stored`. With `ec2_id`,
+    /// only on that instance: one deleted and created again under the same uuid since gets
+    /// nothing (`NoInstance`).
+    fn set_password(
+        &self,
+        uuid: &str,
+        ec2_id: Option<i64>,
+        password: &str,
+    ) -> StoreResult<PasswordSet>;
 
     // --- ports
     fn create_port(&self, new: &NewPort) -> StoreResult<Port>;

@@ -236,11 +236,22 @@ impl<D: Driver> Sql for D {
             .map(drop)
     }
 
-    fn set_password_if_unset(&mut self, uuid: &str, password: &str) -> StoreResult<bool> {
-        let changed = self.execute(
-            st::SET_PASSWORD_IF_UNSET,
-            &[Param::Text(password), Param::Text(uuid)],
-        )?;
+    fn set_password_if_unset(
+        &mut self,
+        uuid: &str,
+        ec2_id: Option<i64>,
+        password: &str,
+    ) -> StoreResult<bool> {
+        let changed = match ec2_id {
+            Some(ec2_id) => self.execute(
+                st::SET_PASSWORD_OF_IF_UNSET,
+                &[Param::Text(password), Param::Text(uuid), Param::Int(ec2_id)],
+            )?,
+            None => self.execute(
+                st::SET_PASSWORD_IF_UNSET,
+                &[Param::Text(password), Param::Text(uuid)],
+            )?,
+        };
         Ok(changed == 1)
     }
 

@@ -434,16 +434,23 @@ impl<B: Backend> Store for Registry<B> {
         })
     }
 
-    fn set_password(&self, uuid: &str, password: &str) -> StoreResult<PasswordSet> {
+    fn set_password(
+        &self,
+        uuid: &str,
+        ec2_id: Option<i64>,
+        password: &str,
+    ) -> StoreResult<PasswordSet> {
         validate::password("password", password)?;
         self.write(|sql| {
-            if sql.set_password_if_unset(uuid, password)? {
+            if sql.set_password_if_unset(uuid, ec2_id, password)? {
                 sql.log_change(ChangeKind::Instance, uuid)?;
-                Ok(PasswordSet::Stored)
-            } else if sql.instance(uuid)?.is_some() {
-                Ok(PasswordSet::AlreadySet)
-            } else {
-                Ok(PasswordSet::NoInstance)
+                return Ok(PasswordSet::Stored);
+            }
+            match sql.instance(uuid)? {
+                Some(instance) if ec2_id.is_none_or(|ec2_id| ec2_id == instance.ec2_id) => {
+                    Ok(PasswordSet::AlreadySet)
+                }
+                _ => Ok(PasswordSet::NoInstance),
             }
         })
     }

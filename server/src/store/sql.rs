@@ -56,8 +56,13 @@ pub trait Sql {
     fn insert_instance(&mut self, new: &NewInstance, created: &str) -> StoreResult<i64>;
     fn delete_instance(&mut self, uuid: &str) -> StoreResult<()>;
     /// Stores the password unless one is set (NULL or empty counts as unset), in one
-    /// statement; true when this call stored it.
-    fn set_password_if_unset(&mut self, uuid: &str, password: &str) -> StoreResult<bool>;
+    /// statement, on the instance `ec2_id` names when given; true when this call stored it.
+    fn set_password_if_unset(
+        &mut self,
+        uuid: &str,
+        ec2_id: Option<i64>,
+        password: &str,
+    ) -> StoreResult<bool>;
 
     fn port(&mut self, id: &str) -> StoreResult<Option<Port>>;
     /// All ports, oldest first.

@@ -185,6 +185,12 @@ pub const DELETE_INSTANCE: Statement = statement!("DELETE FROM instances WHERE u
 pub const SET_PASSWORD_IF_UNSET: Statement = statement!(
     "UPDATE instances SET password = $1 WHERE uuid = $2 AND (password IS NULL OR password = '')"
 );
+/// The same, for the instance a request was identified as: one deleted and created again under
+/// the same uuid is another instance (a new `ec2_id`, never reused).
+pub const SET_PASSWORD_OF_IF_UNSET: Statement = statement!(
+    "UPDATE instances SET password = $1 WHERE uuid = $2 AND ec2_id = $3 \
+     AND (password IS NULL OR password = '')"
+);
 
 // --- ports
 pub const PORT: Statement = statement!(concat!(port_select!(), " WHERE id = $1"));

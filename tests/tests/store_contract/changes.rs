@@ -32,7 +32,7 @@ pub fn change_log_follows_every_write(store: &dyn Store) {
     let (vm, port) = store
         .create_instance(&new_instance("vm"), &port_on(&net))
         .unwrap();
-    store.set_password(&vm.uuid, "pw").unwrap();
+    store.set_password(&vm.uuid, None, "pw").unwrap();
     store.delete_instance(&vm.uuid).unwrap();
     store.delete_router(&router.id).unwrap();
 
@@ -77,10 +77,10 @@ pub fn change_log_follows_every_write(store: &dyn Store) {
     let (other, _) = store
         .create_instance(&new_instance("other"), &port_on(&net))
         .unwrap();
-    store.set_password(&other.uuid, "pw").unwrap();
+    store.set_password(&other.uuid, None, "pw").unwrap();
     let last = store.last_change().unwrap();
     assert_eq!(
-        store.set_password(&other.uuid, "pw2").unwrap(),
+        store.set_password(&other.uuid, None, "pw2").unwrap(),
         PasswordSet::AlreadySet
     );
     assert_eq!(store.last_change().unwrap(), last);

@@ -56,7 +56,7 @@ pub fn snapshot_holds_every_record_and_its_change(store: &dyn Store) {
     let (bare, bare_port) = store
         .create_instance(&new_instance("bare"), &port_on(&net))
         .unwrap();
-    store.set_password(&vm.uuid, "pw").unwrap();
+    store.set_password(&vm.uuid, None, "pw").unwrap();
 
     let (records, seq) = snapshot(store);
     assert_eq!(seq, store.last_change().unwrap());
@@ -115,7 +115,7 @@ pub fn changes_after_hand_over_the_records_as_they_are(store: &dyn Store) {
             ..port_at(&net, "198.18.0.12")
         })
         .unwrap();
-    store.set_password(&kept.uuid, "pw").unwrap();
+    store.set_password(&kept.uuid, None, "pw").unwrap();
     let router = store
         .create_router(&NewRouter {
             name: "r".into(),

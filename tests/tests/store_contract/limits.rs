@@ -45,11 +45,11 @@ pub fn password_limit_and_write_once(store: &dyn Store) {
         .unwrap()
         .0;
 
-    invalid(store.set_password(&a.uuid, &"p".repeat(MAX_PASSWORD_BYTES + 1)));
+    invalid(store.set_password(&a.uuid, None, &"p".repeat(MAX_PASSWORD_BYTES + 1)));
     assert_eq!(store.instance(&a.uuid).unwrap().password, None);
     let largest = "p".repeat(MAX_PASSWORD_BYTES);
     assert_eq!(
-        store.set_password(&a.uuid, &largest).unwrap(),
+        store.set_password(&a.uuid, None, &largest).unwrap(),
         PasswordSet::Stored
     );
     assert_eq!(
@@ -57,25 +57,25 @@ pub fn password_limit_and_write_once(store: &dyn Store) {
         Some(largest.clone())
     );
     assert_eq!(
-        store.set_password(&a.uuid, "other").unwrap(),
+        store.set_password(&a.uuid, None, "other").unwrap(),
         PasswordSet::AlreadySet
     );
     assert_eq!(store.instance(&a.uuid).unwrap().password, Some(largest));
     assert_eq!(
-        store.set_password(&uuid(), "x").unwrap(),
+        store.set_password(&uuid(), None, "x").unwrap(),
         PasswordSet::NoInstance
     );
     // An empty password does not count as set (nova's reset blanks it).
     assert_eq!(
-        store.set_password(&b.uuid, "").unwrap(),
+        store.set_password(&b.uuid, None, "").unwrap(),
         PasswordSet::Stored
     );
     assert_eq!(
-        store.set_password(&b.uuid, "real").unwrap(),
+        store.set_password(&b.uuid, None, "real").unwrap(),
         PasswordSet::Stored
     );
     assert_eq!(
-        store.set_password(&b.uuid, "again").unwrap(),
+        store.set_password(&b.uuid, None, "again").unwrap(),
         PasswordSet::AlreadySet
     );
 
@@ -84,6 +84,47 @@ pub fn password_limit_and_write_once(store: &dyn Store) {
         ..new_instance("admin")
     };
     invalid(store.create_instance(&admin, &port_on(&net)));
+}
+
+/// A guest's password POST names the instance it was identified as (its `ec2_id`): if that
+/// instance was deleted and another created under the same uuid meanwhile, the new one gets
+/// nothing and the API answers as for a deleted instance.
+pub fn password_reaches_only_the_instance_it_was_posted_for(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let old = store
+        .create_instance(&new_instance("old"), &port_on(&net))
+        .unwrap()
+        .0;
+    store.delete_instance(&old.uuid).unwrap();
+    let again = NewInstance {
+        uuid: old.uuid.clone(),
+        ..new_instance("again")
+    };
+    let new = store.create_instance(&again, &port_on(&net)).unwrap().0;
+    assert_ne!(new.ec2_id, old.ec2_id);
+    assert_eq!(
+        store
+            .set_password(&old.uuid, Some(old.ec2_id), "old guest's")
+            .unwrap(),
+        PasswordSet::NoInstance
+    );
+    assert_eq!(store.instance(&new.uuid).unwrap().password, None);
+    assert_eq!(
+        store
+            .set_password(&new.uuid, Some(new.ec2_id), "new guest's")
+            .unwrap(),
+        PasswordSet::Stored
+    );
+    assert_eq!(
+        store
+            .set_password(&new.uuid, Some(new.ec2_id), "again")
+            .unwrap(),
+        PasswordSet::AlreadySet
+    );
+    assert_eq!(
+        store.instance(&new.uuid).unwrap().password.as_deref(),
+        Some("new guest's")
+    );
 }
 
 pub fn password_race_has_one_winner(store: &dyn Store) {
@@ -96,7 +137,12 @@ pub fn password_race_has_one_winner(store: &dyn Store) {
         let handles: Vec<_> = (0..PASSWORD_RACERS)
             .map(|i| {
                 let uuid = target.uuid.clone();
-                scope.spawn(move || (i, store.set_password(&uuid, &format!("pw-{i}")).unwrap()))
+                scope.spawn(move || {
+                    (
+                        i,
+                        store.set_password(&uuid, None, &format!("pw-{i}")).unwrap(),
+                    )
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

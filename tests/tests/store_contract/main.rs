@@ -71,6 +71,10 @@ const CASES: &[(&str, Case)] = &[
         limits::password_race_has_one_winner,
     ),
     (
+        "password_reaches_only_the_instance_it_was_posted_for",
+        limits::password_reaches_only_the_instance_it_was_posted_for,
+    ),
+    (
         "allocation_fills_lowest_free",
         addresses::allocation_fills_lowest_free,
     ),

@@ -91,9 +91,14 @@ impl Store for FailsAfterWrite {
         self.check()?;
         self.inner.delete_instance(uuid)
     }
-    fn set_password(&self, uuid: &str, password: &str) -> StoreResult<PasswordSet> {
+    fn set_password(
+        &self,
+        uuid: &str,
+        ec2_id: Option<i64>,
+        password: &str,
+    ) -> StoreResult<PasswordSet> {
         self.check()?;
-        self.inner.set_password(uuid, password)
+        self.inner.set_password(uuid, ec2_id, password)
     }
     fn create_port(&self, new: &NewPort) -> StoreResult<Port> {
         self.check()?;
