@@ -231,7 +231,8 @@ fn read_home_keys(root: &Root, user: &User) -> Result<Option<String>, PathError>
 /// The directory holding `path` (opened component by component from the root, never through
 /// a symlink; each directory the user's or root's and, when `StrictModes`, writable by neither
 /// group nor others) and the file's name; `None` when a directory is missing and not `create`.
-/// Directories created are root's (0755), or the user's (0700) inside the home.
+/// Directories created are root's (0755), or the user's (0700) inside the home; a directory
+/// that someone else made first is never chowned.
 fn walk_to(
     root: &Root,
     user: &User,
@@ -259,8 +260,10 @@ fn walk_to(
                 } else {
                     (home::HOME_MODE, crate::fsutil::Owner { uid: 0, gid: 0 })
                 };
-                let (next, _) = dir.create_dir(part, mode)?;
-                if crate::fsutil::can_chown() {
+                // Only a directory this walk made gets its owner and mode: one that appeared
+                // since `open_dir` found nothing is someone's, judged below as found.
+                let (next, created) = dir.create_dir(part, mode)?;
+                if created && crate::fsutil::can_chown() {
                     next.set_owner_mode(Some(owner), mode)?;
                 }
                 next

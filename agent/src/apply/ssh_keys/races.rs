@@ -87,3 +87,46 @@ fn a_keys_file_swapped_while_it_is_read_gives_the_new_one_nothing() {
         "the mode and owner of the file read"
     );
 }
+
+/// Bob's sshd reads `/srv/keys/%u/keys` first, in a directory anyone may write (StrictModes
+/// off lets it be used). While the agent makes `/srv/keys/bob`, Mallory makes it first: her
+/// directory is left hers, is not used, and the keys go home.
+#[test]
+fn a_directory_someone_made_meanwhile_is_not_chowned() {
+    if !require_root() {
+        return;
+    }
+    let (_dir, root) = root_with_home();
+    let open = root.host_path("/srv/keys");
+    fs::create_dir_all(&open).unwrap();
+    set_mode(&open, 0o777);
+    let theirs = open.join("bob");
+    let settings = KeysFiles {
+        patterns: vec!["/srv/keys/%u/keys".into(), DEFAULT_KEYS_FILE.into()],
+        strict: false,
+    };
+    let written = pausing(
+        libc::SYS_mkdirat,
+        |call| {
+            if call.fd_path(0).as_deref() == Some(open.as_path()) && !theirs.exists() {
+                fs::create_dir(&theirs).unwrap();
+                chown(&theirs, Some(MALLORY), Some(MALLORY)).unwrap();
+                set_mode(&theirs, 0o755);
+            }
+        },
+        || write_user_keys(&root, &settings, &bob(), &[KEY.to_owned()]),
+    );
+    let Some(written) = written else {
+        return;
+    };
+    let meta = fs::metadata(&theirs).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o755, MALLORY, MALLORY),
+        "Mallory's directory is hers"
+    );
+    assert!(!theirs.join("keys").exists());
+    let home = root.host_path("/home/bob/.ssh/authorized_keys");
+    assert_eq!(written.unwrap(), home);
+    assert_eq!(fs::read_to_string(&home).unwrap(), format!("{KEY}\n"));
+}
