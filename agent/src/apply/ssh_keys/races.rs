@@ -130,3 +130,49 @@ fn a_directory_someone_made_meanwhile_is_not_chowned() {
     assert_eq!(written.unwrap(), home);
     assert_eq!(fs::read_to_string(&home).unwrap(), format!("{KEY}\n"));
 }
+
+/// The same, a moment later: the agent made `/srv/keys/bob`, and before it opens it Mallory
+/// takes it away and puts hers in its place. The agent's `mkdirat` succeeded, yet the directory
+/// it opens is hers: not chowned, not used.
+#[test]
+fn a_directory_swapped_in_after_it_was_made_is_not_chowned() {
+    if !require_root() {
+        return;
+    }
+    let (_dir, root) = root_with_home();
+    let open = root.host_path("/srv/keys");
+    fs::create_dir_all(&open).unwrap();
+    set_mode(&open, 0o777);
+    let theirs = open.join("bob");
+    let settings = KeysFiles {
+        patterns: vec!["/srv/keys/%u/keys".into(), DEFAULT_KEYS_FILE.into()],
+        strict: false,
+    };
+    let written = pausing(
+        libc::SYS_openat,
+        |call| {
+            if call.fd_path(0).as_deref() == Some(open.as_path())
+                && fs::metadata(&theirs).is_ok_and(|made| made.uid() == 0)
+            {
+                fs::remove_dir(&theirs).unwrap();
+                fs::create_dir(&theirs).unwrap();
+                chown(&theirs, Some(MALLORY), Some(MALLORY)).unwrap();
+                set_mode(&theirs, 0o755);
+            }
+        },
+        || write_user_keys(&root, &settings, &bob(), &[KEY.to_owned()]),
+    );
+    let Some(written) = written else {
+        return;
+    };
+    let meta = fs::metadata(&theirs).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o755, MALLORY, MALLORY),
+        "Mallory's directory is hers"
+    );
+    assert!(!theirs.join("keys").exists());
+    let home = root.host_path("/home/bob/.ssh/authorized_keys");
+    assert_eq!(written.unwrap(), home);
+    assert_eq!(fs::read_to_string(&home).unwrap(), format!("{KEY}\n"));
+}
