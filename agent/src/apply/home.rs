@@ -4,10 +4,11 @@
 //! the user or to root; owners and modes are set on the open descriptors, after every check.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use nix::sys::stat::SFlag;
+use nix::sys::stat::{FileStat, SFlag};
 
 use crate::apply::users::User;
 use crate::fsutil::{Dir, WriteOptions, check_owner, kind};
@@ -62,14 +63,27 @@ pub fn open_user_dir(home: &Dir, name: &str, user: &User) -> io::Result<Dir> {
     checked(dir, user)
 }
 
-/// Reads file `name` of a user's directory: `None` when missing; a symlink, a file of someone
-/// else, or a file with more than one link (a hard link to a file elsewhere) is refused.
-pub fn read_user_file(dir: &Dir, name: &str, user: &User) -> io::Result<Option<Vec<u8>>> {
-    let path = dir.child_path(name);
-    let Some((mut file, stat)) = dir.open_unshared(OsStr::new(name))? else {
+/// Opens file `name` of a user's directory for reading, with its status: `None` when missing;
+/// a symlink, a file of someone else, or a file with more than one link (a hard link to a file
+/// elsewhere) is refused.
+pub fn open_user_file(
+    dir: &Dir,
+    name: &OsStr,
+    user: &User,
+) -> io::Result<Option<(File, FileStat)>> {
+    let Some((file, stat)) = dir.open_unshared(name)? else {
         return Ok(None);
     };
-    check_owner(&stat, path, &user.name, user.uid)?;
+    check_owner(&stat, dir.child_path(name), &user.name, user.uid)?;
+    Ok(Some((file, stat)))
+}
+
+/// Reads file `name` of a user's directory, opened as [`open_user_file`] opens it; `None` when
+/// missing.
+pub fn read_user_file(dir: &Dir, name: &str, user: &User) -> io::Result<Option<Vec<u8>>> {
+    let Some((mut file, stat)) = open_user_file(dir, OsStr::new(name), user)? else {
+        return Ok(None);
+    };
     crate::fsutil::dir::read_whole(&mut file, &stat).map(Some)
 }
 

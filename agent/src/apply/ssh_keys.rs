@@ -10,9 +10,12 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use nix::sys::stat::FileStat;
+
 use crate::apply::home;
 use crate::apply::ssh_keys_file::{self, DEFAULT_KEYS_FILE, KeysFiles};
 use crate::apply::users::User;
+use crate::fsutil::dir::read_whole;
 use crate::fsutil::{Dir, PathError, Refused, WriteOptions, check_owner};
 use crate::root::Root;
 use metaboot_proto::ssh_key;
@@ -200,7 +203,7 @@ pub fn read_user_keys(
         let Ok(Some((dir, name))) = walk_to(root, user, &path, settings, false) else {
             continue;
         };
-        if let Ok(Some(bytes)) = read_checked(&dir, &name, user, settings) {
+        if let Ok(Some((bytes, _))) = read_checked(&dir, &name, user, settings) {
             return Ok((path, Some(String::from_utf8_lossy(&bytes).into_owned())));
         }
     }
@@ -228,7 +231,8 @@ fn read_home_keys(root: &Root, user: &User) -> Result<Option<String>, PathError>
 /// The directory holding `path` (opened component by component from the root, never through
 /// a symlink; each directory the user's or root's and, when `StrictModes`, writable by neither
 /// group nor others) and the file's name; `None` when a directory is missing and not `create`.
-/// Directories created are root's (0755), or the user's (0700) inside the home.
+/// Directories created are root's (0755), or the user's (0700) inside the home; a directory
+/// that someone else made first is never chowned.
 fn walk_to(
     root: &Root,
     user: &User,
@@ -256,8 +260,10 @@ fn walk_to(
                 } else {
                     (home::HOME_MODE, crate::fsutil::Owner { uid: 0, gid: 0 })
                 };
-                let (next, _) = dir.create_dir(part, mode)?;
-                if crate::fsutil::can_chown() {
+                // Only a directory this walk made gets its owner and mode: one that appeared
+                // since `open_dir` found nothing is someone's, judged below as found.
+                let (next, created) = dir.create_dir(part, mode)?;
+                if created && crate::fsutil::can_chown() {
                     next.set_owner_mode(Some(owner), mode)?;
                 }
                 next
@@ -274,26 +280,25 @@ fn walk_to(
     Ok(Some((dir, name)))
 }
 
-/// The file `name` of `dir` with the checks of [`home::read_user_file`] and, with
-/// `StrictModes`, not writable by group or others.
+/// The text of file `name` of `dir` and its status, both from the one descriptor, with the
+/// checks of [`home::open_user_file`] and, with `StrictModes`, not writable by group or others.
 fn read_checked(
     dir: &Dir,
     name: &OsStr,
     user: &User,
     settings: &KeysFiles,
-) -> io::Result<Option<Vec<u8>>> {
-    if settings.strict
-        && let Some(stat) = dir.entry(name)?
-        && stat.st_mode & 0o022 != 0
-        && !crate::fsutil::dir::is_link(&stat)
-    {
+) -> io::Result<Option<(Vec<u8>, FileStat)>> {
+    let Some((mut file, stat)) = home::open_user_file(dir, name, user)? else {
+        return Ok(None);
+    };
+    if settings.strict && stat.st_mode & 0o022 != 0 {
         return Err(Refused::Writable(dir.child_path(name)).into());
     }
-    home::read_user_file(dir, name.to_str().unwrap_or_default(), user)
+    read_whole(&mut file, &stat).map(|bytes| Some((bytes, stat)))
 }
 
 /// Writes `keys` merged into `path`, a keys file outside `~/.ssh/authorized_keys`: a new file
-/// is the user's, 0600; an existing one keeps its mode and owner.
+/// is the user's, 0600; an existing one keeps its mode and owner, those of the file read.
 fn write_keys_at(
     root: &Root,
     user: &User,
@@ -310,16 +315,19 @@ fn write_keys_at(
         "read",
         shown.clone(),
     ))?;
-    let options = match existing {
-        Some(_) => WriteOptions::keep_or(0o600),
+    let options = match &existing {
+        Some((_, stat)) => WriteOptions::keep_from(stat),
         None => WriteOptions::exact(0o600, Some(user.owner())),
     };
     let existing = existing
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
     dir.write_atomic(&name, merge(&existing, keys).as_bytes(), &options)?;
     Ok(shown)
 }
+
+#[cfg(test)]
+mod races;
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,18 @@
 //! `write_files` (docs/protocol.md §5.5): encodings b64 / gz / gz+b64, octal permissions,
 //! `user:group` owners looked up in the root's passwd and group, append, and deferred entries. The
 //! path is resolved inside the root; appending reads the old file only when it is a regular file
-//! with one link (never through a symlink, never a hard link to another file).
+//! with one link (never through a symlink, never a hard link to another file). A user or group
+//! the entry leaves unchanged is the replaced file's only in a directory no user may add
+//! entries to; elsewhere that file may be one a user planted, and the part is root's.
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
-use nix::sys::stat::SFlag;
+use nix::sys::stat::{FileStat, SFlag};
 
 use crate::apply::users::Accounts;
-use crate::fsutil::{Owner, PathError, WriteOptions};
+use crate::fsutil::{Owner, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::WriteFile;
 use crate::userdata::gzip::{self, GzipError};
@@ -114,8 +116,8 @@ pub struct OwnerSpec {
 }
 
 impl OwnerSpec {
-    /// The owner of the file written: a part left unchanged is `replaced`'s (the file it
-    /// replaces), else root's.
+    /// The owner of the file written: a part left unchanged is `replaced`'s (the owner of the
+    /// file it replaces, when that one may be kept), else root's.
     pub fn or(self, replaced: Option<Owner>) -> Owner {
         let replaced = replaced.unwrap_or(Owner { uid: 0, gid: 0 });
         Owner {
@@ -172,6 +174,15 @@ pub fn resolve_owner(
     })
 }
 
+/// Whether only root may add entries to a directory of status `stat`: it is root's (or the
+/// agent's own, in a test run as a user) and neither its group nor others may write it. A
+/// file found in any other directory may be a user's choice (their own file, or a hard link
+/// to someone else's where `fs.protected_hardlinks` is 0), and its owner is not one to keep.
+fn only_root_adds(stat: &FileStat) -> bool {
+    let owner = stat.st_uid;
+    (owner == 0 || owner == nix::unistd::geteuid().as_raw()) && stat.st_mode & 0o022 == 0
+}
+
 /// Writes one entry; returns the file written and any warnings.
 pub fn write_entry(
     root: &Root,
@@ -204,15 +215,19 @@ pub fn write_entry(
         .map_err(PathError::fail("create directory", &target))?;
     root.refuse_user_dir_in_sticky(&dir, owner.uid)
         .map_err(PathError::fail("write", &target))?;
-    // The owner of the file replaced, for a user or group left unchanged.
-    let replaced = dir
-        .entry(&name)
-        .map_err(PathError::fail("read", &target))?
-        .filter(|stat| SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
-        .map(|stat| Owner {
-            uid: stat.st_uid,
-            gid: stat.st_gid,
-        });
+    // The owner of the file replaced, for a user or group left unchanged: only where no user
+    // could have put that file there.
+    let replaced = if only_root_adds(&dir.stat().map_err(PathError::fail("read", dir.path()))?) {
+        dir.entry(&name)
+            .map_err(PathError::fail("read", &target))?
+            .filter(|stat| kind(stat) == SFlag::S_IFREG)
+            .map(|stat| Owner {
+                uid: stat.st_uid,
+                gid: stat.st_gid,
+            })
+    } else {
+        None
+    };
     let owner = Some(owner.or(replaced));
     if entry.append == Some(true) {
         let old = dir
@@ -303,7 +318,8 @@ mod tests {
         let meta = std::fs::metadata(root.host_path("/etc/app/conf")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o600);
         if crate::testutil::require_root() {
-            // `owner: bob` leaves the group as it was, as cloud-init's chown does.
+            // `owner: bob` leaves the group as it was, as cloud-init's chown does: /etc/app is
+            // root's, so no user put the file there.
             assert_eq!((meta.uid(), meta.gid()), (1000, 4));
         }
     }
@@ -375,6 +391,49 @@ mod tests {
         assert!(!tmp.join("setup/install.sh").exists());
         write_entry(&root, Some(&accounts), &list[1]).unwrap();
         assert!(tmp.join("setup/bobs.conf").exists());
+    }
+
+    /// A file a user put where an entry goes (a hard link to root's file of another group,
+    /// where `fs.protected_hardlinks` is 0, or their own file) gives the new file nothing: a
+    /// user or group the entry leaves unchanged is root's, as for a new file. Only in a
+    /// directory no user may add to is the replaced file's kept (see
+    /// `permissions_owner_and_append`).
+    #[test]
+    fn a_file_a_user_planted_gives_the_new_file_no_owner() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        let (_dir, root, accounts) = root();
+        let chown = |path: &str, uid, gid| {
+            std::os::unix::fs::chown(root.host_path(path), Some(uid), Some(gid)).unwrap();
+        };
+        std::fs::create_dir_all(root.host_path("/srv/drop")).unwrap();
+        chown("/srv/drop", 1000, 1000);
+        std::fs::write(root.host_path("/etc/secret"), "s").unwrap();
+        chown("/etc/secret", 0, 42);
+        std::fs::hard_link(
+            root.host_path("/etc/secret"),
+            root.host_path("/srv/drop/linked"),
+        )
+        .unwrap();
+        std::fs::write(root.host_path("/srv/drop/own"), "x").unwrap();
+        chown("/srv/drop/own", 1000, 1000);
+        let text = "write_files:\n- {path: /srv/drop/linked, content: new, owner: bob}\n\
+                    - {path: /srv/drop/own, content: new, owner: ':adm'}\n";
+        for entry in entries(text) {
+            write_entry(&root, Some(&accounts), &entry).unwrap();
+        }
+        let owner = |path: &str| {
+            let meta = std::fs::metadata(root.host_path(path)).unwrap();
+            (meta.uid(), meta.gid())
+        };
+        assert_eq!(owner("/srv/drop/linked"), (1000, 0), "not group 42");
+        assert_eq!(owner("/srv/drop/own"), (0, 4), "not bob's");
+        assert_eq!(owner("/etc/secret"), (0, 42));
+        assert_eq!(
+            std::fs::read_to_string(root.host_path("/etc/secret")).unwrap(),
+            "s"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::renameat;
-use nix::sys::stat::SFlag;
+use nix::sys::stat::{FileStat, SFlag};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::dir::Dir;
@@ -49,6 +49,19 @@ impl WriteOptions {
             new_file_mode: Some(mode),
             ..Self::default()
         }
+    }
+
+    /// Keep the mode ([`KEPT_MODE_BITS`]) and owner of `old`, the status of the file replaced
+    /// as taken from the descriptor it was read from: a second look by name, when the file is
+    /// written, could find another file put there since.
+    pub fn keep_from(old: &FileStat) -> Self {
+        Self::exact(
+            old.st_mode & KEPT_MODE_BITS,
+            Some(Owner {
+                uid: old.st_uid,
+                gid: old.st_gid,
+            }),
+        )
     }
 
     /// Set exactly this mode and owner.

@@ -104,15 +104,18 @@ impl Dir {
     }
 
     /// Opens directory `name`, creating it with `mode` when missing; returns it and whether it
-    /// was created. A symlink there is refused.
+    /// was created. A symlink there is refused. "Created" is the directory opened, not only the
+    /// `mkdirat`: in a directory others may write, one could take ours away and put theirs in
+    /// its place before the open; theirs is their user's, where ours is the agent's.
     pub fn create_dir(&self, name: &OsStr, mode: u32) -> io::Result<(Dir, bool)> {
         self.settle(name);
-        let created = match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)) {
+        let made = match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)) {
             Ok(()) => true,
             Err(Errno::EEXIST) => false,
             Err(errno) => return Err(errno.into()),
         };
         let dir = self.open_dir(name)?.ok_or(Errno::ENOENT)?;
+        let created = made && dir.stat()?.st_uid == nix::unistd::geteuid().as_raw();
         Ok((dir, created))
     }
 
