@@ -61,8 +61,13 @@ pub const PROXY_AGENT_TIMEOUT: Duration = Duration::from_secs(12);
 /// Time to open a connection to an upstream before the client gets 503.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled upstream connections kept per upstream and worker thread (an idle one lives
-/// until the upstream closes it or `UPSTREAM_IDLE_REUSE` passes).
+/// until the upstream closes it or `UPSTREAM_IDLE_REUSE` passes, `UPSTREAM_POOL_SWEEP`).
 pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
+/// How often a worker thread's idle pooled upstream connections are looked over
+/// (`http/client/pool.rs`): one the upstream closed is closed on our side within this, instead
+/// of staying in CLOSE_WAIT until the thread's next request; one that idled past
+/// `UPSTREAM_IDLE_REUSE`, which would never be used again, within this after it passed.
+pub const UPSTREAM_POOL_SWEEP: Duration = Duration::from_secs(1);
 /// Longest an upstream connection idles and is still reused; past it the next request opens a
 /// new one. A request written at the moment the upstream closes an idle connection is lost with
 /// it (only a pipelined read goes out again, `MAX_UPSTREAM_RESENDS`), so a connection is given
