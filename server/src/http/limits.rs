@@ -21,6 +21,20 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Time a client has to send the whole body once its head arrived.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connection closed while its client may still be sending (a body refused unread
+/// with 413 or cut off with 400, a head refused with 431 or 400, bytes read past the answer
+/// that closes it; not after a timeout, 408) is drained after its answer: its writing side
+/// shut down, what still comes is read and dropped, then it closes (nginx's lingering close,
+/// `http/h1/connection.rs`). Closed at once, the kernel would answer the unread bytes with a
+/// reset, and a client that writes its whole request before it reads (curl, Python's
+/// requests) would see "connection reset" instead of the answer. nginx waits 5 s for each read
+/// (`lingering_timeout`) and 30 s in all (`lingering_time`); guests are on the host's own
+/// links, so 5 s in all is plenty.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+/// Most bytes read and dropped while a connection is drained before it closes
+/// ([`LINGER_TIME`]): a client that never stops sending is cut off there (nginx bounds only the
+/// time). Far above any body a client means to send to a metadata service.
+pub const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// Most connections one listener serves at once; further connections are closed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Most connections a listener may be configured to serve at once (`--max-connections`):
@@ -61,8 +75,13 @@ pub const PROXY_AGENT_TIMEOUT: Duration = Duration::from_secs(12);
 /// Time to open a connection to an upstream before the client gets 503.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle pooled upstream connections kept per upstream and worker thread (an idle one lives
-/// until the upstream closes it or `UPSTREAM_IDLE_REUSE` passes).
+/// until the upstream closes it or `UPSTREAM_IDLE_REUSE` passes, `UPSTREAM_POOL_SWEEP`).
 pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
+/// How often a worker thread's idle pooled upstream connections are looked over
+/// (`http/client/pool.rs`): one the upstream closed is closed on our side within this, instead
+/// of staying in CLOSE_WAIT until the thread's next request; one that idled past
+/// `UPSTREAM_IDLE_REUSE`, which would never be used again, within this after it passed.
+pub const UPSTREAM_POOL_SWEEP: Duration = Duration::from_secs(1);
 /// Longest an upstream connection idles and is still reused; past it the next request opens a
 /// new one. A request written at the moment the upstream closes an idle connection is lost with
 /// it (only a pipelined read goes out again, `MAX_UPSTREAM_RESENDS`), so a connection is given
@@ -122,6 +141,11 @@ const _: () =
 const _: () = assert!(
     MAX_CONFIGURABLE_CONNECTIONS >= MAX_CONNECTIONS
         && MAX_CONFIGURABLE_CONNECTIONS <= tokio::sync::Semaphore::MAX_PERMITS
+);
+
+// A connection drained before it closes holds its place no longer than an idle one does.
+const _: () = assert!(
+    LINGER_TIME.as_millis() <= HEADER_READ_TIMEOUT.as_millis() && LINGER_BYTES > MAX_BODY_BYTES
 );
 
 // The proxy waits longer than the agent it waits for.

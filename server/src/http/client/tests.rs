@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, UnixListener, UnixStream};
 use super::*;
 use crate::http::limits::{
     HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADERS, MAX_UPSTREAM_BODY_BYTES,
-    MAX_UPSTREAM_INTERIM_ANSWERS, MAX_UPSTREAM_RESENDS,
+    MAX_UPSTREAM_INTERIM_ANSWERS, MAX_UPSTREAM_RESENDS, UPSTREAM_POOL_SWEEP,
 };
 use crate::http::{Body, Handler, Peer, Rejection, RequestBody, ServerLimits};
 
@@ -371,6 +371,105 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced() {
     }
     assert_eq!(canned.accepted(), 3);
     assert_eq!(canned.seen().len(), 3, "each request sent once");
+}
+
+/// An upstream that answers each request with `OK`, keeping the connection open, and closes
+/// it (its writing side: it still reads) once it idled `idle` after an answer; for each
+/// connection, it sends when it saw our side close it.
+fn closing_upstream<S, F, A>(
+    idle: Duration,
+    accept: A,
+) -> tokio::sync::mpsc::UnboundedReceiver<std::time::Instant>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Future<Output = Option<S>> + Send,
+    A: Fn() -> F + Send + 'static,
+{
+    let (closed, seen_closed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(mut stream) = accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Ok(Some(_)) =
+                    tokio::time::timeout(idle, read_request(&mut stream, &mut buf)).await
+                {
+                    stream.write_all(OK).await.unwrap();
+                }
+                // The idle timeout, or our side closed first.
+                let _ = stream.shutdown().await;
+                while read_more(&mut stream, &mut buf).await.is_some() {}
+                let _ = closed.send(std::time::Instant::now());
+            });
+        }
+    });
+    seen_closed
+}
+
+/// A password POST's pooled connection, which the upstream closes while it idles, is closed on
+/// our side within `UPSTREAM_POOL_SWEEP` though no request comes to find it closed: it does not
+/// linger in CLOSE_WAIT.
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_closed_without_another_request() {
+    const IDLE: Duration = Duration::from_millis(100);
+    // What a loaded machine may add to the sweep's period.
+    const MARGIN: Duration = Duration::from_millis(500);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let listener = Arc::new(UnixListener::bind(&path).unwrap());
+    let unix = closing_upstream(IDLE, move || {
+        let listener = listener.clone();
+        async move { listener.accept().await.ok().map(|(stream, _)| stream) }
+    });
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let address = listener.local_addr().unwrap();
+    let tcp = closing_upstream(IDLE, move || {
+        let listener = listener.clone();
+        async move { listener.accept().await.ok().map(|(stream, _)| stream) }
+    });
+    let upstreams = [
+        (Upstream::unix(path), unix),
+        (Upstream::parse(&format!("http://{address}")).unwrap(), tcp),
+    ];
+    for (upstream, mut closed) in upstreams {
+        let password = upstream.send(request(&upstream, Method::POST, b"secret"), TIMEOUT);
+        assert_eq!(password.await.unwrap().body(), "ok");
+        let answered = std::time::Instant::now();
+        let at = tokio::time::timeout(IDLE + UPSTREAM_POOL_SWEEP + MARGIN, closed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{}: our side still open", upstream.describe()))
+            .unwrap();
+        assert!(at > answered + IDLE, "closed before the upstream closed it");
+        // Kept until now: a pool dropped closes its connections anyway.
+        drop(upstream);
+    }
+}
+
+/// A pooled connection that idled past the reuse bound, which no request will use again, is
+/// closed within `UPSTREAM_POOL_SWEEP` after, though the upstream keeps it open.
+#[tokio::test]
+async fn a_pooled_connection_idle_past_the_reuse_bound_is_closed_without_another_request() {
+    const REUSE: Duration = Duration::from_millis(200);
+    const MARGIN: Duration = Duration::from_millis(500);
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let address = listener.local_addr().unwrap();
+    // The upstream would keep it for a minute.
+    let mut closed = closing_upstream(Duration::from_secs(60), move || {
+        let listener = listener.clone();
+        async move { listener.accept().await.ok().map(|(stream, _)| stream) }
+    });
+    let upstream = Upstream::parse(&format!("http://{address}"))
+        .unwrap()
+        .reusing_for(REUSE);
+    let password = upstream.send(request(&upstream, Method::POST, b"secret"), TIMEOUT);
+    assert_eq!(password.await.unwrap().body(), "ok");
+    let answered = std::time::Instant::now();
+    let at = tokio::time::timeout(REUSE + UPSTREAM_POOL_SWEEP + MARGIN, closed.recv())
+        .await
+        .expect("an idle connection past the reuse bound is closed")
+        .unwrap();
+    assert!(at > answered + REUSE, "closed while it could still be used");
+    drop(upstream);
 }
 
 #[tokio::test]

@@ -5,6 +5,11 @@
 //! handled together and answered in order in one write: the chain's roles pipeline their
 //! upstream requests (`http/client/pipeline.rs`), and one read and one write then carry many
 //! answers.
+//!
+//! A connection closed while its client may still be sending (a body refused unread, a head
+//! refused, requests read past the answer that closes it) is drained first, as nginx does
+//! (`lingering_close`): closed with unread bytes, the kernel would send a reset, which can
+//! reach a client that is still writing before it reads its answer ([`linger`]).
 
 use std::future::Future;
 use std::io;
@@ -19,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 use super::body;
 use super::head::{self, Framing, Head, HeadError};
 use super::write::{self, Answering};
+use crate::http::limits::{LINGER_BYTES, LINGER_TIME};
 use crate::http::{BodyError, Handler, Peer, RequestBody, ServerLimits};
 
 /// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
@@ -53,11 +59,15 @@ where
             // Closed by the client, or idle past the timeout between requests.
             Ok(None) => return,
             Err(err) => {
-                refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await;
+                if refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await {
+                    linger(&mut stream, &mut buf, timer.as_mut()).await;
+                }
                 return;
             }
         };
         let (request, answering) = read_request(&mut stream, &mut buf, head, &limits).await;
+        // The client may still be sending the body of the last request read.
+        let mut unread_body = body_left(&request);
         // More requests already read: a pipelining client. They are handled together.
         let mut more = Vec::new();
         let mut open = answering.keep_alive;
@@ -85,6 +95,7 @@ where
             }
             let (request, answering) = read_request(&mut stream, &mut buf, head, &limits).await;
             open = answering.keep_alive;
+            unread_body = body_left(&request);
             more.push((request, answering));
         }
         let written = if more.is_empty() {
@@ -103,23 +114,34 @@ where
         };
         match written {
             Ok(true) => {}
-            // Dropping the stream closes it: the FIN a shutdown would send first, for one more
-            // system call per connection.
-            Ok(false) => return,
+            // Bytes of the client's are still to come or were read past the answer: drained
+            // before the close. Else dropping the stream closes it: the FIN a shutdown would
+            // send first, for one more system call per connection.
+            Ok(false) => {
+                if unread_body || next.is_some() || !buf.is_empty() {
+                    linger(&mut stream, &mut buf, timer.as_mut()).await;
+                }
+                return;
+            }
             Err(err) => {
                 tracing::debug!(?peer, error = %err, "response not written");
                 return;
             }
         }
         if let Some(err) = refused {
-            refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await;
+            if refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await {
+                linger(&mut stream, &mut buf, timer.as_mut()).await;
+            }
             return;
         }
     }
 }
 
-/// Answers a refused head (its status and reason) and closes the connection: what follows a
-/// head that could not be read cannot be told apart.
+/// Answers a refused head (its status and reason) before the connection closes: what follows
+/// a head that could not be read cannot be told apart. Says whether the rest of the request
+/// may still be coming, the connection to be drained before it closes ([`linger`]): the rest
+/// of a head too large, the body of a malformed one. Not when the head came too slowly (the client is
+/// slow or gone, and nginx too closes at once): the stream is shut down here.
 async fn refuse<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
@@ -127,12 +149,55 @@ async fn refuse<S: AsyncWrite + Unpin>(
     peer: Peer,
     limits: &ServerLimits,
     timer: Pin<&mut Sleep>,
-) {
+) -> bool {
     tracing::debug!(?peer, reason = err.reason(), "request head refused");
     let refusing = write::refusal(stream, out, err.status(), err.reason());
-    if within(refusing, limits.write_timeout, timer).await.is_ok() {
-        let _ = stream.shutdown().await;
+    if within(refusing, limits.write_timeout, timer).await.is_err() {
+        return false;
     }
+    if err == HeadError::Timeout {
+        let _ = stream.shutdown().await;
+        return false;
+    }
+    true
+}
+
+/// Closes a connection whose client may still be sending, once its answer is written, as nginx
+/// does (`lingering_close`): the writing side is shut down (the client reads its answer, then
+/// the end), and what still comes is read into `buf` and dropped until the client closes, or
+/// [`LINGER_BYTES`] were read, or [`LINGER_TIME`] passed; then the stream is dropped. Dropped
+/// with unread bytes, the kernel would answer them with a reset, and a client that writes its
+/// whole request before it reads (curl, Python's requests) would see "connection reset"
+/// instead of the answer it was sent.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    timer: Pin<&mut Sleep>,
+) {
+    let draining = async {
+        stream.shutdown().await?;
+        let mut left = LINGER_BYTES as u64;
+        while left > 0 {
+            buf.clear();
+            buf.reserve(READ_CHUNK);
+            let read = (&mut *stream).take(left).read_buf(buf).await?;
+            if read == 0 {
+                break;
+            }
+            left -= read as u64;
+        }
+        Ok::<_, io::Error>(())
+    };
+    if let Some(Err(err)) = by_deadline(draining, LINGER_TIME, timer).await {
+        tracing::debug!(error = %err, "connection not drained before it closed");
+    }
+}
+
+/// Whether the client may still be sending the body of `request`: it was refused unread (too
+/// large), or its framing broke off (400) before its end. Not after it stopped coming (408):
+/// the client is slow or gone, and nginx too closes at once.
+fn body_left(request: &http::Request<RequestBody>) -> bool {
+    matches!(request.body(), Err(BodyError::TooLarge | BodyError::Broken))
 }
 
 /// `writing`, given up (an error, the connection to be closed) when the client has not taken

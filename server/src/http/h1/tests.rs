@@ -9,7 +9,10 @@ use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::serve_connection;
-use crate::http::limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PIPELINED_REQUESTS};
+use crate::http::limits::{
+    LINGER_BYTES, LINGER_TIME, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS,
+    MAX_PIPELINED_REQUESTS,
+};
 use crate::http::response::TEXT_PLAIN;
 use crate::http::{Body, Handler, Peer, Reply, RequestBody, ServerLimits};
 
@@ -136,6 +139,8 @@ async fn exchange_with<H: Handler>(limits: ServerLimits, handler: H, request: &[
         .await
         .expect("the server closes the connection")
         .unwrap();
+    // The end of the answers: a server that drains the connection (`linger`) stops then.
+    drop(client);
     served.await.unwrap();
     out
 }
@@ -440,6 +445,161 @@ async fn a_body_over_the_limit_gets_413_before_it_is_read() {
     let got = answers(&exchange(limits(), &fits).await, &[]);
     assert_eq!(got[0].status, 200);
     assert_eq!(got[0].body.len(), "POST / ".len() + MAX_BODY_BYTES);
+}
+
+/// A request larger than the socket buffers on both sides, several MB.
+const LARGER_THAN_SOCKET_BUFFERS: usize = 4 * 1024 * 1024;
+
+/// Socket buffers small enough that a client cannot write [`LARGER_THAN_SOCKET_BUFFERS`]
+/// before the server reads (Linux doubles what is set).
+const SOCKET_BUFFER: usize = 64 * 1024;
+
+/// Sends `request` whole over TCP to a connection served with `limits`, then reads until the
+/// server closes, as a client that writes before it reads (curl, Python's requests); what the
+/// client sees: the answer, or the error it got writing or reading.
+async fn send_whole_then_read(limits: ServerLimits, request: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&listener)
+        .set_recv_buffer_size(SOCKET_BUFFER)
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let served = tokio::spawn(async move {
+        let (stream, from) = listener.accept().await.unwrap();
+        serve_connection(stream, Peer::Tcp(from), limits, Echo).await;
+    });
+    let client = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address)?;
+        socket2::SockRef::from(&stream).set_send_buffer_size(SOCKET_BUFFER)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(&request)?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out)?;
+        Ok(out)
+    });
+    let seen = client.await.unwrap();
+    tokio::time::timeout(LINGER_TIME * 2, served)
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    seen
+}
+
+/// A client that writes a whole request before it reads its answer gets the refusal, not a
+/// reset, when the server refuses it before reading it all: the server reads and drops what
+/// still comes before it closes (nginx's lingering close, `LINGER_TIME`, `LINGER_BYTES`).
+#[tokio::test]
+async fn a_client_that_writes_its_whole_request_first_gets_its_refusal_not_a_reset() {
+    let big = LARGER_THAN_SOCKET_BUFFERS;
+    // A body over the limit, refused before a byte of it is read.
+    let mut declared = format!("POST / HTTP/1.1\r\nContent-Length: {big}\r\n\r\n").into_bytes();
+    declared.resize(declared.len() + big, b'b');
+    // Chunks past the limit, refused once the limit is read.
+    let mut chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    while chunked.len() < big {
+        chunked.extend_from_slice(b"1000\r\n");
+        chunked.extend(std::iter::repeat_n(b'c', 4096));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    // A head over the limit, refused at the limit.
+    let mut head = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+    head.resize(head.len() + big, b'h');
+    // Bytes after a request that closes the connection.
+    let mut after = b"GET /bye HTTP/1.1\r\n\r\n".to_vec();
+    after.resize(after.len() + big, b'a');
+    let cases = [
+        (declared, 413, "request body too large\n"),
+        (chunked, 413, "request body too large\n"),
+        (head, 431, "request head too large\n"),
+        (after, 200, "GET /bye "),
+    ];
+    for (request, status, body) in cases {
+        let seen = send_whole_then_read(limits(), request)
+            .await
+            .unwrap_or_else(|err| panic!("a {status} was expected, the client got: {err}"));
+        let got = answers(&seen, &[]);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].status, got[0].body.as_str()), (status, body));
+        assert_eq!(got[0].header("connection"), Some("close"));
+    }
+}
+
+/// A connection drained before it closes is cut off after `LINGER_BYTES`, however fast its
+/// client goes on sending.
+#[tokio::test]
+async fn a_drained_connection_is_cut_off_at_its_byte_bound() {
+    let over = format!(
+        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        MAX_BODY_BYTES + 1
+    );
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let served = tokio::spawn(serve_connection(server, Peer::Unix, limits(), Echo));
+    let (mut reading, mut writing) = tokio::io::split(client);
+    writing.write_all(over.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    // As fast as it can.
+    let sending = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while let Ok(n) = writing.write(&chunk).await {
+            if n == 0 {
+                break;
+            }
+            sent += n;
+        }
+        sent
+    });
+    let mut out = Vec::new();
+    reading.read_to_end(&mut out).await.unwrap();
+    assert_eq!(answers(&out, &[])[0].status, 413);
+    tokio::time::timeout(LINGER_TIME, served)
+        .await
+        .expect("cut off at the byte bound, before the time bound")
+        .unwrap();
+    let sent = sending.await.unwrap();
+    assert!(started.elapsed() < LINGER_TIME);
+    // What the server read and dropped, plus what the stream held when it closed.
+    assert!(
+        (LINGER_BYTES..=LINGER_BYTES + 64 * 1024).contains(&sent),
+        "{sent} bytes sent"
+    );
+}
+
+/// A connection drained before it closes is cut off after `LINGER_TIME`, however slowly its
+/// client goes on sending.
+#[tokio::test]
+async fn a_drained_connection_is_cut_off_at_its_time_bound() {
+    let over = format!(
+        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        MAX_BODY_BYTES + 1
+    );
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let served = tokio::spawn(serve_connection(server, Peer::Unix, limits(), Echo));
+    let (mut reading, mut writing) = tokio::io::split(client);
+    writing.write_all(over.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    // A byte at a time, each well within any other timeout.
+    let sending = tokio::spawn(async move {
+        while writing.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut out = Vec::new();
+    reading.read_to_end(&mut out).await.unwrap();
+    assert_eq!(answers(&out, &[])[0].status, 413);
+    tokio::time::timeout(LINGER_TIME + Duration::from_secs(2), served)
+        .await
+        .expect("cut off at the time bound")
+        .unwrap();
+    // The drain starts once the answer is written, after the head was: a moment after `started`.
+    assert!(
+        started.elapsed() >= LINGER_TIME - Duration::from_millis(50),
+        "closed after {:?}, before the time bound",
+        started.elapsed()
+    );
+    sending.await.unwrap();
 }
 
 #[tokio::test]
