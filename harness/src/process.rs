@@ -354,11 +354,7 @@ impl Daemon {
 
     /// Whether this very process is still alive (same PID and start time, not a zombie).
     pub fn is_running(&self) -> bool {
-        match fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(stat) => parse_stat(&stat)
-                .is_some_and(|(state, ticks)| ticks == self.start_ticks && state != 'Z'),
-            Err(_) => false,
-        }
+        is_running(self.pid, self.start_ticks)
     }
 
     /// Stops the daemon's whole process group: SIGTERM, then SIGKILL after `grace`.
@@ -394,6 +390,65 @@ impl Daemon {
         }
         nix::sys::signal::kill(pid_of(self.pid), signal)
             .with_context(|| format!("failed to signal {}", self.name))
+    }
+}
+
+/// Whether process `pid` is the one that started at `start_ticks` and has not ended (a zombie
+/// has): a PID alone may name a later process once the first was reaped.
+fn is_running(pid: u32, start_ticks: u64) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            parse_stat(&stat).is_some_and(|(state, ticks)| ticks == start_ticks && state != 'Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// A process the harness did not start but found (in `/proc`) and may have to end: known by
+/// its PID and its start time when it was found, so a signal never reaches a later process
+/// that took the PID after this one ended (see [`Daemon::start_ticks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its PID when it was found.
+    pub pid: u32,
+    /// Its command name, for messages.
+    pub name: String,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_ticks: u64,
+}
+
+impl Found {
+    /// Process `pid` as it is now (name and start time); `None` when there is none, or it has
+    /// ended.
+    pub fn read(pid: u32) -> Option<Self> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (state, start_ticks) = parse_stat(&stat)?;
+        if state == 'Z' {
+            return None;
+        }
+        let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        Some(Self {
+            pid,
+            name: name.trim().to_owned(),
+            start_ticks,
+        })
+    }
+
+    /// Whether the process found is still running; reaps it when it has ended and is a child
+    /// of this process (never another child that took its PID).
+    pub fn is_running(&self) -> bool {
+        if let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            && parse_stat(&stat) == Some(('Z', self.start_ticks))
+        {
+            reap(self.pid);
+        }
+        is_running(self.pid, self.start_ticks)
+    }
+
+    /// Sends `signal` to the process found if it is still running; whether it was sent.
+    pub fn signal(&self, signal: Signal) -> bool {
+        is_running(self.pid, self.start_ticks)
+            && nix::sys::signal::kill(pid_of(self.pid), signal).is_ok()
     }
 }
 
