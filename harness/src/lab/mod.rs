@@ -295,8 +295,21 @@ impl Lab {
             unless_stopped()?;
             let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
             let daemon = match net.cidr {
-                // SLAAC: router advertisements only; guests make the registry's address.
-                IpNet::V6(prefix) => dhcp::start_ra(&ns, &net.id, prefix, &files)?,
+                // SLAAC: router advertisements only; guests make the registry's address. On a
+                // routed network they come from the router, the guests' default router (as
+                // Neutron's L3 agent runs radvd in its qrouter namespace).
+                IpNet::V6(prefix) => match self.router_of(&net.id) {
+                    Some(router) => dhcp::start_ra(
+                        &router::namespace(&router),
+                        &net.id,
+                        prefix,
+                        dhcp::Advertiser::Router,
+                        &files,
+                    )?,
+                    None => {
+                        dhcp::start_ra(&ns, &net.id, prefix, dhcp::Advertiser::DhcpPort, &files)?
+                    }
+                },
                 IpNet::V4(_) => dhcp::start(&ns, &dhcp_network(&net)?, &files)?,
             };
             self.state.daemons.push(daemon);
@@ -348,12 +361,10 @@ impl Lab {
 
     /// Where a daemon of this lab logs.
     fn daemon_log(&self, daemon: &Daemon) -> PathBuf {
-        match self
-            .state
-            .networks
-            .iter()
-            .find(|n| daemon.name.ends_with(&dhcp::namespace(&n.id)))
-        {
+        match self.state.networks.iter().find(|n| {
+            daemon.name.ends_with(&dhcp::namespace(&n.id))
+                || daemon.name.ends_with(&router::interface(&n.id))
+        }) {
             Some(net) => {
                 let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
                 // dnsmasq reports start-up errors on stderr, later ones in its log.
@@ -468,6 +479,15 @@ impl Lab {
             .with_context(|| format!("lab {} has no network {name}", self.state.config.id))
     }
 
+    /// The id of the router network `network_id` is behind, if any.
+    fn router_of(&self, network_id: &str) -> Option<String> {
+        self.state
+            .routers
+            .iter()
+            .find(|r| r.network_ids.iter().any(|id| id == network_id))
+            .map(|r| r.id.clone())
+    }
+
     fn network_by_id(&self, id: &str) -> anyhow::Result<&NetworkRecord> {
         self.state
             .networks
@@ -533,7 +553,10 @@ impl Lab {
                 net.gateway,
                 match (net.dhcp, net.cidr.addr().is_ipv6()) {
                     (true, false) => "dhcp",
-                    (true, true) => "SLAAC (dnsmasq router advertisements)",
+                    (true, true) if net.isolated => {
+                        "SLAAC (dnsmasq router advertisements, no default router)"
+                    }
+                    (true, true) => "SLAAC (the router's advertisements, default router)",
                     (false, _) => "no DHCP, lab at",
                 },
                 net.dhcp_ip,
