@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
@@ -22,6 +22,10 @@ pub const POSTGRES_LIB_DIR: &str = "/usr/lib/postgresql";
 pub const POSTGRES_USER: &str = "postgres";
 /// Seconds `pg_ctl` waits for the server to start or stop.
 pub const PG_CTL_WAIT_SECS: u32 = 60;
+/// How long [`PgServer::reload`] waits for the server to have read its configuration again.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often [`PgServer::reload`] asks the server whether it has.
+pub const RELOAD_POLL: Duration = Duration::from_millis(20);
 /// Ports tried before giving up when another process grabs the free port first.
 pub const START_ATTEMPTS: usize = 3;
 
@@ -249,6 +253,66 @@ impl PgServer {
         Ok(())
     }
 
+    /// Makes the server read its configuration files (`pg_hba.conf`, `postgresql.conf`) again
+    /// and waits until it has: `pg_ctl reload` only sends SIGHUP and returns, so a connection
+    /// right after it may still find the old rules. Done when a new session's
+    /// `pg_conf_load_time()` (the postmaster's, which reloads `pg_hba.conf` in the same step)
+    /// is no longer the one before.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        self.reload_within(RELOAD_TIMEOUT)
+    }
+
+    fn reload_within(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let before = self.conf_load_time(deadline)?;
+        self.pg_ctl(&["reload"])?;
+        loop {
+            let now = self.conf_load_time(deadline)?;
+            if now != before {
+                return Ok(());
+            }
+            if Instant::now() + RELOAD_POLL >= deadline {
+                bail!(
+                    "PostgreSQL did not read its configuration again within {timeout:?} of \
+                     `pg_ctl reload` (pg_conf_load_time() still {before}): see its log {}",
+                    self.log_path().display()
+                );
+            }
+            std::thread::sleep(RELOAD_POLL);
+        }
+    }
+
+    /// `pg_conf_load_time()` as a new session reports it, as text; fails at `deadline`.
+    fn conf_load_time(&self, deadline: Instant) -> anyhow::Result<String> {
+        let mut psql = self.client("psql");
+        psql.args([
+            "-X",
+            "-A",
+            "-t",
+            "-w",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT pg_conf_load_time()",
+        ]);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let out = crate::process::output_with_timeout(&mut psql, left).with_context(|| {
+            format!(
+                "PostgreSQL did not answer in time to tell whether it read its configuration \
+                 again: see its log {}",
+                self.log_path().display()
+            )
+        })?;
+        if !out.status.success() {
+            bail!(
+                "failed to read pg_conf_load_time() ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// Creates a database and returns its URL.
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
         plain_database_name(name)?;
@@ -289,7 +353,7 @@ impl PgServer {
             format!("host all {user} 127.0.0.1/32 scram-sha-256\n{old}"),
         )
         .with_context(|| format!("failed to write {}", hba.display()))?;
-        self.pg_ctl(&["reload"])?;
+        self.reload()?;
         let mut psql = self.client("psql");
         psql.arg("-c").arg(format!(
             "SET password_encryption = 'scram-sha-256'; \
@@ -398,6 +462,78 @@ impl Drop for PgServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reload is polled many times before it is given up, and given the time a busy
+    /// machine needs to start a few `psql` sessions.
+    #[test]
+    fn the_reload_bounds_fit_together() {
+        const { assert!(RELOAD_TIMEOUT.as_secs() >= 10) };
+        const { assert!(RELOAD_POLL.as_millis() * 100 <= RELOAD_TIMEOUT.as_millis()) };
+    }
+
+    /// `psql -c 'SELECT 1'` as `user` into its database, with `password` if any; whether the
+    /// server let it in.
+    fn logs_in(server: &PgServer, user: &str, password: Option<&str>) -> bool {
+        let mut psql = server.command("psql");
+        psql.args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port().to_string(),
+        ])
+        .args(["-U", user, "-d", user, "-c", "SELECT 1"])
+        .env_remove("PGPASSWORD");
+        if let Some(password) = password {
+            psql.env("PGPASSWORD", password);
+        }
+        crate::process::output_with_timeout(&mut psql, Duration::from_secs(30))
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Needs PostgreSQL (skipped without it, except in CI): `reload` returns only once the
+    /// server has read its configuration again, so a password rule added to `pg_hba.conf`
+    /// holds for the very next connection; a server that cannot act on the reload (stopped
+    /// here) makes it fail in time, saying where the log is.
+    #[test]
+    fn a_reload_is_waited_for() {
+        let server = match PgServer::start() {
+            Ok(server) => server,
+            Err(err) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "PostgreSQL is required in CI: {err:#}"
+                );
+                eprintln!("skipped: {err:#}");
+                return;
+            }
+        };
+        let postmaster = Pid::from_raw(PgServer::postmaster_pid(&server.data_dir()).unwrap());
+        kill(postmaster, Signal::SIGSTOP).unwrap();
+        let began = Instant::now();
+        let stopped = server.reload_within(Duration::from_secs(2));
+        let took = began.elapsed();
+        kill(postmaster, Signal::SIGCONT).unwrap();
+        let err = format!(
+            "{:#}",
+            stopped.expect_err("a stopped server did not reload")
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        assert!(err.contains("see its log"), "{err}");
+
+        server
+            .create_password_user("reload_user", "reload_pw")
+            .unwrap();
+        assert!(
+            !logs_in(&server, "reload_user", None),
+            "the trust rule still held after the reload"
+        );
+        assert!(logs_in(&server, "reload_user", Some("reload_pw")));
+        assert!(!logs_in(&server, "reload_user", Some("wrong_pw")));
+    }
 
     /// The PID in a stale `postmaster.pid` is killed only when it is this directory's
     /// postmaster, never a process that took the PID later.

@@ -6,11 +6,13 @@
 //! daemons outlive the `lab up` command: they are [`Daemon`]s, recorded by PID and start time so a
 //! later `lab down` signals only the very process that was started (never a reused PID).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,27 @@ pub const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default deadline for a helper command (ip, iptables, mkfs, …) that should finish at once.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The leaders of the process groups [`ProcessGroup::spawn`] started that this process has not
+/// reaped: while one is not reaped (a zombie keeps its PID), its PID, the group's id, names no
+/// other process's group. Reaping takes this lock, so [`kill_unreaped_groups`] never signals
+/// a group id that was handed on.
+static UNREAPED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn unreaped() -> MutexGuard<'static, BTreeSet<u32>> {
+    UNREAPED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Kills (SIGKILL) the process group of every [`ProcessGroup`] whose leader is not reaped yet:
+/// the steps in progress, for a user who does not want to wait for them. Their owners see
+/// them end as killed. Returns how many groups were signalled.
+pub fn kill_unreaped_groups() -> usize {
+    let groups = unreaped();
+    for pid in groups.iter() {
+        let _ = killpg(pid_of(*pid), Signal::SIGKILL);
+    }
+    groups.len()
+}
+
 /// A child process leading its own process group; the group is killed when this is dropped.
 #[derive(Debug)]
 pub struct ProcessGroup {
@@ -90,9 +113,13 @@ impl ProcessGroup {
                 nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(io::Error::from)
             });
         }
+        // Recorded before anyone could kill the group meanwhile: see [`kill_unreaped_groups`].
+        let mut groups = unreaped();
         let child = cmd
             .spawn()
             .with_context(|| format!("failed to start {name} ({})", describe(cmd)))?;
+        groups.insert(child.id());
+        drop(groups);
         // Not reaped yet: readable even when the leader has already exited.
         let start_ticks = start_ticks(child.id());
         Ok(Self {
@@ -113,7 +140,8 @@ impl ProcessGroup {
         &self.name
     }
 
-    /// The child, to take its pipes.
+    /// The child, to take its pipes (waiting for it goes through [`Self::try_wait`] and
+    /// [`Self::wait_timeout`], which keep the record [`kill_unreaped_groups`] reads).
     pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child
     }
@@ -121,10 +149,13 @@ impl ProcessGroup {
     /// The exit status if the leader has exited, without blocking.
     pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
         if self.exited.is_none() {
-            self.exited = self
-                .child
-                .try_wait()
-                .with_context(|| format!("failed to poll {}", self.name))?;
+            let mut groups = unreaped();
+            let polled = self.child.try_wait();
+            if !matches!(polled, Ok(None)) {
+                // Reaped (here, or by someone else when it fails).
+                groups.remove(&self.child.id());
+            }
+            self.exited = polled.with_context(|| format!("failed to poll {}", self.name))?;
         }
         Ok(self.exited)
     }
@@ -354,11 +385,7 @@ impl Daemon {
 
     /// Whether this very process is still alive (same PID and start time, not a zombie).
     pub fn is_running(&self) -> bool {
-        match fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(stat) => parse_stat(&stat)
-                .is_some_and(|(state, ticks)| ticks == self.start_ticks && state != 'Z'),
-            Err(_) => false,
-        }
+        is_running(self.pid, self.start_ticks)
     }
 
     /// Stops the daemon's whole process group: SIGTERM, then SIGKILL after `grace`.
@@ -394,6 +421,65 @@ impl Daemon {
         }
         nix::sys::signal::kill(pid_of(self.pid), signal)
             .with_context(|| format!("failed to signal {}", self.name))
+    }
+}
+
+/// Whether process `pid` is the one that started at `start_ticks` and has not ended (a zombie
+/// has): a PID alone may name a later process once the first was reaped.
+fn is_running(pid: u32, start_ticks: u64) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            parse_stat(&stat).is_some_and(|(state, ticks)| ticks == start_ticks && state != 'Z')
+        }
+        Err(_) => false,
+    }
+}
+
+/// A process the harness did not start but found (in `/proc`) and may have to end: known by
+/// its PID and its start time when it was found, so a signal never reaches a later process
+/// that took the PID after this one ended (see [`Daemon::start_ticks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its PID when it was found.
+    pub pid: u32,
+    /// Its command name, for messages.
+    pub name: String,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_ticks: u64,
+}
+
+impl Found {
+    /// Process `pid` as it is now (name and start time); `None` when there is none, or it has
+    /// ended.
+    pub fn read(pid: u32) -> Option<Self> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (state, start_ticks) = parse_stat(&stat)?;
+        if state == 'Z' {
+            return None;
+        }
+        let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        Some(Self {
+            pid,
+            name: name.trim().to_owned(),
+            start_ticks,
+        })
+    }
+
+    /// Whether the process found is still running; reaps it when it has ended and is a child
+    /// of this process (never another child that took its PID).
+    pub fn is_running(&self) -> bool {
+        if let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            && parse_stat(&stat) == Some(('Z', self.start_ticks))
+        {
+            reap(self.pid);
+        }
+        is_running(self.pid, self.start_ticks)
+    }
+
+    /// Sends `signal` to the process found if it is still running; whether it was sent.
+    pub fn signal(&self, signal: Signal) -> bool {
+        is_running(self.pid, self.start_ticks)
+            && nix::sys::signal::kill(pid_of(self.pid), signal).is_ok()
     }
 }
 

@@ -479,6 +479,109 @@ fn a_lab_up_cut_short_by_a_signal_leaves_nothing_behind() {
     );
 }
 
+/// How long a host on a lab network may wait for its first router advertisement (dnsmasq
+/// sends a few at once when it starts, then every 600 s, and answers solicitations).
+const FIRST_ADVERTISEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A routed IPv6 network with SLAAC (`dhcp = true`): its router advertisements come from the
+/// router, with a router lifetime that is not 0, so a host on the network (its `qdhcp-`
+/// namespace, which accepts advertisements as a guest does) takes the router's link-local
+/// address as a default router, as it would behind Neutron's radvd.
+#[test]
+fn a_routed_slaac_network_advertises_its_router_as_default_router() {
+    use metaboot_harness::lab::config::{NetworkConfig, RouterConfig};
+    use metaboot_harness::lab::dhcp;
+
+    let Some(_alone) = lab_tools_alone() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        state_root: state.path().to_owned(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+    };
+    let id = lab::config::random_id();
+    let _cleanup = Cleanup {
+        state_root: state.path().to_owned(),
+        ids: vec![id.clone()],
+    };
+    let config = LabConfig {
+        id: id.clone(),
+        networks: vec![NetworkConfig {
+            name: "tenant-6r".into(),
+            cidr: "fdc6:1200:0:42::/64".parse().unwrap(),
+            dhcp: true,
+        }],
+        routers: vec![RouterConfig {
+            name: "router1".into(),
+            networks: vec!["tenant-6r".into()],
+        }],
+        guests: Vec::new(),
+    };
+    let lab = Lab::up(&config, &opts).expect("the lab comes up");
+    let net = lab.network("tenant-6r").unwrap();
+    let router_ns = router::namespace(&lab.state().routers[0].id);
+    let qr = router::interface(&net.id);
+    assert!(
+        lab.state()
+            .daemons
+            .iter()
+            .any(|d| d.name == format!("dnsmasq in {router_ns} on {qr}") && d.is_running()),
+        "no dnsmasq in the router's namespace: {:?}",
+        lab.state().daemons
+    );
+    // The router's link-local addresses on the network (its own and fe80::a9fe:a9fe).
+    let router_addrs = netns::ip(
+        &router_ns,
+        &["-6", "-o", "addr", "show", "dev", &qr, "scope", "link"],
+    )
+    .unwrap();
+    let client = lab.client_namespace(&net.id);
+    let started = std::time::Instant::now();
+    let learnt = loop {
+        let routes =
+            netns::ip(&client, &["-6", "route", "show", "default", "proto", "ra"]).unwrap();
+        if routes.contains("via fe80:") {
+            break routes;
+        }
+        assert!(
+            started.elapsed() < FIRST_ADVERTISEMENT_TIMEOUT,
+            "no default route from a router advertisement in {client} within \
+             {FIRST_ADVERTISEMENT_TIMEOUT:?}: {routes:?}; dnsmasq log: {}",
+            lab::tail(
+                &dhcp::DnsmasqFiles::under(&lab.state().dir, &net.id).log,
+                20
+            )
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let via = learnt
+        .split_whitespace()
+        .skip_while(|word| *word != "via")
+        .nth(1)
+        .unwrap();
+    assert!(
+        router_addrs.contains(&format!("{via}/64")),
+        "the default router {via} is not the router's ({router_addrs}): {learnt}"
+    );
+    assert!(
+        learnt.contains(&format!("dev {}", dhcp::interface(&net.id))),
+        "{learnt}"
+    );
+    // The route lives as long as the advertisement says (`expires NNNsec`).
+    let expires: u32 = learnt
+        .split_whitespace()
+        .skip_while(|word| *word != "expires")
+        .nth(1)
+        .and_then(|left| left.trim_end_matches("sec").parse().ok())
+        .unwrap_or_else(|| panic!("no lifetime: {learnt}"));
+    assert!(
+        expires > 0 && expires <= dhcp::ROUTER_LIFETIME_SECS,
+        "{learnt}"
+    );
+    lab.down().unwrap();
+}
+
 /// Serializes the tests that make namespaces.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

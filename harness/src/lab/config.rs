@@ -84,9 +84,9 @@ pub struct NetworkConfig {
     pub cidr: IpNet,
     /// `false`: no DHCP (the registry's `--no-dhcp`, dnsmasq does not serve it); guests
     /// configure their address from `network_data.json` (config drive or metadata service).
-    /// Such a network needs a router. On an IPv6 network `true` means SLAAC: the DHCP port's
-    /// dnsmasq sends router advertisements (no DHCPv6), the registry's address mode is
-    /// `slaac`.
+    /// Such a network needs a router. On an IPv6 network `true` means SLAAC: dnsmasq sends
+    /// router advertisements (no DHCPv6) from the router on a routed network, from the DHCP
+    /// port on an isolated one; the registry's address mode is `slaac`.
     #[serde(default = "dhcp_on")]
     pub dhcp: bool,
 }

@@ -1,8 +1,9 @@
 //! `qdhcp-<network id>`: the network's DHCP port (plus 169.254.169.254/32 for isolated
 //! networks) and dnsmasq handing out the ports' fixed addresses, with option 121 on isolated
 //! networks (docs/protocol.md §2.1). On an IPv6 network dnsmasq only sends router
-//! advertisements (SLAAC, no DHCPv6), and an isolated one's port holds `fe80::a9fe:a9fe`. On a
-//! network without DHCP the namespace is only the lab's place on the network.
+//! advertisements (SLAAC, no DHCPv6): a routed one's from its router's namespace (the default
+//! router), an isolated one's from here, and an isolated one's port holds `fe80::a9fe:a9fe`.
+//! On a network without DHCP the namespace is only the lab's place on the network.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use metaboot_proto::{METADATA_IPV4, METADATA_IPV6};
 
 use crate::atomic;
-use crate::lab::{bridge, netns};
+use crate::lab::{bridge, netns, router};
 use crate::process::Daemon;
 
 /// Lease time dnsmasq gives (long: guests never renew during a test).
@@ -108,11 +109,52 @@ pub fn dnsmasq_args(net: &DhcpNetwork, files: &DnsmasqFiles) -> Vec<String> {
     args
 }
 
+/// The router lifetime, in seconds, of the router advertisements on a routed IPv6 network:
+/// RFC 4861's default (§6.2.1, 3 × MaxRtrAdvInterval, dnsmasq's interval being 600 s), the
+/// one radvd uses when, as for Neutron's L3 agent, none is configured.
+pub const ROUTER_LIFETIME_SECS: u32 = 1800;
+
+/// Who sends an IPv6 network's router advertisements: a guest takes the sender (its
+/// link-local address) as its default router unless the router lifetime is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advertiser {
+    /// A routed network's router, from its `qr-` interface in its `qrouter-` namespace (where
+    /// Neutron's L3 agent runs radvd), with [`ROUTER_LIFETIME_SECS`]: the guests' default
+    /// router.
+    Router,
+    /// An isolated network's DHCP port, with a router lifetime of 0: it is no router.
+    DhcpPort,
+}
+
+impl Advertiser {
+    /// The interface the advertisements leave from, in the advertiser's namespace.
+    pub fn interface(self, network_id: &str) -> String {
+        match self {
+            Self::Router => router::interface(network_id),
+            Self::DhcpPort => interface(network_id),
+        }
+    }
+
+    /// The router lifetime the advertisements carry, in seconds.
+    pub fn router_lifetime(self) -> u32 {
+        match self {
+            Self::Router => ROUTER_LIFETIME_SECS,
+            Self::DhcpPort => 0,
+        }
+    }
+}
+
 /// dnsmasq's arguments on an IPv6 network: router advertisements only (`ra-only`: the prefix
 /// with the autonomous flag, so guests make their EUI-64 address, the one the registry gives
-/// the port), and a router lifetime of 0: the DHCP port is no router.
-pub fn ra_args(network_id: &str, prefix: Ipv6Net, files: &DnsmasqFiles) -> Vec<String> {
-    let inside = interface(network_id);
+/// the port), sent by `advertiser` with its router lifetime.
+pub fn ra_args(
+    network_id: &str,
+    prefix: Ipv6Net,
+    advertiser: Advertiser,
+    files: &DnsmasqFiles,
+) -> Vec<String> {
+    let inside = advertiser.interface(network_id);
+    let lifetime = advertiser.router_lifetime();
     vec![
         "--keep-in-foreground".to_owned(),
         "--conf-file=/dev/null".to_owned(),
@@ -129,7 +171,8 @@ pub fn ra_args(network_id: &str, prefix: Ipv6Net, files: &DnsmasqFiles) -> Vec<S
             prefix.network(),
             prefix.prefix_len()
         ),
-        format!("--ra-param={inside},0,0"),
+        // An interval of 0 is dnsmasq's default.
+        format!("--ra-param={inside},0,{lifetime}"),
         format!("--dhcp-leasefile={}", files.leases.display()),
         format!("--pid-file={}", files.pid.display()),
         format!("--log-facility={}", files.log.display()),
@@ -176,25 +219,37 @@ pub fn create(
 /// Starts dnsmasq in the DHCP namespace.
 pub fn start(ns: &str, net: &DhcpNetwork, files: &DnsmasqFiles) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&files.hosts_dir)?;
-    spawn(ns, dnsmasq_args(net, files), files)
+    spawn(
+        &format!("dnsmasq in {ns}"),
+        ns,
+        dnsmasq_args(net, files),
+        files,
+    )
 }
 
-/// Starts dnsmasq sending router advertisements for `prefix` in the DHCP namespace.
+/// Starts dnsmasq sending router advertisements for `prefix` from `advertiser` in `ns` (the
+/// router's namespace, or the DHCP namespace).
 pub fn start_ra(
     ns: &str,
     network_id: &str,
     prefix: Ipv6Net,
+    advertiser: Advertiser,
     files: &DnsmasqFiles,
 ) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&files.hosts_dir)?;
-    spawn(ns, ra_args(network_id, prefix, files), files)
+    let args = ra_args(network_id, prefix, advertiser, files);
+    let name = match advertiser {
+        Advertiser::Router => format!("dnsmasq in {ns} on {}", advertiser.interface(network_id)),
+        Advertiser::DhcpPort => format!("dnsmasq in {ns}"),
+    };
+    spawn(&name, ns, args, files)
 }
 
-fn spawn(ns: &str, args: Vec<String>, files: &DnsmasqFiles) -> anyhow::Result<Daemon> {
+fn spawn(name: &str, ns: &str, args: Vec<String>, files: &DnsmasqFiles) -> anyhow::Result<Daemon> {
     let mut cmd = netns::exec(ns, "dnsmasq");
     cmd.args(args);
     let log = files.log.with_extension("stderr");
-    Daemon::spawn(&format!("dnsmasq in {ns}"), &mut cmd, &log)
+    Daemon::spawn(name, &mut cmd, &log)
 }
 
 /// Gives a port its fixed address (dnsmasq reads new files in the hosts directory by itself).
@@ -243,18 +298,43 @@ mod tests {
         }
     }
 
+    /// An isolated IPv6 network's advertisements come from its DHCP port, which is no router
+    /// (lifetime 0); a routed one's from the router's interface, as the default router.
     #[test]
-    fn ipv6_networks_get_router_advertisements_only_from_no_router() {
+    fn ipv6_router_advertisements_name_the_router_as_default_router_only_when_routed() {
         let files = DnsmasqFiles::under(Path::new("/run/x"), "n1");
-        let args = ra_args(
-            "0123456789abcdef",
-            "fdc6:1200:0:41::/64".parse().unwrap(),
-            &files,
-        );
-        assert!(args.contains(&"--enable-ra".to_owned()));
-        assert!(args.contains(&"--dhcp-range=fdc6:1200:0:41::,ra-only,64,12h".to_owned()));
-        assert!(args.contains(&"--ra-param=tap0123456789a,0,0".to_owned()));
-        assert!(!args.iter().any(|a| a.starts_with("--dhcp-option")));
+        let args = |advertiser| {
+            ra_args(
+                "0123456789abcdef",
+                "fdc6:1200:0:41::/64".parse().unwrap(),
+                advertiser,
+                &files,
+            )
+        };
+        let isolated = args(Advertiser::DhcpPort);
+        assert!(isolated.contains(&"--interface=tap0123456789a".to_owned()));
+        assert!(isolated.contains(&"--ra-param=tap0123456789a,0,0".to_owned()));
+        let routed = args(Advertiser::Router);
+        assert!(routed.contains(&"--interface=qr-0123456789a".to_owned()));
+        assert!(routed.contains(&"--ra-param=qr-0123456789a,0,1800".to_owned()));
+        for args in [isolated, routed] {
+            assert!(args.contains(&"--enable-ra".to_owned()));
+            assert!(args.contains(&"--dhcp-range=fdc6:1200:0:41::,ra-only,64,12h".to_owned()));
+            assert!(!args.iter().any(|a| a.starts_with("--dhcp-option")));
+            assert_eq!(
+                args.iter().filter(|a| a.starts_with("--ra-param")).count(),
+                1
+            );
+        }
+    }
+
+    /// A default router that lives as long as RFC 4861's default, well past the advertisement
+    /// interval (dnsmasq's 600 s), and within the 16 bits of the RA's field (at most 9000 s).
+    #[test]
+    fn the_router_lifetime_outlasts_the_advertisement_interval() {
+        const { assert!(ROUTER_LIFETIME_SECS >= 3 * 600 && ROUTER_LIFETIME_SECS <= 9000) };
+        assert_eq!(Advertiser::DhcpPort.router_lifetime(), 0);
+        assert_eq!(Advertiser::Router.router_lifetime(), ROUTER_LIFETIME_SECS);
     }
 
     #[test]

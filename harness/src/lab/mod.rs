@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,24 @@ static CHANGES: Mutex<()> = Mutex::new(());
 /// Takes [`CHANGES`] (blocking until a build or a guest start in progress is over).
 pub fn changes() -> MutexGuard<'static, ()> {
     CHANGES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Set by a stop signal (`scenario::tear_down_on_signal`): a lab being built stops after the
+/// step in progress instead of finishing what the signal's teardown then removes.
+static STOP_BUILDING: AtomicBool = AtomicBool::new(false);
+
+/// Makes a lab being built stop after the step in progress (its error path removes what it
+/// made).
+pub fn stop_building() {
+    STOP_BUILDING.store(true, Ordering::SeqCst);
+}
+
+/// Fails once [`stop_building`] was called: a build checks it before each step.
+pub fn unless_stopped() -> anyhow::Result<()> {
+    if STOP_BUILDING.load(Ordering::SeqCst) {
+        bail!("stopped by a signal before it was complete");
+    }
+    Ok(())
 }
 
 /// Fails unless the process runs as root (namespaces, taps and iptables need it).
@@ -188,6 +207,7 @@ impl Lab {
         }
         // The registry first: namespaces are named after its ids.
         for net in &config.networks {
+            unless_stopped()?;
             let record = self.registry.create_network(
                 &net.name,
                 net.cidr,
@@ -197,6 +217,7 @@ impl Lab {
             self.state.networks.push(record);
         }
         for router in &config.routers {
+            unless_stopped()?;
             let ids: Vec<String> = router
                 .networks
                 .iter()
@@ -211,18 +232,22 @@ impl Lab {
         // root may claim at the same time: it is recorded (and so torn down on failure) only
         // once this process made it.
         let bridge_ns = self.state.bridge_ns.clone();
+        unless_stopped()?;
         netns::add(&bridge_ns)?;
         self.record_namespace(&bridge_ns)?;
         netns::loopback_up(&bridge_ns)?;
         for net in &self.state.networks {
+            unless_stopped()?;
             bridge::add_bridge(&bridge_ns, &bridge::bridge_name(&net.id))?;
         }
 
         for router in self.state.routers.clone() {
+            unless_stopped()?;
             let ns = router::namespace(&router.id);
             self.record_namespace(&ns)?;
             router::create(&ns)?;
             for net_id in &router.network_ids {
+                unless_stopped()?;
                 let net = self.network_by_id(net_id)?.clone();
                 let gateway = IpNet::new(net.gateway, net.cidr.prefix_len())?;
                 router::attach(
@@ -236,6 +261,7 @@ impl Lab {
         }
 
         for net in self.state.networks.clone() {
+            unless_stopped()?;
             let ns = dhcp::namespace(&net.id);
             self.record_namespace(&ns)?;
             dhcp::create(
@@ -266,10 +292,24 @@ impl Lab {
                 // No DHCP server: the namespace is only the lab's place on the network.
                 continue;
             }
+            unless_stopped()?;
             let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
             let daemon = match net.cidr {
-                // SLAAC: router advertisements only; guests make the registry's address.
-                IpNet::V6(prefix) => dhcp::start_ra(&ns, &net.id, prefix, &files)?,
+                // SLAAC: router advertisements only; guests make the registry's address. On a
+                // routed network they come from the router, the guests' default router (as
+                // Neutron's L3 agent runs radvd in its qrouter namespace).
+                IpNet::V6(prefix) => match self.router_of(&net.id) {
+                    Some(router) => dhcp::start_ra(
+                        &router::namespace(&router),
+                        &net.id,
+                        prefix,
+                        dhcp::Advertiser::Router,
+                        &files,
+                    )?,
+                    None => {
+                        dhcp::start_ra(&ns, &net.id, prefix, dhcp::Advertiser::DhcpPort, &files)?
+                    }
+                },
                 IpNet::V4(_) => dhcp::start(&ns, &dhcp_network(&net)?, &files)?,
             };
             self.state.daemons.push(daemon);
@@ -277,12 +317,14 @@ impl Lab {
         }
 
         tracing::info!(lab = %config.id, "namespaces and dnsmasq ready");
+        unless_stopped()?;
         self.start_server()?;
         let waited = Instant::now();
         self.wait_for_proxies()?;
         tracing::info!(lab = %config.id, "metadata answers on every network after {:?}", waited.elapsed());
 
         for guest in &config.guests {
+            unless_stopped()?;
             let spec = InstanceSpec {
                 name: guest.name.clone(),
                 network: self.network(&guest.network)?.id.clone(),
@@ -319,12 +361,10 @@ impl Lab {
 
     /// Where a daemon of this lab logs.
     fn daemon_log(&self, daemon: &Daemon) -> PathBuf {
-        match self
-            .state
-            .networks
-            .iter()
-            .find(|n| daemon.name.ends_with(&dhcp::namespace(&n.id)))
-        {
+        match self.state.networks.iter().find(|n| {
+            daemon.name.ends_with(&dhcp::namespace(&n.id))
+                || daemon.name.ends_with(&router::interface(&n.id))
+        }) {
             Some(net) => {
                 let files = dhcp::DnsmasqFiles::under(&self.state.dir, &net.id);
                 // dnsmasq reports start-up errors on stderr, later ones in its log.
@@ -352,6 +392,7 @@ impl Lab {
                 (METADATA_IPV4_LISTEN, None)
             };
             loop {
+                unless_stopped()?;
                 self.check_daemons()?;
                 let probe = Duration::from_millis(500);
                 let answered = match &link {
@@ -438,6 +479,15 @@ impl Lab {
             .with_context(|| format!("lab {} has no network {name}", self.state.config.id))
     }
 
+    /// The id of the router network `network_id` is behind, if any.
+    fn router_of(&self, network_id: &str) -> Option<String> {
+        self.state
+            .routers
+            .iter()
+            .find(|r| r.network_ids.iter().any(|id| id == network_id))
+            .map(|r| r.id.clone())
+    }
+
     fn network_by_id(&self, id: &str) -> anyhow::Result<&NetworkRecord> {
         self.state
             .networks
@@ -503,7 +553,10 @@ impl Lab {
                 net.gateway,
                 match (net.dhcp, net.cidr.addr().is_ipv6()) {
                     (true, false) => "dhcp",
-                    (true, true) => "SLAAC (dnsmasq router advertisements)",
+                    (true, true) if net.isolated => {
+                        "SLAAC (dnsmasq router advertisements, no default router)"
+                    }
+                    (true, true) => "SLAAC (the router's advertisements, default router)",
                     (false, _) => "no DHCP, lab at",
                 },
                 net.dhcp_ip,

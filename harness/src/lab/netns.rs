@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::sched::{CloneFlags, setns};
-use nix::sys::signal::{self, Signal};
-use nix::sys::wait;
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use crate::process::check;
+use crate::process::{Found, check};
 
 /// Where `ip netns` keeps its named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -87,41 +85,41 @@ pub const TERM_GRACE: Duration = Duration::from_secs(2);
 /// in a warning. Returns how many were signalled.
 pub fn kill_processes_in(ns: &str) -> usize {
     let found = processes_in(ns);
-    for (pid, name) in &found {
+    for Found { pid, name, .. } in &found {
         tracing::warn!("stopping process {pid} ({name}), left in network namespace {ns}");
     }
     end_processes(&found)
 }
 
-/// Ends the processes `found` (pid, command name): SIGTERM, then SIGKILL for those still there
-/// after [`TERM_GRACE`]. Returns how many were signalled.
-pub fn end_processes(found: &[(Pid, String)]) -> usize {
+/// Ends the processes `found`: SIGTERM, then SIGKILL for those still there after
+/// [`TERM_GRACE`]. Each is signalled only while it is the very process found (same PID and
+/// start time): one that ended meanwhile may have left its PID to an unrelated process.
+/// Returns how many were found.
+pub fn end_processes(found: &[Found]) -> usize {
     if found.is_empty() {
         return 0;
     }
-    for (pid, _) in found {
-        let _ = signal::kill(*pid, Signal::SIGTERM);
+    for process in found {
+        process.signal(Signal::SIGTERM);
     }
     let deadline = Instant::now() + TERM_GRACE;
-    let alive = |pid: Pid| {
-        // Reap it if it is our child; harmless (ECHILD) otherwise. A zombie has ended (its
-        // parent reaps it).
-        let _ = wait::waitpid(pid, Some(wait::WaitPidFlag::WNOHANG));
-        signal::kill(pid, None).is_ok() && !crate::process::is_zombie(pid.as_raw().unsigned_abs())
-    };
-    while Instant::now() < deadline && found.iter().any(|(pid, _)| alive(*pid)) {
+    while Instant::now() < deadline && found.iter().any(Found::is_running) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for (pid, _) in found {
-        if alive(*pid) && signal::kill(*pid, Signal::SIGKILL).is_ok() {
-            let _ = wait::waitpid(*pid, Some(wait::WaitPidFlag::WNOHANG));
+    for process in found {
+        if process.is_running() && process.signal(Signal::SIGKILL) {
+            // Reaped if it is our child, once it has ended.
+            let killed = Instant::now() + crate::process::KILL_TIMEOUT;
+            while process.is_running() && Instant::now() < killed {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
     found.len()
 }
 
-/// The processes (pid, command name) whose network namespace is `ns`, this one excepted.
-fn processes_in(ns: &str) -> Vec<(Pid, String)> {
+/// The processes whose network namespace is `ns`, this one excepted.
+fn processes_in(ns: &str) -> Vec<Found> {
     let Ok(target) = std::fs::metadata(Path::new(NETNS_DIR).join(ns)) else {
         return Vec::new();
     };
@@ -131,11 +129,12 @@ fn processes_in(ns: &str) -> Vec<(Pid, String)> {
         let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
             continue;
         };
-        if meta.dev() == dev && meta.ino() == ino && pid != std::process::id() {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if let Ok(raw) = i32::try_from(pid) {
-                found.push((Pid::from_raw(raw), name.trim().to_owned()));
-            }
+        if meta.dev() == dev
+            && meta.ino() == ino
+            && pid != std::process::id()
+            && let Some(process) = Found::read(pid)
+        {
+            found.push(process);
         }
     }
     found
@@ -193,6 +192,74 @@ pub fn tcp_probe_on_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Of the processes found, one that ends on SIGTERM goes at once, one that ignores it is
+    /// killed after the grace, and one whose PID now names a later process (here: a record
+    /// with another start time, standing for a process that ended during the grace and whose
+    /// PID was taken) is signalled neither time.
+    #[test]
+    fn only_the_very_processes_found_are_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let told = dir.path().join("told");
+        let spawn = |script: &str| Command::new("sh").args(["-c", script]).spawn().unwrap();
+        let mut quitter = Command::new("sleep").arg("60").spawn().unwrap();
+        let mut stubborn = spawn("trap '' TERM; exec sleep 60");
+        let ready = dir.path().join("ready");
+        let mut other = spawn(&format!(
+            "trap 'echo term >> {}' TERM; : > {}; while :; do sleep 0.1; done",
+            told.display(),
+            ready.display()
+        ));
+        let found = |child: &std::process::Child| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                // Once `sh` has run its trap (or exec'd), signals find it ready.
+                let process = Found::read(child.id()).unwrap();
+                if process.name != "sh" || Instant::now() > deadline {
+                    return process;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let quitter_found = Found::read(quitter.id()).unwrap();
+        let stubborn_found = found(&stubborn);
+        assert!(crate::wait::wait_until(
+            Instant::now() + Duration::from_secs(10),
+            || ready.exists()
+        ));
+        let mut other_found = Found::read(other.id()).unwrap();
+        other_found.start_ticks = other_found.start_ticks.wrapping_sub(1);
+
+        let began = Instant::now();
+        let ended = end_processes(&[quitter_found, stubborn_found, other_found]);
+        let took = began.elapsed();
+        assert_eq!(ended, 3);
+        assert!(
+            took >= TERM_GRACE,
+            "the stubborn one had its grace: {took:?}"
+        );
+        for (what, child) in [("quitter", &mut quitter), ("stubborn", &mut stubborn)] {
+            assert!(
+                !crate::process::is_alive(child.id()),
+                "the {what} process is still there"
+            );
+            // Reaped by `end_processes`, its own child's.
+            assert!(
+                child.try_wait().is_err(),
+                "the {what} process was not reaped"
+            );
+        }
+        assert!(
+            crate::process::is_alive(other.id()),
+            "a process that was not the one found was killed"
+        );
+        assert!(
+            !told.exists(),
+            "a process that was not the one found got SIGTERM"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
 
     /// A process left in a lab namespace (a user's `ip netns exec … sleep`) gets SIGTERM first
     /// and is gone well before the grace ends.

@@ -6,9 +6,8 @@
 
 use std::path::Path;
 
-use nix::unistd::Pid;
-
 use super::{bridge, netns};
+use crate::process::Found;
 
 /// The name of the server's configuration file in a lab's directory: one no installed server
 /// uses (a packaged `all --config /etc/metaboot/metaboot.toml` is not lab `metaboot`'s).
@@ -20,7 +19,7 @@ pub const SERVER_CONFIG: &str = "lab-server.toml";
 pub fn down(id: &str) -> anyhow::Result<bool> {
     let bridge_ns = bridge::namespace(id);
     let servers = servers_of(id);
-    for (pid, name) in &servers {
+    for Found { pid, name, .. } in &servers {
         tracing::warn!("stopping process {pid} ({name}), the server of lab {id}");
     }
     netns::end_processes(&servers);
@@ -86,8 +85,8 @@ pub fn is_server_of(argv: &[&str], id: &str) -> bool {
         })
 }
 
-/// The running servers of lab `id` (pid, command name).
-fn servers_of(id: &str) -> Vec<(Pid, String)> {
+/// The running servers of lab `id`.
+fn servers_of(id: &str) -> Vec<Found> {
     let mut found = Vec::new();
     for pid in crate::process::pids() {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -96,9 +95,9 @@ fn servers_of(id: &str) -> Vec<(Pid, String)> {
         let text = String::from_utf8_lossy(&cmdline);
         let argv: Vec<&str> = text.split('\0').filter(|arg| !arg.is_empty()).collect();
         if is_server_of(&argv, id)
-            && let Ok(raw) = i32::try_from(pid)
+            && let Some(server) = Found::read(pid)
         {
-            found.push((Pid::from_raw(raw), "metaboot-server".to_owned()));
+            found.push(server);
         }
     }
     found

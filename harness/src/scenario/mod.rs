@@ -201,30 +201,91 @@ pub fn yield_to_a_signal() {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP ([`crate::process::STOP_SIGNALS`]), takes lab `lab_id` down (guests included) and exits with 130.
+/// On SIGINT, SIGTERM or SIGHUP ([`crate::process::STOP_SIGNALS`]), takes lab `lab_id` down
+/// (guests included) and exits with 130; see [`on_stop_signals`] for a second and a third
+/// signal.
 ///
 /// Blocks them in the calling thread, which every thread started later inherits, and
 /// waits for them on a dedicated thread: so an interrupted run leaves nothing behind. The
-/// teardown waits for a build or a guest start in progress and holds [`lab::changes`] until the
-/// process exits, so nothing is made that it would miss.
+/// teardown waits for a build step or a guest start in progress (a build stops after it) and
+/// holds [`lab::changes`] until the process exits, so nothing is made that it would miss.
 pub fn tear_down_on_signal(state_root: &std::path::Path, lab_id: &str) -> anyhow::Result<()> {
+    let state_root = state_root.to_owned();
+    let id = lab_id.to_owned();
+    on_stop_signals(lab_id, move || {
+        if let Err(err) = lab::down(&state_root, &id) {
+            eprintln!(
+                "failed to take lab {id} down: {err:#}; run `metaboot-harness lab down --id {id}`"
+            );
+        }
+    })
+}
+
+/// Where the teardown of [`on_stop_signals`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    /// Waiting for the step in progress to end (for [`lab::changes`]).
+    Waiting,
+    /// Running: every process started from now on is the teardown's own.
+    Running,
+}
+
+/// The stop signals of a process that makes lab `lab_id`:
+/// - the first stops a build after the step in progress ([`lab::stop_building`]), waits for
+///   that step (for [`lab::changes`], held until the exit), runs `tear_down` and exits with
+///   130;
+/// - a second, while the teardown still waits, ends the steps in progress at once (their
+///   process groups killed: [`crate::process::kill_unreaped_groups`]), whose owners then
+///   remove what they made before the teardown runs;
+/// - a third exits with 130 at once, leaving what is left to `metaboot-harness lab down`.
+///
+/// Blocks the signals in the calling thread (threads started later inherit the mask) and
+/// waits for them on threads of its own.
+pub fn on_stop_signals(
+    lab_id: &str,
+    tear_down: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<()> {
     let set = crate::process::stop_signal_set();
     set.thread_block()
         .context("failed to block SIGINT/SIGTERM/SIGHUP")?;
-    let state_root = state_root.to_owned();
-    let lab_id = lab_id.to_owned();
+    let id = lab_id.to_owned();
     std::thread::spawn(move || {
-        if let Ok(signal) = set.wait() {
-            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("\n{signal:?}: taking lab {lab_id} down");
+        let Ok(signal) = set.wait() else { return };
+        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        lab::stop_building();
+        eprintln!(
+            "\n{signal:?}: taking lab {id} down after the step in progress \
+             (again to end that step at once)"
+        );
+        let teardown = std::sync::Arc::new(Mutex::new(Teardown::Waiting));
+        let running = std::sync::Arc::clone(&teardown);
+        std::thread::spawn(move || {
             // Held until the exit below.
             let _changes = lab::changes();
-            if let Err(err) = lab::down(&state_root, &lab_id) {
-                eprintln!(
-                    "failed to take lab {lab_id} down: {err:#}; run `metaboot-harness lab down --id {lab_id}`"
-                );
-            }
+            *running.lock().unwrap_or_else(|p| p.into_inner()) = Teardown::Running;
+            tear_down();
             std::process::exit(130);
+        });
+        let mut again = 0;
+        while let Ok(signal) = set.wait() {
+            again += 1;
+            // Held while killing: the teardown starts no process meanwhile.
+            let teardown = teardown.lock().unwrap_or_else(|p| p.into_inner());
+            if again == 1 && *teardown == Teardown::Waiting {
+                let steps = crate::process::kill_unreaped_groups();
+                eprintln!(
+                    "{signal:?} again: ended {steps} step(s) in progress; taking lab {id} down \
+                     (again to exit at once)"
+                );
+            } else if again == 1 {
+                eprintln!("{signal:?} again: taking lab {id} down (again to exit at once)");
+            } else {
+                eprintln!(
+                    "{signal:?} again: exiting; run `metaboot-harness lab down --id {id}` to \
+                     remove what is left of the lab"
+                );
+                std::process::exit(130);
+            }
         }
     });
     Ok(())
@@ -283,7 +344,130 @@ fn run_in_lab(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
     use super::*;
+    use crate::process::is_alive;
+    use crate::wait::wait_until;
+
+    /// Environment variable that turns the test binary, re-executed, into the process of
+    /// `a_second_stop_signal_ends_the_step_in_progress`: the directory it writes into.
+    const STOP_CHILD: &str = "METABOOT_TEST_STOP_SIGNALS_CHILD";
+
+    /// Child half: a build of two long steps (`sleep` children writing their PID first) under
+    /// [`lab::changes`], as `lab up` runs it, whose error path notes what failed, and a
+    /// teardown that notes it ran.
+    #[test]
+    fn stop_signals_child() {
+        let Some(dir) = std::env::var_os(STOP_CHILD).map(PathBuf::from) else {
+            return;
+        };
+        let events = dir.join("events");
+        let note = move |line: &str| {
+            let mut text = std::fs::read_to_string(&events).unwrap_or_default();
+            text.push_str(line);
+            text.push('\n');
+            std::fs::write(&events, text).unwrap();
+        };
+        let noted = note.clone();
+        on_stop_signals("test", move || noted("teardown")).unwrap();
+        let building = lab::changes();
+        let built = (|| -> anyhow::Result<()> {
+            for step in ["step1", "step2"] {
+                lab::unless_stopped()?;
+                let script = format!("echo $$ > {}; exec sleep 60", dir.join(step).display());
+                crate::process::check_timeout(
+                    Command::new("sh").args(["-c", &script]),
+                    Duration::from_secs(120),
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(err) = built {
+            note(&format!("build failed: {err:#}"));
+        }
+        drop(building);
+        yield_to_a_signal();
+        note("exited by itself");
+    }
+
+    /// Ctrl-C while a lab is built waits for the step in progress; Ctrl-C again ends that
+    /// step at once (its process group killed), the build removes what it made, the teardown
+    /// runs, and the process exits with 130, the next step never started.
+    #[test]
+    fn a_second_stop_signal_ends_the_step_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "scenario::tests::stop_signals_child",
+            "--nocapture",
+        ])
+        .env(STOP_CHILD, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        // SAFETY: runs in the forked child before exec and only calls setpgid(2) and
+        // sigprocmask(2), which are async-signal-safe. The stop signals start blocked in
+        // every thread of the test binary, as `lab up` blocks them before it starts any.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
+                crate::process::stop_signal_set().thread_block()?;
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        let step_pid = |step: &str| -> Option<u32> {
+            std::fs::read_to_string(dir.path().join(step))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let interrupt = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        let soon = || std::time::Instant::now() + Duration::from_secs(10);
+        assert!(wait_until(soon(), || step_pid("step1").is_some()));
+        let step1 = step_pid("step1").unwrap();
+
+        interrupt();
+        // The first waits for the step in progress.
+        std::thread::sleep(Duration::from_millis(500));
+        let waited = child.try_wait().unwrap();
+        let step_alive = is_alive(step1);
+        interrupt();
+        let exited = wait_until(soon(), || child.try_wait().unwrap().is_some());
+        if !exited {
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(step1).unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(waited, None, "the first signal ended it: {stderr}");
+        assert!(step_alive, "the first signal ended the step: {stderr}");
+        assert!(exited, "a second signal did not end it: {stderr}");
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(!is_alive(step1), "the step outlived the process");
+        assert!(step_pid("step2").is_none(), "the next step started");
+        let events = std::fs::read_to_string(dir.path().join("events")).unwrap();
+        let events: Vec<&str> = events.lines().collect();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events[0].starts_with("build failed: sh -c"), "{events:?}");
+        assert_eq!(events[1], "teardown", "{events:?}");
+        assert!(
+            stderr.contains("again to end that step at once"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("SIGINT again: ended 1 step(s) in progress"),
+            "{stderr}"
+        );
+    }
 
     #[test]
     fn parallel_guests_are_bounded() {
