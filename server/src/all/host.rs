@@ -6,19 +6,23 @@
 //!
 //! A bridge that does not exist yet (a libvirt network not started) is logged once and
 //! retried; a bridge made again (a new interface index) is served anew. A network deleted
-//! from the registry, and every network at a clean stop, takes its address off its bridge.
+//! from the registry, and every network at a clean stop, takes its address off its bridge. A
+//! listener whose serving ended by itself is logged, counted and bound again, after the
+//! backoff of `retry.rs` when it keeps ending.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use super::retry::Backoff;
 use crate::http::ServerLimits;
 use crate::http::listen::tcp_listeners_on;
 use crate::leases::{HostLeases, chain};
+use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
 use crate::runtime::Workers;
@@ -101,17 +105,23 @@ pub struct HostBridges {
     served: HashMap<String, Served>,
     /// The last problem logged per network, so a waiting one is logged once.
     failing: HashMap<String, String>,
+    /// Networks whose listener failed, waiting before the next attempt.
+    retry_after: Backoff<String>,
+    /// Listeners that ended are counted there.
+    metrics: Arc<Metrics>,
 }
 
 impl HostBridges {
     /// Serves the host networks whose leases `leases` reads; `retry` is how often the caller
-    /// calls [`HostBridges::reconcile`].
-    pub fn new(leases: Arc<HostLeases>, retry: Duration) -> Self {
+    /// calls [`HostBridges::reconcile`]; a listener that ends is counted in `metrics`.
+    pub fn new(leases: Arc<HostLeases>, retry: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             leases,
             retry,
             served: HashMap::new(),
             failing: HashMap::new(),
+            retry_after: Backoff::default(),
+            metrics,
         }
     }
 
@@ -164,20 +174,44 @@ impl HostBridges {
                 Err(problem) => self.waiting(id, host, problem),
             }
         }
+        let now = Instant::now();
         let mut dropped: Vec<Arc<str>> = Vec::new();
+        let mut stopped_by_itself: Vec<(String, Arc<str>)> = Vec::new();
+        let retry_after = &mut self.retry_after;
         self.served.retain(|id, served| {
-            let keep = wanted
+            let in_place = wanted
                 .get(id)
                 .is_some_and(|(bridge, index)| *bridge == served.bridge && *index == served.index);
-            if !keep {
-                served.tasks.iter().for_each(JoinHandle::abort);
+            let serving = !served.tasks.iter().any(JoinHandle::is_finished);
+            if in_place && serving {
+                // Served since an earlier pass: a later failure starts its backoff over.
+                retry_after.succeeded(id);
+                return true;
+            }
+            served.tasks.iter().for_each(JoinHandle::abort);
+            if in_place {
+                // The bridge keeps its address: the network still wants it.
+                stopped_by_itself.push((id.clone(), served.bridge.clone()));
+            } else {
                 tracing::info!(network = %id, bridge = %served.bridge, "stopped serving host network");
                 dropped.push(served.bridge.clone());
             }
-            keep
+            false
         });
+        for (id, bridge) in stopped_by_itself {
+            self.metrics.listener_ended();
+            let wait = self.retry_after.failed(id.clone(), now);
+            tracing::error!(
+                network = %id,
+                bridge = %bridge,
+                times = self.retry_after.failures(&id),
+                "this host network's listener stopped serving (the error before says why): binding it again in {wait:?}"
+            );
+        }
         self.failing
             .retain(|id, _| networks.iter().any(|(network, _)| network == id));
+        self.retry_after
+            .retain(|id| networks.iter().any(|(network, _)| network == id));
         self.restore_addresses();
         for bridge in dropped {
             // Another network served on the same bridge keeps the address.
@@ -189,7 +223,7 @@ impl HostBridges {
             let Some((bridge, index)) = wanted.get(id).cloned() else {
                 continue;
             };
-            if self.served.contains_key(id) {
+            if self.served.contains_key(id) || !self.retry_after.is_due(id, now) {
                 continue;
             }
             // The address and its listener on a bridge stand for one network: a second one's
