@@ -5,13 +5,16 @@
 //! no iptables). The guest is the connection's source address, as on every other path.
 //!
 //! A bridge that does not exist yet (a libvirt network not started) is logged once and
-//! retried; a bridge made again (a new interface index) is served anew. A network deleted
+//! retried; a bridge made again (a new interface index) is served anew. The port is bound
+//! before the address is put on the bridge, so a port another server holds leaves the bridge
+//! untouched; such a network is logged once and tried again after the backoff of `retry.rs`. A network deleted
 //! from the registry, and every network at a clean stop, takes its address off its bridge. A
 //! listener whose serving ended by itself is logged, counted and bound again, after the
 //! backoff of `retry.rs` when it keeps ending.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,59 +45,70 @@ struct Served {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// `169.254.169.254/32` as `ip` writes it.
-fn host_address() -> String {
-    format!("{}/{HOST_ADDRESS_PREFIX}", HOST_LISTEN.ip())
+/// The metadata address on the bridges: which address and port, and the `ip` command that
+/// puts it on and takes it off.
+#[derive(Debug, Clone)]
+struct Address {
+    listen: SocketAddr,
+    ip_command: PathBuf,
 }
 
-/// Runs `ip addr VERB 169.254.169.254/32 dev BRIDGE`.
-fn ip_addr(verb: &str, bridge: &str) -> Result<(), String> {
-    let output = Command::new(IP_COMMAND)
-        .args(["addr", verb, &host_address(), "dev", bridge])
-        .output()
-        .map_err(|err| format!("cannot run {IP_COMMAND}: {err}"))?;
-    if output.status.success() {
-        return Ok(());
+impl Address {
+    /// `169.254.169.254/32` as `ip` writes it.
+    fn cidr(&self) -> String {
+        format!("{}/{HOST_ADDRESS_PREFIX}", self.listen.ip())
     }
-    Err(format!(
-        "{IP_COMMAND} addr {verb} {} dev {bridge}: {}",
-        host_address(),
-        String::from_utf8_lossy(&output.stderr).trim()
-    ))
-}
 
-/// Takes the address off `bridge`; a bridge already gone took it with it.
-fn remove_address(bridge: &str) {
-    if nix::net::if_::if_nametoindex(bridge).is_err() {
-        return;
-    }
-    match ip_addr("del", bridge) {
-        Ok(()) => {
-            tracing::info!(bridge, address = %host_address(), "took the metadata address off the bridge")
+    /// Runs `ip addr VERB 169.254.169.254/32 dev BRIDGE`.
+    fn ip_addr(&self, verb: &str, bridge: &str) -> Result<(), String> {
+        let ip = self.ip_command.display();
+        let output = Command::new(&self.ip_command)
+            .args(["addr", verb, &self.cidr(), "dev", bridge])
+            .output()
+            .map_err(|err| format!("cannot run {ip}: {err}"))?;
+        if output.status.success() {
+            return Ok(());
         }
-        Err(err) => {
-            tracing::warn!(bridge, error = %err, "cannot take the metadata address off the bridge")
+        Err(format!(
+            "{ip} addr {verb} {} dev {bridge}: {}",
+            self.cidr(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+
+    /// Takes the address off `bridge`; a bridge already gone took it with it.
+    fn remove(&self, bridge: &str) {
+        if nix::net::if_::if_nametoindex(bridge).is_err() {
+            return;
+        }
+        match self.ip_addr("del", bridge) {
+            Ok(()) => {
+                tracing::info!(bridge, address = %self.cidr(), "took the metadata address off the bridge")
+            }
+            Err(err) => {
+                tracing::warn!(bridge, error = %err, "cannot take the metadata address off the bridge")
+            }
         }
     }
-}
 
-/// The bridges (by name) that hold the metadata address now, from one read of the host's
-/// interface addresses; `None` when they cannot be read.
-fn bridges_holding_address() -> Option<Vec<String>> {
-    let addresses = nix::ifaddrs::getifaddrs().ok()?;
-    let wanted = HOST_LISTEN.ip();
-    Some(
-        addresses
-            .filter(|entry| {
-                entry
-                    .address
-                    .as_ref()
-                    .and_then(|address| address.as_sockaddr_in())
-                    .is_some_and(|v4| std::net::IpAddr::V4(v4.ip()) == wanted)
-            })
-            .map(|entry| entry.interface_name)
-            .collect(),
-    )
+    /// The bridges (by name) that hold the address now, from one read of the host's
+    /// interface addresses; `None` when they cannot be read.
+    fn holders(&self) -> Option<Vec<String>> {
+        let addresses = nix::ifaddrs::getifaddrs().ok()?;
+        let wanted = self.listen.ip();
+        Some(
+            addresses
+                .filter(|entry| {
+                    entry
+                        .address
+                        .as_ref()
+                        .and_then(|address| address.as_sockaddr_in())
+                        .is_some_and(|v4| std::net::IpAddr::V4(v4.ip()) == wanted)
+                })
+                .map(|entry| entry.interface_name)
+                .collect(),
+        )
+    }
 }
 
 /// The host networks served, their addresses and listeners.
@@ -109,6 +123,7 @@ pub struct HostBridges {
     retry_after: Backoff<String>,
     /// Listeners that ended are counted there.
     metrics: Arc<Metrics>,
+    address: Address,
 }
 
 impl HostBridges {
@@ -122,13 +137,25 @@ impl HostBridges {
             failing: HashMap::new(),
             retry_after: Backoff::default(),
             metrics,
+            address: Address {
+                listen: HOST_LISTEN,
+                ip_command: PathBuf::from(IP_COMMAND),
+            },
         }
     }
 
-    /// Logs `problem` for `network` unless it was the last one logged for it.
-    fn waiting(&mut self, network: &str, host: &HostBridge, problem: String) {
+    /// Serves `listen` instead of [`HOST_LISTEN`], putting its address on the bridges with
+    /// `ip_command` instead of [`IP_COMMAND`].
+    pub fn serving(mut self, listen: SocketAddr, ip_command: PathBuf) -> Self {
+        self.address = Address { listen, ip_command };
+        self
+    }
+
+    /// Logs `problem` for `network` unless it was the last one logged for it; the next
+    /// attempt is in `retry`.
+    fn waiting(&mut self, network: &str, host: &HostBridge, problem: String, retry: Duration) {
         if self.failing.get(network) != Some(&problem) {
-            tracing::warn!(network, host = %host.describe(), problem = %problem, "cannot serve this host network yet; retrying every {:?}", self.retry);
+            tracing::warn!(network, host = %host.describe(), problem = %problem, "cannot serve this host network yet; retrying in {retry:?}");
             self.failing.insert(network.to_owned(), problem);
         }
     }
@@ -171,7 +198,7 @@ impl HostBridges {
                 Ok(place) => {
                     wanted.insert(id.clone(), place);
                 }
-                Err(problem) => self.waiting(id, host, problem),
+                Err(problem) => self.waiting(id, host, problem, self.retry),
             }
         }
         let now = Instant::now();
@@ -216,7 +243,7 @@ impl HostBridges {
         for bridge in dropped {
             // Another network served on the same bridge keeps the address.
             if !wanted.values().any(|(other, _)| *other == bridge) {
-                remove_address(&bridge);
+                self.address.remove(&bridge);
             }
         }
         for (id, host) in &networks {
@@ -244,23 +271,23 @@ impl HostBridges {
                          one network: move this network's instances there and delete it \
                          (`network delete`)"
                     ),
+                    self.retry,
                 );
                 continue;
             }
             let count = workers.count();
+            let listen = self.address.listen;
             // On the caller's thread (an await here once left an address behind at a stop).
-            let bound = ip_addr("replace", &bridge).and_then(|()| {
-                tcp_listeners_on(HOST_LISTEN, Some(&bridge), count).map_err(|err| {
-                    if !self.served.values().any(|served| served.bridge == bridge) {
-                        remove_address(&bridge);
-                    }
-                    format!("cannot listen on {HOST_LISTEN} on bridge {bridge}: {err}")
-                })
-            });
+            // The port first, then the address: the listener binds before the bridge holds
+            // the address (`tcp_listener_on`'s IP_FREEBIND), so a port another server holds
+            // never puts the address on the bridge, nor takes it off again at every attempt.
+            let bound = tcp_listeners_on(listen, Some(&bridge), count)
+                .map_err(|err| format!("cannot listen on {listen} on bridge {bridge}: {err}"))
+                .and_then(|listeners| self.address.ip_addr("replace", &bridge).map(|()| listeners));
             match bound {
                 Ok(listeners) => {
                     self.failing.remove(id);
-                    tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %HOST_LISTEN, workers = count, "serving host network");
+                    tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %listen, workers = count, "serving host network");
                     let handler = make_handler(ProxyScope::Network(id.clone()), forward.clone());
                     let tasks = workers.serve_tcp(listeners, limits, &handler);
                     self.served.insert(
@@ -272,7 +299,10 @@ impl HostBridges {
                         },
                     );
                 }
-                Err(problem) => self.waiting(id, host, problem),
+                Err(problem) => {
+                    let retry = self.retry_after.failed(id.clone(), now);
+                    self.waiting(id, host, problem, retry);
+                }
             }
         }
     }
@@ -284,7 +314,7 @@ impl HostBridges {
         if self.served.is_empty() {
             return;
         }
-        let Some(holding) = bridges_holding_address() else {
+        let Some(holding) = self.address.holders() else {
             return;
         };
         let mut restored: Vec<&str> = Vec::new();
@@ -294,9 +324,9 @@ impl HostBridges {
                 continue;
             }
             restored.push(bridge);
-            match ip_addr("replace", bridge) {
+            match self.address.ip_addr("replace", bridge) {
                 Ok(()) => {
-                    tracing::warn!(bridge, address = %host_address(), "the metadata address was taken off the bridge (ip addr flush, or a network manager?): put it back")
+                    tracing::warn!(bridge, address = %self.address.cidr(), "the metadata address was taken off the bridge (ip addr flush, or a network manager?): put it back")
                 }
                 Err(err) => {
                     tracing::warn!(bridge, error = %err, "the metadata address was taken off the bridge and cannot be put back; retrying")
@@ -318,9 +348,123 @@ impl Drop for HostBridges {
         for served in self.served.values() {
             served.tasks.iter().for_each(JoinHandle::abort);
             if !done.contains(&served.bridge) {
-                remove_address(&served.bridge);
+                self.address.remove(&served.bridge);
                 done.push(served.bridge.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::all::retry::BACKOFF_BASE;
+    use crate::http::Body;
+    use crate::http::response::{Reply, TEXT_PLAIN};
+    use crate::store::NewNetwork;
+
+    /// Answers every request `200 served`.
+    #[derive(Clone)]
+    struct Answers;
+
+    impl Forward for Answers {
+        async fn forward(&self, _: Request<Full<Bytes>>) -> Response<Body> {
+            Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from_static(b"served"))
+        }
+    }
+
+    /// An `ip` that only writes down how it was called (one line per call) and succeeds: no
+    /// interface of the machine is touched.
+    fn fake_ip(dir: &Path) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let calls = dir.join("ip-calls");
+        let script = dir.join("ip");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, calls)
+    }
+
+    fn calls(log: &Path) -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A host network on `lo` served on a loopback port: while another socket holds the port,
+    /// the address is never put on the bridge (nor taken off again at every pass), and the
+    /// network is tried again after the backoff, not at every pass; once the port is free it
+    /// is served, the address put on once, and taken off at the stop.
+    #[test]
+    fn a_port_another_server_holds_leaves_the_bridge_untouched_and_waits_out_a_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ip, log) = fake_ip(dir.path());
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        let network = store
+            .create_network(&NewNetwork {
+                name: "lan".into(),
+                project: "p".into(),
+                cidr: "198.18.30.0/24".parse().unwrap(),
+                host: Some(HostBridge::Bridge("lo".into())),
+                ..NewNetwork::default()
+            })
+            .unwrap();
+        let model = ReadModel::load(store.as_ref()).unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = taken.local_addr().unwrap();
+        let metrics = Metrics::new("proxy");
+        let leases = Arc::new(HostLeases::new(dir.path().join("leases")));
+        let mut hosts = HostBridges::new(leases, BACKOFF_BASE, metrics.clone()).serving(listen, ip);
+        let workers = Workers::start(1).unwrap();
+        let make = move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+        let limits = ServerLimits::default();
+
+        let started = Instant::now();
+        let mut passes = 0;
+        while started.elapsed() < BACKOFF_BASE / 2 {
+            hosts.reconcile(&model, &workers, limits, &make, &Answers);
+            passes += 1;
+        }
+        assert!(passes > 1, "{passes}");
+        assert_eq!(calls(&log), Vec::<String>::new(), "the bridge was touched");
+        assert!(hosts.bridges().is_empty());
+        assert_eq!(
+            hosts.retry_after.failures(&network.id),
+            1,
+            "tried at every pass instead of after its backoff"
+        );
+
+        drop(taken);
+        std::thread::sleep(BACKOFF_BASE);
+        hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        assert_eq!(hosts.bridges(), [Arc::from("lo")]);
+        let put_on = format!("addr replace {}/32 dev lo", listen.ip());
+        assert_eq!(calls(&log), std::slice::from_ref(&put_on));
+        let mut guest = std::net::TcpStream::connect(listen).unwrap();
+        guest
+            .write_all(b"GET /openstack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        guest.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
+            "{answer}"
+        );
+
+        drop(hosts);
+        let taken_off = format!("addr del {}/32 dev lo", listen.ip());
+        assert_eq!(calls(&log), [put_on, taken_off]);
     }
 }
