@@ -7,7 +7,13 @@
 //! A bridge that does not exist yet (a libvirt network not started) is logged once and
 //! retried; a bridge made again (a new interface index) is served anew. The port is bound
 //! before the address is put on the bridge, so a port another server holds leaves the bridge
-//! untouched; such a network is logged once and tried again after the backoff of `retry.rs`. A network deleted
+//! untouched; such a network is logged once and tried again after the backoff of `retry.rs`.
+//!
+//! The address `all` puts on a bridge carries its label (`BRIDGE:mb`): at start, one a
+//! previous run left on a bridge that serves no network now (`all` killed, then the network
+//! deleted) is taken off. An address without the label, put there by anyone else, is never
+//! touched. (Neutron owns the DHCP port it puts the address on and removes any address it did
+//! not ask for, `init_l3` in its `interface.py`; a host bridge is not `all`'s to clean.) A network deleted
 //! from the registry, and every network at a clean stop, takes its address off its bridge. A
 //! listener whose serving ended by itself is logged, counted and bound again, after the
 //! backoff of `retry.rs` when it keeps ending.
@@ -37,6 +43,52 @@ pub const HOST_LISTEN: SocketAddr = metaboot_proto::METADATA_IPV4_LISTEN;
 pub const HOST_ADDRESS_PREFIX: u8 = 32;
 /// The `ip` command (iproute2) that puts the address on a bridge and takes it off.
 pub const IP_COMMAND: &str = "ip";
+/// Suffix of the label `all` gives the address it puts on a bridge (`virbr0:mb`, shown by
+/// `ip addr show`): an address with it is `all`'s own.
+pub const ADDRESS_LABEL_SUFFIX: &str = ":mb";
+/// Longest label the kernel keeps for an address (`IFNAMSIZ` less its NUL); `ip` takes a
+/// label only as the device's name, alone or followed by a colon. A bridge whose name leaves
+/// no room for the suffix (over 12 bytes) gets the address unlabelled, never swept at start.
+pub const MAX_ADDRESS_LABEL_BYTES: usize = 15;
+
+/// The label of the address `all` puts on `bridge`, when the name leaves room for it.
+fn address_label(bridge: &str) -> Option<String> {
+    let label = format!("{bridge}{ADDRESS_LABEL_SUFFIX}");
+    (label.len() <= MAX_ADDRESS_LABEL_BYTES).then_some(label)
+}
+
+/// An interface holding the metadata address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holder {
+    bridge: String,
+    /// Under `all`'s label: `all` put it there.
+    ours: bool,
+}
+
+impl Holder {
+    /// The holder `getifaddrs` names `name`: an IPv4 address comes with its label, the
+    /// interface's name alone or followed by a colon (an interface name has none).
+    fn named(name: &str) -> Self {
+        let bridge = name.split(':').next().unwrap_or(name);
+        Self {
+            bridge: bridge.to_owned(),
+            ours: address_label(bridge).is_some_and(|label| label == name),
+        }
+    }
+}
+
+/// The bridges (each once) holding the address under `all`'s label while `serves` says they
+/// serve no network: what a run stopped without cleaning up left there.
+fn left_behind(holding: &[Holder], serves: impl Fn(&str) -> bool) -> Vec<&str> {
+    let mut found: Vec<&str> = Vec::new();
+    for holder in holding {
+        let bridge = holder.bridge.as_str();
+        if holder.ours && !serves(bridge) && !found.contains(&bridge) {
+            found.push(bridge);
+        }
+    }
+    found
+}
 
 /// One host network being served.
 struct Served {
@@ -59,11 +111,18 @@ impl Address {
         format!("{}/{HOST_ADDRESS_PREFIX}", self.listen.ip())
     }
 
-    /// Runs `ip addr VERB 169.254.169.254/32 dev BRIDGE`.
+    /// Runs `ip addr VERB 169.254.169.254/32 dev BRIDGE`, with `label BRIDGE:mb` when it
+    /// puts the address on (`replace`).
     fn ip_addr(&self, verb: &str, bridge: &str) -> Result<(), String> {
         let ip = self.ip_command.display();
-        let output = Command::new(&self.ip_command)
-            .args(["addr", verb, &self.cidr(), "dev", bridge])
+        let mut command = Command::new(&self.ip_command);
+        command.args(["addr", verb, &self.cidr(), "dev", bridge]);
+        if verb == "replace"
+            && let Some(label) = address_label(bridge)
+        {
+            command.args(["label", &label]);
+        }
+        let output = command
             .output()
             .map_err(|err| format!("cannot run {ip}: {err}"))?;
         if output.status.success() {
@@ -91,9 +150,9 @@ impl Address {
         }
     }
 
-    /// The bridges (by name) that hold the address now, from one read of the host's
-    /// interface addresses; `None` when they cannot be read.
-    fn holders(&self) -> Option<Vec<String>> {
+    /// The interfaces that hold the address now, from one read of the host's interface
+    /// addresses; `None` when they cannot be read.
+    fn holders(&self) -> Option<Vec<Holder>> {
         let addresses = nix::ifaddrs::getifaddrs().ok()?;
         let wanted = self.listen.ip();
         Some(
@@ -105,7 +164,7 @@ impl Address {
                         .and_then(|address| address.as_sockaddr_in())
                         .is_some_and(|v4| std::net::IpAddr::V4(v4.ip()) == wanted)
                 })
-                .map(|entry| entry.interface_name)
+                .map(|entry| Holder::named(&entry.interface_name))
                 .collect(),
         )
     }
@@ -124,6 +183,8 @@ pub struct HostBridges {
     /// Listeners that ended are counted there.
     metrics: Arc<Metrics>,
     address: Address,
+    /// Whether the first pass took off what an earlier run left behind.
+    swept: bool,
 }
 
 impl HostBridges {
@@ -141,6 +202,7 @@ impl HostBridges {
                 listen: HOST_LISTEN,
                 ip_command: PathBuf::from(IP_COMMAND),
             },
+            swept: false,
         }
     }
 
@@ -200,6 +262,10 @@ impl HostBridges {
                 }
                 Err(problem) => self.waiting(id, host, problem, self.retry),
             }
+        }
+        if !self.swept {
+            self.swept = true;
+            self.sweep(&wanted);
         }
         let now = Instant::now();
         let mut dropped: Vec<Arc<str>> = Vec::new();
@@ -307,6 +373,21 @@ impl HostBridges {
         }
     }
 
+    /// At the first pass, before anything is served: takes the address off each bridge that
+    /// holds it under `all`'s label and serves no host network of the registry. A run stopped
+    /// without cleaning up (kill -9, a crash) left it there, and its network was deleted
+    /// meanwhile; a bridge that still serves one keeps it (it is served again at once).
+    fn sweep(&self, wanted: &HashMap<String, (Arc<str>, u32)>) {
+        let Some(holding) = self.address.holders() else {
+            return;
+        };
+        let serves = |bridge: &str| wanted.values().any(|(served, _)| &**served == bridge);
+        for bridge in left_behind(&holding, serves) {
+            tracing::info!(bridge, address = %self.address.cidr(), "an earlier run left the metadata address on this bridge, which serves no host network now (deleted while all was stopped)");
+            self.address.remove(bridge);
+        }
+    }
+
     /// Puts the metadata address back on a served bridge that lost it (an `ip addr flush`, or
     /// systemd-networkd reconfiguring a bridge it manages removes what it did not add): the
     /// listener is still bound, and answers again once the address is back.
@@ -320,7 +401,7 @@ impl HostBridges {
         let mut restored: Vec<&str> = Vec::new();
         for served in self.served.values() {
             let bridge = &*served.bridge;
-            if holding.iter().any(|name| name == bridge) || restored.contains(&bridge) {
+            if holding.iter().any(|holder| holder.bridge == bridge) || restored.contains(&bridge) {
                 continue;
             }
             restored.push(bridge);
@@ -450,7 +531,7 @@ mod tests {
         std::thread::sleep(BACKOFF_BASE);
         hosts.reconcile(&model, &workers, limits, &make, &Answers);
         assert_eq!(hosts.bridges(), [Arc::from("lo")]);
-        let put_on = format!("addr replace {}/32 dev lo", listen.ip());
+        let put_on = format!("addr replace {}/32 dev lo label lo:mb", listen.ip());
         assert_eq!(calls(&log), std::slice::from_ref(&put_on));
         let mut guest = std::net::TcpStream::connect(listen).unwrap();
         guest
@@ -466,5 +547,77 @@ mod tests {
         drop(hosts);
         let taken_off = format!("addr del {}/32 dev lo", listen.ip());
         assert_eq!(calls(&log), [put_on, taken_off]);
+    }
+
+    #[test]
+    fn the_label_marks_the_address_as_alls_own_when_the_name_leaves_room() {
+        assert_eq!(address_label("virbr0").as_deref(), Some("virbr0:mb"));
+        assert_eq!(
+            address_label("br-012345678").map(|label| label.len()),
+            Some(MAX_ADDRESS_LABEL_BYTES)
+        );
+        assert_eq!(address_label("br-0123456789"), None);
+        assert_eq!(
+            Holder::named("virbr0:mb"),
+            Holder {
+                bridge: "virbr0".into(),
+                ours: true
+            }
+        );
+        for (name, bridge) in [
+            ("virbr0", "virbr0"),
+            ("virbr0:1", "virbr0"),
+            ("lo:mbx", "lo"),
+        ] {
+            assert_eq!(
+                Holder::named(name),
+                Holder {
+                    bridge: bridge.into(),
+                    ours: false
+                },
+                "{name}"
+            );
+        }
+    }
+
+    /// Only an address under `all`'s label, on a bridge that serves no network now, is taken
+    /// off at start; one put there by anyone else stays, and so does one on a served bridge.
+    #[test]
+    fn only_alls_own_address_on_a_bridge_serving_nothing_is_left_behind() {
+        let holding: Vec<Holder> = [
+            "virbr0:mb",
+            "virbr1:mb",
+            "virbr1:mb",
+            "br-admin",
+            "virbr2:1",
+        ]
+        .into_iter()
+        .map(Holder::named)
+        .collect();
+        let serves = |bridge: &str| bridge == "virbr0";
+        assert_eq!(left_behind(&holding, serves), ["virbr1"]);
+        assert!(left_behind(&holding, |_| true).is_empty());
+    }
+
+    /// The first pass, with no network to serve, never touches an address `all` did not
+    /// label (lo's 127.0.0.1 stands for one). Taking `all`'s own off a real bridge needs root:
+    /// `tests/tests/host_bridge.rs`.
+    #[test]
+    fn the_first_pass_never_touches_an_address_all_did_not_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ip, log) = fake_ip(dir.path());
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        let model = ReadModel::load(store.as_ref()).unwrap();
+        let metrics = Metrics::new("proxy");
+        let leases = Arc::new(HostLeases::new(dir.path().join("leases")));
+        let workers = Workers::start(1).unwrap();
+        let make = move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+        // lo holds 127.0.0.1 under its own name: someone else's, never touched.
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut hosts =
+            HostBridges::new(leases, BACKOFF_BASE, Metrics::new("proxy")).serving(listen, ip);
+        hosts.reconcile(&model, &workers, ServerLimits::default(), &make, &Answers);
+        assert_eq!(calls(&log), Vec::<String>::new());
+        assert!(hosts.swept);
     }
 }
