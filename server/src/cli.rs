@@ -81,6 +81,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .downcast_ref::<crate::secret::SecretError>()
                 .is_some_and(crate::secret::SecretError::is_user_error)
             || cause
+                .downcast_ref::<crate::all::config::ConfigError>()
+                .is_some_and(crate::all::config::ConfigError::is_user_error)
+            || cause
                 .downcast_ref::<crate::api::vendor::VendorDataError>()
                 .is_some_and(crate::api::vendor::VendorDataError::is_user_error)
     });

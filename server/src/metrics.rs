@@ -30,6 +30,8 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     registry_reads: AtomicU64,
+    /// Listeners whose serving ended by itself (`all` binds them again).
+    listeners_ended: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -44,6 +46,7 @@ impl Metrics {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             registry_reads: AtomicU64::new(0),
+            listeners_ended: AtomicU64::new(0),
             latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             latency_count: AtomicU64::new(0),
             latency_sum_us: AtomicU64::new(0),
@@ -81,6 +84,16 @@ impl Metrics {
     /// Registry reads made to answer requests so far.
     pub fn registry_reads(&self) -> u64 {
         self.registry_reads.load(Ordering::Relaxed)
+    }
+
+    /// Counts one listener whose serving ended by itself.
+    pub fn listener_ended(&self) {
+        self.listeners_ended.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Listeners whose serving ended by itself so far.
+    pub fn listeners_ended(&self) -> u64 {
+        self.listeners_ended.load(Ordering::Relaxed)
     }
 
     /// Records how long an upstream took to answer.
@@ -135,10 +148,14 @@ impl Metrics {
                 }
             }
             // One counter each: its name from the family's header, so the two never differ.
-            Family::CacheHits | Family::CacheMisses | Family::RegistryReads => {
+            Family::CacheHits
+            | Family::CacheMisses
+            | Family::RegistryReads
+            | Family::ListenersEnded => {
                 let counter = match family {
                     Family::CacheHits => &self.cache_hits,
                     Family::CacheMisses => &self.cache_misses,
+                    Family::ListenersEnded => &self.listeners_ended,
                     _ => &self.registry_reads,
                 };
                 let (name, _, _) = family.header();
@@ -185,16 +202,18 @@ enum Family {
     CacheHits,
     CacheMisses,
     RegistryReads,
+    ListenersEnded,
     UpstreamLatency,
 }
 
 impl Family {
-    const ALL: [Family; 6] = [
+    const ALL: [Family; 7] = [
         Family::Requests,
         Family::Rejections,
         Family::CacheHits,
         Family::CacheMisses,
         Family::RegistryReads,
+        Family::ListenersEnded,
         Family::UpstreamLatency,
     ];
 
@@ -225,6 +244,11 @@ impl Family {
                 "metaboot_registry_reads_total",
                 "counter",
                 "Registry reads made to answer requests (zero: answers come from memory).",
+            ),
+            Family::ListenersEnded => (
+                "metaboot_listeners_ended_total",
+                "counter",
+                "Listeners whose serving ended by itself; all binds them again.",
             ),
             Family::UpstreamLatency => (
                 "metaboot_upstream_latency_seconds",
@@ -308,6 +332,7 @@ mod tests {
         metrics.cache_hit();
         metrics.cache_miss();
         metrics.registry_read();
+        metrics.listener_ended();
         metrics.upstream_latency(Duration::from_micros(80));
         let status = ModelStatus::default();
         status.set_store_up(false);
@@ -318,6 +343,7 @@ mod tests {
         assert!(text.contains("metaboot_rejections_total{role=\"agent\",reason=\"no_port\"} 1\n"));
         assert!(text.contains("metaboot_cache_hits_total{role=\"agent\"} 1\n"));
         assert!(text.contains("metaboot_registry_reads_total{role=\"agent\"} 1\n"));
+        assert!(text.contains("metaboot_listeners_ended_total{role=\"agent\"} 1\n"));
         assert!(text.contains(
             "metaboot_upstream_latency_seconds_bucket{role=\"agent\",le=\"0.0001\"} 1\n"
         ));
@@ -354,7 +380,7 @@ mod tests {
                 "{line} outside {current}'s group:\n{text}"
             );
         }
-        assert_eq!(seen.len(), 6, "{text}");
+        assert_eq!(seen.len(), Family::ALL.len(), "{text}");
         assert_eq!(text.matches("metaboot_requests_total{").count(), 3);
     }
 }

@@ -452,6 +452,63 @@ fn help_never_prints_the_registry_url_from_the_environment() {
     }
 }
 
+/// `all --config FILE` whose `db` holds the PostgreSQL password stops at once when the file's
+/// group or others may read it: one line with the `chmod` to run, exit 2, the password never
+/// shown. A file without a password is read whatever its mode.
+#[test]
+fn a_config_file_with_a_password_others_may_read_stops_all_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const PASSWORD: &str = "Hunter2-in-config";
+    let reg = Registry::new();
+    let missing_secret = reg.path("missing-secret").display().to_string();
+    let config = reg.write(
+        "metaboot.toml",
+        format!("db = \"postgres://metaboot:{PASSWORD}@db.invalid/metaboot\"\n").as_bytes(),
+    );
+    let run = |mode: u32| {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env_remove("METABOOT_DB")
+            .args(["all", "--config", &config])
+            .args(["--shared-secret-file", &missing_secret])
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for mode in [0o644, 0o640, 0o604] {
+        let (code, stderr) = run(mode);
+        assert_eq!(code, Some(2), "{mode:o}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("run `chmod 600 {config}`")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(PASSWORD), "{stderr}");
+    }
+    // Mode 0600: the file is taken, and the next check (the missing secret) speaks.
+    let (code, stderr) = run(0o600);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shared secret file") && !stderr.contains("chmod"),
+        "{stderr}"
+    );
+    // No password: any mode is fine.
+    std::fs::write(
+        &config,
+        "db = \"postgres://metaboot@db.invalid/metaboot\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(0o644);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shared secret file") && !stderr.contains("chmod"),
+        "{stderr}"
+    );
+}
+
 /// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
 /// flags that contradict it.
 #[test]

@@ -11,7 +11,9 @@
 //! the other's data. A second network on the same bridge is refused by the registry or, named
 //! another way, not served (the first keeps its guests). The address taken off the bridge
 //! behind `all`'s back is put back. Deleting the network takes the address off the bridge, and
-//! so does a clean stop.
+//! so does a clean stop. An address a killed `all` left on the bridge of a network deleted
+//! meanwhile is taken off at the next start, never one `all` did not put there; a port 80
+//! another server holds leaves the bridge without the address until it is free.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -471,4 +473,157 @@ fn serve_guests(dhcp: Dhcp) {
     };
     run("kill", &[stop, &all_pid.to_string()]).unwrap();
     until_address(&host, false);
+}
+
+/// `metaboot-server all` serving the chain's registry inside `host`, as the role `name`, until
+/// `ready`.
+fn start_all(chain: &mut Chain, host: &Netns, name: &str, ready: impl FnMut() -> bool) {
+    let all = format!(
+        "exec {} --db {} all --shared-secret-file {}",
+        chain.server.display(),
+        chain.db.display(),
+        chain.secret_file.display()
+    );
+    chain
+        .start_shell_role(
+            name,
+            &["ip", "netns", "exec", &host.name, "sh", "-c", &all],
+            ready,
+        )
+        .unwrap();
+}
+
+/// A host namespace with the bridge up and its own address on it.
+fn host_with_bridge(tag: &str) -> Netns {
+    let host = Netns::create(&format!("mbhb-host-{tag}")).unwrap();
+    host.exec("ip", &["link", "add", BRIDGE, "type", "bridge"])
+        .unwrap();
+    host.exec("ip", &["addr", "add", HOST_IP, "dev", BRIDGE])
+        .unwrap();
+    host.exec("ip", &["link", "set", BRIDGE, "up"]).unwrap();
+    host
+}
+
+/// `all` killed (kill -9: no clean stop) while it serves a network, the network deleted, `all`
+/// started again: the address the first run left on the bridge, under its label, is taken off
+/// at start. The same address on another bridge, put there by someone else (no label), stays.
+#[test]
+fn an_address_a_killed_all_left_on_a_deleted_networks_bridge_is_taken_off_at_start() {
+    if !(require_root() && require_command("ip")) {
+        return;
+    }
+    let host = host_with_bridge(&format!("k{}", std::process::id()));
+    let other = "br-other";
+    let metadata = format!("{}/32", METADATA_IPV4_LISTEN.ip());
+    host.exec("ip", &["link", "add", other, "type", "bridge"])
+        .unwrap();
+    host.exec("ip", &["addr", "add", &metadata, "dev", other])
+        .unwrap();
+    host.exec("ip", &["link", "set", other, "up"]).unwrap();
+    let mut chain = Chain::new().unwrap();
+    chain
+        .registry(&[
+            "network",
+            "create",
+            "lan",
+            "--cidr",
+            "198.18.20.0/24",
+            "--bridge",
+            BRIDGE,
+        ])
+        .unwrap();
+    start_all(&mut chain, &host, "all", || bridge_has_address(&host));
+    let shown = host
+        .exec("ip", &["-4", "addr", "show", "dev", BRIDGE])
+        .unwrap();
+    assert!(shown.contains(&format!("{BRIDGE}:mb")), "{shown}");
+    let first = chain.pid("all").unwrap();
+    run("kill", &["-KILL", &first.to_string()]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        bridge_has_address(&host),
+        "a killed all took the address off"
+    );
+    chain.run(&["network", "delete", "lan"]).unwrap();
+
+    start_all(&mut chain, &host, "all-again", || {
+        !bridge_has_address(&host)
+    });
+    let kept = host
+        .exec("ip", &["-4", "addr", "show", "dev", other])
+        .unwrap();
+    assert!(
+        kept.contains(&metadata),
+        "all took off an address it did not put there: {kept}"
+    );
+}
+
+/// Another server on port 80 of every address of the host: `all` never puts the address on the
+/// bridge while it holds the port (no add and delete at every attempt: `ip monitor` sees no
+/// change of it), says so once, and serves the bridge once the port is free.
+#[test]
+fn a_bridge_whose_port_another_server_holds_never_gets_the_address() {
+    if !(require_root() && require_command("ip")) {
+        return;
+    }
+    let host = host_with_bridge(&format!("c{}", std::process::id()));
+    let taken = host
+        .within(|| std::net::TcpListener::bind("0.0.0.0:80"))
+        .unwrap()
+        .unwrap();
+    let mut chain = Chain::new().unwrap();
+    chain
+        .registry(&[
+            "network",
+            "create",
+            "lan",
+            "--cidr",
+            "198.18.20.0/24",
+            "--bridge",
+            BRIDGE,
+        ])
+        .unwrap();
+    let events = chain.path().join("ip-monitor.log");
+    let _monitor = KillOnDrop(
+        std::process::Command::new("ip")
+            .args(["-n", &host.name, "monitor", "address"])
+            .stdout(std::fs::File::create(&events).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = chain.path().join("all.log");
+    let said = "cannot serve this host network yet";
+    start_all(&mut chain, &host, "all", || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains(said))
+    });
+    // Attempts at 0, 1 and 3 s: each would have added and deleted the address.
+    std::thread::sleep(Duration::from_secs(4));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.matches(said).count(), 1, "{logged}");
+    let seen = std::fs::read_to_string(&events).unwrap();
+    assert!(
+        !seen.contains(&METADATA_IPV4_LISTEN.ip().to_string()),
+        "the address came and went while the port was taken:\n{seen}"
+    );
+    assert!(!bridge_has_address(&host));
+
+    drop(taken);
+    let started = Instant::now();
+    while !bridge_has_address(&host) {
+        assert!(
+            started.elapsed() < WITHIN + Duration::from_secs(30),
+            "the bridge was never served once the port was free"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills the child (`ip monitor`) when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,14 +1,41 @@
 //! The `all` configuration file (TOML). Every key also has a flag; a flag wins over the file,
 //! the file over the built-in default.
 
+use std::io::Read as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Deserialize;
 
+use crate::secret::{FORBIDDEN_SECRET_MODE_BITS, SECRET_FILE_MODE};
+
 /// Largest configuration file read, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// A configuration file refused for what it exposes.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Its `db` holds the PostgreSQL password and its group or others may read it: libpq
+    /// ignores a `.pgpass` with any of those bits (`passwordFromFile` in its `fe-connect.c`),
+    /// and `all` refuses such a file as it refuses the shared secret's.
+    #[error(
+        "the configuration file {} holds the PostgreSQL password (in db) and has mode \
+         {mode:04o}: its group and other users must not be able to read it; run `chmod \
+         {SECRET_FILE_MODE:o} {}`",
+        path.display(),
+        path.display()
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
+}
+
+impl ConfigError {
+    /// The user's file is at fault: the CLI exits 2, as for the shared secret file.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Self::TooOpen { .. })
+    }
+}
 
 /// The file's contents; every key optional.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -120,9 +147,23 @@ where
 
 impl ConfigFile {
     /// Reads and checks the file; the error names the file and the bad key.
+    /// A file that holds the PostgreSQL password ([`crate::store::holds_password`]) must be
+    /// private to its owner ([`ConfigError::TooOpen`]); one without may be readable by all.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read(path)
-            .with_context(|| format!("failed to read the configuration file {}", path.display()))?;
+        let read_error = || format!("failed to read the configuration file {}", path.display());
+        let mut file = std::fs::File::open(path).with_context(read_error)?;
+        // The mode of the file read, not of whatever the path names a moment later.
+        let mode = file
+            .metadata()
+            .with_context(read_error)?
+            .permissions()
+            .mode()
+            & 0o7777;
+        let mut text = Vec::new();
+        file.by_ref()
+            .take(MAX_CONFIG_BYTES as u64 + 1)
+            .read_to_end(&mut text)
+            .with_context(read_error)?;
         if text.len() > MAX_CONFIG_BYTES {
             anyhow::bail!(
                 "the configuration file {} is larger than {MAX_CONFIG_BYTES} bytes",
@@ -131,8 +172,20 @@ impl ConfigFile {
         }
         let text = String::from_utf8(text)
             .with_context(|| format!("the configuration file {} is not UTF-8", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("the configuration file {} is not valid", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("the configuration file {} is not valid", path.display()))?;
+        let password = config
+            .db
+            .as_deref()
+            .is_some_and(crate::store::holds_password);
+        if password && mode & FORBIDDEN_SECRET_MODE_BITS != 0 {
+            return Err(ConfigError::TooOpen {
+                path: path.to_owned(),
+                mode,
+            }
+            .into());
+        }
+        Ok(config)
     }
 }
 
@@ -181,6 +234,47 @@ listen = "127.0.0.1:9100"
         );
         let typo = toml::from_str::<ConfigFile>("[proxy]\nrouter_prot = 1\n").unwrap_err();
         assert!(typo.to_string().contains("router_prot"), "{typo}");
+    }
+
+    #[test]
+    fn a_file_holding_the_password_that_others_may_read_is_refused_with_the_chmod_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metaboot.toml");
+        let with_password = [
+            "db = \"postgres://metaboot:s3cret@db.example/metaboot\"\n",
+            "db = \"postgresql://metaboot@db.example/metaboot?password=s3cret\"\n",
+        ];
+        for text in with_password {
+            std::fs::write(&file, text).unwrap();
+            for mode in [0o640, 0o604, 0o644, 0o620, 0o660, 0o601] {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+                let err = ConfigFile::load(&file).unwrap_err();
+                let refused = err.downcast_ref::<ConfigError>();
+                assert!(refused.is_some_and(ConfigError::is_user_error), "{err:#}");
+                let line = format!("{err:#}");
+                assert!(
+                    line.contains(&format!("run `chmod 600 {}`", file.display())),
+                    "{line}"
+                );
+                assert!(line.contains(&format!("{mode:04o}")), "{line}");
+                assert!(!line.contains("s3cret") && !line.contains('\n'), "{line}");
+            }
+            for mode in [0o600, 0o400] {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+                assert!(ConfigFile::load(&file).is_ok(), "{mode:o}: {text}");
+            }
+        }
+        // Without a password the file may be read by anyone.
+        for text in [
+            "db = \"postgres://metaboot@db.example/metaboot?sslmode=require\"\n",
+            "db = \"/var/lib/metaboot-server/registry.sqlite\"\n",
+            "threads = 2\n",
+        ] {
+            std::fs::write(&file, text).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let config = ConfigFile::load(&file).unwrap();
+            assert_eq!(config, toml::from_str::<ConfigFile>(text).unwrap());
+        }
     }
 
     #[test]

@@ -5,20 +5,33 @@
 //! no iptables). The guest is the connection's source address, as on every other path.
 //!
 //! A bridge that does not exist yet (a libvirt network not started) is logged once and
-//! retried; a bridge made again (a new interface index) is served anew. A network deleted
-//! from the registry, and every network at a clean stop, takes its address off its bridge.
+//! retried; a bridge made again (a new interface index) is served anew. The port is bound
+//! before the address is put on the bridge, so a port another server holds leaves the bridge
+//! untouched; such a network is logged once and tried again after the backoff of `retry.rs`.
+//!
+//! The address `all` puts on a bridge carries its label (`BRIDGE:mb`): at start, one a
+//! previous run left on a bridge that serves no network now (`all` killed, then the network
+//! deleted) is taken off. An address without the label, put there by anyone else, is never
+//! touched. (Neutron owns the DHCP port it puts the address on and removes any address it did
+//! not ask for, `init_l3` in its `interface.py`; a host bridge is not `all`'s to clean.) A network deleted
+//! from the registry, and every network at a clean stop, takes its address off its bridge. A
+//! listener whose serving ended by itself is logged, counted and bound again, after the
+//! backoff of `retry.rs` when it keeps ending.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use super::retry::Backoff;
 use crate::http::ServerLimits;
 use crate::http::listen::tcp_listeners_on;
 use crate::leases::{HostLeases, chain};
+use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
 use crate::runtime::Workers;
@@ -30,6 +43,52 @@ pub const HOST_LISTEN: SocketAddr = metaboot_proto::METADATA_IPV4_LISTEN;
 pub const HOST_ADDRESS_PREFIX: u8 = 32;
 /// The `ip` command (iproute2) that puts the address on a bridge and takes it off.
 pub const IP_COMMAND: &str = "ip";
+/// Suffix of the label `all` gives the address it puts on a bridge (`virbr0:mb`, shown by
+/// `ip addr show`): an address with it is `all`'s own.
+pub const ADDRESS_LABEL_SUFFIX: &str = ":mb";
+/// Longest label the kernel keeps for an address (`IFNAMSIZ` less its NUL); `ip` takes a
+/// label only as the device's name, alone or followed by a colon. A bridge whose name leaves
+/// no room for the suffix (over 12 bytes) gets the address unlabelled, never swept at start.
+pub const MAX_ADDRESS_LABEL_BYTES: usize = 15;
+
+/// The label of the address `all` puts on `bridge`, when the name leaves room for it.
+fn address_label(bridge: &str) -> Option<String> {
+    let label = format!("{bridge}{ADDRESS_LABEL_SUFFIX}");
+    (label.len() <= MAX_ADDRESS_LABEL_BYTES).then_some(label)
+}
+
+/// An interface holding the metadata address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holder {
+    bridge: String,
+    /// Under `all`'s label: `all` put it there.
+    ours: bool,
+}
+
+impl Holder {
+    /// The holder `getifaddrs` names `name`: an IPv4 address comes with its label, the
+    /// interface's name alone or followed by a colon (an interface name has none).
+    fn named(name: &str) -> Self {
+        let bridge = name.split(':').next().unwrap_or(name);
+        Self {
+            bridge: bridge.to_owned(),
+            ours: address_label(bridge).is_some_and(|label| label == name),
+        }
+    }
+}
+
+/// The bridges (each once) holding the address under `all`'s label while `serves` says they
+/// serve no network: what a run stopped without cleaning up left there.
+fn left_behind(holding: &[Holder], serves: impl Fn(&str) -> bool) -> Vec<&str> {
+    let mut found: Vec<&str> = Vec::new();
+    for holder in holding {
+        let bridge = holder.bridge.as_str();
+        if holder.ours && !serves(bridge) && !found.contains(&bridge) {
+            found.push(bridge);
+        }
+    }
+    found
+}
 
 /// One host network being served.
 struct Served {
@@ -38,59 +97,77 @@ struct Served {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// `169.254.169.254/32` as `ip` writes it.
-fn host_address() -> String {
-    format!("{}/{HOST_ADDRESS_PREFIX}", HOST_LISTEN.ip())
+/// The metadata address on the bridges: which address and port, and the `ip` command that
+/// puts it on and takes it off.
+#[derive(Debug, Clone)]
+struct Address {
+    listen: SocketAddr,
+    ip_command: PathBuf,
 }
 
-/// Runs `ip addr VERB 169.254.169.254/32 dev BRIDGE`.
-fn ip_addr(verb: &str, bridge: &str) -> Result<(), String> {
-    let output = Command::new(IP_COMMAND)
-        .args(["addr", verb, &host_address(), "dev", bridge])
-        .output()
-        .map_err(|err| format!("cannot run {IP_COMMAND}: {err}"))?;
-    if output.status.success() {
-        return Ok(());
+impl Address {
+    /// `169.254.169.254/32` as `ip` writes it.
+    fn cidr(&self) -> String {
+        format!("{}/{HOST_ADDRESS_PREFIX}", self.listen.ip())
     }
-    Err(format!(
-        "{IP_COMMAND} addr {verb} {} dev {bridge}: {}",
-        host_address(),
-        String::from_utf8_lossy(&output.stderr).trim()
-    ))
-}
 
-/// Takes the address off `bridge`; a bridge already gone took it with it.
-fn remove_address(bridge: &str) {
-    if nix::net::if_::if_nametoindex(bridge).is_err() {
-        return;
-    }
-    match ip_addr("del", bridge) {
-        Ok(()) => {
-            tracing::info!(bridge, address = %host_address(), "took the metadata address off the bridge")
+    /// Runs `ip addr VERB 169.254.169.254/32 dev BRIDGE`, with `label BRIDGE:mb` when it
+    /// puts the address on (`replace`).
+    fn ip_addr(&self, verb: &str, bridge: &str) -> Result<(), String> {
+        let ip = self.ip_command.display();
+        let mut command = Command::new(&self.ip_command);
+        command.args(["addr", verb, &self.cidr(), "dev", bridge]);
+        if verb == "replace"
+            && let Some(label) = address_label(bridge)
+        {
+            command.args(["label", &label]);
         }
-        Err(err) => {
-            tracing::warn!(bridge, error = %err, "cannot take the metadata address off the bridge")
+        let output = command
+            .output()
+            .map_err(|err| format!("cannot run {ip}: {err}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{ip} addr {verb} {} dev {bridge}: {}",
+            self.cidr(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+
+    /// Takes the address off `bridge`; a bridge already gone took it with it.
+    fn remove(&self, bridge: &str) {
+        if nix::net::if_::if_nametoindex(bridge).is_err() {
+            return;
+        }
+        match self.ip_addr("del", bridge) {
+            Ok(()) => {
+                tracing::info!(bridge, address = %self.cidr(), "took the metadata address off the bridge")
+            }
+            Err(err) => {
+                tracing::warn!(bridge, error = %err, "cannot take the metadata address off the bridge")
+            }
         }
     }
-}
 
-/// The bridges (by name) that hold the metadata address now, from one read of the host's
-/// interface addresses; `None` when they cannot be read.
-fn bridges_holding_address() -> Option<Vec<String>> {
-    let addresses = nix::ifaddrs::getifaddrs().ok()?;
-    let wanted = HOST_LISTEN.ip();
-    Some(
-        addresses
-            .filter(|entry| {
-                entry
-                    .address
-                    .as_ref()
-                    .and_then(|address| address.as_sockaddr_in())
-                    .is_some_and(|v4| std::net::IpAddr::V4(v4.ip()) == wanted)
-            })
-            .map(|entry| entry.interface_name)
-            .collect(),
-    )
+    /// The interfaces that hold the address now, from one read of the host's interface
+    /// addresses; `None` when they cannot be read.
+    fn holders(&self) -> Option<Vec<Holder>> {
+        let addresses = nix::ifaddrs::getifaddrs().ok()?;
+        let wanted = self.listen.ip();
+        Some(
+            addresses
+                .filter(|entry| {
+                    entry
+                        .address
+                        .as_ref()
+                        .and_then(|address| address.as_sockaddr_in())
+                        .is_some_and(|v4| std::net::IpAddr::V4(v4.ip()) == wanted)
+                })
+                .map(|entry| Holder::named(&entry.interface_name))
+                .collect(),
+        )
+    }
 }
 
 /// The host networks served, their addresses and listeners.
@@ -101,24 +178,46 @@ pub struct HostBridges {
     served: HashMap<String, Served>,
     /// The last problem logged per network, so a waiting one is logged once.
     failing: HashMap<String, String>,
+    /// Networks whose listener failed, waiting before the next attempt.
+    retry_after: Backoff<String>,
+    /// Listeners that ended are counted there.
+    metrics: Arc<Metrics>,
+    address: Address,
+    /// Whether the first pass took off what an earlier run left behind.
+    swept: bool,
 }
 
 impl HostBridges {
     /// Serves the host networks whose leases `leases` reads; `retry` is how often the caller
-    /// calls [`HostBridges::reconcile`].
-    pub fn new(leases: Arc<HostLeases>, retry: Duration) -> Self {
+    /// calls [`HostBridges::reconcile`]; a listener that ends is counted in `metrics`.
+    pub fn new(leases: Arc<HostLeases>, retry: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             leases,
             retry,
             served: HashMap::new(),
             failing: HashMap::new(),
+            retry_after: Backoff::default(),
+            metrics,
+            address: Address {
+                listen: HOST_LISTEN,
+                ip_command: PathBuf::from(IP_COMMAND),
+            },
+            swept: false,
         }
     }
 
-    /// Logs `problem` for `network` unless it was the last one logged for it.
-    fn waiting(&mut self, network: &str, host: &HostBridge, problem: String) {
+    /// Serves `listen` instead of [`HOST_LISTEN`], putting its address on the bridges with
+    /// `ip_command` instead of [`IP_COMMAND`].
+    pub fn serving(mut self, listen: SocketAddr, ip_command: PathBuf) -> Self {
+        self.address = Address { listen, ip_command };
+        self
+    }
+
+    /// Logs `problem` for `network` unless it was the last one logged for it; the next
+    /// attempt is in `retry`.
+    fn waiting(&mut self, network: &str, host: &HostBridge, problem: String, retry: Duration) {
         if self.failing.get(network) != Some(&problem) {
-            tracing::warn!(network, host = %host.describe(), problem = %problem, "cannot serve this host network yet; retrying every {:?}", self.retry);
+            tracing::warn!(network, host = %host.describe(), problem = %problem, "cannot serve this host network yet; retrying in {retry:?}");
             self.failing.insert(network.to_owned(), problem);
         }
     }
@@ -161,35 +260,63 @@ impl HostBridges {
                 Ok(place) => {
                     wanted.insert(id.clone(), place);
                 }
-                Err(problem) => self.waiting(id, host, problem),
+                Err(problem) => self.waiting(id, host, problem, self.retry),
             }
         }
+        if !self.swept {
+            self.swept = true;
+            self.sweep(&wanted);
+        }
+        let now = Instant::now();
         let mut dropped: Vec<Arc<str>> = Vec::new();
+        let mut stopped_by_itself: Vec<(String, Arc<str>)> = Vec::new();
+        let retry_after = &mut self.retry_after;
         self.served.retain(|id, served| {
-            let keep = wanted
+            let in_place = wanted
                 .get(id)
                 .is_some_and(|(bridge, index)| *bridge == served.bridge && *index == served.index);
-            if !keep {
-                served.tasks.iter().for_each(JoinHandle::abort);
+            let serving = !served.tasks.iter().any(JoinHandle::is_finished);
+            if in_place && serving {
+                // Served since an earlier pass: a later failure starts its backoff over.
+                retry_after.succeeded(id);
+                return true;
+            }
+            served.tasks.iter().for_each(JoinHandle::abort);
+            if in_place {
+                // The bridge keeps its address: the network still wants it.
+                stopped_by_itself.push((id.clone(), served.bridge.clone()));
+            } else {
                 tracing::info!(network = %id, bridge = %served.bridge, "stopped serving host network");
                 dropped.push(served.bridge.clone());
             }
-            keep
+            false
         });
+        for (id, bridge) in stopped_by_itself {
+            self.metrics.listener_ended();
+            let wait = self.retry_after.failed(id.clone(), now);
+            tracing::error!(
+                network = %id,
+                bridge = %bridge,
+                times = self.retry_after.failures(&id),
+                "this host network's listener stopped serving (the error before says why): binding it again in {wait:?}"
+            );
+        }
         self.failing
             .retain(|id, _| networks.iter().any(|(network, _)| network == id));
+        self.retry_after
+            .retain(|id| networks.iter().any(|(network, _)| network == id));
         self.restore_addresses();
         for bridge in dropped {
             // Another network served on the same bridge keeps the address.
             if !wanted.values().any(|(other, _)| *other == bridge) {
-                remove_address(&bridge);
+                self.address.remove(&bridge);
             }
         }
         for (id, host) in &networks {
             let Some((bridge, index)) = wanted.get(id).cloned() else {
                 continue;
             };
-            if self.served.contains_key(id) {
+            if self.served.contains_key(id) || !self.retry_after.is_due(id, now) {
                 continue;
             }
             // The address and its listener on a bridge stand for one network: a second one's
@@ -210,23 +337,23 @@ impl HostBridges {
                          one network: move this network's instances there and delete it \
                          (`network delete`)"
                     ),
+                    self.retry,
                 );
                 continue;
             }
             let count = workers.count();
+            let listen = self.address.listen;
             // On the caller's thread (an await here once left an address behind at a stop).
-            let bound = ip_addr("replace", &bridge).and_then(|()| {
-                tcp_listeners_on(HOST_LISTEN, Some(&bridge), count).map_err(|err| {
-                    if !self.served.values().any(|served| served.bridge == bridge) {
-                        remove_address(&bridge);
-                    }
-                    format!("cannot listen on {HOST_LISTEN} on bridge {bridge}: {err}")
-                })
-            });
+            // The port first, then the address: the listener binds before the bridge holds
+            // the address (`tcp_listener_on`'s IP_FREEBIND), so a port another server holds
+            // never puts the address on the bridge, nor takes it off again at every attempt.
+            let bound = tcp_listeners_on(listen, Some(&bridge), count)
+                .map_err(|err| format!("cannot listen on {listen} on bridge {bridge}: {err}"))
+                .and_then(|listeners| self.address.ip_addr("replace", &bridge).map(|()| listeners));
             match bound {
                 Ok(listeners) => {
                     self.failing.remove(id);
-                    tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %HOST_LISTEN, workers = count, "serving host network");
+                    tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %listen, workers = count, "serving host network");
                     let handler = make_handler(ProxyScope::Network(id.clone()), forward.clone());
                     let tasks = workers.serve_tcp(listeners, limits, &handler);
                     self.served.insert(
@@ -238,8 +365,26 @@ impl HostBridges {
                         },
                     );
                 }
-                Err(problem) => self.waiting(id, host, problem),
+                Err(problem) => {
+                    let retry = self.retry_after.failed(id.clone(), now);
+                    self.waiting(id, host, problem, retry);
+                }
             }
+        }
+    }
+
+    /// At the first pass, before anything is served: takes the address off each bridge that
+    /// holds it under `all`'s label and serves no host network of the registry. A run stopped
+    /// without cleaning up (kill -9, a crash) left it there, and its network was deleted
+    /// meanwhile; a bridge that still serves one keeps it (it is served again at once).
+    fn sweep(&self, wanted: &HashMap<String, (Arc<str>, u32)>) {
+        let Some(holding) = self.address.holders() else {
+            return;
+        };
+        let serves = |bridge: &str| wanted.values().any(|(served, _)| &**served == bridge);
+        for bridge in left_behind(&holding, serves) {
+            tracing::info!(bridge, address = %self.address.cidr(), "an earlier run left the metadata address on this bridge, which serves no host network now (deleted while all was stopped)");
+            self.address.remove(bridge);
         }
     }
 
@@ -250,19 +395,19 @@ impl HostBridges {
         if self.served.is_empty() {
             return;
         }
-        let Some(holding) = bridges_holding_address() else {
+        let Some(holding) = self.address.holders() else {
             return;
         };
         let mut restored: Vec<&str> = Vec::new();
         for served in self.served.values() {
             let bridge = &*served.bridge;
-            if holding.iter().any(|name| name == bridge) || restored.contains(&bridge) {
+            if holding.iter().any(|holder| holder.bridge == bridge) || restored.contains(&bridge) {
                 continue;
             }
             restored.push(bridge);
-            match ip_addr("replace", bridge) {
+            match self.address.ip_addr("replace", bridge) {
                 Ok(()) => {
-                    tracing::warn!(bridge, address = %host_address(), "the metadata address was taken off the bridge (ip addr flush, or a network manager?): put it back")
+                    tracing::warn!(bridge, address = %self.address.cidr(), "the metadata address was taken off the bridge (ip addr flush, or a network manager?): put it back")
                 }
                 Err(err) => {
                     tracing::warn!(bridge, error = %err, "the metadata address was taken off the bridge and cannot be put back; retrying")
@@ -284,9 +429,195 @@ impl Drop for HostBridges {
         for served in self.served.values() {
             served.tasks.iter().for_each(JoinHandle::abort);
             if !done.contains(&served.bridge) {
-                remove_address(&served.bridge);
+                self.address.remove(&served.bridge);
                 done.push(served.bridge.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+
+    use super::*;
+    use crate::all::retry::BACKOFF_BASE;
+    use crate::http::Body;
+    use crate::http::response::{Reply, TEXT_PLAIN};
+    use crate::store::NewNetwork;
+
+    /// Answers every request `200 served`.
+    #[derive(Clone)]
+    struct Answers;
+
+    impl Forward for Answers {
+        async fn forward(&self, _: Request<Full<Bytes>>) -> Response<Body> {
+            Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from_static(b"served"))
+        }
+    }
+
+    /// An `ip` that only writes down how it was called (one line per call) and succeeds: no
+    /// interface of the machine is touched.
+    fn fake_ip(dir: &Path) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let calls = dir.join("ip-calls");
+        let script = dir.join("ip");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, calls)
+    }
+
+    fn calls(log: &Path) -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A host network on `lo` served on a loopback port: while another socket holds the port,
+    /// the address is never put on the bridge (nor taken off again at every pass), and the
+    /// network is tried again after the backoff, not at every pass; once the port is free it
+    /// is served, the address put on once, and taken off at the stop.
+    #[test]
+    fn a_port_another_server_holds_leaves_the_bridge_untouched_and_waits_out_a_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ip, log) = fake_ip(dir.path());
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        let network = store
+            .create_network(&NewNetwork {
+                name: "lan".into(),
+                project: "p".into(),
+                cidr: "198.18.30.0/24".parse().unwrap(),
+                host: Some(HostBridge::Bridge("lo".into())),
+                ..NewNetwork::default()
+            })
+            .unwrap();
+        let model = ReadModel::load(store.as_ref()).unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = taken.local_addr().unwrap();
+        let metrics = Metrics::new("proxy");
+        let leases = Arc::new(HostLeases::new(dir.path().join("leases")));
+        let mut hosts = HostBridges::new(leases, BACKOFF_BASE, metrics.clone()).serving(listen, ip);
+        let workers = Workers::start(1).unwrap();
+        let make = move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+        let limits = ServerLimits::default();
+
+        let started = Instant::now();
+        let mut passes = 0;
+        while started.elapsed() < BACKOFF_BASE / 2 {
+            hosts.reconcile(&model, &workers, limits, &make, &Answers);
+            passes += 1;
+        }
+        assert!(passes > 1, "{passes}");
+        assert_eq!(calls(&log), Vec::<String>::new(), "the bridge was touched");
+        assert!(hosts.bridges().is_empty());
+        assert_eq!(
+            hosts.retry_after.failures(&network.id),
+            1,
+            "tried at every pass instead of after its backoff"
+        );
+
+        drop(taken);
+        std::thread::sleep(BACKOFF_BASE);
+        hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        assert_eq!(hosts.bridges(), [Arc::from("lo")]);
+        let put_on = format!("addr replace {}/32 dev lo label lo:mb", listen.ip());
+        assert_eq!(calls(&log), std::slice::from_ref(&put_on));
+        let mut guest = std::net::TcpStream::connect(listen).unwrap();
+        guest
+            .write_all(b"GET /openstack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        guest.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
+            "{answer}"
+        );
+
+        drop(hosts);
+        let taken_off = format!("addr del {}/32 dev lo", listen.ip());
+        assert_eq!(calls(&log), [put_on, taken_off]);
+    }
+
+    #[test]
+    fn the_label_marks_the_address_as_alls_own_when_the_name_leaves_room() {
+        assert_eq!(address_label("virbr0").as_deref(), Some("virbr0:mb"));
+        assert_eq!(
+            address_label("br-012345678").map(|label| label.len()),
+            Some(MAX_ADDRESS_LABEL_BYTES)
+        );
+        assert_eq!(address_label("br-0123456789"), None);
+        assert_eq!(
+            Holder::named("virbr0:mb"),
+            Holder {
+                bridge: "virbr0".into(),
+                ours: true
+            }
+        );
+        for (name, bridge) in [
+            ("virbr0", "virbr0"),
+            ("virbr0:1", "virbr0"),
+            ("lo:mbx", "lo"),
+        ] {
+            assert_eq!(
+                Holder::named(name),
+                Holder {
+                    bridge: bridge.into(),
+                    ours: false
+                },
+                "{name}"
+            );
+        }
+    }
+
+    /// Only an address under `all`'s label, on a bridge that serves no network now, is taken
+    /// off at start; one put there by anyone else stays, and so does one on a served bridge.
+    #[test]
+    fn only_alls_own_address_on_a_bridge_serving_nothing_is_left_behind() {
+        let holding: Vec<Holder> = [
+            "virbr0:mb",
+            "virbr1:mb",
+            "virbr1:mb",
+            "br-admin",
+            "virbr2:1",
+        ]
+        .into_iter()
+        .map(Holder::named)
+        .collect();
+        let serves = |bridge: &str| bridge == "virbr0";
+        assert_eq!(left_behind(&holding, serves), ["virbr1"]);
+        assert!(left_behind(&holding, |_| true).is_empty());
+    }
+
+    /// The first pass, with no network to serve, never touches an address `all` did not
+    /// label (lo's 127.0.0.1 stands for one). Taking `all`'s own off a real bridge needs root:
+    /// `tests/tests/host_bridge.rs`.
+    #[test]
+    fn the_first_pass_never_touches_an_address_all_did_not_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ip, log) = fake_ip(dir.path());
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        let model = ReadModel::load(store.as_ref()).unwrap();
+        let metrics = Metrics::new("proxy");
+        let leases = Arc::new(HostLeases::new(dir.path().join("leases")));
+        let workers = Workers::start(1).unwrap();
+        let make = move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+        // lo holds 127.0.0.1 under its own name: someone else's, never touched.
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut hosts =
+            HostBridges::new(leases, BACKOFF_BASE, Metrics::new("proxy")).serving(listen, ip);
+        hosts.reconcile(&model, &workers, ServerLimits::default(), &make, &Answers);
+        assert_eq!(calls(&log), Vec::<String>::new());
+        assert!(hosts.swept);
     }
 }

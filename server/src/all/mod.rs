@@ -5,6 +5,7 @@
 mod chain;
 pub mod config;
 pub mod host;
+pub mod retry;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::rate_limit::DEFAULT_WINDOW;
 use crate::proxy::{ProxyHandler, RateLimit};
-use supervisor::{Supervisor, Wake};
+use supervisor::{NamedNetns, Supervisor, Wake};
 
 /// Port of the router proxies (Neutron's `metadata_port`).
 pub const DEFAULT_ROUTER_PORT: u16 = metaboot_proto::ROUTER_PROXY_PORT;
@@ -344,6 +345,8 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             isolated_listen: settings.isolated_listen,
             leases,
             wake,
+            namespaces: Arc::new(NamedNetns),
+            metrics: proxy_metrics,
         }
         .run()
         .await;

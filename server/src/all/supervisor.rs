@@ -5,22 +5,27 @@
 //! logged once and retried; a namespace that was deleted and made again is noticed (its inode
 //! changes) and served anew, and so is an IPv6 address whose interface was replaced inside the
 //! same namespace (a DHCP port plugged again has a new index). An address another server holds
-//! when `all` starts stops it with an error; one taken later is logged and retried.
+//! when `all` starts stops it with an error; one taken later is logged and retried. A listener
+//! whose serving ends by itself (its task could not watch the socket) is logged, counted
+//! (`metaboot_listeners_ended_total`) and bound again, after the backoff of `retry.rs` when
+//! it keeps ending.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::host::HostBridges;
+use super::retry::Backoff;
 use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::http::listen::{link_local_holders, netns_path, tcp_listeners_in};
 use crate::leases::HostLeases;
+use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
 use crate::runtime::Workers;
@@ -92,9 +97,45 @@ fn link_local_of(bound: SocketAddr) -> Option<(Ipv6Addr, u32)> {
     }
 }
 
-fn netns_inode(name: &str) -> Option<u64> {
-    let path = netns_path(name).ok()?;
-    std::fs::metadata(path).ok().map(|meta| meta.ino())
+/// The network namespaces listeners are bound in: the host's named ones ([`NamedNetns`]), or
+/// whatever a test binds in.
+pub trait Namespaces: Send + Sync + 'static {
+    /// What identifies namespace `name` now (its inode); `None` when it is missing. Another
+    /// value than at the bind means it was deleted and made again.
+    fn identity(&self, name: &str) -> Option<u64>;
+
+    /// One listener on `listen` inside namespace `name`, as `count` handles (one per worker).
+    fn bind(
+        &self,
+        name: &str,
+        listen: SocketAddr,
+        count: usize,
+    ) -> std::io::Result<Vec<TcpListener>>;
+}
+
+/// The named namespaces of `ip netns` (`/run/netns`).
+pub struct NamedNetns;
+
+impl Namespaces for NamedNetns {
+    fn identity(&self, name: &str) -> Option<u64> {
+        let path = netns_path(name).ok()?;
+        std::fs::metadata(path).ok().map(|meta| meta.ino())
+    }
+
+    fn bind(
+        &self,
+        name: &str,
+        listen: SocketAddr,
+        count: usize,
+    ) -> std::io::Result<Vec<TcpListener>> {
+        tcp_listeners_in(Some(name), listen, count)
+    }
+}
+
+/// Whether a listener's serving ended by itself: one of its tasks returned (each serves until
+/// aborted, so one that returned could not serve; `runtime::Workers::serve_tcp` logs why).
+fn has_ended(tasks: &[JoinHandle<()>]) -> bool {
+    tasks.iter().any(JoinHandle::is_finished)
 }
 
 /// Wakes the supervisor when routers or networks change.
@@ -131,6 +172,10 @@ pub struct Supervisor<F: Forward> {
     /// Host networks' leases, where their bridges are found too.
     pub leases: Arc<HostLeases>,
     pub wake: Arc<Notify>,
+    /// Where the namespace proxies are bound ([`NamedNetns`]).
+    pub namespaces: Arc<dyn Namespaces>,
+    /// The proxies' metrics: listeners that ended are counted there.
+    pub metrics: Arc<Metrics>,
 }
 
 impl<F: Forward> Supervisor<F> {
@@ -141,13 +186,18 @@ impl<F: Forward> Supervisor<F> {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
+        let mut ended: Backoff<Placement> = Backoff::default();
         let mut first = true;
         // Dropped when `all` stops: takes the metadata address off the host bridges.
-        let mut hosts = HostBridges::new(self.leases.clone(), RECONCILE_INTERVAL);
+        let mut hosts = HostBridges::new(
+            self.leases.clone(),
+            RECONCILE_INTERVAL,
+            self.metrics.clone(),
+        );
         loop {
             let wanted = placements(&self.model, self.router_listen, &self.isolated_listen);
             let in_use = self
-                .reconcile(&wanted, &mut running, &mut failing, first)
+                .reconcile(&wanted, &mut running, &mut failing, &mut ended, first)
                 .await;
             if let Some(placement) = in_use {
                 anyhow::bail!(
@@ -180,15 +230,19 @@ impl<F: Forward> Supervisor<F> {
         }
     }
 
-    /// Starts and stops listeners to match `wanted`. With `stop_if_in_use` (at start), returns
-    /// a placement whose address another server holds when every placement's address is held.
+    /// Starts and stops listeners to match `wanted`; one whose serving ended is dropped and
+    /// bound again once `ended` says its wait is over. With `stop_if_in_use` (at start),
+    /// returns a placement whose address another server holds when every placement's address
+    /// is held.
     async fn reconcile(
         &self,
         wanted: &HashSet<Placement>,
         running: &mut HashMap<Placement, Running>,
         failing: &mut HashMap<Placement, String>,
+        ended: &mut Backoff<Placement>,
         stop_if_in_use: bool,
     ) -> Option<Placement> {
+        let now = Instant::now();
         // A link-local listener serves the interface it was bound on: one that is no longer
         // the address's holder (replaced, so with a new index) is bound anew.
         let link_local: Vec<(Placement, u32, (String, Ipv6Addr))> = running
@@ -215,31 +269,51 @@ impl<F: Forward> Supervisor<F> {
                 .map(|((placement, ..), _)| placement)
                 .collect()
         };
+        let mut stopped_by_itself: Vec<Placement> = Vec::new();
         running.retain(|placement, listener| {
-            let current = netns_inode(&placement.netns);
-            let keep = wanted.contains(placement)
+            let current = self.namespaces.identity(&placement.netns);
+            let in_place = wanted.contains(placement)
                 && current.is_some()
                 && current == listener.inode
                 && !moved.contains(placement);
-            if !keep {
-                listener.tasks.iter().for_each(JoinHandle::abort);
+            let serving = !has_ended(&listener.tasks);
+            if in_place && serving {
+                // Served since an earlier pass: a later end starts its backoff over.
+                ended.succeeded(placement);
+                return true;
+            }
+            listener.tasks.iter().for_each(JoinHandle::abort);
+            if in_place {
+                stopped_by_itself.push(placement.clone());
+            } else {
                 tracing::info!(netns = %placement.netns, listen = %placement.listen, "stopped serving");
             }
-            keep
+            false
         });
+        for placement in stopped_by_itself {
+            self.metrics.listener_ended();
+            let wait = ended.failed(placement.clone(), now);
+            tracing::error!(
+                netns = %placement.netns,
+                listen = %placement.listen,
+                times = ended.failures(&placement),
+                "this namespace's listener stopped serving (the error before says why): binding it again in {wait:?}"
+            );
+        }
+        ended.retain(|placement| wanted.contains(placement));
         failing.retain(|placement, _| wanted.contains(placement));
         let mut in_use: Vec<(Placement, String)> = Vec::new();
         for placement in wanted {
-            if running.contains_key(placement) {
+            if running.contains_key(placement) || !ended.is_due(placement, now) {
                 continue;
             }
-            let inode = netns_inode(&placement.netns);
+            let inode = self.namespaces.identity(&placement.netns);
             let (netns, listen) = (placement.netns.clone(), placement.listen);
             let count = self.workers.count();
-            let bound =
-                tokio::task::spawn_blocking(move || tcp_listeners_in(Some(&netns), listen, count))
-                    .await
-                    .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())));
+            let namespaces = self.namespaces.clone();
+            let bound = tokio::task::spawn_blocking(move || namespaces.bind(&netns, listen, count))
+                .await
+                .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())));
             match bound {
                 Ok(listeners) => {
                     failing.remove(placement);
@@ -302,8 +376,138 @@ impl<F: Forward> Supervisor<F> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::OwnedFd;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+
     use super::*;
+    use crate::http::Body;
+    use crate::http::response::{Reply, TEXT_PLAIN};
     use crate::store::{NewNetwork, NewRouter, Subnet};
+
+    /// Binds in this process's namespace. The first bind hands over a "listener" on a regular
+    /// file, which no worker can watch (epoll refuses regular files): its serving ends at once,
+    /// as when `TcpAcceptor::new` fails on a real socket.
+    #[derive(Default)]
+    struct EndsFirst {
+        binds: AtomicUsize,
+        bound: Mutex<Option<SocketAddr>>,
+    }
+
+    impl Namespaces for EndsFirst {
+        fn identity(&self, _: &str) -> Option<u64> {
+            Some(1)
+        }
+
+        fn bind(
+            &self,
+            _: &str,
+            listen: SocketAddr,
+            count: usize,
+        ) -> std::io::Result<Vec<TcpListener>> {
+            if self.binds.fetch_add(1, Ordering::SeqCst) == 0 {
+                let file = OwnedFd::from(tempfile::tempfile()?);
+                return Ok(vec![TcpListener::from(file)]);
+            }
+            let listeners = crate::http::listen::tcp_listeners(listen, count)?;
+            *self.bound.lock().unwrap() = listeners.first().and_then(|l| l.local_addr().ok());
+            Ok(listeners)
+        }
+    }
+
+    /// Answers every request `200 served`.
+    #[derive(Clone)]
+    struct Answers;
+
+    impl Forward for Answers {
+        async fn forward(&self, _: Request<Full<Bytes>>) -> Response<Body> {
+            Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from_static(b"served"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listener_whose_serving_ended_is_noticed_counted_and_served_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        let network = store
+            .create_network(&NewNetwork {
+                name: "n".into(),
+                project: "p".into(),
+                cidr: "198.18.1.0/24".parse().unwrap(),
+                ..NewNetwork::default()
+            })
+            .unwrap();
+        store
+            .create_router(&NewRouter {
+                name: "r".into(),
+                project: "p".into(),
+                networks: vec![network.id],
+            })
+            .unwrap();
+        let namespaces = Arc::new(EndsFirst::default());
+        let metrics = Metrics::new("proxy");
+        let handler_metrics = metrics.clone();
+        let supervisor = Supervisor {
+            model: Arc::new(ReadModel::load(store.as_ref()).unwrap()),
+            registry: "test".into(),
+            workers: Workers::start(1).unwrap(),
+            forward: Answers,
+            make_handler: Box::new(move |scope, forward| {
+                ProxyHandler::new(scope, forward, None, handler_metrics.clone())
+            }),
+            limits: ServerLimits::default(),
+            router_listen: "127.0.0.1:0".parse().unwrap(),
+            isolated_listen: crate::all::DEFAULT_ISOLATED_LISTEN.to_vec(),
+            leases: Arc::new(HostLeases::new(dir.path().join("leases"))),
+            wake: Arc::new(Notify::new()),
+            namespaces: namespaces.clone(),
+            metrics: metrics.clone(),
+        };
+        let guest = async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let addr = loop {
+                if let Some(addr) = *namespaces.bound.lock().unwrap() {
+                    break addr;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the listener that ended was never bound again"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            tokio::task::spawn_blocking(move || {
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream
+                    .write_all(b"GET /openstack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).unwrap();
+                answer
+            })
+            .await
+            .unwrap()
+        };
+        let answer = tokio::select! {
+            stopped = supervisor.run() => panic!("the supervisor stopped: {stopped:?}"),
+            answer = guest => answer,
+        };
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
+            "{answer}"
+        );
+        assert_eq!(namespaces.binds.load(Ordering::SeqCst), 2);
+        assert_eq!(metrics.listeners_ended(), 1);
+        let text = crate::metrics::render(&[metrics], None);
+        assert!(
+            text.contains("metaboot_listeners_ended_total{role=\"proxy\"} 1\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn each_isolated_network_gets_the_addresses_of_its_families() {

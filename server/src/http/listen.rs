@@ -33,7 +33,9 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// [`tcp_listener`], bound to one interface when `device` names it (`SO_BINDTODEVICE`): it
 /// takes only connections that arrive there, so the same address can be served on several
-/// bridges, each by its own listener, and nothing reaches it from another interface.
+/// bridges, each by its own listener, and nothing reaches it from another interface. Such a
+/// listener may be bound before the interface holds the address (`IP_FREEBIND`): `all` takes
+/// the port first and puts the address on a host bridge only once the port is its own.
 pub fn tcp_listener_on(addr: SocketAddr, device: Option<&str>) -> io::Result<TcpListener> {
     let addr = scoped(addr)?;
     let socket = match Socket::new(Domain::for_address(addr), Type::STREAM, None) {
@@ -65,6 +67,11 @@ pub fn tcp_listener_on(addr: SocketAddr, device: Option<&str>) -> io::Result<Tcp
                 format!("cannot bind to interface {device}: {err}"),
             )
         })?;
+        if addr.is_ipv4() {
+            socket.set_freebind_v4(true)?;
+        } else {
+            socket.set_freebind_v6(true)?;
+        }
     }
     socket.bind(&addr.into()).map_err(in_use_hint)?;
     socket.listen(LISTEN_BACKLOG)?;
@@ -366,6 +373,26 @@ mod tests {
         let accepted = started.elapsed();
         // Handed over after the deferral, not at once: its head timeout starts then.
         assert!(accepted >= deferral / 2, "accepted after {accepted:?}");
+    }
+
+    /// `all` binds a host bridge's port before the bridge holds the metadata address.
+    #[test]
+    fn a_listener_on_an_interface_binds_before_the_interface_holds_the_address() {
+        // TEST-NET-1: no interface here holds it.
+        let absent: SocketAddr = "192.0.2.254:0".parse().unwrap();
+        let bound = tcp_listener_on(absent, Some("lo")).unwrap();
+        assert_eq!(bound.local_addr().unwrap().ip(), absent.ip());
+        // Without IP_FREEBIND the kernel refuses such an address (unless told to take any).
+        let nonlocal = std::fs::read_to_string("/proc/sys/net/ipv4/ip_nonlocal_bind");
+        if nonlocal.is_ok_and(|value| value.trim() == "0") {
+            let plain = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            let refused = plain.bind(&absent.into()).unwrap_err();
+            assert_eq!(
+                refused.raw_os_error(),
+                Some(libc::EADDRNOTAVAIL),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

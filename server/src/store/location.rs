@@ -97,6 +97,33 @@ fn url_scheme(text: &str) -> Option<&str> {
     (is_scheme && (rest.starts_with("//") || known)).then_some(scheme)
 }
 
+/// Whether the registry location carries a PostgreSQL password: a non-empty one in the user
+/// part (`postgres://user:PASSWORD@host/db`) or a `password=` parameter, where libpq takes one
+/// (`conninfo_uri_parse_options` in its `fe-connect.c`: the user part ends at the first `@`
+/// before any `/`; an empty password is none). A file that holds such a location must be as
+/// private as libpq wants a `.pgpass` (`all`'s configuration file, `all/config.rs`).
+pub fn holds_password(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return false;
+    };
+    let in_user_part = rest
+        .split('/')
+        .next()
+        .and_then(|authority| authority.split_once('@'))
+        .and_then(|(user, _)| user.split_once(':'))
+        .is_some_and(|(_, password)| !password.is_empty());
+    let in_query = rest.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(key, value)| key == "password" && !value.is_empty())
+        })
+    });
+    in_user_part || in_query
+}
+
 /// The registry location as it may be shown in messages and logs: a PostgreSQL URL's password
 /// (in its user part or a `password=` parameter) becomes `***`.
 pub fn redacted(url: &str) -> String {
@@ -220,6 +247,32 @@ mod tests {
             msg.contains("\"POSTGRES:\"") && !msg.contains("s3cret"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_password_is_found_where_libpq_takes_one() {
+        for url in [
+            "postgres://metaboot:s3cret@db.example:5432/registry",
+            "postgresql://u:p%40ss@h/db?sslmode=disable",
+            "postgres://u@h/db?sslmode=require&password=s3cret",
+            "postgres://:s3cret@h/db",
+            "postgresql://u:s3cret@h1,h2/db",
+        ] {
+            assert!(holds_password(url), "{url}");
+        }
+        for url in [
+            "postgres://metaboot@db.example:5432/registry",
+            "postgres://db.example/registry?sslmode=require",
+            "postgres://u:@h/db",
+            "postgres://u@h/db?password=",
+            "postgres://h/db?passfile=/etc/metaboot/pgpass",
+            // An `@` after the first `/` is not in the user part.
+            "postgres://h/db:x@y",
+            DEFAULT_DB,
+            "sqlite:/var/lib/a:b@c.sqlite",
+        ] {
+            assert!(!holds_password(url), "{url}");
+        }
     }
 
     #[test]
