@@ -124,6 +124,20 @@ pub fn random_password() -> Result<String, PasswordError> {
     }
 }
 
+/// The console text for generated passwords, byte for byte as cloud-init's `cc_set_passwords`
+/// writes it to `/dev/console`: its heading ends in a newline of its own before the blank line
+/// its format adds, then one `user:password` line each.
+pub fn random_banner(passwords: &[(String, String)]) -> String {
+    let lines: Vec<String> = passwords
+        .iter()
+        .map(|(user, password)| format!("{user}:{password}"))
+        .collect();
+    format!(
+        "Set the following 'random' passwords\n\n{}\n",
+        lines.join("\n")
+    )
+}
+
 /// What a user's password becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewPassword {

@@ -233,18 +233,7 @@ pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
     }
     if !applied.random.is_empty() {
         // The console only: never the log file, never a state file.
-        let lines: Vec<String> = applied
-            .random
-            .iter()
-            .map(|(u, p)| format!("{u}:{p}"))
-            .collect();
-        crate::console::show_secret(
-            i.root,
-            &format!(
-                "Set the following 'random' passwords\n{}\n",
-                lines.join("\n")
-            ),
-        );
+        crate::console::show_secret(i.root, &passwords::random_banner(&applied.random));
     }
     let message = format!(
         "set for {}{}",
@@ -321,7 +310,7 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             // The console only, as cloud-init's random passwords: never the log file.
             crate::console::show_secret(
                 i.root,
-                &format!("Set the following 'random' passwords\n{user}:{password}\n"),
+                &passwords::random_banner(&[(user.clone(), password)]),
             );
             Done::error(format!(
                 "set for {user} but not posted ({err}); the password is on the console"
