@@ -249,10 +249,19 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
             }
         }
     }
-    // An empty `password` sets nothing, as in cloud-init.
+    // An empty `password` sets nothing, as in cloud-init. `chpasswd` takes its place only when
+    // it names someone: `users: []` or `list: ""` is no list to cloud-init (`if not (users_list
+    // or plist) and password`), so `password` still goes to the default user.
+    let names_anyone = chpasswd
+        .users
+        .as_ref()
+        .is_some_and(|users| !users.is_empty())
+        || chpasswd.list.as_ref().is_some_and(|list| match list {
+            OneOrMany::One(text) => !text.is_empty(),
+            OneOrMany::Many(items) => !items.is_empty(),
+        });
     if let Some(password) = config.password.as_ref().filter(|p| !p.is_empty())
-        && chpasswd.users.is_none()
-        && chpasswd.list.is_none()
+        && !names_anyone
     {
         match default_user {
             Some(user) => plan.changes.push((user.to_owned(), classify(password))),
@@ -512,6 +521,20 @@ mod tests {
         let p = plan(&cfg("password: pw\n"), None);
         assert!(p.changes.is_empty());
         assert_eq!(p.warnings.len(), 1);
+        // An empty `chpasswd` list names no one: `password` still applies.
+        for chpasswd in [
+            "{users: []}",
+            "{list: []}",
+            "{list: ''}",
+            "{users: [], list: []}",
+        ] {
+            let p = plan_of(&format!("password: pw\nchpasswd: {chpasswd}\n"));
+            assert_eq!(
+                p.changes,
+                [("debian".to_owned(), NewPassword::Text("pw".into()))],
+                "{chpasswd}"
+            );
+        }
         // An empty one sets nothing (cloud-init's `if password`), and says nothing either.
         let p = plan_of("password: ''\n");
         assert!(p.changes.is_empty() && p.warnings.is_empty(), "{p:?}");
