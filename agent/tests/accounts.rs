@@ -20,3 +20,31 @@ fn an_empty_chpasswd_list_leaves_password_to_the_default_user() {
         assert!(crypt_verifies("Given-pw-1", &hash), "{chpasswd}: {hash}");
     }
 }
+
+/// A `chpasswd.users` entry without a `password`: cloud-init gives it the text `RANDOM` as a
+/// hash (its `type` defaults to `hash`), so the shadow field is `RANDOM`, which no password
+/// opens, expired, and nothing is printed; with `type: text` the password is the word. Only
+/// `type: RANDOM` makes a random password.
+#[test]
+fn a_chpasswd_user_without_a_password_gets_the_text_random_not_a_random_one() {
+    let guest = Guest::new();
+    std::fs::create_dir_all(guest.path("/dev")).unwrap();
+    std::fs::write(guest.path("/dev/console"), "").unwrap();
+    guest.user_data(
+        "#cloud-config\nusers: [{name: dave}, {name: fred}]\n\
+         chpasswd: {users: [{name: dave}, {name: fred, type: text}]}\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    let shadow = guest.read("/etc/shadow");
+    let dave = shadow.lines().find(|l| l.starts_with("dave:")).unwrap();
+    assert!(dave.starts_with("dave:RANDOM:0:"), "{dave}");
+    assert!(crypt_verifies("RANDOM", &guest.shadow_hash("fred")));
+    assert_eq!(guest.read("/dev/console"), "", "no random password made");
+    assert!(!stderr.contains("Set the following"), "{stderr}");
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("chpasswd: dave: no password given"),
+        "{warnings}"
+    );
+}

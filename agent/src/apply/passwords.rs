@@ -186,6 +186,19 @@ fn literal_random(user: &str, password: &str) -> Option<String> {
     })
 }
 
+/// What cloud-init's `get_users_by_type` takes a `chpasswd.users` entry without a `password`
+/// for: this text, set as the entry's `type` says (a hash when it has none), never a random
+/// password (only `type: RANDOM` is one).
+pub const MISSING_PASSWORD: &str = "RANDOM";
+
+/// The warning for a `chpasswd.users` entry without a password (never a secret: there is none).
+fn missing_password(user: &str, outcome: &str) -> String {
+    format!(
+        "chpasswd: {user}: no password given; {outcome} the text {MISSING_PASSWORD}, as \
+         cloud-init sets it (give a password, or type: RANDOM for a random one)"
+    )
+}
+
 /// Builds the plan from the config; `default_user` receives `password`. Warnings name users
 /// and line numbers, never a password.
 pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
@@ -202,7 +215,22 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
         for user in users {
             let kind = user.kind.as_deref().map(str::to_ascii_lowercase);
             let change = match (&user.password, kind.as_deref()) {
-                (None, _) | (_, Some("random")) => NewPassword::Random,
+                (_, Some("random")) => NewPassword::Random,
+                // cloud-init reads a missing password as the text `RANDOM`, then as its type
+                // says: as text, the password is the word; as a hash (no type), the field is
+                // the word, which no password matches. Nothing is made, nothing printed.
+                (None, Some("text")) => {
+                    plan.warnings
+                        .push(missing_password(&user.name, "its password is"));
+                    NewPassword::Text(MISSING_PASSWORD.to_owned())
+                }
+                (None, None | Some("hash")) => {
+                    plan.warnings.push(missing_password(
+                        &user.name,
+                        "no password opens it: the field is",
+                    ));
+                    NewPassword::Hash(MISSING_PASSWORD.to_owned())
+                }
                 (Some(pw), Some("text")) => {
                     plan.warnings.extend(literal_random(&user.name, pw));
                     NewPassword::Text(pw.0.clone())
@@ -219,7 +247,7 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
                     }));
                     NewPassword::Text(pw.0.clone())
                 }
-                (Some(_), Some(other)) => {
+                (_, Some(other)) => {
                     plan.warnings.push(format!(
                         "chpasswd: unknown type {other:?} for {}; skipped",
                         user.name
@@ -454,8 +482,36 @@ mod tests {
                 ("root".to_owned(), NewPassword::Text("pw".into())),
                 ("bob".to_owned(), NewPassword::Hash("$6$s$h".into())),
                 ("carol".to_owned(), NewPassword::Random),
-                ("dave".to_owned(), NewPassword::Random),
+                (
+                    "dave".to_owned(),
+                    NewPassword::Hash(MISSING_PASSWORD.into())
+                ),
             ]
+        );
+    }
+
+    /// An entry without a password is cloud-init's `RANDOM` text, read as its type says; only
+    /// `type: RANDOM` makes a random password.
+    #[test]
+    fn a_missing_password_is_the_text_random_as_its_type_says() {
+        let p = plan_of(
+            "chpasswd:\n  users:\n  - {name: dave}\n  - {name: erin, type: hash}\n  \
+             - {name: fred, type: text}\n  - {name: gina, type: RANDOM}\n",
+        );
+        assert_eq!(
+            p.changes,
+            [
+                ("dave".to_owned(), NewPassword::Hash("RANDOM".into())),
+                ("erin".to_owned(), NewPassword::Hash("RANDOM".into())),
+                ("fred".to_owned(), NewPassword::Text("RANDOM".into())),
+                ("gina".to_owned(), NewPassword::Random),
+            ]
+        );
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert_eq!(
+            p.warnings[0],
+            "chpasswd: dave: no password given; no password opens it: the field is the text \
+             RANDOM, as cloud-init sets it (give a password, or type: RANDOM for a random one)"
         );
     }
 
