@@ -48,3 +48,29 @@ fn a_chpasswd_user_without_a_password_gets_the_text_random_not_a_random_one() {
         "{warnings}"
     );
 }
+
+/// `ssh_pwauth` read as cloud-init's `handle_ssh_pwauth` reads it, through `util.is_true` and
+/// `util.is_false`: a number by its text (`1`, `0`), words in any case with spaces around.
+#[test]
+fn ssh_pwauth_takes_cloud_inits_truth_values() {
+    for (value, expected) in [
+        ("1", "yes"),
+        ("0", "no"),
+        ("' Yes '", "yes"),
+        ("'OFF'", "no"),
+        ("true", "yes"),
+        ("false", "no"),
+    ] {
+        let guest = Guest::new();
+        std::fs::create_dir_all(guest.path("/etc/ssh")).unwrap();
+        std::fs::write(guest.path("/etc/ssh/sshd_config"), "Port 22\n").unwrap();
+        guest.user_data(format!("#cloud-config\nssh_pwauth: {value}\n"));
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{value}: {stderr}");
+        assert_eq!(
+            guest.read("/etc/ssh/sshd_config"),
+            format!("Port 22\nPasswordAuthentication {expected}\n"),
+            "{value}"
+        );
+    }
+}

@@ -350,17 +350,14 @@ pub enum SshPwauth {
 impl TryFrom<serde_json::Value> for SshPwauth {
     type Error = String;
     fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        // cloud-init's `handle_ssh_pwauth`: `util.is_true`, then `util.is_false` (`1`, `0`,
+        // `" yes "` too), else unchanged.
         match &value {
-            serde_json::Value::Bool(true) => Ok(Self::Yes),
-            serde_json::Value::Bool(false) => Ok(Self::No),
-            serde_json::Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                "yes" | "true" | "on" | "1" => Ok(Self::Yes),
-                "no" | "false" | "off" | "0" => Ok(Self::No),
-                "unchanged" => Ok(Self::Unchanged),
-                _ => Err(format!(
-                    "expected true, false or \"unchanged\", found {value}"
-                )),
-            },
+            _ if is_true(&value) => Ok(Self::Yes),
+            _ if is_false(&value) => Ok(Self::No),
+            serde_json::Value::String(s) if s.eq_ignore_ascii_case("unchanged") => {
+                Ok(Self::Unchanged)
+            }
             _ => Err(format!(
                 "expected true, false or \"unchanged\", found {value}"
             )),

@@ -214,10 +214,18 @@ fn false_is_read_as_cloud_init_reads_it() {
         json!("Off"),
         json!("no"),
         json!("0"),
+        json!(" No "),
+        json!(0),
     ] {
         assert!(is_false(&value), "{value}");
     }
-    for value in [json!(true), json!("yes"), json!(0), json!(null), json!("")] {
+    for value in [
+        json!(true),
+        json!("yes"),
+        json!(0.0),
+        json!(null),
+        json!(""),
+    ] {
         assert!(!is_false(&value), "{value}");
     }
 }
