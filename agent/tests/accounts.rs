@@ -74,3 +74,23 @@ fn ssh_pwauth_takes_cloud_inits_truth_values() {
         );
     }
 }
+
+/// `ssh_pwauth` text that is neither true, false nor `unchanged`: cloud-init warns and leaves
+/// sshd's setting alone, the run succeeds; so does metaboot's.
+#[test]
+fn unrecognized_ssh_pwauth_text_is_a_warning_and_changes_nothing() {
+    let guest = Guest::new();
+    std::fs::create_dir_all(guest.path("/etc/ssh")).unwrap();
+    std::fs::write(guest.path("/etc/ssh/sshd_config"), "Port 22\n").unwrap();
+    guest.user_data("#cloud-config\nssh_pwauth: sometimes\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/etc/ssh/sshd_config"), "Port 22\n");
+    assert_eq!(guest.step("cloud-config").0, "ok");
+    assert_eq!(guest.step("ssh-pwauth").0, "skipped");
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("ssh_pwauth: a text that is not true, false or unchanged"),
+        "{warnings}"
+    );
+}

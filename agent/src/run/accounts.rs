@@ -369,9 +369,18 @@ fn post_password(client: &HttpClient, url: &str, posted: &str) -> Result<(), Str
     }
 }
 
-pub(super) fn ssh_pwauth(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+pub(super) fn ssh_pwauth(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     let allow = match i.config.ssh_pwauth {
         None | Some(SshPwauth::Unchanged) => return Done::skipped("ssh_pwauth is not set"),
+        Some(SshPwauth::Unrecognized) => {
+            // The value is not repeated: it is the user's text, and says nothing new.
+            warnings.push(
+                "ssh_pwauth: a text that is not true, false or unchanged; PasswordAuthentication \
+                 left unchanged (write ssh_pwauth: true or false)"
+                    .to_owned(),
+            );
+            return Done::skipped("ssh_pwauth is not true or false");
+        }
         Some(SshPwauth::Yes) => true,
         Some(SshPwauth::No) => false,
     };

@@ -345,6 +345,9 @@ pub enum SshPwauth {
     Yes,
     No,
     Unchanged,
+    /// Text that is none of these: cloud-init warns ("Unrecognized value") and leaves sshd's
+    /// setting as it is; no error.
+    Unrecognized,
 }
 
 impl TryFrom<serde_json::Value> for SshPwauth {
@@ -358,6 +361,8 @@ impl TryFrom<serde_json::Value> for SshPwauth {
             serde_json::Value::String(s) if s.eq_ignore_ascii_case("unchanged") => {
                 Ok(Self::Unchanged)
             }
+            serde_json::Value::String(_) => Ok(Self::Unrecognized),
+            // cloud-init fails the module on it (`.lower()` of a number or a list).
             _ => Err(format!(
                 "expected true, false or \"unchanged\", found {value}"
             )),
