@@ -94,3 +94,34 @@ fn unrecognized_ssh_pwauth_text_is_a_warning_and_changes_nothing() {
         "{warnings}"
     );
 }
+
+/// `users:` with no value: cloud-init's `normalize_users_groups` takes it as an empty list (a
+/// warning), and the `null` in user data stays over the image's `users: [default]`: no user,
+/// not even the default one, so the instance's key goes to root alone. `user:` still adds the
+/// default user, as in cloud-init.
+#[test]
+fn users_null_creates_no_user_not_even_the_default_one() {
+    for users in ["users:", "users: ~", "users: null"] {
+        let guest = Guest::new();
+        guest.config("default_user: {name: debian}\nusers: [default]\n");
+        guest.user_data(format!("#cloud-config\n{users}\n"));
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{users}: {stderr}");
+        let passwd = guest.read("/etc/passwd");
+        assert!(!passwd.contains("debian"), "{users}: {passwd}");
+        assert!(!guest.path("/home/debian").exists(), "{users}");
+        assert_eq!(
+            guest.step("ssh-keys"),
+            ("ok".into(), "1 key for root".into()),
+            "{users}"
+        );
+        let warnings = guest.status()["warnings"].to_string();
+        assert!(warnings.contains("users: empty (null)"), "{warnings}");
+    }
+    let guest = Guest::new();
+    guest.config("default_user: {name: debian}\n");
+    guest.user_data("#cloud-config\nusers:\nuser: ubuntu\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(guest.read("/etc/passwd").contains("\nubuntu:"));
+}

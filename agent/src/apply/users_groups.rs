@@ -126,6 +126,13 @@ pub fn user_list(
     errors: &mut Vec<String>,
 ) -> Vec<UserConfig> {
     let mut out = Vec::new();
+    if matches!(config.users, Some(Users::Null)) {
+        warnings.push(
+            "users: empty (null), so no user is created, the default user neither, as in \
+             cloud-init; write `users: [default]` for the default user"
+                .to_owned(),
+        );
+    }
     for item in wanted(config, errors) {
         match item {
             Wanted::User(cfg) => out.push(cfg),
@@ -198,6 +205,7 @@ fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Wanted> {
     };
     match &config.users {
         None => wanted.push(Wanted::Default(None)),
+        Some(Users::Null) => {}
         Some(Users::Invalid(_)) => errors.push(
             "users: not a list, a comma-separated text or a map of users; no user applied"
                 .to_owned(),

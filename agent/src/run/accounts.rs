@@ -151,7 +151,7 @@ fn users_set_root_password(i: &Instance<'_>) -> bool {
             Some(UserMapValue::Invalid(value)) => unread_sets_password(value),
             Some(UserMapValue::Enabled(_)) | None => false,
         },
-        Some(Users::Text(_) | Users::Invalid(_)) | None => false,
+        Some(Users::Text(_) | Users::Null | Users::Invalid(_)) | None => false,
     }
 }
 

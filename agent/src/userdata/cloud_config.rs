@@ -60,10 +60,15 @@ macro_rules! cloud_config {
 
 impl CloudConfig {
     /// The keys whose `null` is not absence: `ntp:` with no value asks cloud-init's `ntp` for
-    /// its defaults (the distribution's pool).
+    /// its defaults (the distribution's pool); `users:` with no value is a list of no one
+    /// ([`Users::Null`]).
     fn read_empty_modules(&mut self, map: &ConfigMap) {
-        if self.ntp.is_none() && map.get("ntp").is_some_and(serde_json::Value::is_null) {
+        let is_null = |key: &str| map.get(key).is_some_and(serde_json::Value::is_null);
+        if self.ntp.is_none() && is_null("ntp") {
             self.ntp = Some(serde_json::Map::new());
+        }
+        if self.users.is_none() && is_null("users") {
+            self.users = Some(Users::Null);
         }
     }
 }
@@ -399,6 +404,11 @@ pub enum Users {
     List(Vec<UserEntry>),
     Text(String),
     Map(BTreeMap<String, UserMapValue>),
+    /// `users:` with no value (or `~`): cloud-init's `normalize_users_groups` warns and takes it
+    /// as an empty list, so no user is made, the default user neither (unless `user:` adds
+    /// it); a `null` in user data stays over the image's `users` in the merge.
+    #[serde(skip)]
+    Null,
     /// None of these: the step says so, and creates no user in its place (not even the
     /// default user, whom a `users` list may have left out on purpose).
     Invalid(serde_json::Value),
