@@ -125,3 +125,25 @@ fn users_null_creates_no_user_not_even_the_default_one() {
     assert_eq!(code, 0, "{stderr}");
     assert!(guest.read("/etc/passwd").contains("\nubuntu:"));
 }
+
+/// A `users` entry for a user the image has: cloud-init's `add_user` skips it ("already
+/// exists, skipping"), so its `groups` are neither made nor joined; `create_user` still sets
+/// its password and lock. The image's `/etc/group` is left as it was.
+#[test]
+fn an_existing_user_is_not_added_to_the_entrys_groups() {
+    let guest = Guest::with_debian();
+    let group_before = guest.read("/etc/group");
+    guest.user_data(
+        "#cloud-config\nusers:\n- name: debian\n  groups: [sudo, docker]\n  \
+         plain_text_passwd: Deb-pw-1\n  lock_passwd: false\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/etc/group"), group_before);
+    assert!(crypt_verifies("Deb-pw-1", &guest.shadow_hash("debian")));
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("debian: exists already, so `groups` is not applied"),
+        "{warnings}"
+    );
+}

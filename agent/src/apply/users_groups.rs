@@ -356,16 +356,37 @@ fn apply_user(
                 .set_password_hash(name, hash, false)
                 .map_err(|e| format!("{name}: {e}"))?;
         }
-    } else if given(&cfg.passwd).is_some() {
-        warnings.push(format!(
-            "{name}: `passwd` is only used when the user is created; ignored"
-        ));
-    }
-    for group in cfg.groups.as_ref().map(|g| g.items()).unwrap_or_default() {
-        accounts
-            .ensure_group(&group, false, None)
-            .map_err(|e| format!("{name}: {e}"))?;
-        accounts.add_member(&group, name);
+        // `groups` only for a user made now: cloud-init passes them to useradd, and skips an
+        // existing user there (`add_user`), the groups with it.
+        for group in cfg.groups.as_ref().map(|g| g.items()).unwrap_or_default() {
+            accounts
+                .ensure_group(&group, false, None)
+                .map_err(|e| format!("{name}: {e}"))?;
+            accounts.add_member(&group, name);
+        }
+    } else {
+        if given(&cfg.passwd).is_some() {
+            warnings.push(format!(
+                "{name}: `passwd` is only used when the user is created; ignored"
+            ));
+        }
+        let missing: Vec<String> = cfg
+            .groups
+            .as_ref()
+            .map(|g| g.items())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|group| !accounts.in_group(group, name))
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "{name}: exists already, so `groups` is not applied, as in cloud-init (not added \
+                 to {}); to add an existing user, list it under the top-level `groups`: \
+                 `groups: [{{{}: [{name}]}}]`",
+                missing.join(", "),
+                missing[0]
+            ));
+        }
     }
     if let Some(hash) = given(&cfg.hashed_passwd) {
         accounts
