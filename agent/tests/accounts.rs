@@ -147,3 +147,29 @@ fn an_existing_user_is_not_added_to_the_entrys_groups() {
         "{warnings}"
     );
 }
+
+/// A new user's home gets the mode useradd (which cloud-init runs) gives it from the image's
+/// `/etc/login.defs`: `HOME_MODE`, else `0777 & ~UMASK`, else 0755.
+#[test]
+fn a_new_home_gets_the_mode_of_the_images_login_defs() {
+    for (login_defs, mode) in [
+        (None, 0o755),
+        (Some("UMASK\t\t022\n#HOME_MODE\t0700\n"), 0o755),
+        (Some("UMASK 027\n"), 0o750),
+        (Some("UMASK 022\nHOME_MODE 0750\n"), 0o750),
+        (Some("HOME_MODE \"0700\"\n"), 0o700),
+    ] {
+        let guest = Guest::new();
+        if let Some(text) = login_defs {
+            std::fs::write(guest.path("/etc/login.defs"), text).unwrap();
+        }
+        guest.user_data("#cloud-config\nusers: [{name: alice}]\n");
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{login_defs:?}: {stderr}");
+        let (got, uid, _) = guest.mode_owner("/home/alice");
+        assert_eq!(got, mode, "{login_defs:?}: {got:o}");
+        if require_root() {
+            assert_eq!(uid, 1000, "{login_defs:?}");
+        }
+    }
+}

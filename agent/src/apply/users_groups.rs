@@ -7,7 +7,7 @@ use std::path::Path;
 use nix::sys::stat::SFlag;
 
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
+use crate::apply::{home, login_defs, passwords, ssh_keys, ssh_keys_file};
 use crate::fsutil::{self, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
@@ -407,9 +407,9 @@ fn apply_user(
     Ok(Applied { created, home })
 }
 
-/// Creates (or takes over) a created user's home: owned by the user, mode 0755, with the
-/// skeleton files when the agent made it.
-fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
+/// Creates (or takes over) a created user's home: owned by the user, with `mode` (what useradd
+/// takes from the image's login.defs) and the skeleton files when the agent made it.
+fn make_home(root: &Root, user: &User, mode: u32) -> std::io::Result<()> {
     let (home, created) = home::open_home(root, user)?;
     // A directory that was there is left as it is, as useradd leaves it: a `homedir` naming
     // one of the system's (`/etc`, `/home`) never becomes the user's, nor does a home kept
@@ -423,7 +423,7 @@ fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
     let only_directories = entries.iter().all(|(_, stat)| kind(stat) == SFlag::S_IFDIR);
     let left_by_a_cut_run = user.uid != 0 && home.stat()?.st_uid == user.uid && only_directories;
     if created || entries.is_empty() || left_by_a_cut_run {
-        home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
+        home.set_owner_mode(Some(user.owner()), mode)?;
         if let Some(skel) = root.dir_optional(SKEL_DIR)? {
             home::copy_skel(&skel, &home, user)?;
         }
@@ -496,11 +496,19 @@ pub fn apply(
     accounts.save().map_err(|e| crate::log::chain(&e))?;
 
     // The users exist now: a home that cannot be made is that user's error, not a rollback.
+    // Its mode is useradd's, from the image's login.defs, as cloud-init's useradd makes it.
+    let home_mode = if homes.is_empty() {
+        home::HOME_MODE
+    } else {
+        let (mode, warnings) = login_defs::read_home_mode(root);
+        summary.warnings.extend(warnings);
+        mode
+    };
     for (name, home) in homes {
         let Some(user) = accounts.user(name) else {
             continue;
         };
-        if let Err(err) = make_home(root, &user) {
+        if let Err(err) = make_home(root, &user, home_mode) {
             summary.errors.push(format!("{name}: home {home}: {err}"));
             errored.push(name);
         }
