@@ -173,3 +173,21 @@ fn a_new_home_gets_the_mode_of_the_images_login_defs() {
         }
     }
 }
+
+/// `chpasswd.users` types are compared as cloud-init compares them, as written: `type: random`
+/// is none of `RANDOM`, `text`, `hash`, so the entry is skipped (root's password left as it
+/// was, nothing printed), with a warning saying what to write.
+#[test]
+fn a_chpasswd_type_in_other_case_is_skipped() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nchpasswd: {users: [{name: root, type: random}]}\n");
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.shadow_hash("root"), "*");
+    assert!(!stderr.contains("Set the following"), "{stderr}");
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("chpasswd: unknown type \\\"random\\\" for root; skipped"),
+        "{warnings}"
+    );
+}

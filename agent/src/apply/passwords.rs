@@ -165,6 +165,10 @@ impl Plan {
     }
 }
 
+/// The `chpasswd.users` type that asks for a random password, in capitals: cloud-init's
+/// `get_users_by_type` compares types as written (`random` is no type it knows).
+pub const TYPE_RANDOM: &str = "RANDOM";
+
 /// The `chpasswd.list` values that ask for a random password (cloud-init's `R` and `RANDOM`).
 const RANDOM_WORDS: [&str; 2] = ["R", "RANDOM"];
 
@@ -213,9 +217,10 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
     let chpasswd = config.chpasswd.clone().unwrap_or_default();
     if let Some(users) = &chpasswd.users {
         for user in users {
-            let kind = user.kind.as_deref().map(str::to_ascii_lowercase);
-            let change = match (&user.password, kind.as_deref()) {
-                (_, Some("random")) => NewPassword::Random,
+            // The types as cloud-init compares them, exactly: `type: random` is none of them,
+            // and the entry is skipped.
+            let change = match (&user.password, user.kind.as_deref()) {
+                (_, Some(TYPE_RANDOM)) => NewPassword::Random,
                 // cloud-init reads a missing password as the text `RANDOM`, then as its type
                 // says: as text, the password is the word; as a hash (no type), the field is
                 // the word, which no password matches. Nothing is made, nothing printed.
@@ -249,7 +254,8 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
                 }
                 (_, Some(other)) => {
                     plan.warnings.push(format!(
-                        "chpasswd: unknown type {other:?} for {}; skipped",
+                        "chpasswd: unknown type {other:?} for {}; skipped, as cloud-init skips it \
+                         (write type: {TYPE_RANDOM}, text or hash, in that case)",
                         user.name
                     ));
                     continue;
@@ -487,6 +493,23 @@ mod tests {
                     NewPassword::Hash(MISSING_PASSWORD.into())
                 ),
             ]
+        );
+    }
+
+    /// Types are compared as written, as cloud-init compares them: `random`, `Text` and `HASH`
+    /// are no types, and their entries are skipped with a warning.
+    #[test]
+    fn types_are_case_sensitive() {
+        let p = plan_of(
+            "chpasswd:\n  users:\n  - {name: a, type: random}\n  \
+             - {name: b, password: pw, type: Text}\n  - {name: c, password: $6$s$h, type: HASH}\n",
+        );
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert_eq!(
+            p.warnings[0],
+            "chpasswd: unknown type \"random\" for a; skipped, as cloud-init skips it (write \
+             type: RANDOM, text or hash, in that case)"
         );
     }
 
