@@ -494,20 +494,39 @@ fn admin_pass_sets_root_unless_user_data_does() {
     }
 }
 
+/// Random passwords go to the console, in cloud-init's words to the byte (the heading, a blank
+/// line, one `user:password` line each), and nowhere else: not stderr (the journal), not the log
+/// or status.json.
 #[test]
 fn random_passwords_go_to_the_console_only() {
     let guest = Guest::new();
-    guest.user_data("#cloud-config\nchpasswd: {users: [{name: root, type: RANDOM}]}\n");
+    std::fs::create_dir_all(guest.path("/dev")).unwrap();
+    // A file stands for the device: what is written to it is what the console shows.
+    std::fs::write(guest.path("/dev/console"), "").unwrap();
+    guest.user_data(
+        "#cloud-config\nusers: [{name: alice}]\n\
+         chpasswd: {users: [{name: root, type: RANDOM}, {name: alice, type: RANDOM}]}\n",
+    );
     let (code, stderr) = guest.run();
     assert_eq!(code, 0, "{stderr}");
-    let line = stderr
-        .lines()
-        .skip_while(|l| !l.contains("Set the following 'random' passwords"))
-        .nth(1)
-        .unwrap();
-    let password = line.strip_prefix("root:").unwrap();
-    assert_eq!(password.len(), 20);
-    assert!(crypt_verifies(password, &guest.shadow_hash("root")));
+    let console = guest.read("/dev/console");
+    let lines: Vec<&str> = console.lines().collect();
+    let (root_pw, alice_pw) = match lines.as_slice() {
+        [_, _, root, alice] => (
+            root.strip_prefix("root:").unwrap(),
+            alice.strip_prefix("alice:").unwrap(),
+        ),
+        _ => panic!("{console:?}"),
+    };
+    assert_eq!(
+        console,
+        format!("Set the following 'random' passwords\n\nroot:{root_pw}\nalice:{alice_pw}\n")
+    );
+    for (user, password) in [("root", root_pw), ("alice", alice_pw)] {
+        assert_eq!(password.len(), 20);
+        assert!(crypt_verifies(password, &guest.shadow_hash(user)), "{user}");
+        assert!(!stderr.contains(password), "stderr holds {user}'s password");
+    }
     let shadow_line = guest.read("/etc/shadow").lines().next().unwrap().to_owned();
     assert_eq!(
         shadow_line.split(':').nth(2),
@@ -515,10 +534,12 @@ fn random_passwords_go_to_the_console_only() {
         "expire defaults to true"
     );
     for file in ["/var/log/metaboot.log", "/var/lib/metaboot/status.json"] {
-        assert!(
-            !guest.read(file).contains(password),
-            "{file} holds the password"
-        );
+        for password in [root_pw, alice_pw] {
+            assert!(
+                !guest.read(file).contains(password),
+                "{file} holds a password"
+            );
+        }
     }
 }
 
@@ -760,7 +781,7 @@ fn a_failed_password_post_leaves_the_password_on_the_console() {
         "{message}"
     );
     let printed = stderr
-        .split("Set the following 'random' passwords\nroot:")
+        .split("Set the following 'random' passwords\n\nroot:")
         .nth(1)
         .and_then(|rest| rest.lines().next())
         .unwrap_or_else(|| panic!("no password on the console: {stderr}"));

@@ -14,7 +14,9 @@ use crate::apply::users::User;
 use crate::fsutil::{Dir, WriteOptions, check_owner, kind};
 use crate::root::Root;
 
-/// Mode of a home the agent creates.
+/// Mode of a directory the agent creates on the way to a home, and of a home until the
+/// users-groups step gives it useradd's mode from the image's login.defs
+/// (`apply/login_defs.rs`; this one when it has none).
 pub const HOME_MODE: u32 = 0o755;
 /// Mode of `~/.ssh`.
 pub const SSH_DIR_MODE: u32 = 0o700;

@@ -19,6 +19,7 @@ pub mod instance_host_keys;
 pub mod keyboard;
 pub mod keys_to_console;
 pub mod locale;
+pub mod login_defs;
 pub mod mounts;
 pub mod network;
 pub mod ntp;

@@ -124,6 +124,20 @@ pub fn random_password() -> Result<String, PasswordError> {
     }
 }
 
+/// The console text for generated passwords, byte for byte as cloud-init's `cc_set_passwords`
+/// writes it to `/dev/console`: its heading ends in a newline of its own before the blank line
+/// its format adds, then one `user:password` line each.
+pub fn random_banner(passwords: &[(String, String)]) -> String {
+    let lines: Vec<String> = passwords
+        .iter()
+        .map(|(user, password)| format!("{user}:{password}"))
+        .collect();
+    format!(
+        "Set the following 'random' passwords\n\n{}\n",
+        lines.join("\n")
+    )
+}
+
 /// What a user's password becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewPassword {
@@ -151,6 +165,10 @@ impl Plan {
     }
 }
 
+/// The `chpasswd.users` type that asks for a random password, in capitals: cloud-init's
+/// `get_users_by_type` compares types as written (`random` is no type it knows).
+pub const TYPE_RANDOM: &str = "RANDOM";
+
 /// The `chpasswd.list` values that ask for a random password (cloud-init's `R` and `RANDOM`).
 const RANDOM_WORDS: [&str; 2] = ["R", "RANDOM"];
 
@@ -172,6 +190,19 @@ fn literal_random(user: &str, password: &str) -> Option<String> {
     })
 }
 
+/// What cloud-init's `get_users_by_type` takes a `chpasswd.users` entry without a `password`
+/// for: this text, set as the entry's `type` says (a hash when it has none), never a random
+/// password (only `type: RANDOM` is one).
+pub const MISSING_PASSWORD: &str = "RANDOM";
+
+/// The warning for a `chpasswd.users` entry without a password (never a secret: there is none).
+fn missing_password(user: &str, outcome: &str) -> String {
+    format!(
+        "chpasswd: {user}: no password given; {outcome} the text {MISSING_PASSWORD}, as \
+         cloud-init sets it (give a password, or type: RANDOM for a random one)"
+    )
+}
+
 /// Builds the plan from the config; `default_user` receives `password`. Warnings name users
 /// and line numbers, never a password.
 pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
@@ -186,9 +217,25 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
     let chpasswd = config.chpasswd.clone().unwrap_or_default();
     if let Some(users) = &chpasswd.users {
         for user in users {
-            let kind = user.kind.as_deref().map(str::to_ascii_lowercase);
-            let change = match (&user.password, kind.as_deref()) {
-                (None, _) | (_, Some("random")) => NewPassword::Random,
+            // The types as cloud-init compares them, exactly: `type: random` is none of them,
+            // and the entry is skipped.
+            let change = match (&user.password, user.kind.as_deref()) {
+                (_, Some(TYPE_RANDOM)) => NewPassword::Random,
+                // cloud-init reads a missing password as the text `RANDOM`, then as its type
+                // says: as text, the password is the word; as a hash (no type), the field is
+                // the word, which no password matches. Nothing is made, nothing printed.
+                (None, Some("text")) => {
+                    plan.warnings
+                        .push(missing_password(&user.name, "its password is"));
+                    NewPassword::Text(MISSING_PASSWORD.to_owned())
+                }
+                (None, None | Some("hash")) => {
+                    plan.warnings.push(missing_password(
+                        &user.name,
+                        "no password opens it: the field is",
+                    ));
+                    NewPassword::Hash(MISSING_PASSWORD.to_owned())
+                }
                 (Some(pw), Some("text")) => {
                     plan.warnings.extend(literal_random(&user.name, pw));
                     NewPassword::Text(pw.0.clone())
@@ -205,9 +252,10 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
                     }));
                     NewPassword::Text(pw.0.clone())
                 }
-                (Some(_), Some(other)) => {
+                (_, Some(other)) => {
                     plan.warnings.push(format!(
-                        "chpasswd: unknown type {other:?} for {}; skipped",
+                        "chpasswd: unknown type {other:?} for {}; skipped, as cloud-init skips it \
+                         (write type: {TYPE_RANDOM}, text or hash, in that case)",
                         user.name
                     ));
                     continue;
@@ -235,10 +283,19 @@ pub fn plan(config: &CloudConfig, default_user: Option<&str>) -> Plan {
             }
         }
     }
-    // An empty `password` sets nothing, as in cloud-init.
+    // An empty `password` sets nothing, as in cloud-init. `chpasswd` takes its place only when
+    // it names someone: `users: []` or `list: ""` is no list to cloud-init (`if not (users_list
+    // or plist) and password`), so `password` still goes to the default user.
+    let names_anyone = chpasswd
+        .users
+        .as_ref()
+        .is_some_and(|users| !users.is_empty())
+        || chpasswd.list.as_ref().is_some_and(|list| match list {
+            OneOrMany::One(text) => !text.is_empty(),
+            OneOrMany::Many(items) => !items.is_empty(),
+        });
     if let Some(password) = config.password.as_ref().filter(|p| !p.is_empty())
-        && chpasswd.users.is_none()
-        && chpasswd.list.is_none()
+        && !names_anyone
     {
         match default_user {
             Some(user) => plan.changes.push((user.to_owned(), classify(password))),
@@ -431,8 +488,53 @@ mod tests {
                 ("root".to_owned(), NewPassword::Text("pw".into())),
                 ("bob".to_owned(), NewPassword::Hash("$6$s$h".into())),
                 ("carol".to_owned(), NewPassword::Random),
-                ("dave".to_owned(), NewPassword::Random),
+                (
+                    "dave".to_owned(),
+                    NewPassword::Hash(MISSING_PASSWORD.into())
+                ),
             ]
+        );
+    }
+
+    /// Types are compared as written, as cloud-init compares them: `random`, `Text` and `HASH`
+    /// are no types, and their entries are skipped with a warning.
+    #[test]
+    fn types_are_case_sensitive() {
+        let p = plan_of(
+            "chpasswd:\n  users:\n  - {name: a, type: random}\n  \
+             - {name: b, password: pw, type: Text}\n  - {name: c, password: $6$s$h, type: HASH}\n",
+        );
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert_eq!(
+            p.warnings[0],
+            "chpasswd: unknown type \"random\" for a; skipped, as cloud-init skips it (write \
+             type: RANDOM, text or hash, in that case)"
+        );
+    }
+
+    /// An entry without a password is cloud-init's `RANDOM` text, read as its type says; only
+    /// `type: RANDOM` makes a random password.
+    #[test]
+    fn a_missing_password_is_the_text_random_as_its_type_says() {
+        let p = plan_of(
+            "chpasswd:\n  users:\n  - {name: dave}\n  - {name: erin, type: hash}\n  \
+             - {name: fred, type: text}\n  - {name: gina, type: RANDOM}\n",
+        );
+        assert_eq!(
+            p.changes,
+            [
+                ("dave".to_owned(), NewPassword::Hash("RANDOM".into())),
+                ("erin".to_owned(), NewPassword::Hash("RANDOM".into())),
+                ("fred".to_owned(), NewPassword::Text("RANDOM".into())),
+                ("gina".to_owned(), NewPassword::Random),
+            ]
+        );
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert_eq!(
+            p.warnings[0],
+            "chpasswd: dave: no password given; no password opens it: the field is the text \
+             RANDOM, as cloud-init sets it (give a password, or type: RANDOM for a random one)"
         );
     }
 
@@ -498,6 +600,20 @@ mod tests {
         let p = plan(&cfg("password: pw\n"), None);
         assert!(p.changes.is_empty());
         assert_eq!(p.warnings.len(), 1);
+        // An empty `chpasswd` list names no one: `password` still applies.
+        for chpasswd in [
+            "{users: []}",
+            "{list: []}",
+            "{list: ''}",
+            "{users: [], list: []}",
+        ] {
+            let p = plan_of(&format!("password: pw\nchpasswd: {chpasswd}\n"));
+            assert_eq!(
+                p.changes,
+                [("debian".to_owned(), NewPassword::Text("pw".into()))],
+                "{chpasswd}"
+            );
+        }
         // An empty one sets nothing (cloud-init's `if password`), and says nothing either.
         let p = plan_of("password: ''\n");
         assert!(p.changes.is_empty() && p.warnings.is_empty(), "{p:?}");

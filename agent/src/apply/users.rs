@@ -324,6 +324,18 @@ impl Accounts {
         Ok(gid)
     }
 
+    /// Whether `user` belongs to `group`: named in its member list, or its primary group.
+    pub fn in_group(&self, group: &str, user: &str) -> bool {
+        let Some(fields) = self.group.get(group) else {
+            return false;
+        };
+        let primary = self.user(user).map(|u| u.gid.to_string());
+        fields
+            .get(3)
+            .is_some_and(|m| m.split(',').any(|m| m == user))
+            || (primary.is_some() && fields.get(2) == primary.as_ref())
+    }
+
     /// Adds `user` to the member list of `group` (which must exist).
     pub fn add_member(&mut self, group: &str, user: &str) {
         let add = |file: &mut ColonFile, field: usize| {

@@ -7,7 +7,7 @@ use std::path::Path;
 use nix::sys::stat::SFlag;
 
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
+use crate::apply::{home, login_defs, passwords, ssh_keys, ssh_keys_file};
 use crate::fsutil::{self, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
@@ -126,6 +126,13 @@ pub fn user_list(
     errors: &mut Vec<String>,
 ) -> Vec<UserConfig> {
     let mut out = Vec::new();
+    if matches!(config.users, Some(Users::Null)) {
+        warnings.push(
+            "users: empty (null), so no user is created, the default user neither, as in \
+             cloud-init; write `users: [default]` for the default user"
+                .to_owned(),
+        );
+    }
     for item in wanted(config, errors) {
         match item {
             Wanted::User(cfg) => out.push(cfg),
@@ -198,6 +205,7 @@ fn wanted(config: &CloudConfig, errors: &mut Vec<String>) -> Vec<Wanted> {
     };
     match &config.users {
         None => wanted.push(Wanted::Default(None)),
+        Some(Users::Null) => {}
         Some(Users::Invalid(_)) => errors.push(
             "users: not a list, a comma-separated text or a map of users; no user applied"
                 .to_owned(),
@@ -348,16 +356,37 @@ fn apply_user(
                 .set_password_hash(name, hash, false)
                 .map_err(|e| format!("{name}: {e}"))?;
         }
-    } else if given(&cfg.passwd).is_some() {
-        warnings.push(format!(
-            "{name}: `passwd` is only used when the user is created; ignored"
-        ));
-    }
-    for group in cfg.groups.as_ref().map(|g| g.items()).unwrap_or_default() {
-        accounts
-            .ensure_group(&group, false, None)
-            .map_err(|e| format!("{name}: {e}"))?;
-        accounts.add_member(&group, name);
+        // `groups` only for a user made now: cloud-init passes them to useradd, and skips an
+        // existing user there (`add_user`), the groups with it.
+        for group in cfg.groups.as_ref().map(|g| g.items()).unwrap_or_default() {
+            accounts
+                .ensure_group(&group, false, None)
+                .map_err(|e| format!("{name}: {e}"))?;
+            accounts.add_member(&group, name);
+        }
+    } else {
+        if given(&cfg.passwd).is_some() {
+            warnings.push(format!(
+                "{name}: `passwd` is only used when the user is created; ignored"
+            ));
+        }
+        let missing: Vec<String> = cfg
+            .groups
+            .as_ref()
+            .map(|g| g.items())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|group| !accounts.in_group(group, name))
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "{name}: exists already, so `groups` is not applied, as in cloud-init (not added \
+                 to {}); to add an existing user, list it under the top-level `groups`: \
+                 `groups: [{{{}: [{name}]}}]`",
+                missing.join(", "),
+                missing[0]
+            ));
+        }
     }
     if let Some(hash) = given(&cfg.hashed_passwd) {
         accounts
@@ -378,9 +407,9 @@ fn apply_user(
     Ok(Applied { created, home })
 }
 
-/// Creates (or takes over) a created user's home: owned by the user, mode 0755, with the
-/// skeleton files when the agent made it.
-fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
+/// Creates (or takes over) a created user's home: owned by the user, with `mode` (what useradd
+/// takes from the image's login.defs) and the skeleton files when the agent made it.
+fn make_home(root: &Root, user: &User, mode: u32) -> std::io::Result<()> {
     let (home, created) = home::open_home(root, user)?;
     // A directory that was there is left as it is, as useradd leaves it: a `homedir` naming
     // one of the system's (`/etc`, `/home`) never becomes the user's, nor does a home kept
@@ -394,7 +423,7 @@ fn make_home(root: &Root, user: &User) -> std::io::Result<()> {
     let only_directories = entries.iter().all(|(_, stat)| kind(stat) == SFlag::S_IFDIR);
     let left_by_a_cut_run = user.uid != 0 && home.stat()?.st_uid == user.uid && only_directories;
     if created || entries.is_empty() || left_by_a_cut_run {
-        home.set_owner_mode(Some(user.owner()), home::HOME_MODE)?;
+        home.set_owner_mode(Some(user.owner()), mode)?;
         if let Some(skel) = root.dir_optional(SKEL_DIR)? {
             home::copy_skel(&skel, &home, user)?;
         }
@@ -467,11 +496,19 @@ pub fn apply(
     accounts.save().map_err(|e| crate::log::chain(&e))?;
 
     // The users exist now: a home that cannot be made is that user's error, not a rollback.
+    // Its mode is useradd's, from the image's login.defs, as cloud-init's useradd makes it.
+    let home_mode = if homes.is_empty() {
+        home::HOME_MODE
+    } else {
+        let (mode, warnings) = login_defs::read_home_mode(root);
+        summary.warnings.extend(warnings);
+        mode
+    };
     for (name, home) in homes {
         let Some(user) = accounts.user(name) else {
             continue;
         };
-        if let Err(err) = make_home(root, &user) {
+        if let Err(err) = make_home(root, &user, home_mode) {
             summary.errors.push(format!("{name}: home {home}: {err}"));
             errored.push(name);
         }

@@ -151,7 +151,7 @@ fn users_set_root_password(i: &Instance<'_>) -> bool {
             Some(UserMapValue::Invalid(value)) => unread_sets_password(value),
             Some(UserMapValue::Enabled(_)) | None => false,
         },
-        Some(Users::Text(_) | Users::Invalid(_)) | None => false,
+        Some(Users::Text(_) | Users::Null | Users::Invalid(_)) | None => false,
     }
 }
 
@@ -233,18 +233,7 @@ pub(super) fn set_passwords(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
     }
     if !applied.random.is_empty() {
         // The console only: never the log file, never a state file.
-        let lines: Vec<String> = applied
-            .random
-            .iter()
-            .map(|(u, p)| format!("{u}:{p}"))
-            .collect();
-        crate::console::show_secret(
-            i.root,
-            &format!(
-                "Set the following 'random' passwords\n{}\n",
-                lines.join("\n")
-            ),
-        );
+        crate::console::show_secret(i.root, &passwords::random_banner(&applied.random));
     }
     let message = format!(
         "set for {}{}",
@@ -321,7 +310,7 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
             // The console only, as cloud-init's random passwords: never the log file.
             crate::console::show_secret(
                 i.root,
-                &format!("Set the following 'random' passwords\n{user}:{password}\n"),
+                &passwords::random_banner(&[(user.clone(), password)]),
             );
             Done::error(format!(
                 "set for {user} but not posted ({err}); the password is on the console"
@@ -380,9 +369,18 @@ fn post_password(client: &HttpClient, url: &str, posted: &str) -> Result<(), Str
     }
 }
 
-pub(super) fn ssh_pwauth(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
+pub(super) fn ssh_pwauth(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     let allow = match i.config.ssh_pwauth {
         None | Some(SshPwauth::Unchanged) => return Done::skipped("ssh_pwauth is not set"),
+        Some(SshPwauth::Unrecognized) => {
+            // The value is not repeated: it is the user's text, and says nothing new.
+            warnings.push(
+                "ssh_pwauth: a text that is not true, false or unchanged; PasswordAuthentication \
+                 left unchanged (write ssh_pwauth: true or false)"
+                    .to_owned(),
+            );
+            return Done::skipped("ssh_pwauth is not true or false");
+        }
         Some(SshPwauth::Yes) => true,
         Some(SshPwauth::No) => false,
     };

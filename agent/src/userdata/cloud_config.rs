@@ -60,10 +60,15 @@ macro_rules! cloud_config {
 
 impl CloudConfig {
     /// The keys whose `null` is not absence: `ntp:` with no value asks cloud-init's `ntp` for
-    /// its defaults (the distribution's pool).
+    /// its defaults (the distribution's pool); `users:` with no value is a list of no one
+    /// ([`Users::Null`]).
     fn read_empty_modules(&mut self, map: &ConfigMap) {
-        if self.ntp.is_none() && map.get("ntp").is_some_and(serde_json::Value::is_null) {
+        let is_null = |key: &str| map.get(key).is_some_and(serde_json::Value::is_null);
+        if self.ntp.is_none() && is_null("ntp") {
             self.ntp = Some(serde_json::Map::new());
+        }
+        if self.users.is_none() && is_null("users") {
+            self.users = Some(Users::Null);
         }
     }
 }
@@ -345,22 +350,24 @@ pub enum SshPwauth {
     Yes,
     No,
     Unchanged,
+    /// Text that is none of these: cloud-init warns ("Unrecognized value") and leaves sshd's
+    /// setting as it is; no error.
+    Unrecognized,
 }
 
 impl TryFrom<serde_json::Value> for SshPwauth {
     type Error = String;
     fn try_from(value: serde_json::Value) -> Result<Self, String> {
+        // cloud-init's `handle_ssh_pwauth`: `util.is_true`, then `util.is_false` (`1`, `0`,
+        // `" yes "` too), else unchanged.
         match &value {
-            serde_json::Value::Bool(true) => Ok(Self::Yes),
-            serde_json::Value::Bool(false) => Ok(Self::No),
-            serde_json::Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                "yes" | "true" | "on" | "1" => Ok(Self::Yes),
-                "no" | "false" | "off" | "0" => Ok(Self::No),
-                "unchanged" => Ok(Self::Unchanged),
-                _ => Err(format!(
-                    "expected true, false or \"unchanged\", found {value}"
-                )),
-            },
+            _ if is_true(&value) => Ok(Self::Yes),
+            _ if is_false(&value) => Ok(Self::No),
+            serde_json::Value::String(s) if s.eq_ignore_ascii_case("unchanged") => {
+                Ok(Self::Unchanged)
+            }
+            serde_json::Value::String(_) => Ok(Self::Unrecognized),
+            // cloud-init fails the module on it (`.lower()` of a number or a list).
             _ => Err(format!(
                 "expected true, false or \"unchanged\", found {value}"
             )),
@@ -397,6 +404,11 @@ pub enum Users {
     List(Vec<UserEntry>),
     Text(String),
     Map(BTreeMap<String, UserMapValue>),
+    /// `users:` with no value (or `~`): cloud-init's `normalize_users_groups` warns and takes it
+    /// as an empty list, so no user is made, the default user neither (unless `user:` adds
+    /// it); a `null` in user data stays over the image's `users` in the merge.
+    #[serde(skip)]
+    Null,
     /// None of these: the step says so, and creates no user in its place (not even the
     /// default user, whom a `users` list may have left out on purpose).
     Invalid(serde_json::Value),

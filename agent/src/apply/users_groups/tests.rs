@@ -124,6 +124,44 @@ fn lock_passwd_defaults_to_true_and_passwd_is_for_new_users_only() {
     assert!(shadow.contains("bob:!:19000:"), "bob unchanged: {shadow}");
 }
 
+/// An existing user is not given the entry's `groups` (nor are they made), as cloud-init's
+/// `add_user` skips it whole; a warning says how to add it. Its password, lock, sudo rule and
+/// keys still apply (`create_user`).
+#[test]
+fn an_existing_user_keeps_its_groups() {
+    let (_dir, root) = setup();
+    let cfg = config(&format!(
+        "users:\n- name: bob\n  groups: [sudo, docker, bob]\n  sudo: ALL=(ALL) ALL\n  \
+         hashed_passwd: $6$s$h\n  lock_passwd: false\n  ssh_authorized_keys: ['{KEY}']\n"
+    ));
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.updated, ["bob"]);
+    assert_eq!(
+        read(&root, "/etc/group"),
+        GROUP,
+        "no group added, none made"
+    );
+    assert_eq!(
+        summary.warnings,
+        [
+            "bob: exists already, so `groups` is not applied, as in cloud-init (not added to \
+          sudo, docker); to add an existing user, list it under the top-level `groups`: \
+          `groups: [{sudo: [bob]}]`"
+        ]
+    );
+    assert!(read(&root, "/etc/shadow").contains("\nbob:$6$s$h:"));
+    assert!(read(&root, SUDOERS_FILE).ends_with("\nbob ALL=(ALL) ALL\n"));
+    assert_eq!(
+        read(&root, "/home/bob/.ssh/authorized_keys"),
+        format!("{KEY}\n")
+    );
+    // The top-level `groups` does add an existing user, as cloud-init's `create_group` does.
+    let summary = apply(&root, &config("groups: [{sudo: [bob]}]\n"), None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert!(read(&root, "/etc/group").contains("sudo:x:27:bob\n"));
+}
+
 #[test]
 fn hashed_passwd_applies_to_existing_users_and_unlocks() {
     let (_dir, root) = setup();

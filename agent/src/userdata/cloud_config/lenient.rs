@@ -16,7 +16,7 @@ pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, 
     if super::truth::is_true(&value) {
         return Ok(Some(true));
     }
-    if super::truth::is_false(&value) || value.as_u64() == Some(0) {
+    if super::truth::is_false(&value) {
         return Ok(Some(false));
     }
     Err(de::Error::custom("expected true or false"))

@@ -65,6 +65,13 @@ fn yes_no_and_unchanged() {
         Some(SshPwauth::Unchanged)
     );
     assert_eq!(
+        config("ssh_pwauth: maybe\n").0.ssh_pwauth,
+        Some(SshPwauth::Unrecognized)
+    );
+    let (cfg, errors) = config("ssh_pwauth: 2\n");
+    assert_eq!(cfg.ssh_pwauth, None);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
         config("manage_etc_hosts: localhost\n").0.manage_etc_hosts,
         Some(ManageEtcHosts::Localhost)
     );
@@ -214,10 +221,18 @@ fn false_is_read_as_cloud_init_reads_it() {
         json!("Off"),
         json!("no"),
         json!("0"),
+        json!(" No "),
+        json!(0),
     ] {
         assert!(is_false(&value), "{value}");
     }
-    for value in [json!(true), json!("yes"), json!(0), json!(null), json!("")] {
+    for value in [
+        json!(true),
+        json!("yes"),
+        json!(0.0),
+        json!(null),
+        json!(""),
+    ] {
         assert!(!is_false(&value), "{value}");
     }
 }

@@ -1,0 +1,152 @@
+//! The image's `/etc/login.defs`, read as shadow-utils reads it (its `getdef.c`) for the one
+//! setting the agent takes from it: the mode useradd gives a new home, `HOME_MODE`, else
+//! `0777 & ~UMASK` (docs/protocol.md §5.4). cloud-init runs useradd, so an image's login.defs
+//! decides its homes' mode (Ubuntu's `HOME_MODE 0750`, a hardened image's `UMASK 077`).
+
+use crate::root::Root;
+
+/// The file, under the root.
+pub const LOGIN_DEFS: &str = "/etc/login.defs";
+/// useradd's `UMASK` when login.defs has none (shadow's `GETDEF_DEFAULT_UMASK`).
+pub const DEFAULT_UMASK: u32 = 0o022;
+/// The bits `chmod` keeps of a mode (`S_IALLUGO`): useradd passes a larger `HOME_MODE` to
+/// chmod, which keeps these.
+pub const MODE_BITS: u32 = 0o7777;
+/// The largest value shadow's `getdef_num` takes (`INT_MAX`); a larger one is its
+/// configuration error, and the default is used.
+pub const MAX_NUMBER: u32 = 0x7fff_ffff;
+
+/// The value of setting `name` in a login.defs text, as `def_load` cuts it: a line is a name,
+/// blanks, then the value (blanks and double quotes before it skipped, cut at the next double
+/// quote, trailing blanks dropped); `#` starts a comment line; the last line naming it wins.
+pub fn value<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim_end_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b');
+        let line = line.trim_start_matches([' ', '\t']);
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((key, rest)) = line.split_once([' ', '\t']) else {
+            continue;
+        };
+        if key == name {
+            let rest = rest.trim_start_matches([' ', '\t', '"']);
+            found = Some(rest.split('"').next().unwrap_or(rest));
+        }
+    }
+    found
+}
+
+/// A number as `getdef_num` reads it (`strtol` with base 0, the whole text): `0750` octal,
+/// `0x1e8` hexadecimal, `488` decimal; `None` for anything else, a negative number, or one
+/// over [`MAX_NUMBER`].
+pub fn number(text: &str) -> Option<u32> {
+    let text = text.trim_start();
+    let text = text.strip_prefix('+').unwrap_or(text);
+    let (digits, radix) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (hex, 16)
+        } else if let Some(octal) = text.strip_prefix('0') {
+            if octal.is_empty() {
+                return Some(0);
+            }
+            (octal, 8)
+        } else {
+            (text, 10)
+        };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix)
+        .ok()
+        .filter(|n| *n <= MAX_NUMBER)
+}
+
+/// The mode useradd gives a new home under this login.defs text (`None`: no file), with a
+/// warning for each setting it could not read (then useradd's default stands in).
+pub fn home_mode(text: Option<&str>) -> (u32, Vec<String>) {
+    let text = text.unwrap_or("");
+    let mut warnings = Vec::new();
+    let mut read = |name: &str| {
+        let given = value(text, name)?;
+        let parsed = number(given);
+        if parsed.is_none() {
+            warnings.push(format!(
+                "{LOGIN_DEFS}: {name} {given:?} is not a number useradd reads; its default is \
+                 used (write an octal mode, e.g. {name} 0750)"
+            ));
+        }
+        parsed
+    };
+    let umask = read("UMASK").unwrap_or(DEFAULT_UMASK);
+    let mode = read("HOME_MODE").unwrap_or(0o777 & !umask);
+    (mode & MODE_BITS, warnings)
+}
+
+/// [`home_mode`] of the root's login.defs; one that cannot be read is a warning, and
+/// useradd's default is used.
+pub fn read_home_mode(root: &Root) -> (u32, Vec<String>) {
+    match root.read_optional_string(LOGIN_DEFS) {
+        Ok(text) => home_mode(text.as_deref()),
+        Err(err) => {
+            let (mode, _) = home_mode(None);
+            let warning = format!(
+                "{LOGIN_DEFS} not read ({err}); new homes get mode {mode:04o}, useradd's default"
+            );
+            (mode, vec![warning])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_cut_as_getdef_cuts_them() {
+        let text =
+            "# HOME_MODE 0700\nUMASK\t\t022\n  HOME_MODE \"0750\" \r\nNAME\nHOME_MODE\t0711\t\n";
+        assert_eq!(value(text, "UMASK"), Some("022"));
+        assert_eq!(value(text, "HOME_MODE"), Some("0711"), "the last one wins");
+        assert_eq!(value("HOME_MODE \"0750\"x\n", "HOME_MODE"), Some("0750"));
+        assert_eq!(value("NAME\n", "NAME"), None, "a name without a value");
+        assert_eq!(
+            value("home_mode 0700\n", "HOME_MODE"),
+            None,
+            "names are exact"
+        );
+    }
+
+    #[test]
+    fn numbers_are_read_as_strtol_with_base_0() {
+        assert_eq!(number("0750"), Some(0o750));
+        assert_eq!(number("0x1e8"), Some(0x1e8));
+        assert_eq!(number("488"), Some(488));
+        assert_eq!(number("0"), Some(0));
+        assert_eq!(number("2147483647"), Some(MAX_NUMBER));
+        for bad in ["", "08", "0x", "-1", "0750 # strict", "2147483648", "rwx"] {
+            assert_eq!(number(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn home_mode_is_home_mode_else_the_umask_s_complement() {
+        assert_eq!(home_mode(None), (0o755, Vec::new()));
+        assert_eq!(home_mode(Some("UMASK 027\n")).0, 0o750);
+        assert_eq!(home_mode(Some("UMASK 077\nHOME_MODE 0751\n")).0, 0o751);
+        assert_eq!(home_mode(Some("#HOME_MODE 0700\nUMASK 022\n")).0, 0o755);
+        // As chmod takes it: bits over 07777 dropped; 755 written without its 0 is decimal.
+        assert_eq!(home_mode(Some("HOME_MODE 010750\n")).0, 0o750);
+        assert_eq!(home_mode(Some("HOME_MODE 755\n")).0, 755 & MODE_BITS);
+        let (mode, warnings) = home_mode(Some("UMASK 027\nHOME_MODE 0750 # comment\n"));
+        assert_eq!(mode, 0o750, "the UMASK's mode stands in");
+        assert_eq!(
+            warnings,
+            [
+                "/etc/login.defs: HOME_MODE \"0750 # comment\" is not a number useradd reads; \
+                 its default is used (write an octal mode, e.g. HOME_MODE 0750)"
+            ]
+        );
+    }
+}
