@@ -119,13 +119,13 @@ fn mime_without_boundary() {
 #[test]
 fn invalid_key_types_fail_only_those_keys() {
     let guest = Guest::new();
-    guest.user_data("#cloud-config\nhostname: good\nwrite_files: not-a-list\nssh_pwauth: maybe\n");
+    guest.user_data("#cloud-config\nhostname: good\nwrite_files: not-a-list\nruncmd: 5\n");
     let (code, _) = guest.run();
     assert_eq!(code, 1);
     let (outcome, message) = guest.step("cloud-config");
     assert_eq!(outcome, "error");
     assert!(
-        message.contains("invalid `ssh_pwauth`") && message.contains("invalid `write_files`"),
+        message.contains("invalid `runcmd`") && message.contains("invalid `write_files`"),
         "{message}"
     );
     assert_eq!(guest.read("/etc/hostname"), "good\n");
