@@ -95,6 +95,12 @@ fn interface_stanzas(
         {
             let _ = writeln!(out, "    mtu {mtu}");
         }
+        // ifupdown's `inet6 static` turns autoconfiguration off but leaves the kernel
+        // accepting a router's default route: refused here, as cloud-init's ENI renderer
+        // writes `accept_ra 0` for `accept-ra: false`.
+        if stanza.v6 && stanza.method == "static" && interface.ipv6 == Ipv6Auto::StaticOnly {
+            out.push_str("    accept_ra 0\n");
+        }
         for (i, address) in stanza.addresses.iter().enumerate() {
             if i == 0 {
                 let _ = writeln!(out, "    address {address}");

@@ -115,6 +115,13 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                     )));
                 };
                 interface.addresses.push(addr);
+                // A static IPv6 network refuses router advertisements, as cloud-init's
+                // `accept-ra: false`; but not on a link that also gets its IPv6 from them or
+                // from DHCPv6 (before or after this network), where cloud-init's flag would
+                // turn that off.
+                if kind == "ipv6" && interface.ipv6 == Ipv6Auto::None {
+                    interface.ipv6 = Ipv6Auto::StaticOnly;
+                }
                 interface.routes.extend(routes(id, network, warnings));
                 services(&mut plan, list(network, "services"), warnings);
             }

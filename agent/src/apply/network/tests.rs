@@ -83,7 +83,7 @@ fn network_data_json_becomes_a_plan() {
                 name: None,
                 mtu: Some(1450),
                 dhcp4: false,
-                ipv6: Ipv6Auto::None,
+                ipv6: Ipv6Auto::StaticOnly,
                 addresses: vec![addr("198.18.30.5/24"), addr("2001:db8::5/64")],
                 routes: vec![
                     Route {
@@ -155,6 +155,62 @@ fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
         );
         assert_eq!(plan.nameservers, [ip("2001:db8::53")], "{kind}");
     }
+}
+
+/// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
+/// cloud-init's `accept-ra: false`: networkd would otherwise accept them by default, and the
+/// guest take a SLAAC address and the router's default route next to the port's own. A link
+/// that also has an `ipv6_slaac` or DHCPv6 network keeps them, whichever comes first; an
+/// IPv4-only link is left to the default.
+#[test]
+fn a_static_ipv6_port_refuses_router_advertisements() {
+    let doc = |types: &[&str]| {
+        let networks: Vec<serde_json::Value> = types
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let ip = if kind.starts_with("ipv4") { "198.18.30.5" } else { "2001:db8::5" };
+                json!({"id": format!("network{i}"), "link": "tap1", "type": kind,
+                       "ip_address": ip, "netmask": if ip.contains(':') { "ffff:ffff:ffff:ffff::" } else { "255.255.255.0" }})
+            })
+            .collect();
+        json!({"links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+               "networks": networks, "services": []})
+    };
+    let rendered = |types: &[&str]| {
+        let mut warnings = Vec::new();
+        let mut plan = plan(&NetworkDoc::OpenStack(doc(types)), &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{types:?}: {warnings:?}");
+        plan.interfaces[0].name = Some("ens3".into());
+        (
+            networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
+            ifupdown::render(&plan, "network_data.json").0,
+        )
+    };
+    let (networkd, ifupdown) = rendered(&["ipv4", "ipv6"]);
+    assert!(
+        networkd.contains("\nDHCP=no\nIPv6AcceptRA=no\n"),
+        "{networkd}"
+    );
+    assert!(
+        ifupdown.contains("iface ens3 inet6 static\n    accept_ra 0\n    address 2001:db8::5/64\n"),
+        "{ifupdown}"
+    );
+    for types in [
+        &["ipv6", "ipv6_slaac"][..],
+        &["ipv6_slaac", "ipv6"],
+        &["ipv6", "ipv6_dhcpv6-stateful"],
+    ] {
+        let (networkd, ifupdown) = rendered(types);
+        assert!(
+            networkd.contains("IPv6AcceptRA=yes\n"),
+            "{types:?}: {networkd}"
+        );
+        assert!(!ifupdown.contains("accept_ra"), "{types:?}: {ifupdown}");
+    }
+    let (networkd, ifupdown) = rendered(&["ipv4"]);
+    assert!(!networkd.contains("IPv6AcceptRA"), "{networkd}");
+    assert!(!ifupdown.contains("accept_ra"), "{ifupdown}");
 }
 
 #[test]
@@ -325,6 +381,7 @@ MTUBytes=1450
 
 [Network]
 DHCP=no
+IPv6AcceptRA=no
 Address=198.18.30.5/24
 Address=2001:db8::5/64
 DNS=198.18.30.2
@@ -473,6 +530,7 @@ iface eth0 inet static
     dns-nameservers 198.18.30.2 198.18.30.3
     dns-search lab.example
 iface eth0 inet6 static
+    accept_ra 0
     address 2001:db8::5/64
     gateway 2001:db8::1
 
