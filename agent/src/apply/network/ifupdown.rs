@@ -29,7 +29,7 @@ struct Stanza<'a> {
 fn stanzas_of(interface: &Interface, v6: bool) -> Vec<Stanza<'_>> {
     let automatic = match (v6, interface.dhcp4, interface.ipv6) {
         (false, true, _) | (true, _, Ipv6Auto::Dhcp) => Some("dhcp"),
-        (true, _, Ipv6Auto::Slaac) => Some("auto"),
+        (true, _, Ipv6Auto::Slaac | Ipv6Auto::Stateless) => Some("auto"),
         _ => None,
     }
     .map(|method| Stanza {
@@ -100,6 +100,11 @@ fn interface_stanzas(
         // writes `accept_ra 0` for `accept-ra: false`.
         if stanza.v6 && stanza.method == "static" && interface.ipv6 == Ipv6Auto::StaticOnly {
             out.push_str("    accept_ra 0\n");
+        }
+        // `inet6 auto` runs no DHCPv6 client unless told: stateless DHCPv6 (the DNS servers)
+        // needs `dhcp 1`, as cloud-init's ENI renderer writes it.
+        if stanza.v6 && stanza.method == "auto" && interface.ipv6 == Ipv6Auto::Stateless {
+            out.push_str("    dhcp 1\n");
         }
         for (i, address) in stanza.addresses.iter().enumerate() {
             if i == 0 {

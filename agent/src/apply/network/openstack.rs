@@ -1,7 +1,8 @@
 //! `network_data.json` (docs/protocol.md §1.5) as a [`Plan`], as cloud-init's
 //! `convert_net_json` reads it: a link per physical NIC (by `ethernet_mac_address`, with its
 //! `mtu`), its networks by `type` (`ipv4_dhcp` / `ipv6_dhcp` / `ipv6_dhcpv6-stateful` → DHCP,
-//! `ipv6_slaac` / `ipv6_dhcpv6-stateless` → router advertisements, `ipv4` / `ipv6` → the
+//! `ipv6_slaac` → router advertisements, `ipv6_dhcpv6-stateless` → those and stateless
+//! DHCPv6, `ipv4` / `ipv6` → the
 //! `ip_address` with its `netmask` and `routes`), and the `dns` services of the networks and
 //! of the document.
 
@@ -93,10 +94,10 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
             // network: the address comes from the router's advertisements or DHCPv6, the host
             // routes and DNS from here (cloud-init's `convert_net_json` keeps them too).
             "ipv6_dhcpv6-stateful" | "ipv6_slaac" | "ipv6_dhcpv6-stateless" => {
-                interface.ipv6 = if kind == "ipv6_dhcpv6-stateful" {
-                    Ipv6Auto::Dhcp
-                } else {
-                    Ipv6Auto::Slaac
+                interface.ipv6 = match kind {
+                    "ipv6_dhcpv6-stateful" => Ipv6Auto::Dhcp,
+                    "ipv6_dhcpv6-stateless" => Ipv6Auto::Stateless,
+                    _ => Ipv6Auto::Slaac,
                 };
                 // The default route comes with the router's advertisements, as the address
                 // does: only the subnet's host routes are added (a link without them stays one

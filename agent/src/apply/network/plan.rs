@@ -20,8 +20,11 @@ pub enum Ipv6Auto {
     /// Without it systemd-networkd accepts them and the guest gets a SLAAC address and a
     /// default route next to the port's.
     StaticOnly,
-    /// Router advertisements (SLAAC; `ipv6_slaac`, `ipv6_dhcpv6-stateless`).
+    /// Router advertisements (SLAAC; `ipv6_slaac`).
     Slaac,
+    /// Router advertisements for the address, stateless DHCPv6 for the rest, such as the DNS
+    /// servers (`ipv6_dhcpv6-stateless`).
+    Stateless,
     /// DHCPv6 (`ipv6_dhcp`, `ipv6_dhcpv6-stateful`).
     Dhcp,
 }

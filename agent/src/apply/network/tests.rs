@@ -124,7 +124,7 @@ fn network_data_json_becomes_a_plan() {
 fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
     for (kind, auto) in [
         ("ipv6_slaac", Ipv6Auto::Slaac),
-        ("ipv6_dhcpv6-stateless", Ipv6Auto::Slaac),
+        ("ipv6_dhcpv6-stateless", Ipv6Auto::Stateless),
         ("ipv6_dhcpv6-stateful", Ipv6Auto::Dhcp),
     ] {
         let doc = json!({
@@ -211,6 +211,49 @@ fn a_static_ipv6_port_refuses_router_advertisements() {
     let (networkd, ifupdown) = rendered(&["ipv4"]);
     assert!(!networkd.contains("IPv6AcceptRA"), "{networkd}");
     assert!(!ifupdown.contains("accept_ra"), "{ifupdown}");
+}
+
+/// `ipv6_dhcpv6-stateless` takes its address from the router's advertisements and the rest
+/// (the DNS servers) from DHCPv6: ifupdown's `inet6 auto` runs its DHCPv6 client only with
+/// `dhcp 1`, as cloud-init's ENI renderer writes it; `ipv6_slaac` gets none. networkd starts
+/// its client on the advertisement's flag.
+#[test]
+fn stateless_dhcpv6_runs_the_dhcpv6_client() {
+    for (kind, dhcp) in [("ipv6_dhcpv6-stateless", true), ("ipv6_slaac", false)] {
+        let doc = json!({
+            "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+            "networks": [{"id": "network0", "link": "tap1", "network_id": "n1", "type": kind,
+                "ip_address": "2001:db8::f816:3eff:fe00:1", "netmask": "ffff:ffff:ffff:ffff::",
+                "routes": [], "services": []}],
+            "services": []
+        });
+        let mut warnings = Vec::new();
+        let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
+        plan.interfaces[0].name = Some("ens3".into());
+        let (text, _) = ifupdown::render(&plan, "network_data.json");
+        let stanza = if dhcp {
+            "iface ens3 inet6 auto\n    dhcp 1\n"
+        } else {
+            "iface ens3 inet6 auto\n"
+        };
+        assert!(text.ends_with(stanza), "{kind}: {text}");
+        let networkd = networkd::render(&plan.interfaces[0], &plan, "network_data.json");
+        assert!(
+            networkd.contains("DHCP=no\nIPv6AcceptRA=yes\n"),
+            "{kind}: {networkd}"
+        );
+    }
+    let v1 = json!({"version": 1, "config": [{"type": "physical", "name": "eth0",
+        "subnets": [{"type": "ipv6_dhcpv6-stateless"}]}]});
+    let mut warnings = Vec::new();
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert!(
+        text.ends_with("iface eth0 inet6 auto\n    dhcp 1\n"),
+        "{text}"
+    );
 }
 
 #[test]
