@@ -13,7 +13,7 @@ fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// A list that may be written as one string.
-fn strings(value: Option<&Value>) -> Vec<String> {
+pub(super) fn strings(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(one)) => one.split_whitespace().map(str::to_owned).collect(),
         Some(Value::Array(many)) => many

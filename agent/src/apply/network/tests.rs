@@ -256,6 +256,103 @@ fn stateless_dhcpv6_runs_the_dhcpv6_client() {
     );
 }
 
+/// The keys of `network_data.json` that cloud-init's `convert_net_json` takes besides nova's:
+/// the network types `static` and `static6`, a network's `gateway` (its default route; one the
+/// network's `routes` repeat is given once), `dns_nameservers` (when no `dns` service names a
+/// server: cloud-init's services replace them) and `dns_search`, and `dns` services listed
+/// inside a route. Each lands where a user looks for it, whatever the renderer.
+#[test]
+fn the_keys_cloud_init_takes_beside_novas_are_applied() {
+    let doc = json!({
+        "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [
+            {"id": "network0", "link": "tap1", "type": "static",
+             "ip_address": "198.18.30.5", "netmask": "255.255.255.0", "gateway": "198.18.30.1",
+             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"}],
+             "dns_nameservers": ["198.18.30.2"], "dns_search": ["lab.example"]},
+            {"id": "network1", "link": "tap1", "type": "static6",
+             "ip_address": "2001:db8::5", "netmask": "ffff:ffff:ffff:ffff::",
+             "routes": [{"network": "2001:db8:9::", "netmask": "ffff:ffff:ffff::",
+                         "gateway": "2001:db8::fe",
+                         "services": [{"type": "dns", "address": "2001:db8::53"}]}],
+             "dns_nameservers": ["2001:db8::99"]}
+        ],
+        "services": []
+    });
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    plan.interfaces[0].name = Some("ens3".into());
+    assert_eq!(
+        networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
+        "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+[Match]
+MACAddress=fa:16:3e:00:00:01
+Name=ens3
+
+[Network]
+DHCP=no
+IPv6AcceptRA=no
+Address=198.18.30.5/24
+Address=2001:db8::5/64
+DNS=198.18.30.2
+DNS=2001:db8::53
+Domains=lab.example
+
+[Route]
+Destination=0.0.0.0/0
+Gateway=198.18.30.1
+
+[Route]
+Destination=2001:db8:9::/48
+Gateway=2001:db8::fe
+"
+    );
+    assert_eq!(
+        ifupdown::render(&plan, "network_data.json").0,
+        "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+
+auto ens3
+iface ens3 inet static
+    address 198.18.30.5/24
+    gateway 198.18.30.1
+    dns-nameservers 198.18.30.2 2001:db8::53
+    dns-search lab.example
+iface ens3 inet6 static
+    accept_ra 0
+    address 2001:db8::5/64
+    up ip -6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3
+"
+    );
+    let commands: Vec<String> = direct::commands(&plan, |_, _| true)
+        .iter()
+        .map(|c| c.join(" "))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "-4 addr add 198.18.30.5/24 dev ens3",
+            "-6 addr add 2001:db8::5/64 dev ens3",
+            "-4 route replace default via 198.18.30.1 dev ens3",
+            "-6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3",
+        ]
+    );
+    assert_eq!(
+        resolv_conf(&plan, "network_data.json", None).unwrap(),
+        "# Written by metaboot from network_data.json.\nnameserver 198.18.30.2\n\
+         nameserver 2001:db8::53\nsearch lab.example\n"
+    );
+    // A gateway that is no address is left out with a warning, as a route without one is.
+    let bad = json!({
+        "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [{"id": "network0", "link": "tap1", "type": "ipv4",
+            "ip_address": "198.18.30.5", "netmask": "255.255.255.0", "gateway": "nope"}]
+    });
+    let plan = super::plan(&NetworkDoc::OpenStack(bad), &mut warnings).unwrap();
+    assert!(plan.interfaces[0].routes.is_empty());
+    assert!(warnings[0].contains("gateway \"nope\""), "{warnings:?}");
+}
+
 #[test]
 fn network_config_versions_1_and_2_become_plans() {
     let v1 = json!({"version": 1, "config": [
