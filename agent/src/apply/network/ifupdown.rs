@@ -14,6 +14,26 @@ use crate::root::Root;
 pub const INTERFACES: &str = "/etc/network/interfaces";
 /// The file metaboot writes.
 pub const FILE: &str = "/etc/network/interfaces.d/50-metaboot";
+/// The start of the comment line that records, above an interface's stanzas, the MAC they were
+/// written for (`# metaboot: ens3 fa:16:3e:00:00:01`): ifupdown names interfaces, and an image
+/// made from this instance would bring its addresses up on the next instance's NIC of that
+/// name; `metaboot local` sets the file aside before the network starts when a MAC it records
+/// is on no interface of the system (`apply/network/stale.rs`).
+pub const MAC_COMMENT: &str = "# metaboot: ";
+
+/// The (name, MAC) pairs a file written by metaboot records in its [`MAC_COMMENT`] lines; none
+/// in a file of a metaboot that wrote no such lines.
+pub fn recorded_macs(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(MAC_COMMENT))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let name = words.next()?;
+            let mac = words.next()?;
+            Some((name.to_owned(), mac.to_ascii_lowercase()))
+        })
+        .collect()
+}
 
 /// One `iface` stanza: its family, its method, and the static addresses it carries.
 struct Stanza<'a> {
@@ -79,7 +99,11 @@ fn interface_stanzas(
             addresses: Vec::new(),
         });
     }
-    let _ = write!(out, "\nauto {name}\n");
+    out.push('\n');
+    if let Some(mac) = &interface.mac {
+        let _ = writeln!(out, "{MAC_COMMENT}{name} {mac}");
+    }
+    let _ = writeln!(out, "auto {name}");
     let last_of = |v6: bool| {
         stanzas
             .iter()

@@ -312,6 +312,7 @@ Gateway=2001:db8::fe
         ifupdown::render(&plan, "network_data.json").0,
         "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
 
+# metaboot: ens3 fa:16:3e:00:00:01
 auto ens3
 iface ens3 inet static
     address 198.18.30.5/24
@@ -351,6 +352,58 @@ iface ens3 inet6 static
     let plan = super::plan(&NetworkDoc::OpenStack(bad), &mut warnings).unwrap();
     assert!(plan.interfaces[0].routes.is_empty());
     assert!(warnings[0].contains("gateway \"nope\""), "{warnings:?}");
+}
+
+/// Before the network starts, a MAC the ifupdown file records that is on no interface may be
+/// a NIC whose driver udev is still loading: udev is waited for (at most
+/// [`UDEV_SETTLE_TIMEOUT_SECS`]) before the file is set aside; a NIC that appears meanwhile
+/// keeps it.
+#[test]
+fn udev_is_waited_for_before_a_missing_mac_sets_the_file_aside() {
+    assert_eq!(UDEV_SETTLE_TIMEOUT_SECS, 10);
+    assert_eq!(settle_args(), ["settle", "--timeout=10"]);
+    let plan = named_plan();
+    let (_dir, root) = root_with_links(&[("eth0", "fa:16:3e:00:00:01")]);
+    let (text, _) = ifupdown::render(&plan, "network_data.json");
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(root.host_path(IFUPDOWN_FILE), &text).unwrap();
+    // eth1 (fa:16:3e:00:00:02) appears while udev settles.
+    let mut settled = 0;
+    let mut settle = || {
+        settled += 1;
+        let eth1 = root.host_path("/sys/class/net/eth1");
+        fs::create_dir_all(&eth1).unwrap();
+        fs::write(eth1.join("address"), "fa:16:3e:00:00:02\n").unwrap();
+    };
+    assert_eq!(
+        set_aside_stale(&root, Some(&mut settle)).unwrap(),
+        Stale::Current
+    );
+    assert_eq!(settled, 1);
+    assert_eq!(set_aside_stale(&root, None).unwrap(), Stale::Current);
+    assert_eq!(
+        fs::read_to_string(root.host_path(IFUPDOWN_FILE)).unwrap(),
+        text
+    );
+    // A NIC that does not appear: the file is set aside after one wait.
+    fs::write(
+        root.host_path("/sys/class/net/eth1/address"),
+        "fa:16:3e:00:00:99\n",
+    )
+    .unwrap();
+    let mut settled = 0;
+    let mut settle = || settled += 1;
+    assert_eq!(
+        set_aside_stale(&root, Some(&mut settle)).unwrap(),
+        Stale::SetAside {
+            name: "eth1".into(),
+            mac: "fa:16:3e:00:00:02".into()
+        }
+    );
+    assert_eq!(settled, 1);
+    assert!(!root.exists(IFUPDOWN_FILE));
+    assert_eq!(fs::read_to_string(root.host_path(SET_ASIDE)).unwrap(), text);
+    assert_eq!(set_aside_stale(&root, None).unwrap(), Stale::NoFile);
 }
 
 #[test]
@@ -661,6 +714,7 @@ fn ifupdown_file() {
         text,
         "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
 
+# metaboot: eth0 fa:16:3e:00:00:01
 auto eth0
 iface eth0 inet static
     mtu 1450
@@ -674,6 +728,7 @@ iface eth0 inet6 static
     address 2001:db8::5/64
     gateway 2001:db8::1
 
+# metaboot: eth1 fa:16:3e:00:00:02
 auto eth1
 iface eth1 inet dhcp
     dns-nameservers 198.18.30.2 198.18.30.3
