@@ -1,4 +1,4 @@
-//! Command-line interface: `metaboot run | status | query`, parsed by hand (no argument parser
+//! Command-line interface: `metaboot run | status | query | local`, parsed by hand (no argument parser
 //! crate: the static binary is size-bound, and under emulation each piece of code costs its
 //! translation the first time it runs). The help texts and error messages are the ones clap
 //! printed for the same definitions before (`agent/README.md`, "Commands", says what each
@@ -37,6 +37,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Print one value from the cached instance data.
     Query(QueryArgs),
+    /// Before the network starts: set aside an ifupdown configuration written for another
+    /// instance's NICs.
+    Local(LocalArgs),
 }
 
 /// Arguments of `metaboot run`.
@@ -101,6 +104,14 @@ pub struct QueryArgs {
     /// public-keys, user-data, vendor-data.
     pub key: String,
     /// Directory the cached data is read under (default `/`).
+    pub root: PathBuf,
+}
+
+/// Arguments of `metaboot local`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LocalArgs {
+    /// Directory every path read or written is taken under (default `/`), `sys/class/net`
+    /// included.
     pub root: PathBuf,
 }
 
@@ -209,6 +220,9 @@ impl Cli {
                     ));
                 }
             },
+            Some(Sub::Local) => Command::Local(LocalArgs {
+                root: path_or_root(seen.root),
+            }),
         };
         Ok(Cli {
             verbose: seen.verbose,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod console;
 pub mod cpus;
 pub mod fsutil;
+pub mod local;
 pub mod log;
 pub mod query;
 pub mod retry;
@@ -29,5 +30,6 @@ pub fn main_with(cli: Cli) -> u8 {
         Command::Run(args) => run::main(&args, cli.verbose),
         Command::Status(args) => state::status::main(&args),
         Command::Query(args) => query::main(&args),
+        Command::Local(args) => local::main(&args),
     }
 }

@@ -18,8 +18,12 @@ use metaboot_tests::prerequisite::require_command;
 const SYSTEM_UNITS: &str = "/usr/lib/systemd/system";
 
 /// Every unit shipped, with the instance name templates are checked with.
-const UNITS: [(&str, &str); 7] = [
+const UNITS: [(&str, &str); 8] = [
     ("agent/systemd/metaboot.service", "metaboot.service"),
+    (
+        "agent/systemd/metaboot-local.service",
+        "metaboot-local.service",
+    ),
     (
         "agent/systemd/metaboot-final.service",
         "metaboot-final.service",
@@ -288,6 +292,40 @@ fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
     );
     // Wanted by multi-user.target, the target would be ordered after it: a cycle.
     assert_eq!(get(&unit, "Install", "WantedBy"), "metaboot.service");
+}
+
+/// The local stage runs as cloud-init-local.service does: early (no default dependencies),
+/// before anything brings the network up (`network-pre.target`, which ifupdown's and networkd's
+/// units come after), once the root is writable and udev's coldplug has started, once per boot.
+#[test]
+fn the_local_stage_runs_before_the_network_starts() {
+    let unit = unit("agent/systemd/metaboot-local.service");
+    assert_eq!(get(&unit, "Unit", "DefaultDependencies"), "no");
+    assert_eq!(get(&unit, "Unit", "Wants"), "network-pre.target");
+    assert_eq!(
+        words(&unit, "Unit", "Before"),
+        ["network-pre.target", "shutdown.target"]
+    );
+    assert_eq!(get(&unit, "Unit", "Conflicts"), "shutdown.target");
+    let after = words(&unit, "Unit", "After");
+    for first in ["systemd-remount-fs.service", "systemd-udev-trigger.service"] {
+        assert!(
+            after.contains(&first.to_owned()),
+            "After={first}: {after:?}"
+        );
+    }
+    assert!(
+        !after.iter().any(|unit| unit.starts_with("network")),
+        "nothing of the network before it: {after:?}"
+    );
+    assert_eq!(get(&unit, "Unit", "RequiresMountsFor"), "/var/lib/metaboot");
+    assert_eq!(get(&unit, "Service", "Type"), "oneshot");
+    assert_eq!(get(&unit, "Service", "RemainAfterExit"), "yes");
+    assert_eq!(
+        get(&unit, "Service", "ExecStart"),
+        "/usr/bin/metaboot local"
+    );
+    assert_eq!(get(&unit, "Install", "WantedBy"), "multi-user.target");
 }
 
 #[test]

@@ -12,6 +12,7 @@ Commands:
   run     One provisioning pass: fetch metadata and user data, apply them
   status  Show the outcome of the last run (done / running / error); non-zero unless done
   query   Print one value from the cached instance data
+  local   Before the network starts: set aside an ifupdown configuration written for another instance's NICs
   help    Print this message or the help of the given subcommand(s)
 
 Options:
@@ -84,6 +85,18 @@ Options:
   -h, --help         Print help
 ";
 
+/// `metaboot local --help`.
+const LOCAL: &str = "\
+Before the network starts: set aside an ifupdown configuration written for another instance's NICs
+
+Usage: metaboot local [OPTIONS]
+
+Options:
+      --root <ROOT>  Directory every path read or written is taken under, sys/class/net included [default: /]
+  -v, --verbose      Log debug detail (every request, every step start)
+  -h, --help         Print help
+";
+
 /// The help of `sub`, or of the program.
 pub(super) fn text(sub: Option<Sub>) -> &'static str {
     match sub {
@@ -91,6 +104,7 @@ pub(super) fn text(sub: Option<Sub>) -> &'static str {
         Some(Sub::Run) => RUN,
         Some(Sub::Status) => STATUS,
         Some(Sub::Query) => QUERY,
+        Some(Sub::Local) => LOCAL,
     }
 }
 
@@ -101,5 +115,6 @@ pub(super) fn usage(sub: Option<Sub>) -> &'static str {
         Some(Sub::Run) => "metaboot run [OPTIONS]",
         Some(Sub::Status) => "metaboot status [OPTIONS]",
         Some(Sub::Query) => "metaboot query [OPTIONS] <KEY>",
+        Some(Sub::Local) => "metaboot local [OPTIONS]",
     }
 }

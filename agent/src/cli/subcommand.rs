@@ -6,6 +6,7 @@ pub(super) enum Sub {
     Run,
     Status,
     Query,
+    Local,
 }
 
 impl Sub {
@@ -15,6 +16,7 @@ impl Sub {
             "run" => Some(Sub::Run),
             "status" => Some(Sub::Status),
             "query" => Some(Sub::Query),
+            "local" => Some(Sub::Local),
             _ => None,
         }
     }

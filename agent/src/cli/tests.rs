@@ -111,6 +111,16 @@ fn the_command_lines_images_and_users_write_parse() {
                 root: "/x".into(),
             }),
         ),
+        (
+            "metaboot local",
+            false,
+            Command::Local(LocalArgs { root: "/".into() }),
+        ),
+        (
+            "metaboot local -v --root=/x",
+            true,
+            Command::Local(LocalArgs { root: "/x".into() }),
+        ),
     ];
     for (line, verbose, command) in cases {
         assert_eq!(parse(line), Ok(Cli { verbose, command }), "{line}");
@@ -128,6 +138,7 @@ fn help_and_version_go_to_standard_output() {
         ("metaboot help run", "One provisioning pass:"),
         ("metaboot status --help", "Show the outcome of the last run"),
         ("metaboot help query", "Print one value from the cached"),
+        ("metaboot local --help", "Before the network starts:"),
         ("metaboot --version", "metaboot 0.1.0\n"),
         ("metaboot -V", "metaboot 0.1.0\n"),
     ] {
@@ -146,6 +157,7 @@ fn help_and_version_go_to_standard_output() {
             &["--root", "--json", "--wait", "--verbose"][..],
         ),
         (Sub::Query, &["--root", "<KEY>", "--verbose"][..]),
+        (Sub::Local, &["--root", "--verbose"][..]),
     ] {
         for option in options {
             assert!(help::text(Some(sub)).contains(option), "{sub:?} {option}");
@@ -264,6 +276,13 @@ fn a_command_line_that_cannot_be_used_says_why_as_clap_did() {
             usage_error(
                 "unexpected argument '--json' found",
                 "metaboot run [OPTIONS]",
+            ),
+        ),
+        (
+            "metaboot local --url http://169.254.169.254",
+            usage_error(
+                "unexpected argument '--url' found",
+                "metaboot local [OPTIONS]",
             ),
         ),
     ];

@@ -14,6 +14,26 @@ use crate::root::Root;
 pub const INTERFACES: &str = "/etc/network/interfaces";
 /// The file metaboot writes.
 pub const FILE: &str = "/etc/network/interfaces.d/50-metaboot";
+/// The start of the comment line that records, above an interface's stanzas, the MAC they were
+/// written for (`# metaboot: ens3 fa:16:3e:00:00:01`): ifupdown names interfaces, and an image
+/// made from this instance would bring its addresses up on the next instance's NIC of that
+/// name; `metaboot local` sets the file aside before the network starts when a MAC it records
+/// is on no interface of the system (`apply/network/stale.rs`).
+pub const MAC_COMMENT: &str = "# metaboot: ";
+
+/// The (name, MAC) pairs a file written by metaboot records in its [`MAC_COMMENT`] lines; none
+/// in a file of a metaboot that wrote no such lines.
+pub fn recorded_macs(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(MAC_COMMENT))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let name = words.next()?;
+            let mac = words.next()?;
+            Some((name.to_owned(), mac.to_ascii_lowercase()))
+        })
+        .collect()
+}
 
 /// One `iface` stanza: its family, its method, and the static addresses it carries.
 struct Stanza<'a> {
@@ -29,7 +49,7 @@ struct Stanza<'a> {
 fn stanzas_of(interface: &Interface, v6: bool) -> Vec<Stanza<'_>> {
     let automatic = match (v6, interface.dhcp4, interface.ipv6) {
         (false, true, _) | (true, _, Ipv6Auto::Dhcp) => Some("dhcp"),
-        (true, _, Ipv6Auto::Slaac) => Some("auto"),
+        (true, _, Ipv6Auto::Slaac | Ipv6Auto::Stateless) => Some("auto"),
         _ => None,
     }
     .map(|method| Stanza {
@@ -79,7 +99,11 @@ fn interface_stanzas(
             addresses: Vec::new(),
         });
     }
-    let _ = write!(out, "\nauto {name}\n");
+    out.push('\n');
+    if let Some(mac) = &interface.mac {
+        let _ = writeln!(out, "{MAC_COMMENT}{name} {mac}");
+    }
+    let _ = writeln!(out, "auto {name}");
     let last_of = |v6: bool| {
         stanzas
             .iter()
@@ -94,6 +118,17 @@ fn interface_stanzas(
             && let Some(mtu) = interface.mtu
         {
             let _ = writeln!(out, "    mtu {mtu}");
+        }
+        // ifupdown's `inet6 static` turns autoconfiguration off but leaves the kernel
+        // accepting a router's default route: refused here, as cloud-init's ENI renderer
+        // writes `accept_ra 0` for `accept-ra: false`.
+        if stanza.v6 && stanza.method == "static" && interface.ipv6 == Ipv6Auto::StaticOnly {
+            out.push_str("    accept_ra 0\n");
+        }
+        // `inet6 auto` runs no DHCPv6 client unless told: stateless DHCPv6 (the DNS servers)
+        // needs `dhcp 1`, as cloud-init's ENI renderer writes it.
+        if stanza.v6 && stanza.method == "auto" && interface.ipv6 == Ipv6Auto::Stateless {
+            out.push_str("    dhcp 1\n");
         }
         for (i, address) in stanza.addresses.iter().enumerate() {
             if i == 0 {

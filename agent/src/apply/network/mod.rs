@@ -4,6 +4,8 @@
 //! DHCP, MTU, DNS servers and search domains), which is written the way the image configures
 //! its network: systemd-networkd `.network` files, ifupdown's `interfaces.d`, or, on an image
 //! with neither (the tiny busybox image), applied directly with `ip` and `/etc/resolv.conf`.
+//! Before the network starts, an ifupdown file written for another instance's NICs is set
+//! aside (`metaboot local`).
 
 mod direct;
 mod ifupdown;
@@ -12,13 +14,18 @@ mod netconfig;
 mod networkd;
 mod openstack;
 mod plan;
+mod stale;
 
 use crate::root::Root;
 
+pub use ifupdown::FILE as IFUPDOWN_FILE;
 pub use links::system_links;
 pub use plan::{
     Address, Applied, Interface, Ipv6Auto, MAX_INTERFACES, NetworkError, Plan, Route, address,
     prefix_of, resolv_conf,
+};
+pub use stale::{
+    SET_ASIDE, Stale, UDEV_SETTLE_TIMEOUT_SECS, set_aside_stale, settle_args, udev_settle,
 };
 
 /// A network document as its source gave it, parsed.

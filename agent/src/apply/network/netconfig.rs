@@ -13,7 +13,7 @@ fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// A list that may be written as one string.
-fn strings(value: Option<&Value>) -> Vec<String> {
+pub(super) fn strings(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(one)) => one.split_whitespace().map(str::to_owned).collect(),
         Some(Value::Array(many)) => many
@@ -151,7 +151,8 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
             match text(subnet, "type").unwrap_or_default() {
                 "dhcp" | "dhcp4" => interface.dhcp4 = true,
                 "dhcp6" | "ipv6_dhcpv6-stateful" => interface.ipv6 = Ipv6Auto::Dhcp,
-                "ipv6_slaac" | "ipv6_dhcpv6-stateless" => interface.ipv6 = Ipv6Auto::Slaac,
+                "ipv6_slaac" => interface.ipv6 = Ipv6Auto::Slaac,
+                "ipv6_dhcpv6-stateless" => interface.ipv6 = Ipv6Auto::Stateless,
                 "static" | "static6" => {
                     let addr = address_v1(subnet, &["address", "ip_address"]).ok_or_else(|| {
                         let ip = text(subnet, "address").or_else(|| text(subnet, "ip_address"));

@@ -56,8 +56,17 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
         (false, false) => "no",
     };
     let _ = write!(out, "\n[Network]\nDHCP={dhcp}\n");
-    if interface.ipv6 != Ipv6Auto::None {
-        out.push_str("IPv6AcceptRA=yes\n");
+    match interface.ipv6 {
+        Ipv6Auto::None => {}
+        // networkd accepts them by default (IPv6 forwarding off): a static port would get a
+        // SLAAC address and a default route from the router too.
+        Ipv6Auto::StaticOnly => out.push_str("IPv6AcceptRA=no\n"),
+        // Stateless too: networkd starts its DHCPv6 client (information only) when the
+        // router's advertisement says so, its `O` flag (`[IPv6AcceptRA] DHCPv6Client=yes`,
+        // the default).
+        Ipv6Auto::Slaac | Ipv6Auto::Stateless | Ipv6Auto::Dhcp => {
+            out.push_str("IPv6AcceptRA=yes\n");
+        }
     }
     for address in &interface.addresses {
         let _ = writeln!(out, "Address={address}");

@@ -11,11 +11,20 @@ pub const MAX_INTERFACES: usize = 64;
 /// How an interface gets its IPv6 configuration besides static addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Ipv6Auto {
-    /// Static addresses only (or no IPv6).
+    /// Nothing asked: the system's default (static addresses, if any, and router
+    /// advertisements where the system accepts them).
     #[default]
     None,
-    /// Router advertisements (SLAAC; `ipv6_slaac`, `ipv6_dhcpv6-stateless`).
+    /// Static addresses only, router advertisements refused: OpenStack's static IPv6 network
+    /// (`ipv6`, `static6`), as cloud-init's `convert_net_json` marks it (`accept-ra: false`).
+    /// Without it systemd-networkd accepts them and the guest gets a SLAAC address and a
+    /// default route next to the port's.
+    StaticOnly,
+    /// Router advertisements (SLAAC; `ipv6_slaac`).
     Slaac,
+    /// Router advertisements for the address, stateless DHCPv6 for the rest, such as the DNS
+    /// servers (`ipv6_dhcpv6-stateless`).
+    Stateless,
     /// DHCPv6 (`ipv6_dhcp`, `ipv6_dhcpv6-stateful`).
     Dhcp,
 }

@@ -83,7 +83,7 @@ fn network_data_json_becomes_a_plan() {
                 name: None,
                 mtu: Some(1450),
                 dhcp4: false,
-                ipv6: Ipv6Auto::None,
+                ipv6: Ipv6Auto::StaticOnly,
                 addresses: vec![addr("198.18.30.5/24"), addr("2001:db8::5/64")],
                 routes: vec![
                     Route {
@@ -124,7 +124,7 @@ fn network_data_json_becomes_a_plan() {
 fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
     for (kind, auto) in [
         ("ipv6_slaac", Ipv6Auto::Slaac),
-        ("ipv6_dhcpv6-stateless", Ipv6Auto::Slaac),
+        ("ipv6_dhcpv6-stateless", Ipv6Auto::Stateless),
         ("ipv6_dhcpv6-stateful", Ipv6Auto::Dhcp),
     ] {
         let doc = json!({
@@ -155,6 +155,255 @@ fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
         );
         assert_eq!(plan.nameservers, [ip("2001:db8::53")], "{kind}");
     }
+}
+
+/// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
+/// cloud-init's `accept-ra: false`: networkd would otherwise accept them by default, and the
+/// guest take a SLAAC address and the router's default route next to the port's own. A link
+/// that also has an `ipv6_slaac` or DHCPv6 network keeps them, whichever comes first; an
+/// IPv4-only link is left to the default.
+#[test]
+fn a_static_ipv6_port_refuses_router_advertisements() {
+    let doc = |types: &[&str]| {
+        let networks: Vec<serde_json::Value> = types
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let ip = if kind.starts_with("ipv4") { "198.18.30.5" } else { "2001:db8::5" };
+                json!({"id": format!("network{i}"), "link": "tap1", "type": kind,
+                       "ip_address": ip, "netmask": if ip.contains(':') { "ffff:ffff:ffff:ffff::" } else { "255.255.255.0" }})
+            })
+            .collect();
+        json!({"links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+               "networks": networks, "services": []})
+    };
+    let rendered = |types: &[&str]| {
+        let mut warnings = Vec::new();
+        let mut plan = plan(&NetworkDoc::OpenStack(doc(types)), &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{types:?}: {warnings:?}");
+        plan.interfaces[0].name = Some("ens3".into());
+        (
+            networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
+            ifupdown::render(&plan, "network_data.json").0,
+        )
+    };
+    let (networkd, ifupdown) = rendered(&["ipv4", "ipv6"]);
+    assert!(
+        networkd.contains("\nDHCP=no\nIPv6AcceptRA=no\n"),
+        "{networkd}"
+    );
+    assert!(
+        ifupdown.contains("iface ens3 inet6 static\n    accept_ra 0\n    address 2001:db8::5/64\n"),
+        "{ifupdown}"
+    );
+    for types in [
+        &["ipv6", "ipv6_slaac"][..],
+        &["ipv6_slaac", "ipv6"],
+        &["ipv6", "ipv6_dhcpv6-stateful"],
+    ] {
+        let (networkd, ifupdown) = rendered(types);
+        assert!(
+            networkd.contains("IPv6AcceptRA=yes\n"),
+            "{types:?}: {networkd}"
+        );
+        assert!(!ifupdown.contains("accept_ra"), "{types:?}: {ifupdown}");
+    }
+    let (networkd, ifupdown) = rendered(&["ipv4"]);
+    assert!(!networkd.contains("IPv6AcceptRA"), "{networkd}");
+    assert!(!ifupdown.contains("accept_ra"), "{ifupdown}");
+}
+
+/// `ipv6_dhcpv6-stateless` takes its address from the router's advertisements and the rest
+/// (the DNS servers) from DHCPv6: ifupdown's `inet6 auto` runs its DHCPv6 client only with
+/// `dhcp 1`, as cloud-init's ENI renderer writes it; `ipv6_slaac` gets none. networkd starts
+/// its client on the advertisement's flag.
+#[test]
+fn stateless_dhcpv6_runs_the_dhcpv6_client() {
+    for (kind, dhcp) in [("ipv6_dhcpv6-stateless", true), ("ipv6_slaac", false)] {
+        let doc = json!({
+            "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+            "networks": [{"id": "network0", "link": "tap1", "network_id": "n1", "type": kind,
+                "ip_address": "2001:db8::f816:3eff:fe00:1", "netmask": "ffff:ffff:ffff:ffff::",
+                "routes": [], "services": []}],
+            "services": []
+        });
+        let mut warnings = Vec::new();
+        let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
+        plan.interfaces[0].name = Some("ens3".into());
+        let (text, _) = ifupdown::render(&plan, "network_data.json");
+        let stanza = if dhcp {
+            "iface ens3 inet6 auto\n    dhcp 1\n"
+        } else {
+            "iface ens3 inet6 auto\n"
+        };
+        assert!(text.ends_with(stanza), "{kind}: {text}");
+        let networkd = networkd::render(&plan.interfaces[0], &plan, "network_data.json");
+        assert!(
+            networkd.contains("DHCP=no\nIPv6AcceptRA=yes\n"),
+            "{kind}: {networkd}"
+        );
+    }
+    let v1 = json!({"version": 1, "config": [{"type": "physical", "name": "eth0",
+        "subnets": [{"type": "ipv6_dhcpv6-stateless"}]}]});
+    let mut warnings = Vec::new();
+    let (text, _) = ifupdown::render(
+        &plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap(),
+        "network-config",
+    );
+    assert!(
+        text.ends_with("iface eth0 inet6 auto\n    dhcp 1\n"),
+        "{text}"
+    );
+}
+
+/// The keys of `network_data.json` that cloud-init's `convert_net_json` takes besides nova's:
+/// the network types `static` and `static6`, a network's `gateway` (its default route; one the
+/// network's `routes` repeat is given once), `dns_nameservers` (when no `dns` service names a
+/// server: cloud-init's services replace them) and `dns_search`, and `dns` services listed
+/// inside a route. Each lands where a user looks for it, whatever the renderer.
+#[test]
+fn the_keys_cloud_init_takes_beside_novas_are_applied() {
+    let doc = json!({
+        "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [
+            {"id": "network0", "link": "tap1", "type": "static",
+             "ip_address": "198.18.30.5", "netmask": "255.255.255.0", "gateway": "198.18.30.1",
+             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"}],
+             "dns_nameservers": ["198.18.30.2"], "dns_search": ["lab.example"]},
+            {"id": "network1", "link": "tap1", "type": "static6",
+             "ip_address": "2001:db8::5", "netmask": "ffff:ffff:ffff:ffff::",
+             "routes": [{"network": "2001:db8:9::", "netmask": "ffff:ffff:ffff::",
+                         "gateway": "2001:db8::fe",
+                         "services": [{"type": "dns", "address": "2001:db8::53"}]}],
+             "dns_nameservers": ["2001:db8::99"]}
+        ],
+        "services": []
+    });
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    plan.interfaces[0].name = Some("ens3".into());
+    assert_eq!(
+        networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
+        "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+[Match]
+MACAddress=fa:16:3e:00:00:01
+Name=ens3
+
+[Network]
+DHCP=no
+IPv6AcceptRA=no
+Address=198.18.30.5/24
+Address=2001:db8::5/64
+DNS=198.18.30.2
+DNS=2001:db8::53
+Domains=lab.example
+
+[Route]
+Destination=0.0.0.0/0
+Gateway=198.18.30.1
+
+[Route]
+Destination=2001:db8:9::/48
+Gateway=2001:db8::fe
+"
+    );
+    assert_eq!(
+        ifupdown::render(&plan, "network_data.json").0,
+        "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+
+# metaboot: ens3 fa:16:3e:00:00:01
+auto ens3
+iface ens3 inet static
+    address 198.18.30.5/24
+    gateway 198.18.30.1
+    dns-nameservers 198.18.30.2 2001:db8::53
+    dns-search lab.example
+iface ens3 inet6 static
+    accept_ra 0
+    address 2001:db8::5/64
+    up ip -6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3
+"
+    );
+    let commands: Vec<String> = direct::commands(&plan, |_, _| true)
+        .iter()
+        .map(|c| c.join(" "))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "-4 addr add 198.18.30.5/24 dev ens3",
+            "-6 addr add 2001:db8::5/64 dev ens3",
+            "-4 route replace default via 198.18.30.1 dev ens3",
+            "-6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3",
+        ]
+    );
+    assert_eq!(
+        resolv_conf(&plan, "network_data.json", None).unwrap(),
+        "# Written by metaboot from network_data.json.\nnameserver 198.18.30.2\n\
+         nameserver 2001:db8::53\nsearch lab.example\n"
+    );
+    // A gateway that is no address is left out with a warning, as a route without one is.
+    let bad = json!({
+        "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [{"id": "network0", "link": "tap1", "type": "ipv4",
+            "ip_address": "198.18.30.5", "netmask": "255.255.255.0", "gateway": "nope"}]
+    });
+    let plan = super::plan(&NetworkDoc::OpenStack(bad), &mut warnings).unwrap();
+    assert!(plan.interfaces[0].routes.is_empty());
+    assert!(warnings[0].contains("gateway \"nope\""), "{warnings:?}");
+}
+
+/// Before the network starts, a MAC the ifupdown file records that is on no interface may be
+/// a NIC whose driver udev is still loading: udev is waited for (at most
+/// [`UDEV_SETTLE_TIMEOUT_SECS`]) before the file is set aside; a NIC that appears meanwhile
+/// keeps it.
+#[test]
+fn udev_is_waited_for_before_a_missing_mac_sets_the_file_aside() {
+    assert_eq!(UDEV_SETTLE_TIMEOUT_SECS, 10);
+    assert_eq!(settle_args(), ["settle", "--timeout=10"]);
+    let plan = named_plan();
+    let (_dir, root) = root_with_links(&[("eth0", "fa:16:3e:00:00:01")]);
+    let (text, _) = ifupdown::render(&plan, "network_data.json");
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(root.host_path(IFUPDOWN_FILE), &text).unwrap();
+    // eth1 (fa:16:3e:00:00:02) appears while udev settles.
+    let mut settled = 0;
+    let mut settle = || {
+        settled += 1;
+        let eth1 = root.host_path("/sys/class/net/eth1");
+        fs::create_dir_all(&eth1).unwrap();
+        fs::write(eth1.join("address"), "fa:16:3e:00:00:02\n").unwrap();
+    };
+    assert_eq!(
+        set_aside_stale(&root, Some(&mut settle)).unwrap(),
+        Stale::Current
+    );
+    assert_eq!(settled, 1);
+    assert_eq!(set_aside_stale(&root, None).unwrap(), Stale::Current);
+    assert_eq!(
+        fs::read_to_string(root.host_path(IFUPDOWN_FILE)).unwrap(),
+        text
+    );
+    // A NIC that does not appear: the file is set aside after one wait.
+    fs::write(
+        root.host_path("/sys/class/net/eth1/address"),
+        "fa:16:3e:00:00:99\n",
+    )
+    .unwrap();
+    let mut settled = 0;
+    let mut settle = || settled += 1;
+    assert_eq!(
+        set_aside_stale(&root, Some(&mut settle)).unwrap(),
+        Stale::SetAside {
+            name: "eth1".into(),
+            mac: "fa:16:3e:00:00:02".into()
+        }
+    );
+    assert_eq!(settled, 1);
+    assert!(!root.exists(IFUPDOWN_FILE));
+    assert_eq!(fs::read_to_string(root.host_path(SET_ASIDE)).unwrap(), text);
+    assert_eq!(set_aside_stale(&root, None).unwrap(), Stale::NoFile);
 }
 
 #[test]
@@ -325,6 +574,7 @@ MTUBytes=1450
 
 [Network]
 DHCP=no
+IPv6AcceptRA=no
 Address=198.18.30.5/24
 Address=2001:db8::5/64
 DNS=198.18.30.2
@@ -464,6 +714,7 @@ fn ifupdown_file() {
         text,
         "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
 
+# metaboot: eth0 fa:16:3e:00:00:01
 auto eth0
 iface eth0 inet static
     mtu 1450
@@ -473,9 +724,11 @@ iface eth0 inet static
     dns-nameservers 198.18.30.2 198.18.30.3
     dns-search lab.example
 iface eth0 inet6 static
+    accept_ra 0
     address 2001:db8::5/64
     gateway 2001:db8::1
 
+# metaboot: eth1 fa:16:3e:00:00:02
 auto eth1
 iface eth1 inet dhcp
     dns-nameservers 198.18.30.2 198.18.30.3

@@ -1,0 +1,92 @@
+//! The ifupdown file of the instance an image was made from, found before the network starts
+//! (`metaboot local`, run by metaboot-local.service before `network-pre.target`, as
+//! cloud-init-local.service runs). ifupdown names interfaces (`iface ens3 inet static`), so an
+//! image made from an instance (a snapshot, Packer) would bring that instance's static
+//! addresses up on the next instance's NIC of the same name, before metaboot.service can ask
+//! the metadata service for the new ones (which those addresses may keep it from reaching). The
+//! file records the MAC each interface's stanzas were written for (`ifupdown::MAC_COMMENT`);
+//! when one of them is on no interface of the system, the file is moved out of
+//! `interfaces.d`, and the image's own configuration (DHCP) brings the network up. A file that
+//! records no MAC (an older metaboot's) is left as it is. systemd-networkd files need none of
+//! this: they match their link by `MACAddress=`.
+
+use std::process::Command;
+
+use super::ifupdown::{FILE, recorded_macs};
+use super::links::system_links;
+use crate::fsutil::{PathError, WriteOptions};
+use crate::root::Root;
+
+/// Where the file is set aside: under metaboot's state, outside `interfaces.d`, which Debian's
+/// `/etc/network/interfaces` reads whole (`source /etc/network/interfaces.d/*`).
+pub const SET_ASIDE: &str = "/var/lib/metaboot/50-metaboot.set-aside";
+/// Longest wait for udev to name the NICs (`udevadm settle --timeout`) when a MAC the file
+/// records is missing: the NIC's driver may still be loading (cloud-init settles udev too
+/// before it gives up on a MAC).
+pub const UDEV_SETTLE_TIMEOUT_SECS: u32 = 10;
+
+/// What was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stale {
+    /// No file.
+    NoFile,
+    /// A file that records no MAC (written by an older metaboot): left as it is.
+    Unrecorded,
+    /// Every MAC the file records is on an interface of the system: kept.
+    Current,
+    /// The file was set aside: no interface has `mac`, which the stanzas of `name` were
+    /// written for.
+    SetAside { name: String, mac: String },
+}
+
+/// The arguments of `udevadm` that wait for udev's queue, at most
+/// [`UDEV_SETTLE_TIMEOUT_SECS`].
+pub fn settle_args() -> [String; 2] {
+    [
+        "settle".to_owned(),
+        format!("--timeout={UDEV_SETTLE_TIMEOUT_SECS}"),
+    ]
+}
+
+/// Waits for udev (`udevadm settle`); a system without udevadm has nothing to wait for.
+pub fn udev_settle() {
+    let _ = Command::new("udevadm").args(settle_args()).status();
+}
+
+/// Sets the file aside when a MAC it records is on no interface of the system (under the
+/// root's `/sys/class/net`). `settle` waits for udev before the system's interfaces are read
+/// again, once, when a MAC is missing (`None`: no waiting, a root other than `/`).
+pub fn set_aside_stale(root: &Root, settle: Option<&mut dyn FnMut()>) -> Result<Stale, PathError> {
+    let shown = root.host_path(FILE);
+    let Some(bytes) = root
+        .read_optional(FILE)
+        .map_err(PathError::fail("read", &shown))?
+    else {
+        return Ok(Stale::NoFile);
+    };
+    let recorded = recorded_macs(&String::from_utf8_lossy(&bytes));
+    if recorded.is_empty() {
+        return Ok(Stale::Unrecorded);
+    }
+    let missing = || {
+        let links = system_links(root);
+        recorded
+            .iter()
+            .find(|(_, mac)| !links.iter().any(|(_, address)| address == mac))
+            .cloned()
+    };
+    let mut gone = missing();
+    if gone.is_some()
+        && let Some(settle) = settle
+    {
+        settle();
+        gone = missing();
+    }
+    let Some((name, mac)) = gone else {
+        return Ok(Stale::Current);
+    };
+    root.write_atomic(SET_ASIDE, &bytes, &WriteOptions::keep_or(0o644))?;
+    root.remove_file(FILE)
+        .map_err(PathError::fail("remove", &shown))?;
+    Ok(Stale::SetAside { name, mac })
+}

@@ -1,0 +1,47 @@
+//! `metaboot local`: what must happen before the network starts, with no network
+//! (metaboot-local.service, ordered like cloud-init-local.service): setting aside an ifupdown
+//! file written for the NICs of another instance (`apply/network/stale.rs`). One line on
+//! standard error when it does; nothing otherwise.
+
+use crate::apply::network::{IFUPDOWN_FILE, SET_ASIDE, Stale, set_aside_stale, udev_settle};
+use crate::cli::LocalArgs;
+use crate::log::chain;
+use crate::root::Root;
+
+/// Runs `metaboot local`; 0 when the file is kept, set aside or absent, 1 when it could not be
+/// read or moved.
+pub fn main(args: &LocalArgs) -> u8 {
+    let root = match Root::open(&args.root) {
+        Ok(root) => root,
+        Err(err) => {
+            eprintln!(
+                "metaboot local: failed to open the root {}: {err}",
+                args.root.display()
+            );
+            return 1;
+        }
+    };
+    let mut settle = udev_settle;
+    let settle: Option<&mut dyn FnMut()> = root.is_host().then_some(&mut settle);
+    match set_aside_stale(&root, settle) {
+        Ok(Stale::SetAside { name, mac }) => {
+            eprintln!(
+                "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which no \
+                 interface of this system has (an image made from another instance): set aside \
+                 as {SET_ASIDE}, the image's own network configuration applies until metaboot \
+                 writes this instance's"
+            );
+            0
+        }
+        Ok(Stale::NoFile | Stale::Unrecorded | Stale::Current) => 0,
+        Err(err) => {
+            eprintln!(
+                "metaboot local: {}: if it was written for another instance, move it out of \
+                 /etc/network/interfaces.d by hand (its addresses would come up on this \
+                 instance's NICs)",
+                chain(&err)
+            );
+            1
+        }
+    }
+}

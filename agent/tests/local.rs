@@ -1,0 +1,116 @@
+//! `metaboot local` (metaboot-local.service, before the network starts) on an ifupdown image
+//! made from an instance: the `interfaces.d` file metaboot wrote for that instance's NIC is set
+//! aside when the NIC with its MAC is gone (a new instance), so its static addresses never
+//! come up on the new instance's NIC of the same name; on the same instance, and for a file
+//! of an older metaboot that records no MAC, it stays.
+
+mod support;
+
+use std::fs;
+use std::process::Output;
+
+use support::Guest;
+
+/// The file ifupdown reads, and where `metaboot local` sets it aside.
+const FILE: &str = "/etc/network/interfaces.d/50-metaboot";
+const SET_ASIDE: &str = "/var/lib/metaboot/50-metaboot.set-aside";
+
+/// An ifupdown image (Debian's `/etc/network/interfaces`, `ifup`) whose NIC `ens3` has `mac`.
+fn ifupdown_guest(mac: &str) -> Guest {
+    let guest = Guest::new();
+    fs::create_dir_all(guest.path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        guest.path("/etc/network/interfaces"),
+        "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n",
+    )
+    .unwrap();
+    fs::create_dir_all(guest.path("/usr/sbin")).unwrap();
+    fs::write(guest.path("/usr/sbin/ifup"), "").unwrap();
+    set_mac(&guest, mac);
+    guest
+}
+
+/// Gives `ens3` of the guest's `/sys/class/net` the MAC `mac`.
+fn set_mac(guest: &Guest, mac: &str) {
+    let iface = guest.path("/sys/class/net/ens3");
+    fs::create_dir_all(&iface).unwrap();
+    fs::write(iface.join("address"), format!("{mac}\n")).unwrap();
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_previous_instances_ifupdown_file_is_set_aside_before_the_network_starts() {
+    let guest = ifupdown_guest("fa:16:3e:00:00:07");
+    // nova's document for a port on OVN: a static `ipv4` network.
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [{"id": "tapabc", "vif_id": "p", "type": "ovs", "mtu": 1442,
+              "ethernet_mac_address": "fa:16:3e:00:00:07"}],
+            "networks": [{"id": "network0", "link": "tapabc", "network_id": "n", "type": "ipv4",
+              "ip_address": "198.18.30.2", "netmask": "255.255.255.0",
+              "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"}],
+              "services": []}],
+            "services": []}"#,
+    );
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    let (outcome, message) = guest.step("network");
+    assert_eq!(outcome, "ok", "{message}");
+    let written = guest.read(FILE);
+    assert!(
+        written.contains("# metaboot: ens3 fa:16:3e:00:00:07\nauto ens3\niface ens3 inet static\n"),
+        "{written}"
+    );
+
+    // The same instance boots again: its NIC is there, the file stays, nothing is said.
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(FILE), written);
+    assert!(!guest.path(SET_ASIDE).exists());
+
+    // An image made from it boots as a new instance: its NIC has another MAC.
+    set_mac(&guest, "fa:16:3e:00:00:99");
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains(FILE)
+            && said.contains("ens3 with MAC fa:16:3e:00:00:07")
+            && said.contains(&format!("set aside as {SET_ASIDE}")),
+        "{said}"
+    );
+    assert!(!guest.path(FILE).exists(), "ifupdown would still read it");
+    assert!(
+        fs::read_dir(guest.path("/etc/network/interfaces.d"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing left for `source /etc/network/interfaces.d/*`"
+    );
+    assert_eq!(guest.read(SET_ASIDE), written);
+
+    // Nothing left to set aside on the next boot.
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(SET_ASIDE), written);
+}
+
+/// A file written by an older metaboot records no MAC: there is no telling whom it was written
+/// for, and it is left as it is.
+#[test]
+fn a_file_that_records_no_mac_is_left_alone() {
+    let guest = ifupdown_guest("fa:16:3e:00:00:99");
+    let old = "# Written by metaboot from network_data.json; metaboot rewrites it for a new \
+               instance.\n\nauto ens3\niface ens3 inet static\n    address 198.18.30.2/24\n";
+    fs::write(guest.path(FILE), old).unwrap();
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(FILE), old);
+    assert!(!guest.path(SET_ASIDE).exists());
+}
