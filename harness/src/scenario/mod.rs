@@ -408,13 +408,21 @@ mod tests {
         .env(STOP_CHILD, dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+        // Made here: building it reads SIGHUP's action once (a `OnceLock`) and allocates,
+        // which the forked child must not do.
+        let stop_signals = crate::process::stop_signal_set();
         // SAFETY: runs in the forked child before exec and only calls setpgid(2) and
-        // sigprocmask(2), which are async-signal-safe. The stop signals start blocked in
-        // every thread of the test binary, as `lab up` blocks them before it starts any.
+        // sigprocmask(2), which are async-signal-safe, with a set copied in. The stop signals
+        // start blocked in every thread of the test binary, as `lab up` blocks them before it
+        // starts any.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
-                crate::process::stop_signal_set().thread_block()?;
+                nix::sys::signal::sigprocmask(
+                    nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                    Some(&stop_signals),
+                    None,
+                )?;
                 Ok(())
             });
         }
