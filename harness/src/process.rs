@@ -71,8 +71,10 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The leaders of the process groups [`ProcessGroup::spawn`] started that this process has not
 /// reaped: while one is not reaped (a zombie keeps its PID), its PID, the group's id, names no
-/// other process's group. Reaping takes this lock, so [`kill_unreaped_groups`] never signals
-/// a group id that was handed on.
+/// other process's group. Only its [`ProcessGroup`] reaps a leader, under this lock, taking
+/// it out of the set; [`reap`] (for [`Found::is_running`] and [`Daemon::stop`]) leaves alone
+/// the PIDs the set holds. So [`kill_unreaped_groups`] never signals a group id that was handed
+/// on, and a group's owner always gets its leader's exit status.
 static UNREAPED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
 fn unreaped() -> MutexGuard<'static, BTreeSet<u32>> {
@@ -95,10 +97,23 @@ pub fn kill_unreaped_groups() -> usize {
 pub struct ProcessGroup {
     name: String,
     child: Child,
-    exited: Option<ExitStatus>,
+    leader: Leader,
     /// The leader's start time (see [`Daemon::start_ticks`]): once the leader is reaped, its
     /// PID, the group's id, may be another process's.
     start_ticks: Option<u64>,
+}
+
+/// Whether a [`ProcessGroup`]'s leader was reaped, and by whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leader {
+    /// Not reaped: its PID is the group's id, and no other process's.
+    Unreaped,
+    /// Reaped by its [`ProcessGroup`], with its exit status.
+    Exited(ExitStatus),
+    /// Reaped by someone else (polling it failed, ECHILD): its exit status is lost, and since
+    /// then its PID, the group's id, may be another process's; the group is never signalled
+    /// again.
+    ReapedElsewhere,
 }
 
 impl ProcessGroup {
@@ -125,7 +140,7 @@ impl ProcessGroup {
         Ok(Self {
             name: name.to_owned(),
             child,
-            exited: None,
+            leader: Leader::Unreaped,
             start_ticks,
         })
     }
@@ -146,18 +161,35 @@ impl ProcessGroup {
         &mut self.child
     }
 
-    /// The exit status if the leader has exited, without blocking.
+    /// The exit status if the leader has exited, without blocking; fails when someone else
+    /// reaped the leader (its exit status is lost).
     pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
-        if self.exited.is_none() {
+        match self.poll() {
+            Leader::Unreaped => Ok(None),
+            Leader::Exited(status) => Ok(Some(status)),
+            Leader::ReapedElsewhere => bail!(
+                "failed to poll {} (pid {}): it was reaped elsewhere, its exit status is lost",
+                self.name,
+                self.pid()
+            ),
+        }
+    }
+
+    /// Reaps the leader if it has exited, taking it out of [`UNREAPED`] once it is reaped
+    /// (here, or by someone else when polling fails).
+    fn poll(&mut self) -> Leader {
+        if self.leader == Leader::Unreaped {
             let mut groups = unreaped();
-            let polled = self.child.try_wait();
-            if !matches!(polled, Ok(None)) {
-                // Reaped (here, or by someone else when it fails).
+            self.leader = match self.child.try_wait() {
+                Ok(None) => Leader::Unreaped,
+                Ok(Some(status)) => Leader::Exited(status),
+                Err(_) => Leader::ReapedElsewhere,
+            };
+            if self.leader != Leader::Unreaped {
                 groups.remove(&self.child.id());
             }
-            self.exited = polled.with_context(|| format!("failed to poll {}", self.name))?;
         }
-        Ok(self.exited)
+        self.leader
     }
 
     /// Waits for the leader to exit until `timeout` passes; `None` when it is still running.
@@ -181,8 +213,18 @@ impl ProcessGroup {
     }
 
     /// Kills the whole process group with SIGKILL and reaps the leader.
+    ///
+    /// Fails without signalling anything when someone else reaped the leader: the group's id
+    /// may name another process's group since then.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         let pgid = pid_of(self.child.id());
+        if self.poll() == Leader::ReapedElsewhere {
+            bail!(
+                "{} (pid {pgid}) was reaped elsewhere: its process group is not killed, its id \
+                 may be another's now",
+                self.name
+            );
+        }
         // The group may already be gone (ESRCH): that is the state we want.
         if !self.group_id_reused() {
             let _ = killpg(pgid, Signal::SIGKILL);
@@ -201,7 +243,11 @@ impl ProcessGroup {
     /// PID belongs to a process started later. (The kernel hands out no PID that is still a
     /// group's id, so while members of the group live, the PID names no other process.)
     fn group_id_reused(&self) -> bool {
-        group_id_reused(self.child.id(), self.exited.is_some(), self.start_ticks)
+        group_id_reused(
+            self.child.id(),
+            matches!(self.leader, Leader::Exited(_)),
+            self.start_ticks,
+        )
     }
 }
 
@@ -466,7 +512,8 @@ impl Found {
     }
 
     /// Whether the process found is still running; reaps it when it has ended and is a child
-    /// of this process (never another child that took its PID).
+    /// of this process (never another child that took its PID), unless it leads a
+    /// [`ProcessGroup`], whose owner reaps it.
     pub fn is_running(&self) -> bool {
         if let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid))
             && parse_stat(&stat) == Some(('Z', self.start_ticks))
@@ -492,8 +539,15 @@ fn unblock_signals() -> io::Result<()> {
 }
 
 /// Reaps `pid` if it is an exited child of this process; harmless otherwise (ECHILD).
+///
+/// Leaves alone a [`ProcessGroup`]'s leader (in [`UNREAPED`], checked under its lock, so no
+/// group can start with that PID meanwhile): its owner reaps it, for its exit status, and
+/// would otherwise signal a group id that may be handed on.
 fn reap(pid: u32) {
-    let _ = nix::sys::wait::waitpid(pid_of(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    let groups = unreaped();
+    if !groups.contains(&pid) {
+        let _ = nix::sys::wait::waitpid(pid_of(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
 }
 
 /// The start time of `pid` in clock ticks since boot, if it is alive.
@@ -570,6 +624,83 @@ mod tests {
         child.wait().unwrap();
         // Above Linux's PID_MAX_LIMIT (2^22): never a process.
         assert!(!is_alive(1 << 23));
+    }
+
+    /// Waits (10 s at most) until `pid` has ended and waits to be reaped.
+    fn until_zombie(pid: u32) -> bool {
+        wait_until(Instant::now() + Duration::from_secs(10), || is_zombie(pid))
+    }
+
+    /// A teardown that ends the processes it finds (as `lab down` does in a namespace) and
+    /// finds a group's leader, here ended by SIGTERM, leaves it to its owner to reap: the
+    /// owner sees how it exited.
+    #[test]
+    fn a_found_group_leader_is_reaped_by_its_owner_only() {
+        use std::os::unix::process::ExitStatusExt;
+
+        let mut group = ProcessGroup::spawn("sleep", Command::new("sleep").arg("60")).unwrap();
+        let found = Found::read(group.pid()).unwrap();
+        assert!(found.signal(Signal::SIGTERM));
+        assert!(until_zombie(group.pid()));
+        assert!(!found.is_running());
+        let status = group.try_wait().unwrap().expect("the sleep ended");
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
+        assert!(!unreaped().contains(&group.pid()));
+    }
+
+    /// Stopping a daemon whose record names the PID of a group's leader (the daemon's PID
+    /// taken, once it ended, by a child of this process) leaves that leader to its owner.
+    #[test]
+    fn stopping_a_daemon_leaves_a_group_leader_with_its_pid_to_its_owner() {
+        let mut group =
+            ProcessGroup::spawn("sh", Command::new("sh").args(["-c", "exit 3"])).unwrap();
+        assert!(until_zombie(group.pid()));
+        let daemon = Daemon {
+            name: "dnsmasq".to_owned(),
+            pid: group.pid(),
+            start_ticks: 0,
+        };
+        daemon.stop(Duration::from_millis(100)).unwrap();
+        let status = group.try_wait().unwrap().expect("the shell exited");
+        assert_eq!(status.code(), Some(3), "{status}");
+    }
+
+    /// A group whose leader someone else reaped (here the test itself, bypassing
+    /// [`UNREAPED`]) is never signalled again: its id may be another group's by then (here the
+    /// group lives on in the leader's `sleep`, which must survive). Its owner gets an error.
+    #[test]
+    fn a_group_whose_leader_was_reaped_elsewhere_is_never_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("member");
+        let script = format!("sleep 60 & echo $! > {}", pidfile.display());
+        let mut group =
+            ProcessGroup::spawn("sh", Command::new("sh").args(["-c", &script])).unwrap();
+        assert!(until_zombie(group.pid()));
+        let member: u32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        nix::sys::wait::waitpid(pid_of(group.pid()), None).unwrap();
+
+        let polled = group.try_wait().map_err(|e| format!("{e:#}"));
+        let killed = group.kill().map_err(|e| format!("{e:#}"));
+        drop(group);
+        // A SIGKILL would have ended it well within this.
+        let ended = wait_until(Instant::now() + Duration::from_secs(2), || {
+            !is_alive(member)
+        });
+        if !ended {
+            let _ = nix::sys::signal::kill(pid_of(member), Signal::SIGKILL);
+        }
+        assert!(
+            !ended,
+            "the group was signalled after its leader was reaped elsewhere"
+        );
+        let polled = polled.unwrap_err();
+        assert!(polled.contains("reaped elsewhere"), "{polled}");
+        let killed = killed.unwrap_err();
+        assert!(killed.contains("not killed"), "{killed}");
     }
 
     #[test]

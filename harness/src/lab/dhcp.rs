@@ -109,18 +109,34 @@ pub fn dnsmasq_args(net: &DhcpNetwork, files: &DnsmasqFiles) -> Vec<String> {
     args
 }
 
+/// The longest interval, in seconds, between the unsolicited router advertisements on a
+/// routed IPv6 network: Neutron's L3 agent writes `MaxRtrAdvInterval` into radvd's
+/// configuration (`neutron/agent/linux/ra.py`) from its `max_rtr_adv_interval` option, 100 s
+/// by default (dnsmasq's own default being 600 s).
+pub const RA_INTERVAL_SECS: u32 = 100;
+
 /// The router lifetime, in seconds, of the router advertisements on a routed IPv6 network:
-/// RFC 4861's default (§6.2.1, 3 × MaxRtrAdvInterval, dnsmasq's interval being 600 s), the
-/// one radvd uses when, as for Neutron's L3 agent, none is configured.
-pub const ROUTER_LIFETIME_SECS: u32 = 1800;
+/// Neutron's template sets none, so radvd sends its default, 3 × MaxRtrAdvInterval (RFC 4861
+/// §6.2.1), i.e. 300 s for [`RA_INTERVAL_SECS`].
+pub const ROUTER_LIFETIME_SECS: u32 = 3 * RA_INTERVAL_SECS;
+
+// A default router outlives the interval between its advertisements (else guests lose their
+// default route between two), and dnsmasq takes intervals of 4 to 1800 s and lifetimes up to
+// the RA field's 9000 s (RFC 4861 §6.2.1).
+const _: () = assert!(
+    ROUTER_LIFETIME_SECS > RA_INTERVAL_SECS
+        && 4 <= RA_INTERVAL_SECS
+        && RA_INTERVAL_SECS <= 1800
+        && ROUTER_LIFETIME_SECS <= 9000
+);
 
 /// Who sends an IPv6 network's router advertisements: a guest takes the sender (its
 /// link-local address) as its default router unless the router lifetime is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advertiser {
     /// A routed network's router, from its `qr-` interface in its `qrouter-` namespace (where
-    /// Neutron's L3 agent runs radvd), with [`ROUTER_LIFETIME_SECS`]: the guests' default
-    /// router.
+    /// Neutron's L3 agent runs radvd), every [`RA_INTERVAL_SECS`] at most, with
+    /// [`ROUTER_LIFETIME_SECS`]: the guests' default router.
     Router,
     /// An isolated network's DHCP port, with a router lifetime of 0: it is no router.
     DhcpPort,
@@ -142,11 +158,20 @@ impl Advertiser {
             Self::DhcpPort => 0,
         }
     }
+
+    /// The longest interval between unsolicited advertisements, in seconds; 0 is dnsmasq's
+    /// default (600 s), enough for a port that is no router.
+    pub fn interval(self) -> u32 {
+        match self {
+            Self::Router => RA_INTERVAL_SECS,
+            Self::DhcpPort => 0,
+        }
+    }
 }
 
 /// dnsmasq's arguments on an IPv6 network: router advertisements only (`ra-only`: the prefix
 /// with the autonomous flag, so guests make their EUI-64 address, the one the registry gives
-/// the port), sent by `advertiser` with its router lifetime.
+/// the port), sent by `advertiser` at its interval with its router lifetime.
 pub fn ra_args(
     network_id: &str,
     prefix: Ipv6Net,
@@ -154,6 +179,7 @@ pub fn ra_args(
     files: &DnsmasqFiles,
 ) -> Vec<String> {
     let inside = advertiser.interface(network_id);
+    let interval = advertiser.interval();
     let lifetime = advertiser.router_lifetime();
     vec![
         "--keep-in-foreground".to_owned(),
@@ -171,8 +197,7 @@ pub fn ra_args(
             prefix.network(),
             prefix.prefix_len()
         ),
-        // An interval of 0 is dnsmasq's default.
-        format!("--ra-param={inside},0,{lifetime}"),
+        format!("--ra-param={inside},{interval},{lifetime}"),
         format!("--dhcp-leasefile={}", files.leases.display()),
         format!("--pid-file={}", files.pid.display()),
         format!("--log-facility={}", files.log.display()),
@@ -316,7 +341,8 @@ mod tests {
         assert!(isolated.contains(&"--ra-param=tap0123456789a,0,0".to_owned()));
         let routed = args(Advertiser::Router);
         assert!(routed.contains(&"--interface=qr-0123456789a".to_owned()));
-        assert!(routed.contains(&"--ra-param=qr-0123456789a,0,1800".to_owned()));
+        // As Neutron's radvd: at least every 100 s, the router for 300 s.
+        assert!(routed.contains(&"--ra-param=qr-0123456789a,100,300".to_owned()));
         for args in [isolated, routed] {
             assert!(args.contains(&"--enable-ra".to_owned()));
             assert!(args.contains(&"--dhcp-range=fdc6:1200:0:41::,ra-only,64,12h".to_owned()));
@@ -328,13 +354,20 @@ mod tests {
         }
     }
 
-    /// A default router that lives as long as RFC 4861's default, well past the advertisement
-    /// interval (dnsmasq's 600 s), and within the 16 bits of the RA's field (at most 9000 s).
+    /// The router is the default router for Neutron's radvd lifetime (3 × its 100 s
+    /// interval), past its next advertisement; the DHCP port never is, at dnsmasq's interval.
     #[test]
     fn the_router_lifetime_outlasts_the_advertisement_interval() {
-        const { assert!(ROUTER_LIFETIME_SECS >= 3 * 600 && ROUTER_LIFETIME_SECS <= 9000) };
+        assert_eq!(
+            (
+                Advertiser::Router.interval(),
+                Advertiser::Router.router_lifetime()
+            ),
+            (100, 300)
+        );
+        assert!(Advertiser::Router.router_lifetime() > Advertiser::Router.interval());
         assert_eq!(Advertiser::DhcpPort.router_lifetime(), 0);
-        assert_eq!(Advertiser::Router.router_lifetime(), ROUTER_LIFETIME_SECS);
+        assert_eq!(Advertiser::DhcpPort.interval(), 0);
     }
 
     #[test]

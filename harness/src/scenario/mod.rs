@@ -344,8 +344,10 @@ fn run_in_lab(
 
 #[cfg(test)]
 mod tests {
+    use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
+    use std::sync::mpsc;
     use std::time::Duration;
 
     use super::*;
@@ -393,6 +395,10 @@ mod tests {
         note("exited by itself");
     }
 
+    /// How long the child of [`a_second_stop_signal_ends_the_step_in_progress`] may take to
+    /// say it took the first signal (a loaded machine may be slow to schedule it).
+    const FIRST_SIGNAL_TAKEN_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// Ctrl-C while a lab is built waits for the step in progress; Ctrl-C again ends that
     /// step at once (its process group killed), the build removes what it made, the teardown
     /// runs, and the process exits with 130, the next step never started.
@@ -408,18 +414,38 @@ mod tests {
         .env(STOP_CHILD, dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+        // Made here: building it reads SIGHUP's action once (a `OnceLock`) and allocates,
+        // which the forked child must not do.
+        let stop_signals = crate::process::stop_signal_set();
         // SAFETY: runs in the forked child before exec and only calls setpgid(2) and
-        // sigprocmask(2), which are async-signal-safe. The stop signals start blocked in
-        // every thread of the test binary, as `lab up` blocks them before it starts any.
+        // sigprocmask(2), which are async-signal-safe, with a set copied in. The stop signals
+        // start blocked in every thread of the test binary, as `lab up` blocks them before it
+        // starts any.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
-                crate::process::stop_signal_set().thread_block()?;
+                nix::sys::signal::sigprocmask(
+                    nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                    Some(&stop_signals),
+                    None,
+                )?;
                 Ok(())
             });
         }
         let mut child = cmd.spawn().unwrap();
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        // Its stderr, line by line as it comes, and whole at the end.
+        let (lines, said) = mpsc::channel();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in stderr.lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+                let _ = lines.send(line);
+            }
+            all
+        });
         let step_pid = |step: &str| -> Option<u32> {
             std::fs::read_to_string(dir.path().join(step))
                 .ok()?
@@ -433,12 +459,22 @@ mod tests {
         let step1 = step_pid("step1").unwrap();
 
         interrupt();
-        // The first waits for the step in progress.
+        // The second only once the first was taken: two delivered before the child's signal
+        // thread took the first would merge into one.
+        let deadline = std::time::Instant::now() + FIRST_SIGNAL_TAKEN_TIMEOUT;
+        let took_first = std::iter::from_fn(|| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            said.recv_timeout(left).ok()
+        })
+        .any(|line| line.contains("again to end that step at once"));
+        // The first waits for the step in progress (a while, so that ending it would show).
         std::thread::sleep(Duration::from_millis(500));
         let waited = child.try_wait().unwrap();
         let step_alive = is_alive(step1);
-        interrupt();
-        let exited = wait_until(soon(), || child.try_wait().unwrap().is_some());
+        if took_first {
+            interrupt();
+        }
+        let exited = took_first && wait_until(soon(), || child.try_wait().unwrap().is_some());
         if !exited {
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::signal::kill(
@@ -446,12 +482,13 @@ mod tests {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let status = child.wait().unwrap();
+        let stderr = reader.join().unwrap();
+        assert!(took_first, "the first signal was not taken: {stderr}");
         assert_eq!(waited, None, "the first signal ended it: {stderr}");
         assert!(step_alive, "the first signal ended the step: {stderr}");
         assert!(exited, "a second signal did not end it: {stderr}");
-        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert_eq!(status.code(), Some(130), "{stderr}");
         assert!(!is_alive(step1), "the step outlived the process");
         assert!(step_pid("step2").is_none(), "the next step started");
         let events = std::fs::read_to_string(dir.path().join("events")).unwrap();
