@@ -243,6 +243,9 @@ listen = "127.0.0.1:9100"
         let with_password = [
             "db = \"postgres://metaboot:s3cret@db.example/metaboot\"\n",
             "db = \"postgresql://metaboot@db.example/metaboot?password=s3cret\"\n",
+            // Where the driver reads a password, not where a URL's path would begin.
+            "db = \"postgres://metaboot:s3/cret@db.example/metaboot\"\n",
+            "db = \"postgres://metaboot@db.example/metaboot?pass%77ord=s3cret\"\n",
         ];
         for text in with_password {
             std::fs::write(&file, text).unwrap();

@@ -16,7 +16,9 @@
 //! not ask for, `init_l3` in its `interface.py`; a host bridge is not `all`'s to clean.) A network deleted
 //! from the registry, and every network at a clean stop, takes its address off its bridge. A
 //! listener whose serving ended by itself is logged, counted and bound again, after the
-//! backoff of `retry.rs` when it keeps ending.
+//! backoff of `retry.rs` when it keeps ending; while it waits, its network keeps its bridge
+//! and the bridge its address, so that a stop or the network's deletion still takes the
+//! address off, and a second network on that bridge does not take its place.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -90,11 +92,20 @@ fn left_behind(holding: &[Holder], serves: impl Fn(&str) -> bool) -> Vec<&str> {
     found
 }
 
-/// One host network being served.
+/// One host network being served, or waiting to be bound again on its bridge.
 struct Served {
     bridge: Arc<str>,
     index: u32,
+    /// The listener's tasks; none while it waits out its backoff after its serving ended by
+    /// itself (the bridge keeps the address meanwhile).
     tasks: Vec<JoinHandle<()>>,
+}
+
+impl Served {
+    /// Whether its listener is bound, not waiting to be bound again.
+    fn listening(&self) -> bool {
+        !self.tasks.is_empty()
+    }
 }
 
 /// The metadata address on the bridges: which address and port, and the `ip` command that
@@ -275,20 +286,24 @@ impl HostBridges {
             let in_place = wanted
                 .get(id)
                 .is_some_and(|(bridge, index)| *bridge == served.bridge && *index == served.index);
-            let serving = !served.tasks.iter().any(JoinHandle::is_finished);
-            if in_place && serving {
-                // Served since an earlier pass: a later failure starts its backoff over.
-                retry_after.succeeded(id);
+            let ended = served.tasks.iter().any(JoinHandle::is_finished);
+            if in_place && !ended {
+                if served.listening() {
+                    // Served since an earlier pass: a later failure starts its backoff over.
+                    retry_after.succeeded(id);
+                }
                 return true;
             }
             served.tasks.iter().for_each(JoinHandle::abort);
             if in_place {
-                // The bridge keeps its address: the network still wants it.
+                // Kept, waiting to be bound again: the bridge keeps its address (the network
+                // still wants it), and the network its bridge.
+                served.tasks.clear();
                 stopped_by_itself.push((id.clone(), served.bridge.clone()));
-            } else {
-                tracing::info!(network = %id, bridge = %served.bridge, "stopped serving host network");
-                dropped.push(served.bridge.clone());
+                return true;
             }
+            tracing::info!(network = %id, bridge = %served.bridge, "stopped serving host network");
+            dropped.push(served.bridge.clone());
             false
         });
         for (id, bridge) in stopped_by_itself {
@@ -316,17 +331,17 @@ impl HostBridges {
             let Some((bridge, index)) = wanted.get(id).cloned() else {
                 continue;
             };
-            if self.served.contains_key(id) || !self.retry_after.is_due(id, now) {
+            if self.served.get(id).is_some_and(Served::listening) {
                 continue;
             }
             // The address and its listener on a bridge stand for one network: a second one's
             // guests would be looked up on the first and answered 404. The registry refuses a
             // second network of the same kind and name; a libvirt network and a `--bridge` can
-            // still name one bridge.
+            // still name one bridge. A network waiting to be bound again still holds it.
             let holder = self
                 .served
                 .iter()
-                .find(|(_, served)| served.bridge == bridge)
+                .find(|(other, served)| *other != id && served.bridge == bridge)
                 .map(|(other, _)| other.clone());
             if let Some(other) = holder {
                 self.waiting(
@@ -339,6 +354,10 @@ impl HostBridges {
                     ),
                     self.retry,
                 );
+                continue;
+            }
+            // Checked after the holder: a network waiting out its backoff still holds its bridge.
+            if !self.retry_after.is_due(id, now) {
                 continue;
             }
             let count = workers.count();
@@ -399,7 +418,7 @@ impl HostBridges {
             return;
         };
         let mut restored: Vec<&str> = Vec::new();
-        for served in self.served.values() {
+        for served in self.served.values().filter(|served| served.listening()) {
             let bridge = &*served.bridge;
             if holding.iter().any(|holder| holder.bridge == bridge) || restored.contains(&bridge) {
                 continue;
@@ -416,14 +435,19 @@ impl HostBridges {
         }
     }
 
-    /// The bridges served now, for logs and tests.
+    /// The bridges served now (not those waiting to be bound again), for logs and tests.
     pub fn bridges(&self) -> Vec<Arc<str>> {
-        self.served.values().map(|s| s.bridge.clone()).collect()
+        self.served
+            .values()
+            .filter(|served| served.listening())
+            .map(|served| served.bridge.clone())
+            .collect()
     }
 }
 
 impl Drop for HostBridges {
-    /// A clean stop takes the metadata address off every bridge served.
+    /// A clean stop takes the metadata address off every bridge served, or waiting to be
+    /// served again.
     fn drop(&mut self) {
         let mut done: Vec<Arc<str>> = Vec::new();
         for served in self.served.values() {
@@ -547,6 +571,160 @@ mod tests {
         drop(hosts);
         let taken_off = format!("addr del {}/32 dev lo", listen.ip());
         assert_eq!(calls(&log), [put_on, taken_off]);
+    }
+
+    /// A host network named `name` on `host`, in `store`: its id.
+    fn host_network(store: &dyn crate::store::Store, name: &str, host: HostBridge) -> String {
+        store
+            .create_network(&NewNetwork {
+                name: name.into(),
+                project: "p".into(),
+                cidr: "198.18.30.0/24".parse().unwrap(),
+                host: Some(host),
+                ..NewNetwork::default()
+            })
+            .unwrap()
+            .id
+    }
+
+    /// Ends the listener of `network` as an accept that fails for good would, and waits until
+    /// its tasks are over.
+    fn end_listener(hosts: &HostBridges, network: &str) {
+        let tasks = &hosts.served[network].tasks;
+        assert!(!tasks.is_empty(), "{network} is not listening");
+        tasks.iter().for_each(JoinHandle::abort);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !tasks.iter().all(JoinHandle::is_finished) {
+            assert!(
+                Instant::now() < deadline,
+                "the listener's tasks never ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A host network whose listener stopped by itself keeps its address on the bridge while
+    /// it waits out its backoff (the network still wants it), and the address is taken off
+    /// when the network is deleted meanwhile, or at a clean stop.
+    #[test]
+    fn an_address_whose_listener_ended_is_taken_off_at_a_delete_or_a_stop() {
+        for delete in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (ip, log) = fake_ip(dir.path());
+            let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+            let network = host_network(store.as_ref(), "lan", HostBridge::Bridge("lo".into()));
+            let metrics = Metrics::new("proxy");
+            let leases = Arc::new(HostLeases::new(dir.path().join("leases")));
+            let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let mut hosts =
+                HostBridges::new(leases, BACKOFF_BASE, metrics.clone()).serving(listen, ip);
+            let workers = Workers::start(1).unwrap();
+            let make =
+                move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+            let limits = ServerLimits::default();
+            let model = ReadModel::load(store.as_ref()).unwrap();
+            hosts.reconcile(&model, &workers, limits, &make, &Answers);
+            let put_on = format!("addr replace {}/32 dev lo label lo:mb", listen.ip());
+            assert_eq!(calls(&log), std::slice::from_ref(&put_on));
+
+            end_listener(&hosts, &network);
+            hosts.reconcile(&model, &workers, limits, &make, &Answers);
+            assert_eq!(
+                calls(&log),
+                std::slice::from_ref(&put_on),
+                "taken off while wanted"
+            );
+            assert!(hosts.bridges().is_empty(), "bound again before its backoff");
+
+            let taken_off = format!("addr del {}/32 dev lo", listen.ip());
+            if delete {
+                store.delete_network(&network).unwrap();
+                let model = ReadModel::load(store.as_ref()).unwrap();
+                hosts.reconcile(&model, &workers, limits, &make, &Answers);
+                assert_eq!(calls(&log), [put_on.clone(), taken_off.clone()], "deleted");
+                drop(hosts);
+                assert_eq!(calls(&log), [put_on, taken_off], "taken off twice");
+            } else {
+                drop(hosts);
+                assert_eq!(calls(&log), [put_on, taken_off], "stopped");
+            }
+        }
+    }
+
+    /// Of two networks on one bridge the older is served; when its listener stops by itself,
+    /// the younger is not bound in its place while it waits, and after its backoff the older
+    /// is served again.
+    #[test]
+    fn a_bridge_whose_listener_ended_is_kept_for_its_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ip, log) = fake_ip(dir.path());
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        // A libvirt network and a `--bridge` that turn out to be one bridge, lo.
+        let leases_dir = dir.path().join("leases");
+        std::fs::create_dir(&leases_dir).unwrap();
+        std::fs::write(leases_dir.join("lab.conf"), "interface=lo\n").unwrap();
+        host_network(
+            store.as_ref(),
+            "lab",
+            HostBridge::LibvirtNetwork("lab".into()),
+        );
+        host_network(store.as_ref(), "lan", HostBridge::Bridge("lo".into()));
+        let model = ReadModel::load(store.as_ref()).unwrap();
+        // The registry's clock counts seconds: the older is the one it says.
+        let [(older, _), (younger, _)] = <[_; 2]>::try_from(model.host_networks()).unwrap();
+        let metrics = Metrics::new("proxy");
+        let leases = Arc::new(HostLeases::new(leases_dir));
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut hosts = HostBridges::new(leases, BACKOFF_BASE, metrics.clone()).serving(listen, ip);
+        let workers = Workers::start(1).unwrap();
+        let make = move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+        let limits = ServerLimits::default();
+        let serving = |hosts: &HostBridges| -> Vec<String> {
+            let mut ids: Vec<String> = hosts
+                .served
+                .iter()
+                .filter(|(_, served)| served.listening())
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.sort();
+            ids
+        };
+        hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        assert_eq!(serving(&hosts), std::slice::from_ref(&older));
+        let refused = format!("bridge lo already serves network {older}");
+        assert!(
+            hosts.failing[&younger].contains(&refused),
+            "{:?}",
+            hosts.failing
+        );
+
+        end_listener(&hosts, &older);
+        hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        assert_eq!(
+            serving(&hosts),
+            Vec::<String>::new(),
+            "the younger took the bridge"
+        );
+        assert!(
+            hosts.failing[&younger].contains(&refused),
+            "{:?}",
+            hosts.failing
+        );
+
+        std::thread::sleep(BACKOFF_BASE);
+        hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        assert_eq!(
+            serving(&hosts),
+            std::slice::from_ref(&older),
+            "the older is not served again"
+        );
+        assert!(
+            hosts.failing[&younger].contains(&refused),
+            "{:?}",
+            hosts.failing
+        );
+        let put_on = format!("addr replace {}/32 dev lo label lo:mb", listen.ip());
+        assert_eq!(calls(&log), [put_on.clone(), put_on]);
     }
 
     #[test]

@@ -97,67 +97,170 @@ fn url_scheme(text: &str) -> Option<&str> {
     (is_scheme && (rest.starts_with("//") || known)).then_some(scheme)
 }
 
-/// Whether the registry location carries a PostgreSQL password: a non-empty one in the user
-/// part (`postgres://user:PASSWORD@host/db`) or a `password=` parameter, where libpq takes one
-/// (`conninfo_uri_parse_options` in its `fe-connect.c`: the user part ends at the first `@`
-/// before any `/`; an empty password is none). A file that holds such a location must be as
-/// private as libpq wants a `.pgpass` (`all`'s configuration file, `all/config.rs`).
+/// Whether the registry location carries a PostgreSQL password: a non-empty one wherever the
+/// `postgres` driver the server connects with reads one (tokio-postgres' `Config::from_str`,
+/// `store/postgres/mod.rs`), or wherever [`redacted`] hides one (a URL the driver refuses, an
+/// earlier `password=` a later one overrides: still a password written down). The driver
+/// takes everything before the first `@` as the user and the password
+/// (`postgres://metaboot:ab/cd@db/metaboot` has the password `ab/cd`) and percent-decodes
+/// parameter names (`?pass%77ord=…`). A file that holds such a location must be as private as
+/// libpq wants a `.pgpass` (`all`'s configuration file, `all/config.rs`).
 pub fn holds_password(url: &str) -> bool {
-    let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    else {
-        return false;
-    };
-    let in_user_part = rest
-        .split('/')
-        .next()
-        .and_then(|authority| authority.split_once('@'))
-        .and_then(|(user, _)| user.split_once(':'))
-        .is_some_and(|(_, password)| !password.is_empty());
-    let in_query = rest.split_once('?').is_some_and(|(_, query)| {
-        query.split('&').any(|pair| {
-            pair.split_once('=')
-                .is_some_and(|(key, value)| key == "password" && !value.is_empty())
-        })
-    });
-    in_user_part || in_query
+    postgres_rest(url).is_some_and(|rest| redact_postgres(url, rest).1)
 }
 
-/// The registry location as it may be shown in messages and logs: a PostgreSQL URL's password
-/// (in its user part or a `password=` parameter) becomes `***`.
+/// The registry location as it may be shown in messages and logs: in a PostgreSQL URL, every
+/// password the driver could take from it (its user part, a `password` parameter however its
+/// name is encoded) becomes `***`, and so does any other part that holds it (a user or
+/// database named like the password). A value that looks like another URL (`POSTGRES://…`,
+/// `mysql://…`, which `--db` refuses) shows its scheme only. A SQLite path is shown as is.
 pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    if !scheme.starts_with("postgres") {
-        return url.to_owned();
+    if let Some(rest) = postgres_rest(url) {
+        return redact_postgres(url, rest).0;
     }
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => format!("{user}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                        format!("{key}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    match url_scheme(path) {
+        // The rest may hold a password.
+        Some(scheme) => format!("{}{scheme}:***", &url[..url.len() - path.len()]),
+        None => url.to_owned(),
+    }
+}
+
+/// What follows `postgres://` or `postgresql://`: a URL the driver parses as one.
+fn postgres_rest(url: &str) -> Option<&str> {
+    url.strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+}
+
+/// A piece of a PostgreSQL URL, cut where the driver cuts it.
+enum Piece<'a> {
+    /// Shown, unless it holds a password.
+    Shown(&'a str),
+    /// A password's place: never shown.
+    Password(&'a str),
+}
+
+/// `url` (whose part after the scheme is `rest`) with every password hidden, and whether one
+/// was not empty. The URL is cut as tokio-postgres' `UrlParser` cuts it: the user and password
+/// before the first `@` (split at the first `:`), the host up to `/` or `?`, the database up
+/// to `?`, then parameters, each name up to `=` and its value up to `&`. A parameter whose
+/// percent-decoded name is `password` (in any case, or ending `&password`, which the driver
+/// refuses as an unknown option) is a password's place. Then the password the driver itself
+/// reads (the last one) is looked for in every shown piece, raw and percent-decoded, so that
+/// no spelling of it appears elsewhere.
+fn redact_postgres(url: &str, rest: &str) -> (String, bool) {
+    let mut pieces = vec![Piece::Shown(&url[..url.len() - rest.len()])];
+    let mut left = rest;
+    if let Some((credentials, after)) = left.split_once('@') {
+        match credentials.split_once(':') {
+            Some((user, password)) => pieces.extend([
+                Piece::Shown(user),
+                Piece::Shown(":"),
+                Piece::Password(password),
+            ]),
+            None => pieces.push(Piece::Shown(credentials)),
         }
-        None => tail.to_owned(),
+        pieces.push(Piece::Shown("@"));
+        left = after;
+    }
+    let (address, query) = match left.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (left, None),
     };
-    format!("{scheme}://{authority}{tail}")
+    match address.split_once('/') {
+        Some((host, database)) => pieces.extend([
+            Piece::Shown(host),
+            Piece::Shown("/"),
+            Piece::Shown(database),
+        ]),
+        None => pieces.push(Piece::Shown(address)),
+    }
+    if let Some(mut query) = query {
+        pieces.push(Piece::Shown("?"));
+        while !query.is_empty() {
+            let Some((name, after)) = query.split_once('=') else {
+                // The driver refuses it ("unterminated parameter").
+                pieces.push(Piece::Shown(query));
+                break;
+            };
+            let (value, next) = after.split_once('&').unwrap_or((after, ""));
+            let decoded = String::from_utf8_lossy(&percent_decoded(name)).into_owned();
+            let last_name = decoded.rsplit('&').next().unwrap_or_default();
+            pieces.extend([Piece::Shown(name), Piece::Shown("=")]);
+            if last_name.eq_ignore_ascii_case("password") {
+                pieces.push(Piece::Password(value));
+            } else {
+                pieces.push(Piece::Shown(value));
+            }
+            if after.len() > value.len() {
+                pieces.push(Piece::Shown("&"));
+            }
+            query = next;
+        }
+    }
+    let mut passwords: Vec<Vec<u8>> = pieces
+        .iter()
+        .filter_map(|piece| match piece {
+            Piece::Password(text) => Some(percent_decoded(text)),
+            Piece::Shown(_) => None,
+        })
+        .collect();
+    if let Ok(config) = url.parse::<::postgres::Config>()
+        && let Some(password) = config.get_password()
+    {
+        passwords.push(password.to_vec());
+    }
+    passwords.retain(|password| !password.is_empty());
+    let holds = |text: &str| {
+        let decoded = percent_decoded(text);
+        passwords
+            .iter()
+            .any(|password| contains(text.as_bytes(), password) || contains(&decoded, password))
+    };
+    let shown: String = pieces
+        .iter()
+        .map(|piece| match *piece {
+            Piece::Shown(text) if !holds(text) => text,
+            Piece::Shown(_) | Piece::Password(_) => "***",
+        })
+        .collect();
+    (shown, !passwords.is_empty())
+}
+
+/// `text` with each `%XX` (two hex digits) decoded, as the driver decodes the parts of a URL
+/// (any other `%` stays).
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .filter(|pair| bytes[at] == b'%' && pair.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match hex {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `needle` (not empty) occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 #[cfg(test)]
@@ -250,13 +353,23 @@ mod tests {
     }
 
     #[test]
-    fn a_password_is_found_where_libpq_takes_one() {
+    fn a_password_is_found_where_the_driver_takes_one() {
         for url in [
             "postgres://metaboot:s3cret@db.example:5432/registry",
             "postgresql://u:p%40ss@h/db?sslmode=disable",
             "postgres://u@h/db?sslmode=require&password=s3cret",
             "postgres://:s3cret@h/db",
             "postgresql://u:s3cret@h1,h2/db",
+            // The driver's user part ends at the first `@`, wherever a `/` is.
+            "postgres://metaboot:ab/cd@db/metaboot",
+            "postgres://h/db:x@y",
+            // It percent-decodes a parameter's name.
+            "postgres://u@h/db?pass%77ord=x",
+            "postgres://u@h/db?%70assword=x",
+            // Overridden by a later empty one, the first is still written down.
+            "postgres://u:s3cret@h/db?password=",
+            // Refused by the driver (an unknown option), the password is still written down.
+            "postgres://u:s3cret@h/db?bogus=1",
         ] {
             assert!(holds_password(url), "{url}");
         }
@@ -266,26 +379,84 @@ mod tests {
             "postgres://u:@h/db",
             "postgres://u@h/db?password=",
             "postgres://h/db?passfile=/etc/metaboot/pgpass",
-            // An `@` after the first `/` is not in the user part.
-            "postgres://h/db:x@y",
+            "postgres://h/db?application_name=password",
             DEFAULT_DB,
             "sqlite:/var/lib/a:b@c.sqlite",
         ] {
             assert!(!holds_password(url), "{url}");
         }
+        // What the driver itself reads.
+        for (url, password) in [
+            ("postgres://metaboot:ab/cd@db/metaboot", "ab/cd"),
+            ("postgres://h/db:x@y", "x"),
+            ("postgres://u@h/db?pass%77ord=x", "x"),
+        ] {
+            let config: ::postgres::Config = url.parse().unwrap();
+            assert_eq!(config.get_password(), Some(password.as_bytes()), "{url}");
+        }
     }
 
     #[test]
     fn a_postgres_password_is_never_shown() {
-        assert_eq!(
-            redacted("postgres://metaboot:s3cret@db.example:5432/registry"),
-            "postgres://metaboot:***@db.example:5432/registry"
-        );
-        assert_eq!(
-            redacted("postgresql://u:p%40ss@h/db?sslmode=disable&password=s3cret"),
-            "postgresql://u:***@h/db?sslmode=disable&password=***"
-        );
-        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redacted(DEFAULT_DB), DEFAULT_DB);
+        for (url, shown) in [
+            (
+                "postgres://metaboot:s3cret@db.example:5432/registry",
+                "postgres://metaboot:***@db.example:5432/registry",
+            ),
+            (
+                "postgresql://u:p%40ss@h/db?sslmode=disable&password=s3cret",
+                "postgresql://u:***@h/db?sslmode=disable&password=***",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (DEFAULT_DB, DEFAULT_DB),
+            (
+                "sqlite:/var/lib/a:b@c.sqlite",
+                "sqlite:/var/lib/a:b@c.sqlite",
+            ),
+            // Where the driver finds a password, not where a URL's path would begin.
+            (
+                "postgres://metaboot:ab/cd@db/metaboot",
+                "postgres://metaboot:***@db/metaboot",
+            ),
+            ("postgres://h/db:x@y", "postgres://h/db:***@y"),
+            (
+                "postgres://u@h/db?pass%77ord=x",
+                "postgres://u@h/db?pass%77ord=***",
+            ),
+            // The password elsewhere too, in whatever spelling.
+            (
+                "postgres://metaboot:metaboot@db/metaboot",
+                "postgres://***:***@db/***",
+            ),
+            ("postgres://u:s3cret@h/s%33cret", "postgres://u:***@h/***"),
+            (
+                "postgres://u@h/db?password=s3cret&application_name=s%33cret",
+                "postgres://u@h/db?password=***&application_name=***",
+            ),
+            // A URL `--db` refuses shows its scheme only.
+            ("POSTGRES://u:s3cret@h/db", "POSTGRES:***"),
+            ("mysql://u:s3cret@h/db", "mysql:***"),
+            ("sqlite:postgres://u:s3cret@h/db", "sqlite:postgres:***"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+        // Whatever the driver reads as the password appears in no spelling.
+        for url in [
+            "postgres://metaboot:ab/cd@db/metaboot",
+            "postgres://h/db:x@y",
+            "postgres://u@h/db?pass%77ord=s3cret",
+            "postgres://u:first@h/db?password=second",
+            "postgres://u:%73%33cret@h/db?options=s3cret",
+            "postgresql://u:p%40ss@h/p@ss",
+        ] {
+            let config: ::postgres::Config = url.parse().unwrap();
+            let password = config.get_password().unwrap();
+            let shown = redacted(url);
+            assert!(
+                !contains(shown.as_bytes(), password)
+                    && !contains(&percent_decoded(&shown), password),
+                "{url}: {shown}"
+            );
+        }
     }
 }

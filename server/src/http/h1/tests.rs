@@ -454,10 +454,14 @@ const LARGER_THAN_SOCKET_BUFFERS: usize = 4 * 1024 * 1024;
 /// before the server reads (Linux doubles what is set).
 const SOCKET_BUFFER: usize = 64 * 1024;
 
-/// Sends `request` whole over TCP to a connection served with `limits`, then reads until the
-/// server closes, as a client that writes before it reads (curl, Python's requests); what the
-/// client sees: the answer, or the error it got writing or reading.
-async fn send_whole_then_read(limits: ServerLimits, request: Vec<u8>) -> std::io::Result<Vec<u8>> {
+/// Sends `request` whole over TCP to a connection served with the default limits, then reads
+/// until the server closes, as a client that writes before it reads (curl, Python's requests);
+/// what the client sees: the answer, or the error it got writing or reading. The default
+/// timeouts (10 s), not [`SHORT`]: the client is a thread of its own, which a loaded machine
+/// may stall longer than that while the server's timer runs (a 408 and a reset instead of the
+/// answer); only a stalled client waits them out, so the test takes no longer.
+async fn send_whole_then_read(request: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let limits = ServerLimits::default();
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     socket2::SockRef::from(&listener)
@@ -516,7 +520,7 @@ async fn a_client_that_writes_its_whole_request_first_gets_its_refusal_not_a_res
         (after, 200, "GET /bye "),
     ];
     for (request, status, body) in cases {
-        let seen = send_whole_then_read(limits(), request)
+        let seen = send_whole_then_read(request)
             .await
             .unwrap_or_else(|err| panic!("a {status} was expected, the client got: {err}"));
         let got = answers(&seen, &[]);
