@@ -114,3 +114,51 @@ fn a_file_that_records_no_mac_is_left_alone() {
     assert_eq!(guest.read(FILE), old);
     assert!(!guest.path(SET_ASIDE).exists());
 }
+
+/// A NoCloud guest whose `network-config` (version 1) names two NICs by MAC: `eth0` with
+/// `52-54-00-12-34-56` (the `-` form, which the image's NIC `ens3` has as
+/// `52:54:00:12:34:56`), and `eth1`, which no NIC of the guest has (the document's name is
+/// kept). `50-metaboot` records only ens3's MAC, as the system writes it, and on the next boot
+/// of the same instance `metaboot local` keeps the file: the network step runs once per
+/// instance and would never write it again.
+#[test]
+fn a_plain_reboot_keeps_a_file_with_a_dash_mac_and_a_nic_that_is_not_there() {
+    let guest = ifupdown_guest("52:54:00:12:34:56");
+    let seed = guest.path("/var/lib/cloud/seed/nocloud");
+    fs::create_dir_all(&seed).unwrap();
+    fs::write(seed.join("meta-data"), "instance-id: iid-local-1\n").unwrap();
+    fs::write(seed.join("user-data"), "").unwrap();
+    fs::write(
+        seed.join("network-config"),
+        "version: 1\nconfig:\n\
+         - {type: physical, name: eth0, mac_address: 52-54-00-12-34-56,\n   \
+         subnets: [{type: static, address: 198.18.30.2/24}]}\n\
+         - {type: physical, name: eth1, mac_address: 52-54-00-ab-cd-ef,\n   \
+         subnets: [{type: static, address: 198.18.31.2/24}]}\n",
+    )
+    .unwrap();
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    let (outcome, message) = guest.step("network");
+    assert_eq!(outcome, "ok", "{message}");
+    let written = guest.read(FILE);
+    let recorded: Vec<&str> = written
+        .lines()
+        .filter(|line| line.starts_with("# metaboot: "))
+        .collect();
+    assert_eq!(
+        recorded,
+        ["# metaboot: ens3 52:54:00:12:34:56"],
+        "{written}"
+    );
+    assert!(
+        written.contains("auto ens3\niface ens3 inet static\n")
+            && written.contains("auto eth1\niface eth1 inet static\n"),
+        "{written}"
+    );
+
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(FILE), written);
+    assert!(!guest.path(SET_ASIDE).exists());
+}

@@ -63,6 +63,11 @@ pub struct Interface {
     pub mac: Option<String>,
     /// Its name on this system (found by MAC, or given by the document).
     pub name: Option<String>,
+    /// The MAC of the system's NIC it was named after by its own MAC (`name_interfaces`), as
+    /// the system writes it ([`normal_mac`]); `None` when no NIC has the document's MAC (the
+    /// document's name, if any, is kept) or it has none. ifupdown records it, and only it, for
+    /// `metaboot local` (`apply/network/stale.rs`).
+    pub system_mac: Option<String>,
     pub mtu: Option<u32>,
     pub dhcp4: bool,
     pub ipv6: Ipv6Auto,
@@ -169,6 +174,12 @@ fn is_interface_name(name: &str) -> bool {
 /// Whether an interface name is a pattern (`*` or `?` in it) rather than a name.
 pub fn is_name_pattern(name: &str) -> bool {
     name.contains(['*', '?'])
+}
+
+/// A MAC as the kernel writes it in `/sys/class/net/*/address`: lower case, `:` between the
+/// pairs (a document may write `52-54-00-12-34-56`, which [`is_mac`] takes).
+pub fn normal_mac(mac: &str) -> String {
+    mac.trim().to_ascii_lowercase().replace('-', ":")
 }
 
 /// Hex digit pairs separated by `:` (or `-`).

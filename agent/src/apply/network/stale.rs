@@ -14,6 +14,7 @@ use std::process::Command;
 
 use super::ifupdown::{FILE, recorded_macs};
 use super::links::system_links;
+use super::plan::normal_mac;
 use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
 
@@ -72,7 +73,7 @@ pub fn set_aside_stale(root: &Root, settle: Option<&mut dyn FnMut()>) -> Result<
         let links = system_links(root);
         recorded
             .iter()
-            .find(|(_, mac)| !links.iter().any(|(_, address)| address == mac))
+            .find(|(_, mac)| !links.iter().any(|(_, address)| normal_mac(address) == *mac))
             .cloned()
     };
     let mut gone = missing();

@@ -81,6 +81,7 @@ fn network_data_json_becomes_a_plan() {
             Interface {
                 mac: Some("fa:16:3e:00:00:01".into()),
                 name: None,
+                system_mac: None,
                 mtu: Some(1450),
                 dhcp4: false,
                 ipv6: Ipv6Auto::StaticOnly,
@@ -283,6 +284,7 @@ fn the_keys_cloud_init_takes_beside_novas_are_applied() {
     let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     plan.interfaces[0].name = Some("ens3".into());
+    plan.interfaces[0].system_mac = Some("fa:16:3e:00:00:01".into());
     assert_eq!(
         networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
         "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
@@ -509,6 +511,41 @@ fn interfaces_are_named_by_mac_as_the_system_names_them() {
     assert!(warnings[0].contains("fa:16:3e:00:00:02"), "{warnings:?}");
 }
 
+/// A document's MAC in the `-` form names the NIC the system writes with `:`; ifupdown's file
+/// records the MAC of each interface a NIC of the system was found for, as the system writes
+/// it, and no other (an interface that keeps the document's name has none there): the file is
+/// `Current` for `metaboot local` on the same system.
+#[test]
+fn ifupdown_records_only_macs_this_systems_nics_have() {
+    let (_dir, root) = root_with_links(&[("ens3", "52:54:00:12:34:56")]);
+    let doc = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "mac_address": "52-54-00-12-34-56",
+         "subnets": [{"type": "static", "address": "198.18.1.10/24"}]},
+        {"type": "physical", "name": "eth1", "mac_address": "52:54:00:AB:CD:EF",
+         "subnets": [{"type": "static", "address": "198.18.2.10/24"}]}
+    ]});
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    name_interfaces(&mut plan, &system_links(&root), &mut warnings);
+    let names: Vec<Option<&str>> = plan.interfaces.iter().map(|i| i.name.as_deref()).collect();
+    assert_eq!(names, [Some("ens3"), Some("eth1")]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("52:54:00:ab:cd:ef"), "{warnings:?}");
+    let (text, _) = ifupdown::render(&plan, "network-config");
+    assert_eq!(
+        ifupdown::recorded_macs(&text),
+        [("ens3".to_owned(), "52:54:00:12:34:56".to_owned())],
+        "{text}"
+    );
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(root.host_path(IFUPDOWN_FILE), &text).unwrap();
+    assert_eq!(set_aside_stale(&root, None).unwrap(), Stale::Current);
+    assert_eq!(
+        fs::read_to_string(root.host_path(IFUPDOWN_FILE)).unwrap(),
+        text
+    );
+}
+
 /// A bridge, bond or VLAN has the MAC of a NIC under it, and a bridge or bond sorts before the
 /// NIC: the NIC is the one a MAC names, as with cloud-init's `get_interfaces_by_mac`.
 #[test]
@@ -555,6 +592,8 @@ fn named_plan() -> Plan {
     let mut plan = plan(&NetworkDoc::OpenStack(nova_doc()), &mut warnings).unwrap();
     plan.interfaces[0].name = Some("eth0".into());
     plan.interfaces[1].name = Some("eth1".into());
+    plan.interfaces[0].system_mac = Some("fa:16:3e:00:00:01".into());
+    plan.interfaces[1].system_mac = Some("fa:16:3e:00:00:02".into());
     plan.search = vec!["lab.example".into()];
     plan
 }
