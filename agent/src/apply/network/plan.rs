@@ -112,16 +112,30 @@ impl Plan {
         }
     }
 
-    pub(super) fn add_search(&mut self, domain: &str) {
+    /// Adds a search domain. One that is not a domain name ([`is_domain`]: `bücher.de`,
+    /// `a.example,b.example`, a line break) is left out with a warning that `what` (the
+    /// document and its key) begins, and the rest of the plan stands: cloud-init writes what it
+    /// gets, and one bad domain must not leave the instance without its network.
+    pub(super) fn add_search(&mut self, domain: &str, what: &str, warnings: &mut Vec<String>) {
         let domain = domain.trim();
-        if !domain.is_empty() && !self.search.iter().any(|d| d == domain) {
+        if domain.is_empty() || self.search.iter().any(|d| d == domain) {
+            return;
+        }
+        if is_domain(domain) {
             self.search.push(domain.to_owned());
+        } else {
+            warnings.push(format!(
+                "{what}: {domain:?} is not a domain name; left out (one domain per entry, of \
+                 letters, digits, `-`, `_` and dots: an internationalised name in its `xn--` \
+                 form)"
+            ));
         }
     }
 
     /// Refuses a plan with a name, MAC or search domain that is not one: each is written into
     /// a configuration file (an ifupdown stanza runs its `up` lines as root), where a line
-    /// break or a space would add lines or words of its own.
+    /// break or a space would add lines or words of its own. The readers leave a bad search
+    /// domain out before ([`Plan::add_search`]); this refuses one set otherwise.
     pub(super) fn check(&self) -> Result<(), NetworkError> {
         let refuse = |what: &str, value: &str| {
             Err(NetworkError::Invalid(format!(

@@ -1166,9 +1166,9 @@ fn a_link_already_up_with_its_mtu_gets_no_ip_link_set() {
     );
 }
 
-/// A name, MAC or search domain with a line break or a space in it would write lines of its
-/// own into the image's configuration (an ifupdown `up` line runs as root): the document is
-/// refused whole, saying which value.
+/// A name or MAC with a line break or a space in it would write lines of its own into the
+/// image's configuration (an ifupdown `up` line runs as root): the document is refused whole,
+/// saying which value. A search domain is one of a list: it is left out alone (below).
 #[test]
 fn values_that_would_add_lines_to_a_configuration_are_refused() {
     let static_eth = |extra: serde_json::Value| {
@@ -1180,13 +1180,6 @@ fn values_that_would_add_lines_to_a_configuration_are_refused() {
         json!({"version": 1, "config": [eth]})
     };
     let cases = [
-        (
-            static_eth(
-                json!({"subnets": [{"type": "static", "address": "198.18.1.10/24",
-            "dns_search": ["x.org\n    up touch /pwned"]}]}),
-            ),
-            "search domain",
-        ),
         (
             static_eth(json!({"name": "eth0\nup touch /pwned"})),
             "interface name",
@@ -1229,6 +1222,50 @@ fn values_that_would_add_lines_to_a_configuration_are_refused() {
                 assert!(message.starts_with(what), "{doc}: {message}");
             }
             other => panic!("{doc}: {other:?}"),
+        }
+    }
+}
+
+/// A search domain that is not one (a line break that would add an ifupdown line, a comma, a
+/// name that is not ASCII) is left out with a warning naming it, from either document; the
+/// rest of the plan stands.
+#[test]
+fn a_search_domain_that_is_not_one_is_left_out_with_a_warning() {
+    let bad = [
+        "x.org\n    up touch /pwned",
+        "bücher.de",
+        "a.example,b.example",
+    ];
+    let v1 = json!({"version": 1, "config": [{"type": "physical", "name": "eth0",
+        "subnets": [{"type": "static", "address": "198.18.1.10/24",
+                     "dns_search": [bad[0], "lab.example", bad[1], bad[2]]}]}]});
+    let v2 = json!({"version": 2, "ethernets": {"eth0": {"addresses": ["198.18.1.10/24"],
+        "nameservers": {"search": [bad[0], "lab.example", bad[1], bad[2]]}}}});
+    let nova = json!({"links": [{"id": "t", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [{"id": "n", "link": "t", "type": "ipv4", "ip_address": "198.18.1.10",
+                      "netmask": "255.255.255.0",
+                      "dns_search": [bad[0], "lab.example", bad[1], bad[2]]}]});
+    for (doc, key) in [
+        (
+            NetworkDoc::NetworkConfig(v1),
+            "network-config: eth0: dns_search",
+        ),
+        (
+            NetworkDoc::NetworkConfig(v2),
+            "network-config: eth0: nameservers: search",
+        ),
+        (NetworkDoc::OpenStack(nova), "network_data.json: dns_search"),
+    ] {
+        let mut warnings = Vec::new();
+        let plan = plan(&doc, &mut warnings).unwrap();
+        assert_eq!(plan.search, ["lab.example"], "{doc:?}");
+        assert_eq!(plan.interfaces[0].addresses, [addr("198.18.1.10/24")]);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        for (warning, domain) in warnings.iter().zip(bad) {
+            assert!(
+                warning.starts_with(&format!("{key}: {domain:?} is not a domain name; left out")),
+                "{warning}"
+            );
         }
     }
 }
