@@ -32,7 +32,12 @@ fn ifupdown_guest(mac: &str) -> Guest {
 
 /// Gives `ens3` of the guest's `/sys/class/net` the MAC `mac`.
 fn set_mac(guest: &Guest, mac: &str) {
-    let iface = guest.path("/sys/class/net/ens3");
+    set_link(guest, "ens3", mac);
+}
+
+/// Gives interface `name` of the guest's `/sys/class/net` the MAC `mac`.
+fn set_link(guest: &Guest, name: &str, mac: &str) {
+    let iface = guest.path(&format!("/sys/class/net/{name}"));
     fs::create_dir_all(&iface).unwrap();
     fs::write(iface.join("address"), format!("{mac}\n")).unwrap();
 }
@@ -161,4 +166,66 @@ fn a_plain_reboot_keeps_a_file_with_a_dash_mac_and_a_nic_that_is_not_there() {
     assert_eq!(stderr(&out), "");
     assert_eq!(guest.read(FILE), written);
     assert!(!guest.path(SET_ASIDE).exists());
+}
+
+/// Both NICs of the instance are there, but named the other way round (`net.ifnames=0`, a NIC
+/// hot-added before the reboot probed first): `eth0`'s stanzas would come up on the NIC of
+/// `eth1`'s MAC. The file is set aside, with how to have metaboot write it again for the
+/// names as they are; done so, the new file is kept.
+#[test]
+fn nics_named_the_other_way_round_set_the_file_aside() {
+    let guest = ifupdown_guest("fa:16:3e:00:00:01");
+    fs::remove_dir_all(guest.path("/sys/class/net/ens3")).unwrap();
+    set_link(&guest, "eth0", "fa:16:3e:00:00:01");
+    set_link(&guest, "eth1", "fa:16:3e:00:00:02");
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [
+              {"id": "a", "vif_id": "p", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"},
+              {"id": "b", "vif_id": "q", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:02"}],
+            "networks": [
+              {"id": "n0", "link": "a", "network_id": "n", "type": "ipv4",
+               "ip_address": "198.18.30.2", "netmask": "255.255.255.0", "services": []},
+              {"id": "n1", "link": "b", "network_id": "m", "type": "ipv4",
+               "ip_address": "198.18.31.2", "netmask": "255.255.255.0", "services": []}],
+            "services": []}"#,
+    );
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    let written = guest.read(FILE);
+    assert!(
+        written.contains("# metaboot: eth0 fa:16:3e:00:00:01\nauto eth0\n")
+            && written.contains("    address 198.18.30.2/24\n")
+            && written.contains("# metaboot: eth1 fa:16:3e:00:00:02\nauto eth1\n"),
+        "{written}"
+    );
+
+    set_link(&guest, "eth0", "fa:16:3e:00:00:02");
+    set_link(&guest, "eth1", "fa:16:3e:00:00:01");
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out);
+    let semaphore = "/var/lib/metaboot/instance/sem/config_network";
+    assert!(
+        said.contains("written for eth0 with MAC fa:16:3e:00:00:01, which is eth1's now")
+            && said.contains(&format!("set aside as {SET_ASIDE}"))
+            && said.contains(&format!(
+                "remove {semaphore} and run `metaboot run --stage init`"
+            )),
+        "{said}"
+    );
+    assert!(!guest.path(FILE).exists(), "ifupdown would still read it");
+    assert_eq!(guest.read(SET_ASIDE), written);
+
+    // What the message says to do writes the file for the names as they are.
+    fs::remove_file(guest.path(semaphore)).unwrap();
+    assert_eq!(guest.run_stage("init").0, 0, "{}", guest.status());
+    let rewritten = guest.read(FILE);
+    assert!(
+        rewritten.contains("# metaboot: eth1 fa:16:3e:00:00:01\nauto eth1\n")
+            && rewritten.contains("# metaboot: eth0 fa:16:3e:00:00:02\nauto eth0\n"),
+        "{rewritten}"
+    );
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(FILE), rewritten);
 }

@@ -399,7 +399,8 @@ fn udev_is_waited_for_before_a_missing_mac_sets_the_file_aside() {
         set_aside_stale(&root, Some(&mut settle)).unwrap(),
         Stale::SetAside {
             name: "eth1".into(),
-            mac: "fa:16:3e:00:00:02".into()
+            mac: "fa:16:3e:00:00:02".into(),
+            holder: None,
         }
     );
     assert_eq!(settled, 1);
