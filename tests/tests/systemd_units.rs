@@ -308,7 +308,13 @@ fn the_local_stage_runs_before_the_network_starts() {
     );
     assert_eq!(get(&unit, "Unit", "Conflicts"), "shutdown.target");
     let after = words(&unit, "Unit", "After");
-    for first in ["systemd-remount-fs.service", "systemd-udev-trigger.service"] {
+    // A NIC whose driver /etc/modules-load.d loads is not there before
+    // systemd-modules-load.service (Debian's networking.service comes after it too).
+    for first in [
+        "systemd-remount-fs.service",
+        "systemd-udev-trigger.service",
+        "systemd-modules-load.service",
+    ] {
         assert!(
             after.contains(&first.to_owned()),
             "After={first}: {after:?}"
