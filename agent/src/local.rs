@@ -1,5 +1,7 @@
 //! `metaboot local`: what must happen before the network starts, with no network
-//! (metaboot-local.service, ordered like cloud-init-local.service): setting aside an ifupdown
+//! (metaboot-local.service, before `network-pre.target` as cloud-init-local.service; its
+//! ordering and how it differs from cloud-init's: agent/README.md, "Installing into an
+//! image"): setting aside an ifupdown
 //! file written for the NICs of another instance (`apply/network/stale.rs`). One line on
 //! standard error when it does; nothing otherwise.
 
