@@ -1,5 +1,7 @@
 //! `metaboot local`: what must happen before the network starts, with no network
-//! (metaboot-local.service, ordered like cloud-init-local.service): setting aside an ifupdown
+//! (metaboot-local.service, before `network-pre.target` as cloud-init-local.service; its
+//! ordering and how it differs from cloud-init's: agent/README.md, "Installing into an
+//! image"): setting aside an ifupdown
 //! file written for the NICs of another instance (`apply/network/stale.rs`). One line on
 //! standard error when it does; nothing otherwise.
 
@@ -7,6 +9,10 @@ use crate::apply::network::{IFUPDOWN_FILE, SET_ASIDE, Stale, set_aside_stale, ud
 use crate::cli::LocalArgs;
 use crate::log::chain;
 use crate::root::Root;
+
+/// The semaphore of the current instance's `network` step (`state/semaphore.rs`): without
+/// it, the next run writes the network configuration again.
+const NETWORK_SEMAPHORE: &str = "/var/lib/metaboot/instance/sem/config_network";
 
 /// Runs `metaboot local`; 0 when the file is kept, set aside or absent, 1 when it could not be
 /// read or moved.
@@ -24,12 +30,30 @@ pub fn main(args: &LocalArgs) -> u8 {
     let mut settle = udev_settle;
     let settle: Option<&mut dyn FnMut()> = root.is_host().then_some(&mut settle);
     match set_aside_stale(&root, settle) {
-        Ok(Stale::SetAside { name, mac }) => {
+        Ok(Stale::SetAside {
+            name,
+            mac,
+            holder: None,
+        }) => {
             eprintln!(
                 "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which no \
                  interface of this system has (an image made from another instance): set aside \
                  as {SET_ASIDE}, the image's own network configuration applies until metaboot \
                  writes this instance's"
+            );
+            0
+        }
+        Ok(Stale::SetAside {
+            name,
+            mac,
+            holder: Some(holder),
+        }) => {
+            eprintln!(
+                "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which is \
+                 {holder}'s now ({name} is another NIC: the NICs are named otherwise than when \
+                 it was written): set aside as {SET_ASIDE}, the image's own network \
+                 configuration applies; to have metaboot write the file for these names, \
+                 remove {NETWORK_SEMAPHORE} and run `metaboot run --stage init`"
             );
             0
         }

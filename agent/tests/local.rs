@@ -32,7 +32,12 @@ fn ifupdown_guest(mac: &str) -> Guest {
 
 /// Gives `ens3` of the guest's `/sys/class/net` the MAC `mac`.
 fn set_mac(guest: &Guest, mac: &str) {
-    let iface = guest.path("/sys/class/net/ens3");
+    set_link(guest, "ens3", mac);
+}
+
+/// Gives interface `name` of the guest's `/sys/class/net` the MAC `mac`.
+fn set_link(guest: &Guest, name: &str, mac: &str) {
+    let iface = guest.path(&format!("/sys/class/net/{name}"));
     fs::create_dir_all(&iface).unwrap();
     fs::write(iface.join("address"), format!("{mac}\n")).unwrap();
 }
@@ -113,4 +118,114 @@ fn a_file_that_records_no_mac_is_left_alone() {
     assert_eq!(stderr(&out), "");
     assert_eq!(guest.read(FILE), old);
     assert!(!guest.path(SET_ASIDE).exists());
+}
+
+/// A NoCloud guest whose `network-config` (version 1) names two NICs by MAC: `eth0` with
+/// `52-54-00-12-34-56` (the `-` form, which the image's NIC `ens3` has as
+/// `52:54:00:12:34:56`), and `eth1`, which no NIC of the guest has (the document's name is
+/// kept). `50-metaboot` records only ens3's MAC, as the system writes it, and on the next boot
+/// of the same instance `metaboot local` keeps the file: the network step runs once per
+/// instance and would never write it again.
+#[test]
+fn a_plain_reboot_keeps_a_file_with_a_dash_mac_and_a_nic_that_is_not_there() {
+    let guest = ifupdown_guest("52:54:00:12:34:56");
+    let seed = guest.path("/var/lib/cloud/seed/nocloud");
+    fs::create_dir_all(&seed).unwrap();
+    fs::write(seed.join("meta-data"), "instance-id: iid-local-1\n").unwrap();
+    fs::write(seed.join("user-data"), "").unwrap();
+    fs::write(
+        seed.join("network-config"),
+        "version: 1\nconfig:\n\
+         - {type: physical, name: eth0, mac_address: 52-54-00-12-34-56,\n   \
+         subnets: [{type: static, address: 198.18.30.2/24}]}\n\
+         - {type: physical, name: eth1, mac_address: 52-54-00-ab-cd-ef,\n   \
+         subnets: [{type: static, address: 198.18.31.2/24}]}\n",
+    )
+    .unwrap();
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    let (outcome, message) = guest.step("network");
+    assert_eq!(outcome, "ok", "{message}");
+    let written = guest.read(FILE);
+    let recorded: Vec<&str> = written
+        .lines()
+        .filter(|line| line.starts_with("# metaboot: "))
+        .collect();
+    assert_eq!(
+        recorded,
+        ["# metaboot: ens3 52:54:00:12:34:56"],
+        "{written}"
+    );
+    assert!(
+        written.contains("auto ens3\niface ens3 inet static\n")
+            && written.contains("auto eth1\niface eth1 inet static\n"),
+        "{written}"
+    );
+
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(FILE), written);
+    assert!(!guest.path(SET_ASIDE).exists());
+}
+
+/// Both NICs of the instance are there, but named the other way round (`net.ifnames=0`, a NIC
+/// hot-added before the reboot probed first): `eth0`'s stanzas would come up on the NIC of
+/// `eth1`'s MAC. The file is set aside, with how to have metaboot write it again for the
+/// names as they are; done so, the new file is kept.
+#[test]
+fn nics_named_the_other_way_round_set_the_file_aside() {
+    let guest = ifupdown_guest("fa:16:3e:00:00:01");
+    fs::remove_dir_all(guest.path("/sys/class/net/ens3")).unwrap();
+    set_link(&guest, "eth0", "fa:16:3e:00:00:01");
+    set_link(&guest, "eth1", "fa:16:3e:00:00:02");
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [
+              {"id": "a", "vif_id": "p", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"},
+              {"id": "b", "vif_id": "q", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:02"}],
+            "networks": [
+              {"id": "n0", "link": "a", "network_id": "n", "type": "ipv4",
+               "ip_address": "198.18.30.2", "netmask": "255.255.255.0", "services": []},
+              {"id": "n1", "link": "b", "network_id": "m", "type": "ipv4",
+               "ip_address": "198.18.31.2", "netmask": "255.255.255.0", "services": []}],
+            "services": []}"#,
+    );
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    let written = guest.read(FILE);
+    assert!(
+        written.contains("# metaboot: eth0 fa:16:3e:00:00:01\nauto eth0\n")
+            && written.contains("    address 198.18.30.2/24\n")
+            && written.contains("# metaboot: eth1 fa:16:3e:00:00:02\nauto eth1\n"),
+        "{written}"
+    );
+
+    set_link(&guest, "eth0", "fa:16:3e:00:00:02");
+    set_link(&guest, "eth1", "fa:16:3e:00:00:01");
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out);
+    let semaphore = "/var/lib/metaboot/instance/sem/config_network";
+    assert!(
+        said.contains("written for eth0 with MAC fa:16:3e:00:00:01, which is eth1's now")
+            && said.contains(&format!("set aside as {SET_ASIDE}"))
+            && said.contains(&format!(
+                "remove {semaphore} and run `metaboot run --stage init`"
+            )),
+        "{said}"
+    );
+    assert!(!guest.path(FILE).exists(), "ifupdown would still read it");
+    assert_eq!(guest.read(SET_ASIDE), written);
+
+    // What the message says to do writes the file for the names as they are.
+    fs::remove_file(guest.path(semaphore)).unwrap();
+    assert_eq!(guest.run_stage("init").0, 0, "{}", guest.status());
+    let rewritten = guest.read(FILE);
+    assert!(
+        rewritten.contains("# metaboot: eth1 fa:16:3e:00:00:01\nauto eth1\n")
+            && rewritten.contains("# metaboot: eth0 fa:16:3e:00:00:02\nauto eth0\n"),
+        "{rewritten}"
+    );
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(FILE), rewritten);
 }

@@ -1008,3 +1008,43 @@ fn per_instance_scripts_a_cut_first_boot_did_not_write_run_at_the_next() {
     assert_done(&guest, code, &stderr);
     assert_eq!(guest.read("/tmp/per-instance"), "ran\n");
 }
+
+/// A network's `dns_search` with an entry that is not a domain name (`bücher.de`,
+/// `a.example,b.example`): that entry is left out with a warning, the rest of the network is
+/// applied and the run succeeds (cloud-init writes what it gets).
+#[test]
+fn a_bad_search_domain_is_left_out_and_the_network_applied() {
+    let guest = Guest::new();
+    guest.serve(
+        "network_data.json",
+        r#"{"links": [{"id": "t", "vif_id": "p", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:07"}],
+            "networks": [{"id": "network0", "link": "t", "network_id": "n", "type": "ipv4",
+              "ip_address": "198.18.30.2", "netmask": "255.255.255.0", "routes": [],
+              "services": [{"type": "dns", "address": "198.18.30.3"}],
+              "dns_search": ["bücher.de", "lab.example", "a.example,b.example"]}],
+            "services": []}"#
+            .as_bytes(),
+    );
+    let iface = guest.path("/sys/class/net/ens3");
+    std::fs::create_dir_all(&iface).unwrap();
+    std::fs::write(iface.join("address"), "fa:16:3e:00:00:07\n").unwrap();
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    let (outcome, message) = guest.step("network");
+    assert_eq!(outcome, "ok", "{message}");
+    assert_eq!(
+        guest.read("/etc/resolv.conf"),
+        "# Written by metaboot from network_data.json.\nnameserver 198.18.30.3\n\
+         search lab.example\n"
+    );
+    let warnings = guest.status()["warnings"].to_string();
+    for bad in ["bücher.de", "a.example,b.example"] {
+        assert!(
+            warnings.contains(&format!(
+                "network: network_data.json: dns_search: \\\"{bad}\\\" is not a domain name; \
+                 left out"
+            )),
+            "{warnings}"
+        );
+    }
+}

@@ -294,7 +294,8 @@ fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
     assert_eq!(get(&unit, "Install", "WantedBy"), "metaboot.service");
 }
 
-/// The local stage runs as cloud-init-local.service does: early (no default dependencies),
+/// The local stage runs early, as cloud-init-local.service (not ordered quite like it:
+/// agent/README.md, "Installing into an image", step 7): no default dependencies,
 /// before anything brings the network up (`network-pre.target`, which ifupdown's and networkd's
 /// units come after), once the root is writable and udev's coldplug has started, once per boot.
 #[test]
@@ -308,7 +309,13 @@ fn the_local_stage_runs_before_the_network_starts() {
     );
     assert_eq!(get(&unit, "Unit", "Conflicts"), "shutdown.target");
     let after = words(&unit, "Unit", "After");
-    for first in ["systemd-remount-fs.service", "systemd-udev-trigger.service"] {
+    // A NIC whose driver /etc/modules-load.d loads is not there before
+    // systemd-modules-load.service (Debian's networking.service comes after it too).
+    for first in [
+        "systemd-remount-fs.service",
+        "systemd-udev-trigger.service",
+        "systemd-modules-load.service",
+    ] {
         assert!(
             after.contains(&first.to_owned()),
             "After={first}: {after:?}"

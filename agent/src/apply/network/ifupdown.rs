@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan};
+use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan, normal_mac};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
 
@@ -21,8 +21,8 @@ pub const FILE: &str = "/etc/network/interfaces.d/50-metaboot";
 /// is on no interface of the system (`apply/network/stale.rs`).
 pub const MAC_COMMENT: &str = "# metaboot: ";
 
-/// The (name, MAC) pairs a file written by metaboot records in its [`MAC_COMMENT`] lines; none
-/// in a file of a metaboot that wrote no such lines.
+/// The (name, MAC) pairs a file written by metaboot records in its [`MAC_COMMENT`] lines, the
+/// MAC as [`normal_mac`] writes it; none in a file of a metaboot that wrote no such lines.
 pub fn recorded_macs(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| line.strip_prefix(MAC_COMMENT))
@@ -30,7 +30,7 @@ pub fn recorded_macs(text: &str) -> Vec<(String, String)> {
             let mut words = rest.split_whitespace();
             let name = words.next()?;
             let mac = words.next()?;
-            Some((name.to_owned(), mac.to_ascii_lowercase()))
+            Some((name.to_owned(), normal_mac(mac)))
         })
         .collect()
 }
@@ -100,8 +100,11 @@ fn interface_stanzas(
         });
     }
     out.push('\n');
-    if let Some(mac) = &interface.mac {
-        let _ = writeln!(out, "{MAC_COMMENT}{name} {mac}");
+    // Only a MAC a NIC of this system had when the file was written: one the document gave
+    // for a NIC that is not there (the document's name kept) would be "missing" on every boot
+    // and set a valid file aside for good.
+    if let Some(mac) = &interface.system_mac {
+        let _ = writeln!(out, "{MAC_COMMENT}{name} {}", normal_mac(mac));
     }
     let _ = writeln!(out, "auto {name}");
     let last_of = |v6: bool| {

@@ -22,7 +22,7 @@ pub use ifupdown::FILE as IFUPDOWN_FILE;
 pub use links::system_links;
 pub use plan::{
     Address, Applied, Interface, Ipv6Auto, MAX_INTERFACES, NetworkError, Plan, Route, address,
-    prefix_of, resolv_conf,
+    normal_mac, prefix_of, resolv_conf,
 };
 pub use stale::{
     SET_ASIDE, Stale, UDEV_SETTLE_TIMEOUT_SECS, set_aside_stale, settle_args, udev_settle,
@@ -62,8 +62,10 @@ pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, Networ
 }
 
 /// Names the plan's interfaces after the system's (`links`, [`system_links`]: NICs, not the
-/// bridges, bonds and VLANs that share their MACs) by MAC; an interface whose MAC no
-/// system interface has gets a warning and keeps the document's name, if any. An interface
+/// bridges, bonds and VLANs that share their MACs) by MAC (compared as [`normal_mac`] writes
+/// them: `52-54-00-12-34-56` is the NIC's `52:54:00:12:34:56`), recording the NIC's MAC in
+/// [`Interface::system_mac`]; an interface whose MAC no system interface has gets a warning
+/// and keeps the document's name, if any. An interface
 /// known by a pattern (`en*`) takes the first system interface it matches that no other of
 /// the plan's has (by name order, never `lo`); one that matches none is left out with a
 /// warning, so that no renderer ever writes a pattern.
@@ -76,8 +78,15 @@ pub fn name_interfaces(plan: &mut Plan, links: &[(String, String)], warnings: &m
             }
             continue;
         };
-        match links.iter().find(|(_, address)| address == mac) {
-            Some((name, _)) => interface.name = Some(name.clone()),
+        let wanted = normal_mac(mac);
+        match links
+            .iter()
+            .find(|(_, address)| normal_mac(address) == wanted)
+        {
+            Some((name, address)) => {
+                interface.name = Some(name.clone());
+                interface.system_mac = Some(normal_mac(address));
+            }
             None => warnings.push(format!(
                 "no interface of this system has MAC {mac}{}",
                 interface

@@ -51,14 +51,22 @@ fn default_route(gateway: &str, what: &str) -> Result<Route, NetworkError> {
     })
 }
 
-fn add_dns(plan: &mut Plan, addresses: Option<&Value>, search: Option<&Value>) {
+/// Adds DNS servers and search domains; a search domain that is not one is left out with a
+/// warning (`key` names it there).
+fn add_dns(
+    plan: &mut Plan,
+    addresses: Option<&Value>,
+    search: Option<&Value>,
+    key: &str,
+    warnings: &mut Vec<String>,
+) {
     for ns in strings(addresses) {
         if let Ok(ip) = ns.parse() {
             plan.add_nameserver(ip);
         }
     }
     for domain in strings(search) {
-        plan.add_search(&domain);
+        plan.add_search(&domain, &format!("network-config: {key}"), warnings);
     }
 }
 
@@ -129,7 +137,13 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
         match text(entry, "type").unwrap_or_default() {
             "physical" => {}
             "nameserver" => {
-                add_dns(&mut plan, entry.get("address"), entry.get("search"));
+                add_dns(
+                    &mut plan,
+                    entry.get("address"),
+                    entry.get("search"),
+                    "nameserver: search",
+                    warnings,
+                );
                 continue;
             }
             other => {
@@ -177,6 +191,8 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                         &mut plan,
                         subnet.get("dns_nameservers"),
                         subnet.get("dns_search"),
+                        &format!("{what}: dns_search"),
+                        warnings,
                     );
                 }
                 other => warnings.push(format!(
@@ -264,7 +280,13 @@ fn version2(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
             interface.routes.push(Route { to, via });
         }
         if let Some(ns) = eth.get("nameservers") {
-            add_dns(&mut plan, ns.get("addresses"), ns.get("search"));
+            add_dns(
+                &mut plan,
+                ns.get("addresses"),
+                ns.get("search"),
+                &format!("{id}: nameservers: search"),
+                warnings,
+            );
         }
         plan.interfaces.push(interface);
     }

@@ -45,7 +45,8 @@ fn services(plan: &mut Plan, services: &[Value], warnings: &mut Vec<String>) -> 
 
 /// Adds a network's DNS to the plan as cloud-init's `convert_net_json` gathers it: the `dns`
 /// services listed inside its `routes`, then its own `services`; its `dns_nameservers` only
-/// when neither has any (cloud-init's services replace them); its `dns_search` always.
+/// when neither has any (cloud-init's services replace them); its `dns_search` always (each
+/// domain that is one: a bad one is a warning, not the end of the plan).
 fn network_dns(plan: &mut Plan, network: &Value, warnings: &mut Vec<String>) {
     let mut found = 0;
     for route in list(network, "routes") {
@@ -63,7 +64,7 @@ fn network_dns(plan: &mut Plan, network: &Value, warnings: &mut Vec<String>) {
         }
     }
     for domain in strings(network.get("dns_search")) {
-        plan.add_search(&domain);
+        plan.add_search(&domain, "network_data.json: dns_search", warnings);
     }
 }
 

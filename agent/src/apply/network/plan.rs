@@ -63,6 +63,11 @@ pub struct Interface {
     pub mac: Option<String>,
     /// Its name on this system (found by MAC, or given by the document).
     pub name: Option<String>,
+    /// The MAC of the system's NIC it was named after by its own MAC (`name_interfaces`), as
+    /// the system writes it ([`normal_mac`]); `None` when no NIC has the document's MAC (the
+    /// document's name, if any, is kept) or it has none. ifupdown records it, and only it, for
+    /// `metaboot local` (`apply/network/stale.rs`).
+    pub system_mac: Option<String>,
     pub mtu: Option<u32>,
     pub dhcp4: bool,
     pub ipv6: Ipv6Auto,
@@ -107,16 +112,30 @@ impl Plan {
         }
     }
 
-    pub(super) fn add_search(&mut self, domain: &str) {
+    /// Adds a search domain. One that is not a domain name ([`is_domain`]: `bücher.de`,
+    /// `a.example,b.example`, a line break) is left out with a warning that `what` (the
+    /// document and its key) begins, and the rest of the plan stands: cloud-init writes what it
+    /// gets, and one bad domain must not leave the instance without its network.
+    pub(super) fn add_search(&mut self, domain: &str, what: &str, warnings: &mut Vec<String>) {
         let domain = domain.trim();
-        if !domain.is_empty() && !self.search.iter().any(|d| d == domain) {
+        if domain.is_empty() || self.search.iter().any(|d| d == domain) {
+            return;
+        }
+        if is_domain(domain) {
             self.search.push(domain.to_owned());
+        } else {
+            warnings.push(format!(
+                "{what}: {domain:?} is not a domain name; left out (one domain per entry, of \
+                 letters, digits, `-`, `_` and dots: an internationalised name in its `xn--` \
+                 form)"
+            ));
         }
     }
 
     /// Refuses a plan with a name, MAC or search domain that is not one: each is written into
     /// a configuration file (an ifupdown stanza runs its `up` lines as root), where a line
-    /// break or a space would add lines or words of its own.
+    /// break or a space would add lines or words of its own. The readers leave a bad search
+    /// domain out before ([`Plan::add_search`]); this refuses one set otherwise.
     pub(super) fn check(&self) -> Result<(), NetworkError> {
         let refuse = |what: &str, value: &str| {
             Err(NetworkError::Invalid(format!(
@@ -169,6 +188,12 @@ fn is_interface_name(name: &str) -> bool {
 /// Whether an interface name is a pattern (`*` or `?` in it) rather than a name.
 pub fn is_name_pattern(name: &str) -> bool {
     name.contains(['*', '?'])
+}
+
+/// A MAC as the kernel writes it in `/sys/class/net/*/address`: lower case, `:` between the
+/// pairs (a document may write `52-54-00-12-34-56`, which [`is_mac`] takes).
+pub fn normal_mac(mac: &str) -> String {
+    mac.trim().to_ascii_lowercase().replace('-', ":")
 }
 
 /// Hex digit pairs separated by `:` (or `-`).

@@ -5,7 +5,9 @@
 //! addresses up on the next instance's NIC of the same name, before metaboot.service can ask
 //! the metadata service for the new ones (which those addresses may keep it from reaching). The
 //! file records the MAC each interface's stanzas were written for (`ifupdown::MAC_COMMENT`);
-//! when one of them is on no interface of the system, the file is moved out of
+//! when one of them is on no interface of the system, or the interface of a recorded name has
+//! another MAC (the NICs named otherwise: the stanzas would come up on the wrong NIC), the
+//! file is moved out of
 //! `interfaces.d`, and the image's own configuration (DHCP) brings the network up. A file that
 //! records no MAC (an older metaboot's) is left as it is. systemd-networkd files need none of
 //! this: they match their link by `MACAddress=`.
@@ -14,6 +16,7 @@ use std::process::Command;
 
 use super::ifupdown::{FILE, recorded_macs};
 use super::links::system_links;
+use super::plan::normal_mac;
 use crate::fsutil::{PathError, WriteOptions};
 use crate::root::Root;
 
@@ -34,9 +37,16 @@ pub enum Stale {
     Unrecorded,
     /// Every MAC the file records is on an interface of the system: kept.
     Current,
-    /// The file was set aside: no interface has `mac`, which the stanzas of `name` were
-    /// written for.
-    SetAside { name: String, mac: String },
+    /// The file was set aside: the stanzas of `name` were written for the NIC with `mac`,
+    /// which no interface has now (`holder` `None`), or which is `holder`'s now while `name`
+    /// has another MAC (NICs named otherwise than when the file was written: a NIC hot-added
+    /// before a reboot takes `eth0` with `net.ifnames=0`), when the stanzas for one NIC would
+    /// come up on another.
+    SetAside {
+        name: String,
+        mac: String,
+        holder: Option<String>,
+    },
 }
 
 /// The arguments of `udevadm` that wait for udev's queue, at most
@@ -54,8 +64,10 @@ pub fn udev_settle() {
 }
 
 /// Sets the file aside when a MAC it records is on no interface of the system (under the
-/// root's `/sys/class/net`). `settle` waits for udev before the system's interfaces are read
-/// again, once, when a MAC is missing (`None`: no waiting, a root other than `/`).
+/// root's `/sys/class/net`), or when the interface of a recorded name has another MAC than the
+/// recorded one. `settle` waits for udev (which may still be loading a driver or renaming a
+/// NIC) before the system's interfaces are read again, once, when one of those is found
+/// (`None`: no waiting, a root other than `/`).
 pub fn set_aside_stale(root: &Root, settle: Option<&mut dyn FnMut()>) -> Result<Stale, PathError> {
     let shown = root.host_path(FILE);
     let Some(bytes) = root
@@ -68,25 +80,35 @@ pub fn set_aside_stale(root: &Root, settle: Option<&mut dyn FnMut()>) -> Result<
     if recorded.is_empty() {
         return Ok(Stale::Unrecorded);
     }
-    let missing = || {
+    let mismatch = || {
         let links = system_links(root);
-        recorded
-            .iter()
-            .find(|(_, mac)| !links.iter().any(|(_, address)| address == mac))
-            .cloned()
+        recorded.iter().find_map(|(name, mac)| {
+            let holder = links
+                .iter()
+                .find(|(_, address)| normal_mac(address) == *mac)
+                .map(|(holder, _)| holder);
+            match holder {
+                None => Some((name.clone(), mac.clone(), None)),
+                // The NIC is there under another name, and `name` is another NIC's.
+                Some(holder) if holder != name && links.iter().any(|(n, _)| n == name) => {
+                    Some((name.clone(), mac.clone(), Some(holder.clone())))
+                }
+                Some(_) => None,
+            }
+        })
     };
-    let mut gone = missing();
-    if gone.is_some()
+    let mut found = mismatch();
+    if found.is_some()
         && let Some(settle) = settle
     {
         settle();
-        gone = missing();
+        found = mismatch();
     }
-    let Some((name, mac)) = gone else {
+    let Some((name, mac, holder)) = found else {
         return Ok(Stale::Current);
     };
     root.write_atomic(SET_ASIDE, &bytes, &WriteOptions::keep_or(0o644))?;
     root.remove_file(FILE)
         .map_err(PathError::fail("remove", &shown))?;
-    Ok(Stale::SetAside { name, mac })
+    Ok(Stale::SetAside { name, mac, holder })
 }

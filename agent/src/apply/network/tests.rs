@@ -81,6 +81,7 @@ fn network_data_json_becomes_a_plan() {
             Interface {
                 mac: Some("fa:16:3e:00:00:01".into()),
                 name: None,
+                system_mac: None,
                 mtu: Some(1450),
                 dhcp4: false,
                 ipv6: Ipv6Auto::StaticOnly,
@@ -283,6 +284,7 @@ fn the_keys_cloud_init_takes_beside_novas_are_applied() {
     let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     plan.interfaces[0].name = Some("ens3".into());
+    plan.interfaces[0].system_mac = Some("fa:16:3e:00:00:01".into());
     assert_eq!(
         networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
         "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
@@ -397,7 +399,8 @@ fn udev_is_waited_for_before_a_missing_mac_sets_the_file_aside() {
         set_aside_stale(&root, Some(&mut settle)).unwrap(),
         Stale::SetAside {
             name: "eth1".into(),
-            mac: "fa:16:3e:00:00:02".into()
+            mac: "fa:16:3e:00:00:02".into(),
+            holder: None,
         }
     );
     assert_eq!(settled, 1);
@@ -509,6 +512,41 @@ fn interfaces_are_named_by_mac_as_the_system_names_them() {
     assert!(warnings[0].contains("fa:16:3e:00:00:02"), "{warnings:?}");
 }
 
+/// A document's MAC in the `-` form names the NIC the system writes with `:`; ifupdown's file
+/// records the MAC of each interface a NIC of the system was found for, as the system writes
+/// it, and no other (an interface that keeps the document's name has none there): the file is
+/// `Current` for `metaboot local` on the same system.
+#[test]
+fn ifupdown_records_only_macs_this_systems_nics_have() {
+    let (_dir, root) = root_with_links(&[("ens3", "52:54:00:12:34:56")]);
+    let doc = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "mac_address": "52-54-00-12-34-56",
+         "subnets": [{"type": "static", "address": "198.18.1.10/24"}]},
+        {"type": "physical", "name": "eth1", "mac_address": "52:54:00:AB:CD:EF",
+         "subnets": [{"type": "static", "address": "198.18.2.10/24"}]}
+    ]});
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    name_interfaces(&mut plan, &system_links(&root), &mut warnings);
+    let names: Vec<Option<&str>> = plan.interfaces.iter().map(|i| i.name.as_deref()).collect();
+    assert_eq!(names, [Some("ens3"), Some("eth1")]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("52:54:00:ab:cd:ef"), "{warnings:?}");
+    let (text, _) = ifupdown::render(&plan, "network-config");
+    assert_eq!(
+        ifupdown::recorded_macs(&text),
+        [("ens3".to_owned(), "52:54:00:12:34:56".to_owned())],
+        "{text}"
+    );
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(root.host_path(IFUPDOWN_FILE), &text).unwrap();
+    assert_eq!(set_aside_stale(&root, None).unwrap(), Stale::Current);
+    assert_eq!(
+        fs::read_to_string(root.host_path(IFUPDOWN_FILE)).unwrap(),
+        text
+    );
+}
+
 /// A bridge, bond or VLAN has the MAC of a NIC under it, and a bridge or bond sorts before the
 /// NIC: the NIC is the one a MAC names, as with cloud-init's `get_interfaces_by_mac`.
 #[test]
@@ -555,6 +593,8 @@ fn named_plan() -> Plan {
     let mut plan = plan(&NetworkDoc::OpenStack(nova_doc()), &mut warnings).unwrap();
     plan.interfaces[0].name = Some("eth0".into());
     plan.interfaces[1].name = Some("eth1".into());
+    plan.interfaces[0].system_mac = Some("fa:16:3e:00:00:01".into());
+    plan.interfaces[1].system_mac = Some("fa:16:3e:00:00:02".into());
     plan.search = vec!["lab.example".into()];
     plan
 }
@@ -1127,9 +1167,9 @@ fn a_link_already_up_with_its_mtu_gets_no_ip_link_set() {
     );
 }
 
-/// A name, MAC or search domain with a line break or a space in it would write lines of its
-/// own into the image's configuration (an ifupdown `up` line runs as root): the document is
-/// refused whole, saying which value.
+/// A name or MAC with a line break or a space in it would write lines of its own into the
+/// image's configuration (an ifupdown `up` line runs as root): the document is refused whole,
+/// saying which value. A search domain is one of a list: it is left out alone (below).
 #[test]
 fn values_that_would_add_lines_to_a_configuration_are_refused() {
     let static_eth = |extra: serde_json::Value| {
@@ -1141,13 +1181,6 @@ fn values_that_would_add_lines_to_a_configuration_are_refused() {
         json!({"version": 1, "config": [eth]})
     };
     let cases = [
-        (
-            static_eth(
-                json!({"subnets": [{"type": "static", "address": "198.18.1.10/24",
-            "dns_search": ["x.org\n    up touch /pwned"]}]}),
-            ),
-            "search domain",
-        ),
         (
             static_eth(json!({"name": "eth0\nup touch /pwned"})),
             "interface name",
@@ -1190,6 +1223,50 @@ fn values_that_would_add_lines_to_a_configuration_are_refused() {
                 assert!(message.starts_with(what), "{doc}: {message}");
             }
             other => panic!("{doc}: {other:?}"),
+        }
+    }
+}
+
+/// A search domain that is not one (a line break that would add an ifupdown line, a comma, a
+/// name that is not ASCII) is left out with a warning naming it, from either document; the
+/// rest of the plan stands.
+#[test]
+fn a_search_domain_that_is_not_one_is_left_out_with_a_warning() {
+    let bad = [
+        "x.org\n    up touch /pwned",
+        "bücher.de",
+        "a.example,b.example",
+    ];
+    let v1 = json!({"version": 1, "config": [{"type": "physical", "name": "eth0",
+        "subnets": [{"type": "static", "address": "198.18.1.10/24",
+                     "dns_search": [bad[0], "lab.example", bad[1], bad[2]]}]}]});
+    let v2 = json!({"version": 2, "ethernets": {"eth0": {"addresses": ["198.18.1.10/24"],
+        "nameservers": {"search": [bad[0], "lab.example", bad[1], bad[2]]}}}});
+    let nova = json!({"links": [{"id": "t", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [{"id": "n", "link": "t", "type": "ipv4", "ip_address": "198.18.1.10",
+                      "netmask": "255.255.255.0",
+                      "dns_search": [bad[0], "lab.example", bad[1], bad[2]]}]});
+    for (doc, key) in [
+        (
+            NetworkDoc::NetworkConfig(v1),
+            "network-config: eth0: dns_search",
+        ),
+        (
+            NetworkDoc::NetworkConfig(v2),
+            "network-config: eth0: nameservers: search",
+        ),
+        (NetworkDoc::OpenStack(nova), "network_data.json: dns_search"),
+    ] {
+        let mut warnings = Vec::new();
+        let plan = plan(&doc, &mut warnings).unwrap();
+        assert_eq!(plan.search, ["lab.example"], "{doc:?}");
+        assert_eq!(plan.interfaces[0].addresses, [addr("198.18.1.10/24")]);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        for (warning, domain) in warnings.iter().zip(bad) {
+            assert!(
+                warning.starts_with(&format!("{key}: {domain:?} is not a domain name; left out")),
+                "{warning}"
+            );
         }
     }
 }
