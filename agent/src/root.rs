@@ -175,6 +175,17 @@ impl Root {
         Ok((walker.into_dir()?, name))
     }
 
+    /// [`Root::parent`] creating missing directories (mode 0755), with the directories this
+    /// call created, outermost first and held open: only ones it made itself, never one that
+    /// was there before or that someone else put in place of its own (see
+    /// `fsutil::resolve::Walker::take_created`).
+    pub fn parent_created(&self, path: impl AsRef<Path>) -> io::Result<(Dir, OsString, Vec<Dir>)> {
+        let mut walker = self.walker();
+        let name = walker.walk_parent(path.as_ref(), true)?;
+        let created = walker.take_created();
+        Ok((walker.into_dir()?, name, created))
+    }
+
     /// Refuses `dir` when it, or a directory above it, is a user's directory in a sticky,
     /// world-writable one such as `/tmp` (one `owner`, the user a file is written for, may
     /// own): see `fsutil/sticky.rs`.

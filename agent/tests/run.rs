@@ -39,6 +39,11 @@ write_files:
   - path: /etc/app/late.conf
     content: deferred
     defer: true
+  - path: /home/alice/.config/app/app.conf
+    content: mine
+    owner: alice:alice
+    append: true
+    defer: true
 bootcmd:
   - echo boot >> tmp/bootcmd.count
 runcmd:
@@ -158,6 +163,15 @@ fn check_cloud_config(guest: &Guest) {
     assert_eq!(guest.read("/etc/app/secret.bin"), "hello world");
     assert_eq!(guest.mode_owner("/etc/app/secret.bin").0, 0o600);
     assert_eq!(guest.read("/etc/app/late.conf"), "deferred");
+    // The directories made for an entry are its owner's, as cloud-init's `ensure_dir` makes
+    // them (deferred and appended alike); one an earlier entry made keeps root's.
+    assert_eq!(guest.read("/home/alice/.config/app/app.conf"), "mine");
+    assert_eq!(guest.mode_owner("/home/alice/.config"), (0o755, 1000, 1000));
+    assert_eq!(
+        guest.mode_owner("/home/alice/.config/app"),
+        (0o755, 1000, 1000)
+    );
+    assert_eq!(guest.mode_owner("/etc/app"), (0o755, 0, 0));
     // Commands.
     assert_eq!(guest.read("/tmp/bootcmd.count"), "boot\n");
     assert_eq!(

@@ -3,7 +3,9 @@
 //! path is resolved inside the root; appending reads the old file only when it is a regular file
 //! with one link (never through a symlink, never a hard link to another file). A user or group
 //! the entry leaves unchanged is the replaced file's only in a directory no user may add
-//! entries to; elsewhere that file may be one a user planted, and the part is root's.
+//! entries to; elsewhere that file may be one a user planted, and the part is root's. The
+//! directories made on the way get the entry's owner, as cloud-init's (23.1 and later) do:
+//! only those this entry's walk made, never one that was there.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ use base64::Engine;
 use nix::sys::stat::{FileStat, SFlag};
 
 use crate::apply::users::Accounts;
-use crate::fsutil::{Owner, PathError, WriteOptions, kind};
+use crate::fsutil::{Dir, Owner, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::WriteFile;
 use crate::userdata::gzip::{self, GzipError};
@@ -183,6 +185,29 @@ fn only_root_adds(stat: &FileStat) -> bool {
     (owner == 0 || owner == nix::unistd::geteuid().as_raw()) && stat.st_mode & 0o022 == 0
 }
 
+/// Gives the directories made for an entry (`created`, see [`Root::parent_created`]) the
+/// entry's owner, as cloud-init's `util.ensure_dir(dirname, user=, group=)` gives every
+/// directory it made for the file (docs/protocol.md §5.5): a user or group left unchanged is
+/// the directory's own (root's, or the group a set-group-id parent gave it, as a chown to `-1`
+/// leaves it), and the mode stays the one it was made with (cloud-init passes no mode).
+fn own_created(created: &[Dir], spec: OwnerSpec) -> Result<(), PathError> {
+    if spec.uid.is_none() && spec.gid.is_none() {
+        return Ok(());
+    }
+    for dir in created {
+        let stat = dir.stat().map_err(PathError::fail("read", dir.path()))?;
+        let owner = spec.or(Some(Owner {
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+        }));
+        // A chown keeps a directory's set-group-id bit (the kernel drops it on files only), so
+        // the mode given back is the one it has.
+        dir.set_owner_mode(Some(owner), stat.st_mode & 0o7777)
+            .map_err(PathError::fail("set owner and mode of", dir.path()))?;
+    }
+    Ok(())
+}
+
 /// Writes one entry; returns the file written and any warnings.
 pub fn write_entry(
     root: &Root,
@@ -204,16 +229,16 @@ pub fn write_entry(
     let content = entry.content.as_ref().map(|c| c.0.as_str()).unwrap_or("");
     let mut data = decode(path, content, encoding)?;
     // A name the root does not know fails the entry before any directory is made.
-    let owner = resolve_owner(
+    let spec = resolve_owner(
         accounts,
         path,
         entry.owner.as_deref().unwrap_or("root:root"),
     )?;
     let target = root.host_path(path);
-    let (dir, name) = root
-        .parent(Path::new(path), true)
+    let (dir, name, created) = root
+        .parent_created(Path::new(path))
         .map_err(PathError::fail("create directory", &target))?;
-    root.refuse_user_dir_in_sticky(&dir, owner.uid)
+    root.refuse_user_dir_in_sticky(&dir, spec.uid)
         .map_err(PathError::fail("write", &target))?;
     // The owner of the file replaced, for a user or group left unchanged: only where no user
     // could have put that file there.
@@ -228,7 +253,7 @@ pub fn write_entry(
     } else {
         None
     };
-    let owner = Some(owner.or(replaced));
+    let owner = Some(spec.or(replaced));
     if entry.append == Some(true) {
         let old = dir
             .read_unshared(&name)
@@ -239,6 +264,7 @@ pub fn write_entry(
         }
     }
     let mode = entry.permissions.map_or(DEFAULT_PERMISSIONS, |p| p.0);
+    own_created(&created, spec)?;
     dir.write_atomic_as(&name, &target, &data, &WriteOptions::exact(mode, owner))?;
     Ok((target, warnings))
 }
@@ -301,6 +327,9 @@ mod tests {
     #[test]
     fn permissions_owner_and_append() {
         let (_dir, root, accounts) = root();
+        // Root's directory (one the entry made would be bob's: see
+        // `the_directories_made_for_an_entry_are_its_owners`).
+        std::fs::create_dir(root.host_path("/etc/app")).unwrap();
         let text = "write_files:\n- path: /etc/app/conf\n  content: |\n    line1\n  permissions: 0640\n  owner: bob:adm\n\
                     - path: /etc/app/conf\n  content: line2\n  append: true\n  permissions: '0600'\n  owner: bob\n";
         let list = entries(text);
@@ -433,6 +462,65 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(root.host_path("/etc/secret")).unwrap(),
             "s"
+        );
+    }
+
+    /// The directories an entry's path lacks are made for it and are given its owner, as
+    /// cloud-init's `ensure_dir(dirname, user=, group=)` gives them: a part left unchanged is
+    /// the new directory's own, the mode the one it was made with (0755), not the file's. A
+    /// directory that was there keeps its owner, whoever the entry is for.
+    #[test]
+    fn the_directories_made_for_an_entry_are_its_owners() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        let (_dir, root, accounts) = root();
+        std::fs::create_dir_all(root.host_path("/opt/tools")).unwrap();
+        std::os::unix::fs::chown(root.host_path("/opt"), Some(0), Some(4)).unwrap();
+        let text = "write_files:\n\
+                    - {path: /opt/tools/app/etc/conf, content: x, owner: 'bob:bob', permissions: '0600'}\n\
+                    - {path: /opt/bobs/conf, content: x, owner: bob}\n\
+                    - {path: /opt/adm/log/conf, content: x, owner: ':adm', append: true}\n\
+                    - {path: /opt/roots/conf, content: x}\n\
+                    - {path: /opt/tools/app/lib/conf, content: x, owner: ':adm', defer: true}\n";
+        for entry in entries(text) {
+            write_entry(&root, Some(&accounts), &entry).unwrap();
+        }
+        let mode_owner = |path: &str| {
+            let meta = std::fs::metadata(root.host_path(path)).unwrap();
+            (meta.mode() & 0o7777, meta.uid(), meta.gid())
+        };
+        assert_eq!(mode_owner("/opt/tools/app"), (0o755, 1000, 1000));
+        assert_eq!(mode_owner("/opt/tools/app/etc"), (0o755, 1000, 1000));
+        assert_eq!(mode_owner("/opt/tools/app/etc/conf"), (0o600, 1000, 1000));
+        assert_eq!(mode_owner("/opt/bobs"), (0o755, 1000, 0), "group unchanged");
+        assert_eq!(mode_owner("/opt/adm"), (0o755, 0, 4));
+        assert_eq!(mode_owner("/opt/adm/log"), (0o755, 0, 4));
+        assert_eq!(mode_owner("/opt/roots"), (0o755, 0, 0));
+        assert_eq!(mode_owner("/opt/tools/app/lib"), (0o755, 0, 4));
+        // Directories that were there, whoever the entries below them are for.
+        assert_eq!(mode_owner("/opt"), (0o755, 0, 4));
+        assert_eq!(mode_owner("/opt/tools"), (0o755, 0, 0));
+    }
+
+    /// In a set-group-id directory a new one takes the parent's group and the bit; an entry
+    /// that leaves the group unchanged leaves both, as cloud-init's chown to group `-1` does.
+    #[test]
+    fn a_directory_made_in_a_set_group_id_one_keeps_its_group_and_the_bit() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        let (_dir, root, accounts) = root();
+        let shared = root.host_path("/srv/shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::os::unix::fs::chown(&shared, Some(0), Some(4)).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775)).unwrap();
+        let text = "write_files:\n- {path: /srv/shared/bob/conf, content: x, owner: bob}\n";
+        write_entry(&root, Some(&accounts), &entries(text)[0]).unwrap();
+        let meta = std::fs::metadata(shared.join("bob")).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o2755, 1000, 4)
         );
     }
 

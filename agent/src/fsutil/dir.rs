@@ -16,7 +16,7 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 
 use super::error::Refused;
-use super::owner::{Owner, can_chown, kind};
+use super::owner::{Owner, can_chown, is_agents, kind};
 use super::staging::Staging;
 
 /// An open directory, its host path (for messages), and the staging of its root, if any.
@@ -115,7 +115,7 @@ impl Dir {
             Err(errno) => return Err(errno.into()),
         };
         let dir = self.open_dir(name)?.ok_or(Errno::ENOENT)?;
-        let created = made && dir.stat()?.st_uid == nix::unistd::geteuid().as_raw();
+        let created = made && is_agents(&dir.stat()?);
         Ok((dir, created))
     }
 

@@ -20,6 +20,13 @@ pub fn can_chown() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// True when the agent owns the file of status `stat`: a directory its `mkdirat` made, opened
+/// afterwards, is that very directory only when it is the agent's (one a user put in its place
+/// meanwhile is that user's).
+pub fn is_agents(stat: &FileStat) -> bool {
+    stat.st_uid == nix::unistd::geteuid().as_raw()
+}
+
 /// The file type bits of a stat.
 pub fn kind(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())

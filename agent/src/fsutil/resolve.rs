@@ -8,6 +8,8 @@
 //! - at most [`MAX_SYMLINKS`] links are followed per path;
 //! - a missing directory is created (mode [`NEW_DIR_MODE`]) only along the path asked for,
 //!   never inside a symlink's target (as `mkdir -p` will not create through a dangling link);
+//!   the walk keeps the directories it made ([`Walker::take_created`]), so that a caller can
+//!   give them an owner without touching one that was there before;
 //! - under staging, a staged name is seen as its newest staged write (`staging.rs`).
 //!
 //! A run of plain names (no `..`, none of them staged) is first tried in one
@@ -33,7 +35,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 
 use super::dir::Dir;
 use super::error::Refused;
-use super::owner::kind;
+use super::owner::{is_agents, kind};
 use super::staging::Staging;
 
 /// Most symlinks followed while resolving one path (Linux's own limit, MAXSYMLINKS).
@@ -92,6 +94,9 @@ struct Step {
     name: OsString,
     /// Missing directories may be created here (not inside a symlink's target).
     creatable: bool,
+    /// This walk's `mkdirat` just made `name`: the directory opened next is judged as
+    /// [`Dir::create_dir`] judges it (see [`Walker::take_created`]).
+    made: bool,
 }
 
 fn steps(path: &Path, creatable: bool) -> VecDeque<Step> {
@@ -101,7 +106,11 @@ fn steps(path: &Path, creatable: bool) -> VecDeque<Step> {
             Component::ParentDir => Some(OsString::from("..")),
             Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
         })
-        .map(|name| Step { name, creatable })
+        .map(|name| Step {
+            name,
+            creatable,
+            made: false,
+        })
         .collect()
 }
 
@@ -120,6 +129,8 @@ pub(crate) struct Walker<'r> {
     stack: Vec<(OsString, OwnedFd)>,
     links: usize,
     staging: Option<&'r Arc<Staging>>,
+    /// The directories this walk created, outermost first.
+    created: Vec<Dir>,
 }
 
 impl<'r> Walker<'r> {
@@ -135,6 +146,7 @@ impl<'r> Walker<'r> {
             stack: Vec::new(),
             links: 0,
             staging,
+            created: Vec::new(),
         }
     }
 
@@ -157,6 +169,14 @@ impl<'r> Walker<'r> {
         path.extend(self.stack.iter().map(|(n, _)| n));
         path.extend(name);
         path
+    }
+
+    /// The directories this walk created so far, outermost first, each held open: one its
+    /// `mkdirat` made and then opened as the agent's own ([`is_agents`]), as
+    /// [`Dir::create_dir`] judges it. A directory someone else made first, or put in place of
+    /// ours before it was opened, is not one of them.
+    pub(crate) fn take_created(&mut self) -> Vec<Dir> {
+        std::mem::take(&mut self.created)
     }
 
     /// The directory reached, as a handle.
@@ -229,9 +249,13 @@ impl<'r> Walker<'r> {
         Ok(name)
     }
 
-    /// The leading plain names of `todo` (two or more, none staged) that one call may open.
+    /// The leading plain names of `todo` (two or more, none staged, none just made: that one
+    /// is judged when it is opened) that one call may open.
     fn run_len(&self, todo: &VecDeque<Step>) -> usize {
-        let run = todo.iter().take_while(|step| step.name != "..").count();
+        let run = todo
+            .iter()
+            .take_while(|step| step.name != ".." && !step.made)
+            .count();
         if run < 2 {
             return 0;
         }
@@ -296,20 +320,30 @@ impl<'r> Walker<'r> {
             }
             let seen = self.seen(&step.name);
             match openat(self.current(), seen.as_os_str(), DIR_FLAGS, Mode::empty()) {
-                Ok(fd) => self.stack.push((step.name, fd)),
+                Ok(fd) => {
+                    if step.made && is_agents(&fstat(&fd)?) {
+                        let path = self.shown(Some(&step.name));
+                        let held = Dir::new(fd.try_clone()?, path, self.staging.cloned());
+                        self.created.push(held);
+                    }
+                    self.stack.push((step.name, fd));
+                }
                 Err(Errno::ENOENT) if step.creatable => {
-                    match mkdirat(
+                    let made = match mkdirat(
                         self.current(),
                         step.name.as_os_str(),
                         Mode::from_bits_truncate(NEW_DIR_MODE),
                     ) {
+                        Ok(()) => true,
                         // Someone else's directory (or link) is as good: open it on the retry.
-                        Ok(()) | Err(Errno::EEXIST) => todo.push_front(Step {
-                            name: step.name,
-                            creatable: false,
-                        }),
+                        Err(Errno::EEXIST) => false,
                         Err(errno) => return Err(errno.into()),
-                    }
+                    };
+                    todo.push_front(Step {
+                        name: step.name,
+                        creatable: false,
+                        made,
+                    });
                 }
                 Err(Errno::ELOOP | Errno::ENOTDIR) => {
                     let target = self.follow(&seen, &step.name)?;
