@@ -374,7 +374,8 @@ impl HostBridges {
                     self.failing.remove(id);
                     tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %listen, workers = count, "serving host network");
                     let handler = make_handler(ProxyScope::Network(id.clone()), forward.clone());
-                    let tasks = workers.serve_tcp(listeners, limits, &handler);
+                    let what = format!("host network {id}'s proxy (bridge {bridge}, {listen})");
+                    let tasks = workers.serve_tcp(listeners, &what, limits, &handler);
                     self.served.insert(
                         id.clone(),
                         Served {
