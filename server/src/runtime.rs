@@ -80,6 +80,20 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
 }
 
+/// Serves one worker's handle of a TCP listener; `what` names the listener when it cannot.
+async fn serve_listener<H: Handler>(
+    listener: std::net::TcpListener,
+    what: Arc<str>,
+    gate: Arc<ConnectionGate>,
+    limits: ServerLimits,
+    handler: H,
+) {
+    match crate::http::TcpAcceptor::new(listener) {
+        Ok(listener) => serve_gated(listener, gate, limits, handler).await,
+        Err(err) => tracing::error!(listener = %what, error = %err, "cannot serve a listener"),
+    }
+}
+
 /// Single-threaded runtimes, one per worker thread, like nginx's worker processes: a
 /// connection lives on one thread from accept to close, with no cross-thread wakeups. Shared
 /// state (caches, the store) is behind `Arc`s and locks.
@@ -129,25 +143,29 @@ impl Workers {
 
     /// Serves a TCP listener on every worker, each worker polling its own handle of the same
     /// socket (see `http::listen::tcp_listeners`). The workers share one connection gate, so
-    /// the caps count every connection of the listener.
+    /// the caps count every connection of the listener. `what` names the listener in the log
+    /// line of a worker that cannot serve it (which router's or network's proxy, where).
     pub fn serve_tcp<H: Handler>(
         &self,
         listeners: Vec<std::net::TcpListener>,
+        what: &str,
         limits: ServerLimits,
         handler: &H,
     ) -> Vec<JoinHandle<()>> {
         let gate = ConnectionGate::new(&limits);
+        let what: Arc<str> = Arc::from(what);
         listeners
             .into_iter()
             .zip(self.handles.iter())
             .map(|(listener, worker)| {
                 let (handler, gate) = (handler.clone(), gate.clone());
-                worker.spawn(async move {
-                    match crate::http::TcpAcceptor::new(listener) {
-                        Ok(listener) => serve_gated(listener, gate, limits, handler).await,
-                        Err(err) => tracing::error!(error = %err, "cannot serve a listener"),
-                    }
-                })
+                worker.spawn(serve_listener(
+                    listener,
+                    what.clone(),
+                    gate,
+                    limits,
+                    handler,
+                ))
             })
             .collect()
     }
@@ -174,5 +192,76 @@ impl Workers {
                 }))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+
+    use super::*;
+    use crate::http::response::{Reply, TEXT_PLAIN};
+    use crate::http::{Body, Peer, RequestBody};
+
+    #[derive(Clone)]
+    struct Ok200;
+
+    impl Handler for Ok200 {
+        async fn handle(&self, _: Request<RequestBody>, _: Peer) -> Response<Body> {
+            Reply::with(StatusCode::OK, TEXT_PLAIN, Bytes::from_static(b"ok"))
+        }
+    }
+
+    /// The log lines written while it runs, as the server's stderr shows them.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A listener the worker cannot serve (here a regular file, which no poller watches)
+    /// is named in the error line: which proxy, in which namespace, on which address.
+    #[test]
+    fn a_listener_that_cannot_be_served_is_named() {
+        let file = tempfile::tempfile().unwrap();
+        let listener = std::net::TcpListener::from(std::os::fd::OwnedFd::from(file));
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_target(false)
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let what = "router r1's proxy (netns qrouter-r1, 169.254.169.254:80)";
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(serve_listener(
+                listener,
+                Arc::from(what),
+                ConnectionGate::new(&ServerLimits::default()),
+                ServerLimits::default(),
+                Ok200,
+            ));
+        });
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(logs.contains("cannot serve a listener"), "{logs}");
+        assert!(logs.contains(&format!("listener={what}")), "{logs}");
     }
 }

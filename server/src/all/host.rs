@@ -52,6 +52,10 @@ pub const ADDRESS_LABEL_SUFFIX: &str = ":mb";
 /// label only as the device's name, alone or followed by a colon. A bridge whose name leaves
 /// no room for the suffix (over 12 bytes) gets the address unlabelled, never swept at start.
 pub const MAX_ADDRESS_LABEL_BYTES: usize = 15;
+/// While putting the metadata address back on a bridge keeps failing the same way (every
+/// pass, once a second), the failure is logged again at most this often; a new error, and
+/// the address back, are logged at once.
+pub const RESTORE_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The label of the address `all` puts on `bridge`, when the name leaves room for it.
 fn address_label(bridge: &str) -> Option<String> {
@@ -90,6 +94,47 @@ fn left_behind(holding: &[Holder], serves: impl Fn(&str) -> bool) -> Vec<&str> {
         }
     }
     found
+}
+
+/// A served bridge the metadata address could not be put back on: what failed, and what of
+/// it was logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Restoring {
+    /// The last attempt's error.
+    error: String,
+    /// Failed attempts in a row.
+    attempts: u32,
+    /// When the failure was last logged.
+    logged: Instant,
+}
+
+impl Restoring {
+    /// Records a failed attempt with `error` at `now` (`was` the bridge's record, if it was
+    /// failing already); says whether to log it: the first failure, a new error, or the same
+    /// one [`RESTORE_LOG_INTERVAL`] after it was last logged.
+    fn failed(was: Option<Self>, error: String, now: Instant) -> (Self, bool) {
+        match was {
+            Some(was)
+                if was.error == error
+                    && now.saturating_duration_since(was.logged) < RESTORE_LOG_INTERVAL =>
+            {
+                let attempts = was.attempts + 1;
+                (Self { attempts, ..was }, false)
+            }
+            was => {
+                let attempts = was.map_or(1, |was| was.attempts + 1);
+                let logged = now;
+                (
+                    Self {
+                        error,
+                        attempts,
+                        logged,
+                    },
+                    true,
+                )
+            }
+        }
+    }
 }
 
 /// One host network being served, or waiting to be bound again on its bridge.
@@ -196,6 +241,9 @@ pub struct HostBridges {
     address: Address,
     /// Whether the first pass took off what an earlier run left behind.
     swept: bool,
+    /// Served bridges the address could not be put back on, so a failure that repeats at
+    /// every pass is not logged at every pass.
+    restoring: HashMap<Arc<str>, Restoring>,
 }
 
 impl HostBridges {
@@ -214,6 +262,7 @@ impl HostBridges {
                 ip_command: PathBuf::from(IP_COMMAND),
             },
             swept: false,
+            restoring: HashMap::new(),
         }
     }
 
@@ -374,7 +423,8 @@ impl HostBridges {
                     self.failing.remove(id);
                     tracing::info!(network = %id, host = %host.describe(), bridge = %bridge, listen = %listen, workers = count, "serving host network");
                     let handler = make_handler(ProxyScope::Network(id.clone()), forward.clone());
-                    let tasks = workers.serve_tcp(listeners, limits, &handler);
+                    let what = format!("host network {id}'s proxy (bridge {bridge}, {listen})");
+                    let tasks = workers.serve_tcp(listeners, &what, limits, &handler);
                     self.served.insert(
                         id.clone(),
                         Served {
@@ -409,28 +459,57 @@ impl HostBridges {
 
     /// Puts the metadata address back on a served bridge that lost it (an `ip addr flush`, or
     /// systemd-networkd reconfiguring a bridge it manages removes what it did not add): the
-    /// listener is still bound, and answers again once the address is back.
-    fn restore_addresses(&self) {
+    /// listener is still bound, and answers again once the address is back. Tried at every
+    /// pass; a failure that repeats is logged once, then when its error changes or every
+    /// [`RESTORE_LOG_INTERVAL`], and the address back after failures is logged too.
+    fn restore_addresses(&mut self) {
         if self.served.is_empty() {
+            self.restoring.clear();
             return;
         }
         let Some(holding) = self.address.holders() else {
             return;
         };
-        let mut restored: Vec<&str> = Vec::new();
+        let mut restored: Vec<Arc<str>> = Vec::new();
+        let now = Instant::now();
         for served in self.served.values().filter(|served| served.listening()) {
-            let bridge = &*served.bridge;
-            if holding.iter().any(|holder| holder.bridge == bridge) || restored.contains(&bridge) {
+            let bridge = &served.bridge;
+            if holding.iter().any(|holder| *holder.bridge == **bridge) || restored.contains(bridge)
+            {
                 continue;
             }
-            restored.push(bridge);
+            restored.push(bridge.clone());
+            let was = self.restoring.remove(bridge);
             match self.address.ip_addr("replace", bridge) {
-                Ok(()) => {
-                    tracing::warn!(bridge, address = %self.address.cidr(), "the metadata address was taken off the bridge (ip addr flush, or a network manager?): put it back")
-                }
+                Ok(()) => match was {
+                    Some(was) => {
+                        tracing::warn!(bridge = %bridge, address = %self.address.cidr(), attempts = was.attempts, "put the metadata address back on the bridge after failed attempts")
+                    }
+                    None => {
+                        tracing::warn!(bridge = %bridge, address = %self.address.cidr(), "the metadata address was taken off the bridge (ip addr flush, or a network manager?): put it back")
+                    }
+                },
                 Err(err) => {
-                    tracing::warn!(bridge, error = %err, "the metadata address was taken off the bridge and cannot be put back; retrying")
+                    let (failing, log) = Restoring::failed(was, err, now);
+                    if log {
+                        tracing::warn!(bridge = %bridge, error = %failing.error, attempts = failing.attempts, "the metadata address was taken off the bridge and cannot be put back; retrying every pass (this is logged again when the error changes, or in {RESTORE_LOG_INTERVAL:?})")
+                    }
+                    self.restoring.insert(bridge.clone(), failing);
                 }
+            }
+        }
+        // A bridge that holds the address again by other hands, or is no longer served.
+        let back: Vec<Arc<str>> = self
+            .restoring
+            .keys()
+            .filter(|bridge| !restored.contains(bridge))
+            .cloned()
+            .collect();
+        for bridge in back {
+            if let Some(was) = self.restoring.remove(&bridge)
+                && holding.iter().any(|holder| *holder.bridge == *bridge)
+            {
+                tracing::warn!(bridge = %bridge, address = %self.address.cidr(), attempts = was.attempts, "the metadata address is back on the bridge (put there by another hand) after failed attempts to put it back");
             }
         }
     }

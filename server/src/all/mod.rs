@@ -307,7 +307,8 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         let limits = ServerLimits::default();
         for (addr, listeners) in api_tcp {
             tracing::info!(listen = %addr, "api listening");
-            workers.serve_tcp(listeners, limits, &ApiHandler::new(api.clone()));
+            let what = format!("api {addr}");
+            workers.serve_tcp(listeners, &what, limits, &ApiHandler::new(api.clone()));
         }
         let in_process = InProcessApi(api.clone());
         if let (Some(path), Some(bound)) = (&settings.agent_socket, &agent_socket) {

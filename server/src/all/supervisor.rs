@@ -46,6 +46,18 @@ pub struct Placement {
     pub scope: ProxyScope,
 }
 
+impl Placement {
+    /// How a log line names its listener, bound on `bound`: `router ID's proxy (netns
+    /// qrouter-ID, 169.254.169.254:80)`.
+    pub fn describe(&self, bound: SocketAddr) -> String {
+        let (kind, id) = match &self.scope {
+            ProxyScope::Router(id) => ("router", id),
+            ProxyScope::Network(id) => ("network", id),
+        };
+        format!("{kind} {id}'s proxy (netns {}, {bound})", self.netns)
+    }
+}
+
 /// The listeners the registry (as the read model holds it) asks for: one per router, one per
 /// isolated network and address of `isolated_listen` of a family the network has a subnet of
 /// (no `fe80::a9fe:a9fe` on an IPv4-only network, as Neutron adds it only with an IPv6
@@ -324,7 +336,12 @@ impl<F: Forward> Supervisor<F> {
                     tracing::info!(netns = %placement.netns, listen = %bound, scope = ?placement.scope, workers = count, "serving");
                     let handler =
                         (self.make_handler)(placement.scope.clone(), self.forward.clone());
-                    let tasks = self.workers.serve_tcp(listeners, self.limits, &handler);
+                    let tasks = self.workers.serve_tcp(
+                        listeners,
+                        &placement.describe(bound),
+                        self.limits,
+                        &handler,
+                    );
                     running.insert(
                         placement.clone(),
                         Running {

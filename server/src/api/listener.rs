@@ -175,7 +175,7 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
         let workers = crate::runtime::Workers::start(threads)?;
         for (addr, listeners) in tcp {
             tracing::info!(listen = %addr, workers = workers.count(), "api listening");
-            workers.serve_tcp(listeners, limits, &handler);
+            workers.serve_tcp(listeners, &format!("api {addr}"), limits, &handler);
         }
         if let (Some(path), Some(bound)) = (&args.socket, &socket) {
             tracing::info!(socket = %path.display(), workers = workers.count(), "api listening");

@@ -334,3 +334,112 @@ fn the_first_pass_never_touches_an_address_all_did_not_label() {
     assert_eq!(calls(&log), Vec::<String>::new());
     assert!(hosts.swept);
 }
+
+/// The log lines written while it runs, as `all`'s stderr shows them.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// The lines that contain `text`.
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|line| line.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Putting the address back on a served bridge that lost it (lo never holds 127.0.0.77,
+/// so every pass finds it lost) fails at every pass: the failure is logged once, again when
+/// the error changes, and the address back is logged once more, not once a pass.
+#[test]
+fn a_failure_to_put_the_address_back_is_logged_when_it_changes_not_at_every_pass() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let fail = dir.path().join("fail");
+    let ip = dir.path().join("ip");
+    std::fs::write(
+        &ip,
+        format!(
+            "#!/bin/sh\nif [ -e '{0}' ]; then cat '{0}' >&2; exit 2; fi\n",
+            fail.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+    host_network(store.as_ref(), "lan", HostBridge::Bridge("lo".into()));
+    let model = ReadModel::load(store.as_ref()).unwrap();
+    let metrics = Metrics::new("proxy");
+    let leases = Arc::new(HostLeases::new(dir.path().join("leases")));
+    let listen: SocketAddr = "127.0.0.77:0".parse().unwrap();
+    let mut hosts = HostBridges::new(leases, BACKOFF_BASE, metrics.clone()).serving(listen, ip);
+    let workers = Workers::start(1).unwrap();
+    let make = move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+    let limits = ServerLimits::default();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        assert_eq!(hosts.bridges(), [Arc::from("lo")]);
+        std::fs::write(&fail, "RTNETLINK answers: Operation not permitted").unwrap();
+        for _ in 0..5 {
+            hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        }
+        std::fs::write(&fail, "Cannot find device \"lo\"").unwrap();
+        for _ in 0..5 {
+            hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        }
+        std::fs::remove_file(&fail).unwrap();
+        for _ in 0..3 {
+            hosts.reconcile(&model, &workers, limits, &make, &Answers);
+        }
+    });
+    let failed = logs.lines_with("cannot be put back");
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(
+        failed[0].contains("Operation not permitted") && failed[0].contains("attempts=1"),
+        "{failed:#?}"
+    );
+    assert!(
+        failed[1].contains("Cannot find device") && failed[1].contains("attempts=6"),
+        "{failed:#?}"
+    );
+    let back = logs.lines_with("back on the bridge after failed attempts");
+    assert_eq!(back.len(), 1, "{back:#?}");
+    assert!(back[0].contains("attempts=10"), "{back:#?}");
+}
+
+/// A failure that repeats unchanged is logged again once [`RESTORE_LOG_INTERVAL`] has
+/// passed since it was last logged, not before.
+#[test]
+fn a_repeated_failure_to_put_the_address_back_is_logged_again_after_the_interval() {
+    let start = Instant::now();
+    let error = || "RTNETLINK answers: Operation not permitted".to_owned();
+    let (first, log) = Restoring::failed(None, error(), start);
+    assert!(log);
+    let soon = start + RESTORE_LOG_INTERVAL / 2;
+    let (again, log) = Restoring::failed(Some(first), error(), soon);
+    assert!(!log);
+    assert_eq!((again.attempts, again.logged), (2, start));
+    let later = start + RESTORE_LOG_INTERVAL;
+    let (after, log) = Restoring::failed(Some(again), error(), later);
+    assert!(log);
+    assert_eq!((after.attempts, after.logged), (3, later));
+}
