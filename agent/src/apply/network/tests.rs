@@ -158,6 +158,74 @@ fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
     }
 }
 
+/// A DHCP network's DNS (its `dns` services, else its `dns_nameservers`, and its
+/// `dns_search`) is written as a static network's is: `DNS=` for systemd-networkd,
+/// `dns-nameservers` on the `inet dhcp` stanza for ifupdown (as cloud-init's ENI renderer
+/// writes it), `/etc/resolv.conf` for the direct renderer.
+#[test]
+fn the_dns_of_a_dhcp_network_is_written() {
+    let doc = |network: serde_json::Value| {
+        let mut dhcp = json!({"id": "network0", "link": "tap1", "network_id": "n1",
+            "type": "ipv4_dhcp"});
+        dhcp.as_object_mut()
+            .unwrap()
+            .extend(network.as_object().unwrap().clone());
+        json!({
+            "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+            "networks": [dhcp,
+                {"id": "network1", "link": "tap1", "network_id": "n1", "type": "ipv6_dhcp",
+                 "dns_nameservers": ["2001:db8::53"]}],
+            "services": []
+        })
+    };
+    let services = doc(
+        json!({"services": [{"type": "dns", "address": "198.18.30.2"}],
+        "dns_nameservers": ["198.18.30.9"], "dns_search": ["lab.example"]}),
+    );
+    let nameservers = doc(json!({"dns_nameservers": ["198.18.30.2"],
+        "dns_search": ["lab.example"]}));
+    for doc in [services, nameservers] {
+        let mut warnings = Vec::new();
+        let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        plan.interfaces[0].name = Some("ens3".into());
+        assert_eq!(
+            networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
+            "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+[Match]
+MACAddress=fa:16:3e:00:00:01
+Name=ens3
+
+[Network]
+DHCP=yes
+IPv6AcceptRA=yes
+DNS=198.18.30.2
+DNS=2001:db8::53
+Domains=lab.example
+
+[DHCPv4]
+ClientIdentifier=mac
+"
+        );
+        assert_eq!(
+            ifupdown::render(&plan, "network_data.json").0,
+            "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+
+auto ens3
+iface ens3 inet dhcp
+    dns-nameservers 198.18.30.2 2001:db8::53
+    dns-search lab.example
+iface ens3 inet6 dhcp
+"
+        );
+        assert_eq!(
+            resolv_conf(&plan, "network_data.json", None).unwrap(),
+            "# Written by metaboot from network_data.json.\nnameserver 198.18.30.2\n\
+             nameserver 2001:db8::53\nsearch lab.example\n"
+        );
+    }
+}
+
 /// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
 /// cloud-init's `accept-ra: false`: networkd would otherwise accept them by default, and the
 /// guest take a SLAAC address and the router's default route next to the port's own. A link
