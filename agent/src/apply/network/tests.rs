@@ -1031,6 +1031,96 @@ iface eth0 inet6 static
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
+/// A gateway outside the link's subnets (a /32 address with its provider's gateway, a gateway
+/// of another subnet) is taken as on the link, else the kernel refuses its route ("Nexthop
+/// has invalid gateway"): systemd-networkd's `GatewayOnLink=yes`, as cloud-init's networkd
+/// renderer writes it, `onlink` on ifupdown's `up` lines (ifupdown adds it to its `gateway`)
+/// and on the direct renderer's `ip route`. A gateway in the subnet gets neither.
+#[test]
+fn a_gateway_outside_the_subnet_is_on_the_link() {
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.30.5/24", "gateway": "198.18.99.1",
+             "routes": [{"network": "198.19.0.0/16", "gateway": "198.18.30.254"},
+                        {"network": "198.20.0.0/16", "gateway": "198.18.99.2"}]}]},
+        {"type": "physical", "name": "eth1", "subnets": [
+            {"type": "static", "address": "203.0.113.7/32", "gateway": "203.0.113.1"}]}
+    ]});
+    let mut warnings = Vec::new();
+    let plan = plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        networkd::render(&plan.interfaces[0], &plan, "network-config"),
+        "# Written by metaboot from network-config; metaboot rewrites it for a new instance.
+[Match]
+Name=eth0
+
+[Network]
+DHCP=no
+Address=198.18.30.5/24
+
+[Route]
+Destination=0.0.0.0/0
+Gateway=198.18.99.1
+GatewayOnLink=yes
+
+[Route]
+Destination=198.19.0.0/16
+Gateway=198.18.30.254
+
+[Route]
+Destination=198.20.0.0/16
+Gateway=198.18.99.2
+GatewayOnLink=yes
+"
+    );
+    assert!(
+        networkd::render(&plan.interfaces[1], &plan, "network-config")
+            .ends_with("[Route]\nDestination=0.0.0.0/0\nGateway=203.0.113.1\nGatewayOnLink=yes\n")
+    );
+    assert_eq!(
+        ifupdown::render(&plan, "network-config").0,
+        "# Written by metaboot from network-config; metaboot rewrites it for a new instance.
+
+auto eth0
+iface eth0 inet static
+    address 198.18.30.5/24
+    gateway 198.18.99.1
+    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev eth0
+    up ip route replace 198.20.0.0/16 via 198.18.99.2 dev eth0 onlink
+
+auto eth1
+iface eth1 inet static
+    address 203.0.113.7/32
+    up ip route append default via 203.0.113.1 dev eth1 onlink
+"
+    );
+    let routes: Vec<String> = direct::commands(&plan, |_, _| true)
+        .iter()
+        .map(|c| c.join(" "))
+        .filter(|c| c.contains(" route "))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "-4 route replace default via 198.18.99.1 dev eth0 onlink",
+            "-4 route replace 198.19.0.0/16 via 198.18.30.254 dev eth0",
+            "-4 route replace 198.20.0.0/16 via 198.18.99.2 dev eth0 onlink",
+            "-4 route append default via 203.0.113.1 dev eth1 onlink",
+        ]
+    );
+    // An IPv6 gateway outside an IPv4-only link's subnets: nothing to tell it by.
+    let v6 = Route {
+        to: addr("::/0"),
+        via: ip("2001:db8::1"),
+    };
+    assert!(!plan.interfaces[0].gateway_onlink(&v6));
+    assert!(addr("2001:db8::5/64").contains(ip("2001:db8::1")));
+    assert!(!addr("2001:db8::5/64").contains(ip("2001:db8:1::1")));
+    assert!(!addr("198.18.30.5/24").contains(ip("::ffff:198.18.30.1")));
+    assert!(addr("0.0.0.0/0").contains(ip("203.0.113.1")));
+}
+
 /// The renderer is what the image starts: Debian 11 and 12's genericcloud images have
 /// systemd-networkd's daemon and `/etc/systemd/network` (the `systemd` package ships them) but
 /// bring their network up with ifupdown; networkd wins only when `systemctl enable` linked it
