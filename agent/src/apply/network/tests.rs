@@ -468,7 +468,7 @@ fn udev_is_waited_for_before_a_missing_mac_sets_the_file_aside() {
         Stale::SetAside {
             name: "eth1".into(),
             mac: "fa:16:3e:00:00:02".into(),
-            holder: None,
+            nic: NicNow::Gone,
         }
     );
     assert_eq!(settled, 1);
