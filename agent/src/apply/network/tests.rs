@@ -1429,6 +1429,59 @@ fn a_search_domain_that_is_not_one_is_left_out_with_a_warning() {
     }
 }
 
+/// A DNS server of `network-config` that is not an address (a name, a line break that would
+/// add an ifupdown line) is left out with a warning naming it, as `network_data.json`'s are,
+/// from each key that lists servers; the rest is written.
+#[test]
+fn a_dns_server_that_is_not_an_address_is_left_out_with_a_warning() {
+    let bad = [
+        "dns.example",
+        "198.18.1.300",
+        "198.18.1.4\n    up touch /pwned",
+    ];
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0",
+         "subnets": [{"type": "static", "address": "198.18.1.10/24",
+                      "dns_nameservers": [bad[0], "198.18.1.2", bad[1], bad[2]]}]},
+        {"type": "nameserver", "address": [bad[0], "198.18.1.3", bad[1], bad[2]]}]});
+    let v2 = json!({"version": 2, "ethernets": {"eth0": {"addresses": ["198.18.1.10/24"],
+        "nameservers": {"addresses": [bad[0], "198.18.1.2", bad[1], bad[2]]}}}});
+    for (doc, keys, servers) in [
+        (
+            v1,
+            &[
+                "network-config: eth0: dns_nameservers",
+                "network-config: nameserver: address",
+            ][..],
+            "DNS=198.18.1.2\nDNS=198.18.1.3\n",
+        ),
+        (
+            v2,
+            &["network-config: eth0: nameservers: addresses"][..],
+            "DNS=198.18.1.2\n",
+        ),
+    ] {
+        let mut warnings = Vec::new();
+        let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+        let expected: Vec<String> = keys
+            .iter()
+            .flat_map(|key| {
+                bad.iter()
+                    .map(move |ns| format!("{key}: {ns:?} is not an address; left out"))
+            })
+            .collect();
+        assert_eq!(warnings, expected);
+        assert_eq!(
+            networkd::render(&plan.interfaces[0], &plan, "network-config"),
+            format!(
+                "# Written by metaboot from network-config; metaboot rewrites it for a new \
+                 instance.\n[Match]\nName=eth0\n\n[Network]\nDHCP=no\nAddress=198.18.1.10/24\n\
+                 {servers}"
+            )
+        );
+    }
+}
+
 #[test]
 fn too_many_interfaces_are_refused() {
     let links: Vec<serde_json::Value> = (0..=MAX_INTERFACES)
