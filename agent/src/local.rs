@@ -5,7 +5,9 @@
 //! file written for the NICs of another instance (`apply/network/stale.rs`). One line on
 //! standard error when it does; nothing otherwise.
 
-use crate::apply::network::{IFUPDOWN_FILE, SET_ASIDE, Stale, set_aside_stale, udev_settle};
+use crate::apply::network::{
+    IFUPDOWN_FILE, NicNow, SET_ASIDE, Stale, set_aside_stale, udev_settle,
+};
 use crate::cli::LocalArgs;
 use crate::log::chain;
 use crate::root::Root;
@@ -33,7 +35,7 @@ pub fn main(args: &LocalArgs) -> u8 {
         Ok(Stale::SetAside {
             name,
             mac,
-            holder: None,
+            nic: NicNow::Gone,
         }) => {
             eprintln!(
                 "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which no \
@@ -46,7 +48,7 @@ pub fn main(args: &LocalArgs) -> u8 {
         Ok(Stale::SetAside {
             name,
             mac,
-            holder: Some(holder),
+            nic: NicNow::Swapped { holder },
         }) => {
             eprintln!(
                 "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which is \
@@ -54,6 +56,21 @@ pub fn main(args: &LocalArgs) -> u8 {
                  it was written): set aside as {SET_ASIDE}, the image's own network \
                  configuration applies; to have metaboot write the file for these names, \
                  remove {NETWORK_SEMAPHORE} and run `metaboot run --stage init`"
+            );
+            0
+        }
+        Ok(Stale::SetAside {
+            name,
+            mac,
+            nic: NicNow::Renamed { holder },
+        }) => {
+            eprintln!(
+                "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which is \
+                 {holder}'s now (no interface is {name}: the NICs are named otherwise than when \
+                 it was written, and its stanzas would configure nothing): set aside as \
+                 {SET_ASIDE}, the image's own network configuration applies; to have metaboot \
+                 write the file for these names, remove {NETWORK_SEMAPHORE} and run \
+                 `metaboot run --stage init`"
             );
             0
         }

@@ -229,3 +229,61 @@ fn nics_named_the_other_way_round_set_the_file_aside() {
     assert_eq!(stderr(&out), "");
     assert_eq!(guest.read(FILE), rewritten);
 }
+
+/// The instance's NIC is there, but under another name (`net.ifnames` turned on in the image,
+/// another PCI slot): no interface has the name the file's stanzas give, which would configure
+/// nothing and leave the NIC unconfigured. The file is set aside as when the NICs swap names,
+/// with how to have metaboot write it again for the name as it is; done so, it is kept.
+#[test]
+fn a_nic_under_a_name_no_stanza_gives_sets_the_file_aside() {
+    let guest = ifupdown_guest("fa:16:3e:00:00:01");
+    fs::remove_dir_all(guest.path("/sys/class/net/ens3")).unwrap();
+    set_link(&guest, "eth0", "fa:16:3e:00:00:01");
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [
+              {"id": "a", "vif_id": "p", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+            "networks": [
+              {"id": "n0", "link": "a", "network_id": "n", "type": "ipv4",
+               "ip_address": "198.18.30.2", "netmask": "255.255.255.0", "services": []}],
+            "services": []}"#,
+    );
+    assert_eq!(guest.run().0, 0, "{}", guest.status());
+    let written = guest.read(FILE);
+    assert!(
+        written.contains("# metaboot: eth0 fa:16:3e:00:00:01\nauto eth0\niface eth0 inet static\n"),
+        "{written}"
+    );
+
+    fs::remove_dir_all(guest.path("/sys/class/net/eth0")).unwrap();
+    set_mac(&guest, "fa:16:3e:00:00:01");
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out);
+    let semaphore = "/var/lib/metaboot/instance/sem/config_network";
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains("written for eth0 with MAC fa:16:3e:00:00:01, which is ens3's now")
+            && said.contains("no interface is eth0")
+            && said.contains(&format!("set aside as {SET_ASIDE}"))
+            && said.contains(&format!(
+                "remove {semaphore} and run `metaboot run --stage init`"
+            )),
+        "{said}"
+    );
+    assert!(!guest.path(FILE).exists(), "ifupdown would still read it");
+    assert_eq!(guest.read(SET_ASIDE), written);
+
+    // What the message says to do writes the file for the name as it is.
+    fs::remove_file(guest.path(semaphore)).unwrap();
+    assert_eq!(guest.run_stage("init").0, 0, "{}", guest.status());
+    let rewritten = guest.read(FILE);
+    assert!(
+        rewritten
+            .contains("# metaboot: ens3 fa:16:3e:00:00:01\nauto ens3\niface ens3 inet static\n"),
+        "{rewritten}"
+    );
+    let out = guest.metaboot(&["local"]);
+    assert_eq!(stderr(&out), "");
+    assert_eq!(guest.read(FILE), rewritten);
+}

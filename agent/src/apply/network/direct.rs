@@ -15,8 +15,9 @@ use crate::root::Root;
 /// The resolver's configuration.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// The `ip` commands for the plan, in order: link (MTU, up), addresses, routes. A link for
-/// which `in_place(name, mtu)` holds gets no `link set` command.
+/// The `ip` commands for the plan, in order: link (MTU, up), addresses, routes (`onlink` for a
+/// gateway outside the link's subnets, `plan::Interface::gateway_onlink`; busybox's `ip` takes it
+/// too). A link for which `in_place(name, mtu)` holds gets no `link set` command.
 pub fn commands(plan: &Plan, in_place: impl Fn(&str, Option<u32>) -> bool) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     // A family's first default route replaces the one there; a further one (another subnet's,
@@ -58,7 +59,7 @@ pub fn commands(plan: &Plan, in_place: impl Fn(&str, Option<u32>) -> bool) -> Ve
             } else {
                 route.to.to_string()
             };
-            out.push(args(&[
+            let mut command = args(&[
                 family,
                 "route",
                 how,
@@ -67,7 +68,12 @@ pub fn commands(plan: &Plan, in_place: impl Fn(&str, Option<u32>) -> bool) -> Ve
                 &route.via.to_string(),
                 "dev",
                 name,
-            ]));
+            ]);
+            // A gateway outside the link's subnets: refused without it.
+            if interface.gateway_onlink(route) {
+                command.push("onlink".to_owned());
+            }
+            out.push(command);
         }
     }
     out

@@ -165,7 +165,10 @@ struct DefaultRoutes([bool; 2]);
 /// one stanza; cloud-init's ENI renderer writes a stanza per subnet, each with its own
 /// `gateway`, and a default route of a subnet's `routes` as `post-up route add default gw …`,
 /// which adds it next to the first. A further default route is likewise added next to the
-/// first, `ip route append` (`replace` would put it in the first's place).
+/// first, `ip route append` (`replace` would put it in the first's place). A gateway outside
+/// the interface's subnets ([`Interface::gateway_onlink`]) takes `onlink` on an `up` line;
+/// ifupdown adds it to a `gateway` of its own (Debian's `inet` and `inet6` `static` methods
+/// run `ip route add default via … onlink`), and cloud-init's ENI renderer adds nothing.
 fn routes(
     out: &mut String,
     name: &str,
@@ -179,18 +182,23 @@ fn routes(
     let given = &mut defaults.0[usize::from(v6)];
     for route in interface.routes.iter().filter(|r| r.via.is_ipv6() == v6) {
         let first = route.is_default() && !std::mem::replace(given, true);
+        let onlink = if interface.gateway_onlink(route) {
+            " onlink"
+        } else {
+            ""
+        };
         if first && static_here {
             let _ = writeln!(out, "    gateway {}", route.via);
         } else if route.is_default() && !first {
             let _ = writeln!(
                 out,
-                "    up ip {family}route append default via {} dev {name}",
+                "    up ip {family}route append default via {} dev {name}{onlink}",
                 route.via
             );
         } else {
             let _ = writeln!(
                 out,
-                "    up ip {family}route replace {} via {} dev {name}",
+                "    up ip {family}route replace {} via {} dev {name}{onlink}",
                 route.to, route.via
             );
         }

@@ -25,7 +25,7 @@ pub use plan::{
     normal_mac, prefix_of, resolv_conf,
 };
 pub use stale::{
-    SET_ASIDE, Stale, UDEV_SETTLE_TIMEOUT_SECS, set_aside_stale, settle_args, udev_settle,
+    NicNow, SET_ASIDE, Stale, UDEV_SETTLE_TIMEOUT_SECS, set_aside_stale, settle_args, udev_settle,
 };
 
 /// A network document as its source gave it, parsed.

@@ -51,22 +51,27 @@ fn default_route(gateway: &str, what: &str) -> Result<Route, NetworkError> {
     })
 }
 
-/// Adds DNS servers and search domains; a search domain that is not one is left out with a
-/// warning (`key` names it there).
+/// Adds DNS servers and search domains; a server that is not an address, or a search domain
+/// that is not one, is left out with a warning (`keys` name the servers' and the domains' key
+/// there), as `network_data.json`'s are.
 fn add_dns(
     plan: &mut Plan,
     addresses: Option<&Value>,
     search: Option<&Value>,
-    key: &str,
+    keys: [&str; 2],
     warnings: &mut Vec<String>,
 ) {
+    let [address_key, search_key] = keys;
     for ns in strings(addresses) {
-        if let Ok(ip) = ns.parse() {
-            plan.add_nameserver(ip);
+        match ns.trim().parse() {
+            Ok(ip) => plan.add_nameserver(ip),
+            Err(_) => warnings.push(format!(
+                "network-config: {address_key}: {ns:?} is not an address; left out"
+            )),
         }
     }
     for domain in strings(search) {
-        plan.add_search(&domain, &format!("network-config: {key}"), warnings);
+        plan.add_search(&domain, &format!("network-config: {search_key}"), warnings);
     }
 }
 
@@ -141,7 +146,7 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                     &mut plan,
                     entry.get("address"),
                     entry.get("search"),
-                    "nameserver: search",
+                    ["nameserver: address", "nameserver: search"],
                     warnings,
                 );
                 continue;
@@ -191,7 +196,10 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                         &mut plan,
                         subnet.get("dns_nameservers"),
                         subnet.get("dns_search"),
-                        &format!("{what}: dns_search"),
+                        [
+                            &format!("{what}: dns_nameservers"),
+                            &format!("{what}: dns_search"),
+                        ],
                         warnings,
                     );
                 }
@@ -284,7 +292,10 @@ fn version2(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                 &mut plan,
                 ns.get("addresses"),
                 ns.get("search"),
-                &format!("{id}: nameservers: search"),
+                [
+                    &format!("{id}: nameservers: addresses"),
+                    &format!("{id}: nameservers: search"),
+                ],
                 warnings,
             );
         }

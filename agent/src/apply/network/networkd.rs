@@ -87,6 +87,11 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
             "\n[Route]\nDestination={}\nGateway={}\n",
             route.to, route.via
         );
+        // cloud-init adds it to a subnet's `gateway` only; a host route through a gateway
+        // outside the link's subnets is refused all the same without it.
+        if interface.gateway_onlink(route) {
+            out.push_str("GatewayOnLink=yes\n");
+        }
     }
     out
 }

@@ -117,8 +117,17 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
         };
         let kind = text(network, "type").unwrap_or_default();
         match kind {
-            "ipv4_dhcp" | "dhcp4" => interface.dhcp4 = true,
-            "ipv6_dhcp" | "dhcp6" => interface.ipv6 = Ipv6Auto::Dhcp,
+            // A DHCP network's DNS is kept too, next to the DHCP server's: `convert_net_json`
+            // keeps it on the DHCP subnet and cloud-init's ENI renderer writes it on the
+            // `inet dhcp` stanza (`dns-nameservers`).
+            "ipv4_dhcp" | "dhcp4" => {
+                interface.dhcp4 = true;
+                network_dns(&mut plan, network, warnings);
+            }
+            "ipv6_dhcp" | "dhcp6" => {
+                interface.ipv6 = Ipv6Auto::Dhcp;
+                network_dns(&mut plan, network, warnings);
+            }
             // nova writes these with the subnet's address, routes and DNS, as a static
             // network: the address comes from the router's advertisements or DHCPv6, the host
             // routes and DNS from here (cloud-init's `convert_net_json` keeps them too).

@@ -36,6 +36,20 @@ pub struct Address {
     pub prefix: u8,
 }
 
+impl Address {
+    /// Whether `ip` is in this address's subnet (of its family, the same first `prefix` bits).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        let mask = u128::MAX
+            .checked_shl(128u32.saturating_sub(u32::from(self.prefix)))
+            .unwrap_or(0);
+        self.ip.is_ipv4() == ip.is_ipv4() && bits(self.ip) & mask == bits(ip) & mask
+    }
+}
+
 impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.ip, self.prefix)
@@ -86,6 +100,21 @@ impl Interface {
     /// alone is no configuration.
     pub fn configures_nothing(&self) -> bool {
         !self.dhcp4 && self.ipv6 == Ipv6Auto::None && !self.is_static()
+    }
+
+    /// Whether `route`'s gateway is in none of the interface's static subnets of its family,
+    /// while it has one (a /32 address with its provider's gateway, a gateway of another
+    /// subnet): the kernel refuses such a route ("Nexthop has invalid gateway") unless told
+    /// that the gateway is on the link (`onlink`, systemd-networkd's `GatewayOnLink=yes`), as
+    /// cloud-init's networkd renderer tells it (`should_add_gateway_onlink_flag`). Without a
+    /// static address of the family (DHCP, router advertisements) there is no telling.
+    pub fn gateway_onlink(&self, route: &Route) -> bool {
+        let mut subnets = self
+            .addresses
+            .iter()
+            .filter(|address| address.ip.is_ipv4() == route.via.is_ipv4())
+            .peekable();
+        subnets.peek().is_some() && !subnets.any(|subnet| subnet.contains(route.via))
     }
 
     /// How the interface is named in messages and file names.

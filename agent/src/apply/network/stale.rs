@@ -5,10 +5,10 @@
 //! addresses up on the next instance's NIC of the same name, before metaboot.service can ask
 //! the metadata service for the new ones (which those addresses may keep it from reaching). The
 //! file records the MAC each interface's stanzas were written for (`ifupdown::MAC_COMMENT`);
-//! when one of them is on no interface of the system, or the interface of a recorded name has
-//! another MAC (the NICs named otherwise: the stanzas would come up on the wrong NIC), the
-//! file is moved out of
-//! `interfaces.d`, and the image's own configuration (DHCP) brings the network up. A file that
+//! when one of them is on no interface of the system, or is on an interface of another name
+//! (the NICs named otherwise: the stanzas would come up on the wrong NIC, or, their name being
+//! no interface's, configure nothing while the NIC gets no configuration), the file is moved
+//! out of `interfaces.d`, and the image's own configuration (DHCP) brings the network up. A file that
 //! records no MAC (an older metaboot's) is left as it is. systemd-networkd files need none of
 //! this: they match their link by `MACAddress=`.
 
@@ -38,15 +38,27 @@ pub enum Stale {
     /// Every MAC the file records is on an interface of the system: kept.
     Current,
     /// The file was set aside: the stanzas of `name` were written for the NIC with `mac`,
-    /// which no interface has now (`holder` `None`), or which is `holder`'s now while `name`
-    /// has another MAC (NICs named otherwise than when the file was written: a NIC hot-added
-    /// before a reboot takes `eth0` with `net.ifnames=0`), when the stanzas for one NIC would
-    /// come up on another.
+    /// which is not `name` now (`nic`).
     SetAside {
         name: String,
         mac: String,
-        holder: Option<String>,
+        nic: NicNow,
     },
+}
+
+/// Where the NIC that stanzas were written for is now, when it is not under their name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicNow {
+    /// No interface has its MAC (an image made from another instance).
+    Gone,
+    /// `holder` has its MAC, and the stanzas' name is another NIC's (NICs named otherwise
+    /// than when the file was written: a NIC hot-added before a reboot takes `eth0` with
+    /// `net.ifnames=0`): the stanzas for one NIC would come up on another.
+    Swapped { holder: String },
+    /// `holder` has its MAC, and no interface has the stanzas' name (NICs named otherwise:
+    /// `net.ifnames` turned on or off, another PCI slot): the stanzas would configure
+    /// nothing, and the NIC would get no configuration.
+    Renamed { holder: String },
 }
 
 /// The arguments of `udevadm` that wait for udev's queue, at most
@@ -64,8 +76,8 @@ pub fn udev_settle() {
 }
 
 /// Sets the file aside when a MAC it records is on no interface of the system (under the
-/// root's `/sys/class/net`), or when the interface of a recorded name has another MAC than the
-/// recorded one. `settle` waits for udev (which may still be loading a driver or renaming a
+/// root's `/sys/class/net`), or on an interface of another name than the recorded one
+/// ([`NicNow`]). `settle` waits for udev (which may still be loading a driver or renaming a
 /// NIC) before the system's interfaces are read again, once, when one of those is found
 /// (`None`: no waiting, a root other than `/`).
 pub fn set_aside_stale(root: &Root, settle: Option<&mut dyn FnMut()>) -> Result<Stale, PathError> {
@@ -87,14 +99,18 @@ pub fn set_aside_stale(root: &Root, settle: Option<&mut dyn FnMut()>) -> Result<
                 .iter()
                 .find(|(_, address)| normal_mac(address) == *mac)
                 .map(|(holder, _)| holder);
-            match holder {
-                None => Some((name.clone(), mac.clone(), None)),
-                // The NIC is there under another name, and `name` is another NIC's.
-                Some(holder) if holder != name && links.iter().any(|(n, _)| n == name) => {
-                    Some((name.clone(), mac.clone(), Some(holder.clone())))
-                }
-                Some(_) => None,
-            }
+            let nic = match holder {
+                None => NicNow::Gone,
+                Some(holder) if holder == name => return None,
+                // The NIC is there under another name.
+                Some(holder) if links.iter().any(|(n, _)| n == name) => NicNow::Swapped {
+                    holder: holder.clone(),
+                },
+                Some(holder) => NicNow::Renamed {
+                    holder: holder.clone(),
+                },
+            };
+            Some((name.clone(), mac.clone(), nic))
         })
     };
     let mut found = mismatch();
@@ -104,11 +120,11 @@ pub fn set_aside_stale(root: &Root, settle: Option<&mut dyn FnMut()>) -> Result<
         settle();
         found = mismatch();
     }
-    let Some((name, mac, holder)) = found else {
+    let Some((name, mac, nic)) = found else {
         return Ok(Stale::Current);
     };
     root.write_atomic(SET_ASIDE, &bytes, &WriteOptions::keep_or(0o644))?;
     root.remove_file(FILE)
         .map_err(PathError::fail("remove", &shown))?;
-    Ok(Stale::SetAside { name, mac, holder })
+    Ok(Stale::SetAside { name, mac, nic })
 }

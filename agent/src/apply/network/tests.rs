@@ -158,6 +158,74 @@ fn routes_and_dns_of_an_ipv6_auto_network_are_kept() {
     }
 }
 
+/// A DHCP network's DNS (its `dns` services, else its `dns_nameservers`, and its
+/// `dns_search`) is written as a static network's is: `DNS=` for systemd-networkd,
+/// `dns-nameservers` on the `inet dhcp` stanza for ifupdown (as cloud-init's ENI renderer
+/// writes it), `/etc/resolv.conf` for the direct renderer.
+#[test]
+fn the_dns_of_a_dhcp_network_is_written() {
+    let doc = |network: serde_json::Value| {
+        let mut dhcp = json!({"id": "network0", "link": "tap1", "network_id": "n1",
+            "type": "ipv4_dhcp"});
+        dhcp.as_object_mut()
+            .unwrap()
+            .extend(network.as_object().unwrap().clone());
+        json!({
+            "links": [{"id": "tap1", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+            "networks": [dhcp,
+                {"id": "network1", "link": "tap1", "network_id": "n1", "type": "ipv6_dhcp",
+                 "dns_nameservers": ["2001:db8::53"]}],
+            "services": []
+        })
+    };
+    let services = doc(
+        json!({"services": [{"type": "dns", "address": "198.18.30.2"}],
+        "dns_nameservers": ["198.18.30.9"], "dns_search": ["lab.example"]}),
+    );
+    let nameservers = doc(json!({"dns_nameservers": ["198.18.30.2"],
+        "dns_search": ["lab.example"]}));
+    for doc in [services, nameservers] {
+        let mut warnings = Vec::new();
+        let mut plan = plan(&NetworkDoc::OpenStack(doc), &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        plan.interfaces[0].name = Some("ens3".into());
+        assert_eq!(
+            networkd::render(&plan.interfaces[0], &plan, "network_data.json"),
+            "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+[Match]
+MACAddress=fa:16:3e:00:00:01
+Name=ens3
+
+[Network]
+DHCP=yes
+IPv6AcceptRA=yes
+DNS=198.18.30.2
+DNS=2001:db8::53
+Domains=lab.example
+
+[DHCPv4]
+ClientIdentifier=mac
+"
+        );
+        assert_eq!(
+            ifupdown::render(&plan, "network_data.json").0,
+            "# Written by metaboot from network_data.json; metaboot rewrites it for a new instance.
+
+auto ens3
+iface ens3 inet dhcp
+    dns-nameservers 198.18.30.2 2001:db8::53
+    dns-search lab.example
+iface ens3 inet6 dhcp
+"
+        );
+        assert_eq!(
+            resolv_conf(&plan, "network_data.json", None).unwrap(),
+            "# Written by metaboot from network_data.json.\nnameserver 198.18.30.2\n\
+             nameserver 2001:db8::53\nsearch lab.example\n"
+        );
+    }
+}
+
 /// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
 /// cloud-init's `accept-ra: false`: networkd would otherwise accept them by default, and the
 /// guest take a SLAAC address and the router's default route next to the port's own. A link
@@ -400,7 +468,7 @@ fn udev_is_waited_for_before_a_missing_mac_sets_the_file_aside() {
         Stale::SetAside {
             name: "eth1".into(),
             mac: "fa:16:3e:00:00:02".into(),
-            holder: None,
+            nic: NicNow::Gone,
         }
     );
     assert_eq!(settled, 1);
@@ -963,6 +1031,96 @@ iface eth0 inet6 static
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
+/// A gateway outside the link's subnets (a /32 address with its provider's gateway, a gateway
+/// of another subnet) is taken as on the link, else the kernel refuses its route ("Nexthop
+/// has invalid gateway"): systemd-networkd's `GatewayOnLink=yes`, as cloud-init's networkd
+/// renderer writes it, `onlink` on ifupdown's `up` lines (ifupdown adds it to its `gateway`)
+/// and on the direct renderer's `ip route`. A gateway in the subnet gets neither.
+#[test]
+fn a_gateway_outside_the_subnet_is_on_the_link() {
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0", "subnets": [
+            {"type": "static", "address": "198.18.30.5/24", "gateway": "198.18.99.1",
+             "routes": [{"network": "198.19.0.0/16", "gateway": "198.18.30.254"},
+                        {"network": "198.20.0.0/16", "gateway": "198.18.99.2"}]}]},
+        {"type": "physical", "name": "eth1", "subnets": [
+            {"type": "static", "address": "203.0.113.7/32", "gateway": "203.0.113.1"}]}
+    ]});
+    let mut warnings = Vec::new();
+    let plan = plan(&NetworkDoc::NetworkConfig(v1), &mut warnings).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        networkd::render(&plan.interfaces[0], &plan, "network-config"),
+        "# Written by metaboot from network-config; metaboot rewrites it for a new instance.
+[Match]
+Name=eth0
+
+[Network]
+DHCP=no
+Address=198.18.30.5/24
+
+[Route]
+Destination=0.0.0.0/0
+Gateway=198.18.99.1
+GatewayOnLink=yes
+
+[Route]
+Destination=198.19.0.0/16
+Gateway=198.18.30.254
+
+[Route]
+Destination=198.20.0.0/16
+Gateway=198.18.99.2
+GatewayOnLink=yes
+"
+    );
+    assert!(
+        networkd::render(&plan.interfaces[1], &plan, "network-config")
+            .ends_with("[Route]\nDestination=0.0.0.0/0\nGateway=203.0.113.1\nGatewayOnLink=yes\n")
+    );
+    assert_eq!(
+        ifupdown::render(&plan, "network-config").0,
+        "# Written by metaboot from network-config; metaboot rewrites it for a new instance.
+
+auto eth0
+iface eth0 inet static
+    address 198.18.30.5/24
+    gateway 198.18.99.1
+    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev eth0
+    up ip route replace 198.20.0.0/16 via 198.18.99.2 dev eth0 onlink
+
+auto eth1
+iface eth1 inet static
+    address 203.0.113.7/32
+    up ip route append default via 203.0.113.1 dev eth1 onlink
+"
+    );
+    let routes: Vec<String> = direct::commands(&plan, |_, _| true)
+        .iter()
+        .map(|c| c.join(" "))
+        .filter(|c| c.contains(" route "))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "-4 route replace default via 198.18.99.1 dev eth0 onlink",
+            "-4 route replace 198.19.0.0/16 via 198.18.30.254 dev eth0",
+            "-4 route replace 198.20.0.0/16 via 198.18.99.2 dev eth0 onlink",
+            "-4 route append default via 203.0.113.1 dev eth1 onlink",
+        ]
+    );
+    // An IPv6 gateway outside an IPv4-only link's subnets: nothing to tell it by.
+    let v6 = Route {
+        to: addr("::/0"),
+        via: ip("2001:db8::1"),
+    };
+    assert!(!plan.interfaces[0].gateway_onlink(&v6));
+    assert!(addr("2001:db8::5/64").contains(ip("2001:db8::1")));
+    assert!(!addr("2001:db8::5/64").contains(ip("2001:db8:1::1")));
+    assert!(!addr("198.18.30.5/24").contains(ip("::ffff:198.18.30.1")));
+    assert!(addr("0.0.0.0/0").contains(ip("203.0.113.1")));
+}
+
 /// The renderer is what the image starts: Debian 11 and 12's genericcloud images have
 /// systemd-networkd's daemon and `/etc/systemd/network` (the `systemd` package ships them) but
 /// bring their network up with ifupdown; networkd wins only when `systemctl enable` linked it
@@ -1268,6 +1426,59 @@ fn a_search_domain_that_is_not_one_is_left_out_with_a_warning() {
                 "{warning}"
             );
         }
+    }
+}
+
+/// A DNS server of `network-config` that is not an address (a name, a line break that would
+/// add an ifupdown line) is left out with a warning naming it, as `network_data.json`'s are,
+/// from each key that lists servers; the rest is written.
+#[test]
+fn a_dns_server_that_is_not_an_address_is_left_out_with_a_warning() {
+    let bad = [
+        "dns.example",
+        "198.18.1.300",
+        "198.18.1.4\n    up touch /pwned",
+    ];
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "eth0",
+         "subnets": [{"type": "static", "address": "198.18.1.10/24",
+                      "dns_nameservers": [bad[0], "198.18.1.2", bad[1], bad[2]]}]},
+        {"type": "nameserver", "address": [bad[0], "198.18.1.3", bad[1], bad[2]]}]});
+    let v2 = json!({"version": 2, "ethernets": {"eth0": {"addresses": ["198.18.1.10/24"],
+        "nameservers": {"addresses": [bad[0], "198.18.1.2", bad[1], bad[2]]}}}});
+    for (doc, keys, servers) in [
+        (
+            v1,
+            &[
+                "network-config: eth0: dns_nameservers",
+                "network-config: nameserver: address",
+            ][..],
+            "DNS=198.18.1.2\nDNS=198.18.1.3\n",
+        ),
+        (
+            v2,
+            &["network-config: eth0: nameservers: addresses"][..],
+            "DNS=198.18.1.2\n",
+        ),
+    ] {
+        let mut warnings = Vec::new();
+        let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+        let expected: Vec<String> = keys
+            .iter()
+            .flat_map(|key| {
+                bad.iter()
+                    .map(move |ns| format!("{key}: {ns:?} is not an address; left out"))
+            })
+            .collect();
+        assert_eq!(warnings, expected);
+        assert_eq!(
+            networkd::render(&plan.interfaces[0], &plan, "network-config"),
+            format!(
+                "# Written by metaboot from network-config; metaboot rewrites it for a new \
+                 instance.\n[Match]\nName=eth0\n\n[Network]\nDHCP=no\nAddress=198.18.1.10/24\n\
+                 {servers}"
+            )
+        );
     }
 }
 
