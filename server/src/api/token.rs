@@ -224,10 +224,9 @@ pub const FORWARDED_TOKEN_REFUSAL: &str = "A session token request must not carr
 /// `Forwarded`) came through a proxy inside the guest and must not get a token. Checked on the
 /// guest's own headers, before the proxy replaces them.
 pub fn is_forwarded_token_request(method: &Method, raw_path: &str, headers: &HeaderMap) -> bool {
-    *method == Method::PUT
+    is_token_put(method, raw_path)
         && (headers.contains_key(names::FORWARDED_FOR)
             || headers.contains_key(http::header::FORWARDED))
-        && super::path::segments(raw_path).is_ok_and(|segments| is_token_path(&segments))
 }
 
 /// The agent's side of the same defence, for a proxy in front of it that adds its own
@@ -236,10 +235,17 @@ pub fn is_forwarded_token_request(method: &Method, raw_path: &str, headers: &Hea
 /// lines, or a list), or that carries `Forwarded`, passed a proxy inside the guest first.
 /// `raw_path` may carry a query, as the agent receives it.
 pub fn is_relayed_token_request(method: &Method, raw_path: &str, headers: &HeaderMap) -> bool {
+    is_token_put(
+        method,
+        raw_path.split_once('?').map_or(raw_path, |(path, _)| path),
+    ) && (headers.contains_key(http::header::FORWARDED) || forwarded_hops(headers) > 1)
+}
+
+/// A PUT on the token endpoint, its path as the guest wrote it (no query); the method is
+/// compared first, so any other request costs nothing more.
+fn is_token_put(method: &Method, raw_path: &str) -> bool {
     *method == Method::PUT
-        && (headers.contains_key(http::header::FORWARDED) || forwarded_hops(headers) > 1)
-        && super::path::segments(raw_path.split_once('?').map_or(raw_path, |(path, _)| path))
-            .is_ok_and(|segments| is_token_path(&segments))
+        && super::path::segments(raw_path).is_ok_and(|segments| is_token_path(&segments))
 }
 
 /// How many addresses the `X-Forwarded-For` lines name together.
