@@ -89,10 +89,10 @@ fn a_keys_file_swapped_while_it_is_read_gives_the_new_one_nothing() {
 }
 
 /// Bob's sshd reads `/srv/keys/%u/keys` first, in a directory anyone may write (StrictModes
-/// off lets it be used). While the agent makes `/srv/keys/bob`, Mallory makes it first: her
-/// directory is left hers, is not used, and the keys go home.
-#[test]
-fn a_directory_someone_made_meanwhile_is_not_chowned() {
+/// off lets it be used). At the agent's call of `syscall` on `/srv/keys` for which `plants`
+/// says so, Mallory puts her own `/srv/keys/bob` there (taking away what is there): her
+/// directory must be left hers and unused, and the keys go home.
+fn mallory_plants_the_keys_directory(syscall: libc::c_long, plants: impl Fn(&Path) -> bool) {
     if !require_root() {
         return;
     }
@@ -106,9 +106,12 @@ fn a_directory_someone_made_meanwhile_is_not_chowned() {
         strict: false,
     };
     let written = pausing(
-        libc::SYS_mkdirat,
+        syscall,
         |call| {
-            if call.fd_path(0).as_deref() == Some(open.as_path()) && !theirs.exists() {
+            if call.fd_path(0).as_deref() == Some(open.as_path()) && plants(&theirs) {
+                if theirs.exists() {
+                    fs::remove_dir(&theirs).unwrap();
+                }
                 fs::create_dir(&theirs).unwrap();
                 chown(&theirs, Some(MALLORY), Some(MALLORY)).unwrap();
                 set_mode(&theirs, 0o755);
@@ -131,48 +134,18 @@ fn a_directory_someone_made_meanwhile_is_not_chowned() {
     assert_eq!(fs::read_to_string(&home).unwrap(), format!("{KEY}\n"));
 }
 
-/// The same, a moment later: the agent made `/srv/keys/bob`, and before it opens it Mallory
-/// takes it away and puts hers in its place. The agent's `mkdirat` succeeded, yet the directory
-/// it opens is hers: not chowned, not used.
+/// While the agent makes `/srv/keys/bob`, Mallory makes it first.
+#[test]
+fn a_directory_someone_made_meanwhile_is_not_chowned() {
+    mallory_plants_the_keys_directory(libc::SYS_mkdirat, |theirs| !theirs.exists());
+}
+
+/// A moment later: the agent made `/srv/keys/bob`, and before it opens it Mallory takes it away
+/// and puts hers in its place. The agent's `mkdirat` succeeded, yet the directory it opens is
+/// hers: not chowned, not used.
 #[test]
 fn a_directory_swapped_in_after_it_was_made_is_not_chowned() {
-    if !require_root() {
-        return;
-    }
-    let (_dir, root) = root_with_home();
-    let open = root.host_path("/srv/keys");
-    fs::create_dir_all(&open).unwrap();
-    set_mode(&open, 0o777);
-    let theirs = open.join("bob");
-    let settings = KeysFiles {
-        patterns: vec!["/srv/keys/%u/keys".into(), DEFAULT_KEYS_FILE.into()],
-        strict: false,
-    };
-    let written = pausing(
-        libc::SYS_openat,
-        |call| {
-            if call.fd_path(0).as_deref() == Some(open.as_path())
-                && fs::metadata(&theirs).is_ok_and(|made| made.uid() == 0)
-            {
-                fs::remove_dir(&theirs).unwrap();
-                fs::create_dir(&theirs).unwrap();
-                chown(&theirs, Some(MALLORY), Some(MALLORY)).unwrap();
-                set_mode(&theirs, 0o755);
-            }
-        },
-        || write_user_keys(&root, &settings, &bob(), &[KEY.to_owned()]),
-    );
-    let Some(written) = written else {
-        return;
-    };
-    let meta = fs::metadata(&theirs).unwrap();
-    assert_eq!(
-        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
-        (0o755, MALLORY, MALLORY),
-        "Mallory's directory is hers"
-    );
-    assert!(!theirs.join("keys").exists());
-    let home = root.host_path("/home/bob/.ssh/authorized_keys");
-    assert_eq!(written.unwrap(), home);
-    assert_eq!(fs::read_to_string(&home).unwrap(), format!("{KEY}\n"));
+    mallory_plants_the_keys_directory(libc::SYS_openat, |theirs| {
+        fs::metadata(theirs).is_ok_and(|made| made.uid() == 0)
+    });
 }
