@@ -184,14 +184,6 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                     if let Some(gateway) = text(subnet, "gateway") {
                         interface.routes.push(default_route(gateway, &what)?);
                     }
-                    for route in subnet
-                        .get("routes")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        interface.routes.push(route_v1(route, &what)?);
-                    }
                     add_dns(
                         &mut plan,
                         subnet.get("dns_nameservers"),
@@ -203,9 +195,22 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                         warnings,
                     );
                 }
-                other => warnings.push(format!(
-                    "network-config: {what}: subnet type {other:?} left out"
-                )),
+                other => {
+                    warnings.push(format!(
+                        "network-config: {what}: subnet type {other:?} left out"
+                    ));
+                    continue;
+                }
+            }
+            // A subnet's routes, whatever its type: cloud-init's renderers write the routes
+            // of a DHCP or SLAAC subnet as they write a static one's.
+            for route in subnet
+                .get("routes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                interface.routes.push(route_v1(route, &what)?);
             }
         }
         plan.interfaces.push(interface);

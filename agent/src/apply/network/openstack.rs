@@ -117,15 +117,19 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
         };
         let kind = text(network, "type").unwrap_or_default();
         match kind {
-            // A DHCP network's DNS is kept too, next to the DHCP server's: `convert_net_json`
-            // keeps it on the DHCP subnet and cloud-init's ENI renderer writes it on the
-            // `inet dhcp` stanza (`dns-nameservers`).
+            // A DHCP network's routes and DNS are kept too, next to what the DHCP server
+            // gives: `convert_net_json` keeps both on the DHCP subnet, and cloud-init's
+            // renderers write the routes of every subnet (networkd `[Route]`, ENI `up`
+            // lines) and the DNS on the `inet dhcp` stanza (`dns-nameservers`). nova writes
+            // none on these; Ironic's and other producers' documents do.
             "ipv4_dhcp" | "dhcp4" => {
                 interface.dhcp4 = true;
+                interface.routes.extend(routes(id, network, warnings));
                 network_dns(&mut plan, network, warnings);
             }
             "ipv6_dhcp" | "dhcp6" => {
                 interface.ipv6 = Ipv6Auto::Dhcp;
+                interface.routes.extend(routes(id, network, warnings));
                 network_dns(&mut plan, network, warnings);
             }
             // nova writes these with the subnet's address, routes and DNS, as a static

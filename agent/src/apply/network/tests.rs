@@ -226,6 +226,77 @@ iface ens3 inet6 dhcp
     }
 }
 
+/// The routes of a DHCP network (`ipv4_dhcp`, `ipv6_dhcp` in `network_data.json`, a `dhcp`
+/// or `dhcp6` subnet in `network-config` version 1) are applied next to what the DHCP server
+/// gives, as cloud-init's `convert_net_json` keeps them on the subnet and its renderers write
+/// every subnet's routes: Ironic and other producers write them (nova does not).
+#[test]
+fn the_routes_of_a_dhcp_network_are_applied() {
+    let openstack = json!({
+        "links": [{"id": "tap1", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [
+            {"id": "network0", "link": "tap1", "type": "ipv4_dhcp",
+             "routes": [{"network": "198.19.0.0", "netmask": "255.255.0.0", "gateway": "198.18.30.254"}]},
+            {"id": "network1", "link": "tap1", "type": "ipv6_dhcp",
+             "routes": [{"network": "2001:db8:9::", "netmask": "ffff:ffff:ffff::", "gateway": "2001:db8::fe"}]}],
+        "services": []
+    });
+    let v1 = json!({"network": {"version": 1, "config": [
+        {"type": "physical", "name": "ens3", "mac_address": "fa:16:3e:00:00:01", "subnets": [
+            {"type": "dhcp",
+             "routes": [{"network": "198.19.0.0", "netmask": "255.255.0.0", "gateway": "198.18.30.254"}]},
+            {"type": "dhcp6",
+             "routes": [{"network": "2001:db8:9::", "prefix": 48, "gateway": "2001:db8::fe"}]}]}]}});
+    for doc in [
+        NetworkDoc::OpenStack(openstack),
+        NetworkDoc::NetworkConfig(v1),
+    ] {
+        let mut warnings = Vec::new();
+        let mut plan = plan(&doc, &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        plan.interfaces[0].name = Some("ens3".into());
+        let interface = &plan.interfaces[0];
+        assert!(interface.dhcp4 && interface.ipv6 == Ipv6Auto::Dhcp);
+        assert_eq!(
+            interface.routes,
+            [
+                Route {
+                    to: addr("198.19.0.0/16"),
+                    via: ip("198.18.30.254")
+                },
+                Route {
+                    to: addr("2001:db8:9::/48"),
+                    via: ip("2001:db8::fe")
+                }
+            ]
+        );
+        let networkd = networkd::render(interface, &plan, "network_data.json");
+        assert!(
+            networkd.contains("[Route]\nDestination=198.19.0.0/16\nGateway=198.18.30.254\n")
+                && networkd
+                    .contains("[Route]\nDestination=2001:db8:9::/48\nGateway=2001:db8::fe\n"),
+            "{networkd}"
+        );
+        let ifupdown = ifupdown::render(&plan, "network_data.json").0;
+        assert!(
+            ifupdown.contains("iface ens3 inet dhcp\n    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev ens3\n")
+                && ifupdown.contains("iface ens3 inet6 dhcp\n    up ip -6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3\n"),
+            "{ifupdown}"
+        );
+        let routes: Vec<String> = direct::commands(&plan, |_, _| true)
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "-4 route replace 198.19.0.0/16 via 198.18.30.254 dev ens3",
+                "-6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3",
+            ]
+        );
+    }
+}
+
 /// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
 /// cloud-init's `accept-ra: false`: networkd would otherwise accept them by default, and the
 /// guest take a SLAAC address and the router's default route next to the port's own. A link
