@@ -208,16 +208,33 @@ fn own_created(created: &[Dir], spec: OwnerSpec) -> Result<(), PathError> {
     Ok(())
 }
 
+/// `path` as cloud-init's `os.path.abspath` makes it before writing: from `/` (its working
+/// directory), `.` and `..` taken in the text, so `/etc/app/../motd` is `/etc/motd` and no
+/// `/etc/app` is made on the way.
+fn absolute(path: &str) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for name in path.split('/') {
+        match name {
+            "" | "." => {}
+            ".." => {
+                names.pop();
+            }
+            name => names.push(name),
+        }
+    }
+    format!("/{}", names.join("/"))
+}
+
 /// Writes one entry; returns the file written and any warnings.
 pub fn write_entry(
     root: &Root,
     accounts: Option<&Accounts>,
     entry: &WriteFile,
 ) -> Result<(PathBuf, Vec<String>), WriteFilesError> {
-    let path = entry.path.trim();
-    if path.is_empty() {
+    if entry.path.trim().is_empty() {
         return Err(WriteFilesError::NoPath);
     }
+    let path = &absolute(entry.path.trim());
     let mut warnings = Vec::new();
     if entry.source.is_some() {
         warnings.push(format!(
@@ -322,6 +339,25 @@ mod tests {
         assert_eq!(read("/c"), "zipped\n");
         assert_eq!(read("/d"), "zipped\n");
         assert_eq!(read("/e"), "hello");
+    }
+
+    /// A path is taken as cloud-init's `os.path.abspath` takes it: `..` and `.` in the text,
+    /// a relative path from `/`; no directory named before a `..` is made.
+    #[test]
+    fn dot_dot_and_relative_paths_are_read_as_cloud_init_reads_them() {
+        let (_dir, root, accounts) = root();
+        let text = "write_files:\n- {path: /etc/app/../motd, content: a}\n\
+                    - {path: srv/./rel, content: b}\n- {path: /../../etc/up, content: c}\n";
+        for entry in entries(text) {
+            write_entry(&root, Some(&accounts), &entry).unwrap();
+        }
+        let read = |p: &str| std::fs::read_to_string(root.host_path(p)).unwrap();
+        assert_eq!(read("/etc/motd"), "a");
+        assert_eq!(read("/srv/rel"), "b");
+        assert_eq!(read("/etc/up"), "c");
+        assert!(!root.host_path("/etc/app").exists());
+        let not_a_file = entries("write_files:\n- {path: /etc/.., content: x}\n");
+        assert!(write_entry(&root, Some(&accounts), &not_a_file[0]).is_err());
     }
 
     #[test]
