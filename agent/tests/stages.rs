@@ -171,10 +171,69 @@ fn an_init_stage_stopped_midway_is_finished_as_an_error() {
         status["errors"][0]
             .as_str()
             .unwrap()
-            .contains("the init stage did not finish"),
+            .contains("the run did not finish (it was stopped)"),
         "{status:#}"
     );
     assert!(!guest.path("/tmp/runcmd.out").exists(), "no script ran");
+}
+
+/// A final stage killed while a script runs (kill -9, the OOM killer, `systemctl stop`)
+/// leaves `running` in status.json: `metaboot status` reports the run stopped (an error) once
+/// no process holds the run's lock, and `--wait` returns, where it would wait for ever.
+#[test]
+fn a_killed_final_stage_is_reported_stopped_and_status_wait_returns() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nruncmd:\n  - echo $$ > tmp/script.pid; exec sleep 30\n");
+    assert_eq!(guest.run_stage("init").0, 0);
+    let mut last = Command::new(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["run", "--stage", "final", "--root"])
+        .arg(&guest.root)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = guest.path("/tmp/script.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !pid_file.exists() || guest.read("/tmp/script.pid").trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "runcmd never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let script: i32 = guest.read("/tmp/script.pid").trim().parse().unwrap();
+    // While the final stage runs, the run is running.
+    let out = guest.metaboot(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    last.kill().unwrap();
+    last.wait().unwrap();
+    // The script lives on (as under `KillMode=process`); the run is over all the same.
+    let mut wait = Command::new(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["status", "--wait", "--root"])
+        .arg(&guest.root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wait.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let returned = wait.try_wait().unwrap().is_some();
+    if !returned {
+        wait.kill().unwrap();
+    }
+    let out = wait.wait_with_output().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(script),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        returned,
+        "status --wait still waits for a run that was killed"
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("status: error\n"), "{text}");
+    assert!(
+        text.contains("the run was stopped before it finished"),
+        "{text}"
+    );
 }
 
 #[test]

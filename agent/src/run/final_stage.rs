@@ -36,17 +36,26 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
             );
             return report;
         }
-        // `running` without a next stage: the init stage was stopped before it ended (the
-        // lock is ours, so it is not running). Finish the run as an error, so that `status
-        // --wait` does not wait for ever.
+        // `running` without a next stage: the init stage, or a final stage, was stopped
+        // before it ended (the lock is ours, so it is not running). Finish the run as an
+        // error, so that `status --wait` does not wait for ever.
         report.resume();
-        report.errors.push(
-            "the init stage did not finish (it was stopped); run `metaboot run` again".to_owned(),
-        );
+        report
+            .errors
+            .push("the run did not finish (it was stopped); run `metaboot run` again".to_owned());
         finish(&state, &mut report);
         return report;
     }
     report.resume();
+    // `running` with no stage left to wait for: from here on, a final stage that is killed
+    // (kill -9, the OOM killer, `systemctl stop`) leaves a run no process holds, which
+    // `metaboot status` reports as stopped instead of waiting for ever.
+    if let Err(err) = state.write_running(&report) {
+        tracing::warn!(
+            "cannot write the running status: {}",
+            crate::log::chain(&err)
+        );
+    }
     tracing::info!(
         instance = report.instance_id.as_deref().unwrap_or("none"),
         "metaboot final stage starting"

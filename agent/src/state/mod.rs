@@ -102,6 +102,11 @@ impl State {
         self.base.join("status.json")
     }
 
+    /// `.lock`: held (flock) by a run for as long as it runs, so two never interleave.
+    pub fn lock_path(&self) -> PathBuf {
+        self.base.join(".lock")
+    }
+
     /// `instances/<id>`, its name made safe by [`instance_dir_name`].
     pub fn instance_dir(&self, id: &str) -> PathBuf {
         self.base.join("instances").join(instance_dir_name(id))

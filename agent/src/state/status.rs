@@ -19,6 +19,11 @@ pub const EXIT_NOT_DONE: u8 = 2;
 /// How often `--wait` re-reads the status.
 pub const WAIT_POLL: Duration = Duration::from_millis(250);
 
+/// Where the kernel lists the file locks held: `status` asks it whether a run holds `.lock`
+/// instead of taking the lock itself, which, even for a moment, could make a run starting
+/// then refuse to run.
+pub const PROC_LOCKS: &str = "/proc/locks";
+
 /// Reads `status.json` under `root`: `Ok(None)` when no run has started yet.
 pub fn read(root: &Root) -> Result<Option<Report>, String> {
     let path = State::new(root).status_path();
@@ -53,8 +58,12 @@ pub fn main(args: &StatusArgs) -> u8 {
             Ok(report) => {
                 // A run of an earlier boot (a reboot, an instance started from a snapshot) says
                 // nothing of this one: not started yet.
-                let report =
-                    report.filter(|report| !report.from_another_boot(this_boot.as_deref()));
+                let report = report
+                    .filter(|report| !report.from_another_boot(this_boot.as_deref()))
+                    .map(|report| match Root::open(&args.root) {
+                        Ok(root) => stopped(&root, report, PROC_LOCKS),
+                        Err(_) => report,
+                    });
                 let running = report
                     .as_ref()
                     .is_none_or(|r| r.status == RunStatus::Running);
@@ -87,6 +96,57 @@ pub fn main(args: &StatusArgs) -> u8 {
         RunStatus::Error => EXIT_ERROR,
         RunStatus::Running => EXIT_NOT_DONE,
     }
+}
+
+/// A run that says `running` with no stage left to wait for (`next_stage`) while no process
+/// holds its lock was stopped before it finished (killed, its unit stopped, the machine's OOM
+/// killer): it is reported as an error, so that `--wait` ends, as cloud-init's `status`
+/// reports a failed unit. When that cannot be told (no `locks` file to read), the report is
+/// left as it is. The status is read again once the lock is seen free: a run writes its last
+/// report before it lets go of the lock.
+pub fn stopped(root: &Root, report: Report, locks: &str) -> Report {
+    let waits =
+        |report: &Report| report.status == RunStatus::Running && report.next_stage.is_none();
+    if !waits(&report) {
+        return report;
+    }
+    let Ok(held) = std::fs::read_to_string(locks) else {
+        return report;
+    };
+    let state = State::new(root);
+    let lock = state.lock_path();
+    if run_holds(root, &lock, &held) {
+        return report;
+    }
+    let mut again = match read(root) {
+        Ok(Some(again)) if waits(&again) && again.started_at == report.started_at => again,
+        Ok(Some(again)) => return again,
+        _ => return report,
+    };
+    again.status = RunStatus::Error;
+    again.errors.push(format!(
+        "the run was stopped before it finished (no metaboot run holds {}); run `metaboot \
+         run` again to finish it",
+        root.host_path(&lock).display()
+    ));
+    again
+}
+
+/// Whether the lock file at `lock` appears among `held` (`/proc/locks`' lines name a file
+/// `MAJOR:MINOR:INODE`, the numbers of its file system's device in hex). A missing lock file
+/// is held by none: a run makes it before it writes `running`.
+fn run_holds(root: &Root, lock: &std::path::Path, held: &str) -> bool {
+    let Ok(Some(stat)) = root.stat(lock) else {
+        return false;
+    };
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(stat.st_dev),
+        nix::sys::stat::minor(stat.st_dev),
+        stat.st_ino
+    );
+    held.lines()
+        .any(|line| line.split_whitespace().any(|field| field == file))
 }
 
 /// The narrowest the step names' column gets in `metaboot status`; wider when a step's name is
@@ -191,6 +251,43 @@ pub fn iso8601(secs: u64) -> String {
 mod tests {
     use super::*;
     use crate::state::result::Done;
+
+    /// A run `running` with no stage left to wait for is stopped when no process holds its
+    /// lock, and still running while one does; a run waiting for its final stage is left
+    /// waiting.
+    #[test]
+    fn a_running_status_whose_lock_nobody_holds_is_a_stopped_run() {
+        use nix::fcntl::{Flock, FlockArg};
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let state = State::new(&root);
+        let report = Report::start();
+        state.write_running(&report).unwrap();
+        let lock = std::fs::File::create(root.host_path(state.lock_path())).unwrap();
+
+        let found = stopped(&root, read(&root).unwrap().unwrap(), PROC_LOCKS);
+        assert_eq!(found.status, RunStatus::Error);
+        assert!(
+            found.errors[0].starts_with("the run was stopped before it finished"),
+            "{:?}",
+            found.errors
+        );
+        assert!(render(&found).starts_with("status: error\n"));
+
+        let held = Flock::lock(lock, FlockArg::LockExclusiveNonblock).unwrap();
+        let found = stopped(&root, read(&root).unwrap().unwrap(), PROC_LOCKS);
+        assert_eq!(found.status, RunStatus::Running);
+        drop(held);
+
+        let mut waiting = Report::start();
+        waiting.next_stage = Some("final".into());
+        state.write_running(&waiting).unwrap();
+        let found = stopped(&root, read(&root).unwrap().unwrap(), PROC_LOCKS);
+        assert_eq!(found.status, RunStatus::Running);
+        // Without a lock table to read, nothing is concluded.
+        let found = stopped(&root, Report::start(), "/nonexistent/locks");
+        assert_eq!(found.status, RunStatus::Running);
+    }
 
     #[test]
     fn iso8601_dates() {
