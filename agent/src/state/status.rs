@@ -134,10 +134,13 @@ pub fn stopped(root: &Root, report: Report, locks: &str) -> Report {
 
 /// Whether the lock file at `lock` appears among `held` (`/proc/locks`' lines name a file
 /// `MAJOR:MINOR:INODE`, the numbers of its file system's device in hex). A missing lock file
-/// is held by none: a run makes it before it writes `running`.
+/// is held by none: a run makes it before it writes `running`; one that cannot be looked at
+/// (a user without the right to) is taken as held, as nothing can be told.
 fn run_holds(root: &Root, lock: &std::path::Path, held: &str) -> bool {
-    let Ok(Some(stat)) = root.stat(lock) else {
-        return false;
+    let stat = match root.stat(lock) {
+        Ok(Some(stat)) => stat,
+        Ok(None) => return false,
+        Err(_) => return true,
     };
     let file = format!(
         "{:02x}:{:02x}:{}",
