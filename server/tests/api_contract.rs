@@ -381,6 +381,36 @@ async fn vendor_data_documents() {
     assert_eq!(two["static"], one);
 }
 
+/// The file's own text is served, compact: its keys in the file's order and an integer past
+/// 64 bits digit for digit (nova's Python `json` keeps both), and `1e400` does not stop the
+/// server.
+#[tokio::test]
+async fn vendor_data_is_the_files_text_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vendor.json");
+    std::fs::write(
+        &file,
+        "{\n  \"zeta\": \"last in order, first in the file\",\n  \"id\": 123456789012345678901234,\n  \
+         \"huge\": 1e400,\n  \"alpha\": {\"b\": 2, \"a\": 1.50}\n}\n",
+    )
+    .unwrap();
+    let f = fixture_with(
+        Identify::proxy(SECRET.into()),
+        Rendering {
+            vendor: VendorDocs::load(&file).unwrap(),
+            ..Rendering::default()
+        },
+    );
+    let want = r#"{"zeta":"last in order, first in the file","id":123456789012345678901234,"huge":1e400,"alpha":{"b":2,"a":1.50}}"#;
+    let one = get_ok(&f, "/openstack/latest/vendor_data.json").await;
+    assert_eq!((one.content_type.as_str(), one.text()), (JSON, want));
+    let two = get_ok(&f, "/openstack/latest/vendor_data2.json").await;
+    assert_eq!(
+        (two.content_type.as_str(), two.text()),
+        (JSON, format!(r#"{{"static":{want}}}"#).as_str())
+    );
+}
+
 #[tokio::test]
 async fn network_data_json() {
     let f = fixture();

@@ -698,3 +698,77 @@ fn ipv6_and_dual_stack_networks() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// A `--dhcp-domain` that would break the host names in meta_data.json and the EC2 tree (a
+/// newline splits the EC2 `hostname` leaf in two, a leading '.' gives `web..lab`) stops
+/// `api`, `all` (flag or configuration file) and `instance config-drive` at start-up: exit 2,
+/// one line naming the setting. An empty domain means none and is taken.
+#[test]
+fn a_bad_dhcp_domain_stops_every_command_that_takes_one() {
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    reg.ok(&["instance", "create", "web", "--network", "net1"]);
+    let missing_secret = reg.path("missing-secret").display().to_string();
+    let image = reg.path("drive.img").display().to_string();
+    let run = |args: &[&str]| {
+        let output = reg
+            .cmd(args)
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for (bad, why) in [
+        ("lab\nx", "not a valid domain"),
+        (".lab", "empty label"),
+        ("lab.", "empty label"),
+        ("lab_1", "not a valid domain"),
+    ] {
+        let api = ["api", "--identify-by-source-ip", "--listen", "127.0.0.1:0"];
+        let all = ["all", "--shared-secret-file", &missing_secret];
+        let drive = ["instance", "config-drive", "web", "-o", &image];
+        for command in [&api[..], &all[..], &drive[..]] {
+            let mut args = command.to_vec();
+            args.extend(["--dhcp-domain", bad]);
+            let (code, stderr) = run(&args);
+            assert_eq!(code, Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("error: --dhcp-domain {bad:?} "))
+                    && stderr.contains(why)
+                    && stderr.contains("or \"\" for no domain"),
+                "{args:?}: {stderr}"
+            );
+        }
+        let config = reg.write(
+            "metaboot.toml",
+            format!("[api]\ndhcp_domain = {bad:?}\n").as_bytes(),
+        );
+        let (code, stderr) = run(&[
+            "all",
+            "--config",
+            &config,
+            "--shared-secret-file",
+            &missing_secret,
+        ]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: api.dhcp_domain (in {config}) {bad:?} ")),
+            "{stderr}"
+        );
+    }
+    assert!(!reg.path("drive.img").exists());
+    // Empty: no domain; the next check (the missing secret file) speaks.
+    let (code, stderr) = run(&[
+        "all",
+        "--shared-secret-file",
+        &missing_secret,
+        "--dhcp-domain",
+        "",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("shared secret file"), "{stderr}");
+}

@@ -32,6 +32,7 @@ pub struct ConfigDriveArgs {
 
 /// Writes the instance's config drive.
 pub fn run(store: &dyn Store, args: &ConfigDriveArgs) -> anyhow::Result<()> {
+    crate::store::validate::dhcp_domain("--dhcp-domain", &args.dhcp_domain)?;
     let vendor = match &args.vendor_data {
         Some(path) => VendorDocs::load(path)?,
         None => VendorDocs::default(),

@@ -183,6 +183,21 @@ impl Settings {
                 "rate_limit and rate_window must be at least 1 (leave rate_limit out for no limit)"
             );
         }
+        let dhcp_domain = match (&args.dhcp_domain, &file.api.dhcp_domain) {
+            (Some(flag), _) => {
+                crate::store::validate::dhcp_domain("--dhcp-domain", flag)?;
+                flag.clone()
+            }
+            (None, Some(in_file)) => {
+                let setting = match &args.config {
+                    Some(path) => format!("api.dhcp_domain (in {})", path.display()),
+                    None => "api.dhcp_domain".to_owned(),
+                };
+                crate::store::validate::dhcp_domain(&setting, in_file)?;
+                in_file.clone()
+            }
+            (None, None) => crate::api::DEFAULT_DHCP_DOMAIN.to_owned(),
+        };
         Ok(Self {
             db: match db_flag.map(str::to_owned).or_else(|| file.db.clone()) {
                 Some(db) => db,
@@ -196,11 +211,7 @@ impl Settings {
             } else {
                 args.api_listen.clone()
             },
-            dhcp_domain: args
-                .dhcp_domain
-                .clone()
-                .or_else(|| file.api.dhcp_domain.clone())
-                .unwrap_or_else(|| crate::api::DEFAULT_DHCP_DOMAIN.to_owned()),
+            dhcp_domain,
             vendor_data: args
                 .vendor_data
                 .clone()

@@ -83,6 +83,7 @@ impl ApiArgs {
 
     /// The rendering settings these flags ask for.
     pub fn rendering(&self) -> anyhow::Result<Rendering> {
+        crate::store::validate::dhcp_domain("--dhcp-domain", &self.dhcp_domain)?;
         let vendor = match &self.vendor_data {
             Some(path) => VendorDocs::load(path)?,
             None => VendorDocs::default(),

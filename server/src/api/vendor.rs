@@ -1,15 +1,21 @@
 //! Vendor data (docs/protocol.md §1.6): a static JSON file served as `vendor_data.json` and under
-//! the `static` key of `vendor_data2.json` (nova's StaticJSON provider).
+//! the `static` key of `vendor_data2.json` (nova's StaticJSON provider). The file's own text is
+//! served, its whitespace outside strings dropped: never parsed into numbers and maps and
+//! written again, which would sort its keys and round integers past 64 bits.
 
 use std::io::{ErrorKind, Read as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use metaboot_proto::vendor_data::STATIC_PROVIDER_KEY;
+use serde::de::IgnoredAny;
 use thiserror::Error;
 
 /// Largest vendor data file accepted at start, in bytes.
 pub const MAX_VENDOR_DATA_BYTES: usize = 256 * 1024;
+/// Deepest nesting of arrays and objects accepted: serde_json's recursion limit, so the guest
+/// agent, which reads vendor data with serde_json, can read every file the server serves.
+pub const MAX_VENDOR_DATA_DEPTH: usize = 127;
 
 /// Why the vendor data file was refused.
 #[derive(Debug, Error)]
@@ -46,6 +52,21 @@ pub enum VendorDataError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the vendor data file {} is not UTF-8 (JSON text is UTF-8): save it as UTF-8",
+        path.display()
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    #[error(
+        "the vendor data file {} nests arrays and objects more than {MAX_VENDOR_DATA_DEPTH} \
+         deep, the limit (the guest agent's JSON parser reads no deeper): flatten it",
+        path.display()
+    )]
+    TooDeep { path: PathBuf },
 }
 
 impl VendorDataError {
@@ -53,7 +74,11 @@ impl VendorDataError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Self::Unreadable { .. } | Self::TooLarge { .. } | Self::NotJson { .. }
+            Self::Unreadable { .. }
+                | Self::TooLarge { .. }
+                | Self::NotJson { .. }
+                | Self::NotUtf8 { .. }
+                | Self::TooDeep { .. }
         )
     }
 
@@ -79,16 +104,17 @@ pub struct VendorDocs {
 impl Default for VendorDocs {
     /// No file configured: `{}` and `{"static": {}}`, as nova.
     fn default() -> Self {
-        Self::from_value(&serde_json::json!({}))
+        Self::from_compact("{}".to_owned())
     }
 }
 
 impl VendorDocs {
-    fn from_value(value: &serde_json::Value) -> Self {
-        let two = serde_json::json!({ STATIC_PROVIDER_KEY: value });
+    /// The documents around `compact`, one JSON value without whitespace outside strings.
+    fn from_compact(compact: String) -> Self {
+        let two = format!("{{\"{STATIC_PROVIDER_KEY}\":{compact}}}");
         Self {
-            vendor_data: Bytes::from(value.to_string()),
-            vendor_data2: Bytes::from(two.to_string()),
+            vendor_data: Bytes::from(compact),
+            vendor_data2: Bytes::from(two),
         }
     }
 
@@ -106,13 +132,56 @@ impl VendorDocs {
                 path: path.to_owned(),
             });
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|source| VendorDataError::NotJson {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Self::from_value(&value))
+        let text = String::from_utf8(text).map_err(|source| VendorDataError::NotUtf8 {
+            path: path.to_owned(),
+            source,
+        })?;
+        // Checked without converting a number or building a map: an integer past 64 bits or
+        // `1e400` is as valid as nova's Python `json` finds it.
+        serde_json::from_str::<IgnoredAny>(&text).map_err(|source| VendorDataError::NotJson {
+            path: path.to_owned(),
+            source,
+        })?;
+        let compact = compact(&text).ok_or_else(|| VendorDataError::TooDeep {
+            path: path.to_owned(),
+        })?;
+        Ok(Self::from_compact(compact))
     }
+}
+
+/// `json`, valid JSON, without the whitespace between its tokens (metaboot's JSON is compact,
+/// docs/protocol.md §1.1); every string, number and key stays as written, in its place. `None`
+/// when arrays and objects nest deeper than [`MAX_VENDOR_DATA_DEPTH`].
+fn compact(json: &str) -> Option<String> {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+    for c in json.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else {
+            match c {
+                // JSON's whitespace (RFC 8259 §2); nothing else lies between tokens.
+                ' ' | '\t' | '\n' | '\r' => continue,
+                '"' => in_string = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_VENDOR_DATA_DEPTH {
+                        return None;
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -147,6 +216,59 @@ mod tests {
         assert!(err.is_user_error());
         let err = VendorDocs::load(dir.path()).unwrap_err();
         assert!(err.is_user_error(), "a directory: {err}");
+    }
+
+    /// nova serves what Python's `json` read (key order kept, integers exact): the file's own
+    /// text, not a re-serialised map with sorted keys and integers rounded to floats.
+    #[test]
+    fn the_files_text_is_served_as_written_without_its_whitespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vendor.json");
+        std::fs::write(
+            &file,
+            "{\n  \"zeta\": 1,\r\n\t\"id\": 123456789012345678901234,\n  \"alpha\": {\"b\": 1e400, \
+             \"a\": \"x y\\n\\\"q\\\" \\\\ {\"},\n  \"list\": [ 1.50, -0.0, 2E+3, \"é\\u00e9\" ]\n}\n",
+        )
+        .unwrap();
+        let docs = VendorDocs::load(&file).unwrap();
+        let want = r#"{"zeta":1,"id":123456789012345678901234,"alpha":{"b":1e400,"a":"x y\n\"q\" \\ {"},"list":[1.50,-0.0,2E+3,"é\u00e9"]}"#;
+        assert_eq!(std::str::from_utf8(&docs.vendor_data).unwrap(), want);
+        assert_eq!(
+            std::str::from_utf8(&docs.vendor_data2).unwrap(),
+            format!(r#"{{"static":{want}}}"#)
+        );
+        // Any JSON value, as nova's `json.load` takes (cloud-init reads a string or a list too).
+        std::fs::write(&file, " [ \"#cloud-config\" ] ").unwrap();
+        let docs = VendorDocs::load(&file).unwrap();
+        assert_eq!(docs.vendor_data, r##"["#cloud-config"]"##);
+        assert_eq!(docs.vendor_data2, r##"{"static":["#cloud-config"]}"##);
+        // Trailing text after the value is still refused.
+        std::fs::write(&file, "{} {}").unwrap();
+        let err = VendorDocs::load(&file).unwrap_err();
+        assert!(matches!(err, VendorDataError::NotJson { .. }), "{err}");
+        std::fs::write(&file, b"{\"a\": \"\xff\"}").unwrap();
+        let err = VendorDocs::load(&file).unwrap_err();
+        assert!(matches!(err, VendorDataError::NotUtf8 { .. }), "{err}");
+        assert!(err.is_user_error());
+    }
+
+    /// The deepest file served is one the guest agent's serde_json still reads.
+    #[test]
+    fn the_depth_limit_is_serde_jsons() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vendor.json");
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let deepest = nested(MAX_VENDOR_DATA_DEPTH);
+        assert!(serde_json::from_str::<serde_json::Value>(&deepest).is_ok());
+        std::fs::write(&file, &deepest).unwrap();
+        assert_eq!(VendorDocs::load(&file).unwrap().vendor_data, deepest);
+        let deeper = nested(MAX_VENDOR_DATA_DEPTH + 1);
+        assert!(serde_json::from_str::<serde_json::Value>(&deeper).is_err());
+        std::fs::write(&file, &deeper).unwrap();
+        let err = VendorDocs::load(&file).unwrap_err();
+        assert!(matches!(err, VendorDataError::TooDeep { .. }), "{err}");
+        assert!(err.is_user_error());
+        assert!(err.to_string().contains("more than 127 deep"), "{err}");
     }
 
     #[test]

@@ -15,8 +15,8 @@ mod display_name;
 mod hostname;
 pub use display_name::{MAX_NAME_CHARS, name};
 pub use hostname::{
-    MAX_HOSTNAME_BYTES, MAX_HOSTNAME_LABEL_BYTES, NOVA_FALLBACK_PREFIX, NOVA_HOSTNAME_CHARS,
-    default_hostname, hostname, sanitize_hostname,
+    MAX_DHCP_DOMAIN_BYTES, MAX_HOSTNAME_BYTES, MAX_HOSTNAME_LABEL_BYTES, NOVA_FALLBACK_PREFIX,
+    NOVA_HOSTNAME_CHARS, default_hostname, dhcp_domain, hostname, sanitize_hostname,
 };
 
 /// Largest user data the registry stores, in raw bytes. Nova limits the base64 text to 65 535

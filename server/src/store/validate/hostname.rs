@@ -8,6 +8,9 @@ use crate::store::error::{StoreError, StoreResult};
 pub const MAX_HOSTNAME_BYTES: usize = 253;
 /// Longest label of a host name, in bytes (RFC 1123).
 pub const MAX_HOSTNAME_LABEL_BYTES: usize = 63;
+/// Longest `--dhcp-domain`, in bytes: a one-letter host name and its '.' still fit in
+/// [`MAX_HOSTNAME_BYTES`].
+pub const MAX_DHCP_DOMAIN_BYTES: usize = MAX_HOSTNAME_BYTES - 2;
 /// Characters nova keeps of a display name before it cleans it (`sanitize_hostname`: the
 /// lowest of dnsmasq's 63, Linux's 64 and Windows' 255).
 pub const NOVA_HOSTNAME_CHARS: usize = 63;
@@ -39,30 +42,97 @@ pub fn hostname(hostname: &str) -> StoreResult<()> {
         )));
     }
     for label in hostname.split('.') {
-        if label.is_empty() {
-            return Err(invalid(format!(
-                "hostname {hostname:?} has an empty label: {fix}"
-            )));
-        }
-        if label.len() > MAX_HOSTNAME_LABEL_BYTES {
-            return Err(invalid(format!(
-                "hostname label {label:?} is {} bytes long: the limit is \
-                 {MAX_HOSTNAME_LABEL_BYTES}",
-                label.len()
-            )));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            || label.starts_with('-')
-            || label.ends_with('-')
-        {
-            return Err(invalid(format!(
-                "hostname {hostname:?} is not a valid host name: {fix}"
-            )));
+        match label_fault(label) {
+            None => {}
+            Some(LabelFault::Empty) => {
+                return Err(invalid(format!(
+                    "hostname {hostname:?} has an empty label: {fix}"
+                )));
+            }
+            Some(LabelFault::TooLong) => {
+                return Err(invalid(format!(
+                    "hostname label {label:?} is {} bytes long: the limit is \
+                     {MAX_HOSTNAME_LABEL_BYTES}",
+                    label.len()
+                )));
+            }
+            Some(LabelFault::Character) => {
+                return Err(invalid(format!(
+                    "hostname {hostname:?} is not a valid host name: {fix}"
+                )));
+            }
         }
     }
     Ok(())
+}
+
+/// The domain appended to every host name (`--dhcp-domain`, `api.dhcp_domain`): empty for
+/// none (nova appends `[api] dhcp_domain` only when it is set), else dot-separated RFC 1123
+/// labels as [`hostname`] takes them, at most [`MAX_DHCP_DOMAIN_BYTES`]. `setting` names
+/// where the value was given, for the message.
+pub fn dhcp_domain(setting: &str, domain: &str) -> StoreResult<()> {
+    if domain.is_empty() {
+        return Ok(());
+    }
+    let fix = "use letters, digits and '-' in dot-separated labels (e.g. novalocal), or \"\" \
+               for no domain";
+    if domain.len() > MAX_DHCP_DOMAIN_BYTES {
+        return Err(invalid(format!(
+            "{setting} is {} bytes long: the limit is {MAX_DHCP_DOMAIN_BYTES}, so that a host \
+             name and its domain fit in {MAX_HOSTNAME_BYTES}",
+            domain.len()
+        )));
+    }
+    for label in domain.split('.') {
+        match label_fault(label) {
+            None => {}
+            Some(LabelFault::Empty) => {
+                return Err(invalid(format!(
+                    "{setting} {domain:?} has an empty label (a '.' at either end or two in a \
+                     row): {fix}"
+                )));
+            }
+            Some(LabelFault::TooLong) => {
+                return Err(invalid(format!(
+                    "{setting} label {label:?} is {} bytes long: the limit is \
+                     {MAX_HOSTNAME_LABEL_BYTES}",
+                    label.len()
+                )));
+            }
+            Some(LabelFault::Character) => {
+                return Err(invalid(format!(
+                    "{setting} {domain:?} is not a valid domain (a label has a character other \
+                     than a letter, digit or '-', or a '-' at either end): {fix}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What breaks RFC 1123 in one label of a name.
+enum LabelFault {
+    Empty,
+    TooLong,
+    /// A character other than an ASCII letter, digit or '-', or a '-' at either end.
+    Character,
+}
+
+fn label_fault(label: &str) -> Option<LabelFault> {
+    if label.is_empty() {
+        Some(LabelFault::Empty)
+    } else if label.len() > MAX_HOSTNAME_LABEL_BYTES {
+        Some(LabelFault::TooLong)
+    } else if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || label.starts_with('-')
+        || label.ends_with('-')
+    {
+        Some(LabelFault::Character)
+    } else {
+        None
+    }
 }
 
 /// nova's `sanitize_hostname` without a default: drops every character past U+00FF, keeps
@@ -136,6 +206,47 @@ mod tests {
             hostname("Café").is_err(),
             "not lower case: nova never derives it"
         );
+    }
+
+    #[test]
+    fn a_dhcp_domain_is_rfc_1123_labels_or_empty() {
+        for good in [
+            "",
+            "novalocal",
+            "lab",
+            "example.org",
+            "my-lab.Example.org",
+            "a1",
+        ] {
+            assert!(dhcp_domain("--dhcp-domain", good).is_ok(), "{good:?}");
+        }
+        let label = "a".repeat(MAX_HOSTNAME_LABEL_BYTES);
+        let longest = [label.as_str(); 4].join(".")[..MAX_DHCP_DOMAIN_BYTES].to_owned();
+        assert!(dhcp_domain("--dhcp-domain", &longest).is_ok());
+        let message = dhcp_domain("--dhcp-domain", &format!("{longest}a"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("the limit is 251"), "{message}");
+        assert!(dhcp_domain("--dhcp-domain", &label).is_ok());
+        let message = dhcp_domain("--dhcp-domain", &format!("{label}a"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("the limit is 63"), "{message}");
+        for (bad, why) in [
+            (".lab", "empty label"),
+            ("lab.", "empty label"),
+            ("a..b", "empty label"),
+            ("lab\nx", "not a valid domain"),
+            ("lab x", "not a valid domain"),
+            ("-lab", "not a valid domain"),
+            ("lab_1", "not a valid domain"),
+            ("café", "not a valid domain"),
+        ] {
+            let message = dhcp_domain("--dhcp-domain", bad).unwrap_err().to_string();
+            assert!(message.starts_with("--dhcp-domain "), "{message}");
+            assert!(message.contains(why), "{bad:?}: {message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
     }
 
     /// nova's own unit tests of `sanitize_hostname` (nova/tests/unit/test_utils.py).
