@@ -21,14 +21,11 @@ use crate::source::url::shown as shown_url;
 use crate::state::semaphore::Frequency;
 use include::Fetch;
 use merge::Mergers;
-use parts::{CLOUD_CONFIG_TYPE, GZIP_TYPES, NOT_MULTIPART, PartKind};
+use parts::{GZIP_TYPES, NOT_MULTIPART, PartKind};
 use yaml::ConfigMap;
 
 /// Most parts one document may yield, after MIME splitting, includes and archives.
 pub const MAX_PARTS: usize = 256;
-/// Most `#cloud-config-archive`s nested one in another: each level holds its text while the
-/// next is decoded.
-pub const MAX_ARCHIVE_DEPTH: usize = 8;
 
 /// A script taken from user data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +146,7 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         Value::String(text) => decoder.document(text.as_bytes(), 0, origin),
         Value::Array(items) => {
             for item in items {
-                decoder.archive_item(&item, 0, origin, NOT_MULTIPART);
+                decoder.list_item(&item, 0, origin, ItemOf::VendorList);
             }
         }
         Value::Object(_) => decoder.error(format!(
@@ -167,6 +164,18 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
 /// document of a million empty multiparts gives 64 lines and a count, not a million lines on
 /// the serial console.
 pub const MAX_LISTED_MESSAGES: usize = 64;
+
+/// Where a list item comes from, which says how far it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemOf {
+    /// A `#cloud-config-archive`: the item is a leaf, applied by its `type` (or its first line)
+    /// as cloud-init's `_explode_archive` attaches it: no include fetched, no archive
+    /// expanded, no gzip or MIME opened.
+    Archive,
+    /// A vendor-data list: each item is processed as a document of its own, as cloud-init's
+    /// `UserDataProcessor.process` runs `_process_msg` on each.
+    VendorList,
+}
 
 /// What a part says of itself: its MIME type, file name, `Merge-Type` and `Launch-Index`
 /// headers.
@@ -218,8 +227,6 @@ struct Decoder<'a> {
     names: BTreeSet<String>,
     /// Bytes the gzip parts decompressed to so far.
     inflated: usize,
-    /// Archives being decoded, one inside the other.
-    archives: usize,
     /// The instance's launch index: parts marked for another are left out.
     launch_index: Option<i64>,
     /// Errors and warnings past [`MAX_LISTED_MESSAGES`], counted only.
@@ -236,7 +243,6 @@ impl<'a> Decoder<'a> {
             urls: 0,
             names: RESERVED_NAMES.iter().map(|&name| name.to_owned()).collect(),
             inflated: 0,
-            archives: 0,
             launch_index: None,
             unlisted_errors: 0,
             unlisted_warnings: 0,
@@ -328,10 +334,10 @@ impl<'a> Decoder<'a> {
                     merge_type: part.merge_type.as_deref(),
                     launch_index: part.launch_index.clone(),
                 };
-                self.part(&declared, &part.body, depth);
+                self.part(&declared, &part.body, depth, false);
             }
         } else {
-            self.part(&Declared::mime(NOT_MULTIPART), &data, depth);
+            self.part(&Declared::mime(NOT_MULTIPART), &data, depth, false);
         }
     }
 
@@ -348,7 +354,10 @@ impl<'a> Decoder<'a> {
         name
     }
 
-    fn part(&mut self, declared: &Declared<'_>, body: &[u8], depth: usize) {
+    /// One part. A `leaf` (an archive's item) is applied by its type as it is; any other part
+    /// is gunzipped, typed by its first line when its type is generic, and opened when it is an
+    /// include or an archive.
+    fn part(&mut self, declared: &Declared<'_>, body: &[u8], depth: usize, leaf: bool) {
         let filename = declared.filename;
         let merge_type = declared.merge_type;
         let launch_index = declared.launch_index.as_deref();
@@ -365,7 +374,7 @@ impl<'a> Decoder<'a> {
         let name = self.unique_name(filename);
         let mut declared = declared.to_ascii_lowercase();
         let mut body = Cow::Borrowed(body);
-        if GZIP_TYPES.contains(&declared.as_str()) || gzip::is_gzip(&body) {
+        if !leaf && (GZIP_TYPES.contains(&declared.as_str()) || gzip::is_gzip(&body)) {
             // One bound for every gzip part of the document together, not one per part.
             let left = gzip::MAX_DECOMPRESSED_BYTES.saturating_sub(self.inflated);
             match gzip::gunzip(&body, left) {
@@ -388,15 +397,44 @@ impl<'a> Decoder<'a> {
             name: name.clone(),
             body: dos2unix(body),
         };
-        let kind = PartKind::of(&declared, &body);
+        let kind = if leaf {
+            PartKind::of_archive_item(&declared, &body)
+        } else {
+            PartKind::of(&declared, &body)
+        };
         // An include or an archive is opened whatever its mark: cloud-init filters the parts
         // they hold, each by its own mark.
-        let opened = matches!(
-            kind,
-            PartKind::Include | PartKind::IncludeOnce | PartKind::CloudConfigArchive
-        );
+        let opened = !leaf
+            && matches!(
+                kind,
+                PartKind::Include | PartKind::IncludeOnce | PartKind::CloudConfigArchive
+            );
         if !opened && !self.for_this_instance(&name, launch_index) {
             return;
+        }
+        // cloud-init attaches an archive's item as it is: an include, an archive, text or any
+        // other type that no handler takes is logged ("Unhandled unknown content-type").
+        if leaf
+            && matches!(
+                kind,
+                PartKind::Include
+                    | PartKind::IncludeOnce
+                    | PartKind::CloudConfigArchive
+                    | PartKind::Untyped
+                    | PartKind::Other(_)
+            )
+        {
+            let mime = if declared.is_empty() {
+                kind.mime_type()
+            } else {
+                &declared
+            };
+            return self.warning(format!(
+                "{name}: archive item of type {mime} ignored: an archive's items are applied as \
+                 they are, as cloud-init applies them (no include fetched, no archive expanded, \
+                 no gzip or MIME opened), and no handler takes this type; give it as user data \
+                 or a MIME part of its own"
+            ));
         }
         match kind {
             PartKind::CloudConfig => match std::str::from_utf8(&body) {
@@ -473,22 +511,12 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// A `#cloud-config-archive`: its items are leaves, so archives never nest.
     fn archive(&mut self, body: &[u8], depth: usize, name: &str) {
-        if self.archives >= MAX_ARCHIVE_DEPTH {
-            return self.error(format!(
-                "{name}: cloud-config-archives nested more than {MAX_ARCHIVE_DEPTH} levels deep"
-            ));
-        }
-        self.archives += 1;
-        self.archive_items(body, depth, name);
-        self.archives -= 1;
-    }
-
-    fn archive_items(&mut self, body: &[u8], depth: usize, name: &str) {
         let text = String::from_utf8_lossy(body);
         // A `!!binary` item that is not UTF-8 text (gzip bytes) fails the decoding parse; then
         // the archive is read with such content left as its base64 text, so the other items
-        // still apply (cloud-init would gunzip it: said in a warning).
+        // still apply (said in a warning).
         let parsed =
             yaml::parse_archive(&text).or_else(|binary| -> Result<Value, yaml::YamlError> {
                 let lenient = yaml::parse_value(&text)?;
@@ -501,7 +529,7 @@ impl<'a> Decoder<'a> {
         match parsed {
             Ok(Value::Array(items)) => {
                 for item in items {
-                    self.archive_item(&item, depth, name, CLOUD_CONFIG_TYPE);
+                    self.list_item(&item, depth, name, ItemOf::Archive);
                 }
             }
             Ok(_) => self.error(format!("{name}: cloud-config-archive must be a list")),
@@ -509,25 +537,16 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// An archive or vendor-data list item: a string, or `{content, type, filename}`. An item
-    /// without a type is typed by its first line, else as `untyped` says: cloud-config in an
-    /// archive (cloud-init's `ARCHIVE_UNDEF_TYPE`), nothing in a vendor-data list.
-    fn archive_item(&mut self, item: &Value, depth: usize, origin: &str, untyped: &str) {
-        let typed = |content: &str| {
-            if PartKind::from_first_line(content.as_bytes()).is_some() {
-                NOT_MULTIPART
-            } else {
-                untyped
-            }
-        };
+    /// An archive or vendor-data list item: a string, or `{content, type, filename}`. An
+    /// archive's item is a leaf ([`ItemOf::Archive`]); without a type it is typed by its first
+    /// line, else cloud-config (cloud-init's `ARCHIVE_UNDEF_TYPE`). A vendor-data list's string
+    /// is a document, its untyped mapping a part typed by its first line.
+    fn list_item(&mut self, item: &Value, depth: usize, origin: &str, of: ItemOf) {
+        let leaf = of == ItemOf::Archive;
         match item {
-            Value::String(content)
-                if untyped == NOT_MULTIPART || mime::looks_like_mime(content.as_bytes()) =>
-            {
-                self.document(content.as_bytes(), depth, origin);
-            }
+            Value::String(content) if !leaf => self.document(content.as_bytes(), depth, origin),
             Value::String(content) => {
-                self.part(&Declared::mime(typed(content)), content.as_bytes(), depth);
+                self.part(&Declared::mime(""), content.as_bytes(), depth, true);
             }
             Value::Object(map) => {
                 let content = match map.get("content") {
@@ -546,10 +565,8 @@ impl<'a> Decoder<'a> {
                         ));
                     }
                 };
-                let kind = map
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or_else(|| typed(content));
+                let untyped = if leaf { "" } else { NOT_MULTIPART };
+                let kind = map.get("type").and_then(Value::as_str).unwrap_or(untyped);
                 // Its other keys are its headers, as cloud-init's `_explode_archive` makes them.
                 let header = |name: &str| {
                     map.iter()
@@ -566,7 +583,7 @@ impl<'a> Decoder<'a> {
                         other => other.to_string(),
                     }),
                 };
-                self.part(&declared, content.as_bytes(), depth);
+                self.part(&declared, content.as_bytes(), depth, leaf);
             }
             // Not quoted: it may hold anything, and warnings go to status.json.
             _ => self.warning(format!(

@@ -133,6 +133,28 @@ impl PartKind {
             _ => kind,
         }
     }
+
+    /// The MIME type of this kind (the first one [`MIME_TYPES`] gives it, `Other`'s own).
+    pub fn mime_type(&self) -> &str {
+        match self {
+            PartKind::Other(mime) => mime,
+            kind => MIME_TYPES
+                .iter()
+                .find(|(_, named)| named == kind)
+                .map_or(NOT_MULTIPART, |(mime, _)| mime),
+        }
+    }
+
+    /// The kind of a `#cloud-config-archive` item, as cloud-init's `_explode_archive` types it:
+    /// its `type` as given (`""`: none), never re-typed; without one, its first line's, else
+    /// cloud-config (`ARCHIVE_UNDEF_TYPE`).
+    pub fn of_archive_item(declared: &str, body: &[u8]) -> PartKind {
+        if declared.is_empty() {
+            PartKind::from_first_line(body).unwrap_or(PartKind::CloudConfig)
+        } else {
+            PartKind::from_mime(declared)
+        }
+    }
 }
 
 /// A file name safe to use inside a scripts directory: `[A-Za-z0-9._-]`, no leading dot.

@@ -290,30 +290,104 @@ fn parts_are_named_apart_from_metabots_files_and_each_other() {
     assert_eq!(names(&vendor.boothooks), ["part-001", "part-001.1"]);
 }
 
-/// Archives inside archives: decoded to a bounded depth, each level holding its text.
+/// An archive's items are leaves, as cloud-init's `_explode_archive` attaches them: each is
+/// applied by its type as given (or its first line), never opened again; an include, a nested
+/// archive or a gzip item is a warning naming its type, and a MIME-looking string is no MIME.
 #[test]
-fn archives_nest_to_a_bound() {
-    let mut doc = "#!/bin/sh\necho deepest\n".to_owned();
-    for _ in 0..MAX_ARCHIVE_DEPTH + 2 {
-        doc = format!(
-            "#cloud-config-archive\n- {}\n",
-            serde_json::to_string(&doc).unwrap()
-        );
-    }
-    let out = decode_str(&doc);
-    assert!(out.scripts.is_empty());
+fn an_archives_items_are_leaves_as_in_cloud_init() {
+    let mut web = FakeWeb::default();
+    web.pages.insert("http://10.0.0.1/a".into(), CONFIG.into());
+    let nested =
+        serde_json::to_string("#cloud-config-archive\n- \"#!/bin/sh\\necho nested\"\n").unwrap();
+    let mime_text = serde_json::to_string(&mime(&[(
+        "text/x-shellscript",
+        "#!/bin/sh\necho mime",
+        None,
+    )]))
+    .unwrap();
+    let gz = base64::engine::general_purpose::STANDARD.encode(gz(b"#!/bin/sh\necho gz\n"));
+    let archive = format!(
+        "#cloud-config-archive\n\
+         - \"#include\\nhttp://10.0.0.1/a\\n\"\n\
+         - {{type: text/x-include-url, content: \"http://10.0.0.1/a\\n\"}}\n\
+         - {nested}\n\
+         - {{type: application/x-gzip, content: {gz}}}\n\
+         - {mime_text}\n\
+         - {{type: text/x-shellscript, content: \"#cloud-config\\nhostname: script\\n\"}}\n\
+         - \"#!/bin/sh\\necho kept\\n\"\n\
+         - {{content: \"hostname: leaf\"}}\n"
+    );
+    let out = decode(archive.as_bytes(), None, &web);
+    assert!(web.hits.borrow().is_empty(), "{:?}", web.hits.borrow());
+    let bodies: Vec<String> = out
+        .scripts
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "#cloud-config\nhostname: script\n",
+            "#!/bin/sh\necho kept\n"
+        ],
+        "{out:?}"
+    );
+    assert_eq!(out.configs.len(), 1, "{out:?}");
+    assert_eq!(out.configs[0]["hostname"], json!("leaf"));
+    let ignored: Vec<&str> = out
+        .warnings
+        .iter()
+        .filter_map(|w| w.split(" archive item of type ").nth(1))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "text/x-include-url",
+            "text/x-include-url",
+            "text/cloud-config-archive",
+            "application/x-gzip"
+        ],
+        "{:?}",
+        out.warnings
+    );
+    assert!(
+        out.warnings[0].contains("give it as user data or a MIME part of its own"),
+        "{:?}",
+        out.warnings
+    );
+    // The MIME-looking string is a cloud-config (no marker on its first line), and not YAML.
     assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
-    assert!(out.errors[0].contains(&format!("nested more than {MAX_ARCHIVE_DEPTH}")));
-    let mut doc = "#!/bin/sh\necho deepest\n".to_owned();
-    for _ in 0..MAX_ARCHIVE_DEPTH {
-        doc = format!(
-            "#cloud-config-archive\n- {}\n",
-            serde_json::to_string(&doc).unwrap()
-        );
-    }
-    let out = decode_str(&doc);
-    assert!(out.errors.is_empty(), "{:?}", out.errors);
-    assert_eq!(out.scripts.len(), 1);
+    assert!(
+        out.errors[0].contains("cloud-config: Invalid YAML"),
+        "{:?}",
+        out.errors
+    );
+}
+
+/// A vendor-data list's items are documents, each processed whole as cloud-init's
+/// `UserDataProcessor.process` processes a list: an include is fetched, an archive expanded,
+/// a MIME string split.
+#[test]
+fn vendor_data_list_items_are_documents() {
+    let mut web = FakeWeb::default();
+    web.pages.insert("http://10.0.0.1/v".into(), CONFIG.into());
+    let doc = json!({"cloud-init": [
+        "#include\nhttp://10.0.0.1/v\n",
+        "#cloud-config-archive\n- \"#!/bin/sh\\necho arch\\n\"\n",
+        mime(&[("text/x-shellscript", "#!/bin/sh\necho mime", None)]),
+    ]});
+    let out = decode_vendor(doc.to_string().as_bytes(), "vendor_data.json", &web);
+    assert!(out.errors.is_empty() && out.warnings.is_empty(), "{out:?}");
+    assert_eq!(web.hits.borrow().as_slice(), ["http://10.0.0.1/v"]);
+    assert_eq!(out.configs.len(), 1);
+    assert_eq!(out.configs[0]["hostname"], json!("web"));
+    let bodies: Vec<String> = out
+        .scripts
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+        .collect();
+    assert_eq!(bodies, ["#!/bin/sh\necho arch\n", "#!/bin/sh\necho mime"]);
 }
 
 #[test]
