@@ -187,13 +187,15 @@ pub(super) fn final_step_names() -> impl Iterator<Item = &'static str> {
 
 /// The init stage: every apply step, honouring `steps:` and the semaphores, then the user
 /// scripts written where the final stage runs them.
-pub(super) fn apply_init(
-    instance: &Instance<'_>,
-    report: &mut Report,
-    wanted: impl Fn(Frequency) -> bool + Copy,
-) {
-    apply_where(instance, report, wanted);
-    write_scripts(instance, report, wanted);
+pub(super) fn apply_init(instance: &Instance<'_>, report: &mut Report) {
+    apply_where(instance, report, |_| true);
+    write_scripts(instance, report);
+}
+
+/// The init stage of a run without metadata: the every-boot steps only. It has no user data,
+/// so no scripts to write, and marks none written (the next run with metadata writes them).
+pub(super) fn apply_init_without_metadata(instance: &Instance<'_>, report: &mut Report) {
+    apply_where(instance, report, every_boot);
 }
 
 /// The steps that run on every boot and need no instance metadata (bootcmd, hostname,
@@ -226,24 +228,53 @@ pub(super) fn apply_final(
     run_steps(instance, report, run);
 }
 
+/// The semaphore (per instance) of an every-boot user-script step's write, as its name ends
+/// (`scripts-per-boot-written`): its scripts are written by a new instance, and by any boot of
+/// an instance that has not written them yet (a first boot cut short by a reboot in a
+/// `bootcmd`, or a reset, after its instance id was kept but before the write).
+const WRITTEN_SUFFIX: &str = "-written";
+
+/// The per-instance semaphore of an every-boot step's write (see [`WRITTEN_SUFFIX`]).
+fn written_mark(name: &str) -> String {
+    format!("{name}{WRITTEN_SUFFIX}")
+}
+
 /// Writes the scripts of each user-script step that will run (enabled, not yet run for this
-/// instance); a failed write is that step's error, and the final stage leaves it at that.
-fn write_scripts(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
+/// instance; an every-boot one when it was not written for this instance yet, or the
+/// instance is new); a failed write is that step's error, and the final stage leaves it at
+/// that.
+fn write_scripts(instance: &Instance<'_>, report: &mut Report) {
     let semaphores = instance.state.semaphores(&instance.id);
     for &(name, stage) in STEPS {
         let Stage::Final(frequency, Some(write), _) = stage else {
             continue;
         };
-        if !wanted(frequency)
-            || !instance.settings.agent.step_enabled(name)
-            || semaphores.has(name, frequency)
-        {
+        if !instance.settings.agent.step_enabled(name) {
             continue;
         }
-        if let Err(err) = write(instance) {
-            report.step(name, || {
-                Done::error(format!("cannot write the scripts: {err}"))
-            });
+        let every_boot = frequency == Always;
+        let done = if every_boot {
+            !instance.new_instance && semaphores.has(&written_mark(name), PerInstance)
+        } else {
+            semaphores.has(name, frequency)
+        };
+        if done {
+            continue;
+        }
+        match write(instance) {
+            // Marked after the write (staged after the scripts): a run killed before both
+            // are in place writes them again.
+            Ok(()) if every_boot => {
+                if let Err(err) = semaphores.mark(&written_mark(name), PerInstance) {
+                    report.warnings.push(format!("{name}: {}", chain(&err)));
+                }
+            }
+            Ok(()) => {}
+            Err(err) => {
+                report.step(name, || {
+                    Done::error(format!("cannot write the scripts: {err}"))
+                });
+            }
         }
     }
 }
@@ -818,14 +849,11 @@ fn per_dir(i: &Instance<'_>, frequency: Frequency) -> (std::path::PathBuf, &'sta
 }
 
 /// The instance's per-`frequency` scripts (user data's and vendor data's, as cloud-init's
-/// handler takes both), into their directory. Per-boot scripts are a new instance's to write
-/// (they stay for its later boots); per-instance and per-once ones are written whenever their
-/// step has not run yet (`write_scripts` checks its semaphore), so a first boot cut short after
-/// its instance id was kept, but before they were written, still gets them at the next boot.
+/// handler takes both), into their directory. `write_scripts` says when: per-boot ones once
+/// per instance (they stay for its later boots), per-instance and per-once ones whenever their
+/// step has not run yet; either way a first boot cut short after its instance id was kept, but
+/// before they were written, still gets them at the next boot.
 fn write_per_scripts(i: &Instance<'_>, frequency: Frequency) -> Result<(), String> {
-    if frequency == Always && !i.new_instance {
-        return Ok(());
-    }
     let vendor: Vec<Script> = from_vendor(i.vendor.per(frequency)).collect();
     write_all(
         i,
