@@ -35,8 +35,9 @@ pub(super) enum Stage {
     Fetch,
     /// An apply step: at most as often as its frequency, with this body.
     Apply(Frequency, StepFn),
-    /// A step of the final stage (cloud-init's cloud-final: the user scripts, then the host
-    /// keys on the console; here also the CAs the scripts may need): what it needs is written
+    /// A step of the final stage (cloud-init's cloud-final: the packages, the deferred
+    /// `write_files`, the user scripts, then the host keys on the console; here also the CAs
+    /// the scripts may need): what it needs is written
     /// with the apply steps (a user-script step's scripts), and the step runs at the end
     /// (`metaboot run --stage final`, or at the end of a whole run), at most as often as its
     /// frequency. A user-script step (with a `WriteFn`) is marked as run before it runs, as
@@ -109,9 +110,6 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     // reads it after this.
     apply("disable-ec2-metadata", Always, system::disable_ec2_metadata),
     apply("runcmd", PerInstance, runcmd),
-    apply("write-files-deferred", PerInstance, |i, w| {
-        write_files(i, w, true)
-    }),
     // The trust store before the scripts that may need it; its rebuild (tens of seconds under
     // emulation) never holds the logins back, which need no CA.
     last("ca-certs", PerInstance, ca_certs),
@@ -127,6 +125,11 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     last("ntp", PerInstance, system::configure_ntp),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, packages::install_packages),
+    // cloud-init's `write_files_deferred`, its next final module here: after the packages,
+    // so that an entry may be owned by a user a package creates (`postgres`).
+    last("write-files-deferred", PerInstance, |i, w| {
+        write_files(i, w, true)
+    }),
     // cloud-init's init stage: here after the packages, which may have brought rsyslog.
     last("rsyslog", PerInstance, system::configure_rsyslog),
     scripts(
@@ -1093,7 +1096,7 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_locale_grub_apt_ntp_packages_scripts_keys_message_then_power()
+    fn the_final_stage_is_the_trust_store_locale_grub_apt_ntp_packages_deferred_files_scripts_keys_message_then_power()
      {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
@@ -1105,6 +1108,7 @@ mod tests {
                 "apt-configure",
                 "ntp",
                 "packages",
+                "write-files-deferred",
                 "rsyslog",
                 "scripts-vendor",
                 "scripts-per-once",
