@@ -16,6 +16,7 @@ use crate::fsutil::WriteOptions;
 use crate::log::chain;
 use crate::retry::Retry;
 use crate::source::http::HttpClient;
+use crate::source::url;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
@@ -998,14 +999,17 @@ fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
             .with_backoff(phone_home::BETWEEN_TRIES, phone_home::BETWEEN_TRIES)
             .with_attempts(request.tries),
     );
+    // The message goes to status.json and result.json (0644) and the log: a user name and
+    // password in the URL are masked there, as in every other message.
+    let shown = url::shown(&url);
     match client.post(&url, phone_home::FORM, body.as_bytes()) {
         Ok(()) => Done::ok_with(format!(
-            "posted {} to {url}",
+            "posted {} to {shown}",
             count(request.fields.len(), "field")
         )),
         Err(err) => {
             warnings.push(format!("phone_home: not posted: {}", chain(&err)));
-            Done::ok_with(format!("not posted to {url} (see the warnings)"))
+            Done::ok_with(format!("not posted to {shown} (see the warnings)"))
         }
     }
 }
