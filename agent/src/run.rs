@@ -145,7 +145,7 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     drop(source);
     if let Some(instance) = instance {
         accounts::hash_ahead(&instance);
-        steps::apply_init(&instance, &mut report, |_| true);
+        steps::apply_init(&instance, &mut report);
         if whole {
             steps::apply_final(&instance, &mut report, |_| true);
         }
@@ -154,7 +154,7 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
         // configuration (metaboot.yaml) and the last known instance id, if any.
         let mut instance = Instance::without_metadata(root, &state, settings);
         instance.source.clone_from(&report.source);
-        steps::apply_init(&instance, &mut report, steps::every_boot);
+        steps::apply_init_without_metadata(&instance, &mut report);
         if whole {
             steps::apply_final(&instance, &mut report, steps::every_boot);
         }

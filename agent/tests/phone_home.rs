@@ -256,6 +256,39 @@ fn a_refusal_or_a_url_the_agent_cannot_reach_is_a_warning_and_the_run_is_done() 
     );
 }
 
+/// A `phone_home` URL with a user name and password (`http://user:secret@…`): they are masked
+/// in the step's message, so they are in neither status.json nor result.json (mode 0644) nor
+/// the log.
+#[test]
+fn a_password_in_the_url_is_masked_in_every_report() {
+    let receiver = Receiver::start(&[]);
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nphone_home:\n  url: http://harness:secret@{}/up/$INSTANCE_ID\n  tries: 1\n",
+        receiver.addr
+    ));
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let (outcome, message) = guest.step("phone-home");
+    assert_eq!(outcome, "ok");
+    assert_eq!(
+        message,
+        format!(
+            "not posted to http://…@{}/up/{UUID} (see the warnings)",
+            receiver.addr
+        )
+    );
+    for path in [
+        "/var/lib/metaboot/status.json".to_owned(),
+        format!("/var/lib/metaboot/instances/{UUID}/result.json"),
+        "/var/log/metaboot.log".to_owned(),
+    ] {
+        let text = guest.read(&path);
+        assert!(!text.contains("secret"), "{path}: {text}");
+    }
+    assert!(!log.contains("secret"), "{log}");
+}
+
 #[test]
 fn in_the_final_stage_the_meta_data_names_are_posted() {
     // As metaboot-final.service runs it: the init stage sets the user data's host name, the

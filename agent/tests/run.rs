@@ -1023,6 +1023,38 @@ fn per_instance_scripts_a_cut_first_boot_did_not_write_run_at_the_next() {
     assert_eq!(guest.read("/tmp/per-instance"), "ran\n");
 }
 
+/// A first boot cut short after it kept the instance's id but before the end of its init
+/// stage (a `bootcmd` that reboots; here it kills metaboot): the next boot, the same instance,
+/// writes the per-boot scripts and runs them, as every later boot does.
+#[test]
+fn per_boot_scripts_a_cut_first_boot_did_not_write_run_at_the_next() {
+    let guest = Guest::new();
+    guest.user_data(
+        "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+         --B\nContent-Type: text/cloud-config\n\n\
+         bootcmd: ['[ -e tmp/cut ] || { touch tmp/cut; kill -9 $PPID; }']\n\
+         --B\nContent-Type: text/x-shellscript-per-boot\n\n#!/bin/sh\necho ran >> tmp/per-boot\n\
+         --B--\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_ne!(code, 0, "the first boot is cut short: {stderr}");
+    assert!(guest.path("/tmp/cut").exists(), "{stderr}");
+    assert_eq!(
+        guest.read("/var/lib/metaboot/data/instance-id"),
+        format!("{UUID}\n")
+    );
+    assert!(!guest.path("/tmp/per-boot").exists());
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.status()["new_instance"], false);
+    assert_eq!(guest.read("/tmp/per-boot"), "ran\n", "{stderr}");
+    assert_eq!(guest.step("scripts-per-boot").0, "ok");
+    // Then at every boot, written once.
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(guest.read("/tmp/per-boot"), "ran\nran\n");
+}
+
 /// A network's `dns_search` with an entry that is not a domain name (`bücher.de`,
 /// `a.example,b.example`): that entry is left out with a warning, the rest of the network is
 /// applied and the run succeeds (cloud-init writes what it gets).

@@ -45,7 +45,8 @@ fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
     assert_eq!(guest.read("/etc/hostname"), "staged\n");
     assert!(guest.read("/root/.ssh/authorized_keys").contains(META_KEY));
     assert_eq!(guest.read("/tmp/bootcmd.count"), "boot\n");
-    assert_eq!(guest.read("/etc/app/late.conf"), "deferred");
+    // Deferred write_files are the final stage's, after the packages.
+    assert!(!guest.path("/etc/app/late.conf").exists());
     let instance = format!("/var/lib/metaboot/instances/{UUID}");
     assert!(guest.path(&format!("{instance}/scripts/runcmd")).is_file());
     assert!(!guest.path("/tmp/runcmd.out").exists());
@@ -71,6 +72,7 @@ fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
         "{stderr}"
     );
     assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+    assert_eq!(guest.read("/etc/app/late.conf"), "deferred");
     let status = guest.status();
     assert_eq!(status["status"], "done", "{status:#}");
     assert!(status.get("next_stage").is_none(), "{status:#}");
@@ -234,6 +236,49 @@ fn a_killed_final_stage_is_reported_stopped_and_status_wait_returns() {
         text.contains("the run was stopped before it finished"),
         "{text}"
     );
+}
+
+/// `write_files` with `defer: true` is written as cloud-init's `write_files_deferred` writes
+/// it: in the final stage, after `packages` and before the user scripts, so an entry may be
+/// owned by a user a package creates (`packages: [postgresql]`, owner `postgres`). The
+/// package's user appears here between the two stages, as `packages` would add it at the
+/// start of the final stage (under `--root` the step installs nothing).
+#[test]
+fn deferred_write_files_may_be_owned_by_a_user_the_packages_create() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\npackages: [postgresql]\nruncmd: [cat etc/postgresql/tune.conf > tmp/seen]\n\
+         write_files:\n- {path: /etc/postgresql/tune.conf, content: tuned, owner: 'postgres:postgres', defer: true}\n",
+    );
+    let (code, stderr) = guest.run_stage("init");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!guest.path("/etc/postgresql/tune.conf").exists());
+    assert!(!has_step(&guest, "write-files-deferred"));
+    guest.append(
+        "/etc/passwd",
+        "postgres:x:114:121:PostgreSQL administrator:/var/lib/postgresql:/bin/sh",
+    );
+    guest.append("/etc/group", "postgres:x:121:");
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 0, "{stderr}");
+    let (outcome, message) = guest.step("write-files-deferred");
+    assert_eq!(outcome, "ok", "{message}");
+    assert_eq!(guest.read("/etc/postgresql/tune.conf"), "tuned");
+    assert_eq!(
+        guest.mode_owner("/etc/postgresql/tune.conf"),
+        (0o644, 114, 121)
+    );
+    // The user scripts see the file in place.
+    assert_eq!(guest.read("/tmp/seen"), "tuned", "{stderr}");
+    let names: Vec<String> = guest.status()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    let at = |name: &str| names.iter().position(|n| n == name).unwrap();
+    assert!(at("packages") < at("write-files-deferred"), "{names:?}");
+    assert!(at("write-files-deferred") < at("scripts-user"), "{names:?}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::fsutil::WriteOptions;
 use crate::log::chain;
 use crate::retry::Retry;
 use crate::source::http::HttpClient;
+use crate::source::url;
 use crate::state::result::{Done, Outcome, Report, ScriptResult, count};
 use crate::state::semaphore::Frequency::{self, Always, Once, PerInstance};
 use crate::userdata::Script;
@@ -35,8 +36,9 @@ pub(super) enum Stage {
     Fetch,
     /// An apply step: at most as often as its frequency, with this body.
     Apply(Frequency, StepFn),
-    /// A step of the final stage (cloud-init's cloud-final: the user scripts, then the host
-    /// keys on the console; here also the CAs the scripts may need): what it needs is written
+    /// A step of the final stage (cloud-init's cloud-final: the packages, the deferred
+    /// `write_files`, the user scripts, then the host keys on the console; here also the CAs
+    /// the scripts may need): what it needs is written
     /// with the apply steps (a user-script step's scripts), and the step runs at the end
     /// (`metaboot run --stage final`, or at the end of a whole run), at most as often as its
     /// frequency. A user-script step (with a `WriteFn`) is marked as run before it runs, as
@@ -109,9 +111,6 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     // reads it after this.
     apply("disable-ec2-metadata", Always, system::disable_ec2_metadata),
     apply("runcmd", PerInstance, runcmd),
-    apply("write-files-deferred", PerInstance, |i, w| {
-        write_files(i, w, true)
-    }),
     // The trust store before the scripts that may need it; its rebuild (tens of seconds under
     // emulation) never holds the logins back, which need no CA.
     last("ca-certs", PerInstance, ca_certs),
@@ -127,6 +126,11 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     last("ntp", PerInstance, system::configure_ntp),
     // cloud-init's first final module: installed before the scripts that may use them.
     last("packages", PerInstance, packages::install_packages),
+    // cloud-init's `write_files_deferred`, its next final module here: after the packages,
+    // so that an entry may be owned by a user a package creates (`postgres`).
+    last("write-files-deferred", PerInstance, |i, w| {
+        write_files(i, w, true)
+    }),
     // cloud-init's init stage: here after the packages, which may have brought rsyslog.
     last("rsyslog", PerInstance, system::configure_rsyslog),
     scripts(
@@ -187,13 +191,15 @@ pub(super) fn final_step_names() -> impl Iterator<Item = &'static str> {
 
 /// The init stage: every apply step, honouring `steps:` and the semaphores, then the user
 /// scripts written where the final stage runs them.
-pub(super) fn apply_init(
-    instance: &Instance<'_>,
-    report: &mut Report,
-    wanted: impl Fn(Frequency) -> bool + Copy,
-) {
-    apply_where(instance, report, wanted);
-    write_scripts(instance, report, wanted);
+pub(super) fn apply_init(instance: &Instance<'_>, report: &mut Report) {
+    apply_where(instance, report, |_| true);
+    write_scripts(instance, report);
+}
+
+/// The init stage of a run without metadata: the every-boot steps only. It has no user data,
+/// so no scripts to write, and marks none written (the next run with metadata writes them).
+pub(super) fn apply_init_without_metadata(instance: &Instance<'_>, report: &mut Report) {
+    apply_where(instance, report, every_boot);
 }
 
 /// The steps that run on every boot and need no instance metadata (bootcmd, hostname,
@@ -226,24 +232,53 @@ pub(super) fn apply_final(
     run_steps(instance, report, run);
 }
 
+/// The semaphore (per instance) of an every-boot user-script step's write, as its name ends
+/// (`scripts-per-boot-written`): its scripts are written by a new instance, and by any boot of
+/// an instance that has not written them yet (a first boot cut short by a reboot in a
+/// `bootcmd`, or a reset, after its instance id was kept but before the write).
+const WRITTEN_SUFFIX: &str = "-written";
+
+/// The per-instance semaphore of an every-boot step's write (see [`WRITTEN_SUFFIX`]).
+fn written_mark(name: &str) -> String {
+    format!("{name}{WRITTEN_SUFFIX}")
+}
+
 /// Writes the scripts of each user-script step that will run (enabled, not yet run for this
-/// instance); a failed write is that step's error, and the final stage leaves it at that.
-fn write_scripts(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Frequency) -> bool) {
+/// instance; an every-boot one when it was not written for this instance yet, or the
+/// instance is new); a failed write is that step's error, and the final stage leaves it at
+/// that.
+fn write_scripts(instance: &Instance<'_>, report: &mut Report) {
     let semaphores = instance.state.semaphores(&instance.id);
     for &(name, stage) in STEPS {
         let Stage::Final(frequency, Some(write), _) = stage else {
             continue;
         };
-        if !wanted(frequency)
-            || !instance.settings.agent.step_enabled(name)
-            || semaphores.has(name, frequency)
-        {
+        if !instance.settings.agent.step_enabled(name) {
             continue;
         }
-        if let Err(err) = write(instance) {
-            report.step(name, || {
-                Done::error(format!("cannot write the scripts: {err}"))
-            });
+        let every_boot = frequency == Always;
+        let done = if every_boot {
+            !instance.new_instance && semaphores.has(&written_mark(name), PerInstance)
+        } else {
+            semaphores.has(name, frequency)
+        };
+        if done {
+            continue;
+        }
+        match write(instance) {
+            // Marked after the write (staged after the scripts): a run killed before both
+            // are in place writes them again.
+            Ok(()) if every_boot => {
+                if let Err(err) = semaphores.mark(&written_mark(name), PerInstance) {
+                    report.warnings.push(format!("{name}: {}", chain(&err)));
+                }
+            }
+            Ok(()) => {}
+            Err(err) => {
+                report.step(name, || {
+                    Done::error(format!("cannot write the scripts: {err}"))
+                });
+            }
         }
     }
 }
@@ -818,14 +853,11 @@ fn per_dir(i: &Instance<'_>, frequency: Frequency) -> (std::path::PathBuf, &'sta
 }
 
 /// The instance's per-`frequency` scripts (user data's and vendor data's, as cloud-init's
-/// handler takes both), into their directory. Per-boot scripts are a new instance's to write
-/// (they stay for its later boots); per-instance and per-once ones are written whenever their
-/// step has not run yet (`write_scripts` checks its semaphore), so a first boot cut short after
-/// its instance id was kept, but before they were written, still gets them at the next boot.
+/// handler takes both), into their directory. `write_scripts` says when: per-boot ones once
+/// per instance (they stay for its later boots), per-instance and per-once ones whenever their
+/// step has not run yet; either way a first boot cut short after its instance id was kept, but
+/// before they were written, still gets them at the next boot.
 fn write_per_scripts(i: &Instance<'_>, frequency: Frequency) -> Result<(), String> {
-    if frequency == Always && !i.new_instance {
-        return Ok(());
-    }
     let vendor: Vec<Script> = from_vendor(i.vendor.per(frequency)).collect();
     write_all(
         i,
@@ -967,14 +999,17 @@ fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
             .with_backoff(phone_home::BETWEEN_TRIES, phone_home::BETWEEN_TRIES)
             .with_attempts(request.tries),
     );
+    // The message goes to status.json and result.json (0644) and the log: a user name and
+    // password in the URL are masked there, as in every other message.
+    let shown = url::shown(&url);
     match client.post(&url, phone_home::FORM, body.as_bytes()) {
         Ok(()) => Done::ok_with(format!(
-            "posted {} to {url}",
+            "posted {} to {shown}",
             count(request.fields.len(), "field")
         )),
         Err(err) => {
             warnings.push(format!("phone_home: not posted: {}", chain(&err)));
-            Done::ok_with(format!("not posted to {url} (see the warnings)"))
+            Done::ok_with(format!("not posted to {shown} (see the warnings)"))
         }
     }
 }
@@ -1065,7 +1100,7 @@ mod tests {
     }
 
     #[test]
-    fn the_final_stage_is_the_trust_store_locale_grub_apt_ntp_packages_scripts_keys_message_then_power()
+    fn the_final_stage_is_the_trust_store_locale_grub_apt_ntp_packages_deferred_files_scripts_keys_message_then_power()
      {
         let finals: Vec<&str> = final_step_names().collect();
         assert_eq!(
@@ -1077,6 +1112,7 @@ mod tests {
                 "apt-configure",
                 "ntp",
                 "packages",
+                "write-files-deferred",
                 "rsyslog",
                 "scripts-vendor",
                 "scripts-per-once",
