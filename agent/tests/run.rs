@@ -1146,3 +1146,69 @@ fn a_background_process_of_runcmd_keeps_a_reader_once_the_run_is_over() {
         stderr()
     );
 }
+
+/// A symlink in a scripts directory of the image runs the executable file it leads to inside
+/// the root (cloud-init's `runparts` follows links); one that leads nowhere runnable, or out of
+/// the root, is skipped with a warning naming it.
+#[test]
+fn a_symlink_in_a_scripts_directory_runs_its_target_inside_the_root() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let guest = Guest::new();
+    let app = guest.path("/opt/app");
+    std::fs::create_dir_all(&app).unwrap();
+    let exe = |path: &std::path::Path, body: &str, mode: u32| {
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    exe(
+        &app.join("boot.sh"),
+        "#!/bin/sh\necho boot > tmp/app.out\n",
+        0o755,
+    );
+    exe(
+        &app.join("data.sh"),
+        "#!/bin/sh\necho data > tmp/data.out\n",
+        0o644,
+    );
+    // An executable file outside the root, which no link may reach.
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("escaped");
+    exe(
+        &outside.path().join("escape.sh"),
+        &format!("#!/bin/sh\ntouch {}\n", marker.display()),
+        0o755,
+    );
+    let per_boot = guest.path("/var/lib/metaboot/scripts/per-boot");
+    std::fs::create_dir_all(&per_boot).unwrap();
+    symlink("/opt/app/boot.sh", per_boot.join("app")).unwrap();
+    symlink("/opt/app/missing.sh", per_boot.join("dangling")).unwrap();
+    symlink("/opt/app", per_boot.join("directory")).unwrap();
+    symlink("../../../../../opt/app/data.sh", per_boot.join("not-exec")).unwrap();
+    symlink(outside.path().join("escape.sh"), per_boot.join("out-abs")).unwrap();
+    let up = "../".repeat(guest.root.components().count() + 8);
+    let relative = format!("{up}{}", outside.path().join("escape.sh").display());
+    symlink(relative, per_boot.join("out-rel")).unwrap();
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.step("scripts-per-boot"),
+        ("ok".to_owned(), "1 script(s) ran".to_owned())
+    );
+    assert_eq!(guest.read("/tmp/app.out"), "boot\n");
+    assert!(!guest.path("/tmp/data.out").exists());
+    assert!(!marker.exists(), "a link was followed out of the root");
+    for (name, what) in [
+        ("dangling", "is missing"),
+        ("directory", "is not a regular file"),
+        ("not-exec", "is not executable"),
+        ("out-abs", "is missing"),
+        ("out-rel", "is missing"),
+    ] {
+        let warning = format!(
+            "a symlink whose target, resolved inside {}, {what}; skipped: point it at an \
+             executable file under the root script=\"{name}\"",
+            guest.root.display()
+        );
+        assert!(stderr.contains(&warning), "{warning}\n{stderr}");
+    }
+}

@@ -398,21 +398,77 @@ pub fn relay_main(args: &[OsString]) -> u8 {
 }
 
 /// Runs every executable regular file of `dir` under the root in name order (a missing dir
-/// runs nothing; symlinks are not run).
+/// runs nothing), and every symlink there whose target, resolved inside the root, is one: an
+/// image's `per-boot/app -> /opt/app/boot.sh` runs, as cloud-init's `runparts` (`isfile` and
+/// `access(X_OK)`, which follow links) runs it. A link is never followed out of the root, and
+/// one that leads nowhere runnable is skipped with a warning naming it.
 pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
     let mut results = Vec::new();
+    // What the run wrote is in place before a link is resolved to the file the script is.
+    root.publish();
     for (name, stat) in root.entries_or_none(dir) {
         let name = name.to_string_lossy().into_owned();
-        if name.starts_with('.') || kind(&stat) != SFlag::S_IFREG {
+        if name.starts_with('.') {
             continue;
         }
-        if stat.st_mode & 0o111 != 0 {
-            results.push(run_script(root, &dir.join(&name), &name, env));
-        } else {
-            tracing::warn!(script = name, "not executable; skipped");
-        }
+        let path = dir.join(&name);
+        let script = match kind(&stat) {
+            SFlag::S_IFREG if stat.st_mode & 0o111 != 0 => path,
+            SFlag::S_IFREG => {
+                tracing::warn!(script = name, "not executable; skipped");
+                continue;
+            }
+            SFlag::S_IFLNK => match link_target(root, &path) {
+                Ok(target) => target,
+                Err(why) => {
+                    tracing::warn!(
+                        script = name,
+                        "a symlink whose target, resolved inside {}, {why}; skipped: point it at an executable file under the root",
+                        root.path().display()
+                    );
+                    continue;
+                }
+            },
+            _ => continue,
+        };
+        results.push(run_script(root, &script, &name, env));
     }
     results
+}
+
+/// The path under the root of the executable regular file the symlink `link` leads to,
+/// resolved inside the root (the root's own symlinks only, `..` never above it); or what it
+/// leads to instead. On the host root that is the link itself, which the kernel resolves
+/// the same way, so that the script's `$0` is the link, as under cloud-init; under another
+/// root, the file found: exec(2) would resolve the link on the host.
+fn link_target(root: &Root, link: &Path) -> Result<PathBuf, String> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
+    let file = root
+        .open_file(link, flags, 0, true, false)
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => "is missing".to_owned(),
+            _ => format!("cannot be opened ({err})"),
+        })?;
+    let stat = nix::sys::stat::fstat(&file).map_err(|err| format!("cannot be read ({err})"))?;
+    if kind(&stat) != SFlag::S_IFREG {
+        return Err("is not a regular file".to_owned());
+    }
+    if stat.st_mode & 0o111 == 0 {
+        return Err("is not executable".to_owned());
+    }
+    if root.is_host() {
+        return Ok(link.to_owned());
+    }
+    // The file's own path, as the kernel names the descriptor.
+    let found = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let base = std::fs::canonicalize(root.path());
+    match (found, base) {
+        (Ok(found), Ok(base)) => match found.strip_prefix(&base) {
+            Ok(inside) => Ok(Path::new("/").join(inside)),
+            Err(_) => Err(format!("was found at {}, not under it", found.display())),
+        },
+        (Err(err), _) | (_, Err(err)) => Err(format!("cannot be located ({err})")),
+    }
 }
 
 /// A one-line summary and whether every script succeeded.
@@ -516,7 +572,8 @@ mod tests {
             [
                 ("10-ok", Some(0)),
                 ("20-fail", Some(3)),
-                ("30-bash", Some(0))
+                ("30-bash", Some(0)),
+                ("50-link", Some(0))
             ]
         );
         assert_eq!(
@@ -532,7 +589,7 @@ mod tests {
         assert!(!ok);
         assert_eq!(
             summary,
-            "1 of 3 script(s) failed: 20-fail exited with status 3"
+            "1 of 4 script(s) failed: 20-fail exited with status 3"
         );
     }
 
