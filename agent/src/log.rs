@@ -6,7 +6,7 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use nix::fcntl::OFlag;
@@ -72,8 +72,11 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
 /// formatter: the agent logs events, never spans, and the static binary is size-bound.
 struct Logger {
     max: Level,
-    file: Option<Mutex<std::fs::File>>,
+    file: Option<&'static Mutex<std::fs::File>>,
 }
+
+/// The log file of the installed logger, where [`file_copy`] finds it.
+static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
 
 impl Subscriber for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -96,7 +99,7 @@ impl Subscriber for Logger {
         let line = record::line(SystemTime::now(), event.metadata().level(), event);
         let line = escape_record(&line);
         let _ = io::stderr().write_all(line.as_bytes());
-        if let Some(file) = &self.file {
+        if let Some(file) = self.file {
             let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
             let _ = file.write_all(line.as_bytes());
         }
@@ -154,9 +157,8 @@ fn open_log(root: &Root) -> io::Result<std::fs::File> {
 /// Installs the global logger; returns a warning when the log file cannot be opened (the
 /// console still gets everything). Safe to call more than once (later calls do nothing).
 pub fn init(root: &Root, verbose: bool) -> Option<String> {
-    let max = if verbose { Level::DEBUG } else { Level::INFO };
     let (file, warning) = match open_log(root) {
-        Ok(file) => (Some(Mutex::new(file)), None),
+        Ok(file) => (Some(file), None),
         Err(err) => (
             None,
             Some(format!(
@@ -165,8 +167,23 @@ pub fn init(root: &Root, verbose: bool) -> Option<String> {
             )),
         ),
     };
-    let _ = tracing::subscriber::set_global_default(Logger { max, file });
+    install(file, verbose);
     warning
+}
+
+/// Installs the global logger: stderr, and `file` (a log opened for appending) when given.
+/// Later calls do nothing.
+pub fn install(file: Option<std::fs::File>, verbose: bool) {
+    let max = if verbose { Level::DEBUG } else { Level::INFO };
+    let file = file.map(|file| FILE.get_or_init(|| Mutex::new(file)));
+    let _ = tracing::subscriber::set_global_default(Logger { max, file });
+}
+
+/// A new descriptor of the installed logger's log file (for a process that goes on logging
+/// to it, `apply::scripts`' output relay), `None` when it logs to the console only.
+pub fn file_copy() -> Option<std::fs::File> {
+    let file = FILE.get()?.lock().unwrap_or_else(PoisonError::into_inner);
+    file.try_clone().ok()
 }
 
 #[cfg(test)]

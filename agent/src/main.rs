@@ -7,6 +7,15 @@
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     metaboot::start::prepare();
+    // The output relay of a script's background process (agent/src/apply/scripts.rs), run by
+    // metaboot itself: no command of the command line.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|arg| arg == metaboot::apply::scripts::RELAY_COMMAND)
+    {
+        std::process::exit(i32::from(metaboot::apply::scripts::relay_main(&args)));
+    }
     let cli = metaboot::cli::Cli::from_env();
     // `exit` flushes standard output, as returning from a std `main` does.
     std::process::exit(i32::from(metaboot::main_with(cli)))

@@ -1094,3 +1094,153 @@ fn a_bad_search_domain_is_left_out_and_the_network_applied() {
         );
     }
 }
+
+/// How long the background process of
+/// [`a_background_process_of_runcmd_keeps_a_reader_once_the_run_is_over`] and its output relay
+/// may take, once let go, to write, be logged and end.
+const BACKGROUND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The processes whose standard output is `file` (the output relay writes the log there).
+fn processes_writing_to(file: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid.bytes().all(|b| b.is_ascii_digit())
+            && std::fs::read_link(entry.path().join("fd/1")).is_ok_and(|target| target == file)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A process runcmd leaves in the background keeps a reader for its output once metaboot has
+/// exited (cloud-init points scripts' output at a `tee` process that outlives it): it writes
+/// only after the run is over, yet its lines reach the log file and the console, and it ends
+/// normally instead of dying of SIGPIPE at its first write; the relay ends with it.
+#[test]
+fn a_background_process_of_runcmd_keeps_a_reader_once_the_run_is_over() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nruncmd:\n  - |\n    (sh -c 'while [ ! -e tmp/go ]; do sleep 0.1; done; \
+         echo late; sleep 1; echo later'; echo \"exit $?\" > tmp/bg.status) &\n",
+    );
+    // Not `Output`: the relay keeps metaboot's standard error, as the journal's socket.
+    let stderr_path = guest.dir.path().join("stderr");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["run", "--root"])
+        .arg(&guest.root)
+        .env_remove("http_proxy")
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .status()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr());
+    assert_eq!(guest.step("runcmd").0, "ok");
+    // metaboot has exited: only now does the background process write.
+    std::fs::write(guest.path("/tmp/go"), "").unwrap();
+    let log_path = guest.path("/var/log/metaboot.log");
+    let deadline = std::time::Instant::now() + BACKGROUND_DEADLINE;
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after {BACKGROUND_DEADLINE:?}, not {what}; log:\n{}",
+                guest.read("/var/log/metaboot.log")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for("ended", &|| guest.path("/tmp/bg.status").exists());
+    assert_eq!(
+        guest.read("/tmp/bg.status"),
+        "exit 0\n",
+        "not killed by SIGPIPE"
+    );
+    wait_for("logged", &|| {
+        guest.read("/var/log/metaboot.log").contains("| later ")
+    });
+    wait_for("relay ended", &|| {
+        processes_writing_to(&log_path).is_empty()
+    });
+    let log = guest.read("/var/log/metaboot.log");
+    assert!(log.contains("| late script=\"runcmd\""), "{log}");
+    assert!(log.contains("| later script=\"runcmd\""), "{log}");
+    assert_eq!(log.matches("| late script=").count(), 1, "{log}");
+    assert!(
+        stderr().contains("| later script=\"runcmd\""),
+        "{}",
+        stderr()
+    );
+    assert!(
+        stderr().contains("an output relay process logs it from now on"),
+        "{}",
+        stderr()
+    );
+}
+
+/// A symlink in a scripts directory of the image runs the executable file it leads to inside
+/// the root (cloud-init's `runparts` follows links); one that leads nowhere runnable, or out of
+/// the root, is skipped with a warning naming it.
+#[test]
+fn a_symlink_in_a_scripts_directory_runs_its_target_inside_the_root() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let guest = Guest::new();
+    let app = guest.path("/opt/app");
+    std::fs::create_dir_all(&app).unwrap();
+    let exe = |path: &std::path::Path, body: &str, mode: u32| {
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    exe(
+        &app.join("boot.sh"),
+        "#!/bin/sh\necho boot > tmp/app.out\n",
+        0o755,
+    );
+    exe(
+        &app.join("data.sh"),
+        "#!/bin/sh\necho data > tmp/data.out\n",
+        0o644,
+    );
+    // An executable file outside the root, which no link may reach.
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("escaped");
+    exe(
+        &outside.path().join("escape.sh"),
+        &format!("#!/bin/sh\ntouch {}\n", marker.display()),
+        0o755,
+    );
+    let per_boot = guest.path("/var/lib/metaboot/scripts/per-boot");
+    std::fs::create_dir_all(&per_boot).unwrap();
+    symlink("/opt/app/boot.sh", per_boot.join("app")).unwrap();
+    symlink("/opt/app/missing.sh", per_boot.join("dangling")).unwrap();
+    symlink("/opt/app", per_boot.join("directory")).unwrap();
+    symlink("../../../../../opt/app/data.sh", per_boot.join("not-exec")).unwrap();
+    symlink(outside.path().join("escape.sh"), per_boot.join("out-abs")).unwrap();
+    let up = "../".repeat(guest.root.components().count() + 8);
+    let relative = format!("{up}{}", outside.path().join("escape.sh").display());
+    symlink(relative, per_boot.join("out-rel")).unwrap();
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        guest.step("scripts-per-boot"),
+        ("ok".to_owned(), "1 script(s) ran".to_owned())
+    );
+    assert_eq!(guest.read("/tmp/app.out"), "boot\n");
+    assert!(!guest.path("/tmp/data.out").exists());
+    assert!(!marker.exists(), "a link was followed out of the root");
+    for (name, what) in [
+        ("dangling", "is missing"),
+        ("directory", "is not a regular file"),
+        ("not-exec", "is not executable"),
+        ("out-abs", "is missing"),
+        ("out-rel", "is missing"),
+    ] {
+        let warning = format!(
+            "a symlink whose target, resolved inside {}, {what}; skipped: point it at an \
+             executable file under the root script=\"{name}\"",
+            guest.root.display()
+        );
+        assert!(stderr.contains(&warning), "{warning}\n{stderr}");
+    }
+}

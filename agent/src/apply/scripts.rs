@@ -2,7 +2,9 @@
 //! scripts, and the per-boot / per-instance / per-once directories, run in name order (run-parts),
 //! output logged line by line, exit codes recorded.
 
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::OsString;
+use std::io::{BufRead, PipeReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
@@ -23,8 +25,15 @@ pub const SHELL: &str = "/bin/sh";
 /// Output logged per script; the rest is read and dropped.
 pub const MAX_LOGGED_OUTPUT: usize = 64 * 1024;
 /// How long to wait for a script's output to end after the script exits (a background child
-/// may keep the pipe open; then the run goes on without it).
+/// may keep the pipe open; then the run goes on, and an output relay reads it from then on).
 pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+/// Bytes read from a script's output at a time.
+const OUTPUT_CHUNK: usize = 4096;
+/// The hidden subcommand of the output relay: `metaboot __script-output NAME LOGGED`
+/// ([`relay_main`]).
+pub const RELAY_COMMAND: &str = "__script-output";
+/// The program run as the output relay: the running metaboot binary itself.
+pub const RELAY_PROGRAM: &str = "/proc/self/exe";
 /// How long a script may keep failing to start with "text file busy": a process forked while
 /// the script was still open for writing holds it until that process execs or exits.
 pub const BUSY_SCRIPT_WAIT: Duration = Duration::from_secs(2);
@@ -98,6 +107,11 @@ pub struct ScriptEnv {
     pub instance_id: String,
     /// `METABOOT_ROOT` and the working directory: the root the run applies to.
     pub root: PathBuf,
+    /// The program that takes over a script's output from a background process still writing
+    /// it when the script is over ([`RELAY_PROGRAM`], which knows [`RELAY_COMMAND`]); `None`
+    /// leaves that output unread (a background process then dies of `SIGPIPE` at its next
+    /// write once metaboot has exited).
+    pub relay: Option<PathBuf>,
 }
 
 /// Runs the script at `path` under the root and logs its output; never fails, the outcome is
@@ -129,6 +143,11 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
         Ok(w) => w,
         Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
     };
+    // Closing `stop_writer` tells the output thread to stop reading (see `read_output`).
+    let (stop_reader, stop_writer) = match std::io::pipe() {
+        Ok(pair) => pair,
+        Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
+    };
     process
         .env("INSTANCE_ID", &env.instance_id)
         .env("METABOOT_ROOT", &env.root)
@@ -154,18 +173,22 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
     let (done_tx, done_rx) = mpsc::channel();
     let script = name.to_owned();
     std::thread::spawn(move || {
-        log_output(BufReader::new(reader), &script, MAX_LOGGED_OUTPUT);
-        let _ = done_tx.send(());
+        let _ = done_tx.send(read_output(reader, &stop_reader, &script));
     });
     let status = match child.wait() {
         Ok(status) => status,
         Err(err) => return result(None, Some(format!("cannot wait: {err}"))),
     };
     if done_rx.recv_timeout(OUTPUT_GRACE).is_err() {
-        tracing::warn!(
-            script = name,
-            "a background process still holds the output; not waiting for it"
-        );
+        // A background process still holds the output. cloud-init points scripts' output at
+        // a `tee` process that outlives it; here the thread stops reading (before the next
+        // read, so no line is lost or read twice) and a relay process takes the pipe over,
+        // so that the background process keeps a reader once metaboot has exited instead of
+        // dying of SIGPIPE at its next write.
+        drop(stop_writer);
+        if let Ok((Some(pipe), logged)) = done_rx.recv() {
+            relay_output(pipe, name, logged, env);
+        }
     }
     match status.code() {
         Some(0) => result(Some(0), None),
@@ -197,41 +220,255 @@ fn lift_negative_nice() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Logs a script's output line by line up to `max` bytes and reads (drops) the rest; returns
-/// the bytes logged and whether output was dropped.
-pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, bool) {
-    let mut logged = 0usize;
-    let mut dropped = false;
-    for line in reader.split(b'\n').map_while(Result::ok) {
-        if logged < max {
-            logged += line.len() + 1;
-            tracing::info!(script, "| {}", String::from_utf8_lossy(&line));
-            if logged >= max {
+/// A script's output being logged: the bytes logged so far against the bound.
+struct OutputLog<'a> {
+    script: &'a str,
+    max: usize,
+    logged: usize,
+    dropped: bool,
+}
+
+impl OutputLog<'_> {
+    /// Logs one line (its newline taken off) while under the bound; drops it past it.
+    fn line(&mut self, line: &[u8]) {
+        let (script, max) = (self.script, self.max);
+        if self.logged < max {
+            self.logged += line.len() + 1;
+            tracing::info!(script, "| {}", String::from_utf8_lossy(line));
+            if self.logged >= max {
                 tracing::warn!(script, "output over {max} bytes; the rest is not logged");
             }
         } else {
-            dropped = true;
+            self.dropped = true;
         }
     }
-    (logged, dropped)
+
+    /// Logs every line of `reader` to its end.
+    fn lines(&mut self, reader: impl BufRead) {
+        for line in reader.split(b'\n').map_while(Result::ok) {
+            self.line(&line);
+        }
+    }
+}
+
+/// Logs a script's output line by line up to `max` bytes and reads (drops) the rest; returns
+/// the bytes logged and whether output was dropped.
+pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, bool) {
+    let mut out = OutputLog {
+        script,
+        max,
+        logged: 0,
+        dropped: false,
+    };
+    out.lines(reader);
+    (out.logged, out.dropped)
+}
+
+/// Reads and logs a script's output (as [`log_output`], bound [`MAX_LOGGED_OUTPUT`]) until
+/// its end, or until `stop` is readable (its write end closed). Each read waits in `poll` on
+/// both, and a stop comes before any more reading: what is left in the pipe stays there, for
+/// the relay. Returns the pipe when stopped before the end, and the bytes logged. A line cut
+/// by the stop is logged as it is; its rest is a line of the relay's.
+fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<PipeReader>, usize) {
+    let mut out = OutputLog {
+        script,
+        max: MAX_LOGGED_OUTPUT,
+        logged: 0,
+        dropped: false,
+    };
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; OUTPUT_CHUNK];
+    let stopped = loop {
+        let mut fds = [stop.as_raw_fd(), pipe.as_raw_fd()].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: `fds` is an array of two pollfd that lives across the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break false;
+        }
+        if fds[0].revents != 0 {
+            break true;
+        }
+        match (&pipe).read(&mut chunk) {
+            Ok(0) => break false,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break false,
+        }
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+            out.line(&pending[start..start + end]);
+            start += end + 1;
+        }
+        pending.drain(..start);
+    };
+    if !pending.is_empty() {
+        out.line(&pending);
+    }
+    (stopped.then_some(pipe), out.logged)
+}
+
+/// Hands a script's output pipe, which a background process still holds, to an output relay
+/// ([`relay_main`]): the metaboot binary again, its standard input the pipe, its standard
+/// output the log file, its standard error this process's (the journal under systemd). It
+/// forks and its parent exits at once, so metaboot waits for nothing and the relay outlives it.
+fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
+    let Some(program) = &env.relay else {
+        tracing::warn!(
+            script = name,
+            "a background process still holds the output; it is no longer read"
+        );
+        return;
+    };
+    let log = crate::log::file_copy().map_or_else(Stdio::null, Stdio::from);
+    let mut relay = Process::new(program);
+    relay
+        .arg(RELAY_COMMAND)
+        .arg(name)
+        .arg(logged.to_string())
+        .current_dir("/")
+        .stdin(pipe)
+        .stdout(log);
+    // SAFETY: as for the scripts (`run_script`): two system calls, no allocation, no lock.
+    // The relay serves the user's background processes: it does not keep metaboot's priority.
+    unsafe {
+        relay.pre_exec(lift_negative_nice);
+    }
+    match relay.status() {
+        Ok(status) if status.success() => tracing::info!(
+            script = name,
+            "a background process still holds the output; an output relay process logs it from now on"
+        ),
+        outcome => tracing::warn!(
+            script = name,
+            "cannot start the output relay for a background process ({}); it gets SIGPIPE at its next write once metaboot has exited",
+            outcome.map_or_else(|err| err.to_string(), |status| status.to_string())
+        ),
+    }
+}
+
+/// `metaboot __script-output NAME LOGGED` ([`RELAY_COMMAND`]): logs standard input as
+/// [`log_output`] logs script NAME's output (LOGGED bytes of it logged already) until its last
+/// writer closes it, to standard error and standard output (the log file). Forks first and the
+/// parent exits, so the process that started it does not wait; the child leaves metaboot's
+/// session (no terminal hangup reaches it; SIGHUP is ignored too), and `SIGPIPE` stays ignored
+/// (`start::prepare`): a console gone away fails writes, and reading goes on. Returns the
+/// exit code.
+pub fn relay_main(args: &[OsString]) -> u8 {
+    let name = args.get(2).and_then(|a| a.to_str());
+    let logged = args.get(3).and_then(|a| a.to_str()?.parse::<usize>().ok());
+    let (Some(name), Some(logged)) = (name, logged) else {
+        eprintln!("error: usage: metaboot {RELAY_COMMAND} NAME LOGGED (metaboot runs it itself)");
+        return crate::cli::EXIT_USAGE;
+    };
+    // SAFETY: the process has one thread here; the child goes on with only safe code.
+    match unsafe { libc::fork() } {
+        -1 => {
+            eprintln!("error: cannot fork: {}", std::io::Error::last_os_error());
+            return 1;
+        }
+        0 => {}
+        _ => return 0,
+    }
+    // SAFETY: setsid and signal take integers; the child is not a group leader, so setsid
+    // succeeds.
+    unsafe {
+        libc::setsid();
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    // SAFETY: descriptor 1 is open (`start::prepare` opens /dev/null on a closed one) and
+    // nothing else owns it in this process.
+    let log = unsafe { std::fs::File::from_raw_fd(1) };
+    crate::log::install(Some(log), false);
+    let mut out = OutputLog {
+        script: name,
+        max: MAX_LOGGED_OUTPUT,
+        logged,
+        dropped: false,
+    };
+    // SAFETY: descriptor 0, the pipe, is open and nothing else in this process reads it.
+    let pipe = unsafe { std::fs::File::from_raw_fd(0) };
+    out.lines(std::io::BufReader::new(pipe));
+    0
 }
 
 /// Runs every executable regular file of `dir` under the root in name order (a missing dir
-/// runs nothing; symlinks are not run).
+/// runs nothing), and every symlink there whose target, resolved inside the root, is one: an
+/// image's `per-boot/app -> /opt/app/boot.sh` runs, as cloud-init's `runparts` (`isfile` and
+/// `access(X_OK)`, which follow links) runs it. A link is never followed out of the root, and
+/// one that leads nowhere runnable is skipped with a warning naming it.
 pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
     let mut results = Vec::new();
+    // What the run wrote is in place before a link is resolved to the file the script is.
+    root.publish();
     for (name, stat) in root.entries_or_none(dir) {
         let name = name.to_string_lossy().into_owned();
-        if name.starts_with('.') || kind(&stat) != SFlag::S_IFREG {
+        if name.starts_with('.') {
             continue;
         }
-        if stat.st_mode & 0o111 != 0 {
-            results.push(run_script(root, &dir.join(&name), &name, env));
-        } else {
-            tracing::warn!(script = name, "not executable; skipped");
-        }
+        let path = dir.join(&name);
+        let script = match kind(&stat) {
+            SFlag::S_IFREG if stat.st_mode & 0o111 != 0 => path,
+            SFlag::S_IFREG => {
+                tracing::warn!(script = name, "not executable; skipped");
+                continue;
+            }
+            SFlag::S_IFLNK => match link_target(root, &path) {
+                Ok(target) => target,
+                Err(why) => {
+                    tracing::warn!(
+                        script = name,
+                        "a symlink whose target, resolved inside {}, {why}; skipped: point it at an executable file under the root",
+                        root.path().display()
+                    );
+                    continue;
+                }
+            },
+            _ => continue,
+        };
+        results.push(run_script(root, &script, &name, env));
     }
     results
+}
+
+/// The path under the root of the executable regular file the symlink `link` leads to,
+/// resolved inside the root (the root's own symlinks only, `..` never above it); or what it
+/// leads to instead. On the host root that is the link itself, which the kernel resolves
+/// the same way, so that the script's `$0` is the link, as under cloud-init; under another
+/// root, the file found: exec(2) would resolve the link on the host.
+fn link_target(root: &Root, link: &Path) -> Result<PathBuf, String> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
+    let file = root
+        .open_file(link, flags, 0, true, false)
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => "is missing".to_owned(),
+            _ => format!("cannot be opened ({err})"),
+        })?;
+    let stat = nix::sys::stat::fstat(&file).map_err(|err| format!("cannot be read ({err})"))?;
+    if kind(&stat) != SFlag::S_IFREG {
+        return Err("is not a regular file".to_owned());
+    }
+    if stat.st_mode & 0o111 == 0 {
+        return Err("is not executable".to_owned());
+    }
+    if root.is_host() {
+        return Ok(link.to_owned());
+    }
+    // The file's own path, as the kernel names the descriptor.
+    let found = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let base = std::fs::canonicalize(root.path());
+    match (found, base) {
+        (Ok(found), Ok(base)) => match found.strip_prefix(&base) {
+            Ok(inside) => Ok(Path::new("/").join(inside)),
+            Err(_) => Err(format!("was found at {}, not under it", found.display())),
+        },
+        (Err(err), _) | (_, Err(err)) => Err(format!("cannot be located ({err})")),
+    }
 }
 
 /// A one-line summary and whether every script succeeded.
@@ -265,6 +502,7 @@ mod tests {
         ScriptEnv {
             instance_id: "i-123".into(),
             root: dir.to_owned(),
+            relay: None,
         }
     }
 
@@ -334,7 +572,8 @@ mod tests {
             [
                 ("10-ok", Some(0)),
                 ("20-fail", Some(3)),
-                ("30-bash", Some(0))
+                ("30-bash", Some(0)),
+                ("50-link", Some(0))
             ]
         );
         assert_eq!(
@@ -350,7 +589,7 @@ mod tests {
         assert!(!ok);
         assert_eq!(
             summary,
-            "1 of 3 script(s) failed: 20-fail exited with status 3"
+            "1 of 4 script(s) failed: 20-fail exited with status 3"
         );
     }
 
@@ -413,6 +652,31 @@ mod tests {
         let result = run_script(&root, path, "bg", &env(dir.path()));
         assert_eq!(result.exit_code, Some(0));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_stop_leaves_the_unread_output_in_the_pipe_for_the_relay() {
+        use std::io::Write;
+        // Stopped: nothing more is read, even with output waiting.
+        let (pipe, mut writer) = std::io::pipe().unwrap();
+        let (stop, stop_writer) = std::io::pipe().unwrap();
+        writer.write_all(b"one\ntwo\n").unwrap();
+        drop(stop_writer);
+        let (left, logged) = read_output(pipe, &stop, "t");
+        assert_eq!(logged, 0);
+        let mut rest = [0u8; 8];
+        left.expect("the pipe, handed back")
+            .read_exact(&mut rest)
+            .unwrap();
+        assert_eq!(&rest, b"one\ntwo\n");
+        // Not stopped: read to the end, the last line without its newline too.
+        let (pipe, mut writer) = std::io::pipe().unwrap();
+        let (stop, _stop_writer) = std::io::pipe().unwrap();
+        writer.write_all(b"one\ntw").unwrap();
+        drop(writer);
+        let (left, logged) = read_output(pipe, &stop, "t");
+        assert!(left.is_none());
+        assert_eq!(logged, 7);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The apply steps of a run, in cloud-init's module order, each with its frequency.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::accounts;
@@ -349,6 +349,7 @@ fn script_env(i: &Instance<'_>) -> scripts::ScriptEnv {
     scripts::ScriptEnv {
         instance_id: i.id.clone(),
         root: i.root.path().to_owned(),
+        relay: Some(PathBuf::from(scripts::RELAY_PROGRAM)),
     }
 }
 
