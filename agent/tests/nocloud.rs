@@ -281,3 +281,41 @@ fn a_seed_with_a_launch_index_applies_only_the_parts_for_it() {
     assert!(guest.path("/etc/for-all").is_file());
     assert!(!guest.path("/etc/for-zero").exists());
 }
+
+/// A seed whose meta-data is no YAML mapping (`local-hostname: a: b`, or a tab-indented line,
+/// which YAML forbids): as cloud-init's NoCloud (`load_yaml` warns and gives `None`), the run
+/// goes on with the defaults, instance-id `nocloud`, the user data is applied, and the status
+/// says which meta-data could not be read and why.
+#[test]
+fn meta_data_that_does_not_parse_is_a_warning_and_the_user_data_still_applies() {
+    for meta_data in [
+        "local-hostname: a: b\n",
+        "instance-id: i-1\n\tlocal-hostname: h\n",
+    ] {
+        let guest = Guest::new();
+        let seed = guest.path("/var/lib/cloud/seed/nocloud");
+        std::fs::create_dir_all(&seed).unwrap();
+        std::fs::write(seed.join("meta-data"), meta_data).unwrap();
+        std::fs::write(
+            seed.join("user-data"),
+            "#cloud-config\nwrite_files:\n  - path: /etc/seeded\n    content: applied\n",
+        )
+        .unwrap();
+
+        let (code, stderr) = guest.run();
+        assert_eq!(code, 0, "{meta_data:?}: {stderr}");
+        let status = guest.status();
+        assert_eq!(status["source"], "nocloud");
+        assert_eq!(status["instance_id"], "nocloud", "{meta_data:?}");
+        assert_eq!(guest.step("meta-data").0, "ok");
+        assert_eq!(guest.read("/etc/seeded"), "applied", "{meta_data:?}");
+        let warnings = status["warnings"].to_string();
+        assert!(
+            warnings.contains(&format!(
+                "NoCloud: cannot read the meta-data in {}: Invalid YAML",
+                "/var/lib/cloud/seed/nocloud"
+            )) && warnings.contains("the defaults apply (instance-id `nocloud`)"),
+            "{meta_data:?}: {warnings}"
+        );
+    }
+}

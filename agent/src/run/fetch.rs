@@ -120,6 +120,7 @@ fn meta_data(
         meta = Some((parsed, new, launch_index(&raw)));
         Done::ok_with(message)
     });
+    report.warnings.extend(source.take_warnings());
     meta
 }
 

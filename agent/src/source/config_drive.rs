@@ -1,19 +1,23 @@
 //! The OpenStack config drive: a block device labelled `config-2` (iso9660 or vfat), mounted
-//! read-only and read in nova's `openstack/latest/…` layout (see [`super::drive`]).
+//! read-only and read in nova's `openstack/<version>/…` layout (see [`super::drive`]). The
+//! version is picked from the drive's `openstack/` directory as the metadata service's is from
+//! its listing ([`pick_version`]: the newest dated one metaboot knows, else `latest`), as
+//! cloud-init's `ConfigDriveReader` picks it: a drive made with only `openstack/2015-10-15/` is
+//! read there.
 
 use std::path::{Path, PathBuf};
 
 use super::contract::{Probe, Source, SourceError};
 use super::drive::{self, DriveError, FsType, Mounted};
-use super::openstack::OpenStackLayout;
+use super::openstack::{OpenStackLayout, pick_version};
 use crate::root::Root;
 
 /// Its name in `datasources:`.
 pub const NAME: &str = "config-drive";
 /// The label nova gives a config drive (vfat may store it upper-case).
 pub const CONFIG_DRIVE_LABEL: &str = "config-2";
-/// Where the documents are, inside the drive.
-pub const LATEST: &str = "openstack/latest";
+/// The directory of nova's versions (`latest`, `2012-08-10`, …), inside the drive.
+pub const OPENSTACK: &str = "openstack";
 
 /// Config drive failures.
 #[derive(Debug, thiserror::Error)]
@@ -38,11 +42,9 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
         let tried = Mounted::mount(probe.root, &device, fs, NAME)
             .map_err(ConfigDriveError::from)
             .and_then(|mounted| {
-                ConfigDrive {
-                    dir: mounted.dir().to_owned(),
-                    _mounted: Some(mounted),
-                }
-                .checked()
+                let mut drive = ConfigDrive::from_dir(mounted.dir());
+                drive._mounted = Some(mounted);
+                drive.checked()
             });
         match tried {
             Ok(drive) => return Ok(Some(Box::new(drive))),
@@ -62,27 +64,42 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
 #[derive(Debug)]
 pub struct ConfigDrive {
     dir: PathBuf,
+    /// Where the documents are inside the drive: `openstack/<version>`.
+    documents: PathBuf,
     /// Unmounts the device when the drive is dropped.
     _mounted: Option<Mounted>,
 }
 
 impl ConfigDrive {
-    /// A drive already available as a directory (`openstack/latest/…` inside).
+    /// A drive already available as a directory (`openstack/<version>/…` inside), read at the
+    /// version its `openstack/` directory offers (see the module's documentation).
     pub fn from_dir(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        let offered: Vec<String> = Root::open(&dir)
+            .map(|drive| drive.entries_or_none(OPENSTACK))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        let version = pick_version(offered.iter().map(String::as_str));
+        tracing::info!(drive = %dir.display(), version, offered = ?offered, "config drive version chosen");
         ConfigDrive {
-            dir: dir.into(),
+            documents: Path::new(OPENSTACK).join(version),
+            dir,
             _mounted: None,
         }
     }
 
-    /// The drive, when it holds `openstack/latest/meta_data.json`: one without it cannot be
+    /// The drive, when it holds `meta_data.json` at its version: one without it cannot be
     /// used (as cloud-init's ConfigDrive, whose one required file it is), so the chooser warns
     /// and tries the next datasource. A mounted one is released.
     pub fn checked(self) -> Result<Self, ConfigDriveError> {
-        let meta_data = Path::new(LATEST).join("meta_data.json");
+        let meta_data = self.documents.join("meta_data.json");
         match Root::open(&self.dir) {
             Ok(drive) if drive.exists(&meta_data) => Ok(self),
-            _ => Err(ConfigDriveError::MissingMetaData(self.dir.join(LATEST))),
+            _ => Err(ConfigDriveError::MissingMetaData(
+                self.dir.join(&self.documents),
+            )),
         }
     }
 }
@@ -91,12 +108,12 @@ impl OpenStackLayout for ConfigDrive {
     const NAME: &'static str = NAME;
 
     fn document(&mut self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, SourceError> {
-        let inside = Path::new(LATEST).join(name);
+        let inside = self.documents.join(name);
         Ok(drive::read(&self.dir, &inside, limit).map_err(ConfigDriveError::from)?)
     }
 
     fn missing_meta_data(&self) -> SourceError {
-        ConfigDriveError::MissingMetaData(self.dir.join(LATEST)).into()
+        ConfigDriveError::MissingMetaData(self.dir.join(&self.documents)).into()
     }
 }
 

@@ -60,6 +60,13 @@ pub trait Source {
         Ok(None)
     }
 
+    /// What the source did without while reading its documents (a NoCloud meta-data that
+    /// does not parse: its defaults apply, as in cloud-init), one report line each; taken, so
+    /// a second call has none.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The metadata service's base URL the documents were read from (e.g.
     /// `http://169.254.169.254`), for a source that reads them from the service.
     fn service_url(&self) -> Option<String> {

@@ -14,7 +14,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use crate::log::chain;
 use crate::retry::{Retry, RetryError, Transient};
 use crate::source::url::shown;
-use crate::userdata::include::{Fetch, MAX_INCLUDE_FETCH_TIME};
+use crate::userdata::include::{Fetch, MAX_INCLUDE_FETCH_TIME, MAX_INCLUDE_REDIRECTS};
 
 /// Largest `meta_data.json`, `vendor_data*.json`, `network_data.json` or version list accepted.
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
@@ -94,6 +94,8 @@ pub enum FetchError {
     /// either: the service may be starting.
     #[error("GET {url}: an empty answer")]
     Empty { url: String },
+    #[error("GET {url}: more than {limit} redirects; point the URL at the document itself")]
+    TooManyRedirects { url: String, limit: u32 },
     #[error("GET {url}")]
     Transport {
         url: String,
@@ -131,7 +133,9 @@ impl Transient for FetchError {
                 )
             }
             FetchError::Empty { .. } => true,
-            FetchError::Url(_) | FetchError::TooLarge { .. } => false,
+            FetchError::Url(_)
+            | FetchError::TooLarge { .. }
+            | FetchError::TooManyRedirects { .. } => false,
         }
     }
 }
@@ -178,27 +182,42 @@ impl HttpClient {
     /// timeout, whatever is left of the run's deadline. `Ok(Some(body))` on 200, `Ok(None)` on
     /// 404.
     pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
-        self.get_retried(url, limit, self.retry.attempts_only(DOCUMENT_ATTEMPTS))
+        self.get_retried(url, limit, self.retry.attempts_only(DOCUMENT_ATTEMPTS), 0)
     }
 
-    /// [`HttpClient::get`] within `retry`'s bounds.
+    /// [`HttpClient::get`] within `retry`'s bounds, following up to `redirects` redirects.
     fn get_retried(
         &self,
         url: &str,
         limit: u64,
         retry: Retry,
+        redirects: u32,
     ) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
         retry.run(&shown(url), |remaining| {
-            self.get_once(url, limit, remaining)
+            self.get_following(url, limit, remaining, redirects)
         })
     }
 
-    /// One GET, bounded by the request timeout and by `remaining`.
+    /// One GET, bounded by the request timeout and by `remaining`. A redirect is not followed
+    /// (the metadata service answers where it is asked): it is an HTTP error.
     pub fn get_once(
         &self,
         url: &str,
         limit: u64,
         remaining: Duration,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        self.get_following(url, limit, remaining, 0)
+    }
+
+    /// [`HttpClient::get_once`] following up to `redirects` redirects, all within the one
+    /// request's timeout; a `Location` that is no IP literal fails as any such URL does (the
+    /// resolver takes IP literals only).
+    fn get_following(
+        &self,
+        url: &str,
+        limit: u64,
+        remaining: Duration,
+        redirects: u32,
     ) -> Result<Option<Vec<u8>>, FetchError> {
         check_url(url)?;
         let transport = |source| FetchError::Transport {
@@ -211,9 +230,17 @@ impl HttpClient {
             .get(url)
             .config()
             .timeout_global(Some(self.request_timeout.min(remaining)))
+            .max_redirects(redirects)
+            .max_redirects_will_error(true)
             .build()
             .call()
-            .map_err(transport)?;
+            .map_err(|source| match source {
+                ureq::Error::TooManyRedirects => FetchError::TooManyRedirects {
+                    url: shown(url),
+                    limit: redirects,
+                },
+                source => transport(source),
+            })?;
         let status = response.status().as_u16();
         match status {
             200 => {}
@@ -296,9 +323,11 @@ impl HttpClient {
 impl Fetch for HttpClient {
     /// An include's GET, retried for [`MAX_INCLUDE_FETCH_TIME`] of its own, whatever is left
     /// of the run's deadline (user data read from a service found late still has its includes
-    /// read): one URL that never answers leaves the others their time.
+    /// read): one URL that never answers leaves the others their time. Redirects are followed,
+    /// up to [`MAX_INCLUDE_REDIRECTS`], as cloud-init follows them.
     fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
-        self.get_retried(url, limit, self.retry.afresh(MAX_INCLUDE_FETCH_TIME))
+        let retry = self.retry.afresh(MAX_INCLUDE_FETCH_TIME);
+        self.get_retried(url, limit, retry, MAX_INCLUDE_REDIRECTS)
             .map_err(|err| chain(&err))
     }
 }
@@ -394,6 +423,56 @@ pub(crate) mod tests {
         assert_eq!(
             c.get_once(&url, big, left).unwrap().unwrap().len() as u64,
             big
+        );
+    }
+
+    /// An `#include` URL that redirects (a 302 to another server, a 301 to a path) is read
+    /// where it leads, as cloud-init reads it; a metadata document's redirect is not followed.
+    #[test]
+    fn an_include_follows_redirects_and_a_document_does_not() {
+        let body = b"#cloud-config\nhostname: included\n";
+        let target = serve("127.0.0.1:0", vec![response("200 OK", "", body)]).unwrap();
+        let first = serve(
+            "127.0.0.1:0",
+            vec![
+                response(
+                    "302 Found",
+                    &format!("Location: http://{target}/doc\r\n"),
+                    b"",
+                ),
+                response("301 Moved Permanently", "Location: /moved\r\n", b""),
+                response("200 OK", "", body),
+                response("301 Moved Permanently", "Location: /moved\r\n", b""),
+            ],
+        )
+        .unwrap();
+        let c = client();
+        let include = |path: &str| Fetch::fetch(&c, &format!("http://{first}{path}"), 100);
+        assert_eq!(include("/a").unwrap().as_deref(), Some(&body[..]));
+        assert_eq!(include("/b").unwrap().as_deref(), Some(&body[..]));
+        let err = c
+            .get_once(&format!("http://{first}/x"), 100, Duration::from_secs(5))
+            .unwrap_err();
+        assert!(
+            matches!(err, FetchError::Status { status: 301, .. }),
+            "{err:?}"
+        );
+    }
+
+    /// An include that redirects more than [`MAX_INCLUDE_REDIRECTS`] times (a loop) is an
+    /// error that says so, at once (not retried).
+    #[test]
+    fn an_include_redirected_past_the_bound_is_refused() {
+        let hops = MAX_INCLUDE_REDIRECTS as usize + 1;
+        let looping = response("302 Found", "Location: /again\r\n", b"");
+        let addr = serve("127.0.0.1:0", vec![looping; hops]).unwrap();
+        let err = Fetch::fetch(&client(), &format!("http://{addr}/loop"), 100).unwrap_err();
+        assert!(
+            err.ends_with(&format!(
+                "GET http://{addr}/loop: more than {MAX_INCLUDE_REDIRECTS} redirects; point the \
+                 URL at the document itself"
+            )),
+            "{err}"
         );
     }
 

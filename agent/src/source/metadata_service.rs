@@ -16,7 +16,7 @@ use metaboot_proto::OpenStackVersion;
 use super::contract::{Probe, Source, SourceError};
 use super::fallback_nic::fallback_nic;
 use super::http::{FetchError, HttpClient, MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
-use super::openstack::OpenStackLayout;
+use super::openstack::{OpenStackLayout, pick_version};
 use super::prefetch::Prefetch;
 use super::url::{needs_zone, with_zone};
 use crate::retry::{RetryError, Transient};
@@ -244,18 +244,6 @@ pub struct MetadataService {
     knows_instance: bool,
 }
 
-/// The newest dated version in a `/openstack` listing that metaboot knows, else `latest`.
-pub fn pick_version(listing: &str) -> String {
-    let offered: Vec<&str> = listing.lines().map(str::trim).collect();
-    OpenStackVersion::ALL
-        .iter()
-        .rev()
-        .map(|v| v.date())
-        .find(|date| offered.contains(date))
-        .unwrap_or("latest")
-        .to_owned()
-}
-
 impl MetadataService {
     /// The service at the first of `urls` that answers (e.g. `http://169.254.169.254`, no
     /// trailing slash).
@@ -289,7 +277,7 @@ impl MetadataService {
                 OpenStackVersion::LATEST.date().to_owned()
             }
             // An older service: the pick from its listing, as cloud-init makes it.
-            Some((_, listing)) => pick_version(&String::from_utf8_lossy(&listing)),
+            Some((_, listing)) => pick_version(String::from_utf8_lossy(&listing).lines()),
             // One that does not know this instance.
             None => "latest".to_owned(),
         };
@@ -338,21 +326,6 @@ impl OpenStackLayout for MetadataService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn picks_the_newest_known_version() {
-        assert_eq!(
-            pick_version("2012-08-10\n2018-08-27\n2013-04-04\nlatest"),
-            "2018-08-27"
-        );
-        assert_eq!(
-            pick_version(&OpenStackVersion::listing("2099-01-01")),
-            OpenStackVersion::LATEST.date()
-        );
-        assert_eq!(pick_version("2099-12-31\nlatest"), "latest");
-        assert_eq!(pick_version(""), "latest");
-        assert_eq!(pick_version("2016-06-30 \r\nlatest"), "2016-06-30");
-    }
 
     /// A URL that answers 404 everywhere (an IPv6 address the service cannot map) does not
     /// win while another failed in a way that may pass (IPv4 not up yet, a 503): the round is

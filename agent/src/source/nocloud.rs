@@ -4,7 +4,9 @@
 //! `cloud-localds` and libvirt make), or in a seed directory (`/var/lib/cloud/seed/nocloud`,
 //! then `…/nocloud-net`). A seed without `meta-data` or `user-data` is no seed. When a directory
 //! and a device both hold one, the device's documents replace the directory's, except that
-//! meta-data keys the directory already set stay (cloud-init's `_merge_new_seed`).
+//! meta-data keys the directory already set stay (cloud-init's `_merge_new_seed`). A meta-data
+//! that is not a YAML mapping is a warning and adds no keys (cloud-init's `load_yaml` gives
+//! `None`): the defaults apply (instance-id `nocloud`) and the user data is still applied.
 //!
 //! Not read (as with cloud-init's network stage, they need more than a local seed): `seedfrom`
 //! URLs, `ds=nocloud;…` on the kernel command line or in the DMI serial number, `dsmode`, and
@@ -45,7 +47,7 @@ pub enum NoCloudError {
         #[source]
         source: DriveError,
     },
-    #[error("NoCloud: meta-data in {seed}")]
+    #[error("NoCloud: cannot read the meta-data in {seed}")]
     MetaData {
         seed: String,
         #[source]
@@ -154,6 +156,8 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
 pub struct NoCloud {
     /// The seeds found, in cloud-init's order (directory first), later documents winning.
     seeds: Vec<Seed>,
+    /// Meta-data that could not be read, for [`Source::take_warnings`].
+    warnings: Vec<String>,
 }
 
 impl NoCloud {
@@ -165,23 +169,42 @@ impl NoCloud {
     }
 
     fn from_seeds(seeds: Vec<Seed>) -> Option<Self> {
-        (!seeds.is_empty()).then_some(NoCloud { seeds })
+        (!seeds.is_empty()).then_some(NoCloud {
+            seeds,
+            warnings: Vec::new(),
+        })
     }
 
-    /// The merged meta-data: earlier seeds' keys win, as in cloud-init's `mergemanydict`.
-    fn merged_meta_data(&self) -> Result<Map<String, Value>, NoCloudError> {
+    /// The merged meta-data: earlier seeds' keys win, as in cloud-init's `mergemanydict`. A
+    /// seed's meta-data that is not a YAML mapping adds nothing and leaves a warning, as
+    /// cloud-init's `_merge_new_seed` (its `load_yaml` warns and gives `None`) and the
+    /// defaults fill in.
+    fn merged_meta_data(&mut self) -> Map<String, Value> {
         let mut merged = Map::new();
         for seed in &self.seeds {
             let text = String::from_utf8_lossy(&seed.meta_data);
-            let map = yaml::parse_map(&text).map_err(|source| NoCloudError::MetaData {
-                seed: seed.origin.clone(),
-                source,
-            })?;
-            for (key, value) in map {
-                merged.entry(key).or_insert(value);
+            match yaml::parse_map(&text) {
+                Ok(map) => {
+                    for (key, value) in map {
+                        merged.entry(key).or_insert(value);
+                    }
+                }
+                Err(source) => {
+                    let err = NoCloudError::MetaData {
+                        seed: seed.origin.clone(),
+                        source,
+                    };
+                    let warning = format!(
+                        "{}; none of its keys are used, the defaults apply (instance-id \
+                         `{DEFAULT_INSTANCE_ID}`): make it a YAML mapping (`instance-id: …`)",
+                        crate::log::chain(&err)
+                    );
+                    tracing::warn!("{warning}");
+                    self.warnings.push(warning);
+                }
             }
         }
-        Ok(merged)
+        merged
     }
 
     /// The document of the last seed that has it; an empty one is no document.
@@ -251,7 +274,7 @@ impl Source for NoCloud {
     /// `local-hostname` the hostname and name, `public-keys` the key pairs (named by position),
     /// `launch-index` (when it is a number) the launch index.
     fn meta_data(&mut self) -> Result<Vec<u8>, SourceError> {
-        let meta = self.merged_meta_data()?;
+        let meta = self.merged_meta_data();
         let id = text(&meta, "instance-id")?.unwrap_or_else(|| DEFAULT_INSTANCE_ID.to_owned());
         let hostname = text(&meta, "local-hostname")?.unwrap_or_default();
         let keys: Map<String, Value> = public_keys(meta.get("public-keys"))?
@@ -283,6 +306,10 @@ impl Source for NoCloud {
         Ok(self
             .latest(|seed| seed.vendor_data.as_ref())
             .map(VendorData::Plain))
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn network_data(&mut self) -> Result<Option<NetworkData>, SourceError> {

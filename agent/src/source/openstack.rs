@@ -1,7 +1,10 @@
 //! nova's documents by name (`meta_data.json`, `user_data`, `vendor_data.json`,
 //! `vendor_data2.json`, `network_data.json`), for the sources that keep them as nova lays them
 //! out: the config drive and the metadata service. Such a source only says how to get one
-//! document by name; its [`Source`] getters follow from that.
+//! document by name; its [`Source`] getters follow from that. Both pick the version they read
+//! with [`pick_version`].
+
+use metaboot_proto::OpenStackVersion;
 
 use super::contract::{NetworkData, Source, SourceError, VendorData};
 use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
@@ -57,5 +60,40 @@ impl<T: OpenStackLayout> Source for T {
 
     fn service_url(&self) -> Option<String> {
         OpenStackLayout::service_url(self)
+    }
+}
+
+/// The version to read among those `offered` (the metadata service's `/openstack` listing, one
+/// a line; the names in a config drive's `openstack/` directory): the newest dated one metaboot
+/// knows, else `latest`, as cloud-init's `_find_working_version` picks it.
+pub fn pick_version<'a>(offered: impl IntoIterator<Item = &'a str>) -> String {
+    let offered: Vec<&str> = offered.into_iter().map(str::trim).collect();
+    OpenStackVersion::ALL
+        .iter()
+        .rev()
+        .map(|v| v.date())
+        .find(|date| offered.contains(date))
+        .unwrap_or("latest")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_newest_known_version() {
+        let listed = |listing: &str| pick_version(listing.lines());
+        assert_eq!(
+            listed("2012-08-10\n2018-08-27\n2013-04-04\nlatest"),
+            "2018-08-27"
+        );
+        assert_eq!(
+            listed(&OpenStackVersion::listing("2099-01-01")),
+            OpenStackVersion::LATEST.date()
+        );
+        assert_eq!(listed("2099-12-31\nlatest"), "latest");
+        assert_eq!(listed(""), "latest");
+        assert_eq!(listed("2016-06-30 \r\nlatest"), "2016-06-30");
     }
 }

@@ -12,6 +12,10 @@ pub const MAX_INCLUDE_BYTES: u64 = 1024 * 1024;
 /// of 5 s).
 pub const MAX_INCLUDE_FETCH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Most redirects an include URL's GET follows (as cloud-init's `read_file_or_url`, through
+/// requests and its limit of 30); the metadata service's documents follow none.
+pub const MAX_INCLUDE_REDIRECTS: u32 = 30;
+
 /// Something that can GET a URL: the guest agent's HTTP client, or a test double.
 pub trait Fetch {
     /// The body at `url`; `Ok(None)` when absent (404). The error is one line for the report.

@@ -8,6 +8,83 @@ use crate::source::drive::tests::{add_device, iso_image, vfat_image};
 use crate::source::http::MAX_METADATA_BYTES;
 use crate::testutil::require_tool;
 
+/// Where nova's newest documents are, inside a drive.
+const LATEST: &str = "openstack/latest";
+
+/// A drive in `dir` whose `openstack/<version>/meta_data.json` names its version, for each of
+/// `versions`.
+fn versions_tree(dir: &Path, versions: &[&str]) {
+    for version in versions {
+        let at = dir.join(OPENSTACK).join(version);
+        fs::create_dir_all(&at).unwrap();
+        fs::write(
+            at.join("meta_data.json"),
+            format!(r#"{{"uuid": "at-{version}"}}"#),
+        )
+        .unwrap();
+        fs::write(at.join("user_data"), format!("#!/bin/sh\necho {version}\n")).unwrap();
+    }
+}
+
+/// The uuid of the meta-data `detect` would read from the drive in `dir`, and its user data.
+fn read_as_detected(dir: &Path) -> (String, String) {
+    let mut drive = ConfigDrive::from_dir(dir).checked().unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&drive.meta_data().unwrap()).unwrap();
+    let user = String::from_utf8(drive.user_data().unwrap().unwrap()).unwrap();
+    (meta["uuid"].as_str().unwrap().to_owned(), user)
+}
+
+/// A drive made by a tool that writes only a dated version (`openstack/2015-10-15/`, no
+/// `latest`) is read there, as cloud-init's `ConfigDriveReader` reads it.
+#[test]
+fn a_drive_with_only_a_dated_version_is_read_there() {
+    let dir = tempfile::tempdir().unwrap();
+    versions_tree(dir.path(), &["2015-10-15"]);
+    assert_eq!(
+        read_as_detected(dir.path()),
+        (
+            "at-2015-10-15".to_owned(),
+            "#!/bin/sh\necho 2015-10-15\n".to_owned()
+        )
+    );
+}
+
+/// A drive with `latest` and dated versions (nova writes every version it knows) is read at the
+/// newest dated one known (cloud-init's `_find_working_version`: `2018-08-27` here, a date
+/// neither knows left aside); with no known date, at `latest`; a drive whose picked version
+/// lacks meta_data.json is refused, saying where it was looked for.
+#[test]
+fn a_drive_with_latest_and_dated_versions_is_read_where_cloud_init_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    versions_tree(
+        dir.path(),
+        &[
+            "2012-08-10",
+            "2015-10-15",
+            "2018-08-27",
+            "2099-01-01",
+            "latest",
+        ],
+    );
+    assert_eq!(read_as_detected(dir.path()).0, "at-2018-08-27");
+
+    let dir = tempfile::tempdir().unwrap();
+    versions_tree(dir.path(), &["2099-01-01", "latest"]);
+    assert_eq!(read_as_detected(dir.path()).0, "at-latest");
+
+    let dir = tempfile::tempdir().unwrap();
+    versions_tree(dir.path(), &["latest"]);
+    fs::create_dir_all(dir.path().join("openstack/2018-08-27")).unwrap();
+    let err = ConfigDrive::from_dir(dir.path()).checked().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Config drive: no meta_data.json in {}",
+            dir.path().join("openstack/2018-08-27").display()
+        )
+    );
+}
+
 fn tree(dir: &Path) {
     let latest = dir.join(LATEST);
     fs::create_dir_all(&latest).unwrap();

@@ -156,21 +156,52 @@ fn defaults_and_clear_errors_for_bad_meta_data() {
         let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
         crate::log::chain(source.meta_data().unwrap_err().as_ref())
     };
-    let shown = error("instance-id: [a\n");
-    let seed = dir.path().display();
-    assert!(
-        shown.starts_with(&format!("NoCloud: meta-data in {seed}: Invalid YAML")),
-        "{shown}"
-    );
-    assert_eq!(
-        error("- a list\n"),
-        format!("NoCloud: meta-data in {seed}: Expected a mapping at the top level, found a list")
-    );
     assert_eq!(
         error("instance-id: {a: 1}\n"),
         "NoCloud: `instance-id` in meta-data must be a string, found {\"a\":1}"
     );
     assert!(error("public-keys: 7\n").contains("`public-keys`"));
+}
+
+/// Meta-data that is no YAML mapping, as cloud-init's `load_yaml` takes it: a warning, no keys,
+/// the defaults; the seed's other documents are still used.
+#[test]
+fn meta_data_that_is_no_mapping_is_a_warning_and_the_defaults_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().display();
+    for (text, why) in [
+        ("instance-id: [a\n", "Invalid YAML"),
+        ("local-hostname: a: b\n", "Invalid YAML"),
+        ("instance-id: i-1\n\tlocal-hostname: h\n", "Invalid YAML"),
+        (
+            "- a list\n",
+            "Expected a mapping at the top level, found a list",
+        ),
+    ] {
+        write_seed(dir.path(), text, "#cloud-config\n");
+        let mut source = NoCloud::from_dir(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            meta(&mut source),
+            json!({"uuid": DEFAULT_INSTANCE_ID, "hostname": "", "name": ""}),
+            "{text:?}"
+        );
+        assert_eq!(
+            source.user_data().unwrap().as_deref(),
+            Some(&b"#cloud-config\n"[..])
+        );
+        let warnings = source.take_warnings();
+        assert_eq!(warnings.len(), 1, "{text:?}: {warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!(
+                "NoCloud: cannot read the meta-data in {seed}: {why}"
+            )) && warnings[0].ends_with(
+                "; none of its keys are used, the defaults apply (instance-id `nocloud`): \
+                 make it a YAML mapping (`instance-id: …`)"
+            ),
+            "{text:?}: {warnings:?}"
+        );
+        assert!(source.take_warnings().is_empty(), "taken");
+    }
 }
 
 #[test]
