@@ -56,7 +56,9 @@ fn every_fixture_parses_as_user_data_and_as_typed_config() {
 
 fn config_of(name: &str) -> CloudConfig {
     let text = corpus().into_iter().find(|(n, _)| n == name).unwrap().1;
-    let (config, errors) = CloudConfig::from_map(&yaml::parse_cloud_config(&text).unwrap());
+    let (config, errors) = CloudConfig::from_map(
+        &yaml::parse_cloud_config(&text, &mut yaml::Allowance::default()).unwrap(),
+    );
     assert!(errors.is_empty());
     config
 }

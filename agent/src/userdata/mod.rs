@@ -227,6 +227,8 @@ struct Decoder<'a> {
     names: BTreeSet<String>,
     /// Bytes the gzip parts decompressed to so far.
     inflated: usize,
+    /// What is left of the scalar bytes the YAML parts may expand to together.
+    yaml: yaml::Allowance,
     /// The instance's launch index: parts marked for another are left out.
     launch_index: Option<i64>,
     /// Errors and warnings past [`MAX_LISTED_MESSAGES`], counted only.
@@ -243,6 +245,7 @@ impl<'a> Decoder<'a> {
             urls: 0,
             names: RESERVED_NAMES.iter().map(|&name| name.to_owned()).collect(),
             inflated: 0,
+            yaml: yaml::Allowance::default(),
             launch_index: None,
             unlisted_errors: 0,
             unlisted_warnings: 0,
@@ -438,7 +441,7 @@ impl<'a> Decoder<'a> {
         }
         match kind {
             PartKind::CloudConfig => match std::str::from_utf8(&body) {
-                Ok(text) => match yaml::parse_cloud_config(text) {
+                Ok(text) => match yaml::parse_cloud_config(text, &mut self.yaml) {
                     Ok(map)
                         if launch_index.is_none()
                             && !self.for_this_instance(
@@ -517,15 +520,19 @@ impl<'a> Decoder<'a> {
         // A `!!binary` item that is not UTF-8 text (gzip bytes) fails the decoding parse; then
         // the archive is read with such content left as its base64 text, so the other items
         // still apply (said in a warning).
-        let parsed =
-            yaml::parse_archive(&text).or_else(|binary| -> Result<Value, yaml::YamlError> {
-                let lenient = yaml::parse_value(&text)?;
+        let parsed = yaml::parse_archive(&text, &mut self.yaml).or_else(
+            |binary| -> Result<Value, yaml::YamlError> {
+                if matches!(binary, yaml::YamlError::TooLarge { .. }) {
+                    return Err(binary);
+                }
+                let lenient = yaml::parse_value_within(&text, &mut self.yaml)?;
                 self.warning(format!(
                     "{name}: cloud-config-archive: {binary}; its `!!binary` content is left as \
                  base64 text (give text content, or a gzip part outside the archive)"
                 ));
                 Ok(lenient)
-            });
+            },
+        );
         match parsed {
             Ok(Value::Array(items)) => {
                 for item in items {

@@ -697,3 +697,46 @@ fn parts_marked_for_another_launch_index_are_left_out() {
         assert!(out.errors.is_empty() && out.warnings.is_empty(), "{out:?}");
     }
 }
+
+/// A cloud-config part of a few KiB whose aliases expand to `mib` MiB (and a bit) of scalars.
+fn alias_bomb(hostname: &str, mib: usize) -> String {
+    let kib = format!("\"{}\"", "x".repeat(1024));
+    let times = |alias: &str, n: usize| vec![alias; n].join(", ");
+    format!(
+        "#cloud-config\nhostname: {hostname}\nbomb:\n  a: &a {kib}\n  b: &b [{}]\n  \
+         c: &c [{}]\n  d: [{}]\n",
+        times("*a", 32),
+        times("*b", 32),
+        times("*c", mib)
+    )
+}
+
+#[test]
+fn yaml_parts_share_one_expansion_bound() {
+    // Each part is far under the parser's own bound (one part may expand to 64 MiB), but the
+    // parts together pass it: the first ones apply, the ones past it are errors of their own.
+    let part = 24;
+    assert!(3 * part * 1024 * 1024 > yaml::MAX_YAML_SCALAR_BYTES);
+    let bombs: Vec<String> = (1..=4)
+        .map(|n| alias_bomb(&format!("part{n}"), part))
+        .collect();
+    assert!(bombs[0].len() < 4096, "{}", bombs[0].len());
+    let parts: Vec<(&str, &str, Option<&str>)> = bombs
+        .iter()
+        .map(|bomb| ("text/cloud-config", bomb.as_str(), None))
+        .collect();
+    let out = decode_str(&mime(&parts));
+    let hostnames: Vec<&Value> = out.configs.iter().map(|c| &c["hostname"]).collect();
+    assert_eq!(hostnames, [&json!("part1"), &json!("part2")]);
+    assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
+    for (error, name) in out.errors.iter().zip(["part-003", "part-004"]) {
+        assert!(
+            error.starts_with(&format!(
+                "{name}: cloud-config: user data's YAML expands past {} bytes (aliases repeat",
+                yaml::MAX_YAML_SCALAR_BYTES
+            )),
+            "{error}"
+        );
+        assert!(!error.contains("budget breached"), "{error}");
+    }
+}

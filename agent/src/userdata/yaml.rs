@@ -2,7 +2,11 @@
 //! the last duplicate key wins, and a leading-zero number such as `0644` keeps its spelling (so
 //! `permissions` can read it as octal).
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
+use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::options::{DuplicateKeyPolicy, MergeKeyPolicy};
 
 /// A parsed cloud-config document: top-level key → value.
@@ -17,6 +21,63 @@ pub enum YamlError {
     /// Valid YAML whose top level is not a mapping.
     #[error("Expected a mapping at the top level, found {0}")]
     NotAMapping(&'static str),
+    /// YAML whose scalars, aliases repeated, come to more than what is left of its
+    /// [`Allowance`].
+    #[error(
+        "user data's YAML expands past {allowed} bytes (aliases repeat their anchor's text, and \
+         all the YAML of one user data together, each part's repeats counted, may come to at \
+         most {allowed} bytes; {left} were left for this part){at}: repeat less text through \
+         aliases, or write it out once"
+    )]
+    TooLarge {
+        /// The whole allowance ([`MAX_YAML_SCALAR_BYTES`]).
+        allowed: usize,
+        /// What was left of it for this parse.
+        left: usize,
+        /// Where the parse stopped (` at line L column C`), or nothing.
+        at: String,
+    },
+}
+
+/// Most bytes of scalar text the YAML of one user data (or one vendor data document) may
+/// expand to, all its parts together: an alias (`*a`) counts its anchor's text again each time
+/// it is used, as the parsed configuration holds a copy for each. 64 MiB, serde-saphyr's own
+/// bound for a single parse (`Budget::max_total_scalar_bytes`), so no document that parsed
+/// alone is refused; shared by the parts, a small part whose aliases expand to that much
+/// cannot be repeated in [`super::MAX_PARTS`] parts to keep gigabytes in the guest's memory.
+/// A real cloud-config is far below it: its text is at most what the sources deliver
+/// (`source::http::MAX_USER_DATA_BYTES`, 1 MiB) and what gzip and includes add
+/// (`gzip::MAX_DECOMPRESSED_BYTES`, 16 MiB together; `include::MAX_INCLUDE_URLS` ×
+/// `MAX_INCLUDE_BYTES`, 16 MiB).
+pub const MAX_YAML_SCALAR_BYTES: usize = 64 * 1024 * 1024;
+
+/// What is left of one document's [`MAX_YAML_SCALAR_BYTES`]: each parse may expand to what is
+/// left, and spends what it expanded to (also when it failed: the work was done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    allowed: usize,
+    left: usize,
+}
+
+impl Allowance {
+    /// A whole allowance of `allowed` bytes.
+    pub fn new(allowed: usize) -> Self {
+        Allowance {
+            allowed,
+            left: allowed,
+        }
+    }
+
+    /// The bytes left to spend.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+}
+
+impl Default for Allowance {
+    fn default() -> Self {
+        Allowance::new(MAX_YAML_SCALAR_BYTES)
+    }
 }
 
 fn options() -> serde_saphyr::Options {
@@ -31,13 +92,53 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// Parses any YAML document into a JSON value (budgets: serde-saphyr's defaults, depth 64).
-pub fn parse_value(text: &str) -> Result<Value, YamlError> {
-    parse_value_with(text, options())
+/// `options` with their scalar budget set to `max_scalar_bytes`.
+fn within(mut options: serde_saphyr::Options, max_scalar_bytes: usize) -> serde_saphyr::Options {
+    let mut budget = options.budget.take().unwrap_or_default();
+    budget.max_total_scalar_bytes = max_scalar_bytes;
+    options.budget = Some(budget);
+    options
 }
 
-fn parse_value_with(text: &str, options: serde_saphyr::Options) -> Result<Value, YamlError> {
-    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|err| {
+/// Parses any YAML document into a JSON value (budgets: serde-saphyr's defaults, depth 64, and
+/// a whole [`Allowance`]).
+pub fn parse_value(text: &str) -> Result<Value, YamlError> {
+    parse_value_within(text, &mut Allowance::default())
+}
+
+/// [`parse_value`], spending from `allowance`.
+pub fn parse_value_within(text: &str, allowance: &mut Allowance) -> Result<Value, YamlError> {
+    parse_value_with(text, options(), allowance)
+}
+
+fn parse_value_with(
+    text: &str,
+    options: serde_saphyr::Options,
+    allowance: &mut Allowance,
+) -> Result<Value, YamlError> {
+    // The library reports what the parse expanded to, also when it stopped at the bound.
+    let report = Rc::new(Cell::new((0, false)));
+    let seen = Rc::clone(&report);
+    let options = within(options, allowance.left).with_budget_report(move |report| {
+        let breached = matches!(report.breached, Some(BudgetBreach::ScalarBytes { .. }));
+        seen.set((report.total_scalar_bytes, breached));
+    });
+    let parsed = serde_saphyr::from_str_with_options::<Value>(text, options);
+    let (used, breached) = report.get();
+    let left = allowance.left;
+    allowance.left = left.saturating_sub(used);
+    parsed.map_err(|err| {
+        if breached {
+            let at = err
+                .location()
+                .map(|at| format!(" at line {} column {}", at.line(), at.column()))
+                .unwrap_or_default();
+            return YamlError::TooLarge {
+                allowed: allowance.allowed,
+                left,
+                at,
+            };
+        }
         // The library's message carries a multi-line source snippet; the first line says it.
         let message = err.to_string();
         let first = message.lines().next().unwrap_or("parse error");
@@ -45,19 +146,24 @@ fn parse_value_with(text: &str, options: serde_saphyr::Options) -> Result<Value,
     })
 }
 
-/// Parses a `#cloud-config-archive` document. Its items' `!!binary` scalars are decoded, as
-/// PyYAML hands them to cloud-init (`content: !!binary IyEvYmluL3No…` is the script itself);
-/// binary content that is not UTF-8 text is an error naming its line.
-pub fn parse_archive(text: &str) -> Result<Value, YamlError> {
+/// Parses a `#cloud-config-archive` document, spending from `allowance`. Its items' `!!binary`
+/// scalars are decoded, as PyYAML hands them to cloud-init (`content: !!binary IyEvYmluL3No…`
+/// is the script itself); binary content that is not UTF-8 text is an error naming its line.
+pub fn parse_archive(text: &str, allowance: &mut Allowance) -> Result<Value, YamlError> {
     let mut options = options();
     options.ignore_binary_tag_for_string = false;
-    parse_value_with(text, options)
+    parse_value_with(text, options, allowance)
 }
 
 /// Parses a cloud-config (or metaboot.yaml) document: a mapping, or nothing at all (a file with
 /// only the `#cloud-config` line is an empty config).
 pub fn parse_map(text: &str) -> Result<ConfigMap, YamlError> {
-    match parse_value(text)? {
+    parse_map_within(text, &mut Allowance::default())
+}
+
+/// [`parse_map`], spending from `allowance`.
+pub fn parse_map_within(text: &str, allowance: &mut Allowance) -> Result<ConfigMap, YamlError> {
+    match parse_value_within(text, allowance)? {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(ConfigMap::new()),
         Value::Array(_) => Err(YamlError::NotAMapping("a list")),
@@ -72,16 +178,19 @@ const BINARY_TAG: &str = "tag:yaml.org,2002:binary";
 
 /// A cloud-config document: [`parse_map`], plus `write_files` entries whose `content` is
 /// tagged `!!binary` marked as base64 (PyYAML hands cloud-init the decoded bytes; an
-/// `encoding: gz` on such an entry then means gzip of those bytes).
-pub fn parse_cloud_config(text: &str) -> Result<ConfigMap, YamlError> {
-    let mut map = parse_map(text)?;
+/// `encoding: gz` on such an entry then means gzip of those bytes), spending from `allowance`.
+pub fn parse_cloud_config(text: &str, allowance: &mut Allowance) -> Result<ConfigMap, YamlError> {
+    let left = allowance.left;
+    let mut map = parse_map_within(text, allowance)?;
     if text.contains("!!binary") || text.contains(BINARY_TAG) {
-        mark_binary_write_files(text, &mut map);
+        // The same text again, as far as it was allowed the first time; what it keeps (the
+        // entries' tags) is not kept after, so it spends nothing.
+        mark_binary_write_files(text, &mut map, left);
     }
     Ok(map)
 }
 
-fn mark_binary_write_files(text: &str, map: &mut ConfigMap) {
+fn mark_binary_write_files(text: &str, map: &mut ConfigMap, max_scalar_bytes: usize) {
     #[derive(serde::Deserialize)]
     struct Probe {
         write_files: Option<Vec<Entry>>,
@@ -90,7 +199,8 @@ fn mark_binary_write_files(text: &str, map: &mut ConfigMap) {
     struct Entry {
         content: Option<serde_saphyr::Tagged<String>>,
     }
-    let Ok(probe) = serde_saphyr::from_str_with_options::<Probe>(text, options()) else {
+    let options = within(options(), max_scalar_bytes);
+    let Ok(probe) = serde_saphyr::from_str_with_options::<Probe>(text, options) else {
         return;
     };
     let Some(Value::Array(entries)) = map.get_mut("write_files") else {
@@ -205,7 +315,7 @@ mod tests {
                    f0VMRgIBAQAAAAAAAAAAAAIAPgABAAAAwARAAAAAAABAAAAAAAAAAJAVAAAAAAAAAAAAAEAAOAAI\n\
                    - path: /z\n  encoding: gz\n  content: !!binary H4sIAAAAAAAAA8tIzcnJBwCGphA2BQAAAA==\n\
                    - path: /plain\n  content: aGVsbG8=\n";
-        let map = parse_cloud_config(elf).unwrap();
+        let map = parse_cloud_config(elf, &mut Allowance::default()).unwrap();
         let files = map["write_files"].as_array().unwrap();
         assert_eq!(files[0]["encoding"], json!("b64"));
         assert!(
@@ -219,6 +329,51 @@ mod tests {
             files[2].get("encoding").is_none(),
             "untagged content is left alone"
         );
+    }
+
+    #[test]
+    fn the_expansion_bound_is_the_parsers_own_per_parse_bound() {
+        assert_eq!(MAX_YAML_SCALAR_BYTES, 64 * 1024 * 1024);
+        assert_eq!(
+            MAX_YAML_SCALAR_BYTES,
+            serde_saphyr::Budget::default().max_total_scalar_bytes
+        );
+    }
+
+    #[test]
+    fn each_parse_spends_what_its_aliases_expand_to() {
+        let mut allowance = Allowance::new(100);
+        // 3 key bytes and 10 of text, then the 10 again through the alias.
+        let map = parse_map_within(
+            "a: &x 0123456789
+b: *x
+c: d
+",
+            &mut allowance,
+        )
+        .unwrap();
+        assert_eq!(map["b"], json!("0123456789"));
+        assert_eq!(allowance.left(), 100 - 3 - 20 - 1);
+        let err = parse_map_within(
+            "a: &x 0123456789
+b: [*x, *x, *x, *x, *x, *x, *x, *x]
+",
+            &mut allowance,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("user data's YAML expands past 100 bytes (aliases repeat"),
+            "{err}"
+        );
+        assert!(err.contains("76 were left for this part"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        // What the failed parse did is spent too: the next finds nothing left.
+        assert_eq!(allowance.left(), 0);
+        assert!(matches!(
+            parse_map_within("a: b\n", &mut allowance),
+            Err(YamlError::TooLarge { left: 0, .. })
+        ));
     }
 
     #[test]
