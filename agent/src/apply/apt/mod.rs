@@ -14,7 +14,8 @@
 //!   derivatives; refused on another) with the `primary` and `security` mirrors for this
 //!   architecture (default the distribution's);
 //!   `disable_suites` comments suites out. The default keeps the image's file, as Debian's own
-//!   cloud.cfg tells cloud-init (`preserve_sources_list: true`).
+//!   cloud.cfg tells cloud-init (`preserve_sources_list: true`); what then does nothing is a
+//!   warning (`unused_while_kept`).
 //! - `proxy`/`http_proxy`, `https_proxy`, `ftp_proxy` → `90cloud-init-aptproxy`; `conf` →
 //!   `94cloud-init-config` (both in `/etc/apt/apt.conf.d`).
 //! - `apt_pipelining: false` or 0–5 → `90cloud-init-pipelining`; `os`, `none`, `unchanged`
@@ -221,6 +222,9 @@ pub fn request(config: &CloudConfig, warnings: &mut Vec<String>) -> Result<Reque
             other => warnings.push(format!("apt: unknown key `{other}` ignored")),
         }
     }
+    if !request.rewrite_sources_list {
+        unused_while_kept(apt, &request, warnings);
+    }
     // cloud-init's order: `proxy`, `http_proxy`, `ftp_proxy`, `https_proxy`.
     for (key, scheme) in [
         ("proxy", "http"),
@@ -238,6 +242,61 @@ pub fn request(config: &CloudConfig, warnings: &mut Vec<String>) -> Result<Reque
         }
     }
     Ok(request)
+}
+
+/// The variables of a `sources` line the `primary` mirror fills in (and `SECURITY` too, when
+/// `security` gives no `uri`), and those the `security` mirror fills in.
+const PRIMARY_VARIABLES: [&str; 4] = ["MIRROR", "PRIMARY", "mirror", "primary"];
+const SECURITY_VARIABLES: [&str; 2] = ["SECURITY", "security"];
+
+/// Warns of the keys that do nothing while the image's sources list is kept: `sources_list`
+/// and `disable_suites`, and `primary`/`security` unless a `sources` line uses the mirror
+/// (`$MIRROR`, `$PRIMARY`, `$SECURITY`); their `key` is written only with the rewrite.
+fn unused_while_kept(apt: &Map<String, Value>, request: &Request, warnings: &mut Vec<String>) {
+    let given = |key: &str| apt.get(key).is_some_and(|v| !v.is_null());
+    let used: Vec<String> = request
+        .sources
+        .iter()
+        .flatten()
+        .filter_map(|source| source.source.as_deref())
+        .flat_map(template::variables)
+        .collect();
+    let uses = |names: &[&str]| used.iter().any(|name| names.contains(&name.as_str()));
+    let mut unused = Vec::new();
+    for key in ["sources_list", "disable_suites"] {
+        if given(key) {
+            unused.push(format!("`{key}`"));
+        }
+    }
+    let security_uri = request.security.as_ref().is_some_and(|m| m.uri.is_some());
+    for (key, mirror, used) in [
+        (
+            "primary",
+            &request.primary,
+            uses(&PRIMARY_VARIABLES) || (!security_uri && uses(&SECURITY_VARIABLES)),
+        ),
+        ("security", &request.security, uses(&SECURITY_VARIABLES)),
+    ] {
+        if !given(key) {
+            continue;
+        }
+        match mirror {
+            Some(mirror) if mirror.uri.is_some() && used => {
+                if mirror.key.is_some() {
+                    unused.push(format!("`{key}`'s `key`"));
+                }
+            }
+            _ => unused.push(format!("`{key}`")),
+        }
+    }
+    if !unused.is_empty() {
+        warnings.push(format!(
+            "apt: {} not applied: the image's /etc/apt/sources.list is kept \
+             (`preserve_sources_list` is true by default); set `preserve_sources_list: false` \
+             to rewrite it with them",
+            unused.join(", ")
+        ));
+    }
 }
 
 /// cloud-init's cc_apt_pipelining: `false` → 0, `0`–`5` → that depth, `os`/`none`/`unchanged`

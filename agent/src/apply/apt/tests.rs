@@ -321,6 +321,61 @@ fn the_default_sources_are_the_distributions() {
 }
 
 #[test]
+fn what_a_kept_sources_list_leaves_unused_is_said() {
+    let (_, warnings) = asked(json!({"apt": {
+        "primary": [{"arches": ["default"], "uri": "http://primary/", "key": KEY}],
+        "security": [{"arches": ["default"], "uri": "http://security/"}],
+        "sources_list": "deb $MIRROR $RELEASE main\n",
+        "disable_suites": ["backports"],
+        "sources": {"lab": {"source": "deb $MIRROR ./"}},
+    }}));
+    assert_eq!(
+        warnings,
+        [
+            "apt: `sources_list`, `disable_suites`, `primary`'s `key`, `security` not applied: the \
+          image's /etc/apt/sources.list is kept (`preserve_sources_list` is true by default); \
+          set `preserve_sources_list: false` to rewrite it with them"
+        ]
+    );
+    // The mirrors a `sources` line uses are applied: no warning. Without `security`, the
+    // primary fills in `$SECURITY` too.
+    for line in [
+        "deb ${PRIMARY} ./\n",
+        "deb $SECURITY ./",
+        "## template:jinja\ndeb {{ mirror }} ./",
+    ] {
+        let (_, warnings) = asked(json!({"apt": {
+            "primary": [{"arches": ["default"], "uri": "http://primary/"}],
+            "sources": {"lab": {"source": line}},
+        }}));
+        assert!(warnings.is_empty(), "{line}: {warnings:?}");
+    }
+    let (_, warnings) = asked(json!({"apt": {
+        "preserve_sources_list": true,
+        "primary": [{"arches": ["default"], "uri": "http://primary/"}],
+        "security": [{"arches": ["default"], "uri": "http://security/"}],
+        "sources": {"lab": {"source": "deb $SECURITY ./"}},
+    }}));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("apt: `primary` not applied"),
+        "{warnings:?}"
+    );
+    // Rewritten, all of them are used.
+    let (_, warnings) = asked(json!({"apt": {
+        "preserve_sources_list": false,
+        "primary": [{"arches": ["default"], "uri": "http://primary/", "key": KEY}],
+        "sources_list": "deb $MIRROR $RELEASE main\n",
+        "disable_suites": ["backports"],
+    }}));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        template::variables("deb [signed-by=$KEY_FILE] ${MIRROR} $RELEASE-x $"),
+        ["KEY_FILE", "MIRROR", "RELEASE"]
+    );
+}
+
+#[test]
 fn proxies_and_conf_in_cloud_init_files() {
     let (dir, root) = debian_root();
     let (request, _) = asked(json!({"apt": {
@@ -345,7 +400,8 @@ fn what_metaboot_does_not_do_is_said() {
         "debconf_selections": {"x": "x x/y boolean true"},
         "mystery": 1,
     }}));
-    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    // The fifth: `primary` is unused, the image's sources list being kept.
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
     assert!(
         warnings
             .iter()
