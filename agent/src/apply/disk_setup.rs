@@ -9,7 +9,8 @@
 //!   the same type and label is there (or always with `overwrite: true`); on the first
 //!   partition without one (`auto`: unless a partition already has the type and label; `any`,
 //!   the default: unless one has the type, or the first with `replace_fs`'s type is taken);
-//!   on the disk itself (`none`: unless it has the type and label already);
+//!   on the disk itself (`none`, or `partition:` with no value, as cloud-init reads it: unless
+//!   it has the type and label already);
 //! - devices are paths, `device_aliases`' names, or the metadata's names (`ephemeral0`: nova's
 //!   ephemeral disk, found by its label).
 //!
@@ -157,8 +158,11 @@ fn file_system(map: &Map<String, Value>) -> Result<FsRequest, String> {
         }
     };
     let device = optional("device")?.ok_or("it names no device")?;
+    // cloud-init reads `str(fs_cfg.get("partition", "any"))`: absent is `any`, but a key
+    // given with no value (`partition:`) is `"None"`, which it makes on the whole device.
     let mut placement = match map.get("partition") {
-        None | Some(Value::Null) => Placement::Any,
+        None => Placement::Any,
+        Some(Value::Null) => Placement::Whole,
         Some(value) => placement(&string(value, "partition")?)?,
     };
     // `name.N`: N is the partition, whatever `partition` says (cloud-init's warning too).

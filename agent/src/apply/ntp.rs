@@ -6,10 +6,12 @@
 //!   `chrony`, installed with apt-get. `config: {confpath, check_exe, packages, service_name}`
 //!   overrides the chosen client's settings.
 //! - The file: `servers` (`server NAME iburst`) and `pools` (`pool NAME iburst`), or without
-//!   either the distribution's pool (`0.debian.pool.ntp.org` … `3.`); the client's file is
-//!   replaced (the image's kept beside it as `<file>.dist`, as cloud-init renames it), or for
-//!   systemd-timesyncd a drop-in `NTP=` line. metaboot writes its own files for the four
-//!   clients; `config: {template}` (a jinja text) is not rendered (an error, with what to use).
+//!   either the distribution's pool as cloud-init names it (`0.debian.pool.ntp.org` … `3.`;
+//!   [`distro`]: Kali's is Debian's, SLES's openSUSE's, Alpine's the plain `0.pool.ntp.org`);
+//!   the client's file is replaced (the image's kept beside it as `<file>.dist`, as
+//!   cloud-init renames it), or for systemd-timesyncd a drop-in `NTP=` line. metaboot writes
+//!   its own files for the four clients; `config: {template}` (a jinja text) is not rendered
+//!   (an error, with what to use).
 //! - Then, on the running system, the client is (re)started: `systemctl reload-or-restart`.
 
 use std::path::Path;
@@ -257,7 +259,7 @@ pub fn has_program(root: &Root, program: &str) -> bool {
 }
 
 /// The servers to write: user data's, or without any the pool of the distribution `distro`
-/// (os-release's `ID`).
+/// ([`distro`]), or with none the plain `N.pool.ntp.org`.
 pub fn servers_and_pools(request: &Request, distro: Option<&str>) -> (Vec<String>, Vec<String>) {
     if !request.servers.is_empty() || !request.pools.is_empty() {
         return (request.servers.clone(), request.pools.clone());
@@ -349,13 +351,72 @@ pub fn write(root: &Root, client: &Client, text: &str) -> Result<Option<String>,
     Ok(kept)
 }
 
-/// os-release's `ID` of the image (`debian`, `ubuntu`, …), when it is a plain name.
+/// The distributions of cloud-init's `cc_ntp` that have no pool zone: cloud-init gives them the
+/// plain `N.pool.ntp.org`.
+pub const PLAIN_POOL_DISTROS: [&str; 2] = ["alpine", "eurolinux"];
+
+/// The distributions cloud-init's `cc_ntp` names a pool zone after (its `distros` list, less
+/// [`PLAIN_POOL_DISTROS`] and SUSE's, which get openSUSE's), lower case.
+pub const POOL_DISTROS: [&str; 26] = [
+    "almalinux",
+    "aosc",
+    "azurelinux",
+    "centos",
+    "cloudlinux",
+    "cos",
+    "debian",
+    "fedora",
+    "freebsd",
+    "mariner",
+    "miraclelinux",
+    "openbsd",
+    "opencloudos",
+    "openeuler",
+    "openmandriva",
+    "opensuse",
+    "opensuse-leap",
+    "opensuse-microos",
+    "opensuse-tumbleweed",
+    "photon",
+    "raspberry-pi-os",
+    "rhel",
+    "rocky",
+    "tencentos",
+    "ubuntu",
+    "virtuozzo",
+];
+
+/// The pool zone of an os-release `ID` or `ID_LIKE` word: cloud-init's for its distribution
+/// (`sles` and the other `sle*` → `opensuse`, as `generate_server_names` maps them), `None`
+/// for a name it has no zone for.
+pub fn pool_zone(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    if name.starts_with("sle") {
+        return Some("opensuse");
+    }
+    POOL_DISTROS.iter().copied().find(|zone| *zone == name)
+}
+
+/// The distribution whose pool the image's default servers are in, as cloud-init names it:
+/// os-release's `ID` when it has a zone, else the first word of `ID_LIKE` that has one (Kali,
+/// `ID_LIKE=debian` → `debian`); `None` (the plain `N.pool.ntp.org`) for one of
+/// [`PLAIN_POOL_DISTROS`] met first, and for any other.
 pub fn distro(root: &Root) -> Option<String> {
     let text = root
         .read_optional_string(crate::apply::apt::OS_RELEASE)
         .ok()??;
-    crate::apply::locale::shell_value(&text, "ID")
-        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    let value = |key| crate::apply::locale::shell_value(&text, key).unwrap_or_default();
+    let id = value("ID");
+    let like = value("ID_LIKE");
+    for name in std::iter::once(id.as_str()).chain(like.split_whitespace()) {
+        if PLAIN_POOL_DISTROS.contains(&name.to_ascii_lowercase().as_str()) {
+            return None;
+        }
+        if let Some(zone) = pool_zone(name) {
+            return Some(zone.to_owned());
+        }
+    }
+    None
 }
 
 #[cfg(test)]

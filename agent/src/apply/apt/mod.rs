@@ -10,9 +10,12 @@
 //!   (`[signed-by=$KEY_FILE]`); a `ppa:…`-like source goes to `add-apt-repository`. Then
 //!   `apt-get update` on the running system (once per instance, shared with `packages`).
 //! - `preserve_sources_list: false` rewrites `/etc/apt/sources.list` from `sources_list` (or
-//!   Debian's default) with the `primary` and `security` mirrors for this architecture;
+//!   the distribution's default, [`Distro`]: Debian's, or Ubuntu's on Ubuntu and its
+//!   derivatives; refused on another) with the `primary` and `security` mirrors for this
+//!   architecture (default the distribution's);
 //!   `disable_suites` comments suites out. The default keeps the image's file, as Debian's own
-//!   cloud.cfg tells cloud-init (`preserve_sources_list: true`).
+//!   cloud.cfg tells cloud-init (`preserve_sources_list: true`); what then does nothing is a
+//!   warning (`unused_while_kept`).
 //! - `proxy`/`http_proxy`, `https_proxy`, `ftp_proxy` → `90cloud-init-aptproxy`; `conf` →
 //!   `94cloud-init-config` (both in `/etc/apt/apt.conf.d`).
 //! - `apt_pipelining: false` or 0–5 → `90cloud-init-pipelining`; `os`, `none`, `unchanged`
@@ -49,6 +52,14 @@ pub const OS_RELEASE: &str = "/etc/os-release";
 /// The mirrors Debian's cloud.cfg gives cloud-init (`system_info: package_mirrors`).
 pub const DEFAULT_PRIMARY: &str = "https://deb.debian.org/debian";
 pub const DEFAULT_SECURITY: &str = "https://deb.debian.org/debian-security";
+/// Ubuntu's mirrors as cloud-init's cc_apt_configure defaults them (`get_default_mirrors`):
+/// the archive and its security mirror for [`UBUNTU_ARCHIVE_ARCHES`], the ports archive for
+/// both on every other architecture.
+pub const UBUNTU_PRIMARY: &str = "http://archive.ubuntu.com/ubuntu";
+pub const UBUNTU_SECURITY: &str = "http://security.ubuntu.com/ubuntu";
+pub const UBUNTU_PORTS: &str = "http://ports.ubuntu.com/ubuntu-ports";
+/// The architectures of Ubuntu's main archive (cloud-init's `PRIMARY_ARCHES`).
+pub const UBUNTU_ARCHIVE_ARCHES: [&str; 2] = ["amd64", "i386"];
 /// Most entries `sources` may have.
 pub const MAX_SOURCES: usize = 256;
 /// A source matching this is for `add-apt-repository` (cloud-init's `ADD_APT_REPO_MATCH`,
@@ -82,6 +93,60 @@ deb-src $MIRROR $RELEASE-updates main
 deb $MIRROR $RELEASE-backports main
 deb-src $MIRROR $RELEASE-backports main
 ";
+
+/// Ubuntu's sources.list as cloud-init renders it by default (its `sources.list.ubuntu.tmpl`,
+/// classic one-line format): every component in the release and its `-updates`, `-backports`
+/// and `-security` suites, the last from the security mirror.
+const UBUNTU_TEMPLATE: &str = "\
+## Note, this file is written by metaboot on first boot of an instance, as cloud-init does.
+## Keep the image's file with `apt: {preserve_sources_list: true}` in user data, or add
+## sources in /etc/apt/sources.list.d.
+deb $MIRROR $RELEASE main restricted universe multiverse
+deb $MIRROR $RELEASE-updates main restricted universe multiverse
+deb $MIRROR $RELEASE-backports main restricted universe multiverse
+deb $SECURITY $RELEASE-security main restricted universe multiverse
+";
+
+/// The distributions whose default sources.list and mirrors metaboot knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distro {
+    Debian,
+    Ubuntu,
+}
+
+impl Distro {
+    /// The distribution of an os-release text: Ubuntu when `ID` or a word of `ID_LIKE` is
+    /// `ubuntu` (Linux Mint, Pop!_OS), Debian when `ID` is `debian`; else `Err` with the `ID`.
+    pub fn of_os_release(text: &str) -> Result<Distro, String> {
+        let value = |key| crate::apply::locale::shell_value(text, key).unwrap_or_default();
+        let (id, like) = (value("ID"), value("ID_LIKE"));
+        if id == "ubuntu" || like.split_whitespace().any(|word| word == "ubuntu") {
+            Ok(Distro::Ubuntu)
+        } else if id == "debian" {
+            Ok(Distro::Debian)
+        } else {
+            Err(id)
+        }
+    }
+
+    /// The default primary and security mirrors on `arch` (a dpkg architecture).
+    pub fn mirrors(self, arch: &str) -> (&'static str, &'static str) {
+        match self {
+            Distro::Debian => (DEFAULT_PRIMARY, DEFAULT_SECURITY),
+            Distro::Ubuntu if UBUNTU_ARCHIVE_ARCHES.contains(&arch) => {
+                (UBUNTU_PRIMARY, UBUNTU_SECURITY)
+            }
+            Distro::Ubuntu => (UBUNTU_PORTS, UBUNTU_PORTS),
+        }
+    }
+
+    fn template(self) -> &'static str {
+        match self {
+            Distro::Debian => DEBIAN_TEMPLATE,
+            Distro::Ubuntu => UBUNTU_TEMPLATE,
+        }
+    }
+}
 
 /// What `apt` and `apt_pipelining` ask for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -157,6 +222,9 @@ pub fn request(config: &CloudConfig, warnings: &mut Vec<String>) -> Result<Reque
             other => warnings.push(format!("apt: unknown key `{other}` ignored")),
         }
     }
+    if !request.rewrite_sources_list {
+        unused_while_kept(apt, &request, warnings);
+    }
     // cloud-init's order: `proxy`, `http_proxy`, `ftp_proxy`, `https_proxy`.
     for (key, scheme) in [
         ("proxy", "http"),
@@ -174,6 +242,61 @@ pub fn request(config: &CloudConfig, warnings: &mut Vec<String>) -> Result<Reque
         }
     }
     Ok(request)
+}
+
+/// The variables of a `sources` line the `primary` mirror fills in (and `SECURITY` too, when
+/// `security` gives no `uri`), and those the `security` mirror fills in.
+const PRIMARY_VARIABLES: [&str; 4] = ["MIRROR", "PRIMARY", "mirror", "primary"];
+const SECURITY_VARIABLES: [&str; 2] = ["SECURITY", "security"];
+
+/// Warns of the keys that do nothing while the image's sources list is kept: `sources_list`
+/// and `disable_suites`, and `primary`/`security` unless a `sources` line uses the mirror
+/// (`$MIRROR`, `$PRIMARY`, `$SECURITY`); their `key` is written only with the rewrite.
+fn unused_while_kept(apt: &Map<String, Value>, request: &Request, warnings: &mut Vec<String>) {
+    let given = |key: &str| apt.get(key).is_some_and(|v| !v.is_null());
+    let used: Vec<String> = request
+        .sources
+        .iter()
+        .flatten()
+        .filter_map(|source| source.source.as_deref())
+        .flat_map(template::variables)
+        .collect();
+    let uses = |names: &[&str]| used.iter().any(|name| names.contains(&name.as_str()));
+    let mut unused = Vec::new();
+    for key in ["sources_list", "disable_suites"] {
+        if given(key) {
+            unused.push(format!("`{key}`"));
+        }
+    }
+    let security_uri = request.security.as_ref().is_some_and(|m| m.uri.is_some());
+    for (key, mirror, used) in [
+        (
+            "primary",
+            &request.primary,
+            uses(&PRIMARY_VARIABLES) || (!security_uri && uses(&SECURITY_VARIABLES)),
+        ),
+        ("security", &request.security, uses(&SECURITY_VARIABLES)),
+    ] {
+        if !given(key) {
+            continue;
+        }
+        match mirror {
+            Some(mirror) if mirror.uri.is_some() && used => {
+                if mirror.key.is_some() {
+                    unused.push(format!("`{key}`'s `key`"));
+                }
+            }
+            _ => unused.push(format!("`{key}`")),
+        }
+    }
+    if !unused.is_empty() {
+        warnings.push(format!(
+            "apt: {} not applied: the image's /etc/apt/sources.list is kept \
+             (`preserve_sources_list` is true by default); set `preserve_sources_list: false` \
+             to rewrite it with them",
+            unused.join(", ")
+        ));
+    }
 }
 
 /// cloud-init's cc_apt_pipelining: `false` → 0, `0`–`5` → that depth, `os`/`none`/`unchanged`
@@ -342,6 +465,12 @@ pub enum AptError {
         #[source]
         source: armor::ArmorError,
     },
+    #[error(
+        "sources_list: not rewritten: metaboot knows the default sources of Debian and Ubuntu, \
+         and this image's os-release ID is {id:?}: give the file as `sources_list`, or keep the \
+         image's with `preserve_sources_list: true`"
+    )]
+    NoDefaultSources { id: String },
     #[error("sources: {name:?} uses $KEY_FILE but gives no `key`")]
     NoKeyFile { name: String },
     #[error("sources: {name:?}: {line:?} is for add-apt-repository, which is not installed here")]
@@ -387,7 +516,12 @@ fn remove(root: &Root, applied: &mut Applied, path: &str) {
 /// Writes what `request` asks under `root`; each part is tried when one before it failed.
 pub fn apply(root: &Root, request: &Request) -> Applied {
     let mut applied = Applied::default();
-    let mut params = mirror_params(root, request);
+    let distro = root
+        .read_optional_string(OS_RELEASE)
+        .ok()
+        .flatten()
+        .map_or_else(|| Err(String::new()), |text| Distro::of_os_release(&text));
+    let mut params = mirror_params(root, request, distro.as_ref().ok().copied());
     let options = WriteOptions::keep_or(0o644);
     let write = |applied: &mut Applied, path: &str, contents: &[u8]| match root
         .write_atomic(path, contents, &options)
@@ -401,7 +535,17 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
         );
         write(&mut applied, PIPELINING_FILE, text.as_bytes());
     }
-    if request.rewrite_sources_list {
+    // The default sources are the distribution's; on another, the rewrite is refused.
+    let template = match (request.rewrite_sources_list, &request.sources_list, distro) {
+        (false, ..) => None,
+        (true, Some(template), _) => Some(template.as_str()),
+        (true, None, Ok(distro)) => Some(distro.template()),
+        (true, None, Err(id)) => {
+            applied.errors.push(AptError::NoDefaultSources { id });
+            None
+        }
+    };
+    if let Some(template) = template {
         for (file, mirror) in [
             ("primary", &request.primary),
             ("security", &request.security),
@@ -418,7 +562,6 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
                 }
             }
         }
-        let template = request.sources_list.as_deref().unwrap_or(DEBIAN_TEMPLATE);
         match template::render(template, &params) {
             Ok(rendered) => {
                 let text = disable_suites(&rendered, &request.disable_suites, &params);
@@ -452,14 +595,18 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
 }
 
 /// The template parameters: `MIRROR`/`PRIMARY`, `SECURITY` (the security mirror defaults to
-/// the primary, both to Debian's), `RELEASE`/`codename` when the image names its release.
-fn mirror_params(root: &Root, request: &Request) -> Params {
+/// the primary, both to the distribution's: Ubuntu's on Ubuntu, else Debian's),
+/// `RELEASE`/`codename` when the image names its release.
+fn mirror_params(root: &Root, request: &Request, distro: Option<Distro>) -> Params {
     let uri = |m: &Option<Mirror>| m.as_ref().and_then(|m| m.uri.clone());
+    let (default_primary, default_security) = distro
+        .unwrap_or(Distro::Debian)
+        .mirrors(dpkg_architecture());
     let (primary, security) = match (uri(&request.primary), uri(&request.security)) {
         (Some(primary), security) => (primary.clone(), security.unwrap_or(primary)),
         (None, security) => (
-            DEFAULT_PRIMARY.to_owned(),
-            security.unwrap_or_else(|| DEFAULT_SECURITY.to_owned()),
+            default_primary.to_owned(),
+            security.unwrap_or_else(|| default_security.to_owned()),
         ),
     };
     let mut params = Params::new();

@@ -26,11 +26,29 @@ pub type Params = BTreeMap<String, String>;
 
 /// `text` with its variables replaced by `params`.
 pub fn render(text: &str, params: &Params) -> Result<String, TemplateError> {
+    render_with(text, &mut |name| lookup(name, params).map(str::to_owned))
+}
+
+/// The names of the variables `text` uses, in order (those before a fault, for a template
+/// that cannot be filled in).
+pub fn variables(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = render_with(text, &mut |name| {
+        names.push(name.to_owned());
+        Ok(String::new())
+    });
+    names
+}
+
+/// A variable's value, by name.
+type Lookup<'a> = dyn FnMut(&str) -> Result<String, TemplateError> + 'a;
+
+fn render_with(text: &str, value: &mut Lookup<'_>) -> Result<String, TemplateError> {
     let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
     match template_type(first) {
-        None => basic(text, params),
-        Some(kind) if kind.eq_ignore_ascii_case("basic") => basic(rest, params),
-        Some(kind) if kind.eq_ignore_ascii_case("jinja") => jinja(rest, params),
+        None => basic(text, value),
+        Some(kind) if kind.eq_ignore_ascii_case("basic") => basic(rest, value),
+        Some(kind) if kind.eq_ignore_ascii_case("jinja") => jinja(rest, value),
         Some(kind) => Err(TemplateError::Type(kind.to_owned())),
     }
 }
@@ -56,7 +74,7 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// cloud-init's basic renderer: `${NAME}` or `$NAME` (letters, digits, `_`, `.`).
-fn basic(text: &str, params: &Params) -> Result<String, TemplateError> {
+fn basic(text: &str, value: &mut Lookup<'_>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -77,7 +95,7 @@ fn basic(text: &str, params: &Params) -> Result<String, TemplateError> {
         if name.is_empty() {
             out.push('$');
         } else {
-            out.push_str(lookup(name, params)?);
+            out.push_str(&value(name)?);
         }
         rest = &after[used..];
     }
@@ -86,7 +104,7 @@ fn basic(text: &str, params: &Params) -> Result<String, TemplateError> {
 }
 
 /// `{{ NAME }}` replaced; statements and comments refused.
-fn jinja(text: &str, params: &Params) -> Result<String, TemplateError> {
+fn jinja(text: &str, value: &mut Lookup<'_>) -> Result<String, TemplateError> {
     if text.contains("{%") || text.contains("{#") {
         return Err(TemplateError::Statement);
     }
@@ -98,7 +116,7 @@ fn jinja(text: &str, params: &Params) -> Result<String, TemplateError> {
         let end = after
             .find("}}")
             .ok_or_else(|| TemplateError::Unclosed(after.chars().take(20).collect()))?;
-        out.push_str(lookup(after[..end].trim(), params)?);
+        out.push_str(&value(after[..end].trim())?);
         rest = &after[end + 2..];
     }
     out.push_str(rest);

@@ -17,7 +17,7 @@ fn debian_root() -> (tempfile::TempDir, Root) {
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
     std::fs::write(
         dir.path().join("etc/os-release"),
-        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_CODENAME=bookworm\n",
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n",
     )
     .unwrap();
     let root = Root::open(dir.path()).unwrap();
@@ -254,6 +254,128 @@ fn sources_list_rewritten_from_the_template_with_the_mirrors() {
 }
 
 #[test]
+fn the_default_sources_are_the_distributions() {
+    let (dir, root) = debian_root();
+    let os_release = dir.path().join("etc/os-release");
+    let (request, _) = asked(json!({"apt": {"preserve_sources_list": false}}));
+    std::fs::write(
+        &os_release,
+        "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=jammy\n",
+    )
+    .unwrap();
+    let applied = apply(&root, &request);
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    let (mirror, security) = Distro::Ubuntu.mirrors(dpkg_architecture());
+    let lines: Vec<String> = read(&dir, SOURCES_LIST)
+        .lines()
+        .filter(|l| !l.starts_with("##"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("deb {mirror} jammy main restricted universe multiverse"),
+            format!("deb {mirror} jammy-updates main restricted universe multiverse"),
+            format!("deb {mirror} jammy-backports main restricted universe multiverse"),
+            format!("deb {security} jammy-security main restricted universe multiverse"),
+        ]
+    );
+    // The archive on amd64 and i386, the ports archive for both elsewhere.
+    assert_eq!(
+        Distro::Ubuntu.mirrors("amd64"),
+        (
+            "http://archive.ubuntu.com/ubuntu",
+            "http://security.ubuntu.com/ubuntu"
+        )
+    );
+    assert_eq!(
+        Distro::Ubuntu.mirrors("arm64"),
+        (
+            "http://ports.ubuntu.com/ubuntu-ports",
+            "http://ports.ubuntu.com/ubuntu-ports"
+        )
+    );
+    assert_eq!(UBUNTU_ARCHIVE_ARCHES, ["amd64", "i386"]);
+    // A derivative naming Ubuntu in ID_LIKE is Ubuntu; Debian's only under ID=debian.
+    assert_eq!(
+        Distro::of_os_release("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n"),
+        Ok(Distro::Ubuntu)
+    );
+    assert_eq!(Distro::of_os_release("ID=debian\n"), Ok(Distro::Debian));
+
+    // Another distribution: the rewrite is refused, the image's file left as it is.
+    std::fs::write(&os_release, "ID=fedora\nVERSION_CODENAME=\"\"\n").unwrap();
+    std::fs::write(dir.path().join("etc/apt/sources.list"), "kept\n").unwrap();
+    let applied = apply(&root, &request);
+    assert_eq!(applied.errors.len(), 1, "{:?}", applied.errors);
+    let said = applied.errors[0].to_string();
+    assert!(said.contains("os-release ID is \"fedora\""), "{said}");
+    assert!(said.contains("give the file as `sources_list`"), "{said}");
+    assert_eq!(read(&dir, SOURCES_LIST), "kept\n");
+    // With its own template the rewrite is done there too.
+    let (request, _) = asked(json!({"apt": {"preserve_sources_list": false,
+                                            "sources_list": "deb http://m/ x main\n"}}));
+    let applied = apply(&root, &request);
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(read(&dir, SOURCES_LIST), "deb http://m/ x main\n");
+}
+
+#[test]
+fn what_a_kept_sources_list_leaves_unused_is_said() {
+    let (_, warnings) = asked(json!({"apt": {
+        "primary": [{"arches": ["default"], "uri": "http://primary/", "key": KEY}],
+        "security": [{"arches": ["default"], "uri": "http://security/"}],
+        "sources_list": "deb $MIRROR $RELEASE main\n",
+        "disable_suites": ["backports"],
+        "sources": {"lab": {"source": "deb $MIRROR ./"}},
+    }}));
+    assert_eq!(
+        warnings,
+        [
+            "apt: `sources_list`, `disable_suites`, `primary`'s `key`, `security` not applied: the \
+          image's /etc/apt/sources.list is kept (`preserve_sources_list` is true by default); \
+          set `preserve_sources_list: false` to rewrite it with them"
+        ]
+    );
+    // The mirrors a `sources` line uses are applied: no warning. Without `security`, the
+    // primary fills in `$SECURITY` too.
+    for line in [
+        "deb ${PRIMARY} ./\n",
+        "deb $SECURITY ./",
+        "## template:jinja\ndeb {{ mirror }} ./",
+    ] {
+        let (_, warnings) = asked(json!({"apt": {
+            "primary": [{"arches": ["default"], "uri": "http://primary/"}],
+            "sources": {"lab": {"source": line}},
+        }}));
+        assert!(warnings.is_empty(), "{line}: {warnings:?}");
+    }
+    let (_, warnings) = asked(json!({"apt": {
+        "preserve_sources_list": true,
+        "primary": [{"arches": ["default"], "uri": "http://primary/"}],
+        "security": [{"arches": ["default"], "uri": "http://security/"}],
+        "sources": {"lab": {"source": "deb $SECURITY ./"}},
+    }}));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("apt: `primary` not applied"),
+        "{warnings:?}"
+    );
+    // Rewritten, all of them are used.
+    let (_, warnings) = asked(json!({"apt": {
+        "preserve_sources_list": false,
+        "primary": [{"arches": ["default"], "uri": "http://primary/", "key": KEY}],
+        "sources_list": "deb $MIRROR $RELEASE main\n",
+        "disable_suites": ["backports"],
+    }}));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        template::variables("deb [signed-by=$KEY_FILE] ${MIRROR} $RELEASE-x $"),
+        ["KEY_FILE", "MIRROR", "RELEASE"]
+    );
+}
+
+#[test]
 fn proxies_and_conf_in_cloud_init_files() {
     let (dir, root) = debian_root();
     let (request, _) = asked(json!({"apt": {
@@ -278,7 +400,8 @@ fn what_metaboot_does_not_do_is_said() {
         "debconf_selections": {"x": "x x/y boolean true"},
         "mystery": 1,
     }}));
-    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    // The fifth: `primary` is unused, the image's sources list being kept.
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
     assert!(
         warnings
             .iter()

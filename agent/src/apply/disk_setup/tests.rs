@@ -191,6 +191,7 @@ fn fs_entries_are_read_with_cloud_inits_defaults() {
         {"device": "/dev/vde", "cmd": "mkfs -t %(filesystem)s -L %(label)s %(device)s"},
         {"filesystem": "ext4", "device": "/dev/vdf"},
         "odd",
+        {"filesystem": "ext4", "device": "/dev/vdg", "partition": null},
     ]);
     let fs = file_systems(&value, &mut warnings).unwrap();
     assert_eq!(
@@ -207,6 +208,9 @@ fn fs_entries_are_read_with_cloud_inits_defaults() {
     assert!(fs[2].overwrite);
     assert!(fs[3].cmd.is_some() && fs[3].filesystem.is_none());
     assert_eq!(fs[4].placement, Placement::Any);
+    // `partition:` with no value is cloud-init's "None": the whole device, not `any`.
+    assert_eq!(fs[5].device, "/dev/vdg");
+    assert_eq!(fs[5].placement, Placement::Whole);
 
     for (value, said) in [
         (

@@ -206,6 +206,58 @@ fn without_servers_the_distributions_pool() {
 }
 
 #[test]
+fn the_pool_is_named_after_cloud_inits_distribution() {
+    let (dir, root) = image(&[]);
+    let pools_for = |os_release: &str| {
+        std::fs::write(dir.path().join("etc/os-release"), os_release).unwrap();
+        servers_and_pools(&Request::default(), distro(&root).as_deref()).1
+    };
+    // Kali has no zone of its own: cloud-init runs it as Debian.
+    assert_eq!(
+        pools_for("ID=kali\nID_LIKE=debian\n")[0],
+        "0.debian.pool.ntp.org"
+    );
+    // Linux Mint: the first ID_LIKE word with a zone.
+    assert_eq!(
+        pools_for("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n")[3],
+        "3.ubuntu.pool.ntp.org"
+    );
+    // x.sles.pool.ntp.org does not exist: openSUSE's, as cloud-init maps it.
+    assert_eq!(
+        pools_for("ID=\"sles\"\nID_LIKE=\"suse\"\n")[0],
+        "0.opensuse.pool.ntp.org"
+    );
+    assert_eq!(
+        pools_for("ID=\"sle-micro\"\n")[1],
+        "1.opensuse.pool.ntp.org"
+    );
+    // Alpine and EuroLinux have no zone: the plain pool.
+    assert_eq!(pools_for("ID=alpine\n")[0], "0.pool.ntp.org");
+    assert_eq!(
+        pools_for("ID=eurolinux\nID_LIKE=\"rhel fedora centos\"\n")[0],
+        "0.pool.ntp.org"
+    );
+    assert_eq!(pools_for("ID=gentoo\n")[0], "0.pool.ntp.org");
+    assert_eq!(
+        pools_for("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n")[0],
+        "0.rocky.pool.ntp.org"
+    );
+    assert_eq!(pools_for("ID=openEuler\n")[0], "0.openeuler.pool.ntp.org");
+    assert_eq!(POOL_DISTROS.len(), 26);
+    assert_eq!(PLAIN_POOL_DISTROS.len(), 2);
+    assert!(
+        PLAIN_POOL_DISTROS
+            .iter()
+            .all(|name| pool_zone(name).is_none())
+    );
+    assert!(
+        POOL_DISTROS
+            .iter()
+            .all(|name| pool_zone(name) == Some(*name))
+    );
+}
+
+#[test]
 fn each_client_file_names_the_servers_and_pools() {
     let servers = ["198.18.0.1".to_owned(), "ntp.example.org".to_owned()];
     let pools = ["pool.example.org".to_owned()];
