@@ -227,7 +227,7 @@ struct Decoder<'a> {
     names: BTreeSet<String>,
     /// Bytes the gzip parts decompressed to so far.
     inflated: usize,
-    /// What is left of the scalar bytes the YAML parts may expand to together.
+    /// What is left of the scalar bytes and values the YAML parts may expand to together.
     yaml: yaml::Allowance,
     /// The instance's launch index: parts marked for another are left out.
     launch_index: Option<i64>,
@@ -522,7 +522,7 @@ impl<'a> Decoder<'a> {
         // still apply (said in a warning).
         let parsed = yaml::parse_archive(&text, &mut self.yaml).or_else(
             |binary| -> Result<Value, yaml::YamlError> {
-                if matches!(binary, yaml::YamlError::TooLarge { .. }) {
+                if binary.is_over_allowance() {
                     return Err(binary);
                 }
                 let lenient = yaml::parse_value_within(&text, &mut self.yaml)?;

@@ -740,3 +740,52 @@ fn yaml_parts_share_one_expansion_bound() {
         assert!(!error.contains("budget breached"), "{error}");
     }
 }
+
+/// A cloud-config part of under 300 bytes whose aliases of an empty string expand to about
+/// `copies` × 11,111 values (and 12,355 more): five anchored layers, each ten aliases of the
+/// one before, then `copies` aliases of the last. Its scalars come to a few bytes.
+fn empty_alias_layers(hostname: &str, copies: usize) -> String {
+    let ten = |alias: &str| [alias; 10].join(", ");
+    format!(
+        "#cloud-config\nhostname: {hostname}\nbomb:\n  a: &a \"\"\n  b: &b [{}]\n  c: &c [{}]\n  \
+         d: &d [{}]\n  e: &e [{}]\n  f: [{}]\n",
+        ten("*a"),
+        ten("*b"),
+        ten("*c"),
+        ten("*d"),
+        vec!["*e"; copies].join(", ")
+    )
+}
+
+#[test]
+fn yaml_parts_share_one_node_bound() {
+    // Each part has about 100,000 values, under the parser's own bound for one parse (250,000),
+    // and almost no scalar bytes; together they pass the whole user data's bound: the first
+    // ones apply, the ones past it are errors of their own.
+    let bombs: Vec<String> = (1..=4)
+        .map(|n| empty_alias_layers(&format!("part{n}"), 8))
+        .collect();
+    assert!(bombs[0].len() < 300, "{}", bombs[0].len());
+    let nodes = 12_355 + 1 + 8 * 11_111;
+    assert!(nodes < serde_saphyr::Budget::default().max_nodes);
+    assert!(2 * nodes < yaml::MAX_YAML_NODES && 3 * nodes > yaml::MAX_YAML_NODES);
+    let parts: Vec<(&str, &str, Option<&str>)> = bombs
+        .iter()
+        .map(|bomb| ("text/cloud-config", bomb.as_str(), None))
+        .collect();
+    let out = decode_str(&mime(&parts));
+    let hostnames: Vec<&Value> = out.configs.iter().map(|c| &c["hostname"]).collect();
+    assert_eq!(hostnames, [&json!("part1"), &json!("part2")]);
+    assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
+    for (error, name) in out.errors.iter().zip(["part-003", "part-004"]) {
+        assert!(
+            error.starts_with(&format!(
+                "{name}: cloud-config: user data's YAML has more than {} values (",
+                yaml::MAX_YAML_NODES
+            )),
+            "{error}"
+        );
+        assert!(error.contains("repeat less through aliases"), "{error}");
+        assert!(!error.contains("budget breached"), "{error}");
+    }
+}

@@ -15,7 +15,7 @@ pub type ConfigMap = Map<String, Value>;
 /// A YAML document that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum YamlError {
-    /// Not valid YAML (or over the parser's depth, node or alias budgets).
+    /// Not valid YAML (or over the parser's depth or alias budgets).
     #[error("Invalid YAML: {0}")]
     Syntax(String),
     /// Valid YAML whose top level is not a mapping.
@@ -37,6 +37,33 @@ pub enum YamlError {
         /// Where the parse stopped (` at line L column C`), or nothing.
         at: String,
     },
+    /// YAML whose values (mappings, lists, scalars), aliases repeated, come to more than what
+    /// is left of its [`Allowance`].
+    #[error(
+        "user data's YAML has more than {allowed} values (each mapping, list and scalar is one, \
+         and an alias counts its anchor's values again each time it is used; all the YAML of \
+         one user data together, each part's repeats counted, may have at most {allowed}; \
+         {left} were left for this part){at}: repeat less through aliases, or give fewer values"
+    )]
+    TooManyValues {
+        /// The whole allowance ([`MAX_YAML_NODES`]).
+        allowed: usize,
+        /// What was left of it for this parse.
+        left: usize,
+        /// Where the parse stopped (` at line L column C`), or nothing.
+        at: String,
+    },
+}
+
+impl YamlError {
+    /// Whether the YAML was refused for passing what was left of its [`Allowance`] (bytes or
+    /// values): parsing the same text another way would pass it too.
+    pub fn is_over_allowance(&self) -> bool {
+        matches!(
+            self,
+            YamlError::TooLarge { .. } | YamlError::TooManyValues { .. }
+        )
+    }
 }
 
 /// Most bytes of scalar text the YAML of one user data (or one vendor data document) may
@@ -51,32 +78,55 @@ pub enum YamlError {
 /// `MAX_INCLUDE_BYTES`, 16 MiB).
 pub const MAX_YAML_SCALAR_BYTES: usize = 64 * 1024 * 1024;
 
-/// What is left of one document's [`MAX_YAML_SCALAR_BYTES`]: each parse may expand to what is
-/// left, and spends what it expanded to (also when it failed: the work was done).
+/// Most values (nodes: mappings, lists and scalars) the YAML of one user data (or one vendor
+/// data document) may have, all its parts together: an alias counts its anchor's values again
+/// each time it is used, as the parsed configuration holds a copy of each. Aliases of an empty
+/// scalar spend no [`MAX_YAML_SCALAR_BYTES`], so a part of a few hundred bytes reaches this
+/// many values (about 12 MB of parsed configuration). 250,000, serde-saphyr's own bound for a
+/// single parse (`Budget::max_nodes`), so no document that parsed alone is refused; shared by
+/// the parts, such a part cannot be repeated in [`super::MAX_PARTS`] parts to keep gigabytes
+/// in the guest's memory (a multiple would let a small guest keep a multiple of 12 MB for
+/// nothing). A real cloud-config writes its values out, one per key, list item and setting:
+/// hundreds or thousands; the 1 MiB the sources deliver (`source::http::MAX_USER_DATA_BYTES`)
+/// holds about 100,000 values of ten bytes.
+pub const MAX_YAML_NODES: usize = 250_000;
+
+/// What is left of one document's [`MAX_YAML_SCALAR_BYTES`] and [`MAX_YAML_NODES`]: each
+/// parse may expand to what is left, and spends what it expanded to (also when it failed: the
+/// work was done).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowance {
-    allowed: usize,
-    left: usize,
+    bytes: usize,
+    bytes_left: usize,
+    nodes: usize,
+    nodes_left: usize,
 }
 
 impl Allowance {
-    /// A whole allowance of `allowed` bytes.
-    pub fn new(allowed: usize) -> Self {
+    /// A whole allowance of `bytes` scalar bytes and `nodes` values.
+    pub fn new(bytes: usize, nodes: usize) -> Self {
         Allowance {
-            allowed,
-            left: allowed,
+            bytes,
+            bytes_left: bytes,
+            nodes,
+            nodes_left: nodes,
         }
     }
 
-    /// The bytes left to spend.
-    pub fn left(&self) -> usize {
-        self.left
+    /// The scalar bytes left to spend.
+    pub fn bytes_left(&self) -> usize {
+        self.bytes_left
+    }
+
+    /// The values left to spend.
+    pub fn nodes_left(&self) -> usize {
+        self.nodes_left
     }
 }
 
 impl Default for Allowance {
     fn default() -> Self {
-        Allowance::new(MAX_YAML_SCALAR_BYTES)
+        Allowance::new(MAX_YAML_SCALAR_BYTES, MAX_YAML_NODES)
     }
 }
 
@@ -92,10 +142,11 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// `options` with their scalar budget set to `max_scalar_bytes`.
-fn within(mut options: serde_saphyr::Options, max_scalar_bytes: usize) -> serde_saphyr::Options {
+/// `options` with their scalar and node budgets set to what is left of `allowance`.
+fn within(mut options: serde_saphyr::Options, allowance: &Allowance) -> serde_saphyr::Options {
     let mut budget = options.budget.take().unwrap_or_default();
-    budget.max_total_scalar_bytes = max_scalar_bytes;
+    budget.max_total_scalar_bytes = allowance.bytes_left;
+    budget.max_nodes = allowance.nodes_left;
     options.budget = Some(budget);
     options
 }
@@ -111,38 +162,59 @@ pub fn parse_value_within(text: &str, allowance: &mut Allowance) -> Result<Value
     parse_value_with(text, options(), allowance)
 }
 
+/// Which part of an [`Allowance`] a parse passed.
+#[derive(Debug, Clone, Copy)]
+enum Breach {
+    Bytes,
+    Nodes,
+}
+
 fn parse_value_with(
     text: &str,
     options: serde_saphyr::Options,
     allowance: &mut Allowance,
 ) -> Result<Value, YamlError> {
-    // The library reports what the parse expanded to, also when it stopped at the bound.
-    let report = Rc::new(Cell::new((0, false)));
+    // The library reports what the parse expanded to, also when it stopped at a bound.
+    let report = Rc::new(Cell::new((0, 0, None)));
     let seen = Rc::clone(&report);
-    let options = within(options, allowance.left).with_budget_report(move |report| {
-        let breached = matches!(report.breached, Some(BudgetBreach::ScalarBytes { .. }));
-        seen.set((report.total_scalar_bytes, breached));
+    let options = within(options, allowance).with_budget_report(move |report| {
+        let breached = match report.breached {
+            Some(BudgetBreach::ScalarBytes { .. }) => Some(Breach::Bytes),
+            Some(BudgetBreach::Nodes { .. }) => Some(Breach::Nodes),
+            _ => None,
+        };
+        seen.set((report.total_scalar_bytes, report.nodes, breached));
     });
     let parsed = serde_saphyr::from_str_with_options::<Value>(text, options);
-    let (used, breached) = report.get();
-    let left = allowance.left;
-    allowance.left = left.saturating_sub(used);
+    let (bytes, nodes, breached) = report.get();
+    let before = *allowance;
+    allowance.bytes_left = before.bytes_left.saturating_sub(bytes);
+    allowance.nodes_left = before.nodes_left.saturating_sub(nodes);
     parsed.map_err(|err| {
-        if breached {
-            let at = err
-                .location()
+        let at = || {
+            err.location()
                 .map(|at| format!(" at line {} column {}", at.line(), at.column()))
-                .unwrap_or_default();
-            return YamlError::TooLarge {
-                allowed: allowance.allowed,
-                left,
-                at,
-            };
+                .unwrap_or_default()
+        };
+        match breached {
+            Some(Breach::Bytes) => YamlError::TooLarge {
+                allowed: before.bytes,
+                left: before.bytes_left,
+                at: at(),
+            },
+            Some(Breach::Nodes) => YamlError::TooManyValues {
+                allowed: before.nodes,
+                left: before.nodes_left,
+                at: at(),
+            },
+            None => {
+                // The library's message carries a multi-line source snippet; its first line
+                // says it.
+                let message = err.to_string();
+                let first = message.lines().next().unwrap_or("parse error");
+                YamlError::Syntax(first.trim_start_matches("error: ").to_owned())
+            }
         }
-        // The library's message carries a multi-line source snippet; the first line says it.
-        let message = err.to_string();
-        let first = message.lines().next().unwrap_or("parse error");
-        YamlError::Syntax(first.trim_start_matches("error: ").to_owned())
     })
 }
 
@@ -180,17 +252,17 @@ const BINARY_TAG: &str = "tag:yaml.org,2002:binary";
 /// tagged `!!binary` marked as base64 (PyYAML hands cloud-init the decoded bytes; an
 /// `encoding: gz` on such an entry then means gzip of those bytes), spending from `allowance`.
 pub fn parse_cloud_config(text: &str, allowance: &mut Allowance) -> Result<ConfigMap, YamlError> {
-    let left = allowance.left;
+    let before = *allowance;
     let mut map = parse_map_within(text, allowance)?;
     if text.contains("!!binary") || text.contains(BINARY_TAG) {
         // The same text again, as far as it was allowed the first time; what it keeps (the
         // entries' tags) is not kept after, so it spends nothing.
-        mark_binary_write_files(text, &mut map, left);
+        mark_binary_write_files(text, &mut map, &before);
     }
     Ok(map)
 }
 
-fn mark_binary_write_files(text: &str, map: &mut ConfigMap, max_scalar_bytes: usize) {
+fn mark_binary_write_files(text: &str, map: &mut ConfigMap, allowance: &Allowance) {
     #[derive(serde::Deserialize)]
     struct Probe {
         write_files: Option<Vec<Entry>>,
@@ -199,7 +271,7 @@ fn mark_binary_write_files(text: &str, map: &mut ConfigMap, max_scalar_bytes: us
     struct Entry {
         content: Option<serde_saphyr::Tagged<String>>,
     }
-    let options = within(options(), max_scalar_bytes);
+    let options = within(options(), allowance);
     let Ok(probe) = serde_saphyr::from_str_with_options::<Probe>(text, options) else {
         return;
     };
@@ -342,7 +414,7 @@ mod tests {
 
     #[test]
     fn each_parse_spends_what_its_aliases_expand_to() {
-        let mut allowance = Allowance::new(100);
+        let mut allowance = Allowance::new(100, MAX_YAML_NODES);
         // 3 key bytes and 10 of text, then the 10 again through the alias.
         let map = parse_map_within(
             "a: &x 0123456789
@@ -353,7 +425,7 @@ c: d
         )
         .unwrap();
         assert_eq!(map["b"], json!("0123456789"));
-        assert_eq!(allowance.left(), 100 - 3 - 20 - 1);
+        assert_eq!(allowance.bytes_left(), 100 - 3 - 20 - 1);
         let err = parse_map_within(
             "a: &x 0123456789
 b: [*x, *x, *x, *x, *x, *x, *x, *x]
@@ -369,10 +441,51 @@ b: [*x, *x, *x, *x, *x, *x, *x, *x]
         assert!(err.contains("76 were left for this part"), "{err}");
         assert!(!err.contains('\n'), "{err}");
         // What the failed parse did is spent too: the next finds nothing left.
-        assert_eq!(allowance.left(), 0);
+        assert_eq!(allowance.bytes_left(), 0);
         assert!(matches!(
             parse_map_within("a: b\n", &mut allowance),
             Err(YamlError::TooLarge { left: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn the_node_bound_is_the_parsers_own_per_parse_bound() {
+        assert_eq!(MAX_YAML_NODES, 250_000);
+        assert_eq!(MAX_YAML_NODES, serde_saphyr::Budget::default().max_nodes);
+    }
+
+    #[test]
+    fn each_parse_spends_the_values_its_aliases_expand_to() {
+        let mut allowance = Allowance::new(MAX_YAML_SCALAR_BYTES, 20);
+        // The top mapping, 2 keys, the empty scalar and the list of 3 copies of it: 8 values.
+        let map = parse_map_within("a: &x \"\"\nb: [*x, *x, *x]\n", &mut allowance).unwrap();
+        assert_eq!(map["b"], json!(["", "", ""]));
+        assert_eq!(allowance.nodes_left(), 20 - 8);
+        let err = parse_map_within(
+            "a: &x \"\"\nb: [*x, *x, *x, *x, *x, *x, *x, *x]\n",
+            &mut allowance,
+        )
+        .unwrap_err();
+        assert!(err.is_over_allowance());
+        let err = err.to_string();
+        assert!(
+            err.starts_with("user data's YAML has more than 20 values (each mapping, list"),
+            "{err}"
+        );
+        assert!(
+            err.contains("12 were left for this part) at line 2"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("repeat less through aliases, or give fewer values"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        // What the failed parse did is spent too: the next finds nothing left.
+        assert_eq!(allowance.nodes_left(), 0);
+        assert!(matches!(
+            parse_map_within("a: b\n", &mut allowance),
+            Err(YamlError::TooManyValues { left: 0, .. })
         ));
     }
 
