@@ -404,8 +404,6 @@ pub fn relay_main(args: &[OsString]) -> u8 {
 /// one that leads nowhere runnable is skipped with a warning naming it.
 pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
     let mut results = Vec::new();
-    // What the run wrote is in place before a link is resolved to the file the script is.
-    root.publish();
     for (name, stat) in root.entries_or_none(dir) {
         let name = name.to_string_lossy().into_owned();
         if name.starts_with('.') {
@@ -442,6 +440,9 @@ pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
 /// the same way, so that the script's `$0` is the link, as under cloud-init; under another
 /// root, the file found: exec(2) would resolve the link on the host.
 fn link_target(root: &Root, link: &Path) -> Result<PathBuf, String> {
+    // What the run wrote is put in place before the link is resolved to the file the script
+    // is; only here, for a link: each publish with writes pending costs a sync.
+    root.publish();
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
     let file = root
         .open_file(link, flags, 0, true, false)
