@@ -443,6 +443,14 @@ fn link_target(root: &Root, link: &Path) -> Result<PathBuf, String> {
     // What the run wrote is put in place before the link is resolved to the file the script
     // is; only here, for a link: each publish with writes pending costs a sync.
     root.publish();
+    // What it leads to is looked at before it is opened: opening a device (a link to
+    // `/dev/watchdog` arms it) or a FIFO has effects of its own.
+    match root.stat(link) {
+        Ok(Some(stat)) if kind(&stat) == SFlag::S_IFREG => {}
+        Ok(Some(_)) => return Err("is not a regular file".to_owned()),
+        Ok(None) => return Err("is missing".to_owned()),
+        Err(err) => return Err(format!("cannot be read ({err})")),
+    }
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
     let file = root
         .open_file(link, flags, 0, true, false)
