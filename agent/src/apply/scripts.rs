@@ -315,8 +315,11 @@ fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<Pip
 
 /// Hands a script's output pipe, which a background process still holds, to an output relay
 /// ([`relay_main`]): the metaboot binary again, its standard input the pipe, its standard
-/// output the log file, its standard error this process's (the journal under systemd). It
-/// forks and its parent exits at once, so metaboot waits for nothing and the relay outlives it.
+/// output the log file, its standard error this process's (the journal under systemd, the
+/// console) unless that is a pipe: whoever reads metaboot's output through one (`metaboot run
+/// 2>&1 | tee`, `ssh guest metaboot run`) would wait for the background process's end, so
+/// there the relay logs to the file alone. It forks and its parent exits at once, so metaboot
+/// waits for nothing and the relay outlives it.
 fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
     let Some(program) = &env.relay else {
         tracing::warn!(
@@ -334,6 +337,9 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
         .current_dir("/")
         .stdin(pipe)
         .stdout(log);
+    if stderr_is_a_pipe() {
+        relay.stderr(Stdio::null());
+    }
     // SAFETY: as for the scripts (`run_script`): two system calls, no allocation, no lock.
     // The relay serves the user's background processes: it does not keep metaboot's priority.
     unsafe {
@@ -350,6 +356,11 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
             outcome.map_or_else(|err| err.to_string(), |status| status.to_string())
         ),
     }
+}
+
+/// Whether this process's standard error is a pipe (or a FIFO).
+fn stderr_is_a_pipe() -> bool {
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|stat| kind(&stat) == SFlag::S_IFIFO)
 }
 
 /// `metaboot __script-output NAME LOGGED` ([`RELAY_COMMAND`]): logs standard input as
