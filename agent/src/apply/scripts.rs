@@ -324,10 +324,12 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
     let Some(program) = &env.relay else {
         tracing::warn!(
             script = name,
-            "a background process still holds the output; it is no longer read"
+            "a background process still holds the output; it is read while metaboot runs"
         );
-        return;
+        return keep_reading(pipe, name, logged);
     };
+    // Kept until the relay has it: read here again if it cannot be started.
+    let kept = pipe.try_clone().ok();
     let log = crate::log::file_copy().map_or_else(Stdio::null, Stdio::from);
     let mut relay = Process::new(program);
     relay
@@ -350,12 +352,33 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
             script = name,
             "a background process still holds the output; an output relay process logs it from now on"
         ),
-        outcome => tracing::warn!(
-            script = name,
-            "cannot start the output relay for a background process ({}); it gets SIGPIPE at its next write once metaboot has exited",
-            outcome.map_or_else(|err| err.to_string(), |status| status.to_string())
-        ),
+        outcome => {
+            tracing::warn!(
+                script = name,
+                "cannot start the output relay for a background process ({}); its output is read while metaboot runs, and it gets SIGPIPE at its next write once metaboot has exited",
+                outcome.map_or_else(|err| err.to_string(), |status| status.to_string())
+            );
+            if let Some(pipe) = kept {
+                keep_reading(pipe, name, logged);
+            }
+        }
     }
+}
+
+/// Goes on reading a script's output on a thread of this process until its last writer closes
+/// it or metaboot exits: what is left when no output relay takes it over, so a background
+/// process is not cut off while metaboot still runs.
+fn keep_reading(pipe: PipeReader, name: &str, logged: usize) {
+    let script = name.to_owned();
+    std::thread::spawn(move || {
+        let mut out = OutputLog {
+            script: &script,
+            max: MAX_LOGGED_OUTPUT,
+            logged,
+            dropped: false,
+        };
+        out.lines(std::io::BufReader::new(pipe));
+    });
 }
 
 /// Whether this process's standard error is a pipe (or a FIFO).
@@ -672,6 +695,33 @@ mod tests {
         let result = run_script(&root, path, "bg", &env(dir.path()));
         assert_eq!(result.exit_code, Some(0));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    /// With no output relay to take it over, a background process's output is still read
+    /// while metaboot runs: it is not cut off (SIGPIPE) at its first write after its script.
+    #[test]
+    fn without_a_relay_the_output_is_read_while_metaboot_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let path = Path::new("/bg");
+        write_script(
+            &root,
+            path,
+            b"#!/bin/sh\n(sleep 2; echo late; echo \"exit $?\" > bg.status) &\necho started\n",
+        )
+        .unwrap();
+        let result = run_script(&root, path, "bg", &env(dir.path()));
+        assert_eq!(result.exit_code, Some(0));
+        let status = dir.path().join("bg.status");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !status.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&status).ok().as_deref(),
+            Some("exit 0\n"),
+            "the background process was cut off"
+        );
     }
 
     #[test]
