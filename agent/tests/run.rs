@@ -1179,6 +1179,42 @@ fn a_background_process_of_runcmd_keeps_a_reader_once_the_run_is_over() {
     );
 }
 
+/// Whoever reads metaboot's output through a pipe (`metaboot run 2>&1 | tee`, `ssh guest
+/// metaboot run`, `Command::output`) gets its end when metaboot exits, not when a process
+/// runcmd left in the background ends: the output relay keeps no pipe of metaboot's; its lines
+/// still reach the log file.
+#[test]
+fn a_background_process_does_not_hold_a_pipe_reading_metaboots_output() {
+    let guest = Guest::new();
+    guest.user_data(
+        // It gives up waiting after ~40 s, past BACKGROUND_DEADLINE: a run that waited for it
+        // fails the test instead of hanging.
+        "#cloud-config\nruncmd:\n  - |\n    (sh -c 'i=0; while [ ! -e tmp/go ] && [ $i -lt 400 ]; \
+         do sleep 0.1; i=$((i+1)); done; echo late') &\n",
+    );
+    let started = std::time::Instant::now();
+    let (code, stderr) = guest.run();
+    let took = started.elapsed();
+    std::fs::write(guest.path("/tmp/go"), "").unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        took < BACKGROUND_DEADLINE,
+        "metaboot's output was held for {took:?}, past the run"
+    );
+    assert!(
+        stderr.contains("an output relay process logs it from now on"),
+        "{stderr}"
+    );
+    let deadline = std::time::Instant::now() + BACKGROUND_DEADLINE;
+    while !guest.read("/var/log/metaboot.log").contains("| late ") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the line never reached the log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A symlink in a scripts directory of the image runs the executable file it leads to inside
 /// the root (cloud-init's `runparts` follows links); one that leads nowhere runnable, or out of
 /// the root, is skipped with a warning naming it.

@@ -315,16 +315,21 @@ fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<Pip
 
 /// Hands a script's output pipe, which a background process still holds, to an output relay
 /// ([`relay_main`]): the metaboot binary again, its standard input the pipe, its standard
-/// output the log file, its standard error this process's (the journal under systemd). It
-/// forks and its parent exits at once, so metaboot waits for nothing and the relay outlives it.
+/// output the log file, its standard error this process's (the journal under systemd, the
+/// console) unless that is a pipe: whoever reads metaboot's output through one (`metaboot run
+/// 2>&1 | tee`, `ssh guest metaboot run`) would wait for the background process's end, so
+/// there the relay logs to the file alone. It forks and its parent exits at once, so metaboot
+/// waits for nothing and the relay outlives it.
 fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
     let Some(program) = &env.relay else {
         tracing::warn!(
             script = name,
-            "a background process still holds the output; it is no longer read"
+            "a background process still holds the output; it is read while metaboot runs"
         );
-        return;
+        return keep_reading(pipe, name, logged);
     };
+    // Kept until the relay has it: read here again if it cannot be started.
+    let kept = pipe.try_clone().ok();
     let log = crate::log::file_copy().map_or_else(Stdio::null, Stdio::from);
     let mut relay = Process::new(program);
     relay
@@ -334,6 +339,9 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
         .current_dir("/")
         .stdin(pipe)
         .stdout(log);
+    if stderr_is_a_pipe() {
+        relay.stderr(Stdio::null());
+    }
     // SAFETY: as for the scripts (`run_script`): two system calls, no allocation, no lock.
     // The relay serves the user's background processes: it does not keep metaboot's priority.
     unsafe {
@@ -344,12 +352,38 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
             script = name,
             "a background process still holds the output; an output relay process logs it from now on"
         ),
-        outcome => tracing::warn!(
-            script = name,
-            "cannot start the output relay for a background process ({}); it gets SIGPIPE at its next write once metaboot has exited",
-            outcome.map_or_else(|err| err.to_string(), |status| status.to_string())
-        ),
+        outcome => {
+            tracing::warn!(
+                script = name,
+                "cannot start the output relay for a background process ({}); its output is read while metaboot runs, and it gets SIGPIPE at its next write once metaboot has exited",
+                outcome.map_or_else(|err| err.to_string(), |status| status.to_string())
+            );
+            if let Some(pipe) = kept {
+                keep_reading(pipe, name, logged);
+            }
+        }
     }
+}
+
+/// Goes on reading a script's output on a thread of this process until its last writer closes
+/// it or metaboot exits: what is left when no output relay takes it over, so a background
+/// process is not cut off while metaboot still runs.
+fn keep_reading(pipe: PipeReader, name: &str, logged: usize) {
+    let script = name.to_owned();
+    std::thread::spawn(move || {
+        let mut out = OutputLog {
+            script: &script,
+            max: MAX_LOGGED_OUTPUT,
+            logged,
+            dropped: false,
+        };
+        out.lines(std::io::BufReader::new(pipe));
+    });
+}
+
+/// Whether this process's standard error is a pipe (or a FIFO).
+fn stderr_is_a_pipe() -> bool {
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|stat| kind(&stat) == SFlag::S_IFIFO)
 }
 
 /// `metaboot __script-output NAME LOGGED` ([`RELAY_COMMAND`]): logs standard input as
@@ -404,8 +438,6 @@ pub fn relay_main(args: &[OsString]) -> u8 {
 /// one that leads nowhere runnable is skipped with a warning naming it.
 pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
     let mut results = Vec::new();
-    // What the run wrote is in place before a link is resolved to the file the script is.
-    root.publish();
     for (name, stat) in root.entries_or_none(dir) {
         let name = name.to_string_lossy().into_owned();
         if name.starts_with('.') {
@@ -442,6 +474,17 @@ pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
 /// the same way, so that the script's `$0` is the link, as under cloud-init; under another
 /// root, the file found: exec(2) would resolve the link on the host.
 fn link_target(root: &Root, link: &Path) -> Result<PathBuf, String> {
+    // What the run wrote is put in place before the link is resolved to the file the script
+    // is; only here, for a link: each publish with writes pending costs a sync.
+    root.publish();
+    // What it leads to is looked at before it is opened: opening a device (a link to
+    // `/dev/watchdog` arms it) or a FIFO has effects of its own.
+    match root.stat(link) {
+        Ok(Some(stat)) if kind(&stat) == SFlag::S_IFREG => {}
+        Ok(Some(_)) => return Err("is not a regular file".to_owned()),
+        Ok(None) => return Err("is missing".to_owned()),
+        Err(err) => return Err(format!("cannot be read ({err})")),
+    }
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
     let file = root
         .open_file(link, flags, 0, true, false)
@@ -652,6 +695,33 @@ mod tests {
         let result = run_script(&root, path, "bg", &env(dir.path()));
         assert_eq!(result.exit_code, Some(0));
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    /// With no output relay to take it over, a background process's output is still read
+    /// while metaboot runs: it is not cut off (SIGPIPE) at its first write after its script.
+    #[test]
+    fn without_a_relay_the_output_is_read_while_metaboot_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let path = Path::new("/bg");
+        write_script(
+            &root,
+            path,
+            b"#!/bin/sh\n(sleep 2; echo late; echo \"exit $?\" > bg.status) &\necho started\n",
+        )
+        .unwrap();
+        let result = run_script(&root, path, "bg", &env(dir.path()));
+        assert_eq!(result.exit_code, Some(0));
+        let status = dir.path().join("bg.status");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !status.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&status).ok().as_deref(),
+            Some("exit 0\n"),
+            "the background process was cut off"
+        );
     }
 
     #[test]

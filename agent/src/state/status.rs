@@ -133,23 +133,31 @@ pub fn stopped(root: &Root, report: Report, locks: &str) -> Report {
 }
 
 /// Whether the lock file at `lock` appears among `held` (`/proc/locks`' lines name a file
-/// `MAJOR:MINOR:INODE`, the numbers of its file system's device in hex). A missing lock file
-/// is held by none: a run makes it before it writes `running`; one that cannot be looked at
-/// (a user without the right to) is taken as held, as nothing can be told.
+/// `MAJOR:MINOR:INODE`). Only the inode number is compared: the device there is the file
+/// system's own (`s_dev`), which on btrfs (each subvolume its own device number) and some
+/// overlays is not the `st_dev` that `stat` gives. Another file system's lock on the same
+/// inode number can only make a stopped run read as running, the verdict `status` gave before
+/// it looked. A missing lock file is held by none: a run makes it before it writes `running`;
+/// one that cannot be looked at (a user without the right to) is taken as held, as nothing can
+/// be told.
 fn run_holds(root: &Root, lock: &std::path::Path, held: &str) -> bool {
     let stat = match root.stat(lock) {
         Ok(Some(stat)) => stat,
         Ok(None) => return false,
         Err(_) => return true,
     };
-    let file = format!(
-        "{:02x}:{:02x}:{}",
-        nix::sys::stat::major(stat.st_dev),
-        nix::sys::stat::minor(stat.st_dev),
-        stat.st_ino
-    );
-    held.lines()
-        .any(|line| line.split_whitespace().any(|field| field == file))
+    let inode = stat.st_ino.to_string();
+    held.lines().any(|line| {
+        line.split_whitespace().any(|field| {
+            let mut parts = field.split(':');
+            let (major, minor, number) = (parts.next(), parts.next(), parts.next());
+            parts.next().is_none()
+                && [major, minor]
+                    .iter()
+                    .all(|part| part.is_some_and(|hex| u32::from_str_radix(hex, 16).is_ok()))
+                && number == Some(inode.as_str())
+        })
+    })
 }
 
 /// The narrowest the step names' column gets in `metaboot status`; wider when a step's name is
@@ -290,6 +298,26 @@ mod tests {
         // Without a lock table to read, nothing is concluded.
         let found = stopped(&root, Report::start(), "/nonexistent/locks");
         assert_eq!(found.status, RunStatus::Running);
+    }
+
+    /// `/proc/locks` names the file system's own device, which on btrfs is not `stat`'s
+    /// `st_dev`: the lock file is found by its inode number whatever device a line names.
+    #[test]
+    fn the_lock_file_is_found_by_its_inode_whatever_the_device() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let lock = State::new(&root).lock_path();
+        std::fs::create_dir_all(root.host_path(&lock).parent().unwrap()).unwrap();
+        std::fs::File::create(root.host_path(&lock)).unwrap();
+        let inode = std::fs::metadata(root.host_path(&lock)).unwrap().ino();
+        let line = |device: &str, inode: u64| {
+            format!("1: FLOCK  ADVISORY  WRITE 4242 {device}:{inode} 0 EOF\n")
+        };
+        assert!(run_holds(&root, &lock, &line("00:2f", inode)));
+        assert!(run_holds(&root, &lock, &line("fd:01", inode)));
+        assert!(!run_holds(&root, &lock, &line("00:2f", inode + 1)));
+        assert!(!run_holds(&root, &lock, ""));
     }
 
     #[test]

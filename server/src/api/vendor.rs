@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use metaboot_proto::vendor_data::STATIC_PROVIDER_KEY;
-use serde::de::IgnoredAny;
 use thiserror::Error;
 
 /// Largest vendor data file accepted at start, in bytes.
 pub const MAX_VENDOR_DATA_BYTES: usize = 256 * 1024;
 /// Deepest nesting of arrays and objects accepted: serde_json's recursion limit, so the guest
 /// agent, which reads vendor data with serde_json, can read every file the server serves.
-pub const MAX_VENDOR_DATA_DEPTH: usize = 127;
+pub const MAX_VENDOR_DATA_DEPTH: usize = 126;
 
 /// Why the vendor data file was refused.
 #[derive(Debug, Error)]
@@ -136,11 +135,14 @@ impl VendorDocs {
             path: path.to_owned(),
             source,
         })?;
-        // Checked without converting a number or building a map: an integer past 64 bits or
-        // `1e400` is as valid as nova's Python `json` finds it.
-        serde_json::from_str::<IgnoredAny>(&text).map_err(|source| VendorDataError::NotJson {
-            path: path.to_owned(),
-            source,
+        // Checked as the guest agent reads it (serde_json): what it could not read (`1e400`, a
+        // lone surrogate `"\ud800"`) stops the server here rather than every guest's vendor
+        // data. The value is then dropped: the file's own text is what is served.
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|source| {
+            VendorDataError::NotJson {
+                path: path.to_owned(),
+                source,
+            }
         })?;
         let compact = compact(&text).ok_or_else(|| VendorDataError::TooDeep {
             path: path.to_owned(),
@@ -226,12 +228,12 @@ mod tests {
         let file = dir.path().join("vendor.json");
         std::fs::write(
             &file,
-            "{\n  \"zeta\": 1,\r\n\t\"id\": 123456789012345678901234,\n  \"alpha\": {\"b\": 1e400, \
+            "{\n  \"zeta\": 1,\r\n\t\"id\": 123456789012345678901234,\n  \"alpha\": {\"b\": 1e300, \
              \"a\": \"x y\\n\\\"q\\\" \\\\ {\"},\n  \"list\": [ 1.50, -0.0, 2E+3, \"é\\u00e9\" ]\n}\n",
         )
         .unwrap();
         let docs = VendorDocs::load(&file).unwrap();
-        let want = r#"{"zeta":1,"id":123456789012345678901234,"alpha":{"b":1e400,"a":"x y\n\"q\" \\ {"},"list":[1.50,-0.0,2E+3,"é\u00e9"]}"#;
+        let want = r#"{"zeta":1,"id":123456789012345678901234,"alpha":{"b":1e300,"a":"x y\n\"q\" \\ {"},"list":[1.50,-0.0,2E+3,"é\u00e9"]}"#;
         assert_eq!(std::str::from_utf8(&docs.vendor_data).unwrap(), want);
         assert_eq!(
             std::str::from_utf8(&docs.vendor_data2).unwrap(),
@@ -242,6 +244,15 @@ mod tests {
         let docs = VendorDocs::load(&file).unwrap();
         assert_eq!(docs.vendor_data, r##"["#cloud-config"]"##);
         assert_eq!(docs.vendor_data2, r##"{"static":["#cloud-config"]}"##);
+        // What the guest agent's serde_json cannot read is refused at start.
+        for unreadable in ["{\"b\": 1e400}", "[-1e400]", "\"\\ud800\""] {
+            std::fs::write(&file, unreadable).unwrap();
+            let err = VendorDocs::load(&file).unwrap_err();
+            assert!(
+                matches!(err, VendorDataError::NotJson { .. }),
+                "{unreadable}: {err}"
+            );
+        }
         // Trailing text after the value is still refused.
         std::fs::write(&file, "{} {}").unwrap();
         let err = VendorDocs::load(&file).unwrap_err();
@@ -252,23 +263,27 @@ mod tests {
         assert!(err.is_user_error());
     }
 
-    /// The deepest file served is one the guest agent's serde_json still reads.
+    /// The deepest file served is one the guest agent's serde_json still reads, also inside
+    /// `vendor_data2.json`'s `{"static": …}`.
     #[test]
     fn the_depth_limit_is_serde_jsons() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("vendor.json");
         let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         let deepest = nested(MAX_VENDOR_DATA_DEPTH);
-        assert!(serde_json::from_str::<serde_json::Value>(&deepest).is_ok());
         std::fs::write(&file, &deepest).unwrap();
-        assert_eq!(VendorDocs::load(&file).unwrap().vendor_data, deepest);
+        let docs = VendorDocs::load(&file).unwrap();
+        assert_eq!(docs.vendor_data, deepest);
+        let two = std::str::from_utf8(&docs.vendor_data2).unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(two).is_ok());
         let deeper = nested(MAX_VENDOR_DATA_DEPTH + 1);
-        assert!(serde_json::from_str::<serde_json::Value>(&deeper).is_err());
+        let wrapped = format!(r#"{{"static":{deeper}}}"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&wrapped).is_err());
         std::fs::write(&file, &deeper).unwrap();
         let err = VendorDocs::load(&file).unwrap_err();
         assert!(matches!(err, VendorDataError::TooDeep { .. }), "{err}");
         assert!(err.is_user_error());
-        assert!(err.to_string().contains("more than 127 deep"), "{err}");
+        assert!(err.to_string().contains("more than 126 deep"), "{err}");
     }
 
     #[test]

@@ -203,14 +203,21 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                 }
             }
             // A subnet's routes, whatever its type: cloud-init's renderers write the routes
-            // of a DHCP or SLAAC subnet as they write a static one's.
+            // of a DHCP or SLAAC subnet as they write a static one's. A static subnet's route
+            // that cannot be read fails the document, as its address would; another subnet's is
+            // left out with a warning, so its DHCP still applies.
+            let is_static = matches!(text(subnet, "type"), Some("static" | "static6"));
             for route in subnet
                 .get("routes")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                interface.routes.push(route_v1(route, &what)?);
+                match route_v1(route, &what) {
+                    Ok(route) => interface.routes.push(route),
+                    Err(err) if is_static => return Err(err),
+                    Err(err) => warnings.push(format!("{err}; left out")),
+                }
             }
         }
         plan.interfaces.push(interface);

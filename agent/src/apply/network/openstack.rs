@@ -127,9 +127,14 @@ pub fn plan(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                 interface.routes.extend(routes(id, network, warnings));
                 network_dns(&mut plan, network, warnings);
             }
+            // Its default route comes with the router's advertisements (DHCPv6 gives none), as
+            // for the IPv6 networks below: only its host routes are added.
             "ipv6_dhcp" | "dhcp6" => {
                 interface.ipv6 = Ipv6Auto::Dhcp;
-                interface.routes.extend(routes(id, network, warnings));
+                let host_routes = routes(id, network, warnings).into_iter();
+                interface
+                    .routes
+                    .extend(host_routes.filter(|route| !route.is_default()));
                 network_dns(&mut plan, network, warnings);
             }
             // nova writes these with the subnet's address, routes and DNS, as a static
