@@ -1180,9 +1180,9 @@ fn a_background_process_of_runcmd_keeps_a_reader_once_the_run_is_over() {
 }
 
 /// Whoever reads metaboot's output through a pipe (`metaboot run 2>&1 | tee`, `ssh guest
-/// metaboot run`, `Command::output`) gets its end when metaboot exits, not when a process
-/// runcmd left in the background ends: the output relay keeps no pipe of metaboot's; its lines
-/// still reach the log file.
+/// metaboot run`, `Command::output`) or a socket that is not the journal's (a program's
+/// socketpair) gets its end when metaboot exits, not when a process runcmd left in the
+/// background ends: the output relay keeps neither; its lines still reach the log file.
 #[test]
 fn a_background_process_does_not_hold_a_pipe_reading_metaboots_output() {
     let guest = Guest::new();
@@ -1213,6 +1213,34 @@ fn a_background_process_does_not_hold_a_pipe_reading_metaboots_output() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+
+    // The same through a socketpair.
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nruncmd:\n  - |\n    (sh -c 'i=0; while [ ! -e tmp/go ] && [ $i -lt 400 ]; \
+         do sleep 0.1; i=$((i+1)); done; echo late') &\n",
+    );
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let started = std::time::Instant::now();
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["run", "--root"])
+        .arg(&guest.root)
+        .env_remove("http_proxy")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut ours, &mut stderr).unwrap();
+    let took = started.elapsed();
+    std::fs::write(guest.path("/tmp/go"), "").unwrap();
+    assert!(run.wait().unwrap().success(), "{stderr}");
+    assert!(
+        took < BACKGROUND_DEADLINE,
+        "metaboot's socket was held for {took:?}, past the run"
+    );
 }
 
 /// A symlink in a scripts directory of the image runs the executable file it leads to inside

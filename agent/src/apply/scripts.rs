@@ -315,11 +315,11 @@ fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<Pip
 
 /// Hands a script's output pipe, which a background process still holds, to an output relay
 /// ([`relay_main`]): the metaboot binary again, its standard input the pipe, its standard
-/// output the log file, its standard error this process's (the journal under systemd, the
-/// console) unless that is a pipe: whoever reads metaboot's output through one (`metaboot run
-/// 2>&1 | tee`, `ssh guest metaboot run`) would wait for the background process's end, so
-/// there the relay logs to the file alone. It forks and its parent exits at once, so metaboot
-/// waits for nothing and the relay outlives it.
+/// output the log file, its standard error this process's when that is the journal, a console
+/// or a file ([`relay_keeps_stderr`]); not a pipe or another socket, whose reader (`metaboot
+/// run 2>&1 | tee`, `ssh guest metaboot run`, a program's socketpair) would wait for the
+/// background process's end: there the relay logs to the file alone. It forks and its parent
+/// exits at once, so metaboot waits for nothing and the relay outlives it.
 fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
     let Some(program) = &env.relay else {
         tracing::warn!(
@@ -339,7 +339,7 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
         .current_dir("/")
         .stdin(pipe)
         .stdout(log);
-    if stderr_is_a_pipe() {
+    if !relay_keeps_stderr() {
         relay.stderr(Stdio::null());
     }
     // SAFETY: as for the scripts (`run_script`): two system calls, no allocation, no lock.
@@ -381,9 +381,20 @@ fn keep_reading(pipe: PipeReader, name: &str, logged: usize) {
     });
 }
 
-/// Whether this process's standard error is a pipe (or a FIFO).
-fn stderr_is_a_pipe() -> bool {
-    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|stat| kind(&stat) == SFlag::S_IFIFO)
+/// Whether the output relay may keep this process's standard error: a terminal or console (a
+/// character device), a file, or the journal's stream (a socket whose device and inode
+/// `$JOURNAL_STREAM` names, as systemd sets it for `StandardError=journal`). No one waits for
+/// those to end; a pipe's or another socket's reader would wait for the background process.
+fn relay_keeps_stderr() -> bool {
+    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    match kind(&stat) {
+        SFlag::S_IFCHR | SFlag::S_IFREG => true,
+        SFlag::S_IFSOCK => std::env::var("JOURNAL_STREAM")
+            .is_ok_and(|stream| stream == format!("{}:{}", stat.st_dev, stat.st_ino)),
+        _ => false,
+    }
 }
 
 /// `metaboot __script-output NAME LOGGED` ([`RELAY_COMMAND`]): logs standard input as

@@ -12,8 +12,9 @@ use thiserror::Error;
 
 /// Largest vendor data file accepted at start, in bytes.
 pub const MAX_VENDOR_DATA_BYTES: usize = 256 * 1024;
-/// Deepest nesting of arrays and objects accepted: serde_json's recursion limit, so the guest
-/// agent, which reads vendor data with serde_json, can read every file the server serves.
+/// Deepest nesting of arrays and objects accepted: serde_json reads 127 levels, and
+/// `vendor_data2.json` puts the file one level down (`{"static": …}`), so the guest agent,
+/// which reads vendor data with serde_json, can read every document the server serves.
 pub const MAX_VENDOR_DATA_DEPTH: usize = 126;
 
 /// Why the vendor data file was refused.
@@ -135,6 +136,11 @@ impl VendorDocs {
             path: path.to_owned(),
             source,
         })?;
+        // The depth first, so that a file too deep is told so (serde_json's own parse stops
+        // at its limit with a syntax error).
+        let compact = compact(&text).ok_or_else(|| VendorDataError::TooDeep {
+            path: path.to_owned(),
+        })?;
         // Checked as the guest agent reads it (serde_json): what it could not read (`1e400`, a
         // lone surrogate `"\ud800"`) stops the server here rather than every guest's vendor
         // data. The value is then dropped: the file's own text is what is served.
@@ -143,9 +149,6 @@ impl VendorDocs {
                 path: path.to_owned(),
                 source,
             }
-        })?;
-        let compact = compact(&text).ok_or_else(|| VendorDataError::TooDeep {
-            path: path.to_owned(),
         })?;
         Ok(Self::from_compact(compact))
     }
@@ -276,6 +279,15 @@ mod tests {
         assert_eq!(docs.vendor_data, deepest);
         let two = std::str::from_utf8(&docs.vendor_data2).unwrap();
         assert!(serde_json::from_str::<serde_json::Value>(two).is_ok());
+        // Far deeper too: told as too deep, not as a syntax error.
+        for far in [MAX_VENDOR_DATA_DEPTH + 2, 4 * MAX_VENDOR_DATA_DEPTH] {
+            std::fs::write(&file, nested(far)).unwrap();
+            let err = VendorDocs::load(&file).unwrap_err();
+            assert!(
+                matches!(err, VendorDataError::TooDeep { .. }),
+                "{far}: {err}"
+            );
+        }
         let deeper = nested(MAX_VENDOR_DATA_DEPTH + 1);
         let wrapped = format!(r#"{{"static":{deeper}}}"#);
         assert!(serde_json::from_str::<serde_json::Value>(&wrapped).is_err());
