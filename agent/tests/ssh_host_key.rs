@@ -474,12 +474,7 @@ fn the_host_keys_are_printed_on_the_console_at_the_end_of_the_run() {
     );
     // After the user scripts, before the final message and the power state (cloud-init's
     // cloud-final order).
-    let names: Vec<String> = guest.status()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = guest.step_names();
     let at = |step: &str| names.iter().position(|n| n == step).unwrap();
     assert!(at("scripts-user") < at("keys-to-console"));
     assert_eq!(

@@ -30,6 +30,16 @@ fn has_step(guest: &Guest, name: &str) -> bool {
         .any(|s| s["name"] == name)
 }
 
+/// `metaboot status --wait` on the guest's root, started, its output piped.
+fn status_wait(guest: &Guest) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_metaboot"))
+        .args(["status", "--wait", "--root"])
+        .arg(&guest.root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
     let guest = Guest::new();
@@ -85,21 +95,11 @@ fn the_init_stage_applies_everything_and_the_final_stage_runs_the_scripts() {
     );
     assert!(guest.path(&format!("{instance}/boot-finished")).is_file());
     // Each step once, in the order of a whole run.
-    let names: Vec<String> = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = guest.step_names();
     let whole = Guest::new();
     whole.user_data(USER_DATA);
     assert_eq!(whole.run().0, 0);
-    let whole_names: Vec<String> = whole.status()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
-        .collect();
+    let whole_names = whole.step_names();
     assert_eq!(names, whole_names);
     assert_eq!(guest.metaboot(&["status"]).status.code(), Some(0));
 
@@ -126,12 +126,7 @@ fn status_wait_returns_when_the_final_stage_has_finished() {
     let guest = Guest::new();
     guest.user_data(USER_DATA);
     assert_eq!(guest.run_stage("init").0, 0);
-    let mut wait = Command::new(env!("CARGO_BIN_EXE_metaboot"))
-        .args(["status", "--wait", "--root"])
-        .arg(&guest.root)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut wait = status_wait(&guest);
     std::thread::sleep(Duration::from_millis(600));
     assert!(
         wait.try_wait().unwrap().is_none(),
@@ -206,12 +201,7 @@ fn a_killed_final_stage_is_reported_stopped_and_status_wait_returns() {
     last.kill().unwrap();
     last.wait().unwrap();
     // The script lives on (as under `KillMode=process`); the run is over all the same.
-    let mut wait = Command::new(env!("CARGO_BIN_EXE_metaboot"))
-        .args(["status", "--wait", "--root"])
-        .arg(&guest.root)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut wait = status_wait(&guest);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while wait.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -270,12 +260,7 @@ fn deferred_write_files_may_be_owned_by_a_user_the_packages_create() {
     );
     // The user scripts see the file in place.
     assert_eq!(guest.read("/tmp/seen"), "tuned", "{stderr}");
-    let names: Vec<String> = guest.status()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = guest.step_names();
     let at = |name: &str| names.iter().position(|n| n == name).unwrap();
     assert!(at("packages") < at("write-files-deferred"), "{names:?}");
     assert!(at("write-files-deferred") < at("scripts-user"), "{names:?}");

@@ -228,6 +228,16 @@ impl Guest {
         serde_json::from_str(&self.read("/var/lib/metaboot/status.json")).unwrap()
     }
 
+    /// The names of the steps in status.json, in their order.
+    pub fn step_names(&self) -> Vec<String> {
+        self.status()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// The outcome and message of step `name` in status.json.
     pub fn step(&self, name: &str) -> (String, String) {
         let status = self.status();
