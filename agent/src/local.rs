@@ -16,6 +16,40 @@ use crate::root::Root;
 /// it, the next run writes the network configuration again.
 const NETWORK_SEMAPHORE: &str = "/var/lib/metaboot/instance/sem/config_network";
 
+/// What `metaboot local` says when it set the file written for `name` (with MAC `mac`) aside:
+/// where that MAC is now, and how to have the file written again for the NICs as named now.
+fn set_aside_message(name: &str, mac: &str, nic: &NicNow) -> String {
+    let rewrite = format!(
+        "; to have metaboot write the file for these names, remove {NETWORK_SEMAPHORE} and run \
+         `metaboot run --stage init`"
+    );
+    let (now, then) = match nic {
+        NicNow::Gone => (
+            "which no interface of this system has (an image made from another instance)"
+                .to_owned(),
+            " until metaboot writes this instance's".to_owned(),
+        ),
+        NicNow::Swapped { holder } => (
+            format!(
+                "which is {holder}'s now ({name} is another NIC: the NICs are named otherwise \
+                 than when it was written)"
+            ),
+            rewrite,
+        ),
+        NicNow::Renamed { holder } => (
+            format!(
+                "which is {holder}'s now (no interface is {name}: the NICs are named otherwise \
+                 than when it was written, and its stanzas would configure nothing)"
+            ),
+            rewrite,
+        ),
+    };
+    format!(
+        "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, {now}: set aside \
+         as {SET_ASIDE}, the image's own network configuration applies{then}"
+    )
+}
+
 /// Runs `metaboot local`; 0 when the file is kept, set aside or absent, 1 when it could not be
 /// read or moved.
 pub fn main(args: &LocalArgs) -> u8 {
@@ -32,46 +66,8 @@ pub fn main(args: &LocalArgs) -> u8 {
     let mut settle = udev_settle;
     let settle: Option<&mut dyn FnMut()> = root.is_host().then_some(&mut settle);
     match set_aside_stale(&root, settle) {
-        Ok(Stale::SetAside {
-            name,
-            mac,
-            nic: NicNow::Gone,
-        }) => {
-            eprintln!(
-                "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which no \
-                 interface of this system has (an image made from another instance): set aside \
-                 as {SET_ASIDE}, the image's own network configuration applies until metaboot \
-                 writes this instance's"
-            );
-            0
-        }
-        Ok(Stale::SetAside {
-            name,
-            mac,
-            nic: NicNow::Swapped { holder },
-        }) => {
-            eprintln!(
-                "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which is \
-                 {holder}'s now ({name} is another NIC: the NICs are named otherwise than when \
-                 it was written): set aside as {SET_ASIDE}, the image's own network \
-                 configuration applies; to have metaboot write the file for these names, \
-                 remove {NETWORK_SEMAPHORE} and run `metaboot run --stage init`"
-            );
-            0
-        }
-        Ok(Stale::SetAside {
-            name,
-            mac,
-            nic: NicNow::Renamed { holder },
-        }) => {
-            eprintln!(
-                "metaboot local: {IFUPDOWN_FILE} was written for {name} with MAC {mac}, which is \
-                 {holder}'s now (no interface is {name}: the NICs are named otherwise than when \
-                 it was written, and its stanzas would configure nothing): set aside as \
-                 {SET_ASIDE}, the image's own network configuration applies; to have metaboot \
-                 write the file for these names, remove {NETWORK_SEMAPHORE} and run \
-                 `metaboot run --stage init`"
-            );
+        Ok(Stale::SetAside { name, mac, nic }) => {
+            eprintln!("{}", set_aside_message(&name, &mac, &nic));
             0
         }
         Ok(Stale::NoFile | Stale::Unrecorded | Stale::Current) => 0,
