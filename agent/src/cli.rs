@@ -61,9 +61,10 @@ pub struct RunArgs {
 pub enum RunStage {
     /// The whole pass in one process.
     All,
-    /// Every step but the user scripts, which it writes for `final`; the run stays `running`.
+    /// The steps before `ca-certs` (what the logins need), and the user scripts written for
+    /// `final`; the run stays `running`.
     Init,
-    /// The user scripts (vendor, per-once/boot/instance, user data's and runcmd) of the run
+    /// The steps from `ca-certs` on (packages, the user scripts, phone_home, …) of the run
     /// `init` left open; then the run is done.
     Final,
 }

@@ -20,6 +20,8 @@ pub const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const FALLBACK_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long after losing it the notification connection is opened again.
 pub const RELISTEN_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the follower pauses after a panic while catching up, before it reloads.
+pub const PANIC_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Something that reacts to registry changes once the model has them.
 pub trait ChangeListener: Send + Sync {
@@ -83,31 +85,52 @@ pub fn follow(
                     Waiter::Listen(None, std::time::Instant::now() + RELISTEN_INTERVAL)
                 }
             };
-            let status = model.status();
             loop {
-                match model.catch_up(store.as_ref()) {
-                    Ok(outcome) => {
-                        if !status.store_up() {
-                            tracing::info!(seq = model.seq(), "the registry answers again: caught up");
-                            status.set_store_up(true);
-                        }
-                        match outcome {
-                            CatchUp::UpToDate => {}
-                            CatchUp::Applied(changes) => {
-                                tracing::debug!(count = changes.len(), seq = model.seq(), "registry changed");
-                                listeners.iter().for_each(|l| l.changed(&changes));
-                            }
-                            CatchUp::Reloaded => listeners.iter().for_each(|l| l.lagged()),
-                        }
-                    }
-                    Err(err) => {
-                        if status.store_up() {
-                            tracing::warn!(error = %err, "cannot read the registry's change log: serving what is in memory; retrying");
-                            status.set_store_up(false);
-                        }
-                    }
+                // A panic while catching up (a bug in applying a change, or in a listener)
+                // must not end the following while the server goes on serving what it had: the
+                // model is rebuilt and the listeners told to start over, after a pause so that
+                // a panic that repeats logs once a second, not at every poll.
+                let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    follow_once(store.as_ref(), &model, &listeners);
+                }));
+                if followed.is_err() {
+                    tracing::error!(
+                        "following the registry panicked: the model will be reloaded and the listeners told to start over"
+                    );
+                    model.owe_reload();
+                    std::thread::sleep(PANIC_RETRY_INTERVAL);
                 }
                 waiter.wait(store.as_ref());
             }
         })
 }
+
+/// Catches `model` up once and tells `listeners` what changed.
+fn follow_once(store: &dyn Store, model: &ReadModel, listeners: &[Arc<dyn ChangeListener>]) {
+    let status = model.status();
+    match model.catch_up(store) {
+        Ok(outcome) => {
+            if !status.store_up() {
+                tracing::info!(seq = model.seq(), "the registry answers again: caught up");
+                status.set_store_up(true);
+            }
+            match outcome {
+                CatchUp::UpToDate => {}
+                CatchUp::Applied(changes) => {
+                    tracing::debug!(count = changes.len(), seq = model.seq(), "registry changed");
+                    listeners.iter().for_each(|l| l.changed(&changes));
+                }
+                CatchUp::Reloaded => listeners.iter().for_each(|l| l.lagged()),
+            }
+        }
+        Err(err) => {
+            if status.store_up() {
+                tracing::warn!(error = %err, "cannot read the registry's change log: serving what is in memory; retrying");
+                status.set_store_up(false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -43,12 +43,12 @@ Options:
           Configuration file (default: `<root>/etc/metaboot/metaboot.yaml`); taken as given, not under the root
 
       --stage <STAGE>
-          Which part of the pass: `all`, or `init` (everything up to the logins: metaboot.service) then `final` (the user scripts, after logins open: metaboot-final.service), like cloud-init's stages
+          Which part of the pass: `all`, or `init` (everything up to the logins: metaboot.service) then `final` (packages, the user scripts, ..., after logins open: metaboot-final.service), like cloud-init's stages
 
           Possible values:
           - all:   The whole pass in one process
-          - init:  Every step but the user scripts, which it writes for `final`; the run stays `running`
-          - final: The user scripts (vendor, per-once/boot/instance, user data's and runcmd) of the run `init` left open; then the run is done
+          - init:  The steps before `ca-certs` (what the logins need), and the user scripts written for `final`; the run stays `running`
+          - final: The steps from `ca-certs` on (packages, the user scripts, phone_home, ...) of the run `init` left open; then the run is done
 
           [default: all]
 

@@ -189,8 +189,8 @@ pub(super) fn final_step_names() -> impl Iterator<Item = &'static str> {
         .map(|(name, _)| *name)
 }
 
-/// The init stage: every apply step, honouring `steps:` and the semaphores, then the user
-/// scripts written where the final stage runs them.
+/// The init stage: every apply step before `ca-certs`, honouring `steps:` and the semaphores,
+/// then the user scripts written where the final stage runs them.
 pub(super) fn apply_init(instance: &Instance<'_>, report: &mut Report) {
     apply_where(instance, report, |_| true);
     write_scripts(instance, report);

@@ -23,12 +23,7 @@ pub enum YamlError {
     NotAMapping(&'static str),
     /// YAML whose scalars, aliases repeated, come to more than what is left of its
     /// [`Allowance`].
-    #[error(
-        "user data's YAML expands past {allowed} bytes (aliases repeat their anchor's text, and \
-         all the YAML of one user data together, each part's repeats counted, may come to at \
-         most {allowed} bytes; {left} were left for this part){at}: repeat less text through \
-         aliases, or write it out once"
-    )]
+    #[error("{}", too_large(*allowed, *left, at))]
     TooLarge {
         /// The whole allowance ([`MAX_YAML_SCALAR_BYTES`]).
         allowed: usize,
@@ -39,12 +34,7 @@ pub enum YamlError {
     },
     /// YAML whose values (mappings, lists, scalars), aliases repeated, come to more than what
     /// is left of its [`Allowance`].
-    #[error(
-        "user data's YAML has more than {allowed} values (each mapping, list and scalar is one, \
-         and an alias counts its anchor's values again each time it is used; all the YAML of \
-         one user data together, each part's repeats counted, may have at most {allowed}; \
-         {left} were left for this part){at}: repeat less through aliases, or give fewer values"
-    )]
+    #[error("{}", too_many_values(*allowed, *left, at))]
     TooManyValues {
         /// The whole allowance ([`MAX_YAML_NODES`]).
         allowed: usize,
@@ -53,6 +43,45 @@ pub enum YamlError {
         /// Where the parse stopped (` at line L column C`), or nothing.
         at: String,
     },
+}
+
+/// [`YamlError::TooLarge`]'s message. A parse that found its whole allowance (metaboot.yaml,
+/// NoCloud meta-data, a user data's first YAML part) passed it alone; one that found less
+/// passed it with the parts of the same user data (or vendor data) before it.
+fn too_large(allowed: usize, left: usize, at: &str) -> String {
+    if left == allowed {
+        format!(
+            "YAML expands past {allowed} bytes (aliases repeat their anchor's text, and a \
+             document may come to at most {allowed} bytes){at}: repeat less text through \
+             aliases, or write it out once"
+        )
+    } else {
+        format!(
+            "user data's YAML expands past {allowed} bytes (aliases repeat their anchor's text, \
+             and all the YAML of one user data or vendor data together, each part's repeats \
+             counted, may come to at most {allowed} bytes; {left} were left for this \
+             part){at}: repeat less text through aliases, or write it out once"
+        )
+    }
+}
+
+/// [`YamlError::TooManyValues`]'s message, worded as [`too_large`]'s.
+fn too_many_values(allowed: usize, left: usize, at: &str) -> String {
+    let counted = "each mapping, list and scalar is one, and an alias counts its anchor's \
+                   values again each time it is used";
+    if left == allowed {
+        format!(
+            "YAML has more than {allowed} values ({counted}; a document may have at most \
+             {allowed}){at}: repeat less through aliases, or give fewer values"
+        )
+    } else {
+        format!(
+            "user data's YAML has more than {allowed} values ({counted}; all the YAML of one \
+             user data or vendor data together, each part's repeats counted, may have at most \
+             {allowed}; {left} were left for this part){at}: repeat less through aliases, or \
+             give fewer values"
+        )
+    }
 }
 
 impl YamlError {
@@ -446,6 +475,37 @@ b: [*x, *x, *x, *x, *x, *x, *x, *x]
             parse_map_within("a: b\n", &mut allowance),
             Err(YamlError::TooLarge { left: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_document_past_its_whole_allowance_is_told_so_alone() {
+        // metaboot.yaml and NoCloud meta-data are parsed with an allowance of their own: the
+        // message speaks of the document, not of a user data's parts.
+        for (text, mut allowance, start) in [
+            (
+                "a: &x 0123456789\nb: [*x, *x, *x, *x, *x, *x, *x, *x, *x, *x]\n",
+                Allowance::new(100, MAX_YAML_NODES),
+                "YAML expands past 100 bytes (aliases",
+            ),
+            (
+                "a: &x \"\"\nb: [*x, *x, *x, *x, *x, *x, *x, *x, *x, *x, *x, *x]\n",
+                Allowance::new(MAX_YAML_SCALAR_BYTES, 10),
+                "YAML has more than 10 values (each",
+            ),
+        ] {
+            let err = parse_map_within(text, &mut allowance)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(start), "{err}");
+            assert!(
+                !err.contains("user data") && !err.contains("left for"),
+                "{err}"
+            );
+            assert!(
+                err.ends_with("write it out once") || err.ends_with("give fewer values"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

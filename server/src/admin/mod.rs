@@ -4,6 +4,8 @@
 //! refused command writes nothing) and prints a table, a `key: value` block or `--json`.
 
 mod config_drive;
+#[cfg(test)]
+mod fails_after_write;
 mod input;
 mod instance;
 mod keys;

@@ -1,11 +1,13 @@
 //! `network create|list|show|delete`.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use clap::Subcommand;
 use ipnet::IpNet;
 
 use super::output::{self, Output};
+use crate::leases::{self, DEFAULT_LEASES_DIR};
 use crate::store::{
     HostBridge, Ipv6AddressMode, Network, NewNetwork, Store, StoreError, Subnet, validate,
 };
@@ -111,6 +113,9 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
                     .or(bridge.map(HostBridge::Bridge)),
             };
             let network = store.create_network(&new)?;
+            if let Some(warning) = libvirt_range_warning(&network, Path::new(DEFAULT_LEASES_DIR)) {
+                eprintln!("warning: {warning}");
+            }
             show(&network, output)
         }
         NetworkCommand::List(output) => {
@@ -147,6 +152,42 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
             ))
         }
     }
+}
+
+/// For a network on a libvirt network whose DHCP server (its dnsmasq configuration under
+/// `leases_dir`, when this host has it) hands out no address of the network's IPv4 subnet: what
+/// is wrong and what to do. Guests lease addresses from libvirt's ranges, so an instance is
+/// found by its lease only when the registered subnet holds them; a mistyped or copied
+/// `--cidr` would otherwise have every guest answered 404.
+fn libvirt_range_warning(network: &Network, leases_dir: &Path) -> Option<String> {
+    let name = network.host.as_ref()?.libvirt_network()?;
+    let v4 = network
+        .subnets()
+        .find(|subnet| subnet.cidr.addr().is_ipv4())?;
+    let ranges: Vec<(IpAddr, IpAddr)> = leases::libvirt_dhcp_ranges(leases_dir, name)
+        .into_iter()
+        .filter(|(first, _)| first.is_ipv4())
+        .collect();
+    if ranges.is_empty()
+        || ranges
+            .iter()
+            .any(|(first, last)| v4.cidr.contains(first) && v4.cidr.contains(last))
+    {
+        return None;
+    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .map(|(first, last)| format!("{first}-{last}"))
+        .collect();
+    Some(format!(
+        "libvirt network {name} hands out {} ({}/{name}.conf), outside this network's {}: its \
+         guests' leases will not match this network's instances; delete the network and create \
+         it again with the libvirt network's subnet as --cidr (`virsh net-dumpxml {name}`, its \
+         <ip>)",
+        shown.join(", "),
+        leases_dir.display(),
+        v4.cidr
+    ))
 }
 
 /// The subnets of `--cidr` (at most two), each with the `--gateway` and `--dhcp-ip` of its
@@ -275,4 +316,56 @@ fn show(network: &Network, output: Output) -> anyhow::Result<()> {
         ("mtu", output::or_dash(network.mtu)),
         ("created", network.created.clone()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What libvirt writes for its stock `default` network (`<network>.conf`, abridged).
+    const DEFAULT_CONF: &str = "strict-order\npid-file=/run/libvirt/network/default.pid\n\
+        except-interface=lo\nbind-dynamic\ninterface=virbr0\n\
+        dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0\ndhcp-no-override\n\
+        dhcp-authoritative\ndhcp-lease-max=253\n";
+
+    fn network_on_default(store: &dyn Store, name: &str, cidr: &str) -> Network {
+        store
+            .create_network(&NewNetwork {
+                name: name.into(),
+                project: "p".into(),
+                cidr: cidr.parse().unwrap(),
+                host: Some(HostBridge::LibvirtNetwork("default".into())),
+                ..NewNetwork::default()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_libvirt_network_handing_out_other_addresses_is_warned_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("r.sqlite").display().to_string()).unwrap();
+        let leases = dir.path().join("dnsmasq");
+        std::fs::create_dir(&leases).unwrap();
+        let copied = network_on_default(store.as_ref(), "copied", "198.18.0.0/24");
+        // libvirt's network not started here (or on another host): nothing to compare with.
+        assert_eq!(libvirt_range_warning(&copied, &leases), None);
+        std::fs::write(leases.join("default.conf"), DEFAULT_CONF).unwrap();
+        let warning = libvirt_range_warning(&copied, &leases).unwrap();
+        assert!(
+            warning
+                .starts_with("libvirt network default hands out 192.168.122.2-192.168.122.254 ("),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("outside this network's 198.18.0.0/24"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("again with the libvirt network's subnet as --cidr"),
+            "{warning}"
+        );
+        store.delete_network(&copied.id).unwrap();
+        let right = network_on_default(store.as_ref(), "right", "192.168.122.0/24");
+        assert_eq!(libvirt_range_warning(&right, &leases), None);
+    }
 }

@@ -50,14 +50,19 @@ pub fn run(store: &dyn Store, cmd: PortCommand) -> anyhow::Result<()> {
             output,
         } => {
             let (ip, second_ip) = parse_ips(&ip)?;
+            // Read before the write, and the port placed by ids: once the write succeeded the
+            // command must too (an error would have the user run it again and add a second
+            // port), so nothing after the write reads the registry.
+            let network = store.network(&network)?;
+            let instance = store.instance(&instance)?;
             let port = store.create_port(&NewPort {
-                network_id: network,
+                network_id: network.id,
                 ip,
                 second_ip,
                 mac,
-                instance_id: instance,
+                instance_id: instance.uuid,
             })?;
-            show(store, &port, output)
+            show(&port, &network.name, &instance.name, output)
         }
         PortCommand::List(output) => {
             let ports = store.ports()?;
@@ -79,7 +84,18 @@ pub fn run(store: &dyn Store, cmd: PortCommand) -> anyhow::Result<()> {
                 .collect();
             output::table(&["ID", "NETWORK", "IP", "MAC", "INSTANCE"], &rows)
         }
-        PortCommand::Show { port, output } => show(store, &store.port(&port)?, output),
+        PortCommand::Show { port, output } => {
+            let port = store.port(&port)?;
+            // The names, each read alone (not every instance's record, user data and all); a
+            // network or instance gone meanwhile shows its id.
+            let network = store
+                .network(&port.network_id)
+                .map_or_else(|_| port.network_id.clone(), |network| network.name);
+            let instance = store
+                .instance_by_uuid(&port.instance_id)?
+                .map_or_else(|| port.instance_id.clone(), |instance| instance.name);
+            show(&port, &network, &instance, output)
+        }
         PortCommand::Delete { port } => {
             let port = store.port(&port)?;
             store.delete_port(&port.id)?;
@@ -149,28 +165,63 @@ impl Names {
     }
 }
 
-fn show(store: &dyn Store, port: &Port, output: Output) -> anyhow::Result<()> {
+/// Prints one port, its network's and instance's names given.
+fn show(port: &Port, network: &str, instance: &str, output: Output) -> anyhow::Result<()> {
     if output.json {
         return output::json(port);
     }
-    let names = Names::load(store)?;
     output::fields(&[
         ("id", port.id.clone()),
-        (
-            "network",
-            format!("{} ({})", names.network(&port.network_id), port.network_id),
-        ),
+        ("network", format!("{network} ({})", port.network_id)),
         ("ip", ips_text(port)),
         ("mac", port.mac.clone()),
-        (
-            "instance",
-            format!(
-                "{} ({})",
-                names.instance(&port.instance_id),
-                port.instance_id
-            ),
-        ),
+        ("instance", format!("{instance} ({})", port.instance_id)),
         ("project", port.project.clone()),
         ("created", port.created.clone()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::admin::fails_after_write::FailsAfterWrite;
+
+    #[test]
+    fn create_succeeds_once_its_write_did_whatever_the_registry_does_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("registry.sqlite");
+        let db = db.to_str().unwrap();
+        for command in [
+            &["network", "create", "net1", "--cidr", "198.18.0.0/24"][..],
+            &["instance", "create", "vm1", "--network", "net1"],
+        ] {
+            let program = ["metaboot-server", "--db", db];
+            let args = program.iter().chain(command);
+            crate::cli::run(crate::Cli::try_parse_from(args).unwrap()).unwrap();
+        }
+        let inner = crate::store::open(db).unwrap();
+        for json in [false, true] {
+            let store = FailsAfterWrite::new(Arc::clone(&inner));
+            let create = PortCommand::Create {
+                network: "net1".to_owned(),
+                instance: "vm1".to_owned(),
+                ip: Vec::new(),
+                mac: None,
+                output: Output { json },
+            };
+            run(&store, create).unwrap();
+            assert!(store.written());
+        }
+        let vm1 = inner.instance("vm1").unwrap().uuid;
+        let ports = inner.ports().unwrap();
+        assert_eq!(ports.len(), 3, "{ports:?}");
+        assert!(
+            ports.iter().all(|port| port.instance_id == vm1),
+            "{ports:?}"
+        );
+    }
 }

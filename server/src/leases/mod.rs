@@ -127,6 +127,29 @@ fn read(path: &Path) -> Result<String, HostLeaseError> {
     })
 }
 
+/// The address ranges libvirt's dnsmasq hands out on libvirt network `network`, from
+/// `<dir>/<network>.conf` (libvirt writes `dhcp-range=192.168.122.2,192.168.122.254,…`, one line
+/// per range): the first and last address of each. Empty when the file (the network not
+/// started, or libvirt on another host) or its ranges cannot be read.
+pub fn libvirt_dhcp_ranges(dir: &Path, network: &str) -> Vec<(IpAddr, IpAddr)> {
+    let path = dir.join(format!("{network}.conf"));
+    let Ok(Some(_)) = stat(&path) else {
+        return Vec::new();
+    };
+    let Ok(text) = read(&path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("dhcp-range="))
+        .filter_map(|range| {
+            let mut fields = range.split(',').map(str::trim);
+            let first = fields.next()?.parse().ok()?;
+            let last = fields.next()?.parse().ok()?;
+            Some((first, last))
+        })
+        .collect()
+}
+
 /// Most reads of a lease file that changed while it was read before one is taken as it is.
 pub const MAX_LEASE_READS: usize = 3;
 

@@ -180,6 +180,12 @@ impl ReadModel {
         Ok(outcome)
     }
 
+    /// Makes the next [`ReadModel::catch_up`] a reload: what the model holds can no longer be
+    /// trusted to be the change log's up to its `seq`.
+    pub fn owe_reload(&self) {
+        self.reload_owed.store(true, Ordering::SeqCst);
+    }
+
     /// Builds a new model from a snapshot and swaps it in whole; until that succeeds, every
     /// catch-up starts with it.
     pub fn reload(&self, store: &dyn Store) -> StoreResult<()> {

@@ -152,6 +152,13 @@ fn interface_stanzas(
     }
 }
 
+/// What ends every `up ip route` line: a route the kernel refuses (a gateway no address of
+/// the interface reaches, a default route already there) is left out, and `ifup` goes on with
+/// the stanza's later lines and reports the interface up, as cloud-init's ENI renderer writes
+/// its route lines (`post-up route add … || true`). Without it the first refused route ends
+/// `ifup` with an error and skips the DNS lines after it.
+const OR_TRUE: &str = " || true";
+
 /// Whether the file has given a family's default route yet (IPv4, IPv6): the first of the
 /// whole file is a `gateway`, every later one, on this interface or another, is appended.
 /// Two `gateway` lines on two interfaces make the second `ifup` fail ("File exists") and skip
@@ -192,13 +199,13 @@ fn routes(
         } else if route.is_default() && !first {
             let _ = writeln!(
                 out,
-                "    up ip {family}route append default via {} dev {name}{onlink}",
+                "    up ip {family}route append default via {} dev {name}{onlink}{OR_TRUE}",
                 route.via
             );
         } else {
             let _ = writeln!(
                 out,
-                "    up ip {family}route replace {} via {} dev {name}{onlink}",
+                "    up ip {family}route replace {} via {} dev {name}{onlink}{OR_TRUE}",
                 route.to, route.via
             );
         }

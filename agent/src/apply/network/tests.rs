@@ -289,8 +289,8 @@ fn the_routes_of_a_dhcp_network_are_applied() {
         );
         let ifupdown = ifupdown::render(&plan, "network_data.json").0;
         assert!(
-            ifupdown.contains("iface ens3 inet dhcp\n    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev ens3\n")
-                && ifupdown.contains("iface ens3 inet6 dhcp\n    up ip -6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3\n"),
+            ifupdown.contains("iface ens3 inet dhcp\n    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev ens3 || true\n")
+                && ifupdown.contains("iface ens3 inet6 dhcp\n    up ip -6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3 || true\n"),
             "{ifupdown}"
         );
         let routes: Vec<String> = direct::commands(&plan, |_, _| true)
@@ -473,7 +473,7 @@ iface ens3 inet static
 iface ens3 inet6 static
     accept_ra 0
     address 2001:db8::5/64
-    up ip -6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3
+    up ip -6 route replace 2001:db8:9::/48 via 2001:db8::fe dev ens3 || true
 "
     );
     let commands: Vec<String> = direct::commands(&plan, |_, _| true)
@@ -909,7 +909,7 @@ iface eth0 inet static
     mtu 1450
     address 198.18.30.5/24
     gateway 198.18.30.1
-    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev eth0
+    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev eth0 || true
     dns-nameservers 198.18.30.2 198.18.30.3
     dns-search lab.example
 iface eth0 inet6 static
@@ -1008,7 +1008,7 @@ iface eth1 inet dhcp
     dns-nameservers 2001:db8::53
 iface eth1 inet static
     address 198.18.40.5/24
-    up ip route replace 198.19.0.0/16 via 198.18.40.254 dev eth1
+    up ip route replace 198.19.0.0/16 via 198.18.40.254 dev eth1 || true
 iface eth1 inet6 static
     address 2001:db8:1::5/64
 iface eth1 inet6 auto
@@ -1016,7 +1016,7 @@ iface eth1 inet6 auto
 auto eth2
 iface eth2 inet manual
     mtu 9000
-    up ip -6 route replace 2001:db8:2::/48 via fe80::1 dev eth2
+    up ip -6 route replace 2001:db8:2::/48 via fe80::1 dev eth2 || true
     dns-nameservers 2001:db8::53
 "
     );
@@ -1043,12 +1043,12 @@ fn ifupdown_writes_one_gateway_per_file() {
     assert!(
         text.contains(
             "iface eth1 inet static\n    address 198.18.2.10/24\n    \
-             up ip route append default via 198.18.2.1 dev eth1\n"
+             up ip route append default via 198.18.2.1 dev eth1 || true\n"
         ),
         "{text}"
     );
     assert!(
-        text.contains("up ip route replace 198.19.0.0/16 via 198.18.2.254 dev eth1"),
+        text.contains("up ip route replace 198.19.0.0/16 via 198.18.2.254 dev eth1 || true"),
         "{text}"
     );
 }
@@ -1086,12 +1086,12 @@ iface eth0 inet static
     address 198.18.1.10/24
     up ip addr add 198.18.2.10/24 dev eth0
     gateway 198.18.1.1
-    up ip route append default via 198.18.2.1 dev eth0
+    up ip route append default via 198.18.2.1 dev eth0 || true
 iface eth0 inet6 static
     address 2001:db8::5/64
     up ip addr add 2001:db8:1::5/64 dev eth0
     gateway 2001:db8::1
-    up ip -6 route append default via 2001:db8:1::1 dev eth0
+    up ip -6 route append default via 2001:db8:1::1 dev eth0 || true
 "
     );
     let (text, _) = ifupdown::render(
@@ -1103,8 +1103,8 @@ iface eth0 inet6 static
             "iface eth0 inet static
     address 198.18.1.10/24
     gateway 198.18.1.1
-    up ip route append default via 198.18.1.2 dev eth0
-    up ip route replace 198.19.0.0/16 via 198.18.1.254 dev eth0
+    up ip route append default via 198.18.1.2 dev eth0 || true
+    up ip route replace 198.19.0.0/16 via 198.18.1.254 dev eth0 || true
 "
         ),
         "{text}"
@@ -1167,13 +1167,13 @@ auto eth0
 iface eth0 inet static
     address 198.18.30.5/24
     gateway 198.18.99.1
-    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev eth0
-    up ip route replace 198.20.0.0/16 via 198.18.99.2 dev eth0 onlink
+    up ip route replace 198.19.0.0/16 via 198.18.30.254 dev eth0 || true
+    up ip route replace 198.20.0.0/16 via 198.18.99.2 dev eth0 onlink || true
 
 auto eth1
 iface eth1 inet static
     address 203.0.113.7/32
-    up ip route append default via 203.0.113.1 dev eth1 onlink
+    up ip route append default via 203.0.113.1 dev eth1 onlink || true
 "
     );
     let routes: Vec<String> = direct::commands(&plan, |_, _| true)

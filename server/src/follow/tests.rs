@@ -1,0 +1,89 @@
+//! The follower over a real SQLite registry: a panic while catching up does not end it.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::store::{self, NewInstance, NewNetwork, NewPort};
+
+/// How long a change may take to reach the model here: the poll, the pause after a panic and
+/// a reload, on a loaded host.
+const SERVED_WITHIN: Duration = Duration::from_secs(20);
+
+/// A listener with a bug: it panics the first time it is told of changes.
+#[derive(Default)]
+struct PanicsOnce {
+    panicked: AtomicBool,
+    lagged: AtomicUsize,
+}
+
+impl ChangeListener for PanicsOnce {
+    fn changed(&self, _: &[Change]) {
+        assert!(
+            self.panicked.swap(true, Ordering::SeqCst),
+            "a listener's bug"
+        );
+    }
+    fn lagged(&self) {
+        self.lagged.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn uuid(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+fn create(store: &dyn Store, network: &str, n: u32) {
+    let instance = NewInstance {
+        uuid: uuid(n),
+        project: "p".into(),
+        name: format!("vm{n}"),
+        hostname: format!("vm{n}"),
+        ..NewInstance::default()
+    };
+    let port = NewPort {
+        network_id: network.to_owned(),
+        ..NewPort::default()
+    };
+    store.create_instance(&instance, &port).unwrap();
+}
+
+fn served_soon(model: &ReadModel, n: u32) -> bool {
+    let until = Instant::now() + SERVED_WITHIN;
+    while Instant::now() < until {
+        if model.instance(&uuid(n)).is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn a_panic_while_following_reloads_the_model_and_following_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("r.sqlite").display().to_string();
+    let store = store::open(&url).unwrap();
+    let network = store
+        .create_network(&NewNetwork {
+            name: "net".into(),
+            project: "p".into(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            ..NewNetwork::default()
+        })
+        .unwrap()
+        .id;
+    let model = Arc::new(ReadModel::load(store.as_ref()).unwrap());
+    let listener = Arc::new(PanicsOnce::default());
+    let listeners: Vec<Arc<dyn ChangeListener>> = vec![listener.clone()];
+    follow(store.clone(), model.clone(), listeners).unwrap();
+
+    create(store.as_ref(), &network, 1);
+    assert!(served_soon(&model, 1));
+    // The listener panicked on that change; a later one still reaches the model, and the
+    // listener is told to start over.
+    create(store.as_ref(), &network, 2);
+    assert!(served_soon(&model, 2), "the follower stopped after a panic");
+    assert!(listener.panicked.load(Ordering::SeqCst));
+    assert!(listener.lagged.load(Ordering::SeqCst) >= 1);
+}
