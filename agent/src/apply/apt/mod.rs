@@ -481,10 +481,19 @@ fn sources(value: &Value, warnings: &mut Vec<String>) -> Result<Vec<Source>, Str
         if filename.is_empty() || filename.contains('\0') {
             return Err(format!("apt: sources: {name:?}: an empty file name"));
         }
+        let source = field("source")?;
+        // cloud-init writes every `source` as a line of a `.list` file, deb822 ones included.
+        if source.as_deref().is_some_and(deb822::is_deb822) {
+            warnings.push(format!(
+                "apt: sources: {name:?}: `source` is in deb822 format, which is written to its \
+                 .list file as cloud-init writes it, where apt cannot read it: give a one-line \
+                 `deb URI SUITE COMPONENTS` source"
+            ));
+        }
         out.push(Source {
             name: name.clone(),
             filename,
-            source: field("source")?,
+            source,
             key: field("key")?,
             append: !entry.get("append").is_some_and(is_false),
         });

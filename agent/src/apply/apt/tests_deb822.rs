@@ -334,11 +334,13 @@ fn sources_list_goes_where_its_format_says_as_cloud_init_writes_it() {
 #[test]
 fn sources_entries_stay_one_line_list_files_on_ubuntu_24_04() {
     let (dir, root) = noble_root();
-    let (request, _) = asked(json!({"apt": {"sources": {
+    let (request, warnings) = asked(json!({"apt": {"sources": {
         "lab": {"source": "deb http://lab.example/ubuntu $RELEASE main"},
         "stanza": {"source": "Types: deb\nURIs: http://s/\nSuites: noble\nComponents: main"},
     }}}));
-    // cloud-init writes a deb822 `source` into its .list file too.
+    // cloud-init writes a deb822 `source` into its .list file too, where apt cannot read it.
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("apt: sources: \"stanza\": `source` is in deb822 format"));
     let applied = apply(&root, &request);
     assert!(applied.errors.is_empty(), "{:?}", applied.errors);
     assert_eq!(
