@@ -38,6 +38,13 @@ pub(super) fn configure_apt(i: &Instance<'_>, warnings: &mut Vec<String>) -> Don
             applied.removed.join(", ")
         ));
     }
+    if !applied.superseded.is_empty() {
+        said.push(format!(
+            "removed {} (its sources are in the deb822 file written in its place)",
+            applied.superseded.join(", ")
+        ));
+    }
+    warnings.extend(applied.warnings.iter().cloned());
     if !applied.added.is_empty() {
         said.push(format!("add-apt-repository {}", applied.added.join(", ")));
     }

@@ -13,7 +13,10 @@
 //!   the distribution's default, [`Distro`]: Debian's, or Ubuntu's on Ubuntu and its
 //!   derivatives; refused on another) with the `primary` and `security` mirrors for this
 //!   architecture (default the distribution's);
-//!   `disable_suites` comments suites out. The default keeps the image's file, as Debian's own
+//!   `disable_suites` comments suites out. On Ubuntu 24.04 and Debian 13 and later, or where
+//!   the image already has `ubuntu.sources`/`debian.sources`, the default is written in deb822
+//!   format to that file instead, and so is a deb822 `sources_list` on any release; the one-line
+//!   file then steps aside, as cloud-init 24.1 and later do it (`deb822.rs`). The default keeps the image's file, as Debian's own
 //!   cloud.cfg tells cloud-init (`preserve_sources_list: true`); what then does nothing is a
 //!   warning (`unused_while_kept`).
 //! - `proxy`/`http_proxy`, `https_proxy`, `ftp_proxy` → `90cloud-init-aptproxy`; `conf` →
@@ -25,6 +28,7 @@
 //! mirror `search`/`search_dns`, `debconf_selections`, `add_apt_repo_match`.
 
 pub mod armor;
+pub mod deb822;
 pub mod legacy;
 pub mod template;
 
@@ -140,12 +144,50 @@ impl Distro {
         }
     }
 
-    fn template(self) -> &'static str {
+    /// cloud-init's name of the distribution, that of its deb822 sources file.
+    pub fn name(self) -> &'static str {
         match self {
-            Distro::Debian => DEBIAN_TEMPLATE,
-            Distro::Ubuntu => UBUNTU_TEMPLATE,
+            Distro::Debian => "debian",
+            Distro::Ubuntu => "ubuntu",
         }
     }
+
+    /// The file of its sources in deb822 format, `ubuntu.sources` or `debian.sources`.
+    pub fn deb822_file(self) -> String {
+        deb822_file(self.name())
+    }
+
+    /// The keyring of its archive, its sources' default `Signed-By`.
+    fn keyring(self) -> &'static str {
+        match self {
+            Distro::Debian => deb822::DEBIAN_KEYRING,
+            Distro::Ubuntu => deb822::UBUNTU_KEYRING,
+        }
+    }
+
+    /// The default sources list, in deb822 format or in the one-line one.
+    fn template(self, deb822: bool) -> &'static str {
+        match (self, deb822) {
+            (Distro::Debian, false) => DEBIAN_TEMPLATE,
+            (Distro::Ubuntu, false) => UBUNTU_TEMPLATE,
+            (Distro::Debian, true) => deb822::DEBIAN_TEMPLATE,
+            (Distro::Ubuntu, true) => deb822::UBUNTU_TEMPLATE,
+        }
+    }
+}
+
+/// The file of the sources in deb822 format of the distribution cloud-init names `name`.
+pub fn deb822_file(name: &str) -> String {
+    format!("{SOURCES_DIR}/{name}.sources")
+}
+
+/// Whether the distribution's default sources are written in deb822 format on this image:
+/// when its deb822 file is already there (an image never writes the same sources twice), or
+/// when os-release names a release whose cloud-init writes that file
+/// ([`deb822::release_is_deb822`]: Ubuntu 24.04 and later, Debian 13 and later). Else the
+/// one-line `/etc/apt/sources.list`, as before.
+pub fn default_is_deb822(root: &Root, distro: Distro, os_release: &str) -> bool {
+    root.exists(distro.deb822_file()) || deb822::release_is_deb822(os_release)
 }
 
 /// What `apt` and `apt_pipelining` ask for.
@@ -439,10 +481,19 @@ fn sources(value: &Value, warnings: &mut Vec<String>) -> Result<Vec<Source>, Str
         if filename.is_empty() || filename.contains('\0') {
             return Err(format!("apt: sources: {name:?}: an empty file name"));
         }
+        let source = field("source")?;
+        // cloud-init writes every `source` as a line of a `.list` file, deb822 ones included.
+        if source.as_deref().is_some_and(deb822::is_deb822) {
+            warnings.push(format!(
+                "apt: sources: {name:?}: `source` is in deb822 format, which is written to its \
+                 .list file as cloud-init writes it, where apt cannot read it: give a one-line \
+                 `deb URI SUITE COMPONENTS` source"
+            ));
+        }
         out.push(Source {
             name: name.clone(),
             filename,
-            source: field("source")?,
+            source,
             key: field("key")?,
             append: !entry.get("append").is_some_and(is_false),
         });
@@ -471,6 +522,12 @@ pub enum AptError {
          image's with `preserve_sources_list: true`"
     )]
     NoDefaultSources { id: String },
+    #[error(
+        "sources_list: in deb822 format, it goes to /etc/apt/sources.list.d/<distribution>.sources, \
+         and this image's os-release ID {id:?} names none: give `sources_list` in the one-line \
+         format (`deb URI SUITE COMPONENTS`)"
+    )]
+    NoDistributionName { id: String },
     #[error("sources: {name:?} uses $KEY_FILE but gives no `key`")]
     NoKeyFile { name: String },
     #[error("sources: {name:?}: {line:?} is for add-apt-repository, which is not installed here")]
@@ -490,8 +547,13 @@ pub struct Applied {
     pub written: Vec<String>,
     /// Files of an earlier run removed (a proxy or configuration no longer asked for).
     pub removed: Vec<String>,
+    /// The image's one-line sources list removed, its sources being in the deb822 file written
+    /// in its place (as cloud-init does off Ubuntu).
+    pub superseded: Vec<String>,
     /// Sources handed to add-apt-repository.
     pub added: Vec<String>,
+    /// What was done as cloud-init does it but may not be what the user meant.
+    pub warnings: Vec<String>,
     /// `sources` was given: the package lists are to be refreshed.
     pub refresh: bool,
     pub errors: Vec<AptError>,
@@ -516,18 +578,13 @@ fn remove(root: &Root, applied: &mut Applied, path: &str) {
 /// Writes what `request` asks under `root`; each part is tried when one before it failed.
 pub fn apply(root: &Root, request: &Request) -> Applied {
     let mut applied = Applied::default();
-    let distro = root
-        .read_optional_string(OS_RELEASE)
-        .ok()
-        .flatten()
-        .map_or_else(|| Err(String::new()), |text| Distro::of_os_release(&text));
+    let os_release = root.read_optional_string(OS_RELEASE).ok().flatten();
+    let distro = os_release
+        .as_deref()
+        .map_or_else(|| Err(String::new()), Distro::of_os_release);
     let mut params = mirror_params(root, request, distro.as_ref().ok().copied());
-    let options = WriteOptions::keep_or(0o644);
-    let write = |applied: &mut Applied, path: &str, contents: &[u8]| match root
-        .write_atomic(path, contents, &options)
-    {
-        Ok(()) => applied.written.push(path.to_owned()),
-        Err(err) => applied.errors.push(err.into()),
+    let write = |applied: &mut Applied, path: &str, contents: &[u8]| {
+        put(root, applied, path, contents);
     };
     if let Some(depth) = request.pipeline_depth {
         let text = format!(
@@ -535,17 +592,24 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
         );
         write(&mut applied, PIPELINING_FILE, text.as_bytes());
     }
-    // The default sources are the distribution's; on another, the rewrite is refused.
-    let template = match (request.rewrite_sources_list, &request.sources_list, distro) {
+    // The default sources are the distribution's, in the format its cloud-init writes them in
+    // on this release; on another distribution, the rewrite is refused.
+    let default_deb822 =
+        |distro: Distro| default_is_deb822(root, distro, os_release.as_deref().unwrap_or_default());
+    let template = match (request.rewrite_sources_list, &request.sources_list, &distro) {
         (false, ..) => None,
         (true, Some(template), _) => Some(template.as_str()),
-        (true, None, Ok(distro)) => Some(distro.template()),
+        (true, None, Ok(distro)) => Some(distro.template(default_deb822(*distro))),
         (true, None, Err(id)) => {
-            applied.errors.push(AptError::NoDefaultSources { id });
+            applied
+                .errors
+                .push(AptError::NoDefaultSources { id: id.clone() });
             None
         }
     };
     if let Some(template) = template {
+        // cloud-init 25.1: a mirror's key file is the template's `primary_key`/`security_key`.
+        let mut list_params = params.clone();
         for (file, mirror) in [
             ("primary", &request.primary),
             ("security", &request.security),
@@ -553,7 +617,10 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
             if let Some(key) = mirror.as_ref().and_then(|m| m.key.as_deref()) {
                 match armor::dearmor(key) {
                     Ok(binary) => {
-                        write(&mut applied, &format!("{TRUSTED_DIR}/{file}.gpg"), &binary)
+                        let path = format!("{TRUSTED_DIR}/{file}.gpg");
+                        if put(root, &mut applied, &path, &binary) {
+                            list_params.insert(format!("{file}_key"), path);
+                        }
                     }
                     Err(source) => applied.errors.push(AptError::Key {
                         what: format!("the {file} mirror"),
@@ -562,10 +629,23 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
                 }
             }
         }
-        match template::render(template, &params) {
+        // The `Signed-By` of the distribution's deb822 sources (jinja's `default` in cloud-init's
+        // templates): for metaboot's templates only, not a variable of the user's.
+        if let (None, Ok(distro)) = (&request.sources_list, &distro) {
+            let key = |name: &str| list_params.get(name).cloned();
+            let (primary_key, security_key) = (key("primary_key"), key("security_key"));
+            let signed_by = deb822::signed_by(
+                distro.keyring(),
+                primary_key.as_deref(),
+                security_key.as_deref(),
+            );
+            for (name, value) in signed_by {
+                list_params.insert(name.to_owned(), value);
+            }
+        }
+        match template::render(template, &list_params) {
             Ok(rendered) => {
-                let text = disable_suites(&rendered, &request.disable_suites, &params);
-                write(&mut applied, SOURCES_LIST, text.as_bytes());
+                write_sources_list(root, &rendered, request, &params, &distro, &mut applied);
             }
             Err(source) => applied.errors.push(AptError::Template {
                 what: "sources_list".into(),
@@ -592,6 +672,96 @@ pub fn apply(root: &Root, request: &Request) -> Applied {
     }
     applied.refresh = request.sources.is_some();
     applied
+}
+
+/// Writes `path` (mode 0644 when new); true when written, else the error is noted.
+fn put(root: &Root, applied: &mut Applied, path: &str, contents: &[u8]) -> bool {
+    match root.write_atomic(path, contents, &WriteOptions::keep_or(0o644)) {
+        Ok(()) => {
+            applied.written.push(path.to_owned());
+            true
+        }
+        Err(err) => {
+            applied.errors.push(err.into());
+            false
+        }
+    }
+}
+
+/// Writes a rendered sources list where cloud-init writes it, its `disable_suites` commented
+/// out: one in deb822 format to the distribution's `.sources` file, after which the one-line
+/// `/etc/apt/sources.list` steps aside (Ubuntu's note pointing to the new file in it, else
+/// removed) so that apt reads no source twice; one in the one-line format to
+/// `/etc/apt/sources.list`.
+fn write_sources_list(
+    root: &Root,
+    rendered: &str,
+    request: &Request,
+    params: &Params,
+    distro: &Result<Distro, String>,
+    applied: &mut Applied,
+) {
+    let text = disable_suites(rendered, &request.disable_suites, params);
+    if !deb822::is_deb822(rendered) {
+        if let Ok(distro) = distro {
+            let image_file = distro.deb822_file();
+            if root.exists(&image_file) {
+                applied.warnings.push(format!(
+                    "apt: `sources_list` is in the one-line format: written to {SOURCES_LIST} as \
+                     cloud-init writes it, beside the image's {image_file}, which is kept: apt \
+                     reads both (give `sources_list` in deb822 format to replace that file)"
+                ));
+            }
+        }
+        put(root, applied, SOURCES_LIST, text.as_bytes());
+        return;
+    }
+    let name = match distro {
+        Ok(distro) => distro.name(),
+        Err(id) if is_plain_name(id) => id.as_str(),
+        Err(id) => {
+            applied
+                .errors
+                .push(AptError::NoDistributionName { id: id.clone() });
+            return;
+        }
+    };
+    if !put(root, applied, &deb822_file(name), text.as_bytes()) {
+        return;
+    }
+    if *distro == Ok(Distro::Ubuntu) {
+        match root.read_optional_string(SOURCES_LIST) {
+            Ok(Some(old)) if old != deb822::UBUNTU_SOURCES_LIST_NOTE => {
+                put(
+                    root,
+                    applied,
+                    SOURCES_LIST,
+                    deb822::UBUNTU_SOURCES_LIST_NOTE.as_bytes(),
+                );
+            }
+            Ok(_) => {}
+            Err(err) => applied
+                .errors
+                .push(PathError::fail("read", SOURCES_LIST)(err).into()),
+        }
+        return;
+    }
+    match root.remove_file(SOURCES_LIST) {
+        Ok(true) => applied.superseded.push(SOURCES_LIST.to_owned()),
+        Ok(false) => {}
+        Err(err) => applied
+            .errors
+            .push(PathError::fail("remove", SOURCES_LIST)(err).into()),
+    }
+}
+
+/// An os-release `ID` that can name a file: lowercase letters, digits, `.`, `_`, `-`.
+fn is_plain_name(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
 }
 
 /// The template parameters: `MIRROR`/`PRIMARY`, `SECURITY` (the security mirror defaults to
@@ -639,7 +809,7 @@ fn release(root: &Root) -> Option<String> {
 
 /// cloud-init's `disable_suites`: each line (not a comment) whose suite is one of `suites`
 /// (`updates`, `security`, `backports`, `proposed` and `release` name the release's) commented
-/// out.
+/// out; in a deb822 text, the suites taken out of their sections ([`deb822::disable_suites`]).
 pub fn disable_suites(text: &str, suites: &[String], params: &Params) -> String {
     if suites.is_empty() {
         return text.to_owned();
@@ -653,6 +823,9 @@ pub fn disable_suites(text: &str, suites: &[String], params: &Params) -> String 
             other => other.replace("$RELEASE", release),
         })
         .collect();
+    if deb822::is_deb822(text) {
+        return deb822::disable_suites(text, &disabled);
+    }
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         if !line.starts_with('#') && suite_of(line).is_some_and(|s| disabled.iter().any(|d| d == s))
@@ -777,3 +950,5 @@ fn stem(filename: &str) -> &str {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_deb822;
