@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::recorder::{self, Recorder};
 use support::server::Fault;
 use support::*;
 
@@ -256,4 +257,136 @@ fn an_empty_answer_is_not_the_metadata_service() {
         1,
         "asked, then passed over"
     );
+}
+
+/// `#include` URLs with a user name and password (`http://inc:s3cr%40t@…`), as cloud-init's
+/// requests reads them: sent as basic authentication (percent-decoded) to their own host and
+/// port, also after a redirect there, and dropped on a redirect elsewhere; a redirect to a URL
+/// the agent cannot fetch (TLS, a host name) is an error saying why and naming it. The
+/// password is never in the request line, `Host`, status.json, result.json or the log.
+#[test]
+fn include_urls_send_their_user_info_as_basic_authentication_and_never_show_it() {
+    let elsewhere = Recorder::start(vec![(
+        "/b.yaml".to_owned(),
+        recorder::response("200 OK", "", b"#cloud-config\nhostname: from-b\n"),
+    )]);
+    let found =
+        |location: &str| recorder::response("302 Found", &format!("Location: {location}\r\n"), b"");
+    let includes = Recorder::start(vec![
+        (
+            "/a.yaml".to_owned(),
+            recorder::response(
+                "200 OK",
+                "",
+                b"#cloud-config\nhostname: from-a\nfqdn: a.example\n",
+            ),
+        ),
+        ("/again".to_owned(), found("/a.yaml")),
+        (
+            "/elsewhere".to_owned(),
+            found(&format!("http://{}/b.yaml", elsewhere.addr)),
+        ),
+        ("/tls".to_owned(), found("https://127.0.0.1/a.yaml")),
+        ("/named".to_owned(), found("http://example.invalid/")),
+        // Not gzip after all: the error names the document by its URL, masked.
+        (
+            "/broken".to_owned(),
+            recorder::response("200 OK", "", b"\x1f\x8b\x08 not gzip"),
+        ),
+    ]);
+    let guest = Guest::new();
+    let base = format!("http://inc:s3cr%40t@{}", includes.addr);
+    guest.user_data(format!(
+        "#include\n{base}/a.yaml\n{base}/again\n{base}/elsewhere\n{base}/tls\n{base}/named\n{base}/broken\n"
+    ));
+    let (code, log) = guest.run_verbose();
+    assert_eq!(
+        code, 1,
+        "the refused redirects and the bad gzip are errors: {log}"
+    );
+    assert!(log.contains("GET"), "the debug lines are logged: {log}");
+    assert_eq!(guest.read("/etc/hostname"), "from-b\n", "{log}");
+
+    let heads = includes.heads();
+    let lines: Vec<&str> = heads.iter().filter_map(|h| h.lines().next()).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /a.yaml HTTP/1.1",
+            "GET /again HTTP/1.1",
+            "GET /a.yaml HTTP/1.1",
+            "GET /elsewhere HTTP/1.1",
+            "GET /tls HTTP/1.1",
+            "GET /named HTTP/1.1",
+            "GET /broken HTTP/1.1",
+        ]
+    );
+    for head in &heads {
+        // base64("inc:s3cr@t")
+        assert_eq!(
+            recorder::header(head, "authorization"),
+            Some("Basic aW5jOnMzY3JAdA=="),
+            "{head}"
+        );
+        assert_eq!(
+            recorder::header(head, "host"),
+            Some(includes.addr.to_string().as_str())
+        );
+        assert!(!head.contains("s3cr"), "{head}");
+    }
+    let other = elsewhere.heads();
+    assert_eq!(other.len(), 1, "{other:?}");
+    assert_eq!(
+        recorder::header(&other[0], "authorization"),
+        None,
+        "{other:?}"
+    );
+
+    let (outcome, message) = guest.step("user-data");
+    assert_eq!(outcome, "error");
+    let masked = format!("http://…@{}", includes.addr);
+    for expected in [
+        format!(
+            "include {masked}/tls: GET {masked}/tls: redirected to a URL the guest agent cannot \
+             fetch: \"https://127.0.0.1/a.yaml\": TLS is not supported, use an http:// URL"
+        ),
+        format!(
+            "include {masked}/named: GET {masked}/named: redirected to a URL the guest agent \
+             cannot fetch: \"http://example.invalid/\": the host must be an IP address"
+        ),
+        format!("{masked}/broken: "),
+    ] {
+        assert!(message.contains(&expected), "{expected}\nin: {message}");
+    }
+    guest.assert_not_reported(&log, "s3cr");
+}
+
+/// A metadata URL with a user name and password is left out, with a warning that names it
+/// masked: the metadata service asks for none, and its URLs are in status.json and the log.
+/// The next URL is the service.
+#[test]
+fn a_metadata_url_with_user_info_is_left_out_and_never_shown() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: served\n");
+    let with_password = guest
+        .server
+        .url()
+        .replace("http://", "http://meta:Zq8pass@");
+    guest.config_urls(&[with_password, guest.server.url()], "");
+    let (code, log) = guest.run_verbose();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(guest.read("/etc/hostname"), "served\n");
+    let warnings = guest.status()["warnings"].to_string();
+    let masked = guest.server.url().replace("http://", "http://…@");
+    assert!(
+        warnings.contains(&format!(
+            "{masked}: a metadata URL takes no user name or password"
+        )),
+        "{warnings}"
+    );
+    assert_eq!(
+        guest.step("config").1,
+        format!("metadata URLs {} (from metaboot.yaml)", guest.server.url())
+    );
+    guest.assert_not_reported(&log, "Zq8pass");
 }

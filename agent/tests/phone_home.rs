@@ -10,11 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use support::{Guest, UUID};
 
-/// One request the receiver got: its request line, content type and body.
+/// One request the receiver got: its request line, content type, `Host`, `Authorization`
+/// (if any) and body.
 #[derive(Debug, Clone)]
 struct Posted {
     line: String,
     content_type: String,
+    host: String,
+    authorization: Option<String>,
     body: String,
 }
 
@@ -38,6 +41,7 @@ impl Receiver {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
                 let (mut length, mut content_type) = (0usize, String::new());
+                let (mut host, mut authorization) = (String::new(), None);
                 loop {
                     let mut header = String::new();
                     reader.read_line(&mut header).unwrap();
@@ -49,6 +53,8 @@ impl Receiver {
                     match name.to_ascii_lowercase().as_str() {
                         "content-length" => length = value.trim().parse().unwrap(),
                         "content-type" => value.trim().clone_into(&mut content_type),
+                        "host" => value.trim().clone_into(&mut host),
+                        "authorization" => authorization = Some(value.trim().to_owned()),
                         _ => {}
                     }
                 }
@@ -57,6 +63,8 @@ impl Receiver {
                 kept.lock().unwrap().push(Posted {
                     line: line.trim_end().to_owned(),
                     content_type,
+                    host,
+                    authorization,
                     body: String::from_utf8(body).unwrap(),
                 });
                 let status = if statuses.is_empty() {
@@ -126,6 +134,7 @@ fn every_field_is_posted_once_per_instance() {
         format!("POST /booted/{UUID}/?again={UUID} HTTP/1.1")
     );
     assert_eq!(got[0].content_type, "application/x-www-form-urlencoded");
+    assert_eq!(got[0].authorization, None);
     let posted = fields(&got[0].body);
     let names: Vec<&str> = posted.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
@@ -256,37 +265,58 @@ fn a_refusal_or_a_url_the_agent_cannot_reach_is_a_warning_and_the_run_is_done() 
     );
 }
 
-/// A `phone_home` URL with a user name and password (`http://user:secret@…`): they are masked
-/// in the step's message, so they are in neither status.json nor result.json (mode 0644) nor
-/// the log.
+/// A `phone_home` URL with a user name and password (`http://user:secret@…`), as cloud-init's
+/// requests posts it: they are sent as basic authentication (percent-decoded), never in the
+/// request line or `Host`, and masked in the step's message, so they are in neither
+/// status.json nor result.json (mode 0644) nor the log.
 #[test]
-fn a_password_in_the_url_is_masked_in_every_report() {
+fn a_password_in_the_url_is_sent_as_basic_authentication_and_masked_in_every_report() {
     let receiver = Receiver::start(&[]);
     let guest = Guest::new();
     guest.user_data(format!(
-        "#cloud-config\nphone_home:\n  url: http://harness:secret@{}/up/$INSTANCE_ID\n  tries: 1\n",
+        "#cloud-config\nphone_home:\n  url: http://harness:s%40cret@{}/up/$INSTANCE_ID\n  tries: 1\n",
         receiver.addr
     ));
-    let (code, log) = guest.run();
+    let (code, log) = guest.run_verbose();
     assert_eq!(code, 0, "{log}");
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].line, format!("POST /up/{UUID} HTTP/1.1"));
+    assert_eq!(got[0].host, receiver.addr.to_string());
+    // base64("harness:s@cret")
+    assert_eq!(
+        got[0].authorization.as_deref(),
+        Some("Basic aGFybmVzczpzQGNyZXQ=")
+    );
     let (outcome, message) = guest.step("phone-home");
     assert_eq!(outcome, "ok");
     assert_eq!(
         message,
+        format!("posted 7 fields to http://…@{}/up/{UUID}", receiver.addr)
+    );
+    assert!(log.contains("POST"), "the debug lines are logged: {log}");
+    guest.assert_not_reported(&log, "cret");
+
+    // Refused (401) and so not posted: still masked.
+    let refusing = Receiver::start(&[401]);
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nphone_home:\n  url: http://harness:secret@{}/up/$INSTANCE_ID\n  tries: 1\n",
+        refusing.addr
+    ));
+    let (code, log) = guest.run_verbose();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(refusing.got().len(), 1);
+    assert_eq!(
+        guest.step("phone-home").1,
         format!(
             "not posted to http://…@{}/up/{UUID} (see the warnings)",
-            receiver.addr
+            refusing.addr
         )
     );
-    for path in [
-        "/var/lib/metaboot/status.json".to_owned(),
-        format!("/var/lib/metaboot/instances/{UUID}/result.json"),
-        "/var/log/metaboot.log".to_owned(),
-    ] {
-        let text = guest.read(&path);
-        assert!(!text.contains("secret"), "{path}: {text}");
-    }
-    assert!(!log.contains("secret"), "{log}");
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(warnings.contains("HTTP 401"), "{warnings}");
+    guest.assert_not_reported(&log, "secret");
 }
 
 #[test]

@@ -15,7 +15,9 @@
 //! `fqdn` (the datasource's names, from meta_data's `hostname`, as cloud-init's
 //! `cloud.get_hostname()` gives them: not the cloud-config's `hostname` or `fqdn`). A field that is not known, or a key file that is missing, is posted as `N/A`, as
 //! cloud-init does. The agent's HTTP client is plain HTTP to IP literals (no name lookup, no
-//! TLS in the static binary): another URL is refused with a message saying so.
+//! TLS in the static binary): another URL is refused with a message saying so. A user name and
+//! password in the URL (`http://user:pw@198.18.0.1/up`) are sent as basic authentication, as
+//! cloud-init's requests sends them, and masked in every message (`source/url.rs`).
 
 use std::time::Duration;
 

@@ -4,16 +4,17 @@
 //! driver. 404 is `Ok(None)`, not an error.
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::config::Config;
-use ureq::http::Uri;
+use ureq::http::header::{AUTHORIZATION, LOCATION};
+use ureq::http::{HeaderValue, Uri};
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::log::chain;
 use crate::retry::{Retry, RetryError, Transient};
-use crate::source::url::shown;
+use crate::source::url::{Target, shown};
 use crate::userdata::include::{Fetch, MAX_INCLUDE_FETCH_TIME, MAX_INCLUDE_REDIRECTS};
 
 /// Largest `meta_data.json`, `vendor_data*.json`, `network_data.json` or version list accepted.
@@ -96,6 +97,13 @@ pub enum FetchError {
     Empty { url: String },
     #[error("GET {url}: more than {limit} redirects; point the URL at the document itself")]
     TooManyRedirects { url: String, limit: u32 },
+    /// A redirect to a URL the agent cannot fetch (the source says which, and why).
+    #[error("GET {url}: redirected to a URL the guest agent cannot fetch")]
+    Redirected {
+        url: String,
+        #[source]
+        source: UrlError,
+    },
     #[error("GET {url}")]
     Transport {
         url: String,
@@ -135,7 +143,8 @@ impl Transient for FetchError {
             FetchError::Empty { .. } => true,
             FetchError::Url(_)
             | FetchError::TooLarge { .. }
-            | FetchError::TooManyRedirects { .. } => false,
+            | FetchError::TooManyRedirects { .. }
+            | FetchError::Redirected { .. } => false,
         }
     }
 }
@@ -210,8 +219,11 @@ impl HttpClient {
     }
 
     /// [`HttpClient::get_once`] following up to `redirects` redirects, all within the one
-    /// request's timeout; a `Location` that is no IP literal fails as any such URL does (the
-    /// resolver takes IP literals only).
+    /// request's timeout. Each redirect's target is checked as any URL is (an `https://` one,
+    /// or one whose host is a name, is refused with the reason, naming it); the URL's user
+    /// info is sent as basic authentication to its own host and port only (requests drops the
+    /// `Authorization` header on a redirect elsewhere), and a target's own user info is not
+    /// sent (nor is it by requests).
     fn get_following(
         &self,
         url: &str,
@@ -219,28 +231,59 @@ impl HttpClient {
         remaining: Duration,
         redirects: u32,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        check_url(url)?;
+        let mut target = super::url::target(url)?;
+        let mut authorization = authorization(&target)?;
         let transport = |source| FetchError::Transport {
             url: shown(url),
             source,
         };
-        tracing::debug!(url = %shown(url), "GET");
-        let mut response = self
-            .agent
-            .get(url)
-            .config()
-            .timeout_global(Some(self.request_timeout.min(remaining)))
-            .max_redirects(redirects)
-            .max_redirects_will_error(true)
-            .build()
-            .call()
-            .map_err(|source| match source {
-                ureq::Error::TooManyRedirects => FetchError::TooManyRedirects {
+        // One bound for the request and every redirect it follows.
+        let budget = self.request_timeout.min(remaining);
+        let started = Instant::now();
+        let mut followed = 0;
+        let mut response = loop {
+            tracing::debug!(url = %target.shown, "GET");
+            let left = match followed {
+                0 => budget,
+                _ => budget
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1)),
+            };
+            let mut request = self
+                .agent
+                .get(&target.url)
+                .config()
+                .timeout_global(Some(left))
+                .build();
+            if let Some(value) = &authorization {
+                request = request.header(AUTHORIZATION, value.clone());
+            }
+            let response = request.call().map_err(transport)?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|value| value.to_str().ok());
+            let (true, Some(location)) = (redirects > 0 && is_redirect(status), location) else {
+                break response;
+            };
+            if followed == redirects {
+                return Err(FetchError::TooManyRedirects {
                     url: shown(url),
                     limit: redirects,
-                },
-                source => transport(source),
+                });
+            }
+            followed += 1;
+            let next = super::url::join(&target.url, location);
+            let next = super::url::target(&next).map_err(|source| FetchError::Redirected {
+                url: shown(url),
+                source,
             })?;
+            if !target.same_origin(&next) {
+                authorization = None;
+            }
+            target = next;
+        };
         let status = response.status().as_u16();
         match status {
             200 => {}
@@ -261,6 +304,26 @@ impl HttpClient {
             Err(source) => Err(transport(source)),
         }
     }
+}
+
+/// The statuses requests follows (`REDIRECT_STATI`).
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// The `Authorization` header of `target`'s user info (none without one), marked sensitive
+/// (left out of the `http` crate's `Debug`).
+fn authorization(target: &Target) -> Result<Option<HeaderValue>, FetchError> {
+    let Some(value) = target.authorization()? else {
+        return Ok(None);
+    };
+    // `Basic ` and base64: always a valid header value.
+    let mut value = HeaderValue::from_str(&value).map_err(|err| FetchError::Transport {
+        url: target.shown.clone(),
+        source: ureq::Error::Http(err.into()),
+    })?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 /// Most bytes of a refusal's body kept for the error message.
@@ -288,15 +351,19 @@ impl HttpClient {
         body: &[u8],
         remaining: Duration,
     ) -> Result<(), FetchError> {
-        check_url(url)?;
-        tracing::debug!(url, bytes = body.len(), "POST");
-        let mut response = self
+        let target = super::url::target(url)?;
+        tracing::debug!(url = %target.shown, bytes = body.len(), "POST");
+        let mut request = self
             .agent
-            .post(url)
+            .post(&target.url)
             .config()
             .timeout_global(Some(self.request_timeout.min(remaining)))
             .build()
-            .content_type(content_type)
+            .content_type(content_type);
+        if let Some(value) = authorization(&target)? {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let mut response = request
             .send(body)
             .map_err(|source| FetchError::PostTransport {
                 url: shown(url),
@@ -352,6 +419,46 @@ pub(crate) mod tests {
             }
         });
         Some(local)
+    }
+
+    /// Serves `responses` as [`serve`] does, and keeps each request's head (request line and
+    /// headers) in order.
+    pub fn serve_recording(
+        responses: Vec<Vec<u8>>,
+    ) -> (
+        std::net::SocketAddr,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = heads.clone();
+        std::thread::spawn(move || {
+            for response in responses {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = stream.write_all(&response);
+            }
+        });
+        (local, heads)
+    }
+
+    /// The value of header `name` in a request head, if it has one.
+    fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
     }
 
     fn client() -> HttpClient {
@@ -473,6 +580,97 @@ pub(crate) mod tests {
                  URL at the document itself"
             )),
             "{err}"
+        );
+    }
+
+    /// A URL's user name and password (`user:p%40ss@`) are sent as basic authentication, as
+    /// requests sends them (percent-decoded): never in the request line or `Host`. A redirect
+    /// keeps them for the same host and port only; a redirect target's own user info is not
+    /// sent (as requests does not); a POST sends them too.
+    #[test]
+    fn user_info_is_sent_as_basic_authentication_to_its_own_host_only() {
+        let body = b"#cloud-config\n";
+        let (other, other_heads) = serve_recording(vec![response("200 OK", "", body)]);
+        let (addr, heads) = serve_recording(vec![
+            response("200 OK", "", body),
+            response("302 Found", "Location: ../moved\r\n", b""),
+            response("200 OK", "", body),
+            response(
+                "307 Temporary Redirect",
+                &format!("Location: http://them:Th3irs@{other}/doc\r\n"),
+                b"",
+            ),
+            response("204 No Content", "", b""),
+        ]);
+        let c = client();
+        let url = format!("http://user:p%40ss@{addr}/dir/doc");
+        // base64("user:p@ss")
+        let basic = Some("Basic dXNlcjpwQHNz");
+        for _ in 0..3 {
+            assert_eq!(
+                Fetch::fetch(&c, &url, 100).unwrap().as_deref(),
+                Some(&body[..])
+            );
+        }
+        c.post_once(&url, "text/plain", b"up", Duration::from_secs(5))
+            .unwrap();
+        let heads = heads.lock().unwrap().clone();
+        let lines: Vec<&str> = heads.iter().filter_map(|h| h.lines().next()).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /dir/doc HTTP/1.1",
+                "GET /dir/doc HTTP/1.1",
+                "GET /moved HTTP/1.1",
+                "GET /dir/doc HTTP/1.1",
+                "POST /dir/doc HTTP/1.1",
+            ]
+        );
+        for head in &heads {
+            assert_eq!(header(head, "authorization"), basic, "{head}");
+            assert_eq!(header(head, "host"), Some(addr.to_string().as_str()));
+            assert!(!head.contains("p%40ss") && !head.contains("p@ss"), "{head}");
+        }
+        let other_heads = other_heads.lock().unwrap().clone();
+        assert_eq!(other_heads.len(), 1);
+        assert_eq!(
+            header(&other_heads[0], "authorization"),
+            None,
+            "{other_heads:?}"
+        );
+        assert!(!other_heads[0].contains("Th3irs"), "{other_heads:?}");
+    }
+
+    /// A redirect to a URL the agent cannot fetch (TLS, a host name) is refused with the
+    /// reason, naming the target with its user info masked, and not retried.
+    #[test]
+    fn a_redirect_the_agent_cannot_follow_says_why() {
+        let (addr, _) = serve_recording(vec![
+            response(
+                "302 Found",
+                "Location: https://user:S3cret@127.0.0.1/doc\r\n",
+                b"",
+            ),
+            response("301 Moved", "Location: http://example.invalid/\r\n", b""),
+        ]);
+        let c = client();
+        let url = format!("http://user:S3cret@{addr}/start");
+        let err = Fetch::fetch(&c, &url, 100).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "GET http://…@{addr}/start: redirected to a URL the guest agent cannot fetch: \
+                 \"https://…@127.0.0.1/doc\": TLS is not supported, use an http:// URL"
+            )
+        );
+        let err = Fetch::fetch(&c, &url, 100).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "GET http://…@{addr}/start: redirected to a URL the guest agent cannot fetch: \
+                 \"http://example.invalid/\": the host must be an IP address (the static guest \
+                 agent has no name lookup), e.g. http://169.254.169.254"
+            )
         );
     }
 

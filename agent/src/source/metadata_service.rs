@@ -18,7 +18,7 @@ use super::fallback_nic::fallback_nic;
 use super::http::{FetchError, HttpClient, MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
 use super::openstack::{OpenStackLayout, pick_version};
 use super::prefetch::Prefetch;
-use super::url::{needs_zone, with_zone};
+use super::url::{has_user_info, needs_zone, shown, with_zone};
 use crate::retry::{RetryError, Transient};
 use crate::root::Root;
 
@@ -82,11 +82,20 @@ impl Transient for Unanswered {
 
 /// The metadata URLs to try: `configured`, a link-local IPv6 one without a zone scoped to the
 /// interface cloud-init would use (its fallback NIC); one that finds no interface is left out
-/// with a line in `warnings`.
+/// with a line in `warnings`, and so is one with a user name or password (`user:pw@`): the
+/// metadata service takes none, and its URLs are shown in status.json and the log.
 pub fn service_urls(root: &Root, configured: &[String], warnings: &mut Vec<String>) -> Vec<String> {
     let mut interface: Option<Option<String>> = None;
     let mut urls = Vec::with_capacity(configured.len());
     for url in configured {
+        if has_user_info(url) {
+            warnings.push(format!(
+                "{}: a metadata URL takes no user name or password (the metadata service asks \
+                 for none); left out",
+                shown(url)
+            ));
+            continue;
+        }
         if !needs_zone(url) {
             urls.push(url.clone());
             continue;

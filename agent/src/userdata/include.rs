@@ -1,5 +1,7 @@
 //! `#include` / `#include-once`: one URL per line, each fetched (bounded, retried) and decoded
-//! like user data in turn.
+//! like user data in turn. A URL is `http://` to an IP address; its `user:password@` is sent as
+//! basic authentication, as cloud-init's requests sends it, and masked in every message
+//! (`source/url.rs`).
 
 /// Most URLs followed in one user-data document, includes of includes counted.
 pub const MAX_INCLUDE_URLS: usize = 16;
@@ -13,7 +15,9 @@ pub const MAX_INCLUDE_BYTES: u64 = 1024 * 1024;
 pub const MAX_INCLUDE_FETCH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Most redirects an include URL's GET follows (as cloud-init's `read_file_or_url`, through
-/// requests and its limit of 30); the metadata service's documents follow none.
+/// requests and its limit of 30); the metadata service's documents follow none. Each target is
+/// checked as the URL is (an `https://` one or a host name is an error naming it), and the
+/// URL's basic authentication goes to its own host and port only (`source/http.rs`).
 pub const MAX_INCLUDE_REDIRECTS: u32 = 30;
 
 /// Something that can GET a URL: the guest agent's HTTP client, or a test double.

@@ -504,7 +504,8 @@ impl<'a> Decoder<'a> {
                 ));
             }
             match self.fetch.fetch(&url, include::MAX_INCLUDE_BYTES) {
-                Ok(Some(content)) => self.document(&content, depth + 1, &url),
+                // The URL names the document in its messages: masked, as everywhere.
+                Ok(Some(content)) => self.document(&content, depth + 1, &shown_url(&url)),
                 Ok(None) => self.error(format!(
                     "{name}: include {}: not found (404)",
                     shown_url(&url)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod crypt;
+pub mod recorder;
 pub mod server;
 /// The unit tests' helpers for system tools, shared rather than copied.
 #[path = "../../src/testutil.rs"]
@@ -215,6 +216,11 @@ impl Guest {
         self.run_args(&["run", "--stage", stage])
     }
 
+    /// One `metaboot run -v` (the debug lines logged too); returns (exit code, stderr).
+    pub fn run_verbose(&self) -> (i32, String) {
+        self.run_args(&["run", "-v"])
+    }
+
     fn run_args(&self, args: &[&str]) -> (i32, String) {
         let out = self.metaboot(args);
         (
@@ -226,6 +232,20 @@ impl Guest {
     /// `status.json`.
     pub fn status(&self) -> Value {
         serde_json::from_str(&self.read("/var/lib/metaboot/status.json")).unwrap()
+    }
+
+    /// Asserts that `secret` is in none of the run's reports: status.json, result.json, the
+    /// log file, and `log` (what the run printed).
+    pub fn assert_not_reported(&self, log: &str, secret: &str) {
+        for path in [
+            "/var/lib/metaboot/status.json".to_owned(),
+            format!("/var/lib/metaboot/instances/{UUID}/result.json"),
+            "/var/log/metaboot.log".to_owned(),
+        ] {
+            let text = self.read(&path);
+            assert!(!text.contains(secret), "{path}: {text}");
+        }
+        assert!(!log.contains(secret), "{log}");
     }
 
     /// The names of the steps in status.json, in their order.
