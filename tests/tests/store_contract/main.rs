@@ -2,9 +2,10 @@
 //!
 //! A plain `main` (harness = false) runs every case on a fresh SQLite file, then starts one
 //! PostgreSQL server, runs every case on a fresh database, makes a database again under a
-//! live read model, restarts the server under a live store, and stops it. Without PostgreSQL
-//! the PostgreSQL half fails when `CI=true` and is skipped with a reason otherwise. `cargo
-//! test … -- WORD` runs only cases whose name has WORD.
+//! live read model, opens registries as roles that may not create tables, restarts the server
+//! under a live store, and stops it. Without PostgreSQL the PostgreSQL half fails when
+//! `CI=true` and is skipped with a reason otherwise. `cargo test … -- WORD` runs only cases
+//! whose name has WORD.
 
 mod addresses;
 mod changes;
@@ -13,6 +14,7 @@ mod feed;
 mod host;
 mod limits;
 mod records;
+mod roles;
 mod servers;
 mod support;
 
@@ -148,6 +150,23 @@ const CASES: &[(&str, Case)] = &[
     ),
 ];
 
+/// A PostgreSQL-only case on a new database of the server, named by the second field.
+type RoleCase = fn(&PgServer, &str);
+
+/// The cases about roles that may not create the registry's tables.
+const ROLE_CASES: &[(&str, &str, RoleCase)] = &[
+    (
+        "a_role_that_may_only_read_and_write_uses_the_registry",
+        "roles_read_write",
+        roles::a_role_that_may_only_read_and_write_uses_the_registry,
+    ),
+    (
+        "a_role_that_may_not_create_the_schema_is_told_what_to_do",
+        "roles_no_schema",
+        roles::a_role_that_may_not_create_the_schema_is_told_what_to_do,
+    ),
+];
+
 /// Runs one case, catching its panic; true when it passed.
 fn run_case(backend: &str, name: &str, body: impl FnOnce()) -> bool {
     let started = Instant::now();
@@ -253,9 +272,15 @@ fn main() -> ExitCode {
     let want_made_again = filter
         .as_ref()
         .is_none_or(|f| "a_database_made_again_under_the_server_is_followed".contains(f.as_str()));
+    let want_roles: Vec<(&str, &str, RoleCase)> = ROLE_CASES
+        .iter()
+        .filter(|(name, _, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+        .copied()
+        .collect();
     if !selected.is_empty()
         || want_restart
         || want_made_again
+        || !want_roles.is_empty()
         || want_open
         || want_pruning
         || want_upgrade
@@ -336,6 +361,12 @@ fn main() -> ExitCode {
                             "postgres::a_database_made_again_under_the_server_is_followed"
                                 .to_owned(),
                         );
+                    }
+                }
+                for (name, database, case) in &want_roles {
+                    server.create_database(database).unwrap();
+                    if !run_case("postgres", name, || case(&server, database)) {
+                        failed.push(format!("postgres::{name}"));
                     }
                 }
                 if want_restart {
