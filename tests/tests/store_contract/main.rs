@@ -2,8 +2,8 @@
 //!
 //! A plain `main` (harness = false) runs every case on a fresh SQLite file, then starts one
 //! PostgreSQL server, runs every case on a fresh database, makes a database again under a
-//! live read model, opens registries as roles that may not create tables, restarts the server
-//! under a live store, and stops it. Without PostgreSQL the PostgreSQL half fails when
+//! live read model (and leaves one empty), opens registries as roles that may not create
+//! tables, restarts the server under a live store, and stops it. Without PostgreSQL the PostgreSQL half fails when
 //! `CI=true` and is skipped with a reason otherwise. `cargo test … -- WORD` runs only cases
 //! whose name has WORD.
 
@@ -151,10 +151,15 @@ const CASES: &[(&str, Case)] = &[
 ];
 
 /// A PostgreSQL-only case on a new database of the server, named by the second field.
-type RoleCase = fn(&PgServer, &str);
+type DatabaseCase = fn(&PgServer, &str);
 
-/// The cases about roles that may not create the registry's tables.
-const ROLE_CASES: &[(&str, &str, RoleCase)] = &[
+/// The PostgreSQL-only cases that need the server itself, each on a database of its own.
+const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
+    (
+        "an_empty_database_made_again_is_given_the_schema",
+        "made_again_empty",
+        servers::an_empty_database_made_again_is_given_the_schema,
+    ),
     (
         "a_role_that_may_only_read_and_write_uses_the_registry",
         "roles_read_write",
@@ -272,7 +277,7 @@ fn main() -> ExitCode {
     let want_made_again = filter
         .as_ref()
         .is_none_or(|f| "a_database_made_again_under_the_server_is_followed".contains(f.as_str()));
-    let want_roles: Vec<(&str, &str, RoleCase)> = ROLE_CASES
+    let want_databases: Vec<(&str, &str, DatabaseCase)> = DATABASE_CASES
         .iter()
         .filter(|(name, _, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
         .copied()
@@ -280,7 +285,7 @@ fn main() -> ExitCode {
     if !selected.is_empty()
         || want_restart
         || want_made_again
-        || !want_roles.is_empty()
+        || !want_databases.is_empty()
         || want_open
         || want_pruning
         || want_upgrade
@@ -363,7 +368,7 @@ fn main() -> ExitCode {
                         );
                     }
                 }
-                for (name, database, case) in &want_roles {
+                for (name, database, case) in &want_databases {
                     server.create_database(database).unwrap();
                     if !run_case("postgres", name, || case(&server, database)) {
                         failed.push(format!("postgres::{name}"));

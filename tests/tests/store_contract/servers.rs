@@ -1,5 +1,5 @@
 //! Whole-registry behaviour: concurrent openers, a PostgreSQL restart under a live store, a
-//! registry database made again under a live server.
+//! registry database made again under a live server (filled by another, or left empty).
 
 use std::time::{Duration, Instant};
 
@@ -124,4 +124,33 @@ pub fn a_database_made_again_under_the_server_is_followed(server: &PgServer, nam
     }
     assert_eq!(model.seq(), other.last_change().unwrap());
     assert_eq!(model.catch_up(&*store).unwrap(), CatchUp::UpToDate);
+}
+
+/// The registry's database dropped and made again, and nothing else yet (no CLI command has
+/// run on it): the server following it makes the schema, as an open would, and loads the
+/// new, empty registry rather than fail to read it at every poll.
+pub fn an_empty_database_made_again_is_given_the_schema(server: &PgServer, name: &str) {
+    let url = server.url(name);
+    let store = store::open(&url).unwrap();
+    let old_net = network(&*store, "old", "198.18.0.0/24");
+    let old_port = instance(&*store, "old-vm", &port_on(&old_net));
+    let model = ReadModel::load(&*store).unwrap();
+
+    server.drop_database(name).unwrap();
+    server.create_database(name).unwrap();
+    match model.catch_up(&*store) {
+        Ok(outcome) => assert_eq!(outcome, CatchUp::Reloaded),
+        Err(err) => panic!("the empty database made again was not loaded: {err}"),
+    }
+    assert_eq!(model.instance_count(), 0);
+    assert!(model.instance(&old_port.instance_id).is_none());
+    assert!(store.networks().unwrap().is_empty());
+    // The new registry is written and followed as any other.
+    let new_net = network(&*store, "new", "198.19.0.0/24");
+    let new_port = instance(&*store, "new-vm", &port_on(&new_net));
+    assert!(matches!(
+        model.catch_up(&*store).unwrap(),
+        CatchUp::Applied(_)
+    ));
+    assert!(model.instance(&new_port.instance_id).is_some());
 }
