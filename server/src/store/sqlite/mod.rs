@@ -479,6 +479,33 @@ mod tests {
     }
 
     #[test]
+    fn no_connection_makes_a_deleted_registry_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        let backend = SqliteBackend::open(&path).unwrap();
+        // `rm registry.sqlite*` under the running server.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            if Path::new(&file).exists() {
+                fs::remove_file(&file).unwrap();
+            }
+        }
+        match backend.reader() {
+            Err(StoreError::Backend(msg)) => assert!(msg.contains("the file is gone"), "{msg}"),
+            Err(other) => panic!("expected a backend error, got {other:?}"),
+            Ok(_) => panic!("a read connection opened a deleted registry"),
+        }
+        assert!(!path.exists(), "a read connection made the registry file");
+        assert!(writer(&path).is_err());
+        assert!(
+            !path.exists(),
+            "the writing connection made the registry file"
+        );
+        // The server keeps the file it has until a new one exists.
+        assert!(!backend.follow_replacement().unwrap());
+    }
+
+    #[test]
     fn open_refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("registry.sqlite");
