@@ -1,11 +1,11 @@
 //! The store contract: one suite of checks, run against a SQLite file and a real PostgreSQL.
 //!
 //! A plain `main` (harness = false) runs every case on a fresh SQLite file, then starts one
-//! PostgreSQL server, runs every case on a fresh database, makes a database again under a
-//! live read model (and leaves one empty), opens registries as roles that may not create
-//! tables, restarts the server under a live store, and stops it. Without PostgreSQL the PostgreSQL half fails when
-//! `CI=true` and is skipped with a reason otherwise. `cargo test … -- WORD` runs only cases
-//! whose name has WORD.
+//! PostgreSQL server, runs every case on a fresh database, opens one beside a write, makes a
+//! database again under a live read model (and leaves one empty), opens registries as roles
+//! that may not create tables, restarts the server under a live store, and stops it. Without
+//! PostgreSQL the PostgreSQL half fails when `CI=true` and is skipped with a reason otherwise.
+//! `cargo test … -- WORD` runs only cases whose name has WORD.
 
 mod addresses;
 mod changes;
@@ -155,6 +155,11 @@ type DatabaseCase = fn(&PgServer, &str);
 
 /// The PostgreSQL-only cases that need the server itself, each on a database of its own.
 const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
+    (
+        "an_open_beside_a_write_waits_for_it_in_nothing",
+        "open_beside_a_write",
+        servers::an_open_beside_a_write_waits_for_it_in_nothing,
+    ),
     (
         "an_empty_database_made_again_is_given_the_schema",
         "made_again_empty",

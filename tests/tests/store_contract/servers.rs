@@ -1,5 +1,6 @@
-//! Whole-registry behaviour: concurrent openers, a PostgreSQL restart under a live store, a
-//! registry database made again under a live server (filled by another, or left empty).
+//! Whole-registry behaviour: concurrent openers, an open beside a write, a PostgreSQL restart
+//! under a live store, a registry database made again under a live server (filled by another,
+//! or left empty).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,48 @@ pub fn concurrent_open(url: &str) {
     });
     assert_eq!(names.len(), OPENERS);
     assert_eq!(store::open(url).unwrap().networks().unwrap().len(), OPENERS);
+}
+
+/// How long the write beside [`an_open_beside_a_write_waits_for_it_in_nothing`] holds its
+/// first table before it asks for the second.
+pub const WRITE_PAUSE: Duration = Duration::from_secs(3);
+
+/// A write that holds one table (`routers`, as `router delete` does) and then asks for
+/// another (`networks`), in the modes a write takes them. `{pause}` is in seconds.
+const WRITE_ACROSS_TWO_TABLES: &str = "
+LOCK TABLE routers IN ROW EXCLUSIVE MODE;
+SELECT pg_sleep({pause});
+LOCK TABLE networks IN ROW EXCLUSIVE MODE;
+";
+
+/// An open of a current registry (a server's start, every CLI command) while another process
+/// is in a write across two tables: it reads the schema's version and nothing else, so it
+/// neither waits for the write nor deadlocks with it (the DDL of `CREATE INDEX IF NOT
+/// EXISTS` takes a SHARE lock on each table in turn: on `networks`, then waiting for
+/// `routers`, while the write waits for `networks`).
+pub fn an_open_beside_a_write_waits_for_it_in_nothing(server: &PgServer, name: &str) {
+    let url = server.url(name);
+    drop(store::open(&url).unwrap());
+    let write = WRITE_ACROSS_TWO_TABLES.replace("{pause}", &WRITE_PAUSE.as_secs().to_string());
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| server.psql(name, &write));
+        // The write holds `routers` by now, and waits in `pg_sleep`.
+        std::thread::sleep(WRITE_PAUSE / 3);
+        let started = Instant::now();
+        let opened = store::open(&url);
+        let took = started.elapsed();
+        let written = writer.join().unwrap();
+        if let Err(err) = &opened {
+            panic!("the open beside a write failed: {err}");
+        }
+        if let Err(err) = written {
+            panic!("the write beside an open failed: {err:#}");
+        }
+        assert!(
+            took < WRITE_PAUSE / 3,
+            "the open waited {took:?} for the write"
+        );
+    });
 }
 
 /// Restarting PostgreSQL under a live store: the next call reconnects; while it is down,
