@@ -386,7 +386,13 @@ impl PgServer {
 
     /// The URL of database `database` on this server.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        self.url_as(POSTGRES_USER, database)
+    }
+
+    /// The URL of database `database` on this server as role `role`, which `trust`
+    /// authentication lets in without a password (a role made with `CREATE ROLE … LOGIN`).
+    pub fn url_as(&self, role: &str, database: &str) -> String {
+        format!("postgres://{role}@127.0.0.1:{}/{database}", self.port)
     }
 
     /// Restarts the server (fast shutdown: clients are disconnected), same port.

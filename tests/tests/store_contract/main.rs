@@ -1,10 +1,11 @@
 //! The store contract: one suite of checks, run against a SQLite file and a real PostgreSQL.
 //!
 //! A plain `main` (harness = false) runs every case on a fresh SQLite file, then starts one
-//! PostgreSQL server, runs every case on a fresh database, makes a database again under a
-//! live read model, restarts the server under a live store, and stops it. Without PostgreSQL
-//! the PostgreSQL half fails when `CI=true` and is skipped with a reason otherwise. `cargo
-//! test … -- WORD` runs only cases whose name has WORD.
+//! PostgreSQL server, runs every case on a fresh database, opens one beside a write, makes a
+//! database again under a live read model (and leaves one empty), opens registries as roles
+//! that may not create tables, restarts the server under a live store, and stops it. Without
+//! PostgreSQL the PostgreSQL half fails when `CI=true` and is skipped with a reason otherwise.
+//! `cargo test … -- WORD` runs only cases whose name has WORD.
 
 mod addresses;
 mod changes;
@@ -13,6 +14,7 @@ mod feed;
 mod host;
 mod limits;
 mod records;
+mod roles;
 mod servers;
 mod support;
 
@@ -148,6 +150,33 @@ const CASES: &[(&str, Case)] = &[
     ),
 ];
 
+/// A PostgreSQL-only case on a new database of the server, named by the second field.
+type DatabaseCase = fn(&PgServer, &str);
+
+/// The PostgreSQL-only cases that need the server itself, each on a database of its own.
+const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
+    (
+        "an_open_beside_a_write_waits_for_it_in_nothing",
+        "open_beside_a_write",
+        servers::an_open_beside_a_write_waits_for_it_in_nothing,
+    ),
+    (
+        "an_empty_database_made_again_is_given_the_schema",
+        "made_again_empty",
+        servers::an_empty_database_made_again_is_given_the_schema,
+    ),
+    (
+        "a_role_that_may_only_read_and_write_uses_the_registry",
+        "roles_read_write",
+        roles::a_role_that_may_only_read_and_write_uses_the_registry,
+    ),
+    (
+        "a_role_that_may_not_create_the_schema_is_told_what_to_do",
+        "roles_no_schema",
+        roles::a_role_that_may_not_create_the_schema_is_told_what_to_do,
+    ),
+];
+
 /// Runs one case, catching its panic; true when it passed.
 fn run_case(backend: &str, name: &str, body: impl FnOnce()) -> bool {
     let started = Instant::now();
@@ -253,9 +282,15 @@ fn main() -> ExitCode {
     let want_made_again = filter
         .as_ref()
         .is_none_or(|f| "a_database_made_again_under_the_server_is_followed".contains(f.as_str()));
+    let want_databases: Vec<(&str, &str, DatabaseCase)> = DATABASE_CASES
+        .iter()
+        .filter(|(name, _, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+        .copied()
+        .collect();
     if !selected.is_empty()
         || want_restart
         || want_made_again
+        || !want_databases.is_empty()
         || want_open
         || want_pruning
         || want_upgrade
@@ -336,6 +371,12 @@ fn main() -> ExitCode {
                             "postgres::a_database_made_again_under_the_server_is_followed"
                                 .to_owned(),
                         );
+                    }
+                }
+                for (name, database, case) in &want_databases {
+                    server.create_database(database).unwrap();
+                    if !run_case("postgres", name, || case(&server, database)) {
+                        failed.push(format!("postgres::{name}"));
                     }
                 }
                 if want_restart {

@@ -1,5 +1,6 @@
-//! Whole-registry behaviour: concurrent openers, a PostgreSQL restart under a live store, a
-//! registry database made again under a live server.
+//! Whole-registry behaviour: concurrent openers, an open beside a write, a PostgreSQL restart
+//! under a live store, a registry database made again under a live server (filled by another,
+//! or left empty).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,48 @@ pub fn concurrent_open(url: &str) {
     });
     assert_eq!(names.len(), OPENERS);
     assert_eq!(store::open(url).unwrap().networks().unwrap().len(), OPENERS);
+}
+
+/// How long the write beside [`an_open_beside_a_write_waits_for_it_in_nothing`] holds its
+/// first table before it asks for the second.
+pub const WRITE_PAUSE: Duration = Duration::from_secs(3);
+
+/// A write that holds one table (`routers`, as `router delete` does) and then asks for
+/// another (`networks`), in the modes a write takes them. `{pause}` is in seconds.
+const WRITE_ACROSS_TWO_TABLES: &str = "
+LOCK TABLE routers IN ROW EXCLUSIVE MODE;
+SELECT pg_sleep({pause});
+LOCK TABLE networks IN ROW EXCLUSIVE MODE;
+";
+
+/// An open of a current registry (a server's start, every CLI command) while another process
+/// is in a write across two tables: it reads the schema's version and nothing else, so it
+/// neither waits for the write nor deadlocks with it (the DDL of `CREATE INDEX IF NOT
+/// EXISTS` takes a SHARE lock on each table in turn: on `networks`, then waiting for
+/// `routers`, while the write waits for `networks`).
+pub fn an_open_beside_a_write_waits_for_it_in_nothing(server: &PgServer, name: &str) {
+    let url = server.url(name);
+    drop(store::open(&url).unwrap());
+    let write = WRITE_ACROSS_TWO_TABLES.replace("{pause}", &WRITE_PAUSE.as_secs().to_string());
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| server.psql(name, &write));
+        // The write holds `routers` by now, and waits in `pg_sleep`.
+        std::thread::sleep(WRITE_PAUSE / 3);
+        let started = Instant::now();
+        let opened = store::open(&url);
+        let took = started.elapsed();
+        let written = writer.join().unwrap();
+        if let Err(err) = &opened {
+            panic!("the open beside a write failed: {err}");
+        }
+        if let Err(err) = written {
+            panic!("the write beside an open failed: {err:#}");
+        }
+        assert!(
+            took < WRITE_PAUSE / 3,
+            "the open waited {took:?} for the write"
+        );
+    });
 }
 
 /// Restarting PostgreSQL under a live store: the next call reconnects; while it is down,
@@ -124,4 +167,33 @@ pub fn a_database_made_again_under_the_server_is_followed(server: &PgServer, nam
     }
     assert_eq!(model.seq(), other.last_change().unwrap());
     assert_eq!(model.catch_up(&*store).unwrap(), CatchUp::UpToDate);
+}
+
+/// The registry's database dropped and made again, and nothing else yet (no CLI command has
+/// run on it): the server following it makes the schema, as an open would, and loads the
+/// new, empty registry rather than fail to read it at every poll.
+pub fn an_empty_database_made_again_is_given_the_schema(server: &PgServer, name: &str) {
+    let url = server.url(name);
+    let store = store::open(&url).unwrap();
+    let old_net = network(&*store, "old", "198.18.0.0/24");
+    let old_port = instance(&*store, "old-vm", &port_on(&old_net));
+    let model = ReadModel::load(&*store).unwrap();
+
+    server.drop_database(name).unwrap();
+    server.create_database(name).unwrap();
+    match model.catch_up(&*store) {
+        Ok(outcome) => assert_eq!(outcome, CatchUp::Reloaded),
+        Err(err) => panic!("the empty database made again was not loaded: {err}"),
+    }
+    assert_eq!(model.instance_count(), 0);
+    assert!(model.instance(&old_port.instance_id).is_none());
+    assert!(store.networks().unwrap().is_empty());
+    // The new registry is written and followed as any other.
+    let new_net = network(&*store, "new", "198.19.0.0/24");
+    let new_port = instance(&*store, "new-vm", &port_on(&new_net));
+    assert!(matches!(
+        model.catch_up(&*store).unwrap(),
+        CatchUp::Applied(_)
+    ));
+    assert!(model.instance(&new_port.instance_id).is_some());
 }

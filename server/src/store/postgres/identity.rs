@@ -77,6 +77,11 @@ impl Identity {
         }
     }
 
+    /// True while a connection's sighting of another registry is not yet taken.
+    pub fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::SeqCst)
+    }
+
     /// True once after a connection saw another registry than the one before.
     pub fn take_replaced(&self) -> bool {
         self.replaced.swap(false, Ordering::SeqCst)
@@ -99,7 +104,10 @@ mod tests {
         assert!(!identity.take_replaced());
         // Made again: another OID.
         identity.saw(id(Some(7), 16_390), "t");
+        assert!(identity.is_replaced());
+        assert!(identity.is_replaced(), "asking does not take it");
         assert!(identity.take_replaced());
+        assert!(!identity.is_replaced());
         assert!(!identity.take_replaced());
         identity.saw(id(Some(7), 16_390), "t");
         assert!(!identity.take_replaced());

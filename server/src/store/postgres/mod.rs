@@ -3,9 +3,11 @@
 
 mod conn;
 mod identity;
+mod locks;
 mod pool;
 mod schema;
 mod sql;
+mod upgrade;
 
 use std::time::Duration;
 
@@ -13,18 +15,11 @@ use ::postgres::{Client, Config, IsolationLevel};
 
 use super::error::{StoreError, StoreResult};
 use super::feed::{CHANGE_CHANNEL, Wakeups};
-use super::sql::{Backend, SCHEMA_VERSION, Sql};
-use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
+use super::sql::{Backend, Sql};
 use conn::{PgSql, is_connection_error};
+use locks::WRITE_LOCK;
 use pool::{Conn, Pool, error_text};
 
-/// Advisory lock held while creating the schema, so concurrent openers do not race on
-/// `CREATE TABLE IF NOT EXISTS` (which is not atomic in PostgreSQL).
-const SCHEMA_LOCK: i64 = 0x6d62_7363_6865_6d61; // "mbschema"
-/// Advisory lock every write transaction takes first: writes are rare admin actions, and
-/// serialising them means change log numbers become visible in order (a reader polling
-/// `seq > last` never skips a later-committed lower number) and IP allocation never races.
-const WRITE_LOCK: i64 = 0x6d62_7772_6974_6573; // "mbwrites"
 /// Attempts per call: the first may find a connection the server closed while it sat idle.
 const ATTEMPTS: usize = 2;
 
@@ -43,8 +38,9 @@ struct Failure {
 }
 
 impl PostgresBackend {
-    /// Connects (checking the URL and the server now, not on first use) and creates the
-    /// schema.
+    /// Connects (checking the URL and the server now, not on first use) and reads the
+    /// schema's version, creating the schema or bringing it up to date when it is missing or
+    /// older (`upgrade.rs`).
     pub fn open(url: &str) -> StoreResult<Self> {
         let config: Config = url.parse().map_err(|err: ::postgres::Error| {
             StoreError::Invalid(format!(
@@ -55,58 +51,36 @@ impl PostgresBackend {
         let backend = Self {
             pool: Pool::new(config),
         };
-        let mut conn = backend.pool.take()?;
-        match backend.create_schema(&mut conn.client) {
-            Ok(()) => {
-                backend.pool.give_back(conn);
-                Ok(backend)
-            }
-            Err(err) => {
-                backend.pool.discard(conn);
-                Err(err)
-            }
-        }
+        backend.bring_schema_up_to_date()?;
+        Ok(backend)
     }
 
-    fn create_schema(&self, client: &mut Client) -> StoreResult<()> {
-        let target = &self.pool.target;
-        let fail = |err: ::postgres::Error| {
-            StoreError::Backend(format!(
-                "cannot create the registry schema in {target}: {}",
-                error_text(&err)
-            ))
-        };
-        let mut tx = client.transaction().map_err(fail)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .map_err(fail)?;
-        tx.batch_execute(schema::SCHEMA).map_err(fail)?;
-        let row = tx
-            .query_one(SCHEMA_VERSION_READ.postgres, &[])
-            .map_err(fail)?;
-        let version: Option<i64> = row.try_get(0).map_err(fail)?;
-        match version {
-            None => {
-                tx.execute(SCHEMA_VERSION_INSERT.postgres, &[&SCHEMA_VERSION])
-                    .map_err(fail)?;
-            }
-            Some(found) if found > SCHEMA_VERSION => {
-                return Err(StoreError::Backend(format!(
-                    "the registry in {target} has schema version {found}, newer than this \
-                     metaboot-server knows ({SCHEMA_VERSION}): upgrade metaboot-server"
-                )));
-            }
-            Some(found) if found < SCHEMA_VERSION => {
-                if found < 2 {
-                    tx.batch_execute(schema::MIGRATE_FROM_1).map_err(fail)?;
+    /// [`upgrade::bring_up_to_date`] on a pooled connection, tried again on a fresh one when
+    /// the first was found broken.
+    fn bring_schema_up_to_date(&self) -> StoreResult<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.pool.take()?;
+            match upgrade::bring_up_to_date(&mut conn.client, &self.pool.target) {
+                Ok(()) => {
+                    self.pool.give_back(conn);
+                    return Ok(());
                 }
-                tx.batch_execute(schema::MIGRATE_FROM_2).map_err(fail)?;
-                tx.execute(SCHEMA_VERSION_INSERT.postgres, &[&SCHEMA_VERSION])
-                    .map_err(fail)?;
+                Err(failure) if failure.lost => {
+                    self.pool.discard(conn);
+                    if attempt < ATTEMPTS {
+                        continue;
+                    }
+                    return Err(failure.error);
+                }
+                Err(failure) => {
+                    // Its transaction, if any, rolled back when dropped.
+                    self.pool.give_back(conn);
+                    return Err(failure.error);
+                }
             }
-            Some(_) => {}
         }
-        tx.batch_execute(schema::INDEXES_2).map_err(fail)?;
-        tx.commit().map_err(fail)
     }
 
     /// Runs `op` on a pooled connection, retrying once on a fresh connection when the first
@@ -267,8 +241,15 @@ impl Backend for PostgresBackend {
     }
 
     /// True once after a new connection (the pool's or the `LISTEN` one) reached another
-    /// database than the one before: dropped and made again (`identity.rs`).
+    /// database than the one before: dropped and made again (`identity.rs`). The new one may
+    /// be empty (made again with `createdb`, no CLI command run on it yet): its schema is made
+    /// first, as an open would, so that the snapshot the change log's reader starts over from
+    /// can be read. Until that succeeds the replacement stays to be said.
     fn follow_replacement(&self) -> StoreResult<bool> {
+        if !self.pool.identity.is_replaced() {
+            return Ok(false);
+        }
+        self.bring_schema_up_to_date()?;
         Ok(self.pool.identity.take_replaced())
     }
 

@@ -1,4 +1,4 @@
-//! The PostgreSQL schema, created (if missing) at every open under an advisory lock.
+//! The PostgreSQL schema, created when an open finds none (`upgrade.rs`).
 
 /// Same tables as SQLite; named UNIQUE constraints so a violation maps to a clear message.
 pub const SCHEMA: &str = "

@@ -4,17 +4,27 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::store::error::{StoreError, StoreResult};
 
 /// How long a statement waits for another process's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Opens a connection with the busy timeout and foreign keys on.
+/// Opens a connection to the registry file with the busy timeout and foreign keys on. It
+/// never creates the file: only `create_private` (`mod.rs`) does, readable by its owner only,
+/// and a connection opened after `rm registry.sqlite*` would otherwise make an empty one with
+/// the default mode, which the server would then adopt and fill with passwords and user data.
 pub(super) fn connect(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open(path).map_err(|err| {
+    let flags = OpenFlags::default().difference(OpenFlags::SQLITE_OPEN_CREATE);
+    let conn = Connection::open_with_flags(path, flags).map_err(|err| {
+        let gone = if path.exists() {
+            ""
+        } else {
+            " (the file is gone: the next metaboot-server command makes a new one, which \
+             this server then follows)"
+        };
         StoreError::Backend(format!(
-            "cannot open the registry {}: {err}",
+            "cannot open the registry {}: {err}{gone}",
             path.display()
         ))
     })?;

@@ -5,6 +5,7 @@
 mod conn;
 mod schema;
 mod sql;
+mod upgrade;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -16,8 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::error::{StoreError, StoreResult};
-use super::sql::{Backend, SCHEMA_VERSION, Sql};
-use super::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
+use super::sql::{Backend, Sql};
 use conn::{BUSY_TIMEOUT, connect, map};
 use sql::SqliteSql;
 
@@ -186,37 +186,8 @@ fn writer(path: &Path) -> StoreResult<Connection> {
             path.display()
         )));
     }
-    create_schema(&mut conn, path)?;
+    upgrade::bring_up_to_date(&mut conn, path)?;
     Ok(conn)
-}
-
-/// Makes the schema, or brings an older one up to date.
-fn create_schema(conn: &mut Connection, path: &Path) -> StoreResult<()> {
-    let tx = map(conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
-    map(tx.execute_batch(schema::SCHEMA))?;
-    let version: Option<i64> = map(tx.query_row(SCHEMA_VERSION_READ.sqlite, [], |row| row.get(0)))?;
-    match version {
-        None => {
-            map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
-        }
-        Some(found) if found > SCHEMA_VERSION => {
-            return Err(StoreError::Backend(format!(
-                "the registry {} has schema version {found}, newer than this \
-                 metaboot-server knows ({SCHEMA_VERSION}): upgrade metaboot-server",
-                path.display()
-            )));
-        }
-        Some(found) if found < SCHEMA_VERSION => {
-            if found < 2 {
-                map(tx.execute_batch(schema::MIGRATE_FROM_1))?;
-            }
-            map(tx.execute_batch(schema::MIGRATE_FROM_2))?;
-            map(tx.execute(SCHEMA_VERSION_INSERT.sqlite, [SCHEMA_VERSION]))?;
-        }
-        Some(_) => {}
-    }
-    map(tx.execute_batch(schema::INDEXES_2))?;
-    map(tx.commit())
 }
 
 impl SqliteBackend {
@@ -479,6 +450,59 @@ mod tests {
             .unwrap();
         // Negative: KiB rather than pages.
         assert_eq!(kib, -i64::from(READER_CACHE_KIB));
+    }
+
+    #[test]
+    fn an_open_of_a_current_schema_waits_for_no_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        drop(SqliteBackend::open(&path).unwrap());
+        // Another process is in a long write (a bulk `instance create`).
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch(
+                "BEGIN IMMEDIATE; INSERT INTO changes (kind, id) VALUES ('network', 'pending')",
+            )
+            .unwrap();
+        let started = std::time::Instant::now();
+        let backend = match SqliteBackend::open(&path) {
+            Ok(backend) => backend,
+            Err(err) => panic!("an open of a current registry waited for the writer: {err}"),
+        };
+        assert_eq!(backend.read(|sql| sql.last_change()).unwrap(), 0);
+        assert!(
+            started.elapsed() < BUSY_TIMEOUT / 5,
+            "took {:?}",
+            started.elapsed()
+        );
+        holder.execute_batch("ROLLBACK").unwrap();
+    }
+
+    #[test]
+    fn no_connection_makes_a_deleted_registry_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        let backend = SqliteBackend::open(&path).unwrap();
+        // `rm registry.sqlite*` under the running server.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            if Path::new(&file).exists() {
+                fs::remove_file(&file).unwrap();
+            }
+        }
+        match backend.reader() {
+            Err(StoreError::Backend(msg)) => assert!(msg.contains("the file is gone"), "{msg}"),
+            Err(other) => panic!("expected a backend error, got {other:?}"),
+            Ok(_) => panic!("a read connection opened a deleted registry"),
+        }
+        assert!(!path.exists(), "a read connection made the registry file");
+        assert!(writer(&path).is_err());
+        assert!(
+            !path.exists(),
+            "the writing connection made the registry file"
+        );
+        // The server keeps the file it has until a new one exists.
+        assert!(!backend.follow_replacement().unwrap());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The SQLite schema, created (if missing) at every open.
+//! The SQLite schema, created when an open finds none (`upgrade.rs`).
 
-/// The schema; `IF NOT EXISTS` everywhere so every open may run it.
+/// The schema; `IF NOT EXISTS` everywhere, so that it completes a registry whose version was
+/// never recorded.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS networks (

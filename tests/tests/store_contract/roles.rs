@@ -1,0 +1,67 @@
+//! Roles that may not create the registry's tables: one granted only reads and writes of the
+//! rows of a registry another role made, one facing a database with no registry yet.
+
+use metaboot_harness::postgres::PgServer;
+use metaboot_server::store::{self, StoreError};
+
+use crate::support::{instance, network, port_on};
+
+/// What a role needs to use a registry made by another role, and no more: no `CREATE` on the
+/// schema, owns no table. `{role}` is replaced by the role's name.
+pub const READ_WRITE_GRANTS: &str = "
+GRANT USAGE ON SCHEMA public TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+";
+
+/// A role that may only read and write the rows of a registry its owner made opens it (an
+/// open of a current schema runs no DDL, which would need ownership), lists it, and writes
+/// and deletes records.
+pub fn a_role_that_may_only_read_and_write_uses_the_registry(server: &PgServer, name: &str) {
+    let role = format!("{name}_rw");
+    let owner = store::open(&server.url(name)).unwrap();
+    let net = network(&*owner, "net1", "198.18.0.0/24");
+    let grants = READ_WRITE_GRANTS.replace("{role}", &role);
+    server
+        .psql(name, &format!("CREATE ROLE {role} LOGIN; {grants}"))
+        .unwrap();
+
+    let store = match store::open(&server.url_as(&role, name)) {
+        Ok(store) => store,
+        Err(err) => panic!("a role with read and write grants could not open: {err}"),
+    };
+    assert_eq!(store.networks().unwrap(), vec![net.clone()]);
+    let port = instance(&*store, "vm", &port_on(&net));
+    assert_eq!(owner.instances().unwrap().len(), 1);
+    store.delete_instance(&port.instance_id).unwrap();
+    store.delete_network(&net.id).unwrap();
+    assert!(owner.networks().unwrap().is_empty());
+}
+
+/// A role that may not create tables, opening a database with no registry, is told what to
+/// do, and the database is left as it was.
+pub fn a_role_that_may_not_create_the_schema_is_told_what_to_do(server: &PgServer, name: &str) {
+    let role = format!("{name}_rw");
+    server
+        .psql(name, &format!("CREATE ROLE {role} LOGIN"))
+        .unwrap();
+    match store::open(&server.url_as(&role, name)) {
+        Err(StoreError::Backend(msg)) => {
+            assert!(msg.contains("has no registry yet"), "{msg}");
+            assert!(msg.contains("the database's owner"), "{msg}");
+        }
+        Err(other) => panic!("expected a backend error, got {other:?}"),
+        Ok(_) => panic!("a role without CREATE made the schema"),
+    }
+    // Its owner makes it, then the role may use it.
+    drop(store::open(&server.url(name)).unwrap());
+    let grants = READ_WRITE_GRANTS.replace("{role}", &role);
+    server.psql(name, &grants).unwrap();
+    assert!(
+        store::open(&server.url_as(&role, name))
+            .unwrap()
+            .networks()
+            .unwrap()
+            .is_empty()
+    );
+}
