@@ -333,7 +333,8 @@ fn unused_while_kept(apt: &Map<String, Value>, request: &Request, warnings: &mut
     }
     if !unused.is_empty() {
         warnings.push(format!(
-            "apt: {} not applied: the image's /etc/apt/sources.list is kept \
+            "apt: {} not applied: the image's sources list (/etc/apt/sources.list, or \
+             sources.list.d/ubuntu.sources or debian.sources) is kept \
              (`preserve_sources_list` is true by default); set `preserve_sources_list: false` \
              to rewrite it with them",
             unused.join(", ")

@@ -333,8 +333,9 @@ fn what_a_kept_sources_list_leaves_unused_is_said() {
         warnings,
         [
             "apt: `sources_list`, `disable_suites`, `primary`'s `key`, `security` not applied: the \
-          image's /etc/apt/sources.list is kept (`preserve_sources_list` is true by default); \
-          set `preserve_sources_list: false` to rewrite it with them"
+          image's sources list (/etc/apt/sources.list, or sources.list.d/ubuntu.sources or \
+          debian.sources) is kept (`preserve_sources_list` is true by default); set \
+          `preserve_sources_list: false` to rewrite it with them"
         ]
     );
     // The mirrors a `sources` line uses are applied: no warning. Without `security`, the
