@@ -281,6 +281,14 @@ fn the_documented_overrides_reach_a_command_line_the_binary_accepts() {
             "127.0.0.1:8775,192.0.2.10:8775",
             "--listen",
         ),
+        // Both metadata addresses, as `all` serves a network with an IPv6 subnet.
+        (
+            "server/systemd/metaboot-ns-proxy-network@.service",
+            "n1",
+            "METABOOT_ISOLATED_LISTEN",
+            "169.254.169.254:80,[fe80::a9fe:a9fe]:80",
+            "--listen",
+        ),
     ];
     for (source, instance, variable, value, flag) in overrides {
         let text = comments(source);
@@ -299,6 +307,25 @@ fn the_documented_overrides_reach_a_command_line_the_binary_accepts() {
             panic!("{source}: `{}` is refused: {err}", argv.join(" "));
         }
     }
+}
+
+/// A network's proxy takes its addresses from the network's own file over server.env (systemd
+/// reads the files in order, the later one winning), so that one network's IPv6 leaves the
+/// IPv4-only ones alone.
+#[test]
+fn a_network_proxy_reads_its_own_file_after_server_env() {
+    let unit = unit("server/systemd/metaboot-ns-proxy-network@.service");
+    assert_eq!(
+        words(&unit, "Service", "EnvironmentFile"),
+        [
+            "-/etc/metaboot/server.env",
+            "-/etc/metaboot/ns-proxy-network-%i.env"
+        ]
+    );
+    assert!(
+        comments("server/systemd/metaboot-ns-proxy-network@.service")
+            .contains("/etc/metaboot/ns-proxy-network-<network id>.env")
+    );
 }
 
 /// A flag the comments mention that ExecStart also passes takes its value from a variable
@@ -502,11 +529,11 @@ fn each_server_role_gets_only_the_privileges_it_needs() {
             assert_eq!(namespaces, "yes", "{source}: no namespaces at all");
             assert_eq!(get(&unit, "Service", "PrivateUsers"), "yes", "{source}");
         }
-        // `all` finds the interface holding fe80::a9fe:a9fe (getifaddrs) and runs `ip addr`:
-        // both over netlink. The others have no use for it.
+        // `all` and a DHCP namespace's proxy find the interface holding fe80::a9fe:a9fe
+        // (getifaddrs), `all` runs `ip addr`: both over netlink. The others have no use for it.
         let exec = get(&unit, "Service", "ExecStart");
         let mut families = vec!["AF_UNIX", "AF_INET", "AF_INET6"];
-        if exec.contains(" all ") {
+        if exec.contains(" all ") || exec.contains("--network-id") {
             families.push("AF_NETLINK");
         }
         assert_eq!(
