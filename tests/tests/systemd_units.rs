@@ -275,6 +275,13 @@ fn the_documented_overrides_reach_a_command_line_the_binary_accepts() {
             "--api",
         ),
         (
+            "server/systemd/metaboot-agent.service",
+            "",
+            "METABOOT_API",
+            "unix:/run/metaboot/api.sock",
+            "--api",
+        ),
+        (
             "server/systemd/metaboot-api.service",
             "",
             "METABOOT_API_LISTEN",
@@ -306,6 +313,43 @@ fn the_documented_overrides_reach_a_command_line_the_binary_accepts() {
         if let Err(err) = accepted(&argv, &agent, &server) {
             panic!("{source}: `{}` is refused: {err}", argv.join(" "));
         }
+    }
+}
+
+/// The roles that serve a Unix socket (the agent; the API with `--socket`, for `agent --api
+/// unix:PATH`) can make it: ProtectSystem=strict leaves /run read-only but the runtime
+/// directory. The API's and the agent's units share /run/metaboot, so each keeps it when it
+/// stops (the other's socket is there).
+#[test]
+fn the_roles_serving_a_unix_socket_share_a_runtime_directory_both_keep() {
+    for source in [
+        "server/systemd/metaboot-api.service",
+        "server/systemd/metaboot-agent.service",
+    ] {
+        let unit = unit(source);
+        assert_eq!(get(&unit, "Service", "ProtectSystem"), "strict", "{source}");
+        for (key, value) in [
+            ("RuntimeDirectory", "metaboot"),
+            ("RuntimeDirectoryMode", "0750"),
+            ("RuntimeDirectoryPreserve", "yes"),
+        ] {
+            assert_eq!(get(&unit, "Service", key), value, "{source}: {key}");
+        }
+    }
+    // The socket the API's comments suggest is in it, and the agent's name the same one.
+    let socket = "/run/metaboot/api.sock";
+    assert!(
+        comments("server/systemd/metaboot-api.service").contains(&format!("--socket {socket}"))
+    );
+    for source in [
+        "server/systemd/metaboot-api.service",
+        "server/systemd/metaboot-agent.service",
+    ] {
+        let text = comments(source);
+        assert!(
+            text.contains(&format!("METABOOT_API=unix:{socket}")),
+            "{source}: {text}"
+        );
     }
 }
 
