@@ -599,6 +599,50 @@ fn each_server_role_gets_only_the_privileges_it_needs() {
     }
 }
 
+/// A server role that refuses its configuration exits with `EXIT_REFUSED` and is not
+/// restarted (nothing changes until the user fixes it): the unit fails once. Any other failure
+/// (a backend, a namespace not there yet) is retried.
+#[test]
+fn refused_configuration_fails_the_unit_once() {
+    use metaboot_server::cli::EXIT_REFUSED;
+    let (_, server) = binaries();
+    for (source, name) in UNITS
+        .iter()
+        .filter(|(source, _)| source.starts_with("server/"))
+    {
+        let unit = unit(source);
+        assert_eq!(get(&unit, "Service", "Restart"), "on-failure", "{source}");
+        assert_eq!(
+            get(&unit, "Service", "RestartPreventExitStatus"),
+            EXIT_REFUSED.to_string(),
+            "{source}"
+        );
+        // A flag the role refuses, added through `$…_ARGS`, exits with that code.
+        let mut argv = command_line(source, instance_of(name), &[]);
+        argv.push("--no-such-flag".to_owned());
+        assert_eq!(argv[0], "/usr/bin/metaboot-server", "{source}");
+        let out = Command::new(&server).args(&argv[1..]).output().unwrap();
+        assert_eq!(out.status.code(), Some(i32::from(EXIT_REFUSED)), "{source}");
+    }
+    // So does a missing shared secret.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&server)
+        .args([
+            "--db",
+            &dir.path().join("registry.sqlite").display().to_string(),
+        ])
+        .args(["api", "--listen", "127.0.0.1:0", "--shared-secret-file"])
+        .arg(dir.path().join("no-secret"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(EXIT_REFUSED)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A file's comment lines as one line of text (wrapped phrases joined back up).
 fn comments(path: &str) -> String {
     let text = fs::read_to_string(workspace::root().join(path)).expect("the file is readable");
