@@ -448,6 +448,8 @@ fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
     // Scripts may run for long and start daemons that outlive them, as under cloud-final.
     assert_eq!(get(&unit, "Service", "TimeoutStartSec"), "infinity");
     assert_eq!(get(&unit, "Service", "KillMode"), "process");
+    // What they leave running stays in the unit's cgroup: uncapped, as under cloud-final.
+    assert_eq!(get(&unit, "Service", "TasksMax"), "infinity");
     let after = words(&unit, "Unit", "After");
     for first in [
         "metaboot.service",
@@ -455,8 +457,9 @@ fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
         "ssh.service",
         "sshd.service",
         "systemd-user-sessions.service",
-        // The boot's services first, as cloud-final.service.
+        // The boot's services first, as cloud-final.service, and the clock set.
         "multi-user.target",
+        "time-sync.target",
     ] {
         assert!(
             after.contains(&first.to_owned()),
