@@ -62,7 +62,8 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut parts = text.split(':');
     for byte in &mut mac {
         let part = parts.next()?;
-        if part.len() != 2 {
+        // Two hex digits: `from_str_radix` alone would take a sign (`+a`).
+        if part.len() != 2 || !part.bytes().all(|digit| digit.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(part, 16).ok()?;
@@ -131,6 +132,9 @@ mod tests {
             "fa:16:3e:12:34:5",
             "fa:16:3e:12:34:zz",
             "fa-16-3e-12-34-56",
+            // A sign is no hex digit, though `from_str_radix` takes one.
+            "+a:16:3e:12:34:56",
+            "fa:16:3e:12:34:+6",
         ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }

@@ -70,7 +70,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Exit code for an error: 2 when the caller's input was refused, 1 otherwise.
+/// The exit code of refused input (a flag, the shared secret, the registry's rules, the
+/// configuration), as of clap's own usage errors: running again changes nothing, so the
+/// systemd units do not restart on it (`RestartPreventExitStatus=`).
+pub const EXIT_REFUSED: u8 = 2;
+/// The exit code of any other failure (a backend, a namespace not there yet): worth a retry.
+pub const EXIT_FAILED: u8 = 1;
+
+/// Exit code for an error: [`EXIT_REFUSED`] when the caller's input was refused,
+/// [`EXIT_FAILED`] otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let refused = err.chain().any(|cause| {
         cause
@@ -87,7 +95,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .downcast_ref::<crate::api::vendor::VendorDataError>()
                 .is_some_and(crate::api::vendor::VendorDataError::is_user_error)
     });
-    if refused { 2 } else { 1 }
+    if refused { EXIT_REFUSED } else { EXIT_FAILED }
 }
 
 /// Logs to stderr; `RUST_LOG`-style levels from `-v`.
@@ -111,6 +119,16 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// A flag clap refuses exits as any other refused input: the units stop on both alike.
+    #[test]
+    fn a_refused_flag_exits_as_refused_input() {
+        use clap::Parser as _;
+        let argv = ["metaboot-server", "api", "--listen", "nowhere"];
+        let err = super::Cli::try_parse_from(argv).unwrap_err();
+        assert_eq!(err.exit_code(), i32::from(super::EXIT_REFUSED));
+        assert_ne!(super::EXIT_REFUSED, super::EXIT_FAILED);
     }
 
     /// A value from the environment may be a secret (METABOOT_DB's URL holds the PostgreSQL

@@ -288,6 +288,25 @@ fn each_guest_gets_its_own_metadata_through_router_and_network_proxies() {
     assert_eq!(get(11, w.router_a, "/openstack/latest/password").text(), "");
 }
 
+/// A proxy given several `--listen` addresses serves guests on each (a DHCP namespace's
+/// `169.254.169.254:80` and `[fe80::a9fe:a9fe]:80`, here two loopback ports).
+#[test]
+fn a_proxy_serves_guests_on_every_address_it_listens_on() {
+    let mut w = world();
+    let second = SocketAddr::from(([127, 0, 0, 1], metaboot_tests::chain::free_port()));
+    let first = w
+        .chain
+        .start_proxy(
+            &Scope::Network(w.net_a.clone()),
+            &["--listen", &second.to_string()],
+        )
+        .unwrap();
+    for proxy in [first, second] {
+        assert_eq!(uuid_via(10, proxy, &[]), (200, w.a.clone()), "via {proxy}");
+        assert_eq!(uuid_via(11, proxy, &[]), (200, w.c.clone()), "via {proxy}");
+    }
+}
+
 #[test]
 fn with_api_pipelining_off_every_guest_still_gets_its_own_metadata() {
     let w = world_with(&["--api-pipelining", "off"]);

@@ -170,52 +170,230 @@ fn every_unit_passes_systemd_analyze_verify() {
     assert!(!ok && text.contains("/usr/bin/metaboot"), "{text}");
 }
 
+/// The unit's `Environment=` defaults, by name.
+fn environment(unit: &BTreeMap<(String, String), Vec<String>>) -> BTreeMap<String, String> {
+    words(unit, "Service", "Environment")
+        .iter()
+        .map(|assignment| {
+            let (name, value) = assignment
+                .split_once('=')
+                .unwrap_or_else(|| panic!("Environment={assignment}: no NAME=VALUE"));
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// ExecStart= as systemd runs it for `instance` (`%i`), with `set` (what an `EnvironmentFile=`
+/// holds) over the unit's `Environment=` defaults, as systemd lets the file win: `${NAME}` is
+/// one word, the value; `$NAME` is the value's words, none when it is unset or empty.
+fn command_line(source: &str, instance: &str, set: &[(&str, &str)]) -> Vec<String> {
+    let unit = unit(source);
+    let mut env = environment(&unit);
+    for (name, value) in set {
+        env.insert((*name).to_owned(), (*value).to_owned());
+    }
+    let exec = get(&unit, "Service", "ExecStart").replace("%i", instance);
+    let mut argv = Vec::new();
+    for word in exec.split_whitespace() {
+        if let Some(name) = word.strip_prefix("${").and_then(|w| w.strip_suffix('}')) {
+            let value = env.get(name).unwrap_or_else(|| {
+                panic!("{source}: ExecStart uses ${{{name}}}, which no Environment= sets")
+            });
+            argv.push(value.clone());
+        } else if let Some(name) = word.strip_prefix('$') {
+            let value = env.get(name).map_or("", String::as_str);
+            argv.extend(value.split_whitespace().map(str::to_owned));
+        } else {
+            assert!(!word.contains('$'), "{source}: a variable inside {word}");
+            argv.push(word.to_owned());
+        }
+    }
+    argv
+}
+
+/// Runs `argv` (ExecStart's words) with `--help` after every argument: each is parsed (a bad
+/// one refused) before the help. The error the binary printed when it refuses them.
+fn accepted(argv: &[String], agent: &Path, server: &Path) -> Result<(), String> {
+    let (program, args) = argv.split_first().expect("an ExecStart with a program");
+    let binary = match program.as_str() {
+        "/usr/bin/metaboot" => agent,
+        "/usr/bin/metaboot-server" => server,
+        other => panic!("unexpected program {other}"),
+    };
+    let out = Command::new(binary)
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The instance name a unit is checked with (`r1` of `…@r1.service`; none for a plain unit).
+fn instance_of(name: &str) -> &str {
+    name.split_once('@')
+        .and_then(|(_, rest)| rest.strip_suffix(".service"))
+        .unwrap_or("")
+}
+
 /// Every ExecStart= is a command line the binary accepts (flags and values), with templates'
-/// `%i` filled in and the optional `$…_ARGS` left empty.
+/// `%i` filled in, the unit's `Environment=` defaults and the optional `$…_ARGS` left empty.
 #[test]
 fn every_exec_start_is_accepted_by_the_binary() {
     let (agent, server) = binaries();
     for (source, name) in UNITS {
-        let unit = unit(source);
-        let exec = get(&unit, "Service", "ExecStart");
-        let instance = name
-            .split_once('@')
-            .and_then(|(_, rest)| rest.strip_suffix(".service"))
-            .unwrap_or("");
-        let mut args: Vec<String> = exec
-            .replace("%i", instance)
-            .split_whitespace()
-            .filter(|w| !w.starts_with('$'))
-            .map(str::to_owned)
-            .collect();
-        let program = args.remove(0);
-        let binary = match program.as_str() {
-            "/usr/bin/metaboot" => &agent,
-            "/usr/bin/metaboot-server" => &server,
-            other => panic!("{source}: unexpected program {other}"),
-        };
-        // --help after every argument: each is parsed (a bad one refused) before the help.
-        let out = Command::new(binary)
-            .args(&args)
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{source}: `{exec}` is refused: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut bad = args.clone();
+        let argv = command_line(source, instance_of(name), &[]);
+        if let Err(err) = accepted(&argv, &agent, &server) {
+            panic!("{source}: `{}` is refused: {err}", argv.join(" "));
+        }
+        let mut bad = argv.clone();
         bad.push("--no-such-flag".to_owned());
-        let refused = Command::new(binary)
-            .args(&bad)
-            .arg("--help")
-            .output()
-            .unwrap();
         assert!(
-            !refused.status.success(),
+            accepted(&bad, &agent, &server).is_err(),
             "{source}: a bad flag must be refused"
         );
+    }
+}
+
+/// What the units' comments tell users to set in /etc/metaboot/server.env (a variable, with
+/// the example value they give) reaches the flag it is for, once, in a command line the
+/// binary accepts: a flag ExecStart passes is overridden through its variable, never given a
+/// second time (one the binary refuses, and the unit restart-loops).
+#[test]
+fn the_documented_overrides_reach_a_command_line_the_binary_accepts() {
+    let (agent, server) = binaries();
+    // (unit, instance, variable, the comments' example value, the flag it goes to)
+    let overrides = [
+        (
+            "server/systemd/metaboot-agent.service",
+            "",
+            "METABOOT_API",
+            "http://API-HOST:8775",
+            "--api",
+        ),
+        (
+            "server/systemd/metaboot-agent.service",
+            "",
+            "METABOOT_API",
+            "unix:/run/metaboot/api.sock",
+            "--api",
+        ),
+        (
+            "server/systemd/metaboot-api.service",
+            "",
+            "METABOOT_API_LISTEN",
+            "127.0.0.1:8775,192.0.2.10:8775",
+            "--listen",
+        ),
+        // Both metadata addresses, as `all` serves a network with an IPv6 subnet.
+        (
+            "server/systemd/metaboot-ns-proxy-network@.service",
+            "n1",
+            "METABOOT_ISOLATED_LISTEN",
+            "169.254.169.254:80,[fe80::a9fe:a9fe]:80",
+            "--listen",
+        ),
+    ];
+    for (source, instance, variable, value, flag) in overrides {
+        let text = comments(source);
+        assert!(
+            text.contains(&format!("{variable}={value}")),
+            "{source}: the comments give no `{variable}={value}`: {text}"
+        );
+        let argv = command_line(source, instance, &[(variable, value)]);
+        let given: Vec<&String> = argv
+            .windows(2)
+            .filter(|pair| pair[0] == flag)
+            .map(|pair| &pair[1])
+            .collect();
+        assert_eq!(given, [value], "{source}: {flag} in `{}`", argv.join(" "));
+        if let Err(err) = accepted(&argv, &agent, &server) {
+            panic!("{source}: `{}` is refused: {err}", argv.join(" "));
+        }
+    }
+}
+
+/// The roles that serve a Unix socket (the agent; the API with `--socket`, for `agent --api
+/// unix:PATH`) can make it: ProtectSystem=strict leaves /run read-only but the runtime
+/// directory. The API's and the agent's units share /run/metaboot, so each keeps it when it
+/// stops (the other's socket is there).
+#[test]
+fn the_roles_serving_a_unix_socket_share_a_runtime_directory_both_keep() {
+    for source in [
+        "server/systemd/metaboot-api.service",
+        "server/systemd/metaboot-agent.service",
+    ] {
+        let unit = unit(source);
+        assert_eq!(get(&unit, "Service", "ProtectSystem"), "strict", "{source}");
+        for (key, value) in [
+            ("RuntimeDirectory", "metaboot"),
+            ("RuntimeDirectoryMode", "0750"),
+            ("RuntimeDirectoryPreserve", "yes"),
+        ] {
+            assert_eq!(get(&unit, "Service", key), value, "{source}: {key}");
+        }
+    }
+    // The socket the API's comments suggest is in it, and the agent's name the same one.
+    let socket = "/run/metaboot/api.sock";
+    assert!(
+        comments("server/systemd/metaboot-api.service").contains(&format!("--socket {socket}"))
+    );
+    for source in [
+        "server/systemd/metaboot-api.service",
+        "server/systemd/metaboot-agent.service",
+    ] {
+        let text = comments(source);
+        assert!(
+            text.contains(&format!("METABOOT_API=unix:{socket}")),
+            "{source}: {text}"
+        );
+    }
+}
+
+/// A network's proxy takes its addresses from the network's own file over server.env (systemd
+/// reads the files in order, the later one winning), so that one network's IPv6 leaves the
+/// IPv4-only ones alone.
+#[test]
+fn a_network_proxy_reads_its_own_file_after_server_env() {
+    let unit = unit("server/systemd/metaboot-ns-proxy-network@.service");
+    assert_eq!(
+        words(&unit, "Service", "EnvironmentFile"),
+        [
+            "-/etc/metaboot/server.env",
+            "-/etc/metaboot/ns-proxy-network-%i.env"
+        ]
+    );
+    assert!(
+        comments("server/systemd/metaboot-ns-proxy-network@.service")
+            .contains("/etc/metaboot/ns-proxy-network-<network id>.env")
+    );
+}
+
+/// A flag the comments mention that ExecStart also passes takes its value from a variable
+/// (`--api ${METABOOT_API}`): given again in `$…_ARGS` it would be refused (clap: "cannot be
+/// used multiple times") or added to, never replace, the unit's own.
+#[test]
+fn no_comment_suggests_a_flag_exec_start_fixes() {
+    for (source, _) in UNITS {
+        let unit = unit(source);
+        let exec: Vec<String> = words(&unit, "Service", "ExecStart");
+        for flag in comments(source)
+            .split_whitespace()
+            .map(|word| word.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '-')))
+            .filter(|word| word.starts_with("--"))
+        {
+            for pair in exec.windows(2).filter(|pair| pair[0] == flag) {
+                assert!(
+                    pair[1].starts_with("${"),
+                    "{source}: the comments suggest {flag}, which ExecStart passes as \
+                     `{flag} {}`: take its value from a variable with a default in Environment=",
+                    pair[1]
+                );
+            }
+        }
     }
 }
 
@@ -270,6 +448,8 @@ fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
     // Scripts may run for long and start daemons that outlive them, as under cloud-final.
     assert_eq!(get(&unit, "Service", "TimeoutStartSec"), "infinity");
     assert_eq!(get(&unit, "Service", "KillMode"), "process");
+    // What they leave running stays in the unit's cgroup: uncapped, as under cloud-final.
+    assert_eq!(get(&unit, "Service", "TasksMax"), "infinity");
     let after = words(&unit, "Unit", "After");
     for first in [
         "metaboot.service",
@@ -277,8 +457,9 @@ fn the_user_scripts_run_once_per_boot_after_the_boots_services() {
         "ssh.service",
         "sshd.service",
         "systemd-user-sessions.service",
-        // The boot's services first, as cloud-final.service.
+        // The boot's services first, as cloud-final.service, and the clock set.
         "multi-user.target",
+        "time-sync.target",
     ] {
         assert!(
             after.contains(&first.to_owned()),
@@ -395,11 +576,11 @@ fn each_server_role_gets_only_the_privileges_it_needs() {
             assert_eq!(namespaces, "yes", "{source}: no namespaces at all");
             assert_eq!(get(&unit, "Service", "PrivateUsers"), "yes", "{source}");
         }
-        // `all` finds the interface holding fe80::a9fe:a9fe (getifaddrs) and runs `ip addr`:
-        // both over netlink. The others have no use for it.
+        // `all` and a DHCP namespace's proxy find the interface holding fe80::a9fe:a9fe
+        // (getifaddrs), `all` runs `ip addr`: both over netlink. The others have no use for it.
         let exec = get(&unit, "Service", "ExecStart");
         let mut families = vec!["AF_UNIX", "AF_INET", "AF_INET6"];
-        if exec.contains(" all ") {
+        if exec.contains(" all ") || exec.contains("--network-id") {
             families.push("AF_NETLINK");
         }
         assert_eq!(
@@ -419,6 +600,50 @@ fn each_server_role_gets_only_the_privileges_it_needs() {
              the guest agent's /var/lib/metaboot)"
         );
     }
+}
+
+/// A server role that refuses its configuration exits with `EXIT_REFUSED` and is not
+/// restarted (nothing changes until the user fixes it): the unit fails once. Any other failure
+/// (a backend, a namespace not there yet) is retried.
+#[test]
+fn refused_configuration_fails_the_unit_once() {
+    use metaboot_server::cli::EXIT_REFUSED;
+    let (_, server) = binaries();
+    for (source, name) in UNITS
+        .iter()
+        .filter(|(source, _)| source.starts_with("server/"))
+    {
+        let unit = unit(source);
+        assert_eq!(get(&unit, "Service", "Restart"), "on-failure", "{source}");
+        assert_eq!(
+            get(&unit, "Service", "RestartPreventExitStatus"),
+            EXIT_REFUSED.to_string(),
+            "{source}"
+        );
+        // A flag the role refuses, added through `$…_ARGS`, exits with that code.
+        let mut argv = command_line(source, instance_of(name), &[]);
+        argv.push("--no-such-flag".to_owned());
+        assert_eq!(argv[0], "/usr/bin/metaboot-server", "{source}");
+        let out = Command::new(&server).args(&argv[1..]).output().unwrap();
+        assert_eq!(out.status.code(), Some(i32::from(EXIT_REFUSED)), "{source}");
+    }
+    // So does a missing shared secret.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&server)
+        .args([
+            "--db",
+            &dir.path().join("registry.sqlite").display().to_string(),
+        ])
+        .args(["api", "--listen", "127.0.0.1:0", "--shared-secret-file"])
+        .arg(dir.path().join("no-secret"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(EXIT_REFUSED)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A file's comment lines as one line of text (wrapped phrases joined back up).

@@ -20,8 +20,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8775";
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// TCP address to serve on; repeatable.
-    #[arg(long, default_value = DEFAULT_LISTEN)]
+    /// TCP address to serve on; repeatable, or several separated by commas.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_LISTEN)]
     pub listen: Vec<SocketAddr>,
     /// Also serve on this Unix socket (agents on the same host can use `--api unix:PATH`).
     #[arg(long)]

@@ -6,6 +6,8 @@
 
 use std::net::IpAddr;
 
+/// A lease's MAC: six pairs of hex digits (no sign), read as the registry reads one.
+pub use metaboot_proto::eui64::parse_mac;
 use serde::Deserialize;
 
 /// One IPv4 or IPv6 lease of an Ethernet MAC.
@@ -40,20 +42,6 @@ struct StatusEntry {
     mac: Option<String>,
     #[serde(rename = "expiry-time")]
     expiry: Option<u64>,
-}
-
-/// An Ethernet MAC written as six hex pairs.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut octets = [0u8; 6];
-    let mut parts = text.split(':');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *octet = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(octets)
 }
 
 fn expiry(value: u64) -> Option<u64> {
@@ -166,6 +154,22 @@ mod tests {
     /// A lease file read while dnsmasq rewrites it in place: its last line cut short (here
     /// inside the address, which would name `.2` instead of `.25`, or before its last fields)
     /// is no lease; the whole lines before it still are.
+    #[test]
+    fn a_mac_is_six_pairs_of_hex_digits() {
+        assert_eq!(
+            parse_mac("52:54:00:00:00:0A"),
+            Some([0x52, 0x54, 0, 0, 0, 0x0a])
+        );
+        for bad in [
+            "52:54:00:00:00",
+            "52:54:00:00:00:+a",
+            "+2:54:00:00:00:01",
+            "5:54:00:00:00:01",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn a_torn_lease_line_is_no_lease() {
         let whole = "1800000000 52:54:00:00:00:01 198.18.5.7 host1 *\n";

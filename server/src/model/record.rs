@@ -106,18 +106,7 @@ pub fn id_text(id: &Uuid) -> String {
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6], RecordError> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        let part = parts
-            .next()
-            .ok_or_else(|| RecordError::BadMac(text.to_owned()))?;
-        *byte = u8::from_str_radix(part, 16).map_err(|_| RecordError::BadMac(text.to_owned()))?;
-    }
-    if parts.next().is_some() {
-        return Err(RecordError::BadMac(text.to_owned()));
-    }
-    Ok(mac)
+    metaboot_proto::eui64::parse_mac(text).ok_or_else(|| RecordError::BadMac(text.to_owned()))
 }
 
 /// Length of a MAC address as text (`fa:16:3e:00:00:01`).
@@ -271,6 +260,9 @@ mod tests {
             "fa:16:3e:00:0a",
             "fa:16:3e:00:0a:ff:00",
             "zz:16:3e:00:0a:ff",
+            // Pairs of hex digits only, as the store writes them.
+            "+a:16:3e:00:0a:ff",
+            "a:16:3e:00:0a:ff",
         ] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }

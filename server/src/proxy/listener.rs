@@ -176,11 +176,16 @@ pub struct ProxyArgs {
     /// The agent's Unix socket.
     #[arg(long)]
     pub socket: PathBuf,
-    /// Address to take guests' requests on (a router namespace: [::]:9697, both families,
-    /// behind the iptables and ip6tables REDIRECT; a DHCP namespace: 169.254.169.254:80, or
+    /// Address to take guests' requests on; repeatable, or several separated by commas (a
+    /// router namespace: [::]:9697, both families, behind the iptables and ip6tables
+    /// REDIRECT; a DHCP namespace: 169.254.169.254:80 and, with an IPv6 subnet,
     /// [fe80::a9fe:a9fe]:80, bound on the interface that holds it).
-    #[arg(long, default_value_t = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, ROUTER_PROXY_PORT)))]
-    pub listen: SocketAddr,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values_t = [SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, ROUTER_PROXY_PORT))]
+    )]
+    pub listen: Vec<SocketAddr>,
     /// Serve a router namespace: guests are searched on this router's networks.
     #[arg(long)]
     pub router_id: Option<String>,
@@ -251,16 +256,9 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
     if args.max_connections_per_guest == 0 {
         anyhow::bail!("--max-connections-per-guest must be at least 1");
     }
-    let listener = crate::http::listen::tcp_listener_in(args.netns.as_deref(), args.listen)
-        .with_context(|| match &args.netns {
-            Some(netns) => format!("failed to listen on {} in namespace {netns}", args.listen),
-            None => format!("failed to listen on {}", args.listen),
-        })?;
-    // The address as bound: a link-local one with the scope of the interface that holds it.
-    let bound = listener.local_addr().unwrap_or(args.listen);
+    let listeners = bind(args.netns.as_deref(), &args.listen)?;
     // One proxy per namespace: a single thread keeps it small.
     crate::runtime::run_service(async move {
-        let listener = crate::http::TcpAcceptor::new(listener)?;
         let metrics = Metrics::new("proxy");
         crate::metrics::serve_metrics(args.metrics_listen, vec![metrics.clone()], None).await?;
         let forward = ToAgent::new(
@@ -280,11 +278,40 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             .rate_limit
             .map(|limit| Arc::new(RateLimit::new(limit, Duration::from_secs(args.rate_window))));
         let scope = args.scope();
-        tracing::info!(listen = %bound, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
-        let handler = ProxyHandler::new(scope, forward, rate_limit, metrics);
-        crate::http::serve(listener, limits, handler).await;
+        let handler = ProxyHandler::new(scope.clone(), forward, rate_limit, metrics);
+        // Each address with a gate of its own, as `all` serves a DHCP namespace's two.
+        let mut serving = tokio::task::JoinSet::new();
+        for (listener, bound) in listeners {
+            let listener = crate::http::TcpAcceptor::new(listener)?;
+            tracing::info!(listen = %bound, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
+            serving.spawn(crate::http::serve(listener, limits, handler.clone()));
+        }
+        while serving.join_next().await.is_some() {}
         Ok(())
     })
+}
+
+/// One listener per address of `--listen`, inside `netns` when given, each with the address
+/// as bound (a link-local one with the scope of the interface that holds it). An address
+/// given twice is refused: the second bind would fail as if another server held it.
+pub fn bind(
+    netns: Option<&str>,
+    addresses: &[SocketAddr],
+) -> anyhow::Result<Vec<(std::net::TcpListener, SocketAddr)>> {
+    let mut bound = Vec::with_capacity(addresses.len());
+    for (at, addr) in addresses.iter().enumerate() {
+        if addresses[..at].contains(addr) {
+            anyhow::bail!("--listen {addr} is given twice: give each address once");
+        }
+        let listener =
+            crate::http::listen::tcp_listener_in(netns, *addr).with_context(|| match netns {
+                Some(netns) => format!("failed to listen on {addr} in namespace {netns}"),
+                None => format!("failed to listen on {addr}"),
+            })?;
+        let local = listener.local_addr().unwrap_or(*addr);
+        bound.push((listener, local));
+    }
+    Ok(bound)
 }
 
 #[cfg(test)]
@@ -302,7 +329,7 @@ mod tests {
             for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
                 let mut args = ProxyArgs {
                     socket: PathBuf::from("/nonexistent/agent.sock"),
-                    listen: "127.0.0.1:0".parse().unwrap(),
+                    listen: vec!["127.0.0.1:0".parse().unwrap()],
                     router_id: Some("r1".into()),
                     network_id: None,
                     netns: None,
@@ -326,6 +353,62 @@ mod tests {
                 assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");
             }
         }
+    }
+
+    /// The ns-proxy's `--listen` as the command line gives it.
+    fn listen_of(flags: &[&str]) -> Vec<SocketAddr> {
+        use clap::Parser as _;
+        let mut argv = vec!["metaboot-server", "ns-proxy", "--socket", "/run/a.sock"];
+        argv.extend(["--network-id", "n1"]);
+        argv.extend(flags);
+        match crate::cli::Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(crate::cli::Command::NsProxy(args)) => args.listen,
+            other => panic!("{flags:?}: {other:?}"),
+        }
+    }
+
+    /// A DHCP namespace of a network with an IPv6 subnet is served on both metadata addresses,
+    /// as `all` serves it (and Neutron's haproxy binds both).
+    #[test]
+    fn the_proxy_listens_on_every_address_given() {
+        let both = vec![
+            metaboot_proto::METADATA_IPV4_LISTEN,
+            metaboot_proto::METADATA_IPV6_LISTEN,
+        ];
+        let repeated = [
+            "--listen",
+            "169.254.169.254:80",
+            "--listen",
+            "[fe80::a9fe:a9fe]:80",
+        ];
+        assert_eq!(listen_of(&repeated), both);
+        assert_eq!(
+            listen_of(&["--listen", "169.254.169.254:80,[fe80::a9fe:a9fe]:80"]),
+            both
+        );
+        // None given: a router namespace's `[::]:9697`, both families.
+        assert_eq!(
+            listen_of(&[]),
+            [SocketAddr::from((
+                std::net::Ipv6Addr::UNSPECIFIED,
+                ROUTER_PROXY_PORT
+            ))]
+        );
+
+        let addresses: Vec<SocketAddr> = vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.2:0".parse().unwrap(),
+        ];
+        let bound = bind(None, &addresses).unwrap();
+        let ips: Vec<_> = bound.iter().map(|(_, addr)| addr.ip()).collect();
+        assert_eq!(ips, [addresses[0].ip(), addresses[1].ip()]);
+        for (listener, addr) in &bound {
+            assert_eq!(listener.local_addr().unwrap(), *addr);
+            assert_ne!(addr.port(), 0, "the port as bound");
+        }
+        let twice = [addresses[0], addresses[0]];
+        let err = bind(None, &twice).unwrap_err().to_string();
+        assert!(err.contains("given twice"), "{err}");
     }
 
     #[test]
