@@ -9,6 +9,7 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use metaboot::apply::growpart::{self, Growth, partition};
@@ -17,6 +18,20 @@ use support::require_root;
 use support::testutil::{require_tool, run, sfdisk};
 
 const MIB: u64 = 1 << 20;
+
+/// Held by each test for its whole run. A child process spawned by another test (its tools,
+/// from `require_tool` on) holds a copy of each file this process has open (a file in a
+/// mounted disk, the mount point `resize` holds while `btrfs` or `xfs_growfs` runs) until it
+/// execs; on a loaded host it may not exec before this test closed its file and unmounts,
+/// and `umount` finds the mount busy. One test at a time, no other test spawns meanwhile.
+static ONE_TEST_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The lock of [`ONE_TEST_AT_A_TIME`] (one whose test failed still serializes the others).
+fn alone() -> MutexGuard<'static, ()> {
+    ONE_TEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A file system the tests grow: how it is made, the image's size and the disk's once the
 /// cloud enlarged it (XFS's smallest is 300 MiB).
@@ -113,9 +128,11 @@ impl LoopDisk {
         self.mounted = Some(at.to_owned());
     }
 
+    /// Unmounts the disk; one that fails leaves it mounted, for the drop to detach lazily.
     fn unmount(&mut self) {
-        if let Some(at) = self.mounted.take() {
-            run(Command::new("umount").arg(&at));
+        if let Some(at) = &self.mounted {
+            run(Command::new("umount").arg(at));
+            self.mounted = None;
         }
     }
 }
@@ -260,6 +277,7 @@ const TWO_PRIMARIES: &str = "label: dos\nstart=2048, size=8192\nstart=10240, typ
 
 #[test]
 fn a_gpt_root_grows_with_its_ext4_file_system() {
+    let _alone = alone();
     if prerequisites(Kind::Ext4) && require_tool("e2fsck") {
         grows(Kind::Ext4, DEBIAN_GPT, 1);
     }
@@ -267,6 +285,7 @@ fn a_gpt_root_grows_with_its_ext4_file_system() {
 
 #[test]
 fn an_mbr_root_grows_with_its_ext4_file_system() {
+    let _alone = alone();
     if prerequisites(Kind::Ext4) && require_tool("e2fsck") {
         grows(Kind::Ext4, TWO_PRIMARIES, 2);
     }
@@ -274,6 +293,7 @@ fn an_mbr_root_grows_with_its_ext4_file_system() {
 
 #[test]
 fn a_gpt_root_grows_with_its_xfs_file_system() {
+    let _alone = alone();
     if prerequisites(Kind::Xfs) && require_tool("xfs_growfs") {
         grows(Kind::Xfs, DEBIAN_GPT, 1);
     }
@@ -281,6 +301,7 @@ fn a_gpt_root_grows_with_its_xfs_file_system() {
 
 #[test]
 fn an_mbr_root_grows_with_its_btrfs_file_system() {
+    let _alone = alone();
     // btrfs's device number is no disk's: the partition is found by the mount's source.
     if prerequisites(Kind::Btrfs) && require_tool("btrfs") {
         grows(Kind::Btrfs, TWO_PRIMARIES, 2);
@@ -289,6 +310,7 @@ fn an_mbr_root_grows_with_its_btrfs_file_system() {
 
 #[test]
 fn a_file_system_on_a_whole_disk_is_no_partition() {
+    let _alone = alone();
     if !prerequisites(Kind::Ext4) {
         return;
     }

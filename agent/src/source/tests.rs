@@ -11,7 +11,19 @@ use crate::root::Root;
 use crate::source::drive::tests::{add_device, vfat_image};
 use crate::testutil::require_tool;
 
-fn client() -> HttpClient {
+/// How long a test's local metadata service is given to answer: its thread may wait seconds
+/// for a CPU on a loaded host, and a test that gets its answer never waits this out.
+const ANSWER_TIME: Duration = Duration::from_secs(30);
+
+/// A client for a service that answers: one round of discovery, each request given
+/// [`ANSWER_TIME`] (a zero budget, `retry.rs`: not a past deadline, whose one round has 1 ms).
+fn answered_client() -> HttpClient {
+    HttpClient::new(ANSWER_TIME, Retry::for_budget(Duration::ZERO))
+}
+
+/// A client for a URL where nothing listens: one round past its deadline, refused at once (and
+/// at most 1 ms should a listener take the port meanwhile), so the chooser moves on quickly.
+fn unanswered_client() -> HttpClient {
     HttpClient::new(Duration::from_secs(1), Retry::until(Instant::now()))
 }
 
@@ -29,15 +41,15 @@ fn no_service() -> String {
 
 fn chosen(
     root: &Root,
+    client: &HttpClient,
     url: &str,
     order: &[&str],
     warnings: &mut Vec<String>,
 ) -> Option<&'static str> {
-    let client = client();
     let probe = Probe {
         root,
         urls: &[url.to_owned()],
-        client: &client,
+        client,
     };
     choose(order, &probe, warnings)
         .ok()
@@ -59,16 +71,26 @@ fn the_first_datasource_present_wins_and_unknown_names_are_ignored() {
     let mut warnings = Vec::new();
     let all: Vec<&str> = names().collect();
     let url = service(2);
+    let client = answered_client();
     assert_eq!(
-        chosen(&root, &url, &all, &mut warnings),
+        chosen(&root, &client, &url, &all, &mut warnings),
         Some(metadata_service::NAME)
     );
-    assert_eq!(chosen(&root, &url, &["config-drive"], &mut warnings), None);
     assert_eq!(
-        chosen(&root, &url, &["nope", "metadata-service"], &mut warnings),
+        chosen(&root, &client, &url, &["config-drive"], &mut warnings),
+        None
+    );
+    assert_eq!(
+        chosen(
+            &root,
+            &client,
+            &url,
+            &["nope", "metadata-service"],
+            &mut warnings
+        ),
         Some(metadata_service::NAME)
     );
-    assert_eq!(chosen(&root, &url, &[], &mut warnings), None);
+    assert_eq!(chosen(&root, &client, &url, &[], &mut warnings), None);
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
@@ -85,9 +107,11 @@ fn a_metadata_service_never_found_passes_to_the_next_datasource() {
     std::fs::write(seed.join("user-data"), "").unwrap();
     let mut warnings = Vec::new();
     let url = no_service();
+    let client = unanswered_client();
     assert_eq!(
         chosen(
             &root,
+            &client,
             &url,
             &[metadata_service::NAME, nocloud::NAME],
             &mut warnings
@@ -102,7 +126,6 @@ fn a_metadata_service_never_found_passes_to_the_next_datasource() {
         "{warnings:?}"
     );
 
-    let client = client();
     let urls = [url.clone()];
     let probe = Probe {
         root: &root,
@@ -133,7 +156,7 @@ fn an_unusable_datasource_is_a_warning_and_the_next_one_is_tried() {
     let mut warnings = Vec::new();
     let all: Vec<&str> = names().collect();
     assert_eq!(
-        chosen(&root, &service(1), &all, &mut warnings),
+        chosen(&root, &answered_client(), &service(1), &all, &mut warnings),
         Some(metadata_service::NAME)
     );
     assert_eq!(warnings.len(), 1, "{warnings:?}");

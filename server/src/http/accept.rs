@@ -273,31 +273,49 @@ mod tests {
     #[test]
     fn an_answer_larger_than_the_send_buffer_joins_the_poller_and_arrives_whole() {
         const ANSWER_BYTES: usize = 8 * 1024 * 1024;
+        // The server's word that its write waits for the client, which reads only then. A
+        // client that slept a while instead may be reading already by the time a loaded
+        // machine lets the server write, and an answer taken as fast as it is written need
+        // never wait.
+        let (waiting, told) = std::sync::mpsc::channel();
         let received = exchange(
-            |addr| {
+            move |addr| {
                 let mut client = std::net::TcpStream::connect(addr).unwrap();
                 client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
                 // Not reading yet: the receive window stays small (it grows only as the
-                // reader takes data), so the answer fills the send buffer however fast this
-                // machine is.
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                // reader takes data), so the answer fills the send buffer. Told, or the
+                // server done without ever waiting (its assertion says so), it reads.
+                let _ = told.recv();
                 let mut answer = Vec::new();
                 client.read_to_end(&mut answer).unwrap();
                 answer
             },
-            async |acceptor| {
+            async move |acceptor| {
                 let (mut stream, _) = acceptor.accept_peer().await.unwrap();
                 let mut head = [0u8; 18];
                 stream.read_exact(&mut head).await.unwrap();
                 let answer: Vec<u8> = (0..ANSWER_BYTES).map(|i| (i % 251) as u8).collect();
-                let half = ANSWER_BYTES / 2;
-                stream.write_all(&answer[..half]).await.unwrap();
-                // The rest through the vectored write, as answers go out.
-                let mut written = half;
-                while written < ANSWER_BYTES {
-                    let rest = [IoSlice::new(&answer[written..])];
-                    written += stream.write_vectored(&rest).await.unwrap();
-                }
+                let writing = async {
+                    let half = ANSWER_BYTES / 2;
+                    stream.write_all(&answer[..half]).await?;
+                    // The rest through the vectored write, as answers go out.
+                    let mut written = half;
+                    while written < ANSWER_BYTES {
+                        let rest = [IoSlice::new(&answer[written..])];
+                        written += stream.write_vectored(&rest).await?;
+                    }
+                    Ok::<_, io::Error>(())
+                };
+                let mut writing = std::pin::pin!(writing);
+                std::future::poll_fn(|cx| {
+                    let polled = writing.as_mut().poll(cx);
+                    if polled.is_pending() {
+                        let _ = waiting.send(());
+                    }
+                    polled
+                })
+                .await
+                .unwrap();
                 assert!(
                     stream.is_polled(),
                     "{ANSWER_BYTES} bytes went out without waiting"

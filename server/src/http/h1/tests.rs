@@ -456,10 +456,13 @@ const SOCKET_BUFFER: usize = 64 * 1024;
 
 /// Sends `request` whole over TCP to a connection served with the default limits, then reads
 /// until the server closes, as a client that writes before it reads (curl, Python's requests);
-/// what the client sees: the answer, or the error it got writing or reading. The default
-/// timeouts (10 s), not [`SHORT`]: the client is a thread of its own, which a loaded machine
-/// may stall longer than that while the server's timer runs (a 408 and a reset instead of the
-/// answer); only a stalled client waits them out, so the test takes no longer.
+/// what the client sees: the answer, or the error it got writing or reading. The client is a
+/// thread of its own, which a loaded machine may stall for seconds while the server's timers
+/// run: stalled past [`LINGER_TIME`] in the middle of its request, the server would stop
+/// draining and the kernel reset the connection (a broken pipe instead of the answer). The
+/// caller's clock is paused (`start_paused`): tokio does not move it on while a blocking task
+/// runs, so no timer of the server's fires however long the client takes; only what the
+/// server reads and writes decides what the client sees.
 async fn send_whole_then_read(request: Vec<u8>) -> std::io::Result<Vec<u8>> {
     let limits = ServerLimits::default();
     use std::io::{Read, Write};
@@ -494,7 +497,7 @@ async fn send_whole_then_read(request: Vec<u8>) -> std::io::Result<Vec<u8>> {
 /// A client that writes a whole request before it reads its answer gets the refusal, not a
 /// reset, when the server refuses it before reading it all: the server reads and drops what
 /// still comes before it closes (nginx's lingering close, `LINGER_TIME`, `LINGER_BYTES`).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_writes_its_whole_request_first_gets_its_refusal_not_a_reset() {
     let big = LARGER_THAN_SOCKET_BUFFERS;
     // A body over the limit, refused before a byte of it is read.
