@@ -245,16 +245,22 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         ("--write-timeout", args.write_timeout),
     ] {
         if !(seconds > 0.0 && Duration::try_from_secs_f64(seconds).is_ok()) {
-            anyhow::bail!("{flag} must be a positive number of seconds");
+            return Err(refused(format!(
+                "{flag} must be a positive number of seconds"
+            )));
         }
     }
     if args.rate_limit == Some(0) || args.rate_window == 0 {
-        anyhow::bail!("--rate-limit and --rate-window must be at least 1");
+        return Err(refused(
+            "--rate-limit and --rate-window must be at least 1".to_owned(),
+        ));
     }
     crate::http::limits::check_max_connections("--max-connections", args.max_connections)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(refused)?;
     if args.max_connections_per_guest == 0 {
-        anyhow::bail!("--max-connections-per-guest must be at least 1");
+        return Err(refused(
+            "--max-connections-per-guest must be at least 1".to_owned(),
+        ));
     }
     let listeners = bind(args.netns.as_deref(), &args.listen)?;
     // One proxy per namespace: a single thread keeps it small.
@@ -301,7 +307,9 @@ pub fn bind(
     let mut bound = Vec::with_capacity(addresses.len());
     for (at, addr) in addresses.iter().enumerate() {
         if addresses[..at].contains(addr) {
-            anyhow::bail!("--listen {addr} is given twice: give each address once");
+            return Err(refused(format!(
+                "--listen {addr} is given twice: give each address once"
+            )));
         }
         let listener =
             crate::http::listen::tcp_listener_in(netns, *addr).with_context(|| match netns {
@@ -312,6 +320,12 @@ pub fn bind(
         bound.push((listener, local));
     }
     Ok(bound)
+}
+
+/// A flag's value refused: the proxy exits 2 (`cli::EXIT_REFUSED`), and its unit does not
+/// restart it.
+fn refused(message: String) -> anyhow::Error {
+    crate::admin::InputError(message).into()
 }
 
 #[cfg(test)]
@@ -351,6 +365,8 @@ mod tests {
                 }
                 let err = serve(args).unwrap_err();
                 assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");
+                // Refused input: its unit does not restart it (RestartPreventExitStatus=2).
+                assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
             }
         }
     }
@@ -407,7 +423,9 @@ mod tests {
             assert_ne!(addr.port(), 0, "the port as bound");
         }
         let twice = [addresses[0], addresses[0]];
-        let err = bind(None, &twice).unwrap_err().to_string();
+        let err = bind(None, &twice).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+        let err = err.to_string();
         assert!(err.contains("given twice"), "{err}");
     }
 
