@@ -20,8 +20,23 @@ pub const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const FALLBACK_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long after losing it the notification connection is opened again.
 pub const RELISTEN_INTERVAL: Duration = Duration::from_secs(1);
-/// How long the follower pauses after a panic while catching up, before it reloads.
+/// How long the follower pauses before it reloads after a second panic in a row while catching
+/// up (after the first it reloads at its next wake-up); doubled with each further one.
 pub const PANIC_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest pause between reloads while every catch-up panics: a whole snapshot of a large
+/// registry is a real load on a shared PostgreSQL.
+pub const MAX_PANIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The pause before the reload that follows `panics` panics in a row: none after the first,
+/// then [`PANIC_RETRY_INTERVAL`], doubling, at most [`MAX_PANIC_RETRY_INTERVAL`].
+pub fn panic_pause(panics: u32) -> Duration {
+    match panics {
+        0 | 1 => Duration::ZERO,
+        _ => PANIC_RETRY_INTERVAL
+            .saturating_mul(1 << (panics - 2).min(16))
+            .min(MAX_PANIC_RETRY_INTERVAL),
+    }
+}
 
 /// Something that reacts to registry changes once the model has them.
 pub trait ChangeListener: Send + Sync {
@@ -85,20 +100,27 @@ pub fn follow(
                     Waiter::Listen(None, std::time::Instant::now() + RELISTEN_INTERVAL)
                 }
             };
+            let mut panics = 0;
             loop {
                 // A panic while catching up (a bug in applying a change, or in a listener)
                 // must not end the following while the server goes on serving what it had: the
-                // model is rebuilt and the listeners told to start over, after a pause so that
-                // a panic that repeats logs once a second, not at every poll.
+                // model is rebuilt at the next wake-up and the listeners told to start over; a
+                // panic that repeats waits longer each time (`panic_pause`).
                 let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     follow_once(store.as_ref(), &model, &listeners);
                 }));
-                if followed.is_err() {
-                    tracing::error!(
-                        "following the registry panicked: the model will be reloaded and the listeners told to start over"
-                    );
-                    model.owe_reload();
-                    std::thread::sleep(PANIC_RETRY_INTERVAL);
+                match followed {
+                    Ok(()) => panics = 0,
+                    Err(_) => {
+                        panics += 1;
+                        let pause = panic_pause(panics);
+                        tracing::error!(
+                            times = panics,
+                            "following the registry panicked: the model will be reloaded (in {pause:?}) and the listeners told to start over"
+                        );
+                        model.owe_reload();
+                        std::thread::sleep(pause);
+                    }
                 }
                 waiter.wait(store.as_ref());
             }

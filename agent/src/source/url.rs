@@ -50,16 +50,39 @@ pub struct Host {
 
 /// `url` as messages show it: a user name and password before the host (`http://user:pw@…`,
 /// which the agent sends only in an `Authorization` header) replaced by `…@`, as the message
-/// goes to `status.json`.
+/// goes to `status.json`. A password with a `/`, `?` or `#` not written as `%2F`, `%3F`,
+/// `%23` ends the authority early (`http://user:p#ss@10.0.0.1/`, which no URL parser reads as
+/// meant): when what comes before such a character is no `host[:port]`, everything up to the
+/// URL's last `@` is taken for user info and masked, as a password may hold any of them.
 pub fn shown(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
+    let at = rest[..end].rfind('@').or_else(|| {
+        let cut_short = !is_host_and_port(&rest[..end]);
+        rest.rfind('@').filter(|_| cut_short)
+    });
+    match at {
         Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
         None => url.to_owned(),
     }
+}
+
+/// Whether `authority` reads as a host and an optional port of digits (`10.0.0.1:80`,
+/// `[fe80::1%25eth0]`, `example.com`): no user info cut short before its `@`.
+fn is_host_and_port(authority: &str) -> bool {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((_, after)) => ("[]", after.strip_prefix(':')),
+            None => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    !host.is_empty() && port.is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What follows `http://` (the scheme matched in any case); `https://` and any other scheme
@@ -153,7 +176,8 @@ pub fn host(url: &str) -> Result<Host, UrlError> {
 
 /// Whether `url` has user info (`user:password@`) before its host.
 pub fn has_user_info(url: &str) -> bool {
-    after_scheme(url).is_ok_and(|rest| split_rest(rest).0.is_some())
+    // Also one cut short by a `/`, `?` or `#` in its password: what [`shown`] masks.
+    shown(url) != url
 }
 
 /// A checked URL, as the HTTP client sends it.
@@ -205,6 +229,10 @@ pub fn target(url: &str) -> Result<Target, UrlError> {
 /// user name alone) requests sends no authentication, and neither does the agent.
 fn credentials(user_info: &str) -> Option<Credentials> {
     let (user, password) = user_info.split_once(':')?;
+    // `http://:@host`: requests sends no authentication for an empty pair either.
+    if user.is_empty() && password.is_empty() {
+        return None;
+    }
     Some(Credentials {
         user: percent_decoded(user),
         password: percent_decoded(password),
@@ -220,6 +248,7 @@ fn percent_decoded(text: &str) -> String {
     while at < bytes.len() {
         let hex = bytes
             .get(at + 1..at + 3)
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
         match (bytes[at], hex) {
@@ -403,6 +432,39 @@ mod tests {
             let refused = host(url).unwrap_err().to_string();
             assert!(!refused.contains("S3cret"), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_password_cut_short_by_a_delimiter_is_never_shown() {
+        for (url, masked) in [
+            ("http://user:p#ss@10.0.0.1/up", "http://…@10.0.0.1/up"),
+            ("http://user:pa/ss@10.0.0.1/", "http://…@10.0.0.1/"),
+            ("http://user:p?ss@10.0.0.1", "http://…@10.0.0.1"),
+            ("http://user:pa/ss@10.0.0.1/x@y", "http://…@y"),
+        ] {
+            assert_eq!(shown(url), masked);
+            assert!(has_user_info(url), "{url}");
+            let refused = check_url(url).unwrap_err().to_string();
+            assert!(!refused.contains("ss@"), "{refused}");
+        }
+        // A host and port before the delimiter: an `@` after it belongs to the path.
+        for plain in [
+            "http://10.0.0.1:8080/a@b",
+            "http://[fe80::1%25eth0]/a@b",
+            "http://10.0.0.1?to=a@b",
+        ] {
+            assert_eq!(shown(plain), plain);
+            assert!(!has_user_info(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn an_empty_pair_or_a_signed_escape_is_read_as_requests_reads_it() {
+        // `http://:@host` sends no authentication, as requests (`any(("", ""))` is false).
+        let empty = target("http://:@10.0.0.1/").unwrap();
+        assert_eq!(empty.authorization(), Ok(None));
+        // `%+A` is no escape for Python's `unquote`: it stays as written.
+        assert_eq!(percent_decoded("p%+Ass%41"), "p%+AssA");
     }
 
     #[test]

@@ -60,6 +60,15 @@ fn served_soon(model: &ReadModel, n: u32) -> bool {
 }
 
 #[test]
+fn a_first_panic_reloads_at_once_and_repeated_ones_ever_more_slowly() {
+    assert_eq!(panic_pause(1), Duration::ZERO);
+    assert_eq!(panic_pause(2), PANIC_RETRY_INTERVAL);
+    assert_eq!(panic_pause(3), 2 * PANIC_RETRY_INTERVAL);
+    assert_eq!(panic_pause(8), MAX_PANIC_RETRY_INTERVAL);
+    assert_eq!(panic_pause(u32::MAX), MAX_PANIC_RETRY_INTERVAL);
+}
+
+#[test]
 fn a_panic_while_following_reloads_the_model_and_following_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("r.sqlite").display().to_string();

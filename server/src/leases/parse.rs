@@ -151,9 +151,6 @@ mod tests {
         assert!(leases[1].holds_at(u64::MAX));
     }
 
-    /// A lease file read while dnsmasq rewrites it in place: its last line cut short (here
-    /// inside the address, which would name `.2` instead of `.25`, or before its last fields)
-    /// is no lease; the whole lines before it still are.
     #[test]
     fn a_mac_is_six_pairs_of_hex_digits() {
         assert_eq!(
@@ -170,6 +167,9 @@ mod tests {
         }
     }
 
+    /// A lease file read while dnsmasq rewrites it in place: its last line cut short (here
+    /// inside the address, which would name `.2` instead of `.25`, or before its last fields)
+    /// is no lease; the whole lines before it still are.
     #[test]
     fn a_torn_lease_line_is_no_lease() {
         let whole = "1800000000 52:54:00:00:00:01 198.18.5.7 host1 *\n";

@@ -14,6 +14,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use metaboot_proto::ROUTER_PROXY_PORT;
 
+use super::namespace::{self, Identity, NAMESPACE_CHECK_INTERVAL};
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
@@ -245,17 +246,30 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         ("--write-timeout", args.write_timeout),
     ] {
         if !(seconds > 0.0 && Duration::try_from_secs_f64(seconds).is_ok()) {
-            anyhow::bail!("{flag} must be a positive number of seconds");
+            return Err(refused(format!(
+                "{flag} must be a positive number of seconds"
+            )));
         }
     }
     if args.rate_limit == Some(0) || args.rate_window == 0 {
-        anyhow::bail!("--rate-limit and --rate-window must be at least 1");
+        return Err(refused(
+            "--rate-limit and --rate-window must be at least 1".to_owned(),
+        ));
     }
     crate::http::limits::check_max_connections("--max-connections", args.max_connections)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(refused)?;
     if args.max_connections_per_guest == 0 {
-        anyhow::bail!("--max-connections-per-guest must be at least 1");
+        return Err(refused(
+            "--max-connections-per-guest must be at least 1".to_owned(),
+        ));
     }
+    // What the name named before the bind: a namespace made again meanwhile is bound anew.
+    let identity = args
+        .netns
+        .as_deref()
+        .map(Identity::of)
+        .transpose()
+        .context("cannot read the network namespace's name")?;
     let listeners = bind(args.netns.as_deref(), &args.listen)?;
     // One proxy per namespace: a single thread keeps it small.
     crate::runtime::run_service(async move {
@@ -279,16 +293,66 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             .map(|limit| Arc::new(RateLimit::new(limit, Duration::from_secs(args.rate_window))));
         let scope = args.scope();
         let handler = ProxyHandler::new(scope.clone(), forward, rate_limit, metrics);
-        // Each address with a gate of its own, as `all` serves a DHCP namespace's two.
-        let mut serving = tokio::task::JoinSet::new();
-        for (listener, bound) in listeners {
-            let listener = crate::http::TcpAcceptor::new(listener)?;
-            tracing::info!(listen = %bound, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
-            serving.spawn(crate::http::serve(listener, limits, handler.clone()));
+        let (mut listeners, mut identity) = (listeners, identity);
+        loop {
+            // Each address with a gate of its own, as `all` serves a DHCP namespace's two.
+            let mut serving = tokio::task::JoinSet::new();
+            for (listener, bound) in listeners {
+                let listener = crate::http::TcpAcceptor::new(listener)?;
+                tracing::info!(listen = %bound, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
+                serving.spawn(crate::http::serve(listener, limits, handler.clone()));
+            }
+            let (Some(name), Some(bound)) = (args.netns.as_deref(), identity) else {
+                while serving.join_next().await.is_some() {}
+                return Ok(());
+            };
+            tokio::select! {
+                () = async { while serving.join_next().await.is_some() {} } => return Ok(()),
+                how = namespace::left(name, bound, NAMESPACE_CHECK_INTERVAL) => {
+                    tracing::warn!(netns = name, "network namespace {name} {how}: its listeners are closed, and bound again in the namespace the name names next");
+                }
+            }
+            // The listening sockets closed: the old namespace is no longer kept by them.
+            serving.shutdown().await;
+            let (again, now) = bind_again(name, &args.listen).await;
+            (listeners, identity) = (again, Some(now));
         }
-        while serving.join_next().await.is_some() {}
-        Ok(())
     })
+}
+
+/// Binds `addresses` in namespace `name` once the name names one again, trying every
+/// [`NAMESPACE_CHECK_INTERVAL`] (a namespace made again may not hold the addresses yet); a
+/// failure is logged when it differs from the one before.
+async fn bind_again(
+    name: &str,
+    addresses: &[SocketAddr],
+) -> (Vec<(std::net::TcpListener, SocketAddr)>, Identity) {
+    let mut last_failure = None;
+    loop {
+        tokio::time::sleep(NAMESPACE_CHECK_INTERVAL).await;
+        let before = match Identity::of(name) {
+            Ok(identity) if identity.exists() => identity,
+            _ => continue,
+        };
+        // Quick (a thread enters the namespace and binds); nothing else waits on this thread
+        // while the proxy has no listener.
+        match bind(Some(name), addresses) {
+            Ok(listeners) => {
+                tracing::info!(
+                    netns = name,
+                    "network namespace {name} is back: listening in it again"
+                );
+                return (listeners, before);
+            }
+            Err(err) => {
+                let failure = format!("{err:#}");
+                if last_failure.as_ref() != Some(&failure) {
+                    tracing::warn!(netns = name, error = %failure, "cannot listen in network namespace {name} yet; trying again every {NAMESPACE_CHECK_INTERVAL:?}");
+                    last_failure = Some(failure);
+                }
+            }
+        }
+    }
 }
 
 /// One listener per address of `--listen`, inside `netns` when given, each with the address
@@ -301,7 +365,9 @@ pub fn bind(
     let mut bound = Vec::with_capacity(addresses.len());
     for (at, addr) in addresses.iter().enumerate() {
         if addresses[..at].contains(addr) {
-            anyhow::bail!("--listen {addr} is given twice: give each address once");
+            return Err(refused(format!(
+                "--listen {addr} is given twice: give each address once"
+            )));
         }
         let listener =
             crate::http::listen::tcp_listener_in(netns, *addr).with_context(|| match netns {
@@ -312,6 +378,12 @@ pub fn bind(
         bound.push((listener, local));
     }
     Ok(bound)
+}
+
+/// A flag's value refused: the proxy exits 2 (`cli::EXIT_REFUSED`), and its unit does not
+/// restart it.
+fn refused(message: String) -> anyhow::Error {
+    crate::admin::InputError(message).into()
 }
 
 #[cfg(test)]
@@ -351,6 +423,8 @@ mod tests {
                 }
                 let err = serve(args).unwrap_err();
                 assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");
+                // Refused input: its unit does not restart it (RestartPreventExitStatus=2).
+                assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
             }
         }
     }
@@ -407,7 +481,9 @@ mod tests {
             assert_ne!(addr.port(), 0, "the port as bound");
         }
         let twice = [addresses[0], addresses[0]];
-        let err = bind(None, &twice).unwrap_err().to_string();
+        let err = bind(None, &twice).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+        let err = err.to_string();
         assert!(err.contains("given twice"), "{err}");
     }
 

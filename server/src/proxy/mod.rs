@@ -3,6 +3,7 @@
 //! send, adds who they are and where they came from, and forwards to the agent.
 
 mod listener;
+pub mod namespace;
 pub mod rate_limit;
 pub mod sanitize;
 

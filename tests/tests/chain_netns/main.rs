@@ -300,6 +300,67 @@ fn ns_proxy_binds_inside_a_namespace_it_does_not_run_in() {
 }
 
 #[test]
+fn ns_proxy_listens_again_in_its_namespace_made_again() {
+    if !require_root() || !require_command("iptables") {
+        return;
+    }
+    let mut lab = lab();
+    lab.chain.start().unwrap();
+    let netns = lab.dhcp.name.clone();
+    let network_id = netns.strip_prefix("qdhcp-").unwrap().to_owned();
+    let socket = lab.chain.agent_socket.display().to_string();
+    lab.chain
+        .start_role(
+            "ns-proxy",
+            &[
+                "ns-proxy",
+                "--socket",
+                &socket,
+                "--listen",
+                &METADATA_IPV4_LISTEN.to_string(),
+                "--network-id",
+                &network_id,
+                "--netns",
+                &netns,
+            ],
+            || true,
+        )
+        .unwrap();
+    assert_eq!(
+        uuid_from(&lab.guest_isolated, Duration::from_secs(10)),
+        lab.uuid_isolated
+    );
+    // The DHCP agent deletes the namespace and makes it again (a resync): a new port, the
+    // metadata address on it, the guest behind it. The proxy's listener follows the name.
+    let dhcp = Netns::create(&netns).unwrap();
+    let guest = Netns::create(&format!("mbt-{}-again", std::process::id() % 100_000)).unwrap();
+    veth(
+        &guest,
+        "eth0",
+        "198.18.1.10/24",
+        &dhcp,
+        "tap-again",
+        "198.18.1.2/24",
+    )
+    .unwrap();
+    dhcp.exec(
+        "ip",
+        &["addr", "add", &metadata_host_route(), "dev", "tap-again"],
+    )
+    .unwrap();
+    guest
+        .exec(
+            "ip",
+            &["route", "add", &metadata_host_route(), "via", "198.18.1.2"],
+        )
+        .unwrap();
+    assert_eq!(
+        uuid_from(&guest, Duration::from_secs(20)),
+        lab.uuid_isolated
+    );
+}
+
+#[test]
 fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
     if !require_root() || !require_command("iptables") {
         return;

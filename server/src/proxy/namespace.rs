@@ -1,0 +1,65 @@
+//! The named network namespace a standalone `ns-proxy --netns NAME` serves, followed: Neutron
+//! deletes a router's or network's namespace and makes it again (a router rescheduled, a DHCP
+//! resync, `neutron-netns-cleanup`), and a proxy whose listeners stayed in the old one would
+//! answer nobody (and keep the old namespace, its interfaces and addresses alive) while its
+//! service manager sees it running. The proxy checks every [`NAMESPACE_CHECK_INTERVAL`] that
+//! `/run/netns/NAME` still names the namespace it bound in; when it does not, its listeners
+//! are closed and bound again in the namespace the name names next, once there is one.
+
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+use std::time::Duration;
+
+use crate::http::listen::netns_path;
+
+/// How often a proxy checks that its namespace's name still names the namespace its listeners
+/// are in, and while the name names none, whether it does again.
+pub const NAMESPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which namespace a name names: the device and inode of `/run/netns/NAME` (a namespace's
+/// bind mount: its nsfs inode), `None` while the name names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity(Option<(u64, u64)>);
+
+impl Identity {
+    /// What `name` names now.
+    pub fn of(name: &str) -> io::Result<Identity> {
+        match std::fs::metadata(netns_path(name)?) {
+            Ok(meta) => Ok(Identity(Some((meta.dev(), meta.ino())))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Identity(None)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Whether the name names a namespace.
+    pub fn exists(self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// Waits until `name` no longer names the namespace `bound` identifies (deleted, or made
+/// again), checking every `interval`; says which. A check that fails (a permission taken away)
+/// counts as no change: the listeners keep serving.
+pub async fn left(name: &str, bound: Identity, interval: Duration) -> &'static str {
+    loop {
+        tokio::time::sleep(interval).await;
+        match Identity::of(name) {
+            Ok(now) if now == bound => {}
+            Ok(now) if now.exists() => return "was made again",
+            Ok(_) => return "was deleted",
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_names_no_namespace_has_no_identity() {
+        let identity = Identity::of("metaboot-test-no-such-namespace").unwrap();
+        assert!(!identity.exists());
+        assert!(Identity::of("../etc").is_err());
+    }
+}
