@@ -234,35 +234,9 @@ fn credentials(user_info: &str) -> Option<Credentials> {
         return None;
     }
     Some(Credentials {
-        user: percent_decoded(user),
-        password: percent_decoded(password),
+        user: crate::percent::decoded_text(user),
+        password: crate::percent::decoded_text(password),
     })
-}
-
-/// `text` with each `%XX` replaced by its byte, read as UTF-8 (Python's `unquote`, invalid
-/// sequences replaced); a `%` without two hex digits stays as it is.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = bytes
-            .get(at + 1..at + 3)
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[at], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                at += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Target {
@@ -464,7 +438,7 @@ mod tests {
         let empty = target("http://:@10.0.0.1/").unwrap();
         assert_eq!(empty.authorization(), Ok(None));
         // `%+A` is no escape for Python's `unquote`: it stays as written.
-        assert_eq!(percent_decoded("p%+Ass%41"), "p%+AssA");
+        assert_eq!(crate::percent::decoded_text("p%+Ass%41"), "p%+AssA");
     }
 
     #[test]

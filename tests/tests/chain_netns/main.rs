@@ -186,6 +186,16 @@ fn router_path(
         .unwrap();
 }
 
+/// Starts `ns-proxy` for the chain's agent, listening on `listen` inside `netns`, for the
+/// router or network `scope` names (`["--router-id", ID]` or `["--network-id", ID]`).
+fn start_ns_proxy(chain: &mut Chain, listen: &str, scope: &[String; 2], netns: &str) {
+    let socket = chain.agent_socket.display().to_string();
+    let args = [
+        "ns-proxy", "--socket", &socket, "--listen", listen, &scope[0], &scope[1], "--netns", netns,
+    ];
+    chain.start_role("ns-proxy", &args, || true).unwrap();
+}
+
 /// The uuid a guest in `netns` reads from meta_data.json, waiting until it is served.
 fn uuid_from(netns: &Netns, within: Duration) -> String {
     let to = METADATA_IPV4_LISTEN;
@@ -275,24 +285,9 @@ fn ns_proxy_binds_inside_a_namespace_it_does_not_run_in() {
     let mut lab = lab();
     lab.chain.start().unwrap();
     let netns = format!("qrouter-{}", lab.router_id);
-    let socket = lab.chain.agent_socket.display().to_string();
-    lab.chain
-        .start_role(
-            "ns-proxy",
-            &[
-                "ns-proxy",
-                "--socket",
-                &socket,
-                "--listen",
-                &format!("0.0.0.0:{ROUTER_PROXY_PORT}"),
-                "--router-id",
-                &lab.router_id,
-                "--netns",
-                &netns,
-            ],
-            || true,
-        )
-        .unwrap();
+    let router = ["--router-id".to_owned(), lab.router_id.clone()];
+    let listen = format!("0.0.0.0:{ROUTER_PROXY_PORT}");
+    start_ns_proxy(&mut lab.chain, &listen, &router, &netns);
     assert_eq!(
         uuid_from(&lab.guest_routed, Duration::from_secs(10)),
         lab.uuid_routed
@@ -307,25 +302,9 @@ fn ns_proxy_listens_again_in_its_namespace_made_again() {
     let mut lab = lab();
     lab.chain.start().unwrap();
     let netns = lab.dhcp.name.clone();
-    let network_id = netns.strip_prefix("qdhcp-").unwrap().to_owned();
-    let socket = lab.chain.agent_socket.display().to_string();
-    lab.chain
-        .start_role(
-            "ns-proxy",
-            &[
-                "ns-proxy",
-                "--socket",
-                &socket,
-                "--listen",
-                &METADATA_IPV4_LISTEN.to_string(),
-                "--network-id",
-                &network_id,
-                "--netns",
-                &netns,
-            ],
-            || true,
-        )
-        .unwrap();
+    let network = ["--network-id", netns.strip_prefix("qdhcp-").unwrap()].map(str::to_owned);
+    let listen = METADATA_IPV4_LISTEN.to_string();
+    start_ns_proxy(&mut lab.chain, &listen, &network, &netns);
     assert_eq!(
         uuid_from(&lab.guest_isolated, Duration::from_secs(10)),
         lab.uuid_isolated

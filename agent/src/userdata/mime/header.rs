@@ -132,26 +132,7 @@ fn extended(value: &str, first: bool) -> String {
     } else {
         value
     };
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::percent::decoded_text(encoded)
 }
 
 impl Parameterised {
@@ -245,6 +226,9 @@ mod tests {
         assert_eq!(cd.params["title"], "a b");
         let cont = Parameterised::parse("attachment; filename*0*=utf-8''one%20; filename*1*=two");
         assert_eq!(cont.params["filename"], "one two");
+        // Only two hex digits are an escape (Python's `unquote`): `%+A` stays as written.
+        let signed = Parameterised::parse("attachment; filename*=utf-8''50%+Aoff.sh");
+        assert_eq!(signed.params["filename"], "50%+Aoff.sh");
         assert_eq!(Parameterised::parse("").value, "");
     }
 }
