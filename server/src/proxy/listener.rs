@@ -14,7 +14,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use metaboot_proto::ROUTER_PROXY_PORT;
 
-use super::namespace::{self, Identity, NAMESPACE_CHECK_INTERVAL};
+use super::namespace::{self, Identity, NAMESPACE_CHECK_INTERVAL, WAITING_LOG_INTERVAL};
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
@@ -330,14 +330,34 @@ async fn bind_again(
     addresses: &[SocketAddr],
 ) -> (Vec<(std::net::TcpListener, SocketAddr)>, Identity) {
     let mut last_failure = None;
+    let mut said_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(NAMESPACE_CHECK_INTERVAL).await;
-        let before = match Identity::of(name) {
-            Ok(identity) if identity.exists() => identity,
-            _ => continue,
+        let failure = match Identity::of(name) {
+            Ok(identity) if identity.exists() => None,
+            Ok(_) => Some(format!("no network namespace {name}")),
+            Err(err) => Some(format!(
+                "cannot read network namespace {name}'s name: {err}"
+            )),
         };
-        // Quick (a thread enters the namespace and binds); nothing else waits on this thread
-        // while the proxy has no listener.
+        if let Some(failure) = failure {
+            // Said when it changes, and again every WAITING_LOG_INTERVAL while it lasts.
+            if last_failure.as_ref() != Some(&failure) || said_at.elapsed() >= WAITING_LOG_INTERVAL
+            {
+                tracing::warn!(
+                    netns = name,
+                    "{failure}: not listening; checking again every {NAMESPACE_CHECK_INTERVAL:?}"
+                );
+                last_failure = Some(failure);
+                said_at = tokio::time::Instant::now();
+            }
+            continue;
+        }
+        let Ok(before) = Identity::of(name) else {
+            continue;
+        };
+        // Quick (a thread enters the namespace and binds): the connections still open on
+        // this thread wait milliseconds.
         match bind(Some(name), addresses) {
             Ok(listeners) => {
                 tracing::info!(
@@ -348,9 +368,12 @@ async fn bind_again(
             }
             Err(err) => {
                 let failure = format!("{err:#}");
-                if last_failure.as_ref() != Some(&failure) {
+                if last_failure.as_ref() != Some(&failure)
+                    || said_at.elapsed() >= WAITING_LOG_INTERVAL
+                {
                     tracing::warn!(netns = name, error = %failure, "cannot listen in network namespace {name} yet; trying again every {NAMESPACE_CHECK_INTERVAL:?}");
                     last_failure = Some(failure);
+                    said_at = tokio::time::Instant::now();
                 }
             }
         }
