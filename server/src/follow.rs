@@ -27,6 +27,40 @@ pub const PANIC_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// registry is a real load on a shared PostgreSQL.
 pub const MAX_PANIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The panics of a follower that have not yet been followed by [`MAX_PANIC_RETRY_INTERVAL`]
+/// without one: a catch-up that succeeds between two (the reload, before a listener panics
+/// again at the next change) does not start the count over.
+#[derive(Debug, Default)]
+pub struct Panics {
+    count: u32,
+    last: Option<std::time::Instant>,
+}
+
+impl Panics {
+    /// A panic at `now`: the pause before the reload ([`panic_pause`] of the count).
+    pub fn panicked(&mut self, now: std::time::Instant) -> Duration {
+        self.count = self.count.saturating_add(1);
+        self.last = Some(now);
+        panic_pause(self.count)
+    }
+
+    /// A catch-up without a panic at `now`: the count starts over once the last panic is
+    /// [`MAX_PANIC_RETRY_INTERVAL`] old.
+    pub fn followed(&mut self, now: std::time::Instant) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) >= MAX_PANIC_RETRY_INTERVAL)
+        {
+            *self = Panics::default();
+        }
+    }
+
+    /// Panics counted.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+}
+
 /// The pause before the reload that follows `panics` panics in a row: none after the first,
 /// then [`PANIC_RETRY_INTERVAL`], doubling, at most [`MAX_PANIC_RETRY_INTERVAL`].
 pub fn panic_pause(panics: u32) -> Duration {
@@ -100,7 +134,7 @@ pub fn follow(
                     Waiter::Listen(None, std::time::Instant::now() + RELISTEN_INTERVAL)
                 }
             };
-            let mut panics = 0;
+            let mut panics = Panics::default();
             loop {
                 // A panic while catching up (a bug in applying a change, or in a listener)
                 // must not end the following while the server goes on serving what it had: the
@@ -110,12 +144,11 @@ pub fn follow(
                     follow_once(store.as_ref(), &model, &listeners);
                 }));
                 match followed {
-                    Ok(()) => panics = 0,
+                    Ok(()) => panics.followed(std::time::Instant::now()),
                     Err(_) => {
-                        panics += 1;
-                        let pause = panic_pause(panics);
+                        let pause = panics.panicked(std::time::Instant::now());
                         tracing::error!(
-                            times = panics,
+                            times = panics.count(),
                             "following the registry panicked: the model will be reloaded (in {pause:?}) and the listeners told to start over"
                         );
                         model.owe_reload();

@@ -52,37 +52,51 @@ pub struct Host {
 /// which the agent sends only in an `Authorization` header) replaced by `…@`, as the message
 /// goes to `status.json`. A password with a `/`, `?` or `#` not written as `%2F`, `%3F`,
 /// `%23` ends the authority early (`http://user:p#ss@10.0.0.1/`, which no URL parser reads as
-/// meant): when what comes before such a character is no `host[:port]`, everything up to the
-/// URL's last `@` is taken for user info and masked, as a password may hold any of them.
+/// meant): unless the host after the authority's last `@` (or the whole authority, without
+/// one) is an IP address with an optional port, as every URL the agent fetches has,
+/// everything up to the URL's last `@` is taken for user info and masked, as a password may
+/// hold any character. A URL the agent refuses anyway may so be masked more than needed.
 pub fn shown(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest[..end].rfind('@').or_else(|| {
-        let cut_short = !is_host_and_port(&rest[..end]);
-        rest.rfind('@').filter(|_| cut_short)
-    });
-    match at {
+    let authority = &rest[..end];
+    let user_info_end = match authority.rfind('@') {
+        Some(at) if is_ip_authority(&authority[at + 1..]) => Some(at),
+        None if is_ip_authority(authority) => None,
+        _ => rest.rfind('@'),
+    };
+    match user_info_end {
         Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
         None => url.to_owned(),
     }
 }
 
-/// Whether `authority` reads as a host and an optional port of digits (`10.0.0.1:80`,
-/// `[fe80::1%25eth0]`, `example.com`): no user info cut short before its `@`.
-fn is_host_and_port(authority: &str) -> bool {
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((_, after)) => ("[]", after.strip_prefix(':')),
-            None => return false,
-        },
+/// Whether `authority` (no user info) is an IP address and an optional port, as a URL the
+/// agent fetches has: `10.0.0.1`, `10.0.0.1:80`, `[fe80::1%25eth0]:80`.
+fn is_ip_authority(authority: &str) -> bool {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let Some((inside, after)) = v6.split_once(']') else {
+                return false;
+            };
+            let address = inside.split('%').next().unwrap_or_default();
+            let port = match after {
+                "" => None,
+                _ => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return false,
+                },
+            };
+            (address.parse::<Ipv6Addr>().is_ok(), port)
+        }
         None => match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
+            Some((host, port)) => (host.parse::<Ipv4Addr>().is_ok(), Some(port)),
+            None => (authority.parse::<Ipv4Addr>().is_ok(), None),
         },
     };
-    !host.is_empty() && port.is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()))
+    host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok())
 }
 
 /// What follows `http://` (the scheme matched in any case); `https://` and any other scheme
@@ -411,15 +425,22 @@ mod tests {
     #[test]
     fn a_password_cut_short_by_a_delimiter_is_never_shown() {
         for (url, masked) in [
-            ("http://user:p#ss@10.0.0.1/up", "http://…@10.0.0.1/up"),
-            ("http://user:pa/ss@10.0.0.1/", "http://…@10.0.0.1/"),
-            ("http://user:p?ss@10.0.0.1", "http://…@10.0.0.1"),
-            ("http://user:pa/ss@10.0.0.1/x@y", "http://…@y"),
+            ("http://user:p#S3c@10.0.0.1/up", "http://…@10.0.0.1/up"),
+            ("http://user:pa/S3c@10.0.0.1/", "http://…@10.0.0.1/"),
+            ("http://user:p?S3c@10.0.0.1", "http://…@10.0.0.1"),
+            ("http://user:pa/S3c@10.0.0.1/x@y", "http://…@y"),
+            // What comes before the delimiter looks like a host and a port.
+            ("http://admin:#S3c@10.0.0.1/", "http://…@10.0.0.1/"),
+            ("http://u:/S3c@10.0.0.1/", "http://…@10.0.0.1/"),
+            ("http://u:1234/S3c@10.0.0.1/", "http://…@10.0.0.1/"),
+            // An `@` in the password as well.
+            ("http://u:p@S3c/S3c@10.0.0.1/", "http://…@10.0.0.1/"),
+            ("http://[u]x:p/S3c@10.0.0.1/", "http://…@10.0.0.1/"),
         ] {
             assert_eq!(shown(url), masked);
             assert!(has_user_info(url), "{url}");
             let refused = check_url(url).unwrap_err().to_string();
-            assert!(!refused.contains("ss@"), "{refused}");
+            assert!(!refused.contains("S3c"), "{refused}");
         }
         // A host and port before the delimiter: an `@` after it belongs to the path.
         for plain in [

@@ -69,6 +69,28 @@ fn a_first_panic_reloads_at_once_and_repeated_ones_ever_more_slowly() {
 }
 
 #[test]
+fn a_panic_at_every_change_backs_off_though_reloads_succeed_between() {
+    let start = Instant::now();
+    let mut panics = Panics::default();
+    assert_eq!(panics.panicked(start), Duration::ZERO);
+    // The reload succeeds, then the listener panics at the next change.
+    panics.followed(start + Duration::from_millis(20));
+    assert_eq!(
+        panics.panicked(start + Duration::from_millis(40)),
+        PANIC_RETRY_INTERVAL
+    );
+    panics.followed(start + Duration::from_secs(2));
+    assert_eq!(
+        panics.panicked(start + Duration::from_secs(3)),
+        2 * PANIC_RETRY_INTERVAL
+    );
+    // Quiet for as long as the longest pause: the next panic is a first one again.
+    let quiet = start + Duration::from_secs(3) + MAX_PANIC_RETRY_INTERVAL;
+    panics.followed(quiet);
+    assert_eq!(panics.panicked(quiet), Duration::ZERO);
+}
+
+#[test]
 fn a_panic_while_following_reloads_the_model_and_following_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("r.sqlite").display().to_string();

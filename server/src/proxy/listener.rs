@@ -14,7 +14,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use metaboot_proto::ROUTER_PROXY_PORT;
 
-use super::namespace::{self, Identity, NAMESPACE_CHECK_INTERVAL};
+use super::namespace::{self, Identity, NAMESPACE_CHECK_INTERVAL, WAITING_LOG_INTERVAL};
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
@@ -264,12 +264,14 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         ));
     }
     // What the name named before the bind: a namespace made again meanwhile is bound anew.
-    let identity = args
-        .netns
-        .as_deref()
-        .map(Identity::of)
-        .transpose()
-        .context("cannot read the network namespace's name")?;
+    let identity = match args.netns.as_deref().map(Identity::of).transpose() {
+        Ok(identity) => identity,
+        // A name that cannot be one (`a/b`, empty): refused, as a flag's bad value.
+        Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(refused(format!("--netns: {err}")));
+        }
+        Err(err) => return Err(err).context("cannot read the network namespace's name"),
+    };
     let listeners = bind(args.netns.as_deref(), &args.listen)?;
     // One proxy per namespace: a single thread keeps it small.
     crate::runtime::run_service(async move {
@@ -328,14 +330,34 @@ async fn bind_again(
     addresses: &[SocketAddr],
 ) -> (Vec<(std::net::TcpListener, SocketAddr)>, Identity) {
     let mut last_failure = None;
+    let mut said_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(NAMESPACE_CHECK_INTERVAL).await;
-        let before = match Identity::of(name) {
-            Ok(identity) if identity.exists() => identity,
-            _ => continue,
+        let failure = match Identity::of(name) {
+            Ok(identity) if identity.exists() => None,
+            Ok(_) => Some(format!("no network namespace {name}")),
+            Err(err) => Some(format!(
+                "cannot read network namespace {name}'s name: {err}"
+            )),
         };
-        // Quick (a thread enters the namespace and binds); nothing else waits on this thread
-        // while the proxy has no listener.
+        if let Some(failure) = failure {
+            // Said when it changes, and again every WAITING_LOG_INTERVAL while it lasts.
+            if last_failure.as_ref() != Some(&failure) || said_at.elapsed() >= WAITING_LOG_INTERVAL
+            {
+                tracing::warn!(
+                    netns = name,
+                    "{failure}: not listening; checking again every {NAMESPACE_CHECK_INTERVAL:?}"
+                );
+                last_failure = Some(failure);
+                said_at = tokio::time::Instant::now();
+            }
+            continue;
+        }
+        let Ok(before) = Identity::of(name) else {
+            continue;
+        };
+        // Quick (a thread enters the namespace and binds): the connections still open on
+        // this thread wait milliseconds.
         match bind(Some(name), addresses) {
             Ok(listeners) => {
                 tracing::info!(
@@ -346,9 +368,12 @@ async fn bind_again(
             }
             Err(err) => {
                 let failure = format!("{err:#}");
-                if last_failure.as_ref() != Some(&failure) {
+                if last_failure.as_ref() != Some(&failure)
+                    || said_at.elapsed() >= WAITING_LOG_INTERVAL
+                {
                     tracing::warn!(netns = name, error = %failure, "cannot listen in network namespace {name} yet; trying again every {NAMESPACE_CHECK_INTERVAL:?}");
                     last_failure = Some(failure);
+                    said_at = tokio::time::Instant::now();
                 }
             }
         }
@@ -390,6 +415,39 @@ fn refused(message: String) -> anyhow::Error {
 mod tests {
     use super::*;
 
+    /// A router proxy's flags, each valid.
+    fn valid_args() -> ProxyArgs {
+        ProxyArgs {
+            socket: PathBuf::from("/nonexistent/agent.sock"),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            router_id: Some("r1".into()),
+            network_id: None,
+            netns: None,
+            rate_limit: None,
+            rate_window: 10,
+            max_connections: 16,
+            max_connections_per_guest: 8,
+            agent_timeout: 1.0,
+            header_timeout: 1.0,
+            body_timeout: 1.0,
+            write_timeout: 1.0,
+            metrics_listen: None,
+        }
+    }
+
+    #[test]
+    fn a_netns_that_cannot_be_a_name_is_refused() {
+        for bad in ["a/b", "", ".."] {
+            let args = ProxyArgs {
+                netns: Some(bad.to_owned()),
+                ..valid_args()
+            };
+            let err = serve(args).unwrap_err();
+            assert!(err.to_string().starts_with("--netns: "), "{bad:?}: {err}");
+            assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+        }
+    }
+
     #[test]
     fn timeouts_that_are_not_a_positive_duration_are_refused() {
         for flag in [
@@ -399,22 +457,7 @@ mod tests {
             "--write-timeout",
         ] {
             for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
-                let mut args = ProxyArgs {
-                    socket: PathBuf::from("/nonexistent/agent.sock"),
-                    listen: vec!["127.0.0.1:0".parse().unwrap()],
-                    router_id: Some("r1".into()),
-                    network_id: None,
-                    netns: None,
-                    rate_limit: None,
-                    rate_window: 10,
-                    max_connections: 16,
-                    max_connections_per_guest: 8,
-                    agent_timeout: 1.0,
-                    header_timeout: 1.0,
-                    body_timeout: 1.0,
-                    write_timeout: 1.0,
-                    metrics_listen: None,
-                };
+                let mut args = valid_args();
                 match flag {
                     "--agent-timeout" => args.agent_timeout = bad,
                     "--header-timeout" => args.header_timeout = bad,

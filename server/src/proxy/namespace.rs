@@ -16,6 +16,10 @@ use crate::http::listen::netns_path;
 /// are in, and while the name names none, whether it does again.
 pub const NAMESPACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a proxy whose name names no namespace (or one it cannot listen in yet) says so
+/// again while that lasts: its unit looks healthy, the log says why it answers nobody.
+pub const WAITING_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Which namespace a name names: the device and inode of `/run/netns/NAME` (a namespace's
 /// bind mount: its nsfs inode), `None` while the name names none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
