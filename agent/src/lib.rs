@@ -9,7 +9,6 @@ pub mod cpus;
 pub mod fsutil;
 pub mod local;
 pub mod log;
-pub mod percent;
 pub mod query;
 pub mod retry;
 pub mod root;

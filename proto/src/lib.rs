@@ -1,7 +1,7 @@
 //! Wire formats both sides of metaboot share: the metadata addresses and ports, a port's
 //! EUI-64 IPv6 addresses and its MAC read back from them, the OpenStack
 //! and EC2 version lists, the header names of the proxy → agent → API protocol, the instance-id
-//! signature, the RSA key of an OpenSSH key line (password post-back), and the documents a guest reads (`meta_data.json`, `network_data.json`, vendor
+//! signature, the RSA key of an OpenSSH key line (password post-back), percent-decoding, and the documents a guest reads (`meta_data.json`, `network_data.json`, vendor
 //! data).
 
 pub mod address;
@@ -9,6 +9,7 @@ pub mod eui64;
 pub mod headers;
 pub mod meta_data;
 pub mod network_data;
+pub mod percent;
 pub mod signature;
 pub mod ssh_key;
 pub mod vendor_data;

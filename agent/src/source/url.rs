@@ -248,8 +248,8 @@ fn credentials(user_info: &str) -> Option<Credentials> {
         return None;
     }
     Some(Credentials {
-        user: crate::percent::decoded_text(user),
-        password: crate::percent::decoded_text(password),
+        user: metaboot_proto::percent::decoded_text(user),
+        password: metaboot_proto::percent::decoded_text(password),
     })
 }
 
@@ -459,7 +459,10 @@ mod tests {
         let empty = target("http://:@10.0.0.1/").unwrap();
         assert_eq!(empty.authorization(), Ok(None));
         // `%+A` is no escape for Python's `unquote`: it stays as written.
-        assert_eq!(crate::percent::decoded_text("p%+Ass%41"), "p%+AssA");
+        assert_eq!(
+            metaboot_proto::percent::decoded_text("p%+Ass%41"),
+            "p%+AssA"
+        );
     }
 
     #[test]

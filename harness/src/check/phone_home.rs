@@ -133,29 +133,8 @@ pub(crate) fn phoned_home(
 /// The fields of an `application/x-www-form-urlencoded` body, decoded (`+` a space, `%XX` a
 /// byte), in order.
 pub fn form_fields(body: &str) -> Vec<(String, String)> {
-    let decode = |text: &str| {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut at = 0;
-        while at < bytes.len() {
-            match bytes[at] {
-                b'+' => out.push(b' '),
-                b'%' => match (
-                    bytes.get(at + 1).and_then(|&b| hex(b)),
-                    bytes.get(at + 2).and_then(|&b| hex(b)),
-                ) {
-                    (Some(high), Some(low)) => {
-                        out.push(high << 4 | low);
-                        at += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                byte => out.push(byte),
-            }
-            at += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
+    // `+` is a space; a `+` written as `%2B` is still encoded here, so it stays a `+`.
+    let decode = |text: &str| metaboot_proto::percent::decoded_text(&text.replace('+', " "));
     body.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -163,13 +142,6 @@ pub fn form_fields(body: &str) -> Vec<(String, String)> {
             (decode(name), decode(value))
         })
         .collect()
-}
-
-/// The value of one hex digit.
-fn hex(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|value| u8::try_from(value).ok())
 }
 
 #[cfg(test)]

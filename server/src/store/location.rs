@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use metaboot_proto::percent;
+
 use super::error::{StoreError, StoreResult};
 
 /// Where the registry lives when `--db`, `METABOOT_DB` and `all`'s `db` are not given: the
@@ -187,7 +189,7 @@ fn redact_postgres(url: &str, rest: &str) -> (String, bool) {
                 break;
             };
             let (value, next) = after.split_once('&').unwrap_or((after, ""));
-            let decoded = String::from_utf8_lossy(&percent_decoded(name)).into_owned();
+            let decoded = percent::decoded_text(name);
             let last_name = decoded.rsplit('&').next().unwrap_or_default();
             pieces.extend([Piece::Shown(name), Piece::Shown("=")]);
             if last_name.eq_ignore_ascii_case("password") {
@@ -204,7 +206,7 @@ fn redact_postgres(url: &str, rest: &str) -> (String, bool) {
     let mut passwords: Vec<Vec<u8>> = pieces
         .iter()
         .filter_map(|piece| match piece {
-            Piece::Password(text) => Some(percent_decoded(text)),
+            Piece::Password(text) => Some(percent::decoded(text)),
             Piece::Shown(_) => None,
         })
         .collect();
@@ -215,7 +217,7 @@ fn redact_postgres(url: &str, rest: &str) -> (String, bool) {
     }
     passwords.retain(|password| !password.is_empty());
     let holds = |text: &str| {
-        let decoded = percent_decoded(text);
+        let decoded = percent::decoded(text);
         passwords
             .iter()
             .any(|password| contains(text.as_bytes(), password) || contains(&decoded, password))
@@ -228,32 +230,6 @@ fn redact_postgres(url: &str, rest: &str) -> (String, bool) {
         })
         .collect();
     (shown, !passwords.is_empty())
-}
-
-/// `text` with each `%XX` (two hex digits) decoded, as the driver decodes the parts of a URL
-/// (any other `%` stays).
-fn percent_decoded(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = bytes
-            .get(at + 1..at + 3)
-            .filter(|pair| bytes[at] == b'%' && pair.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|pair| std::str::from_utf8(pair).ok())
-            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                at += 3;
-            }
-            None => {
-                out.push(bytes[at]);
-                at += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Whether `needle` (not empty) occurs in `haystack`.
@@ -454,7 +430,7 @@ mod tests {
             let shown = redacted(url);
             assert!(
                 !contains(shown.as_bytes(), password)
-                    && !contains(&percent_decoded(&shown), password),
+                    && !contains(&percent::decoded(&shown), password),
                 "{url}: {shown}"
             );
         }

@@ -132,7 +132,7 @@ fn extended(value: &str, first: bool) -> String {
     } else {
         value
     };
-    crate::percent::decoded_text(encoded)
+    metaboot_proto::percent::decoded_text(encoded)
 }
 
 impl Parameterised {

@@ -1,6 +1,9 @@
 //! Percent-decoding (`%XX`, two hex digits, to the byte), as Python's `urllib.parse.unquote`
-//! reads it: any other `%` (`%zz`, `%+A`, a `%` at the end) stays as written. For a URL's user
-//! info (`source/url.rs`) and RFC 2231 header values (`userdata/mime/header.rs`).
+//! reads it: any other `%` (`%zz`, `%+A`, a `%` at the end) stays as written. For the guest
+//! agent's URL user info (`agent/src/source/url.rs`) and RFC 2231 header values
+//! (`agent/src/userdata/mime/header.rs`), the server's PostgreSQL URLs
+//! (`server/src/store/location.rs`) and the harness's phone-home forms
+//! (`harness/src/check/phone_home.rs`).
 
 /// The bytes `text` decodes to.
 pub fn decoded(text: &str) -> Vec<u8> {
