@@ -30,10 +30,21 @@ struct Receiver {
 
 impl Receiver {
     fn start(statuses: &[u16]) -> Self {
+        Receiver::answering(
+            statuses
+                .iter()
+                .map(|&status| (status, String::new()))
+                .collect(),
+        )
+    }
+
+    /// A receiver answering each request with the next status and its header lines (each
+    /// ending in `\r\n`: a redirect's `Location`), 200 once they are used up.
+    fn answering(answers: Vec<(u16, String)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
-        let (kept, mut statuses) = (got.clone(), statuses.to_vec());
+        let (kept, mut statuses) = (got.clone(), answers);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -67,14 +78,14 @@ impl Receiver {
                     authorization,
                     body: String::from_utf8(body).unwrap(),
                 });
-                let status = if statuses.is_empty() {
-                    200
+                let (status, headers) = if statuses.is_empty() {
+                    (200, String::new())
                 } else {
                     statuses.remove(0)
                 };
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    "HTTP/1.1 {status} X\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
                 );
             }
         });
@@ -345,4 +356,110 @@ fn in_the_final_stage_the_meta_data_names_are_posted() {
             ("fqdn".to_owned(), "test.novalocal".to_owned()),
         ]
     );
+}
+
+/// A redirect of `status` to `location`, as [`Receiver::answering`] takes it.
+fn redirect(status: u16, location: &str) -> (u16, String) {
+    (status, format!("Location: {location}\r\n"))
+}
+
+/// Redirects are followed as cloud-init's requests follows them: after a 302 (or a 301, 303)
+/// the URL it names is read with a GET without the body; after a 307 (or 308) the form is
+/// POSTed there again. The basic authentication goes along to the same host and port only.
+#[test]
+fn a_redirect_is_followed_as_requests_follows_it() {
+    let elsewhere = Receiver::start(&[]);
+    let receiver = Receiver::answering(vec![
+        redirect(302, "/found"),
+        (200, String::new()),
+        redirect(307, &format!("http://{}/moved", elsewhere.addr)),
+    ]);
+    let url = format!("http://harness:s%40cret@{}/up/$INSTANCE_ID", receiver.addr);
+    // base64("harness:s@cret")
+    let basic = Some("Basic aGFybmVzczpzQGNyZXQ=");
+
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nphone_home:\n  url: {url}\n  tries: 1\n"
+    ));
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let got = receiver.got();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].line, format!("POST /up/{UUID} HTTP/1.1"));
+    assert!(
+        got[0].body.contains(&format!("instance_id={UUID}")),
+        "{got:?}"
+    );
+    assert_eq!(got[1].line, "GET /found HTTP/1.1");
+    assert_eq!(
+        (got[1].body.as_str(), got[1].content_type.as_str()),
+        ("", "")
+    );
+    for request in &got {
+        assert_eq!(request.authorization.as_deref(), basic, "{request:?}");
+    }
+    assert_eq!(guest.step("phone-home").0, "ok");
+
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nphone_home:\n  url: {url}\n  tries: 1\n"
+    ));
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let (first, moved) = (receiver.got()[2].clone(), elsewhere.got());
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0].line, "POST /moved HTTP/1.1");
+    assert_eq!(moved[0].body, first.body);
+    assert_eq!(moved[0].content_type, "application/x-www-form-urlencoded");
+    assert_eq!(first.authorization.as_deref(), basic);
+    assert_eq!(moved[0].authorization, None, "another port: not sent");
+    assert_eq!(guest.step("phone-home").0, "ok");
+}
+
+/// A redirect loop ends after [`metaboot::apply::phone_home::MAX_REDIRECTS`] redirects with a
+/// warning saying so; a redirect to a URL the agent cannot reach names it, its password
+/// masked.
+#[test]
+fn a_redirect_loop_or_a_target_the_agent_cannot_reach_is_a_warning_naming_it() {
+    let limit = metaboot::apply::phone_home::MAX_REDIRECTS;
+    assert_eq!(limit, 30, "requests' DEFAULT_REDIRECT_LIMIT");
+    let looping = Receiver::answering(vec![redirect(302, "/again"); limit as usize + 5]);
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nphone_home:\n  url: http://{}/up\n  tries: 1\n",
+        looping.addr
+    ));
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(looping.got().len(), limit as usize + 1);
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "POST http://{}/up: more than {limit} redirects; point the URL at where the \
+             request is received",
+            looping.addr
+        )),
+        "{warnings}"
+    );
+
+    let refused = Receiver::answering(vec![redirect(307, "https://harness:S3cret@127.0.0.1/up")]);
+    let guest = Guest::new();
+    guest.user_data(format!(
+        "#cloud-config\nphone_home:\n  url: http://harness:S3cret@{}/up\n  tries: 1\n",
+        refused.addr
+    ));
+    let (code, log) = guest.run_verbose();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(refused.got().len(), 1);
+    let warnings = guest.status()["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "POST http://…@{}/up: redirected to a URL the guest agent cannot fetch: \
+             \\\"https://…@127.0.0.1/up\\\": TLS is not supported",
+            refused.addr
+        )),
+        "{warnings}"
+    );
+    guest.assert_not_reported(&log, "S3cret");
 }

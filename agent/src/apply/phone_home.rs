@@ -18,6 +18,12 @@
 //! TLS in the static binary): another URL is refused with a message saying so. A user name and
 //! password in the URL (`http://user:pw@198.18.0.1/up`) are sent as basic authentication, as
 //! cloud-init's requests sends them, and masked in every message (`source/url.rs`).
+//!
+//! Redirects are followed as cloud-init's requests follows them, up to [`MAX_REDIRECTS`] in
+//! each attempt: a 307 or 308 repeats the POST, body and all, where it leads; a 301, 302 or 303
+//! makes it a GET without a body there. Each target is checked as the URL is (an `https://`
+//! one or a host name is an error naming it, its password masked), and the basic
+//! authentication goes to the URL's own host and port only, as requests drops it elsewhere.
 
 use std::time::Duration;
 
@@ -42,6 +48,11 @@ pub const DEFAULT_TRIES: u32 = 10;
 pub const MAX_TRIES: u32 = 100;
 /// The wait between two attempts (cloud-init's `sec_between`).
 pub const BETWEEN_TRIES: Duration = Duration::from_secs(3);
+/// Most redirects one attempt follows (requests' limit, `DEFAULT_REDIRECT_LIMIT`, through
+/// cloud-init's `url_helper.readurl`): after a 307 or 308 the form is POSTed again where the
+/// redirect leads, after a 301, 302 or 303 that URL is read with a GET without a body, as
+/// requests does it (`source/http.rs`).
+pub const MAX_REDIRECTS: u32 = 30;
 /// Where the host keys' public halves are, by field.
 pub const KEY_FILES: [(&str, &str); 4] = [
     ("pub_key_dsa", "/etc/ssh/ssh_host_dsa_key.pub"),

@@ -1003,7 +1003,12 @@ fn phone_home(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     // The message goes to status.json and result.json (0644) and the log: a user name and
     // password in the URL are masked there, as in every other message.
     let shown = url::shown(&url);
-    match client.post(&url, phone_home::FORM, body.as_bytes()) {
+    match client.post_following(
+        &url,
+        phone_home::FORM,
+        body.as_bytes(),
+        phone_home::MAX_REDIRECTS,
+    ) {
         Ok(()) => Done::ok_with(format!(
             "posted {} to {shown}",
             count(request.fields.len(), "field")

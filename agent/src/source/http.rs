@@ -95,11 +95,20 @@ pub enum FetchError {
     /// either: the service may be starting.
     #[error("GET {url}: an empty answer")]
     Empty { url: String },
-    #[error("GET {url}: more than {limit} redirects; point the URL at the document itself")]
-    TooManyRedirects { url: String, limit: u32 },
+    #[error(
+        "{method} {url}: more than {limit} redirects; point the URL at {}",
+        redirects_end(method)
+    )]
+    TooManyRedirects {
+        /// The method the URL was asked with (`GET`, `POST`).
+        method: &'static str,
+        url: String,
+        limit: u32,
+    },
     /// A redirect to a URL the agent cannot fetch (the source says which, and why).
-    #[error("GET {url}: redirected to a URL the guest agent cannot fetch")]
+    #[error("{method} {url}: redirected to a URL the guest agent cannot fetch")]
     Redirected {
+        method: &'static str,
         url: String,
         #[source]
         source: UrlError,
@@ -123,6 +132,14 @@ pub enum FetchError {
         #[source]
         source: ureq::Error,
     },
+}
+
+/// What the URL of a request redirected too often should name instead.
+fn redirects_end(method: &str) -> &'static str {
+    match method {
+        "GET" => "the document itself",
+        _ => "where the request is received",
+    }
 }
 
 impl Transient for FetchError {
@@ -218,12 +235,7 @@ impl HttpClient {
         self.get_following(url, limit, remaining, 0)
     }
 
-    /// [`HttpClient::get_once`] following up to `redirects` redirects, all within the one
-    /// request's timeout. Each redirect's target is checked as any URL is (an `https://` one,
-    /// or one whose host is a name, is refused with the reason, naming it); the URL's user
-    /// info is sent as basic authentication to its own host and port only (requests drops the
-    /// `Authorization` header on a redirect elsewhere), and a target's own user info is not
-    /// sent (nor is it by requests).
+    /// [`HttpClient::get_once`] following up to `redirects` redirects ([`HttpClient::follow`]).
     fn get_following(
         &self,
         url: &str,
@@ -231,59 +243,7 @@ impl HttpClient {
         remaining: Duration,
         redirects: u32,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        let mut target = super::url::target(url)?;
-        let mut authorization = authorization(&target)?;
-        let transport = |source| FetchError::Transport {
-            url: shown(url),
-            source,
-        };
-        // One bound for the request and every redirect it follows.
-        let budget = self.request_timeout.min(remaining);
-        let started = Instant::now();
-        let mut followed = 0;
-        let mut response = loop {
-            tracing::debug!(url = %target.shown, "GET");
-            let left = match followed {
-                0 => budget,
-                _ => budget
-                    .saturating_sub(started.elapsed())
-                    .max(Duration::from_millis(1)),
-            };
-            let mut request = self
-                .agent
-                .get(&target.url)
-                .config()
-                .timeout_global(Some(left))
-                .build();
-            if let Some(value) = &authorization {
-                request = request.header(AUTHORIZATION, value.clone());
-            }
-            let response = request.call().map_err(transport)?;
-            let status = response.status().as_u16();
-            let location = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|value| value.to_str().ok());
-            let (true, Some(location)) = (redirects > 0 && is_redirect(status), location) else {
-                break response;
-            };
-            if followed == redirects {
-                return Err(FetchError::TooManyRedirects {
-                    url: shown(url),
-                    limit: redirects,
-                });
-            }
-            followed += 1;
-            let next = super::url::join(&target.url, location);
-            let next = super::url::target(&next).map_err(|source| FetchError::Redirected {
-                url: shown(url),
-                source,
-            })?;
-            if !target.same_origin(&next) {
-                authorization = None;
-            }
-            target = next;
-        };
+        let mut response = self.follow(url, Method::Get, remaining, redirects)?;
         let status = response.status().as_u16();
         match status {
             200 => {}
@@ -301,7 +261,139 @@ impl HttpClient {
                 url: shown(url),
                 limit,
             }),
-            Err(source) => Err(transport(source)),
+            Err(source) => Err(FetchError::Transport {
+                url: shown(url),
+                source,
+            }),
+        }
+    }
+
+    /// One request of `method` to `url`, following up to `redirects` redirects, all within
+    /// the one request's timeout; the last answer. Each redirect's target is checked as any
+    /// URL is (an `https://` one, or one whose host is a name, is refused with the reason,
+    /// naming it); the URL's user info is sent as basic authentication to its own host and
+    /// port only (requests drops the `Authorization` header on a redirect elsewhere), and a
+    /// target's own user info is not sent (nor is it by requests). A POST stays one, its body
+    /// sent again, after a 307 or 308, and becomes a GET without a body after a 301, 302 or 303
+    /// ([`Method::redirected`]).
+    fn follow(
+        &self,
+        url: &str,
+        asked: Method<'_>,
+        remaining: Duration,
+        redirects: u32,
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let mut target = super::url::target(url)?;
+        let mut authorization = authorization(&target)?;
+        let failed = |source| match asked {
+            Method::Get => FetchError::Transport {
+                url: shown(url),
+                source,
+            },
+            Method::Post { .. } => FetchError::PostTransport {
+                url: shown(url),
+                source,
+            },
+        };
+        // One bound for the request and every redirect it follows.
+        let budget = self.request_timeout.min(remaining);
+        let started = Instant::now();
+        let mut followed = 0;
+        let mut method = asked;
+        loop {
+            let left = match followed {
+                0 => budget,
+                _ => budget
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1)),
+            };
+            let response = match method {
+                Method::Get => {
+                    tracing::debug!(url = %target.shown, "GET");
+                    let mut request = self
+                        .agent
+                        .get(&target.url)
+                        .config()
+                        .timeout_global(Some(left))
+                        .build();
+                    if let Some(value) = &authorization {
+                        request = request.header(AUTHORIZATION, value.clone());
+                    }
+                    request.call()
+                }
+                Method::Post { content_type, body } => {
+                    tracing::debug!(url = %target.shown, bytes = body.len(), "POST");
+                    let mut request = self
+                        .agent
+                        .post(&target.url)
+                        .config()
+                        .timeout_global(Some(left))
+                        .build()
+                        .content_type(content_type);
+                    if let Some(value) = &authorization {
+                        request = request.header(AUTHORIZATION, value.clone());
+                    }
+                    request.send(body)
+                }
+            }
+            .map_err(failed)?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|value| value.to_str().ok());
+            let (true, Some(location)) = (redirects > 0 && is_redirect(status), location) else {
+                return Ok(response);
+            };
+            if followed == redirects {
+                return Err(FetchError::TooManyRedirects {
+                    method: asked.name(),
+                    url: shown(url),
+                    limit: redirects,
+                });
+            }
+            followed += 1;
+            let next = super::url::join(&target.url, location);
+            let next = super::url::target(&next).map_err(|source| FetchError::Redirected {
+                method: asked.name(),
+                url: shown(url),
+                source,
+            })?;
+            if !target.same_origin(&next) {
+                authorization = None;
+            }
+            target = next;
+            method = method.redirected(status);
+        }
+    }
+}
+
+/// A request's method, and a POST's body.
+#[derive(Debug, Clone, Copy)]
+enum Method<'a> {
+    Get,
+    Post {
+        content_type: &'a str,
+        body: &'a [u8],
+    },
+}
+
+impl Method<'_> {
+    /// The request a redirect of `status` makes of this one, as requests makes it
+    /// (`rebuild_method`, and `resolve_redirects` dropping the body and its headers unless the
+    /// status is 307 or 308): a 307 or 308 repeats it, body and all; a 301, 302 or 303 makes
+    /// it a GET without a body.
+    fn redirected(self, status: u16) -> Self {
+        match status {
+            307 | 308 => self,
+            _ => Method::Get,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post { .. } => "POST",
         }
     }
 }
@@ -331,19 +423,32 @@ pub const MAX_REASON_BYTES: u64 = 512;
 
 impl HttpClient {
     /// POST `body` (of `content_type`) with retries (transient failures only): `Ok(())` on
-    /// any 2xx.
+    /// any 2xx. A redirect is not followed: it is an HTTP error.
     pub fn post(
         &self,
         url: &str,
         content_type: &str,
         body: &[u8],
     ) -> Result<(), RetryError<FetchError>> {
+        self.post_following(url, content_type, body, 0)
+    }
+
+    /// [`HttpClient::post`] following up to `redirects` redirects in each attempt, as
+    /// cloud-init's requests follows them ([`HttpClient::follow`]): after a 301, 302 or 303
+    /// the request goes on as a GET without the body; its answer is the POST's.
+    pub fn post_following(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+        redirects: u32,
+    ) -> Result<(), RetryError<FetchError>> {
         self.retry.run(&shown(url), |remaining| {
-            self.post_once(url, content_type, body, remaining)
+            self.post_redirected(url, content_type, body, remaining, redirects)
         })
     }
 
-    /// One POST, bounded by the request timeout and by `remaining`.
+    /// One POST, bounded by the request timeout and by `remaining`. A redirect is not followed.
     pub fn post_once(
         &self,
         url: &str,
@@ -351,24 +456,20 @@ impl HttpClient {
         body: &[u8],
         remaining: Duration,
     ) -> Result<(), FetchError> {
-        let target = super::url::target(url)?;
-        tracing::debug!(url = %target.shown, bytes = body.len(), "POST");
-        let mut request = self
-            .agent
-            .post(&target.url)
-            .config()
-            .timeout_global(Some(self.request_timeout.min(remaining)))
-            .build()
-            .content_type(content_type);
-        if let Some(value) = authorization(&target)? {
-            request = request.header(AUTHORIZATION, value);
-        }
-        let mut response = request
-            .send(body)
-            .map_err(|source| FetchError::PostTransport {
-                url: shown(url),
-                source,
-            })?;
+        self.post_redirected(url, content_type, body, remaining, 0)
+    }
+
+    /// [`HttpClient::post_once`] following up to `redirects` redirects.
+    fn post_redirected(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+        remaining: Duration,
+        redirects: u32,
+    ) -> Result<(), FetchError> {
+        let post = Method::Post { content_type, body };
+        let mut response = self.follow(url, post, remaining, redirects)?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
@@ -640,6 +741,34 @@ pub(crate) mod tests {
         );
         assert!(!other_heads[0].contains("Th3irs"), "{other_heads:?}");
     }
+
+    /// A redirect makes of a POST what requests makes of it (`rebuild_method`): a GET without
+    /// the body after a 301, 302 or 303; the same POST, body and all, after a 307 or 308.
+    #[test]
+    fn a_redirect_changes_the_method_as_requests_changes_it() {
+        let post = Method::Post {
+            content_type: FORM_TYPE,
+            body: b"up",
+        };
+        for status in [301, 302, 303] {
+            assert!(matches!(post.redirected(status), Method::Get), "{status}");
+        }
+        for status in [307, 308] {
+            assert!(
+                matches!(
+                    post.redirected(status),
+                    Method::Post {
+                        content_type: FORM_TYPE,
+                        body: b"up"
+                    }
+                ),
+                "{status}"
+            );
+        }
+        assert!(matches!(Method::Get.redirected(307), Method::Get));
+    }
+
+    const FORM_TYPE: &str = "application/x-www-form-urlencoded";
 
     /// A redirect to a URL the agent cannot fetch (TLS, a host name) is refused with the
     /// reason, naming the target with its user info masked, and not retried.

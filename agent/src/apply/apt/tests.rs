@@ -1,6 +1,9 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
+use super::sources::{is_repository_shorthand, stem};
+use super::sources_list::suite_of;
 use super::*;
+use crate::userdata::cloud_config::CloudConfig;
 
 /// A key gpg made, and what `gpg --dearmor` makes of it.
 const KEY: &str = include_str!("../../../tests/fixtures/apt/key.asc");

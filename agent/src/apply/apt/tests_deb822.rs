@@ -2,9 +2,10 @@
 //! compared with what cloud-init 25.x renders from its `sources.list.*.deb822.tmpl` for the same
 //! mirrors and keys (its own comments, and the blank line its `disable_suites` doubles, aside).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
+use crate::userdata::cloud_config::CloudConfig;
 
 const KEY: &str = include_str!("../../../tests/fixtures/apt/key.asc");
 const NOBLE_OS_RELEASE: &str = include_str!("../../../tests/fixtures/apt/ubuntu-24.04/os-release");
