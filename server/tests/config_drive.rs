@@ -710,3 +710,34 @@ fn a_relative_output_under_a_directory_named_like_an_option_is_written() {
         );
     }
 }
+
+/// A tool that is found but cannot be started (here a script whose interpreter is missing)
+/// is said to be the one that cannot run, never a file that cannot be written.
+#[test]
+fn a_tool_that_cannot_start_is_named_as_such() {
+    let (reg, _) = registry();
+    let tools = reg.path("broken-tools");
+    fs::create_dir_all(&tools).unwrap();
+    let xorriso = tools.join("xorriso");
+    fs::write(&xorriso, "#!/nonexistent/interpreter\n").unwrap();
+    fs::set_permissions(
+        &xorriso,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let image = reg.path("drive.iso");
+    let output = reg
+        .cmd(&["instance", "config-drive", "web", "-o"])
+        .arg(&image)
+        .env("PATH", &tools)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Cannot run {}", xorriso.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Cannot write"), "{stderr}");
+    assert!(!image.exists());
+}

@@ -77,6 +77,12 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("Cannot run {}", command.display())]
+    CannotRun {
+        command: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{command} failed ({status}): {stderr}")]
     Failed {
         command: String,
@@ -298,8 +304,8 @@ fn run(cmd: &mut Command) -> Result<(), ImageError> {
     let output = cmd
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
-        .map_err(|source| ImageError::Io {
-            path: PathBuf::from(cmd.get_program()),
+        .map_err(|source| ImageError::CannotRun {
+            command: PathBuf::from(cmd.get_program()),
             source,
         })?;
     if output.status.success() {
