@@ -1081,3 +1081,16 @@ async fn source_ip_mode_refuses_a_token_request_relayed_by_a_proxy() {
             .is_empty()
     );
 }
+
+/// A password another server stored (or an earlier try of the same post, whose answer was
+/// lost), not yet in this server's read model: the post is 409, and the GET right after it
+/// shows the stored text, so that a guest agent can tell its own password arrived.
+#[tokio::test]
+async fn a_409_takes_in_the_password_another_server_stored() {
+    let f = fixture();
+    let path = "/openstack/latest/password";
+    f.store.set_password(UUID, None, "c2VjcmV0").unwrap();
+    let got = send(&f.api, Method::POST, path, signed(UUID, "p1"), b"c2VjcmV0").await;
+    assert_eq!(got.status, StatusCode::CONFLICT);
+    assert_eq!(get_ok(&f, path).await.text(), "c2VjcmV0");
+}

@@ -209,3 +209,43 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
     db.set_password(&raw, None, "\u{1b}[2J").unwrap();
     shown_escaped(&["instance", "get-password", "raw", "--raw"], r"\u{1b}[2J");
 }
+
+/// `instance clear-password` (nova's clear-password): the posted password is gone, so the
+/// guest may post a new one, which `get-password` then shows; clearing nothing says so.
+#[test]
+fn clear_password_lets_the_guest_post_a_new_one() {
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    let uuid = instance(&reg, "web", &[]);
+    let db = store::open(reg.db.to_str().unwrap()).unwrap();
+    db.set_password(&uuid, None, "Zmlyc3Q=").unwrap();
+
+    let said = reg.ok(&["instance", "clear-password", "web"]);
+    assert_eq!(
+        said,
+        format!("cleared the password of instance web ({uuid})\n")
+    );
+    let out = reg
+        .cmd(&["instance", "get-password", "web", "--raw"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no password yet"));
+    assert_eq!(
+        db.set_password(&uuid, None, "c2Vjb25k").unwrap(),
+        store::PasswordSet::Stored
+    );
+    assert_eq!(
+        reg.ok(&["instance", "get-password", "web", "--raw"]).trim(),
+        "c2Vjb25k"
+    );
+
+    reg.ok(&["instance", "clear-password", "web"]);
+    let said = reg.ok(&["instance", "clear-password", "web"]);
+    assert_eq!(
+        said,
+        format!("no password to clear: none is stored for instance web ({uuid})\n")
+    );
+    let refused = reg.refused(&["instance", "clear-password", "nobody"]);
+    assert!(refused.contains("nobody"), "{refused}");
+}

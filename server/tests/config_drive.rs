@@ -676,3 +676,68 @@ fn a_missing_tool_or_instance_is_a_clear_error() {
     let refused = reg.refused(&["instance", "config-drive", "nobody", "-o", "/tmp/x.iso"]);
     assert!(refused.contains("nobody"), "{refused}");
 }
+
+/// A relative output whose directory starts with `-` (`--output=-drives/drive.iso`, run in that
+/// directory's parent) is written like any other: the image tools are given `./-drives/…`,
+/// never a path they read as one of their options.
+#[test]
+fn a_relative_output_under_a_directory_named_like_an_option_is_written() {
+    if !require_tools(&["xorriso", "mkfs.vfat", "mcopy"]) {
+        return;
+    }
+    let (reg, _) = registry();
+    fs::create_dir_all(reg.path("-drives")).unwrap();
+    for (format, name) in [("iso9660", "drive.iso"), ("vfat", "drive.img")] {
+        let out = format!("-drives/{name}");
+        let output = reg
+            .cmd(&["instance", "config-drive", "web", "--format", format])
+            .arg(format!("--output={out}"))
+            .current_dir(reg.dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{format}: {stderr}");
+        let written = reg.path(&out);
+        let files = extract(
+            &written,
+            format == "vfat",
+            &reg.path(&format!("{format}-tree")),
+        );
+        assert!(
+            files.contains_key("openstack/latest/meta_data.json"),
+            "{format}: {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+    }
+}
+
+/// A tool that is found but cannot be started (here a script whose interpreter is missing)
+/// is said to be the one that cannot run, never a file that cannot be written.
+#[test]
+fn a_tool_that_cannot_start_is_named_as_such() {
+    let (reg, _) = registry();
+    let tools = reg.path("broken-tools");
+    fs::create_dir_all(&tools).unwrap();
+    let xorriso = tools.join("xorriso");
+    fs::write(&xorriso, "#!/nonexistent/interpreter\n").unwrap();
+    fs::set_permissions(
+        &xorriso,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let image = reg.path("drive.iso");
+    let output = reg
+        .cmd(&["instance", "config-drive", "web", "-o"])
+        .arg(&image)
+        .env("PATH", &tools)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Cannot run {}", xorriso.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Cannot write"), "{stderr}");
+    assert!(!image.exists());
+}

@@ -113,6 +113,10 @@ impl Store for FailsAfterWrite {
         self.check()?;
         self.inner.set_password(uuid, ec2_id, password)
     }
+    fn clear_password(&self, uuid: &str) -> StoreResult<bool> {
+        self.check()?;
+        self.inner.clear_password(uuid)
+    }
     fn create_port(&self, new: &NewPort) -> StoreResult<Port> {
         self.check()?;
         let created = self.inner.create_port(new)?;

@@ -35,6 +35,9 @@ pub enum InstanceCommand {
     ConfigDrive(super::config_drive::ConfigDriveArgs),
     /// Print the password the instance's guest agent posted, decrypted (nova's get-password).
     GetPassword(super::password::GetPasswordArgs),
+    /// Clear the password the instance's guest agent posted, so that it may post a new one
+    /// (nova's clear-password).
+    ClearPassword { instance: String },
 }
 
 /// `instance create`'s arguments.
@@ -109,6 +112,15 @@ pub fn run(store: &dyn Store, cmd: InstanceCommand) -> anyhow::Result<()> {
         }
         InstanceCommand::ConfigDrive(args) => super::config_drive::run(store, &args),
         InstanceCommand::GetPassword(args) => super::password::run(store, &args),
+        InstanceCommand::ClearPassword { instance } => {
+            let instance = store.instance(&instance)?;
+            let said = if store.clear_password(&instance.uuid)? {
+                "cleared the password of instance"
+            } else {
+                "no password to clear: none is stored for instance"
+            };
+            output::line(&format!("{said} {} ({})", instance.name, instance.uuid))
+        }
     }
 }
 

@@ -70,16 +70,37 @@ impl Api {
                 // Which instance this is now: one deleted and created again under the same
                 // uuid while the write is on its way must not get this password in the model.
                 let seen = self.model.instance(uuid).map(|record| record.ec2_id);
-                match self
-                    .write(move |store| store.set_password(&key, seen, &password))
-                    .await
-                {
-                    Ok(PasswordSet::Stored) => {
+                // A 409 from the store means another server's write (or an earlier try of this
+                // post, whose answer was lost) is not in this server's model yet: the stored
+                // text is read in the same call and taken in, so that the guest's GET right
+                // after the 409 (the agent checks whether the text is its own) sees it.
+                let set = self
+                    .write(move |store| {
+                        let set = store.set_password(&key, seen, &password)?;
+                        // Best effort: a failed read leaves the 409 as it is.
+                        let stored = match set {
+                            PasswordSet::AlreadySet => store
+                                .instance_by_uuid(&key)
+                                .ok()
+                                .flatten()
+                                .and_then(|instance| instance.password),
+                            _ => None,
+                        };
+                        Ok((set, stored))
+                    })
+                    .await;
+                match set {
+                    Ok((PasswordSet::Stored, _)) => {
                         self.model.password_stored(uuid, seen, &stored);
                         Answer::text(Bytes::new())
                     }
-                    Ok(PasswordSet::AlreadySet) => already_set(),
-                    Ok(PasswordSet::NoInstance) => Answer::refused(
+                    Ok((PasswordSet::AlreadySet, in_store)) => {
+                        if let Some(in_store) = in_store.filter(|text| !text.is_empty()) {
+                            self.model.password_stored(uuid, seen, &in_store);
+                        }
+                        already_set()
+                    }
+                    Ok((PasswordSet::NoInstance, _)) => Answer::refused(
                         StatusCode::BAD_REQUEST,
                         "The instance no longer exists.".to_owned(),
                         Rejection::UnknownInstance,

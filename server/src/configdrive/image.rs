@@ -77,6 +77,12 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("Cannot run {}", command.display())]
+    CannotRun {
+        command: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{command} failed ({status}): {stderr}")]
     Failed {
         command: String,
@@ -139,10 +145,7 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
         return Err(ImageError::NotAFile(out.to_owned()));
     }
     let signals = interrupt::Caught::new();
-    let parent = match out.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let parent = output_dir(out);
     let name = out.file_name().map_or_else(
         || "config-drive".into(),
         |n| n.to_string_lossy().into_owned(),
@@ -189,6 +192,16 @@ pub fn build(files: &[DriveFile], format: DriveFormat, out: &Path) -> Result<(),
         .and_then(|dir| dir.sync_all())
         .map_err(io(&parent))?;
     Ok(())
+}
+
+/// The directory `out` goes in, as the tools are given it: a relative one starts with `./`,
+/// so that one named `-dir` is never read as a tool's option.
+fn output_dir(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(dir) if dir.is_absolute() => dir.to_owned(),
+        Some(dir) => Path::new(".").join(dir),
+        None => PathBuf::from("."),
+    }
 }
 
 /// [`ImageError::Interrupted`] once a caught signal came.
@@ -291,8 +304,8 @@ fn run(cmd: &mut Command) -> Result<(), ImageError> {
     let output = cmd
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
-        .map_err(|source| ImageError::Io {
-            path: PathBuf::from(cmd.get_program()),
+        .map_err(|source| ImageError::CannotRun {
+            command: PathBuf::from(cmd.get_program()),
             source,
         })?;
     if output.status.success() {

@@ -59,6 +59,10 @@ pub trait Store: Send + Sync {
         password: &str,
     ) -> StoreResult<PasswordSet>;
 
+    /// Clears the instance's posted password (nova's `clear-password`), so that its guest may
+    /// post one again; true when one was stored. An unknown instance is `NotFound`.
+    fn clear_password(&self, uuid: &str) -> StoreResult<bool>;
+
     // --- ports
     fn create_port(&self, new: &NewPort) -> StoreResult<Port>;
     fn ports(&self) -> StoreResult<Vec<Port>>;

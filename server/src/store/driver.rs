@@ -255,6 +255,10 @@ impl<D: Driver> Sql for D {
         Ok(changed == 1)
     }
 
+    fn clear_password(&mut self, uuid: &str) -> StoreResult<bool> {
+        Ok(self.execute(st::CLEAR_PASSWORD, &[Param::Text(uuid)])? == 1)
+    }
+
     fn port(&mut self, id: &str) -> StoreResult<Option<Port>> {
         first(self, st::PORT, &[Param::Text(id)])
     }

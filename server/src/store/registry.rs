@@ -455,6 +455,17 @@ impl<B: Backend> Store for Registry<B> {
         })
     }
 
+    fn clear_password(&self, uuid: &str) -> StoreResult<bool> {
+        self.write(|sql| {
+            let instance = instance(sql, uuid)?;
+            if !sql.clear_password(&instance.uuid)? {
+                return Ok(false);
+            }
+            sql.log_change(ChangeKind::Instance, &instance.uuid)?;
+            Ok(true)
+        })
+    }
+
     fn create_port(&self, new: &NewPort) -> StoreResult<Port> {
         let mac = new.mac.as_deref().map(validate::mac).transpose()?;
         let created = clock::now();

@@ -63,6 +63,8 @@ pub trait Sql {
         ec2_id: Option<i64>,
         password: &str,
     ) -> StoreResult<bool>;
+    /// Clears the stored password; true when there was one (NULL or empty is none).
+    fn clear_password(&mut self, uuid: &str) -> StoreResult<bool>;
 
     fn port(&mut self, id: &str) -> StoreResult<Option<Port>>;
     /// All ports, oldest first.

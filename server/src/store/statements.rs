@@ -192,6 +192,12 @@ pub const SET_PASSWORD_OF_IF_UNSET: Statement = statement!(
      AND (password IS NULL OR password = '')"
 );
 
+/// Clears a stored password (nova's `clear-password`): the guest may post again.
+pub const CLEAR_PASSWORD: Statement = statement!(
+    "UPDATE instances SET password = NULL WHERE uuid = $1 AND password IS NOT NULL \
+     AND password <> ''"
+);
+
 // --- ports
 pub const PORT: Statement = statement!(concat!(port_select!(), " WHERE id = $1"));
 pub const PORTS: Statement = statement!(concat!(port_select!(), " ORDER BY seq"));

@@ -4,7 +4,7 @@ use metaboot_server::store::{
     MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES, NewInstance, PasswordSet, Store,
 };
 
-use crate::support::{invalid, network, new_instance, port_on, snapshot, uuid};
+use crate::support::{invalid, network, new_instance, not_found, port_on, snapshot, uuid};
 
 /// Threads racing to set one password.
 const PASSWORD_RACERS: usize = 50;
@@ -125,6 +125,38 @@ pub fn password_reaches_only_the_instance_it_was_posted_for(store: &dyn Store) {
         store.instance(&new.uuid).unwrap().password.as_deref(),
         Some("new guest's")
     );
+}
+
+/// `instance clear-password` (nova's clear-password): the stored password is gone, the change
+/// is logged for every server's read model, and the guest may post again; clearing nothing
+/// logs nothing.
+pub fn password_clear_lets_the_guest_post_again(store: &dyn Store) {
+    let net = network(store, "net1", "198.18.0.0/24");
+    let vm = store
+        .create_instance(&new_instance("vm"), &port_on(&net))
+        .unwrap()
+        .0;
+    assert!(!store.clear_password(&vm.uuid).unwrap());
+    store.set_password(&vm.uuid, None, "first").unwrap();
+    let before = store.last_change().unwrap();
+    assert!(store.clear_password(&vm.uuid).unwrap());
+    assert_eq!(store.instance(&vm.uuid).unwrap().password, None);
+    let changes = store.changes_since(before).unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].id, vm.uuid);
+    assert_eq!(
+        store.set_password(&vm.uuid, None, "second").unwrap(),
+        PasswordSet::Stored
+    );
+    assert_eq!(
+        store.instance(&vm.uuid).unwrap().password.as_deref(),
+        Some("second")
+    );
+    let before = store.last_change().unwrap();
+    assert!(store.clear_password(&vm.uuid).unwrap());
+    assert!(!store.clear_password(&vm.uuid).unwrap());
+    assert_eq!(store.changes_since(before).unwrap().len(), 1);
+    not_found(store.clear_password(&uuid()));
 }
 
 pub fn password_race_has_one_winner(store: &dyn Store) {

@@ -69,6 +69,10 @@ const CASES: &[(&str, Case)] = &[
         limits::password_limit_and_write_once,
     ),
     (
+        "password_clear_lets_the_guest_post_again",
+        limits::password_clear_lets_the_guest_post_again,
+    ),
+    (
         "password_race_has_one_winner",
         limits::password_race_has_one_winner,
     ),
