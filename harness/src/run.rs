@@ -162,13 +162,15 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         server_bin: args.server.resolve()?,
         state_root: args.lab.state_root,
         run_dir: run_dir.clone(),
+        keep_lab: args.keep_lab,
     };
     let reports = cloud_image::run_all(&opts, &progress::Lines::new());
     scenario::yield_to_a_signal();
     let reports = reports?;
     print!("{}", cloud_image::table(&reports));
     println!(
-        "lab {lab_id} is down; logs, keys and the overlay: {}",
+        "lab {lab_id} is {}; logs, keys and the overlay: {}",
+        if args.keep_lab { "still up" } else { "down" },
         run_dir.display()
     );
     if let Some(path) = &args.report {
