@@ -101,6 +101,11 @@ impl Goal {
         }
     }
 
+    /// Whether the goal is judged at all (not a reference row).
+    fn judges(self) -> bool {
+        !matches!(self, Goal::None | Goal::Difference)
+    }
+
     fn met(self, baseline: Option<f64>, metaboot: Option<f64>) -> Option<bool> {
         self.judged(baseline, metaboot)
             .and_then(|value| self.meets(value))
@@ -217,7 +222,14 @@ impl Row {
             metaboot.concat(),
             goal,
         );
-        if !rounds.is_empty() {
+        if rounds.is_empty() {
+            // Rounds planned, none measured on both sides: no round shows the goal met, whatever
+            // the medians of one side's rounds and the other's would say.
+            let planned = !baseline.is_empty() || !metaboot.is_empty();
+            if planned && goal.judges() {
+                row.met = Some(false);
+            }
+        } else {
             row.met = rounds
                 .iter()
                 .map(|value| goal.meets(*value))
@@ -551,6 +563,33 @@ mod tests {
             "{text}"
         );
         assert!(text.lines().next().unwrap().contains("per round"), "{text}");
+    }
+
+    /// Rounds planned but none with both sides measured: not met, though the medians of the
+    /// two sides' rounds would meet the goal; reference rows and rows without rounds stay
+    /// unjudged.
+    #[test]
+    fn rows_in_rounds_none_complete_are_not_met() {
+        let in_rounds = |baseline: &[Vec<f64>], metaboot: &[Vec<f64>], goal| {
+            Row::in_rounds("debian", "login", Unit::Seconds, baseline, metaboot, goal)
+        };
+        let halves = in_rounds(
+            &[vec![100.0], vec![]],
+            &[vec![], vec![40.0]],
+            Goal::RatioAtMost(0.5),
+        );
+        assert_eq!(halves.ratio, Some(0.4), "the medians meet it");
+        assert!(halves.rounds.is_empty());
+        assert_eq!(halves.met, Some(false));
+        let nothing = in_rounds(&[vec![], vec![]], &[vec![], vec![]], Goal::AtMost(1.0));
+        assert_eq!(nothing.met, Some(false));
+        let reference = in_rounds(
+            &[vec![100.0], vec![]],
+            &[vec![], vec![40.0]],
+            Goal::Difference,
+        );
+        assert_eq!(reference.met, None);
+        assert_eq!(in_rounds(&[], &[], Goal::RatioAtMost(0.5)).met, None);
     }
 
     #[test]

@@ -88,6 +88,39 @@ fn run_dir(cache: &std::path::Path, given: Option<PathBuf>) -> anyhow::Result<Pa
     Ok(dir)
 }
 
+/// Holds the run directory under `<cache>/runs` that the image file `real` (a canonical path)
+/// lies in, if any (an overlay an earlier run kept): the prune that makes this run's
+/// directory ([`run_dir`]) then leaves it, and the file this run boots, alone.
+fn hold_run_of(cache: &std::path::Path, real: &std::path::Path) -> anyhow::Result<()> {
+    // No runs yet: nothing to prune.
+    let Ok(runs) = std::fs::canonicalize(cache.join("runs")) else {
+        return Ok(());
+    };
+    let Some(std::path::Component::Normal(name)) = real
+        .strip_prefix(&runs)
+        .ok()
+        .and_then(|inside| inside.components().next())
+    else {
+        return Ok(());
+    };
+    let dir = runs.join(name);
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    image::in_use::hold(&dir)
+        .with_context(|| {
+            format!(
+                "{} lies in the run directory {}, which another run is removing: copy the \
+                 image out of {} and run again",
+                real.display(),
+                dir.display(),
+                runs.display()
+            )
+        })?
+        .keep();
+    Ok(())
+}
+
 /// `run --image FILE`: one cloud image guest in a fresh lab. A file that is not a disk image
 /// gets one line and exit 2; a guest that fails its checks, exit 1.
 fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
@@ -104,6 +137,7 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         }
         Err(err) => return Err(err.into()),
     };
+    hold_run_of(cache, &real)?;
     scenario::preflight()?;
     let own = own::OwnImage {
         image: real,
@@ -128,13 +162,15 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         server_bin: args.server.resolve()?,
         state_root: args.lab.state_root,
         run_dir: run_dir.clone(),
+        keep_lab: args.keep_lab,
     };
     let reports = cloud_image::run_all(&opts, &progress::Lines::new());
     scenario::yield_to_a_signal();
     let reports = reports?;
     print!("{}", cloud_image::table(&reports));
     println!(
-        "lab {lab_id} is down; logs, keys and the overlay: {}",
+        "lab {lab_id} is {}; logs, keys and the overlay: {}",
+        if args.keep_lab { "still up" } else { "down" },
         run_dir.display()
     );
     if let Some(path) = &args.report {
@@ -169,6 +205,35 @@ mod tests {
         let given = cache.path().join("mine/run");
         assert_eq!(run_dir(cache.path(), Some(given.clone())).unwrap(), given);
         assert!(!image::in_use::remove_unless_held(&given));
+    }
+
+    /// An image inside an old run directory (the overlay a run kept, booted again) is still
+    /// there after the prune that makes the new run's directory.
+    #[test]
+    fn an_image_in_an_old_run_directory_is_not_pruned() {
+        let cache = tempfile::tempdir().unwrap();
+        let runs = cache.path().join("runs");
+        let now = std::time::SystemTime::now();
+        for i in 0..=MAX_KEPT_RUNS as u64 {
+            let run = runs.join(format!("run-{i}-1"));
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join("overlay.qcow2"), b"qcow").unwrap();
+            let when = now - std::time::Duration::from_secs(100 * (20 - i));
+            std::fs::File::open(&run)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        let oldest = std::fs::canonicalize(runs.join("run-0-1/overlay.qcow2")).unwrap();
+        let next = std::fs::canonicalize(runs.join("run-1-1/overlay.qcow2")).unwrap();
+        hold_run_of(cache.path(), &oldest).unwrap();
+        // Paths outside the runs (or no runs at all) hold nothing and fail nothing.
+        hold_run_of(cache.path(), std::path::Path::new("/var/tmp/image.qcow2")).unwrap();
+        hold_run_of(&cache.path().join("none"), &oldest).unwrap();
+        let ours = run_dir(cache.path(), None).unwrap();
+        assert!(oldest.is_file(), "the image this run boots is kept");
+        assert!(!next.exists(), "an old run without it is pruned");
+        assert!(ours.is_dir());
     }
 
     #[test]

@@ -180,6 +180,7 @@ fn debian_images_boot_from_their_disk_and_are_provisioned_through_the_chain() {
             server_bin,
             state_root: PathBuf::from(lab::state::DEFAULT_STATE_ROOT),
             run_dir,
+            keep_lab: false,
         },
         &progress::Lines::new(),
     )

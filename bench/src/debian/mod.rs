@@ -145,7 +145,7 @@ pub fn measure(setup: &Setup<'_>, rounds: usize) -> anyhow::Result<Measured> {
         }
     }
     lab.down().context("failed to take the bench's lab down")?;
-    measured.rows = rows(&measured.samples);
+    measured.rows = rows(&measured.samples, rounds);
     Ok(measured)
 }
 

@@ -127,27 +127,35 @@ pub const METRICS: [Metric; 8] = [
     ),
 ];
 
-/// The section's rows from its samples.
-pub fn rows(samples: &[DebianSample]) -> Vec<Row> {
-    let pick = |flavour: Flavour, f: fn(&DebianSample) -> Option<f64>| -> Vec<f64> {
-        samples
-            .iter()
-            .filter(|s| s.image == flavour.name())
-            .filter_map(f)
+/// The section's rows from the samples of its `rounds` rounds (1..=rounds): each goal is
+/// judged on each round's two boots, and a round without a number on either side (a boot
+/// that failed, a time the console never showed, a round never run) does not meet it.
+pub fn rows(samples: &[DebianSample], rounds: usize) -> Vec<Row> {
+    let per_round = |flavour: Flavour, f: fn(&DebianSample) -> Option<f64>| -> Vec<Vec<f64>> {
+        (1..=rounds)
+            .map(|round| {
+                samples
+                    .iter()
+                    .filter(|s| s.round == round && s.image == flavour.name())
+                    .filter_map(f)
+                    .collect()
+            })
             .collect()
     };
     METRICS
         .iter()
         .map(|(metric, f, goal)| {
-            Row::new(
+            let mut row = Row::in_rounds(
                 SECTION,
                 metric,
                 Unit::Seconds,
-                pick(Flavour::CloudInit, *f),
-                pick(Flavour::Metaboot, *f),
+                &per_round(Flavour::CloudInit, *f),
+                &per_round(Flavour::Metaboot, *f),
                 *goal,
-            )
-            .every_round()
+            );
+            // Judged on every round by `Row::in_rounds`: the goal column says so.
+            row.every_round = true;
+            row
         })
         .collect()
 }
@@ -264,7 +272,7 @@ mod tests {
             sample(3, Flavour::CloudInit, 110.0, 40.0),
             sample(3, Flavour::Metaboot, 40.0, 3.0),
         ];
-        let rows = rows(&samples);
+        let rows = rows(&samples, 3);
         assert_eq!(rows.len(), METRICS.len());
         let login = &rows[0];
         assert_eq!((login.baseline, login.metaboot), (Some(100.0), Some(45.0)));
@@ -279,22 +287,56 @@ mod tests {
             .find(|r| r.metric.contains("ssh.service"))
             .unwrap();
         assert_eq!(ssh.metaboot, Some(43.5), "guest time on the host's clock");
-        let good: Vec<DebianSample> = samples
-            .iter()
-            .filter(|s| s.round != 2)
-            .map(|s| {
-                if s.round == 3 && s.image == Flavour::Metaboot.name() {
-                    sample(3, Flavour::Metaboot, 40.0, 1.0)
-                } else {
-                    s.clone()
-                }
-            })
-            .collect();
-        assert!(rows_met(&good));
+        assert!(rows_met(&good(), 3));
+        // A round never run does not meet the goals.
+        assert!(!rows_met(&good(), 4));
     }
 
-    fn rows_met(samples: &[DebianSample]) -> bool {
-        rows(samples)
+    /// Every round meeting both goals: round 2's login exactly half of cloud-init's.
+    fn good() -> Vec<DebianSample> {
+        vec![
+            sample(1, Flavour::CloudInit, 100.0, 40.0),
+            sample(1, Flavour::Metaboot, 45.0, 1.0),
+            sample(2, Flavour::CloudInit, 90.0, 40.0),
+            sample(2, Flavour::Metaboot, 45.0, 1.0),
+            sample(3, Flavour::CloudInit, 110.0, 40.0),
+            sample(3, Flavour::Metaboot, 40.0, 1.0),
+        ]
+    }
+
+    /// A sample whose first key login the console never showed.
+    fn without_login(mut sample: DebianSample) -> DebianSample {
+        sample.times.ssh = None;
+        sample
+    }
+
+    /// A login missing on each side, in different rounds: the rest must not pair up across
+    /// rounds (round 2's cloud-init with round 1's metaboot) into a goal met.
+    #[test]
+    fn a_round_missing_a_login_does_not_meet_the_goal() {
+        let samples = vec![
+            without_login(sample(1, Flavour::CloudInit, 100.0, 40.0)),
+            sample(1, Flavour::Metaboot, 45.0, 1.0),
+            sample(2, Flavour::CloudInit, 100.0, 40.0),
+            sample(2, Flavour::Metaboot, 45.0, 1.0),
+            sample(3, Flavour::CloudInit, 100.0, 40.0),
+            without_login(sample(3, Flavour::Metaboot, 45.0, 1.0)),
+        ];
+        let rows = rows(&samples, 3);
+        let login = &rows[0];
+        assert_eq!(login.ratio, Some(0.45), "the medians meet it");
+        assert_eq!(login.rounds, [0.45], "round 2 is the only whole one");
+        assert_eq!(login.met, Some(false));
+        assert!(login.every_round);
+        assert_eq!(
+            rows[1].met,
+            Some(true),
+            "the provisioner was measured every round"
+        );
+    }
+
+    fn rows_met(samples: &[DebianSample], rounds: usize) -> bool {
+        rows(samples, rounds)
             .iter()
             .filter(|r| r.goal != Goal::None)
             .all(|r| r.met == Some(true))

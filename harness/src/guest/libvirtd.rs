@@ -19,9 +19,10 @@
 //! QEMU capability cache valid on machines whose /dev/kvm only root may open; with the
 //! distribution's `libvirt-qemu` user, libvirt probes QEMU again on every call (about 50 s per
 //! `virsh create` here). libvirt makes no cgroups for its guests (a cgroup would count as one
-//! task against every other process of the host, and starve a guest on a busy machine), and
-//! networks set to autostart are masked the same way: the lab's namespace gets no libvirt
-//! bridge or dnsmasq.
+//! task against every other process of the host, and starve a guest on a busy machine). The
+//! host's domain and network definitions (/etc/libvirt/qemu) are masked the same way, by an
+//! empty directory: the lab's namespace gets none of the host's guests set to autostart (which
+//! the lab's teardown would kill), and no libvirt bridge or dnsmasq.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -55,8 +56,9 @@ pub const LOCK_FILE: &str = "/run/metaboot-harness/libvirtd.lock";
 /// The system's qemu.conf, which the harness's libvirtd sees replaced by [`QEMU_CONF`].
 pub const SYSTEM_QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 
-/// libvirt's directory of networks to start with the daemon (masked by an empty directory).
-pub const NETWORK_AUTOSTART: &str = "/etc/libvirt/qemu/networks/autostart";
+/// libvirt's directory of the host's QEMU domains and networks, with those to start with the
+/// daemon (`autostart`, `networks/autostart`): masked by an empty directory.
+pub const QEMU_CONFIG_DIR: &str = "/etc/libvirt/qemu";
 
 /// The qemu.conf of the harness's libvirtd (see the module doc).
 pub const QEMU_CONF: &str = "# metaboot-harness: the qemu.conf of the libvirtd it starts in a lab's namespace.\n\
@@ -169,7 +171,7 @@ impl Libvirtd {
         let conf = dir.join("qemu.conf");
         fs::write(&conf, QEMU_CONF)
             .with_context(|| format!("failed to write {}", conf.display()))?;
-        let empty = dir.join("no-autostart");
+        let empty = dir.join(EMPTY_QEMU_CONFIG_DIR);
         fs::create_dir_all(&empty)
             .with_context(|| format!("failed to create {}", empty.display()))?;
         let log = dir.join("libvirtd.log");
@@ -219,14 +221,17 @@ impl Drop for Libvirtd {
     }
 }
 
+/// The empty directory (in the run's libvirt directory) that hides [`QEMU_CONFIG_DIR`].
+const EMPTY_QEMU_CONFIG_DIR: &str = "etc-libvirt-qemu";
+
 /// libvirtd inside `ns`, in a private mount namespace where `conf` replaces the system's
-/// qemu.conf and `empty` hides the networks set to autostart.
+/// qemu.conf and `empty` hides the host's domains and networks ([`QEMU_CONFIG_DIR`]).
 fn libvirtd_command(ns: &str, conf: &Path, empty: &Path) -> Command {
     // `ip netns exec` already makes a mount namespace of its own; `unshare --propagation
     // private` makes sure no mount of it ever reaches the host's.
     let script = format!(
         "set -e; mount --bind \"$1\" {SYSTEM_QEMU_CONF}; \
-         if [ -d {NETWORK_AUTOSTART} ]; then mount --bind \"$2\" {NETWORK_AUTOSTART}; fi; \
+         if [ -d {QEMU_CONFIG_DIR} ]; then mount --bind \"$2\" {QEMU_CONFIG_DIR}; fi; \
          exec libvirtd"
     );
     let mut cmd = netns::exec(ns, "unshare");
@@ -430,6 +435,21 @@ mod tests {
             line.ends_with("exec libvirtd libvirtd-in-lab /d/qemu.conf /d/e"),
             "{line}"
         );
+    }
+
+    /// The harness's libvirtd sees none of the host's domains and networks, autostarted or
+    /// not: the whole of /etc/libvirt/qemu is hidden, not only its networks' autostart.
+    #[test]
+    fn the_hosts_domains_and_networks_are_hidden() {
+        let cmd = libvirtd_command("metaboot-x", Path::new("/d/qemu.conf"), Path::new("/d/e"));
+        let line = process::describe(&cmd);
+        assert!(
+            line.contains("mount --bind \"$2\" /etc/libvirt/qemu;"),
+            "{line}"
+        );
+        for hidden in ["/etc/libvirt/qemu/autostart", "/etc/libvirt/qemu/networks"] {
+            assert!(Path::new(hidden).starts_with(QEMU_CONFIG_DIR), "{hidden}");
+        }
     }
 
     #[test]

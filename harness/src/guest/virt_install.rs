@@ -138,13 +138,21 @@ fn option_path(path: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// Runs `cmd`, which starts a domain, within `timeout`, holding [`crate::lab::changes`]: not
+/// while a signal's teardown runs, as a domain made after it would outlive the lab (as in
+/// `Domain::create`, harness/src/guest/domain.rs).
+fn start_domain(cmd: &mut Command, timeout: Duration) -> anyhow::Result<std::process::Output> {
+    let _changes = crate::lab::changes();
+    output_with_timeout(cmd, timeout)
+}
+
 /// Runs `virt-install` for `guest` on `nic`; the domain runs when it returns.
 pub fn install(guest: &Guest, nic: &NetworkNic, console: &Path) -> anyhow::Result<()> {
     // libvirt's QEMU appends to the console file: start from an empty one.
     std::fs::File::create(console)
         .with_context(|| format!("failed to create {}", console.display()))?;
     let mut cmd = command(guest, nic, console)?;
-    let out = output_with_timeout(&mut cmd, VIRT_INSTALL_TIMEOUT).inspect_err(|_| {
+    let out = start_domain(&mut cmd, VIRT_INSTALL_TIMEOUT).inspect_err(|_| {
         // No answer: the domain may run all the same, with nothing in charge of it.
         super::domain::destroy_unanswered(&guest.name);
     })?;
@@ -191,6 +199,19 @@ mod tests {
         }
         assert!(line.contains("OpenStack Nova"), "{line}");
         const { assert!(VIRT_INSTALL_TIMEOUT.as_secs() >= 30) };
+    }
+
+    /// A domain is not started while a signal's teardown (or a guest start) holds
+    /// `lab::changes`, and is once it lets go.
+    #[test]
+    fn a_domain_starts_only_between_changes() {
+        let held = crate::lab::changes();
+        let start =
+            std::thread::spawn(|| start_domain(&mut Command::new("true"), VIRT_INSTALL_TIMEOUT));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!start.is_finished(), "started while changes() was held");
+        drop(held);
+        assert!(start.join().unwrap().unwrap().status.success());
     }
 
     #[test]

@@ -128,15 +128,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         eprintln!("during the run: {broken:#}");
     }
     let server_log = lab::tail(&lab.server_log(), 40);
-    if opts.keep_lab {
-        eprintln!(
-            "{}\nkept up: metaboot-harness lab down --id {}",
-            lab.describe(),
-            config.id
-        );
-    } else {
-        lab.down().context("failed to take the lab down")?;
-    }
+    down_unless_kept(lab, opts.keep_lab)?;
     let scenarios = result?;
     Ok(RunReport::new(
         &config.id,
@@ -147,6 +139,21 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         scenarios,
         server_log,
     ))
+}
+
+/// Takes `lab` down at the end of a run, or (`keep`, `--keep-lab`) leaves it up and says how
+/// to take it down later.
+pub fn down_unless_kept(lab: Lab, keep: bool) -> anyhow::Result<()> {
+    if keep {
+        eprintln!(
+            "{}\nkept up: metaboot-harness lab down --id {}",
+            lab.describe(),
+            lab.state().config.id
+        );
+        Ok(())
+    } else {
+        lab.down().context("failed to take the lab down")
+    }
 }
 
 /// Runs `body` with libvirt's daemons running in the lab's namespace when `via` is libvirt

@@ -28,10 +28,12 @@ pub struct CloudImageRun {
     pub state_root: PathBuf,
     /// Directory for keys, overlays and console logs (one subdirectory per guest).
     pub run_dir: PathBuf,
+    /// Leave the lab up afterwards (`run --image FILE --keep-lab`).
+    pub keep_lab: bool,
 }
 
 /// Boots every guest in a fresh lab (the default one: a routed and an isolated network) and
-/// takes the lab down again, also when a guest thread panics.
+/// takes the lab down again (unless `keep_lab`), also when a guest thread panics.
 pub fn run_all(
     opts: &CloudImageRun,
     progress: &dyn Progress,
@@ -68,7 +70,7 @@ pub fn run_all(
     if let Err(broken) = lab.require_running() {
         eprintln!("during the run: {broken:#}");
     }
-    lab.down().context("failed to take the lab down")?;
+    crate::scenario::down_unless_kept(lab, opts.keep_lab)?;
     let mut results = boots?;
     results.sort_by_key(|(index, _)| *index);
     Ok(results.into_iter().map(|(_, r)| r).collect())
