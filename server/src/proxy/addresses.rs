@@ -1,0 +1,267 @@
+//! The addresses a standalone `ns-proxy` listens on, each served on its own as soon as it can
+//! be bound: an address no interface holds yet (`fe80::a9fe:a9fe` before the DHCP port has
+//! it, `169.254.169.254` before its /32 is added) waits, bound again every
+//! [`NAMESPACE_CHECK_INTERVAL`], while the others are served, as `all` retries such a
+//! listener alone. With `--netns`, the name is followed (`namespace.rs`): when it names
+//! another namespace, or none, every listener is closed, and each address is bound in the
+//! namespace the name names next, once there is one.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::namespace::{Identity, NAMESPACE_CHECK_INTERVAL, WAITING_LOG_INTERVAL};
+
+/// Binds one listener on an address, inside a named namespace when given.
+pub trait Bind {
+    fn bind(&self, netns: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener>;
+}
+
+/// The host's named namespaces (`crate::http::listen::tcp_listener_in`).
+pub struct InNamespace;
+
+impl Bind for InNamespace {
+    fn bind(&self, netns: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener> {
+        crate::http::listen::tcp_listener_in(netns, addr)
+    }
+}
+
+/// Whether a bind failed only because no interface holds the address yet: the proxy serves
+/// its other addresses and binds this one once it can, instead of not starting.
+pub fn is_not_held_yet(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::AddrNotAvailable
+}
+
+/// How a failure that lasts is said: when it changes, and again every
+/// [`WAITING_LOG_INTERVAL`] while it lasts (the unit looks healthy; the log says why an
+/// address is not served).
+#[derive(Debug, Default)]
+struct Said {
+    last: Option<(String, Instant)>,
+}
+
+impl Said {
+    /// Whether `failure` is to be said now (and notes it as said).
+    fn again(&mut self, failure: &str) -> bool {
+        let due = self
+            .last
+            .as_ref()
+            .is_none_or(|(last, at)| last != failure || at.elapsed() >= WAITING_LOG_INTERVAL);
+        if due {
+            self.last = Some((failure.to_owned(), Instant::now()));
+        }
+        due
+    }
+
+    fn forget(&mut self) {
+        self.last = None;
+    }
+}
+
+/// One address of `--listen`: served by a task, or waiting to be bound.
+struct Address {
+    addr: SocketAddr,
+    serving: Option<JoinHandle<()>>,
+    said: Said,
+}
+
+/// Serves each of `addresses` with `serve` (which spawns its serving task) once bound: those
+/// of `first` (bound at start, in order; `None` for one that was not held yet) at once, the
+/// others as soon as `binder` binds them. `identity` is what `netns` named before the first
+/// binds. Runs until `serve` fails.
+pub async fn serve_each<B, S>(
+    netns: Option<&str>,
+    mut identity: Option<Identity>,
+    addresses: &[SocketAddr],
+    first: Vec<Option<TcpListener>>,
+    binder: &B,
+    serve: S,
+) -> anyhow::Result<()>
+where
+    B: Bind,
+    S: Fn(TcpListener, SocketAddr) -> anyhow::Result<JoinHandle<()>>,
+{
+    let mut each: Vec<Address> = Vec::with_capacity(addresses.len());
+    let mut first = first.into_iter();
+    for addr in addresses {
+        let serving = match first.next().flatten() {
+            Some(listener) => {
+                let bound = listener.local_addr().unwrap_or(*addr);
+                Some(serve(listener, bound)?)
+            }
+            None => None,
+        };
+        each.push(Address {
+            addr: *addr,
+            serving,
+            said: Said::default(),
+        });
+    }
+    let mut namespace_said = Said::default();
+    loop {
+        tokio::time::sleep(NAMESPACE_CHECK_INTERVAL).await;
+        // A serving task that ended (it could not watch its socket) is bound again.
+        for address in &mut each {
+            if address
+                .serving
+                .as_ref()
+                .is_some_and(JoinHandle::is_finished)
+            {
+                address.serving = None;
+                tracing::error!(listen = %address.addr, netns = netns.unwrap_or("-"), "this listener stopped serving (the error before says why): binding it again");
+            }
+        }
+        if let (Some(name), Some(bound)) = (netns, identity) {
+            match Identity::of(name) {
+                // A check that fails (a permission taken away) counts as no change.
+                Ok(now) if now == bound => {}
+                Err(_) => {}
+                Ok(now) => {
+                    if bound.exists() {
+                        let how = if now.exists() {
+                            "was made again"
+                        } else {
+                            "was deleted"
+                        };
+                        tracing::warn!(
+                            netns = name,
+                            "network namespace {name} {how}: its listeners are closed, and bound again in the namespace the name names next"
+                        );
+                    }
+                    // Closed before anything is bound again: the old namespace is no longer
+                    // kept by them.
+                    for address in &mut each {
+                        if let Some(task) = address.serving.take() {
+                            task.abort();
+                            let _ = task.await;
+                        }
+                    }
+                    identity = Some(now);
+                }
+            }
+            if identity.is_some_and(|now| !now.exists()) {
+                if namespace_said.again("gone") {
+                    tracing::warn!(
+                        netns = name,
+                        "no network namespace {name}: not listening; checking again every {NAMESPACE_CHECK_INTERVAL:?}"
+                    );
+                }
+                continue;
+            }
+            namespace_said.forget();
+        }
+        for address in &mut each {
+            if address.serving.is_some() {
+                continue;
+            }
+            // Quick (a thread enters the namespace and binds): the connections open on this
+            // thread wait milliseconds.
+            match binder.bind(netns, address.addr) {
+                Ok(listener) => {
+                    let bound = listener.local_addr().unwrap_or(address.addr);
+                    address.serving = Some(serve(listener, bound)?);
+                    address.said.forget();
+                }
+                Err(err) => {
+                    let failure = err.to_string();
+                    if address.said.again(&failure) {
+                        let within = netns.map_or(String::new(), |name| {
+                            format!(" in network namespace {name}")
+                        });
+                        tracing::warn!(listen = %address.addr, netns = netns.unwrap_or("-"), error = %failure, "cannot listen on {}{within} yet: trying again every {NAMESPACE_CHECK_INTERVAL:?}", address.addr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Binds in this process's namespace; `absent` is refused as on no interface (as
+    /// `fe80::a9fe:a9fe` before its port holds it) until `appears` binds have been asked for.
+    struct AppearsLater {
+        absent: SocketAddr,
+        appears: usize,
+        asked: Mutex<usize>,
+    }
+
+    impl Bind for AppearsLater {
+        fn bind(&self, _: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener> {
+            if addr == self.absent {
+                let mut asked = self.asked.lock().unwrap();
+                *asked += 1;
+                if *asked < self.appears {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrNotAvailable,
+                        "no interface here holds it",
+                    ));
+                }
+            }
+            crate::http::listen::tcp_listener(addr)
+        }
+    }
+
+    /// A free port on 127.0.0.1 (bound and let go).
+    fn free_port() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_address_not_held_yet_is_served_once_it_is_while_the_others_are_served() {
+        let (served, later) = (free_port(), free_port());
+        let binder = AppearsLater {
+            absent: later,
+            appears: 2,
+            asked: Mutex::new(0),
+        };
+        let first = vec![
+            Some(crate::http::listen::tcp_listener(served).unwrap()),
+            None,
+        ];
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let serve = |listener: TcpListener, bound: SocketAddr| {
+            tx.send(bound).unwrap();
+            // Holds the socket: a connection is queued by the kernel.
+            Ok(tokio::spawn(async move {
+                let _listener = listener;
+                std::future::pending::<()>().await;
+            }))
+        };
+        let addresses = [served, later];
+        let each = serve_each(None, None, &addresses, first, &binder, serve);
+        let checks = async {
+            assert_eq!(rx.recv().await, Some(served), "served at once");
+            let asked_at = std::time::Instant::now();
+            assert_eq!(rx.recv().await, Some(later), "served once it is held");
+            // Tried again at the next check, not given up on: the second bind took it.
+            assert_eq!(*binder.asked.lock().unwrap(), 2);
+            assert!(asked_at.elapsed() >= NAMESPACE_CHECK_INTERVAL);
+            std::net::TcpStream::connect(later).unwrap();
+        };
+        tokio::select! {
+            stopped = each => panic!("stopped: {stopped:?}"),
+            () = checks => {}
+        }
+    }
+
+    #[test]
+    fn a_failure_is_said_when_it_changes_and_again_after_the_interval() {
+        let mut said = Said::default();
+        assert!(said.again("no interface holds it"));
+        assert!(!said.again("no interface holds it"));
+        assert!(said.again("several interfaces hold it"));
+        said.forget();
+        assert!(said.again("several interfaces hold it"));
+        assert!(WAITING_LOG_INTERVAL > NAMESPACE_CHECK_INTERVAL);
+    }
+}
