@@ -313,20 +313,17 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
 
 /// One listener per address of `--listen`, inside `netns` when given, in order; `None` for an
 /// address no interface holds yet (said in the log: it is bound once it is, the others are
-/// served meanwhile). An address given twice is refused: the second bind would fail as if
-/// another server held it. Any other failure (the namespace missing, another server on the
+/// served meanwhile). An address given twice, or beside a wildcard that takes it
+/// (`[::]:80` and `169.254.169.254:80`), is refused: its bind would fail as if another server
+/// held it. Any other failure (the namespace missing, another server on the
 /// address) stops the proxy.
 pub fn bind(
     netns: Option<&str>,
     addresses: &[SocketAddr],
 ) -> anyhow::Result<Vec<Option<std::net::TcpListener>>> {
+    crate::http::listen::check_distinct("--listen", addresses).map_err(refused)?;
     let mut bound = Vec::with_capacity(addresses.len());
-    for (at, addr) in addresses.iter().enumerate() {
-        if addresses[..at].contains(addr) {
-            return Err(refused(format!(
-                "--listen {addr} is given twice: give each address once"
-            )));
-        }
+    for addr in addresses {
         let within = netns.map_or(String::new(), |netns| format!(" in namespace {netns}"));
         match InNamespace.bind(netns, *addr) {
             Ok(listener) => bound.push(Some(listener)),
@@ -470,6 +467,26 @@ mod tests {
         assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
         let err = err.to_string();
         assert!(err.contains("given twice"), "{err}");
+    }
+
+    /// `[::]` is both families here: beside `169.254.169.254` of its port it is refused up
+    /// front (exit 2), not stopped by an "address in use" that blames another server.
+    #[test]
+    fn a_wildcard_beside_an_address_it_takes_is_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addresses = [
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        ];
+        let err = bind(None, &addresses).map(|_| ()).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+        let err = err.to_string();
+        assert!(err.contains("already takes 127.0.0.1"), "{err}");
+        assert!(!err.contains("another server"), "{err}");
     }
 
     /// `fe80::a9fe:a9fe` before the DHCP port holds it: the proxy starts, serving the others.
