@@ -4,10 +4,13 @@
 //! [`NAMESPACE_CHECK_INTERVAL`], while the others are served, as `all` retries such a
 //! listener alone. With `--netns`, the name is followed (`namespace.rs`): when it names
 //! another namespace, or none, every listener is closed, and each address is bound in the
-//! namespace the name names next, once there is one.
+//! namespace the name names next, once there is one. A link-local listener follows its
+//! address too: bound on the interface that held it, it is bound again once another
+//! interface holds it (the DHCP port plugged again in the same namespace gets a new index),
+//! as `all` does.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener};
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -17,6 +20,10 @@ use super::namespace::{Identity, NAMESPACE_CHECK_INTERVAL, WAITING_LOG_INTERVAL}
 /// Binds one listener on an address, inside a named namespace when given.
 pub trait Bind {
     fn bind(&self, netns: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener>;
+
+    /// The index of the one interface holding link-local `ip` there now; `None` when none
+    /// or several do (or the namespace cannot be entered).
+    fn holder(&self, netns: Option<&str>, ip: Ipv6Addr) -> Option<u32>;
 }
 
 /// The host's named namespaces (`crate::http::listen::tcp_listener_in`).
@@ -25,6 +32,35 @@ pub struct InNamespace;
 impl Bind for InNamespace {
     fn bind(&self, netns: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener> {
         crate::http::listen::tcp_listener_in(netns, addr)
+    }
+
+    fn holder(&self, netns: Option<&str>, ip: Ipv6Addr) -> Option<u32> {
+        match netns {
+            Some(name) => crate::http::listen::link_local_holders(&[(name.to_owned(), ip)])
+                .pop()
+                .flatten(),
+            None => {
+                match crate::http::listen::scoped(SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, 0))) {
+                    Ok(SocketAddr::V6(held)) => Some(held.scope_id()),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// The link-local address and interface index a listener on `given` was bound on, when the
+/// proxy chose the interface (`given` without a scope): the one it follows.
+fn chosen_interface(given: SocketAddr, bound: SocketAddr) -> Option<(Ipv6Addr, u32)> {
+    match (given, bound) {
+        (SocketAddr::V6(given), SocketAddr::V6(bound))
+            if given.ip().is_unicast_link_local()
+                && given.scope_id() == 0
+                && bound.scope_id() != 0 =>
+        {
+            Some((*bound.ip(), bound.scope_id()))
+        }
+        _ => None,
     }
 }
 
@@ -64,6 +100,8 @@ impl Said {
 struct Address {
     addr: SocketAddr,
     serving: Option<JoinHandle<()>>,
+    /// The link-local address and the index of the interface it was bound on.
+    on: Option<(Ipv6Addr, u32)>,
     said: Said,
 }
 
@@ -86,16 +124,18 @@ where
     let mut each: Vec<Address> = Vec::with_capacity(addresses.len());
     let mut first = first.into_iter();
     for addr in addresses {
-        let serving = match first.next().flatten() {
+        let (serving, on) = match first.next().flatten() {
             Some(listener) => {
                 let bound = listener.local_addr().unwrap_or(*addr);
-                Some(serve(listener, bound)?)
+                let on = chosen_interface(*addr, bound);
+                (Some(serve(listener, bound)?), on)
             }
-            None => None,
+            None => (None, None),
         };
         each.push(Address {
             addr: *addr,
             serving,
+            on,
             said: Said::default(),
         });
     }
@@ -153,6 +193,20 @@ where
             namespace_said.forget();
         }
         for address in &mut each {
+            let Some((ip, index)) = address.on else {
+                continue;
+            };
+            if address.serving.is_none() || binder.holder(netns, ip) == Some(index) {
+                continue;
+            }
+            if let Some(task) = address.serving.take() {
+                task.abort();
+                let _ = task.await;
+            }
+            address.on = None;
+            tracing::warn!(listen = %address.addr, netns = netns.unwrap_or("-"), "{ip} is no longer on the interface its listener was bound on (index {index}; a port plugged again?): its listener is closed, and bound again on the interface that holds it");
+        }
+        for address in &mut each {
             if address.serving.is_some() {
                 continue;
             }
@@ -161,6 +215,7 @@ where
             match binder.bind(netns, address.addr) {
                 Ok(listener) => {
                     let bound = listener.local_addr().unwrap_or(address.addr);
+                    address.on = chosen_interface(address.addr, bound);
                     address.serving = Some(serve(listener, bound)?);
                     address.said.forget();
                 }
@@ -205,6 +260,10 @@ mod tests {
                 }
             }
             crate::http::listen::tcp_listener(addr)
+        }
+
+        fn holder(&self, _: Option<&str>, _: Ipv6Addr) -> Option<u32> {
+            None
         }
     }
 
@@ -252,6 +311,29 @@ mod tests {
             stopped = each => panic!("stopped: {stopped:?}"),
             () = checks => {}
         }
+    }
+
+    #[test]
+    fn only_a_link_local_listener_whose_interface_the_proxy_chose_follows_it() {
+        let given = metaboot_proto::METADATA_IPV6_LISTEN;
+        let on = |index| {
+            SocketAddr::V6(SocketAddrV6::new(
+                metaboot_proto::METADATA_IPV6,
+                80,
+                0,
+                index,
+            ))
+        };
+        assert_eq!(
+            chosen_interface(given, on(7)),
+            Some((metaboot_proto::METADATA_IPV6, 7))
+        );
+        // A scope given with the address is the operator's choice; other addresses have none.
+        assert_eq!(chosen_interface(on(7), on(7)), None);
+        let plain: SocketAddr = "169.254.169.254:80".parse().unwrap();
+        assert_eq!(chosen_interface(plain, plain), None);
+        let global: SocketAddr = "[fdc6:1200:0:11::2]:80".parse().unwrap();
+        assert_eq!(chosen_interface(global, global), None);
     }
 
     #[test]

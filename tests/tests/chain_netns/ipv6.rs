@@ -351,16 +351,19 @@ fn all_serves_ipv6_guests_on_both_paths() {
         "no scoped listener in the log:\n{log}"
     );
 
-    // The DHCP port is plugged again inside the same namespace (a DHCP agent's resync): a
-    // new interface with a new index holds the address, and is served.
-    let dhcp = &lab.dhcp;
+    replug_dhcp_port(&lab.dhcp);
+    check_guests(&lab);
+}
+
+/// The DHCP port plugged again inside the same namespace (a DHCP agent's resync): a new
+/// interface, with a new index, holds the metadata address.
+fn replug_dhcp_port(dhcp: &Netns) {
     let index = |name: &str| dhcp.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")]);
     let before = index("br-six").unwrap();
     dhcp.exec("ip", &["link", "del", "br-six"]).unwrap();
     plug_dhcp_port(dhcp);
     assert_ne!(index("br-six").unwrap(), before);
     join_dhcp_port(dhcp);
-    check_guests(&lab);
 }
 
 #[test]
@@ -391,6 +394,9 @@ fn ns_proxies_serve_ipv6_guests_on_both_paths() {
         all.extend(args);
         lab.chain.start_role("ns-proxy", &all, || true).unwrap();
     }
+    check_guests(&lab);
+    // The DHCP namespace's proxy follows the address to the port's new interface.
+    replug_dhcp_port(&lab.dhcp);
     check_guests(&lab);
 
     // Where nothing holds the address yet, ns-proxy says what to do and keeps running; once
