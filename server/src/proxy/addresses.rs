@@ -17,8 +17,10 @@ use tokio::time::Instant;
 
 use super::namespace::{Identity, NAMESPACE_CHECK_INTERVAL, WAITING_LOG_INTERVAL};
 
-/// Binds one listener on an address, inside a named namespace when given.
-pub trait Bind {
+/// Binds one listener on an address, inside a named namespace when given. Called on a thread
+/// of the blocking pool: entering a namespace (a thread of its own) and reading its
+/// interfaces never holds up the guests' connections on the proxy's one thread.
+pub trait Bind: Clone + Send + 'static {
     fn bind(&self, netns: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener>;
 
     /// The index of the one interface holding link-local `ip` there now; `None` when none
@@ -27,6 +29,7 @@ pub trait Bind {
 }
 
 /// The host's named namespaces (`crate::http::listen::tcp_listener_in`).
+#[derive(Clone, Copy)]
 pub struct InNamespace;
 
 impl Bind for InNamespace {
@@ -114,7 +117,7 @@ pub async fn serve_each<B, S>(
     mut identity: Option<Identity>,
     addresses: &[SocketAddr],
     first: Vec<Option<TcpListener>>,
-    binder: &B,
+    binder: B,
     serve: S,
 ) -> anyhow::Result<()>
 where
@@ -196,7 +199,14 @@ where
             let Some((ip, index)) = address.on else {
                 continue;
             };
-            if address.serving.is_none() || binder.holder(netns, ip) == Some(index) {
+            if address.serving.is_none() {
+                continue;
+            }
+            let (asked, name) = (binder.clone(), netns.map(str::to_owned));
+            let holder = tokio::task::spawn_blocking(move || asked.holder(name.as_deref(), ip))
+                .await
+                .unwrap_or(None);
+            if holder == Some(index) {
                 continue;
             }
             if let Some(task) = address.serving.take() {
@@ -210,9 +220,11 @@ where
             if address.serving.is_some() {
                 continue;
             }
-            // Quick (a thread enters the namespace and binds): the connections open on this
-            // thread wait milliseconds.
-            match binder.bind(netns, address.addr) {
+            let (asked, name, addr) = (binder.clone(), netns.map(str::to_owned), address.addr);
+            let bound = tokio::task::spawn_blocking(move || asked.bind(name.as_deref(), addr))
+                .await
+                .unwrap_or_else(|err| Err(io::Error::other(err.to_string())));
+            match bound {
                 Ok(listener) => {
                     let bound = listener.local_addr().unwrap_or(address.addr);
                     address.on = chosen_interface(address.addr, bound);
@@ -235,16 +247,17 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
     /// Binds in this process's namespace; `absent` is refused as on no interface (as
     /// `fe80::a9fe:a9fe` before its port holds it) until `appears` binds have been asked for.
+    #[derive(Clone)]
     struct AppearsLater {
         absent: SocketAddr,
         appears: usize,
-        asked: Mutex<usize>,
+        asked: Arc<Mutex<usize>>,
     }
 
     impl Bind for AppearsLater {
@@ -281,7 +294,7 @@ mod tests {
         let binder = AppearsLater {
             absent: later,
             appears: 2,
-            asked: Mutex::new(0),
+            asked: Arc::new(Mutex::new(0)),
         };
         let first = vec![
             Some(crate::http::listen::tcp_listener(served).unwrap()),
@@ -297,7 +310,7 @@ mod tests {
             }))
         };
         let addresses = [served, later];
-        let each = serve_each(None, None, &addresses, first, &binder, serve);
+        let each = serve_each(None, None, &addresses, first, binder.clone(), serve);
         let checks = async {
             assert_eq!(rx.recv().await, Some(served), "served at once");
             let asked_at = std::time::Instant::now();
@@ -311,6 +324,62 @@ mod tests {
             stopped = each => panic!("stopped: {stopped:?}"),
             () = checks => {}
         }
+    }
+
+    /// Binds after a pause, as a bind that enters a namespace on a busy host.
+    #[derive(Clone)]
+    struct Slow(std::time::Duration);
+
+    impl Bind for Slow {
+        fn bind(&self, _: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener> {
+            std::thread::sleep(self.0);
+            crate::http::listen::tcp_listener(addr)
+        }
+
+        fn holder(&self, _: Option<&str>, _: Ipv6Addr) -> Option<u32> {
+            std::thread::sleep(self.0);
+            None
+        }
+    }
+
+    /// The proxy serves guests on one thread: a bind (or a look at the interfaces) while it
+    /// serves holds up none of its connections.
+    #[tokio::test]
+    async fn a_slow_bind_holds_up_nothing_else_on_the_proxy_s_thread() {
+        let pause = std::time::Duration::from_secs(2);
+        let later = free_port();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let serve = |listener: TcpListener, bound: SocketAddr| {
+            tx.send(bound).unwrap();
+            Ok(tokio::spawn(async move {
+                let _listener = listener;
+                std::future::pending::<()>().await;
+            }))
+        };
+        let addresses = [later];
+        let each = serve_each(None, None, &addresses, vec![None], Slow(pause), serve);
+        // What a guest's connection on this thread sees: how late a 20 ms timer fires.
+        let checks = async {
+            let mut latest = std::time::Duration::ZERO;
+            let tick = std::time::Duration::from_millis(20);
+            loop {
+                let started = std::time::Instant::now();
+                tokio::select! {
+                    bound = rx.recv() => {
+                        assert_eq!(bound, Some(later));
+                        break;
+                    }
+                    () = tokio::time::sleep(tick) => {}
+                }
+                latest = latest.max(started.elapsed().saturating_sub(tick));
+            }
+            latest
+        };
+        let latest = tokio::select! {
+            stopped = each => panic!("stopped: {stopped:?}"),
+            latest = checks => latest,
+        };
+        assert!(latest < pause / 2, "held up for {latest:?}");
     }
 
     #[test]

@@ -307,7 +307,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
                 handler.clone(),
             )))
         };
-        addresses::serve_each(netns, identity, &args.listen, first, &InNamespace, serve).await
+        addresses::serve_each(netns, identity, &args.listen, first, InNamespace, serve).await
     })
 }
 
