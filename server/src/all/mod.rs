@@ -160,6 +160,22 @@ impl Settings {
                 metaboot_proto::METADATA_IPV4_LISTEN
             );
         }
+        // Each list is bound in one namespace (a DHCP namespace's, the host's): a wildcard
+        // beside an address it takes would fail as if another server held the address.
+        let (api_listen, api_what) = if args.api_listen.is_empty() {
+            (file.api.listen.clone().unwrap_or_default(), "api.listen")
+        } else {
+            (args.api_listen.clone(), "--api-listen")
+        };
+        let isolated_what = if args.isolated_listen.is_empty() {
+            "proxy.isolated_listen"
+        } else {
+            "--isolated-listen"
+        };
+        for (what, addresses) in [(api_what, &api_listen), (isolated_what, &isolated_listen)] {
+            crate::http::listen::check_distinct(what, addresses)
+                .map_err(crate::admin::InputError)?;
+        }
         let rate_window = args
             .rate_window
             .or(file.proxy.rate_window)
@@ -206,11 +222,7 @@ impl Settings {
                     .to_owned(),
             },
             shared_secret_file,
-            api_listen: if args.api_listen.is_empty() {
-                file.api.listen.clone().unwrap_or_default()
-            } else {
-                args.api_listen.clone()
-            },
+            api_listen,
             dhcp_domain,
             vendor_data: args
                 .vendor_data
@@ -402,6 +414,50 @@ mod tests {
                 .unwrap()
                 .max_connections,
             4096
+        );
+    }
+
+    /// `[::]:80` beside `169.254.169.254:80` in a DHCP namespace, `0.0.0.0:8775` beside
+    /// `127.0.0.1:8775` on the host: refused (exit 2), naming where the list came from.
+    #[test]
+    fn a_wildcard_beside_an_address_it_takes_is_refused() {
+        let secret = "shared_secret_file = \"/etc/metaboot/secret\"\n";
+        let isolated =
+            format!("{secret}[proxy]\nisolated_listen = [\"[::]:80\", \"169.254.169.254:80\"]\n");
+        let api = format!("{secret}[api]\nlisten = [\"0.0.0.0:8775\", \"127.0.0.1:8775\"]\n");
+        for (file, what) in [
+            (
+                isolated.as_str(),
+                "proxy.isolated_listen [::]:80 already takes 169.254.169.254:80",
+            ),
+            (
+                api.as_str(),
+                "api.listen 0.0.0.0:8775 already takes 127.0.0.1:8775",
+            ),
+        ] {
+            let err = resolve(&AllArgs::default(), file).map(|_| ()).unwrap_err();
+            assert!(err.to_string().starts_with(what), "{err}");
+            assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+        }
+        let flags = AllArgs {
+            api_listen: vec!["[::]:8775".parse().unwrap(), "[::1]:8775".parse().unwrap()],
+            isolated_listen: vec!["169.254.169.254:80".parse().unwrap()],
+            ..AllArgs::default()
+        };
+        let err = resolve(&flags, secret).map(|_| ()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--api-listen [::]:8775"),
+            "{err}"
+        );
+        // Distinct addresses, and the defaults, are fine.
+        assert!(resolve(&AllArgs::default(), secret).is_ok());
+        let both = format!("{secret}[api]\nlisten = [\"127.0.0.1:8775\", \"[::1]:8775\"]\n");
+        assert_eq!(
+            resolve(&AllArgs::default(), &both)
+                .unwrap()
+                .api_listen
+                .len(),
+            2
         );
     }
 

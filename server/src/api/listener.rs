@@ -131,6 +131,8 @@ impl Handler for ApiHandler {
 
 /// `metaboot-server api`.
 pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
+    crate::http::listen::check_distinct("--listen", &args.listen)
+        .map_err(crate::admin::InputError)?;
     let identify = args.identify()?;
     let rendering = args.rendering()?;
     let store = crate::store::open(db)
@@ -206,5 +208,27 @@ mod tests {
         assert_eq!(direct.limits(), ServerLimits::guest_facing());
         let chained = Command::parse_from(["api", "--shared-secret-file", "/s"]).api;
         assert_eq!(chained.limits(), ServerLimits::default());
+    }
+
+    /// `0.0.0.0:8775` beside `127.0.0.1:8775`: refused before anything is opened (exit 2),
+    /// not stopped by an "address in use" that blames another server.
+    #[test]
+    fn a_wildcard_beside_an_address_it_takes_is_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("0.0.0.0:{port},127.0.0.1:{port}");
+        let args = ["api", "--shared-secret-file", "/s", "--listen", &listen];
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("r.sqlite");
+        let err = serve(db.to_str().unwrap(), Command::parse_from(args).api).unwrap_err();
+        assert_eq!(
+            crate::cli::exit_code(&err),
+            crate::cli::EXIT_REFUSED,
+            "{err:#}"
+        );
+        assert!(err.to_string().contains("already takes"), "{err:#}");
     }
 }

@@ -206,6 +206,55 @@ fn interfaces_holding(ip: Ipv6Addr) -> io::Result<Vec<(String, u32)>> {
     Ok(found)
 }
 
+/// Refuses a list of addresses to listen on (`what` names its flag or setting) that cannot all
+/// be bound in one namespace: an address given twice, or a wildcard beside an address of the
+/// same port that it already takes ([`takes`]). Its second bind would fail as if another
+/// server held the address.
+pub fn check_distinct(what: &str, addresses: &[SocketAddr]) -> Result<(), String> {
+    for (at, later) in addresses.iter().enumerate() {
+        for earlier in &addresses[..at] {
+            if earlier == later {
+                return Err(format!(
+                    "{what} {later} is given twice: give each address once"
+                ));
+            }
+            for (wildcard, other) in [(earlier, later), (later, earlier)] {
+                if takes(*wildcard, *other) {
+                    let (name, reach) = match wildcard.ip() {
+                        IpAddr::V6(_) => ("[::]", "every address of both families"),
+                        IpAddr::V4(_) => ("0.0.0.0", "every IPv4 address"),
+                    };
+                    return Err(format!(
+                        "{what} {wildcard} already takes {other} ({} listens on {reach} on \
+                         port {}): give one of them",
+                        name,
+                        wildcard.port()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a listener on `wildcard` takes `other`'s connections too, so that both cannot
+/// listen: the same port (not 0, which picks a free one), `wildcard` unspecified, and `[::]`
+/// (both families, [`tcp_listener_on`]) takes every address, `0.0.0.0` every IPv4 one and
+/// the IPv4 half of `[::]`.
+fn takes(wildcard: SocketAddr, other: SocketAddr) -> bool {
+    if wildcard == other
+        || wildcard.port() == 0
+        || wildcard.port() != other.port()
+        || !wildcard.ip().is_unspecified()
+    {
+        return false;
+    }
+    match wildcard.ip() {
+        IpAddr::V6(_) => true,
+        IpAddr::V4(_) => other.ip().to_canonical().is_ipv4() || other.ip().is_unspecified(),
+    }
+}
+
 /// Says what an address in use means and what to do, in the error a user reads.
 fn in_use_hint(err: io::Error) -> io::Error {
     if err.kind() == io::ErrorKind::AddrInUse {
@@ -309,6 +358,58 @@ mod tests {
         assert_eq!(scoped(plain).unwrap(), plain);
         let with_scope = SocketAddr::V6(SocketAddrV6::new(metaboot_proto::METADATA_IPV6, 80, 0, 7));
         assert_eq!(scoped(with_scope).unwrap(), with_scope);
+    }
+
+    /// The pairs `check_distinct` refuses are those whose second bind fails, and only those.
+    #[test]
+    fn addresses_that_cannot_both_listen_are_refused_up_front() {
+        let ipv6 = TcpListener::bind("[::1]:0").is_ok();
+        let pairs = [
+            ("::", "127.0.0.1", true),
+            ("127.0.0.1", "::", true),
+            ("::", "::1", true),
+            ("::", "::ffff:127.0.0.1", true),
+            ("0.0.0.0", "127.0.0.1", true),
+            ("0.0.0.0", "::", true),
+            ("0.0.0.0", "::ffff:127.0.0.1", true),
+            ("0.0.0.0", "::1", false),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("127.0.0.1", "127.0.0.1", true),
+        ];
+        for (first, second, clash) in pairs {
+            let (first, second): (IpAddr, IpAddr) =
+                (first.parse().unwrap(), second.parse().unwrap());
+            if !ipv6 && (first.is_ipv6() || second.is_ipv6()) {
+                let (first, second) = (SocketAddr::new(first, 80), SocketAddr::new(second, 80));
+                assert_eq!(check_distinct("--listen", &[first, second]).is_err(), clash);
+                continue;
+            }
+            // The port the first one holds: no other test can take it meanwhile.
+            let held = tcp_listener(SocketAddr::new(first, 0)).unwrap();
+            let port = held.local_addr().unwrap().port();
+            let (first, second) = (SocketAddr::new(first, port), SocketAddr::new(second, port));
+            let refused = check_distinct("--listen", &[first, second]);
+            assert_eq!(refused.is_err(), clash, "{first} {second}: {refused:?}");
+            let bound = tcp_listener(second);
+            assert_eq!(bound.is_err(), clash, "{first} {second}: {bound:?}");
+        }
+        let at = |ip: &str, port: u16| SocketAddr::new(ip.parse().unwrap(), port);
+        // Another port, or port 0 (a free one): never a clash.
+        assert!(check_distinct("--listen", &[at("::", 80), at("127.0.0.1", 81)]).is_ok());
+        assert!(check_distinct("--listen", &[at("::", 0), at("127.0.0.1", 0)]).is_ok());
+        let port = 80;
+        let err =
+            check_distinct("--listen", &[at("::", port), at("169.254.169.254", port)]).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "--listen [::]:{port} already takes 169.254.169.254:{port} ([::] listens on every \
+                 address of both families on port {port}): give one of them"
+            )
+        );
+        let twice = check_distinct("--listen", &[at("127.0.0.1", port), at("127.0.0.1", port)])
+            .unwrap_err();
+        assert!(twice.contains("given twice"), "{twice}");
     }
 
     #[test]

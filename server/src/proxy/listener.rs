@@ -14,7 +14,8 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use metaboot_proto::ROUTER_PROXY_PORT;
 
-use super::namespace::{self, Identity, NAMESPACE_CHECK_INTERVAL, WAITING_LOG_INTERVAL};
+use super::addresses::{self, Bind as _, InNamespace};
+use super::namespace::{Identity, NAMESPACE_CHECK_INTERVAL};
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
@@ -272,7 +273,7 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         }
         Err(err) => return Err(err).context("cannot read the network namespace's name"),
     };
-    let listeners = bind(args.netns.as_deref(), &args.listen)?;
+    let first = bind(args.netns.as_deref(), &args.listen)?;
     // One proxy per namespace: a single thread keeps it small.
     crate::runtime::run_service(async move {
         let metrics = Metrics::new("proxy");
@@ -295,112 +296,47 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             .map(|limit| Arc::new(RateLimit::new(limit, Duration::from_secs(args.rate_window))));
         let scope = args.scope();
         let handler = ProxyHandler::new(scope.clone(), forward, rate_limit, metrics);
-        let (mut listeners, mut identity) = (listeners, identity);
-        loop {
-            // Each address with a gate of its own, as `all` serves a DHCP namespace's two.
-            let mut serving = tokio::task::JoinSet::new();
-            for (listener, bound) in listeners {
-                let listener = crate::http::TcpAcceptor::new(listener)?;
-                tracing::info!(listen = %bound, netns = args.netns.as_deref().unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
-                serving.spawn(crate::http::serve(listener, limits, handler.clone()));
-            }
-            let (Some(name), Some(bound)) = (args.netns.as_deref(), identity) else {
-                while serving.join_next().await.is_some() {}
-                return Ok(());
-            };
-            tokio::select! {
-                () = async { while serving.join_next().await.is_some() {} } => return Ok(()),
-                how = namespace::left(name, bound, NAMESPACE_CHECK_INTERVAL) => {
-                    tracing::warn!(netns = name, "network namespace {name} {how}: its listeners are closed, and bound again in the namespace the name names next");
-                }
-            }
-            // The listening sockets closed: the old namespace is no longer kept by them.
-            serving.shutdown().await;
-            let (again, now) = bind_again(name, &args.listen).await;
-            (listeners, identity) = (again, Some(now));
-        }
+        let netns = args.netns.as_deref();
+        // Each address with a gate of its own, as `all` serves a DHCP namespace's two.
+        let serve = |listener: std::net::TcpListener, bound: SocketAddr| {
+            let listener = crate::http::TcpAcceptor::new(listener)?;
+            tracing::info!(listen = %bound, netns = netns.unwrap_or("-"), ?scope, agent = %args.socket.display(), "proxy listening");
+            Ok(tokio::spawn(crate::http::serve(
+                listener,
+                limits,
+                handler.clone(),
+            )))
+        };
+        addresses::serve_each(netns, identity, &args.listen, first, InNamespace, serve).await
     })
 }
 
-/// Binds `addresses` in namespace `name` once the name names one again, trying every
-/// [`NAMESPACE_CHECK_INTERVAL`] (a namespace made again may not hold the addresses yet); a
-/// failure is logged when it differs from the one before.
-async fn bind_again(
-    name: &str,
-    addresses: &[SocketAddr],
-) -> (Vec<(std::net::TcpListener, SocketAddr)>, Identity) {
-    let mut last_failure = None;
-    let mut said_at = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(NAMESPACE_CHECK_INTERVAL).await;
-        let failure = match Identity::of(name) {
-            Ok(identity) if identity.exists() => None,
-            Ok(_) => Some(format!("no network namespace {name}")),
-            Err(err) => Some(format!(
-                "cannot read network namespace {name}'s name: {err}"
-            )),
-        };
-        if let Some(failure) = failure {
-            // Said when it changes, and again every WAITING_LOG_INTERVAL while it lasts.
-            if last_failure.as_ref() != Some(&failure) || said_at.elapsed() >= WAITING_LOG_INTERVAL
-            {
-                tracing::warn!(
-                    netns = name,
-                    "{failure}: not listening; checking again every {NAMESPACE_CHECK_INTERVAL:?}"
-                );
-                last_failure = Some(failure);
-                said_at = tokio::time::Instant::now();
-            }
-            continue;
-        }
-        let Ok(before) = Identity::of(name) else {
-            continue;
-        };
-        // Quick (a thread enters the namespace and binds): the connections still open on
-        // this thread wait milliseconds.
-        match bind(Some(name), addresses) {
-            Ok(listeners) => {
-                tracing::info!(
-                    netns = name,
-                    "network namespace {name} is back: listening in it again"
-                );
-                return (listeners, before);
-            }
-            Err(err) => {
-                let failure = format!("{err:#}");
-                if last_failure.as_ref() != Some(&failure)
-                    || said_at.elapsed() >= WAITING_LOG_INTERVAL
-                {
-                    tracing::warn!(netns = name, error = %failure, "cannot listen in network namespace {name} yet; trying again every {NAMESPACE_CHECK_INTERVAL:?}");
-                    last_failure = Some(failure);
-                    said_at = tokio::time::Instant::now();
-                }
-            }
-        }
-    }
-}
-
-/// One listener per address of `--listen`, inside `netns` when given, each with the address
-/// as bound (a link-local one with the scope of the interface that holds it). An address
-/// given twice is refused: the second bind would fail as if another server held it.
+/// One listener per address of `--listen`, inside `netns` when given, in order; `None` for an
+/// address no interface holds yet (said in the log: it is bound once it is, the others are
+/// served meanwhile). An address given twice, or beside a wildcard that takes it
+/// (`[::]:80` and `169.254.169.254:80`), is refused: its bind would fail as if another server
+/// held it. Any other failure (the namespace missing, another server on the
+/// address) stops the proxy.
 pub fn bind(
     netns: Option<&str>,
     addresses: &[SocketAddr],
-) -> anyhow::Result<Vec<(std::net::TcpListener, SocketAddr)>> {
+) -> anyhow::Result<Vec<Option<std::net::TcpListener>>> {
+    crate::http::listen::check_distinct("--listen", addresses).map_err(refused)?;
     let mut bound = Vec::with_capacity(addresses.len());
-    for (at, addr) in addresses.iter().enumerate() {
-        if addresses[..at].contains(addr) {
-            return Err(refused(format!(
-                "--listen {addr} is given twice: give each address once"
-            )));
+    for addr in addresses {
+        let within = netns.map_or(String::new(), |netns| format!(" in namespace {netns}"));
+        match InNamespace.bind(netns, *addr) {
+            Ok(listener) => bound.push(Some(listener)),
+            Err(err) if addresses::is_not_held_yet(&err) => {
+                tracing::warn!(listen = %addr, netns = netns.unwrap_or("-"), error = %err, "cannot listen on {addr}{within} yet: trying again every {NAMESPACE_CHECK_INTERVAL:?}");
+                bound.push(None);
+            }
+            Err(err) => {
+                return Err(
+                    anyhow::Error::new(err).context(format!("failed to listen on {addr}{within}"))
+                );
+            }
         }
-        let listener =
-            crate::http::listen::tcp_listener_in(netns, *addr).with_context(|| match netns {
-                Some(netns) => format!("failed to listen on {addr} in namespace {netns}"),
-                None => format!("failed to listen on {addr}"),
-            })?;
-        let local = listener.local_addr().unwrap_or(*addr);
-        bound.push((listener, local));
     }
     Ok(bound)
 }
@@ -517,10 +453,13 @@ mod tests {
             "127.0.0.2:0".parse().unwrap(),
         ];
         let bound = bind(None, &addresses).unwrap();
-        let ips: Vec<_> = bound.iter().map(|(_, addr)| addr.ip()).collect();
+        let bound: Vec<SocketAddr> = bound
+            .iter()
+            .map(|listener| listener.as_ref().unwrap().local_addr().unwrap())
+            .collect();
+        let ips: Vec<_> = bound.iter().map(SocketAddr::ip).collect();
         assert_eq!(ips, [addresses[0].ip(), addresses[1].ip()]);
-        for (listener, addr) in &bound {
-            assert_eq!(listener.local_addr().unwrap(), *addr);
+        for addr in &bound {
             assert_ne!(addr.port(), 0, "the port as bound");
         }
         let twice = [addresses[0], addresses[0]];
@@ -528,6 +467,43 @@ mod tests {
         assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
         let err = err.to_string();
         assert!(err.contains("given twice"), "{err}");
+    }
+
+    /// `[::]` is both families here: beside `169.254.169.254` of its port it is refused up
+    /// front (exit 2), not stopped by an "address in use" that blames another server.
+    #[test]
+    fn a_wildcard_beside_an_address_it_takes_is_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addresses = [
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        ];
+        let err = bind(None, &addresses).map(|_| ()).unwrap_err();
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+        let err = err.to_string();
+        assert!(err.contains("already takes 127.0.0.1"), "{err}");
+        assert!(!err.contains("another server"), "{err}");
+    }
+
+    /// `fe80::a9fe:a9fe` before the DHCP port holds it: the proxy starts, serving the others.
+    #[test]
+    fn an_address_no_interface_holds_yet_does_not_stop_the_others() {
+        let served: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let addresses = [served, metaboot_proto::METADATA_IPV6_LISTEN];
+        // fe80::a9fe:a9fe is on no interface of the namespace the tests run in.
+        let bound = bind(None, &addresses).unwrap();
+        assert_eq!(bound.len(), 2);
+        let first = bound[0].as_ref().unwrap().local_addr().unwrap();
+        assert_eq!(first.ip(), served.ip());
+        assert!(bound[1].is_none(), "bound once an interface holds it");
+        // Another failure still stops it: the address held by another server.
+        let held = crate::http::listen::tcp_listener(served).unwrap();
+        let err = bind(None, &[held.local_addr().unwrap()]).unwrap_err();
+        assert!(format!("{err:#}").contains("another server"), "{err:#}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and §3): takes guests' requests inside a router or DHCP namespace, strips what they must not
 //! send, adds who they are and where they came from, and forwards to the agent.
 
+mod addresses;
 mod listener;
 pub mod namespace;
 pub mod rate_limit;

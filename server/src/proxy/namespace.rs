@@ -4,7 +4,8 @@
 //! answer nobody (and keep the old namespace, its interfaces and addresses alive) while its
 //! service manager sees it running. The proxy checks every [`NAMESPACE_CHECK_INTERVAL`] that
 //! `/run/netns/NAME` still names the namespace it bound in; when it does not, its listeners
-//! are closed and bound again in the namespace the name names next, once there is one.
+//! are closed and bound again in the namespace the name names next, once there is one
+//! (`addresses.rs`).
 
 use std::io;
 use std::os::unix::fs::MetadataExt as _;
@@ -38,21 +39,6 @@ impl Identity {
     /// Whether the name names a namespace.
     pub fn exists(self) -> bool {
         self.0.is_some()
-    }
-}
-
-/// Waits until `name` no longer names the namespace `bound` identifies (deleted, or made
-/// again), checking every `interval`; says which. A check that fails (a permission taken away)
-/// counts as no change: the listeners keep serving.
-pub async fn left(name: &str, bound: Identity, interval: Duration) -> &'static str {
-    loop {
-        tokio::time::sleep(interval).await;
-        match Identity::of(name) {
-            Ok(now) if now == bound => {}
-            Ok(now) if now.exists() => return "was made again",
-            Ok(_) => return "was deleted",
-            Err(_) => {}
-        }
     }
 }
 

@@ -351,16 +351,19 @@ fn all_serves_ipv6_guests_on_both_paths() {
         "no scoped listener in the log:\n{log}"
     );
 
-    // The DHCP port is plugged again inside the same namespace (a DHCP agent's resync): a
-    // new interface with a new index holds the address, and is served.
-    let dhcp = &lab.dhcp;
+    replug_dhcp_port(&lab.dhcp);
+    check_guests(&lab);
+}
+
+/// The DHCP port plugged again inside the same namespace (a DHCP agent's resync): a new
+/// interface, with a new index, holds the metadata address.
+fn replug_dhcp_port(dhcp: &Netns) {
     let index = |name: &str| dhcp.exec("cat", &[&format!("/sys/class/net/{name}/ifindex")]);
     let before = index("br-six").unwrap();
     dhcp.exec("ip", &["link", "del", "br-six"]).unwrap();
     plug_dhcp_port(dhcp);
     assert_ne!(index("br-six").unwrap(), before);
     join_dhcp_port(dhcp);
-    check_guests(&lab);
 }
 
 #[test]
@@ -392,11 +395,14 @@ fn ns_proxies_serve_ipv6_guests_on_both_paths() {
         lab.chain.start_role("ns-proxy", &all, || true).unwrap();
     }
     check_guests(&lab);
+    // The DHCP namespace's proxy follows the address to the port's new interface.
+    replug_dhcp_port(&lab.dhcp);
+    check_guests(&lab);
 
-    // Where nothing holds the address, ns-proxy says what to do and stops.
+    // Where nothing holds the address yet, ns-proxy says what to do and keeps running; once
+    // an interface holds it, it listens there.
     let bare = namespace(&format!("mbt6-{}-bare", std::process::id() % 100_000));
-    let mut refused = lab.chain.cli();
-    refused.args([
+    let args = [
         "ns-proxy",
         "--socket",
         &socket,
@@ -406,15 +412,42 @@ fn ns_proxies_serve_ipv6_guests_on_both_paths() {
         &bare.name,
         "--listen",
         &ipv6_listen,
-    ]);
-    let refused = metaboot_tests::chain::run_to_exit(&mut refused).unwrap();
-    assert_ne!(refused.code, Some(0), "{refused:?}");
-    assert!(
-        refused
-            .stderr
-            .contains("ip addr add fe80::a9fe:a9fe/64 dev IFACE nodad"),
-        "{refused:?}"
+    ];
+    lab.chain
+        .start_role("ns-proxy-bare", &args, || true)
+        .unwrap();
+    logged(
+        &lab.chain,
+        &["ip addr add fe80::a9fe:a9fe/64 dev IFACE nodad"],
     );
+    let pid = lab.chain.pid("ns-proxy-bare").unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(!stat.contains(") Z "), "it stopped:\n{}", lab.chain.logs());
+    bare.exec("ip", &["link", "add", "port", "type", "bridge"])
+        .unwrap();
+    bare.exec("ip", &["link", "set", "port", "up"]).unwrap();
+    hold_metadata_address(&bare, "port");
+    logged(&lab.chain, &["proxy listening", &bare.name]);
+}
+
+/// Waits until one line of the chain's logs contains each of `texts`, failing after
+/// [`SERVED_WITHIN`].
+fn logged(chain: &Chain, texts: &[&str]) {
+    let deadline = Instant::now() + SERVED_WITHIN;
+    loop {
+        let logs = chain.logs();
+        if logs
+            .lines()
+            .any(|line| texts.iter().all(|text| line.contains(text)))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {texts:?} in the log:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The guest agent in the IPv6-only guest's namespace, with cloud-init's list of metadata

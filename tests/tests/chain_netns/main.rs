@@ -198,7 +198,11 @@ fn start_ns_proxy(chain: &mut Chain, listen: &str, scope: &[String; 2], netns: &
 
 /// The uuid a guest in `netns` reads from meta_data.json, waiting until it is served.
 fn uuid_from(netns: &Netns, within: Duration) -> String {
-    let to = METADATA_IPV4_LISTEN;
+    uuid_at(netns, METADATA_IPV4_LISTEN, within)
+}
+
+/// [`uuid_from`], asking the proxy at `to`.
+fn uuid_at(netns: &Netns, to: SocketAddr, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
         let reply = netns
@@ -335,6 +339,45 @@ fn ns_proxy_listens_again_in_its_namespace_made_again() {
         .unwrap();
     assert_eq!(
         uuid_from(&guest, Duration::from_secs(20)),
+        lab.uuid_isolated
+    );
+}
+
+/// The metadata address added to the DHCP port only after the proxy started (as Neutron adds
+/// it, or as DAD ends for fe80::a9fe:a9fe): the proxy starts, serves its other address
+/// meanwhile, and the metadata address as soon as the port holds it, without a restart.
+#[test]
+fn ns_proxy_serves_an_address_once_its_port_holds_it() {
+    if !require_root() || !require_command("iptables") {
+        return;
+    }
+    let mut lab = lab();
+    lab.chain.start().unwrap();
+    lab.dhcp
+        .exec(
+            "ip",
+            &["addr", "del", &metadata_host_route(), "dev", "tap-test"],
+        )
+        .unwrap();
+    let netns = lab.dhcp.name.clone();
+    let network = ["--network-id", netns.strip_prefix("qdhcp-").unwrap()].map(str::to_owned);
+    // The DHCP port's own address, held from the start, and the metadata address, not yet.
+    let port: SocketAddr = "198.18.1.2:80".parse().unwrap();
+    let listen = format!("{port},{METADATA_IPV4_LISTEN}");
+    start_ns_proxy(&mut lab.chain, &listen, &network, &netns);
+    assert_eq!(
+        uuid_at(&lab.guest_isolated, port, Duration::from_secs(10)),
+        lab.uuid_isolated,
+        "the address held at start is served meanwhile"
+    );
+    lab.dhcp
+        .exec(
+            "ip",
+            &["addr", "add", &metadata_host_route(), "dev", "tap-test"],
+        )
+        .unwrap();
+    assert_eq!(
+        uuid_from(&lab.guest_isolated, Duration::from_secs(10)),
         lab.uuid_isolated
     );
 }
