@@ -509,6 +509,69 @@ fn a_config_file_with_a_password_others_may_read_stops_all_with_the_chmod_to_run
     );
 }
 
+/// `all --config FILE` with a file it cannot take (missing, a directory, too large, not UTF-8,
+/// not TOML, an unknown key) stops at once with exit 2, so the unit does not restart it
+/// (`RestartPreventExitStatus=2`), and one line naming the file and what is wrong with it; a
+/// line it cannot parse is never quoted, as it may hold the PostgreSQL password.
+#[test]
+fn a_config_file_all_cannot_take_stops_it_with_exit_2_naming_the_file() {
+    const PASSWORD: &str = "Hunter2-unterminated";
+    let reg = Registry::new();
+    let missing_secret = reg.path("missing-secret").display().to_string();
+    let run = |config: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env_remove("METABOOT_DB")
+            .args(["all", "--config", config])
+            .args(["--shared-secret-file", &missing_secret])
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let missing = reg.path("missing.toml").display().to_string();
+    let directory = reg.dir.path().display().to_string();
+    let too_large = reg.write("large.toml", &vec![b'#'; 64 * 1024 + 1]);
+    let latin1 = reg.write("latin1.toml", b"# r\xe9seau\nthreads = 2\n");
+    let not_toml = reg.write("not-toml.toml", b"threads = 2\ndb = \n");
+    let typo = reg.write("typo.toml", b"[proxy]\nrouter_prot = 9697\n");
+    let bad_value = reg.write("bad-value.toml", b"[proxy]\nrouter_port = \"x\"\n");
+    let password = reg.write(
+        "password.toml",
+        format!("db = \"postgres://metaboot:{PASSWORD}@db.invalid/metaboot\n").as_bytes(),
+    );
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    for (config, what) in [
+        (&missing, "cannot read the configuration file"),
+        (&directory, "cannot read the configuration file"),
+        (&too_large, "is larger than 65536 bytes"),
+        (&latin1, "is not UTF-8"),
+        (&not_toml, "is not valid at line 2, column 6"),
+        (
+            &typo,
+            "is not valid at line 2, column 1: unknown field `router_prot`",
+        ),
+        (&bad_value, "is not valid at line 2, column 15"),
+        (&password, "is not valid at line 1, column "),
+    ] {
+        let (code, stderr) = run(config);
+        assert_eq!(code, Some(2), "{config}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{config}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(config.as_str()),
+            "{config}: {stderr}"
+        );
+        assert!(stderr.contains(what), "{config}: {stderr}");
+        assert!(!stderr.contains(PASSWORD), "{config}: {stderr}");
+    }
+}
+
 /// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
 /// flags that contradict it.
 #[test]
