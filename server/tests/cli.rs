@@ -572,6 +572,42 @@ fn a_config_file_all_cannot_take_stops_it_with_exit_2_naming_the_file() {
     }
 }
 
+/// A `--vendor-data` file `api` or `all` cannot take (missing, a directory, not JSON) stops it
+/// at start as the configuration file does: exit 2, one line naming the file.
+#[test]
+fn a_vendor_data_file_api_or_all_cannot_take_stops_it_with_exit_2_naming_the_file() {
+    let reg = Registry::new();
+    let secret = reg.write("secret", b"s3cret\n");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let missing = reg.path("missing.json").display().to_string();
+    let directory = reg.dir.path().display().to_string();
+    let not_json = reg.write("vendor.json", b"{\"a\": ");
+    for (vendor, what) in [
+        (&missing, "cannot read the vendor data file"),
+        (&directory, "cannot read the vendor data file"),
+        (&not_json, "is not valid JSON"),
+    ] {
+        let api = ["api", "--identify-by-source-ip", "--listen", "127.0.0.1:0"];
+        let all = ["all", "--shared-secret-file", &secret];
+        for command in [&api[..], &all[..]] {
+            let mut args = command.to_vec();
+            args.extend(["--vendor-data", vendor]);
+            let output = reg
+                .cmd(&args)
+                .timeout(std::time::Duration::from_secs(30))
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(what) && stderr.contains(vendor.as_str()),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
 /// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
 /// flags that contradict it.
 #[test]
