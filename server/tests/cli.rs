@@ -608,6 +608,65 @@ fn a_vendor_data_file_api_or_all_cannot_take_stops_it_with_exit_2_naming_the_fil
     }
 }
 
+/// `network create --libvirt-network NAME` checks libvirt's DHCP range against `--cidr` in the
+/// `--leases-dir` it is given, as `all` reads leases there: a range outside the subnet is
+/// warned of on standard error naming the file read; the network is created all the same.
+#[test]
+fn a_libvirt_range_outside_the_cidr_is_warned_of_from_the_leases_dir_given() {
+    let reg = Registry::new();
+    let leases = reg.path("dnsmasq");
+    std::fs::create_dir(&leases).unwrap();
+    std::fs::write(
+        leases.join("lab.conf"),
+        "interface=virbr7\ndhcp-range=192.168.122.2,192.168.122.254,255.255.255.0\n",
+    )
+    .unwrap();
+    let leases = leases.display().to_string();
+    let output = reg
+        .cmd(&[
+            "network",
+            "create",
+            "copied",
+            "--cidr",
+            "198.18.9.0/24",
+            "--libvirt-network",
+            "lab",
+            "--leases-dir",
+            &leases,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("warning: libvirt network lab hands out 192.168.122.2-192.168.122.254")
+            && stderr.contains(&format!("({leases}/lab.conf)")),
+        "{stderr}"
+    );
+    reg.ok(&["network", "delete", "copied"]);
+    // The subnet libvirt hands out: nothing to say.
+    let output = reg
+        .cmd(&[
+            "network",
+            "create",
+            "right",
+            "--cidr",
+            "192.168.122.0/24",
+            "--libvirt-network",
+            "lab",
+            "--leases-dir",
+            &leases,
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
 /// flags that contradict it.
 #[test]
