@@ -17,6 +17,7 @@ mod records;
 mod roles;
 mod servers;
 mod support;
+mod upgrades;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -174,6 +175,11 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         "a_role_that_may_not_create_the_schema_is_told_what_to_do",
         "roles_no_schema",
         roles::a_role_that_may_not_create_the_schema_is_told_what_to_do,
+    ),
+    (
+        "concurrent_opens_of_an_old_registry_upgrade_it_once",
+        "upgrade_concurrently",
+        upgrades::concurrent_opens_of_an_old_registry_upgrade_it_once,
     ),
 ];
 

@@ -9,7 +9,7 @@
 //! [`SCHEMA_LOCK`] and [`WRITE_LOCK`], so that no write holds a table lock meanwhile.
 
 use ::postgres::error::SqlState;
-use ::postgres::{Client, GenericClient, Transaction};
+use ::postgres::{Client, GenericClient, IsolationLevel, Transaction};
 
 use super::conn::is_connection_error;
 use super::locks::{SCHEMA_LOCK, WRITE_LOCK};
@@ -77,7 +77,11 @@ fn current(found: Option<i64>, target: &str) -> Result<bool, SchemaFailure> {
 }
 
 /// Creates the schema or brings it up to date in one transaction under [`SCHEMA_LOCK`] and
-/// [`WRITE_LOCK`], unless another opener did while this one waited for them.
+/// [`WRITE_LOCK`], unless another opener did while this one waited for them. The transaction
+/// is READ COMMITTED whatever the database's `default_transaction_isolation`: the version is
+/// read again by a statement after the locks, whose snapshot sees another opener's upgrade
+/// committed meanwhile; under REPEATABLE READ the snapshot of the locks' statement, taken
+/// before their wait, would hide it and the DDL would run again.
 fn create_or_upgrade(client: &mut Client, target: &str) -> Result<(), SchemaFailure> {
     let fail = |err: ::postgres::Error| SchemaFailure {
         lost: is_connection_error(&err),
@@ -86,7 +90,11 @@ fn create_or_upgrade(client: &mut Client, target: &str) -> Result<(), SchemaFail
             error_text(&err)
         )),
     };
-    let mut tx = client.transaction().map_err(fail)?;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(fail)?;
     for key in [SCHEMA_LOCK, WRITE_LOCK] {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
             .map_err(fail)?;
