@@ -177,6 +177,16 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         roles::a_role_that_may_not_create_the_schema_is_told_what_to_do,
     ),
     (
+        "an_upgrade_beside_a_snapshot_read_aborts_neither",
+        "upgrade_beside_a_read",
+        upgrades::an_upgrade_beside_a_snapshot_read_aborts_neither,
+    ),
+    (
+        "an_upgrade_a_read_left_open_holds_up_gives_up_and_says_to_retry",
+        "upgrade_held_up",
+        upgrades::an_upgrade_a_read_left_open_holds_up_gives_up_and_says_to_retry,
+    ),
+    (
         "concurrent_opens_of_an_old_registry_upgrade_it_once",
         "upgrade_concurrently",
         upgrades::concurrent_opens_of_an_old_registry_upgrade_it_once,
