@@ -177,6 +177,11 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         roles::a_role_that_may_not_create_the_schema_is_told_what_to_do,
     ),
     (
+        "a_role_that_may_not_read_the_schema_version_is_told_which_grants_to_run",
+        "roles_no_version",
+        roles::a_role_that_may_not_read_the_schema_version_is_told_which_grants_to_run,
+    ),
+    (
         "an_upgrade_beside_a_snapshot_read_aborts_neither",
         "upgrade_beside_a_read",
         upgrades::an_upgrade_beside_a_snapshot_read_aborts_neither,

@@ -2,6 +2,7 @@
 //! its connection broken (the server restarted) retries once on a fresh one.
 
 mod conn;
+mod grants;
 mod identity;
 mod locks;
 mod pool;

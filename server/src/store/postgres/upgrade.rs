@@ -22,6 +22,7 @@ use ::postgres::error::SqlState;
 use ::postgres::{Client, GenericClient, IsolationLevel, Transaction};
 
 use super::conn::is_connection_error;
+use super::grants::read_write_grants;
 use super::locks::{SCHEMA_LOCK, WRITE_LOCK};
 use super::pool::error_text;
 use super::schema;
@@ -60,11 +61,35 @@ pub fn bring_up_to_date(client: &mut Client, target: &str) -> Result<(), SchemaF
             error_text(&err)
         )),
     };
-    let found = version(client).map_err(fail)?;
+    let found = match version(client) {
+        Ok(found) => found,
+        Err(err) if is_denied(&err) => return Err(may_not_read(client, &err, target)),
+        Err(err) => return Err(fail(err)),
+    };
     if current(found, target)? {
         return Ok(());
     }
     upgrade_when_free(client, target, found)
+}
+
+/// True when `err` is PostgreSQL refusing the role a privilege.
+fn is_denied(err: &::postgres::Error) -> bool {
+    err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+}
+
+/// The role may not read the registry's `schema_version` table (granted some tables, or none,
+/// by hand): the grants its owner runs.
+fn may_not_read(client: &mut Client, err: &::postgres::Error, target: &str) -> SchemaFailure {
+    let grants = read_write_grants(client);
+    SchemaFailure {
+        error: StoreError::Backend(format!(
+            "cannot read the registry's schema version in {target}: {}; this role may not read \
+             the registry's tables: have the database's owner run `{grants}` in that database, \
+             then run this again",
+            error_text(err)
+        )),
+        lost: false,
+    }
 }
 
 /// [`create_or_upgrade`] until it is not held up by another session's table lock, at most
@@ -197,14 +222,8 @@ fn create_or_upgrade(
             Ok(()) => {}
             // Dropping the transaction rolls it back: nothing was changed.
             Err(err) if gave_way(&err) => return Ok(Upgrade::HeldUp),
-            Err(err) => {
-                return Err(match err.code() {
-                    Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => {
-                        not_allowed(&err, *found, target)
-                    }
-                    _ => fail(err),
-                });
-            }
+            Err(err) if is_denied(&err) => return Err(not_allowed(&err, *found, target)),
+            Err(err) => return Err(fail(err)),
         }
     }
     tx.commit().map_err(fail)?;
