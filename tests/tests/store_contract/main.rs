@@ -12,6 +12,7 @@ mod changes;
 mod dual_stack;
 mod feed;
 mod host;
+mod isolation;
 mod limits;
 mod records;
 mod roles;
@@ -180,6 +181,11 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         "a_role_that_may_not_read_the_schema_version_is_told_which_grants_to_run",
         "roles_no_version",
         roles::a_role_that_may_not_read_the_schema_version_is_told_which_grants_to_run,
+    ),
+    (
+        "racing_writes_under_a_repeatable_read_default_allocate_densely",
+        "writes_repeatable_read",
+        isolation::racing_writes_under_a_repeatable_read_default_allocate_densely,
     ),
     (
         "an_upgrade_beside_a_snapshot_read_aborts_neither",

@@ -8,6 +8,7 @@ use metaboot_server::store::{self, StoreError};
 
 use crate::dual_stack::{POSTGRES_SCHEMA_1, ROWS_1};
 use crate::host::TO_SCHEMA_2;
+use crate::isolation::default_to_repeatable_read;
 use crate::servers::OPENERS;
 
 /// How long the snapshot read beside an upgrade holds the table it read first before it
@@ -124,12 +125,7 @@ pub fn an_upgrade_a_read_left_open_holds_up_gives_up_and_says_to_retry(
 /// every open succeeds and the schema is brought up to date once, the later openers finding
 /// it done under the schema lock.
 pub fn concurrent_opens_of_an_old_registry_upgrade_it_once(server: &PgServer, name: &str) {
-    server
-        .psql(
-            "postgres",
-            &format!("ALTER DATABASE {name} SET default_transaction_isolation = 'repeatable read'"),
-        )
-        .unwrap();
+    default_to_repeatable_read(server, name);
     make_old(server, name, false);
     let url = server.url(name);
     let opened: Vec<Result<(), String>> = std::thread::scope(|scope| {
