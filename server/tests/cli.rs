@@ -509,6 +509,164 @@ fn a_config_file_with_a_password_others_may_read_stops_all_with_the_chmod_to_run
     );
 }
 
+/// `all --config FILE` with a file it cannot take (missing, a directory, too large, not UTF-8,
+/// not TOML, an unknown key) stops at once with exit 2, so the unit does not restart it
+/// (`RestartPreventExitStatus=2`), and one line naming the file and what is wrong with it; a
+/// line it cannot parse is never quoted, as it may hold the PostgreSQL password.
+#[test]
+fn a_config_file_all_cannot_take_stops_it_with_exit_2_naming_the_file() {
+    const PASSWORD: &str = "Hunter2-unterminated";
+    let reg = Registry::new();
+    let missing_secret = reg.path("missing-secret").display().to_string();
+    let run = |config: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env_remove("METABOOT_DB")
+            .args(["all", "--config", config])
+            .args(["--shared-secret-file", &missing_secret])
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let missing = reg.path("missing.toml").display().to_string();
+    let directory = reg.dir.path().display().to_string();
+    let too_large = reg.write("large.toml", &vec![b'#'; 64 * 1024 + 1]);
+    let latin1 = reg.write("latin1.toml", b"# r\xe9seau\nthreads = 2\n");
+    let not_toml = reg.write("not-toml.toml", b"threads = 2\ndb = \n");
+    let typo = reg.write("typo.toml", b"[proxy]\nrouter_prot = 9697\n");
+    let bad_value = reg.write("bad-value.toml", b"[proxy]\nrouter_port = \"x\"\n");
+    let password = reg.write(
+        "password.toml",
+        format!("db = \"postgres://metaboot:{PASSWORD}@db.invalid/metaboot\n").as_bytes(),
+    );
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    for (config, what) in [
+        (&missing, "cannot read the configuration file"),
+        (&directory, "cannot read the configuration file"),
+        (&too_large, "is larger than 65536 bytes"),
+        (&latin1, "is not UTF-8"),
+        (&not_toml, "is not valid at line 2, column 6"),
+        (
+            &typo,
+            "is not valid at line 2, column 1: unknown field `router_prot`",
+        ),
+        (&bad_value, "is not valid at line 2, column 15"),
+        (&password, "is not valid at line 1, column "),
+    ] {
+        let (code, stderr) = run(config);
+        assert_eq!(code, Some(2), "{config}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{config}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(config.as_str()),
+            "{config}: {stderr}"
+        );
+        assert!(stderr.contains(what), "{config}: {stderr}");
+        assert!(!stderr.contains(PASSWORD), "{config}: {stderr}");
+    }
+}
+
+/// A `--vendor-data` file `api` or `all` cannot take (missing, a directory, not JSON) stops it
+/// at start as the configuration file does: exit 2, one line naming the file.
+#[test]
+fn a_vendor_data_file_api_or_all_cannot_take_stops_it_with_exit_2_naming_the_file() {
+    let reg = Registry::new();
+    let secret = reg.write("secret", b"s3cret\n");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let missing = reg.path("missing.json").display().to_string();
+    let directory = reg.dir.path().display().to_string();
+    let not_json = reg.write("vendor.json", b"{\"a\": ");
+    for (vendor, what) in [
+        (&missing, "cannot read the vendor data file"),
+        (&directory, "cannot read the vendor data file"),
+        (&not_json, "is not valid JSON"),
+    ] {
+        let api = ["api", "--identify-by-source-ip", "--listen", "127.0.0.1:0"];
+        let all = ["all", "--shared-secret-file", &secret];
+        for command in [&api[..], &all[..]] {
+            let mut args = command.to_vec();
+            args.extend(["--vendor-data", vendor]);
+            let output = reg
+                .cmd(&args)
+                .timeout(std::time::Duration::from_secs(30))
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(what) && stderr.contains(vendor.as_str()),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
+/// `network create --libvirt-network NAME` checks libvirt's DHCP range against `--cidr` in the
+/// `--leases-dir` it is given, as `all` reads leases there: a range outside the subnet is
+/// warned of on standard error naming the file read; the network is created all the same.
+#[test]
+fn a_libvirt_range_outside_the_cidr_is_warned_of_from_the_leases_dir_given() {
+    let reg = Registry::new();
+    let leases = reg.path("dnsmasq");
+    std::fs::create_dir(&leases).unwrap();
+    std::fs::write(
+        leases.join("lab.conf"),
+        "interface=virbr7\ndhcp-range=192.168.122.2,192.168.122.254,255.255.255.0\n",
+    )
+    .unwrap();
+    let leases = leases.display().to_string();
+    let output = reg
+        .cmd(&[
+            "network",
+            "create",
+            "copied",
+            "--cidr",
+            "198.18.9.0/24",
+            "--libvirt-network",
+            "lab",
+            "--leases-dir",
+            &leases,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("warning: libvirt network lab hands out 192.168.122.2-192.168.122.254")
+            && stderr.contains(&format!("({leases}/lab.conf)")),
+        "{stderr}"
+    );
+    reg.ok(&["network", "delete", "copied"]);
+    // The subnet libvirt hands out: nothing to say.
+    let output = reg
+        .cmd(&[
+            "network",
+            "create",
+            "right",
+            "--cidr",
+            "192.168.122.0/24",
+            "--libvirt-network",
+            "lab",
+            "--leases-dir",
+            &leases,
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `network create --no-dhcp`: no DHCP port, so no DHCP address; the refusals name the
 /// flags that contradict it.
 #[test]

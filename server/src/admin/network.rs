@@ -1,9 +1,9 @@
 //! `network create|list|show|delete`.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use ipnet::IpNet;
 
 use super::output::{self, Output};
@@ -16,51 +16,7 @@ use crate::store::{
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
     /// Create a network with one subnet, IPv4 or IPv6, or two (dual stack).
-    Create {
-        name: String,
-        /// The subnet, e.g. 198.18.0.0/24 or fdc6:1200:0:1::/64; twice for a dual-stack network
-        /// (one IPv4, one IPv6).
-        #[arg(long, required = true)]
-        cidr: Vec<String>,
-        /// The router's address on a subnet (default: its first host address); one per
-        /// subnet at most, matched to the subnet of its family.
-        #[arg(long)]
-        gateway: Vec<String>,
-        /// The DHCP port's address on a subnet (default: its second host address).
-        #[arg(long = "dhcp-ip")]
-        dhcp_ip: Vec<String>,
-        /// How guests configure their IPv6 address (Neutron's ipv6_address_mode): slaac,
-        /// dhcpv6-stateful or dhcpv6-stateless. Default: DHCPv6 when DHCP is on, static
-        /// otherwise.
-        #[arg(long = "ipv6-address-mode")]
-        ipv6_address_mode: Option<String>,
-        #[arg(long, default_value = "admin")]
-        project: String,
-        /// No router: metadata is served from the DHCP namespace.
-        #[arg(long)]
-        isolated: bool,
-        #[arg(long)]
-        mtu: Option<u32>,
-        /// No DHCP: ports get static addresses, carried to guests in network_data.json
-        /// (`ipv4` with address, netmask and routes) and applied by their guest agent.
-        #[arg(long = "no-dhcp", conflicts_with_all = ["dhcp_ip", "isolated"])]
-        no_dhcp: bool,
-        /// Serve the network on this libvirt network's bridge (`virsh net-list`): no router
-        /// or DHCP namespace; instances are known by MAC, their address learned from
-        /// libvirt's DHCP leases.
-        #[arg(
-            long = "libvirt-network",
-            value_name = "NAME",
-            conflicts_with_all = ["bridge", "isolated", "dhcp_ip"]
-        )]
-        libvirt_network: Option<String>,
-        /// Serve the network on this bridge of the host's namespace (as --libvirt-network,
-        /// for a bridge libvirt does not manage).
-        #[arg(long, value_name = "BR", conflicts_with_all = ["isolated", "dhcp_ip"])]
-        bridge: Option<String>,
-        #[command(flatten)]
-        output: Output,
-    },
+    Create(Box<NetworkCreate>),
     /// List networks.
     List(Output),
     /// Show one network (by id or unique name).
@@ -73,23 +29,78 @@ pub enum NetworkCommand {
     Delete { network: String },
 }
 
+/// `network create`'s arguments.
+#[derive(Debug, Args)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// The subnet, e.g. 198.18.0.0/24 or fdc6:1200:0:1::/64; twice for a dual-stack network
+    /// (one IPv4, one IPv6).
+    #[arg(long, required = true)]
+    pub cidr: Vec<String>,
+    /// The router's address on a subnet (default: its first host address); one per
+    /// subnet at most, matched to the subnet of its family.
+    #[arg(long)]
+    pub gateway: Vec<String>,
+    /// The DHCP port's address on a subnet (default: its second host address).
+    #[arg(long = "dhcp-ip")]
+    pub dhcp_ip: Vec<String>,
+    /// How guests configure their IPv6 address (Neutron's ipv6_address_mode): slaac,
+    /// dhcpv6-stateful or dhcpv6-stateless. Default: DHCPv6 when DHCP is on, static
+    /// otherwise.
+    #[arg(long = "ipv6-address-mode")]
+    pub ipv6_address_mode: Option<String>,
+    #[arg(long, default_value = "admin")]
+    pub project: String,
+    /// No router: metadata is served from the DHCP namespace.
+    #[arg(long)]
+    pub isolated: bool,
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// No DHCP: ports get static addresses, carried to guests in network_data.json
+    /// (`ipv4` with address, netmask and routes) and applied by their guest agent.
+    #[arg(long = "no-dhcp", conflicts_with_all = ["dhcp_ip", "isolated"])]
+    pub no_dhcp: bool,
+    /// Serve the network on this libvirt network's bridge (`virsh net-list`): no router
+    /// or DHCP namespace; instances are known by MAC, their address learned from
+    /// libvirt's DHCP leases.
+    #[arg(
+        long = "libvirt-network",
+        value_name = "NAME",
+        conflicts_with_all = ["bridge", "isolated", "dhcp_ip"]
+    )]
+    pub libvirt_network: Option<String>,
+    /// Serve the network on this bridge of the host's namespace (as --libvirt-network,
+    /// for a bridge libvirt does not manage).
+    #[arg(long, value_name = "BR", conflicts_with_all = ["isolated", "dhcp_ip"])]
+    pub bridge: Option<String>,
+    /// Where this host's libvirt keeps its dnsmasq files, as `all --leases-dir` (the
+    /// configuration file's `proxy.leases_dir`): with --libvirt-network, the DHCP range
+    /// of `<NAME>.conf` there is checked against --cidr.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_LEASES_DIR)]
+    pub leases_dir: PathBuf,
+    #[command(flatten)]
+    pub output: Output,
+}
+
 /// Runs one `network` command against `store`.
 pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
     match cmd {
-        NetworkCommand::Create {
-            name,
-            cidr,
-            gateway,
-            dhcp_ip,
-            ipv6_address_mode,
-            project,
-            isolated,
-            mtu,
-            no_dhcp,
-            libvirt_network,
-            bridge,
-            output,
-        } => {
+        NetworkCommand::Create(args) => {
+            let NetworkCreate {
+                name,
+                cidr,
+                gateway,
+                dhcp_ip,
+                ipv6_address_mode,
+                project,
+                isolated,
+                mtu,
+                no_dhcp,
+                libvirt_network,
+                bridge,
+                leases_dir,
+                output,
+            } = *args;
             let subnets = subnets(&cidr, &gateway, &dhcp_ip)?;
             let [first, ..] = subnets.as_slice() else {
                 return Err(StoreError::Invalid("give the subnet with --cidr".to_owned()).into());
@@ -113,7 +124,7 @@ pub fn run(store: &dyn Store, cmd: NetworkCommand) -> anyhow::Result<()> {
                     .or(bridge.map(HostBridge::Bridge)),
             };
             let network = store.create_network(&new)?;
-            if let Some(warning) = libvirt_range_warning(&network, Path::new(DEFAULT_LEASES_DIR)) {
+            if let Some(warning) = libvirt_range_warning(&network, &leases_dir) {
                 eprintln!("warning: {warning}");
             }
             show(&network, output)

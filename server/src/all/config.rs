@@ -1,12 +1,11 @@
 //! The `all` configuration file (TOML). Every key also has a flag; a flag wins over the file,
 //! the file over the built-in default.
 
-use std::io::Read as _;
+use std::io::{ErrorKind, Read as _};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::secret::{FORBIDDEN_SECRET_MODE_BITS, SECRET_FILE_MODE};
@@ -14,9 +13,53 @@ use crate::secret::{FORBIDDEN_SECRET_MODE_BITS, SECRET_FILE_MODE};
 /// Largest configuration file read, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
-/// A configuration file refused for what it exposes.
+/// Why the configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "cannot read the configuration file {}: give the path of a TOML file the user this \
+         runs as can read",
+        path.display()
+    )]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read the configuration file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the configuration file {} is larger than {MAX_CONFIG_BYTES} bytes, the limit: is it \
+         the right file?",
+        path.display()
+    )]
+    TooLarge { path: PathBuf },
+    #[error(
+        "the configuration file {} is not UTF-8 (TOML is UTF-8): save it as UTF-8",
+        path.display()
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    /// Not TOML, or a key or value `all` does not take. The message is the parser's without
+    /// the line it quotes, which may hold the PostgreSQL password.
+    #[error(
+        "the configuration file {} is not valid at line {line}, column {column}: {message}; \
+         fix it (docs/server.md lists the keys)",
+        path.display()
+    )]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     /// Its `db` holds the PostgreSQL password and its group or others may read it: libpq
     /// ignores a `.pgpass` with any of those bits (`passwordFromFile` in its `fe-connect.c`),
     /// and `all` refuses such a file as it refuses the shared secret's.
@@ -31,9 +74,43 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The user's file is at fault: the CLI exits 2, as for the shared secret file.
+    /// The user's file is at fault: the CLI exits 2, as for the shared secret file, and the
+    /// systemd unit does not restart (`RestartPreventExitStatus=2`).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Self::TooOpen { .. })
+        matches!(
+            self,
+            Self::Unreadable { .. }
+                | Self::TooLarge { .. }
+                | Self::NotUtf8 { .. }
+                | Self::Invalid { .. }
+                | Self::TooOpen { .. }
+        )
+    }
+
+    /// The error for `source`, met opening or reading `path`: a missing file, one the process
+    /// may not read and a directory are the user's to fix; anything else is the machine's.
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        let path = path.to_owned();
+        match source.kind() {
+            ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory => {
+                Self::Unreadable { path, source }
+            }
+            _ => Self::Read { path, source },
+        }
+    }
+
+    /// The error for the parser's `err` on `text`: where it is (1-based line and column, in
+    /// characters) and what, on one line.
+    fn invalid(path: &Path, text: &str, err: &toml::de::Error) -> Self {
+        let at = err.span().map_or(0, |span| span.start).min(text.len());
+        let before = text.get(..at).unwrap_or(text);
+        let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
+        Self::Invalid {
+            path: path.to_owned(),
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+            message: err.message().replace('\n', " "),
+        }
     }
 }
 
@@ -146,34 +223,30 @@ where
 }
 
 impl ConfigFile {
-    /// Reads and checks the file; the error names the file and the bad key.
+    /// Reads and checks the file; the error names the file and where in it the fault is.
     /// A file that holds the PostgreSQL password ([`crate::store::holds_password`]) must be
     /// private to its owner ([`ConfigError::TooOpen`]); one without may be readable by all.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let read_error = || format!("failed to read the configuration file {}", path.display());
-        let mut file = std::fs::File::open(path).with_context(read_error)?;
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let read_error = |source| ConfigError::io(path, source);
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
         // The mode of the file read, not of whatever the path names a moment later.
-        let mode = file
-            .metadata()
-            .with_context(read_error)?
-            .permissions()
-            .mode()
-            & 0o7777;
+        let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
         let mut text = Vec::new();
         file.by_ref()
             .take(MAX_CONFIG_BYTES as u64 + 1)
             .read_to_end(&mut text)
-            .with_context(read_error)?;
+            .map_err(read_error)?;
         if text.len() > MAX_CONFIG_BYTES {
-            anyhow::bail!(
-                "the configuration file {} is larger than {MAX_CONFIG_BYTES} bytes",
-                path.display()
-            );
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+            });
         }
-        let text = String::from_utf8(text)
-            .with_context(|| format!("the configuration file {} is not UTF-8", path.display()))?;
-        let config: Self = toml::from_str(&text)
-            .with_context(|| format!("the configuration file {} is not valid", path.display()))?;
+        let text = String::from_utf8(text).map_err(|source| ConfigError::NotUtf8 {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Self =
+            toml::from_str(&text).map_err(|err| ConfigError::invalid(path, &text, &err))?;
         let password = config
             .db
             .as_deref()
@@ -182,8 +255,7 @@ impl ConfigFile {
             return Err(ConfigError::TooOpen {
                 path: path.to_owned(),
                 mode,
-            }
-            .into());
+            });
         }
         Ok(config)
     }
@@ -252,8 +324,10 @@ listen = "127.0.0.1:9100"
             for mode in [0o640, 0o604, 0o644, 0o620, 0o660, 0o601] {
                 std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
                 let err = ConfigFile::load(&file).unwrap_err();
-                let refused = err.downcast_ref::<ConfigError>();
-                assert!(refused.is_some_and(ConfigError::is_user_error), "{err:#}");
+                assert!(
+                    matches!(err, ConfigError::TooOpen { .. }) && err.is_user_error(),
+                    "{err}"
+                );
                 let line = format!("{err:#}");
                 assert!(
                     line.contains(&format!("run `chmod 600 {}`", file.display())),
@@ -278,6 +352,47 @@ listen = "127.0.0.1:9100"
             let config = ConfigFile::load(&file).unwrap();
             assert_eq!(config, toml::from_str::<ConfigFile>(text).unwrap());
         }
+    }
+
+    #[test]
+    fn a_file_up_to_the_limit_is_read_and_one_byte_more_refused_as_the_users_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metaboot.toml");
+        let mut text = vec![b'#'; MAX_CONFIG_BYTES - 1];
+        text.push(b'\n');
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(ConfigFile::load(&file).unwrap(), ConfigFile::default());
+        text.push(b'\n');
+        std::fs::write(&file, &text).unwrap();
+        let err = ConfigFile::load(&file).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::TooLarge { .. }) && err.is_user_error(),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_parsed_is_placed_by_line_and_character_column_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metaboot.toml");
+        std::fs::write(&file, "# réseau\n[api]\ndhcp_domain = \"é\" x\n").unwrap();
+        let err = ConfigFile::load(&file).unwrap_err();
+        let ConfigError::Invalid { line, column, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!((*line, *column), (3, 19), "{err}");
+        assert!(
+            err.is_user_error() && !err.to_string().contains('\n'),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("dhcp_domain = "), "{err}");
+        let missing = ConfigFile::load(&dir.path().join("missing.toml")).unwrap_err();
+        assert!(matches!(missing, ConfigError::Unreadable { .. }) && missing.is_user_error());
+        let directory = ConfigFile::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(directory, ConfigError::Unreadable { .. }),
+            "{directory}"
+        );
     }
 
     #[test]

@@ -12,11 +12,13 @@ mod changes;
 mod dual_stack;
 mod feed;
 mod host;
+mod isolation;
 mod limits;
 mod records;
 mod roles;
 mod servers;
 mod support;
+mod upgrades;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -178,6 +180,31 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         "a_role_that_may_not_create_the_schema_is_told_what_to_do",
         "roles_no_schema",
         roles::a_role_that_may_not_create_the_schema_is_told_what_to_do,
+    ),
+    (
+        "a_role_that_may_not_read_the_schema_version_is_told_which_grants_to_run",
+        "roles_no_version",
+        roles::a_role_that_may_not_read_the_schema_version_is_told_which_grants_to_run,
+    ),
+    (
+        "racing_writes_under_a_repeatable_read_default_allocate_densely",
+        "writes_repeatable_read",
+        isolation::racing_writes_under_a_repeatable_read_default_allocate_densely,
+    ),
+    (
+        "an_upgrade_beside_a_snapshot_read_aborts_neither",
+        "upgrade_beside_a_read",
+        upgrades::an_upgrade_beside_a_snapshot_read_aborts_neither,
+    ),
+    (
+        "an_upgrade_a_read_left_open_holds_up_gives_up_and_says_to_retry",
+        "upgrade_held_up",
+        upgrades::an_upgrade_a_read_left_open_holds_up_gives_up_and_says_to_retry,
+    ),
+    (
+        "concurrent_opens_of_an_old_registry_upgrade_it_once",
+        "upgrade_concurrently",
+        upgrades::concurrent_opens_of_an_old_registry_upgrade_it_once,
     ),
 ];
 

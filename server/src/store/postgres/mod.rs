@@ -2,6 +2,7 @@
 //! its connection broken (the server restarted) retries once on a fresh one.
 
 mod conn;
+mod grants;
 mod identity;
 mod locks;
 mod pool;
@@ -191,9 +192,15 @@ impl PostgresBackend {
             lost: is_connection_error(err),
             retryable: !committing,
         };
+        // READ COMMITTED whatever the database's `default_transaction_isolation`: each
+        // statement after the write lock sees what the write before committed (the addresses
+        // it took, the change log's last number); under REPEATABLE READ the snapshot of the
+        // lock's statement, taken before its wait, would hide it.
         let mut tx = conn
             .client
-            .transaction()
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
             .map_err(|err| broken(&err, false))?;
         let mut sql = PgSql {
             client: &mut tx,
@@ -223,7 +230,7 @@ enum Mode {
     Read,
     /// In one read-only snapshot.
     Snapshot,
-    /// In one write transaction under [`WRITE_LOCK`].
+    /// In one READ COMMITTED write transaction under [`WRITE_LOCK`].
     Write,
 }
 

@@ -7,11 +7,22 @@
 //! table, then on another, deadlocks against it) and checks that the role owns the table
 //! before it finds the index. When the schema is missing or older, the DDL runs under
 //! [`SCHEMA_LOCK`] and [`WRITE_LOCK`], so that no write holds a table lock meanwhile.
+//!
+//! Reads take no advisory lock: a server's snapshot read (REPEATABLE READ, `mod.rs`) holds
+//! each table it has read until it ends, and `ALTER TABLE` waits for it, holding the tables it
+//! altered before, which the read may ask for next: a deadlock, which PostgreSQL ends by
+//! aborting one of the two, the read when it waited last. So the DDL waits for a table at
+//! most [`UPGRADE_LOCK_TIMEOUT`], shorter than PostgreSQL's deadlock detection, gives way by
+//! rolling back, and is tried again [`UPGRADE_ATTEMPTS`] times; meanwhile every other session
+//! queued behind its lock waits no longer than that either.
+
+use std::time::Duration;
 
 use ::postgres::error::SqlState;
-use ::postgres::{Client, GenericClient, Transaction};
+use ::postgres::{Client, GenericClient, IsolationLevel, Transaction};
 
 use super::conn::is_connection_error;
+use super::grants::read_write_grants;
 use super::locks::{SCHEMA_LOCK, WRITE_LOCK};
 use super::pool::error_text;
 use super::schema;
@@ -23,6 +34,15 @@ use crate::store::statements::{SCHEMA_VERSION_INSERT, SCHEMA_VERSION_READ};
 /// statements find it).
 const SCHEMA_VERSION_TABLE_FOUND: &str =
     "SELECT pg_catalog.to_regclass('schema_version') IS NOT NULL";
+
+/// How long the DDL waits for a table another session holds (PostgreSQL's `lock_timeout`, in
+/// its transaction only): less than PostgreSQL's default `deadlock_timeout` (1 s), so that
+/// the upgrade gives way before the deadlock detector would abort the session in its way.
+pub const UPGRADE_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+/// Attempts at the DDL before the open gives up, each after [`UPGRADE_RETRY_PAUSE`].
+pub const UPGRADE_ATTEMPTS: u32 = 10;
+/// The pause before another attempt, in which the session in the way may end.
+pub const UPGRADE_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Why the schema could not be read or brought up to date.
 pub struct SchemaFailure {
@@ -41,11 +61,94 @@ pub fn bring_up_to_date(client: &mut Client, target: &str) -> Result<(), SchemaF
             error_text(&err)
         )),
     };
-    let found = version(client).map_err(fail)?;
+    let found = match version(client) {
+        Ok(found) => found,
+        Err(err) if is_denied(&err) => return Err(may_not_read(client, &err, target)),
+        Err(err) => return Err(fail(err)),
+    };
     if current(found, target)? {
         return Ok(());
     }
-    create_or_upgrade(client, target)
+    upgrade_when_free(client, target, found)
+}
+
+/// True when `err` is PostgreSQL refusing the role a privilege.
+fn is_denied(err: &::postgres::Error) -> bool {
+    err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+}
+
+/// The role may not read the registry's `schema_version` table (granted some tables, or none,
+/// by hand): the grants its owner runs.
+fn may_not_read(client: &mut Client, err: &::postgres::Error, target: &str) -> SchemaFailure {
+    let grants = read_write_grants(client);
+    SchemaFailure {
+        error: StoreError::Backend(format!(
+            "cannot read the registry's schema version in {target}: {}; this role may not read \
+             the registry's tables: have the database's owner run `{grants}` in that database, \
+             then run this again",
+            error_text(err)
+        )),
+        lost: false,
+    }
+}
+
+/// [`create_or_upgrade`] until it is not held up by another session's table lock, at most
+/// [`UPGRADE_ATTEMPTS`] times; `found` is the version read before.
+fn upgrade_when_free(
+    client: &mut Client,
+    target: &str,
+    mut found: Option<i64>,
+) -> Result<(), SchemaFailure> {
+    for attempt in 1..=UPGRADE_ATTEMPTS {
+        if attempt > 1 {
+            std::thread::sleep(UPGRADE_RETRY_PAUSE);
+        }
+        match create_or_upgrade(client, target, &mut found)? {
+            Upgrade::Done => return Ok(()),
+            Upgrade::HeldUp => {
+                tracing::debug!(attempt, "the registry's schema upgrade waits for a table");
+            }
+        }
+    }
+    Err(held_up(found, target))
+}
+
+/// How one attempt at the DDL ended, when it did not fail.
+enum Upgrade {
+    /// The schema is this server's version (made so, or found so).
+    Done,
+    /// Another session held a table past [`UPGRADE_LOCK_TIMEOUT`]: nothing was changed.
+    HeldUp,
+}
+
+/// True when `err` is the DDL giving way to another session's lock: its `lock_timeout`, or
+/// the deadlock detector choosing it (under a `deadlock_timeout` set below
+/// [`UPGRADE_LOCK_TIMEOUT`]).
+fn gave_way(err: &::postgres::Error) -> bool {
+    err.code().is_some_and(|code| {
+        *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+/// Every attempt was held up by another session: what to do.
+fn held_up(found: Option<i64>, target: &str) -> SchemaFailure {
+    let what = match found {
+        None => format!("create the registry schema in {target}"),
+        Some(found) => format!(
+            "bring the registry in {target} up to date from schema version {found} to \
+             {SCHEMA_VERSION}"
+        ),
+    };
+    SchemaFailure {
+        error: StoreError::Backend(format!(
+            "cannot {what}: a table of it is in use by another session (a metaboot-server \
+             reading it, a transaction left open in psql: see pg_stat_activity) for each of \
+             {UPGRADE_ATTEMPTS} attempts of {} ms; nothing was changed: try again, or end that \
+             session",
+            UPGRADE_LOCK_TIMEOUT.as_millis()
+        )),
+        lost: false,
+    }
 }
 
 /// The schema's version; `None` when there is no schema (or no version in it).
@@ -77,8 +180,16 @@ fn current(found: Option<i64>, target: &str) -> Result<bool, SchemaFailure> {
 }
 
 /// Creates the schema or brings it up to date in one transaction under [`SCHEMA_LOCK`] and
-/// [`WRITE_LOCK`], unless another opener did while this one waited for them.
-fn create_or_upgrade(client: &mut Client, target: &str) -> Result<(), SchemaFailure> {
+/// [`WRITE_LOCK`], unless another opener did while this one waited for them. The transaction
+/// is READ COMMITTED whatever the database's `default_transaction_isolation`: the version is
+/// read again by a statement after the locks, whose snapshot sees another opener's upgrade
+/// committed meanwhile; under REPEATABLE READ the snapshot of the locks' statement, taken
+/// before their wait, would hide it and the DDL would run again.
+fn create_or_upgrade(
+    client: &mut Client,
+    target: &str,
+    found: &mut Option<i64>,
+) -> Result<Upgrade, SchemaFailure> {
     let fail = |err: ::postgres::Error| SchemaFailure {
         lost: is_connection_error(&err),
         error: StoreError::Backend(format!(
@@ -86,21 +197,37 @@ fn create_or_upgrade(client: &mut Client, target: &str) -> Result<(), SchemaFail
             error_text(&err)
         )),
     };
-    let mut tx = client.transaction().map_err(fail)?;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .map_err(fail)?;
     for key in [SCHEMA_LOCK, WRITE_LOCK] {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
             .map_err(fail)?;
     }
-    let found = version(&mut tx).map_err(fail)?;
-    if !current(found, target)? {
-        apply(&mut tx, found).map_err(|err| match err.code() {
-            Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => {
-                not_allowed(&err, found, target)
-            }
-            _ => fail(err),
-        })?;
+    // After the advisory locks: another opener's upgrade is waited for as long as it takes.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        UPGRADE_LOCK_TIMEOUT.as_millis()
+    ))
+    .map_err(fail)?;
+    let read = version(&mut tx);
+    if read.as_ref().is_err_and(gave_way) {
+        return Ok(Upgrade::HeldUp);
     }
-    tx.commit().map_err(fail)
+    *found = read.map_err(fail)?;
+    if !current(*found, target)? {
+        match apply(&mut tx, *found) {
+            Ok(()) => {}
+            // Dropping the transaction rolls it back: nothing was changed.
+            Err(err) if gave_way(&err) => return Ok(Upgrade::HeldUp),
+            Err(err) if is_denied(&err) => return Err(not_allowed(&err, *found, target)),
+            Err(err) => return Err(fail(err)),
+        }
+    }
+    tx.commit().map_err(fail)?;
+    Ok(Upgrade::Done)
 }
 
 /// The DDL that takes a schema of version `found` (`None`: no schema) to [`SCHEMA_VERSION`].
@@ -134,5 +261,24 @@ fn not_allowed(err: &::postgres::Error, found: Option<i64>, target: &str) -> Sch
             error_text(err)
         )),
         lost: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PostgreSQL's default `deadlock_timeout`.
+    const POSTGRES_DEADLOCK_TIMEOUT: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_upgrade_gives_way_before_a_deadlock_is_detected_and_gives_up_in_bounded_time() {
+        assert!(UPGRADE_LOCK_TIMEOUT < POSTGRES_DEADLOCK_TIMEOUT);
+        let longest = (UPGRADE_LOCK_TIMEOUT + UPGRADE_RETRY_PAUSE) * UPGRADE_ATTEMPTS;
+        assert!(
+            longest <= super::super::pool::STATEMENT_TIMEOUT / 2,
+            "{longest:?}"
+        );
+        const { assert!(UPGRADE_ATTEMPTS > 1) };
     }
 }
