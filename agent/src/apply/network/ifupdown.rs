@@ -1,11 +1,13 @@
 //! ifupdown: one file, `/etc/network/interfaces.d/50-metaboot`, with a stanza per interface,
 //! family and method (`inet dhcp|static|manual`, `inet6 static|auto|dhcp`), as cloud-init's ENI
 //! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces` must `source` the directory
-//! (Debian's does). Static interfaces are brought up at once (`ifup`) when the root is `/`.
+//! (Debian's does). Static interfaces are brought up at once (`ifup`) when the root is `/`; the
+//! others keep running as they are, but for their MTU, set at once (`mtu.rs`).
 
 use std::fmt::Write as _;
-use std::process::Command;
 
+use super::live::{self, Run};
+use super::mtu;
 use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan, normal_mac};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
@@ -241,30 +243,19 @@ pub fn render(plan: &Plan, source: &str) -> (String, Vec<String>) {
     (out, unnamed)
 }
 
-/// Writes the file; brings the static interfaces up when the root is `/`.
+/// ifupdown's program that brings an interface up.
+const IFUP: &str = "ifup";
+
+/// Writes the file; brings the static interfaces up when the root is `/`, and sets the MTU of
+/// the others.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
-    apply_with(root, plan, source, root.is_host().then_some(&mut ifup))
+    apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
 }
 
-/// What runs `ifup NAME` for [`apply_with`].
-pub type Ifup<'a> = &'a mut dyn FnMut(&str) -> Result<(), String>;
-
-/// Runs `ifup NAME`.
-fn ifup(name: &str) -> Result<(), String> {
-    match Command::new("ifup").arg(name).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "ifup {name}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(err) => Err(format!("ifup {name}: {err}")),
-    }
-}
-
-/// [`apply`], with `live` bringing an interface up (`None`: no live changes, a root other
-/// than `/`). The file is published first: ifup reads it from the directory, where a staged
-/// run's write is only a temp file until then.
-pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Ifup<'_>>) -> Applied {
+/// [`apply`], with `live` running `ifup NAME`, and `ip` for an MTU (`None`: no live changes, a
+/// root other than `/`). The file is published first: ifup reads it from the directory, where
+/// a staged run's write is only a temp file until then.
+pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>) -> Applied {
     let mut applied = Applied::default();
     let (text, unnamed) = render(plan, source);
     for label in unnamed {
@@ -281,16 +272,21 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Ifup<'_>>
         return applied;
     }
     applied.done.push(FILE.to_owned());
-    let Some(run) = live else {
+    let Some(mut run) = live else {
         return applied;
     };
+    let (fixed, running): (Vec<&Interface>, Vec<&Interface>) =
+        plan.interfaces.iter().partition(|i| i.is_static());
+    // One with nothing to configure has no stanza: its MTU is the image's.
+    let running = running.into_iter().filter(|i| !i.configures_nothing());
+    mtu::set_live(root, running, &mut run, &mut applied);
     root.publish();
-    for interface in plan.interfaces.iter().filter(|i| i.is_static()) {
+    for interface in fixed {
         let Some(name) = &interface.name else {
             continue;
         };
-        match run(name) {
-            Ok(()) => applied.done.push(format!("ifup {name}")),
+        match run(IFUP, std::slice::from_ref(name)) {
+            Ok(()) => applied.done.push(format!("{IFUP} {name}")),
             Err(err) => applied.errors.push(err),
         }
     }

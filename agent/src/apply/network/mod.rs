@@ -10,6 +10,8 @@
 mod direct;
 mod ifupdown;
 mod links;
+mod live;
+mod mtu;
 mod netconfig;
 mod networkd;
 mod openstack;

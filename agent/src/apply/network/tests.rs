@@ -821,7 +821,7 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
         .path()
         .join("etc/systemd/network/10-metaboot-eth0.network");
     let mut calls = Vec::new();
-    let mut networkctl = |args: &[String]| {
+    let mut networkctl = |_: &str, args: &[String]| {
         let text = fs::read_to_string(&file).unwrap_or_default();
         calls.push((args.join(" "), text.contains("Address=198.18.30.5/24")));
         Ok(())
@@ -838,15 +838,84 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
 
     let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
     let mut brought_up = Vec::new();
-    let mut ifup = |name: &str| {
+    let mut ifup = |_: &str, args: &[String]| {
         let text = fs::read_to_string(&file).unwrap_or_default();
-        brought_up.push((name.to_owned(), text.contains("iface eth0 inet static")));
+        brought_up.push((args.join(" "), text.contains("iface eth0 inet static")));
         Ok(())
     };
     let applied = ifupdown::apply_with(&staged, &plan, "network_data.json", Some(&mut ifup));
     assert!(applied.errors.is_empty(), "{:?}", applied.errors);
     assert_eq!(brought_up, [("eth0".to_owned(), true)]);
     staged.commit();
+}
+
+/// OpenStack's common port, a DHCP link on VXLAN (`mtu` 1450), gets its MTU at once: networkd
+/// and ifupdown leave a DHCP link running as it is (their files apply at the next boot), and
+/// networkd ignores the DHCP server's MTU unless told. Only `ip link set … mtu`, which keeps the
+/// lease; nothing for a link at that MTU already, nor for the static one (`networkctl
+/// reconfigure` and `ifup` apply its file's MTU).
+#[test]
+fn the_mtu_of_a_dhcp_link_is_set_at_once() {
+    let mut plan = named_plan();
+    plan.interfaces[1].mtu = Some(1450);
+    let (_dir, root) = root_with_links(&[]);
+    let mtu_now = |name: &str, mtu: &str| {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), mtu).unwrap();
+    };
+    mtu_now("eth0", "1500\n");
+    mtu_now("eth1", "1500\n");
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    let calls = |renderer: Renderer, plan: &Plan| {
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        let applied = match renderer {
+            Renderer::Networkd => {
+                networkd::apply_with(&root, plan, "network_data.json", Some(&mut record))
+            }
+            _ => ifupdown::apply_with(&root, plan, "network_data.json", Some(&mut record)),
+        };
+        assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        if calls.iter().any(|c| c.starts_with("ip ")) {
+            assert!(
+                applied
+                    .done
+                    .contains(&"ip link set dev eth1 mtu 1450".to_owned()),
+                "{:?}",
+                applied.done
+            );
+        }
+        calls
+    };
+    assert_eq!(
+        calls(Renderer::Networkd, &plan),
+        [
+            "ip link set dev eth1 mtu 1450",
+            "networkctl reload",
+            "networkctl reconfigure eth0"
+        ]
+    );
+    assert_eq!(
+        calls(Renderer::Ifupdown, &plan),
+        ["ip link set dev eth1 mtu 1450", "ifup eth0"]
+    );
+    // At that MTU already: nothing to set (the files written anew for the new MTU).
+    mtu_now("eth1", "1450\n");
+    plan.search = vec!["other.example".into()];
+    assert_eq!(
+        calls(Renderer::Networkd, &plan),
+        ["networkctl reload", "networkctl reconfigure eth0"]
+    );
+    assert_eq!(calls(Renderer::Ifupdown, &plan), ["ifup eth0"]);
 }
 
 /// A link with nothing to configure (a NIC of a bond left out, a port without networks) gets
