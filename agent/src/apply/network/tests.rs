@@ -1385,6 +1385,43 @@ fn direct_commands_and_resolv_conf() {
     );
 }
 
+/// A `/etc/resolv.conf` that is a symlink belongs to a resolver manager (systemd-resolved's
+/// stub file, NetworkManager's): it is left as it is, the link and what it points to, with a
+/// warning that says where DNS goes instead; also when the link's target is not there yet.
+#[test]
+fn a_resolv_conf_that_is_a_link_is_left_to_its_manager() {
+    let plan = named_plan();
+    let (_dir, root) = root_with_links(&[]);
+    let stub = "/run/systemd/resolve/stub-resolv.conf";
+    let target = "../run/systemd/resolve/stub-resolv.conf";
+    fs::create_dir_all(root.host_path("/etc")).unwrap();
+    fs::create_dir_all(root.host_path("/run/systemd/resolve")).unwrap();
+    std::os::unix::fs::symlink(target, root.host_path(direct::RESOLV_CONF)).unwrap();
+    for stub_there in [false, true] {
+        if stub_there {
+            fs::write(root.host_path(stub), "nameserver 127.0.0.53\n").unwrap();
+        }
+        let applied = apply(&root, &plan, Renderer::Direct, "network_data.json");
+        assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        assert!(
+            applied.warnings.len() == 1
+                && applied.warnings[0].contains("network_data.json")
+                && applied.warnings[0].contains(&format!("link to {target}")),
+            "{:?}",
+            applied.warnings
+        );
+        assert!(!applied.done.iter().any(|d| d == direct::RESOLV_CONF));
+        assert_eq!(
+            fs::read_link(root.host_path(direct::RESOLV_CONF)).unwrap(),
+            Path::new(target)
+        );
+        assert_eq!(
+            fs::read_to_string(root.host_path(stub)).ok(),
+            stub_there.then(|| "nameserver 127.0.0.53\n".to_owned())
+        );
+    }
+}
+
 /// Search domains without servers (a NoCloud v2 `nameservers: {search: […]}` on a DHCP link)
 /// keep the servers the DHCP client wrote: the guest keeps a resolver.
 #[test]
