@@ -1342,6 +1342,80 @@ fn the_renderer_is_the_one_the_image_enables() {
     );
 }
 
+/// An image that starts NetworkManager (Fedora, an Ubuntu desktop) is not applied to with
+/// `ip`, whose changes its first reboot would undo: a static plan is an error that says what
+/// to do, a DHCP-only one NetworkManager's own, with a warning for what it leaves out.
+/// ifupdown and an enabled networkd come first (NetworkManager leaves their links alone); an
+/// installed networkd, which nothing starts, does not.
+#[test]
+fn networkmanager_is_seen_and_not_written_for() {
+    let image = |files: &[&str], enabled: &[&str]| {
+        let (dir, root) = root_with_links(&[]);
+        for file in files {
+            let path = root.host_path(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if file.ends_with('/') {
+                fs::create_dir_all(&path).unwrap();
+            } else {
+                fs::write(&path, "").unwrap();
+            }
+        }
+        let unit = root.host_path("/usr/lib/systemd/system/NetworkManager.service");
+        fs::create_dir_all(unit.parent().unwrap()).unwrap();
+        fs::write(&unit, "").unwrap();
+        for link in enabled {
+            let path = root.host_path(link);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink("/usr/lib/systemd/system/NetworkManager.service", &path)
+                .unwrap();
+        }
+        (dir, root)
+    };
+    let networkd = ["/usr/lib/systemd/systemd-networkd", "/etc/systemd/network/"];
+    for link in NETWORKMANAGER_ENABLED {
+        assert_eq!(
+            detect(&image(&networkd, &[link]).1),
+            Renderer::NetworkManager,
+            "{link}"
+        );
+    }
+    let enabled = &NETWORKMANAGER_ENABLED[..1];
+    assert_eq!(
+        detect(&image(&["/etc/network/interfaces", "/sbin/ifup"], enabled).1),
+        Renderer::Ifupdown
+    );
+    assert_eq!(
+        detect(&image(&[NETWORKD_ENABLED[0]], enabled).1),
+        Renderer::Networkd
+    );
+
+    let (_dir, root) = image(&[], enabled);
+    let applied = apply(
+        &root,
+        &named_plan(),
+        Renderer::NetworkManager,
+        "network_data.json",
+    );
+    assert!(
+        applied.errors.len() == 1
+            && applied.errors[0].contains("eth0")
+            && applied.errors[0].contains("systemd-networkd or ifupdown"),
+        "{:?}",
+        applied.errors
+    );
+    assert!(!root.exists(direct::RESOLV_CONF));
+    let mut dhcp = named_plan();
+    dhcp.interfaces.remove(0);
+    let applied = apply(&root, &dhcp, Renderer::NetworkManager, "network_data.json");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(
+        applied.warnings.len() == 1 && applied.warnings[0].contains("DNS servers"),
+        "{:?}",
+        applied.warnings
+    );
+    assert!(!root.exists(direct::RESOLV_CONF));
+}
+
 #[test]
 fn direct_commands_and_resolv_conf() {
     let plan = named_plan();
