@@ -18,6 +18,7 @@ mod networkd;
 mod networkmanager;
 mod openstack;
 mod plan;
+mod sources;
 mod stale;
 
 use crate::root::Root;
@@ -177,8 +178,6 @@ const NETWORKD_DAEMON: [&str; 2] = [
     "/usr/lib/systemd/systemd-networkd",
     "/lib/systemd/systemd-networkd",
 ];
-/// ifupdown's `ifup`.
-const IFUP: [&str; 2] = ["/usr/sbin/ifup", "/sbin/ifup"];
 
 /// The renderer of the image under `root`: systemd-networkd when the image enables it (one of
 /// [`NETWORKD_ENABLED`]), else ifupdown when `ifup` and `/etc/network/interfaces` are there,
@@ -193,7 +192,7 @@ pub fn detect(root: &Root) -> Renderer {
     let any = |paths: &[&str]| paths.iter().any(|p| root.exists(p));
     if any(&NETWORKD_ENABLED) {
         Renderer::Networkd
-    } else if root.exists(ifupdown::INTERFACES) && any(&IFUP) {
+    } else if root.exists(ifupdown::INTERFACES) && any(&ifupdown::IFUP_PATHS) {
         Renderer::Ifupdown
     } else if any(&NETWORKMANAGER_ENABLED) {
         Renderer::NetworkManager

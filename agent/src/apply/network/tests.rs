@@ -816,6 +816,11 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
     let (dir, root) = root_with_links(&[]);
     fs::create_dir_all(root.host_path("/etc/systemd/network")).unwrap();
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source-directory interfaces.d\n",
+    )
+    .unwrap();
     let staged = root.staged();
     let file = dir
         .path()
@@ -1010,6 +1015,90 @@ iface eth1 inet6 auto
         fs::read_to_string(root.host_path(ifupdown::FILE)).unwrap(),
         text
     );
+}
+
+/// ifupdown reads `interfaces.d/50-metaboot` only when the image's main file sources it
+/// (`source` a glob, `source-directory` a directory's run-parts names; relative to the file's
+/// directory; also through a file it sources): else the step is an error that says which line
+/// to add, the file is written all the same, and `ifup`, which would not know the interface,
+/// is not run. busybox's `ifup` reads no `source` line at all.
+#[test]
+fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
+    let plan = named_plan();
+    let image = |main: &str, more: Option<&str>| {
+        let (dir, root) = root_with_links(&[]);
+        fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+        fs::create_dir_all(root.host_path("/usr/sbin")).unwrap();
+        fs::write(root.host_path("/usr/sbin/ifup"), "").unwrap();
+        fs::write(root.host_path(ifupdown::INTERFACES), main).unwrap();
+        if let Some(more) = more {
+            fs::write(root.host_path("/etc/network/more"), more).unwrap();
+        }
+        (dir, root)
+    };
+    let run = |root: &Root| {
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        let applied = ifupdown::apply_with(root, &plan, "network_data.json", Some(&mut record));
+        assert!(root.exists(ifupdown::FILE), "written all the same");
+        (applied.errors, calls)
+    };
+    let lo = "auto lo\niface lo inet loopback\n";
+    for (main, more) in [
+        ("source /etc/network/interfaces.d/*\n", None),
+        ("source-directory /etc/network/interfaces.d\n", None),
+        ("  source-directory interfaces.d\n", None),
+        ("source interfaces.d/50-*\n", None),
+        (
+            "source /etc/network/more\n",
+            Some("source-directory interfaces.d\n"),
+        ),
+        (
+            "source /etc/network/mo?e\n",
+            Some("source /etc/network/interfaces.d/*\n"),
+        ),
+    ] {
+        let (_dir, root) = image(&format!("{lo}{main}"), more);
+        let (errors, calls) = run(&root);
+        assert!(errors.is_empty(), "{main:?}: {errors:?}");
+        assert_eq!(calls, ["ifup eth0"], "{main:?}");
+    }
+    for (main, more) in [
+        ("", None),
+        ("# source /etc/network/interfaces.d/*\n", None),
+        ("source /etc/network/interfaces.d/*.cfg\n", None),
+        ("source-directory /etc/network/other.d\n", None),
+        ("source /etc/network/more\n", Some(lo)),
+        (
+            "source /etc/network/more\n",
+            Some("source /etc/network/interfaces\n"),
+        ),
+    ] {
+        let (_dir, root) = image(&format!("{lo}{main}"), more);
+        let (errors, calls) = run(&root);
+        assert!(
+            errors.len() == 1
+                && errors[0].contains("source /etc/network/interfaces.d/*")
+                && errors[0].contains("source-directory /etc/network/interfaces.d"),
+            "{main:?}: {errors:?}"
+        );
+        assert!(calls.is_empty(), "{main:?}: {calls:?}");
+    }
+    // busybox's ifup (the tiny image's applet), whatever the file says.
+    let (_dir, root) = image("source /etc/network/interfaces.d/*\n", None);
+    fs::remove_file(root.host_path("/usr/sbin/ifup")).unwrap();
+    std::os::unix::fs::symlink("../../bin/busybox", root.host_path("/usr/sbin/ifup")).unwrap();
+    fs::create_dir_all(root.host_path("/bin")).unwrap();
+    fs::write(root.host_path("/bin/busybox"), "").unwrap();
+    let (errors, calls) = run(&root);
+    assert!(
+        errors.len() == 1 && errors[0].contains("busybox"),
+        "{errors:?}"
+    );
+    assert!(calls.is_empty(), "{calls:?}");
 }
 
 /// What one family alone, or DHCP and static addresses together, ask of ifupdown: nothing
