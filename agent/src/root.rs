@@ -303,6 +303,16 @@ impl Root {
         stat.is_ok_and(|stat| stat.is_some_and(|s| kind(&s) == SFlag::S_IFREG && s.st_size > 0))
     }
 
+    /// The target of `path` when it is itself a symlink (as written in the link; links on the
+    /// way to it followed inside the root); `None` when it is missing or not a symlink.
+    pub fn link_target(&self, path: impl AsRef<Path>) -> io::Result<Option<PathBuf>> {
+        match self.parent(path, false) {
+            Ok((dir, name)) => dir.link_target(&name),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// True when `path` exists (after symlinks inside the root).
     pub fn exists(&self, path: impl AsRef<Path>) -> bool {
         self.stat(path).is_ok_and(|stat| stat.is_some())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::fcntl::{OFlag, openat};
+use nix::fcntl::{OFlag, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 
 use super::error::Refused;
@@ -82,6 +82,18 @@ impl Dir {
             Ok(stat) => Ok(Some(stat)),
             Err(Errno::ENOENT) => Ok(None),
             Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// The target of entry `name` when it is a symlink (as written in the link, never
+    /// followed); `None` when it is missing or not a symlink.
+    pub fn link_target(&self, name: &OsStr) -> io::Result<Option<PathBuf>> {
+        match self.entry(name)? {
+            Some(stat) if is_link(&stat) => {
+                let target = readlinkat(&self.fd, self.seen(name).as_os_str())?;
+                Ok(Some(PathBuf::from(target)))
+            }
+            _ => Ok(None),
         }
     }
 

@@ -392,6 +392,7 @@ fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     network::name_interfaces(&mut plan, &network::system_links(i.root), warnings);
     let renderer = network::detect(i.root);
     let applied = network::apply(i.root, &plan, renderer, source);
+    warnings.extend(applied.warnings);
     let message = format!(
         "{} with {}: {}",
         source,

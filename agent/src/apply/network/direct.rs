@@ -1,10 +1,12 @@
 //! No network manager (the tiny busybox image): the plan is applied to the running system
 //! with `ip` (busybox's or iproute2's; the same arguments work for both), and DNS goes to
-//! `/etc/resolv.conf`. DHCP links are left to the image's DHCP client. Nothing here persists
+//! `/etc/resolv.conf` (unless it is a symlink: then a resolver manager's, left to it). DHCP
+//! links are left to the image's DHCP client. Nothing here persists
 //! across a reboot except `/etc/resolv.conf`: such an image brings its network up itself.
 //! A link already up with the wanted MTU gets no `ip link set`: each `ip` is a process, and
 //! on an emulated guest (the tiny image under TCG) a process start costs tens of ms.
 
+use std::path::Path;
 use std::process::Command;
 
 use super::links::link_in_place;
@@ -125,11 +127,38 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
         ));
     }
     let existing = root.read_optional_string(RESOLV_CONF).ok().flatten();
-    if let Some(text) = resolv_conf(plan, source, existing.as_deref()) {
-        match root.write_atomic(RESOLV_CONF, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
-            Ok(()) => applied.done.push(RESOLV_CONF.to_owned()),
-            Err(err) => applied.errors.push(crate::log::chain(&err)),
+    let Some(text) = resolv_conf(plan, source, existing.as_deref()) else {
+        return applied;
+    };
+    match root.link_target(RESOLV_CONF) {
+        Ok(None) => {}
+        Ok(Some(target)) => {
+            applied.warnings.push(managed_elsewhere(source, &target));
+            return applied;
+        }
+        Err(err) => {
+            applied
+                .errors
+                .push(format!("{RESOLV_CONF}: {err}: its DNS was not written"));
+            return applied;
         }
     }
+    match root.write_atomic(RESOLV_CONF, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
+        Ok(()) => applied.done.push(RESOLV_CONF.to_owned()),
+        Err(err) => applied.errors.push(crate::log::chain(&err)),
+    }
     applied
+}
+
+/// Why the DNS of `source` was not written to a `/etc/resolv.conf` that is a symlink (to
+/// `target`): the file is then a resolver manager's (systemd-resolved's
+/// `/run/systemd/resolve/stub-resolv.conf`, NetworkManager's, resolvconf's), which would
+/// rewrite a file put in its place, or find its link gone for good.
+fn managed_elsewhere(source: &str, target: &Path) -> String {
+    format!(
+        "the DNS servers and search domains of {source} were not written: {RESOLV_CONF} is a \
+         link to {}, which its resolver manager writes; give them to that manager (or replace \
+         the link with a file and run the step again)",
+        target.display()
+    )
 }

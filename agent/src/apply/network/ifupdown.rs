@@ -1,19 +1,27 @@
 //! ifupdown: one file, `/etc/network/interfaces.d/50-metaboot`, with a stanza per interface,
 //! family and method (`inet dhcp|static|manual`, `inet6 static|auto|dhcp`), as cloud-init's ENI
-//! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces` must `source` the directory
-//! (Debian's does). Static interfaces are brought up at once (`ifup`) when the root is `/`.
+//! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces`
+//! must `source` the directory (Debian's does): else the step is an error that says so
+//! (`sources.rs`). Static interfaces are brought up at once (`ifup`) when the root is `/`; the
+//! others keep running as they are, but for their MTU, set at once (`mtu.rs`).
 
 use std::fmt::Write as _;
-use std::process::Command;
 
+use super::live::{self, Run};
+use super::mtu;
 use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan, normal_mac};
+use super::sources;
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
 
 /// The image's main file (its presence, with `ifup`, means ifupdown).
 pub const INTERFACES: &str = "/etc/network/interfaces";
+/// The directory the image's main file reads (`source`), where metaboot writes [`FILE`].
+pub const DIR: &str = "/etc/network/interfaces.d";
 /// The file metaboot writes.
 pub const FILE: &str = "/etc/network/interfaces.d/50-metaboot";
+/// Where ifupdown's `ifup` is.
+pub const IFUP_PATHS: [&str; 2] = ["/usr/sbin/ifup", "/sbin/ifup"];
 /// The start of the comment line that records, above an interface's stanzas, the MAC they were
 /// written for (`# metaboot: ens3 fa:16:3e:00:00:01`): ifupdown names interfaces, and an image
 /// made from this instance would bring its addresses up on the next instance's NIC of that
@@ -241,30 +249,19 @@ pub fn render(plan: &Plan, source: &str) -> (String, Vec<String>) {
     (out, unnamed)
 }
 
-/// Writes the file; brings the static interfaces up when the root is `/`.
+/// ifupdown's program that brings an interface up.
+const IFUP: &str = "ifup";
+
+/// Writes the file; brings the static interfaces up when the root is `/`, and sets the MTU of
+/// the others.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
-    apply_with(root, plan, source, root.is_host().then_some(&mut ifup))
+    apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
 }
 
-/// What runs `ifup NAME` for [`apply_with`].
-pub type Ifup<'a> = &'a mut dyn FnMut(&str) -> Result<(), String>;
-
-/// Runs `ifup NAME`.
-fn ifup(name: &str) -> Result<(), String> {
-    match Command::new("ifup").arg(name).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "ifup {name}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(err) => Err(format!("ifup {name}: {err}")),
-    }
-}
-
-/// [`apply`], with `live` bringing an interface up (`None`: no live changes, a root other
-/// than `/`). The file is published first: ifup reads it from the directory, where a staged
-/// run's write is only a temp file until then.
-pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Ifup<'_>>) -> Applied {
+/// [`apply`], with `live` running `ifup NAME`, and `ip` for an MTU (`None`: no live changes, a
+/// root other than `/`). The file is published first: ifup reads it from the directory, where
+/// a staged run's write is only a temp file until then.
+pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>) -> Applied {
     let mut applied = Applied::default();
     let (text, unnamed) = render(plan, source);
     for label in unnamed {
@@ -272,6 +269,8 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Ifup<'_>>
             "{label}: no interface of this system has its MAC, so ifupdown cannot name it"
         ));
     }
+    let unread = unread(root);
+    applied.errors.extend(unread.clone());
     if root.read_optional_string(FILE).ok().flatten().as_deref() == Some(text.as_str()) {
         applied.done.push(format!("{FILE} (unchanged)"));
         return applied;
@@ -281,18 +280,43 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Ifup<'_>>
         return applied;
     }
     applied.done.push(FILE.to_owned());
-    let Some(run) = live else {
+    // `ifup` would not know the interfaces.
+    let (Some(mut run), None) = (live, unread) else {
         return applied;
     };
+    let (fixed, running): (Vec<&Interface>, Vec<&Interface>) =
+        plan.interfaces.iter().partition(|i| i.is_static());
+    // One with nothing to configure has no stanza: its MTU is the image's.
+    let running = running.into_iter().filter(|i| !i.configures_nothing());
+    mtu::set_live(root, running, &mut run, &mut applied);
     root.publish();
-    for interface in plan.interfaces.iter().filter(|i| i.is_static()) {
+    for interface in fixed {
         let Some(name) = &interface.name else {
             continue;
         };
-        match run(name) {
-            Ok(()) => applied.done.push(format!("ifup {name}")),
+        match run(IFUP, std::slice::from_ref(name)) {
+            Ok(()) => applied.done.push(format!("{IFUP} {name}")),
             Err(err) => applied.errors.push(err),
         }
     }
     applied
+}
+
+/// Why ifupdown never reads [`FILE`], if it does not: `ifup` is busybox's, or the image's
+/// [`INTERFACES`] sources nothing of [`DIR`] (`sources.rs`). The file is written all the same,
+/// so that the fix the message asks for is all it takes.
+fn unread(root: &Root) -> Option<String> {
+    if let Some(ifup) = sources::busybox_ifup(root, &IFUP_PATHS) {
+        return Some(format!(
+            "{ifup} is busybox's, which reads no `source` line of {INTERFACES}: {FILE} is never \
+             applied (written all the same); install ifupdown or ifupdown-ng, which read it"
+        ));
+    }
+    (!sources::reads(root, INTERFACES, FILE)).then(|| {
+        format!(
+            "{INTERFACES} reads no file of {DIR} (no `source {DIR}/*` or `source-directory \
+             {DIR}` line, nor in a file it sources): ifupdown never applies {FILE} (written all \
+             the same); add one of those lines to {INTERFACES}, then reboot"
+        )
+    })
 }

@@ -1,6 +1,6 @@
 //! The system's network interfaces as the network apply sees them (read through
 //! `crate::sys_net`): their names and MACs (to name a plan's interfaces, also by a pattern such
-//! as `en*`), and whether a link is already up with a given MTU (so that applying a plan
+//! as `en*`), and whether a link is already up, or has a given MTU (so that applying a plan
 //! changes only what differs).
 
 use crate::root::Root;
@@ -45,8 +45,13 @@ pub fn link_in_place(root: &Root, name: &str, mtu: Option<u32>) -> bool {
     let up = attribute(root, name, "flags")
         .and_then(|flags| u64::from_str_radix(flags.trim_start_matches("0x"), 16).ok())
         .is_some_and(|flags| flags & IFF_UP != 0);
-    up && mtu
-        .is_none_or(|mtu| attribute(root, name, "mtu").and_then(|m| m.parse().ok()) == Some(mtu))
+    up && mtu.is_none_or(|mtu| mtu_in_place(root, name, mtu))
+}
+
+/// Whether the link `name` has the MTU `mtu` already, as `<root>/sys/class/net/NAME/mtu` says
+/// (unreadable: not in place).
+pub fn mtu_in_place(root: &Root, name: &str, mtu: u32) -> bool {
+    attribute(root, name, "mtu").and_then(|m| m.parse().ok()) == Some(mtu)
 }
 
 /// Whether `name` matches `pattern`: `*` any run of characters, `?` any one, anything else

@@ -3,17 +3,22 @@
 //! (interfaces matched by MAC and named as the system names them, static addresses, routes,
 //! DHCP, MTU, DNS servers and search domains), which is written the way the image configures
 //! its network: systemd-networkd `.network` files, ifupdown's `interfaces.d`, or, on an image
-//! with neither (the tiny busybox image), applied directly with `ip` and `/etc/resolv.conf`.
+//! with neither (the tiny busybox image), applied directly with `ip` and `/etc/resolv.conf`;
+//! not on an image that uses NetworkManager (`networkmanager.rs`).
 //! Before the network starts, an ifupdown file written for another instance's NICs is set
 //! aside (`metaboot local`).
 
 mod direct;
 mod ifupdown;
 mod links;
+mod live;
+mod mtu;
 mod netconfig;
 mod networkd;
+mod networkmanager;
 mod openstack;
 mod plan;
+mod sources;
 mod stale;
 
 use crate::root::Root;
@@ -133,6 +138,8 @@ pub enum Renderer {
     Networkd,
     /// ifupdown: `/etc/network/interfaces.d/`.
     Ifupdown,
+    /// NetworkManager: nothing written (`networkmanager.rs`).
+    NetworkManager,
     /// Neither: `ip` commands now, and `/etc/resolv.conf`.
     Direct,
 }
@@ -143,6 +150,7 @@ impl Renderer {
         match self {
             Renderer::Networkd => "systemd-networkd",
             Renderer::Ifupdown => "ifupdown",
+            Renderer::NetworkManager => "NetworkManager",
             Renderer::Direct => "ip (no network manager)",
         }
     }
@@ -158,17 +166,24 @@ pub const NETWORKD_ENABLED: [&str; 3] = [
     "/etc/systemd/system/dbus-org.freedesktop.network1.service",
     "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
 ];
+/// What `systemctl enable NetworkManager` links in `/etc/systemd/system` (its unit's
+/// `WantedBy=multi-user.target` and `Alias=dbus-org.freedesktop.NetworkManager.service`): the
+/// image starts NetworkManager. Followed as [`NETWORKD_ENABLED`].
+pub const NETWORKMANAGER_ENABLED: [&str; 2] = [
+    "/etc/systemd/system/multi-user.target.wants/NetworkManager.service",
+    "/etc/systemd/system/dbus-org.freedesktop.NetworkManager.service",
+];
 /// systemd-networkd's daemon (`/lib` on an image without merged `/usr`).
 const NETWORKD_DAEMON: [&str; 2] = [
     "/usr/lib/systemd/systemd-networkd",
     "/lib/systemd/systemd-networkd",
 ];
-/// ifupdown's `ifup`.
-const IFUP: [&str; 2] = ["/usr/sbin/ifup", "/sbin/ifup"];
 
 /// The renderer of the image under `root`: systemd-networkd when the image enables it (one of
 /// [`NETWORKD_ENABLED`]), else ifupdown when `ifup` and `/etc/network/interfaces` are there,
-/// else systemd-networkd when its daemon and its configuration directory are, else direct.
+/// else NetworkManager when the image enables it ([`NETWORKMANAGER_ENABLED`]: an Ubuntu
+/// desktop or Fedora image, whose networkd, if installed, reads nothing), else
+/// systemd-networkd when its daemon and its configuration directory are, else direct.
 /// Installed is not enabled: Debian's `systemd` package ships networkd's daemon and
 /// `/etc/systemd/network` on images that bring their network up with ifupdown (Debian 11 and
 /// 12's genericcloud), where `.network` files are read by nothing. cloud-init's renderer
@@ -177,8 +192,10 @@ pub fn detect(root: &Root) -> Renderer {
     let any = |paths: &[&str]| paths.iter().any(|p| root.exists(p));
     if any(&NETWORKD_ENABLED) {
         Renderer::Networkd
-    } else if root.exists(ifupdown::INTERFACES) && any(&IFUP) {
+    } else if root.exists(ifupdown::INTERFACES) && any(&ifupdown::IFUP_PATHS) {
         Renderer::Ifupdown
+    } else if any(&NETWORKMANAGER_ENABLED) {
+        Renderer::NetworkManager
     } else if root.is_dir(networkd::DIR) && any(&NETWORKD_DAEMON) {
         Renderer::Networkd
     } else {
@@ -191,6 +208,7 @@ pub fn apply(root: &Root, plan: &Plan, renderer: Renderer, source: &str) -> Appl
     match renderer {
         Renderer::Networkd => networkd::apply(root, plan, source),
         Renderer::Ifupdown => ifupdown::apply(root, plan, source),
+        Renderer::NetworkManager => networkmanager::apply(plan, source),
         Renderer::Direct => direct::apply(root, plan, source),
     }
 }

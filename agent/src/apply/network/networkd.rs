@@ -2,13 +2,15 @@
 //! `10-metaboot-<name>.network` so it sorts before an image's catch-all (such as
 //! `50-dhcp.network`) and wins for its link. A file that changed for a static interface is
 //! applied at once on the running system (`networkctl reload`, `networkctl reconfigure`);
-//! DHCP-only links are left running as they are. An interface with nothing to configure gets
+//! DHCP-only links are left running as they are, but for their MTU, set at once (`mtu.rs`).
+//! An interface with nothing to configure gets
 //! no file (one would take its link from the image's catch-all and leave it unconfigured), and
 //! the one metaboot wrote for it earlier is removed.
 
 use std::fmt::Write as _;
-use std::process::Command;
 
+use super::live::{self, Run};
+use super::mtu;
 use super::plan::{Applied, Interface, Ipv6Auto, Plan};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
@@ -96,39 +98,23 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
     out
 }
 
+/// networkd's control program.
+const NETWORKCTL: &str = "networkctl";
+
 /// Writes the files; applies the changed static ones (and the links whose file was removed)
-/// when the root is `/`.
+/// when the root is `/`, and the MTU of the other links whose file changed.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
-    apply_with(
-        root,
-        plan,
-        source,
-        root.is_host().then_some(&mut networkctl),
-    )
+    apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
 }
 
-/// What runs `networkctl ARGS` for [`apply_with`].
-pub type Networkctl<'a> = &'a mut dyn FnMut(&[String]) -> Result<(), String>;
-
-/// Runs `networkctl ARGS`.
-fn networkctl(args: &[String]) -> Result<(), String> {
-    match Command::new("networkctl").args(args).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "networkctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(err) => Err(format!("networkctl {}: {err}", args.join(" "))),
-    }
-}
-
-/// [`apply`], with `live` running networkctl's reload and reconfigure (`None`: no live
-/// changes, a root other than `/`). The files are published first: networkd reads them from
-/// the directory, where a staged run's writes are only temp files until then.
-pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Networkctl<'_>>) -> Applied {
+/// [`apply`], with `live` running networkctl's reload and reconfigure, and `ip` for an MTU
+/// (`None`: no live changes, a root other than `/`). The files are published first: networkd
+/// reads them from the directory, where a staged run's writes are only temp files until then.
+pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>) -> Applied {
     let mut applied = Applied::default();
     let mut reconfigure = Vec::new();
+    // Written for a link networkd leaves running (DHCP, router advertisements).
+    let mut left_running = Vec::new();
     for interface in &plan.interfaces {
         if interface.mac.is_none() && interface.name.is_none() {
             applied
@@ -166,18 +152,19 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Networkct
         match root.write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
             Ok(()) => {
                 applied.done.push(path);
-                if interface.is_static()
-                    && let Some(name) = &interface.name
-                {
-                    reconfigure.push(name.clone());
+                match &interface.name {
+                    Some(name) if interface.is_static() => reconfigure.push(name.clone()),
+                    _ => left_running.push(interface),
                 }
             }
             Err(err) => applied.errors.push(crate::log::chain(&err)),
         }
     }
-    if let Some(run) = live
-        && !reconfigure.is_empty()
-    {
+    let Some(mut run) = live else {
+        return applied;
+    };
+    mtu::set_live(root, left_running, &mut run, &mut applied);
+    if !reconfigure.is_empty() {
         root.publish();
         let mut calls = vec![vec!["reload".to_owned()]];
         calls.push(
@@ -186,7 +173,7 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Networkct
                 .collect(),
         );
         for args in calls {
-            if let Err(err) = run(&args) {
+            if let Err(err) = run(NETWORKCTL, &args) {
                 applied.errors.push(err);
             }
         }

@@ -257,6 +257,8 @@ pub struct Applied {
     pub done: Vec<String>,
     /// Failures (the rest was still applied).
     pub errors: Vec<String>,
+    /// What was left alone on purpose, for the step's warnings.
+    pub warnings: Vec<String>,
 }
 
 /// `/etc/resolv.conf` for the plan's DNS (the direct renderer's, and what the others leave to

@@ -816,12 +816,17 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
     let (dir, root) = root_with_links(&[]);
     fs::create_dir_all(root.host_path("/etc/systemd/network")).unwrap();
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source-directory interfaces.d\n",
+    )
+    .unwrap();
     let staged = root.staged();
     let file = dir
         .path()
         .join("etc/systemd/network/10-metaboot-eth0.network");
     let mut calls = Vec::new();
-    let mut networkctl = |args: &[String]| {
+    let mut networkctl = |_: &str, args: &[String]| {
         let text = fs::read_to_string(&file).unwrap_or_default();
         calls.push((args.join(" "), text.contains("Address=198.18.30.5/24")));
         Ok(())
@@ -838,15 +843,84 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
 
     let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
     let mut brought_up = Vec::new();
-    let mut ifup = |name: &str| {
+    let mut ifup = |_: &str, args: &[String]| {
         let text = fs::read_to_string(&file).unwrap_or_default();
-        brought_up.push((name.to_owned(), text.contains("iface eth0 inet static")));
+        brought_up.push((args.join(" "), text.contains("iface eth0 inet static")));
         Ok(())
     };
     let applied = ifupdown::apply_with(&staged, &plan, "network_data.json", Some(&mut ifup));
     assert!(applied.errors.is_empty(), "{:?}", applied.errors);
     assert_eq!(brought_up, [("eth0".to_owned(), true)]);
     staged.commit();
+}
+
+/// OpenStack's common port, a DHCP link on VXLAN (`mtu` 1450), gets its MTU at once: networkd
+/// and ifupdown leave a DHCP link running as it is (their files apply at the next boot), and
+/// networkd ignores the DHCP server's MTU unless told. Only `ip link set … mtu`, which keeps the
+/// lease; nothing for a link at that MTU already, nor for the static one (`networkctl
+/// reconfigure` and `ifup` apply its file's MTU).
+#[test]
+fn the_mtu_of_a_dhcp_link_is_set_at_once() {
+    let mut plan = named_plan();
+    plan.interfaces[1].mtu = Some(1450);
+    let (_dir, root) = root_with_links(&[]);
+    let mtu_now = |name: &str, mtu: &str| {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), mtu).unwrap();
+    };
+    mtu_now("eth0", "1500\n");
+    mtu_now("eth1", "1500\n");
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    let calls = |renderer: Renderer, plan: &Plan| {
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        let applied = match renderer {
+            Renderer::Networkd => {
+                networkd::apply_with(&root, plan, "network_data.json", Some(&mut record))
+            }
+            _ => ifupdown::apply_with(&root, plan, "network_data.json", Some(&mut record)),
+        };
+        assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        if calls.iter().any(|c| c.starts_with("ip ")) {
+            assert!(
+                applied
+                    .done
+                    .contains(&"ip link set dev eth1 mtu 1450".to_owned()),
+                "{:?}",
+                applied.done
+            );
+        }
+        calls
+    };
+    assert_eq!(
+        calls(Renderer::Networkd, &plan),
+        [
+            "ip link set dev eth1 mtu 1450",
+            "networkctl reload",
+            "networkctl reconfigure eth0"
+        ]
+    );
+    assert_eq!(
+        calls(Renderer::Ifupdown, &plan),
+        ["ip link set dev eth1 mtu 1450", "ifup eth0"]
+    );
+    // At that MTU already: nothing to set (the files written anew for the new MTU).
+    mtu_now("eth1", "1450\n");
+    plan.search = vec!["other.example".into()];
+    assert_eq!(
+        calls(Renderer::Networkd, &plan),
+        ["networkctl reload", "networkctl reconfigure eth0"]
+    );
+    assert_eq!(calls(Renderer::Ifupdown, &plan), ["ifup eth0"]);
 }
 
 /// A link with nothing to configure (a NIC of a bond left out, a port without networks) gets
@@ -941,6 +1015,90 @@ iface eth1 inet6 auto
         fs::read_to_string(root.host_path(ifupdown::FILE)).unwrap(),
         text
     );
+}
+
+/// ifupdown reads `interfaces.d/50-metaboot` only when the image's main file sources it
+/// (`source` a glob, `source-directory` a directory's run-parts names; relative to the file's
+/// directory; also through a file it sources): else the step is an error that says which line
+/// to add, the file is written all the same, and `ifup`, which would not know the interface,
+/// is not run. busybox's `ifup` reads no `source` line at all.
+#[test]
+fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
+    let plan = named_plan();
+    let image = |main: &str, more: Option<&str>| {
+        let (dir, root) = root_with_links(&[]);
+        fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+        fs::create_dir_all(root.host_path("/usr/sbin")).unwrap();
+        fs::write(root.host_path("/usr/sbin/ifup"), "").unwrap();
+        fs::write(root.host_path(ifupdown::INTERFACES), main).unwrap();
+        if let Some(more) = more {
+            fs::write(root.host_path("/etc/network/more"), more).unwrap();
+        }
+        (dir, root)
+    };
+    let run = |root: &Root| {
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        let applied = ifupdown::apply_with(root, &plan, "network_data.json", Some(&mut record));
+        assert!(root.exists(ifupdown::FILE), "written all the same");
+        (applied.errors, calls)
+    };
+    let lo = "auto lo\niface lo inet loopback\n";
+    for (main, more) in [
+        ("source /etc/network/interfaces.d/*\n", None),
+        ("source-directory /etc/network/interfaces.d\n", None),
+        ("  source-directory interfaces.d\n", None),
+        ("source interfaces.d/50-*\n", None),
+        (
+            "source /etc/network/more\n",
+            Some("source-directory interfaces.d\n"),
+        ),
+        (
+            "source /etc/network/mo?e\n",
+            Some("source /etc/network/interfaces.d/*\n"),
+        ),
+    ] {
+        let (_dir, root) = image(&format!("{lo}{main}"), more);
+        let (errors, calls) = run(&root);
+        assert!(errors.is_empty(), "{main:?}: {errors:?}");
+        assert_eq!(calls, ["ifup eth0"], "{main:?}");
+    }
+    for (main, more) in [
+        ("", None),
+        ("# source /etc/network/interfaces.d/*\n", None),
+        ("source /etc/network/interfaces.d/*.cfg\n", None),
+        ("source-directory /etc/network/other.d\n", None),
+        ("source /etc/network/more\n", Some(lo)),
+        (
+            "source /etc/network/more\n",
+            Some("source /etc/network/interfaces\n"),
+        ),
+    ] {
+        let (_dir, root) = image(&format!("{lo}{main}"), more);
+        let (errors, calls) = run(&root);
+        assert!(
+            errors.len() == 1
+                && errors[0].contains("source /etc/network/interfaces.d/*")
+                && errors[0].contains("source-directory /etc/network/interfaces.d"),
+            "{main:?}: {errors:?}"
+        );
+        assert!(calls.is_empty(), "{main:?}: {calls:?}");
+    }
+    // busybox's ifup (the tiny image's applet), whatever the file says.
+    let (_dir, root) = image("source /etc/network/interfaces.d/*\n", None);
+    fs::remove_file(root.host_path("/usr/sbin/ifup")).unwrap();
+    std::os::unix::fs::symlink("../../bin/busybox", root.host_path("/usr/sbin/ifup")).unwrap();
+    fs::create_dir_all(root.host_path("/bin")).unwrap();
+    fs::write(root.host_path("/bin/busybox"), "").unwrap();
+    let (errors, calls) = run(&root);
+    assert!(
+        errors.len() == 1 && errors[0].contains("busybox"),
+        "{errors:?}"
+    );
+    assert!(calls.is_empty(), "{calls:?}");
 }
 
 /// What one family alone, or DHCP and static addresses together, ask of ifupdown: nothing
@@ -1273,6 +1431,80 @@ fn the_renderer_is_the_one_the_image_enables() {
     );
 }
 
+/// An image that starts NetworkManager (Fedora, an Ubuntu desktop) is not applied to with
+/// `ip`, whose changes its first reboot would undo: a static plan is an error that says what
+/// to do, a DHCP-only one NetworkManager's own, with a warning for what it leaves out.
+/// ifupdown and an enabled networkd come first (NetworkManager leaves their links alone); an
+/// installed networkd, which nothing starts, does not.
+#[test]
+fn networkmanager_is_seen_and_not_written_for() {
+    let image = |files: &[&str], enabled: &[&str]| {
+        let (dir, root) = root_with_links(&[]);
+        for file in files {
+            let path = root.host_path(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            if file.ends_with('/') {
+                fs::create_dir_all(&path).unwrap();
+            } else {
+                fs::write(&path, "").unwrap();
+            }
+        }
+        let unit = root.host_path("/usr/lib/systemd/system/NetworkManager.service");
+        fs::create_dir_all(unit.parent().unwrap()).unwrap();
+        fs::write(&unit, "").unwrap();
+        for link in enabled {
+            let path = root.host_path(link);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink("/usr/lib/systemd/system/NetworkManager.service", &path)
+                .unwrap();
+        }
+        (dir, root)
+    };
+    let networkd = ["/usr/lib/systemd/systemd-networkd", "/etc/systemd/network/"];
+    for link in NETWORKMANAGER_ENABLED {
+        assert_eq!(
+            detect(&image(&networkd, &[link]).1),
+            Renderer::NetworkManager,
+            "{link}"
+        );
+    }
+    let enabled = &NETWORKMANAGER_ENABLED[..1];
+    assert_eq!(
+        detect(&image(&["/etc/network/interfaces", "/sbin/ifup"], enabled).1),
+        Renderer::Ifupdown
+    );
+    assert_eq!(
+        detect(&image(&[NETWORKD_ENABLED[0]], enabled).1),
+        Renderer::Networkd
+    );
+
+    let (_dir, root) = image(&[], enabled);
+    let applied = apply(
+        &root,
+        &named_plan(),
+        Renderer::NetworkManager,
+        "network_data.json",
+    );
+    assert!(
+        applied.errors.len() == 1
+            && applied.errors[0].contains("eth0")
+            && applied.errors[0].contains("systemd-networkd or ifupdown"),
+        "{:?}",
+        applied.errors
+    );
+    assert!(!root.exists(direct::RESOLV_CONF));
+    let mut dhcp = named_plan();
+    dhcp.interfaces.remove(0);
+    let applied = apply(&root, &dhcp, Renderer::NetworkManager, "network_data.json");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(
+        applied.warnings.len() == 1 && applied.warnings[0].contains("DNS servers"),
+        "{:?}",
+        applied.warnings
+    );
+    assert!(!root.exists(direct::RESOLV_CONF));
+}
+
 #[test]
 fn direct_commands_and_resolv_conf() {
     let plan = named_plan();
@@ -1314,6 +1546,43 @@ fn direct_commands_and_resolv_conf() {
         "{:?}",
         applied.errors
     );
+}
+
+/// A `/etc/resolv.conf` that is a symlink belongs to a resolver manager (systemd-resolved's
+/// stub file, NetworkManager's): it is left as it is, the link and what it points to, with a
+/// warning that says where DNS goes instead; also when the link's target is not there yet.
+#[test]
+fn a_resolv_conf_that_is_a_link_is_left_to_its_manager() {
+    let plan = named_plan();
+    let (_dir, root) = root_with_links(&[]);
+    let stub = "/run/systemd/resolve/stub-resolv.conf";
+    let target = "../run/systemd/resolve/stub-resolv.conf";
+    fs::create_dir_all(root.host_path("/etc")).unwrap();
+    fs::create_dir_all(root.host_path("/run/systemd/resolve")).unwrap();
+    std::os::unix::fs::symlink(target, root.host_path(direct::RESOLV_CONF)).unwrap();
+    for stub_there in [false, true] {
+        if stub_there {
+            fs::write(root.host_path(stub), "nameserver 127.0.0.53\n").unwrap();
+        }
+        let applied = apply(&root, &plan, Renderer::Direct, "network_data.json");
+        assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        assert!(
+            applied.warnings.len() == 1
+                && applied.warnings[0].contains("network_data.json")
+                && applied.warnings[0].contains(&format!("link to {target}")),
+            "{:?}",
+            applied.warnings
+        );
+        assert!(!applied.done.iter().any(|d| d == direct::RESOLV_CONF));
+        assert_eq!(
+            fs::read_link(root.host_path(direct::RESOLV_CONF)).unwrap(),
+            Path::new(target)
+        );
+        assert_eq!(
+            fs::read_to_string(root.host_path(stub)).ok(),
+            stub_there.then(|| "nameserver 127.0.0.53\n".to_owned())
+        );
+    }
 }
 
 /// Search domains without servers (a NoCloud v2 `nameservers: {search: […]}` on a DHCP link)

@@ -485,6 +485,18 @@ mod tests {
         );
     }
 
+    /// Neutron's DHCP server gives a VXLAN port its MTU (1450, option 26), which networkd
+    /// ignores unless told: at 1500 the first boot's large packets would be lost.
+    #[test]
+    fn the_dhcp_link_takes_the_mtu_the_dhcp_server_gives() {
+        let network = recipe_file(Flavour::Metaboot, "dhcp.network");
+        let dhcpv4 = network
+            .split_once("[DHCPv4]")
+            .map(|(_, section)| section.split("\n[").next().unwrap_or_default())
+            .unwrap_or_default();
+        assert!(settings(dhcpv4).contains(&"UseMTU=yes"), "{network}");
+    }
+
     #[test]
     fn the_initramfs_holds_the_root_disk_drivers() {
         let conf = settings(recipe_file(Flavour::CloudInit, "initramfs.conf"));
