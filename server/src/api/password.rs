@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use super::metadata::{Api, MetadataRequest};
 use crate::http::response::TEXT_PLAIN;
 use crate::http::{Answer, Rejection};
-use crate::store::{MAX_PASSWORD_BYTES, PasswordSet};
+use crate::store::{MAX_PASSWORD_BYTES, PasswordSet, Store};
 
 impl Api {
     pub(super) async fn password(&self, request: &MetadataRequest, uuid: &str) -> Answer {
@@ -66,45 +66,34 @@ impl Api {
                     );
                 }
                 let password = password.to_owned();
-                let stored = password.clone();
                 // Which instance this is now: one deleted and created again under the same
                 // uuid while the write is on its way must not get this password in the model.
                 let seen = self.model.instance(uuid).map(|record| record.ec2_id);
                 // A 409 from the store means another server's write (or an earlier try of this
                 // post, whose answer was lost) is not in this server's model yet: the stored
-                // text is read in the same call and taken in, so that the guest's GET right
-                // after the 409 (the agent checks whether the text is its own) sees it.
+                // text is read after it and taken in, so that the guest's GET right after the
+                // 409 (the agent checks whether the text is its own) sees it.
                 let set = self
                     .write(move |store| {
                         let set = store.set_password(&key, seen, &password)?;
-                        // Best effort: a failed read leaves the 409 as it is.
-                        let stored = match set {
-                            PasswordSet::AlreadySet => store
-                                .instance_by_uuid(&key)
-                                .ok()
-                                .flatten()
-                                .and_then(|instance| instance.password),
-                            _ => None,
-                        };
-                        Ok((set, stored))
+                        Ok((set, stored_now(store, &key, seen, set, password)))
                     })
                     .await;
                 match set {
-                    Ok((PasswordSet::Stored, _)) => {
-                        self.model.password_stored(uuid, seen, &stored);
-                        Answer::text(Bytes::new())
-                    }
-                    Ok((PasswordSet::AlreadySet, in_store)) => {
-                        if let Some(in_store) = in_store.filter(|text| !text.is_empty()) {
-                            self.model.password_stored(uuid, seen, &in_store);
+                    Ok((set, stored)) => {
+                        if let Some((text, logged_by)) = stored {
+                            self.model.password_stored(uuid, seen, &text, logged_by);
                         }
-                        already_set()
+                        match set {
+                            PasswordSet::Stored => Answer::text(Bytes::new()),
+                            PasswordSet::AlreadySet => already_set(),
+                            PasswordSet::NoInstance => Answer::refused(
+                                StatusCode::BAD_REQUEST,
+                                "The instance no longer exists.".to_owned(),
+                                Rejection::UnknownInstance,
+                            ),
+                        }
                     }
-                    Ok((PasswordSet::NoInstance, _)) => Answer::refused(
-                        StatusCode::BAD_REQUEST,
-                        "The instance no longer exists.".to_owned(),
-                        Rejection::UnknownInstance,
-                    ),
                     Err(refusal) => refusal,
                 }
             }
@@ -114,6 +103,36 @@ impl Api {
                 Rejection::BadMethod,
             ),
         }
+    }
+}
+
+/// What the registry holds for the instance after a post that `set` answered, for this
+/// server's model: the text, and a change number read after it (the change that logged it is
+/// at most that). The posted text when stored; the stored one on a 409, for the instance
+/// `seen` only (not one created again under the same uuid since). Best effort: the answer
+/// stays what `set` says; a failed read of the change number serves the posted text until the
+/// next catch-up only, one of the stored text nothing.
+fn stored_now(
+    store: &dyn Store,
+    uuid: &str,
+    seen: Option<i64>,
+    set: PasswordSet,
+    posted: String,
+) -> Option<(String, i64)> {
+    let logged_by = |store: &dyn Store| store.last_change().ok();
+    match set {
+        PasswordSet::Stored => Some((posted, logged_by(store).unwrap_or(0))),
+        PasswordSet::AlreadySet => {
+            let text = store
+                .instance_by_uuid(uuid)
+                .ok()
+                .flatten()
+                .filter(|instance| Some(instance.ec2_id) == seen)
+                .and_then(|instance| instance.password)
+                .filter(|text| !text.is_empty())?;
+            Some((text, logged_by(store)?))
+        }
+        PasswordSet::NoInstance => None,
     }
 }
 

@@ -55,6 +55,18 @@ pub struct Model {
     /// subnet: metadata over IPv6 is served on those alone, and a million IPv4-only ports
     /// would spend tens of MiB on entries nobody can ask for.
     macs: Map<(u32, u64), Arc<InstanceRecord>>,
+    /// Passwords this server stored and serves before the change log brings them: kept over
+    /// a record of a batch read before the write, and only such a batch.
+    posted: Map<Uuid, Posted>,
+}
+
+/// A password this server stored, for the instance it knew as `ec2_id`; the change that
+/// logged it is at most `logged_by`.
+#[derive(Debug)]
+struct Posted {
+    ec2_id: i64,
+    password: String,
+    logged_by: i64,
 }
 
 /// An address on a network, as the index keys it.
@@ -199,6 +211,28 @@ impl Model {
         self.v4.len() + self.v6.len() + self.macs.len()
     }
 
+    /// Serves `password`, which this server just stored for the instance with this uuid and
+    /// `ec2_id` (its change logged by `logged_by` at the latest), until a batch through that
+    /// change brings it or what came after it (`instance clear-password`).
+    pub fn posted(&mut self, uuid: Uuid, ec2_id: i64, password: &str, logged_by: i64) {
+        let Some(record) = self.instances.get(&uuid) else {
+            return;
+        };
+        if record.ec2_id == ec2_id && record.password().is_none_or(str::is_empty) {
+            let updated = record.with_password(password);
+            self.replace(updated);
+            let password = password.to_owned();
+            self.posted.insert(
+                uuid,
+                Posted {
+                    ec2_id,
+                    password,
+                    logged_by,
+                },
+            );
+        }
+    }
+
     /// Applies records built from a batch (see [`prepare`]), all or nothing as seen by
     /// readers (the caller holds the write lock).
     pub fn apply(&mut self, prepared: Prepared) {
@@ -206,13 +240,8 @@ impl Model {
         // its network in one batch is found in the indexes by that network's slot), and so
         // that an address that moved between two of them in this batch ends up with its new
         // owner whatever the order.
-        let mut kept_passwords = HashMap::new();
         for uuid in &prepared.instances_changed {
-            if let Some(old) = self.remove(uuid)
-                && let Some(password) = old.password()
-            {
-                kept_passwords.insert(*uuid, (old.ec2_id, password.to_owned()));
-            }
+            self.remove(uuid);
         }
         for (id, network) in prepared.networks {
             match network {
@@ -239,16 +268,20 @@ impl Model {
             }
         }
         for mut record in prepared.instances {
-            // Passwords are write-once: a record read before the password was stored (this
-            // server stored it a moment ago) must not take it away again.
-            if record.password().is_none()
-                && let Some((ec2_id, password)) = kept_passwords.get(&record.uuid)
-                && *ec2_id == record.ec2_id
+            // A record read before a password this server stored a moment ago must not take it
+            // away again; one read after its change (through it) says what the registry holds
+            // now, a password cleared since included.
+            if record.password().is_none_or(str::is_empty)
+                && let Some(posted) = self.posted.get(&record.uuid)
+                && posted.ec2_id == record.ec2_id
+                && prepared.through < posted.logged_by
             {
-                record = record.with_password(password);
+                record = record.with_password(&posted.password);
             }
             self.insert(record);
         }
+        self.posted
+            .retain(|_, posted| posted.logged_by > prepared.through);
         self.seq = prepared.through;
     }
 }

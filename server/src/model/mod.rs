@@ -207,20 +207,17 @@ impl ReadModel {
 
     /// Records a password this server just stored (write-once; an empty one counts as unset,
     /// as in nova and the store) for the instance it knew as `ec2_id` before the write, so it
-    /// is served at once; other servers, and an instance created again under the same uuid
-    /// meanwhile, get it from the change log.
-    pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str) {
-        let Ok(uuid) = Uuid::parse_str(uuid) else {
+    /// is served at once; `logged_by` is a change number read after the write (the change
+    /// that logged it is at most that). Other servers, and an instance created again under
+    /// the same uuid meanwhile, get it from the change log.
+    pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str, logged_by: i64) {
+        let (Ok(uuid), Some(ec2_id)) = (Uuid::parse_str(uuid), ec2_id) else {
             return;
         };
-        let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
-        let Some(record) = model.instances.get(&uuid) else {
-            return;
-        };
-        if Some(record.ec2_id) == ec2_id && record.password().is_none_or(str::is_empty) {
-            let updated = record.with_password(password);
-            model.replace(updated);
-        }
+        self.model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .posted(uuid, ec2_id, password, logged_by);
     }
 
     /// The instance with this uuid.

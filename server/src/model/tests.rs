@@ -138,9 +138,10 @@ fn a_model_answers_what_the_store_holds_and_follows_it() {
     // A password stored by this server is served at once and survives a batch read before it.
     let seen = model.instance(&uuid(6)).map(|record| record.ec2_id);
     // Not for an instance created again under the same uuid since (another ec2 id).
-    model.password_stored(&uuid(6), seen.map(|id| id + 1), "stale");
+    let later = w.store.last_change().unwrap() + 1;
+    model.password_stored(&uuid(6), seen.map(|id| id + 1), "stale", later);
     assert_eq!(model.instance(&uuid(6)).unwrap().password(), None);
-    model.password_stored(&uuid(6), seen, "secret");
+    model.password_stored(&uuid(6), seen, "secret", later);
     assert_eq!(model.instance(&uuid(6)).unwrap().password(), Some("secret"));
     create(&w, 501, "198.18.0.250");
     model.catch_up(w.store.as_ref()).unwrap();
@@ -160,12 +161,63 @@ fn a_password_posted_after_an_empty_one_is_served_at_once() {
             w.store.set_password(&uuid(1), None, password).unwrap(),
             store::PasswordSet::Stored
         );
-        model.password_stored(&uuid(1), seen, password);
+        let logged_by = w.store.last_change().unwrap();
+        model.password_stored(&uuid(1), seen, password, logged_by);
     }
     assert_eq!(model.instance(&uuid(1)).unwrap().password(), Some("secret"));
     // The change log agrees.
     model.catch_up(w.store.as_ref()).unwrap();
     assert_eq!(model.instance(&uuid(1)).unwrap().password(), Some("secret"));
+}
+
+/// A password this server stored is kept over a record of a batch read before its change
+/// (the instance's port moved meanwhile), and only such a batch: once the change log is
+/// through it, the registry's text is served, and `instance clear-password` clears it here
+/// too, so that the guest may post again.
+#[test]
+fn a_password_stored_here_is_kept_until_the_log_is_through_it_then_cleared_with_the_registry() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    let seen = model.instance(&uuid(1)).map(|record| record.ec2_id);
+    // The store's write and its change come after this batch's read, as a moment later.
+    let port = w
+        .store
+        .create_port(&NewPort {
+            network_id: w.network.clone(),
+            instance_id: uuid(1),
+            ..NewPort::default()
+        })
+        .unwrap();
+    let after_port = w.store.last_change().unwrap();
+    model.password_stored(&uuid(1), seen, "c2VjcmV0", after_port + 1);
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(model.seq(), after_port);
+    assert_eq!(
+        model.instance(&uuid(1)).unwrap().password(),
+        Some("c2VjcmV0")
+    );
+
+    // Stored for real, and then cleared: the registry's text, none, is what is served.
+    w.store.set_password(&uuid(1), None, "c2VjcmV0").unwrap();
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(
+        model.instance(&uuid(1)).unwrap().password(),
+        Some("c2VjcmV0")
+    );
+    assert!(w.store.clear_password(&uuid(1)).unwrap());
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(model.instance(&uuid(1)).unwrap().password(), None);
+
+    // Posted again through this server, then cleared before its catch-up: the batch that
+    // brings both says what the registry holds.
+    w.store.set_password(&uuid(1), None, "YWdhaW4=").unwrap();
+    let logged_by = w.store.last_change().unwrap();
+    model.password_stored(&uuid(1), seen, "YWdhaW4=", logged_by);
+    assert!(w.store.clear_password(&uuid(1)).unwrap());
+    w.store.delete_port(&port.id).unwrap();
+    model.catch_up(w.store.as_ref()).unwrap();
+    assert_eq!(model.instance(&uuid(1)).unwrap().password(), None);
 }
 
 #[test]

@@ -19,11 +19,6 @@
 //!   file then steps aside, as cloud-init 24.1 and later do it (`deb822.rs`). The default keeps the image's file, as Debian's own
 //!   cloud.cfg tells cloud-init (`preserve_sources_list: true`); what then does nothing is a
 //!   warning (`unused_while_kept`).
-//!
-//! This file runs the parts in cloud-init's order; each concern is a file of its own: the keys
-//! read (`config.rs`), the distributions (`distro.rs`), the mirrors (`mirrors.rs`), the
-//! sources list (`sources_list.rs`), the `sources` entries (`sources.rs`), apt's
-//! configuration files (`conf.rs`), the paths (`files.rs`), the outcome (`applied.rs`).
 //! - `proxy`/`http_proxy`, `https_proxy`, `ftp_proxy` → `90cloud-init-aptproxy`; `conf` →
 //!   `94cloud-init-config` (both in `/etc/apt/apt.conf.d`).
 //! - `apt_pipelining: false` or 0–5 → `90cloud-init-pipelining`; `os`, `none`, `unchanged`
@@ -31,6 +26,11 @@
 //!
 //! Not done, each a warning: `keyid`/`keyserver` (no key server is reached: give `key`),
 //! mirror `search`/`search_dns`, `debconf_selections`, `add_apt_repo_match`.
+//!
+//! This file runs the parts in cloud-init's order; each concern is a file of its own: the keys
+//! read (`config.rs`), the distributions (`distro.rs`), the mirrors (`mirrors.rs`), the
+//! sources list (`sources_list.rs`), the `sources` entries (`sources.rs`), apt's
+//! configuration files (`conf.rs`), the paths (`files.rs`), the outcome (`applied.rs`).
 
 mod applied;
 pub mod armor;
