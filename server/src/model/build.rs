@@ -214,7 +214,12 @@ impl Model {
     /// Serves `password`, which this server just stored for the instance with this uuid and
     /// `ec2_id` (its change logged by `logged_by` at the latest), until a batch through that
     /// change brings it or what came after it (`instance clear-password`).
+    /// A model already through `logged_by` holds what the registry held after the write,
+    /// a password cleared since included: it is left as it is.
     pub fn posted(&mut self, uuid: Uuid, ec2_id: i64, password: &str, logged_by: i64) {
+        if logged_by <= self.seq {
+            return;
+        }
         let Some(record) = self.instances.get(&uuid) else {
             return;
         };

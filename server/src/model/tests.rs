@@ -218,6 +218,15 @@ fn a_password_stored_here_is_kept_until_the_log_is_through_it_then_cleared_with_
     w.store.delete_port(&port.id).unwrap();
     model.catch_up(w.store.as_ref()).unwrap();
     assert_eq!(model.instance(&uuid(1)).unwrap().password(), None);
+
+    // The follower through the clear before the post's answer is recorded here: the model
+    // already says what the registry holds.
+    w.store.set_password(&uuid(1), None, "dGhpcmQ=").unwrap();
+    let logged_by = w.store.last_change().unwrap();
+    assert!(w.store.clear_password(&uuid(1)).unwrap());
+    model.catch_up(w.store.as_ref()).unwrap();
+    model.password_stored(&uuid(1), seen, "dGhpcmQ=", logged_by);
+    assert_eq!(model.instance(&uuid(1)).unwrap().password(), None);
 }
 
 #[test]

@@ -14,7 +14,11 @@
 //! aborting one of the two, the read when it waited last. So the DDL waits for a table at
 //! most [`UPGRADE_LOCK_TIMEOUT`], shorter than PostgreSQL's deadlock detection, gives way by
 //! rolling back, and is tried again [`UPGRADE_ATTEMPTS`] times; meanwhile every other session
-//! queued behind its lock waits no longer than that either.
+//! queued behind its lock waits no longer than that either. This is a matter of timing, not a
+//! guarantee: PostgreSQL runs its detector in the session that has waited `deadlock_timeout`
+//! first, which is still the read when it began to wait more than the difference earlier
+//! (then the read is aborted, and its server retries it); a migration that alters one table
+//! only (`MIGRATE_FROM_2`) forms no such cycle.
 
 use std::time::Duration;
 
