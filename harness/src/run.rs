@@ -137,7 +137,14 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         }
         Err(err) => return Err(err.into()),
     };
-    hold_run_of(cache, &real)?;
+    // The files of its backing chain too: a kept overlay on another kept run's overlay.
+    for file in std::iter::once(real.clone()).chain(
+        info.backing_files
+            .iter()
+            .filter_map(|file| std::fs::canonicalize(file).ok()),
+    ) {
+        hold_run_of(cache, &file)?;
+    }
     scenario::preflight()?;
     let own = own::OwnImage {
         image: real,

@@ -109,6 +109,13 @@ pub struct ImageInfo {
     /// Whether its data is encrypted (LUKS or the old AES qcow2).
     #[serde(default)]
     pub encrypted: bool,
+    /// The file, as qemu-img opened it (each layer of `--backing-chain` names its own).
+    #[serde(default)]
+    pub filename: Option<String>,
+    /// The files of its backing chain below it, as qemu-img opened them, nearest first
+    /// (filled by [`inspect`]): a run holds them too.
+    #[serde(skip)]
+    pub backing_files: Vec<PathBuf>,
 }
 
 /// Looks at `path` without changing it: a regular file that qemu-img opens as a disk image.
@@ -152,6 +159,12 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     if chain.iter().any(|layer| layer.encrypted) {
         return Err(ImageError::Encrypted(path.to_owned()));
     }
+    let mut info = info;
+    info.backing_files = chain
+        .iter()
+        .skip(1)
+        .filter_map(|layer| layer.filename.as_ref().map(PathBuf::from))
+        .collect();
     if info.virtual_size == 0 {
         return Err(ImageError::NotADisk {
             path: path.to_owned(),
@@ -420,6 +433,7 @@ mod tests {
             ("qcow2", 1 << 20)
         );
         assert_eq!(info.backing.as_deref(), Some("base.qcow2"));
+        assert_eq!(info.backing_files, [p("base.qcow2")]);
 
         let orphan = p("orphan.qcow2");
         let err = inspect(&orphan).unwrap_err();
@@ -501,6 +515,8 @@ mod tests {
                 full_backing: None,
                 backing: None,
                 encrypted: false,
+                filename: None,
+                backing_files: Vec::new(),
             },
             user: DEFAULT_USER.into(),
             path: MetadataPath::Router,
