@@ -81,11 +81,17 @@ impl Api {
                     .await;
                 match set {
                     Ok((set, stored)) => {
-                        if let Some((text, logged_by)) = stored {
-                            self.model.password_stored(uuid, seen, &text, logged_by);
+                        match stored {
+                            Some(Known::Posted { text, change }) => {
+                                self.model.password_stored(uuid, seen, &text, change);
+                            }
+                            Some(Known::InRegistry { text, read_at }) => {
+                                self.model.password_seen(uuid, seen, &text, read_at);
+                            }
+                            None => {}
                         }
                         match set {
-                            PasswordSet::Stored => Answer::text(Bytes::new()),
+                            PasswordSet::Stored { .. } => Answer::text(Bytes::new()),
                             PasswordSet::AlreadySet => already_set(),
                             PasswordSet::NoInstance => Answer::refused(
                                 StatusCode::BAD_REQUEST,
@@ -106,23 +112,34 @@ impl Api {
     }
 }
 
-/// What the registry holds for the instance after a post that `set` answered, for this
-/// server's model: the text, and a change number read after it (the change that logged it is
-/// at most that). The posted text when stored; the stored one on a 409, for the instance
-/// `seen` only (not one created again under the same uuid since). Best effort: the answer
-/// stays what `set` says; a failed read of the change number serves the posted text until the
-/// next catch-up only, one of the stored text nothing.
+/// A password the registry holds after a post, for this server's model.
+enum Known {
+    /// The post stored it, in change `change`.
+    Posted { text: String, change: i64 },
+    /// Another write had stored it (the post got 409): read from the registry after the
+    /// change log was at `read_at`.
+    InRegistry { text: String, read_at: i64 },
+}
+
+/// What the registry holds for the instance after a post that `set` answered: the posted
+/// text when stored; the stored one on a 409, for the instance `seen` only (not one created
+/// again under the same uuid since). Best effort: a failed read gives nothing, and the answer
+/// stays what `set` says.
 fn stored_now(
     store: &dyn Store,
     uuid: &str,
     seen: Option<i64>,
     set: PasswordSet,
     posted: String,
-) -> Option<(String, i64)> {
-    let logged_by = |store: &dyn Store| store.last_change().ok();
+) -> Option<Known> {
     match set {
-        PasswordSet::Stored => Some((posted, logged_by(store).unwrap_or(0))),
+        PasswordSet::Stored { change } => Some(Known::Posted {
+            text: posted,
+            change,
+        }),
         PasswordSet::AlreadySet => {
+            // Read before the instance: the instance read reflects the log at least there.
+            let read_at = store.last_change().ok()?;
             let text = store
                 .instance_by_uuid(uuid)
                 .ok()
@@ -130,7 +147,7 @@ fn stored_now(
                 .filter(|instance| Some(instance.ec2_id) == seen)
                 .and_then(|instance| instance.password)
                 .filter(|text| !text.is_empty())?;
-            Some((text, logged_by(store)?))
+            Some(Known::InRegistry { text, read_at })
         }
         PasswordSet::NoInstance => None,
     }

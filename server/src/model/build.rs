@@ -60,13 +60,12 @@ pub struct Model {
     posted: Map<Uuid, Posted>,
 }
 
-/// A password this server stored, for the instance it knew as `ec2_id`; the change that
-/// logged it is at most `logged_by`.
+/// A password this server stored, for the instance it knew as `ec2_id`, in change `change`.
 #[derive(Debug)]
 struct Posted {
     ec2_id: i64,
     password: String,
-    logged_by: i64,
+    change: i64,
 }
 
 /// An address on a network, as the index keys it.
@@ -212,30 +211,45 @@ impl Model {
     }
 
     /// Serves `password`, which this server just stored for the instance with this uuid and
-    /// `ec2_id` (its change logged by `logged_by` at the latest), until a batch through that
-    /// change brings it or what came after it (`instance clear-password`).
-    /// A model already through `logged_by` holds what the registry held after the write,
-    /// a password cleared since included: it is left as it is.
-    pub fn posted(&mut self, uuid: Uuid, ec2_id: i64, password: &str, logged_by: i64) {
-        if logged_by <= self.seq {
+    /// `ec2_id` in change `change`, until a batch through that change brings it or what came
+    /// after it (`instance clear-password`). A model already through `change` holds what the
+    /// registry held after the write, a password cleared since included: it is left as it is.
+    pub fn posted(&mut self, uuid: Uuid, ec2_id: i64, password: &str, change: i64) {
+        if change <= self.seq || !self.set_password(uuid, ec2_id, password) {
             return;
         }
+        let password = password.to_owned();
+        self.posted.insert(
+            uuid,
+            Posted {
+                ec2_id,
+                password,
+                change,
+            },
+        );
+    }
+
+    /// Serves `password`, read from the registry for the instance with this uuid and `ec2_id`
+    /// when its change log was at `read_at`, until the next batch that changes the instance
+    /// (which brings the registry's own record); left alone when the model is past `read_at`.
+    pub fn seen(&mut self, uuid: Uuid, ec2_id: i64, password: &str, read_at: i64) {
+        if self.seq <= read_at {
+            self.set_password(uuid, ec2_id, password);
+        }
+    }
+
+    /// Gives the instance's record `password`, when it is the instance `ec2_id` names and has
+    /// none; true when it did.
+    fn set_password(&mut self, uuid: Uuid, ec2_id: i64, password: &str) -> bool {
         let Some(record) = self.instances.get(&uuid) else {
-            return;
+            return false;
         };
-        if record.ec2_id == ec2_id && record.password().is_none_or(str::is_empty) {
-            let updated = record.with_password(password);
-            self.replace(updated);
-            let password = password.to_owned();
-            self.posted.insert(
-                uuid,
-                Posted {
-                    ec2_id,
-                    password,
-                    logged_by,
-                },
-            );
+        if record.ec2_id != ec2_id || !record.password().is_none_or(str::is_empty) {
+            return false;
         }
+        let updated = record.with_password(password);
+        self.replace(updated);
+        true
     }
 
     /// Applies records built from a batch (see [`prepare`]), all or nothing as seen by
@@ -279,14 +293,14 @@ impl Model {
             if record.password().is_none_or(str::is_empty)
                 && let Some(posted) = self.posted.get(&record.uuid)
                 && posted.ec2_id == record.ec2_id
-                && prepared.through < posted.logged_by
+                && prepared.through < posted.change
             {
                 record = record.with_password(&posted.password);
             }
             self.insert(record);
         }
         self.posted
-            .retain(|_, posted| posted.logged_by > prepared.through);
+            .retain(|_, posted| posted.change > prepared.through);
         self.seq = prepared.through;
     }
 }

@@ -206,18 +206,31 @@ impl ReadModel {
     }
 
     /// Records a password this server just stored (write-once; an empty one counts as unset,
-    /// as in nova and the store) for the instance it knew as `ec2_id` before the write, so it
-    /// is served at once; `logged_by` is a change number read after the write (the change
-    /// that logged it is at most that). Other servers, and an instance created again under
-    /// the same uuid meanwhile, get it from the change log.
-    pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str, logged_by: i64) {
+    /// as in nova and the store) for the instance it knew as `ec2_id` before the write, in
+    /// change `change`, so it is served at once. Other servers, and an instance created again
+    /// under the same uuid meanwhile, get it from the change log.
+    pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str, change: i64) {
         let (Ok(uuid), Some(ec2_id)) = (Uuid::parse_str(uuid), ec2_id) else {
             return;
         };
         self.model
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .posted(uuid, ec2_id, password, logged_by);
+            .posted(uuid, ec2_id, password, change);
+    }
+
+    /// Records a password another write stored, read from the registry once its change log
+    /// was at `read_at` (a post answered 409 finds it before this model does), so the guest's
+    /// next GET sees it: the record is updated until the change log brings it, unless this
+    /// model is already past `read_at` (then it holds what the registry held since).
+    pub fn password_seen(&self, uuid: &str, ec2_id: Option<i64>, password: &str, read_at: i64) {
+        let (Ok(uuid), Some(ec2_id)) = (Uuid::parse_str(uuid), ec2_id) else {
+            return;
+        };
+        self.model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .seen(uuid, ec2_id, password, read_at);
     }
 
     /// The instance with this uuid.

@@ -371,8 +371,8 @@ pub struct NewInstance {
 /// The outcome of a password POST.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordSet {
-    /// Stored: this was the first POST.
-    Stored,
+    /// Stored: this was the first POST; `change` is the change log's number of the write.
+    Stored { change: i64 },
     /// A password was already stored; nothing changed (409).
     AlreadySet,
     /// The instance does not exist (any more).

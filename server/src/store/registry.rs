@@ -444,7 +444,9 @@ impl<B: Backend> Store for Registry<B> {
         self.write(|sql| {
             if sql.set_password_if_unset(uuid, ec2_id, password)? {
                 sql.log_change(ChangeKind::Instance, uuid)?;
-                return Ok(PasswordSet::Stored);
+                // Under the write lock: the newest change is this one.
+                let change = sql.last_change()?;
+                return Ok(PasswordSet::Stored { change });
             }
             match sql.instance(uuid)? {
                 Some(instance) if ec2_id.is_none_or(|ec2_id| ec2_id == instance.ec2_id) => {

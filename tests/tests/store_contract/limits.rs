@@ -48,10 +48,10 @@ pub fn password_limit_and_write_once(store: &dyn Store) {
     invalid(store.set_password(&a.uuid, None, &"p".repeat(MAX_PASSWORD_BYTES + 1)));
     assert_eq!(store.instance(&a.uuid).unwrap().password, None);
     let largest = "p".repeat(MAX_PASSWORD_BYTES);
-    assert_eq!(
+    assert!(matches!(
         store.set_password(&a.uuid, None, &largest).unwrap(),
-        PasswordSet::Stored
-    );
+        PasswordSet::Stored { .. }
+    ));
     assert_eq!(
         store.instance(&a.uuid).unwrap().password,
         Some(largest.clone())
@@ -66,14 +66,14 @@ pub fn password_limit_and_write_once(store: &dyn Store) {
         PasswordSet::NoInstance
     );
     // An empty password does not count as set (nova's reset blanks it).
-    assert_eq!(
+    assert!(matches!(
         store.set_password(&b.uuid, None, "").unwrap(),
-        PasswordSet::Stored
-    );
-    assert_eq!(
+        PasswordSet::Stored { .. }
+    ));
+    assert!(matches!(
         store.set_password(&b.uuid, None, "real").unwrap(),
-        PasswordSet::Stored
-    );
+        PasswordSet::Stored { .. }
+    ));
     assert_eq!(
         store.set_password(&b.uuid, None, "again").unwrap(),
         PasswordSet::AlreadySet
@@ -109,12 +109,12 @@ pub fn password_reaches_only_the_instance_it_was_posted_for(store: &dyn Store) {
         PasswordSet::NoInstance
     );
     assert_eq!(store.instance(&new.uuid).unwrap().password, None);
-    assert_eq!(
+    assert!(matches!(
         store
             .set_password(&new.uuid, Some(new.ec2_id), "new guest's")
             .unwrap(),
-        PasswordSet::Stored
-    );
+        PasswordSet::Stored { .. }
+    ));
     assert_eq!(
         store
             .set_password(&new.uuid, Some(new.ec2_id), "again")
@@ -137,17 +137,23 @@ pub fn password_clear_lets_the_guest_post_again(store: &dyn Store) {
         .unwrap()
         .0;
     assert!(!store.clear_password(&vm.uuid).unwrap());
-    store.set_password(&vm.uuid, None, "first").unwrap();
+    // A stored password names the change that logged it: the newest one.
+    let PasswordSet::Stored { change } = store.set_password(&vm.uuid, None, "first").unwrap()
+    else {
+        panic!("the first password is stored");
+    };
     let before = store.last_change().unwrap();
+    assert_eq!(change, before);
+    assert_eq!(store.changes_since(change - 1).unwrap()[0].id, vm.uuid);
     assert!(store.clear_password(&vm.uuid).unwrap());
     assert_eq!(store.instance(&vm.uuid).unwrap().password, None);
     let changes = store.changes_since(before).unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].id, vm.uuid);
-    assert_eq!(
+    assert!(matches!(
         store.set_password(&vm.uuid, None, "second").unwrap(),
-        PasswordSet::Stored
-    );
+        PasswordSet::Stored { .. }
+    ));
     assert_eq!(
         store.instance(&vm.uuid).unwrap().password.as_deref(),
         Some("second")
@@ -181,14 +187,14 @@ pub fn password_race_has_one_winner(store: &dyn Store) {
     });
     let winners: Vec<usize> = outcomes
         .iter()
-        .filter(|(_, outcome)| *outcome == PasswordSet::Stored)
+        .filter(|(_, outcome)| matches!(outcome, PasswordSet::Stored { .. }))
         .map(|(i, _)| *i)
         .collect();
     assert_eq!(winners.len(), 1, "{outcomes:?}");
     assert!(
         outcomes
             .iter()
-            .all(|(_, o)| matches!(o, PasswordSet::Stored | PasswordSet::AlreadySet))
+            .all(|(_, o)| matches!(o, PasswordSet::Stored { .. } | PasswordSet::AlreadySet))
     );
     assert_eq!(
         store.instance(&target.uuid).unwrap().password,
