@@ -14,7 +14,8 @@
 //! (`pipeline.rs`, `Ending`); any other request that was written is never sent twice. So that
 //! this is rare, a connection that idled longer than `UPSTREAM_IDLE_REUSE` is not used again:
 //! the upstream might close it just as a request is written to it. A request that times out
-//! gives its pipelined connection up: the upstream may be stuck on it. Idle pooled connections
+//! gives its pipelined connection up: the upstream may be stuck on it; the reads written behind
+//! it go out again on a new one (`pipeline.rs`, `Ending::Overdue`). Idle pooled connections
 //! the upstream closed, or that idled past that bound, are closed within
 //! `UPSTREAM_POOL_SWEEP` even when no request comes (`pool.rs`); a pipelined connection is
 //! always read, so it sees the upstream's close at once.
