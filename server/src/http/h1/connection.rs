@@ -24,7 +24,7 @@ use tokio::time::{Instant, Sleep};
 use super::body;
 use super::head::{self, Framing, Head, HeadError};
 use super::write::{self, Answering};
-use crate::http::limits::{LINGER_BYTES, LINGER_TIME};
+use crate::http::limits::{LINGER_BYTES, LINGER_TIME, deadline_in};
 use crate::http::{BodyError, Handler, Peer, RequestBody, ServerLimits};
 
 /// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
@@ -227,7 +227,8 @@ async fn by_deadline<T>(
     timeout: Duration,
     mut timer: Pin<&mut Sleep>,
 ) -> Option<T> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too large for a clock reading (a flag's) is as good as none.
+    let deadline = deadline_in(timeout);
     if timer.deadline() > deadline {
         timer.as_mut().reset(deadline);
     }

@@ -169,6 +169,28 @@ async fn read_answer(client: &mut DuplexStream) -> Answer {
     }
 }
 
+/// Timeouts as large as the flags take (`--header-timeout` etc., up to about 1.8e19 s): past
+/// what the clock holds, they wait as good as for ever instead of panicking.
+#[tokio::test]
+async fn timeouts_too_large_for_the_clock_serve_requests() {
+    let huge = Duration::from_secs_f64(1.8e19);
+    let (mut client, served) = connect(ServerLimits {
+        header_read_timeout: huge,
+        body_read_timeout: huge,
+        write_timeout: huge,
+        ..ServerLimits::default()
+    });
+    for path in ["/a", "/b"] {
+        let request = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut client).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, format!("POST {path} hi"));
+    }
+    drop(client);
+    served.await.unwrap();
+}
+
 #[tokio::test]
 async fn keep_alive_serves_one_request_after_another_on_one_connection() {
     let (mut client, served) = connect(limits());
