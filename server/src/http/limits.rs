@@ -17,6 +17,16 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// stopped reading) closes the connection, which it would otherwise hold as long as it likes
 /// (Neutron's haproxy: `timeout client`).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How far off a deadline is when its timeout is too large for a clock reading (a timeout
+/// flag takes up to about 1.8e19 s): about 30 years, as tokio's own `timeout` waits.
+pub const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The deadline `timeout` from now; [`FAR_FUTURE`] from now when that is past what the clock
+/// can hold.
+pub fn deadline_in(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout).unwrap_or(now + FAR_FUTURE)
+}
 /// Largest request body, in bytes (the password endpoint needs 1020).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Time a client has to send the whole body once its head arrived.
@@ -187,6 +197,19 @@ impl ServerLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_too_far_for_the_clock_is_far_future_instead() {
+        let before = tokio::time::Instant::now();
+        let soon = deadline_in(Duration::from_secs(1));
+        assert!(soon >= before + Duration::from_secs(1));
+        assert!(soon < before + FAR_FUTURE);
+        for huge in [Duration::MAX, Duration::from_secs_f64(1.8e19)] {
+            let far = deadline_in(huge);
+            assert!(far >= before + FAR_FUTURE);
+            assert!(far < tokio::time::Instant::now() + 2 * FAR_FUTURE);
+        }
+    }
 
     #[test]
     fn a_configured_connection_limit_is_at_least_one_and_at_most_the_ceiling() {

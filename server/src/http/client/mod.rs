@@ -14,7 +14,8 @@
 //! (`pipeline.rs`, `Ending`); any other request that was written is never sent twice. So that
 //! this is rare, a connection that idled longer than `UPSTREAM_IDLE_REUSE` is not used again:
 //! the upstream might close it just as a request is written to it. A request that times out
-//! gives its pipelined connection up: the upstream may be stuck on it. Idle pooled connections
+//! gives its pipelined connection up: the upstream may be stuck on it; the reads written behind
+//! it go out again on a new one (`pipeline.rs`, `Ending::Overdue`). Idle pooled connections
 //! the upstream closed, or that idled past that bound, are closed within
 //! `UPSTREAM_POOL_SWEEP` even when no request comes (`pool.rs`); a pipelined connection is
 //! always read, so it sees the upstream's close at once.
@@ -47,11 +48,9 @@ use stream::Dialer;
 use tokio::time::Instant;
 
 use super::h1::{Answer, ClientConnection, ExchangeError, request_head_size};
-use super::limits::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_UPSTREAM_RESENDS, UPSTREAM_IDLE_REUSE};
-
-/// What a request's deadline is when its timeout is too large for a clock reading (about 30
-/// years, as tokio's own `timeout` does).
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+use super::limits::{
+    MAX_HEADER_BYTES, MAX_HEADERS, MAX_UPSTREAM_RESENDS, UPSTREAM_IDLE_REUSE, deadline_in,
+};
 
 /// The `Host` requests to a Unix-socket upstream carry.
 const UNIX_AUTHORITY: &str = "metadata.local";
@@ -162,9 +161,7 @@ impl Upstream {
             .headers_mut()
             .insert(header::HOST, self.host.clone());
         // A timeout too large for a clock reading waits as long as tokio's own `timeout` does.
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
+        let deadline = deadline_in(timeout);
         let (parts, mut body) = request.into_parts();
         // A `Full` body is one frame, already in memory.
         let body = match body.frame().await {

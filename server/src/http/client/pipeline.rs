@@ -12,18 +12,19 @@
 //! answered come back to go out again too when the upstream ended the connection (RFC 9112
 //! §9.3.2): it said so in an answer (`Connection: close`: Apache after `MaxKeepAliveRequests`,
 //! an HTTP/1.0 upstream after each), or closed or reset it without a word, or the answer before
-//! theirs could not be read. It only ever holds GET and HEAD requests, which are idempotent
-//! (`mod.rs`). A request that timed out, or one whose own answer could not be read, fails, and
-//! so do the others written on a connection given up for a timeout: the upstream may be stuck
-//! on them. The writer stops then too, also in the middle of a write, and the connection
-//! closes; a write the upstream refused stops the writer only, and the reader reads the answers
-//! that came before it.
+//! theirs could not be read, or one written before them timed out (`Ending::Overdue`: the
+//! upstream is slow on it, and they wait behind it only because they share its connection). It
+//! only ever holds GET and HEAD requests, which are idempotent (`mod.rs`). A request that timed
+//! out, or one whose own answer could not be read, fails. A timeout also stops the writer, in the
+//! middle of a write too, and the connection closes; a write the upstream refused stops the
+//! writer only, and the reader reads the answers that came before it.
 //!
 //! What keeps a request the upstream dies on from going out forever is `Ending::Unannounced`:
 //! it counts against the request the upstream owed the next answer to, or against every
 //! request on the connection when it answered none (`mod.rs` allows each request
-//! `MAX_UPSTREAM_RESENDS`). The other endings need no count: each settles one request (answered
-//! or failed) before the others go out again.
+//! `MAX_UPSTREAM_RESENDS`). The other endings need no count: each settles one request (answered,
+//! failed or timed out) before the others go out again, and a request's own deadline bounds how
+//! often it can be behind one that times out.
 //!
 //! The reader also keeps the requests' deadlines, with one timer for the whole connection set
 //! to the earliest deadline of the requests waiting. A timer per request would mostly be due
@@ -85,7 +86,10 @@ enum Ending {
     /// The first one's answer could not be read (malformed, too large, cut short): it fails,
     /// the others go out again.
     BadAnswer,
-    /// Given up here (a request timed out, the connection idled, it never connected): the ones
+    /// A request waiting on it is past its deadline: it times out (so does any other past its
+    /// own), the others go out again, uncounted: they only wait behind it.
+    Overdue,
+    /// Given up here (the connection idled, it never connected, it was abandoned): the ones
     /// written fail, the others go out again.
     GivenUp,
 }
@@ -356,7 +360,7 @@ async fn read(
                 (why, Ending::GivenUp)
             }
         },
-        why = overdue(&shared, timer.as_mut()) => (why, Ending::GivenUp),
+        why = overdue(&shared, timer.as_mut()) => (why, Ending::Overdue),
     };
     let mut state = shared.lock();
     shared.break_off(&mut state, &why, ending);
@@ -385,7 +389,7 @@ async fn relay(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     tokio::select! {
         ended = answers(shared, &mut reader, &mut buf) => Some(ended),
-        why = overdue(shared, timer) => Some((why, Ending::GivenUp)),
+        why = overdue(shared, timer) => Some((why, Ending::Overdue)),
         () = shared.broke.notified() => None,
     }
 }

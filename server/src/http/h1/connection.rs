@@ -22,9 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use super::body;
-use super::head::{self, Framing, Head, HeadError};
+use super::head::{self, EndSearch, Framing, Head, HeadError};
 use super::write::{self, Answering};
-use crate::http::limits::{LINGER_BYTES, LINGER_TIME};
+use crate::http::limits::{LINGER_BYTES, LINGER_TIME, deadline_in};
 use crate::http::{BodyError, Handler, Peer, RequestBody, ServerLimits};
 
 /// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
@@ -227,7 +227,8 @@ async fn by_deadline<T>(
     timeout: Duration,
     mut timer: Pin<&mut Sleep>,
 ) -> Option<T> {
-    let deadline = Instant::now() + timeout;
+    // A timeout too large for a clock reading (a flag's) is as good as none.
+    let deadline = deadline_in(timeout);
     if timer.deadline() > deadline {
         timer.as_mut().reset(deadline);
     }
@@ -296,6 +297,8 @@ async fn read_head<S: AsyncRead + Unpin>(
         return Ok(Some(head));
     }
     let reading = async {
+        // Parsed only once it may be complete, not after every read (`EndSearch`).
+        let mut search = EndSearch::default();
         loop {
             if buf.capacity() - buf.len() < MIN_READ_ROOM {
                 buf.reserve(READ_CHUNK);
@@ -304,7 +307,9 @@ async fn read_head<S: AsyncRead + Unpin>(
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }
-            if let Some(head) = head::parse(buf, limits, room).transpose() {
+            if search.worth_parsing(buf, limits)
+                && let Some(head) = head::parse(buf, limits, room).transpose()
+            {
                 return head.map(Some);
             }
         }

@@ -66,6 +66,67 @@ impl HeadError {
     }
 }
 
+/// Where a head coming in over several reads was looked through for its end, so that each
+/// read looks only at its new bytes and the head is parsed (httparse, from its start) only
+/// once it may be complete: a head sent a byte at a time would otherwise cost a parse of all
+/// of it per byte.
+///
+/// httparse ends a head at its first empty line, after a request line: a line ending (`\n`,
+/// or `\r\n`) followed by another, so its end holds `\n\n` or `\n\r\n` ([`END_MARKS`]). It
+/// skips empty lines before the request line: the search starts at the first byte that is
+/// neither `\r` nor `\n`. A head httparse refuses before its end (a malformed byte, too many
+/// headers) is refused with the same status, once its end or [`ServerLimits::header_buffer`]
+/// bytes are in; a client that stops sending before either gets 408 at the head timeout.
+#[derive(Debug, Default)]
+pub struct EndSearch {
+    /// Bytes before this were looked through: no end starts before it but one already found.
+    searched: usize,
+    /// The request line started (a byte other than `\r` and `\n` came).
+    started: bool,
+}
+
+/// The byte sequences that end a head (httparse takes a bare `\n` for `\r\n`).
+pub const END_MARKS: [&[u8]; 2] = [b"\n\n", b"\n\r\n"];
+
+impl EndSearch {
+    /// Whether `buf`, the same head as at the last call with more bytes after it, is worth
+    /// parsing: it may be complete (an end came), or it reached the head size limit.
+    pub fn worth_parsing(&mut self, buf: &[u8], limits: &ServerLimits) -> bool {
+        if buf.len() >= limits.header_buffer() {
+            return true;
+        }
+        let mut from = self.searched;
+        if !self.started {
+            match buf[from..].iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(start) => {
+                    from += start;
+                    self.started = true;
+                }
+                None => {
+                    self.searched = buf.len();
+                    return false;
+                }
+            }
+        }
+        let longest = END_MARKS.iter().map(|mark| mark.len()).max().unwrap_or(1);
+        let found =
+            (from..buf.len()).find(|&at| END_MARKS.iter().any(|mark| buf[at..].starts_with(mark)));
+        // An end may start in the last bytes, its rest still to come; one already found is
+        // not looked at again.
+        self.searched = match found {
+            Some(at) => at + 1,
+            None => from.max(buf.len().saturating_sub(longest - 1)),
+        };
+        found.is_some()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How often this thread parsed a head (tests count them).
+    pub static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Parses the head at the start of `buf`. `Ok(None)`: not complete yet (read more). A
 /// complete head is split off `buf`; whatever follows (its body, pipelined requests) stays.
 /// The request's header map has room for `room` more headers (see `Handler::ADDED_HEADERS`).
@@ -74,6 +135,8 @@ pub fn parse(
     limits: &ServerLimits,
     room: usize,
 ) -> Result<Option<Head>, HeadError> {
+    #[cfg(test)]
+    PARSES.with(|parses| parses.set(parses.get() + 1));
     let max_bytes = limits.header_buffer();
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS)];
@@ -153,6 +216,42 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `head` to a search in pieces of `step` bytes: the lengths it was worth parsing at.
+    fn worth_parsing_at(head: &[u8], step: usize) -> Vec<usize> {
+        let mut search = EndSearch::default();
+        let limits = ServerLimits::default();
+        (1..=head.len().div_ceil(step))
+            .map(|n| (n * step).min(head.len()))
+            .filter(|&len| search.worth_parsing(&head[..len], &limits))
+            .collect()
+    }
+
+    #[test]
+    fn a_head_is_worth_parsing_once_its_end_came_however_it_is_split() {
+        for (head, end) in [
+            (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"[..], 27_usize),
+            (b"GET / HTTP/1.1\nHost: x\n\nrest", 24),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\nrest", 26),
+            // Empty lines before the request line do not end it.
+            (b"\r\n\n\r\nGET / HTTP/1.1\r\n\r\n", 23),
+        ] {
+            for step in 1..=4 {
+                let at = worth_parsing_at(head, step);
+                assert_eq!(
+                    at[0],
+                    (step * end.div_ceil(step)).min(head.len()),
+                    "{head:?} {step}"
+                );
+                assert_eq!(at.len(), 1, "{head:?} {step}: {at:?}");
+            }
+        }
+        // Not ended, but at the size limit: worth parsing (it is refused).
+        let limits = ServerLimits::default();
+        let long = vec![b'a'; limits.header_buffer()];
+        assert!(!EndSearch::default().worth_parsing(&long[..long.len() - 1], &limits));
+        assert!(EndSearch::default().worth_parsing(&long, &limits));
+    }
 
     #[test]
     fn a_head_is_split_off_with_room_for_the_headers_a_role_adds() {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::serve_connection;
+use super::{head, serve_connection};
 use crate::http::limits::{
     LINGER_BYTES, LINGER_TIME, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS,
     MAX_PIPELINED_REQUESTS,
@@ -167,6 +167,28 @@ async fn read_answer(client: &mut DuplexStream) -> Answer {
             }
         }
     }
+}
+
+/// Timeouts as large as the flags take (`--header-timeout` etc., up to about 1.8e19 s): past
+/// what the clock holds, they wait as good as for ever instead of panicking.
+#[tokio::test]
+async fn timeouts_too_large_for_the_clock_serve_requests() {
+    let huge = Duration::from_secs_f64(1.8e19);
+    let (mut client, served) = connect(ServerLimits {
+        header_read_timeout: huge,
+        body_read_timeout: huge,
+        write_timeout: huge,
+        ..ServerLimits::default()
+    });
+    for path in ["/a", "/b"] {
+        let request = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut client).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, format!("POST {path} hi"));
+    }
+    drop(client);
+    served.await.unwrap();
 }
 
 #[tokio::test]
@@ -649,6 +671,86 @@ async fn broken_framing_gets_400_and_a_close() {
         assert_eq!(got.len(), 1, "{case:?}");
         assert_eq!(got[0].status, 400, "{case:?}");
         assert_eq!(got[0].header("connection"), Some("close"), "{case:?}");
+    }
+}
+
+/// Sends `request` a byte at a time, letting the server read each before the next, then reads
+/// until the server closes: the answers, and how often the server parsed a head meanwhile.
+async fn dribbled(request: &[u8]) -> (Vec<Answer>, usize) {
+    head::PARSES.with(|parses| parses.set(0));
+    let (mut client, served) = connect(ServerLimits::default());
+    for byte in request {
+        if client.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    drop(client);
+    served.await.unwrap();
+    (answers(&out, &[]), head::PARSES.with(|parses| parses.get()))
+}
+
+/// A head that comes a byte at a time is parsed once its end came, not once per read; it is
+/// read as when it comes whole, bare `\n` line endings and empty lines before it too.
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_parsed_once_and_read_as_when_whole() {
+    let filler: String = (0..40)
+        .map(|i| format!("X-Filler-{i}: value\r\n"))
+        .collect();
+    let cases = [
+        format!("GET /crlf HTTP/1.1\r\nConnection: close\r\n{filler}\r\n"),
+        "GET /lf HTTP/1.1\nHost: x\nConnection: close\n\n".to_owned(),
+        "GET /mixed HTTP/1.1\r\nConnection: close\n\r\n".to_owned(),
+        "\r\n\nGET /after-empty-lines HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
+        "GET /no-headers HTTP/1.0\n\n".to_owned(),
+        "POST /body HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_owned(),
+    ];
+    for case in &cases {
+        let whole = answers(&exchange(limits(), case.as_bytes()).await, &[]);
+        let (dribbled, parses) = dribbled(case.as_bytes()).await;
+        assert_eq!(dribbled.len(), 1, "{case:?}");
+        assert_eq!(dribbled[0].status, 200, "{case:?}");
+        assert_eq!(
+            (dribbled[0].status, &dribbled[0].body),
+            (whole[0].status, &whole[0].body),
+            "{case:?}"
+        );
+        assert_eq!(parses, 1, "{case:?}");
+    }
+}
+
+/// A head refused, coming a byte at a time, gets the status it gets when it comes whole.
+#[tokio::test]
+async fn a_head_refused_a_byte_at_a_time_gets_the_same_status() {
+    let cases = [
+        (
+            "GET / HTTP/2.0\r\nConnection: close\r\n\r\n".to_owned(),
+            400,
+        ),
+        ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n".to_owned(), 400),
+        ("\r\rGET / HTTP/1.1\r\n\r\n".to_owned(), 400),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(MAX_HEADER_BYTES)
+            ),
+            431,
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEADER_BYTES)),
+            431,
+        ),
+    ];
+    for (case, status) in &cases {
+        let whole = answers(&exchange(limits(), case.as_bytes()).await, &[]);
+        assert_eq!(whole[0].status, *status, "{case:?}");
+        let (dribbled, _) = dribbled(case.as_bytes()).await;
+        assert_eq!(dribbled[0].status, *status, "{case:?}");
     }
 }
 
