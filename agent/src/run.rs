@@ -100,10 +100,7 @@ pub const KNOWN_INSTANCE_BUDGET: Duration = Duration::ZERO;
 /// goes on without metadata (the every-boot steps, as after the full budget).
 fn discovery_budget(root: &Root, state: &State, settings: &Settings) -> Duration {
     let configured = settings.agent.deadline();
-    let known = state.stored_instance_id().filter(|id| {
-        source::openstack::dmi_product_uuid(root).is_some_and(|dmi| id.eq_ignore_ascii_case(&dmi))
-    });
-    match known {
+    match known_instance(root, state) {
         Some(id) if configured > KNOWN_INSTANCE_BUDGET => {
             tracing::info!(
                 instance = id,
@@ -113,6 +110,14 @@ fn discovery_budget(root: &Root, state: &State, settings: &Settings) -> Duration
         }
         _ => configured,
     }
+}
+
+/// The last run's instance id when it is this machine's DMI system UUID (compared
+/// case-insensitively): a reboot of the same instance, whose cached data cloud-init trusts.
+pub(crate) fn known_instance(root: &Root, state: &State) -> Option<String> {
+    state.stored_instance_id().filter(|id| {
+        source::openstack::dmi_product_uuid(root).is_some_and(|dmi| id.eq_ignore_ascii_case(&dmi))
+    })
 }
 
 /// One pass or one stage of it; returns the report (also written to disk): finished, or
@@ -181,8 +186,13 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
         }
     } else {
         // What needs no metadata still runs: the every-boot steps, with the image's own
-        // configuration (metaboot.yaml) and the last known instance id, if any.
-        let mut instance = Instance::without_metadata(root, &state, settings);
+        // configuration (metaboot.yaml) and the last known instance id, if any; on a reboot
+        // of the machine's own instance, with the configuration it merged (its user data's
+        // `bootcmd` included), as cloud-init runs from its cached datasource.
+        let mut instance = match known_instance(root, &state) {
+            Some(id) => Instance::resumed(root, &state, settings, id),
+            None => Instance::without_metadata(root, &state, settings),
+        };
         instance.source.clone_from(&report.source);
         steps::apply_init_without_metadata(&instance, &mut report);
         if whole {

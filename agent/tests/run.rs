@@ -1318,6 +1318,7 @@ fn a_reboot_of_the_known_instance_gives_discovery_one_round() {
     use std::time::{Duration, Instant};
     use support::server::Fault;
     let guest = Guest::new();
+    guest.user_data(CLOUD_CONFIG);
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
     let dmi = guest.path("/sys/class/dmi/id/product_uuid");
@@ -1340,9 +1341,13 @@ fn a_reboot_of_the_known_instance_gives_discovery_one_round() {
     };
     // Guest's metaboot.yaml: `deadline_secs: 5`.
     let deadline = Duration::from_secs(5);
+    let booted = guest.read("/tmp/bootcmd.count");
     let (rounds, took) = outage(&support::UUID.to_uppercase());
     assert_eq!(rounds, 1);
     assert!(took < deadline, "{took:?}");
+    // The every-boot steps ran with the configuration the instance merged, as cloud-init runs
+    // from its cached datasource: its user data's bootcmd too.
+    assert_eq!(guest.read("/tmp/bootcmd.count"), format!("{booted}boot\n"));
     let (rounds, took) = outage("00000000-0000-0000-0000-000000000000");
     assert!(rounds > 1, "{rounds}");
     assert!(took >= deadline, "{took:?}");
