@@ -17,6 +17,7 @@ mod steps;
 mod system;
 
 use std::fs::File;
+use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
@@ -85,6 +86,40 @@ pub fn run(root: &Root, settings: &Settings) -> Report {
     run_stage(root, settings, RunStage::All)
 }
 
+/// How long a reboot of a known instance keeps retrying its datasource: none, one round
+/// (as `deadline_secs: 0`; each document still has its own attempts). cloud-init trusts its
+/// cached datasource on such a boot (OpenStack's `check_instance_id`: the instance id is the
+/// DMI system UUID) and waits for nothing, where the first boot's budget would hold the logins
+/// back through a metadata outage on every reboot.
+pub const KNOWN_INSTANCE_BUDGET: Duration = Duration::ZERO;
+
+/// The retry budget of the datasource's discovery: [`KNOWN_INSTANCE_BUDGET`] when the last
+/// run's instance id is this machine's DMI system UUID (nova sets it to the instance's uuid,
+/// compared case-insensitively), the configured deadline otherwise (a first boot, a machine
+/// without that UUID, or one that is another instance now). Without a datasource, the run
+/// goes on without metadata (the every-boot steps, as after the full budget).
+fn discovery_budget(root: &Root, state: &State, settings: &Settings) -> Duration {
+    let configured = settings.agent.deadline();
+    match known_instance(root, state) {
+        Some(id) if configured > KNOWN_INSTANCE_BUDGET => {
+            tracing::info!(
+                instance = id,
+                "this machine's instance as last boot: one round to find the datasource"
+            );
+            KNOWN_INSTANCE_BUDGET
+        }
+        _ => configured,
+    }
+}
+
+/// The last run's instance id when it is this machine's DMI system UUID (compared
+/// case-insensitively): a reboot of the same instance, whose cached data cloud-init trusts.
+pub(crate) fn known_instance(root: &Root, state: &State) -> Option<String> {
+    state.stored_instance_id().filter(|id| {
+        source::openstack::dmi_product_uuid(root).is_some_and(|dmi| id.eq_ignore_ascii_case(&dmi))
+    })
+}
+
 /// One pass or one stage of it; returns the report (also written to disk): finished, or
 /// `running` with `next_stage` after the init stage. Every write of the stage is staged and
 /// committed at its end (`fsutil/staging.rs`): a constant number of syncs however many files
@@ -115,7 +150,7 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     });
     let client = HttpClient::new(
         settings.agent.request_timeout(),
-        Retry::for_budget(settings.agent.deadline()),
+        Retry::for_budget(discovery_budget(root, &state, settings)),
     );
     let probe = Probe {
         root,
@@ -151,8 +186,13 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
         }
     } else {
         // What needs no metadata still runs: the every-boot steps, with the image's own
-        // configuration (metaboot.yaml) and the last known instance id, if any.
-        let mut instance = Instance::without_metadata(root, &state, settings);
+        // configuration (metaboot.yaml) and the last known instance id, if any; on a reboot
+        // of the machine's own instance, with the configuration it merged (its user data's
+        // `bootcmd` included), as cloud-init runs from its cached datasource.
+        let mut instance = match known_instance(root, &state) {
+            Some(id) => Instance::resumed(root, &state, settings, id),
+            None => Instance::without_metadata(root, &state, settings),
+        };
         instance.source.clone_from(&report.source);
         steps::apply_init_without_metadata(&instance, &mut report);
         if whole {

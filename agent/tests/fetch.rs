@@ -390,3 +390,54 @@ fn a_metadata_url_with_user_info_is_left_out_and_never_shown() {
     );
     guest.assert_not_reported(&log, "Zq8pass");
 }
+
+/// A document the service no longer has (a rebuild that dropped the user data, keeping the
+/// instance's uuid) leaves no cached copy behind for `metaboot query`, as cloud-init rewrites
+/// its copies every boot; one that fails to come keeps the copy of the boot before.
+#[test]
+fn a_document_now_absent_is_no_longer_cached_and_one_that_fails_keeps_its_copy() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: before-rebuild\n");
+    guest.serve(
+        "vendor_data.json",
+        br##"{"cloud-init": "#cloud-config\n{}"}"##,
+    );
+    guest.serve(
+        "network_data.json",
+        br#"{"links": [], "networks": [], "services": []}"#,
+    );
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let cached = |name: &str| guest.path(&format!("/var/lib/metaboot/instance/{name}"));
+    let query = || {
+        let out = guest.metaboot(&["query", "user-data"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for name in ["user_data", "vendor_data.json", "network_data.json"] {
+        assert!(cached(name).exists(), "{name}");
+    }
+    assert_eq!(query(), "#cloud-config\nhostname: before-rebuild\n");
+
+    // The user data fails (permanently) this boot: its copy stays.
+    guest
+        .server
+        .fail("/openstack/latest/user_data", Fault::Status(403), 1);
+    let (code, log) = guest.run();
+    assert_ne!(code, 0, "{log}");
+    assert_eq!(guest.step("user-data").0, "error", "{log}");
+    assert_eq!(query(), "#cloud-config\nhostname: before-rebuild\n");
+
+    // Then every optional document is gone (404): so are their copies.
+    for name in ["user_data", "vendor_data.json", "network_data.json"] {
+        std::fs::remove_file(guest.tree.join("openstack/latest").join(name)).unwrap();
+    }
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(guest.step("user-data").1, "no user data", "{log}");
+    for name in ["user_data", "vendor_data.json", "network_data.json"] {
+        assert!(!cached(name).exists(), "{name}: {log}");
+    }
+    assert_eq!(query(), "");
+    assert!(cached("meta_data.json").exists());
+}

@@ -1308,3 +1308,47 @@ fn a_symlink_in_a_scripts_directory_runs_its_target_inside_the_root() {
         assert!(stderr.contains(&warning), "{warning}\n{stderr}");
     }
 }
+
+/// A reboot of the instance the machine is (its DMI system UUID, which nova sets to the
+/// instance's uuid, any case, is the last run's instance id) gives the metadata service one
+/// round, not the deadline, then runs without metadata: an outage does not hold the logins
+/// back on every reboot. A first boot, or a machine that is not that instance, still waits.
+#[test]
+fn a_reboot_of_the_known_instance_gives_discovery_one_round() {
+    use std::time::{Duration, Instant};
+    use support::server::Fault;
+    let guest = Guest::new();
+    guest.user_data(CLOUD_CONFIG);
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let dmi = guest.path("/sys/class/dmi/id/product_uuid");
+    std::fs::create_dir_all(dmi.parent().unwrap()).unwrap();
+    let newest = format!(
+        "/openstack/{}/meta_data.json",
+        metaboot_proto::OpenStackVersion::LATEST.date()
+    );
+    let outage = |dmi_uuid: &str| {
+        std::fs::write(&dmi, format!("{dmi_uuid}\n")).unwrap();
+        let asked = guest.server.hits(&newest);
+        for path in [newest.as_str(), "/openstack"] {
+            guest.server.fail(path, Fault::Status(503), 1000);
+        }
+        let started = Instant::now();
+        let (code, log) = guest.run();
+        assert_ne!(code, 0, "{log}");
+        assert_eq!(guest.step("meta-data").0, "error", "{log}");
+        (guest.server.hits(&newest) - asked, started.elapsed())
+    };
+    // Guest's metaboot.yaml: `deadline_secs: 5`.
+    let deadline = Duration::from_secs(5);
+    let booted = guest.read("/tmp/bootcmd.count");
+    let (rounds, took) = outage(&support::UUID.to_uppercase());
+    assert_eq!(rounds, 1);
+    assert!(took < deadline, "{took:?}");
+    // The every-boot steps ran with the configuration the instance merged, as cloud-init runs
+    // from its cached datasource: its user data's bootcmd too.
+    assert_eq!(guest.read("/tmp/bootcmd.count"), format!("{booted}boot\n"));
+    let (rounds, took) = outage("00000000-0000-0000-0000-000000000000");
+    assert!(rounds > 1, "{rounds}");
+    assert!(took >= deadline, "{took:?}");
+}

@@ -140,6 +140,22 @@ fn cache(state: &State, id: &str, name: &str, raw: &[u8]) {
     }
 }
 
+/// Removes the cached copies `names` of a document the source definitely does not have (or
+/// has under another name), as cloud-init rewrites its copies every boot: a document a
+/// rebuild removed is not shown by `metaboot query` as if it were still there. A fetch error
+/// keeps them. A failure is a log line, as [`cache`]'s.
+fn uncache(state: &State, id: &str, names: &[&str]) {
+    for name in names {
+        match state.uncache(id, name) {
+            Ok(true) => {
+                tracing::info!(document = name, "cached copy of an absent document removed")
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!("{}", chain(&err)),
+        }
+    }
+}
+
 /// An optional document's fetch error, for the step's message.
 fn fetched<T>(result: Result<Option<T>, SourceError>, what: &str) -> Result<Option<T>, String> {
     result.map_err(|err| format!("{what}: {}", chain(err.as_ref())))
@@ -158,7 +174,10 @@ impl Documents<'_> {
     fn user_data(&self, source: &mut dyn Source, client: &HttpClient, out: &mut Decoded) -> Done {
         let raw = match fetched(source.user_data(), "user_data") {
             Ok(Some(raw)) => raw,
-            Ok(None) => return Done::ok_with("no user data"),
+            Ok(None) => {
+                uncache(self.state, self.id, &["user_data"]);
+                return Done::ok_with("no user data");
+            }
             Err(err) => return Done::error(err),
         };
         cache(self.state, self.id, "user_data", &raw);
@@ -199,14 +218,19 @@ impl Documents<'_> {
         {
             let mut decoded = match doc {
                 Ok(Some(VendorData::Json(raw))) => {
+                    uncache(self.state, self.id, &[plain_name]);
                     cache(self.state, self.id, json_name, &raw);
                     consume.then(|| userdata::decode_vendor(&raw, json_name, client))
                 }
                 Ok(Some(VendorData::Plain(raw))) => {
+                    uncache(self.state, self.id, &[json_name]);
                     cache(self.state, self.id, plain_name, &raw);
                     consume.then(|| userdata::decode(&raw, None, client))
                 }
-                Ok(None) => continue,
+                Ok(None) => {
+                    uncache(self.state, self.id, &[json_name, plain_name]);
+                    continue;
+                }
                 Err(err) => {
                     errors.push(err);
                     continue;
@@ -240,7 +264,8 @@ impl Documents<'_> {
     fn network_data(&self, source: &mut dyn Source, out: &mut Option<NetworkDoc>) -> Done {
         match fetched(source.network_data(), "network_data.json") {
             Ok(Some(NetworkData::Json(raw))) => {
-                cache(self.state, self.id, "network_data.json", &raw);
+                uncache(self.state, self.id, &[NETWORK_CONFIG]);
+                cache(self.state, self.id, NETWORK_DATA_JSON, &raw);
                 match serde_json::from_slice::<OpenStackNetworkData>(&raw) {
                     Ok(data) => {
                         // Checked against the typed document; the `network` step reads it
@@ -252,7 +277,8 @@ impl Documents<'_> {
                 }
             }
             Ok(Some(NetworkData::NetworkConfig(raw))) => {
-                cache(self.state, self.id, "network-config", &raw);
+                uncache(self.state, self.id, &[NETWORK_DATA_JSON]);
+                cache(self.state, self.id, NETWORK_CONFIG, &raw);
                 let text = String::from_utf8_lossy(&raw);
                 match yaml::parse_map(&text) {
                     Ok(map) => {
@@ -280,11 +306,18 @@ impl Documents<'_> {
                     Err(err) => Done::error(format!("network-config: {err}")),
                 }
             }
-            Ok(None) => Done::ok_with("no network data"),
+            Ok(None) => {
+                uncache(self.state, self.id, &[NETWORK_DATA_JSON, NETWORK_CONFIG]);
+                Done::ok_with("no network data")
+            }
             Err(err) => Done::error(err),
         }
     }
 }
+
+/// The cache's names of the two network documents (OpenStack's, a NoCloud seed's).
+const NETWORK_DATA_JSON: &str = "network_data.json";
+const NETWORK_CONFIG: &str = "network-config";
 
 /// The switches of the two vendor documents in cloud-config, as cloud-init reads them.
 const VENDOR_SWITCHES: [&str; 2] = ["vendor_data", "vendor_data2"];

@@ -63,8 +63,11 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
     // With meta-data, the init stage's instance; without, what the init stage used too (the last
     // known instance, or none) and only the every-boot scripts.
     let with_metadata = report.outcome("meta-data") == Some(Outcome::Ok);
+    let known = super::known_instance(root, &state);
     let mut instance = match report.instance_id.clone() {
-        Some(id) if with_metadata => Instance::resumed(root, &state, settings, id),
+        Some(id) if with_metadata || known.as_ref() == Some(&id) => {
+            Instance::resumed(root, &state, settings, id)
+        }
         _ => Instance::without_metadata(root, &state, settings),
     };
     instance.source.clone_from(&report.source);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::contract::{Probe, Source, SourceError};
 use super::drive::{self, DriveError, FsType, Mounted};
-use super::openstack::{OpenStackLayout, pick_version};
+use super::openstack::{self, OpenStackLayout, pick_version};
 use crate::root::Root;
 
 /// Its name in `datasources:`.
@@ -28,34 +28,101 @@ pub enum ConfigDriveError {
     MissingMetaData(PathBuf),
 }
 
-/// The block devices under the root labelled `config-2`: `(device path, filesystem)`.
+/// The block devices under the root labelled `config-2`: `(device path, filesystem)`, whole
+/// disks before partitions (see [`drive::probe_all`]) and each kind in reverse name order, as
+/// cloud-init's `find_candidate_devs` sorts them (`by_label.sort(reverse=True)`): nova
+/// attaches the config drive last, so a stray `config-2` volume `vdb` (a copy of another
+/// instance's drive) is not preferred to the real one at `vdc`.
 pub fn find(root: &Root) -> Vec<(PathBuf, FsType)> {
-    drive::find(root, |label| label.eq_ignore_ascii_case(CONFIG_DRIVE_LABEL))
+    let mut found = drive::find(root, |label| label.eq_ignore_ascii_case(CONFIG_DRIVE_LABEL));
+    found.sort_by_cached_key(|(device, _)| {
+        let name = device.file_name().unwrap_or_default().to_owned();
+        (drive::probing_rank(root, &name), std::cmp::Reverse(name))
+    });
+    found
 }
 
 /// The config drive of this machine, mounted; `None` without one. Each device labelled
-/// `config-2` is tried in turn, as cloud-init's ConfigDrive tries its candidates: the first
-/// that mounts and holds `meta_data.json` is the drive; when none does, the last one's error.
+/// `config-2` is tried in turn ([`find`]'s order), as cloud-init's ConfigDrive tries its
+/// candidates: the first that mounts and holds `meta_data.json` is the drive; when none does,
+/// the last one's error. With several, one whose `uuid` is the machine's DMI system UUID
+/// (which nova sets to it, [`openstack::DMI_PRODUCT_UUID`]) is preferred (see [`pick`]).
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
-    let mut failed = None;
-    for (device, fs) in find(probe.root) {
-        let tried = Mounted::mount(probe.root, &device, fs, NAME)
+    let candidates = find(probe.root);
+    let machine = if candidates.len() > 1 {
+        openstack::dmi_product_uuid(probe.root)
+    } else {
+        None
+    };
+    let open = |device: &Path, fs: FsType| {
+        Mounted::mount(probe.root, device, fs, NAME)
             .map_err(ConfigDriveError::from)
             .and_then(|mounted| {
                 let mut drive = ConfigDrive::from_dir(mounted.dir());
                 drive._mounted = Some(mounted);
                 drive.checked()
-            });
-        match tried {
-            Ok(drive) => return Ok(Some(Box::new(drive))),
+            })
+    };
+    let uuid = |drive: &mut ConfigDrive| {
+        let raw = drive.meta_data().ok()?;
+        let doc: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+        doc.get("uuid")?.as_str().map(str::to_owned)
+    };
+    match pick(&candidates, machine.as_deref(), open, uuid) {
+        Ok(drive) => Ok(drive.map(|drive| Box::new(drive) as Box<dyn Source>)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The drive among `candidates` (in order) that `open` opens: the first one, or, when the
+/// machine's UUID is known (`machine`, lower-case), the first whose `uuid` is it (compared
+/// case-insensitively), else the first one opened again (each is released before the next is
+/// opened: they share a mount directory). With several candidates, the others are named in a
+/// warning. When none opens, the last one's error.
+fn pick<D>(
+    candidates: &[(PathBuf, FsType)],
+    machine: Option<&str>,
+    mut open: impl FnMut(&Path, FsType) -> Result<D, ConfigDriveError>,
+    uuid: impl Fn(&mut D) -> Option<String>,
+) -> Result<Option<D>, ConfigDriveError> {
+    let others = |chosen: &Path| {
+        let others: Vec<String> = candidates
+            .iter()
+            .filter(|(device, _)| device != chosen)
+            .map(|(device, _)| device.display().to_string())
+            .collect();
+        if !others.is_empty() {
+            tracing::warn!(chosen = %chosen.display(), others = others.join(", "), "several config-2 devices: the others are not used");
+        }
+    };
+    let mut failed = None;
+    let mut first = None;
+    for (device, fs) in candidates {
+        match open(device, *fs) {
+            Ok(mut drive) => {
+                let Some(machine) = machine else {
+                    others(device);
+                    return Ok(Some(drive));
+                };
+                if uuid(&mut drive).is_some_and(|uuid| uuid.eq_ignore_ascii_case(machine)) {
+                    others(device);
+                    return Ok(Some(drive));
+                }
+                first.get_or_insert((device, *fs));
+            }
             Err(err) => {
                 tracing::warn!(device = %device.display(), error = %crate::log::chain(&err), "a config-2 device cannot be used");
                 failed = Some(err);
             }
         }
     }
+    if let Some((device, fs)) = first {
+        tracing::warn!(machine, device = %device.display(), "no config-2 device is this machine's (DMI product_uuid): the first one is used");
+        others(device);
+        return open(device, fs).map(Some);
+    }
     match failed {
-        Some(err) => Err(err.into()),
+        Some(err) => Err(err),
         None => Ok(None),
     }
 }

@@ -143,7 +143,7 @@ fn probe_device(root: &Root, path: &Path) -> Option<(FsType, String)> {
 /// NoCloud seed is one: `sr0`, `vdb`), then partitions, then loop devices (a snap each);
 /// `None` for one of size zero, which holds nothing to probe (an unused loop device, an empty
 /// CD tray). Read from sysfs only, the device itself is not opened.
-fn probing_rank(root: &Root, name: &OsStr) -> Option<u8> {
+pub fn probing_rank(root: &Root, name: &OsStr) -> Option<u8> {
     let sys = Path::new(SYS_CLASS_BLOCK).join(name);
     let size = root.read_optional_string(sys.join("size")).ok().flatten();
     if size.is_some_and(|size| size.trim() == "0") {

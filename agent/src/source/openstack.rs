@@ -9,6 +9,17 @@ use metaboot_proto::OpenStackVersion;
 use super::contract::{NetworkData, Source, SourceError, VendorData};
 use super::http::{MAX_METADATA_BYTES, MAX_USER_DATA_BYTES};
 
+/// The machine's SMBIOS system UUID, under the root: nova sets it to the instance's uuid (what
+/// cloud-init's OpenStack `check_instance_id` compares with the cached instance id).
+pub const DMI_PRODUCT_UUID: &str = "/sys/class/dmi/id/product_uuid";
+
+/// The machine's [`DMI_PRODUCT_UUID`], lower-case; `None` when it cannot be read or is empty.
+pub fn dmi_product_uuid(root: &crate::root::Root) -> Option<String> {
+    let uuid = root.read_optional_string(DMI_PRODUCT_UUID).ok()??;
+    let uuid = uuid.trim().to_ascii_lowercase();
+    (!uuid.is_empty()).then_some(uuid)
+}
+
 /// A source of nova's documents.
 pub trait OpenStackLayout {
     /// Its name in `datasources:` and in the report.

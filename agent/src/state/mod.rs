@@ -197,6 +197,17 @@ impl State {
         )
     }
 
+    /// Removes a cached document the source no longer has (its answer is a definite absence:
+    /// 404, or no file on the drive), so that `metaboot query` does not show a stale copy;
+    /// true when one was there. The removal goes through the run's root, which first
+    /// publishes a staged write of the same name (`fsutil/dir.rs`'s `remove_file`).
+    pub fn uncache(&self, id: &str, name: &str) -> Result<bool, PathError> {
+        let path = self.instance_dir(id).join(name);
+        self.root
+            .remove_file(&path)
+            .map_err(PathError::fail("remove", self.root.host_path(&path)))
+    }
+
     /// Writes the report of a run that is starting to `status.json` at once, so that
     /// `metaboot status` (and `--wait`) see the run now rather than the previous run's result.
     pub fn write_running(&self, report: &Report) -> Result<(), PathError> {

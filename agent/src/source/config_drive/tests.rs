@@ -4,6 +4,7 @@
 use std::fs;
 
 use super::*;
+use crate::source::drive::SYS_CLASS_BLOCK;
 use crate::source::drive::tests::{add_device, iso_image, vfat_image};
 use crate::source::http::MAX_METADATA_BYTES;
 use crate::testutil::require_tool;
@@ -168,17 +169,29 @@ fn finds_the_config_2_device_in_either_case_and_on_either_filesystem() {
         Some(&vfat_image(dir.path(), "CONFIG-2", false)),
     );
     assert_eq!(find(&root), [(root.host_path("/dev/vdc"), FsType::Vfat)]);
-    // A second one: both are candidates, each tried in turn.
+    // A second one: both are candidates, each tried in turn, the last attached first (as
+    // cloud-init's `find_candidate_devs` sorts them); a labelled partition after the disks.
     add_device(
         &root,
         "vdd",
         Some(&vfat_image(dir.path(), "config-2", true)),
     );
+    add_device(
+        &root,
+        "vde1",
+        Some(&vfat_image(dir.path(), "config-2", false)),
+    );
+    fs::write(
+        root.host_path(SYS_CLASS_BLOCK).join("vde1/partition"),
+        "1\n",
+    )
+    .unwrap();
     assert_eq!(
         find(&root),
         [
+            (root.host_path("/dev/vdd"), FsType::Vfat),
             (root.host_path("/dev/vdc"), FsType::Vfat),
-            (root.host_path("/dev/vdd"), FsType::Vfat)
+            (root.host_path("/dev/vde1"), FsType::Vfat),
         ]
     );
 
@@ -192,4 +205,92 @@ fn finds_the_config_2_device_in_either_case_and_on_either_filesystem() {
         Some(&iso_image(dir.path(), "config-2", &content)),
     );
     assert_eq!(find(&root), [(root.host_path("/dev/sr0"), FsType::Iso9660)]);
+}
+
+/// With several `config-2` devices, the one whose `uuid` is the machine's DMI system UUID (nova
+/// sets it to the instance's) is used whatever its place, compared case-insensitively; without
+/// the machine's UUID, the first that opens (as cloud-init); when none is the machine's, the
+/// first one, opened again. One that fails is passed over; when all fail, the last error.
+#[test]
+fn the_drive_holding_the_machines_uuid_is_preferred() {
+    let candidates: Vec<(PathBuf, FsType)> = ["vdd", "vdc", "vdb"]
+        .iter()
+        .map(|name| (PathBuf::from(format!("/dev/{name}")), FsType::Vfat))
+        .collect();
+    // What each device holds: its uuid, or none (it does not open).
+    let held = |device: &Path| match device.to_str().unwrap() {
+        "/dev/vdd" => None,
+        "/dev/vdc" => Some("other-instance"),
+        _ => Some("ABCD-1234"),
+    };
+    let run = |machine: Option<&str>| {
+        let mut opened = Vec::new();
+        let chosen = pick(
+            &candidates,
+            machine,
+            |device, _| {
+                opened.push(device.display().to_string());
+                held(device)
+                    .map(|uuid| (device.to_path_buf(), uuid.to_owned()))
+                    .ok_or_else(|| ConfigDriveError::MissingMetaData(device.to_path_buf()))
+            },
+            |drive: &mut (PathBuf, String)| Some(drive.1.clone()),
+        )
+        .unwrap()
+        .map(|(device, _)| device.display().to_string());
+        (chosen, opened)
+    };
+    assert_eq!(
+        run(Some("abcd-1234")),
+        (
+            Some("/dev/vdb".to_owned()),
+            vec!["/dev/vdd".into(), "/dev/vdc".into(), "/dev/vdb".into()]
+        )
+    );
+    assert_eq!(
+        run(None),
+        (
+            Some("/dev/vdc".to_owned()),
+            vec!["/dev/vdd".into(), "/dev/vdc".into()]
+        )
+    );
+    assert_eq!(
+        run(Some("nobody")),
+        (
+            Some("/dev/vdc".to_owned()),
+            vec![
+                "/dev/vdd".into(),
+                "/dev/vdc".into(),
+                "/dev/vdb".into(),
+                "/dev/vdc".into()
+            ]
+        )
+    );
+    let failing = pick(
+        &candidates,
+        Some("abcd-1234"),
+        |device, _| Err::<(), _>(ConfigDriveError::MissingMetaData(device.to_path_buf())),
+        |_| None,
+    );
+    assert!(
+        matches!(&failing, Err(ConfigDriveError::MissingMetaData(at)) if at == Path::new("/dev/vdb")),
+        "{failing:?}"
+    );
+}
+
+/// The machine's UUID is read lower-case and trimmed; an empty or missing one is none.
+#[test]
+fn the_machines_uuid_is_read_from_dmi() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    assert_eq!(openstack::dmi_product_uuid(&root), None);
+    let at = root.host_path(openstack::DMI_PRODUCT_UUID);
+    fs::create_dir_all(at.parent().unwrap()).unwrap();
+    fs::write(&at, "\n").unwrap();
+    assert_eq!(openstack::dmi_product_uuid(&root), None);
+    fs::write(&at, "ABCD-1234\n").unwrap();
+    assert_eq!(
+        openstack::dmi_product_uuid(&root).as_deref(),
+        Some("abcd-1234")
+    );
 }
