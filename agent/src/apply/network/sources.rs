@@ -1,6 +1,7 @@
 //! Whether ifupdown reads the file metaboot writes: `/etc/network/interfaces` reads another
 //! file only through its `source` lines (a path or a shell glob) and `source-directory` lines
-//! (a directory's files with run-parts names, `^[a-zA-Z0-9_-]+$`), a relative path taken from
+//! (any keyword starting with `source-dir`: the files with run-parts names,
+//! `^[a-zA-Z0-9_-]+$`, of a directory, itself perhaps a glob), a relative path taken from
 //! the directory of the file with the line, as Debian's ifupdown does (interfaces(5)); lines
 //! of sourced files count too. Without one, `interfaces.d/50-metaboot` is never applied while
 //! the step reports it written. busybox's `ifup` reads no `source` line at all.
@@ -37,7 +38,10 @@ pub fn reads(root: &Root, main: &str, file: &str) -> bool {
                 let path = here.join(path);
                 let found = match keyword {
                     Some("source") => source(root, &path, file, &mut queue),
-                    Some("source-directory") => source_directory(root, &path, file, &mut queue),
+                    // ifupdown takes any keyword starting with `source-dir`.
+                    Some(keyword) if keyword.starts_with("source-dir") => {
+                        source_directory(root, &path, file, &mut queue)
+                    }
                     _ => false,
                 };
                 if found {
@@ -75,9 +79,12 @@ fn source(root: &Root, pattern: &Path, file: &Path, queue: &mut Vec<PathBuf>) ->
     false
 }
 
-/// A `source-directory DIR` line: true when it reads `file`; the other files it reads go to
-/// `queue`.
+/// A `source-directory DIR` line: true when it reads `file` (or cannot be told: DIR a glob);
+/// the other files it reads go to `queue`.
 fn source_directory(root: &Root, dir: &Path, file: &Path, queue: &mut Vec<PathBuf>) -> bool {
+    if dir.to_string_lossy().contains(['*', '?', '[']) {
+        return true;
+    }
     let named = |name: &str| {
         !name.is_empty()
             && name

@@ -1018,10 +1018,10 @@ iface eth1 inet6 auto
 }
 
 /// ifupdown reads `interfaces.d/50-metaboot` only when the image's main file sources it
-/// (`source` a glob, `source-directory` a directory's run-parts names; relative to the file's
-/// directory; also through a file it sources): else the step is an error that says which line
-/// to add, the file is written all the same, and `ifup`, which would not know the interface,
-/// is not run. busybox's `ifup` reads no `source` line at all.
+/// (`source` a glob, `source-dir…` a directory's run-parts names, the directory perhaps a
+/// glob; relative to the file's directory; also through a file it sources): else the step is
+/// an error that says which line to add, the file is written all the same, and `ifup`, which
+/// would not know the interface, is not run. busybox's `ifup` reads no `source` line at all.
 #[test]
 fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
     let plan = named_plan();
@@ -1051,6 +1051,9 @@ fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
         ("source /etc/network/interfaces.d/*\n", None),
         ("source-directory /etc/network/interfaces.d\n", None),
         ("  source-directory interfaces.d\n", None),
+        // Any keyword starting with `source-dir`, as Debian's ifupdown reads it.
+        ("source-dir /etc/network/interfaces.d\n", None),
+        ("source-directory /etc/network/interf*.d\n", None),
         ("source interfaces.d/50-*\n", None),
         (
             "source /etc/network/more\n",
