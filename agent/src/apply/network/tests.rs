@@ -923,6 +923,57 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     assert_eq!(calls(Renderer::Ifupdown, &plan), ["ifup eth0"]);
 }
 
+/// The MTU is set at once only on the link that is the interface: not under the document's
+/// name of an interface whose MAC no NIC has (`name_interfaces` keeps it, with a warning),
+/// which may be another NIC's (`eth1` here), nor on a link that is not there; an interface
+/// without a MAC, named by the document, gets it on the link of that name.
+#[test]
+fn the_mtu_is_set_at_once_only_on_the_interfaces_own_link() {
+    let mut plan = named_plan();
+    plan.interfaces[1].mtu = Some(1450);
+    plan.interfaces[1].system_mac = None;
+    for name in ["eth2", "eth9"] {
+        plan.interfaces.push(Interface {
+            name: Some(name.into()),
+            mtu: Some(1450),
+            dhcp4: true,
+            ..Interface::default()
+        });
+    }
+    let (_dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1", "eth2"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    for renderer in [Renderer::Networkd, Renderer::Ifupdown] {
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        let applied = match renderer {
+            Renderer::Networkd => {
+                networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record))
+            }
+            _ => ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record)),
+        };
+        assert!(
+            applied.errors.is_empty(),
+            "{renderer:?}: {:?}",
+            applied.errors
+        );
+        let ip: Vec<&String> = calls.iter().filter(|c| c.starts_with("ip ")).collect();
+        assert_eq!(ip, ["ip link set dev eth2 mtu 1450"], "{renderer:?}");
+    }
+}
+
 /// A link with nothing to configure (a NIC of a bond left out, a port without networks) gets
 /// no `10-metaboot-` file, which would sort before the image's catch-all and leave the NIC
 /// unconfigured; the file metaboot wrote for it earlier is removed.
