@@ -1,9 +1,10 @@
 //! ifupdown: one file, `/etc/network/interfaces.d/50-metaboot`, with a stanza per interface,
 //! family and method (`inet dhcp|static|manual`, `inet6 static|auto|dhcp`), as cloud-init's ENI
 //! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces`
-//! must `source` the directory (Debian's does): else the step is an error that says so
-//! (`sources.rs`). Static interfaces are brought up at once (`ifup`) when the root is `/`; the
-//! others keep running as they are, but for their MTU, set at once (`mtu.rs`).
+//! must `source` the directory (Debian's does), as the image's `ifup` reads `source` lines:
+//! else the step is an error that says so (`sources.rs`). Static interfaces are brought up at
+//! once (`ifup`) when the root is `/`; the others keep running as they are, but for their MTU,
+//! set at once (`mtu.rs`).
 
 use std::fmt::Write as _;
 
@@ -302,21 +303,25 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
     applied
 }
 
-/// Why ifupdown never reads [`FILE`], if it does not: `ifup` is busybox's, or the image's
-/// [`INTERFACES`] sources nothing of [`DIR`] (`sources.rs`). The file is written all the same,
-/// so that the fix the message asks for is all it takes.
+/// Why ifupdown never reads [`FILE`], if it does not: the image's [`INTERFACES`] sources
+/// nothing of [`DIR`] as its `ifup` reads `source` lines (`sources.rs`; with two `ifup`s, as
+/// either does). The file is written all the same, so that the fix the message asks for is all
+/// it takes.
 fn unread(root: &Root) -> Option<String> {
-    if let Some(ifup) = sources::busybox_ifup(root, &IFUP_PATHS) {
-        return Some(format!(
-            "{ifup} is busybox's, which reads no `source` line of {INTERFACES}: {FILE} is never \
-             applied (written all the same); install ifupdown or ifupdown-ng, which read it"
-        ));
+    let ifups = sources::ifups(root, &IFUP_PATHS);
+    if ifups
+        .iter()
+        .any(|ifup| sources::reads(root, *ifup, INTERFACES, FILE))
+    {
+        return None;
     }
-    (!sources::reads(root, INTERFACES, FILE)).then(|| {
-        format!(
-            "{INTERFACES} reads no file of {DIR} (no `source {DIR}/*` or `source-directory \
-             {DIR}` line, nor in a file it sources): ifupdown never applies {FILE} (written all \
-             the same); add one of those lines to {INTERFACES}, then reboot"
-        )
-    })
+    let names: Vec<&str> = ifups.iter().map(|ifup| ifup.name()).collect();
+    Some(format!(
+        "{INTERFACES} reads no file of {DIR} as {} reads it (nor does a file it sources): \
+         ifupdown never applies {FILE} (written all the same); add `source-directory {DIR}` to \
+         {INTERFACES}, which Debian's ifupdown, ifupdown-ng and busybox read (`source {DIR}/*` \
+         only Debian's and ifupdown-ng 0.12 or later; relative paths only Debian's), then \
+         reboot",
+        names.join(" or ")
+    ))
 }

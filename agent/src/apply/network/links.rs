@@ -51,7 +51,13 @@ pub fn link_in_place(root: &Root, name: &str, mtu: Option<u32>) -> bool {
 /// Whether the link `name` has the MTU `mtu` already, as `<root>/sys/class/net/NAME/mtu` says
 /// (unreadable: not in place).
 pub fn mtu_in_place(root: &Root, name: &str, mtu: u32) -> bool {
-    attribute(root, name, "mtu").and_then(|m| m.parse().ok()) == Some(mtu)
+    link_mtu(root, name) == Some(mtu)
+}
+
+/// The MTU of the link `name`, as `<root>/sys/class/net/NAME/mtu` says; `None` when unreadable
+/// (no such link).
+pub fn link_mtu(root: &Root, name: &str) -> Option<u32> {
+    attribute(root, name, "mtu").and_then(|m| m.parse().ok())
 }
 
 /// Whether `name` matches `pattern`: `*` any run of characters, `?` any one, anything else

@@ -923,6 +923,57 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     assert_eq!(calls(Renderer::Ifupdown, &plan), ["ifup eth0"]);
 }
 
+/// The MTU is set at once only on the link that is the interface: not under the document's
+/// name of an interface whose MAC no NIC has (`name_interfaces` keeps it, with a warning),
+/// which may be another NIC's (`eth1` here), nor on a link that is not there; an interface
+/// without a MAC, named by the document, gets it on the link of that name.
+#[test]
+fn the_mtu_is_set_at_once_only_on_the_interfaces_own_link() {
+    let mut plan = named_plan();
+    plan.interfaces[1].mtu = Some(1450);
+    plan.interfaces[1].system_mac = None;
+    for name in ["eth2", "eth9"] {
+        plan.interfaces.push(Interface {
+            name: Some(name.into()),
+            mtu: Some(1450),
+            dhcp4: true,
+            ..Interface::default()
+        });
+    }
+    let (_dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1", "eth2"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    for renderer in [Renderer::Networkd, Renderer::Ifupdown] {
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        let applied = match renderer {
+            Renderer::Networkd => {
+                networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record))
+            }
+            _ => ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record)),
+        };
+        assert!(
+            applied.errors.is_empty(),
+            "{renderer:?}: {:?}",
+            applied.errors
+        );
+        let ip: Vec<&String> = calls.iter().filter(|c| c.starts_with("ip ")).collect();
+        assert_eq!(ip, ["ip link set dev eth2 mtu 1450"], "{renderer:?}");
+    }
+}
+
 /// A link with nothing to configure (a NIC of a bond left out, a port without networks) gets
 /// no `10-metaboot-` file, which would sort before the image's catch-all and leave the NIC
 /// unconfigured; the file metaboot wrote for it earlier is removed.
@@ -1018,10 +1069,11 @@ iface eth1 inet6 auto
 }
 
 /// ifupdown reads `interfaces.d/50-metaboot` only when the image's main file sources it
-/// (`source` a glob, `source-directory` a directory's run-parts names; relative to the file's
-/// directory; also through a file it sources): else the step is an error that says which line
-/// to add, the file is written all the same, and `ifup`, which would not know the interface,
-/// is not run. busybox's `ifup` reads no `source` line at all.
+/// (`source` a glob, `source-dir…` a directory's run-parts names, the directory perhaps a
+/// glob; relative to the file's directory; also through a file it sources): else the step is
+/// an error that says which line to add, the file is written all the same, and `ifup`, which
+/// would not know the interface, is not run. The line it asks for comes first:
+/// `source-directory`, which Debian's ifupdown, ifupdown-ng and busybox all read.
 #[test]
 fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
     let plan = named_plan();
@@ -1051,6 +1103,9 @@ fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
         ("source /etc/network/interfaces.d/*\n", None),
         ("source-directory /etc/network/interfaces.d\n", None),
         ("  source-directory interfaces.d\n", None),
+        // Any keyword starting with `source-dir`, as Debian's ifupdown reads it.
+        ("source-dir /etc/network/interfaces.d\n", None),
+        ("source-directory /etc/network/interf*.d\n", None),
         ("source interfaces.d/50-*\n", None),
         (
             "source /etc/network/more\n",
@@ -1080,25 +1135,105 @@ fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
         let (_dir, root) = image(&format!("{lo}{main}"), more);
         let (errors, calls) = run(&root);
         assert!(
-            errors.len() == 1
-                && errors[0].contains("source /etc/network/interfaces.d/*")
-                && errors[0].contains("source-directory /etc/network/interfaces.d"),
+            errors.len() == 1 && asks_for_source_directory(&errors[0]),
             "{main:?}: {errors:?}"
         );
         assert!(calls.is_empty(), "{main:?}: {calls:?}");
     }
-    // busybox's ifup (the tiny image's applet), whatever the file says.
-    let (_dir, root) = image("source /etc/network/interfaces.d/*\n", None);
-    fs::remove_file(root.host_path("/usr/sbin/ifup")).unwrap();
-    std::os::unix::fs::symlink("../../bin/busybox", root.host_path("/usr/sbin/ifup")).unwrap();
-    fs::create_dir_all(root.host_path("/bin")).unwrap();
-    fs::write(root.host_path("/bin/busybox"), "").unwrap();
-    let (errors, calls) = run(&root);
-    assert!(
-        errors.len() == 1 && errors[0].contains("busybox"),
-        "{errors:?}"
-    );
-    assert!(calls.is_empty(), "{calls:?}");
+}
+
+/// The error's advice: `source-directory` first, read by every `ifup`; `source` of a glob
+/// after it.
+fn asks_for_source_directory(error: &str) -> bool {
+    let directory = error.find("`source-directory /etc/network/interfaces.d`");
+    let glob = error.find("`source /etc/network/interfaces.d/*`");
+    directory.is_some() && glob.is_some() && directory < glob
+}
+
+/// busybox's `ifup` (a link to `busybox`) reads `source FILE` literally (a file named `*` for
+/// Debian's `interfaces.d/*`) and any keyword starting with `source-dir` (every name not
+/// starting with `.`); ifupdown-ng's (a link to its `ifupdown`) `source` globs and exactly
+/// `source-directory`; both take a relative path from their working directory, which this
+/// check does not know. The step is an error only for lines the image's `ifup` reads nothing
+/// of `interfaces.d/50-metaboot` through.
+#[test]
+fn ifupdown_judges_source_lines_as_its_ifup_reads_them() {
+    let plan = named_plan();
+    let image = |ifup_target: &str, main: &str, more: Option<&str>| {
+        let (dir, root) = root_with_links(&[]);
+        fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+        fs::create_dir_all(root.host_path("/sbin")).unwrap();
+        fs::create_dir_all(root.host_path("/bin")).unwrap();
+        fs::write(root.host_path("/bin/busybox"), "").unwrap();
+        fs::write(root.host_path("/sbin/ifupdown"), "").unwrap();
+        std::os::unix::fs::symlink(ifup_target, root.host_path("/sbin/ifup")).unwrap();
+        fs::write(root.host_path(ifupdown::INTERFACES), main).unwrap();
+        if let Some(more) = more {
+            fs::write(root.host_path("/etc/network/more"), more).unwrap();
+        }
+        (dir, root)
+    };
+    let run = |root: &Root| {
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        let applied = ifupdown::apply_with(root, &plan, "network_data.json", Some(&mut record));
+        (applied.errors, calls)
+    };
+    let busybox = "/bin/busybox";
+    let ng = "ifupdown";
+    for (ifup, main, more) in [
+        (
+            busybox,
+            "source-directory /etc/network/interfaces.d\n",
+            None,
+        ),
+        (busybox, "source-dir /etc/network/interfaces.d/\n", None),
+        (
+            busybox,
+            "source /etc/network/interfaces.d/50-metaboot\n",
+            None,
+        ),
+        (
+            busybox,
+            "source /etc/network/more\n",
+            Some("source-directory /etc/network/interfaces.d\n"),
+        ),
+        (ng, "source /etc/network/interfaces.d/*\n", None),
+        (ng, "source-directory /etc/network/interfaces.d\n", None),
+    ] {
+        let (_dir, root) = image(ifup, main, more);
+        let (errors, calls) = run(&root);
+        assert!(errors.is_empty(), "{ifup} {main:?}: {errors:?}");
+        assert_eq!(calls, ["ifup eth0"], "{ifup} {main:?}");
+    }
+    for (ifup, main, more) in [
+        (busybox, "source /etc/network/interfaces.d/*\n", None),
+        (busybox, "source-directory interfaces.d\n", None),
+        (
+            busybox,
+            "source /etc/network/mo?e\n",
+            Some("source-dir /etc/network/interfaces.d\n"),
+        ),
+        (ng, "source-dir /etc/network/interfaces.d\n", None),
+        (ng, "source-directory interfaces.d\n", None),
+        (ng, "source interfaces.d/*\n", None),
+    ] {
+        let (_dir, root) = image(ifup, main, more);
+        let (errors, calls) = run(&root);
+        let name = if ifup == ng {
+            "ifupdown-ng"
+        } else {
+            "busybox's ifup"
+        };
+        assert!(
+            errors.len() == 1 && errors[0].contains(name) && asks_for_source_directory(&errors[0]),
+            "{ifup} {main:?}: {errors:?}"
+        );
+        assert!(calls.is_empty(), "{ifup} {main:?}: {calls:?}");
+    }
 }
 
 /// What one family alone, or DHCP and static addresses together, ask of ifupdown: nothing
