@@ -229,12 +229,11 @@ impl Model {
         );
     }
 
-    /// Serves `password`, read from the registry for the instance with this uuid and `ec2_id`
-    /// when its change log was at `read_at`, until the next batch that changes the instance
-    /// (which brings the registry's own record); left alone when the model is past `read_at`.
-    pub fn seen(&mut self, uuid: Uuid, ec2_id: i64, password: &str, read_at: i64) {
-        if self.seq <= read_at {
-            self.set_password(uuid, ec2_id, password);
+    /// Takes over the passwords `old` served as posted here whose change this model is not
+    /// through (a reload's snapshot read before them).
+    pub fn take_posted(&mut self, old: &mut Model) {
+        for (uuid, posted) in std::mem::take(&mut old.posted) {
+            self.posted(uuid, posted.ec2_id, &posted.password, posted.change);
         }
     }
 

@@ -193,10 +193,13 @@ impl ReadModel {
         let mut interner = self.interner.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = build_model(store, &mut interner)?;
         let (seq, count) = (fresh.seq, fresh.instance_count());
-        let old = std::mem::replace(
-            &mut *self.model.write().unwrap_or_else(PoisonError::into_inner),
-            fresh,
-        );
+        let old = {
+            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+            let mut old = std::mem::replace(&mut *model, fresh);
+            // A password posted here after the snapshot was read: still served.
+            model.take_posted(&mut old);
+            old
+        };
         // The old model is freed after the lock is released.
         drop(old);
         interner.prune();
@@ -221,16 +224,18 @@ impl ReadModel {
 
     /// Records a password another write stored, read from the registry once its change log
     /// was at `read_at` (a post answered 409 finds it before this model does), so the guest's
-    /// next GET sees it: the record is updated until the change log brings it, unless this
-    /// model is already past `read_at` (then it holds what the registry held since).
+    /// next GET sees it: served until the change log is through `read_at`, unless this model
+    /// is there already (then it holds what the registry held since).
     pub fn password_seen(&self, uuid: &str, ec2_id: Option<i64>, password: &str, read_at: i64) {
         let (Ok(uuid), Some(ec2_id)) = (Uuid::parse_str(uuid), ec2_id) else {
             return;
         };
+        // Kept as one this server posted, logged by `read_at` at the latest: the instance was
+        // read after it, so no batch through less brings a change made after that read.
         self.model
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .seen(uuid, ec2_id, password, read_at);
+            .posted(uuid, ec2_id, password, read_at);
     }
 
     /// The instance with this uuid.

@@ -197,6 +197,12 @@ fn a_password_stored_here_is_kept_until_the_log_is_through_it_then_cleared_with_
         model.instance(&uuid(1)).unwrap().password(),
         Some("c2VjcmV0")
     );
+    // A reload from a snapshot read before it keeps it too.
+    model.reload(w.store.as_ref()).unwrap();
+    assert_eq!(
+        model.instance(&uuid(1)).unwrap().password(),
+        Some("c2VjcmV0")
+    );
 
     // Stored for real, and then cleared: the registry's text, none, is what is served.
     w.store.set_password(&uuid(1), None, "c2VjcmV0").unwrap();

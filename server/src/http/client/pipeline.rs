@@ -87,7 +87,9 @@ enum Ending {
     /// the others go out again.
     BadAnswer,
     /// A request waiting on it is past its deadline: it times out (so does any other past its
-    /// own), the others go out again, uncounted: they only wait behind it.
+    /// own), the others go out again; each written one counts (an upstream slow on everything
+    /// would otherwise be sent every waiting read again at each timeout, up to their
+    /// deadlines), one never written does not.
     Overdue,
     /// Given up here (the connection idled, it never connected, it was abandoned): the ones
     /// written fail, the others go out again.
@@ -183,7 +185,11 @@ impl Shared {
             let written = waiter.number < handed;
             // Counted against the first in line, or against each when the upstream answered
             // none; a request never written is only suspect then.
-            let counts = ending == Ending::Unannounced && (!answered || (place == 0 && written));
+            let counts = match ending {
+                Ending::Unannounced => !answered || (place == 0 && written),
+                Ending::Overdue => written,
+                _ => false,
+            };
             let err = if waiter.deadline <= now {
                 NoAnswer::TimedOut
             } else if unreachable {

@@ -860,6 +860,42 @@ async fn requests_written_behind_one_that_times_out_go_out_again() {
     assert_eq!(canned.seen().len(), 1 + BEHIND);
 }
 
+/// An upstream slow on everything (it reads one request per connection and never answers):
+/// each timeout sends the reads written behind it again, but a read goes out again at most
+/// `MAX_UPSTREAM_RESENDS` times, then fails (502), instead of going to the upstream once more
+/// at every timeout ahead of it until its own deadline.
+#[tokio::test]
+async fn reads_written_behind_timeouts_go_out_again_a_bounded_number_of_times() {
+    const READS: u64 = 5;
+    const STEP: Duration = Duration::from_millis(400);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("api.sock");
+    let canned = Canned::unix(&path, vec![Then::Hang]);
+    let upstream = Upstream::unix(path);
+    // Deadlines one step apart: the first times out, the ones behind it go out again on a new
+    // connection, where the next one is read and times out, and so on.
+    let sends = (1..=READS).map(|n| {
+        let timeout = STEP * u32::try_from(n).unwrap();
+        upstream.send(get(&upstream), timeout)
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|answer| answer.unwrap_err().status())
+        .collect();
+    let resends = MAX_UPSTREAM_RESENDS as usize;
+    let timed_out = resends + 1;
+    assert_eq!(
+        statuses,
+        [
+            vec![StatusCode::GATEWAY_TIMEOUT; timed_out],
+            vec![StatusCode::BAD_GATEWAY; READS as usize - timed_out]
+        ]
+        .concat()
+    );
+    assert_eq!(canned.accepted(), timed_out);
+}
+
 #[tokio::test]
 async fn a_connection_given_up_in_the_middle_of_a_write_is_closed() {
     let dir = tempfile::tempdir().unwrap();
