@@ -93,3 +93,29 @@ fn an_unknown_template_type_is_an_error_that_says_so() {
     );
     assert!(!log.contains("hello"), "{log}");
 }
+
+/// A reboot of the machine's own instance while the metadata service is down, in two stages
+/// as the units run them: the final stage prints the instance's own message too (from the
+/// configuration it merged at its last run), as the init stage used it.
+#[test]
+fn the_message_of_the_machine_s_own_instance_is_printed_through_a_metadata_outage() {
+    use support::server::Fault;
+    let guest = guest();
+    guest.user_data("#cloud-config\nfinal_message: the instance's own message\n");
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let dmi = guest.path("/sys/class/dmi/id/product_uuid");
+    fs::create_dir_all(dmi.parent().unwrap()).unwrap();
+    fs::write(&dmi, format!("{}\n", support::UUID)).unwrap();
+    let newest = format!(
+        "/openstack/{}/meta_data.json",
+        metaboot_proto::OpenStackVersion::LATEST.date()
+    );
+    for path in [newest.as_str(), "/openstack"] {
+        guest.server.fail(path, Fault::Status(503), 1000);
+    }
+    let (_, log) = guest.run_stage("init");
+    assert_eq!(guest.step("meta-data").0, "error", "{log}");
+    let (_, log) = guest.run_stage("final");
+    assert!(log.contains("the instance's own message"), "{log}");
+}

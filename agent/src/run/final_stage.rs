@@ -63,12 +63,16 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
     // With meta-data, the init stage's instance; without, what the init stage used too (the last
     // known instance, or none) and only the every-boot scripts.
     let with_metadata = report.outcome("meta-data") == Some(Outcome::Ok);
-    let known = super::known_instance(root, &state);
-    let mut instance = match report.instance_id.clone() {
-        Some(id) if with_metadata || known.as_ref() == Some(&id) => {
-            Instance::resumed(root, &state, settings, id)
-        }
-        _ => Instance::without_metadata(root, &state, settings),
+    // Without it, on a reboot of the machine's own instance, what the init stage used too:
+    // the configuration the instance merged at its last run.
+    let resumed = if with_metadata {
+        report.instance_id.clone()
+    } else {
+        super::known_instance(root, &state)
+    };
+    let mut instance = match resumed {
+        Some(id) => Instance::resumed(root, &state, settings, id),
+        None => Instance::without_metadata(root, &state, settings),
     };
     instance.source.clone_from(&report.source);
     if with_metadata {

@@ -45,7 +45,7 @@ pub const AGENT_SOCKET_MODE: u32 = 0o660;
 /// Flags of `all`; each overrides the same key of `--config`.
 #[derive(Debug, Args, Default)]
 pub struct AllArgs {
-    /// The configuration file (TOML; see the README).
+    /// The configuration file (TOML; see docs/server.md, "One process: all").
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// File holding the shared secret (`shared_secret_file`).

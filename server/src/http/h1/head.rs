@@ -74,16 +74,24 @@ impl HeadError {
 /// httparse ends a head at its first empty line, after a request line: a line ending (`\n`,
 /// or `\r\n`) followed by another, so its end holds `\n\n` or `\n\r\n` ([`END_MARKS`]). It
 /// skips empty lines before the request line: the search starts at the first byte that is
-/// neither `\r` nor `\n`. A head httparse refuses before its end (a malformed byte, too many
-/// headers) is refused with the same status, once its end or [`ServerLimits::header_buffer`]
-/// bytes are in; a client that stops sending before either gets 408 at the head timeout.
+/// neither `\r` nor `\n`. A head is also parsed at its first read and whenever it has grown
+/// [`PARSE_GROWTH`] times since its last parse (a parse costs its length, so all of them
+/// together cost a few times the head's): a head httparse refuses before its end (a
+/// malformed byte, too many headers) is refused with the same status at once when it came
+/// in one read, else once it has doubled, ended or reached [`ServerLimits::header_buffer`]
+/// bytes.
 #[derive(Debug, Default)]
 pub struct EndSearch {
     /// Bytes before this were looked through: no end starts before it but one already found.
     searched: usize,
     /// The request line started (a byte other than `\r` and `\n` came).
     started: bool,
+    /// The head's length from which it is parsed again whether or not its end came.
+    parse_from: usize,
 }
+
+/// How many times a head grows between two parses made before its end came.
+pub const PARSE_GROWTH: usize = 2;
 
 /// The byte sequences that end a head (httparse takes a bare `\n` for `\r\n`).
 pub const END_MARKS: [&[u8]; 2] = [b"\n\n", b"\n\r\n"];
@@ -92,6 +100,15 @@ impl EndSearch {
     /// Whether `buf`, the same head as at the last call with more bytes after it, is worth
     /// parsing: it may be complete (an end came), or it reached the head size limit.
     pub fn worth_parsing(&mut self, buf: &[u8], limits: &ServerLimits) -> bool {
+        let worth = self.end_may_have_come(buf, limits) || buf.len() >= self.parse_from;
+        if worth {
+            self.parse_from = buf.len().saturating_mul(PARSE_GROWTH);
+        }
+        worth
+    }
+
+    /// Whether an end came in `buf`, or it reached the head size limit.
+    fn end_may_have_come(&mut self, buf: &[u8], limits: &ServerLimits) -> bool {
         if buf.len() >= limits.header_buffer() {
             return true;
         }
@@ -227,6 +244,22 @@ mod tests {
             .collect()
     }
 
+    /// The lengths at which a head growing from `first` bytes is parsed before its end: its
+    /// first read, then each time it has grown `PARSE_GROWTH` times.
+    fn early(first: usize, end: usize, step: usize) -> Vec<usize> {
+        let mut at = Vec::new();
+        let mut next = 0;
+        let mut len = first;
+        while len < end {
+            if len >= next {
+                at.push(len);
+                next = len * PARSE_GROWTH;
+            }
+            len = (len + step).min(end);
+        }
+        at
+    }
+
     #[test]
     fn a_head_is_worth_parsing_once_its_end_came_however_it_is_split() {
         for (head, end) in [
@@ -237,20 +270,30 @@ mod tests {
             (b"\r\n\n\r\nGET / HTTP/1.1\r\n\r\n", 23),
         ] {
             for step in 1..=4 {
-                let at = worth_parsing_at(head, step);
-                assert_eq!(
-                    at[0],
-                    (step * end.div_ceil(step)).min(head.len()),
-                    "{head:?} {step}"
-                );
-                assert_eq!(at.len(), 1, "{head:?} {step}: {at:?}");
+                let ended = (step * end.div_ceil(step)).min(head.len());
+                let mut want = early(step.min(head.len()), ended, step);
+                want.push(ended);
+                assert_eq!(worth_parsing_at(head, step), want, "{head:?} {step}");
             }
         }
         // Not ended, but at the size limit: worth parsing (it is refused).
         let limits = ServerLimits::default();
         let long = vec![b'a'; limits.header_buffer()];
-        assert!(!EndSearch::default().worth_parsing(&long[..long.len() - 1], &limits));
-        assert!(EndSearch::default().worth_parsing(&long, &limits));
+        let mut search = EndSearch::default();
+        assert!(search.worth_parsing(&long[..long.len() / 2], &limits));
+        assert!(!search.worth_parsing(&long[..long.len() - 1], &limits));
+        assert!(search.worth_parsing(&long, &limits));
+    }
+
+    /// A head that does not end is parsed at its first read and then only each time it has
+    /// doubled: a few parses in all, however many reads it came in.
+    #[test]
+    fn a_head_without_its_end_is_parsed_a_logarithmic_number_of_times() {
+        let limits = ServerLimits::default();
+        let long = vec![b'a'; limits.header_buffer() - 1];
+        let parsed = worth_parsing_at(&long, 1);
+        assert_eq!(parsed, early(1, long.len() + 1, 1));
+        assert!(parsed.len() <= 16, "{parsed:?}");
     }
 
     #[test]
