@@ -75,6 +75,7 @@ pub const MAX_UPSTREAM_INTERIM_ANSWERS: usize = 8;
 /// upstream is not sent on forever. Going out again after an answer that said it closes the
 /// connection (`Connection: close`: Apache's `MaxKeepAliveRequests`, HTTP/1.0), or from behind
 /// the first in line, does not count (RFC 9112 §9.3.2): the connection answered a request.
+/// Going out again from behind a read that timed out counts (`client/pipeline.rs`, `Overdue`).
 pub const MAX_UPSTREAM_RESENDS: u32 = 2;
 /// Time an upstream has to answer before the client gets 504.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);

@@ -22,9 +22,12 @@
 //! What keeps a request the upstream dies on from going out forever is `Ending::Unannounced`:
 //! it counts against the request the upstream owed the next answer to, or against every
 //! request on the connection when it answered none (`mod.rs` allows each request
-//! `MAX_UPSTREAM_RESENDS`). The other endings need no count: each settles one request (answered,
-//! failed or timed out) before the others go out again, and a request's own deadline bounds how
-//! often it can be behind one that times out.
+//! `MAX_UPSTREAM_RESENDS`). `Ending::Overdue` counts against each written request that goes out
+//! again: a request's own deadline would bound how often it can be behind one that times out,
+//! but an upstream slow on everything would then be sent every waiting read again at each
+//! timeout (a read behind more than `MAX_UPSTREAM_RESENDS` timed-out ones gets 502 before its
+//! own deadline, the price of that bound). The other endings need no count: each settles one
+//! request (answered or failed) before the others go out again.
 //!
 //! The reader also keeps the requests' deadlines, with one timer for the whole connection set
 //! to the earliest deadline of the requests waiting. A timer per request would mostly be due
