@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod runtime;
 pub mod secret;
 pub mod store;
+pub mod user_file;
 
 pub use cli::{Cli, run};

@@ -1,7 +1,7 @@
 //! The shared secret the agent signs instance ids with and the API checks them against. Whoever
 //! reads it can sign for any instance, so the file must be private to its owner.
 
-use std::io::{ErrorKind, Read as _};
+use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,16 +122,11 @@ pub fn read_secret(path: &Path) -> Result<Arc<[u8]>, SecretError> {
             mode,
         });
     }
-    let mut bytes = Vec::new();
-    file.by_ref()
-        .take(MAX_SECRET_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() > MAX_SECRET_BYTES {
-        return Err(SecretError::TooLarge {
+    let mut bytes = crate::user_file::read_at_most(&mut file, MAX_SECRET_BYTES)
+        .map_err(read_error)?
+        .ok_or_else(|| SecretError::TooLarge {
             path: path.to_owned(),
-        });
-    }
+        })?;
     if bytes.ends_with(b"\n") {
         bytes.pop();
         if bytes.ends_with(b"\r") {

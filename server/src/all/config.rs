@@ -1,7 +1,6 @@
 //! The `all` configuration file (TOML). Every key also has a flag; a flag wins over the file,
 //! the file over the built-in default.
 
-use std::io::{ErrorKind, Read as _};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -91,11 +90,10 @@ impl ConfigError {
     /// may not read and a directory are the user's to fix; anything else is the machine's.
     fn io(path: &Path, source: std::io::Error) -> Self {
         let path = path.to_owned();
-        match source.kind() {
-            ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory => {
-                Self::Unreadable { path, source }
-            }
-            _ => Self::Read { path, source },
+        if crate::user_file::is_users_fault(source.kind()) {
+            Self::Unreadable { path, source }
+        } else {
+            Self::Read { path, source }
         }
     }
 
@@ -231,16 +229,11 @@ impl ConfigFile {
         let mut file = std::fs::File::open(path).map_err(read_error)?;
         // The mode of the file read, not of whatever the path names a moment later.
         let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
-        let mut text = Vec::new();
-        file.by_ref()
-            .take(MAX_CONFIG_BYTES as u64 + 1)
-            .read_to_end(&mut text)
-            .map_err(read_error)?;
-        if text.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
+        let text = crate::user_file::read_at_most(&mut file, MAX_CONFIG_BYTES)
+            .map_err(read_error)?
+            .ok_or_else(|| ConfigError::TooLarge {
                 path: path.to_owned(),
-            });
-        }
+            })?;
         let text = String::from_utf8(text).map_err(|source| ConfigError::NotUtf8 {
             path: path.to_owned(),
             source,

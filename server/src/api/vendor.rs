@@ -3,7 +3,6 @@
 //! served, its whitespace outside strings dropped: never parsed into numbers and maps and
 //! written again, which would sort its keys and round integers past 64 bits.
 
-use std::io::{ErrorKind, Read as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -85,11 +84,10 @@ impl VendorDataError {
     /// The error for `source`, met opening or reading `path`.
     fn io(path: &Path, source: std::io::Error) -> Self {
         let path = path.to_owned();
-        match source.kind() {
-            ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::IsADirectory => {
-                Self::Unreadable { path, source }
-            }
-            _ => Self::Read { path, source },
+        if crate::user_file::is_users_fault(source.kind()) {
+            Self::Unreadable { path, source }
+        } else {
+            Self::Read { path, source }
         }
     }
 }
@@ -123,15 +121,11 @@ impl VendorDocs {
     /// never more: a larger file (or `/dev/zero`) is refused for its size without reading it.
     pub fn load(path: &Path) -> Result<Self, VendorDataError> {
         let file = std::fs::File::open(path).map_err(|err| VendorDataError::io(path, err))?;
-        let mut text = Vec::new();
-        file.take(MAX_VENDOR_DATA_BYTES as u64 + 1)
-            .read_to_end(&mut text)
-            .map_err(|err| VendorDataError::io(path, err))?;
-        if text.len() > MAX_VENDOR_DATA_BYTES {
-            return Err(VendorDataError::TooLarge {
+        let text = crate::user_file::read_at_most(file, MAX_VENDOR_DATA_BYTES)
+            .map_err(|err| VendorDataError::io(path, err))?
+            .ok_or_else(|| VendorDataError::TooLarge {
                 path: path.to_owned(),
-            });
-        }
+            })?;
         let text = String::from_utf8(text).map_err(|source| VendorDataError::NotUtf8 {
             path: path.to_owned(),
             source,
