@@ -81,14 +81,8 @@ impl Api {
                     .await;
                 match set {
                     Ok((set, stored)) => {
-                        match stored {
-                            Some(Known::Posted { text, change }) => {
-                                self.model.password_stored(uuid, seen, &text, change);
-                            }
-                            Some(Known::InRegistry { text, read_at }) => {
-                                self.model.password_seen(uuid, seen, &text, read_at);
-                            }
-                            None => {}
+                        if let Some((text, change)) = stored {
+                            self.model.password_stored(uuid, seen, &text, change);
                         }
                         match set {
                             PasswordSet::Stored { .. } => Answer::text(Bytes::new()),
@@ -112,31 +106,20 @@ impl Api {
     }
 }
 
-/// A password the registry holds after a post, for this server's model.
-enum Known {
-    /// The post stored it, in change `change`.
-    Posted { text: String, change: i64 },
-    /// Another write had stored it (the post got 409): read from the registry after the
-    /// change log was at `read_at`.
-    InRegistry { text: String, read_at: i64 },
-}
-
-/// What the registry holds for the instance after a post that `set` answered: the posted
-/// text when stored; the stored one on a 409, for the instance `seen` only (not one created
-/// again under the same uuid since). Best effort: a failed read gives nothing, and the answer
-/// stays what `set` says.
+/// What the registry holds for the instance after a post that `set` answered, for this
+/// server's model, with the change number `ReadModel::password_stored` takes: the posted text
+/// and the change that stored it; on a 409 the stored text, for the instance `seen` only (not
+/// one created again under the same uuid since), and the change log's number read before it.
+/// Best effort: a failed read gives nothing, and the answer stays what `set` says.
 fn stored_now(
     store: &dyn Store,
     uuid: &str,
     seen: Option<i64>,
     set: PasswordSet,
     posted: String,
-) -> Option<Known> {
+) -> Option<(String, i64)> {
     match set {
-        PasswordSet::Stored { change } => Some(Known::Posted {
-            text: posted,
-            change,
-        }),
+        PasswordSet::Stored { change } => Some((posted, change)),
         PasswordSet::AlreadySet => {
             // Read before the instance: the instance read reflects the log at least there.
             let read_at = store.last_change().ok()?;
@@ -147,7 +130,7 @@ fn stored_now(
                 .filter(|instance| Some(instance.ec2_id) == seen)
                 .and_then(|instance| instance.password)
                 .filter(|text| !text.is_empty())?;
-            Some(Known::InRegistry { text, read_at })
+            Some((text, read_at))
         }
         PasswordSet::NoInstance => None,
     }

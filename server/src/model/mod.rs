@@ -208,10 +208,14 @@ impl ReadModel {
         Ok(())
     }
 
-    /// Records a password this server just stored (write-once; an empty one counts as unset,
-    /// as in nova and the store) for the instance it knew as `ec2_id` before the write, in
-    /// change `change`, so it is served at once. Other servers, and an instance created again
-    /// under the same uuid meanwhile, get it from the change log.
+    /// Records a password the registry holds for the instance this server knew as `ec2_id`
+    /// (write-once; an empty one counts as unset, as in nova and the store), so the guest's
+    /// next GET sees it before the change log brings it: one this server just stored, in
+    /// change `change`, or one another write stored that a post answered 409 read from the
+    /// registry once its log was at `change` (no batch through less brings a change made
+    /// after that read). Served until the change log is through `change`, unless this model
+    /// is there already (then it holds what the registry held since). Other servers, and an
+    /// instance created again under the same uuid meanwhile, get it from the change log.
     pub fn password_stored(&self, uuid: &str, ec2_id: Option<i64>, password: &str, change: i64) {
         let (Ok(uuid), Some(ec2_id)) = (Uuid::parse_str(uuid), ec2_id) else {
             return;
@@ -220,22 +224,6 @@ impl ReadModel {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .posted(uuid, ec2_id, password, change);
-    }
-
-    /// Records a password another write stored, read from the registry once its change log
-    /// was at `read_at` (a post answered 409 finds it before this model does), so the guest's
-    /// next GET sees it: served until the change log is through `read_at`, unless this model
-    /// is there already (then it holds what the registry held since).
-    pub fn password_seen(&self, uuid: &str, ec2_id: Option<i64>, password: &str, read_at: i64) {
-        let (Ok(uuid), Some(ec2_id)) = (Uuid::parse_str(uuid), ec2_id) else {
-            return;
-        };
-        // Kept as one this server posted, logged by `read_at` at the latest: the instance was
-        // read after it, so no batch through less brings a change made after that read.
-        self.model
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .posted(uuid, ec2_id, password, read_at);
     }
 
     /// The instance with this uuid.

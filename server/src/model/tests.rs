@@ -246,7 +246,7 @@ fn a_password_seen_in_the_registry_is_served_until_the_log_brings_the_record() {
     let seen = model.instance(&uuid(1)).map(|record| record.ec2_id);
     w.store.set_password(&uuid(1), None, "b3RoZXI=").unwrap();
     let read_at = w.store.last_change().unwrap();
-    model.password_seen(&uuid(1), seen, "b3RoZXI=", read_at);
+    model.password_stored(&uuid(1), seen, "b3RoZXI=", read_at);
     assert_eq!(
         model.instance(&uuid(1)).unwrap().password(),
         Some("b3RoZXI=")
@@ -259,7 +259,7 @@ fn a_password_seen_in_the_registry_is_served_until_the_log_brings_the_record() {
     let read_at = w.store.last_change().unwrap();
     assert!(w.store.clear_password(&uuid(1)).unwrap());
     model.catch_up(w.store.as_ref()).unwrap();
-    model.password_seen(&uuid(1), seen, "bGF0ZQ==", read_at);
+    model.password_stored(&uuid(1), seen, "bGF0ZQ==", read_at);
     assert_eq!(model.instance(&uuid(1)).unwrap().password(), None);
 }
 
