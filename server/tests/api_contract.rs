@@ -426,12 +426,13 @@ async fn network_data_json() {
         ".networks[].link" => "[tap name]",
         ".networks[].network_id" => "[network id]",
     });
-    assert_eq!(
-        get(&f, "/openstack/2013-10-17/network_data.json")
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
+    // Not listed before 2015-10-15, but served under every version, as nova's
+    // `_network_data` has no version check.
+    for version in ["2012-08-10", "2013-10-17"] {
+        let old = get_ok(&f, &format!("/openstack/{version}/network_data.json")).await;
+        assert_eq!(old.content_type, TEXT);
+        assert_eq!(old.body, got.body, "{version}");
+    }
 }
 
 /// A port on a network made with `--no-dhcp` is static: its address, netmask and the default

@@ -37,7 +37,8 @@ pub enum Target {
 }
 
 /// Routes the segments after `openstack`; `None` is 404 (unknown version, unknown file, file
-/// newer than the version, `/openstack/content` — metaboot injects no files).
+/// newer than the version — except `network_data.json` —, `/openstack/content` — metaboot
+/// injects no files).
 pub fn route(rest: &[Segment<'_>]) -> Option<Target> {
     let Some((version, file)) = rest.split_first() else {
         return Some(Target::Versions);
@@ -54,7 +55,9 @@ pub fn route(rest: &[Segment<'_>]) -> Option<Target> {
         USER_DATA => Some(Target::UserData),
         PASSWORD if version >= V::Grizzly => Some(Target::Password),
         VENDOR_DATA if version >= V::Havana => Some(Target::VendorData),
-        NETWORK_DATA if version >= V::Liberty => Some(Target::NetworkData),
+        // Listed from 2015-10-15 on but served under every version: nova's `_network_data`
+        // has no version check (docs/protocol.md §1.3).
+        NETWORK_DATA => Some(Target::NetworkData),
         VENDOR_DATA2 if version >= V::NewtonTwo => Some(Target::VendorData2),
         _ => None,
     }
@@ -207,10 +210,13 @@ mod tests {
         assert_eq!(r(&["2012-08-10", "password"]), None);
         assert_eq!(r(&["2013-04-04", "password"]), Some(Target::Password));
         assert_eq!(r(&["2013-04-04", "vendor_data.json"]), None);
-        assert_eq!(
-            r(&["2015-10-15", "network_data.json"]),
-            Some(Target::NetworkData)
-        );
+        for version in ["2012-08-10", "2013-10-17", "2015-10-15", "latest"] {
+            assert_eq!(
+                r(&[version, "network_data.json"]),
+                Some(Target::NetworkData),
+                "{version}"
+            );
+        }
         assert_eq!(r(&["2016-06-30", "vendor_data2.json"]), None);
         assert_eq!(
             r(&["2016-10-06", "vendor_data2.json"]),
