@@ -216,6 +216,16 @@ async fn openstack_version_lists() {
         get_ok(&f, "/openstack/2013-10-17/").await.text(),
         "meta_data.json\nuser_data\npassword\nvendor_data.json"
     );
+    // nova routes `/openstack/<v>` to its `version` handler, which answers by that name too.
+    for version in ["2012-08-10", "2013-10-17", "latest"] {
+        assert_eq!(
+            get_ok(&f, &format!("/openstack/{version}/version"))
+                .await
+                .body,
+            get_ok(&f, &format!("/openstack/{version}")).await.body,
+            "{version}"
+        );
+    }
     // No user data: not listed, and 404.
     let bare = send(
         &f.api,

@@ -20,13 +20,16 @@ pub const PASSWORD: &str = "password";
 pub const VENDOR_DATA: &str = "vendor_data.json";
 pub const NETWORK_DATA: &str = "network_data.json";
 pub const VENDOR_DATA2: &str = "vendor_data2.json";
+/// The name nova routes `/openstack/<v>` to (`base.py`, `VERSION`): `/openstack/<v>/version`
+/// answers the same listing.
+pub const VERSION: &str = "version";
 
 /// What a path under `/openstack` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// `/openstack`: the version list.
     Versions,
-    /// `/openstack/<v>`: the files of a version.
+    /// `/openstack/<v>` and `/openstack/<v>/version`: the files of a version.
     Version(OpenStackVersion),
     MetaData(OpenStackVersion),
     UserData,
@@ -51,6 +54,7 @@ pub fn route(rest: &[Segment<'_>]) -> Option<Target> {
     };
     use OpenStackVersion as V;
     match file {
+        VERSION => Some(Target::Version(version)),
         META_DATA => Some(Target::MetaData(version)),
         USER_DATA => Some(Target::UserData),
         PASSWORD if version >= V::Grizzly => Some(Target::Password),
@@ -206,6 +210,10 @@ mod tests {
         assert_eq!(
             r(&["latest"]),
             Some(Target::Version(OpenStackVersion::LATEST))
+        );
+        assert_eq!(
+            r(&["2012-08-10", "version"]),
+            Some(Target::Version(OpenStackVersion::Folsom))
         );
         assert_eq!(r(&["2012-08-10", "password"]), None);
         assert_eq!(r(&["2013-04-04", "password"]), Some(Target::Password));
