@@ -326,7 +326,8 @@ async fn meta_data_json_fields_follow_the_version() {
             && bare.get("keys").is_none()
             && bare.get("meta").is_none()
     );
-    assert_eq!(bare["availability_zone"], serde_json::Value::Null);
+    // Registered without a zone: nova's default zone, as nova gives every scheduled instance.
+    assert_eq!(bare["availability_zone"], "nova");
 }
 
 #[tokio::test]
@@ -704,6 +705,17 @@ async fn ec2_tree() {
             .text(),
         "nova"
     );
+    // Registered without a zone: nova's default zone, not an empty answer.
+    let bare = send(
+        &f.api,
+        Method::GET,
+        "/latest/meta-data/placement/availability-zone",
+        signed(BARE_UUID, "p1"),
+        b"",
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::OK);
+    assert_eq!(bare.text(), "nova");
     assert_eq!(
         get_ok(&f, "/latest/meta-data/block-device-mapping")
             .await

@@ -149,7 +149,7 @@ pub fn render_meta_data_with(
         hostname: rendering.hostname(&instance.hostname),
         name: instance.name.clone(),
         launch_index: instance.launch_index,
-        availability_zone: instance.availability_zone.clone(),
+        availability_zone: Some(rendering.availability_zone(instance.availability_zone.as_deref())),
         random_seed: None,
         project_id: (version >= V::Liberty).then(|| instance.project.clone()),
         devices: (version >= V::NewtonOne).then(Vec::new),
