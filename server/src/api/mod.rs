@@ -5,6 +5,8 @@ mod cache;
 pub mod ec2;
 pub mod identify;
 mod listener;
+#[cfg(test)]
+mod meta_data_budget;
 mod metadata;
 mod network_data;
 pub mod openstack;

@@ -154,6 +154,16 @@ fn meta_and_key_pair_limits() {
     assert!(key_pairs(std::slice::from_ref(&big)).is_ok());
     big.data.push('k');
     assert!(key_pairs(&[big]).is_err());
+    // The limit counts the bytes as served: a '"' or '\\' is escaped to two.
+    for escaped in ['"', '\\'] {
+        let mut quoted = pair("quoted");
+        quoted.data = format!("ssh-ed25519 AAAA {}", escaped.to_string().repeat(8_200));
+        assert!(quoted.data.len() < MAX_KEY_DATA_BYTES);
+        assert!(
+            message(key_pairs(&[quoted])).contains("as meta_data.json serves it"),
+            "{escaped:?}"
+        );
+    }
     // One line of text for an ssh key (a trailing line break is fine); a PEM certificate has
     // lines; nothing else that is a control character.
     let with = |kind: &str, data: &str| KeyPair {
