@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use metaboot_proto::ssh_key;
 
 use super::allocate::{host_range, ip_from_u128, ip_to_u128};
 use super::error::{StoreError, StoreResult};
@@ -401,6 +402,16 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
             return Err(invalid(format!(
                 "key pair {:?} has a line break or a control character in its data: an ssh key \
                  is one line of text",
+                pair.name
+            )));
+        }
+        if pair.kind == "ssh"
+            && let Err(fault) = ssh_key::check_public_key_line(pair.data.trim_end())
+        {
+            return Err(invalid(format!(
+                "key pair {:?} is not an OpenSSH public key: {fault}; give the line of the \
+                 key's .pub file ('ssh-ed25519 AAAA… you@host'), or --key-type x509 for a \
+                 certificate",
                 pair.name
             )));
         }
