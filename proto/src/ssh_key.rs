@@ -23,6 +23,8 @@ pub enum SshKeyError {
     Base64,
     #[error("The key blob is truncated or malformed ({0})")]
     Malformed(&'static str),
+    #[error("The key line says {named} but its base64 blob holds a {blob} key")]
+    TypeMismatch { named: String, blob: String },
 }
 
 /// An RSA public key: big-endian magnitudes without leading zero bytes.
@@ -150,6 +152,30 @@ pub fn rsa_public_key(line: &str) -> Result<RsaPublicKey, SshKeyError> {
     rsa_public_key_blob(&bytes)
 }
 
+/// Checks that `line` is an OpenSSH public key line as sshd reads one from authorized_keys
+/// (`[options] type base64 [comment]`): a key type, then a base64 blob that decodes and
+/// names the same type first. Returns the key type.
+pub fn check_public_key_line(line: &str) -> Result<&str, SshKeyError> {
+    if line.len() > MAX_KEY_LINE_BYTES {
+        return Err(SshKeyError::TooLong);
+    }
+    let tokens = line_tokens(line);
+    let at = type_position(&tokens).ok_or(SshKeyError::NoKey)?;
+    let kind = tokens[at];
+    let blob = tokens.get(at + 1).ok_or(SshKeyError::NoKey)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| SshKeyError::Base64)?;
+    let named = WireReader::new(&bytes).string("key type")?;
+    if named != kind.as_bytes() {
+        return Err(SshKeyError::TypeMismatch {
+            named: kind.to_owned(),
+            blob: String::from_utf8_lossy(named).into_owned(),
+        });
+    }
+    Ok(kind)
+}
+
 /// The RSA public key of a key blob (the base64-decoded middle of a key line).
 pub fn rsa_public_key_blob(blob: &[u8]) -> Result<RsaPublicKey, SshKeyError> {
     let mut reader = WireReader::new(blob);
@@ -186,6 +212,49 @@ mod tests {
         // Quoted options are one token, whatever words they hold.
         let quoted = format!("command=\"exec ssh-agent \\\"a b\\\" bash\",no-pty {RSA_1024}");
         assert_eq!(rsa_public_key(&quoted).unwrap(), key);
+    }
+
+    #[test]
+    fn public_key_lines_are_checked_as_sshd_reads_them() {
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKc2R9H0dJ1rXgmyMO0DdLcJ9v9P6dgoQ3WPhBkkC0Vm u@h";
+        assert_eq!(check_public_key_line(ed), Ok("ssh-ed25519"));
+        assert_eq!(check_public_key_line(RSA_1024), Ok(SSH_RSA));
+        let with_options = format!("no-pty,command=\"echo \\\"hi\\\"\" {ed}");
+        assert_eq!(check_public_key_line(&with_options), Ok("ssh-ed25519"));
+        for garbage in [
+            "",
+            "hello",
+            "\"\"\"\"",
+            "ssh-ed25519",
+            "AAAAC3NzaC1lZDI1NTE5 u@h",
+        ] {
+            assert_eq!(
+                check_public_key_line(garbage),
+                Err(SshKeyError::NoKey),
+                "{garbage:?}"
+            );
+        }
+        assert_eq!(
+            check_public_key_line("ssh-ed25519 \"\"\"\""),
+            Err(SshKeyError::Base64)
+        );
+        assert!(matches!(
+            check_public_key_line("ssh-ed25519 AAAA"),
+            Err(SshKeyError::Malformed(_))
+        ));
+        let lie = format!("ssh-rsa {}", ed.split_whitespace().nth(1).unwrap());
+        assert_eq!(
+            check_public_key_line(&lie),
+            Err(SshKeyError::TypeMismatch {
+                named: SSH_RSA.into(),
+                blob: "ssh-ed25519".into()
+            })
+        );
+        assert_eq!(
+            check_public_key_line(&"x".repeat(MAX_KEY_LINE_BYTES + 1)),
+            Err(SshKeyError::TooLong)
+        );
     }
 
     #[test]

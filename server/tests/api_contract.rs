@@ -216,6 +216,16 @@ async fn openstack_version_lists() {
         get_ok(&f, "/openstack/2013-10-17/").await.text(),
         "meta_data.json\nuser_data\npassword\nvendor_data.json"
     );
+    // nova routes `/openstack/<v>` to its `version` handler, which answers by that name too.
+    for version in ["2012-08-10", "2013-10-17", "latest"] {
+        assert_eq!(
+            get_ok(&f, &format!("/openstack/{version}/version"))
+                .await
+                .body,
+            get_ok(&f, &format!("/openstack/{version}")).await.body,
+            "{version}"
+        );
+    }
     // No user data: not listed, and 404.
     let bare = send(
         &f.api,
@@ -316,7 +326,8 @@ async fn meta_data_json_fields_follow_the_version() {
             && bare.get("keys").is_none()
             && bare.get("meta").is_none()
     );
-    assert_eq!(bare["availability_zone"], serde_json::Value::Null);
+    // Registered without a zone: nova's default zone, as nova gives every scheduled instance.
+    assert_eq!(bare["availability_zone"], "nova");
 }
 
 #[tokio::test]
@@ -426,12 +437,13 @@ async fn network_data_json() {
         ".networks[].link" => "[tap name]",
         ".networks[].network_id" => "[network id]",
     });
-    assert_eq!(
-        get(&f, "/openstack/2013-10-17/network_data.json")
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
+    // Not listed before 2015-10-15, but served under every version, as nova's
+    // `_network_data` has no version check.
+    for version in ["2012-08-10", "2013-10-17"] {
+        let old = get_ok(&f, &format!("/openstack/{version}/network_data.json")).await;
+        assert_eq!(old.content_type, TEXT);
+        assert_eq!(old.body, got.body, "{version}");
+    }
 }
 
 /// A port on a network made with `--no-dhcp` is static: its address, netmask and the default
@@ -693,6 +705,17 @@ async fn ec2_tree() {
             .text(),
         "nova"
     );
+    // Registered without a zone: nova's default zone, not an empty answer.
+    let bare = send(
+        &f.api,
+        Method::GET,
+        "/latest/meta-data/placement/availability-zone",
+        signed(BARE_UUID, "p1"),
+        b"",
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::OK);
+    assert_eq!(bare.text(), "nova");
     assert_eq!(
         get_ok(&f, "/latest/meta-data/block-device-mapping")
             .await

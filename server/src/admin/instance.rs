@@ -59,6 +59,7 @@ pub struct InstanceCreate {
     pub hostname: Option<String>,
     #[arg(long, default_value = "admin")]
     pub project: String,
+    /// Served as `nova` (nova's default zone) when not given.
     #[arg(long = "availability-zone")]
     pub availability_zone: Option<String>,
     #[arg(long = "launch-index", default_value_t = 0)]

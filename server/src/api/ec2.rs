@@ -91,7 +91,7 @@ pub fn tree(
         );
     }
     if version >= V::V2008_02_01 {
-        let zone = instance.availability_zone.clone().unwrap_or_default();
+        let zone = rendering.availability_zone(instance.availability_zone.as_deref());
         put(
             "placement",
             Node::dir(BTreeMap::from([(

@@ -5,6 +5,8 @@ mod cache;
 pub mod ec2;
 pub mod identify;
 mod listener;
+#[cfg(test)]
+mod meta_data_budget;
 mod metadata;
 mod network_data;
 pub mod openstack;
@@ -22,7 +24,7 @@ pub use identify::Identify;
 pub use listener::{ApiArgs, ApiHandler, serve};
 pub use metadata::{Api, MetadataRequest};
 pub use random_seed::RANDOM_SEED_BYTES;
-pub use rendering::{DEFAULT_DHCP_DOMAIN, Rendering};
+pub use rendering::{DEFAULT_AVAILABILITY_ZONE, DEFAULT_DHCP_DOMAIN, Rendering};
 pub use token::Tokens;
 pub use vendor::VendorDocs;
 pub use view::InstanceView;

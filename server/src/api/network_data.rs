@@ -10,6 +10,11 @@ use crate::store;
 
 /// The VIF type every link reports: the lab and a Linux-bridge host plug taps into a bridge.
 pub const LINK_TYPE: &str = "bridge";
+/// Longest device name nova gives a port (`nova/network/model.py`, `NIC_NAME_LEN`: Linux's 15
+/// bytes with the terminating NUL); the link id is `tap` + the port id, cut to it.
+pub const NIC_NAME_LEN: usize = 14;
+/// What nova puts before the port id in a port's device name (`nova/network/neutron.py`).
+pub const TAP_PREFIX: &str = "tap";
 
 /// Renders the document; `{}` when the instance has no ports. One link per port, and one
 /// network per subnet of its network, IPv4 first, counted across all links (nova's
@@ -80,10 +85,14 @@ fn subnet_network(
     entry
 }
 
-/// Nova's link id: `tap` + the first 11 characters of the port id.
+/// Nova's link id, its device name of the port: [`TAP_PREFIX`] + the port id, cut to
+/// [`NIC_NAME_LEN`] characters (`tap` + the first 11 of the id).
 pub fn tap_name(port_id: &str) -> String {
-    let prefix: String = port_id.chars().take(11).collect();
-    format!("tap{prefix}")
+    TAP_PREFIX
+        .chars()
+        .chain(port_id.chars())
+        .take(NIC_NAME_LEN)
+        .collect()
 }
 
 fn netmask(cidr: IpNet) -> IpAddr {
@@ -100,4 +109,17 @@ fn default_route(gateway: Option<IpAddr>, ip: IpAddr) -> Vec<Route> {
         netmask: any.to_owned(),
         gateway: gateway.to_string(),
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_names_are_nova_s_device_names() {
+        let name = tap_name("3f8e2c1a-4b5d-4e6f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(name, "tap3f8e2c1a-4b");
+        assert_eq!(name.len(), NIC_NAME_LEN);
+        assert_eq!(tap_name("short"), "tapshort");
+    }
 }

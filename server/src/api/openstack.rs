@@ -20,13 +20,16 @@ pub const PASSWORD: &str = "password";
 pub const VENDOR_DATA: &str = "vendor_data.json";
 pub const NETWORK_DATA: &str = "network_data.json";
 pub const VENDOR_DATA2: &str = "vendor_data2.json";
+/// The name nova routes `/openstack/<v>` to (`base.py`, `VERSION`): `/openstack/<v>/version`
+/// answers the same listing.
+pub const VERSION: &str = "version";
 
 /// What a path under `/openstack` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// `/openstack`: the version list.
     Versions,
-    /// `/openstack/<v>`: the files of a version.
+    /// `/openstack/<v>` and `/openstack/<v>/version`: the files of a version.
     Version(OpenStackVersion),
     MetaData(OpenStackVersion),
     UserData,
@@ -37,7 +40,8 @@ pub enum Target {
 }
 
 /// Routes the segments after `openstack`; `None` is 404 (unknown version, unknown file, file
-/// newer than the version, `/openstack/content` — metaboot injects no files).
+/// newer than the version — except `network_data.json` —, `/openstack/content` — metaboot
+/// injects no files).
 pub fn route(rest: &[Segment<'_>]) -> Option<Target> {
     let Some((version, file)) = rest.split_first() else {
         return Some(Target::Versions);
@@ -50,11 +54,14 @@ pub fn route(rest: &[Segment<'_>]) -> Option<Target> {
     };
     use OpenStackVersion as V;
     match file {
+        VERSION => Some(Target::Version(version)),
         META_DATA => Some(Target::MetaData(version)),
         USER_DATA => Some(Target::UserData),
         PASSWORD if version >= V::Grizzly => Some(Target::Password),
         VENDOR_DATA if version >= V::Havana => Some(Target::VendorData),
-        NETWORK_DATA if version >= V::Liberty => Some(Target::NetworkData),
+        // Listed from 2015-10-15 on but served under every version: nova's `_network_data`
+        // has no version check (docs/protocol.md §1.3).
+        NETWORK_DATA => Some(Target::NetworkData),
         VENDOR_DATA2 if version >= V::NewtonTwo => Some(Target::VendorData2),
         _ => None,
     }
@@ -142,7 +149,7 @@ pub fn render_meta_data_with(
         hostname: rendering.hostname(&instance.hostname),
         name: instance.name.clone(),
         launch_index: instance.launch_index,
-        availability_zone: instance.availability_zone.clone(),
+        availability_zone: Some(rendering.availability_zone(instance.availability_zone.as_deref())),
         random_seed: None,
         project_id: (version >= V::Liberty).then(|| instance.project.clone()),
         devices: (version >= V::NewtonOne).then(Vec::new),
@@ -204,13 +211,20 @@ mod tests {
             r(&["latest"]),
             Some(Target::Version(OpenStackVersion::LATEST))
         );
+        assert_eq!(
+            r(&["2012-08-10", "version"]),
+            Some(Target::Version(OpenStackVersion::Folsom))
+        );
         assert_eq!(r(&["2012-08-10", "password"]), None);
         assert_eq!(r(&["2013-04-04", "password"]), Some(Target::Password));
         assert_eq!(r(&["2013-04-04", "vendor_data.json"]), None);
-        assert_eq!(
-            r(&["2015-10-15", "network_data.json"]),
-            Some(Target::NetworkData)
-        );
+        for version in ["2012-08-10", "2013-10-17", "2015-10-15", "latest"] {
+            assert_eq!(
+                r(&[version, "network_data.json"]),
+                Some(Target::NetworkData),
+                "{version}"
+            );
+        }
         assert_eq!(r(&["2016-06-30", "vendor_data2.json"]), None);
         assert_eq!(
             r(&["2016-10-06", "vendor_data2.json"]),

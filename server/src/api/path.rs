@@ -5,6 +5,11 @@ use std::borrow::Cow;
 
 /// Longest path accepted after decoding, in bytes.
 pub const MAX_PATH_BYTES: usize = 2048;
+/// Most raw bytes one decoded byte comes from: a `%XX` escape.
+pub const PERCENT_ESCAPE_BYTES: usize = 3;
+/// Longest path accepted before decoding, in bytes: [`MAX_PATH_BYTES`] bytes, every one
+/// escaped. A longer one cannot decode to a path short enough, so it is refused undecoded.
+pub const MAX_RAW_PATH_BYTES: usize = MAX_PATH_BYTES * PERCENT_ESCAPE_BYTES;
 
 /// Why a path was refused (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +35,7 @@ pub type Segment<'a> = Cow<'a, str>;
 
 /// Splits a raw request path (without the query) into its normalised segments: `/` gives none.
 pub fn segments(raw: &str) -> Result<Vec<Segment<'_>>, PathError> {
-    if raw.len() > MAX_PATH_BYTES * 3 {
+    if raw.len() > MAX_RAW_PATH_BYTES {
         return Err(PathError::TooLong);
     }
     if !raw.contains('%') {
@@ -138,6 +143,11 @@ mod tests {
         assert_eq!(segments(&long), Err(PathError::TooLong));
         let ok = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
         assert!(segments(&ok).is_ok());
+        // Escaped, the longest path is MAX_RAW_PATH_BYTES long before decoding.
+        let escaped = format!("%2F{}", "%61".repeat(MAX_PATH_BYTES - 1));
+        assert_eq!(escaped.len(), MAX_RAW_PATH_BYTES);
+        assert!(segments(&escaped).is_ok());
+        assert_eq!(segments(&format!("{escaped}a")), Err(PathError::TooLong));
     }
 
     proptest! {

@@ -5,6 +5,10 @@ use super::vendor::VendorDocs;
 
 /// nova's `[api] dhcp_domain` default.
 pub const DEFAULT_DHCP_DOMAIN: &str = "novalocal";
+/// The zone of an instance registered without one: nova's `default_availability_zone`, the
+/// zone nova's conductor gives an instance on a host in no zone aggregate, so nova never
+/// serves an instance without a zone (docs/protocol.md §1.4).
+pub const DEFAULT_AVAILABILITY_ZONE: &str = "nova";
 
 /// How documents are rendered (deployment settings, not per instance).
 #[derive(Debug, Clone)]
@@ -31,5 +35,22 @@ impl Rendering {
         } else {
             format!("{short}.{}", self.dhcp_domain)
         }
+    }
+
+    /// The instance's availability zone, [`DEFAULT_AVAILABILITY_ZONE`] when it has none.
+    pub fn availability_zone(&self, zone: Option<&str>) -> String {
+        zone.unwrap_or(DEFAULT_AVAILABILITY_ZONE).to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_without_a_zone_is_in_nova_s_default_zone() {
+        let rendering = Rendering::default();
+        assert_eq!(rendering.availability_zone(None), "nova");
+        assert_eq!(rendering.availability_zone(Some("az-2")), "az-2");
     }
 }

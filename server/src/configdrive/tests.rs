@@ -129,3 +129,30 @@ fn ec2_ami_launch_index_is_a_number_as_in_nova() {
         );
     }
 }
+
+/// An instance registered without a zone is in nova's default zone on the drive too, in the EC2
+/// `placement` and in `meta_data.json`, as in nova's, never empty or null.
+#[test]
+fn an_instance_without_a_zone_is_in_the_default_zone() {
+    let files = contents(&view(None, None), &Rendering::default());
+    let json = |path: &str| -> serde_json::Value {
+        serde_json::from_slice(&file(&files, path).unwrap().data).unwrap()
+    };
+    for path in ["ec2/2009-04-04/meta-data.json", "ec2/latest/meta-data.json"] {
+        assert_eq!(
+            json(path)["placement"]["availability-zone"],
+            crate::api::DEFAULT_AVAILABILITY_ZONE,
+            "{path}"
+        );
+    }
+    for path in [
+        "openstack/2012-08-10/meta_data.json",
+        "openstack/latest/meta_data.json",
+    ] {
+        assert_eq!(
+            json(path)["availability_zone"],
+            crate::api::DEFAULT_AVAILABILITY_ZONE,
+            "{path}"
+        );
+    }
+}

@@ -554,7 +554,7 @@ fn deleted_instances_key_pairs_are_forgotten_without_a_reload() {
             key_pairs: vec![metaboot_proto::KeyPair {
                 name: format!("key-{n}"),
                 kind: "ssh".into(),
-                data: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{n:032} vm{n}"),
+                data: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{n:043} vm{n}"),
             }],
             ..vm(n, &format!("project-{n}"), b"")
         };

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use metaboot_proto::ssh_key;
 
 use super::allocate::{host_range, ip_from_u128, ip_to_u128};
 use super::error::{StoreError, StoreResult};
@@ -36,7 +37,10 @@ pub const MAX_META_VALUE_CHARS: usize = 255;
 pub const MAX_KEY_PAIRS: usize = 16;
 /// Longest key pair name, in characters (nova's API schema).
 pub const MAX_KEY_NAME_CHARS: usize = 255;
-/// Largest key pair data, in bytes (a 16384-bit RSA public key is about 2.8 KiB).
+/// Largest key pair data, in bytes as `meta_data.json` serves it (JSON escaped: a '"', '\\' or
+/// line break counts two bytes), so that the largest instance's `meta_data.json` still fits an
+/// agent's relay (`server/src/api/meta_data_budget.rs`). A 16384-bit RSA public key is about
+/// 2.8 KiB and has nothing to escape.
 pub const MAX_KEY_DATA_BYTES: usize = 16_384;
 /// Smallest MTU a network may have (the IPv4 minimum, RFC 791).
 pub const MIN_MTU: u32 = 68;
@@ -375,11 +379,12 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
                 pair.name
             )));
         }
-        if pair.data.len() > MAX_KEY_DATA_BYTES {
+        let served = served_json_bytes(&pair.data);
+        if served > MAX_KEY_DATA_BYTES {
             return Err(invalid(format!(
-                "key pair {:?} is {} bytes: the limit is {MAX_KEY_DATA_BYTES}",
-                pair.name,
-                pair.data.len()
+                "key pair {:?} is {served} bytes as meta_data.json serves it (a '\"', '\\' or \
+                 line break counts two): the limit is {MAX_KEY_DATA_BYTES}; give a shorter key",
+                pair.name
             )));
         }
         if pair.kind != "ssh" && pair.kind != "x509" {
@@ -400,8 +405,24 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
                 pair.name
             )));
         }
+        if pair.kind == "ssh"
+            && let Err(fault) = ssh_key::check_public_key_line(pair.data.trim_end())
+        {
+            return Err(invalid(format!(
+                "key pair {:?} is not an OpenSSH public key: {fault}; give the line of the \
+                 key's .pub file ('ssh-ed25519 AAAA… you@host'), or --key-type x509 for a \
+                 certificate",
+                pair.name
+            )));
+        }
     }
     Ok(())
+}
+
+/// How many bytes `text` takes as a JSON string, without its quotes.
+fn served_json_bytes(text: &str) -> usize {
+    // Serialising a string cannot fail.
+    serde_json::to_string(text).map_or(usize::MAX, |json| json.len() - 2)
 }
 
 /// A network's MTU, when given, lies in [`MIN_MTU`]..=[`MAX_MTU`].

@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// An ed25519 public key line (its private half is not kept anywhere).
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKc2R9H0dJ1rXgmyMO0DdLcJ9v9P6dgoQ3WPhBkkC0Vm";
+
 fn message(result: StoreResult<impl std::fmt::Debug>) -> String {
     match result {
         Err(StoreError::Invalid(message)) => message,
@@ -143,17 +147,28 @@ fn meta_and_key_pair_limits() {
     let pair = |name: &str| KeyPair {
         name: name.to_owned(),
         kind: "ssh".to_owned(),
-        data: "ssh-ed25519 AAAA".to_owned(),
+        data: ED25519.to_owned(),
     };
     assert!(key_pairs(&[pair("a"), pair("b")]).is_ok());
     assert!(message(key_pairs(&[pair("a"), pair("a")])).contains("twice"));
     let too_many: Vec<_> = (0..=MAX_KEY_PAIRS).map(|i| pair(&i.to_string())).collect();
     assert!(key_pairs(&too_many).is_err());
     let mut big = pair("big");
-    big.data = "k".repeat(MAX_KEY_DATA_BYTES);
+    big.data = format!("{ED25519} ");
+    big.data += &"k".repeat(MAX_KEY_DATA_BYTES - big.data.len());
     assert!(key_pairs(std::slice::from_ref(&big)).is_ok());
     big.data.push('k');
     assert!(key_pairs(&[big]).is_err());
+    // The limit counts the bytes as served: a '"' or '\\' is escaped to two.
+    for escaped in ['"', '\\'] {
+        let mut quoted = pair("quoted");
+        quoted.data = format!("{ED25519} {}", escaped.to_string().repeat(8_200));
+        assert!(quoted.data.len() < MAX_KEY_DATA_BYTES);
+        assert!(
+            message(key_pairs(&[quoted])).contains("as meta_data.json serves it"),
+            "{escaped:?}"
+        );
+    }
     // One line of text for an ssh key (a trailing line break is fine); a PEM certificate has
     // lines; nothing else that is a control character.
     let with = |kind: &str, data: &str| KeyPair {
@@ -161,8 +176,8 @@ fn meta_and_key_pair_limits() {
         data: data.to_owned(),
         ..pair("k")
     };
-    assert!(key_pairs(&[with("ssh", "ssh-ed25519 AAAA me@host\n")]).is_ok());
-    assert!(key_pairs(&[with("ssh", "ssh-ed25519 AAAA\tme")]).is_ok());
+    assert!(key_pairs(&[with("ssh", &format!("{ED25519} me@host\n"))]).is_ok());
+    assert!(key_pairs(&[with("ssh", &format!("{ED25519}\tme"))]).is_ok());
     for bad in [
         "ssh-ed25519 AAAA x\0k2\0ssh\0ssh-ed25519 BBBB",
         "ssh-ed25519 AAAA\nssh-rsa BBBB",
@@ -174,6 +189,28 @@ fn meta_and_key_pair_limits() {
             "{bad:?}"
         );
     }
+    // An ssh key is an OpenSSH public key line: a key type, then a base64 blob of that type
+    // (options before it as sshd reads them); nothing else, so no '"' of it can swell a
+    // document, whatever the limit.
+    let with_options = format!("no-pty,command=\"echo hi\" {ED25519} me@host");
+    assert!(key_pairs(&[with("ssh", &with_options)]).is_ok());
+    let blob = ED25519.split_whitespace().nth(1).unwrap();
+    for bad in [
+        "\"\"\"\"".to_owned(),
+        "hello".to_owned(),
+        "ssh-ed25519".to_owned(),
+        "ssh-ed25519 AAAA".to_owned(),
+        "ssh-ed25519 not-base64!".to_owned(),
+        format!("ssh-rsa {blob}"),
+    ] {
+        let why = message(key_pairs(&[with("ssh", &bad)]));
+        assert!(
+            why.contains("is not an OpenSSH public key") && why.contains(".pub"),
+            "{bad:?}: {why}"
+        );
+    }
+    // A certificate is not an ssh key: it is not read as one.
+    assert!(key_pairs(&[with("x509", "\"\"\"\"")]).is_ok());
     let pem = "-----BEGIN CERTIFICATE-----\r\nMIIB\nAAAA\n-----END CERTIFICATE-----\n";
     assert!(key_pairs(&[with("x509", pem)]).is_ok());
     assert!(key_pairs(&[with("x509", "MIIB\0AAAA")]).is_err());
@@ -208,7 +245,7 @@ fn key_names_are_what_novas_api_allows() {
     let pair = |name: &str| KeyPair {
         name: name.to_owned(),
         kind: "ssh".to_owned(),
-        data: "ssh-ed25519 AAAA".to_owned(),
+        data: ED25519.to_owned(),
     };
     assert!(key_pairs(&[pair("0=forged")]).is_err());
 }
