@@ -72,7 +72,8 @@ pub fn run_logged(
         .try_clone()
         .context("failed to duplicate a log file handle")?;
     cmd.stdin(Stdio::null()).stdout(file).stderr(err);
-    let mut group = ProcessGroup::spawn(what, cmd)?;
+    // Waited for on this thread to its end: it may die with this thread (and this process).
+    let mut group = ProcessGroup::spawn_tied(what, cmd)?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = group.wait_timeout(STEP_POLL)? {
@@ -118,6 +119,100 @@ fn last_line(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::is_alive;
+    use crate::wait::wait_until;
+    use std::path::PathBuf;
+
+    /// Names the directory of a helper run of this test binary (the "harness" a test kills),
+    /// and which helper it is.
+    const HELPER_DIR: &str = "METABOOT_TEST_STEP_HELPER";
+
+    /// How long a helper, or a process it started, may take to get going or to end (a loaded
+    /// machine may be slow to schedule it).
+    const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Runs this test binary's `helper` test alone in a process of its own, in `dir`, with the
+    /// stop signals blocked from the start in all its threads (as the harness blocks them
+    /// before it starts any), so that they reach its signal thread only.
+    fn start_helper(helper: &str, dir: &Path) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", &format!("step::tests::{helper}"), "--nocapture"])
+            .env(HELPER_DIR, dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Made here: the forked child must not allocate.
+        let stop_signals = crate::process::stop_signal_set();
+        // SAFETY: runs in the forked child before exec and only calls sigprocmask(2), which is
+        // async-signal-safe, with a set copied in.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::signal::sigprocmask(
+                    nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                    Some(&stop_signals),
+                    None,
+                )?;
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// The PID a helper's shell wrote to `file` (written whole, then renamed), once there.
+    fn pid_written(file: &Path) -> u32 {
+        assert!(
+            wait_until(Instant::now() + HELPER_TIMEOUT, || file.is_file()),
+            "the helper's step never started"
+        );
+        fs::read_to_string(file).unwrap().trim().parse().unwrap()
+    }
+
+    /// Whether `pid` ends within [`HELPER_TIMEOUT`]; kills it (this test's leftover) if not.
+    fn ends(pid: u32) -> bool {
+        let ended = wait_until(Instant::now() + HELPER_TIMEOUT, || !is_alive(pid));
+        if !ended {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        ended
+    }
+
+    /// A shell line that writes its PID to `file` whole.
+    fn write_pid(pid: &str, file: &Path) -> String {
+        let file = file.display();
+        format!("echo {pid} > '{file}.tmp' && mv '{file}.tmp' '{file}'")
+    }
+
+    /// The helper of [`a_step_dies_with_the_harness_killed_by_sigkill`]: a step that runs
+    /// until it is killed (the shell replaced by `sleep`, keeping its PID).
+    #[test]
+    fn helper_running_a_step() {
+        let Some(dir) = std::env::var_os(HELPER_DIR).map(PathBuf::from) else {
+            return;
+        };
+        let script = format!("{}; exec sleep 600", write_pid("$$", &dir.join("step")));
+        let _ = run_logged(
+            "the endless step",
+            Command::new("sh").args(["-c", &script]),
+            Duration::from_secs(600),
+            &dir.join("log"),
+        );
+    }
+
+    /// A harness killed by SIGKILL (no handler, no destructor runs) takes the step it was
+    /// running along: the kernel kills it, so it writes no more into a cache whose lock died.
+    #[test]
+    fn a_step_dies_with_the_harness_killed_by_sigkill() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut harness = start_helper("helper_running_a_step", dir.path());
+        let step = pid_written(&dir.path().join("step"));
+        harness.kill().unwrap();
+        harness.wait().unwrap();
+        assert!(
+            ends(step),
+            "the step outlived the harness killed by SIGKILL"
+        );
+    }
 
     #[test]
     fn run_logged_keeps_the_output_in_the_log_and_quotes_its_last_line() {
