@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::loopdev::LoopDevice;
+use super::namespaces::{Network, unshare};
 use crate::step::run_logged;
 
 /// The disk size the guest sees (Debian's genericcloud images are 2 GiB too).
@@ -174,8 +175,8 @@ pub fn make(w: &DiskWork<'_>) -> anyhow::Result<()> {
     let disk = LoopDevice::attach(&raw, &[ROOT_PARTITION])?;
     run_logged(
         "GRUB (grub-install and update-grub in the image)",
-        Command::new("unshare")
-            .args(["--mount", "--net", "--pid", "--fork", "--", "sh"])
+        unshare(Network::None)
+            .arg("sh")
             .arg(w.scripts.join("bootloader.sh"))
             .arg(disk.device())
             .arg(disk.partition(ROOT_PARTITION))

@@ -18,6 +18,7 @@
 
 pub mod bootdisk;
 pub mod loopdev;
+pub mod namespaces;
 pub mod recipe;
 pub mod rootfs;
 pub mod scratch;
@@ -290,8 +291,8 @@ impl FlavourJob<'_> {
     fn customize(&self, root: &Path, scripts: &Path) -> anyhow::Result<()> {
         let inside = "tmp/metaboot-customize.sh";
         write_file(&root.join(inside), recipe::CUSTOMIZE_SH.as_bytes(), 0o755)?;
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--net", "--pid", "--fork", "--", "sh"])
+        let mut cmd = namespaces::unshare(namespaces::Network::None);
+        cmd.arg("sh")
             .arg(scripts.join("chroot.sh"))
             .arg(root)
             .args(["--", "/bin/sh", &format!("/{inside}"), self.flavour.name()]);

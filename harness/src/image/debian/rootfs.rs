@@ -85,8 +85,8 @@ pub fn ensure(
     // In a mount namespace of its own: the /proc, /sys and /dev mmdebstrap mounts in its
     // chroot vanish with it, even if it is killed. Its temporary files go to the scratch
     // directory, which is removed however the build ends.
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--pid", "--fork", "--", "mmdebstrap"])
+    let mut cmd = super::namespaces::unshare(super::namespaces::Network::Host);
+    cmd.arg("mmdebstrap")
         .args([
             "--mode=root",
             &format!("--variant={VARIANT}"),
