@@ -24,7 +24,9 @@ pub fn interrupted() -> bool {
 
 /// Turns SIGINT, SIGTERM and SIGHUP ([`crate::process::STOP_SIGNALS`]) into [`interrupted`]: a step run with [`run_logged`] then stops
 /// (its process group killed) and fails, so the caller's guards release what they hold (loop
-/// devices, temporary directories) on the way out. A second signal exits at once (130).
+/// devices, temporary directories) on the way out. A second signal kills the process groups
+/// of the steps in progress ([`crate::process::kill_unreaped_groups`]: no step goes on
+/// writing into the cache once its build's lock is gone) and exits at once (130).
 ///
 /// Blocks them in the calling thread, which threads started later inherit, and waits
 /// for them on a thread of its own (children get an empty mask: see
@@ -36,7 +38,11 @@ pub fn interrupt_on_signal() -> anyhow::Result<()> {
     thread::spawn(move || {
         while let Ok(signal) = set.wait() {
             if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                eprintln!("\n{signal:?} again: exiting without cleaning up");
+                let steps = crate::process::kill_unreaped_groups();
+                eprintln!(
+                    "\n{signal:?} again: ended {steps} step(s) in progress; exiting without \
+                     cleaning up"
+                );
                 std::process::exit(130);
             }
             eprintln!("\n{signal:?}: stopping; cleaning up (again to exit at once)");
@@ -197,6 +203,43 @@ mod tests {
             Duration::from_secs(600),
             &dir.join("log"),
         );
+    }
+
+    /// The helper of [`a_second_stop_signal_ends_the_steps_before_exiting`]: a step's group
+    /// (a shell and its `sleep`) that nothing waits for, as while the build's thread removes
+    /// a scratch directory, and a thread that never returns.
+    #[test]
+    fn helper_holding_a_step_group() {
+        let Some(dir) = std::env::var_os(HELPER_DIR).map(PathBuf::from) else {
+            return;
+        };
+        interrupt_on_signal().unwrap();
+        let script = format!("sleep 600 & {}; wait", write_pid("$!", &dir.join("step")));
+        let _group = ProcessGroup::spawn("the step", Command::new("sh").args(["-c", &script]));
+        thread::sleep(Duration::from_secs(600));
+    }
+
+    /// A second stop signal exits at once, but not before it has ended the steps in progress
+    /// with their whole process groups: `std::process::exit` runs no destructor that would.
+    #[test]
+    fn a_second_stop_signal_ends_the_steps_before_exiting() {
+        use nix::sys::signal::{Signal, kill};
+        let dir = tempfile::tempdir().unwrap();
+        let mut harness = start_helper("helper_holding_a_step_group", dir.path());
+        let step = pid_written(&dir.path().join("step"));
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(harness.id()).unwrap());
+        // Two signals (the same one twice could merge into one pending signal).
+        kill(pid, Signal::SIGINT).unwrap();
+        kill(pid, Signal::SIGTERM).unwrap();
+        let exited = wait_until(Instant::now() + HELPER_TIMEOUT, || {
+            harness.try_wait().unwrap().is_some()
+        });
+        if !exited {
+            harness.kill().unwrap();
+        }
+        let status = harness.wait().unwrap();
+        assert!(exited && status.code() == Some(130), "{status}");
+        assert!(ends(step), "the step outlived the harness's exit");
     }
 
     /// A harness killed by SIGKILL (no handler, no destructor runs) takes the step it was
