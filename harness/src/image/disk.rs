@@ -80,6 +80,17 @@ impl DiskImage {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         // Before reading it: a prune that removes it meanwhile fails to lock it.
         let held = super::in_use::hold(dir)?;
+        let image = Self::read(dir)?;
+        held.keep();
+        Ok(image)
+    }
+
+    /// Whether `dir` holds a complete image (read without holding it).
+    pub fn is_complete(dir: &Path) -> bool {
+        Self::read(dir).is_ok()
+    }
+
+    fn read(dir: &Path) -> anyhow::Result<Self> {
         let manifest_path = dir.join(MANIFEST);
         let text = fs::read_to_string(&manifest_path)
             .with_context(|| format!("failed to read {}", manifest_path.display()))?;
@@ -93,7 +104,6 @@ impl DiskImage {
                 disk.display()
             );
         }
-        held.keep();
         Ok(Self {
             dir: dir.to_owned(),
             disk,

@@ -132,17 +132,11 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
             &bootdisk::layout(),
         );
         let dir = spec.out.join(format!("{}-{}", flavour.name(), key.key()));
-        if let Ok(image) = DiskImage::open(&dir) {
-            output::mark_used(&dir);
-            output::link_named(&spec.out, flavour.name(), &dir)?;
+        if let Some(image) = cached(&spec.out, flavour, &dir)? {
             progress.done(flavour.name(), true, &format!("reused {}", dir.display()));
-            images.push(DiskImage {
-                cached: true,
-                ..image
-            });
+            images.push(image);
             continue;
         }
-        scratch::set_aside_incomplete(&spec.out, &dir)?;
         let root = match &rootfs {
             Some(root) => root.clone(),
             None => {
@@ -189,6 +183,23 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
         images.push(image);
     }
     Ok(images)
+}
+
+/// The complete image of `flavour` in `dir` (under `out`), reused: held, marked used and
+/// linked as the newest. None when there is none; a directory there that is not a complete
+/// image is set aside first (unless a run holds it), so that the build's rename can put a new
+/// one in its place.
+fn cached(out: &Path, flavour: Flavour, dir: &Path) -> anyhow::Result<Option<DiskImage>> {
+    if let Ok(image) = DiskImage::open(dir) {
+        output::mark_used(dir);
+        output::link_named(out, flavour.name(), dir)?;
+        return Ok(Some(DiskImage {
+            cached: true,
+            ..image
+        }));
+    }
+    scratch::set_aside_incomplete(out, dir, DiskImage::is_complete)?;
+    Ok(None)
 }
 
 /// One flavour's build.
@@ -389,6 +400,32 @@ mod tests {
     fn flavours_are_named_as_the_cli_and_the_cache_name_them() {
         assert_eq!(Flavour::CloudInit.name(), "debian-cloud-init");
         assert_eq!(Flavour::Metaboot.provisioner(), Provisioner::Metaboot);
+    }
+
+    /// A damaged image a run holds stays where it is; one no run holds is set aside (to a
+    /// scratch name the next build's cleanup knows), and a complete one is reused.
+    #[test]
+    fn only_an_incomplete_image_no_run_holds_is_set_aside() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("debian-metaboot-0123");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(DISK), b"QFI").unwrap();
+        let held = crate::image::in_use::hold(&dir).unwrap();
+        assert!(
+            cached(out.path(), Flavour::Metaboot, &dir)
+                .unwrap()
+                .is_none()
+        );
+        assert!(dir.join(DISK).is_file(), "a run holds it");
+        drop(held);
+        assert!(
+            cached(out.path(), Flavour::Metaboot, &dir)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!dir.exists(), "set aside");
+        let left: Vec<_> = fs::read_dir(out.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -68,14 +68,14 @@ pub fn ensure(
     let key_hex = key.key();
     let dir = out.join(format!("debian-rootfs-{key_hex}"));
     let tar = dir.join(ROOTFS_TAR);
-    if tar.is_file() && dir.join(MANIFEST).is_file() {
+    if is_complete(&dir) {
         return Ok(Rootfs {
             tar,
             key: key_hex,
             cached: true,
         });
     }
-    super::scratch::set_aside_incomplete(out, &dir)?;
+    super::scratch::set_aside_incomplete(out, &dir, is_complete)?;
     let started = Instant::now();
     let work = WorkDir::create(out, &format!("debian-rootfs-{key_hex}"))?;
     let staging = work.path().join("image");
@@ -114,6 +114,11 @@ pub fn ensure(
         key: key_hex,
         cached: false,
     })
+}
+
+/// Whether `dir` holds a complete root: its tar and its manifest (written last).
+pub fn is_complete(dir: &Path) -> bool {
+    dir.join(ROOTFS_TAR).is_file() && dir.join(MANIFEST).is_file()
 }
 
 /// Unpacks the root's tar into the empty directory `root`, owners and attributes kept.

@@ -9,6 +9,8 @@ use anyhow::Context;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::loopdev;
+use crate::image::leftovers::scratch_path;
+use crate::image::output;
 
 /// The name of the lock file every Debian build holds in the image directory.
 pub const LOCK_FILE: &str = ".debian.lock";
@@ -70,29 +72,22 @@ fn leftover_prefix(out: &Path) -> String {
     format!("{}/{SCRATCH_PREFIX}", out.display())
 }
 
-/// Removes `dir`, a product under its final name that is not complete (its manifest gone or
-/// torn: a power loss after the rename, a hand that deleted a file), so that the build that
-/// makes it anew can rename its own into place. Moved aside first, under a scratch name: a
-/// removal that stops half-way leaves what the next build's cleanup removes.
-pub fn set_aside_incomplete(out: &Path, dir: &Path) -> anyhow::Result<()> {
-    if fs::symlink_metadata(dir).is_err() {
-        return Ok(());
-    }
+/// Removes `dir`, a product under its final name in `out` that is not `complete` (its
+/// manifest gone or torn: a power loss after the rename, a hand that deleted a file), so that
+/// the build that makes it anew can rename its own into place; whether it is gone. Under the
+/// lock and the second look of [`output::set_aside_incomplete`], as the tiny image's: an
+/// image a run holds stays. Moved aside first, under a scratch name: a removal that stops
+/// half-way leaves what the next build's cleanup removes.
+pub fn set_aside_incomplete(
+    out: &Path,
+    dir: &Path,
+    complete: impl Fn(&Path) -> bool,
+) -> anyhow::Result<bool> {
     let name = dir
         .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("product");
-    let aside = out.join(format!(
-        "{SCRATCH_PREFIX}incomplete-{name}.{}",
-        std::process::id()
-    ));
-    eprintln!(
-        "warning: {} is not a complete image (no readable manifest): building it anew",
-        dir.display()
-    );
-    fs::rename(dir, &aside).with_context(|| format!("failed to move {} aside", dir.display()))?;
-    WorkDir { path: aside }.remove();
-    Ok(())
+        .map_or_else(|| "product".into(), |n| n.to_string_lossy().into_owned());
+    let aside = scratch_path(out, SCRATCH_PREFIX, &format!("incomplete-{name}"));
+    output::set_aside_incomplete(dir, &aside, complete)
 }
 
 /// A scratch directory in the image directory, removed when dropped (build failed or
@@ -231,7 +226,7 @@ mod tests {
         let incomplete = out.path().join("debian-cloud-init-ghi");
         fs::create_dir_all(&incomplete).unwrap();
         fs::write(incomplete.join("disk.qcow2"), b"no manifest").unwrap();
-        set_aside_incomplete(out.path(), &incomplete).unwrap();
+        set_aside_incomplete(out.path(), &incomplete, |_| false).unwrap();
         assert!(!incomplete.exists());
         let left: Vec<_> = fs::read_dir(out.path())
             .unwrap()
@@ -239,7 +234,7 @@ mod tests {
             .collect();
         assert_eq!(left, [std::ffi::OsString::from("debian-metaboot-abc")]);
         // Nothing there: nothing to do.
-        set_aside_incomplete(out.path(), &incomplete).unwrap();
+        set_aside_incomplete(out.path(), &incomplete, |_| false).unwrap();
 
         // A killed build's scratch directory is removed by the next build.
         let stale = out.path().join(".debian-rootfs-1.99999");
