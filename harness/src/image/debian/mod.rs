@@ -426,6 +426,33 @@ mod tests {
         assert!(!dir.exists(), "set aside");
         let left: Vec<_> = fs::read_dir(out.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
+
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(DISK), b"QFI").unwrap();
+        let manifest = DiskManifest {
+            kind: Flavour::Metaboot.name().into(),
+            key: "0123".into(),
+            inputs: vec![],
+            provisioner: Provisioner::Metaboot,
+            default_user: DEFAULT_USER.into(),
+            packages: vec![],
+            kernel: "6.1.0-57-cloud-amd64".into(),
+            disk_bytes: 3,
+            virtual_bytes: bootdisk::DISK_BYTES,
+            root_bytes: 3,
+            rootfs_cached: true,
+            build_seconds: 1.0,
+        };
+        fs::write(dir.join(MANIFEST), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let image = cached(out.path(), Flavour::Metaboot, &dir).unwrap();
+        assert!(
+            image.is_some_and(|i| i.cached),
+            "a complete image is reused"
+        );
+        assert_eq!(
+            fs::read_link(out.path().join(Flavour::Metaboot.name())).unwrap(),
+            Path::new("debian-metaboot-0123")
+        );
     }
 
     #[test]
