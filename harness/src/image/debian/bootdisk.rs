@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 
 use super::loopdev::LoopDevice;
 use super::namespaces::{Network, unshare};
+use crate::process::describe;
 use crate::step::run_logged;
 
 /// The disk size the guest sees (Debian's genericcloud images are 2 GiB too).
@@ -61,6 +62,38 @@ pub const fn root_sectors() -> u64 {
     let last_usable = DISK_BYTES / SECTOR - GPT_BACKUP_SECTORS - 1;
     (last_usable + 1 - ROOT_START) / ALIGN_SECTORS * ALIGN_SECTORS
 }
+
+/// How this module makes a disk, as inputs of the image's cache key (see
+/// [`super::recipe::BuilderInput`]): the layout, the partition table with its partition types,
+/// the fstab, mkfs.ext4's command line with its configuration, and qemu-img's conversion.
+pub fn key_inputs() -> Vec<super::recipe::BuilderInput> {
+    let mkfs = mkfs(
+        Path::new(MKE2FS_CONFIG),
+        Path::new("ROOT"),
+        Path::new("DISK"),
+        "UUID",
+    );
+    let env: Vec<String> = mkfs
+        .get_envs()
+        .map(|(k, v)| {
+            let v = v.map(|v| v.to_string_lossy()).unwrap_or_default();
+            format!("{}={v}", k.to_string_lossy())
+        })
+        .collect();
+    vec![
+        ("disk-layout", layout()),
+        ("disk:partitions", sfdisk_script()),
+        ("disk:fstab", fstab("UUID")),
+        (
+            "disk:mkfs.ext4",
+            format!("{} {}", env.join(" "), describe(&mkfs)),
+        ),
+        ("disk:qemu-img", QCOW2_CONVERT.join(" ")),
+    ]
+}
+
+/// qemu-img's arguments converting the raw disk to the image (before the two files).
+pub const QCOW2_CONVERT: [&str; 5] = ["convert", "-f", "raw", "-O", "qcow2"];
 
 /// A one-line description of the layout (an input of the image's cache key).
 pub fn layout() -> String {
@@ -209,7 +242,7 @@ pub fn make(w: &DiskWork<'_>) -> anyhow::Result<()> {
     run_logged(
         "qemu-img convert (raw to qcow2)",
         Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .args(QCOW2_CONVERT)
             .arg(&raw)
             .arg(w.out),
         STEP_TIMEOUT,

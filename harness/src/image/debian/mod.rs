@@ -129,7 +129,7 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
             &rootfs_key.key(),
             flavour,
             agent.as_deref(),
-            &bootdisk::layout(),
+            &builder_inputs(),
         );
         let dir = spec.out.join(format!("{}-{}", flavour.name(), key.key()));
         if let Some(image) = cached(&spec.out, flavour, &dir)? {
@@ -183,6 +183,14 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
         images.push(image);
     }
     Ok(images)
+}
+
+/// How the build makes a flavour's image from the root (inputs of its key): unpacking the
+/// root and making the disk.
+fn builder_inputs() -> Vec<recipe::BuilderInput> {
+    let mut inputs = vec![("unpack:tar", rootfs::UNPACK_OPTIONS.join(" "))];
+    inputs.extend(bootdisk::key_inputs());
+    inputs
 }
 
 /// The complete image of `flavour` in `dir` (under `out`), reused: held, marked used and
@@ -453,6 +461,54 @@ mod tests {
             fs::read_link(out.path().join(Flavour::Metaboot.name())).unwrap(),
             Path::new("debian-metaboot-0123")
         );
+    }
+
+    /// What the builder does to make a disk from the root is in the flavours' keys: the
+    /// partition types, the fstab's mount options, mkfs.ext4's options and configuration,
+    /// tar's options, qemu-img's conversion; another of any makes another image.
+    #[test]
+    fn how_a_disk_is_made_is_in_the_flavours_key() {
+        let inputs = builder_inputs();
+        let value = |name: &str| {
+            inputs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("{name} in {inputs:?}"))
+        };
+        assert!(value("disk:partitions").contains(bootdisk::BIOS_BOOT_TYPE));
+        assert!(value("disk:partitions").contains(bootdisk::LINUX_FS_TYPE));
+        assert!(value("disk:fstab").contains("rw,discard,errors=remount-ro"));
+        let mkfs = value("disk:mkfs.ext4");
+        assert!(
+            mkfs.contains("-L root") && mkfs.contains(&format!("={}", bootdisk::MKE2FS_CONFIG)),
+            "{mkfs}"
+        );
+        assert!(value("unpack:tar").contains("--xattrs"));
+        assert!(value("disk:qemu-img").contains("qcow2"));
+        assert!(value("disk-layout").contains("bios boot 14"));
+
+        let key = recipe::flavour_key("root", Flavour::Metaboot, Some(b"a"), &inputs);
+        for (name, value) in &inputs {
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value));
+            let input = format!(
+                "builder:{name} sha256:{}",
+                &digest[..crate::image::cache::KEY_LEN]
+            );
+            assert!(
+                key.inputs().contains(&input),
+                "{input} in {:?}",
+                key.inputs()
+            );
+            let mut other = inputs.clone();
+            other.retain(|(n, _)| n != name);
+            other.push((name, format!("{value} changed")));
+            assert_ne!(
+                recipe::flavour_key("root", Flavour::Metaboot, Some(b"a"), &other).key(),
+                key.key(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -156,13 +156,17 @@ fn read_complete(dir: &Path) -> anyhow::Result<RootfsManifest> {
     Ok(manifest)
 }
 
+/// tar's options unpacking the root (an input of the flavours' keys: they decide what of the
+/// tar the root gets).
+pub const UNPACK_OPTIONS: [&str; 4] = ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"];
+
 /// Unpacks the root's tar into the empty directory `root`, owners and attributes kept.
 pub fn unpack(tar: &Path, root: &Path, log: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(root).with_context(|| format!("failed to create {}", root.display()))?;
     run_logged(
         "tar (unpacking the shared root)",
         Command::new("tar")
-            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
+            .args(UNPACK_OPTIONS)
             .arg(tar)
             .arg("-C")
             .arg(root),
