@@ -103,7 +103,7 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
     preflight()?;
     fs::create_dir_all(&spec.out)
         .with_context(|| format!("failed to create {}", spec.out.display()))?;
-    let _lock = scratch::lock(&spec.out)?;
+    let _lock = scratch::lock(&spec.out, crate::step::interrupted)?;
     scratch::clean_leftovers(&spec.out);
     let logs = spec.out.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("failed to create {}", logs.display()))?;

@@ -4,8 +4,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::loopdev;
@@ -18,26 +21,41 @@ pub const LOCK_FILE: &str = ".debian.lock";
 /// Prefix of the scratch directories of Debian builds in the image directory.
 pub const SCRATCH_PREFIX: &str = ".debian-";
 
+/// How often a build waiting for another's lock tries it again, and looks for a Ctrl-C.
+pub const LOCK_POLL: Duration = Duration::from_millis(200);
+
 /// Holds the image directory's Debian build lock: a second build waits for the first, then
-/// finds its images in the cache.
-pub fn lock(out: &Path) -> anyhow::Result<Flock<fs::File>> {
+/// finds its images in the cache. Waits until `interrupted` (a Ctrl-C: see
+/// [`crate::step::interrupted`]) says to stop, then fails.
+pub fn lock(out: &Path, interrupted: impl Fn() -> bool) -> anyhow::Result<Flock<fs::File>> {
     let path = out.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
+    let mut file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .with_context(|| format!("failed to open {}", path.display()))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(lock),
-        Err((file, _)) => {
+    let mut waiting = false;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((again, Errno::EWOULDBLOCK)) => file = again,
+            Err((_, err)) => bail!("failed to lock {}: {err}", path.display()),
+        }
+        if interrupted() {
+            bail!(
+                "interrupted while waiting for another Debian image build (it holds {})",
+                path.display()
+            );
+        }
+        if !waiting {
             eprintln!(
                 "waiting for another Debian image build to finish (it holds {})",
                 path.display()
             );
-            Flock::lock(file, FlockArg::LockExclusive)
-                .map_err(|(_, err)| anyhow::anyhow!("failed to lock {}: {err}", path.display()))
+            waiting = true;
         }
+        thread::sleep(LOCK_POLL);
     }
 }
 
@@ -242,6 +260,46 @@ mod tests {
         clean_leftovers(out.path());
         assert!(!stale.exists());
         assert!(dest.exists(), "images stay");
+    }
+
+    /// A build waiting for another's lock stops on Ctrl-C, and takes the lock once it is
+    /// released.
+    #[test]
+    fn waiting_for_the_lock_stops_on_ctrl_c() {
+        use std::sync::mpsc;
+        use std::time::Instant;
+        /// Long enough for a loaded machine, far shorter than forever.
+        const WAIT: Duration = Duration::from_secs(20);
+        let out = tempfile::tempdir().unwrap();
+        let first = lock(out.path(), || false).unwrap();
+        let (done, finished) = mpsc::channel();
+        let dir = out.path().to_owned();
+        thread::spawn(move || {
+            let _ = done.send(lock(&dir, || true).map(drop).map_err(|e| e.to_string()));
+        });
+        let err = finished
+            .recv_timeout(WAIT)
+            .expect("stopped waiting")
+            .unwrap_err();
+        assert!(
+            err.contains("interrupted") && err.contains(LOCK_FILE),
+            "{err}"
+        );
+
+        let (done, finished) = mpsc::channel();
+        let dir = out.path().to_owned();
+        thread::spawn(move || {
+            let _ = done.send(lock(&dir, || false).map(drop).is_ok());
+        });
+        thread::sleep(LOCK_POLL * 2);
+        assert!(
+            finished.try_recv().is_err(),
+            "waits while the first build runs"
+        );
+        let released = Instant::now();
+        drop(first);
+        assert!(finished.recv_timeout(WAIT).unwrap());
+        assert!(released.elapsed() < WAIT);
     }
 
     /// The cache reached through a symbolic link (or a relative path) still finds the loop
