@@ -110,6 +110,27 @@ pub fn run_logged(
     Ok(())
 }
 
+/// Appended to a build log's name, the log of the build before (the one a failure left, kept
+/// for reading when the next build makes the same product).
+pub const PREVIOUS_LOG_SUFFIX: &str = ".1";
+
+/// Starts a build's log afresh at `log`, the previous build's moved to `<log>.1`
+/// ([`PREVIOUS_LOG_SUFFIX`], replacing an older one): it stays for reading after a failure,
+/// even once another build ran.
+pub fn start_log(log: &Path) -> anyhow::Result<()> {
+    let mut previous = log.as_os_str().to_owned();
+    previous.push(PREVIOUS_LOG_SUFFIX);
+    match fs::rename(log, &previous) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("failed to keep the build log {}", log.display()));
+        }
+    }
+    fs::write(log, b"").with_context(|| format!("failed to create the build log {}", log.display()))
+}
+
 /// The last non-empty line of a log file, cut to [`MAX_QUOTED_LINE`] characters.
 fn last_line(log: &Path) -> String {
     let text = fs::read(log).unwrap_or_default();
@@ -203,6 +224,30 @@ mod tests {
             Duration::from_secs(600),
             &dir.join("log"),
         );
+    }
+
+    /// Each build's log starts empty; the one before stays beside it, a failed build's log
+    /// readable after the next build.
+    #[test]
+    fn a_new_log_keeps_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("debian-rootfs.log");
+        let previous = dir
+            .path()
+            .join(format!("debian-rootfs.log{PREVIOUS_LOG_SUFFIX}"));
+        start_log(&log).unwrap();
+        assert_eq!(fs::read(&log).unwrap(), b"");
+        assert!(!previous.exists());
+        fs::write(&log, "E: the first build failed\n").unwrap();
+        start_log(&log).unwrap();
+        assert_eq!(fs::read(&log).unwrap(), b"");
+        assert_eq!(
+            fs::read_to_string(&previous).unwrap(),
+            "E: the first build failed\n"
+        );
+        fs::write(&log, "the second build\n").unwrap();
+        start_log(&log).unwrap();
+        assert_eq!(fs::read_to_string(&previous).unwrap(), "the second build\n");
     }
 
     /// The helper of [`a_second_stop_signal_ends_the_steps_before_exiting`]: a step's group

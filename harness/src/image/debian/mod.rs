@@ -145,7 +145,6 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
                     "mmdebstrap from the apt sources (a few minutes) unless cached",
                 );
                 let log = logs.join("debian-rootfs.log");
-                reset_log(&log)?;
                 let root = rootfs::ensure(&spec.out, &sources, &rootfs_key, &log)
                     .context("failed to build the Debian root")?;
                 progress.done(
@@ -229,7 +228,7 @@ impl FlavourJob<'_> {
     }
 
     fn build(&self) -> anyhow::Result<DiskImage> {
-        reset_log(self.log)?;
+        crate::step::start_log(self.log)?;
         let name = self.flavour.name();
         let work = WorkDir::create(self.out, &format!("{name}-{}", self.key.key()))?;
         let root = work.path().join("root");
@@ -392,11 +391,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     fs::write(path, bytes).with_context(|| format!("failed to write {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_context(|| format!("failed to set the mode of {}", path.display()))
-}
-
-/// Empties a build log (each build's log starts afresh; it stays for reading after a failure).
-fn reset_log(log: &Path) -> anyhow::Result<()> {
-    fs::write(log, b"").with_context(|| format!("failed to create the build log {}", log.display()))
 }
 
 #[cfg(test)]

@@ -63,7 +63,8 @@ pub struct Rootfs {
 }
 
 /// The root for `key` in `out`: from the cache, else built with mmdebstrap into a scratch
-/// directory and renamed into place (an interrupted build leaves no half root behind).
+/// directory and renamed into place (an interrupted build leaves no half root behind), its
+/// output in a new `log` (the last build's kept: see [`crate::step::start_log`]).
 pub fn ensure(
     out: &Path,
     sources: &[Source],
@@ -81,6 +82,7 @@ pub fn ensure(
         });
     }
     super::scratch::set_aside_incomplete(out, &dir, is_complete)?;
+    crate::step::start_log(log)?;
     let started = Instant::now();
     let work = WorkDir::create(out, &format!("{ROOT_PREFIX}{key_hex}"))?;
     let staging = work.path().join("image");
