@@ -8,15 +8,17 @@
 //!   `/usr/bin/metaboot`, its metaboot.yaml and its systemd unit enabled.
 //!
 //! The work is shared and cached (see [`rootfs`]): one mmdebstrap run makes the root both
-//! flavours unpack, keyed (as the tiny image is) by the versions the machine's apt lists name
-//! for the recipe's packages, so an `apt-get update` that brings a point release or a new
-//! kernel makes new images; each flavour is then finished inside a chroot, laid out on a disk with
-//! GRUB ([`bootdisk`]) and converted to qcow2. Every product is made in a scratch directory
-//! and renamed into place, so an interrupted build leaves no half image; loop devices are
-//! released by guards, mounts live in private mount namespaces, and a killed build's
-//! leftovers are removed by the next build.
+//! flavours unpack, keyed by the version of every package it is made of, dependencies and
+//! Essential packages included, as apt resolves them from the machine's lists for the image's
+//! sources ([`closure`]), so an `apt-get update` that brings a point release, a security
+//! update of any of them or a new kernel makes new images; each flavour is then finished
+//! inside a chroot, laid out on a disk with GRUB ([`bootdisk`]) and converted to qcow2. Every
+//! product is made in a scratch directory and renamed into place, so an interrupted build
+//! leaves no half image; loop devices are released by guards, mounts live in private mount
+//! namespaces, and a killed build's leftovers are removed by the next build.
 
 pub mod bootdisk;
+pub mod closure;
 pub mod loopdev;
 pub mod namespaces;
 pub mod recipe;
@@ -109,8 +111,16 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
     fs::create_dir_all(&logs).with_context(|| format!("failed to create {}", logs.display()))?;
 
     let sources = sources::debian_sources(recipe::RELEASE)?;
-    let resolved = super::packages::resolve(&recipe::rootfs_packages())
-        .context("failed to resolve the versions of the images' packages")?;
+    let lines: Vec<String> = sources.iter().map(sources::Source::line).collect();
+    let resolving = WorkDir::create(&spec.out, "resolve")?;
+    let resolved = closure::resolve(
+        &lines,
+        &recipe::rootfs_packages(),
+        Path::new(sources::APT_LISTS),
+        resolving.path(),
+    )
+    .context("failed to resolve the packages of the images' root")?;
+    drop(resolving);
     let rootfs_key = recipe::rootfs_key(&sources, &resolved);
     let agent = match (&spec.agent, spec.flavours.contains(&Flavour::Metaboot)) {
         (Some(path), true) => Some(

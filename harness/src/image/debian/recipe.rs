@@ -273,9 +273,10 @@ pub fn rootfs_packages() -> Vec<&'static str> {
     names
 }
 
-/// The key of the shared root: release, variant, packages, the apt sources, and the version
-/// apt's lists name for each of [`rootfs_packages`] (`resolved`, as the tiny image's key has
-/// them): a point release or a new kernel makes a new root, and with it new flavours.
+/// The key of the shared root: release, variant, packages, the apt sources, and every package
+/// the root is made of at its version (`resolved`: [`super::closure::resolve`] of
+/// [`rootfs_packages`], dependencies included): a point release, a security update or a new
+/// kernel makes a new root, and with it new flavours.
 pub fn rootfs_key(sources: &[Source], resolved: &[Package]) -> InputHash {
     let mut key = InputHash::new("debian-rootfs");
     key.add("recipe-version", RECIPE_VERSION.to_string().as_bytes());
