@@ -103,6 +103,15 @@ pub struct ProcessGroup {
     start_ticks: Option<u64>,
 }
 
+/// Whether a [`ProcessGroup`]'s leader dies with the thread that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tie {
+    /// It outlives it (QEMU, servers: owned by whoever holds the group).
+    None,
+    /// SIGKILL when the starting thread ends (see [`ProcessGroup::spawn_tied`]).
+    ToThisThread,
+}
+
 /// Whether a [`ProcessGroup`]'s leader was reaped, and by whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Leader {
@@ -119,13 +128,42 @@ enum Leader {
 impl ProcessGroup {
     /// Spawns `cmd` as the leader of a new process group.
     pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Self> {
-        // SAFETY: the closure runs in the forked child before exec and only calls setpgid(2)
-        // and sigprocmask(2), which are async-signal-safe; it touches no memory shared with the
-        // parent.
+        Self::spawn_as(name, cmd, Tie::None)
+    }
+
+    /// Spawns `cmd` as the leader of a new process group that the kernel kills (SIGKILL) when
+    /// this process dies, even by SIGKILL, so that no step of a build goes on writing into a
+    /// cache whose lock died with its build.
+    ///
+    /// The kernel sends the signal when the *thread* that forked the child ends, not only the
+    /// process: call this from the thread that waits for the child to its end (as
+    /// [`crate::step::run_logged`] does), never from one that hands the group to another.
+    /// Only the leader gets the signal: it must take its own children along (`exec`, or
+    /// `unshare --kill-child` whose PID namespace dies with the leader's child).
+    pub fn spawn_tied(name: &str, cmd: &mut Command) -> anyhow::Result<Self> {
+        Self::spawn_as(name, cmd, Tie::ToThisThread)
+    }
+
+    fn spawn_as(name: &str, cmd: &mut Command, tie: Tie) -> anyhow::Result<Self> {
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec and only calls setpgid(2),
+        // sigprocmask(2), prctl(2) and getppid(2), which are async-signal-safe; it touches no
+        // memory shared with the parent and allocates nothing.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 unblock_signals()?;
-                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(io::Error::from)
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))
+                    .map_err(io::Error::from)?;
+                if tie == Tie::ToThisThread {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // The parent died before the prctl took: no signal will come.
+                    if nix::unistd::getppid() != parent {
+                        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                }
+                Ok(())
             });
         }
         // Recorded before anyone could kill the group meanwhile: see [`kill_unreaped_groups`].

@@ -80,20 +80,45 @@ impl DiskImage {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         // Before reading it: a prune that removes it meanwhile fails to lock it.
         let held = super::in_use::hold(dir)?;
+        let image = Self::read(dir)?;
+        held.keep();
+        Ok(image)
+    }
+
+    /// Whether `dir` holds a complete image: a manifest that parses and the disk of the size
+    /// it records (read without holding it).
+    pub fn is_complete(dir: &Path) -> bool {
+        Self::read(dir).is_ok()
+    }
+
+    fn read(dir: &Path) -> anyhow::Result<Self> {
         let manifest_path = dir.join(MANIFEST);
         let text = fs::read_to_string(&manifest_path)
             .with_context(|| format!("failed to read {}", manifest_path.display()))?;
         let manifest: DiskManifest = serde_json::from_str(&text)
             .with_context(|| format!("failed to parse {}", manifest_path.display()))?;
         let disk = dir.join(DISK);
-        if !disk.is_file() {
+        let Some(bytes) = fs::metadata(&disk)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+        else {
             anyhow::bail!(
                 "image {} is incomplete: {} is missing",
                 dir.display(),
                 disk.display()
             );
+        };
+        // A disk torn or cut short (a copy, a full file system) is not reused.
+        if bytes != manifest.disk_bytes {
+            anyhow::bail!(
+                "image {} is incomplete: {} has {bytes} bytes where its manifest records {} \
+                 (the next build makes it anew)",
+                dir.display(),
+                disk.display(),
+                manifest.disk_bytes
+            );
         }
-        held.keep();
         Ok(Self {
             dir: dir.to_owned(),
             disk,
@@ -119,7 +144,7 @@ mod tests {
             default_user: "debian".into(),
             packages: vec!["sudo=1.9".into()],
             kernel: "6.1.0-57-cloud-amd64".into(),
-            disk_bytes: 1,
+            disk_bytes: 3,
             virtual_bytes: 2,
             root_bytes: 3,
             rootfs_cached: true,
@@ -132,7 +157,18 @@ mod tests {
         .unwrap();
         let err = DiskImage::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("incomplete"), "{err}");
+        // Cut short, or grown: not the disk the manifest describes.
+        for torn in [&b"QF"[..], b"QFI\xfb"] {
+            fs::write(dir.path().join(DISK), torn).unwrap();
+            let err = DiskImage::open(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("incomplete") && err.contains("records 3"),
+                "{err}"
+            );
+            assert!(!DiskImage::is_complete(dir.path()));
+        }
         fs::write(dir.path().join(DISK), b"QFI").unwrap();
+        assert!(DiskImage::is_complete(dir.path()));
         let image = DiskImage::open(dir.path()).unwrap();
         assert_eq!(image.manifest.provisioner, Provisioner::Metaboot);
         assert_eq!(

@@ -20,8 +20,22 @@ pub const UNPACK_SCRATCH: &str = ".unpack-";
 /// Deadline for one `apt-get download` (the kernel package is about 27 MB).
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Deadline for `apt-get update`.
-pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `apt-get update` waits for another apt (an unattended upgrade) to release its
+/// lock before it gives up and says so.
+pub const APT_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long `apt-get update` itself may take, once it has the lock.
+pub const UPDATE_WORK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Deadline for `apt-get update`: the wait for the lock, then the update. Longer than the
+/// wait alone, so that apt says it found the lock held rather than being killed while waiting.
+pub const UPDATE_TIMEOUT: Duration =
+    Duration::from_secs(APT_LOCK_TIMEOUT.as_secs() + UPDATE_WORK_TIMEOUT.as_secs());
+
+/// apt's option that makes it wait up to [`APT_LOCK_TIMEOUT`] for the lock.
+fn apt_lock_option() -> String {
+    format!("DPkg::Lock::Timeout={}", APT_LOCK_TIMEOUT.as_secs())
+}
 
 /// An `apt-get download` that failed: the version resolved from the local lists may be gone
 /// from the archive (lists older than a point release or a security update).
@@ -39,7 +53,9 @@ impl DownloadFailed {
 /// Refreshes apt's package lists (`apt-get update`), waiting for another apt's lock.
 pub fn refresh_lists() -> anyhow::Result<()> {
     check_timeout(
-        Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=300", "update", "-q"]),
+        Command::new("apt-get")
+            .args(["-o", &apt_lock_option()])
+            .args(["update", "-q"]),
         UPDATE_TIMEOUT,
     )
     .map(|_| ())
@@ -282,6 +298,15 @@ mod tests {
         // Unpacked by another build meanwhile: theirs is kept, ours goes.
         fill_into_place(&tmp, &dest, |tmp| Ok(fs::create_dir_all(tmp.join("etc"))?)).unwrap();
         assert!(dest.join("usr").is_dir() && !dest.join("etc").exists() && !tmp.exists());
+    }
+
+    /// apt waits for another's lock as long as [`APT_LOCK_TIMEOUT`], and gets to say that it
+    /// gave up before the update's deadline kills it.
+    #[test]
+    fn apt_update_waits_for_the_lock_within_its_deadline() {
+        assert_eq!(apt_lock_option(), "DPkg::Lock::Timeout=300");
+        assert!(APT_LOCK_TIMEOUT < UPDATE_TIMEOUT);
+        assert_eq!(UPDATE_TIMEOUT, APT_LOCK_TIMEOUT + UPDATE_WORK_TIMEOUT);
     }
 
     const SHOW: &str = "Package: busybox-static\nVersion: 1:1.35.0-4+deb12u1+b1\n\

@@ -8,9 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use super::loopdev::LoopDevice;
+use super::namespaces::{Network, unshare};
+use crate::process::describe;
 use crate::step::run_logged;
 
 /// The disk size the guest sees (Debian's genericcloud images are 2 GiB too).
@@ -60,6 +62,38 @@ pub const fn root_sectors() -> u64 {
     let last_usable = DISK_BYTES / SECTOR - GPT_BACKUP_SECTORS - 1;
     (last_usable + 1 - ROOT_START) / ALIGN_SECTORS * ALIGN_SECTORS
 }
+
+/// How this module makes a disk, as inputs of the image's cache key (see
+/// [`super::recipe::BuilderInput`]): the layout, the partition table with its partition types,
+/// the fstab, mkfs.ext4's command line with its configuration, and qemu-img's conversion.
+pub fn key_inputs() -> Vec<super::recipe::BuilderInput> {
+    let mkfs = mkfs(
+        Path::new(MKE2FS_CONFIG),
+        Path::new("ROOT"),
+        Path::new("DISK"),
+        "UUID",
+    );
+    let env: Vec<String> = mkfs
+        .get_envs()
+        .map(|(k, v)| {
+            let v = v.map(|v| v.to_string_lossy()).unwrap_or_default();
+            format!("{}={v}", k.to_string_lossy())
+        })
+        .collect();
+    vec![
+        ("disk-layout", layout()),
+        ("disk:partitions", sfdisk_script()),
+        ("disk:fstab", fstab("UUID")),
+        (
+            "disk:mkfs.ext4",
+            format!("{} {}", env.join(" "), describe(&mkfs)),
+        ),
+        ("disk:qemu-img", QCOW2_CONVERT.join(" ")),
+    ]
+}
+
+/// qemu-img's arguments converting the raw disk to the image (before the two files).
+pub const QCOW2_CONVERT: [&str; 5] = ["convert", "-f", "raw", "-O", "qcow2"];
 
 /// A one-line description of the layout (an input of the image's cache key).
 pub fn layout() -> String {
@@ -122,6 +156,28 @@ pub struct DiskWork<'a> {
     pub log: &'a Path,
 }
 
+/// The image's own mkfs.ext4 configuration, relative to its root (e2fsprogs ships it): the
+/// file system gets the features the image's tools (its GRUB, its e2fsck) know, not those a
+/// newer host's mkfs.ext4 turns on by default.
+pub const MKE2FS_CONFIG: &str = "etc/mke2fs.conf";
+
+/// mkfs.ext4 making the root file system with the defaults of `config` (the image's
+/// [`MKE2FS_CONFIG`]), filled from the directory `root` straight into the partition's place
+/// in the disk file `raw`: no loop device, no mount; owners, modes, links and extended
+/// attributes kept.
+pub fn mkfs(config: &Path, root: &Path, raw: &Path, uuid: &str) -> Command {
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.env("MKE2FS_CONFIG", config)
+        .args(["-q", "-F", "-L", "root", "-U", uuid])
+        .arg("-E")
+        .arg(format!("offset={}", ROOT_START * SECTOR))
+        .arg("-d")
+        .arg(root)
+        .arg(raw)
+        .arg(format!("{}k", root_sectors() * SECTOR / 1024));
+    cmd
+}
+
 /// Makes the bootable qcow2 `w.out` from the root directory `w.root`.
 pub fn make(w: &DiskWork<'_>) -> anyhow::Result<()> {
     let raw = w.work.join("disk.raw");
@@ -153,18 +209,16 @@ pub fn make(w: &DiskWork<'_>) -> anyhow::Result<()> {
     let fstab_path = w.root.join("etc/fstab");
     fs::write(&fstab_path, fstab(&uuid))
         .with_context(|| format!("failed to write {}", fstab_path.display()))?;
-    // Filled from the directory straight into the partition's place in the file: no loop
-    // device, no mount, owners, modes, links and extended attributes kept.
+    let config = w.root.join(MKE2FS_CONFIG);
+    if !config.is_file() {
+        bail!(
+            "the image's root has no /{MKE2FS_CONFIG}, which mkfs.ext4 takes its defaults from \
+             (is e2fsprogs in images/debian/packages?)"
+        );
+    }
     run_logged(
         "mkfs.ext4 (the root file system)",
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "root", "-U", &uuid])
-            .arg("-E")
-            .arg(format!("offset={}", ROOT_START * SECTOR))
-            .arg("-d")
-            .arg(w.root)
-            .arg(&raw)
-            .arg(format!("{}k", root_sectors() * SECTOR / 1024)),
+        &mut mkfs(&config, w.root, &raw, &uuid),
         STEP_TIMEOUT,
         w.log,
     )?;
@@ -174,8 +228,8 @@ pub fn make(w: &DiskWork<'_>) -> anyhow::Result<()> {
     let disk = LoopDevice::attach(&raw, &[ROOT_PARTITION])?;
     run_logged(
         "GRUB (grub-install and update-grub in the image)",
-        Command::new("unshare")
-            .args(["--mount", "--net", "--pid", "--fork", "--", "sh"])
+        unshare(Network::None)
+            .arg("sh")
             .arg(w.scripts.join("bootloader.sh"))
             .arg(disk.device())
             .arg(disk.partition(ROOT_PARTITION))
@@ -188,7 +242,7 @@ pub fn make(w: &DiskWork<'_>) -> anyhow::Result<()> {
     run_logged(
         "qemu-img convert (raw to qcow2)",
         Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .args(QCOW2_CONVERT)
             .arg(&raw)
             .arg(w.out),
         STEP_TIMEOUT,
@@ -258,6 +312,14 @@ mod tests {
         let root = dir.path().join("root");
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::write(root.join("etc/hostname"), "debian\n").unwrap();
+        // The root's own defaults, not the host's: 128-byte inodes (the host's are 256).
+        fs::write(
+            root.join(MKE2FS_CONFIG),
+            "[defaults]\n\tbase_features = sparse_super,large_file,filetype,dir_index\n\
+             \tinode_size = 128\n[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent\n\
+             \t\tinode_size = 128\n\t}\n",
+        )
+        .unwrap();
         let raw = dir.path().join("cache:2").join("disk.raw");
         fs::create_dir(raw.parent().unwrap()).unwrap();
         fs::File::create(&raw).unwrap().set_len(DISK_BYTES).unwrap();
@@ -295,20 +357,23 @@ mod tests {
             )),
             "{dump}"
         );
+        let uuid = random_uuid().unwrap();
         run_logged(
             "mkfs",
-            Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-E"])
-                .arg(format!("offset={}", ROOT_START * SECTOR))
-                .arg("-d")
-                .arg(&root)
-                .arg(&raw)
-                .arg(format!("{}k", root_sectors() * SECTOR / 1024)),
+            &mut mkfs(&root.join(MKE2FS_CONFIG), &root, &raw, &uuid),
             STEP_TIMEOUT,
             &log,
         )
         .unwrap();
         let spec = format!("{}?offset={}", raw.display(), ROOT_START * SECTOR);
+        let stats = crate::process::check(Command::new("debugfs").args(["-R", "stats"]).arg(&spec))
+            .unwrap();
+        let inode_size = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("Inode size:"))
+            .map(str::trim);
+        assert_eq!(inode_size, Some("128"), "the root's mke2fs.conf: {stats}");
+        assert!(stats.contains(&uuid), "{stats}");
         let out = crate::process::check(
             Command::new("debugfs")
                 .args(["-R", "cat /etc/hostname"])

@@ -8,16 +8,19 @@
 //!   `/usr/bin/metaboot`, its metaboot.yaml and its systemd unit enabled.
 //!
 //! The work is shared and cached (see [`rootfs`]): one mmdebstrap run makes the root both
-//! flavours unpack, keyed (as the tiny image is) by the versions the machine's apt lists name
-//! for the recipe's packages, so an `apt-get update` that brings a point release or a new
-//! kernel makes new images; each flavour is then finished inside a chroot, laid out on a disk with
-//! GRUB ([`bootdisk`]) and converted to qcow2. Every product is made in a scratch directory
-//! and renamed into place, so an interrupted build leaves no half image; loop devices are
-//! released by guards, mounts live in private mount namespaces, and a killed build's
-//! leftovers are removed by the next build.
+//! flavours unpack, keyed by the version of every package it is made of, dependencies and
+//! Essential packages included, as apt resolves them from the machine's lists for the image's
+//! sources ([`closure`]), so an `apt-get update` that brings a point release, a security
+//! update of any of them or a new kernel makes new images; each flavour is then finished
+//! inside a chroot, laid out on a disk with GRUB ([`bootdisk`]) and converted to qcow2. Every
+//! product is made in a scratch directory and renamed into place, so an interrupted build
+//! leaves no half image; loop devices are released by guards, mounts live in private mount
+//! namespaces, and a killed build's leftovers are removed by the next build.
 
 pub mod bootdisk;
+pub mod closure;
 pub mod loopdev;
+pub mod namespaces;
 pub mod recipe;
 pub mod rootfs;
 pub mod scratch;
@@ -102,14 +105,22 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
     preflight()?;
     fs::create_dir_all(&spec.out)
         .with_context(|| format!("failed to create {}", spec.out.display()))?;
-    let _lock = scratch::lock(&spec.out)?;
+    let _lock = scratch::lock(&spec.out, crate::step::interrupted)?;
     scratch::clean_leftovers(&spec.out);
     let logs = spec.out.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("failed to create {}", logs.display()))?;
 
     let sources = sources::debian_sources(recipe::RELEASE)?;
-    let resolved = super::packages::resolve(&recipe::rootfs_packages())
-        .context("failed to resolve the versions of the images' packages")?;
+    let lines: Vec<String> = sources.iter().map(sources::Source::line).collect();
+    let resolving = WorkDir::create(&spec.out, "resolve")?;
+    let resolved = closure::resolve(
+        &lines,
+        &recipe::rootfs_packages(),
+        Path::new(sources::APT_LISTS),
+        resolving.path(),
+    )
+    .context("failed to resolve the packages of the images' root")?;
+    drop(resolving);
     let rootfs_key = recipe::rootfs_key(&sources, &resolved);
     let agent = match (&spec.agent, spec.flavours.contains(&Flavour::Metaboot)) {
         (Some(path), true) => Some(
@@ -128,20 +139,14 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
             &rootfs_key.key(),
             flavour,
             agent.as_deref(),
-            &bootdisk::layout(),
+            &builder_inputs(),
         );
         let dir = spec.out.join(format!("{}-{}", flavour.name(), key.key()));
-        if let Ok(image) = DiskImage::open(&dir) {
-            output::mark_used(&dir);
-            output::link_named(&spec.out, flavour.name(), &dir)?;
+        if let Some(image) = cached(&spec.out, flavour, &dir)? {
             progress.done(flavour.name(), true, &format!("reused {}", dir.display()));
-            images.push(DiskImage {
-                cached: true,
-                ..image
-            });
+            images.push(image);
             continue;
         }
-        scratch::set_aside_incomplete(&spec.out, &dir)?;
         let root = match &rootfs {
             Some(root) => root.clone(),
             None => {
@@ -150,7 +155,6 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
                     "mmdebstrap from the apt sources (a few minutes) unless cached",
                 );
                 let log = logs.join("debian-rootfs.log");
-                reset_log(&log)?;
                 let root = rootfs::ensure(&spec.out, &sources, &rootfs_key, &log)
                     .context("failed to build the Debian root")?;
                 progress.done(
@@ -190,6 +194,31 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
     Ok(images)
 }
 
+/// How the build makes a flavour's image from the root (inputs of its key): unpacking the
+/// root and making the disk.
+fn builder_inputs() -> Vec<recipe::BuilderInput> {
+    let mut inputs = vec![("unpack:tar", rootfs::UNPACK_OPTIONS.join(" "))];
+    inputs.extend(bootdisk::key_inputs());
+    inputs
+}
+
+/// The complete image of `flavour` in `dir` (under `out`), reused: held, marked used and
+/// linked as the newest. None when there is none; a directory there that is not a complete
+/// image is set aside first (unless a run holds it), so that the build's rename can put a new
+/// one in its place.
+fn cached(out: &Path, flavour: Flavour, dir: &Path) -> anyhow::Result<Option<DiskImage>> {
+    if let Ok(image) = DiskImage::open(dir) {
+        output::mark_used(dir);
+        output::link_named(out, flavour.name(), dir)?;
+        return Ok(Some(DiskImage {
+            cached: true,
+            ..image
+        }));
+    }
+    scratch::set_aside_incomplete(out, dir, DiskImage::is_complete)?;
+    Ok(None)
+}
+
 /// One flavour's build.
 struct FlavourJob<'a> {
     out: &'a Path,
@@ -209,7 +238,7 @@ impl FlavourJob<'_> {
     }
 
     fn build(&self) -> anyhow::Result<DiskImage> {
-        reset_log(self.log)?;
+        crate::step::start_log(self.log)?;
         let name = self.flavour.name();
         let work = WorkDir::create(self.out, &format!("{name}-{}", self.key.key()))?;
         let root = work.path().join("root");
@@ -290,8 +319,8 @@ impl FlavourJob<'_> {
     fn customize(&self, root: &Path, scripts: &Path) -> anyhow::Result<()> {
         let inside = "tmp/metaboot-customize.sh";
         write_file(&root.join(inside), recipe::CUSTOMIZE_SH.as_bytes(), 0o755)?;
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--net", "--pid", "--fork", "--", "sh"])
+        let mut cmd = namespaces::unshare(namespaces::Network::None);
+        cmd.arg("sh")
             .arg(scripts.join("chroot.sh"))
             .arg(root)
             .args(["--", "/bin/sh", &format!("/{inside}"), self.flavour.name()]);
@@ -374,11 +403,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("failed to set the mode of {}", path.display()))
 }
 
-/// Empties a build log (each build's log starts afresh; it stays for reading after a failure).
-fn reset_log(log: &Path) -> anyhow::Result<()> {
-    fs::write(log, b"").with_context(|| format!("failed to create the build log {}", log.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +412,107 @@ mod tests {
     fn flavours_are_named_as_the_cli_and_the_cache_name_them() {
         assert_eq!(Flavour::CloudInit.name(), "debian-cloud-init");
         assert_eq!(Flavour::Metaboot.provisioner(), Provisioner::Metaboot);
+    }
+
+    /// A damaged image a run holds stays where it is; one no run holds is set aside (to a
+    /// scratch name the next build's cleanup knows), and a complete one is reused.
+    #[test]
+    fn only_an_incomplete_image_no_run_holds_is_set_aside() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("debian-metaboot-0123");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(DISK), b"QFI").unwrap();
+        let held = crate::image::in_use::hold(&dir).unwrap();
+        assert!(
+            cached(out.path(), Flavour::Metaboot, &dir)
+                .unwrap()
+                .is_none()
+        );
+        assert!(dir.join(DISK).is_file(), "a run holds it");
+        drop(held);
+        assert!(
+            cached(out.path(), Flavour::Metaboot, &dir)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!dir.exists(), "set aside");
+        let left: Vec<_> = fs::read_dir(out.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(DISK), b"QFI").unwrap();
+        let manifest = DiskManifest {
+            kind: Flavour::Metaboot.name().into(),
+            key: "0123".into(),
+            inputs: vec![],
+            provisioner: Provisioner::Metaboot,
+            default_user: DEFAULT_USER.into(),
+            packages: vec![],
+            kernel: "6.1.0-57-cloud-amd64".into(),
+            disk_bytes: 3,
+            virtual_bytes: bootdisk::DISK_BYTES,
+            root_bytes: 3,
+            rootfs_cached: true,
+            build_seconds: 1.0,
+        };
+        fs::write(dir.join(MANIFEST), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let image = cached(out.path(), Flavour::Metaboot, &dir).unwrap();
+        assert!(
+            image.is_some_and(|i| i.cached),
+            "a complete image is reused"
+        );
+        assert_eq!(
+            fs::read_link(out.path().join(Flavour::Metaboot.name())).unwrap(),
+            Path::new("debian-metaboot-0123")
+        );
+    }
+
+    /// What the builder does to make a disk from the root is in the flavours' keys: the
+    /// partition types, the fstab's mount options, mkfs.ext4's options and configuration,
+    /// tar's options, qemu-img's conversion; another of any makes another image.
+    #[test]
+    fn how_a_disk_is_made_is_in_the_flavours_key() {
+        let inputs = builder_inputs();
+        let value = |name: &str| {
+            inputs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("{name} in {inputs:?}"))
+        };
+        assert!(value("disk:partitions").contains(bootdisk::BIOS_BOOT_TYPE));
+        assert!(value("disk:partitions").contains(bootdisk::LINUX_FS_TYPE));
+        assert!(value("disk:fstab").contains("rw,discard,errors=remount-ro"));
+        let mkfs = value("disk:mkfs.ext4");
+        assert!(
+            mkfs.contains("-L root") && mkfs.contains(&format!("={}", bootdisk::MKE2FS_CONFIG)),
+            "{mkfs}"
+        );
+        assert!(value("unpack:tar").contains("--xattrs"));
+        assert!(value("disk:qemu-img").contains("qcow2"));
+        assert!(value("disk-layout").contains("bios boot 14"));
+
+        let key = recipe::flavour_key("root", Flavour::Metaboot, Some(b"a"), &inputs);
+        for (name, value) in &inputs {
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(value));
+            let input = format!(
+                "builder:{name} sha256:{}",
+                &digest[..crate::image::cache::KEY_LEN]
+            );
+            assert!(
+                key.inputs().contains(&input),
+                "{input} in {:?}",
+                key.inputs()
+            );
+            let mut other = inputs.clone();
+            other.retain(|(n, _)| n != name);
+            other.push((name, format!("{value} changed")));
+            assert_ne!(
+                recipe::flavour_key("root", Flavour::Metaboot, Some(b"a"), &other).key(),
+                key.key(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

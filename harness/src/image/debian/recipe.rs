@@ -273,9 +273,10 @@ pub fn rootfs_packages() -> Vec<&'static str> {
     names
 }
 
-/// The key of the shared root: release, variant, packages, the apt sources, and the version
-/// apt's lists name for each of [`rootfs_packages`] (`resolved`, as the tiny image's key has
-/// them): a point release or a new kernel makes a new root, and with it new flavours.
+/// The key of the shared root: release, variant, packages, the apt sources, and every package
+/// the root is made of at its version (`resolved`: [`super::closure::resolve`] of
+/// [`rootfs_packages`], dependencies included): a point release, a security update or a new
+/// kernel makes a new root, and with it new flavours.
 pub fn rootfs_key(sources: &[Source], resolved: &[Package]) -> InputHash {
     let mut key = InputHash::new("debian-rootfs");
     key.add("recipe-version", RECIPE_VERSION.to_string().as_bytes());
@@ -294,13 +295,18 @@ pub fn rootfs_key(sources: &[Source], resolved: &[Package]) -> InputHash {
     key
 }
 
-/// The key of a flavour's disk: the root's key, the scripts, the flavour's files, the disk
-/// layout, and the guest agent for `debian-metaboot`.
+/// One way the builder makes a flavour's image from the root, by name: the disk's layout and
+/// partition types, its fstab, the options of mkfs.ext4 and tar. Each is an input of the
+/// flavour's key: changed, it makes other images from the same recipe.
+pub type BuilderInput = (&'static str, String);
+
+/// The key of a flavour's disk: the root's key, the scripts, the flavour's files, how the
+/// builder makes the disk (`builder`), and the guest agent for `debian-metaboot`.
 pub fn flavour_key(
     rootfs_key: &str,
     flavour: Flavour,
     agent: Option<&[u8]>,
-    layout: &str,
+    builder: &[BuilderInput],
 ) -> InputHash {
     let mut key = InputHash::new(flavour.name());
     key.add("recipe-version", RECIPE_VERSION.to_string().as_bytes());
@@ -308,7 +314,9 @@ pub fn flavour_key(
     key.add("recipe:chroot.sh", CHROOT_SH.as_bytes());
     key.add("recipe:bootloader.sh", BOOTLOADER_SH.as_bytes());
     key.add("recipe:customize.sh", CUSTOMIZE_SH.as_bytes());
-    key.add("disk-layout", layout.as_bytes());
+    for (name, value) in builder {
+        key.add(&format!("builder:{name}"), value.as_bytes());
+    }
     for file in files(flavour) {
         key.add(
             &format!("recipe:{} {} mode {:o}", file.name, file.path, file.mode),
@@ -324,6 +332,11 @@ pub fn flavour_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A builder whose only input is a disk layout.
+    fn disk(layout: &str) -> Vec<BuilderInput> {
+        vec![("disk-layout", layout.to_owned())]
+    }
 
     #[test]
     fn the_recipe_names_what_the_images_need() {
@@ -549,15 +562,16 @@ mod tests {
         );
         for flavour in Flavour::ALL {
             assert_ne!(
-                flavour_key(&base, flavour, Some(b"a"), "gpt").key(),
-                flavour_key(&newer.key(), flavour, Some(b"a"), "gpt").key(),
+                flavour_key(&base, flavour, Some(b"a"), &disk("gpt")).key(),
+                flavour_key(&newer.key(), flavour, Some(b"a"), &disk("gpt")).key(),
                 "{} follows its root",
                 flavour.name()
             );
         }
 
-        let metaboot =
-            |agent: &[u8], layout| flavour_key(&base, Flavour::Metaboot, Some(agent), layout).key();
+        let metaboot = |agent: &[u8], layout| {
+            flavour_key(&base, Flavour::Metaboot, Some(agent), &disk(layout)).key()
+        };
         assert_eq!(metaboot(b"a", "gpt"), metaboot(b"a", "gpt"));
         assert_ne!(
             metaboot(b"a", "gpt"),
@@ -570,14 +584,14 @@ mod tests {
             "another layout"
         );
         let cloud_init =
-            |agent: &[u8]| flavour_key(&base, Flavour::CloudInit, Some(agent), "gpt").key();
+            |agent: &[u8]| flavour_key(&base, Flavour::CloudInit, Some(agent), &disk("gpt")).key();
         assert_eq!(
             cloud_init(b"a"),
             cloud_init(b"b"),
             "cloud-init has no agent"
         );
         assert_ne!(
-            flavour_key("other", Flavour::CloudInit, None, "gpt").key(),
+            flavour_key("other", Flavour::CloudInit, None, &disk("gpt")).key(),
             cloud_init(b"a"),
             "another root"
         );

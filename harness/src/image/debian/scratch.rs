@@ -4,11 +4,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::loopdev;
+use crate::image::leftovers::scratch_path;
+use crate::image::output;
 
 /// The name of the lock file every Debian build holds in the image directory.
 pub const LOCK_FILE: &str = ".debian.lock";
@@ -16,26 +21,41 @@ pub const LOCK_FILE: &str = ".debian.lock";
 /// Prefix of the scratch directories of Debian builds in the image directory.
 pub const SCRATCH_PREFIX: &str = ".debian-";
 
+/// How often a build waiting for another's lock tries it again, and looks for a Ctrl-C.
+pub const LOCK_POLL: Duration = Duration::from_millis(200);
+
 /// Holds the image directory's Debian build lock: a second build waits for the first, then
-/// finds its images in the cache.
-pub fn lock(out: &Path) -> anyhow::Result<Flock<fs::File>> {
+/// finds its images in the cache. Waits until `interrupted` (a Ctrl-C: see
+/// [`crate::step::interrupted`]) says to stop, then fails.
+pub fn lock(out: &Path, interrupted: impl Fn() -> bool) -> anyhow::Result<Flock<fs::File>> {
     let path = out.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
+    let mut file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .with_context(|| format!("failed to open {}", path.display()))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(lock),
-        Err((file, _)) => {
+    let mut waiting = false;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((again, Errno::EWOULDBLOCK)) => file = again,
+            Err((_, err)) => bail!("failed to lock {}: {err}", path.display()),
+        }
+        if interrupted() {
+            bail!(
+                "interrupted while waiting for another Debian image build (it holds {})",
+                path.display()
+            );
+        }
+        if !waiting {
             eprintln!(
                 "waiting for another Debian image build to finish (it holds {})",
                 path.display()
             );
-            Flock::lock(file, FlockArg::LockExclusive)
-                .map_err(|(_, err)| anyhow::anyhow!("failed to lock {}: {err}", path.display()))
+            waiting = true;
         }
+        thread::sleep(LOCK_POLL);
     }
 }
 
@@ -70,29 +90,22 @@ fn leftover_prefix(out: &Path) -> String {
     format!("{}/{SCRATCH_PREFIX}", out.display())
 }
 
-/// Removes `dir`, a product under its final name that is not complete (its manifest gone or
-/// torn: a power loss after the rename, a hand that deleted a file), so that the build that
-/// makes it anew can rename its own into place. Moved aside first, under a scratch name: a
-/// removal that stops half-way leaves what the next build's cleanup removes.
-pub fn set_aside_incomplete(out: &Path, dir: &Path) -> anyhow::Result<()> {
-    if fs::symlink_metadata(dir).is_err() {
-        return Ok(());
-    }
+/// Removes `dir`, a product under its final name in `out` that is not `complete` (its
+/// manifest gone or torn: a power loss after the rename, a hand that deleted a file), so that
+/// the build that makes it anew can rename its own into place; whether it is gone. Under the
+/// lock and the second look of [`output::set_aside_incomplete`], as the tiny image's: an
+/// image a run holds stays. Moved aside first, under a scratch name: a removal that stops
+/// half-way leaves what the next build's cleanup removes.
+pub fn set_aside_incomplete(
+    out: &Path,
+    dir: &Path,
+    complete: impl Fn(&Path) -> bool,
+) -> anyhow::Result<bool> {
     let name = dir
         .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("product");
-    let aside = out.join(format!(
-        "{SCRATCH_PREFIX}incomplete-{name}.{}",
-        std::process::id()
-    ));
-    eprintln!(
-        "warning: {} is not a complete image (no readable manifest): building it anew",
-        dir.display()
-    );
-    fs::rename(dir, &aside).with_context(|| format!("failed to move {} aside", dir.display()))?;
-    WorkDir { path: aside }.remove();
-    Ok(())
+        .map_or_else(|| "product".into(), |n| n.to_string_lossy().into_owned());
+    let aside = scratch_path(out, SCRATCH_PREFIX, &format!("incomplete-{name}"));
+    output::set_aside_incomplete(dir, &aside, complete)
 }
 
 /// A scratch directory in the image directory, removed when dropped (build failed or
@@ -231,7 +244,7 @@ mod tests {
         let incomplete = out.path().join("debian-cloud-init-ghi");
         fs::create_dir_all(&incomplete).unwrap();
         fs::write(incomplete.join("disk.qcow2"), b"no manifest").unwrap();
-        set_aside_incomplete(out.path(), &incomplete).unwrap();
+        set_aside_incomplete(out.path(), &incomplete, |_| false).unwrap();
         assert!(!incomplete.exists());
         let left: Vec<_> = fs::read_dir(out.path())
             .unwrap()
@@ -239,7 +252,7 @@ mod tests {
             .collect();
         assert_eq!(left, [std::ffi::OsString::from("debian-metaboot-abc")]);
         // Nothing there: nothing to do.
-        set_aside_incomplete(out.path(), &incomplete).unwrap();
+        set_aside_incomplete(out.path(), &incomplete, |_| false).unwrap();
 
         // A killed build's scratch directory is removed by the next build.
         let stale = out.path().join(".debian-rootfs-1.99999");
@@ -247,6 +260,46 @@ mod tests {
         clean_leftovers(out.path());
         assert!(!stale.exists());
         assert!(dest.exists(), "images stay");
+    }
+
+    /// A build waiting for another's lock stops on Ctrl-C, and takes the lock once it is
+    /// released.
+    #[test]
+    fn waiting_for_the_lock_stops_on_ctrl_c() {
+        use std::sync::mpsc;
+        use std::time::Instant;
+        /// Long enough for a loaded machine, far shorter than forever.
+        const WAIT: Duration = Duration::from_secs(20);
+        let out = tempfile::tempdir().unwrap();
+        let first = lock(out.path(), || false).unwrap();
+        let (done, finished) = mpsc::channel();
+        let dir = out.path().to_owned();
+        thread::spawn(move || {
+            let _ = done.send(lock(&dir, || true).map(drop).map_err(|e| e.to_string()));
+        });
+        let err = finished
+            .recv_timeout(WAIT)
+            .expect("stopped waiting")
+            .unwrap_err();
+        assert!(
+            err.contains("interrupted") && err.contains(LOCK_FILE),
+            "{err}"
+        );
+
+        let (done, finished) = mpsc::channel();
+        let dir = out.path().to_owned();
+        thread::spawn(move || {
+            let _ = done.send(lock(&dir, || false).map(drop).is_ok());
+        });
+        thread::sleep(LOCK_POLL * 2);
+        assert!(
+            finished.try_recv().is_err(),
+            "waits while the first build runs"
+        );
+        let released = Instant::now();
+        drop(first);
+        assert!(finished.recv_timeout(WAIT).unwrap());
+        assert!(released.elapsed() < WAIT);
     }
 
     /// The cache reached through a symbolic link (or a relative path) still finds the loop
