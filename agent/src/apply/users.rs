@@ -266,6 +266,14 @@ impl Accounts {
         self.group.get(name)?.get(2)?.parse().ok()
     }
 
+    /// Whether `name` has a shadow entry but no passwd entry: what a run cut short between
+    /// writing shadow and passwd leaves of a user it created ([`Accounts::save`] writes shadow
+    /// and group before passwd), its group among it.
+    pub fn left_by_a_cut_run(&self, name: &str) -> bool {
+        self.passwd.get(name).is_none()
+            && self.shadow.as_ref().is_some_and(|s| s.get(name).is_some())
+    }
+
     /// Whether a group has the id `gid` (`useradd -g 100` takes a number as well as a name).
     pub fn has_gid(&self, gid: u32) -> bool {
         Self::used_ids(&self.group).contains(&gid)

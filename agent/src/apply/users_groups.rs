@@ -324,6 +324,14 @@ fn apply_user(
             }
         } else if cfg.no_user_group == Some(true) {
             accounts.gid("users").unwrap_or(100)
+        } else if accounts.gid(name).is_some() && !accounts.left_by_a_cut_run(name) {
+            // useradd refuses it ("group NAME exists"): the group (`docker`) is not the new
+            // user's to take over.
+            return Err(format!(
+                "{name}: group {name} exists; not created, as useradd refuses it (to make it \
+                 the user's primary group write `primary_group: {name}`; else rename the user or \
+                 set `no_user_group: true`)"
+            ));
         } else {
             accounts
                 .ensure_group(name, system, Some(uid))

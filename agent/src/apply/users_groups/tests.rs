@@ -551,3 +551,35 @@ fn an_entry_named_default_adds_options_to_the_default_user() {
         assert!(keys.contains(KEY), "{keys}");
     }
 }
+
+/// A new user never takes over a group of its name that the image has (`docker`, as good as
+/// root): useradd refuses it, so the user fails alone; `primary_group` makes it the user's on
+/// purpose. The group a run cut short left (with the user's shadow entry, written before
+/// passwd) is the user's own, taken by the next run.
+#[test]
+fn a_new_user_does_not_take_over_an_existing_group() {
+    let (_dir, root) = setup();
+    let group = format!("{GROUP}docker:x:998:\ndora:x:1005:\n");
+    fs::write(root.host_path("/etc/group"), &group).unwrap();
+    let shadow = format!("{SHADOW}dora:!:19000:0:99999:7:::\n");
+    fs::write(root.host_path("/etc/shadow"), shadow).unwrap();
+    let cfg = config("users:\n- name: docker\n- name: carol\n- name: dora\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert_eq!(summary.created, ["carol", "dora"]);
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert!(
+        summary.errors[0].starts_with("docker: group docker exists; not created")
+            && summary.errors[0].contains("`primary_group: docker`"),
+        "{:?}",
+        summary.errors
+    );
+    let passwd = read(&root, "/etc/passwd");
+    assert!(!passwd.contains("docker:"), "{passwd}");
+    assert!(passwd.contains("dora:x:1002:1005:"), "{passwd}");
+    assert!(read(&root, "/etc/group").starts_with(&group));
+
+    let cfg = config("users:\n- {name: docker, primary_group: docker}\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert!(read(&root, "/etc/passwd").contains("docker:x:1003:998:"));
+}
