@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::apply::login_defs::PasswordAgeing;
 use crate::fsutil::{self, PathError, WriteOptions};
 use crate::root::Root;
 use crate::state::result::unix_now;
@@ -382,7 +383,7 @@ impl Accounts {
             new.home.clone(),
             new.shell.clone(),
         ]);
-        self.shadow_entry(&new.name);
+        self.shadow_entry(&new.name, new.ageing);
         self.user(&new.name)
             .ok_or_else(|| UsersError::NoSuchUser(new.name.clone()))
     }
@@ -401,8 +402,9 @@ impl Accounts {
     }
 
     /// Makes sure `name` has a shadow entry (creating the shadow file if needed) and that its
-    /// passwd password field points there (`x`).
-    fn shadow_entry(&mut self, name: &str) -> &mut ColonFile {
+    /// passwd password field points there (`x`). A new entry gets `ageing` (`None`: the fields
+    /// empty, no ageing, as `useradd --system` leaves them).
+    fn shadow_entry(&mut self, name: &str, ageing: Option<PasswordAgeing>) -> &mut ColonFile {
         // A hash that passwd held inline, if any, moves to shadow.
         let inline = self
             .passwd
@@ -417,14 +419,13 @@ impl Accounts {
             changed: true,
         });
         if shadow.get(name).is_none() {
-            shadow.push(vec![
-                name.into(),
-                inline,
-                today().to_string(),
-                "0".into(),
-                "99999".into(),
-                "7".into(),
-            ]);
+            let mut fields = vec![name.into(), inline, today().to_string()];
+            fields.extend(
+                ageing
+                    .map(|a| [a.min_days, a.max_days, a.warn_days].map(|d| d.to_string()))
+                    .unwrap_or_default(),
+            );
+            shadow.push(fields);
         }
         shadow
     }
@@ -454,7 +455,7 @@ impl Accounts {
         } else {
             today().to_string()
         };
-        let shadow = self.shadow_entry(name);
+        let shadow = self.shadow_entry(name, Some(PasswordAgeing::default()));
         shadow.set(name, 1, hash);
         shadow.set(name, 2, &last_change);
         Ok(())
@@ -466,7 +467,8 @@ impl Accounts {
             .password_field(name)
             .ok_or_else(|| UsersError::NoSuchUser(name.to_owned()))?;
         if !current.starts_with('!') {
-            self.shadow_entry(name).set(name, 1, &format!("!{current}"));
+            self.shadow_entry(name, Some(PasswordAgeing::default()))
+                .set(name, 1, &format!("!{current}"));
         }
         Ok(())
     }
@@ -478,7 +480,8 @@ impl Accounts {
             .ok_or_else(|| UsersError::NoSuchUser(name.to_owned()))?;
         let rest = current.trim_start_matches('!');
         if current.starts_with('!') && !rest.is_empty() && rest != "*" {
-            self.shadow_entry(name).set(name, 1, rest);
+            self.shadow_entry(name, Some(PasswordAgeing::default()))
+                .set(name, 1, rest);
             return Ok(true);
         }
         Ok(false)
@@ -495,6 +498,8 @@ pub struct NewUser {
     pub home: String,
     pub shell: String,
     pub system: bool,
+    /// Its shadow entry's password ageing; `None` for none (a system user).
+    pub ageing: Option<PasswordAgeing>,
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use nix::sys::stat::SFlag;
 
+use crate::apply::login_defs::{self, PasswordAgeing};
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::apply::{home, login_defs, passwords, ssh_keys, ssh_keys_file};
+use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
 use crate::fsutil::{self, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
@@ -284,6 +285,7 @@ struct Applied {
 fn apply_user(
     accounts: &mut Accounts,
     cfg: &UserConfig,
+    ageing: PasswordAgeing,
     warnings: &mut Vec<String>,
 ) -> Result<Applied, String> {
     let name = cfg.name.trim();
@@ -353,6 +355,8 @@ fn apply_user(
                     .clone()
                     .unwrap_or_else(|| DEFAULT_SHELL.to_owned()),
                 system,
+                // `useradd --system` gives a system user no password ageing.
+                ageing: (!system).then_some(ageing),
             })
             .map_err(|e| format!("{name}: {e}"))?;
         if !system && cfg.no_create_home != Some(true) {
@@ -475,6 +479,20 @@ pub fn apply(
         &mut summary.warnings,
         &mut summary.errors,
     );
+    // What useradd (which cloud-init runs) takes from the image's login.defs, read when a
+    // user is to be created.
+    let creates = users
+        .iter()
+        .any(|cfg| accounts.user(cfg.name.trim()).is_none());
+    let login_defs = if creates {
+        let (text, warnings) = login_defs::read(root);
+        summary.warnings.extend(warnings);
+        text
+    } else {
+        None
+    };
+    let (ageing, warnings) = login_defs::password_ageing(login_defs.as_deref());
+    summary.warnings.extend(warnings);
     let mut errored: Vec<&str> = Vec::new();
     let mut homes: Vec<(&str, String)> = Vec::new();
     for cfg in &users {
@@ -485,7 +503,7 @@ pub fn apply(
             continue;
         }
         let before = accounts.clone();
-        match apply_user(&mut accounts, cfg, &mut summary.warnings) {
+        match apply_user(&mut accounts, cfg, ageing, &mut summary.warnings) {
             Ok(applied) => {
                 if applied.created {
                     summary.created.push(name.to_owned());
@@ -508,7 +526,7 @@ pub fn apply(
     let home_mode = if homes.is_empty() {
         home::HOME_MODE
     } else {
-        let (mode, warnings) = login_defs::read_home_mode(root);
+        let (mode, warnings) = login_defs::home_mode(login_defs.as_deref());
         summary.warnings.extend(warnings);
         mode
     };

@@ -133,6 +133,7 @@ fn creates_users_and_groups_with_free_ids() {
             home: "/home/alice".into(),
             shell: "/bin/sh".into(),
             system: false,
+            ageing: Some(PasswordAgeing::default()),
         })
         .unwrap();
     assert_eq!((alice.uid, alice.gid), (1001, 1001));
@@ -193,6 +194,7 @@ fn fields_in_another_encoding_are_kept_byte_for_byte() {
             home: "/home/alice".into(),
             shell: "/bin/sh".into(),
             system: false,
+            ageing: Some(PasswordAgeing::default()),
         })
         .unwrap();
     accounts.save().unwrap();

@@ -583,3 +583,26 @@ fn a_new_user_does_not_take_over_an_existing_group() {
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
     assert!(read(&root, "/etc/passwd").contains("docker:x:1003:998:"));
 }
+
+/// A new user's password ageing is useradd's: the image's login.defs `PASS_MIN_DAYS`,
+/// `PASS_MAX_DAYS`, `PASS_WARN_AGE` (a hardened image's 90-day passwords), none for a system
+/// user, as `useradd --system` writes it.
+#[test]
+fn password_ageing_comes_from_login_defs() {
+    let (_dir, root) = setup();
+    let defs = "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 14\n";
+    fs::write(root.host_path(login_defs::LOGIN_DEFS), defs).unwrap();
+    let cfg = config("users:\n- name: alice\n- {name: svc, system: true}\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    let shadow = read(&root, "/etc/shadow");
+    let today = crate::apply::users::today();
+    assert!(
+        shadow.contains(&format!("\nalice:!:{today}:1:90:14:::\n")),
+        "{shadow}"
+    );
+    assert!(
+        shadow.ends_with(&format!("\nsvc:!:{today}::::::\n")),
+        "{shadow}"
+    );
+}
