@@ -8,7 +8,7 @@ use nix::sys::stat::SFlag;
 
 use crate::apply::login_defs::{self, PasswordAgeing};
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::apply::{home, passwords, ssh_keys, ssh_keys_file};
+use crate::apply::{home, passwords, ssh_keys, ssh_keys_file, sudoers};
 use crate::fsutil::{self, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
@@ -593,14 +593,21 @@ pub fn apply(
 
 /// Adds `rules` (one `NAME RULE` line each) to metaboot's sudoers file, as cloud-init appends
 /// to its own: rules an earlier instance wrote stay (its users still exist), a line already
-/// there is not written twice.
+/// there is not written twice. /etc/sudoers is made to include its directory first.
 fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
     let path = Path::new(SUDOERS_FILE);
-    if !path.parent().is_some_and(|dir| root.is_dir(dir)) {
+    let Some(dir) = path.parent().filter(|dir| root.is_dir(dir)) else {
         summary.warnings.push(
             "sudo rules not written: /etc/sudoers.d does not exist (no sudo on this image?)"
                 .to_owned(),
         );
+        return;
+    };
+    if let Err(err) = sudoers::ensure_included(root, dir) {
+        summary.errors.push(format!(
+            "{}; sudo rules not written (sudo would not read them)",
+            crate::log::chain(&err)
+        ));
         return;
     }
     let old = match root.read_optional_text(path) {

@@ -71,6 +71,8 @@ fn creates_a_user_with_group_home_skel_keys_sudo_and_password() {
     );
     let meta = fs::metadata(root.host_path(SUDOERS_FILE)).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o440);
+    let main = read(&root, sudoers::SUDOERS);
+    assert!(main.ends_with("\n#includedir /etc/sudoers.d\n"), "{main}");
     if crate::testutil::require_root() {
         let home = fs::metadata(root.host_path("/home/alice")).unwrap();
         assert_eq!((home.uid(), home.gid()), (1001, 1001));
