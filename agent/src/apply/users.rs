@@ -25,6 +25,10 @@ pub const SYS_UID_MIN: u32 = 100;
 /// Last uid/gid of a system account.
 pub const SYS_UID_MAX: u32 = 999;
 
+/// The longest user or group name, in bytes (a trailing `$` counted): shadow's
+/// `USER_NAME_MAX_LENGTH`, the size of utmp's `ut_user`, which useradd checks.
+pub const MAX_NAME_LEN: usize = 32;
+
 /// Account database failures.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
@@ -34,7 +38,11 @@ pub enum UsersError {
     NoPasswd(String),
     #[error("No free {0} id left in range {1}-{2}")]
     NoFreeId(&'static str, u32, u32),
-    #[error("Invalid account name {0:?} (want letters, digits, . _ -; not starting with -)")]
+    #[error(
+        "Invalid account name {0:?} (want letters, digits, . _ -; not starting with -; at most \
+         {max} bytes)",
+        max = MAX_NAME_LEN
+    )]
     BadName(String),
     #[error("Invalid value for {0}: must not contain ':' or a newline")]
     BadField(&'static str),
@@ -161,11 +169,11 @@ impl User {
 }
 
 /// Checks a user or group name as useradd would (`[A-Za-z0-9._-]`, optional trailing `$`, not
-/// starting with `-`, not `.` or `..`, at most 32 characters).
+/// starting with `-`, not `.` or `..`, at most [`MAX_NAME_LEN`] bytes).
 pub fn check_name(name: &str) -> Result<(), UsersError> {
     let body = name.strip_suffix('$').unwrap_or(name);
     let ok = !body.is_empty()
-        && name.len() <= 32
+        && name.len() <= MAX_NAME_LEN
         && !body.starts_with('-')
         // `/home/.` and `/home/..` are /home and /: never a new user's home.
         && body != "."
