@@ -1,7 +1,9 @@
-//! The image's `/etc/login.defs`, read as shadow-utils reads it (its `getdef.c`) for the one
-//! setting the agent takes from it: the mode useradd gives a new home, `HOME_MODE`, else
-//! `0777 & ~UMASK` (docs/protocol.md §5.4). cloud-init runs useradd, so an image's login.defs
-//! decides its homes' mode (Ubuntu's `HOME_MODE 0750`, a hardened image's `UMASK 077`).
+//! The image's `/etc/login.defs`, read as shadow-utils reads it (its `getdef.c`) for the
+//! settings the agent takes from it: the mode useradd gives a new home, `HOME_MODE`, else
+//! `0777 & ~UMASK`, and a new user's password ageing, `PASS_MIN_DAYS`, `PASS_MAX_DAYS`,
+//! `PASS_WARN_AGE` (docs/protocol.md §5.4). cloud-init runs useradd, so an image's login.defs
+//! decides these (Ubuntu's `HOME_MODE 0750`, a hardened image's `UMASK 077` and
+//! `PASS_MAX_DAYS 90`).
 
 use crate::root::Root;
 
@@ -15,6 +17,31 @@ pub const MODE_BITS: u32 = 0o7777;
 /// The largest value shadow's `getdef_num` takes (`INT_MAX`); a larger one is its
 /// configuration error, and the default is used.
 pub const MAX_NUMBER: u32 = 0x7fff_ffff;
+
+/// A new user's `PASS_MIN_DAYS` when login.defs has none (Debian's login.defs value).
+pub const DEFAULT_PASS_MIN_DAYS: u32 = 0;
+/// A new user's `PASS_MAX_DAYS` when login.defs has none (Debian's login.defs value).
+pub const DEFAULT_PASS_MAX_DAYS: u32 = 99_999;
+/// A new user's `PASS_WARN_AGE` when login.defs has none (Debian's login.defs value).
+pub const DEFAULT_PASS_WARN_AGE: u32 = 7;
+
+/// The password ageing useradd writes into a new user's shadow entry (fields 4 to 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordAgeing {
+    pub min_days: u32,
+    pub max_days: u32,
+    pub warn_days: u32,
+}
+
+impl Default for PasswordAgeing {
+    fn default() -> Self {
+        PasswordAgeing {
+            min_days: DEFAULT_PASS_MIN_DAYS,
+            max_days: DEFAULT_PASS_MAX_DAYS,
+            warn_days: DEFAULT_PASS_WARN_AGE,
+        }
+    }
+}
 
 /// The value of setting `name` in a login.defs text, as `def_load` cuts it: a line is a name,
 /// blanks, then the value (blanks and double quotes before it skipped, cut at the next double
@@ -63,38 +90,58 @@ pub fn number(text: &str) -> Option<u32> {
         .filter(|n| *n <= MAX_NUMBER)
 }
 
+/// The number setting `name` of a login.defs text; a warning when useradd could not read it
+/// (then its default stands in), `example` showing a value it reads.
+fn setting(text: &str, name: &str, example: &str, warnings: &mut Vec<String>) -> Option<u32> {
+    let given = value(text, name)?;
+    let parsed = number(given);
+    if parsed.is_none() {
+        warnings.push(format!(
+            "{LOGIN_DEFS}: {name} {given:?} is not a number useradd reads; its default is used \
+             (write e.g. {name} {example})"
+        ));
+    }
+    parsed
+}
+
 /// The mode useradd gives a new home under this login.defs text (`None`: no file), with a
 /// warning for each setting it could not read (then useradd's default stands in).
 pub fn home_mode(text: Option<&str>) -> (u32, Vec<String>) {
     let text = text.unwrap_or("");
     let mut warnings = Vec::new();
-    let mut read = |name: &str| {
-        let given = value(text, name)?;
-        let parsed = number(given);
-        if parsed.is_none() {
-            warnings.push(format!(
-                "{LOGIN_DEFS}: {name} {given:?} is not a number useradd reads; its default is \
-                 used (write an octal mode, e.g. {name} 0750)"
-            ));
-        }
-        parsed
-    };
-    let umask = read("UMASK").unwrap_or(DEFAULT_UMASK);
-    let mode = read("HOME_MODE").unwrap_or(0o777 & !umask);
+    let umask = setting(text, "UMASK", "022", &mut warnings).unwrap_or(DEFAULT_UMASK);
+    let mode = setting(text, "HOME_MODE", "0750", &mut warnings).unwrap_or(0o777 & !umask);
     (mode & MODE_BITS, warnings)
 }
 
-/// [`home_mode`] of the root's login.defs; one that cannot be read is a warning, and
-/// useradd's default is used.
-pub fn read_home_mode(root: &Root) -> (u32, Vec<String>) {
+/// The password ageing useradd gives a new user under this login.defs text (`None`: no
+/// file), with a warning for each setting it could not read (then the default stands in).
+pub fn password_ageing(text: Option<&str>) -> (PasswordAgeing, Vec<String>) {
+    let text = text.unwrap_or("");
+    let mut warnings = Vec::new();
+    let mut days = |name: &str, default: u32| {
+        setting(text, name, &default.to_string(), &mut warnings).unwrap_or(default)
+    };
+    let ageing = PasswordAgeing {
+        min_days: days("PASS_MIN_DAYS", DEFAULT_PASS_MIN_DAYS),
+        max_days: days("PASS_MAX_DAYS", DEFAULT_PASS_MAX_DAYS),
+        warn_days: days("PASS_WARN_AGE", DEFAULT_PASS_WARN_AGE),
+    };
+    (ageing, warnings)
+}
+
+/// The root's login.defs text (`None`: no file); one that cannot be read is a warning, and
+/// useradd's defaults are used.
+pub fn read(root: &Root) -> (Option<String>, Vec<String>) {
     match root.read_optional_string(LOGIN_DEFS) {
-        Ok(text) => home_mode(text.as_deref()),
+        Ok(text) => (text, Vec::new()),
         Err(err) => {
             let (mode, _) = home_mode(None);
             let warning = format!(
-                "{LOGIN_DEFS} not read ({err}); new homes get mode {mode:04o}, useradd's default"
+                "{LOGIN_DEFS} not read ({err}); useradd's defaults are used (new homes get mode \
+                 {mode:04o})"
             );
-            (mode, vec![warning])
+            (None, vec![warning])
         }
     }
 }
@@ -145,7 +192,34 @@ mod tests {
             warnings,
             [
                 "/etc/login.defs: HOME_MODE \"0750 # comment\" is not a number useradd reads; \
-                 its default is used (write an octal mode, e.g. HOME_MODE 0750)"
+                 its default is used (write e.g. HOME_MODE 0750)"
+            ]
+        );
+    }
+
+    #[test]
+    fn password_ageing_is_login_defs_else_the_defaults() {
+        let defaults = PasswordAgeing {
+            min_days: 0,
+            max_days: 99_999,
+            warn_days: 7,
+        };
+        assert_eq!(password_ageing(None), (defaults, Vec::new()));
+        assert_eq!(PasswordAgeing::default(), defaults);
+        let text = "PASS_MAX_DAYS\t90\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 14\n";
+        let hardened = PasswordAgeing {
+            min_days: 1,
+            max_days: 90,
+            warn_days: 14,
+        };
+        assert_eq!(password_ageing(Some(text)), (hardened, Vec::new()));
+        let (ageing, warnings) = password_ageing(Some("PASS_MAX_DAYS ninety\n"));
+        assert_eq!(ageing, defaults);
+        assert_eq!(
+            warnings,
+            [
+                "/etc/login.defs: PASS_MAX_DAYS \"ninety\" is not a number useradd reads; its \
+                 default is used (write e.g. PASS_MAX_DAYS 99999)"
             ]
         );
     }

@@ -37,6 +37,7 @@ pub mod ssh_host_key;
 pub mod ssh_keys;
 pub mod ssh_keys_file;
 pub mod sshd;
+pub mod sudoers;
 pub mod timezone;
 pub mod tool;
 pub mod users;

@@ -246,7 +246,6 @@ fn walk_to(
         .to_owned();
     let mut dir = root.dir("/", false)?;
     let mut at = PathBuf::from("/");
-    let home = Path::new(&user.home);
     for component in path.parent().into_iter().flat_map(Path::components) {
         let Component::Normal(part) = component else {
             continue;
@@ -255,7 +254,7 @@ fn walk_to(
         let next = match dir.open_dir(part)? {
             Some(next) => next,
             None if create => {
-                let (mode, owner) = if at.starts_with(home) && at != home {
+                let (mode, owner) = if ssh_keys_file::in_home(&at, user) {
                     (home::SSH_DIR_MODE, user.owner())
                 } else {
                     (home::HOME_MODE, crate::fsutil::Owner { uid: 0, gid: 0 })
@@ -426,6 +425,34 @@ mod tests {
             write_user_keys(&root, &KeysFiles::default(), &user, &too_many),
             Err(SshKeysError::TooMany(_))
         ));
+    }
+
+    /// A user whose home is `/` gets no directory on the way to a shared keys file: each is
+    /// root's (0755), as for a path outside any home.
+    #[test]
+    fn a_home_of_slash_makes_no_directory_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let svc = User {
+            name: "svc".into(),
+            uid: 998,
+            gid: 998,
+            home: "/".into(),
+            shell: "/usr/sbin/nologin".into(),
+        };
+        let settings = KeysFiles {
+            patterns: vec!["/etc/ssh/keys/%u".into()],
+            strict: false,
+        };
+        let path = write_user_keys(&root, &settings, &svc, &[K1.to_owned()]).unwrap();
+        assert_eq!(path, root.host_path("/etc/ssh/keys/svc"));
+        for made in ["/etc", "/etc/ssh", "/etc/ssh/keys"] {
+            let meta = std::fs::metadata(root.host_path(made)).unwrap();
+            assert_eq!(meta.mode() & 0o777, home::HOME_MODE, "{made}");
+            if crate::testutil::require_root() {
+                assert_eq!(meta.uid(), 0, "{made}");
+            }
+        }
     }
 
     #[test]

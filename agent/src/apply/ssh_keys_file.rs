@@ -6,7 +6,7 @@
 //! to `~/.ssh/authorized_keys`. An image that keeps keys in `/etc/ssh/authorized_keys/%u` then
 //! gets them there.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::apply::sshd::SSHD_CONFIG;
 use crate::apply::users::User;
@@ -181,20 +181,25 @@ pub fn candidates(settings: &KeysFiles, user: &User) -> Vec<PathBuf> {
         .filter(|pattern| !pattern.eq_ignore_ascii_case("none"))
         .map(|pattern| (pattern, render(pattern, user)))
         .filter(|(pattern, path)| {
-            pattern.contains("%u") || pattern.contains("%h") || path.starts_with(home)
+            pattern.contains("%u") || pattern.contains("%h") || in_home(path, user)
         })
         .map(|(_, path)| path)
-        .filter(|path| {
-            !path
-                .components()
-                .any(|c| c == std::path::Component::ParentDir)
-        })
+        .filter(|path| !path.components().any(|c| c == Component::ParentDir))
         .collect();
     let default = home.join(DEFAULT_KEYS_FILE);
     if !out.contains(&default) {
         out.push(default);
     }
     out
+}
+
+/// Whether `path` lies inside `user`'s home (cloud-init compares with the home and a `/`): a
+/// home of `/` holds nothing, else every shared path (`/etc/ssh/authorized_keys`) would be
+/// that user's.
+pub fn in_home(path: &Path, user: &User) -> bool {
+    let home = Path::new(&user.home);
+    let named = home.components().any(|c| matches!(c, Component::Normal(_)));
+    named && path != home && path.starts_with(home)
 }
 
 /// [`candidates`] before `~/.ssh/authorized_keys`: the files the image's sshd reads instead of
@@ -272,6 +277,30 @@ mod tests {
             candidates(&KeysFiles::default(), &user()),
             [PathBuf::from("/home/bob/.ssh/authorized_keys")]
         );
+    }
+
+    /// A user whose home is `/` (a service account's) has no claim on a shared keys file.
+    #[test]
+    fn a_home_of_slash_holds_no_shared_file() {
+        let svc = User {
+            home: "/".into(),
+            ..user()
+        };
+        let settings = KeysFiles {
+            patterns: vec!["/etc/ssh/authorized_keys".into(), "/srv/%u".into()],
+            strict: true,
+        };
+        assert_eq!(
+            candidates(&settings, &svc),
+            [
+                PathBuf::from("/srv/bob"),
+                PathBuf::from("/.ssh/authorized_keys")
+            ]
+        );
+        assert!(!in_home(Path::new("/etc/ssh/authorized_keys"), &svc));
+        assert!(in_home(Path::new("/home/bob/.ssh"), &user()));
+        assert!(!in_home(Path::new("/home/bob"), &user()));
+        assert!(!in_home(Path::new("/home/bobby/.ssh"), &user()));
     }
 
     #[test]

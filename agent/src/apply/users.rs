@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::apply::login_defs::PasswordAgeing;
 use crate::fsutil::{self, PathError, WriteOptions};
 use crate::root::Root;
 use crate::state::result::unix_now;
@@ -24,6 +25,10 @@ pub const SYS_UID_MIN: u32 = 100;
 /// Last uid/gid of a system account.
 pub const SYS_UID_MAX: u32 = 999;
 
+/// The longest user or group name, in bytes (a trailing `$` counted): shadow's
+/// `USER_NAME_MAX_LENGTH`, the size of utmp's `ut_user`, which useradd checks.
+pub const MAX_NAME_LEN: usize = 32;
+
 /// Account database failures.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
@@ -33,7 +38,11 @@ pub enum UsersError {
     NoPasswd(String),
     #[error("No free {0} id left in range {1}-{2}")]
     NoFreeId(&'static str, u32, u32),
-    #[error("Invalid account name {0:?} (want letters, digits, . _ -; not starting with -)")]
+    #[error(
+        "Invalid account name {0:?} (want letters, digits, . _ -; not starting with -; at most \
+         {max} bytes)",
+        max = MAX_NAME_LEN
+    )]
     BadName(String),
     #[error("Invalid value for {0}: must not contain ':' or a newline")]
     BadField(&'static str),
@@ -160,11 +169,11 @@ impl User {
 }
 
 /// Checks a user or group name as useradd would (`[A-Za-z0-9._-]`, optional trailing `$`, not
-/// starting with `-`, not `.` or `..`, at most 32 characters).
+/// starting with `-`, not `.` or `..`, at most [`MAX_NAME_LEN`] bytes).
 pub fn check_name(name: &str) -> Result<(), UsersError> {
     let body = name.strip_suffix('$').unwrap_or(name);
     let ok = !body.is_empty()
-        && name.len() <= 32
+        && name.len() <= MAX_NAME_LEN
         && !body.starts_with('-')
         // `/home/.` and `/home/..` are /home and /: never a new user's home.
         && body != "."
@@ -264,6 +273,14 @@ impl Accounts {
     /// The gid of group `name`.
     pub fn gid(&self, name: &str) -> Option<u32> {
         self.group.get(name)?.get(2)?.parse().ok()
+    }
+
+    /// Whether `name` has a shadow entry but no passwd entry: what a run cut short between
+    /// writing shadow and passwd leaves of a user it created ([`Accounts::save`] writes shadow
+    /// and group before passwd), its group among it.
+    pub fn left_by_a_cut_run(&self, name: &str) -> bool {
+        self.passwd.get(name).is_none()
+            && self.shadow.as_ref().is_some_and(|s| s.get(name).is_some())
     }
 
     /// Whether a group has the id `gid` (`useradd -g 100` takes a number as well as a name).
@@ -374,7 +391,7 @@ impl Accounts {
             new.home.clone(),
             new.shell.clone(),
         ]);
-        self.shadow_entry(&new.name);
+        self.shadow_entry(&new.name, new.ageing);
         self.user(&new.name)
             .ok_or_else(|| UsersError::NoSuchUser(new.name.clone()))
     }
@@ -393,8 +410,9 @@ impl Accounts {
     }
 
     /// Makes sure `name` has a shadow entry (creating the shadow file if needed) and that its
-    /// passwd password field points there (`x`).
-    fn shadow_entry(&mut self, name: &str) -> &mut ColonFile {
+    /// passwd password field points there (`x`). A new entry gets `ageing` (`None`: the fields
+    /// empty, no ageing, as `useradd --system` leaves them).
+    fn shadow_entry(&mut self, name: &str, ageing: Option<PasswordAgeing>) -> &mut ColonFile {
         // A hash that passwd held inline, if any, moves to shadow.
         let inline = self
             .passwd
@@ -409,14 +427,13 @@ impl Accounts {
             changed: true,
         });
         if shadow.get(name).is_none() {
-            shadow.push(vec![
-                name.into(),
-                inline,
-                today().to_string(),
-                "0".into(),
-                "99999".into(),
-                "7".into(),
-            ]);
+            let mut fields = vec![name.into(), inline, today().to_string()];
+            fields.extend(
+                ageing
+                    .map(|a| [a.min_days, a.max_days, a.warn_days].map(|d| d.to_string()))
+                    .unwrap_or_default(),
+            );
+            shadow.push(fields);
         }
         shadow
     }
@@ -446,7 +463,7 @@ impl Accounts {
         } else {
             today().to_string()
         };
-        let shadow = self.shadow_entry(name);
+        let shadow = self.shadow_entry(name, Some(PasswordAgeing::default()));
         shadow.set(name, 1, hash);
         shadow.set(name, 2, &last_change);
         Ok(())
@@ -458,7 +475,8 @@ impl Accounts {
             .password_field(name)
             .ok_or_else(|| UsersError::NoSuchUser(name.to_owned()))?;
         if !current.starts_with('!') {
-            self.shadow_entry(name).set(name, 1, &format!("!{current}"));
+            self.shadow_entry(name, Some(PasswordAgeing::default()))
+                .set(name, 1, &format!("!{current}"));
         }
         Ok(())
     }
@@ -470,7 +488,8 @@ impl Accounts {
             .ok_or_else(|| UsersError::NoSuchUser(name.to_owned()))?;
         let rest = current.trim_start_matches('!');
         if current.starts_with('!') && !rest.is_empty() && rest != "*" {
-            self.shadow_entry(name).set(name, 1, rest);
+            self.shadow_entry(name, Some(PasswordAgeing::default()))
+                .set(name, 1, rest);
             return Ok(true);
         }
         Ok(false)
@@ -487,6 +506,8 @@ pub struct NewUser {
     pub home: String,
     pub shell: String,
     pub system: bool,
+    /// Its shadow entry's password ageing; `None` for none (a system user).
+    pub ageing: Option<PasswordAgeing>,
 }
 
 #[cfg(test)]

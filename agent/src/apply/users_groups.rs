@@ -6,8 +6,9 @@ use std::path::Path;
 
 use nix::sys::stat::SFlag;
 
+use crate::apply::login_defs::{self, PasswordAgeing};
 use crate::apply::users::{Accounts, NewUser, User, check_field};
-use crate::apply::{home, login_defs, passwords, ssh_keys, ssh_keys_file};
+use crate::apply::{home, passwords, ssh_keys, ssh_keys_file, sudoers};
 use crate::fsutil::{self, PathError, WriteOptions, kind};
 use crate::root::Root;
 use crate::userdata::cloud_config::shape_error::without_values;
@@ -284,6 +285,7 @@ struct Applied {
 fn apply_user(
     accounts: &mut Accounts,
     cfg: &UserConfig,
+    ageing: PasswordAgeing,
     warnings: &mut Vec<String>,
 ) -> Result<Applied, String> {
     let name = cfg.name.trim();
@@ -324,6 +326,14 @@ fn apply_user(
             }
         } else if cfg.no_user_group == Some(true) {
             accounts.gid("users").unwrap_or(100)
+        } else if accounts.gid(name).is_some() && !accounts.left_by_a_cut_run(name) {
+            // useradd refuses it ("group NAME exists"): the group (`docker`) is not the new
+            // user's to take over.
+            return Err(format!(
+                "{name}: group {name} exists; not created, as useradd refuses it (to make it \
+                 the user's primary group write `primary_group: {name}`; else rename the user or \
+                 set `no_user_group: true`)"
+            ));
         } else {
             accounts
                 .ensure_group(name, system, Some(uid))
@@ -345,6 +355,8 @@ fn apply_user(
                     .clone()
                     .unwrap_or_else(|| DEFAULT_SHELL.to_owned()),
                 system,
+                // `useradd --system` gives a system user no password ageing.
+                ageing: (!system).then_some(ageing),
             })
             .map_err(|e| format!("{name}: {e}"))?;
         if !system && cfg.no_create_home != Some(true) {
@@ -467,6 +479,20 @@ pub fn apply(
         &mut summary.warnings,
         &mut summary.errors,
     );
+    // What useradd (which cloud-init runs) takes from the image's login.defs, read when a
+    // user is to be created.
+    let creates = users
+        .iter()
+        .any(|cfg| accounts.user(cfg.name.trim()).is_none());
+    let login_defs = if creates {
+        let (text, warnings) = login_defs::read(root);
+        summary.warnings.extend(warnings);
+        text
+    } else {
+        None
+    };
+    let (ageing, warnings) = login_defs::password_ageing(login_defs.as_deref());
+    summary.warnings.extend(warnings);
     let mut errored: Vec<&str> = Vec::new();
     let mut homes: Vec<(&str, String)> = Vec::new();
     for cfg in &users {
@@ -477,7 +503,7 @@ pub fn apply(
             continue;
         }
         let before = accounts.clone();
-        match apply_user(&mut accounts, cfg, &mut summary.warnings) {
+        match apply_user(&mut accounts, cfg, ageing, &mut summary.warnings) {
             Ok(applied) => {
                 if applied.created {
                     summary.created.push(name.to_owned());
@@ -500,7 +526,7 @@ pub fn apply(
     let home_mode = if homes.is_empty() {
         home::HOME_MODE
     } else {
-        let (mode, warnings) = login_defs::read_home_mode(root);
+        let (mode, warnings) = login_defs::home_mode(login_defs.as_deref());
         summary.warnings.extend(warnings);
         mode
     };
@@ -567,14 +593,21 @@ pub fn apply(
 
 /// Adds `rules` (one `NAME RULE` line each) to metaboot's sudoers file, as cloud-init appends
 /// to its own: rules an earlier instance wrote stay (its users still exist), a line already
-/// there is not written twice.
+/// there is not written twice. /etc/sudoers is made to include its directory first.
 fn write_sudoers(root: &Root, rules: &str, summary: &mut Summary) {
     let path = Path::new(SUDOERS_FILE);
-    if !path.parent().is_some_and(|dir| root.is_dir(dir)) {
+    let Some(dir) = path.parent().filter(|dir| root.is_dir(dir)) else {
         summary.warnings.push(
             "sudo rules not written: /etc/sudoers.d does not exist (no sudo on this image?)"
                 .to_owned(),
         );
+        return;
+    };
+    if let Err(err) = sudoers::ensure_included(root, dir) {
+        summary.errors.push(format!(
+            "{}; sudo rules not written (sudo would not read them)",
+            crate::log::chain(&err)
+        ));
         return;
     }
     let old = match root.read_optional_text(path) {

@@ -219,18 +219,33 @@ impl Dir {
     }
 }
 
+/// The longest name of a directory entry (Linux's `NAME_MAX`, in bytes): a temp file name
+/// stays within it, whatever the length of the name it stands for.
+pub const NAME_MAX: usize = 255;
+
 /// A temp file name next to `name`, unique in this process (`.NAME.metaboot-PID-N.tmp`). `N`
 /// is a counter in its high 32 bits and random in its low ones: a user who owns the directory
 /// (their home, `~/.ssh`) and sees the PID cannot create the next names first and make the
-/// write fail (the temp file is created with `O_EXCL`).
+/// write fail (the temp file is created with `O_EXCL`). A `name` too long for that to fit in
+/// [`NAME_MAX`] is cut (at a character's end, when it is text): `PID-N` keeps it unique, and
+/// the sweep of a killed run's temp files still knows it.
 pub(crate) fn temp_name(name: &OsStr) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     // Without randomness (no getrandom, no /dev/urandom) the name is still unique.
     let random = getrandom::u32().unwrap_or(0);
     let n = (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(random);
+    let suffix = format!(".metaboot-{}-{n}.tmp", std::process::id());
+    let bytes = name.as_bytes();
+    let mut cut = bytes.len().min(NAME_MAX - 1 - suffix.len());
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+    }
     let mut temp = std::ffi::OsString::from(".");
-    temp.push(name);
-    temp.push(format!(".metaboot-{}-{n}.tmp", std::process::id()));
+    temp.push(OsStr::from_bytes(&bytes[..cut]));
+    temp.push(suffix);
     temp
 }
 
@@ -323,6 +338,31 @@ mod tests {
             names.iter().any(|name| low(name) != low(&names[0])),
             "{names:?}"
         );
+    }
+
+    /// A file whose name has [`NAME_MAX`] bytes is written: its temp file's name is cut to
+    /// fit, still unique and still one the sweep removes.
+    #[test]
+    fn a_name_of_name_max_bytes_is_written() {
+        let (dir, root) = root();
+        let long = "é".repeat(NAME_MAX / 2) + "x";
+        assert_eq!(long.len(), NAME_MAX);
+        root.write_atomic(&long, b"long", &WriteOptions::default())
+            .unwrap();
+        assert_eq!(fs::read(dir.path().join(&long)).unwrap(), b"long");
+        let names: Vec<String> = (0..2)
+            .map(|_| temp_name(OsStr::new(&long)).into_string().unwrap())
+            .collect();
+        assert_ne!(names[0], names[1]);
+        for name in &names {
+            assert!(name.len() <= NAME_MAX, "{}", name.len());
+            assert!(name.starts_with(&format!(".{}", "é".repeat(100))), "{name}");
+            assert!(
+                super::super::staging::is_temp_name(OsStr::new(name)),
+                "{name}"
+            );
+        }
+        assert_eq!(NAME_MAX, 255);
     }
 
     #[test]

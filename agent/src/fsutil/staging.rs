@@ -42,9 +42,10 @@
 //! post-back's POST) was never covered by a sync after the renames either: a power loss or a
 //! SIGKILL before the commit loses the record of it in both schemes.
 //!
-//! A killed run leaves its temp files behind (`.NAME.metaboot-PID-N.tmp`): the next run
-//! removes those of every directory it writes into, the first time it writes there
-//! ([`Staging::sweep`]), so they never pile up nor clash with a later run of the same PID.
+//! A killed run leaves its temp files behind (`.NAME.metaboot-PID-N.tmp`, a long NAME cut to
+//! fit `NAME_MAX`, see `atomic.rs`): the next run removes those of every directory it writes
+//! into, the first time it writes there ([`Staging::sweep`]), so they never pile up nor clash
+//! with a later run of the same PID.
 //!
 //! Until a write is published, the run still reads what it wrote: a read, a status or an open
 //! of a staged name is answered from its newest temp file ([`Staging::redirect`]). Anything

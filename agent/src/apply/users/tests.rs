@@ -133,6 +133,7 @@ fn creates_users_and_groups_with_free_ids() {
             home: "/home/alice".into(),
             shell: "/bin/sh".into(),
             system: false,
+            ageing: Some(PasswordAgeing::default()),
         })
         .unwrap();
     assert_eq!((alice.uid, alice.gid), (1001, 1001));
@@ -166,9 +167,19 @@ fn names_are_checked() {
     for ok in ["bob", "a.b_c-d", "machine$"] {
         assert!(check_name(ok).is_ok(), "{ok}");
     }
-    for bad in ["", "-x", "a:b", "a b", "a\nb", &"x".repeat(33)] {
+    for bad in ["", "-x", "a:b", "a b", "a\nb"] {
         assert!(check_name(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn names_are_at_most_max_name_len_bytes() {
+    assert_eq!(MAX_NAME_LEN, 32);
+    assert!(check_name(&"x".repeat(MAX_NAME_LEN)).is_ok());
+    assert!(check_name(&format!("{}$", "x".repeat(MAX_NAME_LEN - 1))).is_ok());
+    let err = check_name(&"x".repeat(MAX_NAME_LEN + 1)).unwrap_err();
+    assert!(err.to_string().ends_with("; at most 32 bytes)"), "{err}");
+    assert!(check_name(&format!("{}$", "x".repeat(MAX_NAME_LEN))).is_err());
 }
 
 #[test]
@@ -193,6 +204,7 @@ fn fields_in_another_encoding_are_kept_byte_for_byte() {
             home: "/home/alice".into(),
             shell: "/bin/sh".into(),
             system: false,
+            ageing: Some(PasswordAgeing::default()),
         })
         .unwrap();
     accounts.save().unwrap();

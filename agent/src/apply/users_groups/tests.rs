@@ -71,6 +71,8 @@ fn creates_a_user_with_group_home_skel_keys_sudo_and_password() {
     );
     let meta = fs::metadata(root.host_path(SUDOERS_FILE)).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o440);
+    let main = read(&root, sudoers::SUDOERS);
+    assert!(main.ends_with("\n#includedir /etc/sudoers.d\n"), "{main}");
     if crate::testutil::require_root() {
         let home = fs::metadata(root.host_path("/home/alice")).unwrap();
         assert_eq!((home.uid(), home.gid()), (1001, 1001));
@@ -550,4 +552,59 @@ fn an_entry_named_default_adds_options_to_the_default_user() {
         let keys = read(&root, "/home/debian/.ssh/authorized_keys");
         assert!(keys.contains(KEY), "{keys}");
     }
+}
+
+/// A new user never takes over a group of its name that the image has (`docker`, as good as
+/// root): useradd refuses it, so the user fails alone; `primary_group` makes it the user's on
+/// purpose. The group a run cut short left (with the user's shadow entry, written before
+/// passwd) is the user's own, taken by the next run.
+#[test]
+fn a_new_user_does_not_take_over_an_existing_group() {
+    let (_dir, root) = setup();
+    let group = format!("{GROUP}docker:x:998:\ndora:x:1005:\n");
+    fs::write(root.host_path("/etc/group"), &group).unwrap();
+    let shadow = format!("{SHADOW}dora:!:19000:0:99999:7:::\n");
+    fs::write(root.host_path("/etc/shadow"), shadow).unwrap();
+    let cfg = config("users:\n- name: docker\n- name: carol\n- name: dora\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert_eq!(summary.created, ["carol", "dora"]);
+    assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+    assert!(
+        summary.errors[0].starts_with("docker: group docker exists; not created")
+            && summary.errors[0].contains("`primary_group: docker`"),
+        "{:?}",
+        summary.errors
+    );
+    let passwd = read(&root, "/etc/passwd");
+    assert!(!passwd.contains("docker:"), "{passwd}");
+    assert!(passwd.contains("dora:x:1002:1005:"), "{passwd}");
+    assert!(read(&root, "/etc/group").starts_with(&group));
+
+    let cfg = config("users:\n- {name: docker, primary_group: docker}\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert!(read(&root, "/etc/passwd").contains("docker:x:1003:998:"));
+}
+
+/// A new user's password ageing is useradd's: the image's login.defs `PASS_MIN_DAYS`,
+/// `PASS_MAX_DAYS`, `PASS_WARN_AGE` (a hardened image's 90-day passwords), none for a system
+/// user, as `useradd --system` writes it.
+#[test]
+fn password_ageing_comes_from_login_defs() {
+    let (_dir, root) = setup();
+    let defs = "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 14\n";
+    fs::write(root.host_path(login_defs::LOGIN_DEFS), defs).unwrap();
+    let cfg = config("users:\n- name: alice\n- {name: svc, system: true}\n");
+    let summary = apply(&root, &cfg, None).unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    let shadow = read(&root, "/etc/shadow");
+    let today = crate::apply::users::today();
+    assert!(
+        shadow.contains(&format!("\nalice:!:{today}:1:90:14:::\n")),
+        "{shadow}"
+    );
+    assert!(
+        shadow.ends_with(&format!("\nsvc:!:{today}::::::\n")),
+        "{shadow}"
+    );
 }
