@@ -572,6 +572,52 @@ fn a_config_file_all_cannot_take_stops_it_with_exit_2_naming_the_file() {
     }
 }
 
+/// Settings that parse but that `all` refuses (a limit of 0, an empty listen list, no shared
+/// secret named anywhere, a bad DHCP domain) stop it with exit 2 like a file it cannot parse:
+/// starting again changes nothing, so its unit does not restart on them.
+#[test]
+fn settings_all_refuses_stop_it_with_exit_2() {
+    let reg = Registry::new();
+    let secret = reg.write("secret", b"s3cret\n");
+    let db = reg.path("registry.sqlite").display().to_string();
+    let secret_line = format!("shared_secret_file = \"{secret}\"\n");
+    for (settings, what) in [
+        (
+            format!("{secret_line}[proxy]\nmax_connections_per_guest = 0\n"),
+            "max_connections_per_guest must be at least 1",
+        ),
+        (
+            format!("{secret_line}[proxy]\nrate_limit = 0\n"),
+            "rate_limit and rate_window must be at least 1",
+        ),
+        (
+            format!("{secret_line}[proxy]\nisolated_listen = []\n"),
+            "isolated_listen is an empty list",
+        ),
+        (
+            format!("{secret_line}[proxy]\nmax_connections = 0\n"),
+            "max_connections",
+        ),
+        (
+            format!("{secret_line}[api]\ndhcp_domain = \"bad domain\"\n"),
+            "api.dhcp_domain",
+        ),
+        ("threads = 2\n".to_owned(), "no shared secret"),
+    ] {
+        let config = reg.write("refused.toml", settings.as_bytes());
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env_remove("METABOOT_DB")
+            .args(["--db", &db, "all", "--config"])
+            .arg(&config)
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{settings}: {stderr}");
+        assert!(stderr.contains(what), "{settings}: {stderr}");
+    }
+}
+
 /// A `--vendor-data` file `api` or `all` cannot take (missing, a directory, not JSON) stops it
 /// at start as the configuration file does: exit 2, one line naming the file.
 #[test]

@@ -513,6 +513,15 @@ fn a_run_ended_by_a_signal_leaves_no_working_directory() {
 /// would replace the device node or the link rather than write through it.
 #[test]
 fn an_output_that_is_no_regular_file_is_refused() {
+    // On a machine whose /dev/null is a regular file the command would write its drive there:
+    // stop before, saying so, rather than hide whatever replaced the device.
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_char_device(
+            &fs::symlink_metadata("/dev/null").unwrap().file_type()
+        ),
+        "/dev/null is not the character device on this machine: as root, \
+         rm /dev/null && mknod -m 666 /dev/null c 1 3"
+    );
     let (reg, _) = registry();
     let target = reg.path("elsewhere.iso");
     fs::write(&target, b"old drive").unwrap();

@@ -76,9 +76,10 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
 
 /// The drive among `candidates` (in order) that `open` opens: the first one, or, when the
 /// machine's UUID is known (`machine`, lower-case), the first whose `uuid` is it (compared
-/// case-insensitively), else the first one opened again (each is released before the next is
-/// opened: they share a mount directory). With several candidates, the others are named in a
-/// warning. When none opens, the last one's error.
+/// case-insensitively), else the first one opened again, or the next one that opened when it
+/// no longer does (each is released before the next is opened: they share a mount directory).
+/// With several candidates, the others are named in a warning. When none opens, the last
+/// one's error.
 fn pick<D>(
     candidates: &[(PathBuf, FsType)],
     machine: Option<&str>,
@@ -96,7 +97,8 @@ fn pick<D>(
         }
     };
     let mut failed = None;
-    let mut first = None;
+    // Those that opened but are not the machine's, in order: one is opened again below.
+    let mut opened = Vec::new();
     for (device, fs) in candidates {
         match open(device, *fs) {
             Ok(mut drive) => {
@@ -108,7 +110,7 @@ fn pick<D>(
                     others(device);
                     return Ok(Some(drive));
                 }
-                first.get_or_insert((device, *fs));
+                opened.push((device, *fs));
             }
             Err(err) => {
                 tracing::warn!(device = %device.display(), error = %crate::log::chain(&err), "a config-2 device cannot be used");
@@ -116,10 +118,19 @@ fn pick<D>(
             }
         }
     }
-    if let Some((device, fs)) = first {
-        tracing::warn!(machine, device = %device.display(), "no config-2 device is this machine's (DMI product_uuid): the first one is used");
-        others(device);
-        return open(device, fs).map(Some);
+    for (device, fs) in opened {
+        match open(device, fs) {
+            Ok(drive) => {
+                tracing::warn!(machine, device = %device.display(), "no config-2 device is this machine's (DMI product_uuid): the first one that opens is used");
+                others(device);
+                return Ok(Some(drive));
+            }
+            // It opened a moment ago (a drive ejected meanwhile): the next one is tried.
+            Err(err) => {
+                tracing::warn!(device = %device.display(), error = %crate::log::chain(&err), "a config-2 device cannot be used");
+                failed = Some(err);
+            }
+        }
     }
     match failed {
         Some(err) => Err(err),

@@ -119,7 +119,11 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
             }
         }
     }
-    for (device, fs) in drive::find(probe.root, |label| LABELS.contains(&label)) {
+    // Last attached first, as cloud-init sorts them (`devlist.sort(reverse=True)`): a seed
+    // volume added after the image's own is the one meant for this boot.
+    let mut devices = drive::find(probe.root, |label| LABELS.contains(&label));
+    devices.sort_by(|(a, _), (b, _)| b.cmp(a));
+    for (device, fs) in devices {
         let origin = device.display().to_string();
         let seed = Mounted::mount(probe.root, &device, fs, NAME)
             .map_err(|source| NoCloudError::Drive {

@@ -20,9 +20,13 @@
 //! distribution's `libvirt-qemu` user, libvirt probes QEMU again on every call (about 50 s per
 //! `virsh create` here). libvirt makes no cgroups for its guests (a cgroup would count as one
 //! task against every other process of the host, and starve a guest on a busy machine). The
-//! host's domain and network definitions (/etc/libvirt/qemu) are masked the same way, by an
-//! empty directory: the lab's namespace gets none of the host's guests set to autostart (which
-//! the lab's teardown would kill), and no libvirt bridge or dnsmasq.
+//! host's domain and network definitions (/etc/libvirt/qemu), storage pools
+//! (/etc/libvirt/storage) and hook scripts (/etc/libvirt/hooks) are masked the same way, each
+//! by an empty directory: the lab's namespace gets none of the host's guests set to autostart
+//! (which the lab's teardown would kill), no libvirt bridge or dnsmasq, no pool set to
+//! autostart (an LVM or iSCSI pool's start would act on the host's disks), and no host hook
+//! run for the lab's guests; the pools `virt-install` defines for a disk's directory (set to
+//! autostart) stay in the run's directory instead of the host's /etc.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -59,6 +63,22 @@ pub const SYSTEM_QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 /// libvirt's directory of the host's QEMU domains and networks, with those to start with the
 /// daemon (`autostart`, `networks/autostart`): masked by an empty directory.
 pub const QEMU_CONFIG_DIR: &str = "/etc/libvirt/qemu";
+
+/// libvirt's directory of the host's storage pools, with those to start with the daemon
+/// (`autostart`): masked by an empty directory.
+pub const STORAGE_CONFIG_DIR: &str = "/etc/libvirt/storage";
+
+/// libvirt's directory of scripts it runs at each domain's and network's start and stop:
+/// masked by an empty directory.
+pub const HOOKS_DIR: &str = "/etc/libvirt/hooks";
+
+/// The host's directories the harness's libvirtd sees empty, each with the name of the empty
+/// directory (in the run's libvirt directory) bound over it.
+const HIDDEN_CONFIG_DIRS: [(&str, &str); 3] = [
+    (QEMU_CONFIG_DIR, "etc-libvirt-qemu"),
+    (STORAGE_CONFIG_DIR, "etc-libvirt-storage"),
+    (HOOKS_DIR, "etc-libvirt-hooks"),
+];
 
 /// The qemu.conf of the harness's libvirtd (see the module doc).
 pub const QEMU_CONF: &str = "# metaboot-harness: the qemu.conf of the libvirtd it starts in a lab's namespace.\n\
@@ -171,11 +191,13 @@ impl Libvirtd {
         let conf = dir.join("qemu.conf");
         fs::write(&conf, QEMU_CONF)
             .with_context(|| format!("failed to write {}", conf.display()))?;
-        let empty = dir.join(EMPTY_QEMU_CONFIG_DIR);
-        fs::create_dir_all(&empty)
-            .with_context(|| format!("failed to create {}", empty.display()))?;
+        for (_, name) in HIDDEN_CONFIG_DIRS {
+            let empty = dir.join(name);
+            fs::create_dir_all(&empty)
+                .with_context(|| format!("failed to create {}", empty.display()))?;
+        }
         let log = dir.join("libvirtd.log");
-        let daemon = Daemon::spawn("libvirtd", &mut libvirtd_command(ns, &conf, &empty), &log)?;
+        let daemon = Daemon::spawn("libvirtd", &mut libvirtd_command(ns, &conf, dir), &log)?;
         this.started.push(daemon);
         let deadline = Instant::now() + START_TIMEOUT;
         let answered = wait_until(deadline, || {
@@ -221,25 +243,24 @@ impl Drop for Libvirtd {
     }
 }
 
-/// The empty directory (in the run's libvirt directory) that hides [`QEMU_CONFIG_DIR`].
-const EMPTY_QEMU_CONFIG_DIR: &str = "etc-libvirt-qemu";
-
 /// libvirtd inside `ns`, in a private mount namespace where `conf` replaces the system's
-/// qemu.conf and `empty` hides the host's domains and networks ([`QEMU_CONFIG_DIR`]).
-fn libvirtd_command(ns: &str, conf: &Path, empty: &Path) -> Command {
+/// qemu.conf and the empty directories in `dir` hide [`HIDDEN_CONFIG_DIRS`].
+fn libvirtd_command(ns: &str, conf: &Path, dir: &Path) -> Command {
     // `ip netns exec` already makes a mount namespace of its own; `unshare --propagation
     // private` makes sure no mount of it ever reaches the host's.
-    let script = format!(
-        "set -e; mount --bind \"$1\" {SYSTEM_QEMU_CONF}; \
-         if [ -d {QEMU_CONFIG_DIR} ]; then mount --bind \"$2\" {QEMU_CONFIG_DIR}; fi; \
-         exec libvirtd"
-    );
+    let mut script = format!("set -e; mount --bind \"$1\" {SYSTEM_QEMU_CONF}; ");
+    for (hidden, name) in HIDDEN_CONFIG_DIRS {
+        script.push_str(&format!(
+            "if [ -d {hidden} ]; then mount --bind \"$2/{name}\" {hidden}; fi; "
+        ));
+    }
+    script.push_str("exec libvirtd");
     let mut cmd = netns::exec(ns, "unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(script)
         .arg("libvirtd-in-lab")
         .arg(conf)
-        .arg(empty);
+        .arg(dir);
     cmd
 }
 
@@ -419,7 +440,7 @@ mod tests {
         ] {
             assert!(QEMU_CONF.lines().any(|l| l == line), "{line}");
         }
-        let cmd = libvirtd_command("metaboot-x", Path::new("/d/qemu.conf"), Path::new("/d/e"));
+        let cmd = libvirtd_command("metaboot-x", Path::new("/d/qemu.conf"), Path::new("/d"));
         let line = process::describe(&cmd);
         assert!(
             line.starts_with(
@@ -432,21 +453,25 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.ends_with("exec libvirtd libvirtd-in-lab /d/qemu.conf /d/e"),
+            line.ends_with("exec libvirtd libvirtd-in-lab /d/qemu.conf /d"),
             "{line}"
         );
     }
 
-    /// The harness's libvirtd sees none of the host's domains and networks, autostarted or
-    /// not: the whole of /etc/libvirt/qemu is hidden, not only its networks' autostart.
+    /// The harness's libvirtd sees none of the host's domains, networks, storage pools and
+    /// hooks, autostarted or not: the whole of /etc/libvirt/qemu, /etc/libvirt/storage and
+    /// /etc/libvirt/hooks is hidden, not only the autostart links.
     #[test]
-    fn the_hosts_domains_and_networks_are_hidden() {
-        let cmd = libvirtd_command("metaboot-x", Path::new("/d/qemu.conf"), Path::new("/d/e"));
+    fn the_hosts_domains_networks_and_pools_are_hidden() {
+        let cmd = libvirtd_command("metaboot-x", Path::new("/d/qemu.conf"), Path::new("/d"));
         let line = process::describe(&cmd);
-        assert!(
-            line.contains("mount --bind \"$2\" /etc/libvirt/qemu;"),
-            "{line}"
-        );
+        for mount in [
+            "mount --bind \"$2/etc-libvirt-qemu\" /etc/libvirt/qemu;",
+            "mount --bind \"$2/etc-libvirt-storage\" /etc/libvirt/storage;",
+            "mount --bind \"$2/etc-libvirt-hooks\" /etc/libvirt/hooks;",
+        ] {
+            assert!(line.contains(mount), "{line}");
+        }
         for hidden in ["/etc/libvirt/qemu/autostart", "/etc/libvirt/qemu/networks"] {
             assert!(Path::new(hidden).starts_with(QEMU_CONFIG_DIR), "{hidden}");
         }

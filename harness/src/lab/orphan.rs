@@ -44,6 +44,16 @@ pub fn down(id: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// Stops the running servers of lab `id` its state does not hold (one started by a run killed
+/// before it recorded it); returns how many.
+pub fn stop_unrecorded_servers(id: &str) -> usize {
+    let servers = servers_of(id);
+    for Found { pid, name, .. } in &servers {
+        tracing::warn!("stopping process {pid} ({name}), a server of lab {id} its state misses");
+    }
+    netns::end_processes(&servers)
+}
+
 /// The namespaces at the other end of the veth pairs `ip -o link show type veth` lists
 /// (`link-netns NAME`), each once, in order.
 pub fn linked_namespaces(links: &str) -> Vec<String> {
@@ -120,6 +130,50 @@ mod tests {
             ["qrouter-80085ce6", "qdhcp-34567c7e"]
         );
         assert!(linked_namespaces("").is_empty());
+    }
+
+    /// A server of the lab the state does not hold (started, then the run was killed before
+    /// it recorded it) is stopped by the teardown's sweep; another lab's is left alone.
+    #[test]
+    fn a_labs_unrecorded_server_is_stopped() {
+        /// A fake server, killed when the test ends (also when it fails).
+        struct Server(std::process::Child);
+        impl Drop for Server {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("metaboot-server");
+        std::fs::copy("/bin/sh", &program).unwrap();
+        // Ids of this test run alone (the temporary directory's name is unique).
+        let unique = dir.path().file_name().unwrap().to_str().unwrap().to_owned();
+        let (ours, other) = (format!("a{unique}"), format!("b{unique}"));
+        let start = |id: &str| {
+            let config = dir.path().join(id).join(SERVER_CONFIG);
+            let child = std::process::Command::new(&program)
+                // `read` (a builtin) waits on the pipe this test never writes: one process,
+                // no children that would share its command line.
+                .args(["-c", "read line", "all", "--config"])
+                .arg(&config)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            Server(child)
+        };
+        let _ours = start(&ours);
+        let _other = start(&other);
+        let found = |id: &str| {
+            crate::wait::wait_until(
+                std::time::Instant::now() + std::time::Duration::from_secs(10),
+                || !servers_of(id).is_empty(),
+            )
+        };
+        assert!(found(&ours) && found(&other));
+        assert_eq!(stop_unrecorded_servers(&ours), 1);
+        assert!(servers_of(&ours).is_empty());
+        assert_eq!(servers_of(&other).len(), 1);
     }
 
     #[test]

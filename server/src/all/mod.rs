@@ -263,7 +263,10 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
-    let settings = Settings::resolve(db_flag, args, &file)?;
+    // It reads nothing: whatever it refuses is the flags' and the file's, and starting again
+    // changes nothing (exit 2, the unit does not restart on it).
+    let settings = Settings::resolve(db_flag, args, &file)
+        .map_err(|err| crate::admin::InputError(format!("{err:#}")))?;
     let secret = crate::secret::read_secret(&settings.shared_secret_file)?;
     let vendor = match &settings.vendor_data {
         Some(path) => VendorDocs::load(path)?,

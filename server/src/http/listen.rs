@@ -207,7 +207,8 @@ fn interfaces_holding(ip: Ipv6Addr) -> io::Result<Vec<(String, u32)>> {
 }
 
 /// Refuses a list of addresses to listen on (`what` names its flag or setting) that cannot all
-/// be bound in one namespace: an address given twice, or a wildcard beside an address of the
+/// be bound in one namespace: an address given twice (also once as IPv4 and once in its
+/// IPv4-mapped IPv6 form, `::ffff:a.b.c.d`), or a wildcard beside an address of the
 /// same port that it already takes ([`takes`]). Its second bind would fail as if another
 /// server held the address.
 pub fn check_distinct(what: &str, addresses: &[SocketAddr]) -> Result<(), String> {
@@ -216,6 +217,12 @@ pub fn check_distinct(what: &str, addresses: &[SocketAddr]) -> Result<(), String
             if earlier == later {
                 return Err(format!(
                     "{what} {later} is given twice: give each address once"
+                ));
+            }
+            if canonical(*earlier) == canonical(*later) && earlier.port() != 0 {
+                return Err(format!(
+                    "{what} {earlier} and {later} are one address (an IPv6 socket on \
+                     ::ffff:a.b.c.d listens on the IPv4 address a.b.c.d): give it once"
                 ));
             }
             for (wildcard, other) in [(earlier, later), (later, earlier)] {
@@ -235,6 +242,11 @@ pub fn check_distinct(what: &str, addresses: &[SocketAddr]) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it stands for.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// Whether a listener on `wildcard` takes `other`'s connections too, so that both cannot
@@ -375,6 +387,9 @@ mod tests {
             ("0.0.0.0", "::1", false),
             ("127.0.0.1", "127.0.0.2", false),
             ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "::ffff:127.0.0.1", true),
+            ("::ffff:127.0.0.1", "127.0.0.1", true),
+            ("::ffff:127.0.0.1", "::ffff:127.0.0.2", false),
         ];
         for (first, second, clash) in pairs {
             let (first, second): (IpAddr, IpAddr) =
@@ -410,6 +425,15 @@ mod tests {
         let twice = check_distinct("--listen", &[at("127.0.0.1", port), at("127.0.0.1", port)])
             .unwrap_err();
         assert!(twice.contains("given twice"), "{twice}");
+        let mapped = check_distinct(
+            "--listen",
+            &[
+                at("169.254.169.254", port),
+                at("::ffff:169.254.169.254", port),
+            ],
+        )
+        .unwrap_err();
+        assert!(mapped.contains("are one address"), "{mapped}");
     }
 
     #[test]

@@ -210,7 +210,8 @@ fn finds_the_config_2_device_in_either_case_and_on_either_filesystem() {
 /// With several `config-2` devices, the one whose `uuid` is the machine's DMI system UUID (nova
 /// sets it to the instance's) is used whatever its place, compared case-insensitively; without
 /// the machine's UUID, the first that opens (as cloud-init); when none is the machine's, the
-/// first one, opened again. One that fails is passed over; when all fail, the last error.
+/// first one, opened again (the next one when it no longer opens). One that fails is passed
+/// over; when all fail, the last error.
 #[test]
 fn the_drive_holding_the_machines_uuid_is_preferred() {
     let candidates: Vec<(PathBuf, FsType)> = ["vdd", "vdc", "vdb"]
@@ -266,6 +267,26 @@ fn the_drive_holding_the_machines_uuid_is_preferred() {
             ]
         )
     );
+    // The first one that opened no longer does when opened again: the next one is used.
+    let mut opened = Vec::new();
+    let chosen = pick(
+        &candidates,
+        Some("nobody"),
+        |device, _| {
+            opened.push(device.display().to_string());
+            let again = opened.iter().filter(|d| Path::new(d) == device).count() > 1;
+            match held(device) {
+                Some(uuid) if !(again && device == Path::new("/dev/vdc")) => {
+                    Ok((device.to_path_buf(), uuid.to_owned()))
+                }
+                _ => Err(ConfigDriveError::MissingMetaData(device.to_path_buf())),
+            }
+        },
+        |drive: &mut (PathBuf, String)| Some(drive.1.clone()),
+    )
+    .unwrap()
+    .map(|(device, _)| device.display().to_string());
+    assert_eq!(chosen.as_deref(), Some("/dev/vdb"), "{opened:?}");
     let failing = pick(
         &candidates,
         Some("abcd-1234"),

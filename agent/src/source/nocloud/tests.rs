@@ -381,6 +381,23 @@ fn cidata_devices_are_found_by_label_in_either_spelling() {
         write_seed(&root.host_path(SEED_DIRS[0]), "instance-id: dir\n", "");
         assert_eq!(detect_in(&root).unwrap().unwrap().name(), NAME);
     }
+    // With several, the last attached is tried first (cloud-init sorts them in reverse):
+    // here both fail to mount, and the error kept is the first tried one's.
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::open(root_dir.path()).unwrap();
+    for name in ["sr0", "sr1"] {
+        add_device(
+            &root,
+            name,
+            Some(&iso_image(dir.path(), "cidata", &content)),
+        );
+    }
+    let shown = crate::log::chain(detect_in(&root).err().expect("no seed mounts").as_ref());
+    let last = root.host_path("/dev/sr1");
+    assert!(
+        shown.starts_with(&format!("NoCloud seed {}:", last.display())),
+        "{shown}"
+    );
     // cloud-init looks for the two spellings only.
     let root_dir = tempfile::tempdir().unwrap();
     let root = Root::open(root_dir.path()).unwrap();
