@@ -2,12 +2,14 @@
 //! bridges and guest taps, `qrouter-*` and `qdhcp-*` namespaces, dnsmasq, the registry and
 //! `metaboot-server all`), brought up from a lab file and taken down completely.
 
+pub mod abandoned;
 pub mod bridge;
 pub mod config;
 pub mod dhcp;
 pub mod libvirt_host;
 pub mod netns;
 pub mod orphan;
+pub mod owner;
 pub mod registry;
 pub mod router;
 pub mod state;
@@ -118,6 +120,9 @@ impl Lab {
                 config.id
             );
         }
+        // A lab lives as long as the process bringing it up until that makes it the user's
+        // ([`Lab::keep`]): one whose `lab up` was killed half-way is a leftover too.
+        let owner = owner::Owner::this_process(owner::LabKind::Run)?;
         // The directory is the lab's claim on its id: of two `lab up` of one id at once, one
         // makes it and the other stops here, before it records (and so would tear down)
         // anything.
@@ -150,6 +155,7 @@ impl Lab {
             routers: Vec::new(),
             guests: Vec::new(),
             complete: false,
+            owner: Some(owner),
         };
         state.save()?;
         let registry = Registry {
@@ -598,6 +604,15 @@ impl Lab {
         out
     }
 
+    /// Makes the lab the user's (`lab up`, `run --keep-lab`): it stays up after this process
+    /// ends, until `lab down`, where a `run`'s lab is taken down by the next `run` once its
+    /// run is gone ([`take_down_abandoned`]).
+    pub fn keep(&mut self) -> anyhow::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.state.owner = Some(owner::Owner::this_process(owner::LabKind::Kept)?);
+        self.state.save()
+    }
+
     /// Takes the lab down.
     pub fn down(self) -> anyhow::Result<()> {
         teardown(&self.state)
@@ -616,6 +631,26 @@ pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
                 orphan::down(id).with_context(|| format!("lab {id} was not removed completely"))?;
             let _ = fs::remove_dir_all(state::lab_dir(state_root, id));
             Ok(existed)
+        }
+    }
+}
+
+/// Takes down, with a warning naming each, the `run` labs under `root` whose run is gone
+/// ([`abandoned::abandoned`]): its QEMUs, dnsmasq and `metaboot-server all` would otherwise
+/// keep running and slow down the guests of this run. A lab that cannot be taken down is
+/// reported and left.
+pub fn take_down_abandoned(root: &Path) {
+    for state in abandoned::abandoned(root) {
+        let id = &state.config.id;
+        let pid = state.owner.map_or(0, |owner| owner.pid);
+        eprintln!(
+            "warning: lab {id} was left up by a run that is gone (pid {pid}, killed?): taking it down"
+        );
+        if let Err(err) = down(root, id) {
+            eprintln!(
+                "warning: could not take lab {id} down: {err:#}; run `metaboot-harness lab down \
+                 --id {id}`"
+            );
         }
     }
 }
