@@ -502,10 +502,20 @@ impl Lab {
             .with_context(|| format!("lab {} has no network {id}", self.state.config.id))
     }
 
-    /// Registers an instance and gives its port a fixed DHCP address.
+    /// Registers an instance and gives its port a fixed DHCP address; refuses (and deletes it
+    /// again) one the registry gave the lab's own address.
     pub fn register_instance(&self, spec: &InstanceSpec) -> anyhow::Result<InstanceRecord> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let record = self.registry.create_instance(spec)?;
+        if let Err(err) = self
+            .network_by_id(&record.network_id)?
+            .check_guest_address(record.ip)
+        {
+            if let Err(undo) = self.registry.delete_instance(&record.uuid) {
+                tracing::warn!("{undo:#}");
+            }
+            return Err(err);
+        }
         // An IPv6 network with DHCP is SLAAC: no host entry, the guest makes its address.
         if let std::net::IpAddr::V4(ip) = record.ip
             && self.network_by_id(&record.network_id)?.dhcp
