@@ -38,6 +38,17 @@ use state::LabState;
 /// How long `lab up` waits for `metaboot-server all` to listen in every namespace.
 pub const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long one probe of the metadata address waits for the TCP handshake while `lab up`
+/// waits for the proxies: a local answer takes milliseconds; a probe that waits longer is
+/// failed and tried again.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The pause between two failed probes of the metadata address.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Lines of a lab daemon's log (dnsmasq, `metaboot-server all`) an error about it shows.
+pub const DAEMON_LOG_LINES: usize = 30;
+
 /// How long a stopped daemon gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -400,10 +411,9 @@ impl Lab {
             loop {
                 unless_stopped()?;
                 self.check_daemons()?;
-                let probe = Duration::from_millis(500);
                 let answered = match &link {
-                    Some(link) => netns::tcp_probe_on_link(&ns, metadata, link, probe),
-                    None => netns::tcp_probe(&ns, metadata, probe),
+                    Some(link) => netns::tcp_probe_on_link(&ns, metadata, link, PROBE_TIMEOUT),
+                    None => netns::tcp_probe(&ns, metadata, PROBE_TIMEOUT),
                 };
                 match answered {
                     Ok(()) => break,
@@ -412,11 +422,11 @@ impl Lab {
                             format!(
                                 "the metadata service did not answer on network {} within {PROXY_READY_TIMEOUT:?}; server log:\n{}",
                                 net.name,
-                                tail(&self.server_log(), 30)
+                                tail(&self.server_log(), DAEMON_LOG_LINES)
                             )
                         });
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                    Err(_) => std::thread::sleep(PROBE_INTERVAL),
                 }
             }
         }
@@ -430,7 +440,7 @@ impl Lab {
             Some(dead) => bail!(
                 "{} exited:\n{}",
                 dead.name,
-                tail(&self.daemon_log(dead), 30)
+                tail(&self.daemon_log(dead), DAEMON_LOG_LINES)
             ),
             None => Ok(()),
         }
@@ -755,6 +765,28 @@ mod tests {
         let doc: toml::Table =
             toml::from_str(&format!("db = {}", toml_string(Path::new(path)))).unwrap();
         assert_eq!(doc["db"].as_str(), Some(path));
+    }
+
+    /// Many probes fit in the wait for the proxies, and a probe waits longer than the pause
+    /// between two.
+    #[test]
+    fn the_proxies_are_probed_often_within_their_timeout() {
+        assert!(PROBE_INTERVAL < PROBE_TIMEOUT);
+        assert!((PROBE_TIMEOUT + PROBE_INTERVAL) * 20 <= PROXY_READY_TIMEOUT);
+    }
+
+    /// An error about a daemon shows the last [`DAEMON_LOG_LINES`] lines of its log: enough
+    /// for a start-up error and what led to it, short enough for a terminal.
+    #[test]
+    fn an_error_about_a_daemon_shows_the_end_of_its_log() {
+        assert!((10..=60).contains(&DAEMON_LOG_LINES));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let log: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        fs::write(&path, log).unwrap();
+        let shown = tail(&path, DAEMON_LOG_LINES);
+        assert_eq!(shown.lines().count(), DAEMON_LOG_LINES);
+        assert!(shown.ends_with("line 99"));
     }
 
     #[test]
