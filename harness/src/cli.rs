@@ -263,12 +263,20 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::scenario::tear_down_on_signal(&opts.state_root, &config.id)?;
             let lab = Lab::up(&config, &opts);
             crate::scenario::yield_to_a_signal();
-            let lab = lab.with_context(|| format!("failed to bring lab {} up", config.id))?;
+            let mut lab = lab.with_context(|| format!("failed to bring lab {} up", config.id))?;
             // The lab is up as asked. A stop signal from here on finds it so and leaves it: its
             // teardown waits for this lock, held to the exit, where it would otherwise be cut
             // short by this process ending (exit 0, the lab half down). One that came first has
             // the lock and exits 130 when the lab is down.
             std::mem::forget(lab::changes());
+            // The user's now: no `run` takes it down once this process has exited.
+            lab.keep().with_context(|| {
+                format!(
+                    "lab {} is up, but the next `run` may take it down: take it down with \
+                     `metaboot-harness lab down --id {}` and bring it up again",
+                    config.id, config.id
+                )
+            })?;
             println!("{}", lab.describe());
             println!(
                 "take it down with: metaboot-harness lab down --id {}",
@@ -278,7 +286,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Lab(LabCommand::Down(args)) => {
             let ids = if args.all {
-                lab::state::LabState::list(&args.lab.state_root)
+                let ids = lab::state::LabState::list(&args.lab.state_root);
+                // Taken down all the same, as `--all` says; but named, as the runs they belong
+                // to will fail.
+                for (id, owner) in lab::abandoned::still_owned(&args.lab.state_root, &ids) {
+                    eprintln!("{}", lab::abandoned::still_owned_warning(&id, &owner));
+                }
+                ids
             } else if let Some(path) = &args.config {
                 vec![LabConfig::load(path)?.id]
             } else {

@@ -510,7 +510,7 @@ impl Daemon {
 
 /// Whether process `pid` is the one that started at `start_ticks` and has not ended (a zombie
 /// has): a PID alone may name a later process once the first was reaped.
-fn is_running(pid: u32, start_ticks: u64) -> bool {
+pub fn is_running(pid: u32, start_ticks: u64) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             parse_stat(&stat).is_some_and(|(state, ticks)| ticks == start_ticks && state != 'Z')
@@ -589,7 +589,7 @@ fn reap(pid: u32) {
 }
 
 /// The start time of `pid` in clock ticks since boot, if it is alive.
-fn start_ticks(pid: u32) -> Option<u64> {
+pub fn start_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&stat).map(|(_, ticks)| ticks)
 }

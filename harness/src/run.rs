@@ -31,6 +31,7 @@ fn scenarios(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
     }
     scenario::check_jobs(args.jobs)?;
     scenario::preflight()?;
+    lab::take_down_abandoned(&args.lab.state_root);
     let image = build_tiny(cache, None, &args.agent)?;
     let server_bin = args.server.resolve()?;
     let run_dir = run_dir(cache, args.run_dir)?;
@@ -146,6 +147,7 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         hold_run_of(cache, &file)?;
     }
     scenario::preflight()?;
+    lab::take_down_abandoned(&args.lab.state_root);
     let own = own::OwnImage {
         image: real,
         given: image,

@@ -6,6 +6,7 @@ pub mod fingerprints;
 pub mod ns_server;
 pub mod phone_home;
 pub mod ssh;
+pub mod ssh_log;
 
 use serde::Serialize;
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::atomic;
+use crate::check::ssh_log;
 use crate::lab::netns;
 use crate::process::output_with_timeout;
 use crate::wait::wait_until_ok;
@@ -50,8 +51,11 @@ pub struct SshOutput {
     pub code: i32,
     /// Standard output.
     pub stdout: String,
-    /// Standard error.
+    /// Standard error: ssh's errors and the remote command's, without ssh's `-v` log
+    /// ([`ssh_log::without_log`]).
     pub stderr: String,
+    /// The method ssh logged in with (`publickey`, `password`, …); `None` when it did not.
+    pub method: Option<String>,
 }
 
 impl SshOutput {
@@ -82,17 +86,29 @@ fn ssh(target: &SshTarget) -> Command {
             "-o",
             "UserKnownHostsFile=/dev/null",
         ])
-        .args([
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
+        .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+        // Its log, for the line naming the method that logged in ([`ssh_log`]); reports show
+        // what `LogLevel=ERROR` would.
+        .arg("-v")
         .args(["-o", &format!("ConnectTimeout={CONNECT_TIMEOUT_SECS}")]);
     cmd
 }
 
 impl SshOutput {
+    /// This output, or when ssh logged in with none of `methods` (or the command ran and ssh
+    /// names no method), a failure of ssh (exit 255) that says so.
+    fn logged_in_with(self, methods: &[&str]) -> Self {
+        let ran = self.method.is_some() || self.code != 255;
+        match ssh_log::wrong_method(self.method.as_deref(), methods) {
+            Some(why) if ran => Self {
+                code: 255,
+                stderr: format!("{why}\n{}", self.stderr),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// Whether ssh failed before the command ran because the connection did not come up (not
     /// a refused login, not the command's own failure).
     pub fn connection_failed(&self) -> bool {
@@ -130,6 +146,9 @@ impl SshOutput {
 /// The SSH authentication methods that take a password (RFC 4252 section 8, RFC 4256).
 pub const PASSWORD_METHODS: [&str; 2] = ["password", "keyboard-interactive"];
 
+/// The SSH authentication method of a key login (RFC 4252 section 7).
+pub const KEY_METHODS: [&str; 1] = ["publickey"];
+
 /// Whether a command whose connection fails is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempts {
@@ -139,10 +158,14 @@ enum Attempts {
     Retried,
 }
 
+/// Runs `command` with the ssh `make` makes, logging in with one of `methods`: a command that
+/// ran after a login with another (ssh tries `none` first) is reported as ssh failing
+/// (exit 255), saying why ([`ssh_log::wrong_method`]).
 fn run(
     mut make: impl FnMut() -> Command,
     target: &SshTarget,
     command: &str,
+    methods: &[&str],
     attempts: Attempts,
 ) -> anyhow::Result<SshOutput> {
     let mut tries = 0;
@@ -152,13 +175,15 @@ fn run(
         cmd.args(["-l", &target.user, "--", &target.ip.to_string()])
             .arg(command);
         let out = output_with_timeout(&mut cmd, SSH_COMMAND_TIMEOUT)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
         let out = SshOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr: ssh_log::without_log(&stderr),
+            method: ssh_log::authenticated_with(&stderr).map(str::to_owned),
         };
         if attempts == Attempts::Once || !out.connection_failed() || tries >= CONNECTION_RETRIES {
-            return Ok(out);
+            return Ok(out.logged_in_with(methods));
         }
         tries += 1;
         std::thread::sleep(CONNECTION_RETRY_PAUSE);
@@ -186,6 +211,7 @@ pub fn with_key(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result
         || key_login(target, key),
         target,
         command,
+        &KEY_METHODS,
         Attempts::Retried,
     )
 }
@@ -194,7 +220,13 @@ pub fn with_key(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result
 /// connection: for a caller that polls on its own, whose poll is then the only pause between
 /// attempts (a refused connection is not retried [`CONNECTION_RETRY_PAUSE`] later).
 pub fn with_key_once(target: &SshTarget, key: &Path, command: &str) -> anyhow::Result<SshOutput> {
-    run(|| key_login(target, key), target, command, Attempts::Once)
+    run(
+        || key_login(target, key),
+        target,
+        command,
+        &KEY_METHODS,
+        Attempts::Once,
+    )
 }
 
 /// Runs `command` on the guest, logging in with `password` only (through `askpass`).
@@ -225,7 +257,7 @@ pub fn with_password(
         .env_remove("DISPLAY");
         cmd
     };
-    run(make, target, command, Attempts::Retried)
+    run(make, target, command, &PASSWORD_METHODS, Attempts::Retried)
 }
 
 /// Waits until a key login runs `true`; returns how long it took.
@@ -307,6 +339,7 @@ mod tests {
             code,
             stdout: String::new(),
             stderr: stderr.into(),
+            method: None,
         };
         // What OpenSSH prints when the guest's sshd is not there yet or too slow to greet.
         for stderr in [
@@ -332,6 +365,7 @@ mod tests {
             code,
             stdout: String::new(),
             stderr: stderr.into(),
+            method: None,
         };
         let off = out(255, "root@198.18.1.10: Permission denied (publickey).");
         assert_eq!(off.refused_methods(), Some(vec!["publickey"]));
@@ -351,6 +385,60 @@ mod tests {
         // ssh failed for another reason, or the login worked.
         assert!(!out(255, "Connection refused").password_logins_off());
         assert!(!out(0, "Permission denied (publickey).").password_logins_off());
+    }
+
+    /// A key check passes only on a key login, a password check only on a password login:
+    /// ssh tries `none` first, and a guest that lets the user in without anything would
+    /// otherwise pass both.
+    #[test]
+    fn a_login_counts_only_with_the_method_checked() {
+        let ran = |method: Option<&str>| SshOutput {
+            code: 0,
+            stdout: "root\n".into(),
+            stderr: String::new(),
+            method: method.map(str::to_owned),
+        };
+        assert!(
+            ran(Some("publickey"))
+                .logged_in_with(&KEY_METHODS)
+                .success()
+        );
+        assert!(
+            ran(Some("password"))
+                .logged_in_with(&PASSWORD_METHODS)
+                .success()
+        );
+        assert!(
+            ran(Some("keyboard-interactive"))
+                .logged_in_with(&PASSWORD_METHODS)
+                .success()
+        );
+        for (method, methods) in [
+            (Some("none"), &KEY_METHODS[..]),
+            (Some("none"), &PASSWORD_METHODS[..]),
+            (Some("password"), &KEY_METHODS[..]),
+            (None, &KEY_METHODS[..]),
+        ] {
+            let out = ran(method).logged_in_with(methods);
+            assert_eq!(out.code, 255, "{method:?} for {methods:?}");
+            assert!(out.summary().contains("ssh "), "{}", out.summary());
+        }
+        // A refused login stays what it was (the password check reads its methods).
+        let refused = SshOutput {
+            code: 255,
+            stdout: String::new(),
+            stderr: "root@198.18.1.10: Permission denied (publickey).\n".into(),
+            method: None,
+        }
+        .logged_in_with(&PASSWORD_METHODS);
+        assert!(refused.password_logins_off());
+        // The remote command's own failure after a key login is its own.
+        let failed = SshOutput {
+            code: 1,
+            ..ran(Some("publickey"))
+        }
+        .logged_in_with(&KEY_METHODS);
+        assert_eq!(failed.code, 1);
     }
 
     #[test]

@@ -97,7 +97,7 @@ cgroup_controllers = [ ]\n";
 /// The daemons libvirt needs.
 pub const TOOLS: [&str; 3] = ["libvirtd", "virtlogd", "virsh"];
 
-/// Checks that libvirt is installed.
+/// Checks that libvirt is installed, and that no firewalld runs ([`crate::guest::firewalld`]).
 pub fn preflight() -> anyhow::Result<()> {
     let missing: Vec<&str> = TOOLS.into_iter().filter(|t| !process::on_path(t)).collect();
     if !missing.is_empty() {
@@ -107,7 +107,8 @@ pub fn preflight() -> anyhow::Result<()> {
             missing.join(", ")
         );
     }
-    Ok(())
+    // Its rules would go to the host's firewall.
+    crate::guest::firewalld::refuse_if_running()
 }
 
 /// `virsh -c qemu:///system ARGS…`.

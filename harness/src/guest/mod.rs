@@ -3,6 +3,7 @@
 //! libvirt.
 
 pub mod domain;
+pub mod firewalld;
 pub mod libvirt;
 pub mod libvirt_network;
 pub mod libvirtd;

@@ -317,16 +317,19 @@ pub fn validate_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The longest name of the lab file (a network, router or guest) or of `boot --name`.
+pub const MAX_NAME_LEN: usize = 63;
+
 /// A name of the lab file (a network, router or guest) or of `boot --name`: it names
-/// directories and namespaces, so 1 to 63 letters, digits, `-` and `_`.
+/// directories and namespaces, so 1 to [`MAX_NAME_LEN`] letters, digits, `-` and `_`.
 pub fn validate_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty()
-        || name.len() > 63
+        || name.len() > MAX_NAME_LEN
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        bail!("name {name:?} must be 1 to 63 characters of letters, digits, - and _");
+        bail!("name {name:?} must be 1 to {MAX_NAME_LEN} characters of letters, digits, - and _");
     }
     Ok(())
 }
@@ -485,6 +488,19 @@ mod tests {
         let config = parse(include_str!("../../lab.example.toml")).unwrap();
         assert_eq!(config.id, "demo");
         assert!(config.is_isolated("tenant-i") && !config.is_isolated("tenant-r"));
+    }
+
+    #[test]
+    fn names_are_at_most_the_limit_and_plain() {
+        assert!(validate_name("tenant-r_1").is_ok());
+        assert!(validate_name(&"a".repeat(MAX_NAME_LEN)).is_ok());
+        let err = validate_name(&"a".repeat(MAX_NAME_LEN + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("1 to {MAX_NAME_LEN}")), "{err}");
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name("a/b").is_err());
     }
 
     #[test]

@@ -38,7 +38,8 @@ impl LibvirtHost {
         libvirtd::preflight()?;
         fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
         let ns = bridge::namespace(id);
-        netns::create(&ns)?;
+        netns::add(&ns)?;
+        // The guard, before any step that may fail: dropped, it deletes the namespace.
         let mut host = Self {
             ns,
             dir: dir.to_owned(),
@@ -47,6 +48,7 @@ impl LibvirtHost {
             daemons: Vec::new(),
             clients: Vec::new(),
         };
+        netns::loopback_up(&host.ns)?;
         host.libvirtd = Some(
             Libvirtd::start(&host.ns, &dir.join("libvirt"))
                 .context("failed to start libvirt's daemons")?,
@@ -190,4 +192,31 @@ pub fn preflight() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `up` makes the guard that deletes the namespace right after it made the namespace:
+    /// a failing step after (bringing `lo` up, starting libvirtd) leaves no namespace behind.
+    #[test]
+    fn the_namespace_is_guarded_from_the_step_after_it_is_made() {
+        let source = include_str!("libvirt_host.rs");
+        let start = source.find("pub fn up(").unwrap();
+        let up = &source[start..];
+        let up = &up[..up.find("\n    }\n").unwrap()];
+        let made = up
+            .find("netns::add(&ns)?;")
+            .expect("up makes the namespace with netns::add");
+        let guarded = up.find("let mut host = Self {").unwrap();
+        assert!(made < guarded);
+        let between = &up[made + "netns::add(&ns)?;".len()..guarded];
+        assert!(
+            !between.contains('?'),
+            "a step between the namespace and its guard may fail: {between}"
+        );
+        assert!(
+            !up.contains("netns::create("),
+            "create also brings lo up, unguarded"
+        );
+    }
 }

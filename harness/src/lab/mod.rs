@@ -2,12 +2,14 @@
 //! bridges and guest taps, `qrouter-*` and `qdhcp-*` namespaces, dnsmasq, the registry and
 //! `metaboot-server all`), brought up from a lab file and taken down completely.
 
+pub mod abandoned;
 pub mod bridge;
 pub mod config;
 pub mod dhcp;
 pub mod libvirt_host;
 pub mod netns;
 pub mod orphan;
+pub mod owner;
 pub mod registry;
 pub mod router;
 pub mod state;
@@ -35,6 +37,17 @@ use state::LabState;
 
 /// How long `lab up` waits for `metaboot-server all` to listen in every namespace.
 pub const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long one probe of the metadata address waits for the TCP handshake while `lab up`
+/// waits for the proxies: a local answer takes milliseconds; a probe that waits longer is
+/// failed and tried again.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The pause between two failed probes of the metadata address.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Lines of a lab daemon's log (dnsmasq, `metaboot-server all`) an error about it shows.
+pub const DAEMON_LOG_LINES: usize = 30;
 
 /// How long a stopped daemon gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -118,6 +131,9 @@ impl Lab {
                 config.id
             );
         }
+        // A lab lives as long as the process bringing it up until that makes it the user's
+        // ([`Lab::keep`]): one whose `lab up` was killed half-way is a leftover too.
+        let owner = owner::Owner::this_process(owner::LabKind::Run)?;
         // The directory is the lab's claim on its id: of two `lab up` of one id at once, one
         // makes it and the other stops here, before it records (and so would tear down)
         // anything.
@@ -150,6 +166,7 @@ impl Lab {
             routers: Vec::new(),
             guests: Vec::new(),
             complete: false,
+            owner: Some(owner),
         };
         state.save()?;
         let registry = Registry {
@@ -394,10 +411,9 @@ impl Lab {
             loop {
                 unless_stopped()?;
                 self.check_daemons()?;
-                let probe = Duration::from_millis(500);
                 let answered = match &link {
-                    Some(link) => netns::tcp_probe_on_link(&ns, metadata, link, probe),
-                    None => netns::tcp_probe(&ns, metadata, probe),
+                    Some(link) => netns::tcp_probe_on_link(&ns, metadata, link, PROBE_TIMEOUT),
+                    None => netns::tcp_probe(&ns, metadata, PROBE_TIMEOUT),
                 };
                 match answered {
                     Ok(()) => break,
@@ -406,11 +422,11 @@ impl Lab {
                             format!(
                                 "the metadata service did not answer on network {} within {PROXY_READY_TIMEOUT:?}; server log:\n{}",
                                 net.name,
-                                tail(&self.server_log(), 30)
+                                tail(&self.server_log(), DAEMON_LOG_LINES)
                             )
                         });
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                    Err(_) => std::thread::sleep(PROBE_INTERVAL),
                 }
             }
         }
@@ -424,7 +440,7 @@ impl Lab {
             Some(dead) => bail!(
                 "{} exited:\n{}",
                 dead.name,
-                tail(&self.daemon_log(dead), 30)
+                tail(&self.daemon_log(dead), DAEMON_LOG_LINES)
             ),
             None => Ok(()),
         }
@@ -496,10 +512,20 @@ impl Lab {
             .with_context(|| format!("lab {} has no network {id}", self.state.config.id))
     }
 
-    /// Registers an instance and gives its port a fixed DHCP address.
+    /// Registers an instance and gives its port a fixed DHCP address; refuses (and deletes it
+    /// again) one the registry gave the lab's own address.
     pub fn register_instance(&self, spec: &InstanceSpec) -> anyhow::Result<InstanceRecord> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let record = self.registry.create_instance(spec)?;
+        if let Err(err) = self
+            .network_by_id(&record.network_id)?
+            .check_guest_address(record.ip)
+        {
+            if let Err(undo) = self.registry.delete_instance(&record.uuid) {
+                tracing::warn!("{undo:#}");
+            }
+            return Err(err);
+        }
         // An IPv6 network with DHCP is SLAAC: no host entry, the guest makes its address.
         if let std::net::IpAddr::V4(ip) = record.ip
             && self.network_by_id(&record.network_id)?.dhcp
@@ -598,6 +624,15 @@ impl Lab {
         out
     }
 
+    /// Makes the lab the user's (`lab up`, `run --keep-lab`): it stays up after this process
+    /// ends, until `lab down`, where a `run`'s lab is taken down by the next `run` once its
+    /// run is gone ([`take_down_abandoned`]).
+    pub fn keep(&mut self) -> anyhow::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.state.owner = Some(owner::Owner::this_process(owner::LabKind::Kept)?);
+        self.state.save()
+    }
+
     /// Takes the lab down.
     pub fn down(self) -> anyhow::Result<()> {
         teardown(&self.state)
@@ -616,6 +651,26 @@ pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
                 orphan::down(id).with_context(|| format!("lab {id} was not removed completely"))?;
             let _ = fs::remove_dir_all(state::lab_dir(state_root, id));
             Ok(existed)
+        }
+    }
+}
+
+/// Takes down, with a warning naming each, the `run` labs under `root` whose run is gone
+/// ([`abandoned::abandoned`]): its QEMUs, dnsmasq and `metaboot-server all` would otherwise
+/// keep running and slow down the guests of this run. A lab that cannot be taken down is
+/// reported and left.
+pub fn take_down_abandoned(root: &Path) {
+    for state in abandoned::abandoned(root) {
+        let id = &state.config.id;
+        let pid = state.owner.map_or(0, |owner| owner.pid);
+        eprintln!(
+            "warning: lab {id} was left up by a run that is gone (pid {pid}, killed?): taking it down"
+        );
+        if let Err(err) = down(root, id) {
+            eprintln!(
+                "warning: could not take lab {id} down: {err:#}; run `metaboot-harness lab down \
+                 --id {id}`"
+            );
         }
     }
 }
@@ -713,6 +768,28 @@ mod tests {
         let doc: toml::Table =
             toml::from_str(&format!("db = {}", toml_string(Path::new(path)))).unwrap();
         assert_eq!(doc["db"].as_str(), Some(path));
+    }
+
+    /// Many probes fit in the wait for the proxies, and a probe waits longer than the pause
+    /// between two.
+    #[test]
+    fn the_proxies_are_probed_often_within_their_timeout() {
+        assert!(PROBE_INTERVAL < PROBE_TIMEOUT);
+        assert!((PROBE_TIMEOUT + PROBE_INTERVAL) * 20 <= PROXY_READY_TIMEOUT);
+    }
+
+    /// An error about a daemon shows the last [`DAEMON_LOG_LINES`] lines of its log: enough
+    /// for a start-up error and what led to it, short enough for a terminal.
+    #[test]
+    fn an_error_about_a_daemon_shows_the_end_of_its_log() {
+        assert!((10..=60).contains(&DAEMON_LOG_LINES));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let log: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        fs::write(&path, log).unwrap();
+        let shown = tail(&path, DAEMON_LOG_LINES);
+        assert_eq!(shown.lines().count(), DAEMON_LOG_LINES);
+        assert!(shown.ends_with("line 99"));
     }
 
     #[test]

@@ -23,15 +23,14 @@ pub fn down(id: &str) -> anyhow::Result<bool> {
         tracing::warn!("stopping process {pid} ({name}), the server of lab {id}");
     }
     netns::end_processes(&servers);
-    let mut namespaces = if netns::exists(&bridge_ns) {
-        let links = netns::ip(&bridge_ns, &["-o", "link", "show", "type", "veth"])?;
-        linked_namespaces(&links)
-    } else {
-        Vec::new()
-    };
     let existed = !servers.is_empty() || netns::exists(&bridge_ns);
-    namespaces.push(bridge_ns);
     let mut first_error = None;
+    let links = if netns::exists(&bridge_ns) {
+        netns::ip(&bridge_ns, &["-o", "link", "show", "type", "veth"])
+    } else {
+        Ok(String::new())
+    };
+    let namespaces = namespaces_to_delete(&bridge_ns, links, &mut first_error);
     for ns in &namespaces {
         netns::kill_processes_in(ns);
         if let Err(err) = netns::delete(ns) {
@@ -52,6 +51,26 @@ pub fn stop_unrecorded_servers(id: &str) -> usize {
         tracing::warn!("stopping process {pid} ({name}), a server of lab {id} its state misses");
     }
     netns::end_processes(&servers)
+}
+
+/// The namespaces to delete, in order: those at the other ends of the bridge namespace's veth
+/// pairs (`links`, [`linked_namespaces`]), then the bridge namespace. When its links could not
+/// be listed, the error is kept in `first_error` (unless one is there) and the bridge
+/// namespace is still deleted.
+fn namespaces_to_delete(
+    bridge_ns: &str,
+    links: anyhow::Result<String>,
+    first_error: &mut Option<anyhow::Error>,
+) -> Vec<String> {
+    let mut namespaces = match links {
+        Ok(links) => linked_namespaces(&links),
+        Err(err) => {
+            first_error.get_or_insert(err);
+            Vec::new()
+        }
+    };
+    namespaces.push(bridge_ns.to_owned());
+    namespaces
 }
 
 /// The namespaces at the other end of the veth pairs `ip -o link show type veth` lists
@@ -174,6 +193,33 @@ mod tests {
         assert_eq!(stop_unrecorded_servers(&ours), 1);
         assert!(servers_of(&ours).is_empty());
         assert_eq!(servers_of(&other).len(), 1);
+    }
+
+    /// A failure listing the bridge namespace's links is reported, after the bridge namespace
+    /// is deleted all the same.
+    #[test]
+    fn the_bridge_namespace_is_deleted_when_its_links_cannot_be_listed() {
+        let mut first_error = None;
+        let namespaces = namespaces_to_delete(
+            "metaboot-ab12",
+            Err(anyhow::anyhow!("ip -n metaboot-ab12 link failed")),
+            &mut first_error,
+        );
+        assert_eq!(namespaces, ["metaboot-ab12"]);
+        assert!(first_error.is_some_and(|e| e.to_string().contains("link failed")));
+        // The first error stays the first.
+        let mut first_error = Some(anyhow::anyhow!("earlier"));
+        namespaces_to_delete(
+            "metaboot-ab12",
+            Err(anyhow::anyhow!("later")),
+            &mut first_error,
+        );
+        assert_eq!(first_error.unwrap().to_string(), "earlier");
+        let links = "10: dhc-34567c7e-f1@if2: <UP> mtu 1500 link-netns qdhcp-34567c7e\n";
+        assert_eq!(
+            namespaces_to_delete("metaboot-ab12", Ok(links.to_owned()), &mut None),
+            ["qdhcp-34567c7e", "metaboot-ab12"]
+        );
     }
 
     #[test]

@@ -33,8 +33,8 @@ pub struct NetworkRecord {
     pub gateway: IpAddr,
     /// The DHCP port's address: the lab's own address on the network (its `qdhcp-` namespace,
     /// where checks run from). A network without DHCP has no DHCP port: the lab takes the last
-    /// host address of an IPv4 subnet, which the registry hands out last, or
-    /// [`lab_address_v6`] of an IPv6 one.
+    /// host address of an IPv4 subnet, which the registry hands out last (a guest given it is
+    /// refused: [`NetworkRecord::check_guest_address`]), or [`lab_address_v6`] of an IPv6 one.
     pub dhcp_ip: IpAddr,
     /// No router.
     pub isolated: bool,
@@ -45,6 +45,23 @@ pub struct NetworkRecord {
 
 fn dhcp_on() -> bool {
     true
+}
+
+impl NetworkRecord {
+    /// Fails when `ip`, the address the registry gave a guest's port, is the lab's own
+    /// ([`NetworkRecord::dhcp_ip`]): on a network without DHCP the registry knows nothing of
+    /// it and hands it out last (on a /29 to the fifth guest), and guest and lab would then
+    /// share it.
+    pub fn check_guest_address(&self, ip: IpAddr) -> anyhow::Result<()> {
+        if ip == self.dhcp_ip {
+            bail!(
+                "network {} ({}) has no address left for another guest: the registry gave {ip},                  which is the lab's own on it (where checks run from); delete a guest on it, or                  give the network a larger subnet in the lab file",
+                self.name,
+                self.cidr
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A router as the registry created it.
@@ -301,6 +318,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rec.ip, "fdc6:1200:0:40::2".parse::<IpAddr>().unwrap());
+    }
+
+    /// On a /29 without DHCP the registry gives guests .2 to .6 (.1 is the gateway): the
+    /// fifth would be the lab's .6.
+    #[test]
+    fn a_guest_never_gets_the_labs_address() {
+        let cidr: IpNet = "198.18.20.0/29".parse().unwrap();
+        let net = NetworkRecord {
+            id: "n".into(),
+            name: "static".into(),
+            cidr,
+            gateway: cidr.hosts().next().unwrap(),
+            dhcp_ip: cidr.hosts().last().unwrap(),
+            isolated: false,
+            dhcp: false,
+        };
+        let guests: Vec<IpAddr> = cidr.hosts().skip(1).collect();
+        assert_eq!(guests.len(), 5);
+        for ip in &guests[..4] {
+            net.check_guest_address(*ip).unwrap();
+        }
+        let err = net.check_guest_address(guests[4]).unwrap_err().to_string();
+        assert!(
+            err.contains("198.18.20.6") && err.contains("lab's own"),
+            "{err}"
+        );
     }
 
     #[test]

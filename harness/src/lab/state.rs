@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic;
 use crate::lab::config::LabConfig;
+use crate::lab::owner::Owner;
 use crate::lab::registry::{InstanceRecord, NetworkRecord, RouterRecord};
 use crate::process::Daemon;
 
@@ -43,6 +44,10 @@ pub struct LabState {
     pub guests: Vec<InstanceRecord>,
     /// True once `up` finished.
     pub complete: bool,
+    /// The process the lab belongs to, and how long the lab lives; `None` in a state file
+    /// from before owners were recorded (such a lab is left to `lab down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 /// The directory of lab `id`.

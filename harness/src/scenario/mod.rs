@@ -143,8 +143,15 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
 
 /// Takes `lab` down at the end of a run, or (`keep`, `--keep-lab`) leaves it up and says how
 /// to take it down later.
-pub fn down_unless_kept(lab: Lab, keep: bool) -> anyhow::Result<()> {
+pub fn down_unless_kept(mut lab: Lab, keep: bool) -> anyhow::Result<()> {
     if keep {
+        // The user's now: the next `run` leaves it up.
+        lab.keep().with_context(|| {
+            format!(
+                "lab {} is kept up, but the next `run` may take it down",
+                lab.state().config.id
+            )
+        })?;
         eprintln!(
             "{}\nkept up: metaboot-harness lab down --id {}",
             lab.describe(),

@@ -167,7 +167,10 @@ fn wait_for_server(host: &LibvirtHost, log: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + SERVER_READY_TIMEOUT;
     loop {
         if !host.stopped_daemons().is_empty() {
-            bail!("metaboot-server all exited:\n{}", crate::lab::tail(log, 30));
+            bail!(
+                "metaboot-server all exited:\n{}",
+                crate::lab::tail(log, crate::lab::DAEMON_LOG_LINES)
+            );
         }
         let on_bridge = probes::metadata_address_on_bridge(host);
         if on_bridge.passed {
@@ -179,7 +182,7 @@ fn wait_for_server(host: &LibvirtHost, log: &Path) -> anyhow::Result<()> {
                  {SERVER_READY_TIMEOUT:?} ({}); its log:\n{}",
                 host.network().spec().bridge,
                 on_bridge.detail,
-                crate::lab::tail(log, 30)
+                crate::lab::tail(log, crate::lab::DAEMON_LOG_LINES)
             );
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -1,0 +1,166 @@
+//! What OpenSSH's client says with `-v` about a login: the method that logged in (its
+//! `Authenticated to HOST ([ADDR]:PORT) using "METHOD".` line, at level VERBOSE), and which
+//! lines of its standard error are its own log rather than the remote command's. A login is a
+//! key (or password) check only when that method did it: ssh tries `none` first, and a guest
+//! that lets the user in without any would otherwise pass both.
+
+/// The start of the line ssh prints once it has logged in (OpenSSH 9.2:
+/// `Authenticated to 198.18.1.10 ([198.18.1.10]:22) using "publickey".`, or with a proxy
+/// `Authenticated to HOST (via proxy) using "publickey".`).
+pub const AUTHENTICATED: &str = "Authenticated to ";
+
+/// The starts of the lines ssh prints with `-v` that `LogLevel=ERROR` hid: its debug lines,
+/// its version, the login, the byte counts at the end and the host key it would record.
+pub const LOG_LINES: [&str; 6] = [
+    "debug",
+    "OpenSSH_",
+    AUTHENTICATED,
+    "Transferred: sent ",
+    "Bytes per second: ",
+    "Warning: Permanently added ",
+];
+
+/// The method ssh logged in with, from its `-v` standard error; `None` when it did not log in.
+pub fn authenticated_with(stderr: &str) -> Option<&str> {
+    stderr.lines().find_map(|line| {
+        let rest = line.trim_end().strip_prefix(AUTHENTICATED)?;
+        let (_, method) = rest.rsplit_once(" using \"")?;
+        method.strip_suffix("\".")
+    })
+}
+
+/// The lines of ssh's `-v` standard error that are not its log ([`LOG_LINES`]): its errors
+/// and the remote command's standard error, for reports.
+pub fn without_log(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|line| !LOG_LINES.iter().any(|start| line.starts_with(start)))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// Why a login that ssh made with `method` (`None`: ssh says it made none) is not one with
+/// any of `expected`, or `None` when it is.
+pub fn wrong_method(method: Option<&str>, expected: &[&str]) -> Option<String> {
+    match method {
+        Some(method) if expected.contains(&method) => None,
+        Some(method) => Some(format!(
+            "ssh logged in with \"{method}\", not {}: the guest lets the user in without it, \
+             so this login proves nothing; make its SSH server refuse logins without a key or \
+             password (no empty passwords)",
+            expected.join(" or ")
+        )),
+        None => Some(format!(
+            "ssh ran the command but its -v output names no login method (no \
+             `{AUTHENTICATED}… using \"…\".` line), so a {} login is not shown; is this \
+             OpenSSH's ssh?",
+            expected.join(" or ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Standard error of `ssh -v` (OpenSSH 9.2p1, Debian 12) logging in with a key and running
+    /// a command that writes to its own standard error.
+    const KEY_LOGIN: &str = "\
+OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL 3.0.19 27 Jan 2026
+debug1: Reading configuration data /dev/null
+debug1: Connecting to 198.18.1.10 [198.18.1.10] port 22.
+debug1: Connection established.
+debug1: Authenticating to 198.18.1.10:22 as 'root'
+Warning: Permanently added '198.18.1.10' (ED25519) to the list of known hosts.
+debug1: Authentications that can continue: publickey,password
+debug1: Next authentication method: publickey
+debug1: Offering public key: /run/k ED25519 SHA256:abc explicit
+debug1: Server accepts key: /run/k ED25519 SHA256:abc explicit
+Authenticated to 198.18.1.10 ([198.18.1.10]:22) using \"publickey\".
+debug1: channel 0: new session [client-session] (inactive timeout: 0)
+debug1: Sending command: ls /nope
+ls: /nope: No such file or directory
+debug1: client_input_channel_req: channel 0 rtype exit-status reply 0
+Transferred: sent 2524, received 2652 bytes, in 0.2 seconds
+Bytes per second: sent 12510.8, received 13145.3
+debug1: Exit status 1
+";
+
+    #[test]
+    fn the_login_method_is_read_from_ssh_verbose_output() {
+        assert_eq!(authenticated_with(KEY_LOGIN), Some("publickey"));
+        for (line, method) in [
+            (
+                "Authenticated to 198.18.1.10 ([198.18.1.10]:22) using \"password\".",
+                "password",
+            ),
+            (
+                "Authenticated to fdc6:1200:0:40::5 ([fdc6:1200:0:40::5]:22) using \"keyboard-interactive\".",
+                "keyboard-interactive",
+            ),
+            (
+                "Authenticated to 198.18.1.10 ([198.18.1.10]:22) using \"none\".",
+                "none",
+            ),
+            (
+                "Authenticated to guest (via proxy) using \"publickey\".\r",
+                "publickey",
+            ),
+        ] {
+            assert_eq!(authenticated_with(line), Some(method), "{line}");
+        }
+        // Refused, or never connected: no login.
+        assert_eq!(
+            authenticated_with(
+                "debug1: Authentications that can continue: publickey\n\
+                 root@198.18.1.10: Permission denied (publickey)."
+            ),
+            None
+        );
+        assert_eq!(
+            authenticated_with("ssh: connect to host 198.18.1.10 port 22: Connection refused"),
+            None
+        );
+        // The remote command's words are not ssh's line.
+        assert_eq!(
+            authenticated_with("debug1: Authenticated to x using \"publickey\"."),
+            None
+        );
+    }
+
+    #[test]
+    fn reports_keep_only_errors_and_the_commands_own_stderr() {
+        assert_eq!(
+            without_log(KEY_LOGIN),
+            "ls: /nope: No such file or directory\n"
+        );
+        let refused = "debug1: Next authentication method: publickey\n\
+                       root@198.18.1.10: Permission denied (publickey).\n";
+        assert_eq!(
+            without_log(refused),
+            "root@198.18.1.10: Permission denied (publickey).\n"
+        );
+        assert_eq!(without_log(""), "");
+    }
+
+    #[test]
+    fn a_login_without_the_expected_method_is_named() {
+        assert_eq!(wrong_method(Some("publickey"), &["publickey"]), None);
+        assert_eq!(
+            wrong_method(
+                Some("keyboard-interactive"),
+                &["password", "keyboard-interactive"]
+            ),
+            None
+        );
+        let none = wrong_method(Some("none"), &["publickey"]).unwrap();
+        assert!(none.contains("\"none\", not publickey"), "{none}");
+        let password = wrong_method(Some("publickey"), &["password"]).unwrap();
+        assert!(password.contains("not password"), "{password}");
+        assert!(
+            wrong_method(None, &["publickey"])
+                .unwrap()
+                .contains("no login method")
+        );
+    }
+}
