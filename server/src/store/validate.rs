@@ -410,8 +410,7 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
         {
             return Err(invalid(format!(
                 "key pair {:?} is not an OpenSSH public key: {fault}; give the line of the \
-                 key's .pub file ('ssh-ed25519 AAAA… you@host'), or --key-type x509 for a \
-                 certificate",
+                 key's .pub file ('ssh-ed25519 AAAA… you@host')",
                 pair.name
             )));
         }

@@ -105,7 +105,16 @@ pub fn set_aside_incomplete(
         .file_name()
         .map_or_else(|| "product".into(), |n| n.to_string_lossy().into_owned());
     let aside = scratch_path(out, SCRATCH_PREFIX, &format!("incomplete-{name}"));
-    output::set_aside_incomplete(dir, &aside, complete)
+    let gone = output::set_aside_incomplete(dir, &aside, &complete)?;
+    // Held by a run: a new build could not be renamed into its place, so it would be minutes
+    // of work thrown away.
+    if !gone && dir.exists() && !complete(dir) {
+        bail!(
+            "{} is not a complete image, and a run still uses it: build again once that run              ends (or stop it)",
+            dir.display()
+        );
+    }
+    Ok(gone)
 }
 
 /// A scratch directory in the image directory, removed when dropped (build failed or
@@ -253,6 +262,23 @@ mod tests {
         assert_eq!(left, [std::ffi::OsString::from("debian-metaboot-abc")]);
         // Nothing there: nothing to do.
         set_aside_incomplete(out.path(), &incomplete, |_| false).unwrap();
+
+        // One a run holds stays, and the build stops at once saying so.
+        let held = out.path().join("debian-cloud-init-jkl");
+        fs::create_dir_all(&held).unwrap();
+        let _run = nix::fcntl::Flock::lock(
+            fs::File::open(&held).unwrap(),
+            nix::fcntl::FlockArg::LockSharedNonblock,
+        )
+        .unwrap();
+        let err = set_aside_incomplete(out.path(), &held, |_| false).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("a run still uses it"),
+            "{err:#}"
+        );
+        assert!(held.exists());
+        drop(_run);
+        fs::remove_dir(&held).unwrap();
 
         // A killed build's scratch directory is removed by the next build.
         let stale = out.path().join(".debian-rootfs-1.99999");
