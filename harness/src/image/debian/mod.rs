@@ -414,8 +414,9 @@ mod tests {
         assert_eq!(Flavour::Metaboot.provisioner(), Provisioner::Metaboot);
     }
 
-    /// A damaged image a run holds stays where it is; one no run holds is set aside (to a
-    /// scratch name the next build's cleanup knows), and a complete one is reused.
+    /// A damaged image a run holds stays where it is (the build stops, saying so); one no run
+    /// holds is set aside (to a scratch name the next build's cleanup knows), and a complete
+    /// one is reused.
     #[test]
     fn only_an_incomplete_image_no_run_holds_is_set_aside() {
         let out = tempfile::tempdir().unwrap();
@@ -423,10 +424,11 @@ mod tests {
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join(DISK), b"QFI").unwrap();
         let held = crate::image::in_use::hold(&dir).unwrap();
+        // The build stops at once: its image could not be renamed into the held one's place.
+        let err = cached(out.path(), Flavour::Metaboot, &dir).unwrap_err();
         assert!(
-            cached(out.path(), Flavour::Metaboot, &dir)
-                .unwrap()
-                .is_none()
+            format!("{err:#}").contains("a run still uses it"),
+            "{err:#}"
         );
         assert!(dir.join(DISK).is_file(), "a run holds it");
         drop(held);

@@ -110,7 +110,8 @@ pub fn set_aside_incomplete(
     // of work thrown away.
     if !gone && dir.exists() && !complete(dir) {
         bail!(
-            "{} is not a complete image, and a run still uses it: build again once that run              ends (or stop it)",
+            "{} is not a complete image, and a run still uses it: build again once that run ends \
+             (or stop it)",
             dir.display()
         );
     }
