@@ -67,7 +67,10 @@ pub fn run(store: &dyn Store, cmd: RouterCommand) -> anyhow::Result<()> {
             store.add_router_network(&router.id, &network.id)?;
             output::line(&format!(
                 "attached network {} ({}) to router {} ({})",
-                network.name, network.cidr, router.name, router.id
+                network.name,
+                network.cidrs(),
+                router.name,
+                router.id
             ))
         }
         RouterCommand::List(output) => {
@@ -98,16 +101,19 @@ pub fn run(store: &dyn Store, cmd: RouterCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Network id → "name (cidr)", for people.
+/// Network id → "name (cidrs)", for people.
 fn network_names(store: &dyn Store) -> anyhow::Result<HashMap<String, String>> {
     Ok(described(store.networks()?))
 }
 
-/// Network id → "name (cidr)" of these networks.
+/// Network id → "name (cidrs)" of these networks: every subnet of a dual-stack one.
 fn described(networks: impl IntoIterator<Item = Network>) -> HashMap<String, String> {
     networks
         .into_iter()
-        .map(|n| (n.id, format!("{} ({})", n.name, n.cidr)))
+        .map(|n| {
+            let text = format!("{} ({})", n.name, n.cidrs());
+            (n.id, text)
+        })
         .collect()
 }
 
