@@ -76,6 +76,10 @@ impl Store for FailsAfterWrite {
         self.check()?;
         self.inner.add_router_network(router_id, network_id)
     }
+    fn remove_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.remove_router_network(router_id, network_id)
+    }
     fn delete_router(&self, id: &str) -> StoreResult<()> {
         self.check()?;
         self.inner.delete_router(id)

@@ -1,4 +1,4 @@
-//! `router create|add-network|list|show|delete`.
+//! `router create|add-network|remove-network|list|show|delete`.
 
 use std::collections::HashMap;
 
@@ -23,6 +23,8 @@ pub enum RouterCommand {
     },
     /// Attach a network to a router.
     AddNetwork { router: String, network: String },
+    /// Detach one network from a router (the network and its instances stay).
+    RemoveNetwork { router: String, network: String },
     /// List routers.
     List(Output),
     /// Show one router (by id or unique name).
@@ -67,6 +69,18 @@ pub fn run(store: &dyn Store, cmd: RouterCommand) -> anyhow::Result<()> {
             store.add_router_network(&router.id, &network.id)?;
             output::line(&format!(
                 "attached network {} ({}) to router {} ({})",
+                network.name,
+                network.cidrs(),
+                router.name,
+                router.id
+            ))
+        }
+        RouterCommand::RemoveNetwork { router, network } => {
+            let router = store.router(&router)?;
+            let network = store.network(&network)?;
+            store.remove_router_network(&router.id, &network.id)?;
+            output::line(&format!(
+                "removed network {} ({}) from router {} ({})",
                 network.name,
                 network.cidrs(),
                 router.name,
