@@ -42,6 +42,10 @@ pub const MAX_KEY_DATA_BYTES: usize = 16_384;
 pub const MIN_MTU: u32 = 68;
 /// Largest MTU a network may have (jumbo frames).
 pub const MAX_MTU: u32 = 9_216;
+/// Smallest MTU of a network with an IPv6 subnet (the IPv6 minimum link MTU, RFC 8200 §5):
+/// Linux turns IPv6 off on an interface with a smaller one, and its guest loses its
+/// link-local address and so `fe80::a9fe:a9fe`.
+pub const IPV6_MIN_MTU: u32 = 1_280;
 /// Longest IPv4 prefix of a network: a /29 leaves room for the gateway, the DHCP port and
 /// four instances; anything smaller cannot hold an instance next to those two.
 pub const MAX_IPV4_PREFIX: u8 = 29;
@@ -414,6 +418,21 @@ pub fn mtu(mtu: Option<u32>) -> StoreResult<()> {
     }
 }
 
+/// A network with an IPv6 subnet, when given an MTU, has at least [`IPV6_MIN_MTU`].
+pub fn ipv6_mtu(new: &NewNetwork) -> StoreResult<()> {
+    let ipv6 = std::iter::once(new.cidr)
+        .chain(new.second_subnet.map(|subnet| subnet.cidr))
+        .find(|cidr| cidr.addr().is_ipv6());
+    match (new.mtu, ipv6) {
+        (Some(value), Some(cidr)) if value < IPV6_MIN_MTU => Err(invalid(format!(
+            "MTU {value} is below {IPV6_MIN_MTU}, the smallest IPv6 allows, and the network \
+             has the IPv6 subnet {cidr}: Linux turns IPv6 off on such an interface (guests \
+             lose fe80::a9fe:a9fe); use {IPV6_MIN_MTU} or more, or omit it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a network without DHCP that names a DHCP address, or that is isolated: an isolated
 /// network's metadata is served from its DHCP port (as Neutron's `enable_isolated_metadata`
 /// needs a DHCP subnet).
@@ -444,6 +463,7 @@ pub fn new_network(new: &NewNetwork) -> StoreResult<()> {
     project(&new.project)?;
     cidr(new.cidr)?;
     mtu(new.mtu)?;
+    ipv6_mtu(new)?;
     let label = format!("{:?}", new.name);
     if let Some(gateway) = new.gateway {
         host_ip("gateway", gateway, &label, new.cidr)?;

@@ -180,6 +180,33 @@ fn meta_and_key_pair_limits() {
 }
 
 #[test]
+fn a_network_with_an_ipv6_subnet_has_at_least_the_ipv6_minimum_mtu() {
+    let v6: IpNet = "fdc6:1200:0:1::/64".parse().unwrap();
+    let v4: IpNet = "198.18.0.0/24".parse().unwrap();
+    let with = |cidr: IpNet, second: Option<IpNet>, mtu: u32| NewNetwork {
+        name: "net".to_owned(),
+        project: "admin".to_owned(),
+        cidr,
+        second_subnet: second.map(|cidr| crate::store::Subnet {
+            cidr,
+            gateway: None,
+            dhcp_ip: None,
+        }),
+        mtu: Some(mtu),
+        ..NewNetwork::default()
+    };
+    assert_eq!(IPV6_MIN_MTU, 1280);
+    for (cidr, second) in [(v6, None), (v4, Some(v6))] {
+        assert!(new_network(&with(cidr, second, IPV6_MIN_MTU)).is_ok());
+        let msg = message(new_network(&with(cidr, second, IPV6_MIN_MTU - 1)));
+        assert!(msg.contains("use 1280 or more"), "{msg}");
+        assert!(msg.contains("fdc6:1200:0:1::/64"), "{msg}");
+    }
+    // An IPv4 network keeps the IPv4 minimum.
+    assert!(new_network(&with(v4, None, MIN_MTU)).is_ok());
+}
+
+#[test]
 fn mtu_and_uuid() {
     assert!(mtu(Some(MIN_MTU)).is_ok());
     assert!(mtu(Some(MAX_MTU)).is_ok());
