@@ -299,7 +299,8 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     let files: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--user-data", &too_big],
-            "is 327675 bytes: the limit is 65535 bytes",
+            "is 245745 bytes: the limit is 49149 bytes, whose base64 text is the 65535 \
+             characters nova's API takes",
         ),
         (vec!["--user-data", &missing], "cannot read user data file"),
         (vec!["--key-file", &missing], "cannot read key file"),
@@ -412,7 +413,7 @@ fn too_much_user_data_from_a_pipe_is_refused_as_more_than_the_limit() {
     assert!(
         stderr.contains(&format!(
             "user data file /dev/stdin is more than {USER_DATA_LIMIT} bytes: the limit is \
-             {USER_DATA_LIMIT} bytes"
+             {USER_DATA_LIMIT} bytes, whose base64 text is the 65535 characters"
         )),
         "{stderr}"
     );

@@ -19,9 +19,18 @@ pub use hostname::{
     NOVA_HOSTNAME_CHARS, default_hostname, dhcp_domain, hostname, sanitize_hostname,
 };
 
-/// Largest user data the registry stores, in raw bytes. Nova limits the base64 text to 65 535
-/// characters (about 49 KiB raw, docs/protocol.md §1.8): everything nova accepts fits here.
-pub const MAX_USER_DATA_BYTES: usize = 65_535;
+/// Longest user data nova's compute API takes, in base64 characters (the `maxLength` of
+/// `user_data` in nova's server schema, docs/protocol.md §1.8).
+pub const MAX_USER_DATA_BASE64_CHARS: usize = 65_535;
+/// Largest user data the registry stores, in raw bytes: the most whose base64 text
+/// ([`base64_len`]) fits [`MAX_USER_DATA_BASE64_CHARS`], so that user data registered here
+/// is also what `openstack server create --user-data` takes (49 149 bytes).
+pub const MAX_USER_DATA_BYTES: usize = MAX_USER_DATA_BASE64_CHARS / 4 * 3;
+
+/// How many characters `bytes` bytes take in base64 (4 per 3 bytes, the last group padded).
+pub const fn base64_len(bytes: usize) -> usize {
+    bytes.div_ceil(3) * 4
+}
 /// Largest password the password endpoint stores, in bytes (nova: 4 × 255).
 pub const MAX_PASSWORD_BYTES: usize = 1_020;
 /// Longest project id, in bytes (keystone ids are 32 hex digits; names fit too).
@@ -243,13 +252,22 @@ pub fn mac(text: &str) -> StoreResult<String> {
 /// User data fits [`MAX_USER_DATA_BYTES`].
 pub fn user_data(data: Option<&[u8]>) -> StoreResult<()> {
     match data {
-        Some(bytes) if bytes.len() > MAX_USER_DATA_BYTES => Err(invalid(format!(
-            "user data is {} bytes: the limit is {MAX_USER_DATA_BYTES} bytes (compress it with \
-             gzip or fetch the rest from a URL)",
-            bytes.len()
+        Some(bytes) if bytes.len() > MAX_USER_DATA_BYTES => Err(invalid(user_data_too_large(
+            "user data",
+            &bytes.len().to_string(),
         ))),
         _ => Ok(()),
     }
+}
+
+/// The refusal of user data (`what`: "user data", or the file it came from) of `size` bytes
+/// over [`MAX_USER_DATA_BYTES`], naming both limits.
+pub fn user_data_too_large(what: &str, size: &str) -> String {
+    format!(
+        "{what} is {size} bytes: the limit is {MAX_USER_DATA_BYTES} bytes, whose base64 text \
+         is the {MAX_USER_DATA_BASE64_CHARS} characters nova's API takes (compress it with gzip \
+         or fetch the rest from a URL)"
+    )
 }
 
 /// A password (posted by the guest, or the admin password) fits [`MAX_PASSWORD_BYTES`] and has

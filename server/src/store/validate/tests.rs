@@ -90,10 +90,21 @@ fn mac_is_normalised_and_multicast_refused() {
 
 #[test]
 fn user_data_and_password_limits() {
+    // Nova's limit is on the base64 text: the largest raw user data whose text fits it.
+    assert_eq!(MAX_USER_DATA_BASE64_CHARS, 65_535);
+    assert_eq!(MAX_USER_DATA_BYTES, 49_149);
+    assert!(base64_len(MAX_USER_DATA_BYTES) <= MAX_USER_DATA_BASE64_CHARS);
+    assert!(base64_len(MAX_USER_DATA_BYTES + 1) > MAX_USER_DATA_BASE64_CHARS);
+    assert_eq!(
+        [0, 1, 2, 3, 4].map(base64_len),
+        [0, 4, 4, 4, 8],
+        "as base64 pads the last group"
+    );
     assert!(user_data(Some(&vec![0; MAX_USER_DATA_BYTES])).is_ok());
     let msg = message(user_data(Some(&vec![0; MAX_USER_DATA_BYTES + 1])));
     assert!(
-        msg.contains("65536 bytes") && msg.contains("65535"),
+        msg.contains("is 49150 bytes: the limit is 49149 bytes")
+            && msg.contains("65535 characters nova's API takes"),
         "{msg}"
     );
     assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
