@@ -13,7 +13,7 @@ use super::model::{KeyPair, NewInstance, NewNetwork};
 
 mod display_name;
 mod hostname;
-pub use display_name::{MAX_NAME_CHARS, name};
+pub use display_name::{LAST_NAME_CHAR, MAX_NAME_CHARS, name};
 pub use hostname::{
     MAX_DHCP_DOMAIN_BYTES, MAX_HOSTNAME_BYTES, MAX_HOSTNAME_LABEL_BYTES, NOVA_FALLBACK_PREFIX,
     NOVA_HOSTNAME_CHARS, default_hostname, dhcp_domain, hostname, sanitize_hostname,

@@ -257,7 +257,7 @@ fn key_names_are_what_novas_api_allows() {
 fn display_names_follow_novas_rules() {
     // 255 two-byte characters are 510 bytes: still a name nova takes.
     assert!(name("instance", &"\u{e9}".repeat(MAX_NAME_CHARS)).is_ok());
-    assert!(name("instance", &"\u{1f600}".repeat(MAX_NAME_CHARS)).is_ok());
+    assert!(name("instance", &"\u{ffe9}".repeat(MAX_NAME_CHARS)).is_ok());
     let msg = message(name("instance", &"\u{e9}".repeat(MAX_NAME_CHARS + 1)));
     assert!(
         msg.contains("256 characters long") && msg.contains("at most 255"),
@@ -278,4 +278,49 @@ fn display_names_follow_novas_rules() {
         );
     }
     assert!(message(name("instance", "")).contains("is empty"));
+}
+
+/// Nova's printable: no control, format, surrogate, private-use or unassigned character, no
+/// line or paragraph separator, nothing past the Basic Multilingual Plane; letters, marks,
+/// numbers, punctuation, symbols and spaces inside.
+#[test]
+fn display_names_hold_only_what_nova_calls_printable() {
+    for good in [
+        "web",
+        "caf\u{e9}",
+        "a b",
+        "a\u{a0}b",
+        "\u{4e2d}\u{6587}",
+        "e\u{301}",
+        "\u{fffd}",
+    ] {
+        assert!(name("instance", good).is_ok(), "{good:?}");
+    }
+    assert_eq!(LAST_NAME_CHAR, '\u{fffe}');
+    for (bad, what) in [
+        ("a\u{7}b", "U+0007, a control character"),
+        ("a\u{85}b", "U+0085, a control character"),
+        ("a\u{202e}b", "U+202E, an invisible formatting character"),
+        ("a\u{200b}b", "U+200B, an invisible formatting character"),
+        ("a\u{ad}b", "U+00AD, an invisible formatting character"),
+        ("a\u{feff}b", "U+FEFF, an invisible formatting character"),
+        ("a\u{e000}b", "U+E000, a private-use character"),
+        ("a\u{378}b", "U+0378, not an assigned character"),
+        ("a\u{2028}b", "U+2028, a line break"),
+        ("a\u{2029}b", "U+2029, a line break"),
+        (
+            "a\u{1f600}b",
+            "U+1F600, outside the Basic Multilingual Plane",
+        ),
+        (
+            "a\u{10000}b",
+            "U+10000, outside the Basic Multilingual Plane",
+        ),
+    ] {
+        let msg = message(name("instance", bad));
+        assert!(
+            msg.contains(what) && msg.contains("use printable characters only"),
+            "{bad:?}: {msg}"
+        );
+    }
 }
