@@ -299,7 +299,8 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     let files: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--user-data", &too_big],
-            "is 327675 bytes: the limit is 65535 bytes",
+            "is 245745 bytes: the limit is 49149 bytes, whose base64 text is the 65535 \
+             characters nova's API takes",
         ),
         (vec!["--user-data", &missing], "cannot read user data file"),
         (vec!["--key-file", &missing], "cannot read key file"),
@@ -382,6 +383,35 @@ fn display_names_count_characters_and_refuse_whitespace_at_either_end() {
     }
 }
 
+/// A name with a character nova's API does not call printable (an invisible one, a line
+/// separator, an emoji) is refused with the character named.
+#[test]
+fn display_names_with_what_nova_refuses_are_refused() {
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["instance", "create", "web\u{202e}gpj", "--network", "net1"],
+            "U+202E",
+        ),
+        (
+            &["network", "create", "a\u{2028}b", "--cidr", "198.18.1.0/24"],
+            "U+2028",
+        ),
+        (
+            &["router", "create", "r\u{1f600}", "--network", "net1"],
+            "U+1F600",
+        ),
+    ];
+    for (args, code_point) in cases {
+        let refused = reg.refused(args);
+        assert!(
+            refused.contains(code_point) && refused.contains("use printable characters only"),
+            "{args:?}: {refused}"
+        );
+    }
+}
+
 /// User data from a pipe (`--user-data /dev/stdin`, `<(…)`) has no size until it is read:
 /// too much of it is refused as "more than" the limit, never as the pipe's size of 0.
 #[test]
@@ -412,7 +442,7 @@ fn too_much_user_data_from_a_pipe_is_refused_as_more_than_the_limit() {
     assert!(
         stderr.contains(&format!(
             "user data file /dev/stdin is more than {USER_DATA_LIMIT} bytes: the limit is \
-             {USER_DATA_LIMIT} bytes"
+             {USER_DATA_LIMIT} bytes, whose base64 text is the 65535 characters"
         )),
         "{stderr}"
     );

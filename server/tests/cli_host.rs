@@ -146,6 +146,20 @@ fn a_libvirt_network_and_instances_known_by_mac() {
             "network lan is already served on the libvirt network default",
         ),
         (
+            vec![
+                "network",
+                "create",
+                "x",
+                "--cidr",
+                "198.18.33.0/24",
+                "--bridge",
+                "br-x",
+                "--ipv6-address-mode",
+                "slaac",
+            ],
+            "drop --ipv6-address-mode",
+        ),
+        (
             vec!["router", "create", "r", "--network", "lan"],
             "no router",
         ),

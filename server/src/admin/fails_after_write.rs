@@ -1,6 +1,6 @@
-//! A registry whose every call fails once an instance or a port was created: what a command
-//! that wrote must survive (an error after its write would have the user run it again and
-//! register a second instance or port).
+//! A registry whose every call fails once an instance, a port or a router was created: what a
+//! command that wrote must survive (an error after its write would have the user run it again
+//! and register a second instance, port or router).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use crate::store::{
     Port, Record, Router, Store, StoreError, StoreResult, Wakeups,
 };
 
-/// A registry that fails every call once an instance or a port was created, as a lost
-/// connection would.
+/// A registry that fails every call once an instance, a port or a router was created, as a
+/// lost connection would.
 pub struct FailsAfterWrite {
     pub inner: Arc<dyn Store>,
     pub written: AtomicBool,
@@ -60,7 +60,9 @@ impl Store for FailsAfterWrite {
     }
     fn create_router(&self, new: &NewRouter) -> StoreResult<Router> {
         self.check()?;
-        self.inner.create_router(new)
+        let created = self.inner.create_router(new)?;
+        self.written.store(true, Ordering::SeqCst);
+        Ok(created)
     }
     fn routers(&self) -> StoreResult<Vec<Router>> {
         self.check()?;
@@ -73,6 +75,10 @@ impl Store for FailsAfterWrite {
     fn add_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()> {
         self.check()?;
         self.inner.add_router_network(router_id, network_id)
+    }
+    fn remove_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()> {
+        self.check()?;
+        self.inner.remove_router_network(router_id, network_id)
     }
     fn delete_router(&self, id: &str) -> StoreResult<()> {
         self.check()?;

@@ -72,7 +72,8 @@ pub struct InstanceCreate {
     /// '@', '.' and spaces, at most 255); give it once per --key-file, or not at all.
     #[arg(long = "key-name")]
     pub key_names: Vec<String>,
-    /// The user data file (at most 65535 bytes).
+    /// The user data file (at most 49149 bytes: 65535 characters in base64, as nova's API
+    /// takes it).
     #[arg(long = "user-data")]
     pub user_data: Option<PathBuf>,
     /// Server metadata `K=V`; repeatable.
@@ -274,9 +275,9 @@ fn read_user_data(path: &Path) -> Result<Vec<u8>, InputError> {
             }
             _ => format!("more than {MAX_USER_DATA_BYTES}"),
         };
-        return Err(InputError(format!(
-            "user data file {shown} is {size} bytes: the limit is {MAX_USER_DATA_BYTES} bytes \
-             (compress it with gzip or fetch the rest from a URL)"
+        return Err(InputError(validate::user_data_too_large(
+            &format!("user data file {shown}"),
+            &size,
         )));
     }
     Ok(data)

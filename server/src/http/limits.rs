@@ -56,7 +56,7 @@ pub const MAX_CONFIGURABLE_CONNECTIONS: usize = 1 << 20;
 /// while it races the metadata addresses); 8 leaves room for a guest's own tools, while a guest
 /// that holds connections open (slowloris) can take no more than this from its neighbours.
 pub const MAX_CONNECTIONS_PER_GUEST: usize = 8;
-/// Largest response body relayed from an upstream, in bytes (user data is at most 64 KiB).
+/// Largest response body relayed from an upstream, in bytes (user data is at most 48 KiB).
 pub const MAX_UPSTREAM_BODY_BYTES: usize = 1024 * 1024;
 /// Largest head (status line + headers) of an upstream's answer, in bytes; past it the client
 /// gets 502. The roles answer with a handful of short headers; the margin is for a proxy in

@@ -405,6 +405,28 @@ fn readers_never_see_half_a_batch() {
     assert_eq!(owner(&model, &w, "198.18.0.10").as_deref(), Some("vm39"));
 }
 
+/// `router remove-network` reaches a running server: after its batch, the router's
+/// guests on that network are no longer found behind it (the network itself still is).
+#[test]
+fn a_network_removed_from_its_router_is_followed() {
+    let w = world(store::CHANGE_LOG_KEPT);
+    create(&w, 1, "198.18.0.10");
+    let model = ReadModel::load(w.store.as_ref()).unwrap();
+    assert_eq!(owner(&model, &w, "198.18.0.10").as_deref(), Some("vm1"));
+
+    w.store
+        .remove_router_network(&w.router, &w.network)
+        .unwrap();
+    let CatchUp::Applied(_) = model.catch_up(w.store.as_ref()).unwrap() else {
+        panic!("expected a batch");
+    };
+    assert_eq!(owner(&model, &w, "198.18.0.10"), None);
+    assert!(matches!(
+        model.on_network(ip("198.18.0.10"), &w.network),
+        Lookup::Found(_)
+    ));
+}
+
 #[test]
 fn dual_stack_ports_are_found_by_either_address_and_by_the_mac_of_their_link_local_address() {
     let w = world(store::CHANGE_LOG_KEPT);

@@ -31,6 +31,10 @@ pub trait Store: Send + Sync {
     fn routers(&self) -> StoreResult<Vec<Router>>;
     fn router(&self, id_or_name: &str) -> StoreResult<Router>;
     fn add_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()>;
+    /// Detaches one network from the router (neutron's `router-interface-delete`); refused
+    /// (Invalid) when the network is not attached to it. The network and its ports stay.
+    fn remove_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()>;
+    /// Deletes the router; its networks stay.
     fn delete_router(&self, id: &str) -> StoreResult<()>;
 
     // --- instances

@@ -188,6 +188,14 @@ impl<D: Driver> Sql for D {
             .map(drop)
     }
 
+    fn detach_router_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<bool> {
+        let removed = self.execute(
+            st::DETACH_ROUTER_NETWORK,
+            &[Param::Text(router_id), Param::Text(network_id)],
+        )?;
+        Ok(removed > 0)
+    }
+
     fn delete_router(&mut self, id: &str) -> StoreResult<()> {
         self.execute(st::DETACH_ROUTER, &[Param::Text(id)])?;
         self.execute(st::DELETE_ROUTER, &[Param::Text(id)])

@@ -66,6 +66,13 @@ pub fn filled_host_network(new: &NewNetwork, host: &HostBridge) -> StoreResult<N
              served on host bridges yet)"
         )));
     }
+    if let Some(mode) = new.ipv6_address_mode {
+        return Err(invalid(format!(
+            "IPv6 address mode {} needs an IPv6 subnet, and a network on a {what} has one IPv4 \
+             subnet (IPv6 is not served on host bridges yet): drop --ipv6-address-mode",
+            mode.as_str()
+        )));
+    }
     if new.isolated {
         return Err(invalid(format!(
             "--isolated and the {what} contradict each other: a network on a host bridge has \

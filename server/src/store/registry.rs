@@ -376,6 +376,21 @@ impl<B: Backend> Store for Registry<B> {
         })
     }
 
+    fn remove_router_network(&self, router_id: &str, network_id: &str) -> StoreResult<()> {
+        self.write(|sql| {
+            let router = router(sql, router_id)?;
+            let network = network(sql, network_id)?;
+            if !sql.detach_router_network(&router.id, &network.id)? {
+                return Err(StoreError::Invalid(format!(
+                    "network {} is not attached to router {}: nothing to remove (`router show \
+                     {}` lists its networks)",
+                    network.name, router.name, router.id
+                )));
+            }
+            sql.log_change(ChangeKind::Router, &router.id)
+        })
+    }
+
     fn delete_router(&self, id: &str) -> StoreResult<()> {
         self.write(|sql| {
             let router = router(sql, id)?;

@@ -43,6 +43,8 @@ pub trait Sql {
     fn attach_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<()>;
     /// Removes the network from every router.
     fn detach_network(&mut self, network_id: &str) -> StoreResult<()>;
+    /// Removes the network from this router; true when it was attached to it.
+    fn detach_router_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<bool>;
     /// Deletes the router and its attachments.
     fn delete_router(&mut self, id: &str) -> StoreResult<()>;
 

@@ -165,6 +165,8 @@ pub const ATTACH_NETWORK: Statement =
 pub const DETACH_NETWORK: Statement =
     statement!("DELETE FROM router_networks WHERE network_id = $1");
 pub const DETACH_ROUTER: Statement = statement!("DELETE FROM router_networks WHERE router_id = $1");
+pub const DETACH_ROUTER_NETWORK: Statement =
+    statement!("DELETE FROM router_networks WHERE router_id = $1 AND network_id = $2");
 pub const DELETE_ROUTER: Statement = statement!("DELETE FROM routers WHERE id = $1");
 
 // --- instances

@@ -14,15 +14,24 @@ use super::model::{KeyPair, NewInstance, NewNetwork};
 
 mod display_name;
 mod hostname;
-pub use display_name::{MAX_NAME_CHARS, name};
+pub use display_name::{LAST_NAME_CHAR, MAX_NAME_CHARS, name};
 pub use hostname::{
     MAX_DHCP_DOMAIN_BYTES, MAX_HOSTNAME_BYTES, MAX_HOSTNAME_LABEL_BYTES, NOVA_FALLBACK_PREFIX,
     NOVA_HOSTNAME_CHARS, default_hostname, dhcp_domain, hostname, sanitize_hostname,
 };
 
-/// Largest user data the registry stores, in raw bytes. Nova limits the base64 text to 65 535
-/// characters (about 49 KiB raw, docs/protocol.md §1.8): everything nova accepts fits here.
-pub const MAX_USER_DATA_BYTES: usize = 65_535;
+/// Longest user data nova's compute API takes, in base64 characters (the `maxLength` of
+/// `user_data` in nova's server schema, docs/protocol.md §1.8).
+pub const MAX_USER_DATA_BASE64_CHARS: usize = 65_535;
+/// Largest user data the registry stores, in raw bytes: the most whose base64 text
+/// ([`base64_len`]) fits [`MAX_USER_DATA_BASE64_CHARS`], so that user data registered here
+/// is also what `openstack server create --user-data` takes (49 149 bytes).
+pub const MAX_USER_DATA_BYTES: usize = MAX_USER_DATA_BASE64_CHARS / 4 * 3;
+
+/// How many characters `bytes` bytes take in base64 (4 per 3 bytes, the last group padded).
+pub const fn base64_len(bytes: usize) -> usize {
+    bytes.div_ceil(3) * 4
+}
 /// Largest password the password endpoint stores, in bytes (nova: 4 × 255).
 pub const MAX_PASSWORD_BYTES: usize = 1_020;
 /// Longest project id, in bytes (keystone ids are 32 hex digits; names fit too).
@@ -46,6 +55,10 @@ pub const MAX_KEY_DATA_BYTES: usize = 16_384;
 pub const MIN_MTU: u32 = 68;
 /// Largest MTU a network may have (jumbo frames).
 pub const MAX_MTU: u32 = 9_216;
+/// Smallest MTU of a network with an IPv6 subnet (the IPv6 minimum link MTU, RFC 8200 §5):
+/// Linux turns IPv6 off on an interface with a smaller one, and its guest loses its
+/// link-local address and so `fe80::a9fe:a9fe`.
+pub const IPV6_MIN_MTU: u32 = 1_280;
 /// Longest IPv4 prefix of a network: a /29 leaves room for the gateway, the DHCP port and
 /// four instances; anything smaller cannot hold an instance next to those two.
 pub const MAX_IPV4_PREFIX: u8 = 29;
@@ -243,13 +256,22 @@ pub fn mac(text: &str) -> StoreResult<String> {
 /// User data fits [`MAX_USER_DATA_BYTES`].
 pub fn user_data(data: Option<&[u8]>) -> StoreResult<()> {
     match data {
-        Some(bytes) if bytes.len() > MAX_USER_DATA_BYTES => Err(invalid(format!(
-            "user data is {} bytes: the limit is {MAX_USER_DATA_BYTES} bytes (compress it with \
-             gzip or fetch the rest from a URL)",
-            bytes.len()
+        Some(bytes) if bytes.len() > MAX_USER_DATA_BYTES => Err(invalid(user_data_too_large(
+            "user data",
+            &bytes.len().to_string(),
         ))),
         _ => Ok(()),
     }
+}
+
+/// The refusal of user data (`what`: "user data", or the file it came from) of `size` bytes
+/// over [`MAX_USER_DATA_BYTES`], naming both limits.
+pub fn user_data_too_large(what: &str, size: &str) -> String {
+    format!(
+        "{what} is {size} bytes: the limit is {MAX_USER_DATA_BYTES} bytes, whose base64 text \
+         is the {MAX_USER_DATA_BASE64_CHARS} characters nova's API takes (compress it with gzip \
+         or fetch the rest from a URL)"
+    )
 }
 
 /// A password (posted by the guest, or the admin password) fits [`MAX_PASSWORD_BYTES`] and has
@@ -434,6 +456,21 @@ pub fn mtu(mtu: Option<u32>) -> StoreResult<()> {
     }
 }
 
+/// A network with an IPv6 subnet, when given an MTU, has at least [`IPV6_MIN_MTU`].
+pub fn ipv6_mtu(new: &NewNetwork) -> StoreResult<()> {
+    let ipv6 = std::iter::once(new.cidr)
+        .chain(new.second_subnet.map(|subnet| subnet.cidr))
+        .find(|cidr| cidr.addr().is_ipv6());
+    match (new.mtu, ipv6) {
+        (Some(value), Some(cidr)) if value < IPV6_MIN_MTU => Err(invalid(format!(
+            "MTU {value} is below {IPV6_MIN_MTU}, the smallest IPv6 allows, and the network \
+             has the IPv6 subnet {cidr}: Linux turns IPv6 off on such an interface (guests \
+             lose fe80::a9fe:a9fe); use {IPV6_MIN_MTU} or more, or omit it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a network without DHCP that names a DHCP address, or that is isolated: an isolated
 /// network's metadata is served from its DHCP port (as Neutron's `enable_isolated_metadata`
 /// needs a DHCP subnet).
@@ -464,6 +501,7 @@ pub fn new_network(new: &NewNetwork) -> StoreResult<()> {
     project(&new.project)?;
     cidr(new.cidr)?;
     mtu(new.mtu)?;
+    ipv6_mtu(new)?;
     let label = format!("{:?}", new.name);
     if let Some(gateway) = new.gateway {
         host_ip("gateway", gateway, &label, new.cidr)?;

@@ -179,6 +179,12 @@ pub fn dual_stack_bad_input_is_refused(store: &dyn Store) {
     }));
     assert!(msg.contains("needs an IPv6 subnet"), "{msg}");
     let msg = invalid(store.create_network(&NewNetwork {
+        second_subnet: Some(subnet("fdc6:1200:0:9::/64")),
+        mtu: Some(1279),
+        ..new_network("small-mtu", "198.18.9.0/24")
+    }));
+    assert!(msg.contains("use 1280 or more"), "{msg}");
+    let msg = invalid(store.create_network(&NewNetwork {
         ipv6_address_mode: Some(Ipv6AddressMode::Slaac),
         no_dhcp: true,
         ..new_network("static-slaac", "fdc6:1200:0:9::/64")

@@ -4,7 +4,7 @@
 //! (schema version 2) brought up to date.
 
 use metaboot_server::store::{
-    self, HostBridge, LEARNED_IP_SHOWN, NewNetwork, NewPort, NewRouter, Store,
+    self, HostBridge, Ipv6AddressMode, LEARNED_IP_SHOWN, NewNetwork, NewPort, NewRouter, Store,
     is_learned_placeholder,
 };
 
@@ -235,6 +235,13 @@ pub fn host_network_bad_input_is_refused(store: &dyn Store) {
                 ..host_network("a", "198.18.8.0/24", libvirt())
             },
             "--isolated",
+        ),
+        (
+            NewNetwork {
+                ipv6_address_mode: Some(Ipv6AddressMode::Slaac),
+                ..host_network("a", "198.18.8.0/24", libvirt())
+            },
+            "drop --ipv6-address-mode",
         ),
         (
             NewNetwork {

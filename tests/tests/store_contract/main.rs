@@ -49,6 +49,10 @@ const CASES: &[(&str, Case)] = &[
         records::router_create_attach_delete,
     ),
     (
+        "router_remove_network_detaches_one",
+        records::router_remove_network_detaches_one,
+    ),
+    (
         "instance_create_show_delete",
         records::instance_create_show_delete,
     ),

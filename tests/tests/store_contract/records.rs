@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use metaboot_server::store::{
-    KeyPair, NewInstance, NewNetwork, NewPort, NewRouter, Store, StoreError,
+    ChangeKind, KeyPair, NewInstance, NewNetwork, NewPort, NewRouter, Store, StoreError,
 };
 
 use crate::support::{
@@ -249,6 +249,55 @@ pub fn router_create_attach_delete(store: &dyn Store) {
     assert!(store.routers().unwrap().is_empty());
     // The network outlives its router.
     assert_eq!(store.network(&a.id).unwrap(), a);
+}
+
+pub fn router_remove_network_detaches_one(store: &dyn Store) {
+    let a = network(store, "a", "198.18.0.0/24");
+    let b = network(store, "b", "198.18.1.0/24");
+    let router = store
+        .create_router(&NewRouter {
+            name: "r1".into(),
+            project: "p1".into(),
+            networks: vec![a.id.clone(), b.id.clone()],
+        })
+        .unwrap();
+    let on_b = instance(store, "vm", &port_on(&b));
+    assert_eq!(
+        store.find_ports_behind_router(on_b.ip, &router.id).unwrap(),
+        vec![on_b.clone()]
+    );
+
+    store.remove_router_network("r1", "b").unwrap();
+    assert_eq!(store.router("r1").unwrap().networks, vec![a.id.clone()]);
+    // Logged, so servers follow it: the agent no longer finds b's ports behind the router.
+    let last = store.changes_since(0).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind, last.id.as_str()),
+        (ChangeKind::Router, router.id.as_str())
+    );
+    assert!(
+        store
+            .find_ports_behind_router(on_b.ip, &router.id)
+            .unwrap()
+            .is_empty()
+    );
+    // The network and its ports stay.
+    assert_eq!(store.network("b").unwrap(), b);
+    assert_eq!(store.ports().unwrap(), vec![on_b]);
+
+    // A network not on the router is refused, and nothing is written.
+    let before = store.last_change().unwrap();
+    let msg = invalid(store.remove_router_network(&router.id, &b.id));
+    assert!(
+        msg.contains("network b is not attached to router r1"),
+        "{msg}"
+    );
+    not_found(store.remove_router_network(&router.id, "no-such-network"));
+    not_found(store.remove_router_network("no-such-router", &a.id));
+    assert_eq!(store.last_change().unwrap(), before);
+
+    store.remove_router_network(&router.id, &a.id).unwrap();
+    assert!(store.router("r1").unwrap().networks.is_empty());
 }
 
 pub fn instance_create_show_delete(store: &dyn Store) {

@@ -94,10 +94,21 @@ fn mac_is_normalised_and_multicast_refused() {
 
 #[test]
 fn user_data_and_password_limits() {
+    // Nova's limit is on the base64 text: the largest raw user data whose text fits it.
+    assert_eq!(MAX_USER_DATA_BASE64_CHARS, 65_535);
+    assert_eq!(MAX_USER_DATA_BYTES, 49_149);
+    assert!(base64_len(MAX_USER_DATA_BYTES) <= MAX_USER_DATA_BASE64_CHARS);
+    assert!(base64_len(MAX_USER_DATA_BYTES + 1) > MAX_USER_DATA_BASE64_CHARS);
+    assert_eq!(
+        [0, 1, 2, 3, 4].map(base64_len),
+        [0, 4, 4, 4, 8],
+        "as base64 pads the last group"
+    );
     assert!(user_data(Some(&vec![0; MAX_USER_DATA_BYTES])).is_ok());
     let msg = message(user_data(Some(&vec![0; MAX_USER_DATA_BYTES + 1])));
     assert!(
-        msg.contains("65536 bytes") && msg.contains("65535"),
+        msg.contains("is 49150 bytes: the limit is 49149 bytes")
+            && msg.contains("65535 characters nova's API takes"),
         "{msg}"
     );
     assert!(password("password", &"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
@@ -217,6 +228,33 @@ fn meta_and_key_pair_limits() {
 }
 
 #[test]
+fn a_network_with_an_ipv6_subnet_has_at_least_the_ipv6_minimum_mtu() {
+    let v6: IpNet = "fdc6:1200:0:1::/64".parse().unwrap();
+    let v4: IpNet = "198.18.0.0/24".parse().unwrap();
+    let with = |cidr: IpNet, second: Option<IpNet>, mtu: u32| NewNetwork {
+        name: "net".to_owned(),
+        project: "admin".to_owned(),
+        cidr,
+        second_subnet: second.map(|cidr| crate::store::Subnet {
+            cidr,
+            gateway: None,
+            dhcp_ip: None,
+        }),
+        mtu: Some(mtu),
+        ..NewNetwork::default()
+    };
+    assert_eq!(IPV6_MIN_MTU, 1280);
+    for (cidr, second) in [(v6, None), (v4, Some(v6))] {
+        assert!(new_network(&with(cidr, second, IPV6_MIN_MTU)).is_ok());
+        let msg = message(new_network(&with(cidr, second, IPV6_MIN_MTU - 1)));
+        assert!(msg.contains("use 1280 or more"), "{msg}");
+        assert!(msg.contains("fdc6:1200:0:1::/64"), "{msg}");
+    }
+    // An IPv4 network keeps the IPv4 minimum.
+    assert!(new_network(&with(v4, None, MIN_MTU)).is_ok());
+}
+
+#[test]
 fn mtu_and_uuid() {
     assert!(mtu(Some(MIN_MTU)).is_ok());
     assert!(mtu(Some(MAX_MTU)).is_ok());
@@ -256,7 +294,7 @@ fn key_names_are_what_novas_api_allows() {
 fn display_names_follow_novas_rules() {
     // 255 two-byte characters are 510 bytes: still a name nova takes.
     assert!(name("instance", &"\u{e9}".repeat(MAX_NAME_CHARS)).is_ok());
-    assert!(name("instance", &"\u{1f600}".repeat(MAX_NAME_CHARS)).is_ok());
+    assert!(name("instance", &"\u{ffe9}".repeat(MAX_NAME_CHARS)).is_ok());
     let msg = message(name("instance", &"\u{e9}".repeat(MAX_NAME_CHARS + 1)));
     assert!(
         msg.contains("256 characters long") && msg.contains("at most 255"),
@@ -277,4 +315,49 @@ fn display_names_follow_novas_rules() {
         );
     }
     assert!(message(name("instance", "")).contains("is empty"));
+}
+
+/// Nova's printable: no control, format, surrogate, private-use or unassigned character, no
+/// line or paragraph separator, nothing past the Basic Multilingual Plane; letters, marks,
+/// numbers, punctuation, symbols and spaces inside.
+#[test]
+fn display_names_hold_only_what_nova_calls_printable() {
+    for good in [
+        "web",
+        "caf\u{e9}",
+        "a b",
+        "a\u{a0}b",
+        "\u{4e2d}\u{6587}",
+        "e\u{301}",
+        "\u{fffd}",
+    ] {
+        assert!(name("instance", good).is_ok(), "{good:?}");
+    }
+    assert_eq!(LAST_NAME_CHAR, '\u{fffe}');
+    for (bad, what) in [
+        ("a\u{7}b", "U+0007, a control character"),
+        ("a\u{85}b", "U+0085, a control character"),
+        ("a\u{202e}b", "U+202E, an invisible formatting character"),
+        ("a\u{200b}b", "U+200B, an invisible formatting character"),
+        ("a\u{ad}b", "U+00AD, an invisible formatting character"),
+        ("a\u{feff}b", "U+FEFF, an invisible formatting character"),
+        ("a\u{e000}b", "U+E000, a private-use character"),
+        ("a\u{378}b", "U+0378, not an assigned character"),
+        ("a\u{2028}b", "U+2028, a line break"),
+        ("a\u{2029}b", "U+2029, a line break"),
+        (
+            "a\u{1f600}b",
+            "U+1F600, outside the Basic Multilingual Plane",
+        ),
+        (
+            "a\u{10000}b",
+            "U+10000, outside the Basic Multilingual Plane",
+        ),
+    ] {
+        let msg = message(name("instance", bad));
+        assert!(
+            msg.contains(what) && msg.contains("use printable characters only"),
+            "{bad:?}: {msg}"
+        );
+    }
 }
