@@ -104,6 +104,15 @@ fn mime_with_base64_script_config_and_gzip_part() {
 }
 
 #[test]
+fn gzip_user_data_padded_with_zeros_is_read() {
+    let mut data = gz(CONFIG.as_bytes());
+    data.extend([0u8; 100]);
+    let out = decode(&data, None, &NoFetch);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.configs[0]["hostname"], json!("web"));
+}
+
+#[test]
 fn corrupt_gzip_is_an_error_and_yields_nothing() {
     let mut data = gz(CONFIG.as_bytes());
     let mid = data.len() / 2;
