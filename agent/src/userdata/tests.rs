@@ -566,6 +566,42 @@ fn duplicate_script_names_are_made_unique() {
 }
 
 #[test]
+fn empty_vendor_data_is_none_as_in_cloud_init() {
+    for doc in [
+        r#"{"cloud-init": ""}"#,
+        r#"{"cloud-init": {}}"#,
+        r#"{"cloud-init": []}"#,
+        r#"{"cloud-init": null}"#,
+        r#"{"cloud-init": false}"#,
+        r#"{"cloud-init": 0}"#,
+        r#"{"cloud-init": 0.0}"#,
+        "{}",
+        "[]",
+        r#""""#,
+        "null",
+        "false",
+        "0",
+    ] {
+        let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
+        assert!(
+            out.errors.is_empty() && out.warnings.is_empty(),
+            "{doc}: {out:?}"
+        );
+        assert_eq!((out.configs.len(), out.script_count()), (0, 0), "{doc}");
+    }
+    // What is not empty and not text or a list is still an error, as cloud-init's ValueError.
+    for doc in [
+        r#"{"cloud-init": true}"#,
+        r#"{"cloud-init": 1}"#,
+        "true",
+        "5",
+    ] {
+        let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
+        assert_eq!(out.errors.len(), 1, "{doc}: {out:?}");
+    }
+}
+
+#[test]
 fn vendor_data_cloud_init_key() {
     let doc = json!({"cloud-init": "#cloud-config\nruncmd: [vendor]\n", "other": 1}).to_string();
     let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
