@@ -911,6 +911,33 @@ fn vendor_and_user_scripts_of_the_same_name_all_run() {
     }
 }
 
+/// Vendor data's scripts run under `vendor_data: {prefix}` (here set by user data), as
+/// cloud-init's cc_scripts_vendor runs them; user data's scripts do not.
+#[test]
+fn vendor_scripts_run_under_the_vendor_data_prefix() {
+    let guest = Guest::new();
+    guest.serve(
+        "vendor_data.json",
+        json!({"cloud-init": "#!/bin/sh\necho \"vendor $WORD\" >> tmp/prefixed\n"})
+            .to_string()
+            .as_bytes(),
+    );
+    guest.user_data(
+        "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+         --B\nContent-Type: text/cloud-config\n\n\
+         #cloud-config\nvendor_data: {enabled: true, prefix: [/usr/bin/env, WORD=prefixed]}\n\
+         --B\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho \"user $WORD\" >> tmp/prefixed\n\
+         --B--\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(
+        std::fs::read_to_string(guest.path("/tmp/prefixed")).unwrap(),
+        "vendor prefixed\nuser \n",
+        "{stderr}"
+    );
+}
+
 /// Boothooks run as cloud-init runs them, each as it is handled: user data's in the order of
 /// its parts (not of their names), then vendor_data.json's and vendor_data2.json's (both
 /// `part-001` where each was decoded, and both run), all before bootcmd; a hook an earlier
