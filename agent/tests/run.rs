@@ -331,7 +331,8 @@ fn vendor_data_is_merged_under_user_data() {
 /// The two vendor documents as cloud-init layers them: vendor_data2.json's cloud-config over
 /// vendor_data.json's, mappings merged key by key (not the second's mapping replacing the
 /// first's). User data's `vendor_data: {enabled: false}` leaves vendor_data.json out, its
-/// scripts with its config; `vendor_data2: {enabled: false}` the second.
+/// scripts with its config; `vendor_data2: {enabled: false}` the second; `disabled_handlers`
+/// leaves out a document's parts of the types it names, the others applied.
 #[test]
 fn vendor_documents_layer_and_user_data_switches_them_off() {
     let vendor = |config: &str, hook: &str| {
@@ -380,6 +381,12 @@ fn vendor_documents_layer_and_user_data_switches_them_off() {
     let (layers, hooks, _) = run("#cloud-config\nvendor_data2: {enabled: 'no'}\n");
     assert_eq!(layers, json!({"a": 1, "b": 1, "deep": {"x": 1}}));
     assert_eq!(hooks, [true, false]);
+
+    let (layers, hooks, _) = run("#cloud-config\n\
+         vendor_data: {disabled_handlers: [text/cloud-boothook]}\n\
+         vendor_data2: {disabled_handlers: text/cloud-config}\n");
+    assert_eq!(layers, json!({"a": 1, "b": 1, "deep": {"x": 1}}));
+    assert_eq!(hooks, [false, true]);
 }
 
 #[test]

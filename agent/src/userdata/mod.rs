@@ -67,6 +67,25 @@ impl Decoded {
             .map(|(_, script)| script)
     }
 
+    /// Leaves out the parts whose MIME type is one of `disabled` (vendor data's
+    /// `disabled_handlers`, which cloud-init's handler walk skips by the part's type:
+    /// `text/cloud-config`, `text/x-shellscript`, `text/x-shellscript-per-boot`, …,
+    /// `text/cloud-boothook`).
+    pub fn without_types(&mut self, disabled: &[String]) {
+        let off = |kind: PartKind| disabled.iter().any(|mime| mime == kind.mime_type());
+        if off(PartKind::CloudConfig) {
+            self.configs.clear();
+        }
+        if off(PartKind::Script) {
+            self.scripts.clear();
+        }
+        self.per_frequency
+            .retain(|(frequency, _)| !off(PartKind::ScriptPer(*frequency)));
+        if off(PartKind::Boothook) {
+            self.boothooks.clear();
+        }
+    }
+
     /// Appends everything `other` contributed (later documents win when configs merge): the
     /// parts of another document (vendor_data2.json after vendor_data.json). Each document
     /// names its unnamed parts from `part-001`: a script whose name this one already has gets a

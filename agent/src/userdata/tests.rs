@@ -602,6 +602,28 @@ fn empty_vendor_data_is_none_as_in_cloud_init() {
 }
 
 #[test]
+fn parts_of_disabled_types_are_left_out() {
+    let doc = mime(&[
+        ("text/cloud-config", CONFIG, None),
+        ("text/x-shellscript", SCRIPT, None),
+        ("text/x-shellscript-per-boot", SCRIPT, None),
+        ("text/x-shellscript-per-once", SCRIPT, None),
+        ("text/cloud-boothook", "#cloud-boothook\necho hook\n", None),
+    ]);
+    let mut out = decode_str(&doc);
+    assert_eq!((out.configs.len(), out.script_count()), (1, 4));
+    out.without_types(&[
+        "text/x-shellscript".into(),
+        "text/x-shellscript-per-boot".into(),
+    ]);
+    assert_eq!((out.configs.len(), out.scripts.len()), (1, 0));
+    assert_eq!(out.per(Frequency::Once).count(), 1);
+    assert_eq!(out.per(Frequency::Always).count(), 0);
+    out.without_types(&["text/cloud-config".into(), "text/cloud-boothook".into()]);
+    assert_eq!((out.configs.len(), out.script_count()), (0, 1));
+}
+
+#[test]
 fn vendor_data_cloud_init_key() {
     let doc = json!({"cloud-init": "#cloud-config\nruncmd: [vendor]\n", "other": 1}).to_string();
     let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
