@@ -503,18 +503,24 @@ fn an_archive_items_binary_content_is_decoded() {
     for script in &out.scripts {
         assert_eq!(script.body, b"#!/bin/sh\necho hi\n");
     }
-    // Binary content that is not text (gzip bytes): a warning, and the other items apply.
+    // Binary content that is not text (gzip bytes): that item is a warning, and the other
+    // items apply, their `!!binary` content decoded.
     let gz = base64::engine::general_purpose::STANDARD.encode(gz(b"#!/bin/sh\necho z\n"));
     let out = decode_str(&format!(
         "#cloud-config-archive\n- type: application/x-gzip\n  content: !!binary {gz}\n\
-         - content: \"#!/bin/sh\\necho y\\n\"\n"
+         - content: \"#!/bin/sh\\necho y\\n\"\n- content: !!binary {script}\n"
     ));
-    assert_eq!(out.scripts.len(), 1, "{:?} {:?}", out.errors, out.warnings);
-    assert_eq!(out.scripts[0].body, b"#!/bin/sh\necho y\n");
-    assert!(
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let bodies: Vec<&[u8]> = out.scripts.iter().map(|s| s.body.as_slice()).collect();
+    assert_eq!(
+        bodies,
+        [&b"#!/bin/sh\necho y\n"[..], b"#!/bin/sh\necho hi\n"],
+        "{:?}",
         out.warnings
-            .iter()
-            .any(|w| w.contains("left as base64 text")),
+    );
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(
+        out.warnings[0].contains("item 1: its `!!binary` content is not UTF-8 text"),
         "{:?}",
         out.warnings
     );
