@@ -112,6 +112,10 @@ pub struct ScriptEnv {
     /// leaves that output unread (a background process then dies of `SIGPIPE` at its next
     /// write once metaboot has exited).
     pub relay: Option<PathBuf>,
+    /// The words put in front of each script's command (vendor data's scripts:
+    /// `vendor_data: {prefix}`, as cloud-init's `runparts` takes its `exe_prefix`); empty
+    /// for the others.
+    pub prefix: Vec<String>,
 }
 
 /// Runs the script at `path` under the root and logs its output; never fails, the outcome is
@@ -128,13 +132,13 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
         error,
     };
     let host_path = root.host_path(path);
-    let mut process = if has_shebang(root, path) {
-        Process::new(&host_path)
-    } else {
-        let mut sh = Process::new(SHELL);
-        sh.arg(&host_path);
-        sh
-    };
+    let mut argv: Vec<OsString> = env.prefix.iter().map(OsString::from).collect();
+    if !has_shebang(root, path) {
+        argv.push(SHELL.into());
+    }
+    argv.push(host_path.clone().into_os_string());
+    let mut process = Process::new(&argv[0]);
+    process.args(&argv[1..]);
     let (reader, writer) = match std::io::pipe() {
         Ok(pair) => pair,
         Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
@@ -557,7 +561,40 @@ mod tests {
             instance_id: "i-123".into(),
             root: dir.to_owned(),
             relay: None,
+            prefix: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_prefix_goes_in_front_of_each_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let scripts = Path::new("/scripts");
+        write_script(
+            &root,
+            &scripts.join("10-env"),
+            b"#!/bin/sh\necho \"$WORD\" >> out\n",
+        )
+        .unwrap();
+        write_script(
+            &root,
+            &scripts.join("20-no-shebang"),
+            b"echo \"$WORD\" >> out\n",
+        )
+        .unwrap();
+        let env = ScriptEnv {
+            prefix: vec!["/usr/bin/env".into(), "WORD=prefixed".into()],
+            ..env(dir.path())
+        };
+        let results = run_dir(&root, scripts, &env);
+        assert!(
+            results.iter().all(|r| r.exit_code == Some(0)),
+            "{results:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "prefixed\nprefixed\n"
+        );
     }
 
     #[test]
