@@ -3,7 +3,7 @@
 //! output logged line by line, exit codes recorded.
 
 use std::ffi::OsString;
-use std::io::{BufRead, PipeReader, Read};
+use std::io::{BufRead, PipeReader, PipeWriter, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use crate::root::Root;
 use crate::state::result::ScriptResult;
 use crate::userdata::cloud_config::Command;
 
-/// Interpreter of `bootcmd` / `runcmd` and of scripts without a `#!` line.
+/// Interpreter of `bootcmd` / `runcmd` and of scripts the kernel cannot run (no `#!` line).
 pub const SHELL: &str = "/bin/sh";
 /// Output logged per script; the rest is read and dropped.
 pub const MAX_LOGGED_OUTPUT: usize = 64 * 1024;
@@ -92,14 +92,6 @@ pub fn write_script(root: &Root, path: &Path, body: &[u8]) -> Result<(), PathErr
     root.write_atomic(path, body, &WriteOptions::exact(0o700, None))
 }
 
-/// True when the script at `path` starts with `#!`.
-fn has_shebang(root: &Root, path: &Path) -> bool {
-    let mut head = [0u8; 2];
-    root.open_file(path, OFlag::O_RDONLY, 0, true, false)
-        .and_then(|mut file| file.read_exact(&mut head))
-        .is_ok_and(|()| &head == b"#!")
-}
-
 /// What every script sees.
 #[derive(Debug, Clone)]
 pub struct ScriptEnv {
@@ -128,19 +120,8 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
         error,
     };
     let host_path = root.host_path(path);
-    let mut process = if has_shebang(root, path) {
-        Process::new(&host_path)
-    } else {
-        let mut sh = Process::new(SHELL);
-        sh.arg(&host_path);
-        sh
-    };
     let (reader, writer) = match std::io::pipe() {
         Ok(pair) => pair,
-        Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
-    };
-    let stderr = match writer.try_clone() {
-        Ok(w) => w,
         Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
     };
     // Closing `stop_writer` tells the output thread to stop reading (see `read_output`).
@@ -148,24 +129,14 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
         Ok(pair) => pair,
         Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
     };
-    process
-        .env("INSTANCE_ID", &env.instance_id)
-        .env("METABOOT_ROOT", &env.root)
-        .current_dir(&env.root)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(stderr);
-    // SAFETY: the hook runs in the child between fork and exec, and makes only two system
-    // calls (getpriority, setpriority): no allocation, no lock.
-    unsafe {
-        process.pre_exec(lift_negative_nice);
-    }
     tracing::info!(script = name, "running {}", host_path.display());
     let spawned = Retry::until(Instant::now() + BUSY_SCRIPT_WAIT)
         .with_backoff(BUSY_SCRIPT_BACKOFF, BUSY_SCRIPT_BACKOFF * 10)
-        .run("start script", |_| process.spawn().map_err(StartError));
-    // The Command holds the write ends; drop them so the reader sees EOF when the script ends.
-    drop(process);
+        .run("start script", |_| {
+            start_script(&host_path, &writer, env).map_err(StartError)
+        });
+    // Drop the write end so the reader sees EOF when the script ends.
+    drop(writer);
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) => return result(None, Some(format!("cannot start: {}", err.last()))),
@@ -198,6 +169,40 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
             let signal = status.signal().unwrap_or(0);
             result(None, Some(format!("killed by signal {signal}")))
         }
+    }
+}
+
+/// Starts the script at `host_path` as the kernel runs it (an ELF program, or a `#!` line's
+/// interpreter), its standard output and error `output`. A file the kernel cannot run
+/// (`ENOEXEC`: a script without `#!`) runs as `/bin/sh FILE`, as `execvp` and POSIX shells run
+/// it; cloud-init's `runparts` fails it instead ("Exec format error").
+fn start_script(
+    host_path: &Path,
+    output: &PipeWriter,
+    env: &ScriptEnv,
+) -> std::io::Result<std::process::Child> {
+    let process = |program: &Path, arg: Option<&Path>| -> std::io::Result<Process> {
+        let mut process = Process::new(program);
+        process
+            .args(arg)
+            .env("INSTANCE_ID", &env.instance_id)
+            .env("METABOOT_ROOT", &env.root)
+            .current_dir(&env.root)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output.try_clone()?);
+        // SAFETY: the hook runs in the child between fork and exec, and makes only two system
+        // calls (getpriority, setpriority): no allocation, no lock.
+        unsafe {
+            process.pre_exec(lift_negative_nice);
+        }
+        Ok(process)
+    };
+    match process(host_path, None)?.spawn() {
+        Err(err) if err.raw_os_error() == Some(libc::ENOEXEC) => {
+            process(Path::new(SHELL), Some(host_path))?.spawn()
+        }
+        started => started,
     }
 }
 
@@ -644,6 +649,42 @@ mod tests {
         assert_eq!(
             summary,
             "1 of 4 script(s) failed: 20-fail exited with status 3"
+        );
+    }
+
+    /// A program (an image's `per-boot/agent` binary, or a link to one) runs as itself, not
+    /// as `/bin/sh PROGRAM`; a file the kernel cannot run still runs with `/bin/sh`.
+    #[test]
+    fn a_program_runs_as_itself_and_a_script_without_shebang_with_sh() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let scripts = Path::new("/scripts");
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        let program = dir.path().join("scripts/10-program");
+        std::fs::copy("/bin/true", &program).unwrap();
+        std::os::unix::fs::symlink("10-program", dir.path().join("scripts/20-link")).unwrap();
+        write_script(
+            &root,
+            &scripts.join("30-plain"),
+            b"echo plain > plain-out\n",
+        )
+        .unwrap();
+        let results = run_dir(&root, scripts, &env(dir.path()));
+        let outcomes: Vec<(&str, Option<i32>, Option<&str>)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.exit_code, r.error.as_deref()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("10-program", Some(0), None),
+                ("20-link", Some(0), None),
+                ("30-plain", Some(0), None)
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("plain-out")).unwrap(),
+            "plain\n"
         );
     }
 
