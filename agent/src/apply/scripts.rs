@@ -3,7 +3,7 @@
 //! output logged line by line, exit codes recorded.
 
 use std::ffi::OsString;
-use std::io::{BufRead, PipeReader, PipeWriter, Read};
+use std::io::{PipeReader, PipeWriter, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ pub const MAX_LOGGED_OUTPUT: usize = 64 * 1024;
 /// How long to wait for a script's output to end after the script exits (a background child
 /// may keep the pipe open; then the run goes on, and an output relay reads it from then on).
 pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+/// The longest line of a script's output held in memory: a longer one is logged in pieces of
+/// this size (`head -c 2G /dev/zero` must not pile up in the agent's memory).
+pub const MAX_LINE_BYTES: usize = 4096;
 /// Bytes read from a script's output at a time.
 const OUTPUT_CHUNK: usize = 4096;
 /// The hidden subcommand of the output relay: `metaboot __script-output NAME LOGGED`
@@ -225,47 +228,94 @@ fn lift_negative_nice() -> std::io::Result<()> {
     Ok(())
 }
 
-/// A script's output being logged: the bytes logged so far against the bound.
+/// A script's output being logged: the bytes logged so far against the bound, and the line
+/// not yet ended (at most [`MAX_LINE_BYTES`] of it).
 struct OutputLog<'a> {
     script: &'a str,
     max: usize,
     logged: usize,
     dropped: bool,
+    pending: Vec<u8>,
 }
 
-impl OutputLog<'_> {
-    /// Logs one line (its newline taken off) while under the bound; drops it past it.
+impl<'a> OutputLog<'a> {
+    fn new(script: &'a str, max: usize, logged: usize) -> Self {
+        OutputLog {
+            script,
+            max,
+            logged,
+            dropped: false,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Logs one line (its newline taken off), cut to the bytes left under the bound; drops it
+    /// past the bound.
     fn line(&mut self, line: &[u8]) {
         let (script, max) = (self.script, self.max);
         if self.logged < max {
-            self.logged += line.len() + 1;
-            tracing::info!(script, "| {}", String::from_utf8_lossy(line));
+            let shown = &line[..line.len().min(max - self.logged)];
+            self.logged += shown.len() + 1;
+            tracing::info!(script, "| {}", String::from_utf8_lossy(shown));
             if self.logged >= max {
                 tracing::warn!(script, "output over {max} bytes; the rest is not logged");
             }
+            self.dropped |= shown.len() < line.len();
         } else {
             self.dropped = true;
         }
     }
 
-    /// Logs every line of `reader` to its end.
-    fn lines(&mut self, reader: impl BufRead) {
-        for line in reader.split(b'\n').map_while(Result::ok) {
+    /// Takes in output as it is read: each line is logged at its newline, and a line that
+    /// reaches [`MAX_LINE_BYTES`] is logged in pieces of that size, so no line piles up in
+    /// memory. Past the bound, bytes are dropped unstored.
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.logged >= self.max {
+                self.dropped = true;
+                self.pending.clear();
+                return;
+            }
+            let room = MAX_LINE_BYTES - self.pending.len();
+            let end = bytes.iter().take(room).position(|&b| b == b'\n');
+            let taken = end.unwrap_or(room.min(bytes.len()));
+            self.pending.extend_from_slice(&bytes[..taken]);
+            if end.is_some() || self.pending.len() >= MAX_LINE_BYTES {
+                let line = std::mem::take(&mut self.pending);
+                self.line(&line);
+            }
+            bytes = &bytes[taken + usize::from(end.is_some())..];
+        }
+    }
+
+    /// Logs the line left without its newline, if any.
+    fn finish(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
             self.line(&line);
         }
+    }
+
+    /// Logs `reader` to its end (or its first read error).
+    fn read_all(&mut self, mut reader: impl Read) {
+        let mut chunk = [0u8; OUTPUT_CHUNK];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.feed(&chunk[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.finish();
     }
 }
 
 /// Logs a script's output line by line up to `max` bytes and reads (drops) the rest; returns
 /// the bytes logged and whether output was dropped.
-pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, bool) {
-    let mut out = OutputLog {
-        script,
-        max,
-        logged: 0,
-        dropped: false,
-    };
-    out.lines(reader);
+pub fn log_output(reader: impl Read, script: &str, max: usize) -> (usize, bool) {
+    let mut out = OutputLog::new(script, max, 0);
+    out.read_all(reader);
     (out.logged, out.dropped)
 }
 
@@ -275,13 +325,7 @@ pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, boo
 /// the relay. Returns the pipe when stopped before the end, and the bytes logged. A line cut
 /// by the stop is logged as it is; its rest is a line of the relay's.
 fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<PipeReader>, usize) {
-    let mut out = OutputLog {
-        script,
-        max: MAX_LOGGED_OUTPUT,
-        logged: 0,
-        dropped: false,
-    };
-    let mut pending = Vec::new();
+    let mut out = OutputLog::new(script, MAX_LOGGED_OUTPUT, 0);
     let mut chunk = [0u8; OUTPUT_CHUNK];
     let stopped = loop {
         let mut fds = [stop.as_raw_fd(), pipe.as_raw_fd()].map(|fd| libc::pollfd {
@@ -301,20 +345,12 @@ fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<Pip
         }
         match (&pipe).read(&mut chunk) {
             Ok(0) => break false,
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Ok(n) => out.feed(&chunk[..n]),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break false,
         }
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-            out.line(&pending[start..start + end]);
-            start += end + 1;
-        }
-        pending.drain(..start);
     };
-    if !pending.is_empty() {
-        out.line(&pending);
-    }
+    out.finish();
     (stopped.then_some(pipe), out.logged)
 }
 
@@ -376,13 +412,7 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
 fn keep_reading(pipe: PipeReader, name: &str, logged: usize) {
     let script = name.to_owned();
     std::thread::spawn(move || {
-        let mut out = OutputLog {
-            script: &script,
-            max: MAX_LOGGED_OUTPUT,
-            logged,
-            dropped: false,
-        };
-        out.lines(std::io::BufReader::new(pipe));
+        OutputLog::new(&script, MAX_LOGGED_OUTPUT, logged).read_all(pipe);
     });
 }
 
@@ -435,15 +465,9 @@ pub fn relay_main(args: &[OsString]) -> u8 {
     // nothing else owns it in this process.
     let log = unsafe { std::fs::File::from_raw_fd(1) };
     crate::log::install(Some(log), false);
-    let mut out = OutputLog {
-        script: name,
-        max: MAX_LOGGED_OUTPUT,
-        logged,
-        dropped: false,
-    };
     // SAFETY: descriptor 0, the pipe, is open and nothing else in this process reads it.
     let pipe = unsafe { std::fs::File::from_raw_fd(0) };
-    out.lines(std::io::BufReader::new(pipe));
+    OutputLog::new(name, MAX_LOGGED_OUTPUT, logged).read_all(pipe);
     0
 }
 
@@ -735,6 +759,36 @@ mod tests {
             log_output(&b"a\nb\n"[..], "t", MAX_LOGGED_OUTPUT),
             (4, false)
         );
+    }
+
+    /// A line with no end is logged in pieces of [`MAX_LINE_BYTES`], cut at the bound, and
+    /// the rest read and dropped: neither the line nor the log grows with it.
+    #[test]
+    fn a_line_without_end_is_bounded() {
+        let huge = std::io::repeat(b'x').take(16 << 20);
+        let (logged, dropped) = log_output(huge, "t", MAX_LOGGED_OUTPUT);
+        assert!(dropped);
+        assert!(
+            (MAX_LOGGED_OUTPUT..=MAX_LOGGED_OUTPUT + 1).contains(&logged),
+            "{logged}"
+        );
+        // Under the bound: pieces of MAX_LINE_BYTES, each counted with a line end.
+        let mut long = vec![b'a'; 2 * MAX_LINE_BYTES + 10];
+        long.push(b'\n');
+        assert_eq!(
+            log_output(&long[..], "t", MAX_LOGGED_OUTPUT),
+            (2 * MAX_LINE_BYTES + 10 + 3, false)
+        );
+        let mut out = OutputLog::new("t", usize::MAX, 0);
+        out.feed(&vec![b'y'; 10 * MAX_LINE_BYTES + 1]);
+        assert!(out.pending.len() < MAX_LINE_BYTES, "{}", out.pending.len());
+        // A script writing many MiB without a newline completes.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let path = Path::new("/zeros");
+        write_script(&root, path, b"#!/bin/sh\nhead -c 33554432 /dev/zero\n").unwrap();
+        let result = run_script(&root, path, "zeros", &env(dir.path()));
+        assert_eq!((result.exit_code, result.error), (Some(0), None));
     }
 
     #[test]
