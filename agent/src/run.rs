@@ -132,6 +132,10 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     let root = &root.staged();
     let state = State::new(root);
     let mut report = Report::start();
+    report.final_ran = stage == RunStage::Init
+        && crate::state::status::read(root).is_ok_and(|last| {
+            last.is_some_and(|last| last.final_ran_before(report.boot_id.as_deref()))
+        });
     if let Err(err) = state.write_running(&report) {
         tracing::warn!("cannot write the running status: {}", chain(&err));
     }
