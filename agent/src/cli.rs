@@ -159,6 +159,8 @@ struct Seen {
     stage: Option<OsString>,
     json: bool,
     wait: bool,
+    long: bool,
+    format: Option<OsString>,
     key: Option<OsString>,
 }
 
@@ -206,7 +208,11 @@ impl Cli {
             }),
             Some(Sub::Status) => Command::Status(StatusArgs {
                 root: path_or_root(seen.root),
-                json: seen.json,
+                json: seen.json
+                    || match seen.format {
+                        Some(format) => status_format(format)?,
+                        None => false,
+                    },
                 wait: seen.wait,
             }),
             Some(Sub::Query) => match seen.key {
@@ -248,6 +254,21 @@ fn stage(name: OsString) -> Result<RunStage, Stop> {
             None,
         )
     })
+}
+
+/// `status --format`'s value, as cloud-init's names it: whether it asks for JSON (`json`, the
+/// status document as `--json` prints it) or for the text form (`tabular`).
+fn status_format(name: OsString) -> Result<bool, Stop> {
+    match utf8(name)?.as_str() {
+        "json" => Ok(true),
+        "tabular" => Ok(false),
+        other => Err(error(
+            &format!(
+                "invalid value '{other}' for '--format <FORMAT>'\n  [possible values: json, tabular]"
+            ),
+            None,
+        )),
+    }
 }
 
 /// A value that must be text.
@@ -348,7 +369,10 @@ fn option<'a>(
         }
         (_, "-v" | "--verbose") => return flag(&mut seen.verbose, "--verbose"),
         (Some(Sub::Status), "--json") => return flag(&mut seen.json, "--json"),
-        (Some(Sub::Status), "--wait") => return flag(&mut seen.wait, "--wait"),
+        (Some(Sub::Status), "-w" | "--wait") => return flag(&mut seen.wait, "--wait"),
+        // cloud-init's `status --long`: `status` always prints the long form.
+        (Some(Sub::Status), "--long") => return flag(&mut seen.long, "--long"),
+        (Some(Sub::Status), "--format") => (&mut seen.format, "--format <FORMAT>"),
         (Some(_), "--root") => (&mut seen.root, "--root <ROOT>"),
         (Some(Sub::Run), "--url") => (&mut seen.url, "--url <URL>"),
         (Some(Sub::Run), "--config") => (&mut seen.config, "--config <CONFIG>"),
@@ -375,6 +399,9 @@ fn option<'a>(
         }
         "--url" => {
             utf8(value.clone())?;
+        }
+        "--format" => {
+            status_format(value.clone())?;
         }
         _ => {}
     }

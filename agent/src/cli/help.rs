@@ -66,7 +66,10 @@ Options:
       --root <ROOT>  Directory the state is read under [default: /]
   -v, --verbose      Log debug detail (every request, every step start)
       --json         Print the whole status document as JSON
-      --wait         Wait until the run in progress has finished
+      --format <FORMAT>
+                     json: as --json; tabular: the text form [possible values: json, tabular]
+  -w, --wait         Wait until the run in progress has finished
+      --long         Accepted for cloud-init's `status --long`: the text form is the long one
   -h, --help         Print help
 ";
 
