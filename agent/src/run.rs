@@ -69,7 +69,7 @@ pub fn main(args: &RunArgs, verbose: bool) -> u8 {
 }
 
 /// Holds `var/lib/metaboot/.lock` so two runs never interleave.
-fn lock(state: &State) -> Result<Flock<File>, String> {
+pub(crate) fn lock(state: &State) -> Result<Flock<File>, String> {
     let path = state.lock_path();
     let shown = state.root().host_path(&path);
     let flags = OFlag::O_RDWR | OFlag::O_CREAT;

@@ -135,6 +135,16 @@ fn the_command_lines_images_and_users_write_parse() {
             Command::Local(LocalArgs { root: "/".into() }),
         ),
         (
+            "metaboot clean --logs --seed --reboot --root /x",
+            false,
+            Command::Clean(CleanArgs {
+                root: "/x".into(),
+                logs: true,
+                seed: true,
+                reboot: true,
+            }),
+        ),
+        (
             "metaboot local -v --root=/x",
             true,
             Command::Local(LocalArgs { root: "/x".into() }),
@@ -176,6 +186,10 @@ fn help_and_version_go_to_standard_output() {
         ),
         (Sub::Query, &["--root", "<KEY>", "--verbose"][..]),
         (Sub::Local, &["--root", "--verbose"][..]),
+        (
+            Sub::Clean,
+            &["--root", "--logs", "--seed", "--reboot", "--verbose"][..],
+        ),
     ] {
         for option in options {
             assert!(help::text(Some(sub)).contains(option), "{sub:?} {option}");
