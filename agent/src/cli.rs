@@ -1,4 +1,4 @@
-//! Command-line interface: `metaboot run | status | query | local`, parsed by hand (no argument parser
+//! Command-line interface: `metaboot run | status | query | local | clean`, parsed by hand (no argument parser
 //! crate: the static binary is size-bound, and under emulation each piece of code costs its
 //! translation the first time it runs). The help texts and error messages are the ones clap
 //! printed for the same definitions before (`agent/README.md`, "Commands", says what each
@@ -40,6 +40,9 @@ pub enum Command {
     /// Before the network starts: set aside an ifupdown configuration written for another
     /// instance's NICs.
     Local(LocalArgs),
+    /// Empty the state directory (and, when asked, remove the logs and the NoCloud seeds) for
+    /// an image made from this machine.
+    Clean(CleanArgs),
 }
 
 /// Arguments of `metaboot run`.
@@ -116,6 +119,19 @@ pub struct LocalArgs {
     pub root: PathBuf,
 }
 
+/// Arguments of `metaboot clean`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CleanArgs {
+    /// Directory every path removed is taken under (default `/`).
+    pub root: PathBuf,
+    /// Remove the log files too.
+    pub logs: bool,
+    /// Remove the NoCloud seed directories too.
+    pub seed: bool,
+    /// Reboot once clean.
+    pub reboot: bool,
+}
+
 /// A command line that does not run a command: help or version (exit 0, standard output), or
 /// an error (exit [`EXIT_USAGE`], standard error).
 #[derive(Debug, PartialEq, Eq)]
@@ -159,6 +175,11 @@ struct Seen {
     stage: Option<OsString>,
     json: bool,
     wait: bool,
+    long: bool,
+    format: Option<OsString>,
+    logs: bool,
+    seed: bool,
+    reboot: bool,
     key: Option<OsString>,
 }
 
@@ -206,7 +227,11 @@ impl Cli {
             }),
             Some(Sub::Status) => Command::Status(StatusArgs {
                 root: path_or_root(seen.root),
-                json: seen.json,
+                json: seen.json
+                    || match seen.format {
+                        Some(format) => status_format(format)?,
+                        None => false,
+                    },
                 wait: seen.wait,
             }),
             Some(Sub::Query) => match seen.key {
@@ -223,6 +248,12 @@ impl Cli {
             },
             Some(Sub::Local) => Command::Local(LocalArgs {
                 root: path_or_root(seen.root),
+            }),
+            Some(Sub::Clean) => Command::Clean(CleanArgs {
+                root: path_or_root(seen.root),
+                logs: seen.logs,
+                seed: seen.seed,
+                reboot: seen.reboot,
             }),
         };
         Ok(Cli {
@@ -248,6 +279,21 @@ fn stage(name: OsString) -> Result<RunStage, Stop> {
             None,
         )
     })
+}
+
+/// `status --format`'s value, as cloud-init's names it: whether it asks for JSON (`json`, the
+/// status document as `--json` prints it) or for the text form (`tabular`).
+fn status_format(name: OsString) -> Result<bool, Stop> {
+    match utf8(name)?.as_str() {
+        "json" => Ok(true),
+        "tabular" => Ok(false),
+        other => Err(error(
+            &format!(
+                "invalid value '{other}' for '--format <FORMAT>'\n  [possible values: json, tabular]"
+            ),
+            None,
+        )),
+    }
 }
 
 /// A value that must be text.
@@ -348,7 +394,13 @@ fn option<'a>(
         }
         (_, "-v" | "--verbose") => return flag(&mut seen.verbose, "--verbose"),
         (Some(Sub::Status), "--json") => return flag(&mut seen.json, "--json"),
-        (Some(Sub::Status), "--wait") => return flag(&mut seen.wait, "--wait"),
+        (Some(Sub::Status), "-w" | "--wait") => return flag(&mut seen.wait, "--wait"),
+        // cloud-init's `status --long`: `status` always prints the long form.
+        (Some(Sub::Status), "--long") => return flag(&mut seen.long, "--long"),
+        (Some(Sub::Clean), "--logs") => return flag(&mut seen.logs, "--logs"),
+        (Some(Sub::Clean), "--seed") => return flag(&mut seen.seed, "--seed"),
+        (Some(Sub::Clean), "--reboot") => return flag(&mut seen.reboot, "--reboot"),
+        (Some(Sub::Status), "--format") => (&mut seen.format, "--format <FORMAT>"),
         (Some(_), "--root") => (&mut seen.root, "--root <ROOT>"),
         (Some(Sub::Run), "--url") => (&mut seen.url, "--url <URL>"),
         (Some(Sub::Run), "--config") => (&mut seen.config, "--config <CONFIG>"),
@@ -375,6 +427,9 @@ fn option<'a>(
         }
         "--url" => {
             utf8(value.clone())?;
+        }
+        "--format" => {
+            status_format(value.clone())?;
         }
         _ => {}
     }

@@ -2,6 +2,7 @@
 //! drive), decodes user data the way cloud-init does, and applies it under a `--root`.
 
 pub mod apply;
+pub mod clean;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -31,5 +32,6 @@ pub fn main_with(cli: Cli) -> u8 {
         Command::Status(args) => state::status::main(&args),
         Command::Query(args) => query::main(&args),
         Command::Local(args) => local::main(&args),
+        Command::Clean(args) => clean::main(&args),
     }
 }

@@ -21,7 +21,7 @@ const NETWORK_SEMAPHORE: &str = "/var/lib/metaboot/instance/sem/config_network";
 fn set_aside_message(name: &str, mac: &str, nic: &NicNow) -> String {
     let rewrite = format!(
         "; to have metaboot write the file for these names, remove {NETWORK_SEMAPHORE} and run \
-         `metaboot run --stage init`"
+         `metaboot run --stage init && metaboot run --stage final`"
     );
     let (now, then) = match nic {
         NicNow::Gone => (

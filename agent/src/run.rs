@@ -69,7 +69,7 @@ pub fn main(args: &RunArgs, verbose: bool) -> u8 {
 }
 
 /// Holds `var/lib/metaboot/.lock` so two runs never interleave.
-fn lock(state: &State) -> Result<Flock<File>, String> {
+pub(crate) fn lock(state: &State) -> Result<Flock<File>, String> {
     let path = state.lock_path();
     let shown = state.root().host_path(&path);
     let flags = OFlag::O_RDWR | OFlag::O_CREAT;
@@ -132,6 +132,10 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     let root = &root.staged();
     let state = State::new(root);
     let mut report = Report::start();
+    report.final_ran = stage == RunStage::Init
+        && crate::state::status::read(root).is_ok_and(|last| {
+            last.is_some_and(|last| last.final_ran_before(report.boot_id.as_deref()))
+        });
     if let Err(err) = state.write_running(&report) {
         tracing::warn!("cannot write the running status: {}", chain(&err));
     }

@@ -209,7 +209,7 @@ fn nics_named_the_other_way_round_set_the_file_aside() {
         said.contains("written for eth0 with MAC fa:16:3e:00:00:01, which is eth1's now")
             && said.contains(&format!("set aside as {SET_ASIDE}"))
             && said.contains(&format!(
-                "remove {semaphore} and run `metaboot run --stage init`"
+                "remove {semaphore} and run `metaboot run --stage init && metaboot run --stage final`"
             )),
         "{said}"
     );
@@ -267,7 +267,7 @@ fn a_nic_under_a_name_no_stanza_gives_sets_the_file_aside() {
             && said.contains("no interface is eth0")
             && said.contains(&format!("set aside as {SET_ASIDE}"))
             && said.contains(&format!(
-                "remove {semaphore} and run `metaboot run --stage init`"
+                "remove {semaphore} and run `metaboot run --stage init && metaboot run --stage final`"
             )),
         "{said}"
     );

@@ -28,7 +28,8 @@ fn user_name(name: &str) -> Result<String, String> {
         Ok(name.to_owned())
     } else {
         Err(format!(
-            "{name:?} is not a user name: 1 to {MAX_USER_NAME_BYTES} letters, digits, _ . -              starting with a letter or _"
+            "{name:?} is not a user name: 1 to {MAX_USER_NAME_BYTES} letters, digits, _ . - \
+             starting with a letter or _"
         ))
     }
 }

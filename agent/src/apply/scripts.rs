@@ -2,8 +2,8 @@
 //! scripts, and the per-boot / per-instance / per-once directories, run in name order (run-parts),
 //! output logged line by line, exit codes recorded.
 
-use std::ffi::OsString;
-use std::io::{BufRead, PipeReader, Read};
+use std::ffi::{OsStr, OsString};
+use std::io::{PipeReader, PipeWriter, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,13 +20,16 @@ use crate::root::Root;
 use crate::state::result::ScriptResult;
 use crate::userdata::cloud_config::Command;
 
-/// Interpreter of `bootcmd` / `runcmd` and of scripts without a `#!` line.
+/// Interpreter of `bootcmd` / `runcmd` and of scripts the kernel cannot run (no `#!` line).
 pub const SHELL: &str = "/bin/sh";
 /// Output logged per script; the rest is read and dropped.
 pub const MAX_LOGGED_OUTPUT: usize = 64 * 1024;
 /// How long to wait for a script's output to end after the script exits (a background child
 /// may keep the pipe open; then the run goes on, and an output relay reads it from then on).
 pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+/// The longest line of a script's output held in memory: a longer one is logged in pieces of
+/// this size (`head -c 2G /dev/zero` must not pile up in the agent's memory).
+pub const MAX_LINE_BYTES: usize = 4096;
 /// Bytes read from a script's output at a time.
 const OUTPUT_CHUNK: usize = 4096;
 /// The hidden subcommand of the output relay: `metaboot __script-output NAME LOGGED`
@@ -92,14 +95,6 @@ pub fn write_script(root: &Root, path: &Path, body: &[u8]) -> Result<(), PathErr
     root.write_atomic(path, body, &WriteOptions::exact(0o700, None))
 }
 
-/// True when the script at `path` starts with `#!`.
-fn has_shebang(root: &Root, path: &Path) -> bool {
-    let mut head = [0u8; 2];
-    root.open_file(path, OFlag::O_RDONLY, 0, true, false)
-        .and_then(|mut file| file.read_exact(&mut head))
-        .is_ok_and(|()| &head == b"#!")
-}
-
 /// What every script sees.
 #[derive(Debug, Clone)]
 pub struct ScriptEnv {
@@ -128,19 +123,8 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
         error,
     };
     let host_path = root.host_path(path);
-    let mut process = if has_shebang(root, path) {
-        Process::new(&host_path)
-    } else {
-        let mut sh = Process::new(SHELL);
-        sh.arg(&host_path);
-        sh
-    };
     let (reader, writer) = match std::io::pipe() {
         Ok(pair) => pair,
-        Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
-    };
-    let stderr = match writer.try_clone() {
-        Ok(w) => w,
         Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
     };
     // Closing `stop_writer` tells the output thread to stop reading (see `read_output`).
@@ -148,24 +132,14 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
         Ok(pair) => pair,
         Err(err) => return result(None, Some(format!("cannot create a pipe: {err}"))),
     };
-    process
-        .env("INSTANCE_ID", &env.instance_id)
-        .env("METABOOT_ROOT", &env.root)
-        .current_dir(&env.root)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(stderr);
-    // SAFETY: the hook runs in the child between fork and exec, and makes only two system
-    // calls (getpriority, setpriority): no allocation, no lock.
-    unsafe {
-        process.pre_exec(lift_negative_nice);
-    }
     tracing::info!(script = name, "running {}", host_path.display());
     let spawned = Retry::until(Instant::now() + BUSY_SCRIPT_WAIT)
         .with_backoff(BUSY_SCRIPT_BACKOFF, BUSY_SCRIPT_BACKOFF * 10)
-        .run("start script", |_| process.spawn().map_err(StartError));
-    // The Command holds the write ends; drop them so the reader sees EOF when the script ends.
-    drop(process);
+        .run("start script", |_| {
+            start_script(&host_path, &writer, env).map_err(StartError)
+        });
+    // Drop the write end so the reader sees EOF when the script ends.
+    drop(writer);
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) => return result(None, Some(format!("cannot start: {}", err.last()))),
@@ -201,6 +175,40 @@ pub fn run_script(root: &Root, path: &Path, name: &str, env: &ScriptEnv) -> Scri
     }
 }
 
+/// Starts the script at `host_path` as the kernel runs it (an ELF program, or a `#!` line's
+/// interpreter), its standard output and error `output`. A file the kernel cannot run
+/// (`ENOEXEC`: a script without `#!`) runs as `/bin/sh FILE`, as `execvp` and POSIX shells run
+/// it; cloud-init's `runparts` fails it instead ("Exec format error").
+fn start_script(
+    host_path: &Path,
+    output: &PipeWriter,
+    env: &ScriptEnv,
+) -> std::io::Result<std::process::Child> {
+    let process = |argv: &[&OsStr]| -> std::io::Result<Process> {
+        let mut process = Process::new(argv[0]);
+        process
+            .args(&argv[1..])
+            .env("INSTANCE_ID", &env.instance_id)
+            .env("METABOOT_ROOT", &env.root)
+            .current_dir(&env.root)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output.try_clone()?);
+        // SAFETY: the hook runs in the child between fork and exec, and makes only two system
+        // calls (getpriority, setpriority): no allocation, no lock.
+        unsafe {
+            process.pre_exec(lift_negative_nice);
+        }
+        Ok(process)
+    };
+    match process(&[host_path.as_os_str()])?.spawn() {
+        Err(err) if err.raw_os_error() == Some(libc::ENOEXEC) => {
+            process(&[OsStr::new(SHELL), host_path.as_os_str()])?.spawn()
+        }
+        started => started,
+    }
+}
+
 /// In a script's process, before exec: a negative nice value becomes [`SCRIPT_NICE`].
 /// metaboot.service runs at nice -10 so that provisioning goes first on a guest with one CPU
 /// (agent/systemd/metaboot.service); the user's commands, and daemons they leave running, must
@@ -220,47 +228,94 @@ fn lift_negative_nice() -> std::io::Result<()> {
     Ok(())
 }
 
-/// A script's output being logged: the bytes logged so far against the bound.
+/// A script's output being logged: the bytes logged so far against the bound, and the line
+/// not yet ended (at most [`MAX_LINE_BYTES`] of it).
 struct OutputLog<'a> {
     script: &'a str,
     max: usize,
     logged: usize,
     dropped: bool,
+    pending: Vec<u8>,
 }
 
-impl OutputLog<'_> {
-    /// Logs one line (its newline taken off) while under the bound; drops it past it.
+impl<'a> OutputLog<'a> {
+    fn new(script: &'a str, max: usize, logged: usize) -> Self {
+        OutputLog {
+            script,
+            max,
+            logged,
+            dropped: false,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Logs one line (its newline taken off), cut to the bytes left under the bound; drops it
+    /// past the bound.
     fn line(&mut self, line: &[u8]) {
         let (script, max) = (self.script, self.max);
         if self.logged < max {
-            self.logged += line.len() + 1;
-            tracing::info!(script, "| {}", String::from_utf8_lossy(line));
+            let shown = &line[..line.len().min(max - self.logged)];
+            self.logged += shown.len() + 1;
+            tracing::info!(script, "| {}", String::from_utf8_lossy(shown));
             if self.logged >= max {
                 tracing::warn!(script, "output over {max} bytes; the rest is not logged");
             }
+            self.dropped |= shown.len() < line.len();
         } else {
             self.dropped = true;
         }
     }
 
-    /// Logs every line of `reader` to its end.
-    fn lines(&mut self, reader: impl BufRead) {
-        for line in reader.split(b'\n').map_while(Result::ok) {
+    /// Takes in output as it is read: each line is logged at its newline, and a line that
+    /// reaches [`MAX_LINE_BYTES`] is logged in pieces of that size, so no line piles up in
+    /// memory. Past the bound, bytes are dropped unstored.
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.logged >= self.max {
+                self.dropped = true;
+                self.pending.clear();
+                return;
+            }
+            let room = MAX_LINE_BYTES - self.pending.len();
+            let end = bytes.iter().take(room).position(|&b| b == b'\n');
+            let taken = end.unwrap_or(room.min(bytes.len()));
+            self.pending.extend_from_slice(&bytes[..taken]);
+            if end.is_some() || self.pending.len() >= MAX_LINE_BYTES {
+                let line = std::mem::take(&mut self.pending);
+                self.line(&line);
+            }
+            bytes = &bytes[taken + usize::from(end.is_some())..];
+        }
+    }
+
+    /// Logs the line left without its newline, if any.
+    fn finish(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
             self.line(&line);
         }
+    }
+
+    /// Logs `reader` to its end (or its first read error).
+    fn read_all(&mut self, mut reader: impl Read) {
+        let mut chunk = [0u8; OUTPUT_CHUNK];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.feed(&chunk[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.finish();
     }
 }
 
 /// Logs a script's output line by line up to `max` bytes and reads (drops) the rest; returns
 /// the bytes logged and whether output was dropped.
-pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, bool) {
-    let mut out = OutputLog {
-        script,
-        max,
-        logged: 0,
-        dropped: false,
-    };
-    out.lines(reader);
+pub fn log_output(reader: impl Read, script: &str, max: usize) -> (usize, bool) {
+    let mut out = OutputLog::new(script, max, 0);
+    out.read_all(reader);
     (out.logged, out.dropped)
 }
 
@@ -270,13 +325,7 @@ pub fn log_output(reader: impl BufRead, script: &str, max: usize) -> (usize, boo
 /// the relay. Returns the pipe when stopped before the end, and the bytes logged. A line cut
 /// by the stop is logged as it is; its rest is a line of the relay's.
 fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<PipeReader>, usize) {
-    let mut out = OutputLog {
-        script,
-        max: MAX_LOGGED_OUTPUT,
-        logged: 0,
-        dropped: false,
-    };
-    let mut pending = Vec::new();
+    let mut out = OutputLog::new(script, MAX_LOGGED_OUTPUT, 0);
     let mut chunk = [0u8; OUTPUT_CHUNK];
     let stopped = loop {
         let mut fds = [stop.as_raw_fd(), pipe.as_raw_fd()].map(|fd| libc::pollfd {
@@ -296,20 +345,12 @@ fn read_output(pipe: PipeReader, stop: &PipeReader, script: &str) -> (Option<Pip
         }
         match (&pipe).read(&mut chunk) {
             Ok(0) => break false,
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Ok(n) => out.feed(&chunk[..n]),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break false,
         }
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-            out.line(&pending[start..start + end]);
-            start += end + 1;
-        }
-        pending.drain(..start);
     };
-    if !pending.is_empty() {
-        out.line(&pending);
-    }
+    out.finish();
     (stopped.then_some(pipe), out.logged)
 }
 
@@ -371,13 +412,7 @@ fn relay_output(pipe: PipeReader, name: &str, logged: usize, env: &ScriptEnv) {
 fn keep_reading(pipe: PipeReader, name: &str, logged: usize) {
     let script = name.to_owned();
     std::thread::spawn(move || {
-        let mut out = OutputLog {
-            script: &script,
-            max: MAX_LOGGED_OUTPUT,
-            logged,
-            dropped: false,
-        };
-        out.lines(std::io::BufReader::new(pipe));
+        OutputLog::new(&script, MAX_LOGGED_OUTPUT, logged).read_all(pipe);
     });
 }
 
@@ -430,15 +465,9 @@ pub fn relay_main(args: &[OsString]) -> u8 {
     // nothing else owns it in this process.
     let log = unsafe { std::fs::File::from_raw_fd(1) };
     crate::log::install(Some(log), false);
-    let mut out = OutputLog {
-        script: name,
-        max: MAX_LOGGED_OUTPUT,
-        logged,
-        dropped: false,
-    };
     // SAFETY: descriptor 0, the pipe, is open and nothing else in this process reads it.
     let pipe = unsafe { std::fs::File::from_raw_fd(0) };
-    out.lines(std::io::BufReader::new(pipe));
+    OutputLog::new(name, MAX_LOGGED_OUTPUT, logged).read_all(pipe);
     0
 }
 
@@ -647,6 +676,42 @@ mod tests {
         );
     }
 
+    /// A program (an image's `per-boot/agent` binary, or a link to one) runs as itself, not
+    /// as `/bin/sh PROGRAM`; a file the kernel cannot run still runs with `/bin/sh`.
+    #[test]
+    fn a_program_runs_as_itself_and_a_script_without_shebang_with_sh() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let scripts = Path::new("/scripts");
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        let program = dir.path().join("scripts/10-program");
+        std::fs::copy("/bin/true", &program).unwrap();
+        std::os::unix::fs::symlink("10-program", dir.path().join("scripts/20-link")).unwrap();
+        write_script(
+            &root,
+            &scripts.join("30-plain"),
+            b"echo plain > plain-out\n",
+        )
+        .unwrap();
+        let results = run_dir(&root, scripts, &env(dir.path()));
+        let outcomes: Vec<(&str, Option<i32>, Option<&str>)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.exit_code, r.error.as_deref()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("10-program", Some(0), None),
+                ("20-link", Some(0), None),
+                ("30-plain", Some(0), None)
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("plain-out")).unwrap(),
+            "plain\n"
+        );
+    }
+
     /// Sets the calling thread's nice value (Linux keeps one per thread; a child takes its
     /// forking thread's).
     fn set_thread_nice(nice: i32) -> bool {
@@ -694,6 +759,36 @@ mod tests {
             log_output(&b"a\nb\n"[..], "t", MAX_LOGGED_OUTPUT),
             (4, false)
         );
+    }
+
+    /// A line with no end is logged in pieces of [`MAX_LINE_BYTES`], cut at the bound, and
+    /// the rest read and dropped: neither the line nor the log grows with it.
+    #[test]
+    fn a_line_without_end_is_bounded() {
+        let huge = std::io::repeat(b'x').take(16 << 20);
+        let (logged, dropped) = log_output(huge, "t", MAX_LOGGED_OUTPUT);
+        assert!(dropped);
+        assert!(
+            (MAX_LOGGED_OUTPUT..=MAX_LOGGED_OUTPUT + 1).contains(&logged),
+            "{logged}"
+        );
+        // Under the bound: pieces of MAX_LINE_BYTES, each counted with a line end.
+        let mut long = vec![b'a'; 2 * MAX_LINE_BYTES + 10];
+        long.push(b'\n');
+        assert_eq!(
+            log_output(&long[..], "t", MAX_LOGGED_OUTPUT),
+            (2 * MAX_LINE_BYTES + 10 + 3, false)
+        );
+        let mut out = OutputLog::new("t", usize::MAX, 0);
+        out.feed(&vec![b'y'; 10 * MAX_LINE_BYTES + 1]);
+        assert!(out.pending.len() < MAX_LINE_BYTES, "{}", out.pending.len());
+        // A script writing many MiB without a newline completes.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let path = Path::new("/zeros");
+        write_script(&root, path, b"#!/bin/sh\nhead -c 33554432 /dev/zero\n").unwrap();
+        let result = run_script(&root, path, "zeros", &env(dir.path()));
+        assert_eq!((result.exit_code, result.error), (Some(0), None));
     }
 
     #[test]

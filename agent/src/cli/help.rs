@@ -13,6 +13,7 @@ Commands:
   status  Show the outcome of the last run (done / running / error); non-zero unless done
   query   Print one value from the cached instance data
   local   Before the network starts: set aside an ifupdown configuration written for another instance's NICs
+  clean   Empty the state directory for an image made from this machine, as cloud-init clean
   help    Print this message or the help of the given subcommand(s)
 
 Options:
@@ -66,7 +67,10 @@ Options:
       --root <ROOT>  Directory the state is read under [default: /]
   -v, --verbose      Log debug detail (every request, every step start)
       --json         Print the whole status document as JSON
-      --wait         Wait until the run in progress has finished
+      --format <FORMAT>
+                     json: as --json; tabular: the text form [possible values: json, tabular]
+  -w, --wait         Wait until the run in progress has finished
+      --long         Accepted for cloud-init's `status --long`: the text form is the long one
   -h, --help         Print help
 ";
 
@@ -97,6 +101,21 @@ Options:
   -h, --help         Print help
 ";
 
+/// `metaboot clean --help`.
+const CLEAN: &str = "\
+Empty the state directory for an image made from this machine, as cloud-init clean
+
+Usage: metaboot clean [OPTIONS]
+
+Options:
+      --root <ROOT>  Directory every path removed is taken under [default: /]
+      --logs         Remove the log files too
+      --seed         Remove the NoCloud seed directories too
+      --reboot       Reboot once clean (`shutdown -r now`)
+  -v, --verbose      Log debug detail (every request, every step start)
+  -h, --help         Print help
+";
+
 /// The help of `sub`, or of the program.
 pub(super) fn text(sub: Option<Sub>) -> &'static str {
     match sub {
@@ -105,6 +124,7 @@ pub(super) fn text(sub: Option<Sub>) -> &'static str {
         Some(Sub::Status) => STATUS,
         Some(Sub::Query) => QUERY,
         Some(Sub::Local) => LOCAL,
+        Some(Sub::Clean) => CLEAN,
     }
 }
 
@@ -116,5 +136,6 @@ pub(super) fn usage(sub: Option<Sub>) -> &'static str {
         Some(Sub::Status) => "metaboot status [OPTIONS]",
         Some(Sub::Query) => "metaboot query [OPTIONS] <KEY>",
         Some(Sub::Local) => "metaboot local [OPTIONS]",
+        Some(Sub::Clean) => "metaboot clean [OPTIONS]",
     }
 }

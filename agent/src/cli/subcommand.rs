@@ -7,6 +7,7 @@ pub(super) enum Sub {
     Status,
     Query,
     Local,
+    Clean,
 }
 
 impl Sub {
@@ -17,6 +18,7 @@ impl Sub {
             "status" => Some(Sub::Status),
             "query" => Some(Sub::Query),
             "local" => Some(Sub::Local),
+            "clean" => Some(Sub::Clean),
             _ => None,
         }
     }

@@ -96,6 +96,24 @@ fn the_command_lines_images_and_users_write_parse() {
             }),
         ),
         (
+            "metaboot status --long -w --format json",
+            false,
+            Command::Status(StatusArgs {
+                root: "/".into(),
+                json: true,
+                wait: true,
+            }),
+        ),
+        (
+            "metaboot status --long --format=tabular",
+            false,
+            Command::Status(StatusArgs {
+                root: "/".into(),
+                json: false,
+                wait: false,
+            }),
+        ),
+        (
             "metaboot query instance-id",
             false,
             Command::Query(QueryArgs {
@@ -115,6 +133,16 @@ fn the_command_lines_images_and_users_write_parse() {
             "metaboot local",
             false,
             Command::Local(LocalArgs { root: "/".into() }),
+        ),
+        (
+            "metaboot clean --logs --seed --reboot --root /x",
+            false,
+            Command::Clean(CleanArgs {
+                root: "/x".into(),
+                logs: true,
+                seed: true,
+                reboot: true,
+            }),
         ),
         (
             "metaboot local -v --root=/x",
@@ -158,6 +186,10 @@ fn help_and_version_go_to_standard_output() {
         ),
         (Sub::Query, &["--root", "<KEY>", "--verbose"][..]),
         (Sub::Local, &["--root", "--verbose"][..]),
+        (
+            Sub::Clean,
+            &["--root", "--logs", "--seed", "--reboot", "--verbose"][..],
+        ),
     ] {
         for option in options {
             assert!(help::text(Some(sub)).contains(option), "{sub:?} {option}");
@@ -251,6 +283,17 @@ fn a_command_line_that_cannot_be_used_says_why_as_clap_did() {
             usage_error(
                 "unexpected argument '--version' found",
                 "metaboot run [OPTIONS]",
+            ),
+        ),
+        (
+            "metaboot status --format yaml",
+            "error: invalid value 'yaml' for '--format <FORMAT>'\n  [possible values: json, tabular]\n\nFor more information, try '--help'.\n".to_owned(),
+        ),
+        (
+            "metaboot status --long --long",
+            usage_error(
+                "the argument '--long' cannot be used multiple times",
+                "metaboot status [OPTIONS]",
             ),
         ),
         (

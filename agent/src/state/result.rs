@@ -160,6 +160,11 @@ pub struct Report {
     /// after a reboot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+    /// True when this run's init stage began after a final stage (or a whole run) had already
+    /// finished in this boot: a manual `metaboot run --stage init`, whose final stage no unit
+    /// runs (metaboot-final.service runs once a boot); `status` does not wait for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub final_ran: bool,
     #[serde(skip)]
     started: Option<Instant>,
     /// The commands steps of this stage left to run once the report is committed, in order.
@@ -196,6 +201,15 @@ impl Report {
         matches!((self.boot_id.as_deref(), now), (Some(then), Some(now)) if then != now)
     }
 
+    /// Whether a run that began after this one, in boot `now`, comes after a final stage that
+    /// already ran in that boot ([`Report::final_ran`]): this run finished there (not `running`
+    /// between stages), or it was itself begun after one.
+    pub fn final_ran_before(&self, now: Option<&str>) -> bool {
+        now.is_some()
+            && self.boot_id.as_deref() == now
+            && (self.final_ran || self.status != RunStatus::Running)
+    }
+
     /// A report for a run starting now.
     pub fn start() -> Self {
         Report {
@@ -212,6 +226,7 @@ impl Report {
             warnings: Vec::new(),
             next_stage: None,
             boot_id: boot_id(),
+            final_ran: false,
             started: Some(Instant::now()),
             after_commit: Vec::new(),
         }
@@ -289,6 +304,24 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A final stage (or a whole run) finished in this boot comes before a manual
+    /// `--stage init`; an init stage still waiting for it, or another boot's run, does not.
+    #[test]
+    fn a_final_stage_that_ran_in_this_boot_is_told() {
+        let mut last = Report::start();
+        last.boot_id = Some("b1".into());
+        last.next_stage = Some("final".into());
+        assert!(!last.final_ran_before(Some("b1")));
+        last.final_ran = true;
+        assert!(last.final_ran_before(Some("b1")));
+        last.final_ran = false;
+        last.next_stage = None;
+        last.finish();
+        assert!(last.final_ran_before(Some("b1")));
+        assert!(!last.final_ran_before(Some("b2")));
+        assert!(!last.final_ran_before(None));
+    }
 
     #[test]
     fn a_failed_step_makes_the_run_an_error_and_later_steps_still_record() {

@@ -98,15 +98,17 @@ pub fn main(args: &StatusArgs) -> u8 {
     }
 }
 
-/// A run that says `running` with no stage left to wait for (`next_stage`) while no process
-/// holds its lock was stopped before it finished (killed, its unit stopped, the machine's OOM
+/// A run that says `running` with no stage left to wait for (`next_stage`, or a final stage
+/// no unit will run: [`Report::final_ran`]) while no process holds its lock was stopped before
+/// it finished (killed, its unit stopped, the machine's OOM
 /// killer): it is reported as an error, so that `--wait` ends, as cloud-init's `status`
 /// reports a failed unit. When that cannot be told (no `locks` file to read), the report is
 /// left as it is. The status is read again once the lock is seen free: a run writes its last
 /// report before it lets go of the lock.
 pub fn stopped(root: &Root, report: Report, locks: &str) -> Report {
-    let waits =
-        |report: &Report| report.status == RunStatus::Running && report.next_stage.is_none();
+    let waits = |report: &Report| {
+        report.status == RunStatus::Running && (report.next_stage.is_none() || report.final_ran)
+    };
     if !waits(&report) {
         return report;
     }
@@ -124,6 +126,14 @@ pub fn stopped(root: &Root, report: Report, locks: &str) -> Report {
         _ => return report,
     };
     again.status = RunStatus::Error;
+    if again.next_stage.is_some() {
+        again.errors.push(
+            "the final stage (user scripts, runcmd) has not run, and metaboot-final.service \
+             already ran in this boot: run `metaboot run --stage final` to finish the run"
+                .to_owned(),
+        );
+        return again;
+    }
     again.errors.push(format!(
         "the run was stopped before it finished (no metaboot run holds {}); run `metaboot \
          run` again to finish it",
@@ -295,6 +305,17 @@ mod tests {
         state.write_running(&waiting).unwrap();
         let found = stopped(&root, read(&root).unwrap().unwrap(), PROC_LOCKS);
         assert_eq!(found.status, RunStatus::Running);
+        // Waiting for a final stage that already ran in this boot (a manual `--stage init`):
+        // not waited for.
+        waiting.final_ran = true;
+        state.write_running(&waiting).unwrap();
+        let found = stopped(&root, read(&root).unwrap().unwrap(), PROC_LOCKS);
+        assert_eq!(found.status, RunStatus::Error);
+        assert!(
+            found.errors[0].contains("run `metaboot run --stage final`"),
+            "{:?}",
+            found.errors
+        );
         // Without a lock table to read, nothing is concluded.
         let found = stopped(&root, Report::start(), "/nonexistent/locks");
         assert_eq!(found.status, RunStatus::Running);

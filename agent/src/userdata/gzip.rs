@@ -1,9 +1,10 @@
-//! gzip user data: detected by magic, every member read (as Python's `gzip.decompress`), the
-//! output bounded so a small bomb cannot fill memory.
+//! gzip user data: detected by magic, every member read and the zero bytes padding a member
+//! skipped (as Python's `gzip` module, which cloud-init uses), the output bounded so a small
+//! bomb cannot fill memory.
 
 use std::io::Read;
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 
 /// The two bytes every gzip member starts with.
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -28,18 +29,31 @@ pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&GZIP_MAGIC)
 }
 
-/// Decompresses every member of `data`, refusing output over `max` bytes.
+/// Decompresses every member of `data`, refusing output over `max` bytes (all members
+/// together). Zero bytes after a member are padding, not a member (a block device or a
+/// fixed-size field pads so), as Python's `gzip` takes them; anything else there must be a
+/// member.
 pub fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, GzipError> {
     let mut out = Vec::new();
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    MultiGzDecoder::new(data)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(GzipError::Corrupt)?;
-    if out.len() > max {
-        return Err(GzipError::TooLarge { max });
+    let mut rest = data;
+    loop {
+        let mut member = GzDecoder::new(rest);
+        let room = limit.saturating_sub(out.len() as u64);
+        (&mut member)
+            .take(room)
+            .read_to_end(&mut out)
+            .map_err(GzipError::Corrupt)?;
+        if out.len() > max {
+            return Err(GzipError::TooLarge { max });
+        }
+        rest = member.into_inner();
+        let padding = rest.iter().take_while(|&&b| b == 0).count();
+        rest = &rest[padding..];
+        if rest.is_empty() {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -76,6 +90,24 @@ pub(crate) mod tests {
             gunzip(&data, 1024).unwrap(),
             b"#!/bin/sh\necho two members\n"
         );
+    }
+
+    #[test]
+    fn zero_padding_after_a_member_is_skipped() {
+        let mut data = gz(b"#cloud-config\n");
+        data.extend([0u8; 100]);
+        assert_eq!(gunzip(&data, 1024).unwrap(), b"#cloud-config\n");
+        // Padding between members too; the bound counts every member.
+        data.extend(gz(b"runcmd: []\n"));
+        data.extend([0u8; 3]);
+        assert_eq!(gunzip(&data, 1024).unwrap(), b"#cloud-config\nruncmd: []\n");
+        assert!(matches!(
+            gunzip(&data, 20),
+            Err(GzipError::TooLarge { max: 20 })
+        ));
+        // What follows the padding must be a member.
+        data.extend(b"not gzip");
+        assert!(matches!(gunzip(&data, 1024), Err(GzipError::Corrupt(_))));
     }
 
     #[test]

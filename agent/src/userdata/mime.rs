@@ -22,7 +22,7 @@ pub const MAX_MIME_DEPTH: usize = 8;
 pub struct MimePart {
     /// Lower-case MIME type (`text/cloud-config`, …).
     pub content_type: String,
-    /// The `filename` of its Content-Disposition, if any.
+    /// The `filename` of its Content-Disposition, else the `name` of its Content-Type.
     pub filename: Option<String>,
     /// Its `Merge-Type` (or `X-Merge-Type`) header: how a cloud-config part merges.
     pub merge_type: Option<String>,
@@ -121,7 +121,7 @@ fn collect(entity: &[u8], depth: usize, out: &mut Split) {
     }
     let head = Head::parse(entity);
     let body = &entity[head.body..];
-    let content_type = head
+    let mut content_type = head
         .get("content-type")
         .map(Parameterised::parse)
         .unwrap_or_default();
@@ -150,10 +150,15 @@ fn collect(entity: &[u8], depth: usize, out: &mut Split) {
         }
         return;
     }
+    // As Python's `get_filename`: Content-Disposition's `filename`, else Content-Type's `name`,
+    // blanks around taken off; an empty one is none (the part gets a `part-NNN` name).
     let filename = head
         .get("content-disposition")
         .map(Parameterised::parse)
-        .and_then(|mut disposition| disposition.params.remove("filename"));
+        .and_then(|mut disposition| disposition.params.remove("filename"))
+        .or_else(|| content_type.params.remove("name"))
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty());
     match transfer::decode(head.get("content-transfer-encoding"), body) {
         Some(body) => out.parts.push(MimePart {
             content_type: mimetype,
@@ -214,6 +219,35 @@ hostname: mime\n\
         assert_eq!(parts[0].body, b"#!/bin/sh\necho hello\n");
         assert_eq!(parts[1].content_type, "text/cloud-config");
         assert!(String::from_utf8_lossy(&parts[1].body).contains("hostname: mime"));
+    }
+
+    #[test]
+    fn a_part_is_named_as_get_filename_names_it() {
+        let message = |headers: &str| {
+            format!(
+                "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n--B\n{headers}\n\
+                 #!/bin/sh\n--B--\n"
+            )
+        };
+        let name = |headers: &str| split(message(headers).as_bytes()).parts[0].filename.clone();
+        assert_eq!(
+            name("Content-Type: text/x-shellscript; name=\"10-first.sh\"\n").as_deref(),
+            Some("10-first.sh")
+        );
+        assert_eq!(
+            name(
+                "Content-Type: text/x-shellscript; name=b.sh\n\
+                 Content-Disposition: attachment; filename=\" a.sh \"\n"
+            )
+            .as_deref(),
+            Some("a.sh")
+        );
+        assert_eq!(
+            name(
+                "Content-Type: text/x-shellscript\nContent-Disposition: attachment; filename=\" \"\n"
+            ),
+            None
+        );
     }
 
     #[test]

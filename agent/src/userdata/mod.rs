@@ -127,7 +127,9 @@ pub fn decode(data: &[u8], launch_index: Option<i64>, fetch: &dyn Fetch) -> Deco
 }
 
 /// Decodes `vendor_data.json` / `vendor_data2.json`: a string is user-data-like content, a list
-/// holds parts, a mapping contributes only its `cloud-init` key (a string or a list).
+/// holds parts, a mapping contributes only its `cloud-init` key (a string or a list). An empty
+/// value (`null`, `""`, `{}`, `[]`, `0`, `false`) there or at the top is no vendor data, not
+/// an error, as cloud-init's `convert_vendordata` takes it (`if not data: return None`).
 pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
     let mut decoder = Decoder::new(fetch);
     let value: Value = match serde_json::from_slice(json) {
@@ -142,7 +144,7 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         other => other,
     };
     match payload {
-        Value::Null => {}
+        empty if is_empty(&empty) => {}
         Value::String(text) => decoder.document(text.as_bytes(), 0, origin),
         Value::Array(items) => {
             for item in items {
@@ -157,6 +159,19 @@ pub fn decode_vendor(json: &[u8], origin: &str, fetch: &dyn Fetch) -> Decoded {
         )),
     }
     decoder.finish()
+}
+
+/// Whether `value` is false to Python (`not value`): `null`, `false`, zero, or an empty text,
+/// list or mapping.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+    }
 }
 
 /// The most errors, and the most warnings, one document's decoding lists (logs and keeps for

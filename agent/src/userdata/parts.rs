@@ -157,7 +157,12 @@ impl PartKind {
     }
 }
 
-/// A file name safe to use inside a scripts directory: `[A-Za-z0-9._-]`, no leading dot.
+/// Longest file name a part gets (characters, all ASCII after [`safe_name`]), well under a
+/// file system's 255 bytes so that a suffix (`.1`) and a `vendor-` prefix still fit.
+pub const MAX_PART_NAME_CHARS: usize = 100;
+
+/// A file name safe to use inside a scripts directory: `[A-Za-z0-9._-]`, no leading dot, at
+/// most [`MAX_PART_NAME_CHARS`] long.
 pub fn safe_name(name: &str) -> String {
     let cleaned: String = name
         .rsplit('/')
@@ -176,7 +181,7 @@ pub fn safe_name(name: &str) -> String {
     if cleaned.is_empty() {
         "part".to_owned()
     } else {
-        cleaned.chars().take(100).collect()
+        cleaned.chars().take(MAX_PART_NAME_CHARS).collect()
     }
 }
 
@@ -251,5 +256,12 @@ mod tests {
         assert_eq!(safe_name("a b;c"), "a_b_c");
         assert_eq!(safe_name(".hidden"), "hidden");
         assert_eq!(safe_name(".."), "part");
+    }
+
+    #[test]
+    fn names_are_cut_to_the_bound() {
+        let long = "a".repeat(MAX_PART_NAME_CHARS + 1);
+        assert_eq!(safe_name(&long), long[..MAX_PART_NAME_CHARS]);
+        assert_eq!(safe_name(&long[1..]), long[1..]);
     }
 }

@@ -104,6 +104,15 @@ fn mime_with_base64_script_config_and_gzip_part() {
 }
 
 #[test]
+fn gzip_user_data_padded_with_zeros_is_read() {
+    let mut data = gz(CONFIG.as_bytes());
+    data.extend([0u8; 100]);
+    let out = decode(&data, None, &NoFetch);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.configs[0]["hostname"], json!("web"));
+}
+
+#[test]
 fn corrupt_gzip_is_an_error_and_yields_nothing() {
     let mut data = gz(CONFIG.as_bytes());
     let mid = data.len() / 2;
@@ -554,6 +563,42 @@ fn duplicate_script_names_are_made_unique() {
         .map(|s| s.name)
         .collect();
     assert_eq!(names, ["s.sh", "s.sh.1"]);
+}
+
+#[test]
+fn empty_vendor_data_is_none_as_in_cloud_init() {
+    for doc in [
+        r#"{"cloud-init": ""}"#,
+        r#"{"cloud-init": {}}"#,
+        r#"{"cloud-init": []}"#,
+        r#"{"cloud-init": null}"#,
+        r#"{"cloud-init": false}"#,
+        r#"{"cloud-init": 0}"#,
+        r#"{"cloud-init": 0.0}"#,
+        "{}",
+        "[]",
+        r#""""#,
+        "null",
+        "false",
+        "0",
+    ] {
+        let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
+        assert!(
+            out.errors.is_empty() && out.warnings.is_empty(),
+            "{doc}: {out:?}"
+        );
+        assert_eq!((out.configs.len(), out.script_count()), (0, 0), "{doc}");
+    }
+    // What is not empty and not text or a list is still an error, as cloud-init's ValueError.
+    for doc in [
+        r#"{"cloud-init": true}"#,
+        r#"{"cloud-init": 1}"#,
+        "true",
+        "5",
+    ] {
+        let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
+        assert_eq!(out.errors.len(), 1, "{doc}: {out:?}");
+    }
 }
 
 #[test]

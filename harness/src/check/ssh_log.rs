@@ -11,8 +11,10 @@ pub const AUTHENTICATED: &str = "Authenticated to ";
 
 /// The starts of the lines ssh prints with `-v` that `LogLevel=ERROR` hid: its debug lines,
 /// its version, the login, the byte counts at the end and the host key it would record.
-pub const LOG_LINES: [&str; 6] = [
-    "debug",
+pub const LOG_LINES: [&str; 8] = [
+    "debug1: ",
+    "debug2: ",
+    "debug3: ",
     "OpenSSH_",
     AUTHENTICATED,
     "Transferred: sent ",
@@ -141,6 +143,11 @@ debug1: Exit status 1
             "root@198.18.1.10: Permission denied (publickey).\n"
         );
         assert_eq!(without_log(""), "");
+        // The remote command's own lines that start like a word of ssh's log are kept.
+        assert_eq!(
+            without_log("debugging enabled\ndebug1: x\n"),
+            "debugging enabled\n"
+        );
     }
 
     #[test]

@@ -252,7 +252,9 @@ fn libvirtd_command(ns: &str, conf: &Path, dir: &Path) -> Command {
     let mut script = format!("set -e; mount --bind \"$1\" {SYSTEM_QEMU_CONF}; ");
     for (hidden, name) in HIDDEN_CONFIG_DIRS {
         script.push_str(&format!(
-            "if [ -d {hidden} ]; then mount --bind \"$2/{name}\" {hidden}; fi; "
+            // Made when missing (an empty directory, as libvirt makes it at its first pool or
+            // hook): else what libvirtd writes there would land in the host's /etc.
+            "mkdir -p {hidden}; mount --bind \"$2/{name}\" {hidden}; "
         ));
     }
     script.push_str("exec libvirtd");
@@ -466,6 +468,7 @@ mod tests {
     fn the_hosts_domains_networks_and_pools_are_hidden() {
         let cmd = libvirtd_command("metaboot-x", Path::new("/d/qemu.conf"), Path::new("/d"));
         let line = process::describe(&cmd);
+        assert!(line.contains("mkdir -p /etc/libvirt/storage;"), "{line}");
         for mount in [
             "mount --bind \"$2/etc-libvirt-qemu\" /etc/libvirt/qemu;",
             "mount --bind \"$2/etc-libvirt-storage\" /etc/libvirt/storage;",

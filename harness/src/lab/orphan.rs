@@ -55,22 +55,28 @@ pub fn stop_unrecorded_servers(id: &str) -> usize {
 
 /// The namespaces to delete, in order: those at the other ends of the bridge namespace's veth
 /// pairs (`links`, [`linked_namespaces`]), then the bridge namespace. When its links could not
-/// be listed, the error is kept in `first_error` (unless one is there) and the bridge
-/// namespace is still deleted.
+/// be listed, the error is kept in `first_error` (unless one is there) and none is deleted:
+/// the bridge namespace's links are the only record of the router and DHCP namespaces (named
+/// after registry ids, not the lab's), so it stays for a later `lab down` to find them.
 fn namespaces_to_delete(
     bridge_ns: &str,
     links: anyhow::Result<String>,
     first_error: &mut Option<anyhow::Error>,
 ) -> Vec<String> {
-    let mut namespaces = match links {
-        Ok(links) => linked_namespaces(&links),
+    match links {
+        Ok(links) => {
+            let mut namespaces = linked_namespaces(&links);
+            namespaces.push(bridge_ns.to_owned());
+            namespaces
+        }
         Err(err) => {
-            first_error.get_or_insert(err);
+            first_error.get_or_insert(err.context(format!(
+                "cannot list the links of {bridge_ns}: it stays, with the namespaces it \
+                 leads to; run `lab down` again once `ip -n {bridge_ns} link` works"
+            )));
             Vec::new()
         }
-    };
-    namespaces.push(bridge_ns.to_owned());
-    namespaces
+    }
 }
 
 /// The namespaces at the other end of the veth pairs `ip -o link show type veth` lists
@@ -195,18 +201,18 @@ mod tests {
         assert_eq!(servers_of(&other).len(), 1);
     }
 
-    /// A failure listing the bridge namespace's links is reported, after the bridge namespace
-    /// is deleted all the same.
+    /// A failure listing the bridge namespace's links is reported, and the bridge namespace
+    /// stays: its links are the only way to the router and DHCP namespaces.
     #[test]
-    fn the_bridge_namespace_is_deleted_when_its_links_cannot_be_listed() {
+    fn the_bridge_namespace_stays_when_its_links_cannot_be_listed() {
         let mut first_error = None;
         let namespaces = namespaces_to_delete(
             "metaboot-ab12",
             Err(anyhow::anyhow!("ip -n metaboot-ab12 link failed")),
             &mut first_error,
         );
-        assert_eq!(namespaces, ["metaboot-ab12"]);
-        assert!(first_error.is_some_and(|e| e.to_string().contains("link failed")));
+        assert!(namespaces.is_empty(), "{namespaces:?}");
+        assert!(first_error.is_some_and(|e| format!("{e:#}").contains("link failed")));
         // The first error stays the first.
         let mut first_error = Some(anyhow::anyhow!("earlier"));
         namespaces_to_delete(

@@ -55,7 +55,9 @@ impl NetworkRecord {
     pub fn check_guest_address(&self, ip: IpAddr) -> anyhow::Result<()> {
         if ip == self.dhcp_ip {
             bail!(
-                "network {} ({}) has no address left for another guest: the registry gave {ip},                  which is the lab's own on it (where checks run from); delete a guest on it, or                  give the network a larger subnet in the lab file",
+                "network {} ({}) has no address left for another guest: the registry gave {ip}, \
+                 which is the lab's own on it (where checks run from); delete a guest on it, or \
+                 give the network a larger subnet in the lab file",
                 self.name,
                 self.cidr
             );

@@ -99,7 +99,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         .with_context(|| format!("failed to create {}", opts.run_dir.display()))?;
     progress.stage("lab", &format!("bringing lab {} up", config.id));
     let lab_started = Instant::now();
-    let lab = Lab::up(
+    let mut lab = Lab::up(
         &config,
         &LabOptions {
             state_root: opts.state_root.clone(),
@@ -107,6 +107,11 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> anyhow::Result<RunRepo
         },
     )
     .with_context(|| format!("failed to bring lab {} up", config.id))?;
+    if opts.keep_lab {
+        // The user's from the start: a run killed before its end leaves it up too.
+        lab.keep()
+            .with_context(|| format!("failed to record lab {} as kept", config.id))?;
+    }
     let lab_up_seconds = lab_started.elapsed().as_secs_f64();
     progress.done(
         "lab",

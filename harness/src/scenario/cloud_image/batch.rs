@@ -43,7 +43,7 @@ pub fn run_all(
     fs::create_dir_all(&opts.run_dir)
         .with_context(|| format!("failed to create {}", opts.run_dir.display()))?;
     progress.stage("lab", &format!("bringing lab {} up", config.id));
-    let lab = Lab::up(
+    let mut lab = Lab::up(
         &config,
         &crate::lab::LabOptions {
             state_root: opts.state_root.clone(),
@@ -51,6 +51,11 @@ pub fn run_all(
         },
     )
     .with_context(|| format!("failed to bring lab {} up", config.id))?;
+    if opts.keep_lab {
+        // The user's from the start: a run killed before its end leaves it up too.
+        lab.keep()
+            .with_context(|| format!("failed to record lab {} as kept", config.id))?;
+    }
     progress.done("lab", true, &format!("lab {} up", config.id));
     let mut guard = crate::scenario::DownOnDrop {
         state_root: &opts.state_root,
