@@ -94,9 +94,11 @@ fn largest_instance() -> NewInstance {
     NewInstance {
         uuid: "d8e02d56-2648-49a3-bf97-6be8f1204f38".to_owned(),
         project: "\"".repeat(MAX_PROJECT_BYTES),
-        name: "\u{1F600}".repeat(MAX_NAME_CHARS),
+        // The longest characters a name takes: three UTF-8 bytes (names stop at U+FFFE, as
+        // nova's printable check; MAX_UTF8_CHAR_BYTES above stays the bound).
+        name: "\u{4E00}".repeat(MAX_NAME_CHARS),
         hostname: longest_name(MAX_HOSTNAME_BYTES),
-        availability_zone: Some("\u{1F600}".repeat(MAX_NAME_CHARS)),
+        availability_zone: Some("\u{4E00}".repeat(MAX_NAME_CHARS)),
         launch_index: u32::MAX,
         key_pairs,
         user_data: None,
