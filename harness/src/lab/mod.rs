@@ -686,7 +686,7 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
     }
     // A server started but not recorded yet when the run was killed runs outside the lab's
     // namespaces: found by its configuration file.
-    orphan::stop_unrecorded_servers(&state.config.id);
+    orphan::stop_servers(&state.config.id);
     for ns in state.namespaces.iter().rev() {
         // Guests (QEMU) and checks (ssh) of a run that was killed are still inside.
         let killed = netns::kill_processes_in(ns);

@@ -18,12 +18,7 @@ pub const SERVER_CONFIG: &str = "lab-server.toml";
 /// an error, then reports the first one.
 pub fn down(id: &str) -> anyhow::Result<bool> {
     let bridge_ns = bridge::namespace(id);
-    let servers = servers_of(id);
-    for Found { pid, name, .. } in &servers {
-        tracing::warn!("stopping process {pid} ({name}), the server of lab {id}");
-    }
-    netns::end_processes(&servers);
-    let existed = !servers.is_empty() || netns::exists(&bridge_ns);
+    let existed = stop_servers(id) > 0 || netns::exists(&bridge_ns);
     let mut first_error = None;
     let links = if netns::exists(&bridge_ns) {
         netns::ip(&bridge_ns, &["-o", "link", "show", "type", "veth"])
@@ -43,12 +38,13 @@ pub fn down(id: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// Stops the running servers of lab `id` its state does not hold (one started by a run killed
-/// before it recorded it); returns how many.
-pub fn stop_unrecorded_servers(id: &str) -> usize {
+/// Stops the running servers of lab `id`, found by their configuration file
+/// ([`is_server_of`]): one whose state is gone, or one the state does not hold (started by a
+/// run killed before it recorded it); returns how many.
+pub fn stop_servers(id: &str) -> usize {
     let servers = servers_of(id);
     for Found { pid, name, .. } in &servers {
-        tracing::warn!("stopping process {pid} ({name}), a server of lab {id} its state misses");
+        tracing::warn!("stopping process {pid} ({name}), a server of lab {id}");
     }
     netns::end_processes(&servers)
 }
@@ -196,7 +192,7 @@ mod tests {
             )
         };
         assert!(found(&ours) && found(&other));
-        assert_eq!(stop_unrecorded_servers(&ours), 1);
+        assert_eq!(stop_servers(&ours), 1);
         assert!(servers_of(&ours).is_empty());
         assert_eq!(servers_of(&other).len(), 1);
     }
