@@ -640,16 +640,18 @@ impl Lab {
 }
 
 /// Takes lab `id` down from its state; without state (removed, or another state root), finds
-/// what it made from its id ([`orphan`]). Returns whether anything of it was there.
+/// what it made from its id ([`orphan`]: the server only if it was started under this state
+/// root). Returns whether anything of it was there.
 pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
     require_root()?;
     config::validate_id(id)?;
     match LabState::load(state_root, id)? {
         Some(state) => teardown(&state).map(|()| true),
         None => {
-            let existed =
-                orphan::down(id).with_context(|| format!("lab {id} was not removed completely"))?;
-            let _ = fs::remove_dir_all(state::lab_dir(state_root, id));
+            let dir = state::lab_dir(state_root, id);
+            let existed = orphan::down(&dir, id)
+                .with_context(|| format!("lab {id} was not removed completely"))?;
+            let _ = fs::remove_dir_all(&dir);
             Ok(existed)
         }
     }
@@ -686,7 +688,7 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
     }
     // A server started but not recorded yet when the run was killed runs outside the lab's
     // namespaces: found by its configuration file.
-    orphan::stop_servers(&state.config.id);
+    orphan::stop_servers(&state.dir, &state.config.id);
     for ns in state.namespaces.iter().rev() {
         // Guests (QEMU) and checks (ssh) of a run that was killed are still inside.
         let killed = netns::kill_processes_in(ns);
