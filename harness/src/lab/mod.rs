@@ -568,6 +568,7 @@ impl Lab {
     pub fn describe(&self) -> String {
         let s = &self.state;
         let mut out = format!("lab {} is up (state in {})\n", s.config.id, s.dir.display());
+        let _ = writeln!(out, "  {}", owner::describe(s.owner.as_ref(), &s.config.id));
         let _ = writeln!(out, "  bridge namespace {}", s.bridge_ns);
         for net in &s.networks {
             let _ = writeln!(
@@ -763,6 +764,36 @@ pub fn tail(path: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `lab list` (and `lab up`) say whose each lab is.
+    #[test]
+    fn a_labs_description_names_its_owner() {
+        let root = tempfile::tempdir().unwrap();
+        let id = "ab12";
+        let dir = state::lab_dir(root.path(), id);
+        fs::create_dir_all(&dir).unwrap();
+        let owner = owner::Owner::this_process(owner::LabKind::Kept).unwrap();
+        LabState {
+            config: LabConfig::default_with_id(id),
+            dir: dir.clone(),
+            bridge_ns: bridge::namespace(id),
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            server_bin: "metaboot-server".into(),
+            db: dir.join("registry.sqlite"),
+            networks: Vec::new(),
+            routers: Vec::new(),
+            guests: Vec::new(),
+            complete: true,
+            owner: Some(owner),
+        }
+        .save()
+        .unwrap();
+        let text = Lab::open(root.path(), id).unwrap().describe();
+        let line = format!("  {}\n", owner::describe(Some(&owner), id));
+        assert!(line.contains("owner: kept"), "{line}");
+        assert!(text.contains(&line), "{text}");
+    }
 
     #[test]
     fn toml_strings_are_quoted_and_escaped() {
