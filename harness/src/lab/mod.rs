@@ -803,6 +803,14 @@ mod tests {
         assert_eq!(doc["db"].as_str(), Some(path));
     }
 
+    /// A daemon that ends on SIGTERM is seen gone within its grace, many polls long; a
+    /// teardown of a lab whose daemons all ignore it stays short.
+    #[test]
+    fn a_daemon_gets_a_short_grace_of_many_polls() {
+        assert!(crate::wait::POLL_INTERVAL * 10 <= STOP_GRACE);
+        assert!(STOP_GRACE <= Duration::from_secs(10));
+    }
+
     /// Many probes fit in the wait for the proxies, and a probe waits longer than the pause
     /// between two.
     #[test]
