@@ -307,8 +307,9 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
     }
 }
 
-/// A lab whose state is gone (its directory removed, or `lab down` given another state root)
-/// is still taken down whole: its server stopped, its dnsmasqs ended, every namespace deleted.
+/// A lab whose state is gone (its directory removed or moved away) is still taken down whole:
+/// its server stopped (found by the configuration path it was started with, under this state
+/// root), its dnsmasqs ended, every namespace deleted.
 #[test]
 fn a_lab_whose_state_is_lost_is_still_taken_down() {
     let Some(_alone) = lab_tools_alone() else {

@@ -22,6 +22,17 @@ pub const LOG_LINES: [&str; 8] = [
     "Warning: Permanently added ",
 ];
 
+/// The starts of the lines of ssh's log that follow the remote command's output (its exit
+/// status, the channel closing, the byte counts): a remote command whose standard error ends
+/// without a newline has the next of them glued to its last line.
+pub const AFTER_COMMAND_LINES: [&str; 5] = [
+    "debug1: ",
+    "debug2: ",
+    "debug3: ",
+    "Transferred: sent ",
+    "Bytes per second: ",
+];
+
 /// The method ssh logged in with, from its `-v` standard error; `None` when it did not log in.
 pub fn authenticated_with(stderr: &str) -> Option<&str> {
     stderr.lines().find_map(|line| {
@@ -32,12 +43,19 @@ pub fn authenticated_with(stderr: &str) -> Option<&str> {
 }
 
 /// The lines of ssh's `-v` standard error that are not its log ([`LOG_LINES`]): its errors
-/// and the remote command's standard error, for reports.
+/// and the remote command's standard error, for reports. A remote line ssh glued one of its
+/// log lines to ([`AFTER_COMMAND_LINES`]) is cut where that starts.
 pub fn without_log(stderr: &str) -> String {
     stderr
         .lines()
         .filter(|line| !LOG_LINES.iter().any(|start| line.starts_with(start)))
-        .map(|line| format!("{line}\n"))
+        .map(|line| {
+            let glued = AFTER_COMMAND_LINES
+                .iter()
+                .filter_map(|start| line.find(start))
+                .min();
+            format!("{}\n", &line[..glued.unwrap_or(line.len())])
+        })
         .collect()
 }
 
@@ -148,6 +166,40 @@ debug1: Exit status 1
             without_log("debugging enabled\ndebug1: x\n"),
             "debugging enabled\n"
         );
+    }
+
+    /// The end of `ssh -v`'s standard error (the lines of [`KEY_LOGIN`] after its command) for
+    /// `printf 'no newline' >&2; exit 3`: ssh's next log line follows the remote's last words
+    /// on the same line.
+    const GLUED: &str = "\
+debug1: Sending command: printf 'no newline' >&2; exit 3
+no newlinedebug1: client_input_channel_req: channel 0 rtype exit-status reply 0
+debug1: client_input_channel_req: channel 0 rtype eow@openssh.com reply 0
+debug1: channel 0: free: client-session, nchannels 1
+Transferred: sent 2524, received 2652 bytes, in 0.2 seconds
+Bytes per second: sent 12510.8, received 13145.3
+debug1: Exit status 3
+";
+
+    /// A report shows the remote's line, not ssh's debug text glued to it.
+    #[test]
+    fn a_remote_line_without_a_newline_is_reported_without_the_log_glued_to_it() {
+        assert_eq!(without_log(GLUED), "no newline\n");
+        let output = |stderr: &str| super::super::ssh::SshOutput {
+            code: 3,
+            stdout: String::new(),
+            stderr: without_log(stderr),
+            method: Some("publickey".into()),
+        };
+        assert_eq!(output(GLUED).summary(), "exit 3: no newline");
+        // Any of the lines that follow the command, and only the part from it on.
+        assert_eq!(
+            without_log("a: bTransferred: sent 1, received 2 bytes\n"),
+            "a: b\n"
+        );
+        assert_eq!(without_log("x debug2: y debug1: z\n"), "x \n");
+        // Nothing of the remote's is lost when nothing is glued.
+        assert_eq!(without_log("a debug: b\n"), "a debug: b\n");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! kind (`tiny`, `debian-metaboot`, …), and pruning old images.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use nix::fcntl::{Flock, FlockArg};
 
 use super::cpio::Archive;
 
@@ -55,9 +57,10 @@ pub fn mark_used(dir: &Path) {
 /// Moves `dir`, an image directory under its final name that is not a complete image (a prune
 /// cut short, a file deleted by hand), to `aside` and removes it there, so that a build can
 /// rename a new image into its place; whether `dir` is gone. `complete` is asked again under
-/// an exclusive lock on `dir`: a concurrent build's complete image stays, and so does one a
-/// process holds ([`in_use`](super::in_use)). Named as a scratch path (`aside`), what a removal
-/// cut short leaves goes with the next build's
+/// an exclusive lock on `dir`: a concurrent build's complete image stays. One a run holds
+/// ([`in_use`](super::in_use)) stays too, and the build stops at once: its image could not be
+/// renamed into that place, so the work would be thrown away. Named as a scratch path
+/// (`aside`), what a removal cut short leaves goes with the next build's
 /// [`remove_dead`](super::leftovers::remove_dead).
 pub fn set_aside_incomplete(
     dir: &Path,
@@ -67,14 +70,9 @@ pub fn set_aside_incomplete(
     let Ok(file) = fs::File::open(dir) else {
         return Ok(fs::symlink_metadata(dir).is_err());
     };
-    let Ok(_lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-    else {
-        eprintln!(
-            "warning: {} is not a complete image, but a run uses it: remove it once the run \
-             ends",
-            dir.display()
-        );
-        return Ok(false);
+    let _lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((file, _)) => return held_elsewhere(dir, file, &complete),
     };
     if complete(dir) {
         return Ok(false);
@@ -101,6 +99,37 @@ pub fn set_aside_incomplete(
         eprintln!("warning: failed to remove {}: {err}", aside.display());
     }
     Ok(true)
+}
+
+/// [`set_aside_incomplete`] when another process locks `dir` (opened as `file`): runs hold
+/// images shared, for as long as they go; a concurrent build's look or a prune holds one
+/// exclusively, only while it sets it aside or removes it. Waits for a shared lock, which only
+/// those keep from, then looks again: gone or replaced meanwhile, it is what that process left
+/// (whether nothing is there); still there and complete, it stays; still there and incomplete,
+/// a run holds it, and the build stops saying so.
+fn held_elsewhere(
+    dir: &Path,
+    file: fs::File,
+    complete: impl Fn(&Path) -> bool,
+) -> anyhow::Result<bool> {
+    let shared = Flock::lock(file, FlockArg::LockShared)
+        .map_err(|(_, err)| anyhow::anyhow!("failed to lock {}: {err}", dir.display()))?;
+    let opened = shared
+        .metadata()
+        .with_context(|| format!("failed to stat {}", dir.display()))?;
+    let same = fs::symlink_metadata(dir)
+        .is_ok_and(|now| (now.dev(), now.ino()) == (opened.dev(), opened.ino()));
+    if !same {
+        return Ok(fs::symlink_metadata(dir).is_err());
+    }
+    if complete(dir) {
+        return Ok(false);
+    }
+    bail!(
+        "{} is not a complete image, and a run still uses it: build again once that run ends \
+         (or stop it)",
+        dir.display()
+    )
 }
 
 /// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).
@@ -174,6 +203,37 @@ mod tests {
         assert!(dir.path().join("tiny-0").exists(), "in use");
         assert!(!dir.path().join("tiny-1").exists());
         assert!(dir.path().join("tiny-2").exists());
+    }
+
+    /// A concurrent build that holds the damaged image exclusively while it sets it aside is
+    /// waited for, not taken for a run: the image is gone, and the build goes on.
+    #[test]
+    fn a_concurrent_build_setting_the_image_aside_is_waited_for() {
+        use std::sync::mpsc;
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("tiny-damaged");
+        fs::create_dir(&dir).unwrap();
+        let other = Flock::lock(
+            fs::File::open(&dir).unwrap(),
+            FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap();
+        let (done, finished) = mpsc::channel();
+        let (path, aside) = (dir.clone(), out.path().join(".tiny-aside.1"));
+        std::thread::spawn(move || {
+            let gone = set_aside_incomplete(&path, &aside, |_| false).map_err(|e| e.to_string());
+            let _ = done.send(gone);
+        });
+        /// Long enough for the thread to reach its lock.
+        const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+        /// Long enough for a loaded machine, far shorter than forever.
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+        std::thread::sleep(SETTLE);
+        assert!(finished.try_recv().is_err(), "waits for the other build");
+        fs::rename(&dir, out.path().join(".tiny-other-aside.2")).unwrap();
+        drop(other);
+        let gone = finished.recv_timeout(WAIT).expect("stopped waiting");
+        assert_eq!(gone, Ok(true));
     }
 
     /// An image a run reuses is kept by the next prune, however long ago it was built.

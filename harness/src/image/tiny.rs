@@ -265,7 +265,8 @@ fn add_recipe_files(key: &mut InputHash, files: &[RecipeFile]) {
 
 /// The complete image in `dir` (under `out`), reused: held, marked used and linked as the
 /// newest. None when there is none; a directory there that is not a complete image is set
-/// aside first, so that the build's rename can put a new one in its place.
+/// aside first, so that the build's rename can put a new one in its place (unless a run holds
+/// it: then the build stops saying so).
 fn cached(out: &Path, dir: &Path) -> anyhow::Result<Option<Image>> {
     if let Ok(image) = Image::open(dir) {
         output::mark_used(dir);
@@ -572,7 +573,8 @@ mod tests {
         assert!(again.cached && again.initrd.is_file());
     }
 
-    /// A damaged directory a process holds is left to it; nothing under the name is touched
+    /// A damaged directory a process holds is left to it (and the build stops: see
+    /// [`a_build_stops_when_a_run_holds_the_damaged_image`]); nothing under the name is touched
     /// when it is complete.
     #[test]
     fn only_an_incomplete_image_no_one_holds_is_set_aside() {
@@ -581,14 +583,40 @@ mod tests {
         fs::create_dir(&dir).unwrap();
         let held = super::super::in_use::hold(&dir).unwrap();
         let aside = out.path().join(".tiny-incomplete-tiny-held.1");
-        assert!(!output::set_aside_incomplete(&dir, &aside, Image::is_complete).unwrap());
-        assert!(dir.is_dir());
+        assert!(output::set_aside_incomplete(&dir, &aside, Image::is_complete).is_err());
+        assert!(dir.is_dir() && !aside.exists());
         drop(held);
         complete_image(&dir, "held");
         assert!(!output::set_aside_incomplete(&dir, &aside, Image::is_complete).unwrap());
         assert!(Image::is_complete(&dir) && !aside.exists());
         let gone = out.path().join("tiny-gone");
         assert!(output::set_aside_incomplete(&gone, &aside, Image::is_complete).unwrap());
+    }
+
+    /// A damaged `tiny-<key>` a run holds cannot be replaced (the new image could not be
+    /// renamed into its place): the build stops before building, saying why, and the run keeps
+    /// its directory.
+    #[test]
+    fn a_build_stops_when_a_run_holds_the_damaged_image() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("tiny-0123abcd");
+        complete_image(&dir, "0123abcd");
+        fs::remove_file(dir.join(super::super::INITRD)).unwrap();
+        let run = super::super::in_use::hold(&dir).unwrap();
+
+        let err = cached(out.path(), &dir).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("a run still uses it"),
+            "{err:#}"
+        );
+        assert!(
+            dir.join(super::super::MANIFEST).is_file(),
+            "the run's files stay"
+        );
+
+        drop(run);
+        assert!(cached(out.path(), &dir).unwrap().is_none());
+        assert!(!dir.exists(), "set aside once the run ends");
     }
 
     /// Every part of a recipe file is an input of the key: a file moved elsewhere in the image

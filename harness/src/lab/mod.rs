@@ -568,6 +568,7 @@ impl Lab {
     pub fn describe(&self) -> String {
         let s = &self.state;
         let mut out = format!("lab {} is up (state in {})\n", s.config.id, s.dir.display());
+        let _ = writeln!(out, "  {}", owner::describe(s.owner.as_ref(), &s.config.id));
         let _ = writeln!(out, "  bridge namespace {}", s.bridge_ns);
         for net in &s.networks {
             let _ = writeln!(
@@ -640,16 +641,18 @@ impl Lab {
 }
 
 /// Takes lab `id` down from its state; without state (removed, or another state root), finds
-/// what it made from its id ([`orphan`]). Returns whether anything of it was there.
+/// what it made from its id ([`orphan`]: the server only if it was started under this state
+/// root). Returns whether anything of it was there.
 pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
     require_root()?;
     config::validate_id(id)?;
     match LabState::load(state_root, id)? {
         Some(state) => teardown(&state).map(|()| true),
         None => {
-            let existed =
-                orphan::down(id).with_context(|| format!("lab {id} was not removed completely"))?;
-            let _ = fs::remove_dir_all(state::lab_dir(state_root, id));
+            let dir = state::lab_dir(state_root, id);
+            let existed = orphan::down(&dir, id)
+                .with_context(|| format!("lab {id} was not removed completely"))?;
+            let _ = fs::remove_dir_all(&dir);
             Ok(existed)
         }
     }
@@ -686,7 +689,7 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
     }
     // A server started but not recorded yet when the run was killed runs outside the lab's
     // namespaces: found by its configuration file.
-    orphan::stop_servers(&state.config.id);
+    orphan::stop_servers(&state.dir, &state.config.id);
     for ns in state.namespaces.iter().rev() {
         // Guests (QEMU) and checks (ssh) of a run that was killed are still inside.
         let killed = netns::kill_processes_in(ns);
@@ -762,12 +765,50 @@ pub fn tail(path: &Path, lines: usize) -> String {
 mod tests {
     use super::*;
 
+    /// `lab list` (and `lab up`) say whose each lab is.
+    #[test]
+    fn a_labs_description_names_its_owner() {
+        let root = tempfile::tempdir().unwrap();
+        let id = "ab12";
+        let dir = state::lab_dir(root.path(), id);
+        fs::create_dir_all(&dir).unwrap();
+        let owner = owner::Owner::this_process(owner::LabKind::Kept).unwrap();
+        LabState {
+            config: LabConfig::default_with_id(id),
+            dir: dir.clone(),
+            bridge_ns: bridge::namespace(id),
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            server_bin: "metaboot-server".into(),
+            db: dir.join("registry.sqlite"),
+            networks: Vec::new(),
+            routers: Vec::new(),
+            guests: Vec::new(),
+            complete: true,
+            owner: Some(owner),
+        }
+        .save()
+        .unwrap();
+        let text = Lab::open(root.path(), id).unwrap().describe();
+        let line = format!("  {}\n", owner::describe(Some(&owner), id));
+        assert!(line.contains("owner: kept"), "{line}");
+        assert!(text.contains(&line), "{text}");
+    }
+
     #[test]
     fn toml_strings_are_quoted_and_escaped() {
         let path = "/run/a b/\"x\"";
         let doc: toml::Table =
             toml::from_str(&format!("db = {}", toml_string(Path::new(path)))).unwrap();
         assert_eq!(doc["db"].as_str(), Some(path));
+    }
+
+    /// A daemon that ends on SIGTERM is seen gone within its grace, many polls long; a
+    /// teardown of a lab whose daemons all ignore it stays short.
+    #[test]
+    fn a_daemon_gets_a_short_grace_of_many_polls() {
+        assert!(crate::wait::POLL_INTERVAL * 10 <= STOP_GRACE);
+        assert!(STOP_GRACE <= Duration::from_secs(10));
     }
 
     /// Many probes fit in the wait for the proxies, and a probe waits longer than the pause

@@ -12,6 +12,7 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::Signal;
 
 use crate::process::{Found, check};
+use crate::wait::wait_until;
 
 /// Where `ip netns` keeps its named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -102,17 +103,16 @@ pub fn end_processes(found: &[Found]) -> usize {
     for process in found {
         process.signal(Signal::SIGTERM);
     }
-    let deadline = Instant::now() + TERM_GRACE;
-    while Instant::now() < deadline && found.iter().any(Found::is_running) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Looked for every `wait::POLL_INTERVAL`: those that end at once are not waited for.
+    wait_until(Instant::now() + TERM_GRACE, || {
+        !found.iter().any(Found::is_running)
+    });
     for process in found {
         if process.is_running() && process.signal(Signal::SIGKILL) {
             // Reaped if it is our child, once it has ended.
-            let killed = Instant::now() + crate::process::KILL_TIMEOUT;
-            while process.is_running() && Instant::now() < killed {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_until(Instant::now() + crate::process::KILL_TIMEOUT, || {
+                !process.is_running()
+            });
         }
     }
     found.len()
@@ -193,6 +193,38 @@ pub fn tcp_probe_on_link(
 mod tests {
     use super::*;
 
+    /// How long a test waits for a process it started to be ready: long enough for a loaded
+    /// machine, far shorter than forever.
+    const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The grace is many polls of [`crate::wait::POLL_INTERVAL`] (a process that ends on
+    /// SIGTERM is not waited for long), and short enough that a teardown with a few stubborn
+    /// processes stays quick.
+    #[test]
+    fn the_grace_before_sigkill_is_many_polls_and_short() {
+        assert!(crate::wait::POLL_INTERVAL * 10 <= TERM_GRACE);
+        assert!(TERM_GRACE <= Duration::from_secs(5));
+    }
+
+    /// Processes that end on SIGTERM are not waited for the whole grace.
+    #[test]
+    fn processes_that_end_on_sigterm_are_not_given_the_whole_grace() {
+        let mut children: Vec<_> = (0..3)
+            .map(|_| Command::new("sleep").arg("60").spawn().unwrap())
+            .collect();
+        let found: Vec<Found> = children
+            .iter()
+            .map(|child| Found::read(child.id()).unwrap())
+            .collect();
+        let began = Instant::now();
+        assert_eq!(end_processes(&found), 3);
+        let took = began.elapsed();
+        assert!(took < TERM_GRACE, "waited {took:?}");
+        for child in &mut children {
+            let _ = child.wait();
+        }
+    }
+
     /// Of the processes found, one that ends on SIGTERM goes at once, one that ignores it is
     /// killed after the grace, and one whose PID now names a later process (here: a record
     /// with another start time, standing for a process that ended during the grace and whose
@@ -211,22 +243,15 @@ mod tests {
             ready.display()
         ));
         let found = |child: &std::process::Child| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                // Once `sh` has run its trap (or exec'd), signals find it ready.
-                let process = Found::read(child.id()).unwrap();
-                if process.name != "sh" || Instant::now() > deadline {
-                    return process;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            // Once `sh` has run its trap (or exec'd), signals find it ready.
+            wait_until(Instant::now() + READY_TIMEOUT, || {
+                Found::read(child.id()).is_some_and(|process| process.name != "sh")
+            });
+            Found::read(child.id()).unwrap()
         };
         let quitter_found = Found::read(quitter.id()).unwrap();
         let stubborn_found = found(&stubborn);
-        assert!(crate::wait::wait_until(
-            Instant::now() + Duration::from_secs(10),
-            || ready.exists()
-        ));
+        assert!(wait_until(Instant::now() + READY_TIMEOUT, || ready.exists()));
         let mut other_found = Found::read(other.id()).unwrap();
         other_found.start_ticks = other_found.start_ticks.wrapping_sub(1);
 
@@ -287,10 +312,9 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while processes_in(&ns).len() < 2 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(Instant::now() + READY_TIMEOUT, || {
+            processes_in(&ns).len() >= 2
+        });
         let began = Instant::now();
         let killed = kill_processes_in(&ns);
         let took = began.elapsed();

@@ -2,9 +2,11 @@
 //! state root than `lab up` had): what the lab made is found from its id alone. The bridge
 //! namespace is named after the id; the router and DHCP namespaces hang off it by veth pairs
 //! (`ip -n metaboot-ID link` names the namespace of each pair's other end); its
-//! `metaboot-server all` is the one started with the lab's `ID/lab-server.toml`.
+//! `metaboot-server all` is the one started with the lab's `ID/lab-server.toml` under this
+//! state root (a lab of that id under another state root is another lab: its server is left,
+//! with a warning).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{bridge, netns};
 use crate::process::Found;
@@ -13,12 +15,15 @@ use crate::process::Found;
 /// uses (a packaged `all --config /etc/metaboot/metaboot.toml` is not lab `metaboot`'s).
 pub const SERVER_CONFIG: &str = "lab-server.toml";
 
-/// Removes what lab `id` made without its state: stops its server, ends the processes left in
-/// its namespaces and deletes them. Returns whether anything of it was there. Keeps going after
-/// an error, then reports the first one.
-pub fn down(id: &str) -> anyhow::Result<bool> {
+/// Removes what lab `id` made without its state, `lab_dir` its directory under this state
+/// root: stops its server, ends the processes left in its namespaces and deletes them. A
+/// server of a lab of that id under another state root is left, with a warning saying how to
+/// stop it. Returns whether anything of it was there. Keeps going after an error, then
+/// reports the first one.
+pub fn down(lab_dir: &Path, id: &str) -> anyhow::Result<bool> {
     let bridge_ns = bridge::namespace(id);
-    let existed = stop_servers(id) > 0 || netns::exists(&bridge_ns);
+    let existed = stop_servers(lab_dir, id) > 0 || netns::exists(&bridge_ns);
+    warn_of_other_roots(lab_dir, id);
     let mut first_error = None;
     let links = if netns::exists(&bridge_ns) {
         netns::ip(&bridge_ns, &["-o", "link", "show", "type", "veth"])
@@ -38,11 +43,15 @@ pub fn down(id: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// Stops the running servers of lab `id`, found by their configuration file
+/// Stops the running servers of lab `id` in `lab_dir`, found by their configuration file
 /// ([`is_server_of`]): one whose state is gone, or one the state does not hold (started by a
-/// run killed before it recorded it); returns how many.
-pub fn stop_servers(id: &str) -> usize {
-    let servers = servers_of(id);
+/// run killed before it recorded it); returns how many. A lab of the same id under another
+/// state root keeps its server.
+pub fn stop_servers(lab_dir: &Path, id: &str) -> usize {
+    let servers: Vec<Found> = servers_of(|dir| same_dir(dir, lab_dir))
+        .into_iter()
+        .map(|(server, _)| server)
+        .collect();
     for Found { pid, name, .. } in &servers {
         tracing::warn!("stopping process {pid} ({name}), a server of lab {id}");
     }
@@ -93,31 +102,68 @@ pub fn linked_namespaces(links: &str) -> Vec<String> {
     found
 }
 
-/// Whether a command line is the `metaboot-server all` a lab of id `id` started (its
-/// `--config` is the lab's `ID/lab-server.toml`, under any state root).
-pub fn is_server_of(argv: &[&str], id: &str) -> bool {
+/// Warns of each running server of a lab of id `id` under another state root than the one
+/// of `lab_dir`: `lab down` of this root leaves it, since that lab may still be up.
+fn warn_of_other_roots(lab_dir: &Path, id: &str) {
+    let others = servers_of(|dir| {
+        dir.file_name().and_then(|name| name.to_str()) == Some(id) && !same_dir(dir, lab_dir)
+    });
+    for (Found { pid, .. }, dir) in others {
+        eprintln!("warning: {}", other_root_warning(pid, id, &dir));
+    }
+}
+
+/// What [`warn_of_other_roots`] says of server `pid` of the lab in `dir`.
+fn other_root_warning(pid: u32, id: &str, dir: &Path) -> String {
+    let root = dir.parent().unwrap_or(dir);
+    format!(
+        "process {pid} is the server of a lab {id} under another state root ({}), left \
+         running: if that lab is gone too, run `metaboot-harness lab down --state-root {} --id \
+         {id}`",
+        root.display(),
+        root.display()
+    )
+}
+
+/// Whether a command line is the `metaboot-server all` the lab in `lab_dir` started (its
+/// `--config` is that directory's `lab-server.toml`): a lab of the same id under another
+/// state root is another lab.
+pub fn is_server_of(argv: &[&str], lab_dir: &Path) -> bool {
+    lab_dir_of_server(argv).is_some_and(|dir| same_dir(dir, lab_dir))
+}
+
+/// The directory of the lab whose `metaboot-server all` a command line is (the parent of its
+/// `--config`, a `lab-server.toml`); None for any other command line.
+fn lab_dir_of_server<'a>(argv: &[&'a str]) -> Option<&'a Path> {
     let program = argv
         .first()
         .and_then(|arg| Path::new(arg).file_name())
         .and_then(|name| name.to_str());
+    if program != Some("metaboot-server") || !argv.contains(&"all") {
+        return None;
+    }
     let config = argv
         .windows(2)
         .find(|pair| pair[0] == "--config")
-        .map(|pair| Path::new(pair[1]));
-    program == Some("metaboot-server")
-        && argv.contains(&"all")
-        && config.is_some_and(|config| {
-            config.file_name().and_then(|name| name.to_str()) == Some(SERVER_CONFIG)
-                && config
-                    .parent()
-                    .and_then(Path::file_name)
-                    .and_then(|name| name.to_str())
-                    == Some(id)
-        })
+        .map(|pair| Path::new(pair[1]))?;
+    if config.file_name().and_then(|name| name.to_str()) != Some(SERVER_CONFIG) {
+        return None;
+    }
+    config.parent()
 }
 
-/// The running servers of lab `id`.
-fn servers_of(id: &str) -> Vec<Found> {
+/// Whether `a` and `b` name one directory: the same path, or (both still there) the same
+/// place reached through a symbolic link or `..`.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// The running servers whose lab directory `wanted` picks, each with that directory.
+fn servers_of(wanted: impl Fn(&Path) -> bool) -> Vec<(Found, PathBuf)> {
     let mut found = Vec::new();
     for pid in crate::process::pids() {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -125,10 +171,10 @@ fn servers_of(id: &str) -> Vec<Found> {
         };
         let text = String::from_utf8_lossy(&cmdline);
         let argv: Vec<&str> = text.split('\0').filter(|arg| !arg.is_empty()).collect();
-        if is_server_of(&argv, id)
+        if let Some(dir) = lab_dir_of_server(&argv).filter(|dir| wanted(dir))
             && let Some(server) = Found::read(pid)
         {
-            found.push(server);
+            found.push((server, dir.to_owned()));
         }
     }
     found
@@ -154,7 +200,8 @@ mod tests {
     }
 
     /// A server of the lab the state does not hold (started, then the run was killed before
-    /// it recorded it) is stopped by the teardown's sweep; another lab's is left alone.
+    /// it recorded it) is stopped by the teardown's sweep; another lab's is left alone, and so
+    /// is that of a lab of the same id under another state root.
     #[test]
     fn a_labs_unrecorded_server_is_stopped() {
         /// A fake server, killed when the test ends (also when it fails).
@@ -171,8 +218,10 @@ mod tests {
         // Ids of this test run alone (the temporary directory's name is unique).
         let unique = dir.path().file_name().unwrap().to_str().unwrap().to_owned();
         let (ours, other) = (format!("a{unique}"), format!("b{unique}"));
-        let start = |id: &str| {
-            let config = dir.path().join(id).join(SERVER_CONFIG);
+        let root = dir.path().join("root");
+        let other_root = dir.path().join("other-root");
+        let start = |root: &Path, id: &str| {
+            let config = root.join(id).join(SERVER_CONFIG);
             let child = std::process::Command::new(&program)
                 // `read` (a builtin) waits on the pipe this test never writes: one process,
                 // no children that would share its command line.
@@ -183,18 +232,25 @@ mod tests {
                 .unwrap();
             Server(child)
         };
-        let _ours = start(&ours);
-        let _other = start(&other);
-        let found = |id: &str| {
-            crate::wait::wait_until(
-                std::time::Instant::now() + std::time::Duration::from_secs(10),
-                || !servers_of(id).is_empty(),
-            )
-        };
-        assert!(found(&ours) && found(&other));
-        assert_eq!(stop_servers(&ours), 1);
-        assert!(servers_of(&ours).is_empty());
-        assert_eq!(servers_of(&other).len(), 1);
+        let _ours = start(&root, &ours);
+        let _other = start(&root, &other);
+        let _same_id_elsewhere = start(&other_root, &ours);
+        let running = |dir: &Path| servers_of(|found| found == dir).len();
+        /// Long enough for a loaded machine to start the fake servers.
+        const STARTED: std::time::Duration = std::time::Duration::from_secs(10);
+        let lab_dirs = [root.join(&ours), root.join(&other), other_root.join(&ours)];
+        assert!(crate::wait::wait_until(
+            std::time::Instant::now() + STARTED,
+            || lab_dirs.iter().all(|dir| running(dir) == 1),
+        ));
+        assert_eq!(stop_servers(&root.join(&ours), &ours), 1);
+        assert_eq!(running(&root.join(&ours)), 0);
+        assert_eq!(running(&root.join(&other)), 1);
+        assert_eq!(
+            running(&other_root.join(&ours)),
+            1,
+            "another state root's lab"
+        );
     }
 
     /// A failure listing the bridge namespace's links is reported, and the bridge namespace
@@ -225,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn a_labs_server_is_known_by_its_config_under_any_state_root() {
+    fn a_labs_server_is_known_by_its_config_under_its_state_root() {
         fn server(config: &str) -> Vec<&str> {
             vec![
                 "/work/target/debug/metaboot-server",
@@ -236,27 +292,34 @@ mod tests {
                 config,
             ]
         }
+        let lab = Path::new("/run/metaboot-harness/labs/ab12");
         assert!(is_server_of(
             &server("/run/metaboot-harness/labs/ab12/lab-server.toml"),
-            "ab12"
+            lab
         ));
         assert!(is_server_of(
+            &server("/run/metaboot-harness//labs/./ab12/lab-server.toml"),
+            lab
+        ));
+        // The same id under another state root is another lab.
+        assert!(!is_server_of(
             &server("/tmp/old-root/ab12/lab-server.toml"),
-            "ab12"
+            lab
         ));
         // Another lab's, another file, another program, another role.
         assert!(!is_server_of(
-            &server("/run/labs/ab123/lab-server.toml"),
-            "ab12"
+            &server("/run/metaboot-harness/labs/ab123/lab-server.toml"),
+            lab
         ));
-        assert!(!is_server_of(&server("/run/labs/ab12/other.toml"), "ab12"));
+        let lab = Path::new("/run/labs/ab12");
+        assert!(!is_server_of(&server("/run/labs/ab12/other.toml"), lab));
         let mut vim = server("/run/labs/ab12/lab-server.toml");
         vim[0] = "vim";
-        assert!(!is_server_of(&vim, "ab12"));
+        assert!(!is_server_of(&vim, lab));
         let mut api = server("/run/labs/ab12/lab-server.toml");
         api[3] = "api";
-        assert!(!is_server_of(&api, "ab12"));
-        assert!(!is_server_of(&[], "ab12"));
+        assert!(!is_server_of(&api, lab));
+        assert!(!is_server_of(&[], lab));
         // The packaged unit's server is no lab's, whatever the lab's id.
         let installed = [
             "/usr/bin/metaboot-server",
@@ -264,6 +327,33 @@ mod tests {
             "--config",
             "/etc/metaboot/metaboot.toml",
         ];
-        assert!(!is_server_of(&installed, "metaboot"));
+        assert!(!is_server_of(&installed, Path::new("/etc/metaboot")));
+    }
+
+    /// The same lab directory reached through a symbolic link or `..` is the same lab.
+    #[test]
+    fn a_lab_directory_is_the_same_by_any_path_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = dir.path().join("root/ab12");
+        std::fs::create_dir_all(&lab).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("root"), &link).unwrap();
+        assert!(same_dir(&link.join("ab12"), &lab));
+        assert!(same_dir(&dir.path().join("root/../root/ab12"), &lab));
+        assert!(!same_dir(&dir.path().join("other/ab12"), &lab));
+        // Gone: only the same path.
+        let gone = dir.path().join("gone/ab12");
+        assert!(same_dir(&gone, &gone));
+        assert!(!same_dir(&dir.path().join("gone/../gone/ab12"), &gone));
+    }
+
+    #[test]
+    fn the_warning_of_another_roots_server_says_how_to_stop_it() {
+        let warning = other_root_warning(42, "ab12", Path::new("/tmp/old-root/ab12"));
+        assert!(warning.contains("process 42"), "{warning}");
+        assert!(
+            warning.contains("lab down --state-root /tmp/old-root --id ab12"),
+            "{warning}"
+        );
     }
 }

@@ -49,6 +49,38 @@ impl Owner {
     }
 }
 
+/// What `lab list` says of the owner of lab `id` (`None`: a state file from before owners were
+/// recorded): whose it is, and what takes it down.
+pub fn describe(owner: Option<&Owner>, id: &str) -> String {
+    describe_as(owner, id, owner.is_some_and(Owner::is_running))
+}
+
+/// [`describe`], given whether the owner still runs.
+fn describe_as(owner: Option<&Owner>, id: &str, running: bool) -> String {
+    match owner {
+        None => format!(
+            "owner: not recorded (a state file from before owners): up until `lab down --id {id}`"
+        ),
+        Some(Owner {
+            pid,
+            kind: LabKind::Kept,
+            ..
+        }) => format!("owner: kept (brought up by PID {pid}): up until `lab down --id {id}`"),
+        Some(Owner {
+            pid,
+            kind: LabKind::Run,
+            ..
+        }) if running => format!("owner: run PID {pid}: taken down when that run ends"),
+        Some(Owner {
+            pid,
+            kind: LabKind::Run,
+            ..
+        }) => format!(
+            "owner: run PID {pid}, gone: the next `run` takes it down, or `lab down --id {id}`"
+        ),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -77,5 +109,34 @@ pub(crate) mod tests {
         };
         assert!(!reused.is_running());
         assert!(!gone(LabKind::Run).is_running());
+    }
+
+    /// `lab list` tells a run's lab, a kept one and one whose run is gone apart, with the PID.
+    #[test]
+    fn the_owner_is_described_for_lab_list() {
+        let me = Owner::this_process(LabKind::Run).unwrap();
+        let running = describe(Some(&me), "ab12");
+        assert!(
+            running.starts_with(&format!("owner: run PID {}:", me.pid)),
+            "{running}"
+        );
+        let dead = gone(LabKind::Run);
+        let ended = describe(Some(&dead), "ab12");
+        assert!(
+            ended.starts_with(&format!("owner: run PID {}, gone", dead.pid)),
+            "{ended}"
+        );
+        assert!(ended.contains("lab down --id ab12"), "{ended}");
+        // Kept: the user's whether `lab up` still runs or not.
+        for kept in [
+            Owner::this_process(LabKind::Kept).unwrap(),
+            gone(LabKind::Kept),
+        ] {
+            let text = describe(Some(&kept), "ab12");
+            assert!(text.starts_with("owner: kept"), "{text}");
+            assert!(text.contains(&kept.pid.to_string()), "{text}");
+        }
+        let old = describe_as(None, "ab12", false);
+        assert!(old.starts_with("owner: not recorded"), "{old}");
     }
 }

@@ -8,7 +8,8 @@
 //! other sources, pins or installed packages, and no Recommends. mmdebstrap installs in two
 //! steps, the Essential packages with apt (a `dist-upgrade` from an empty dpkg status), then
 //! the recipe's; each is simulated (`apt-get -s`) from an empty status, and the key takes
-//! both sets.
+//! both sets. Both read the lists under apt's lock ([`super::lists_lock`]): an `apt-get
+//! update` (apt-daily's) between them would give them different versions.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use super::lists_lock;
 use crate::image::packages::Package;
 use crate::process::check_timeout;
 
@@ -101,14 +103,17 @@ fn options(
 
 /// Every package mmdebstrap's `apt` variant installs with the packages `include` from the
 /// sources `lines`, resolved from the lists in `lists`, by name; `scratch` is an empty
-/// directory of this build.
+/// directory of this build. Waits while an `apt-get update` holds the lists, until
+/// `interrupted` says to stop ([`lists_lock::lock`]).
 pub fn resolve(
     lines: &[String],
     include: &[&str],
     lists: &Path,
     scratch: &Path,
+    interrupted: impl Fn() -> bool,
 ) -> anyhow::Result<Vec<Package>> {
     let apt = Apt::new(scratch, lines, lists)?;
+    let _lists = lists_lock::lock(lists, lists_lock::WAIT_TIMEOUT, interrupted)?;
     let mut install = vec!["install", "apt"];
     install.extend_from_slice(include);
     let mut found: BTreeMap<String, Package> = BTreeMap::new();
@@ -244,7 +249,16 @@ mod tests {
         )
         .unwrap();
 
-        let root = resolve(&lines, &["sudo"], &lists, &scratch).unwrap();
+        // While an update holds the lists, nothing is read from them.
+        let update = lists_lock::lock(&lists, SIMULATE_TIMEOUT, || false).unwrap();
+        let err = resolve(&lines, &["sudo"], &lists, &scratch, || true).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("apt to update its package lists"),
+            "{err:#}"
+        );
+        drop(update);
+
+        let root = resolve(&lines, &["sudo"], &lists, &scratch, || false).unwrap();
         let specs: Vec<String> = root.iter().map(Package::spec).collect();
         assert_eq!(
             specs,
@@ -255,7 +269,7 @@ mod tests {
                 "sudo=1.9.13"
             ]
         );
-        let err = resolve(&lines, &["nonexistent"], &lists, &scratch).unwrap_err();
+        let err = resolve(&lines, &["nonexistent"], &lists, &scratch, || false).unwrap_err();
         assert!(format!("{err:#}").contains("apt-get update"), "{err:#}");
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod bootdisk;
 pub mod closure;
+pub mod lists_lock;
 pub mod loopdev;
 pub mod namespaces;
 pub mod recipe;
@@ -118,6 +119,7 @@ pub fn build(spec: &DebianBuild, progress: &dyn Progress) -> anyhow::Result<Vec<
         &recipe::rootfs_packages(),
         Path::new(sources::APT_LISTS),
         resolving.path(),
+        crate::step::interrupted,
     )
     .context("failed to resolve the packages of the images' root")?;
     drop(resolving);

@@ -94,7 +94,7 @@ fn leftover_prefix(out: &Path) -> String {
 /// manifest gone or torn: a power loss after the rename, a hand that deleted a file), so that
 /// the build that makes it anew can rename its own into place; whether it is gone. Under the
 /// lock and the second look of [`output::set_aside_incomplete`], as the tiny image's: an
-/// image a run holds stays. Moved aside first, under a scratch name: a removal that stops
+/// image a run holds stays, and the build stops saying so. Moved aside first, under a scratch name: a removal that stops
 /// half-way leaves what the next build's cleanup removes.
 pub fn set_aside_incomplete(
     out: &Path,
@@ -105,17 +105,7 @@ pub fn set_aside_incomplete(
         .file_name()
         .map_or_else(|| "product".into(), |n| n.to_string_lossy().into_owned());
     let aside = scratch_path(out, SCRATCH_PREFIX, &format!("incomplete-{name}"));
-    let gone = output::set_aside_incomplete(dir, &aside, &complete)?;
-    // Held by a run: a new build could not be renamed into its place, so it would be minutes
-    // of work thrown away.
-    if !gone && dir.exists() && !complete(dir) {
-        bail!(
-            "{} is not a complete image, and a run still uses it: build again once that run ends \
-             (or stop it)",
-            dir.display()
-        );
-    }
-    Ok(gone)
+    output::set_aside_incomplete(dir, &aside, complete)
 }
 
 /// A scratch directory in the image directory, removed when dropped (build failed or
