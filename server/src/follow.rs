@@ -92,6 +92,23 @@ enum Waiter {
 type Listen<'a> = &'a dyn Fn() -> crate::store::StoreResult<Option<Box<dyn Wakeups>>>;
 
 impl Waiter {
+    /// Waits for the next catch-up. A panic while waiting (opening or reading the notification
+    /// connection) is the connection lost, not the end of the following: the follower polls
+    /// and listens again later.
+    fn wait_guarded(&mut self, listen: Listen<'_>) {
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.wait(listen)));
+        if waited.is_err() {
+            tracing::error!(
+                "waiting for registry changes panicked: polling, and listening again later"
+            );
+            if let Self::Listen(wakeups, retry_at) = self {
+                *wakeups = None;
+                *retry_at = std::time::Instant::now() + RELISTEN_INTERVAL;
+            }
+            std::thread::sleep(FALLBACK_POLL_INTERVAL);
+        }
+    }
+
     fn wait(&mut self, listen: Listen<'_>) {
         match self {
             Self::Poll => std::thread::sleep(SQLITE_POLL_INTERVAL),
@@ -165,7 +182,7 @@ pub fn follow(
                         std::thread::sleep(pause);
                     }
                 }
-                waiter.wait(&|| store.listen());
+                waiter.wait_guarded(&|| store.listen());
             }
         })
 }

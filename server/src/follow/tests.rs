@@ -138,7 +138,7 @@ fn listening_again_catches_up_at_once_instead_of_waiting_for_a_notification() {
     };
     let mut waiter = Waiter::Listen(None, Instant::now());
     let started = Instant::now();
-    waiter.wait(&listen);
+    waiter.wait_guarded(&listen);
     assert!(
         started.elapsed() < NOTIFIED_POLL_INTERVAL,
         "waited {:?} after listening again",
@@ -147,6 +147,22 @@ fn listening_again_catches_up_at_once_instead_of_waiting_for_a_notification() {
     assert_eq!(waits.load(Ordering::SeqCst), 0);
     assert!(matches!(waiter, Waiter::Listen(Some(_), _)));
     // Listening: the next wait is for a notification.
-    waiter.wait(&listen);
+    waiter.wait_guarded(&listen);
     assert_eq!(waits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_panic_while_listening_is_a_lost_connection_not_the_end_of_following() {
+    let listen = || -> crate::store::StoreResult<Option<Box<dyn Wakeups>>> {
+        panic!("a bug in opening the notification connection")
+    };
+    let mut waiter = Waiter::Listen(None, Instant::now());
+    waiter.wait_guarded(&listen);
+    let Waiter::Listen(None, retry_at) = waiter else {
+        panic!("the waiter should be polling until it listens again");
+    };
+    assert!(
+        retry_at > Instant::now(),
+        "listening again at once would panic in a loop"
+    );
 }
