@@ -88,14 +88,41 @@ enum Waiter {
     Listen(Option<Box<dyn Wakeups>>, std::time::Instant),
 }
 
+/// Opens a `LISTEN` connection (`Store::listen`).
+type Listen<'a> = &'a dyn Fn() -> crate::store::StoreResult<Option<Box<dyn Wakeups>>>;
+
 impl Waiter {
-    fn wait(&mut self, store: &dyn Store) {
+    /// Waits for the next catch-up. A panic while waiting (opening or reading the notification
+    /// connection) is the connection lost, not the end of the following: the follower polls
+    /// and listens again later.
+    fn wait_guarded(&mut self, listen: Listen<'_>) {
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.wait(listen)));
+        if waited.is_err() {
+            tracing::error!(
+                "waiting for registry changes panicked: polling, and listening again later"
+            );
+            if let Self::Listen(wakeups, retry_at) = self {
+                *wakeups = None;
+                *retry_at = std::time::Instant::now() + RELISTEN_INTERVAL;
+            }
+            std::thread::sleep(FALLBACK_POLL_INTERVAL);
+        }
+    }
+
+    fn wait(&mut self, listen: Listen<'_>) {
         match self {
             Self::Poll => std::thread::sleep(SQLITE_POLL_INTERVAL),
             Self::Listen(wakeups, retry_at) => {
                 if wakeups.is_none() && std::time::Instant::now() >= *retry_at {
-                    match store.listen() {
-                        Ok(opened) => *wakeups = opened,
+                    match listen() {
+                        // Listening again: changes committed since the last poll announced
+                        // themselves to no one, so catch up now rather than at the next
+                        // notification or poll.
+                        Ok(Some(opened)) => {
+                            *wakeups = Some(opened);
+                            return;
+                        }
+                        Ok(None) => {}
                         Err(err) => {
                             tracing::debug!(error = %err, "cannot listen for changes yet");
                             *retry_at = std::time::Instant::now() + RELISTEN_INTERVAL;
@@ -155,7 +182,7 @@ pub fn follow(
                         std::thread::sleep(pause);
                     }
                 }
-                waiter.wait(store.as_ref());
+                waiter.wait_guarded(&|| store.listen());
             }
         })
 }

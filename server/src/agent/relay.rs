@@ -181,14 +181,15 @@ impl Agent {
     /// `ReadModel::on_host_network`), if the host's neighbor table agrees that this MAC holds
     /// `ip` on the bridge (the replies of the caller's connection went to the neighbor's MAC;
     /// another MAC there is a guest using someone else's address). Leases or a neighbor table
-    /// that cannot be read serve nobody.
+    /// that cannot be read serve nobody, for now: 503, which cloud-init asks again (it fails a
+    /// 404 at once; docs/protocol.md §4.4), as while dnsmasq rewrites its lease file.
     fn on_host_network(&self, ip: IpAddr, id: &str, host: &HostBridge) -> Result<Lookup, Answer> {
         let unreadable = |what: &str, error: String| {
             tracing::warn!(network = id, host = %host.describe(), error = %error, "cannot read the {what} of a host network");
             Answer::refused(
-                StatusCode::NOT_FOUND,
+                StatusCode::SERVICE_UNAVAILABLE,
                 format!("The {what} of network {id} cannot be read; try again."),
-                Rejection::NoPort,
+                Rejection::HostNetworkUnreadable,
             )
         };
         let macs = self

@@ -253,3 +253,49 @@ async fn a_token_put_relayed_by_a_proxy_inside_the_guest_is_refused() {
         StatusCode::OK
     );
 }
+
+/// A guest on host network `lan` whose leases cannot be read (its libvirt dnsmasq
+/// configuration is a directory): 503, which cloud-init asks again, never 404, which fails its
+/// datasource for the boot.
+#[tokio::test]
+async fn a_host_network_whose_leases_cannot_be_read_answers_503_not_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+    let network = store
+        .create_network(&NewNetwork {
+            name: "lan".into(),
+            project: "p".into(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            host: Some(crate::store::HostBridge::LibvirtNetwork("lan".into())),
+            ..NewNetwork::default()
+        })
+        .unwrap();
+    let leases = dir.path().join("leases");
+    std::fs::create_dir_all(leases.join("lan.conf")).unwrap();
+    let model = Arc::new(ReadModel::load(store.as_ref()).unwrap());
+    let agent = Agent::new(model, b"secret".as_slice().into())
+        .with_leases(Arc::new(crate::leases::HostLeases::new(leases)));
+    let mut proxy = HeaderMap::new();
+    proxy.insert(
+        headers::FORWARDED_FOR,
+        HeaderValue::from_static("198.18.0.10"),
+    );
+    proxy.insert(
+        headers::NETWORK_ID,
+        HeaderValue::from_str(&network.id).unwrap(),
+    );
+    let asked = Cell::new(0);
+    let response = agent
+        .relay(
+            &Method::GET,
+            "/openstack/latest/meta_data.json",
+            &proxy,
+            |_| {
+                asked.set(asked.get() + 1);
+                async { Ok::<_, Answer>(Reply::refuse(StatusCode::OK, "answer")) }
+            },
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(asked.get(), 0);
+}

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::store::{self, NewInstance, NewNetwork, NewPort};
+use crate::store::{self, NewInstance, NewNetwork, NewPort, Wakeups};
 
 /// How long a change may take to reach the model here: the poll, the pause after a panic and
 /// a reload, on a loaded host.
@@ -117,4 +117,52 @@ fn a_panic_while_following_reloads_the_model_and_following_goes_on() {
     assert!(served_soon(&model, 2), "the follower stopped after a panic");
     assert!(listener.panicked.load(Ordering::SeqCst));
     assert!(listener.lagged.load(Ordering::SeqCst) >= 1);
+}
+
+/// Notifications that never come: each wait counts and times out at once.
+struct Silent(Arc<AtomicUsize>);
+
+impl Wakeups for Silent {
+    fn wait(&mut self, _: Duration) -> crate::store::StoreResult<bool> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(false)
+    }
+}
+
+#[test]
+fn listening_again_catches_up_at_once_instead_of_waiting_for_a_notification() {
+    let waits = Arc::new(AtomicUsize::new(0));
+    let counted = waits.clone();
+    let listen = move || -> crate::store::StoreResult<Option<Box<dyn Wakeups>>> {
+        Ok(Some(Box::new(Silent(counted.clone()))))
+    };
+    let mut waiter = Waiter::Listen(None, Instant::now());
+    let started = Instant::now();
+    waiter.wait_guarded(&listen);
+    assert!(
+        started.elapsed() < NOTIFIED_POLL_INTERVAL,
+        "waited {:?} after listening again",
+        started.elapsed()
+    );
+    assert_eq!(waits.load(Ordering::SeqCst), 0);
+    assert!(matches!(waiter, Waiter::Listen(Some(_), _)));
+    // Listening: the next wait is for a notification.
+    waiter.wait_guarded(&listen);
+    assert_eq!(waits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_panic_while_listening_is_a_lost_connection_not_the_end_of_following() {
+    let listen = || -> crate::store::StoreResult<Option<Box<dyn Wakeups>>> {
+        panic!("a bug in opening the notification connection")
+    };
+    let mut waiter = Waiter::Listen(None, Instant::now());
+    waiter.wait_guarded(&listen);
+    let Waiter::Listen(None, retry_at) = waiter else {
+        panic!("the waiter should be polling until it listens again");
+    };
+    assert!(
+        retry_at > Instant::now(),
+        "listening again at once would panic in a loop"
+    );
 }

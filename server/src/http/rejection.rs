@@ -87,6 +87,9 @@ rejections! {
     NoPort => "no_port",
     /// Several ports have the guest's address in its scope.
     AmbiguousPort => "ambiguous_port",
+    /// A host network's DHCP leases, bridge or neighbor table cannot be read now (503: the
+    /// guest asks again, where a 404 would fail its datasource for the boot).
+    HostNetworkUnreadable => "host_network_unreadable",
     /// The instance-id signature does not match.
     BadSignature => "bad_signature",
     /// The API does not know the instance.

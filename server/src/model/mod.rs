@@ -21,11 +21,25 @@ pub use record::{InstanceRecord, PortRecord};
 pub use status::ModelStatus;
 
 use crate::store::{
-    Change, Feed, HostBridge, Instance, MAX_CHANGES_PER_BATCH, Network, Port, Store, StoreError,
-    StoreResult,
+    CHANGE_LOG_KEPT, Change, Feed, HostBridge, Instance, MAX_CHANGES_PER_BATCH, Network, Port,
+    Store, StoreError, StoreResult,
 };
 use build::{Builder, prepare};
 use record::{Interner, id_text, mac_text};
+
+/// A model of `n` instances catches up in one batch through up to `n /
+/// INSTANCES_PER_BATCHED_CHANGE` changes before it reloads instead.
+pub const INSTANCES_PER_BATCHED_CHANGE: usize = 10;
+
+/// The most changes a model of `instances` instances applies as one batch (past it, it
+/// reloads): [`MAX_CHANGES_PER_BATCH`], or more for a large registry, up to what the change log
+/// keeps. A fixed limit made a large registry reload over and over during a bulk import: the
+/// import logged more changes during one reload (seconds, at a million instances) than the
+/// limit, so every catch-up was a reload again until the import ended.
+pub fn batch_limit(instances: usize) -> usize {
+    (instances / INSTANCES_PER_BATCHED_CHANGE)
+        .clamp(MAX_CHANGES_PER_BATCH, CHANGE_LOG_KEPT as usize)
+}
 
 /// Who holds an address, as a lookup finds it.
 #[derive(Debug, Clone)]
@@ -125,8 +139,11 @@ impl ReadModel {
             self.reload(store)?;
             return Ok(CatchUp::Reloaded);
         }
-        let seq = self.seq();
-        let outcome = match store.changes_after(seq, MAX_CHANGES_PER_BATCH)? {
+        let (seq, instances) = {
+            let model = self.read();
+            (model.seq, model.instance_count())
+        };
+        let outcome = match store.changes_after(seq, batch_limit(instances))? {
             Feed::UpToDate => CatchUp::UpToDate,
             Feed::Batch(batch) => {
                 let changes = batch.changes.clone();

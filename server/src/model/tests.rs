@@ -5,8 +5,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{CatchUp, Lookup, ReadModel};
-use crate::store::{self, NewInstance, NewNetwork, NewPort, NewRouter, Store};
+use super::{CatchUp, Lookup, ReadModel, batch_limit};
+use crate::store::{
+    self, MAX_CHANGES_PER_BATCH, NewInstance, NewNetwork, NewPort, NewRouter, Store,
+};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -759,4 +761,16 @@ fn a_snapshot_read_again_forgets_what_the_first_attempt_read() {
     };
     assert_eq!(owner(&model, &w, "198.18.0.10"), None);
     assert_eq!(owner(&model, &w, "198.18.0.11").as_deref(), Some("vm2"));
+}
+
+/// A large registry catches up through more changes than a small one before it reloads (a
+/// bulk import during a reload must not make the next catch-up a reload again), never past
+/// what the change log keeps.
+#[test]
+fn a_larger_registry_applies_larger_batches_before_it_reloads() {
+    assert_eq!(batch_limit(0), MAX_CHANGES_PER_BATCH);
+    assert_eq!(batch_limit(100_000), MAX_CHANGES_PER_BATCH);
+    assert_eq!(batch_limit(500_000), 50_000);
+    assert_eq!(batch_limit(1_000_000), store::CHANGE_LOG_KEPT as usize);
+    assert_eq!(batch_limit(usize::MAX), store::CHANGE_LOG_KEPT as usize);
 }

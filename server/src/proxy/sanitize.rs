@@ -32,9 +32,13 @@ impl ProxyScope {
     }
 }
 
-/// Hop-by-hop headers a proxy must not forward, as header names.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Hop-by-hop headers a proxy must not forward, as header names; and `Expect`: the proxy has
+/// the whole body before it forwards (the guest got its 100 from the proxy), so a
+/// `100-continue` passed on would only make the agent answer an interim 100 and end its batch
+/// of pipelined reads there.
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
+    header::EXPECT,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -164,6 +168,7 @@ mod tests {
             ("Keep-Alive", "timeout=5"),
             ("Transfer-Encoding", "chunked"),
             ("Content-Length", "12"),
+            ("Expect", "100-continue"),
             ("User-Agent", "Cloud-Init/22.4"),
             ("Accept", "*/*"),
         ]);

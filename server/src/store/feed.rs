@@ -9,8 +9,9 @@ use super::error::StoreResult;
 use super::model::{Change, ChangeKind, Instance, Network, Port, Router};
 use super::rows::LoggedChange;
 
-/// Most changes `changes_after` hands over in one batch; past it the caller is told to build
-/// from a snapshot instead (cheaper than fetching that many records one by one).
+/// Most changes a read model applies as one batch, at the least (`model::batch_limit` allows
+/// more for a large registry); past its limit the caller is told to build from a snapshot
+/// instead (cheaper than fetching that many records one by one).
 pub const MAX_CHANGES_PER_BATCH: usize = 10_000;
 
 /// The PostgreSQL channel every write transaction notifies, with the newest change's sequence
@@ -38,7 +39,7 @@ pub enum Feed {
     /// was reset (its newest change is older) or replaced (a SQLite file or a PostgreSQL
     /// database made again): build from a snapshot.
     Gap,
-    /// More than `MAX_CHANGES_PER_BATCH` changes: build from a snapshot.
+    /// More changes than the caller's limit: build from a snapshot.
     TooMany,
     /// A change of a kind this metaboot does not know (a newer one logged it): what it
     /// touched cannot be told, so build from a snapshot.

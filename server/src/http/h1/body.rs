@@ -13,6 +13,9 @@ use crate::http::BodyError;
 pub const MAX_CHUNK_LINE: usize = 1024;
 /// Most trailer lines after the last chunk.
 pub const MAX_TRAILERS: usize = 64;
+/// Most hex digits of a chunk size: 15 (60 bits) always fits a `usize`, so no size overflows
+/// before it is compared with the body's limit.
+pub const MAX_CHUNK_SIZE_DIGITS: usize = 15;
 /// Bytes the read buffer grows by when a body needs more room.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -80,7 +83,13 @@ async fn line<S: AsyncRead + Unpin>(
     let mut searched = 0;
     loop {
         if let Some(at) = buf[searched..].windows(2).position(|w| w == b"\r\n") {
-            return Ok(searched + at);
+            // However much one read brought, a line is at most the limit.
+            let end = searched + at;
+            return if end > MAX_CHUNK_LINE {
+                Err(BodyError::Broken)
+            } else {
+                Ok(end)
+            };
         }
         if buf.len() > MAX_CHUNK_LINE {
             return Err(BodyError::Broken);
@@ -97,7 +106,10 @@ fn chunk_size(line: &[u8]) -> Option<usize> {
         .next()
         .unwrap_or_default()
         .trim_ascii();
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+    if digits.is_empty()
+        || digits.len() > MAX_CHUNK_SIZE_DIGITS
+        || !digits.iter().all(u8::is_ascii_hexdigit)
+    {
         return None;
     }
     usize::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
@@ -137,4 +149,47 @@ async fn chunked<S: AsyncRead + Unpin>(
         }
     }
     Err(BodyError::Broken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads a chunked body from `wire`, at most `max` bytes.
+    async fn chunked_body(wire: &[u8], max: usize) -> Result<Bytes, BodyError> {
+        let mut stream = wire;
+        read(&mut stream, &mut BytesMut::new(), Framing::Chunked, max).await
+    }
+
+    fn is_broken(got: &Result<Bytes, BodyError>) -> bool {
+        matches!(got, Err(BodyError::Broken))
+    }
+
+    #[tokio::test]
+    async fn a_chunk_line_past_its_limit_is_a_broken_body() {
+        let extension = |len: usize| format!("4;{}\r\nabcd\r\n0\r\n\r\n", "x".repeat(len - 2));
+        let fits = chunked_body(extension(MAX_CHUNK_LINE).as_bytes(), 1024).await;
+        assert_eq!(fits.unwrap(), "abcd");
+        let over = chunked_body(extension(MAX_CHUNK_LINE + 1).as_bytes(), 1024).await;
+        assert!(is_broken(&over), "{over:?}");
+    }
+
+    #[tokio::test]
+    async fn trailers_past_their_limit_are_a_broken_body() {
+        let trailers = |count: usize| format!("4\r\nabcd\r\n0\r\n{}\r\n", "t: x\r\n".repeat(count));
+        let fits = chunked_body(trailers(MAX_TRAILERS).as_bytes(), 1024).await;
+        assert_eq!(fits.unwrap(), "abcd");
+        let over = chunked_body(trailers(MAX_TRAILERS + 1).as_bytes(), 1024).await;
+        assert!(is_broken(&over), "{over:?}");
+    }
+
+    #[tokio::test]
+    async fn a_chunk_size_of_more_digits_than_fit_is_a_broken_body() {
+        let size = |digits: usize| format!("{}\r\n", "f".repeat(digits));
+        // The largest size there are digits for: read as a number, over the body's limit.
+        let largest = chunked_body(size(MAX_CHUNK_SIZE_DIGITS).as_bytes(), 1024).await;
+        assert!(matches!(largest, Err(BodyError::TooLarge)), "{largest:?}");
+        let more = chunked_body(size(MAX_CHUNK_SIZE_DIGITS + 1).as_bytes(), 1024).await;
+        assert!(is_broken(&more), "{more:?}");
+    }
 }

@@ -24,6 +24,9 @@ pub(super) struct Said {
     pub(super) keep: bool,
     /// `Transfer-Encoding`, and whether its last coding is chunked.
     pub(super) chunked: Option<bool>,
+    /// A `Transfer-Encoding` coding other than `chunked` (`gzip, chunked`), in any of its
+    /// lines: a request's would reach the next hop still coded, its name gone.
+    pub(super) other_codings: bool,
     /// `Content-Length` (every one of them the same).
     pub(super) length: Option<u64>,
     /// `Expect: 100-continue`.
@@ -60,9 +63,12 @@ pub(super) fn scan(
             }
             said.length = Some(declared);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only the last coding counts: it must be chunked.
+            // Only the last coding counts for the framing: it must be chunked.
             let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
             said.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            said.other_codings |= value
+                .split(|b| *b == b',')
+                .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
             said.close |= has_token(value, b"close");
             said.keep |= has_token(value, b"keep-alive");
@@ -150,8 +156,20 @@ mod tests {
             b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n",
         );
         assert_eq!(
-            got.as_ref().map(|s| (s.chunked, s.close)),
+            got.as_ref().map(|s| (s.chunked, s.close, s.other_codings)),
+            Ok((Some(true), true, true))
+        );
+        let got = said(
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert_eq!(
+            got.map(|s| (s.chunked, s.other_codings)),
             Ok((Some(true), true))
+        );
+        let got = said(b"GET / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(
+            got.map(|s| (s.chunked, s.other_codings)),
+            Ok((Some(true), false))
         );
         let got = said(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
         assert_eq!(got.map(|s| s.chunked), Ok(Some(false)));

@@ -46,6 +46,9 @@ pub enum HeadError {
     Malformed(&'static str),
     /// Not complete within `header_read_timeout` (408).
     Timeout,
+    /// Something this server does not do, such as a transfer coding other than chunked (501,
+    /// RFC 9112 §6.1).
+    NotImplemented(&'static str),
 }
 
 impl HeadError {
@@ -54,13 +57,14 @@ impl HeadError {
             Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
     pub fn reason(self) -> &'static str {
         match self {
             Self::TooLarge => "request head too large",
-            Self::Malformed(reason) => reason,
+            Self::Malformed(reason) | Self::NotImplemented(reason) => reason,
             Self::Timeout => "request head not received in time",
         }
     }
@@ -196,6 +200,13 @@ pub fn parse(
         (Some(true), Some(_)) => {
             return Err(HeadError::Malformed(
                 "a request carries either Content-Length or Transfer-Encoding, not both",
+            ));
+        }
+        // Decoded, the body would go on still coded (gzip), with the coding's name dropped
+        // with the hop-by-hop Transfer-Encoding.
+        (Some(true), None) if said.other_codings => {
+            return Err(HeadError::NotImplemented(
+                "no transfer coding but chunked is supported",
             ));
         }
         (Some(true), None) => Framing::Chunked,

@@ -674,6 +674,21 @@ async fn broken_framing_gets_400_and_a_close() {
     }
 }
 
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_gets_501_and_a_close() {
+    let cases: [&[u8]; 2] = [
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n\
+          4\r\nabcd\r\n0\r\n\r\n",
+    ];
+    for case in cases {
+        let got = answers(&exchange(limits(), case).await, &[]);
+        assert_eq!(got.len(), 1, "{case:?}");
+        assert_eq!(got[0].status, 501, "{case:?}");
+        assert_eq!(got[0].header("connection"), Some("close"), "{case:?}");
+    }
+}
+
 /// Sends `request` a byte at a time, letting the server read each before the next, then reads
 /// until the server closes: the answers, and how often the server parsed a head meanwhile.
 async fn dribbled(request: &[u8]) -> (Vec<Answer>, usize) {
