@@ -194,6 +194,34 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
             single.entry(name).or_default().push(run);
         }
     }
+    Ok(rows(&loaded, &single, &cpu, plan.rounds))
+}
+
+/// wrk's runs by target, in round order.
+type Runs<'a> = BTreeMap<&'a str, Vec<WrkRun>>;
+
+/// Whether `baseline` or `ours` had errors in each round of `runs`: wrk's numbers leave them
+/// out (Requests/sec counts non-2xx answers, the percentiles skip timeouts), so such a round
+/// does not meet a goal (see [`Row::unless_errors`]).
+fn errors_by_round(runs: &Runs<'_>, baseline: &str, ours: &str, rounds: usize) -> Vec<bool> {
+    let failed = |name: &str, round: usize| {
+        runs.get(name)
+            .and_then(|v| v.get(round))
+            .is_some_and(|run| run.errors > 0)
+    };
+    (0..rounds)
+        .map(|round| failed(baseline, round) || failed(ours, round))
+        .collect()
+}
+
+/// The section's rows from the -c64 runs (`loaded`), the -c1 runs (`single`) and the CPU µs
+/// per request by target and part (from the -c64 runs), over `rounds` rounds.
+fn rows(
+    loaded: &Runs<'_>,
+    single: &Runs<'_>,
+    cpu: &BTreeMap<(&str, &str), Vec<f64>>,
+    rounds: usize,
+) -> Vec<Row> {
     let pick =
         |runs: &BTreeMap<&str, Vec<WrkRun>>, name: &str, f: fn(&WrkRun) -> f64| -> Vec<f64> {
             runs.get(name)
@@ -207,9 +235,13 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
     let row = |metric: &str, unit, base: Vec<f64>, ours: Vec<f64>, goal| {
         Row::new(SECTION, metric, unit, base, ours, goal)
     };
-    let nginx_rps = pick(&loaded, "nginx", rps);
+    let loaded_errors =
+        |baseline: &str, ours: &str| errors_by_round(loaded, baseline, ours, rounds);
+    let single_errors =
+        |baseline: &str, ours: &str| errors_by_round(single, baseline, ours, rounds);
+    let nginx_rps = pick(loaded, "nginx", rps);
     let cpu_of = |name: &str, part: &str| cpu.get(&(name, part)).cloned().unwrap_or_default();
-    let chain_cpu: Vec<f64> = (0..plan.rounds)
+    let chain_cpu: Vec<f64> = (0..rounds)
         .map(|i| {
             ["ns-proxy", "agent", "api"]
                 .iter()
@@ -225,7 +257,8 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
             nginx_cpu.clone(),
             cpu_of("three-hop", "3 hops"),
             Goal::None,
-        ),
+        )
+        .unless_errors(&loaded_errors("nginx", "three-hop")),
         row(
             "CPU/request -c64: 3-process chain (vs nginx static)",
             Unit::Micros,
@@ -233,118 +266,141 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
             chain_cpu,
             Goal::RatioAtMost(CHAIN_CPU_VS_NGINX_GOAL),
         )
-        .every_round(),
+        .every_round()
+        .unless_errors(&loaded_errors("nginx", "chain")),
     ];
     for part in ["ns-proxy", "agent", "api"] {
-        cpu_rows.push(row(
-            &format!("CPU/request -c64:   of which {part} (vs nginx)"),
-            Unit::Micros,
-            nginx_cpu.clone(),
-            cpu_of("chain", part),
-            Goal::None,
-        ));
+        cpu_rows.push(
+            row(
+                &format!("CPU/request -c64:   of which {part} (vs nginx)"),
+                Unit::Micros,
+                nginx_cpu.clone(),
+                cpu_of("chain", part),
+                Goal::None,
+            )
+            .unless_errors(&loaded_errors("nginx", "chain")),
+        );
     }
-    cpu_rows.push(row(
-        "CPU/request -c64: `all`, one process (vs nginx static)",
-        Unit::Micros,
-        nginx_cpu,
-        cpu_of("all", "all"),
-        Goal::None,
-    ));
+    cpu_rows.push(
+        row(
+            "CPU/request -c64: `all`, one process (vs nginx static)",
+            Unit::Micros,
+            nginx_cpu,
+            cpu_of("all", "all"),
+            Goal::None,
+        )
+        .unless_errors(&loaded_errors("nginx", "all")),
+    );
     let mut rows = vec![
         row(
             "req/s -c64: Neutron haproxy → UDS static (vs nginx static)",
             Unit::ReqPerSec,
             nginx_rps.clone(),
-            pick(&loaded, "haproxy", rps),
+            pick(loaded, "haproxy", rps),
             Goal::None,
-        ),
+        )
+        .unless_errors(&loaded_errors("nginx", "haproxy")),
         row(
             "req/s -c64: haproxy → nginx(UDS) → nginx, 3 hops (vs nginx)",
             Unit::ReqPerSec,
             nginx_rps.clone(),
-            pick(&loaded, "three-hop", rps),
+            pick(loaded, "three-hop", rps),
             Goal::None,
-        ),
+        )
+        .unless_errors(&loaded_errors("nginx", "three-hop")),
         row(
             "req/s -c64: 3-process chain (vs nginx static)",
             Unit::ReqPerSec,
             nginx_rps.clone(),
-            pick(&loaded, "chain", rps),
+            pick(loaded, "chain", rps),
             Goal::None,
-        ),
+        )
+        .unless_errors(&loaded_errors("nginx", "chain")),
         row(
             "req/s -c64: 3-process chain (vs the C chain, 3 hops)",
             Unit::ReqPerSec,
-            pick(&loaded, "three-hop", rps),
-            pick(&loaded, "chain", rps),
+            pick(loaded, "three-hop", rps),
+            pick(loaded, "chain", rps),
             Goal::RatioAtLeast(CHAIN_VS_C_CHAIN_GOAL),
         )
-        .every_round(),
+        .every_round()
+        .unless_errors(&loaded_errors("three-hop", "chain")),
         row(
             "req/s -c64: `all`, one process (vs nginx static)",
             Unit::ReqPerSec,
             nginx_rps,
-            pick(&loaded, "all", rps),
+            pick(loaded, "all", rps),
             Goal::RatioAtLeast(ALL_RATIO_GOAL),
         )
-        .every_round(),
+        .every_round()
+        .unless_errors(&loaded_errors("nginx", "all")),
         row(
             "p50 -c64: 3-process chain (vs nginx static)",
             Unit::Micros,
-            pick(&loaded, "nginx", p50),
-            pick(&loaded, "chain", p50),
+            pick(loaded, "nginx", p50),
+            pick(loaded, "chain", p50),
             Goal::None,
-        ),
+        )
+        .unless_errors(&loaded_errors("nginx", "chain")),
         row(
             "p99 -c64: 3-process chain (vs nginx static)",
             Unit::Micros,
-            pick(&loaded, "nginx", p99),
-            pick(&loaded, "chain", p99),
+            pick(loaded, "nginx", p99),
+            pick(loaded, "chain", p99),
             Goal::None,
-        ),
+        )
+        .unless_errors(&loaded_errors("nginx", "chain")),
         row(
             "p50 -c1: haproxy → nginx(UDS) → nginx (vs nginx)",
             Unit::Micros,
-            pick(&single, "nginx", p50),
-            pick(&single, "three-hop", p50),
+            pick(single, "nginx", p50),
+            pick(single, "three-hop", p50),
             Goal::None,
-        ),
+        )
+        .unless_errors(&single_errors("nginx", "three-hop")),
         row(
             "p50 -c1: 3-process chain (vs nginx static)",
             Unit::Micros,
-            pick(&single, "nginx", p50),
-            pick(&single, "chain", p50),
+            pick(single, "nginx", p50),
+            pick(single, "chain", p50),
             Goal::None,
-        ),
+        )
+        .unless_errors(&single_errors("nginx", "chain")),
         row(
             "p50 -c1: 3-process chain (vs the C chain, 3 hops)",
             Unit::Micros,
-            pick(&single, "three-hop", p50),
-            pick(&single, "chain", p50),
+            pick(single, "three-hop", p50),
+            pick(single, "chain", p50),
             Goal::RatioAtMost(CHAIN_P50_VS_C_CHAIN_GOAL),
         )
-        .every_round(),
+        .every_round()
+        .unless_errors(&single_errors("three-hop", "chain")),
         row(
             "p50 -c1: `all`, one process (vs nginx static)",
             Unit::Micros,
-            pick(&single, "nginx", p50),
-            pick(&single, "all", p50),
+            pick(single, "nginx", p50),
+            pick(single, "all", p50),
             Goal::None,
-        ),
+        )
+        .unless_errors(&single_errors("nginx", "all")),
         row(
-            "errors under load: chain + all (vs nginx)",
+            "errors under load: chain + all (vs nginx, haproxy, the C chain)",
             Unit::Count,
             vec![
-                pick(&loaded, "nginx", errors).iter().sum::<f64>()
-                    + pick(&single, "nginx", errors).iter().sum::<f64>(),
+                ["nginx", "haproxy", "three-hop"]
+                    .iter()
+                    .map(|n| {
+                        pick(loaded, n, errors).iter().sum::<f64>()
+                            + pick(single, n, errors).iter().sum::<f64>()
+                    })
+                    .sum(),
             ],
             vec![
                 ["chain", "all"]
                     .iter()
                     .map(|n| {
-                        pick(&loaded, n, errors).iter().sum::<f64>()
-                            + pick(&single, n, errors).iter().sum::<f64>()
+                        pick(loaded, n, errors).iter().sum::<f64>()
+                            + pick(single, n, errors).iter().sum::<f64>()
                     })
                     .sum(),
             ],
@@ -352,5 +408,82 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
         ),
     ];
     rows.extend(cpu_rows);
-    Ok(rows)
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(requests_per_sec: f64, p50_us: f64, errors: u64) -> WrkRun {
+        WrkRun {
+            requests_per_sec,
+            requests: 100_000,
+            p50_us,
+            p99_us: 4.0 * p50_us,
+            errors,
+        }
+    }
+
+    /// Two rounds in which every ratio meets its goal, with `errors` on `target` in round 2.
+    fn rows_with_errors(target: &str, errors: u64) -> Vec<Row> {
+        let mut loaded: Runs<'_> = BTreeMap::new();
+        let mut single: Runs<'_> = BTreeMap::new();
+        for (name, rps, p50) in [
+            ("nginx", 30_000.0, 100.0),
+            ("haproxy", 20_000.0, 150.0),
+            ("three-hop", 15_000.0, 200.0),
+            ("chain", 30_000.0, 120.0),
+            ("all", 40_000.0, 60.0),
+        ] {
+            for round in 0..2 {
+                let e = if name == target && round == 1 {
+                    errors
+                } else {
+                    0
+                };
+                loaded.entry(name).or_default().push(run(rps, p50, e));
+                single.entry(name).or_default().push(run(rps, p50, e));
+            }
+        }
+        let mut cpu = BTreeMap::new();
+        cpu.insert(("nginx", "nginx"), vec![10.0, 10.0]);
+        for part in ["ns-proxy", "agent", "api"] {
+            cpu.insert(("chain", part), vec![5.0, 5.0]);
+        }
+        rows(&loaded, &single, &cpu, 2)
+    }
+
+    fn met(rows: &[Row], metric: &str) -> Option<bool> {
+        rows.iter().find(|r| r.metric == metric).unwrap().met
+    }
+
+    #[test]
+    fn a_round_with_errors_on_either_side_meets_no_goal() {
+        const VS_C_CHAIN: &str = "req/s -c64: 3-process chain (vs the C chain, 3 hops)";
+        const ALL: &str = "req/s -c64: `all`, one process (vs nginx static)";
+        const P50: &str = "p50 -c1: 3-process chain (vs the C chain, 3 hops)";
+        const CPU: &str = "CPU/request -c64: 3-process chain (vs nginx static)";
+        let clean = rows_with_errors("chain", 0);
+        for metric in [VS_C_CHAIN, ALL, P50, CPU] {
+            assert_eq!(met(&clean, metric), Some(true), "{metric}");
+        }
+        // The baseline's errors count too: its numbers leave the failed requests out.
+        let c_chain = rows_with_errors("three-hop", 3);
+        assert_eq!(met(&c_chain, VS_C_CHAIN), Some(false));
+        assert_eq!(met(&c_chain, P50), Some(false));
+        assert_eq!(met(&c_chain, ALL), Some(true), "nginx and all had none");
+        let nginx = rows_with_errors("nginx", 1);
+        assert_eq!(met(&nginx, ALL), Some(false));
+        assert_eq!(met(&nginx, CPU), Some(false));
+        let chain = rows_with_errors("chain", 1);
+        assert_eq!(met(&chain, VS_C_CHAIN), Some(false));
+        // The errors row shows every baseline's errors (both loads of round 2).
+        let haproxy = rows_with_errors("haproxy", 2);
+        let errors = haproxy
+            .iter()
+            .find(|r| r.metric.starts_with("errors under load"))
+            .unwrap();
+        assert_eq!((errors.baseline, errors.metaboot), (Some(4.0), Some(0.0)));
+    }
 }
