@@ -111,13 +111,25 @@ fn cpu_per_request<'a>(
     parts: &[(&'a str, Vec<u32>)],
     before: Vec<Duration>,
     run: &WrkRun,
-) -> Vec<(&'a str, f64)> {
+) -> anyhow::Result<Vec<(&'a str, f64)>> {
     parts
         .iter()
         .zip(before)
         .map(|((part, groups), before)| {
-            let used = groups_cpu(groups).saturating_sub(before);
-            (*part, used.as_secs_f64() * 1e6 / run.requests.max(1) as f64)
+            let used = groups_cpu(groups)
+                .with_context(|| format!("no CPU time of {part} after the run"))?
+                .saturating_sub(before);
+            Ok((*part, used.as_secs_f64() * 1e6 / run.requests.max(1) as f64))
+        })
+        .collect()
+}
+
+/// Every part's CPU time before a run.
+fn cpu_before(parts: &[(&str, Vec<u32>)]) -> anyhow::Result<Vec<Duration>> {
+    parts
+        .iter()
+        .map(|(part, groups)| {
+            groups_cpu(groups).with_context(|| format!("no CPU time of {part} before the run"))
         })
         .collect()
 }
@@ -135,25 +147,29 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
         }
     };
     // The process groups whose CPU time each target's requests cost, by part.
-    let group = |name: &str| baselines.group(name).unwrap_or(0);
-    let parts = |name: &str| -> Vec<(&'static str, Vec<u32>)> {
-        match name {
-            "nginx" => vec![("nginx", vec![group("nginx-static")])],
+    let group = |name: &str| {
+        baselines
+            .group(name)
+            .with_context(|| format!("no baseline server {name} was started"))
+    };
+    let parts = |name: &str| -> anyhow::Result<Vec<(&'static str, Vec<u32>)>> {
+        Ok(match name {
+            "nginx" => vec![("nginx", vec![group("nginx-static")?])],
             "haproxy" => vec![(
                 "haproxy+nginx",
-                vec![group("haproxy-neutron"), group("nginx-static")],
+                vec![group("haproxy-neutron")?, group("nginx-static")?],
             )],
             "three-hop" => vec![(
                 "3 hops",
                 vec![
-                    group("haproxy-3hop"),
-                    group("nginx-hop"),
-                    group("nginx-static"),
+                    group("haproxy-3hop")?,
+                    group("nginx-hop")?,
+                    group("nginx-static")?,
                 ],
             )],
-            "chain" => setup.chain.parts(),
+            "chain" => setup.chain.parts()?,
             _ => vec![("all", vec![setup.all.server.pid()])],
-        }
+        })
     };
     let mut loaded: BTreeMap<&str, Vec<WrkRun>> = BTreeMap::new();
     let mut single: BTreeMap<&str, Vec<WrkRun>> = BTreeMap::new();
@@ -163,11 +179,11 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
         for name in THROUGHPUT_TARGETS {
             interrupt::check()?;
             let (url, netns) = target(name);
-            let parts = parts(name);
-            let before: Vec<Duration> = parts.iter().map(|(_, g)| groups_cpu(g)).collect();
+            let parts = parts(name)?;
+            let before = cpu_before(&parts)?;
             let run = load::run(&Load::throughput(plan.wrk_duration), &url, netns)?;
             let mut split = String::new();
-            for (part, per_request) in cpu_per_request(&parts, before, &run) {
+            for (part, per_request) in cpu_per_request(&parts, before, &run)? {
                 split.push_str(&format!(" {part} {per_request:.1}"));
                 cpu.entry((name, part)).or_default().push(per_request);
             }
@@ -180,10 +196,10 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
         for name in LATENCY_TARGETS {
             interrupt::check()?;
             let (url, netns) = target(name);
-            let parts = parts(name);
-            let before: Vec<Duration> = parts.iter().map(|(_, g)| groups_cpu(g)).collect();
+            let parts = parts(name)?;
+            let before = cpu_before(&parts)?;
             let run = load::run(&Load::single(plan.latency_duration), &url, netns)?;
-            let split: String = cpu_per_request(&parts, before, &run)
+            let split: String = cpu_per_request(&parts, before, &run)?
                 .into_iter()
                 .map(|(part, per_request)| format!(" {part} {per_request:.1}"))
                 .collect();
