@@ -102,9 +102,26 @@ pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
     Ok(answer[split + 4..].to_vec())
 }
 
-/// The load targets, in the order each round loads them.
+/// The load targets, in the order the first round loads them (each later round starts one
+/// further on, see [`round_order`]).
 const THROUGHPUT_TARGETS: [&str; 5] = ["nginx", "haproxy", "three-hop", "chain", "all"];
 const LATENCY_TARGETS: [&str; 4] = ["nginx", "three-hop", "chain", "all"];
+
+/// The untimed -c64 run each target gets before the first round: caches, connection pools
+/// and the CPU's frequency are then warm for every target alike, not only for those loaded
+/// after the first one (wrk's shortest run).
+pub const WARM_UP: Duration = Duration::from_secs(1);
+
+/// The targets in the order round `round` (from 1) loads them: rotated one step per round, so
+/// that no target always follows the same one (or always comes first, after the idle pause
+/// between the sections).
+fn round_order<'a>(targets: &[&'a str], round: usize) -> Vec<&'a str> {
+    let mut order = targets.to_vec();
+    if !order.is_empty() {
+        order.rotate_left((round.saturating_sub(1)) % targets.len());
+    }
+    order
+}
 
 /// The CPU µs each part spent per request of `run`, from its groups' CPU time `before` it.
 fn cpu_per_request<'a>(
@@ -175,8 +192,18 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
     let mut single: BTreeMap<&str, Vec<WrkRun>> = BTreeMap::new();
     // CPU µs per request by target and part, from the -c64 runs.
     let mut cpu: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    for name in THROUGHPUT_TARGETS {
+        interrupt::check()?;
+        let (url, netns) = target(name);
+        let run = load::run(&Load::throughput(WARM_UP), &url, netns)
+            .with_context(|| format!("the warm-up run against {name} failed"))?;
+        println!(
+            "  warm-up: {name:<9} -t2 -c64 {:?}: {:>9.0} req/s, {} errors (not counted)",
+            WARM_UP, run.requests_per_sec, run.errors
+        );
+    }
     for round in 1..=plan.rounds {
-        for name in THROUGHPUT_TARGETS {
+        for name in round_order(&THROUGHPUT_TARGETS, round) {
             interrupt::check()?;
             let (url, netns) = target(name);
             let parts = parts(name)?;
@@ -193,7 +220,7 @@ pub fn measure(setup: &ChainSetup, baselines: &Baselines, plan: &Plan) -> anyhow
             );
             loaded.entry(name).or_default().push(run);
         }
-        for name in LATENCY_TARGETS {
+        for name in round_order(&LATENCY_TARGETS, round) {
             interrupt::check()?;
             let (url, netns) = target(name);
             let parts = parts(name)?;
@@ -468,6 +495,33 @@ mod tests {
             cpu.insert(("chain", part), vec![5.0, 5.0]);
         }
         rows(&loaded, &single, &cpu, 2)
+    }
+
+    #[test]
+    fn each_round_starts_one_target_further_on() {
+        assert_eq!(round_order(&THROUGHPUT_TARGETS, 1), THROUGHPUT_TARGETS);
+        assert_eq!(
+            round_order(&THROUGHPUT_TARGETS, 2),
+            ["haproxy", "three-hop", "chain", "all", "nginx"]
+        );
+        assert_eq!(
+            round_order(&LATENCY_TARGETS, 3),
+            ["chain", "all", "nginx", "three-hop"]
+        );
+        assert_eq!(round_order(&LATENCY_TARGETS, 5), LATENCY_TARGETS);
+        let mut firsts: Vec<&str> = (1..=THROUGHPUT_TARGETS.len())
+            .map(|round| round_order(&THROUGHPUT_TARGETS, round)[0])
+            .collect();
+        firsts.sort_unstable();
+        let mut all = THROUGHPUT_TARGETS.to_vec();
+        all.sort_unstable();
+        assert_eq!(firsts, all, "every target comes first once");
+    }
+
+    #[test]
+    fn the_warm_up_is_short_beside_a_timed_run() {
+        assert!(WARM_UP >= Duration::from_secs(1), "wrk's shortest run");
+        assert!(WARM_UP * 3 <= crate::plan::QUICK_WRK_DURATION);
     }
 
     fn met(rows: &[Row], metric: &str) -> Option<bool> {
