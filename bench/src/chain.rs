@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context;
 use metaboot_harness::chain::{Chain, Scope, Server};
 use metaboot_harness::lab::netns;
 
@@ -49,11 +50,17 @@ impl ThreeProcess {
         Ok(Self { chain, proxy_addr })
     }
 
-    /// The process groups whose CPU time a request costs, by part.
-    pub fn parts(&self) -> Vec<(&'static str, Vec<u32>)> {
+    /// The process groups whose CPU time a request costs, by part; a role not running is an
+    /// error (its CPU time would otherwise count as none).
+    pub fn parts(&self) -> anyhow::Result<Vec<(&'static str, Vec<u32>)>> {
         [("ns-proxy", "proxy-0"), ("agent", "agent"), ("api", "api")]
             .into_iter()
-            .map(|(part, role)| (part, self.chain.pid(role).into_iter().collect()))
+            .map(|(part, role)| {
+                let pid = self.chain.pid(role).with_context(|| {
+                    format!("the chain's {role} is not running: its log says why")
+                })?;
+                Ok((part, vec![pid]))
+            })
             .collect()
     }
 }

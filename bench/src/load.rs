@@ -53,7 +53,8 @@ impl Load {
 /// What one wrk run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WrkRun {
-    /// `Requests/sec:`.
+    /// `Requests/sec:`: every answer counts, non-2xx ones too, and timed-out requests not at
+    /// all (nor in the percentiles), so a run with [`WrkRun::errors`] overstates both.
     pub requests_per_sec: f64,
     /// Completed requests.
     pub requests: u64,

@@ -161,36 +161,56 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// CPU time (user + system) used so far by every live process in the process groups
-/// `groups`: the bench starts each server as a group leader, so its workers count too.
-pub fn groups_cpu(groups: &[u32]) -> Duration {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Duration::ZERO;
-    };
-    let mut ticks = 0u64;
-    for entry in entries.filter_map(Result::ok) {
-        if !entry
-            .file_name()
+/// `groups`: the bench starts each server as a group leader, so its workers count too. A group
+/// without a live process is an error, not 0 s (see [`groups_ticks`]).
+pub fn groups_cpu(groups: &[u32]) -> anyhow::Result<Duration> {
+    let entries = std::fs::read_dir("/proc").context("failed to list /proc")?;
+    let stats = entries.filter_map(Result::ok).filter_map(|entry| {
+        let pid = entry.file_name();
+        if !pid
             .to_str()
             .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
         {
-            continue;
+            return None;
         }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some((group, used)) = group_and_cpu_ticks(&stat)
-            && groups.contains(&group)
-        {
-            ticks += used;
-        }
-    }
+        // A process that exited meanwhile has no stat: it is not live.
+        std::fs::read_to_string(entry.path().join("stat")).ok()
+    });
+    let ticks = groups_ticks(stats, groups)?;
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let per_second = u64::try_from(per_second)
         .ok()
         .filter(|t| *t > 0)
         .unwrap_or(100);
-    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// The CPU ticks of the processes of `groups` among `stats` (`/proc/PID/stat` lines). Each
+/// group must have a live process: a server that exited took its CPU time with it, and
+/// counting it as none would make the CPU per request look small.
+fn groups_ticks(stats: impl Iterator<Item = String>, groups: &[u32]) -> anyhow::Result<u64> {
+    if groups.is_empty() {
+        bail!("no process group to measure the CPU time of");
+    }
+    let mut live = vec![false; groups.len()];
+    let mut ticks = 0u64;
+    for stat in stats {
+        if let Some((group, used)) = group_and_cpu_ticks(&stat)
+            && let Some(i) = groups.iter().position(|g| *g == group)
+        {
+            live[i] = true;
+            ticks += used;
+        }
+    }
+    if let Some(i) = live.iter().position(|live| !live) {
+        bail!(
+            "process group {} has no live process: its server exited, so its CPU time is \
+             gone; its log in the bench directory (--keep) says why",
+            groups[i]
+        );
+    }
+    Ok(ticks)
 }
 
 /// (pgrp, utime + stime) from a `/proc/PID/stat` line.
@@ -262,11 +282,37 @@ mod tests {
         let group = child.id();
         let mut seen = Duration::ZERO;
         while child.try_wait().unwrap().is_none() {
-            seen = seen.max(groups_cpu(&[group]));
+            // The shell may exit between the two looks: then its group has no process.
+            if let Ok(used) = groups_cpu(&[group]) {
+                seen = seen.max(used);
+            }
             thread::sleep(Duration::from_millis(20));
         }
         assert!(seen > Duration::ZERO, "a busy shell used no CPU?");
         assert_ne!(busy, group);
+    }
+
+    /// A group whose server exited counts as an error, not as no CPU time.
+    #[test]
+    fn a_group_without_a_live_process_is_an_error() {
+        let stats = || {
+            [
+                "77 (nginx) S 1 70 70 0 -1 4194560 0 0 0 0 250 31 0 0 20 0 1 0 5 0 0",
+                "78 (nginx) S 77 70 70 0 -1 4194560 0 0 0 0 100 20 0 0 20 0 1 0 5 0 0",
+                "91 (haproxy) S 1 90 90 0 -1 4194560 0 0 0 0 7 3 0 0 20 0 1 0 5 0 0",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+        };
+        assert_eq!(groups_ticks(stats(), &[70]).unwrap(), 401);
+        assert_eq!(groups_ticks(stats(), &[70, 90]).unwrap(), 411);
+        let err = groups_ticks(stats(), &[70, 80]).unwrap_err().to_string();
+        assert!(
+            err.contains("process group 80 has no live process"),
+            "{err}"
+        );
+        assert!(groups_ticks(stats(), &[]).is_err());
+        assert!(groups_cpu(&[]).is_err());
     }
 
     #[test]

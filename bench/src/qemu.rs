@@ -148,6 +148,12 @@ fn run_to_provisioned(spec: &Guest) -> anyhow::Result<BootTimes> {
                 });
             }
         };
+        if (name == serial::MARK_METADATA || name == serial::MARK_PROVISIONED)
+            && let Err(err) = succeeded(&marker.text)
+        {
+            let _ = vm.kill();
+            return Err(err);
+        }
         let at = Some(marker.at.as_secs_f64());
         match name {
             serial::MARK_INIT => times.init = at,
@@ -158,6 +164,34 @@ fn run_to_provisioned(spec: &Guest) -> anyhow::Result<BootTimes> {
     }
     vm.kill()?;
     Ok(times)
+}
+
+/// Whether the command a marker line reports on succeeded: images/tiny/init prints "metadata
+/// fetched rc=N" and "provisioned … rc=N" (`metaboot-rc=N` on the metaboot guest) whatever
+/// `metaboot run` or wget returned, so a boot whose provisioning failed (a wget that timed out,
+/// rc=124 ten seconds later) would otherwise count as provisioned. Every `rc` field must be 0,
+/// and there must be one.
+pub fn succeeded(marker: &str) -> anyhow::Result<()> {
+    let codes: Vec<&str> = marker
+        .split_whitespace()
+        .filter_map(|field| {
+            let (name, value) = field.split_once('=')?;
+            (name == "rc" || name.ends_with("-rc")).then_some(value)
+        })
+        .collect();
+    if codes.is_empty() {
+        anyhow::bail!(
+            "the guest's `{marker}` has no rc= field: images/tiny/init must say how the command \
+             it reports on ended"
+        );
+    }
+    if codes.iter().any(|code| *code != "0") {
+        anyhow::bail!(
+            "the guest's provisioning failed (`{marker}`): the boot does not count; its console \
+             log says why"
+        );
+    }
+    Ok(())
 }
 
 /// Brings a lab up with `server_bin` serving it; the caller takes it down.
@@ -378,6 +412,45 @@ mod tests {
             .unwrap();
         assert_eq!(dhcp.metaboot_samples.len(), 4);
         assert_eq!(dhcp.baseline_samples.len(), 4);
+    }
+
+    /// The marker lines images/tiny/init prints, as the console shows them.
+    #[test]
+    fn a_marker_counts_only_when_its_command_succeeded() {
+        for ok in [
+            "metadata fetched rc=0",
+            "provisioned baseline=wget rc=0",
+            "provisioned hostname=bench-router-metaboot-1 metaboot-rc=0 password-auth=no",
+        ] {
+            succeeded(ok).unwrap();
+        }
+        for failed in [
+            "metadata fetched rc=124",
+            "provisioned baseline=wget rc=124",
+            "provisioned hostname=localhost metaboot-rc=1 password-auth=no",
+        ] {
+            let err = succeeded(failed).unwrap_err().to_string();
+            assert!(err.contains("does not count"), "{err}");
+        }
+        let err = succeeded("metadata fetched").unwrap_err().to_string();
+        assert!(err.contains("no rc= field"), "{err}");
+    }
+
+    #[test]
+    fn the_tiny_init_reports_exit_codes() {
+        let init =
+            std::fs::read_to_string(metaboot_harness::workspace::root().join("images/tiny/init"))
+                .unwrap();
+        for marker in [
+            "mark \"metadata fetched rc=$rc\"",
+            "mark \"provisioned baseline=wget rc=$rc\"",
+            "metaboot-rc=$rc",
+        ] {
+            assert!(
+                init.contains(marker),
+                "images/tiny/init must print {marker}"
+            );
+        }
     }
 
     #[test]

@@ -56,13 +56,17 @@ pub struct StormResult {
     pub requests: usize,
     /// Requests that failed (I/O error, timeout, or a status other than 200).
     pub errors: usize,
-    /// Median request latency (connect to last byte), µs.
+    /// Median request latency (connect to last byte), µs. A failed request counts as
+    /// [`REQUEST_TIMEOUT`] here and in every latency below but the connect part's: cloud-init
+    /// waits that long before it tries again, and a storm whose slow requests fail must not
+    /// look faster than one whose slow requests succeed.
     pub p50_us: f64,
     /// 90th percentile request latency, µs.
     pub p90_us: f64,
     /// 99th percentile request latency, µs.
     pub p99_us: f64,
-    /// 99th percentile of the connect part alone, µs (a dropped SYN costs a 1 s retransmit).
+    /// 99th percentile of the connect part alone, µs (a dropped SYN costs a 1 s retransmit);
+    /// of the requests that succeeded.
     pub connect_p99_us: f64,
     /// Requests that took a second or more.
     pub over_one_second: usize,
@@ -107,9 +111,21 @@ impl StormResult {
     }
 }
 
+/// Why one request of a guest failed.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// Which request of [`FIRST_BOOT`] it was.
+    step: usize,
+    /// What went wrong.
+    why: String,
+}
+
+/// What one request of a guest came to.
+pub(crate) type Outcome = Result<Timing, Failure>;
+
 /// How long one request took: to connected, and to the last byte.
 #[derive(Debug, Clone, Copy)]
-struct Timing {
+pub(crate) struct Timing {
     connect: Duration,
     total: Duration,
     /// Which request of [`FIRST_BOOT`] it was.
@@ -180,12 +196,13 @@ pub(crate) fn get(source: Ipv4Addr, target: SocketAddr, path: &str) -> Result<Ve
 }
 
 /// One guest's first boot: every request of [`FIRST_BOOT`], in order.
-fn boot(source: Ipv4Addr, target: SocketAddr) -> Vec<Result<Timing, String>> {
+fn boot(source: Ipv4Addr, target: SocketAddr) -> Vec<Outcome> {
     FIRST_BOOT
         .iter()
         .enumerate()
-        .map(|(step, path)| {
-            fetch(source, target, path).map(|(timing, _)| Timing { step, ..timing })
+        .map(|(step, path)| match fetch(source, target, path) {
+            Ok((timing, _)) => Ok(Timing { step, ..timing }),
+            Err(why) => Err(Failure { step, why }),
         })
         .collect()
 }
@@ -242,7 +259,7 @@ pub fn run(
     // The guest threads the coordinator starts inherit its namespace.
     let (total, outcomes) = in_netns(
         netns,
-        move || -> anyhow::Result<(Duration, Vec<Result<Timing, String>>)> {
+        move || -> anyhow::Result<(Duration, Vec<Outcome>)> {
             // Guests wait on the gate until every one of them exists, then start together.
             let gate = Arc::new(RwLock::new(()));
             let closed = gate.write().unwrap_or_else(|p| p.into_inner());
@@ -271,7 +288,13 @@ pub fn run(
             for handle in handles {
                 match handle.join() {
                     Ok(results) => outcomes.extend(results),
-                    Err(_) => outcomes.push(Err("a guest thread panicked".to_owned())),
+                    // Its whole first boot failed.
+                    Err(_) => outcomes.extend((0..FIRST_BOOT.len()).map(|step| {
+                        Err(Failure {
+                            step,
+                            why: "a guest thread panicked".to_owned(),
+                        })
+                    })),
                 }
             }
             let total = started.elapsed();
@@ -298,21 +321,52 @@ fn by_step(timings: &[Timing], q: f64) -> Vec<f64> {
         .collect()
 }
 
-fn summarise(total: Duration, outcomes: &[Result<Timing, String>]) -> StormResult {
+/// One request's outcome at `step` of [`FIRST_BOOT`] that took `took`, or failed (for tests of
+/// the sums elsewhere).
+#[cfg(test)]
+pub(crate) fn outcome(step: usize, took: Duration, failed: bool) -> Outcome {
+    if failed {
+        Err(Failure {
+            step,
+            why: format!("{} failed", FIRST_BOOT[step]),
+        })
+    } else {
+        Ok(Timing {
+            connect: took / 10,
+            total: took,
+            step,
+        })
+    }
+}
+
+/// Sums up a storm that took `total`; a failed request counts as [`REQUEST_TIMEOUT`] in the
+/// latencies (see [`StormResult::p50_us`]).
+pub(crate) fn summarise(total: Duration, outcomes: &[Outcome]) -> StormResult {
     let timings: Vec<Timing> = outcomes
         .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .copied()
+        .map(|outcome| match outcome {
+            Ok(timing) => *timing,
+            Err(failure) => Timing {
+                connect: REQUEST_TIMEOUT,
+                total: REQUEST_TIMEOUT,
+                step: failure.step,
+            },
+        })
         .collect();
     let latencies: Vec<f64> = timings
         .iter()
         .map(|t| t.total.as_secs_f64() * 1e6)
         .collect();
-    let connects: Vec<f64> = timings
+    let connects: Vec<f64> = outcomes
         .iter()
+        .filter_map(|r| r.as_ref().ok())
         .map(|t| t.connect.as_secs_f64() * 1e6)
         .collect();
-    let errors: Vec<&String> = outcomes.iter().filter_map(|r| r.as_ref().err()).collect();
+    let errors: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|failure| &failure.why)
+        .collect();
     StormResult {
         total,
         requests: outcomes.len(),
@@ -415,6 +469,43 @@ mod tests {
             .unwrap();
         let result = run(port, None, &[Ipv4Addr::new(127, 1, 0, 10)]).unwrap();
         assert_eq!(result.errors, FIRST_BOOT.len());
+    }
+
+    /// A storm in which 2 % of the requests fail: they count as the timeout in the latencies,
+    /// where leaving them out would show only the fast ones.
+    #[test]
+    fn a_failed_request_counts_as_the_timeout() {
+        let outcomes: Vec<Outcome> = (0..100)
+            .map(|i| {
+                let step = i % FIRST_BOOT.len();
+                if i < 2 {
+                    Err(Failure {
+                        step,
+                        why: "connection closed without an answer".to_owned(),
+                    })
+                } else {
+                    Ok(Timing {
+                        connect: Duration::from_micros(50),
+                        total: Duration::from_millis(2),
+                        step,
+                    })
+                }
+            })
+            .collect();
+        let result = summarise(Duration::from_secs(1), &outcomes);
+        assert_eq!((result.requests, result.errors), (100, 2));
+        let timeout_us = REQUEST_TIMEOUT.as_secs_f64() * 1e6;
+        assert_eq!(result.p50_us, 2_000.0);
+        assert_eq!(result.p99_us, timeout_us);
+        assert_eq!(result.max_us, timeout_us);
+        assert_eq!(result.over_one_second, 2);
+        assert_eq!(result.over_one_second_by_step[..2], [1, 1]);
+        assert_eq!(result.p99_us_by_step[0], timeout_us);
+        assert_eq!(
+            result.connect_p99_us, 50.0,
+            "of the requests that connected"
+        );
+        assert!(result.first_error.unwrap().contains("without an answer"));
     }
 
     #[test]

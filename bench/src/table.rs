@@ -160,6 +160,8 @@ pub struct Row {
     /// The judged value (ratio, difference or metaboot's value) of each round, when measured
     /// in rounds: the goal is met only when every round meets it.
     pub rounds: Vec<f64>,
+    /// The rounds (from 1) in which either side had errors (see [`Row::unless_errors`]).
+    pub rounds_with_errors: Vec<usize>,
 }
 
 impl Row {
@@ -191,7 +193,43 @@ impl Row {
             baseline_samples,
             metaboot_samples,
             rounds: Vec::new(),
+            rounds_with_errors: Vec::new(),
         }
+    }
+
+    /// `errors[i]`: whether either side had errors (failed requests, non-2xx answers,
+    /// timeouts) in round `i + 1`. Such a round's numbers leave the failures out (wrk counts
+    /// a non-2xx answer as a request and a timed-out one not at all), so it cannot meet the
+    /// goal whatever its ratio says; the rounds are named in the table.
+    pub fn unless_errors(mut self, errors: &[bool]) -> Self {
+        self.rounds_with_errors = errors
+            .iter()
+            .enumerate()
+            .filter(|(_, failed)| **failed)
+            .map(|(i, _)| i + 1)
+            .collect();
+        if !self.rounds_with_errors.is_empty() && self.goal.judges() {
+            self.met = Some(false);
+        }
+        self
+    }
+
+    /// The `met?` column.
+    fn met_text(&self) -> String {
+        let verdict = match self.met {
+            Some(true) => "met",
+            Some(false) => "NOT MET",
+            None => "-",
+        };
+        if self.rounds_with_errors.is_empty() {
+            return verdict.to_owned();
+        }
+        let rounds: Vec<String> = self
+            .rounds_with_errors
+            .iter()
+            .map(usize::to_string)
+            .collect();
+        format!("{verdict} (errors in round {})", rounds.join(", "))
     }
 
     /// A row from samples grouped by round (`baseline[i]` and `metaboot[i]` measured
@@ -317,11 +355,7 @@ pub fn render(rows: &[Row]) -> String {
                 } else {
                     row.goal.describe(row.unit)
                 },
-                match row.met {
-                    Some(true) => "met".to_owned(),
-                    Some(false) => "NOT MET".to_owned(),
-                    None => "-".to_owned(),
-                },
+                row.met_text(),
             ]
         })
         .collect();
@@ -590,6 +624,39 @@ mod tests {
         );
         assert_eq!(reference.met, None);
         assert_eq!(in_rounds(&[], &[], Goal::RatioAtMost(0.5)).met, None);
+    }
+
+    #[test]
+    fn a_round_with_errors_on_either_side_does_not_meet_the_goal() {
+        let row = |errors: &[bool]| {
+            Row::new(
+                "chain",
+                "req/s",
+                Unit::ReqPerSec,
+                vec![20_000.0, 21_000.0],
+                vec![40_000.0, 41_000.0],
+                Goal::RatioAtLeast(1.5),
+            )
+            .every_round()
+            .unless_errors(errors)
+        };
+        assert_eq!(row(&[false, false]).met, Some(true));
+        let failed = row(&[false, true]);
+        assert_eq!(failed.met, Some(false), "the ratios alone meet it");
+        assert_eq!(failed.rounds_with_errors, [2]);
+        let text = render(&[failed]);
+        assert!(text.contains("NOT MET (errors in round 2)"), "{text}");
+        let reference = Row::new(
+            "chain",
+            "p99",
+            Unit::Micros,
+            vec![1.0],
+            vec![2.0],
+            Goal::None,
+        )
+        .unless_errors(&[true]);
+        assert_eq!(reference.met, None);
+        assert!(render(&[reference]).contains("- (errors in round 1)"));
     }
 
     #[test]
