@@ -108,6 +108,8 @@ fn network_router_instance_lifecycle() {
         serde_json::json!([])
     );
     assert_eq!(reg.json(&["port", "list", "--json"]), serde_json::json!([]));
+    reg.ok(&["router", "remove-network", "r1", "net1"]);
+    reg.ok(&["router", "remove-network", "r1", "net3"]);
     reg.ok(&["router", "delete", "r1"]);
     reg.ok(&["network", "delete", "net1"]);
     reg.ok(&["network", "delete", iso["id"].as_str().unwrap()]);
