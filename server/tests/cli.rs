@@ -308,7 +308,7 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
         (vec!["--key-file", &missing], "cannot read key file"),
         (vec!["--key-file", &private], "private key"),
         (vec!["--key-file", &empty], "empty"),
-        (vec!["--key-file", &garbage], "not an SSH public key"),
+        (vec!["--key-file", &garbage], "is not an OpenSSH public key"),
         (vec!["--key-file", &public, "--key-file", &public], "twice"),
     ];
     for (extra, expected) in &files {
