@@ -30,6 +30,55 @@ pub const NOVA_SMBIOS: &str = "type=1,manufacturer=OpenStack Foundation,product=
 /// How long a guest may take to power off after `poweroff -f`.
 pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often a wait for a marker asks whether the guest still runs: a guest that stopped is
+/// reported within this, not at the boot's deadline (under libvirt the console file never ends
+/// by itself; each look is a `virsh domstate`).
+pub const GUEST_STATE_POLL: Duration = Duration::from_secs(2);
+
+/// How long QEMU has to be reaped once its console closed: it closes its stdout as it exits, a
+/// moment before its exit status can be had.
+pub const REAP_AFTER_CLOSE: Duration = Duration::from_secs(5);
+
+/// How a wait for a marker ended.
+#[derive(Debug)]
+enum Waited {
+    /// The marker came.
+    Marker(Marker),
+    /// The guest stopped first: why, as [`RunningGuest::stopped`] says it.
+    Stopped(String),
+    /// The deadline passed.
+    Deadline,
+}
+
+/// Waits for marker `name` (after the first `from`) on `serial` until `deadline`, asking
+/// `stopped` every `poll` whether the guest stopped (and when the console ends).
+fn wait_watching(
+    serial: &SerialMonitor,
+    name: &str,
+    from: usize,
+    deadline: Instant,
+    poll: Duration,
+    mut stopped: impl FnMut() -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<Waited> {
+    loop {
+        let slice = (Instant::now() + poll).min(deadline);
+        if let Some(marker) = serial.wait_for(name, from, slice) {
+            return Ok(Waited::Marker(marker));
+        }
+        if let Some(why) = stopped()? {
+            return Ok(Waited::Stopped(why));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(Waited::Deadline);
+        }
+        if serial.closed() || serial.panicked() {
+            // The console's wait returns at once now: look again a poll later.
+            std::thread::sleep(poll.min(deadline - now));
+        }
+    }
+}
+
 /// `path` as the value of a QEMU option (`file=…` in `-drive`): a comma doubled, as QEMU reads
 /// `,,` as one comma, so a directory named `a,b` can neither break the option nor add one.
 fn option_value(path: &Path) -> OsString {
@@ -251,25 +300,55 @@ impl RunningGuest {
         Self::watch_domain(guest, domain, reader, started)
     }
 
-    /// Waits for a marker (after the first `from` markers); fails with the console's end when
-    /// QEMU exits, the kernel panics or the deadline passes.
+    /// Waits for a marker (after the first `from` markers); fails as soon as the guest stops
+    /// (QEMU exits, the domain is gone, the kernel panics: looked at every
+    /// [`GUEST_STATE_POLL`]) or when the deadline passes, naming the console log.
     pub fn wait_for(
         &mut self,
         name: &str,
         from: usize,
         deadline: Instant,
     ) -> anyhow::Result<Marker> {
-        if let Some(marker) = self.serial.wait_for(name, from, deadline) {
-            return Ok(marker);
-        }
-        let why = match self.stopped()? {
-            Some(why) => why,
-            None => format!(
-                "no `{name}` marker within {:?}",
+        let serial = self.serial.clone();
+        let waited = wait_watching(&serial, name, from, deadline, GUEST_STATE_POLL, || {
+            self.stopped_or_silent()
+        })?;
+        let log = self.guest.serial_log.display();
+        match waited {
+            Waited::Marker(marker) => Ok(marker),
+            Waited::Stopped(why) => bail!(
+                "{}: the guest stopped {:.1} s after its start, before the `{name}` marker \
+                 (console log: {log}): {why}",
+                self.guest.name,
+                self.started.elapsed().as_secs_f64()
+            ),
+            Waited::Deadline => bail!(
+                "{}: no `{name}` marker within {:?} (console log: {log})",
+                self.guest.name,
                 deadline.saturating_duration_since(self.started)
             ),
-        };
-        bail!("{}: {why}", self.guest.name)
+        }
+    }
+
+    /// [`RunningGuest::stopped`], and also a console that closed: QEMU gets
+    /// [`REAP_AFTER_CLOSE`] to be reaped, and a console closed while QEMU still runs is a
+    /// stop of its own (no marker can come any more).
+    fn stopped_or_silent(&mut self) -> anyhow::Result<Option<String>> {
+        if let Some(why) = self.stopped()? {
+            return Ok(Some(why));
+        }
+        if !self.serial.closed() {
+            return Ok(None);
+        }
+        if let Backend::Qemu(process) = &mut self.backend {
+            process.wait_timeout(REAP_AFTER_CLOSE)?;
+        }
+        Ok(Some(self.stopped()?.unwrap_or_else(|| {
+            format!(
+                "its console closed, though QEMU still runs: {}",
+                crate::lab::tail(&self.stderr_log, 5)
+            )
+        })))
     }
 
     /// Why the guest can no longer come up, if it cannot: its kernel panicked or QEMU exited.
@@ -395,6 +474,108 @@ mod tests {
             cached: true,
         };
         Guest::new("g1", &image, Path::new("/run/g1.serial.log"))
+    }
+
+    /// A "guest" that is `sh -c script`, its console its stdout, run as QEMU would be.
+    fn fake_guest(dir: &Path, script: &str) -> RunningGuest {
+        let guest = Guest::from_disk("fake", &dir.join("overlay.qcow2"), &dir.join("serial.log"));
+        let stderr_log = dir.join("serial.qemu.log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap());
+        let started = Instant::now();
+        let mut process = ProcessGroup::spawn("fake QEMU", &mut cmd).unwrap();
+        let stdout = process.child_mut().stdout.take().unwrap();
+        let serial = SerialMonitor::start(stdout, &guest.serial_log, started).unwrap();
+        RunningGuest {
+            guest,
+            backend: Backend::Qemu(process),
+            serial,
+            started,
+            stderr_log,
+        }
+    }
+
+    /// QEMU that closes its console a moment before it exits: the wait says it stopped, with
+    /// its exit status and the console log, not that no marker came within the boot's time.
+    #[test]
+    fn a_guest_whose_console_closes_before_it_is_reaped_is_reported_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "echo 'metaboot-tiny: init reached'; exec >&-; echo 'qemu: bad disk' >&2; \
+                      sleep 1; exit 3";
+        let mut vm = fake_guest(dir.path(), script);
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs(90);
+        assert_eq!(
+            vm.wait_for(serial::MARK_INIT, 0, deadline).unwrap().text,
+            "init reached"
+        );
+        let err = vm
+            .wait_for(serial::MARK_PROVISIONED, 0, deadline)
+            .unwrap_err()
+            .to_string();
+        assert!(began.elapsed() < Duration::from_secs(30), "{err}");
+        assert!(
+            err.starts_with("fake: the guest stopped ")
+                && err.contains("before the `provisioned` marker")
+                && err.contains(&format!(
+                    "console log: {}",
+                    dir.path().join("serial.log").display()
+                ))
+                && err.contains("exit status: 3")
+                && err.contains("qemu: bad disk"),
+            "{err}"
+        );
+        const { assert!(REAP_AFTER_CLOSE.as_secs() >= 1 && REAP_AFTER_CLOSE.as_secs() <= 30) };
+    }
+
+    /// A libvirt domain's console file never ends by itself: the wait asks the guest's state
+    /// every poll, and a guest gone ends it then, not at the deadline.
+    #[test]
+    fn a_wait_notices_a_stopped_guest_whose_console_stays_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let serial =
+            SerialMonitor::start(reader, &dir.path().join("serial.log"), Instant::now()).unwrap();
+        let began = Instant::now();
+        let gone_at = began + Duration::from_millis(300);
+        let mut asked = 0;
+        let waited = wait_watching(
+            &serial,
+            serial::MARK_PROVISIONED,
+            0,
+            began + Duration::from_secs(120),
+            Duration::from_millis(100),
+            || {
+                asked += 1;
+                Ok((Instant::now() >= gone_at).then(|| "libvirt domain g1 is gone".to_owned()))
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(&waited, Waited::Stopped(why) if why == "libvirt domain g1 is gone"),
+            "{waited:?}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            began.elapsed()
+        );
+        assert!(asked >= 2, "asked {asked} times");
+        // Still running at the deadline: the deadline.
+        let waited = wait_watching(
+            &serial,
+            serial::MARK_PROVISIONED,
+            0,
+            Instant::now() + Duration::from_millis(300),
+            Duration::from_millis(100),
+            || Ok(None),
+        )
+        .unwrap();
+        assert!(matches!(waited, Waited::Deadline), "{waited:?}");
+        const { assert!(GUEST_STATE_POLL.as_secs() >= 1 && GUEST_STATE_POLL.as_secs() <= 5) };
     }
 
     /// QEMU's arguments for `guest` as one line.

@@ -205,6 +205,12 @@ impl SerialMonitor {
             .clone()
     }
 
+    /// Whether the console closed (QEMU exited, or libvirt's domain is gone).
+    pub fn closed(&self) -> bool {
+        let (lock, _) = &*self.shared;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).closed
+    }
+
     /// Whether the kernel panicked.
     pub fn panicked(&self) -> bool {
         let (lock, _) = &*self.shared;
