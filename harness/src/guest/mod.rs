@@ -22,8 +22,19 @@ use crate::process::check;
 /// The kernel command line of the tiny image: serial console; on panic, exit at once (with
 /// `-no-reboot`) instead of hanging until a timeout; `no_timer_check`, because under TCG on a
 /// busy host the kernel's early test of the timer interrupt can miss its ticks and panic with
-/// "IO-APIC + timer doesn't work!" before /init runs (as virtualised guests are told to skip it).
-pub const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 no_timer_check";
+/// "IO-APIC + timer doesn't work!" before /init runs (as virtualised guests are told to skip it);
+/// [`KERNEL_LOGLEVEL`].
+///
+/// The harness gives it at each boot (QEMU's `-append`, the domain's `<cmdline>`): it is no
+/// input of the image's cache key.
+pub const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 no_timer_check loglevel=4";
+
+/// The kernel's console log level on the tiny image's command line: only errors and worse
+/// (a panic's message among them) reach the serial console, as with `quiet`. The kernel writes
+/// to the UART at any moment; its notices and warnings (a driver probing, a late module) would
+/// otherwise land in the middle of a `metaboot-tiny: ` marker line /init is printing, and the
+/// marker would never be seen whole.
+pub const KERNEL_LOGLEVEL: &str = "loglevel=4";
 
 /// Memory per guest: the tiny initramfs needs about 20 MB; the cloud kernel wants room for it.
 pub const MEMORY_MB: u32 = 256;
@@ -340,6 +351,23 @@ fn write_overlay(base: &Path, format: &str, overlay: &Path, growth: u64) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only errors and worse reach the tiny guest's console.
+    #[test]
+    fn the_tiny_kernel_prints_only_errors_on_the_console() {
+        let words: Vec<&str> = KERNEL_CMDLINE.split(' ').collect();
+        assert!(words.contains(&KERNEL_LOGLEVEL), "{KERNEL_CMDLINE}");
+        assert!(
+            !words.contains(&"quiet") && !words.contains(&"debug"),
+            "{KERNEL_CMDLINE}"
+        );
+        let level: u8 = KERNEL_LOGLEVEL
+            .strip_prefix("loglevel=")
+            .and_then(|l| l.parse().ok())
+            .unwrap();
+        // KERN_ERR is 3: printed when below the level. KERN_WARNING (4) and up are not.
+        assert_eq!(level, 4);
+    }
 
     /// The overlay's backing file is the real file, not the link it was named through.
     #[test]

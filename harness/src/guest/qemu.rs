@@ -602,7 +602,7 @@ mod tests {
             "-netdev tap,id=net0,ifname=tap1,script=no,downscript=no",
             "-device virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01",
             "-drive file=/run/g1.img,format=raw,if=virtio",
-            "-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1 no_timer_check",
+            "-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1 no_timer_check loglevel=4",
             "-serial chardev:serial0",
         ] {
             assert!(line.contains(expect), "{expect} in {line}");
