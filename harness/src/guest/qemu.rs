@@ -202,7 +202,32 @@ pub struct RunningGuest {
     /// When QEMU was started (host monotonic clock).
     pub started: Instant,
     stderr_log: std::path::PathBuf,
+    /// Where this run's lines start in `stderr_log` (libvirt appends a domain's QEMU log
+    /// across runs; the harness's own QEMU gets a fresh file).
+    stderr_from: u64,
 }
+
+/// The text of `path` from byte `from` on, lossy; all of it when the file is shorter (it was
+/// rotated or cut since), nothing when there is no file.
+fn log_since(path: &Path, from: u64) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = usize::try_from(from)
+        .ok()
+        .filter(|&at| at <= bytes.len())
+        .unwrap_or(0);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// The last `lines` lines of `text`.
+fn last_lines(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Lines of QEMU's messages an error about a stopped guest quotes.
+pub const QEMU_LOG_TAIL_LINES: usize = 5;
 
 /// Who runs the QEMU process.
 #[derive(Debug)]
@@ -257,23 +282,27 @@ impl RunningGuest {
             serial,
             started,
             stderr_log,
+            stderr_from: 0,
         })
     }
 
     fn start_libvirt(guest: &Guest) -> anyhow::Result<Self> {
         let console = guest.serial_log.with_extension("console.raw");
+        let log_from = super::domain::qemu_log_size(&guest.name);
         let started = Instant::now();
         let (domain, reader) = Domain::create(guest, &console)
             .with_context(|| format!("failed to create libvirt domain {}", guest.name))?;
-        Self::watch_domain(guest, domain, reader, started)
+        Self::watch_domain(guest, domain, reader, started, log_from)
     }
 
-    /// A libvirt domain of `guest`, started at `started`, whose console `reader` follows.
+    /// A libvirt domain of `guest`, started at `started`, whose console `reader` follows; its
+    /// QEMU log had `log_from` bytes before the start.
     fn watch_domain(
         guest: &Guest,
         domain: Domain,
         reader: ConsoleFile,
         started: Instant,
+        log_from: u64,
     ) -> anyhow::Result<Self> {
         let stderr_log = domain.qemu_log();
         let serial = SerialMonitor::start(reader, &guest.serial_log, started)?;
@@ -283,6 +312,7 @@ impl RunningGuest {
             serial,
             started,
             stderr_log,
+            stderr_from: log_from,
         })
     }
 
@@ -293,11 +323,12 @@ impl RunningGuest {
         network: &super::virt_install::NetworkNic,
     ) -> anyhow::Result<Self> {
         let console = guest.serial_log.with_extension("console.raw");
+        let log_from = super::domain::qemu_log_size(&guest.name);
         let started = Instant::now();
         super::virt_install::install(guest, network, &console)
             .with_context(|| format!("failed to start {} with virt-install", guest.name))?;
         let (domain, reader) = Domain::adopt(&guest.name, &console)?;
-        Self::watch_domain(guest, domain, reader, started)
+        Self::watch_domain(guest, domain, reader, started, log_from)
     }
 
     /// Waits for a marker (after the first `from` markers); fails as soon as the guest stops
@@ -346,7 +377,7 @@ impl RunningGuest {
         Ok(Some(self.stopped()?.unwrap_or_else(|| {
             format!(
                 "its console closed, though QEMU still runs: {}",
-                crate::lab::tail(&self.stderr_log, 5)
+                self.qemu_tail()
             )
         })))
     }
@@ -364,7 +395,7 @@ impl RunningGuest {
                 (!domain.running()?).then(|| format!("libvirt domain {} is gone", domain.name()))
             }
         };
-        Ok(ended.map(|what| format!("{what}: {}", crate::lab::tail(&self.stderr_log, 5))))
+        Ok(ended.map(|what| format!("{what}: {}", self.qemu_tail())))
     }
 
     /// The console monitor.
@@ -405,10 +436,18 @@ impl RunningGuest {
         }
     }
 
-    /// The console log plus QEMU's own messages, for failure reports.
+    /// The last [`QEMU_LOG_TAIL_LINES`] of QEMU's messages of this run.
+    fn qemu_tail(&self) -> String {
+        last_lines(
+            &log_since(&self.stderr_log, self.stderr_from),
+            QEMU_LOG_TAIL_LINES,
+        )
+    }
+
+    /// The console log plus QEMU's own messages (of this run only), for failure reports.
     pub fn console_text(&self) -> String {
         let serial_text = std::fs::read_to_string(&self.guest.serial_log).unwrap_or_default();
-        let qemu = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let qemu = log_since(&self.stderr_log, self.stderr_from);
         if qemu.trim().is_empty() {
             serial_text
         } else {
@@ -478,13 +517,24 @@ mod tests {
 
     /// A "guest" that is `sh -c script`, its console its stdout, run as QEMU would be.
     fn fake_guest(dir: &Path, script: &str) -> RunningGuest {
+        fake_guest_after(dir, script, "")
+    }
+
+    /// [`fake_guest`], its messages appended to a log that already holds `earlier` (as
+    /// libvirt's log of a domain of the same name holds an earlier run's).
+    fn fake_guest_after(dir: &Path, script: &str, earlier: &str) -> RunningGuest {
         let guest = Guest::from_disk("fake", &dir.join("overlay.qcow2"), &dir.join("serial.log"));
         let stderr_log = dir.join("serial.qemu.log");
+        std::fs::write(&stderr_log, earlier).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&stderr_log)
+            .unwrap();
         let mut cmd = Command::new("sh");
         cmd.args(["-c", script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).unwrap());
+            .stderr(log);
         let started = Instant::now();
         let mut process = ProcessGroup::spawn("fake QEMU", &mut cmd).unwrap();
         let stdout = process.child_mut().stdout.take().unwrap();
@@ -495,7 +545,39 @@ mod tests {
             serial,
             started,
             stderr_log,
+            stderr_from: earlier.len() as u64,
         }
+    }
+
+    /// A failure report quotes this run's QEMU messages, not an earlier run's that libvirt
+    /// kept in the same log file.
+    #[test]
+    fn only_this_runs_qemu_messages_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = "qemu: an earlier run's error\n".repeat(10);
+        let mut vm = fake_guest_after(dir.path(), "echo 'qemu: this run' >&2; exit 1", &earlier);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let err = vm
+            .wait_for(serial::MARK_INIT, 0, deadline)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("qemu: this run") && !err.contains("earlier"),
+            "{err}"
+        );
+        let text = vm.console_text();
+        assert!(
+            text.contains("--- QEMU ---\nqemu: this run") && !text.contains("earlier"),
+            "{text}"
+        );
+        // A log cut since (rotated): all of it.
+        let log = dir.path().join("log");
+        std::fs::write(&log, "short\n").unwrap();
+        assert_eq!(log_since(&log, 100), "short\n");
+        assert_eq!(log_since(&log, 2), "ort\n");
+        assert_eq!(log_since(&dir.path().join("none"), 0), "");
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        const { assert!(QEMU_LOG_TAIL_LINES >= 1 && QEMU_LOG_TAIL_LINES <= 20) };
     }
 
     /// QEMU that closes its console a moment before it exits: the wait says it stopped, with
