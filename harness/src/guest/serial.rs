@@ -236,14 +236,19 @@ enum Piece {
 
 /// Reads one line (up to `\n`, which is not kept) into `out`, or its first
 /// [`MAX_LINE_BYTES`] when it is longer: the rest is left for the next call, never dropped.
-/// `None` at the end of the console.
+/// `None` at the end of the console. A read a signal interrupted (`boot`'s Ctrl-C handler is
+/// installed without `SA_RESTART`) is read again: it is not the console's end.
 fn read_line_bounded(
     reader: &mut impl BufRead,
     out: &mut Vec<u8>,
 ) -> std::io::Result<Option<Piece>> {
     let mut read_any = false;
     loop {
-        let buf = reader.fill_buf()?;
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
         if buf.is_empty() {
             return Ok(read_any.then_some(Piece::Line));
         }
@@ -492,6 +497,44 @@ mod tests {
                 (Piece::Line, "last".to_owned()),
             ]
         );
+    }
+
+    /// A console whose reads a signal interrupts now and then (EINTR).
+    struct Interrupted {
+        data: std::io::Cursor<Vec<u8>>,
+        calls: usize,
+    }
+
+    impl Read for Interrupted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 1 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            // A few bytes at a time: a line takes several reads.
+            let n = buf.len().min(4);
+            self.data.read(&mut buf[..n])
+        }
+    }
+
+    /// A read interrupted by a signal (a Ctrl-C handler without `SA_RESTART`) is not the end
+    /// of the console: the markers after it are still read, and the console closes only at
+    /// its real end.
+    #[test]
+    fn an_interrupted_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = Interrupted {
+            data: std::io::Cursor::new(
+                b"metaboot-tiny: init reached\nmetaboot-tiny: provisioned hostname=g1\n".to_vec(),
+            ),
+            calls: 0,
+        };
+        let monitor =
+            SerialMonitor::start(console, &dir.path().join("serial.log"), Instant::now()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(monitor.wait_closed(deadline));
+        let texts: Vec<String> = monitor.markers().into_iter().map(|m| m.text).collect();
+        assert_eq!(texts, ["init reached", "provisioned hostname=g1"]);
     }
 
     /// A marker line after a long run of output without a newline (a boot menu painting the
