@@ -1,5 +1,6 @@
 //! Checks from outside: OpenSSH's client, run inside a namespace on the guest's tenant network,
-//! logging in with a key or (driven by `SSH_ASKPASS`) with a password.
+//! logging in with a key or (driven by `SSH_ASKPASS`) with a password; a password login counts
+//! only when ssh asked the askpass helper for it ([`ASKED_ENV`]).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,14 @@ pub const SSH_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The environment variable the askpass helper reads the password from (not visible in `ps`).
 pub const PASSWORD_ENV: &str = "METABOOT_SSH_PASSWORD";
+
+/// The environment variable naming the file the askpass helper creates when ssh asks it for
+/// the password: a login by `keyboard-interactive` may ask nothing (a PAM stack that lets the
+/// user in without a prompt), and counts as a password login only when the file is there.
+pub const ASKED_ENV: &str = "METABOOT_SSH_ASKED";
+
+/// Numbers each password login's [`ASKED_ENV`] file apart (checks run side by side).
+static ASKED_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Where and as whom to log in.
 #[derive(Debug, Clone)]
@@ -106,6 +115,30 @@ impl SshOutput {
                 ..self
             },
             _ => self,
+        }
+    }
+
+    /// This output, or when ssh logged in with a password method (the command ran) but never
+    /// asked the askpass helper for the password (`asked` false), a failure of ssh (exit 255)
+    /// that says so: the guest let the user in without checking a password.
+    fn password_asked(self, asked: bool) -> Self {
+        let by_password = self
+            .method
+            .as_deref()
+            .is_some_and(|m| PASSWORD_METHODS.contains(&m));
+        if asked || !by_password || self.code == 255 {
+            return self;
+        }
+        let method = self.method.as_deref().unwrap_or_default();
+        Self {
+            code: 255,
+            stderr: format!(
+                "ssh logged in with \"{method}\" but never asked for the password (the askpass \
+                 helper did not run): the guest lets the user in without checking one, so this \
+                 login proves nothing; make its PAM stack ask for the password\n{}",
+                self.stderr
+            ),
+            ..self
         }
     }
 
@@ -229,15 +262,32 @@ pub fn with_key_once(target: &SshTarget, key: &Path, command: &str) -> anyhow::R
     )
 }
 
-/// Runs `command` on the guest, logging in with `password` only (through `askpass`).
+/// Runs `command` on the guest, logging in with `password` only (through `askpass`, made by
+/// [`write_askpass`]): a login that never asked for the password is a failure.
 pub fn with_password(
     target: &SshTarget,
     askpass: &Path,
     password: &str,
     command: &str,
 ) -> anyhow::Result<SshOutput> {
+    password_login(|| ssh(target), target, askpass, password, command)
+}
+
+/// [`with_password`] with the ssh `base` makes (before its options for a password login).
+fn password_login(
+    base: impl Fn() -> Command,
+    target: &SshTarget,
+    askpass: &Path,
+    password: &str,
+    command: &str,
+) -> anyhow::Result<SshOutput> {
+    let serial = ASKED_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let asked = askpass.with_file_name(format!("askpass-asked-{}-{serial}", std::process::id()));
     let make = || {
-        let mut cmd = ssh(target);
+        // Each attempt starts without it: one that asked and then lost its connection proves
+        // nothing about the next.
+        let _ = std::fs::remove_file(&asked);
+        let mut cmd = base();
         cmd.args([
             "-o",
             "PubkeyAuthentication=no",
@@ -254,10 +304,14 @@ pub fn with_password(
         .env("SSH_ASKPASS", askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env(PASSWORD_ENV, password)
+        .env(ASKED_ENV, &asked)
         .env_remove("DISPLAY");
         cmd
     };
-    run(make, target, command, &PASSWORD_METHODS, Attempts::Retried)
+    let out = run(make, target, command, &PASSWORD_METHODS, Attempts::Retried);
+    let was_asked = asked.exists();
+    let _ = std::fs::remove_file(&asked);
+    Ok(out?.password_asked(was_asked))
 }
 
 /// Waits until a key login runs `true`; returns how long it took.
@@ -280,11 +334,14 @@ pub fn wait_for_key_login(
     Ok(start.elapsed())
 }
 
-/// Writes the askpass helper into `dir`: it prints the password from [`PASSWORD_ENV`].
+/// Writes the askpass helper into `dir`: it creates the file [`ASKED_ENV`] names (ssh asked
+/// for the password) and prints the password from [`PASSWORD_ENV`].
 pub fn write_askpass(dir: &Path) -> anyhow::Result<PathBuf> {
     let path = dir.join("askpass");
     let script = format!(
-        "#!/bin/sh\n# ssh askpass for the harness's password checks\nprintf '%s\\n' \"${PASSWORD_ENV}\"\n"
+        "#!/bin/sh\n# ssh askpass for the harness's password checks: it says it was asked, then \
+         answers\nif [ -n \"${ASKED_ENV}\" ]; then : > \"${ASKED_ENV}\"; fi\n\
+         printf '%s\\n' \"${PASSWORD_ENV}\"\n"
     );
     atomic::write(&path, script.as_bytes(), 0o700)?;
     Ok(path)
@@ -331,6 +388,89 @@ mod tests {
         )
         .unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), "s3cret 'x'\n");
+        // Asked, it leaves its mark where it is told.
+        let mark = dir.path().join("asked");
+        let out = Command::new(&askpass)
+            .env(PASSWORD_ENV, "pw")
+            .env(ASKED_ENV, &mark)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "pw\n");
+        assert!(mark.is_file());
+    }
+
+    /// A stand-in for ssh: says it logged in with `$FAKE_METHOD`, asking the askpass helper
+    /// for the password first only when `$FAKE_ASKS` is 1 (a PAM stack that lets the user in
+    /// without a prompt does not), then runs the "command" (prints the user).
+    const FAKE_SSH: &str = r#"
+if [ "$FAKE_ASKS" = 1 ]; then
+    pw=$("$SSH_ASKPASS" "debian@198.18.1.10's password: ")
+    if [ "$pw" != "s3cret" ]; then
+        echo "debian@198.18.1.10: Permission denied (publickey,$FAKE_METHOD)." >&2
+        exit 255
+    fi
+fi
+echo "Authenticated to 198.18.1.10 ([198.18.1.10]:22) using \"$FAKE_METHOD\"." >&2
+echo debian
+"#;
+
+    /// A password login counts only when ssh asked the askpass helper for the password: a
+    /// `keyboard-interactive` login that asked nothing is a failure that says why.
+    #[test]
+    fn a_password_login_counts_only_when_the_password_was_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let askpass = write_askpass(dir.path()).unwrap();
+        // Until it runs (see above: a fork elsewhere may hold it open for writing a moment).
+        crate::wait::wait_until_ok(
+            Instant::now() + Duration::from_secs(5),
+            crate::wait::POLL_INTERVAL,
+            || Command::new(&askpass).output(),
+        )
+        .unwrap();
+        let fake = dir.path().join("fake-ssh");
+        std::fs::write(&fake, FAKE_SSH).unwrap();
+        let target = SshTarget {
+            netns: "unused".into(),
+            ip: "198.18.1.10".parse().unwrap(),
+            user: "debian".into(),
+        };
+        let login = |method: &str, asks: bool, password: &str| {
+            let base = || {
+                let mut cmd = Command::new("sh");
+                cmd.arg(&fake)
+                    .env("FAKE_METHOD", method)
+                    .env("FAKE_ASKS", if asks { "1" } else { "0" });
+                cmd
+            };
+            password_login(base, &target, &askpass, password, "id -un").unwrap()
+        };
+        for method in PASSWORD_METHODS {
+            let out = login(method, true, "s3cret");
+            assert!(
+                out.success() && out.stdout.trim() == "debian",
+                "{method}: {}",
+                out.summary()
+            );
+            let out = login(method, false, "s3cret");
+            assert_eq!(out.code, 255, "{method}: {}", out.summary());
+            assert!(
+                out.summary().contains(&format!(
+                    "ssh logged in with \"{method}\" but never asked for the password"
+                )),
+                "{}",
+                out.summary()
+            );
+            // A wrong password is refused as before, methods and all.
+            let out = login(method, true, "wrong");
+            assert_eq!(out.refused_methods(), Some(vec!["publickey", method]));
+        }
+        // No mark is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|name| name.to_string_lossy().starts_with("askpass-asked-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

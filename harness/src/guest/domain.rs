@@ -109,6 +109,18 @@ pub fn destroy_unanswered(name: &str) {
     }
 }
 
+/// libvirt's log of the QEMU of domain `name`. libvirt appends to it at each start of a domain
+/// of that name: a run's own lines start at the size it had before the run's `virsh create`
+/// ([`qemu_log_size`]).
+pub fn qemu_log(name: &str) -> PathBuf {
+    Path::new(QEMU_LOG_DIR).join(format!("{name}.log"))
+}
+
+/// The size of [`qemu_log`] of domain `name` now (0 when there is none yet).
+pub fn qemu_log_size(name: &str) -> u64 {
+    std::fs::metadata(qemu_log(name)).map_or(0, |m| m.len())
+}
+
 /// A running transient domain; destroyed when dropped.
 #[derive(Debug)]
 pub struct Domain {
@@ -181,9 +193,9 @@ impl Domain {
         &self.name
     }
 
-    /// libvirt's log of the domain's QEMU (its command line and messages).
+    /// libvirt's log of the domain's QEMU (its command line and messages): see [`qemu_log`].
     pub fn qemu_log(&self) -> PathBuf {
-        Path::new(QEMU_LOG_DIR).join(format!("{}.log", self.name))
+        qemu_log(&self.name)
     }
 
     /// Whether the domain still runs (a transient domain that shut off no longer exists).

@@ -195,7 +195,7 @@ mod tests {
         for expect in [
             "<domain type='qemu'>",
             "<kernel>/var/cache/metaboot/tiny-0123/vmlinuz</kernel>",
-            "<cmdline>console=ttyS0 panic=-1 no_timer_check</cmdline>",
+            "<cmdline>console=ttyS0 panic=-1 no_timer_check loglevel=4</cmdline>",
             "<features><acpi/><apic/></features>",
             "<controller type='usb' model='none'/>",
             "<memballoon model='none'/>",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 
-use super::libvirtd::{VIRSH_TIMEOUT, virsh};
+use super::libvirtd::{URI, VIRSH_TIMEOUT, virsh};
 use crate::lab::config::LAB_RANGE;
 use crate::process::{describe, output_with_timeout};
 use crate::wait::wait_until_ok;
@@ -220,15 +220,40 @@ impl Network {
         Ok(())
     }
 
-    /// Destroys the network (nothing when it is already gone).
+    /// Destroys the network (nothing when it is already gone). Only once virsh says it is gone
+    /// is it marked destroyed: after a failure, a later call (the one on drop) tries again.
     pub fn destroy(&mut self) -> anyhow::Result<()> {
+        self.destroy_with(|cmd| output_with_timeout(cmd, VIRSH_TIMEOUT))
+    }
+
+    /// [`Network::destroy`], with `run` running the `virsh net-destroy`.
+    fn destroy_with(
+        &mut self,
+        run: impl FnOnce(&mut std::process::Command) -> anyhow::Result<std::process::Output>,
+    ) -> anyhow::Result<()> {
         if self.destroyed {
             return Ok(());
         }
+        let name = &self.spec.name;
+        let mut cmd = virsh(["net-destroy", name]);
+        let out = run(&mut cmd)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !network_gone(out.status.success(), &stderr) {
+            bail!(
+                "{} failed: {} (the network may still be up: `virsh -c {URI} net-destroy {name}`)",
+                describe(&cmd),
+                stderr.trim()
+            );
+        }
         self.destroyed = true;
-        virsh_ok(&mut virsh(["net-destroy", &self.spec.name]))?;
         Ok(())
     }
+}
+
+/// Whether `virsh net-destroy`'s answer (its success and stderr) says the network is gone: it
+/// stopped it, or there was none to stop (VIR_ERR_NO_NETWORK, or one not active).
+fn network_gone(success: bool, stderr: &str) -> bool {
+    success || stderr.contains("Network not found") || stderr.contains("network is not active")
 }
 
 impl Drop for Network {
@@ -306,6 +331,49 @@ mod tests {
             ..spec.clone()
         };
         assert!(outside.validate().is_err());
+    }
+
+    /// A `net-destroy` that failed (libvirtd unreachable, busy) leaves the network to be
+    /// destroyed again, on drop at the latest; one that stopped it, or found none, does not.
+    #[test]
+    fn a_network_counts_as_destroyed_only_when_virsh_says_it_is_gone() {
+        use std::os::unix::process::ExitStatusExt;
+        let answer = |code: i32, stderr: &str| std::process::Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        // Never dropped: its drop would ask the host's libvirtd.
+        let mut net = std::mem::ManuallyDrop::new(Network {
+            spec: NetworkSpec::for_lab("ab12"),
+            destroyed: false,
+        });
+        let unreachable = "error: failed to connect to the hypervisor\n\
+            error: Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory\n";
+        let err = net
+            .destroy_with(|_| Ok(answer(1, unreachable)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("failed to connect") && err.contains("net-destroy metaboot-ab12`"),
+            "{err}"
+        );
+        assert!(!net.destroyed, "tried again later");
+        net.destroy_with(|_| anyhow::bail!("virsh did not finish"))
+            .unwrap_err();
+        assert!(!net.destroyed);
+        net.destroy_with(|_| Ok(answer(0, ""))).unwrap();
+        assert!(net.destroyed);
+        // Once destroyed, virsh is not run again.
+        net.destroy_with(|_| panic!("virsh run again")).unwrap();
+        let not_found = "error: failed to get network 'metaboot-ab12'\n\
+            error: Network not found: no network with matching name 'metaboot-ab12'\n";
+        assert!(network_gone(false, not_found));
+        assert!(network_gone(
+            false,
+            "error: Requested operation is not valid: network is not active\n"
+        ));
+        assert!(!network_gone(false, unreachable));
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! like the harness's own QEMU, so a user's image is never chowned. It also keeps libvirt's
 //! QEMU capability cache valid on machines whose /dev/kvm only root may open; with the
 //! distribution's `libvirt-qemu` user, libvirt probes QEMU again on every call (about 50 s per
-//! `virsh create` here). libvirt makes no cgroups for its guests (a cgroup would count as one
+//! `virsh create` here). Each guest's QEMU writes its console file itself
+//! (`stdio_handler = "file"`): virtlogd would rotate it at its `max_size` under the harness's
+//! reader. libvirt makes no cgroups for its guests (a cgroup would count as one
 //! task against every other process of the host, and starve a guest on a busy machine). The
 //! host's domain and network definitions (/etc/libvirt/qemu), storage pools
 //! (/etc/libvirt/storage) and hook scripts (/etc/libvirt/hooks) are masked the same way, each
@@ -87,6 +89,10 @@ pub const QEMU_CONF: &str = "# metaboot-harness: the qemu.conf of the libvirtd i
 # No cgroups of its own: the guest's QEMU is scheduled like the harness's own (a libvirt\n\
 # cgroup counts as one task against every other process on the host), and libvirt leaves\n\
 # the host's cgroup tree alone.\n\
+# QEMU writes the console file itself: through virtlogd (the default, \"logd\") the file is\n\
+# rotated at virtlogd's max_size, renamed under the harness's reader, which then misses every\n\
+# later line.\n\
+stdio_handler = \"file\"\n\
 user = \"root\"\n\
 group = \"root\"\n\
 dynamic_ownership = 0\n\
@@ -440,6 +446,8 @@ mod tests {
             "dynamic_ownership = 0",
             "security_driver = \"none\"",
             "cgroup_controllers = [ ]",
+            // The console file is never rotated away from its reader.
+            "stdio_handler = \"file\"",
         ] {
             assert!(QEMU_CONF.lines().any(|l| l == line), "{line}");
         }

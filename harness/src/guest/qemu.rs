@@ -30,6 +30,55 @@ pub const NOVA_SMBIOS: &str = "type=1,manufacturer=OpenStack Foundation,product=
 /// How long a guest may take to power off after `poweroff -f`.
 pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often a wait for a marker asks whether the guest still runs: a guest that stopped is
+/// reported within this, not at the boot's deadline (under libvirt the console file never ends
+/// by itself; each look is a `virsh domstate`).
+pub const GUEST_STATE_POLL: Duration = Duration::from_secs(2);
+
+/// How long QEMU has to be reaped once its console closed: it closes its stdout as it exits, a
+/// moment before its exit status can be had.
+pub const REAP_AFTER_CLOSE: Duration = Duration::from_secs(5);
+
+/// How a wait for a marker ended.
+#[derive(Debug)]
+enum Waited {
+    /// The marker came.
+    Marker(Marker),
+    /// The guest stopped first: why, as [`RunningGuest::stopped`] says it.
+    Stopped(String),
+    /// The deadline passed.
+    Deadline,
+}
+
+/// Waits for marker `name` (after the first `from`) on `serial` until `deadline`, asking
+/// `stopped` every `poll` whether the guest stopped (and when the console ends).
+fn wait_watching(
+    serial: &SerialMonitor,
+    name: &str,
+    from: usize,
+    deadline: Instant,
+    poll: Duration,
+    mut stopped: impl FnMut() -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<Waited> {
+    loop {
+        let slice = (Instant::now() + poll).min(deadline);
+        if let Some(marker) = serial.wait_for(name, from, slice) {
+            return Ok(Waited::Marker(marker));
+        }
+        if let Some(why) = stopped()? {
+            return Ok(Waited::Stopped(why));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(Waited::Deadline);
+        }
+        if serial.closed() || serial.panicked() {
+            // The console's wait returns at once now: look again a poll later.
+            std::thread::sleep(poll.min(deadline - now));
+        }
+    }
+}
+
 /// `path` as the value of a QEMU option (`file=…` in `-drive`): a comma doubled, as QEMU reads
 /// `,,` as one comma, so a directory named `a,b` can neither break the option nor add one.
 fn option_value(path: &Path) -> OsString {
@@ -153,7 +202,32 @@ pub struct RunningGuest {
     /// When QEMU was started (host monotonic clock).
     pub started: Instant,
     stderr_log: std::path::PathBuf,
+    /// Where this run's lines start in `stderr_log` (libvirt appends a domain's QEMU log
+    /// across runs; the harness's own QEMU gets a fresh file).
+    stderr_from: u64,
 }
+
+/// The text of `path` from byte `from` on, lossy; all of it when the file is shorter (it was
+/// rotated or cut since), nothing when there is no file.
+fn log_since(path: &Path, from: u64) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = usize::try_from(from)
+        .ok()
+        .filter(|&at| at <= bytes.len())
+        .unwrap_or(0);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// The last `lines` lines of `text`.
+fn last_lines(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Lines of QEMU's messages an error about a stopped guest quotes.
+pub const QEMU_LOG_TAIL_LINES: usize = 5;
 
 /// Who runs the QEMU process.
 #[derive(Debug)]
@@ -208,23 +282,27 @@ impl RunningGuest {
             serial,
             started,
             stderr_log,
+            stderr_from: 0,
         })
     }
 
     fn start_libvirt(guest: &Guest) -> anyhow::Result<Self> {
         let console = guest.serial_log.with_extension("console.raw");
+        let log_from = super::domain::qemu_log_size(&guest.name);
         let started = Instant::now();
         let (domain, reader) = Domain::create(guest, &console)
             .with_context(|| format!("failed to create libvirt domain {}", guest.name))?;
-        Self::watch_domain(guest, domain, reader, started)
+        Self::watch_domain(guest, domain, reader, started, log_from)
     }
 
-    /// A libvirt domain of `guest`, started at `started`, whose console `reader` follows.
+    /// A libvirt domain of `guest`, started at `started`, whose console `reader` follows; its
+    /// QEMU log had `log_from` bytes before the start.
     fn watch_domain(
         guest: &Guest,
         domain: Domain,
         reader: ConsoleFile,
         started: Instant,
+        log_from: u64,
     ) -> anyhow::Result<Self> {
         let stderr_log = domain.qemu_log();
         let serial = SerialMonitor::start(reader, &guest.serial_log, started)?;
@@ -234,6 +312,7 @@ impl RunningGuest {
             serial,
             started,
             stderr_log,
+            stderr_from: log_from,
         })
     }
 
@@ -244,32 +323,63 @@ impl RunningGuest {
         network: &super::virt_install::NetworkNic,
     ) -> anyhow::Result<Self> {
         let console = guest.serial_log.with_extension("console.raw");
+        let log_from = super::domain::qemu_log_size(&guest.name);
         let started = Instant::now();
         super::virt_install::install(guest, network, &console)
             .with_context(|| format!("failed to start {} with virt-install", guest.name))?;
         let (domain, reader) = Domain::adopt(&guest.name, &console)?;
-        Self::watch_domain(guest, domain, reader, started)
+        Self::watch_domain(guest, domain, reader, started, log_from)
     }
 
-    /// Waits for a marker (after the first `from` markers); fails with the console's end when
-    /// QEMU exits, the kernel panics or the deadline passes.
+    /// Waits for a marker (after the first `from` markers); fails as soon as the guest stops
+    /// (QEMU exits, the domain is gone, the kernel panics: looked at every
+    /// [`GUEST_STATE_POLL`]) or when the deadline passes, naming the console log.
     pub fn wait_for(
         &mut self,
         name: &str,
         from: usize,
         deadline: Instant,
     ) -> anyhow::Result<Marker> {
-        if let Some(marker) = self.serial.wait_for(name, from, deadline) {
-            return Ok(marker);
-        }
-        let why = match self.stopped()? {
-            Some(why) => why,
-            None => format!(
-                "no `{name}` marker within {:?}",
+        let serial = self.serial.clone();
+        let waited = wait_watching(&serial, name, from, deadline, GUEST_STATE_POLL, || {
+            self.stopped_or_silent()
+        })?;
+        let log = self.guest.serial_log.display();
+        match waited {
+            Waited::Marker(marker) => Ok(marker),
+            Waited::Stopped(why) => bail!(
+                "{}: the guest stopped {:.1} s after its start, before the `{name}` marker \
+                 (console log: {log}): {why}",
+                self.guest.name,
+                self.started.elapsed().as_secs_f64()
+            ),
+            Waited::Deadline => bail!(
+                "{}: no `{name}` marker within {:?} (console log: {log})",
+                self.guest.name,
                 deadline.saturating_duration_since(self.started)
             ),
-        };
-        bail!("{}: {why}", self.guest.name)
+        }
+    }
+
+    /// [`RunningGuest::stopped`], and also a console that closed: QEMU gets
+    /// [`REAP_AFTER_CLOSE`] to be reaped, and a console closed while QEMU still runs is a
+    /// stop of its own (no marker can come any more).
+    fn stopped_or_silent(&mut self) -> anyhow::Result<Option<String>> {
+        if let Some(why) = self.stopped()? {
+            return Ok(Some(why));
+        }
+        if !self.serial.closed() {
+            return Ok(None);
+        }
+        if let Backend::Qemu(process) = &mut self.backend {
+            process.wait_timeout(REAP_AFTER_CLOSE)?;
+        }
+        Ok(Some(self.stopped()?.unwrap_or_else(|| {
+            format!(
+                "its console closed, though QEMU still runs: {}",
+                self.qemu_tail()
+            )
+        })))
     }
 
     /// Why the guest can no longer come up, if it cannot: its kernel panicked or QEMU exited.
@@ -285,7 +395,7 @@ impl RunningGuest {
                 (!domain.running()?).then(|| format!("libvirt domain {} is gone", domain.name()))
             }
         };
-        Ok(ended.map(|what| format!("{what}: {}", crate::lab::tail(&self.stderr_log, 5))))
+        Ok(ended.map(|what| format!("{what}: {}", self.qemu_tail())))
     }
 
     /// The console monitor.
@@ -326,10 +436,18 @@ impl RunningGuest {
         }
     }
 
-    /// The console log plus QEMU's own messages, for failure reports.
+    /// The last [`QEMU_LOG_TAIL_LINES`] of QEMU's messages of this run.
+    fn qemu_tail(&self) -> String {
+        last_lines(
+            &log_since(&self.stderr_log, self.stderr_from),
+            QEMU_LOG_TAIL_LINES,
+        )
+    }
+
+    /// The console log plus QEMU's own messages (of this run only), for failure reports.
     pub fn console_text(&self) -> String {
         let serial_text = std::fs::read_to_string(&self.guest.serial_log).unwrap_or_default();
-        let qemu = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let qemu = log_since(&self.stderr_log, self.stderr_from);
         if qemu.trim().is_empty() {
             serial_text
         } else {
@@ -397,6 +515,151 @@ mod tests {
         Guest::new("g1", &image, Path::new("/run/g1.serial.log"))
     }
 
+    /// A "guest" that is `sh -c script`, its console its stdout, run as QEMU would be.
+    fn fake_guest(dir: &Path, script: &str) -> RunningGuest {
+        fake_guest_after(dir, script, "")
+    }
+
+    /// [`fake_guest`], its messages appended to a log that already holds `earlier` (as
+    /// libvirt's log of a domain of the same name holds an earlier run's).
+    fn fake_guest_after(dir: &Path, script: &str, earlier: &str) -> RunningGuest {
+        let guest = Guest::from_disk("fake", &dir.join("overlay.qcow2"), &dir.join("serial.log"));
+        let stderr_log = dir.join("serial.qemu.log");
+        std::fs::write(&stderr_log, earlier).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&stderr_log)
+            .unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let started = Instant::now();
+        let mut process = ProcessGroup::spawn("fake QEMU", &mut cmd).unwrap();
+        let stdout = process.child_mut().stdout.take().unwrap();
+        let serial = SerialMonitor::start(stdout, &guest.serial_log, started).unwrap();
+        RunningGuest {
+            guest,
+            backend: Backend::Qemu(process),
+            serial,
+            started,
+            stderr_log,
+            stderr_from: earlier.len() as u64,
+        }
+    }
+
+    /// A failure report quotes this run's QEMU messages, not an earlier run's that libvirt
+    /// kept in the same log file.
+    #[test]
+    fn only_this_runs_qemu_messages_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = "qemu: an earlier run's error\n".repeat(10);
+        let mut vm = fake_guest_after(dir.path(), "echo 'qemu: this run' >&2; exit 1", &earlier);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let err = vm
+            .wait_for(serial::MARK_INIT, 0, deadline)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("qemu: this run") && !err.contains("earlier"),
+            "{err}"
+        );
+        let text = vm.console_text();
+        assert!(
+            text.contains("--- QEMU ---\nqemu: this run") && !text.contains("earlier"),
+            "{text}"
+        );
+        // A log cut since (rotated): all of it.
+        let log = dir.path().join("log");
+        std::fs::write(&log, "short\n").unwrap();
+        assert_eq!(log_since(&log, 100), "short\n");
+        assert_eq!(log_since(&log, 2), "ort\n");
+        assert_eq!(log_since(&dir.path().join("none"), 0), "");
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        const { assert!(QEMU_LOG_TAIL_LINES >= 1 && QEMU_LOG_TAIL_LINES <= 20) };
+    }
+
+    /// QEMU that closes its console a moment before it exits: the wait says it stopped, with
+    /// its exit status and the console log, not that no marker came within the boot's time.
+    #[test]
+    fn a_guest_whose_console_closes_before_it_is_reaped_is_reported_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "echo 'metaboot-tiny: init reached'; exec >&-; echo 'qemu: bad disk' >&2; \
+                      sleep 1; exit 3";
+        let mut vm = fake_guest(dir.path(), script);
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs(90);
+        assert_eq!(
+            vm.wait_for(serial::MARK_INIT, 0, deadline).unwrap().text,
+            "init reached"
+        );
+        let err = vm
+            .wait_for(serial::MARK_PROVISIONED, 0, deadline)
+            .unwrap_err()
+            .to_string();
+        assert!(began.elapsed() < Duration::from_secs(30), "{err}");
+        assert!(
+            err.starts_with("fake: the guest stopped ")
+                && err.contains("before the `provisioned` marker")
+                && err.contains(&format!(
+                    "console log: {}",
+                    dir.path().join("serial.log").display()
+                ))
+                && err.contains("exit status: 3")
+                && err.contains("qemu: bad disk"),
+            "{err}"
+        );
+        const { assert!(REAP_AFTER_CLOSE.as_secs() >= 1 && REAP_AFTER_CLOSE.as_secs() <= 30) };
+    }
+
+    /// A libvirt domain's console file never ends by itself: the wait asks the guest's state
+    /// every poll, and a guest gone ends it then, not at the deadline.
+    #[test]
+    fn a_wait_notices_a_stopped_guest_whose_console_stays_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let serial =
+            SerialMonitor::start(reader, &dir.path().join("serial.log"), Instant::now()).unwrap();
+        let began = Instant::now();
+        let gone_at = began + Duration::from_millis(300);
+        let mut asked = 0;
+        let waited = wait_watching(
+            &serial,
+            serial::MARK_PROVISIONED,
+            0,
+            began + Duration::from_secs(120),
+            Duration::from_millis(100),
+            || {
+                asked += 1;
+                Ok((Instant::now() >= gone_at).then(|| "libvirt domain g1 is gone".to_owned()))
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(&waited, Waited::Stopped(why) if why == "libvirt domain g1 is gone"),
+            "{waited:?}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            began.elapsed()
+        );
+        assert!(asked >= 2, "asked {asked} times");
+        // Still running at the deadline: the deadline.
+        let waited = wait_watching(
+            &serial,
+            serial::MARK_PROVISIONED,
+            0,
+            Instant::now() + Duration::from_millis(300),
+            Duration::from_millis(100),
+            || Ok(None),
+        )
+        .unwrap();
+        assert!(matches!(waited, Waited::Deadline), "{waited:?}");
+        const { assert!(GUEST_STATE_POLL.as_secs() >= 1 && GUEST_STATE_POLL.as_secs() <= 5) };
+    }
+
     /// QEMU's arguments for `guest` as one line.
     fn command_line(guest: &Guest) -> String {
         let words: Vec<String> = args(guest)
@@ -421,7 +684,7 @@ mod tests {
             "-netdev tap,id=net0,ifname=tap1,script=no,downscript=no",
             "-device virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01",
             "-drive file=/run/g1.img,format=raw,if=virtio",
-            "-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1 no_timer_check",
+            "-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1 no_timer_check loglevel=4",
             "-serial chardev:serial0",
         ] {
             assert!(line.contains(expect), "{expect} in {line}");

@@ -48,8 +48,14 @@ pub fn distro_marker(line: &str) -> Option<&'static str> {
     }
 }
 
-/// Longest console line kept (a guest printing without newlines must not exhaust memory).
+/// Longest console line kept (a guest printing without newlines must not exhaust memory):
+/// a longer one is read in pieces of this size.
 pub const MAX_LINE_BYTES: usize = 4096;
+
+/// How much of a piece cut at [`MAX_LINE_BYTES`] is matched again at the front of the next
+/// piece: a marker across the cut is seen whole (the longest marker line /init prints is about
+/// 150 bytes).
+pub const MARKER_CARRY_BYTES: usize = 512;
 
 /// A marker line and when the host read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,28 +98,24 @@ impl SerialMonitor {
         thread::spawn(move || {
             let mut reader = BufReader::new(console);
             let mut raw = Vec::new();
+            let mut matcher = Matcher::default();
             loop {
                 raw.clear();
-                match read_line_bounded(&mut reader, &mut raw) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
+                let cut = match read_line_bounded(&mut reader, &mut raw) {
+                    Ok(Some(piece)) => piece == Piece::Cut,
+                    Ok(None) | Err(_) => break,
+                };
                 let at = started.elapsed();
                 let line = strip_ansi(&String::from_utf8_lossy(&raw));
                 // A failed log write loses log lines, not the markers the checks need.
                 let _ = writeln!(file, "[{:>8.3}] {line}", at.as_secs_f64());
+                let found = matcher.piece(&line, cut);
                 let (lock, cvar) = &*thread_shared;
                 let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(text) = line
-                    .split_once(MARKER_PREFIX)
-                    .map(|(_, t)| t.trim().to_owned())
-                {
-                    state.markers.push(Marker { at, text });
-                } else if let Some(name) = distro_marker(&line) {
-                    let text = format!("{name}: {}", line.trim());
+                if let Some(text) = found.marker {
                     state.markers.push(Marker { at, text });
                 }
-                if line.contains("Kernel panic") {
+                if found.panicked {
                     state.panicked = true;
                 }
                 cvar.notify_all();
@@ -205,6 +207,12 @@ impl SerialMonitor {
             .clone()
     }
 
+    /// Whether the console closed (QEMU exited, or libvirt's domain is gone).
+    pub fn closed(&self) -> bool {
+        let (lock, _) = &*self.shared;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).closed
+    }
+
     /// Whether the kernel panicked.
     pub fn panicked(&self) -> bool {
         let (lock, _) = &*self.shared;
@@ -217,26 +225,99 @@ impl SerialMonitor {
     }
 }
 
-/// Reads one line (up to `\n`) but keeps at most [`MAX_LINE_BYTES`] of it.
-fn read_line_bounded(reader: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut total = 0;
+/// How a piece of console output read by [`read_line_bounded`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// At a newline, or where the console ended: the line is whole.
+    Line,
+    /// At [`MAX_LINE_BYTES`]: the line goes on in the next piece.
+    Cut,
+}
+
+/// Reads one line (up to `\n`, which is not kept) into `out`, or its first
+/// [`MAX_LINE_BYTES`] when it is longer: the rest is left for the next call, never dropped.
+/// `None` at the end of the console. A read a signal interrupted (`boot`'s Ctrl-C handler is
+/// installed without `SA_RESTART`) is read again: it is not the console's end.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    out: &mut Vec<u8>,
+) -> std::io::Result<Option<Piece>> {
+    let mut read_any = false;
     loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(total);
-        }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], i + 1),
-            None => (buf, buf.len()),
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
         };
-        let room = MAX_LINE_BYTES.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let newline = done > chunk.len();
-        reader.consume(done);
-        total += done;
-        if newline || out.len() >= MAX_LINE_BYTES {
-            return Ok(total);
+        if buf.is_empty() {
+            return Ok(read_any.then_some(Piece::Line));
         }
+        read_any = true;
+        let room = MAX_LINE_BYTES.saturating_sub(out.len());
+        let newline = buf.iter().take(room + 1).position(|&b| b == b'\n');
+        if let Some(i) = newline.filter(|&i| i <= room) {
+            out.extend_from_slice(&buf[..i]);
+            reader.consume(i + 1);
+            return Ok(Some(Piece::Line));
+        }
+        let take = buf.len().min(room);
+        out.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if out.len() >= MAX_LINE_BYTES {
+            return Ok(Some(Piece::Cut));
+        }
+    }
+}
+
+/// What one piece of console output showed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Found {
+    /// A marker's text: a tiny image's (after [`MARKER_PREFIX`]), or a distribution's
+    /// ([`distro_marker`]'s name, `: `, the line).
+    marker: Option<String>,
+    /// The kernel panicked.
+    panicked: bool,
+}
+
+/// Finds the markers in console output read piece by piece: the last [`MARKER_CARRY_BYTES`]
+/// of a piece cut at [`MAX_LINE_BYTES`] are matched again joined to the next piece, so a marker
+/// across a cut is seen whole. A tiny image's marker runs to the end of its line: in a cut
+/// piece it waits for the next one, unless it starts before the part carried over (a marker
+/// longer than that is taken as far as it goes, as it was read).
+#[derive(Debug, Default)]
+struct Matcher {
+    /// The end of the last piece, when it was cut.
+    carry: String,
+}
+
+impl Matcher {
+    /// Matches `text`, a piece of console output (without its newline), `cut` when the line
+    /// goes on in the next piece.
+    fn piece(&mut self, text: &str, cut: bool) -> Found {
+        let window = format!("{}{text}", self.carry);
+        let carried_from = if cut {
+            window.floor_char_boundary(window.len().saturating_sub(MARKER_CARRY_BYTES))
+        } else {
+            window.len()
+        };
+        let tiny = window
+            .find(MARKER_PREFIX)
+            .filter(|&at| !cut || at < carried_from);
+        let marker = if let Some(at) = tiny {
+            Some(window[at + MARKER_PREFIX.len()..].trim().to_owned())
+        } else {
+            // One the last piece showed already (within what it carried) is not counted again.
+            distro_marker(&window)
+                .filter(|_| distro_marker(&self.carry).is_none())
+                .map(|name| format!("{name}: {}", window.trim()))
+        };
+        let panicked = window.contains("Kernel panic");
+        self.carry = if cut {
+            window[carried_from..].to_owned()
+        } else {
+            String::new()
+        };
+        Found { marker, panicked }
     }
 }
 
@@ -381,8 +462,134 @@ mod tests {
     fn long_lines_are_cut_not_buffered_forever() {
         let mut reader = BufReader::new(std::io::Cursor::new(vec![b'x'; MAX_LINE_BYTES * 3]));
         let mut line = Vec::new();
-        read_line_bounded(&mut reader, &mut line).unwrap();
-        assert_eq!(line.len(), MAX_LINE_BYTES);
+        let piece = read_line_bounded(&mut reader, &mut line).unwrap();
+        assert_eq!((piece, line.len()), (Some(Piece::Cut), MAX_LINE_BYTES));
+        const { assert!(MARKER_CARRY_BYTES >= 2 * MARKER_PREFIX.len()) };
+        const { assert!(MARKER_CARRY_BYTES <= MAX_LINE_BYTES / 4) };
+    }
+
+    /// Nothing past a cut is lost: the rest of a long line is the next piece, a line of
+    /// exactly the limit is whole, and the console's end ends a line too.
+    #[test]
+    fn a_long_line_is_read_in_pieces_without_losing_bytes() {
+        let mut input = vec![b'x'; MAX_LINE_BYTES + 10];
+        input.extend_from_slice(b"end\n");
+        input.extend_from_slice(&vec![b'y'; MAX_LINE_BYTES]);
+        input.extend_from_slice(b"\nlast");
+        // A small buffer: a piece comes in several reads.
+        let mut reader = BufReader::with_capacity(1000, std::io::Cursor::new(input));
+        let mut pieces = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            match read_line_bounded(&mut reader, &mut out).unwrap() {
+                Some(piece) => pieces.push((piece, String::from_utf8(out).unwrap())),
+                None => break,
+            }
+        }
+        let x = "x".repeat(MAX_LINE_BYTES);
+        let y = "y".repeat(MAX_LINE_BYTES);
+        assert_eq!(
+            pieces,
+            [
+                (Piece::Cut, x),
+                (Piece::Line, format!("{}end", "x".repeat(10))),
+                (Piece::Line, y),
+                (Piece::Line, "last".to_owned()),
+            ]
+        );
+    }
+
+    /// A console whose reads a signal interrupts now and then (EINTR).
+    struct Interrupted {
+        data: std::io::Cursor<Vec<u8>>,
+        calls: usize,
+    }
+
+    impl Read for Interrupted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 1 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            // A few bytes at a time: a line takes several reads.
+            let n = buf.len().min(4);
+            self.data.read(&mut buf[..n])
+        }
+    }
+
+    /// A read interrupted by a signal (a Ctrl-C handler without `SA_RESTART`) is not the end
+    /// of the console: the markers after it are still read, and the console closes only at
+    /// its real end.
+    #[test]
+    fn an_interrupted_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = Interrupted {
+            data: std::io::Cursor::new(
+                b"metaboot-tiny: init reached\nmetaboot-tiny: provisioned hostname=g1\n".to_vec(),
+            ),
+            calls: 0,
+        };
+        let monitor =
+            SerialMonitor::start(console, &dir.path().join("serial.log"), Instant::now()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(monitor.wait_closed(deadline));
+        let texts: Vec<String> = monitor.markers().into_iter().map(|m| m.text).collect();
+        assert_eq!(texts, ["init reached", "provisioned hostname=g1"]);
+    }
+
+    /// A marker line after a long run of output without a newline (a boot menu painting the
+    /// screen) is found whole wherever the cut falls: inside the prefix, inside the text, or
+    /// with the marker far from it.
+    #[test]
+    fn a_marker_across_a_cut_is_found_whole() {
+        let marker = "metaboot-tiny: provisioned hostname=g1 metaboot-rc=0 password-auth=no";
+        for cut_inside in [0, 5, 14, 15, 30, marker.len() - 1, marker.len()] {
+            let mut console = "=".repeat(MAX_LINE_BYTES - cut_inside);
+            console.push_str(marker);
+            console.push_str("\r\nnext line\n");
+            let dir = tempfile::tempdir().unwrap();
+            let monitor = SerialMonitor::start(
+                std::io::Cursor::new(console),
+                &dir.path().join("serial.log"),
+                Instant::now(),
+            )
+            .unwrap();
+            assert!(monitor.wait_closed(Instant::now() + Duration::from_secs(5)));
+            let texts: Vec<String> = monitor.markers().into_iter().map(|m| m.text).collect();
+            assert_eq!(
+                texts,
+                ["provisioned hostname=g1 metaboot-rc=0 password-auth=no"],
+                "cut {cut_inside} bytes into the marker"
+            );
+        }
+        // A distribution's line across a cut, counted once.
+        let mut matcher = Matcher::default();
+        let first = format!("{}Started ss", "-".repeat(MAX_LINE_BYTES - 10));
+        assert_eq!(matcher.piece(&first, true), Found::default());
+        let found = matcher.piece("h.service - OpenBSD Secure Shell server.", false);
+        assert!(
+            found
+                .marker
+                .as_deref()
+                .is_some_and(|m| m.starts_with("sshd started: ") && m.ends_with("Shell server.")),
+            "{found:?}"
+        );
+        let mut matcher = Matcher::default();
+        let whole = format!("Started ssh.service{}", "-".repeat(MAX_LINE_BYTES - 19));
+        assert!(matcher.piece(&whole, true).marker.is_some());
+        assert_eq!(matcher.piece("more", false), Found::default());
+        // A marker longer than what is carried is taken as far as it goes, once.
+        let mut matcher = Matcher::default();
+        let long = format!("metaboot-tiny: init reached {}", "z".repeat(MAX_LINE_BYTES));
+        let found = matcher.piece(&long[..MAX_LINE_BYTES], true);
+        assert!(
+            found
+                .marker
+                .as_deref()
+                .is_some_and(|m| m.starts_with("init reached z")),
+            "{found:?}"
+        );
+        assert_eq!(matcher.piece(&long[MAX_LINE_BYTES..], false).marker, None);
     }
 
     #[test]

@@ -324,8 +324,12 @@ fn run_guest(
         lab,
         tap: lab.add_tap(&record)?,
     };
-    let overlay = dir.join("overlay.qcow2");
-    guest::make_overlay(&spec.image, &spec.format, &overlay, spec.disk_growth)?;
+    let overlay = guest::make_overlay(
+        &spec.image,
+        &spec.format,
+        &dir.join("overlay.qcow2"),
+        spec.disk_growth,
+    )?;
     let nic = Nic {
         netns: lab.state().bridge_ns.clone(),
         tap: tap.tap.clone(),

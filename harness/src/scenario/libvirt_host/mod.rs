@@ -214,8 +214,12 @@ fn run_debian(
         Some(&user_data),
         None,
     )?);
-    let overlay = dir.join("overlay.qcow2");
-    guest::make_overlay(&spec.image, &spec.format, &overlay, spec.disk_growth)?;
+    let overlay = guest::make_overlay(
+        &spec.image,
+        &spec.format,
+        &dir.join("overlay.qcow2"),
+        spec.disk_growth,
+    )?;
     let guest = Guest::from_disk(&spec.slug(), &overlay, &report.serial_log);
     stage("virt-install --import (firmware, GRUB, kernel, systemd)");
     let mut vm = RunningGuest::start_virt_install(
