@@ -13,6 +13,7 @@ pub mod leases;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod retry;
 pub mod runtime;
 pub mod secret;
 pub mod store;

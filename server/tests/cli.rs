@@ -108,6 +108,8 @@ fn network_router_instance_lifecycle() {
         serde_json::json!([])
     );
     assert_eq!(reg.json(&["port", "list", "--json"]), serde_json::json!([]));
+    reg.ok(&["router", "remove-network", "r1", "net1"]);
+    reg.ok(&["router", "remove-network", "r1", "net3"]);
     reg.ok(&["router", "delete", "r1"]);
     reg.ok(&["network", "delete", "net1"]);
     reg.ok(&["network", "delete", iso["id"].as_str().unwrap()]);
@@ -306,7 +308,7 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
         (vec!["--key-file", &missing], "cannot read key file"),
         (vec!["--key-file", &private], "private key"),
         (vec!["--key-file", &empty], "empty"),
-        (vec!["--key-file", &garbage], "not an SSH public key"),
+        (vec!["--key-file", &garbage], "is not an OpenSSH public key"),
         (vec!["--key-file", &public, "--key-file", &public], "twice"),
     ];
     for (extra, expected) in &files {

@@ -1,4 +1,4 @@
-//! `router create|add-network|list|show` as a user runs them, on networks with one subnet or
+//! `router create|add-network|remove-network|list|show|delete` as a user runs them, on networks with one subnet or
 //! two (dual stack).
 
 mod cli_support;
@@ -92,4 +92,55 @@ fn router_remove_network_detaches_one_network() {
         let msg = reg.refused(&args);
         assert!(msg.contains(expected), "{args:?}: {msg}");
     }
+}
+
+#[test]
+fn router_delete_is_refused_while_networks_are_attached() {
+    let reg = Registry::new();
+    reg.ok(&["network", "create", "net1", "--cidr", "198.18.0.0/24"]);
+    reg.ok(&["network", "create", "net2", "--cidr", "198.18.1.0/24"]);
+    let router = reg.json(&[
+        "router",
+        "create",
+        "r1",
+        "--network",
+        "net1",
+        "--network",
+        "net2",
+        "--json",
+    ]);
+    let id = router["id"].as_str().unwrap();
+
+    // Neutron's RouterInUse: the refusal names the networks and how to detach them.
+    let msg = reg.refused(&["router", "delete", "r1"]);
+    for expected in [
+        "router r1 still has 2 network(s) attached",
+        "net1 (198.18.0.0/24)",
+        "net2 (198.18.1.0/24)",
+        &format!("metaboot-server router remove-network {id} NETWORK"),
+    ] {
+        assert!(msg.contains(expected), "{expected:?} missing from {msg}");
+    }
+
+    reg.ok(&["router", "remove-network", "r1", "net1"]);
+    let msg = reg.refused(&["router", "delete", "r1"]);
+    assert!(
+        msg.contains("router r1 still has 1 network(s) attached: net2 (198.18.1.0/24);"),
+        "{msg}"
+    );
+    reg.ok(&["router", "remove-network", "r1", "net2"]);
+    let deleted = reg.ok(&["router", "delete", "r1"]);
+    assert!(deleted.starts_with("deleted router r1 ("), "{deleted}");
+    assert_eq!(
+        reg.json(&["router", "list", "--json"]),
+        serde_json::json!([])
+    );
+    // The networks stay.
+    assert_eq!(
+        reg.json(&["network", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }

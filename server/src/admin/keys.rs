@@ -5,9 +5,6 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
 use super::input::InputError;
 use crate::store::{KeyPair, StoreError, validate};
 
@@ -75,12 +72,8 @@ pub fn read_key_file(path: &Path, name: Option<&str>) -> Result<KeyPair, InputEr
             )));
         }
     };
-    check_public_key(line).map_err(|why| {
-        InputError(format!(
-            "key file {shown} is not an SSH public key ({why}): expected a line like \
-             'ssh-ed25519 AAAA… user@host'"
-        ))
-    })?;
+    validate::ssh_public_key(name, line)
+        .map_err(|err| InputError(format!("key file {shown}: {}", reason(err))))?;
     Ok(KeyPair {
         name: name.to_owned(),
         kind: "ssh".to_owned(),
@@ -112,32 +105,6 @@ fn reason(err: StoreError) -> String {
         StoreError::Invalid(reason) => reason,
         other => other.to_string(),
     }
-}
-
-/// `TYPE BASE64 [COMMENT]` where BASE64 decodes to an SSH key blob of that same type.
-fn check_public_key(line: &str) -> Result<(), String> {
-    let mut parts = line.split_whitespace();
-    let kind = parts.next().unwrap_or_default();
-    if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) {
-        return Err(format!("unknown key type {kind:?}"));
-    }
-    let encoded = parts.next().ok_or("no key data after the type")?;
-    let blob = STANDARD
-        .decode(encoded)
-        .map_err(|_| "the key data is not base64".to_owned())?;
-    // The blob starts with the key type as an SSH string: a 4-byte big-endian length.
-    let declared = blob
-        .get(..4)
-        .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
-        .and_then(|len| blob.get(4..4 + len))
-        .ok_or("the key data is truncated")?;
-    if declared != kind.as_bytes() {
-        return Err(format!(
-            "the key data is a {} key, not {kind}",
-            String::from_utf8_lossy(declared)
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -189,18 +156,48 @@ mod tests {
             ))
             .contains("2 keys")
         );
-        assert!(
-            refused(&write(dir.path(), "junk.pub", "hello world\n")).contains("unknown key type")
-        );
+        assert!(refused(&write(dir.path(), "junk.pub", "hello world\n")).contains("no key type"));
         assert!(
             refused(&write(dir.path(), "b64.pub", "ssh-rsa !!!notbase64\n")).contains("base64")
         );
         // Valid base64 of an ed25519 blob, labelled as RSA.
         let relabelled = ED25519.replacen("ssh-ed25519", "ssh-rsa", 1);
-        assert!(refused(&write(dir.path(), "lie.pub", &relabelled)).contains("not ssh-rsa"));
+        assert!(
+            refused(&write(dir.path(), "lie.pub", &relabelled))
+                .contains("says ssh-rsa but its base64 blob holds a ssh-ed25519 key")
+        );
         assert!(refused(&dir.path().join("missing.pub")).contains("cannot read"));
         let big = "x".repeat(usize::try_from(MAX_KEY_FILE_BYTES).unwrap() + 1);
         assert!(refused(&write(dir.path(), "big.pub", &big)).contains("larger"));
+    }
+
+    /// `--key-file` and the store check a key with the one check, in the same words: what
+    /// one takes the other takes (options before the type, as authorized_keys has them).
+    #[test]
+    fn a_key_file_is_checked_as_the_store_checks_a_key_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_options = format!("no-pty,command=\"echo hi\" {ED25519}");
+        let pair = read_key_file(&write(dir.path(), "opt.pub", &with_options), None).unwrap();
+        assert_eq!(pair.data, with_options);
+        assert!(validate::key_pairs(&[pair]).is_ok());
+
+        let relabelled = ED25519.replacen("ssh-ed25519", "ssh-rsa", 1);
+        for bad in ["hello world", "ssh-rsa !!!notbase64", relabelled.as_str()] {
+            let path = write(dir.path(), "k.pub", bad);
+            let from_file = refused(&path);
+            let from_store = reason(
+                validate::key_pairs(&[KeyPair {
+                    name: "k".to_owned(),
+                    kind: "ssh".to_owned(),
+                    data: bad.to_owned(),
+                }])
+                .unwrap_err(),
+            );
+            assert_eq!(
+                from_file,
+                format!("key file {}: {from_store}", path.display())
+            );
+        }
     }
 
     #[test]

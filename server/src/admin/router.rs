@@ -33,7 +33,8 @@ pub enum RouterCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Delete a router (its networks stay).
+    /// Delete a router without networks (`remove-network` each first, as neutron wants its
+    /// interfaces removed).
     Delete { router: String },
 }
 

@@ -7,7 +7,7 @@
 //! A bridge that does not exist yet (a libvirt network not started) is logged once and
 //! retried; a bridge made again (a new interface index) is served anew. The port is bound
 //! before the address is put on the bridge, so a port another server holds leaves the bridge
-//! untouched; such a network is logged once and tried again after the backoff of `retry.rs`.
+//! untouched; such a network is logged once and tried again after the backoff of `crate::retry`.
 //!
 //! The address `all` puts on a bridge carries its label (`BRIDGE:mb`): at start, one a
 //! previous run left on a bridge that serves no network now (`all` killed, then the network
@@ -29,13 +29,13 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::retry::Backoff;
 use crate::http::ServerLimits;
 use crate::http::listen::tcp_listeners_on;
 use crate::leases::{HostLeases, chain};
 use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
+use crate::retry::Backoff;
 use crate::runtime::Workers;
 use crate::store::HostBridge;
 

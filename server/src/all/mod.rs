@@ -5,7 +5,6 @@
 mod chain;
 pub mod config;
 pub mod host;
-pub mod retry;
 pub mod supervisor;
 
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@
 //! same namespace (a DHCP port plugged again has a new index). An address another server holds
 //! when `all` starts stops it with an error; one taken later is logged and retried. A listener
 //! whose serving ends by itself (its task could not watch the socket) is logged, counted
-//! (`metaboot_listeners_ended_total`) and bound again, after the backoff of `retry.rs` when
+//! (`metaboot_listeners_ended_total`) and bound again, after the backoff of `crate::retry` when
 //! it keeps ending.
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +20,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::host::HostBridges;
-use super::retry::Backoff;
 use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::http::listen::{link_local_holders, netns_path, tcp_listeners_in};
@@ -28,6 +27,7 @@ use crate::leases::HostLeases;
 use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::{Forward, ProxyHandler, ProxyScope};
+use crate::retry::Backoff;
 use crate::runtime::Workers;
 use crate::store::{Change, ChangeKind};
 

@@ -1,8 +1,11 @@
 //! The addresses a standalone `ns-proxy` listens on, each served on its own as soon as it can
 //! be bound: an address no interface holds yet (`fe80::a9fe:a9fe` before the DHCP port has
-//! it, `169.254.169.254` before its /32 is added) waits, bound again every
-//! [`NAMESPACE_CHECK_INTERVAL`], while the others are served, as `all` retries such a
-//! listener alone. With `--netns`, the name is followed (`namespace.rs`): when it names
+//! it or while its DAD runs, `169.254.169.254` before its /32 is added) waits, bound again
+//! after the backoff of `crate::retry`, while the others are served, as `all` retries such a
+//! listener alone; one that no interface holds within [`ADDRESS_WAIT_LIMIT`] (a mistyped
+//! `--listen`) stops the proxy with an error saying so. A listener whose serving ended is
+//! bound again after the same backoff. With `--netns`, the name is followed
+//! (`namespace.rs`): when it names
 //! another namespace, or none, every listener is closed, and each address is bound in the
 //! namespace the name names next, once there is one. A link-local listener follows its
 //! address too: bound on the interface that held it, it is bound again once another
@@ -11,11 +14,23 @@
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener};
+use std::time::Duration;
 
+use anyhow::anyhow;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::namespace::{Identity, NAMESPACE_CHECK_INTERVAL, WAITING_LOG_INTERVAL};
+use crate::retry::Backoff;
+
+/// How long an address of `--listen` may go unheld by any interface of its namespace (while
+/// the namespace is there) before the proxy gives up on it and stops, exit code 1: long
+/// enough for DAD on `fe80::a9fe:a9fe` and for Neutron to add an address to a port it has
+/// just plugged (its metadata driver waits up to 30 s for the address to be ready), short
+/// enough that a mistyped address is an error within a minute rather than a warning every
+/// [`WAITING_LOG_INTERVAL`]. The unit restarts the proxy (`Restart=on-failure`), which waits
+/// again, as Neutron respawns a haproxy that could not bind.
+pub const ADDRESS_WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Binds one listener on an address, inside a named namespace when given. Called on a thread
 /// of the blocking pool: entering a namespace (a thread of its own) and reading its
@@ -106,12 +121,34 @@ struct Address {
     /// The link-local address and the index of the interface it was bound on.
     on: Option<(Ipv6Addr, u32)>,
     said: Said,
+    /// Since when no interface of the namespace has held the address (binds failing with
+    /// `EADDRNOTAVAIL`), measured against [`ADDRESS_WAIT_LIMIT`].
+    unheld_since: Option<Instant>,
+}
+
+/// The error that stops the proxy: `addr` held by no interface for [`ADDRESS_WAIT_LIMIT`].
+fn never_held(addr: SocketAddr, netns: Option<&str>, err: &io::Error) -> anyhow::Error {
+    let (within, look) = match netns {
+        Some(name) => (
+            format!(" in network namespace {name}"),
+            format!("ip netns exec {name} ip addr"),
+        ),
+        None => (String::new(), "ip addr".to_owned()),
+    };
+    anyhow!(
+        "cannot listen on {addr}{within}: no interface there has held {} for {} s ({err}); \
+         check --listen against `{look}`, or have the port hold the address first",
+        addr.ip(),
+        ADDRESS_WAIT_LIMIT.as_secs()
+    )
 }
 
 /// Serves each of `addresses` with `serve` (which spawns its serving task) once bound: those
 /// of `first` (bound at start, in order; `None` for one that was not held yet) at once, the
 /// others as soon as `binder` binds them. `identity` is what `netns` named before the first
-/// binds. Runs until `serve` fails.
+/// binds. An address no interface holds is bound again after the backoff of `crate::retry`,
+/// for at most [`ADDRESS_WAIT_LIMIT`] (the namespace there); so is a listener whose serving
+/// ended. Runs until `serve` fails or an address is never held.
 pub async fn serve_each<B, S>(
     netns: Option<&str>,
     mut identity: Option<Identity>,
@@ -124,6 +161,7 @@ where
     B: Bind,
     S: Fn(TcpListener, SocketAddr) -> anyhow::Result<JoinHandle<()>>,
 {
+    let started = Instant::now();
     let mut each: Vec<Address> = Vec::with_capacity(addresses.len());
     let mut first = first.into_iter();
     for addr in addresses {
@@ -135,25 +173,32 @@ where
             }
             None => (None, None),
         };
+        let unheld_since = serving.is_none().then_some(started);
         each.push(Address {
             addr: *addr,
             serving,
             on,
             said: Said::default(),
+            unheld_since,
         });
     }
     let mut namespace_said = Said::default();
+    // Keyed by the address's place in `--listen`.
+    let mut retry: Backoff<usize> = Backoff::default();
     loop {
         tokio::time::sleep(NAMESPACE_CHECK_INTERVAL).await;
-        // A serving task that ended (it could not watch its socket) is bound again.
-        for address in &mut each {
-            if address
-                .serving
-                .as_ref()
-                .is_some_and(JoinHandle::is_finished)
-            {
-                address.serving = None;
-                tracing::error!(listen = %address.addr, netns = netns.unwrap_or("-"), "this listener stopped serving (the error before says why): binding it again");
+        let now = Instant::now();
+        // A serving task that ended (it could not watch its socket) is bound again after its
+        // backoff; one still serving since an earlier pass starts its backoff over.
+        for (key, address) in each.iter_mut().enumerate() {
+            match &address.serving {
+                Some(task) if task.is_finished() => {
+                    address.serving = None;
+                    let wait = retry.failed(key, now.into_std());
+                    tracing::error!(listen = %address.addr, netns = netns.unwrap_or("-"), times = retry.failures(&key), "this listener stopped serving (the error before says why): binding it again in {wait:?}");
+                }
+                Some(_) => retry.succeeded(&key),
+                None => {}
             }
         }
         if let (Some(name), Some(bound)) = (netns, identity) {
@@ -174,17 +219,24 @@ where
                         );
                     }
                     // Closed before anything is bound again: the old namespace is no longer
-                    // kept by them.
+                    // kept by them. Bound in the next one at once, each address given
+                    // [`ADDRESS_WAIT_LIMIT`] there again.
                     for address in &mut each {
                         if let Some(task) = address.serving.take() {
                             task.abort();
                             let _ = task.await;
                         }
+                        address.unheld_since = None;
                     }
+                    retry = Backoff::default();
                     identity = Some(now);
                 }
             }
             if identity.is_some_and(|now| !now.exists()) {
+                // No namespace, no address to wait for: the wait starts once there is one.
+                for address in &mut each {
+                    address.unheld_since = None;
+                }
                 if namespace_said.again("gone") {
                     tracing::warn!(
                         netns = name,
@@ -216,8 +268,12 @@ where
             address.on = None;
             tracing::warn!(listen = %address.addr, netns = netns.unwrap_or("-"), "{ip} is no longer on the interface its listener was bound on (index {index}; a port plugged again?): its listener is closed, and bound again on the interface that holds it");
         }
-        for address in &mut each {
-            if address.serving.is_some() {
+        for (key, address) in each.iter_mut().enumerate() {
+            // Tried once more at the limit, whatever its backoff says, before it is given up.
+            let at_limit = address
+                .unheld_since
+                .is_some_and(|since| now.duration_since(since) >= ADDRESS_WAIT_LIMIT);
+            if address.serving.is_some() || !(at_limit || retry.is_due(&key, now.into_std())) {
                 continue;
             }
             let (asked, name, addr) = (binder.clone(), netns.map(str::to_owned), address.addr);
@@ -230,14 +286,29 @@ where
                     address.on = chosen_interface(address.addr, bound);
                     address.serving = Some(serve(listener, bound)?);
                     address.said.forget();
+                    address.unheld_since = None;
                 }
                 Err(err) => {
+                    if is_not_held_yet(&err) {
+                        if at_limit {
+                            return Err(never_held(address.addr, netns, &err));
+                        }
+                        address.unheld_since.get_or_insert(now);
+                    } else {
+                        address.unheld_since = None;
+                    }
+                    let wait = retry.failed(key, now.into_std());
                     let failure = err.to_string();
                     if address.said.again(&failure) {
                         let within = netns.map_or(String::new(), |name| {
                             format!(" in network namespace {name}")
                         });
-                        tracing::warn!(listen = %address.addr, netns = netns.unwrap_or("-"), error = %failure, "cannot listen on {}{within} yet: trying again every {NAMESPACE_CHECK_INTERVAL:?}", address.addr);
+                        let limit = if is_not_held_yet(&err) {
+                            format!(" (for at most {ADDRESS_WAIT_LIMIT:?} in all)")
+                        } else {
+                            String::new()
+                        };
+                        tracing::warn!(listen = %address.addr, netns = netns.unwrap_or("-"), error = %failure, "cannot listen on {}{within} yet: trying again in {wait:?}, then less and less often{limit}", address.addr);
                     }
                 }
             }
@@ -324,6 +395,95 @@ mod tests {
             stopped = each => panic!("stopped: {stopped:?}"),
             () = checks => {}
         }
+    }
+
+    /// Binds in this process's namespace, except `absent`, which no interface ever holds (a
+    /// mistyped `--listen`); counts the binds of it.
+    #[derive(Clone)]
+    struct NeverHeld {
+        absent: SocketAddr,
+        asked: Arc<Mutex<usize>>,
+    }
+
+    impl Bind for NeverHeld {
+        fn bind(&self, _: Option<&str>, addr: SocketAddr) -> io::Result<TcpListener> {
+            if addr == self.absent {
+                *self.asked.lock().unwrap() += 1;
+                return Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL));
+            }
+            crate::http::listen::tcp_listener(addr)
+        }
+
+        fn holder(&self, _: Option<&str>, _: Ipv6Addr) -> Option<u32> {
+            None
+        }
+    }
+
+    /// A serving task that holds its socket until the test ends.
+    fn hold(listener: TcpListener) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let _listener = listener;
+            std::future::pending::<()>().await;
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_address_no_interface_ever_holds_stops_the_proxy_at_the_limit() {
+        let (served, absent) = (free_port(), "198.51.100.7:80".parse().unwrap());
+        let binder = NeverHeld {
+            absent,
+            asked: Arc::new(Mutex::new(0)),
+        };
+        let first = vec![
+            Some(crate::http::listen::tcp_listener(served).unwrap()),
+            None,
+        ];
+        let serve = |listener: TcpListener, _: SocketAddr| Ok(hold(listener));
+        let started = Instant::now();
+        let addresses = [served, absent];
+        let each = serve_each(None, None, &addresses, first, binder.clone(), serve);
+        let stopped = tokio::time::timeout(ADDRESS_WAIT_LIMIT * 2, each)
+            .await
+            .expect("still waiting for the address past the limit");
+        let err = format!("{:#}", stopped.unwrap_err());
+        let waited = started.elapsed();
+        assert!(
+            (ADDRESS_WAIT_LIMIT..ADDRESS_WAIT_LIMIT + 2 * NAMESPACE_CHECK_INTERVAL)
+                .contains(&waited),
+            "{waited:?}"
+        );
+        assert!(
+            err.starts_with(
+                "cannot listen on 198.51.100.7:80: no interface there has held \
+                 198.51.100.7 for 60 s"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("check --listen"), "{err}");
+        // Tried after a wait that doubles, and once more at the limit: not once a second.
+        let asked = *binder.asked.lock().unwrap();
+        assert!((5..=8).contains(&asked), "{asked} binds");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listener_that_keeps_ending_is_bound_again_less_and_less_often() {
+        let addr = free_port();
+        let binds = Arc::new(Mutex::new(0_usize));
+        let counted = Arc::clone(&binds);
+        // Each serving task ends at once, as one that cannot watch its socket.
+        let serve = move |listener: TcpListener, _: SocketAddr| {
+            *counted.lock().unwrap() += 1;
+            drop(listener);
+            Ok(tokio::spawn(async {}))
+        };
+        let first = vec![Some(crate::http::listen::tcp_listener(addr).unwrap())];
+        let addresses = [addr];
+        let each = serve_each(None, None, &addresses, first, InNamespace, serve);
+        let ran = tokio::time::timeout(std::time::Duration::from_secs(40), each).await;
+        assert!(ran.is_err(), "stopped: {ran:?}");
+        // Bound again after 1, 2, 4, 8, 16 s, not every second.
+        let binds = *binds.lock().unwrap();
+        assert!((5..=7).contains(&binds), "{binds} binds in 40 s");
     }
 
     /// Binds after a pause, as a bind that enters a namespace on a busy host.

@@ -14,8 +14,8 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use metaboot_proto::ROUTER_PROXY_PORT;
 
-use super::addresses::{self, Bind as _, InNamespace};
-use super::namespace::{Identity, NAMESPACE_CHECK_INTERVAL};
+use super::addresses::{self, ADDRESS_WAIT_LIMIT, Bind as _, InNamespace};
+use super::namespace::Identity;
 use super::rate_limit::{DEFAULT_WINDOW, RateLimit};
 use super::sanitize::{ProxyScope, sanitize};
 use crate::http::limits::{
@@ -312,8 +312,8 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
 }
 
 /// One listener per address of `--listen`, inside `netns` when given, in order; `None` for an
-/// address no interface holds yet (said in the log: it is bound once it is, the others are
-/// served meanwhile). An address given twice, or beside a wildcard that takes it
+/// address no interface holds yet (said in the log: it is bound once it is, within
+/// [`ADDRESS_WAIT_LIMIT`], the others are served meanwhile). An address given twice, or beside a wildcard that takes it
 /// (`[::]:80` and `169.254.169.254:80`), is refused: its bind would fail as if another server
 /// held it. Any other failure (the namespace missing, another server on the
 /// address) stops the proxy.
@@ -328,7 +328,7 @@ pub fn bind(
         match InNamespace.bind(netns, *addr) {
             Ok(listener) => bound.push(Some(listener)),
             Err(err) if addresses::is_not_held_yet(&err) => {
-                tracing::warn!(listen = %addr, netns = netns.unwrap_or("-"), error = %err, "cannot listen on {addr}{within} yet: trying again every {NAMESPACE_CHECK_INTERVAL:?}");
+                tracing::warn!(listen = %addr, netns = netns.unwrap_or("-"), error = %err, "cannot listen on {addr}{within} yet: trying again, less and less often, for at most {ADDRESS_WAIT_LIMIT:?}");
                 bound.push(None);
             }
             Err(err) => {

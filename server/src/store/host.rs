@@ -39,16 +39,44 @@ pub fn bridge_name(name: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// A libvirt network name: a name without `/` (libvirt keeps one file per network).
+/// The longest name a file takes (Linux's `NAME_MAX`).
+const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// The longest suffix libvirt gives a file named after a network (`NAME-radvd.conf`; the
+/// others are `NAME.xml`, `NAME.conf`, `NAME.hostsfile`, `NAME.pid`).
+const LIBVIRT_LONGEST_FILE_SUFFIX: &str = "-radvd.conf";
+
+/// The longest libvirt network name whose every file fits [`MAX_FILE_NAME_BYTES`].
+pub const MAX_LIBVIRT_NETWORK_NAME_BYTES: usize =
+    MAX_FILE_NAME_BYTES - LIBVIRT_LONGEST_FILE_SUFFIX.len();
+
+/// A libvirt network name as libvirt takes one, not a display name: not empty, no `/`
+/// (libvirt keeps files named after the network, and so does its dnsmasq: `NAME.conf` under
+/// the leases directory), at most [`MAX_LIBVIRT_NETWORK_NAME_BYTES`] bytes so those files can
+/// be made, and no control character (nothing `virsh net-list` would show).
 pub fn libvirt_network_name(name: &str) -> StoreResult<()> {
-    validate::name("libvirt network", name)?;
-    if name.contains('/') {
-        return Err(invalid(format!(
-            "bad libvirt network name {name:?}: it cannot contain '/' (see `virsh net-list \
-             --all`)"
-        )));
+    let fault = if name.is_empty() {
+        Some("it is empty".to_owned())
+    } else if name.len() > MAX_LIBVIRT_NETWORK_NAME_BYTES {
+        Some(format!(
+            "it is {} bytes long, and libvirt's files named after it take at most \
+             {MAX_LIBVIRT_NETWORK_NAME_BYTES}",
+            name.len()
+        ))
+    } else if name.contains('/') {
+        Some("it contains '/', which libvirt refuses in a network name".to_owned())
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character".to_owned())
+    } else {
+        None
+    };
+    match fault {
+        Some(fault) => Err(invalid(format!(
+            "bad libvirt network name {name:?}: {fault}; give the name `virsh net-list --all` \
+             shows"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `new` (with `host` set) checked and filled in: one IPv4 subnet, no router, the gateway
@@ -190,9 +218,34 @@ mod tests {
     }
 
     #[test]
-    fn libvirt_network_names_have_no_slash() {
-        assert!(libvirt_network_name("default").is_ok());
-        assert!(libvirt_network_name("a/b").is_err());
-        assert!(libvirt_network_name("").is_err());
+    fn libvirt_network_names_are_checked_as_libvirt_names_them() {
+        assert_eq!(MAX_LIBVIRT_NETWORK_NAME_BYTES, 244);
+        // What libvirt takes, though nova would refuse it as a server's display name.
+        let longest = "n".repeat(MAX_LIBVIRT_NETWORK_NAME_BYTES);
+        for good in [
+            "default",
+            "lab net",
+            " padded ",
+            "net\u{200b}zw",
+            "🦀",
+            &longest,
+        ] {
+            assert!(libvirt_network_name(good).is_ok(), "{good:?}");
+        }
+        let too_long = "n".repeat(MAX_LIBVIRT_NETWORK_NAME_BYTES + 1);
+        for (bad, why) in [
+            ("", "empty"),
+            ("a/b", "'/'"),
+            (too_long.as_str(), "245 bytes long"),
+            ("a\nb", "control character"),
+        ] {
+            let err = libvirt_network_name(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("bad libvirt network name") && err.contains(why),
+                "{bad:?}: {err}"
+            );
+            assert!(err.contains("virsh net-list --all"), "{err}");
+            assert!(!err.contains("nova"), "{err}");
+        }
     }
 }

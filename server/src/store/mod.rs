@@ -7,6 +7,7 @@
 pub mod allocate;
 mod calls;
 mod clock;
+mod constraint;
 mod contract;
 mod driver;
 mod error;

@@ -121,6 +121,30 @@ fn router(sql: &mut dyn Sql, key: &str) -> StoreResult<Router> {
     resolve("router", key, by_id, || sql.routers_named(key), |r| &r.id)
 }
 
+/// Neutron's `RouterInUse` (409, "Router … still has ports"): a router is deleted only once
+/// its interfaces are removed, so deleting it never takes a network's metadata path away
+/// unseen. The refusal names the attached networks and the command that detaches them.
+fn refuse_router_in_use(sql: &mut dyn Sql, router: &Router) -> StoreResult<()> {
+    if router.networks.is_empty() {
+        return Ok(());
+    }
+    let mut named = Vec::new();
+    for id in &router.networks {
+        named.push(match sql.network(id)? {
+            Some(network) => format!("{} ({})", network.name, network.cidrs()),
+            None => id.clone(),
+        });
+    }
+    Err(StoreError::Conflict(format!(
+        "router {} still has {} network(s) attached: {}; detach each first with \
+         `metaboot-server router remove-network {} NETWORK`, then delete the router",
+        router.name,
+        named.len(),
+        named.join(", "),
+        router.id
+    )))
+}
+
 fn instance(sql: &mut dyn Sql, key: &str) -> StoreResult<Instance> {
     let id = lookup_id(key).ok_or_else(|| not_found("instance", key))?;
     let by_id = sql.instance(&id)?;
@@ -394,6 +418,7 @@ impl<B: Backend> Store for Registry<B> {
     fn delete_router(&self, id: &str) -> StoreResult<()> {
         self.write(|sql| {
             let router = router(sql, id)?;
+            refuse_router_in_use(sql, &router)?;
             sql.delete_router(&router.id)?;
             sql.log_change(ChangeKind::Router, &router.id)
         })

@@ -427,17 +427,25 @@ pub fn key_pairs(pairs: &[KeyPair]) -> StoreResult<()> {
                 pair.name
             )));
         }
-        if pair.kind == "ssh"
-            && let Err(fault) = ssh_key::check_public_key_line(pair.data.trim_end())
-        {
-            return Err(invalid(format!(
-                "key pair {:?} is not an OpenSSH public key: {fault}; give the line of the \
-                 key's .pub file ('ssh-ed25519 AAAA… you@host')",
-                pair.name
-            )));
+        if pair.kind == "ssh" {
+            ssh_public_key(&pair.name, pair.data.trim_end())?;
         }
     }
     Ok(())
+}
+
+/// The one check of an ssh key pair's data, for the store and for `--key-file`
+/// (`server/src/admin/keys.rs`) alike: one OpenSSH public key line as sshd reads it from
+/// authorized_keys (`[options] type base64 [comment]`, the blob naming the same type).
+pub fn ssh_public_key(name: &str, line: &str) -> StoreResult<()> {
+    ssh_key::check_public_key_line(line)
+        .map(drop)
+        .map_err(|fault| {
+            invalid(format!(
+                "key pair {name:?} is not an OpenSSH public key: {fault}; give the line of the \
+             key's .pub file ('ssh-ed25519 AAAA… you@host')"
+            ))
+        })
 }
 
 /// How many bytes `text` takes as a JSON string, without its quotes.

@@ -436,6 +436,9 @@ fn all_follows_routers_and_isolated_networks_as_they_come_and_go() {
 
     // Removed from the registry: its listener goes (connections are refused).
     lab.chain.run(&["instance", "delete", &uuid2]).unwrap();
+    lab.chain
+        .run(&["router", "remove-network", &router2, &routed2])
+        .unwrap();
     lab.chain.run(&["router", "delete", &router2]).unwrap();
     let to = METADATA_IPV4_LISTEN;
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -75,14 +75,18 @@ pub fn ports_behind_a_router(store: &dyn Store) {
     let behind =
         |address: &str, router: &str| store.find_ports_behind_router(ip(address), router).unwrap();
     assert_eq!(behind("198.18.0.10", &r_a), vec![on_a]);
-    assert_eq!(behind("198.18.1.10", &r_a), vec![on_a2]);
+    assert_eq!(behind("198.18.1.10", &r_a), vec![on_a2.clone()]);
     assert_eq!(behind("198.18.0.10", &r_b), vec![on_b]);
     assert!(behind("198.18.1.10", &r_b).is_empty());
     assert!(behind("198.18.0.10", &empty).is_empty());
     assert!(behind("198.18.0.10", "no-such-router").is_empty());
     // By id only: a router's name finds nothing.
     assert!(behind("198.18.0.10", "r-a").is_empty());
-    // A network detached from the router is no longer searched.
+    // A network detached from the router is no longer searched, nor one of a deleted router.
+    store.remove_router_network(&r_a, &a.id).unwrap();
+    assert!(behind("198.18.0.10", &r_a).is_empty());
+    assert_eq!(behind("198.18.1.10", &r_a), vec![on_a2]);
+    store.remove_router_network(&r_b, &b.id).unwrap();
     store.delete_router(&r_b).unwrap();
     assert!(behind("198.18.0.10", &r_b).is_empty());
 }

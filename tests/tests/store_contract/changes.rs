@@ -34,6 +34,7 @@ pub fn change_log_follows_every_write(store: &dyn Store) {
         .unwrap();
     store.set_password(&vm.uuid, None, "pw").unwrap();
     store.delete_instance(&vm.uuid).unwrap();
+    store.remove_router_network(&router.id, &net.id).unwrap();
     store.delete_router(&router.id).unwrap();
 
     let changes = store.changes_since(after_network).unwrap();
@@ -48,12 +49,12 @@ pub fn change_log_follows_every_write(store: &dyn Store) {
             "{expected:?} missing from {seen:?}"
         );
     }
-    // Router create, attach and delete each logged.
+    // Router create, attach, detach and delete each logged.
     assert_eq!(
         seen.iter()
             .filter(|c| **c == (ChangeKind::Router, router.id.as_str()))
             .count(),
-        3
+        4
     );
     let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");

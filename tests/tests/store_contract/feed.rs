@@ -159,6 +159,7 @@ pub fn changes_after_hand_over_the_records_as_they_are(store: &dyn Store) {
 
     // A deleted router and network are absent from their lists.
     let seq = after.through;
+    store.remove_router_network(&router.id, &net.id).unwrap();
     store.delete_router(&router.id).unwrap();
     let lonely = network(store, "lonely", "198.18.9.0/24");
     store.delete_network(&lonely.id).unwrap();

@@ -244,6 +244,20 @@ pub fn router_create_attach_delete(store: &dyn Store) {
         vec![a.id.clone()]
     );
 
+    // Neutron's RouterInUse: refused while a network is attached, and nothing is written.
+    let before = store.last_change().unwrap();
+    let msg = conflict(store.delete_router("r1"));
+    assert!(
+        msg.contains("router r1 still has 1 network(s) attached: a (198.18.0.0/24)"),
+        "{msg}"
+    );
+    assert!(msg.contains("router remove-network"), "{msg}");
+    assert_eq!(store.last_change().unwrap(), before);
+    assert_eq!(
+        store.router(&router.id).unwrap().networks,
+        vec![a.id.clone()]
+    );
+    store.remove_router_network("r1", "a").unwrap();
     store.delete_router("r1").unwrap();
     not_found(store.router(&router.id));
     assert!(store.routers().unwrap().is_empty());

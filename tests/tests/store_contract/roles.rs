@@ -46,11 +46,14 @@ pub fn a_role_that_may_not_create_the_schema_is_told_what_to_do(server: &PgServe
         .psql(name, &format!("CREATE ROLE {role} LOGIN"))
         .unwrap();
     match store::open(&server.url_as(&role, name)) {
-        Err(StoreError::Backend(msg)) => {
+        // A configuration problem, exit code 2: its unit does not restart it every 2 s.
+        Err(err @ StoreError::NotPermitted(_)) => {
+            assert!(err.is_user_error());
+            let msg = err.to_string();
             assert!(msg.contains("has no registry yet"), "{msg}");
             assert!(msg.contains("the database's owner"), "{msg}");
         }
-        Err(other) => panic!("expected a backend error, got {other:?}"),
+        Err(other) => panic!("expected a refused privilege, got {other:?}"),
         Ok(_) => panic!("a role without CREATE made the schema"),
     }
     // Its owner makes it, then the role may use it.
@@ -84,8 +87,8 @@ pub fn a_role_that_may_not_read_the_schema_version_is_told_which_grants_to_run(
         )
         .unwrap();
     let msg = match store::open(&server.url_as(&role, name)) {
-        Err(StoreError::Backend(msg)) => msg,
-        Err(other) => panic!("expected a backend error, got {other:?}"),
+        Err(StoreError::NotPermitted(msg)) => msg,
+        Err(other) => panic!("expected a refused privilege, got {other:?}"),
         Ok(_) => panic!("a role that may not read schema_version opened the registry"),
     };
     assert!(

@@ -8,9 +8,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 
 use super::*;
-use crate::all::retry::BACKOFF_BASE;
 use crate::http::Body;
 use crate::http::response::{Reply, TEXT_PLAIN};
+use crate::retry::BACKOFF_BASE;
 use crate::store::NewNetwork;
 
 /// Answers every request `200 served`.

@@ -1,5 +1,5 @@
 //! One PostgreSQL connection or transaction as the store sees it: prepared-statement cache
-//! and error mapping (unique violations, lost connections).
+//! and error mapping (constraint violations, lost connections).
 
 use std::collections::HashMap;
 
@@ -8,6 +8,7 @@ use ::postgres::types::ToSql;
 use ::postgres::{GenericClient, Row, Statement};
 
 use super::pool::error_text;
+use crate::store::constraint::Constraint;
 use crate::store::error::{StoreError, StoreResult};
 
 /// Statements on one connection or transaction. `lost` records that the connection broke,
@@ -37,21 +38,21 @@ pub fn is_connection_error(err: &::postgres::Error) -> bool {
     }
 }
 
-/// A unique constraint the rules should have caught first: still a clear refusal.
-fn conflict(constraint: Option<&str>, text: &str) -> StoreError {
-    let what = match constraint {
-        Some("ports_network_ip") => {
-            "that IP is already used on that network: pick another address or omit the IP"
-        }
-        Some("ports_mac") => {
-            "that MAC is already used by another port: pick another MAC or omit it"
-        }
-        Some("instances_uuid") => {
-            "an instance with that uuid already exists: omit --uuid to get a new one"
-        }
-        _ => "the change conflicts with an existing record",
-    };
-    StoreError::Conflict(format!("{what} ({text})"))
+/// The constraint an error of class 23 (integrity constraint violation: unique, foreign key,
+/// not null, check) hit, as SQLite's `SQLITE_CONSTRAINT` covers them all; `None` for any
+/// other error. A constraint the rules should have caught first (a race with another
+/// process): still a clear refusal.
+fn constraint(code: &SqlState, name: Option<&str>) -> Option<Constraint> {
+    if !code.code().starts_with("23") {
+        return None;
+    }
+    Some(match name {
+        Some("ports_network_ip" | "ports_network_second_ip") => Constraint::PortIp,
+        Some("ports_mac") => Constraint::PortMac,
+        Some("instances_uuid") => Constraint::InstanceUuid,
+        _ if *code == SqlState::FOREIGN_KEY_VIOLATION => Constraint::ForeignKey,
+        _ => Constraint::Other,
+    })
 }
 
 impl<C: GenericClient> PgSql<'_, C> {
@@ -63,9 +64,9 @@ impl<C: GenericClient> PgSql<'_, C> {
 
     pub fn fail(&mut self, err: &::postgres::Error) -> StoreError {
         if let Some(db) = err.as_db_error()
-            && *db.code() == SqlState::UNIQUE_VIOLATION
+            && let Some(constraint) = constraint(db.code(), db.constraint())
         {
-            return conflict(db.constraint(), db.message());
+            return constraint.refusal(db.message());
         }
         if is_connection_error(err) {
             self.lost = true;
@@ -134,6 +135,60 @@ impl<C: GenericClient> PgSql<'_, C> {
         match self.client.execute(&statement, params) {
             Ok(count) => Ok(count),
             Err(err) => Err(self.fail(&err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_integrity_violation_is_a_refusal_as_on_sqlite() {
+        let cases = [
+            (
+                SqlState::UNIQUE_VIOLATION,
+                Some("ports_mac"),
+                Constraint::PortMac,
+            ),
+            (
+                SqlState::UNIQUE_VIOLATION,
+                Some("ports_network_ip"),
+                Constraint::PortIp,
+            ),
+            (
+                SqlState::UNIQUE_VIOLATION,
+                Some("ports_network_second_ip"),
+                Constraint::PortIp,
+            ),
+            (
+                SqlState::UNIQUE_VIOLATION,
+                Some("instances_uuid"),
+                Constraint::InstanceUuid,
+            ),
+            (
+                SqlState::UNIQUE_VIOLATION,
+                Some("networks_id_key"),
+                Constraint::Other,
+            ),
+            (
+                SqlState::FOREIGN_KEY_VIOLATION,
+                Some("ports_network_id_fkey"),
+                Constraint::ForeignKey,
+            ),
+            (SqlState::NOT_NULL_VIOLATION, None, Constraint::Other),
+            (SqlState::CHECK_VIOLATION, Some("c"), Constraint::Other),
+        ];
+        for (code, name, expected) in cases {
+            assert_eq!(constraint(&code, name), Some(expected), "{code:?} {name:?}");
+            assert!(expected.refusal("detail").is_user_error());
+        }
+        for code in [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::ADMIN_SHUTDOWN,
+        ] {
+            assert_eq!(constraint(&code, None), None, "{code:?}");
         }
     }
 }

@@ -86,7 +86,7 @@ fn is_denied(err: &::postgres::Error) -> bool {
 fn may_not_read(client: &mut Client, err: &::postgres::Error, target: &str) -> SchemaFailure {
     let grants = read_write_grants(client);
     SchemaFailure {
-        error: StoreError::Backend(format!(
+        error: StoreError::NotPermitted(format!(
             "cannot read the registry's schema version in {target}: {}; this role may not read \
              the registry's tables: have the database's owner run `{grants}` in that database, \
              then run this again",
@@ -257,7 +257,7 @@ fn not_allowed(err: &::postgres::Error, found: Option<i64>, target: &str) -> Sch
         ),
     };
     SchemaFailure {
-        error: StoreError::Backend(format!(
+        error: StoreError::NotPermitted(format!(
             "cannot create the registry schema in {target}: {}; the database {what}, and this \
              role may not create or alter its tables: run any metaboot-server command (e.g. \
              `network list`) once with --db naming a role that may (the database's owner), \

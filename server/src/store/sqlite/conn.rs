@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::store::constraint::Constraint;
 use crate::store::error::{StoreError, StoreResult};
 
 /// How long a statement waits for another process's write lock before failing.
@@ -39,27 +40,53 @@ fn backend_error(err: &rusqlite::Error) -> StoreError {
             "the registry is locked by another writer for more than {} s: try again ({err})",
             BUSY_TIMEOUT.as_secs()
         )),
-        Some(ErrorCode::ConstraintViolation) => conflict(&err.to_string()),
+        Some(ErrorCode::ConstraintViolation) => {
+            let message = err.to_string();
+            constraint(&message).refusal(&message)
+        }
         _ => StoreError::Backend(err.to_string()),
     }
 }
 
-/// A constraint the rules should have caught first (a race with another process): still a
-/// clear refusal rather than a backend failure.
-fn conflict(message: &str) -> StoreError {
-    let what = if message.contains("ports.network_id, ports.ip") {
-        "that IP is already used on that network: pick another address or omit the IP"
+/// The constraint named by SQLite's message (a constraint the rules should have caught
+/// first: a race with another process).
+fn constraint(message: &str) -> Constraint {
+    if message.contains("ports.network_id, ports.ip")
+        || message.contains("ports.network_id, ports.second_ip")
+    {
+        Constraint::PortIp
     } else if message.contains("ports.mac") {
-        "that MAC is already used by another port: pick another MAC or omit it"
+        Constraint::PortMac
     } else if message.contains("instances.uuid") {
-        "an instance with that uuid already exists: omit --uuid to get a new one"
+        Constraint::InstanceUuid
+    } else if message.contains("FOREIGN KEY constraint failed") {
+        Constraint::ForeignKey
     } else {
-        "the change conflicts with an existing record"
-    };
-    StoreError::Conflict(format!("{what} ({message})"))
+        Constraint::Other
+    }
 }
 
 /// A rusqlite result as the store's.
 pub(super) fn map<T>(result: rusqlite::Result<T>) -> StoreResult<T> {
     result.map_err(|err| backend_error(&err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_foreign_key_violation_is_the_same_refusal_as_on_postgresql() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE networks (id TEXT NOT NULL UNIQUE);
+             CREATE TABLE ports (network_id TEXT NOT NULL REFERENCES networks (id));",
+        )
+        .unwrap();
+        let err = map(conn.execute("INSERT INTO ports VALUES ('gone')", [])).unwrap_err();
+        let expected = Constraint::ForeignKey.refusal("FOREIGN KEY constraint failed");
+        assert_eq!(err.to_string(), expected.to_string());
+        assert!(err.is_user_error(), "{err}");
+    }
 }

@@ -1,9 +1,10 @@
-//! The one retry driver of `all`'s reconcile loop, with its bounds: a listener whose serving
-//! ended, or a host bridge that could not be served, is tried again after a wait that starts
-//! at one reconcile pass and doubles with each failure in a row, up to a cap (the shape of
-//! afterburn's `Retry`, kept per listener since the loop serves many at once). The loop itself
-//! still looks every pass for what appears (a namespace or bridge made, an address freed);
-//! only attempts that failed or ended wait here.
+//! The one retry driver of the server's listeners, with its bounds: `all`'s reconcile loop
+//! and a standalone `ns-proxy` (`proxy/addresses.rs`) try a listener whose serving ended, a
+//! host bridge that could not be served, or an address no interface holds yet again after a
+//! wait that starts at one pass and doubles with each failure in a row, up to a cap (the
+//! shape of afterburn's `Retry`, kept per listener since a loop serves many at once). The
+//! loops themselves still look every pass for what appears (a namespace or bridge made, an
+//! address freed); only attempts that failed or ended wait here.
 
 use std::collections::HashMap;
 use std::hash::Hash;
