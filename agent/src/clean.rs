@@ -2,7 +2,8 @@
 //! as `cloud-init clean` removes its own: everything in the state directory (the instance's
 //! cached data, semaphores, the `scripts/per-*` directories, `status.json`) but its lock, which
 //! is held while cleaning, so no run is under way; with `--logs` the log files; with `--seed`
-//! the NoCloud seed directories metaboot reads; with `--reboot` a reboot once clean
+//! the whole seed directory, as cloud-init's (the NoCloud seeds metaboot reads are in it); with
+//! `--reboot` a reboot once clean
 //! (`shutdown -r now`, as cloud-init).
 
 use std::ffi::OsStr;
@@ -12,12 +13,14 @@ use crate::cli::CleanArgs;
 use crate::fsutil::Dir;
 use crate::log::{LOG_FILE, OLD_LOG_NAME};
 use crate::root::Root;
-use crate::source::nocloud::SEED_DIRS;
 use crate::state::status::{EXIT_DONE, EXIT_ERROR};
 use crate::state::{STATE_DIR, State};
 
 /// The entry of the state directory that stays: the lock (`State::lock_path`).
 pub const KEPT: &str = ".lock";
+/// What `--seed` removes: cloud-init's seed directory (`paths.seed_dir`), every data source's
+/// seeds in it, as `cloud-init clean --seed` removes it.
+pub const SEED_DIR: &str = "/var/lib/cloud/seed";
 /// The command `--reboot` runs, cloud-init's.
 pub const REBOOT: [&str; 3] = ["shutdown", "-r", "now"];
 
@@ -62,7 +65,7 @@ pub fn main(args: &CleanArgs) -> u8 {
         extra.extend([Path::new(LOG_FILE), &old_log]);
     }
     if args.seed {
-        extra.extend(SEED_DIRS.map(Path::new));
+        extra.push(Path::new(SEED_DIR));
     }
     for path in extra {
         if let Err(err) = root
@@ -119,6 +122,7 @@ fn remove(dir: &Dir, name: &OsStr) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::nocloud::SEED_DIRS;
     use std::path::PathBuf;
 
     fn args(root: &Path, logs: bool, seed: bool) -> CleanArgs {
@@ -146,6 +150,8 @@ mod tests {
             "var/log/metaboot.log",
             "var/log/metaboot.log.1",
             "var/lib/cloud/seed/nocloud/meta-data",
+            "var/lib/cloud/seed/azure/ovf-env.xml",
+            "var/lib/cloud/instance-kept",
         ] {
             std::fs::create_dir_all(at(file).parent().unwrap()).unwrap();
             std::fs::write(at(file), "x").unwrap();
@@ -162,7 +168,10 @@ mod tests {
         assert!(at(SEED_DIRS[0]).exists());
         assert_eq!(main(&args(dir.path(), true, true)), EXIT_DONE);
         assert!(!at(LOG_FILE).exists() && !at("var/log/metaboot.log.1").exists());
-        assert!(!at(SEED_DIRS[0]).exists());
+        // The whole seed directory, as cloud-init's `--seed`; nothing else of /var/lib/cloud.
+        assert!(SEED_DIRS.iter().all(|seeds| seeds.starts_with(SEED_DIR)));
+        assert!(!at(SEED_DIR).exists());
+        assert!(at("var/lib/cloud/instance-kept").exists());
         // Nothing there to clean: still done.
         assert_eq!(main(&args(dir.path(), true, true)), EXIT_DONE);
     }

@@ -40,7 +40,7 @@ pub enum Command {
     /// Before the network starts: set aside an ifupdown configuration written for another
     /// instance's NICs.
     Local(LocalArgs),
-    /// Empty the state directory (and, when asked, remove the logs and the NoCloud seeds) for
+    /// Empty the state directory (and, when asked, remove the logs and the seeds) for
     /// an image made from this machine.
     Clean(CleanArgs),
 }
@@ -126,7 +126,7 @@ pub struct CleanArgs {
     pub root: PathBuf,
     /// Remove the log files too.
     pub logs: bool,
-    /// Remove the NoCloud seed directories too.
+    /// Remove the seed directory (`/var/lib/cloud/seed`) too, as cloud-init's `clean --seed`.
     pub seed: bool,
     /// Reboot once clean.
     pub reboot: bool,

@@ -179,10 +179,16 @@ impl Root {
     /// call created, outermost first and held open: only ones it made itself, never one that
     /// was there before or that someone else put in place of its own (see
     /// `fsutil::resolve::Walker::take_created`).
+    ///
+    /// The directory and name are where a write through `path` lands as cloud-init's
+    /// `open(path)` lands: a final symlink only root could have made (root's, in a directory
+    /// only root may add to; see `fsutil::resolve::Walker::through_roots_links`) is followed,
+    /// so the write goes to its target and the link stays. Any other link is the name returned.
     pub fn parent_created(&self, path: impl AsRef<Path>) -> io::Result<(Dir, OsString, Vec<Dir>)> {
         let mut walker = self.walker();
         let name = walker.walk_parent(path.as_ref(), true)?;
         let created = walker.take_created();
+        let name = walker.through_roots_links(name)?;
         Ok((walker.into_dir()?, name, created))
     }
 

@@ -18,29 +18,17 @@ pub const MODE_BITS: u32 = 0o7777;
 /// configuration error, and the default is used.
 pub const MAX_NUMBER: u32 = 0x7fff_ffff;
 
-/// A new user's `PASS_MIN_DAYS` when login.defs has none (Debian's login.defs value).
-pub const DEFAULT_PASS_MIN_DAYS: u32 = 0;
-/// A new user's `PASS_MAX_DAYS` when login.defs has none (Debian's login.defs value).
-pub const DEFAULT_PASS_MAX_DAYS: u32 = 99_999;
-/// A new user's `PASS_WARN_AGE` when login.defs has none (Debian's login.defs value).
-pub const DEFAULT_PASS_WARN_AGE: u32 = 7;
+/// How login.defs says "none" for a password ageing setting: useradd's `getdef_num(name, -1)`
+/// reads it as it reads a missing one, and the shadow field is left empty.
+pub const NO_AGEING: &str = "-1";
 
-/// The password ageing useradd writes into a new user's shadow entry (fields 4 to 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The password ageing useradd writes into a new user's shadow entry (fields 4 to 6), each
+/// `None` where login.defs has no value or [`NO_AGEING`] (useradd's `-1`: the field empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PasswordAgeing {
-    pub min_days: u32,
-    pub max_days: u32,
-    pub warn_days: u32,
-}
-
-impl Default for PasswordAgeing {
-    fn default() -> Self {
-        PasswordAgeing {
-            min_days: DEFAULT_PASS_MIN_DAYS,
-            max_days: DEFAULT_PASS_MAX_DAYS,
-            warn_days: DEFAULT_PASS_WARN_AGE,
-        }
-    }
+    pub min_days: Option<u32>,
+    pub max_days: Option<u32>,
+    pub warn_days: Option<u32>,
 }
 
 /// The value of setting `name` in a login.defs text, as `def_load` cuts it: a line is a name,
@@ -115,17 +103,19 @@ pub fn home_mode(text: Option<&str>) -> (u32, Vec<String>) {
 }
 
 /// The password ageing useradd gives a new user under this login.defs text (`None`: no
-/// file), with a warning for each setting it could not read (then the default stands in).
+/// file), with a warning for each setting it could not read (then the field is empty, as
+/// useradd leaves it).
 pub fn password_ageing(text: Option<&str>) -> (PasswordAgeing, Vec<String>) {
     let text = text.unwrap_or("");
     let mut warnings = Vec::new();
-    let mut days = |name: &str, default: u32| {
-        setting(text, name, &default.to_string(), &mut warnings).unwrap_or(default)
+    let mut days = |name: &str, example: &str| match value(text, name) {
+        Some(NO_AGEING) => None,
+        _ => setting(text, name, example, &mut warnings),
     };
     let ageing = PasswordAgeing {
-        min_days: days("PASS_MIN_DAYS", DEFAULT_PASS_MIN_DAYS),
-        max_days: days("PASS_MAX_DAYS", DEFAULT_PASS_MAX_DAYS),
-        warn_days: days("PASS_WARN_AGE", DEFAULT_PASS_WARN_AGE),
+        min_days: days("PASS_MIN_DAYS", "0"),
+        max_days: days("PASS_MAX_DAYS", "99999"),
+        warn_days: days("PASS_WARN_AGE", "7"),
     };
     (ageing, warnings)
 }
@@ -197,24 +187,32 @@ mod tests {
         );
     }
 
+    /// A setting login.defs lacks, or gives as `-1`, is an empty shadow field, as useradd's
+    /// `getdef_num(name, -1)` and `putspent` leave it.
     #[test]
-    fn password_ageing_is_login_defs_else_the_defaults() {
-        let defaults = PasswordAgeing {
-            min_days: 0,
-            max_days: 99_999,
-            warn_days: 7,
+    fn password_ageing_is_login_defs_else_none() {
+        let none = PasswordAgeing {
+            min_days: None,
+            max_days: None,
+            warn_days: None,
         };
-        assert_eq!(password_ageing(None), (defaults, Vec::new()));
-        assert_eq!(PasswordAgeing::default(), defaults);
+        assert_eq!(password_ageing(None), (none, Vec::new()));
+        assert_eq!(PasswordAgeing::default(), none);
         let text = "PASS_MAX_DAYS\t90\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 14\n";
         let hardened = PasswordAgeing {
-            min_days: 1,
-            max_days: 90,
-            warn_days: 14,
+            min_days: Some(1),
+            max_days: Some(90),
+            warn_days: Some(14),
         };
         assert_eq!(password_ageing(Some(text)), (hardened, Vec::new()));
+        let text = "PASS_MAX_DAYS -1\nPASS_MIN_DAYS 0\n";
+        let never = PasswordAgeing {
+            min_days: Some(0),
+            ..none
+        };
+        assert_eq!(password_ageing(Some(text)), (never, Vec::new()));
         let (ageing, warnings) = password_ageing(Some("PASS_MAX_DAYS ninety\n"));
-        assert_eq!(ageing, defaults);
+        assert_eq!(ageing, none);
         assert_eq!(
             warnings,
             [

@@ -1,9 +1,9 @@
 //! The image's `/etc/sudoers` made to read the directory metaboot writes its sudo rules into:
 //! sudo reads a file of `/etc/sudoers.d` only when sudoers has an `#includedir` (or
 //! `@includedir`) line naming it, which a minimal or hand-made sudoers may lack. As cloud-init's
-//! `ensure_sudo_dir`, the line is appended when none names the directory, and a missing sudoers
-//! is made from the vendor's (`/usr/etc/sudoers`) or from that line alone (docs/protocol.md
-//! §5.4).
+//! `ensure_sudo_dir`, the line is appended when none names the directory (through a symlink
+//! only root could have made, the link kept), and a missing sudoers is made from the vendor's
+//! (`/usr/etc/sudoers`) or from that line alone (docs/protocol.md §5.4).
 
 use std::path::Path;
 
@@ -52,7 +52,12 @@ pub fn ensure_included(root: &Root, dir: &Path) -> Result<bool, PathError> {
         text.push(b'\n');
     }
     text.extend_from_slice(format!("\n{ADDED}\n#includedir {}\n", dir.display()).as_bytes());
-    root.write_atomic(SUDOERS, &text, &WriteOptions::keep_or(SUDOERS_MODE))?;
+    // Through a symlink of root's, as cloud-init's append: the link stays.
+    let shown = root.host_path(SUDOERS);
+    let (dir, name, _) = root
+        .parent_created(Path::new(SUDOERS))
+        .map_err(PathError::fail("create directory", &shown))?;
+    dir.write_atomic_as(&name, &shown, &text, &WriteOptions::keep_or(SUDOERS_MODE))?;
     Ok(true)
 }
 
@@ -119,6 +124,25 @@ mod tests {
         let before = fs::metadata(&path).unwrap().ino();
         assert!(!ensure_included(&root, Path::new(DIR)).unwrap());
         assert_eq!(fs::metadata(&path).unwrap().ino(), before, "not rewritten");
+    }
+
+    /// A sudoers the image ships as root's symlink is appended to through it, as cloud-init's
+    /// `append_file` opens it: the target gets the line, the link stays.
+    #[test]
+    fn a_sudoers_symlink_of_roots_is_written_through() {
+        let (dir, root) = image();
+        let real = dir.path().join("etc/sudoers.d/../sudoers.real");
+        fs::write(&real, "root ALL=(ALL) ALL\n").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o440)).unwrap();
+        std::os::unix::fs::symlink("sudoers.real", dir.path().join("etc/sudoers")).unwrap();
+        assert!(ensure_included(&root, Path::new(DIR)).unwrap());
+        let link = fs::symlink_metadata(dir.path().join("etc/sudoers")).unwrap();
+        assert!(link.file_type().is_symlink());
+        assert_eq!(
+            fs::read_to_string(&real).unwrap(),
+            format!("root ALL=(ALL) ALL\n\n{ADDED}\n#includedir {DIR}\n")
+        );
+        assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o440);
     }
 
     /// A missing sudoers is made, mode 0440, from the vendor's when there is one.

@@ -430,7 +430,10 @@ impl Accounts {
             let mut fields = vec![name.into(), inline, today().to_string()];
             fields.extend(
                 ageing
-                    .map(|a| [a.min_days, a.max_days, a.warn_days].map(|d| d.to_string()))
+                    .map(|a| {
+                        [a.min_days, a.max_days, a.warn_days]
+                            .map(|d| d.map(|d| d.to_string()).unwrap_or_default())
+                    })
                     .unwrap_or_default(),
             );
             shadow.push(fields);

@@ -1,7 +1,9 @@
 //! `write_files` (docs/protocol.md §5.5): encodings b64 / gz / gz+b64, octal permissions,
 //! `user:group` owners looked up in the root's passwd and group, append, and deferred entries. The
-//! path is resolved inside the root; appending reads the old file only when it is a regular file
-//! with one link (never through a symlink, never a hard link to another file). A user or group
+//! path is resolved inside the root. A final symlink only root could have made (root's, in a
+//! directory only root may add to) is written through, its target replaced and the link kept, as
+//! cloud-init's `open(path)` writes; appending reads the old file only when it is a regular file
+//! with one link (never through another symlink, never a hard link to another file). A user or group
 //! the entry leaves unchanged is the replaced file's only in a directory no user may add
 //! entries to; elsewhere that file may be one a user planted, and the part is root's. The
 //! directories made on the way get the entry's owner, as cloud-init's (23.1 and later) do:
@@ -11,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
-use nix::sys::stat::{FileStat, SFlag};
+use nix::sys::stat::SFlag;
 
 use crate::apply::users::Accounts;
-use crate::fsutil::{Dir, Owner, PathError, WriteOptions, kind};
+use crate::fsutil::{Dir, Owner, PathError, WriteOptions, kind, only_root_adds};
 use crate::root::Root;
 use crate::userdata::cloud_config::WriteFile;
 use crate::userdata::gzip::{self, GzipError};
@@ -174,15 +176,6 @@ pub fn resolve_owner(
         )?,
         gid: id(group, Accounts::gid, "group", "group")?,
     })
-}
-
-/// Whether only root may add entries to a directory of status `stat`: it is root's (or the
-/// agent's own, in a test run as a user) and neither its group nor others may write it. A
-/// file found in any other directory may be a user's choice (their own file, or a hard link
-/// to someone else's where `fs.protected_hardlinks` is 0), and its owner is not one to keep.
-fn only_root_adds(stat: &FileStat) -> bool {
-    let owner = stat.st_uid;
-    (owner == 0 || owner == nix::unistd::geteuid().as_raw()) && stat.st_mode & 0o022 == 0
 }
 
 /// Gives the directories made for an entry (`created`, see [`Root::parent_created`]) the
@@ -585,16 +578,26 @@ mod tests {
         }
     }
 
+    /// A symlink a user could have planted (in a directory others may write, or a user's own
+    /// link) and a hard link are never read through.
     #[test]
-    fn append_never_reads_through_a_symlink_or_a_hard_link() {
+    fn append_never_reads_through_a_planted_symlink_or_a_hard_link() {
         let (dir, root, accounts) = root();
         std::fs::write(root.host_path("/etc/secret"), "SECRET\n").unwrap();
-        std::os::unix::fs::symlink("/etc/secret", root.host_path("/etc/motd")).unwrap();
+        let drop = root.host_path("/srv/drop");
+        std::fs::create_dir_all(&drop).unwrap();
+        std::fs::set_permissions(&drop, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink("/etc/secret", drop.join("motd")).unwrap();
         std::fs::hard_link(root.host_path("/etc/secret"), root.host_path("/etc/issue")).unwrap();
-        let list = entries(
-            "write_files:\n- {path: /etc/motd, content: x, append: true}\n\
-             - {path: /etc/issue, content: x, append: true}\n",
-        );
+        let mut text = "write_files:\n- {path: /srv/drop/motd, content: x, append: true}\n\
+                        - {path: /etc/issue, content: x, append: true}\n"
+            .to_owned();
+        if crate::testutil::require_root() {
+            std::os::unix::fs::symlink("/etc/secret", root.host_path("/etc/bobs")).unwrap();
+            std::os::unix::fs::lchown(root.host_path("/etc/bobs"), Some(1000), Some(1000)).unwrap();
+            text.push_str("- {path: /etc/bobs, content: x, append: true}\n");
+        }
+        let list = entries(&text);
         for entry in &list {
             let err = crate::log::chain(&write_entry(&root, Some(&accounts), entry).unwrap_err());
             let shown = root.host_path(&entry.path);
@@ -604,7 +607,7 @@ mod tests {
             );
         }
         assert!(
-            std::fs::symlink_metadata(dir.path().join("etc/motd"))
+            std::fs::symlink_metadata(drop.join("motd"))
                 .unwrap()
                 .file_type()
                 .is_symlink()
@@ -613,6 +616,47 @@ mod tests {
             std::fs::read_to_string(dir.path().join("etc/issue")).unwrap(),
             "SECRET\n"
         );
+    }
+
+    /// Root's symlinks in root's directories (Ubuntu's `/etc/resolv.conf`, relative, and a
+    /// chain of two) are written through as cloud-init's `open(path)` writes: the target gets
+    /// the content and the mode, the links stay.
+    #[test]
+    fn roots_symlinks_are_written_through_and_kept() {
+        let (_dir, root, accounts) = root();
+        let stub = root.host_path("/run/systemd/resolve/stub-resolv.conf");
+        std::fs::create_dir_all(stub.parent().unwrap()).unwrap();
+        std::fs::write(&stub, "nameserver 127.0.0.53\n").unwrap();
+        let link = |target: &str, path: &str| {
+            std::os::unix::fs::symlink(target, root.host_path(path)).unwrap();
+        };
+        link(
+            "../run/systemd/resolve/stub-resolv.conf",
+            "/etc/resolv.conf",
+        );
+        std::fs::create_dir(root.host_path("/etc/alternatives")).unwrap();
+        // Absolute: taken from the root, not from the host's `/`.
+        link("/etc/alternatives/motd", "/etc/motd");
+        link("../motd.real", "/etc/alternatives/motd");
+        let text = "write_files:\n- {path: /etc/resolv.conf, content: search lan, append: true}\n\
+                    - {path: /etc/motd, content: hello, permissions: '0600'}\n";
+        for entry in entries(text) {
+            write_entry(&root, Some(&accounts), &entry).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&stub).unwrap(),
+            "nameserver 127.0.0.53\nsearch lan"
+        );
+        let real = std::fs::metadata(root.host_path("/etc/motd.real")).unwrap();
+        assert_eq!(real.mode() & 0o7777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(root.host_path("/etc/motd.real")).unwrap(),
+            "hello"
+        );
+        for path in ["/etc/resolv.conf", "/etc/motd", "/etc/alternatives/motd"] {
+            let meta = std::fs::symlink_metadata(root.host_path(path)).unwrap();
+            assert!(meta.file_type().is_symlink(), "{path}");
+        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ Usage: metaboot clean [OPTIONS]
 Options:
       --root <ROOT>  Directory every path removed is taken under [default: /]
       --logs         Remove the log files too
-      --seed         Remove the NoCloud seed directories too
+      --seed         Remove the seed directory /var/lib/cloud/seed too
       --reboot       Reboot once clean (`shutdown -r now`)
   -v, --verbose      Log debug detail (every request, every step start)
   -h, --help         Print help

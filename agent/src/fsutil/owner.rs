@@ -27,6 +27,15 @@ pub fn is_agents(stat: &FileStat) -> bool {
     stat.st_uid == nix::unistd::geteuid().as_raw()
 }
 
+/// Whether only root may add entries to a directory of status `stat`: it is root's (or the
+/// agent's own, in a test run as a user) and neither its group nor others may write it. An
+/// entry of any other directory may be a user's choice: their own file or symlink, or a hard
+/// link to someone else's file where `fs.protected_hardlinks` is 0.
+pub fn only_root_adds(stat: &FileStat) -> bool {
+    let owner = stat.st_uid;
+    (owner == 0 || owner == nix::unistd::geteuid().as_raw()) && stat.st_mode & 0o022 == 0
+}
+
 /// The file type bits of a stat.
 pub fn kind(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())

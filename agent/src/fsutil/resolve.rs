@@ -35,7 +35,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 
 use super::dir::Dir;
 use super::error::Refused;
-use super::owner::{is_agents, kind};
+use super::owner::{is_agents, kind, only_root_adds};
 use super::staging::Staging;
 
 /// Most symlinks followed while resolving one path (Linux's own limit, MAXSYMLINKS).
@@ -460,6 +460,36 @@ impl<'r> Walker<'r> {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(err) => return Err(err),
             };
+        }
+    }
+
+    /// Follows `name`, an entry of the current directory, while it is a symlink only root
+    /// could have put there: root's own, with one link, in a directory only root may add
+    /// entries to ([`only_root_adds`]). Returns the name the chain ends at, where open(2) of
+    /// the path (what cloud-init writes with) lands; any other link is that name itself, for
+    /// the caller to refuse or replace.
+    pub(crate) fn through_roots_links(&mut self, mut name: OsString) -> io::Result<OsString> {
+        loop {
+            let seen = self.seen(&name);
+            let flags = AtFlags::AT_SYMLINK_NOFOLLOW;
+            let stat = match fstatat(self.current(), seen.as_os_str(), flags) {
+                Ok(stat) => stat,
+                Err(Errno::ENOENT) => return Ok(name),
+                Err(errno) => return Err(errno.into()),
+            };
+            let roots = kind(&stat) == SFlag::S_IFLNK && trusted(stat.st_uid) && stat.st_nlink == 1;
+            if !roots || !only_root_adds(&fstat(self.current())?) {
+                return Ok(name);
+            }
+            let shown = self.shown(Some(&name));
+            name = self.enter_link_parent(&seen, &name).map_err(|err| {
+                if err.kind() != io::ErrorKind::NotFound {
+                    return err;
+                }
+                let why = "is a symlink into a directory missing from the root: make that \
+                           directory, or point the link elsewhere";
+                io::Error::new(err.kind(), format!("{} {why}", shown.display()))
+            })?;
         }
     }
 

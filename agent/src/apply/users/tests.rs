@@ -133,7 +133,12 @@ fn creates_users_and_groups_with_free_ids() {
             home: "/home/alice".into(),
             shell: "/bin/sh".into(),
             system: false,
-            ageing: Some(PasswordAgeing::default()),
+            // Debian's login.defs.
+            ageing: Some(PasswordAgeing {
+                min_days: Some(0),
+                max_days: Some(99_999),
+                warn_days: Some(7),
+            }),
         })
         .unwrap();
     assert_eq!((alice.uid, alice.gid), (1001, 1001));

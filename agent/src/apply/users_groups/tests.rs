@@ -608,3 +608,24 @@ fn password_ageing_comes_from_login_defs() {
         "{shadow}"
     );
 }
+
+/// A login.defs without the settings, or with `PASS_MAX_DAYS -1`, leaves the fields empty, as
+/// useradd writes them (its `getdef_num(name, -1)`), not Debian's 0, 99999 and 7.
+#[test]
+fn password_ageing_missing_or_minus_one_is_empty() {
+    let today = crate::apply::users::today();
+    for (defs, want) in [
+        ("", "::::::"),
+        ("PASS_MAX_DAYS -1\nPASS_WARN_AGE 7\n", ":::7:::"),
+    ] {
+        let (_dir, root) = setup();
+        fs::write(root.host_path(login_defs::LOGIN_DEFS), defs).unwrap();
+        let summary = apply(&root, &config("users:\n- name: alice\n"), None).unwrap();
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        let shadow = read(&root, "/etc/shadow");
+        assert!(
+            shadow.ends_with(&format!("\nalice:!:{today}{want}\n")),
+            "{defs:?}: {shadow}"
+        );
+    }
+}
