@@ -21,43 +21,66 @@ where
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
+        // The handlers are in place before the service's first step (`all` puts addresses on
+        // host bridges in it), and a signal is seen before the service goes on.
+        let mut signals = StopSignals::install();
         tokio::select! {
-            result = service => result,
-            signal = stop_signal() => {
+            biased;
+            signal = signals.recv() => {
                 tracing::info!(signal, "stopping");
                 Ok(())
             }
+            result = service => result,
         }
     })
 }
 
-/// Resolves on SIGINT, SIGTERM or SIGHUP (the terminal a role runs in closing: its default
-/// action would end the process without taking `all`'s address off the host bridges), with
-/// the signal's name. A SIGHUP the process was started ignoring (`nohup`) stays ignored.
-pub async fn stop_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let hangup_ignored = hangup_ignored();
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    let mut hup = if hangup_ignored {
-        None
-    } else {
-        signal(SignalKind::hangup()).ok()
-    };
-    let hangup = async {
-        match hup.as_mut() {
-            Some(hup) => hup.recv().await,
-            None => std::future::pending().await,
+/// SIGINT, SIGTERM and SIGHUP (the terminal a role runs in closing: its default action would
+/// end the process without taking `all`'s address off the host bridges), handled from
+/// [`StopSignals::install`] on. A SIGHUP the process was started ignoring (`nohup`) stays
+/// ignored.
+pub struct StopSignals {
+    /// None when the handlers could not be installed: no stop signal is ever seen.
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Installs the handlers now (inside a runtime), whether or not anyone waits yet.
+    pub fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangup_ignored = hangup_ignored();
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => None,
+        };
+        let hangup = if hangup_ignored {
+            None
+        } else {
+            signal(SignalKind::hangup()).ok()
+        };
+        Self { streams, hangup }
+    }
+
+    /// Resolves at the next stop signal, with its name.
+    pub async fn recv(&mut self) -> &'static str {
+        let Some((term, int)) = self.streams.as_mut() else {
+            return std::future::pending().await;
+        };
+        let hangup = async {
+            match self.hangup.as_mut() {
+                Some(hup) => hup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hangup => "SIGHUP",
         }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = hangup => "SIGHUP",
     }
 }
 
@@ -231,6 +254,20 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A SIGTERM in the service's first step (before it ever waits) stops the role as one
+    /// arriving later does: the handlers were installed before the service started. (Before,
+    /// they were installed only when the signal future was first polled, after the service's,
+    /// and the signal's default action ended the process: this test's too.)
+    #[test]
+    fn a_stop_signal_in_the_services_first_step_stops_it_cleanly() {
+        let stopped = run_service(async {
+            // SAFETY: raise(3) sends a signal to this process; the role handles SIGTERM.
+            assert_eq!(unsafe { libc::raise(libc::SIGTERM) }, 0);
+            std::future::pending::<anyhow::Result<()>>().await
+        });
+        assert!(stopped.is_ok());
     }
 
     /// A listener the worker cannot serve (here a regular file, which no poller watches)

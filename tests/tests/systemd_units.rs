@@ -710,3 +710,52 @@ fn the_shipped_files_describe_a_shared_secret_the_roles_accept() {
         assert!(!text.contains("root:metaboot"), "{source}: {text}");
     }
 }
+
+/// `metaboot-server all`'s ExecStopPost= takes off, after a stop that skipped the process's
+/// own clean-up (SIGKILL), the 169.254.169.254 it put on host bridges (under its label
+/// `BRIDGE:mb`), and nothing else: run as systemd would split it, in a network namespace of
+/// the test's own (`unshare -n`), on a bridge holding also an unlabelled 169.254.169.254 on
+/// another device and another address under the same label.
+#[test]
+fn the_servers_stop_takes_off_only_the_bridge_address_it_labelled() {
+    if !metaboot_tests::prerequisite::require_root() || !require_command("unshare") {
+        return;
+    }
+    let unit = unit("server/systemd/metaboot-server.service");
+    let stop = get(&unit, "Service", "ExecStopPost");
+    let command = stop
+        .strip_prefix('-')
+        .expect("a failed clean-up must not fail the stop");
+    // systemd splits on spaces and expands no pattern; `ip` matches the label itself.
+    let setup = "ip link add mbtest0 type bridge \
+        && ip link add mbtest1 type bridge \
+        && ip address add 169.254.169.254/32 dev mbtest0 label mbtest0:mb \
+        && ip address add 198.18.7.1/24 dev mbtest0 label mbtest0:mb \
+        && ip address add 169.254.169.254/32 dev mbtest1";
+    // `set -f`: the shell expands no pattern either.
+    let script = format!("set -f && {setup} && {command} && ip -4 -o address show");
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .expect("runs unshare");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !shown.contains("169.254.169.254/32 scope global mbtest0:mb"),
+        "the labelled address stayed: {shown}"
+    );
+    assert!(
+        shown.contains("198.18.7.1/24"),
+        "another address went: {shown}"
+    );
+    assert!(
+        shown
+            .lines()
+            .any(|line| line.contains("mbtest1") && line.contains("169.254.169.254")),
+        "an address without the label went: {shown}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The addresses a standalone `ns-proxy` listens on, each served on its own as soon as it can
 //! be bound: an address no interface holds yet (`fe80::a9fe:a9fe` before the DHCP port has
-//! it or while its DAD runs, `169.254.169.254` before its /32 is added) waits, bound again
-//! after the backoff of `crate::retry`, while the others are served, as `all` retries such a
+//! it or while its DAD runs, `169.254.169.254` before its /32 is added) waits, looked for
+//! again every [`NAMESPACE_CHECK_INTERVAL`], while the others are served, as `all` retries such a
 //! listener alone; one that no interface holds within [`ADDRESS_WAIT_LIMIT`] (a mistyped
 //! `--listen`) stops the proxy with an error saying so. A listener whose serving ended is
 //! bound again after the same backoff. With `--netns`, the name is followed
@@ -146,9 +146,10 @@ fn never_held(addr: SocketAddr, netns: Option<&str>, err: &io::Error) -> anyhow:
 /// Serves each of `addresses` with `serve` (which spawns its serving task) once bound: those
 /// of `first` (bound at start, in order; `None` for one that was not held yet) at once, the
 /// others as soon as `binder` binds them. `identity` is what `netns` named before the first
-/// binds. An address no interface holds is bound again after the backoff of `crate::retry`,
-/// for at most [`ADDRESS_WAIT_LIMIT`] (the namespace there); so is a listener whose serving
-/// ended. Runs until `serve` fails or an address is never held.
+/// binds. An address no interface holds is looked for again every pass, for at most
+/// [`ADDRESS_WAIT_LIMIT`] (the namespace there); another bind failure, and a listener whose
+/// serving ended, are tried again after the backoff of `crate::retry`. Runs until `serve`
+/// fails or an address is never held.
 pub async fn serve_each<B, S>(
     netns: Option<&str>,
     mut identity: Option<Identity>,
@@ -297,18 +298,23 @@ where
                     } else {
                         address.unheld_since = None;
                     }
-                    let wait = retry.failed(key, now.into_std());
+                    // An address not held yet is looked for every pass (a bind that fails at
+                    // once costs nothing), so it is served within a pass of its port holding
+                    // it; other failures wait out the backoff.
+                    let again = if is_not_held_yet(&err) {
+                        format!(
+                            "every {NAMESPACE_CHECK_INTERVAL:?}, for at most {ADDRESS_WAIT_LIMIT:?} in all"
+                        )
+                    } else {
+                        let wait = retry.failed(key, now.into_std());
+                        format!("in {wait:?}, then less and less often")
+                    };
                     let failure = err.to_string();
                     if address.said.again(&failure) {
                         let within = netns.map_or(String::new(), |name| {
                             format!(" in network namespace {name}")
                         });
-                        let limit = if is_not_held_yet(&err) {
-                            format!(" (for at most {ADDRESS_WAIT_LIMIT:?} in all)")
-                        } else {
-                            String::new()
-                        };
-                        tracing::warn!(listen = %address.addr, netns = netns.unwrap_or("-"), error = %failure, "cannot listen on {}{within} yet: trying again in {wait:?}, then less and less often{limit}", address.addr);
+                        tracing::warn!(listen = %address.addr, netns = netns.unwrap_or("-"), error = %failure, "cannot listen on {}{within} yet: trying again {again}", address.addr);
                     }
                 }
             }
@@ -460,9 +466,15 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("check --listen"), "{err}");
-        // Tried after a wait that doubles, and once more at the limit: not once a second.
+        // Looked for every pass until the limit: an address the port comes to hold is served
+        // within a pass.
         let asked = *binder.asked.lock().unwrap();
-        assert!((5..=8).contains(&asked), "{asked} binds");
+        let passes =
+            (ADDRESS_WAIT_LIMIT.as_secs_f64() / NAMESPACE_CHECK_INTERVAL.as_secs_f64()) as usize;
+        assert!(
+            (passes - 1..=passes + 1).contains(&asked),
+            "{asked} binds in {passes} passes"
+        );
     }
 
     #[tokio::test(start_paused = true)]
