@@ -10,6 +10,7 @@ pub mod cpus;
 pub mod fsutil;
 pub mod local;
 pub mod log;
+pub mod messages;
 pub mod query;
 pub mod retry;
 pub mod root;

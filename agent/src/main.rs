@@ -20,3 +20,14 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
     // `exit` flushes standard output, as returning from a std `main` does.
     std::process::exit(i32::from(metaboot::main_with(cli)))
 }
+
+/// glibc's message lookup, in the C locale the agent runs in: `metaboot::messages` says why.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn __dcgettext(
+    domain: *const libc::c_char,
+    msgid: *const libc::c_char,
+    category: libc::c_int,
+) -> *mut libc::c_char {
+    metaboot::messages::untranslated(domain, msgid, category)
+}

@@ -331,7 +331,8 @@ fn vendor_data_is_merged_under_user_data() {
 /// The two vendor documents as cloud-init layers them: vendor_data2.json's cloud-config over
 /// vendor_data.json's, mappings merged key by key (not the second's mapping replacing the
 /// first's). User data's `vendor_data: {enabled: false}` leaves vendor_data.json out, its
-/// scripts with its config; `vendor_data2: {enabled: false}` the second.
+/// scripts with its config; `vendor_data2: {enabled: false}` the second; `disabled_handlers`
+/// leaves out a document's parts of the types it names, the others applied.
 #[test]
 fn vendor_documents_layer_and_user_data_switches_them_off() {
     let vendor = |config: &str, hook: &str| {
@@ -380,6 +381,12 @@ fn vendor_documents_layer_and_user_data_switches_them_off() {
     let (layers, hooks, _) = run("#cloud-config\nvendor_data2: {enabled: 'no'}\n");
     assert_eq!(layers, json!({"a": 1, "b": 1, "deep": {"x": 1}}));
     assert_eq!(hooks, [true, false]);
+
+    let (layers, hooks, _) = run("#cloud-config\n\
+         vendor_data: {disabled_handlers: [text/cloud-boothook]}\n\
+         vendor_data2: {disabled_handlers: text/cloud-config}\n");
+    assert_eq!(layers, json!({"a": 1, "b": 1, "deep": {"x": 1}}));
+    assert_eq!(hooks, [false, true]);
 }
 
 #[test]
@@ -909,6 +916,33 @@ fn vendor_and_user_scripts_of_the_same_name_all_run() {
             "{file}: {stderr}"
         );
     }
+}
+
+/// Vendor data's scripts run under `vendor_data: {prefix}` (here set by user data), as
+/// cloud-init's cc_scripts_vendor runs them; user data's scripts do not.
+#[test]
+fn vendor_scripts_run_under_the_vendor_data_prefix() {
+    let guest = Guest::new();
+    guest.serve(
+        "vendor_data.json",
+        json!({"cloud-init": "#!/bin/sh\necho \"vendor $WORD\" >> tmp/prefixed\n"})
+            .to_string()
+            .as_bytes(),
+    );
+    guest.user_data(
+        "Content-Type: multipart/mixed; boundary=B\nMIME-Version: 1.0\n\n\
+         --B\nContent-Type: text/cloud-config\n\n\
+         #cloud-config\nvendor_data: {enabled: true, prefix: [/usr/bin/env, WORD=prefixed]}\n\
+         --B\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho \"user $WORD\" >> tmp/prefixed\n\
+         --B--\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    assert_eq!(
+        std::fs::read_to_string(guest.path("/tmp/prefixed")).unwrap(),
+        "vendor prefixed\nuser \n",
+        "{stderr}"
+    );
 }
 
 /// Boothooks run as cloud-init runs them, each as it is handled: user data's in the order of

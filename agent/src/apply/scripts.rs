@@ -107,6 +107,10 @@ pub struct ScriptEnv {
     /// leaves that output unread (a background process then dies of `SIGPIPE` at its next
     /// write once metaboot has exited).
     pub relay: Option<PathBuf>,
+    /// The words put in front of each script's command (vendor data's scripts:
+    /// `vendor_data: {prefix}`, as cloud-init's `runparts` takes its `exe_prefix`); empty
+    /// for the others.
+    pub prefix: Vec<String>,
 }
 
 /// Runs the script at `path` under the root and logs its output; never fails, the outcome is
@@ -201,9 +205,15 @@ fn start_script(
         }
         Ok(process)
     };
-    match process(&[host_path.as_os_str()])?.spawn() {
+    // Vendor data's prefix first (`timeout 30 SCRIPT`), as cloud-init's `runparts` runs them.
+    let prefix = env.prefix.iter().map(OsStr::new);
+    let direct: Vec<&OsStr> = prefix.clone().chain([host_path.as_os_str()]).collect();
+    match process(&direct)?.spawn() {
         Err(err) if err.raw_os_error() == Some(libc::ENOEXEC) => {
-            process(&[OsStr::new(SHELL), host_path.as_os_str()])?.spawn()
+            let shell: Vec<&OsStr> = prefix
+                .chain([OsStr::new(SHELL), host_path.as_os_str()])
+                .collect();
+            process(&shell)?.spawn()
         }
         started => started,
     }
@@ -586,7 +596,40 @@ mod tests {
             instance_id: "i-123".into(),
             root: dir.to_owned(),
             relay: None,
+            prefix: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_prefix_goes_in_front_of_each_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let scripts = Path::new("/scripts");
+        write_script(
+            &root,
+            &scripts.join("10-env"),
+            b"#!/bin/sh\necho \"$WORD\" >> out\n",
+        )
+        .unwrap();
+        write_script(
+            &root,
+            &scripts.join("20-no-shebang"),
+            b"echo \"$WORD\" >> out\n",
+        )
+        .unwrap();
+        let env = ScriptEnv {
+            prefix: vec!["/usr/bin/env".into(), "WORD=prefixed".into()],
+            ..env(dir.path())
+        };
+        let results = run_dir(&root, scripts, &env);
+        assert!(
+            results.iter().all(|r| r.exit_code == Some(0)),
+            "{results:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "prefixed\nprefixed\n"
+        );
     }
 
     #[test]

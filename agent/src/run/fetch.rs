@@ -53,9 +53,9 @@ pub(super) fn fetch<'a>(
     // User data's parts merged once: the vendor switches read it, the cloud-config step uses it.
     let user_config = merge::parts(&user.configs);
     if enabled("vendor-data") {
-        let consumed = vendor_consumed(settings, &user_config);
+        let switches = vendor_switches(settings, &user_config);
         report.step("vendor-data", || {
-            docs.vendor_data(source, client, consumed, &mut vendor)
+            docs.vendor_data(source, client, &switches, &mut vendor)
         });
     } else {
         report.skip("vendor-data", DISABLED);
@@ -186,14 +186,15 @@ impl Documents<'_> {
     }
 
     /// The `vendor-data` step: both of OpenStack's documents (or a source's one), in order,
-    /// each fetched and cached, and decoded when `consumed` says so. vendor_data2.json's
+    /// each fetched and cached, and decoded when its switch says so (without the parts of the
+    /// types its `disabled_handlers` names). vendor_data2.json's
     /// cloud-config lies over vendor_data.json's, mappings merged recursively (cloud-init's
     /// `ConfigMerger` layers `vendor2_cloud_config` over `vendor_cloud_config`).
     fn vendor_data(
         &self,
         source: &mut dyn Source,
         client: &HttpClient,
-        consumed: [bool; 2],
+        switches: &[VendorSwitch; 2],
         out: &mut Decoded,
     ) -> Done {
         let mut errors = Vec::new();
@@ -212,10 +213,10 @@ impl Documents<'_> {
                 fetched(source.vendor_data2(), "vendor_data2.json"),
             ),
         ];
-        for ((json_name, plain_name, doc), (consume, key)) in docs
-            .into_iter()
-            .zip(consumed.into_iter().zip(VENDOR_SWITCHES))
+        for ((json_name, plain_name, doc), (switch, key)) in
+            docs.into_iter().zip(switches.iter().zip(VENDOR_SWITCHES))
         {
+            let consume = switch.consumed;
             let mut decoded = match doc {
                 Ok(Some(VendorData::Json(raw))) => {
                     uncache(self.state, self.id, &[plain_name]);
@@ -236,6 +237,9 @@ impl Documents<'_> {
                     continue;
                 }
             };
+            if let Some(decoded) = &mut decoded {
+                decoded.without_types(&switch.disabled_handlers);
+            }
             match &mut decoded {
                 Some(decoded) => layers.push(merge::parts(&std::mem::take(&mut decoded.configs))),
                 None => left_out.push(format!(
@@ -322,20 +326,45 @@ const NETWORK_CONFIG: &str = "network-config";
 /// The switches of the two vendor documents in cloud-config, as cloud-init reads them.
 const VENDOR_SWITCHES: [&str; 2] = ["vendor_data", "vendor_data2"];
 
-/// Whether each vendor document is applied: cloud-init consumes vendor data only when the
-/// configuration without it (metaboot.yaml, then user data's cloud-config) has
-/// `vendor_data: {enabled: …}` (`vendor_data2` for the second document) true, which it is
-/// unless set otherwise; a switch that is not a mapping turns the document off, as in
-/// cloud-init (`_consume_vendordata`).
-fn vendor_consumed(settings: &Settings, user_config: &ConfigMap) -> [bool; 2] {
-    VENDOR_SWITCHES.map(|key| match switch(key, settings, user_config).as_ref() {
-        None => true,
-        Some(serde_json::Value::Object(switch)) => switch
-            .get("enabled")
-            .is_none_or(crate::userdata::cloud_config::is_true),
+/// What one vendor document's switch says.
+struct VendorSwitch {
+    /// Whether the document is applied.
+    consumed: bool,
+    /// The MIME types of the parts left out of it (`disabled_handlers`).
+    disabled_handlers: Vec<String>,
+}
+
+/// Each vendor document's switch: cloud-init consumes vendor data only when the configuration
+/// without it (metaboot.yaml, then user data's cloud-config) has `vendor_data: {enabled: …}`
+/// (`vendor_data2` for the second document) true, which it is unless set otherwise, and then
+/// skips its parts of the types `disabled_handlers` lists (`[text/x-shellscript]`; a string is
+/// one type); a switch that is not a mapping turns the document off, as in cloud-init
+/// (`_consume_vendordata`).
+fn vendor_switches(settings: &Settings, user_config: &ConfigMap) -> [VendorSwitch; 2] {
+    VENDOR_SWITCHES.map(|key| match switch(key, settings, user_config) {
+        None => VendorSwitch {
+            consumed: true,
+            disabled_handlers: Vec::new(),
+        },
+        Some(serde_json::Value::Object(switch)) => VendorSwitch {
+            consumed: switch
+                .get("enabled")
+                .is_none_or(crate::userdata::cloud_config::is_true),
+            disabled_handlers: match switch.get("disabled_handlers") {
+                Some(serde_json::Value::String(mime)) => vec![mime.clone()],
+                Some(serde_json::Value::Array(mimes)) => mimes
+                    .iter()
+                    .filter_map(|mime| mime.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            },
+        },
         Some(_) => {
             tracing::warn!("`{key}` is not a mapping: its vendor data is not applied");
-            false
+            VendorSwitch {
+                consumed: false,
+                disabled_handlers: Vec::new(),
+            }
         }
     })
 }

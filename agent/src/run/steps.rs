@@ -7,6 +7,7 @@ use super::accounts;
 use super::instance::Instance;
 use super::{disks, packages, system};
 use crate::apply::hostname::{self, HostnameError};
+use crate::apply::scripts::ScriptEnv;
 use crate::apply::ssh_host_key::{self, HostKey};
 use crate::apply::{
     ca_certs, final_message, hosts, instance_host_keys, keys_to_console, network, phone_home,
@@ -345,11 +346,12 @@ fn run_steps(
     }
 }
 
-fn script_env(i: &Instance<'_>) -> scripts::ScriptEnv {
-    scripts::ScriptEnv {
+fn script_env(i: &Instance<'_>) -> ScriptEnv {
+    ScriptEnv {
         instance_id: i.id.clone(),
         root: i.root.path().to_owned(),
         relay: Some(PathBuf::from(scripts::RELAY_PROGRAM)),
+        prefix: Vec::new(),
     }
 }
 
@@ -823,7 +825,11 @@ fn write_all<'s>(
 
 /// Runs every script in `dir`; skipped, saying `none`, when it has none.
 fn run_scripts_dir(i: &Instance<'_>, dir: &Path, none: String) -> Done {
-    let results = scripts::run_dir(i.root, dir, &script_env(i));
+    run_scripts_dir_with(i, dir, none, &script_env(i))
+}
+
+fn run_scripts_dir_with(i: &Instance<'_>, dir: &Path, none: String, env: &ScriptEnv) -> Done {
+    let results = scripts::run_dir(i.root, dir, env);
     if results.is_empty() {
         return Done::skipped(none);
     }
@@ -839,8 +845,21 @@ fn write_vendor_scripts(i: &Instance<'_>) -> Result<(), String> {
     write_all(i, &vendor_dir(i), &i.vendor.scripts)
 }
 
+/// Vendor data's scripts, each under `vendor_data: {prefix}` (cloud-init's cc_scripts_vendor:
+/// the one prefix for both vendor documents' scripts).
 fn run_vendor_scripts(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
-    run_scripts_dir(i, &vendor_dir(i), "no vendor scripts".to_owned())
+    let prefix = i
+        .config
+        .vendor_data
+        .as_ref()
+        .and_then(|vendor| vendor.prefix.as_ref())
+        .map(|prefix| prefix.to_vec().into_iter().map(|word| word.0).collect())
+        .unwrap_or_default();
+    let env = ScriptEnv {
+        prefix,
+        ..script_env(i)
+    };
+    run_scripts_dir_with(i, &vendor_dir(i), "no vendor scripts".to_owned(), &env)
 }
 
 /// The directory of the `text/x-shellscript-per-*` scripts of `frequency` (cloud-init's

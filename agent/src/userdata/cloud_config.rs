@@ -168,6 +168,9 @@ cloud_config! {
     bootcmd: Vec<Option<Command>> = "bootcmd",
     /// Commands run once per instance, late.
     runcmd: Vec<Option<Command>> = "runcmd",
+    /// `vendor_data: {prefix}`: what the vendor scripts run under (its `enabled` is read
+    /// where vendor data is fetched).
+    vendor_data: VendorData = "vendor_data",
     /// Extra entropy.
     random_seed: RandomSeed = "random_seed",
     /// `growpart: {mode, devices, ignore_growroot_disabled}`: the partitions grown.
@@ -567,6 +570,14 @@ impl Groups {
 pub enum Command {
     Shell(String),
     Argv(Vec<StrLike>),
+}
+
+/// `vendor_data:` as cloud-init's cc_scripts_vendor reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VendorData {
+    /// The words put in front of each vendor script's command (`[timeout, 30]`; a string is
+    /// one word, a program's name, as cloud-init's `runparts` takes it).
+    pub prefix: Option<OneOrMany<StrLike>>,
 }
 
 /// `ca_certs:` (cloud-init's cc_ca_certs; `remove-defaults` is its older spelling).

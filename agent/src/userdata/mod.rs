@@ -2,6 +2,7 @@
 //! first-line typing, includes, and the hand-off of each part to its handler. Errors and warnings
 //! are collected, never fatal: one bad part does not hide the good ones.
 
+pub mod archive;
 pub mod cloud_config;
 pub mod gzip;
 pub mod include;
@@ -65,6 +66,25 @@ impl Decoded {
             .iter()
             .filter(move |(f, _)| *f == frequency)
             .map(|(_, script)| script)
+    }
+
+    /// Leaves out the parts whose MIME type is one of `disabled` (vendor data's
+    /// `disabled_handlers`, which cloud-init's handler walk skips by the part's type:
+    /// `text/cloud-config`, `text/x-shellscript`, `text/x-shellscript-per-boot`, …,
+    /// `text/cloud-boothook`).
+    pub fn without_types(&mut self, disabled: &[String]) {
+        let off = |kind: PartKind| disabled.iter().any(|mime| mime == kind.mime_type());
+        if off(PartKind::CloudConfig) {
+            self.configs.clear();
+        }
+        if off(PartKind::Script) {
+            self.scripts.clear();
+        }
+        self.per_frequency
+            .retain(|(frequency, _)| !off(PartKind::ScriptPer(*frequency)));
+        if off(PartKind::Boothook) {
+            self.boothooks.clear();
+        }
     }
 
     /// Appends everything `other` contributed (later documents win when configs merge): the
@@ -533,23 +553,17 @@ impl<'a> Decoder<'a> {
     /// A `#cloud-config-archive`: its items are leaves, so archives never nest.
     fn archive(&mut self, body: &[u8], depth: usize, name: &str) {
         let text = String::from_utf8_lossy(body);
-        // A `!!binary` item that is not UTF-8 text (gzip bytes) fails the decoding parse; then
-        // the archive is read with such content left as its base64 text, so the other items
-        // still apply (said in a warning).
-        let parsed = yaml::parse_archive(&text, &mut self.yaml).or_else(
-            |binary| -> Result<Value, yaml::YamlError> {
-                if binary.is_over_allowance() {
-                    return Err(binary);
-                }
-                let lenient = yaml::parse_value_within(&text, &mut self.yaml)?;
+        let parsed = archive::parse(&text, &mut self.yaml);
+        if let Ok(archive) = &parsed {
+            for number in &archive.not_text {
                 self.warning(format!(
-                    "{name}: cloud-config-archive: {binary}; its `!!binary` content is left as \
-                 base64 text (give text content, or a gzip part outside the archive)"
+                    "{name}: cloud-config-archive item {number}: its `!!binary` content is not \
+                     UTF-8 text (gzip bytes?); ignored, as cloud-init has no handler for it (give \
+                     text content, or a gzip part outside the archive)"
                 ));
-                Ok(lenient)
-            },
-        );
-        match parsed {
+            }
+        }
+        match parsed.map(|archive| archive.value) {
             Ok(Value::Array(items)) => {
                 for item in items {
                     self.list_item(&item, depth, name, ItemOf::Archive);

@@ -503,18 +503,24 @@ fn an_archive_items_binary_content_is_decoded() {
     for script in &out.scripts {
         assert_eq!(script.body, b"#!/bin/sh\necho hi\n");
     }
-    // Binary content that is not text (gzip bytes): a warning, and the other items apply.
+    // Binary content that is not text (gzip bytes): that item is a warning, and the other
+    // items apply, their `!!binary` content decoded.
     let gz = base64::engine::general_purpose::STANDARD.encode(gz(b"#!/bin/sh\necho z\n"));
     let out = decode_str(&format!(
         "#cloud-config-archive\n- type: application/x-gzip\n  content: !!binary {gz}\n\
-         - content: \"#!/bin/sh\\necho y\\n\"\n"
+         - content: \"#!/bin/sh\\necho y\\n\"\n- content: !!binary {script}\n"
     ));
-    assert_eq!(out.scripts.len(), 1, "{:?} {:?}", out.errors, out.warnings);
-    assert_eq!(out.scripts[0].body, b"#!/bin/sh\necho y\n");
-    assert!(
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let bodies: Vec<&[u8]> = out.scripts.iter().map(|s| s.body.as_slice()).collect();
+    assert_eq!(
+        bodies,
+        [&b"#!/bin/sh\necho y\n"[..], b"#!/bin/sh\necho hi\n"],
+        "{:?}",
         out.warnings
-            .iter()
-            .any(|w| w.contains("left as base64 text")),
+    );
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(
+        out.warnings[0].contains("item 1: its `!!binary` content is not UTF-8 text"),
         "{:?}",
         out.warnings
     );
@@ -599,6 +605,28 @@ fn empty_vendor_data_is_none_as_in_cloud_init() {
         let out = decode_vendor(doc.as_bytes(), "vendor_data.json", &NoFetch);
         assert_eq!(out.errors.len(), 1, "{doc}: {out:?}");
     }
+}
+
+#[test]
+fn parts_of_disabled_types_are_left_out() {
+    let doc = mime(&[
+        ("text/cloud-config", CONFIG, None),
+        ("text/x-shellscript", SCRIPT, None),
+        ("text/x-shellscript-per-boot", SCRIPT, None),
+        ("text/x-shellscript-per-once", SCRIPT, None),
+        ("text/cloud-boothook", "#cloud-boothook\necho hook\n", None),
+    ]);
+    let mut out = decode_str(&doc);
+    assert_eq!((out.configs.len(), out.script_count()), (1, 4));
+    out.without_types(&[
+        "text/x-shellscript".into(),
+        "text/x-shellscript-per-boot".into(),
+    ]);
+    assert_eq!((out.configs.len(), out.scripts.len()), (1, 0));
+    assert_eq!(out.per(Frequency::Once).count(), 1);
+    assert_eq!(out.per(Frequency::Always).count(), 0);
+    out.without_types(&["text/cloud-config".into(), "text/cloud-boothook".into()]);
+    assert_eq!((out.configs.len(), out.script_count()), (0, 1));
 }
 
 #[test]

@@ -9,6 +9,10 @@ use serde_json::{Map, Value};
 use serde_saphyr::budget::BudgetBreach;
 use serde_saphyr::options::{DuplicateKeyPolicy, MergeKeyPolicy};
 
+mod node;
+
+use node::{BINARY_TAG, BinaryContents, Parsed};
+
 /// A parsed cloud-config document: top-level key → value.
 pub type ConfigMap = Map<String, Value>;
 
@@ -203,6 +207,14 @@ fn parse_value_with(
     options: serde_saphyr::Options,
     allowance: &mut Allowance,
 ) -> Result<Value, YamlError> {
+    parse_with(text, options, allowance).map(|parsed| parsed.value)
+}
+
+fn parse_with(
+    text: &str,
+    options: serde_saphyr::Options,
+    allowance: &mut Allowance,
+) -> Result<Parsed, YamlError> {
     // The library reports what the parse expanded to, also when it stopped at a bound.
     let report = Rc::new(Cell::new((0, 0, None)));
     let seen = Rc::clone(&report);
@@ -214,7 +226,7 @@ fn parse_value_with(
         };
         seen.set((report.total_scalar_bytes, report.nodes, breached));
     });
-    let parsed = serde_saphyr::from_str_with_options::<Value>(text, options);
+    let parsed = serde_saphyr::from_str_with_options::<Parsed>(text, options);
     let (bytes, nodes, breached) = report.get();
     let before = *allowance;
     allowance.bytes_left = before.bytes_left.saturating_sub(bytes);
@@ -264,7 +276,11 @@ pub fn parse_map(text: &str) -> Result<ConfigMap, YamlError> {
 
 /// [`parse_map`], spending from `allowance`.
 pub fn parse_map_within(text: &str, allowance: &mut Allowance) -> Result<ConfigMap, YamlError> {
-    match parse_value_within(text, allowance)? {
+    into_map(parse_value_within(text, allowance)?)
+}
+
+fn into_map(value: Value) -> Result<ConfigMap, YamlError> {
+    match value {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(ConfigMap::new()),
         Value::Array(_) => Err(YamlError::NotAMapping("a list")),
@@ -274,48 +290,25 @@ pub fn parse_map_within(text: &str, allowance: &mut Allowance) -> Result<ConfigM
     }
 }
 
-/// The YAML tag of a `!!binary` scalar.
-const BINARY_TAG: &str = "tag:yaml.org,2002:binary";
-
 /// A cloud-config document: [`parse_map`], plus `write_files` entries whose `content` is
 /// tagged `!!binary` marked as base64 (PyYAML hands cloud-init the decoded bytes; an
 /// `encoding: gz` on such an entry then means gzip of those bytes), spending from `allowance`.
 pub fn parse_cloud_config(text: &str, allowance: &mut Allowance) -> Result<ConfigMap, YamlError> {
-    let before = *allowance;
-    let mut map = parse_map_within(text, allowance)?;
-    if text.contains("!!binary") || text.contains(BINARY_TAG) {
-        // The same text again, as far as it was allowed the first time; what it keeps (the
-        // entries' tags) is not kept after, so it spends nothing.
-        mark_binary_write_files(text, &mut map, &before);
+    if !(text.contains("!!binary") || text.contains(BINARY_TAG)) {
+        return parse_map_within(text, allowance);
     }
+    let parsed = Parsed::cloud_config(|| parse_with(text, options(), allowance))?;
+    let mut map = into_map(parsed.value)?;
+    mark_binary_write_files(&mut map, &parsed.binary);
     Ok(map)
 }
 
-fn mark_binary_write_files(text: &str, map: &mut ConfigMap, allowance: &Allowance) {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        write_files: Option<Vec<Entry>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        content: Option<serde_saphyr::Tagged<String>>,
-    }
-    let options = within(options(), allowance);
-    let Ok(probe) = serde_saphyr::from_str_with_options::<Probe>(text, options) else {
-        return;
-    };
+fn mark_binary_write_files(map: &mut ConfigMap, binary: &BinaryContents) {
     let Some(Value::Array(entries)) = map.get_mut("write_files") else {
         return;
     };
-    for (entry, probed) in entries
-        .iter_mut()
-        .zip(probe.write_files.unwrap_or_default())
-    {
-        let binary = probed
-            .content
-            .and_then(|tagged| tagged.1)
-            .is_some_and(|tag| tag == BINARY_TAG || tag == "!!binary");
-        if let (true, Value::Object(entry)) = (binary, entry) {
+    for index in binary.entries() {
+        if let Some(Value::Object(entry)) = entries.get_mut(index) {
             let encoding = match entry.get("encoding").and_then(Value::as_str) {
                 Some(e) if matches!(e.to_ascii_lowercase().as_str(), "gz" | "gzip") => "gz+b64",
                 _ => "b64",
@@ -430,6 +423,136 @@ mod tests {
             files[2].get("encoding").is_none(),
             "untagged content is left alone"
         );
+    }
+
+    /// Documents of every shape, good and bad, for the comparisons below.
+    const SHAPES: &[&str] = &[
+        "a: 1\nb: -2\nc: 1.5\nd: .nan\ne: .inf\nf: 18446744073709551615\ng: -9223372036854775809\n",
+        "a: 99999999999999999999999999\nb: 0x1F\nc: 0o17\nd: 1e400\ne: ~\nf:\ng: null\n",
+        "a: [1, [2, {b: c}], {}]\nb: {}\nc: []\nd: 'x'\ne: \"y\\n\"\nf: |\n  z\n",
+        "1: a\n2.5: b\ntrue: c\nnull: d\n",
+        "a: 1\n? [x, y]\n: 2\n",
+        "? [x, y]\n: 2\n",
+        "a: 1\n? {x: y}\n: 2\n",
+        "base: &b {x: 1}\nuse: {<<: *b, y: 2}\nx: *b\n",
+        "a: *nowhere\n",
+        "a: [1, 2\n",
+        "a: b: c\n",
+        "- a\n- b\n",
+        "just text",
+        "",
+        "a: !!binary aGk=\nb: !!binary |\n  aGVsbG8=\n",
+        "a: !!str 5\nb: !!int '7'\nc: !!float '1'\nd: !!bool 'yes'\n",
+        "a: !!int x\n",
+        "a: !custom {b: 1}\nc: !!map {d: 2}\ne: !!seq [1]\n",
+        "a: 1\n---\nb: 2\n",
+        "a: 1\na: 2\n",
+        "write_files:\n- {path: /a, content: !!binary aGk=}\n- {path: /b, content: x}\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n  encoding: GZIP\n",
+        "write_files:\n- path: /a\n  content: !<tag:yaml.org,2002:binary> aGk=\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n  content: plain\n",
+        "write_files:\n- path: /a\n  content: plain\n  content: !!binary aGk=\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n- just a string\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n- path: /b\n  content: [x]\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n- path: /b\n  content: {x: y}\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n- path: /b\n  content: 5\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n- path: /b\n  content:\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n- path: /b\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\n- ~\n",
+        "bin: &bin !!binary aGk=\nwrite_files:\n- path: /a\n  content: *bin\n",
+        "d: &d {content: !!binary aGk=, path: /a}\nwrite_files:\n- <<: *d\n- *d\n",
+        "write_files: !!binary aGk=\n",
+        "write_files: {content: !!binary aGk=}\n",
+        "write_files: []\nother: [{content: !!binary aGk=}]\n",
+        "write_files:\n- path: /a\n  content: !!binary aGk=\nwrite_files:\n- path: /b\n  content: x\n",
+        "write_files:\n- path: /a\n  content: !!binary 'not base64'\n",
+    ];
+
+    #[test]
+    fn every_parse_builds_the_value_and_errors_serde_json_would() {
+        for text in SHAPES {
+            let ours = serde_saphyr::from_str_with_options::<Parsed>(text, options())
+                .map(|parsed| parsed.value)
+                .map_err(|err| err.to_string());
+            let json = serde_saphyr::from_str_with_options::<Value>(text, options())
+                .map_err(|err| err.to_string());
+            assert_eq!(ours, json, "{text:?}");
+            let cloud_config = Parsed::cloud_config(|| {
+                serde_saphyr::from_str_with_options::<Parsed>(text, options())
+            })
+            .map(|parsed| parsed.value)
+            .map_err(|err| err.to_string());
+            assert_eq!(cloud_config, json, "{text:?}");
+        }
+    }
+
+    /// The typed second pass the tags were read with before: the entries it marks.
+    fn marked_by_a_typed_read(text: &str) -> Vec<usize> {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            write_files: Option<Vec<Entry>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            content: Option<serde_saphyr::Tagged<String>>,
+        }
+        let Ok(probe) = serde_saphyr::from_str_with_options::<Probe>(text, options()) else {
+            return Vec::new();
+        };
+        let values = parse_map(text).unwrap();
+        let Some(Value::Array(values)) = values.get("write_files") else {
+            return Vec::new();
+        };
+        let mut marked = Vec::new();
+        for (index, (entry, value)) in probe
+            .write_files
+            .unwrap_or_default()
+            .into_iter()
+            .zip(values)
+            .enumerate()
+        {
+            let binary = entry
+                .content
+                .and_then(|tagged| tagged.1)
+                .is_some_and(|tag| tag == BINARY_TAG || tag == "!!binary");
+            if binary && value.is_object() {
+                marked.push(index);
+            }
+        }
+        marked
+    }
+
+    #[test]
+    fn binary_contents_are_the_ones_a_typed_read_finds() {
+        for text in SHAPES {
+            let Ok(map) = parse_map(text) else {
+                continue;
+            };
+            let parsed = Parsed::cloud_config(|| {
+                serde_saphyr::from_str_with_options::<Parsed>(text, options())
+            })
+            .unwrap();
+            let found: Vec<usize> = match map.get("write_files") {
+                Some(Value::Array(entries)) => parsed
+                    .binary
+                    .entries()
+                    .filter(|index| entries.get(*index).is_some_and(Value::is_object))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            assert_eq!(found, marked_by_a_typed_read(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_cloud_config_notes_binary_contents() {
+        let text = "write_files:\n- path: /a\n  content: !!binary aGk=\n";
+        let plain = serde_saphyr::from_str_with_options::<Parsed>(text, options()).unwrap();
+        assert_eq!(plain.binary.entries().count(), 0);
+        let noted =
+            Parsed::cloud_config(|| serde_saphyr::from_str_with_options::<Parsed>(text, options()))
+                .unwrap();
+        assert_eq!(noted.binary.entries().collect::<Vec<_>>(), [0]);
     }
 
     #[test]
