@@ -178,7 +178,10 @@ pub fn compile_bytecode(dist_packages: &Path) -> anyhow::Result<()> {
             .args(["-m", "compileall", "-q"])
             .arg(dist_packages)
             .env_remove("PYTHONPATH")
-            .env_remove("PYTHONDONTWRITEBYTECODE"),
+            .env_remove("PYTHONDONTWRITEBYTECODE")
+            // With it set, py_compile writes checked-hash bytecode, which every timed run
+            // would hash its sources against: timestamps, as Debian's install writes them.
+            .env_remove("SOURCE_DATE_EPOCH"),
         COMPILE_TIMEOUT,
     )?;
     if !out.status.success() {

@@ -176,7 +176,12 @@ pub fn succeeded(marker: &str) -> anyhow::Result<()> {
         .split_whitespace()
         .filter_map(|field| {
             let (name, value) = field.split_once('=')?;
-            (name == "rc" || name.ends_with("-rc")).then_some(value)
+            // The digits only: a kernel message the console put right after them (`rc=0[ 12.3]
+            // …`) is not the command's.
+            let digits = value
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(value.len());
+            (name == "rc" || name.ends_with("-rc")).then_some(&value[..digits])
         })
         .collect();
     if codes.is_empty() {
@@ -421,6 +426,7 @@ mod tests {
             "metadata fetched rc=0",
             "provisioned baseline=wget rc=0",
             "provisioned hostname=bench-router-metaboot-1 metaboot-rc=0 password-auth=no",
+            "metadata fetched rc=0[   12.345678] random: crng init done",
         ] {
             succeeded(ok).unwrap();
         }
@@ -428,6 +434,8 @@ mod tests {
             "metadata fetched rc=124",
             "provisioned baseline=wget rc=124",
             "provisioned hostname=localhost metaboot-rc=1 password-auth=no",
+            "metadata fetched rc=124[   12.345678] random: crng init done",
+            "metadata fetched rc=",
         ] {
             let err = succeeded(failed).unwrap_err().to_string();
             assert!(err.contains("does not count"), "{err}");

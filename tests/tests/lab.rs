@@ -354,6 +354,49 @@ fn a_lab_whose_state_is_lost_is_still_taken_down() {
     );
 }
 
+/// `lab down` of a lab up under another state root takes nothing down: its namespaces
+/// (named after the id alone) and its server stay, and the error names the root to give; that
+/// root's `lab down` then takes it down.
+#[test]
+fn a_lab_down_under_another_state_root_leaves_the_lab_up() {
+    let Some(_alone) = lab_tools_alone() else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        state_root: state.path().to_owned(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+    };
+    let id = lab::config::random_id();
+    let _cleanup = Cleanup {
+        state_root: state.path().to_owned(),
+        ids: vec![id.clone()],
+    };
+    let lab = Lab::up(&LabConfig::default_with_id(&id), &opts).expect("the lab comes up");
+    let namespaces = lab.state().namespaces.clone();
+    let daemons = lab.state().daemons.clone();
+    drop(lab);
+
+    let err = format!("{:#}", lab::down(other.path(), &id).unwrap_err());
+    let root = state.path().display().to_string();
+    assert!(err.contains("nothing was taken down"), "{err}");
+    assert!(
+        err.contains(&format!("--state-root {root} --id {id}")),
+        "{err}"
+    );
+    for ns in &namespaces {
+        assert!(netns::exists(ns), "{ns} deleted by another root's lab down");
+    }
+    for daemon in &daemons {
+        assert!(daemon.is_running(), "{} stopped", daemon.name);
+    }
+    assert!(lab::down(state.path(), &id).unwrap(), "lab {id} was up");
+    for ns in &namespaces {
+        assert!(!netns::exists(ns), "{ns} removed");
+    }
+}
+
 /// Two `lab up` of one id under two state roots: the one that finds the id's bridge namespace
 /// made by the other (between its check and its own `ip netns add`) fails and leaves that
 /// namespace, the other lab's, alone.

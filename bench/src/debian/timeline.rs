@@ -17,16 +17,13 @@ pub const SSH_UNIT: &str = "ssh.service";
 pub const MANAGER_PROPERTIES: [&str; 2] =
     ["UserspaceTimestampMonotonic", "FinishTimestampMonotonic"];
 
-/// Each unit's properties read (the conditions tell a unit its conditions skipped from one
-/// still to run).
-pub const UNIT_PROPERTIES: [&str; 7] = [
+/// Each unit's properties read.
+pub const UNIT_PROPERTIES: [&str; 5] = [
     "Id",
     "LoadState",
     "ActiveEnterTimestampMonotonic",
     "ExecMainStartTimestampMonotonic",
     "ExecMainExitTimestampMonotonic",
-    "ConditionResult",
-    "ConditionTimestampMonotonic",
 ];
 
 /// The line before the manager's properties in [`show_command`]'s output.
@@ -56,9 +53,6 @@ pub struct UnitRun {
     pub start: f64,
     /// Its main process exited.
     pub exit: f64,
-    /// Its conditions skipped it (no process ran): `start` and `exit` are when they were
-    /// checked.
-    pub skipped: bool,
 }
 
 impl UnitRun {
@@ -146,15 +140,8 @@ pub fn parse(text: &str, units: &[&str]) -> anyhow::Result<Option<Timeline>> {
         let block = unit(id)?;
         let start = micros(block, "ExecMainStartTimestampMonotonic", id)?;
         let exit = micros(block, "ExecMainExitTimestampMonotonic", id)?;
-        let checked = micros(block, "ConditionTimestampMonotonic", id)?;
-        // systemd keeps ConditionResult=no until it checks them: a check time says they did.
-        let skipped = start == 0 && checked != 0 && value(block, "ConditionResult") == Some("no");
-        if skipped {
-            runs.push((id, checked, checked, true));
-        } else {
-            stamps.extend([start, exit]);
-            runs.push((id, start, exit, false));
-        }
+        stamps.extend([start, exit]);
+        runs.push((id, start, exit));
     }
     // systemd writes 0 for what has not happened yet.
     if stamps.contains(&0) {
@@ -168,11 +155,10 @@ pub fn parse(text: &str, units: &[&str]) -> anyhow::Result<Option<Timeline>> {
         ssh: secs(stamps[3]),
         units: runs
             .into_iter()
-            .map(|(id, start, exit, skipped)| UnitRun {
+            .map(|(id, start, exit)| UnitRun {
                 unit: (*id).to_owned(),
                 start: secs(start),
                 exit: secs(exit),
-                skipped,
             })
             .collect(),
     }))
@@ -229,10 +215,8 @@ mod tests {
              ExecMainStartTimestampMonotonic=0\nExecMainExitTimestampMonotonic=0\n\
              Id=ssh.service\nLoadState=loaded\nActiveEnterTimestampMonotonic=60250000\n\n\
              ExecMainStartTimestampMonotonic=30000000\nExecMainExitTimestampMonotonic=38500000\n\
-             ConditionResult=yes\nConditionTimestampMonotonic=29990000\n\
              Id=cloud-init.service\nLoadState=loaded\nActiveEnterTimestampMonotonic=38600000\n\n\
              ExecMainStartTimestampMonotonic=70000000\nExecMainExitTimestampMonotonic={final_exit}\n\
-             ConditionResult=yes\nConditionTimestampMonotonic=69990000\n\
              Id=cloud-final.service\nLoadState=loaded\nActiveEnterTimestampMonotonic=90000000\n"
         )
     }
@@ -249,33 +233,6 @@ mod tests {
         assert!((timeline.provisioner_seconds() - 18.5).abs() < 1e-9);
         assert_eq!(timeline.provisioned(), 80.0);
         assert_eq!(parse(&output(0), &UNITS).unwrap(), None, "final still runs");
-    }
-
-    /// ssh-host-keys.service when metaboot made the key: its conditions skip it, and the boot
-    /// is finished without it (not "still to run"); a unit not checked yet still waits.
-    #[test]
-    fn a_unit_its_conditions_skipped_ran_for_no_time() {
-        let skipped = format!(
-            "{}\n\nExecMainStartTimestampMonotonic=0\nExecMainExitTimestampMonotonic=0\n\
-             ConditionResult=no\nConditionTimestampMonotonic=58000000\n\
-             Id=ssh-host-keys.service\nLoadState=loaded\nActiveEnterTimestampMonotonic=0\n",
-            output(80_000_000).trim_end()
-        );
-        let units = [
-            "cloud-init.service",
-            "cloud-final.service",
-            "ssh-host-keys.service",
-        ];
-        let timeline = parse(&skipped, &units).unwrap().unwrap();
-        let keys = &timeline.units[2];
-        assert!(keys.skipped);
-        assert_eq!((keys.start, keys.seconds()), (58.0, 0.0));
-        assert!((timeline.provisioner_seconds() - 18.5).abs() < 1e-9);
-        let unchecked = skipped.replace(
-            "ConditionTimestampMonotonic=58000000",
-            "ConditionTimestampMonotonic=0",
-        );
-        assert_eq!(parse(&unchecked, &units).unwrap(), None, "still to run");
     }
 
     #[test]

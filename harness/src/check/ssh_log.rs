@@ -43,17 +43,27 @@ pub fn authenticated_with(stderr: &str) -> Option<&str> {
 }
 
 /// The lines of ssh's `-v` standard error that are not its log ([`LOG_LINES`]): its errors
-/// and the remote command's standard error, for reports. A remote line ssh glued one of its
-/// log lines to ([`AFTER_COMMAND_LINES`]) is cut where that starts.
+/// and the remote command's standard error, for reports. The last of them, the only one ssh
+/// can have glued one of its closing log lines to ([`AFTER_COMMAND_LINES`]: the remote's last
+/// line without a newline), is cut where that starts; an earlier remote line that merely
+/// holds such text (a journal excerpt's `sshd[412]: debug1: …`) is kept whole.
 pub fn without_log(stderr: &str) -> String {
-    stderr
+    let kept: Vec<&str> = stderr
         .lines()
         .filter(|line| !LOG_LINES.iter().any(|start| line.starts_with(start)))
-        .map(|line| {
-            let glued = AFTER_COMMAND_LINES
-                .iter()
-                .filter_map(|start| line.find(start))
-                .min();
+        .collect();
+    let last = kept.len().saturating_sub(1);
+    kept.iter()
+        .enumerate()
+        .map(|(index, line)| {
+            let glued = (index == last)
+                .then(|| {
+                    AFTER_COMMAND_LINES
+                        .iter()
+                        .filter_map(|start| line.find(start))
+                        .min()
+                })
+                .flatten();
             format!("{}\n", &line[..glued.unwrap_or(line.len())])
         })
         .collect()
@@ -200,6 +210,12 @@ debug1: Exit status 3
         assert_eq!(without_log("x debug2: y debug1: z\n"), "x \n");
         // Nothing of the remote's is lost when nothing is glued.
         assert_eq!(without_log("a debug: b\n"), "a debug: b\n");
+        // Only the remote's last line can have the log glued to it: an earlier one holding
+        // such text (a journal excerpt) is the remote's whole.
+        assert_eq!(
+            without_log("sshd[412]: debug1: session opened\nlast debug1: client_input\n"),
+            "sshd[412]: debug1: session opened\nlast \n"
+        );
     }
 
     #[test]

@@ -112,8 +112,7 @@ fn held_elsewhere(
     file: fs::File,
     complete: impl Fn(&Path) -> bool,
 ) -> anyhow::Result<bool> {
-    let shared = Flock::lock(file, FlockArg::LockShared)
-        .map_err(|(_, err)| anyhow::anyhow!("failed to lock {}: {err}", dir.display()))?;
+    let shared = lock_shared(dir, file, EXCLUSIVE_HOLDER_WAIT)?;
     let opened = shared
         .metadata()
         .with_context(|| format!("failed to stat {}", dir.display()))?;
@@ -130,6 +129,45 @@ fn held_elsewhere(
          (or stop it)",
         dir.display()
     )
+}
+
+/// How long a build waits for another process's exclusive lock on an image directory (a
+/// concurrent build's look, or a prune removing it: each holds it for moments) before it
+/// stops: a process stopped while holding it (Ctrl-Z) would otherwise hold the build for ever.
+pub const EXCLUSIVE_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a build waiting for that lock tries again, and looks for a Ctrl-C.
+pub const EXCLUSIVE_HOLDER_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A shared lock on `dir` (opened as `file`), waiting out another process's exclusive one for at
+/// most `wait` ([`EXCLUSIVE_HOLDER_WAIT`]), or until a Ctrl-C ([`crate::step::interrupted`]).
+fn lock_shared(
+    dir: &Path,
+    file: fs::File,
+    wait: std::time::Duration,
+) -> anyhow::Result<Flock<fs::File>> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(shared) => return Ok(shared),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => file = back,
+            Err((_, err)) => bail!("failed to lock {}: {err}", dir.display()),
+        }
+        if crate::step::interrupted() {
+            bail!(
+                "interrupted while waiting for another build's lock on {}",
+                dir.display()
+            );
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "another process has held {} for {wait:?} (a build or prune \
+                 stopped while it held it?): end it, then build again",
+                dir.display()
+            );
+        }
+        std::thread::sleep(EXCLUSIVE_HOLDER_POLL);
+    }
 }
 
 /// Tiny images kept in the output directory (the newest; every agent rebuild makes a new one).
@@ -203,6 +241,27 @@ mod tests {
         assert!(dir.path().join("tiny-0").exists(), "in use");
         assert!(!dir.path().join("tiny-1").exists());
         assert!(dir.path().join("tiny-2").exists());
+    }
+
+    /// An exclusive holder that never lets go (a build stopped with Ctrl-Z) stops the wait at
+    /// its bound, saying so, instead of holding the build for ever.
+    #[test]
+    fn a_holder_that_never_lets_go_stops_the_wait_at_its_bound() {
+        assert!(EXCLUSIVE_HOLDER_WAIT >= std::time::Duration::from_secs(10));
+        assert!(EXCLUSIVE_HOLDER_POLL * 10 <= std::time::Duration::from_secs(2));
+        let out = tempfile::tempdir().unwrap();
+        let _held = Flock::lock(
+            fs::File::open(out.path()).unwrap(),
+            FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap();
+        let wait = std::time::Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let err = lock_shared(out.path(), fs::File::open(out.path()).unwrap(), wait)
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed() >= wait);
+        assert!(err.contains("another process has held"), "{err}");
     }
 
     /// A concurrent build that holds the damaged image exclusively while it sets it aside is

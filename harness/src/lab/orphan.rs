@@ -3,8 +3,9 @@
 //! namespace is named after the id; the router and DHCP namespaces hang off it by veth pairs
 //! (`ip -n metaboot-ID link` names the namespace of each pair's other end); its
 //! `metaboot-server all` is the one started with the lab's `ID/lab-server.toml` under this
-//! state root (a lab of that id under another state root is another lab: its server is left,
-//! with a warning).
+//! state root. A server of a lab of that id under another state root is that lab running:
+//! its namespaces, named after the id alone, are the ones found here, so nothing is taken down
+//! and the error names the state root to give.
 
 use std::path::{Path, PathBuf};
 
@@ -16,14 +17,15 @@ use crate::process::Found;
 pub const SERVER_CONFIG: &str = "lab-server.toml";
 
 /// Removes what lab `id` made without its state, `lab_dir` its directory under this state
-/// root: stops its server, ends the processes left in its namespaces and deletes them. A
-/// server of a lab of that id under another state root is left, with a warning saying how to
-/// stop it. Returns whether anything of it was there. Keeps going after an error, then
-/// reports the first one.
+/// root: stops its server, ends the processes left in its namespaces and deletes them. When a
+/// server of a lab of that id runs under another state root, that lab is up (namespaces are
+/// named after the id alone): nothing is touched, and the error says which state root to give.
+/// Returns whether anything of it was there. Keeps going after an error, then reports the
+/// first one.
 pub fn down(lab_dir: &Path, id: &str) -> anyhow::Result<bool> {
+    refuse_other_roots(lab_dir, id)?;
     let bridge_ns = bridge::namespace(id);
     let existed = stop_servers(lab_dir, id) > 0 || netns::exists(&bridge_ns);
-    warn_of_other_roots(lab_dir, id);
     let mut first_error = None;
     let links = if netns::exists(&bridge_ns) {
         netns::ip(&bridge_ns, &["-o", "link", "show", "type", "veth"])
@@ -102,24 +104,25 @@ pub fn linked_namespaces(links: &str) -> Vec<String> {
     found
 }
 
-/// Warns of each running server of a lab of id `id` under another state root than the one
-/// of `lab_dir`: `lab down` of this root leaves it, since that lab may still be up.
-fn warn_of_other_roots(lab_dir: &Path, id: &str) {
+/// Refuses to take lab `id` down without its state when a server of a lab of that id runs
+/// under another state root than the one of `lab_dir`: that lab is up, and its namespaces are
+/// the ones this `lab down` would delete under it.
+fn refuse_other_roots(lab_dir: &Path, id: &str) -> anyhow::Result<()> {
     let others = servers_of(|dir| {
         dir.file_name().and_then(|name| name.to_str()) == Some(id) && !same_dir(dir, lab_dir)
     });
-    for (Found { pid, .. }, dir) in others {
-        eprintln!("warning: {}", other_root_warning(pid, id, &dir));
+    match others.first() {
+        Some((Found { pid, .. }, dir)) => Err(anyhow::anyhow!(other_root_refusal(*pid, id, dir))),
+        None => Ok(()),
     }
 }
 
-/// What [`warn_of_other_roots`] says of server `pid` of the lab in `dir`.
-fn other_root_warning(pid: u32, id: &str, dir: &Path) -> String {
+/// What [`refuse_other_roots`] says of server `pid` of the lab in `dir`.
+fn other_root_refusal(pid: u32, id: &str, dir: &Path) -> String {
     let root = dir.parent().unwrap_or(dir);
     format!(
-        "process {pid} is the server of a lab {id} under another state root ({}), left \
-         running: if that lab is gone too, run `metaboot-harness lab down --state-root {} --id \
-         {id}`",
+        "lab {id} is up under another state root ({}; process {pid} is its server): nothing was \
+         taken down; run `metaboot-harness lab down --state-root {} --id {id}`",
         root.display(),
         root.display()
     )
@@ -348,8 +351,9 @@ mod tests {
     }
 
     #[test]
-    fn the_warning_of_another_roots_server_says_how_to_stop_it() {
-        let warning = other_root_warning(42, "ab12", Path::new("/tmp/old-root/ab12"));
+    fn the_refusal_for_another_roots_lab_says_which_root_to_give() {
+        let warning = other_root_refusal(42, "ab12", Path::new("/tmp/old-root/ab12"));
+        assert!(warning.contains("nothing was taken down"), "{warning}");
         assert!(warning.contains("process 42"), "{warning}");
         assert!(
             warning.contains("lab down --state-root /tmp/old-root --id ab12"),
