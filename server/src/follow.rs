@@ -27,6 +27,32 @@ pub const PANIC_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// registry is a real load on a shared PostgreSQL.
 pub const MAX_PANIC_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The pause after a first failed reload (the registry answered the change log but its
+/// snapshot could not be read whole: a statement timeout, a row that does not decode),
+/// doubled with each further one in a row.
+pub const RELOAD_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest pause between failed reloads: each reads the whole registry, a real load on a
+/// shared PostgreSQL when it fails again and again.
+pub const MAX_RELOAD_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The pause before the catch-up that follows `failures` failed reloads in a row:
+/// [`RELOAD_RETRY_INTERVAL`], doubling, at most [`MAX_RELOAD_RETRY_INTERVAL`]; none after none.
+pub fn reload_pause(failures: u32) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        _ => doubling(
+            failures - 1,
+            RELOAD_RETRY_INTERVAL,
+            MAX_RELOAD_RETRY_INTERVAL,
+        ),
+    }
+}
+
+/// `base` doubled `doublings` times, at most `cap`.
+fn doubling(doublings: u32, base: Duration, cap: Duration) -> Duration {
+    base.saturating_mul(1 << doublings.min(16)).min(cap)
+}
+
 /// The panics of a follower that have not yet been followed by [`MAX_PANIC_RETRY_INTERVAL`]
 /// without one: a catch-up that succeeds between two (the reload, before a listener panics
 /// again at the next change) does not start the count over.
@@ -66,9 +92,7 @@ impl Panics {
 pub fn panic_pause(panics: u32) -> Duration {
     match panics {
         0 | 1 => Duration::ZERO,
-        _ => PANIC_RETRY_INTERVAL
-            .saturating_mul(1 << (panics - 2).min(16))
-            .min(MAX_PANIC_RETRY_INTERVAL),
+        _ => doubling(panics - 2, PANIC_RETRY_INTERVAL, MAX_PANIC_RETRY_INTERVAL),
     }
 }
 
@@ -162,6 +186,7 @@ pub fn follow(
                 }
             };
             let mut panics = Panics::default();
+            let mut failed_reloads = 0_u32;
             loop {
                 // A panic while catching up (a bug in applying a change, or in a listener)
                 // must not end the following while the server goes on serving what it had: the
@@ -171,7 +196,17 @@ pub fn follow(
                     follow_once(store.as_ref(), &model, &listeners);
                 }));
                 match followed {
-                    Ok(()) => panics.followed(std::time::Instant::now()),
+                    Ok(()) => {
+                        panics.followed(std::time::Instant::now());
+                        // A reload still owed failed: the next whole read waits longer each
+                        // time (a change log that cannot be read is polled as before).
+                        failed_reloads = if model.owes_reload() {
+                            failed_reloads.saturating_add(1)
+                        } else {
+                            0
+                        };
+                        std::thread::sleep(reload_pause(failed_reloads));
+                    }
                     Err(_) => {
                         let pause = panics.panicked(std::time::Instant::now());
                         tracing::error!(

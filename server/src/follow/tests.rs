@@ -166,3 +166,32 @@ fn a_panic_while_listening_is_a_lost_connection_not_the_end_of_following() {
         "listening again at once would panic in a loop"
     );
 }
+
+#[test]
+fn failed_reloads_wait_ever_longer_up_to_a_bound() {
+    assert_eq!(reload_pause(0), Duration::ZERO);
+    assert_eq!(reload_pause(1), RELOAD_RETRY_INTERVAL);
+    assert_eq!(reload_pause(2), 2 * RELOAD_RETRY_INTERVAL);
+    assert_eq!(reload_pause(7), MAX_RELOAD_RETRY_INTERVAL);
+    assert_eq!(reload_pause(u32::MAX), MAX_RELOAD_RETRY_INTERVAL);
+    // A failed reload waits at least as long as a notification would have.
+    assert!(RELOAD_RETRY_INTERVAL >= NOTIFIED_POLL_INTERVAL);
+}
+
+/// A reload asked for (or failed) is owed until one succeeds: what the follower's pause after
+/// failed reloads goes by.
+#[test]
+fn a_reload_is_owed_until_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.sqlite");
+    let store = store::open(&path.display().to_string()).unwrap();
+    let model = ReadModel::load(store.as_ref()).unwrap();
+    assert!(!model.owes_reload());
+    model.owe_reload();
+    assert!(model.owes_reload());
+    model.catch_up(store.as_ref()).unwrap();
+    assert!(
+        !model.owes_reload(),
+        "a reload that succeeded is no longer owed"
+    );
+}

@@ -197,6 +197,11 @@ impl ReadModel {
         Ok(outcome)
     }
 
+    /// Whether the next [`ReadModel::catch_up`] is a reload (one failed, or was asked for).
+    pub fn owes_reload(&self) -> bool {
+        self.reload_owed.load(Ordering::SeqCst)
+    }
+
     /// Makes the next [`ReadModel::catch_up`] a reload: what the model holds can no longer be
     /// trusted to be the change log's up to its `seq`.
     pub fn owe_reload(&self) {
