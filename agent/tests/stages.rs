@@ -297,6 +297,30 @@ fn without_metadata_the_final_stage_runs_only_the_per_boot_scripts() {
     assert_eq!(guest.status()["status"], "error");
 }
 
+/// User data that could not be fetched in the init stage (503 to every attempt): the final
+/// stage runs no per-instance script and marks none, and the next boot runs them.
+#[test]
+fn after_an_incomplete_fetch_the_final_stage_runs_only_the_per_boot_scripts() {
+    let guest = Guest::new();
+    guest.user_data(USER_DATA);
+    let attempts = metaboot::source::http::DOCUMENT_ATTEMPTS as usize;
+    guest
+        .server
+        .fail("/openstack/latest/user_data", Fault::Status(503), attempts);
+    let (code, stderr) = guest.run_stage("init");
+    assert_eq!(code, 1, "{stderr}");
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 1, "{stderr}");
+    let (outcome, message) = guest.step("scripts-user");
+    assert_eq!(outcome, "skipped", "{stderr}");
+    assert!(message.contains("incomplete"), "{message}");
+    assert!(!guest.path("/tmp/runcmd.out").exists());
+    guest.run_stage("init");
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+}
+
 /// `runcmd: [reboot]`: the machine goes down while the final stage runs, and systemd's
 /// SIGTERM ends it before it commits. The next boot of the same instance does not run the
 /// scripts again (cloud-init writes a module's semaphore before it runs): else the instance

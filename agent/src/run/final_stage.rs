@@ -10,7 +10,7 @@ use super::steps;
 use crate::cli::RunStage;
 use crate::config::Settings;
 use crate::root::Root;
-use crate::state::result::{Outcome, Report, RunStatus};
+use crate::state::result::{Report, RunStatus};
 use crate::state::{State, status};
 
 /// Runs the final stage; returns the report (written to disk when there was a run to finish).
@@ -60,9 +60,10 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
         instance = report.instance_id.as_deref().unwrap_or("none"),
         "metaboot final stage starting"
     );
-    // With meta-data, the init stage's instance; without, what the init stage used too (the last
-    // known instance, or none) and only the every-boot scripts.
-    let with_metadata = report.outcome("meta-data") == Some(Outcome::Ok);
+    // With the instance the init stage took up (its meta-data and every other document
+    // fetched), that instance; without, what the init stage used too (the last known
+    // instance, or none) and only the every-boot scripts.
+    let with_metadata = report.instance_id.is_some();
     // Without it, on a reboot of the machine's own instance, what the init stage used too:
     // the configuration the instance merged at its last run.
     let resumed = if with_metadata {
