@@ -492,3 +492,50 @@ fn a_document_now_absent_is_no_longer_cached_and_one_that_fails_keeps_its_copy()
     assert_eq!(query(), "");
     assert!(cached("meta_data.json").exists());
 }
+
+/// On a reboot of the machine's own instance (its DMI system UUID), a service that answers
+/// for another instance (a proxy that misidentifies the machine) is refused: none of that
+/// instance's steps run, and the machine stays its own instance.
+#[test]
+fn a_service_answering_for_another_instance_on_a_reboot_is_refused() {
+    let guest = Guest::new();
+    let dmi = guest.path("/sys/class/dmi/id/product_uuid");
+    std::fs::create_dir_all(dmi.parent().unwrap()).unwrap();
+    std::fs::write(&dmi, format!("{}\n", UUID.to_uppercase())).unwrap();
+    guest.user_data("#cloud-config\nbootcmd: ['echo boot >> boots']\n");
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let other = "0b5c7d5e-0000-4000-8000-000000000001";
+    guest.meta_data(&serde_json::json!({
+        "uuid": other,
+        "hostname": "other.novalocal",
+        "name": "other",
+        "public_keys": {"theirs": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther other@host"},
+    }));
+    guest.user_data("#cloud-config\nruncmd: ['echo theirs > theirs-ran']\n");
+    let (code, log) = guest.run();
+    assert_eq!(code, 1, "{log}");
+    let (outcome, message) = guest.step("meta-data");
+    assert_eq!(outcome, "error", "{log}");
+    assert!(
+        message.starts_with("refused: the source answered for instance 0b5c7d5e")
+            && message.contains(&format!("this machine is instance {UUID}")),
+        "{message}"
+    );
+    assert_eq!(
+        guest.read("/var/lib/metaboot/data/instance-id"),
+        format!("{UUID}\n")
+    );
+    assert!(!guest.path("/theirs-ran").exists(), "{log}");
+    assert!(
+        !guest
+            .read("/root/.ssh/authorized_keys")
+            .contains("other@host")
+    );
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+    assert_eq!(
+        guest.read("/boots"),
+        "boot\nboot\n",
+        "its own bootcmd, from its cache"
+    );
+}

@@ -28,17 +28,19 @@ const DISABLED: &str = "disabled by `steps` in metaboot.yaml";
 /// The `network-data` step's word for a `network-config` of `config: disabled`.
 pub(super) const NETWORK_CONFIG_DISABLED: &str = "network-config: {config: disabled}";
 
-/// Fetches, decodes and merges what `source` has; `None` when its meta-data failed or another
-/// document could not be fetched.
+/// Fetches, decodes and merges what `source` has; `None` when its meta-data failed (or was
+/// refused: not `known`, the machine's own instance) or another document could not be
+/// fetched.
 pub(super) fn fetch<'a>(
     root: &'a Root,
     state: &'a State,
     settings: &'a Settings,
     source: &mut dyn Source,
     client: &HttpClient,
+    known: Option<&str>,
     report: &mut Report,
 ) -> Option<Instance<'a>> {
-    let (meta, new_instance, launch_index, cached_meta) = meta_data(state, source, report)?;
+    let (meta, new_instance, launch_index, cached_meta) = meta_data(state, source, known, report)?;
     let id = meta.uuid.clone();
     let docs = Documents {
         state,
@@ -99,10 +101,15 @@ pub(super) fn fetch<'a>(
 
 /// The `meta-data` step: fetch, decode, check the instance id. Returns the meta-data, whether
 /// the instance is new, its launch index if it has one, and the document without its secrets
-/// (cached once the set is complete).
+/// (cached once the set is complete). On a reboot of the machine's own instance (the last
+/// instance id is its DMI system UUID), nova's documents for another instance are refused:
+/// they are not this machine's (a proxy that misidentifies it, an address reused), and
+/// cloud-init's OpenStack `check_instance_id` keeps the cached instance on such a boot. A
+/// NoCloud seed's new `instance-id` is taken, as cloud-init takes it.
 fn meta_data(
     state: &State,
     source: &mut dyn Source,
+    known: Option<&str>,
     report: &mut Report,
 ) -> Option<(MetaData, bool, Option<i64>, Vec<u8>)> {
     let mut meta = None;
@@ -117,6 +124,17 @@ fn meta_data(
         };
         if let Err(err) = check_instance_id(&parsed.uuid) {
             return Done::error(chain(&err));
+        }
+        if let Some(known) = known
+            && !known.eq_ignore_ascii_case(&parsed.uuid)
+            && source.name() != crate::source::nocloud::NAME
+        {
+            return Done::error(format!(
+                "refused: the source answered for instance {}, but this machine is instance \
+                 {known} (its DMI product_uuid); the run goes on as {known}: check what answers \
+                 at the metadata URL",
+                parsed.uuid
+            ));
         }
         let new = state.stored_instance_id().as_deref() != Some(parsed.uuid.as_str());
         let message = format!(
