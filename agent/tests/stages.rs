@@ -297,6 +297,28 @@ fn without_metadata_the_final_stage_runs_only_the_per_boot_scripts() {
     assert_eq!(guest.status()["status"], "error");
 }
 
+/// A final stage whose boot's init stage did not run finds the init stage of an earlier boot
+/// in status.json: it refuses to take that run up, saying why, and runs nothing.
+#[test]
+fn the_final_stage_refuses_an_init_stage_of_another_boot() {
+    let guest = Guest::new();
+    guest.user_data(USER_DATA);
+    assert_eq!(guest.run_stage("init").0, 0);
+    let path = guest.path("/var/lib/metaboot/status.json");
+    let mut status = guest.status();
+    assert!(status["boot_id"].is_string(), "{status:#}");
+    status["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    std::fs::write(&path, status.to_string()).unwrap();
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("status.json is an init stage's of an earlier boot"),
+        "{stderr}"
+    );
+    assert!(!guest.path("/tmp/runcmd.out").exists(), "{stderr}");
+    assert_eq!(guest.status(), status, "left as it was");
+}
+
 /// User data that could not be fetched in the init stage (503 to every attempt): the final
 /// stage runs no per-instance script and marks none, and the next boot runs them.
 #[test]

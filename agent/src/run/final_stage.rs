@@ -1,5 +1,6 @@
 //! `metaboot run --stage final` (metaboot-final.service, after sshd starts): takes up the run
-//! the init stage left `running` in `status.json`, runs the user scripts it wrote (vendor,
+//! the init stage of this boot left `running` in `status.json` (an earlier boot's is refused:
+//! its instance and scripts may not be this boot's), runs the user scripts it wrote (vendor,
 //! per-once, per-boot, per-instance, user data's and runcmd's), shows the host keys on the
 //! console, and finishes the run. It needs none of the instance's data beyond its id and the
 //! cloud-config the init stage merged: no network, no fetch, no decode.
@@ -10,7 +11,7 @@ use super::steps;
 use crate::cli::RunStage;
 use crate::config::Settings;
 use crate::root::Root;
-use crate::state::result::{Report, RunStatus};
+use crate::state::result::{Report, RunStatus, boot_id};
 use crate::state::{State, status};
 
 /// Runs the final stage; returns the report (written to disk when there was a run to finish).
@@ -45,6 +46,12 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
             .push("the run did not finish (it was stopped); run `metaboot run` again".to_owned());
         finish(&state, &mut report);
         return report;
+    }
+    if report.from_another_boot(boot_id().as_deref()) {
+        return refused(
+            "no run of this boot to finish: status.json is an init stage's of an earlier \
+             boot; the init stage (`metaboot run --stage init`, metaboot.service) runs first",
+        );
     }
     report.resume();
     // `running` with no stage left to wait for: from here on, a final stage that is killed
