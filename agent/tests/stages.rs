@@ -297,6 +297,25 @@ fn without_metadata_the_final_stage_runs_only_the_per_boot_scripts() {
     assert_eq!(guest.status()["status"], "error");
 }
 
+/// A user-script step with nothing to run is not marked as run: a later boot of the same
+/// instance that brings scripts (user data served late, a `runcmd` added) runs them.
+#[test]
+fn a_user_script_step_with_nothing_to_run_is_not_marked() {
+    let guest = Guest::new();
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.step("scripts-user").0, "skipped", "{stderr}");
+    let sem = format!("/var/lib/metaboot/instances/{UUID}/sem");
+    for name in ["config_scripts_user", "config_scripts_vendor"] {
+        assert!(!guest.path(&format!("{sem}/{name}")).exists(), "{name}");
+    }
+    guest.user_data(USER_DATA);
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+    assert!(guest.path(&format!("{sem}/config_scripts_user")).exists());
+}
+
 /// A final stage whose boot's init stage did not run finds the init stage of an earlier boot
 /// in status.json: it refuses to take that run up, saying why, and runs nothing.
 #[test]
