@@ -18,6 +18,7 @@ mod networkd;
 mod networkmanager;
 mod openstack;
 mod plan;
+mod running;
 mod sources;
 mod stale;
 

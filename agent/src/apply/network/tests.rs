@@ -833,13 +833,7 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
     };
     let applied = networkd::apply_with(&staged, &plan, "network_data.json", Some(&mut networkctl));
     assert!(applied.errors.is_empty(), "{:?}", applied.errors);
-    assert_eq!(
-        calls,
-        [
-            ("reload".to_owned(), true),
-            ("reconfigure eth0".to_owned(), true)
-        ]
-    );
+    assert_eq!(calls, [("reload".to_owned(), true)]);
 
     let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
     let mut brought_up = Vec::new();
@@ -903,11 +897,7 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     };
     assert_eq!(
         calls(Renderer::Networkd, &plan),
-        [
-            "ip link set dev eth1 mtu 1450",
-            "networkctl reload",
-            "networkctl reconfigure eth0"
-        ]
+        ["networkctl reload", "ip link set dev eth1 mtu 1450"]
     );
     assert_eq!(
         calls(Renderer::Ifupdown, &plan),
@@ -916,11 +906,88 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     // At that MTU already: nothing to set (the files written anew for the new MTU).
     mtu_now("eth1", "1450\n");
     plan.search = vec!["other.example".into()];
-    assert_eq!(
-        calls(Renderer::Networkd, &plan),
-        ["networkctl reload", "networkctl reconfigure eth0"]
-    );
+    assert_eq!(calls(Renderer::Networkd, &plan), ["networkctl reload"]);
     assert_eq!(calls(Renderer::Ifupdown, &plan), ["ifup eth0"]);
+}
+
+/// A DHCP link whose document adds routes (OpenStack's host route to the metadata service)
+/// keeps its lease: networkd is not told to reconfigure it (`networkctl reload` reconfigures a
+/// link whose file changed, so its file is put in place after the reload, for the next boot),
+/// and its routes are added at once. The static link networkd reconfigures is waited for
+/// before the run goes on; one whose link is not there is not.
+#[test]
+fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
+    let mut plan = named_plan();
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    plan.interfaces.push(Interface {
+        name: Some("eth9".into()),
+        addresses: vec![addr("198.18.40.5/24")],
+        ..Interface::default()
+    });
+    let (dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(
+        dir.path()
+            .join("usr/lib/systemd/systemd-networkd-wait-online"),
+        "",
+    )
+    .unwrap();
+    let dhcp_file = dir
+        .path()
+        .join("etc/systemd/network/10-metaboot-eth1.network");
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!(
+            "{program} {} (eth1's file there: {})",
+            args.join(" "),
+            dhcp_file.exists()
+        ));
+        Ok(())
+    };
+    let applied = networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload (eth1's file there: false)",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth0 (eth1's file \
+             there: false)",
+            "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1 (eth1's file \
+             there: true)",
+        ]
+    );
+    assert_eq!(networkd::WAIT_ONLINE_TIMEOUT_SECS, 30);
+    assert!(
+        fs::read_to_string(&dhcp_file)
+            .unwrap()
+            .contains("Destination=169.254.169.254/32")
+    );
+    // A link that ran a static file of metaboot's (a previous instance's, matched by name)
+    // and is now DHCP is reconfigured at once: nothing else would drop its old addresses.
+    plan.interfaces[1].routes.clear();
+    let old_static = "[Match]\nName=eth1\n\n[Network]\nDHCP=no\nAddress=198.18.31.9/24\n";
+    fs::write(&dhcp_file, old_static).unwrap();
+    calls.clear();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        Ok(())
+    };
+    networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth1"
+        ]
+    );
 }
 
 /// The MTU is set at once only on the link that is the interface: not under the document's
