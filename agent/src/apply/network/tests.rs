@@ -363,6 +363,48 @@ fn a_static_ipv6_port_refuses_router_advertisements() {
     assert!(!ifupdown.contains("accept_ra"), "{ifupdown}");
 }
 
+/// `network-config`'s explicit `accept-ra: false` (version 2 on an ethernet, version 1 on a
+/// `physical` entry; a string as cloud-init reads it) refuses router advertisements, as
+/// cloud-init's renderers write it; `true` takes them; `dhcp6: true` stands.
+#[test]
+fn an_explicit_accept_ra_false_refuses_router_advertisements() {
+    let v2 = |accept_ra: serde_json::Value, dhcp6: bool| {
+        json!({"version": 2, "ethernets": {"ens3": {
+            "addresses": ["2001:db8::5/64"], "accept-ra": accept_ra, "dhcp6": dhcp6}}})
+    };
+    let v1 = |accept_ra: serde_json::Value| {
+        json!({"version": 1, "config": [{"type": "physical", "name": "ens3",
+            "accept-ra": accept_ra,
+            "subnets": [{"type": "static6", "address": "2001:db8::5/64"}]}]})
+    };
+    let ipv6 = |doc: serde_json::Value| {
+        let mut warnings = Vec::new();
+        let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let networkd = networkd::render(&plan.interfaces[0], &plan, "network-config");
+        let ifupdown = ifupdown::render(&plan, "network-config").0;
+        (plan.interfaces[0].ipv6, networkd, ifupdown)
+    };
+    for doc in [
+        v2(json!(false), false),
+        v1(json!(false)),
+        v1(json!("False")),
+    ] {
+        let (auto, networkd, ifupdown) = ipv6(doc);
+        assert_eq!(auto, Ipv6Auto::StaticOnly);
+        assert!(networkd.contains("\nIPv6AcceptRA=no\n"), "{networkd}");
+        assert!(
+            ifupdown.contains("iface ens3 inet6 static\n    accept_ra 0\n"),
+            "{ifupdown}"
+        );
+    }
+    assert_eq!(ipv6(v2(json!(true), false)).0, Ipv6Auto::Slaac);
+    assert_eq!(ipv6(v1(json!("yes"))).0, Ipv6Auto::Slaac);
+    assert_eq!(ipv6(v2(json!(false), true)).0, Ipv6Auto::Dhcp);
+    assert_eq!(ipv6(v2(json!("off"), false)).0, Ipv6Auto::StaticOnly);
+    assert_eq!(ipv6(v2(json!(null), false)).0, Ipv6Auto::None);
+}
+
 /// `ipv6_dhcpv6-stateless` takes its address from the router's advertisements and the rest
 /// (the DNS servers) from DHCPv6: ifupdown's `inet6 auto` runs its DHCPv6 client only with
 /// `dhcp 1`, as cloud-init's ENI renderer writes it; `ipv6_slaac` gets none. networkd starts
