@@ -2125,6 +2125,33 @@ fn name_patterns_are_resolved_against_the_system() {
     assert!(warnings[1].contains("\"l?\""), "{warnings:?}");
 }
 
+/// A pattern with a MAC no interface has (netplan's `match` of both) names nothing: no
+/// renderer gets the pattern as a name (ifupdown's `auto en*` would fail `ifup -a` at boot);
+/// the interface keeps its MAC, as one without a name.
+#[test]
+fn a_pattern_with_a_missing_mac_names_nothing() {
+    let links = [("ens3".to_owned(), "fa:16:3e:00:00:01".to_owned())];
+    let doc = json!({"version": 2, "ethernets": {
+        "a": {"match": {"macaddress": "fa:16:3e:00:00:09", "name": "en*"}, "dhcp4": true},
+        "b": {"match": {"macaddress": "fa:16:3e:00:00:0a", "name": "en*"},
+              "addresses": ["198.18.1.10/24"]}
+    }});
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    name_interfaces(&mut plan, &links, &mut warnings);
+    assert_eq!(plan.interfaces[0].name, None);
+    assert_eq!(plan.interfaces[1].name, None);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    let (text, unnamed) = ifupdown::render(&plan, "network-config");
+    assert!(!text.contains('*'), "{text}");
+    assert_eq!(unnamed, ["fa:16:3e:00:00:0a"]);
+    let networkd = networkd::render(&plan.interfaces[1], &plan, "network-config");
+    assert!(
+        networkd.contains("[Match]\nMACAddress=fa:16:3e:00:00:0a\n\n"),
+        "{networkd}"
+    );
+}
+
 #[test]
 fn name_patterns_match_as_globs() {
     for (pattern, name, matches) in [
