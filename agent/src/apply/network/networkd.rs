@@ -6,7 +6,8 @@
 //! (`mtu.rs`, `running.rs`).
 //! An interface with nothing to configure gets
 //! no file (one would take its link from the image's catch-all and leave it unconfigured), and
-//! the one metaboot wrote for it earlier is removed.
+//! the one metaboot wrote for it earlier is removed, as is every file of metaboot's for an
+//! interface the plan does not have (an earlier instance's).
 
 use std::fmt::Write as _;
 
@@ -135,6 +136,8 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
     let mut wait = Vec::new();
     // (interface, path, text, whether it is left running: written after the reload)
     let mut pending = Vec::new();
+    // The files of the plan's interfaces.
+    let mut planned = Vec::new();
     for interface in &plan.interfaces {
         if interface.mac.is_none() && interface.name.is_none() {
             applied
@@ -143,6 +146,7 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
             continue;
         }
         let path = format!("{DIR}/{PREFIX}{}.network", file_label(interface));
+        planned.push(path.clone());
         if interface.configures_nothing() {
             let label = interface.label();
             match root.remove_file(&path) {
@@ -172,6 +176,7 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
         let left = interface.is_dynamic() && old.is_none_or(|old| !old.contains("\nAddress="));
         pending.push((interface, path, text, left));
     }
+    reload |= remove_stale(root, &planned, &mut applied);
     let mut live = live;
     let mut running = Vec::new();
     for left in [false, true] {
@@ -202,6 +207,32 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
         running::set_routes(root, running, &mut run, &mut applied);
     }
     applied
+}
+
+/// Removes metaboot's files ([`PREFIX`], `.network`) that are not `planned`: an earlier
+/// instance's (an image made from an instance, a NoCloud clone), whose file matched by name
+/// alone would give this instance's NIC that instance's addresses. Never another file. True
+/// when one was removed.
+fn remove_stale(root: &Root, planned: &[String], applied: &mut Applied) -> bool {
+    let mut removed = false;
+    for (name, _) in root.entries_or_none(DIR) {
+        let name = name.to_string_lossy();
+        let path = format!("{DIR}/{name}");
+        if !name.starts_with(PREFIX) || !name.ends_with(".network") || planned.contains(&path) {
+            continue;
+        }
+        let result = root.remove_file(&path);
+        removed |= result.is_ok();
+        match result {
+            Ok(_) => applied
+                .done
+                .push(format!("{path} removed (no interface of this plan)")),
+            Err(err) => applied.errors.push(format!(
+                "{path} (no interface of this plan): {err}: remove it"
+            )),
+        }
+    }
+    removed
 }
 
 /// Waits for the links `names` that are there (systemd-networkd-wait-online, when the image

@@ -1128,6 +1128,71 @@ fn networkd_writes_no_file_for_a_link_with_nothing_to_configure() {
     );
 }
 
+/// The files metaboot wrote for an earlier instance's interfaces (a NoCloud clone: a file
+/// matched by `Name=` alone gives the new instance's NIC the old static address) are removed,
+/// and networkd reloaded so that the image's own configuration takes their links; no other
+/// file of the directory is touched.
+#[test]
+fn networkd_removes_its_files_of_an_earlier_instance() {
+    let plan = named_plan();
+    let (dir, root) = root_with_links(&[]);
+    let network = dir.path().join("etc/systemd/network");
+    fs::create_dir_all(&network).unwrap();
+    let stale = "[Match]\nName=eth7\n\n[Network]\nDHCP=no\nAddress=198.18.9.9/24\n";
+    for name in [
+        "10-metaboot-eth7.network",
+        "10-metaboot-eth0.network",
+        "10-metaboot-notes.txt",
+        "50-dhcp.network",
+        "10-other-eth7.network",
+    ] {
+        fs::write(network.join(name), stale).unwrap();
+    }
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        Ok(())
+    };
+    let applied = networkd::apply_with(&root, &plan, "network-config", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    let mut left: Vec<String> = fs::read_dir(&network)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "10-metaboot-eth0.network",
+            "10-metaboot-eth1.network",
+            "10-metaboot-notes.txt",
+            "10-other-eth7.network",
+            "50-dhcp.network"
+        ]
+    );
+    assert!(
+        applied.done.contains(
+            &"/etc/systemd/network/10-metaboot-eth7.network removed (no interface of this plan)"
+                .to_owned()
+        ),
+        "{:?}",
+        applied.done
+    );
+    assert_eq!(calls[0], "networkctl reload");
+    // A plan without interfaces leaves none of metaboot's files.
+    fs::write(network.join("10-metaboot-eth7.network"), stale).unwrap();
+    let applied = apply(
+        &root,
+        &Plan::default(),
+        Renderer::Networkd,
+        "network-config",
+    );
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(!root.exists("/etc/systemd/network/10-metaboot-eth0.network"));
+    assert!(!root.exists("/etc/systemd/network/10-metaboot-eth7.network"));
+    assert!(root.exists("/etc/systemd/network/10-metaboot-notes.txt"));
+}
+
 #[test]
 fn ifupdown_file() {
     let plan = named_plan();
