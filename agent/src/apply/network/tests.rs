@@ -886,7 +886,10 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
     };
     let applied = ifupdown::apply_with(&staged, &plan, "network_data.json", Some(&mut ifup));
     assert!(applied.errors.is_empty(), "{:?}", applied.errors);
-    assert_eq!(brought_up, [("eth0".to_owned(), true)]);
+    assert_eq!(
+        brought_up,
+        [("eth0".to_owned(), true), ("eth0".to_owned(), true)]
+    );
     staged.commit();
 }
 
@@ -943,13 +946,16 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     );
     assert_eq!(
         calls(Renderer::Ifupdown, &plan),
-        ["ip link set dev eth1 mtu 1450", "ifup eth0"]
+        ["ip link set dev eth1 mtu 1450", "ifdown eth0", "ifup eth0"]
     );
     // At that MTU already: nothing to set (the files written anew for the new MTU).
     mtu_now("eth1", "1450\n");
     plan.search = vec!["other.example".into()];
     assert_eq!(calls(Renderer::Networkd, &plan), ["networkctl reload"]);
-    assert_eq!(calls(Renderer::Ifupdown, &plan), ["ifup eth0"]);
+    assert_eq!(
+        calls(Renderer::Ifupdown, &plan),
+        ["ifdown eth0", "ifup eth0"]
+    );
 }
 
 /// A DHCP link whose document adds routes (OpenStack's host route to the metadata service)
@@ -1028,6 +1034,62 @@ fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
         [
             "networkctl reload",
             "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth1"
+        ]
+    );
+}
+
+/// ifupdown: a static interface the image's own stanza brought up (ifup would say "already
+/// configured" and change nothing until the next boot) is taken down and brought up with
+/// metaboot's stanza; a DHCP link that gains routes is never taken down (its lease kept), its
+/// routes added at once.
+#[test]
+fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
+    let mut plan = named_plan();
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    let (_dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    // What ifupdown has up: both, by the image's own stanzas.
+    let mut up = vec!["eth0".to_owned(), "eth1".to_owned()];
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        let name = &args[0];
+        match program {
+            "ifup" if up.contains(name) => {
+                Err(format!("ifup: interface {name} already configured"))
+            }
+            "ifup" => {
+                up.push(name.clone());
+                Ok(())
+            }
+            "ifdown" => {
+                up.retain(|n| n != name);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    };
+    let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1",
+            "ifdown eth0",
+            "ifup eth0"
         ]
     );
 }
@@ -1293,7 +1355,7 @@ fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
         let (_dir, root) = image(&format!("{lo}{main}"), more);
         let (errors, calls) = run(&root);
         assert!(errors.is_empty(), "{main:?}: {errors:?}");
-        assert_eq!(calls, ["ifup eth0"], "{main:?}");
+        assert_eq!(calls, ["ifdown eth0", "ifup eth0"], "{main:?}");
     }
     for (main, more) in [
         ("", None),
@@ -1381,7 +1443,7 @@ fn ifupdown_judges_source_lines_as_its_ifup_reads_them() {
         let (_dir, root) = image(ifup, main, more);
         let (errors, calls) = run(&root);
         assert!(errors.is_empty(), "{ifup} {main:?}: {errors:?}");
-        assert_eq!(calls, ["ifup eth0"], "{ifup} {main:?}");
+        assert_eq!(calls, ["ifdown eth0", "ifup eth0"], "{ifup} {main:?}");
     }
     for (ifup, main, more) in [
         (busybox, "source /etc/network/interfaces.d/*\n", None),
