@@ -659,6 +659,69 @@ mod tests {
         }
     }
 
+    /// Makes `path` under the root a directory of `uid`'s with `mode`.
+    fn dir_of(root: &Root, path: &str, uid: u32, mode: u32) {
+        let host = root.host_path(path);
+        std::fs::create_dir_all(&host).unwrap();
+        std::os::unix::fs::chown(&host, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Makes `path` under the root a file of `uid`'s holding `text`.
+    fn file_of(root: &Root, path: &str, uid: u32, text: &str) {
+        std::fs::write(root.host_path(path), text).unwrap();
+        std::os::unix::fs::chown(root.host_path(path), Some(uid), Some(uid)).unwrap();
+    }
+
+    /// Root's symlink into a directory users may add entries to (sticky `/tmp`), or through
+    /// one (a root's directory below a world-writable one, which a user may swap), or into a
+    /// user's directory, is not followed: no write and no append takes a file a user may have
+    /// planted there, and nothing is written.
+    #[test]
+    fn roots_symlinks_into_or_through_directories_users_write_are_refused() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        let (_dir, root, accounts) = root();
+        dir_of(&root, "/tmp", 0, 0o1777);
+        file_of(&root, "/tmp/app.conf", 1000, "bob's\n");
+        dir_of(&root, "/srv/open", 0, 0o777);
+        dir_of(&root, "/srv/open/conf", 0, 0o755);
+        file_of(&root, "/srv/open/conf/app.conf", 1000, "bob's\n");
+        dir_of(&root, "/srv/open/bob", 1000, 0o755);
+        file_of(&root, "/srv/open/bob/app.conf", 1000, "bob's\n");
+        let links = [
+            ("/etc/tmp.conf", "/tmp/app.conf"),
+            ("/etc/through.conf", "../srv/open/conf/app.conf"),
+            ("/etc/bobs.conf", "/srv/open/bob/app.conf"),
+        ];
+        for (link, target) in links {
+            std::os::unix::fs::symlink(target, root.host_path(link)).unwrap();
+            for append in [true, false] {
+                let text =
+                    format!("write_files:\n- {{path: {link}, content: x, append: {append}}}\n");
+                let entry = &entries(&text)[0];
+                let err = write_entry(&root, Some(&accounts), entry).unwrap_err();
+                let err = crate::log::chain(&err);
+                assert!(
+                    err.contains("a directory users may add entries to"),
+                    "{err}"
+                );
+                let meta = std::fs::symlink_metadata(root.host_path(link)).unwrap();
+                assert!(meta.file_type().is_symlink(), "{link}");
+            }
+        }
+        for file in [
+            "/tmp/app.conf",
+            "/srv/open/conf/app.conf",
+            "/srv/open/bob/app.conf",
+        ] {
+            let host = root.host_path(file);
+            assert_eq!(std::fs::read_to_string(&host).unwrap(), "bob's\n", "{file}");
+            assert_eq!(std::fs::metadata(&host).unwrap().uid(), 1000, "{file}");
+        }
+    }
+
     #[test]
     fn gzip_bombs_in_content_are_refused() {
         let b64 = base64::engine::general_purpose::STANDARD;

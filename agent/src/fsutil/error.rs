@@ -40,6 +40,14 @@ pub enum Refused {
         path.display()
     )]
     LinkedSymlink { path: PathBuf, links: u64 },
+    #[error(
+        "{} is root's symlink into {}, a directory users may add entries to: what is there \
+         may be a user's file; not followed (point the link into a directory only root may \
+         write, or name the file itself)",
+        link.display(),
+        dir.display()
+    )]
+    LinkIntoOpenDir { link: PathBuf, dir: PathBuf },
     #[error("{}: more than {limit} symlinks to follow", path.display())]
     TooManySymlinks { path: PathBuf, limit: usize },
     #[error("{} is owned by uid {uid}, neither by {user} nor by root", path.display())]
