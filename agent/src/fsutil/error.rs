@@ -63,6 +63,13 @@ pub enum Refused {
         path.display()
     )]
     UserDirInSticky { path: PathBuf, uid: u32 },
+    #[error(
+        "{} is owned by uid {uid}, neither by root nor by uid {owner}, the owner the entry \
+         gives it: appending would give that user's content to another; not appended (give \
+         the entry the file's owner, or remove the file)",
+        path.display()
+    )]
+    AppendToOthers { path: PathBuf, uid: u32, owner: u32 },
     #[error("{} has {links} hard links; not used", path.display())]
     HardLinks { path: PathBuf, links: u64 },
     #[error("{} is not a regular file", .0.display())]
