@@ -70,6 +70,19 @@ pub enum Refused {
         path.display()
     )]
     AppendToOthers { path: PathBuf, uid: u32, owner: u32 },
+    #[error(
+        "{} is in a directory users may add entries to: what is there may be a user's file; \
+         not used (make that directory root's, mode 0755)",
+        .0.display()
+    )]
+    InOpenDir(PathBuf),
+    #[error(
+        "{} is owned by uid {uid}, not by root: sudo does not read it, and metaboot makes no \
+         user's rules root's; not changed (check its rules, then chown it to root, or remove \
+         it)",
+        path.display()
+    )]
+    NotRoots { path: PathBuf, uid: u32 },
     #[error("{} has {links} hard links; not used", path.display())]
     HardLinks { path: PathBuf, links: u64 },
     #[error("{} is not a regular file", .0.display())]
