@@ -168,7 +168,11 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     };
     report.source = source.as_ref().map(|s| s.name().to_owned());
     let instance = match source.as_deref_mut() {
-        Some(source) => fetch::fetch(root, &state, settings, source, &client, &mut report),
+        Some(source) => {
+            let known = known_instance(root, &state);
+            let known = known.as_deref();
+            fetch::fetch(root, &state, settings, source, &client, known, &mut report)
+        }
         None => {
             report.step("meta-data", || {
                 let why: String = unusable.iter().map(|why| format!("; {why}")).collect();

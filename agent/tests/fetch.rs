@@ -148,8 +148,10 @@ fn the_other_documents_are_asked_for_while_meta_data_is_on_its_way() {
     assert_eq!(guest.step("vendor-data").0, "ok", "{log}");
 }
 
+/// A document that fails side by side fails its own step, and leaves the set incomplete: the
+/// instance's data is not applied on half of it (`agent/src/run/fetch.rs`).
 #[test]
-fn a_document_that_fails_side_by_side_fails_its_own_step_only() {
+fn a_document_that_fails_side_by_side_fails_its_own_step_and_holds_the_instance_back() {
     let guest = Guest::new();
     guest.user_data("#cloud-config\nhostname: still-set\n");
     guest
@@ -161,7 +163,56 @@ fn a_document_that_fails_side_by_side_fails_its_own_step_only() {
     assert_eq!(outcome, "error", "{log}");
     assert!(message.contains("vendor_data.json"), "{message}");
     assert_eq!(guest.step("user-data").0, "ok", "{log}");
+    let (outcome, message) = guest.step("cloud-config");
+    assert_eq!(outcome, "skipped", "{log}");
+    assert!(
+        message.starts_with("vendor_data.json could not be fetched"),
+        "{message}"
+    );
+    assert_eq!(guest.read("/etc/hostname"), "localhost\n");
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
     assert_eq!(guest.read("/etc/hostname"), "still-set\n");
+}
+
+/// User data that does not come on the first boot (the service answers 503 to every attempt)
+/// is not taken for none: the per-instance steps and the user scripts wait, unmarked, for the
+/// next boot, which applies the user data whole; a failure on a later boot leaves the
+/// instance's cached cloud-config as the last complete set made it.
+#[test]
+fn user_data_that_fails_on_the_first_boot_is_applied_whole_at_the_next() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nusers: [{name: dave}]\nruncmd: ['echo ran >> runcmd-ran']\n");
+    let user_data = "/openstack/latest/user_data";
+    let attempts = metaboot::source::http::DOCUMENT_ATTEMPTS as usize;
+    guest.server.fail(user_data, Fault::Status(503), attempts);
+    let (code, log) = guest.run();
+    assert_eq!(code, 1, "{log}");
+    assert_eq!(guest.server.hits(user_data), attempts, "{log}");
+    assert_eq!(guest.step("user-data").0, "error", "{log}");
+    for step in ["users-groups", "ssh-keys", "runcmd", "scripts-user"] {
+        let (outcome, message) = guest.step(step);
+        assert_eq!(outcome, "skipped", "{step}: {log}");
+        assert!(message.contains("incomplete"), "{step}: {message}");
+    }
+    assert!(!guest.read("/etc/passwd").contains("dave:"));
+    assert!(!guest.path("/runcmd-ran").exists());
+    assert!(guest.status()["instance_id"].is_null());
+    assert!(!guest.path("/var/lib/metaboot/data/instance-id").exists());
+
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert!(guest.read("/etc/passwd").contains("dave:"), "{log}");
+    assert_eq!(guest.read("/runcmd-ran"), "ran\n", "{log}");
+    let cached = format!("/var/lib/metaboot/instances/{UUID}/cloud-config.json");
+    assert!(guest.read(&cached).contains("runcmd"));
+
+    // A later boot whose user data fails keeps the cached cloud-config, and runs nothing again.
+    guest.server.fail(user_data, Fault::Status(503), attempts);
+    let (code, log) = guest.run();
+    assert_eq!(code, 1, "{log}");
+    assert!(guest.read(&cached).contains("runcmd"), "{log}");
+    assert_eq!(guest.read("/runcmd-ran"), "ran\n", "{log}");
 }
 
 #[test]
@@ -440,4 +491,51 @@ fn a_document_now_absent_is_no_longer_cached_and_one_that_fails_keeps_its_copy()
     }
     assert_eq!(query(), "");
     assert!(cached("meta_data.json").exists());
+}
+
+/// On a reboot of the machine's own instance (its DMI system UUID), a service that answers
+/// for another instance (a proxy that misidentifies the machine) is refused: none of that
+/// instance's steps run, and the machine stays its own instance.
+#[test]
+fn a_service_answering_for_another_instance_on_a_reboot_is_refused() {
+    let guest = Guest::new();
+    let dmi = guest.path("/sys/class/dmi/id/product_uuid");
+    std::fs::create_dir_all(dmi.parent().unwrap()).unwrap();
+    std::fs::write(&dmi, format!("{}\n", UUID.to_uppercase())).unwrap();
+    guest.user_data("#cloud-config\nbootcmd: ['echo boot >> boots']\n");
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    let other = "0b5c7d5e-0000-4000-8000-000000000001";
+    guest.meta_data(&serde_json::json!({
+        "uuid": other,
+        "hostname": "other.novalocal",
+        "name": "other",
+        "public_keys": {"theirs": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther other@host"},
+    }));
+    guest.user_data("#cloud-config\nruncmd: ['echo theirs > theirs-ran']\n");
+    let (code, log) = guest.run();
+    assert_eq!(code, 1, "{log}");
+    let (outcome, message) = guest.step("meta-data");
+    assert_eq!(outcome, "error", "{log}");
+    assert!(
+        message.starts_with("refused: the source answered for instance 0b5c7d5e")
+            && message.contains(&format!("this machine is instance {UUID}")),
+        "{message}"
+    );
+    assert_eq!(
+        guest.read("/var/lib/metaboot/data/instance-id"),
+        format!("{UUID}\n")
+    );
+    assert!(!guest.path("/theirs-ran").exists(), "{log}");
+    assert!(
+        !guest
+            .read("/root/.ssh/authorized_keys")
+            .contains("other@host")
+    );
+    assert_eq!(guest.read("/etc/hostname"), "test\n");
+    assert_eq!(
+        guest.read("/boots"),
+        "boot\nboot\n",
+        "its own bootcmd, from its cache"
+    );
 }

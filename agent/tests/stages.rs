@@ -297,6 +297,71 @@ fn without_metadata_the_final_stage_runs_only_the_per_boot_scripts() {
     assert_eq!(guest.status()["status"], "error");
 }
 
+/// A user-script step with nothing to run is not marked as run: a later boot of the same
+/// instance that brings scripts (user data served late, a `runcmd` added) runs them.
+#[test]
+fn a_user_script_step_with_nothing_to_run_is_not_marked() {
+    let guest = Guest::new();
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.step("scripts-user").0, "skipped", "{stderr}");
+    let sem = format!("/var/lib/metaboot/instances/{UUID}/sem");
+    for name in ["config_scripts_user", "config_scripts_vendor"] {
+        assert!(!guest.path(&format!("{sem}/{name}")).exists(), "{name}");
+    }
+    guest.user_data(USER_DATA);
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+    assert!(guest.path(&format!("{sem}/config_scripts_user")).exists());
+}
+
+/// A final stage whose boot's init stage did not run finds the init stage of an earlier boot
+/// in status.json: it refuses to take that run up, saying why, and runs nothing.
+#[test]
+fn the_final_stage_refuses_an_init_stage_of_another_boot() {
+    let guest = Guest::new();
+    guest.user_data(USER_DATA);
+    assert_eq!(guest.run_stage("init").0, 0);
+    let path = guest.path("/var/lib/metaboot/status.json");
+    let mut status = guest.status();
+    assert!(status["boot_id"].is_string(), "{status:#}");
+    status["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    std::fs::write(&path, status.to_string()).unwrap();
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("status.json is an init stage's of an earlier boot"),
+        "{stderr}"
+    );
+    assert!(!guest.path("/tmp/runcmd.out").exists(), "{stderr}");
+    assert_eq!(guest.status(), status, "left as it was");
+}
+
+/// User data that could not be fetched in the init stage (503 to every attempt): the final
+/// stage runs no per-instance script and marks none, and the next boot runs them.
+#[test]
+fn after_an_incomplete_fetch_the_final_stage_runs_only_the_per_boot_scripts() {
+    let guest = Guest::new();
+    guest.user_data(USER_DATA);
+    let attempts = metaboot::source::http::DOCUMENT_ATTEMPTS as usize;
+    guest
+        .server
+        .fail("/openstack/latest/user_data", Fault::Status(503), attempts);
+    let (code, stderr) = guest.run_stage("init");
+    assert_eq!(code, 1, "{stderr}");
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 1, "{stderr}");
+    let (outcome, message) = guest.step("scripts-user");
+    assert_eq!(outcome, "skipped", "{stderr}");
+    assert!(message.contains("incomplete"), "{message}");
+    assert!(!guest.path("/tmp/runcmd.out").exists());
+    guest.run_stage("init");
+    let (code, stderr) = guest.run_stage("final");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(guest.read("/tmp/runcmd.out"), format!("runcmd {UUID}\n"));
+}
+
 /// `runcmd: [reboot]`: the machine goes down while the final stage runs, and systemd's
 /// SIGTERM ends it before it commits. The next boot of the same instance does not run the
 /// scripts again (cloud-init writes a module's semaphore before it runs): else the instance

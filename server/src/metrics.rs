@@ -308,7 +308,8 @@ pub async fn serve_metrics(
     };
     let listener = crate::http::listen::tcp_listener(listen)
         .and_then(crate::http::TcpAcceptor::new)
-        .with_context(|| format!("failed to bind the metrics listener on {listen}"))?;
+        .map_err(|err| crate::http::listen_refusal::tcp(err, listen))
+        .context("cannot serve the metrics")?;
     tracing::info!(%listen, "metrics at /metrics");
     tokio::spawn(crate::http::serve(
         listener,

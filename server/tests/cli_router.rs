@@ -144,3 +144,43 @@ fn router_delete_is_refused_while_networks_are_attached() {
         2
     );
 }
+
+#[test]
+fn network_delete_is_refused_while_a_router_has_it() {
+    let reg = Registry::new();
+    let net = reg.json(&[
+        "network",
+        "create",
+        "net1",
+        "--cidr",
+        "198.18.0.0/24",
+        "--json",
+    ]);
+    let net_id = net["id"].as_str().unwrap();
+    let r1 = reg.json(&["router", "create", "r1", "--network", "net1", "--json"]);
+    let r2 = reg.json(&["router", "create", "r2", "--network", "net1", "--json"]);
+
+    // Neutron's NetworkInUse: the refusal names the routers and how to detach the network.
+    let msg = reg.refused(&["network", "delete", "net1"]);
+    for expected in [
+        "network net1 is still attached to 2 router(s)",
+        &format!("r1 ({})", r1["id"].as_str().unwrap()),
+        &format!("r2 ({})", r2["id"].as_str().unwrap()),
+        &format!("metaboot-server router remove-network ROUTER {net_id}"),
+    ] {
+        assert!(msg.contains(expected), "{expected:?} missing from {msg}");
+    }
+
+    reg.ok(&["router", "remove-network", "r1", "net1"]);
+    reg.ok(&["router", "remove-network", "r2", "net1"]);
+    let deleted = reg.ok(&["network", "delete", "net1"]);
+    assert!(deleted.starts_with("deleted network net1 ("), "{deleted}");
+    // The routers stay.
+    assert_eq!(
+        reg.json(&["router", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

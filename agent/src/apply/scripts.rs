@@ -518,6 +518,18 @@ pub fn run_dir(root: &Root, dir: &Path, env: &ScriptEnv) -> Vec<ScriptResult> {
     results
 }
 
+/// Whether `dir` under the root has an entry [`run_dir`] may run: an executable regular file
+/// or a symlink, not hidden.
+pub fn has_scripts(root: &Root, dir: &Path) -> bool {
+    root.entries_or_none(dir).into_iter().any(|(name, stat)| {
+        !name.to_string_lossy().starts_with('.')
+            && match kind(&stat) {
+                SFlag::S_IFREG => stat.st_mode & 0o111 != 0,
+                kind => kind == SFlag::S_IFLNK,
+            }
+    })
+}
+
 /// The path under the root of the executable regular file the symlink `link` leads to,
 /// resolved inside the root (the root's own symlinks only, `..` never above it); or what it
 /// leads to instead. On the host root that is the link itself, which the kernel resolves

@@ -5,9 +5,15 @@
 //! only root could have made, the link kept), and a missing sudoers is made from the vendor's
 //! (`/usr/etc/sudoers`) or from that line alone (docs/protocol.md §5.4).
 
+use std::ffi::OsStr;
+use std::io;
 use std::path::Path;
 
-use crate::fsutil::{PathError, WriteOptions};
+use nix::sys::stat::FileStat;
+
+use crate::fsutil::dir::read_whole;
+use crate::fsutil::owner::is_agents;
+use crate::fsutil::{Dir, PathError, Refused, WriteOptions, only_root_adds};
 use crate::root::Root;
 
 /// The main sudoers file, under the root.
@@ -34,17 +40,29 @@ pub fn includes(text: &[u8], dir: &Path) -> bool {
     })
 }
 
-/// Makes [`SUDOERS`] include `dir`, replacing it atomically with its bytes kept and the line
-/// appended; true when it was changed.
+/// Makes [`SUDOERS`] include `dir`, replacing it atomically with its bytes, mode and owner kept
+/// and the line appended; true when it was changed. The path is resolved once: the file read
+/// is the one replaced, in a directory only root may add entries to (through root's symlinks,
+/// as `Root::parent_created` follows them), and it must be root's, with one link
+/// ([`read_roots`]); anything else is refused with nothing written.
 pub fn ensure_included(root: &Root, dir: &Path) -> Result<bool, PathError> {
-    let read = |path: &str| {
-        root.read_optional(path)
-            .map_err(PathError::fail("read", root.host_path(path)))
-    };
-    let mut text = match read(SUDOERS)? {
-        Some(text) => text,
-        None => read(VENDOR_SUDOERS)?.unwrap_or_default(),
-    };
+    let shown = root.host_path(SUDOERS);
+    let (held, name, _) = root
+        .parent_created(Path::new(SUDOERS))
+        .map_err(PathError::fail("create directory", &shown))?;
+    let (mut text, options) =
+        match read_roots(&held, &name).map_err(PathError::fail("read", &shown))? {
+            Some((text, stat)) => (text, WriteOptions::keep_from(&stat)),
+            None => {
+                let vendor = root
+                    .read_optional(VENDOR_SUDOERS)
+                    .map_err(PathError::fail("read", root.host_path(VENDOR_SUDOERS)))?;
+                (
+                    vendor.unwrap_or_default(),
+                    WriteOptions::keep_or(SUDOERS_MODE),
+                )
+            }
+        };
     if includes(&text, dir) {
         return Ok(false);
     }
@@ -52,13 +70,30 @@ pub fn ensure_included(root: &Root, dir: &Path) -> Result<bool, PathError> {
         text.push(b'\n');
     }
     text.extend_from_slice(format!("\n{ADDED}\n#includedir {}\n", dir.display()).as_bytes());
-    // Through a symlink of root's, as cloud-init's append: the link stays.
-    let shown = root.host_path(SUDOERS);
-    let (dir, name, _) = root
-        .parent_created(Path::new(SUDOERS))
-        .map_err(PathError::fail("create directory", &shown))?;
-    dir.write_atomic_as(&name, &shown, &text, &WriteOptions::keep_or(SUDOERS_MODE))?;
+    held.write_atomic_as(&name, &shown, &text, &options)?;
     Ok(true)
+}
+
+/// Reads sudoers, entry `name` of `dir`, with the status of the descriptor read (what the
+/// rewrite keeps); `None` when missing. Refused: a directory others than root may add entries
+/// to, a file with more than one link (a hard link a user swapped in where
+/// `fs.protected_hardlinks` is 0), a file not root's: rules a user wrote would become root's,
+/// or root's file that user's, which sudo refuses to read (sudo broken for everyone).
+fn read_roots(dir: &Dir, name: &OsStr) -> io::Result<Option<(Vec<u8>, FileStat)>> {
+    if !only_root_adds(&dir.stat()?) {
+        return Err(Refused::InOpenDir(dir.child_path(name)).into());
+    }
+    let Some((mut file, stat)) = dir.open_unshared(name)? else {
+        return Ok(None);
+    };
+    if stat.st_uid != 0 && !is_agents(&stat) {
+        return Err(Refused::NotRoots {
+            path: dir.child_path(name),
+            uid: stat.st_uid,
+        }
+        .into());
+    }
+    Ok(Some((read_whole(&mut file, &stat)?, stat)))
 }
 
 #[cfg(test)]
@@ -143,6 +178,56 @@ mod tests {
             format!("root ALL=(ALL) ALL\n\n{ADDED}\n#includedir {DIR}\n")
         );
         assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o440);
+    }
+
+    /// A sudoers a user may have put in place is refused, nothing written: root's link into a
+    /// sticky `/tmp` where a user planted their rules, a user's file, a hard link (to a user's
+    /// file, swapped in where `fs.protected_hardlinks` is 0).
+    #[test]
+    fn a_sudoers_a_user_may_have_made_is_refused() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        const BOBS: &str = "bob ALL=(ALL) NOPASSWD: ALL\n";
+        let users = |dir: &Path, path: &str| {
+            let path = dir.join(path);
+            fs::write(&path, BOBS).unwrap();
+            std::os::unix::fs::chown(&path, Some(1000), Some(1000)).unwrap();
+        };
+        /// Why it is refused, and what makes the case after the user's file is in place.
+        type Case = (&'static str, fn(&Path));
+        let cases: [Case; 3] = [
+            ("a directory users may add entries to", |dir| {
+                std::os::unix::fs::symlink("/tmp/sudoers", dir.join("etc/sudoers")).unwrap();
+            }),
+            ("not by root", |_| {}),
+            ("2 hard links", |dir| {
+                fs::create_dir(dir.join("home")).unwrap();
+                fs::hard_link(dir.join("etc/sudoers"), dir.join("home/bobs")).unwrap();
+            }),
+        ];
+        for (why, make) in cases {
+            let (dir, root) = image();
+            fs::create_dir(dir.path().join("tmp")).unwrap();
+            let sticky = fs::Permissions::from_mode(0o1777);
+            fs::set_permissions(dir.path().join("tmp"), sticky).unwrap();
+            let planted = if why.contains("users may add") {
+                "tmp/sudoers"
+            } else {
+                "etc/sudoers"
+            };
+            users(dir.path(), planted);
+            make(dir.path());
+            if why.contains("hard links") {
+                std::os::unix::fs::chown(dir.path().join(planted), Some(0), Some(0)).unwrap();
+            }
+            let err = ensure_included(&root, Path::new(DIR)).unwrap_err();
+            let err = crate::log::chain(&err);
+            assert!(err.contains(why), "{why}: {err}");
+            assert_eq!(fs::read_to_string(dir.path().join(planted)).unwrap(), BOBS);
+            let names: Vec<_> = fs::read_dir(dir.path().join("etc")).unwrap().collect();
+            assert_eq!(names.len(), 2, "{why}: nothing written");
+        }
     }
 
     /// A missing sudoers is made, mode 0440, from the vendor's when there is one.

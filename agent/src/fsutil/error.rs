@@ -40,6 +40,14 @@ pub enum Refused {
         path.display()
     )]
     LinkedSymlink { path: PathBuf, links: u64 },
+    #[error(
+        "{} is root's symlink into {}, a directory users may add entries to: what is there \
+         may be a user's file; not followed (point the link into a directory only root may \
+         write, or name the file itself)",
+        link.display(),
+        dir.display()
+    )]
+    LinkIntoOpenDir { link: PathBuf, dir: PathBuf },
     #[error("{}: more than {limit} symlinks to follow", path.display())]
     TooManySymlinks { path: PathBuf, limit: usize },
     #[error("{} is owned by uid {uid}, neither by {user} nor by root", path.display())]
@@ -55,6 +63,26 @@ pub enum Refused {
         path.display()
     )]
     UserDirInSticky { path: PathBuf, uid: u32 },
+    #[error(
+        "{} is owned by uid {uid}, neither by root nor by uid {owner}, the owner the entry \
+         gives it: appending would give that user's content to another; not appended (give \
+         the entry the file's owner, or remove the file)",
+        path.display()
+    )]
+    AppendToOthers { path: PathBuf, uid: u32, owner: u32 },
+    #[error(
+        "{} is in a directory users may add entries to: what is there may be a user's file; \
+         not used (make that directory root's, mode 0755)",
+        .0.display()
+    )]
+    InOpenDir(PathBuf),
+    #[error(
+        "{} is owned by uid {uid}, not by root: sudo does not read it, and metaboot makes no \
+         user's rules root's; not changed (check its rules, then chown it to root, or remove \
+         it)",
+        path.display()
+    )]
+    NotRoots { path: PathBuf, uid: u32 },
     #[error("{} has {links} hard links; not used", path.display())]
     HardLinks { path: PathBuf, links: u64 },
     #[error("{} is not a regular file", .0.display())]

@@ -131,6 +131,10 @@ pub(crate) struct Walker<'r> {
     staging: Option<&'r Arc<Staging>>,
     /// The directories this walk created, outermost first.
     created: Vec<Dir>,
+    /// Set while a final link of root's is followed ([`Walker::through_roots_links`]): that
+    /// link, for messages. Every directory a name is then looked up in must be one only root
+    /// may add entries to, and names are walked one by one so that each is judged.
+    judging: Option<PathBuf>,
 }
 
 impl<'r> Walker<'r> {
@@ -147,6 +151,7 @@ impl<'r> Walker<'r> {
             links: 0,
             staging,
             created: Vec::new(),
+            judging: None,
         }
     }
 
@@ -252,6 +257,9 @@ impl<'r> Walker<'r> {
     /// The leading plain names of `todo` (two or more, none staged, none just made: that one
     /// is judged when it is opened) that one call may open.
     fn run_len(&self, todo: &VecDeque<Step>) -> usize {
+        if self.judging.is_some() {
+            return 0;
+        }
         let run = todo
             .iter()
             .take_while(|step| step.name != ".." && !step.made)
@@ -318,6 +326,7 @@ impl<'r> Walker<'r> {
                 self.leave()?;
                 continue;
             }
+            self.judge_current()?;
             let seen = self.seen(&step.name);
             match openat(self.current(), seen.as_os_str(), DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => {
@@ -468,8 +477,20 @@ impl<'r> Walker<'r> {
     /// entries to ([`only_root_adds`]). Returns the name the chain ends at, where open(2) of
     /// the path (what cloud-init writes with) lands; any other link is that name itself, for
     /// the caller to refuse or replace.
-    pub(crate) fn through_roots_links(&mut self, mut name: OsString) -> io::Result<OsString> {
+    ///
+    /// Once a link was followed, every directory a name is looked up in on the way (the one
+    /// the chain ends in included) must be one only root may add entries to, or the path is
+    /// refused ([`Refused::LinkIntoOpenDir`]): root's link to `/tmp/app.conf` would otherwise
+    /// hand a root's write, or an append, the file a user planted there.
+    pub(crate) fn through_roots_links(&mut self, name: OsString) -> io::Result<OsString> {
+        let followed = self.through_links_judged(name);
+        self.judging = None;
+        followed
+    }
+
+    fn through_links_judged(&mut self, mut name: OsString) -> io::Result<OsString> {
         loop {
+            self.judge_current()?;
             let seen = self.seen(&name);
             let flags = AtFlags::AT_SYMLINK_NOFOLLOW;
             let stat = match fstatat(self.current(), seen.as_os_str(), flags) {
@@ -482,6 +503,9 @@ impl<'r> Walker<'r> {
                 return Ok(name);
             }
             let shown = self.shown(Some(&name));
+            if self.judging.is_none() {
+                self.judging = Some(shown.clone());
+            }
             name = self.enter_link_parent(&seen, &name).map_err(|err| {
                 if err.kind() != io::ErrorKind::NotFound {
                     return err;
@@ -491,6 +515,22 @@ impl<'r> Walker<'r> {
                 io::Error::new(err.kind(), format!("{} {why}", shown.display()))
             })?;
         }
+    }
+
+    /// While a final link is followed ([`Walker::judging`]), refuses a current directory
+    /// others than root may add entries to.
+    fn judge_current(&self) -> io::Result<()> {
+        let Some(link) = &self.judging else {
+            return Ok(());
+        };
+        if only_root_adds(&fstat(self.current())?) {
+            return Ok(());
+        }
+        Err(Refused::LinkIntoOpenDir {
+            link: link.clone(),
+            dir: self.shown(None),
+        }
+        .into())
     }
 
     /// Follows symlink `name` (read from entry `seen`): walks to its target's parent and

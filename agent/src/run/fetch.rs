@@ -1,6 +1,11 @@
-//! The fetch phase of a run, one step per document: fetch it from the source, cache it in the
-//! instance's directory, decode it; then merge the cloud-config of metaboot.yaml, vendor data
-//! and user data. Only meta-data is required: without it there is no instance.
+//! The fetch phase of a run, one step per document: fetch it from the source, decode it; then
+//! merge the cloud-config of metaboot.yaml, vendor data and user data. Only meta-data is
+//! required: without it there is no instance. A document that could not be fetched (anything
+//! but a definite absence, a 404) leaves the set incomplete: the run then takes up no instance
+//! (no switch, nothing cached, no per-instance step), as without meta-data, and the next boot
+//! fetches again. Only a complete set switches the instance and is cached in its directory.
+
+use std::cell::RefCell;
 
 use metaboot_proto::{MetaData, NetworkData as OpenStackNetworkData};
 
@@ -11,9 +16,9 @@ use crate::log::chain;
 use crate::root::Root;
 use crate::source::http::HttpClient;
 use crate::source::{NetworkData, Source, SourceError, VendorData};
-use crate::state::State;
 use crate::state::redact;
 use crate::state::result::{Done, Report, count};
+use crate::state::{State, check_instance_id};
 use crate::userdata::cloud_config::{CloudConfig, not_applied};
 use crate::userdata::yaml::ConfigMap;
 use crate::userdata::{self, Decoded, merge, yaml};
@@ -23,23 +28,26 @@ const DISABLED: &str = "disabled by `steps` in metaboot.yaml";
 /// The `network-data` step's word for a `network-config` of `config: disabled`.
 pub(super) const NETWORK_CONFIG_DISABLED: &str = "network-config: {config: disabled}";
 
-/// Fetches, decodes and merges what `source` has; `None` when its meta-data failed.
+/// Fetches, decodes and merges what `source` has; `None` when its meta-data failed (or was
+/// refused: not `known`, the machine's own instance) or another document could not be
+/// fetched.
 pub(super) fn fetch<'a>(
     root: &'a Root,
     state: &'a State,
     settings: &'a Settings,
     source: &mut dyn Source,
     client: &HttpClient,
+    known: Option<&str>,
     report: &mut Report,
 ) -> Option<Instance<'a>> {
-    let (meta, new_instance, launch_index) = meta_data(state, source, report)?;
+    let (meta, new_instance, launch_index, cached_meta) = meta_data(state, source, known, report)?;
     let id = meta.uuid.clone();
-    report.instance_id = Some(id.clone());
-    report.new_instance = Some(new_instance);
     let docs = Documents {
         state,
         id: &id,
         launch_index,
+        failed: RefCell::default(),
+        pending: RefCell::new(vec![(META_DATA_CACHE, Some(cached_meta))]),
     };
     let mut user = Decoded::default();
     let mut vendor = Decoded::default();
@@ -68,6 +76,12 @@ pub(super) fn fetch<'a>(
     report
         .warnings
         .extend(user.warnings.iter().chain(&vendor.warnings).cloned());
+    if let Err(why) = docs.take_up(report) {
+        report.skip("cloud-config", &why);
+        return None;
+    }
+    report.instance_id = Some(id.clone());
+    report.new_instance = Some(new_instance);
     let config = merge(settings, &docs, user_config, &user, &vendor, report);
     Some(Instance {
         root,
@@ -85,13 +99,19 @@ pub(super) fn fetch<'a>(
     })
 }
 
-/// The `meta-data` step: fetch, decode, switch the current instance, cache without secrets.
-/// Returns the meta-data, whether the instance is new, and its launch index if it has one.
+/// The `meta-data` step: fetch, decode, check the instance id. Returns the meta-data, whether
+/// the instance is new, its launch index if it has one, and the document without its secrets
+/// (cached once the set is complete). On a reboot of the machine's own instance (the last
+/// instance id is its DMI system UUID), nova's documents for another instance are refused:
+/// they are not this machine's (a proxy that misidentifies it, an address reused), and
+/// cloud-init's OpenStack `check_instance_id` keeps the cached instance on such a boot. A
+/// NoCloud seed's new `instance-id` is taken, as cloud-init takes it.
 fn meta_data(
     state: &State,
     source: &mut dyn Source,
+    known: Option<&str>,
     report: &mut Report,
-) -> Option<(MetaData, bool, Option<i64>)> {
+) -> Option<(MetaData, bool, Option<i64>, Vec<u8>)> {
     let mut meta = None;
     report.step("meta-data", || {
         let raw = match source.meta_data() {
@@ -102,22 +122,27 @@ fn meta_data(
             Ok(parsed) => parsed,
             Err(err) => return Done::error(format!("meta_data.json is not valid: {err}")),
         };
-        let new = match state.switch_instance(&parsed.uuid) {
-            Ok(new) => new,
-            Err(err) => return Done::error(chain(&err)),
-        };
-        cache(
-            state,
-            &parsed.uuid,
-            META_DATA_CACHE,
-            &redact::meta_data(&raw),
-        );
+        if let Err(err) = check_instance_id(&parsed.uuid) {
+            return Done::error(chain(&err));
+        }
+        if let Some(known) = known
+            && !known.eq_ignore_ascii_case(&parsed.uuid)
+            && source.name() != crate::source::nocloud::NAME
+        {
+            return Done::error(format!(
+                "refused: the source answered for instance {}, but this machine is instance \
+                 {known} (its DMI product_uuid); the run goes on as {known}: check what answers \
+                 at the metadata URL",
+                parsed.uuid
+            ));
+        }
+        let new = state.stored_instance_id().as_deref() != Some(parsed.uuid.as_str());
         let message = format!(
             "instance {} ({})",
             parsed.uuid,
             if new { "new" } else { "same as last boot" }
         );
-        meta = Some((parsed, new, launch_index(&raw)));
+        meta = Some((parsed, new, launch_index(&raw), redact::meta_data(&raw)));
         Done::ok_with(message)
     });
     report.warnings.extend(source.take_warnings());
@@ -156,31 +181,86 @@ fn uncache(state: &State, id: &str, names: &[&str]) {
     }
 }
 
-/// An optional document's fetch error, for the step's message.
-fn fetched<T>(result: Result<Option<T>, SourceError>, what: &str) -> Result<Option<T>, String> {
-    result.map_err(|err| format!("{what}: {}", chain(err.as_ref())))
-}
-
-/// The optional documents of one instance: fetched, cached under the instance, decoded.
+/// The optional documents of one instance: fetched, decoded, and cached under the instance
+/// once every one is in ([`Documents::take_up`]).
 struct Documents<'a> {
     state: &'a State,
     id: &'a str,
     /// The instance's launch index: user-data parts marked for another are left out.
     launch_index: Option<i64>,
+    /// The documents that could not be fetched (anything but a definite absence).
+    failed: RefCell<Vec<&'static str>>,
+    /// The changes to the instance's cached copies, in order, made by [`Documents::take_up`].
+    pending: RefCell<Vec<CacheChange>>,
 }
 
+/// A change to a cached copy: the document to write (`Some`), or one the source definitely
+/// does not have (`None`).
+type CacheChange = (&'static str, Option<Vec<u8>>);
+
 impl Documents<'_> {
+    /// An optional document's fetch; its error, for the step's message, leaves the set
+    /// incomplete.
+    fn fetched<T>(
+        &self,
+        result: Result<Option<T>, SourceError>,
+        what: &'static str,
+    ) -> Result<Option<T>, String> {
+        result.map_err(|err| {
+            self.failed.borrow_mut().push(what);
+            format!("{what}: {}", chain(err.as_ref()))
+        })
+    }
+
+    /// Keeps `raw` as the cached copy `name`, once the set is complete.
+    fn cache(&self, name: &'static str, raw: &[u8]) {
+        self.pending.borrow_mut().push((name, Some(raw.to_vec())));
+    }
+
+    /// Removes the cached copies `names`, once the set is complete ([`uncache`]).
+    fn uncache(&self, names: &[&'static str]) {
+        self.pending
+            .borrow_mut()
+            .extend(names.iter().map(|name| (*name, None)));
+    }
+
+    /// Takes up the instance when every document was fetched: switches the current instance
+    /// to it and updates its cached copies. Otherwise (or when the switch fails) why not, and
+    /// nothing is written: the instance's cached data stays as the last complete set left it.
+    fn take_up(&self, report: &mut Report) -> Result<(), String> {
+        let failed = self.failed.borrow();
+        if !failed.is_empty() {
+            return Err(format!(
+                "{} could not be fetched: the instance's steps wait for a boot that fetches \
+                 every document",
+                failed.join(", ")
+            ));
+        }
+        if let Err(err) = self.state.switch_instance(self.id) {
+            let why = format!("cannot switch to instance {}: {}", self.id, chain(&err));
+            report.errors.push(format!("meta-data: {why}"));
+            return Err(why);
+        }
+        for (name, raw) in self.pending.take() {
+            match raw {
+                Some(raw) => cache(self.state, self.id, name, &raw),
+                None => uncache(self.state, self.id, &[name]),
+            }
+        }
+        Ok(())
+    }
+
     /// The `user-data` step.
     fn user_data(&self, source: &mut dyn Source, client: &HttpClient, out: &mut Decoded) -> Done {
-        let raw = match fetched(source.user_data(), "user_data") {
+        let raw = match self.fetched(source.user_data(), "user_data") {
             Ok(Some(raw)) => raw,
             Ok(None) => {
-                uncache(self.state, self.id, &["user_data"]);
+                self.uncache(&["user_data"]);
                 return Done::ok_with("no user data");
             }
             Err(err) => return Done::error(err),
         };
-        cache(self.state, self.id, "user_data", &raw);
+        self.cache("user_data", &raw);
         *out = userdata::decode(&raw, self.launch_index, client);
         decoded_done(out)
     }
@@ -205,12 +285,12 @@ impl Documents<'_> {
             (
                 "vendor_data.json",
                 "vendor_data",
-                fetched(source.vendor_data(), "vendor_data.json"),
+                self.fetched(source.vendor_data(), "vendor_data.json"),
             ),
             (
                 "vendor_data2.json",
                 "vendor_data2",
-                fetched(source.vendor_data2(), "vendor_data2.json"),
+                self.fetched(source.vendor_data2(), "vendor_data2.json"),
             ),
         ];
         for ((json_name, plain_name, doc), (switch, key)) in
@@ -219,17 +299,17 @@ impl Documents<'_> {
             let consume = switch.consumed;
             let mut decoded = match doc {
                 Ok(Some(VendorData::Json(raw))) => {
-                    uncache(self.state, self.id, &[plain_name]);
-                    cache(self.state, self.id, json_name, &raw);
+                    self.uncache(&[plain_name]);
+                    self.cache(json_name, &raw);
                     consume.then(|| userdata::decode_vendor(&raw, json_name, client))
                 }
                 Ok(Some(VendorData::Plain(raw))) => {
-                    uncache(self.state, self.id, &[json_name]);
-                    cache(self.state, self.id, plain_name, &raw);
+                    self.uncache(&[json_name]);
+                    self.cache(plain_name, &raw);
                     consume.then(|| userdata::decode(&raw, None, client))
                 }
                 Ok(None) => {
-                    uncache(self.state, self.id, &[json_name, plain_name]);
+                    self.uncache(&[json_name, plain_name]);
                     continue;
                 }
                 Err(err) => {
@@ -266,10 +346,10 @@ impl Documents<'_> {
 
     /// The `network-data` step: fetched, cached, parsed (the `network` step applies it).
     fn network_data(&self, source: &mut dyn Source, out: &mut Option<NetworkDoc>) -> Done {
-        match fetched(source.network_data(), "network_data.json") {
+        match self.fetched(source.network_data(), "network_data.json") {
             Ok(Some(NetworkData::Json(raw))) => {
-                uncache(self.state, self.id, &[NETWORK_CONFIG]);
-                cache(self.state, self.id, NETWORK_DATA_JSON, &raw);
+                self.uncache(&[NETWORK_CONFIG]);
+                self.cache(NETWORK_DATA_JSON, &raw);
                 match serde_json::from_slice::<OpenStackNetworkData>(&raw) {
                     Ok(data) => {
                         // Checked against the typed document; the `network` step reads it
@@ -281,8 +361,8 @@ impl Documents<'_> {
                 }
             }
             Ok(Some(NetworkData::NetworkConfig(raw))) => {
-                uncache(self.state, self.id, &[NETWORK_DATA_JSON]);
-                cache(self.state, self.id, NETWORK_CONFIG, &raw);
+                self.uncache(&[NETWORK_DATA_JSON]);
+                self.cache(NETWORK_CONFIG, &raw);
                 let text = String::from_utf8_lossy(&raw);
                 match yaml::parse_map(&text) {
                     Ok(map) => {
@@ -311,7 +391,7 @@ impl Documents<'_> {
                 }
             }
             Ok(None) => {
-                uncache(self.state, self.id, &[NETWORK_DATA_JSON, NETWORK_CONFIG]);
+                self.uncache(&[NETWORK_DATA_JSON, NETWORK_CONFIG]);
                 Done::ok_with("no network data")
             }
             Err(err) => Done::error(err),

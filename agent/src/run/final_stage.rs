@@ -1,5 +1,6 @@
 //! `metaboot run --stage final` (metaboot-final.service, after sshd starts): takes up the run
-//! the init stage left `running` in `status.json`, runs the user scripts it wrote (vendor,
+//! the init stage of this boot left `running` in `status.json` (an earlier boot's is refused:
+//! its instance and scripts may not be this boot's), runs the user scripts it wrote (vendor,
 //! per-once, per-boot, per-instance, user data's and runcmd's), shows the host keys on the
 //! console, and finishes the run. It needs none of the instance's data beyond its id and the
 //! cloud-config the init stage merged: no network, no fetch, no decode.
@@ -10,7 +11,7 @@ use super::steps;
 use crate::cli::RunStage;
 use crate::config::Settings;
 use crate::root::Root;
-use crate::state::result::{Outcome, Report, RunStatus};
+use crate::state::result::{Report, RunStatus, boot_id};
 use crate::state::{State, status};
 
 /// Runs the final stage; returns the report (written to disk when there was a run to finish).
@@ -46,6 +47,12 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
         finish(&state, &mut report);
         return report;
     }
+    if report.from_another_boot(boot_id().as_deref()) {
+        return refused(
+            "no run of this boot to finish: status.json is an init stage's of an earlier \
+             boot; the init stage (`metaboot run --stage init`, metaboot.service) runs first",
+        );
+    }
     report.resume();
     // `running` with no stage left to wait for: from here on, a final stage that is killed
     // (kill -9, the OOM killer, `systemctl stop`) leaves a run no process holds, which
@@ -60,9 +67,10 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
         instance = report.instance_id.as_deref().unwrap_or("none"),
         "metaboot final stage starting"
     );
-    // With meta-data, the init stage's instance; without, what the init stage used too (the last
-    // known instance, or none) and only the every-boot scripts.
-    let with_metadata = report.outcome("meta-data") == Some(Outcome::Ok);
+    // With the instance the init stage took up (its meta-data and every other document
+    // fetched), that instance; without, what the init stage used too (the last known
+    // instance, or none) and only the every-boot scripts.
+    let with_metadata = report.instance_id.is_some();
     // Without it, on a reboot of the machine's own instance, what the init stage used too:
     // the configuration the instance merged at its last run.
     let resumed = if with_metadata {

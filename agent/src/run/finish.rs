@@ -7,22 +7,29 @@ use crate::cli::RunStage;
 use crate::log::chain;
 use crate::state::State;
 use crate::state::check_instance_id;
-use crate::state::result::{Report, RunStatus, unix_now};
+use crate::state::result::{Outcome, Report, RunStatus, unix_now};
 
 /// Why the steps that need instance metadata did not run.
 const NO_METADATA: &str = "no instance metadata (meta-data failed)";
+/// Why they did not run when meta-data came but another document could not be fetched.
+const INCOMPLETE: &str = "the instance's documents are incomplete (see the fetch steps): \
+                          the next boot fetches them again";
 
 /// Records each of `names` the run has no outcome for as skipped for want of metadata.
 pub(super) fn skip_without_metadata(
     report: &mut Report,
     names: impl IntoIterator<Item = &'static str>,
 ) {
+    let why = match report.outcome("meta-data") {
+        Some(Outcome::Ok) => INCOMPLETE,
+        _ => NO_METADATA,
+    };
     let missing: Vec<&str> = names
         .into_iter()
         .filter(|name| report.outcome(name).is_none())
         .collect();
     for name in missing {
-        report.skip(name, NO_METADATA);
+        report.skip(name, why);
     }
 }
 

@@ -30,6 +30,9 @@ pub(super) type StepFn = fn(&Instance<'_>, &mut Vec<String>) -> Done;
 /// into the directory the step runs.
 pub(super) type WriteFn = fn(&Instance<'_>) -> Result<(), String>;
 
+/// The directory a user-script step runs.
+pub(super) type DirFn = fn(&Instance<'_>) -> PathBuf;
+
 /// When a step runs.
 #[derive(Clone, Copy)]
 pub(super) enum Stage {
@@ -42,10 +45,10 @@ pub(super) enum Stage {
     /// the scripts may need): what it needs is written
     /// with the apply steps (a user-script step's scripts), and the step runs at the end
     /// (`metaboot run --stage final`, or at the end of a whole run), at most as often as its
-    /// frequency. A user-script step (with a `WriteFn`) is marked as run before it runs, as
-    /// cloud-init's semaphores are: a script that reboots the machine (`runcmd: [reboot]`)
-    /// kills the run before its end, and must not run again at every boot.
-    Final(Frequency, Option<WriteFn>, StepFn),
+    /// frequency. A user-script step (with a `WriteFn` and its directory) is marked as run
+    /// before it runs, as cloud-init's semaphores are: a script that reboots the machine
+    /// (`runcmd: [reboot]`) kills the run before its end, and must not run again at every boot.
+    Final(Frequency, Option<(WriteFn, DirFn)>, StepFn),
 }
 
 /// A fetch step.
@@ -58,14 +61,15 @@ const fn apply(name: &'static str, frequency: Frequency, body: StepFn) -> (&'sta
     (name, Stage::Apply(frequency, body))
 }
 
-/// A user-script step: its scripts are written before the logins, run in the final stage.
+/// A user-script step: its scripts are written before the logins into `dir`, run in the final
+/// stage.
 const fn scripts(
     name: &'static str,
     frequency: Frequency,
-    write: WriteFn,
+    (write, dir): (WriteFn, DirFn),
     run: StepFn,
 ) -> (&'static str, Stage) {
-    (name, Stage::Final(frequency, Some(write), run))
+    (name, Stage::Final(frequency, Some((write, dir)), run))
 }
 
 /// A final-stage step with nothing to write before the logins.
@@ -137,31 +141,34 @@ pub(super) const STEPS: &[(&str, Stage)] = &[
     scripts(
         "scripts-vendor",
         PerInstance,
-        write_vendor_scripts,
+        (write_vendor_scripts, vendor_dir),
         run_vendor_scripts,
     ),
     scripts(
         "scripts-per-once",
         Once,
-        |i| write_per_scripts(i, Once),
+        (|i| write_per_scripts(i, Once), |i| per_dir(i, Once).0),
         |i, _| run_per_scripts(i, Once),
     ),
     scripts(
         "scripts-per-boot",
         Always,
-        |i| write_per_scripts(i, Always),
+        (|i| write_per_scripts(i, Always), |i| per_dir(i, Always).0),
         |i, _| run_per_scripts(i, Always),
     ),
     scripts(
         "scripts-per-instance",
         PerInstance,
-        |i| write_per_scripts(i, PerInstance),
+        (
+            |i| write_per_scripts(i, PerInstance),
+            |i| per_dir(i, PerInstance).0,
+        ),
         |i, _| run_per_scripts(i, PerInstance),
     ),
     scripts(
         "scripts-user",
         PerInstance,
-        write_user_scripts,
+        (write_user_scripts, user_dir),
         run_user_scripts,
     ),
     last(
@@ -218,10 +225,9 @@ pub(super) fn apply_final(
 ) {
     let run = STEPS.iter().filter_map(|&(name, stage)| match stage {
         Stage::Final(frequency, write, run) if wanted(frequency) => {
-            let marked = if write.is_some() {
-                Marked::Before
-            } else {
-                Marked::After
+            let marked = match write {
+                Some((_, dir)) => Marked::Before(dir),
+                None => Marked::After,
             };
             Some((name, frequency, run, marked))
         }
@@ -251,7 +257,7 @@ fn written_mark(name: &str) -> String {
 fn write_scripts(instance: &Instance<'_>, report: &mut Report) {
     let semaphores = instance.state.semaphores(&instance.id);
     for &(name, stage) in STEPS {
-        let Stage::Final(frequency, Some(write), _) = stage else {
+        let Stage::Final(frequency, Some((write, _)), _) = stage else {
             continue;
         };
         if !instance.settings.agent.step_enabled(name) {
@@ -295,7 +301,7 @@ fn apply_where(instance: &Instance<'_>, report: &mut Report, wanted: impl Fn(Fre
 }
 
 /// When a step's semaphore is written.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Marked {
     /// After the step, staged after its files: a run killed before its commit runs the step
     /// again at the next boot, which finds its files old or new.
@@ -303,8 +309,10 @@ enum Marked {
     /// Before the step, whatever it then does (cloud-init's rule for every module): a user
     /// script runs at most once per instance even when it reboots the machine (`runcmd:
     /// [reboot]`, `apt-get dist-upgrade && reboot`). The script runner publishes every staged
-    /// write, this one included, before the first script starts.
-    Before,
+    /// write, this one included, before the first script starts. Only when the step's
+    /// directory has a script to run: a step with none is not marked, so that a later boot
+    /// that brings some runs them (as a step that skips is not marked after it).
+    Before(DirFn),
 }
 
 /// Runs `steps`, each unless `steps:` disables it or its semaphore says it already ran.
@@ -328,7 +336,8 @@ fn run_steps(
             continue;
         }
         let mut warnings = Vec::new();
-        if marked == Marked::Before
+        if let Marked::Before(dir) = marked
+            && scripts::has_scripts(instance.root, &dir(instance))
             && let Err(err) = semaphores.mark(name, frequency)
         {
             warnings.push(chain(&err));
@@ -337,7 +346,7 @@ fn run_steps(
         report
             .warnings
             .extend(warnings.into_iter().map(|w| format!("{name}: {w}")));
-        if marked == Marked::After
+        if matches!(marked, Marked::After)
             && outcome != Outcome::Skipped
             && let Err(err) = semaphores.mark(name, frequency)
         {

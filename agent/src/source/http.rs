@@ -26,10 +26,14 @@ pub const MAX_USER_DATA_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts at each document once the service has answered (`user_data`, vendor and network
 /// data, `meta_data.json` at a listed version), each with the full request timeout whatever
-/// is left of the run's deadline, so that a service found late still has its documents read
-/// (cloud-init: 6 attempts 1 s apart, 10 s each). With the defaults, a document that never
-/// answers is given up after 3 × 10 s and 1 + 2 s of backoff.
-pub const DOCUMENT_ATTEMPTS: u32 = 3;
+/// is left of the run's deadline, so that a service found late still has its documents read;
+/// as many as cloud-init's OpenStack datasource makes (`url_retries: 5` after the first,
+/// `MetadataReader._path_read`, which retries a 5xx too), [`DOCUMENT_RETRY_WAIT`] apart: a
+/// document that fails makes the run's set incomplete (`run/fetch.rs`). With the defaults, a
+/// document that never answers is given up after 6 × 10 s and 5 × 1 s, as in cloud-init.
+pub const DOCUMENT_ATTEMPTS: u32 = 6;
+/// The wait between two attempts at a document (cloud-init's `url_sec_between_retries`).
+pub const DOCUMENT_RETRY_WAIT: Duration = Duration::from_secs(1);
 /// Bound on establishing a TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response header block.
@@ -204,11 +208,13 @@ impl HttpClient {
     }
 
     /// A document's GET once the service has answered, with a budget of its own:
-    /// [`DOCUMENT_ATTEMPTS`] attempts (transient failures only), each with the full request
-    /// timeout, whatever is left of the run's deadline. `Ok(Some(body))` on 200, `Ok(None)` on
+    /// [`DOCUMENT_ATTEMPTS`] attempts (transient failures only), [`DOCUMENT_RETRY_WAIT`] apart,
+    /// each with the full request timeout, whatever is left of the run's deadline. `Ok(Some(body))` on 200, `Ok(None)` on
     /// 404.
     pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
-        self.get_retried(url, limit, self.retry.attempts_only(DOCUMENT_ATTEMPTS), 0)
+        let retry = (self.retry.attempts_only(DOCUMENT_ATTEMPTS))
+            .with_backoff(DOCUMENT_RETRY_WAIT, DOCUMENT_RETRY_WAIT);
+        self.get_retried(url, limit, retry, 0)
     }
 
     /// [`HttpClient::get`] within `retry`'s bounds, following up to `redirects` redirects.
@@ -829,30 +835,31 @@ pub(crate) mod tests {
         assert!(crate::log::chain(&err).contains("nosuchif0"), "{err:?}");
     }
 
-    /// A document's own budget is bounded, below cloud-init's (6 attempts of 10 s, 1 s
-    /// apart), and does not depend on the run's deadline.
+    /// A document's own budget is cloud-init's (6 attempts of 10 s, 1 s apart), and does not
+    /// depend on the run's deadline.
     #[test]
     fn a_document_has_a_bounded_budget_of_its_own() {
         let spent = Retry::until(std::time::Instant::now());
-        let backoff: Duration = (1..DOCUMENT_ATTEMPTS).map(|n| spent.backoff(n)).sum();
-        let worst = DEFAULT_REQUEST_TIMEOUT * DOCUMENT_ATTEMPTS + backoff;
-        const { assert!(DOCUMENT_ATTEMPTS >= 2, "a document is retried") };
-        assert!(worst <= Duration::from_secs(6 * 10 + 5), "{worst:?}");
-        // A client whose run's deadline has passed still reads a document (a 503 first).
-        let addr = serve(
-            "127.0.0.1:0",
-            vec![
-                response("503 Busy", "", b""),
-                response("200 OK", "", b"late"),
-            ],
-        )
-        .unwrap();
-        let client = HttpClient::new(
-            Duration::from_secs(5),
-            spent.with_backoff(Duration::from_millis(10), Duration::from_millis(10)),
+        let worst = DEFAULT_REQUEST_TIMEOUT * DOCUMENT_ATTEMPTS
+            + DOCUMENT_RETRY_WAIT * (DOCUMENT_ATTEMPTS - 1);
+        assert_eq!(
+            DOCUMENT_ATTEMPTS,
+            5 + 1,
+            "cloud-init's url_retries, after the first"
         );
+        assert_eq!(worst, Duration::from_secs(6 * 10 + 5));
+        // A client whose run's deadline has passed still reads a document: a 503 to every
+        // attempt but the last, each 1 s after the one before.
+        let mut answers = vec![response("503 Busy", "", b""); DOCUMENT_ATTEMPTS as usize - 1];
+        answers.push(response("200 OK", "", b"late"));
+        let addr = serve("127.0.0.1:0", answers).unwrap();
+        let client = HttpClient::new(Duration::from_secs(5), spent);
+        let started = std::time::Instant::now();
         let got = client.get(&format!("http://{addr}/user_data"), 10).unwrap();
         assert_eq!(got.unwrap(), b"late");
+        let waited = DOCUMENT_RETRY_WAIT * (DOCUMENT_ATTEMPTS - 1);
+        let took = started.elapsed();
+        assert!(took >= waited && took < waited * 2, "{took:?}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub enum NetworkCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Delete a network (refused while ports are on it; detached from its routers).
+    /// Delete a network without ports or routers (`router remove-network` first, as neutron
+    /// wants its router interfaces removed).
     Delete { network: String },
 }
 

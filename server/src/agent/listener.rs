@@ -189,7 +189,7 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
     // Bound before anything else starts or logs: a server whose socket is taken fails with
     // one line. Kept until the process stops: its lock keeps other servers off the path.
     let socket = crate::http::bind_unix(&args.socket, args.socket_mode)
-        .with_context(|| format!("failed to listen on {}", args.socket.display()))?;
+        .map_err(|err| crate::http::listen_refusal::unix(err, &args.socket))?;
     let model =
         Arc::new(ReadModel::load(store.as_ref()).with_context(|| {
             format!("failed to load the registry {}", crate::store::redacted(db))

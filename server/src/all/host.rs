@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+mod bounded;
+
 use crate::http::ServerLimits;
 use crate::http::listen::tcp_listeners_on;
 use crate::leases::{HostLeases, chain};
@@ -45,6 +47,10 @@ pub const HOST_LISTEN: SocketAddr = metaboot_proto::METADATA_IPV4_LISTEN;
 pub const HOST_ADDRESS_PREFIX: u8 = 32;
 /// The `ip` command (iproute2) that puts the address on a bridge and takes it off.
 pub const IP_COMMAND: &str = "ip";
+/// Longest an `ip addr` call may take before it is killed and the attempt counted failed: it
+/// runs on the control thread, which must answer a stop (`host/bounded.rs`). `ip` takes
+/// milliseconds unless another program holds the kernel's routing lock.
+pub const IP_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Suffix of the label `all` gives the address it puts on a bridge (`virbr0:mb`, shown by
 /// `ip addr show`): an address with it is `all`'s own.
 pub const ADDRESS_LABEL_SUFFIX: &str = ":mb";
@@ -159,6 +165,8 @@ impl Served {
 struct Address {
     listen: SocketAddr,
     ip_command: PathBuf,
+    /// How long one `ip` call may take ([`IP_COMMAND_TIMEOUT`]).
+    ip_timeout: Duration,
 }
 
 impl Address {
@@ -178,17 +186,12 @@ impl Address {
         {
             command.args(["label", &label]);
         }
-        let output = command
-            .output()
-            .map_err(|err| format!("cannot run {ip}: {err}"))?;
-        if output.status.success() {
+        let shown = format!("{ip} addr {verb} {} dev {bridge}", self.cidr());
+        let finished = bounded::run(&mut command, self.ip_timeout, &shown)?;
+        if finished.success {
             return Ok(());
         }
-        Err(format!(
-            "{ip} addr {verb} {} dev {bridge}: {}",
-            self.cidr(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(format!("{shown}: {}", finished.stderr.trim()))
     }
 
     /// Takes the address off `bridge`; a bridge already gone took it with it.
@@ -260,6 +263,7 @@ impl HostBridges {
             address: Address {
                 listen: HOST_LISTEN,
                 ip_command: PathBuf::from(IP_COMMAND),
+                ip_timeout: IP_COMMAND_TIMEOUT,
             },
             swept: false,
             restoring: HashMap::new(),
@@ -269,7 +273,11 @@ impl HostBridges {
     /// Serves `listen` instead of [`HOST_LISTEN`], putting its address on the bridges with
     /// `ip_command` instead of [`IP_COMMAND`].
     pub fn serving(mut self, listen: SocketAddr, ip_command: PathBuf) -> Self {
-        self.address = Address { listen, ip_command };
+        self.address = Address {
+            listen,
+            ip_command,
+            ..self.address
+        };
         self
     }
 

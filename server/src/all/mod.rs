@@ -289,14 +289,14 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
     let mut api_tcp = Vec::with_capacity(settings.api_listen.len());
     for addr in &settings.api_listen {
         let listeners = crate::http::listen::tcp_listeners(*addr, threads)
-            .with_context(|| format!("failed to listen on {addr}"))?;
+            .map_err(|err| crate::http::listen_refusal::tcp(err, *addr))?;
         api_tcp.push((*addr, listeners));
     }
     // Kept until the process stops: the socket's lock keeps other servers off its path.
     let agent_socket = match &settings.agent_socket {
         Some(path) => Some(
             crate::http::bind_unix(path, AGENT_SOCKET_MODE)
-                .with_context(|| format!("failed to listen on {}", path.display()))?,
+                .map_err(|err| crate::http::listen_refusal::unix(err, path))?,
         ),
         None => None,
     };

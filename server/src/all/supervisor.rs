@@ -362,8 +362,9 @@ impl<F: Forward> Supervisor<F> {
                             netns = %placement.netns,
                             listen = %placement.listen,
                             error = %text,
-                            "cannot serve this namespace yet (create it, e.g. `ip netns add {}`, and its address); retrying every {:?}",
+                            "cannot serve namespace {} yet ({}); retrying every {:?}",
                             placement.netns,
+                            waiting_hint(&err, &placement.netns, placement.listen),
                             RECONCILE_INTERVAL
                         );
                         failing.insert(placement.clone(), text);
@@ -391,6 +392,25 @@ impl<F: Forward> Supervisor<F> {
     }
 }
 
+/// What to do about a namespace whose listener cannot be bound yet, by the error: the
+/// namespace missing, its address on no interface there, or this process not allowed in.
+fn waiting_hint(err: &std::io::Error, netns: &str, listen: SocketAddr) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("create it, e.g. `ip netns add {netns}`, and its address")
+        }
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "no interface there holds {}: put it on the namespace's guest-facing interface \
+             (`ip netns exec {netns} ip -brief address`)",
+            listen.ip()
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            "entering a namespace needs root (CAP_SYS_ADMIN): run `all` as root".to_owned()
+        }
+        _ => "the error says why".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read as _, Write as _};
@@ -406,6 +426,26 @@ mod tests {
     use crate::http::Body;
     use crate::http::response::{Reply, TEXT_PLAIN};
     use crate::store::{NewNetwork, NewRouter, Subnet};
+
+    /// The hint fits the error: `ip netns add` only for a namespace that is missing.
+    #[test]
+    fn a_namespace_waiting_gets_the_hint_of_its_error() {
+        use std::io::{Error, ErrorKind};
+        let listen = metaboot_proto::METADATA_IPV4_LISTEN;
+        let hint = |kind: ErrorKind| waiting_hint(&Error::from(kind), "qdhcp-n1", listen);
+        assert!(hint(ErrorKind::NotFound).contains("ip netns add qdhcp-n1"));
+        for kind in [
+            ErrorKind::AddrNotAvailable,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Other,
+        ] {
+            assert!(!hint(kind).contains("ip netns add"), "{kind:?}");
+        }
+        assert!(
+            hint(ErrorKind::AddrNotAvailable).contains("no interface there holds 169.254.169.254")
+        );
+        assert!(hint(ErrorKind::PermissionDenied).contains("needs root"));
+    }
 
     /// Binds in this process's namespace. The first bind hands over a "listener" on a regular
     /// file, which no worker can watch (epoll refuses regular files): its serving ends at once,

@@ -146,14 +146,14 @@ pub fn serve(db: &str, args: ApiArgs) -> anyhow::Result<()> {
     let mut tcp = Vec::with_capacity(args.listen.len());
     for addr in &args.listen {
         let listeners = crate::http::listen::tcp_listeners(*addr, threads)
-            .with_context(|| format!("failed to listen on {addr}"))?;
+            .map_err(|err| crate::http::listen_refusal::tcp(err, *addr))?;
         tcp.push((*addr, listeners));
     }
     // Kept until the process stops: the socket's lock keeps other servers off its path.
     let socket = match &args.socket {
         Some(path) => Some(
             crate::http::bind_unix(path, args.socket_mode)
-                .with_context(|| format!("failed to listen on {}", path.display()))?,
+                .map_err(|err| crate::http::listen_refusal::unix(err, path))?,
         ),
         None => None,
     };

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod h1;
 pub mod limits;
 pub mod listen;
+pub mod listen_refusal;
 pub mod names;
 pub mod peer;
 pub mod rejection;

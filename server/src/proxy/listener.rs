@@ -264,6 +264,12 @@ pub fn serve(args: ProxyArgs) -> anyhow::Result<()> {
             "--max-connections-per-guest must be at least 1".to_owned(),
         ));
     }
+    let flag = if args.router_id.is_some() {
+        "--router-id"
+    } else {
+        "--network-id"
+    };
+    args.scope().check(flag).map_err(refused)?;
     // What the name named before the bind: a namespace made again meanwhile is bound anew.
     let identity = match args.netns.as_deref().map(Identity::of).transpose() {
         Ok(identity) => identity,
@@ -381,6 +387,28 @@ mod tests {
             let err = serve(args).unwrap_err();
             assert!(err.to_string().starts_with("--netns: "), "{bad:?}: {err}");
             assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+        }
+    }
+
+    /// An id that is empty or no header value can carry would have the agent answer every
+    /// guest 400: refused at start (exit 2), naming the flag.
+    #[test]
+    fn a_router_or_network_id_the_proxy_cannot_pass_on_is_refused() {
+        for bad in ["", " ", "r\n1", "r\u{7f}1", "r\u{e9}seau"] {
+            for (flag, router) in [("--router-id", true), ("--network-id", false)] {
+                // Refused before the bind: were the id let through, this list would be
+                // refused instead, naming --listen, rather than the proxy serve for good.
+                let twice: SocketAddr = "127.0.0.1:1".parse().unwrap();
+                let args = ProxyArgs {
+                    router_id: router.then(|| bad.to_owned()),
+                    network_id: (!router).then(|| bad.to_owned()),
+                    listen: vec![twice, twice],
+                    ..valid_args()
+                };
+                let err = serve(args).unwrap_err();
+                assert!(err.to_string().starts_with(flag), "{bad:?}: {err}");
+                assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
+            }
         }
     }
 

@@ -26,9 +26,34 @@ impl ProxyScope {
             Self::Router(id) => (headers::ROUTER_ID, id),
             Self::Network(id) => (headers::NETWORK_ID, id),
         };
-        // Registry ids are plain text; an id that is not a valid header value matches no port.
+        // Checked at start ([`Self::check`]); registry ids are uuids the registry made.
         let value = HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static(""));
         (HeaderName::from_static(name), value)
+    }
+
+    /// Refuses an id the proxy cannot pass on (`flag` names where it came from): an empty one,
+    /// or one with a character a header value cannot carry (a control character, non-ASCII).
+    /// The agent would answer every guest 400, as no port is found by it.
+    pub fn check(&self, flag: &str) -> Result<(), String> {
+        let (Self::Router(id) | Self::Network(id)) = self;
+        let kind = match self {
+            Self::Router(_) => "router",
+            Self::Network(_) => "network",
+        };
+        if id.trim().is_empty() {
+            return Err(format!(
+                "{flag} is empty: give the {kind}'s id (`metaboot-server {kind} list`)"
+            ));
+        }
+        // Visible ASCII only: a header value may carry other bytes, but the agent reads the id
+        // as text.
+        if !HeaderValue::from_str(id).is_ok_and(|value| value.to_str().is_ok()) {
+            return Err(format!(
+                "{flag} {id:?} has a character an HTTP header cannot carry: give the {kind}'s id \
+                 as `metaboot-server {kind} list` shows it"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -183,11 +183,6 @@ impl<D: Driver> Sql for D {
         .map(drop)
     }
 
-    fn detach_network(&mut self, network_id: &str) -> StoreResult<()> {
-        self.execute(st::DETACH_NETWORK, &[Param::Text(network_id)])
-            .map(drop)
-    }
-
     fn detach_router_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<bool> {
         let removed = self.execute(
             st::DETACH_ROUTER_NETWORK,

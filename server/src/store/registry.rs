@@ -145,6 +145,31 @@ fn refuse_router_in_use(sql: &mut dyn Sql, router: &Router) -> StoreResult<()> {
     )))
 }
 
+/// Neutron's `NetworkInUse` (409): a network with a router interface is deleted only once the
+/// interface is removed, so deleting it never takes a router's network away unseen. The
+/// refusal names the routers and the command that detaches the network.
+fn refuse_network_in_use(sql: &mut dyn Sql, network: &Network) -> StoreResult<()> {
+    let routers = sql.routers_of_network(&network.id)?;
+    if routers.is_empty() {
+        return Ok(());
+    }
+    let mut named = Vec::new();
+    for id in &routers {
+        named.push(match sql.router(id)? {
+            Some(router) => format!("{} ({})", router.name, router.id),
+            None => id.clone(),
+        });
+    }
+    Err(StoreError::Conflict(format!(
+        "network {} is still attached to {} router(s): {}; detach it from each first with \
+         `metaboot-server router remove-network ROUTER {}`, then delete the network",
+        network.name,
+        named.len(),
+        named.join(", "),
+        network.id
+    )))
+}
+
 fn instance(sql: &mut dyn Sql, key: &str) -> StoreResult<Instance> {
     let id = lookup_id(key).ok_or_else(|| not_found("instance", key))?;
     let by_id = sql.instance(&id)?;
@@ -337,12 +362,8 @@ impl<B: Backend> Store for Registry<B> {
                     named.join(", ")
                 )));
             }
-            let routers = sql.routers_of_network(&network.id)?;
-            sql.detach_network(&network.id)?;
+            refuse_network_in_use(sql, &network)?;
             sql.delete_network(&network.id)?;
-            for router in &routers {
-                sql.log_change(ChangeKind::Router, router)?;
-            }
             sql.log_change(ChangeKind::Network, &network.id)
         })
     }

@@ -41,8 +41,6 @@ pub trait Sql {
     /// Inserts the router row and its attachments.
     fn insert_router(&mut self, router: &Router) -> StoreResult<()>;
     fn attach_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<()>;
-    /// Removes the network from every router.
-    fn detach_network(&mut self, network_id: &str) -> StoreResult<()>;
     /// Removes the network from this router; true when it was attached to it.
     fn detach_router_network(&mut self, router_id: &str, network_id: &str) -> StoreResult<bool>;
     /// Deletes the router and its attachments.

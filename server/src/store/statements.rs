@@ -162,8 +162,6 @@ pub const INSERT_ROUTER: Statement =
     statement!("INSERT INTO routers (id, name, project, created) VALUES ($1, $2, $3, $4)");
 pub const ATTACH_NETWORK: Statement =
     statement!("INSERT INTO router_networks (router_id, network_id) VALUES ($1, $2)");
-pub const DETACH_NETWORK: Statement =
-    statement!("DELETE FROM router_networks WHERE network_id = $1");
 pub const DETACH_ROUTER: Statement = statement!("DELETE FROM router_networks WHERE router_id = $1");
 pub const DETACH_ROUTER_NETWORK: Statement =
     statement!("DELETE FROM router_networks WHERE router_id = $1 AND network_id = $2");

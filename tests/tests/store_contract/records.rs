@@ -237,7 +237,24 @@ pub fn router_create_attach_delete(store: &dyn Store) {
     assert_eq!(store.routers().unwrap()[0].networks, expected);
     store.delete_router(&bare.id).unwrap();
 
-    // Deleting a network detaches it from its routers.
+    // Neutron's NetworkInUse: refused while a router has it, naming the router and how to
+    // detach it, and nothing is written.
+    let before = store.last_change().unwrap();
+    let msg = conflict(store.delete_network(&b.id));
+    assert!(
+        msg.contains(&format!(
+            "network b is still attached to 1 router(s): r1 ({})",
+            router.id
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("router remove-network ROUTER {}", b.id)),
+        "{msg}"
+    );
+    assert_eq!(store.last_change().unwrap(), before);
+    assert_eq!(store.network(&b.id).unwrap(), b);
+    store.remove_router_network(&router.id, &b.id).unwrap();
     store.delete_network(&b.id).unwrap();
     assert_eq!(
         store.router(&router.id).unwrap().networks,

@@ -3,15 +3,15 @@
 //! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces`
 //! must `source` the directory (Debian's does), as the image's `ifup` reads `source` lines:
 //! else the step is an error that says so (`sources.rs`). Static interfaces are brought up at
-//! once (`ifup`) when the root is `/`; the others keep running as they are, but for their MTU,
-//! set at once (`mtu.rs`).
+//! once (`ifdown`, `ifup`) when the root is `/`; the others keep running as they are, but for
+//! their MTU and routes, set at once (`mtu.rs`, `running.rs`).
 
 use std::fmt::Write as _;
 
 use super::live::{self, Run};
-use super::mtu;
 use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan, normal_mac};
 use super::sources;
+use super::{mtu, running};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
 
@@ -252,15 +252,20 @@ pub fn render(plan: &Plan, source: &str) -> (String, Vec<String>) {
 
 /// ifupdown's program that brings an interface up.
 const IFUP: &str = "ifup";
+/// ifupdown's program that takes an interface down: `ifup` of an interface it has up (by the
+/// image's own stanza, or metaboot's earlier one) says "already configured" and changes
+/// nothing until the next boot.
+const IFDOWN: &str = "ifdown";
 
-/// Writes the file; brings the static interfaces up when the root is `/`, and sets the MTU of
-/// the others.
+/// Writes the file; brings the static interfaces down and up again when the root is `/` (the
+/// run's documents are fetched by then, and their static addresses are the instance's), and
+/// sets the MTU and routes of the others, whose DHCP lease is kept.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
     apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
 }
 
-/// [`apply`], with `live` running `ifup NAME`, and `ip` for an MTU (`None`: no live changes, a
-/// root other than `/`). The file is published first: ifup reads it from the directory, where
+/// [`apply`], with `live` running `ifdown NAME` and `ifup NAME`, and `ip` for an MTU or a route
+/// (`None`: no live changes, a root other than `/`). The file is published first: ifup reads it from the directory, where
 /// a staged run's write is only a temp file until then.
 pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>) -> Applied {
     let mut applied = Applied::default();
@@ -285,18 +290,23 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
     let (Some(mut run), None) = (live, unread) else {
         return applied;
     };
-    let (fixed, running): (Vec<&Interface>, Vec<&Interface>) =
-        plan.interfaces.iter().partition(|i| i.is_static());
-    // One with nothing to configure has no stanza: its MTU is the image's.
-    let running = running.into_iter().filter(|i| !i.configures_nothing());
-    mtu::set_live(root, running, &mut run, &mut applied);
+    let (running, fixed): (Vec<&Interface>, Vec<&Interface>) =
+        plan.interfaces.iter().partition(|i| i.is_dynamic());
+    mtu::set_live(root, running.iter().copied(), &mut run, &mut applied);
+    running::set_routes(root, running, &mut run, &mut applied);
     root.publish();
     for interface in fixed {
-        let Some(name) = &interface.name else {
+        // One with nothing to configure has no stanza.
+        let Some(name) = interface.name.as_ref().filter(|_| interface.is_static()) else {
             continue;
         };
-        match run(IFUP, std::slice::from_ref(name)) {
-            Ok(()) => applied.done.push(format!("{IFUP} {name}")),
+        let name = std::slice::from_ref(name);
+        // Not configured: nothing to take down.
+        if let Err(err) = run(IFDOWN, name) {
+            applied.warnings.push(err);
+        }
+        match run(IFUP, name) {
+            Ok(()) => applied.done.push(format!("{IFUP} {}", name[0])),
             Err(err) => applied.errors.push(err),
         }
     }

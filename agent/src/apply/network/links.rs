@@ -3,6 +3,7 @@
 //! as `en*`), and whether a link is already up, or has a given MTU (so that applying a plan
 //! changes only what differs).
 
+use super::plan::Interface;
 use crate::root::Root;
 use crate::sys_net::{attribute, has_entry, interface_names};
 
@@ -34,6 +35,17 @@ fn is_virtual(root: &Root, name: &str) -> bool {
         || has_entry(root, name, "bonding")
         || attribute(root, name, "uevent")
             .is_some_and(|uevent| uevent.lines().any(|line| line.trim() == VLAN_DEVTYPE))
+}
+
+/// The name of `interface`'s own link when it is there (`<root>/sys/class/net/NAME/mtu`), for
+/// a change made at once. Not for one whose MAC no NIC has ([`Interface::system_mac`] `None`):
+/// the name it keeps is the document's, no link of this system, or another NIC's (`eth0` under
+/// `net.ifnames=0`); nor a link that is not there (a name the document gave): its file applies
+/// when it comes.
+pub fn own_link<'a>(root: &Root, interface: &'a Interface) -> Option<&'a str> {
+    let name = interface.name.as_deref()?;
+    let foreign = interface.mac.is_some() && interface.system_mac.is_none();
+    (!foreign && link_mtu(root, name).is_some()).then_some(name)
 }
 
 /// `IFF_UP` of an interface's `flags` (linux/if.h).

@@ -18,6 +18,7 @@ mod networkd;
 mod networkmanager;
 mod openstack;
 mod plan;
+mod running;
 mod sources;
 mod stale;
 
@@ -70,7 +71,7 @@ pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, Networ
 /// bridges, bonds and VLANs that share their MACs) by MAC (compared as [`normal_mac`] writes
 /// them: `52-54-00-12-34-56` is the NIC's `52:54:00:12:34:56`), recording the NIC's MAC in
 /// [`Interface::system_mac`]; an interface whose MAC no system interface has gets a warning
-/// and keeps the document's name, if any. An interface
+/// and keeps the document's name, if any, but a pattern. An interface
 /// known by a pattern (`en*`) takes the first system interface it matches that no other of
 /// the plan's has (by name order, never `lo`); one that matches none is left out with a
 /// warning, so that no renderer ever writes a pattern.
@@ -92,14 +93,20 @@ pub fn name_interfaces(plan: &mut Plan, links: &[(String, String)], warnings: &m
                 interface.name = Some(name.clone());
                 interface.system_mac = Some(normal_mac(address));
             }
-            None => warnings.push(format!(
-                "no interface of this system has MAC {mac}{}",
-                interface
-                    .name
-                    .as_deref()
-                    .map(|n| format!(" (the document calls it {n})"))
-                    .unwrap_or_default()
-            )),
+            None => {
+                warnings.push(format!(
+                    "no interface of this system has MAC {mac}{}",
+                    interface
+                        .name
+                        .as_deref()
+                        .map(|n| format!(" (the document calls it {n})"))
+                        .unwrap_or_default()
+                ));
+                // No interface is both (netplan's `match` takes both).
+                if interface.name.as_deref().is_some_and(plan::is_name_pattern) {
+                    interface.name = None;
+                }
+            }
         }
     }
     let mut unmatched = Vec::new();

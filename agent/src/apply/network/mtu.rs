@@ -7,7 +7,7 @@
 //! `ip link set dev NAME mtu N` changes the MTU alone: the DHCP client keeps its lease. The
 //! direct renderer sets every link's MTU itself (`direct.rs`).
 
-use super::links::link_mtu;
+use super::links::{link_mtu, own_link};
 use super::live::Run;
 use super::plan::{Applied, Interface};
 use crate::root::Root;
@@ -22,11 +22,8 @@ pub fn args(name: &str, mtu: u32) -> Vec<String> {
         .to_vec()
 }
 
-/// Sets the MTU of each of `interfaces` (named, with an MTU) whose link is there with another
-/// (`<root>/sys/class/net/NAME/mtu`), reporting each `ip` run in `applied`. Not of one whose
-/// MAC no NIC has ([`Interface::system_mac`] `None`): the name it keeps is the document's, no
-/// link of this system, or another NIC's (`eth0` under `net.ifnames=0`); nor of a link that is
-/// not there (a name the document gave): its file applies when it comes.
+/// Sets the MTU of each of `interfaces` (with an MTU) whose own link ([`own_link`]) has
+/// another (`<root>/sys/class/net/NAME/mtu`), reporting each `ip` run in `applied`.
 pub fn set_live<'a>(
     root: &Root,
     interfaces: impl IntoIterator<Item = &'a Interface>,
@@ -34,13 +31,10 @@ pub fn set_live<'a>(
     applied: &mut Applied,
 ) {
     for interface in interfaces {
-        let (Some(name), Some(mtu)) = (&interface.name, interface.mtu) else {
+        let (Some(name), Some(mtu)) = (own_link(root, interface), interface.mtu) else {
             continue;
         };
-        if interface.mac.is_some() && interface.system_mac.is_none() {
-            continue;
-        }
-        if link_mtu(root, name).is_none_or(|now| now == mtu) {
+        if link_mtu(root, name) == Some(mtu) {
             continue;
         }
         let args = args(name, mtu);

@@ -34,6 +34,26 @@ fn mtu(value: &Value) -> Option<u32> {
         .and_then(|m| u32::try_from(m).ok())
 }
 
+/// The IPv6 configuration of an interface with `accept-ra` (of a version 1 `physical` entry, a
+/// version 2 ethernet; true as cloud-init's `util.is_true` reads it: `true`, or `true`, `1`,
+/// `on` or `yes` written as a string): when no subnet or `dhcp6` says otherwise, true takes
+/// router advertisements (SLAAC) and anything else refuses them (`IPv6AcceptRA=no`, ifupdown's
+/// `accept_ra 0`, as cloud-init's renderers write it), where networkd would otherwise accept
+/// them and add a SLAAC address and a default route.
+fn accept_ra(ipv6: Ipv6Auto, value: Option<&Value>) -> Ipv6Auto {
+    let text = match value {
+        None | Some(Value::Null) => return ipv6,
+        Some(Value::String(text)) => text.trim().to_ascii_lowercase(),
+        Some(other) => other.to_string(),
+    };
+    let accept = ["true", "1", "on", "yes"].contains(&text.as_str());
+    match ipv6 {
+        Ipv6Auto::None if accept => Ipv6Auto::Slaac,
+        Ipv6Auto::None => Ipv6Auto::StaticOnly,
+        other => other,
+    }
+}
+
 fn bad(what: &str) -> NetworkError {
     NetworkError::Invalid(format!("network-config: {what}"))
 }
@@ -220,6 +240,7 @@ fn version1(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
                 }
             }
         }
+        interface.ipv6 = accept_ra(interface.ipv6, entry.get("accept-ra"));
         plan.interfaces.push(interface);
     }
     Ok(plan)
@@ -253,14 +274,8 @@ fn version2(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
             dhcp4: eth.get("dhcp4").and_then(Value::as_bool).unwrap_or(false),
             ipv6: if eth.get("dhcp6").and_then(Value::as_bool).unwrap_or(false) {
                 Ipv6Auto::Dhcp
-            } else if eth
-                .get("accept-ra")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-            {
-                Ipv6Auto::Slaac
             } else {
-                Ipv6Auto::None
+                accept_ra(Ipv6Auto::None, eth.get("accept-ra"))
             },
             ..Interface::default()
         };

@@ -1,17 +1,20 @@
 //! systemd-networkd: one `.network` file per interface in `/etc/systemd/network`, named
 //! `10-metaboot-<name>.network` so it sorts before an image's catch-all (such as
 //! `50-dhcp.network`) and wins for its link. A file that changed for a static interface is
-//! applied at once on the running system (`networkctl reload`, `networkctl reconfigure`);
-//! DHCP-only links are left running as they are, but for their MTU, set at once (`mtu.rs`).
+//! applied at once on the running system (`networkctl reload`), and its link waited for;
+//! DHCP links are left running as they are, but for their MTU and routes, set at once
+//! (`mtu.rs`, `running.rs`).
 //! An interface with nothing to configure gets
 //! no file (one would take its link from the image's catch-all and leave it unconfigured), and
-//! the one metaboot wrote for it earlier is removed.
+//! the one metaboot wrote for it earlier is removed, as is every file of metaboot's for an
+//! interface the plan does not have (an earlier instance's).
 
 use std::fmt::Write as _;
 
+use super::links::link_mtu;
 use super::live::{self, Run};
-use super::mtu;
 use super::plan::{Applied, Interface, Ipv6Auto, Plan};
+use super::{mtu, running};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
 
@@ -100,21 +103,41 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
 
 /// networkd's control program.
 const NETWORKCTL: &str = "networkctl";
+/// systemd-networkd-wait-online (`/lib` on an image without merged `/usr`).
+const WAIT_ONLINE: [&str; 2] = [
+    "/usr/lib/systemd/systemd-networkd-wait-online",
+    "/lib/systemd/systemd-networkd-wait-online",
+];
+/// Longest wait for the links `networkctl reload` reconfigured to be configured again, before
+/// the run's later steps (password post-back, packages, phone_home) use the network.
+pub const WAIT_ONLINE_TIMEOUT_SECS: u32 = 30;
 
-/// Writes the files; applies the changed static ones (and the links whose file was removed)
-/// when the root is `/`, and the MTU of the other links whose file changed.
+/// Writes the files; applies the changed ones (and the links whose file was removed) when the
+/// root is `/`, but for the links left running, whose MTU and routes are set at once.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
     apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
 }
 
-/// [`apply`], with `live` running networkctl's reload and reconfigure, and `ip` for an MTU
-/// (`None`: no live changes, a root other than `/`). The files are published first: networkd
-/// reads them from the directory, where a staged run's writes are only temp files until then.
+/// [`apply`], with `live` running networkctl and systemd-networkd-wait-online, and `ip` for an
+/// MTU or a route (`None`: no live changes, a root other than `/`). The files are published
+/// before `networkctl reload`: networkd reads them from the directory, where a staged run's
+/// writes are only temp files until then.
+///
+/// `networkctl reload` reconfigures every link whose `.network` file is new, changed or
+/// removed (networkctl(1)); `networkctl reconfigure` would drop all of a link's configuration
+/// (its DHCP lease too) even on a systemd whose reload keeps what it can. A link left running
+/// (its addresses from DHCP or router advertisements alone, [`Interface::is_dynamic`], and no
+/// static address of an earlier file of metaboot's to replace) has its file written after the
+/// reload, so that networkd reads it at the next boot, not now.
 pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>) -> Applied {
     let mut applied = Applied::default();
-    let mut reconfigure = Vec::new();
-    // Written for a link networkd leaves running (DHCP, router advertisements).
-    let mut left_running = Vec::new();
+    let mut reload = false;
+    // The links reconfigured from a file written for them, waited for.
+    let mut wait = Vec::new();
+    // (interface, path, text, whether it is left running: written after the reload)
+    let mut pending = Vec::new();
+    // The files of the plan's interfaces.
+    let mut planned = Vec::new();
     for interface in &plan.interfaces {
         if interface.mac.is_none() && interface.name.is_none() {
             applied
@@ -123,6 +146,7 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
             continue;
         }
         let path = format!("{DIR}/{PREFIX}{}.network", file_label(interface));
+        planned.push(path.clone());
         if interface.configures_nothing() {
             let label = interface.label();
             match root.remove_file(&path) {
@@ -131,7 +155,7 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
                         "{label}: nothing to configure, {path} removed (the image's own \
                          configuration applies)"
                     ));
-                    reconfigure.extend(interface.name.clone());
+                    reload = true;
                 }
                 Ok(false) => applied.done.push(format!(
                     "{label}: nothing to configure, left to the image's own configuration"
@@ -149,34 +173,85 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
             applied.done.push(format!("{path} (unchanged)"));
             continue;
         }
-        match root.write_atomic(&path, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
-            Ok(()) => {
-                applied.done.push(path);
-                match &interface.name {
-                    Some(name) if interface.is_static() => reconfigure.push(name.clone()),
-                    _ => left_running.push(interface),
+        let left = interface.is_dynamic() && old.is_none_or(|old| !old.contains("\nAddress="));
+        pending.push((interface, path, text, left));
+    }
+    reload |= remove_stale(root, &planned, &mut applied);
+    let mut live = live;
+    let mut running = Vec::new();
+    for left in [false, true] {
+        for (interface, path, text, _) in pending.iter().filter(|p| p.3 == left) {
+            match root.write_atomic(path, text.as_bytes(), &WriteOptions::keep_or(0o644)) {
+                Ok(()) if left => running.push(*interface),
+                Ok(()) => {
+                    reload = true;
+                    wait.extend(interface.name.clone());
+                }
+                Err(err) => {
+                    applied.errors.push(crate::log::chain(&err));
+                    continue;
                 }
             }
-            Err(err) => applied.errors.push(crate::log::chain(&err)),
+            applied.done.push(path.clone());
         }
-    }
-    let Some(mut run) = live else {
-        return applied;
-    };
-    mtu::set_live(root, left_running, &mut run, &mut applied);
-    if !reconfigure.is_empty() {
-        root.publish();
-        let mut calls = vec![vec!["reload".to_owned()]];
-        calls.push(
-            std::iter::once("reconfigure".to_owned())
-                .chain(reconfigure)
-                .collect(),
-        );
-        for args in calls {
-            if let Err(err) = run(NETWORKCTL, &args) {
-                applied.errors.push(err);
+        if let Some(run) = live.as_mut().filter(|_| reload && !left) {
+            root.publish();
+            match run(NETWORKCTL, &["reload".to_owned()]) {
+                Err(err) => applied.errors.push(err),
+                Ok(()) => wait_online(root, &wait, run, &mut applied),
             }
         }
     }
+    if let Some(mut run) = live {
+        mtu::set_live(root, running.iter().copied(), &mut run, &mut applied);
+        running::set_routes(root, running, &mut run, &mut applied);
+    }
     applied
+}
+
+/// Removes metaboot's files ([`PREFIX`], `.network`) that are not `planned`: an earlier
+/// instance's (an image made from an instance, a NoCloud clone), whose file matched by name
+/// alone would give this instance's NIC that instance's addresses. Never another file. True
+/// when one was removed.
+fn remove_stale(root: &Root, planned: &[String], applied: &mut Applied) -> bool {
+    let mut removed = false;
+    for (name, _) in root.entries_or_none(DIR) {
+        let name = name.to_string_lossy();
+        let path = format!("{DIR}/{name}");
+        if !name.starts_with(PREFIX) || !name.ends_with(".network") || planned.contains(&path) {
+            continue;
+        }
+        let result = root.remove_file(&path);
+        removed |= result.is_ok();
+        match result {
+            Ok(_) => applied
+                .done
+                .push(format!("{path} removed (no interface of this plan)")),
+            Err(err) => applied.errors.push(format!(
+                "{path} (no interface of this plan): {err}: remove it"
+            )),
+        }
+    }
+    removed
+}
+
+/// Waits for the links `names` that are there (systemd-networkd-wait-online, when the image
+/// has it), at most [`WAIT_ONLINE_TIMEOUT_SECS`], reporting a link not configured in time as
+/// an error.
+fn wait_online(root: &Root, names: &[String], run: &mut Run<'_>, applied: &mut Applied) {
+    let Some(program) = WAIT_ONLINE.iter().find(|path| root.exists(path)) else {
+        return;
+    };
+    let mut args = vec![format!("--timeout={WAIT_ONLINE_TIMEOUT_SECS}")];
+    for name in names.iter().filter(|name| link_mtu(root, name).is_some()) {
+        args.extend(["-i".to_owned(), name.clone()]);
+    }
+    if args.len() > 1
+        && let Err(err) = run(program, &args)
+    {
+        applied.errors.push(format!(
+            "{err}: not configured within {WAIT_ONLINE_TIMEOUT_SECS} s (`networkctl status` says \
+             why)"
+        ));
+    }
 }

@@ -95,6 +95,14 @@ impl Interface {
         !self.addresses.is_empty() || !self.routes.is_empty()
     }
 
+    /// Whether the link's addresses come from a DHCP server or router advertisements alone (no
+    /// static address): a renderer leaves such a link running as it is, its routes and MTU set
+    /// at once (`running.rs`, `mtu.rs`), rather than restart its DHCP client for them.
+    pub fn is_dynamic(&self) -> bool {
+        self.addresses.is_empty()
+            && (self.dhcp4 || !matches!(self.ipv6, Ipv6Auto::None | Ipv6Auto::StaticOnly))
+    }
+
     /// Whether there is nothing to configure: no address, route, DHCP or router
     /// advertisements (a link without networks, such as a member of a bond left out); its MTU
     /// alone is no configuration.

@@ -363,6 +363,48 @@ fn a_static_ipv6_port_refuses_router_advertisements() {
     assert!(!ifupdown.contains("accept_ra"), "{ifupdown}");
 }
 
+/// `network-config`'s explicit `accept-ra: false` (version 2 on an ethernet, version 1 on a
+/// `physical` entry; a string as cloud-init reads it) refuses router advertisements, as
+/// cloud-init's renderers write it; `true` takes them; `dhcp6: true` stands.
+#[test]
+fn an_explicit_accept_ra_false_refuses_router_advertisements() {
+    let v2 = |accept_ra: serde_json::Value, dhcp6: bool| {
+        json!({"version": 2, "ethernets": {"ens3": {
+            "addresses": ["2001:db8::5/64"], "accept-ra": accept_ra, "dhcp6": dhcp6}}})
+    };
+    let v1 = |accept_ra: serde_json::Value| {
+        json!({"version": 1, "config": [{"type": "physical", "name": "ens3",
+            "accept-ra": accept_ra,
+            "subnets": [{"type": "static6", "address": "2001:db8::5/64"}]}]})
+    };
+    let ipv6 = |doc: serde_json::Value| {
+        let mut warnings = Vec::new();
+        let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let networkd = networkd::render(&plan.interfaces[0], &plan, "network-config");
+        let ifupdown = ifupdown::render(&plan, "network-config").0;
+        (plan.interfaces[0].ipv6, networkd, ifupdown)
+    };
+    for doc in [
+        v2(json!(false), false),
+        v1(json!(false)),
+        v1(json!("False")),
+    ] {
+        let (auto, networkd, ifupdown) = ipv6(doc);
+        assert_eq!(auto, Ipv6Auto::StaticOnly);
+        assert!(networkd.contains("\nIPv6AcceptRA=no\n"), "{networkd}");
+        assert!(
+            ifupdown.contains("iface ens3 inet6 static\n    accept_ra 0\n"),
+            "{ifupdown}"
+        );
+    }
+    assert_eq!(ipv6(v2(json!(true), false)).0, Ipv6Auto::Slaac);
+    assert_eq!(ipv6(v1(json!("yes"))).0, Ipv6Auto::Slaac);
+    assert_eq!(ipv6(v2(json!(false), true)).0, Ipv6Auto::Dhcp);
+    assert_eq!(ipv6(v2(json!("off"), false)).0, Ipv6Auto::StaticOnly);
+    assert_eq!(ipv6(v2(json!(null), false)).0, Ipv6Auto::None);
+}
+
 /// `ipv6_dhcpv6-stateless` takes its address from the router's advertisements and the rest
 /// (the DNS servers) from DHCPv6: ifupdown's `inet6 auto` runs its DHCPv6 client only with
 /// `dhcp 1`, as cloud-init's ENI renderer writes it; `ipv6_slaac` gets none. networkd starts
@@ -833,13 +875,7 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
     };
     let applied = networkd::apply_with(&staged, &plan, "network_data.json", Some(&mut networkctl));
     assert!(applied.errors.is_empty(), "{:?}", applied.errors);
-    assert_eq!(
-        calls,
-        [
-            ("reload".to_owned(), true),
-            ("reconfigure eth0".to_owned(), true)
-        ]
-    );
+    assert_eq!(calls, [("reload".to_owned(), true)]);
 
     let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
     let mut brought_up = Vec::new();
@@ -850,7 +886,10 @@ fn the_files_are_in_place_before_networkctl_or_ifup_reads_them() {
     };
     let applied = ifupdown::apply_with(&staged, &plan, "network_data.json", Some(&mut ifup));
     assert!(applied.errors.is_empty(), "{:?}", applied.errors);
-    assert_eq!(brought_up, [("eth0".to_owned(), true)]);
+    assert_eq!(
+        brought_up,
+        [("eth0".to_owned(), true), ("eth0".to_owned(), true)]
+    );
     staged.commit();
 }
 
@@ -903,24 +942,156 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     };
     assert_eq!(
         calls(Renderer::Networkd, &plan),
-        [
-            "ip link set dev eth1 mtu 1450",
-            "networkctl reload",
-            "networkctl reconfigure eth0"
-        ]
+        ["networkctl reload", "ip link set dev eth1 mtu 1450"]
     );
     assert_eq!(
         calls(Renderer::Ifupdown, &plan),
-        ["ip link set dev eth1 mtu 1450", "ifup eth0"]
+        ["ip link set dev eth1 mtu 1450", "ifdown eth0", "ifup eth0"]
     );
     // At that MTU already: nothing to set (the files written anew for the new MTU).
     mtu_now("eth1", "1450\n");
     plan.search = vec!["other.example".into()];
+    assert_eq!(calls(Renderer::Networkd, &plan), ["networkctl reload"]);
     assert_eq!(
-        calls(Renderer::Networkd, &plan),
-        ["networkctl reload", "networkctl reconfigure eth0"]
+        calls(Renderer::Ifupdown, &plan),
+        ["ifdown eth0", "ifup eth0"]
     );
-    assert_eq!(calls(Renderer::Ifupdown, &plan), ["ifup eth0"]);
+}
+
+/// A DHCP link whose document adds routes (OpenStack's host route to the metadata service)
+/// keeps its lease: networkd is not told to reconfigure it (`networkctl reload` reconfigures a
+/// link whose file changed, so its file is put in place after the reload, for the next boot),
+/// and its routes are added at once. The static link networkd reconfigures is waited for
+/// before the run goes on; one whose link is not there is not.
+#[test]
+fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
+    let mut plan = named_plan();
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    plan.interfaces.push(Interface {
+        name: Some("eth9".into()),
+        addresses: vec![addr("198.18.40.5/24")],
+        ..Interface::default()
+    });
+    let (dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(
+        dir.path()
+            .join("usr/lib/systemd/systemd-networkd-wait-online"),
+        "",
+    )
+    .unwrap();
+    let dhcp_file = dir
+        .path()
+        .join("etc/systemd/network/10-metaboot-eth1.network");
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!(
+            "{program} {} (eth1's file there: {})",
+            args.join(" "),
+            dhcp_file.exists()
+        ));
+        Ok(())
+    };
+    let applied = networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload (eth1's file there: false)",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth0 (eth1's file \
+             there: false)",
+            "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1 (eth1's file \
+             there: true)",
+        ]
+    );
+    assert_eq!(networkd::WAIT_ONLINE_TIMEOUT_SECS, 30);
+    assert!(
+        fs::read_to_string(&dhcp_file)
+            .unwrap()
+            .contains("Destination=169.254.169.254/32")
+    );
+    // A link that ran a static file of metaboot's (a previous instance's, matched by name)
+    // and is now DHCP is reconfigured at once: nothing else would drop its old addresses.
+    plan.interfaces[1].routes.clear();
+    let old_static = "[Match]\nName=eth1\n\n[Network]\nDHCP=no\nAddress=198.18.31.9/24\n";
+    fs::write(&dhcp_file, old_static).unwrap();
+    calls.clear();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        Ok(())
+    };
+    networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth1"
+        ]
+    );
+}
+
+/// ifupdown: a static interface the image's own stanza brought up (ifup would say "already
+/// configured" and change nothing until the next boot) is taken down and brought up with
+/// metaboot's stanza; a DHCP link that gains routes is never taken down (its lease kept), its
+/// routes added at once.
+#[test]
+fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
+    let mut plan = named_plan();
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    let (_dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    // What ifupdown has up: both, by the image's own stanzas.
+    let mut up = vec!["eth0".to_owned(), "eth1".to_owned()];
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        let name = &args[0];
+        match program {
+            "ifup" if up.contains(name) => {
+                Err(format!("ifup: interface {name} already configured"))
+            }
+            "ifup" => {
+                up.push(name.clone());
+                Ok(())
+            }
+            "ifdown" => {
+                up.retain(|n| n != name);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    };
+    let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1",
+            "ifdown eth0",
+            "ifup eth0"
+        ]
+    );
 }
 
 /// The MTU is set at once only on the link that is the interface: not under the document's
@@ -1017,6 +1188,71 @@ fn networkd_writes_no_file_for_a_link_with_nothing_to_configure() {
         "{:?}",
         applied.done
     );
+}
+
+/// The files metaboot wrote for an earlier instance's interfaces (a NoCloud clone: a file
+/// matched by `Name=` alone gives the new instance's NIC the old static address) are removed,
+/// and networkd reloaded so that the image's own configuration takes their links; no other
+/// file of the directory is touched.
+#[test]
+fn networkd_removes_its_files_of_an_earlier_instance() {
+    let plan = named_plan();
+    let (dir, root) = root_with_links(&[]);
+    let network = dir.path().join("etc/systemd/network");
+    fs::create_dir_all(&network).unwrap();
+    let stale = "[Match]\nName=eth7\n\n[Network]\nDHCP=no\nAddress=198.18.9.9/24\n";
+    for name in [
+        "10-metaboot-eth7.network",
+        "10-metaboot-eth0.network",
+        "10-metaboot-notes.txt",
+        "50-dhcp.network",
+        "10-other-eth7.network",
+    ] {
+        fs::write(network.join(name), stale).unwrap();
+    }
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        Ok(())
+    };
+    let applied = networkd::apply_with(&root, &plan, "network-config", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    let mut left: Vec<String> = fs::read_dir(&network)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "10-metaboot-eth0.network",
+            "10-metaboot-eth1.network",
+            "10-metaboot-notes.txt",
+            "10-other-eth7.network",
+            "50-dhcp.network"
+        ]
+    );
+    assert!(
+        applied.done.contains(
+            &"/etc/systemd/network/10-metaboot-eth7.network removed (no interface of this plan)"
+                .to_owned()
+        ),
+        "{:?}",
+        applied.done
+    );
+    assert_eq!(calls[0], "networkctl reload");
+    // A plan without interfaces leaves none of metaboot's files.
+    fs::write(network.join("10-metaboot-eth7.network"), stale).unwrap();
+    let applied = apply(
+        &root,
+        &Plan::default(),
+        Renderer::Networkd,
+        "network-config",
+    );
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(!root.exists("/etc/systemd/network/10-metaboot-eth0.network"));
+    assert!(!root.exists("/etc/systemd/network/10-metaboot-eth7.network"));
+    assert!(root.exists("/etc/systemd/network/10-metaboot-notes.txt"));
 }
 
 #[test]
@@ -1119,7 +1355,7 @@ fn ifupdown_refuses_an_image_whose_interfaces_file_does_not_source_its_file() {
         let (_dir, root) = image(&format!("{lo}{main}"), more);
         let (errors, calls) = run(&root);
         assert!(errors.is_empty(), "{main:?}: {errors:?}");
-        assert_eq!(calls, ["ifup eth0"], "{main:?}");
+        assert_eq!(calls, ["ifdown eth0", "ifup eth0"], "{main:?}");
     }
     for (main, more) in [
         ("", None),
@@ -1207,7 +1443,7 @@ fn ifupdown_judges_source_lines_as_its_ifup_reads_them() {
         let (_dir, root) = image(ifup, main, more);
         let (errors, calls) = run(&root);
         assert!(errors.is_empty(), "{ifup} {main:?}: {errors:?}");
-        assert_eq!(calls, ["ifup eth0"], "{ifup} {main:?}");
+        assert_eq!(calls, ["ifdown eth0", "ifup eth0"], "{ifup} {main:?}");
     }
     for (ifup, main, more) in [
         (busybox, "source /etc/network/interfaces.d/*\n", None),
@@ -2014,6 +2250,33 @@ fn name_patterns_are_resolved_against_the_system() {
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].contains("\"e?s*\""), "{warnings:?}");
     assert!(warnings[1].contains("\"l?\""), "{warnings:?}");
+}
+
+/// A pattern with a MAC no interface has (netplan's `match` of both) names nothing: no
+/// renderer gets the pattern as a name (ifupdown's `auto en*` would fail `ifup -a` at boot);
+/// the interface keeps its MAC, as one without a name.
+#[test]
+fn a_pattern_with_a_missing_mac_names_nothing() {
+    let links = [("ens3".to_owned(), "fa:16:3e:00:00:01".to_owned())];
+    let doc = json!({"version": 2, "ethernets": {
+        "a": {"match": {"macaddress": "fa:16:3e:00:00:09", "name": "en*"}, "dhcp4": true},
+        "b": {"match": {"macaddress": "fa:16:3e:00:00:0a", "name": "en*"},
+              "addresses": ["198.18.1.10/24"]}
+    }});
+    let mut warnings = Vec::new();
+    let mut plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+    name_interfaces(&mut plan, &links, &mut warnings);
+    assert_eq!(plan.interfaces[0].name, None);
+    assert_eq!(plan.interfaces[1].name, None);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    let (text, unnamed) = ifupdown::render(&plan, "network-config");
+    assert!(!text.contains('*'), "{text}");
+    assert_eq!(unnamed, ["fa:16:3e:00:00:0a"]);
+    let networkd = networkd::render(&plan.interfaces[1], &plan, "network-config");
+    assert!(
+        networkd.contains("[Match]\nMACAddress=fa:16:3e:00:00:0a\n\n"),
+        "{networkd}"
+    );
 }
 
 #[test]

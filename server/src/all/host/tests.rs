@@ -443,3 +443,45 @@ fn a_repeated_failure_to_put_the_address_back_is_logged_again_after_the_interval
     assert!(log);
     assert_eq!((after.attempts, after.logged), (3, later));
 }
+
+/// An `ip` that hangs (behind the kernel's routing lock) holds the pass, and so a stop, up
+/// only to its bound: killed, the attempt counts as failed and the network waits out its
+/// backoff, not served (its bridge does not hold the address).
+#[test]
+fn an_ip_command_that_hangs_is_killed_past_its_bound() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ip = dir.path().join("ip");
+    std::fs::write(&ip, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+    let network = host_network(store.as_ref(), "lan", HostBridge::Bridge("lo".into()));
+    let model = ReadModel::load(store.as_ref()).unwrap();
+    let metrics = Metrics::new("proxy");
+    let leases = Arc::new(HostLeases::new(dir.path().join("leases")));
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut hosts = HostBridges::new(leases, BACKOFF_BASE, metrics.clone()).serving(listen, ip);
+    let bound = Duration::from_millis(300);
+    hosts.address.ip_timeout = bound;
+    let workers = Workers::start(1).unwrap();
+    let make = move |scope, forward| ProxyHandler::new(scope, forward, None, metrics.clone());
+
+    let started = Instant::now();
+    hosts.reconcile(&model, &workers, ServerLimits::default(), &make, &Answers);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "the pass took {took:?}");
+    assert!(hosts.bridges().is_empty());
+    let problem = hosts.failing.get(&network).cloned().unwrap_or_default();
+    assert!(
+        problem.contains(&format!("did not finish within {bound:?}")),
+        "{problem}"
+    );
+    assert_eq!(hosts.retry_after.failures(&network), 1);
+}
+
+#[test]
+fn an_ip_command_gets_seconds_not_minutes() {
+    assert!(IP_COMMAND_TIMEOUT >= Duration::from_secs(1));
+    // Well within systemd's default stop timeout (90 s), with a few calls in one pass.
+    assert!(IP_COMMAND_TIMEOUT <= Duration::from_secs(10));
+}

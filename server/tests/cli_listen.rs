@@ -1,0 +1,73 @@
+//! A listener the configuration cannot have (an address this host does not hold, a socket
+//! path whose directory cannot be made) stops `all`, `api` and `agent` with exit 2, as refused
+//! input: their units do not restart them (`RestartPreventExitStatus=2`).
+
+mod cli_support;
+
+use std::time::Duration;
+
+use cli_support::Registry;
+
+/// TEST-NET-1: no interface here holds it.
+const ABSENT: &str = "192.0.2.1";
+
+/// Whether the kernel refuses an address no interface holds (it takes any with
+/// `ip_nonlocal_bind`, and then these servers would start).
+fn refuses_nonlocal_addresses() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_nonlocal_bind")
+        .is_ok_and(|value| value.trim() == "0")
+}
+
+#[test]
+fn a_listener_the_configuration_cannot_have_stops_the_server_with_exit_2() {
+    if !refuses_nonlocal_addresses() {
+        return;
+    }
+    let reg = Registry::new();
+    reg.ok(&["network", "list"]);
+    let secret = reg.write("secret", b"s3cret\n");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = reg.write("file", b"");
+    let under_a_file = format!("{file}/run/agent.sock");
+    let api_at = format!("{ABSENT}:8775");
+    let metrics_at = format!("{ABSENT}:9100");
+    let all = ["all", "--shared-secret-file", &secret];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [&all[..], &["--api-listen", &api_at]].concat(),
+            "no interface of this host holds 192.0.2.1",
+        ),
+        (
+            [&all[..], &["--metrics-listen", &metrics_at]].concat(),
+            "no interface of this host holds 192.0.2.1",
+        ),
+        (
+            [&all[..], &["--agent-socket", &under_a_file]].concat(),
+            "give a path in a directory that exists",
+        ),
+        (
+            vec!["api", "--identify-by-source-ip", "--listen", &api_at],
+            "no interface of this host holds 192.0.2.1",
+        ),
+        (
+            vec![
+                "agent",
+                "--shared-secret-file",
+                &secret,
+                "--socket",
+                &under_a_file,
+            ],
+            "give a path in a directory that exists",
+        ),
+    ];
+    for (args, what) in cases {
+        let output = reg
+            .cmd(&args)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(what), "{args:?}: {stderr}");
+    }
+}
