@@ -667,6 +667,51 @@ mod tests {
         std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 
+    /// Ubuntu's `/etc/resolv.conf` as systemd-resolved keeps it: root's link into
+    /// `/run/systemd/resolve`, a directory of the daemon's system account (and its file too), is
+    /// written through as cloud-init writes it; a person's account's directory is not.
+    #[test]
+    fn roots_symlink_into_a_system_accounts_directory_is_written_through() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        const RESOLVED_UID: u32 = 990;
+        let (_dir, root, accounts) = root();
+        dir_of(&root, "/run/systemd/resolve", RESOLVED_UID, 0o755);
+        file_of(
+            &root,
+            "/run/systemd/resolve/stub-resolv.conf",
+            RESOLVED_UID,
+            "nameserver 127.0.0.53\n",
+        );
+        std::os::unix::fs::symlink(
+            "../run/systemd/resolve/stub-resolv.conf",
+            root.host_path("/etc/resolv.conf"),
+        )
+        .unwrap();
+        let text = "write_files:\n- {path: /etc/resolv.conf, content: search lan, append: true}\n";
+        write_entry(&root, Some(&accounts), &entries(text)[0]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.host_path("/run/systemd/resolve/stub-resolv.conf"))
+                .unwrap(),
+            "nameserver 127.0.0.53\nsearch lan"
+        );
+        assert!(
+            std::fs::symlink_metadata(root.host_path("/etc/resolv.conf"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // The same directory of a person's account is a user's choice: refused.
+        std::os::unix::fs::chown(
+            root.host_path("/run/systemd/resolve"),
+            Some(crate::fsutil::FIRST_USER_UID),
+            None,
+        )
+        .unwrap();
+        assert!(write_entry(&root, Some(&accounts), &entries(text)[0]).is_err());
+    }
+
     /// Makes `path` under the root a file of `uid`'s holding `text`.
     fn file_of(root: &Root, path: &str, uid: u32, text: &str) {
         std::fs::write(root.host_path(path), text).unwrap();
