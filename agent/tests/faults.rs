@@ -271,13 +271,15 @@ fn missing_meta_data_and_forbidden_user_data_are_not_retried() {
         .server
         .fail("/openstack/latest/user_data", Fault::Status(403), 1);
     guest.user_data("#cloud-config\nhostname: never\n");
-    let (code, _) = guest.run();
-    assert_eq!(code, 1);
+    let (code, log) = guest.run();
+    assert_eq!(code, 1, "{log}");
     assert_eq!(guest.server.hits("/openstack/latest/user_data"), 1);
     let (_, message) = guest.step("user-data");
     assert!(message.contains("HTTP 403"), "{message}");
-    // Not a definite absence: the instance waits for a boot that has its user data.
-    assert_eq!(guest.read("/etc/hostname"), "localhost\n");
+    // A definite refusal, the same at every boot: the instance is taken up without its user
+    // data, as cloud-init takes it for absent (never provisioned otherwise).
+    assert_eq!(guest.read("/etc/hostname"), "test\n", "{log}");
+    assert_eq!(guest.step("users-groups").0, "ok", "{log}");
 
     let guest = Guest::new();
     std::fs::remove_file(guest.tree.join("openstack/latest/meta_data.json")).unwrap();

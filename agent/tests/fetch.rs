@@ -154,9 +154,12 @@ fn the_other_documents_are_asked_for_while_meta_data_is_on_its_way() {
 fn a_document_that_fails_side_by_side_fails_its_own_step_and_holds_the_instance_back() {
     let guest = Guest::new();
     guest.user_data("#cloud-config\nhostname: still-set\n");
-    guest
-        .server
-        .fail("/openstack/latest/vendor_data.json", Fault::Status(403), 1);
+    let attempts = metaboot::source::http::DOCUMENT_ATTEMPTS as usize;
+    guest.server.fail(
+        "/openstack/latest/vendor_data.json",
+        Fault::Status(503),
+        attempts,
+    );
     let (code, log) = guest.run();
     assert_ne!(code, 0, "{log}");
     let (outcome, message) = guest.step("vendor-data");
@@ -173,6 +176,25 @@ fn a_document_that_fails_side_by_side_fails_its_own_step_and_holds_the_instance_
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
     assert_eq!(guest.read("/etc/hostname"), "still-set\n");
+}
+
+/// A document the service refuses for good (403: the same at every boot) fails its own step
+/// alone: the instance is taken up without it, as cloud-init takes it for absent; held back,
+/// it would never be provisioned.
+#[test]
+fn a_document_refused_for_good_fails_its_own_step_only() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: still-set\n");
+    guest
+        .server
+        .fail("/openstack/latest/vendor_data.json", Fault::Status(403), 1);
+    let (code, log) = guest.run();
+    assert_ne!(code, 0, "{log}");
+    let (outcome, message) = guest.step("vendor-data");
+    assert_eq!(outcome, "error", "{log}");
+    assert!(message.contains("HTTP 403"), "{message}");
+    assert_eq!(guest.read("/etc/hostname"), "still-set\n");
+    assert!(!guest.status()["instance_id"].is_null(), "{log}");
 }
 
 /// User data that does not come on the first boot (the service answers 503 to every attempt)

@@ -3,15 +3,12 @@
 //! path is resolved inside the root. A final symlink only root could have made (root's, in a
 //! directory only root may add to) is written through, its target replaced and the link kept, as
 //! cloud-init's `open(path)` writes; appending reads the old file only when it is a regular file
-//! with one link (never through another symlink, never a hard link to another file), owned by
-//! root or by the owner the entry gives it ([`read_appended`]). A user or group
+//! with one link (never through another symlink, never a hard link to another file). A user or group
 //! the entry leaves unchanged is the replaced file's only in a directory no user may add
 //! entries to; elsewhere that file may be one a user planted, and the part is root's. The
 //! directories made on the way get the entry's owner, as cloud-init's (23.1 and later) do:
 //! only those this entry's walk made, never one that was there.
 
-use std::ffi::OsStr;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -19,9 +16,7 @@ use base64::Engine;
 use nix::sys::stat::SFlag;
 
 use crate::apply::users::Accounts;
-use crate::fsutil::dir::read_whole;
-use crate::fsutil::owner::is_agents;
-use crate::fsutil::{Dir, Owner, PathError, Refused, WriteOptions, kind, only_root_adds};
+use crate::fsutil::{Dir, Owner, PathError, WriteOptions, kind, only_root_adds};
 use crate::root::Root;
 use crate::userdata::cloud_config::WriteFile;
 use crate::userdata::gzip::{self, GzipError};
@@ -206,26 +201,6 @@ fn own_created(created: &[Dir], spec: OwnerSpec) -> Result<(), PathError> {
     Ok(())
 }
 
-/// The file entry `name` of `dir` an append adds to, `None` when missing: one with a single
-/// link ([`Dir::open_unshared`]), owned by root or by `owner` (the uid the appended file gets).
-/// A file of another user's would become `owner`'s with that user's content in it: cloud-init's
-/// open for append is refused it in a sticky directory such as `/tmp` (`fs.protected_regular`).
-fn read_appended(dir: &Dir, name: &OsStr, owner: u32) -> io::Result<Option<Vec<u8>>> {
-    let Some((mut file, stat)) = dir.open_unshared(name)? else {
-        return Ok(None);
-    };
-    let uid = stat.st_uid;
-    if uid != 0 && uid != owner && !is_agents(&stat) {
-        return Err(Refused::AppendToOthers {
-            path: dir.child_path(name),
-            uid,
-            owner,
-        }
-        .into());
-    }
-    read_whole(&mut file, &stat).map(Some)
-}
-
 /// `path` as cloud-init's `os.path.abspath` makes it before writing: from `/` (its working
 /// directory), `.` and `..` taken in the text, so `/etc/app/../motd` is `/etc/motd` and no
 /// `/etc/app` is made on the way.
@@ -288,10 +263,11 @@ pub fn write_entry(
     } else {
         None
     };
-    let owner = spec.or(replaced);
+    let owner = Some(spec.or(replaced));
     if entry.append == Some(true) {
-        let old =
-            read_appended(&dir, &name, owner.uid).map_err(PathError::fail("read", &target))?;
+        let old = dir
+            .read_unshared(&name)
+            .map_err(PathError::fail("read", &target))?;
         if let Some(mut old) = old {
             old.extend_from_slice(&data);
             data = old;
@@ -299,12 +275,7 @@ pub fn write_entry(
     }
     let mode = entry.permissions.map_or(DEFAULT_PERMISSIONS, |p| p.0);
     own_created(&created, spec)?;
-    dir.write_atomic_as(
-        &name,
-        &target,
-        &data,
-        &WriteOptions::exact(mode, Some(owner)),
-    )?;
+    dir.write_atomic_as(&name, &target, &data, &WriteOptions::exact(mode, owner))?;
     Ok((target, warnings))
 }
 
@@ -696,6 +667,51 @@ mod tests {
         std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode)).unwrap();
     }
 
+    /// Ubuntu's `/etc/resolv.conf` as systemd-resolved keeps it: root's link into
+    /// `/run/systemd/resolve`, a directory of the daemon's system account (and its file too), is
+    /// written through as cloud-init writes it; a person's account's directory is not.
+    #[test]
+    fn roots_symlink_into_a_system_accounts_directory_is_written_through() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        const RESOLVED_UID: u32 = 990;
+        let (_dir, root, accounts) = root();
+        dir_of(&root, "/run/systemd/resolve", RESOLVED_UID, 0o755);
+        file_of(
+            &root,
+            "/run/systemd/resolve/stub-resolv.conf",
+            RESOLVED_UID,
+            "nameserver 127.0.0.53\n",
+        );
+        std::os::unix::fs::symlink(
+            "../run/systemd/resolve/stub-resolv.conf",
+            root.host_path("/etc/resolv.conf"),
+        )
+        .unwrap();
+        let text = "write_files:\n- {path: /etc/resolv.conf, content: search lan, append: true}\n";
+        write_entry(&root, Some(&accounts), &entries(text)[0]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.host_path("/run/systemd/resolve/stub-resolv.conf"))
+                .unwrap(),
+            "nameserver 127.0.0.53\nsearch lan"
+        );
+        assert!(
+            std::fs::symlink_metadata(root.host_path("/etc/resolv.conf"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // The same directory of a person's account is a user's choice: refused.
+        std::os::unix::fs::chown(
+            root.host_path("/run/systemd/resolve"),
+            Some(crate::fsutil::FIRST_USER_UID),
+            None,
+        )
+        .unwrap();
+        assert!(write_entry(&root, Some(&accounts), &entries(text)[0]).is_err());
+    }
+
     /// Makes `path` under the root a file of `uid`'s holding `text`.
     fn file_of(root: &Root, path: &str, uid: u32, text: &str) {
         std::fs::write(root.host_path(path), text).unwrap();
@@ -749,39 +765,6 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&host).unwrap(), "bob's\n", "{file}");
             assert_eq!(std::fs::metadata(&host).unwrap().uid(), 1000, "{file}");
         }
-    }
-
-    /// An append to a file owned by neither root nor the entry's owner is refused: the file
-    /// would become the entry owner's with another user's content (a user's file in a user's
-    /// directory below a world-writable one, or planted in `/tmp`). Given its owner's, it is
-    /// appended to.
-    #[test]
-    fn append_to_another_users_file_is_refused() {
-        if !crate::testutil::require_root() {
-            return;
-        }
-        let (_dir, root, accounts) = root();
-        dir_of(&root, "/tmp", 0, 0o1777);
-        file_of(&root, "/tmp/app.conf", 1000, "bob's\n");
-        dir_of(&root, "/srv/open", 0, 0o777);
-        dir_of(&root, "/srv/open/bob", 1000, 0o755);
-        file_of(&root, "/srv/open/bob/notes", 1000, "bob's\n");
-        for path in ["/tmp/app.conf", "/srv/open/bob/notes"] {
-            let text = format!("write_files:\n- {{path: {path}, content: x, append: true}}\n");
-            let err = write_entry(&root, Some(&accounts), &entries(&text)[0]).unwrap_err();
-            let err = crate::log::chain(&err);
-            assert!(err.contains("neither by root nor by uid 0"), "{err}");
-            assert_eq!(
-                std::fs::read_to_string(root.host_path(path)).unwrap(),
-                "bob's\n"
-            );
-        }
-        let text = "write_files:\n- {path: /srv/open/bob/notes, content: x, append: true, \
-                    owner: 'bob:bob'}\n";
-        write_entry(&root, Some(&accounts), &entries(text)[0]).unwrap();
-        let notes = root.host_path("/srv/open/bob/notes");
-        assert_eq!(std::fs::read_to_string(&notes).unwrap(), "bob's\nx");
-        assert_eq!(std::fs::metadata(&notes).unwrap().uid(), 1000);
     }
 
     #[test]

@@ -64,13 +64,6 @@ pub enum Refused {
     )]
     UserDirInSticky { path: PathBuf, uid: u32 },
     #[error(
-        "{} is owned by uid {uid}, neither by root nor by uid {owner}, the owner the entry \
-         gives it: appending would give that user's content to another; not appended (give \
-         the entry the file's owner, or remove the file)",
-        path.display()
-    )]
-    AppendToOthers { path: PathBuf, uid: u32, owner: u32 },
-    #[error(
         "{} is in a directory users may add entries to: what is there may be a user's file; \
          not used (make that directory root's, mode 0755)",
         .0.display()

@@ -16,5 +16,5 @@ pub mod sticky;
 pub use atomic::WriteOptions;
 pub use dir::Dir;
 pub use error::{PathError, Refused};
-pub use owner::{Owner, can_chown, check_owner, kind, only_root_adds};
+pub use owner::{FIRST_USER_UID, Owner, can_chown, check_owner, kind, only_root_adds};
 pub use resolve::MAX_SYMLINKS;

@@ -27,6 +27,19 @@ pub fn is_agents(stat: &FileStat) -> bool {
     stat.st_uid == nix::unistd::geteuid().as_raw()
 }
 
+/// The first uid of a person's account (login.defs' `UID_MIN` on Debian, Ubuntu and Fedora):
+/// below it, system accounts, which the image's packages make for their daemons.
+pub const FIRST_USER_UID: u32 = 1000;
+
+/// Whether only root or a system account (a daemon's, below [`FIRST_USER_UID`]) may add
+/// entries to a directory of status `stat`, neither its group nor others writing it:
+/// systemd-resolved's `/run/systemd/resolve`, where Ubuntu's `/etc/resolv.conf` points.
+pub fn only_system_adds(stat: &FileStat) -> bool {
+    let owner = stat.st_uid;
+    (owner < FIRST_USER_UID || owner == nix::unistd::geteuid().as_raw())
+        && stat.st_mode & 0o022 == 0
+}
+
 /// Whether only root may add entries to a directory of status `stat`: it is root's (or the
 /// agent's own, in a test run as a user) and neither its group nor others may write it. An
 /// entry of any other directory may be a user's choice: their own file or symlink, or a hard

@@ -35,7 +35,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 
 use super::dir::Dir;
 use super::error::Refused;
-use super::owner::{is_agents, kind, only_root_adds};
+use super::owner::{is_agents, kind, only_root_adds, only_system_adds};
 use super::staging::Staging;
 
 /// Most symlinks followed while resolving one path (Linux's own limit, MAXSYMLINKS).
@@ -479,8 +479,8 @@ impl<'r> Walker<'r> {
     /// the caller to refuse or replace.
     ///
     /// Once a link was followed, every directory a name is looked up in on the way (the one
-    /// the chain ends in included) must be one only root may add entries to, or the path is
-    /// refused ([`Refused::LinkIntoOpenDir`]): root's link to `/tmp/app.conf` would otherwise
+    /// the chain ends in included) must be one only root or a system account may add entries
+    /// to ([`only_system_adds`]), or the path is refused ([`Refused::LinkIntoOpenDir`]): root's link to `/tmp/app.conf` would otherwise
     /// hand a root's write, or an append, the file a user planted there.
     pub(crate) fn through_roots_links(&mut self, name: OsString) -> io::Result<OsString> {
         let followed = self.through_links_judged(name);
@@ -518,12 +518,13 @@ impl<'r> Walker<'r> {
     }
 
     /// While a final link is followed ([`Walker::judging`]), refuses a current directory
-    /// others than root may add entries to.
+    /// others than root and the system accounts may add entries to ([`only_system_adds`]: a
+    /// daemon's directory, such as systemd-resolved's, is the image's, not a user's).
     fn judge_current(&self) -> io::Result<()> {
         let Some(link) = &self.judging else {
             return Ok(());
         };
-        if only_root_adds(&fstat(self.current())?) {
+        if only_system_adds(&fstat(self.current())?) {
             return Ok(());
         }
         Err(Refused::LinkIntoOpenDir {

@@ -1,9 +1,13 @@
 //! The fetch phase of a run, one step per document: fetch it from the source, decode it; then
 //! merge the cloud-config of metaboot.yaml, vendor data and user data. Only meta-data is
-//! required: without it there is no instance. A document that could not be fetched (anything
-//! but a definite absence, a 404) leaves the set incomplete: the run then takes up no instance
-//! (no switch, nothing cached, no per-instance step), as without meta-data, and the next boot
-//! fetches again. Only a complete set switches the instance and is cached in its directory.
+//! required: without it there is no instance. A document that could not be fetched (a timeout,
+//! a broken connection, a 5xx: anything but a definite answer) leaves the set incomplete: the
+//! run then takes up no instance (no switch, nothing cached, no per-instance step), as without
+//! meta-data, and the next boot fetches again. A definite refusal (a 4xx other than 408 and
+//! 429, or 501: the service will answer the same at every boot) fails that document's step
+//! alone, as cloud-init takes an optional document it cannot read for absent: the instance is
+//! taken up without it, and its cached copy is left as it was. Only a complete set switches the
+//! instance and is cached in its directory.
 
 use std::cell::RefCell;
 
@@ -194,20 +198,43 @@ struct Documents<'a> {
     pending: RefCell<Vec<CacheChange>>,
 }
 
+/// Whether `err` is an answer the service will give at every boot: a 4xx status other than
+/// 408 (timeout) and 429 (too many requests), or 501 (not implemented).
+fn definite_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
+    use crate::retry::RetryError;
+    use crate::source::http::FetchError;
+    let mut next = Some(err);
+    while let Some(err) = next {
+        // A failure not retried is transparent: its own `source` skips the fetch error.
+        let status = match (err.downcast_ref(), err.downcast_ref()) {
+            (Some(FetchError::Status { status, .. }), _)
+            | (_, Some(RetryError::Permanent(FetchError::Status { status, .. }))) => *status,
+            _ => {
+                next = err.source();
+                continue;
+            }
+        };
+        return matches!(status, 400..=499 if status != 408 && status != 429) || status == 501;
+    }
+    false
+}
+
 /// A change to a cached copy: the document to write (`Some`), or one the source definitely
 /// does not have (`None`).
 type CacheChange = (&'static str, Option<Vec<u8>>);
 
 impl Documents<'_> {
     /// An optional document's fetch; its error, for the step's message, leaves the set
-    /// incomplete.
+    /// incomplete, but for a definite refusal ([`definite_refusal`]).
     fn fetched<T>(
         &self,
         result: Result<Option<T>, SourceError>,
         what: &'static str,
     ) -> Result<Option<T>, String> {
         result.map_err(|err| {
-            self.failed.borrow_mut().push(what);
+            if !definite_refusal(err.as_ref()) {
+                self.failed.borrow_mut().push(what);
+            }
             format!("{what}: {}", chain(err.as_ref()))
         })
     }

@@ -1036,6 +1036,26 @@ fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
             "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth1"
         ]
     );
+    // A link still configuring at the wait's end (no carrier yet, router advertisements
+    // awaited) is a warning: its file is in place and networkd goes on applying it.
+    fs::write(&dhcp_file, old_static).unwrap();
+    let mut late = |program: &str, _: &[String]| {
+        if program.ends_with("wait-online") {
+            Err("timed out".to_owned())
+        } else {
+            Ok(())
+        }
+    };
+    let applied = networkd::apply_with(&root, &plan, "network_data.json", Some(&mut late));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(
+        applied
+            .warnings
+            .iter()
+            .any(|w| w.contains("not configured within 30 s")),
+        "{:?}",
+        applied.warnings
+    );
 }
 
 /// ifupdown: a static interface the image's own stanza brought up (ifup would say "already
