@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{CatchUp, ReadModel};
+use crate::retry::doubled;
 use crate::store::{Change, Store, Wakeups};
 
 /// How often SQLite's change log is polled: well inside the 150 ms a change may take to
@@ -40,17 +41,12 @@ pub const MAX_RELOAD_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 pub fn reload_pause(failures: u32) -> Duration {
     match failures {
         0 => Duration::ZERO,
-        _ => doubling(
-            failures - 1,
+        _ => doubled(
             RELOAD_RETRY_INTERVAL,
+            failures - 1,
             MAX_RELOAD_RETRY_INTERVAL,
         ),
     }
-}
-
-/// `base` doubled `doublings` times, at most `cap`.
-fn doubling(doublings: u32, base: Duration, cap: Duration) -> Duration {
-    base.saturating_mul(1 << doublings.min(16)).min(cap)
 }
 
 /// The panics of a follower that have not yet been followed by [`MAX_PANIC_RETRY_INTERVAL`]
@@ -92,7 +88,7 @@ impl Panics {
 pub fn panic_pause(panics: u32) -> Duration {
     match panics {
         0 | 1 => Duration::ZERO,
-        _ => doubling(panics - 2, PANIC_RETRY_INTERVAL, MAX_PANIC_RETRY_INTERVAL),
+        _ => doubled(PANIC_RETRY_INTERVAL, panics - 2, MAX_PANIC_RETRY_INTERVAL),
     }
 }
 

@@ -19,8 +19,13 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// The wait after `failures` failures in a row (at least one counts as one):
 /// [`BACKOFF_BASE`], doubling, at most [`BACKOFF_CAP`].
 pub fn delay(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_CAP)
+    doubled(BACKOFF_BASE, failures.saturating_sub(1), BACKOFF_CAP)
+}
+
+/// `base` doubled `doublings` times (at most 16), at most `cap`: the one shape of every backoff
+/// of the crate (this driver's, and the registry follower's pauses in `follow.rs`).
+pub fn doubled(base: Duration, doublings: u32, cap: Duration) -> Duration {
+    base.saturating_mul(1 << doublings.min(16)).min(cap)
 }
 
 /// Failures in a row of one key, and when it may be tried again.
