@@ -51,13 +51,13 @@ pub fn still_owned_warning(id: &str, owner: &Owner) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lab::config::LabConfig;
     use crate::lab::owner::tests::gone;
 
     /// Saves the state of lab `id` under `root` with `owner`.
-    fn lab(root: &Path, id: &str, owner: Option<Owner>) {
+    pub(crate) fn lab(root: &Path, id: &str, owner: Option<Owner>) {
         let dir = crate::lab::state::lab_dir(root, id);
         std::fs::create_dir_all(&dir).unwrap();
         LabState {

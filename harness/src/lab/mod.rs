@@ -770,25 +770,8 @@ mod tests {
     fn a_labs_description_names_its_owner() {
         let root = tempfile::tempdir().unwrap();
         let id = "ab12";
-        let dir = state::lab_dir(root.path(), id);
-        fs::create_dir_all(&dir).unwrap();
         let owner = owner::Owner::this_process(owner::LabKind::Kept).unwrap();
-        LabState {
-            config: LabConfig::default_with_id(id),
-            dir: dir.clone(),
-            bridge_ns: bridge::namespace(id),
-            namespaces: Vec::new(),
-            daemons: Vec::new(),
-            server_bin: "metaboot-server".into(),
-            db: dir.join("registry.sqlite"),
-            networks: Vec::new(),
-            routers: Vec::new(),
-            guests: Vec::new(),
-            complete: true,
-            owner: Some(owner),
-        }
-        .save()
-        .unwrap();
+        abandoned::tests::lab(root.path(), id, Some(owner));
         let text = Lab::open(root.path(), id).unwrap().describe();
         let line = format!("  {}\n", owner::describe(Some(&owner), id));
         assert!(line.contains("owner: kept"), "{line}");
