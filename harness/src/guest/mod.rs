@@ -369,13 +369,21 @@ mod tests {
         assert_eq!(level, 4);
     }
 
+    /// Whether qemu-img is installed; in CI its absence fails the test, elsewhere it skips.
+    fn qemu_img_here() -> bool {
+        if crate::process::on_path("qemu-img") {
+            return true;
+        }
+        let why = "qemu-img is missing (scripts/install-lab-deps installs qemu-utils)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("skipped: {why}");
+        false
+    }
+
     /// The overlay's backing file is the real file, not the link it was named through.
     #[test]
     fn an_overlay_is_made_on_the_real_file_behind_links() {
-        if !crate::process::on_path("qemu-img") {
-            let why = "qemu-img is missing (scripts/install-lab-deps installs qemu-utils)";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-            eprintln!("skipped: {why}");
+        if !qemu_img_here() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -427,10 +435,7 @@ mod tests {
     /// the new overlay gets a fresh name.
     #[test]
     fn an_overlay_never_replaces_a_file_at_its_path() {
-        if !crate::process::on_path("qemu-img") {
-            let why = "qemu-img is missing (scripts/install-lab-deps installs qemu-utils)";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-            eprintln!("skipped: {why}");
+        if !qemu_img_here() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
