@@ -88,14 +88,18 @@ impl StopSignals {
 /// process's own handler replaces that.
 fn hangup_ignored() -> bool {
     static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *IGNORED.get_or_init(|| {
-        let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
-        // SAFETY: with a null new action sigaction(2) only writes the current one into `old`,
-        // which points at memory of that type.
-        let rc = unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), old.as_mut_ptr()) };
-        // SAFETY: all zeroes is a valid `sigaction`, and a successful call filled it.
-        rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
-    })
+    *IGNORED.get_or_init(|| signal_ignored(libc::SIGHUP))
+}
+
+/// Whether `signal`'s action is to be ignored now (`nohup` ignores SIGHUP; a shell without job
+/// control starts a background command with SIGINT ignored).
+pub(crate) fn signal_ignored(signal: libc::c_int) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action sigaction(2) only writes the current one into `old`,
+    // which points at memory of that type.
+    let rc = unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: all zeroes is a valid `sigaction`, and a successful call filled it.
+    rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
 /// Worker threads for the roles that use [`Workers`]: the machine's cores.

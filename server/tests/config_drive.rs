@@ -508,6 +508,37 @@ fn a_run_ended_by_a_signal_leaves_no_working_directory() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A build started ignoring SIGHUP (`nohup … &`, then the terminal closes) is not ended by
+/// one: the drive is made.
+#[test]
+fn a_hangup_the_build_was_started_ignoring_stays_ignored() {
+    if !require_tools(&["xorriso", "strace", "nohup"]) {
+        return;
+    }
+    let (reg, _) = registry();
+    let image = reg.path("drive.iso");
+    let output = Command::new("nohup")
+        .args([
+            "strace",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=wait4",
+            "--inject=wait4:signal=HUP:when=1",
+        ])
+        .arg(env!("CARGO_BIN_EXE_metaboot-server"))
+        .arg("--db")
+        .arg(&reg.db)
+        .args(["instance", "config-drive", "web", "-o"])
+        .arg(&image)
+        .env_remove("METABOOT_DB")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(image.exists());
+}
+
 /// An output that exists and is no regular file (a device such as a USB stick's, a symbolic
 /// link to a drive elsewhere) is refused: the drive is a new file renamed into place, which
 /// would replace the device node or the link rather than write through it.

@@ -3,7 +3,8 @@
 //! admin password, the user data) is removed, where the default action would leave it.
 //! The handlers are the process's only while a build runs; the earlier ones come back after.
 //! Builds in one process take turns ([`BUILDS`]), so that each puts back what was there
-//! before it, never another build's handler.
+//! before it, never another build's handler. A signal the process was started ignoring
+//! (`nohup`'s SIGHUP) stays ignored, for the build and for the tools it runs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -30,7 +31,8 @@ pub struct Caught {
 }
 
 impl Caught {
-    /// Installs the handlers (a signal that came before is forgotten).
+    /// Installs the handlers (a signal that came before is forgotten), but for the signals
+    /// that are ignored.
     pub fn new() -> Self {
         let turn = BUILDS.lock().unwrap_or_else(PoisonError::into_inner);
         NOTED.store(false, Ordering::SeqCst);
@@ -41,6 +43,9 @@ impl Caught {
         );
         let mut earlier = Vec::new();
         for signal in CAUGHT {
+            if crate::runtime::signal_ignored(signal as nix::libc::c_int) {
+                continue;
+            }
             // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
             if let Ok(old) = unsafe { sigaction(signal, &action) } {
                 earlier.push((signal, old));
