@@ -149,7 +149,8 @@ impl<'a> Seen<'a> {
         self.first.map(|_| ()).ok_or_else(|| missing(shown))
     }
 
-    /// Exactly one value, as text: missing and repeated are both refused.
+    /// Exactly one value, as UTF-8 text (a project may be named `équipe`: the registry keeps
+    /// it, and the agent sends its bytes): missing and repeated are both refused.
     fn single(self, shown: &str) -> Result<&'a str, Answer> {
         let value = self.first.ok_or_else(|| missing(shown))?;
         if self.repeated {
@@ -159,13 +160,15 @@ impl<'a> Seen<'a> {
                 Rejection::RepeatedHeader,
             ));
         }
-        value.to_str().map(str::trim).map_err(|_| {
-            Answer::refused(
-                StatusCode::BAD_REQUEST,
-                format!("{shown} header is not valid text."),
-                Rejection::BadHeader,
-            )
-        })
+        std::str::from_utf8(value.as_bytes())
+            .map(str::trim)
+            .map_err(|_| {
+                Answer::refused(
+                    StatusCode::BAD_REQUEST,
+                    format!("{shown} header is not valid text."),
+                    Rejection::BadHeader,
+                )
+            })
     }
 }
 
@@ -249,6 +252,24 @@ mod tests {
         assert_eq!(claim.instance_id, "i-1");
         assert_eq!(claim.tenant_id, "p1");
         assert_eq!(claim.address, "198.18.0.5");
+    }
+
+    /// A project the registry holds with non-ASCII letters is the guest's, not a bad header.
+    #[test]
+    fn a_project_named_in_utf_8_is_accepted() {
+        let mut headers = signed("i-1");
+        headers.insert(
+            headers::TENANT_ID,
+            HeaderValue::from_str("\u{e9}quipe").unwrap(),
+        );
+        let accepted = claim(&headers, &signatures()).unwrap();
+        assert_eq!(accepted.tenant_id, "\u{e9}quipe");
+        headers.insert(
+            headers::TENANT_ID,
+            HeaderValue::from_bytes(b"\xe9quipe").unwrap(),
+        );
+        let refused = claim(&headers, &signatures()).unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]
