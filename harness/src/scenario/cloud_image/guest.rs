@@ -420,11 +420,18 @@ fn reboot_once(
     let timeout = spec.boot_timeout + PROVISION_TIMEOUT;
     let rebooted = vm.wait_exit(timeout);
     let console = fs::read_to_string(&guest.serial_log).unwrap_or_default();
+    let restarted = power_state::restarted_after_final_message(&console);
     report.checks.push(CheckResult::from_bool(
         "rebooted itself once provisioned (power_state)",
-        rebooted.is_ok(),
+        rebooted.is_ok() && restarted,
         match &rebooted {
-            Ok(()) => "the first boot ended by itself".to_owned(),
+            Ok(()) if restarted => "the first boot ended by itself".to_owned(),
+            Ok(()) => format!(
+                "the first boot ended, but not by a restart after the final message (no `{}` \
+                 after it): see the console log {}",
+                power_state::KERNEL_RESTART,
+                guest.serial_log.display()
+            ),
             Err(err) => format!("{err:#}; console log: {}", guest.serial_log.display()),
         },
     ));

@@ -83,6 +83,18 @@ fn reboot_after_done(console: &str) -> bool {
     console[done..].contains(&format!("{RUNNING}{REBOOT_COMMAND}"))
 }
 
+/// What the kernel prints on the console as it restarts the machine (`kernel_restart`, at
+/// the emergency level: shown whatever the `loglevel`).
+pub(crate) const KERNEL_RESTART: &str = "reboot: Restarting system";
+
+/// Whether the console shows, after the final message, the kernel restarting the machine: a
+/// guest that ended otherwise (a panic, QEMU killed) did not reboot itself.
+pub(crate) fn restarted_after_final_message(console: &str) -> bool {
+    console
+        .find(FINAL_MESSAGE_PREFIX)
+        .is_some_and(|at| console[at..].contains(KERNEL_RESTART))
+}
+
 /// The final message of [`POWER_STATE_REBOOT`](crate::scenario::userdata::POWER_STATE_REBOOT),
 /// its variables rendered: the uptime a number, the datasource `datasource` (any name when
 /// `None`: cloud-init names its own, `DataSourceOpenStack [net,ver=2]`).
@@ -137,5 +149,17 @@ mod tests {
             "[  61.2] {FINAL_MESSAGE_PREFIX}58.03 s, datasource DataSourceOpenStack [net,ver=2]\n"
         );
         assert!(final_message(&cloud_init, None).passed);
+    }
+
+    #[test]
+    fn a_reboot_is_the_kernel_restarting_after_the_final_message() {
+        let final_line = format!("[  61.2] {FINAL_MESSAGE_PREFIX}58.03 s, datasource x\n");
+        let rebooted = format!("{final_line}[ 150.673] [  146.822247] {KERNEL_RESTART}\n");
+        assert!(restarted_after_final_message(&rebooted));
+        let panicked =
+            format!("{final_line}[  62.0] Kernel panic - not syncing: Fatal exception\n");
+        assert!(!restarted_after_final_message(&panicked));
+        let before = format!("[   1.0] {KERNEL_RESTART}\n{final_line}");
+        assert!(!restarted_after_final_message(&before));
     }
 }
