@@ -197,6 +197,30 @@ fn a_document_refused_for_good_fails_its_own_step_only() {
     assert!(!guest.status()["instance_id"].is_null(), "{log}");
 }
 
+/// Other answers that stay the same at every boot (a 3xx, which document requests do not
+/// follow; a document over its size limit) fail their own step alone too: held back, the
+/// instance would never be provisioned.
+#[test]
+fn a_redirect_or_an_oversized_document_fails_its_own_step_only() {
+    let too_large = vec![b' '; metaboot::source::http::MAX_METADATA_BYTES as usize + 1];
+    for case in ["302", "too large"] {
+        let guest = Guest::new();
+        guest.user_data("#cloud-config\nhostname: still-set\n");
+        if case == "302" {
+            guest
+                .server
+                .fail("/openstack/latest/vendor_data.json", Fault::Status(302), 1);
+        } else {
+            guest.serve("vendor_data.json", &too_large);
+        }
+        let (code, log) = guest.run();
+        assert_ne!(code, 0, "{case}: {log}");
+        assert_eq!(guest.step("vendor-data").0, "error", "{case}: {log}");
+        assert_eq!(guest.read("/etc/hostname"), "still-set\n", "{case}: {log}");
+        assert!(!guest.status()["instance_id"].is_null(), "{case}: {log}");
+    }
+}
+
 /// User data that does not come on the first boot (the service answers 503 to every attempt)
 /// is not taken for none: the per-instance steps and the user scripts wait, unmarked, for the
 /// next boot, which applies the user data whole; a failure on a later boot leaves the

@@ -4,7 +4,8 @@
 //! a broken connection, a 5xx: anything but a definite answer) leaves the set incomplete: the
 //! run then takes up no instance (no switch, nothing cached, no per-instance step), as without
 //! meta-data, and the next boot fetches again. A definite refusal (a 4xx other than 408 and
-//! 429, or 501: the service will answer the same at every boot) fails that document's step
+//! 429, a 3xx, 501, a document over its size limit: the source will answer the same at every
+//! boot) fails that document's step
 //! alone, as cloud-init takes an optional document it cannot read for absent: the instance is
 //! taken up without it, and its cached copy is left as it was. Only a complete set switches the
 //! instance and is cached in its directory.
@@ -198,23 +199,37 @@ struct Documents<'a> {
     pending: RefCell<Vec<CacheChange>>,
 }
 
-/// Whether `err` is an answer the service will give at every boot: a 4xx status other than
-/// 408 (timeout) and 429 (too many requests), or 501 (not implemented).
+/// Whether `err` is an answer the source will give at every boot: a 4xx status other than
+/// 408 (timeout) and 429 (too many requests), or 501 (not implemented); any other status a
+/// document request does not take (a 3xx: it follows no redirects); a document over its size
+/// limit (from the service or the drive); a redirect refused; a URL that cannot be.
 fn definite_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
     use crate::retry::RetryError;
+    use crate::source::drive::DriveError;
     use crate::source::http::FetchError;
     let mut next = Some(err);
     while let Some(err) = next {
+        if matches!(err.downcast_ref(), Some(DriveError::TooLarge { .. })) {
+            return true;
+        }
         // A failure not retried is transparent: its own `source` skips the fetch error.
-        let status = match (err.downcast_ref(), err.downcast_ref()) {
-            (Some(FetchError::Status { status, .. }), _)
-            | (_, Some(RetryError::Permanent(FetchError::Status { status, .. }))) => *status,
+        let fetch = match (err.downcast_ref(), err.downcast_ref()) {
+            (Some(fetch), _) | (_, Some(RetryError::Permanent(fetch))) => fetch,
             _ => {
                 next = err.source();
                 continue;
             }
         };
-        return matches!(status, 400..=499 if status != 408 && status != 429) || status == 501;
+        return match fetch {
+            FetchError::Status { status, .. } => {
+                !matches!(status, 408 | 429 | 500..=599) || *status == 501
+            }
+            FetchError::TooLarge { .. }
+            | FetchError::Redirected { .. }
+            | FetchError::TooManyRedirects { .. }
+            | FetchError::Url(_) => true,
+            _ => false,
+        };
     }
     false
 }
