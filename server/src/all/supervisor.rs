@@ -20,13 +20,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::host::HostBridges;
+use super::host_pass::{HostPasses, HostServing, MakeHandler};
 use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::http::listen::{link_local_holders, netns_path, tcp_listeners_in};
-use crate::leases::HostLeases;
 use crate::metrics::Metrics;
 use crate::model::ReadModel;
-use crate::proxy::{Forward, ProxyHandler, ProxyScope};
+use crate::proxy::{Forward, ProxyScope};
 use crate::retry::Backoff;
 use crate::runtime::Workers;
 use crate::store::{Change, ChangeKind};
@@ -176,13 +176,11 @@ pub struct Supervisor<F: Forward> {
     /// Each listener is served on every worker (one socket, a handle per worker).
     pub workers: Workers,
     pub forward: F,
-    pub make_handler: Box<dyn Fn(ProxyScope, F) -> ProxyHandler<F> + Send + Sync>,
+    pub make_handler: Arc<MakeHandler<F>>,
     pub limits: ServerLimits,
     pub router_listen: SocketAddr,
     /// Never empty (`Settings::resolve` refuses an empty list).
     pub isolated_listen: Vec<SocketAddr>,
-    /// Host networks' leases, where their bridges are found too.
-    pub leases: Arc<HostLeases>,
     pub wake: Arc<Notify>,
     /// Where the namespace proxies are bound ([`NamedNetns`]).
     pub namespaces: Arc<dyn Namespaces>,
@@ -191,21 +189,27 @@ pub struct Supervisor<F: Forward> {
 }
 
 impl<F: Forward> Supervisor<F> {
-    /// Runs until the task is dropped. Fails only at start, when every namespace's address is
+    /// Runs until the task is dropped, serving the host networks `hosts` too, on a thread of
+    /// their own (`host_pass.rs`): their passes block (`ip`, the leases) and must not hold up
+    /// the namespaces' nor a stop. Fails only at start, when every namespace's address is
     /// held by another server (a second `all` over the same registry), which would otherwise
     /// serve nothing. One namespace's address held (a haproxy left in one router) is logged
     /// and retried, as while running: the others are served meanwhile.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self, hosts: HostBridges) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
         let mut ended: Backoff<Placement> = Backoff::default();
         let mut first = true;
-        // Dropped when `all` stops: takes the metadata address off the host bridges.
-        let mut hosts = HostBridges::new(
-            self.leases.clone(),
-            RECONCILE_INTERVAL,
-            self.metrics.clone(),
-        );
+        // Dropped when `all` stops: takes the metadata address off the host bridges, once the
+        // pass under way is over.
+        let serving = HostServing {
+            model: self.model.clone(),
+            workers: self.workers.clone(),
+            limits: self.limits,
+            make_handler: self.make_handler.clone(),
+            forward: self.forward.clone(),
+        };
+        let mut hosts = HostPasses::start(hosts, serving)?;
         loop {
             let wanted = placements(&self.model, self.router_listen, &self.isolated_listen);
             let in_use = self
@@ -219,13 +223,7 @@ impl<F: Forward> Supervisor<F> {
                     placement.netns
                 );
             }
-            hosts.reconcile(
-                &self.model,
-                &self.workers,
-                self.limits,
-                &*self.make_handler,
-                &self.forward,
-            );
+            hosts.ask();
             if first {
                 tracing::info!(
                     registry = %self.registry,
@@ -425,6 +423,8 @@ mod tests {
     use super::*;
     use crate::http::Body;
     use crate::http::response::{Reply, TEXT_PLAIN};
+    use crate::leases::HostLeases;
+    use crate::proxy::ProxyHandler;
     use crate::store::{NewNetwork, NewRouter, Subnet};
 
     /// The hint fits the error: `ip netns add` only for a namespace that is missing.
@@ -487,10 +487,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_listener_whose_serving_ended_is_noticed_counted_and_served_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+    /// A registry with one router (on one network) in `dir`, and its supervisor binding
+    /// through `namespaces`.
+    fn router_supervisor(
+        dir: &std::path::Path,
+        namespaces: Arc<EndsFirst>,
+        metrics: &Arc<Metrics>,
+    ) -> Supervisor<Answers> {
+        let store = crate::store::open(dir.join("r.sqlite").to_str().unwrap()).unwrap();
         let network = store
             .create_network(&NewNetwork {
                 name: "n".into(),
@@ -506,51 +510,95 @@ mod tests {
                 networks: vec![network.id],
             })
             .unwrap();
-        let namespaces = Arc::new(EndsFirst::default());
-        let metrics = Metrics::new("proxy");
+        store
+            .create_network(&NewNetwork {
+                name: "lan".into(),
+                project: "p".into(),
+                cidr: "198.18.30.0/24".parse().unwrap(),
+                host: Some(crate::store::HostBridge::Bridge("lo".into())),
+                ..NewNetwork::default()
+            })
+            .unwrap();
         let handler_metrics = metrics.clone();
-        let supervisor = Supervisor {
+        Supervisor {
             model: Arc::new(ReadModel::load(store.as_ref()).unwrap()),
             registry: "test".into(),
             workers: Workers::start(1).unwrap(),
             forward: Answers,
-            make_handler: Box::new(move |scope, forward| {
+            make_handler: Arc::new(move |scope, forward| {
                 ProxyHandler::new(scope, forward, None, handler_metrics.clone())
             }),
             limits: ServerLimits::default(),
             router_listen: "127.0.0.1:0".parse().unwrap(),
             isolated_listen: crate::all::DEFAULT_ISOLATED_LISTEN.to_vec(),
-            leases: Arc::new(HostLeases::new(dir.path().join("leases"))),
             wake: Arc::new(Notify::new()),
-            namespaces: namespaces.clone(),
+            namespaces,
             metrics: metrics.clone(),
+        }
+    }
+
+    /// An `ip` in `dir` that writes down how it was called (one line per call) and, until the
+    /// file `release` exists there, hangs: as one stuck behind the kernel's routing lock.
+    fn hanging_ip(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (script, calls) = (dir.join("ip"), dir.join("ip-calls"));
+        let release = dir.join("release");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
+                calls.display(),
+                release.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, calls)
+    }
+
+    /// What a guest gets from the router's listener once `namespaces` bound it again, which
+    /// must be within `within`.
+    async fn ask_once_bound_again(namespaces: &EndsFirst, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let addr = loop {
+            if let Some(addr) = *namespaces.bound.lock().unwrap() {
+                break addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the listener that ended was not bound again within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let guest = async {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let addr = loop {
-                if let Some(addr) = *namespaces.bound.lock().unwrap() {
-                    break addr;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the listener that ended was never bound again"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
-            tokio::task::spawn_blocking(move || {
-                let mut stream = std::net::TcpStream::connect(addr).unwrap();
-                stream
-                    .write_all(b"GET /openstack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .unwrap();
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer).unwrap();
-                answer
-            })
-            .await
-            .unwrap()
-        };
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .write_all(b"GET /openstack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_listener_whose_serving_ended_is_noticed_counted_and_served_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let namespaces = Arc::new(EndsFirst::default());
+        let metrics = Metrics::new("proxy");
+        let supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        // The host network's `ip` cannot run: it waits out its backoff.
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving("127.0.0.1:0".parse().unwrap(), dir.path().join("no-ip"));
+        let guest = ask_once_bound_again(&namespaces, Duration::from_secs(10));
         let answer = tokio::select! {
-            stopped = supervisor.run() => panic!("the supervisor stopped: {stopped:?}"),
+            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
             answer = guest => answer,
         };
         assert!(
@@ -563,6 +611,50 @@ mod tests {
         assert!(
             text.contains("metaboot_listeners_ended_total{role=\"proxy\"} 1\n"),
             "{text}"
+        );
+    }
+
+    /// A host pass that blocks (its `ip` hangs, up to a bound longer than the test waits)
+    /// holds up neither the namespaces' reconcile nor the supervisor: the router's listener
+    /// whose serving ended is bound again after its backoff while the pass still hangs. At
+    /// the stop the pass is let finish, and the address it put on the bridge is taken off.
+    #[tokio::test]
+    async fn a_host_pass_that_blocks_does_not_hold_up_the_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let namespaces = Arc::new(EndsFirst::default());
+        let metrics = Metrics::new("proxy");
+        let supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        let (ip, calls) = hanging_ip(dir.path());
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving(listen, ip)
+        .bounding_ip(Duration::from_secs(30));
+        let put_on = format!("addr replace {}/32 dev lo label lo:mb", listen.ip());
+        let guest = async {
+            let answer = ask_once_bound_again(&namespaces, Duration::from_secs(10)).await;
+            let under_way = std::fs::read_to_string(&calls).unwrap_or_default();
+            assert_eq!(under_way, format!("{put_on}\n"), "no host pass hung");
+            std::fs::write(dir.path().join("release"), "").unwrap();
+            answer
+        };
+        let answer = tokio::select! {
+            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
+            answer = guest => answer,
+        };
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
+            "{answer}"
+        );
+        let taken_off = format!("addr del {}/32 dev lo", listen.ip());
+        let made = std::fs::read_to_string(&calls).unwrap();
+        assert_eq!(
+            made,
+            format!("{put_on}\n{taken_off}\n"),
+            "not taken off at the stop"
         );
     }
 
