@@ -6,6 +6,7 @@ mod chain;
 pub mod config;
 pub mod host;
 pub mod host_pass;
+pub mod registry_lock;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -302,6 +303,13 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Kept until the process stops: a second `all` over this registry in this network
+    // namespace is refused here, before it serves a namespace the first one has not bound.
+    let registry_lock = registry_lock::take(
+        &registry_lock::runtime_dir(),
+        &settings.db,
+        &crate::store::redacted(&settings.db),
+    )?;
     crate::runtime::run_service(async move {
         let workers = crate::runtime::Workers::start(threads)?;
         let rendering = Rendering {
@@ -378,6 +386,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         .run(HostBridges::new(leases, RECONCILE_INTERVAL, proxy_metrics))
         .await;
         drop(agent_socket);
+        drop(registry_lock);
         served
     })
 }

@@ -192,9 +192,11 @@ impl<F: Forward> Supervisor<F> {
     /// Runs until the task is dropped, serving the host networks `hosts` too, on a thread of
     /// their own (`host_pass.rs`): their passes block (`ip`, the leases) and must not hold up
     /// the namespaces' nor a stop. Fails only at start, when every namespace's address is
-    /// held by another server (a second `all` over the same registry), which would otherwise
-    /// serve nothing. One namespace's address held (a haproxy left in one router) is logged
-    /// and retried, as while running: the others are served meanwhile.
+    /// held by another server (a second `all` over the same registry that the lock of
+    /// `registry_lock.rs` lets by: one in another network namespace of this host, or over
+    /// another spelling of a PostgreSQL host), which would otherwise serve nothing. One
+    /// namespace's address held (a haproxy left in one router) is logged and retried, as
+    /// while running: the others are served meanwhile.
     pub async fn run(self, hosts: HostBridges) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
