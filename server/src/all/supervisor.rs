@@ -2,7 +2,7 @@
 //! families) and per address of each isolated network's DHCP namespace (`qdhcp-<id>`, the
 //! metadata addresses on port 80, each on a network with a subnet of its family; the IPv6
 //! one bound on the interface holding it), following the registry. A missing namespace is
-//! logged once and retried; a namespace that was deleted and made again is noticed (its inode
+//! logged once and looked for at every pass (a `stat`, no bind until it appears); a namespace that was deleted and made again is noticed (its inode
 //! changes) and served anew, and so is an IPv6 address whose interface was replaced inside the
 //! same namespace (a DHCP port plugged again has a new index). An address another server holds
 //! when `all` starts stops it with an error; one taken later is logged and retried. A listener
@@ -323,9 +323,19 @@ impl<F: Forward> Supervisor<F> {
             let (netns, listen) = (placement.netns.clone(), placement.listen);
             let count = self.workers.count();
             let namespaces = self.namespaces.clone();
-            let bound = tokio::task::spawn_blocking(move || namespaces.bind(&netns, listen, count))
-                .await
-                .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())));
+            let bound = if inode.is_none() {
+                // Missing (another host's router, one not made yet): looked for at every pass
+                // and at every wake, and bound at once when it appears, but no thread enters it
+                // meanwhile (`tcp_listeners_in` starts one per attempt).
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("network namespace {netns} does not exist"),
+                ))
+            } else {
+                tokio::task::spawn_blocking(move || namespaces.bind(&netns, listen, count))
+                    .await
+                    .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())))
+            };
             match bound {
                 Ok(listeners) => {
                     failing.remove(placement);
@@ -479,6 +489,39 @@ mod tests {
         }
     }
 
+    /// Binds in this process's namespace, once the namespace is `present`; counts the binds
+    /// tried.
+    #[derive(Default)]
+    struct Appears {
+        present: std::sync::atomic::AtomicBool,
+        binds: AtomicUsize,
+        bound: Mutex<Option<SocketAddr>>,
+    }
+
+    impl Namespaces for Appears {
+        fn identity(&self, _: &str) -> Option<u64> {
+            self.present.load(Ordering::SeqCst).then_some(1)
+        }
+
+        fn bind(
+            &self,
+            name: &str,
+            listen: SocketAddr,
+            count: usize,
+        ) -> std::io::Result<Vec<TcpListener>> {
+            self.binds.fetch_add(1, Ordering::SeqCst);
+            if !self.present.load(Ordering::SeqCst) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("network namespace {name} not found"),
+                ));
+            }
+            let listeners = crate::http::listen::tcp_listeners(listen, count)?;
+            *self.bound.lock().unwrap() = listeners.first().and_then(|l| l.local_addr().ok());
+            Ok(listeners)
+        }
+    }
+
     /// Answers every request `200 served`.
     #[derive(Clone)]
     struct Answers;
@@ -493,7 +536,7 @@ mod tests {
     /// through `namespaces`.
     fn router_supervisor(
         dir: &std::path::Path,
-        namespaces: Arc<EndsFirst>,
+        namespaces: Arc<dyn Namespaces>,
         metrics: &Arc<Metrics>,
     ) -> Supervisor<Answers> {
         let store = crate::store::open(dir.join("r.sqlite").to_str().unwrap()).unwrap();
@@ -614,6 +657,51 @@ mod tests {
             text.contains("metaboot_listeners_ended_total{role=\"proxy\"} 1\n"),
             "{text}"
         );
+    }
+
+    /// A namespace that is missing is looked for at every pass but not bound (no thread
+    /// tries to enter it), and is served at once when it appears and the supervisor wakes.
+    #[tokio::test]
+    async fn a_missing_namespace_is_not_bound_until_it_appears_then_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let namespaces = Arc::new(Appears::default());
+        let metrics = Metrics::new("proxy");
+        let supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        let wake = supervisor.wake.clone();
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving("127.0.0.1:0".parse().unwrap(), dir.path().join("no-ip"));
+        let appears = async {
+            // A few passes with the namespace missing.
+            tokio::time::sleep(RECONCILE_INTERVAL * 5 / 2).await;
+            let tried = namespaces.binds.load(Ordering::SeqCst);
+            namespaces.present.store(true, Ordering::SeqCst);
+            let appeared = Instant::now();
+            wake.notify_one();
+            loop {
+                if namespaces.bound.lock().unwrap().is_some() {
+                    break (tried, appeared.elapsed());
+                }
+                assert!(
+                    appeared.elapsed() < Duration::from_secs(10),
+                    "never bound once it appeared"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let (tried, took) = tokio::select! {
+            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
+            seen = appears => seen,
+        };
+        assert_eq!(tried, 0, "binds tried while the namespace was missing");
+        assert!(
+            took < RECONCILE_INTERVAL / 2,
+            "bound {took:?} after it appeared"
+        );
+        assert_eq!(namespaces.binds.load(Ordering::SeqCst), 1);
     }
 
     /// A host pass that blocks (its `ip` hangs, up to a bound longer than the test waits)
