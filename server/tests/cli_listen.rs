@@ -77,3 +77,65 @@ fn a_listener_the_configuration_cannot_have_stops_the_server_saying_why() {
         assert!(stderr.contains(what), "{args:?}: {stderr}");
     }
 }
+
+/// A process killed when dropped, the test passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A second `all` over the registry of one running in this network namespace is refused at
+/// start (exit 2, one line naming the registry and the running one's pid), though it finds
+/// nothing of the first's to collide on: no router, no host network, no API address.
+#[test]
+fn a_second_all_over_the_same_registry_is_refused_naming_the_first() {
+    let reg = Registry::new();
+    reg.ok(&["network", "list"]);
+    let secret = reg.write("secret", b"s3cret\n");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let all = ["all", "--shared-secret-file", &secret, "--threads", "1"];
+    let mut first = Killed(
+        reg.std_cmd(&all)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = first.0.id().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let holds_its_lock = || {
+        std::fs::read_dir(reg.run()).is_ok_and(|entries| {
+            entries.flatten().any(|entry| {
+                std::fs::read_to_string(entry.path()).is_ok_and(|text| text.trim() == pid)
+            })
+        })
+    };
+    while !holds_its_lock() {
+        assert!(
+            std::time::Instant::now() < deadline && first.0.try_wait().unwrap().is_none(),
+            "the first all never took its lock in {}",
+            reg.run().display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = reg
+        .cmd(&all)
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    drop(first);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let db = reg.db.display().to_string();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: another metaboot-server all (pid {pid}) already serves the registry {db} "
+        )),
+        "{stderr}"
+    );
+}

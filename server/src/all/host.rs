@@ -47,9 +47,10 @@ pub const HOST_LISTEN: SocketAddr = metaboot_proto::METADATA_IPV4_LISTEN;
 pub const HOST_ADDRESS_PREFIX: u8 = 32;
 /// The `ip` command (iproute2) that puts the address on a bridge and takes it off.
 pub const IP_COMMAND: &str = "ip";
-/// Longest an `ip addr` call may take before it is killed and the attempt counted failed: it
-/// runs on the control thread, which must answer a stop (`host/bounded.rs`). `ip` takes
-/// milliseconds unless another program holds the kernel's routing lock.
+/// Longest an `ip addr` call may take before it is killed and the attempt counted failed: a
+/// stop waits for the host pass under way (`all/host_pass.rs`) to take the address off the
+/// bridges (`host/bounded.rs`). `ip` takes milliseconds unless another program holds the
+/// kernel's routing lock.
 pub const IP_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Suffix of the label `all` gives the address it puts on a bridge (`virbr0:mb`, shown by
 /// `ip addr show`): an address with it is `all`'s own.
@@ -281,6 +282,13 @@ impl HostBridges {
         self
     }
 
+    /// Gives each `ip` call `bound` instead of [`IP_COMMAND_TIMEOUT`].
+    #[cfg(test)]
+    pub fn bounding_ip(mut self, bound: Duration) -> Self {
+        self.address.ip_timeout = bound;
+        self
+    }
+
     /// Logs `problem` for `network` unless it was the last one logged for it; the next
     /// attempt is in `retry`.
     fn waiting(&mut self, network: &str, host: &HostBridge, problem: String, retry: Duration) {
@@ -310,8 +318,9 @@ impl HostBridges {
     }
 
     /// Serves every host network of the model whose bridge exists, stops serving the others.
-    /// Not `async`: a stop drops the supervisor's future at an await, and `Drop` takes off only
-    /// the addresses `served` knows, so putting an address on and recording it must not be split.
+    /// It blocks (`ip`, the leases): `all` runs it on a thread of its own (`all/host_pass.rs`).
+    /// Not `async`: `Drop` takes off only the addresses `served` knows, so putting an address
+    /// on and recording it must not be split.
     pub fn reconcile<F: Forward>(
         &mut self,
         model: &ReadModel,

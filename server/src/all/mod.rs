@@ -5,6 +5,8 @@
 mod chain;
 pub mod config;
 pub mod host;
+pub mod host_pass;
+pub mod registry_lock;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -27,7 +29,8 @@ use crate::metrics::Metrics;
 use crate::model::ReadModel;
 use crate::proxy::rate_limit::DEFAULT_WINDOW;
 use crate::proxy::{ProxyHandler, RateLimit};
-use supervisor::{NamedNetns, Supervisor, Wake};
+use host::HostBridges;
+use supervisor::{NamedNetns, RECONCILE_INTERVAL, Supervisor, Wake};
 
 /// Port of the router proxies (Neutron's `metadata_port`).
 pub const DEFAULT_ROUTER_PORT: u16 = metaboot_proto::ROUTER_PROXY_PORT;
@@ -300,6 +303,13 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Kept until the process stops: a second `all` over this registry in this network
+    // namespace is refused here, before it serves a namespace the first one has not bound.
+    let registry_lock = registry_lock::take(
+        &registry_lock::runtime_dir(),
+        &settings.db,
+        &crate::store::redacted(&settings.db),
+    )?;
     crate::runtime::run_service(async move {
         let workers = crate::runtime::Workers::start(threads)?;
         let rendering = Rendering {
@@ -353,7 +363,7 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             .map(|(limit, window)| Arc::new(RateLimit::new(limit, window)));
         let make_handler = {
             let metrics = proxy_metrics.clone();
-            Box::new(move |scope, forward| {
+            Arc::new(move |scope, forward| {
                 ProxyHandler::new(scope, forward, rate_limit.clone(), metrics.clone())
             })
         };
@@ -369,14 +379,14 @@ pub fn serve(db_flag: Option<&str>, args: &AllArgs) -> anyhow::Result<()> {
             limits: proxy_limits,
             router_listen: settings.router_listen,
             isolated_listen: settings.isolated_listen,
-            leases,
             wake,
             namespaces: Arc::new(NamedNetns),
-            metrics: proxy_metrics,
+            metrics: proxy_metrics.clone(),
         }
-        .run()
+        .run(HostBridges::new(leases, RECONCILE_INTERVAL, proxy_metrics))
         .await;
         drop(agent_socket);
+        drop(registry_lock);
         served
     })
 }

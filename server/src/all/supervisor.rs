@@ -2,7 +2,7 @@
 //! families) and per address of each isolated network's DHCP namespace (`qdhcp-<id>`, the
 //! metadata addresses on port 80, each on a network with a subnet of its family; the IPv6
 //! one bound on the interface holding it), following the registry. A missing namespace is
-//! logged once and retried; a namespace that was deleted and made again is noticed (its inode
+//! logged once and looked for at every pass (a `stat`, no bind until it appears); a namespace that was deleted and made again is noticed (its inode
 //! changes) and served anew, and so is an IPv6 address whose interface was replaced inside the
 //! same namespace (a DHCP port plugged again has a new index). An address another server holds
 //! when `all` starts stops it with an error; one taken later is logged and retried. A listener
@@ -20,13 +20,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::host::HostBridges;
+use super::host_pass::{HostPasses, HostServing, MakeHandler};
 use crate::follow::ChangeListener;
 use crate::http::ServerLimits;
 use crate::http::listen::{link_local_holders, netns_path, tcp_listeners_in};
-use crate::leases::HostLeases;
 use crate::metrics::Metrics;
 use crate::model::ReadModel;
-use crate::proxy::{Forward, ProxyHandler, ProxyScope};
+use crate::proxy::{Forward, ProxyScope};
 use crate::retry::Backoff;
 use crate::runtime::Workers;
 use crate::store::{Change, ChangeKind};
@@ -176,13 +176,11 @@ pub struct Supervisor<F: Forward> {
     /// Each listener is served on every worker (one socket, a handle per worker).
     pub workers: Workers,
     pub forward: F,
-    pub make_handler: Box<dyn Fn(ProxyScope, F) -> ProxyHandler<F> + Send + Sync>,
+    pub make_handler: Arc<MakeHandler<F>>,
     pub limits: ServerLimits,
     pub router_listen: SocketAddr,
     /// Never empty (`Settings::resolve` refuses an empty list).
     pub isolated_listen: Vec<SocketAddr>,
-    /// Host networks' leases, where their bridges are found too.
-    pub leases: Arc<HostLeases>,
     pub wake: Arc<Notify>,
     /// Where the namespace proxies are bound ([`NamedNetns`]).
     pub namespaces: Arc<dyn Namespaces>,
@@ -191,21 +189,29 @@ pub struct Supervisor<F: Forward> {
 }
 
 impl<F: Forward> Supervisor<F> {
-    /// Runs until the task is dropped. Fails only at start, when every namespace's address is
-    /// held by another server (a second `all` over the same registry), which would otherwise
-    /// serve nothing. One namespace's address held (a haproxy left in one router) is logged
-    /// and retried, as while running: the others are served meanwhile.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs until the task is dropped, serving the host networks `hosts` too, on a thread of
+    /// their own (`host_pass.rs`): their passes block (`ip`, the leases) and must not hold up
+    /// the namespaces' nor a stop. Fails only at start, when every namespace's address is
+    /// held by another server (a second `all` over the same registry that the lock of
+    /// `registry_lock.rs` lets by: one in another network namespace of this host, or over
+    /// another spelling of a PostgreSQL host), which would otherwise serve nothing. One
+    /// namespace's address held (a haproxy left in one router) is logged and retried, as
+    /// while running: the others are served meanwhile.
+    pub async fn run(self, hosts: HostBridges) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
         let mut ended: Backoff<Placement> = Backoff::default();
         let mut first = true;
-        // Dropped when `all` stops: takes the metadata address off the host bridges.
-        let mut hosts = HostBridges::new(
-            self.leases.clone(),
-            RECONCILE_INTERVAL,
-            self.metrics.clone(),
-        );
+        // Dropped when `all` stops: takes the metadata address off the host bridges, once the
+        // pass under way is over.
+        let serving = HostServing {
+            model: self.model.clone(),
+            workers: self.workers.clone(),
+            limits: self.limits,
+            make_handler: self.make_handler.clone(),
+            forward: self.forward.clone(),
+        };
+        let mut hosts = HostPasses::start(hosts, serving)?;
         loop {
             let wanted = placements(&self.model, self.router_listen, &self.isolated_listen);
             let in_use = self
@@ -219,13 +225,7 @@ impl<F: Forward> Supervisor<F> {
                     placement.netns
                 );
             }
-            hosts.reconcile(
-                &self.model,
-                &self.workers,
-                self.limits,
-                &*self.make_handler,
-                &self.forward,
-            );
+            hosts.ask();
             if first {
                 tracing::info!(
                     registry = %self.registry,
@@ -323,9 +323,19 @@ impl<F: Forward> Supervisor<F> {
             let (netns, listen) = (placement.netns.clone(), placement.listen);
             let count = self.workers.count();
             let namespaces = self.namespaces.clone();
-            let bound = tokio::task::spawn_blocking(move || namespaces.bind(&netns, listen, count))
-                .await
-                .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())));
+            let bound = if inode.is_none() {
+                // Missing (another host's router, one not made yet): looked for at every pass
+                // and at every wake, and bound at once when it appears, but no thread enters it
+                // meanwhile (`tcp_listeners_in` starts one per attempt).
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("network namespace {netns} does not exist"),
+                ))
+            } else {
+                tokio::task::spawn_blocking(move || namespaces.bind(&netns, listen, count))
+                    .await
+                    .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())))
+            };
             match bound {
                 Ok(listeners) => {
                     failing.remove(placement);
@@ -425,6 +435,8 @@ mod tests {
     use super::*;
     use crate::http::Body;
     use crate::http::response::{Reply, TEXT_PLAIN};
+    use crate::leases::HostLeases;
+    use crate::proxy::ProxyHandler;
     use crate::store::{NewNetwork, NewRouter, Subnet};
 
     /// The hint fits the error: `ip netns add` only for a namespace that is missing.
@@ -477,6 +489,39 @@ mod tests {
         }
     }
 
+    /// Binds in this process's namespace, once the namespace is `present`; counts the binds
+    /// tried.
+    #[derive(Default)]
+    struct Appears {
+        present: std::sync::atomic::AtomicBool,
+        binds: AtomicUsize,
+        bound: Mutex<Option<SocketAddr>>,
+    }
+
+    impl Namespaces for Appears {
+        fn identity(&self, _: &str) -> Option<u64> {
+            self.present.load(Ordering::SeqCst).then_some(1)
+        }
+
+        fn bind(
+            &self,
+            name: &str,
+            listen: SocketAddr,
+            count: usize,
+        ) -> std::io::Result<Vec<TcpListener>> {
+            self.binds.fetch_add(1, Ordering::SeqCst);
+            if !self.present.load(Ordering::SeqCst) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("network namespace {name} not found"),
+                ));
+            }
+            let listeners = crate::http::listen::tcp_listeners(listen, count)?;
+            *self.bound.lock().unwrap() = listeners.first().and_then(|l| l.local_addr().ok());
+            Ok(listeners)
+        }
+    }
+
     /// Answers every request `200 served`.
     #[derive(Clone)]
     struct Answers;
@@ -487,10 +532,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_listener_whose_serving_ended_is_noticed_counted_and_served_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+    /// A registry with one router (on one network) in `dir`, and its supervisor binding
+    /// through `namespaces`.
+    fn router_supervisor(
+        dir: &std::path::Path,
+        namespaces: Arc<dyn Namespaces>,
+        metrics: &Arc<Metrics>,
+    ) -> Supervisor<Answers> {
+        let store = crate::store::open(dir.join("r.sqlite").to_str().unwrap()).unwrap();
         let network = store
             .create_network(&NewNetwork {
                 name: "n".into(),
@@ -506,51 +555,95 @@ mod tests {
                 networks: vec![network.id],
             })
             .unwrap();
-        let namespaces = Arc::new(EndsFirst::default());
-        let metrics = Metrics::new("proxy");
+        store
+            .create_network(&NewNetwork {
+                name: "lan".into(),
+                project: "p".into(),
+                cidr: "198.18.30.0/24".parse().unwrap(),
+                host: Some(crate::store::HostBridge::Bridge("lo".into())),
+                ..NewNetwork::default()
+            })
+            .unwrap();
         let handler_metrics = metrics.clone();
-        let supervisor = Supervisor {
+        Supervisor {
             model: Arc::new(ReadModel::load(store.as_ref()).unwrap()),
             registry: "test".into(),
             workers: Workers::start(1).unwrap(),
             forward: Answers,
-            make_handler: Box::new(move |scope, forward| {
+            make_handler: Arc::new(move |scope, forward| {
                 ProxyHandler::new(scope, forward, None, handler_metrics.clone())
             }),
             limits: ServerLimits::default(),
             router_listen: "127.0.0.1:0".parse().unwrap(),
             isolated_listen: crate::all::DEFAULT_ISOLATED_LISTEN.to_vec(),
-            leases: Arc::new(HostLeases::new(dir.path().join("leases"))),
             wake: Arc::new(Notify::new()),
-            namespaces: namespaces.clone(),
+            namespaces,
             metrics: metrics.clone(),
+        }
+    }
+
+    /// An `ip` in `dir` that writes down how it was called (one line per call) and, until the
+    /// file `release` exists there, hangs: as one stuck behind the kernel's routing lock.
+    fn hanging_ip(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (script, calls) = (dir.join("ip"), dir.join("ip-calls"));
+        let release = dir.join("release");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
+                calls.display(),
+                release.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, calls)
+    }
+
+    /// What a guest gets from the router's listener once `namespaces` bound it again, which
+    /// must be within `within`.
+    async fn ask_once_bound_again(namespaces: &EndsFirst, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let addr = loop {
+            if let Some(addr) = *namespaces.bound.lock().unwrap() {
+                break addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the listener that ended was not bound again within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let guest = async {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let addr = loop {
-                if let Some(addr) = *namespaces.bound.lock().unwrap() {
-                    break addr;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the listener that ended was never bound again"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
-            tokio::task::spawn_blocking(move || {
-                let mut stream = std::net::TcpStream::connect(addr).unwrap();
-                stream
-                    .write_all(b"GET /openstack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .unwrap();
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer).unwrap();
-                answer
-            })
-            .await
-            .unwrap()
-        };
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .write_all(b"GET /openstack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_listener_whose_serving_ended_is_noticed_counted_and_served_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let namespaces = Arc::new(EndsFirst::default());
+        let metrics = Metrics::new("proxy");
+        let supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        // The host network's `ip` cannot run: it waits out its backoff.
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving("127.0.0.1:0".parse().unwrap(), dir.path().join("no-ip"));
+        let guest = ask_once_bound_again(&namespaces, Duration::from_secs(10));
         let answer = tokio::select! {
-            stopped = supervisor.run() => panic!("the supervisor stopped: {stopped:?}"),
+            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
             answer = guest => answer,
         };
         assert!(
@@ -563,6 +656,95 @@ mod tests {
         assert!(
             text.contains("metaboot_listeners_ended_total{role=\"proxy\"} 1\n"),
             "{text}"
+        );
+    }
+
+    /// A namespace that is missing is looked for at every pass but not bound (no thread
+    /// tries to enter it), and is served at once when it appears and the supervisor wakes.
+    #[tokio::test]
+    async fn a_missing_namespace_is_not_bound_until_it_appears_then_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let namespaces = Arc::new(Appears::default());
+        let metrics = Metrics::new("proxy");
+        let supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        let wake = supervisor.wake.clone();
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving("127.0.0.1:0".parse().unwrap(), dir.path().join("no-ip"));
+        let appears = async {
+            // A few passes with the namespace missing.
+            tokio::time::sleep(RECONCILE_INTERVAL * 5 / 2).await;
+            let tried = namespaces.binds.load(Ordering::SeqCst);
+            namespaces.present.store(true, Ordering::SeqCst);
+            let appeared = Instant::now();
+            wake.notify_one();
+            loop {
+                if namespaces.bound.lock().unwrap().is_some() {
+                    break (tried, appeared.elapsed());
+                }
+                assert!(
+                    appeared.elapsed() < Duration::from_secs(10),
+                    "never bound once it appeared"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let (tried, took) = tokio::select! {
+            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
+            seen = appears => seen,
+        };
+        assert_eq!(tried, 0, "binds tried while the namespace was missing");
+        assert!(
+            took < RECONCILE_INTERVAL / 2,
+            "bound {took:?} after it appeared"
+        );
+        assert_eq!(namespaces.binds.load(Ordering::SeqCst), 1);
+    }
+
+    /// A host pass that blocks (its `ip` hangs, up to a bound longer than the test waits)
+    /// holds up neither the namespaces' reconcile nor the supervisor: the router's listener
+    /// whose serving ended is bound again after its backoff while the pass still hangs. At
+    /// the stop the pass is let finish, and the address it put on the bridge is taken off.
+    #[tokio::test]
+    async fn a_host_pass_that_blocks_does_not_hold_up_the_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let namespaces = Arc::new(EndsFirst::default());
+        let metrics = Metrics::new("proxy");
+        let supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        let (ip, calls) = hanging_ip(dir.path());
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving(listen, ip)
+        .bounding_ip(Duration::from_secs(30));
+        let put_on = format!("addr replace {}/32 dev lo label lo:mb", listen.ip());
+        let guest = async {
+            let answer = ask_once_bound_again(&namespaces, Duration::from_secs(10)).await;
+            let under_way = std::fs::read_to_string(&calls).unwrap_or_default();
+            assert_eq!(under_way, format!("{put_on}\n"), "no host pass hung");
+            std::fs::write(dir.path().join("release"), "").unwrap();
+            answer
+        };
+        let answer = tokio::select! {
+            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
+            answer = guest => answer,
+        };
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
+            "{answer}"
+        );
+        let taken_off = format!("addr del {}/32 dev lo", listen.ip());
+        let made = std::fs::read_to_string(&calls).unwrap();
+        assert_eq!(
+            made,
+            format!("{put_on}\n{taken_off}\n"),
+            "not taken off at the stop"
         );
     }
 

@@ -30,7 +30,9 @@ pub use calls::{MAX_CONCURRENT_CALLS, call, read};
 pub use contract::{CHANGE_LOG_KEPT, Store};
 pub use error::{StoreError, StoreResult};
 pub use feed::{Batch, CHANGE_CHANNEL, Feed, MAX_CHANGES_PER_BATCH, Record, Wakeups};
-pub use location::{DEFAULT_DB, OLD_DEFAULT_DB, default_db, holds_password, redacted};
+pub use location::{
+    DEFAULT_DB, Location, OLD_DEFAULT_DB, default_db, holds_password, locate, redacted,
+};
 pub use model::{
     Change, ChangeKind, HostBridge, Instance, Ipv6AddressMode, KeyPair, LEARNED_IP_BLOCK,
     LEARNED_IP_SHOWN, Network, NewInstance, NewNetwork, NewPort, NewRouter, PasswordSet, Port,
@@ -42,7 +44,6 @@ pub use validate::{MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES};
 use std::sync::Arc;
 
 use self::postgres::PostgresBackend;
-use location::Location;
 use registry::Registry;
 use sqlite::SqliteBackend;
 

@@ -37,13 +37,25 @@ impl Registry {
         path.display().to_string()
     }
 
+    /// `metaboot-server --db REGISTRY ARGS`; an `all` keeps its lock under [`Registry::run`].
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_metaboot-server"));
+        Command::from_std(self.std_cmd(args))
+    }
+
+    /// [`Registry::cmd`] as a process to start and keep running.
+    pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_metaboot-server"));
         cmd.env_remove("METABOOT_DB")
+            .env("RUNTIME_DIRECTORY", self.run())
             .arg("--db")
             .arg(&self.db)
             .args(args);
         cmd
+    }
+
+    /// The runtime directory `all` is given (systemd's `RuntimeDirectory=`).
+    pub fn run(&self) -> PathBuf {
+        self.dir.path().join("run")
     }
 
     /// Runs a command that must succeed; returns its stdout.

@@ -583,8 +583,9 @@ fn all_caps_connections_per_guest_and_a_second_all_cannot_take_its_namespaces() 
     );
     drop(held);
 
-    // A second `all` over the same registry finds the namespaces' addresses taken: it stops
-    // with one line naming one of them, and the first keeps serving.
+    // A second `all` over the same registry in the same network namespace is refused at
+    // start (its lock, `server/src/all/registry_lock.rs`): exit 2, one line naming the
+    // registry and the first's pid, and the first keeps serving.
     let plain = lab.chain.path().join("second.toml");
     std::fs::write(
         &plain,
@@ -594,11 +595,14 @@ fn all_caps_connections_per_guest_and_a_second_all_cannot_take_its_namespaces() 
     let mut second = lab.chain.cli();
     second.args(["all", "--config", plain.to_str().unwrap()]);
     let refused = metaboot_tests::chain::run_to_exit(&mut second).unwrap();
-    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert_eq!(refused.code, Some(2), "{refused:?}");
     let lines: Vec<&str> = refused.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{refused:?}");
+    let first = lab.chain.pid("all").unwrap();
     assert!(
-        lines[0].starts_with("error: failed to listen on ") && lines[0].contains("in namespace q"),
+        lines[0].starts_with(&format!(
+            "error: another metaboot-server all (pid {first}) already serves the registry {db} "
+        )),
         "{refused:?}"
     );
     assert_eq!(

@@ -1,6 +1,7 @@
-//! Running a short command (`ip addr …`) with a bound on how long it may take: it runs on
-//! `all`'s control thread, which also answers signals and serves `/metrics`, so an `ip` stuck
-//! behind the kernel's routing lock (rtnl) must not hold a stop up for good. Past the bound the
+//! Running a short command (`ip addr …`) with a bound on how long it may take: it runs in
+//! `all`'s host pass (`all/host_pass.rs`), which a stop waits for before taking the metadata
+//! address off the bridges, so an `ip` stuck behind the kernel's routing lock (rtnl) must not
+//! hold a stop up for good. Past the bound the
 //! command is killed and the attempt reported failed; a thread of its own reaps it, as a
 //! process in uninterruptible sleep dies only once it wakes.
 
