@@ -685,6 +685,44 @@ fn root_with_links(links: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
     (dir, root)
 }
 
+/// The links `names` hold an address (a DHCP lease): the kernel's table has their subnets'
+/// routes (`/proc/net/route` under the root).
+fn hold_addresses(root: &Root, names: &[&str]) {
+    let mut table =
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+            .to_owned();
+    for name in names {
+        table.push_str(&format!(
+            "{name}\t001F12C6\t00000000\t0001\t0\t0\t1024\t00FFFFFF\t0\t0\t0\n"
+        ));
+    }
+    let path = root.host_path(links::IPV4_ROUTES);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, table).unwrap();
+}
+
+/// A link holds an address when the kernel has an IPv4 route on it or a global IPv6 address of
+/// it; not for its link-local IPv6 address (every up link's), the header line, or nothing
+/// readable.
+#[test]
+fn a_link_holds_an_address_by_its_routes_or_global_ipv6_addresses() {
+    let (_dir, root) = root_with_links(&[]);
+    assert!(!links::holds_address(&root, "eth0"));
+    hold_addresses(&root, &["eth0"]);
+    assert!(links::holds_address(&root, "eth0"));
+    assert!(!links::holds_address(&root, "eth1"));
+    assert!(!links::holds_address(&root, "Iface"));
+    let ipv6 = root.host_path(links::IPV6_ADDRESSES);
+    fs::write(
+        &ipv6,
+        "fe80000000000000f8163efffe000002 03 40 20 80     eth1\n\
+         20010db8000000000000000000000005 04 40 00 00     eth2\n",
+    )
+    .unwrap();
+    assert!(!links::holds_address(&root, "eth1"));
+    assert!(links::holds_address(&root, "eth2"));
+}
+
 #[test]
 fn interfaces_are_named_by_mac_as_the_system_names_them() {
     let (_dir, root) =
@@ -910,6 +948,7 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     };
     mtu_now("eth0", "1500\n");
     mtu_now("eth1", "1500\n");
+    hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
         root.host_path(ifupdown::INTERFACES),
@@ -981,6 +1020,7 @@ fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
         fs::create_dir_all(&path).unwrap();
         fs::write(path.join("mtu"), "1500\n").unwrap();
     }
+    hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
     fs::write(
         dir.path()
@@ -1055,6 +1095,76 @@ fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
             .any(|w| w.contains("not configured within 30 s")),
         "{:?}",
         applied.warnings
+    );
+}
+
+/// A DHCP link that holds no address (a second NIC that no file of the image matches, which
+/// networkd leaves down) has no lease to keep: its file is reloaded at once and the link waited
+/// for like a static one, and its routes and MTU come from the file, not from `ip` (which would
+/// fail on a link that is down). The leased link beside it is left running.
+#[test]
+fn a_dhcp_link_without_an_address_is_configured_at_once() {
+    let mut plan = named_plan();
+    plan.interfaces[1].mtu = Some(1450);
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:03".into()),
+        system_mac: Some("fa:16:3e:00:00:03".into()),
+        name: Some("eth2".into()),
+        dhcp4: true,
+        mtu: Some(1450),
+        routes: vec![Route {
+            to: addr("198.19.0.0/16"),
+            via: ip("198.18.32.1"),
+        }],
+        ..Interface::default()
+    });
+    let (dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1", "eth2"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    hold_addresses(&root, &["eth0", "eth1"]);
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(
+        dir.path()
+            .join("usr/lib/systemd/systemd-networkd-wait-online"),
+        "",
+    )
+    .unwrap();
+    let network = dir.path().join("etc/systemd/network");
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        let there = |name: &str| network.join(format!("10-metaboot-{name}.network")).exists();
+        calls.push(format!(
+            "{program} {} (files of eth1, eth2 there: {}, {})",
+            args.join(" "),
+            there("eth1"),
+            there("eth2")
+        ));
+        Ok(())
+    };
+    let applied = networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload (files of eth1, eth2 there: false, true)",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth0 -i eth2 (files \
+             of eth1, eth2 there: false, true)",
+            "ip link set dev eth1 mtu 1450 (files of eth1, eth2 there: true, true)",
+            "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1 (files of eth1, \
+             eth2 there: true, true)",
+        ]
+    );
+    let eth2 = fs::read_to_string(network.join("10-metaboot-eth2.network")).unwrap();
+    assert!(
+        eth2.contains("MTUBytes=1450") && eth2.contains("Destination=198.19.0.0/16"),
+        "{eth2}"
     );
 }
 
@@ -1137,6 +1247,7 @@ fn the_mtu_is_set_at_once_only_on_the_interfaces_own_link() {
         fs::create_dir_all(&path).unwrap();
         fs::write(path.join("mtu"), "1500\n").unwrap();
     }
+    hold_addresses(&root, &["eth1", "eth2"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
         root.host_path(ifupdown::INTERFACES),
