@@ -1224,6 +1224,84 @@ fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
     );
 }
 
+/// A new stanza whose `ifup` fails (a gateway the kernel refuses, a missing DHCP client) does
+/// not leave its interface down for the rest of the boot, taken down by `ifdown`: the file is
+/// put back as it was (removed when there was none) and the interfaces brought up again with
+/// it, those switched to the new file before too (taken down while its stanzas are there);
+/// the addresses the failed `ifup` left are flushed only when `ifdown` took the old ones off.
+/// The error says what failed and what was done.
+#[test]
+fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
+    let mut plan = named_plan();
+    plan.interfaces.push(Interface {
+        name: Some("eth2".into()),
+        addresses: vec![addr("198.18.40.5/24")],
+        ..Interface::default()
+    });
+    let (dir, root) = root_with_links(&[]);
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
+    let old = "auto eth0\niface eth0 inet dhcp\nauto eth2\niface eth2 inet static\n    \
+               address 198.18.40.9/24\n";
+    for (before, down_fails) in [(Some(old), false), (None, true)] {
+        match before {
+            Some(old) => fs::write(&file, old).unwrap(),
+            None => drop(fs::remove_file(&file)),
+        }
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            let text = fs::read_to_string(&file).unwrap_or_default();
+            calls.push(format!("{program} {}", args.join(" ")));
+            match program {
+                "ifup" if args[0] == "eth2" && text.contains("198.18.40.5") => {
+                    Err("ifup eth2: RTNETLINK answers: Nexthop has invalid gateway".to_owned())
+                }
+                "ifdown" if down_fails => {
+                    Err(format!("ifdown: interface {} not configured", args[0]))
+                }
+                _ => Ok(()),
+            }
+        };
+        let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+        let mut expected = vec![
+            "ifdown eth0",
+            "ifup eth0",
+            "ifdown eth2",
+            "ifup eth2",
+            "ifdown eth0",
+        ];
+        if !down_fails {
+            expected.push("ip addr flush dev eth2 scope global");
+        }
+        expected.extend(["ifup eth2", "ifup eth0"]);
+        assert_eq!(calls, expected, "{before:?}");
+        assert_eq!(fs::read_to_string(&file).ok().as_deref(), before);
+        assert_eq!(applied.errors.len(), 1, "{:?}", applied.errors);
+        assert!(
+            applied.errors[0].starts_with("ifup eth2: RTNETLINK answers: Nexthop has invalid gateway: the configuration of eth2 did not come up")
+                && applied.errors[0].ends_with(
+                    "/etc/network/interfaces.d/50-metaboot was put back as it was and eth2, eth0 \
+                     brought up again with it"
+                ),
+            "{:?}",
+            applied.errors
+        );
+        assert!(
+            applied
+                .done
+                .contains(&"/etc/network/interfaces.d/50-metaboot put back as it was".to_owned())
+                && !applied.done.contains(&ifupdown::FILE.to_owned()),
+            "{:?}",
+            applied.done
+        );
+    }
+}
+
 /// The MTU is set at once only on the link that is the interface: not under the document's
 /// name of an interface whose MAC no NIC has (`name_interfaces` keeps it, with a warning),
 /// which may be another NIC's (`eth1` here), nor on a link that is not there; an interface
