@@ -220,5 +220,23 @@ pub fn apply(root: &Root, plan: &Plan, renderer: Renderer, source: &str) -> Appl
     }
 }
 
+/// What an instance without network configuration (no document, or one that configures
+/// nothing) gets: on an image whose network systemd-networkd brings up, the
+/// `10-metaboot-*.network` files written for an earlier instance are removed, as a plan
+/// without interfaces removes them (networkd reloaded when the root is `/`), so that the
+/// image's own files configure their links; else a NoCloud clone whose new seed has no
+/// `network-config` would keep the old instance's static addresses (matched by name). cloud-init
+/// likewise replaces the earlier instance's configuration with its fallback (DHCP on the
+/// first NIC). Never a file of the image's; nothing for the other renderers (ifupdown's file
+/// of another instance's NICs is set aside before the network starts, `stale.rs`). `None` when
+/// there is nothing of metaboot's to remove.
+pub fn apply_none(root: &Root) -> Option<Applied> {
+    if detect(root) != Renderer::Networkd {
+        return None;
+    }
+    let applied = networkd::apply(root, &Plan::default(), "no network configuration");
+    (!applied.done.is_empty() || !applied.errors.is_empty()).then_some(applied)
+}
+
 #[cfg(test)]
 mod tests;

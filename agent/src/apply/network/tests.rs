@@ -1464,6 +1464,42 @@ fn networkd_removes_its_files_of_an_earlier_instance() {
     assert!(root.exists("/etc/systemd/network/10-metaboot-notes.txt"));
 }
 
+/// An instance without network configuration gets none of an earlier instance's: on a
+/// networkd image metaboot's `10-metaboot-` files are removed (the image's own configure the
+/// links), never another file; nothing when there is none of metaboot's, nor on an ifupdown
+/// image.
+#[test]
+fn an_instance_without_network_configuration_keeps_no_file_of_an_earlier_ones() {
+    let (dir, root) = root_with_links(&[]);
+    let network = dir.path().join("etc/systemd/network");
+    fs::create_dir_all(&network).unwrap();
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(dir.path().join("usr/lib/systemd/systemd-networkd"), "").unwrap();
+    let stale = "[Match]\nName=eth0\n\n[Network]\nDHCP=no\nAddress=198.18.9.9/24\n";
+    for name in ["10-metaboot-eth0.network", "50-dhcp.network"] {
+        fs::write(network.join(name), stale).unwrap();
+    }
+    let applied = apply_none(&root).expect("a file to remove");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        applied.done,
+        ["/etc/systemd/network/10-metaboot-eth0.network removed (no interface of this plan)"]
+    );
+    assert!(!network.join("10-metaboot-eth0.network").exists());
+    assert!(network.join("50-dhcp.network").exists());
+    assert!(apply_none(&root).is_none());
+
+    // ifupdown: its file is set aside before the network starts (`stale.rs`), not here.
+    fs::write(network.join("10-metaboot-eth0.network"), stale).unwrap();
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(root.host_path(ifupdown::INTERFACES), "").unwrap();
+    fs::create_dir_all(dir.path().join("usr/sbin")).unwrap();
+    fs::write(dir.path().join("usr/sbin/ifup"), "").unwrap();
+    assert_eq!(detect(&root), Renderer::Ifupdown);
+    assert!(apply_none(&root).is_none());
+    assert!(network.join("10-metaboot-eth0.network").exists());
+}
+
 #[test]
 fn ifupdown_file() {
     let plan = named_plan();
