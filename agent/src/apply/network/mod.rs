@@ -54,12 +54,14 @@ impl NetworkDoc {
     }
 }
 
-/// The plan of a document; `warnings` gets what is left out (bonds, VLANs, unknown types).
+/// The plan of a document; `warnings` gets what is left out (bonds, VLANs, unknown types, the
+/// default route of a DHCP link: [`Plan::leave_dhcp_default_routes`]).
 pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
-    let plan = match doc {
-        NetworkDoc::OpenStack(value) => openstack::plan(value, warnings)?,
-        NetworkDoc::NetworkConfig(value) => netconfig::plan(value, warnings)?,
+    let (mut plan, source) = match doc {
+        NetworkDoc::OpenStack(value) => (openstack::plan(value, warnings)?, "network_data.json"),
+        NetworkDoc::NetworkConfig(value) => (netconfig::plan(value, warnings)?, "network-config"),
     };
+    plan.leave_dhcp_default_routes(source, warnings);
     if plan.interfaces.len() > MAX_INTERFACES {
         return Err(NetworkError::TooMany);
     }

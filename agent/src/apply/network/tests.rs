@@ -307,6 +307,76 @@ fn the_routes_of_a_dhcp_network_are_applied() {
     }
 }
 
+/// A DHCP link's default route is its lease's: the document's beside it (a `network_data.json`
+/// DHCP network's routes, a version 1 DHCP subnet's, version 2's `gateway4` or default route
+/// with `dhcp4`) would be a second default (`ip route replace default` at metric 0 next to
+/// networkd's lease route at 1024, and networkd's `[Route]` at every boot), so it is left out
+/// with a warning, as cloud-init's netplan and ENI renderers leave it; its host routes are
+/// kept, and so is the default route of a link with a static IPv4 address too.
+#[test]
+fn a_dhcp_links_default_route_is_its_leases() {
+    let openstack = json!({
+        "links": [{"id": "tap1", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [{"id": "network0", "link": "tap1", "type": "ipv4_dhcp",
+             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"},
+                        {"network": "198.19.0.0", "netmask": "255.255.0.0", "gateway": "198.18.30.254"}]}],
+        "services": []
+    });
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "ens3", "mac_address": "fa:16:3e:00:00:01", "subnets": [
+            {"type": "dhcp", "routes": [
+                {"network": "0.0.0.0", "prefix": 0, "gateway": "198.18.30.1"},
+                {"network": "198.19.0.0", "prefix": 16, "gateway": "198.18.30.254"}]}]}]});
+    let v2 = json!({"version": 2, "ethernets": {"ens3": {
+        "match": {"macaddress": "fa:16:3e:00:00:01"}, "dhcp4": true, "gateway4": "198.18.30.1",
+        "routes": [{"to": "default", "via": "198.18.30.1"},
+                   {"to": "198.19.0.0/16", "via": "198.18.30.254"}]}}});
+    let host_route = Route {
+        to: addr("198.19.0.0/16"),
+        via: ip("198.18.30.254"),
+    };
+    for (doc, defaults) in [
+        (NetworkDoc::OpenStack(openstack), 1),
+        (NetworkDoc::NetworkConfig(v1), 1),
+        (NetworkDoc::NetworkConfig(v2), 2),
+    ] {
+        let mut warnings = Vec::new();
+        let mut plan = plan(&doc, &mut warnings).unwrap();
+        assert_eq!(plan.interfaces[0].routes, [host_route], "{doc:?}");
+        assert_eq!(warnings.len(), defaults, "{warnings:?}");
+        assert!(
+            warnings[0].ends_with(
+                ": the default route via 198.18.30.1 is left out: the \
+                 interface gets its IPv4 address by DHCP, whose lease gives the default route \
+                 (give it a static address to route it otherwise)"
+            ),
+            "{warnings:?}"
+        );
+        plan.interfaces[0].name = Some("ens3".into());
+        plan.interfaces[0].system_mac = Some("fa:16:3e:00:00:01".into());
+        let (_dir, root) = root_with_links(&[("ens3", "fa:16:3e:00:00:01")]);
+        fs::write(root.host_path("/sys/class/net/ens3/mtu"), "1500\n").unwrap();
+        hold_addresses(&root, &["ens3"]);
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+        assert_eq!(
+            calls,
+            ["ip -4 route replace 198.19.0.0/16 via 198.18.30.254 dev ens3"]
+        );
+    }
+    // With a static IPv4 address too, the route is the static subnet's as much as the lease's.
+    let both = json!({"version": 2, "ethernets": {"ens3": {
+        "dhcp4": true, "addresses": ["198.18.31.5/24"], "gateway4": "198.18.31.1"}}});
+    let mut warnings = Vec::new();
+    let plan = plan(&NetworkDoc::NetworkConfig(both), &mut warnings).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(plan.interfaces[0].routes[0].is_default());
+}
+
 /// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
 /// cloud-init's `accept-ra: false`: networkd would otherwise accept them by default, and the
 /// guest take a SLAAC address and the router's default route next to the port's own. A link
