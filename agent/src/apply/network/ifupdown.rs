@@ -5,10 +5,12 @@
 //! else the step is an error that says so (`sources.rs`). Static interfaces are brought up at
 //! once (`ifdown`, `ifup`) when the root is `/`, and brought up again as they were when the new
 //! stanzas fail ([`bring_back`]); the others keep running as they are, but for their MTU and
-//! routes, set at once (`mtu.rs`, `running.rs`).
+//! routes, set at once (`mtu.rs`, `running.rs`), or are brought up (`ifup`) when they hold no
+//! address (a NIC that no stanza of the image's names).
 
 use std::fmt::Write as _;
 
+use super::links::{holds_address, own_link};
 use super::live::{self, Run};
 use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan, normal_mac};
 use super::sources;
@@ -297,8 +299,15 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
     let (Some(mut run), None) = (live, unread) else {
         return applied;
     };
-    let (running, fixed): (Vec<&Interface>, Vec<&Interface>) =
+    let (dynamic, fixed): (Vec<&Interface>, Vec<&Interface>) =
         plan.interfaces.iter().partition(|i| i.is_dynamic());
+    // A DHCP link that holds no address has no lease to keep: no stanza of the image's named it
+    // (a second NIC), so nothing brought it up, and it would stay down for the whole boot, its
+    // routes refused. It is brought up with its new stanza (MTU and routes with it).
+    let (running, unconfigured): (Vec<&Interface>, Vec<&Interface>) =
+        dynamic.into_iter().partition(|interface| {
+            own_link(root, interface).is_none_or(|name| holds_address(root, name))
+        });
     mtu::set_live(root, running.iter().copied(), &mut run, &mut applied);
     running::set_routes(root, running, &mut run, &mut applied);
     root.publish();
@@ -327,8 +336,19 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
                     error: err,
                 };
                 bring_back(root, old, &failed, &switched, &mut run, &mut applied);
-                break;
+                return applied;
             }
+        }
+    }
+    for interface in unconfigured {
+        let Some(name) = own_link(root, interface) else {
+            continue;
+        };
+        match run(IFUP, &[name.to_owned()]) {
+            Ok(()) => applied.done.push(format!("{IFUP} {name}")),
+            Err(err) => applied.errors.push(format!(
+                "{err} ({name} holds no address: it stays down until its stanza comes up)"
+            )),
         }
     }
     applied

@@ -1255,6 +1255,7 @@ fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
         fs::create_dir_all(&path).unwrap();
         fs::write(path.join("mtu"), "1500\n").unwrap();
     }
+    hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
         root.host_path(ifupdown::INTERFACES),
@@ -1292,6 +1293,75 @@ fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
             "ifup eth0"
         ]
     );
+}
+
+/// ifupdown: a DHCP link that holds no address (a second NIC no stanza of the image's names,
+/// which nothing brought up) is brought up with its new stanza, its routes with it, rather than
+/// left down with `ip route` refused on it; the leased link beside it is left running. A failed
+/// `ifup` says the link stays down.
+#[test]
+fn ifupdown_brings_up_a_dhcp_link_without_an_address() {
+    let mut plan = named_plan();
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:03".into()),
+        system_mac: Some("fa:16:3e:00:00:03".into()),
+        name: Some("eth2".into()),
+        dhcp4: true,
+        routes: vec![Route {
+            to: addr("198.19.0.0/16"),
+            via: ip("198.18.32.1"),
+        }],
+        ..Interface::default()
+    });
+    let (_dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1", "eth2"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    hold_addresses(&root, &["eth1"]);
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    for dhcp_answers in [true, false] {
+        let _ = fs::remove_file(root.host_path(ifupdown::FILE));
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            if program == "ifup" && args[0] == "eth2" && !dhcp_answers {
+                return Err("ifup eth2: No DHCPOFFERS received".to_owned());
+            }
+            Ok(())
+        };
+        let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+        assert_eq!(
+            calls,
+            [
+                "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1",
+                "ifdown eth0",
+                "ifup eth0",
+                "ifup eth2"
+            ]
+        );
+        if dhcp_answers {
+            assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        } else {
+            assert_eq!(
+                applied.errors,
+                [
+                    "ifup eth2: No DHCPOFFERS received (eth2 holds no address: it stays down until \
+                  its stanza comes up)"
+                ]
+            );
+        }
+    }
 }
 
 /// A new stanza whose `ifup` fails (a gateway the kernel refuses, a missing DHCP client) does
