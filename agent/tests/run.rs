@@ -762,6 +762,38 @@ fn network_data_is_rendered_for_the_image() {
     assert_eq!(guest.step("network").0, "skipped");
 }
 
+/// A new instance without network data (a NoCloud clone whose seed has none, an OpenStack
+/// instance without `network_data.json`) keeps no `10-metaboot-` file of the instance the
+/// image was made from, whose static address would come up on its NIC of that name; the image's
+/// own files stay, and the step stays skipped (it runs again at the next boot).
+#[test]
+fn a_new_instance_without_network_data_keeps_no_file_of_the_earlier_one() {
+    let guest = Guest::new();
+    for dir in ["/etc/systemd/network", "/usr/lib/systemd"] {
+        std::fs::create_dir_all(guest.path(dir)).unwrap();
+    }
+    std::fs::write(guest.path("/usr/lib/systemd/systemd-networkd"), "").unwrap();
+    let earlier = "[Match]\nName=ens3\n\n[Network]\nDHCP=no\nAddress=198.18.30.2/24\n";
+    for name in ["10-metaboot-ens3.network", "50-dhcp.network"] {
+        std::fs::write(guest.path("/etc/systemd/network").join(name), earlier).unwrap();
+    }
+    let (code, stderr) = guest.run();
+    assert_done(&guest, code, &stderr);
+    let (outcome, message) = guest.step("network");
+    assert_eq!(outcome, "skipped", "{message}");
+    assert!(
+        message.starts_with("no network data: ")
+            && message.contains("10-metaboot-ens3.network removed"),
+        "{message}"
+    );
+    assert!(
+        !guest
+            .path("/etc/systemd/network/10-metaboot-ens3.network")
+            .exists()
+    );
+    assert!(guest.path("/etc/systemd/network/50-dhcp.network").exists());
+}
+
 /// A guest whose meta-data has an RSA key pair (made with ssh-keygen) and whose user data sets
 /// `password_postback: true`.
 fn posting_guest() -> Guest {

@@ -382,7 +382,7 @@ fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         return Done::skipped("network: {config: disabled}");
     }
     let Some(doc) = &i.network else {
-        return Done::skipped("no network data");
+        return without_network(i, "no network data", warnings);
     };
     if doc.disabled() {
         return Done::skipped(super::fetch::NETWORK_CONFIG_DISABLED);
@@ -396,7 +396,7 @@ fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         Err(err) => return Done::error(chain(&err)),
     };
     if plan.interfaces.is_empty() && plan.nameservers.is_empty() {
-        return Done::skipped(format!("{source} configures nothing"));
+        return without_network(i, &format!("{source} configures nothing"), warnings);
     }
     // A MAC this system lacks is a warning here; the renderers refuse what they cannot do
     // without a name (a static interface without networkd).
@@ -412,6 +412,22 @@ fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     );
     if applied.errors.is_empty() {
         Done::ok_with(message)
+    } else {
+        Done::error(format!("{}; {message}", applied.errors.join("; ")))
+    }
+}
+
+/// The `network` step of an instance without network configuration (`why`): skipped, once
+/// metaboot's files of an earlier instance are removed (`network::apply_none`); still skipped
+/// then, so that the step runs again at the next boot (a document a failed fetch missed).
+fn without_network(i: &Instance<'_>, why: &str, warnings: &mut Vec<String>) -> Done {
+    let Some(applied) = network::apply_none(i.root) else {
+        return Done::skipped(why);
+    };
+    warnings.extend(applied.warnings);
+    let message = format!("{why}: {}", applied.done.join(", "));
+    if applied.errors.is_empty() {
+        Done::skipped(message)
     } else {
         Done::error(format!("{}; {message}", applied.errors.join("; ")))
     }

@@ -3,11 +3,14 @@
 //! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces`
 //! must `source` the directory (Debian's does), as the image's `ifup` reads `source` lines:
 //! else the step is an error that says so (`sources.rs`). Static interfaces are brought up at
-//! once (`ifdown`, `ifup`) when the root is `/`; the others keep running as they are, but for
-//! their MTU and routes, set at once (`mtu.rs`, `running.rs`).
+//! once (`ifdown`, `ifup`) when the root is `/`, and brought up again as they were when the new
+//! stanzas fail ([`bring_back`]); the others keep running as they are, but for their MTU and
+//! routes, set at once (`mtu.rs`, `running.rs`), or are brought up (`ifup`) when they hold no
+//! address (a NIC that no stanza of the image's names).
 
 use std::fmt::Write as _;
 
+use super::links::{holds_address, own_link};
 use super::live::{self, Run};
 use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan, normal_mac};
 use super::sources;
@@ -258,8 +261,9 @@ const IFUP: &str = "ifup";
 const IFDOWN: &str = "ifdown";
 
 /// Writes the file; brings the static interfaces down and up again when the root is `/` (the
-/// run's documents are fetched by then, and their static addresses are the instance's), and
-/// sets the MTU and routes of the others, whose DHCP lease is kept.
+/// run's documents are fetched by then, and their static addresses are the instance's), the
+/// file put back as it was when one fails ([`bring_back`]), and sets the MTU and routes of the
+/// others, whose DHCP lease is kept.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
     apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
 }
@@ -277,7 +281,12 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
     }
     let unread = unread(root);
     applied.errors.extend(unread.clone());
-    if root.read_optional_string(FILE).ok().flatten().as_deref() == Some(text.as_str()) {
+    // What the file was, to put back when the new one's `ifup` fails (`None`: unreadable).
+    let old = root.read_optional(FILE).ok();
+    if old
+        .as_ref()
+        .is_some_and(|old| old.as_deref() == Some(text.as_bytes()))
+    {
         applied.done.push(format!("{FILE} (unchanged)"));
         return applied;
     }
@@ -290,27 +299,139 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
     let (Some(mut run), None) = (live, unread) else {
         return applied;
     };
-    let (running, fixed): (Vec<&Interface>, Vec<&Interface>) =
+    let (dynamic, fixed): (Vec<&Interface>, Vec<&Interface>) =
         plan.interfaces.iter().partition(|i| i.is_dynamic());
+    // A DHCP link that holds no address has no lease to keep: no stanza of the image's named it
+    // (a second NIC), so nothing brought it up, and it would stay down for the whole boot, its
+    // routes refused. It is brought up with its new stanza (MTU and routes with it).
+    let (running, unconfigured): (Vec<&Interface>, Vec<&Interface>) =
+        dynamic.into_iter().partition(|interface| {
+            own_link(root, interface).is_none_or(|name| holds_address(root, name))
+        });
     mtu::set_live(root, running.iter().copied(), &mut run, &mut applied);
     running::set_routes(root, running, &mut run, &mut applied);
     root.publish();
+    // The interfaces brought up with the new file so far.
+    let mut switched: Vec<&str> = Vec::new();
     for interface in fixed {
         // One with nothing to configure has no stanza.
         let Some(name) = interface.name.as_ref().filter(|_| interface.is_static()) else {
             continue;
         };
-        let name = std::slice::from_ref(name);
+        let args = std::slice::from_ref(name);
         // Not configured: nothing to take down.
-        if let Err(err) = run(IFDOWN, name) {
-            applied.warnings.push(err);
+        let down = run(IFDOWN, args);
+        if let Err(err) = &down {
+            applied.warnings.push(err.clone());
         }
-        match run(IFUP, name) {
-            Ok(()) => applied.done.push(format!("{IFUP} {}", name[0])),
-            Err(err) => applied.errors.push(err),
+        match run(IFUP, args) {
+            Ok(()) => {
+                applied.done.push(format!("{IFUP} {name}"));
+                switched.push(name);
+            }
+            Err(err) => {
+                let failed = Failed {
+                    name,
+                    taken_down: down.is_ok(),
+                    error: err,
+                };
+                bring_back(root, old, &failed, &switched, &mut run, &mut applied);
+                return applied;
+            }
+        }
+    }
+    for interface in unconfigured {
+        let Some(name) = own_link(root, interface) else {
+            continue;
+        };
+        match run(IFUP, &[name.to_owned()]) {
+            Ok(()) => applied.done.push(format!("{IFUP} {name}")),
+            Err(err) => applied.errors.push(format!(
+                "{err} ({name} holds no address: it stays down until its stanza comes up)"
+            )),
         }
     }
     applied
+}
+
+/// A static interface whose `ifup` with the new file failed.
+struct Failed<'a> {
+    name: &'a str,
+    /// Whether `ifdown` took its old configuration off before.
+    taken_down: bool,
+    /// What `ifup` said.
+    error: String,
+}
+
+/// The new file is not kept when an interface's `ifup` fails with it: `ifdown` took the
+/// interface down, and it would stay down for the rest of the boot (and come up with the same
+/// stanzas at the next). The interfaces brought up with it before (`switched`) are taken down
+/// while its stanzas are still there (ifupdown reads a stanza's down commands from the file);
+/// the global addresses the failed `ifup` left on its interface are flushed (only when
+/// `ifdown` took the old configuration off first: else they may be the ones it runs on); the
+/// file is put back as it was (`old`; removed when there was none), and all of them are
+/// brought up again with the configuration they had. The error says what failed and that the
+/// document's configuration is not applied.
+fn bring_back(
+    root: &Root,
+    old: Option<Option<Vec<u8>>>,
+    failed: &Failed<'_>,
+    switched: &[&str],
+    run: &mut Run<'_>,
+    applied: &mut Applied,
+) {
+    let name = failed.name;
+    for earlier in switched {
+        if let Err(err) = run(IFDOWN, &[(*earlier).to_owned()]) {
+            applied.warnings.push(err);
+        }
+    }
+    if failed.taken_down {
+        let flush = ["addr", "flush", "dev", name, "scope", "global"].map(str::to_owned);
+        if let Err(err) = run("ip", &flush) {
+            applied.warnings.push(err);
+        }
+    }
+    let restored = match old {
+        Some(Some(bytes)) => root
+            .write_atomic_now(FILE, &bytes, &WriteOptions::keep_or(0o644))
+            .map_err(|err| crate::log::chain(&err)),
+        Some(None) => root
+            .remove_file(FILE)
+            .map(|_| ())
+            .map_err(|err| format!("remove {FILE}: {err}")),
+        None => Err(format!("{FILE} could not be read before it was replaced")),
+    };
+    let mut message = format!(
+        "{}: the configuration of {name} did not come up (fix the document's configuration of          it and run the step again); ",
+        failed.error
+    );
+    if let Err(err) = restored {
+        let _ = write!(
+            message,
+            "{FILE} could not be put back as it was ({err}): {name} is down until it is fixed"
+        );
+        applied.errors.push(message);
+        return;
+    }
+    applied.done.retain(|done| done != FILE);
+    applied.done.push(format!("{FILE} put back as it was"));
+    let mut again = vec![name];
+    again.extend(switched);
+    let _ = write!(
+        message,
+        "{FILE} was put back as it was and {} brought up again with it",
+        again.join(", ")
+    );
+    for interface in again {
+        match run(IFUP, &[interface.to_owned()]) {
+            Ok(()) => applied.done.push(format!("{IFUP} {interface} (as it was)")),
+            Err(err) => {
+                let _ = write!(message, "; that failed too for {interface}: {err}");
+            }
+        }
+    }
+    applied.errors.push(message);
 }
 
 /// Why ifupdown never reads [`FILE`], if it does not: the image's [`INTERFACES`] sources

@@ -1,7 +1,7 @@
 //! The system's network interfaces as the network apply sees them (read through
 //! `crate::sys_net`): their names and MACs (to name a plan's interfaces, also by a pattern such
-//! as `en*`), and whether a link is already up, or has a given MTU (so that applying a plan
-//! changes only what differs).
+//! as `en*`), and whether a link is already up, has a given MTU (so that applying a plan
+//! changes only what differs), or holds an address (a DHCP link a renderer leaves running).
 
 use super::plan::Interface;
 use crate::root::Root;
@@ -70,6 +70,38 @@ pub fn mtu_in_place(root: &Root, name: &str, mtu: u32) -> bool {
 /// (no such link).
 pub fn link_mtu(root: &Root, name: &str) -> Option<u32> {
     attribute(root, name, "mtu").and_then(|m| m.parse().ok())
+}
+
+/// The kernel's IPv6 addresses, one a line: address, link index, prefix length, scope, flags
+/// (hexadecimal) and the link's name.
+pub const IPV6_ADDRESSES: &str = "/proc/net/if_inet6";
+/// The scope of a global IPv6 address in [`IPV6_ADDRESSES`] (`IPV6_ADDR_SCOPE_GLOBAL`); a
+/// link-local one (`20`) is every up link's.
+const GLOBAL_SCOPE: &str = "00";
+/// The IPv4 routes of the main table, a header line and then one a line, the link's name first.
+/// The kernel lists no link's IPv4 addresses under `/proc`; each address adds its subnet's route
+/// to this table (a `/32` lease comes with its DHCP client's route to the gateway), so a link
+/// with a route here holds an IPv4 address.
+pub const IPV4_ROUTES: &str = "/proc/net/route";
+
+/// Whether the link `name` holds an address now (`<root>/proc/net/if_inet6` lists a global
+/// IPv6 address of it, or `<root>/proc/net/route` an IPv4 route on it): a DHCP lease or router
+/// advertisements configured it. Unreadable: none.
+pub fn holds_address(root: &Root, name: &str) -> bool {
+    let lines = |path: &str| {
+        root.read_optional_string(path)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    let ipv6 = lines(IPV6_ADDRESSES).lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() == 6 && fields[3] == GLOBAL_SCOPE && fields[5] == name
+    });
+    ipv6 || lines(IPV4_ROUTES)
+        .lines()
+        .skip(1)
+        .any(|line| line.split_whitespace().next() == Some(name))
 }
 
 /// Whether `name` matches `pattern`: `*` any run of characters, `?` any one, anything else

@@ -54,12 +54,14 @@ impl NetworkDoc {
     }
 }
 
-/// The plan of a document; `warnings` gets what is left out (bonds, VLANs, unknown types).
+/// The plan of a document; `warnings` gets what is left out (bonds, VLANs, unknown types, the
+/// default route of a DHCP link: [`Plan::leave_dhcp_default_routes`]).
 pub fn plan(doc: &NetworkDoc, warnings: &mut Vec<String>) -> Result<Plan, NetworkError> {
-    let plan = match doc {
-        NetworkDoc::OpenStack(value) => openstack::plan(value, warnings)?,
-        NetworkDoc::NetworkConfig(value) => netconfig::plan(value, warnings)?,
+    let (mut plan, source) = match doc {
+        NetworkDoc::OpenStack(value) => (openstack::plan(value, warnings)?, "network_data.json"),
+        NetworkDoc::NetworkConfig(value) => (netconfig::plan(value, warnings)?, "network-config"),
     };
+    plan.leave_dhcp_default_routes(source, warnings);
     if plan.interfaces.len() > MAX_INTERFACES {
         return Err(NetworkError::TooMany);
     }
@@ -218,6 +220,24 @@ pub fn apply(root: &Root, plan: &Plan, renderer: Renderer, source: &str) -> Appl
         Renderer::NetworkManager => networkmanager::apply(plan, source),
         Renderer::Direct => direct::apply(root, plan, source),
     }
+}
+
+/// What an instance without network configuration (no document, or one that configures
+/// nothing) gets: on an image whose network systemd-networkd brings up, the
+/// `10-metaboot-*.network` files written for an earlier instance are removed, as a plan
+/// without interfaces removes them (networkd reloaded when the root is `/`), so that the
+/// image's own files configure their links; else a NoCloud clone whose new seed has no
+/// `network-config` would keep the old instance's static addresses (matched by name). cloud-init
+/// likewise replaces the earlier instance's configuration with its fallback (DHCP on the
+/// first NIC). Never a file of the image's; nothing for the other renderers (ifupdown's file
+/// of another instance's NICs is set aside before the network starts, `stale.rs`). `None` when
+/// there is nothing of metaboot's to remove.
+pub fn apply_none(root: &Root) -> Option<Applied> {
+    if detect(root) != Renderer::Networkd {
+        return None;
+    }
+    let applied = networkd::apply(root, &Plan::default(), "no network configuration");
+    (!applied.done.is_empty() || !applied.errors.is_empty()).then_some(applied)
 }
 
 #[cfg(test)]

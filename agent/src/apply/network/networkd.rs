@@ -2,8 +2,9 @@
 //! `10-metaboot-<name>.network` so it sorts before an image's catch-all (such as
 //! `50-dhcp.network`) and wins for its link. A file that changed for a static interface is
 //! applied at once on the running system (`networkctl reload`), and its link waited for;
-//! DHCP links are left running as they are, but for their MTU and routes, set at once
-//! (`mtu.rs`, `running.rs`).
+//! DHCP links that hold an address (their lease) are left running as they are, but for their
+//! MTU and routes, set at once (`mtu.rs`, `running.rs`); one that holds none (a second NIC the
+//! image's own files do not match, which networkd leaves down) is reloaded and waited for too.
 //! An interface with nothing to configure gets
 //! no file (one would take its link from the image's catch-all and leave it unconfigured), and
 //! the one metaboot wrote for it earlier is removed, as is every file of metaboot's for an
@@ -11,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use super::links::link_mtu;
+use super::links::{holds_address, link_mtu, own_link};
 use super::live::{self, Run};
 use super::plan::{Applied, Interface, Ipv6Auto, Plan};
 use super::{mtu, running};
@@ -126,9 +127,12 @@ pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
 /// `networkctl reload` reconfigures every link whose `.network` file is new, changed or
 /// removed (networkctl(1)); `networkctl reconfigure` would drop all of a link's configuration
 /// (its DHCP lease too) even on a systemd whose reload keeps what it can. A link left running
-/// (its addresses from DHCP or router advertisements alone, [`Interface::is_dynamic`], and no
-/// static address of an earlier file of metaboot's to replace) has its file written after the
-/// reload, so that networkd reads it at the next boot, not now.
+/// (its addresses from DHCP or router advertisements alone, [`Interface::is_dynamic`], no
+/// static address of an earlier file of metaboot's to replace, and an address held now,
+/// [`holds_address`]) has its file written after the reload, so that networkd reads it at the
+/// next boot, not now. A DHCP link that holds no address has no lease to keep: no file of the
+/// image matched it (networkd leaves such a link down), or it is not there yet; its file is
+/// reloaded at once, else it would stay down for the whole boot and its routes be refused.
 pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>) -> Applied {
     let mut applied = Applied::default();
     let mut reload = false;
@@ -173,7 +177,9 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
             applied.done.push(format!("{path} (unchanged)"));
             continue;
         }
-        let left = interface.is_dynamic() && old.is_none_or(|old| !old.contains("\nAddress="));
+        let left = interface.is_dynamic()
+            && old.is_none_or(|old| !old.contains("\nAddress="))
+            && own_link(root, interface).is_some_and(|name| holds_address(root, name));
         pending.push((interface, path, text, left));
     }
     reload |= remove_stale(root, &planned, &mut applied);

@@ -169,6 +169,38 @@ impl Plan {
         }
     }
 
+    /// Leaves out the IPv4 default route of each interface whose IPv4 address comes from DHCP
+    /// alone (no static IPv4 address), with a warning that `source` (the document) begins: the
+    /// lease's router is the link's default route already (systemd-networkd's at metric 1024,
+    /// `proto dhcp`), and the document's beside it would be a second one: live (`ip route
+    /// replace default`, metric 0, `running.rs`) and from networkd's own `[Route]` at every
+    /// boot. cloud-init is the reference, and keeps only the lease's in most of its paths: its
+    /// netplan renderer writes no route of a DHCP subnet, its ENI renderer's `route add
+    /// default` fails beside dhclient's (`|| true`), and it reads a version 2 `gateway4` only
+    /// with a static address (netplan itself, given `dhcp4` and a default route, writes both);
+    /// and the IPv6 default route of a DHCPv6 or SLAAC network is likewise left to the router's
+    /// advertisements (`openstack.rs`). The host routes of a DHCP link are kept.
+    pub(super) fn leave_dhcp_default_routes(&mut self, source: &str, warnings: &mut Vec<String>) {
+        for interface in &mut self.interfaces {
+            if !interface.dhcp4 || interface.addresses.iter().any(|a| a.ip.is_ipv4()) {
+                continue;
+            }
+            let label = interface.label();
+            interface.routes.retain(|route| {
+                let keep = !(route.is_default() && route.via.is_ipv4());
+                if !keep {
+                    warnings.push(format!(
+                        "{source}: {label}: the default route via {} is left out: the interface \
+                         gets its IPv4 address by DHCP, whose lease gives the default route (give \
+                         it a static address to route it otherwise)",
+                        route.via
+                    ));
+                }
+                keep
+            });
+        }
+    }
+
     /// Refuses a plan with a name, MAC or search domain that is not one: each is written into
     /// a configuration file (an ifupdown stanza runs its `up` lines as root), where a line
     /// break or a space would add lines or words of its own. The readers leave a bad search

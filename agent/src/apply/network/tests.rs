@@ -307,6 +307,76 @@ fn the_routes_of_a_dhcp_network_are_applied() {
     }
 }
 
+/// A DHCP link's default route is its lease's: the document's beside it (a `network_data.json`
+/// DHCP network's routes, a version 1 DHCP subnet's, version 2's `gateway4` or default route
+/// with `dhcp4`) would be a second default (`ip route replace default` at metric 0 next to
+/// networkd's lease route at 1024, and networkd's `[Route]` at every boot), so it is left out
+/// with a warning, as cloud-init's netplan and ENI renderers leave it; its host routes are
+/// kept, and so is the default route of a link with a static IPv4 address too.
+#[test]
+fn a_dhcp_links_default_route_is_its_leases() {
+    let openstack = json!({
+        "links": [{"id": "tap1", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:01"}],
+        "networks": [{"id": "network0", "link": "tap1", "type": "ipv4_dhcp",
+             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "198.18.30.1"},
+                        {"network": "198.19.0.0", "netmask": "255.255.0.0", "gateway": "198.18.30.254"}]}],
+        "services": []
+    });
+    let v1 = json!({"version": 1, "config": [
+        {"type": "physical", "name": "ens3", "mac_address": "fa:16:3e:00:00:01", "subnets": [
+            {"type": "dhcp", "routes": [
+                {"network": "0.0.0.0", "prefix": 0, "gateway": "198.18.30.1"},
+                {"network": "198.19.0.0", "prefix": 16, "gateway": "198.18.30.254"}]}]}]});
+    let v2 = json!({"version": 2, "ethernets": {"ens3": {
+        "match": {"macaddress": "fa:16:3e:00:00:01"}, "dhcp4": true, "gateway4": "198.18.30.1",
+        "routes": [{"to": "default", "via": "198.18.30.1"},
+                   {"to": "198.19.0.0/16", "via": "198.18.30.254"}]}}});
+    let host_route = Route {
+        to: addr("198.19.0.0/16"),
+        via: ip("198.18.30.254"),
+    };
+    for (doc, defaults) in [
+        (NetworkDoc::OpenStack(openstack), 1),
+        (NetworkDoc::NetworkConfig(v1), 1),
+        (NetworkDoc::NetworkConfig(v2), 2),
+    ] {
+        let mut warnings = Vec::new();
+        let mut plan = plan(&doc, &mut warnings).unwrap();
+        assert_eq!(plan.interfaces[0].routes, [host_route], "{doc:?}");
+        assert_eq!(warnings.len(), defaults, "{warnings:?}");
+        assert!(
+            warnings[0].ends_with(
+                ": the default route via 198.18.30.1 is left out: the \
+                 interface gets its IPv4 address by DHCP, whose lease gives the default route \
+                 (give it a static address to route it otherwise)"
+            ),
+            "{warnings:?}"
+        );
+        plan.interfaces[0].name = Some("ens3".into());
+        plan.interfaces[0].system_mac = Some("fa:16:3e:00:00:01".into());
+        let (_dir, root) = root_with_links(&[("ens3", "fa:16:3e:00:00:01")]);
+        fs::write(root.host_path("/sys/class/net/ens3/mtu"), "1500\n").unwrap();
+        hold_addresses(&root, &["ens3"]);
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            Ok(())
+        };
+        networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+        assert_eq!(
+            calls,
+            ["ip -4 route replace 198.19.0.0/16 via 198.18.30.254 dev ens3"]
+        );
+    }
+    // With a static IPv4 address too, the route is the static subnet's as much as the lease's.
+    let both = json!({"version": 2, "ethernets": {"ens3": {
+        "dhcp4": true, "addresses": ["198.18.31.5/24"], "gateway4": "198.18.31.1"}}});
+    let mut warnings = Vec::new();
+    let plan = plan(&NetworkDoc::NetworkConfig(both), &mut warnings).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(plan.interfaces[0].routes[0].is_default());
+}
+
 /// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
 /// cloud-init's `accept-ra: false`: networkd would otherwise accept them by default, and the
 /// guest take a SLAAC address and the router's default route next to the port's own. A link
@@ -685,6 +755,44 @@ fn root_with_links(links: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
     (dir, root)
 }
 
+/// The links `names` hold an address (a DHCP lease): the kernel's table has their subnets'
+/// routes (`/proc/net/route` under the root).
+fn hold_addresses(root: &Root, names: &[&str]) {
+    let mut table =
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+            .to_owned();
+    for name in names {
+        table.push_str(&format!(
+            "{name}\t001F12C6\t00000000\t0001\t0\t0\t1024\t00FFFFFF\t0\t0\t0\n"
+        ));
+    }
+    let path = root.host_path(links::IPV4_ROUTES);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, table).unwrap();
+}
+
+/// A link holds an address when the kernel has an IPv4 route on it or a global IPv6 address of
+/// it; not for its link-local IPv6 address (every up link's), the header line, or nothing
+/// readable.
+#[test]
+fn a_link_holds_an_address_by_its_routes_or_global_ipv6_addresses() {
+    let (_dir, root) = root_with_links(&[]);
+    assert!(!links::holds_address(&root, "eth0"));
+    hold_addresses(&root, &["eth0"]);
+    assert!(links::holds_address(&root, "eth0"));
+    assert!(!links::holds_address(&root, "eth1"));
+    assert!(!links::holds_address(&root, "Iface"));
+    let ipv6 = root.host_path(links::IPV6_ADDRESSES);
+    fs::write(
+        &ipv6,
+        "fe80000000000000f8163efffe000002 03 40 20 80     eth1\n\
+         20010db8000000000000000000000005 04 40 00 00     eth2\n",
+    )
+    .unwrap();
+    assert!(!links::holds_address(&root, "eth1"));
+    assert!(links::holds_address(&root, "eth2"));
+}
+
 #[test]
 fn interfaces_are_named_by_mac_as_the_system_names_them() {
     let (_dir, root) =
@@ -910,6 +1018,7 @@ fn the_mtu_of_a_dhcp_link_is_set_at_once() {
     };
     mtu_now("eth0", "1500\n");
     mtu_now("eth1", "1500\n");
+    hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
         root.host_path(ifupdown::INTERFACES),
@@ -981,6 +1090,7 @@ fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
         fs::create_dir_all(&path).unwrap();
         fs::write(path.join("mtu"), "1500\n").unwrap();
     }
+    hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
     fs::write(
         dir.path()
@@ -1058,6 +1168,76 @@ fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
     );
 }
 
+/// A DHCP link that holds no address (a second NIC that no file of the image matches, which
+/// networkd leaves down) has no lease to keep: its file is reloaded at once and the link waited
+/// for like a static one, and its routes and MTU come from the file, not from `ip` (which would
+/// fail on a link that is down). The leased link beside it is left running.
+#[test]
+fn a_dhcp_link_without_an_address_is_configured_at_once() {
+    let mut plan = named_plan();
+    plan.interfaces[1].mtu = Some(1450);
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:03".into()),
+        system_mac: Some("fa:16:3e:00:00:03".into()),
+        name: Some("eth2".into()),
+        dhcp4: true,
+        mtu: Some(1450),
+        routes: vec![Route {
+            to: addr("198.19.0.0/16"),
+            via: ip("198.18.32.1"),
+        }],
+        ..Interface::default()
+    });
+    let (dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1", "eth2"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    hold_addresses(&root, &["eth0", "eth1"]);
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(
+        dir.path()
+            .join("usr/lib/systemd/systemd-networkd-wait-online"),
+        "",
+    )
+    .unwrap();
+    let network = dir.path().join("etc/systemd/network");
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        let there = |name: &str| network.join(format!("10-metaboot-{name}.network")).exists();
+        calls.push(format!(
+            "{program} {} (files of eth1, eth2 there: {}, {})",
+            args.join(" "),
+            there("eth1"),
+            there("eth2")
+        ));
+        Ok(())
+    };
+    let applied = networkd::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload (files of eth1, eth2 there: false, true)",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth0 -i eth2 (files \
+             of eth1, eth2 there: false, true)",
+            "ip link set dev eth1 mtu 1450 (files of eth1, eth2 there: true, true)",
+            "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1 (files of eth1, \
+             eth2 there: true, true)",
+        ]
+    );
+    let eth2 = fs::read_to_string(network.join("10-metaboot-eth2.network")).unwrap();
+    assert!(
+        eth2.contains("MTUBytes=1450") && eth2.contains("Destination=198.19.0.0/16"),
+        "{eth2}"
+    );
+}
+
 /// ifupdown: a static interface the image's own stanza brought up (ifup would say "already
 /// configured" and change nothing until the next boot) is taken down and brought up with
 /// metaboot's stanza; a DHCP link that gains routes is never taken down (its lease kept), its
@@ -1075,6 +1255,7 @@ fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
         fs::create_dir_all(&path).unwrap();
         fs::write(path.join("mtu"), "1500\n").unwrap();
     }
+    hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
         root.host_path(ifupdown::INTERFACES),
@@ -1114,6 +1295,153 @@ fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
     );
 }
 
+/// ifupdown: a DHCP link that holds no address (a second NIC no stanza of the image's names,
+/// which nothing brought up) is brought up with its new stanza, its routes with it, rather than
+/// left down with `ip route` refused on it; the leased link beside it is left running. A failed
+/// `ifup` says the link stays down.
+#[test]
+fn ifupdown_brings_up_a_dhcp_link_without_an_address() {
+    let mut plan = named_plan();
+    plan.interfaces[1].routes.push(Route {
+        to: addr("169.254.169.254/32"),
+        via: ip("198.18.31.1"),
+    });
+    plan.interfaces.push(Interface {
+        mac: Some("fa:16:3e:00:00:03".into()),
+        system_mac: Some("fa:16:3e:00:00:03".into()),
+        name: Some("eth2".into()),
+        dhcp4: true,
+        routes: vec![Route {
+            to: addr("198.19.0.0/16"),
+            via: ip("198.18.32.1"),
+        }],
+        ..Interface::default()
+    });
+    let (_dir, root) = root_with_links(&[]);
+    for name in ["eth0", "eth1", "eth2"] {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+    hold_addresses(&root, &["eth1"]);
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    for dhcp_answers in [true, false] {
+        let _ = fs::remove_file(root.host_path(ifupdown::FILE));
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            calls.push(format!("{program} {}", args.join(" ")));
+            if program == "ifup" && args[0] == "eth2" && !dhcp_answers {
+                return Err("ifup eth2: No DHCPOFFERS received".to_owned());
+            }
+            Ok(())
+        };
+        let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+        assert_eq!(
+            calls,
+            [
+                "ip -4 route replace 169.254.169.254/32 via 198.18.31.1 dev eth1",
+                "ifdown eth0",
+                "ifup eth0",
+                "ifup eth2"
+            ]
+        );
+        if dhcp_answers {
+            assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+        } else {
+            assert_eq!(
+                applied.errors,
+                [
+                    "ifup eth2: No DHCPOFFERS received (eth2 holds no address: it stays down until \
+                  its stanza comes up)"
+                ]
+            );
+        }
+    }
+}
+
+/// A new stanza whose `ifup` fails (a gateway the kernel refuses, a missing DHCP client) does
+/// not leave its interface down for the rest of the boot, taken down by `ifdown`: the file is
+/// put back as it was (removed when there was none) and the interfaces brought up again with
+/// it, those switched to the new file before too (taken down while its stanzas are there);
+/// the addresses the failed `ifup` left are flushed only when `ifdown` took the old ones off.
+/// The error says what failed and what was done.
+#[test]
+fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
+    let mut plan = named_plan();
+    plan.interfaces.push(Interface {
+        name: Some("eth2".into()),
+        addresses: vec![addr("198.18.40.5/24")],
+        ..Interface::default()
+    });
+    let (dir, root) = root_with_links(&[]);
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
+    let old = "auto eth0\niface eth0 inet dhcp\nauto eth2\niface eth2 inet static\n    \
+               address 198.18.40.9/24\n";
+    for (before, down_fails) in [(Some(old), false), (None, true)] {
+        match before {
+            Some(old) => fs::write(&file, old).unwrap(),
+            None => drop(fs::remove_file(&file)),
+        }
+        let mut calls = Vec::new();
+        let mut record = |program: &str, args: &[String]| {
+            let text = fs::read_to_string(&file).unwrap_or_default();
+            calls.push(format!("{program} {}", args.join(" ")));
+            match program {
+                "ifup" if args[0] == "eth2" && text.contains("198.18.40.5") => {
+                    Err("ifup eth2: RTNETLINK answers: Nexthop has invalid gateway".to_owned())
+                }
+                "ifdown" if down_fails => {
+                    Err(format!("ifdown: interface {} not configured", args[0]))
+                }
+                _ => Ok(()),
+            }
+        };
+        let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+        let mut expected = vec![
+            "ifdown eth0",
+            "ifup eth0",
+            "ifdown eth2",
+            "ifup eth2",
+            "ifdown eth0",
+        ];
+        if !down_fails {
+            expected.push("ip addr flush dev eth2 scope global");
+        }
+        expected.extend(["ifup eth2", "ifup eth0"]);
+        assert_eq!(calls, expected, "{before:?}");
+        assert_eq!(fs::read_to_string(&file).ok().as_deref(), before);
+        assert_eq!(applied.errors.len(), 1, "{:?}", applied.errors);
+        assert!(
+            applied.errors[0].starts_with("ifup eth2: RTNETLINK answers: Nexthop has invalid gateway: the configuration of eth2 did not come up")
+                && applied.errors[0].ends_with(
+                    "/etc/network/interfaces.d/50-metaboot was put back as it was and eth2, eth0 \
+                     brought up again with it"
+                ),
+            "{:?}",
+            applied.errors
+        );
+        assert!(
+            applied
+                .done
+                .contains(&"/etc/network/interfaces.d/50-metaboot put back as it was".to_owned())
+                && !applied.done.contains(&ifupdown::FILE.to_owned()),
+            "{:?}",
+            applied.done
+        );
+    }
+}
+
 /// The MTU is set at once only on the link that is the interface: not under the document's
 /// name of an interface whose MAC no NIC has (`name_interfaces` keeps it, with a warning),
 /// which may be another NIC's (`eth1` here), nor on a link that is not there; an interface
@@ -1137,6 +1465,7 @@ fn the_mtu_is_set_at_once_only_on_the_interfaces_own_link() {
         fs::create_dir_all(&path).unwrap();
         fs::write(path.join("mtu"), "1500\n").unwrap();
     }
+    hold_addresses(&root, &["eth1", "eth2"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
         root.host_path(ifupdown::INTERFACES),
@@ -1273,6 +1602,42 @@ fn networkd_removes_its_files_of_an_earlier_instance() {
     assert!(!root.exists("/etc/systemd/network/10-metaboot-eth0.network"));
     assert!(!root.exists("/etc/systemd/network/10-metaboot-eth7.network"));
     assert!(root.exists("/etc/systemd/network/10-metaboot-notes.txt"));
+}
+
+/// An instance without network configuration gets none of an earlier instance's: on a
+/// networkd image metaboot's `10-metaboot-` files are removed (the image's own configure the
+/// links), never another file; nothing when there is none of metaboot's, nor on an ifupdown
+/// image.
+#[test]
+fn an_instance_without_network_configuration_keeps_no_file_of_an_earlier_ones() {
+    let (dir, root) = root_with_links(&[]);
+    let network = dir.path().join("etc/systemd/network");
+    fs::create_dir_all(&network).unwrap();
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(dir.path().join("usr/lib/systemd/systemd-networkd"), "").unwrap();
+    let stale = "[Match]\nName=eth0\n\n[Network]\nDHCP=no\nAddress=198.18.9.9/24\n";
+    for name in ["10-metaboot-eth0.network", "50-dhcp.network"] {
+        fs::write(network.join(name), stale).unwrap();
+    }
+    let applied = apply_none(&root).expect("a file to remove");
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        applied.done,
+        ["/etc/systemd/network/10-metaboot-eth0.network removed (no interface of this plan)"]
+    );
+    assert!(!network.join("10-metaboot-eth0.network").exists());
+    assert!(network.join("50-dhcp.network").exists());
+    assert!(apply_none(&root).is_none());
+
+    // ifupdown: its file is set aside before the network starts (`stale.rs`), not here.
+    fs::write(network.join("10-metaboot-eth0.network"), stale).unwrap();
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(root.host_path(ifupdown::INTERFACES), "").unwrap();
+    fs::create_dir_all(dir.path().join("usr/sbin")).unwrap();
+    fs::write(dir.path().join("usr/sbin/ifup"), "").unwrap();
+    assert_eq!(detect(&root), Renderer::Ifupdown);
+    assert!(apply_none(&root).is_none());
+    assert!(network.join("10-metaboot-eth0.network").exists());
 }
 
 #[test]
