@@ -236,11 +236,14 @@ impl Root {
         Ok(File::from(fd))
     }
 
-    /// Reads `path` (a final symlink followed inside the root); `None` when it does not exist.
+    /// Reads `path`, root's or the system's own file (configuration, state, `/proc`, `/sys`):
+    /// through a final symlink only where a write of it would go ([`Root::write_target`]), in
+    /// a directory no user may add entries to; anything else there is refused (see
+    /// `fsutil::resolve::Walker::open_roots`). `None` when it does not exist.
     pub fn read_optional(&self, path: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
-        let mut file = match self.open_file(path.as_ref(), flags, 0, true, false) {
-            Ok(file) => file,
+        let mut file = match self.walker().open_roots(path.as_ref(), flags) {
+            Ok(fd) => File::from(fd),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };

@@ -448,6 +448,20 @@ impl<'r> Walker<'r> {
         }
     }
 
+    /// Opens `path` (from the root) with `flags` as root's configuration: its file, found as
+    /// a write of it lands ([`Walker::through_roots_links`], refusing other links), in a
+    /// directory only root or a system account may add entries to; one in any other directory
+    /// is refused ([`Refused::InOpenDir`]), since it may be a user's.
+    pub(crate) fn open_roots(&mut self, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+        let name = self.walk_parent(path, false)?;
+        let name = self.through_roots_links(name, true)?;
+        let fd = self.open_final(name.clone(), flags, Mode::empty(), false)?;
+        if !only_system_adds(&fstat(self.current())?) {
+            return Err(Refused::InOpenDir(self.shown(Some(&name))).into());
+        }
+        Ok(fd)
+    }
+
     /// The entry `name` of the current directory (a symlink followed inside the root when
     /// `follow`); `None` when it does not exist.
     pub(crate) fn stat_final(
