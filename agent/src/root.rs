@@ -188,8 +188,25 @@ impl Root {
         let mut walker = self.walker();
         let name = walker.walk_parent(path.as_ref(), true)?;
         let created = walker.take_created();
-        let name = walker.through_roots_links(name)?;
+        let name = walker.through_roots_links(name, false)?;
         Ok((walker.into_dir()?, name, created))
+    }
+
+    /// The directory and name a write of `path` replaces (missing directories created, mode
+    /// 0755), as cloud-init's `open(path)` writes it: through a final symlink only root could
+    /// have made, as [`Root::parent_created`] follows it (the link kept). Any other symlink
+    /// there is refused, never followed nor replaced, the error naming it.
+    pub fn write_target(&self, path: &Path) -> Result<(Dir, OsString), PathError> {
+        let shown = self.host_path(path);
+        let mut walker = self.walker();
+        let name = walker
+            .walk_parent(path, true)
+            .map_err(PathError::fail("create directory", &shown))?;
+        let name = walker
+            .through_roots_links(name, true)
+            .and_then(|name| Ok((walker.into_dir()?, name)))
+            .map_err(PathError::fail("write", &shown))?;
+        Ok(name)
     }
 
     /// Refuses `dir` when it, or a directory above it, is a user's directory in a sticky,
@@ -219,11 +236,14 @@ impl Root {
         Ok(File::from(fd))
     }
 
-    /// Reads `path` (a final symlink followed inside the root); `None` when it does not exist.
+    /// Reads `path`, root's or the system's own file (configuration, state, `/proc`, `/sys`):
+    /// through a final symlink only where a write of it would go ([`Root::write_target`]), in
+    /// a directory no user may add entries to; anything else there is refused (see
+    /// `fsutil::resolve::Walker::open_roots`). `None` when it does not exist.
     pub fn read_optional(&self, path: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
-        let mut file = match self.open_file(path.as_ref(), flags, 0, true, false) {
-            Ok(file) => file,
+        let mut file = match self.walker().open_roots(path.as_ref(), flags) {
+            Ok(fd) => File::from(fd),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
@@ -330,19 +350,32 @@ impl Root {
             .is_ok_and(|stat| stat.is_some_and(|s| kind(&s) == SFlag::S_IFDIR))
     }
 
-    /// Replaces `path` with `contents` atomically (see [`Dir::write_atomic`]); missing parent
-    /// directories are created (mode 0755).
+    /// Replaces `path` with `contents` atomically (see [`Dir::write_atomic`]) where
+    /// [`Root::write_target`] finds it: through root's symlink, a user's refused.
     pub fn write_atomic(
         &self,
         path: impl AsRef<Path>,
         contents: &[u8],
         options: &WriteOptions,
     ) -> Result<(), PathError> {
-        let shown = self.host_path(path.as_ref());
-        let (dir, name) = self
-            .parent(path.as_ref(), true)
-            .map_err(PathError::fail("create directory", &shown))?;
-        dir.write_atomic_as(&name, &shown, contents, options)
+        self.write_placed(path.as_ref(), contents, options, false)
+    }
+
+    /// [`Root::write_atomic`], in place at once (`now`: see [`Root::write_atomic_now`]).
+    fn write_placed(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        options: &WriteOptions,
+        now: bool,
+    ) -> Result<(), PathError> {
+        let shown = self.host_path(path);
+        let (dir, name) = self.write_target(path)?;
+        if now {
+            dir.write_atomic_now(&name, &shown, contents, options)
+        } else {
+            dir.write_atomic_as(&name, &shown, contents, options)
+        }
     }
 
     /// [`Root::write_atomic`], in place at once so that other processes see it now; on a
@@ -353,11 +386,7 @@ impl Root {
         contents: &[u8],
         options: &WriteOptions,
     ) -> Result<(), PathError> {
-        let shown = self.host_path(path.as_ref());
-        let (dir, name) = self
-            .parent(path.as_ref(), true)
-            .map_err(PathError::fail("create directory", &shown))?;
-        dir.write_atomic_now(&name, &shown, contents, options)
+        self.write_placed(path.as_ref(), contents, options, true)
     }
 
     /// Creates directory `path` (and missing parents, mode 0755) and gives the directory
@@ -425,6 +454,50 @@ mod tests {
         );
         assert_eq!(root.host_path("/a/b/../../../c"), dir.path().join("c"));
         assert_eq!(root.host_path("./x/./y"), dir.path().join("x/y"));
+    }
+
+    /// A write lands where cloud-init's `open(path)` lands, through root's symlink in root's
+    /// directory (the link kept); a user's symlink, or root's in a directory users may add
+    /// entries to, is refused, the error naming it, and neither it nor its target changes.
+    #[test]
+    fn writes_go_through_roots_symlinks_and_refuse_any_other() {
+        use std::os::unix::fs::{PermissionsExt, lchown, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        std::fs::create_dir_all(root.host_path("/etc/chrony")).unwrap();
+        let link = root.host_path("/etc/chrony.conf");
+        symlink("chrony/chrony.conf", &link).unwrap();
+        let options = WriteOptions::default();
+        root.write_atomic("/etc/chrony.conf", b"new\n", &options)
+            .unwrap();
+        let target = root.host_path("/etc/chrony/chrony.conf");
+        assert_eq!(std::fs::read(&target).unwrap(), b"new\n");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        if !crate::testutil::require_root() {
+            return;
+        }
+        std::fs::write(root.host_path("/etc/shadow"), "secret\n").unwrap();
+        std::fs::create_dir_all(root.host_path("/tmp")).unwrap();
+        let tmp = std::fs::Permissions::from_mode(0o1777);
+        std::fs::set_permissions(root.host_path("/tmp"), tmp).unwrap();
+        let users = root.host_path("/tmp/app.conf");
+        symlink("/etc/shadow", &users).unwrap();
+        lchown(&users, Some(1000), Some(1000)).unwrap();
+        let roots = root.host_path("/tmp/roots.conf");
+        symlink("/etc/shadow", &roots).unwrap();
+        for (path, why) in [
+            (&users, "is a symlink owned by uid 1000"),
+            (&roots, "is in a directory users may add entries to"),
+        ] {
+            let inside = path.strip_prefix(dir.path()).unwrap();
+            let err = root.write_atomic(inside, b"x", &options).unwrap_err();
+            let err = crate::log::chain(&err);
+            let said = format!("Failed to write {0}: {0} {why}", path.display());
+            assert!(err.starts_with(&said), "{err}");
+            assert!(std::fs::symlink_metadata(path).unwrap().is_symlink());
+        }
+        let shadow = std::fs::read(root.host_path("/etc/shadow")).unwrap();
+        assert_eq!(shadow, b"secret\n");
     }
 
     #[test]

@@ -245,6 +245,11 @@ fn user_data_that_fails_on_the_first_boot_is_applied_whole_at_the_next() {
     assert!(!guest.path("/runcmd-ran").exists());
     assert!(guest.status()["instance_id"].is_null());
     assert!(!guest.path("/var/lib/metaboot/data/instance-id").exists());
+    // Not "(new)": the instance was not taken up, and the message says why.
+    let (outcome, message) = guest.step("meta-data");
+    assert_eq!(outcome, "ok", "{log}");
+    let said = format!("instance {UUID} (not taken up: user_data could not be fetched");
+    assert!(message.starts_with(&said), "{message}");
 
     let (code, log) = guest.run();
     assert_eq!(code, 0, "{log}");
@@ -259,6 +264,8 @@ fn user_data_that_fails_on_the_first_boot_is_applied_whole_at_the_next() {
     assert_eq!(code, 1, "{log}");
     assert!(guest.read(&cached).contains("runcmd"), "{log}");
     assert_eq!(guest.read("/runcmd-ran"), "ran\n", "{log}");
+    let message = guest.step("meta-data").1;
+    assert!(message.starts_with(&said), "{message}");
 }
 
 #[test]

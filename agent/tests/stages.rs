@@ -317,7 +317,8 @@ fn a_user_script_step_with_nothing_to_run_is_not_marked() {
 }
 
 /// A final stage whose boot's init stage did not run finds the init stage of an earlier boot
-/// in status.json: it refuses to take that run up, saying why, and runs nothing.
+/// in status.json: it refuses to take that run up, saying why, and runs nothing; status.json
+/// then says that refusal, this boot's error, no longer the earlier boot's `running`.
 #[test]
 fn the_final_stage_refuses_an_init_stage_of_another_boot() {
     let guest = Guest::new();
@@ -330,12 +331,21 @@ fn the_final_stage_refuses_an_init_stage_of_another_boot() {
     std::fs::write(&path, status.to_string()).unwrap();
     let (code, stderr) = guest.run_stage("final");
     assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains("status.json is an init stage's of an earlier boot"),
-        "{stderr}"
-    );
+    let refusal = "an init stage's of an earlier boot";
+    assert!(stderr.contains(refusal), "{stderr}");
     assert!(!guest.path("/tmp/runcmd.out").exists(), "{stderr}");
-    assert_eq!(guest.status(), status, "left as it was");
+    let now = guest.status();
+    assert_eq!(now["status"], "error", "{now:#}");
+    assert!(
+        now["errors"][0].as_str().unwrap().contains(refusal),
+        "{now:#}"
+    );
+    assert_ne!(now["boot_id"], status["boot_id"], "{now:#}");
+    assert!(now["next_stage"].is_null(), "{now:#}");
+    let out = guest.metaboot(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.starts_with("status: error\n"), "{shown}");
 }
 
 /// User data that could not be fetched in the init stage (503 to every attempt): the final

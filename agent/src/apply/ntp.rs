@@ -320,14 +320,13 @@ pub fn render(client: &Client, servers: &[String], pools: &[String]) -> String {
 }
 
 /// Writes `text` as `client`'s configuration: the file there before is kept as
-/// `<confpath>.dist` (its content and mode), then replaced atomically. Returns what was
+/// `<confpath>.dist` (its content and mode), then replaced atomically; through root's symlink
+/// as cloud-init writes it, a user's refused ([`Root::write_target`]). Returns what was
 /// kept, if anything.
 pub fn write(root: &Root, client: &Client, text: &str) -> Result<Option<String>, PathError> {
     let path = Path::new(&client.confpath);
     let shown = root.host_path(path);
-    let (dir, name) = root
-        .parent(path, true)
-        .map_err(PathError::fail("create directory", &shown))?;
+    let (dir, name) = root.write_target(path)?;
     let kept = match dir
         .open_file(&name)
         .map_err(PathError::fail("read", &shown))?

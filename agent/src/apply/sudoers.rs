@@ -230,6 +230,40 @@ mod tests {
         }
     }
 
+    /// The vendor's sudoers is read only as root's: never a file a user may have put there
+    /// (in a directory users may add entries to, or where root's link leads into one, as
+    /// `/tmp`, where a user planted their rules); refused, nothing written.
+    #[test]
+    fn a_vendor_sudoers_a_user_may_have_made_is_refused() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        const BOBS: &str = "bob ALL=(ALL) NOPASSWD: ALL\n";
+        for (open, why) in [
+            ("tmp", "a directory users may add entries to"),
+            ("usr/etc", "is in a directory users may add entries to"),
+        ] {
+            let (dir, root) = image();
+            fs::create_dir_all(dir.path().join("usr/etc")).unwrap();
+            fs::create_dir_all(dir.path().join(open)).unwrap();
+            let sticky = fs::Permissions::from_mode(0o1777);
+            fs::set_permissions(dir.path().join(open), sticky).unwrap();
+            let planted = dir.path().join(open).join("sudoers");
+            fs::write(&planted, BOBS).unwrap();
+            std::os::unix::fs::chown(&planted, Some(1000), Some(1000)).unwrap();
+            if open == "tmp" {
+                let link = dir.path().join("usr/etc/sudoers");
+                std::os::unix::fs::symlink("../../tmp/sudoers", link).unwrap();
+            }
+            let err = ensure_included(&root, Path::new(DIR)).unwrap_err();
+            let err = crate::log::chain(&err);
+            let vendor = dir.path().join("usr/etc/sudoers");
+            assert!(err.contains(&vendor.display().to_string()), "{err}");
+            assert!(err.contains(why), "{why}: {err}");
+            assert!(!dir.path().join("etc/sudoers").exists(), "{open}");
+        }
+    }
+
     /// A missing sudoers is made, mode 0440, from the vendor's when there is one.
     #[test]
     fn a_missing_sudoers_is_made_from_the_vendor_s_or_the_line_alone() {

@@ -382,22 +382,8 @@ impl<'r> Walker<'r> {
         if kind(&stat) != SFlag::S_IFLNK {
             return Err(Errno::ENOTDIR.into());
         }
-        if !trusted(stat.st_uid) {
-            return Err(Refused::ForeignSymlink {
-                path: self.shown(Some(name)),
-                uid: stat.st_uid,
-            }
-            .into());
-        }
-        // Root's own symlink, hard-linked by a user into a directory of theirs (the kernel
-        // allows it where `fs.protected_hardlinks` is 0, its default without systemd), would
-        // lead a path in that user's area anywhere.
-        if stat.st_nlink > 1 {
-            return Err(Refused::LinkedSymlink {
-                path: self.shown(Some(name)),
-                links: stat.st_nlink,
-            }
-            .into());
+        if let Some(refused) = self.untrusted(&stat, name) {
+            return Err(refused.into());
         }
         self.links += 1;
         if self.links > MAX_SYMLINKS {
@@ -412,6 +398,25 @@ impl<'r> Walker<'r> {
             self.stack.clear();
         }
         Ok(steps(&target, false))
+    }
+
+    /// Why symlink `name` of the current directory, of status `stat`, is never followed;
+    /// `None` when it may be.
+    fn untrusted(&self, stat: &FileStat, name: &OsStr) -> Option<Refused> {
+        let path = self.shown(Some(name));
+        if !trusted(stat.st_uid) {
+            return Some(Refused::ForeignSymlink {
+                path,
+                uid: stat.st_uid,
+            });
+        }
+        // Root's own symlink, hard-linked by a user into a directory of theirs (the kernel
+        // allows it where `fs.protected_hardlinks` is 0, its default without systemd), would
+        // lead a path in that user's area anywhere.
+        (stat.st_nlink > 1).then_some(Refused::LinkedSymlink {
+            path,
+            links: stat.st_nlink,
+        })
     }
 
     /// Opens `name` in the current directory with `flags` (plus `O_NOFOLLOW | O_CLOEXEC`).
@@ -441,6 +446,20 @@ impl<'r> Walker<'r> {
                 Err(errno) => return Err(errno.into()),
             }
         }
+    }
+
+    /// Opens `path` (from the root) with `flags` as root's configuration: its file, found as
+    /// a write of it lands ([`Walker::through_roots_links`], refusing other links), in a
+    /// directory only root or a system account may add entries to; one in any other directory
+    /// is refused ([`Refused::InOpenDir`]), since it may be a user's.
+    pub(crate) fn open_roots(&mut self, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+        let name = self.walk_parent(path, false)?;
+        let name = self.through_roots_links(name, true)?;
+        let fd = self.open_final(name.clone(), flags, Mode::empty(), false)?;
+        if !only_system_adds(&fstat(self.current())?) {
+            return Err(Refused::InOpenDir(self.shown(Some(&name))).into());
+        }
+        Ok(fd)
     }
 
     /// The entry `name` of the current directory (a symlink followed inside the root when
@@ -475,20 +494,30 @@ impl<'r> Walker<'r> {
     /// Follows `name`, an entry of the current directory, while it is a symlink only root
     /// could have put there: root's own, with one link, in a directory only root may add
     /// entries to ([`only_root_adds`]). Returns the name the chain ends at, where open(2) of
-    /// the path (what cloud-init writes with) lands; any other link is that name itself, for
-    /// the caller to refuse or replace.
+    /// the path (what cloud-init writes with) lands. Any other link is that name itself, for
+    /// the caller to replace, or, when `refuse_others`, refused (as [`Walker::untrusted`]
+    /// says, or [`Refused::InOpenDir`] for root's own in a directory users may add to): a
+    /// write that cloud-init would make through it neither follows nor replaces it.
     ///
     /// Once a link was followed, every directory a name is looked up in on the way (the one
     /// the chain ends in included) must be one only root or a system account may add entries
     /// to ([`only_system_adds`]), or the path is refused ([`Refused::LinkIntoOpenDir`]): root's link to `/tmp/app.conf` would otherwise
     /// hand a root's write, or an append, the file a user planted there.
-    pub(crate) fn through_roots_links(&mut self, name: OsString) -> io::Result<OsString> {
-        let followed = self.through_links_judged(name);
+    pub(crate) fn through_roots_links(
+        &mut self,
+        name: OsString,
+        refuse_others: bool,
+    ) -> io::Result<OsString> {
+        let followed = self.through_links_judged(name, refuse_others);
         self.judging = None;
         followed
     }
 
-    fn through_links_judged(&mut self, mut name: OsString) -> io::Result<OsString> {
+    fn through_links_judged(
+        &mut self,
+        mut name: OsString,
+        refuse_others: bool,
+    ) -> io::Result<OsString> {
         loop {
             self.judge_current()?;
             let seen = self.seen(&name);
@@ -498,8 +527,13 @@ impl<'r> Walker<'r> {
                 Err(Errno::ENOENT) => return Ok(name),
                 Err(errno) => return Err(errno.into()),
             };
-            let roots = kind(&stat) == SFlag::S_IFLNK && trusted(stat.st_uid) && stat.st_nlink == 1;
-            if !roots || !only_root_adds(&fstat(self.current())?) {
+            let link = kind(&stat) == SFlag::S_IFLNK;
+            let untrusted = link.then(|| self.untrusted(&stat, &name)).flatten();
+            if !link || untrusted.is_some() || !only_root_adds(&fstat(self.current())?) {
+                if link && refuse_others {
+                    let path = self.shown(Some(&name));
+                    return Err(untrusted.unwrap_or(Refused::InOpenDir(path)).into());
+                }
                 return Ok(name);
             }
             let shown = self.shown(Some(&name));

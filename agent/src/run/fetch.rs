@@ -82,6 +82,7 @@ pub(super) fn fetch<'a>(
         .warnings
         .extend(user.warnings.iter().chain(&vendor.warnings).cloned());
     if let Err(why) = docs.take_up(report) {
+        not_taken_up(report, &id, &why);
         report.skip("cloud-config", &why);
         return None;
     }
@@ -152,6 +153,18 @@ fn meta_data(
     });
     report.warnings.extend(source.take_warnings());
     meta
+}
+
+/// Makes the `meta-data` step say that instance `id` was not taken up, and why, where it said
+/// "new" or "same as last boot" before the other documents came (or did not).
+fn not_taken_up(report: &mut Report, id: &str, why: &str) {
+    if let Some(step) = report
+        .steps
+        .iter_mut()
+        .find(|step| step.name == "meta-data")
+    {
+        step.message = Some(format!("instance {id} (not taken up: {why})"));
+    }
 }
 
 /// The instance's launch index, when its meta-data has one: `launch_index` (nova always

@@ -1,6 +1,7 @@
 //! `metaboot run --stage final` (metaboot-final.service, after sshd starts): takes up the run
 //! the init stage of this boot left `running` in `status.json` (an earlier boot's is refused:
-//! its instance and scripts may not be this boot's), runs the user scripts it wrote (vendor,
+//! its instance and scripts may not be this boot's; `status.json` then says so, where it said
+//! that boot's `running`), runs the user scripts it wrote (vendor,
 //! per-once, per-boot, per-instance, user data's and runcmd's), shows the host keys on the
 //! console, and finishes the run. It needs none of the instance's data beyond its id and the
 //! cloud-config the init stage merged: no network, no fetch, no decode.
@@ -48,10 +49,16 @@ pub(super) fn run(root: &Root, settings: &Settings) -> Report {
         return report;
     }
     if report.from_another_boot(boot_id().as_deref()) {
-        return refused(
-            "no run of this boot to finish: status.json is an init stage's of an earlier \
-             boot; the init stage (`metaboot run --stage init`, metaboot.service) runs first",
+        // Said in status.json, the run of this boot: left as it was, the earlier boot's
+        // `running` would stand there until the next init stage.
+        let mut refusal = Report::start();
+        refusal.errors.push(
+            "no run of this boot to finish: status.json was an init stage's of an earlier \
+             boot; the init stage (`metaboot run --stage init`, metaboot.service) runs first"
+                .to_owned(),
         );
+        finish(&state, &mut refusal);
+        return refusal;
     }
     report.resume();
     // `running` with no stage left to wait for: from here on, a final stage that is killed

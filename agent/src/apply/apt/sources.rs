@@ -93,9 +93,7 @@ pub(super) fn add_source(
         path.push_str(".list");
     }
     let shown = root.host_path(&path);
-    let (dir, name) = root
-        .parent(&path, true)
-        .map_err(PathError::fail("create directory", &shown))?;
+    let (dir, name) = root.write_target(std::path::Path::new(&path))?;
     let mut text = if source.append {
         // As write_files' `append`: never through a symlink or a hard link.
         dir.read_unshared(&name)

@@ -145,13 +145,15 @@ pub enum SwapError {
     },
 }
 
-/// Whether `filename` is an active swap area (`/proc/swaps`), or cannot be told (no
-/// `/proc/swaps`): then an existing file is left as it is, as cloud-init does.
-fn in_use(root: &Root, filename: &str) -> bool {
+/// Whether one of `names` (a swap file's) is an active swap area (`/proc/swaps`), or cannot
+/// be told (no `/proc/swaps`): then an existing file is left as it is, as cloud-init does.
+fn in_use(root: &Root, names: &[&str]) -> bool {
     match root.read_optional_string("/proc/swaps") {
-        Ok(Some(swaps)) => swaps
-            .lines()
-            .any(|line| line.split_whitespace().next() == Some(filename)),
+        Ok(Some(swaps)) => swaps.lines().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|name| names.contains(&name))
+        }),
         _ => true,
     }
 }
@@ -178,13 +180,17 @@ pub fn make(root: &Root, request: &SwapRequest) -> Result<Option<String>, SwapEr
         let path = path.clone();
         move |source: std::io::Error| SwapError::Io { path, what, source }
     };
-    if root.exists(&request.filename) && in_use(root, &request.filename) {
+    // Where `fallocate` (cloud-init's) makes it: through root's symlink, a user's refused.
+    let (dir, name) = root
+        .write_target(std::path::Path::new(&request.filename))
+        .map_err(|err| io(err.op)(err.source))?;
+    // The kernel lists a swap file by the path it was opened at: the link's target's.
+    let target = dir.child_path(&name);
+    let listed = [path.as_str(), &target.to_string_lossy()];
+    if dir.entry(&name).is_ok_and(|e| e.is_some()) && in_use(root, &listed) {
         tracing::info!(file = %path, "swap file exists and is in use: kept");
         return Ok(Some(path));
     }
-    let (dir, name) = root
-        .parent(&request.filename, true)
-        .map_err(io("make its directory"))?;
     // A user's directory in /tmp: they could swap the file for one of theirs, which the
     // kernel would then fill with root's memory.
     root.refuse_user_dir_in_sticky(&dir, None)

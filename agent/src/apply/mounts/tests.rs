@@ -222,18 +222,18 @@ fn a_swap_file_line_an_older_metaboot_wrote_without_the_mark_is_not_doubled() {
     );
 }
 
+/// The swap file is made where cloud-init's `fallocate` makes it: through root's symlink (the
+/// link kept; in use, as `/proc/swaps` lists its target, it is kept). A user's symlink there is
+/// refused, never followed nor replaced, the error naming it.
 #[test]
-fn a_symlink_planted_at_the_swap_file_is_replaced_never_followed() {
-    let (dir, root) = root_with("");
+fn a_swap_file_is_made_through_roots_symlink_and_a_users_refused() {
+    let (_dir, root) = root_with("");
     fs::create_dir_all(root.host_path("/proc")).unwrap();
-    fs::write(
-        root.host_path("/proc/swaps"),
-        "Filename Type Size Used Priority\n",
-    )
-    .unwrap();
-    let victim = root.host_path("/etc/shadow");
-    fs::write(&victim, "root:*:19000::::::\n").unwrap();
-    std::os::unix::fs::symlink("/etc/shadow", root.host_path("/swap.img")).unwrap();
+    let swaps = root.host_path("/proc/swaps");
+    fs::write(&swaps, "Filename Type Size Used Priority\n").unwrap();
+    fs::create_dir_all(root.host_path("/var/swap")).unwrap();
+    let link = root.host_path("/swap.img");
+    std::os::unix::fs::symlink("var/swap/file", &link).unwrap();
     let request = swap::SwapRequest {
         filename: "/swap.img".into(),
         size: swap::Size::Bytes(1 << 20),
@@ -243,10 +243,31 @@ fn a_symlink_planted_at_the_swap_file_is_replaced_never_followed() {
         swap::make(&root, &request).unwrap().as_deref(),
         Some("/swap.img")
     );
-    assert_eq!(fs::read_to_string(&victim).unwrap(), "root:*:19000::::::\n");
-    let made = fs::symlink_metadata(root.host_path("/swap.img")).unwrap();
+    let made = fs::symlink_metadata(root.host_path("/var/swap/file")).unwrap();
     assert!(made.file_type().is_file() && made.len() == 1 << 20);
-    drop(dir);
+    assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    let target = root.host_path("/var/swap/file");
+    let line = format!("{} file 1024 0 -2\n", target.display());
+    fs::write(&swaps, line).unwrap();
+    fs::write(&target, "in use").unwrap();
+    swap::make(&root, &request).unwrap();
+    assert_eq!(fs::read_to_string(&target).unwrap(), "in use");
+    if !crate::testutil::require_root() {
+        return;
+    }
+    let victim = root.host_path("/etc/shadow");
+    fs::write(&victim, "root:*:19000::::::\n").unwrap();
+    fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(1000), Some(1000)).unwrap();
+    let err = format!(
+        "{:#}",
+        anyhow::Error::from(swap::make(&root, &request).unwrap_err())
+    );
+    let said = format!("{} is a symlink owned by uid 1000", link.display());
+    assert!(err.contains(&said), "{err}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root:*:19000::::::\n");
+    assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
 }
 
 /// A swap file asked for in a directory a user made in /var/tmp: that user could put a file

@@ -313,17 +313,46 @@ fn the_images_file_is_kept_beside_the_new_one() {
             .join("etc/systemd/timesyncd.conf.d/cloud-init.conf")
             .is_file()
     );
-    // A symlink in the file's place is refused, never read through.
+}
+
+/// Root's symlink in the file's place is written through, as cloud-init's `open(path)` writes
+/// it (the link kept, the target's old content kept as the `.dist`); a user's is refused,
+/// never read through nor replaced, and the error names it.
+#[test]
+fn roots_symlink_is_written_through_and_a_users_refused() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/ntp")).unwrap();
+    std::fs::write(dir.path().join("etc/ntp/ntp.conf"), "old\n").unwrap();
+    let link = dir.path().join("etc/ntp.conf");
+    symlink("ntp/ntp.conf", &link).unwrap();
     let linked = Client {
         confpath: "/etc/ntp.conf".into(),
         ..client_named("ntp")
     };
+    write(&root, &linked, "new\n").unwrap();
+    let read = |path: &str| std::fs::read_to_string(dir.path().join(path)).unwrap();
+    assert_eq!(read("etc/ntp/ntp.conf"), "new\n");
+    assert_eq!(read("etc/ntp.conf.dist"), "old\n");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    if !crate::testutil::require_root() {
+        return;
+    }
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(dir.path().join("etc/ntp.conf.dist")).unwrap();
     std::fs::write(dir.path().join("etc/shadow"), "secret\n").unwrap();
-    std::os::unix::fs::symlink("/etc/shadow", dir.path().join("etc/ntp.conf")).unwrap();
-    assert!(write(&root, &linked, "x\n").is_err());
-    assert!(!dir.path().join("etc/ntp.conf.dist").exists());
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("etc/shadow")).unwrap(),
-        "secret\n"
+    symlink("/etc/shadow", &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(1000), Some(1000)).unwrap();
+    let err = crate::log::chain(&write(&root, &linked, "x\n").unwrap_err());
+    assert!(
+        err.contains(&format!(
+            "{} is a symlink owned by uid 1000",
+            link.display()
+        )),
+        "{err}"
     );
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert!(!dir.path().join("etc/ntp.conf.dist").exists());
+    assert_eq!(read("etc/shadow"), "secret\n");
 }

@@ -308,6 +308,36 @@ fn a_foreign_link_deep_in_the_path_is_refused_as_at_the_top() {
     assert!(!dir.path().join("etc/deep").exists());
 }
 
+/// A file is read as root's configuration only where a write of it would go: through root's
+/// final link in root's directory; not through one into a directory users may add entries to
+/// (`/tmp`, where a user planted the file), nor from such a directory, whoever's the file.
+#[test]
+fn a_file_users_may_have_put_in_place_is_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, root) = root();
+    symlink("passwd", dir.path().join("etc/pw")).unwrap();
+    assert_eq!(root.read_optional("/etc/pw").unwrap().unwrap(), b"inside\n");
+    fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    let sticky = fs::Permissions::from_mode(0o1777);
+    fs::set_permissions(dir.path().join("tmp"), sticky).unwrap();
+    fs::write(dir.path().join("tmp/app.conf"), "planted\n").unwrap();
+    symlink("/tmp/app.conf", dir.path().join("etc/app.conf")).unwrap();
+    for (path, refusal) in [
+        ("/etc/app.conf", "is root's symlink into"),
+        (
+            "/tmp/app.conf",
+            "is in a directory users may add entries to",
+        ),
+    ] {
+        let err = root.read_optional(path).unwrap_err();
+        let shown = root.host_path(path);
+        let said = format!("{} {refusal}", shown.display());
+        assert!(err.to_string().starts_with(&said), "{err}");
+    }
+    // Nothing there, nothing a user put there.
+    assert_eq!(root.read_optional("/tmp/none").unwrap(), None);
+}
+
 #[test]
 fn a_status_is_taken_in_one_call_or_by_the_walk_with_the_same_answer() {
     let (dir, root) = root();
