@@ -357,6 +357,46 @@ fn db_from_env_and_missing_directories() {
     );
 }
 
+/// A `--db` path that looks like a SQLite URI (`file:NAME`, `?mode=memory`) is a file of that
+/// name in the current directory: the registry written there is the one read back, and no
+/// other file (`NAME`) or in-memory registry takes the writes.
+#[test]
+fn a_db_path_that_looks_like_a_sqlite_uri_is_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |db: &str, args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .current_dir(dir.path())
+            .env_remove("METABOOT_DB")
+            .args(["--db", db])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{db} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    for (db, name) in [
+        ("file:reg.sqlite", "file:reg.sqlite"),
+        ("file:mem.sqlite?mode=memory", "file:mem.sqlite?mode=memory"),
+        ("sqlite:file:other.sqlite", "file:other.sqlite"),
+    ] {
+        run(
+            db,
+            &["network", "create", "net1", "--cidr", "198.18.0.0/24"],
+        );
+        let listed: Value =
+            serde_json::from_slice(&run(&format!("./{name}"), &["network", "list", "--json"]))
+                .unwrap();
+        assert_eq!(listed[0]["name"], "net1", "{db}");
+    }
+    for uri_target in ["reg.sqlite", "mem.sqlite", "other.sqlite"] {
+        assert!(!dir.path().join(uri_target).exists(), "{uri_target}");
+    }
+}
+
 /// Display names follow nova's rule for a server name: up to 255 characters (not bytes), no
 /// whitespace at either end.
 #[test]
