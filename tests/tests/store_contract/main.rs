@@ -181,6 +181,11 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         roles::a_role_that_may_only_read_and_write_uses_the_registry,
     ),
     (
+        "a_role_that_may_only_read_is_refused_a_write_with_the_grants_to_run",
+        "roles_read_only",
+        roles::a_role_that_may_only_read_is_refused_a_write_with_the_grants_to_run,
+    ),
+    (
         "a_role_that_may_not_create_the_schema_is_told_what_to_do",
         "roles_no_schema",
         roles::a_role_that_may_not_create_the_schema_is_told_what_to_do,
