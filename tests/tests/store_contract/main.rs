@@ -171,6 +171,11 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         servers::an_open_beside_a_write_waits_for_it_in_nothing,
     ),
     (
+        "a_write_queued_behind_a_long_write_waits_for_it",
+        "write_queued",
+        servers::a_write_queued_behind_a_long_write_waits_for_it,
+    ),
+    (
         "an_empty_database_made_again_is_given_the_schema",
         "made_again_empty",
         servers::an_empty_database_made_again_is_given_the_schema,

@@ -8,6 +8,7 @@ use ::postgres::types::ToSql;
 use ::postgres::{GenericClient, Row, Statement};
 
 use super::grants::read_write_grants_to_fill;
+use super::locks;
 use super::pool::error_text;
 use crate::store::constraint::Constraint;
 use crate::store::error::{StoreError, StoreResult};
@@ -71,10 +72,12 @@ fn not_permitted(target: &str, err: &::postgres::Error) -> StoreError {
 }
 
 impl<C: GenericClient> PgSql<'_, C> {
-    /// Takes the transaction-scoped advisory lock `key` (released at commit or rollback).
+    /// Takes the transaction-scoped advisory lock `key` (released at commit or rollback),
+    /// waiting for another writer at most [`locks::WRITE_LOCK_WAIT`].
     pub fn lock_writes(&mut self, key: i64) -> StoreResult<()> {
-        self.execute_text("SELECT pg_advisory_xact_lock($1)", &[&key])
-            .map(drop)
+        locks::take(self.client, &[key]).map_err(|err| {
+            locks::held_too_long(&err, self.target).unwrap_or_else(|| self.fail(&err))
+        })
     }
 
     pub fn fail(&mut self, err: &::postgres::Error) -> StoreError {

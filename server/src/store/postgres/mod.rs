@@ -19,6 +19,8 @@ use super::feed::{CHANGE_CHANNEL, Wakeups};
 use super::sql::{Backend, Sql};
 use conn::{PgSql, is_connection_error};
 use locks::WRITE_LOCK;
+pub use locks::WRITE_LOCK_WAIT;
+pub use pool::STATEMENT_TIMEOUT;
 use pool::{Conn, Pool, error_text};
 
 /// Attempts per call: the first may find a connection the server closed while it sat idle.
