@@ -397,6 +397,27 @@ fn a_db_path_that_looks_like_a_sqlite_uri_is_a_path() {
     }
 }
 
+/// A PostgreSQL URL that requires TLS, which the server does not support yet, is refused
+/// before any connection (exit 2: the unit does not restart it), saying how to connect.
+#[test]
+fn a_postgres_url_that_requires_tls_is_refused_saying_how_to_connect() {
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env_remove("METABOOT_DB")
+            .arg("--db")
+            .arg(format!("postgres://u@127.0.0.1:1/db?sslmode={mode}"))
+            .args(["network", "list"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{mode}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains("not support yet"),
+            "{stderr}"
+        );
+    }
+}
+
 /// Display names follow nova's rule for a server name: up to 255 characters (not bytes), no
 /// whitespace at either end.
 #[test]
