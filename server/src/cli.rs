@@ -54,7 +54,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let db = || match cli.db.as_deref() {
         Some(db) => Ok(db),
-        None => crate::store::default_db().map_err(anyhow::Error::msg),
+        None => crate::store::default_db().map_err(anyhow::Error::from),
     };
     match cli.command {
         Command::Network(cmd) => admin::network(db()?, cmd),

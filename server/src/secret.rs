@@ -41,6 +41,13 @@ pub enum SecretError {
         /// What `chown` takes for that user: its name, else its uid.
         owner: String,
     },
+    #[error(
+        "the shared secret file {} is a directory: a file is expected; give the path of the \
+         file that holds the secret (create one with `umask 077; head -c 32 /dev/urandom | \
+         base64 > FILE`)",
+        path.display()
+    )]
+    Directory { path: PathBuf },
     #[error("failed to read the shared secret file {}", path.display())]
     Read {
         path: PathBuf,
@@ -76,15 +83,16 @@ impl SecretError {
             self,
             Self::Missing { .. }
                 | Self::Unreadable { .. }
+                | Self::Directory { .. }
                 | Self::TooOpen { .. }
                 | Self::TooLarge { .. }
                 | Self::Empty { .. }
         )
     }
 
-    /// The error for `source`, met opening or reading `path`: a missing file and one the
-    /// process may not read are the user's to fix (their message says how); anything else is
-    /// the machine's.
+    /// The error for `source`, met opening or reading `path`: a missing file, one the process
+    /// may not read and a directory are the user's to fix (their message says how; the same
+    /// faults as `user_file::is_users_fault`'s); anything else is the machine's.
     fn io(path: &Path, source: std::io::Error) -> Self {
         let path = path.to_owned();
         match source.kind() {
@@ -93,6 +101,7 @@ impl SecretError {
                 let (user, owner) = process_user();
                 Self::Unreadable { path, user, owner }
             }
+            ErrorKind::IsADirectory => Self::Directory { path },
             _ => Self::Read { path, source },
         }
     }
@@ -115,7 +124,15 @@ pub fn read_secret(path: &Path) -> Result<Arc<[u8]>, SecretError> {
     let read_error = |source| SecretError::io(path, source);
     let mut file = std::fs::File::open(path).map_err(read_error)?;
     // The mode of the file opened, not of whatever the path names a moment later.
-    let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
+    let metadata = file.metadata().map_err(read_error)?;
+    // A directory opens, and only read(2) refuses it: refused before its mode is judged, so
+    // the message is not a `chmod` of the directory.
+    if metadata.is_dir() {
+        return Err(SecretError::Directory {
+            path: path.to_owned(),
+        });
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
     if mode & FORBIDDEN_SECRET_MODE_BITS != 0 {
         return Err(SecretError::TooOpen {
             path: path.to_owned(),
@@ -215,16 +232,37 @@ mod tests {
     #[test]
     fn other_read_errors_are_the_machines() {
         let path = Path::new("/etc/metaboot/secret");
-        for errno in [libc::EIO, libc::EISDIR, libc::EMFILE] {
+        for errno in [libc::EIO, libc::EMFILE] {
             let err = SecretError::io(path, std::io::Error::from_raw_os_error(errno));
             assert!(matches!(err, SecretError::Read { .. }), "{errno}: {err}");
             assert!(!err.is_user_error(), "{errno}: {err}");
         }
-        // A directory given as the secret: opened, then refused by read(2).
+    }
+
+    /// A directory opens (only read(2) refuses it): it is refused as the user's to fix, the
+    /// same whatever its mode, never with a `chmod` of the directory to run.
+    #[test]
+    fn a_directory_is_refused_as_the_users_saying_a_file_is_expected() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let err = read_secret(dir.path()).unwrap_err();
-        assert!(!err.is_user_error(), "{err}");
+        for mode in [0o700, 0o755] {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_secret(dir.path()).unwrap_err();
+            assert!(matches!(err, SecretError::Directory { .. }), "{err}");
+            assert!(err.is_user_error(), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&dir.path().display().to_string())
+                    && text.contains("a file is expected")
+                    && !text.contains("chmod"),
+                "{text}"
+            );
+        }
+        let err = SecretError::io(
+            Path::new("/etc/metaboot"),
+            std::io::Error::from_raw_os_error(libc::EISDIR),
+        );
+        assert!(matches!(err, SecretError::Directory { .. }), "{err}");
+        assert!(crate::user_file::is_users_fault(ErrorKind::IsADirectory));
     }
 
     #[test]

@@ -357,6 +357,67 @@ fn db_from_env_and_missing_directories() {
     );
 }
 
+/// A `--db` path that looks like a SQLite URI (`file:NAME`, `?mode=memory`) is a file of that
+/// name in the current directory: the registry written there is the one read back, and no
+/// other file (`NAME`) or in-memory registry takes the writes.
+#[test]
+fn a_db_path_that_looks_like_a_sqlite_uri_is_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |db: &str, args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .current_dir(dir.path())
+            .env_remove("METABOOT_DB")
+            .args(["--db", db])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{db} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    for (db, name) in [
+        ("file:reg.sqlite", "file:reg.sqlite"),
+        ("file:mem.sqlite?mode=memory", "file:mem.sqlite?mode=memory"),
+        ("sqlite:file:other.sqlite", "file:other.sqlite"),
+    ] {
+        run(
+            db,
+            &["network", "create", "net1", "--cidr", "198.18.0.0/24"],
+        );
+        let listed: Value =
+            serde_json::from_slice(&run(&format!("./{name}"), &["network", "list", "--json"]))
+                .unwrap();
+        assert_eq!(listed[0]["name"], "net1", "{db}");
+    }
+    for uri_target in ["reg.sqlite", "mem.sqlite", "other.sqlite"] {
+        assert!(!dir.path().join(uri_target).exists(), "{uri_target}");
+    }
+}
+
+/// A PostgreSQL URL that requires TLS, which the server does not support yet, is refused
+/// before any connection (exit 2: the unit does not restart it), saying how to connect.
+#[test]
+fn a_postgres_url_that_requires_tls_is_refused_saying_how_to_connect() {
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_metaboot-server"))
+            .env_remove("METABOOT_DB")
+            .arg("--db")
+            .arg(format!("postgres://u@127.0.0.1:1/db?sslmode={mode}"))
+            .args(["network", "list"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{mode}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains("not support yet"),
+            "{stderr}"
+        );
+    }
+}
+
 /// Display names follow nova's rule for a server name: up to 255 characters (not bytes), no
 /// whitespace at either end.
 #[test]

@@ -219,9 +219,7 @@ impl Settings {
         Ok(Self {
             db: match db_flag.map(str::to_owned).or_else(|| file.db.clone()) {
                 Some(db) => db,
-                None => crate::store::default_db()
-                    .map_err(anyhow::Error::msg)?
-                    .to_owned(),
+                None => crate::store::default_db()?.to_owned(),
             },
             shared_secret_file,
             api_listen,

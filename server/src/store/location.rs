@@ -17,21 +17,22 @@ pub const DEFAULT_DB: &str = "/var/lib/metaboot-server/registry.sqlite";
 pub const OLD_DEFAULT_DB: &str = "/var/lib/metaboot/registry.sqlite";
 
 /// The registry to use when none is given: [`DEFAULT_DB`], unless only the old default
-/// exists, which must be moved first.
-pub fn default_db() -> Result<&'static str, String> {
+/// exists, which must be moved first: a refusal (exit 2), as the units do not restart a role
+/// for it (`RestartPreventExitStatus=2`), since nothing changes until the registry is moved.
+pub fn default_db() -> StoreResult<&'static str> {
     default_db_in(std::path::Path::new("/"))
 }
 
 /// [`default_db`] with the paths taken under `root` (tests).
-fn default_db_in(root: &std::path::Path) -> Result<&'static str, String> {
+fn default_db_in(root: &std::path::Path) -> StoreResult<&'static str> {
     let under = |path: &str| root.join(path.trim_start_matches('/'));
     if !under(DEFAULT_DB).exists() && under(OLD_DEFAULT_DB).exists() {
-        return Err(format!(
+        return Err(StoreError::Invalid(format!(
             "the registry's default place is now {DEFAULT_DB}, and {OLD_DEFAULT_DB} holds one: \
              move it (with its -wal and -shm files, the server stopped): mkdir -p \
              /var/lib/metaboot-server && mv {OLD_DEFAULT_DB}* /var/lib/metaboot-server/ && \
              chown -R metaboot: /var/lib/metaboot-server; or give --db {OLD_DEFAULT_DB}"
-        ));
+        )));
     }
     Ok(DEFAULT_DB)
 }
@@ -246,16 +247,21 @@ mod tests {
     #[test]
     fn an_old_default_registry_must_be_moved_not_replaced_by_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(default_db_in(dir.path()), Ok(DEFAULT_DB));
+        assert_eq!(default_db_in(dir.path()).unwrap(), DEFAULT_DB);
         let old = dir.path().join(OLD_DEFAULT_DB.trim_start_matches('/'));
         std::fs::create_dir_all(old.parent().unwrap()).unwrap();
         std::fs::write(&old, "").unwrap();
         let err = default_db_in(dir.path()).unwrap_err();
-        assert!(err.contains("move it") && err.contains("--db"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("move it") && text.contains("--db"), "{text}");
+        // A refusal (exit 2), which the units do not restart: it stays until the move.
+        assert!(err.is_user_error(), "{err:?}");
+        let exit = crate::cli::exit_code(&anyhow::Error::from(err));
+        assert_eq!(exit, crate::cli::EXIT_REFUSED);
         let new = dir.path().join(DEFAULT_DB.trim_start_matches('/'));
         std::fs::create_dir_all(new.parent().unwrap()).unwrap();
         std::fs::write(&new, "").unwrap();
-        assert_eq!(default_db_in(dir.path()), Ok(DEFAULT_DB));
+        assert_eq!(default_db_in(dir.path()).unwrap(), DEFAULT_DB);
     }
 
     #[test]

@@ -87,18 +87,24 @@ fn resolve<T>(
     }
 }
 
-/// The id a lookup key stands for: a UUID in any case is stored in lower case (as nova and
-/// neutron take one in either); `None` for a key no record can have (a NUL byte, which no
-/// stored id or name holds and PostgreSQL refuses in a query).
+/// The id a lookup key stands for: a UUID in any form `validate::uuid` takes (either case,
+/// without hyphens, in braces, as a `urn:uuid:`) is stored hyphenated in lower case, as nova
+/// and neutron take one in any of them; `None` for a key no record can have (a NUL byte,
+/// which no stored id or name holds and PostgreSQL refuses in a query).
 fn lookup_id(key: &str) -> Option<Cow<'_, str>> {
     if key.contains('\0') {
         return None;
     }
     Some(match uuid::Uuid::parse_str(key) {
-        Ok(_) if key.chars().any(|c| c.is_ascii_uppercase()) => {
-            Cow::Owned(key.to_ascii_lowercase())
+        Ok(id) => {
+            let stored = id.hyphenated().to_string();
+            if stored == key {
+                Cow::Borrowed(key)
+            } else {
+                Cow::Owned(stored)
+            }
         }
-        _ => Cow::Borrowed(key),
+        Err(_) => Cow::Borrowed(key),
     })
 }
 
@@ -768,5 +774,27 @@ impl CheckedInstance {
             created: self.created,
         };
         (instance, port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uuid_in_any_form_validate_takes_is_looked_up_as_stored() {
+        let stored = "0123abcd-0123-4567-89ab-0123456789ab";
+        for key in [
+            stored,
+            "0123ABCD-0123-4567-89AB-0123456789AB",
+            "0123abcd0123456789ab0123456789ab",
+            "{0123abcd-0123-4567-89ab-0123456789ab}",
+            "urn:uuid:0123abcd-0123-4567-89ab-0123456789ab",
+        ] {
+            assert_eq!(validate::uuid(key).unwrap(), stored, "{key}");
+            assert_eq!(lookup_id(key).as_deref(), Some(stored), "{key}");
+        }
+        assert_eq!(lookup_id("web").as_deref(), Some("web"));
+        assert_eq!(lookup_id("we\0b"), None);
     }
 }

@@ -171,6 +171,11 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         servers::an_open_beside_a_write_waits_for_it_in_nothing,
     ),
     (
+        "a_write_queued_behind_a_long_write_waits_for_it",
+        "write_queued",
+        servers::a_write_queued_behind_a_long_write_waits_for_it,
+    ),
+    (
         "an_empty_database_made_again_is_given_the_schema",
         "made_again_empty",
         servers::an_empty_database_made_again_is_given_the_schema,
@@ -179,6 +184,11 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         "a_role_that_may_only_read_and_write_uses_the_registry",
         "roles_read_write",
         roles::a_role_that_may_only_read_and_write_uses_the_registry,
+    ),
+    (
+        "a_role_that_may_only_read_is_refused_a_write_with_the_grants_to_run",
+        "roles_read_only",
+        roles::a_role_that_may_only_read_is_refused_a_write_with_the_grants_to_run,
     ),
     (
         "a_role_that_may_not_create_the_schema_is_told_what_to_do",

@@ -157,6 +157,11 @@ pub fn names_resolve_by_id_or_unique_name(store: &dyn Store) {
     ));
     assert_eq!(store.instance(&first.uuid).unwrap().uuid, first.uuid);
     assert_eq!(store.instance(&second.uuid).unwrap().uuid, second.uuid);
+    // The forms `validate::uuid` takes besides the hyphenated one name the same instance.
+    let simple = first.uuid.replace('-', "");
+    assert_eq!(store.instance(&simple).unwrap().uuid, first.uuid);
+    let braced = format!("{{{}}}", first.uuid.to_ascii_uppercase());
+    assert_eq!(store.instance(&braced).unwrap().uuid, first.uuid);
     not_found(store.instance("db"));
 
     store

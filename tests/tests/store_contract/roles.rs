@@ -1,8 +1,9 @@
 //! Roles that may not create the registry's tables: one granted only reads and writes of the
-//! rows of a registry another role made, one facing a database with no registry yet.
+//! rows of a registry another role made, one granted reads only, one facing a database with no
+//! registry yet.
 
 use metaboot_harness::postgres::PgServer;
-use metaboot_server::store::{self, StoreError};
+use metaboot_server::store::{self, NewNetwork, StoreError};
 
 use crate::support::{instance, network, port_on};
 
@@ -36,6 +37,52 @@ pub fn a_role_that_may_only_read_and_write_uses_the_registry(server: &PgServer, 
     store.delete_instance(&port.instance_id).unwrap();
     store.delete_network(&net.id).unwrap();
     assert!(owner.networks().unwrap().is_empty());
+}
+
+/// A role granted SELECT only reads the registry, and a write of it is refused as a matter of
+/// configuration (exit 2, as the same refusal at open), with the grants to run; nothing is
+/// written.
+pub fn a_role_that_may_only_read_is_refused_a_write_with_the_grants_to_run(
+    server: &PgServer,
+    name: &str,
+) {
+    let role = format!("{name}_ro");
+    let owner = store::open(&server.url(name)).unwrap();
+    let net = network(&*owner, "net1", "198.18.0.0/24");
+    server
+        .psql(
+            name,
+            &format!(
+                "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA public TO {role}; \
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+            ),
+        )
+        .unwrap();
+    let store = store::open(&server.url_as(&role, name)).unwrap();
+    assert_eq!(store.networks().unwrap(), vec![net.clone()]);
+    let refused = store.create_network(&NewNetwork {
+        name: "net2".to_owned(),
+        project: "p1".to_owned(),
+        cidr: "198.18.1.0/24".parse().unwrap(),
+        ..NewNetwork::default()
+    });
+    match refused {
+        Err(err @ StoreError::NotPermitted(_)) => {
+            assert!(err.is_user_error());
+            let msg = err.to_string();
+            assert!(
+                msg.contains("permission denied")
+                    && msg.contains("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a refused privilege, got {other:?}"),
+    }
+    assert!(matches!(
+        store.delete_network(&net.id),
+        Err(StoreError::NotPermitted(_))
+    ));
+    assert_eq!(owner.networks().unwrap(), vec![net]);
 }
 
 /// A role that may not create tables, opening a database with no registry, is told what to

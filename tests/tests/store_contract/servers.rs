@@ -1,4 +1,5 @@
-//! Whole-registry behaviour: concurrent openers, an open beside a write, a PostgreSQL restart
+//! Whole-registry behaviour: concurrent openers, an open beside a write, a write queued behind
+//! a long one, a PostgreSQL restart
 //! under a live store, a registry database made again under a live server (filled by another,
 //! or left empty).
 
@@ -73,6 +74,52 @@ pub fn an_open_beside_a_write_waits_for_it_in_nothing(server: &PgServer, name: &
             "the open waited {took:?} for the write"
         );
     });
+}
+
+/// The advisory lock every write takes first (`server/src/store/postgres/locks.rs`), its key
+/// spelt as there.
+const WRITE_LOCK: i64 = i64::from_be_bytes(*b"mbwrites");
+
+/// How long the writer ahead of [`a_write_queued_behind_a_long_write_waits_for_it`] holds the
+/// write lock: past the time one statement may run.
+fn held() -> Duration {
+    store::STATEMENT_TIMEOUT + Duration::from_secs(2)
+}
+
+/// A write queued behind another that holds the registry longer than any one statement may
+/// run (a bulk registration) waits for it, up to `WRITE_LOCK_WAIT`, rather than fail at the
+/// session's `statement_timeout`.
+pub fn a_write_queued_behind_a_long_write_waits_for_it(server: &PgServer, name: &str) {
+    assert!(held() < store::WRITE_LOCK_WAIT);
+    let store = store::open(&server.url(name)).unwrap();
+    let hold = format!(
+        "SELECT pg_advisory_xact_lock({WRITE_LOCK}); SELECT pg_sleep({});",
+        held().as_secs()
+    );
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| server.psql(name, &hold));
+        let granted = "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = \
+                       'advisory' AND granted) THEN RAISE 'not yet'; END IF; END $$";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.psql(name, granted).is_err() {
+            assert!(Instant::now() < deadline, "the writer never took the lock");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let started = Instant::now();
+        let created = store.create_network(&store::NewNetwork {
+            name: "net1".to_owned(),
+            project: "p1".to_owned(),
+            cidr: "198.18.0.0/24".parse().unwrap(),
+            ..store::NewNetwork::default()
+        });
+        let waited = started.elapsed();
+        writer.join().unwrap().unwrap();
+        if let Err(err) = created {
+            panic!("the write queued for {waited:?} failed: {err}");
+        }
+        assert!(waited > store::STATEMENT_TIMEOUT, "{waited:?}");
+    });
+    assert_eq!(store.networks().unwrap().len(), 1);
 }
 
 /// Restarting PostgreSQL under a live store: the next call reconnects; while it is down,

@@ -7,6 +7,8 @@ use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
 use ::postgres::{GenericClient, Row, Statement};
 
+use super::grants::read_write_grants_to_fill;
+use super::locks;
 use super::pool::error_text;
 use crate::store::constraint::Constraint;
 use crate::store::error::{StoreError, StoreResult};
@@ -55,11 +57,27 @@ fn constraint(code: &SqlState, name: Option<&str>) -> Option<Constraint> {
     })
 }
 
+/// PostgreSQL refused the role a privilege on the registry's tables (a role granted SELECT
+/// only, writing): a configuration refusal, as the same refusal at open is (`upgrade.rs`),
+/// with the grants to run. Inside the failed transaction the catalog cannot be read to name
+/// the role and the schema: the user fills them in.
+fn not_permitted(target: &str, err: &::postgres::Error) -> StoreError {
+    StoreError::NotPermitted(format!(
+        "{target}: {}; this role may not read and write the registry's tables: have the \
+         database's owner run `{}` in that database (ROLE: the role --db connects as; public: \
+         the registry's schema), then run this again",
+        error_text(err),
+        read_write_grants_to_fill()
+    ))
+}
+
 impl<C: GenericClient> PgSql<'_, C> {
-    /// Takes the transaction-scoped advisory lock `key` (released at commit or rollback).
+    /// Takes the transaction-scoped advisory lock `key` (released at commit or rollback),
+    /// waiting for another writer at most [`locks::WRITE_LOCK_WAIT`].
     pub fn lock_writes(&mut self, key: i64) -> StoreResult<()> {
-        self.execute_text("SELECT pg_advisory_xact_lock($1)", &[&key])
-            .map(drop)
+        locks::take(self.client, &[key]).map_err(|err| {
+            locks::held_too_long(&err, self.target).unwrap_or_else(|| self.fail(&err))
+        })
     }
 
     pub fn fail(&mut self, err: &::postgres::Error) -> StoreError {
@@ -67,6 +85,9 @@ impl<C: GenericClient> PgSql<'_, C> {
             && let Some(constraint) = constraint(db.code(), db.constraint())
         {
             return constraint.refusal(db.message());
+        }
+        if err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+            return not_permitted(self.target, err);
         }
         if is_connection_error(err) {
             self.lost = true;

@@ -17,6 +17,14 @@ const ROLE_AND_SCHEMA: &str = "SELECT pg_catalog.quote_ident(current_user::text)
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
     WHERE c.oid = pg_catalog.to_regclass('schema_version')), 'public'))";
 
+/// [`READ_WRITE_GRANTS`] with the placeholders the user fills: for a statement refused inside
+/// a transaction, which can run no other (the catalog cannot be read to name them).
+pub fn read_write_grants_to_fill() -> String {
+    READ_WRITE_GRANTS
+        .replace("{schema}", "public")
+        .replace("{role}", "ROLE")
+}
+
 /// [`READ_WRITE_GRANTS`] for this session's role on the registry's schema; with placeholders
 /// left for the user to fill when the catalog cannot be read either.
 pub fn read_write_grants(client: &mut Client) -> String {

@@ -8,6 +8,7 @@ mod locks;
 mod pool;
 mod schema;
 mod sql;
+mod tls;
 mod upgrade;
 
 use std::time::Duration;
@@ -19,6 +20,8 @@ use super::feed::{CHANGE_CHANNEL, Wakeups};
 use super::sql::{Backend, Sql};
 use conn::{PgSql, is_connection_error};
 use locks::WRITE_LOCK;
+pub use locks::WRITE_LOCK_WAIT;
+pub use pool::STATEMENT_TIMEOUT;
 use pool::{Conn, Pool, error_text};
 
 /// Attempts per call: the first may find a connection the server closed while it sat idle.
@@ -39,10 +42,12 @@ struct Failure {
 }
 
 impl PostgresBackend {
-    /// Connects (checking the URL and the server now, not on first use) and reads the
+    /// Connects (checking the URL and the server now, not on first use; a URL that requires
+    /// TLS is refused first, `tls.rs`) and reads the
     /// schema's version, creating the schema or bringing it up to date when it is missing or
     /// older (`upgrade.rs`).
     pub fn open(url: &str) -> StoreResult<Self> {
+        tls::refuse_required_tls(url)?;
         let config: Config = url.parse().map_err(|err: ::postgres::Error| {
             StoreError::Invalid(format!(
                 "bad PostgreSQL URL: {}; write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",

@@ -27,7 +27,7 @@ use ::postgres::{Client, GenericClient, IsolationLevel, Transaction};
 
 use super::conn::is_connection_error;
 use super::grants::read_write_grants;
-use super::locks::{SCHEMA_LOCK, WRITE_LOCK};
+use super::locks::{self, SCHEMA_LOCK, WRITE_LOCK};
 use super::pool::error_text;
 use super::schema;
 use crate::store::error::StoreError;
@@ -206,11 +206,14 @@ fn create_or_upgrade(
         .isolation_level(IsolationLevel::ReadCommitted)
         .start()
         .map_err(fail)?;
-    for key in [SCHEMA_LOCK, WRITE_LOCK] {
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
-            .map_err(fail)?;
-    }
-    // After the advisory locks: another opener's upgrade is waited for as long as it takes.
+    locks::take(&mut tx, &[SCHEMA_LOCK, WRITE_LOCK]).map_err(|err| {
+        match locks::held_too_long(&err, target) {
+            Some(error) => SchemaFailure { error, lost: false },
+            None => fail(err),
+        }
+    })?;
+    // After the advisory locks: another opener's upgrade (or a write) is waited for up to
+    // `locks::WRITE_LOCK_WAIT`, not this DDL's wait for a table.
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = {}",
         UPGRADE_LOCK_TIMEOUT.as_millis()

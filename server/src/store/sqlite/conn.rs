@@ -1,6 +1,7 @@
 //! One SQLite connection as the store sees it: opened with the busy timeout and foreign keys
 //! on, and its errors mapped to clear ones (a lock held too long, a constraint hit by a race).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,9 +16,12 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// never creates the file: only `create_private` (`mod.rs`) does, readable by its owner only,
 /// and a connection opened after `rm registry.sqlite*` would otherwise make an empty one with
 /// the default mode, which the server would then adopt and fill with passwords and user data.
+/// The path is a path, never a URI: see [`as_path`].
 pub(super) fn connect(path: &Path) -> StoreResult<Connection> {
-    let flags = OpenFlags::default().difference(OpenFlags::SQLITE_OPEN_CREATE);
-    let conn = Connection::open_with_flags(path, flags).map_err(|err| {
+    let flags = OpenFlags::default()
+        .difference(OpenFlags::SQLITE_OPEN_CREATE)
+        .difference(OpenFlags::SQLITE_OPEN_URI);
+    let conn = Connection::open_with_flags(as_path(path), flags).map_err(|err| {
         let gone = if path.exists() {
             ""
         } else {
@@ -32,6 +36,19 @@ pub(super) fn connect(path: &Path) -> StoreResult<Connection> {
     map(conn.busy_timeout(BUSY_TIMEOUT))?;
     map(conn.execute_batch("PRAGMA foreign_keys = ON"))?;
     Ok(conn)
+}
+
+/// `path` as SQLite must be given it to take it as a file's path: a relative one under `./`.
+/// SQLite reads a name that starts with `file:` as a URI (when `SQLITE_OPEN_URI` is set, and
+/// whatever the flags when it was built with `SQLITE_USE_URI`, as rusqlite's bundled SQLite
+/// is): `--db file:reg.sqlite` would open `reg.sqlite` beside the empty `file:reg.sqlite`
+/// made for it, and `?mode=memory` a registry thrown away at exit.
+fn as_path(path: &Path) -> Cow<'_, Path> {
+    if path.is_relative() {
+        Cow::Owned(Path::new(".").join(path))
+    } else {
+        Cow::Borrowed(path)
+    }
 }
 
 fn backend_error(err: &rusqlite::Error) -> StoreError {
@@ -74,6 +91,18 @@ pub(super) fn map<T>(result: rusqlite::Result<T>) -> StoreResult<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_path_is_never_a_uri() {
+        assert_eq!(
+            as_path(Path::new("file:reg.sqlite?mode=memory")),
+            Path::new("./file:reg.sqlite?mode=memory")
+        );
+        assert_eq!(
+            as_path(Path::new("/var/lib/file:x")),
+            Path::new("/var/lib/file:x")
+        );
+    }
 
     #[test]
     fn a_foreign_key_violation_is_the_same_refusal_as_on_postgresql() {
