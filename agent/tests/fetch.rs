@@ -197,19 +197,19 @@ fn a_document_refused_for_good_fails_its_own_step_only() {
     assert!(!guest.status()["instance_id"].is_null(), "{log}");
 }
 
-/// Other answers that stay the same at every boot (a 3xx, which document requests do not
-/// follow; a document over its size limit) fail their own step alone too: held back, the
-/// instance would never be provisioned.
+/// Other answers that stay the same at every boot (a permanent redirect, which document
+/// requests do not follow; a document over its size limit) fail their own step alone too:
+/// held back, the instance would never be provisioned.
 #[test]
-fn a_redirect_or_an_oversized_document_fails_its_own_step_only() {
+fn a_permanent_redirect_or_an_oversized_document_fails_its_own_step_only() {
     let too_large = vec![b' '; metaboot::source::http::MAX_METADATA_BYTES as usize + 1];
-    for case in ["302", "too large"] {
+    for case in ["301", "too large"] {
         let guest = Guest::new();
         guest.user_data("#cloud-config\nhostname: still-set\n");
-        if case == "302" {
+        if case == "301" {
             guest
                 .server
-                .fail("/openstack/latest/vendor_data.json", Fault::Status(302), 1);
+                .fail("/openstack/latest/vendor_data.json", Fault::Status(301), 1);
         } else {
             guest.serve("vendor_data.json", &too_large);
         }
@@ -219,6 +219,22 @@ fn a_redirect_or_an_oversized_document_fails_its_own_step_only() {
         assert_eq!(guest.read("/etc/hostname"), "still-set\n", "{case}: {log}");
         assert!(!guest.status()["instance_id"].is_null(), "{case}: {log}");
     }
+}
+
+/// A temporary redirect (a load balancer during maintenance) may be gone at the next boot:
+/// the instance waits for it, as for a 503, rather than being taken up without its user data.
+#[test]
+fn a_temporary_redirect_holds_the_instance_back() {
+    let guest = Guest::new();
+    guest.user_data("#cloud-config\nhostname: later\n");
+    let user_data = "/openstack/latest/user_data";
+    guest.server.fail(user_data, Fault::Status(307), 1);
+    let (code, log) = guest.run();
+    assert_eq!(code, 1, "{log}");
+    assert!(guest.status()["instance_id"].is_null(), "{log}");
+    let (code, log) = guest.run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(guest.read("/etc/hostname"), "later\n");
 }
 
 /// User data that does not come on the first boot (the service answers 503 to every attempt)

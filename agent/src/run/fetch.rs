@@ -213,9 +213,11 @@ struct Documents<'a> {
 }
 
 /// Whether `err` is an answer the source will give at every boot: a 4xx status other than
-/// 408 (timeout) and 429 (too many requests), or 501 (not implemented); any other status a
-/// document request does not take (a 3xx: it follows no redirects); a document over its size
-/// limit (from the service or the drive); a redirect refused; a URL that cannot be.
+/// 408 (timeout) and 429 (too many requests), 501 (not implemented), a permanent redirect
+/// (301, 308: document requests follow none); a document over its size limit (from the
+/// service or the drive); a redirect refused; a URL that cannot be. A temporary redirect (302,
+/// 303, 307: a load balancer during maintenance) and any other status may differ at the next
+/// boot.
 fn definite_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
     use crate::retry::RetryError;
     use crate::source::drive::DriveError;
@@ -235,7 +237,8 @@ fn definite_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
         };
         return match fetch {
             FetchError::Status { status, .. } => {
-                !matches!(status, 408 | 429 | 500..=599) || *status == 501
+                matches!(status, 400..=499 if *status != 408 && *status != 429)
+                    || matches!(status, 301 | 308 | 501)
             }
             FetchError::TooLarge { .. }
             | FetchError::Redirected { .. }
