@@ -174,24 +174,27 @@ fn take_seeing(
     make_runtime_dir(dir).map_err(|err| cannot(dir.display().to_string(), err))?;
     let path = dir.join(lock_name(netns, &routers, &identity));
     for _ in 0..MAX_LOCK_ATTEMPTS {
-        let file = OpenOptions::new()
+        let opened = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .mode(LOCK_FILE_MODE)
-            .open(&path)
-            .map_err(|err| cannot(path.display().to_string(), err))?;
+            .open(&path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                // Another user's file: a root `all` run by hand in the unit's directory left
+                // it, or still holds it.
+                clear_if_stale(&path, shown)?;
+                continue;
+            }
+            Err(err) => return Err(cannot(path.display().to_string(), err)),
+        };
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut locked) => {
-                // The holder before may have removed the file between the open and the lock:
-                // only the file at the path is the lock.
-                let held = locked
-                    .metadata()
-                    .map_err(|err| cannot(path.display().to_string(), err))?;
-                match std::fs::metadata(&path) {
-                    Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {}
-                    _ => continue,
+                if !is_at(&locked, &path).map_err(|err| cannot(path.display().to_string(), err))? {
+                    continue;
                 }
                 locked
                     .set_len(0)
@@ -203,20 +206,7 @@ fn take_seeing(
                 });
             }
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!("pid {pid}"),
-                    Err(_) => "pid unknown".to_owned(),
-                };
-                return Err(InputError(format!(
-                    "another metaboot-server all ({holder}) already serves the registry \
-                     {shown} in this network namespace, seeing the same router namespaces (its \
-                     lock {} is taken): stop it first, \
-                     or give this one another registry (db)",
-                    path.display()
-                ))
-                .into());
+                return Err(refusal(&mut file, &path, shown));
             }
             Err((_, errno)) => {
                 return Err(cannot(path.display().to_string(), errno.into()));
@@ -230,6 +220,77 @@ fn take_seeing(
              the directory?"
         )),
     ))
+}
+
+/// Whether the file `locked` is still the one at `path`: the holder before may have removed
+/// it between the open and the lock, and only the file at the path is the lock.
+fn is_at(locked: &File, path: &Path) -> io::Result<bool> {
+    let held = locked.metadata()?;
+    Ok(std::fs::metadata(path).is_ok_and(|now| now.ino() == held.ino() && now.dev() == held.dev()))
+}
+
+/// The refusal of a second `all` (exit 2), naming the holder's pid as `file` holds it.
+fn refusal(file: &mut File, path: &Path, shown: &str) -> anyhow::Error {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let holder = match text.trim().parse::<u32>() {
+        Ok(pid) => format!("pid {pid}"),
+        Err(_) => "pid unknown".to_owned(),
+    };
+    InputError(format!(
+        "another metaboot-server all ({holder}) already serves the registry {shown} in this \
+         network namespace, seeing the same router namespaces (its lock {} is taken): stop it \
+         first, or give this one another registry (db)",
+        path.display()
+    ))
+    .into()
+}
+
+/// The lock file at `path` is another user's, which this process may not write: a root `all`
+/// run by hand in the unit's runtime directory (the unit runs as `metaboot`) made it. Still
+/// locked: that `all` runs, and this one is refused as usual. Not locked: it stopped without
+/// removing the file (SIGKILL), so the file is removed here (the directory is this user's) and
+/// the caller tries again. Reading it takes read access, which the unit has through
+/// `CAP_DAC_READ_SEARCH` (`server/systemd/metaboot-server.service`).
+fn clear_if_stale(path: &Path, shown: &str) -> anyhow::Result<()> {
+    let foreign = |what: &str, err: io::Error| {
+        anyhow::anyhow!(
+            "cannot take all's lock on the registry {shown}: {} is another user's and this one \
+             cannot {what} it ({err}): stop the metaboot-server all that runs as its owner, or \
+             remove the file if none does",
+            path.display()
+        )
+    };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        // Removed meanwhile by its holder, stopping.
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(foreign("read", err)),
+    };
+    let mut stale = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(stale) => stale,
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            return Err(refusal(&mut file, path, shown));
+        }
+        Err((_, errno)) => return Err(foreign("lock", errno.into())),
+    };
+    if !is_at(&stale, path).map_err(|err| foreign("read", err))? {
+        return Ok(());
+    }
+    let mut text = String::new();
+    let _ = stale.read_to_string(&mut text);
+    // Removed while locked: whoever opened it meanwhile finds it gone once it has the lock.
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(foreign("remove", err)),
+    }
+    tracing::warn!(
+        lock = %path.display(),
+        holder = text.trim(),
+        "removed a lock file another user's metaboot-server all left behind when it stopped"
+    );
+    Ok(())
 }
 
 /// Makes `dir` when missing (mode [`RUNTIME_DIR_MODE`]); one in the shared temporary directory
