@@ -749,6 +749,42 @@ mod tests {
         );
     }
 
+    /// When every namespace's address is held by another server at start (a second `all` the
+    /// registry lock lets by), the supervisor stops at once, naming one, rather than serve
+    /// nothing.
+    #[tokio::test]
+    async fn every_namespace_address_held_at_start_stops_the_supervisor() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new("proxy");
+        let namespaces = Arc::new(Appears::default());
+        namespaces.present.store(true, Ordering::SeqCst);
+        let mut supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        let other_server = TcpListener::bind("127.0.0.1:0").unwrap();
+        supervisor.router_listen = other_server.local_addr().unwrap();
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving("127.0.0.1:0".parse().unwrap(), dir.path().join("no-ip"));
+        let within = RECONCILE_INTERVAL * 5;
+        let err = tokio::time::timeout(within, supervisor.run(hosts))
+            .await
+            .unwrap_or_else(|_| panic!("still running {within:?} with every address held"))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "failed to listen on {} in namespace qrouter-",
+                other_server.local_addr().unwrap()
+            )) && text
+                .ends_with("address already in use: another server listens there; stop it first"),
+            "{text}"
+        );
+        assert_eq!(namespaces.binds.load(Ordering::SeqCst), 1);
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_FAILED);
+    }
+
     /// A host pass that panics (here: making the host network's handler) ends the supervisor
     /// with an error within a pass or two, so `all` exits 1 and its unit starts it again,
     /// instead of serving on without host networks.
