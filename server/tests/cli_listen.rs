@@ -88,6 +88,30 @@ impl Drop for Killed {
     }
 }
 
+/// The lock file `all` (`running`) holds under the registry's runtime directory, once it has
+/// taken it (its pid in it), within 30 s.
+fn lock_taken_by(reg: &Registry, running: &mut std::process::Child) -> std::path::PathBuf {
+    let pid = running.id().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = std::fs::read_dir(reg.run()).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .find(|path| std::fs::read_to_string(path).is_ok_and(|text| text.trim() == pid))
+        });
+        if let Some(path) = held {
+            return path;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && running.try_wait().unwrap().is_none(),
+            "all (pid {pid}) never took its lock in {}",
+            reg.run().display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A second `all` over the registry of one running in this network namespace is refused at
 /// start (exit 2, one line naming the registry and the running one's pid), though it finds
 /// nothing of the first's to collide on: no router, no host network, no API address.
@@ -106,22 +130,7 @@ fn a_second_all_over_the_same_registry_is_refused_naming_the_first() {
             .unwrap(),
     );
     let pid = first.0.id().to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let holds_its_lock = || {
-        std::fs::read_dir(reg.run()).is_ok_and(|entries| {
-            entries.flatten().any(|entry| {
-                std::fs::read_to_string(entry.path()).is_ok_and(|text| text.trim() == pid)
-            })
-        })
-    };
-    while !holds_its_lock() {
-        assert!(
-            std::time::Instant::now() < deadline && first.0.try_wait().unwrap().is_none(),
-            "the first all never took its lock in {}",
-            reg.run().display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    lock_taken_by(&reg, &mut first.0);
     let output = reg
         .cmd(&all)
         .timeout(Duration::from_secs(10))
@@ -138,4 +147,87 @@ fn a_second_all_over_the_same_registry_is_refused_naming_the_first() {
         )),
         "{stderr}"
     );
+}
+
+/// The user the unit's `all` stands for here (`User=metaboot` in
+/// `server/systemd/metaboot-server.service`): nobody.
+const UNIT_USER: u32 = 65534;
+
+/// Gives `dir` and everything under it to [`UNIT_USER`], but `keep`.
+fn give_to_unit_user(dir: &std::path::Path, keep: &std::path::Path) {
+    if dir != keep {
+        std::os::unix::fs::lchown(dir, Some(UNIT_USER), Some(UNIT_USER)).unwrap();
+    }
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            give_to_unit_user(&entry.path(), keep);
+        }
+    }
+}
+
+/// A root `all` run by hand in the unit's runtime directory and killed (SIGKILL) leaves its
+/// lock file there, root's and mode 0640, which the unit's `all` (its user, with
+/// `CAP_DAC_READ_SEARCH` as the unit gives it) may read but not write. While the root one
+/// runs, the unit's is refused naming it (exit 2); once it is gone, the unit's removes the
+/// stale file and takes the lock, where it used to stop (exit 1) at every restart. Needs root
+/// (to be both users) and `setpriv`.
+#[test]
+fn a_lock_file_a_root_all_left_behind_does_not_stop_the_units() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let has_setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !nix::unistd::geteuid().is_root() || !has_setpriv {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let reg = Registry::new();
+    reg.ok(&["network", "list"]);
+    let secret = reg.write("secret", b"s3cret\n");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let all = ["all", "--shared-secret-file", &secret, "--threads", "1"];
+    let quiet = |mut cmd: std::process::Command| {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let mut by_hand = Killed(quiet(reg.std_cmd(&all)).spawn().unwrap());
+    let lock = lock_taken_by(&reg, &mut by_hand.0);
+    let meta = std::fs::metadata(&lock).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o640));
+    // The registry, the secret and the runtime directory are the unit user's, as the unit's
+    // StateDirectory and RuntimeDirectory are; the lock file stays root's.
+    std::fs::set_permissions(reg.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    give_to_unit_user(reg.dir.path(), &lock);
+    let unit = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+        "--",
+    ];
+    let refused = reg
+        .std_cmd_under(&unit, &all)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: another metaboot-server all (pid {}) already serves the registry",
+            by_hand.0.id()
+        )),
+        "{stderr}"
+    );
+    drop(by_hand);
+    assert!(lock.exists(), "a killed all removed its lock file");
+    give_to_unit_user(reg.dir.path(), &lock);
+    let mut units = Killed(quiet(reg.std_cmd_under(&unit, &all)).spawn().unwrap());
+    let taken = lock_taken_by(&reg, &mut units.0);
+    assert_eq!(taken, lock);
+    assert_eq!(std::fs::metadata(&taken).unwrap().uid(), UNIT_USER);
 }

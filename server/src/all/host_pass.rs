@@ -8,6 +8,10 @@
 //! future) ends the thread after the pass under way, and the thread drops the bridges, which
 //! takes the metadata address off each, before that drop returns. A pass is never cut in
 //! two, so an address put on a bridge is always one `HostBridges` knows to take off.
+//!
+//! Only a panic ends the thread early; then [`HostPasses::ask`] fails, and the supervisor with
+//! it: `all` exits 1 and its unit starts it again (`Restart=on-failure`), as when the pass ran
+//! on the control task and its panic ended the process.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -39,7 +43,7 @@ pub struct HostServing<F: Forward> {
 
 /// The thread running [`HostBridges::reconcile`] when asked.
 pub struct HostPasses {
-    /// Dropped to end the thread; `None` once dropped.
+    /// Dropped to end the thread.
     asks: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -61,18 +65,20 @@ impl HostPasses {
     }
 
     /// Asks for a pass, without waiting for it: one waiting to begin already is this one.
-    pub fn ask(&mut self) {
-        let Some(asks) = &self.asks else { return };
-        match asks.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) => {}
-            Err(TrySendError::Disconnected(())) => {
-                // Only a panic ends the thread early; the panic message says where. Said once.
-                self.asks = None;
-                tracing::error!(
-                    "the host bridges' thread is gone (it panicked, see the message before): \
-                     host networks are no longer served; restart metaboot-server"
-                );
-            }
+    /// Fails when the thread is gone (it panicked): the host networks are no longer served.
+    pub fn ask(&mut self) -> anyhow::Result<()> {
+        let gone = self.thread.as_ref().is_none_or(JoinHandle::is_finished);
+        let sent = match &self.asks {
+            Some(asks) if !gone => asks.try_send(()),
+            _ => Err(TrySendError::Disconnected(())),
+        };
+        match sent {
+            Ok(()) | Err(TrySendError::Full(())) => Ok(()),
+            Err(TrySendError::Disconnected(())) => anyhow::bail!(
+                "the thread serving the host bridges ({HOST_PASS_THREAD}) is gone: it panicked \
+                 (the message before says where), and host networks are no longer served; \
+                 stopping so that metaboot-server is started again (its unit restarts it)"
+            ),
         }
     }
 }

@@ -196,7 +196,8 @@ impl<F: Forward> Supervisor<F> {
     /// `registry_lock.rs` lets by: one in another network namespace of this host, or over
     /// another spelling of a PostgreSQL host), which would otherwise serve nothing. One
     /// namespace's address held (a haproxy left in one router) is logged and retried, as
-    /// while running: the others are served meanwhile.
+    /// while running: the others are served meanwhile. Fails too when the host bridges'
+    /// thread is gone (it panicked): `all` exits 1, and its unit starts it again.
     pub async fn run(self, hosts: HostBridges) -> anyhow::Result<()> {
         let mut running: HashMap<Placement, Running> = HashMap::new();
         let mut failing: HashMap<Placement, String> = HashMap::new();
@@ -225,7 +226,7 @@ impl<F: Forward> Supervisor<F> {
                     placement.netns
                 );
             }
-            hosts.ask();
+            hosts.ask()?;
             if first {
                 tracing::info!(
                     registry = %self.registry,
@@ -746,6 +747,81 @@ mod tests {
             format!("{put_on}\n{taken_off}\n"),
             "not taken off at the stop"
         );
+    }
+
+    /// When every namespace's address is held by another server at start (a second `all` the
+    /// registry lock lets by), the supervisor stops at once, naming one, rather than serve
+    /// nothing.
+    #[tokio::test]
+    async fn every_namespace_address_held_at_start_stops_the_supervisor() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new("proxy");
+        let namespaces = Arc::new(Appears::default());
+        namespaces.present.store(true, Ordering::SeqCst);
+        let mut supervisor = router_supervisor(dir.path(), namespaces.clone(), &metrics);
+        let other_server = TcpListener::bind("127.0.0.1:0").unwrap();
+        supervisor.router_listen = other_server.local_addr().unwrap();
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving("127.0.0.1:0".parse().unwrap(), dir.path().join("no-ip"));
+        let within = RECONCILE_INTERVAL * 5;
+        let err = tokio::time::timeout(within, supervisor.run(hosts))
+            .await
+            .unwrap_or_else(|_| panic!("still running {within:?} with every address held"))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "failed to listen on {} in namespace qrouter-",
+                other_server.local_addr().unwrap()
+            )) && text
+                .ends_with("address already in use: another server listens there; stop it first"),
+            "{text}"
+        );
+        assert_eq!(namespaces.binds.load(Ordering::SeqCst), 1);
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_FAILED);
+    }
+
+    /// A host pass that panics (here: making the host network's handler) ends the supervisor
+    /// with an error within a pass or two, so `all` exits 1 and its unit starts it again,
+    /// instead of serving on without host networks.
+    #[tokio::test]
+    async fn a_host_pass_that_panics_stops_the_supervisor() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new("proxy");
+        let mut supervisor = router_supervisor(dir.path(), Arc::new(Appears::default()), &metrics);
+        let handler_metrics = metrics.clone();
+        supervisor.make_handler = Arc::new(move |scope, forward| {
+            assert!(
+                !matches!(scope, ProxyScope::Network(_)),
+                "a host pass that panics"
+            );
+            ProxyHandler::new(scope, forward, None, handler_metrics.clone())
+        });
+        let ip = dir.path().join("ip");
+        std::fs::write(&ip, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&ip, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hosts = HostBridges::new(
+            Arc::new(HostLeases::new(dir.path().join("leases"))),
+            RECONCILE_INTERVAL,
+            metrics.clone(),
+        )
+        .serving("127.0.0.1:0".parse().unwrap(), ip);
+        let within = RECONCILE_INTERVAL * 5;
+        let err = tokio::time::timeout(within, supervisor.run(hosts))
+            .await
+            .unwrap_or_else(|_| panic!("still running {within:?} after its host pass panicked"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the thread serving the host bridges (host-bridges) is gone"),
+            "{err:#}"
+        );
+        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_FAILED);
     }
 
     #[test]

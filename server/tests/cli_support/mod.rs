@@ -44,7 +44,21 @@ impl Registry {
 
     /// [`Registry::cmd`] as a process to start and keep running.
     pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_metaboot-server"));
+        self.std_cmd_under(&[], args)
+    }
+
+    /// [`Registry::std_cmd`] run by `runner` (a command that runs the one after it, e.g.
+    /// `setpriv --reuid=… --`); none: run directly.
+    pub fn std_cmd_under(&self, runner: &[&str], args: &[&str]) -> std::process::Command {
+        let binary = env!("CARGO_BIN_EXE_metaboot-server");
+        let mut cmd = match runner.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = std::process::Command::new(first);
+                cmd.args(rest).arg(binary);
+                cmd
+            }
+            None => std::process::Command::new(binary),
+        };
         cmd.env_remove("METABOOT_DB")
             .env("RUNTIME_DIRECTORY", self.run())
             .arg("--db")
