@@ -39,6 +39,25 @@ fn a_literal_random_password_is_set_as_text_with_a_warning() {
     );
 }
 
+/// A random password, on a root without a console and with stderr no terminal (the units send
+/// it to the journal): shown nowhere, as cloud-init, and a warning says so.
+#[test]
+fn a_random_password_without_a_console_is_not_written_to_stderr() {
+    let guest = Guest::new();
+    guest.user_data(
+        "#cloud-config\nusers: [{name: alice}]\n\
+         chpasswd: {expire: false, users: [{name: alice, type: RANDOM}]}\n",
+    );
+    let (code, stderr) = guest.run();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("Set the following"), "{stderr}");
+    assert!(!stderr.contains("alice:"), "{stderr}");
+    assert!(
+        stderr.contains("could not be shown on /dev/console"),
+        "{stderr}"
+    );
+}
+
 /// Every password planted below, each in a field that must never be reported.
 const PLANTED: &[&str] = &[
     "Pw-Passwd-2222",
