@@ -17,19 +17,34 @@ pub fn show_secret(root: &Root, text: &str) {
     show_secret_or(root, text, std::io::stderr().is_terminal());
 }
 
+/// Where a secret was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Console,
+    Stderr,
+    /// Nowhere: only the warning saying so.
+    Nowhere,
+}
+
 /// [`show_secret`], with whether stderr is a terminal (a person's, not the journal).
-fn show_secret_or(root: &Root, text: &str, stderr_is_terminal: bool) {
+fn show_secret_or(root: &Root, text: &str, stderr_is_terminal: bool) -> Shown {
     let opened = std::fs::OpenOptions::new()
         .write(true)
         .open(root.host_path(CONSOLE));
     let written = opened.and_then(|mut console| console.write_all(text.as_bytes()));
     match written {
-        Ok(()) => {}
-        Err(_) if stderr_is_terminal => eprint!("{text}"),
-        Err(err) => tracing::warn!(
-            "a secret (a generated password) could not be shown on {CONSOLE}: {err}; it is not \
-             written to the log: run metaboot from a terminal, or give the root a console"
-        ),
+        Ok(()) => Shown::Console,
+        Err(_) if stderr_is_terminal => {
+            eprint!("{text}");
+            Shown::Stderr
+        }
+        Err(err) => {
+            tracing::warn!(
+                "a secret (a generated password) could not be shown on {CONSOLE}: {err}; it is \
+                 not written to the log: run metaboot from a terminal, or give the root a console"
+            );
+            Shown::Nowhere
+        }
     }
 }
 
@@ -38,16 +53,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_console_of_the_root_gets_the_secret_and_stderr_does_not() {
+    fn a_console_of_the_root_gets_the_secret_whatever_stderr_is() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("dev")).unwrap();
-        // A file stands for the device: what is written to it is what the console shows.
-        std::fs::write(dir.path().join("dev/console"), "").unwrap();
         let root = Root::open(dir.path()).unwrap();
-        show_secret(&root, "root:secret\n");
+        for terminal in [false, true] {
+            // A file stands for the device: what is written to it is what the console shows.
+            std::fs::write(dir.path().join("dev/console"), "").unwrap();
+            let shown = show_secret_or(&root, "root:secret\n", terminal);
+            assert_eq!(shown, Shown::Console);
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("dev/console")).unwrap(),
+                "root:secret\n"
+            );
+        }
+    }
+
+    /// Without a console the secret goes to stderr only when it is a terminal: else nowhere
+    /// (the journal keeps stderr), and no console file is made in the root.
+    #[test]
+    fn without_a_console_the_secret_goes_nowhere_unless_stderr_is_a_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("dev/console")).unwrap(),
-            "root:secret\n"
+            show_secret_or(&root, "root:secret\n", false),
+            Shown::Nowhere
         );
+        assert!(!dir.path().join("dev").exists());
+        assert_eq!(show_secret_or(&root, "", true), Shown::Stderr);
     }
 }

@@ -194,8 +194,9 @@ impl Root {
 
     /// The directory and name a write of `path` replaces (missing directories created, mode
     /// 0755), as cloud-init's `open(path)` writes it: through a final symlink only root could
-    /// have made, as [`Root::parent_created`] follows it (the link kept). Any other symlink
-    /// there is refused, never followed nor replaced, the error naming it.
+    /// have made, as [`Root::parent_created`] follows it (the link kept), to a regular file or
+    /// to nothing (a link to a device node is refused). Any other symlink there is refused,
+    /// never followed nor replaced, the error naming it.
     pub fn write_target(&self, path: &Path) -> Result<(Dir, OsString), PathError> {
         let shown = self.host_path(path);
         let mut walker = self.walker();
@@ -429,7 +430,7 @@ impl Root {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -498,6 +499,70 @@ mod tests {
         }
         let shadow = std::fs::read(root.host_path("/etc/shadow")).unwrap();
         assert_eq!(shadow, b"secret\n");
+    }
+
+    /// Nodes that are no file's old version, made in the root at `/dev/<name>`: a FIFO, and,
+    /// when the test runs as root (mknod needs it), a character and a block device.
+    pub(crate) fn device_nodes(root: &Root) -> Vec<(&'static str, &'static str)> {
+        use nix::sys::stat::{makedev, mknod};
+        std::fs::create_dir_all(root.host_path("/dev")).unwrap();
+        let fifo = root.host_path("/dev/fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let mut nodes = vec![("fifo", "named pipe (FIFO)")];
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping the device nodes: mknod needs root");
+            return nodes;
+        }
+        let mode = Mode::from_bits_truncate(0o600);
+        for (name, kind, what, dev) in [
+            ("null", SFlag::S_IFCHR, "character device", makedev(1, 3)),
+            ("vdb2", SFlag::S_IFBLK, "block device", makedev(252, 18)),
+        ] {
+            mknod(&root.host_path(format!("/dev/{name}")), kind, mode, dev).unwrap();
+            nodes.push((name, what));
+        }
+        nodes
+    }
+
+    /// Root's link to a device node or a FIFO (systemd masks a file with a link to /dev/null)
+    /// is not written through, now or staged: the error names the link and what it points at,
+    /// and the node and the link stay. A node at the path itself is not replaced either.
+    #[test]
+    fn a_write_through_roots_link_to_a_device_node_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        std::fs::create_dir_all(root.host_path("/etc")).unwrap();
+        let options = WriteOptions::default();
+        for (name, what) in device_nodes(&root) {
+            let node = root.host_path(format!("/dev/{name}"));
+            let link = root.host_path("/etc/app.conf");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(format!("/dev/{name}"), &link).unwrap();
+            let staged = root.staged();
+            for (root, now) in [(&root, false), (&staged, false), (&staged, true)] {
+                let written = if now {
+                    root.write_atomic_now("/etc/app.conf", b"x", &options)
+                } else {
+                    root.write_atomic("/etc/app.conf", b"x", &options)
+                };
+                let err = crate::log::chain(&written.unwrap_err());
+                let said = format!(
+                    "{} is root's symlink to {}, a {what}:",
+                    link.display(),
+                    node.display()
+                );
+                assert!(err.contains(&said), "{err}");
+                assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+                let inside = format!("/dev/{name}");
+                let err = root.write_atomic(&inside, b"x", &options).unwrap_err();
+                let err = crate::log::chain(&err);
+                let said = format!("{} is a {what}, not a regular file", node.display());
+                assert!(err.contains(&said), "{err}");
+                assert!(root.commit().failures.is_empty());
+                let kind = std::fs::symlink_metadata(&node).unwrap().file_type();
+                assert!(!kind.is_file() && !kind.is_symlink(), "{name}: {kind:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Atomic file replacement inside an open directory: a temp file created there (`O_EXCL |
 //! O_NOFOLLOW`), owner and mode set on its descriptor, then renamed over the old entry
 //! (`renameat`). The old file's mode and owner are kept unless the caller sets them; a symlink
-//! at the final name is replaced, never followed.
+//! at the final name is replaced, never followed; any other old entry than a file or a
+//! symlink (a device node, a FIFO, a directory) is refused.
 //!
 //! When the directory belongs to a staged root (`staging.rs`, what `metaboot run` uses), the
 //! complete temp file is staged and renamed at the next publish, after one sync for all of
@@ -20,7 +21,8 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use super::dir::Dir;
 use super::dir::set_owner_mode;
 use super::error::PathError;
-use super::owner::{Owner, kind};
+use super::error::Refused;
+use super::owner::{Owner, kind, kind_name};
 use super::staging::dir_id;
 
 /// Mode of a file created when neither the caller nor an old file says otherwise.
@@ -133,14 +135,17 @@ impl Dir {
             self.settle(name);
         }
         let old = self.entry(name).ok().flatten();
-        if old
-            .as_ref()
-            .is_some_and(|stat| kind(stat) == SFlag::S_IFDIR)
+        if let Some(stat) = &old
+            && !matches!(kind(stat), SFlag::S_IFREG | SFlag::S_IFLNK)
         {
-            // renameat would refuse it; say so now rather than when the writes are published.
-            return Err(PathError::fail("replace", shown)(std::io::Error::from(
-                std::io::ErrorKind::IsADirectory,
-            )));
+            // A device node, a FIFO or a directory is not a file's old version: renaming over
+            // it would unlink `/dev/null` (or refuse, for a directory, at publish time).
+            let what = kind_name(stat);
+            let refused = Refused::NotReplaced {
+                path: self.child_path(name),
+                what,
+            };
+            return Err(PathError::fail("replace", shown)(refused.into()));
         }
         let old = old.filter(|stat| kind(stat) == SFlag::S_IFREG);
         let mode = options

@@ -81,6 +81,24 @@ pub enum Refused {
     #[error("{} is not a regular file", .0.display())]
     NotAFile(PathBuf),
     #[error(
+        "{} is root's symlink to {}, a {what}: only a regular file is written or read through \
+         a link (a link to /dev/null masks the file); not used (remove the link, or point it \
+         at a regular file, to have the file written)",
+        link.display(),
+        target.display()
+    )]
+    LinkToNonFile {
+        link: PathBuf,
+        target: PathBuf,
+        what: &'static str,
+    },
+    #[error(
+        "{} is a {what}, not a regular file: not replaced (remove it, or name another path, to \
+         have a file written there)",
+        path.display()
+    )]
+    NotReplaced { path: PathBuf, what: &'static str },
+    #[error(
         "{} may be written by group or others; sshd's StrictModes would not use it",
         .0.display()
     )]

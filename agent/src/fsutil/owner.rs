@@ -54,6 +54,20 @@ pub fn kind(stat: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits())
 }
 
+/// What the file of status `stat` is, in words (for messages).
+pub fn kind_name(stat: &FileStat) -> &'static str {
+    match kind(stat) {
+        SFlag::S_IFREG => "regular file",
+        SFlag::S_IFDIR => "directory",
+        SFlag::S_IFLNK => "symlink",
+        SFlag::S_IFCHR => "character device",
+        SFlag::S_IFBLK => "block device",
+        SFlag::S_IFIFO => "named pipe (FIFO)",
+        SFlag::S_IFSOCK => "socket",
+        _ => "file of unknown type",
+    }
+}
+
 /// Refuses an entry of a user's area (home, `~/.ssh`, `authorized_keys`) owned by someone other
 /// than `user` (uid `uid`) or root, as cloud-init and sshd's StrictModes do. (The agent's own
 /// user counts as root when it does not run as root, as in tests.)

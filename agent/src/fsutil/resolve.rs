@@ -35,7 +35,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 
 use super::dir::Dir;
 use super::error::Refused;
-use super::owner::{is_agents, kind, only_root_adds, only_system_adds};
+use super::owner::{is_agents, kind, kind_name, only_root_adds, only_system_adds};
 use super::staging::Staging;
 
 /// Most symlinks followed while resolving one path (Linux's own limit, MAXSYMLINKS).
@@ -501,8 +501,11 @@ impl<'r> Walker<'r> {
     ///
     /// Once a link was followed, every directory a name is looked up in on the way (the one
     /// the chain ends in included) must be one only root or a system account may add entries
-    /// to ([`only_system_adds`]), or the path is refused ([`Refused::LinkIntoOpenDir`]): root's link to `/tmp/app.conf` would otherwise
-    /// hand a root's write, or an append, the file a user planted there.
+    /// to ([`only_system_adds`]), or the path is refused ([`Refused::LinkIntoOpenDir`]): root's
+    /// link to `/tmp/app.conf` would otherwise hand a root's write, or an append, the file a
+    /// user planted there. And the chain must end at a regular file or at nothing, or it is
+    /// refused ([`Refused::LinkToNonFile`]): a write through systemd's mask (a link to
+    /// `/dev/null`), or a swap file's link to a partition, would replace the device node.
     pub(crate) fn through_roots_links(
         &mut self,
         name: OsString,
@@ -528,6 +531,17 @@ impl<'r> Walker<'r> {
                 Err(errno) => return Err(errno.into()),
             };
             let link = kind(&stat) == SFlag::S_IFLNK;
+            if let Some(followed) = &self.judging
+                && !link
+                && kind(&stat) != SFlag::S_IFREG
+            {
+                return Err(Refused::LinkToNonFile {
+                    link: followed.clone(),
+                    target: self.shown(Some(&name)),
+                    what: kind_name(&stat),
+                }
+                .into());
+            }
             let untrusted = link.then(|| self.untrusted(&stat, &name)).flatten();
             if !link || untrusted.is_some() || !only_root_adds(&fstat(self.current())?) {
                 if link && refuse_others {

@@ -127,19 +127,25 @@ fn sources_with_their_keys() {
     assert!(!dir.path().join("etc/apt/sources.list").exists());
 }
 
+/// A user's symlink in `sources.list.d` is refused, never followed; a hard link there is
+/// never appended to (its other name, root's file, would part from it). Each points at a file
+/// of its own, so that each refusal is seen by itself. Without root the test's link is the
+/// agent's own, as root's is on a guest: followed, and the line appended to its target.
 #[test]
-fn a_source_is_never_appended_through_a_symlink_or_a_hard_link() {
+fn a_source_is_never_appended_through_a_users_symlink_or_a_hard_link() {
     let (dir, root) = debian_root();
     let sources = dir.path().join("etc/apt/sources.list.d");
     std::fs::create_dir_all(&sources).unwrap();
-    std::fs::write(dir.path().join("etc/shadow"), "root:secret:::::::\n").unwrap();
+    let linked = dir.path().join("etc/shadow");
+    std::fs::write(&linked, "root:secret:::::::\n").unwrap();
     std::os::unix::fs::symlink("/etc/shadow", sources.join("linked.list")).unwrap();
-    // A user's (root's own would be followed, as cloud-init writes through it).
-    let users = crate::testutil::require_root();
+    let users = nix::unistd::geteuid().is_root();
     if users {
         std::os::unix::fs::lchown(sources.join("linked.list"), Some(1000), Some(1000)).unwrap();
     }
-    std::fs::hard_link(dir.path().join("etc/shadow"), sources.join("hard.list")).unwrap();
+    let hard = dir.path().join("etc/gshadow");
+    std::fs::write(&hard, "root:*::\n").unwrap();
+    std::fs::hard_link(&hard, sources.join("hard.list")).unwrap();
     let (request, _) = asked(json!({"apt": {"sources": {
         "hard": {"source": "deb http://h/ ./"},
         "linked": {"source": "deb http://l/ ./"},
@@ -151,16 +157,25 @@ fn a_source_is_never_appended_through_a_symlink_or_a_hard_link() {
         .iter()
         .map(|e| crate::log::chain(e))
         .collect();
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors[0].contains("hard.list"), "{errors:?}");
-    assert!(errors[1].contains("linked.list"), "{errors:?}");
+    let hard_list = sources.join("hard.list");
+    let said = format!("{} has 2 hard links; not used", hard_list.display());
+    assert!(errors[0].contains(&said), "{errors:?}");
+    assert_eq!(std::fs::read_to_string(&hard).unwrap(), "root:*::\n");
+    let links = std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(&hard).unwrap());
+    assert_eq!(links, 2);
     if users {
-        assert!(
-            errors[1].contains("symlink owned by uid 1000"),
-            "{errors:?}"
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let link = sources.join("linked.list");
+        let said = format!("{} is a symlink owned by uid 1000", link.display());
+        assert!(errors[1].contains(&said), "{errors:?}");
+        assert_eq!(read(&dir, "/etc/shadow"), "root:secret:::::::\n");
+    } else {
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            read(&dir, "/etc/shadow"),
+            "root:secret:::::::\ndeb http://l/ ./\n"
         );
     }
-    assert_eq!(read(&dir, "/etc/shadow"), "root:secret:::::::\n");
     assert!(sources.join("linked.list").is_symlink());
     assert_eq!(
         read(&dir, "/etc/apt/sources.list.d/plain.list"),

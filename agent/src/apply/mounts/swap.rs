@@ -9,10 +9,13 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 
 use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, fallocate};
+use nix::sys::stat::SFlag;
 use nix::sys::statfs::fstatfs;
 use serde_json::{Map, Value};
 
 use crate::apply::resizefs::BTRFS_SUPER_MAGIC;
+use crate::fsutil::owner::kind_name;
+use crate::fsutil::{Refused, kind};
 use crate::root::Root;
 use crate::source::drive::{SWAP_MAGIC, SWAP_UUID};
 
@@ -170,7 +173,7 @@ const ZERO_CHUNK: usize = 1 << 20;
 /// returns its name (for the fstab line), or `None` when its size comes out 0.
 ///
 /// Made the way `fallocate` + `mkswap` make it, but through the root's race-free walk: an old
-/// entry at the path is removed (a symlink as a link, never its target), the new file is
+/// file at the path is removed (anything else there, a device node, is refused), the new file is
 /// created with `O_EXCL` (a link planted meanwhile fails the run instead of being followed),
 /// allocated, given mode 0600 and the swap header (`SWAPSPACE2`, version 1, its last page, a
 /// random UUID) on its descriptor; no program is run on a path.
@@ -187,9 +190,20 @@ pub fn make(root: &Root, request: &SwapRequest) -> Result<Option<String>, SwapEr
     // The kernel lists a swap file by the path it was opened at: the link's target's.
     let target = dir.child_path(&name);
     let listed = [path.as_str(), &target.to_string_lossy()];
-    if dir.entry(&name).is_ok_and(|e| e.is_some()) && in_use(root, &listed) {
+    let old = dir.entry(&name).ok().flatten();
+    if old.is_some() && in_use(root, &listed) {
         tracing::info!(file = %path, "swap file exists and is in use: kept");
         return Ok(Some(path));
+    }
+    // A partition's or a FIFO's node is no old swap file: removed, a file of the swap's size
+    // would take its place (in memory, on /dev).
+    if let Some(stat) = old.filter(|stat| kind(stat) != SFlag::S_IFREG) {
+        let what = kind_name(&stat);
+        let refused = Refused::NotReplaced {
+            path: target.clone(),
+            what,
+        };
+        return Err(io("replace it")(refused.into()));
     }
     // A user's directory in /tmp: they could swap the file for one of theirs, which the
     // kernel would then fill with root's memory.

@@ -270,6 +270,47 @@ fn a_swap_file_is_made_through_roots_symlink_and_a_users_refused() {
     assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
 }
 
+/// Root's link from the swap file to a partition's node (or a FIFO) is not followed: the node
+/// would be removed, and a file of the swap's size made in its place (in memory, on /dev).
+/// The error names the link and the node; a node named as the swap file itself is refused too.
+#[test]
+fn a_swap_file_linked_to_a_device_node_is_refused_and_the_node_kept() {
+    let (_dir, root) = root_with("");
+    fs::create_dir_all(root.host_path("/proc")).unwrap();
+    fs::write(root.host_path("/proc/swaps"), "Filename Type\n").unwrap();
+    for (name, what) in crate::root::tests::device_nodes(&root) {
+        let node = root.host_path(format!("/dev/{name}"));
+        let link = root.host_path("/swap.img");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("/dev/{name}"), &link).unwrap();
+        for (filename, said) in [
+            (
+                "/swap.img",
+                format!(
+                    "{} is root's symlink to {}, a {what}:",
+                    link.display(),
+                    node.display()
+                ),
+            ),
+            (
+                &format!("/dev/{name}"),
+                format!("{} is a {what}, not a regular file", node.display()),
+            ),
+        ] {
+            let request = swap::SwapRequest {
+                filename: filename.into(),
+                size: swap::Size::Bytes(1 << 20),
+                maxsize: None,
+            };
+            let err = anyhow::Error::from(swap::make(&root, &request).unwrap_err());
+            let err = format!("{err:#}");
+            assert!(err.contains(&said), "{err}");
+            let kind = fs::symlink_metadata(&node).unwrap().file_type();
+            assert!(!kind.is_file() && !kind.is_symlink(), "{name}: {kind:?}");
+        }
+    }
+}
+
 /// A swap file asked for in a directory a user made in /var/tmp: that user could put a file
 /// of theirs in its place, and the kernel would fill it with root's memory.
 #[test]
