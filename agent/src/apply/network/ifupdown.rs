@@ -403,7 +403,8 @@ fn bring_back(
         None => Err(format!("{FILE} could not be read before it was replaced")),
     };
     let mut message = format!(
-        "{}: the configuration of {name} did not come up (fix the document's configuration of          it and run the step again); ",
+        "{}: the configuration of {name} did not come up (fix the document's configuration of \
+         it and run the step again); ",
         failed.error
     );
     if let Err(err) = restored {
