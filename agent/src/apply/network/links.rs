@@ -86,19 +86,21 @@ pub const IPV4_ROUTES: &str = "/proc/net/route";
 
 /// Whether the link `name` holds an address now (`<root>/proc/net/if_inet6` lists a global
 /// IPv6 address of it, or `<root>/proc/net/route` an IPv4 route on it): a DHCP lease or router
-/// advertisements configured it. Unreadable: none.
+/// advertisements configured it. Unreadable (no `/proc`, over the read limit): held, so that a
+/// running lease is never restarted on no evidence; a missing `if_inet6` beside a readable
+/// route table is a kernel without IPv6.
 pub fn holds_address(root: &Root, name: &str) -> bool {
-    let lines = |path: &str| {
-        root.read_optional_string(path)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+    let Ok(Some(routes)) = root.read_optional_string(IPV4_ROUTES) else {
+        return true;
     };
-    let ipv6 = lines(IPV6_ADDRESSES).lines().any(|line| {
+    let Ok(ipv6) = root.read_optional_string(IPV6_ADDRESSES) else {
+        return true;
+    };
+    let ipv6 = ipv6.unwrap_or_default().lines().any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.len() == 6 && fields[3] == GLOBAL_SCOPE && fields[5] == name
     });
-    ipv6 || lines(IPV4_ROUTES)
+    ipv6 || routes
         .lines()
         .skip(1)
         .any(|line| line.split_whitespace().next() == Some(name))
