@@ -771,6 +771,47 @@ fn hold_addresses(root: &Root, names: &[&str]) {
     fs::write(path, table).unwrap();
 }
 
+/// The system holds the IPv4 addresses `ips`: the kernel's trie (`/proc/net/fib_trie` under the
+/// root) lists each as a local leaf, beside a subnet's.
+fn hold_ipv4(root: &Root, ips: &[&str]) {
+    let mut trie =
+        "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 198.18.0.0\n        /16 link UNICAST\n".to_owned();
+    for ip in ips {
+        trie.push_str(&format!("     |-- {ip}\n        /32 host LOCAL\n"));
+    }
+    let path = root.host_path(links::IPV4_TRIE);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, trie).unwrap();
+}
+
+/// A link holds one of its addresses when the kernel lists it: an IPv6 one on the link, an
+/// IPv4 one as a local leaf of the trie (not a subnet's); unreadable tables say it does.
+#[test]
+fn a_link_holds_one_of_its_addresses_as_the_kernel_lists_them() {
+    let (_dir, root) = root_with_links(&[]);
+    let v4 = [addr("198.18.40.5/24")];
+    let v6 = [addr("2001:db8::5/64")];
+    assert!(links::holds_one_of(&root, "eth0", &v4));
+    hold_ipv4(&root, &["198.18.40.6"]);
+    assert!(!links::holds_one_of(&root, "eth0", &v4));
+    assert!(!links::holds_one_of(
+        &root,
+        "eth0",
+        &[addr("198.18.0.0/16")]
+    ));
+    assert!(!links::holds_one_of(&root, "eth0", &[]));
+    hold_ipv4(&root, &["198.18.40.5"]);
+    assert!(links::holds_one_of(&root, "eth0", &v4));
+    assert!(!links::holds_one_of(&root, "eth0", &v6));
+    fs::write(
+        root.host_path(links::IPV6_ADDRESSES),
+        "20010db8000000000000000000000005 04 40 00 00     eth1\n",
+    )
+    .unwrap();
+    assert!(!links::holds_one_of(&root, "eth0", &v6));
+    assert!(links::holds_one_of(&root, "eth1", &v6));
+}
+
 /// A link holds an address when the kernel has an IPv4 route on it or a global IPv6 address of
 /// it; not for its link-local IPv6 address (every up link's) or the header line. Tables that
 /// cannot be read (no `/proc`, one over the read limit) say nothing: every link holds one, and
@@ -1391,6 +1432,8 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
         "source /etc/network/interfaces.d/*\n",
     )
     .unwrap();
+    // The failed `ifup` added none of eth2's new addresses.
+    hold_ipv4(&root, &["198.18.30.5"]);
     let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
     let old = "auto eth0\niface eth0 inet dhcp\nauto eth2\niface eth2 inet static\n    \
                address 198.18.40.9/24\n";
@@ -1405,7 +1448,7 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
             calls.push(format!("{program} {}", args.join(" ")));
             match program {
                 "ifup" if args[0] == "eth2" && text.contains("198.18.40.5") => {
-                    Err("ifup eth2: RTNETLINK answers: Nexthop has invalid gateway".to_owned())
+                    Err("ifup eth2: RTNETLINK answers: Invalid argument".to_owned())
                 }
                 "ifdown" if down_fails => {
                     Err(format!("ifdown: interface {} not configured", args[0]))
@@ -1430,7 +1473,7 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
         assert_eq!(
             applied.errors,
             [
-                "ifup eth2: RTNETLINK answers: Nexthop has invalid gateway: the configuration of \
+                "ifup eth2: RTNETLINK answers: Invalid argument: the configuration of \
                  eth2 did not come up (fix the document's configuration of it and run the step \
                  again); /etc/network/interfaces.d/50-metaboot was put back as it was and eth2, \
                  eth0 brought up again with it"
@@ -1446,6 +1489,60 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
             applied.done
         );
     }
+}
+
+/// A stanza whose `ifup` fails after its address came up (ifupdown's `ip route add default`
+/// beside a DHCP client's: "File exists") keeps its interface up with the new configuration:
+/// nothing is taken down, flushed or put back, neither it nor a static interface brought up
+/// before it; the error says so.
+#[test]
+fn ifupdown_keeps_an_interface_that_came_up_with_its_new_address() {
+    let mut plan = named_plan();
+    plan.interfaces.insert(
+        0,
+        Interface {
+            name: Some("eth2".into()),
+            addresses: vec![addr("198.18.40.5/24")],
+            ..Interface::default()
+        },
+    );
+    let (dir, root) = root_with_links(&[]);
+    hold_ipv4(&root, &[]);
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
+    fs::write(&file, "auto eth0\niface eth0 inet dhcp\n").unwrap();
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        if program == "ifup" && args[0] == "eth0" {
+            hold_ipv4(&root, &["198.18.40.5", "198.18.30.5"]);
+            return Err("ifup eth0: RTNETLINK answers: File exists".to_owned());
+        }
+        Ok(())
+    };
+    let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert_eq!(
+        calls,
+        ["ifdown eth2", "ifup eth2", "ifdown eth0", "ifup eth0"]
+    );
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        ifupdown::render(&plan, "network_data.json").0
+    );
+    assert_eq!(
+        applied.errors,
+        [
+            "ifup eth0: RTNETLINK answers: File exists: eth0 came up with its new address, but \
+             not with all of its stanza (fix the document's configuration of it and run the step \
+             again)"
+        ]
+    );
+    assert!(applied.done.contains(&ifupdown::FILE.to_owned()));
 }
 
 /// The MTU is set at once only on the link that is the interface: not under the document's
