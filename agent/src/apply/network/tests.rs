@@ -3,6 +3,7 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -2831,4 +2832,34 @@ fn version_1_prefixes_are_read_as_cloud_init_reads_them() {
             "198.21.0.0/24"
         ]
     );
+}
+
+/// A live command is killed at its bound and the error says so; one that fails says its
+/// standard error. The bound outlasts networkd's wait for its links, which ends on its own.
+#[test]
+fn a_live_command_is_killed_at_its_bound() {
+    let sh = |line: &str| ["-c".to_owned(), line.to_owned()];
+    assert_eq!(
+        live::run_within("true", &[], Duration::from_secs(5)),
+        Ok(())
+    );
+    assert_eq!(
+        live::run_within("sh", &sh("echo broken >&2; exit 3"), Duration::from_secs(5)),
+        Err("sh -c echo broken >&2; exit 3: broken".to_owned())
+    );
+    let started = std::time::Instant::now();
+    let err = live::run_within(
+        "sh",
+        &sh("echo waiting >&2; exec sleep 20"),
+        Duration::from_millis(200),
+    )
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert_eq!(
+        err,
+        "sh -c echo waiting >&2; exec sleep 20: killed after 0.2 s without an end (a DHCP client \
+         without an answer waits that long: check the network's DHCP server): waiting"
+    );
+    assert!(live::COMMAND_TIMEOUT > Duration::from_secs(networkd::WAIT_ONLINE_TIMEOUT_SECS.into()));
+    assert_eq!(live::COMMAND_TIMEOUT, Duration::from_secs(35));
 }
