@@ -1647,6 +1647,56 @@ fn networkd_writes_no_file_for_a_link_with_nothing_to_configure() {
 /// matched by `Name=` alone gives the new instance's NIC the old static address) are removed,
 /// and networkd reloaded so that the image's own configuration takes their links; no other
 /// file of the directory is touched.
+/// The links whose files of an earlier instance were removed are waited for after the reload,
+/// as the links of written files are: by the file's `Name=`, else by its `MACAddress=`.
+#[test]
+fn networkd_waits_for_the_links_whose_files_it_removed() {
+    let (dir, root) =
+        root_with_links(&[("eth0", "fa:16:3e:00:00:01"), ("eth1", "fa:16:3e:00:00:02")]);
+    for name in ["eth0", "eth1"] {
+        fs::write(
+            dir.path().join("sys/class/net").join(name).join("mtu"),
+            "1500\n",
+        )
+        .unwrap();
+    }
+    let network = dir.path().join("etc/systemd/network");
+    fs::create_dir_all(&network).unwrap();
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(
+        dir.path()
+            .join("usr/lib/systemd/systemd-networkd-wait-online"),
+        "",
+    )
+    .unwrap();
+    for (file, matched) in [
+        ("eth0", "Name=eth0"),
+        ("fa-16-3e-00-00-02", "MACAddress=FA:16:3E:00:00:02"),
+    ] {
+        let text = format!("[Match]\n{matched}\n\n[Network]\nAddress=198.18.9.9/24\n");
+        fs::write(network.join(format!("10-metaboot-{file}.network")), text).unwrap();
+    }
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        Ok(())
+    };
+    let applied = networkd::apply_with(
+        &root,
+        &Plan::default(),
+        "no network configuration",
+        Some(&mut record),
+    );
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth0 -i eth1"
+        ]
+    );
+}
+
 #[test]
 fn networkd_removes_its_files_of_an_earlier_instance() {
     let plan = named_plan();
