@@ -85,6 +85,7 @@ fn network_data_json_becomes_a_plan() {
                 system_mac: None,
                 mtu: Some(1450),
                 dhcp4: false,
+                dhcp4_ignores_routes: false,
                 ipv6: Ipv6Auto::StaticOnly,
                 addresses: vec![addr("198.18.30.5/24"), addr("2001:db8::5/64")],
                 routes: vec![
@@ -376,6 +377,30 @@ fn a_dhcp_links_default_route_is_its_leases() {
     let plan = plan(&NetworkDoc::NetworkConfig(both), &mut warnings).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(plan.interfaces[0].routes[0].is_default());
+}
+
+/// A DHCP link whose document tells DHCP to install no routes (`dhcp4-overrides: use-routes`
+/// false, in any way networkd reads false from cloud-init's `UseRoutes=`) keeps the
+/// document's default route: the lease gives none. Anything else leaves it out.
+#[test]
+fn a_dhcp_link_without_the_leases_routes_keeps_the_documents_default_route() {
+    for (use_routes, kept) in [
+        (json!(false), true),
+        (json!("No"), true),
+        (json!("off"), true),
+        (json!(0), true),
+        (json!(true), false),
+        (json!("yes"), false),
+    ] {
+        let doc = json!({"version": 2, "ethernets": {"ens3": {
+            "dhcp4": true, "dhcp4-overrides": {"use-routes": use_routes},
+            "routes": [{"to": "0.0.0.0/0", "via": "198.18.30.1"}]}}});
+        let mut warnings = Vec::new();
+        let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+        let routes = &plan.interfaces[0].routes;
+        assert_eq!(!routes.is_empty(), kept, "{use_routes}: {warnings:?}");
+        assert_eq!(warnings.is_empty(), kept, "{use_routes}: {warnings:?}");
+    }
 }
 
 /// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
