@@ -792,6 +792,28 @@ fn a_new_instance_without_network_data_keeps_no_file_of_the_earlier_one() {
             .exists()
     );
     assert!(guest.path("/etc/systemd/network/50-dhcp.network").exists());
+
+    // Not known to have none: a document that is not valid, or network data not asked for.
+    for case in ["invalid", "not asked for"] {
+        let guest = Guest::new();
+        for dir in ["/etc/systemd/network", "/usr/lib/systemd"] {
+            std::fs::create_dir_all(guest.path(dir)).unwrap();
+        }
+        std::fs::write(guest.path("/usr/lib/systemd/systemd-networkd"), "").unwrap();
+        let file = guest.path("/etc/systemd/network/10-metaboot-ens3.network");
+        std::fs::write(&file, earlier).unwrap();
+        match case {
+            "invalid" => guest.serve("network_data.json", br#"{"links": 1}"#),
+            _ => guest.config("steps: [meta-data, network]\n"),
+        }
+        guest.run();
+        assert_eq!(
+            guest.step("network"),
+            ("skipped".to_owned(), "no network data".to_owned()),
+            "{case}"
+        );
+        assert!(file.exists(), "{case}");
+    }
 }
 
 /// A guest whose meta-data has an RSA key pair (made with ssh-keygen) and whose user data sets

@@ -57,6 +57,7 @@ pub(super) fn fetch<'a>(
     let mut user = Decoded::default();
     let mut vendor = Decoded::default();
     let mut network = None;
+    let mut network_absent = false;
     let enabled = |name: &str| settings.agent.step_enabled(name);
     if enabled("user-data") {
         report.step("user-data", || docs.user_data(source, client, &mut user));
@@ -74,7 +75,9 @@ pub(super) fn fetch<'a>(
         report.skip("vendor-data", DISABLED);
     }
     if enabled("network-data") {
-        report.step("network-data", || docs.network_data(source, &mut network));
+        report.step("network-data", || {
+            docs.network_data(source, &mut network, &mut network_absent)
+        });
     } else {
         report.skip("network-data", DISABLED);
     }
@@ -100,6 +103,7 @@ pub(super) fn fetch<'a>(
         user,
         vendor,
         network,
+        network_absent,
         source: Some(source.name().to_owned()),
         service_url: source.service_url(),
     })
@@ -402,8 +406,14 @@ impl Documents<'_> {
         done
     }
 
-    /// The `network-data` step: fetched, cached, parsed (the `network` step applies it).
-    fn network_data(&self, source: &mut dyn Source, out: &mut Option<NetworkDoc>) -> Done {
+    /// The `network-data` step: fetched, cached, parsed (the `network` step applies it);
+    /// `absent` when the source has none.
+    fn network_data(
+        &self,
+        source: &mut dyn Source,
+        out: &mut Option<NetworkDoc>,
+        absent: &mut bool,
+    ) -> Done {
         match self.fetched(source.network_data(), "network_data.json") {
             Ok(Some(NetworkData::Json(raw))) => {
                 self.uncache(&[NETWORK_CONFIG]);
@@ -450,6 +460,7 @@ impl Documents<'_> {
             }
             Ok(None) => {
                 self.uncache(&[NETWORK_DATA_JSON, NETWORK_CONFIG]);
+                *absent = true;
                 Done::ok_with("no network data")
             }
             Err(err) => Done::error(err),

@@ -22,6 +22,9 @@ pub struct Instance<'a> {
     pub vendor: Decoded,
     /// The network configuration the source gave (parsed), for the `network` step.
     pub network: Option<NetworkDoc>,
+    /// Whether the source said it has no network configuration (the `network-data` step
+    /// fetched none); not when that step is off or failed, or the document is not valid.
+    pub network_absent: bool,
     /// The datasource the data came from (`metadata-service`, …), when one was found.
     pub source: Option<String>,
     /// The metadata service's base URL the data was read from, when it came from the service.
@@ -96,6 +99,7 @@ impl<'a> Instance<'a> {
             user: Decoded::default(),
             vendor: Decoded::default(),
             network: None,
+            network_absent: false,
             source: None,
             service_url: None,
         }

@@ -382,7 +382,10 @@ fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
         return Done::skipped("network: {config: disabled}");
     }
     let Some(doc) = &i.network else {
-        return without_network(i, "no network data", warnings);
+        if i.network_absent {
+            return without_network(i, "no network data", warnings);
+        }
+        return Done::skipped("no network data");
     };
     if doc.disabled() {
         return Done::skipped(super::fetch::NETWORK_CONFIG_DISABLED);
@@ -417,7 +420,8 @@ fn network(i: &Instance<'_>, warnings: &mut Vec<String>) -> Done {
     }
 }
 
-/// The `network` step of an instance without network configuration (`why`): skipped, once
+/// The `network` step of an instance whose source has no network configuration (`why`; not
+/// one whose document could not be read, or was not asked for): skipped, once
 /// metaboot's files of an earlier instance are removed (`network::apply_none`); still skipped
 /// then, so that the step runs again at the next boot (a document a failed fetch missed).
 fn without_network(i: &Instance<'_>, why: &str, warnings: &mut Vec<String>) -> Done {

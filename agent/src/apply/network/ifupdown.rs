@@ -4,13 +4,13 @@
 //! must `source` the directory (Debian's does), as the image's `ifup` reads `source` lines:
 //! else the step is an error that says so (`sources.rs`). Static interfaces are brought up at
 //! once (`ifdown`, `ifup`) when the root is `/`, and brought up again as they were when the new
-//! stanzas fail ([`bring_back`]); the others keep running as they are, but for their MTU and
+//! stanzas fail before an address ([`bring_back`]); the others keep running as they are, but for their MTU and
 //! routes, set at once (`mtu.rs`, `running.rs`), or are brought up (`ifup`) when they hold no
 //! address (a NIC that no stanza of the image's names).
 
 use std::fmt::Write as _;
 
-use super::links::{holds_address, own_link};
+use super::links::{holds_address, holds_one_of, own_link};
 use super::live::{self, Run};
 use super::plan::{Address, Applied, Interface, Ipv6Auto, Plan, normal_mac};
 use super::sources;
@@ -262,7 +262,7 @@ const IFDOWN: &str = "ifdown";
 
 /// Writes the file; brings the static interfaces down and up again when the root is `/` (the
 /// run's documents are fetched by then, and their static addresses are the instance's), the
-/// file put back as it was when one fails ([`bring_back`]), and sets the MTU and routes of the
+/// file put back as it was when one fails before its address ([`bring_back`]), and sets the MTU and routes of the
 /// others, whose DHCP lease is kept.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
     apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
@@ -329,6 +329,14 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
                 applied.done.push(format!("{IFUP} {name}"));
                 switched.push(name);
             }
+            // A line after the address failed (a default route beside a DHCP client's): the
+            // interface is up and reachable, as ifupdown leaves it at boot.
+            Err(err) if holds_one_of(root, name, &interface.addresses) => {
+                applied.errors.push(format!(
+                    "{err}: {name} came up with its new address, but not with all of its stanza \
+                     (fix the document's configuration of it and run the step again)"
+                ));
+            }
             Err(err) => {
                 let failed = Failed {
                     name,
@@ -354,7 +362,7 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
     applied
 }
 
-/// A static interface whose `ifup` with the new file failed.
+/// A static interface whose `ifup` with the new file failed before any of its new addresses.
 struct Failed<'a> {
     name: &'a str,
     /// Whether `ifdown` took its old configuration off before.
@@ -363,9 +371,9 @@ struct Failed<'a> {
     error: String,
 }
 
-/// The new file is not kept when an interface's `ifup` fails with it: `ifdown` took the
-/// interface down, and it would stay down for the rest of the boot (and come up with the same
-/// stanzas at the next). The interfaces brought up with it before (`switched`) are taken down
+/// The new file is not kept when an interface's `ifup` fails with it before any of its new
+/// addresses: `ifdown` took the interface down, and it would stay down for the rest of the
+/// boot (and come up with the same stanzas at the next). The interfaces brought up with it before (`switched`) are taken down
 /// while its stanzas are still there (ifupdown reads a stanza's down commands from the file);
 /// the global addresses the failed `ifup` left on its interface are flushed (only when
 /// `ifdown` took the old configuration off first: else they may be the ones it runs on); the
@@ -403,7 +411,8 @@ fn bring_back(
         None => Err(format!("{FILE} could not be read before it was replaced")),
     };
     let mut message = format!(
-        "{}: the configuration of {name} did not come up (fix the document's configuration of          it and run the step again); ",
+        "{}: the configuration of {name} did not come up (fix the document's configuration of \
+         it and run the step again); ",
         failed.error
     );
     if let Err(err) = restored {

@@ -3,7 +3,9 @@
 //! as `en*`), and whether a link is already up, has a given MTU (so that applying a plan
 //! changes only what differs), or holds an address (a DHCP link a renderer leaves running).
 
-use super::plan::Interface;
+use std::net::IpAddr;
+
+use super::plan::{Address, Interface};
 use crate::root::Root;
 use crate::sys_net::{attribute, has_entry, interface_names};
 
@@ -86,22 +88,59 @@ pub const IPV4_ROUTES: &str = "/proc/net/route";
 
 /// Whether the link `name` holds an address now (`<root>/proc/net/if_inet6` lists a global
 /// IPv6 address of it, or `<root>/proc/net/route` an IPv4 route on it): a DHCP lease or router
-/// advertisements configured it. Unreadable: none.
+/// advertisements configured it. Unreadable (no `/proc`, over the read limit): held, so that a
+/// running lease is never restarted on no evidence; a missing `if_inet6` beside a readable
+/// route table is a kernel without IPv6.
 pub fn holds_address(root: &Root, name: &str) -> bool {
-    let lines = |path: &str| {
-        root.read_optional_string(path)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+    let Ok(Some(routes)) = root.read_optional_string(IPV4_ROUTES) else {
+        return true;
     };
-    let ipv6 = lines(IPV6_ADDRESSES).lines().any(|line| {
+    let Ok(ipv6) = root.read_optional_string(IPV6_ADDRESSES) else {
+        return true;
+    };
+    let ipv6 = ipv6.unwrap_or_default().lines().any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.len() == 6 && fields[3] == GLOBAL_SCOPE && fields[5] == name
     });
-    ipv6 || lines(IPV4_ROUTES)
+    ipv6 || routes
         .lines()
         .skip(1)
         .any(|line| line.split_whitespace().next() == Some(name))
+}
+
+/// The kernel's IPv4 routing tables as a trie: each address of the system is a leaf (`|-- IP`)
+/// followed by a `/32 host LOCAL` line.
+pub const IPV4_TRIE: &str = "/proc/net/fib_trie";
+
+/// Whether the link `name` holds one of `addresses` now: an IPv6 one as [`IPV6_ADDRESSES`]
+/// lists it on the link, an IPv4 one as [`IPV4_TRIE`] lists it as the system's (the kernel
+/// names no link of an IPv4 address under `/proc`). A table that cannot be read: held, so
+/// that nothing is undone on no evidence.
+pub fn holds_one_of(root: &Root, name: &str, addresses: &[Address]) -> bool {
+    addresses.iter().any(|address| match address.ip {
+        IpAddr::V6(ip) => match root.read_optional_string(IPV6_ADDRESSES) {
+            Ok(table) => {
+                let hex = format!("{:032x}", u128::from(ip));
+                table.unwrap_or_default().lines().any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() == 6 && fields[0] == hex && fields[5] == name
+                })
+            }
+            Err(_) => true,
+        },
+        IpAddr::V4(ip) => {
+            let Ok(Some(trie)) = root.read_optional_string(IPV4_TRIE) else {
+                return true;
+            };
+            let mut leaf = None;
+            trie.lines().map(str::trim).any(|line| {
+                if let Some(found) = line.strip_prefix("|-- ") {
+                    leaf = found.parse().ok();
+                }
+                line.starts_with("/32 host LOCAL") && leaf == Some(ip)
+            })
+        }
+    })
 }
 
 /// Whether `name` matches `pattern`: `*` any run of characters, `?` any one, anything else

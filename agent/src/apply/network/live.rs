@@ -1,27 +1,80 @@
 //! The programs the renderers run on the running system for their live changes (`networkctl`,
 //! `ifup`, `ip`; root `/` only), behind one type so that tests record the calls instead.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 /// What runs `PROGRAM ARGS` for a renderer's live changes: [`run`] on a guest, a recorder in
 /// tests. An error is the message to report (the command and what it wrote on standard error).
 pub type Run<'a> = &'a mut dyn FnMut(&str, &[String]) -> Result<(), String>;
 
-/// Runs `program` with `args`; an error says the command and its standard error.
+/// Longest a live command runs before it is killed: `ifup` of a DHCP link whose server does
+/// not answer lasts as long as its client waits (dhclient: 60 s), link after link, and the
+/// boot waits for metaboot (agent/systemd/metaboot.service starts before ssh). Longer than
+/// networkd's wait for its links (`networkd::WAIT_ONLINE_TIMEOUT_SECS`), which ends on its own
+/// and says why.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(35);
+/// How often a running command is looked at (and what it wrote on standard error read).
+const POLL: Duration = Duration::from_millis(20);
+
+/// Runs `program` with `args`, for at most [`COMMAND_TIMEOUT`]; an error says the command and
+/// its standard error.
 pub fn run(program: &str, args: &[String]) -> Result<(), String> {
-    let shown = || {
-        std::iter::once(program)
-            .chain(args.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    match Command::new(program).args(args).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "{}: {}",
-            shown(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(err) => Err(format!("{}: {err}", shown())),
+    run_within(program, args, COMMAND_TIMEOUT)
+}
+
+/// [`run`], killed after `bound`.
+pub(super) fn run_within(program: &str, args: &[String], bound: Duration) -> Result<(), String> {
+    let shown = std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("{shown}: {err}"))?;
+    // Read as it comes, never waited for: a process it started (a DHCP client) may hold it
+    // open after it ended.
+    let mut stderr = child.stderr.take();
+    if let Some(pipe) = &stderr {
+        let _ = fcntl(pipe, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     }
+    let mut text = Vec::new();
+    let deadline = Instant::now() + bound;
+    let ended = loop {
+        if let Some(pipe) = stderr.as_mut() {
+            let _ = pipe.read_to_end(&mut text);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(_)) => break true,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break false;
+            }
+            Err(err) => return Err(format!("{shown}: {err}")),
+        }
+    };
+    if let Some(pipe) = stderr.as_mut() {
+        let _ = pipe.read_to_end(&mut text);
+    }
+    let text = String::from_utf8_lossy(&text);
+    if ended {
+        return Err(format!("{shown}: {}", text.trim()));
+    }
+    let said = if text.trim().is_empty() { "" } else { ": " };
+    Err(format!(
+        "{shown}: killed after {} s without an end (a DHCP client without an answer waits that \
+         long: check the network's DHCP server){said}{}",
+        bound.as_secs_f32(),
+        text.trim()
+    ))
 }

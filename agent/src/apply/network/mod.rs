@@ -222,10 +222,11 @@ pub fn apply(root: &Root, plan: &Plan, renderer: Renderer, source: &str) -> Appl
     }
 }
 
-/// What an instance without network configuration (no document, or one that configures
-/// nothing) gets: on an image whose network systemd-networkd brings up, the
+/// What an instance without network configuration (its source has no document, or one that
+/// configures nothing) gets: on an image whose network systemd-networkd brings up, the
 /// `10-metaboot-*.network` files written for an earlier instance are removed, as a plan
-/// without interfaces removes them (networkd reloaded when the root is `/`), so that the
+/// without interfaces removes them (networkd reloaded when the root is `/`, and their links
+/// waited for), so that the
 /// image's own files configure their links; else a NoCloud clone whose new seed has no
 /// `network-config` would keep the old instance's static addresses (matched by name). cloud-init
 /// likewise replaces the earlier instance's configuration with its fallback (DHCP on the

@@ -54,6 +54,17 @@ fn accept_ra(ipv6: Ipv6Auto, value: Option<&Value>) -> Ipv6Auto {
     }
 }
 
+/// Whether `value` is false as systemd-networkd reads the value cloud-init's networkd renderer
+/// writes for it (`UseRoutes=` of `dhcp4-overrides: use-routes`): `false`, `0`, or `no`, `n`,
+/// `false`, `f`, `off` or `0` written as a string, in any case.
+fn is_false(value: &Value) -> bool {
+    let text = match value {
+        Value::String(text) => text.trim().to_ascii_lowercase(),
+        other => other.to_string(),
+    };
+    ["no", "n", "false", "f", "off", "0"].contains(&text.as_str())
+}
+
 fn bad(what: &str) -> NetworkError {
     NetworkError::Invalid(format!("network-config: {what}"))
 }
@@ -272,6 +283,10 @@ fn version2(doc: &Value, warnings: &mut Vec<String>) -> Result<Plan, NetworkErro
             name,
             mtu: mtu(eth),
             dhcp4: eth.get("dhcp4").and_then(Value::as_bool).unwrap_or(false),
+            dhcp4_ignores_routes: eth
+                .get("dhcp4-overrides")
+                .and_then(|overrides| overrides.get("use-routes"))
+                .is_some_and(is_false),
             ipv6: if eth.get("dhcp6").and_then(Value::as_bool).unwrap_or(false) {
                 Ipv6Auto::Dhcp
             } else {

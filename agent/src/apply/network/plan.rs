@@ -84,6 +84,9 @@ pub struct Interface {
     pub system_mac: Option<String>,
     pub mtu: Option<u32>,
     pub dhcp4: bool,
+    /// The document tells the DHCP client to install none of the lease's routes (netplan's
+    /// `dhcp4-overrides: use-routes: false`): the document's default route is kept.
+    pub dhcp4_ignores_routes: bool,
     pub ipv6: Ipv6Auto,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
@@ -179,10 +182,15 @@ impl Plan {
     /// default` fails beside dhclient's (`|| true`), and it reads a version 2 `gateway4` only
     /// with a static address (netplan itself, given `dhcp4` and a default route, writes both);
     /// and the IPv6 default route of a DHCPv6 or SLAAC network is likewise left to the router's
-    /// advertisements (`openstack.rs`). The host routes of a DHCP link are kept.
+    /// advertisements (`openstack.rs`). The host routes of a DHCP link are kept, and its
+    /// default route too when the document tells DHCP to install no routes
+    /// ([`Interface::dhcp4_ignores_routes`]).
     pub(super) fn leave_dhcp_default_routes(&mut self, source: &str, warnings: &mut Vec<String>) {
         for interface in &mut self.interfaces {
-            if !interface.dhcp4 || interface.addresses.iter().any(|a| a.ip.is_ipv4()) {
+            if !interface.dhcp4
+                || interface.dhcp4_ignores_routes
+                || interface.addresses.iter().any(|a| a.ip.is_ipv4())
+            {
                 continue;
             }
             let label = interface.label();

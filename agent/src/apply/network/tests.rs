@@ -3,6 +3,7 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -84,6 +85,7 @@ fn network_data_json_becomes_a_plan() {
                 system_mac: None,
                 mtu: Some(1450),
                 dhcp4: false,
+                dhcp4_ignores_routes: false,
                 ipv6: Ipv6Auto::StaticOnly,
                 addresses: vec![addr("198.18.30.5/24"), addr("2001:db8::5/64")],
                 routes: vec![
@@ -375,6 +377,30 @@ fn a_dhcp_links_default_route_is_its_leases() {
     let plan = plan(&NetworkDoc::NetworkConfig(both), &mut warnings).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(plan.interfaces[0].routes[0].is_default());
+}
+
+/// A DHCP link whose document tells DHCP to install no routes (`dhcp4-overrides: use-routes`
+/// false, in any way networkd reads false from cloud-init's `UseRoutes=`) keeps the
+/// document's default route: the lease gives none. Anything else leaves it out.
+#[test]
+fn a_dhcp_link_without_the_leases_routes_keeps_the_documents_default_route() {
+    for (use_routes, kept) in [
+        (json!(false), true),
+        (json!("No"), true),
+        (json!("off"), true),
+        (json!(0), true),
+        (json!(true), false),
+        (json!("yes"), false),
+    ] {
+        let doc = json!({"version": 2, "ethernets": {"ens3": {
+            "dhcp4": true, "dhcp4-overrides": {"use-routes": use_routes},
+            "routes": [{"to": "0.0.0.0/0", "via": "198.18.30.1"}]}}});
+        let mut warnings = Vec::new();
+        let plan = plan(&NetworkDoc::NetworkConfig(doc), &mut warnings).unwrap();
+        let routes = &plan.interfaces[0].routes;
+        assert_eq!(!routes.is_empty(), kept, "{use_routes}: {warnings:?}");
+        assert_eq!(warnings.is_empty(), kept, "{use_routes}: {warnings:?}");
+    }
 }
 
 /// A port of a static IPv6 network (nova's `ipv6`) refuses router advertisements, as
@@ -771,18 +797,65 @@ fn hold_addresses(root: &Root, names: &[&str]) {
     fs::write(path, table).unwrap();
 }
 
+/// The system holds the IPv4 addresses `ips`: the kernel's trie (`/proc/net/fib_trie` under the
+/// root) lists each as a local leaf, beside a subnet's.
+fn hold_ipv4(root: &Root, ips: &[&str]) {
+    let mut trie =
+        "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 198.18.0.0\n        /16 link UNICAST\n".to_owned();
+    for ip in ips {
+        trie.push_str(&format!("     |-- {ip}\n        /32 host LOCAL\n"));
+    }
+    let path = root.host_path(links::IPV4_TRIE);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, trie).unwrap();
+}
+
+/// A link holds one of its addresses when the kernel lists it: an IPv6 one on the link, an
+/// IPv4 one as a local leaf of the trie (not a subnet's); unreadable tables say it does.
+#[test]
+fn a_link_holds_one_of_its_addresses_as_the_kernel_lists_them() {
+    let (_dir, root) = root_with_links(&[]);
+    let v4 = [addr("198.18.40.5/24")];
+    let v6 = [addr("2001:db8::5/64")];
+    assert!(links::holds_one_of(&root, "eth0", &v4));
+    hold_ipv4(&root, &["198.18.40.6"]);
+    assert!(!links::holds_one_of(&root, "eth0", &v4));
+    assert!(!links::holds_one_of(
+        &root,
+        "eth0",
+        &[addr("198.18.0.0/16")]
+    ));
+    assert!(!links::holds_one_of(&root, "eth0", &[]));
+    hold_ipv4(&root, &["198.18.40.5"]);
+    assert!(links::holds_one_of(&root, "eth0", &v4));
+    assert!(!links::holds_one_of(&root, "eth0", &v6));
+    fs::write(
+        root.host_path(links::IPV6_ADDRESSES),
+        "20010db8000000000000000000000005 04 40 00 00     eth1\n",
+    )
+    .unwrap();
+    assert!(!links::holds_one_of(&root, "eth0", &v6));
+    assert!(links::holds_one_of(&root, "eth1", &v6));
+}
+
 /// A link holds an address when the kernel has an IPv4 route on it or a global IPv6 address of
-/// it; not for its link-local IPv6 address (every up link's), the header line, or nothing
-/// readable.
+/// it; not for its link-local IPv6 address (every up link's) or the header line. Tables that
+/// cannot be read (no `/proc`, one over the read limit) say nothing: every link holds one, and
+/// is left running.
 #[test]
 fn a_link_holds_an_address_by_its_routes_or_global_ipv6_addresses() {
     let (_dir, root) = root_with_links(&[]);
+    assert!(links::holds_address(&root, "eth0"));
+    hold_addresses(&root, &[]);
     assert!(!links::holds_address(&root, "eth0"));
+    let ipv6 = root.host_path(links::IPV6_ADDRESSES);
+    fs::create_dir(&ipv6).unwrap();
+    assert!(links::holds_address(&root, "eth0"));
+    fs::remove_dir(&ipv6).unwrap();
     hold_addresses(&root, &["eth0"]);
     assert!(links::holds_address(&root, "eth0"));
     assert!(!links::holds_address(&root, "eth1"));
     assert!(!links::holds_address(&root, "Iface"));
-    let ipv6 = root.host_path(links::IPV6_ADDRESSES);
     fs::write(
         &ipv6,
         "fe80000000000000f8163efffe000002 03 40 20 80     eth1\n\
@@ -1385,6 +1458,8 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
         "source /etc/network/interfaces.d/*\n",
     )
     .unwrap();
+    // The failed `ifup` added none of eth2's new addresses.
+    hold_ipv4(&root, &["198.18.30.5"]);
     let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
     let old = "auto eth0\niface eth0 inet dhcp\nauto eth2\niface eth2 inet static\n    \
                address 198.18.40.9/24\n";
@@ -1399,7 +1474,7 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
             calls.push(format!("{program} {}", args.join(" ")));
             match program {
                 "ifup" if args[0] == "eth2" && text.contains("198.18.40.5") => {
-                    Err("ifup eth2: RTNETLINK answers: Nexthop has invalid gateway".to_owned())
+                    Err("ifup eth2: RTNETLINK answers: Invalid argument".to_owned())
                 }
                 "ifdown" if down_fails => {
                     Err(format!("ifdown: interface {} not configured", args[0]))
@@ -1421,15 +1496,15 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
         expected.extend(["ifup eth2", "ifup eth0"]);
         assert_eq!(calls, expected, "{before:?}");
         assert_eq!(fs::read_to_string(&file).ok().as_deref(), before);
-        assert_eq!(applied.errors.len(), 1, "{:?}", applied.errors);
-        assert!(
-            applied.errors[0].starts_with("ifup eth2: RTNETLINK answers: Nexthop has invalid gateway: the configuration of eth2 did not come up")
-                && applied.errors[0].ends_with(
-                    "/etc/network/interfaces.d/50-metaboot was put back as it was and eth2, eth0 \
-                     brought up again with it"
-                ),
-            "{:?}",
-            applied.errors
+        assert_eq!(
+            applied.errors,
+            [
+                "ifup eth2: RTNETLINK answers: Invalid argument: the configuration of \
+                 eth2 did not come up (fix the document's configuration of it and run the step \
+                 again); /etc/network/interfaces.d/50-metaboot was put back as it was and eth2, \
+                 eth0 brought up again with it"
+            ],
+            "{before:?}"
         );
         assert!(
             applied
@@ -1440,6 +1515,60 @@ fn ifupdown_brings_an_interface_back_up_as_it_was_when_its_new_stanza_fails() {
             applied.done
         );
     }
+}
+
+/// A stanza whose `ifup` fails after its address came up (ifupdown's `ip route add default`
+/// beside a DHCP client's: "File exists") keeps its interface up with the new configuration:
+/// nothing is taken down, flushed or put back, neither it nor a static interface brought up
+/// before it; the error says so.
+#[test]
+fn ifupdown_keeps_an_interface_that_came_up_with_its_new_address() {
+    let mut plan = named_plan();
+    plan.interfaces.insert(
+        0,
+        Interface {
+            name: Some("eth2".into()),
+            addresses: vec![addr("198.18.40.5/24")],
+            ..Interface::default()
+        },
+    );
+    let (dir, root) = root_with_links(&[]);
+    hold_ipv4(&root, &[]);
+    fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
+    fs::write(
+        root.host_path(ifupdown::INTERFACES),
+        "source /etc/network/interfaces.d/*\n",
+    )
+    .unwrap();
+    let file = dir.path().join(ifupdown::FILE.trim_start_matches('/'));
+    fs::write(&file, "auto eth0\niface eth0 inet dhcp\n").unwrap();
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        if program == "ifup" && args[0] == "eth0" {
+            hold_ipv4(&root, &["198.18.40.5", "198.18.30.5"]);
+            return Err("ifup eth0: RTNETLINK answers: File exists".to_owned());
+        }
+        Ok(())
+    };
+    let applied = ifupdown::apply_with(&root, &plan, "network_data.json", Some(&mut record));
+    assert_eq!(
+        calls,
+        ["ifdown eth2", "ifup eth2", "ifdown eth0", "ifup eth0"]
+    );
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        ifupdown::render(&plan, "network_data.json").0
+    );
+    assert_eq!(
+        applied.errors,
+        [
+            "ifup eth0: RTNETLINK answers: File exists: eth0 came up with its new address, but \
+             not with all of its stanza (fix the document's configuration of it and run the step \
+             again)"
+        ]
+    );
+    assert!(applied.done.contains(&ifupdown::FILE.to_owned()));
 }
 
 /// The MTU is set at once only on the link that is the interface: not under the document's
@@ -1543,6 +1672,56 @@ fn networkd_writes_no_file_for_a_link_with_nothing_to_configure() {
 /// matched by `Name=` alone gives the new instance's NIC the old static address) are removed,
 /// and networkd reloaded so that the image's own configuration takes their links; no other
 /// file of the directory is touched.
+/// The links whose files of an earlier instance were removed are waited for after the reload,
+/// as the links of written files are: by the file's `Name=`, else by its `MACAddress=`.
+#[test]
+fn networkd_waits_for_the_links_whose_files_it_removed() {
+    let (dir, root) =
+        root_with_links(&[("eth0", "fa:16:3e:00:00:01"), ("eth1", "fa:16:3e:00:00:02")]);
+    for name in ["eth0", "eth1"] {
+        fs::write(
+            dir.path().join("sys/class/net").join(name).join("mtu"),
+            "1500\n",
+        )
+        .unwrap();
+    }
+    let network = dir.path().join("etc/systemd/network");
+    fs::create_dir_all(&network).unwrap();
+    fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
+    fs::write(
+        dir.path()
+            .join("usr/lib/systemd/systemd-networkd-wait-online"),
+        "",
+    )
+    .unwrap();
+    for (file, matched) in [
+        ("eth0", "Name=eth0"),
+        ("fa-16-3e-00-00-02", "MACAddress=FA:16:3E:00:00:02"),
+    ] {
+        let text = format!("[Match]\n{matched}\n\n[Network]\nAddress=198.18.9.9/24\n");
+        fs::write(network.join(format!("10-metaboot-{file}.network")), text).unwrap();
+    }
+    let mut calls = Vec::new();
+    let mut record = |program: &str, args: &[String]| {
+        calls.push(format!("{program} {}", args.join(" ")));
+        Ok(())
+    };
+    let applied = networkd::apply_with(
+        &root,
+        &Plan::default(),
+        "no network configuration",
+        Some(&mut record),
+    );
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert_eq!(
+        calls,
+        [
+            "networkctl reload",
+            "/usr/lib/systemd/systemd-networkd-wait-online --timeout=30 -i eth0 -i eth1"
+        ]
+    );
+}
+
 #[test]
 fn networkd_removes_its_files_of_an_earlier_instance() {
     let plan = named_plan();
@@ -2728,4 +2907,34 @@ fn version_1_prefixes_are_read_as_cloud_init_reads_them() {
             "198.21.0.0/24"
         ]
     );
+}
+
+/// A live command is killed at its bound and the error says so; one that fails says its
+/// standard error. The bound outlasts networkd's wait for its links, which ends on its own.
+#[test]
+fn a_live_command_is_killed_at_its_bound() {
+    let sh = |line: &str| ["-c".to_owned(), line.to_owned()];
+    assert_eq!(
+        live::run_within("true", &[], Duration::from_secs(5)),
+        Ok(())
+    );
+    assert_eq!(
+        live::run_within("sh", &sh("echo broken >&2; exit 3"), Duration::from_secs(5)),
+        Err("sh -c echo broken >&2; exit 3: broken".to_owned())
+    );
+    let started = std::time::Instant::now();
+    let err = live::run_within(
+        "sh",
+        &sh("echo waiting >&2; exec sleep 20"),
+        Duration::from_millis(200),
+    )
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert_eq!(
+        err,
+        "sh -c echo waiting >&2; exec sleep 20: killed after 0.2 s without an end (a DHCP client \
+         without an answer waits that long: check the network's DHCP server): waiting"
+    );
+    assert!(live::COMMAND_TIMEOUT > Duration::from_secs(networkd::WAIT_ONLINE_TIMEOUT_SECS.into()));
+    assert_eq!(live::COMMAND_TIMEOUT, Duration::from_secs(35));
 }
