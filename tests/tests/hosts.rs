@@ -66,7 +66,9 @@ fn metric(addr: SocketAddr, name: &str) -> u64 {
 }
 
 /// Starts `all` as network node `node`: in a mount namespace of its own whose /run/netns
-/// holds only `namespaces` (the node's routers), over the registry at `url`.
+/// holds only `namespaces` (the node's routers), with a runtime directory of its own (where
+/// `all` keeps its lock on the registry, as each host has its own /run/metaboot), over the
+/// registry at `url`.
 fn start_node(chain: &mut Chain, node: &str, url: &str, namespaces: &[&str], metrics: SocketAddr) {
     let binary = chain.server.display().to_string();
     let secret = chain.secret_file.display().to_string();
@@ -84,7 +86,7 @@ fn start_node(chain: &mut Chain, node: &str, url: &str, namespaces: &[&str], met
     let script = format!(
         "mkdir -p {seen}/all && mount --rbind /run/netns {seen}/all && \
          mount -t tmpfs tmpfs /run/netns && {binds}\
-         exec {binary} --db '{url}' all --shared-secret-file {secret} --metrics-listen {metrics}",
+         RUNTIME_DIRECTORY={seen}/run exec {binary} --db '{url}' all --shared-secret-file {secret} --metrics-listen {metrics}",
         seen = seen.display()
     );
     chain

@@ -1,13 +1,10 @@
-//! One `all` per registry, network namespace and set of router namespaces. A second `all` over
-//! the same registry on the same host would find the namespaces' addresses held only for some
-//! of them and serve the rest, half and half with the first; so `all` takes a lock at start, a
-//! file under its runtime directory named after the registry, the network namespace it runs in
-//! and the `ip netns` directory it sees (`/run/netns`, by its device and inode; a fixed marker
-//! when there is none), held (`flock`) until it stops, with its pid in it for the refusal of a
-//! second one. Two `all`s in two network namespaces (two hosts over one PostgreSQL), two that
-//! see different `/run/netns` (two network nodes simulated on one machine, each in a mount
-//! namespace of its own whose `/run/netns` holds its own routers' namespaces:
-//! `tests/tests/hosts.rs`), and `all`s over different registries, take different locks.
+//! One `all` per registry and network namespace. A second `all` over the same registry on the
+//! same host would find the namespaces' addresses held only for some of them and serve the
+//! rest, half and half with the first; so `all` takes a lock at start, a file under its
+//! runtime directory named after the registry and the network namespace it runs in, held
+//! (`flock`) until it stops, with its pid in it for the refusal of a second one. Two `all`s in
+//! two network namespaces (two hosts over one PostgreSQL), and `all`s over different registries
+//! in one namespace, take different locks.
 //!
 //! The registry is known by what it is, not how `db` spells it: a SQLite file by its device
 //! and inode, a PostgreSQL database by its hosts, ports and name (the user and password do
@@ -21,7 +18,6 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::admin::InputError;
-use crate::http::listen::NETNS_DIR;
 use crate::store::Location;
 
 /// The variable systemd sets to the unit's runtime directory (`RuntimeDirectory=metaboot` in
@@ -31,9 +27,6 @@ pub const RUNTIME_DIR_VAR: &str = "RUNTIME_DIRECTORY";
 pub const ROOT_RUNTIME_DIR: &str = "/run/metaboot";
 /// Where the network namespace of the process is seen; its inode names the namespace.
 pub const OWN_NETNS: &str = "/proc/self/ns/net";
-/// What stands for the `ip netns` directory in the lock's name when there is none: every
-/// process without one sees the same (no) router namespaces.
-pub const NO_NETNS_DIR: &str = "no-netns-dir";
 /// Mode of the lock file (the holder's pid in it).
 pub const LOCK_FILE_MODE: u32 = 0o640;
 /// Mode of a runtime directory made for the lock.
@@ -100,24 +93,9 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
-/// Which router namespaces a process sees: the `ip netns` directory `dir` it finds (its device
-/// and inode: a mount namespace with a `/run/netns` of its own sees another one), or
-/// [`NO_NETNS_DIR`] when there is none.
-fn netns_dir_identity(dir: &Path) -> io::Result<String> {
-    match std::fs::metadata(dir) {
-        Ok(meta) => Ok(format!("{}:{}", meta.dev(), meta.ino())),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(NO_NETNS_DIR.to_owned()),
-        Err(err) => Err(err),
-    }
-}
-
-/// The lock file's name for the registry known as `identity` in network namespace `netns`,
-/// seeing the router namespaces of the `ip netns` directory known as `netns_dir`.
-fn lock_name(netns: u64, netns_dir: &str, identity: &str) -> String {
-    format!(
-        "all-netns{netns}-{:016x}.lock",
-        fnv1a(&format!("{netns_dir}\n{identity}"))
-    )
+/// The lock file's name for the registry known as `identity` in network namespace `netns`.
+fn lock_name(netns: u64, identity: &str) -> String {
+    format!("all-netns{netns}-{:016x}.lock", fnv1a(identity))
 }
 
 /// The lock, held until dropped: the file is removed then, before it is unlocked.
@@ -141,20 +119,9 @@ impl Drop for RegistryLock {
 }
 
 /// Takes `all`'s lock on the registry `db` (shown as `shown`) in `dir`, for the network
-/// namespace this process runs in and the router namespaces it sees (`ip netns`'s directory).
-/// Held by another process: an [`InputError`] (exit 2) naming the registry and the holder's
-/// pid.
+/// namespace this process runs in. Held by another process: an [`InputError`] (exit 2) naming
+/// the registry and the holder's pid.
 pub fn take(dir: &Path, db: &str, shown: &str) -> anyhow::Result<RegistryLock> {
-    take_seeing(dir, db, shown, Path::new(NETNS_DIR))
-}
-
-/// [`take`] for a process whose `ip netns` directory is `netns_dir`.
-fn take_seeing(
-    dir: &Path,
-    db: &str,
-    shown: &str,
-    netns_dir: &Path,
-) -> anyhow::Result<RegistryLock> {
     let cannot = |what: String, err: io::Error| {
         anyhow::anyhow!(
             "cannot take all's lock on the registry {shown} ({what}: {err}): give `all` a \
@@ -165,14 +132,8 @@ fn take_seeing(
     let netns = std::fs::metadata(OWN_NETNS)
         .map_err(|err| cannot(format!("the network namespace, {OWN_NETNS}"), err))?
         .ino();
-    let routers = netns_dir_identity(netns_dir).map_err(|err| {
-        cannot(
-            format!("the router namespaces' directory, {}", netns_dir.display()),
-            err,
-        )
-    })?;
     make_runtime_dir(dir).map_err(|err| cannot(dir.display().to_string(), err))?;
-    let path = dir.join(lock_name(netns, &routers, &identity));
+    let path = dir.join(lock_name(netns, &identity));
     for _ in 0..MAX_LOCK_ATTEMPTS {
         let opened = OpenOptions::new()
             .create(true)
@@ -239,8 +200,8 @@ fn refusal(file: &mut File, path: &Path, shown: &str) -> anyhow::Error {
     };
     InputError(format!(
         "another metaboot-server all ({holder}) already serves the registry {shown} in this \
-         network namespace, seeing the same router namespaces (its lock {} is taken): stop it \
-         first, or give this one another registry (db)",
+         network namespace (its lock {} is taken): stop it first, or give this one another \
+         registry (db)",
         path.display()
     ))
     .into()
@@ -376,56 +337,11 @@ mod tests {
             identity("postgres://a@db2.example/metaboot")
         );
         let registry = identity("postgres://a@db.example/metaboot");
-        let routers = "1:2";
-        assert_ne!(
-            lock_name(1, routers, &registry),
-            lock_name(2, routers, &registry)
-        );
-        assert_eq!(
-            lock_name(1, routers, &registry),
-            lock_name(1, routers, &registry)
-        );
+        assert_ne!(lock_name(1, &registry), lock_name(2, &registry));
+        assert_eq!(lock_name(1, &registry), lock_name(1, &registry));
         // Stable across builds: the name a running `all` holds is the one a new binary takes.
         assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    /// Two `all`s over one registry in one network namespace that see different `ip netns`
-    /// directories (each its own mount namespace's `/run/netns`: two network nodes simulated on
-    /// one machine, `tests/tests/hosts.rs`) take different locks; two that see the same one, or
-    /// none, take the same.
-    #[test]
-    fn the_lock_names_the_router_namespaces_the_process_sees() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = dir.path().join("run");
-        let db = dir.path().join("r.sqlite");
-        std::fs::write(&db, "").unwrap();
-        let db = db.to_str().unwrap();
-        let (node_a, node_b) = (dir.path().join("a-netns"), dir.path().join("b-netns"));
-        for seen in [&node_a, &node_b] {
-            std::fs::create_dir(seen).unwrap();
-        }
-        let identity = |seen: &Path| netns_dir_identity(seen).unwrap();
-        assert_ne!(identity(&node_a), identity(&node_b));
-        let missing = dir.path().join("none");
-        assert_eq!(identity(&missing), NO_NETNS_DIR);
-        let registry = registry_identity(db).unwrap();
-        assert_ne!(
-            lock_name(1, &identity(&node_a), &registry),
-            lock_name(1, &identity(&node_b), &registry)
-        );
-        let a = take_seeing(&runtime, db, db, &node_a).unwrap();
-        let b = take_seeing(&runtime, db, db, &node_b).unwrap();
-        assert_ne!(a.path(), b.path());
-        let err = take_seeing(&runtime, db, db, &node_a).unwrap_err();
-        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
-        assert!(
-            format!("{err:#}").contains("seeing the same router namespaces"),
-            "{err:#}"
-        );
-        let _none = take_seeing(&runtime, db, db, &missing).unwrap();
-        let err = take_seeing(&runtime, db, db, &missing).unwrap_err();
-        assert_eq!(crate::cli::exit_code(&err), crate::cli::EXIT_REFUSED);
     }
 
     #[test]
