@@ -17,8 +17,12 @@ pub type Run<'a> = &'a mut dyn FnMut(&str, &[String]) -> Result<(), String>;
 /// networkd's wait for its links (`networkd::WAIT_ONLINE_TIMEOUT_SECS`), which ends on its own
 /// and says why.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(35);
-/// How often a running command is looked at (and what it wrote on standard error read).
+/// Longest pause between two looks at a running command (and reads of what it wrote on
+/// standard error): the pauses start at [`FIRST_POLL`] and double, so that a command that ends
+/// at once (`ip`, `networkctl`) is not waited for longer than it ran.
 const POLL: Duration = Duration::from_millis(20);
+/// The first pause between two looks at a running command.
+const FIRST_POLL: Duration = Duration::from_millis(1);
 
 /// Runs `program` with `args`, for at most [`COMMAND_TIMEOUT`]; an error says the command and
 /// its standard error.
@@ -26,8 +30,10 @@ pub fn run(program: &str, args: &[String]) -> Result<(), String> {
     run_within(program, args, COMMAND_TIMEOUT)
 }
 
-/// [`run`], killed after `bound`.
+/// [`run`], killed after `bound`, with every process it started and left in its process
+/// group (the DHCP client `ifup` runs).
 pub(super) fn run_within(program: &str, args: &[String], bound: Duration) -> Result<(), String> {
+    use std::os::unix::process::CommandExt as _;
     let shown = std::iter::once(program)
         .chain(args.iter().map(String::as_str))
         .collect::<Vec<_>>()
@@ -37,6 +43,7 @@ pub(super) fn run_within(program: &str, args: &[String], bound: Duration) -> Res
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|err| format!("{shown}: {err}"))?;
     // Read as it comes, never waited for: a process it started (a DHCP client) may hold it
@@ -47,6 +54,7 @@ pub(super) fn run_within(program: &str, args: &[String], bound: Duration) -> Res
     }
     let mut text = Vec::new();
     let deadline = Instant::now() + bound;
+    let mut pause = FIRST_POLL;
     let ended = loop {
         if let Some(pipe) = stderr.as_mut() {
             let _ = pipe.read_to_end(&mut text);
@@ -54,8 +62,17 @@ pub(super) fn run_within(program: &str, args: &[String], bound: Duration) -> Res
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(_)) => break true,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(POLL);
+            }
             Ok(None) => {
+                // The group the command leads: a DHCP client it started still trying would
+                // configure the link after this step said it stays down.
+                if let Ok(group) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) with a negative pid signals that process group only.
+                    unsafe { nix::libc::kill(-group, nix::libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 break false;

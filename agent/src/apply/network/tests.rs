@@ -2935,6 +2935,13 @@ fn a_live_command_is_killed_at_its_bound() {
         "sh -c echo waiting >&2; exec sleep 20: killed after 0.2 s without an end (a DHCP client \
          without an answer waits that long: check the network's DHCP server): waiting"
     );
+    // What the command started is killed with it (ifup's DHCP client).
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("still-running");
+    let line = format!("(sleep 1; touch {}) & exec sleep 20", mark.display());
+    live::run_within("sh", &sh(&line), Duration::from_millis(200)).unwrap_err();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!mark.exists(), "a process the command started outlived it");
     assert!(live::COMMAND_TIMEOUT > Duration::from_secs(networkd::WAIT_ONLINE_TIMEOUT_SECS.into()));
     assert_eq!(live::COMMAND_TIMEOUT, Duration::from_secs(35));
 }
