@@ -108,12 +108,16 @@ pub fn holds_address(root: &Root, name: &str) -> bool {
         .any(|line| line.split_whitespace().next() == Some(name))
 }
 
+/// The flag of an IPv6 address (the fifth field of [`IPV6_ADDRESSES`]) whose duplicate address
+/// detection failed: listed, but not the link's to use (`ifup` fails on it).
+pub const IFA_F_DADFAILED: u32 = 0x08;
+
 /// The kernel's IPv4 routing tables as a trie: each address of the system is a leaf (`|-- IP`)
 /// followed by a `/32 host LOCAL` line.
 pub const IPV4_TRIE: &str = "/proc/net/fib_trie";
 
 /// Whether the link `name` holds one of `addresses` now: an IPv6 one as [`IPV6_ADDRESSES`]
-/// lists it on the link, an IPv4 one as [`IPV4_TRIE`] lists it as the system's (the kernel
+/// lists it on the link (but for one whose duplicate address detection failed), an IPv4 one as [`IPV4_TRIE`] lists it as the system's (the kernel
 /// names no link of an IPv4 address under `/proc`). A table that cannot be read: held, so
 /// that nothing is undone on no evidence.
 pub fn holds_one_of(root: &Root, name: &str, addresses: &[Address]) -> bool {
@@ -123,7 +127,11 @@ pub fn holds_one_of(root: &Root, name: &str, addresses: &[Address]) -> bool {
                 let hex = format!("{:032x}", u128::from(ip));
                 table.unwrap_or_default().lines().any(|line| {
                     let fields: Vec<&str> = line.split_whitespace().collect();
-                    fields.len() == 6 && fields[0] == hex && fields[5] == name
+                    fields.len() == 6
+                        && fields[0] == hex
+                        && fields[5] == name
+                        && u32::from_str_radix(fields[4], 16)
+                            .is_ok_and(|flags| flags & IFA_F_DADFAILED == 0)
                 })
             }
             Err(_) => true,

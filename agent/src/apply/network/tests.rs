@@ -836,6 +836,13 @@ fn a_link_holds_one_of_its_addresses_as_the_kernel_lists_them() {
     .unwrap();
     assert!(!links::holds_one_of(&root, "eth0", &v6));
     assert!(links::holds_one_of(&root, "eth1", &v6));
+    // Listed, but its duplicate address detection failed (flags 0x88: dadfailed, permanent).
+    fs::write(
+        root.host_path(links::IPV6_ADDRESSES),
+        "20010db8000000000000000000000005 04 40 00 88     eth1\n",
+    )
+    .unwrap();
+    assert!(!links::holds_one_of(&root, "eth1", &v6));
 }
 
 /// A link holds an address when the kernel has an IPv4 route on it or a global IPv6 address of
