@@ -86,6 +86,11 @@ pub fn render(interface: &Interface, plan: &Plan, source: &str) -> String {
     if interface.dhcp4 {
         // Neutron's DHCP server (and the lab's dnsmasq) gives a port its address by MAC.
         out.push_str("\n[DHCPv4]\nClientIdentifier=mac\n");
+        if interface.dhcp4_ignores_routes {
+            // As cloud-init's networkd renderer writes `use-routes: false` (the gateway too:
+            // networkd's `UseGateway=` follows `UseRoutes=`).
+            out.push_str("UseRoutes=false\n");
+        }
     }
     for route in &interface.routes {
         let _ = write!(

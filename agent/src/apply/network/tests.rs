@@ -400,6 +400,13 @@ fn a_dhcp_link_without_the_leases_routes_keeps_the_documents_default_route() {
         let routes = &plan.interfaces[0].routes;
         assert_eq!(!routes.is_empty(), kept, "{use_routes}: {warnings:?}");
         assert_eq!(warnings.is_empty(), kept, "{use_routes}: {warnings:?}");
+        // networkd is told too, or the lease's default route would sit beside the document's.
+        let file = networkd::render(&plan.interfaces[0], &plan, "network-config");
+        assert_eq!(
+            file.contains("[DHCPv4]\nClientIdentifier=mac\nUseRoutes=false\n"),
+            kept,
+            "{use_routes}: {file}"
+        );
     }
 }
 
