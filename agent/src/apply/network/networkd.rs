@@ -12,9 +12,9 @@
 
 use std::fmt::Write as _;
 
-use super::links::{holds_address, link_mtu, own_link, system_links};
+use super::links::{holds_address, link_mtu, own_link};
 use super::live::{self, Run};
-use super::plan::{Applied, Interface, Ipv6Auto, Plan, normal_mac};
+use super::plan::{Applied, Interface, Ipv6Auto, Plan};
 use super::{mtu, running};
 use crate::fsutil::WriteOptions;
 use crate::root::Root;
@@ -187,7 +187,7 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
             && own_link(root, interface).is_some_and(|name| holds_address(root, name));
         pending.push((interface, path, text, left));
     }
-    reload |= remove_stale(root, &planned, &mut wait, &mut applied);
+    reload |= remove_stale(root, &planned, &mut applied);
     let mut live = live;
     let mut running = Vec::new();
     for left in [false, true] {
@@ -223,13 +223,10 @@ pub fn apply_with(root: &Root, plan: &Plan, source: &str, live: Option<Run<'_>>)
 /// Removes metaboot's files ([`PREFIX`], `.network`) that are not `planned`: an earlier
 /// instance's (an image made from an instance, a NoCloud clone), whose file matched by name
 /// alone would give this instance's NIC that instance's addresses. Never another file. True
-/// when one was removed; `wait` gets the links they matched, which the reload reconfigures.
-fn remove_stale(
-    root: &Root,
-    planned: &[String],
-    wait: &mut Vec<String>,
-    applied: &mut Applied,
-) -> bool {
+/// when one was removed. The links they matched are not waited for: one that no other file
+/// matches is unmanaged from the reload on, and systemd-networkd-wait-online would wait for it
+/// until its timeout.
+fn remove_stale(root: &Root, planned: &[String], applied: &mut Applied) -> bool {
     let mut removed = false;
     for (name, _) in root.entries_or_none(DIR) {
         let name = name.to_string_lossy();
@@ -237,8 +234,6 @@ fn remove_stale(
         if !name.starts_with(PREFIX) || !name.ends_with(".network") || planned.contains(&path) {
             continue;
         }
-        let text = root.read_optional_string(&path).ok().flatten();
-        wait.extend(text.and_then(|text| matched_link(root, &text)));
         let result = root.remove_file(&path);
         removed |= result.is_ok();
         match result {
@@ -251,22 +246,6 @@ fn remove_stale(
         }
     }
     removed
-}
-
-/// The link a file of metaboot's matches: its `Name=`, else the NIC with its `MACAddress=`.
-fn matched_link(root: &Root, text: &str) -> Option<String> {
-    let value = |key: &str| {
-        text.lines()
-            .find_map(|line| line.trim().strip_prefix(key))
-            .map(str::trim)
-    };
-    if let Some(name) = value("Name=") {
-        return Some(name.to_owned());
-    }
-    let mac = normal_mac(value("MACAddress=")?);
-    system_links(root)
-        .into_iter()
-        .find_map(|(name, address)| (normal_mac(&address) == mac).then_some(name))
 }
 
 /// Waits for the links `names` that are there (systemd-networkd-wait-online, when the image
