@@ -804,6 +804,15 @@ fn hold_addresses(root: &Root, names: &[&str]) {
     fs::write(path, table).unwrap();
 }
 
+/// The links `names` are there, each at MTU 1500.
+fn links_at_mtu_1500(root: &Root, names: &[&str]) {
+    for name in names {
+        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("mtu"), "1500\n").unwrap();
+    }
+}
+
 /// The system holds the IPv4 addresses `ips`: the kernel's trie (`/proc/net/fib_trie` under the
 /// root) lists each as a local leaf, beside a subnet's.
 fn hold_ipv4(root: &Root, ips: &[&str]) {
@@ -1172,11 +1181,7 @@ fn a_dhcp_link_that_gains_routes_keeps_its_lease() {
         ..Interface::default()
     });
     let (dir, root) = root_with_links(&[]);
-    for name in ["eth0", "eth1"] {
-        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
-        fs::create_dir_all(&path).unwrap();
-        fs::write(path.join("mtu"), "1500\n").unwrap();
-    }
+    links_at_mtu_1500(&root, &["eth0", "eth1"]);
     hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
     fs::write(
@@ -1280,11 +1285,7 @@ fn a_dhcp_link_without_an_address_is_configured_at_once() {
         ..Interface::default()
     });
     let (dir, root) = root_with_links(&[]);
-    for name in ["eth0", "eth1", "eth2"] {
-        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
-        fs::create_dir_all(&path).unwrap();
-        fs::write(path.join("mtu"), "1500\n").unwrap();
-    }
+    links_at_mtu_1500(&root, &["eth0", "eth1", "eth2"]);
     hold_addresses(&root, &["eth0", "eth1"]);
     fs::create_dir_all(dir.path().join("usr/lib/systemd")).unwrap();
     fs::write(
@@ -1337,11 +1338,7 @@ fn ifupdown_brings_an_up_static_interface_up_again_with_its_stanza() {
         via: ip("198.18.31.1"),
     });
     let (_dir, root) = root_with_links(&[]);
-    for name in ["eth0", "eth1"] {
-        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
-        fs::create_dir_all(&path).unwrap();
-        fs::write(path.join("mtu"), "1500\n").unwrap();
-    }
+    links_at_mtu_1500(&root, &["eth0", "eth1"]);
     hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
@@ -1405,11 +1402,7 @@ fn ifupdown_brings_up_a_dhcp_link_without_an_address() {
         ..Interface::default()
     });
     let (_dir, root) = root_with_links(&[]);
-    for name in ["eth0", "eth1", "eth2"] {
-        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
-        fs::create_dir_all(&path).unwrap();
-        fs::write(path.join("mtu"), "1500\n").unwrap();
-    }
+    links_at_mtu_1500(&root, &["eth0", "eth1", "eth2"]);
     hold_addresses(&root, &["eth1"]);
     fs::create_dir_all(root.host_path(ifupdown::DIR)).unwrap();
     fs::write(
@@ -1603,11 +1596,7 @@ fn the_mtu_is_set_at_once_only_on_the_interfaces_own_link() {
         });
     }
     let (_dir, root) = root_with_links(&[]);
-    for name in ["eth0", "eth1", "eth2"] {
-        let path = root.host_path(Path::new(SYS_CLASS_NET).join(name));
-        fs::create_dir_all(&path).unwrap();
-        fs::write(path.join("mtu"), "1500\n").unwrap();
-    }
+    links_at_mtu_1500(&root, &["eth0", "eth1", "eth2"]);
     hold_addresses(&root, &["eth1", "eth2"]);
     fs::create_dir_all(root.host_path("/etc/network/interfaces.d")).unwrap();
     fs::write(
