@@ -72,6 +72,15 @@ pub fn locate(db: &str) -> StoreResult<Location<'_>> {
         .strip_prefix("sqlite://")
         .or_else(|| db.strip_prefix("sqlite:"))
         .unwrap_or(db);
+    if is_key_value_conninfo(path) {
+        // Not echoed: it may hold a password.
+        return Err(StoreError::Invalid(format!(
+            "the registry location is a PostgreSQL key=value connection string (host=… \
+             dbname=…), which this server does not take: write it as a URL, \
+             postgres://USER@HOST/DBNAME; {ACCEPTED} (a file whose name looks like one: write \
+             it ./NAME)"
+        )));
+    }
     if let Some(scheme) = url_scheme(path) {
         // The scheme only: the rest may hold a password.
         return Err(StoreError::Invalid(format!(
@@ -80,6 +89,26 @@ pub fn locate(db: &str) -> StoreResult<Location<'_>> {
         )));
     }
     Ok(Location::Sqlite(PathBuf::from(path)))
+}
+
+/// libpq's connection keywords, one of which a key=value connection string has.
+const CONNINFO_KEYWORDS: [&str; 8] = [
+    "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "service",
+];
+
+/// Whether `text` is libpq's key=value form (`host=db dbname=reg`): every word `KEY=VALUE`
+/// with a lower-case key, one of them a connection keyword. Taken as a path it would be a new,
+/// empty SQLite registry.
+fn is_key_value_conninfo(text: &str) -> bool {
+    let mut keys = text
+        .split_whitespace()
+        .map(|word| word.split_once('=').map(|(key, _)| key));
+    let all_keys = keys.clone().all(|key| {
+        key.is_some_and(|key| {
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+    });
+    all_keys && keys.any(|key| key.is_some_and(|key| CONNINFO_KEYWORDS.contains(&key)))
 }
 
 /// Schemes `--db` knows, which a value starting with one in any case and a colon meant.
@@ -297,6 +326,23 @@ mod tests {
         }
     }
 
+    /// A file name with `=` in it is a file unless it reads as libpq's key=value form.
+    #[test]
+    fn a_file_name_with_an_equals_sign_is_a_file() {
+        for db in [
+            "./host=db dbname=reg",
+            "data=1",
+            "run=2 copy=3",
+            "/tmp/dbname=x",
+        ] {
+            assert_eq!(
+                locate(db).unwrap(),
+                Location::Sqlite(PathBuf::from(db)),
+                "{db:?}"
+            );
+        }
+    }
+
     #[test]
     fn db_that_looks_like_a_mistyped_url_is_refused_not_made_a_file() {
         for db in [
@@ -309,6 +355,8 @@ mod tests {
             "file:///var/lib/r.sqlite",
             "SQLITE:/var/lib/r.sqlite",
             "sqlite:postgres://u@h/db",
+            "host=db dbname=reg sslmode=require",
+            "dbname=reg",
             " postgres://u@h/db",
             "postgres://u@h/db\n",
             " /var/lib/r.sqlite",
