@@ -19,10 +19,40 @@ fn ssl_mode(url: &str) -> Option<&str> {
         .next_back()
 }
 
-/// Refuses a URL whose `sslmode` requires TLS (the user's to change: exit 2).
+/// The variable libpq reads for a default `sslmode`; the driver reads no `PG*` variable.
+pub const SSL_MODE_VAR: &str = "PGSSLMODE";
+
+/// The `sslmode` requiring TLS that the URL sets, as the driver reads it (user and password
+/// before the `@`, percent-escapes decoded); `verify-ca` and `verify-full`, which the driver
+/// refuses itself, as the URL spells them.
+fn required_tls(url: &str) -> Option<String> {
+    match url.parse::<::postgres::Config>() {
+        Ok(config) => matches!(config.get_ssl_mode(), ::postgres::config::SslMode::Require)
+            .then(|| "require".to_owned()),
+        Err(_) => ssl_mode(url)
+            .filter(|mode| TLS_REQUIRED.contains(mode))
+            .map(str::to_owned),
+    }
+}
+
+/// Refuses a URL whose `sslmode` requires TLS (the user's to change: exit 2), and a
+/// [`SSL_MODE_VAR`] that does, which libpq's users expect to be read.
 pub fn refuse_required_tls(url: &str) -> StoreResult<()> {
-    match ssl_mode(url) {
-        Some(mode) if TLS_REQUIRED.contains(&mode) => Err(StoreError::Invalid(format!(
+    refuse_required_tls_with(url, std::env::var(SSL_MODE_VAR).ok().as_deref())
+}
+
+/// [`refuse_required_tls`] with [`SSL_MODE_VAR`]'s value.
+fn refuse_required_tls_with(url: &str, variable: Option<&str>) -> StoreResult<()> {
+    if let Some(mode) = variable.filter(|mode| TLS_REQUIRED.contains(mode)) {
+        return Err(StoreError::Invalid(format!(
+            "{SSL_MODE_VAR}={mode} asks for TLS, but metaboot-server reads no PG* variable and \
+             does not support TLS yet: unset it, and connect through PostgreSQL's Unix socket \
+             (e.g. postgres://USER@/DATABASE?host=/run/postgresql) or a TLS tunnel ending on \
+             this host"
+        )));
+    }
+    match required_tls(url) {
+        Some(mode) => Err(StoreError::Invalid(format!(
             "the PostgreSQL URL asks for TLS (sslmode={mode}), which this metaboot-server does \
              not support yet: connect through PostgreSQL's Unix socket (e.g. \
              postgres://USER@/DATABASE?host=/run/postgresql) or through a TLS tunnel ending on \
@@ -41,7 +71,7 @@ mod tests {
     fn a_url_that_requires_tls_is_refused_saying_how_to_connect() {
         for mode in TLS_REQUIRED {
             let url = format!("postgres://u@db/reg?connect_timeout=2&sslmode={mode}");
-            let err = refuse_required_tls(&url).unwrap_err();
+            let err = refuse_required_tls_with(&url, None).unwrap_err();
             assert!(err.is_user_error(), "{err}");
             let text = err.to_string();
             assert!(
@@ -64,7 +94,32 @@ mod tests {
             "postgres://u@db/reg?sslmode=prefer",
             "postgres://u@db/reg?sslmode=require&sslmode=disable",
         ] {
-            assert!(refuse_required_tls(url).is_ok(), "{url}");
+            assert!(refuse_required_tls_with(url, None).is_ok(), "{url}");
         }
+    }
+
+    /// The URL read as the driver reads it: a `?` in the password, a percent-escaped value.
+    #[test]
+    fn the_sslmode_is_the_one_the_driver_reads() {
+        for url in [
+            "postgres://u:p?w@db/reg?sslmode=require",
+            "postgres://u@db/reg?sslmode=requir%65",
+        ] {
+            assert!(refuse_required_tls_with(url, None).is_err(), "{url}");
+        }
+        assert!(refuse_required_tls_with("postgres://u:p?sslmode=require@db/reg", None).is_ok());
+    }
+
+    /// PGSSLMODE asking for TLS is refused: the driver would not read it and connect in plain
+    /// text.
+    #[test]
+    fn a_pgsslmode_that_requires_tls_is_refused() {
+        let err = refuse_required_tls_with("postgres://u@db/reg", Some("require")).unwrap_err();
+        assert!(
+            err.is_user_error() && err.to_string().contains("PGSSLMODE=require"),
+            "{err}"
+        );
+        assert!(refuse_required_tls_with("postgres://u@db/reg", Some("disable")).is_ok());
+        assert!(refuse_required_tls_with("postgres://u@db/reg", Some("prefer")).is_ok());
     }
 }
