@@ -10,6 +10,9 @@ as_root() {
   shift
   if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null || { echo "error: $what: run it as root" >&2; exit 1; }
+    # Made by the user, so that root's run gives back what it builds there (a fresh clone has
+    # no build directory yet).
+    mkdir -p "${CARGO_TARGET_DIR:-target}"
     # sudo resets PATH to its secure_path and HOME to root's: the caller's cargo and rustup
     # are handed over explicitly, and the sbin directories a user's PATH lacks (ip,
     # iptables, mkfs.ext4, losetup) are added.
@@ -32,4 +35,23 @@ give_back_to_sudo_user() {
       chown -R --from=0 "$SUDO_UID:$SUDO_GID" "$dir" || true
     fi
   done
+}
+
+# Runs COMMAND ARGS: as plain root in its place (exec), so that a stop signal sent to the
+# script's pid reaches it; under sudo as a child whose stop signals are passed on, so that the
+# files are given back after it ends. Usage: run_as_last COMMAND ARGS...
+run_as_last() {
+  if [ -z "${SUDO_UID:-}" ] || [ "$SUDO_UID" = 0 ]; then
+    exec "$@"
+  fi
+  "$@" &
+  child=$!
+  trap 'kill -TERM "$child" 2>/dev/null || true' TERM HUP
+  trap 'kill -INT "$child" 2>/dev/null || true' INT
+  local status=0
+  while :; do
+    wait "$child" && status=0 || status=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+  return "$status"
 }
