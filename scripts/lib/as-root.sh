@@ -38,16 +38,19 @@ give_back_to_sudo_user() {
 }
 
 # Runs COMMAND ARGS: as plain root in its place (exec), so that a stop signal sent to the
-# script's pid reaches it; under sudo as a child whose stop signals are passed on, so that the
-# files are given back after it ends. Usage: run_as_last COMMAND ARGS...
+# script's pid reaches it; under sudo as a child, so that the files are given back after it
+# ends. The child gets Ctrl-C (INT, QUIT) and a hang-up from the terminal itself, as the
+# script's process group does (a background job's ignored INT and QUIT are set back to their
+# default: cargo stops on Ctrl-C); a TERM sent to the script is passed on. The script outlives
+# them all to give the files back. Usage: run_as_last COMMAND ARGS...
 run_as_last() {
   if [ -z "${SUDO_UID:-}" ] || [ "$SUDO_UID" = 0 ]; then
     exec "$@"
   fi
-  "$@" &
+  env --default-signal=INT,QUIT "$@" &
   child=$!
-  trap 'kill -TERM "$child" 2>/dev/null || true' TERM HUP
-  trap 'kill -INT "$child" 2>/dev/null || true' INT
+  trap 'kill -TERM "$child" 2>/dev/null || true' TERM
+  trap : INT QUIT HUP
   local status=0
   while :; do
     wait "$child" && status=0 || status=$?
