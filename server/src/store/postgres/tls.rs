@@ -43,6 +43,15 @@ pub fn refuse_required_tls(url: &str) -> StoreResult<()> {
 
 /// [`refuse_required_tls`] with [`SSL_MODE_VAR`]'s value.
 fn refuse_required_tls_with(url: &str, variable: Option<&str>) -> StoreResult<()> {
+    // libpq takes the variable only when the URL sets no sslmode, and no TLS over its Unix
+    // socket.
+    let over_tcp = url.parse::<::postgres::Config>().is_ok_and(|config| {
+        config
+            .get_hosts()
+            .iter()
+            .any(|host| matches!(host, ::postgres::config::Host::Tcp(_)))
+    });
+    let variable = variable.filter(|_| over_tcp && ssl_mode(url).is_none());
     if let Some(mode) = variable.filter(|mode| TLS_REQUIRED.contains(mode)) {
         return Err(StoreError::Invalid(format!(
             "{SSL_MODE_VAR}={mode} asks for TLS, but metaboot-server reads no PG* variable and \
@@ -121,5 +130,15 @@ mod tests {
         );
         assert!(refuse_required_tls_with("postgres://u@db/reg", Some("disable")).is_ok());
         assert!(refuse_required_tls_with("postgres://u@db/reg", Some("prefer")).is_ok());
+        // The URL's own sslmode wins, and a Unix socket takes no TLS.
+        for url in [
+            "postgres://u@db/reg?sslmode=disable",
+            "postgres://u@/reg?host=/run/postgresql",
+        ] {
+            assert!(
+                refuse_required_tls_with(url, Some("require")).is_ok(),
+                "{url}"
+            );
+        }
     }
 }
