@@ -1,12 +1,12 @@
-//! ifupdown: one file, `/etc/network/interfaces.d/50-metaboot`, with a stanza per interface,
-//! family and method (`inet dhcp|static|manual`, `inet6 static|auto|dhcp`), as cloud-init's ENI
-//! renderer writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces`
-//! must `source` the directory (Debian's does), as the image's `ifup` reads `source` lines:
-//! else the step is an error that says so (`sources.rs`). Static interfaces are brought up at
-//! once (`ifdown`, `ifup`) when the root is `/`, and brought up again as they were when the new
-//! stanzas fail before an address ([`bring_back`]); the others keep running as they are, but for their MTU and
-//! routes, set at once (`mtu.rs`, `running.rs`), or are brought up (`ifup`) when they hold no
-//! address (a NIC that no stanza of the image's names).
+//! ifupdown: one file, `/etc/network/interfaces.d/50-metaboot`, with a stanza per interface, family
+//! and method (`inet dhcp|static|manual`, `inet6 static|auto|dhcp`), as cloud-init's ENI renderer
+//! writes one per subnet in `50-cloud-init`. The image's `/etc/network/interfaces` must `source`
+//! the directory (Debian's does), as the image's `ifup` reads `source` lines: else the step is an
+//! error that says so (`sources.rs`). Static interfaces are brought up at once (`ifdown`, `ifup`)
+//! when the root is `/`, and brought up again as they were when the new stanzas fail before an
+//! address ([`bring_back`]); the others keep running as they are, but for their MTU and routes, set
+//! at once (`mtu.rs`, `running.rs`), or are brought up (`ifup`) when they hold no address (a NIC
+//! that no stanza of the image's names).
 
 use std::fmt::Write as _;
 
@@ -260,9 +260,9 @@ const IFUP: &str = "ifup";
 /// nothing until the next boot.
 const IFDOWN: &str = "ifdown";
 
-/// Writes the file; brings the static interfaces down and up again when the root is `/` (the
-/// run's documents are fetched by then, and their static addresses are the instance's), the
-/// file put back as it was when one fails before its address ([`bring_back`]), and sets the MTU and routes of the
+/// Writes the file; brings the static interfaces down and up again when the root is `/` (the run's
+/// documents are fetched by then, and their static addresses are the instance's), the file put back
+/// as it was when one fails before its address ([`bring_back`]), and sets the MTU and routes of the
 /// others, whose DHCP lease is kept.
 pub fn apply(root: &Root, plan: &Plan, source: &str) -> Applied {
     apply_with(root, plan, source, root.is_host().then_some(&mut live::run))
@@ -373,8 +373,9 @@ struct Failed<'a> {
 
 /// The new file is not kept when an interface's `ifup` fails with it before any of its new
 /// addresses: `ifdown` took the interface down, and it would stay down for the rest of the
-/// boot (and come up with the same stanzas at the next). The interfaces brought up with it before (`switched`) are taken down
-/// while its stanzas are still there (ifupdown reads a stanza's down commands from the file);
+/// boot (and come up with the same stanzas at the next). The interfaces brought up with it
+/// before (`switched`) are taken down while its stanzas are still there (ifupdown reads a
+/// stanza's down commands from the file);
 /// the global addresses the failed `ifup` left on its interface are flushed (only when
 /// `ifdown` took the old configuration off first: else they may be the ones it runs on); the
 /// file is put back as it was (`old`; removed when there was none), and all of them are

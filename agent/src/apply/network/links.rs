@@ -116,10 +116,10 @@ pub const IFA_F_DADFAILED: u32 = 0x08;
 /// followed by a `/32 host LOCAL` line.
 pub const IPV4_TRIE: &str = "/proc/net/fib_trie";
 
-/// Whether the link `name` holds one of `addresses` now: an IPv6 one as [`IPV6_ADDRESSES`]
-/// lists it on the link (but for one whose duplicate address detection failed), an IPv4 one as [`IPV4_TRIE`] lists it as the system's (the kernel
-/// names no link of an IPv4 address under `/proc`). A table that cannot be read: held, so
-/// that nothing is undone on no evidence.
+/// Whether the link `name` holds one of `addresses` now: an IPv6 one as [`IPV6_ADDRESSES`] lists it
+/// on the link (but for one whose duplicate address detection failed), an IPv4 one as [`IPV4_TRIE`]
+/// lists it as the system's (the kernel names no link of an IPv4 address under `/proc`). A table
+/// that cannot be read: held, so that nothing is undone on no evidence.
 pub fn holds_one_of(root: &Root, name: &str, addresses: &[Address]) -> bool {
     addresses.iter().any(|address| match address.ip {
         IpAddr::V6(ip) => match root.read_optional_string(IPV6_ADDRESSES) {
