@@ -1,14 +1,14 @@
-//! Keeping one proxy listener per router namespace (`qrouter-<id>`, `[::]:9697`, both
-//! families) and per address of each isolated network's DHCP namespace (`qdhcp-<id>`, the
-//! metadata addresses on port 80, each on a network with a subnet of its family; the IPv6
-//! one bound on the interface holding it), following the registry. A missing namespace is
-//! logged once and looked for at every pass (a `stat`, no bind until it appears); a namespace that was deleted and made again is noticed (its inode
-//! changes) and served anew, and so is an IPv6 address whose interface was replaced inside the
-//! same namespace (a DHCP port plugged again has a new index). An address another server holds
-//! when `all` starts stops it with an error; one taken later is logged and retried. A listener
-//! whose serving ends by itself (its task could not watch the socket) is logged, counted
-//! (`metaboot_listeners_ended_total`) and bound again, after the backoff of `crate::retry` when
-//! it keeps ending.
+//! Keeping one proxy listener per router namespace (`qrouter-<id>`, `[::]:9697`, both families) and
+//! per address of each isolated network's DHCP namespace (`qdhcp-<id>`, the metadata addresses on
+//! port 80, each on a network with a subnet of its family; the IPv6 one bound on the interface
+//! holding it), following the registry. A missing namespace is logged once and looked for at every
+//! pass (a `stat`, no bind until it appears); a namespace that was deleted and made again is
+//! noticed (its inode changes) and served anew, and so is an IPv6 address whose interface was
+//! replaced inside the same namespace (a DHCP port plugged again has a new index). An address
+//! another server holds when `all` starts stops it with an error; one taken later is logged and
+//! retried. A listener whose serving ends by itself (its task could not watch the socket) is
+//! logged, counted (`metaboot_listeners_ended_total`) and bound again, after the backoff of
+//! `crate::retry` when it keeps ending.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
