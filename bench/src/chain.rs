@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use metaboot_harness::chain::{Chain, Scope, Server};
 use metaboot_harness::lab::netns;
+use metaboot_server::all::registry_lock::RUNTIME_DIR_VAR;
 
 /// Where `all` serves a router namespace (Neutron's `metadata_port`, bound on 0.0.0.0).
 pub const ROUTER_PORT: u16 = metaboot_proto::ROUTER_PROXY_PORT;
@@ -128,7 +129,10 @@ impl All {
         port: u16,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
-        cmd.args(["--db", db, "all", "--shared-secret-file"])
+        // A runtime directory of its own, as each host has: `all` keeps its lock on the
+        // registry there, and two hosts of the propagation rows share one registry.
+        cmd.env(RUNTIME_DIR_VAR, dir.join(format!("{name}-run")))
+            .args(["--db", db, "all", "--shared-secret-file"])
             .arg(secret)
             .args(["--router-port", &port.to_string()])
             .args([
