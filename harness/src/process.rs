@@ -391,6 +391,19 @@ pub fn on_path(tool: &str) -> bool {
     dirs.iter().any(|d| d.join(tool).is_file())
 }
 
+/// For tests: whether `tool` is installed ([`on_path`]). Its absence fails the test in CI
+/// (`CI=true`); elsewhere the test skips, saying why and how `installed_by` gets it.
+#[cfg(test)]
+pub(crate) fn tool_for_test(tool: &str, installed_by: &str) -> bool {
+    if on_path(tool) {
+        return true;
+    }
+    let why = format!("{tool} is missing ({installed_by})");
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
 /// A command line as one string, for messages.
 pub fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();

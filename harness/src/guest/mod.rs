@@ -371,13 +371,7 @@ mod tests {
 
     /// Whether qemu-img is installed; in CI its absence fails the test, elsewhere it skips.
     fn qemu_img_here() -> bool {
-        if crate::process::on_path("qemu-img") {
-            return true;
-        }
-        let why = "qemu-img is missing (scripts/install-lab-deps installs qemu-utils)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-        eprintln!("skipped: {why}");
-        false
+        crate::process::tool_for_test("qemu-img", "scripts/install-lab-deps installs qemu-utils")
     }
 
     /// The overlay's backing file is the real file, not the link it was named through.

@@ -375,13 +375,7 @@ mod tests {
 
     /// qemu-img, or a skip (a failure in CI) when it is not installed.
     fn have_qemu_img() -> bool {
-        if crate::process::on_path("qemu-img") {
-            return true;
-        }
-        let why = "qemu-img is missing (scripts/install-lab-deps installs qemu-utils)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-        eprintln!("skipped: {why}");
-        false
+        crate::process::tool_for_test("qemu-img", "scripts/install-lab-deps installs qemu-utils")
     }
 
     /// `qemu-img create -q -f qcow2 ARGS… FILE 1M`.
