@@ -98,14 +98,20 @@ pub fn holds_address(root: &Root, name: &str) -> bool {
     let Ok(ipv6) = root.read_optional_string(IPV6_ADDRESSES) else {
         return true;
     };
-    let ipv6 = ipv6.unwrap_or_default().lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.len() == 6 && fields[3] == GLOBAL_SCOPE && fields[5] == name
-    });
+    let ipv6 = ipv6_entries(&ipv6.unwrap_or_default())
+        .any(|[_, _, _, scope, _, link]| scope == GLOBAL_SCOPE && link == name);
     ipv6 || routes
         .lines()
         .skip(1)
         .any(|line| line.split_whitespace().next() == Some(name))
+}
+
+/// The entries of [`IPV6_ADDRESSES`]' text `table`, their six fields each.
+fn ipv6_entries(table: &str) -> impl Iterator<Item = [&str; 6]> {
+    table.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        <[&str; 6]>::try_from(fields).ok()
+    })
 }
 
 /// The flag of an IPv6 address (the fifth field of [`IPV6_ADDRESSES`]) whose duplicate address
@@ -125,12 +131,10 @@ pub fn holds_one_of(root: &Root, name: &str, addresses: &[Address]) -> bool {
         IpAddr::V6(ip) => match root.read_optional_string(IPV6_ADDRESSES) {
             Ok(table) => {
                 let hex = format!("{:032x}", u128::from(ip));
-                table.unwrap_or_default().lines().any(|line| {
-                    let fields: Vec<&str> = line.split_whitespace().collect();
-                    fields.len() == 6
-                        && fields[0] == hex
-                        && fields[5] == name
-                        && u32::from_str_radix(fields[4], 16)
+                ipv6_entries(&table.unwrap_or_default()).any(|[address, _, _, _, flags, link]| {
+                    address == hex
+                        && link == name
+                        && u32::from_str_radix(flags, 16)
                             .is_ok_and(|flags| flags & IFA_F_DADFAILED == 0)
                 })
             }
