@@ -22,14 +22,14 @@ fn ssl_mode(url: &str) -> Option<&str> {
 /// The variable libpq reads for a default `sslmode`; the driver reads no `PG*` variable.
 pub const SSL_MODE_VAR: &str = "PGSSLMODE";
 
-/// The `sslmode` requiring TLS that the URL sets, as the driver reads it (user and password
-/// before the `@`, percent-escapes decoded); `verify-ca` and `verify-full`, which the driver
-/// refuses itself, as the URL spells them.
-fn required_tls(url: &str) -> Option<String> {
-    match url.parse::<::postgres::Config>() {
-        Ok(config) => matches!(config.get_ssl_mode(), ::postgres::config::SslMode::Require)
+/// The `sslmode` requiring TLS that the URL sets, as the driver reads it (`config`, its
+/// parse: user and password before the `@`, percent-escapes decoded); `verify-ca` and
+/// `verify-full`, which the driver refuses itself (no `config`), as the URL spells them.
+fn required_tls(url: &str, config: Option<&::postgres::Config>) -> Option<String> {
+    match config {
+        Some(config) => matches!(config.get_ssl_mode(), ::postgres::config::SslMode::Require)
             .then(|| "require".to_owned()),
-        Err(_) => ssl_mode(url)
+        None => ssl_mode(url)
             .filter(|mode| TLS_REQUIRED.contains(mode))
             .map(str::to_owned),
     }
@@ -45,7 +45,8 @@ pub fn refuse_required_tls(url: &str) -> StoreResult<()> {
 fn refuse_required_tls_with(url: &str, variable: Option<&str>) -> StoreResult<()> {
     // libpq takes the variable only when the URL sets no sslmode, and no TLS over its Unix
     // socket.
-    let over_tcp = url.parse::<::postgres::Config>().is_ok_and(|config| {
+    let config = url.parse::<::postgres::Config>().ok();
+    let over_tcp = config.as_ref().is_some_and(|config| {
         config
             .get_hosts()
             .iter()
@@ -60,7 +61,7 @@ fn refuse_required_tls_with(url: &str, variable: Option<&str>) -> StoreResult<()
              this host"
         )));
     }
-    match required_tls(url) {
+    match required_tls(url, config.as_ref()) {
         Some(mode) => Err(StoreError::Invalid(format!(
             "the PostgreSQL URL asks for TLS (sslmode={mode}), which this metaboot-server does \
              not support yet: connect through PostgreSQL's Unix socket (e.g. \
