@@ -604,6 +604,26 @@ mod tests {
 
     /// What a guest gets from the router's listener once `namespaces` bound it again, which
     /// must be within `within`.
+    /// `work`'s output, the supervisor running meanwhile (its end a failure of the test).
+    async fn while_supervising<F: Forward, T>(
+        supervisor: Supervisor<F>,
+        hosts: HostBridges,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::select! {
+            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
+            done = work => done,
+        }
+    }
+
+    /// `answer` is the test handler's 200.
+    fn assert_served(answer: &str) {
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
+            "{answer}"
+        );
+    }
+
     async fn ask_once_bound_again(namespaces: &EndsFirst, within: Duration) -> String {
         let deadline = Instant::now() + within;
         let addr = loop {
@@ -643,14 +663,8 @@ mod tests {
         )
         .serving("127.0.0.1:0".parse().unwrap(), dir.path().join("no-ip"));
         let guest = ask_once_bound_again(&namespaces, Duration::from_secs(10));
-        let answer = tokio::select! {
-            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
-            answer = guest => answer,
-        };
-        assert!(
-            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
-            "{answer}"
-        );
+        let answer = while_supervising(supervisor, hosts, guest).await;
+        assert_served(&answer);
         assert_eq!(namespaces.binds.load(Ordering::SeqCst), 2);
         assert_eq!(metrics.listeners_ended(), 1);
         let text = crate::metrics::render(&[metrics], None);
@@ -693,10 +707,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        let (tried, took) = tokio::select! {
-            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
-            seen = appears => seen,
-        };
+        let (tried, took) = while_supervising(supervisor, hosts, appears).await;
         assert_eq!(tried, 0, "binds tried while the namespace was missing");
         assert!(
             took < RECONCILE_INTERVAL / 2,
@@ -732,14 +743,8 @@ mod tests {
             std::fs::write(dir.path().join("release"), "").unwrap();
             answer
         };
-        let answer = tokio::select! {
-            stopped = supervisor.run(hosts) => panic!("the supervisor stopped: {stopped:?}"),
-            answer = guest => answer,
-        };
-        assert!(
-            answer.starts_with("HTTP/1.1 200") && answer.ends_with("served"),
-            "{answer}"
-        );
+        let answer = while_supervising(supervisor, hosts, guest).await;
+        assert_served(&answer);
         let taken_off = format!("addr del {}/32 dev lo", listen.ip());
         let made = std::fs::read_to_string(&calls).unwrap();
         assert_eq!(
