@@ -96,19 +96,52 @@ const CONNINFO_KEYWORDS: [&str; 8] = [
     "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "service",
 ];
 
-/// Whether `text` is libpq's key=value form (`host=db dbname=reg`): every word `KEY=VALUE`
-/// with a lower-case key, one of them a connection keyword. Taken as a path it would be a new,
-/// empty SQLite registry.
+/// Whether `text` is libpq's key=value form (`host=db dbname=reg`, `host = db password='a b'`):
+/// the whole text reads as `KEY = VALUE` pairs, as libpq's parser reads them (white space
+/// around `=`, a value quoted in single quotes with `\` escapes), with lower-case keys, one
+/// of them a connection keyword. Taken as a path it would be a new, empty SQLite registry.
 fn is_key_value_conninfo(text: &str) -> bool {
-    let mut keys = text
-        .split_whitespace()
-        .map(|word| word.split_once('=').map(|(key, _)| key));
-    let all_keys = keys.clone().all(|key| {
-        key.is_some_and(|key| {
-            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-        })
-    });
-    all_keys && keys.any(|key| key.is_some_and(|key| CONNINFO_KEYWORDS.contains(&key)))
+    let mut rest = text.trim_start();
+    let mut has_keyword = false;
+    while !rest.is_empty() {
+        let key_end = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        let Some(after_equals) = rest[key_end..].trim_start().strip_prefix('=') else {
+            return false;
+        };
+        if key.is_empty() {
+            return false;
+        }
+        has_keyword |= CONNINFO_KEYWORDS.contains(&key);
+        let value = after_equals.trim_start();
+        rest = match value.strip_prefix('\'') {
+            Some(quoted) => match quoted_value_end(quoted) {
+                Some(end) => &quoted[end..],
+                None => return false,
+            },
+            None => &value[value.find(char::is_whitespace).unwrap_or(value.len())..],
+        }
+        .trim_start();
+    }
+    has_keyword
+}
+
+/// Where a single-quoted conninfo value that started before `text` ends: the index just past
+/// its closing quote, `\` escaping the character after it. None when it is never closed.
+fn quoted_value_end(text: &str) -> Option<usize> {
+    let mut chars = text.char_indices();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' => return Some(index + 1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Schemes `--db` knows, which a value starting with one in any case and a colon meant.
@@ -334,6 +367,8 @@ mod tests {
             "data=1",
             "run=2 copy=3",
             "/tmp/dbname=x",
+            "host='unclosed",
+            "host=db and more",
         ] {
             assert_eq!(
                 locate(db).unwrap(),
@@ -357,6 +392,10 @@ mod tests {
             "sqlite:postgres://u@h/db",
             "host=db dbname=reg sslmode=require",
             "dbname=reg",
+            "host=db password='a b'",
+            "host = db dbname = reg",
+            "application_name='my app' host=db",
+            "dbname=reg password='it\\'s'",
             " postgres://u@h/db",
             "postgres://u@h/db\n",
             " /var/lib/r.sqlite",
