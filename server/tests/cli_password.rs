@@ -161,6 +161,21 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
         ]),
         "wrapped-pw\n"
     );
+    // --raw prints it as it is stored, which `base64 -d` reads back.
+    assert_eq!(
+        reg.ok(&["instance", "get-password", "wrapped", "--raw"]),
+        wrapped_posted
+    );
+
+    // A shell agent's `echo "$PW" | openssl … | base64` encrypts echo's line break too: it is
+    // not part of the password, and the password is printed.
+    let echoed = instance(&reg, "echoed", &[&openssh]);
+    db.set_password(&echoed, None, &encrypt(&reg, &openssh, "echoed-pw\n"))
+        .unwrap();
+    assert_eq!(
+        reg.ok(&["instance", "get-password", "echoed", "--private-key", &key]),
+        "echoed-pw\n"
+    );
 
     // A non-RSA first key, or no SSH key pair at all: nothing can decrypt, exit 2 for both;
     // a non-key file: said so.

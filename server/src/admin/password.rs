@@ -50,6 +50,8 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
         );
     }
     if args.raw {
+        // As it is stored: base64 wrapped over lines (`base64`'s 76 columns) stays so, which
+        // `base64 -d` reads back.
         return print_posted("stored text", stored.trim_end_matches(['\r', '\n']));
     }
     let Some(path) = &args.private_key else {
@@ -99,7 +101,13 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
             first.name
         )
     })?;
-    print_posted("decrypted password", &password)
+    // A password a shell agent posted as `echo "$PW" | openssl … | base64` ends with the line
+    // break `echo` adds, which is not part of it.
+    let password = password
+        .strip_suffix('\n')
+        .map(|text| text.strip_suffix('\r').unwrap_or(text))
+        .unwrap_or(&password);
+    print_posted("decrypted password", password)
 }
 
 /// Base64 text without the line breaks and spaces it may be wrapped with (`base64` wraps at 76
@@ -109,17 +117,17 @@ fn without_whitespace(text: &str) -> String {
     text.chars().filter(|c| !c.is_ascii_whitespace()).collect()
 }
 
-/// Prints what a guest posted. The guest chose every byte of it (it has the public key), so
-/// text with a control character, such as a terminal's escape sequence, is not printed as it
-/// is: the error shows it escaped.
+/// Prints what a guest posted, line by line (a line ends with LF or CRLF). The guest chose
+/// every byte of it (it has the public key), so text with any other control character, such
+/// as a terminal's escape sequence, is not printed as it is: the error shows it escaped.
 fn print_posted(what: &str, text: &str) -> anyhow::Result<()> {
-    if text.chars().any(char::is_control) {
+    if text.lines().any(|line| line.chars().any(char::is_control)) {
         anyhow::bail!(
             "the {what} holds control characters, so it is not printed as it is: \"{}\"",
             text.escape_default()
         );
     }
-    output::line(text)
+    text.lines().try_for_each(output::line)
 }
 
 /// Reads an RSA private key file: OpenSSH, PKCS#1 or PKCS#8, without a passphrase. Reads one
