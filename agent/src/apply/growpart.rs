@@ -73,10 +73,24 @@ pub fn enabled(mode: Option<&serde_json::Value>) -> Result<bool, String> {
 }
 
 /// Grows the partition `device` names: a mount point or any path on a file system (its
-/// partition), or a partition's device node (`/dev/vda1`). The root is the host's.
+/// partition), or a partition's device node (`/dev/vda1`). The root is the host's. A path that
+/// does not exist is skipped, not an error (cloud-init's "stat … failed" skip): a flavour
+/// without the second disk the image's configuration names is not a failed boot.
 pub fn grow(device: &str) -> Result<Growth, TableError> {
-    let dev = partition::device_of(Path::new(device), Path::new(partition::MOUNTINFO))
-        .map_err(|e| TableError::io_owned(format!("find the device of {device}"), e))?;
+    let dev = match partition::device_of(Path::new(device), Path::new(partition::MOUNTINFO)) {
+        Ok(dev) => dev,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Growth::NotPartition(format!(
+                "{device} does not exist: skipped"
+            )));
+        }
+        Err(err) => {
+            return Err(TableError::io_owned(
+                format!("find the device of {device}"),
+                err,
+            ));
+        }
+    };
     grow_device(
         Path::new(partition::SYS_DEV_BLOCK),
         Path::new(partition::DEV),

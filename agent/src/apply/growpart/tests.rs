@@ -111,3 +111,16 @@ fn sizes_read_as_people_write_them() {
 fn the_least_growth_is_a_megabyte() {
     assert_eq!(MIN_GROWTH_BYTES, MIB);
 }
+
+/// A device the configuration names that this machine lacks (`/dev/vdb1` on a flavour with one
+/// disk) is skipped, as cloud-init skips a failed stat, not an error at every boot.
+#[test]
+fn a_device_that_does_not_exist_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("vdb1");
+    let missing = missing.to_str().unwrap();
+    match grow(missing) {
+        Ok(Growth::NotPartition(why)) => assert!(why.contains("does not exist"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
