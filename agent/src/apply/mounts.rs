@@ -229,9 +229,15 @@ pub fn apply(
     };
     let defaults = default_fields(config.default_fields, options).map_err(MountsError::Config)?;
     let given = entries(config.mounts, warnings).map_err(MountsError::Config)?;
-    let swap = match config.swap {
-        Some(map) => swap::parse(map).map_err(MountsError::Config)?,
-        None => None,
+    // A swap file that cannot be made does not keep the volumes out of fstab (cloud-init's
+    // `handle_swapcfg` warns and goes on): its error is the step's, after the mounts.
+    let mut swap_failed = None;
+    let swap = match config.swap.map(swap::parse).transpose() {
+        Ok(request) => request.flatten(),
+        Err(err) => {
+            swap_failed = Some(MountsError::Config(err));
+            None
+        }
     };
     let text = root
         .read_optional_text(FSTAB)
@@ -242,9 +248,15 @@ pub fn apply(
     let devices = Devices::new(root).with_aliases(aliases);
     let mut entries = plan(given, &defaults, options, &fstab, &devices);
     let mut swap_line_kept = false;
-    if let Some(request) = &swap
-        && let Some(file) = swap::make(root, request)?
-    {
+    let made = match swap.as_ref().map(|request| swap::make(root, request)) {
+        Some(Ok(file)) => file,
+        Some(Err(err)) => {
+            swap_failed = Some(err.into());
+            None
+        }
+        None => None,
+    };
+    if let Some(file) = made {
         let entry = [file.as_str(), "none", "swap", "sw", "0", "0"].map(str::to_owned);
         // An older metaboot wrote a swap file's line without the mark: that line stands for
         // this one rather than being doubled (two lines for one file fail `swapon -a`).
@@ -261,7 +273,7 @@ pub fn apply(
     // Nothing asked and no default device: fstab is left as it is (cloud-init's too, an
     // earlier instance's lines included).
     if entries.is_empty() && !swap_line_kept {
-        return Ok(None);
+        return swap_failed.map_or(Ok(None), Err);
     }
     let added: Vec<String> = entries.iter().map(|e| fstab::line(e)).collect();
     let changed = added.iter().any(|l| !fstab.dropped.contains(l))
@@ -287,7 +299,10 @@ pub fn apply(
         added,
         dropped: fstab.dropped.len(),
         ran: Vec::new(),
-        failed: Vec::new(),
+        failed: swap_failed
+            .iter()
+            .map(|err| format!("swap: {}", crate::log::chain(err)))
+            .collect(),
     };
     if !root.is_host() {
         return Ok(Some(applied));

@@ -418,3 +418,41 @@ fn an_alias_names_the_disk_and_its_dotted_number_the_partition() {
         "{err}"
     );
 }
+
+/// A swap file that cannot be made (too large, a size that is no size) fails the step, but the
+/// volumes are still written to fstab, as cloud-init's `handle_swapcfg` only warns; with
+/// nothing else asked, the swap's error is the step's.
+#[test]
+fn a_swap_file_that_cannot_be_made_does_not_keep_the_mounts_out() {
+    for swap_config in [
+        json!({"filename": "/var/swapfile", "size": "100T"}),
+        json!({"filename": "/var/swapfile", "size": "lots"}),
+    ] {
+        let (_dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
+        let mounts = json!([["/dev/vdb", "/data"]]);
+        let config = Config {
+            mounts: Some(&mounts),
+            swap: swap_config.as_object(),
+            ..Config::default()
+        };
+        let done = apply(&root, config, &mut Vec::new()).unwrap().unwrap();
+        assert_eq!(done.failed.len(), 1, "{swap_config}: {done:?}");
+        assert!(done.failed[0].starts_with("swap: "), "{done:?}");
+        let fstab = fs::read_to_string(root.host_path(FSTAB)).unwrap();
+        assert!(fstab.contains("/dev/vdb\t/data\t"), "{fstab}");
+        assert!(!fstab.contains("swapfile"), "{fstab}");
+        assert!(!root.host_path("/var/swapfile").exists());
+
+        // Nothing but the swap asked: its error.
+        let (_dir, root) = root_with("UUID=r / ext4 defaults 0 1\n");
+        fs::remove_dir_all(root.host_path("/sys/block/vdb")).unwrap();
+        let config = Config {
+            swap: swap_config.as_object(),
+            ..Config::default()
+        };
+        assert!(
+            apply(&root, config, &mut Vec::new()).is_err(),
+            "{swap_config}"
+        );
+    }
+}
