@@ -13,6 +13,7 @@ pub mod owner;
 pub mod registry;
 pub mod router;
 pub mod state;
+pub mod trust;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -137,11 +138,9 @@ impl Lab {
         // The directory is the lab's claim on its id: of two `lab up` of one id at once, one
         // makes it and the other stops here, before it records (and so would tear down)
         // anything.
-        if let Some(parent) = dir.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("failed to create {}", parent.display()))?;
-        }
-        if let Err(err) = fs::create_dir(&dir) {
+        make_state_dir(&opts.state_root)?;
+        trust::check_dir(&opts.state_root)?;
+        if let Err(err) = make_lab_dir(&dir) {
             if err.kind() == std::io::ErrorKind::AlreadyExists {
                 bail!(
                     "lab {} is being brought up by another process ({} exists): wait for it, or \
@@ -710,6 +709,32 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
     }
 }
 
+/// The mode of the state root and of a lab's directory when the lab makes them: the user's
+/// alone to write ([`trust`]), readable by the daemons the lab starts (dnsmasq, libvirt's QEMU)
+/// whatever user they run as.
+pub const STATE_DIR_MODE: u32 = 0o755;
+
+/// Makes the state root (and its missing parents) when it is missing, with
+/// [`STATE_DIR_MODE`] whatever the umask; leaves one that is there as it is.
+fn make_state_dir(root: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = root.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    match make_lab_dir(root) {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        made => made.with_context(|| format!("failed to create {}", root.display())),
+    }
+}
+
+/// Makes directory `dir` (failing when it is there) with [`STATE_DIR_MODE`] whatever the
+/// umask.
+fn make_lab_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().mode(STATE_DIR_MODE).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(STATE_DIR_MODE))
+}
+
 /// What dnsmasq serves on an IPv4 network with DHCP.
 fn dhcp_network(net: &NetworkRecord) -> anyhow::Result<dhcp::DhcpNetwork> {
     use std::net::IpAddr;
@@ -776,6 +801,28 @@ mod tests {
         let line = format!("  {}\n", owner::describe(Some(&owner), id));
         assert!(line.contains("owner: kept"), "{line}");
         assert!(text.contains(&line), "{text}");
+    }
+
+    /// The state root and a lab's directory are made the user's alone to write (so their state
+    /// is trusted) and open to the daemons of the lab; one that is there is left as it is.
+    #[test]
+    fn state_directories_are_made_the_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(STATE_DIR_MODE & trust::SHARED_WRITE_BITS, 0);
+        assert_eq!(STATE_DIR_MODE & 0o005, 0o005, "others read and enter");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run/labs");
+        make_state_dir(&root).unwrap();
+        make_state_dir(&root).unwrap();
+        let lab = root.join("ab12");
+        make_lab_dir(&lab).unwrap();
+        for made in [&root, &lab] {
+            let mode = fs::metadata(made).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, STATE_DIR_MODE, "{}", made.display());
+            trust::check_dir(made).unwrap();
+        }
+        let again = make_lab_dir(&lab).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
     }
 
     #[test]

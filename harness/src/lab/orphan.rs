@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::trust::same_dir;
 use super::{bridge, netns};
 use crate::process::Found;
 
@@ -153,16 +154,6 @@ fn lab_dir_of_server<'a>(argv: &[&'a str]) -> Option<&'a Path> {
         return None;
     }
     config.parent()
-}
-
-/// Whether `a` and `b` name one directory: the same path, or (both still there) the same
-/// place reached through a symbolic link or `..`.
-fn same_dir(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!(
-            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-            (Ok(a), Ok(b)) if a == b
-        )
 }
 
 /// The running servers whose lab directory `wanted` picks, each with that directory.
