@@ -18,9 +18,15 @@ use crate::process::Daemon;
 /// Lease time dnsmasq gives (long: guests never renew during a test).
 pub const LEASE_TIME: &str = "12h";
 
+/// How the name of a network's DHCP namespace begins (Neutron's: the network id follows).
+pub const NAMESPACE_PREFIX: &str = "qdhcp-";
+
+/// How the name of the bridge end of the DHCP port's veth begins (the network id follows).
+pub const BRIDGE_END_PREFIX: &str = "dhc-";
+
 /// The network's DHCP namespace.
 pub fn namespace(network_id: &str) -> String {
-    format!("qdhcp-{network_id}")
+    format!("{NAMESPACE_PREFIX}{network_id}")
 }
 
 /// The DHCP port's interface inside it (`tap` + 11, as Neutron names it).
@@ -30,7 +36,7 @@ pub fn interface(network_id: &str) -> String {
 
 /// The bridge end of its veth.
 pub fn bridge_end(network_id: &str) -> String {
-    bridge::ifname("dhc-", network_id)
+    bridge::ifname(BRIDGE_END_PREFIX, network_id)
 }
 
 /// What dnsmasq needs to know about a network.

@@ -1,7 +1,8 @@
 //! Taking down a lab whose state is gone (its directory removed, or `lab down` given another
 //! state root than `lab up` had): what the lab made is found from its id alone. The bridge
-//! namespace is named after the id; the router and DHCP namespaces hang off it by veth pairs
-//! (`ip -n metaboot-ID link` names the namespace of each pair's other end); its
+//! namespace is named after the id; the router and DHCP namespaces hang off it by the lab's own
+//! veth pairs (`rtr-…` and `dhc-…`, whose other ends `ip -n metaboot-ID link` names; a veth
+//! someone else plugged into the lab's bridges leads to a namespace the lab leaves alone); its
 //! `metaboot-server all` is the one started with the lab's `ID/lab-server.toml` under this
 //! state root. A server of a lab of that id under another state root is that lab running:
 //! its namespaces, named after the id alone, are the ones found here, so nothing is taken down
@@ -9,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::trust::same_dir;
-use super::{bridge, netns};
+use super::trust::{self, same_dir};
+use super::{bridge, dhcp, netns, router};
 use crate::process::Found;
 
 /// The name of the server's configuration file in a lab's directory: one no installed server
@@ -87,15 +88,24 @@ fn namespaces_to_delete(
     }
 }
 
-/// The namespaces at the other end of the veth pairs `ip -o link show type veth` lists
-/// (`link-netns NAME`), each once, in order.
+/// The namespaces at the other end of the lab's own veth pairs among those `ip -o link show
+/// type veth` lists (`NAME@…: … link-netns NS`), each once, in order: a router interface's
+/// (`rtr-…`, into `qrouter-<router id>`) and a DHCP port's (`dhc-<network id>`, into
+/// `qdhcp-<that network id>`). Any other veth on the lab's bridges (a container's or a debug
+/// namespace someone plugged in) leads to a namespace the lab did not make: left alone.
 pub fn linked_namespaces(links: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for line in links.lines() {
         let mut words = line.split_whitespace();
+        let link = words
+            .nth(1)
+            .map(|name| name.trim_end_matches(':'))
+            .and_then(|name| name.split('@').next())
+            .unwrap_or_default();
         while let Some(word) = words.next() {
             if word == "link-netns"
                 && let Some(name) = words.next()
+                && is_lab_link(link, name)
                 && !found.iter().any(|seen| seen == name)
             {
                 found.push(name.to_owned());
@@ -103,6 +113,20 @@ pub fn linked_namespaces(links: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Whether veth `link` of the bridge namespace, leading to namespace `ns`, is one the lab
+/// made ([`router::bridge_end`], [`dhcp::bridge_end`]) into a namespace of the lab's names.
+fn is_lab_link(link: &str, ns: &str) -> bool {
+    if let Some(router_id) = ns.strip_prefix(router::NAMESPACE_PREFIX) {
+        return link.starts_with(router::BRIDGE_END_PREFIX)
+            && trust::check_registry_id(router_id).is_ok();
+    }
+    if let Some(network_id) = ns.strip_prefix(dhcp::NAMESPACE_PREFIX) {
+        return link == dhcp::bridge_end(network_id)
+            && trust::check_registry_id(network_id).is_ok();
+    }
+    false
 }
 
 /// Refuses to take lab `id` down without its state when a server of a lab of that id runs
@@ -183,14 +207,39 @@ mod tests {
         let links = "\
 7: rtr-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master br-34567c7e-f1 state UP mode DEFAULT group default qlen 1000\\    link/ether 0e:b6:bf:6f:fa:87 brd ff:ff:ff:ff:ff:ff link-netns qrouter-80085ce6
 8: rtr-78a65f7c-9f@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-78a65f7c-9f state UP\\    link/ether 1a:ae:92:ef:d9:03 brd ff:ff:ff:ff:ff:ff link-netns qrouter-80085ce6
-10: dhc-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-34567c7e-f1 state UP\\    link/ether fa:06:f8:58:80:7f brd ff:ff:ff:ff:ff:ff link-netns qdhcp-34567c7e
+10: dhc-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-34567c7e-f1 state UP\\    link/ether fa:06:f8:58:80:7f brd ff:ff:ff:ff:ff:ff link-netns qdhcp-34567c7e-f1a2
 12: tap-guest1@if5: <BROADCAST> mtu 1500 state DOWN\\    link/ether fa:06:f8:58:80:70 brd ff:ff:ff:ff:ff:ff link-netnsid 4
 ";
         assert_eq!(
             linked_namespaces(links),
-            ["qrouter-80085ce6", "qdhcp-34567c7e"]
+            ["qrouter-80085ce6", "qdhcp-34567c7e-f1a2"]
         );
         assert!(linked_namespaces("").is_empty());
+    }
+
+    /// Veths someone else plugged into the lab's bridges (a container's, a debug namespace)
+    /// lead to namespaces the lab did not make: `lab down` without state leaves them, and so
+    /// does a lab veth name into a namespace not of the lab's names, or the other way round.
+    #[test]
+    fn only_the_labs_own_veths_lead_to_namespaces_it_deletes() {
+        let links = "\
+7: rtr-34567c7e-f1@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns qrouter-80085ce6
+10: dhc-34567c7e-f1@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns qdhcp-34567c7e-f1a2
+13: veth1a2b3c4d@if3: <UP> mtu 1500 master br-34567c7e-f1 link-netns cni-5f3a9c2e-1b7d
+14: debug0@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns debug
+15: veth9@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns qdhcp-34567c7e-f1a2
+16: dhc-34567c7e-f1@if4: <UP> mtu 1500 master br-34567c7e-f1 link-netns qdhcp-99999999
+17: rtr-34567c7e-f1@if5: <UP> mtu 1500 master br-34567c7e-f1 link-netns cni-1
+18: rtr-34567c7e-f1@if5: <UP> mtu 1500 master br-34567c7e-f1 link-netns qrouter-X/..
+";
+        assert_eq!(
+            linked_namespaces(links),
+            ["qrouter-80085ce6", "qdhcp-34567c7e-f1a2"]
+        );
+        assert_eq!(router::NAMESPACE_PREFIX, "qrouter-");
+        assert_eq!(dhcp::NAMESPACE_PREFIX, "qdhcp-");
+        assert!(router::bridge_end("34567c7e-f1a2").starts_with(router::BRIDGE_END_PREFIX));
+        assert!(dhcp::bridge_end("34567c7e-f1a2").starts_with(dhcp::BRIDGE_END_PREFIX));
     }
 
     /// A server of the lab the state does not hold (started, then the run was killed before
@@ -267,10 +316,10 @@ mod tests {
             &mut first_error,
         );
         assert_eq!(first_error.unwrap().to_string(), "earlier");
-        let links = "10: dhc-34567c7e-f1@if2: <UP> mtu 1500 link-netns qdhcp-34567c7e\n";
+        let links = "10: dhc-34567c7e-f1@if2: <UP> mtu 1500 link-netns qdhcp-34567c7e-f1a2\n";
         assert_eq!(
             namespaces_to_delete("metaboot-ab12", Ok(links.to_owned()), &mut None),
-            ["qdhcp-34567c7e", "metaboot-ab12"]
+            ["qdhcp-34567c7e-f1a2", "metaboot-ab12"]
         );
     }
 
