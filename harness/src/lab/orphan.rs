@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use super::trust::{self, same_dir};
-use super::{bridge, dhcp, netns, router};
+use super::{bridge, config, dhcp, netns, router};
 use crate::process::Found;
 
 /// The name of the server's configuration file in a lab's directory: one no installed server
@@ -160,24 +160,26 @@ pub fn is_server_of(argv: &[&str], lab_dir: &Path) -> bool {
     lab_dir_of_server(argv).is_some_and(|dir| same_dir(dir, lab_dir))
 }
 
-/// The directory of the lab whose `metaboot-server all` a command line is (the parent of its
-/// `--config`, a `lab-server.toml`); None for any other command line.
+/// The directory of the lab whose `metaboot-server all` a command line is, known by its
+/// arguments (`all`, and `--config` a `lab-server.toml` in a directory named as a lab id), not
+/// by the program's name: `--server-bin` (`METABOOT_SERVER_BIN`) may name any file. None for
+/// any other command line.
 fn lab_dir_of_server<'a>(argv: &[&'a str]) -> Option<&'a Path> {
-    let program = argv
-        .first()
-        .and_then(|arg| Path::new(arg).file_name())
-        .and_then(|name| name.to_str());
-    if program != Some("metaboot-server") || !argv.contains(&"all") {
+    let args = argv.get(1..)?;
+    if !args.contains(&"all") {
         return None;
     }
-    let config = argv
+    let config = args
         .windows(2)
         .find(|pair| pair[0] == "--config")
         .map(|pair| Path::new(pair[1]))?;
     if config.file_name().and_then(|name| name.to_str()) != Some(SERVER_CONFIG) {
         return None;
     }
-    config.parent()
+    let dir = config.parent()?;
+    let id = dir.file_name()?.to_str()?;
+    config::validate_id(id).ok()?;
+    Some(dir)
 }
 
 /// The running servers whose lab directory `wanted` picks, each with that directory.
@@ -256,11 +258,11 @@ mod tests {
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        let program = dir.path().join("metaboot-server");
+        // A server given by `--server-bin` under another name: known by its arguments.
+        let program = dir.path().join("metaboot-server-1.3");
         std::fs::copy("/bin/sh", &program).unwrap();
-        // Ids of this test run alone (the temporary directory's name is unique).
-        let unique = dir.path().file_name().unwrap().to_str().unwrap().to_owned();
-        let (ours, other) = (format!("a{unique}"), format!("b{unique}"));
+        // Ids of this test run alone: random, each under a state root of its own.
+        let (ours, other) = (config::random_id(), config::random_id());
         let root = dir.path().join("root");
         let other_root = dir.path().join("other-root");
         let start = |root: &Path, id: &str| {
@@ -356,9 +358,26 @@ mod tests {
         ));
         let lab = Path::new("/run/labs/ab12");
         assert!(!is_server_of(&server("/run/labs/ab12/other.toml"), lab));
-        let mut vim = server("/run/labs/ab12/lab-server.toml");
-        vim[0] = "vim";
-        assert!(!is_server_of(&vim, lab));
+        // Whatever the server binary's name (`--server-bin`, METABOOT_SERVER_BIN).
+        for program in ["/opt/x/metaboot-server-1.3", "server", "/usr/bin/ms"] {
+            let mut renamed = server("/run/labs/ab12/lab-server.toml");
+            renamed[0] = program;
+            assert!(is_server_of(&renamed, lab), "{program}");
+        }
+        // Another program on the file, or a lab id no lab has.
+        assert!(!is_server_of(
+            &["vim", "/run/labs/ab12/lab-server.toml"],
+            lab
+        ));
+        assert!(!is_server_of(
+            &["all", "--config", "/run/labs/ab12/lab-server.toml"],
+            lab
+        ));
+        let upper = Path::new("/run/labs/AB12");
+        assert!(!is_server_of(
+            &server("/run/labs/AB12/lab-server.toml"),
+            upper
+        ));
         let mut api = server("/run/labs/ab12/lab-server.toml");
         api[3] = "api";
         assert!(!is_server_of(&api, lab));
