@@ -114,8 +114,10 @@ pub fn require_root() -> anyhow::Result<()> {
 impl Lab {
     /// Brings a lab up; on failure removes whatever it made and returns the error.
     pub fn up(config: &LabConfig, opts: &LabOptions) -> anyhow::Result<Self> {
-        require_root()?;
         config.validate()?;
+        // Before anything is made: its real error, not a teardown's.
+        Registry::check_binary(&opts.server_bin)?;
+        require_root()?;
         let dir = state::lab_dir(&opts.state_root, &config.id);
         if let Some(old) = LabState::load(&opts.state_root, &config.id)? {
             bail!(
@@ -215,12 +217,6 @@ impl Lab {
 
     fn build(&mut self) -> anyhow::Result<()> {
         let config = self.state.config.clone();
-        if !self.registry.has_all() {
-            bail!(
-                "{} has no `all` command (the single-host daemon the lab runs)",
-                self.registry.bin.display()
-            );
-        }
         // The registry first: namespaces are named after its ids.
         for net in &config.networks {
             unless_stopped()?;
@@ -801,6 +797,21 @@ mod tests {
         let line = format!("  {}\n", owner::describe(Some(&owner), id));
         assert!(line.contains("owner: kept"), "{line}");
         assert!(text.contains(&line), "{text}");
+    }
+
+    /// A wrong server binary is refused with its real error before the lab makes anything
+    /// (its state root, its directory).
+    #[test]
+    fn a_wrong_server_binary_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LabOptions {
+            state_root: dir.path().join("labs"),
+            server_bin: dir.path().join("wrong/metaboot-server"),
+        };
+        let err = Lab::up(&LabConfig::default_with_id("ab12"), &opts).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("metaboot-server not found at"), "{err}");
+        assert!(!opts.state_root.exists(), "the state root was made");
     }
 
     /// The state root and a lab's directory are made the user's alone to write (so their state
