@@ -700,8 +700,11 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
             "lab {} was not removed completely",
             state.config.id
         ))),
-        None => fs::remove_dir_all(&state.dir)
-            .with_context(|| format!("failed to remove {}", state.dir.display())),
+        None => match fs::remove_dir_all(&state.dir) {
+            // Another teardown of the same lab removed it first.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            removed => removed.with_context(|| format!("failed to remove {}", state.dir.display())),
+        },
     }
 }
 
@@ -797,6 +800,18 @@ mod tests {
         let line = format!("  {}\n", owner::describe(Some(&owner), id));
         assert!(line.contains("owner: kept"), "{line}");
         assert!(text.contains(&line), "{text}");
+    }
+
+    /// Two teardowns of one lab (a signal's and the run's own, or two `lab down`) both
+    /// succeed: what the first removed is not missing for the second.
+    #[test]
+    fn a_second_teardown_of_a_lab_succeeds() {
+        let root = tempfile::tempdir().unwrap();
+        abandoned::tests::lab(root.path(), "ab12", None);
+        let state = LabState::load(root.path(), "ab12").unwrap().unwrap();
+        teardown(&state).unwrap();
+        assert!(!state.dir.exists());
+        teardown(&state).unwrap();
     }
 
     /// A wrong server binary is refused with its real error before the lab makes anything

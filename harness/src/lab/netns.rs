@@ -59,15 +59,29 @@ pub fn loopback_up(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes a namespace (and with it every interface inside it); absent is fine.
+/// Deletes a namespace (and with it every interface inside it); absent is fine, also when it
+/// went while this deleted it (another teardown of the same lab got there first).
 pub fn delete(name: &str) -> anyhow::Result<()> {
     require_path(name)?;
     if !exists(name) {
         return Ok(());
     }
-    check(Command::new("ip").args(["netns", "del", name]))
-        .with_context(|| format!("failed to delete network namespace {name}"))?;
-    Ok(())
+    let deleted = check(Command::new("ip").args(["netns", "del", name]));
+    settle_delete(name, deleted, || exists(name))
+}
+
+/// The outcome of `ip netns del NAME` (`deleted`): a failure is none when the namespace is
+/// gone all the same (`still_there` says it is not).
+fn settle_delete(
+    name: &str,
+    deleted: anyhow::Result<String>,
+    still_there: impl FnOnce() -> bool,
+) -> anyhow::Result<()> {
+    match deleted {
+        Ok(_) => Ok(()),
+        Err(_) if !still_there() => Ok(()),
+        Err(err) => Err(err.context(format!("failed to delete network namespace {name}"))),
+    }
 }
 
 /// Runs `ip -n NS ARGS…`.
@@ -243,6 +257,21 @@ mod tests {
             assert!(delete(name).is_err(), "{name:?}");
             assert!(add(name).is_err(), "{name:?}");
         }
+    }
+
+    /// `ip netns del` failing on a namespace that another teardown deleted meanwhile is no
+    /// failure; failing on one still there is, naming it.
+    #[test]
+    fn a_namespace_deleted_meanwhile_is_deleted() {
+        let failed = || {
+            Err(anyhow::anyhow!(
+                "Cannot remove namespace file: No such file"
+            ))
+        };
+        settle_delete("qdhcp-1", failed(), || false).unwrap();
+        let err = settle_delete("qdhcp-1", failed(), || true).unwrap_err();
+        assert!(format!("{err:#}").contains("failed to delete network namespace qdhcp-1"));
+        settle_delete("qdhcp-1", Ok(String::new()), || unreachable!()).unwrap();
     }
 
     /// Processes that end on SIGTERM are not waited for the whole grace.
