@@ -84,8 +84,9 @@ fn settle_delete(
     }
 }
 
-/// Runs `ip -n NS ARGS…`.
+/// Runs `ip -n NS ARGS…` (never with a path for NS, which `ip -n` would enter).
 pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    require_path(ns)?;
     check(Command::new("ip").args(["-n", ns]).args(args))
 }
 
@@ -256,6 +257,7 @@ mod tests {
             assert!(processes_in(name).is_empty(), "{name:?}");
             assert!(delete(name).is_err(), "{name:?}");
             assert!(add(name).is_err(), "{name:?}");
+            assert!(ip(name, &["link"]).is_err(), "{name:?}");
         }
     }
 
