@@ -43,14 +43,24 @@ extern "C" fn request_stop(_: i32) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// Registers the instance, prepares its disk and tap, then boots it or writes its XML.
+/// Registers the instance, prepares its disk and tap, then boots it or writes its XML. An
+/// instance it registered (a guest not in the lab file) is deleted when it ends, as is its tap,
+/// unless they are kept for the domain of the XML it wrote.
 pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result<i32> {
     crate::lab::require_root()?;
+    // Before anything is made: a Ctrl-C from here on stops the boot after the step in
+    // progress, and what it made goes with it.
+    install_stop_handler()?;
     let lab = Lab::open(state_root, &spec.lab_id)?;
     lab.require_running()?;
     let dir = lab.state().dir.join("guests").join(&spec.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    // A guest of the lab file is already registered (with its own keys); others are new.
+    // A guest of the lab file is already registered (with its own keys) and stays so; others
+    // are new, and deleted again when the boot ends.
+    let mut instance = InstanceGuard {
+        lab: &lab,
+        uuid: None,
+    };
     let (record, private_key) = match lab.state().guests.iter().find(|g| g.name == spec.name) {
         Some(record) => (record.clone(), None),
         None => {
@@ -69,15 +79,25 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
                 user_data: spec.user_data.clone(),
                 ..InstanceSpec::default()
             })?;
+            instance.uuid = Some(record.uuid.clone());
             (record, private_key)
         }
     };
+    if stopped_early() {
+        return Ok(EXIT_STOPPED);
+    }
     let disk = dir.join("disk.img");
     guest::make_state_disk(&disk)?;
+    if stopped_early() {
+        return Ok(EXIT_STOPPED);
+    }
     let tap = TapGuard {
         lab: &lab,
         tap: Some(lab.add_tap(&record)?),
     };
+    if stopped_early() {
+        return Ok(EXIT_STOPPED);
+    }
     let tap_name = tap.name().to_owned();
     let guest = Guest::new(&spec.name, image, &dir.join("serial.log"))
         .with_disk(&disk)
@@ -98,8 +118,9 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
 
     if let Some(path) = &spec.emit_libvirt_xml {
         atomic::write(path, libvirt::domain_xml(&guest).as_bytes(), 0o644)?;
-        // The domain the user starts plugs into it.
+        // The domain the user starts plugs into the tap and is served as the instance.
         tap.keep();
+        instance.keep();
         println!(
             "wrote {} (instance {} {} {}, tap {tap_name} in namespace {})",
             path.display(),
@@ -112,15 +133,6 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
         return Ok(0);
     }
 
-    let action = SigAction::new(
-        SigHandler::Handler(request_stop),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for signal in crate::process::stop_signals() {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }.context("failed to install a signal handler")?;
-    }
     let mut vm = RunningGuest::start(&guest)?;
     println!(
         "booting {} ({} {}), console log {}",
@@ -163,6 +175,59 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
     Ok(0)
 }
 
+/// Makes the stop signals ([`crate::process::stop_signals`]) stop the boot: they set [`STOP`],
+/// which each step of the boot looks at.
+fn install_stop_handler() -> anyhow::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(request_stop),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in crate::process::stop_signals() {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(signal, &action) }.context("failed to install a signal handler")?;
+    }
+    Ok(())
+}
+
+/// Whether a stop signal came before the guest started (then said so).
+fn stopped_early() -> bool {
+    let stopped = STOP.load(Ordering::SeqCst);
+    if stopped {
+        println!("stopped before the guest started");
+    }
+    stopped
+}
+
+/// The instance a boot registered (a guest not in the lab file), deleted from the registry when
+/// the boot ends, on an error or a stop signal too: a boot again of the same name registers it
+/// anew, and on a small network the instances of earlier boots would take every address.
+/// Kept for a domain the user starts.
+struct InstanceGuard<'a> {
+    lab: &'a Lab,
+    uuid: Option<String>,
+}
+
+impl InstanceGuard<'_> {
+    fn keep(&mut self) {
+        self.uuid = None;
+    }
+}
+
+impl Drop for InstanceGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(uuid) = self.uuid.take()
+            && let Err(err) = self.lab.delete_instance(&uuid)
+        {
+            let db = self.lab.state().db.display();
+            eprintln!(
+                "failed to delete instance {uuid}: {err:#}; delete it with `metaboot-server \
+                 --db {db} instance delete {uuid}`"
+            );
+        }
+    }
+}
+
 /// A guest's tap, removed when the boot ends, on an error too (a boot again of the same guest
 /// makes it anew), unless kept for a domain the user starts.
 struct TapGuard<'a> {
@@ -185,5 +250,67 @@ impl Drop for TapGuard<'_> {
         if let Some(tap) = self.tap.take() {
             self.lab.delete_tap(&tap);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::lab::abandoned::tests::lab;
+
+    /// How long a test waits for a fake server to be run.
+    const RUN_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The instance a boot registered is deleted from the registry when the boot ends, also
+    /// on an error or a stop signal (the guard is dropped); kept for a domain the user starts,
+    /// and never there for a guest of the lab file.
+    #[test]
+    fn a_registered_instance_is_deleted_when_the_boot_ends_unless_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        lab(root, "ab12", None);
+        // A registry that writes down what it is asked.
+        let asked = root.join("asked");
+        let server = root.join("fake-server");
+        std::fs::write(
+            &server,
+            format!("#!/bin/sh\necho \"$@\" >> {}\n", asked.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = crate::lab::state::lab_dir(root, "ab12").join("state.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        json["server_bin"] = server.display().to_string().into();
+        atomic::write(&path, &serde_json::to_vec(&json).unwrap(), 0o600).unwrap();
+        // ETXTBSY: another test thread's child may hold the new script open for writing a
+        // moment; once it ran, it runs.
+        assert!(crate::wait::wait_until(
+            Instant::now() + RUN_TIMEOUT,
+            || std::process::Command::new(&server).status().is_ok()
+        ));
+        std::fs::remove_file(&asked).unwrap();
+        let lab = Lab::open(root, "ab12").unwrap();
+
+        drop(InstanceGuard {
+            lab: &lab,
+            uuid: Some("u-ended".into()),
+        });
+        let mut kept = InstanceGuard {
+            lab: &lab,
+            uuid: Some("u-kept".into()),
+        };
+        kept.keep();
+        drop(kept);
+        drop(InstanceGuard {
+            lab: &lab,
+            uuid: None,
+        });
+        let text = std::fs::read_to_string(&asked).unwrap();
+        assert!(text.contains("instance delete u-ended"), "{text}");
+        assert!(!text.contains("u-kept"), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
     }
 }

@@ -191,7 +191,7 @@ impl Libvirtd {
             }
             Virtlogd::Start => {
                 let log = dir.join("virtlogd.log");
-                let daemon = Daemon::spawn("virtlogd", &mut netns::exec(ns, "virtlogd"), &log)?;
+                let daemon = spawn_in_lab("virtlogd", &mut netns::exec(ns, "virtlogd"), &log)?;
                 this.started.push(daemon);
             }
         }
@@ -204,7 +204,7 @@ impl Libvirtd {
                 .with_context(|| format!("failed to create {}", empty.display()))?;
         }
         let log = dir.join("libvirtd.log");
-        let daemon = Daemon::spawn("libvirtd", &mut libvirtd_command(ns, &conf, dir), &log)?;
+        let daemon = spawn_in_lab("libvirtd", &mut libvirtd_command(ns, &conf, dir), &log)?;
         this.started.push(daemon);
         let deadline = Instant::now() + START_TIMEOUT;
         let answered = wait_until(deadline, || {
@@ -248,6 +248,26 @@ impl Drop for Libvirtd {
             eprintln!("failed to stop libvirt's daemons: {err:#}");
         }
     }
+}
+
+/// Starts a daemon in the lab's namespace, not while a signal's teardown runs nor after it
+/// began ([`crate::lab::changes`], [`crate::lab::unless_stopped`]): one started meanwhile
+/// would run on in a namespace the teardown deleted, holding libvirt's sockets under
+/// /run/libvirt, and every later `--via libvirt` run would refuse it.
+fn spawn_in_lab(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Daemon> {
+    spawn_unless_stopped(crate::lab::unless_stopped, name, cmd, log)
+}
+
+/// [`spawn_in_lab`] with the check for a stop signal given.
+fn spawn_unless_stopped(
+    unless_stopped: impl FnOnce() -> anyhow::Result<()>,
+    name: &str,
+    cmd: &mut Command,
+    log: &Path,
+) -> anyhow::Result<Daemon> {
+    let _changes = crate::lab::changes();
+    unless_stopped().with_context(|| format!("{name} was not started"))?;
+    Daemon::spawn(name, cmd, log)
 }
 
 /// libvirtd inside `ns`, in a private mount namespace where `conf` replaces the system's
@@ -369,6 +389,54 @@ fn virtlogd_plan(running: Option<u32>, socket_active: bool) -> Virtlogd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How long a test gives a daemon to start, or waits to see one is not started.
+    const STARTED: Duration = Duration::from_secs(10);
+
+    /// libvirt's daemons start only once a signal's teardown in progress has let go of the
+    /// lab's changes (it never does: it exits the process), and not at all once a stop signal
+    /// came: none outlives the lab.
+    #[test]
+    fn libvirts_daemons_are_not_started_under_a_signals_teardown() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let started = dir.path().join("started");
+        let touch = || {
+            let mut cmd = Command::new("touch");
+            cmd.arg(&started);
+            cmd
+        };
+
+        let stopped = || {
+            Err(anyhow::anyhow!(
+                "stopped by a signal before it was complete"
+            ))
+        };
+        let err = spawn_unless_stopped(stopped, "libvirtd", &mut touch(), &log).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("libvirtd was not started"),
+            "{err:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!started.exists(), "started after a stop signal");
+
+        let teardown = crate::lab::changes();
+        let spawner = std::thread::spawn({
+            let mut cmd = touch();
+            let log = log.clone();
+            move || spawn_in_lab("libvirtd", &mut cmd, &log).map(|_| ())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !started.exists(),
+            "started while the teardown held the lab's changes"
+        );
+        drop(teardown);
+        spawner.join().unwrap().unwrap();
+        assert!(crate::wait::wait_until(Instant::now() + STARTED, || {
+            started.exists()
+        }));
+    }
 
     /// Whether `check` holds within a few seconds: a script the test just wrote cannot be run
     /// while a child forked by another test thread still holds it open for writing (ETXTBSY),

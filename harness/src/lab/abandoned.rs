@@ -60,6 +60,12 @@ pub(crate) mod tests {
     pub(crate) fn lab(root: &Path, id: &str, owner: Option<Owner>) {
         let dir = crate::lab::state::lab_dir(root, id);
         std::fs::create_dir_all(&dir).unwrap();
+        // The user's alone to write, as `lab up` makes it whatever the umask.
+        std::fs::set_permissions(
+            &dir,
+            std::os::unix::fs::PermissionsExt::from_mode(crate::lab::STATE_DIR_MODE),
+        )
+        .unwrap();
         LabState {
             config: LabConfig::default_with_id(id),
             dir: dir.clone(),

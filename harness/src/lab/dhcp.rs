@@ -18,9 +18,15 @@ use crate::process::Daemon;
 /// Lease time dnsmasq gives (long: guests never renew during a test).
 pub const LEASE_TIME: &str = "12h";
 
+/// How the name of a network's DHCP namespace begins (Neutron's: the network id follows).
+pub const NAMESPACE_PREFIX: &str = "qdhcp-";
+
+/// How the name of the bridge end of the DHCP port's veth begins (the network id follows).
+pub const BRIDGE_END_PREFIX: &str = "dhc-";
+
 /// The network's DHCP namespace.
 pub fn namespace(network_id: &str) -> String {
-    format!("qdhcp-{network_id}")
+    format!("{NAMESPACE_PREFIX}{network_id}")
 }
 
 /// The DHCP port's interface inside it (`tap` + 11, as Neutron names it).
@@ -30,7 +36,7 @@ pub fn interface(network_id: &str) -> String {
 
 /// The bridge end of its veth.
 pub fn bridge_end(network_id: &str) -> String {
-    bridge::ifname("dhc-", network_id)
+    bridge::ifname(BRIDGE_END_PREFIX, network_id)
 }
 
 /// What dnsmasq needs to know about a network.
@@ -278,17 +284,56 @@ fn spawn(name: &str, ns: &str, args: Vec<String>, files: &DnsmasqFiles) -> anyho
 }
 
 /// Gives a port its fixed address (dnsmasq reads new files in the hosts directory by itself).
+/// The entry also lists the MACs of deleted ports that had the address ([`earlier_macs`]), so
+/// the new port's guest gets it while dnsmasq still holds a lease for one of theirs.
 pub fn add_host(
     files: &DnsmasqFiles,
     port_id: &str,
     mac: &str,
     ip: Ipv4Addr,
 ) -> anyhow::Result<()> {
+    let mut fields = vec![mac.to_owned()];
+    fields.extend(earlier_macs(&files.hosts_dir, port_id, mac, ip));
+    fields.push(ip.to_string());
     atomic::write(
         &files.hosts_dir.join(port_id),
-        format!("{mac},{ip}\n").as_bytes(),
+        format!("{}\n", fields.join(",")).as_bytes(),
         0o644,
     )
+}
+
+/// The MACs (sorted, each once, `mac` left out) that the entries of other ports in `hosts_dir`
+/// give address `ip`: ports deleted since, as the registry hands out an address again only once
+/// its port is gone (a `boot` of a guest not in the lab file deletes its instance when it ends).
+/// dnsmasq keeps their guests' leases for [`LEASE_TIME`] and meanwhile gives the address to no
+/// other MAC ("not using configured address … because it is leased to …"), unless the new
+/// entry lists the lease's MAC too: dnsmasq then abandons that lease to the new MAC.
+fn earlier_macs(hosts_dir: &Path, port_id: &str, mac: &str, ip: Ipv4Addr) -> Vec<String> {
+    let ip = ip.to_string();
+    let mut macs: Vec<String> = std::fs::read_dir(hosts_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        // Not the port's own entry, nor an atomic write's temporary file.
+        .filter(|entry| {
+            let name = entry.file_name();
+            name != port_id && !name.to_string_lossy().starts_with('.')
+        })
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| {
+                    let (macs, host_ip) = line.trim().rsplit_once(',')?;
+                    (host_ip == ip).then(|| macs.split(',').map(str::to_owned).collect::<Vec<_>>())
+                })
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+        .filter(|earlier| !earlier.eq_ignore_ascii_case(mac))
+        .collect();
+    macs.sort();
+    macs.dedup();
+    macs
 }
 
 #[cfg(test)]
@@ -384,5 +429,43 @@ mod tests {
         .unwrap();
         let text = std::fs::read_to_string(files.hosts_dir.join("port-1")).unwrap();
         assert_eq!(text, "fa:16:3e:00:00:01,198.18.20.5\n");
+    }
+
+    /// A port given the address of ports deleted before it (a `boot` run again) lists their
+    /// MACs too, so dnsmasq hands it the address their guests may still hold a lease for; other
+    /// addresses' entries and the port's own MAC are left out.
+    #[test]
+    fn a_reused_address_takes_over_the_earlier_ports_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = DnsmasqFiles::under(dir.path(), "n1");
+        std::fs::create_dir_all(&files.hosts_dir).unwrap();
+        let ip: Ipv4Addr = "198.18.20.5".parse().unwrap();
+        let read = |port: &str| std::fs::read_to_string(files.hosts_dir.join(port)).unwrap();
+        add_host(&files, "port-1", "fa:16:3e:00:00:01", ip).unwrap();
+        add_host(
+            &files,
+            "port-2",
+            "fa:16:3e:00:00:02",
+            "198.18.20.6".parse().unwrap(),
+        )
+        .unwrap();
+        // port-1 deleted; its address given again.
+        add_host(&files, "port-3", "fa:16:3e:00:00:03", ip).unwrap();
+        assert_eq!(
+            read("port-3"),
+            "fa:16:3e:00:00:03,fa:16:3e:00:00:01,198.18.20.5\n"
+        );
+        add_host(&files, "port-4", "fa:16:3e:00:00:04", ip).unwrap();
+        assert_eq!(
+            read("port-4"),
+            "fa:16:3e:00:00:04,fa:16:3e:00:00:01,fa:16:3e:00:00:03,198.18.20.5\n"
+        );
+        // A new instance with the same MAC and address (the new-instance scenario).
+        add_host(&files, "port-5", "fa:16:3e:00:00:01", ip).unwrap();
+        assert_eq!(
+            read("port-5"),
+            "fa:16:3e:00:00:01,fa:16:3e:00:00:03,fa:16:3e:00:00:04,198.18.20.5\n"
+        );
+        assert_eq!(read("port-2"), "fa:16:3e:00:00:02,198.18.20.6\n");
     }
 }

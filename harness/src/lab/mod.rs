@@ -13,6 +13,7 @@ pub mod owner;
 pub mod registry;
 pub mod router;
 pub mod state;
+pub mod trust;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -113,8 +114,10 @@ pub fn require_root() -> anyhow::Result<()> {
 impl Lab {
     /// Brings a lab up; on failure removes whatever it made and returns the error.
     pub fn up(config: &LabConfig, opts: &LabOptions) -> anyhow::Result<Self> {
-        require_root()?;
         config.validate()?;
+        // Before anything is made: its real error, not a teardown's.
+        Registry::check_binary(&opts.server_bin)?;
+        require_root()?;
         let dir = state::lab_dir(&opts.state_root, &config.id);
         if let Some(old) = LabState::load(&opts.state_root, &config.id)? {
             bail!(
@@ -137,11 +140,9 @@ impl Lab {
         // The directory is the lab's claim on its id: of two `lab up` of one id at once, one
         // makes it and the other stops here, before it records (and so would tear down)
         // anything.
-        if let Some(parent) = dir.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("failed to create {}", parent.display()))?;
-        }
-        if let Err(err) = fs::create_dir(&dir) {
+        make_state_dir(&opts.state_root)?;
+        trust::check_dir(&opts.state_root)?;
+        if let Err(err) = make_lab_dir(&dir) {
             if err.kind() == std::io::ErrorKind::AlreadyExists {
                 bail!(
                     "lab {} is being brought up by another process ({} exists): wait for it, or \
@@ -216,12 +217,6 @@ impl Lab {
 
     fn build(&mut self) -> anyhow::Result<()> {
         let config = self.state.config.clone();
-        if !self.registry.has_all() {
-            bail!(
-                "{} has no `all` command (the single-host daemon the lab runs)",
-                self.registry.bin.display()
-            );
-        }
         // The registry first: namespaces are named after its ids.
         for net in &config.networks {
             unless_stopped()?;
@@ -705,9 +700,38 @@ fn teardown(state: &LabState) -> anyhow::Result<()> {
             "lab {} was not removed completely",
             state.config.id
         ))),
-        None => fs::remove_dir_all(&state.dir)
-            .with_context(|| format!("failed to remove {}", state.dir.display())),
+        None => match fs::remove_dir_all(&state.dir) {
+            // Another teardown of the same lab removed it first.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            removed => removed.with_context(|| format!("failed to remove {}", state.dir.display())),
+        },
     }
+}
+
+/// The mode of the state root and of a lab's directory when the lab makes them: the user's
+/// alone to write ([`trust`]), readable by the daemons the lab starts (dnsmasq, libvirt's QEMU)
+/// whatever user they run as.
+pub const STATE_DIR_MODE: u32 = 0o755;
+
+/// Makes the state root (and its missing parents) when it is missing, with
+/// [`STATE_DIR_MODE`] whatever the umask; leaves one that is there as it is.
+fn make_state_dir(root: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = root.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    match make_lab_dir(root) {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        made => made.with_context(|| format!("failed to create {}", root.display())),
+    }
+}
+
+/// Makes directory `dir` (failing when it is there) with [`STATE_DIR_MODE`] whatever the
+/// umask.
+fn make_lab_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().mode(STATE_DIR_MODE).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(STATE_DIR_MODE))
 }
 
 /// What dnsmasq serves on an IPv4 network with DHCP.
@@ -776,6 +800,55 @@ mod tests {
         let line = format!("  {}\n", owner::describe(Some(&owner), id));
         assert!(line.contains("owner: kept"), "{line}");
         assert!(text.contains(&line), "{text}");
+    }
+
+    /// Two teardowns of one lab (a signal's and the run's own, or two `lab down`) both
+    /// succeed: what the first removed is not missing for the second.
+    #[test]
+    fn a_second_teardown_of_a_lab_succeeds() {
+        let root = tempfile::tempdir().unwrap();
+        abandoned::tests::lab(root.path(), "ab12", None);
+        let state = LabState::load(root.path(), "ab12").unwrap().unwrap();
+        teardown(&state).unwrap();
+        assert!(!state.dir.exists());
+        teardown(&state).unwrap();
+    }
+
+    /// A wrong server binary is refused with its real error before the lab makes anything
+    /// (its state root, its directory).
+    #[test]
+    fn a_wrong_server_binary_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LabOptions {
+            state_root: dir.path().join("labs"),
+            server_bin: dir.path().join("wrong/metaboot-server"),
+        };
+        let err = Lab::up(&LabConfig::default_with_id("ab12"), &opts).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("metaboot-server not found at"), "{err}");
+        assert!(!opts.state_root.exists(), "the state root was made");
+    }
+
+    /// The state root and a lab's directory are made the user's alone to write (so their state
+    /// is trusted) and open to the daemons of the lab; one that is there is left as it is.
+    #[test]
+    fn state_directories_are_made_the_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(STATE_DIR_MODE & trust::SHARED_WRITE_BITS, 0);
+        assert_eq!(STATE_DIR_MODE & 0o005, 0o005, "others read and enter");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run/labs");
+        make_state_dir(&root).unwrap();
+        make_state_dir(&root).unwrap();
+        let lab = root.join("ab12");
+        make_lab_dir(&lab).unwrap();
+        for made in [&root, &lab] {
+            let mode = fs::metadata(made).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, STATE_DIR_MODE, "{}", made.display());
+            trust::check_dir(made).unwrap();
+        }
+        let again = make_lab_dir(&lab).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
     }
 
     #[test]

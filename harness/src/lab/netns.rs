@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::net::{SocketAddr, SocketAddrV6, TcpStream};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,22 @@ use crate::wait::wait_until;
 /// Where `ip netns` keeps its named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 
+/// The file of the named namespace under [`NETNS_DIR`]; `None` for a name that is no plain
+/// file name (`Path::join` would replace the directory with an absolute one, and `..` leave
+/// it), which names no namespace of `ip netns`.
+pub fn path(name: &str) -> Option<PathBuf> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
+    plain.then(|| Path::new(NETNS_DIR).join(name))
+}
+
+/// [`path`], or an error saying the name is none.
+fn require_path(name: &str) -> anyhow::Result<PathBuf> {
+    path(name).with_context(|| format!("{name:?} is not the name of a network namespace"))
+}
+
 /// Whether the named namespace exists.
 pub fn exists(name: &str) -> bool {
-    Path::new(NETNS_DIR).join(name).exists()
+    path(name).is_some_and(|path| path.exists())
 }
 
 /// Creates a namespace with its loopback up.
@@ -31,6 +44,7 @@ pub fn create(name: &str) -> anyhow::Result<()> {
 /// Creates a namespace, failing when it exists: `ip netns add` creates its file exclusively, so
 /// of two processes adding one name, one fails. Its loopback is still down.
 pub fn add(name: &str) -> anyhow::Result<()> {
+    require_path(name)?;
     if exists(name) {
         bail!("network namespace {name} already exists (a lab that was not taken down?)");
     }
@@ -45,18 +59,34 @@ pub fn loopback_up(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes a namespace (and with it every interface inside it); absent is fine.
+/// Deletes a namespace (and with it every interface inside it); absent is fine, also when it
+/// went while this deleted it (another teardown of the same lab got there first).
 pub fn delete(name: &str) -> anyhow::Result<()> {
+    require_path(name)?;
     if !exists(name) {
         return Ok(());
     }
-    check(Command::new("ip").args(["netns", "del", name]))
-        .with_context(|| format!("failed to delete network namespace {name}"))?;
-    Ok(())
+    let deleted = check(Command::new("ip").args(["netns", "del", name]));
+    settle_delete(name, deleted, || exists(name))
 }
 
-/// Runs `ip -n NS ARGS…`.
+/// The outcome of `ip netns del NAME` (`deleted`): a failure is none when the namespace is
+/// gone all the same (`still_there` says it is not).
+fn settle_delete(
+    name: &str,
+    deleted: anyhow::Result<String>,
+    still_there: impl FnOnce() -> bool,
+) -> anyhow::Result<()> {
+    match deleted {
+        Ok(_) => Ok(()),
+        Err(_) if !still_there() => Ok(()),
+        Err(err) => Err(err.context(format!("failed to delete network namespace {name}"))),
+    }
+}
+
+/// Runs `ip -n NS ARGS…` (never with a path for NS, which `ip -n` would enter).
 pub fn ip(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    require_path(ns)?;
     check(Command::new("ip").args(["-n", ns]).args(args))
 }
 
@@ -73,8 +103,9 @@ pub fn process_in(pid: u32, ns: &str) -> bool {
     let Ok(theirs) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
         return false;
     };
-    std::fs::metadata(Path::new(NETNS_DIR).join(ns))
-        .is_ok_and(|ours| ours.dev() == theirs.dev() && ours.ino() == theirs.ino())
+    path(ns)
+        .and_then(|path| std::fs::metadata(path).ok())
+        .is_some_and(|ours| ours.dev() == theirs.dev() && ours.ino() == theirs.ino())
 }
 
 /// How long processes left in a namespace being removed get to end on SIGTERM before SIGKILL.
@@ -120,7 +151,7 @@ pub fn end_processes(found: &[Found]) -> usize {
 
 /// The processes whose network namespace is `ns`, this one excepted.
 fn processes_in(ns: &str) -> Vec<Found> {
-    let Ok(target) = std::fs::metadata(Path::new(NETNS_DIR).join(ns)) else {
+    let Some(Ok(target)) = path(ns).map(std::fs::metadata) else {
         return Vec::new();
     };
     let (dev, ino) = (target.dev(), target.ino());
@@ -144,7 +175,7 @@ fn processes_in(ns: &str) -> Vec<Found> {
 ///
 /// Runs on a short-lived thread that enters the namespace, so the caller's threads stay put.
 pub fn tcp_probe(ns: &str, addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
-    let path = Path::new(NETNS_DIR).join(ns);
+    let path = require_path(ns)?;
     let file = File::open(&path).with_context(|| format!("failed to open {}", path.display()))?;
     std::thread::scope(|scope| {
         scope
@@ -204,6 +235,45 @@ mod tests {
     fn the_grace_before_sigkill_is_many_polls_and_short() {
         assert!(crate::wait::POLL_INTERVAL * 10 <= TERM_GRACE);
         assert!(TERM_GRACE <= Duration::from_secs(5));
+    }
+
+    /// A namespace is named by a plain file name under [`NETNS_DIR`]: a path (as a planted lab
+    /// state would give) names none, so nothing is looked for, ended or deleted through it.
+    #[test]
+    fn a_namespace_name_is_never_a_path() {
+        assert_eq!(path("qdhcp-1"), Some(PathBuf::from("/run/netns/qdhcp-1")));
+        for name in [
+            "/proc/1/ns/net",
+            "../../proc/1/ns/net",
+            "a/b",
+            "..",
+            ".",
+            "",
+            "a\0b",
+        ] {
+            assert_eq!(path(name), None, "{name:?}");
+            assert!(!exists(name), "{name:?}");
+            assert!(!process_in(1, name), "{name:?}");
+            assert!(processes_in(name).is_empty(), "{name:?}");
+            assert!(delete(name).is_err(), "{name:?}");
+            assert!(add(name).is_err(), "{name:?}");
+            assert!(ip(name, &["link"]).is_err(), "{name:?}");
+        }
+    }
+
+    /// `ip netns del` failing on a namespace that another teardown deleted meanwhile is no
+    /// failure; failing on one still there is, naming it.
+    #[test]
+    fn a_namespace_deleted_meanwhile_is_deleted() {
+        let failed = || {
+            Err(anyhow::anyhow!(
+                "Cannot remove namespace file: No such file"
+            ))
+        };
+        settle_delete("qdhcp-1", failed(), || false).unwrap();
+        let err = settle_delete("qdhcp-1", failed(), || true).unwrap_err();
+        assert!(format!("{err:#}").contains("failed to delete network namespace qdhcp-1"));
+        settle_delete("qdhcp-1", Ok(String::new()), || unreachable!()).unwrap();
     }
 
     /// Processes that end on SIGTERM are not waited for the whole grace.

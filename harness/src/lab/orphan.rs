@@ -1,7 +1,8 @@
 //! Taking down a lab whose state is gone (its directory removed, or `lab down` given another
 //! state root than `lab up` had): what the lab made is found from its id alone. The bridge
-//! namespace is named after the id; the router and DHCP namespaces hang off it by veth pairs
-//! (`ip -n metaboot-ID link` names the namespace of each pair's other end); its
+//! namespace is named after the id; the router and DHCP namespaces hang off it by the lab's own
+//! veth pairs (`rtr-…` and `dhc-…`, whose other ends `ip -n metaboot-ID link` names; a veth
+//! someone else plugged into the lab's bridges leads to a namespace the lab leaves alone); its
 //! `metaboot-server all` is the one started with the lab's `ID/lab-server.toml` under this
 //! state root. A server of a lab of that id under another state root is that lab running:
 //! its namespaces, named after the id alone, are the ones found here, so nothing is taken down
@@ -9,7 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{bridge, netns};
+use super::trust::{self, same_dir};
+use super::{bridge, config, dhcp, netns, router};
 use crate::process::Found;
 
 /// The name of the server's configuration file in a lab's directory: one no installed server
@@ -86,15 +88,24 @@ fn namespaces_to_delete(
     }
 }
 
-/// The namespaces at the other end of the veth pairs `ip -o link show type veth` lists
-/// (`link-netns NAME`), each once, in order.
+/// The namespaces at the other end of the lab's own veth pairs among those `ip -o link show
+/// type veth` lists (`NAME@…: … link-netns NS`), each once, in order: a router interface's
+/// (`rtr-…`, into `qrouter-<router id>`) and a DHCP port's (`dhc-<network id>`, into
+/// `qdhcp-<that network id>`). Any other veth on the lab's bridges (a container's or a debug
+/// namespace someone plugged in) leads to a namespace the lab did not make: left alone.
 pub fn linked_namespaces(links: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for line in links.lines() {
         let mut words = line.split_whitespace();
+        let link = words
+            .nth(1)
+            .map(|name| name.trim_end_matches(':'))
+            .and_then(|name| name.split('@').next())
+            .unwrap_or_default();
         while let Some(word) = words.next() {
             if word == "link-netns"
                 && let Some(name) = words.next()
+                && is_lab_link(link, name)
                 && !found.iter().any(|seen| seen == name)
             {
                 found.push(name.to_owned());
@@ -102,6 +113,20 @@ pub fn linked_namespaces(links: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Whether veth `link` of the bridge namespace, leading to namespace `ns`, is one the lab
+/// made ([`router::bridge_end`], [`dhcp::bridge_end`]) into a namespace of the lab's names.
+fn is_lab_link(link: &str, ns: &str) -> bool {
+    if let Some(router_id) = ns.strip_prefix(router::NAMESPACE_PREFIX) {
+        return link.starts_with(router::BRIDGE_END_PREFIX)
+            && trust::check_registry_id(router_id).is_ok();
+    }
+    if let Some(network_id) = ns.strip_prefix(dhcp::NAMESPACE_PREFIX) {
+        return link == dhcp::bridge_end(network_id)
+            && trust::check_registry_id(network_id).is_ok();
+    }
+    false
 }
 
 /// Refuses to take lab `id` down without its state when a server of a lab of that id runs
@@ -135,34 +160,26 @@ pub fn is_server_of(argv: &[&str], lab_dir: &Path) -> bool {
     lab_dir_of_server(argv).is_some_and(|dir| same_dir(dir, lab_dir))
 }
 
-/// The directory of the lab whose `metaboot-server all` a command line is (the parent of its
-/// `--config`, a `lab-server.toml`); None for any other command line.
+/// The directory of the lab whose `metaboot-server all` a command line is, known by its
+/// arguments (`all`, and `--config` a `lab-server.toml` in a directory named as a lab id), not
+/// by the program's name: `--server-bin` (`METABOOT_SERVER_BIN`) may name any file. None for
+/// any other command line.
 fn lab_dir_of_server<'a>(argv: &[&'a str]) -> Option<&'a Path> {
-    let program = argv
-        .first()
-        .and_then(|arg| Path::new(arg).file_name())
-        .and_then(|name| name.to_str());
-    if program != Some("metaboot-server") || !argv.contains(&"all") {
+    let args = argv.get(1..)?;
+    if !args.contains(&"all") {
         return None;
     }
-    let config = argv
+    let config = args
         .windows(2)
         .find(|pair| pair[0] == "--config")
         .map(|pair| Path::new(pair[1]))?;
     if config.file_name().and_then(|name| name.to_str()) != Some(SERVER_CONFIG) {
         return None;
     }
-    config.parent()
-}
-
-/// Whether `a` and `b` name one directory: the same path, or (both still there) the same
-/// place reached through a symbolic link or `..`.
-fn same_dir(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!(
-            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-            (Ok(a), Ok(b)) if a == b
-        )
+    let dir = config.parent()?;
+    let id = dir.file_name()?.to_str()?;
+    config::validate_id(id).ok()?;
+    Some(dir)
 }
 
 /// The running servers whose lab directory `wanted` picks, each with that directory.
@@ -192,14 +209,39 @@ mod tests {
         let links = "\
 7: rtr-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master br-34567c7e-f1 state UP mode DEFAULT group default qlen 1000\\    link/ether 0e:b6:bf:6f:fa:87 brd ff:ff:ff:ff:ff:ff link-netns qrouter-80085ce6
 8: rtr-78a65f7c-9f@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-78a65f7c-9f state UP\\    link/ether 1a:ae:92:ef:d9:03 brd ff:ff:ff:ff:ff:ff link-netns qrouter-80085ce6
-10: dhc-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-34567c7e-f1 state UP\\    link/ether fa:06:f8:58:80:7f brd ff:ff:ff:ff:ff:ff link-netns qdhcp-34567c7e
+10: dhc-34567c7e-f1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-34567c7e-f1 state UP\\    link/ether fa:06:f8:58:80:7f brd ff:ff:ff:ff:ff:ff link-netns qdhcp-34567c7e-f1a2
 12: tap-guest1@if5: <BROADCAST> mtu 1500 state DOWN\\    link/ether fa:06:f8:58:80:70 brd ff:ff:ff:ff:ff:ff link-netnsid 4
 ";
         assert_eq!(
             linked_namespaces(links),
-            ["qrouter-80085ce6", "qdhcp-34567c7e"]
+            ["qrouter-80085ce6", "qdhcp-34567c7e-f1a2"]
         );
         assert!(linked_namespaces("").is_empty());
+    }
+
+    /// Veths someone else plugged into the lab's bridges (a container's, a debug namespace)
+    /// lead to namespaces the lab did not make: `lab down` without state leaves them, and so
+    /// does a lab veth name into a namespace not of the lab's names, or the other way round.
+    #[test]
+    fn only_the_labs_own_veths_lead_to_namespaces_it_deletes() {
+        let links = "\
+7: rtr-34567c7e-f1@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns qrouter-80085ce6
+10: dhc-34567c7e-f1@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns qdhcp-34567c7e-f1a2
+13: veth1a2b3c4d@if3: <UP> mtu 1500 master br-34567c7e-f1 link-netns cni-5f3a9c2e-1b7d
+14: debug0@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns debug
+15: veth9@if2: <UP> mtu 1500 master br-34567c7e-f1 link-netns qdhcp-34567c7e-f1a2
+16: dhc-34567c7e-f1@if4: <UP> mtu 1500 master br-34567c7e-f1 link-netns qdhcp-99999999
+17: rtr-34567c7e-f1@if5: <UP> mtu 1500 master br-34567c7e-f1 link-netns cni-1
+18: rtr-34567c7e-f1@if5: <UP> mtu 1500 master br-34567c7e-f1 link-netns qrouter-X/..
+";
+        assert_eq!(
+            linked_namespaces(links),
+            ["qrouter-80085ce6", "qdhcp-34567c7e-f1a2"]
+        );
+        assert_eq!(router::NAMESPACE_PREFIX, "qrouter-");
+        assert_eq!(dhcp::NAMESPACE_PREFIX, "qdhcp-");
+        assert!(router::bridge_end("34567c7e-f1a2").starts_with(router::BRIDGE_END_PREFIX));
+        assert!(dhcp::bridge_end("34567c7e-f1a2").starts_with(dhcp::BRIDGE_END_PREFIX));
     }
 
     /// A server of the lab the state does not hold (started, then the run was killed before
@@ -216,11 +258,11 @@ mod tests {
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        let program = dir.path().join("metaboot-server");
+        // A server given by `--server-bin` under another name: known by its arguments.
+        let program = dir.path().join("metaboot-server-1.3");
         std::fs::copy("/bin/sh", &program).unwrap();
-        // Ids of this test run alone (the temporary directory's name is unique).
-        let unique = dir.path().file_name().unwrap().to_str().unwrap().to_owned();
-        let (ours, other) = (format!("a{unique}"), format!("b{unique}"));
+        // Ids of this test run alone: random, each under a state root of its own.
+        let (ours, other) = (config::random_id(), config::random_id());
         let root = dir.path().join("root");
         let other_root = dir.path().join("other-root");
         let start = |root: &Path, id: &str| {
@@ -276,10 +318,10 @@ mod tests {
             &mut first_error,
         );
         assert_eq!(first_error.unwrap().to_string(), "earlier");
-        let links = "10: dhc-34567c7e-f1@if2: <UP> mtu 1500 link-netns qdhcp-34567c7e\n";
+        let links = "10: dhc-34567c7e-f1@if2: <UP> mtu 1500 link-netns qdhcp-34567c7e-f1a2\n";
         assert_eq!(
             namespaces_to_delete("metaboot-ab12", Ok(links.to_owned()), &mut None),
-            ["qdhcp-34567c7e", "metaboot-ab12"]
+            ["qdhcp-34567c7e-f1a2", "metaboot-ab12"]
         );
     }
 
@@ -316,9 +358,26 @@ mod tests {
         ));
         let lab = Path::new("/run/labs/ab12");
         assert!(!is_server_of(&server("/run/labs/ab12/other.toml"), lab));
-        let mut vim = server("/run/labs/ab12/lab-server.toml");
-        vim[0] = "vim";
-        assert!(!is_server_of(&vim, lab));
+        // Whatever the server binary's name (`--server-bin`, METABOOT_SERVER_BIN).
+        for program in ["/opt/x/metaboot-server-1.3", "server", "/usr/bin/ms"] {
+            let mut renamed = server("/run/labs/ab12/lab-server.toml");
+            renamed[0] = program;
+            assert!(is_server_of(&renamed, lab), "{program}");
+        }
+        // Another program on the file, or a lab id no lab has.
+        assert!(!is_server_of(
+            &["vim", "/run/labs/ab12/lab-server.toml"],
+            lab
+        ));
+        assert!(!is_server_of(
+            &["all", "--config", "/run/labs/ab12/lab-server.toml"],
+            lab
+        ));
+        let upper = Path::new("/run/labs/AB12");
+        assert!(!is_server_of(
+            &server("/run/labs/AB12/lab-server.toml"),
+            upper
+        ));
         let mut api = server("/run/labs/ab12/lab-server.toml");
         api[3] = "api";
         assert!(!is_server_of(&api, lab));

@@ -4,12 +4,13 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::process::check;
+use crate::process::{check, output_with_timeout};
 
 /// The `metaboot-server` binary and the lab's database.
 #[derive(Debug, Clone)]
@@ -258,19 +259,62 @@ impl Registry {
         Ok(())
     }
 
-    /// Whether the server binary has the `all` command (the single-host daemon).
-    pub fn has_all(&self) -> bool {
-        check(Command::new(&self.bin).args(["all", "--help"])).is_ok()
-    }
-
-    /// Checks that the binary runs at all.
+    /// Fails, saying what is wrong and what to do, unless `bin` is a `metaboot-server` with
+    /// the `all` command (the single-host daemon the lab runs): not found, not a file, not
+    /// executable, or `all --help` failing (its exit status and the end of its stderr).
     pub fn check_binary(bin: &Path) -> anyhow::Result<()> {
-        if !bin.is_file() {
-            bail!("metaboot-server not found at {}", bin.display());
+        use std::os::unix::fs::PermissionsExt;
+        let shown = bin.display();
+        // A bare name is looked up on PATH when run, as the command below does.
+        if bin.components().count() > 1 {
+            match std::fs::metadata(bin) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("metaboot-server not found at {shown}: {GIVE_SERVER}");
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("failed to look at {shown}"));
+                }
+                Ok(meta) if !meta.is_file() => {
+                    bail!("{shown} is not a file, so no metaboot-server: {GIVE_SERVER}");
+                }
+                Ok(meta) if meta.permissions().mode() & 0o111 == 0 => bail!(
+                    "{shown} is not executable (mode {:o}): run `chmod +x {shown}`, or \
+                     {GIVE_SERVER}",
+                    meta.permissions().mode() & 0o7777
+                ),
+                Ok(_) => {}
+            }
+        }
+        let out = output_with_timeout(
+            Command::new(bin).args(["all", "--help"]),
+            BINARY_CHECK_TIMEOUT,
+        )
+        .with_context(|| format!("failed to run {shown} all --help: {GIVE_SERVER}"))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let lines: Vec<&str> = stderr.trim_end().lines().collect();
+            bail!(
+                "{shown} all --help failed ({}), so it is no metaboot-server with the `all` \
+                 command (the single-host daemon the lab runs): {GIVE_SERVER}; its stderr \
+                 ends:\n{}",
+                out.status,
+                lines[lines.len().saturating_sub(BINARY_ERROR_LINES)..].join("\n")
+            );
         }
         Ok(())
     }
 }
+
+/// What to do about a wrong server binary.
+const GIVE_SERVER: &str = "give a built metaboot-server with --server-bin or \
+     METABOOT_SERVER_BIN, or neither to have the harness build it";
+
+/// How long `metaboot-server all --help` may take when the binary is checked (it prints and
+/// exits at once; a loaded machine may be slow to start it).
+pub const BINARY_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lines of a failing server binary's stderr its error shows.
+pub const BINARY_ERROR_LINES: usize = 10;
 
 /// The lab's address on an IPv6 subnet without DHCP: the prefix with interface id
 /// `ffff:ffff:ffff:fffe`, far from the low addresses the registry hands out first (and outside
@@ -290,7 +334,83 @@ fn ip_field(v: &serde_json::Value, keys: &[&str]) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
+
+    /// The error of [`Registry::check_binary`] for a script the test just wrote: another test
+    /// thread's child may hold it open for writing a moment (ETXTBSY), so asked again then.
+    fn check_script(bin: &Path) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let result = Registry::check_binary(bin);
+            match &result {
+                Err(err)
+                    if format!("{err:#}").contains("Text file busy")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    fn script(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// A wrong server binary gets its real error, with what to do: not found, not a file, not
+    /// executable, or failing (exit status and stderr); a server with `all` passes.
+    #[test]
+    fn a_wrong_server_binary_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let err = |bin: &Path| format!("{:#}", check_script(bin).unwrap_err());
+
+        let missing = err(&dir.join("missing"));
+        assert!(missing.contains("not found at"), "{missing}");
+        assert!(missing.contains("--server-bin"), "{missing}");
+        let on_path = err(Path::new("metaboot-server-not-installed-anywhere"));
+        assert!(on_path.contains("No such file"), "{on_path}");
+        assert!(err(dir).contains("is not a file"));
+        let plain = script(dir, "plain", "exit 0", 0o644);
+        assert!(err(&plain).contains("chmod +x"), "{}", err(&plain));
+        let noise: String = (0..BINARY_ERROR_LINES * 2)
+            .map(|i| format!("echo early {i} >&2; "))
+            .collect();
+        let crashing = script(
+            dir,
+            "crashing",
+            &format!("{noise} echo 'error: unrecognized subcommand all' >&2; exit 3"),
+            0o755,
+        );
+        let crashed = err(&crashing);
+        assert!(crashed.contains("exit status: 3"), "{crashed}");
+        assert!(crashed.contains("unrecognized subcommand all"), "{crashed}");
+        assert!(
+            !crashed.contains("early 0\n"),
+            "only the end of stderr: {crashed}"
+        );
+        assert_eq!(
+            crashed.matches("early").count(),
+            BINARY_ERROR_LINES - 1,
+            "{crashed}"
+        );
+
+        let server = script(
+            dir,
+            "metaboot-server-1.3",
+            "test \"$1 $2\" = 'all --help'",
+            0o755,
+        );
+        check_script(&server).unwrap();
+        assert!(BINARY_CHECK_TIMEOUT >= Duration::from_secs(5));
+        assert!(BINARY_CHECK_TIMEOUT <= crate::process::COMMAND_TIMEOUT);
+    }
 
     #[test]
     fn reads_instance_json_and_address_fields() {

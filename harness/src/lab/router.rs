@@ -14,9 +14,15 @@ use crate::process::check;
 /// The packet mark of metadata traffic (Neutron's `metadata_access_mark` and its mask).
 pub const METADATA_MARK: &str = "0x1/0xffff";
 
+/// How the name of a router's namespace begins (Neutron's: the router id follows).
+pub const NAMESPACE_PREFIX: &str = "qrouter-";
+
+/// How the name of the bridge end of a router interface's veth begins (the network id follows).
+pub const BRIDGE_END_PREFIX: &str = "rtr-";
+
 /// The router's namespace.
 pub fn namespace(router_id: &str) -> String {
-    format!("qrouter-{router_id}")
+    format!("{NAMESPACE_PREFIX}{router_id}")
 }
 
 /// The router's interface on a network, inside its namespace (`qr-` + 11, as Neutron names it).
@@ -26,7 +32,7 @@ pub fn interface(network_id: &str) -> String {
 
 /// The bridge end of that interface's veth, inside the bridge namespace.
 pub fn bridge_end(network_id: &str) -> String {
-    bridge::ifname("rtr-", network_id)
+    bridge::ifname(BRIDGE_END_PREFIX, network_id)
 }
 
 /// Neutron's L3-agent metadata rules for one metadata address (169.254.169.254 or
