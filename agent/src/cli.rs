@@ -282,14 +282,16 @@ fn stage(name: OsString) -> Result<RunStage, Stop> {
 }
 
 /// `status --format`'s value, as cloud-init's names it: whether it asks for JSON (`json`, the
-/// status document as `--json` prints it) or for the text form (`tabular`).
+/// status document as `--json` prints it; `yaml` too, JSON being YAML: cloud-init's `yaml` is
+/// the same mapping as its `json`, and a script polling `status --format yaml` must not read a
+/// refusal's exit code 2 as "not done" for ever) or for the text form (`tabular`).
 fn status_format(name: OsString) -> Result<bool, Stop> {
     match utf8(name)?.as_str() {
-        "json" => Ok(true),
+        "json" | "yaml" => Ok(true),
         "tabular" => Ok(false),
         other => Err(error(
             &format!(
-                "invalid value '{other}' for '--format <FORMAT>'\n  [possible values: json, tabular]"
+                "invalid value '{other}' for '--format <FORMAT>'\n  [possible values: json, tabular, yaml]"
             ),
             None,
         )),

@@ -599,6 +599,10 @@ fn status_json_shape() {
     assert_eq!(guest.run().0, 0);
     let out = guest.metaboot(&["status", "--json"]);
     assert!(out.status.success());
+    // cloud-init's `--format yaml`: the same document (JSON is YAML), and a finished run's
+    // exit code, so a script polling it ends.
+    let yaml = guest.metaboot(&["status", "--format", "yaml"]);
+    assert_eq!((yaml.status.code(), &yaml.stdout), (Some(0), &out.stdout));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "version",

@@ -15,6 +15,7 @@ use std::process::Command;
 
 use metaboot_harness::scenario::userdata::gzip;
 use metaboot_tests::chain::{Chain, Scope};
+use metaboot_tests::guest;
 use metaboot_tests::prerequisite::require_command;
 
 use crypt::crypt_verifies;
@@ -85,11 +86,24 @@ impl Guest {
         user_data: Option<&[u8]>,
         vendor_data: Option<serde_json::Value>,
     ) -> Guest {
+        Self::boot_with_api_flags(key_line, user_data, vendor_data, &[])
+    }
+
+    /// [`Guest::boot_with_key`] with the API started with `api_flags` too.
+    fn boot_with_api_flags(
+        key_line: &str,
+        user_data: Option<&[u8]>,
+        vendor_data: Option<serde_json::Value>,
+        api_flags: &[&str],
+    ) -> Guest {
         let mut chain = Chain::new().unwrap();
+        chain.api_flags = api_flags.iter().map(|flag| (*flag).to_owned()).collect();
         if let Some(vendor) = vendor_data {
             let file = chain.path().join("vendor_data.json");
             std::fs::write(&file, vendor.to_string()).unwrap();
-            chain.api_flags = vec!["--vendor-data".into(), file.display().to_string()];
+            chain
+                .api_flags
+                .extend(["--vendor-data".into(), file.display().to_string()]);
         }
         let key = chain.path().join("mykey.pub");
         std::fs::write(&key, format!("{key_line}\n")).unwrap();
@@ -467,4 +481,50 @@ fn password_postback_needs_an_rsa_key() {
         .run(&["instance", "get-password", "test", "--raw"]);
     let refused = stored.expect_err("nothing posted").to_string();
     assert!(refused.contains("has no password yet"), "{refused}");
+}
+
+/// With session tokens required (`--require-token`), the guest agent gets a token after the
+/// service's first 401 and provisions the instance through the chain: every document and the
+/// password post-back (a POST) carry the token.
+#[test]
+fn session_tokens_required() {
+    if !prerequisites() || !require_command("ssh-keygen") {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let private = keys.path().join("id_rsa");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(private.with_extension("pub")).unwrap();
+    let guest = Guest::boot_with_api_flags(
+        public.trim(),
+        Some(b"#cloud-config\nhostname: tokens\npassword_postback: true\n"),
+        None,
+        &["--require-token"],
+    );
+    let refused = guest::get(None, guest.proxy, "/openstack", &[]).unwrap();
+    assert_eq!(
+        refused.status,
+        401,
+        "tokens are required: {}",
+        refused.text()
+    );
+    guest.run();
+    assert_eq!(guest.read("/etc/hostname"), "tokens\n");
+    assert_eq!(
+        guest.read("/var/lib/metaboot/data/instance-id"),
+        format!("{}\n", guest.uuid)
+    );
+    assert_eq!(guest.read("/root/.ssh/authorized_keys"), public);
+    let status = guest.read("/var/lib/metaboot/status.json");
+    assert!(status.contains("posted to"), "{status}");
+    let raw = guest
+        .chain
+        .run(&["instance", "get-password", "test", "--raw"])
+        .unwrap();
+    assert_eq!(String::from_utf8(raw).unwrap().trim().len(), 344);
 }

@@ -68,7 +68,8 @@ Options:
   -v, --verbose      Log debug detail (every request, every step start)
       --json         Print the whole status document as JSON
       --format <FORMAT>
-                     json: as --json; tabular: the text form [possible values: json, tabular]
+                     json, yaml: as --json (JSON is YAML); tabular: the text form
+                     [possible values: json, tabular, yaml]
   -w, --wait         Wait until the run in progress has finished
       --long         Accepted for cloud-init's `status --long`: the text form is the long one
   -h, --help         Print help

@@ -105,6 +105,15 @@ fn the_command_lines_images_and_users_write_parse() {
             }),
         ),
         (
+            "metaboot status --format yaml",
+            false,
+            Command::Status(StatusArgs {
+                root: "/".into(),
+                json: true,
+                wait: false,
+            }),
+        ),
+        (
             "metaboot status --long --format=tabular",
             false,
             Command::Status(StatusArgs {
@@ -286,8 +295,8 @@ fn a_command_line_that_cannot_be_used_says_why_as_clap_did() {
             ),
         ),
         (
-            "metaboot status --format yaml",
-            "error: invalid value 'yaml' for '--format <FORMAT>'\n  [possible values: json, tabular]\n\nFor more information, try '--help'.\n".to_owned(),
+            "metaboot status --format xml",
+            "error: invalid value 'xml' for '--format <FORMAT>'\n  [possible values: json, tabular, yaml]\n\nFor more information, try '--help'.\n".to_owned(),
         ),
         (
             "metaboot status --long --long",

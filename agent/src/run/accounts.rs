@@ -299,7 +299,8 @@ pub(super) fn password_postback(i: &Instance<'_>, _: &mut Vec<String>) -> Done {
     let client = HttpClient::new(
         i.settings.agent.request_timeout(),
         Retry::for_budget(i.settings.agent.deadline()),
-    );
+    )
+    .in_session(&i.session);
     let posted_to = password_url(i, &client)
         .and_then(|url| post_password(&client, &url, &posted).map(|()| url));
     match posted_to {

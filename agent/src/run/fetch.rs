@@ -106,6 +106,7 @@ pub(super) fn fetch<'a>(
         network_absent,
         source: Some(source.name().to_owned()),
         service_url: source.service_url(),
+        session: client.session().clone(),
     })
 }
 

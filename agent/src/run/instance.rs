@@ -5,6 +5,7 @@ use metaboot_proto::MetaData;
 use crate::apply::network::NetworkDoc;
 use crate::config::Settings;
 use crate::root::Root;
+use crate::source::token::Session;
 use crate::state::State;
 use crate::userdata::Decoded;
 use crate::userdata::cloud_config::CloudConfig;
@@ -29,6 +30,9 @@ pub struct Instance<'a> {
     pub source: Option<String>,
     /// The metadata service's base URL the data was read from, when it came from the service.
     pub service_url: Option<String>,
+    /// The metadata service's session token the run holds (when the service requires one),
+    /// for the password post-back.
+    pub session: Session,
 }
 
 /// The merged cloud-config the fetch phase caches under the instance's directory.
@@ -102,6 +106,7 @@ impl<'a> Instance<'a> {
             network_absent: false,
             source: None,
             service_url: None,
+            session: Session::default(),
         }
     }
 }

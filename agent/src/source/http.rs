@@ -1,7 +1,8 @@
 //! The HTTP client of the guest agent: plain HTTP to IP literals only (the binary is static, with
 //! no name lookup and no TLS; a link-local IPv6 host names its interface, `url.rs`), no proxy
 //! from the environment, explicit timeouts, capped bodies, every request through the retry
-//! driver. 404 is `Ok(None)`, not an error.
+//! driver. 404 is `Ok(None)`, not an error. Requests to the metadata service carry its session
+//! token when it requires one (`token.rs`).
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::log::chain;
 use crate::retry::{Retry, RetryError, Transient};
+use crate::source::token::{MAX_TOKEN_BYTES, Session, issued, token_header, token_url, ttl_header};
 use crate::source::url::{Target, shown};
 use crate::userdata::include::{Fetch, MAX_INCLUDE_FETCH_TIME, MAX_INCLUDE_REDIRECTS};
 
@@ -136,6 +138,32 @@ pub enum FetchError {
         #[source]
         source: ureq::Error,
     },
+    /// A service that answered 401 (it requires a session token) and did not give one.
+    #[error(
+        "the metadata service requires a session token and refused to issue one: PUT {url}: \
+         HTTP {status}: {reason}"
+    )]
+    TokenRefused {
+        url: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("the metadata service requires a session token and did not issue one: PUT {url}")]
+    TokenUnanswered {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    /// A 401 to a request carrying a token the service has just issued.
+    #[error(
+        "{method} {url}: HTTP 401 with a session token just issued ({reason}); check that no \
+         proxy on the way drops the X-metadata-token header"
+    )]
+    TokenRejected {
+        method: &'static str,
+        url: String,
+        reason: String,
+    },
 }
 
 /// What the URL of a request redirected too often should name instead.
@@ -149,10 +177,14 @@ fn redirects_end(method: &str) -> &'static str {
 impl Transient for FetchError {
     fn is_transient(&self) -> bool {
         match self {
-            FetchError::Status { status, .. } | FetchError::PostStatus { status, .. } => {
+            FetchError::Status { status, .. }
+            | FetchError::PostStatus { status, .. }
+            | FetchError::TokenRefused { status, .. } => {
                 matches!(status, 408 | 429 | 500..=599)
             }
-            FetchError::Transport { source, .. } | FetchError::PostTransport { source, .. } => {
+            FetchError::Transport { source, .. }
+            | FetchError::PostTransport { source, .. }
+            | FetchError::TokenUnanswered { source, .. } => {
                 matches!(
                     source,
                     ureq::Error::Io(_)
@@ -165,7 +197,8 @@ impl Transient for FetchError {
             FetchError::Url(_)
             | FetchError::TooLarge { .. }
             | FetchError::TooManyRedirects { .. }
-            | FetchError::Redirected { .. } => false,
+            | FetchError::Redirected { .. }
+            | FetchError::TokenRejected { .. } => false,
         }
     }
 }
@@ -176,6 +209,17 @@ pub struct HttpClient {
     agent: ureq::Agent,
     request_timeout: Duration,
     retry: Retry,
+    /// The metadata service's session token, shared by the client's clones.
+    session: Session,
+}
+
+/// Where a request goes: to the metadata service (no redirect followed; its session token
+/// sent, and a new one asked for on a 401: `token.rs`), or to a URL of the user's (an
+/// `#include`, `phone_home`), whose redirects are followed and which never sees a token.
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    Service,
+    Elsewhere { redirects: u32 },
 }
 
 impl HttpClient {
@@ -199,7 +243,20 @@ impl HttpClient {
             agent,
             request_timeout,
             retry,
+            session: Session::default(),
         }
+    }
+
+    /// This client sending the metadata service's session token `session` holds (a run's
+    /// other client's), and keeping there the one it gets.
+    pub fn in_session(mut self, session: &Session) -> Self {
+        self.session = session.clone();
+        self
+    }
+
+    /// The metadata service's session token this client sends and keeps.
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// The retry bounds this client uses.
@@ -214,19 +271,19 @@ impl HttpClient {
     pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
         let retry = (self.retry.attempts_only(DOCUMENT_ATTEMPTS))
             .with_backoff(DOCUMENT_RETRY_WAIT, DOCUMENT_RETRY_WAIT);
-        self.get_retried(url, limit, retry, 0)
+        self.get_retried(url, limit, retry, Peer::Service)
     }
 
-    /// [`HttpClient::get`] within `retry`'s bounds, following up to `redirects` redirects.
+    /// [`HttpClient::get`] within `retry`'s bounds, to `peer`.
     fn get_retried(
         &self,
         url: &str,
         limit: u64,
         retry: Retry,
-        redirects: u32,
+        peer: Peer,
     ) -> Result<Option<Vec<u8>>, RetryError<FetchError>> {
         retry.run(&shown(url), |remaining| {
-            self.get_following(url, limit, remaining, redirects)
+            self.get_following(url, limit, remaining, peer)
         })
     }
 
@@ -238,18 +295,18 @@ impl HttpClient {
         limit: u64,
         remaining: Duration,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        self.get_following(url, limit, remaining, 0)
+        self.get_following(url, limit, remaining, Peer::Service)
     }
 
-    /// [`HttpClient::get_once`] following up to `redirects` redirects ([`HttpClient::follow`]).
+    /// [`HttpClient::get_once`] to `peer`.
     fn get_following(
         &self,
         url: &str,
         limit: u64,
         remaining: Duration,
-        redirects: u32,
+        peer: Peer,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        let mut response = self.follow(url, Method::Get, remaining, redirects)?;
+        let mut response = self.send(url, Method::Get, remaining, peer)?;
         let status = response.status().as_u16();
         match status {
             200 => {}
@@ -281,13 +338,14 @@ impl HttpClient {
     /// port only (requests drops the `Authorization` header on a redirect elsewhere), and a
     /// target's own user info is not sent (nor is it by requests). A POST stays one, its body
     /// sent again, after a 307 or 308, and becomes a GET without a body after a 301, 302 or 303
-    /// ([`Method::redirected`]).
+    /// ([`Method::redirected`]). `token` is sent in `X-metadata-token`.
     fn follow(
         &self,
         url: &str,
         asked: Method<'_>,
         remaining: Duration,
         redirects: u32,
+        token: Option<&HeaderValue>,
     ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
         let mut target = super::url::target(url)?;
         let mut authorization = authorization(&target)?;
@@ -325,6 +383,9 @@ impl HttpClient {
                     if let Some(value) = &authorization {
                         request = request.header(AUTHORIZATION, value.clone());
                     }
+                    if let Some(token) = token {
+                        request = request.header(token_header(), token.clone());
+                    }
                     request.call()
                 }
                 Method::Post { content_type, body } => {
@@ -338,6 +399,9 @@ impl HttpClient {
                         .content_type(content_type);
                     if let Some(value) = &authorization {
                         request = request.header(AUTHORIZATION, value.clone());
+                    }
+                    if let Some(token) = token {
+                        request = request.header(token_header(), token.clone());
                     }
                     request.send(body)
                 }
@@ -372,6 +436,97 @@ impl HttpClient {
             method = method.redirected(status);
         }
     }
+}
+
+impl HttpClient {
+    /// One request to `peer`: [`HttpClient::to_service`] or [`HttpClient::follow`].
+    fn send(
+        &self,
+        url: &str,
+        method: Method<'_>,
+        remaining: Duration,
+        peer: Peer,
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        match peer {
+            Peer::Service => self.to_service(url, method, remaining),
+            Peer::Elsewhere { redirects } => self.follow(url, method, remaining, redirects, None),
+        }
+    }
+
+    /// One request of `method` to the metadata service at `url` (no redirect followed), with
+    /// the session token held for it; a 401 gets a new token and the request is sent once
+    /// more with it, all within `remaining`.
+    fn to_service(
+        &self,
+        url: &str,
+        method: Method<'_>,
+        remaining: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let started = Instant::now();
+        let left = || {
+            remaining
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1))
+        };
+        let held = self.session.held(url);
+        let response = self.follow(url, method, remaining, 0, held.as_ref())?;
+        if response.status().as_u16() != 401 {
+            return Ok(response);
+        }
+        let token = self.issue_token(url, left())?;
+        self.session.keep(url, token.clone());
+        let mut response = self.follow(url, method, left(), 0, Some(&token))?;
+        if response.status().as_u16() != 401 {
+            return Ok(response);
+        }
+        Err(FetchError::TokenRejected {
+            method: method.name(),
+            url: shown(url),
+            reason: first_line(&mut response),
+        })
+    }
+
+    /// `PUT /latest/api/token` at `url`'s service: the token it issues.
+    fn issue_token(&self, url: &str, remaining: Duration) -> Result<HeaderValue, FetchError> {
+        let asked = token_url(url);
+        tracing::debug!(url = %shown(&asked), "PUT");
+        let (ttl, seconds) = ttl_header();
+        let mut response = (self.agent.put(&asked).config())
+            .timeout_global(Some(self.request_timeout.min(remaining)))
+            .build()
+            .header(ttl, seconds)
+            .send(&[][..])
+            .map_err(|source| FetchError::TokenUnanswered {
+                url: shown(&asked),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let token = match status {
+            200 => (response.body_mut().with_config().limit(MAX_TOKEN_BYTES))
+                .read_to_string()
+                .ok()
+                .and_then(|body| issued(&body)),
+            _ => None,
+        };
+        token.ok_or_else(|| FetchError::TokenRefused {
+            url: shown(&asked),
+            status,
+            reason: match status {
+                200 => format!(
+                    "no token in the answer (empty, over {MAX_TOKEN_BYTES} bytes, or not one \
+                     line of text)"
+                ),
+                _ => first_line(&mut response),
+            },
+        })
+    }
+}
+
+/// The first line of an answer's body (metaboot's refusals say what was wrong and what to do).
+fn first_line(response: &mut ureq::http::Response<ureq::Body>) -> String {
+    let body = (response.body_mut().with_config().limit(MAX_REASON_BYTES)).read_to_string();
+    let body = body.unwrap_or_default();
+    body.lines().next().unwrap_or_default().to_owned()
 }
 
 /// A request's method, and a POST's body.
@@ -428,20 +583,21 @@ fn authorization(target: &Target) -> Result<Option<HeaderValue>, FetchError> {
 pub const MAX_REASON_BYTES: u64 = 512;
 
 impl HttpClient {
-    /// POST `body` (of `content_type`) with retries (transient failures only): `Ok(())` on
-    /// any 2xx. A redirect is not followed: it is an HTTP error.
+    /// POST `body` (of `content_type`) to the metadata service with retries (transient
+    /// failures only): `Ok(())` on any 2xx. A redirect is not followed: it is an HTTP error.
     pub fn post(
         &self,
         url: &str,
         content_type: &str,
         body: &[u8],
     ) -> Result<(), RetryError<FetchError>> {
-        self.post_following(url, content_type, body, 0)
+        self.post_retried(url, content_type, body, Peer::Service)
     }
 
-    /// [`HttpClient::post`] following up to `redirects` redirects in each attempt, as
-    /// cloud-init's requests follows them ([`HttpClient::follow`]): after a 301, 302 or 303
-    /// the request goes on as a GET without the body; its answer is the POST's.
+    /// POST `body` to a URL of the user's (`phone_home`), with retries, following up to
+    /// `redirects` redirects in each attempt, as cloud-init's requests follows them
+    /// ([`HttpClient::follow`]): after a 301, 302 or 303 the request goes on as a GET without
+    /// the body; its answer is the POST's. No session token is sent.
     pub fn post_following(
         &self,
         url: &str,
@@ -449,12 +605,24 @@ impl HttpClient {
         body: &[u8],
         redirects: u32,
     ) -> Result<(), RetryError<FetchError>> {
+        self.post_retried(url, content_type, body, Peer::Elsewhere { redirects })
+    }
+
+    /// [`HttpClient::post`] to `peer`.
+    fn post_retried(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+        peer: Peer,
+    ) -> Result<(), RetryError<FetchError>> {
         self.retry.run(&shown(url), |remaining| {
-            self.post_redirected(url, content_type, body, remaining, redirects)
+            self.post_redirected(url, content_type, body, remaining, peer)
         })
     }
 
-    /// One POST, bounded by the request timeout and by `remaining`. A redirect is not followed.
+    /// One POST to the metadata service, bounded by the request timeout and by `remaining`. A
+    /// redirect is not followed.
     pub fn post_once(
         &self,
         url: &str,
@@ -462,34 +630,28 @@ impl HttpClient {
         body: &[u8],
         remaining: Duration,
     ) -> Result<(), FetchError> {
-        self.post_redirected(url, content_type, body, remaining, 0)
+        self.post_redirected(url, content_type, body, remaining, Peer::Service)
     }
 
-    /// [`HttpClient::post_once`] following up to `redirects` redirects.
+    /// [`HttpClient::post_once`] to `peer`.
     fn post_redirected(
         &self,
         url: &str,
         content_type: &str,
         body: &[u8],
         remaining: Duration,
-        redirects: u32,
+        peer: Peer,
     ) -> Result<(), FetchError> {
         let post = Method::Post { content_type, body };
-        let mut response = self.follow(url, post, remaining, redirects)?;
+        let mut response = self.send(url, post, remaining, peer)?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let reason = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_REASON_BYTES)
-            .read_to_string()
-            .unwrap_or_default();
         Err(FetchError::PostStatus {
             url: shown(url),
             status,
-            reason: reason.lines().next().unwrap_or_default().to_owned(),
+            reason: first_line(&mut response),
         })
     }
 }
@@ -501,7 +663,10 @@ impl Fetch for HttpClient {
     /// up to [`MAX_INCLUDE_REDIRECTS`], as cloud-init follows them.
     fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
         let retry = self.retry.afresh(MAX_INCLUDE_FETCH_TIME);
-        self.get_retried(url, limit, retry, MAX_INCLUDE_REDIRECTS)
+        let peer = Peer::Elsewhere {
+            redirects: MAX_INCLUDE_REDIRECTS,
+        };
+        self.get_retried(url, limit, retry, peer)
             .map_err(|err| chain(&err))
     }
 }

@@ -18,6 +18,7 @@ pub mod metadata_service;
 pub mod nocloud;
 pub mod openstack;
 pub mod prefetch;
+pub mod token;
 pub mod url;
 
 pub use contract::{Detect, NetworkData, Probe, Source, SourceError, VendorData};
