@@ -176,6 +176,20 @@ fn decrypts_with_the_first_key_pair_and_refuses_others() {
         reg.ok(&["instance", "get-password", "echoed", "--private-key", &key]),
         "echoed-pw\n"
     );
+    // A line break inside a password, or nothing but echo's: refused, shown escaped.
+    for (name, posted) in [("two-lines", "ab\ncd"), ("only-newline", "\n")] {
+        let uuid = instance(&reg, name, &[&openssh]);
+        db.set_password(&uuid, None, &encrypt(&reg, &openssh, posted))
+            .unwrap();
+        let out = reg
+            .cmd(&["instance", "get-password", name, "--private-key", &key])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(out.stdout.is_empty(), "{name}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("not printed as it is"), "{said}");
+    }
 
     // A non-RSA first key, or no SSH key pair at all: nothing can decrypt, exit 2 for both;
     // a non-key file: said so.

@@ -50,9 +50,7 @@ pub fn run(store: &dyn Store, args: &GetPasswordArgs) -> anyhow::Result<()> {
         );
     }
     if args.raw {
-        // As it is stored: base64 wrapped over lines (`base64`'s 76 columns) stays so, which
-        // `base64 -d` reads back.
-        return print_posted("stored text", stored.trim_end_matches(['\r', '\n']));
+        return print_stored_lines(stored.trim_end_matches(['\r', '\n']));
     }
     let Some(path) = &args.private_key else {
         return Err(InputError("give --private-key FILE, or --raw".to_owned()).into());
@@ -117,17 +115,33 @@ fn without_whitespace(text: &str) -> String {
     text.chars().filter(|c| !c.is_ascii_whitespace()).collect()
 }
 
-/// Prints what a guest posted, line by line (a line ends with LF or CRLF). The guest chose
-/// every byte of it (it has the public key), so text with any other control character, such
-/// as a terminal's escape sequence, is not printed as it is: the error shows it escaped.
+/// Prints what a guest posted. The guest chose every byte of it (it has the public key), so
+/// text with a control character, such as a terminal's escape sequence or a line break inside
+/// a password, is not printed as it is: the error shows it escaped.
 fn print_posted(what: &str, text: &str) -> anyhow::Result<()> {
-    if text.lines().any(|line| line.chars().any(char::is_control)) {
+    print_posted_lines(what, text, false)
+}
+
+/// [`print_posted`] for the stored base64, which may be wrapped over lines (LF or CRLF): each
+/// line is printed as it is stored, which `base64 -d` reads back.
+fn print_stored_lines(text: &str) -> anyhow::Result<()> {
+    print_posted_lines("stored text", text, true)
+}
+
+fn print_posted_lines(what: &str, text: &str, wrapped: bool) -> anyhow::Result<()> {
+    let lines: Vec<&str> = if wrapped {
+        text.lines().collect()
+    } else {
+        vec![text]
+    };
+    if text.is_empty() || lines.iter().any(|line| line.chars().any(char::is_control)) {
         anyhow::bail!(
-            "the {what} holds control characters, so it is not printed as it is: \"{}\"",
+            "the {what} is empty or holds control characters, so it is not printed as it is: \
+             \"{}\"",
             text.escape_default()
         );
     }
-    text.lines().try_for_each(output::line)
+    lines.into_iter().try_for_each(output::line)
 }
 
 /// Reads an RSA private key file: OpenSSH, PKCS#1 or PKCS#8, without a passphrase. Reads one
