@@ -140,17 +140,22 @@ pub enum FetchError {
     },
     /// A service that answered 401 (it requires a session token) and did not give one.
     #[error(
-        "the metadata service requires a session token and refused to issue one: PUT {url}: \
-         HTTP {status}: {reason}"
+        "{request}: HTTP 401, and the metadata service refused a session token (PUT \
+         /latest/api/token): HTTP {status}: {reason}"
     )]
     TokenRefused {
-        url: String,
+        /// The request answered 401: `GET URL`.
+        request: String,
         status: u16,
         reason: String,
     },
-    #[error("the metadata service requires a session token and did not issue one: PUT {url}")]
+    #[error(
+        "{request}: HTTP 401, and the metadata service did not answer for a session token (PUT \
+         /latest/api/token)"
+    )]
     TokenUnanswered {
-        url: String,
+        /// The request answered 401: `GET URL`.
+        request: String,
         #[source]
         source: ureq::Error,
     },
@@ -473,7 +478,7 @@ impl HttpClient {
         if response.status().as_u16() != 401 {
             return Ok(response);
         }
-        let token = self.issue_token(url, left())?;
+        let token = self.issue_token(url, method, left())?;
         self.session.keep(url, token.clone());
         let mut response = self.follow(url, method, left(), 0, Some(&token))?;
         if response.status().as_u16() != 401 {
@@ -486,8 +491,14 @@ impl HttpClient {
         })
     }
 
-    /// `PUT /latest/api/token` at `url`'s service: the token it issues.
-    fn issue_token(&self, url: &str, remaining: Duration) -> Result<HeaderValue, FetchError> {
+    /// `PUT /latest/api/token` at `url`'s service, after `method` on `url` answered 401: the
+    /// token it issues.
+    fn issue_token(
+        &self,
+        url: &str,
+        method: Method<'_>,
+        remaining: Duration,
+    ) -> Result<HeaderValue, FetchError> {
         let asked = token_url(url);
         tracing::debug!(url = %shown(&asked), "PUT");
         let (ttl, seconds) = ttl_header();
@@ -497,7 +508,7 @@ impl HttpClient {
             .header(ttl, seconds)
             .send(&[][..])
             .map_err(|source| FetchError::TokenUnanswered {
-                url: shown(&asked),
+                request: format!("{} {}", method.name(), shown(url)),
                 source,
             })?;
         let status = response.status().as_u16();
@@ -509,7 +520,7 @@ impl HttpClient {
             _ => None,
         };
         token.ok_or_else(|| FetchError::TokenRefused {
-            url: shown(&asked),
+            request: format!("{} {}", method.name(), shown(url)),
             status,
             reason: match status {
                 200 => format!(

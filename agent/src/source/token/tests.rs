@@ -149,9 +149,9 @@ fn a_token_the_service_refuses_to_issue_is_an_error_naming_the_status() {
     assert_eq!(
         err.to_string(),
         format!(
-            "the metadata service requires a session token and refused to issue one: PUT \
-             http://{addr}/latest/api/token: HTTP 403: A session token request must not carry \
-             X-Forwarded-For."
+            "GET http://{addr}/openstack: HTTP 401, and the metadata service refused a \
+             session token (PUT /latest/api/token): HTTP 403: A session token request must not \
+             carry X-Forwarded-For."
         )
     );
     assert!(!err.is_transient());
