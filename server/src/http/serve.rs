@@ -107,7 +107,8 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
         });
         // Served here first: a guest's request is usually already read and answered at once
         // (`accept.rs`), and then ends in this poll, before the next accept, with no task. A
-        // connection that has to wait becomes a task (its next poll registers the runtime's
+        // connection that has to wait, or that spent this loop's budget (each of its rounds
+        // counts, `h1/connection.rs`), becomes a task (its next poll registers the runtime's
         // wakers in place of this poll's no-op one).
         // A handler that panics ends its connection only, not this loop: a task's panic stays
         // in the task, and the first poll, made here, is kept to the connection the same way.

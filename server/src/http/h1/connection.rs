@@ -134,6 +134,14 @@ where
             }
             return;
         }
+        // A round that never waited used none of the runtime's budget: a TCP connection is read
+        // and written directly until an operation would block (`accept.rs`), out of tokio's
+        // sight. A client that keeps its socket full (pipelined requests answered from memory or
+        // refused, its answers taken at once) would keep this loop from ever returning, and
+        // every other connection of the worker's runtime, its accept loop and its signals with
+        // it. Each round counts against the budget: past it, a connection the accept loop polls
+        // first becomes a task of its own (`serve.rs`), and a task yields to the others.
+        tokio::task::consume_budget().await;
     }
 }
 
@@ -178,6 +186,9 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
         stream.shutdown().await?;
         let mut left = LINGER_BYTES as u64;
         while left > 0 {
+            // A client that keeps sending never has a read wait: each read counts against the
+            // runtime's budget, as each round of `serve_connection` does.
+            tokio::task::consume_budget().await;
             buf.clear();
             buf.reserve(READ_CHUNK);
             let read = (&mut *stream).take(left).read_buf(buf).await?;

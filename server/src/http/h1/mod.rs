@@ -15,6 +15,8 @@ mod write;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yield_tests;
 
 pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS};
 pub use client::{Answer, ClientConnection, ExchangeError, TryRead, read_answer};
