@@ -294,7 +294,8 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The next head: from what is buffered (a pipelined request) or read within the head timeout.
-/// `Ok(None)`: the client closed, or sent nothing before the timeout.
+/// `Ok(None)`: the client closed, or sent nothing but empty lines before the timeout
+/// ([`is_idle`]).
 async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
@@ -327,9 +328,17 @@ async fn read_head<S: AsyncRead + Unpin>(
     };
     match by_deadline(reading, limits.header_read_timeout, timer).await {
         Some(read) => read,
-        None if buf.is_empty() => Ok(None),
+        None if is_idle(buf) => Ok(None),
         None => Err(HeadError::Timeout),
     }
+}
+
+/// Whether what the client sent since its last request starts none: nothing, or only empty
+/// lines, which a server ignores before a request line (RFC 9112 §2.2; older clients send a
+/// line break after a POST's body). A connection idle at the head timeout is closed without a
+/// word: a 408 would be read by a client reusing the connection as its next request's answer.
+fn is_idle(buf: &[u8]) -> bool {
+    buf.iter().all(|byte| matches!(byte, b'\r' | b'\n'))
 }
 
 /// The whole body, within the body timeout; a 100 Continue first when the client waits for
