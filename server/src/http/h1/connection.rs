@@ -25,6 +25,7 @@ use super::body;
 use super::head::{self, EndSearch, Framing, Head, HeadError};
 use super::write::{self, Answering};
 use crate::http::limits::{LINGER_BYTES, LINGER_TIME, deadline_in};
+use crate::http::refusal_log;
 use crate::http::{BodyError, Handler, Peer, RequestBody, ServerLimits};
 
 /// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
@@ -59,7 +60,16 @@ where
             // Closed by the client, or idle past the timeout between requests.
             Ok(None) => return,
             Err(err) => {
-                if refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await {
+                let refusing = refuse(
+                    &mut stream,
+                    &mut out,
+                    err,
+                    peer,
+                    &handler,
+                    &limits,
+                    timer.as_mut(),
+                );
+                if refusing.await {
                     linger(&mut stream, &mut buf, timer.as_mut()).await;
                 }
                 return;
@@ -129,7 +139,16 @@ where
             }
         }
         if let Some(err) = refused {
-            if refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await {
+            let refusing = refuse(
+                &mut stream,
+                &mut out,
+                err,
+                peer,
+                &handler,
+                &limits,
+                timer.as_mut(),
+            );
+            if refusing.await {
                 linger(&mut stream, &mut buf, timer.as_mut()).await;
             }
             return;
@@ -146,20 +165,25 @@ where
 }
 
 /// Answers a refused head (its status and reason) before the connection closes: what follows
-/// a head that could not be read cannot be told apart. Says whether the rest of the request
-/// may still be coming, the connection to be drained before it closes ([`linger`]): the rest
-/// of a head too large, the body of a malformed one. Not when the head came too slowly (the client is
-/// slow or gone, and nginx too closes at once): the stream is shut down here.
-async fn refuse<S: AsyncWrite + Unpin>(
+/// a head that could not be read cannot be told apart. The handler never sees the request: the
+/// refusal is logged here (within a budget, `refusal_log.rs`) and the handler counts it
+/// ([`Handler::refused_head`]). Says whether the rest of the request may still be coming, the
+/// connection to be drained before it closes ([`linger`]): the rest of a head too large, the
+/// body of a malformed one. Not when the head came too slowly (the client is slow or gone, and
+/// nginx too closes at once): the stream is shut down here.
+async fn refuse<S: AsyncWrite + Unpin, H: Handler>(
     stream: &mut S,
     out: &mut Vec<u8>,
     err: HeadError,
     peer: Peer,
+    handler: &H,
     limits: &ServerLimits,
     timer: Pin<&mut Sleep>,
 ) -> bool {
-    tracing::debug!(?peer, reason = err.reason(), "request head refused");
-    let refusing = write::refusal(stream, out, err.status(), err.reason());
+    let (status, rejection) = (err.status(), err.rejection());
+    handler.refused_head(peer, status, rejection);
+    refusal_log::head_refused(peer, status, rejection, err.reason());
+    let refusing = write::refusal(stream, out, status, err.reason());
     if within(refusing, limits.write_timeout, timer).await.is_err() {
         return false;
     }

@@ -14,6 +14,8 @@ mod response_head;
 mod write;
 
 #[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod yield_tests;
