@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 
 use super::identify::Identify;
 use super::metadata::{Api, MetadataRequest};
@@ -127,6 +127,11 @@ impl Handler for ApiHandler {
         };
         self.api.answer(&request).await
     }
+
+    fn refused_head(&self, _: Peer, status: StatusCode, rejection: Rejection) {
+        self.api.metrics.request(status);
+        self.api.metrics.reject(rejection);
+    }
 }
 
 /// `metaboot-server api`.
@@ -200,6 +205,37 @@ mod tests {
     struct Command {
         #[command(flatten)]
         api: ApiArgs,
+    }
+
+    /// A head the connection refuses before the API sees it is in `/metrics`, as a request by
+    /// its status and as a rejection by its reason.
+    #[tokio::test]
+    async fn a_refused_request_head_is_counted_as_a_request_and_a_rejection() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
+        let model = Arc::new(ReadModel::load(store.as_ref()).unwrap());
+        let rendering = Rendering::default();
+        let api = Arc::new(Api::new(store, model, Identify::SourceIp, rendering));
+        let handler = ApiHandler::new(api.clone());
+        let (mut guest, ours) = tokio::io::duplex(64 * 1024);
+        let peer = Peer::Tcp("198.18.0.10:40000".parse().unwrap());
+        let limits = ServerLimits::guest_facing();
+        let serving = crate::http::h1::serve_connection(ours, peer, limits, handler);
+        let serving = tokio::spawn(serving);
+        guest
+            .write_all(b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        guest.read_to_end(&mut answer).await.unwrap();
+        drop(guest);
+        serving.await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
+        let metrics = api.metrics();
+        assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);
+        assert_eq!(metrics.rejections_for(Rejection::RequestHeadMalformed), 1);
     }
 
     #[test]

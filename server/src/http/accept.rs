@@ -6,7 +6,10 @@
 //! would block: a keep-alive client waiting between requests, a slow one, a large answer.
 //! One request on a new connection then costs `accept4`, `recvfrom`, `writev` and `close`,
 //! and is answered without waiting for the poller's next round. `TCP_NODELAY` comes from the
-//! listener: Linux copies it to every connection it accepts.
+//! listener: Linux copies it to every connection it accepts. These direct reads and writes use
+//! none of tokio's budget: the connection loop counts its rounds against it instead
+//! (`h1/connection.rs`), so a client that never lets its connection wait cannot keep the
+//! runtime from its other connections.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};

@@ -12,6 +12,7 @@ pub mod listen;
 pub mod listen_refusal;
 pub mod names;
 pub mod peer;
+pub mod refusal_log;
 pub mod rejection;
 pub mod response;
 pub mod serve;

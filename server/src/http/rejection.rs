@@ -48,6 +48,16 @@ rejections! {
     BadBody => "bad_body",
     /// An unsupported method.
     BadMethod => "bad_method",
+    // The request head, refused by the connection loop before any role sees it (`h1/`).
+    /// Not HTTP/1.x, or framing that cannot be trusted (400).
+    RequestHeadMalformed => "request_head_malformed",
+    /// Not complete within the head timeout (408).
+    RequestHeadTimeout => "request_head_timeout",
+    /// Over the listener's head size or header count (431); `head_too_large` is a head that
+    /// would be over the next hop's.
+    RequestHeadTooLarge => "request_head_too_large",
+    /// Something this server does not do, such as a transfer coding other than chunked (501).
+    NotImplemented => "not_implemented",
     /// The client has no IP address (a Unix socket peer where one is needed).
     NoAddress => "no_address",
     // Connections.

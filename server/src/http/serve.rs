@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
 
@@ -15,6 +15,7 @@ use super::gate::{ConnectionGate, Refusal};
 use super::h1::serve_connection;
 use super::limits::ServerLimits;
 use super::peer::Peer;
+use super::rejection::Rejection;
 use super::response::Body;
 use super::unix_connection::UnixConnection;
 
@@ -37,6 +38,12 @@ pub trait Handler: Clone + Send + Sync + 'static {
 
     /// A connection from `peer` was closed at once, unserved, for `refusal`: count it.
     fn refused_connection(&self, _peer: Peer, _refusal: Refusal) {}
+
+    /// A request head from `peer` was refused with `status` for `rejection` before this handler
+    /// could see it (malformed, too slow, too large, or asking for what the server does not
+    /// do): the connection loop answers and logs it (`refusal_log.rs`); count it, as a request
+    /// and as a rejection.
+    fn refused_head(&self, _peer: Peer, _status: StatusCode, _rejection: Rejection) {}
 }
 
 /// A listener: TCP (the proxy, the API; `accept.rs`) or a Unix socket (the agent, the API).
@@ -107,7 +114,8 @@ pub async fn serve_gated<A: Acceptor, H: Handler>(
         });
         // Served here first: a guest's request is usually already read and answered at once
         // (`accept.rs`), and then ends in this poll, before the next accept, with no task. A
-        // connection that has to wait becomes a task (its next poll registers the runtime's
+        // connection that has to wait, or that spent this loop's budget (each of its rounds
+        // counts, `h1/connection.rs`), becomes a task (its next poll registers the runtime's
         // wakers in place of this poll's no-op one).
         // A handler that panics ends its connection only, not this loop: a task's panic stays
         // in the task, and the first poll, made here, is kept to the connection the same way.

@@ -170,6 +170,11 @@ impl<F: Forward> Handler for ProxyHandler<F> {
     fn refused_connection(&self, _: Peer, refusal: Refusal) {
         self.metrics.reject(refusal.rejection());
     }
+
+    fn refused_head(&self, _: Peer, status: StatusCode, rejection: Rejection) {
+        self.metrics.request(status);
+        self.metrics.reject(rejection);
+    }
 }
 
 #[derive(Debug, Args)]
@@ -532,6 +537,47 @@ mod tests {
         let held = crate::http::listen::tcp_listener(served).unwrap();
         let err = bind(None, &[held.local_addr().unwrap()]).unwrap_err();
         assert!(format!("{err:#}").contains("another server"), "{err:#}");
+    }
+
+    /// Forwards nothing: the requests of these tests are refused before.
+    #[derive(Clone)]
+    struct Nowhere;
+
+    impl Forward for Nowhere {
+        async fn forward(&self, _: Request<Full<Bytes>>) -> Response<Body> {
+            Reply::refuse(StatusCode::BAD_GATEWAY, "this test forwards nothing")
+        }
+    }
+
+    /// A guest's head the connection refuses before the proxy sees it is in `/metrics`, as a
+    /// request by its status and as a rejection by its reason.
+    #[tokio::test]
+    async fn a_refused_request_head_is_counted_as_a_request_and_a_rejection() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let metrics = Metrics::new("proxy");
+        let scope = ProxyScope::Router("r1".into());
+        let handler = ProxyHandler::new(scope, Nowhere, None, metrics.clone());
+        let (mut guest, ours) = tokio::io::duplex(64 * 1024);
+        let peer = Peer::Tcp("198.18.0.10:40000".parse().unwrap());
+        let limits = ServerLimits::guest_facing();
+        let serving = crate::http::h1::serve_connection(ours, peer, limits, handler);
+        let serving = tokio::spawn(serving);
+        guest
+            .write_all(b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        guest.read_to_end(&mut answer).await.unwrap();
+        drop(guest);
+        serving.await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
+        assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);
+        assert_eq!(metrics.rejections_for(Rejection::RequestHeadMalformed), 1);
+        let text = crate::metrics::render(&[metrics], None);
+        let counted =
+            "metaboot_rejections_total{role=\"proxy\",reason=\"request_head_malformed\"} 1\n";
+        assert!(text.contains(counted), "{text}");
     }
 
     #[test]

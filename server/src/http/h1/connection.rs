@@ -25,6 +25,7 @@ use super::body;
 use super::head::{self, EndSearch, Framing, Head, HeadError};
 use super::write::{self, Answering};
 use crate::http::limits::{LINGER_BYTES, LINGER_TIME, deadline_in};
+use crate::http::refusal_log;
 use crate::http::{BodyError, Handler, Peer, RequestBody, ServerLimits};
 
 /// Bytes the read buffer starts with, and grows by while a head comes in (a metadata request
@@ -59,7 +60,16 @@ where
             // Closed by the client, or idle past the timeout between requests.
             Ok(None) => return,
             Err(err) => {
-                if refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await {
+                let refusing = refuse(
+                    &mut stream,
+                    &mut out,
+                    err,
+                    peer,
+                    &handler,
+                    &limits,
+                    timer.as_mut(),
+                );
+                if refusing.await {
                     linger(&mut stream, &mut buf, timer.as_mut()).await;
                 }
                 return;
@@ -129,29 +139,51 @@ where
             }
         }
         if let Some(err) = refused {
-            if refuse(&mut stream, &mut out, err, peer, &limits, timer.as_mut()).await {
+            let refusing = refuse(
+                &mut stream,
+                &mut out,
+                err,
+                peer,
+                &handler,
+                &limits,
+                timer.as_mut(),
+            );
+            if refusing.await {
                 linger(&mut stream, &mut buf, timer.as_mut()).await;
             }
             return;
         }
+        // A round that never waited used none of the runtime's budget: a TCP connection is read
+        // and written directly until an operation would block (`accept.rs`), out of tokio's
+        // sight. A client that keeps its socket full (pipelined requests answered from memory or
+        // refused, its answers taken at once) would keep this loop from ever returning, and
+        // every other connection of the worker's runtime, its accept loop and its signals with
+        // it. Each round counts against the budget: past it, a connection the accept loop polls
+        // first becomes a task of its own (`serve.rs`), and a task yields to the others.
+        tokio::task::consume_budget().await;
     }
 }
 
 /// Answers a refused head (its status and reason) before the connection closes: what follows
-/// a head that could not be read cannot be told apart. Says whether the rest of the request
-/// may still be coming, the connection to be drained before it closes ([`linger`]): the rest
-/// of a head too large, the body of a malformed one. Not when the head came too slowly (the client is
-/// slow or gone, and nginx too closes at once): the stream is shut down here.
-async fn refuse<S: AsyncWrite + Unpin>(
+/// a head that could not be read cannot be told apart. The handler never sees the request: the
+/// refusal is logged here (within a budget, `refusal_log.rs`) and the handler counts it
+/// ([`Handler::refused_head`]). Says whether the rest of the request may still be coming, the
+/// connection to be drained before it closes ([`linger`]): the rest of a head too large, the
+/// body of a malformed one. Not when the head came too slowly (the client is slow or gone, and
+/// nginx too closes at once): the stream is shut down here.
+async fn refuse<S: AsyncWrite + Unpin, H: Handler>(
     stream: &mut S,
     out: &mut Vec<u8>,
     err: HeadError,
     peer: Peer,
+    handler: &H,
     limits: &ServerLimits,
     timer: Pin<&mut Sleep>,
 ) -> bool {
-    tracing::debug!(?peer, reason = err.reason(), "request head refused");
-    let refusing = write::refusal(stream, out, err.status(), err.reason());
+    let (status, rejection) = (err.status(), err.rejection());
+    handler.refused_head(peer, status, rejection);
+    refusal_log::head_refused(peer, status, rejection, err.reason());
+    let refusing = write::refusal(stream, out, status, err.reason());
     if within(refusing, limits.write_timeout, timer).await.is_err() {
         return false;
     }
@@ -178,6 +210,9 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
         stream.shutdown().await?;
         let mut left = LINGER_BYTES as u64;
         while left > 0 {
+            // A client that keeps sending never has a read wait: each read counts against the
+            // runtime's budget, as each round of `serve_connection` does.
+            tokio::task::consume_budget().await;
             buf.clear();
             buf.reserve(READ_CHUNK);
             let read = (&mut *stream).take(left).read_buf(buf).await?;
@@ -283,7 +318,8 @@ async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The next head: from what is buffered (a pipelined request) or read within the head timeout.
-/// `Ok(None)`: the client closed, or sent nothing before the timeout.
+/// `Ok(None)`: the client closed, or sent nothing but empty lines before the timeout
+/// ([`is_idle`]).
 async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
@@ -316,9 +352,17 @@ async fn read_head<S: AsyncRead + Unpin>(
     };
     match by_deadline(reading, limits.header_read_timeout, timer).await {
         Some(read) => read,
-        None if buf.is_empty() => Ok(None),
+        None if is_idle(buf) => Ok(None),
         None => Err(HeadError::Timeout),
     }
+}
+
+/// Whether what the client sent since its last request starts none: nothing, or only empty
+/// lines, which a server ignores before a request line (RFC 9112 §2.2; older clients send a
+/// line break after a POST's body). A connection idle at the head timeout is closed without a
+/// word: a 408 would be read by a client reusing the connection as its next request's answer.
+fn is_idle(buf: &[u8]) -> bool {
+    buf.iter().all(|byte| matches!(byte, b'\r' | b'\n'))
 }
 
 /// The whole body, within the body timeout; a 100 Continue first when the client waits for

@@ -11,6 +11,7 @@ use http::{Method, Request, StatusCode, Uri, Version};
 use super::fields::{self, BadHeader, Span, Untrusted, range, slice};
 
 use crate::http::limits::{MAX_HEADERS, ServerLimits};
+use crate::http::rejection::Rejection;
 
 /// How a message's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,16 @@ impl HeadError {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// Why, in `/metrics` and in logs.
+    pub fn rejection(self) -> Rejection {
+        match self {
+            Self::TooLarge => Rejection::RequestHeadTooLarge,
+            Self::Malformed(_) => Rejection::RequestHeadMalformed,
+            Self::Timeout => Rejection::RequestHeadTimeout,
+            Self::NotImplemented(_) => Rejection::NotImplemented,
         }
     }
 

@@ -14,7 +14,11 @@ mod response_head;
 mod write;
 
 #[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yield_tests;
 
 pub use body::{MAX_CHUNK_LINE, MAX_TRAILERS};
 pub use client::{Answer, ClientConnection, ExchangeError, TryRead, read_answer};

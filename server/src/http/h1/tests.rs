@@ -830,6 +830,47 @@ async fn a_slow_head_is_cut_off_and_an_idle_connection_closed() {
     served.await.unwrap();
 }
 
+/// A client that ends a request's body with an extra line break (older clients do, after a
+/// POST's body) and then idles: an empty line before a request line is no request (RFC 9112
+/// §2.2), so the connection is closed without a word at the head timeout, not answered 408,
+/// which a client reusing it would read as the answer to its next request.
+#[tokio::test]
+async fn empty_lines_after_a_request_leave_the_connection_idle() {
+    for extra in [&b"\r\n"[..], b"\n", b"\r\n\r\n"] {
+        let (mut client, served) = connect(limits());
+        let mut request = b"POST /openstack/latest/password HTTP/1.1\r\nHost: x\r\n\
+            Content-Length: 2\r\n\r\nhi"
+            .to_vec();
+        request.extend_from_slice(extra);
+        client.write_all(&request).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(SHORT * 4, client.read_to_end(&mut out))
+            .await
+            .expect("an idle connection is closed")
+            .unwrap();
+        let got = answers(&out, &[]);
+        let statuses: Vec<u16> = got.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [200], "after {extra:?}");
+        served.await.unwrap();
+    }
+    // The request after such a line is still served.
+    let (mut client, served) = connect(limits());
+    client
+        .write_all(b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut client).await.body, "POST /a hi");
+    client
+        .write_all(b"GET /b HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    let got = answers(&out, &[]);
+    assert_eq!((got.len(), got[0].body.as_str()), (1, "GET /b "));
+    served.await.unwrap();
+}
+
 /// How many times `needle` occurs in `bytes`.
 fn occurrences(bytes: &[u8], needle: &[u8]) -> usize {
     bytes.windows(needle.len()).filter(|w| w == &needle).count()
