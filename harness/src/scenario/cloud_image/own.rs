@@ -6,9 +6,11 @@
 //! The file is looked at before anything starts: a missing file or one that is not a disk
 //! image is refused with one line (the CLI exits 2). `qemu-img info` names the format; raw
 //! data passes only with a boot sector, since qemu-img calls any file raw. An image with a
-//! backing file is opened with its whole chain (`--backing-chain`: a missing backing file is
+//! backing file is opened with its whole chain, one file at a time (a missing backing file is
 //! refused here, not when the overlay is made), and an encrypted one is refused (the harness
-//! has no key to give QEMU).
+//! has no key to give QEMU). So is one whose chain would have QEMU, which runs as root, open
+//! anything but plain qcow2 and raw image files ([`layer`]): a device, a protocol, a `json:`
+//! spec, a data file, a VMDK's extents.
 
 use std::fs::File;
 use std::io::Read;
@@ -17,6 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod layer;
 
 use super::spec::CloudImageGuest;
 use crate::guest::Via;
@@ -80,6 +84,15 @@ pub enum ImageError {
         /// What qemu-img or the first sector showed.
         why: String,
     },
+    /// Booting it would have QEMU (root, unsandboxed) open a file that is no plain image
+    /// file, and give the guest its contents.
+    #[error("{}: {why}", path.display())]
+    Unsafe {
+        /// The file.
+        path: PathBuf,
+        /// Which file of its chain, and why.
+        why: layer::Refusal,
+    },
     /// The tool itself failed.
     #[error("failed to run qemu-img (scripts/install-lab-deps installs qemu-utils)")]
     QemuImg(#[source] anyhow::Error),
@@ -106,19 +119,25 @@ pub struct ImageInfo {
     /// Its backing file as the image names it (relative to the image's directory).
     #[serde(rename = "backing-filename", default)]
     pub backing: Option<String>,
+    /// The format its backing file is opened in, when it records one (else QEMU probes).
+    #[serde(rename = "backing-filename-format", default)]
+    pub backing_format: Option<String>,
     /// Whether its data is encrypted (LUKS or the old AES qcow2).
     #[serde(default)]
     pub encrypted: bool,
-    /// The file, as qemu-img opened it (each layer of `--backing-chain` names its own).
-    #[serde(default)]
-    pub filename: Option<String>,
-    /// The files of its backing chain below it, as qemu-img opened them, nearest first
-    /// (filled by [`inspect`]): a run holds them too.
+    /// What only its format has (a qcow2's `data-file`, a VMDK's `extents`).
+    #[serde(rename = "format-specific", default)]
+    pub format_specific: Option<serde_json::Value>,
+    /// The files of its backing chain below it, as QEMU opens them, nearest first (filled by
+    /// [`inspect`]): a run holds them too.
     #[serde(skip)]
     pub backing_files: Vec<PathBuf>,
 }
 
-/// Looks at `path` without changing it: a regular file that qemu-img opens as a disk image.
+/// Looks at `path` without changing it: a regular file that qemu-img opens as a disk image,
+/// whose backing chain QEMU can open without reaching any file but plain image files (see
+/// [`layer`]). Looked at as the real file behind `path` ([`resolve`]), which the overlay is
+/// made on: a backing file named relative to it is found where QEMU will look.
 pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
@@ -137,34 +156,15 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     }
     // An absolute path: `-x.qcow2` is no option, `a:b.qcow2` no protocol (as the overlay
     // names its backing file).
-    let absolute = std::path::absolute(path).map_err(|err| ImageError::QemuImg(err.into()))?;
+    let real = real_file(path)?;
     let unreadable = |reason: String| ImageError::Unreadable {
         path: path.to_owned(),
         reason,
     };
-    let out = qemu_img_info(&absolute, false)?;
-    let info: ImageInfo = serde_json::from_slice(&out.map_err(unreadable)?)
+    let out = qemu_img_info(&real, None)?.map_err(unreadable)?;
+    let mut info: ImageInfo = serde_json::from_slice(&out)
         .map_err(|e| unreadable(format!("unexpected qemu-img output: {e}")))?;
-    let mut chain = vec![info.clone()];
-    if let Some(backing) = info.full_backing.as_ref().or(info.backing.as_ref()) {
-        // The image itself opened: what does not is a file of its chain.
-        let out = qemu_img_info(&absolute, true)?.map_err(|reason| ImageError::Backing {
-            path: path.to_owned(),
-            backing: backing.clone(),
-            reason,
-        })?;
-        chain = serde_json::from_slice(&out)
-            .map_err(|e| unreadable(format!("unexpected qemu-img output: {e}")))?;
-    }
-    if chain.iter().any(|layer| layer.encrypted) {
-        return Err(ImageError::Encrypted(path.to_owned()));
-    }
-    let mut info = info;
-    info.backing_files = chain
-        .iter()
-        .skip(1)
-        .filter_map(|layer| layer.filename.as_ref().map(PathBuf::from))
-        .collect();
+    safe_layer(path, &real, &info)?;
     if info.virtual_size == 0 {
         return Err(ImageError::NotADisk {
             path: path.to_owned(),
@@ -180,20 +180,90 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
             ),
         });
     }
+    info.backing_files = backing_chain(path, &real, &info)?;
     Ok(info)
 }
 
-/// `qemu-img info --output=json` of `absolute` (with `--backing-chain`: an array, every file
-/// of the chain opened): its output, or qemu-img's first line when it cannot open a file.
-fn qemu_img_info(absolute: &Path, chain: bool) -> Result<Result<Vec<u8>, String>, ImageError> {
+/// The files below the image `real` (`top` is what qemu-img said of it), nearest first, each
+/// looked at before the next is opened: a plain regular file (no device, protocol or `json:`
+/// spec), of a format its parent records (or qemu-img finds) among
+/// [`layer::BOOTABLE_FORMATS`], with no data file, not encrypted, raw only with a boot sector.
+fn backing_chain(path: &Path, real: &Path, top: &ImageInfo) -> Result<Vec<PathBuf>, ImageError> {
+    let refuse = |why: layer::Refusal| ImageError::Unsafe {
+        path: path.to_owned(),
+        why,
+    };
+    let mut files = Vec::new();
+    let (mut file, mut info) = (real.to_owned(), top.clone());
+    while let Some(name) = info.backing.clone().or(info.full_backing.clone()) {
+        if files.len() == layer::MAX_BACKING_FILES {
+            return Err(refuse(layer::Refusal::TooLong));
+        }
+        let below =
+            layer::backing_path(&file, &name, info.full_backing.as_deref()).map_err(refuse)?;
+        let cannot_open = |reason: String| ImageError::Backing {
+            path: path.to_owned(),
+            backing: below.display().to_string(),
+            reason,
+        };
+        // Followed through symbolic links, as QEMU opens it.
+        let meta = std::fs::metadata(&below).map_err(|err| cannot_open(err.to_string()))?;
+        if !meta.is_file() {
+            return Err(refuse(layer::Refusal::NotAPlainFile {
+                backing: name,
+                what: "not a regular file (a device, a directory, a pipe)",
+            }));
+        }
+        // As QEMU opens it: in the format its parent records, else the one it finds.
+        if let Some(format) = &info.backing_format {
+            layer::bootable_format(&below, format).map_err(refuse)?;
+        }
+        let out = qemu_img_info(&below, info.backing_format.as_deref())?.map_err(cannot_open)?;
+        let next: ImageInfo = serde_json::from_slice(&out)
+            .map_err(|e| cannot_open(format!("unexpected qemu-img output: {e}")))?;
+        safe_layer(path, &below, &next)?;
+        if next.format == "raw" && !has_boot_sector(&below) {
+            return Err(ImageError::NotADisk {
+                path: path.to_owned(),
+                why: format!(
+                    "its backing file {} is raw data with no boot sector (no 55 AA at byte \
+                     {BOOT_SIGNATURE_OFFSET})",
+                    below.display()
+                ),
+            });
+        }
+        files.push(below.clone());
+        (file, info) = (below, next);
+    }
+    Ok(files)
+}
+
+/// Refuses the file `file` of `path`'s chain (`info` is what qemu-img said of it) when its
+/// format is not one QEMU may open for the harness, it names a data file, or it is encrypted.
+fn safe_layer(path: &Path, file: &Path, info: &ImageInfo) -> Result<(), ImageError> {
+    let refuse = |why: layer::Refusal| ImageError::Unsafe {
+        path: path.to_owned(),
+        why,
+    };
+    if info.encrypted || info.format == "luks" {
+        return Err(ImageError::Encrypted(path.to_owned()));
+    }
+    layer::bootable_format(file, &info.format).map_err(refuse)?;
+    layer::no_data_file(file, info.format_specific.as_ref()).map_err(refuse)
+}
+
+/// `qemu-img info --output=json` of `file` (absolute; opened as `format` when given, else
+/// probed), which opens neither its backing file nor its data file: its output, or qemu-img's
+/// first line when it cannot open the file.
+fn qemu_img_info(file: &Path, format: Option<&str>) -> Result<Result<Vec<u8>, String>, ImageError> {
     // --force-share: a guest that has the image open (read-only, as a backing file) holds
     // QEMU's lock on it; reading its header is still safe.
     let mut cmd = Command::new("qemu-img");
     cmd.args(["info", "--force-share", "--output=json"]);
-    if chain {
-        cmd.arg("--backing-chain");
+    if let Some(format) = format {
+        cmd.args(["-f", format]);
     }
-    cmd.arg(absolute);
+    cmd.arg(file);
     let out =
         crate::process::output_with_timeout(&mut cmd, INFO_TIMEOUT).map_err(ImageError::QemuImg)?;
     if out.status.success() {
@@ -210,19 +280,24 @@ fn qemu_img_info(absolute: &Path, chain: bool) -> Result<Result<Vec<u8>, String>
     Ok(Err(reason))
 }
 
+/// The real file behind `path`: absolute, no symbolic link on the way.
+fn real_file(path: &Path) -> Result<PathBuf, ImageError> {
+    std::fs::canonicalize(path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => ImageError::Missing(path.to_owned()),
+        _ => ImageError::Unreadable {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        },
+    })
+}
+
 /// The real file behind `path` (absolute, no symbolic link on the way), which the guest's
 /// overlay is made on: a link pointed elsewhere later (the image cache's
 /// `debian-metaboot/disk.qcow2`, the newest build) leaves the run on the image it looked at. A
 /// built image's disk has its directory held for this process, as a run of the built images
 /// holds it ([`in_use`](crate::image::in_use)): no build's prune removes it under the guest.
 pub fn resolve(path: &Path) -> Result<PathBuf, ImageError> {
-    let real = std::fs::canonicalize(path).map_err(|err| match err.kind() {
-        std::io::ErrorKind::NotFound => ImageError::Missing(path.to_owned()),
-        _ => ImageError::Unreadable {
-            path: path.to_owned(),
-            reason: err.to_string(),
-        },
-    })?;
+    let real = real_file(path)?;
     if let Some(dir) = built_image_dir(&real) {
         // Best effort: a directory that is not a complete image is only not held.
         let _ = crate::image::disk::DiskImage::open(dir);
@@ -466,6 +541,142 @@ mod tests {
         assert!(matches!(err, ImageError::Encrypted(_)), "{err:?}");
     }
 
+    /// `qemu-img create -q -f FORMAT FILE 1M`.
+    fn create_image(format: &str, file: &Path) {
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", format])
+            .arg(file)
+            .arg("1M")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "qemu-img create -f {format}: {out:?}");
+    }
+
+    /// The refusal `inspect` gives `file`: bad input, on one line.
+    fn refusal(file: &Path) -> ImageError {
+        let err = inspect(file).unwrap_err();
+        assert!(err.is_bad_input(), "{err:?}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+        err
+    }
+
+    /// A chain that would have QEMU (root, unsandboxed) give the guest anything but plain image
+    /// files is refused before anything starts: a device as backing file (named, or behind a
+    /// symbolic link), a protocol or a `json:` spec, a qcow2 data file, a format that names
+    /// files of its own (VMDK), a raw file with no boot sector (a key, a password file), a loop.
+    #[test]
+    fn a_chain_that_reaches_past_plain_image_files_is_refused() {
+        if !have_qemu_img() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        let on = |backing: &str, format: &str, file: &str| {
+            create_qcow2(&["-u", "-b", backing, "-F", format], &p(file));
+            p(file)
+        };
+        std::os::unix::fs::symlink("/dev/null", p("innocent.raw")).unwrap();
+        let devices = [
+            on("/dev/null", "raw", "device.qcow2"),
+            on("innocent.raw", "raw", "device-link.qcow2"),
+            on(
+                r#"json:{"driver":"file","filename":"/etc/hostname"}"#,
+                "raw",
+                "json.qcow2",
+            ),
+            on("file:/etc/hostname", "raw", "protocol.qcow2"),
+        ];
+        for image in &devices {
+            let err = refusal(image);
+            assert!(
+                matches!(
+                    err,
+                    ImageError::Unsafe {
+                        why: layer::Refusal::NotAPlainFile { .. },
+                        ..
+                    }
+                ),
+                "{}: {err:?}",
+                image.display()
+            );
+            assert!(err.to_string().contains("qemu-img rebase"), "{err}");
+        }
+
+        create_qcow2(
+            &["-o", &format!("data_file={}", p("data.raw").display())],
+            &p("data-file.qcow2"),
+        );
+        for image in [
+            p("data-file.qcow2"),
+            on("data-file.qcow2", "qcow2", "on-data-file.qcow2"),
+        ] {
+            let err = refusal(&image);
+            assert!(
+                matches!(
+                    &err,
+                    ImageError::Unsafe {
+                        why: layer::Refusal::DataFile { data_file, .. },
+                        ..
+                    } if data_file.ends_with("data.raw")
+                ),
+                "{}: {err:?}",
+                image.display()
+            );
+        }
+
+        create_image("vmdk", &p("extents.vmdk"));
+        for image in [
+            p("extents.vmdk"),
+            on("extents.vmdk", "vmdk", "on-vmdk.qcow2"),
+        ] {
+            let err = refusal(&image);
+            assert!(
+                matches!(
+                    &err,
+                    ImageError::Unsafe {
+                        why: layer::Refusal::Format { format, .. },
+                        ..
+                    } if format == "vmdk"
+                ),
+                "{}: {err:?}",
+                image.display()
+            );
+        }
+
+        std::fs::write(
+            p("id_ed25519"),
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n".repeat(40),
+        )
+        .unwrap();
+        let err = refusal(&on("id_ed25519", "raw", "on-key.qcow2"));
+        assert!(
+            matches!(err, ImageError::NotADisk { .. }) && err.to_string().contains("id_ed25519"),
+            "{err:?}"
+        );
+
+        on("b.qcow2", "qcow2", "a.qcow2");
+        on("a.qcow2", "qcow2", "b.qcow2");
+        let err = refusal(&p("a.qcow2"));
+        assert!(
+            matches!(
+                err,
+                ImageError::Unsafe {
+                    why: layer::Refusal::TooLong,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+
+        // Plain image files pass: a raw disk with a boot sector under a qcow2 under a qcow2.
+        let mut disk = vec![0u8; 1 << 20];
+        disk[BOOT_SIGNATURE_OFFSET..BOOT_SIGNATURE_OFFSET + 2].copy_from_slice(&BOOT_SIGNATURE);
+        std::fs::write(p("disk.raw"), &disk).unwrap();
+        on("disk.raw", "raw", "middle.qcow2");
+        let info = inspect(&on("middle.qcow2", "qcow2", "top.qcow2")).unwrap();
+        assert_eq!(info.backing_files, [p("middle.qcow2"), p("disk.raw")]);
+    }
+
     /// `--image <cache>/images/debian-metaboot/disk.qcow2` (the link to the newest build) is
     /// the build it points at now, held so that no prune removes it; a file of no built image
     /// is resolved and left alone.
@@ -508,8 +719,9 @@ mod tests {
                 virtual_size: 3,
                 full_backing: None,
                 backing: None,
+                backing_format: None,
                 encrypted: false,
-                filename: None,
+                format_specific: None,
                 backing_files: Vec::new(),
             },
             user: DEFAULT_USER.into(),
