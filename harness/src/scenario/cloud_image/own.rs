@@ -298,11 +298,17 @@ fn real_file(path: &Path) -> Result<PathBuf, ImageError> {
 /// holds it ([`in_use`](crate::image::in_use)): no build's prune removes it under the guest.
 pub fn resolve(path: &Path) -> Result<PathBuf, ImageError> {
     let real = real_file(path)?;
-    if let Some(dir) = built_image_dir(&real) {
+    hold_if_built(&real);
+    Ok(real)
+}
+
+/// Holds the directory of the built image whose disk `file` (a real path) is, if it is one's,
+/// for this process: the image booted, or a file of its backing chain (a kept overlay's base).
+pub fn hold_if_built(file: &Path) {
+    if let Some(dir) = built_image_dir(file) {
         // Best effort: a directory that is not a complete image is only not held.
         let _ = crate::image::disk::DiskImage::open(dir);
     }
-    Ok(real)
 }
 
 /// The image directory `disk` is the disk of, if it is a built image's (`<dir>/disk.qcow2`
