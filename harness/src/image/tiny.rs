@@ -243,7 +243,8 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
             build_seconds: started.elapsed().as_secs_f64(),
         };
         let json = serde_json::to_vec_pretty(&manifest).context("failed to encode the manifest")?;
-        fs::write(tmp.join(super::MANIFEST), json).context("failed to write the manifest")
+        fs::write(tmp.join(super::MANIFEST), json).context("failed to write the manifest")?;
+        output::sync_staged(&tmp).map(drop)
     });
     if let Err(err) = result {
         let _ = fs::remove_dir_all(&tmp);
