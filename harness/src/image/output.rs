@@ -12,10 +12,19 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::cpio::Archive;
 
-/// Writes `vmlinuz` and the gzipped `initrd.img` into `dir` (synced by [`sync_staged`]);
-/// returns the initrd's size.
-pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Result<u64> {
-    fs::copy(vmlinuz, dir.join(super::KERNEL)).context("failed to copy the kernel")?;
+/// The sizes of the files [`write_image`] wrote, which the manifest records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The kernel's.
+    pub kernel_bytes: u64,
+    /// The gzipped initramfs's.
+    pub initrd_bytes: u64,
+}
+
+/// Writes `vmlinuz` and the gzipped `initrd.img` into `dir` (synced by [`sync_staged`]).
+pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Result<Written> {
+    let kernel_bytes =
+        fs::copy(vmlinuz, dir.join(super::KERNEL)).context("failed to copy the kernel")?;
     let initrd = dir.join(super::INITRD);
     let file = fs::File::create(&initrd).context("failed to create the initrd")?;
     let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
@@ -28,7 +37,11 @@ pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Res
         .into_inner()
         .map_err(|e| e.into_error())
         .context("failed to write the initrd")?;
-    Ok(file.metadata().context("failed to stat the initrd")?.len())
+    let initrd_bytes = file.metadata().context("failed to stat the initrd")?.len();
+    Ok(Written {
+        kernel_bytes,
+        initrd_bytes,
+    })
 }
 
 /// Makes the finished image in `staging` durable before the rename that publishes it under
