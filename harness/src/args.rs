@@ -34,6 +34,11 @@ fn user_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Most seconds `run --timeout` takes (a day): the boot deadlines are instants that far (plus
+/// [`PROVISION_TIMEOUT`](crate::scenario::cloud_image::PROVISION_TIMEOUT)) ahead, which a
+/// larger number would overflow.
+pub const MAX_BOOT_TIMEOUT_SECS: u64 = 86_400;
+
 #[derive(Debug, clap::Args)]
 pub struct Run {
     /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
@@ -56,8 +61,13 @@ pub struct Run {
     #[arg(long, value_enum, default_value_t = MetadataPath::Router, requires = "image")]
     pub path: MetadataPath,
     /// Seconds from QEMU's start to the first key login as the default user (the sign that
-    /// the image provisioned itself through the chain).
-    #[arg(long, value_name = "SECS", requires = "image")]
+    /// the image provisioned itself through the chain), at most a day.
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "image",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_BOOT_TIMEOUT_SECS)
+    )]
     pub timeout: Option<u64>,
     /// Who starts QEMU: the harness itself, or a real libvirtd (started in the lab's
     /// namespace, with transient domains made by `virsh create`).
@@ -184,6 +194,35 @@ pub fn build_debian(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `run` alone, as the command line parses it.
+    #[derive(Debug, clap::Parser)]
+    struct RunLine {
+        #[command(flatten)]
+        run: Run,
+    }
+
+    /// `--timeout` takes 1 s to a day; more is refused by the parser, before a lab is up,
+    /// instead of overflowing the boot deadline's instant.
+    #[test]
+    fn a_boot_timeout_is_at_most_a_day() {
+        use clap::Parser;
+        let timeout = |secs: &str| {
+            RunLine::try_parse_from(["run", "--image", "f.qcow2", "--timeout", secs])
+                .map(|line| line.run.timeout)
+        };
+        assert_eq!(timeout("1").unwrap(), Some(1));
+        let most = MAX_BOOT_TIMEOUT_SECS.to_string();
+        assert_eq!(timeout(&most).unwrap(), Some(MAX_BOOT_TIMEOUT_SECS));
+        for bad in ["0", "86401", "18446744073709551615", "1.5"] {
+            let err = timeout(bad).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        // The furthest deadline a run sets is an instant the clock can hold.
+        let furthest = std::time::Duration::from_secs(MAX_BOOT_TIMEOUT_SECS)
+            + crate::scenario::cloud_image::PROVISION_TIMEOUT;
+        assert!(std::time::Instant::now().checked_add(furthest).is_some());
+    }
 
     #[test]
     fn user_names_are_what_useradd_takes() {
