@@ -174,21 +174,34 @@ pub fn build_debian(
     flavours: &[debian::Flavour],
     progress: &dyn progress::Progress,
 ) -> anyhow::Result<Vec<DiskImage>> {
-    let agent = if flavours.contains(&debian::Flavour::Metaboot) {
-        Some(match &agent.agent {
-            Some(path) => path.clone(),
-            None => workspace::build(workspace::GUEST_AGENT)
-                .context("failed to build the static guest agent")?,
-        })
-    } else {
-        None
-    };
+    let agent = agent_after_preflight(debian::preflight, flavours, agent, || {
+        workspace::build(workspace::GUEST_AGENT).context("failed to build the static guest agent")
+    })?;
     let spec = debian::DebianBuild {
         out: out.unwrap_or_else(|| cache.join("images")),
         agent,
         flavours: flavours.to_vec(),
     };
     debian::build(&spec, progress)
+}
+
+/// The guest agent the Debian images of `flavours` need (`--agent`, else `build`'s), once
+/// `preflight` ([`debian::preflight`]) passed: as non-root, or without mmdebstrap, the build
+/// says so at once, not after minutes of cargo.
+fn agent_after_preflight(
+    preflight: impl FnOnce() -> anyhow::Result<()>,
+    flavours: &[debian::Flavour],
+    agent: &AgentArgs,
+    build: impl FnOnce() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<Option<PathBuf>> {
+    preflight()?;
+    if !flavours.contains(&debian::Flavour::Metaboot) {
+        return Ok(None);
+    }
+    match &agent.agent {
+        Some(path) => Ok(Some(path.clone())),
+        None => build().map(Some),
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +235,37 @@ mod tests {
         let furthest = std::time::Duration::from_secs(MAX_BOOT_TIMEOUT_SECS)
             + crate::scenario::cloud_image::PROVISION_TIMEOUT;
         assert!(std::time::Instant::now().checked_add(furthest).is_some());
+    }
+
+    /// A machine that cannot build the Debian images says so before the agent is built.
+    #[test]
+    fn the_debian_preflight_comes_before_the_agent_build() {
+        use debian::Flavour::{CloudInit, Metaboot};
+        let none = AgentArgs { agent: None };
+        let built = std::cell::Cell::new(false);
+        let build = || {
+            built.set(true);
+            Ok(PathBuf::from("/target/metaboot"))
+        };
+        let refused = || anyhow::bail!("building the Debian images needs root");
+        let err = agent_after_preflight(refused, &[Metaboot], &none, build).unwrap_err();
+        assert!(err.to_string().contains("needs root"), "{err}");
+        assert!(!built.get(), "no cargo build before the preflight passed");
+
+        let agent = agent_after_preflight(|| Ok(()), &[Metaboot], &none, build).unwrap();
+        assert_eq!(
+            agent.as_deref(),
+            Some(std::path::Path::new("/target/metaboot"))
+        );
+        assert!(built.get());
+        let given = AgentArgs {
+            agent: Some("/given/metaboot".into()),
+        };
+        let never = || -> anyhow::Result<PathBuf> { panic!("built though given") };
+        let agent = agent_after_preflight(|| Ok(()), &[CloudInit, Metaboot], &given, never);
+        assert_eq!(agent.unwrap(), Some(PathBuf::from("/given/metaboot")));
+        let agent = agent_after_preflight(|| Ok(()), &[CloudInit], &none, never).unwrap();
+        assert_eq!(agent, None);
     }
 
     #[test]
