@@ -34,6 +34,11 @@ fn user_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Most seconds `run --timeout` takes (a day): the boot deadlines are instants that far (plus
+/// [`PROVISION_TIMEOUT`](crate::scenario::cloud_image::PROVISION_TIMEOUT)) ahead, which a
+/// larger number would overflow.
+pub const MAX_BOOT_TIMEOUT_SECS: u64 = 86_400;
+
 #[derive(Debug, clap::Args)]
 pub struct Run {
     /// Scenarios: full names (router/script), a path (router, isolated), a variant or flow
@@ -56,8 +61,13 @@ pub struct Run {
     #[arg(long, value_enum, default_value_t = MetadataPath::Router, requires = "image")]
     pub path: MetadataPath,
     /// Seconds from QEMU's start to the first key login as the default user (the sign that
-    /// the image provisioned itself through the chain).
-    #[arg(long, value_name = "SECS", requires = "image")]
+    /// the image provisioned itself through the chain), at most a day.
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "image",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_BOOT_TIMEOUT_SECS)
+    )]
     pub timeout: Option<u64>,
     /// Who starts QEMU: the harness itself, or a real libvirtd (started in the lab's
     /// namespace, with transient domains made by `virsh create`).
@@ -164,15 +174,9 @@ pub fn build_debian(
     flavours: &[debian::Flavour],
     progress: &dyn progress::Progress,
 ) -> anyhow::Result<Vec<DiskImage>> {
-    let agent = if flavours.contains(&debian::Flavour::Metaboot) {
-        Some(match &agent.agent {
-            Some(path) => path.clone(),
-            None => workspace::build(workspace::GUEST_AGENT)
-                .context("failed to build the static guest agent")?,
-        })
-    } else {
-        None
-    };
+    let agent = agent_after_preflight(debian::preflight, flavours, agent, || {
+        workspace::build(workspace::GUEST_AGENT).context("failed to build the static guest agent")
+    })?;
     let spec = debian::DebianBuild {
         out: out.unwrap_or_else(|| cache.join("images")),
         agent,
@@ -181,9 +185,88 @@ pub fn build_debian(
     debian::build(&spec, progress)
 }
 
+/// The guest agent the Debian images of `flavours` need (`--agent`, else `build`'s), once
+/// `preflight` ([`debian::preflight`]) passed: as non-root, or without mmdebstrap, the build
+/// says so at once, not after minutes of cargo.
+fn agent_after_preflight(
+    preflight: impl FnOnce() -> anyhow::Result<()>,
+    flavours: &[debian::Flavour],
+    agent: &AgentArgs,
+    build: impl FnOnce() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<Option<PathBuf>> {
+    preflight()?;
+    if !flavours.contains(&debian::Flavour::Metaboot) {
+        return Ok(None);
+    }
+    match &agent.agent {
+        Some(path) => Ok(Some(path.clone())),
+        None => build().map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `run` alone, as the command line parses it.
+    #[derive(Debug, clap::Parser)]
+    struct RunLine {
+        #[command(flatten)]
+        run: Run,
+    }
+
+    /// `--timeout` takes 1 s to a day; more is refused by the parser, before a lab is up,
+    /// instead of overflowing the boot deadline's instant.
+    #[test]
+    fn a_boot_timeout_is_at_most_a_day() {
+        use clap::Parser;
+        let timeout = |secs: &str| {
+            RunLine::try_parse_from(["run", "--image", "f.qcow2", "--timeout", secs])
+                .map(|line| line.run.timeout)
+        };
+        assert_eq!(timeout("1").unwrap(), Some(1));
+        let most = MAX_BOOT_TIMEOUT_SECS.to_string();
+        assert_eq!(timeout(&most).unwrap(), Some(MAX_BOOT_TIMEOUT_SECS));
+        for bad in ["0", "86401", "18446744073709551615", "1.5"] {
+            let err = timeout(bad).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        // The furthest deadline a run sets is an instant the clock can hold.
+        let furthest = std::time::Duration::from_secs(MAX_BOOT_TIMEOUT_SECS)
+            + crate::scenario::cloud_image::PROVISION_TIMEOUT;
+        assert!(std::time::Instant::now().checked_add(furthest).is_some());
+    }
+
+    /// A machine that cannot build the Debian images says so before the agent is built.
+    #[test]
+    fn the_debian_preflight_comes_before_the_agent_build() {
+        use debian::Flavour::{CloudInit, Metaboot};
+        let none = AgentArgs { agent: None };
+        let built = std::cell::Cell::new(false);
+        let build = || {
+            built.set(true);
+            Ok(PathBuf::from("/target/metaboot"))
+        };
+        let refused = || anyhow::bail!("building the Debian images needs root");
+        let err = agent_after_preflight(refused, &[Metaboot], &none, build).unwrap_err();
+        assert!(err.to_string().contains("needs root"), "{err}");
+        assert!(!built.get(), "no cargo build before the preflight passed");
+
+        let agent = agent_after_preflight(|| Ok(()), &[Metaboot], &none, build).unwrap();
+        assert_eq!(
+            agent.as_deref(),
+            Some(std::path::Path::new("/target/metaboot"))
+        );
+        assert!(built.get());
+        let given = AgentArgs {
+            agent: Some("/given/metaboot".into()),
+        };
+        let never = || -> anyhow::Result<PathBuf> { panic!("built though given") };
+        let agent = agent_after_preflight(|| Ok(()), &[CloudInit, Metaboot], &given, never);
+        assert_eq!(agent.unwrap(), Some(PathBuf::from("/given/metaboot")));
+        let agent = agent_after_preflight(|| Ok(()), &[CloudInit], &none, never).unwrap();
+        assert_eq!(agent, None);
+    }
 
     #[test]
     fn user_names_are_what_useradd_takes() {

@@ -122,6 +122,25 @@ fn hold_run_of(cache: &std::path::Path, real: &std::path::Path) -> anyhow::Resul
     Ok(())
 }
 
+/// Holds what the image `real` and each file of its backing chain (`backing`) lie in, as
+/// [`own::resolve`] holds the image's: the run directory an earlier run kept it in
+/// ([`hold_run_of`]), or the built image whose disk it is (a kept overlay's base): neither the
+/// prune of old runs nor a build's prune removes it before QEMU opens it.
+fn hold_chain(
+    cache: &std::path::Path,
+    real: &std::path::Path,
+    backing: &[PathBuf],
+) -> anyhow::Result<()> {
+    let below = backing
+        .iter()
+        .filter_map(|file| std::fs::canonicalize(file).ok());
+    for file in std::iter::once(real.to_owned()).chain(below) {
+        hold_run_of(cache, &file)?;
+        own::hold_if_built(&file);
+    }
+    Ok(())
+}
+
 /// `run --image FILE`: one cloud image guest in a fresh lab. A file that is not a disk image
 /// gets one line and exit 2; a guest that fails its checks, exit 1.
 fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
@@ -138,14 +157,7 @@ fn image(cache: &std::path::Path, args: Run) -> anyhow::Result<i32> {
         }
         Err(err) => return Err(err.into()),
     };
-    // The files of its backing chain too: a kept overlay on another kept run's overlay.
-    for file in std::iter::once(real.clone()).chain(
-        info.backing_files
-            .iter()
-            .filter_map(|file| std::fs::canonicalize(file).ok()),
-    ) {
-        hold_run_of(cache, &file)?;
-    }
+    hold_chain(cache, &real, &info.backing_files)?;
     scenario::preflight()?;
     lab::take_down_abandoned(&args.lab.state_root);
     let own = own::OwnImage {
@@ -243,6 +255,37 @@ mod tests {
         assert!(oldest.is_file(), "the image this run boots is kept");
         assert!(!next.exists(), "an old run without it is pruned");
         assert!(ours.is_dir());
+    }
+
+    /// `run --image <runs>/run-X/overlay.qcow2` whose base is a built image: the build's prune
+    /// (of images as of runs) leaves both the run directory and the built image alone.
+    #[test]
+    fn a_built_image_below_a_kept_overlay_is_held() {
+        let cache = tempfile::tempdir().unwrap();
+        let images = cache.path().join("images");
+        let built = images.join("debian-metaboot-0123");
+        std::fs::create_dir_all(&built).unwrap();
+        std::fs::write(built.join(image::disk::DISK), b"QFI").unwrap();
+        let manifest = serde_json::json!({
+            "kind": "debian-metaboot", "key": "0123", "inputs": [],
+            "provisioner": "metaboot", "default_user": "debian", "packages": [],
+            "kernel": "6.1.0-57-cloud-amd64", "disk_bytes": 3, "virtual_bytes": 3,
+            "root_bytes": 3, "rootfs_cached": true, "build_seconds": 1.0,
+        });
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        std::fs::write(built.join(image::MANIFEST), manifest).unwrap();
+        let kept = cache.path().join("runs/run-0-1");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::write(kept.join("overlay.qcow2"), b"QFI").unwrap();
+
+        let overlay = std::fs::canonicalize(kept.join("overlay.qcow2")).unwrap();
+        hold_chain(cache.path(), &overlay, &[built.join(image::disk::DISK)]).unwrap();
+        // A build elsewhere keeps none of the older images: this one is held all the same.
+        let newer = images.join("debian-metaboot-4567");
+        std::fs::create_dir(&newer).unwrap();
+        image::output::prune_prefixed(&images, "debian-metaboot-", &newer, 0);
+        assert!(built.join(image::disk::DISK).is_file(), "the base is held");
+        assert!(!image::in_use::remove_unless_held(&kept), "the run too");
     }
 
     #[test]

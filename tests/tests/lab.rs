@@ -53,6 +53,7 @@ fn fake_image(dir: &Path) -> Image {
             packages: vec![],
             modules: vec![],
             kernel_file: String::new(),
+            kernel_bytes: None,
             initrd_bytes: 0,
             content_bytes: 0,
             build_seconds: 0.0,

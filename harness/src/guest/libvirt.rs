@@ -167,6 +167,7 @@ mod tests {
                 packages: vec![],
                 modules: vec![],
                 kernel_file: String::new(),
+                kernel_bytes: None,
                 initrd_bytes: 0,
                 content_bytes: 0,
                 build_seconds: 0.0,

@@ -41,6 +41,9 @@ pub struct Manifest {
     pub modules: Vec<String>,
     /// The kernel file the package shipped (`vmlinuz-6.1.0-…-cloud-amd64`).
     pub kernel_file: String,
+    /// Size of the kernel (absent in manifests from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_bytes: Option<u64>,
     /// Size of the gzipped initramfs.
     pub initrd_bytes: u64,
     /// Size of the files inside it.
@@ -76,7 +79,7 @@ impl Image {
     }
 
     /// Whether `dir` holds a complete image: a manifest that parses, the kernel and the
-    /// initramfs (read without holding it).
+    /// initramfs of the sizes it records (read without holding it).
     pub fn is_complete(dir: &Path) -> bool {
         Self::read(dir).is_ok()
     }
@@ -94,10 +97,27 @@ impl Image {
             manifest,
             cached: false,
         };
-        for file in [&image.kernel, &image.initrd] {
-            if !file.is_file() {
+        let recorded = [
+            (&image.kernel, image.manifest.kernel_bytes),
+            (&image.initrd, Some(image.manifest.initrd_bytes)),
+        ];
+        for (file, bytes) in recorded {
+            let Some(found) = fs::metadata(file)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+            else {
                 anyhow::bail!(
                     "image {} is incomplete: {} is missing",
+                    dir.display(),
+                    file.display()
+                );
+            };
+            // A file cut short (a power loss before it reached the disk) is not reused.
+            if let Some(bytes) = bytes.filter(|&bytes| bytes != found) {
+                anyhow::bail!(
+                    "image {} is incomplete: {} has {found} bytes where its manifest records \
+                     {bytes} (the next build makes it anew)",
                     dir.display(),
                     file.display()
                 );

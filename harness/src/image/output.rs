@@ -12,9 +12,19 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::cpio::Archive;
 
-/// Writes `vmlinuz` and the gzipped `initrd.img` into `dir`; returns the initrd's size.
-pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Result<u64> {
-    fs::copy(vmlinuz, dir.join(super::KERNEL)).context("failed to copy the kernel")?;
+/// The sizes of the files [`write_image`] wrote, which the manifest records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The kernel's.
+    pub kernel_bytes: u64,
+    /// The gzipped initramfs's.
+    pub initrd_bytes: u64,
+}
+
+/// Writes `vmlinuz` and the gzipped `initrd.img` into `dir` (synced by [`sync_staged`]).
+pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Result<Written> {
+    let kernel_bytes =
+        fs::copy(vmlinuz, dir.join(super::KERNEL)).context("failed to copy the kernel")?;
     let initrd = dir.join(super::INITRD);
     let file = fs::File::create(&initrd).context("failed to create the initrd")?;
     let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::fast());
@@ -27,8 +37,35 @@ pub fn write_image(dir: &Path, archive: &Archive, vmlinuz: &Path) -> anyhow::Res
         .into_inner()
         .map_err(|e| e.into_error())
         .context("failed to write the initrd")?;
-    file.sync_all().context("failed to sync the initrd")?;
-    Ok(file.metadata().context("failed to stat the initrd")?.len())
+    let initrd_bytes = file.metadata().context("failed to stat the initrd")?.len();
+    Ok(Written {
+        kernel_bytes,
+        initrd_bytes,
+    })
+}
+
+/// Makes the finished image in `staging` durable before the rename that publishes it under
+/// its final name: every regular file in it synced, then the directory itself; how many files.
+/// Without it a power loss can leave a short kernel or disk under a complete manifest, reused
+/// by every later run. One sync per file: images are built rarely.
+pub fn sync_staged(staging: &Path) -> anyhow::Result<usize> {
+    let failed = || format!("failed to sync the image in {}", staging.display());
+    let mut synced = 0;
+    for entry in fs::read_dir(staging).with_context(failed)? {
+        let entry = entry.with_context(failed)?;
+        if !entry.file_type().with_context(failed)?.is_file() {
+            continue;
+        }
+        // Read-only is enough for fsync (a finished disk is mode 0444).
+        fs::File::open(entry.path())
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("failed to sync {}", entry.path().display()))?;
+        synced += 1;
+    }
+    fs::File::open(staging)
+        .and_then(|dir| dir.sync_all())
+        .with_context(failed)?;
+    Ok(synced)
 }
 
 /// Points `<out>/tiny` at `dir` (atomically: a new symlink renamed over the old one).
@@ -201,6 +238,29 @@ pub fn prune_prefixed(out: &Path, prefix: &str, current: &Path, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every file of a staged image is synced (a disk made read-only too), then the directory;
+    /// a staging directory that is gone says which.
+    #[test]
+    fn a_staged_image_is_synced_file_by_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("image");
+        fs::create_dir_all(staging.join("sub")).unwrap();
+        for name in [super::super::KERNEL, super::super::INITRD, "disk.qcow2"] {
+            fs::write(staging.join(name), b"x").unwrap();
+        }
+        fs::set_permissions(
+            staging.join("disk.qcow2"),
+            fs::Permissions::from_mode(0o444),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("vmlinuz", staging.join("link")).unwrap();
+        assert_eq!(sync_staged(&staging).unwrap(), 3);
+        let gone = dir.path().join("gone");
+        let err = format!("{:#}", sync_staged(&gone).unwrap_err());
+        assert!(err.contains(&gone.display().to_string()), "{err}");
+    }
 
     #[test]
     fn prune_keeps_the_newest_images_and_the_current_one() {

@@ -227,7 +227,7 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
     let tmp = super::leftovers::scratch_path(&spec.out, SCRATCH_PREFIX, &key_hex);
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
-    let result = output::write_image(&tmp, &archive, &vmlinuz).and_then(|initrd_bytes| {
+    let result = output::write_image(&tmp, &archive, &vmlinuz).and_then(|written| {
         let manifest = Manifest {
             kind: "tiny".into(),
             key: key_hex.clone(),
@@ -238,12 +238,14 @@ fn build_from_lists(spec: &TinyBuild) -> anyhow::Result<Image> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            initrd_bytes,
+            kernel_bytes: Some(written.kernel_bytes),
+            initrd_bytes: written.initrd_bytes,
             content_bytes: archive.content_len() as u64,
             build_seconds: started.elapsed().as_secs_f64(),
         };
         let json = serde_json::to_vec_pretty(&manifest).context("failed to encode the manifest")?;
-        fs::write(tmp.join(super::MANIFEST), json).context("failed to write the manifest")
+        fs::write(tmp.join(super::MANIFEST), json).context("failed to write the manifest")?;
+        output::sync_staged(&tmp).map(drop)
     });
     if let Err(err) = result {
         let _ = fs::remove_dir_all(&tmp);
@@ -526,7 +528,8 @@ mod tests {
             packages: Vec::new(),
             modules: Vec::new(),
             kernel_file: "vmlinuz-test".into(),
-            initrd_bytes: 1,
+            kernel_bytes: Some(KERNEL_CONTENT.len() as u64),
+            initrd_bytes: INITRD_CONTENT.len() as u64,
             content_bytes: 1,
             build_seconds: 0.0,
         };
@@ -535,8 +538,48 @@ mod tests {
             serde_json::to_vec(&manifest).unwrap(),
         )
         .unwrap();
-        fs::write(dir.join(super::super::KERNEL), b"kernel").unwrap();
-        fs::write(dir.join(super::super::INITRD), b"initrd").unwrap();
+        fs::write(dir.join(super::super::KERNEL), KERNEL_CONTENT).unwrap();
+        fs::write(dir.join(super::super::INITRD), INITRD_CONTENT).unwrap();
+    }
+
+    /// The kernel [`complete_image`] writes.
+    const KERNEL_CONTENT: &[u8] = b"kernel";
+    /// The initramfs [`complete_image`] writes.
+    const INITRD_CONTENT: &[u8] = b"initrd";
+
+    /// A kernel or initramfs shorter than its manifest records (a power loss before it reached
+    /// the disk) makes the image incomplete, built anew; a manifest from before the kernel's
+    /// size was recorded is still read.
+    #[test]
+    fn a_file_cut_short_under_a_complete_manifest_is_built_anew() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("tiny-0123abcd");
+        complete_image(&dir, "0123abcd");
+        assert!(Image::is_complete(&dir));
+        for file in [super::super::INITRD, super::super::KERNEL] {
+            complete_image(&dir, "0123abcd");
+            fs::File::options()
+                .write(true)
+                .open(dir.join(file))
+                .unwrap()
+                .set_len(2)
+                .unwrap();
+            let err = format!("{:#}", Image::open(&dir).unwrap_err());
+            assert!(
+                err.contains("has 2 bytes where its manifest records 6"),
+                "{err}"
+            );
+        }
+        assert!(cached(out.path(), &dir).unwrap().is_none());
+        assert!(!dir.exists(), "set aside for the build");
+
+        complete_image(&dir, "0123abcd");
+        let manifest = dir.join(super::super::MANIFEST);
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("kernel_bytes");
+        fs::write(&manifest, serde_json::to_vec(&old).unwrap()).unwrap();
+        assert!(Image::is_complete(&dir), "an older manifest");
     }
 
     /// A `tiny-<key>` directory that is not a complete image (a prune cut short, a file

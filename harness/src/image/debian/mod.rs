@@ -296,6 +296,7 @@ impl FlavourJob<'_> {
         };
         let json = serde_json::to_vec_pretty(&manifest).context("failed to encode the manifest")?;
         write_file(&staging.join(MANIFEST), &json, 0o644)?;
+        output::sync_staged(&staging)?;
         work.commit("image", self.dir)?;
         output::link_named(self.out, name, self.dir)?;
         output::prune_prefixed(self.out, &format!("{name}-"), self.dir, MAX_CACHED_IMAGES);

@@ -6,9 +6,11 @@
 //! The file is looked at before anything starts: a missing file or one that is not a disk
 //! image is refused with one line (the CLI exits 2). `qemu-img info` names the format; raw
 //! data passes only with a boot sector, since qemu-img calls any file raw. An image with a
-//! backing file is opened with its whole chain (`--backing-chain`: a missing backing file is
+//! backing file is opened with its whole chain, one file at a time (a missing backing file is
 //! refused here, not when the overlay is made), and an encrypted one is refused (the harness
-//! has no key to give QEMU).
+//! has no key to give QEMU). So is one whose chain would have QEMU, which runs as root, open
+//! anything but plain qcow2 and raw image files ([`layer`]): a device, a protocol, a `json:`
+//! spec, a data file, a VMDK's extents.
 
 use std::fs::File;
 use std::io::Read;
@@ -17,6 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod layer;
 
 use super::spec::CloudImageGuest;
 use crate::guest::Via;
@@ -80,6 +84,15 @@ pub enum ImageError {
         /// What qemu-img or the first sector showed.
         why: String,
     },
+    /// Booting it would have QEMU (root, unsandboxed) open a file that is no plain image
+    /// file, and give the guest its contents.
+    #[error("{}: {why}", path.display())]
+    Unsafe {
+        /// The file.
+        path: PathBuf,
+        /// Which file of its chain, and why.
+        why: layer::Refusal,
+    },
     /// The tool itself failed.
     #[error("failed to run qemu-img (scripts/install-lab-deps installs qemu-utils)")]
     QemuImg(#[source] anyhow::Error),
@@ -106,19 +119,25 @@ pub struct ImageInfo {
     /// Its backing file as the image names it (relative to the image's directory).
     #[serde(rename = "backing-filename", default)]
     pub backing: Option<String>,
+    /// The format its backing file is opened in, when it records one (else QEMU probes).
+    #[serde(rename = "backing-filename-format", default)]
+    pub backing_format: Option<String>,
     /// Whether its data is encrypted (LUKS or the old AES qcow2).
     #[serde(default)]
     pub encrypted: bool,
-    /// The file, as qemu-img opened it (each layer of `--backing-chain` names its own).
-    #[serde(default)]
-    pub filename: Option<String>,
-    /// The files of its backing chain below it, as qemu-img opened them, nearest first
-    /// (filled by [`inspect`]): a run holds them too.
+    /// What only its format has (a qcow2's `data-file`, a VMDK's `extents`).
+    #[serde(rename = "format-specific", default)]
+    pub format_specific: Option<serde_json::Value>,
+    /// The files of its backing chain below it, as QEMU opens them, nearest first (filled by
+    /// [`inspect`]): a run holds them too.
     #[serde(skip)]
     pub backing_files: Vec<PathBuf>,
 }
 
-/// Looks at `path` without changing it: a regular file that qemu-img opens as a disk image.
+/// Looks at `path` without changing it: a regular file that qemu-img opens as a disk image,
+/// whose backing chain QEMU can open without reaching any file but plain image files (see
+/// [`layer`]). Looked at as the real file behind `path` ([`resolve`]), which the overlay is
+/// made on: a backing file named relative to it is found where QEMU will look.
 pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
@@ -137,34 +156,15 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
     }
     // An absolute path: `-x.qcow2` is no option, `a:b.qcow2` no protocol (as the overlay
     // names its backing file).
-    let absolute = std::path::absolute(path).map_err(|err| ImageError::QemuImg(err.into()))?;
+    let real = real_file(path)?;
     let unreadable = |reason: String| ImageError::Unreadable {
         path: path.to_owned(),
         reason,
     };
-    let out = qemu_img_info(&absolute, false)?;
-    let info: ImageInfo = serde_json::from_slice(&out.map_err(unreadable)?)
+    let out = qemu_img_info(&real, None)?.map_err(unreadable)?;
+    let mut info: ImageInfo = serde_json::from_slice(&out)
         .map_err(|e| unreadable(format!("unexpected qemu-img output: {e}")))?;
-    let mut chain = vec![info.clone()];
-    if let Some(backing) = info.full_backing.as_ref().or(info.backing.as_ref()) {
-        // The image itself opened: what does not is a file of its chain.
-        let out = qemu_img_info(&absolute, true)?.map_err(|reason| ImageError::Backing {
-            path: path.to_owned(),
-            backing: backing.clone(),
-            reason,
-        })?;
-        chain = serde_json::from_slice(&out)
-            .map_err(|e| unreadable(format!("unexpected qemu-img output: {e}")))?;
-    }
-    if chain.iter().any(|layer| layer.encrypted) {
-        return Err(ImageError::Encrypted(path.to_owned()));
-    }
-    let mut info = info;
-    info.backing_files = chain
-        .iter()
-        .skip(1)
-        .filter_map(|layer| layer.filename.as_ref().map(PathBuf::from))
-        .collect();
+    safe_layer(path, &real, &info)?;
     if info.virtual_size == 0 {
         return Err(ImageError::NotADisk {
             path: path.to_owned(),
@@ -180,20 +180,90 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
             ),
         });
     }
+    info.backing_files = backing_chain(path, &real, &info)?;
     Ok(info)
 }
 
-/// `qemu-img info --output=json` of `absolute` (with `--backing-chain`: an array, every file
-/// of the chain opened): its output, or qemu-img's first line when it cannot open a file.
-fn qemu_img_info(absolute: &Path, chain: bool) -> Result<Result<Vec<u8>, String>, ImageError> {
+/// The files below the image `real` (`top` is what qemu-img said of it), nearest first, each
+/// looked at before the next is opened: a plain regular file (no device, protocol or `json:`
+/// spec), of a format its parent records (or qemu-img finds) among
+/// [`layer::BOOTABLE_FORMATS`], with no data file, not encrypted, raw only with a boot sector.
+fn backing_chain(path: &Path, real: &Path, top: &ImageInfo) -> Result<Vec<PathBuf>, ImageError> {
+    let refuse = |why: layer::Refusal| ImageError::Unsafe {
+        path: path.to_owned(),
+        why,
+    };
+    let mut files = Vec::new();
+    let (mut file, mut info) = (real.to_owned(), top.clone());
+    while let Some(name) = info.backing.clone().or(info.full_backing.clone()) {
+        if files.len() == layer::MAX_BACKING_FILES {
+            return Err(refuse(layer::Refusal::TooLong));
+        }
+        let below =
+            layer::backing_path(&file, &name, info.full_backing.as_deref()).map_err(refuse)?;
+        let cannot_open = |reason: String| ImageError::Backing {
+            path: path.to_owned(),
+            backing: below.display().to_string(),
+            reason,
+        };
+        // Followed through symbolic links, as QEMU opens it.
+        let meta = std::fs::metadata(&below).map_err(|err| cannot_open(err.to_string()))?;
+        if !meta.is_file() {
+            return Err(refuse(layer::Refusal::NotAPlainFile {
+                backing: name,
+                what: "not a regular file (a device, a directory, a pipe)",
+            }));
+        }
+        // As QEMU opens it: in the format its parent records, else the one it finds.
+        if let Some(format) = &info.backing_format {
+            layer::bootable_format(&below, format).map_err(refuse)?;
+        }
+        let out = qemu_img_info(&below, info.backing_format.as_deref())?.map_err(cannot_open)?;
+        let next: ImageInfo = serde_json::from_slice(&out)
+            .map_err(|e| cannot_open(format!("unexpected qemu-img output: {e}")))?;
+        safe_layer(path, &below, &next)?;
+        if next.format == "raw" && !has_boot_sector(&below) {
+            return Err(ImageError::NotADisk {
+                path: path.to_owned(),
+                why: format!(
+                    "its backing file {} is raw data with no boot sector (no 55 AA at byte \
+                     {BOOT_SIGNATURE_OFFSET})",
+                    below.display()
+                ),
+            });
+        }
+        files.push(below.clone());
+        (file, info) = (below, next);
+    }
+    Ok(files)
+}
+
+/// Refuses the file `file` of `path`'s chain (`info` is what qemu-img said of it) when its
+/// format is not one QEMU may open for the harness, it names a data file, or it is encrypted.
+fn safe_layer(path: &Path, file: &Path, info: &ImageInfo) -> Result<(), ImageError> {
+    let refuse = |why: layer::Refusal| ImageError::Unsafe {
+        path: path.to_owned(),
+        why,
+    };
+    if info.encrypted || info.format == "luks" {
+        return Err(ImageError::Encrypted(path.to_owned()));
+    }
+    layer::bootable_format(file, &info.format).map_err(refuse)?;
+    layer::no_data_file(file, info.format_specific.as_ref()).map_err(refuse)
+}
+
+/// `qemu-img info --output=json` of `file` (absolute; opened as `format` when given, else
+/// probed), which opens neither its backing file nor its data file: its output, or qemu-img's
+/// first line when it cannot open the file.
+fn qemu_img_info(file: &Path, format: Option<&str>) -> Result<Result<Vec<u8>, String>, ImageError> {
     // --force-share: a guest that has the image open (read-only, as a backing file) holds
     // QEMU's lock on it; reading its header is still safe.
     let mut cmd = Command::new("qemu-img");
     cmd.args(["info", "--force-share", "--output=json"]);
-    if chain {
-        cmd.arg("--backing-chain");
+    if let Some(format) = format {
+        cmd.args(["-f", format]);
     }
-    cmd.arg(absolute);
+    cmd.arg(file);
     let out =
         crate::process::output_with_timeout(&mut cmd, INFO_TIMEOUT).map_err(ImageError::QemuImg)?;
     if out.status.success() {
@@ -210,24 +280,35 @@ fn qemu_img_info(absolute: &Path, chain: bool) -> Result<Result<Vec<u8>, String>
     Ok(Err(reason))
 }
 
+/// The real file behind `path`: absolute, no symbolic link on the way.
+fn real_file(path: &Path) -> Result<PathBuf, ImageError> {
+    std::fs::canonicalize(path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => ImageError::Missing(path.to_owned()),
+        _ => ImageError::Unreadable {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        },
+    })
+}
+
 /// The real file behind `path` (absolute, no symbolic link on the way), which the guest's
 /// overlay is made on: a link pointed elsewhere later (the image cache's
 /// `debian-metaboot/disk.qcow2`, the newest build) leaves the run on the image it looked at. A
 /// built image's disk has its directory held for this process, as a run of the built images
 /// holds it ([`in_use`](crate::image::in_use)): no build's prune removes it under the guest.
 pub fn resolve(path: &Path) -> Result<PathBuf, ImageError> {
-    let real = std::fs::canonicalize(path).map_err(|err| match err.kind() {
-        std::io::ErrorKind::NotFound => ImageError::Missing(path.to_owned()),
-        _ => ImageError::Unreadable {
-            path: path.to_owned(),
-            reason: err.to_string(),
-        },
-    })?;
-    if let Some(dir) = built_image_dir(&real) {
+    let real = real_file(path)?;
+    hold_if_built(&real);
+    Ok(real)
+}
+
+/// Holds the directory of the built image whose disk `file` (a real path) is, if it is one's,
+/// for this process: the image booted, or a file of its backing chain (a kept overlay's base).
+pub fn hold_if_built(file: &Path) {
+    if let Some(dir) = built_image_dir(file) {
         // Best effort: a directory that is not a complete image is only not held.
         let _ = crate::image::disk::DiskImage::open(dir);
     }
-    Ok(real)
 }
 
 /// The image directory `disk` is the disk of, if it is a built image's (`<dir>/disk.qcow2`
@@ -337,221 +418,4 @@ fn slug(stem: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_names_become_short_slugs() {
-        assert_eq!(
-            slug("debian-12-genericcloud-amd64"),
-            "debian-12-genericcloud-amd64"
-        );
-        assert_eq!(slug("My Image.v2"), "my-image-v2");
-        assert_eq!(slug("***"), "image");
-        assert_eq!(slug(&"x".repeat(100)).len(), MAX_NAME_CHARS);
-        assert_eq!(
-            name_of(Path::new("/c/debian-cloud-init/disk.qcow2")),
-            "debian-cloud-init"
-        );
-        assert_eq!(
-            name_of(Path::new("/d/debian-12-genericcloud-amd64.qcow2")),
-            "debian-12-genericcloud-amd64"
-        );
-    }
-
-    #[test]
-    fn bad_files_are_refused_before_qemu_img_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope.qcow2");
-        let err = inspect(&missing).unwrap_err();
-        assert!(matches!(err, ImageError::Missing(_)) && err.is_bad_input());
-        assert_eq!(
-            err.to_string(),
-            format!("{}: no such file", missing.display())
-        );
-        let err = inspect(dir.path()).unwrap_err();
-        assert!(matches!(err, ImageError::NotAFile(_)), "{err}");
-    }
-
-    /// qemu-img, or a skip (a failure in CI) when it is not installed.
-    fn have_qemu_img() -> bool {
-        crate::process::tool_for_test("qemu-img", "scripts/install-lab-deps installs qemu-utils")
-    }
-
-    /// `qemu-img create -q -f qcow2 ARGS… FILE 1M`.
-    fn create_qcow2(args: &[&str], file: &Path) {
-        let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .args(args)
-            .arg(file)
-            .arg("1M")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "qemu-img create {args:?}: {out:?}");
-    }
-
-    /// Where a qcow2 header has its encryption method (big-endian; 1 is AES, 2 LUKS).
-    const QCOW2_CRYPT_METHOD_OFFSET: u64 = 32;
-
-    /// Marks a qcow2 as AES-encrypted in its header, as `qemu-img info` then reports it (a real
-    /// LUKS image needs a PBKDF benchmark that fails on a busy machine).
-    fn mark_encrypted(file: &Path) {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
-        f.seek(SeekFrom::Start(QCOW2_CRYPT_METHOD_OFFSET)).unwrap();
-        f.write_all(&1u32.to_be_bytes()).unwrap();
-    }
-
-    /// The whole backing chain must open: a qcow2 whose backing file is gone, or whose data is
-    /// encrypted, is bad input (exit 2), refused before any overlay is made on it.
-    #[test]
-    fn a_missing_backing_file_or_an_encrypted_image_is_refused() {
-        if !have_qemu_img() {
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = |name: &str| dir.path().join(name);
-        create_qcow2(&[], &p("base.qcow2"));
-        // -u: qemu-img create would check the backing file itself.
-        create_qcow2(
-            &["-u", "-b", "base.qcow2", "-F", "qcow2"],
-            &p("overlay.qcow2"),
-        );
-        create_qcow2(
-            &["-u", "-b", "missing.qcow2", "-F", "qcow2"],
-            &p("orphan.qcow2"),
-        );
-        let info = inspect(&p("overlay.qcow2")).unwrap();
-        assert_eq!(
-            (info.format.as_str(), info.virtual_size),
-            ("qcow2", 1 << 20)
-        );
-        assert_eq!(info.backing.as_deref(), Some("base.qcow2"));
-        assert_eq!(info.backing_files, [p("base.qcow2")]);
-
-        let orphan = p("orphan.qcow2");
-        let err = inspect(&orphan).unwrap_err();
-        assert!(
-            matches!(err, ImageError::Backing { .. }) && err.is_bad_input(),
-            "{err:?}"
-        );
-        let line = err.to_string();
-        assert!(
-            line.starts_with(&format!(
-                "{}: its backing file {} cannot be opened: ",
-                orphan.display(),
-                p("missing.qcow2").display()
-            )),
-            "{line}"
-        );
-        assert!(
-            line.contains("No such file") && !line.contains('\n'),
-            "{line}"
-        );
-
-        let encrypted = p("encrypted.qcow2");
-        create_qcow2(&[], &encrypted);
-        mark_encrypted(&encrypted);
-        let err = inspect(&encrypted).unwrap_err();
-        assert!(
-            matches!(err, ImageError::Encrypted(_)) && err.is_bad_input(),
-            "{err:?}"
-        );
-        // Also as the backing file of a plain overlay.
-        create_qcow2(
-            &["-u", "-b", "encrypted.qcow2", "-F", "qcow2"],
-            &p("on-encrypted.qcow2"),
-        );
-        let err = inspect(&p("on-encrypted.qcow2")).unwrap_err();
-        assert!(matches!(err, ImageError::Encrypted(_)), "{err:?}");
-    }
-
-    /// `--image <cache>/images/debian-metaboot/disk.qcow2` (the link to the newest build) is
-    /// the build it points at now, held so that no prune removes it; a file of no built image
-    /// is resolved and left alone.
-    #[test]
-    fn an_image_is_resolved_to_its_real_file_and_a_built_one_held() {
-        let cache = tempfile::tempdir().unwrap();
-        let built = cache.path().join("debian-metaboot-0123");
-        std::fs::create_dir(&built).unwrap();
-        std::fs::write(built.join(crate::image::disk::DISK), b"QFI").unwrap();
-        let manifest = serde_json::json!({
-            "kind": "debian-metaboot", "key": "0123", "inputs": [],
-            "provisioner": "metaboot", "default_user": "debian", "packages": [],
-            "kernel": "6.1.0-57-cloud-amd64", "disk_bytes": 3, "virtual_bytes": 3,
-            "root_bytes": 3, "rootfs_cached": true, "build_seconds": 1.0,
-        });
-        std::fs::write(
-            built.join(crate::image::MANIFEST),
-            serde_json::to_vec(&manifest).unwrap(),
-        )
-        .unwrap();
-        let newest = cache.path().join("debian-metaboot");
-        std::os::unix::fs::symlink("debian-metaboot-0123", &newest).unwrap();
-
-        let given = newest.join("disk.qcow2");
-        let real = resolve(&given).unwrap();
-        assert_eq!(
-            real,
-            std::fs::canonicalize(built.join("disk.qcow2")).unwrap()
-        );
-        assert!(
-            !crate::image::in_use::remove_unless_held(&built),
-            "a built image booted as a user's own is held"
-        );
-        // The report still names it by the path it was given by.
-        let own = OwnImage {
-            image: real,
-            given,
-            info: ImageInfo {
-                format: "qcow2".into(),
-                virtual_size: 3,
-                full_backing: None,
-                backing: None,
-                encrypted: false,
-                filename: None,
-                backing_files: Vec::new(),
-            },
-            user: DEFAULT_USER.into(),
-            path: MetadataPath::Router,
-            via: Via::Qemu,
-            boot_timeout: Duration::from_secs(1),
-        };
-        assert!(
-            own.guest().name.ends_with("/debian-metaboot"),
-            "{}",
-            own.guest().name
-        );
-        assert!(
-            own.guest()
-                .image
-                .starts_with(std::fs::canonicalize(&built).unwrap())
-        );
-
-        let plain = cache.path().join("mine.qcow2");
-        std::fs::write(&plain, b"QFI").unwrap();
-        assert_eq!(
-            resolve(&plain).unwrap(),
-            std::fs::canonicalize(&plain).unwrap()
-        );
-        assert!(built_image_dir(&plain).is_none());
-        let err = resolve(&cache.path().join("gone.qcow2")).unwrap_err();
-        assert!(matches!(err, ImageError::Missing(_)), "{err}");
-    }
-
-    #[test]
-    fn a_boot_sector_is_what_tells_a_raw_disk_from_any_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = dir.path().join("notes.txt");
-        std::fs::write(&text, "not a disk\n".repeat(100)).unwrap();
-        assert!(!has_boot_sector(&text));
-        let disk = dir.path().join("disk.raw");
-        let mut sector = vec![0u8; 4096];
-        sector[BOOT_SIGNATURE_OFFSET..BOOT_SIGNATURE_OFFSET + 2].copy_from_slice(&BOOT_SIGNATURE);
-        std::fs::write(&disk, &sector).unwrap();
-        assert!(has_boot_sector(&disk));
-        let short = dir.path().join("short");
-        std::fs::write(&short, [0x55, 0xAA]).unwrap();
-        assert!(!has_boot_sector(&short));
-    }
-}
+mod tests;
