@@ -485,30 +485,66 @@ impl Daemon {
         is_running(self.pid, self.start_ticks)
     }
 
-    /// Stops the daemon's whole process group: SIGTERM, then SIGKILL after `grace`.
+    /// Stops the daemon's whole process group: SIGTERM, then SIGKILL after `grace`; then the
+    /// processes it started that are still in its session (a child forked but not yet
+    /// exec'd, one that did not take the group's SIGTERM at once), the same way, so none
+    /// outlives the stop.
     ///
-    /// Does nothing when the PID now belongs to another process.
+    /// Does nothing to a PID that now belongs to another process.
     pub fn stop(&self, grace: Duration) -> anyhow::Result<()> {
-        if !self.is_running() {
-            reap(self.pid);
-            return Ok(());
-        }
-        let pgid = pid_of(self.pid);
-        let _ = killpg(pgid, Signal::SIGTERM);
-        if !wait_until(Instant::now() + grace, || {
-            reap(self.pid);
-            !self.is_running()
-        }) {
-            let _ = killpg(pgid, Signal::SIGKILL);
-            if !wait_until(Instant::now() + KILL_TIMEOUT, || {
+        if self.is_running() {
+            let pgid = pid_of(self.pid);
+            let _ = killpg(pgid, Signal::SIGTERM);
+            if !wait_until(Instant::now() + grace, || {
                 reap(self.pid);
                 !self.is_running()
             }) {
-                bail!("{} (pid {}) survived SIGKILL", self.name, self.pid);
+                let _ = killpg(pgid, Signal::SIGKILL);
+                if !wait_until(Instant::now() + KILL_TIMEOUT, || {
+                    reap(self.pid);
+                    !self.is_running()
+                }) {
+                    bail!("{} (pid {}) survived SIGKILL", self.name, self.pid);
+                }
             }
         }
         reap(self.pid);
-        Ok(())
+        self.stop_session(grace)
+    }
+
+    /// Ends the processes left in the daemon's session after it ended: SIGTERM, then SIGKILL
+    /// after `grace`. None when its PID names another live process now (the number was handed
+    /// on, and a session of that id is that process's).
+    fn stop_session(&self, grace: Duration) -> anyhow::Result<()> {
+        if start_ticks(self.pid).is_some_and(|ticks| ticks != self.start_ticks) {
+            return Ok(());
+        }
+        let signal_all = |signal: Signal| {
+            for pid in session_members(self.pid) {
+                let _ = nix::sys::signal::kill(pid_of(pid), signal);
+            }
+        };
+        if session_members(self.pid).is_empty() {
+            return Ok(());
+        }
+        signal_all(Signal::SIGTERM);
+        if wait_until(Instant::now() + grace, || {
+            session_members(self.pid).is_empty()
+        }) {
+            return Ok(());
+        }
+        signal_all(Signal::SIGKILL);
+        if wait_until(Instant::now() + KILL_TIMEOUT, || {
+            session_members(self.pid).is_empty()
+        }) {
+            return Ok(());
+        }
+        bail!(
+            "processes {:?} that {} (pid {}) started survived SIGKILL",
+            session_members(self.pid),
+            self.name,
+            self.pid
+        )
     }
 
     /// Sends `signal` to the daemon (for dnsmasq's SIGHUP) if it is still the same process.
@@ -605,6 +641,33 @@ fn reap(pid: u32) {
 pub fn start_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&stat).map(|(_, ticks)| ticks)
+}
+
+/// The live processes (not zombies) whose session id is `session`, as `/proc` lists them now.
+fn session_members(session: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parse_session(&stat))
+                .is_some_and(|(state, sid)| sid == session && state != 'Z')
+        })
+        .collect()
+}
+
+/// (state, session id) from a `/proc/PID/stat` line: fields 3 and 6.
+fn parse_session(stat: &str) -> Option<(char, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state: ppid, pgrp, session.
+    let session = fields.nth(2)?.parse().ok()?;
+    Some((state, session))
 }
 
 /// (state, starttime) from a `/proc/PID/stat` line; the command name may contain spaces and ')'.
@@ -831,6 +894,25 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// A process the daemon started that does not end with the daemon's SIGTERM (libvirtd's
+    /// child forked but not yet exec'd) is ended too: none of the daemon's session is left
+    /// once `stop` returns.
+    #[test]
+    fn what_a_daemon_started_is_stopped_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::spawn(
+            "sleeper",
+            Command::new("sh").args(["-c", "(trap '' TERM; exec sleep 60) & exec sleep 60"]),
+            &dir.path().join("log"),
+        )
+        .unwrap();
+        assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
+            session_members(daemon.pid).len() == 2
+        }));
+        daemon.stop(Duration::from_millis(200)).unwrap();
+        assert_eq!(session_members(daemon.pid), Vec::<u32>::new());
     }
 
     #[test]
