@@ -70,7 +70,22 @@ impl FsType {
     pub fn is_drive(self) -> bool {
         matches!(self, FsType::Iso9660 | FsType::Vfat)
     }
+
+    /// The options a drive of this filesystem is mounted with (mount(2)'s `data`):
+    /// [`ISO9660_OWNERS`] for iso9660, none for the others (vfat has no symlinks, and its
+    /// files are the mounting root's).
+    pub fn mount_data(self) -> Option<&'static str> {
+        (self == FsType::Iso9660).then_some(ISO9660_OWNERS)
+    }
 }
+
+/// How an iso9660 drive is mounted: every file root's. `genisoimage -R` and `xorriso -R` (what
+/// `cloud-localds` and users run) keep the builder's uid in the Rock Ridge records, and the
+/// drive's reads follow only root's symlinks (`fsutil/resolve.rs`): `openstack/2018-08-27 ->
+/// latest` or `user-data -> ../x` on a drive built by uid 1000 would be refused, where
+/// cloud-init reads through them. Linux's isofs gives every inode the owners these options
+/// name, over Rock Ridge's (`isofs_read_inode`); the links stay confined to the drive.
+pub const ISO9660_OWNERS: &str = "uid=0,gid=0";
 
 /// Where a swap area's signature ends: the end of its first page (4 KiB on x86-64).
 const SWAP_PAGE: usize = 4096;
@@ -210,7 +225,7 @@ impl Mounted {
             &target,
             Some(fs.name()),
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
+            fs.mount_data(),
         )
         .map_err(|source| DriveError::Mount {
             device: device.display().to_string(),

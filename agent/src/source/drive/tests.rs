@@ -121,6 +121,34 @@ fn probes_ext4_xfs_and_swap_labels() {
     }
 }
 
+/// An ISO made by a user keeps that user's uid on its files (`xorriso -R`, as `genisoimage -R`):
+/// it is mounted with every file root's, so that its symlinks are followed (inside the drive)
+/// as cloud-init follows them. vfat has no symlinks and is mounted without options.
+#[test]
+fn an_iso9660_drive_is_mounted_with_every_file_roots() {
+    assert_eq!(ISO9660_OWNERS, "uid=0,gid=0");
+    assert_eq!(FsType::Iso9660.mount_data(), Some(ISO9660_OWNERS));
+    assert_eq!(FsType::Vfat.mount_data(), None);
+    if !require_tool("xorriso") || !crate::testutil::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("content");
+    fs::create_dir_all(content.join("openstack/latest")).unwrap();
+    std::os::unix::fs::symlink("latest", content.join("openstack/2018-08-27")).unwrap();
+    let link = content.join("openstack/2018-08-27");
+    std::os::unix::fs::lchown(&link, Some(1000), Some(1000)).unwrap();
+    let img = iso_image(dir.path(), "config-2", &content);
+    let listed = run(Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&img)
+        .args(["-lsl", "/openstack/2018-08-27"]));
+    assert!(
+        listed.contains(" 1000 "),
+        "the builder's uid is kept: {listed}"
+    );
+}
+
 #[test]
 fn other_data_has_no_label() {
     assert_eq!(probe_label(&[0u8; PROBE_BYTES]), None);
