@@ -9,10 +9,11 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 
-use crate::fsutil::PathError;
+use crate::fsutil::{PathError, Refused};
 use crate::root::Root;
 
 /// Block devices, under the root.
@@ -39,6 +40,32 @@ pub enum DriveError {
         #[source]
         source: nix::Error,
     },
+}
+
+impl DriveError {
+    /// Whether the drive gives the same answer at every boot: a file over its bound, or one
+    /// refused for what the drive holds (a symlink not followed, a loop of links, a directory
+    /// where a file is read). A drive is read-only: holding the instance back for such a
+    /// document would hold it back for ever. A read error of the medium, or a mount that
+    /// failed, may pass.
+    pub fn is_definite(&self) -> bool {
+        match self {
+            DriveError::TooLarge { .. } => true,
+            DriveError::Io(err) => {
+                let refused = err
+                    .source
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<Refused>());
+                let errno = err.source.raw_os_error().map(Errno::from_raw);
+                refused
+                    || matches!(
+                        errno,
+                        Some(Errno::ELOOP | Errno::ENOTDIR | Errno::EISDIR | Errno::ENAMETOOLONG)
+                    )
+            }
+            DriveError::Mount { .. } => false,
+        }
+    }
 }
 
 /// The filesystem of a drive, or of another labelled device.
