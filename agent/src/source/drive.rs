@@ -301,21 +301,33 @@ impl Drop for Mounted {
 /// Reads `inside` the drive's directory `dir`, at most `limit` bytes; `None` when it does not
 /// exist. Symlinks on the drive are resolved inside it, never out of it.
 pub fn read(dir: &Path, inside: &Path, limit: u64) -> Result<Option<Vec<u8>>, DriveError> {
-    let path = dir.join(inside);
-    let opened = Root::open(dir).and_then(|drive| {
-        drive.open_file(inside, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false)
-    });
+    match Root::open(dir) {
+        Ok(drive) => read_under(&drive, inside, limit),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PathError::fail("read", dir.join(inside))(source).into()),
+    }
+}
+
+/// Reads `path` under `root`, at most `limit` bytes; `None` when it does not exist. Symlinks
+/// are followed as the root follows them (see `fsutil/resolve.rs`): inside it, and only
+/// root's (a drive mounted by the agent is all root's).
+pub fn read_under(root: &Root, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, DriveError> {
+    let path_shown = root.host_path(path);
+    let opened = root.open_file(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false);
     let file = match opened {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PathError::fail("read", path)(source).into()),
+        Err(source) => return Err(PathError::fail("read", path_shown)(source).into()),
     };
     let mut data = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut data)
-        .map_err(PathError::fail("read", &path))?;
+        .map_err(PathError::fail("read", &path_shown))?;
     if data.len() as u64 > limit {
-        return Err(DriveError::TooLarge { path, limit });
+        return Err(DriveError::TooLarge {
+            path: path_shown,
+            limit,
+        });
     }
     Ok(Some(data))
 }
