@@ -51,6 +51,11 @@ pub enum MetadataServiceError {
     Unanswered(#[from] RetryError<Unanswered>),
     #[error("meta_data.json is missing (404) at {0}")]
     MissingMetaData(String),
+    #[error(
+        "The metadata service answered 404 for {first} and for {listing}: it does not know \
+         this instance (is its port, with this address, in the registry?)"
+    )]
+    UnknownInstance { first: String, listing: String },
 }
 
 /// No metadata URL answered in one round.
@@ -229,7 +234,12 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
     let mut service = MetadataService::new(probe.client.clone(), probe.urls.to_vec());
     service.version()?;
     if !service.knows_instance {
-        return Err(service.missing_meta_data());
+        let base = service.base.clone().unwrap_or_default();
+        return Err(MetadataServiceError::UnknownInstance {
+            first: format!("{base}/{}", first_path()),
+            listing: format!("{base}/{LISTING}"),
+        }
+        .into());
     }
     Ok(Some(Box::new(service)))
 }
