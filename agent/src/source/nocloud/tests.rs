@@ -365,6 +365,7 @@ fn detect_in(root: &Root) -> Result<Option<Box<dyn Source>>, SourceError> {
     detect(&Probe {
         root,
         urls: &["http://127.0.0.1:9".to_owned()],
+        left_out: &[],
         client: &client,
     })
 }
