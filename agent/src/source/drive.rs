@@ -1,8 +1,8 @@
 //! A labelled drive (a config drive, a NoCloud seed): found by reading filesystem labels
 //! directly (the tiny image has no blkid or udev; the same probe finds `mounts`' `ephemeral0`
-//! and swap devices), mounted read-only under `/run/metaboot`,
-//! unmounted when dropped, and read file by file with a size bound and never through a symlink
-//! out of the drive.
+//! and swap devices), mounted read-only under `/run/metaboot` (or read where the system mounted
+//! it read-write already: `drive/elsewhere.rs`), unmounted when dropped, and read file by file
+//! with a size bound and never through a symlink out of the drive.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
@@ -234,33 +234,52 @@ pub fn find(root: &Root, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, FsType)
         .collect()
 }
 
-/// A drive mounted read-only; unmounted when dropped.
+/// A drive mounted read-only; unmounted when dropped. Or one the system had mounted
+/// read-write already, read where it is and left mounted (see `drive/elsewhere.rs`).
 #[derive(Debug)]
 pub struct Mounted {
     dir: PathBuf,
+    /// Someone else's mount: not unmounted when dropped.
+    elsewhere: bool,
 }
 
 impl Mounted {
     /// Mounts `device` read-only on `<root>/run/metaboot/<name>` (a directory made, or checked
     /// not to be a symlink, through the root's descriptor; mount(2) then takes its path, in
-    /// directories only root can change).
+    /// directories only root can change). A device the system has mounted read-write already
+    /// (the kernel refuses a read-only mount of it, `EBUSY`) is read where it is mounted, and
+    /// left mounted (`drive/elsewhere.rs`).
     pub fn mount(root: &Root, device: &Path, fs: FsType, name: &str) -> Result<Self, DriveError> {
         let inside = Path::new(MOUNT_DIR).join(name);
         let target = mount_point(root, &inside)?;
-        nix::mount::mount(
+        let mounted = nix::mount::mount(
             Some(device),
             &target,
             Some(fs.name()),
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             fs.mount_data(),
-        )
-        .map_err(|source| DriveError::Mount {
+        );
+        let elsewhere = match mounted {
+            Err(Errno::EBUSY) => elsewhere::find(device),
+            _ => None,
+        };
+        if let Some(dir) = elsewhere {
+            tracing::info!(device = %device.display(), dir = %dir.display(), "drive mounted read-write already: read where it is, left mounted");
+            return Ok(Mounted {
+                dir,
+                elsewhere: true,
+            });
+        }
+        mounted.map_err(|source| DriveError::Mount {
             device: device.display().to_string(),
             target: target.clone(),
             source,
         })?;
         tracing::info!(device = %device.display(), fs = fs.name(), dir = %target.display(), "drive mounted");
-        Ok(Mounted { dir: target })
+        Ok(Mounted {
+            dir: target,
+            elsewhere: false,
+        })
     }
 
     /// Where it is mounted.
@@ -292,6 +311,9 @@ pub fn mount_point(root: &Root, inside: &Path) -> Result<PathBuf, DriveError> {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        if self.elsewhere {
+            return;
+        }
         if let Err(err) = nix::mount::umount2(&self.dir, MntFlags::MNT_DETACH) {
             tracing::warn!(dir = %self.dir.display(), %err, "failed to unmount a drive");
         }
@@ -331,6 +353,8 @@ pub fn read_under(root: &Root, path: &Path, limit: u64) -> Result<Option<Vec<u8>
     }
     Ok(Some(data))
 }
+
+mod elsewhere;
 
 #[cfg(test)]
 pub(crate) mod tests;
