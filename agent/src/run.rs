@@ -139,7 +139,9 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     if let Err(err) = state.write_running(&report) {
         tracing::warn!("cannot write the running status: {}", chain(&err));
     }
-    let urls = source::metadata_service::service_urls(root, &settings.urls, &mut report.warnings);
+    let mut left_out = Vec::new();
+    let urls = source::metadata_service::service_urls(root, &settings.urls, &mut left_out);
+    report.warnings.extend(left_out.iter().cloned());
     tracing::info!(root = %root.path().display(), urls = %urls.join(", "), "metaboot starting");
     report.step("config", || {
         if settings.errors.is_empty() {
@@ -159,6 +161,7 @@ pub fn run_stage(root: &Root, settings: &Settings, stage: RunStage) -> Report {
     let probe = Probe {
         root,
         urls: &urls,
+        left_out: &left_out,
         client: &client,
     };
     let order = settings.agent.datasources();

@@ -509,6 +509,28 @@ fn a_metadata_url_with_user_info_is_left_out_and_never_shown() {
         format!("metadata URLs {} (from metaboot.yaml)", guest.server.url())
     );
     guest.assert_not_reported(&log, "Zq8pass");
+
+    // With that URL alone none is usable: the service is not looked for, and the step says
+    // why each URL was left out (not that none of no URLs answered).
+    let guest = Guest::new();
+    let masked = guest.server.url().replace("http://", "http://…@");
+    let with_password = masked.replace('…', "meta:Zq8pass");
+    guest.config_urls(&[with_password], "");
+    let (code, log) = guest.run_verbose();
+    assert_eq!(code, 1, "{log}");
+    let (_, message) = guest.step("meta-data");
+    assert!(
+        message.contains(&format!(
+            "metadata-service: No usable metadata URL: {masked}: a metadata URL takes no user \
+             name or password"
+        )),
+        "{message}"
+    );
+    let status = guest.read("/var/lib/metaboot/status.json");
+    assert!(
+        !log.contains("Zq8pass") && !status.contains("Zq8pass"),
+        "{status}"
+    );
 }
 
 /// A document the service no longer has (a rebuild that dropped the user data, keeping the

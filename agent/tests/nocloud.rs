@@ -208,9 +208,15 @@ fn a_metadata_service_that_does_not_know_the_instance_yields_to_the_next_datasou
     assert_eq!(status["instance_id"], INSTANCE_ID);
     assert_eq!(guest.read("/etc/hostname"), "seeded\n");
     let warnings = status["warnings"].to_string();
+    // The URLs asked are named, and what the two 404s mean.
+    let base = guest.server.url();
+    let newest = metaboot_proto::OpenStackVersion::LATEST.date();
+    let first = format!("{base}/openstack/{newest}/meta_data.json");
     assert!(
-        warnings.contains("meta_data.json is missing (404)")
-            && warnings.contains("trying the next datasource"),
+        warnings.contains(&format!(
+            "The metadata service answered 404 for {first} and for {base}/openstack: it does \
+             not know this instance"
+        )) && warnings.contains("trying the next datasource"),
         "{warnings}"
     );
 }

@@ -220,17 +220,18 @@ struct Documents<'a> {
 /// Whether `err` is an answer the source will give at every boot: a 4xx status other than
 /// 408 (timeout) and 429 (too many requests), 501 (not implemented), a permanent redirect
 /// (301, 308: document requests follow none); a document over its size limit (from the
-/// service or the drive); a redirect refused; a URL that cannot be. A temporary redirect (302,
-/// 303, 307: a load balancer during maintenance) and any other status may differ at the next
-/// boot.
+/// service or the drive); one the drive refuses for what it holds ([`DriveError::is_definite`]:
+/// a drive does not change between boots); a redirect refused; a URL that cannot be. A
+/// temporary redirect (302, 303, 307: a load balancer during maintenance) and any other
+/// status may differ at the next boot.
 fn definite_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
     use crate::retry::RetryError;
     use crate::source::drive::DriveError;
     use crate::source::http::FetchError;
     let mut next = Some(err);
     while let Some(err) = next {
-        if matches!(err.downcast_ref(), Some(DriveError::TooLarge { .. })) {
-            return true;
+        if let Some(drive) = err.downcast_ref::<DriveError>() {
+            return drive.is_definite();
         }
         // A failure not retried is transparent: its own `source` skips the fetch error.
         let fetch = match (err.downcast_ref(), err.downcast_ref()) {
@@ -600,3 +601,6 @@ fn merge(
     });
     config
 }
+
+#[cfg(test)]
+mod tests;

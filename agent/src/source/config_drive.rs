@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::contract::{Probe, Source, SourceError};
 use super::drive::{self, DriveError, FsType, Mounted};
 use super::openstack::{self, OpenStackLayout, pick_version};
+use crate::fsutil::PathError;
 use crate::root::Root;
 
 /// Its name in `datasources:`.
@@ -170,14 +171,20 @@ impl ConfigDrive {
 
     /// The drive, when it holds `meta_data.json` at its version: one without it cannot be
     /// used (as cloud-init's ConfigDrive, whose one required file it is), so the chooser warns
-    /// and tries the next datasource. A mounted one is released.
+    /// and tries the next datasource. One whose file is refused (a loop of symlinks, a user's
+    /// link on a drive mounted elsewhere) says why. A mounted one is released.
     pub fn checked(self) -> Result<Self, ConfigDriveError> {
         let meta_data = self.documents.join("meta_data.json");
-        match Root::open(&self.dir) {
-            Ok(drive) if drive.exists(&meta_data) => Ok(self),
-            _ => Err(ConfigDriveError::MissingMetaData(
+        let found = Root::open(&self.dir).and_then(|drive| drive.stat(&meta_data));
+        match found {
+            Ok(Some(_)) => Ok(self),
+            Ok(None) => Err(ConfigDriveError::MissingMetaData(
                 self.dir.join(&self.documents),
             )),
+            Err(err) => {
+                let path = self.dir.join(&meta_data);
+                Err(DriveError::from(PathError::fail("read", path)(err)).into())
+            }
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct Probe<'a> {
     /// The metadata service's base URLs, in the order they are tried (link-local ones
     /// already scoped to an interface).
     pub urls: &'a [String],
+    /// Why each configured URL missing from `urls` was left out, one line each (see
+    /// `metadata_service::service_urls`).
+    pub left_out: &'a [String],
     /// The run's HTTP client (its retries end at the run's deadline).
     pub client: &'a HttpClient,
 }

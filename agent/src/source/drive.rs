@@ -1,18 +1,19 @@
 //! A labelled drive (a config drive, a NoCloud seed): found by reading filesystem labels
 //! directly (the tiny image has no blkid or udev; the same probe finds `mounts`' `ephemeral0`
-//! and swap devices), mounted read-only under `/run/metaboot`,
-//! unmounted when dropped, and read file by file with a size bound and never through a symlink
-//! out of the drive.
+//! and swap devices), mounted read-only under `/run/metaboot` (or read where the system mounted
+//! it read-write already: `drive/elsewhere.rs`), unmounted when dropped, and read file by file
+//! with a size bound and never through a symlink out of the drive.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 
-use crate::fsutil::PathError;
+use crate::fsutil::{PathError, Refused};
 use crate::root::Root;
 
 /// Block devices, under the root.
@@ -39,6 +40,32 @@ pub enum DriveError {
         #[source]
         source: nix::Error,
     },
+}
+
+impl DriveError {
+    /// Whether the drive gives the same answer at every boot: a file over its bound, or one
+    /// refused for what the drive holds (a symlink not followed, a loop of links, a directory
+    /// where a file is read). A drive is read-only: holding the instance back for such a
+    /// document would hold it back for ever. A read error of the medium, or a mount that
+    /// failed, may pass.
+    pub fn is_definite(&self) -> bool {
+        match self {
+            DriveError::TooLarge { .. } => true,
+            DriveError::Io(err) => {
+                let refused = err
+                    .source
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<Refused>());
+                let errno = err.source.raw_os_error().map(Errno::from_raw);
+                refused
+                    || matches!(
+                        errno,
+                        Some(Errno::ELOOP | Errno::ENOTDIR | Errno::EISDIR | Errno::ENAMETOOLONG)
+                    )
+            }
+            DriveError::Mount { .. } => false,
+        }
+    }
 }
 
 /// The filesystem of a drive, or of another labelled device.
@@ -70,7 +97,22 @@ impl FsType {
     pub fn is_drive(self) -> bool {
         matches!(self, FsType::Iso9660 | FsType::Vfat)
     }
+
+    /// The options a drive of this filesystem is mounted with (mount(2)'s `data`):
+    /// [`ISO9660_OWNERS`] for iso9660, none for the others (vfat has no symlinks, and its
+    /// files are the mounting root's).
+    pub fn mount_data(self) -> Option<&'static str> {
+        (self == FsType::Iso9660).then_some(ISO9660_OWNERS)
+    }
 }
+
+/// How an iso9660 drive is mounted: every file root's. `genisoimage -R` and `xorriso -R` (what
+/// `cloud-localds` and users run) keep the builder's uid in the Rock Ridge records, and the
+/// drive's reads follow only root's symlinks (`fsutil/resolve.rs`): `openstack/2018-08-27 ->
+/// latest` or `user-data -> ../x` on a drive built by uid 1000 would be refused, where
+/// cloud-init reads through them. Linux's isofs gives every inode the owners these options
+/// name, over Rock Ridge's (`isofs_read_inode`); the links stay confined to the drive.
+pub const ISO9660_OWNERS: &str = "uid=0,gid=0";
 
 /// Where a swap area's signature ends: the end of its first page (4 KiB on x86-64).
 const SWAP_PAGE: usize = 4096;
@@ -192,33 +234,52 @@ pub fn find(root: &Root, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, FsType)
         .collect()
 }
 
-/// A drive mounted read-only; unmounted when dropped.
+/// A drive mounted read-only; unmounted when dropped. Or one the system had mounted
+/// read-write already, read where it is and left mounted (see `drive/elsewhere.rs`).
 #[derive(Debug)]
 pub struct Mounted {
     dir: PathBuf,
+    /// Someone else's mount: not unmounted when dropped.
+    elsewhere: bool,
 }
 
 impl Mounted {
     /// Mounts `device` read-only on `<root>/run/metaboot/<name>` (a directory made, or checked
     /// not to be a symlink, through the root's descriptor; mount(2) then takes its path, in
-    /// directories only root can change).
+    /// directories only root can change). A device the system has mounted read-write already
+    /// (the kernel refuses a read-only mount of it, `EBUSY`) is read where it is mounted, and
+    /// left mounted (`drive/elsewhere.rs`).
     pub fn mount(root: &Root, device: &Path, fs: FsType, name: &str) -> Result<Self, DriveError> {
         let inside = Path::new(MOUNT_DIR).join(name);
         let target = mount_point(root, &inside)?;
-        nix::mount::mount(
+        let mounted = nix::mount::mount(
             Some(device),
             &target,
             Some(fs.name()),
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        )
-        .map_err(|source| DriveError::Mount {
+            fs.mount_data(),
+        );
+        let elsewhere = match mounted {
+            Err(Errno::EBUSY) => elsewhere::find(device),
+            _ => None,
+        };
+        if let Some(dir) = elsewhere {
+            tracing::info!(device = %device.display(), dir = %dir.display(), "drive mounted read-write already: read where it is, left mounted");
+            return Ok(Mounted {
+                dir,
+                elsewhere: true,
+            });
+        }
+        mounted.map_err(|source| DriveError::Mount {
             device: device.display().to_string(),
             target: target.clone(),
             source,
         })?;
         tracing::info!(device = %device.display(), fs = fs.name(), dir = %target.display(), "drive mounted");
-        Ok(Mounted { dir: target })
+        Ok(Mounted {
+            dir: target,
+            elsewhere: false,
+        })
     }
 
     /// Where it is mounted.
@@ -250,6 +311,9 @@ pub fn mount_point(root: &Root, inside: &Path) -> Result<PathBuf, DriveError> {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        if self.elsewhere {
+            return;
+        }
         if let Err(err) = nix::mount::umount2(&self.dir, MntFlags::MNT_DETACH) {
             tracing::warn!(dir = %self.dir.display(), %err, "failed to unmount a drive");
         }
@@ -259,24 +323,38 @@ impl Drop for Mounted {
 /// Reads `inside` the drive's directory `dir`, at most `limit` bytes; `None` when it does not
 /// exist. Symlinks on the drive are resolved inside it, never out of it.
 pub fn read(dir: &Path, inside: &Path, limit: u64) -> Result<Option<Vec<u8>>, DriveError> {
-    let path = dir.join(inside);
-    let opened = Root::open(dir).and_then(|drive| {
-        drive.open_file(inside, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false)
-    });
+    match Root::open(dir) {
+        Ok(drive) => read_under(&drive, inside, limit),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PathError::fail("read", dir.join(inside))(source).into()),
+    }
+}
+
+/// Reads `path` under `root`, at most `limit` bytes; `None` when it does not exist. Symlinks
+/// are followed as the root follows them (see `fsutil/resolve.rs`): inside it, and only
+/// root's (a drive mounted by the agent is all root's).
+pub fn read_under(root: &Root, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, DriveError> {
+    let path_shown = root.host_path(path);
+    let opened = root.open_file(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false);
     let file = match opened {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PathError::fail("read", path)(source).into()),
+        Err(source) => return Err(PathError::fail("read", path_shown)(source).into()),
     };
     let mut data = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut data)
-        .map_err(PathError::fail("read", &path))?;
+        .map_err(PathError::fail("read", &path_shown))?;
     if data.len() as u64 > limit {
-        return Err(DriveError::TooLarge { path, limit });
+        return Err(DriveError::TooLarge {
+            path: path_shown,
+            limit,
+        });
     }
     Ok(Some(data))
 }
+
+mod elsewhere;
 
 #[cfg(test)]
 pub(crate) mod tests;

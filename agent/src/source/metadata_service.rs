@@ -49,8 +49,15 @@ pub enum MetadataServiceError {
          time with `deadline_secs` in metaboot.yaml)"
     )]
     Unanswered(#[from] RetryError<Unanswered>),
+    #[error("No usable metadata URL: {0}")]
+    NoUsableUrl(String),
     #[error("meta_data.json is missing (404) at {0}")]
     MissingMetaData(String),
+    #[error(
+        "The metadata service answered 404 for {first} and for {listing}: it does not know \
+         this instance (is its port, with this address, in the registry?)"
+    )]
+    UnknownInstance { first: String, listing: String },
 }
 
 /// No metadata URL answered in one round.
@@ -225,11 +232,25 @@ fn discovery_rounds(
 /// instance's `meta_data.json` and for `/openstack` (it does not know the instance, or is no
 /// metadata service): the chooser warns and tries the next datasource (a config drive listed
 /// after it), as cloud-init moves on when `wait_for_url` saw no 200.
+/// With no usable URL (each one left out, [`service_urls`]), it is not looked for: the error
+/// says why each was left out.
 pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError> {
+    if probe.urls.is_empty() {
+        let why = match probe.left_out {
+            [] => "`metadata_urls` in metaboot.yaml names none".to_owned(),
+            left_out => left_out.join("; "),
+        };
+        return Err(MetadataServiceError::NoUsableUrl(why).into());
+    }
     let mut service = MetadataService::new(probe.client.clone(), probe.urls.to_vec());
     service.version()?;
     if !service.knows_instance {
-        return Err(service.missing_meta_data());
+        let base = service.base.clone().unwrap_or_default();
+        return Err(MetadataServiceError::UnknownInstance {
+            first: format!("{base}/{}", first_path()),
+            listing: format!("{base}/{LISTING}"),
+        }
+        .into());
     }
     Ok(Some(Box::new(service)))
 }

@@ -7,6 +7,9 @@
 //! meta-data keys the directory already set stay (cloud-init's `_merge_new_seed`). A meta-data
 //! that is not a YAML mapping is a warning and adds no keys (cloud-init's `load_yaml` gives
 //! `None`): the defaults apply (instance-id `nocloud`) and the user data is still applied.
+//! A seed directory is read through the machine's root: root's symlinks there lead anywhere in
+//! it (`user-data -> /etc/seed/user-data`, as cloud-init follows them), users' are refused; a
+//! drive's symlinks stay inside the drive.
 //!
 //! Not read (as with cloud-init's network stage, they need more than a local seed): `seedfrom`
 //! URLs, `ds=nocloud;…` on the kernel command line or in the DMI serial number, `dsmode`, and
@@ -19,6 +22,8 @@ use serde_json::{Map, Value, json};
 use super::contract::{NetworkData, Probe, Source, SourceError, VendorData};
 use super::drive::{self, DriveError, Mounted};
 use super::http::MAX_METADATA_BYTES;
+use crate::fsutil::PathError;
+use crate::root::Root;
 use crate::userdata::gzip::MAX_DECOMPRESSED_BYTES;
 use crate::userdata::yaml::{self, YamlError};
 
@@ -73,18 +78,29 @@ struct Seed {
 }
 
 impl Seed {
-    /// The seed in `dir`, `None` when `meta-data` or `user-data` is missing.
-    fn read(dir: &Path, origin: String) -> Result<Option<Seed>, NoCloudError> {
+    /// The seed in directory `dir` under `root` (its files read as the root reads them: a
+    /// seed directory's through the machine's root, where root's symlinks lead anywhere in it,
+    /// a drive's inside the drive), `None` when `meta-data` or `user-data` is missing (a
+    /// warning naming what is missing).
+    fn read(root: &Root, dir: &Path, origin: String) -> Result<Option<Seed>, NoCloudError> {
         let file = |name: &str, limit: u64| {
-            drive::read(dir, Path::new(name), limit).map_err(|source| NoCloudError::Drive {
+            drive::read_under(root, &dir.join(name), limit).map_err(|source| NoCloudError::Drive {
                 seed: origin.clone(),
                 source,
             })
         };
-        let (Some(meta_data), Some(user_data)) = (
-            file("meta-data", MAX_METADATA_BYTES)?,
-            file("user-data", MAX_SEED_USER_DATA_BYTES)?,
-        ) else {
+        let meta_data = file("meta-data", MAX_METADATA_BYTES)?;
+        let user_data = file("user-data", MAX_SEED_USER_DATA_BYTES)?;
+        let missing: Vec<&str> = [("meta-data", &meta_data), ("user-data", &user_data)]
+            .into_iter()
+            .filter_map(|(name, read)| read.is_none().then_some(name))
+            .collect();
+        let (Some(meta_data), Some(user_data)) = (meta_data, user_data) else {
+            let missing = missing.join(" and ");
+            tracing::warn!(
+                seed = origin,
+                "not a NoCloud seed: it has no {missing} (a seed needs both)"
+            );
             return Ok(None);
         };
         Ok(Some(Seed {
@@ -94,6 +110,19 @@ impl Seed {
             network_config: file("network-config", MAX_METADATA_BYTES)?,
             origin,
         }))
+    }
+
+    /// The seed at the top of directory `dir` (a mounted drive, a seed image's files), its
+    /// symlinks resolved inside it; `None` when `dir` does not exist.
+    fn read_dir(dir: &Path, origin: String) -> Result<Option<Seed>, NoCloudError> {
+        match Root::open(dir) {
+            Ok(drive) => Self::read(&drive, Path::new("/"), origin),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(NoCloudError::Drive {
+                seed: origin,
+                source: PathError::fail("open", dir)(source).into(),
+            }),
+        }
     }
 }
 
@@ -107,7 +136,7 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
         if !probe.root.is_dir(dir) {
             continue;
         }
-        match Seed::read(&probe.root.host_path(dir), dir.to_owned()) {
+        match Seed::read(probe.root, Path::new(dir), dir.to_owned()) {
             Ok(Some(seed)) => {
                 seeds.push(seed);
                 break;
@@ -130,16 +159,13 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
                 seed: origin.clone(),
                 source,
             })
-            .and_then(|mounted| Seed::read(mounted.dir(), origin.clone()));
+            .and_then(|mounted| Seed::read_dir(mounted.dir(), origin.clone()));
         match seed {
             Ok(Some(seed)) => {
                 seeds.push(seed);
                 break;
             }
-            Ok(None) => tracing::warn!(
-                device = origin,
-                "not a NoCloud seed: no meta-data or user-data"
-            ),
+            Ok(None) => {}
             // As cloud-init does, the next device is tried; the error is kept to explain why
             // nothing was found.
             Err(err) => {
@@ -168,7 +194,7 @@ impl NoCloud {
     /// The seed in directory `dir` (`meta-data`, `user-data` and the optional files at its
     /// top), e.g. a seed image's files; `None` when it is not a seed.
     pub fn from_dir(dir: &Path) -> Result<Option<Self>, NoCloudError> {
-        let seed = Seed::read(dir, dir.display().to_string())?;
+        let seed = Seed::read_dir(dir, dir.display().to_string())?;
         Ok(Self::from_seeds(seed.into_iter().collect()))
     }
 

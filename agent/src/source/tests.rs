@@ -49,6 +49,7 @@ fn chosen(
     let probe = Probe {
         root,
         urls: &[url.to_owned()],
+        left_out: &[],
         client,
     };
     choose(order, &probe, warnings)
@@ -130,6 +131,7 @@ fn a_metadata_service_never_found_passes_to_the_next_datasource() {
     let probe = Probe {
         root: &root,
         urls: &urls,
+        left_out: &[],
         client: &client,
     };
     let Err(unusable) = choose(&[metadata_service::NAME], &probe, &mut Vec::new()) else {

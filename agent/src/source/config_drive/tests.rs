@@ -153,6 +153,22 @@ fn a_drive_without_meta_data_is_refused_for_the_next_datasource() {
     assert!(ConfigDrive::from_dir(dir.path()).checked().is_ok());
 }
 
+/// A drive whose `meta_data.json` is refused (here a loop of symlinks; a user's symlink on an
+/// ISO the system mounted already) says why, not that the file is missing.
+#[test]
+fn a_drive_whose_meta_data_is_refused_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let latest = dir.path().join(LATEST);
+    fs::create_dir_all(&latest).unwrap();
+    std::os::unix::fs::symlink("meta_data.json", latest.join("meta_data.json")).unwrap();
+    let err = ConfigDrive::from_dir(dir.path()).checked().unwrap_err();
+    let shown = crate::log::chain(&err);
+    assert!(
+        matches!(&err, ConfigDriveError::Drive(_)) && shown.contains("symlinks"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn finds_the_config_2_device_in_either_case_and_on_either_filesystem() {
     if !require_tool("mkfs.vfat") || !require_tool("xorriso") {

@@ -121,6 +121,34 @@ fn probes_ext4_xfs_and_swap_labels() {
     }
 }
 
+/// An ISO made by a user keeps that user's uid on its files (`xorriso -R`, as `genisoimage -R`):
+/// it is mounted with every file root's, so that its symlinks are followed (inside the drive)
+/// as cloud-init follows them. vfat has no symlinks and is mounted without options.
+#[test]
+fn an_iso9660_drive_is_mounted_with_every_file_roots() {
+    assert_eq!(ISO9660_OWNERS, "uid=0,gid=0");
+    assert_eq!(FsType::Iso9660.mount_data(), Some(ISO9660_OWNERS));
+    assert_eq!(FsType::Vfat.mount_data(), None);
+    if !require_tool("xorriso") || !crate::testutil::require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("content");
+    fs::create_dir_all(content.join("openstack/latest")).unwrap();
+    std::os::unix::fs::symlink("latest", content.join("openstack/2018-08-27")).unwrap();
+    let link = content.join("openstack/2018-08-27");
+    std::os::unix::fs::lchown(&link, Some(1000), Some(1000)).unwrap();
+    let img = iso_image(dir.path(), "config-2", &content);
+    let listed = run(Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&img)
+        .args(["-lsl", "/openstack/2018-08-27"]));
+    assert!(
+        listed.contains(" 1000 "),
+        "the builder's uid is kept: {listed}"
+    );
+}
+
 #[test]
 fn other_data_has_no_label() {
     assert_eq!(probe_label(&[0u8; PROBE_BYTES]), None);
@@ -276,4 +304,96 @@ fn a_drive_an_earlier_run_left_mounted_is_detached() {
     assert_eq!(mount_point(&root, &inside).unwrap(), target);
     assert_eq!(mounted(), 0, "every leftover detached");
     assert!(target.is_dir());
+}
+
+/// The mount of a device's whole file system is found in mountinfo by its number: not a bind
+/// mount of a directory in it, not another device's; escaped characters in its path decoded.
+#[test]
+fn a_devices_mount_point_is_found_in_mountinfo() {
+    let mountinfo = "\
+22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+40 22 8:16 /seed /srv/bound rw shared:2 - vfat /dev/sdb rw
+41 22 8:160 / /mnt/other rw shared:3 - vfat /dev/sdk rw
+42 22 8:16 / /media/my\\040seed\\134x rw,nosuid shared:4 - vfat /dev/sdb rw,uid=1000
+43 22 8:16 / /mnt/second rw shared:5 - vfat /dev/sdb rw
+";
+    assert_eq!(
+        elsewhere::mount_point_of(mountinfo, 8, 16),
+        Some(PathBuf::from("/media/my seed\\x"))
+    );
+    assert_eq!(elsewhere::mount_point_of(mountinfo, 8, 17), None);
+    assert_eq!(
+        elsewhere::mount_point_of(mountinfo, 253, 1),
+        Some(PathBuf::from("/"))
+    );
+}
+
+/// Detaches a loop device and unmounts what a test mounted, however the test ends.
+struct LoopMount {
+    device: PathBuf,
+    target: Option<PathBuf>,
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        if let Some(target) = &self.target {
+            let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
+        }
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
+    }
+}
+
+/// A drive the system mounted read-write already (a vfat `CIDATA` in fstab): the read-only
+/// mount fails with `EBUSY`, so it is read where it is mounted, and left mounted. (ext4 on a
+/// loop device plays the drive: the test hosts have no vfat; the kernel's rule is the same.)
+#[test]
+fn a_drive_mounted_read_write_elsewhere_is_read_there_and_left_mounted() {
+    if !crate::testutil::require_root() || !require_tool("losetup") || !require_tool("mkfs.ext4") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("seed.img");
+    fs::File::create(&image).unwrap().set_len(8 << 20).unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "CIDATA"])
+        .arg(&image));
+    let attached = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    if !attached.status.success() {
+        crate::testutil::missing("a loop device", "cannot be attached here");
+        return;
+    }
+    let device = PathBuf::from(String::from_utf8_lossy(&attached.stdout).trim());
+    let mut guard = LoopMount {
+        device: device.clone(),
+        target: None,
+    };
+    let elsewhere = dir.path().join("media/seed dir");
+    fs::create_dir_all(&elsewhere).unwrap();
+    nix::mount::mount(
+        Some(&device),
+        &elsewhere,
+        Some("ext4"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    guard.target = Some(elsewhere.clone());
+    fs::write(elsewhere.join("user-data"), "#cloud-config\n").unwrap();
+
+    fs::create_dir_all(dir.path().join("root")).unwrap();
+    let root = Root::open(dir.path().join("root")).unwrap();
+    let mounted = Mounted::mount(&root, &device, FsType::Ext, "nocloud").unwrap();
+    assert_eq!(mounted.dir(), elsewhere);
+    assert_eq!(
+        read(mounted.dir(), Path::new("user-data"), 100)
+            .unwrap()
+            .unwrap(),
+        b"#cloud-config\n"
+    );
+    drop(mounted);
+    assert!(elsewhere.join("user-data").exists(), "left mounted");
 }

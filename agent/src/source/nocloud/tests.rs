@@ -274,6 +274,43 @@ fn an_unreadable_seed_passes_to_the_next_one() {
     );
 }
 
+/// A seed directory's files may be root's symlinks to anywhere on the machine (`user-data ->
+/// /etc/seed/user-data`, `vendor-data -> ../shared/vendor-data`), as cloud-init follows them;
+/// they were resolved inside the seed directory and found missing, and the seed taken for none.
+/// A user's link is never followed: the seed is refused, the error saying why.
+#[test]
+fn a_seed_directorys_symlinks_are_followed_through_the_machines_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let seed = root.host_path(SEED_DIRS[0]);
+    let shared = root.host_path("/var/lib/cloud/seed/shared");
+    fs::create_dir_all(&seed).unwrap();
+    fs::create_dir_all(&shared).unwrap();
+    fs::create_dir_all(root.host_path("/etc/seed")).unwrap();
+    fs::write(seed.join("meta-data"), "instance-id: linked\n").unwrap();
+    let user_data = "#cloud-config\nhostname: linked\n";
+    fs::write(root.host_path("/etc/seed/user-data"), user_data).unwrap();
+    fs::write(shared.join("vendor-data"), "#cloud-config\n").unwrap();
+    std::os::unix::fs::symlink("/etc/seed/user-data", seed.join("user-data")).unwrap();
+    std::os::unix::fs::symlink("../shared/vendor-data", seed.join("vendor-data")).unwrap();
+    let mut source = detect_in(&root).unwrap().expect("the linked seed");
+    let meta: Value = serde_json::from_slice(&source.meta_data().unwrap()).unwrap();
+    assert_eq!(meta["uuid"], "linked");
+    assert_eq!(source.user_data().unwrap().unwrap(), user_data.as_bytes());
+    assert_eq!(
+        source.vendor_data().unwrap(),
+        Some(VendorData::Plain(b"#cloud-config\n".to_vec()))
+    );
+
+    if !crate::testutil::require_root() {
+        return;
+    }
+    std::os::unix::fs::lchown(seed.join("user-data"), Some(1000), Some(1000)).unwrap();
+    let err = detect_in(&root).err().expect("a user's link is refused");
+    let shown = crate::log::chain(err.as_ref());
+    assert!(shown.contains("owned by uid 1000"), "{shown}");
+}
+
 /// A seed directory and a seed device: the device's documents replace the directory's, while
 /// the directory's meta-data keys stay (cloud-init's `_merge_new_seed`).
 #[test]
@@ -293,7 +330,7 @@ fn a_device_seed_is_merged_over_a_directory_seed() {
     );
     fs::write(dir.path().join("device/network-config"), "").unwrap();
     let read = |name: &str| {
-        Seed::read(&dir.path().join(name), name.to_owned())
+        Seed::read_dir(&dir.path().join(name), name.to_owned())
             .unwrap()
             .unwrap()
     };
@@ -328,6 +365,7 @@ fn detect_in(root: &Root) -> Result<Option<Box<dyn Source>>, SourceError> {
     detect(&Probe {
         root,
         urls: &["http://127.0.0.1:9".to_owned()],
+        left_out: &[],
         client: &client,
     })
 }

@@ -1,0 +1,58 @@
+//! A drive the system already mounted read-write (a vfat `CIDATA` in fstab): a read-only mount
+//! of its device fails with `EBUSY` (Linux does not mount a block device read-only while its
+//! file system is mounted read-write), so it is read where it is mounted, as cloud-init's
+//! `mount_cb` reads a device it finds in `/proc/mounts`, and left mounted.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// This process's mounts.
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// Where the file system of device `major:minor` is mounted whole, in `mountinfo`'s text
+/// (fields: id, parent, `major:minor`, root, mount point, …): the first mount whose root is
+/// the file system's own (not a bind mount of a directory in it).
+pub fn mount_point_of(mountinfo: &str, major: u32, minor: u32) -> Option<PathBuf> {
+    let device = format!("{major}:{minor}");
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ').skip(2);
+        let (dev, root, point) = (fields.next()?, fields.next()?, fields.next()?);
+        (dev == device && root == "/").then(|| PathBuf::from(OsString::from_vec(unescape(point))))
+    })
+}
+
+/// A path of `mountinfo`: the kernel writes a space, tab, newline or backslash in it as `\ooo`.
+fn unescape(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|_| bytes[i] == b'\\')
+            .and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Where block device `device` (a host path) is mounted, when it is: a mount point of its
+/// file system ([`mount_point_of`] in [`MOUNTINFO`]) that is that file system now (its device
+/// number is the device's).
+pub fn find(device: &Path) -> Option<PathBuf> {
+    let rdev = std::fs::metadata(device).ok()?.rdev();
+    let mountinfo = std::fs::read_to_string(MOUNTINFO).ok()?;
+    let point = mount_point_of(&mountinfo, libc::major(rdev), libc::minor(rdev))?;
+    (std::fs::metadata(&point).ok()?.dev() == rdev).then_some(point)
+}
