@@ -7,6 +7,7 @@ mod identity;
 mod locks;
 mod pool;
 mod schema;
+mod slots;
 mod sql;
 mod tls;
 mod upgrade;
@@ -70,11 +71,11 @@ impl PostgresBackend {
             let mut conn = self.pool.take()?;
             match upgrade::bring_up_to_date(&mut conn.client, &self.pool.target) {
                 Ok(()) => {
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Ok(());
                 }
                 Err(failure) if failure.lost => {
-                    self.pool.discard(conn);
+                    conn.discard();
                     if attempt < ATTEMPTS {
                         continue;
                     }
@@ -82,7 +83,7 @@ impl PostgresBackend {
                 }
                 Err(failure) => {
                     // Its transaction, if any, rolled back when dropped.
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Err(failure.error);
                 }
             }
@@ -107,11 +108,11 @@ impl PostgresBackend {
             };
             match outcome {
                 Ok(value) => {
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Ok(value);
                 }
                 Err(failure) if failure.lost => {
-                    self.pool.discard(conn);
+                    conn.discard();
                     if failure.retryable && attempt < ATTEMPTS {
                         tracing::debug!(error = %failure.error, "retrying on a new connection");
                         continue;
@@ -119,7 +120,7 @@ impl PostgresBackend {
                     return Err(failure.error);
                 }
                 Err(failure) => {
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Err(failure.error);
                 }
             }
