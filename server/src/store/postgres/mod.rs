@@ -24,6 +24,7 @@ use locks::WRITE_LOCK;
 pub use locks::WRITE_LOCK_WAIT;
 pub use pool::STATEMENT_TIMEOUT;
 use pool::{Conn, Pool, error_text};
+use slots::Use;
 
 /// Attempts per call: the first may find a connection the server closed while it sat idle.
 const ATTEMPTS: usize = 2;
@@ -68,7 +69,9 @@ impl PostgresBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut conn = self.pool.take()?;
+            // A read of the schema's version, but for the rare upgrade (which waits for the
+            // write lock): one at a time, by the opener or the read model's follower.
+            let mut conn = self.pool.take(Use::Read)?;
             match upgrade::bring_up_to_date(&mut conn.client, &self.pool.target) {
                 Ok(()) => {
                     conn.give_back();
@@ -100,7 +103,10 @@ impl PostgresBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut conn = self.pool.take()?;
+            let mut conn = self.pool.take(match mode {
+                Mode::Write => Use::Write,
+                Mode::Read | Mode::Snapshot => Use::Read,
+            })?;
             let outcome = match mode {
                 Mode::Write => self.write_once(&mut conn, &mut op),
                 Mode::Read => self.read_once(&mut conn, &mut op),

@@ -8,11 +8,16 @@ use std::time::Duration;
 use ::postgres::{Client, Config, NoTls, Statement};
 
 use super::identity::{Identity, registry_id};
-use super::slots::{Lent, Refusal, Slots};
+use super::slots::{Lent, Refusal, Shortage, Slots, Use};
 use crate::store::error::{StoreError, StoreResult};
 
 /// Most connections one process opens to PostgreSQL; callers beyond that wait.
 pub const MAX_CONNECTIONS: usize = 8;
+/// Most connections writes hold at once: each waits for the registry's write lock (up to
+/// `WRITE_LOCK_WAIT`, `locks.rs`) on its connection, and the rest are the reads' (the read
+/// model's follower), which would otherwise wait with them behind another server's bulk write.
+pub const MAX_WRITERS: usize = MAX_CONNECTIONS - 1;
+const _: () = assert!(MAX_WRITERS >= 1 && MAX_WRITERS < MAX_CONNECTIONS);
 /// How long a caller waits for a free connection before giving up.
 pub const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How long opening a connection may take (when the URL does not say).
@@ -103,24 +108,33 @@ impl Pool {
             config,
             target,
             identity: Identity::default(),
-            slots: Slots::new(MAX_CONNECTIONS),
+            slots: Slots::new(MAX_CONNECTIONS, MAX_WRITERS),
         }
     }
 
     /// An idle connection, a new one when fewer than [`MAX_CONNECTIONS`] are open, else the
-    /// first one given back within [`POOL_WAIT`]. Give it back or discard it; dropped (its
-    /// caller panicked), it is closed and no longer counted.
-    pub fn take(&self) -> StoreResult<Lent<'_, Conn>> {
+    /// first one given back within [`POOL_WAIT`]; for a write, one of at most [`MAX_WRITERS`].
+    /// Give it back or discard it; dropped (its caller panicked), it is closed and no longer
+    /// counted.
+    pub fn take(&self, purpose: Use) -> StoreResult<Lent<'_, Conn>> {
         self.slots
             .take(
+                purpose,
                 POOL_WAIT,
                 |conn| !conn.client.is_closed(),
                 || self.connect(),
             )
             .map_err(|refusal| match refusal {
                 Refusal::Open(err) => err,
-                Refusal::Busy => StoreError::Backend(format!(
+                Refusal::Busy(Shortage::Connections) => StoreError::Backend(format!(
                     "all {MAX_CONNECTIONS} connections to {} stayed busy for {} s: try again",
+                    self.target,
+                    POOL_WAIT.as_secs()
+                )),
+                Refusal::Busy(Shortage::Writers) => StoreError::Backend(format!(
+                    "the {MAX_WRITERS} connections writes may use to {} stayed busy for {} s, \
+                     waiting for the registry's write lock (another writer holds it, such as \
+                     a bulk registration): try again once it is done",
                     self.target,
                     POOL_WAIT.as_secs()
                 )),
