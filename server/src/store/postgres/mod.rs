@@ -260,7 +260,8 @@ impl Backend for PostgresBackend {
     }
 
     /// True once after a new connection (the pool's or the `LISTEN` one) reached another
-    /// database than the one before: dropped and made again (`identity.rs`). The new one may
+    /// database than the one before: dropped and made again, or a standby promoted in its
+    /// place (`identity.rs`). The new one may
     /// be empty (made again with `createdb`, no CLI command run on it yet): its schema is made
     /// first, as an open would, so that the snapshot the change log's reader starts over from
     /// can be read. Until that succeeds the replacement stays to be said.
