@@ -14,6 +14,7 @@ mod feed;
 mod host;
 mod isolation;
 mod limits;
+mod pool;
 mod records;
 mod roles;
 mod servers;
@@ -179,6 +180,16 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         "an_empty_database_made_again_is_given_the_schema",
         "made_again_empty",
         servers::an_empty_database_made_again_is_given_the_schema,
+    ),
+    (
+        "a_caller_that_panics_holding_a_connection_frees_it",
+        "pool_panics",
+        pool::a_caller_that_panics_holding_a_connection_frees_it,
+    ),
+    (
+        "writes_queued_behind_the_write_lock_leave_the_reads_a_connection",
+        "pool_queued_writes",
+        pool::writes_queued_behind_the_write_lock_leave_the_reads_a_connection,
     ),
     (
         "a_role_that_may_only_read_and_write_uses_the_registry",

@@ -22,8 +22,8 @@ use super::sql::{Backend, Sql};
 use conn::{PgSql, is_connection_error};
 use locks::WRITE_LOCK;
 pub use locks::WRITE_LOCK_WAIT;
-pub use pool::STATEMENT_TIMEOUT;
 use pool::{Conn, Pool, error_text};
+pub use pool::{MAX_CONNECTIONS, MAX_WRITERS, POOL_WAIT, STATEMENT_TIMEOUT};
 use slots::Use;
 
 /// Attempts per call: the first may find a connection the server closed while it sat idle.
