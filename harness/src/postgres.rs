@@ -1,5 +1,6 @@
 //! A throw-away PostgreSQL server for tests: its own data directory in a temp dir, on
-//! 127.0.0.1 and a free port, stopped and removed on drop.
+//! 127.0.0.1 and a free port, stopped and removed on drop; a hot standby of one, for
+//! failovers, in `postgres/standby.rs`.
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root the server runs as the
 //! `postgres` user (Debian's `postgresql` package creates it).
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User, geteuid};
+
+mod standby;
 
 /// Where Debian installs the server binaries, one directory per major version.
 pub const POSTGRES_LIB_DIR: &str = "/usr/lib/postgresql";

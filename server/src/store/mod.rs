@@ -44,7 +44,9 @@ pub use validate::{MAX_PASSWORD_BYTES, MAX_USER_DATA_BYTES};
 use std::sync::Arc;
 
 use self::postgres::PostgresBackend;
-pub use self::postgres::{STATEMENT_TIMEOUT, WRITE_LOCK_WAIT};
+pub use self::postgres::{
+    MAX_CONNECTIONS, MAX_WRITERS, POOL_WAIT, STATEMENT_TIMEOUT, WRITE_LOCK_WAIT,
+};
 use registry::Registry;
 use sqlite::SqliteBackend;
 

@@ -2,18 +2,21 @@
 //!
 //! A plain `main` (harness = false) runs every case on a fresh SQLite file, then starts one
 //! PostgreSQL server, runs every case on a fresh database, opens one beside a write, makes a
-//! database again under a live read model (and leaves one empty), opens registries as roles
-//! that may not create tables, restarts the server under a live store, and stops it. Without
+//! database again under a live read model (and leaves one empty), fails a second server over
+//! to its standby under one, opens registries as roles that may not create tables, restarts
+//! the server under a live store, and stops it. Without
 //! PostgreSQL the PostgreSQL half fails when `CI=true` and is skipped with a reason otherwise.
 //! `cargo test … -- WORD` runs only cases whose name has WORD.
 
 mod addresses;
 mod changes;
 mod dual_stack;
+mod failover;
 mod feed;
 mod host;
 mod isolation;
 mod limits;
+mod pool;
 mod records;
 mod roles;
 mod servers;
@@ -181,6 +184,16 @@ const DATABASE_CASES: &[(&str, &str, DatabaseCase)] = &[
         servers::an_empty_database_made_again_is_given_the_schema,
     ),
     (
+        "a_caller_that_panics_holding_a_connection_frees_it",
+        "pool_panics",
+        pool::a_caller_that_panics_holding_a_connection_frees_it,
+    ),
+    (
+        "writes_queued_behind_the_write_lock_leave_the_reads_a_connection",
+        "pool_queued_writes",
+        pool::writes_queued_behind_the_write_lock_leave_the_reads_a_connection,
+    ),
+    (
         "a_role_that_may_only_read_and_write_uses_the_registry",
         "roles_read_write",
         roles::a_role_that_may_only_read_and_write_uses_the_registry,
@@ -327,6 +340,9 @@ fn main() -> ExitCode {
     let want_made_again = filter
         .as_ref()
         .is_none_or(|f| "a_database_made_again_under_the_server_is_followed".contains(f.as_str()));
+    let want_failover = filter.as_ref().is_none_or(|f| {
+        "a_standby_promoted_without_the_last_changes_is_read_anew".contains(f.as_str())
+    });
     let want_databases: Vec<(&str, &str, DatabaseCase)> = DATABASE_CASES
         .iter()
         .filter(|(name, _, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
@@ -335,6 +351,7 @@ fn main() -> ExitCode {
     if !selected.is_empty()
         || want_restart
         || want_made_again
+        || want_failover
         || !want_databases.is_empty()
         || want_open
         || want_pruning
@@ -423,6 +440,19 @@ fn main() -> ExitCode {
                     if !run_case("postgres", name, || case(&server, database)) {
                         failed.push(format!("postgres::{name}"));
                     }
+                }
+                // A primary and a standby of its own: the suite's server stays up.
+                if want_failover
+                    && !run_case(
+                        "postgres",
+                        "a_standby_promoted_without_the_last_changes_is_read_anew",
+                        failover::a_standby_promoted_without_the_last_changes_is_read_anew,
+                    )
+                {
+                    failed.push(
+                        "postgres::a_standby_promoted_without_the_last_changes_is_read_anew"
+                            .to_owned(),
+                    );
                 }
                 if want_restart {
                     let url = server.create_database("restart").unwrap();

@@ -78,7 +78,7 @@ pub fn an_open_beside_a_write_waits_for_it_in_nothing(server: &PgServer, name: &
 
 /// The advisory lock every write takes first (`server/src/store/postgres/locks.rs`), its key
 /// spelt as there.
-const WRITE_LOCK: i64 = i64::from_be_bytes(*b"mbwrites");
+pub const WRITE_LOCK: i64 = i64::from_be_bytes(*b"mbwrites");
 
 /// How long the writer ahead of [`a_write_queued_behind_a_long_write_waits_for_it`] holds the
 /// write lock: past the time one statement may run.

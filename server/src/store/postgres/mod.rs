@@ -7,6 +7,7 @@ mod identity;
 mod locks;
 mod pool;
 mod schema;
+mod slots;
 mod sql;
 mod tls;
 mod upgrade;
@@ -21,8 +22,9 @@ use super::sql::{Backend, Sql};
 use conn::{PgSql, is_connection_error};
 use locks::WRITE_LOCK;
 pub use locks::WRITE_LOCK_WAIT;
-pub use pool::STATEMENT_TIMEOUT;
 use pool::{Conn, Pool, error_text};
+pub use pool::{MAX_CONNECTIONS, MAX_WRITERS, POOL_WAIT, STATEMENT_TIMEOUT};
+use slots::Use;
 
 /// Attempts per call: the first may find a connection the server closed while it sat idle.
 const ATTEMPTS: usize = 2;
@@ -67,14 +69,16 @@ impl PostgresBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut conn = self.pool.take()?;
+            // A read of the schema's version, but for the rare upgrade (which waits for the
+            // write lock): one at a time, by the opener or the read model's follower.
+            let mut conn = self.pool.take(Use::Read)?;
             match upgrade::bring_up_to_date(&mut conn.client, &self.pool.target) {
                 Ok(()) => {
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Ok(());
                 }
                 Err(failure) if failure.lost => {
-                    self.pool.discard(conn);
+                    conn.discard();
                     if attempt < ATTEMPTS {
                         continue;
                     }
@@ -82,7 +86,7 @@ impl PostgresBackend {
                 }
                 Err(failure) => {
                     // Its transaction, if any, rolled back when dropped.
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Err(failure.error);
                 }
             }
@@ -99,7 +103,10 @@ impl PostgresBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut conn = self.pool.take()?;
+            let mut conn = self.pool.take(match mode {
+                Mode::Write => Use::Write,
+                Mode::Read | Mode::Snapshot => Use::Read,
+            })?;
             let outcome = match mode {
                 Mode::Write => self.write_once(&mut conn, &mut op),
                 Mode::Read => self.read_once(&mut conn, &mut op),
@@ -107,11 +114,11 @@ impl PostgresBackend {
             };
             match outcome {
                 Ok(value) => {
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Ok(value);
                 }
                 Err(failure) if failure.lost => {
-                    self.pool.discard(conn);
+                    conn.discard();
                     if failure.retryable && attempt < ATTEMPTS {
                         tracing::debug!(error = %failure.error, "retrying on a new connection");
                         continue;
@@ -119,7 +126,7 @@ impl PostgresBackend {
                     return Err(failure.error);
                 }
                 Err(failure) => {
-                    self.pool.give_back(conn);
+                    conn.give_back();
                     return Err(failure.error);
                 }
             }
@@ -253,7 +260,8 @@ impl Backend for PostgresBackend {
     }
 
     /// True once after a new connection (the pool's or the `LISTEN` one) reached another
-    /// database than the one before: dropped and made again (`identity.rs`). The new one may
+    /// database than the one before: dropped and made again, or a standby promoted in its
+    /// place (`identity.rs`). The new one may
     /// be empty (made again with `createdb`, no CLI command run on it yet): its schema is made
     /// first, as an open would, so that the snapshot the change log's reader starts over from
     /// can be read. Until that succeeds the replacement stays to be said.

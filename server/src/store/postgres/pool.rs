@@ -1,18 +1,23 @@
 //! A small pool of PostgreSQL connections: bounded, lazily opened, emptied when the server
-//! goes away so the next call reconnects. Every new connection, the `LISTEN` one too, says
-//! which registry it reached (`identity.rs`).
+//! goes away so the next call reconnects (its bookkeeping: `slots.rs`). Every new connection,
+//! the `LISTEN` one too, says which registry it reached (`identity.rs`).
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::postgres::{Client, Config, NoTls, Statement};
 
 use super::identity::{Identity, registry_id};
+use super::slots::{Lent, Refusal, Shortage, Slots, Use};
 use crate::store::error::{StoreError, StoreResult};
 
 /// Most connections one process opens to PostgreSQL; callers beyond that wait.
 pub const MAX_CONNECTIONS: usize = 8;
+/// Most connections writes hold at once: each waits for the registry's write lock (up to
+/// `WRITE_LOCK_WAIT`, `locks.rs`) on its connection, and the rest are the reads' (the read
+/// model's follower), which would otherwise wait with them behind another server's bulk write.
+pub const MAX_WRITERS: usize = MAX_CONNECTIONS - 1;
+const _: () = assert!(MAX_WRITERS >= 1 && MAX_WRITERS < MAX_CONNECTIONS);
 /// How long a caller waits for a free connection before giving up.
 pub const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How long opening a connection may take (when the URL does not say).
@@ -37,20 +42,13 @@ pub struct Conn {
     pub statements: HashMap<String, Statement>,
 }
 
-struct State {
-    idle: Vec<Conn>,
-    /// Connections open now, idle or lent out.
-    open: usize,
-}
-
 /// The pool; `target` names the server in messages (never the password).
 pub struct Pool {
     config: Config,
     pub target: String,
     /// The registry the connections reach.
     pub identity: Identity,
-    state: Mutex<State>,
-    freed: Condvar,
+    slots: Slots<Conn>,
 }
 
 /// "PostgreSQL at HOST:PORT/DATABASE", for messages.
@@ -110,52 +108,37 @@ impl Pool {
             config,
             target,
             identity: Identity::default(),
-            state: Mutex::new(State {
-                idle: Vec::new(),
-                open: 0,
-            }),
-            freed: Condvar::new(),
+            slots: Slots::new(MAX_CONNECTIONS, MAX_WRITERS),
         }
-    }
-
-    /// The pool's bookkeeping; it stays consistent across a panicking caller (every update is
-    /// a single assignment), so a poisoned lock is recovered.
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An idle connection, a new one when fewer than [`MAX_CONNECTIONS`] are open, else the
-    /// first one given back within [`POOL_WAIT`].
-    pub fn take(&self) -> StoreResult<Conn> {
-        let deadline = Instant::now() + POOL_WAIT;
-        let mut state = self.state();
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                if conn.client.is_closed() {
-                    state.open = state.open.saturating_sub(1);
-                    continue;
-                }
-                return Ok(conn);
-            }
-            if state.open < MAX_CONNECTIONS {
-                state.open += 1;
-                drop(state);
-                return self.connect().inspect_err(|_| self.forget());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(StoreError::Backend(format!(
+    /// first one given back within [`POOL_WAIT`]; for a write, one of at most [`MAX_WRITERS`].
+    /// Give it back or discard it; dropped (its caller panicked), it is closed and no longer
+    /// counted.
+    pub fn take(&self, purpose: Use) -> StoreResult<Lent<'_, Conn>> {
+        self.slots
+            .take(
+                purpose,
+                POOL_WAIT,
+                |conn| !conn.client.is_closed(),
+                || self.connect(),
+            )
+            .map_err(|refusal| match refusal {
+                Refusal::Open(err) => err,
+                Refusal::Busy(Shortage::Connections) => StoreError::Backend(format!(
                     "all {MAX_CONNECTIONS} connections to {} stayed busy for {} s: try again",
                     self.target,
                     POOL_WAIT.as_secs()
-                )));
-            }
-            state = self
-                .freed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+                )),
+                Refusal::Busy(Shortage::Writers) => StoreError::Backend(format!(
+                    "the {MAX_WRITERS} connections writes may use to {} stayed busy for {} s, \
+                     waiting for the registry's write lock (another writer holds it, such as \
+                     a bulk registration): try again once it is done",
+                    self.target,
+                    POOL_WAIT.as_secs()
+                )),
+            })
     }
 
     /// A new connection outside the pool's count (the caller keeps it), its registry's
@@ -193,34 +176,6 @@ impl Pool {
             client,
             statements: HashMap::new(),
         })
-    }
-
-    /// Returns a healthy connection for the next caller.
-    pub fn give_back(&self, conn: Conn) {
-        let mut state = self.state();
-        state.idle.push(conn);
-        drop(state);
-        self.freed.notify_one();
-    }
-
-    /// Closes a broken connection, and every idle one with it: when one connection broke the
-    /// server most likely restarted, and the others are just as dead.
-    pub fn discard(&self, conn: Conn) {
-        drop(conn);
-        let mut state = self.state();
-        let idle = std::mem::take(&mut state.idle);
-        state.open = state.open.saturating_sub(1 + idle.len());
-        drop(state);
-        drop(idle);
-        self.freed.notify_all();
-    }
-
-    /// A connection that failed to open no longer counts.
-    fn forget(&self) {
-        let mut state = self.state();
-        state.open = state.open.saturating_sub(1);
-        drop(state);
-        self.freed.notify_one();
     }
 }
 
