@@ -654,11 +654,16 @@ pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
 }
 
 /// Takes down, with a warning naming each, the `run` labs under `root` whose run is gone
-/// ([`abandoned::abandoned`]): its QEMUs, dnsmasq and `metaboot-server all` would otherwise
+/// ([`abandoned::sweep`]): its QEMUs, dnsmasq and `metaboot-server all` would otherwise
 /// keep running and slow down the guests of this run. A lab that cannot be taken down is
-/// reported and left.
+/// reported and left, and so is one whose state could not be read (refused by
+/// [`trust`]'s checks, or broken): the warning says why and what to do.
 pub fn take_down_abandoned(root: &Path) {
-    for state in abandoned::abandoned(root) {
+    let sweep = abandoned::sweep(root);
+    for warning in &sweep.unread {
+        eprintln!("{warning}");
+    }
+    for state in sweep.abandoned {
         let id = &state.config.id;
         let pid = state.owner.map_or(0, |owner| owner.pid);
         eprintln!(
