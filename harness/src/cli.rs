@@ -333,14 +333,41 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             boot::boot(&args.lab.state_root, &image, &spec)
         }
-        Command::Lab(LabCommand::List(args)) => {
-            for id in lab::state::LabState::list(&args.state_root) {
-                let lab = Lab::open(&args.state_root, &id)?;
-                println!("{}", lab.describe());
-            }
-            Ok(0)
-        }
+        Command::Lab(LabCommand::List(args)) => list_labs(
+            &args.state_root,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ),
     }
+}
+
+/// `lab list`: describes every lab under `state_root` on `out`. A lab whose state is refused
+/// (the trust checks of `lab/trust.rs`) or broken gets its error, with what to do, on
+/// `errors`, and the others are still listed; then the command fails (exit 1) naming those
+/// labs, as `ls` does for what it could not read.
+pub fn list_labs(
+    state_root: &std::path::Path,
+    out: &mut dyn std::io::Write,
+    errors: &mut dyn std::io::Write,
+) -> anyhow::Result<i32> {
+    let mut unread = Vec::new();
+    for id in lab::state::LabState::list(state_root) {
+        match Lab::open(state_root, &id) {
+            Ok(lab) => writeln!(out, "{}", lab.describe()),
+            Err(err) => {
+                unread.push(id.clone());
+                writeln!(errors, "lab {id}: {err:#}")
+            }
+        }
+        .context("failed to write the list of labs")?;
+    }
+    if !unread.is_empty() {
+        anyhow::bail!(
+            "could not read the state of lab {}: see above (the other labs are listed)",
+            unread.join(", ")
+        );
+    }
+    Ok(0)
 }
 
 /// Logs to stderr; levels from `-v`.

@@ -130,3 +130,39 @@ fn bench_forwards_its_arguments() {
     );
     assert_eq!(forwarded(&["metaboot-harness", "bench"]), os(&[]));
 }
+
+/// `lab list` lists every lab it can read; one whose state is refused (a group-writable
+/// directory, as a `lab up` under `sudo` with umask 002 would make) gets its refusal with
+/// what to do, and the command fails after the others are listed.
+#[test]
+fn lab_list_tells_a_refused_lab_and_lists_the_others() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    for id in ["ab12", "cd34", "ef56"] {
+        crate::lab::abandoned::tests::lab(root, id, None);
+    }
+    let list = |out: &mut Vec<u8>, errors: &mut Vec<u8>| list_labs(root, out, errors);
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    assert_eq!(list(&mut out, &mut errors).unwrap(), 0);
+    let listed = String::from_utf8(out).unwrap();
+    for id in ["ab12", "cd34", "ef56"] {
+        assert!(listed.contains(&format!("lab {id} is up")), "{listed}");
+    }
+    assert!(errors.is_empty());
+
+    let shared = crate::lab::state::lab_dir(root, "cd34");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    let err = format!("{:#}", list(&mut out, &mut errors).unwrap_err());
+    let listed = String::from_utf8(out).unwrap();
+    let errors = String::from_utf8(errors).unwrap();
+    assert!(listed.contains("lab ab12 is up"), "{listed}");
+    assert!(listed.contains("lab ef56 is up"), "{listed}");
+    assert!(!listed.contains("cd34"), "{listed}");
+    assert!(errors.starts_with("lab cd34: "), "{errors}");
+    assert!(errors.contains("chmod go-w"), "{errors}");
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+    assert!(err.contains("lab cd34"), "{err}");
+}
