@@ -15,7 +15,7 @@ use crate::guest::qemu::{BOOT_TIMEOUT, RunningGuest};
 use crate::guest::{self, Guest, Nic, libvirt, serial};
 use crate::image::Image;
 use crate::lab::Lab;
-use crate::lab::registry::InstanceSpec;
+use crate::lab::registry::{InstanceRecord, InstanceSpec};
 use stop::{STOP, StopHandler};
 
 /// What to boot.
@@ -56,7 +56,7 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
     // are new, and deleted again when the boot ends.
     let mut instance = InstanceGuard {
         lab: &lab,
-        uuid: None,
+        record: None,
     };
     let (record, private_key) = match lab.state().guests.iter().find(|g| g.name == spec.name) {
         Some(record) => (record.clone(), None),
@@ -76,7 +76,7 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
                 user_data: spec.user_data.clone(),
                 ..InstanceSpec::default()
             })?;
-            instance.uuid = Some(record.uuid.clone());
+            instance.record = Some(record.clone());
             (record, private_key)
         }
     };
@@ -181,30 +181,32 @@ fn stopped_early() -> bool {
     stopped
 }
 
-/// The instance a boot registered (a guest not in the lab file), deleted from the registry when
-/// the boot ends, on an error or a stop signal too: a boot again of the same name registers it
-/// anew, and on a small network the instances of earlier boots would take every address.
-/// Kept for a domain the user starts.
+/// The instance a boot registered (a guest not in the lab file), deleted when the boot ends
+/// (from the registry, and its port's DHCP: [`Lab::delete_instance`]), on an error or a stop
+/// signal too: a boot again of the same name registers it anew, and on a small network the
+/// instances of earlier boots would take every address. Kept for a domain the user starts.
 struct InstanceGuard<'a> {
     lab: &'a Lab,
-    uuid: Option<String>,
+    record: Option<InstanceRecord>,
 }
 
 impl InstanceGuard<'_> {
     fn keep(&mut self) {
-        self.uuid = None;
+        self.record = None;
     }
 }
 
 impl Drop for InstanceGuard<'_> {
     fn drop(&mut self) {
-        if let Some(uuid) = self.uuid.take()
-            && let Err(err) = self.lab.delete_instance(&uuid)
+        if let Some(record) = self.record.take()
+            && let Err(err) = self.lab.delete_instance(&record)
         {
+            let uuid = &record.uuid;
             let db = self.lab.state().db.display();
             eprintln!(
-                "failed to delete instance {uuid}: {err:#}; delete it with `metaboot-server \
-                 --db {db} instance delete {uuid}`"
+                "failed to delete instance {uuid}: {err:#}; if `metaboot-server --db {db} \
+                 instance show {uuid}` still finds it, delete it with `metaboot-server --db {db} \
+                 instance delete {uuid}`"
             );
         }
     }
@@ -320,19 +322,27 @@ mod tests {
         std::fs::remove_file(&asked).unwrap();
         let lab = Lab::open(root, "ab12").unwrap();
 
+        let record = |uuid: &str| InstanceRecord {
+            uuid: uuid.into(),
+            name: "g1".into(),
+            ip: "198.18.10.7".parse().unwrap(),
+            mac: "fa:16:3e:00:00:07".into(),
+            port_id: "p1".into(),
+            network_id: "n1".into(),
+        };
         drop(InstanceGuard {
             lab: &lab,
-            uuid: Some("u-ended".into()),
+            record: Some(record("u-ended")),
         });
         let mut kept = InstanceGuard {
             lab: &lab,
-            uuid: Some("u-kept".into()),
+            record: Some(record("u-kept")),
         };
         kept.keep();
         drop(kept);
         drop(InstanceGuard {
             lab: &lab,
-            uuid: None,
+            record: None,
         });
         let text = std::fs::read_to_string(&asked).unwrap();
         assert!(text.contains("instance delete u-ended"), "{text}");
