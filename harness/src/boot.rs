@@ -1,12 +1,13 @@
 //! `metaboot-harness boot`: one guest in a lab that is up, started in the foreground (Ctrl-C
 //! stops it) or described as a libvirt domain XML.
 
+mod stop;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
 
 use crate::atomic;
 use crate::check::ssh;
@@ -14,7 +15,8 @@ use crate::guest::qemu::{BOOT_TIMEOUT, RunningGuest};
 use crate::guest::{self, Guest, Nic, libvirt, serial};
 use crate::image::Image;
 use crate::lab::Lab;
-use crate::lab::registry::InstanceSpec;
+use crate::lab::registry::{InstanceRecord, InstanceSpec};
+use stop::{STOP, StopHandler};
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -33,24 +35,19 @@ pub struct BootSpec {
     pub emit_libvirt_xml: Option<PathBuf>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
 /// Exit code of a boot stopped (Ctrl-C, SIGTERM) before its guest was provisioned, as a shell
 /// reports a command SIGINT ended.
 pub const EXIT_STOPPED: i32 = 130;
 
-extern "C" fn request_stop(_: i32) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
 /// Registers the instance, prepares its disk and tap, then boots it or writes its XML. An
 /// instance it registered (a guest not in the lab file) is deleted when it ends, as is its tap,
-/// unless they are kept for the domain of the XML it wrote.
+/// unless they are kept for the domain of the XML it wrote. The stop signals stop the boot
+/// while it runs; when it returns they have their earlier handlers again ([`StopHandler`]).
 pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result<i32> {
-    crate::lab::require_root()?;
     // Before anything is made: a Ctrl-C from here on stops the boot after the step in
-    // progress, and what it made goes with it.
-    install_stop_handler()?;
+    // progress, and what it made goes with it. Dropped last, after the guards below.
+    let _stop = StopHandler::install()?;
+    crate::lab::require_root()?;
     let lab = Lab::open(state_root, &spec.lab_id)?;
     lab.require_running()?;
     let dir = lab.state().dir.join("guests").join(&spec.name);
@@ -59,7 +56,7 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
     // are new, and deleted again when the boot ends.
     let mut instance = InstanceGuard {
         lab: &lab,
-        uuid: None,
+        record: None,
     };
     let (record, private_key) = match lab.state().guests.iter().find(|g| g.name == spec.name) {
         Some(record) => (record.clone(), None),
@@ -79,7 +76,7 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
                 user_data: spec.user_data.clone(),
                 ..InstanceSpec::default()
             })?;
-            instance.uuid = Some(record.uuid.clone());
+            instance.record = Some(record.clone());
             (record, private_key)
         }
     };
@@ -175,21 +172,6 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
     Ok(0)
 }
 
-/// Makes the stop signals ([`crate::process::stop_signals`]) stop the boot: they set [`STOP`],
-/// which each step of the boot looks at.
-fn install_stop_handler() -> anyhow::Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(request_stop),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for signal in crate::process::stop_signals() {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }.context("failed to install a signal handler")?;
-    }
-    Ok(())
-}
-
 /// Whether a stop signal came before the guest started (then said so).
 fn stopped_early() -> bool {
     let stopped = STOP.load(Ordering::SeqCst);
@@ -199,30 +181,32 @@ fn stopped_early() -> bool {
     stopped
 }
 
-/// The instance a boot registered (a guest not in the lab file), deleted from the registry when
-/// the boot ends, on an error or a stop signal too: a boot again of the same name registers it
-/// anew, and on a small network the instances of earlier boots would take every address.
-/// Kept for a domain the user starts.
+/// The instance a boot registered (a guest not in the lab file), deleted when the boot ends
+/// (from the registry, and its port's DHCP: [`Lab::delete_instance`]), on an error or a stop
+/// signal too: a boot again of the same name registers it anew, and on a small network the
+/// instances of earlier boots would take every address. Kept for a domain the user starts.
 struct InstanceGuard<'a> {
     lab: &'a Lab,
-    uuid: Option<String>,
+    record: Option<InstanceRecord>,
 }
 
 impl InstanceGuard<'_> {
     fn keep(&mut self) {
-        self.uuid = None;
+        self.record = None;
     }
 }
 
 impl Drop for InstanceGuard<'_> {
     fn drop(&mut self) {
-        if let Some(uuid) = self.uuid.take()
-            && let Err(err) = self.lab.delete_instance(&uuid)
+        if let Some(record) = self.record.take()
+            && let Err(err) = self.lab.delete_instance(&record)
         {
+            let uuid = &record.uuid;
             let db = self.lab.state().db.display();
             eprintln!(
-                "failed to delete instance {uuid}: {err:#}; delete it with `metaboot-server \
-                 --db {db} instance delete {uuid}`"
+                "failed to delete instance {uuid}: {err:#}; if `metaboot-server --db {db} \
+                 instance show {uuid}` still finds it, delete it with `metaboot-server --db {db} \
+                 instance delete {uuid}`"
             );
         }
     }
@@ -263,6 +247,50 @@ mod tests {
     /// How long a test waits for a fake server to be run.
     const RUN_TIMEOUT: Duration = Duration::from_secs(10);
 
+    /// A boot that returns (here at once: no lab of that id, or not root) leaves the stop
+    /// signals as it found them, and STOP clear: the process that called it stops on Ctrl-C
+    /// again, and its next boot is not stopped before it starts.
+    #[test]
+    fn a_boot_that_returned_leaves_the_stop_signals_as_it_found_them() {
+        use stop::tests::{DISPOSITIONS, handler_of};
+        let _alone = DISPOSITIONS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let root = tempfile::tempdir().unwrap();
+        let signals = crate::process::stop_signals();
+        let before: Vec<_> = signals.iter().map(|s| handler_of(*s)).collect();
+        let spec = BootSpec {
+            lab_id: "nolab".into(),
+            network: "tenant-r".into(),
+            name: "g1".into(),
+            key_file: None,
+            user_data: None,
+            emit_libvirt_xml: Some(root.path().join("domain.xml")),
+        };
+        let image = Image {
+            dir: root.path().to_owned(),
+            kernel: root.path().join("vmlinuz"),
+            initrd: root.path().join("initrd.img"),
+            manifest: crate::image::Manifest {
+                kind: "tiny".into(),
+                key: "test".into(),
+                inputs: vec![],
+                packages: vec![],
+                modules: vec![],
+                kernel_file: String::new(),
+                kernel_bytes: None,
+                initrd_bytes: 0,
+                content_bytes: 0,
+                build_seconds: 0.0,
+            },
+            cached: true,
+        };
+        assert!(boot(root.path(), &image, &spec).is_err());
+        let after: Vec<_> = signals.iter().map(|s| handler_of(*s)).collect();
+        assert_eq!(after, before);
+        assert!(!STOP.load(Ordering::SeqCst));
+    }
+
     /// The instance a boot registered is deleted from the registry when the boot ends, also
     /// on an error or a stop signal (the guard is dropped); kept for a domain the user starts,
     /// and never there for a guest of the lab file.
@@ -294,19 +322,27 @@ mod tests {
         std::fs::remove_file(&asked).unwrap();
         let lab = Lab::open(root, "ab12").unwrap();
 
+        let record = |uuid: &str| InstanceRecord {
+            uuid: uuid.into(),
+            name: "g1".into(),
+            ip: "198.18.10.7".parse().unwrap(),
+            mac: "fa:16:3e:00:00:07".into(),
+            port_id: "p1".into(),
+            network_id: "n1".into(),
+        };
         drop(InstanceGuard {
             lab: &lab,
-            uuid: Some("u-ended".into()),
+            record: Some(record("u-ended")),
         });
         let mut kept = InstanceGuard {
             lab: &lab,
-            uuid: Some("u-kept".into()),
+            record: Some(record("u-kept")),
         };
         kept.keep();
         drop(kept);
         drop(InstanceGuard {
             lab: &lab,
-            uuid: None,
+            record: None,
         });
         let text = std::fs::read_to_string(&asked).unwrap();
         assert!(text.contains("instance delete u-ended"), "{text}");

@@ -333,14 +333,41 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             boot::boot(&args.lab.state_root, &image, &spec)
         }
-        Command::Lab(LabCommand::List(args)) => {
-            for id in lab::state::LabState::list(&args.state_root) {
-                let lab = Lab::open(&args.state_root, &id)?;
-                println!("{}", lab.describe());
-            }
-            Ok(0)
-        }
+        Command::Lab(LabCommand::List(args)) => list_labs(
+            &args.state_root,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ),
     }
+}
+
+/// `lab list`: describes every lab under `state_root` on `out`. A lab whose state is refused
+/// (the trust checks of `lab/trust.rs`) or broken gets its error, with what to do, on
+/// `errors`, and the others are still listed; then the command fails (exit 1) naming those
+/// labs, as `ls` does for what it could not read.
+pub fn list_labs(
+    state_root: &std::path::Path,
+    out: &mut dyn std::io::Write,
+    errors: &mut dyn std::io::Write,
+) -> anyhow::Result<i32> {
+    let mut unread = Vec::new();
+    for id in lab::state::LabState::list(state_root) {
+        match Lab::open(state_root, &id) {
+            Ok(lab) => writeln!(out, "{}", lab.describe()),
+            Err(err) => {
+                unread.push(id.clone());
+                writeln!(errors, "lab {id}: {err:#}")
+            }
+        }
+        .context("failed to write the list of labs")?;
+    }
+    if !unread.is_empty() {
+        anyhow::bail!(
+            "could not read the state of lab {}: see above (the other labs are listed)",
+            unread.join(", ")
+        );
+    }
+    Ok(0)
 }
 
 /// Logs to stderr; levels from `-v`.
@@ -358,134 +385,4 @@ pub fn init_logging(verbose: u8) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::ffi::OsString;
-    use std::path::Path;
-
-    use super::*;
-
-    /// Relative directories are made absolute from the current directory, whether from the
-    /// command line or the environment; absolute ones stay as they are.
-    #[test]
-    fn the_directories_commands_write_under_are_made_absolute() {
-        let here = std::env::current_dir().unwrap();
-        let cli = Cli::try_parse_from([
-            "metaboot-harness",
-            "--cache",
-            "c",
-            "run",
-            "--run-dir",
-            "runs/r1",
-        ])
-        .unwrap()
-        .with_absolute_paths()
-        .unwrap();
-        assert_eq!(cli.cache_dir(), here.join("c"));
-        let Command::Run(run) = &cli.command else {
-            panic!("not run");
-        };
-        assert_eq!(run.run_dir.as_deref(), Some(here.join("runs/r1").as_path()));
-
-        let cli = Cli::try_parse_from([
-            "metaboot-harness",
-            "image",
-            "build",
-            "tiny",
-            "--out",
-            "./images",
-            "--cache",
-            "/var/cache/m",
-        ])
-        .unwrap()
-        .with_absolute_paths()
-        .unwrap();
-        assert_eq!(cli.cache_dir(), Path::new("/var/cache/m"));
-        let Command::Image(ImageCommand::Build(build)) = &cli.command else {
-            panic!("not image build");
-        };
-        let out = build.out.as_deref().unwrap();
-        assert!(
-            out.is_absolute() && out.starts_with(&here),
-            "{}",
-            out.display()
-        );
-    }
-
-    /// A relative lab state root (`--state-root`, `METABOOT_LAB_STATE`) is made absolute for
-    /// every command that finds labs by it: dnsmasq changes to `/` before it writes its pid
-    /// file there, and `lab down` may run from another directory.
-    #[test]
-    fn the_lab_state_root_is_made_absolute_for_every_lab_command() {
-        let here = std::env::current_dir().unwrap();
-        let root = |line: &[&str]| {
-            let cli = Cli::try_parse_from(line)
-                .unwrap()
-                .with_absolute_paths()
-                .unwrap();
-            match cli.command {
-                Command::Lab(LabCommand::Up(args)) => args.lab.state_root,
-                Command::Lab(LabCommand::Down(args)) => args.lab.state_root,
-                Command::Lab(LabCommand::List(args)) => args.state_root,
-                Command::Boot(args) => args.lab.state_root,
-                Command::Run(args) => args.lab.state_root,
-                other => panic!("no state root in {other:?}"),
-            }
-        };
-        let flag = ["--state-root", "labs"];
-        for line in [
-            &["metaboot-harness", "lab", "up"][..],
-            &["metaboot-harness", "lab", "down", "--id", "x1"],
-            &["metaboot-harness", "lab", "list"],
-            &["metaboot-harness", "boot", "--lab-id", "x1"],
-            &["metaboot-harness", "run"],
-        ] {
-            let line: Vec<&str> = line.iter().chain(&flag).copied().collect();
-            assert_eq!(root(&line), here.join("labs"), "{line:?}");
-        }
-        assert_eq!(
-            root(&["metaboot-harness", "lab", "list", "--state-root", "/run/l"]),
-            Path::new("/run/l")
-        );
-    }
-
-    /// The harness's global flags reach `metaboot-bench` wherever they stand, and the rest
-    /// (help included) goes through as typed.
-    #[test]
-    fn bench_forwards_its_arguments() {
-        let forwarded = |line: &[&str]| {
-            let cli = Cli::try_parse_from(line).unwrap();
-            let Command::Bench(args) = &cli.command else {
-                panic!("{line:?} is not the bench command");
-            };
-            bench::command_line(cli.cache.as_deref(), cli.verbose, args)
-        };
-        let os = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
-        assert_eq!(
-            forwarded(&[
-                "metaboot-harness",
-                "-v",
-                "bench",
-                "--quick",
-                "--only",
-                "chain,agent"
-            ]),
-            os(&["-v", "--quick", "--only", "chain,agent"])
-        );
-        assert_eq!(
-            forwarded(&[
-                "metaboot-harness",
-                "bench",
-                "--cache",
-                "/c",
-                "--json",
-                "b.json"
-            ]),
-            os(&["--cache", "/c", "--json", "b.json"])
-        );
-        assert_eq!(
-            forwarded(&["metaboot-harness", "bench", "--help"]),
-            os(&["--help"])
-        );
-        assert_eq!(forwarded(&["metaboot-harness", "bench"]), os(&[]));
-    }
-}
+mod tests;

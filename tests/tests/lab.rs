@@ -629,6 +629,212 @@ fn a_routed_slaac_network_advertises_its_router_as_default_router() {
     lab.down().unwrap();
 }
 
+/// busybox udhcpc's script: the leased address on the interface (the test reads it back).
+const UDHCPC_SCRIPT: &str = "#!/bin/sh
+case \"$1\" in
+deconfig) ip -4 addr flush dev \"$interface\" ;;
+bound|renew)
+    ip -4 addr flush dev \"$interface\"
+    ip addr add \"$ip/$mask\" dev \"$interface\"
+    ;;
+esac
+";
+
+/// How long dnsmasq may take to write a lease change to its lease file.
+const LEASE_FILE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Discovers a client sends for a lease it should get (a second apart).
+const LEASE_TRIES: u32 = 10;
+
+/// Discovers a client sends for a lease it should not get.
+const REFUSED_TRIES: u32 = 3;
+
+/// A machine of the test on a lab network: namespace `ns` (the test's own, deleted when
+/// dropped) with `eth0` of `mac`, a veth whose other end `port` is on the network's bridge.
+struct Client {
+    ns: String,
+}
+
+impl Client {
+    fn plug(ns: &str, mac: &str, lab: &Lab, network_id: &str, port: &str) -> Self {
+        netns::create(ns).unwrap();
+        let client = Self { ns: ns.to_owned() };
+        let bridge_ns = &lab.state().bridge_ns;
+        netns::ip(
+            ns,
+            &[
+                "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name", port,
+                "netns", bridge_ns,
+            ],
+        )
+        .unwrap();
+        let bridge = lab::bridge::bridge_name(network_id);
+        netns::ip(bridge_ns, &["link", "set", port, "master", &bridge, "up"]).unwrap();
+        netns::ip(ns, &["link", "set", "eth0", "up"]).unwrap();
+        client
+    }
+
+    /// Asks for a lease of `address` (busybox udhcpc: `tries` discovers, one lease, then
+    /// exit); whether it got it.
+    fn lease(&self, script: &Path, address: &str, tries: u32) -> bool {
+        let out = netns::exec(&self.ns, "busybox")
+            .args(["udhcpc", "-i", "eth0", "-n", "-q", "-f", "-s"])
+            .arg(script)
+            .args(["-r", address, "-t", &tries.to_string(), "-T", "1"])
+            .output()
+            .expect("busybox runs");
+        let shown = netns::ip(&self.ns, &["-4", "addr", "show", "dev", "eth0"]).unwrap();
+        out.status.success() && shown.contains(&format!("{address}/"))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        netns::kill_processes_in(&self.ns);
+        if let Err(err) = netns::delete(&self.ns) {
+            eprintln!("failed to delete {}: {err:#}", self.ns);
+        }
+    }
+}
+
+/// The MAC dnsmasq's lease file gives `address` to, if any (lines `EXPIRY MAC IP HOST CLIENT`).
+fn lease_holder(leases: &Path, address: &str) -> Option<String> {
+    let text = std::fs::read_to_string(leases).unwrap_or_default();
+    text.lines().find_map(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        (words.get(2) == Some(&address)).then(|| words[1].to_owned())
+    })
+}
+
+/// An instance the lab deletes takes its port's DHCP with it, as Neutron's DHCP agent does
+/// (host entry removed, dnsmasq told, `dhcp_release`): its lease is gone at once, a new
+/// instance given its address with another MAC gets the lease, and the deleted port's guest,
+/// still there, is not given the address back (an entry listing both MACs would let it take
+/// it back at its next renewal).
+#[test]
+fn a_deleted_ports_lease_is_released_for_the_next_port_given_its_address() {
+    use metaboot_harness::lab::config::NetworkConfig;
+    use metaboot_harness::lab::dhcp::DnsmasqFiles;
+    use metaboot_harness::lab::registry::InstanceSpec;
+    use metaboot_harness::lab::release::{RELEASE_PACKAGE, RELEASE_TOOL};
+    use metaboot_harness::process::on_path;
+    use metaboot_harness::wait::wait_until;
+
+    let Some(_alone) = lab_tools_alone() else {
+        return;
+    };
+    let tools = [
+        (RELEASE_TOOL, RELEASE_PACKAGE),
+        ("busybox", "busybox-static"),
+    ];
+    for (tool, package) in tools {
+        let missing = (!on_path(tool)).then(|| format!("{tool} is missing (package {package})"));
+        if !require(tool, missing) {
+            return;
+        }
+    }
+    let state = tempfile::tempdir().unwrap();
+    let opts = LabOptions {
+        state_root: state.path().to_owned(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+    };
+    let id = lab::config::random_id();
+    let _cleanup = Cleanup {
+        state_root: state.path().to_owned(),
+        ids: vec![id.clone()],
+    };
+    let config = LabConfig {
+        id: id.clone(),
+        networks: vec![NetworkConfig {
+            name: "tenant-i".into(),
+            cidr: "198.18.30.0/24".parse().unwrap(),
+            dhcp: true,
+        }],
+        routers: Vec::new(),
+        guests: Vec::new(),
+    };
+    let lab = Lab::up(&config, &opts).expect("the lab comes up");
+    let network_id = lab.network("tenant-i").unwrap().id.clone();
+    let files = DnsmasqFiles::under(&lab.state().dir, &network_id);
+    let log = || lab::tail(&files.log, 30);
+    let script = state.path().join("udhcpc.sh");
+    std::fs::write(&script, UDHCPC_SCRIPT).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let first = lab
+        .register_instance(&InstanceSpec {
+            name: "first".into(),
+            network: network_id.clone(),
+            ..InstanceSpec::default()
+        })
+        .unwrap();
+    let address = first.ip.to_string();
+    let holder_becomes = |want: Option<&str>| {
+        wait_until(std::time::Instant::now() + LEASE_FILE_TIMEOUT, || {
+            lease_holder(&files.leases, &address).as_deref() == want
+        })
+    };
+    let old = Client::plug(
+        &format!("mbt-{id}-old"),
+        &first.mac,
+        &lab,
+        &network_id,
+        "vt-old",
+    );
+    assert!(
+        old.lease(&script, &address, LEASE_TRIES),
+        "the first instance's guest got no lease of {address}; dnsmasq: {}",
+        log()
+    );
+    assert!(holder_becomes(Some(&first.mac)), "{}", log());
+
+    lab.delete_instance(&first).unwrap();
+    assert!(
+        holder_becomes(None),
+        "the deleted port's lease of {address} is still in {}: {}",
+        files.leases.display(),
+        log()
+    );
+    // Its guest is stopped, as a deleted instance's is; its MAC stays on the network.
+    netns::ip(&old.ns, &["-4", "addr", "flush", "dev", "eth0"]).unwrap();
+
+    let second = lab
+        .register_instance(&InstanceSpec {
+            name: "second".into(),
+            network: network_id.clone(),
+            ip: Some(first.ip),
+            ..InstanceSpec::default()
+        })
+        .unwrap();
+    assert_eq!(second.ip, first.ip);
+    assert_ne!(second.mac, first.mac, "a new port has a new MAC");
+    let new = Client::plug(
+        &format!("mbt-{id}-new"),
+        &second.mac,
+        &lab,
+        &network_id,
+        "vt-new",
+    );
+    assert!(
+        new.lease(&script, &address, LEASE_TRIES),
+        "the new port's guest got no lease of {address}; dnsmasq: {}",
+        log()
+    );
+    assert!(holder_becomes(Some(&second.mac)), "{}", log());
+
+    // The deleted port's guest asking again: no entry names its MAC, so nothing is offered.
+    assert!(
+        !old.lease(&script, &address, REFUSED_TRIES),
+        "the deleted port's MAC got {address} back; dnsmasq: {}",
+        log()
+    );
+    assert_eq!(
+        lease_holder(&files.leases, &address).as_deref(),
+        Some(second.mac.as_str())
+    );
+    drop((old, new));
+    lab.down().unwrap();
+}
+
 /// Serializes the tests that make namespaces.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -1,5 +1,5 @@
 //! The labs a `run` killed with SIGKILL (or by the OOM killer) left behind, guests and all:
-//! the next `run` takes them down before it starts ([`abandoned`]), and `lab down --all` names
+//! the next `run` takes them down before it starts ([`sweep`]), and `lab down --all` names
 //! the labs it takes from a process that still runs ([`still_owned`]). Who owns a lab is in
 //! `owner.rs`.
 
@@ -7,23 +7,64 @@ use std::path::Path;
 
 use crate::lab::owner::{LabKind, Owner};
 use crate::lab::state::LabState;
+use crate::lab::trust;
+
+/// What a `run` finds under a state root before it starts ([`sweep`]).
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// The `run` labs whose owner is gone, by id: the run takes them down.
+    pub abandoned: Vec<LabState>,
+    /// A warning for each state that was not read (refused by the trust checks, or broken),
+    /// with what to do: its lab is not looked at, so one a killed run left up stays up.
+    pub unread: Vec<String>,
+}
 
 /// The labs under `root` that a `run` takes down before it starts: `run` labs whose owner is
-/// gone. Labs of `lab up` or `--keep-lab`, labs whose owner still runs (a concurrent `run`),
-/// labs from state files older than the owner (unknown: left as they are) and unreadable
-/// state files are left alone.
-pub fn abandoned(root: &Path) -> Vec<LabState> {
-    let mut found: Vec<LabState> = LabState::list(root)
-        .iter()
-        .filter_map(|id| LabState::load(root, id).ok().flatten())
-        .filter(|state| {
-            state
-                .owner
-                .is_some_and(|owner| owner.kind == LabKind::Run && !owner.is_running())
-        })
-        .collect();
-    found.sort_by(|a, b| a.config.id.cmp(&b.config.id));
-    found
+/// gone. Labs of `lab up` or `--keep-lab`, labs whose owner still runs (a concurrent `run`)
+/// and labs from state files older than the owner (unknown: left as they are) are left
+/// alone. A state that cannot be read is left too, with a warning in [`Sweep::unread`]; a
+/// state root that is refused, with one warning for all its labs.
+pub fn sweep(root: &Path) -> Sweep {
+    let mut sweep = Sweep::default();
+    let ids = LabState::list(root);
+    if ids.is_empty() {
+        return sweep;
+    }
+    if let Err(err) = trust::check_dir(root) {
+        sweep.unread.push(format!(
+            "warning: the labs under {} were not looked at, so one a run that is gone left up \
+             stays up: {err:#}",
+            root.display()
+        ));
+        return sweep;
+    }
+    for id in ids {
+        match LabState::load(root, &id) {
+            Ok(Some(state))
+                if state
+                    .owner
+                    .is_some_and(|owner| owner.kind == LabKind::Run && !owner.is_running()) =>
+            {
+                sweep.abandoned.push(state);
+            }
+            // Gone since it was listed (taken down meanwhile), or not abandoned.
+            Ok(_) => {}
+            Err(err) => sweep.unread.push(unread_warning(&id, &err)),
+        }
+    }
+    sweep
+        .abandoned
+        .sort_by(|a, b| a.config.id.cmp(&b.config.id));
+    sweep.unread.sort();
+    sweep
+}
+
+/// What a `run` says of lab `id`, whose state it could not read.
+pub fn unread_warning(id: &str, err: &anyhow::Error) -> String {
+    format!(
+        "warning: lab {id} was not looked at, so if a run that is gone left it up it stays up: \
+         {err:#}"
+    )
 }
 
 /// The labs among `ids` under `root` whose owner still runs, with the owner: taking them down
@@ -109,12 +150,23 @@ pub(crate) mod tests {
         )
         .unwrap();
 
-        let ids: Vec<String> = abandoned(root)
-            .into_iter()
-            .map(|state| state.config.id)
+        let found = sweep(root);
+        let ids: Vec<&str> = found
+            .abandoned
+            .iter()
+            .map(|state| state.config.id.as_str())
             .collect();
         assert_eq!(ids, ["dead-run"]);
-        assert!(abandoned(&root.join("none")).is_empty());
+        // The broken state is told, with its path.
+        assert_eq!(found.unread.len(), 1, "{:?}", found.unread);
+        assert!(
+            found.unread[0].contains("lab broken was not looked at")
+                && found.unread[0].contains("broken/state.json"),
+            "{:?}",
+            found.unread
+        );
+        let none = sweep(&root.join("none"));
+        assert!(none.abandoned.is_empty() && none.unread.is_empty());
     }
 
     #[test]

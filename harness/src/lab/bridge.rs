@@ -21,6 +21,21 @@ pub fn namespace(id: &str) -> String {
     format!("metaboot-{id}")
 }
 
+/// How the name of the bridge end of a client's veth begins (the client's name follows): a
+/// machine the lab plugs in behind a bridge, as [`crate::lab::libvirt_host`] does.
+pub const CLIENT_END_PREFIX: &str = "vc-";
+
+/// The namespace of client `name` of the lab whose bridge namespace is `ns`: `ns-NAME`. Lab ids
+/// have no `-` ([`crate::lab::config::validate_id`]), so it is no other lab's bridge namespace.
+pub fn client_namespace(ns: &str, name: &str) -> String {
+    format!("{ns}-{name}")
+}
+
+/// The bridge end of client `name`'s veth, inside the bridge namespace.
+pub fn client_end(name: &str) -> String {
+    ifname(CLIENT_END_PREFIX, name)
+}
+
 /// The bridge of a network.
 pub fn bridge_name(network_id: &str) -> String {
     ifname("br-", network_id)
@@ -91,5 +106,8 @@ mod tests {
         assert_eq!(bridge_name(id), "br-1c9b3f62-8a");
         assert_eq!(ifname("longprefix-", id).len(), MAX_IFNAME_LEN);
         assert!(namespace("abcdefgh").len() < 64);
+        assert_eq!(client_namespace("metaboot-ab12", "x"), "metaboot-ab12-x");
+        assert_eq!(client_end("x"), "vc-x");
+        assert_eq!(client_end("a-long-client-name"), "vc-a-long-clie");
     }
 }

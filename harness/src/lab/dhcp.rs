@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use metaboot_proto::{METADATA_IPV4, METADATA_IPV6};
 
@@ -250,12 +251,7 @@ pub fn create(
 /// Starts dnsmasq in the DHCP namespace.
 pub fn start(ns: &str, net: &DhcpNetwork, files: &DnsmasqFiles) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&files.hosts_dir)?;
-    spawn(
-        &format!("dnsmasq in {ns}"),
-        ns,
-        dnsmasq_args(net, files),
-        files,
-    )
+    spawn(&daemon_name(ns), ns, dnsmasq_args(net, files), files)
 }
 
 /// Starts dnsmasq sending router advertisements for `prefix` from `advertiser` in `ns` (the
@@ -271,7 +267,7 @@ pub fn start_ra(
     let args = ra_args(network_id, prefix, advertiser, files);
     let name = match advertiser {
         Advertiser::Router => format!("dnsmasq in {ns} on {}", advertiser.interface(network_id)),
-        Advertiser::DhcpPort => format!("dnsmasq in {ns}"),
+        Advertiser::DhcpPort => daemon_name(ns),
     };
     spawn(&name, ns, args, files)
 }
@@ -284,56 +280,37 @@ fn spawn(name: &str, ns: &str, args: Vec<String>, files: &DnsmasqFiles) -> anyho
 }
 
 /// Gives a port its fixed address (dnsmasq reads new files in the hosts directory by itself).
-/// The entry also lists the MACs of deleted ports that had the address ([`earlier_macs`]), so
-/// the new port's guest gets it while dnsmasq still holds a lease for one of theirs.
 pub fn add_host(
     files: &DnsmasqFiles,
     port_id: &str,
     mac: &str,
     ip: Ipv4Addr,
 ) -> anyhow::Result<()> {
-    let mut fields = vec![mac.to_owned()];
-    fields.extend(earlier_macs(&files.hosts_dir, port_id, mac, ip));
-    fields.push(ip.to_string());
     atomic::write(
         &files.hosts_dir.join(port_id),
-        format!("{}\n", fields.join(",")).as_bytes(),
+        format!("{mac},{ip}\n").as_bytes(),
         0o644,
     )
 }
 
-/// The MACs (sorted, each once, `mac` left out) that the entries of other ports in `hosts_dir`
-/// give address `ip`: ports deleted since, as the registry hands out an address again only once
-/// its port is gone (a `boot` of a guest not in the lab file deletes its instance when it ends).
-/// dnsmasq keeps their guests' leases for [`LEASE_TIME`] and meanwhile gives the address to no
-/// other MAC ("not using configured address … because it is leased to …"), unless the new
-/// entry lists the lease's MAC too: dnsmasq then abandons that lease to the new MAC.
-fn earlier_macs(hosts_dir: &Path, port_id: &str, mac: &str, ip: Ipv4Addr) -> Vec<String> {
-    let ip = ip.to_string();
-    let mut macs: Vec<String> = std::fs::read_dir(hosts_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        // Not the port's own entry, nor an atomic write's temporary file.
-        .filter(|entry| {
-            let name = entry.file_name();
-            name != port_id && !name.to_string_lossy().starts_with('.')
-        })
-        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .flat_map(|text| {
-            text.lines()
-                .filter_map(|line| {
-                    let (macs, host_ip) = line.trim().rsplit_once(',')?;
-                    (host_ip == ip).then(|| macs.split(',').map(str::to_owned).collect::<Vec<_>>())
-                })
-                .flatten()
-                .collect::<Vec<_>>()
-        })
-        .filter(|earlier| !earlier.eq_ignore_ascii_case(mac))
-        .collect();
-    macs.sort();
-    macs.dedup();
-    macs
+/// Takes a deleted port's fixed address away: removes its file from the hosts directory, and
+/// syncs the directory so the removal survives a crash. dnsmasq forgets the entry only on
+/// SIGHUP (it reads new and changed files by itself, never removals). A port without an
+/// entry (an IPv6 network's, or removed already) is fine.
+pub fn remove_host(files: &DnsmasqFiles, port_id: &str) -> anyhow::Result<()> {
+    let path = files.hosts_dir.join(port_id);
+    match std::fs::remove_file(&path) {
+        Ok(()) => std::fs::File::open(&files.hosts_dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("failed to sync {}", files.hosts_dir.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("failed to remove {}", path.display())),
+    }
+}
+
+/// The name of the dnsmasq daemon of a network's DHCP namespace `ns` (in the lab's state).
+pub fn daemon_name(ns: &str) -> String {
+    format!("dnsmasq in {ns}")
 }
 
 #[cfg(test)]
@@ -431,11 +408,11 @@ mod tests {
         assert_eq!(text, "fa:16:3e:00:00:01,198.18.20.5\n");
     }
 
-    /// A port given the address of ports deleted before it (a `boot` run again) lists their
-    /// MACs too, so dnsmasq hands it the address their guests may still hold a lease for; other
-    /// addresses' entries and the port's own MAC are left out.
+    /// A deleted port's entry goes, the others stay; a port given its address afterwards has
+    /// an entry of its own MAC alone (dnsmasq's entry with several MACs would let the deleted
+    /// port's guest, if it still runs, take the address back at its next renewal).
     #[test]
-    fn a_reused_address_takes_over_the_earlier_ports_leases() {
+    fn a_deleted_ports_host_entry_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let files = DnsmasqFiles::under(dir.path(), "n1");
         std::fs::create_dir_all(&files.hosts_dir).unwrap();
@@ -449,23 +426,18 @@ mod tests {
             "198.18.20.6".parse().unwrap(),
         )
         .unwrap();
-        // port-1 deleted; its address given again.
+        remove_host(&files, "port-1").unwrap();
+        assert!(!files.hosts_dir.join("port-1").exists());
+        // Gone already: fine.
+        remove_host(&files, "port-1").unwrap();
         add_host(&files, "port-3", "fa:16:3e:00:00:03", ip).unwrap();
-        assert_eq!(
-            read("port-3"),
-            "fa:16:3e:00:00:03,fa:16:3e:00:00:01,198.18.20.5\n"
-        );
-        add_host(&files, "port-4", "fa:16:3e:00:00:04", ip).unwrap();
-        assert_eq!(
-            read("port-4"),
-            "fa:16:3e:00:00:04,fa:16:3e:00:00:01,fa:16:3e:00:00:03,198.18.20.5\n"
-        );
-        // A new instance with the same MAC and address (the new-instance scenario).
-        add_host(&files, "port-5", "fa:16:3e:00:00:01", ip).unwrap();
-        assert_eq!(
-            read("port-5"),
-            "fa:16:3e:00:00:01,fa:16:3e:00:00:03,fa:16:3e:00:00:04,198.18.20.5\n"
-        );
+        assert_eq!(read("port-3"), "fa:16:3e:00:00:03,198.18.20.5\n");
         assert_eq!(read("port-2"), "fa:16:3e:00:00:02,198.18.20.6\n");
+        let mut left: Vec<String> = std::fs::read_dir(&files.hosts_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["port-2", "port-3"]);
     }
 }

@@ -76,12 +76,14 @@ impl LibvirtHost {
 
     /// Plugs a client into the network as a machine behind the bridge would be: namespace
     /// `metaboot-ID-NAME` with `eth0` (of `mac`), a veth whose other end is a port of the
-    /// bridge. Returns the client's namespace (removed when the host goes down).
+    /// bridge. Returns the client's namespace (removed when the host goes down, and by a `lab
+    /// down --id ID` without state after a kill: [`crate::lab::orphan`] follows that veth).
     pub fn add_client(&mut self, name: &str, mac: &str) -> anyhow::Result<String> {
-        let client = format!("{}-{name}", self.ns);
+        crate::lab::config::validate_name(name)?;
+        let client = bridge::client_namespace(&self.ns, name);
         self.clients.push(client.clone());
         netns::create(&client)?;
-        let port = crate::lab::bridge::ifname("vc-", name);
+        let port = bridge::client_end(name);
         netns::ip(
             &client,
             &[

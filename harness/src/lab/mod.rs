@@ -11,6 +11,7 @@ pub mod netns;
 pub mod orphan;
 pub mod owner;
 pub mod registry;
+pub mod release;
 pub mod router;
 pub mod state;
 pub mod trust;
@@ -531,8 +532,49 @@ impl Lab {
         Ok(record)
     }
 
-    /// Deletes an instance from the registry (its DHCP host entry stays: same MAC, same address).
-    pub fn delete_instance(&self, uuid: &str) -> anyhow::Result<()> {
+    /// Deletes an instance and its port, as Neutron's port delete does: from the registry,
+    /// then its DHCP ([`release::release_port`]: host entry, dnsmasq told, lease released), so
+    /// its address is free for the next port and its guest, if it still runs, keeps it no
+    /// longer than its lease.
+    pub fn delete_instance(&self, record: &InstanceRecord) -> anyhow::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.registry.delete_instance(&record.uuid)?;
+        let std::net::IpAddr::V4(ip) = record.ip else {
+            // SLAAC: no host entry, no lease.
+            return Ok(());
+        };
+        let ns = dhcp::namespace(&record.network_id);
+        let Some(dnsmasq) = self
+            .state
+            .daemons
+            .iter()
+            .find(|daemon| daemon.name == dhcp::daemon_name(&ns))
+        else {
+            // A network without DHCP (or one this lab does not have): no entry, no lease.
+            return Ok(());
+        };
+        let files = dhcp::DnsmasqFiles::under(&self.state.dir, &record.network_id);
+        release::release_port(
+            &files,
+            dnsmasq,
+            &record.network_id,
+            &record.port_id,
+            &record.mac,
+            ip,
+        )
+        .with_context(|| {
+            format!(
+                "instance {} is deleted, but the DHCP of its port {} is not all taken back",
+                record.uuid, record.port_id
+            )
+        })
+    }
+
+    /// Deletes an instance from the registry alone: its port's DHCP host entry and lease stay,
+    /// so its guest keeps its address while the metadata service no longer knows it (the
+    /// `nocloud` flow). A later port given that address would get no lease: only for an
+    /// address no later port is given (the `nocloud` flow's is near the top of its network).
+    pub fn unregister_instance(&self, uuid: &str) -> anyhow::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.registry.delete_instance(uuid)
     }
@@ -654,11 +696,16 @@ pub fn down(state_root: &Path, id: &str) -> anyhow::Result<bool> {
 }
 
 /// Takes down, with a warning naming each, the `run` labs under `root` whose run is gone
-/// ([`abandoned::abandoned`]): its QEMUs, dnsmasq and `metaboot-server all` would otherwise
+/// ([`abandoned::sweep`]): its QEMUs, dnsmasq and `metaboot-server all` would otherwise
 /// keep running and slow down the guests of this run. A lab that cannot be taken down is
-/// reported and left.
+/// reported and left, and so is one whose state could not be read (refused by
+/// [`trust`]'s checks, or broken): the warning says why and what to do.
 pub fn take_down_abandoned(root: &Path) {
-    for state in abandoned::abandoned(root) {
+    let sweep = abandoned::sweep(root);
+    for warning in &sweep.unread {
+        eprintln!("{warning}");
+    }
+    for state in sweep.abandoned {
         let id = &state.config.id;
         let pid = state.owner.map_or(0, |owner| owner.pid);
         eprintln!(

@@ -1,8 +1,9 @@
 //! Taking down a lab whose state is gone (its directory removed, or `lab down` given another
 //! state root than `lab up` had): what the lab made is found from its id alone. The bridge
-//! namespace is named after the id; the router and DHCP namespaces hang off it by the lab's own
-//! veth pairs (`rtr-…` and `dhc-…`, whose other ends `ip -n metaboot-ID link` names; a veth
-//! someone else plugged into the lab's bridges leads to a namespace the lab leaves alone); its
+//! namespace is named after the id; the router, DHCP and client namespaces hang off it by the
+//! lab's own veth pairs (`rtr-…`, `dhc-…` and `vc-…`, whose other ends `ip -n metaboot-ID link`
+//! names; a veth someone else plugged into the lab's bridges leads to a namespace the lab leaves
+//! alone); its
 //! `metaboot-server all` is the one started with the lab's `ID/lab-server.toml` under this
 //! state root. A server of a lab of that id under another state root is that lab running:
 //! its namespaces, named after the id alone, are the ones found here, so nothing is taken down
@@ -74,7 +75,7 @@ fn namespaces_to_delete(
 ) -> Vec<String> {
     match links {
         Ok(links) => {
-            let mut namespaces = linked_namespaces(&links);
+            let mut namespaces = linked_namespaces(&links, bridge_ns);
             namespaces.push(bridge_ns.to_owned());
             namespaces
         }
@@ -89,11 +90,13 @@ fn namespaces_to_delete(
 }
 
 /// The namespaces at the other end of the lab's own veth pairs among those `ip -o link show
-/// type veth` lists (`NAME@…: … link-netns NS`), each once, in order: a router interface's
-/// (`rtr-…`, into `qrouter-<router id>`) and a DHCP port's (`dhc-<network id>`, into
-/// `qdhcp-<that network id>`). Any other veth on the lab's bridges (a container's or a debug
-/// namespace someone plugged in) leads to a namespace the lab did not make: left alone.
-pub fn linked_namespaces(links: &str) -> Vec<String> {
+/// type veth` lists in its bridge namespace `bridge_ns` (`NAME@…: … link-netns NS`), each
+/// once, in order: a router interface's (`rtr-…`, into `qrouter-<router id>`), a DHCP port's
+/// (`dhc-<network id>`, into `qdhcp-<that network id>`) and a client's of the libvirt host
+/// (`vc-<name>`, into `<bridge_ns>-<that name>`). Any other veth on the lab's bridges (a
+/// container's or a debug namespace someone plugged in) leads to a namespace the lab did not
+/// make: left alone.
+pub fn linked_namespaces(links: &str, bridge_ns: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for line in links.lines() {
         let mut words = line.split_whitespace();
@@ -105,7 +108,7 @@ pub fn linked_namespaces(links: &str) -> Vec<String> {
         while let Some(word) = words.next() {
             if word == "link-netns"
                 && let Some(name) = words.next()
-                && is_lab_link(link, name)
+                && is_lab_link(link, name, bridge_ns)
                 && !found.iter().any(|seen| seen == name)
             {
                 found.push(name.to_owned());
@@ -115,9 +118,10 @@ pub fn linked_namespaces(links: &str) -> Vec<String> {
     found
 }
 
-/// Whether veth `link` of the bridge namespace, leading to namespace `ns`, is one the lab
-/// made ([`router::bridge_end`], [`dhcp::bridge_end`]) into a namespace of the lab's names.
-fn is_lab_link(link: &str, ns: &str) -> bool {
+/// Whether veth `link` of bridge namespace `bridge_ns`, leading to namespace `ns`, is one the
+/// lab made ([`router::bridge_end`], [`dhcp::bridge_end`], [`bridge::client_end`]) into a
+/// namespace of the lab's names.
+fn is_lab_link(link: &str, ns: &str, bridge_ns: &str) -> bool {
     if let Some(router_id) = ns.strip_prefix(router::NAMESPACE_PREFIX) {
         return link.starts_with(router::BRIDGE_END_PREFIX)
             && trust::check_registry_id(router_id).is_ok();
@@ -125,6 +129,12 @@ fn is_lab_link(link: &str, ns: &str) -> bool {
     if let Some(network_id) = ns.strip_prefix(dhcp::NAMESPACE_PREFIX) {
         return link == dhcp::bridge_end(network_id)
             && trust::check_registry_id(network_id).is_ok();
+    }
+    if let Some(client) = ns
+        .strip_prefix(bridge_ns)
+        .and_then(|rest| rest.strip_prefix('-'))
+    {
+        return link == bridge::client_end(client) && config::validate_name(client).is_ok();
     }
     false
 }
@@ -213,10 +223,10 @@ mod tests {
 12: tap-guest1@if5: <BROADCAST> mtu 1500 state DOWN\\    link/ether fa:06:f8:58:80:70 brd ff:ff:ff:ff:ff:ff link-netnsid 4
 ";
         assert_eq!(
-            linked_namespaces(links),
+            linked_namespaces(links, "metaboot-ab12"),
             ["qrouter-80085ce6", "qdhcp-34567c7e-f1a2"]
         );
-        assert!(linked_namespaces("").is_empty());
+        assert!(linked_namespaces("", "metaboot-ab12").is_empty());
     }
 
     /// Veths someone else plugged into the lab's bridges (a container's, a debug namespace)
@@ -235,13 +245,47 @@ mod tests {
 18: rtr-34567c7e-f1@if5: <UP> mtu 1500 master br-34567c7e-f1 link-netns qrouter-X/..
 ";
         assert_eq!(
-            linked_namespaces(links),
+            linked_namespaces(links, "metaboot-ab12"),
             ["qrouter-80085ce6", "qdhcp-34567c7e-f1a2"]
         );
         assert_eq!(router::NAMESPACE_PREFIX, "qrouter-");
         assert_eq!(dhcp::NAMESPACE_PREFIX, "qdhcp-");
         assert!(router::bridge_end("34567c7e-f1a2").starts_with(router::BRIDGE_END_PREFIX));
         assert!(dhcp::bridge_end("34567c7e-f1a2").starts_with(dhcp::BRIDGE_END_PREFIX));
+    }
+
+    /// The libvirt host's clients (`LibvirtHost::add_client`: namespace `metaboot-ID-NAME`
+    /// joined by veth `vc-NAME`, udhcpc and curl inside) are the lab's: a `lab down --id ID`
+    /// after a kill deletes them before the bridge namespace. A `vc-` veth into another lab's
+    /// namespace or one not of that client's name is someone else's.
+    #[test]
+    fn the_libvirt_hosts_clients_are_the_labs() {
+        let links = "\
+21: vc-x@if2: <UP> mtu 1500 master virbr-ab12 state UP\\    link/ether 6a:1f:00:3b:5c:01 brd ff:ff:ff:ff:ff:ff link-netns metaboot-ab12-x
+22: vc-probe-one-t@if2: <UP> mtu 1500 master virbr-ab12 link-netns metaboot-ab12-probe-one-two
+23: vc-y@if2: <UP> mtu 1500 master virbr-ab12 link-netns metaboot-cd34-y
+24: vc-z@if2: <UP> mtu 1500 master virbr-ab12 link-netns metaboot-ab12-w
+25: veth0@if2: <UP> mtu 1500 master virbr-ab12 link-netns metaboot-ab12-v
+26: vc-@if2: <UP> mtu 1500 master virbr-ab12 link-netns metaboot-ab12-
+27: vc-x@if2: <UP> mtu 1500 master virbr-ab12 link-netns metaboot-ab12x
+";
+        assert_eq!(
+            linked_namespaces(links, "metaboot-ab12"),
+            ["metaboot-ab12-x", "metaboot-ab12-probe-one-two"]
+        );
+        assert_eq!(
+            namespaces_to_delete("metaboot-ab12", Ok(links.to_owned()), &mut None),
+            [
+                "metaboot-ab12-x",
+                "metaboot-ab12-probe-one-two",
+                "metaboot-ab12"
+            ]
+        );
+        assert_eq!(bridge::CLIENT_END_PREFIX, "vc-");
+        assert_eq!(
+            bridge::client_namespace("metaboot-ab12", "x"),
+            "metaboot-ab12-x"
+        );
     }
 
     /// A server of the lab the state does not hold (started, then the run was killed before

@@ -68,8 +68,13 @@ impl LabState {
         let Some(text) = trust::read_private(&dir, &path)? else {
             return Ok(None);
         };
-        let state: Self = serde_json::from_str(&text)
-            .with_context(|| format!("failed to parse {}", path.display()))?;
+        let state: Self = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "failed to parse {}: if lab {id} is up, remove the file and run \
+                 `metaboot-harness lab down --id {id}`, which finds the lab by its id",
+                path.display()
+            )
+        })?;
         state.check_is_lab(root, id).with_context(|| {
             format!(
                 "refusing the lab state {}: taking the lab down would act on what it names; \
@@ -149,7 +154,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::lab::abandoned::{abandoned, tests::lab};
+    use crate::lab::abandoned::{sweep, tests::lab};
     use crate::lab::owner::{LabKind, tests::gone};
 
     fn chmod(path: &Path, mode: u32) {
@@ -199,7 +204,7 @@ mod tests {
         dead_lab(root, "ab12");
         let state = LabState::load(root, "ab12").unwrap().unwrap();
         assert_eq!(state.namespaces.len(), 3);
-        assert_eq!(abandoned(root).len(), 1);
+        assert_eq!(sweep(root).abandoned.len(), 1);
 
         /// What a planted state says, and how it was planted.
         type Planted = (&'static str, fn(&mut serde_json::Value));
@@ -230,9 +235,18 @@ mod tests {
             let err = format!("{:#}", LabState::load(root, "ab12").unwrap_err());
             assert!(err.contains(said), "{said}: {err}");
             assert!(err.contains("ab12/state.json"), "{err}");
+            let found = sweep(root);
             assert!(
-                abandoned(root).is_empty(),
+                found.abandoned.is_empty(),
                 "{said}: a run would take it down"
+            );
+            // A run says so, with the refusal and what to do.
+            assert_eq!(found.unread.len(), 1, "{said}: {:?}", found.unread);
+            assert!(found.unread[0].contains(&err), "{said}: {:?}", found.unread);
+            assert!(
+                found.unread[0].contains("lab ab12 was not looked at"),
+                "{:?}",
+                found.unread
             );
         }
     }
@@ -258,7 +272,17 @@ mod tests {
                 "{err}"
             );
             assert!(err.contains("chmod go-w"), "{err}");
-            assert!(abandoned(root).is_empty());
+            // A run warns (once, for the whole state root too), naming the path and the chmod.
+            let found = sweep(root);
+            assert!(found.abandoned.is_empty());
+            assert_eq!(found.unread.len(), 1, "{:?}", found.unread);
+            assert!(
+                found.unread[0].contains(&format!("{} is writable", path.display()))
+                    && found.unread[0].contains("chmod go-w")
+                    && found.unread[0].contains("stays up"),
+                "{:?}",
+                found.unread
+            );
             chmod(path, back);
             assert!(LabState::load(root, "ab12").unwrap().is_some());
         }

@@ -304,7 +304,7 @@ impl Runner<'_> {
             Flow::NewInstance => {
                 self.poweroff(scenario, vm, &target, &first)?;
                 self.stage(scenario, "replacing the instance");
-                self.lab.delete_instance(&record.uuid)?;
+                self.lab.delete_instance(&record)?;
                 let second = self.identity(&dir, scenario, 2)?;
                 let new = self.register(&dir, scenario, &second, &network_id, Some(&record))?;
                 report.instances.push(new.uuid.clone());

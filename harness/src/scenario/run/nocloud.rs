@@ -94,7 +94,7 @@ impl Runner<'_> {
     ) -> anyhow::Result<()> {
         self.stage(scenario, "deleting the instance from the registry");
         // The DHCP host entry stays: the guest keeps its address, the chain forgets it.
-        self.lab.delete_instance(&record.uuid)?;
+        self.lab.unregister_instance(&record.uuid)?;
         let seed = self.nocloud_seed(dir, scenario)?;
         // Attached as a config drive is: a second, read-only virtio disk.
         let vm = self.boot(
