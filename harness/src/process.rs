@@ -490,35 +490,37 @@ impl Daemon {
     /// exec'd, one that did not take the group's SIGTERM at once), the same way, so none
     /// outlives the stop.
     ///
-    /// Does nothing to a PID that now belongs to another process.
+    /// Does nothing to a PID that now belongs to another process, nor to a session of its
+    /// number when the daemon had already ended: its number may have been handed on to a
+    /// session leader that has exited since (a double-forked daemon's), whose session it
+    /// would name. While it runs, and while what it started holds its number as their
+    /// session id, the number is not handed on.
     pub fn stop(&self, grace: Duration) -> anyhow::Result<()> {
-        if self.is_running() {
-            let pgid = pid_of(self.pid);
-            let _ = killpg(pgid, Signal::SIGTERM);
-            if !wait_until(Instant::now() + grace, || {
+        if !self.is_running() {
+            reap(self.pid);
+            return Ok(());
+        }
+        let pgid = pid_of(self.pid);
+        let _ = killpg(pgid, Signal::SIGTERM);
+        if !wait_until(Instant::now() + grace, || {
+            reap(self.pid);
+            !self.is_running()
+        }) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            if !wait_until(Instant::now() + KILL_TIMEOUT, || {
                 reap(self.pid);
                 !self.is_running()
             }) {
-                let _ = killpg(pgid, Signal::SIGKILL);
-                if !wait_until(Instant::now() + KILL_TIMEOUT, || {
-                    reap(self.pid);
-                    !self.is_running()
-                }) {
-                    bail!("{} (pid {}) survived SIGKILL", self.name, self.pid);
-                }
+                bail!("{} (pid {}) survived SIGKILL", self.name, self.pid);
             }
         }
         reap(self.pid);
         self.stop_session(grace)
     }
 
-    /// Ends the processes left in the daemon's session after it ended: SIGTERM, then SIGKILL
-    /// after `grace`. None when its PID names another live process now (the number was handed
-    /// on, and a session of that id is that process's).
+    /// Ends the processes left in the daemon's session after [`Daemon::stop`] ended it:
+    /// SIGTERM, then SIGKILL after `grace`.
     fn stop_session(&self, grace: Duration) -> anyhow::Result<()> {
-        if start_ticks(self.pid).is_some_and(|ticks| ticks != self.start_ticks) {
-            return Ok(());
-        }
         let signal_all = |signal: Signal| {
             for pid in session_members(self.pid) {
                 let _ = nix::sys::signal::kill(pid_of(pid), signal);
@@ -913,6 +915,28 @@ mod tests {
         }));
         daemon.stop(Duration::from_millis(200)).unwrap();
         assert_eq!(session_members(daemon.pid), Vec::<u32>::new());
+    }
+
+    /// A daemon that had ended before its stop: no session of its number is signalled (the
+    /// number may be another session's by now), what it left running included.
+    #[test]
+    fn a_daemon_that_had_ended_signals_no_session_of_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::spawn(
+            "parent",
+            Command::new("sh").args(["-c", "sleep 60 & sleep 0.3"]),
+            &dir.path().join("log"),
+        )
+        .unwrap();
+        assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
+            reap(daemon.pid);
+            !daemon.is_running()
+        }));
+        let left = session_members(daemon.pid);
+        assert_eq!(left.len(), 1, "{left:?}");
+        daemon.stop(Duration::from_millis(100)).unwrap();
+        assert_eq!(session_members(daemon.pid), left);
+        let _ = nix::sys::signal::kill(pid_of(left[0]), Signal::SIGKILL);
     }
 
     #[test]
