@@ -10,7 +10,8 @@
 //! refused here, not when the overlay is made), and an encrypted one is refused (the harness
 //! has no key to give QEMU). So is one whose chain would have QEMU, which runs as root, open
 //! anything but plain qcow2 and raw image files ([`layer`]): a device, a protocol, a `json:`
-//! spec, a data file, a VMDK's extents.
+//! spec, a data file, a VMDK's extents. qemu-img runs as root too, and some opens a qcow2's
+//! data file even for `info`: each file's qcow2 header is read first ([`header`]).
 
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod header;
 mod layer;
 
 use super::spec::CloudImageGuest;
@@ -161,6 +163,13 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
         path: path.to_owned(),
         reason,
     };
+    let refuse = |why: layer::Refusal| ImageError::Unsafe {
+        path: path.to_owned(),
+        why,
+    };
+    header::check(&real)
+        .map_err(|err| unreadable(err.to_string()))?
+        .map_err(refuse)?;
     let out = qemu_img_info(&real, None)?.map_err(unreadable)?;
     let mut info: ImageInfo = serde_json::from_slice(&out)
         .map_err(|e| unreadable(format!("unexpected qemu-img output: {e}")))?;
@@ -187,7 +196,8 @@ pub fn inspect(path: &Path) -> Result<ImageInfo, ImageError> {
 /// The files below the image `real` (`top` is what qemu-img said of it), nearest first, each
 /// looked at before the next is opened: a plain regular file (no device, protocol or `json:`
 /// spec), of a format its parent records (or qemu-img finds) among
-/// [`layer::BOOTABLE_FORMATS`], with no data file, not encrypted, raw only with a boot sector.
+/// [`layer::BOOTABLE_FORMATS`], with no data file (unless opened as raw, its qcow2 header is
+/// read before qemu-img opens it), not encrypted, raw only with a boot sector.
 fn backing_chain(path: &Path, real: &Path, top: &ImageInfo) -> Result<Vec<PathBuf>, ImageError> {
     let refuse = |why: layer::Refusal| ImageError::Unsafe {
         path: path.to_owned(),
@@ -217,6 +227,12 @@ fn backing_chain(path: &Path, real: &Path, top: &ImageInfo) -> Result<Vec<PathBu
         // As QEMU opens it: in the format its parent records, else the one it finds.
         if let Some(format) = &info.backing_format {
             layer::bootable_format(&below, format).map_err(refuse)?;
+        }
+        // Opened as raw, a qcow2 header is only data.
+        if info.backing_format.as_deref() != Some("raw") {
+            header::check(&below)
+                .map_err(|err| cannot_open(err.to_string()))?
+                .map_err(refuse)?;
         }
         let out = qemu_img_info(&below, info.backing_format.as_deref())?.map_err(cannot_open)?;
         let next: ImageInfo = serde_json::from_slice(&out)
@@ -253,8 +269,10 @@ fn safe_layer(path: &Path, file: &Path, info: &ImageInfo) -> Result<(), ImageErr
 }
 
 /// `qemu-img info --output=json` of `file` (absolute; opened as `format` when given, else
-/// probed), which opens neither its backing file nor its data file: its output, or qemu-img's
-/// first line when it cannot open the file.
+/// probed): its output, or qemu-img's first line when it cannot open the file. It opens no
+/// backing file; a qemu-img without the fix for CVE-2024-4467 (QEMU before 9.0.2, unless the
+/// distribution backported it) opens a qcow2's data file, so the caller reads the header first
+/// ([`header::check`]).
 fn qemu_img_info(file: &Path, format: Option<&str>) -> Result<Result<Vec<u8>, String>, ImageError> {
     // --force-share: a guest that has the image open (read-only, as a backing file) holds
     // QEMU's lock on it; reading its header is still safe.

@@ -3,8 +3,11 @@
 //! guest: a backing file that is a device (`/dev/sda`), a protocol (`nbd:…`, `file:…`) or a
 //! `json:{…}` spec, a qcow2's external data file, a VMDK's extents (the class of OpenStack's
 //! CVE-2024-32498). Each layer is looked at on its own (`qemu-img info` without
-//! `--backing-chain` opens neither its backing file nor its data file) before the next one is
-//! opened.
+//! `--backing-chain` opens no backing file) before the next one is opened. A qemu-img without
+//! the fix for CVE-2024-4467 (QEMU before 9.0.2, unless the distribution backported it) does
+//! open a qcow2's data file even for `info`, as root: the harness reads each layer's qcow2
+//! header first (see `header.rs` beside this file) and refuses a data file or a protocol or
+//! `json:` backing name before qemu-img runs; what qemu-img then prints is checked here too.
 
 use std::path::{Path, PathBuf};
 

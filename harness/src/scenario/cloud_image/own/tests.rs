@@ -1,5 +1,6 @@
 //! `run --image`'s look at a file: names, refusals (with small images qemu-img makes in a
-//! temporary directory), the real file behind a path and the built image it holds.
+//! temporary directory, some with headers patched by hand), the real file behind a path and
+//! the built image it holds.
 
 use super::*;
 
@@ -263,6 +264,115 @@ fn a_chain_that_reaches_past_plain_image_files_is_refused() {
     on("disk.raw", "raw", "middle.qcow2");
     let info = inspect(&on("middle.qcow2", "qcow2", "top.qcow2")).unwrap();
     assert_eq!(info.backing_files, [p("middle.qcow2"), p("disk.raw")]);
+}
+
+/// Sets `bits` in a qcow2's incompatible features, by hand.
+fn set_incompatible(file: &Path, bits: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut head = [0u8; header::INCOMPATIBLE_FEATURES_OFFSET + 8];
+    File::open(file).unwrap().read_exact(&mut head).unwrap();
+    let at = header::INCOMPATIBLE_FEATURES_OFFSET;
+    let features = u64::from_be_bytes(head[at..].try_into().unwrap()) | bits;
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(at as u64)).unwrap();
+    f.write_all(&features.to_be_bytes()).unwrap();
+}
+
+/// An incompatible feature no QEMU knows: qemu-img refuses to open the file at all.
+const UNKNOWN_FEATURE: u64 = 1 << 40;
+
+/// The data file `file`'s refusal names, if it is a data file's.
+fn refused_data_file(file: &Path) -> String {
+    match refusal(file) {
+        ImageError::Unsafe {
+            why: layer::Refusal::DataFile { data_file, .. },
+            ..
+        } => data_file,
+        err => panic!("{}: {err:?}", file.display()),
+    }
+}
+
+/// A qemu-img without the fix for CVE-2024-4467 opens a qcow2's data file even for `info`, as
+/// root: the header is read first. A data file is refused from the header alone: named by it
+/// (and gone, which such a qemu-img fails to open), only flagged by a bit set by hand (which a
+/// fixed qemu-img reports as no data file at all), in a backing file, in a file qemu-img
+/// cannot open at all (so the refusal comes before it runs); so is a `json:` backing name.
+#[test]
+fn a_qcow2_header_with_a_data_file_is_refused_before_qemu_img_runs() {
+    if !have_qemu_img() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+
+    let data = p("data.raw");
+    create_qcow2(
+        &["-o", &format!("data_file={}", data.display())],
+        &p("named.qcow2"),
+    );
+    assert_eq!(
+        refused_data_file(&p("named.qcow2")),
+        data.display().to_string()
+    );
+    std::fs::remove_file(&data).unwrap();
+    assert_eq!(
+        refused_data_file(&p("named.qcow2")),
+        data.display().to_string()
+    );
+
+    create_qcow2(&[], &p("flagged.qcow2"));
+    set_incompatible(&p("flagged.qcow2"), header::INCOMPAT_DATA_FILE);
+    assert_eq!(
+        refused_data_file(&p("flagged.qcow2")),
+        header::UNNAMED_DATA_FILE
+    );
+    create_qcow2(
+        &["-u", "-b", "flagged.qcow2", "-F", "qcow2"],
+        &p("on-flagged.qcow2"),
+    );
+    assert_eq!(
+        refused_data_file(&p("on-flagged.qcow2")),
+        header::UNNAMED_DATA_FILE
+    );
+
+    create_qcow2(&[], &p("unopenable.qcow2"));
+    set_incompatible(&p("unopenable.qcow2"), UNKNOWN_FEATURE);
+    assert!(
+        matches!(
+            refusal(&p("unopenable.qcow2")),
+            ImageError::Unreadable { .. }
+        ),
+        "qemu-img opens a qcow2 with an unknown feature"
+    );
+    set_incompatible(&p("unopenable.qcow2"), header::INCOMPAT_DATA_FILE);
+    assert_eq!(
+        refused_data_file(&p("unopenable.qcow2")),
+        header::UNNAMED_DATA_FILE
+    );
+
+    let spec = r#"json:{"driver":"file","filename":"/etc/hostname"}"#;
+    create_qcow2(&["-u", "-b", spec, "-F", "raw"], &p("json.qcow2"));
+    set_incompatible(&p("json.qcow2"), UNKNOWN_FEATURE);
+    let err = refusal(&p("json.qcow2"));
+    assert!(
+        matches!(
+            &err,
+            ImageError::Unsafe {
+                why: layer::Refusal::NotAPlainFile { backing, .. },
+                ..
+            } if backing == spec
+        ),
+        "{err:?}"
+    );
+
+    // A qcow2 header in a file opened as raw is only data.
+    let mut disk = std::fs::read(p("flagged.qcow2")).unwrap();
+    disk.resize(1 << 20, 0);
+    disk[BOOT_SIGNATURE_OFFSET..BOOT_SIGNATURE_OFFSET + 2].copy_from_slice(&BOOT_SIGNATURE);
+    std::fs::write(p("disk.raw"), &disk).unwrap();
+    create_qcow2(&["-u", "-b", "disk.raw", "-F", "raw"], &p("on-raw.qcow2"));
+    let info = inspect(&p("on-raw.qcow2")).unwrap();
+    assert_eq!(info.backing_files, [p("disk.raw")]);
 }
 
 /// `--image <cache>/images/debian-metaboot/disk.qcow2` (the link to the newest build) is
