@@ -69,9 +69,14 @@ fn a_missing_file_or_one_that_is_not_a_disk_image_gets_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "not a disk image\n".repeat(64)).unwrap();
+    // A qcow2 version 3 header with no backing file and no feature bits, garbage elsewhere
+    // (its cluster size): qemu-img cannot open it.
     let broken = dir.path().join("broken.qcow2");
     let mut header = b"QFI\xfb".to_vec();
     header.extend([0xffu8; 508]);
+    header[4..8].copy_from_slice(&3u32.to_be_bytes());
+    header[8..20].fill(0);
+    header[72..80].fill(0);
     std::fs::write(&broken, &header).unwrap();
     let missing = dir.path().join("missing.qcow2");
     // A qcow2 whose backing file is gone (-u: qemu-img create would look for it).
