@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// Where the file system of device `major:minor` is mounted whole, in `mountinfo`'s text
-/// (fields: id, parent, `major:minor`, root, mount point, …): the first mount whose root is
-/// the file system's own (not a bind mount of a directory in it).
-pub fn mount_point_of(mountinfo: &str, major: u32, minor: u32) -> Option<PathBuf> {
+/// (fields: id, parent, `major:minor`, root, mount point, …): every mount whose root is the
+/// file system's own (not a bind mount of a directory in it), in `mountinfo`'s order.
+pub fn mount_points_of(mountinfo: &str, major: u32, minor: u32) -> impl Iterator<Item = PathBuf> {
     let device = format!("{major}:{minor}");
-    mountinfo.lines().find_map(|line| {
+    mountinfo.lines().filter_map(move |line| {
         let mut fields = line.split(' ').skip(2);
         let (dev, root, point) = (fields.next()?, fields.next()?, fields.next()?);
         (dev == device && root == "/").then(|| PathBuf::from(OsString::from_vec(unescape(point))))
@@ -47,12 +47,13 @@ fn unescape(field: &str) -> Vec<u8> {
     out
 }
 
-/// Where block device `device` (a host path) is mounted, when it is: a mount point of its
-/// file system ([`mount_point_of`] in [`MOUNTINFO`]) that is that file system now (its device
-/// number is the device's).
+/// Where block device `device` (a host path) is mounted, when it is: the first mount point of
+/// its file system ([`mount_points_of`] in [`MOUNTINFO`]) that is that file system now (its
+/// device number is the device's): one something else is mounted on top of is passed over
+/// for the next.
 pub fn find(device: &Path) -> Option<PathBuf> {
     let rdev = std::fs::metadata(device).ok()?.rdev();
     let mountinfo = std::fs::read_to_string(MOUNTINFO).ok()?;
-    let point = mount_point_of(&mountinfo, libc::major(rdev), libc::minor(rdev))?;
-    (std::fs::metadata(&point).ok()?.dev() == rdev).then_some(point)
+    mount_points_of(&mountinfo, libc::major(rdev), libc::minor(rdev))
+        .find(|point| std::fs::metadata(point).is_ok_and(|found| found.dev() == rdev))
 }

@@ -306,10 +306,11 @@ fn a_drive_an_earlier_run_left_mounted_is_detached() {
     assert!(target.is_dir());
 }
 
-/// The mount of a device's whole file system is found in mountinfo by its number: not a bind
-/// mount of a directory in it, not another device's; escaped characters in its path decoded.
+/// The mounts of a device's whole file system are found in mountinfo by its number, in order:
+/// not a bind mount of a directory in it, not another device's; escaped characters in their
+/// paths decoded.
 #[test]
-fn a_devices_mount_point_is_found_in_mountinfo() {
+fn a_devices_mount_points_are_found_in_mountinfo() {
     let mountinfo = "\
 22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
 40 22 8:16 /seed /srv/bound rw shared:2 - vfat /dev/sdb rw
@@ -317,26 +318,70 @@ fn a_devices_mount_point_is_found_in_mountinfo() {
 42 22 8:16 / /media/my\\040seed\\134x rw,nosuid shared:4 - vfat /dev/sdb rw,uid=1000
 43 22 8:16 / /mnt/second rw shared:5 - vfat /dev/sdb rw
 ";
+    let points =
+        |major, minor| elsewhere::mount_points_of(mountinfo, major, minor).collect::<Vec<_>>();
     assert_eq!(
-        elsewhere::mount_point_of(mountinfo, 8, 16),
-        Some(PathBuf::from("/media/my seed\\x"))
+        points(8, 16),
+        [
+            PathBuf::from("/media/my seed\\x"),
+            PathBuf::from("/mnt/second")
+        ]
     );
-    assert_eq!(elsewhere::mount_point_of(mountinfo, 8, 17), None);
-    assert_eq!(
-        elsewhere::mount_point_of(mountinfo, 253, 1),
-        Some(PathBuf::from("/"))
-    );
+    assert_eq!(points(8, 17), [] as [PathBuf; 0]);
+    assert_eq!(points(253, 1), [PathBuf::from("/")]);
 }
 
-/// Detaches a loop device and unmounts what a test mounted, however the test ends.
+/// A loop device a test attached, and what it mounted: unmounted (last first) and detached
+/// however the test ends.
 struct LoopMount {
     device: PathBuf,
-    target: Option<PathBuf>,
+    targets: Vec<PathBuf>,
+}
+
+impl LoopMount {
+    /// An 8 MiB ext4 image labelled `CIDATA` in `dir`, on a loop device; `None` (the test
+    /// skipped) without root, `losetup` or `mkfs.ext4`. (ext4 plays a drive the system mounted
+    /// read-write: the test hosts have no vfat; the kernel's rule is the same.)
+    fn attach(dir: &Path) -> Option<LoopMount> {
+        if !crate::testutil::require_root()
+            || !require_tool("losetup")
+            || !require_tool("mkfs.ext4")
+        {
+            return None;
+        }
+        let image = dir.join("seed.img");
+        fs::File::create(&image).unwrap().set_len(8 << 20).unwrap();
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "CIDATA"])
+            .arg(&image));
+        let attached = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        if !attached.status.success() {
+            crate::testutil::missing("a loop device", "cannot be attached here");
+            return None;
+        }
+        let device = PathBuf::from(String::from_utf8_lossy(&attached.stdout).trim());
+        Some(LoopMount {
+            device,
+            targets: Vec::new(),
+        })
+    }
+
+    /// Mounts the device read-write on `target` (made when missing).
+    fn mount_device(&mut self, target: &Path) {
+        fs::create_dir_all(target).unwrap();
+        let device = Some(self.device.as_path());
+        nix::mount::mount(device, target, Some("ext4"), MsFlags::empty(), None::<&str>).unwrap();
+        self.targets.push(target.to_owned());
+    }
 }
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        if let Some(target) = &self.target {
+        for target in self.targets.iter().rev() {
             let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
         }
         let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
@@ -344,49 +389,20 @@ impl Drop for LoopMount {
 }
 
 /// A drive the system mounted read-write already (a vfat `CIDATA` in fstab): the read-only
-/// mount fails with `EBUSY`, so it is read where it is mounted, and left mounted. (ext4 on a
-/// loop device plays the drive: the test hosts have no vfat; the kernel's rule is the same.)
+/// mount fails with `EBUSY`, so it is read where it is mounted, and left mounted.
 #[test]
 fn a_drive_mounted_read_write_elsewhere_is_read_there_and_left_mounted() {
-    if !crate::testutil::require_root() || !require_tool("losetup") || !require_tool("mkfs.ext4") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("seed.img");
-    fs::File::create(&image).unwrap().set_len(8 << 20).unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "CIDATA"])
-        .arg(&image));
-    let attached = Command::new("losetup")
-        .args(["--find", "--show"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    if !attached.status.success() {
-        crate::testutil::missing("a loop device", "cannot be attached here");
+    let Some(mut drive) = LoopMount::attach(dir.path()) else {
         return;
-    }
-    let device = PathBuf::from(String::from_utf8_lossy(&attached.stdout).trim());
-    let mut guard = LoopMount {
-        device: device.clone(),
-        target: None,
     };
     let elsewhere = dir.path().join("media/seed dir");
-    fs::create_dir_all(&elsewhere).unwrap();
-    nix::mount::mount(
-        Some(&device),
-        &elsewhere,
-        Some("ext4"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
-    guard.target = Some(elsewhere.clone());
+    drive.mount_device(&elsewhere);
     fs::write(elsewhere.join("user-data"), "#cloud-config\n").unwrap();
 
     fs::create_dir_all(dir.path().join("root")).unwrap();
     let root = Root::open(dir.path().join("root")).unwrap();
-    let mounted = Mounted::mount(&root, &device, FsType::Ext, "nocloud").unwrap();
+    let mounted = Mounted::mount(&root, &drive.device, FsType::Ext, "nocloud").unwrap();
     assert_eq!(mounted.dir(), elsewhere);
     assert_eq!(
         read(mounted.dir(), Path::new("user-data"), 100)
@@ -396,4 +412,29 @@ fn a_drive_mounted_read_write_elsewhere_is_read_there_and_left_mounted() {
     );
     drop(mounted);
     assert!(elsewhere.join("user-data").exists(), "left mounted");
+}
+
+/// A drive mounted read-write twice, the first mount hidden under another file system: it is
+/// read at the second, not left for the `EBUSY` of its read-only mount.
+#[test]
+fn a_drive_mounted_elsewhere_under_another_mount_is_read_at_its_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut drive) = LoopMount::attach(dir.path()) else {
+        return;
+    };
+    let hidden = dir.path().join("hidden");
+    drive.mount_device(&hidden);
+    fs::write(hidden.join("user-data"), "#cloud-config\n").unwrap();
+    let second = dir.path().join("second");
+    drive.mount_device(&second);
+    let tmpfs = (Some("tmpfs"), Some("tmpfs"), None::<&str>);
+    nix::mount::mount(tmpfs.0, &hidden, tmpfs.1, MsFlags::empty(), tmpfs.2).unwrap();
+    drive.targets.push(hidden.clone());
+
+    fs::create_dir_all(dir.path().join("root")).unwrap();
+    let root = Root::open(dir.path().join("root")).unwrap();
+    let mounted = Mounted::mount(&root, &drive.device, FsType::Ext, "nocloud").unwrap();
+    assert_eq!(mounted.dir(), second);
+    let read = read(mounted.dir(), Path::new("user-data"), 100).unwrap();
+    assert_eq!(read.unwrap(), b"#cloud-config\n");
 }
