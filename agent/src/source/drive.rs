@@ -47,7 +47,10 @@ impl DriveError {
     /// refused for what the drive holds (a symlink not followed, a loop of links, a directory
     /// where a file is read). A drive is read-only: holding the instance back for such a
     /// document would hold it back for ever. A read error of the medium, or a mount that
-    /// failed, may pass.
+    /// failed, may pass; so may a refusal for an owner ([`Refused::ForeignSymlink`]): on the
+    /// agent's own mount every file is root's ([`ISO9660_OWNERS`]), but an ISO something
+    /// mounted first without them keeps its files a user's in the agent's mount too (the
+    /// kernel shares that file system, and its options), and the next boot may not.
     pub fn is_definite(&self) -> bool {
         match self {
             DriveError::TooLarge { .. } => true,
@@ -55,7 +58,8 @@ impl DriveError {
                 let refused = err
                     .source
                     .get_ref()
-                    .is_some_and(|inner| inner.is::<Refused>());
+                    .and_then(|inner| inner.downcast_ref::<Refused>())
+                    .is_some_and(|refused| !matches!(refused, Refused::ForeignSymlink { .. }));
                 let errno = err.source.raw_os_error().map(Errno::from_raw);
                 refused
                     || matches!(
