@@ -6,7 +6,7 @@ use std::path::Path;
 use super::definite_refusal;
 use crate::fsutil::PathError;
 use crate::source::config_drive::ConfigDriveError;
-use crate::source::drive::{self, DriveError};
+use crate::source::drive::{self, DriveError, Mount};
 
 /// A config drive's document refused for what the drive holds (a loop of symlinks, a directory
 /// in the file's place) is refused at every boot: a definite refusal, the instance taken up
@@ -21,7 +21,7 @@ fn a_drive_document_refused_for_what_the_drive_holds_is_definite() {
     std::os::unix::fs::symlink("a", drive.join("b")).unwrap();
     std::fs::create_dir(drive.join("user_data")).unwrap();
     for name in ["a", "user_data"] {
-        let err = drive::read(drive, Path::new(name), 100).expect_err(name);
+        let err = drive::read(drive, Path::new(name), 100, Mount::Own).expect_err(name);
         let err = ConfigDriveError::from(err);
         let shown = crate::log::chain(&err);
         assert!(definite_refusal(&err), "{name}: {shown}");
@@ -44,7 +44,7 @@ fn a_users_symlink_on_a_drive_is_no_definite_refusal() {
     std::fs::write(drive.join("doc"), "#cloud-config\n").unwrap();
     std::os::unix::fs::symlink("doc", drive.join("theirs")).unwrap();
     std::os::unix::fs::lchown(drive.join("theirs"), Some(1000), Some(1000)).unwrap();
-    let err = drive::read(drive, Path::new("theirs"), 100).unwrap_err();
+    let err = drive::read(drive, Path::new("theirs"), 100, Mount::Own).unwrap_err();
     let err = ConfigDriveError::from(err);
     let shown = crate::log::chain(&err);
     assert!(shown.contains("owned by uid 1000"), "{shown}");

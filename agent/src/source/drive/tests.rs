@@ -233,20 +233,110 @@ fn reads_are_bounded_and_stay_inside_the_drive() {
     std::os::unix::fs::symlink("../secret", drive.join("escape")).unwrap();
     std::os::unix::fs::symlink("/doc", drive.join("absolute")).unwrap();
     assert_eq!(
-        read(&drive, Path::new("doc"), 5).unwrap().unwrap(),
+        read(&drive, Path::new("doc"), 5, Mount::Own)
+            .unwrap()
+            .unwrap(),
         b"12345"
     );
     assert_eq!(
-        read(&drive, Path::new("absolute"), 5).unwrap().unwrap(),
+        read(&drive, Path::new("absolute"), 5, Mount::Own)
+            .unwrap()
+            .unwrap(),
         b"12345"
     );
-    assert_eq!(read(&drive, Path::new("missing"), 5).unwrap(), None);
+    assert_eq!(
+        read(&drive, Path::new("missing"), 5, Mount::Own).unwrap(),
+        None
+    );
     assert!(matches!(
-        read(&drive, Path::new("doc"), 4),
+        read(&drive, Path::new("doc"), 4, Mount::Own),
         Err(DriveError::TooLarge { limit: 4, .. })
     ));
     // `..` from the drive's top stays at its top: the file outside is never read.
-    assert_eq!(read(&drive, Path::new("escape"), 100).unwrap(), None);
+    assert_eq!(
+        read(&drive, Path::new("escape"), 100, Mount::Own).unwrap(),
+        None
+    );
+}
+
+/// On a drive mounted elsewhere, only what root alone may write is read: a file or a directory
+/// on the way that group or others may write (`umask=000`), or a user's (`uid=1000`), is
+/// refused, the error naming it; and nothing refused there is definite, since that mount may
+/// change by the next boot. The agent's own mount reads the same files.
+#[test]
+fn a_drive_mounted_elsewhere_is_read_only_where_root_alone_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let drive = dir.path().join("drive");
+    fs::create_dir_all(drive.join("openstack/latest")).unwrap();
+    fs::write(drive.join("user-data"), "#cloud-config\n").unwrap();
+    fs::write(drive.join("openstack/latest/user_data"), "#!/bin/sh\n").unwrap();
+    for (path, bits) in [
+        (drive.clone(), 0o755),
+        (drive.join("openstack"), 0o755),
+        (drive.join("openstack/latest"), 0o755),
+        (drive.join("user-data"), 0o644),
+        (drive.join("openstack/latest/user_data"), 0o644),
+    ] {
+        mode(&path, bits);
+    }
+    let elsewhere = |inside: &str| read(&drive, Path::new(inside), 100, Mount::Elsewhere);
+    assert_eq!(elsewhere("user-data").unwrap().unwrap(), b"#cloud-config\n");
+    let nested = elsewhere("openstack/latest/user_data").unwrap().unwrap();
+    assert_eq!(nested, b"#!/bin/sh\n");
+    assert_eq!(elsewhere("missing").unwrap(), None);
+    assert_eq!(elsewhere("openstack/missing/user_data").unwrap(), None);
+
+    let refused = |inside: &str, named: &Path| {
+        let err = elsewhere(inside).expect_err(inside);
+        let shown = crate::log::chain(&err);
+        assert!(!err.is_definite(), "{shown}");
+        assert!(
+            shown.starts_with(&format!("{} (uid ", named.display())),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("only what root alone may write is read"),
+            "{shown}"
+        );
+        shown
+    };
+    mode(&drive.join("user-data"), 0o666);
+    let shown = refused("user-data", &drive.join("user-data"));
+    assert!(shown.contains("mode 0666"), "{shown}");
+    let own = read(&drive, Path::new("user-data"), 100, Mount::Own).unwrap();
+    assert_eq!(own.unwrap(), b"#cloud-config\n", "the agent's own mount");
+    mode(&drive.join("user-data"), 0o644);
+    mode(&drive.join("openstack/latest"), 0o777);
+    refused(
+        "openstack/latest/user_data",
+        &drive.join("openstack/latest"),
+    );
+    mode(&drive.join("openstack/latest"), 0o755);
+    mode(&drive, 0o775);
+    refused("user-data", &drive);
+    mode(&drive, 0o755);
+
+    // What would be definite on the agent's own mount is not, there.
+    let err = read(&drive, Path::new("user-data"), 4, Mount::Elsewhere).unwrap_err();
+    assert!(
+        matches!(&err, DriveError::Elsewhere(inner) if matches!(**inner, DriveError::TooLarge { .. }))
+    );
+    assert!(!err.is_definite());
+    std::os::unix::fs::symlink("user-data", drive.join("link")).unwrap();
+    let err = elsewhere("link").unwrap_err();
+    assert!(crate::log::chain(&err).contains("is a symlink"), "{err}");
+    assert!(!err.is_definite());
+
+    if !crate::testutil::require_root() {
+        return;
+    }
+    std::os::unix::fs::chown(drive.join("user-data"), Some(1000), Some(1000)).unwrap();
+    let shown = refused("user-data", &drive.join("user-data"));
+    assert!(shown.contains("uid 1000"), "{shown}");
 }
 
 #[test]
@@ -333,8 +423,8 @@ fn a_devices_mount_points_are_found_in_mountinfo() {
 
 /// A loop device a test attached, and what it mounted: unmounted (last first) and detached
 /// however the test ends.
-struct LoopMount {
-    device: PathBuf,
+pub(crate) struct LoopMount {
+    pub device: PathBuf,
     targets: Vec<PathBuf>,
 }
 
@@ -342,7 +432,7 @@ impl LoopMount {
     /// An 8 MiB ext4 image labelled `CIDATA` in `dir`, on a loop device; `None` (the test
     /// skipped) without root, `losetup` or `mkfs.ext4`. (ext4 plays a drive the system mounted
     /// read-write: the test hosts have no vfat; the kernel's rule is the same.)
-    fn attach(dir: &Path) -> Option<LoopMount> {
+    pub fn attach(dir: &Path) -> Option<LoopMount> {
         if !crate::testutil::require_root()
             || !require_tool("losetup")
             || !require_tool("mkfs.ext4")
@@ -371,7 +461,7 @@ impl LoopMount {
     }
 
     /// Mounts the device read-write on `target` (made when missing).
-    fn mount_device(&mut self, target: &Path) {
+    pub fn mount_device(&mut self, target: &Path) {
         fs::create_dir_all(target).unwrap();
         let device = Some(self.device.as_path());
         nix::mount::mount(device, target, Some("ext4"), MsFlags::empty(), None::<&str>).unwrap();
@@ -405,10 +495,20 @@ fn a_drive_mounted_read_write_elsewhere_is_read_there_and_left_mounted() {
     let mounted = Mounted::mount(&root, &drive.device, FsType::Ext, "nocloud").unwrap();
     assert_eq!(mounted.dir(), elsewhere);
     assert_eq!(
-        read(mounted.dir(), Path::new("user-data"), 100)
+        read(mounted.dir(), Path::new("user-data"), 100, mounted.whose())
             .unwrap()
             .unwrap(),
         b"#cloud-config\n"
+    );
+    assert_eq!(mounted.whose(), Mount::Elsewhere);
+    // What a user may write there (`umask=000`) is not read.
+    let user_data = elsewhere.join("user-data");
+    let writable = std::os::unix::fs::PermissionsExt::from_mode(0o666);
+    fs::set_permissions(&user_data, writable).unwrap();
+    let err = read(mounted.dir(), Path::new("user-data"), 100, mounted.whose()).unwrap_err();
+    assert!(
+        matches!(&err, DriveError::Elsewhere(inner) if matches!(**inner, DriveError::UsersMayWrite { .. })),
+        "{err}"
     );
     drop(mounted);
     assert!(elsewhere.join("user-data").exists(), "left mounted");
@@ -435,6 +535,6 @@ fn a_drive_mounted_elsewhere_under_another_mount_is_read_at_its_next_one() {
     let root = Root::open(dir.path().join("root")).unwrap();
     let mounted = Mounted::mount(&root, &drive.device, FsType::Ext, "nocloud").unwrap();
     assert_eq!(mounted.dir(), second);
-    let read = read(mounted.dir(), Path::new("user-data"), 100).unwrap();
+    let read = read(mounted.dir(), Path::new("user-data"), 100, mounted.whose()).unwrap();
     assert_eq!(read.unwrap(), b"#cloud-config\n");
 }
