@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::contract::{Probe, Source, SourceError};
-use super::drive::{self, DriveError, FsType, Mounted};
+use super::drive::{self, DriveError, FsType, Mount, Mounted};
 use super::openstack::{self, OpenStackLayout, pick_version};
 use crate::fsutil::PathError;
 use crate::root::Root;
@@ -60,7 +60,7 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
             .map_err(ConfigDriveError::from)
             .and_then(|mounted| {
                 let mut drive = ConfigDrive::from_dir(mounted.dir());
-                drive._mounted = Some(mounted);
+                drive.mounted = Some(mounted);
                 drive.checked()
             })
     };
@@ -145,8 +145,8 @@ pub struct ConfigDrive {
     dir: PathBuf,
     /// Where the documents are inside the drive: `openstack/<version>`.
     documents: PathBuf,
-    /// Unmounts the device when the drive is dropped.
-    _mounted: Option<Mounted>,
+    /// Unmounts the device when the drive is dropped; says whose mount it is.
+    mounted: Option<Mounted>,
 }
 
 impl ConfigDrive {
@@ -165,7 +165,7 @@ impl ConfigDrive {
         ConfigDrive {
             documents: Path::new(OPENSTACK).join(version),
             dir,
-            _mounted: None,
+            mounted: None,
         }
     }
 
@@ -194,7 +194,8 @@ impl OpenStackLayout for ConfigDrive {
 
     fn document(&mut self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, SourceError> {
         let inside = self.documents.join(name);
-        Ok(drive::read(&self.dir, &inside, limit).map_err(ConfigDriveError::from)?)
+        let mount = self.mounted.as_ref().map_or(Mount::Own, Mounted::whose);
+        Ok(drive::read(&self.dir, &inside, limit, mount).map_err(ConfigDriveError::from)?)
     }
 
     fn missing_meta_data(&self) -> SourceError {

@@ -1,8 +1,9 @@
 //! A labelled drive (a config drive, a NoCloud seed): found by reading filesystem labels
 //! directly (the tiny image has no blkid or udev; the same probe finds `mounts`' `ephemeral0`
 //! and swap devices), mounted read-only under `/run/metaboot` (or read where the system mounted
-//! it read-write already: `drive/elsewhere.rs`), unmounted when dropped, and read file by file
-//! with a size bound and never through a symlink out of the drive.
+//! it read-write already: `drive/elsewhere.rs`, where only what root alone may write is read),
+//! unmounted when dropped, and read file by file with a size bound and never through a symlink
+//! out of the drive.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
@@ -40,6 +41,16 @@ pub enum DriveError {
         #[source]
         source: nix::Error,
     },
+    #[error(
+        "{} (uid {uid}, mode {mode:04o}) may be written by a user: on a drive mounted \
+         read-write elsewhere, only what root alone may write is read (mount it owned by root \
+         with umask=022, without `users`, or leave it unmounted for metaboot to mount)",
+        path.display()
+    )]
+    UsersMayWrite { path: PathBuf, uid: u32, mode: u32 },
+    /// A failure reading a drive mounted elsewhere ([`Mount::Elsewhere`]).
+    #[error(transparent)]
+    Elsewhere(Box<DriveError>),
 }
 
 impl DriveError {
@@ -47,7 +58,12 @@ impl DriveError {
     /// refused for what the drive holds (a symlink not followed, a loop of links, a directory
     /// where a file is read). A drive is read-only: holding the instance back for such a
     /// document would hold it back for ever. A read error of the medium, or a mount that
-    /// failed, may pass.
+    /// failed, may pass; so may a refusal for an owner ([`Refused::ForeignSymlink`]): on the
+    /// agent's own mount every file is root's ([`ISO9660_OWNERS`]), but an ISO something
+    /// mounted first without them keeps its files a user's in the agent's mount too (the
+    /// kernel shares that file system, and its options), and the next boot may not. Nothing
+    /// read from a drive mounted elsewhere is definite: that mount is read-write, and its
+    /// owner and options may change by the next boot.
     pub fn is_definite(&self) -> bool {
         match self {
             DriveError::TooLarge { .. } => true,
@@ -55,7 +71,8 @@ impl DriveError {
                 let refused = err
                     .source
                     .get_ref()
-                    .is_some_and(|inner| inner.is::<Refused>());
+                    .and_then(|inner| inner.downcast_ref::<Refused>())
+                    .is_some_and(|refused| !matches!(refused, Refused::ForeignSymlink { .. }));
                 let errno = err.source.raw_os_error().map(Errno::from_raw);
                 refused
                     || matches!(
@@ -63,7 +80,9 @@ impl DriveError {
                         Some(Errno::ELOOP | Errno::ENOTDIR | Errno::EISDIR | Errno::ENAMETOOLONG)
                     )
             }
-            DriveError::Mount { .. } => false,
+            DriveError::Mount { .. }
+            | DriveError::UsersMayWrite { .. }
+            | DriveError::Elsewhere(_) => false,
         }
     }
 }
@@ -234,13 +253,25 @@ pub fn find(root: &Root, wanted: impl Fn(&str) -> bool) -> Vec<(PathBuf, FsType)
         .collect()
 }
 
+/// Whose mount a drive's files are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mount {
+    /// The agent's own, read-only, every file root's ([`ISO9660_OWNERS`]; vfat gives its files
+    /// the mounting root); or a directory read as a drive (a NoCloud seed directory, read
+    /// through the machine's root).
+    Own,
+    /// One the system made read-write (`drive/elsewhere.rs`): its files may be a user's
+    /// (`uid=1000`, `umask=000`, `users`), and may change by the next boot.
+    Elsewhere,
+}
+
 /// A drive mounted read-only; unmounted when dropped. Or one the system had mounted
 /// read-write already, read where it is and left mounted (see `drive/elsewhere.rs`).
 #[derive(Debug)]
 pub struct Mounted {
     dir: PathBuf,
-    /// Someone else's mount: not unmounted when dropped.
-    elsewhere: bool,
+    /// [`Mount::Elsewhere`]: not unmounted when dropped.
+    mount: Mount,
 }
 
 impl Mounted {
@@ -267,7 +298,7 @@ impl Mounted {
             tracing::info!(device = %device.display(), dir = %dir.display(), "drive mounted read-write already: read where it is, left mounted");
             return Ok(Mounted {
                 dir,
-                elsewhere: true,
+                mount: Mount::Elsewhere,
             });
         }
         mounted.map_err(|source| DriveError::Mount {
@@ -278,13 +309,18 @@ impl Mounted {
         tracing::info!(device = %device.display(), fs = fs.name(), dir = %target.display(), "drive mounted");
         Ok(Mounted {
             dir: target,
-            elsewhere: false,
+            mount: Mount::Own,
         })
     }
 
     /// Where it is mounted.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whose mount it is, which decides how its files are read ([`read`]).
+    pub fn whose(&self) -> Mount {
+        self.mount
     }
 }
 
@@ -311,7 +347,7 @@ pub fn mount_point(root: &Root, inside: &Path) -> Result<PathBuf, DriveError> {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if self.elsewhere {
+        if self.mount == Mount::Elsewhere {
             return;
         }
         if let Err(err) = nix::mount::umount2(&self.dir, MntFlags::MNT_DETACH) {
@@ -320,20 +356,35 @@ impl Drop for Mounted {
     }
 }
 
-/// Reads `inside` the drive's directory `dir`, at most `limit` bytes; `None` when it does not
-/// exist. Symlinks on the drive are resolved inside it, never out of it.
-pub fn read(dir: &Path, inside: &Path, limit: u64) -> Result<Option<Vec<u8>>, DriveError> {
+/// Reads `inside` the drive's directory `dir` (a `mount` of it), at most `limit` bytes; `None`
+/// when it does not exist. Symlinks on the drive are resolved inside it, never out of it.
+pub fn read(
+    dir: &Path,
+    inside: &Path,
+    limit: u64,
+    mount: Mount,
+) -> Result<Option<Vec<u8>>, DriveError> {
     match Root::open(dir) {
-        Ok(drive) => read_under(&drive, inside, limit),
+        Ok(drive) => read_under(&drive, inside, limit, mount),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(PathError::fail("read", dir.join(inside))(source).into()),
     }
 }
 
-/// Reads `path` under `root`, at most `limit` bytes; `None` when it does not exist. Symlinks
-/// are followed as the root follows them (see `fsutil/resolve.rs`): inside it, and only
-/// root's (a drive mounted by the agent is all root's).
-pub fn read_under(root: &Root, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, DriveError> {
+/// Reads `path` under `root` (a `mount` of a drive, or [`Mount::Own`] for a directory), at
+/// most `limit` bytes; `None` when it does not exist. Symlinks are followed as the root
+/// follows them (see `fsutil/resolve.rs`): inside it, and only root's (a drive mounted by the
+/// agent is all root's). A drive mounted elsewhere is read as `drive/elsewhere.rs` reads it:
+/// only what root alone may write.
+pub fn read_under(
+    root: &Root,
+    path: &Path,
+    limit: u64,
+    mount: Mount,
+) -> Result<Option<Vec<u8>>, DriveError> {
+    if mount == Mount::Elsewhere {
+        return elsewhere::read(root, path, limit).map_err(|err| DriveError::Elsewhere(err.into()));
+    }
     let path_shown = root.host_path(path);
     let opened = root.open_file(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0, true, false);
     let file = match opened {
@@ -341,17 +392,19 @@ pub fn read_under(root: &Root, path: &Path, limit: u64) -> Result<Option<Vec<u8>
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(PathError::fail("read", path_shown)(source).into()),
     };
+    read_bounded(file, path_shown, limit).map(Some)
+}
+
+/// Reads `file` (`path` on the drive) whole, when it has at most `limit` bytes.
+fn read_bounded(file: impl Read, path: PathBuf, limit: u64) -> Result<Vec<u8>, DriveError> {
     let mut data = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut data)
-        .map_err(PathError::fail("read", &path_shown))?;
+        .map_err(PathError::fail("read", &path))?;
     if data.len() as u64 > limit {
-        return Err(DriveError::TooLarge {
-            path: path_shown,
-            limit,
-        });
+        return Err(DriveError::TooLarge { path, limit });
     }
-    Ok(Some(data))
+    Ok(data)
 }
 
 mod elsewhere;

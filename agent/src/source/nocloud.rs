@@ -20,7 +20,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use super::contract::{NetworkData, Probe, Source, SourceError, VendorData};
-use super::drive::{self, DriveError, Mounted};
+use super::drive::{self, DriveError, Mount, Mounted};
 use super::http::MAX_METADATA_BYTES;
 use crate::fsutil::PathError;
 use crate::root::Root;
@@ -80,11 +80,17 @@ struct Seed {
 impl Seed {
     /// The seed in directory `dir` under `root` (its files read as the root reads them: a
     /// seed directory's through the machine's root, where root's symlinks lead anywhere in it,
-    /// a drive's inside the drive), `None` when `meta-data` or `user-data` is missing (a
-    /// warning naming what is missing).
-    fn read(root: &Root, dir: &Path, origin: String) -> Result<Option<Seed>, NoCloudError> {
+    /// a drive's inside the drive, as its `mount` is read), `None` when `meta-data` or
+    /// `user-data` is missing (a warning naming what is missing).
+    fn read(
+        root: &Root,
+        dir: &Path,
+        origin: String,
+        mount: Mount,
+    ) -> Result<Option<Seed>, NoCloudError> {
         let file = |name: &str, limit: u64| {
-            drive::read_under(root, &dir.join(name), limit).map_err(|source| NoCloudError::Drive {
+            let read = drive::read_under(root, &dir.join(name), limit, mount);
+            read.map_err(|source| NoCloudError::Drive {
                 seed: origin.clone(),
                 source,
             })
@@ -112,11 +118,11 @@ impl Seed {
         }))
     }
 
-    /// The seed at the top of directory `dir` (a mounted drive, a seed image's files), its
+    /// The seed at the top of directory `dir` (a `mount` of a drive, a seed image's files), its
     /// symlinks resolved inside it; `None` when `dir` does not exist.
-    fn read_dir(dir: &Path, origin: String) -> Result<Option<Seed>, NoCloudError> {
+    fn read_dir(dir: &Path, origin: String, mount: Mount) -> Result<Option<Seed>, NoCloudError> {
         match Root::open(dir) {
-            Ok(drive) => Self::read(&drive, Path::new("/"), origin),
+            Ok(drive) => Self::read(&drive, Path::new("/"), origin, mount),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(NoCloudError::Drive {
                 seed: origin,
@@ -136,7 +142,7 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
         if !probe.root.is_dir(dir) {
             continue;
         }
-        match Seed::read(probe.root, Path::new(dir), dir.to_owned()) {
+        match Seed::read(probe.root, Path::new(dir), dir.to_owned(), Mount::Own) {
             Ok(Some(seed)) => {
                 seeds.push(seed);
                 break;
@@ -159,7 +165,7 @@ pub fn detect(probe: &Probe<'_>) -> Result<Option<Box<dyn Source>>, SourceError>
                 seed: origin.clone(),
                 source,
             })
-            .and_then(|mounted| Seed::read_dir(mounted.dir(), origin.clone()));
+            .and_then(|mounted| Seed::read_dir(mounted.dir(), origin.clone(), mounted.whose()));
         match seed {
             Ok(Some(seed)) => {
                 seeds.push(seed);
@@ -194,7 +200,7 @@ impl NoCloud {
     /// The seed in directory `dir` (`meta-data`, `user-data` and the optional files at its
     /// top), e.g. a seed image's files; `None` when it is not a seed.
     pub fn from_dir(dir: &Path) -> Result<Option<Self>, NoCloudError> {
-        let seed = Seed::read_dir(dir, dir.display().to_string())?;
+        let seed = Seed::read_dir(dir, dir.display().to_string(), Mount::Own)?;
         Ok(Self::from_seeds(seed.into_iter().collect()))
     }
 

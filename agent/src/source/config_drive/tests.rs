@@ -5,7 +5,7 @@ use std::fs;
 
 use super::*;
 use crate::source::drive::SYS_CLASS_BLOCK;
-use crate::source::drive::tests::{add_device, iso_image, vfat_image};
+use crate::source::drive::tests::{LoopMount, add_device, iso_image, vfat_image};
 use crate::source::http::MAX_METADATA_BYTES;
 use crate::testutil::require_tool;
 
@@ -329,5 +329,43 @@ fn the_machines_uuid_is_read_from_dmi() {
     assert_eq!(
         openstack::dmi_product_uuid(&root).as_deref(),
         Some("abcd-1234")
+    );
+}
+
+/// A config drive the system mounted read-write already is read as such a mount is: its user
+/// data, which a user may write there (`umask=000`), is refused, and not for good (the
+/// instance is held back: that mount may change by the next boot).
+#[test]
+fn a_config_drive_mounted_elsewhere_reads_only_what_root_alone_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut device) = LoopMount::attach(dir.path()) else {
+        return;
+    };
+    let elsewhere = dir.path().join("mnt");
+    device.mount_device(&elsewhere);
+    versions_tree(&elsewhere, &["latest"]);
+    for (inside, mode) in [
+        ("openstack", 0o755),
+        (LATEST, 0o755),
+        ("openstack/latest/meta_data.json", 0o644),
+        ("openstack/latest/user_data", 0o666),
+    ] {
+        fs::set_permissions(elsewhere.join(inside), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    fs::create_dir_all(dir.path().join("root")).unwrap();
+    let root = Root::open(dir.path().join("root")).unwrap();
+    let mounted = Mounted::mount(&root, &device.device, FsType::Ext, NAME).unwrap();
+    let mut drive = ConfigDrive::from_dir(mounted.dir());
+    drive.mounted = Some(mounted);
+    let mut drive = drive.checked().unwrap();
+    assert!(drive.meta_data().is_ok());
+    let err = drive.user_data().unwrap_err();
+    let shown = crate::log::chain(err.as_ref());
+    assert!(shown.contains("may be written by a user"), "{shown}");
+    let refused = err.downcast_ref::<ConfigDriveError>();
+    assert!(
+        matches!(refused, Some(ConfigDriveError::Drive(drive)) if !drive.is_definite()),
+        "{shown}"
     );
 }

@@ -233,20 +233,110 @@ fn reads_are_bounded_and_stay_inside_the_drive() {
     std::os::unix::fs::symlink("../secret", drive.join("escape")).unwrap();
     std::os::unix::fs::symlink("/doc", drive.join("absolute")).unwrap();
     assert_eq!(
-        read(&drive, Path::new("doc"), 5).unwrap().unwrap(),
+        read(&drive, Path::new("doc"), 5, Mount::Own)
+            .unwrap()
+            .unwrap(),
         b"12345"
     );
     assert_eq!(
-        read(&drive, Path::new("absolute"), 5).unwrap().unwrap(),
+        read(&drive, Path::new("absolute"), 5, Mount::Own)
+            .unwrap()
+            .unwrap(),
         b"12345"
     );
-    assert_eq!(read(&drive, Path::new("missing"), 5).unwrap(), None);
+    assert_eq!(
+        read(&drive, Path::new("missing"), 5, Mount::Own).unwrap(),
+        None
+    );
     assert!(matches!(
-        read(&drive, Path::new("doc"), 4),
+        read(&drive, Path::new("doc"), 4, Mount::Own),
         Err(DriveError::TooLarge { limit: 4, .. })
     ));
     // `..` from the drive's top stays at its top: the file outside is never read.
-    assert_eq!(read(&drive, Path::new("escape"), 100).unwrap(), None);
+    assert_eq!(
+        read(&drive, Path::new("escape"), 100, Mount::Own).unwrap(),
+        None
+    );
+}
+
+/// On a drive mounted elsewhere, only what root alone may write is read: a file or a directory
+/// on the way that group or others may write (`umask=000`), or a user's (`uid=1000`), is
+/// refused, the error naming it; and nothing refused there is definite, since that mount may
+/// change by the next boot. The agent's own mount reads the same files.
+#[test]
+fn a_drive_mounted_elsewhere_is_read_only_where_root_alone_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let drive = dir.path().join("drive");
+    fs::create_dir_all(drive.join("openstack/latest")).unwrap();
+    fs::write(drive.join("user-data"), "#cloud-config\n").unwrap();
+    fs::write(drive.join("openstack/latest/user_data"), "#!/bin/sh\n").unwrap();
+    for (path, bits) in [
+        (drive.clone(), 0o755),
+        (drive.join("openstack"), 0o755),
+        (drive.join("openstack/latest"), 0o755),
+        (drive.join("user-data"), 0o644),
+        (drive.join("openstack/latest/user_data"), 0o644),
+    ] {
+        mode(&path, bits);
+    }
+    let elsewhere = |inside: &str| read(&drive, Path::new(inside), 100, Mount::Elsewhere);
+    assert_eq!(elsewhere("user-data").unwrap().unwrap(), b"#cloud-config\n");
+    let nested = elsewhere("openstack/latest/user_data").unwrap().unwrap();
+    assert_eq!(nested, b"#!/bin/sh\n");
+    assert_eq!(elsewhere("missing").unwrap(), None);
+    assert_eq!(elsewhere("openstack/missing/user_data").unwrap(), None);
+
+    let refused = |inside: &str, named: &Path| {
+        let err = elsewhere(inside).expect_err(inside);
+        let shown = crate::log::chain(&err);
+        assert!(!err.is_definite(), "{shown}");
+        assert!(
+            shown.starts_with(&format!("{} (uid ", named.display())),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("only what root alone may write is read"),
+            "{shown}"
+        );
+        shown
+    };
+    mode(&drive.join("user-data"), 0o666);
+    let shown = refused("user-data", &drive.join("user-data"));
+    assert!(shown.contains("mode 0666"), "{shown}");
+    let own = read(&drive, Path::new("user-data"), 100, Mount::Own).unwrap();
+    assert_eq!(own.unwrap(), b"#cloud-config\n", "the agent's own mount");
+    mode(&drive.join("user-data"), 0o644);
+    mode(&drive.join("openstack/latest"), 0o777);
+    refused(
+        "openstack/latest/user_data",
+        &drive.join("openstack/latest"),
+    );
+    mode(&drive.join("openstack/latest"), 0o755);
+    mode(&drive, 0o775);
+    refused("user-data", &drive);
+    mode(&drive, 0o755);
+
+    // What would be definite on the agent's own mount is not, there.
+    let err = read(&drive, Path::new("user-data"), 4, Mount::Elsewhere).unwrap_err();
+    assert!(
+        matches!(&err, DriveError::Elsewhere(inner) if matches!(**inner, DriveError::TooLarge { .. }))
+    );
+    assert!(!err.is_definite());
+    std::os::unix::fs::symlink("user-data", drive.join("link")).unwrap();
+    let err = elsewhere("link").unwrap_err();
+    assert!(crate::log::chain(&err).contains("is a symlink"), "{err}");
+    assert!(!err.is_definite());
+
+    if !crate::testutil::require_root() {
+        return;
+    }
+    std::os::unix::fs::chown(drive.join("user-data"), Some(1000), Some(1000)).unwrap();
+    let shown = refused("user-data", &drive.join("user-data"));
+    assert!(shown.contains("uid 1000"), "{shown}");
 }
 
 #[test]
@@ -306,10 +396,11 @@ fn a_drive_an_earlier_run_left_mounted_is_detached() {
     assert!(target.is_dir());
 }
 
-/// The mount of a device's whole file system is found in mountinfo by its number: not a bind
-/// mount of a directory in it, not another device's; escaped characters in its path decoded.
+/// The mounts of a device's whole file system are found in mountinfo by its number, in order:
+/// not a bind mount of a directory in it, not another device's; escaped characters in their
+/// paths decoded.
 #[test]
-fn a_devices_mount_point_is_found_in_mountinfo() {
+fn a_devices_mount_points_are_found_in_mountinfo() {
     let mountinfo = "\
 22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
 40 22 8:16 /seed /srv/bound rw shared:2 - vfat /dev/sdb rw
@@ -317,26 +408,70 @@ fn a_devices_mount_point_is_found_in_mountinfo() {
 42 22 8:16 / /media/my\\040seed\\134x rw,nosuid shared:4 - vfat /dev/sdb rw,uid=1000
 43 22 8:16 / /mnt/second rw shared:5 - vfat /dev/sdb rw
 ";
+    let points =
+        |major, minor| elsewhere::mount_points_of(mountinfo, major, minor).collect::<Vec<_>>();
     assert_eq!(
-        elsewhere::mount_point_of(mountinfo, 8, 16),
-        Some(PathBuf::from("/media/my seed\\x"))
+        points(8, 16),
+        [
+            PathBuf::from("/media/my seed\\x"),
+            PathBuf::from("/mnt/second")
+        ]
     );
-    assert_eq!(elsewhere::mount_point_of(mountinfo, 8, 17), None);
-    assert_eq!(
-        elsewhere::mount_point_of(mountinfo, 253, 1),
-        Some(PathBuf::from("/"))
-    );
+    assert_eq!(points(8, 17), [] as [PathBuf; 0]);
+    assert_eq!(points(253, 1), [PathBuf::from("/")]);
 }
 
-/// Detaches a loop device and unmounts what a test mounted, however the test ends.
-struct LoopMount {
-    device: PathBuf,
-    target: Option<PathBuf>,
+/// A loop device a test attached, and what it mounted: unmounted (last first) and detached
+/// however the test ends.
+pub(crate) struct LoopMount {
+    pub device: PathBuf,
+    targets: Vec<PathBuf>,
+}
+
+impl LoopMount {
+    /// An 8 MiB ext4 image labelled `CIDATA` in `dir`, on a loop device; `None` (the test
+    /// skipped) without root, `losetup` or `mkfs.ext4`. (ext4 plays a drive the system mounted
+    /// read-write: the test hosts have no vfat; the kernel's rule is the same.)
+    pub fn attach(dir: &Path) -> Option<LoopMount> {
+        if !crate::testutil::require_root()
+            || !require_tool("losetup")
+            || !require_tool("mkfs.ext4")
+        {
+            return None;
+        }
+        let image = dir.join("seed.img");
+        fs::File::create(&image).unwrap().set_len(8 << 20).unwrap();
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "CIDATA"])
+            .arg(&image));
+        let attached = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        if !attached.status.success() {
+            crate::testutil::missing("a loop device", "cannot be attached here");
+            return None;
+        }
+        let device = PathBuf::from(String::from_utf8_lossy(&attached.stdout).trim());
+        Some(LoopMount {
+            device,
+            targets: Vec::new(),
+        })
+    }
+
+    /// Mounts the device read-write on `target` (made when missing).
+    pub fn mount_device(&mut self, target: &Path) {
+        fs::create_dir_all(target).unwrap();
+        let device = Some(self.device.as_path());
+        nix::mount::mount(device, target, Some("ext4"), MsFlags::empty(), None::<&str>).unwrap();
+        self.targets.push(target.to_owned());
+    }
 }
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        if let Some(target) = &self.target {
+        for target in self.targets.iter().rev() {
             let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
         }
         let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
@@ -344,56 +479,62 @@ impl Drop for LoopMount {
 }
 
 /// A drive the system mounted read-write already (a vfat `CIDATA` in fstab): the read-only
-/// mount fails with `EBUSY`, so it is read where it is mounted, and left mounted. (ext4 on a
-/// loop device plays the drive: the test hosts have no vfat; the kernel's rule is the same.)
+/// mount fails with `EBUSY`, so it is read where it is mounted, and left mounted.
 #[test]
 fn a_drive_mounted_read_write_elsewhere_is_read_there_and_left_mounted() {
-    if !crate::testutil::require_root() || !require_tool("losetup") || !require_tool("mkfs.ext4") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("seed.img");
-    fs::File::create(&image).unwrap().set_len(8 << 20).unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "CIDATA"])
-        .arg(&image));
-    let attached = Command::new("losetup")
-        .args(["--find", "--show"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    if !attached.status.success() {
-        crate::testutil::missing("a loop device", "cannot be attached here");
+    let Some(mut drive) = LoopMount::attach(dir.path()) else {
         return;
-    }
-    let device = PathBuf::from(String::from_utf8_lossy(&attached.stdout).trim());
-    let mut guard = LoopMount {
-        device: device.clone(),
-        target: None,
     };
     let elsewhere = dir.path().join("media/seed dir");
-    fs::create_dir_all(&elsewhere).unwrap();
-    nix::mount::mount(
-        Some(&device),
-        &elsewhere,
-        Some("ext4"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
-    guard.target = Some(elsewhere.clone());
+    drive.mount_device(&elsewhere);
     fs::write(elsewhere.join("user-data"), "#cloud-config\n").unwrap();
 
     fs::create_dir_all(dir.path().join("root")).unwrap();
     let root = Root::open(dir.path().join("root")).unwrap();
-    let mounted = Mounted::mount(&root, &device, FsType::Ext, "nocloud").unwrap();
+    let mounted = Mounted::mount(&root, &drive.device, FsType::Ext, "nocloud").unwrap();
     assert_eq!(mounted.dir(), elsewhere);
     assert_eq!(
-        read(mounted.dir(), Path::new("user-data"), 100)
+        read(mounted.dir(), Path::new("user-data"), 100, mounted.whose())
             .unwrap()
             .unwrap(),
         b"#cloud-config\n"
     );
+    assert_eq!(mounted.whose(), Mount::Elsewhere);
+    // What a user may write there (`umask=000`) is not read.
+    let user_data = elsewhere.join("user-data");
+    let writable = std::os::unix::fs::PermissionsExt::from_mode(0o666);
+    fs::set_permissions(&user_data, writable).unwrap();
+    let err = read(mounted.dir(), Path::new("user-data"), 100, mounted.whose()).unwrap_err();
+    assert!(
+        matches!(&err, DriveError::Elsewhere(inner) if matches!(**inner, DriveError::UsersMayWrite { .. })),
+        "{err}"
+    );
     drop(mounted);
     assert!(elsewhere.join("user-data").exists(), "left mounted");
+}
+
+/// A drive mounted read-write twice, the first mount hidden under another file system: it is
+/// read at the second, not left for the `EBUSY` of its read-only mount.
+#[test]
+fn a_drive_mounted_elsewhere_under_another_mount_is_read_at_its_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut drive) = LoopMount::attach(dir.path()) else {
+        return;
+    };
+    let hidden = dir.path().join("hidden");
+    drive.mount_device(&hidden);
+    fs::write(hidden.join("user-data"), "#cloud-config\n").unwrap();
+    let second = dir.path().join("second");
+    drive.mount_device(&second);
+    let tmpfs = (Some("tmpfs"), Some("tmpfs"), None::<&str>);
+    nix::mount::mount(tmpfs.0, &hidden, tmpfs.1, MsFlags::empty(), tmpfs.2).unwrap();
+    drive.targets.push(hidden.clone());
+
+    fs::create_dir_all(dir.path().join("root")).unwrap();
+    let root = Root::open(dir.path().join("root")).unwrap();
+    let mounted = Mounted::mount(&root, &drive.device, FsType::Ext, "nocloud").unwrap();
+    assert_eq!(mounted.dir(), second);
+    let read = read(mounted.dir(), Path::new("user-data"), 100, mounted.whose()).unwrap();
+    assert_eq!(read.unwrap(), b"#cloud-config\n");
 }

@@ -330,7 +330,7 @@ fn a_device_seed_is_merged_over_a_directory_seed() {
     );
     fs::write(dir.path().join("device/network-config"), "").unwrap();
     let read = |name: &str| {
-        Seed::read_dir(&dir.path().join(name), name.to_owned())
+        Seed::read_dir(&dir.path().join(name), name.to_owned(), Mount::Own)
             .unwrap()
             .unwrap()
     };
