@@ -48,6 +48,7 @@ pub fn boot(state_root: &Path, image: &Image, spec: &BootSpec) -> anyhow::Result
     // progress, and what it made goes with it. Dropped last, after the guards below.
     let _stop = StopHandler::install()?;
     crate::lab::require_root()?;
+    crate::lab::release::require_release_tool()?;
     let lab = Lab::open(state_root, &spec.lab_id)?;
     lab.require_running()?;
     let dir = lab.state().dir.join("guests").join(&spec.name);
@@ -204,9 +205,9 @@ impl Drop for InstanceGuard<'_> {
             let uuid = &record.uuid;
             let db = self.lab.state().db.display();
             eprintln!(
-                "failed to delete instance {uuid}: {err:#}; if `metaboot-server --db {db} \
-                 instance show {uuid}` still finds it, delete it with `metaboot-server --db {db} \
-                 instance delete {uuid}`"
+                "could not finish deleting instance {uuid}: {err:#}; if `metaboot-server --db \
+                 {db} instance show {uuid}` still finds it, delete it with `metaboot-server --db \
+                 {db} instance delete {uuid}`"
             );
         }
     }

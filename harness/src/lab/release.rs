@@ -21,6 +21,20 @@ pub const RELEASE_TOOL: &str = "dhcp_release";
 /// The Debian package that has it.
 pub const RELEASE_PACKAGE: &str = "dnsmasq-utils";
 
+/// Refuses to go on without [`RELEASE_TOOL`], saying what to install: for a command that
+/// deletes the port it registers (`boot`), whose address the next port is given.
+pub fn require_release_tool() -> anyhow::Result<()> {
+    if process::on_path(RELEASE_TOOL) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{RELEASE_TOOL} is missing: without it a deleted port's lease is kept for up to {}, and \
+         the next guest given its address gets none; install {RELEASE_PACKAGE} \
+         (scripts/install-lab-deps does)",
+        dhcp::LEASE_TIME
+    )
+}
+
 /// Takes back the DHCP of deleted port `port_id` (`mac`, `ip`) on IPv4 network `network_id`,
 /// whose dnsmasq is `dnsmasq`: [`forget_host`], then [`release_lease`]. Keeps going after an
 /// error, then returns the first.
@@ -44,8 +58,8 @@ pub fn forget_host(files: &DnsmasqFiles, dnsmasq: &Daemon, port_id: &str) -> any
     dhcp::remove_host(files, port_id)?;
     dnsmasq.signal(Signal::SIGHUP).map_err(|err| {
         err.context(format!(
-            "dnsmasq still gives the address of deleted port {port_id}: take the lab down and \
-             up again"
+            "dnsmasq was not told to forget deleted port {port_id} (is it running?): take the \
+             lab down and up again"
         ))
     })
 }

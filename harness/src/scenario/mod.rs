@@ -53,22 +53,28 @@ pub struct RunOptions {
     pub via: Via,
 }
 
+/// The programs a scenario run needs on the host (scripts/install-lab-deps installs them).
+pub const LAB_TOOLS: [&str; 11] = [
+    "qemu-system-x86_64",
+    "dnsmasq",
+    "iptables",
+    "ip6tables",
+    "ip",
+    "ssh",
+    "ssh-keygen",
+    "mkfs.ext4",
+    "apt-get",
+    "dpkg",
+    // A boot's instance is deleted when it ends; the next port given its address gets a lease
+    // only once this released the old one.
+    crate::lab::release::RELEASE_TOOL,
+];
+
 /// Checks that this machine can run guests: root, QEMU, the tools the lab calls.
 pub fn preflight() -> anyhow::Result<()> {
     lab::require_root()?;
     let mut missing = Vec::new();
-    for tool in [
-        "qemu-system-x86_64",
-        "dnsmasq",
-        "iptables",
-        "ip6tables",
-        "ip",
-        "ssh",
-        "ssh-keygen",
-        "mkfs.ext4",
-        "apt-get",
-        "dpkg",
-    ] {
+    for tool in LAB_TOOLS {
         if !crate::process::on_path(tool) {
             missing.push(tool);
         }
@@ -372,6 +378,14 @@ mod tests {
     use super::*;
     use crate::process::is_alive;
     use crate::wait::wait_until;
+
+    /// A run checks for the lease-releasing tool with the others: without it a boot's deleted
+    /// port keeps its lease, and the next guest given its address gets none.
+    #[test]
+    fn the_lab_tools_include_the_lease_release() {
+        assert!(LAB_TOOLS.contains(&crate::lab::release::RELEASE_TOOL));
+        assert!(LAB_TOOLS.contains(&"dnsmasq"));
+    }
 
     /// Environment variable that turns the test binary, re-executed, into the process of
     /// `a_second_stop_signal_ends_the_step_in_progress`: the directory it writes into.
