@@ -116,12 +116,23 @@ pub fn registry_id(client: &mut Client) -> Result<RegistryId, ::postgres::Error>
     let database: i64 = row.try_get(0)?;
     let may_read_cluster: bool = row.try_get(1)?;
     let may_read_timeline: bool = row.try_get(2)?;
-    let (cluster, timeline) = match control_read(may_read_cluster, may_read_timeline) {
+    let read = |client: &mut Client, timeline: bool| match control_read(may_read_cluster, timeline)
+    {
         Some(statement) => {
             let row = client.query_one(&statement, &[])?;
-            (row.try_get(0)?, row.try_get(1)?)
+            Ok::<_, ::postgres::Error>((row.try_get(0)?, row.try_get(1)?))
         }
-        None => (None, None),
+        None => Ok((None, None)),
+    };
+    // A server whose WAL functions fail though the role may run them (a managed or forked
+    // PostgreSQL) reads no timeline, as a hot standby: the connection stays usable (the
+    // statement ran in no transaction), and only a promotion goes unseen.
+    let (cluster, timeline) = match read(client, may_read_timeline) {
+        Err(err) if may_read_timeline => {
+            tracing::debug!(error = %err, "the registry's timeline cannot be read");
+            read(client, false)?
+        }
+        other => other?,
     };
     Ok(RegistryId {
         cluster,
