@@ -133,8 +133,9 @@ impl Pool {
                 )),
                 Refusal::Busy(Shortage::Writers) => StoreError::Backend(format!(
                     "the {MAX_WRITERS} connections writes may use to {} stayed busy for {} s, \
-                     waiting for the registry's write lock (another writer holds it, such as \
-                     a bulk registration): try again once it is done",
+                     waiting for the registry's write lock (held by a long write, such as a \
+                     bulk registration, with this server's own writes queued behind it): try \
+                     again once it is done",
                     self.target,
                     POOL_WAIT.as_secs()
                 )),
