@@ -56,15 +56,47 @@ fn unescape(field: &str) -> Vec<u8> {
     out
 }
 
+/// The system's mount table, whose options say who may mount what.
+const FSTAB: &str = "/etc/fstab";
+
+/// fstab options that let a user mount the file system (mount(8)): that user could have
+/// mounted it as theirs and written the user data root runs, and root's files, when root
+/// mounts it again at boot, would not show it.
+pub const USER_MOUNT_OPTIONS: [&str; 4] = ["user", "users", "owner", "group"];
+
+/// Whether `fstab`'s text lets users mount a file system at `point`.
+pub fn users_may_mount(fstab: &str, point: &Path) -> bool {
+    fstab.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(spec), Some(dir), Some(_), Some(options)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        !spec.starts_with('#')
+            && Path::new(&OsString::from_vec(unescape(dir))) == point
+            && options
+                .split(',')
+                .any(|option| USER_MOUNT_OPTIONS.contains(&option))
+    })
+}
+
 /// Where block device `device` (a host path) is mounted, when it is: the first mount point of
 /// its file system ([`mount_points_of`] in [`MOUNTINFO`]) that is that file system now (its
 /// device number is the device's): one something else is mounted on top of is passed over
-/// for the next.
+/// for the next; one fstab lets users mount ([`users_may_mount`]) is not read.
 pub fn find(device: &Path) -> Option<PathBuf> {
     let rdev = std::fs::metadata(device).ok()?.rdev();
     let mountinfo = std::fs::read_to_string(MOUNTINFO).ok()?;
-    mount_points_of(&mountinfo, libc::major(rdev), libc::minor(rdev))
-        .find(|point| std::fs::metadata(point).is_ok_and(|found| found.dev() == rdev))
+    let fstab = std::fs::read_to_string(FSTAB).unwrap_or_default();
+    mount_points_of(&mountinfo, libc::major(rdev), libc::minor(rdev)).find(|point| {
+        let here = std::fs::metadata(point).is_ok_and(|found| found.dev() == rdev);
+        if here && users_may_mount(&fstab, point) {
+            tracing::warn!(device = %device.display(), dir = %point.display(), "drive mounted where {FSTAB} lets users mount it: not read");
+            return false;
+        }
+        here
+    })
 }
 
 /// Reads `path` under `drive`, the top of a drive mounted elsewhere, at most `limit` bytes;

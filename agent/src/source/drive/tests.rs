@@ -421,6 +421,30 @@ fn a_devices_mount_points_are_found_in_mountinfo() {
     assert_eq!(points(253, 1), [PathBuf::from("/")]);
 }
 
+/// A drive mounted where fstab lets users mount it is not read there: a user could have
+/// mounted it as theirs and written the user data, and root's files would not show it.
+#[test]
+fn a_mount_point_users_may_mount_is_known_from_fstab() {
+    let fstab = "\
+# LABEL=CIDATA /mnt/commented vfat users 0 0
+LABEL=CIDATA /mnt/seed vfat defaults,users 0 0
+/dev/sdc /media/my\\040seed vfat noauto,user,noexec 0 0
+/dev/sdd /mnt/owned vfat owner 0 0
+/dev/sde /mnt/root vfat defaults,nofail 0 0
+";
+    let may = |point: &str| elsewhere::users_may_mount(fstab, Path::new(point));
+    assert!(may("/mnt/seed"));
+    assert!(may("/media/my seed"));
+    assert!(may("/mnt/owned"));
+    assert!(!may("/mnt/root"));
+    assert!(!may("/mnt/commented"));
+    assert!(!may("/mnt/elsewhere"));
+    assert_eq!(
+        elsewhere::USER_MOUNT_OPTIONS,
+        ["user", "users", "owner", "group"]
+    );
+}
+
 /// A loop device a test attached, and what it mounted: unmounted (last first) and detached
 /// however the test ends.
 pub(crate) struct LoopMount {
