@@ -227,13 +227,12 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::h1::malformed_head::answer_to_a_malformed_head;
 
     /// A head the connection refuses before the agent sees it is in `/metrics`, as a request
     /// by its status and as a rejection by its reason.
     #[tokio::test]
     async fn a_refused_request_head_is_counted_as_a_request_and_a_rejection() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
         let model = Arc::new(ReadModel::load(store.as_ref()).unwrap());
@@ -243,18 +242,7 @@ mod tests {
             timeout: UPSTREAM_TIMEOUT,
         };
         let handler = AgentHandler::new(agent.clone(), api);
-        let (mut proxy, ours) = tokio::io::duplex(64 * 1024);
-        let serving =
-            crate::http::h1::serve_connection(ours, Peer::Unix, ServerLimits::default(), handler);
-        let serving = tokio::spawn(serving);
-        proxy
-            .write_all(b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        proxy.read_to_end(&mut answer).await.unwrap();
-        drop(proxy);
-        serving.await.unwrap();
+        let answer = answer_to_a_malformed_head(handler, Peer::Unix, ServerLimits::default()).await;
         assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
         let metrics = &agent.metrics;
         assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);

@@ -200,6 +200,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::http::h1::malformed_head::answer_to_a_malformed_head;
 
     #[derive(Parser)]
     struct Command {
@@ -211,27 +212,15 @@ mod tests {
     /// its status and as a rejection by its reason.
     #[tokio::test]
     async fn a_refused_request_head_is_counted_as_a_request_and_a_rejection() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::open(dir.path().join("r.sqlite").to_str().unwrap()).unwrap();
         let model = Arc::new(ReadModel::load(store.as_ref()).unwrap());
         let rendering = Rendering::default();
         let api = Arc::new(Api::new(store, model, Identify::SourceIp, rendering));
         let handler = ApiHandler::new(api.clone());
-        let (mut guest, ours) = tokio::io::duplex(64 * 1024);
         let peer = Peer::Tcp("198.18.0.10:40000".parse().unwrap());
         let limits = ServerLimits::guest_facing();
-        let serving = crate::http::h1::serve_connection(ours, peer, limits, handler);
-        let serving = tokio::spawn(serving);
-        guest
-            .write_all(b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        guest.read_to_end(&mut answer).await.unwrap();
-        drop(guest);
-        serving.await.unwrap();
+        let answer = answer_to_a_malformed_head(handler, peer, limits).await;
         assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
         let metrics = api.metrics();
         assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);

@@ -361,6 +361,7 @@ fn refused(message: String) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::h1::malformed_head::answer_to_a_malformed_head;
 
     /// A router proxy's flags, each valid.
     fn valid_args() -> ProxyArgs {
@@ -553,24 +554,12 @@ mod tests {
     /// request by its status and as a rejection by its reason.
     #[tokio::test]
     async fn a_refused_request_head_is_counted_as_a_request_and_a_rejection() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
         let metrics = Metrics::new("proxy");
         let scope = ProxyScope::Router("r1".into());
         let handler = ProxyHandler::new(scope, Nowhere, None, metrics.clone());
-        let (mut guest, ours) = tokio::io::duplex(64 * 1024);
         let peer = Peer::Tcp("198.18.0.10:40000".parse().unwrap());
         let limits = ServerLimits::guest_facing();
-        let serving = crate::http::h1::serve_connection(ours, peer, limits, handler);
-        let serving = tokio::spawn(serving);
-        guest
-            .write_all(b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        guest.read_to_end(&mut answer).await.unwrap();
-        drop(guest);
-        serving.await.unwrap();
+        let answer = answer_to_a_malformed_head(handler, peer, limits).await;
         assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
         assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);
         assert_eq!(metrics.rejections_for(Rejection::RequestHeadMalformed), 1);

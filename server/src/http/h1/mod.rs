@@ -14,6 +14,8 @@ mod response_head;
 mod write;
 
 #[cfg(test)]
+pub(crate) mod malformed_head;
+#[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
 mod tests;
