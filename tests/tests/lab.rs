@@ -30,6 +30,27 @@ struct Cleanup {
     ids: Vec<String>,
 }
 
+impl Cleanup {
+    /// A new lab id under `state_root`, and the cleanup that takes that lab down however the
+    /// test ends.
+    fn one_lab(state_root: &Path) -> (String, Self) {
+        let id = lab::config::random_id();
+        let cleanup = Self {
+            state_root: state_root.to_owned(),
+            ids: vec![id.clone()],
+        };
+        (id, cleanup)
+    }
+}
+
+/// The options that bring a lab up under `state_root`, with the workspace's server.
+fn lab_options(state_root: &Path) -> LabOptions {
+    LabOptions {
+        state_root: state_root.to_owned(),
+        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for id in &self.ids {
@@ -79,10 +100,7 @@ fn two_labs_come_up_side_by_side_and_down_removes_everything() {
         return;
     };
     let state = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        state_root: state.path().to_owned(),
-        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
-    };
+    let opts = lab_options(state.path());
     let ids = [lab::config::random_id(), lab::config::random_id()];
     // Takes both labs down if an assertion fails (before the state directory goes away).
     let _cleanup = Cleanup {
@@ -318,15 +336,8 @@ fn a_lab_whose_state_is_lost_is_still_taken_down() {
     };
     let state = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        state_root: state.path().to_owned(),
-        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
-    };
-    let id = lab::config::random_id();
-    let _cleanup = Cleanup {
-        state_root: state.path().to_owned(),
-        ids: vec![id.clone()],
-    };
+    let opts = lab_options(state.path());
+    let (id, _cleanup) = Cleanup::one_lab(state.path());
     let before = namespace_names();
     let lab = Lab::up(&LabConfig::default_with_id(&id), &opts).expect("the lab comes up");
     let namespaces = lab.state().namespaces.clone();
@@ -365,15 +376,8 @@ fn a_lab_down_under_another_state_root_leaves_the_lab_up() {
     };
     let state = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        state_root: state.path().to_owned(),
-        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
-    };
-    let id = lab::config::random_id();
-    let _cleanup = Cleanup {
-        state_root: state.path().to_owned(),
-        ids: vec![id.clone()],
-    };
+    let opts = lab_options(state.path());
+    let (id, _cleanup) = Cleanup::one_lab(state.path());
     let lab = Lab::up(&LabConfig::default_with_id(&id), &opts).expect("the lab comes up");
     let namespaces = lab.state().namespaces.clone();
     let daemons = lab.state().daemons.clone();
@@ -407,10 +411,7 @@ fn a_lab_up_that_loses_its_namespace_to_another_leaves_it_alone() {
         return;
     };
     let state = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        state_root: state.path().to_owned(),
-        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
-    };
+    let opts = lab_options(state.path());
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
         let id = lab::config::random_id();
@@ -469,11 +470,7 @@ fn a_lab_up_cut_short_by_a_signal_leaves_nothing_behind() {
     let state = tempfile::tempdir().unwrap();
     let server = workspace::build(workspace::SERVER).expect("metaboot-server builds");
     let harness = workspace::build(workspace::HARNESS).expect("metaboot-harness builds");
-    let id = lab::config::random_id();
-    let _cleanup = Cleanup {
-        state_root: state.path().to_owned(),
-        ids: vec![id.clone()],
-    };
+    let (id, _cleanup) = Cleanup::one_lab(state.path());
     let before = namespace_names();
     let up = || {
         let mut cmd = Command::new(&harness);
@@ -542,15 +539,8 @@ fn a_routed_slaac_network_advertises_its_router_as_default_router() {
         return;
     };
     let state = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        state_root: state.path().to_owned(),
-        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
-    };
-    let id = lab::config::random_id();
-    let _cleanup = Cleanup {
-        state_root: state.path().to_owned(),
-        ids: vec![id.clone()],
-    };
+    let opts = lab_options(state.path());
+    let (id, _cleanup) = Cleanup::one_lab(state.path());
     let config = LabConfig {
         id: id.clone(),
         networks: vec![NetworkConfig {
@@ -734,15 +724,8 @@ fn a_deleted_ports_lease_is_released_for_the_next_port_given_its_address() {
         }
     }
     let state = tempfile::tempdir().unwrap();
-    let opts = LabOptions {
-        state_root: state.path().to_owned(),
-        server_bin: workspace::build(workspace::SERVER).expect("metaboot-server builds"),
-    };
-    let id = lab::config::random_id();
-    let _cleanup = Cleanup {
-        state_root: state.path().to_owned(),
-        ids: vec![id.clone()],
-    };
+    let opts = lab_options(state.path());
+    let (id, _cleanup) = Cleanup::one_lab(state.path());
     let config = LabConfig {
         id: id.clone(),
         networks: vec![NetworkConfig {
