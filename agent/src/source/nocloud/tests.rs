@@ -275,7 +275,7 @@ fn an_unreadable_seed_passes_to_the_next_one() {
 }
 
 /// A seed directory's files may be root's symlinks to anywhere on the machine (`user-data ->
-/// /etc/seed/user-data`, `vendor-data -> ../shared/vendor-data`), as cloud-init follows them;
+/// /etc/seed/user-data`, `vendor-data -> ../common/vendor-data`), as cloud-init follows them;
 /// they were resolved inside the seed directory and found missing, and the seed taken for none.
 /// A user's link is never followed: the seed is refused, the error saying why.
 #[test]
@@ -283,16 +283,16 @@ fn a_seed_directorys_symlinks_are_followed_through_the_machines_root() {
     let dir = tempfile::tempdir().unwrap();
     let root = Root::open(dir.path()).unwrap();
     let seed = root.host_path(SEED_DIRS[0]);
-    let shared = root.host_path("/var/lib/cloud/seed/shared");
+    let common = root.host_path("/var/lib/cloud/seed/common");
     fs::create_dir_all(&seed).unwrap();
-    fs::create_dir_all(&shared).unwrap();
+    fs::create_dir_all(&common).unwrap();
     fs::create_dir_all(root.host_path("/etc/seed")).unwrap();
     fs::write(seed.join("meta-data"), "instance-id: linked\n").unwrap();
     let user_data = "#cloud-config\nhostname: linked\n";
     fs::write(root.host_path("/etc/seed/user-data"), user_data).unwrap();
-    fs::write(shared.join("vendor-data"), "#cloud-config\n").unwrap();
+    fs::write(common.join("vendor-data"), "#cloud-config\n").unwrap();
     std::os::unix::fs::symlink("/etc/seed/user-data", seed.join("user-data")).unwrap();
-    std::os::unix::fs::symlink("../shared/vendor-data", seed.join("vendor-data")).unwrap();
+    std::os::unix::fs::symlink("../common/vendor-data", seed.join("vendor-data")).unwrap();
     let mut source = detect_in(&root).unwrap().expect("the linked seed");
     let meta: Value = serde_json::from_slice(&source.meta_data().unwrap()).unwrap();
     assert_eq!(meta["uuid"], "linked");
