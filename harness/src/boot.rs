@@ -275,14 +275,7 @@ mod tests {
             manifest: crate::image::Manifest {
                 kind: "tiny".into(),
                 key: "test".into(),
-                inputs: vec![],
-                packages: vec![],
-                modules: vec![],
-                kernel_file: String::new(),
-                kernel_bytes: None,
-                initrd_bytes: 0,
-                content_bytes: 0,
-                build_seconds: 0.0,
+                ..crate::image::Manifest::default()
             },
             cached: true,
         };

@@ -237,14 +237,9 @@ mod tests {
             manifest: Manifest {
                 kind: "tiny".into(),
                 key: "abc".into(),
-                inputs: vec![],
                 packages: vec!["busybox-static=1".into()],
-                modules: vec![],
-                kernel_file: String::new(),
-                kernel_bytes: None,
                 initrd_bytes: 4_000_000,
-                content_bytes: 0,
-                build_seconds: 0.0,
+                ..Manifest::default()
             },
             cached: true,
         }

@@ -70,14 +70,7 @@ fn fake_image(dir: &Path) -> Image {
         manifest: Manifest {
             kind: "tiny".into(),
             key: "test".into(),
-            inputs: vec![],
-            packages: vec![],
-            modules: vec![],
-            kernel_file: String::new(),
-            kernel_bytes: None,
-            initrd_bytes: 0,
-            content_bytes: 0,
-            build_seconds: 0.0,
+            ..Manifest::default()
         },
         cached: true,
     }

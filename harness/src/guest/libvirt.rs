@@ -163,14 +163,7 @@ mod tests {
             manifest: Manifest {
                 kind: "tiny".into(),
                 key: "0123".into(),
-                inputs: vec![],
-                packages: vec![],
-                modules: vec![],
-                kernel_file: String::new(),
-                kernel_bytes: None,
-                initrd_bytes: 0,
-                content_bytes: 0,
-                build_seconds: 0.0,
+                ..Manifest::default()
             },
             cached: true,
         };

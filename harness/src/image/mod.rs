@@ -26,8 +26,9 @@ pub const INITRD: &str = "initrd.img";
 /// The manifest's file name; written last, so its presence marks a complete image.
 pub const MANIFEST: &str = "manifest.json";
 
-/// What an image was built from, stored next to it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What an image was built from, stored next to it. `Default` is an empty one, for tests that
+/// need an image's record but no build.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {
     /// The recipe (`tiny`).
     pub kind: String,
