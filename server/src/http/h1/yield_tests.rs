@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 
 use super::serve_connection;
@@ -104,51 +104,13 @@ impl AsyncWrite for Pipelining {
     }
 }
 
+/// What a connection's stream must be.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
 /// A connection's stream: the pipelining guest, or an ordinary client's.
-enum Client {
-    Pipelining(Pipelining),
-    Ordinary(DuplexStream),
-}
-
-impl AsyncRead for Client {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Pipelining(stream) => Pin::new(stream).poll_read(cx, buf),
-            Self::Ordinary(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Client {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Pipelining(stream) => Pin::new(stream).poll_write(cx, buf),
-            Self::Ordinary(stream) => Pin::new(stream).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Pipelining(stream) => Pin::new(stream).poll_flush(cx),
-            Self::Ordinary(stream) => Pin::new(stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Pipelining(stream) => Pin::new(stream).poll_shutdown(cx),
-            Self::Ordinary(stream) => Pin::new(stream).poll_shutdown(cx),
-        }
-    }
-}
+type Client = Box<dyn Stream>;
 
 /// A listener whose connections come from a channel.
 struct Connections(tokio::sync::Mutex<mpsc::UnboundedReceiver<Client>>);
@@ -206,8 +168,8 @@ async fn a_connection_that_never_waits_leaves_the_accept_loop_to_the_others() {
         .write_all(b"GET /openstack HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    connect.send(Client::Pipelining(Pipelining::new())).unwrap();
-    connect.send(Client::Ordinary(theirs)).unwrap();
+    connect.send(Box::new(Pipelining::new())).unwrap();
+    connect.send(Box::new(theirs)).unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), neighbour.read_to_end(&mut answer))
         .await
