@@ -227,7 +227,7 @@ pub fn serve(db: &str, args: AgentArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::h1::malformed_head::answer_to_a_malformed_head;
+    use crate::http::h1::exchange::{MALFORMED_HEAD, answer_until_closed};
 
     /// A head the connection refuses before the agent sees it is in `/metrics`, as a request
     /// by its status and as a rejection by its reason.
@@ -242,7 +242,8 @@ mod tests {
             timeout: UPSTREAM_TIMEOUT,
         };
         let handler = AgentHandler::new(agent.clone(), api);
-        let answer = answer_to_a_malformed_head(handler, Peer::Unix, ServerLimits::default()).await;
+        let answer =
+            answer_until_closed(handler, Peer::Unix, ServerLimits::default(), MALFORMED_HEAD).await;
         assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
         let metrics = &agent.metrics;
         assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);

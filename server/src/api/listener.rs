@@ -200,7 +200,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::http::h1::malformed_head::answer_to_a_malformed_head;
+    use crate::http::h1::exchange::{MALFORMED_HEAD, answer_until_closed};
 
     #[derive(Parser)]
     struct Command {
@@ -220,7 +220,7 @@ mod tests {
         let handler = ApiHandler::new(api.clone());
         let peer = Peer::Tcp("198.18.0.10:40000".parse().unwrap());
         let limits = ServerLimits::guest_facing();
-        let answer = answer_to_a_malformed_head(handler, peer, limits).await;
+        let answer = answer_until_closed(handler, peer, limits, MALFORMED_HEAD).await;
         assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
         let metrics = api.metrics();
         assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);

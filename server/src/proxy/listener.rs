@@ -361,7 +361,7 @@ fn refused(message: String) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::h1::malformed_head::answer_to_a_malformed_head;
+    use crate::http::h1::exchange::{MALFORMED_HEAD, answer_until_closed};
 
     /// A router proxy's flags, each valid.
     fn valid_args() -> ProxyArgs {
@@ -559,7 +559,7 @@ mod tests {
         let handler = ProxyHandler::new(scope, Nowhere, None, metrics.clone());
         let peer = Peer::Tcp("198.18.0.10:40000".parse().unwrap());
         let limits = ServerLimits::guest_facing();
-        let answer = answer_to_a_malformed_head(handler, peer, limits).await;
+        let answer = answer_until_closed(handler, peer, limits, MALFORMED_HEAD).await;
         assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
         assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 1);
         assert_eq!(metrics.rejections_for(Rejection::RequestHeadMalformed), 1);

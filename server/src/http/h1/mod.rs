@@ -14,7 +14,7 @@ mod response_head;
 mod write;
 
 #[cfg(test)]
-pub(crate) mod malformed_head;
+pub(crate) mod exchange;
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]

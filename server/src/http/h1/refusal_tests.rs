@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::serve_connection;
+use super::exchange::answer_until_closed;
 use crate::http::limits::MAX_HEADER_BYTES;
 use crate::http::response::TEXT_PLAIN;
 use crate::http::{Body, Handler, Peer, Rejection, Reply, RequestBody, ServerLimits};
@@ -80,17 +79,8 @@ async fn exchange(handler: Counting, request: &[u8]) -> String {
         write_timeout: SHORT,
         ..ServerLimits::guest_facing()
     };
-    let (mut client, server) = tokio::io::duplex(256 * 1024);
-    let served = tokio::spawn(serve_connection(server, GUEST, limits, handler));
-    client.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
-        .await
-        .expect("the server closes the connection")
-        .unwrap();
-    drop(client);
-    served.await.unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&answer_until_closed(handler, GUEST, limits, request).await)
+        .into_owned()
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use super::exchange::answer_until_closed;
 use super::{head, serve_connection};
 use crate::http::limits::{
     LINGER_BYTES, LINGER_TIME, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS,
@@ -131,18 +132,7 @@ async fn exchange(limits: ServerLimits, request: &[u8]) -> Vec<u8> {
 
 /// Sends `request` to a connection `handler` serves, reads until the server closes.
 async fn exchange_with<H: Handler>(limits: ServerLimits, handler: H, request: &[u8]) -> Vec<u8> {
-    let (mut client, server) = tokio::io::duplex(256 * 1024);
-    let served = tokio::spawn(serve_connection(server, Peer::Unix, limits, handler));
-    client.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
-        .await
-        .expect("the server closes the connection")
-        .unwrap();
-    // The end of the answers: a server that drains the connection (`linger`) stops then.
-    drop(client);
-    served.await.unwrap();
-    out
+    answer_until_closed(handler, Peer::Unix, limits, request).await
 }
 
 /// Reads one response, leaving the connection open.
