@@ -521,25 +521,19 @@ impl Daemon {
     /// Ends the processes left in the daemon's session after [`Daemon::stop`] ended it:
     /// SIGTERM, then SIGKILL after `grace`.
     fn stop_session(&self, grace: Duration) -> anyhow::Result<()> {
-        let signal_all = |signal: Signal| {
-            for pid in session_members(self.pid) {
+        for (signal, wait) in [(Signal::SIGTERM, grace), (Signal::SIGKILL, KILL_TIMEOUT)] {
+            let members = session_members(self.pid);
+            if members.is_empty() {
+                return Ok(());
+            }
+            for pid in members {
                 let _ = nix::sys::signal::kill(pid_of(pid), signal);
             }
-        };
-        if session_members(self.pid).is_empty() {
-            return Ok(());
-        }
-        signal_all(Signal::SIGTERM);
-        if wait_until(Instant::now() + grace, || {
-            session_members(self.pid).is_empty()
-        }) {
-            return Ok(());
-        }
-        signal_all(Signal::SIGKILL);
-        if wait_until(Instant::now() + KILL_TIMEOUT, || {
-            session_members(self.pid).is_empty()
-        }) {
-            return Ok(());
+            if wait_until(Instant::now() + wait, || {
+                session_members(self.pid).is_empty()
+            }) {
+                return Ok(());
+            }
         }
         bail!(
             "processes {:?} that {} (pid {}) started survived SIGKILL",
